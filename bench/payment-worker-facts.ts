@@ -66,7 +66,8 @@ try {
     );
   }
   const facts = `WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")} FROM judged j`;
-  const params = (workerId: string) => ["254700000001", workerId, 600_000, `key-${randomUUID()}`, 120, 3, 5, 1000, 5_000n];
+  // The rules' limits at their defaults (config.ts: 5 tips from a number, 30 to a worker, within 10 minutes).
+  const params = (workerId: string) => ["254700000001", workerId, 600_000, `key-${randomUUID()}`, 120, 3, 5, 30, 5_000n];
   const { rows: [anyTip] } = await pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips LIMIT 1");
   const byId = `SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1`;
   console.log(`payment.tips: ${OTHERS} tips of other workers, and per size one worker's; ${calls} calls each, load average ${(await import("node:os")).loadavg()[0].toFixed(1)}`);

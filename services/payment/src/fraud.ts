@@ -42,6 +42,13 @@ export const RULE_ACTIONS: Record<FraudReasonCode, FraudActionCode> = {
 
 /** A tip this many times the worker's median (over at least 5 tips) is an outlier too. */
 export const OUTLIER_TIMES_MEDIAN = 20n;
+/**
+ * The worker's rules read at most the worker's newest this many tips of 90 days: the median is of
+ * their succeeded ones. All of them made each tip to a busy worker read its whole history (980
+ * blocks at 10,000 tips, bench/payment-worker-facts.ts; about one per tip read where a vacuum has
+ * not seen the page yet, as for recent tips). 200 tips make as good a yardstick for an outlier.
+ */
+export const WORKER_TIPS_READ = 200;
 
 export interface FraudHit {
   reason: FraudReasonCode;
@@ -112,12 +119,15 @@ function factsSelect(v: TipFactsInputs): string {
       FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
                    array_agg(ceil(extract(epoch FROM completed_at - now()) + ${v.ruleLimitSeconds})::int ORDER BY completed_at DESC) AS wait
               FROM payment.tips WHERE ${v.ruleLimitSeconds}::int > 0 AND phone = ${v.phone} AND result_code = '17' AND completed_at > now() - make_interval(secs => ${v.ruleLimitSeconds})) l,
-           -- The worker's rules from one pass over the worker's tips (index-only where the pages are all-visible, tips_worker_facts).
+           -- The worker's rules from one pass over the worker's newest tips (index-only where the pages are all-visible,
+           -- tips_worker_facts), at most WORKER_TIPS_READ of them or the velocity limit if larger (a count that stops there
+           -- still reaches the limit): what a tip costs does not grow with the worker's history.
            (SELECT count(*) FILTER (WHERE created_at > now() - ${window}) AS recent,
                    CASE WHEN count(*) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') >= 5
                      THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') END AS median
-              FROM payment.tips
-             WHERE worker_id = ${v.worker} AND created_at > now() - GREATEST(interval '90 days', ${window})) w`;
+              FROM (SELECT created_at, status, amount_minor FROM payment.tips
+                     WHERE worker_id = ${v.worker} AND created_at > now() - GREATEST(interval '90 days', ${window})
+                     ORDER BY created_at DESC LIMIT GREATEST(${WORKER_TIPS_READ}, ${v.workerLimit}::int)) newest) w`;
 }
 
 /** The facts of `from` (aliased f) and the judgement of each rule the database decides. */
@@ -286,7 +296,7 @@ export function rulesInForce(limits: FraudLimits, cards: CardRules | undefined):
     rule("VELOCITY_PHONE", { description: `${limits.phonePerWindow} or more tips from one number within ${minutes} minutes`, limit: limits.phonePerWindow, windowSeconds: limits.windowMs / 1000, setting: "FRAUD_PHONE_PER_10MIN" }),
     rule("VELOCITY_WORKER", { description: `${limits.workerPerWindow} or more tips to one worker within ${minutes} minutes`, limit: limits.workerPerWindow, windowSeconds: limits.windowMs / 1000, setting: "FRAUD_WORKER_PER_10MIN" }),
     rule("AMOUNT_OUTLIER", {
-      description: `a tip above ${kesText(limits.outlierMinor)}, or over ${OUTLIER_TIMES_MEDIAN}x the worker's median tip (with at least 5 tips in 90 days)`,
+      description: `a tip above ${kesText(limits.outlierMinor)}, or over ${OUTLIER_TIMES_MEDIAN}x the worker's median tip (of their last ${WORKER_TIPS_READ} tips within 90 days, at least 5 succeeded)`,
       amountMinor: limits.outlierMinor, setting: "FRAUD_OUTLIER_KES",
     }),
     rule("SELF_TIP", { description: "the payer is the worker (signed in as them, or paying from their payout number)" }),

@@ -28,13 +28,15 @@ export const POST_ENTRIES_MAX = 100;
 export const POST_ENTRY_TIMEOUT_MS = 5_000;
 
 /**
- * How long wallet has to answer a call on a payout's hold (place, settle, release): one short
+ * How long wallet has to answer a payout's calls: on its hold (place, settle, release) and the
+ * reads an automatic payout's amount comes from (balance, withdrawal limits); each one short
  * transaction there, with room for a busy database. Past it the payout's step is retried (the
- * payout stays unsent, or its hold open, for reconciliation; each call is idempotent per payout),
- * rather than holding the payout, and a reconciliation pass working through its payouts one by one,
- * for as long as wallet is stuck.
+ * payout stays unsent, or its hold open, for reconciliation; each call is idempotent per payout;
+ * an automatic payout not started is started by a later tip), rather than holding the payout, a
+ * reconciliation pass working through its payouts one by one, or the worker's later automatic
+ * payouts queued behind it, for as long as wallet is stuck.
  */
-const HOLD_CALL_TIMEOUT_MS = 5_000;
+const PAYOUT_CALL_TIMEOUT_MS = 5_000;
 
 /** EnsureAccount's deadline unless configured: see PaymentConfig.walletEnsureAccountTimeoutMs. */
 export const ENSURE_ACCOUNT_TIMEOUT_MS = 5_000;
@@ -242,7 +244,7 @@ export class Ledger {
 
   async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {
     const accountId = await this.account(AccountKind.WORKER_WALLET, workerId);
-    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
+    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
     if (!hold?.holdId) throw new Error("wallet PlaceHold answered without a hold");
     return { holdId: hold.holdId, accountId };
   }
@@ -257,16 +259,16 @@ export class Ledger {
   }
 
   async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
-    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
+    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
   }
 
   async releaseHold(holdId: string, reason: string): Promise<void> {
-    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
+    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
   }
 
   /** The most the worker may withdraw now under every withdrawal limit (undefined: no limits set). */
   async withdrawalRoom(workerId: string, currency = "KES"): Promise<bigint | undefined> {
-    const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker") });
+    const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
     let room: bigint | undefined;
     for (const l of limits) {
       const remaining = l.remaining?.amountMinor;
@@ -277,7 +279,7 @@ export class Ledger {
 
   /** What the worker could withdraw now, asked as the worker (a trusted in-cluster call). */
   async available(workerId: string, currency = "KES"): Promise<bigint> {
-    const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker") });
+    const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
     return balances[0]?.available?.amountMinor ?? 0n;
   }
 }

@@ -7,8 +7,10 @@ import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import type { CardTipRow } from "../src/cards/convert.js";
 import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
-import { Ledger } from "../src/ledger.js";
+import { splitOf } from "../src/cards/tips.js";
+import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
@@ -72,7 +74,9 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   };
 
   test("a wallet stuck on PostEntry: card and suspense entries give up past the configured deadline (to be retried), and a retry posts each once", async () => {
-    const ledger = new Ledger(h.t.ctx, undefined, () => 200);
+    // A short deadline while wallet is stuck; the default for the retries, which a loaded machine may need.
+    const deadline = { ms: 200 };
+    const ledger = new Ledger(h.t.ctx, undefined, () => deadline.ms);
     const cards = new CardLedger(ledger);
     const worker = randomUUID();
     const paymentId = `pi_${randomUUID().replaceAll("-", "")}`;
@@ -97,6 +101,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       assert.ok(outcome instanceof ConnectError, "refused, not posted");
       assert.equal(Code[outcome.code], Code[Code.DeadlineExceeded]);
     }
+    deadline.ms = POST_ENTRY_TIMEOUT_MS;
     // Retried (twice: a repeat after a lost answer), each is posted once.
     const credited = [await cards.credit(split, "worker"), await cards.credit(split, "worker")];
     assert.ok(credited[0] && credited[0] === credited[1], "one card entry");
@@ -298,6 +303,34 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(ch.status, "succeeded");
     await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "too much" }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund whose worker's share the wallet took but whose answer was lost: another refund waits for it to be retried by its key, not counting that share twice", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    // What takeBackWorkerShare leaves when the wallet posts the reversal after the call's deadline: the row still 'new'.
+    const lostKey = `refund-${randomUUID()}`;
+    const refundId = randomUUID();
+    const share = (115117n * 400n) / 1000n;
+    await h.t.db.pool.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, 400, $4, 'new', 'customer asked', 'admin')`, [refundId, tip.tipId, lostKey, share]);
+    const tipRow = (await row(tip.tipId)) as CardTipRow;
+    const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
+    await new CardLedger(new Ledger(h.t.ctx)).reverse(`card-refund:${refundId}`, splitOf(tipRow), portion, { description: `Refund of card tip ${tip.tipId}` });
+    const refunds = h.stripe.requests().filter((q) => q.path === "/v1/refunds").length;
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "asked again" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && e.message.includes(lostKey));
+    assert.equal(await h.balance(worker), 115117n - share, "the worker's share taken once");
+    assert.equal(h.stripe.requests().filter((q) => q.path === "/v1/refunds").length, refunds, "Stripe was not asked");
+    // Retried by its key, it finishes (the wallet answers the reversal it has); then another refund may start.
+    const retried = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: lostKey, amount: USD(400), reason: "customer asked" });
+    assert.equal(retried.tip!.refunded!.amountMinor, 400n);
+    assert.equal(await h.balance(worker), 115117n - share);
+    const rest = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "the rest" });
+    assert.equal(rest.tip!.refunded!.amountMinor, 1000n);
+    assert.equal(await h.balance(worker), 0n);
     assert.ok(await h.trialBalanced());
   });
 

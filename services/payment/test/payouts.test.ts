@@ -82,6 +82,27 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(Code[outcome.code], Code[Code.DeadlineExceeded]);
   });
 
+  test("a wallet stuck on the reads an automatic payout's amount comes from: they give up past their deadline, rather than queueing the worker's later payouts behind them", async () => {
+    const worker = randomUUID();
+    const ledger = new Ledger(h.t.ctx);
+    await ledger.account(AccountKind.WORKER_WALLET, worker);
+    const holder = await h.t.db.pool.connect();
+    let outcomes: unknown[];
+    try {
+      await holder.query("BEGIN");
+      // Wallet's reads of balances and limits wait for these locks, with no lock timeout of their own: wallet answers nothing.
+      await holder.query("LOCK TABLE wallet.accounts, wallet.holds IN ACCESS EXCLUSIVE MODE");
+      outcomes = await Promise.all([ledger.available(worker), ledger.withdrawalRoom(worker)].map((p) => p.then(() => "answered", (err: unknown) => err)));
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    for (const outcome of outcomes) {
+      assert.ok(outcome instanceof ConnectError, "gave up, not answered");
+      assert.equal(Code[outcome.code], Code[Code.DeadlineExceeded]);
+    }
+  });
+
   test("automatic payout after a tip: held, sent once, settled", async () => {
     const p = phone();
     const worker = await tippedWorker(p);

@@ -139,6 +139,32 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.match(index[0].indexdef, /\(worker_id, created_at DESC\) INCLUDE \(status, amount_minor\)/);
   });
 
+  test("the worker's rules read the worker's newest 200 tips at most, however long the history, and the median is of those", async () => {
+    const workerId = randomUUID();
+    // 900 older tips of KES 20, then the newest 200 of KES 1,000 (a minute apart, all within 90 days).
+    await db.pool.query(
+      `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+         phone, phone_masked, status, callback_token, deadline_at, next_check_at, created_at)
+       SELECT gen_random_uuid(), $1 || i, 'fp', $2, 'KES', a, a, a, '0733' || lpad(i::text, 6, '0'), 'x', 'succeeded', $1 || 'token' || i, now(), now(),
+              now() - i * interval '1 minute'
+         FROM generate_series(1, 1100) i, LATERAL (SELECT CASE WHEN i <= 200 THEN 100000 ELSE 2000 END AS a) x`,
+      [randomUUID(), workerId],
+    );
+    const params = ["0700000003", workerId, 600_000, `key-${randomUUID()}`, 120, 3, 5, 30, 5_000n];
+    const sql = `WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")} FROM judged j`;
+    const facts = (await db.pool.query(sql, params)).rows[0];
+    assert.equal(facts.median_minor, 100_000n, "the median of the newest 200, not of all 1,100 (KES 20)");
+    assert.equal(facts.worker_recent, 9n, "the nine less than ten minutes old");
+    const { rows } = await db.pool.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
+    const read = nodes((rows[0]["QUERY PLAN"] as { Plan: PlanNode & { "Actual Rows": number } }[])[0].Plan as PlanNode)
+      .filter((n) => n["Relation Name"] === "tips" && /worker_id/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""}`)) as (PlanNode & { "Actual Rows": number })[];
+    assert.deepEqual(read.map((n) => n["Actual Rows"]), [200], "one pass, stopped at the newest 200");
+    // A velocity limit above 200 is still reached: the pass reads as many as the limit.
+    const over = (await db.pool.query(sql, [...params.slice(0, 2), 24 * 3_600_000, ...params.slice(3, 7), 800, 5_000n])).rows[0];
+    assert.equal(over.worker_recent, 800n);
+    assert.equal(over.worker_limited, true);
+  });
+
   test("recording a wallet entry is planned once per connection, whether or not it carries receipts marked sent", async () => {
     // Tables of a size where the plans for given values and the generic one differ (a small one is read whole either way).
     const tipIds = await tipsTo(randomUUID(), 3000);

@@ -762,7 +762,9 @@ export class InProcessBus implements EventBus {
     this.forgetOldIds(now);
     if (this.seen.has(message.id)) return;
     this.seen.set(message.id, now);
-    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
+    // A copy, as a stream stores one: a Buffer's slice() would share its memory (pg's bytea values
+    // and other small Buffers sit in node's 8 KiB pool slabs, which each stored message would pin).
+    this.log.push({ ...message, data: new Uint8Array(message.data), storedAt: new Date() });
     this.trim();
     for (const c of this.consumers.values()) c.wake();
   }

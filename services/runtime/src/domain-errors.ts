@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
-import { databaseConflictOf } from "./db-conflicts.js";
+import { databaseConflictOf } from "./db-answers.js";
 import { fieldErrorAsSaid } from "./field-errors.js";
 
 export abstract class DomainError extends Error {

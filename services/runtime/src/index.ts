@@ -11,7 +11,6 @@ export { requestHeaders, UnaryServerCall } from "./connect-unary.js";
 export type { RpcExchange } from "./rpc-exchange.js";
 export * from "./db.js";
 export * from "./db-answers.js";
-export * from "./db-refusals.js";
 export * from "./domain-errors.js";
 export * from "./events.js";
 export * from "./fees.js";

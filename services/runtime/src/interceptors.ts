@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
-import { databaseConflictOf } from "./db-conflicts.js";
+import { databaseConflictOf } from "./db-answers.js";
 import { ConcurrentChangeError, connectErrorOf } from "./domain-errors.js";
 import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
@@ -62,7 +62,7 @@ export interface ErrorLogOptions {
  * DomainError becomes its Connect code (the one place domain refusals are
  * mapped); a client's mistake is logged at debug only (the gateway's access
  * log has one line per call); a server fault at error; a statement that lost
- * to a concurrent transaction (db-conflicts.ts) is ABORTED, logged at warn; any
+ * to a concurrent transaction (db-answers.ts) is ABORTED, logged at warn; any
  * other error that is not a ConnectError is a bug, answered as INTERNAL with
  * the request id to quote.
  */

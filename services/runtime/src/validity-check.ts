@@ -23,6 +23,8 @@ import { patternMatch } from "./pattern-match.js";
 type Check = (value: unknown) => boolean;
 type MessageCheck = (msg: Message) => boolean;
 const unsure: Check = () => false;
+/** A field with nothing to check. */
+const noRules: MessageCheck = () => true;
 const sure: Check = () => true;
 
 /**
@@ -58,7 +60,11 @@ export function validityCheck(schema: DescMessage): MessageCheck {
 function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageCheck {
   const rules = getOption(schema, messageRulesExt);
   const checks: MessageCheck[] = [];
-  for (const f of schema.fields) checks.push(fieldCheck(f, schema === f.message ? self : undefined));
+  for (const f of schema.fields) {
+    const c = fieldCheck(f, schema === f.message ? self : undefined);
+    // A field with no rules and no message inside is left out of the loop over checks.
+    if (c !== noRules) checks.push(c);
+  }
   // Only CEL rules are judged here; a message oneof rule (at most one of some fields) is protovalidate's.
   if (rules.$unknown?.length || otherSetFields(rules, ["cel"])) return () => false;
   for (const rule of rules.cel) {
@@ -95,6 +101,7 @@ function fieldCheck(f: DescField, self: MessageCheck | undefined): MessageCheck 
   if (rules.ignore === Ignore.ALWAYS) return () => true;
   if (rules.ignore !== Ignore.UNSPECIFIED && rules.ignore !== Ignore.IF_ZERO_VALUE) return () => false;
   if (rules.cel.length || rules.$unknown?.length || hasOtherFieldRules(rules)) return () => false;
+  if (!rules.required && rules.type.case === undefined && holdsNoMessage(f)) return noRules;
   const skipWhenUnset =
     rules.ignore === Ignore.IF_ZERO_VALUE || f.fieldKind === "message" || f.oneof !== undefined || ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence !== FeatureSet_FieldPresence.IMPLICIT);
   const value = valueCheck(f, rules, self);
@@ -107,6 +114,13 @@ function fieldCheck(f: DescField, self: MessageCheck | undefined): MessageCheck 
     }
     return value(valueOf(msg as Obj, f));
   };
+}
+
+/** A scalar or enum field, or a list or map of them: nothing inside with rules of its own. */
+function holdsNoMessage(f: DescField): boolean {
+  if (f.fieldKind === "list") return f.listKind !== "message";
+  if (f.fieldKind === "map") return f.mapKind !== "message";
+  return f.fieldKind !== "message";
 }
 
 /** FieldRules set beyond required, ignore, cel and the type's rules (cel_expression, or any added later): protovalidate's. */
@@ -234,36 +248,52 @@ const TUUID = /^[0-9a-fA-F]{32}$/;
 function stringCheck(r: Obj): Check {
   if (!onlyKnown(r as Message, STRING_RULES)) return unsure;
   const set = new Set(setRuleNames(r as Message));
+  // The rules' values are read once here, not per call.
+  const rule = <T>(n: string) => (set.has(n) ? (ruleValue(r, n) as T) : undefined);
   const tests: ((s: string) => boolean)[] = [];
-  const v = (n: string) => ruleValue(r, n);
-  if (set.has("const")) tests.push((s) => s === v("const"));
-  if (set.has("len")) tests.push((s) => codePoints(s) === Number(v("len")));
-  if (set.has("minLen")) tests.push((s) => codePoints(s) >= Number(v("minLen")));
-  if (set.has("maxLen")) tests.push((s) => codePoints(s) <= Number(v("maxLen")));
-  if (set.has("lenBytes")) tests.push((s) => utf8Length(s) === Number(v("lenBytes")));
-  if (set.has("minBytes")) tests.push((s) => utf8Length(s) >= Number(v("minBytes")));
-  if (set.has("maxBytes")) tests.push((s) => utf8Length(s) <= Number(v("maxBytes")));
-  if (set.has("pattern")) {
-    const pattern = v("pattern") as string;
-    tests.push((s) => patternMatch(pattern, s));
-  }
-  if (set.has("prefix")) tests.push((s) => s.startsWith(v("prefix") as string));
-  if (set.has("suffix")) tests.push((s) => s.endsWith(v("suffix") as string));
-  if (set.has("contains")) tests.push((s) => s.includes(v("contains") as string));
-  if (set.has("notContains")) tests.push((s) => !s.includes(v("notContains") as string));
-  if (set.has("in")) tests.push((s) => (v("in") as string[]).includes(s));
-  if (set.has("notIn")) tests.push((s) => !(v("notIn") as string[]).includes(s));
-  if (set.has("uuid") && v("uuid") === true) tests.push((s) => UUID.test(s));
-  if (set.has("tuuid") && v("tuuid") === true) tests.push((s) => TUUID.test(s));
-  if ((set.has("uuid") && v("uuid") !== true) || (set.has("tuuid") && v("tuuid") !== true)) return unsure;
+  const lengths = lengthTest(rule<bigint>("len"), rule<bigint>("minLen"), rule<bigint>("maxLen"), codePoints);
+  const bytes = lengthTest(rule<bigint>("lenBytes"), rule<bigint>("minBytes"), rule<bigint>("maxBytes"), utf8Length);
+  if (lengths) tests.push(lengths);
+  if (bytes) tests.push(bytes);
+  const exact = rule<string>("const");
+  if (exact !== undefined) tests.push((s) => s === exact);
+  const pattern = rule<string>("pattern");
+  if (pattern !== undefined) tests.push((s) => patternMatch(pattern, s));
+  const prefix = rule<string>("prefix");
+  if (prefix !== undefined) tests.push((s) => s.startsWith(prefix));
+  const suffix = rule<string>("suffix");
+  if (suffix !== undefined) tests.push((s) => s.endsWith(suffix));
+  const contains = rule<string>("contains");
+  if (contains !== undefined) tests.push((s) => s.includes(contains));
+  const notContains = rule<string>("notContains");
+  if (notContains !== undefined) tests.push((s) => !s.includes(notContains));
+  const within = rule<string[]>("in");
+  if (within?.length) tests.push((s) => within.includes(s));
+  const without = rule<string[]>("notIn");
+  if (without?.length) tests.push((s) => !without.includes(s));
+  const uuid = rule<boolean>("uuid");
+  const tuuid = rule<boolean>("tuuid");
+  if (uuid === false || tuuid === false) return unsure;
+  if (uuid) tests.push((s) => UUID.test(s));
+  if (tuuid) tests.push((s) => TUUID.test(s));
   return (x) => {
-    const s = x as string;
-    if (typeof s !== "string") return false;
-    for (const t of tests) if (!t(s)) return false;
+    if (typeof x !== "string") return false;
+    for (const t of tests) if (!t(x)) return false;
     return true;
   };
 }
 
+/** A length's rules (each as protovalidate checks it), undefined when none is set. */
+function lengthTest(len: bigint | undefined, min: bigint | undefined, max: bigint | undefined, measure: (s: string) => number): ((s: string) => boolean) | undefined {
+  if (len === undefined && min === undefined && max === undefined) return undefined;
+  const exact = len === undefined ? undefined : Number(len);
+  const lo = min === undefined ? 0 : Number(min);
+  const hi = max === undefined ? Infinity : Number(max);
+  return (s) => {
+    const n = measure(s);
+    return (exact === undefined || n === exact) && n >= lo && n <= hi;
+  };
+}
 
 function codePoints(s: string): number {
   let n = 0;
@@ -301,26 +331,27 @@ function bytesCheck(r: Obj): Check {
 
 function integerCheck(r: Obj): Check {
   if (!onlyKnown(r as Message, ["const", "lt", "lte", "gt", "gte", "in", "notIn"])) return unsure;
-  const big = (n: unknown) => BigInt(n as bigint | number);
+  type Int = number | bigint;
   const upper = r.lessThan?.case as "lt" | "lte" | undefined;
   const lower = r.greaterThan?.case as "gt" | "gte" | undefined;
-  const hi = upper ? big(r.lessThan.value) : undefined;
-  const lo = lower ? big(r.greaterThan.value) : undefined;
+  const hi = r.lessThan?.value as Int | undefined;
+  const lo = r.greaterThan?.value as Int | undefined;
   // Both bounds with the lower above the upper mean "outside the range" in protovalidate: not here.
   if (hi !== undefined && lo !== undefined && lo >= hi) return unsure;
-  const isSetConst = setRuleNames(r as Message).includes("const");
-  const within = (r.in as unknown[]).map(big);
-  const without = (r.notIn as unknown[]).map(big);
+  const exact = setRuleNames(r as Message).includes("const") ? (r.const as Int) : undefined;
+  const within = r.in as Int[];
+  const without = r.notIn as Int[];
+  // Relational operators and == compare a number with a bigint exactly, so int32 fields'
+  // numbers and int64 fields' bigints need no conversion.
   return (x) => {
     if (typeof x !== "number" && typeof x !== "bigint") return false;
-    const n = BigInt(x);
-    if (isSetConst && n !== big(r.const)) return false;
-    if (upper === "lt" && !(n < hi!)) return false;
-    if (upper === "lte" && !(n <= hi!)) return false;
-    if (lower === "gt" && !(n > lo!)) return false;
-    if (lower === "gte" && !(n >= lo!)) return false;
-    if (within.length && !within.includes(n)) return false;
-    if (without.includes(n)) return false;
+    if (exact !== undefined && !(x == exact)) return false; // eslint-disable-line eqeqeq
+    if (upper === "lt" && !(x < hi!)) return false;
+    if (upper === "lte" && !(x <= hi!)) return false;
+    if (lower === "gt" && !(x > lo!)) return false;
+    if (lower === "gte" && !(x >= lo!)) return false;
+    if (within.length && !within.some((w) => w == x)) return false; // eslint-disable-line eqeqeq
+    if (without.some((w) => w == x)) return false; // eslint-disable-line eqeqeq
     return true;
   };
 }

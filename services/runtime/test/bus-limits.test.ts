@@ -70,3 +70,16 @@ test("batches: what is stored and matches, up to maxBatch per call; a failed bat
   ]);
   await bus.close();
 });
+
+test("a message is stored as a copy of its bytes: a Buffer published (the outbox relay hands over pg's) is neither shared nor pinned", async () => {
+  const bus = new InProcessBus(captureLogger("silent").logger, 10);
+  // A small Buffer sits in node's shared pool slab, as pg's bytea values do.
+  const data = Buffer.from(new TextEncoder().encode("before"));
+  await bus.publish({ id: idOf("copied"), subject: "ttip.test.happened", data });
+  data.write("AFTER!");
+  const stored: { data: Uint8Array }[] = [];
+  await bus.readStored({ subject: "ttip.test.>", since: new Date(0), handler: async (m) => void stored.push(m) });
+  assert.equal(labelOf(stored[0]), "before", "what the publisher does with its buffer afterwards is not the stored message's");
+  assert.equal(stored[0].data.buffer.byteLength, "before".length, "the stored bytes hold no larger buffer alive");
+  await bus.close();
+});

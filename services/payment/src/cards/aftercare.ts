@@ -74,19 +74,33 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
   if (refund) return refund;
   if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
   if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
+  // Under the tip's row lock (which a refund's move to debited takes too): its refunded amounts as
+  // they are now, and no refund of it unfinished, whose share the wallet may have taken already
+  // (its answer lost, its deadline passed) without the tip counting it.
+  await withTransaction(pool, async (tx) => {
+    const { rows: [now] } = await tx.query<Pick<CardTipRow, "refunded_minor" | "reversed_wallet_minor">>(
+      "SELECT refunded_minor, reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
+      "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);
+    if (unfinished) throw new InvalidStateError(`tip_id: a refund of this tip has not finished; retry it with its idempotency key "${unfinished.idempotency_key}" first`);
+    const portion = newRefund({ ...tip, ...now }, input);
+    await tx.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, $4, $5, 'new', $6, $7) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
+      [randomUUID(), tip.tip_id, input.idempotencyKey, portion.chargedMinor, portion.walletMinor, input.reason, input.requestedBy],
+    );
+  });
+  return (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+}
+
+/** The portion a new refund of `tip` takes: the amount asked (all that is left by default), checked against what is left. */
+function newRefund(tip: CardTipRow, input: RefundInput): Portion {
   const left = tip.charged_minor - tip.refunded_minor;
   const amount = input.amount?.amountMinor ? input.amount : { currency: tip.currency, amountMinor: left };
   if (amount.currency !== tip.currency) throw fieldError("amount", `the tip was paid in ${tip.currency}`);
   if (amount.amountMinor <= 0n || amount.amountMinor > left) throw fieldError("amount", `between 1 and ${left} minor units are left to refund`);
   const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
-  const portion = portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
-  const refundId = randomUUID();
-  await pool.query(
-    `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
-     VALUES ($1, $2, $3, $4, $5, 'new', $6, $7) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
-    [refundId, tip.tip_id, input.idempotencyKey, amount.amountMinor, portion.walletMinor, input.reason, input.requestedBy],
-  );
-  return (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+  return portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
 }
 
 /** new → debited: the worker's share first, so a refund is never paid out of money already withdrawn. */
