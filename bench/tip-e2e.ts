@@ -615,12 +615,14 @@ try {
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
-    // The run's counts all in; the pollers' commits while waiting are counted too, and the net figures
-    // below take them off by the idle rate over this longer span.
-    const counters1 = await pgCounters(performance.now());
-    const countedSpan = (counters1.at - counters0.at) / 1000;
-    const committed = counters1.commits - counters0.commits - drain.checks;
+    // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
+    // would hold the pollers' statements of those 11 s too.
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
+    // The run's counts all in. The pollers' commits while waiting came in too: taken off by the idle
+    // rate, so this is the run's and its drain's span, as the other figures are.
+    const counters1 = await pgCounters(performance.now());
+    const waited = (counters1.at - counters0.at) / 1000 - span;
+    const committed = counters1.commits - counters0.commits - drain.checks - idle.commits * waited;
     const tables1 = tables0 ? await tableCounts() : undefined;
     const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
@@ -674,11 +676,11 @@ try {
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
-    const net = (gross: number, idlePerSecond: number, over = span) => ((gross - idlePerSecond * over) / Math.max(1, rows.length)).toFixed(1);
+    const net = (gross: number, idlePerSecond: number) => ((gross - idlePerSecond * span) / Math.max(1, rows.length)).toFixed(1);
     const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
     console.log(
       `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${mode === "process" ? `${idle.statements.toFixed(0)} statements/s in ${idle.roundTrips.toFixed(0)} round trips, ` : ""}${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
-        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits, countedSpan)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
@@ -710,7 +712,7 @@ try {
     }
     if (tables0 && tables1) {
       // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
-      console.log(`  tables by rows their sequential scans read, per tip (pg_stat_user_tables; HOT: updates that wrote no index entry):`);
+      console.log(`  tables by rows their sequential scans read, per tip (pg_stat_user_tables, read 11 s after the run: the pollers' scans of that wait included; HOT: updates that wrote no index entry):`);
       console.log(`    seq scans  rows read seq  index scans  row updates  HOT`);
       for (const line of tableScansPerTip(tables0, tables1, rows.length, pgStatementRows)) console.log(`    ${line}`);
     }
