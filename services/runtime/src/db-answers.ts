@@ -48,7 +48,6 @@ export function databaseConflictOf(err: unknown): DatabaseAnswer | undefined {
 
 /** SQLSTATE classes whose refusal does not pass, by class name for the log. */
 const REPEATING_CLASSES: Readonly<Record<string, string>> = {
-  "0A": "feature_not_supported",
   "21": "cardinality_violation",
   "22": "data_exception", // a bad value: a NUL in a text, a number out of range, bad input syntax
   "23": "integrity_constraint_violation", // NOT NULL, CHECK, foreign and unique keys
@@ -60,7 +59,7 @@ const REPEATING_CLASSES: Readonly<Record<string, string>> = {
   "54": "program_limit_exceeded", // a statement too large or too complex
   "P0": "plpgsql_error", // a trigger's RAISE
 };
-// Not the rest: a lost connection (08), a conflict with another transaction (40), a shortage of
+// Not the rest: a prepared plan a migration outdated (0A000: its connection is dropped, see below), a lost connection (08), a conflict with another transaction (40), a shortage of
 // memory, disk or connections (53), an operator's or a shutdown's cancel (57), a failing disk (58),
 // PostgreSQL's own error (XX), and any error that is not PostgreSQL's answer (no SQLSTATE: the
 // connection lost on this side, a pool's timeout) may pass: they stay for the caller to try again.
@@ -84,8 +83,14 @@ export function repeatingRefusalOf(err: unknown): DatabaseAnswer | undefined {
  */
 const SESSION_ENDING_CLASSES: ReadonlySet<string> = new Set(["08", "28", "53", "57", "58", "XX"]);
 
-/** Codes of other classes PostgreSQL ends a session with: idle_in_transaction_session_timeout, and a database that no longer exists. */
-const SESSION_ENDING_CODES: ReadonlySet<string> = new Set(["25P03", "3D000"]);
+/**
+ * Codes of other classes PostgreSQL ends a session with: idle_in_transaction_session_timeout, and a
+ * database that no longer exists. And one that leaves the session unusable for a statement: "cached
+ * plan must not change result type" (0A000, after a migration changed a table a prepared statement
+ * reads) comes again on every run of that statement on that connection; on a new one it is
+ * prepared afresh.
+ */
+const SESSION_ENDING_CODES: ReadonlySet<string> = new Set(["25P03", "3D000", "0A000"]);
 
 /** PostgreSQL's error answer `err` ended its session (FATAL or PANIC), or may have: the connection is not to be used again. */
 export function endsSession(err: unknown): boolean {

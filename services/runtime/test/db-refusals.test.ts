@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { repeatingRefusalOf } from "../src/db-answers.js";
+import { endsSession, repeatingRefusalOf } from "../src/db-answers.js";
+import { createPool } from "../src/db.js";
 import { createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -52,5 +53,23 @@ test("a cancelled statement, a lost connection and errors that are not PostgreSQ
   }
   for (const err of [new Error("Connection terminated unexpectedly"), Object.assign(new Error("serialization"), { severity: "ERROR", code: "40001" }), undefined, "22021"]) {
     assert.equal(repeatingRefusalOf(err), undefined, String(err));
+  }
+});
+
+test("a prepared plan a migration outdated (0A000) repeats on its connection, so the pool drops that connection and the statement passes on the next", async () => {
+  const pool = createPool(db.url, { max: 1 });
+  try {
+    const statement = { name: "refusals-all", text: "SELECT * FROM refusals" };
+    await pool.query(statement);
+    await db.pool.query("ALTER TABLE refusals ADD COLUMN migrated int");
+    const outdated = await pool.query(statement).then(() => assert.fail("the outdated plan ran"), (err: unknown) => err);
+    assert.equal((outdated as { code?: string }).code, "0A000");
+    assert.equal(repeatingRefusalOf(outdated), undefined);
+    assert.equal(endsSession(outdated), true);
+    // The pool's one connection kept the broken statement; on a new one it is prepared again.
+    assert.equal((await pool.query(statement)).fields.some((f) => f.name === "migrated"), true);
+  } finally {
+    await pool.end();
+    await db.pool.query("ALTER TABLE refusals DROP COLUMN IF EXISTS migrated");
   }
 });
