@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, InvalidStateError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
@@ -188,6 +188,24 @@ export class Ledger {
   /** Parks money in suspense (suspenseEntry) at once; answers the entry's id. */
   async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
     return this.postEntry(await this.suspenseEntry(input));
+  }
+
+  /**
+   * A held tip's rejection: closes the key its approval posts under (`approvalKey`) with an entry
+   * that moves nothing (one minor unit into suspense and back out), so that an approval whose
+   * answer was lost (its deadline passed after wallet posted it) is found here, and one still on
+   * its way to wallet can no longer post. Found: FAILED_PRECONDITION, the rejection refused (the
+   * worker has the money: an approval again finishes it). Posted once per key, as any entry.
+   */
+  async closeApproval(approvalKey: string, cause: EntryToPost["cause"], currency = "KES"): Promise<void> {
+    const suspense = await this.account(AccountKind.SUSPENSE, "", currency);
+    const unit = (amountMinor: bigint) => ({ accountId: suspense, amount: { currency, amountMinor }, memo: "review rejected" });
+    try {
+      await this.postEntry({ idempotencyKey: approvalKey, cause, postings: [unit(1n), unit(-1n)], description: "Review rejected: no approval under this key" });
+    } catch (err) {
+      if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+      throw new InvalidStateError("tip_id: the tip's approval was posted (its answer was lost); approve it again to finish it");
+    }
   }
 
   /**

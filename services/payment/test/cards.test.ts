@@ -404,6 +404,31 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_ref = $1", [held.tip.providerPaymentId])).rows[0].count, 2n, "into suspense, then out to the worker");
   });
 
+  test("a held tip's rejection after an approval whose answer was lost is refused (the worker has the money), and a rejection closes the approval's key", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}`, USD(1000), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    const cards = new CardLedger(new Ledger(h.t.ctx));
+    // What an approval leaves when wallet posts its entry after the call's deadline: the money moved, the tip still held.
+    await cards.releaseFromSuspense(splitOf((await row(held.tip.tipId)) as CardTipRow));
+    assert.equal(await h.balance(worker), 115117n);
+    await assert.rejects(adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "changed my mind" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /approval was posted/.test(e.message));
+    assert.equal((await status(held.tip.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    const approved = await adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "approved again" });
+    assert.equal(approved.tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(worker), 115117n, "paid once");
+
+    const other = randomUUID();
+    const rejected = await paid(other, `pm_card_gb_${Date.now()}_2`, USD(1000), "KE");
+    const out = await adminClient.reviewTip({ tipId: rejected.tip.tipId, approve: false, note: "stolen card" });
+    assert.equal(out.tip!.status, TipStatus.FAILED);
+    // An approval still on its way to wallet can no longer post.
+    await assert.rejects(cards.releaseFromSuspense(splitOf((await row(rejected.tip.tipId)) as CardTipRow)), (e: ConnectError) => e.code === Code.AlreadyExists);
+    assert.equal(await h.balance(other), 0n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("bad card input is refused naming the field, and changes nothing", async () => {
     const worker = randomUUID();
     await assert.rejects(cardTip(worker, USD(200_000)), (e: ConnectError) => e.code === Code.InvalidArgument && /amount: a card tip may be at most KES 100000/.test(e.message));

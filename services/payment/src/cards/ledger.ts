@@ -75,6 +75,10 @@ export class CardLedger {
     }];
   }
 
+  private cause(s: CardSplit) {
+    return { cause: s.provider === "stripe" ? { case: "stripePaymentId" as const, value: s.paymentId } : { case: "tipAttemptId" as const, value: s.tipId } };
+  }
+
   private async post(key: string, s: CardSplit, legs: Leg[], description: string, conversions: ReturnType<CardLedger["conversions"]> = [], allowOwnerDebt = false): Promise<string> {
     const postings = await Promise.all(
       legs.filter((l) => l.amount !== 0n).map(async (l) => ({
@@ -85,7 +89,7 @@ export class CardLedger {
     );
     return this.ledger.postEntry({
       idempotencyKey: key,
-      cause: { cause: s.provider === "stripe" ? { case: "stripePaymentId", value: s.paymentId } : { case: "tipAttemptId", value: s.tipId } },
+      cause: this.cause(s),
       postings,
       conversions,
       description,
@@ -110,6 +114,11 @@ export class CardLedger {
       { kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: -s.walletMinor, memo: "review approved" },
       { kind: AccountKind.WORKER_WALLET, owner: s.workerId, currency: s.walletCurrency, amount: s.walletMinor, memo: "card tip" },
     ], `Card tip ${s.tipId} approved`);
+  }
+
+  /** A held card tip an admin rejected: its approval's key closed (Ledger.closeApproval). */
+  closeApproval(s: CardSplit): Promise<void> {
+    return this.ledger.closeApproval(`card:${s.paymentId}:approved`, this.cause(s), s.walletCurrency);
   }
 
   /**

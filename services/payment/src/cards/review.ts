@@ -14,6 +14,7 @@ export async function reviewCardTip(
   record: (tx: Queryable) => Promise<void>,
 ): Promise<CardTipRow> {
   if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip));
+  else await deps.cards!.ledger.closeApproval(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(
       `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END, result_message = $4

@@ -69,6 +69,8 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
         ...split,
       });
+    } else {
+      await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
     }
     const updated = await withTransaction(pool, async (tx) => {
       const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
