@@ -123,7 +123,7 @@ function holdsNoMessage(f: DescField): boolean {
   return f.fieldKind !== "message";
 }
 
-/** FieldRules set beyond required, ignore, cel and the type's rules: none today; anything new goes to protovalidate. */
+/** FieldRules set beyond required, ignore, cel and the type's rules (cel_expression, or any added later): protovalidate's. */
 function hasOtherFieldRules(rules: FieldRules): boolean {
   const known = new Set(["required", "ignore", "cel", "type"]);
   return FieldRulesSchema.fields.some((rf) => !known.has(rf.oneof ? rf.oneof.localName : rf.localName) && isFieldSet(rules, rf));
@@ -161,12 +161,13 @@ function listCheck(f: DescField & { fieldKind: "list" }, rules: FieldRules | und
   const t = rules?.type;
   if (t?.case !== undefined && t.case !== "repeated") return unsure;
   const r = t?.value;
-  if (r && (r.unique || r.$unknown?.length)) return unsure;
+  if (r && (r.$unknown?.length || !onlyKnown(r, ["minItems", "maxItems", "items"]))) return unsure;
   const min = r && isFieldSet(r, fieldOf(r, "minItems")) ? Number(r.minItems) : 0;
   const max = r && isFieldSet(r, fieldOf(r, "maxItems")) ? Number(r.maxItems) : Infinity;
   const items = r?.items;
   let item: Check;
-  if (items && (items.cel.length || items.required || items.$unknown?.length || (items.ignore !== Ignore.UNSPECIFIED && items.ignore !== Ignore.ALWAYS))) item = unsure;
+  // An item's own CEL (cel or cel_expression) or any rule but its type's is protovalidate's.
+  if (items && (items.cel.length || items.required || items.$unknown?.length || hasOtherFieldRules(items) || (items.ignore !== Ignore.UNSPECIFIED && items.ignore !== Ignore.ALWAYS))) item = unsure;
   else if (items?.ignore === Ignore.ALWAYS) item = sure;
   else if (f.listKind === "scalar") item = scalarCheck(f.scalar, items);
   else if (f.listKind === "enum") item = enumCheck(f.enum.values.map((v) => v.number), items);
@@ -216,12 +217,24 @@ function scalarCheck(scalar: ScalarType, rules: FieldRules | undefined): Check {
   if (t.case === "string" && scalar === ScalarType.STRING) return stringCheck(t.value as Obj);
   if (t.case === "bool" && scalar === ScalarType.BOOL) return boolCheck(t.value as Obj);
   if (t.case === "bytes" && scalar === ScalarType.BYTES) return bytesCheck(t.value as Obj);
-  if (INTEGER_RULES.has(t.case) && isInteger(scalar)) return integerCheck(t.value as Obj);
+  // Rules of another integer type than the field's (uint64 on an int32) are a contract protovalidate refuses to run.
+  if (INTEGER_RULES.get(t.case) === scalar) return integerCheck(t.value as Obj);
   return unsure;
 }
 
-const INTEGER_RULES = new Set(["int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32", "sfixed64"]);
-const isInteger = (s: ScalarType) => s !== ScalarType.STRING && s !== ScalarType.BYTES && s !== ScalarType.BOOL && s !== ScalarType.DOUBLE && s !== ScalarType.FLOAT;
+/** Each integer rules kind with the one scalar type it applies to. */
+const INTEGER_RULES = new Map<string, ScalarType>([
+  ["int32", ScalarType.INT32],
+  ["int64", ScalarType.INT64],
+  ["uint32", ScalarType.UINT32],
+  ["uint64", ScalarType.UINT64],
+  ["sint32", ScalarType.SINT32],
+  ["sint64", ScalarType.SINT64],
+  ["fixed32", ScalarType.FIXED32],
+  ["fixed64", ScalarType.FIXED64],
+  ["sfixed32", ScalarType.SFIXED32],
+  ["sfixed64", ScalarType.SFIXED64],
+]);
 
 /** Every set rule must be one of `known`, else the whole value is left to protovalidate. */
 function onlyKnown(rules: Message, known: readonly string[]): boolean {
