@@ -452,6 +452,9 @@ export interface C2bRow {
   received_at: Date;
 }
 
+/** The key a suspense payment's match posts its wallet entry under (and its refund closes). */
+const matchKey = (transId: string) => `c2b:${transId}:matched`;
+
 /**
  * An admin's decision on a payment in suspense: credit the worker of a code
  * (from suspense, less the fee, as a paybill tip) or leave it for a refund.
@@ -480,6 +483,10 @@ export async function resolveSuspense(
   if (row.resolution !== "open") return settled(row);
 
   if (input.refund) {
+    // A match posts under this key before it records itself: one posted (its answer lost, or another
+    // admin's match still recording) refuses the refund; one on its way can no longer post.
+    await deps.ledger.closeApproval(matchKey(row.trans_id), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
+      "receipt: a match of this payment was posted (its answer was lost, or another admin's is being recorded); match it again to finish it");
     const refunded = await withTransaction(pool, async (tx) => {
       const { rows } = await tx.query<C2bRow>(
         "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
@@ -508,7 +515,7 @@ export async function resolveSuspense(
 
   const quote = await deps.ledger.quoteTip(row.amount_minor, false);
   const workerReceives = quote.workerReceives!.amountMinor;
-  const creditKey = `c2b:${row.trans_id}:matched`;
+  const creditKey = matchKey(row.trans_id);
   // The wallet first (idempotent on its key), then the tip that records it.
   const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
   const result = await withTransaction(pool, async (tx) => {

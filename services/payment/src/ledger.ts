@@ -191,20 +191,23 @@ export class Ledger {
   }
 
   /**
-   * A held tip's rejection: closes the key its approval posts under (`approvalKey`) with an entry
+   * A held tip's rejection (or a suspense payment's refund): closes the key its approval posts under (`approvalKey`) with an entry
    * that moves nothing (one minor unit into suspense and back out), so that an approval whose
    * answer was lost (its deadline passed after wallet posted it) is found here, and one still on
    * its way to wallet can no longer post. Found: FAILED_PRECONDITION, the rejection refused (the
    * worker has the money: an approval again finishes it). Posted once per key, as any entry.
    */
-  async closeApproval(approvalKey: string, cause: EntryToPost["cause"], currency = "KES"): Promise<void> {
+  async closeApproval(
+    approvalKey: string, cause: EntryToPost["cause"], currency = "KES",
+    refusal = "tip_id: the tip's approval was posted (its answer was lost); approve it again to finish it",
+  ): Promise<void> {
     const suspense = await this.account(AccountKind.SUSPENSE, "", currency);
     const unit = (amountMinor: bigint) => ({ accountId: suspense, amount: { currency, amountMinor }, memo: "review rejected" });
     try {
       await this.postEntry({ idempotencyKey: approvalKey, cause, postings: [unit(1n), unit(-1n)], description: "Review rejected: no approval under this key" });
     } catch (err) {
       if (asConnectError(err).code !== Code.AlreadyExists) throw err;
-      throw new InvalidStateError("tip_id: the tip's approval was posted (its answer was lost); approve it again to finish it");
+      throw new InvalidStateError(refusal);
     }
   }
 

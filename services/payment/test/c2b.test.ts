@@ -11,6 +11,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
+import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const TOKEN = "c2b-test-path-token-0123456789";
@@ -305,6 +306,30 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(refunded.payment!.resolution, "refund");
     await assert.rejects(adminClient.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "none" }), (e: ConnectError) => e.code === Code.NotFound && /receipt/.test(e.message));
     await assert.rejects(h.t.client(PaymentAdminService).listSuspensePayments({}), (e: ConnectError) => e.code === Code.Unauthenticated || e.code === Code.PermissionDenied);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund of a suspense payment whose match was posted (its answer lost) is refused, the match finishes once; a refund closes the match's key", async () => {
+    const w = await worker();
+    const lost = await h.sim.c2b.pay({ billRefNumber: "ZZZZZX", amount: 300, skipValidation: true });
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [lost.transId])).rowCount === 1, "parked in suspense");
+    // What a match leaves when wallet posts its entry after the call's deadline: the worker credited, the payment still open.
+    const match = { key: `c2b:${lost.transId}:matched`, receipt: lost.transId, recipient: { workerId: w.id }, chargedMinor: 30000n, workerMinor: 28500n };
+    await new Ledger(h.t.ctx).releaseFromSuspense(match);
+    assert.equal(await h.balance(w.id), 28500n);
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: lost.transId, action: { case: "refund", value: true }, note: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /match of this payment was posted/.test(e.message));
+    const matched = await adminClient.resolveSuspensePayment({ receipt: lost.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "again" });
+    assert.equal(matched.payment!.resolution, "matched");
+    assert.equal(await h.balance(w.id), 28500n, "credited once");
+
+    const refundedOne = await h.sim.c2b.pay({ billRefNumber: "ZZZZZW", amount: 300, skipValidation: true });
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [refundedOne.transId])).rowCount === 1, "parked in suspense");
+    const refunded = await adminClient.resolveSuspensePayment({ receipt: refundedOne.transId, action: { case: "refund", value: true }, note: "customer asked" });
+    assert.equal(refunded.payment!.resolution, "refund");
+    // A match still on its way to wallet can no longer post.
+    await assert.rejects(new Ledger(h.t.ctx).releaseFromSuspense({ ...match, key: `c2b:${refundedOne.transId}:matched`, receipt: refundedOne.transId }), (e: ConnectError) => e.code === Code.AlreadyExists);
+    assert.equal(await h.balance(w.id), 28500n);
     assert.ok(await h.trialBalanced());
   });
 
