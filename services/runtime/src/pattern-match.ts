@@ -19,13 +19,15 @@ export function patternEngine(pattern: string): "regexp" | "re2" {
   return parseSubset(pattern) ? "regexp" : "re2";
 }
 
-/** Compiles `pattern` for the engine patternEngine names (RE2 throws on a pattern that is not RE2's syntax). */
+/** Compiles `pattern` for the engine patternEngine names; throws, as protovalidate does, on any pattern RE2 refuses. */
 export function compilePattern(pattern: string): Matcher {
+  // RE2 compiles every pattern, even one RegExp will match: RE2 refuses some the subset's
+  // syntax takes (nested counts over 1000 together, `(a{500}){500}`), and so must we.
+  const re2 = RE2JS.compile(pattern);
   if (patternEngine(pattern) === "regexp") {
     const re = new RegExp(pattern, "u");
     return (text) => re.test(text);
   }
-  const re2 = RE2JS.compile(pattern);
   return (text) => re2.test(text);
 }
 

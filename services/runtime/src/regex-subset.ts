@@ -10,7 +10,9 @@
 // - flags `(?i)`, named groups, lookaround, backreferences: not both engines' syntax.
 // - a literal `{`, `]` or `}` outside a class, a quantifier on an anchor or on another
 //   quantifier: RE2 takes some, RegExp with u refuses them or reads them otherwise.
-// - repetition counts over 1000: RE2 refuses the pattern, RegExp does not.
+// - repetition counts over 1000: RE2 refuses the pattern, RegExp does not. Nested counts
+//   over 1000 together (`(a{500}){500}`) parse here, so pattern-match.ts has RE2 compile
+//   every pattern first and refuse what it refuses.
 // - non-ASCII characters written in the pattern: kept out to keep the subset small.
 // Anchors `^` and `$` without the m flag mean the start and end of the text in both
 // (`$` is not "before a final newline" in either), and with u both count code points.

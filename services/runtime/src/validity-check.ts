@@ -283,6 +283,8 @@ function stringCheck(r: Obj): Check {
   const exact = rule<string>("const");
   if (exact !== undefined) tests.push((s) => s === exact);
   const pattern = rule<string>("pattern");
+  // A pattern RE2 refuses is protovalidate's to report (it probes each pattern as it plans, as here).
+  if (pattern !== undefined && !compiles(pattern)) return unsure;
   if (pattern !== undefined) tests.push((s) => patternMatch(pattern, s));
   const prefix = rule<string>("prefix");
   if (prefix !== undefined) tests.push((s) => s.startsWith(prefix));
@@ -306,6 +308,15 @@ function stringCheck(r: Obj): Check {
     for (const t of tests) if (!t(x)) return false;
     return true;
   };
+}
+
+function compiles(pattern: string): boolean {
+  try {
+    patternMatch(pattern, "");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A length's rules (each as protovalidate checks it), undefined when none is set. */

@@ -16,7 +16,7 @@ import { createValidator, violationsToProto, type Validator } from "@bufbuild/pr
 import { field as fieldRulesExt, FieldRulesSchema, message as messageRulesExt, MessageRulesSchema, ViolationsSchema, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { parseSubset } from "../src/regex-subset.js";
 import { validityCheck } from "../src/validity-check.js";
-import { requestValidator } from "../src/index.js";
+import { patternEngine, patternMatch, requestValidator } from "../src/index.js";
 import { contractFiles, random, sample } from "./fixtures/contracts.js";
 
 type Obj = Record<string, unknown>;
@@ -318,6 +318,27 @@ describe("quick validity check: a CEL twin is used only on the shape it was writ
     const msg = create(desc, { amount: { currency: "USD", amountMinor: 150n }, mpesaPhone: "+254712345678" } as never);
     assert.equal(reference.validate(desc, msg).kind, "invalid", "protovalidate refuses USD paid by M-Pesa");
     assert.equal(validityCheck(desc)(msg), false);
+    assert.deepEqual(outcome(requestValidator(), desc, msg), outcome(reference, desc, msg));
+  });
+});
+
+describe("pattern rules: a pattern RE2 refuses is refused however it would be matched", () => {
+  test("nested counts over RE2's 1000 in the shared syntax: protovalidate reports a compilation error, and so does the runtime's validator", () => {
+    const pattern = "^(a{500}){500}$";
+    assert.equal(patternEngine(pattern), "regexp", "in the syntax both engines read");
+    assert.throws(() => patternMatch(pattern, "a"));
+    const rules = create(FieldRulesSchema, { type: { case: "string", value: { pattern } } });
+    const options = create(FieldOptionsSchema);
+    setExtension(options, fieldRulesExt, rules);
+    const file = create(FileDescriptorProtoSchema, {
+      name: "test/v1/nested_count.proto",
+      package: "test.v1",
+      syntax: "proto3",
+      messageType: [{ name: "Code", field: [{ name: "v", number: 1, type: FieldDescriptorProto_Type.STRING, label: FieldDescriptorProto_Label.OPTIONAL, jsonName: "v", options }] }],
+    });
+    const desc = createFileRegistry(file, () => undefined).getMessage("test.v1.Code")!;
+    const msg = create(desc, { v: "a" } as never);
+    assert.equal(reference.validate(desc, msg).kind, "error");
     assert.deepEqual(outcome(requestValidator(), desc, msg), outcome(reference, desc, msg));
   });
 });
