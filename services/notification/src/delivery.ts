@@ -1353,9 +1353,13 @@ export class Dispatcher {
 
   /**
    * Sends whose record PostgreSQL refused in a way that would come again. One send's bad value refuses its
-   * whole group, so a group's are recorded each alone: the others are written. One refused alone is given
-   * up, logged and counted: its attempt stays 'sending', and once its lease is over a look declares it in
-   * doubt and sends it again once (a sign-in code never), as after a crash.
+   * whole group, so a group's are recorded each alone: the others are written. One refused alone is logged
+   * and counted, and recorded again without the provider's message id, the one value that came from outside
+   * (a NUL, a size past the index's, an id the provider gave before): the provider has the message, and left
+   * 'sending' it would be sent again by the look after its lease, a certain duplicate; without its id its
+   * delivery reports match nothing (they expire) and it stays 'sent'. Refused without it too, it is given
+   * up: its attempt stays 'sending', and once its lease is over a look declares it in doubt and sends it
+   * again once (a sign-in code never), as after a crash.
    */
   private async recordRefused(sends: AcceptedSend[], err: Error): Promise<{ early: Set<string>; refused: Map<string, Error> }> {
     if (sends.length > 1) {
@@ -1369,12 +1373,20 @@ export class Dispatcher {
       }
       return { early, refused };
     }
-    const [{ d, provider, attempt }] = sends;
+    const [send] = sends;
+    const { d, provider, attempt, outcome } = send;
     const { sqlstate, condition } = repeatingRefusalOf(err)!;
-    this.o.logger.error({ err, deliveryId: d.id, attempt, provider: provider.name, sqlstate, condition }, "the record of an accepted send was refused and would be again; given up: the look sends it again once its lease is over");
     this.o.metrics
-      ?.counter("ttip_notification_sent_records_refused_total", "Records of sends a provider accepted that PostgreSQL refused in a way that would come again (a bad value), by SQLSTATE: given up, not retried.", ["sqlstate"])
+      ?.counter("ttip_notification_sent_records_refused_total", "Records of sends a provider accepted that PostgreSQL refused in a way that would come again (a bad value), by SQLSTATE: written again without the provider's message id, else given up; not retried as they were.", ["sqlstate"])
       .inc({ sqlstate });
+    const withoutId = outcome.messageId !== "";
+    this.o.logger.error(
+      { err, deliveryId: d.id, attempt, provider: provider.name, sqlstate, condition },
+      withoutId
+        ? "the record of an accepted send was refused and would be again; written again without the provider's message id (its delivery reports will match nothing)"
+        : "the record of an accepted send was refused and would be again; given up: the look sends it again once its lease is over",
+    );
+    if (withoutId) return this.recordSent([{ ...send, outcome: { ...outcome, messageId: "" } }]);
     return { early: new Set(), refused: new Map([[d.id, err]]) };
   }
 

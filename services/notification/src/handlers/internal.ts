@@ -35,7 +35,7 @@ export function internalHandlers(h: NotificationHandlerContext, sender: Sender =
  * the dispatcher's sends accepted meanwhile (no statement of their own); those it claimed for
  * sending, sent. A refusal that would come again (a bad value) may be the carried records' (a
  * provider's message id, say), not the call's: the statement is written again without them (the
- * first wrote nothing), and they are recorded alone, where one refused is given up.
+ * first wrote nothing), and they are recorded alone (see Dispatcher.recordRefused).
  */
 async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sends: SendRequest[]): Promise<({ ids: string[] } | { error: unknown })[]> {
   const dispatcher = sender();
