@@ -1,6 +1,7 @@
 // What the fraud rules' facts cost PostgreSQL per CreateTip (fraud.ts TIP_FACTS_SQL, the statement
 // every tip placement runs per tip), against the size of the worker's history: the worker's rules
-// (velocity and the median of succeeded tips) read every tip of the worker's last 90 days. Per size:
+// (velocity and the median of succeeded tips) read the worker's newest tips of the last 90 days, 200
+// or the velocity limit if larger (all of them, before). Per size:
 // shared blocks and server time of one call (EXPLAIN ANALYZE, BUFFERS) and the mean time of `calls` calls one after
 // another on one connection, and the yardstick in the same run: a tip read by its id.
 // The worker's newest tips were updated after the last VACUUM (as their callbacks and credits do), so
