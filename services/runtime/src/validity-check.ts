@@ -31,15 +31,40 @@ const sure: Check = () => true;
  * CEL rules of the contracts' messages, each with the same test in TypeScript
  * (keyed by its exact expression). validity-check.test.ts checks each against
  * CEL on generated messages; an expression not here leaves its message to protovalidate.
+ * A twin reads the message's fields by their generated names, so it is used only on a
+ * message whose shape it was written for (`fits`): the same text on another shape (an
+ * `amount` in a oneof, an `mpesa_phone` outside the `payment` oneof) would read nothing
+ * and pass what CEL refuses.
  */
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const amountMinor = (m: Obj | undefined): bigint => BigInt(m?.amountMinor ?? 0n);
 const currency = (m: Obj | undefined): string => m?.currency ?? "";
-export const NATIVE_CEL = new Map<string, (m: Obj) => boolean>([
-  ["this.amount.amount_minor > 0", (m) => amountMinor(m.amount) > 0n],
-  ["!has(this.mpesa_phone) || (this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0)", (m) => m.payment?.case !== "mpesaPhone" || (currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n)],
-  ["this.amount.amount_minor > 0 && this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0", (m) => amountMinor(m.amount) > 0n && currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n],
+interface CelTwin {
+  fits: (schema: DescMessage) => boolean;
+  test: (m: Obj) => boolean;
+}
+export const NATIVE_CEL = new Map<string, CelTwin>([
+  ["this.amount.amount_minor > 0", { fits: hasMoney, test: (m) => amountMinor(m.amount) > 0n }],
+  [
+    "!has(this.mpesa_phone) || (this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0)",
+    {
+      fits: (s) => hasMoney(s) && s.field.mpesaPhone?.oneof?.localName === "payment",
+      test: (m) => m.payment?.case !== "mpesaPhone" || (currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n),
+    },
+  ],
+  [
+    "this.amount.amount_minor > 0 && this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0",
+    { fits: hasMoney, test: (m) => amountMinor(m.amount) > 0n && currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n },
+  ],
 ]);
+
+/** Whether `amount` is a plain (not oneof) message field with an int64 `amount_minor` and a string `currency`, as the twins read it. */
+function hasMoney(schema: DescMessage): boolean {
+  const amount = schema.field.amount;
+  if (amount?.fieldKind !== "message" || amount.oneof) return false;
+  const { amountMinor: minor, currency: code } = amount.message.field;
+  return minor?.fieldKind === "scalar" && minor.scalar === ScalarType.INT64 && !minor.oneof && code?.fieldKind === "scalar" && code.scalar === ScalarType.STRING && !code.oneof;
+}
 
 const cache = new Map<DescMessage, MessageCheck>();
 
@@ -68,8 +93,8 @@ function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageChec
   // Only CEL rules are judged here; a message oneof rule (at most one of some fields) is protovalidate's.
   if (rules.$unknown?.length || otherSetFields(rules, ["cel"])) return () => false;
   for (const rule of rules.cel) {
-    const native = NATIVE_CEL.get(rule.expression);
-    checks.push(native ? (m) => native(m as Obj) : () => false);
+    const twin = NATIVE_CEL.get(rule.expression);
+    checks.push(twin?.fits(schema) ? (m) => twin.test(m as Obj) : () => false);
   }
   for (const o of schema.oneofs) if (getOption(o, oneofRulesExt).required) checks.push(oneofSet(o));
   return (msg) => {

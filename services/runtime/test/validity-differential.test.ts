@@ -11,9 +11,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { clearField, clone, create, createFileRegistry, getOption, ScalarType, setExtension, toJson, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FieldOptionsSchema, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FieldOptionsSchema, FileDescriptorProtoSchema, MessageOptionsSchema } from "@bufbuild/protobuf/wkt";
 import { createValidator, violationsToProto, type Validator } from "@bufbuild/protovalidate";
-import { field as fieldRulesExt, FieldRulesSchema, ViolationsSchema, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { field as fieldRulesExt, FieldRulesSchema, message as messageRulesExt, MessageRulesSchema, ViolationsSchema, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { parseSubset } from "../src/regex-subset.js";
 import { validityCheck } from "../src/validity-check.js";
 import { requestValidator } from "../src/index.js";
@@ -294,6 +294,29 @@ describe("quick validity check: field rules no contract uses yet are left to pro
     const desc = holder(FieldDescriptorProto_Type.INT32, false, rules);
     const msg = create(desc, { v: 5 } as never);
     assert.notEqual(reference.validate(desc, msg).kind, "valid", "protovalidate does not take a uint64 rule on an int32");
+    assert.equal(validityCheck(desc)(msg), false);
+    assert.deepEqual(outcome(requestValidator(), desc, msg), outcome(reference, desc, msg));
+  });
+});
+
+describe("quick validity check: a CEL twin is used only on the shape it was written for", () => {
+  test("the M-Pesa amount rule on a message whose mpesa_phone is a plain field: protovalidate refuses USD, so must the quick check", () => {
+    const expression = "!has(this.mpesa_phone) || (this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0)";
+    const options = create(MessageOptionsSchema);
+    setExtension(options, messageRulesExt, create(MessageRulesSchema, { cel: [{ id: "mpesa", expression }] }));
+    const plain = (name: string, number: number, type: FieldDescriptorProto_Type, typeName?: string) => ({ name, number, type, typeName, label: FieldDescriptorProto_Label.OPTIONAL, jsonName: name });
+    const file = create(FileDescriptorProtoSchema, {
+      name: "test/v1/tip.proto",
+      package: "test.v1",
+      syntax: "proto3",
+      messageType: [
+        { name: "Money", field: [plain("currency", 1, FieldDescriptorProto_Type.STRING), plain("amount_minor", 2, FieldDescriptorProto_Type.INT64)] },
+        { name: "Tip", field: [plain("amount", 1, FieldDescriptorProto_Type.MESSAGE, ".test.v1.Money"), plain("mpesa_phone", 2, FieldDescriptorProto_Type.STRING)], options },
+      ],
+    });
+    const desc = createFileRegistry(file, () => undefined).getMessage("test.v1.Tip")!;
+    const msg = create(desc, { amount: { currency: "USD", amountMinor: 150n }, mpesaPhone: "+254712345678" } as never);
+    assert.equal(reference.validate(desc, msg).kind, "invalid", "protovalidate refuses USD paid by M-Pesa");
     assert.equal(validityCheck(desc)(msg), false);
     assert.deepEqual(outcome(requestValidator(), desc, msg), outcome(reference, desc, msg));
   });
