@@ -329,16 +329,19 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.ok(rows.reduce((s, r) => s + r.amount_minor, 0n) <= share, "paid out at most the tips' share");
   });
 
-  test("two replicas paying out one worker's balance at once: one payout, not one that pays and one that fails to hold it", async () => {
+  /**
+   * Two replicas starting automatic payouts of one worker's balance: A reads the balance and waits
+   * (until `go`) while B credits two tips and starts its payout. Returns the tips and what A started.
+   */
+  async function replicasRacingOnePayout() {
     const worker = randomUUID();
     const payoutPhone = `254${phone().slice(1)}`;
     await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, payoutPhone]);
     const [first, second] = await decidedTips(worker, [10_000n, 20_000n]);
     let readByA: () => void = () => undefined;
     const aRead = new Promise<void>((r) => (readByA = r));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    // Replica A reads the balance, then waits while replica B starts its payout of the same balance.
+    let go: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (go = r));
     const ledgerA = new (class extends WatchedLedger {
       override async available(workerId: string, currency?: string): Promise<bigint> {
         const balance = await super.available(workerId, currency);
@@ -357,50 +360,29 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const startedByA = autoPayout(a, first, readWithCredit);
     await aRead;
     await autoPayout(b, second, readWithCredit);
-    open();
-    await startedByA;
-    const { rows } = await h.t.db.pool.query<{ status: string; amount_minor: bigint }>("SELECT status, amount_minor FROM payment.payouts WHERE worker_id = $1", [worker]);
+    const payouts = async () =>
+      (await h.t.db.pool.query<{ status: string; amount_minor: bigint }>("SELECT status, amount_minor FROM payment.payouts WHERE worker_id = $1", [worker])).rows;
+    return { worker, share: first.worker_receives_minor + second.worker_receives_minor, payouts, finishA: () => (go(), startedByA) };
+  }
+
+  test("two replicas paying out one worker's balance at once: one payout, not one that pays and one that fails to hold it", async () => {
+    const race = await replicasRacingOnePayout();
+    await race.finishA();
+    const rows = await race.payouts();
     assert.equal(rows.length, 1, "one payout of the balance");
     assert.notEqual(rows[0].status, "failed");
-    assert.equal(rows[0].amount_minor, first.worker_receives_minor + second.worker_receives_minor);
+    assert.equal(rows[0].amount_minor, race.share);
   });
 
   test("a replica whose balance read is older than another's payout that ended meanwhile starts none: the balance may have moved since", async () => {
-    const worker = randomUUID();
-    const payoutPhone = `254${phone().slice(1)}`;
-    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, payoutPhone]);
-    const [first, second] = await decidedTips(worker, [10_000n, 20_000n]);
-    let readByA: () => void = () => undefined;
-    const aRead = new Promise<void>((r) => (readByA = r));
-    let open: () => void = () => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    // Replica A reads the balance, then waits while replica B starts its payout of the same balance.
-    const ledgerA = new (class extends WatchedLedger {
-      override async available(workerId: string, currency?: string): Promise<bigint> {
-        const balance = await super.available(workerId, currency);
-        readByA();
-        await gate;
-        return balance;
-      }
-    })(h.t.ctx);
-    const replica = (ledger: Ledger) => {
-      const { deps } = depsWith(ledger);
-      return Object.assign(deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
-    };
-    const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
-    for (const t of [first, second]) assert.equal(await postCredit(b, t.tip_id, t), true);
-    const readWithCredit = { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false };
-    const startedByA = autoPayout(a, first, readWithCredit);
-    await aRead;
-    await autoPayout(b, second, readWithCredit);
+    const race = await replicasRacingOnePayout();
     // B's payout ends (paid) before A goes on: no payout is open, but the balance A read is gone.
-    await h.t.db.pool.query("UPDATE payment.payouts SET status = 'succeeded', completed_at = now() WHERE worker_id = $1", [worker]);
-    open();
-    await startedByA;
-    const { rows } = await h.t.db.pool.query<{ status: string; amount_minor: bigint }>("SELECT status, amount_minor FROM payment.payouts WHERE worker_id = $1", [worker]);
+    await h.t.db.pool.query("UPDATE payment.payouts SET status = 'succeeded', completed_at = now() WHERE worker_id = $1", [race.worker]);
+    await race.finishA();
+    const rows = await race.payouts();
     assert.equal(rows.length, 1, "one payout of the balance");
     assert.equal(rows[0].status, "succeeded", "B's; none by A that failed to hold what B paid");
-    assert.equal(rows[0].amount_minor, first.worker_receives_minor + second.worker_receives_minor);
+    assert.equal(rows[0].amount_minor, race.share);
   });
 
   test("an automatic payout that waited for the one before reads the worker's settings again: a hold set meanwhile stops it", async () => {
