@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -827,8 +827,11 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(bad)).length, 1);
     // Left 'sending', a look would send it again after its lease: the provider has it, a certain duplicate.
     assert.deepEqual(await attemptsOf(bad), ["sent"], "recorded: not left for the look to send again");
-    const { rows: [row] } = await t.db.pool.query("SELECT status, provider_message_id FROM notification.deliveries WHERE id = $1", [bad]);
-    assert.deepEqual(row, { status: "sent", provider_message_id: null }, "without the provider's message id");
+    const { rows: [row] } = await t.db.pool.query(
+      "SELECT status, (SELECT count(*)::int FROM notification.provider_messages WHERE delivery_id = d.id) AS message_ids FROM notification.deliveries d WHERE id = $1",
+      [bad],
+    );
+    assert.deepEqual(row, { status: "sent", message_ids: 0 }, "without the provider's message id");
     assert.equal(smsTo(badPhone).length, 1);
     for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT, "the others of its group recorded");
   });
@@ -890,6 +893,35 @@ describe("notification service against Postgres, JetStream and the provider simu
       t.db.pool.query = query;
     }
     assert.equal(smsTo(phone).length, 1);
+  });
+
+  test("stopping with the database out of reach ends within its budget: a sweep and a trigger's batch waiting on PostgreSQL are not waited for past it", { timeout: 60_000 }, async () => {
+    // A database that stops answering (a partition): from `down` on, every statement and connection waits for ever.
+    let down = false;
+    let waiting = 0;
+    const hang = () => (waiting++, new Promise<never>(() => undefined));
+    const pool = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (down && (prop === "query" || prop === "connect")) return hang;
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const { logger, lines } = captureLogger("warn");
+    // A bus of its own: its consumers take no work from the service's.
+    const bus = new InProcessBus(logger, 50);
+    const module = createNotificationModule({ config: { ...config, stopSendsMs: 200 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
+    const stop = await module.start!({ ...t.ctx, pool, bus, logger });
+    try {
+      down = true;
+      await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId: randomUUID(), amount: kesMinor(5000n), net: kesMinor(4750n) });
+      // The trigger's batch and a sweep both wait on the database now.
+      await eventually("a batch and a sweep waiting", async () => waiting >= 2);
+      await stop();
+      assert.ok(lines.some((l) => l.includes("still waiting on the database")), "the stop gave up on them at its deadline");
+    } finally {
+      await bus.close();
+    }
   });
 
   test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {
@@ -1490,20 +1522,59 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
 
-  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+  /** A report that comes in while `record` (a send's "sent" record, uncommitted) is written: it finds nothing, and the sweeper applies it. */
+  const reportDuringRecord = async (record: string) => {
     const id = await queuedSms();
     const messageId = `race-${id}`;
     const recording = await t.db.pool.connect();
     try {
       await recording.query("BEGIN");
       // The "sent" record, not committed yet: its look for early reports has found none.
-      await recording.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, messageId]);
+      await recording.query(record, [id, messageId]);
       const report = { provider: "africastalking", kind: "delivery", messageId, status: "delivered" as const, payload: {} };
       assert.equal(await applyStatusReport(t.db.pool, report), "pending", "the report finds no delivery with its message id yet");
       await recording.query("COMMIT");
     } finally {
       recording.release();
     }
+    await deliveryIn(id, DeliveryStatus.DELIVERED);
+  };
+
+  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+    await reportDuringRecord(
+      `WITH sent AS (UPDATE notification.deliveries SET status = 'sent' WHERE id = $1)
+       INSERT INTO notification.provider_messages (provider, message_id, delivery_id) VALUES ('africastalking', $2, $1)`,
+    );
+  });
+
+  test("a report for a send the former version recorded (the message id on the delivery row, not in provider_messages) is applied, by the sweeper too", async () => {
+    await reportDuringRecord("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1");
+    // And at once when the record was there first.
+    const id = await queuedSms();
+    await t.db.pool.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, `former-${id}`]);
+    const report = { provider: "africastalking", kind: "delivery", messageId: `former-${id}`, status: "delivered" as const, payload: {} };
+    assert.equal(await applyStatusReport(t.db.pool, report), "applied");
+    assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
+  test("a send's record changes no column an index of deliveries reads (a HOT update, in the room fillfactor leaves), and the provider's reports still find the delivery", async () => {
+    // Every column an index of deliveries has as a key, in an expression or in its predicate.
+    const { rows: columns } = await t.db.pool.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_attribute a
+        WHERE a.attrelid = 'notification.deliveries'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND EXISTS (
+          SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND (a.attnum = ANY(i.indkey)
+             OR pg_get_expr(i.indpred, i.indrelid) ~ ('\\m' || a.attname || '\\M') OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\\m' || a.attname || '\\M')))`,
+    );
+    const names = columns.map((c) => c.name);
+    assert.ok(names.includes("provider_message_id") && names.includes("parked"), "a predicate's column is counted");
+    const indexed = async (id: string) => (await t.db.pool.query(`SELECT ${names.join(", ")} FROM notification.deliveries WHERE id = $1`, [id])).rows[0];
+    const id = await queuedSms();
+    const written = await indexed(id);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const [attempt] = (await delivery(id)).attempts;
+    assert.equal(attempt.status, DeliveryStatus.SENT);
+    assert.deepEqual(await indexed(id), written, "claimed and recorded sent without changing an indexed column");
+    assert.equal(await sim.reportDelivery(attempt.providerMessageId, "delivered"), 200);
     await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 
