@@ -127,8 +127,8 @@ describe("helm chart", () => {
 
   test("values.schema.json refuses a bad value or an unknown key anywhere, naming it; cross-field rules too", async () => {
     await assert.rejects(render("image.pullPolicy=Sometimes"), /pullPolicy/);
-    // A process has 5 s after its calls' drain before its hard deadline: notification's wait for its sends fits in it.
-    await assert.rejects(render("drain.sendsMs=5000"), /drain.sendsMs: Must be less than or equal to 4999/);
+    // A process has 5 s after its calls' drain before its hard deadline: notification's stop fits in it, with a second left to close its bus and pools.
+    await assert.rejects(render("drain.sendsMs=4001"), /drain.sendsMs: Must be less than or equal to 4000/);
     await assert.rejects(render("components.wallet.autoscaling.targetCPUUtilizationPercentage=150"), /targetCPUUtilizationPercentage/);
     await assert.rejects(render("networkPolicy.enabeld=false"), /networkPolicy: Additional property enabeld is not allowed/);
     await assert.rejects(render("components.qr.probes.liveness.timeoutSecond=5"), /timeoutSecond is not allowed/);

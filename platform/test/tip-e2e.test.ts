@@ -29,7 +29,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind, PaymentRail, TransactionKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
-import { AdjustableClock, formatMoney, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { AdjustableClock, formatMoney, JetStreamBus, Metrics, nairobiMonthOf, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, KES, testEnv, type TestDatabase, uniqueName, eventually } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform } from "../src/platform.js";
@@ -296,8 +296,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     assert.equal(tipEntry.cause!.cause.case, "mpesaReceipt");
     assert.equal(tipEntry.cause!.cause.value, last.mpesaReceipt);
     assert.equal(transactions[0].cause!.cause.value, payout!.payoutId);
-    const now = new Date();
-    const statement = await walletApi.getStatement({ year: now.getUTCFullYear(), month: now.getUTCMonth() + 1, currency: "KES", format: 1 });
+    const statement = await walletApi.getStatement({ ...nairobiMonthOf(new Date()), currency: "KES", format: 1 });
     assert.equal(statement.openingBalance!.amountMinor, 0n);
     assert.equal(statement.closingBalance!.amountMinor, remaining);
     assert.deepEqual(statement.rows.map((r) => [r.amount!.amountMinor, r.balanceAfter!.amountMinor]), [[netMinor, netMinor], [-20_000n, remaining]]);

@@ -16,6 +16,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
+import { nairobiMonthOf, nairobiMonthStart } from "../src/lib/nairobi-time.js";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 import { drawPng } from "./pictures.js";
 import { formatMoney } from "../src/lib/money.js";
@@ -62,7 +63,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     // The charts show analytics' own figures: each bar equals its row of the CSV export.
     await page.getByTestId("chart-hours").locator('g[data-value="30000"]').waitFor({ timeout: 20_000 });
     await h.screenshot(page, "worker-home-sw");
-    const from = new Date(new Date().getFullYear(), new Date().getMonth(), 1);
+    const from = nairobiMonthStart(new Date()); // the home's range: statements and "this month" are Nairobi months
     const { csv } = await h.api(AnalyticsService, worker.token).exportEarnings({
       range: { from: timestampFromDate(from), to: timestampFromDate(new Date(Date.now() + 86_400_000)) },
       scope: { case: "workerId", value: worker.id },
@@ -101,7 +102,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     const pdf = readFileSync((await download.path())!).toString("latin1");
     assert.ok(pdf.startsWith("%PDF-1.4") && pdf.endsWith("%%EOF\n"));
     assert.match(pdf, /\(Taarifa ya TTIP \d{4}-\d{2}\) Tj/);
-    const { rows: statement, closingBalance } = await h.api(WalletService, worker.token).getStatement({ year: from.getFullYear(), month: from.getMonth() + 1, currency: "KES", format: 1 });
+    const { rows: statement, closingBalance } = await h.api(WalletService, worker.token).getStatement({ ...nairobiMonthOf(from), currency: "KES", format: 1 });
     assert.ok(statement.length >= 1);
     assert.ok(pdf.includes(`(Salio la mwisho: KES ${closingBalance!.amountMinor / 100n})`), "the closing balance the wallet gives");
     await h.screenshot(page, "worker-statements-sw");

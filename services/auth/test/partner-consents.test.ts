@@ -11,6 +11,7 @@ import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/walle
 import { StatementFormat, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { payment } from "@ttip/payment";
 import { wallet } from "@ttip/wallet";
+import { nairobiMonthOf } from "@ttip/runtime";
 import { failure } from "@ttip/runtime/testing";
 import { startPartnerHarness, type PartnerHarness, type PartnerKey } from "./partner-harness.js";
 
@@ -19,8 +20,8 @@ describe("partner consents and consent-gated reads", () => {
   let bookings: PartnerKey;
   let worker: string;
   let stranger: string;
-  const now = new Date();
-  const month = { year: now.getUTCFullYear(), month: now.getUTCMonth() + 1, currency: "KES", format: StatementFormat.ROWS };
+  // Statements are Nairobi months: in UTC's last three hours of a month, Nairobi is in the next one.
+  const month = { ...nairobiMonthOf(new Date()), currency: "KES", format: StatementFormat.ROWS };
 
   /** A payout row as payment keeps it (the fixture: how it got there is payment's own tests' business). */
   const addPayout = async (workerId: string, amountMinor: bigint) => {

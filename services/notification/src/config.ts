@@ -37,16 +37,17 @@ export interface NotificationConfig {
   publicUrl: () => string;
   /** The admin console's address, linked from staff alerts; empty: the path alone. */
   consoleUrl?: string;
-  /** How long stopping may wait for sends in flight and their records (default DEFAULT_STOP_SENDS_MS). */
+  /** How long stopping may take in all: sweeps, batches, sends in flight and their records (default DEFAULT_STOP_SENDS_MS). */
   stopSendsMs?: number;
 }
 
 /**
- * How long stopping waits for sends in flight and their records: past it, those still out are left
- * 'sending', and a look sends them again once their lease is over, as after a crash. With the
- * database down a record is retried for the whole lease (60 s), longer than a pod's grace (30 s at
+ * How long stopping may take in all: the sweeps and the triggers' batches, then the sends in flight and
+ * their records. Past it, sends still out are left 'sending', and a look sends them again once their
+ * lease is over, as after a crash. With the database down a record is retried for the whole lease
+ * (60 s), and a sweep or a batch waits on PostgreSQL's own timeouts, longer than a pod's grace (30 s at
  * the chart's defaults); a process has 5 s after its calls' drain before its hard deadline (the
- * platform's runService), in which its pools and bus close too. The chart's notification.stopSendsMs.
+ * platform's runService), in which its pools and bus close too. The chart's drain.sendsMs (4,000 at most).
  */
 export const DEFAULT_STOP_SENDS_MS = 3_000;
 

@@ -96,12 +96,20 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         ]);
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
-        // Bounded: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
-        sends.stopBy(Date.now() + (cfg.stopSendsMs ?? DEFAULT_STOP_SENDS_MS));
+        // One budget for the whole stop: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
+        const deadline = Date.now() + (cfg.stopSendsMs ?? DEFAULT_STOP_SENDS_MS);
+        sends.stopBy(deadline);
         clearInterval(sweeper);
         clearTimeout(afterRollout);
-        await sweeping;
-        await stopTriggers();
+        // A sweep and a trigger's batch wait on PostgreSQL: with it out of reach, on its own timeouts, past the
+        // process's deadline. Waited for until the budget's end at most: a batch cut off is not acknowledged
+        // and comes again; one that still commits sends what it claimed as it would, recorded or left to the look.
+        const triggersStopped = stopTriggers();
+        if (await settledBy(deadline, [sweeping, triggersStopped])) await triggersStopped;
+        else {
+          triggersStopped.catch(() => undefined);
+          ctx.logger.warn("stopped with a sweep or a trigger's batch still waiting on the database");
+        }
         // No call claims a send from now on; those claimed (Dispatcher.sendClaimed) finish and are recorded.
         dispatcher = undefined;
         await sends.drain();
@@ -123,3 +131,14 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
 }
 
 export const notification: ServiceModule = createNotificationModule();
+
+/** Waits for `work` until `deadline` (this process's clock) at most: true when it all settled first. */
+async function settledBy(deadline: number, work: Promise<unknown>[]): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const over = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([Promise.allSettled(work).then(() => true as const), over]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

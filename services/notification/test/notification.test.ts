@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -890,6 +890,35 @@ describe("notification service against Postgres, JetStream and the provider simu
       t.db.pool.query = query;
     }
     assert.equal(smsTo(phone).length, 1);
+  });
+
+  test("stopping with the database out of reach ends within its budget: a sweep and a trigger's batch waiting on PostgreSQL are not waited for past it", { timeout: 60_000 }, async () => {
+    // A database that stops answering (a partition): from `down` on, every statement and connection waits for ever.
+    let down = false;
+    let waiting = 0;
+    const hang = () => (waiting++, new Promise<never>(() => undefined));
+    const pool = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (down && (prop === "query" || prop === "connect")) return hang;
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const { logger, lines } = captureLogger("warn");
+    // A bus of its own: its consumers take no work from the service's.
+    const bus = new InProcessBus(logger, 50);
+    const module = createNotificationModule({ config: { ...config, stopSendsMs: 200 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
+    const stop = await module.start!({ ...t.ctx, pool, bus, logger });
+    try {
+      down = true;
+      await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId: randomUUID(), amount: kesMinor(5000n), net: kesMinor(4750n) });
+      // The trigger's batch and a sweep both wait on the database now.
+      await eventually("a batch and a sweep waiting", async () => waiting >= 2);
+      await stop();
+      assert.ok(lines.some((l) => l.includes("still waiting on the database")), "the stop gave up on them at its deadline");
+    } finally {
+      await bus.close();
+    }
   });
 
   test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {

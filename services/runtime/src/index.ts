@@ -27,6 +27,7 @@ export * from "./prepared-keys.js";
 export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";
+export * from "./nairobi-time.js";
 export * from "./money.js";
 export * from "./inbox-retention.js";
 export * from "./outbox.js";

@@ -11,7 +11,8 @@
 // - GOAWAY: the calls on their way finish on the old connection (node closes
 //   it after them), new ones go on a new connection;
 // - a connection that fails to open, or is closed before it opened, fails the
-//   calls waiting for it UNAVAILABLE;
+//   calls waiting for it UNAVAILABLE (a ConnectError: connect-node's stream
+//   client reports any other error INTERNAL);
 // - an idle connection closes after IDLE_TIMEOUT_MS (node's session timeout,
 //   which node renews on every frame already);
 // - the socket never holds the process open (the caller's own server does).
@@ -120,8 +121,8 @@ export class UpstreamSession implements Http2Upstream {
       };
       const onConnect = () => (settle(), resolve(conn));
       const onError = (err: Error) => (settle(), reject(err));
-      // Destroyed before it connected (close() meanwhile): node emits no error, only close.
-      const onClose = () => (settle(), reject(this.#closed ? closing() : new Error("the connection closed before it opened")));
+      // Destroyed before it connected (close() meanwhile, or its socket torn down): node emits close before any error.
+      const onClose = () => (settle(), reject(this.#closed ? closing() : new ConnectError("the connection closed before it opened", Code.Unavailable)));
       conn.once("connect", onConnect);
       conn.once("error", onError);
       conn.once("close", onClose);
@@ -146,7 +147,7 @@ export class UpstreamSession implements Http2Upstream {
 }
 
 function closing(): ConnectError {
-  return new ConnectError("the connection is closing (its process is stopping)", Code.Unavailable);
+  return new ConnectError("the connection is closed (its process is stopping)", Code.Unavailable);
 }
 
 /** Takes new streams: not closing, not destroyed. */
@@ -154,18 +155,25 @@ function usable(conn: http2.ClientHttp2Session): boolean {
   return !conn.closed && !conn.destroyed;
 }
 
-/** One UpstreamSession per URL (a peer, a backend), closed together. */
+/**
+ * One UpstreamSession per URL (a peer, a backend), closed together. After close() (the process
+ * stopping) a URL's session is a closed one: its calls are refused UNAVAILABLE, none opens a connection.
+ */
 export function upstreamSessions(): { get(url: string): UpstreamSession; close(): void } {
   const sessions = new Map<string, UpstreamSession>();
+  let closed = false;
   return {
     get(url) {
       let session = sessions.get(url);
-      if (!session) sessions.set(url, (session = new UpstreamSession(url)));
+      if (!session) {
+        sessions.set(url, (session = new UpstreamSession(url)));
+        if (closed) session.close();
+      }
       return session;
     },
     close() {
+      closed = true;
       for (const session of sessions.values()) session.close();
-      sessions.clear();
     },
   };
 }

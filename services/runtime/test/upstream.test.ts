@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import http2 from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import tls from "node:tls";
 import { test } from "node:test";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
@@ -204,7 +205,7 @@ test("upstream: close() while the connection is still opening fails the call wai
     const waiting = call(session, "first", deadline.signal);
     await peer.reached(); // still opening: its TLS handshake never ends
     session.close();
-    await assert.rejects(waiting, (err: unknown) => ConnectError.from(err).code === Code.Unavailable && /closing/.test(ConnectError.from(err).message));
+    await assert.rejects(waiting, (err: unknown) => ConnectError.from(err).code === Code.Unavailable && /closed/.test(ConnectError.from(err).message));
   } finally {
     clearTimeout(timer);
     await peer.stop();
@@ -316,5 +317,50 @@ test("peers: close() while a peer's connection is still opening fails the call U
     assert.equal(await waiting, Code.Unavailable);
   } finally {
     await peer.stop();
+  }
+});
+
+test("upstream: a connection closed before it opened, outside close() (its socket torn down), fails a stream waiting for it UNAVAILABLE, as a unary call", async () => {
+  const peer = await silentPeer();
+  const { port } = new URL(peer.url);
+  const sockets: tls.TLSSocket[] = [];
+  // The socket the connection opens on, kept to be torn down while its TLS handshake waits.
+  const session = new UpstreamSession(peer.url, { createConnection: () => sockets[sockets.push(tls.connect({ host: "127.0.0.1", port: Number(port), ALPNProtocols: ["h2"] })) - 1] });
+  const transport = internalTransport(peer.url, session, []);
+  try {
+    const watching = (async () => {
+      for await (const answer of createClient(Health, transport).watch({ service: "" }, { timeoutMs: 10_000 })) return answer.status;
+    })().then((status) => status, (err: unknown) => ConnectError.from(err));
+    const asking = check(transport);
+    await peer.reached();
+    while (sockets.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    // Node's session hears its socket's close before any error: the path a plain Error took (connect-node's stream client: INTERNAL).
+    sockets[0].destroy();
+    const watched = await watching;
+    assert.ok(watched instanceof ConnectError, "the stream failed");
+    assert.equal(Code[watched.code], Code[Code.Unavailable]);
+    assert.equal(Code[(await asking) as Code], Code[Code.Unavailable]);
+  } finally {
+    session.close();
+    await peer.stop();
+  }
+});
+
+test("peers: a call after peers.close() is refused UNAVAILABLE (closed), opening no connection, unary or stream", async () => {
+  const b = await backend();
+  const peers = createPeers(() => `http://127.0.0.1:${b.port}`);
+  try {
+    assert.equal(await check(peers("wallet")), Status.SERVING);
+    peers.close();
+    await assert.rejects(createClient(Health, peers("wallet")).check({ service: "" }, { timeoutMs: 10_000 }),
+      (err: unknown) => ConnectError.from(err).code === Code.Unavailable && /closed/.test(ConnectError.from(err).message));
+    const stream = (async () => {
+      for await (const answer of createClient(Health, peers("qr")).watch({ service: "" }, { timeoutMs: 10_000 })) return answer.status;
+    })();
+    await assert.rejects(stream, (err: unknown) => ConnectError.from(err).code === Code.Unavailable && /closed/.test(ConnectError.from(err).message));
+    assert.equal(b.sessions.length, 1, "no connection after close()");
+  } finally {
+    peers.close();
+    await b.stop();
   }
 });

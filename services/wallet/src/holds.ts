@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, money, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, money, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -73,12 +73,11 @@ export class WithdrawalLimitError extends DomainError {
 
 export const MPESA_LIMITS = { perTransaction: 25_000_000n, daily: 50_000_000n } as const;
 
-/** Kenya is UTC+3 all year: limit days and months start at midnight in Nairobi. */
-const EAT_OFFSET_MS = 3 * 3600_000;
+/** Limit days and months start at midnight in Nairobi. */
 export function eatPeriodStarts(now = new Date()): { day: Date; month: Date } {
-  const local = new Date(now.getTime() + EAT_OFFSET_MS);
-  const day = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate()) - EAT_OFFSET_MS;
-  const month = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), 1) - EAT_OFFSET_MS;
+  const local = new Date(now.getTime() + NAIROBI_OFFSET_MS);
+  const day = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate()) - NAIROBI_OFFSET_MS;
+  const month = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), 1) - NAIROBI_OFFSET_MS;
   return { day: new Date(day), month: new Date(month) };
 }
 

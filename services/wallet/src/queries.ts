@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { decimalAmount, decodePageToken, encodePageToken, InvalidStateError, money, positionParts, type Queryable } from "@ttip/runtime";
+import { decimalAmount, decodePageToken, encodePageToken, InvalidStateError, money, nairobiMonthBounds, positionParts, type Queryable } from "@ttip/runtime";
 import {
   AccountKind,
   BalanceSchema,
@@ -120,11 +120,6 @@ export async function listTransactions(db: Queryable, f: HistoryFilter): Promise
   return { transactions, next: rows.length > f.pageSize && last ? encodePageToken([last.posted_seq, last.line]) : "" };
 }
 
-/** Month boundaries in Nairobi time (UTC+3, no daylight saving). */
-export function eatMonth(year: number, month: number): { start: Date; end: Date } {
-  return { start: new Date(Date.UTC(year, month - 1, 1) - 3 * 3600_000), end: new Date(Date.UTC(year, month, 1) - 3 * 3600_000) };
-}
-
 export interface Statement {
   opening: bigint;
   closing: bigint;
@@ -132,7 +127,7 @@ export interface Statement {
 }
 
 export async function statement(db: Queryable, account: AccountRow, year: number, month: number): Promise<Statement> {
-  const { start, end } = eatMonth(year, month);
+  const { start, end } = nairobiMonthBounds(year, month);
   if (start.getTime() > Date.now()) throw new InvalidStateError(`${year}-${String(month).padStart(2, "0")} has not started yet`);
   const currency = account.currency.trim();
   const opening = await db.query<{ balance_after: bigint }>(

@@ -21,7 +21,7 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent, IdempotencyConflictError, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
+import { decodeEvent, IdempotencyConflictError, nairobiMonthOf, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
 import { eventually, kesMinor, type TestService } from "@ttip/runtime/testing";
 import { placeHold, releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
@@ -608,8 +608,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const w = await newWorker();
     await tip(w.accountId, 1_000n, 100n);
     await tip(w.accountId, 2_000n, 100n);
-    const now = new Date(Date.now() + 3 * 3600_000); // Nairobi
-    const req = { year: now.getUTCFullYear(), month: now.getUTCMonth() + 1, currency: "KES", format: StatementFormat.CSV };
+    const req = { ...nairobiMonthOf(new Date()), currency: "KES", format: StatementFormat.CSV };
     const s = await w.client.getStatement(req);
     assert.equal(s.openingBalance!.amountMinor, 0n);
     assert.equal(s.closingBalance!.amountMinor, 2_800n);

@@ -1,5 +1,6 @@
 import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { nairobiMonthOf } from "@ttip/web-lib/nairobi-time";
 import { FakeGateway } from "../testing/fake-gateway";
 import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
@@ -64,14 +65,13 @@ test("statements: this month's opening, postings and closing; the month before o
   await signIn(gw);
   await fireEvent.press(screen.getByTestId("tab-history"));
   await fireEvent.press(await screen.findByTestId("open-statements"));
-  const now = new Date();
-  const month = now.getMonth() + 1;
+  const { year, month } = nairobiMonthOf(new Date());
   expect(await screen.findByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
   expect(screen.getByTestId("closing")).toHaveTextContent(`Closing balance: KES ${(1000 * month + 190).toLocaleString("en")}`);
   expect(within(screen.getByTestId("statement-rows")).getByText("-KES 10")).toBeTruthy();
   expect(screen.getByTestId("month-next").props.accessibilityState).toMatchObject({ disabled: true });
   await fireEvent.press(screen.getByTestId("month-previous"));
-  const before = month === 1 ? `${now.getFullYear() - 1}-12` : `${now.getFullYear()}-${month - 1}`;
+  const before = month === 1 ? `${year - 1}-12` : `${year}-${month - 1}`;
   await waitFor(() => expect(gw.statementsAsked).toContain(before));
   await first.unmount();
 

@@ -3,6 +3,7 @@
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatMoney } from "@ttip/web-lib/money";
+import { nairobiMonthOf } from "@ttip/web-lib/nairobi-time";
 import { useState } from "react";
 import { Text, View } from "react-native";
 import { when } from "../lib/format";
@@ -16,7 +17,8 @@ const FIRST_YEAR = 2024;
 
 export function Statements({ onClose, now = new Date() }: { onClose(): void; now?: Date }) {
   const { t, locale } = useI18n();
-  const [ym, setYm] = useState({ year: now.getFullYear(), month: now.getMonth() + 1 });
+  const current = nairobiMonthOf(now); // statements are Nairobi months, whatever zone the phone is set to
+  const [ym, setYm] = useState(current);
   const statement = useOfflineQuery(
     WalletService.method.getStatement,
     { year: ym.year, month: ym.month, currency: "KES", format: StatementFormat.ROWS },
@@ -26,7 +28,7 @@ export function Statements({ onClose, now = new Date() }: { onClose(): void; now
     const i = ym.year * 12 + (ym.month - 1) + by;
     setYm({ year: Math.floor(i / 12), month: (i % 12) + 1 });
   };
-  const isCurrent = ym.year === now.getFullYear() && ym.month === now.getMonth() + 1;
+  const isCurrent = ym.year === current.year && ym.month === current.month;
   const isFirst = ym.year === FIRST_YEAR && ym.month === 1;
   const label = new Date(ym.year, ym.month - 1, 1).toLocaleDateString(locale === "sw" ? "sw-KE" : "en-KE", { month: "long", year: "numeric" });
   const s = statement.data;

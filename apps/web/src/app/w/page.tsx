@@ -12,6 +12,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { formatMoney } from "../../lib/money";
+import { nairobiMonthStart } from "../../lib/nairobi-time";
 import { clearSession, loadSession } from "../../lib/session";
 import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
@@ -52,11 +53,6 @@ function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean; snap
   return state;
 }
 
-const monthStart = () => {
-  const d = new Date();
-  return new Date(d.getFullYear(), d.getMonth(), 1);
-};
-
 /** Home: balance (available and held), today, this week and this month, the latest tips arriving live, the earnings charts. */
 export default function Home() {
   const router = useRouter();
@@ -65,7 +61,7 @@ export default function Home() {
   const poll = live ? false : 5_000;
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: poll });
   const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 10 } }, { refetchInterval: poll });
-  const [range] = useState(() => ({ from: timestampFromDate(monthStart()), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
+  const [range] = useState(() => ({ from: timestampFromDate(nairobiMonthStart(new Date())), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
   const earnings = useQuery(AnalyticsService.method.getWorkerEarnings, { range, currency: "KES" }, { refetchInterval: poll });
   const signOutAll = useMutation(AuthService.method.revokeAllSessions);
   const b = balance.data?.balances[0];

@@ -4,6 +4,7 @@ import { createClient } from "@connectrpc/connect";
 import { useState } from "react";
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { saveBytes } from "../../../lib/download";
+import { nairobiMonthOf } from "../../../lib/nairobi-time";
 import { statementPdf } from "../../../lib/statement-pdf";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
@@ -12,8 +13,10 @@ import { useT } from "../use-t";
 export default function Statements() {
   const transport = useTransport();
   const { t, err } = useT();
-  const now = new Date();
-  const [month, setMonth] = useState(`${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`);
+  const [month, setMonth] = useState(() => {
+    const current = nairobiMonthOf(new Date());
+    return `${current.year}-${String(current.month).padStart(2, "0")}`;
+  });
   const [error, setError] = useState("");
   const download = async (format: "csv" | "pdf") => {
     setError("");

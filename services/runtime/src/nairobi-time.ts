@@ -1,0 +1,16 @@
+// Kenya keeps UTC+3 all year (no daylight saving). The product's days and months
+// (statements, limits, a worker's "this month") start at midnight in Nairobi,
+// whatever time zone the server or the test machine runs in.
+
+export const NAIROBI_OFFSET_MS = 3 * 3_600_000;
+
+/** The Nairobi calendar month an instant falls in (month 1–12). */
+export function nairobiMonthOf(instant: Date): { year: number; month: number } {
+  const local = new Date(instant.getTime() + NAIROBI_OFFSET_MS);
+  return { year: local.getUTCFullYear(), month: local.getUTCMonth() + 1 };
+}
+
+/** A Nairobi month as instants: from its first midnight (inclusive) to the next month's (exclusive). */
+export function nairobiMonthBounds(year: number, month: number): { start: Date; end: Date } {
+  return { start: new Date(Date.UTC(year, month - 1, 1) - NAIROBI_OFFSET_MS), end: new Date(Date.UTC(year, month, 1) - NAIROBI_OFFSET_MS) };
+}
