@@ -20,7 +20,7 @@ import {
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
@@ -643,17 +643,24 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   };
 
+  /** The replica's look again after a rollout: a delay no other timer of the test uses, as holdingTimer needs. */
+  const REDISPATCH_AGAIN_MS = 987_654;
+
   test("a delivery queued without a dispatch message (by the version before them) is given one by a replica starting, and again later; sent once", async () => {
     const [first, second] = [newPhone(), newPhone()];
     const id = await stranded(first);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await t.db.pool.query("SELECT status FROM notification.deliveries WHERE id = $1", [id])).rows[0].status, "queued", "no dispatcher reads the public fact");
-    // Another replica starts (sharing the durables): it looks at start, and again a second later.
-    const replica = await startService(createNotificationModule({ config, sweepIntervalMs: 100, redispatchAgainMs: 1_000 }), t.ctx);
+    // Another replica starts (sharing the durables): it looks at start, and again once the rollout is
+    // over, on a timer the test holds: it fires after the rollout's last stranded delivery, however
+    // slow the first receipt was (its own delay is the product's; the order is the test's).
+    const { started: replica, timer: afterRollout } = await holdingTimer(REDISPATCH_AGAIN_MS, () =>
+      startService(createNotificationModule({ config, sweepIntervalMs: 100, redispatchAgainMs: REDISPATCH_AGAIN_MS }), t.ctx));
     try {
       await eventually("the first receipt", () => smsTo(first).length === 1);
       await deliveryIn(id, DeliveryStatus.SENT);
       const later = await stranded(second);
+      afterRollout.fire();
       await eventually("the second receipt, from the look after the rollout", () => smsTo(second).length === 1);
       await deliveryIn(later, DeliveryStatus.SENT);
     } finally {
@@ -827,8 +834,11 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(bad)).length, 1);
     // Left 'sending', a look would send it again after its lease: the provider has it, a certain duplicate.
     assert.deepEqual(await attemptsOf(bad), ["sent"], "recorded: not left for the look to send again");
-    const { rows: [row] } = await t.db.pool.query("SELECT status, provider_message_id FROM notification.deliveries WHERE id = $1", [bad]);
-    assert.deepEqual(row, { status: "sent", provider_message_id: null }, "without the provider's message id");
+    const { rows: [row] } = await t.db.pool.query(
+      "SELECT status, (SELECT count(*)::int FROM notification.provider_messages WHERE delivery_id = d.id) AS message_ids FROM notification.deliveries d WHERE id = $1",
+      [bad],
+    );
+    assert.deepEqual(row, { status: "sent", message_ids: 0 }, "without the provider's message id");
     assert.equal(smsTo(badPhone).length, 1);
     for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT, "the others of its group recorded");
   });
@@ -1519,20 +1529,59 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
 
-  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+  /** A report that comes in while `record` (a send's "sent" record, uncommitted) is written: it finds nothing, and the sweeper applies it. */
+  const reportDuringRecord = async (record: string) => {
     const id = await queuedSms();
     const messageId = `race-${id}`;
     const recording = await t.db.pool.connect();
     try {
       await recording.query("BEGIN");
       // The "sent" record, not committed yet: its look for early reports has found none.
-      await recording.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, messageId]);
+      await recording.query(record, [id, messageId]);
       const report = { provider: "africastalking", kind: "delivery", messageId, status: "delivered" as const, payload: {} };
       assert.equal(await applyStatusReport(t.db.pool, report), "pending", "the report finds no delivery with its message id yet");
       await recording.query("COMMIT");
     } finally {
       recording.release();
     }
+    await deliveryIn(id, DeliveryStatus.DELIVERED);
+  };
+
+  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+    await reportDuringRecord(
+      `WITH sent AS (UPDATE notification.deliveries SET status = 'sent' WHERE id = $1)
+       INSERT INTO notification.provider_messages (provider, message_id, delivery_id) VALUES ('africastalking', $2, $1)`,
+    );
+  });
+
+  test("a report for a send the former version recorded (the message id on the delivery row, not in provider_messages) is applied, by the sweeper too", async () => {
+    await reportDuringRecord("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1");
+    // And at once when the record was there first.
+    const id = await queuedSms();
+    await t.db.pool.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, `former-${id}`]);
+    const report = { provider: "africastalking", kind: "delivery", messageId: `former-${id}`, status: "delivered" as const, payload: {} };
+    assert.equal(await applyStatusReport(t.db.pool, report), "applied");
+    assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
+  test("a send's record changes no column an index of deliveries reads (a HOT update, in the room fillfactor leaves), and the provider's reports still find the delivery", async () => {
+    // Every column an index of deliveries has as a key, in an expression or in its predicate.
+    const { rows: columns } = await t.db.pool.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_attribute a
+        WHERE a.attrelid = 'notification.deliveries'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND EXISTS (
+          SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND (a.attnum = ANY(i.indkey)
+             OR pg_get_expr(i.indpred, i.indrelid) ~ ('\\m' || a.attname || '\\M') OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\\m' || a.attname || '\\M')))`,
+    );
+    const names = columns.map((c) => c.name);
+    assert.ok(names.includes("provider_message_id") && names.includes("parked"), "a predicate's column is counted");
+    const indexed = async (id: string) => (await t.db.pool.query(`SELECT ${names.join(", ")} FROM notification.deliveries WHERE id = $1`, [id])).rows[0];
+    const id = await queuedSms();
+    const written = await indexed(id);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const [attempt] = (await delivery(id)).attempts;
+    assert.equal(attempt.status, DeliveryStatus.SENT);
+    assert.deepEqual(await indexed(id), written, "claimed and recorded sent without changing an indexed column");
+    assert.equal(await sim.reportDelivery(attempt.providerMessageId, "delivered"), 200);
     await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 
