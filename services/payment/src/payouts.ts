@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, ConcurrentChangeError, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -48,11 +48,35 @@ async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, resul
   return rows[0] && payoutOf(rows[0]);
 }
 
-/** Creates (or finds, by key) a payout and drives it as far as it can go now. */
+/** The lock a worker's payouts are inserted under (held to the commit): automatic ones, and withdrawals that check for them. */
+const payoutLockKey = (workerId: string) => `payment.auto-payout:${workerId}`;
+
+/**
+ * A withdrawal's insert, under the worker's payout lock: refused ABORTED (ask again) while an
+ * automatic payout of the worker has not yet held its amount in the wallet (hold_state 'none'),
+ * since the two holds would race for one balance and the loser fail to hold money that was there
+ * (a failed payout told to the worker). The automatic payout, inserted under the same lock, sees a
+ * withdrawal inserted before it and starts none. Once its hold is placed, what it left can be
+ * withdrawn and the wallet's answer is exact. Undefined when the key has a payout already.
+ */
+async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint): Promise<Payout | undefined> {
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
+    const { rows: [taking] } = await tx.query<{ payout_id: string; amount_minor: bigint }>(
+      `SELECT payout_id, amount_minor FROM payment.payouts
+        WHERE worker_id = $1 AND automatic AND status IN ('pending', 'resolving') AND hold_state = 'none' LIMIT 1`, [p.workerId]);
+    if (!taking) return insertPayout(tx, p, feeMinor, deps.config().payoutResultWaitMs);
+    if (await payoutByIdempotencyKey(tx, p.workerId, p.idempotencyKey)) return undefined;
+    throw new ConcurrentChangeError(
+      `an automatic payout of ${formatMoney(taking.amount_minor, "KES")} (payout ${taking.payout_id}) is taking your balance now; ask again in a moment for what it leaves`);
+  });
+}
+
+/** A worker's withdrawal (RequestPayout): creates (or finds, by key) its payout and drives it as far as it can go now. */
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
   const fee = await deps.ledger.payoutFee(p.amountMinor);
-  let payout = await insertPayout(pool, p, fee, deps.config().payoutResultWaitMs);
+  let payout = await insertWithdrawal(deps, p, fee);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
   if (!payout) {
     payout = (await payoutByIdempotencyKey(pool, p.workerId, p.idempotencyKey))!;
@@ -77,7 +101,7 @@ async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadA
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment.auto-payout:${p.workerId}`]);
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
     return insertPayout(tx, p, fee, deps.config().payoutResultWaitMs, balanceReadAt);
   });
   if (!payout) return undefined;

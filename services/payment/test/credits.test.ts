@@ -13,7 +13,7 @@ import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
 import { ChangeFeed } from "../src/changes.js";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
-import { autoPayout } from "../src/payouts.js";
+import { autoPayout, startPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -383,6 +383,44 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(rows.length, 1, "one payout of the balance");
     assert.equal(rows[0].status, "succeeded", "B's; none by A that failed to hold what B paid");
     assert.equal(rows[0].amount_minor, race.share);
+  });
+
+  test("two replicas: a withdrawal asked while an automatic payout of the same balance is placing its hold is refused saying so (nothing stored), rather than one of them failing to hold money that was there", async () => {
+    const worker = randomUUID();
+    const payoutPhone = `254${phone().slice(1)}`;
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, payoutPhone]);
+    const [tip] = await decidedTips(worker, [10_000n]);
+    let holding: () => void = () => undefined;
+    const atHold = new Promise<void>((r) => (holding = r));
+    let go: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (go = r));
+    // Replica A's automatic payout is held between its insert and its hold in the wallet.
+    const ledgerA = new (class extends WatchedLedger {
+      override async placeHold(workerId: string, amountMinor: bigint, payoutId: string) {
+        holding();
+        await gate;
+        return super.placeHold(workerId, amountMinor, payoutId);
+      }
+    })(h.t.ctx);
+    const replica = (ledger: Ledger) => Object.assign(depsWith(ledger).deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
+    const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
+    assert.equal(await postCredit(b, tip.tip_id, tip), true);
+    const startedByA = autoPayout(a, tip, { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false });
+    await atHold;
+    // Replica B: the worker withdraws part of the balance meanwhile.
+    const withdrawal = { workerId: worker, amountMinor: 5_000n, phone: payoutPhone, idempotencyKey: randomUUID(), automatic: false };
+    await assert.rejects(startPayout(b, withdrawal), (err: unknown) => {
+      const e = asConnectError(err);
+      return e.code === Code.Aborted && /^an automatic payout of KES [\d.,]+ \(payout [0-9a-f-]{36}\) is taking your balance now/.test(e.rawMessage);
+    });
+    const payouts = async () =>
+      (await h.t.db.pool.query<{ automatic: boolean; status: string; amount_minor: bigint }>("SELECT automatic, status, amount_minor FROM payment.payouts WHERE worker_id = $1", [worker])).rows;
+    assert.equal((await payouts()).length, 1, "the withdrawal stored nothing");
+    go();
+    await startedByA;
+    assert.deepEqual((await payouts()).map((p) => [p.automatic, p.status === "failed", p.amount_minor]), [[true, false, tip.worker_receives_minor]], "the automatic payout held the balance");
+    // Asked again once the automatic payout holds the balance, the wallet's refusal is exact: nothing is left to hold.
+    await assert.rejects(startPayout(b, withdrawal), (err: unknown) => asConnectError(err).code === Code.FailedPrecondition);
   });
 
   test("an automatic payout that waited for the one before reads the worker's settings again: a hold set meanwhile stops it", async () => {
