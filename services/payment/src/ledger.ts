@@ -51,7 +51,7 @@ const QUOTE_CALL_TIMEOUT_MS = 5_000;
  * A wallet call's failure past the deadline we gave it (`timeoutMs`) as UNAVAILABLE naming the
  * call, to retry (DEADLINE_EXCEEDED would read as the caller's own deadline); any other as it is.
  */
-function walletDidNotAnswer(method: string, timeoutMs: number): (err: unknown) => never {
+export function walletDidNotAnswer(method: string, timeoutMs: number): (err: unknown) => never {
   return (err) => {
     if (asConnectError(err).code !== Code.DeadlineExceeded) throw err;
     throw new DependencyUnavailableError(`wallet did not answer ${method} within ${timeoutMs} ms; retry`);
