@@ -1,9 +1,14 @@
 // Analytics: how fast events become figures, and how fast a worker's dashboard
 // answers over a year of rollups.
-//   node --import tsx bench/analytics.ts [events=20000] [workers=10000] [days=365] [tipped hours per worker-day=2] [ingest|query|both]
+//   node --import tsx bench/analytics.ts [events=20000] [workers=10000] [days=365] [tipped hours per worker-day=2] [ingest|query|both] [past|live]
 // 1. Ingest: `events` generated events (tips, failures, scans, payouts,
 //    deliveries) are stored in a JetStream stream, then analytics' consumers
 //    apply them (inbox + rollups, a batch of what has arrived per transaction).
+//    "past" (default): the events fall on the days before today, most rows new.
+//    "live": they fall in the last half hour, as a running platform's do (rows
+//    added to far more than made), and with BENCH_CHUNK=n they are published n
+//    at a time, each n applied before the next, so batches are as small as a
+//    live platform's (tip-e2e's were ~20 events a statement; the figures print it).
 //    Yardstick in the same process: the same events through the runtime's
 //    one-event-per-transaction consumers whose handler does nothing (the inbox
 //    row alone): the exactly-once bookkeeping without analytics' work.
@@ -31,6 +36,9 @@ const workers = Number(process.argv[3] ?? 10_000);
 const days = Number(process.argv[4] ?? 365);
 const hoursPerDay = Number(process.argv[5] ?? 2);
 const parts = process.argv[6] ?? "both";
+const live = process.argv[7] === "live";
+/** Events published at a time in live mode, each lot applied before the next (0: all stored first). */
+const chunk = Number(process.env.BENCH_CHUNK ?? 0);
 
 const logger = createLogger({ level: "warn" });
 const [pg, nats] = await Promise.all([startPostgres({ durable: true, statementStats: true }), startNats()]);
@@ -61,27 +69,55 @@ try {
 async function ingest() {
   const c = cast(200, 20);
   const batch: ReturnType<typeof generateDay>["events"] = [];
-  for (let d = 0; batch.length < events; d++) batch.push(...generateDay(c, new Date(Date.now() - (d + 1) * 86_400_000), 2_000, d + 1).events);
+  const HALF_HOUR = 1_800_000;
+  for (let d = 0; batch.length < events; d++) {
+    const start = live ? new Date(Date.now() - HALF_HOUR) : new Date(Date.now() - (d + 1) * 86_400_000);
+    batch.push(...generateDay(c, start, 2_000, d + 1, live ? HALF_HOUR : undefined).events);
+  }
   batch.length = events;
   const bus = await JetStreamBus.connect({ servers: nats.url, logger, stream: "BENCH" });
+  const publish = (messages: typeof batch) =>
+    Promise.all(Array.from({ length: 16 }, async (_, k) => {
+      for (let i = k; i < messages.length; i += 16) await bus.publish(messages[i]);
+    }));
+  const paced = live && chunk > 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: 16 }, async (_, k) => {
-    for (let i = k; i < batch.length; i += 16) await bus.publish(batch[i]);
-  }));
-  console.log(`stored ${events} events in JetStream in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (!paced) {
+    await publish(batch);
+    console.log(`stored ${events} events in JetStream in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
 
   const inboxCount = async (prefix: string) =>
     (await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox WHERE consumer LIKE $1", [`${prefix}%`])).rows[0].n;
-  const waitFor = async (prefix: string) => {
+  const waitFor = async (prefix: string, n = events, pollMs = 50) => {
     for (;;) {
-      if ((await inboxCount(prefix)) >= events) return;
-      await new Promise((r) => setTimeout(r, 50));
+      if ((await inboxCount(prefix)) >= n) return;
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   };
+  const ctx = { logger, pool, bus, metrics: new Metrics() } as unknown as ServiceContext;
+  // Paced: analytics' consumers run while the events come, `chunk` at a time (before the yardstick,
+  // which then reads them all from the stream).
+  let analyticsRun: { seconds: number; cost: Cost } | undefined;
+  const runAnalytics = async () => {
+    const account = await startAccount();
+    const started = performance.now();
+    const stop = await startConsumers(ctx);
+    if (paced) {
+      for (let i = 0; i < batch.length; i += chunk) {
+        await publish(batch.slice(i, i + chunk));
+        await waitFor("analytics-", Math.min(i + chunk, batch.length), 5);
+      }
+    } else await waitFor("analytics-");
+    const seconds = (performance.now() - started) / 1000;
+    await stop();
+    return { seconds, cost: await account() };
+  };
+  if (paced) analyticsRun = await runAnalytics();
 
   // Yardstick: inbox only.
-  let account = await startAccount();
-  let started = performance.now();
+  const account = await startAccount();
+  const started = performance.now();
   const yard = await Promise.all(SUBJECTS.map((subject) =>
     consumeEvents({ bus, pool, schema: "analytics", consumer: `yardstick-${consumerName(subject)}`, subject, logger, handle: async () => undefined })));
   await waitFor("yardstick-");
@@ -89,23 +125,19 @@ async function ingest() {
   for (const s of yard) await s.stop();
   const yardCost = await account();
 
-  const ctx = { logger, pool, bus, metrics: new Metrics() } as unknown as ServiceContext;
-  account = await startAccount();
-  started = performance.now();
-  const stop = await startConsumers(ctx);
-  await waitFor("analytics-");
-  const seconds = (performance.now() - started) / 1000;
-  await stop();
-  const cost = await account();
+  const { seconds, cost } = analyticsRun ?? (await runAnalytics());
   const rate = events / seconds;
   const yardRate = events / yardSeconds;
+  console.log(`events: ${live ? `live (the last half hour)${paced ? `, published ${chunk} at a time, each lot applied before the next` : ", all stored first"}` : "on the days before today, all stored first"}`);
   console.log(`ingest: ${rate.toFixed(0)} events/s into rollups (${events} events, ${READERS.length} consumers, durable PostgreSQL)`);
   console.log(`        yardstick (inbox row only, one event per transaction) ${yardRate.toFixed(0)} events/s: analytics ingests ${(rate / yardRate).toFixed(2)}x that`);
   const perEvent = (c: Cost) =>
     `${(c.statements / events).toFixed(2)} statements, ${(c.blocks / events).toFixed(1)} blocks, ${(c.wal.records / events).toFixed(2)} WAL records ` +
     `(${(c.wal.fpi / events).toFixed(2)} with full pages, ${(c.wal.bytes / events).toFixed(0)} B)`;
-  console.log(`per event: analytics ${perEvent(cost)}`);
+  console.log(`per event: analytics ${perEvent(cost)}; ${(events / Math.max(1, cost.statements)).toFixed(1)} events a statement`);
   console.log(`           yardstick ${perEvent(yardCost)}`);
+  console.log("analytics' WAL per event by the relation of the record's first block (commits have none):");
+  for (const r of cost.wal.relations) console.log(`  ${(r.count / events).toFixed(2).padStart(6)} records ${(r.bytes / events).toFixed(0).padStart(5)} B  ${r.relation}`);
   console.log("analytics' WAL records per event by type (pg_walinspect):");
   for (const t of cost.wal.types) console.log(`  ${(t.count / events).toFixed(2).padStart(6)}  ${(t.fpi / events).toFixed(2).padStart(5)} fpi  ${(t.bytes / events).toFixed(0).padStart(5)} B  ${t.type}`);
   console.log("analytics' statements by blocks per event (pg_stat_statements):");
@@ -116,7 +148,13 @@ async function ingest() {
 interface Cost {
   statements: number;
   blocks: number;
-  wal: { records: number; fpi: number; bytes: number; types: { type: string; count: number; fpi: number; bytes: number }[] };
+  wal: {
+    records: number;
+    fpi: number;
+    bytes: number;
+    types: { type: string; count: number; fpi: number; bytes: number }[];
+    relations: { relation: string; count: number; bytes: number }[];
+  };
   top: { calls: number; blocks: number; wal: number; text: string }[];
 }
 
@@ -131,6 +169,15 @@ async function startAccount(): Promise<() => Promise<Cost>> {
          FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) GROUP BY 1 ORDER BY 2 DESC`,
       [from, to],
     );
+    // A record's first block names its relation by file node (block_ref "rel tablespace/database/filenode").
+    const { rows: relations } = await pool.query<{ relation: string; count: string; bytes: string }>(
+      `SELECT COALESCE(n.nspname || '.' || c.relname, 'file node ' || w.node, '(no block: commits and the like)') AS relation,
+              count(*) AS count, sum(w.record_length) AS bytes
+         FROM (SELECT record_length, substring(block_ref from 'rel \\d+/\\d+/(\\d+)') AS node FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)) w
+         LEFT JOIN pg_class c ON c.relfilenode::text = w.node LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+        GROUP BY 1 ORDER BY 2 DESC LIMIT 12`,
+      [from, to],
+    );
     const { rows } = await pool.query<{ calls: string; blocks: string; wal: string; query: string }>(
       `SELECT calls, shared_blks_hit + shared_blks_read + local_blks_hit + local_blks_read AS blocks, wal_records AS wal, query
          FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal%' AND query NOT LIKE '%pg_get_wal_records_info%' AND query NOT LIKE '%FROM analytics.inbox WHERE consumer LIKE%'
@@ -141,7 +188,13 @@ async function startAccount(): Promise<() => Promise<Cost>> {
     return {
       statements: all.reduce((n, r) => n + r.calls, 0),
       blocks: all.reduce((n, r) => n + r.blocks, 0),
-      wal: { records: t.reduce((n, r) => n + r.count, 0), fpi: t.reduce((n, r) => n + r.fpi, 0), bytes: t.reduce((n, r) => n + r.bytes, 0), types: t.slice(0, 12) },
+      wal: {
+        records: t.reduce((n, r) => n + r.count, 0),
+        fpi: t.reduce((n, r) => n + r.fpi, 0),
+        bytes: t.reduce((n, r) => n + r.bytes, 0),
+        types: t.slice(0, 12),
+        relations: relations.map((r) => ({ relation: r.relation, count: Number(r.count), bytes: Number(r.bytes) })),
+      },
       top: all.slice(0, 8),
     };
   };

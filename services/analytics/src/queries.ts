@@ -2,7 +2,7 @@
 // over the payout tables). One function per screen; the RPCs and the CSV
 // exports both call these, so an export always equals its screen.
 import type { Queryable } from "@ttip/runtime";
-import { DAY_MS, Dim, EAT_OFFSET_MS, HOUR_MS, NIL, dayOf } from "./facts.js";
+import { DAY_MS, Dim, EAT_OFFSET_MS, HOUR_MS, NIL, dayOf, hasDayRows } from "./facts.js";
 
 export interface Range {
   from: Date;
@@ -19,11 +19,12 @@ const isDayAligned = (d: Date) => (d.getTime() + EAT_OFFSET_MS) % DAY_MS === 0;
 const isHourAligned = (d: Date) => d.getTime() % HOUR_MS === 0;
 
 /**
- * Day rows when the range starts and ends at midnight EAT (far fewer rows),
- * else hour rows: the figures are those of the buckets that start in the range.
+ * Day rows when the dimension has them (hasDayRows: the platform's) and the range starts and
+ * ends at midnight EAT (far fewer rows), else hour rows: the figures are those of the buckets
+ * that start in the range, the same either way (a day's row sums its 24 hours').
  */
-export function grainFor(range: Range): "h" | "d" {
-  return isDayAligned(range.from) && isDayAligned(range.to) ? "d" : "h";
+export function grainFor(range: Range, dim: Dim): "h" | "d" {
+  return hasDayRows(dim) && isDayAligned(range.from) && isDayAligned(range.to) ? "d" : "h";
 }
 
 /** A range widened to whole hours, the finest rollup grain. */
@@ -103,7 +104,7 @@ export const platformScope: Scope = { dim: Dim.Platform, id: NIL };
 const CURRENCY = `(currency = $5 OR currency = '')`;
 
 /** Sums over a scope and range. */
-export async function totals(db: Queryable, scope: Scope, range: Range, currency: string, grain = grainFor(range)): Promise<Totals> {
+export async function totals(db: Queryable, scope: Scope, range: Range, currency: string, grain = grainFor(range, scope.dim)): Promise<Totals> {
   const { rows } = await db.query<SumRow>(
     `SELECT ${SUMS} FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $6 AND ${CURRENCY}`,
@@ -146,17 +147,18 @@ export interface WorkerEarnings {
 
 const zero = (): EarningsPeriod => ({ tips: 0n, volume: 0n, net: 0n, pool: 0n });
 
-/** A worker's dashboard: two reads, day rows since the earlier of Monday and the 1st, hour rows of the range. */
+/** A worker's dashboard: two reads of hour rows, since the earlier of Monday and the 1st (today, week, month), and of the range. */
 export async function workerEarnings(db: Queryable, workerId: string, range: Range, currency: string, now = new Date()): Promise<WorkerEarnings> {
   const starts = periodStarts(now);
   const since = starts.week < starts.month ? starts.week : starts.month;
   // Named: prepared once per connection, so the planner's work over the partitions is not redone per call.
+  // A worker has hour rows only (hasDayRows): an hour counts in the periods its start is in.
   const days = await db.query<{ bucket: Date; tips: bigint; volume: bigint; net: bigint; pool: bigint }>({
-    name: "analytics.worker_days",
+    name: "analytics.worker_period_hours",
     text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
             sum(pooled_minor)::int8 AS pool
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'd' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR pooled_minor <> 0)
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR pooled_minor <> 0)
       GROUP BY bucket`,
     values: [workerId, since, currency],
   });
@@ -222,7 +224,7 @@ export interface Dashboard {
 /** Today's figures (since midnight EAT) for a scope. */
 export async function dashboard(db: Queryable, scope: Scope, currency: string, now = new Date()): Promise<Dashboard> {
   const today = dayOf(now);
-  const t = await totals(db, scope, { from: today, to: new Date(today.getTime() + DAY_MS) }, currency, "d");
+  const t = await totals(db, scope, { from: today, to: new Date(today.getTime() + DAY_MS) }, currency);
   const attempted = t.succeeded + t.failed;
   return { tips: t.succeeded, volume: t.amount, attempted, successRateBps: bps(t.succeeded, attempted), scans: t.scans, averageTip: average(t.amount, t.succeeded) };
 }
@@ -235,22 +237,19 @@ export interface SeriesPoint {
   payouts: bigint;
 }
 
-/** The bucket expression for a period: hours and days are stored, weeks and months are days summed (EAT). */
-function periodSql(period: Period): { grain: "h" | "d"; expr: string } {
-  switch (period) {
-    case "hour":
-      return { grain: "h", expr: "bucket" };
-    case "day":
-      return { grain: "d", expr: "bucket" };
-    case "week":
-    case "month":
-      return { grain: "d", expr: `(date_trunc('${period}', bucket AT TIME ZONE 'UTC' + interval '3 hours') - interval '3 hours') AT TIME ZONE 'UTC'` };
-  }
+/**
+ * The bucket expression for a period: hours are stored, and the platform's days (hasDayRows);
+ * other days, and weeks and months, are the stored rows summed by the period they start in (EAT).
+ */
+function periodSql(period: Period, dim: Dim): { grain: "h" | "d"; expr: string } {
+  const grain = period !== "hour" && hasDayRows(dim) ? "d" : "h";
+  if (period === "hour" || (period === "day" && grain === "d")) return { grain, expr: "bucket" };
+  return { grain, expr: `(date_trunc('${period}', bucket AT TIME ZONE 'UTC' + interval '3 hours') - interval '3 hours') AT TIME ZONE 'UTC'` };
 }
 
 /** Volume, fees, payouts and tips per period, oldest first. */
 export async function series(db: Queryable, scope: Scope, range: Range, period: Period, currency: string): Promise<SeriesPoint[]> {
-  const p = periodSql(period);
+  const p = periodSql(period, scope.dim);
   const { rows } = await db.query<{ start: Date; tips: bigint; volume: bigint; fees: bigint; payouts: bigint }>(
     `SELECT ${p.expr} AS start, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(fee_minor)::int8 AS fees,
             sum(payout_minor)::int8 AS payouts
@@ -273,7 +272,7 @@ export interface SuccessPoint {
 
 /** Ended tips per period and method, with failures by result code. */
 export async function successRates(db: Queryable, scope: Scope, range: Range, period: Period): Promise<SuccessPoint[]> {
-  const p = periodSql(period);
+  const p = periodSql(period, scope.dim);
   const { rows } = await db.query<{ start: Date; method: string; result_code: string; succeeded: bigint; failed: bigint }>(
     `SELECT ${p.expr} AS start, method, result_code, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed
        FROM analytics.rollups
@@ -306,7 +305,7 @@ export async function failures(db: Queryable, scope: Scope, range: Range): Promi
        FROM analytics.rollups r LEFT JOIN analytics.result_reasons rr USING (result_code)
       WHERE r.dim = $1 AND r.id = $2 AND r.grain = $3 AND r.bucket >= $4 AND r.bucket < $5 AND r.failed > 0
       GROUP BY r.result_code, rr.reason ORDER BY count DESC, r.result_code LIMIT ${MAX_LIST}`,
-    [scope.dim, scope.id, grainFor(range), range.from, range.to],
+    [scope.dim, scope.id, grainFor(range, scope.dim), range.from, range.to],
   );
   return rows.map((r) => ({ resultCode: r.result_code, reason: r.reason ?? "", count: r.count }));
 }
@@ -344,7 +343,7 @@ export async function venueMembers(db: Queryable, venueId: string, dim: Dim.Venu
        FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND ${CURRENCY.replace("$5", "$6")}
       GROUP BY sub ORDER BY volume DESC, sub LIMIT ${MAX_LIST}`,
-    [dim, venueId, grainFor(range), range.from, range.to, currency],
+    [dim, venueId, grainFor(range, dim), range.from, range.to, currency],
   );
   return rows.map((r) => ({ id: r.sub, scans: r.scans, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }
@@ -356,7 +355,7 @@ export async function topWorkers(db: Queryable, range: Range, currency: string, 
        FROM analytics.rollups
       WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency = $4 AND succeeded > 0
       GROUP BY id ORDER BY volume DESC, id LIMIT $5`,
-    [grainFor(range), range.from, range.to, currency, Math.min(limit, 10_000)],
+    [grainFor(range, Dim.Worker), range.from, range.to, currency, Math.min(limit, 10_000)],
   );
   return rows.map((r) => ({ id: r.id, scans: 0n, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }
@@ -377,7 +376,7 @@ export interface PlatformSummary {
 }
 
 export async function platformSummary(db: Queryable, range: Range, currency: string, smsPriceMinor: bigint): Promise<PlatformSummary> {
-  const grain = grainFor(range);
+  const grain = grainFor(range, Dim.Platform);
   const t = await totals(db, platformScope, range, currency, grain);
   const extra = await db.query<{ new_workers: bigint; sms_sent: bigint }>(
     `SELECT COALESCE(sum(registrations) FILTER (WHERE method = 'worker'), 0)::int8 AS new_workers,
@@ -387,9 +386,9 @@ export async function platformSummary(db: Queryable, range: Range, currency: str
   );
   const active = await db.query<{ dim: number; n: bigint }>(
     `SELECT dim, count(DISTINCT id)::int8 AS n FROM analytics.rollups
-      WHERE dim IN (${Dim.Worker}, ${Dim.Venue}) AND grain = $1 AND bucket >= $2 AND bucket < $3 AND succeeded > 0
+      WHERE dim IN (${Dim.Worker}, ${Dim.Venue}) AND grain = 'h' AND bucket >= $1 AND bucket < $2 AND succeeded > 0
       GROUP BY dim`,
-    [grain, range.from, range.to],
+    [range.from, range.to],
   );
   const latency = await db.query<{ p50: number | null; p95: number | null }>(
     `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95

@@ -1,7 +1,7 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
 import { commitWith, opaqueUnnest, withTransaction, type Pool, type Queryable, type Statement } from "@ttip/runtime";
-import { dayOf, dimsOf, hourOf, MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
+import { dayOf, Dim, dimsOf, hourOf, MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
 const PARTITIONS_BACK = 24;
@@ -309,7 +309,7 @@ export interface LiveEvent {
  * then its hour and day, the key's other columns common to its rows, and its figures), the dimensions
  * each fact names (the fact's place in the facts' arrays, from 1, first), workers, payout requests,
  * payout results, reasons (each row's event id first). A fact's rows are its dimensions at its hour
- * and at its day, made in SQL: a fact's figures and its key's common columns go once, not in each of
+ * and the platform's at its day (facts.ts, hasDayRows), made in SQL: a fact's figures and its key's common columns go once, not in each of
  * its rows (up to a dozen; the tip bench's about six), which was ~500 array elements per tip to build,
  * send and parse.
  */
@@ -347,7 +347,7 @@ function liveSql(first: number): string {
                 FROM ${opaqueUnnest(LIVE_TYPES[0], facts)} WITH ORDINALITY AS v(event_id, hour, day, method, result_code, currency, ${MEASURES.join(", ")}, f)
                 JOIN ${opaqueUnnest(LIVE_TYPES[1], dims)} AS d(f, dim, id, sub) ON d.f = v.f
                 CROSS JOIN (VALUES ('h'::text), ('d'::text)) AS g(grain)
-               WHERE ${fresh}) x
+               WHERE ${fresh} AND (g.grain = 'h' OR d.dim = ${Dim.Platform})) x
        GROUP BY ${keys}
        ORDER BY x.dim, x.id, x.sub, x.grain COLLATE "C", x.bucket, x.method COLLATE "C", x.result_code COLLATE "C", x.currency COLLATE "C"
       ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET

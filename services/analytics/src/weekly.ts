@@ -77,7 +77,7 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
                   AND NOT EXISTS (SELECT 1 FROM analytics.weekly_summaries s WHERE s.worker_id = workers.worker_id AND s.week_start = $3)
                 ORDER BY worker_id LIMIT $4) w
          LEFT JOIN analytics.rollups r
-           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'd' AND r.bucket >= $1 AND r.bucket < $2 AND r.succeeded > 0 AND r.currency = 'KES'
+           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND r.succeeded > 0 AND r.currency = 'KES'
         GROUP BY w.worker_id ORDER BY w.worker_id`,
       [monday, new Date(monday.getTime() + 7 * DAY_MS), weekStart, o.batchSize],
     );

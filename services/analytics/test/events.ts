@@ -94,9 +94,10 @@ const FAILURES: [string, string][] = [
 /**
  * One day of tips (scans, quotes, pushes, successes, failures with Daraja's
  * codes, refused pushes), payouts (held then paid or failed), sign-ups and
- * SMS deliveries, spread over the day starting at `dayStart`.
+ * SMS deliveries, spread over the day starting at `dayStart` (or over its
+ * first `spanMs`: the bench's live events, within an hour).
  */
-export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number): { events: BusMessage[]; expected: Expected } {
+export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number, spanMs = 86_399_000): { events: BusMessage[]; expected: Expected } {
   const rand = rng(seed);
   const events: BusMessage[] = [];
   const e: Expected = {
@@ -104,7 +105,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     payoutsSucceeded: 0, payoutsFailed: 0, payoutMinor: 0n, payoutLatenciesMs: [], newWorkers: 0, smsSent: 0,
     perWorker: new Map(), perVenue: new Map(), activeVenues: new Set(), pooled: 0n,
   };
-  const at = () => new Date(dayStart.getTime() + Math.floor(rand() * 86_399_000));
+  const at = () => new Date(dayStart.getTime() + Math.floor(rand() * spanMs));
   const venueFig = (v: string) => {
     let f = e.perVenue.get(v);
     if (!f) e.perVenue.set(v, (f = { scans: 0, created: 0, pushRefused: 0, succeeded: 0, amount: 0n }));
@@ -188,7 +189,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     }
   }
   // Each venue's pool is distributed to its staff at the end of the day; the last venue's is then reversed.
-  const close = new Date(dayStart.getTime() + 86_000_000);
+  const close = new Date(dayStart.getTime() + Math.min(86_000_000, spanMs));
   for (const [v, venue] of c.venues.entries()) {
     const distributionId = randomUUID();
     let total = 0n;

@@ -131,6 +131,41 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(earnings?.inRange?.tips, BigInt(expected.perWorker.get(other)!.tips));
   });
 
+  test("only the platform has day rows; a day row of a worker or venue (as an earlier version wrote them) is read by no screen", async () => {
+    const { rows: dims } = await t.db.pool.query<{ dim: number }>("SELECT DISTINCT dim FROM analytics.rollups WHERE grain = 'd' ORDER BY dim");
+    assert.deepEqual(dims.map((r) => r.dim), [1], "a worker's, venue's or code's days are their hours summed");
+    const worker = c.workers[0];
+    const venue = c.venueOf.get(worker)!;
+    const screens = async () => {
+      const asAdmin = t.client(AnalyticsService, admin);
+      const [earnings, daily] = await Promise.all([
+        asAdmin.getWorkerEarnings({ range: dayRange, workerId: worker }),
+        asAdmin.getVenueAnalytics({ venueId: venue, range: dayRange, granularity: Granularity.DAY }),
+      ]);
+      return { earnings: earnings.earnings, funnel: daily.funnel, series: daily.series, workers: daily.workers, codes: daily.codes, failures: daily.failures };
+    };
+    const before = await screens();
+    assert.equal(before.earnings?.inRange?.tips, BigInt(expected.perWorker.get(worker)!.tips));
+    // Figures no event added, in day rows of the worker, the venue and its staff member and code.
+    const NIL = "00000000-0000-0000-0000-000000000000";
+    const stale: [number, string, string, string, string][] = [
+      [2, worker, NIL, "mpesa", "0"], [3, venue, NIL, "mpesa", "0"], [3, venue, NIL, "mpesa", "1032"], [3, venue, NIL, "", ""],
+      [5, venue, worker, "mpesa", "0"], [6, venue, c.codes.get(worker)!, "", ""],
+    ];
+    const keys = [stale.map((r) => r[0]), stale.map((r) => r[1]), stale.map((r) => r[2]), stale.map((r) => r[3]), stale.map((r) => r[4])];
+    await t.db.pool.query(
+      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, scans, created, succeeded, failed, amount_minor, net_minor)
+       SELECT k.dim, k.id, k.sub, 'd', $6, k.method, k.code, CASE WHEN k.method = '' THEN '' ELSE 'KES' END, 1000, 1000, 1000, 1000, 1000000000, 1000000000
+         FROM unnest($1::smallint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[]) AS k(dim, id, sub, method, code)`,
+      [...keys, day],
+    );
+    try {
+      assert.deepEqual(await screens(), before);
+    } finally {
+      await t.db.pool.query("DELETE FROM analytics.rollups WHERE grain = 'd' AND dim <> 1");
+    }
+  });
+
   test("a venue's funnel, staff and codes; its CSV equals the screen", async () => {
     const venue = c.venues[0];
     const v = expected.perVenue.get(venue)!;

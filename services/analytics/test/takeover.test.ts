@@ -201,7 +201,7 @@ describe("one durable for payment's subjects, taking over the durable each had (
     const live = await tables(far);
     const { rows: [w] } = await db.pool.query<{ created: number; succeeded: number; amount: string; rated: number }>(
       `SELECT sum(created)::int AS created, sum(succeeded)::int AS succeeded, sum(amount_minor)::text AS amount, sum(rated_4)::int AS rated
-         FROM analytics.rollups WHERE dim = 2 AND id = $1 AND grain = 'd'`, [worker]);
+         FROM analytics.rollups WHERE dim = 2 AND id = $1 AND grain = 'h'`, [worker]);
     assert.deepEqual(w, { created: 2, succeeded: 2, amount: "3500", rated: 2 });
     // The same events in order, written by RollupBatch one at a time: the same tables.
     await empty();

@@ -712,7 +712,8 @@ const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
 /**
  * The record of sends the providers accepted, as CTEs for a statement of its own (recordSent) or
  * for one a call writes anyway (insertDeliveries carries them): for each, the attempt, the
- * delivery and its "sent" fact, atomic without BEGIN/COMMIT. Left out: one with a status report
+ * delivery and its "sent" fact, and the provider's message id (provider_messages: see
+ * MESSAGE_DELIVERY), atomic without BEGIN/COMMIT. Left out: one with a status report
  * that arrived before (in `sent_early`, for record() to apply the reports in order), and one whose
  * attempt is no longer 'sending' (another dispatcher declared it in doubt after its lease: the
  * delivery stays as that one left it). Each delivery is locked before its attempt (sent_locked, which
@@ -740,9 +741,10 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
           RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
        sent_announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, ${subject}, payload, traceparent FROM sent_attempted),
        sent_updated AS (
-         UPDATE notification.deliveries d SET status = 'sent', provider = s.provider, provider_message_id = NULLIF(s.message_id, ''), last_error = NULL,
-                body = CASE WHEN d.template_key = ${otp} THEN NULL ELSE d.body END, updated_at = now()
-           FROM sent_attempted s WHERE d.id = s.delivery_id)`,
+         UPDATE notification.deliveries d SET status = 'sent', last_error = NULL, body = CASE WHEN d.template_key = ${otp} THEN NULL ELSE d.body END, updated_at = now()
+           FROM sent_attempted s WHERE d.id = s.delivery_id),
+       sent_message AS (
+         INSERT INTO notification.provider_messages (provider, message_id, delivery_id) SELECT provider, message_id, delivery_id FROM sent_attempted WHERE message_id <> '')`,
     values: [
       sends.map((s) => s.d.id), sends.map((s) => s.attempt), sends.map((s) => s.outcome.messageId), sends.map((s) => s.provider.name),
       events.map((e) => e.id), events.map((e) => Buffer.from(e.data)), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP,
@@ -1408,10 +1410,11 @@ export class Dispatcher {
     // or failed the delivery: what it decided stands (a late answer must not send it again or call it sent).
     if (rowCount === 0) return "failed";
     if (outcome.ok) {
-      // An OTP's text is a secret: once handed over it is not kept.
+      // An OTP's text is a secret: once handed over it is not kept. The message id is kept beside the delivery (MESSAGE_DELIVERY).
       await tx.query(
-        `UPDATE notification.deliveries SET status = 'sent', provider = $2, provider_message_id = NULLIF($3, ''), last_error = NULL,
-                body = CASE WHEN template_key = $4 THEN NULL ELSE body END, updated_at = now() WHERE id = $1`,
+        `WITH sent AS (
+           UPDATE notification.deliveries SET status = 'sent', last_error = NULL, body = CASE WHEN template_key = $4 THEN NULL ELSE body END, updated_at = now() WHERE id = $1)
+         INSERT INTO notification.provider_messages (provider, message_id, delivery_id) SELECT $2::text, $3::text, $1::uuid WHERE $3 <> ''`,
         [d.id, provider.name, outcome.messageId, TemplateKey.OTP],
       );
       await emitUpdate(tx, d, "sent");
@@ -1466,6 +1469,17 @@ export class Dispatcher {
   }
 }
 
+/**
+ * The delivery a provider's message id names (`provider`, `messageId`: SQL expressions), for its reports. A send
+ * recorded now keeps the id in provider_messages, not on the delivery row: the record then changes no column an
+ * index of deliveries reads, so it is a HOT update (one WAL record, not an entry in each of its five indexes).
+ * A send recorded by a version before that has the id on the row (provider, provider_message_id), still indexed:
+ * its reports come for a day or so after an upgrade.
+ */
+const MESSAGE_DELIVERY = (provider: string, messageId: string) =>
+  `SELECT delivery_id FROM notification.provider_messages WHERE provider = ${provider} AND message_id = ${messageId}
+   UNION ALL SELECT id FROM notification.deliveries WHERE provider = ${provider} AND provider_message_id = ${messageId}`;
+
 /** What a provider's report means for a delivery, or undefined to ignore it. */
 export type ReportedStatus = "sent" | "delivered" | "failed";
 
@@ -1488,7 +1502,7 @@ export async function applyStatusReport(
       await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
       return "ignored";
     }
-    const found = await tx.query("SELECT 1 FROM notification.deliveries WHERE provider = $1 AND provider_message_id = $2", [report.provider, report.messageId]);
+    const found = await tx.query(`${MESSAGE_DELIVERY("$1", "$2")} LIMIT 1`, [report.provider, report.messageId]);
     if (found.rowCount === 0) return "pending";
     const changed = await moveStatus(tx, report.provider, report.messageId, report.status, report.error);
     await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
@@ -1500,7 +1514,7 @@ async function moveStatus(tx: Queryable, provider: string, messageId: string, st
   const from = status === "sent" ? ["queued", "retrying"] : ["queued", "retrying", "sent"];
   const { rows } = await tx.query<DeliveryRow>(
     `UPDATE notification.deliveries SET status = $3, last_error = COALESCE($5, last_error), updated_at = now()
-      WHERE provider = $1 AND provider_message_id = $2 AND status = ANY($4::text[])
+      WHERE id IN (${MESSAGE_DELIVERY("$1", "$2")}) AND status = ANY($4::text[])
       RETURNING id, user_id, channel, template_key, attempts`,
     [provider, messageId, status, from, error ?? null],
   );
@@ -1527,8 +1541,7 @@ async function applyPendingCallbacks(tx: Queryable, provider: string, messageId:
 export async function applyStrandedReports(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ provider: string; message_id: string }>(
     `SELECT DISTINCT c.provider, c.message_id FROM notification.provider_callbacks c
-       JOIN notification.deliveries d ON d.provider = c.provider AND d.provider_message_id = c.message_id
-      WHERE NOT c.applied AND c.status <> '' AND c.message_id <> '' LIMIT 100`,
+      WHERE NOT c.applied AND c.status <> '' AND c.message_id <> '' AND EXISTS (${MESSAGE_DELIVERY("c.provider", "c.message_id")}) LIMIT 100`,
   );
   for (const r of rows) await withTransaction(pool, (tx) => applyPendingCallbacks(tx, r.provider, r.message_id));
   return rows.length;

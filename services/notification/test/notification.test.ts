@@ -827,8 +827,11 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(bad)).length, 1);
     // Left 'sending', a look would send it again after its lease: the provider has it, a certain duplicate.
     assert.deepEqual(await attemptsOf(bad), ["sent"], "recorded: not left for the look to send again");
-    const { rows: [row] } = await t.db.pool.query("SELECT status, provider_message_id FROM notification.deliveries WHERE id = $1", [bad]);
-    assert.deepEqual(row, { status: "sent", provider_message_id: null }, "without the provider's message id");
+    const { rows: [row] } = await t.db.pool.query(
+      "SELECT status, (SELECT count(*)::int FROM notification.provider_messages WHERE delivery_id = d.id) AS message_ids FROM notification.deliveries d WHERE id = $1",
+      [bad],
+    );
+    assert.deepEqual(row, { status: "sent", message_ids: 0 }, "without the provider's message id");
     assert.equal(smsTo(badPhone).length, 1);
     for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT, "the others of its group recorded");
   });
@@ -1519,20 +1522,59 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
 
-  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+  /** A report that comes in while `record` (a send's "sent" record, uncommitted) is written: it finds nothing, and the sweeper applies it. */
+  const reportDuringRecord = async (record: string) => {
     const id = await queuedSms();
     const messageId = `race-${id}`;
     const recording = await t.db.pool.connect();
     try {
       await recording.query("BEGIN");
       // The "sent" record, not committed yet: its look for early reports has found none.
-      await recording.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, messageId]);
+      await recording.query(record, [id, messageId]);
       const report = { provider: "africastalking", kind: "delivery", messageId, status: "delivered" as const, payload: {} };
       assert.equal(await applyStatusReport(t.db.pool, report), "pending", "the report finds no delivery with its message id yet");
       await recording.query("COMMIT");
     } finally {
       recording.release();
     }
+    await deliveryIn(id, DeliveryStatus.DELIVERED);
+  };
+
+  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+    await reportDuringRecord(
+      `WITH sent AS (UPDATE notification.deliveries SET status = 'sent' WHERE id = $1)
+       INSERT INTO notification.provider_messages (provider, message_id, delivery_id) VALUES ('africastalking', $2, $1)`,
+    );
+  });
+
+  test("a report for a send the former version recorded (the message id on the delivery row, not in provider_messages) is applied, by the sweeper too", async () => {
+    await reportDuringRecord("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1");
+    // And at once when the record was there first.
+    const id = await queuedSms();
+    await t.db.pool.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, `former-${id}`]);
+    const report = { provider: "africastalking", kind: "delivery", messageId: `former-${id}`, status: "delivered" as const, payload: {} };
+    assert.equal(await applyStatusReport(t.db.pool, report), "applied");
+    assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
+  test("a send's record changes no column an index of deliveries reads (a HOT update, in the room fillfactor leaves), and the provider's reports still find the delivery", async () => {
+    // Every column an index of deliveries has as a key, in an expression or in its predicate.
+    const { rows: columns } = await t.db.pool.query<{ name: string }>(
+      `SELECT a.attname AS name FROM pg_attribute a
+        WHERE a.attrelid = 'notification.deliveries'::regclass AND a.attnum > 0 AND NOT a.attisdropped AND EXISTS (
+          SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND (a.attnum = ANY(i.indkey)
+             OR pg_get_expr(i.indpred, i.indrelid) ~ ('\\m' || a.attname || '\\M') OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\\m' || a.attname || '\\M')))`,
+    );
+    const names = columns.map((c) => c.name);
+    assert.ok(names.includes("provider_message_id") && names.includes("parked"), "a predicate's column is counted");
+    const indexed = async (id: string) => (await t.db.pool.query(`SELECT ${names.join(", ")} FROM notification.deliveries WHERE id = $1`, [id])).rows[0];
+    const id = await queuedSms();
+    const written = await indexed(id);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const [attempt] = (await delivery(id)).attempts;
+    assert.equal(attempt.status, DeliveryStatus.SENT);
+    assert.deepEqual(await indexed(id), written, "claimed and recorded sent without changing an indexed column");
+    assert.equal(await sim.reportDelivery(attempt.providerMessageId, "delivered"), 200);
     await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 

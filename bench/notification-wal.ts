@@ -1,0 +1,251 @@
+// Notification's database work per tip, as the platform hands it over: each tip's TipSucceeded
+// event (the worker's SMS and in-app notice, through the trigger's consumer) and its customer's
+// receipt (SendNotifications calls of a few receipts, as payment's group commit makes them), on a
+// durable PostgreSQL (fsync on) and NATS JetStream, with the provider simulator. Per tip, once
+// every send is recorded and every fact relayed: WAL records, full-page images and bytes
+// (pg_stat_wal), commits, statements with their shared blocks and WAL (pg_stat_statements), rows
+// written by table with the share of updates that were HOT, and with BENCH_WALDUMP=1 the WAL
+// records by relation (pg_waldump over the run's WAL). pgbench's TPC-B transaction's WAL records,
+// measured on the same server, is the yardstick.
+// BENCH_OTHER_NOTIFICATION=<another tree>/services/notification/src/index.ts alternates rounds of
+// that tree's module (before) with this one's (after), each on a PostgreSQL and NATS of its own.
+//   node --import tsx bench/notification-wal.ts [tips=600] [rounds=2] [tips per wave=16] [receipts per call=4]
+import { execFileSync } from "node:child_process";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { buildEvent, createLogger, createPeers, createPool, JetStreamBus, MemoryCache, Metrics, signingInterceptor, startService, type Pool, type ServiceModule } from "@ttip/runtime";
+import { startNats, startPostgres } from "@ttip/runtime/testing";
+import * as thisTree from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
+import { cpuMs } from "./process-cpu.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun } from "./pgbench.js";
+
+const tips = Number(process.argv[2] ?? 600);
+const rounds = Number(process.argv[3] ?? 2);
+const wave = Number(process.argv[4] ?? 16);
+const receiptsPerCall = Number(process.argv[5] ?? 4);
+const WORKERS = 50;
+const logger = createLogger({ level: "silent" });
+const other = process.env.BENCH_OTHER_NOTIFICATION;
+type NotificationExports = typeof thisTree;
+const variants: [string, NotificationExports][] = other ? [["before", (await import(path.resolve(other))) as NotificationExports], ["after", thisTree]] : [["this tree", thisTree]];
+
+/** What one round measured, per tip. */
+interface Figures {
+  wal: number;
+  fpi: number;
+  walBytes: number;
+  commits: number;
+  statements: number;
+  blocks: number;
+  pgCpuMs: number;
+  serviceCpuMs: number;
+  yardstickWal: number;
+  byStatement: { calls: number; blocks: number; wal: number; text: string }[];
+  byTable: { name: string; ins: number; upd: number; hot: number; del: number }[];
+  byRelation?: [string, number][];
+}
+
+/** An idle backend reports its table counts within 10 s (PGSTAT_IDLE_INTERVAL). */
+const STATS_SETTLE_MS = 10_500;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function round(module: NotificationExports): Promise<Figures> {
+  const pg = await startPostgres({ durable: true, statementStats: true });
+  const nats = await startNats();
+  const pool = createPool(pg.url, { max: 10 });
+  // Checkpoints (and their full-page images) and autovacuum would fall in or out of a short run at random.
+  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
+  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
+  await pool.query("ALTER SYSTEM SET autovacuum = off");
+  await pool.query("SELECT pg_reload_conf()");
+  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  const bus = await JetStreamBus.connect({ servers: nats.url, logger });
+  const sim = new ProviderSimulator();
+  await sim.start();
+  const peers = createPeers(() => undefined);
+  const svc = await startService(
+    module.createNotificationModule({ config: { providers: sim.config(), retry: module.DEFAULT_RETRY, publicUrl: () => "" }, contacts: async () => null }) as ServiceModule,
+    { logger, pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers },
+  );
+  const client = createClient(NotificationInternalService, createGrpcTransport({ baseUrl: svc.server.url, interceptors: [signingInterceptor()] }));
+  const workers = Array.from({ length: WORKERS }, () => randomUUID());
+  await pool.query(
+    "INSERT INTO notification.recipients (user_id, phone, locale) SELECT u, '2547' || lpad(i::text, 8, '0'), 'en' FROM unnest($1::uuid[]) WITH ORDINALITY AS w(u, i)",
+    [workers],
+  );
+  let numbered = 0;
+  /** `n` tips in waves: each wave's events published and its receipts sent together. */
+  const run = async (n: number) => {
+    const sentBefore = sim.sent.length;
+    for (let done = 0; done < n; done += wave) {
+      const batch = Array.from({ length: Math.min(wave, n - done) }, () => ({ tipId: randomUUID(), worker: workers[numbered % WORKERS], i: numbered++ }));
+      const calls: (typeof batch)[] = [];
+      for (let k = 0; k < batch.length; k += receiptsPerCall) calls.push(batch.slice(k, k + receiptsPerCall));
+      await Promise.all([
+        ...batch.map((t) =>
+          bus.publish(
+            buildEvent("payment", TipSucceededSchema, {
+              tipId: t.tipId,
+              workerId: t.worker,
+              amount: { amountMinor: 10_000n, currency: "KES" },
+              net: { amountMinor: 9_700n, currency: "KES" },
+              customerPhoneMasked: "2547******12",
+            }),
+          ),
+        ),
+        ...calls.map((call) =>
+          client.sendNotifications({
+            requests: call.map((t) => ({
+              idempotencyKey: `receipt:${t.tipId}`,
+              recipient: { case: "phone" as const, value: `+2547${String(20_000_000 + t.i).slice(-8)}` },
+              templateKey: TemplateKey.RECEIPT,
+              variables: { amount: "KES 100.00", worker: "Amina", reference: t.tipId.slice(0, 10) },
+              channels: [Channel.SMS],
+            })),
+          }),
+        ),
+      ]);
+    }
+    // Two SMS per tip (the worker's, the receipt), each recorded 'sent', and every fact relayed.
+    while (sim.sent.length < sentBefore + 2 * n) await sleep(10);
+    for (;;) {
+      const { rows } = await pool.query<{ open: number }>(
+        `SELECT (SELECT count(*) FROM notification.delivery_attempts WHERE status = 'sending')
+              + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM notification.deliveries WHERE status IN ('queued', 'retrying')) AS open`,
+      );
+      if (Number(rows[0].open) === 0) break;
+      await sleep(20);
+    }
+  };
+  await run(Math.min(200, tips));
+  // Plans as on tables that have grown (the run's tables start empty).
+  await pool.query("ANALYZE");
+  await pool.query("SELECT pg_stat_statements_reset()");
+  await sleep(STATS_SETTLE_MS);
+  const pids = new Map([["postgres", pg.pid], ["this process", process.pid]]);
+  const before = await counters(pool);
+  const cpu0 = cpuMs(pids, new Set(["postgres"]));
+  await run(tips);
+  const cpu1 = cpuMs(pids, new Set(["postgres"]));
+  const lsnAfter = (await pool.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn")).rows[0].lsn;
+  await sleep(STATS_SETTLE_MS);
+  const after = await counters(pool);
+  const per = (v: number) => v / tips;
+  const { rows: statements } = await pool.query<{ calls: string; blocks: string; wal: string; query: string }>(
+    `SELECT calls, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query FROM pg_stat_statements
+      WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE '%count(*) FROM notification.delivery_attempts%' AND query NOT LIKE 'ANALYZE%' ORDER BY wal_records DESC, calls DESC`,
+  );
+  const tables = [...after.tables].map(([name, a]) => {
+    const b = before.tables.get(name) ?? [0, 0, 0, 0];
+    return { name, ins: per(a[0] - b[0]), upd: per(a[1] - b[1]), hot: per(a[2] - b[2]), del: per(a[3] - b[3]) };
+  });
+  const figures: Figures = {
+    wal: per(after.wal - before.wal),
+    fpi: per(after.fpi - before.fpi),
+    walBytes: per(after.walBytes - before.walBytes),
+    // The bench's own looks are commits too: a few per run, left in.
+    commits: per(after.commits - before.commits),
+    statements: per(statements.reduce((s, r) => s + Number(r.calls), 0)),
+    blocks: per(statements.reduce((s, r) => s + Number(r.blocks), 0)),
+    pgCpuMs: per(cpu1.get("postgres")! - cpu0.get("postgres")!),
+    serviceCpuMs: per(cpu1.get("this process")! - cpu0.get("this process")!),
+    yardstickWal: 0,
+    byStatement: statements.map((r) => ({ calls: per(Number(r.calls)), blocks: Number(r.blocks) / Math.max(1, Number(r.calls)), wal: per(Number(r.wal)), text: r.query.replace(/\s+/g, " ").slice(0, 110) })),
+    byTable: tables.filter((t) => t.ins + t.upd + t.del > 0).sort((x, y) => y.ins + y.upd + y.del - (x.ins + x.upd + x.del)),
+    byRelation: process.env.BENCH_WALDUMP === "1" ? await walByRelation(pool, before.lsn, lsnAfter) : undefined,
+  };
+  await svc.close();
+  peers.close();
+  await bus.close();
+  await sim.close();
+  // The yardstick: a TPC-B transaction's WAL records on this server.
+  const pgbench = pgbenchBinary();
+  if (pgbench) {
+    pgbenchInit(pgbench, pg.url, "yardstick");
+    // A first pass sets the fresh tables' hint bits and prunes their pages: WAL the measured pass would count at random.
+    pgbenchRun(pgbench, pg.url, "yardstick", ["-c", "4", "-j", "2", "-t", "250"]);
+    const w0 = await counters(pool);
+    // A fixed count of transactions: 4 clients x 250.
+    pgbenchRun(pgbench, pg.url, "yardstick", ["-c", "4", "-j", "2", "-t", "250"]);
+    const w1 = await counters(pool);
+    figures.yardstickWal = (w1.wal - w0.wal) / 1_000;
+  }
+  await pool.end();
+  await pg.stop();
+  await nats.stop();
+  return figures;
+}
+
+async function counters(pool: Pool) {
+  const { rows: [w] } = await pool.query<{ wal: string; fpi: string; bytes: string; commits: string; lsn: string }>(
+    `SELECT wal_records AS wal, wal_fpi AS fpi, wal_bytes AS bytes, pg_current_wal_lsn() AS lsn,
+            (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()) AS commits FROM pg_stat_wal`,
+  );
+  const { rows } = await pool.query<{ name: string; ins: string; upd: string; hot: string; del: string }>(
+    "SELECT schemaname || '.' || relname AS name, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_hot_upd AS hot, n_tup_del AS del FROM pg_stat_user_tables",
+  );
+  return {
+    wal: Number(w.wal),
+    fpi: Number(w.fpi),
+    walBytes: Number(w.bytes),
+    commits: Number(w.commits),
+    lsn: w.lsn,
+    tables: new Map(rows.map((r) => [r.name, [r.ins, r.upd, r.hot, r.del].map(Number)])),
+  };
+}
+
+/** WAL records between two LSNs by the relation (table or index) they change, from pg_waldump. */
+async function walByRelation(pool: Pool, from: string, to: string): Promise<[string, number][]> {
+  const dir = (await pool.query<{ d: string }>("SELECT current_setting('data_directory') AS d")).rows[0].d;
+  const waldump = path.join(path.dirname(pgbenchBinary() ?? "/usr/bin/pgbench"), "pg_waldump");
+  const out = execFileSync(waldump, ["-p", path.join(dir, "pg_wal"), "-s", from, "-e", to], { maxBuffer: 1 << 30 }).toString();
+  const { rows } = await pool.query<{ node: string; name: string }>(
+    "SELECT pg_relation_filenode(c.oid)::text AS node, n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pg_relation_filenode(c.oid) IS NOT NULL",
+  );
+  const names = new Map(rows.map((r) => [r.node, r.name]));
+  const counts = new Map<string, number>();
+  for (const line of out.split("\n")) {
+    const kind = /rmgr: (\w+)\s.*?desc: (\w+)/.exec(line);
+    if (!kind) continue;
+    const rel = /rel \d+\/\d+\/(\d+)/.exec(line);
+    const key = `${rel ? (names.get(rel[1]) ?? `filenode ${rel[1]}`) : "-"} ${kind[1]}/${kind[2]}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([k, v]) => [k, v / tips] as [string, number]).sort((a, b) => b[1] - a[1]);
+}
+
+const f2 = (v: number) => v.toFixed(2);
+const results: [string, Figures][] = [];
+for (let r = 0; r < rounds; r++) {
+  // Alternated: before, after, after, before, ...
+  const order = r % 2 === 0 ? variants : [...variants].reverse();
+  for (const [name, module] of order) {
+    const f = await round(module);
+    results.push([name, f]);
+    console.log(
+      `${name} (round ${r + 1}): per tip ${f2(f.wal)} WAL records (${f2(f.fpi)} full-page images, ${f.walBytes.toFixed(0)} bytes), ${f2(f.commits)} commits, ` +
+        `${f2(f.statements)} statements, ${f.blocks.toFixed(0)} shared blocks; CPU ms: PostgreSQL ${f2(f.pgCpuMs)}, this process ${f2(f.serviceCpuMs)}; ` +
+        `yardstick: a TPC-B transaction writes ${f2(f.yardstickWal)} WAL records (tip / TPC-B ${f.yardstickWal ? f2(f.wal / f.yardstickWal) : "-"})`,
+    );
+  }
+}
+for (const [name] of variants) {
+  const mine = results.filter(([n]) => n === name).map(([, f]) => f);
+  const last = mine[mine.length - 1];
+  console.log(`\n${name}: WAL records per tip ${mine.map((f) => f2(f.wal)).join(", ")}; statements ${mine.map((f) => f2(f.statements)).join(", ")}; blocks ${mine.map((f) => f.blocks.toFixed(0)).join(", ")}`);
+  console.log("  by statement (last round): calls/tip  blocks/call  WAL records/tip  statement");
+  for (const s of last.byStatement.filter((s) => s.calls >= 0.01)) console.log(`  ${f2(s.calls).padStart(9)}  ${s.blocks.toFixed(0).padStart(11)}  ${f2(s.wal).padStart(15)}  ${s.text}`);
+  console.log("  rows by table per tip: inserted  updated  (HOT)  deleted");
+  for (const t of last.byTable) console.log(`  ${f2(t.ins).padStart(8)} ${f2(t.upd).padStart(8)} ${f2(t.hot).padStart(6)} ${f2(t.del).padStart(8)}  ${t.name}`);
+  if (last.byRelation) {
+    console.log("  WAL records per tip by relation and kind (pg_waldump):");
+    for (const [k, v] of last.byRelation.filter(([, v]) => v >= 0.02)) console.log(`  ${f2(v).padStart(8)}  ${k}`);
+  }
+}
+process.exit(0);
