@@ -20,7 +20,7 @@ import {
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
@@ -643,17 +643,24 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   };
 
+  /** The replica's look again after a rollout: a delay no other timer of the test uses, as holdingTimer needs. */
+  const REDISPATCH_AGAIN_MS = 987_654;
+
   test("a delivery queued without a dispatch message (by the version before them) is given one by a replica starting, and again later; sent once", async () => {
     const [first, second] = [newPhone(), newPhone()];
     const id = await stranded(first);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await t.db.pool.query("SELECT status FROM notification.deliveries WHERE id = $1", [id])).rows[0].status, "queued", "no dispatcher reads the public fact");
-    // Another replica starts (sharing the durables): it looks at start, and again a second later.
-    const replica = await startService(createNotificationModule({ config, sweepIntervalMs: 100, redispatchAgainMs: 1_000 }), t.ctx);
+    // Another replica starts (sharing the durables): it looks at start, and again once the rollout is
+    // over, on a timer the test holds: it fires after the rollout's last stranded delivery, however
+    // slow the first receipt was (its own delay is the product's; the order is the test's).
+    const { started: replica, timer: afterRollout } = await holdingTimer(REDISPATCH_AGAIN_MS, () =>
+      startService(createNotificationModule({ config, sweepIntervalMs: 100, redispatchAgainMs: REDISPATCH_AGAIN_MS }), t.ctx));
     try {
       await eventually("the first receipt", () => smsTo(first).length === 1);
       await deliveryIn(id, DeliveryStatus.SENT);
       const later = await stranded(second);
+      afterRollout.fire();
       await eventually("the second receipt, from the look after the rollout", () => smsTo(second).length === 1);
       await deliveryIn(later, DeliveryStatus.SENT);
     } finally {
