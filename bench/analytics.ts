@@ -8,7 +8,11 @@
 //    "live": they fall in the last half hour, as a running platform's do (rows
 //    added to far more than made), and with BENCH_CHUNK=n they are published n
 //    at a time, each n applied before the next, so batches are as small as a
-//    live platform's (tip-e2e's were ~20 events a statement; the figures print it).
+//    live platform's (tip-e2e's were ~20 events a statement; the figures print it);
+//    with BENCH_RATE=n instead they are published at n a second while analytics'
+//    consumers run, as a platform's come (tip-e2e's ~170 tips/s make ~700 events/s),
+//    so its batches are what its consumers make of that rate (BENCH_BATCH_INTERVAL_MS:
+//    ingest.ts's BATCH_INTERVAL_MS; 0 takes each batch as soon as the last is applied).
 //    Yardstick in the same process: the same events through the runtime's
 //    one-event-per-transaction consumers whose handler does nothing (the inbox
 //    row alone): the exactly-once bookkeeping without analytics' work.
@@ -39,6 +43,9 @@ const parts = process.argv[6] ?? "both";
 const live = process.argv[7] === "live";
 /** Events published at a time in live mode, each lot applied before the next (0: all stored first). */
 const chunk = Number(process.env.BENCH_CHUNK ?? 0);
+/** Events published a second in live mode while analytics' consumers run (0: not paced by rate). */
+const publishRate = Number(process.env.BENCH_RATE ?? 0);
+const batchIntervalMs = process.env.BENCH_BATCH_INTERVAL_MS === undefined ? undefined : Number(process.env.BENCH_BATCH_INTERVAL_MS);
 
 const logger = createLogger({ level: "warn" });
 const [pg, nats] = await Promise.all([startPostgres({ durable: true, statementStats: true }), startNats()]);
@@ -80,7 +87,7 @@ async function ingest() {
     Promise.all(Array.from({ length: 16 }, async (_, k) => {
       for (let i = k; i < messages.length; i += 16) await bus.publish(messages[i]);
     }));
-  const paced = live && chunk > 0;
+  const paced = live && (chunk > 0 || publishRate > 0);
   const t0 = performance.now();
   if (!paced) {
     await publish(batch);
@@ -102,8 +109,17 @@ async function ingest() {
   const runAnalytics = async () => {
     const account = await startAccount();
     const started = performance.now();
-    const stop = await startConsumers(ctx);
-    if (paced) {
+    const stop = await startConsumers(ctx, undefined, { batchIntervalMs });
+    if (paced && publishRate > 0) {
+      // Each 10 ms, the events due by then.
+      for (let sent = 0; sent < batch.length; ) {
+        const due = Math.min(batch.length, Math.floor(((performance.now() - started) / 1000) * publishRate));
+        if (due > sent) await publish(batch.slice(sent, due));
+        sent = Math.max(sent, due);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await waitFor("analytics-");
+    } else if (paced) {
       for (let i = 0; i < batch.length; i += chunk) {
         await publish(batch.slice(i, i + chunk));
         await waitFor("analytics-", Math.min(i + chunk, batch.length), 5);
@@ -128,7 +144,8 @@ async function ingest() {
   const { seconds, cost } = analyticsRun ?? (await runAnalytics());
   const rate = events / seconds;
   const yardRate = events / yardSeconds;
-  console.log(`events: ${live ? `live (the last half hour)${paced ? `, published ${chunk} at a time, each lot applied before the next` : ", all stored first"}` : "on the days before today, all stored first"}`);
+  const how = publishRate > 0 ? `, published at ${publishRate}/s while analytics applies them` : chunk > 0 ? `, published ${chunk} at a time, each lot applied before the next` : ", all stored first";
+  console.log(`events: ${live ? `live (the last half hour)${how}` : "on the days before today, all stored first"}; batch interval ${batchIntervalMs ?? "default"} ms`);
   console.log(`ingest: ${rate.toFixed(0)} events/s into rollups (${events} events, ${READERS.length} consumers, durable PostgreSQL)`);
   console.log(`        yardstick (inbox row only, one event per transaction) ${yardRate.toFixed(0)} events/s: analytics ingests ${(rate / yardRate).toFixed(2)}x that`);
   const perEvent = (c: Cost) =>
