@@ -694,6 +694,29 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1, "the receipt sent once the crash was found");
   });
 
+  test("a send claimed by a batch that commits after stopping gave up (a trigger's batch cut off at the stop's deadline) is not made then: left 'sending', the look sends it once", async () => {
+    const phone = newPhone();
+    const { dispatcher, lines } = watchedDispatcher({});
+    const claim = { schema: "notification", operation: "test/late-batch", caller: "", key: `late-${randomUUID()}`, fingerprint: "f" };
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${claim.key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim }], new Date(), dispatcher.firstProviders());
+    const [{ delivery: { id } }] = claimed;
+    // The stop's drain returned (its trigger's batch, still committing, was not waited for past the deadline): the pool closes next.
+    dispatcher.stopBy(Date.now() + 100);
+    assert.equal(await dispatcher.drain(), 0);
+    dispatcher.sendClaimed(claimed);
+    await eventually("the late claim handled", async () => (dispatcher as unknown as { claimedSends: Set<unknown> }).claimedSends.size === 0);
+    assert.equal(smsTo(phone).length, 0, "no text while the process stops: its record would be lost and the look would send it again");
+    assert.deepEqual(await attemptsOf(id), ["sending"], "left as a crash before the call leaves it");
+    assert.ok(lines.some((l) => l.includes("claimed after stopping gave up")));
+    // As another replica's look finds it past its lease: sent once.
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 minute' WHERE delivery_id = $1", [id]);
+    await t.db.pool.query("UPDATE notification.deliveries SET updated_at = now() - interval '3 minutes' WHERE id = $1", [id]);
+    assert.ok((await redispatchStranded(t.db.pool)) >= 1);
+    await deliveryIn(id, DeliveryStatus.SENT);
+    assert.equal(smsTo(phone).length, 1, "the receipt sent once");
+  });
+
   test("stopping waits for a call still writing its statement: the send it claims is made and recorded before drain() returns, not left 'sending'", async () => {
     // An in-process call (embedded mode) is not held by the server's drain, nor is one past its drain timeout.
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
