@@ -5,11 +5,17 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { readlink } from "node:fs/promises";
 
-const CLOCK_TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
+/** One clock tick (a jiffy of /proc/stat and /proc/<pid>/stat) in ms. */
+export const CLOCK_TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
 
-/** CPU time (user + system, ms) of each process, and of a process with its children (a postmaster's backends). */
+/**
+ * CPU time (user + system, ms) of each process, and of a process with its children (a postmaster's
+ * backends): the live ones' and the exited ones' its parent has reaped (its cutime and cstime).
+ * Without the exited ones, a backend that ended inside a window (an autovacuum worker, a
+ * connection closed) took its whole CPU time off the window's difference.
+ */
 export function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map<string, number> {
-  const stats = new Map<number, { ppid: number; ms: number }>();
+  const stats = new Map<number, { ppid: number; ms: number; reapedMs: number }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -21,8 +27,26 @@ export function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map
   const out = new Map<string, number>();
   for (const [name, pid] of pids) {
     let ms = stats.get(pid)?.ms ?? 0;
-    if (withChildren.has(name)) for (const s of stats.values()) if (s.ppid === pid) ms += s.ms;
+    if (withChildren.has(name)) {
+      ms += stats.get(pid)?.reapedMs ?? 0;
+      for (const s of stats.values()) if (s.ppid === pid) ms += s.ms;
+    }
     out.set(name, ms);
+  }
+  return out;
+}
+
+/** CPU time (user + system, ms) of each live child of `parent`, by pid. */
+export function childrenCpuMs(parent: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const s = processStat(entry);
+      if (s.ppid === parent) out.set(Number(entry), s.ms);
+    } catch {
+      // exited meanwhile
+    }
   }
   return out;
 }
@@ -32,15 +56,21 @@ export function processCpuMs(pid: number): number {
   return processStat(pid).ms;
 }
 
-function processStat(pid: number | string): { ppid: number; ms: number } {
+function processStat(pid: number | string): { ppid: number; ms: number; reapedMs: number } {
   return parseStat(readFileSync(`/proc/${pid}/stat`, "utf8"));
 }
 
-/** A /proc stat line: the name in parentheses (it may hold ") "), then state ppid ... utime(14) stime(15). */
-function parseStat(line: string): { name: string; ppid: number; ms: number } {
+/**
+ * A /proc stat line: the name in parentheses (it may hold ") "), then state ppid ... utime(14)
+ * stime(15) cutime(16) cstime(17) (the last two: its exited children's, once it waited for them).
+ */
+function parseStat(line: string): { name: string; ppid: number; ms: number; reapedMs: number } {
   const close = line.lastIndexOf(")");
   const f = line.slice(close + 2).split(" ");
-  return { name: line.slice(line.indexOf("(") + 1, close), ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS };
+  return {
+    name: line.slice(line.indexOf("(") + 1, close), ppid: Number(f[1]),
+    ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, reapedMs: (Number(f[13]) + Number(f[14])) * CLOCK_TICK_MS,
+  };
 }
 
 /** What a node process's threads do; a thread that exited is left in its process's total only. */

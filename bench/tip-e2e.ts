@@ -51,12 +51,13 @@ import { countWrites, freePort, PlatformProcess, startNats, startPostgres, start
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
-import { cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
+import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -101,6 +102,8 @@ const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
 const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
+// BENCH_SETTLE=0: no VACUUM ANALYZE and CHECKPOINT between the warm-up and the run (settle()), to compare.
+const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
@@ -259,13 +262,16 @@ function api<S extends DescService>(service: S, token?: string): Client<S> {
 const percentile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 
-/** Busy and total jiffies of the whole machine (every process: node, postgres, nats, redis). */
-function cpuTimes(): { busy: number; total: number } {
+/**
+ * Busy, stolen (a virtual machine's cores given to other guests) and total jiffies of the whole
+ * machine (every process: node, postgres, nats, redis, and whatever else runs on it).
+ */
+function cpuTimes(): { busy: number; steal: number; total: number } {
   const [, ...f] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/);
-  const n = f.map(Number);
+  const n = f.map(Number).slice(0, 8); // user .. steal; guest time is already in user
   const idle = n[3] + (n[4] ?? 0);
   const total = n.reduce((a, b) => a + b, 0);
-  return { busy: total - idle, total };
+  return { busy: total - idle - (n[7] ?? 0), steal: n[7] ?? 0, total };
 }
 
 /**
@@ -318,6 +324,23 @@ async function pgCounters(since = -Infinity) {
 }
 
 /**
+ * The run starts from the same database state each time: the warm-up's tables vacuumed and analyzed
+ * (otherwise autovacuum, a minute between rounds, analyzes them before, during or after the run as
+ * the setup's length falls, and plans a connection kept from a young table change with it), and
+ * their dirty pages written by a checkpoint (the next timed one is then checkpoint_timeout away, past
+ * the run; each page's first change after it writes a full page image to the WAL, in every run alike).
+ */
+async function settle(): Promise<void> {
+  const t0 = performance.now();
+  const postgresCpu = () => cpuMs(new Map([["postgres", pg.pid]]), new Set(["postgres"])).get("postgres")!;
+  const cpu0 = postgresCpu();
+  await pool.query("VACUUM ANALYZE");
+  await pool.query("CHECKPOINT");
+  console.log(`settled after the warm-up: VACUUM ANALYZE and CHECKPOINT in ${((performance.now() - t0) / 1000).toFixed(1)} s,` +
+    ` PostgreSQL's CPU ${(postgresCpu() - cpu0).toFixed(0)} ms (BENCH_SETTLE=0: neither)`);
+}
+
+/**
  * Calls each platform process has served so far, by "process method" (cluster mode): read from its
  * /metrics (grpc_server_handled_total, every code), so a run's difference is its calls between
  * processes: the gateway's from customers, every service's from the gateway or a peer (a hop).
@@ -366,6 +389,17 @@ async function tableCounts(): Promise<Map<string, number[]>> {
     "SELECT schemaname || '.' || relname AS name, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables",
   );
   return new Map(rows.map((r) => [r.name, [r.seq_scan, r.seq_tup_read, r.idx_scan ?? 0, r.n_tup_upd, r.n_tup_hot_upd].map(Number)]));
+}
+
+/**
+ * Rows read by sequential scans per tip, all tables and the three reading most: a plan a connection
+ * kept from when a table was young reads it whole until the table is analyzed (settle()).
+ */
+function seqScanRowsPerTip(from: Map<string, number[]>, to: Map<string, number[]>, tips: number): string {
+  const read = [...to].map(([name, now]) => [name, (now[1] - (from.get(name)?.[1] ?? 0)) / Math.max(1, tips)] as const).sort((a, b) => b[1] - a[1]);
+  const all = read.reduce((n, [, v]) => n + v, 0);
+  return `rows read by sequential scans per tip (pg_stat_user_tables, the pollers' in the 11 s wait after the run included): ${all.toFixed(1)}` +
+    `; most: ${read.slice(0, 3).map(([name, v]) => `${name} ${v.toFixed(1)}`).join(", ")}`;
 }
 
 /**
@@ -529,6 +563,8 @@ try {
       if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
+    // PostgreSQL's own work from here to the window: autovacuum of the warm-up's tables, checkpoints.
+    const pgWork0 = await pgBackground((sql) => pool.query(sql));
     if (analyzeAfterWarmup) {
       await pool.query("ANALYZE");
       console.log("every table analyzed after the warm-up (BENCH_ANALYZE=1)");
@@ -539,6 +575,7 @@ try {
     // taken off the run's figures below ("net"), so per-tip costs compare across loads.
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
+    if (settleAfterWarmup) await settle();
     // Its counts all in PostgreSQL's statistics: left for later, they went into the idle window's commits
     // and so came off the run's net figures.
     const idleCounters0 = await pgCounters(performance.now());
@@ -563,6 +600,8 @@ try {
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
+    const pgWork1 = await pgBackground((sql) => pool.query(sql));
+    const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
     const startedAt = new Date();
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
@@ -570,6 +609,7 @@ try {
     const served0 = await callsServed(platform.servers); // read before the CPU: its /metrics pages are no tip's
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
+    const backends0 = childrenCpuMs(pg.pid);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
@@ -586,7 +626,6 @@ try {
       await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
-    const tables0 = pgStatementRows ? await tableCounts() : undefined;
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -607,6 +646,7 @@ try {
     heapSampling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
+    const backends1 = childrenCpuMs(pg.pid);
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own = process.cpuUsage(own0); // includes the customers' thread
@@ -615,6 +655,7 @@ try {
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
+    const pgWork2 = await pgBackground((sql) => pool.query(sql));
     // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
     // would hold the pollers' statements of those 11 s too.
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
@@ -623,7 +664,7 @@ try {
     const counters1 = await pgCounters(performance.now());
     const waited = (counters1.at - counters0.at) / 1000 - span;
     const committed = counters1.commits - counters0.commits - drain.checks - idle.commits * waited;
-    const tables1 = tables0 ? await tableCounts() : undefined;
+    const tables1 = await tableCounts();
     const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
@@ -686,6 +727,18 @@ try {
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
+    // What else ran: a neighbour's work on a shared machine slows the run and inflates CPU per tip (caches, frequency).
+    const othersCores = ((cpu1.busy - cpu0.busy) * CLOCK_TICK_MS - totalCpu) / 1000 / span;
+    console.log(`  the rest of the machine (processes not the bench's) ${Math.max(0, othersCores).toFixed(2)} cores, stolen by the hypervisor ${(((cpu1.steal - cpu0.steal) / (cpu1.total - cpu0.total)) * 100).toFixed(1)}%`);
+    const pgStarted = new Date(String((await pool.query("SELECT pg_postmaster_start_time() AS t")).rows[0].t)).getTime();
+    console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
+      ` ${pgBackgroundBetween(pgWork1, pgWork2, startedAt.getTime())}`);
+    console.log(`    from the warm-up's end to the window: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt.getTime())}`);
+    // A pool closes a connection idle 30 s: those the warm-up opened and the run left unused end inside it.
+    const ended = [...backends0].filter(([pid]) => !backends1.has(pid));
+    console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +
+      ` their CPU from before it, ${(ended.reduce((n, [, ms]) => n + ms, 0) / Math.max(1, rows.length)).toFixed(2)} ms per tip, is not the run's, and a count of live processes alone took it off the postgres figure`);
+    console.log(`    ${seqScanRowsPerTip(tables0, tables1, rows.length)}`);
     if (mode === "process") {
       const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
       console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)};` +
@@ -710,7 +763,7 @@ try {
         console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.rows / r.calls).toFixed(1).padStart(9)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
       }
     }
-    if (tables0 && tables1) {
+    if (pgStatementRows) {
       // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
       console.log(`  tables by rows their sequential scans read, per tip (pg_stat_user_tables, read 11 s after the run: the pollers' scans of that wait included; HOT: updates that wrote no index entry):`);
       console.log(`    seq scans  rows read seq  index scans  row updates  HOT`);
@@ -731,8 +784,14 @@ try {
   if (!bin) console.log("\npgbench not found (Debian package postgresql)");
   else {
     pgbenchInit(bin, pg.url, "pgbench");
+    const pgWork0 = await pgBackground((sql) => pool.query(sql));
+    const cpu0 = cpuTimes();
+    const startedAt = Date.now();
     const { tps, latency } = pgbenchRun(bin, pg.url, "pgbench", ["-c", "8", "-j", "2", "-T", "10"]);
+    const cpu1 = cpuTimes();
+    const pgWork1 = await pgBackground((sql) => pool.query(sql));
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+    console.log(`  machine busy ${(((cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total)) * 100).toFixed(0)}%; PostgreSQL's own work meanwhile: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt)}`);
     for (const [concurrency, perSecond] of completedPerSecond) {
       console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);
     }

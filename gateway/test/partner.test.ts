@@ -11,7 +11,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createAuth, signPartnerRequest } from "@ttip/auth";
 import { Metrics, PRINCIPAL_HEADERS, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
-import { captureLogger, failure, startTestService, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, eventually, failure, startTestService, utcDay, withinOneDay, type TestService } from "@ttip/runtime/testing";
 import { PARTNER_HEADERS, startGateway } from "../src/index.js";
 
 const { logger } = captureLogger("silent");
@@ -222,34 +222,33 @@ describe("partner calls through the gateway", () => {
     await assert.doesNotReject(qr(spare).getQrCode({ qrCodeId: randomUUID() }));
   });
 
-  test("usage: each verified call is counted for its key and today by how it ended; a call whose signature fails is not", async () => {
-    const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
-    const key = { keyId: r.key!.keyId, secret: r.secret };
-    const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
-    await assert.doesNotReject(qr([signer(key, "connect")]).getQrCode({ qrCodeId: randomUUID() }));
-    await assert.doesNotReject(qr([signer(key, "connect", { nonce: randomUUID() })]).getQrCode({ qrCodeId: randomUUID() }));
-    assert.equal((await failure(qr([signer(key, "connect")]).createQrCode({}))).code, Code.PermissionDenied, "qr:write is missing");
-    assert.equal((await failure(qr([signer(key, "connect", { secret: "ttip_sk_not-the-secret" })]).getQrCode({ qrCodeId: randomUUID() }))).code, Code.Unauthenticated);
+  test("usage: each verified call is counted for its key and today by how it ended; a call whose signature fails is not", () =>
+    // The counts are kept per UTC day (runtime's partner-usage): calls made on one day, read on the next, are yesterday's.
+    withinOneDay(utcDay, async () => {
+      const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
+      const key = { keyId: r.key!.keyId, secret: r.secret };
+      const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
+      await assert.doesNotReject(qr([signer(key, "connect")]).getQrCode({ qrCodeId: randomUUID() }));
+      await assert.doesNotReject(qr([signer(key, "connect", { nonce: randomUUID() })]).getQrCode({ qrCodeId: randomUUID() }));
+      assert.equal((await failure(qr([signer(key, "connect")]).createQrCode({}))).code, Code.PermissionDenied, "qr:write is missing");
+      assert.equal((await failure(qr([signer(key, "connect", { secret: "ttip_sk_not-the-secret" })]).getQrCode({ qrCodeId: randomUUID() }))).code, Code.Unauthenticated);
 
-    // Read-only console users read it too.
-    const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["support"] });
-    const today = new Date().toISOString().slice(0, 10);
-    const expected = { day: today, ok: 2n, clientErrors: 1n, serverErrors: 0n };
-    // Counted off the call's path: wait briefly for the last count to land.
-    let usage = await admin.getPartnerKeyUsage({ keyId: key.keyId, days: 3 });
-    for (let i = 0; i < 20 && usage.days.at(-1)?.clientErrors !== 1n; i++) {
-      await new Promise((done) => setTimeout(done, 50));
-      usage = await admin.getPartnerKeyUsage({ keyId: key.keyId, days: 3 });
-    }
-    assert.deepEqual(usage.days.map((d) => ({ day: d.day, ok: d.ok, clientErrors: d.clientErrors, serverErrors: d.serverErrors })), [
-      { day: new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10), ok: 0n, clientErrors: 0n, serverErrors: 0n },
-      { day: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10), ok: 0n, clientErrors: 0n, serverErrors: 0n },
-      expected,
-    ]);
-    const unknown = randomUUID();
-    assert.deepEqual(await failure(admin.getPartnerKeyUsage({ keyId: unknown, days: 1 })), { code: Code.NotFound, message: `key_id: no partner key ${unknown}` });
-    assert.equal((await failure(admin.getPartnerKeyUsage({ keyId: key.keyId, days: 36 }))).code, Code.InvalidArgument);
-  });
+      // Read-only console users read it too. Counted off the call's path: wait for the last count to land.
+      const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["support"] });
+      const usage = await eventually("the refused call counted", async () => {
+        const u = await admin.getPartnerKeyUsage({ keyId: key.keyId, days: 3 });
+        return u.days.at(-1)?.clientErrors === 1n && u;
+      });
+      const now = Date.now();
+      assert.deepEqual(usage.days.map((d) => ({ day: d.day, ok: d.ok, clientErrors: d.clientErrors, serverErrors: d.serverErrors })), [
+        { day: utcDay(now - 2 * 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+        { day: utcDay(now - 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+        { day: utcDay(now), ok: 2n, clientErrors: 1n, serverErrors: 0n },
+      ]);
+      const unknown = randomUUID();
+      assert.deepEqual(await failure(admin.getPartnerKeyUsage({ keyId: unknown, days: 1 })), { code: Code.NotFound, message: `key_id: no partner key ${unknown}` });
+      assert.equal((await failure(admin.getPartnerKeyUsage({ keyId: key.keyId, days: 36 }))).code, Code.InvalidArgument);
+    }));
 
   test("a signature and a bearer token together are refused; an unsigned call stays anonymous", async () => {
     const both: Interceptor = (next) => (r) => {

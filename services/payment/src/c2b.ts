@@ -6,14 +6,14 @@
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { asConnectError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
+import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
@@ -118,7 +118,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
   if (ref.length > 20) return suspense(`reference ${ref.slice(0, 24)}… is longer than any code`, C2B_RESULT.invalidAccount);
 
-  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  const qr = qrInternalClient(deps.ctx);
   let match;
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs });
@@ -499,7 +499,7 @@ export async function resolveSuspense(
   }
 
   const ref = normaliseReference(input.matchAccountReference ?? "");
-  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  const qr = qrInternalClient(deps.ctx);
   let match;
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });

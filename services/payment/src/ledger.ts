@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, InvalidStateError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
@@ -38,6 +38,38 @@ export const POST_ENTRY_TIMEOUT_MS = 5_000;
  */
 const PAYOUT_CALL_TIMEOUT_MS = 5_000;
 
+/**
+ * How long wallet has to answer the reads a tip's quote comes from (its fee schedules, a quote, a
+ * conversion): one short read there, with room for a busy database. Past it the quote fails
+ * UNAVAILABLE naming the call (walletDidNotAnswer) and the tip is refused before anything of it is
+ * stored, to be retried with the same key, rather than holding the customer's CreateTip (and every
+ * tip waiting on the same fee schedules' load) for as long as wallet is stuck.
+ */
+const QUOTE_CALL_TIMEOUT_MS = 5_000;
+
+/**
+ * A wallet call's failure past the deadline we gave it (`timeoutMs`) as UNAVAILABLE naming the
+ * call, to retry (DEADLINE_EXCEEDED would read as the caller's own deadline); any other as it is.
+ */
+export function walletDidNotAnswer(method: string, timeoutMs: number): (err: unknown) => never {
+  return (err) => {
+    if (asConnectError(err).code !== Code.DeadlineExceeded) throw err;
+    throw new DependencyUnavailableError(`wallet did not answer ${method} within ${timeoutMs} ms; retry`);
+  };
+}
+
+/**
+ * A held tip's approval (its entry under the approval's key) refused because a rejection closed
+ * that key first (Ledger.closeApproval): the rejection decided and nothing was paid, which wallet's
+ * bare "idempotency_key: already used" does not say. FAILED_PRECONDITION saying so; any other
+ * failure as it is. An approval's entry is the same at every try (from the tip's row), so a key
+ * holding another entry holds the rejection's.
+ */
+export function approvalRefused(err: unknown): never {
+  if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+  throw new InvalidStateError("tip_id: a rejection of this tip came first (it closed the tip's approval): nothing was paid to the worker; if the tip still shows held, reject it to finish");
+}
+
 /** EnsureAccount's deadline unless configured: see PaymentConfig.walletEnsureAccountTimeoutMs. */
 export const ENSURE_ACCOUNT_TIMEOUT_MS = 5_000;
 
@@ -65,7 +97,9 @@ export class Ledger {
   ) {
     this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
     this.user = createClient(WalletService, ctx.peers("wallet"));
-    this.feeSchedules = new FeeSchedules(async (currency) => (await this.internal.loadFeeSchedules({ currency })).schedules, clockOf(ctx), ctx.metrics);
+    const loadFeeSchedules = (currency: string) =>
+      this.internal.loadFeeSchedules({ currency }, { timeoutMs: QUOTE_CALL_TIMEOUT_MS }).catch(walletDidNotAnswer("LoadFeeSchedules", QUOTE_CALL_TIMEOUT_MS));
+    this.feeSchedules = new FeeSchedules(async (currency) => (await loadFeeSchedules(currency)).schedules, clockOf(ctx), ctx.metrics);
   }
 
   /** Account ids never change for a (kind, owner, currency): cached after the first answer, up to KNOWN_ACCOUNTS_MAX. */
@@ -105,7 +139,9 @@ export class Ledger {
     if (amount.currency === "KES" && this.landsInKes(recipient)) return this.quoteHere(amount, rail, customerCoversFee);
     // Wallet picks the currency among the worker wallets of the id (a venue's id has none: KES).
     const workerId = "workerId" in recipient ? recipient.workerId : recipient.venueId;
-    const { quote, workerWalletCurrencies } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
+    const { quote, workerWalletCurrencies } = await this.internal
+      .quoteTipFees({ amount, rail, customerCoversFee, workerId }, { timeoutMs: QUOTE_CALL_TIMEOUT_MS })
+      .catch(walletDidNotAnswer("QuoteTipFees", QUOTE_CALL_TIMEOUT_MS));
     if (!quote?.customerPays || !quote.workerReceives || !quote.platformFee || !quote.processingFee) throw new Error("wallet QuoteTipFees answered without a quote");
     if ("workerId" in recipient && workerWalletCurrencies.includes("KES")) {
       this.kesWorkers.set(recipient.workerId, true);
@@ -116,7 +152,9 @@ export class Ledger {
   /** `amount` in KES minor units at wallet's rate now (a card tip's limit when neither its currency nor its wallet's is KES). */
   async inKes(amount: MoneyAmount): Promise<bigint> {
     if (amount.currency === "KES") return amount.amountMinor;
-    const { conversion } = await this.internal.convertAmount({ amount, toCurrency: "KES" });
+    const { conversion } = await this.internal
+      .convertAmount({ amount, toCurrency: "KES" }, { timeoutMs: QUOTE_CALL_TIMEOUT_MS })
+      .catch(walletDidNotAnswer("ConvertAmount", QUOTE_CALL_TIMEOUT_MS));
     if (!conversion?.to) throw new Error("wallet ConvertAmount answered without a conversion");
     return conversion.to.amountMinor;
   }

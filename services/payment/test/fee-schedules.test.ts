@@ -4,15 +4,18 @@
 // needs converting.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { create, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { AccountKind, FeeQuoteSchema, FeeScheduleSchema, OwnerKind, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { asConnectError, CARD_MAX_MINOR, callerHeaders, systemClock, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
+import { asConnectError, CARD_MAX_MINOR, callerHeaders, createPeers, systemClock, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
 import { FeeSchedules } from "../src/fee-schedules.js";
 import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -199,7 +202,50 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
       await stopFollowing();
     }
   });
+
+  test("a wallet that answers nothing: a card tip's quote, a conversion and the fee schedules' load each give up UNAVAILABLE naming the call (QuoteTipFees, ConvertAmount, LoadFeeSchedules)", { timeout: 60_000 }, async () => {
+    const wallet = await silentWallet();
+    try {
+      const ledger = new Ledger({ ...h.t.ctx, peers: wallet.peers });
+      const outcomes = await Promise.all([
+        ledger.quote({ currency: "USD", amountMinor: 1_000n }, PaymentRail.CARD, { workerId: randomUUID() }, false),
+        ledger.inKes({ currency: "USD", amountMinor: 1_000n }),
+        ledger.feeSchedules.inForce("KES"),
+      ].map((asked) => asked.then(() => undefined, (err: unknown) => asConnectError(err))));
+      assert.deepEqual(
+        outcomes.map((e) => e && [Code[e.code], /^wallet did not answer (\w+) within 5000 ms; retry$/.exec(e.rawMessage)?.[1]]),
+        [["Unavailable", "QuoteTipFees"], ["Unavailable", "ConvertAmount"], ["Unavailable", "LoadFeeSchedules"]],
+      );
+      assert.equal(wallet.calls(), 3, "each asked of wallet");
+    } finally {
+      await wallet.stop();
+    }
+  });
 });
+
+/** A wallet process that is stuck: an HTTP/2 server that takes every call and never answers. */
+async function silentWallet() {
+  const server = http2.createServer();
+  const sessions: http2.ServerHttp2Session[] = [];
+  let calls = 0;
+  server.on("session", (s) => sessions.push(s));
+  server.on("stream", (stream) => {
+    calls++;
+    stream.on("error", () => {});
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const peers = createPeers(() => `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  return {
+    peers,
+    calls: () => calls,
+    stop: async () => {
+      peers.close();
+      for (const s of sessions) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
 
 test("a reload ordered while a load runs does not join it: the copy kept is the one loaded after the order", async () => {
   const answers: Array<(version: number) => void> = [];

@@ -4,12 +4,14 @@
 // and response messages handed over as they are: no encoding, envelopes,
 // HTTP/2 frames or header parsing. Other kinds go through the server's
 // universal handlers (gRPC, every interceptor, still no socket).
-import type { DescMethod, Message } from "@bufbuild/protobuf";
+import { create, type DescMethod, type Message } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createContextValues,
+  createContextKey,
   createServiceImplSpec,
+  type ContextKey,
+  type ContextValues,
   type ConnectRouter,
   type HandlerContext,
   type Interceptor,
@@ -22,7 +24,6 @@ import {
 import {
   createUniversalHandlerClient,
   getAbortSignalReason,
-  invokeUnaryImplementation,
   transformInvokeImplementation,
   type UniversalClientFn,
   type UniversalHandler,
@@ -38,13 +39,14 @@ export interface LocalServer {
    * Runs a unary RPC as the server would (every server interceptor, the same
    * handler context), with `timeoutMs` as the call's deadline. `req.signal`
    * becomes the handler's: it must abort at that deadline, on cancellation and
-   * once the call is over, as a LocalCall's does. A failure is the
-   * ConnectError a remote caller would get, with the response's headers and
-   * trailers as its metadata.
+   * once the call is over, as a LocalCall's does. `req.header` becomes the
+   * handler's request header, not copied: the caller made it for this call and
+   * reads it no more. A failure is the ConnectError a remote caller would get,
+   * with the response's headers and trailers as its metadata.
    */
   unary(req: UnaryRequest, timeoutMs: number | undefined): Promise<UnaryResponse>;
   /**
-   * Runs a server-streaming RPC the same way. It resolves once the handler
+   * Runs a server-streaming RPC the same way (`req.header` handed over too). It resolves once the handler
    * sent its first message (or finished), as a gRPC response's headers
    * arrive; the messages are then pulled one at a time from the handler, so
    * it runs at most one message ahead of its reader. Failures, at the start
@@ -82,15 +84,49 @@ export function recordingRouter(router: ConnectRouter): { router: ConnectRouter;
 }
 
 /**
+ * A call's context values: connect's ContextValues with its methods on a
+ * prototype (createContextValues makes an object and three closures per call).
+ * Values are kept as createContextValues keeps them, by the key's symbol.
+ */
+class CallValues implements ContextValues {
+  get<T>(key: ContextKey<T>): T {
+    return key.id in this ? (this as unknown as Record<symbol, T>)[key.id] : key.defaultValue;
+  }
+  set<T>(key: ContextKey<T>, value: T): this {
+    (this as unknown as Record<symbol, T>)[key.id] = value;
+    return this;
+  }
+  delete(key: ContextKey<unknown>): this {
+    delete (this as unknown as Record<symbol, unknown>)[key.id];
+    return this;
+  }
+}
+
+/** New, empty context values for one call (createContextValues' equal). */
+export function callValues(): ContextValues {
+  return new CallValues();
+}
+
+const noDeadline = () => undefined;
+
+/** The handler's `timeoutMs`: the time left until `timeoutMs` from now. */
+function timeLeft(timeoutMs: number | undefined): () => number | undefined {
+  if (timeoutMs === undefined) return noDeadline;
+  const deadline = Date.now() + timeoutMs;
+  return () => deadline - Date.now();
+}
+
+/**
  * The handler's context for a call from this process. Its signal is the
  * caller's own (a LocalCall's): that one already aborts at the deadline, when
  * the caller cancels, when the call fails and once it is over, which is what
  * a handler's signal promises. createHandlerContext would link two more
  * AbortControllers and start a second timer for the same deadline: a quarter
- * of an in-process call's CPU (bench/runtime-call.ts).
+ * of an in-process call's CPU (bench/runtime-call.ts). The request's headers
+ * are the caller's, handed over (LocalServer); the values are the server's
+ * own: nothing the caller set there crosses, as over the network.
  */
 function handlerContext(req: UnaryRequest | StreamRequest, timeoutMs: number | undefined): HandlerContext {
-  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   return {
     service: req.service,
     method: req.method,
@@ -98,20 +134,123 @@ function handlerContext(req: UnaryRequest | StreamRequest, timeoutMs: number | u
     requestMethod: "POST",
     url: req.url,
     signal: req.signal,
-    timeoutMs: deadline === undefined ? () => undefined : () => deadline - Date.now(),
-    // A copy, and the server's own values: nothing the caller set crosses, as over the network.
-    requestHeader: new Headers(req.header),
+    timeoutMs: timeLeft(timeoutMs),
+    requestHeader: req.header,
     responseHeader: new Headers(),
     responseTrailer: new Headers(),
-    values: createContextValues(),
+    values: new CallValues(),
   };
 }
 
+/**
+ * handlerContext's equal for a unary call, whose trailers are made only when
+ * read (few handlers set any). A unary call's context is never spread by
+ * connect (its stream pipeline does: streams keep handlerContext's object).
+ */
+class UnaryContext implements HandlerContext {
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  readonly service: HandlerContext["service"];
+  readonly method: DescMethod;
+  readonly url: string;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: () => number | undefined;
+  readonly requestHeader: Headers;
+  readonly responseHeader = new Headers();
+  readonly values: ContextValues = new CallValues();
+  /** The trailers, once anyone asked for them. */
+  trailer: Headers | undefined;
+
+  constructor(req: UnaryRequest, timeoutMs: number | undefined) {
+    this.service = req.service;
+    this.method = req.method;
+    this.url = req.url;
+    this.signal = req.signal;
+    this.timeoutMs = timeLeft(timeoutMs);
+    this.requestHeader = req.header;
+    this.values.set(unaryContextKey, this);
+  }
+
+  get responseTrailer(): Headers {
+    return (this.trailer ??= new Headers());
+  }
+
+  /**
+   * The handler's context for `req` as the interceptors hand it on: this one
+   * when they passed the call's own parts (they do: they set headers and
+   * values in place), else a copy with theirs, as connect's mergeRequest makes.
+   */
+  for(req: UnaryRequest): HandlerContext {
+    if (req.header === this.requestHeader && req.signal === this.signal && req.contextValues === this.values && req.service === this.service) return this;
+    const { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer } = this;
+    return { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+  }
+}
+
+/** The context of the in-process unary call running, passed through the interceptors in the call's values. */
+const unaryContextKey = createContextKey<UnaryContext | undefined>(undefined, { description: "in-process unary call" });
+
+/** A unary answer whose trailers are the context's, made only when read. */
+class UnaryAnswer implements UnaryResponse {
+  readonly stream = false;
+  readonly service: UnaryResponse["service"];
+  readonly method: UnaryResponse["method"];
+  readonly header: Headers;
+
+  constructor(
+    readonly context: UnaryContext,
+    readonly message: Message,
+  ) {
+    this.service = context.service;
+    this.method = context.method as UnaryResponse["method"];
+    this.header = context.responseHeader;
+  }
+
+  get trailer(): Headers {
+    return this.context.responseTrailer;
+  }
+}
+
+type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
+
+/**
+ * A unary method's handler behind the server's interceptors, composed once
+ * (connect's invokeUnaryImplementation composes them again on every call: a
+ * closure per interceptor and call). The interceptors keep nothing of a call
+ * outside the function they return for it, so one chain serves every call;
+ * the call's context travels in its values.
+ */
+function composedUnary(spec: Extract<DirectSpec, { kind: "unary" }>, interceptors: Interceptor[]): UnaryFn {
+  const output = spec.method.output;
+  const handler: UnaryFn = async (req) => {
+    const context = req.contextValues.get(unaryContextKey);
+    if (!context) throw new ConnectError("an interceptor replaced the call's context values", Code.Internal);
+    // create() returns a message of the output type as it is (connect's normalize).
+    return new UnaryAnswer(context, create(output, await spec.impl(req.message as never, context.for(req))));
+  };
+  return interceptors.reduceRight<UnaryFn>((next, interceptor) => interceptor(next as never) as unknown as UnaryFn, handler);
+}
+
+/** What `to` holds becomes what `from` holds (connect's copyHeaders). */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
+}
+
+/** The answer the interceptors gave for `context`'s call, with its headers and trailers as the context's (as connect's invokeUnaryImplementation). */
+function answerOf(res: UnaryResponse, context: UnaryContext): UnaryResponse {
+  if (res instanceof UnaryAnswer && res.context === context) return res;
+  copyHeaders(res.header, context.responseHeader);
+  copyHeaders(res.trailer, context.responseTrailer);
+  return new UnaryAnswer(context, res.message);
+}
+
 /** The error a remote caller would get for `err`: its cause stays here, the response's headers and trailers become its metadata. */
-function relayed(err: unknown, context: HandlerContext): ConnectError {
+function relayed(err: unknown, header: Headers, trailer: Headers | undefined): ConnectError {
   const e = ConnectError.from(err);
-  const metadata = new Headers(context.responseHeader);
-  context.responseTrailer.forEach((value, key) => metadata.set(key, value));
+  const metadata = new Headers(header);
+  trailer?.forEach((value, key) => metadata.set(key, value));
   e.metadata.forEach((value, key) => metadata.set(key, value));
   const relayed = new ConnectError(e.rawMessage, e.code, metadata);
   relayed.details.push(...e.details);
@@ -140,6 +279,32 @@ async function oneMessage(messages: AsyncIterable<Message>): Promise<{ message: 
   return { message: first.done ? undefined : first.value, all };
 }
 
+/** Most methods one server is asked for by distinct descriptors: they are module singletons, one per method. */
+const MAX_METHODS_SEEN = 1_000;
+
+/**
+ * Whether the server serves each method directly, and its unary chain made
+ * once (`compose`), by the method's descriptor: no key string built per call.
+ */
+function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMethod) => UnaryFn) {
+  const seen = new Map<DescMethod, { served: boolean; unary?: UnaryFn }>();
+  const entry = (method: DescMethod) => {
+    let e = seen.get(method);
+    if (!e) {
+      e = { served: methods.has(methodKey(method)) };
+      if (seen.size < MAX_METHODS_SEEN) seen.set(method, e);
+    }
+    return e;
+  };
+  return {
+    serves: (method: DescMethod) => entry(method).served,
+    get(method: DescMethod): UnaryFn {
+      const e = entry(method);
+      return (e.unary ??= compose(method));
+    },
+  };
+}
+
 /**
  * The in-process side of a server: `readMaxBytes` is the server's read limit,
  * held against each request message's binary size as a network call's body is.
@@ -150,19 +315,21 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     if (spec?.kind !== kind) throw new Error(`${methodKey(method)} is not a ${kind} RPC of this server`);
     return spec as Extract<DirectSpec, { kind: K }>;
   };
+  const unaryOf = composedOnce(methods, (method) => composedUnary(specOf(method, "unary"), interceptors));
   return {
     client: createUniversalHandlerClient(handlers),
-    serves: (method) => methods.has(methodKey(method)),
+    serves: (method) => unaryOf.serves(method),
     async unary(req, timeoutMs) {
-      const spec = specOf(req.method, "unary");
-      const context = handlerContext(req, timeoutMs);
+      const invoke = unaryOf.get(req.method);
+      const context = new UnaryContext(req, timeoutMs);
       // Held to the read limit by inputInterceptor, in the one walk its other checks take.
       context.values.set(unencodedReadLimitKey, readMaxBytes);
+      const { method, url, signal, requestHeader: header, values: contextValues } = context;
       try {
-        const message = await invokeUnaryImplementation(spec, context, req.message, interceptors);
-        return { stream: false, service: req.service, method: req.method, header: context.responseHeader, trailer: context.responseTrailer, message };
+        const res = await invoke({ stream: false, message: req.message, method, requestMethod: "POST", url, signal, header, service: method.parent, contextValues } as UnaryRequest);
+        return answerOf(res, context);
       } catch (err) {
-        throw relayed(err, context);
+        throw relayed(err, context.responseHeader, context.trailer);
       }
     },
     async stream(req, timeoutMs) {
@@ -172,7 +339,7 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
       if (input.message) withReadLimit(context, input.message, readMaxBytes);
       // The server's own pipeline from the request messages on: interceptors, then the handler's generator.
       const output: AsyncIterator<Message> = transformInvokeImplementation(spec, context, interceptors)(input.all)[Symbol.asyncIterator]();
-      const pull = () => output.next().catch((err: unknown) => Promise.reject(relayed(err, context)));
+      const pull = () => output.next().catch((err: unknown) => Promise.reject(relayed(err, context.responseHeader, context.responseTrailer)));
       const first = await pull();
       let pending: Promise<IteratorResult<Message>> | undefined = Promise.resolve(first);
       const messages: AsyncIterator<Message> = {

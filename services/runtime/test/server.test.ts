@@ -15,7 +15,7 @@ import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.j
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Metrics, startServer, type RunningServer } from "../src/index.js";
-import { captureLogger } from "../src/testing/index.js";
+import { captureLogger, eventually } from "../src/testing/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const protoRoot = path.resolve(here, "../../../proto");
@@ -92,37 +92,63 @@ describe("runtime server: health, reflection, metrics", () => {
 describe("graceful shutdown on SIGTERM", () => {
   test("an in-flight call finishes, new connections are refused, the process exits 0", async () => {
     const child = spawn(process.execPath, ["--import", "tsx", path.join(here, "fixtures/slow-server.ts")], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
-    const lines = readline.createInterface({ input: child.stdout! });
-    const logs: string[] = [];
-    const [first] = await once(lines, "line");
-    lines.on("line", (l) => logs.push(l));
-    const { port } = JSON.parse(first);
-    const url = `http://127.0.0.1:${port}`;
-    const client = createClient(Health, createGrpcTransport({ baseUrl: url }));
+    try {
+      const lines = readline.createInterface({ input: child.stdout! });
+      const logs: string[] = [];
+      lines.on("line", (line) => logs.push(line));
+      let stderr = "";
+      child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      const closed = once(child, "close");
+      /** The first stdout line containing `text`, printed already or to come: the fixture's events. */
+      const lineWith = (text: string) =>
+        Promise.race([
+          new Promise<string>((resolve) => {
+            const look = (line: string) => {
+              if (!line.includes(text)) return;
+              lines.off("line", look);
+              resolve(line);
+            };
+            const found = logs.find((line) => line.includes(text));
+            if (found === undefined) lines.on("line", look);
+            else resolve(found);
+          }),
+          closed.then(() => assert.fail(`the server exited before printing ${text}:\n${logs.join("\n")}`)),
+        ]);
+      const { port } = JSON.parse(await lineWith('"port"'));
+      const client = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
 
-    const inFlight = client.check({ service: "" }, { headers: { "x-test-delay-ms": "1500" } });
-    await new Promise((r) => setTimeout(r, 300));
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 300));
+      // Held in the server until the test lets it go: in flight for as long as the test needs.
+      const inFlight = client.check({ service: "" }, { headers: { "x-test-hold": "1" } });
+      await lineWith('"held"');
+      child.kill("SIGTERM");
 
-    // Stopped accepting: a new connection is refused while the call still runs.
-    const refused = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => {
-        s.destroy();
-        resolve(false);
-      });
-      s.once("error", () => resolve(true));
-    });
-    assert.equal(refused, true);
+      // Stopped accepting: a new connection is refused while the call is still held.
+      await eventually("a new connection refused", () => connectionRefused(port));
+      assert.equal(child.exitCode, null, "still running: the held call keeps it draining");
 
-    const res = await inFlight;
-    // It completed; the server had already turned NOT_SERVING for balancers.
-    assert.equal(res.status, Status.NOT_SERVING);
-    const [code] = await exited;
-    assert.equal(code, 0);
-    assert.ok(logs.some((l) => l.includes("shutdown complete")), logs.join("\n"));
+      child.stdin!.end("release\n");
+      const res = await inFlight.catch((err: Error) => assert.fail(`the held call failed (${err.message}); exit ${child.exitCode}, the server said:\n${logs.join("\n")}\n${stderr}`));
+      // It completed; the server had already turned NOT_SERVING for balancers.
+      assert.equal(res.status, Status.NOT_SERVING);
+      // "close": the process has exited and its stdout has been read to the end.
+      const [code] = await closed;
+      assert.equal(code, 0);
+      assert.ok(logs.some((l) => l.includes("shutdown complete")), logs.join("\n"));
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
   });
 });
+
+/** Whether a TCP connection to `port` on loopback is refused (true) or accepted (false, and closed at once). */
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const s = net.connect(port, "127.0.0.1", () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once("error", () => resolve(true));
+  });
+}

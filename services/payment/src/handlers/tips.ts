@@ -1,24 +1,33 @@
-import { createClient, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
+import { qrClient } from "../peer-clients.js";
 import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
 import { createTip, isFinal, type Deps, type TipRow } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
 
+/**
+ * How long qr has to answer a scanned code's lookup (as USSD's): one short read there. Past it the
+ * tip is refused UNAVAILABLE naming the call, before anything is stored, rather than held for as long as qr is stuck.
+ */
+const RESOLVE_QR_TIMEOUT_MS = 3_000;
+
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
-  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  const qr = qrClient(deps.ctx);
   let target: TipTarget | undefined;
   try {
-    ({ target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } }));
+    const asked = /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode" as const, value: code } : { case: "payload" as const, value: code };
+    ({ target } = await qr.resolveQrCode({ code: asked }, { timeoutMs: RESOLVE_QR_TIMEOUT_MS }));
   } catch (err) {
-    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${asConnectError(err).rawMessage})`);
+    const e = asConnectError(err);
+    const why = e.code === Code.DeadlineExceeded ? `qr did not answer ResolveQrCode within ${RESOLVE_QR_TIMEOUT_MS} ms; retry` : e.rawMessage;
+    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${why})`);
   }
   if (!target) throw new DependencyUnavailableError("qr_code: cannot be checked now (the qr service answered without a target)");
   return target;

@@ -12,6 +12,8 @@ export * from "./refusal.js";
 export * from "./money.js";
 export * from "./pg-writes.js";
 export * from "./raw-http.js";
+export * from "./held-timer.js";
+export * from "./days.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */
 export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
