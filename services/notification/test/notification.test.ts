@@ -925,6 +925,34 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1);
   });
 
+  test("with the database out of reach the sweeper runs one sweep at a time: a tick while the last still waits is skipped, not started beside it", { timeout: 60_000 }, async () => {
+    // A database that stops answering: from `down` on, every statement and connection waits for ever, and is counted.
+    let down = false;
+    let waiting = 0;
+    const hang = () => (waiting++, new Promise<never>(() => undefined));
+    const pool = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (down && (prop === "query" || prop === "connect")) return hang;
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const { logger } = captureLogger("warn");
+    const bus = new InProcessBus(logger, 50);
+    const module = createNotificationModule({ config: { ...config, stopSendsMs: 100 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
+    const stop = await module.start!({ ...t.ctx, pool, bus, logger });
+    try {
+      down = true;
+      // One sweep's three statements (and at most one of the look at start, which began before).
+      await eventually("a sweep waiting", async () => waiting >= 3);
+      await sleep(300);
+      assert.ok(waiting <= 4, `${waiting} statements waiting after 300 ms of 10 ms ticks: sweeps piled up`);
+    } finally {
+      await stop();
+      await bus.close();
+    }
+  });
+
   test("stopping with the database out of reach ends within its budget: a sweep and a trigger's batch waiting on PostgreSQL are not waited for past it", { timeout: 60_000 }, async () => {
     // A database that stops answering (a partition): from `down` on, every statement and connection waits for ever.
     let down = false;
