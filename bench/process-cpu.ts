@@ -36,6 +36,21 @@ export function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map
   return out;
 }
 
+/** CPU time (user + system, ms) of each live child of `parent`, by pid. */
+export function childrenCpuMs(parent: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const s = processStat(entry);
+      if (s.ppid === parent) out.set(Number(entry), s.ms);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
 /** CPU time (user + system, ms) of one process alone. */
 export function processCpuMs(pid: number): number {
   return processStat(pid).ms;

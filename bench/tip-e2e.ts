@@ -51,7 +51,7 @@ import { countWrites, freePort, PlatformProcess, startNats, startPostgres, start
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
-import { CLOCK_TICK_MS, cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
@@ -102,6 +102,8 @@ const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
 const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
+// BENCH_SETTLE=0: no VACUUM ANALYZE and CHECKPOINT between the warm-up and the run (settle()), to compare.
+const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
@@ -322,6 +324,23 @@ async function pgCounters(since = -Infinity) {
 }
 
 /**
+ * The run starts from the same database state each time: the warm-up's tables vacuumed and analyzed
+ * (otherwise autovacuum, a minute between rounds, analyzes them before, during or after the run as
+ * the setup's length falls, and plans a connection kept from a young table change with it), and
+ * their dirty pages written by a checkpoint (the next timed one is then checkpoint_timeout away, past
+ * the run; each page's first change after it writes a full page image to the WAL, in every run alike).
+ */
+async function settle(): Promise<void> {
+  const t0 = performance.now();
+  const postgresCpu = () => cpuMs(new Map([["postgres", pg.pid]]), new Set(["postgres"])).get("postgres")!;
+  const cpu0 = postgresCpu();
+  await pool.query("VACUUM ANALYZE");
+  await pool.query("CHECKPOINT");
+  console.log(`settled after the warm-up: VACUUM ANALYZE and CHECKPOINT in ${((performance.now() - t0) / 1000).toFixed(1)} s,` +
+    ` PostgreSQL's CPU ${(postgresCpu() - cpu0).toFixed(0)} ms (BENCH_SETTLE=0: neither)`);
+}
+
+/**
  * Calls each platform process has served so far, by "process method" (cluster mode): read from its
  * /metrics (grpc_server_handled_total, every code), so a run's difference is its calls between
  * processes: the gateway's from customers, every service's from the gateway or a peer (a hop).
@@ -374,7 +393,7 @@ async function tableCounts(): Promise<Map<string, number[]>> {
 
 /**
  * Rows read by sequential scans per tip, all tables and the three reading most: a plan a connection
- * kept from when a table was young reads it whole until the table is analyzed.
+ * kept from when a table was young reads it whole until the table is analyzed (settle()).
  */
 function seqScanRowsPerTip(from: Map<string, number[]>, to: Map<string, number[]>, tips: number): string {
   const read = [...to].map(([name, now]) => [name, (now[1] - (from.get(name)?.[1] ?? 0)) / Math.max(1, tips)] as const).sort((a, b) => b[1] - a[1]);
@@ -556,6 +575,7 @@ try {
     // taken off the run's figures below ("net"), so per-tip costs compare across loads.
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
+    if (settleAfterWarmup) await settle();
     // Its counts all in PostgreSQL's statistics: left for later, they went into the idle window's commits
     // and so came off the run's net figures.
     const idleCounters0 = await pgCounters(performance.now());
@@ -589,6 +609,7 @@ try {
     const served0 = await callsServed(platform.servers); // read before the CPU: its /metrics pages are no tip's
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
+    const backends0 = childrenCpuMs(pg.pid);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
@@ -625,6 +646,7 @@ try {
     heapSampling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
+    const backends1 = childrenCpuMs(pg.pid);
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own = process.cpuUsage(own0); // includes the customers' thread
@@ -712,6 +734,10 @@ try {
     console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
       ` ${pgBackgroundBetween(pgWork1, pgWork2, startedAt.getTime())}`);
     console.log(`    from the warm-up's end to the window: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt.getTime())}`);
+    // A pool closes a connection idle 30 s: those the warm-up opened and the run left unused end inside it.
+    const ended = [...backends0].filter(([pid]) => !backends1.has(pid));
+    console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +
+      ` their CPU from before it, ${(ended.reduce((n, [, ms]) => n + ms, 0) / Math.max(1, rows.length)).toFixed(2)} ms per tip, is not the run's, and a count of live processes alone took it off the postgres figure`);
     console.log(`    ${seqScanRowsPerTip(tables0, tables1, rows.length)}`);
     if (mode === "process") {
       const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === "new_space");

@@ -176,4 +176,42 @@ describe("analytics rules, in process (with qr)", () => {
       await pool.query("DROP TRIGGER fail_first_commit ON analytics.inbox; DROP FUNCTION public.fail_first_commit(); DROP SEQUENCE public.inbox_commits");
     }
   });
+
+  test("events arriving while a durable waits out its batch interval are applied in one batch, each once", async () => {
+    // The payment durable's batches, as the consumers get them.
+    const batches: string[][] = [];
+    class RecordingBus extends InProcessBus {
+      override subscribeBatches(options: BatchSubscribeOptions) {
+        const record = (batch: DeliveredMessage[]) => {
+          if (options.durable === "analytics-payment") batches.push(batch.map((m) => m.id));
+          return options.handler(batch);
+        };
+        return super.subscribeBatches({ ...options, handler: record });
+      }
+    }
+    const bus = new RecordingBus(s.ctx.logger);
+    // Long enough that the later tips, published one by one, all come within it.
+    const stop = await startConsumers({ ...s.ctx, bus, metrics: new Metrics() }, undefined, { batchIntervalMs: 1_500 });
+    try {
+      const worker = randomUUID();
+      const tips = [1, 2, 3, 4, 5].map((n) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+        tipId: randomUUID(), workerId: worker, amount: kesMinor(1_000n), fee: kesMinor(0n), net: kesMinor(1_000n), method: PaymentMethod.MPESA, mpesaReceipt: `RKP${n}`, rating: 0,
+      }));
+      const applied = async (ids: string[]) =>
+        (await s.ctx.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox WHERE event_id = ANY($1::uuid[])", [ids])).rows[0].n === ids.length;
+      await bus.publish(tips[0]);
+      await eventually("the first tip applied", () => applied([tips[0].id]));
+      for (const m of tips.slice(1)) {
+        await bus.publish(m);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await eventually("every tip applied", () => applied(tips.map((m) => m.id)), 10_000);
+      assert.deepEqual(batches, [[tips[0].id], tips.slice(1).map((m) => m.id)], "the first alone, the four after it together");
+      const { earnings: e } = await asWorker(worker).getWorkerEarnings({ range: lastDay() });
+      assert.equal(e?.inRange?.tips, BigInt(tips.length));
+    } finally {
+      await stop();
+      await bus.close();
+    }
+  });
 });

@@ -1319,12 +1319,17 @@ describe("notification service against Postgres, JetStream and the provider simu
         "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, $2, 'africastalking', 'sending', now() - interval '1 hour')",
         [id, attempt],
       );
+    /** SMS the provider took for these deliveries' numbers: the service's other sends in the background are not counted. */
+    const textsFor = async (ids: string[]) => {
+      const { rows } = await t.db.pool.query<{ address: string }>("SELECT address FROM notification.deliveries WHERE id = ANY($1::uuid[])", [ids]);
+      const numbers = new Set(rows.map((r) => r.address.replace(/^\+/, "")));
+      return sim.sent.filter((m) => m.provider === "africastalking" && numbers.has(m.to.replace(/^\+/, ""))).length;
+    };
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     const id = await queuedSms(1);
     await cutOff(id, 1);
-    let calls = sim.calls.africastalking;
     await dispatcher.run(id);
-    assert.equal(sim.calls.africastalking, calls + 1, "the provider called again, once");
+    assert.equal(await textsFor([id]), 1, "the provider called again, once");
     const d = await delivery(id);
     assert.equal(d.status, DeliveryStatus.SENT);
     assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
@@ -1337,14 +1342,13 @@ describe("notification service against Postgres, JetStream and the provider simu
     // A sign-in code cut off is not sent again: by now it may have expired, and the user asks for another.
     const code = await queuedSms(1, TemplateKey.OTP);
     await cutOff(code, 1);
-    calls = sim.calls.africastalking;
     for (const failed of [twice, code]) {
       await dispatcher.run(failed);
       const f = await delivery(failed);
       assert.equal(f.status, DeliveryStatus.FAILED);
       assert.match(f.attempts.at(-1)!.error, /crash/);
     }
-    assert.equal(sim.calls.africastalking, calls, "neither sent again");
+    assert.equal(await textsFor([twice, code]), 0, "neither sent again");
   });
 
   test("dispatchers racing for one delivery (its claim a compare-and-set on the attempt count, without a transaction) send it once", async () => {

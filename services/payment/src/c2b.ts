@@ -6,14 +6,14 @@
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
 import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { asConnectError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
+import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
@@ -118,7 +118,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
   if (ref.length > 20) return suspense(`reference ${ref.slice(0, 24)}… is longer than any code`, C2B_RESULT.invalidAccount);
 
-  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  const qr = qrInternalClient(deps.ctx);
   let match;
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs });
@@ -499,7 +499,7 @@ export async function resolveSuspense(
   }
 
   const ref = normaliseReference(input.matchAccountReference ?? "");
-  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  const qr = qrInternalClient(deps.ctx);
   let match;
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });
@@ -517,7 +517,16 @@ export async function resolveSuspense(
   const workerReceives = quote.workerReceives!.amountMinor;
   const creditKey = matchKey(row.trans_id);
   // The wallet first (idempotent on its key), then the tip that records it.
-  const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  let entryId: string;
+  try {
+    entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  } catch (err) {
+    if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+    // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
+    const now = (await load(pool))!;
+    if (now.resolution !== "open") return settled(now);
+    throw new InvalidStateError("receipt: another decision on this payment reached the wallet first (a refund being recorded, or an earlier match to another code whose answer was lost); nothing was credited: look at the payment again");
+  }
   const result = await withTransaction(pool, async (tx) => {
     await lockReceipt(tx, row.trans_id);
     const current = await load(tx, true);

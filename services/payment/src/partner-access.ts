@@ -1,13 +1,12 @@
-import { createClient } from "@connectrpc/connect";
-import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { DependencyUnavailableError, partnerNotLinkedError, type Principal } from "@ttip/runtime";
+import { qrInternalClient } from "./peer-clients.js";
 import type { Deps } from "./tips.js";
 
 export const isPartner = (caller: Principal | undefined): caller is Principal => caller?.roles.includes("partner") === true;
 
 /** Whether a partner key may act for the worker (at the venue) or the venue: qr keeps the links. */
 export async function partnerLinked(deps: Deps, keyId: string, workerId: string, venueId: string): Promise<boolean> {
-  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  const qr = qrInternalClient(deps.ctx);
   try {
     return (await qr.checkPartnerLink({ keyId, workerId, venueId }, { timeoutMs: 5_000 })).linked;
   } catch (err) {

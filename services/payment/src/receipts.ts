@@ -4,8 +4,9 @@ import { type Client, Code, ConnectError, createClient } from "@connectrpc/conne
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService, type SendNotificationRequest, SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { asConnectError, formatMoney, GroupCommit, perContext, type Queryable } from "@ttip/runtime";
+import { qrClient } from "./peer-clients.js";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
@@ -64,7 +65,7 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
     logger.warn({ tipId, err: (err as Error).message }, "receipt not sent yet; will retry");
     await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [tipId, String((err as Error).message).slice(0, 500)]);
   };
-  const named = await displayNames(createClient(QrService, deps.ctx.peers("qr")), rows.map(ownerOf));
+  const named = await displayNames(qrClient(deps.ctx), rows.map(ownerOf));
   const batches = receiptBatches(deps.ctx);
   // A message refused by a full queue is a failure like any other: its receipt stays owed.
   const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));

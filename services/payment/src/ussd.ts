@@ -7,12 +7,12 @@
 // the start on each request, so a repeated or re-sent request gets the same
 // screen; the only effect, the STK push, is a tip created under the key
 // ussd:<sessionId>, so a session charges at most once.
-import { Code, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { asConnectError, clockOf, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
+import { qrClient } from "./peer-clients.js";
 import { createTip, type Deps } from "./tips.js";
 
 export interface UssdRequest {
@@ -204,7 +204,7 @@ function amountOptions(config: UssdConfig, t: TipTarget): number[] {
 /** A code's tip target, or the key of the screen that says why not. */
 async function resolveCode(deps: Deps, code: string): Promise<TipTarget | string> {
   if (!/^[A-Z0-9]{4,12}$/.test(code)) return "badCode";
-  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  const qr = qrClient(deps.ctx);
   try {
     const { target } = await qr.resolveQrCode({ code: { case: "shortCode", value: code } }, { timeoutMs: 3_000 });
     if (!target) return "badCode";

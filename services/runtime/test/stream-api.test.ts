@@ -84,6 +84,8 @@ describe("Connect unary calls answered on HTTP/2's stream API", () => {
   const sessions: http2.ClientHttp2Session[] = [];
   /** What happened in the drain test, in order. */
   const events: string[] = [];
+  /** Told when a SLOW call's handler starts: the drain test closes the server only once its call is in flight. */
+  let slowStarted = () => {};
   const connect = (server: RunningServer) => {
     const session = http2.connect(server.url);
     sessions.push(session);
@@ -108,6 +110,7 @@ describe("Connect unary calls answered on HTTP/2's stream API", () => {
               throw ctx.signal.aborted ? ConnectError.from(ctx.signal.reason) : new ConnectError("gave up", Code.Aborted);
             }
             if (req.qrCodeId === SLOW) {
+              slowStarted();
               await new Promise((resolve) => setTimeout(resolve, SLOW_MS));
               events.push("handler answered");
             }
@@ -270,8 +273,10 @@ describe("Connect unary calls answered on HTTP/2's stream API", () => {
       const server = await start(how === "stream API");
       const { headers, body } = getQrCode(SLOW);
       const session = connect(server);
+      const started = new Promise<void>((resolve) => (slowStarted = resolve));
       const answered = call(session, headers, body);
-      await new Promise((r) => setTimeout(r, 100));
+      // Closed once the handler runs, not after a pause: a loaded machine may not have read the request by then.
+      await started;
       events.length = 0;
       await server.close();
       events.push("closed");

@@ -1,12 +1,12 @@
-import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
+import { qrClient } from "../peer-clients.js";
 import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
 import { createTip, isFinal, type Deps, type TipRow } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
@@ -19,7 +19,7 @@ const RESOLVE_QR_TIMEOUT_MS = 3_000;
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
-  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  const qr = qrClient(deps.ctx);
   let target: TipTarget | undefined;
   try {
     const asked = /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode" as const, value: code } : { case: "payload" as const, value: code };
