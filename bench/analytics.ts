@@ -20,9 +20,11 @@
 //    accesses (blocks) and WAL records, full-page images and bytes, and where
 //    the WAL went by record type (pg_walinspect) and the blocks by statement.
 // 2. Query: a year of rollups for `workers` workers is generated in SQL (the
-//    rows the events would make: hour rows for each tipped hour, day rows for
-//    each day), then GetWorkerEarnings' query (today, week, month, by hour and
-//    weekday over 365 days, ratings) runs for random workers. Yardstick: a
+//    rows the events would make: hour rows for each tipped hour; and day rows for
+//    each day, which a worker had before only the platform kept day rows: read by
+//    nothing now, kept so a tree from before reads what it wrote and the table is
+//    as large), then GetWorkerEarnings' queries (today, week, month, by hour and
+//    weekday over 365 days, ratings) run for random workers. Yardstick: a
 //    primary-key read on the same connection pool.
 // 3. Expiry ("expiry" alone): the inbox's retention (runtime's InboxRetention) on an inbox of
 //    BENCH_INBOX_ROWS rows (default 1,000,000: 8 days of ~1.4 events/s) applied over the stream's

@@ -1567,6 +1567,31 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
 
+  test("a report whose delivery is found is kept already applied, not written and then updated (an update of `applied`, which the partial indexes read, is never HOT)", async () => {
+    const id = await queuedSms();
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const messageId = (await delivery(id)).attempts[0].providerMessageId;
+    // Every update of a kept report meanwhile, logged by a trigger.
+    const name = uniqueName("report_updates");
+    await t.db.pool.query(
+      `CREATE TABLE notification.${name} (message_id text);
+       CREATE FUNCTION notification.${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO notification.${name} VALUES (NEW.message_id); RETURN NEW; END $$;
+       CREATE TRIGGER ${name} AFTER UPDATE ON notification.provider_callbacks FOR EACH ROW EXECUTE FUNCTION notification.${name}()`,
+    );
+    try {
+      assert.equal(await sim.reportDelivery(messageId, "delivered"), 200);
+      assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+      const { rows } = await t.db.pool.query("SELECT status, applied FROM notification.provider_callbacks WHERE message_id = $1", [messageId]);
+      assert.deepEqual(rows, [{ status: "delivered", applied: true }]);
+      const updated = await t.db.pool.query(`SELECT 1 FROM notification.${name} WHERE message_id = $1`, [messageId]);
+      assert.equal(updated.rowCount, 0, "the kept report was written applied, never updated");
+    } finally {
+      await t.db.pool.query(`DROP TRIGGER ${name} ON notification.provider_callbacks; DROP FUNCTION notification.${name}(); DROP TABLE notification.${name}`);
+    }
+    assert.deepEqual(await factsOf(id), ["sent", "delivered"], "its sent fact, then its delivered one");
+  });
+
   test("a send's record changes no column an index of deliveries reads (a HOT update, in the room fillfactor leaves), and the provider's reports still find the delivery", async () => {
     // Every column an index of deliveries has as a key, in an expression or in its predicate.
     const { rows: columns } = await t.db.pool.query<{ name: string }>(
