@@ -1,6 +1,6 @@
 // Analytics: how fast events become figures, and how fast a worker's dashboard
 // answers over a year of rollups.
-//   node --import tsx bench/analytics.ts [events=20000] [workers=10000] [days=365] [tipped hours per worker-day=2] [ingest|query|both] [past|live]
+//   node --import tsx bench/analytics.ts [events=20000] [workers=10000] [days=365] [tipped hours per worker-day=2] [ingest|query|both|expiry] [past|live]
 // 1. Ingest: `events` generated events (tips, failures, scans, payouts,
 //    deliveries) are stored in a JetStream stream, then analytics' consumers
 //    apply them (inbox + rollups, a batch of what has arrived per transaction).
@@ -20,10 +20,16 @@
 //    accesses (blocks) and WAL records, full-page images and bytes, and where
 //    the WAL went by record type (pg_walinspect) and the blocks by statement.
 // 2. Query: a year of rollups for `workers` workers is generated in SQL (the
-//    rows the events would make: hour rows for each tipped hour, day rows for
-//    each day), then GetWorkerEarnings' query (today, week, month, by hour and
-//    weekday over 365 days, ratings) runs for random workers. Yardstick: a
+//    rows the events would make: hour rows for each tipped hour; and day rows for
+//    each day, which a worker had before only the platform kept day rows: read by
+//    nothing now, kept so a tree from before reads what it wrote and the table is
+//    as large), then GetWorkerEarnings' queries (today, week, month, by hour and
+//    weekday over 365 days, ratings) run for random workers. Yardstick: a
 //    primary-key read on the same connection pool.
+// 3. Expiry ("expiry" alone): the inbox's retention (runtime's InboxRetention) on an inbox of
+//    BENCH_INBOX_ROWS rows (default 1,000,000: 8 days of ~1.4 events/s) applied over the stream's
+//    7 days, 24 h and 15 minutes since the last sweep, oldest first in the heap: its statement's plan
+//    and cost (EXPLAIN ANALYZE, BUFFERS, rolled back) with the inbox's processed_at index and without it.
 import { randomUUID } from "node:crypto";
 import { consumeEvents, createLogger, createPool, JetStreamBus, Metrics, migrate, type ServiceContext } from "@ttip/runtime";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
@@ -66,8 +72,11 @@ try {
   await ensurePartitionsAround(pool);
 
   // --- 1. ingest -----------------------------------------------------------
-  if (parts !== "query") await ingest();
-  if (parts !== "ingest") await query();
+  if (parts === "expiry") await expiry();
+  else {
+    if (parts !== "query") await ingest();
+    if (parts !== "ingest") await query();
+  }
 } finally {
   await pool.end();
   await Promise.all([pg.stop(), nats.stop()]);
@@ -215,6 +224,50 @@ async function startAccount(): Promise<() => Promise<Cost>> {
       top: all.slice(0, 8),
     };
   };
+}
+
+async function expiry() {
+  const rows = Number(process.env.BENCH_INBOX_ROWS ?? 1_000_000);
+  const HOUR_S = 3600;
+  const windowS = 7 * 24 * HOUR_S + 24 * HOUR_S; // the chart's stream max age (168 h) plus the 24 h margin
+  const spanS = windowS + 900; // 15 minutes (a sweep's interval) of rows past the window
+  const started = performance.now();
+  await pool.query(
+    `INSERT INTO analytics.inbox (consumer, event_id, subject, processed_at)
+     SELECT 'analytics-payment-tip-succeeded', gen_random_uuid(), 'ttip.payment.tip_succeeded', now() - make_interval(secs => $2 * (1 - g::float8 / $1))
+       FROM generate_series(1, $1) g`,
+    [rows, spanS],
+  );
+  await pool.query("VACUUM ANALYZE analytics.inbox");
+  const size = (await pool.query<{ s: string }>("SELECT pg_size_pretty(pg_total_relation_size('analytics.inbox')) AS s")).rows[0].s;
+  console.log(`inbox: ${rows} rows over ${(spanS / 86_400).toFixed(2)} days (${size} with its indexes), made in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  // InboxRetention's statement (services/runtime/src/inbox-retention.ts), batches of 1,000: the first
+  // finds the 15 minutes' rows; the last of a sweep finds fewer than a batch (here: none), and ends it.
+  const sweep = (cutoffS: number) => `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) DELETE FROM analytics.inbox WHERE ctid = ANY(ARRAY(
+      SELECT ctid FROM analytics.inbox WHERE processed_at < now() - make_interval(secs => ${cutoffS}) LIMIT 1000 FOR UPDATE SKIP LOCKED))`;
+  const explain = async (label: string) => {
+    for (const [what, cutoff] of [["a sweep's first batch (rows due)", windowS], ["its last (none due)", spanS + 60]] as const) {
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        const plan = (await client.query<{ "QUERY PLAN": string }>(sweep(cutoff))).rows.map((r) => r["QUERY PLAN"]);
+        await client.query("ROLLBACK");
+        console.log(`  ${label}, ${what}:`);
+        // Each scan with its rows removed and buffers (the lines under it), and the time.
+        plan.forEach((line, i) => {
+          const underScan = plan.slice(Math.max(0, i - 2), i).some((l) => /Scan/.test(l));
+          if (/Scan|Execution Time/.test(line) || (underScan && /Rows Removed|Buffers/.test(line))) console.log(`    ${line.trim()}`);
+        });
+      } finally {
+        client.release();
+      }
+    }
+  };
+  console.log("the retention sweep's statement (EXPLAIN ANALYZE, rolled back):");
+  await explain("with the processed_at index");
+  await pool.query("DROP INDEX analytics.inbox_processed_at");
+  await explain("without it");
+  await pool.query("CREATE INDEX inbox_processed_at ON analytics.inbox (processed_at)");
 }
 
 async function query() {

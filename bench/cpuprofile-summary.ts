@@ -3,11 +3,15 @@
 // node: module, or our file) and by function; and, given a pattern, the samples with a frame that
 // matches it on their stack (e.g. one service's code), by the function they were in and by the
 // nearest matching frame, with what that is per unit when a count of units (tips) is given.
-// Only synchronous stacks are seen: work resumed after an await is charged to its own frames. A
-// sample is wall time on the thread, so on a busy machine it also holds time the thread was
-// preempted (a socket write that woke another process is the usual place): compare shares
-// between profiles taken at a similar load, and read per-unit figures as sampled, not CPU, time.
-//   node --import tsx bench/cpuprofile-summary.ts file.cpuprofile [frame pattern] [units] [top=25]
+// Only synchronous stacks are seen: work resumed after an await is charged to its own frames.
+// Each sample counts once. A sample's time delta (what DevTools and tip-e2e's own summary weigh
+// by) is the wall time since the one before, which on a busy machine holds the time the thread
+// was preempted: on tip-e2e's profiles at load 10-30 the deltas' median is 1.1 ms but 10% are
+// over 5 ms and the longest 0.5-0.75 s, and the samples after them (often a socket write that
+// woke PostgreSQL) took 12-17% of the weighted time. BENCH_PROFILE_WEIGH=time weighs by them.
+// Per-unit figures are the samples' share of `cpu` microseconds per unit when given (the
+// thread's CPU per tip that tip-e2e prints, e.g. its event loop's), else sampled time.
+//   node --import tsx bench/cpuprofile-summary.ts file.cpuprofile [frame pattern] [units] [top=25] [cpu us per unit]
 //   e.g. bench/cpuprofile-summary.ts tips.cpuprofile 'services/(payment|wallet)/src/(?!daraja/simulator|simulator-http)' 1545
 import { readFileSync } from "node:fs";
 
@@ -28,11 +32,13 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [file, pattern, unitsArg, topArg] = process.argv.slice(2);
+const [file, pattern, unitsArg, topArg, cpuArg] = process.argv.slice(2);
 if (!file) throw new Error("usage: cpuprofile-summary.ts file.cpuprofile [frame pattern] [units] [top]");
 const frameFilter = pattern ? new RegExp(pattern) : undefined;
 const units = Number(unitsArg ?? 0);
 const top = Number(topArg ?? 25);
+const cpuPerUnit = Number(cpuArg ?? 0);
+const weighByTime = process.env.BENCH_PROFILE_WEIGH === "time";
 
 const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -59,7 +65,7 @@ let busy = 0;
 let matchedTime = 0;
 
 profile.samples.forEach((id, i) => {
-  const t = profile.timeDeltas[i] ?? 0;
+  const t = weighByTime ? (profile.timeDeltas[i] ?? 0) : 1;
   const leaf = nodes.get(id)!.callFrame;
   if (leaf.functionName === "(idle)") return;
   busy += t;
@@ -85,12 +91,16 @@ profile.samples.forEach((id, i) => {
 });
 
 const share = (t: number) => `${((t / busy) * 100).toFixed(2).padStart(6)}%`;
-const perUnit = (t: number) => (units > 0 ? `  ${(t / units).toFixed(1).padStart(7)} sampled us/unit` : "");
+const perUnit = (t: number) => {
+  if (cpuPerUnit > 0) return `  ${((t / busy) * cpuPerUnit).toFixed(1).padStart(7)} us/unit`;
+  return units > 0 && weighByTime ? `  ${(t / units).toFixed(1).padStart(7)} sampled us/unit` : "";
+};
 function print(title: string, m: Map<string, number>): void {
   console.log(title);
   for (const [k, t] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${share(t)}${perUnit(t)}  ${k}`);
 }
-console.log(`${file}: ${(busy / 1e6).toFixed(2)} s of samples not idle (the shares below are of these)${units > 0 ? `; ${units} units` : ""}`);
+const what = weighByTime ? `${(busy / 1e6).toFixed(2)} s of samples not idle, by their time` : `${busy} samples not idle, each counted once`;
+console.log(`${file}: ${what} (the shares below are of these)${units > 0 ? `; ${units} units` : ""}${cpuPerUnit > 0 ? `, ${cpuPerUnit} us of CPU each` : ""}`);
 print("self time by module", self.module);
 print("total time by module (on the stack)", total.module);
 print("self time by function", self.fn);

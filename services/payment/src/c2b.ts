@@ -517,7 +517,16 @@ export async function resolveSuspense(
   const workerReceives = quote.workerReceives!.amountMinor;
   const creditKey = matchKey(row.trans_id);
   // The wallet first (idempotent on its key), then the tip that records it.
-  const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  let entryId: string;
+  try {
+    entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  } catch (err) {
+    if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+    // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
+    const now = (await load(pool))!;
+    if (now.resolution !== "open") return settled(now);
+    throw new InvalidStateError("receipt: another decision on this payment reached the wallet first (a refund being recorded, or an earlier match to another code whose answer was lost); nothing was credited: look at the payment again");
+  }
   const result = await withTransaction(pool, async (tx) => {
     await lockReceipt(tx, row.trans_id);
     const current = await load(tx, true);

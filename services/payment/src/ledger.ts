@@ -51,11 +51,23 @@ const QUOTE_CALL_TIMEOUT_MS = 5_000;
  * A wallet call's failure past the deadline we gave it (`timeoutMs`) as UNAVAILABLE naming the
  * call, to retry (DEADLINE_EXCEEDED would read as the caller's own deadline); any other as it is.
  */
-function walletDidNotAnswer(method: string, timeoutMs: number): (err: unknown) => never {
+export function walletDidNotAnswer(method: string, timeoutMs: number): (err: unknown) => never {
   return (err) => {
     if (asConnectError(err).code !== Code.DeadlineExceeded) throw err;
     throw new DependencyUnavailableError(`wallet did not answer ${method} within ${timeoutMs} ms; retry`);
   };
+}
+
+/**
+ * A held tip's approval (its entry under the approval's key) refused because a rejection closed
+ * that key first (Ledger.closeApproval): the rejection decided and nothing was paid, which wallet's
+ * bare "idempotency_key: already used" does not say. FAILED_PRECONDITION saying so; any other
+ * failure as it is. An approval's entry is the same at every try (from the tip's row), so a key
+ * holding another entry holds the rejection's.
+ */
+export function approvalRefused(err: unknown): never {
+  if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+  throw new InvalidStateError("tip_id: a rejection of this tip came first (it closed the tip's approval): nothing was paid to the worker; if the tip still shows held, reject it to finish");
 }
 
 /** EnsureAccount's deadline unless configured: see PaymentConfig.walletEnsureAccountTimeoutMs. */

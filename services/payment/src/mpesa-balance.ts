@@ -13,6 +13,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
+import { walletDidNotAnswer } from "./ledger.js";
 import { kes } from "./money.js";
 import type { Deps } from "./tips.js";
 
@@ -80,13 +81,20 @@ export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promis
   return checkId;
 }
 
+/**
+ * How long wallet has to answer each read of a balance check (one short read there): past it the
+ * admin is answered UNAVAILABLE naming the call, to ask again, rather than kept waiting for as long as wallet is stuck.
+ */
+const LEDGER_READ_TIMEOUT_MS = 5_000;
+
 /** KES balances of the platform accounts of one kind, read from the wallet as the asking admin. */
 async function ledgerBalance(deps: Deps, kind: AccountKind, headers: Record<string, string>): Promise<bigint> {
   const wallet = createClient(WalletAdminService, deps.ctx.peers("wallet"));
-  const { accounts } = await wallet.listAccounts({ kind, page: { pageSize: 100 } }, { headers });
+  const options = { headers, timeoutMs: LEDGER_READ_TIMEOUT_MS };
+  const { accounts } = await wallet.listAccounts({ kind, page: { pageSize: 100 } }, options).catch(walletDidNotAnswer("ListAccounts", LEDGER_READ_TIMEOUT_MS));
   let total = 0n;
   for (const a of accounts.filter((x) => x.currency === "KES")) {
-    const { balance } = await wallet.getAccount({ accountId: a.accountId }, { headers });
+    const { balance } = await wallet.getAccount({ accountId: a.accountId }, options).catch(walletDidNotAnswer("GetAccount", LEDGER_READ_TIMEOUT_MS));
     total += balance?.ledger?.amountMinor ?? 0n;
   }
   return total;

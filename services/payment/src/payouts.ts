@@ -3,9 +3,10 @@
 // its result settles or releases the hold. A payout whose outcome is unknown
 // is resolved by Transaction Status queries, never by sending again.
 import { randomBytes, randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, ConcurrentChangeError, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -48,11 +49,52 @@ async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, resul
   return rows[0] && payoutOf(rows[0]);
 }
 
-/** Creates (or finds, by key) a payout and drives it as far as it can go now. */
+/** The lock a worker's payouts are inserted under (held to the commit): automatic ones, and withdrawals that check for them. */
+const payoutLockKey = (workerId: string) => `payment.auto-payout:${workerId}`;
+
+/**
+ * How long a withdrawal waits for an automatic payout of the worker to place its hold: past that
+ * hold call's own deadline (PAYOUT_CALL_TIMEOUT_MS, 5 s), by when it was placed, refused, or left
+ * to reconciliation (the wallet not answering).
+ */
+const AUTO_HOLD_WAIT_MS = 6_000;
+
+/** How often the withdrawal looks meanwhile: a hold is normally placed within milliseconds. */
+const AUTO_HOLD_POLL_MS = 50;
+
+/**
+ * A withdrawal's insert, under the worker's payout lock, once no automatic payout of the worker
+ * is still placing its hold in the wallet (open, hold_state 'none'): the two holds would race for
+ * one balance and the loser fail to hold money that was there (a failed payout told to the
+ * worker). So the withdrawal waits for that hold (AUTO_HOLD_WAIT_MS at most; then ABORTED naming
+ * the payout, nothing stored), and the wallet's answer to it is exact. The automatic payout,
+ * inserted under the same lock, sees a withdrawal inserted before it and starts none.
+ * Undefined when the key has a payout already.
+ */
+async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint): Promise<Payout | undefined> {
+  const until = Date.now() + AUTO_HOLD_WAIT_MS;
+  for (;;) {
+    const attempt: { payout?: Payout; holding?: { payout_id: string; amount_minor: bigint } } = await withTransaction(deps.ctx.pool, async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
+      const { rows: [holding] } = await tx.query<{ payout_id: string; amount_minor: bigint }>(
+        `SELECT payout_id, amount_minor FROM payment.payouts
+          WHERE worker_id = $1 AND automatic AND status IN ('pending', 'resolving') AND hold_state = 'none' LIMIT 1`, [p.workerId]);
+      if (!holding) return { payout: await insertPayout(tx, p, feeMinor, deps.config().payoutResultWaitMs) };
+      return (await payoutByIdempotencyKey(tx, p.workerId, p.idempotencyKey)) ? { payout: undefined } : { holding };
+    });
+    if (!attempt.holding) return attempt.payout;
+    if (Date.now() >= until) {
+      throw new ConcurrentChangeError(`an automatic payout of ${formatMoney(attempt.holding.amount_minor, "KES")} (payout ${attempt.holding.payout_id}) is still placing its hold on your balance (the wallet is slow to answer); ask again shortly`);
+    }
+    await sleep(AUTO_HOLD_POLL_MS);
+  }
+}
+
+/** A worker's withdrawal (RequestPayout): creates (or finds, by key) its payout and drives it as far as it can go now. */
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
   const fee = await deps.ledger.payoutFee(p.amountMinor);
-  let payout = await insertPayout(pool, p, fee, deps.config().payoutResultWaitMs);
+  let payout = await insertWithdrawal(deps, p, fee);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
   if (!payout) {
     payout = (await payoutByIdempotencyKey(pool, p.workerId, p.idempotencyKey))!;
@@ -77,7 +119,7 @@ async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadA
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment.auto-payout:${p.workerId}`]);
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
     return insertPayout(tx, p, fee, deps.config().payoutResultWaitMs, balanceReadAt);
   });
   if (!payout) return undefined;

@@ -333,6 +333,20 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a match losing to a refund of the same suspense payment (which closed the match's key first) is refused saying another decision reached the wallet first, not wallet's bare ALREADY_EXISTS; nothing is credited", async () => {
+    const w = await worker();
+    const paid = await h.sim.c2b.pay({ billRefNumber: "ZZZZZV", amount: 300, skipValidation: true });
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [paid.transId])).rowCount === 1, "parked in suspense");
+    // Where a concurrent refund is when the match reaches wallet: the match's key closed, the payment not yet marked.
+    await new Ledger(h.t.ctx).closeApproval(`c2b:${paid.transId}:matched`, { cause: { case: "mpesaReceipt", value: paid.transId } });
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "customer called" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^receipt: another decision on this payment reached the wallet first .*nothing was credited/.test(e.rawMessage));
+    assert.equal(await h.balance(w.id), 0n);
+    const refunded = await adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "refund", value: true }, note: "customer asked" });
+    assert.equal(refunded.payment!.resolution, "refund");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("validation refuses within its budget with the documented codes, and a refused payment never reaches confirmation", async () => {
     const w = await worker();
     const refused = [

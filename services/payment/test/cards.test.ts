@@ -334,6 +334,41 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund whose key in the wallet holds another entry is refused saying so, not UNAVAILABLE to retry: nothing is sent to the card, the worker is not debited again", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    const refundId = randomUUID();
+    const share = (115117n * 400n) / 1000n;
+    await h.t.db.pool.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, 400, $4, 'new', 'customer asked', 'admin')`, [refundId, tip.tipId, key, share]);
+    const tipRow = (await row(tip.tipId)) as CardTipRow;
+    // Another entry under the refund's key (a reversal of 300, not 400): what no retry can get past.
+    const other = { chargedMinor: 300n, shareMinor: (tipRow.worker_share_minor * 300n) / 1000n, walletMinor: (115117n * 300n) / 1000n };
+    await new CardLedger(new Ledger(h.t.ctx)).reverse(`card-refund:${refundId}`, splitOf(tipRow), other, { description: "another entry" });
+    const refunds = h.stripe.requests().filter((q) => q.path === "/v1/refunds").length;
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && e.rawMessage.includes(`another entry under this refund's key (card-refund:${refundId})`));
+    assert.equal(h.stripe.requests().filter((q) => q.path === "/v1/refunds").length, refunds, "Stripe was not asked");
+    assert.equal(await h.balance(worker), 115117n - other.walletMinor, "debited by the one entry only");
+    assert.equal((await h.t.db.pool.query("SELECT status FROM payment.card_refunds WHERE refund_id = $1", [refundId])).rows[0].status, "new");
+  });
+
+  test("a held tip's approval losing to a concurrent rejection (which closed the approval's key first) is refused saying the rejection decided; nothing is paid", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}_3`, USD(1000), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    // Where a concurrent rejection is when the approval reaches wallet: the approval's key closed, the tip not yet marked.
+    await new CardLedger(new Ledger(h.t.ctx)).closeApproval(splitOf((await row(held.tip.tipId)) as CardTipRow));
+    await assert.rejects(adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^tip_id: a rejection of this tip came first .*nothing was paid to the worker/.test(e.rawMessage));
+    assert.equal(await h.balance(worker), 0n, "nothing paid");
+    assert.equal((await status(held.tip.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "stolen card" })).tip!.status, TipStatus.FAILED);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund the worker's balance cannot cover is refused and changes nothing", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

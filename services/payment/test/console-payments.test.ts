@@ -136,4 +136,25 @@ describe("payments in the admin console", () => {
     assert.equal(rows.length, 1, "the answer is stored raw");
     assert.match(rows[0].raw_body.toString(), /Utility Account\|KES\|/);
   });
+
+  test("the M-Pesa balance with wallet stuck on the ledger's side: refused UNAVAILABLE naming the wallet call, past its deadline", async () => {
+    const { checkId } = await finance.checkMpesaBalance({});
+    const holder = await h.t.db.pool.connect();
+    let outcome: unknown;
+    try {
+      await holder.query("BEGIN");
+      // Wallet's reads of its accounts wait for this lock, with no lock timeout of their own: wallet answers nothing.
+      await holder.query("LOCK TABLE wallet.accounts IN ACCESS EXCLUSIVE MODE");
+      let timer: NodeJS.Timeout | undefined;
+      // A guard, not a timing: a read that never answers fails here and lets the lock go.
+      const unanswered = new Promise((resolve) => (timer = setTimeout(() => resolve("no answer within 30 s"), 30_000)));
+      outcome = await Promise.race([finance.getMpesaBalance({ checkId }).then(() => "answered", (err: unknown) => err), unanswered]).finally(() => clearTimeout(timer));
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    assert.ok(outcome instanceof ConnectError, String(outcome));
+    assert.equal(Code[outcome.code], Code[Code.Unavailable]);
+    assert.match(outcome.rawMessage, /^wallet did not answer ListAccounts within 5000 ms; retry$/);
+  });
 });

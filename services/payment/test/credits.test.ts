@@ -7,13 +7,13 @@ import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
 import { ChangeFeed } from "../src/changes.js";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
-import { autoPayout } from "../src/payouts.js";
+import { autoPayout, startPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -105,6 +105,35 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const ctx = Object.create(h.t.ctx, { pool: { value: watched } }) as ServiceContext;
     const deps = { ctx, ledger, background: new Set(), config: () => h.config } as unknown as Deps;
     return { deps, counts };
+  }
+
+  /** `pool`, calling `seen` once a statement whose text includes `marker` has answered on one of its connections (a transaction's). */
+  function noticing(pool: Pool, marker: string, seen: () => void): Pool {
+    let noticed = false;
+    return new Proxy(pool, {
+      get(target, prop) {
+        if (prop !== "connect") {
+          const value = Reflect.get(target, prop, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        }
+        return async () => {
+          const client = await target.connect();
+          const { query, release } = client;
+          client.query = ((...args: unknown[]) => {
+            const answer = (query as (...a: unknown[]) => Promise<unknown>).apply(client, args);
+            if (typeof args[0] === "string" && args[0].includes(marker)) void answer.then(() => !noticed && ((noticed = true), seen()), () => undefined);
+            return answer;
+          }) as typeof client.query;
+          // Given back as it came.
+          client.release = ((err?: Error | boolean) => {
+            client.query = query;
+            client.release = release;
+            return release.call(client, err);
+          }) as typeof client.release;
+          return client;
+        };
+      },
+    });
   }
 
   /** Runs the statement (one statement commits as it answers), then closes its connection unread and fails as pg does when one breaks. */
@@ -383,6 +412,59 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(rows.length, 1, "one payout of the balance");
     assert.equal(rows[0].status, "succeeded", "B's; none by A that failed to hold what B paid");
     assert.equal(rows[0].amount_minor, race.share);
+  });
+
+  /** Replica A's automatic payout of a worker's balance, stopped between its insert and its hold in the wallet until `go`; replica B beside it. */
+  async function autoPayoutAtItsHold() {
+    const worker = randomUUID();
+    const payoutPhone = `254${phone().slice(1)}`;
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, payoutPhone]);
+    const [tip] = await decidedTips(worker, [10_000n]);
+    let holding: () => void = () => undefined;
+    const atHold = new Promise<void>((r) => (holding = r));
+    let go: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (go = r));
+    const ledgerA = new (class extends WatchedLedger {
+      override async placeHold(workerId: string, amountMinor: bigint, payoutId: string) {
+        holding();
+        await gate;
+        return super.placeHold(workerId, amountMinor, payoutId);
+      }
+    })(h.t.ctx);
+    const replica = (ledger: Ledger) => Object.assign(depsWith(ledger).deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
+    const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
+    assert.equal(await postCredit(b, tip.tip_id, tip), true);
+    const startedByA = autoPayout(a, tip, { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false });
+    await atHold;
+    const payouts = async () =>
+      (await h.t.db.pool.query<{ automatic: boolean; status: string; result_code: string | null }>("SELECT automatic, status, result_code FROM payment.payouts WHERE worker_id = $1 ORDER BY automatic DESC", [worker])).rows;
+    // The worker withdraws part of the balance meanwhile.
+    const withdrawal = { workerId: worker, amountMinor: 5_000n, phone: payoutPhone, idempotencyKey: randomUUID(), automatic: false };
+    return { b, go, withdrawal, payouts, finishA: () => (go(), startedByA) };
+  }
+
+  test("two replicas: a withdrawal asked while an automatic payout of the same balance is placing its hold waits for that hold, then gets the wallet's exact answer; neither fails to hold money that was there", async () => {
+    const race = await autoPayoutAtItsHold();
+    // A goes on once B has looked for an automatic payout placing its hold.
+    let looked = false;
+    race.b.ctx = Object.create(h.t.ctx, { pool: { value: noticing(h.t.ctx.pool, "automatic AND status IN ('pending', 'resolving') AND hold_state = 'none'", () => ((looked = true), race.go())) } });
+    const asked = await startPayout(race.b, race.withdrawal).then((p) => p, (err: unknown) => asConnectError(err));
+    await race.finishA();
+    const [auto, manual] = await race.payouts();
+    assert.equal(looked, true, "the withdrawal found the automatic payout placing its hold");
+    assert.deepEqual([auto.automatic, auto.status !== "failed"], [true, true], "the automatic payout held the balance");
+    // The whole balance is held by then: the wallet's refusal is exact (nothing left to hold), not a race lost.
+    assert.ok(asked instanceof ConnectError && asked.code === Code.FailedPrecondition, String(asked));
+    assert.deepEqual([manual.automatic, manual.status, manual.result_code], [false, "failed", "insufficient_balance"]);
+  });
+
+  test("two replicas: a withdrawal whose wait for an automatic payout's hold runs out (the wallet not answering it) is refused ABORTED naming that payout, nothing stored", async () => {
+    const race = await autoPayoutAtItsHold();
+    const asked = await startPayout(race.b, race.withdrawal).then((p) => p, (err: unknown) => asConnectError(err));
+    assert.ok(asked instanceof ConnectError && asked.code === Code.Aborted, String(asked));
+    assert.match(asked.rawMessage, /^an automatic payout of KES 95 \(payout [0-9a-f-]{36}\) is still placing its hold on your balance .*ask again shortly$/);
+    await race.finishA();
+    assert.deepEqual((await race.payouts()).map((p) => [p.automatic, p.status !== "failed"]), [[true, true]], "the withdrawal stored nothing; the automatic payout held the balance");
   });
 
   test("an automatic payout that waited for the one before reads the worker's settings again: a hold set meanwhile stops it", async () => {

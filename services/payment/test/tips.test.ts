@@ -12,6 +12,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
+import { Ledger } from "../src/ledger.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
@@ -456,6 +457,28 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal((await row(t!.tipId)).received_minor, 9900n);
     await assert.rejects(adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "again" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
     assert.equal(await h.walletEntries(worker), 1);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a held tip's approval losing to a concurrent rejection (which closed the approval's key first) is refused saying the rejection decided; nothing is paid and the rejection finishes", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "amount_mismatch" });
+    const { tip: t } = await tip(worker, p);
+    assert.equal((await settled(t!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    const held = await eventually(async () => {
+      const r = await row(t!.tipId);
+      return r.credit_entry_id && r;
+    }, "parked in suspense");
+    // Where a concurrent rejection is when the approval reaches wallet: the approval's key closed, the tip not yet marked.
+    await new Ledger(h.t.ctx).closeApproval(`${held.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: held.mpesa_receipt ?? held.credit_key } });
+    await assert.rejects(adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "customer confirmed" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^tip_id: a rejection of this tip came first .*nothing was paid to the worker/.test(e.rawMessage));
+    assert.equal(await h.balance(worker), 0n, "nothing paid");
+    assert.equal((await status(t!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    const rejected = await adminClient.reviewTip({ tipId: t!.tipId, approve: false, note: "stolen phone" });
+    assert.equal(rejected.tip!.status, TipStatus.FAILED);
+    assert.equal(await h.balance(worker), 0n);
     assert.ok(await h.trialBalanced());
   });
 

@@ -45,6 +45,32 @@ describe("withdrawals by RequestPayout", () => {
     };
   }
 
+  test("auth stuck on the step-up token's verification: the withdrawal is refused UNAVAILABLE naming VerifyStepUpToken, past its deadline, and stores nothing", async () => {
+    const { worker, stepUp } = await workerWithDevice();
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const token = await stepUp();
+    const request = { idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: phone(), stepUpToken: token };
+    const holder = await h.t.db.pool.connect();
+    let outcome: unknown;
+    try {
+      await holder.query("BEGIN");
+      // Auth's statement spending the token waits for this lock, with no lock timeout of its own: auth answers nothing.
+      await holder.query("LOCK TABLE auth.step_up_tokens IN ACCESS EXCLUSIVE MODE");
+      let timer: NodeJS.Timeout | undefined;
+      // A guard, not a timing: a call that never answers fails here and lets the lock go.
+      const unanswered = new Promise((resolve) => (timer = setTimeout(() => resolve("no answer within 30 s"), 30_000)));
+      outcome = await Promise.race([me.requestPayout(request).then(() => "paid out", (err: unknown) => err), unanswered]).finally(() => clearTimeout(timer));
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    assert.ok(outcome instanceof ConnectError, String(outcome));
+    assert.equal(Code[outcome.code], Code[Code.Unavailable]);
+    assert.match(outcome.rawMessage, /^step_up_token: cannot be verified now \(auth did not answer VerifyStepUpToken within 5000 ms\)/);
+    const { payouts } = await me.listPayouts({});
+    assert.equal(payouts.length, 0, "nothing stored");
+  });
+
   test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {
     const { worker, stepUp } = await workerWithDevice();
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });

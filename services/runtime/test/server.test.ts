@@ -98,6 +98,8 @@ describe("graceful shutdown on SIGTERM", () => {
       const lines = readline.createInterface({ input: child.stdout! });
       const logs: string[] = [];
       lines.on("line", (line) => logs.push(line));
+      let stderr = "";
+      child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
       const closed = once(child, "close");
       /** The first stdout line containing `text`, printed already or to come: the fixture's events. */
       const lineWith = (text: string) =>
@@ -127,7 +129,7 @@ describe("graceful shutdown on SIGTERM", () => {
       assert.equal(child.exitCode, null, "still running: the held call keeps it draining");
 
       child.stdin!.end("release\n");
-      const res = await inFlight;
+      const res = await inFlight.catch((err: Error) => assert.fail(`the held call failed (${err.message}); exit ${child.exitCode}, the server said:\n${logs.join("\n")}\n${stderr}`));
       // It completed; the server had already turned NOT_SERVING for balancers.
       assert.equal(res.status, Status.NOT_SERVING);
       // "close": the process has exited and its stdout has been read to the end.

@@ -110,6 +110,11 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
     await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
   } catch (err) {
     const e = asConnectError(err);
+    if (e.code === Code.AlreadyExists) {
+      // The key holds another entry: a retry would be refused alike. The refund stays 'new' (no other refund of the tip starts) for someone to look at.
+      deps.ctx.logger.error({ tipId: tip.tip_id, refundId: refund.refund_id, err: e.rawMessage }, "card refund's reversal key holds another wallet entry");
+      throw new InvalidStateError(`tip_id: the wallet holds another entry under this refund's key (card-refund:${refund.refund_id}); the refund cannot finish and nothing was sent to the card: support must look at it`);
+    }
     if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
     await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
     throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");

@@ -1,4 +1,5 @@
 import { InvalidStateError, withTransaction, type Queryable } from "@ttip/runtime";
+import { approvalRefused } from "../ledger.js";
 import { runAfterCredit, type Deps } from "../tips.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { emitCardTipSucceeded, splitOf } from "./tips.js";
@@ -13,7 +14,7 @@ export async function reviewCardTip(
   /** Records the admin's decision in the transaction that applies it. */
   record: (tx: Queryable) => Promise<void>,
 ): Promise<CardTipRow> {
-  if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip));
+  if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip)).catch(approvalRefused);
   else await deps.cards!.ledger.closeApproval(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(

@@ -8,6 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
+import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
@@ -68,7 +69,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
         recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
         ...split,
-      });
+      }).catch(approvalRefused);
     } else {
       await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
     }

@@ -22,6 +22,14 @@ function settingsMessage(s: PayoutSettings | undefined) {
 
 type Impl = ServiceImpl<typeof PaymentService>;
 
+/**
+ * How long auth has to verify a withdrawal's step-up token (one short statement there): past it the
+ * withdrawal is refused UNAVAILABLE naming the call, nothing stored, rather than held for as long as
+ * auth is stuck. (Auth may spend the token after that: asked again, it is refused as spent, and the
+ * worker proves it again.)
+ */
+const VERIFY_STEP_UP_TIMEOUT_MS = 5_000;
+
 /** A worker's payouts: requests, reads and settings. */
 export function payoutHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
@@ -51,9 +59,13 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     }
     // The device's biometric unlock, proved to the auth service.
     try {
-      await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken({ stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" });
+      await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken(
+        { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" }, { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
     } catch (err) {
       const e = asConnectError(err, Code.Unavailable);
+      if (e.code === Code.DeadlineExceeded) {
+        throw new DependencyUnavailableError(`step_up_token: cannot be verified now (auth did not answer VerifyStepUpToken within ${VERIFY_STEP_UP_TIMEOUT_MS} ms); try again`);
+      }
       if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
         throw new DependencyUnavailableError(`step_up_token: cannot be verified now (${e.rawMessage})`);
       }
