@@ -4,7 +4,8 @@
 // durable PostgreSQL (fsync on) and NATS JetStream, with the provider simulator. Per tip, once
 // every send is recorded and every fact relayed: WAL records, full-page images and bytes
 // (pg_stat_wal), commits, statements with their shared blocks and WAL (pg_stat_statements), rows
-// written by table with the share of updates that were HOT, and with BENCH_WALDUMP=1 the WAL
+// written by table with the share of updates that were HOT; each SMS gets its delivery report
+// (BENCH_REPORTS=0: none), and with BENCH_WALDUMP=1 the WAL
 // records by relation (pg_waldump over the run's WAL). pgbench's TPC-B transaction's WAL records,
 // measured on the same server, is the yardstick.
 // BENCH_OTHER_NOTIFICATION=<another tree>/services/notification/src/index.ts alternates rounds of
@@ -29,6 +30,8 @@ const tips = Number(process.argv[2] ?? 600);
 const rounds = Number(process.argv[3] ?? 2);
 const wave = Number(process.argv[4] ?? 16);
 const receiptsPerCall = Number(process.argv[5] ?? 4);
+// BENCH_REPORTS=0: no delivery reports (by default each SMS gets one, as Africa's Talking sends them).
+const reports = process.env.BENCH_REPORTS !== "0";
 const WORKERS = 50;
 const logger = createLogger({ level: "silent" });
 const other = process.env.BENCH_OTHER_NOTIFICATION;
@@ -46,7 +49,7 @@ interface Figures {
   pgCpuMs: number;
   serviceCpuMs: number;
   yardstickWal: number;
-  byStatement: { calls: number; blocks: number; wal: number; text: string }[];
+  byStatement: { calls: number; plans: number; blocks: number; wal: number; text: string }[];
   byTable: { name: string; ins: number; upd: number; hot: number; del: number }[];
   byRelation?: [string, number][];
 }
@@ -73,6 +76,8 @@ async function round(module: NotificationExports): Promise<Figures> {
     module.createNotificationModule({ config: { providers: sim.config(), retry: module.DEFAULT_RETRY, publicUrl: () => "" }, contacts: async () => null }) as ServiceModule,
     { logger, pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers },
   );
+  // Africa's Talking reports each SMS's delivery to the service's webhook, as the real one does.
+  sim.atDeliveryReportUrl = `${svc.server.url}/webhooks/africastalking/delivery?token=sim-callback-token`;
   const client = createClient(NotificationInternalService, createGrpcTransport({ baseUrl: svc.server.url, interceptors: [signingInterceptor()] }));
   const workers = Array.from({ length: WORKERS }, () => randomUUID());
   await pool.query(
@@ -114,12 +119,21 @@ async function round(module: NotificationExports): Promise<Figures> {
     }
     // Two SMS per tip (the worker's, the receipt), each recorded 'sent', and every fact relayed.
     while (sim.sent.length < sentBefore + 2 * n) await sleep(10);
+    await settled("status IN ('queued', 'retrying')");
+    if (!reports) return;
+    // Then each SMS's delivery report, a few at a time as a provider's callbacks come.
+    const sent = sim.sent.slice(sentBefore);
+    for (let k = 0; k < sent.length; k += wave) await Promise.all(sent.slice(k, k + wave).map((m) => sim.reportDelivery(m.id, "delivered")));
+    await settled("status <> 'delivered'");
+  };
+  /** Until no attempt is 'sending', no fact waits in the outbox and no delivery is in the states `open` says. */
+  const settled = async (open: string) => {
     for (;;) {
       const { rows } = await pool.query<{ open: number }>(
         `SELECT (SELECT count(*) FROM notification.delivery_attempts WHERE status = 'sending')
-              + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM notification.deliveries WHERE status IN ('queued', 'retrying')) AS open`,
+              + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM notification.deliveries WHERE ${open}) AS open`,
       );
-      if (Number(rows[0].open) === 0) break;
+      if (Number(rows[0].open) === 0) return;
       await sleep(20);
     }
   };
@@ -137,8 +151,8 @@ async function round(module: NotificationExports): Promise<Figures> {
   await sleep(STATS_SETTLE_MS);
   const after = await counters(pool);
   const per = (v: number) => v / tips;
-  const { rows: statements } = await pool.query<{ calls: string; blocks: string; wal: string; query: string }>(
-    `SELECT calls, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query FROM pg_stat_statements
+  const { rows: statements } = await pool.query<{ calls: string; plans: string; blocks: string; wal: string; query: string }>(
+    `SELECT calls, plans, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query FROM pg_stat_statements
       WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE '%count(*) FROM notification.delivery_attempts%' AND query NOT LIKE 'ANALYZE%' ORDER BY wal_records DESC, calls DESC`,
   );
   const tables = [...after.tables].map(([name, a]) => {
@@ -156,7 +170,7 @@ async function round(module: NotificationExports): Promise<Figures> {
     pgCpuMs: per(cpu1.get("postgres")! - cpu0.get("postgres")!),
     serviceCpuMs: per(cpu1.get("this process")! - cpu0.get("this process")!),
     yardstickWal: 0,
-    byStatement: statements.map((r) => ({ calls: per(Number(r.calls)), blocks: Number(r.blocks) / Math.max(1, Number(r.calls)), wal: per(Number(r.wal)), text: r.query.replace(/\s+/g, " ").slice(0, 110) })),
+    byStatement: statements.map((r) => ({ calls: per(Number(r.calls)), plans: Number(r.plans) / Math.max(1, Number(r.calls)), blocks: Number(r.blocks) / Math.max(1, Number(r.calls)), wal: per(Number(r.wal)), text: r.query.replace(/\s+/g, " ").slice(0, 110) })),
     byTable: tables.filter((t) => t.ins + t.upd + t.del > 0).sort((x, y) => y.ins + y.upd + y.del - (x.ins + x.upd + x.del)),
     byRelation: process.env.BENCH_WALDUMP === "1" ? await walByRelation(pool, before.lsn, lsnAfter) : undefined,
   };
@@ -239,8 +253,8 @@ for (const [name] of variants) {
   const mine = results.filter(([n]) => n === name).map(([, f]) => f);
   const last = mine[mine.length - 1];
   console.log(`\n${name}: WAL records per tip ${mine.map((f) => f2(f.wal)).join(", ")}; statements ${mine.map((f) => f2(f.statements)).join(", ")}; blocks ${mine.map((f) => f.blocks.toFixed(0)).join(", ")}`);
-  console.log("  by statement (last round): calls/tip  blocks/call  WAL records/tip  statement");
-  for (const s of last.byStatement.filter((s) => s.calls >= 0.01)) console.log(`  ${f2(s.calls).padStart(9)}  ${s.blocks.toFixed(0).padStart(11)}  ${f2(s.wal).padStart(15)}  ${s.text}`);
+  console.log("  by statement (last round): calls/tip  plans/call  blocks/call  WAL records/tip  statement");
+  for (const s of last.byStatement.filter((s) => s.calls >= 0.01)) console.log(`  ${f2(s.calls).padStart(9)}  ${f2(s.plans).padStart(10)}  ${s.blocks.toFixed(0).padStart(11)}  ${f2(s.wal).padStart(15)}  ${s.text}`);
   console.log("  rows by table per tip: inserted  updated  (HOT)  deleted");
   for (const t of last.byTable) console.log(`  ${f2(t.ins).padStart(8)} ${f2(t.upd).padStart(8)} ${f2(t.hot).padStart(6)} ${f2(t.del).padStart(8)}  ${t.name}`);
   if (last.byRelation) {

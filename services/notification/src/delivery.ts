@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -1487,37 +1487,51 @@ export type ReportedStatus = "sent" | "delivered" | "failed";
  * Applies a provider's status report. Only forward moves: queued/retrying ->
  * sent -> delivered or failed; a late "sent" after "delivered" changes
  * nothing. A report that arrives before the send was recorded is kept and
- * applied when it is (see Dispatcher.record).
+ * applied when it is (see Dispatcher.record). Every report is kept (provider_callbacks), marked
+ * applied when its delivery was found: written so at once, not written and then updated (an update
+ * of `applied`, which both partial indexes read, is never HOT). Two round trips: the look, the move
+ * and the report in one statement, then the fact with the COMMIT.
  */
 export async function applyStatusReport(
   pool: Pool,
   report: { provider: string; kind: string; messageId: string; status: ReportedStatus | undefined; error?: string; payload: unknown },
 ): Promise<"applied" | "ignored" | "pending"> {
+  const kept = [report.provider, report.kind, report.messageId, report.status ?? "", JSON.stringify(report.payload)];
+  if (!report.status || !report.messageId) {
+    // Nothing to apply: kept for audits only.
+    await pool.query("INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied) VALUES ($1, $2, $3, $4, $5, true)", kept);
+    return "ignored";
+  }
+  const status = report.status;
   return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<{ seq: string }>(
-      "INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-      [report.provider, report.kind, report.messageId, report.status ?? "", JSON.stringify(report.payload)],
+    const { rows: [r] } = await tx.query<{ found: boolean; id: string | null } & Omit<DeliveryRef, "id">>(
+      `WITH target AS (${MESSAGE_DELIVERY("$1", "$3")} LIMIT 1),
+       moved AS (${MOVE_STATUS("SELECT delivery_id FROM target", "$4", "$6", "$7")}),
+       kept AS (
+         INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied)
+         SELECT $1, $2, $3, $4, $5::jsonb, EXISTS (SELECT 1 FROM target))
+       SELECT EXISTS (SELECT 1 FROM target) AS found, m.id, m.user_id, m.channel, m.template_key, m.attempts FROM (SELECT) AS one LEFT JOIN moved m ON true`,
+      [...kept, report.error ?? null, movesFrom(status)],
     );
-    if (!report.status || !report.messageId) {
-      await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
-      return "ignored";
-    }
-    const found = await tx.query(`${MESSAGE_DELIVERY("$1", "$2")} LIMIT 1`, [report.provider, report.messageId]);
-    if (found.rowCount === 0) return "pending";
-    const changed = await moveStatus(tx, report.provider, report.messageId, report.status, report.error);
-    await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
-    return changed ? "applied" : "ignored";
+    if (!r.found) return "pending";
+    if (r.id === null) return "ignored";
+    const fact = outboxCte("notification", [updateEvent({ ...r, id: r.id }, status)], 1);
+    await commitWith(tx, `WITH ${fact.sql} SELECT 1`, fact.values);
+    return "applied";
   });
 }
 
+/** The states a report of `status` moves a delivery from: only forward. */
+const movesFrom = (status: ReportedStatus) => (status === "sent" ? ["queued", "retrying"] : ["queued", "retrying", "sent"]);
+
+/** The update that moves the deliveries `ids` (a sub-select) to `status` from the states `from` (SQL expressions), answering their DeliveryRef. */
+const MOVE_STATUS = (ids: string, status: string, error: string, from: string) =>
+  `UPDATE notification.deliveries SET status = ${status}, last_error = COALESCE(${error}, last_error), updated_at = now()
+    WHERE id IN (${ids}) AND status = ANY(${from}::text[])
+    RETURNING id, user_id, channel, template_key, attempts`;
+
 async function moveStatus(tx: Queryable, provider: string, messageId: string, status: ReportedStatus, error?: string): Promise<boolean> {
-  const from = status === "sent" ? ["queued", "retrying"] : ["queued", "retrying", "sent"];
-  const { rows } = await tx.query<DeliveryRow>(
-    `UPDATE notification.deliveries SET status = $3, last_error = COALESCE($5, last_error), updated_at = now()
-      WHERE id IN (${MESSAGE_DELIVERY("$1", "$2")}) AND status = ANY($4::text[])
-      RETURNING id, user_id, channel, template_key, attempts`,
-    [provider, messageId, status, from, error ?? null],
-  );
+  const { rows } = await tx.query<DeliveryRow>(MOVE_STATUS(MESSAGE_DELIVERY("$1", "$2"), "$3", "$5", "$4"), [provider, messageId, status, movesFrom(status), error ?? null]);
   if (!rows[0]) return false;
   await emitUpdate(tx, rows[0], status);
   return true;
