@@ -24,11 +24,11 @@ function promClientPerCall(metrics: Metrics): Interceptor {
     const labels = { grpc_type: "unary", grpc_service: req.service.typeName, grpc_method: req.method.name };
     started.inc(labels);
     const stop = handling.startTimer(labels);
-    const finish = (err?: unknown) => {
+    const finish = (_call: undefined, err?: unknown) => {
       stop();
       handled.inc({ ...labels, grpc_code: codeName(err === undefined ? undefined : ConnectError.from(err).code) });
     };
-    return nextThen(next, req, finish);
+    return nextThen(next, req, finish, undefined);
   };
 }
 

@@ -9,12 +9,12 @@
 // the other streams still go through it (Connect server streams on HTTP/2:
 // connect-stream.ts).
 import { create, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
+import { Code, ConnectError, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { compressionNegotiate, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
-import { LocalCall, type DirectSpec } from "./local-server.js";
+import { callValues, LocalCall, unaryInvoker, type DirectSpec, type UnaryInvoker } from "./local-server.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import type { RpcExchange } from "./rpc-exchange.js";
@@ -75,13 +75,20 @@ function formatOf(contentType: string | undefined): Format | undefined {
  * with their metadata, answers from 1 KiB compressed as the client accepts.
  */
 export function connectUnaryHandler(options: ConnectUnaryOptions): (exchange: RpcExchange, path: string) => boolean {
+  // Each method's handler behind the interceptors, composed on its first call (bounded by the server's methods).
+  const invokers = new Map<UnarySpec, UnaryInvoker>();
+  const invokerOf = (spec: UnarySpec) => {
+    let invoke = invokers.get(spec);
+    if (!invoke) invokers.set(spec, (invoke = unaryInvoker(spec, options.interceptors)));
+    return invoke;
+  };
   return (exchange, path) => {
     if (exchange.method !== "POST") return false;
     const format = formatOf(exchange.headers["content-type"]);
     if (format === undefined) return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "unary") return false;
-    serve(options, spec, exchange, format).catch((err) => {
+    serve(options, spec, invokerOf(spec), exchange, format).catch((err) => {
       // A bug (the service's contextValues threw, say), or the answer could not be written.
       options.failedOutside?.(err, path);
       exchange.respond(500, {}, EMPTY);
@@ -166,10 +173,10 @@ export function connectHandlerContext(method: DescMethod, call: UnaryServerCall,
   };
 }
 
-async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: RpcExchange, format: Format): Promise<void> {
+async function serve(options: ConnectUnaryOptions, spec: UnarySpec, invoke: UnaryInvoker, exchange: RpcExchange, format: Format): Promise<void> {
   const call = new UnaryServerCall(exchange, "connect");
   const header = call.header;
-  const values = options.contextValues?.(exchange) ?? createContextValues();
+  const values = options.contextValues?.(exchange) ?? callValues();
   const context = connectHandlerContext(spec.method, call, values, format === "binary" ? "application/proto" : "application/json");
   // As connect-es: a client that names no encoding it accepts gets the answer in its request's own;
   // an encoding the server does not take is refused by decompressMessage (requestMessage).
@@ -179,7 +186,7 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: Rp
   try {
     const message = await requestMessage(spec, exchange, header, options.readMaxBytes, values, format);
     if (call.timeoutError) throw call.timeoutError;
-    const output = await invokeUnaryImplementation(spec, context, message, options.interceptors);
+    const output = (await invoke(context, message)).message;
     body = format === "binary" ? toBinary(spec.method.output, output) : jsonAnswer(spec.method.output, output);
     call.done();
   } catch (e) {

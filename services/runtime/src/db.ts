@@ -167,9 +167,24 @@ function announceOutboxCommits(client: pg.PoolClient, config: unknown, sent: unk
  * the generic plan is kept after the fifth call.
  */
 export function opaqueArray(n: number, type: string): string {
+  const known = opaqueArrays.get(type)?.[n];
+  if (known !== undefined) return known;
   assert(Number.isInteger(n) && n > 0 && /^[a-z]+$/.test(type), "opaqueArray takes a parameter number and a type name");
-  return `(SELECT $${n}::${type}[])::${type}[]`;
+  const text = `(SELECT $${n}::${type}[])::${type}[]`;
+  // Kept for the next statement built with it (statements are built per call): the types and
+  // parameter numbers are the code's, a few dozen of each.
+  if (n <= MAX_OPAQUE_PARAMETER && (opaqueArrays.has(type) || opaqueArrays.size < MAX_OPAQUE_TYPES)) {
+    const byNumber = opaqueArrays.get(type) ?? [];
+    byNumber[n] = text;
+    opaqueArrays.set(type, byNumber);
+  }
+  return text;
 }
+
+/** opaqueArray's texts by type, then by parameter number. */
+const opaqueArrays = new Map<string, string[]>();
+const MAX_OPAQUE_TYPES = 64;
+const MAX_OPAQUE_PARAMETER = 64;
 
 /** `unnest(…)` of array parameters `$first`, `$first + 1`, … of `types`, each an opaqueArray. */
 export function opaqueUnnest(types: readonly string[], first = 1): string {

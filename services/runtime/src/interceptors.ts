@@ -68,51 +68,106 @@ export interface ErrorLogOptions {
  */
 export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}): Interceptor {
   return (next) => async (req) => {
-    const fail = (err: unknown): ConnectError => {
-      const requestId = req.contextValues.get(requestIdKey);
-      const rpc = `${req.service.typeName}/${req.method.name}`;
-      const domain = connectErrorOf(err);
-      if (domain) {
-        logger.debug({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
-        return domain;
-      }
-      if (err instanceof ConnectError) {
-        const fault = SERVER_FAULT.has(err.code) && !options.relayed;
-        logger[fault ? "error" : "debug"]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
-        return err;
-      }
-      const conflict = databaseConflictOf(err);
-      if (conflict) {
-        // Expected under contention, not a bug; many of them say which rows are hot.
-        logger.warn({ rpc, requestId, ...conflict }, "call lost to a concurrent transaction");
-        const message = `the call conflicted with a concurrent change of the same data; retry it with the same idempotency key (request id ${requestId})`;
-        return new ConcurrentChangeError(message).toConnectError();
-      }
-      logger.error({ rpc, requestId, err }, "unhandled error in handler");
-      return new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
-    };
-    // Past the call's deadline the caller is answered DEADLINE_EXCEEDED, whatever the handler threw
-    // (gRPC and Connect: the deadline expired before the call completed); the handler's error is logged above.
-    const answer = (err: unknown): ConnectError => {
-      const mapped = fail(err);
-      const reason = req.signal.aborted ? (req.signal.reason as unknown) : undefined;
-      return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? reason : mapped;
-    };
     try {
       const res = await next(req);
       // A server stream fails while it is read, after this returns: map those errors too.
-      return res.stream ? { ...res, message: mapErrors(res.message, answer) } : res;
+      return res.stream ? { ...res, message: afterMessages(res.message, (err) => (err === undefined ? undefined : callerError(logger, options, req, err))) } : res;
     } catch (err) {
-      throw answer(err);
+      throw callerError(logger, options, req, err);
     }
   };
 }
 
-async function* mapErrors<T>(messages: AsyncIterable<T>, fail: (err: unknown) => ConnectError): AsyncIterable<T> {
-  try {
-    yield* messages;
-  } catch (err) {
-    throw fail(err);
+type Req = Parameters<Next>[0];
+
+/**
+ * The error the caller gets for `err`, logged (callerErrorOf). Past the call's
+ * deadline the caller is answered DEADLINE_EXCEEDED, whatever the handler threw
+ * (gRPC and Connect: the deadline expired before the call completed); the
+ * handler's error is logged as it is.
+ */
+function callerError(logger: Logger, options: ErrorLogOptions, req: Req, err: unknown): ConnectError {
+  const mapped = callerErrorOf(logger, options, req, err);
+  const reason = req.signal.aborted ? (req.signal.reason as unknown) : undefined;
+  return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? reason : mapped;
+}
+
+/** `err` as the caller gets it, logged once: see errorInterceptor. */
+function callerErrorOf(logger: Logger, options: ErrorLogOptions, req: Req, err: unknown): ConnectError {
+  const requestId = req.contextValues.get(requestIdKey);
+  const rpc = `${req.service.typeName}/${req.method.name}`;
+  const domain = connectErrorOf(err);
+  if (domain) {
+    logger.debug({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
+    return domain;
+  }
+  if (err instanceof ConnectError) {
+    const fault = SERVER_FAULT.has(err.code) && !options.relayed;
+    logger[fault ? "error" : "debug"]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
+    return err;
+  }
+  const conflict = databaseConflictOf(err);
+  if (conflict) {
+    // Expected under contention, not a bug; many of them say which rows are hot.
+    logger.warn({ rpc, requestId, ...conflict }, "call lost to a concurrent transaction");
+    const message = `the call conflicted with a concurrent change of the same data; retry it with the same idempotency key (request id ${requestId})`;
+    return new ConcurrentChangeError(message).toConnectError();
+  }
+  logger.error({ rpc, requestId, err }, "unhandled error in handler");
+  return new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
+}
+
+/**
+ * `messages`, read through, with `ended` called once when they end: with no
+ * argument after the last one, else with the error a read failed with; an
+ * error `ended` returns is thrown in its place. A reader that lets go early
+ * (return()) ends the messages without `ended`. What an async generator
+ * around `yield*` gives, without a generator and its queue per layer.
+ */
+export function afterMessages<T>(messages: AsyncIterable<T>, ended: (err?: unknown) => unknown): AsyncIterable<T> {
+  return { [Symbol.asyncIterator]: () => new EndingIterator(messages, ended) };
+}
+
+const DONE = Object.freeze({ done: true as const, value: undefined });
+
+/** afterMessages' iterator: the messages' own is taken at the first read, as a generator's `yield*` takes it. */
+class EndingIterator<T> implements AsyncIterator<T> {
+  private it: AsyncIterator<T> | undefined;
+  private over = false;
+
+  constructor(
+    private readonly messages: AsyncIterable<T>,
+    private readonly ended: (err?: unknown) => unknown,
+  ) {}
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.over) return Promise.resolve(DONE);
+    let read: Promise<IteratorResult<T>>;
+    try {
+      read = (this.it ??= this.messages[Symbol.asyncIterator]()).next();
+    } catch (err) {
+      read = Promise.reject(err);
+    }
+    return read.then(
+      (result) => {
+        if (!result.done) return result;
+        if (!this.over) this.ended();
+        this.over = true;
+        return DONE;
+      },
+      (err: unknown) => {
+        if (this.over) throw err;
+        this.over = true;
+        throw this.ended(err) ?? err;
+      },
+    );
+  }
+
+  return(value?: unknown): Promise<IteratorResult<T>> {
+    const { over, it } = this;
+    this.over = true;
+    const done = { done: true as const, value };
+    return over || !it?.return ? Promise.resolve(done) : it.return(value).then(() => done);
   }
 }
 
@@ -121,52 +176,42 @@ async function* mapErrors<T>(messages: AsyncIterable<T>, fail: (err: unknown) =>
  * the kind of caller, never who. Streams are logged when they end.
  */
 export function accessLogInterceptor(logger: Logger, callerKind: (values: ContextValues) => string): Interceptor {
-  return (next) => async (req) => {
-    const started = performance.now();
-    const line = (err?: unknown) =>
-      logger.info(
-        {
-          rpc: `${req.service.typeName}/${req.method.name}`,
-          code: err === undefined ? "OK" : Code[ConnectError.from(err).code],
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          requestId: req.contextValues.get(requestIdKey),
-          caller: callerKind(req.contextValues),
-        },
-        "call",
-      );
-    return nextThen(next, req, line);
-  };
+  return (next) => (req) => nextThen(next, req, logLine, { logger, callerKind, req, started: performance.now() });
+}
+
+/** accessLogInterceptor's line for one call. */
+function logLine(call: { logger: Logger; callerKind: (values: ContextValues) => string; req: Parameters<Next>[0]; started: number }, err?: unknown): void {
+  const { req } = call;
+  call.logger.info(
+    {
+      rpc: `${req.service.typeName}/${req.method.name}`,
+      code: err === undefined ? "OK" : Code[ConnectError.from(err).code],
+      ms: Math.round((performance.now() - call.started) * 10) / 10,
+      requestId: req.contextValues.get(requestIdKey),
+      caller: call.callerKind(req.contextValues),
+    },
+    "call",
+  );
 }
 
 type Next = Parameters<Interceptor>[0];
 
 /**
- * Calls `next`, then `ended` once the call is over, with its error if it failed: at once for a
- * unary answer, after the last message (or the failure) of a streamed one.
+ * Calls `next`, then `ended` with `call` once the call is over, with its error if it failed: at
+ * once for a unary answer, after the last message (or the failure) of a streamed one. `ended`
+ * is a function made once and `call` what it needs of the call: no closure per call.
  */
-export async function nextThen(next: Next, req: Parameters<Next>[0], ended: (err?: unknown) => void): ReturnType<Next> {
+export async function nextThen<C>(next: Next, req: Parameters<Next>[0], ended: (call: C, err?: unknown) => void, call: C): ReturnType<Next> {
   let res;
   try {
     res = await next(req);
   } catch (err) {
-    ended(err);
+    ended(call, err);
     throw err;
   }
   if (!res.stream) {
-    ended();
+    ended(call);
     return res;
   }
-  const messages = res.message;
-  return {
-    ...res,
-    message: (async function* () {
-      try {
-        yield* messages;
-      } catch (err) {
-        ended(err);
-        throw err;
-      }
-      ended();
-    })(),
-  };
+  return { ...res, message: afterMessages(res.message, (err) => ended(call, err)) };
 }

@@ -168,29 +168,28 @@ class UnaryContext implements HandlerContext {
     this.signal = req.signal;
     this.timeoutMs = timeLeft(timeoutMs);
     this.requestHeader = req.header;
-    this.values.set(unaryContextKey, this);
   }
 
   get responseTrailer(): Headers {
     return (this.trailer ??= new Headers());
   }
-
-  /**
-   * The handler's context for `req` as the interceptors hand it on: this one
-   * when they passed the call's own parts (they do: they set headers and
-   * values in place), else a copy with theirs, as connect's mergeRequest makes.
-   */
-  for(req: UnaryRequest): HandlerContext {
-    if (req.header === this.requestHeader && req.signal === this.signal && req.contextValues === this.values && req.service === this.service) return this;
-    const { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer } = this;
-    return { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
-  }
 }
 
-/** The context of the in-process unary call running, passed through the interceptors in the call's values. */
-const unaryContextKey = createContextKey<UnaryContext | undefined>(undefined, { description: "in-process unary call" });
+/**
+ * The handler's context for `req` as the interceptors hand it on: the call's
+ * own when they passed its parts on (they do: they set headers and values in
+ * place), else a copy with theirs, as connect's mergeRequest makes.
+ */
+function contextFor(context: HandlerContext, req: UnaryRequest): HandlerContext {
+  if (req.header === context.requestHeader && req.signal === context.signal && req.contextValues === context.values && req.service === context.service) return context;
+  const { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer } = context;
+  return { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+}
 
-/** A unary answer whose trailers are the context's, made only when read. */
+/** The handler's context of the unary call running, passed through the interceptors in the call's values. */
+const unaryContextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "unary call's handler context" });
+
+/** A unary answer with the context's headers and trailers (read from it when asked for: UnaryContext makes them then). */
 class UnaryAnswer implements UnaryResponse {
   readonly stream = false;
   readonly service: UnaryResponse["service"];
@@ -198,7 +197,7 @@ class UnaryAnswer implements UnaryResponse {
   readonly header: Headers;
 
   constructor(
-    readonly context: UnaryContext,
+    readonly context: HandlerContext,
     readonly message: Message,
   ) {
     this.service = context.service;
@@ -214,21 +213,31 @@ class UnaryAnswer implements UnaryResponse {
 type UnaryFn = (req: UnaryRequest) => Promise<UnaryResponse>;
 
 /**
- * A unary method's handler behind the server's interceptors, composed once
- * (connect's invokeUnaryImplementation composes them again on every call: a
+ * A unary method's handler behind the server's interceptors, composed once:
+ * connect's invokeUnaryImplementation composes them again on every call (a
  * closure per interceptor and call). The interceptors keep nothing of a call
  * outside the function they return for it, so one chain serves every call;
- * the call's context travels in its values.
+ * the call's context travels in its values. Answers as
+ * invokeUnaryImplementation does, with the context's headers and trailers
+ * holding the answer's; `context.values` must be the call's own.
  */
-function composedUnary(spec: Extract<DirectSpec, { kind: "unary" }>, interceptors: Interceptor[]): UnaryFn {
-  const output = spec.method.output;
+export type UnaryInvoker = (context: HandlerContext, message: Message) => Promise<UnaryResponse>;
+
+export function unaryInvoker(spec: Extract<DirectSpec, { kind: "unary" }>, interceptors: Interceptor[]): UnaryInvoker {
+  const { method } = spec;
   const handler: UnaryFn = async (req) => {
     const context = req.contextValues.get(unaryContextKey);
     if (!context) throw new ConnectError("an interceptor replaced the call's context values", Code.Internal);
     // create() returns a message of the output type as it is (connect's normalize).
-    return new UnaryAnswer(context, create(output, await spec.impl(req.message as never, context.for(req))));
+    return new UnaryAnswer(context, create(method.output, await spec.impl(req.message as never, contextFor(context, req))));
   };
-  return interceptors.reduceRight<UnaryFn>((next, interceptor) => interceptor(next as never) as unknown as UnaryFn, handler);
+  const chain = interceptors.reduceRight<UnaryFn>((next, interceptor) => interceptor(next as never) as unknown as UnaryFn, handler);
+  return async (context, message) => {
+    const { requestMethod, url, signal, requestHeader: header, values: contextValues } = context;
+    contextValues.set(unaryContextKey, context);
+    const res = await chain({ stream: false, message, method, requestMethod, url, signal, header, service: method.parent, contextValues } as UnaryRequest);
+    return answerOf(res, context);
+  };
 }
 
 /** What `to` holds becomes what `from` holds (connect's copyHeaders). */
@@ -239,7 +248,7 @@ function copyHeaders(from: Headers, to: Headers): void {
 }
 
 /** The answer the interceptors gave for `context`'s call, with its headers and trailers as the context's (as connect's invokeUnaryImplementation). */
-function answerOf(res: UnaryResponse, context: UnaryContext): UnaryResponse {
+function answerOf(res: UnaryResponse, context: HandlerContext): UnaryResponse {
   if (res instanceof UnaryAnswer && res.context === context) return res;
   copyHeaders(res.header, context.responseHeader);
   copyHeaders(res.trailer, context.responseTrailer);
@@ -286,8 +295,8 @@ const MAX_METHODS_SEEN = 1_000;
  * Whether the server serves each method directly, and its unary chain made
  * once (`compose`), by the method's descriptor: no key string built per call.
  */
-function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMethod) => UnaryFn) {
-  const seen = new Map<DescMethod, { served: boolean; unary?: UnaryFn }>();
+function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMethod) => UnaryInvoker) {
+  const seen = new Map<DescMethod, { served: boolean; unary?: UnaryInvoker }>();
   const entry = (method: DescMethod) => {
     let e = seen.get(method);
     if (!e) {
@@ -298,7 +307,7 @@ function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMe
   };
   return {
     serves: (method: DescMethod) => entry(method).served,
-    get(method: DescMethod): UnaryFn {
+    get(method: DescMethod): UnaryInvoker {
       const e = entry(method);
       return (e.unary ??= compose(method));
     },
@@ -315,7 +324,7 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     if (spec?.kind !== kind) throw new Error(`${methodKey(method)} is not a ${kind} RPC of this server`);
     return spec as Extract<DirectSpec, { kind: K }>;
   };
-  const unaryOf = composedOnce(methods, (method) => composedUnary(specOf(method, "unary"), interceptors));
+  const unaryOf = composedOnce(methods, (method) => unaryInvoker(specOf(method, "unary"), interceptors));
   return {
     client: createUniversalHandlerClient(handlers),
     serves: (method) => unaryOf.serves(method),
@@ -324,10 +333,8 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
       const context = new UnaryContext(req, timeoutMs);
       // Held to the read limit by inputInterceptor, in the one walk its other checks take.
       context.values.set(unencodedReadLimitKey, readMaxBytes);
-      const { method, url, signal, requestHeader: header, values: contextValues } = context;
       try {
-        const res = await invoke({ stream: false, message: req.message, method, requestMethod: "POST", url, signal, header, service: method.parent, contextValues } as UnaryRequest);
-        return answerOf(res, context);
+        return await invoke(context, req.message);
       } catch (err) {
         throw relayed(err, context.responseHeader, context.trailer);
       }

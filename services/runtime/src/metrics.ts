@@ -151,15 +151,17 @@ export class Metrics {
     return (next) => async (req) => {
       const cell = this.cellOf(req.method);
       cell.started++;
-      const started = performance.now();
-      const finish = (err?: unknown) => {
-        cell.durations.observe((performance.now() - started) / 1000);
-        const code = codeName(err === undefined ? undefined : ConnectError.from(err).code);
-        cell.handled.set(code, (cell.handled.get(code) ?? 0) + 1);
-      };
-      return nextThen(next, req, finish);
+      return nextThen(next, req, callEnded, { cell, started: performance.now() });
     };
   }
+}
+
+/** Counts and times a call that ended (Metrics.interceptor). */
+function callEnded(call: { cell: MethodCell; started: number }, err?: unknown): void {
+  const { cell } = call;
+  cell.durations.observe((performance.now() - call.started) / 1000);
+  const code = codeName(err === undefined ? undefined : ConnectError.from(err).code);
+  cell.handled.set(code, (cell.handled.get(code) ?? 0) + 1);
 }
 
 type CallLabels = { grpc_type: string; grpc_service: string; grpc_method: string };

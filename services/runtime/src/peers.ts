@@ -1,9 +1,7 @@
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createContextValues,
-  type ContextValues,
   type Interceptor,
   type StreamRequest,
   type StreamResponse,
@@ -15,7 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { connectUnaryCall, type Http2Upstream } from "./http2-exchange.js";
 import { signingInterceptor } from "./internal-auth.js";
-import { LocalCall, type LocalServer } from "./local-server.js";
+import { callValues, LocalCall, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
 import { tracingInterceptor } from "./tracing.js";
 import { upstreamSessions } from "./upstream.js";
@@ -97,7 +95,7 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
         requestMethod: "POST",
         url: `${url}/${method.parent.typeName}/${method.name}`,
         header: new Headers(header),
-        contextValues: contextValues ?? createContextValues(),
+        contextValues: contextValues ?? callValues(),
         signal: call.signal,
         message: asMessage(method.input, message),
       };
@@ -154,15 +152,10 @@ function connectTimeout(timeoutMs: number | undefined): number | undefined {
  */
 export function localTransport(local: LocalServer, interceptors: Interceptor[] = []): Transport {
   const grpc = universalHandlerTransport(local, interceptors);
-  const common = (method: DescMethod, call: LocalCall, header: ConstructorParameters<typeof Headers>[0], contextValues: ContextValues | undefined) => ({
-    service: method.parent,
-    method,
-    requestMethod: "POST",
-    url: `http://in-process/${method.parent.typeName}/${method.name}`,
-    header: new Headers(header),
-    contextValues: contextValues ?? createContextValues(),
-    signal: call.signal,
-  });
+  // The interceptors around the server's unary and stream paths, composed once, not per call
+  // (they keep nothing of a call outside the function they return): a call's timeout travels on its request.
+  const unary = intercepted<AnyFn>((req) => local.unary(req as UnaryRequest, (req as Timed).timeoutMs), interceptors);
+  const stream = intercepted<AnyFn>((req) => local.stream(req as StreamRequest, (req as Timed).timeoutMs), interceptors);
   return {
     unary(method, signal, callerTimeoutMs, header, message, contextValues) {
       if (!local.serves(method)) return grpc.unary(method, signal, callerTimeoutMs, header, message, contextValues);
@@ -172,8 +165,19 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const next = intercepted<AnyFn>((req) => local.unary(req as UnaryRequest, timeoutMs), interceptors);
-        next({ ...common(method, call, header, contextValues), stream: false, message: asMessage(method.input, message) } as UnaryRequest).then(
+        const req: UnaryRequest & Timed = {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: `http://in-process/${method.parent.typeName}/${method.name}`,
+          header: new Headers(header),
+          contextValues: contextValues ?? callValues(),
+          signal: call.signal,
+          message: asMessage(method.input, message),
+          timeoutMs,
+        };
+        unary(req).then(
           (res) => (call.done(), resolve(res as never)),
           (err) => reject(call.fail(err)),
         );
@@ -187,11 +191,22 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const next = intercepted<AnyFn>((req) => local.stream(req as StreamRequest, timeoutMs), interceptors);
         const messages = (async function* () {
           for await (const m of input) yield asMessage(method.input, m);
         })();
-        next({ ...common(method, call, header, contextValues), stream: true, message: messages } as StreamRequest).then(
+        const req: StreamRequest & Timed = {
+          stream: true,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: `http://in-process/${method.parent.typeName}/${method.name}`,
+          header: new Headers(header),
+          contextValues: contextValues ?? callValues(),
+          signal: call.signal,
+          message: messages,
+          timeoutMs,
+        };
+        stream(req).then(
           (res) => {
             const answer = res as StreamResponse;
             // Cancelled while the first message was on its way: the handler's generator still ends.
@@ -204,6 +219,13 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
     },
   };
 }
+
+/**
+ * An in-process call's request: its timeout rides along for the server's
+ * side (LocalServer.unary, .stream). The interceptors hand the request on as
+ * it is or spread, which keeps it.
+ */
+type Timed = { timeoutMs?: number };
 
 /** gRPC to a local server's universal handlers (every kind of RPC), without a socket. */
 export function universalHandlerTransport(local: LocalServer, interceptors: Interceptor[]): Transport {

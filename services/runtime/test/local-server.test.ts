@@ -42,10 +42,15 @@ describe("a server's RPCs called in the same process", () => {
   const waited: Array<{ aborted: boolean; code: Code | undefined }> = [];
   /** How many messages the endless stream produced, and whether its signal had aborted when it ended. */
   const endless = { produced: 0, ended: [] as boolean[] };
+  /** How many times the server's interceptors were put around a handler (a chain made). */
+  const serverChains = { made: 0 };
   before(async () => {
-    const recordCall: Interceptor = (next) => (req) => {
-      serverSaw.push(req.method.name);
-      return next(req);
+    const recordCall: Interceptor = (next) => {
+      serverChains.made++;
+      return (req) => {
+        serverSaw.push(req.method.name);
+        return next(req);
+      };
     };
     server = await startServer({
       name: "test",
@@ -400,6 +405,32 @@ describe("a server's RPCs called in the same process", () => {
       assert.equal(serverSaw.length, type === "application/proto" ? 1 : 0, `${type}: reached the interceptors`);
     }
     assert.deepEqual(statuses, { "application/proto; charset=utf-8": 415, "application/proto;v=1": 415, "application/proto": 200 });
+  });
+
+  test("a unary method's interceptors are put around its handler once, not on every call: in process and over Connect, client and server", async () => {
+    let clientChains = 0;
+    const asCounted: Interceptor = (next) => {
+      clientChains++;
+      return asCaller(next);
+    };
+    const inProcess = createClient(QrService, localTransport(server.local, [asCounted]));
+    const session = new UpstreamSession(server.url);
+    const overConnect = createClient(QrService, internalTransport(server.url, session, [asCaller]));
+    const calls = async () => {
+      serverSaw.length = 0;
+      for (let i = 0; i < 5; i++) {
+        await inProcess.getQrCode({ qrCodeId: randomUUID() });
+        await overConnect.getQrCode({ qrCodeId: randomUUID() });
+      }
+      assert.equal(serverSaw.length, 10, "every call went through the server's interceptors");
+    };
+    // The first calls of each road may make its chains.
+    await calls();
+    const [server0, client0] = [serverChains.made, clientChains];
+    await calls();
+    assert.equal(serverChains.made, server0, "the server's chain made again for a call");
+    assert.equal(clientChains, client0, "the in-process client's chain made again for a call");
+    session.close();
   });
 
   test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
