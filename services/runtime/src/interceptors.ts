@@ -36,7 +36,7 @@ export function requestIdInterceptor(): Interceptor {
     req.header.set(REQUEST_ID_HEADER, id);
     req.contextValues.set(requestIdKey, id);
     try {
-      const res = await currentCall.run({ requestId: id }, () => next(req));
+      const res = await currentCall.run({ requestId: id }, next, req);
       res.header.set(REQUEST_ID_HEADER, id);
       return res;
     } catch (err) {

@@ -395,9 +395,9 @@ export class LocalCall {
     timeoutMs: number | undefined,
   ) {
     if (timeoutMs !== undefined) {
-      const expire = () => this.stop(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-      if (timeoutMs <= 0) expire();
-      else this.timer = setTimeout(expire, timeoutMs);
+      if (timeoutMs <= 0) LocalCall.expire(this);
+      // The call rides on the timer as its argument: no closure per call.
+      else this.timer = setTimeout(LocalCall.expire, timeoutMs, this);
     }
     if (caller?.aborted) this.stop(ConnectError.from(getAbortSignalReason(caller), Code.Canceled));
     else if (caller) caller.addEventListener("abort", (this.onCallerAbort = () => this.stop(ConnectError.from(getAbortSignalReason(caller), Code.Canceled))));
@@ -420,6 +420,11 @@ export class LocalCall {
     const err = signal.aborted ? ConnectError.from(getAbortSignalReason(signal), Code.Canceled) : ConnectError.from(reason);
     if (!signal.aborted) this.controller.abort(err);
     return err;
+  }
+
+  /** The deadline passed. */
+  private static expire(call: LocalCall): void {
+    call.stop(new ConnectError("the operation timed out", Code.DeadlineExceeded));
   }
 
   private stop(reason: ConnectError): void {
