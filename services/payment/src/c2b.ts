@@ -455,6 +455,17 @@ export interface C2bRow {
 /** The key a suspense payment's match posts its wallet entry under (and its refund closes). */
 const matchKey = (transId: string) => `c2b:${transId}:matched`;
 
+/** The code an admin's match names (qr keeps the references), whatever its status. */
+async function matchOf(deps: Deps, ref: string) {
+  try {
+    return await qrInternalClient(deps.ctx).matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });
+  } catch (err) {
+    const e = asConnectError(err);
+    if (e.code === Code.NotFound) throw new NotFoundError(`match_account_reference: no code has the reference ${ref}`);
+    throw new DependencyUnavailableError(`match_account_reference: cannot be checked now (${e.rawMessage})`);
+  }
+}
+
 /**
  * An admin's decision on a payment in suspense: credit the worker of a code
  * (from suspense, less the fee, as a paybill tip) or leave it for a refund.
@@ -474,13 +485,22 @@ export async function resolveSuspense(
   const row = await load(pool);
   if (!row) throw new NotFoundError("receipt: no paybill payment in suspense has this receipt");
   const tipOf = async (r: C2bRow) => (r.tip_id ? (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [r.tip_id])).rows[0] : undefined);
-  const settled = async (r: C2bRow) => {
+  /**
+   * The decision recorded, when it is the one asked (a repeat): a refund, or a match to the code
+   * `matchedCode` (qr's id of the reference asked). A match to another code is another decision.
+   */
+  const settled = async (r: C2bRow, matchedCode?: string) => {
     const tip = await tipOf(r);
-    const same = input.refund ? r.resolution === "refund" : r.resolution === "matched" && tip !== undefined && tip.channel === "paybill";
+    const same = input.refund ? r.resolution === "refund" : r.resolution === "matched" && tip?.channel === "paybill" && tip.qr_code_id === matchedCode;
     if (!same) throw new InvalidStateError(`receipt: already resolved (${r.resolution}${r.resolved_by ? ` by ${r.resolved_by}` : ""})`);
     return { row: r, tip };
   };
-  if (row.resolution !== "open") return settled(row);
+  const ref = normaliseReference(input.matchAccountReference ?? "");
+  if (row.resolution !== "open") {
+    // A match again is answered with the one recorded only if it names the same code (qr says which).
+    const asked = !input.refund && row.resolution === "matched" ? (await matchOf(deps, ref)).qrCodeId : undefined;
+    return settled(row, asked);
+  }
 
   if (input.refund) {
     // A match posts under this key before it records itself: one posted (its answer lost, or another
@@ -498,16 +518,7 @@ export async function resolveSuspense(
     return refunded ? { row: refunded } : settled((await load(pool))!);
   }
 
-  const ref = normaliseReference(input.matchAccountReference ?? "");
-  const qr = qrInternalClient(deps.ctx);
-  let match;
-  try {
-    match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });
-  } catch (err) {
-    const e = asConnectError(err);
-    if (e.code === Code.NotFound) throw new NotFoundError(`match_account_reference: no code has the reference ${ref}`);
-    throw new DependencyUnavailableError(`match_account_reference: cannot be checked now (${e.rawMessage})`);
-  }
+  const match = await matchOf(deps, ref);
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
   if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
@@ -524,7 +535,7 @@ export async function resolveSuspense(
     if (asConnectError(err).code !== Code.AlreadyExists) throw err;
     // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
     const now = (await load(pool))!;
-    if (now.resolution !== "open") return settled(now);
+    if (now.resolution !== "open") return settled(now, match.qrCodeId);
     throw new InvalidStateError("receipt: another decision on this payment reached the wallet first (a refund being recorded, or an earlier match to another code whose answer was lost); nothing was credited: look at the payment again");
   }
   const result = await withTransaction(pool, async (tx) => {
@@ -541,7 +552,7 @@ export async function resolveSuspense(
     await emitTipSucceeded(tx, tip);
     return { row: rows[0], tip };
   });
-  if (!result) return settled((await load(pool))!);
+  if (!result) return settled((await load(pool))!, match.qrCodeId);
   runAfterCredit(deps, result.tip);
   return result;
 }

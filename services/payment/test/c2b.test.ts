@@ -309,6 +309,20 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a match of a suspense payment already matched to another code is refused as already resolved, not answered as done; nothing more is credited", async () => {
+    const [first, other] = [await worker(), await worker("Wanjiru")];
+    const paid = await h.sim.c2b.pay({ billRefNumber: "ZZZZZU", amount: 300, skipValidation: true });
+    const matched = await adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: first.code.shortCode }, note: "customer called" });
+    assert.equal(matched.tip!.workerId, first.id);
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: other.code.shortCode }, note: "another admin, another code" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^receipt: already resolved \(matched by /.test(e.rawMessage), "another code is another decision");
+    const again = await adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: first.code.shortCode }, note: "clicked twice" });
+    assert.equal(again.tip!.tipId, matched.tip!.tipId, "the same code answers the match made");
+    await eventually(async () => (await h.balance(first.id)) === 28500n, "KES 285 credited to the code matched");
+    assert.equal(await h.balance(other.id), 0n, "nothing to the other code");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund of a suspense payment whose match was posted (its answer lost) is refused, the match finishes once; a refund closes the match's key", async () => {
     const w = await worker();
     const lost = await h.sim.c2b.pay({ billRefNumber: "ZZZZZX", amount: 300, skipValidation: true });
