@@ -341,6 +341,18 @@ async function settle(): Promise<void> {
 }
 
 /**
+ * WAL flushes so far and the ms they took (pg_stat_wal), then WAL I/O timing turned on or off for the
+ * whole server (a clock read per write and flush: measured around pgbench only, not in the platform's run).
+ */
+async function timingWalFlushes(on: boolean): Promise<{ syncs: number; ms: number }> {
+  const { rows: [r] } = await pool.query<{ syncs: string; ms: number }>("SELECT wal_sync AS syncs, wal_sync_time AS ms FROM pg_stat_wal");
+  await pool.query(on ? "ALTER SYSTEM SET track_wal_io_timing = on" : "ALTER SYSTEM RESET track_wal_io_timing");
+  await pool.query("SELECT pg_reload_conf()");
+  await new Promise((r) => setTimeout(r, 200)); // the postmaster reads it on its next turn; pgbench's connections then start with it
+  return { syncs: Number(r.syncs), ms: r.ms };
+}
+
+/**
  * Calls each platform process has served so far, by "process method" (cluster mode): read from its
  * /metrics (grpc_server_handled_total, every code), so a run's difference is its calls between
  * processes: the gateway's from customers, every service's from the gateway or a peer (a hop).
@@ -785,12 +797,17 @@ try {
   else {
     pgbenchInit(bin, pg.url, "pgbench");
     const pgWork0 = await pgBackground((sql) => pool.query(sql));
+    const flushes0 = await timingWalFlushes(true);
     const cpu0 = cpuTimes();
     const startedAt = Date.now();
     const { tps, latency } = pgbenchRun(bin, pg.url, "pgbench", ["-c", "8", "-j", "2", "-T", "10"]);
     const cpu1 = cpuTimes();
+    const flushes1 = await timingWalFlushes(false); // its backends have exited: their counts are in
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
+    const flushes = flushes1.syncs - flushes0.syncs;
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+    console.log(`  WAL flushes per transaction ${(flushes / (Number(tps) * 10)).toFixed(2)}, ${((flushes1.ms - flushes0.ms) / Math.max(1, flushes)).toFixed(2)} ms each on average` +
+      ` (track_wal_io_timing, on for pgbench only): at scale 1 every transaction updates the one branch row, so commits wait on its lock one by one and tps follows the disk's flush time`);
     console.log(`  machine busy ${(((cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total)) * 100).toFixed(0)}%; PostgreSQL's own work meanwhile: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt)}`);
     for (const [concurrency, perSecond] of completedPerSecond) {
       console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);

@@ -805,6 +805,8 @@ export class Dispatcher {
   /** Aborted once stopping gives up on sends still out (stopBy's deadline). */
   private readonly stopped = new AbortController();
   private stopTimer: NodeJS.Timeout | undefined;
+  /** drain() has returned: a send claimed from now on is not made (sendClaimed). */
+  private drained = false;
   private readonly waitingForSlot: (() => void)[] = [];
 
   constructor(private readonly o: DispatcherOptions) {
@@ -837,6 +839,13 @@ export class Dispatcher {
         if (!(await this.sendSlot())) return this.releaseClaim(c.delivery);
         let accepted: AcceptedSend | undefined;
         try {
+          // drain() has returned: the pool closes next, under this send's record, and the look would send it again (two
+          // texts). A trigger's batch the stop stopped waiting for may commit this late. Left 'sending', as a crash before
+          // the call leaves it: the look sends it once after its lease.
+          if (this.drained) {
+            this.o.logger.warn({ deliveryId: c.delivery.id }, "claimed after stopping gave up: not sent now, left 'sending' for the look");
+            return;
+          }
           // The lease covers a provider timeout or two from the claim's transaction (checkRetryConfig), not a long wait for a turn.
           const leasedFrom = Date.now() - c.leasedFrom < this.o.retry.httpTimeoutMs ? c.leasedFrom : await this.renewLease(c.delivery.id, c.delivery.attempts);
           if (leasedFrom === undefined) return;
@@ -990,7 +999,7 @@ export class Dispatcher {
   /**
    * Waits for the sends sendClaimed started, and for the calls that may yet claim some (shutdown), until
    * stopBy's deadline at most. Answers how many were still out: their attempts stay 'sending', and a look
-   * sends them again once their lease is over, as after a crash.
+   * sends them again once their lease is over, as after a crash. A send claimed after it returns is not made (sendClaimed).
    */
   async drain(): Promise<number> {
     const { signal } = this.stopped;
@@ -999,6 +1008,7 @@ export class Dispatcher {
       if ((await Promise.race([Promise.allSettled([...this.claimedSends]), over])) === true) break;
     }
     clearTimeout(this.stopTimer);
+    this.drained = true;
     const left = this.claimedSends.size;
     if (left) this.o.logger.warn({ sends: left }, "stopped with sends still out: left 'sending', sent again once their lease is over");
     return left;

@@ -84,16 +84,29 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         redispatchStranded(ctx.pool, clockOf(ctx))
           .then((n) => n && ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one"))
           .catch((err) => ctx.logger.warn({ err }, "redispatching stranded deliveries failed"));
-      let sweeping: Promise<unknown> = redispatch();
-      const afterRollout = setTimeout(() => (sweeping = Promise.all([sweeping, redispatch()])), options.redispatchAgainMs ?? 10 * 60_000);
+      // Every look and sweep still running, for the stop to wait for (each ends by itself: their errors are logged).
+      const running = new Set<Promise<unknown>>();
+      const track = (work: Promise<unknown>) => {
+        running.add(work);
+        void work.finally(() => running.delete(work));
+        return work;
+      };
+      track(redispatch());
+      const afterRollout = setTimeout(() => track(redispatch()), options.redispatchAgainMs ?? 10 * 60_000);
+      // One sweep at a time: with PostgreSQL slow or out of reach a tick while the last still waits is skipped,
+      // not started beside it (sweeps piling up would hold the pool's connections the sends need).
+      let sweeping: Promise<unknown> | undefined;
       const sweeper = setInterval(() => {
-        sweeping = Promise.all([
-          unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
-          applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
-          expireUnmatchedReports(ctx.pool)
-            .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
-            .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
-        ]);
+        if (sweeping) return;
+        sweeping = track(
+          Promise.all([
+            unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
+            applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
+            expireUnmatchedReports(ctx.pool)
+              .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
+              .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
+          ]).finally(() => (sweeping = undefined)),
+        );
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
         // One budget for the whole stop: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
@@ -105,7 +118,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         // process's deadline. Waited for until the budget's end at most: a batch cut off is not acknowledged
         // and comes again; one that still commits sends what it claimed as it would, recorded or left to the look.
         const triggersStopped = stopTriggers();
-        if (await settledBy(deadline, [sweeping, triggersStopped])) await triggersStopped;
+        if (await settledBy(deadline, [...running, triggersStopped])) await triggersStopped;
         else {
           triggersStopped.catch(() => undefined);
           ctx.logger.warn("stopped with a sweep or a trigger's batch still waiting on the database");

@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -700,6 +700,29 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1, "the receipt sent once the crash was found");
   });
 
+  test("a send claimed by a batch that commits after stopping gave up (a trigger's batch cut off at the stop's deadline) is not made then: left 'sending', the look sends it once", async () => {
+    const phone = newPhone();
+    const { dispatcher, lines } = watchedDispatcher({});
+    const claim = { schema: "notification", operation: "test/late-batch", caller: "", key: `late-${randomUUID()}`, fingerprint: "f" };
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${claim.key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim }], new Date(), dispatcher.firstProviders());
+    const [{ delivery: { id } }] = claimed;
+    // The stop's drain returned (its trigger's batch, still committing, was not waited for past the deadline): the pool closes next.
+    dispatcher.stopBy(Date.now() + 100);
+    assert.equal(await dispatcher.drain(), 0);
+    dispatcher.sendClaimed(claimed);
+    await eventually("the late claim handled", async () => (dispatcher as unknown as { claimedSends: Set<unknown> }).claimedSends.size === 0);
+    assert.equal(smsTo(phone).length, 0, "no text while the process stops: its record would be lost and the look would send it again");
+    assert.deepEqual(await attemptsOf(id), ["sending"], "left as a crash before the call leaves it");
+    assert.ok(lines.some((l) => l.includes("claimed after stopping gave up")));
+    // As another replica's look finds it past its lease: sent once.
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 minute' WHERE delivery_id = $1", [id]);
+    await t.db.pool.query("UPDATE notification.deliveries SET updated_at = now() - interval '3 minutes' WHERE id = $1", [id]);
+    assert.ok((await redispatchStranded(t.db.pool)) >= 1);
+    await deliveryIn(id, DeliveryStatus.SENT);
+    assert.equal(smsTo(phone).length, 1, "the receipt sent once");
+  });
+
   test("stopping waits for a call still writing its statement: the send it claims is made and recorded before drain() returns, not left 'sending'", async () => {
     // An in-process call (embedded mode) is not held by the server's drain, nor is one past its drain timeout.
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
@@ -837,7 +860,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
     assert.deepEqual(await refused(), ["22021:1"], "counted once: not tried again");
     assert.deepEqual(lines.filter((l) => l.includes("trying again")), [], "not retried as a passing fault");
-    assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(bad)).length, 1);
+    // As the log shows the id: its scrubber takes some UUIDs' digit runs for a phone or card number.
+    assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(scrubText(bad))).length, 1);
     // Left 'sending', a look would send it again after its lease: the provider has it, a certain duplicate.
     assert.deepEqual(await attemptsOf(bad), ["sent"], "recorded: not left for the look to send again");
     const { rows: [row] } = await t.db.pool.query(
@@ -906,6 +930,34 @@ describe("notification service against Postgres, JetStream and the provider simu
       t.db.pool.query = query;
     }
     assert.equal(smsTo(phone).length, 1);
+  });
+
+  test("with the database out of reach the sweeper runs one sweep at a time: a tick while the last still waits is skipped, not started beside it", { timeout: 60_000 }, async () => {
+    // A database that stops answering: from `down` on, every statement and connection waits for ever, and is counted.
+    let down = false;
+    let waiting = 0;
+    const hang = () => (waiting++, new Promise<never>(() => undefined));
+    const pool = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (down && (prop === "query" || prop === "connect")) return hang;
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const { logger } = captureLogger("warn");
+    const bus = new InProcessBus(logger, 50);
+    const module = createNotificationModule({ config: { ...config, stopSendsMs: 100 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
+    const stop = await module.start!({ ...t.ctx, pool, bus, logger });
+    try {
+      down = true;
+      // One sweep's three statements (and at most one of the look at start, which began before).
+      await eventually("a sweep waiting", async () => waiting >= 3);
+      await sleep(300);
+      assert.ok(waiting <= 4, `${waiting} statements waiting after 300 ms of 10 ms ticks: sweeps piled up`);
+    } finally {
+      await stop();
+      await bus.close();
+    }
   });
 
   test("stopping with the database out of reach ends within its budget: a sweep and a trigger's batch waiting on PostgreSQL are not waited for past it", { timeout: 60_000 }, async () => {
