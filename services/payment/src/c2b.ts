@@ -536,7 +536,9 @@ export async function resolveSuspense(
     // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
     const now = (await load(pool))!;
     if (now.resolution !== "open") return settled(now, match.qrCodeId);
-    throw new InvalidStateError("receipt: another decision on this payment reached the wallet first (a refund being recorded, or an earlier match to another code whose answer was lost); nothing was credited: look at the payment again");
+    // Not "nothing was credited": after an earlier match whose answer was lost, that code's worker has the money, and only a
+    // match to it finishes the payment (a refund is refused): told otherwise, support might refund the customer by hand.
+    throw new InvalidStateError("receipt: another decision on this payment reached the wallet first: a refund being recorded, or an earlier match whose answer was lost (its code's owner was credited: match that code again to finish it); this match credited nothing");
   }
   const result = await withTransaction(pool, async (tx) => {
     await lockReceipt(tx, row.trans_id);

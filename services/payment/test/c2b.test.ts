@@ -354,10 +354,25 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     // Where a concurrent refund is when the match reaches wallet: the match's key closed, the payment not yet marked.
     await new Ledger(h.t.ctx).closeApproval(`c2b:${paid.transId}:matched`, { cause: { case: "mpesaReceipt", value: paid.transId } });
     await assert.rejects(adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "customer called" }),
-      (e: ConnectError) => e.code === Code.FailedPrecondition && /^receipt: another decision on this payment reached the wallet first .*nothing was credited/.test(e.rawMessage));
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^receipt: another decision on this payment reached the wallet first: .*this match credited nothing$/.test(e.rawMessage));
     assert.equal(await h.balance(w.id), 0n);
     const refunded = await adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "refund", value: true }, note: "customer asked" });
     assert.equal(refunded.payment!.resolution, "refund");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a match to another code after an earlier match whose answer was lost is refused saying that match's worker was credited and only it finishes the payment, not that nothing was credited", async () => {
+    const [first, other] = [await worker(), await worker("Wanjiru")];
+    const lost = await h.sim.c2b.pay({ billRefNumber: "ZZZZZT", amount: 300, skipValidation: true });
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [lost.transId])).rowCount === 1, "parked in suspense");
+    // What a match to the first worker's code leaves when wallet posts its entry after the call's deadline.
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `c2b:${lost.transId}:matched`, receipt: lost.transId, recipient: { workerId: first.id }, chargedMinor: 30000n, workerMinor: 28500n });
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: lost.transId, action: { case: "matchAccountReference", value: other.code.shortCode }, note: "the customer meant Wanjiru" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /an earlier match whose answer was lost \(its code's owner was credited: match that code again to finish it\); this match credited nothing$/.test(e.rawMessage));
+    assert.deepEqual([await h.balance(first.id), await h.balance(other.id)], [28500n, 0n]);
+    const matched = await adminClient.resolveSuspensePayment({ receipt: lost.transId, action: { case: "matchAccountReference", value: first.code.shortCode }, note: "as posted" });
+    assert.equal(matched.tip!.workerId, first.id);
+    assert.equal(await h.balance(first.id), 28500n, "credited once");
     assert.ok(await h.trialBalanced());
   });
 

@@ -67,3 +67,13 @@ test("a trace or span id is kept whole though its digits read as a card number; 
   assert.equal(JSON.stringify(other).includes("4111 1111"), false);
   assert.equal(JSON.stringify(other).includes("798810913"), false);
 });
+
+test("a UUID is kept whole though its digit groups read as a card number across a dash; a card beside it is still masked", () => {
+  const { logger, records } = captureLogger();
+  const id = "5f0c9a2e-1b7d-4e3a-8123-456789012345"; // "8123-456789012345": 16 digits with one dash, CARD's shape
+  logger.info({ deliveryId: id, note: `delivery ${id} for card 4111 1111 1111 1111` }, `sent ${id}`);
+  const [r] = records();
+  assert.equal(r.deliveryId, id);
+  assert.equal(r.msg, `sent ${id}`);
+  assert.equal(r.note, `delivery ${id} for card [REDACTED]`);
+});
