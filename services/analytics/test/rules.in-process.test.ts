@@ -190,8 +190,8 @@ describe("analytics rules, in process (with qr)", () => {
       }
     }
     const bus = new RecordingBus(s.ctx.logger);
-    // Long enough that the later tips, published one by one, all come within it.
-    const stop = await startConsumers({ ...s.ctx, bus, metrics: new Metrics() }, undefined, { batchIntervalMs: 1_500 });
+    // Long enough that the later tips, published one by one, all come within it, on a loaded machine too.
+    const stop = await startConsumers({ ...s.ctx, bus, metrics: new Metrics() }, undefined, { batchIntervalMs: 4_000 });
     try {
       const worker = randomUUID();
       const tips = [1, 2, 3, 4, 5].map((n) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
