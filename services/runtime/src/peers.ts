@@ -1,7 +1,8 @@
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
+  type ContextValues,
   type Interceptor,
   type StreamRequest,
   type StreamResponse,
@@ -165,19 +166,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const req: UnaryRequest & Timed = {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: `http://in-process/${method.parent.typeName}/${method.name}`,
-          header: new Headers(header),
-          contextValues: contextValues ?? callValues(),
-          signal: call.signal,
-          message: asMessage(method.input, message),
-          timeoutMs,
-        };
-        unary(req).then(
+        unary(localRequest(method, call, header, contextValues, timeoutMs, false, asMessage(method.input, message))).then(
           (res) => (call.done(), resolve(res as never)),
           (err) => reject(call.fail(err)),
         );
@@ -194,19 +183,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         const messages = (async function* () {
           for await (const m of input) yield asMessage(method.input, m);
         })();
-        const req: StreamRequest & Timed = {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: `http://in-process/${method.parent.typeName}/${method.name}`,
-          header: new Headers(header),
-          contextValues: contextValues ?? callValues(),
-          signal: call.signal,
-          message: messages,
-          timeoutMs,
-        };
-        stream(req).then(
+        stream(localRequest(method, call, header, contextValues, timeoutMs, true, messages)).then(
           (res) => {
             const answer = res as StreamResponse;
             // Cancelled while the first message was on its way: the handler's generator still ends.
@@ -226,6 +203,30 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
  * it is or spread, which keeps it.
  */
 type Timed = { timeoutMs?: number };
+
+/** An in-process call's request, unary or stream, made as one object of one shape. */
+function localRequest(
+  method: DescMethod,
+  call: LocalCall,
+  header: ConstructorParameters<typeof Headers>[0],
+  contextValues: ContextValues | undefined,
+  timeoutMs: number | undefined,
+  stream: boolean,
+  message: unknown,
+): (UnaryRequest | StreamRequest) & Timed {
+  return {
+    stream,
+    service: method.parent,
+    method,
+    requestMethod: "POST",
+    url: `http://in-process/${method.parent.typeName}/${method.name}`,
+    header: new Headers(header),
+    contextValues: contextValues ?? callValues(),
+    signal: call.signal,
+    message,
+    timeoutMs,
+  } as (UnaryRequest | StreamRequest) & Timed;
+}
 
 /** gRPC to a local server's universal handlers (every kind of RPC), without a socket. */
 export function universalHandlerTransport(local: LocalServer, interceptors: Interceptor[]): Transport {
