@@ -10,8 +10,8 @@ import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createAuth, signPartnerRequest } from "@ttip/auth";
-import { Metrics, PRINCIPAL_HEADERS, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
-import { captureLogger, eventually, failure, startTestService, utcDay, withinOneDay, type TestService } from "@ttip/runtime/testing";
+import { Metrics, nairobiDay, PRINCIPAL_HEADERS, readPartnerUsage, recordPartnerCall, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
+import { captureLogger, eventually, failure, startTestService, withinOneDay, type TestService } from "@ttip/runtime/testing";
 import { PARTNER_HEADERS, startGateway } from "../src/index.js";
 
 const { logger } = captureLogger("silent");
@@ -223,8 +223,8 @@ describe("partner calls through the gateway", () => {
   });
 
   test("usage: each verified call is counted for its key and today by how it ended; a call whose signature fails is not", () =>
-    // The counts are kept per UTC day (runtime's partner-usage): calls made on one day, read on the next, are yesterday's.
-    withinOneDay(utcDay, async () => {
+    // The counts are kept per Nairobi day (runtime's partner-usage): calls made on one day, read on the next, are yesterday's.
+    withinOneDay(nairobiDay, async () => {
       const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
       const key = { keyId: r.key!.keyId, secret: r.secret };
       const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
@@ -241,14 +241,27 @@ describe("partner calls through the gateway", () => {
       });
       const now = Date.now();
       assert.deepEqual(usage.days.map((d) => ({ day: d.day, ok: d.ok, clientErrors: d.clientErrors, serverErrors: d.serverErrors })), [
-        { day: utcDay(now - 2 * 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
-        { day: utcDay(now - 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
-        { day: utcDay(now), ok: 2n, clientErrors: 1n, serverErrors: 0n },
+        { day: nairobiDay(now - 2 * 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+        { day: nairobiDay(now - 86_400_000), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+        { day: nairobiDay(now), ok: 2n, clientErrors: 1n, serverErrors: 0n },
       ]);
       const unknown = randomUUID();
       assert.deepEqual(await failure(admin.getPartnerKeyUsage({ keyId: unknown, days: 1 })), { code: Code.NotFound, message: `key_id: no partner key ${unknown}` });
       assert.equal((await failure(admin.getPartnerKeyUsage({ keyId: key.keyId, days: 36 }))).code, Code.InvalidArgument);
     }));
+
+  test("usage days are Nairobi's: a call at 20:59 UTC counts on that day, one at 21:00 UTC (midnight in Nairobi) on the next", async () => {
+    const keyId = randomUUID();
+    const at = (iso: string) => Date.parse(iso);
+    await recordPartnerCall(t.ctx.cache, keyId, "ok", at("2026-11-30T20:59:59Z"));
+    await recordPartnerCall(t.ctx.cache, keyId, "client_error", at("2026-11-30T21:00:00Z"));
+    const day = (d: string, ok: number, clientErrors = 0) => ({ day: d, ok, clientErrors, serverErrors: 0 });
+    // Read at 21:20 UTC, Nairobi is already in December: "today" is 1 December, not 30 November's UTC remainder.
+    assert.deepEqual(await readPartnerUsage(t.ctx.cache, keyId, 2, at("2026-11-30T21:20:00Z")), [day("2026-11-30", 1), day("2026-12-01", 0, 1)]);
+    // At 00:20 UTC it is still 1 December in Nairobi: the 21:00 call and this one share the day.
+    await recordPartnerCall(t.ctx.cache, keyId, "ok", at("2026-12-01T00:20:00Z"));
+    assert.deepEqual(await readPartnerUsage(t.ctx.cache, keyId, 2, at("2026-12-01T00:20:00Z")), [day("2026-11-30", 1), day("2026-12-01", 1, 1)]);
+  });
 
   test("a signature and a bearer token together are refused; an unsigned call stays anonymous", async () => {
     const both: Interceptor = (next) => (r) => {

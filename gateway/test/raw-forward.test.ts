@@ -263,7 +263,7 @@ describe("binary calls forwarded as bytes", () => {
       head.writeUInt32BE(sent.byteLength, 1);
       const framed = protocol === "Connect binary" ? sent : Buffer.concat([head, sent]);
       assert.deepEqual(Buffer.from(checked[0].bodySha256), createHash("sha256").update(framed).digest());
-      // Counted off the call's path: wait for the last count to land. Yesterday's too: the calls may fall on both sides of UTC midnight.
+      // Counted off the call's path: wait for the last count to land. Yesterday's too: the calls may fall on both sides of midnight in Nairobi.
       const counted = await eventually("the refused call counted", async () => {
         const days = await readPartnerUsage(cache, keyId, 2);
         const sum = (f: (d: (typeof days)[number]) => number) => days.reduce((n, d) => n + f(d), 0);

@@ -1,8 +1,18 @@
 // The days the platform charts cover, shared by the screen and its test.
+// Analytics buckets days at midnight in Nairobi, so the range starts and ends
+// there too: a UTC range would cut the first day's bucket short and add a
+// sliver of tomorrow's (00:00-03:00 in Nairobi) as a 31st bar.
+import { nairobiDay, nairobiDayStart } from "../../web/src/lib/nairobi-time";
+
 const DAY_MS = 86_400_000;
-/** The charts' days: the 30 UTC days ending with today, whole days so two readers on one day see one range. */
+/** The charts' days: the 30 Nairobi days ending with today, whole days so two readers on one day see one range. */
 export const CHART_DAYS = 30;
 export function chartRange(now = new Date()): { from: Date; to: Date } {
-  const tomorrow = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) + DAY_MS;
+  const tomorrow = nairobiDayStart(now).getTime() + DAY_MS;
   return { from: new Date(tomorrow - CHART_DAYS * DAY_MS), to: new Date(tomorrow) };
+}
+
+/** A day's bar label, MM-DD of the Nairobi day the bucket starting at `start` is. */
+export function chartDayLabel(start: Date): string {
+  return nairobiDay(start).slice(5);
 }

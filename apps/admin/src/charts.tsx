@@ -4,13 +4,13 @@
 // result code, payout latency, growth and SMS spend. Each bar carries the RPC's
 // exact figure (data-value), so a test can hold the chart to the API.
 import { useEffect, useState } from "react";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, type PlatformSummary, type RevenuePoint, type SuccessRatePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ColumnChart, RowChart, type Bar } from "../../web/src/components/charts";
 import { api, errorText } from "./api";
-import { CHART_DAYS, chartRange } from "./chart-range";
-import { money, Section, when } from "./ui";
+import { CHART_DAYS, chartDayLabel, chartRange } from "./chart-range";
+import { money, Section } from "./ui";
 
 const count = (label: string, n: bigint, unit = ""): Bar => ({ label, value: n, text: `${n.toLocaleString("en-KE")}${unit}` });
 const kes = (label: string, m: { currency: string; amountMinor: bigint } | undefined): Bar => ({ label, value: m?.amountMinor ?? 0n, text: money(m) || "KES 0.00" });
@@ -35,7 +35,7 @@ export function PlatformCharts() {
       setRates(ok.series);
     }, (err) => setError(errorText(err)));
   }, []);
-  const day = (p: { periodStart?: RevenuePoint["periodStart"] }) => when(p.periodStart).slice(5, 10);
+  const day = (p: { periodStart?: RevenuePoint["periodStart"] }) => (p.periodStart ? chartDayLabel(timestampDate(p.periodStart)) : "");
   return (
     <Section title={`Platform charts (${CHART_DAYS} days)`}>
       {error && <p role="alert" className="error">{error}</p>}

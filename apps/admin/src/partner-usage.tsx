@@ -1,4 +1,4 @@
-// A partner key's calls per day (UTC), as the gateway counted them: ok, refused
+// A partner key's calls per Nairobi day, as the gateway counted them: ok, refused
 // for the partner's mistake (client error) and failed on our side (server error).
 import { useEffect, useState } from "react";
 import type { PartnerKeyUsageDay } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -29,7 +29,7 @@ export function PartnerUsage({ keyId, partnerName }: { keyId: string; partnerNam
       </label>
       {error && <p role="alert" className="error">{error}</p>}
       <table aria-label="Partner key usage">
-        <thead><tr><th>Day (UTC)</th><th>OK</th><th>Client errors</th><th>Server errors</th></tr></thead>
+        <thead><tr><th>Day (Nairobi)</th><th>OK</th><th>Client errors</th><th>Server errors</th></tr></thead>
         <tbody>
           {usage.map((d) => (
             <tr key={d.day}><td>{d.day}</td><td>{d.ok.toString()}</td><td>{d.clientErrors.toString()}</td><td>{d.serverErrors.toString()}</td></tr>

@@ -24,7 +24,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
-import { chartRange } from "../src/chart-range.js";
+import { chartDayLabel, chartRange } from "../src/chart-range.js";
 import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -395,7 +395,7 @@ describe("admin console in chromium", () => {
         analytics.getPlatformSummary({ range, currency: "KES" }),
         analytics.getPaymentSuccessRates({ range, granularity: Granularity.DAY }),
       ]);
-      const day = (p: { periodStart?: (typeof series)[number]["periodStart"] }) => new Date(Number(p.periodStart!.seconds) * 1000).toISOString().slice(5, 10);
+      const day = (p: { periodStart?: (typeof series)[number]["periodStart"] }) => chartDayLabel(timestampDate(p.periodStart!));
       const s = summary!;
       return {
         "chart-tips": series.map((p) => [day(p), String(p.tips)]),

@@ -450,6 +450,31 @@ export interface C2bRow {
   resolved_by: string;
   resolved_at: Date | null;
   received_at: Date;
+  /** A match's quote, kept from its first attempt (matchQuote); null until a match is tried. */
+  match_worker_minor: bigint | null;
+  match_fee_schedule_version: number | null;
+}
+
+/**
+ * What a match of this payment pays the worker, and under which fee schedule: quoted at the first
+ * attempt and kept with the payment, so that a match again (its answer lost after wallet posted
+ * it) builds the very entry the first posted under the match's key, and is answered as it. Quoted
+ * anew, a fee schedule changed meanwhile would build another entry, which wallet refuses under
+ * that key: the worker credited, the payment open for good (a refund is refused too).
+ */
+async function matchQuote(deps: Deps, row: C2bRow): Promise<{ workerReceives: bigint; feeScheduleVersion: number }> {
+  const kept = (r: Pick<C2bRow, "match_worker_minor" | "match_fee_schedule_version">) =>
+    r.match_worker_minor === null || r.match_fee_schedule_version === null ? undefined : { workerReceives: r.match_worker_minor, feeScheduleVersion: r.match_fee_schedule_version };
+  const first = kept(row);
+  if (first) return first;
+  const quote = await deps.ledger.quoteTip(row.amount_minor, false);
+  // Two matches quoting at once: the first to write keeps its quote, and both use it (the second's update sees the first's row).
+  const { rows } = await deps.ctx.pool.query<Pick<C2bRow, "match_worker_minor" | "match_fee_schedule_version">>(
+    `UPDATE payment.c2b_payments SET match_worker_minor = COALESCE(match_worker_minor, $2), match_fee_schedule_version = COALESCE(match_fee_schedule_version, $3)
+      WHERE trans_id = $1 RETURNING match_worker_minor, match_fee_schedule_version`,
+    [row.trans_id, quote.workerReceives!.amountMinor, quote.feeScheduleVersion],
+  );
+  return kept(rows[0])!;
 }
 
 /** The key a suspense payment's match posts its wallet entry under (and its refund closes). */
@@ -524,8 +549,7 @@ export async function resolveSuspense(
   if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
   if (!(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
 
-  const quote = await deps.ledger.quoteTip(row.amount_minor, false);
-  const workerReceives = quote.workerReceives!.amountMinor;
+  const { workerReceives, feeScheduleVersion } = await matchQuote(deps, row);
   const creditKey = matchKey(row.trans_id);
   // The wallet first (idempotent on its key), then the tip that records it.
   let entryId: string;
@@ -545,7 +569,7 @@ export async function resolveSuspense(
     const current = await load(tx, true);
     if (!current || current.resolution !== "open") return undefined;
     const tip = await insertPaybillTip(tx, { tipId: randomUUID(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
-      paid: row.amount_minor, workerReceives, feeScheduleVersion: quote.feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
+      paid: row.amount_minor, workerReceives, feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
     const { rows } = await tx.query<C2bRow>(
       "UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now(), reason = reason || ' | matched to ' || $4 || ': ' || $5 WHERE trans_id = $1 RETURNING *",
       [row.trans_id, tip.tip_id, input.admin, ref, input.note],

@@ -4,11 +4,13 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
@@ -374,6 +376,50 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(matched.tip!.workerId, first.id);
     assert.equal(await h.balance(first.id), 28500n, "credited once");
     assert.ok(await h.trialBalanced());
+  });
+
+  test("a match whose answer was lost, matched again after the fee schedule changed, posts the very entry the first did: the payment is matched, the worker credited once, a refund refused", async () => {
+    const w = await worker();
+    const lost = await h.sim.c2b.pay({ billRefNumber: "ZZZZZS", amount: 300, skipValidation: true });
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [lost.transId])).rowCount === 1, "parked in suspense");
+    // The match's recording refused by PostgreSQL after wallet posted its entry: the admin hears a failure, the worker has the money.
+    const trigger = `c2b_test_refuse_${lost.transId.toLowerCase()}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF resolution ON payment.c2b_payments FOR EACH ROW
+      WHEN (NEW.trans_id = '${lost.transId}' AND NEW.resolution = 'matched') EXECUTE FUNCTION payment.${trigger}()`);
+    const asked = { receipt: lost.transId, action: { case: "matchAccountReference" as const, value: w.code.shortCode }, note: "customer called" };
+    try {
+      await assert.rejects(adminClient.resolveSuspensePayment(asked), (e: ConnectError) => e.code === Code.Internal);
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.c2b_payments`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    assert.equal((await c2bRow(lost.transId)).resolution, "open");
+    assert.equal(await h.balance(w.id), 28500n, "wallet posted the match: KES 300 less 5%");
+
+    // The platform fee doubled meanwhile, in force at once and in payment's copy: a match quoted now would pay KES 270.
+    const walletAdmin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+    const adminHeaders = () => ({ ...callerHeaders(randomUUID(), "admin"), ...stepUpHeaders() });
+    const newVersion = async (change: (s: FeeSchedule) => Partial<FeeSchedule>) => {
+      const current = (await walletAdmin.listFeeSchedules({ currency: "KES" }, { headers: adminHeaders() })).schedules.at(-1)!;
+      const { schedule } = await walletAdmin.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { ...current, ...change(current), effectiveFrom: undefined } }, { headers: adminHeaders() });
+      await eventually(async () => (await h.copiedFeeScheduleVersion("KES")) === schedule!.version, "payment's copy has the new version");
+      return { before: current, now: schedule! };
+    };
+    const raised = await newVersion((s) => ({ platformFeeBps: s.platformFeeBps * 2 }));
+    try {
+      const matched = await adminClient.resolveSuspensePayment({ ...asked, note: "again" });
+      assert.equal(matched.payment!.resolution, "matched");
+      const tip = await tipRow(matched.tip!.tipId);
+      assert.deepEqual([tip.worker_receives_minor, tip.fee_schedule_version], [28500n, raised.before.version], "the first match's quote, not the new schedule's");
+      assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [28500n, 1], "credited once");
+      await assert.rejects(adminClient.resolveSuspensePayment({ receipt: lost.transId, action: { case: "refund", value: true }, note: "customer asked" }),
+        (e: ConnectError) => e.code === Code.FailedPrecondition && /^receipt: already resolved \(matched by /.test(e.rawMessage));
+      assert.ok(await h.trialBalanced());
+    } finally {
+      // The other tests' figures assume the seeded fee.
+      await newVersion(() => ({ platformFeeBps: raised.before.platformFeeBps }));
+    }
   });
 
   test("validation refuses within its budget with the documented codes, and a refused payment never reaches confirmation", async () => {

@@ -14,3 +14,9 @@ export function nairobiMonthOf(instant: Date): { year: number; month: number } {
 export function nairobiMonthBounds(year: number, month: number): { start: Date; end: Date } {
   return { start: new Date(Date.UTC(year, month - 1, 1) - NAIROBI_OFFSET_MS), end: new Date(Date.UTC(year, month, 1) - NAIROBI_OFFSET_MS) };
 }
+
+/** The Nairobi calendar day an instant falls in, YYYY-MM-DD: it starts at 21:00 UTC the evening before. */
+export function nairobiDay(instant: Date | number): string {
+  const ms = typeof instant === "number" ? instant : instant.getTime();
+  return new Date(ms + NAIROBI_OFFSET_MS).toISOString().slice(0, 10);
+}

@@ -16,3 +16,16 @@ export function nairobiMonthStart(instant: Date): Date {
   const { year, month } = nairobiMonthOf(instant);
   return new Date(Date.UTC(year, month - 1, 1) - NAIROBI_OFFSET_MS);
 }
+
+const DAY_MS = 86_400_000;
+
+/** The instant the Nairobi day of `instant` began: midnight in Nairobi, 21:00 UTC the evening before. */
+export function nairobiDayStart(instant: Date): Date {
+  const local = instant.getTime() + NAIROBI_OFFSET_MS;
+  return new Date(local - (local % DAY_MS) - NAIROBI_OFFSET_MS);
+}
+
+/** The Nairobi calendar day an instant falls in, YYYY-MM-DD. */
+export function nairobiDay(instant: Date): string {
+  return new Date(instant.getTime() + NAIROBI_OFFSET_MS).toISOString().slice(0, 10);
+}

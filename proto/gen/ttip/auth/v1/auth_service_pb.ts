@@ -1036,13 +1036,13 @@ export const GetPartnerKeyUsageResponseSchema: GenMessage<GetPartnerKeyUsageResp
   messageDesc(file_ttip_auth_v1_auth_service, 51);
 
 /**
- * A key's calls on one UTC day, by the Connect code they ended with.
+ * A key's calls on one Nairobi day, by the Connect code they ended with.
  *
  * @generated from message ttip.auth.v1.PartnerKeyUsageDay
  */
 export type PartnerKeyUsageDay = Message<"ttip.auth.v1.PartnerKeyUsageDay"> & {
   /**
-   * YYYY-MM-DD, UTC.
+   * YYYY-MM-DD, Nairobi's day (from 21:00 UTC).
    *
    * @generated from field: string day = 1;
    */
@@ -1929,7 +1929,7 @@ export const AuthAdminService: GenService<{
     output: typeof RevokePartnerApiKeyResponseSchema;
   },
   /**
-   * A key's calls per day (UTC), counted by the gateway where it verifies the
+   * A key's calls per Nairobi day, counted by the gateway where it verifies the
    * signature: calls whose signature did not verify are not counted.
    *
    * @generated from rpc ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage

@@ -2471,10 +2471,10 @@ func (x *GetPartnerKeyUsageResponse) GetDays() []*PartnerKeyUsageDay {
 	return nil
 }
 
-// A key's calls on one UTC day, by the Connect code they ended with.
+// A key's calls on one Nairobi day, by the Connect code they ended with.
 type PartnerKeyUsageDay struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// YYYY-MM-DD, UTC.
+	// YYYY-MM-DD, Nairobi's day (from 21:00 UTC).
 	Day string `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
 	// Ended OK.
 	Ok int64 `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`

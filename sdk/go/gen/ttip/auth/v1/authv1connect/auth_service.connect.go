@@ -770,7 +770,7 @@ type AuthAdminServiceClient interface {
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)
-	// A key's calls per day (UTC), counted by the gateway where it verifies the
+	// A key's calls per Nairobi day, counted by the gateway where it verifies the
 	// signature: calls whose signature did not verify are not counted.
 	GetPartnerKeyUsage(context.Context, *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error)
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
@@ -988,7 +988,7 @@ type AuthAdminServiceHandler interface {
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)
-	// A key's calls per day (UTC), counted by the gateway where it verifies the
+	// A key's calls per Nairobi day, counted by the gateway where it verifies the
 	// signature: calls whose signature did not verify are not counted.
 	GetPartnerKeyUsage(context.Context, *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error)
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)

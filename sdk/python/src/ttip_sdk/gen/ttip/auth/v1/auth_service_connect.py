@@ -1680,7 +1680,7 @@ class AuthAdminService(Protocol):
 
     async def get_partner_key_usage(self, request: GetPartnerKeyUsageRequest, ctx: RequestContext[GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse], /) -> GetPartnerKeyUsageResponse:
         """
-        A key's calls per day (UTC), counted by the gateway where it verifies the
+        A key's calls per Nairobi day, counted by the gateway where it verifies the
         signature: calls whose signature did not verify are not counted.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
@@ -2046,7 +2046,7 @@ class AuthAdminServiceClient(ConnectClient):
         use_get: bool = False,
     ) -> GetPartnerKeyUsageResponse:
         """
-        A key's calls per day (UTC), counted by the gateway where it verifies the
+        A key's calls per Nairobi day, counted by the gateway where it verifies the
         signature: calls whose signature did not verify are not counted.
         """
         return await self.execute_unary(
@@ -2252,7 +2252,7 @@ class AuthAdminServiceSync(Protocol):
 
     def get_partner_key_usage(self, request: GetPartnerKeyUsageRequest, ctx: RequestContext[GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse], /) -> GetPartnerKeyUsageResponse:
         """
-        A key's calls per day (UTC), counted by the gateway where it verifies the
+        A key's calls per Nairobi day, counted by the gateway where it verifies the
         signature: calls whose signature did not verify are not counted.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
@@ -2616,7 +2616,7 @@ class AuthAdminServiceClientSync(ConnectClientSync):
         use_get: bool = False,
     ) -> GetPartnerKeyUsageResponse:
         """
-        A key's calls per day (UTC), counted by the gateway where it verifies the
+        A key's calls per Nairobi day, counted by the gateway where it verifies the
         signature: calls whose signature did not verify are not counted.
         """
         return self.execute_unary(

@@ -1579,7 +1579,7 @@ _PartnerKeyUsageDayFields: TypeAlias = Literal["day", "ok", "client_errors", "se
 
 class PartnerKeyUsageDay(Message[_PartnerKeyUsageDayFields]):
     """
-    A key's calls on one UTC day, by the Connect code they ended with.
+    A key's calls on one Nairobi day, by the Connect code they ended with.
 
     ```proto
     message ttip.auth.v1.PartnerKeyUsageDay
@@ -1587,7 +1587,7 @@ class PartnerKeyUsageDay(Message[_PartnerKeyUsageDayFields]):
 
     Attributes:
         day:
-            YYYY-MM-DD, UTC.
+            YYYY-MM-DD, Nairobi's day (from 21:00 UTC).
 
             ```proto
             string day = 1;
