@@ -1,12 +1,11 @@
 // The plans PostgreSQL keeps for wallet's posting statements (PostEntry's, locking ahead or not,
 // and PostEntries' for a batch), on a wallet.accounts of thousands of accounts whose statistics
 // were taken when it held a few dozen: each reads accounts through their primary key and reads
-// no ledger table whole. The statements name the
-// lines' account ids in each read of accounts for this (ledger.ts); a plan that read them whole
-// would read every worker's account for every tip. (While accounts fit in a page or two a whole
-// read is cheaper (measured on 52 accounts: 38 blocks per entry of a batch against 43), and
-// PostgreSQL plans one there; a connection keeps such a plan until the table is analyzed again,
-// which its balance updates soon make autovacuum do.)
+// no ledger table whole. The statements name the lines' account ids in each read of accounts for
+// this (ledger.ts); a plan that read accounts whole would read every worker's for every tip.
+// (While accounts fit in a page or two a whole read is cheaper, measured on 52 accounts: 38
+// blocks per entry of a batch against 43, and PostgreSQL plans one there; a connection keeps such
+// a plan until the table is analyzed again, which its balance updates soon make autovacuum do.)
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
