@@ -14,6 +14,11 @@ export function nairobiMonthOf(instant: Date): { year: number; month: number } {
   return { year: local.getUTCFullYear(), month: local.getUTCMonth() + 1 };
 }
 
+/** The instant a Nairobi month (1–12; 0 or 13 roll over into the year before or after) begins. */
+export function nairobiMonthBegins(year: number, month: number): Date {
+  return new Date(Date.UTC(year, month - 1, 1) - NAIROBI_OFFSET_MS);
+}
+
 /** The instant the Nairobi month of `instant` began. */
 export function nairobiMonthStart(instant: Date): Date {
   const { year, month } = nairobiMonthOf(instant);
