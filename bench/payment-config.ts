@@ -4,8 +4,8 @@ import type { DarajaSimulator } from "@ttip/payment/testing";
 import { createLogger, createPeers, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
 import { wallet } from "@ttip/wallet";
 
-/** Payment settings for benchmarks: the simulator as M-Pesa, no background passes, no fraud limits. */
-export function benchPaymentConfig(sim: DarajaSimulator): PaymentConfig {
+/** Payment settings for benchmarks: the simulator (in this process or another) as M-Pesa, no background passes, no fraud limits. */
+export function benchPaymentConfig(sim: Pick<DarajaSimulator, "clientConfig">): PaymentConfig {
   return {
     daraja: sim.clientConfig(),
     callbackBaseUrl: "",

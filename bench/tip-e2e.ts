@@ -6,6 +6,9 @@
 // tip_succeeded through the outbox and JetStream to notification (an SMS to the
 // worker), qr and analytics. All services and the gateway run in this
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
+// The simulators (Daraja, the OTP SMS, notification's providers) run in a process
+// of their own (bench/edge-simulators.ts), as Safaricom and the providers are not
+// on our machines: their CPU per tip is printed apart and is not the platform's.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
 //   node --max-semi-space-size=32 --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
 //   (the platform's node flag, as `npm start` and the image run it: deploy/Dockerfile says why; the
@@ -35,11 +38,8 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
 import { createAuth } from "@ttip/auth";
-import { startSmsSimulator } from "@ttip/auth/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
-import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule } from "@ttip/payment";
-import { startDarajaSimulator } from "@ttip/payment/testing";
 import { startPlatform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -51,7 +51,8 @@ import { countWrites, freePort, PlatformProcess, startNats, startPostgres, start
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
-import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { EDGE_SMS_API_KEY, providerEnv, startEdgeSimulators } from "./edge-simulators.js";
+import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
@@ -159,10 +160,9 @@ const logger = createLogger({ level: "silent" });
 // BENCH_NATS_WRITE_PER_TASK=1: the bus writes to NATS once per task, as nats.js does, not once per turn of the event loop (to compare).
 const bus = await JetStreamBus.connect({ servers: nats.url, stream: "TTIP", subjectPrefix: "ttip", logger, writeOncePerTurn: process.env.BENCH_NATS_WRITE_PER_TASK !== "1" });
 const cache = new RedisCache(redis.url, "ttip:");
-const sms = await startSmsSimulator({ apiKey: "bench-sms-key" });
-const providers = new ProviderSimulator();
-await providers.start();
-const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
+// The edge of the world: Daraja, the OTP SMS and notification's providers, in their own process.
+const edge = await startEdgeSimulators();
+const daraja = edge.daraja;
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
 async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
@@ -170,11 +170,11 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     const platform = await startPlatform({
       ctx: { logger, pool, bus, cache, metrics: new Metrics() },
       modules: [
-        createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
+        createAuth({ env: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
         createPaymentModule({ config: () => paymentConfig }),
         createQrModule({ env: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") } }),
         wallet,
-        createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+        createNotificationModule({ config: { providers: edge.providers, retry: DEFAULT_RETRY, publicUrl: () => "" } }),
         analytics,
       ],
       gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, trustedProxies: clientAddresses ? ["127.0.0.1/32"] : [] },
@@ -188,7 +188,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     ...nodeOptions,
   };
   const own: Record<string, Record<string, string>> = {
-    auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
+    auth: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
     payment: {
       DARAJA_BASE_URL: daraja.url, DARAJA_CONSUMER_KEY: daraja.options.consumerKey, DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
       DARAJA_SHORTCODE: daraja.options.shortcode, DARAJA_PASSKEY: daraja.options.passkey, DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
@@ -197,8 +197,8 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
       FRAUD_PHONE_PER_10MIN: "1000000", FRAUD_WORKER_PER_10MIN: "1000000", FRAUD_OUTLIER_KES: "1000000000", FRAUD_PIN_FAILURES_PER_HOUR: "1000000",
     },
     qr: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") },
-    // The notification process starts the provider simulators itself (NOTIFICATION_PROVIDERS=simulator).
-    notification: { NOTIFICATION_PROVIDERS: "simulator" },
+    // The providers' simulator is the edge's, as real providers (NOTIFICATION_PROVIDERS=simulator would start one inside notification's process).
+    notification: providerEnv(edge.providers),
   };
   if (mode === "replicas") return deployReplicas(names, { ...common, ...Object.assign({}, ...Object.values(own)) });
   // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
@@ -549,7 +549,7 @@ try {
   for (let i = 0; i < workerCount; i++) {
     const phone = `2547${String(i).padStart(4, "0")}5678`;
     const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
-    const otp = /\b(\d{6})\b/.exec(sms.lastTo(phone)!.message)![1];
+    const otp = /\b(\d{6})\b/.exec((await edge.lastSmsTo(phone))!)![1];
     const { tokens } = await api(AuthService).verifyPhoneOtp({ challengeId, otp, role: Role.WORKER });
     const token = tokens!.accessToken;
     const workerId = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub as string;
@@ -620,7 +620,9 @@ try {
     const nats0 = natsWrites?.();
     const served0 = await callsServed(platform.servers); // read before the CPU: its /metrics pages are no tip's
     const cpu0 = cpuTimes();
+    const edgeSends0 = await edge.providerSends();
     const procCpu0 = cpuMs(measured, withChildren);
+    const edgeCpu0 = processCpuMs(edge.pid);
     const backends0 = childrenCpuMs(pg.pid);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own0 = process.cpuUsage();
@@ -658,6 +660,8 @@ try {
     heapSampling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
+    const edgeCpu = processCpuMs(edge.pid) - edgeCpu0;
+    const edgeSends = (await edge.providerSends()) - edgeSends0;
     const backends1 = childrenCpuMs(pg.pid);
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
@@ -694,7 +698,7 @@ try {
         WHERE t.created_at >= $1`,
       [startedAt],
     );
-    const sentAt = new Map(daraja.transactions().filter((t) => t.kind === "stk").map((t) => [t.checkoutRequestId!, t.callbackSentAt ?? NaN]));
+    const sentAt = await edge.stkCallbacksSentAt();
     const credited = rows.filter((r) => r.credited_ms !== null && Number(r.credited_ms) <= endedAt.getTime());
     const toSucceeded = rows.map((r) => Number(r.completed_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
     const stage = (from: (r: (typeof rows)[0]) => number, to: (r: (typeof rows)[0]) => number) =>
@@ -720,12 +724,12 @@ try {
         ` rolled back ${counters1.rollbacks - counters0.rollbacks}, deadlocks ${counters1.deadlocks - counters0.deadlocks}`,
     );
     console.log(
-      `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
+      `  ${mode === "process" ? "platform's event loop (all services and the gateway; the customers and simulators run apart)" : "this process's event loop (the bench's own; the customers and simulators run apart)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
         ` timer delay p50 ${ms(loopDelay.percentile(50) / 1e6)}  p99 ${ms(loopDelay.percentile(99) / 1e6)}  max ${ms(loopDelay.max / 1e6)}`,
     );
     console.log(
       `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
-        (mode === "process" ? " (the rest: postgres, nats, redis)" : " (customers, simulators; the rest: the platform's processes, postgres, nats, redis)"),
+        (mode === "process" ? " (the platform and the customers' thread; the rest: simulators, postgres, nats, redis)" : " (the customers' thread; the rest: the platform's processes, simulators, postgres, nats, redis)"),
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
@@ -737,10 +741,12 @@ try {
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
-      (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)") +
+      (mode === "process" ? " (platform: all services, gateway and the customers' thread; not the simulators, below)" : " (bench: this process: the customers' thread)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
+    console.log(`  the edge of the world (simulators: Daraja, the OTP SMS, notification's providers; their own process, not in the figures above): CPU ms per tip ${(edgeCpu / Math.max(1, rows.length)).toFixed(2)};` +
+      ` messages the providers took per tip ${(edgeSends / Math.max(1, rows.length)).toFixed(2)}`);
     // What else ran: a neighbour's work on a shared machine slows the run and inflates CPU per tip (caches, frequency).
-    const othersCores = ((cpu1.busy - cpu0.busy) * CLOCK_TICK_MS - totalCpu) / 1000 / span;
+    const othersCores = ((cpu1.busy - cpu0.busy) * CLOCK_TICK_MS - totalCpu - edgeCpu) / 1000 / span;
     console.log(`  the rest of the machine (processes not the bench's) ${Math.max(0, othersCores).toFixed(2)} cores, stolen by the hypervisor ${(((cpu1.steal - cpu0.steal) / (cpu1.total - cpu0.total)) * 100).toFixed(1)}%`);
     const pgStarted = new Date(String((await pool.query("SELECT pg_postmaster_start_time() AS t")).rows[0].t)).getTime();
     console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
@@ -819,8 +825,6 @@ try {
   await bus.close();
   await cache.close();
   await pool.end();
-  await daraja.close();
-  await providers.close();
-  await sms.close();
+  await edge.close();
   await Promise.all([pg.stop(), nats.stop(), redis.stop()]);
 }

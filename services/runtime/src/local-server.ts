@@ -39,7 +39,7 @@ export interface LocalServer {
    * Runs a unary RPC as the server would (every server interceptor, the same
    * handler context), with `timeoutMs` as the call's deadline. `req.signal`
    * becomes the handler's: it must abort at that deadline, on cancellation and
-   * once the call is over, as a LocalCall's does. `req.header` becomes the
+   * once the call is over, as a LocalCall's does (timeLeftOn gives its deadline). `req.header` becomes the
    * handler's request header, not copied: the caller made it for this call and
    * reads it no more. A failure is the ConnectError a remote caller would get,
    * with the response's headers and trailers as its metadata.
@@ -143,9 +143,8 @@ function handlerContext(req: UnaryRequest | StreamRequest, timeoutMs: number | u
 }
 
 /**
- * handlerContext's equal for a unary call, whose trailers are made only when
- * read (few handlers set any). A unary call's context is never spread by
- * connect (its stream pipeline does: streams keep handlerContext's object).
+ * handlerContext's equal for a unary call, as a class. Every field is its
+ * own: a copy of it (an object spread) has them all.
  */
 class UnaryContext implements HandlerContext {
   readonly protocolName = "grpc";
@@ -157,9 +156,8 @@ class UnaryContext implements HandlerContext {
   readonly timeoutMs: () => number | undefined;
   readonly requestHeader: Headers;
   readonly responseHeader = new Headers();
+  readonly responseTrailer = new Headers();
   readonly values: ContextValues = new CallValues();
-  /** The trailers, once anyone asked for them. */
-  trailer: Headers | undefined;
 
   constructor(req: UnaryRequest, timeoutMs: number | undefined) {
     this.service = req.service;
@@ -168,10 +166,6 @@ class UnaryContext implements HandlerContext {
     this.signal = req.signal;
     this.timeoutMs = timeLeft(timeoutMs);
     this.requestHeader = req.header;
-  }
-
-  get responseTrailer(): Headers {
-    return (this.trailer ??= new Headers());
   }
 }
 
@@ -189,12 +183,17 @@ function contextFor(context: HandlerContext, req: UnaryRequest): HandlerContext 
 /** The handler's context of the unary call running, passed through the interceptors in the call's values. */
 const unaryContextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "unary call's handler context" });
 
-/** A unary answer with the context's headers and trailers (read from it when asked for: UnaryContext makes them then). */
+/**
+ * A unary answer with the context's headers and trailers. Every field is its
+ * own: an interceptor that copies the answer (`{ ...res }`, as connect's
+ * contract allows) keeps them all, the trailers too.
+ */
 class UnaryAnswer implements UnaryResponse {
   readonly stream = false;
   readonly service: UnaryResponse["service"];
   readonly method: UnaryResponse["method"];
   readonly header: Headers;
+  readonly trailer: Headers;
 
   constructor(
     readonly context: HandlerContext,
@@ -203,10 +202,7 @@ class UnaryAnswer implements UnaryResponse {
     this.service = context.service;
     this.method = context.method as UnaryResponse["method"];
     this.header = context.responseHeader;
-  }
-
-  get trailer(): Headers {
-    return this.context.responseTrailer;
+    this.trailer = context.responseTrailer;
   }
 }
 
@@ -256,10 +252,10 @@ function answerOf(res: UnaryResponse, context: HandlerContext): UnaryResponse {
 }
 
 /** The error a remote caller would get for `err`: its cause stays here, the response's headers and trailers become its metadata. */
-function relayed(err: unknown, header: Headers, trailer: Headers | undefined): ConnectError {
+function relayed(err: unknown, header: Headers, trailer: Headers): ConnectError {
   const e = ConnectError.from(err);
   const metadata = new Headers(header);
-  trailer?.forEach((value, key) => metadata.set(key, value));
+  trailer.forEach((value, key) => metadata.set(key, value));
   e.metadata.forEach((value, key) => metadata.set(key, value));
   const relayed = new ConnectError(e.rawMessage, e.code, metadata);
   relayed.details.push(...e.details);
@@ -336,7 +332,7 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
       try {
         return await invoke(context, req.message);
       } catch (err) {
-        throw relayed(err, context.responseHeader, context.trailer);
+        throw relayed(err, context.responseHeader, context.responseTrailer);
       }
     },
     async stream(req, timeoutMs) {
@@ -372,6 +368,22 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
   };
 }
 
+/** Where a LocalCall's signal keeps the call's deadline (ms since the epoch). */
+const DEADLINE = Symbol("in-process call's deadline");
+type SignalWithDeadline = AbortSignal & { [DEADLINE]?: number };
+
+/**
+ * The time left (ms) until the deadline of the LocalCall whose signal
+ * `signal` is; undefined when it has none, or for any other signal. The
+ * deadline rides on the signal, which interceptors hand on even when they
+ * build a new request (connect's contract: a request is made of its fields,
+ * nothing else rides on it safely).
+ */
+export function timeLeftOn(signal: AbortSignal): number | undefined {
+  const deadline = (signal as SignalWithDeadline)[DEADLINE];
+  return deadline === undefined ? undefined : deadline - Date.now();
+}
+
 /** Why a finished call's signal aborts: one shared reason, so finishing a call builds no DOMException. */
 const CALL_OVER = new ConnectError("the call is over", Code.Canceled);
 
@@ -395,6 +407,7 @@ export class LocalCall {
     timeoutMs: number | undefined,
   ) {
     if (timeoutMs !== undefined) {
+      (this.controller.signal as SignalWithDeadline)[DEADLINE] = Date.now() + timeoutMs;
       if (timeoutMs <= 0) LocalCall.expire(this);
       // The call rides on the timer as its argument: no closure per call.
       else this.timer = setTimeout(LocalCall.expire, timeoutMs, this);

@@ -14,7 +14,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { connectUnaryCall, type Http2Upstream } from "./http2-exchange.js";
 import { signingInterceptor } from "./internal-auth.js";
-import { callValues, LocalCall, type LocalServer } from "./local-server.js";
+import { callValues, LocalCall, timeLeftOn, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
 import { tracingInterceptor } from "./tracing.js";
 import { upstreamSessions } from "./upstream.js";
@@ -154,9 +154,9 @@ function connectTimeout(timeoutMs: number | undefined): number | undefined {
 export function localTransport(local: LocalServer, interceptors: Interceptor[] = []): Transport {
   const grpc = universalHandlerTransport(local, interceptors);
   // The interceptors around the server's unary and stream paths, composed once, not per call
-  // (they keep nothing of a call outside the function they return): a call's timeout travels on its request.
-  const unary = intercepted<AnyFn>((req) => local.unary(req as UnaryRequest, (req as Timed).timeoutMs), interceptors);
-  const stream = intercepted<AnyFn>((req) => local.stream(req as StreamRequest, (req as Timed).timeoutMs), interceptors);
+  // (they keep nothing of a call outside the function they return): a call's deadline travels on its signal, a LocalCall's.
+  const unary = intercepted<AnyFn>((req) => local.unary(req as UnaryRequest, timeLeftOn(req.signal)), interceptors);
+  const stream = intercepted<AnyFn>((req) => local.stream(req as StreamRequest, timeLeftOn(req.signal)), interceptors);
   return {
     unary(method, signal, callerTimeoutMs, header, message, contextValues) {
       if (!local.serves(method)) return grpc.unary(method, signal, callerTimeoutMs, header, message, contextValues);
@@ -166,7 +166,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        unary(localRequest(method, call, header, contextValues, timeoutMs, false, asMessage(method.input, message))).then(
+        unary(localRequest(method, call, header, contextValues, false, asMessage(method.input, message))).then(
           (res) => (call.done(), resolve(res as never)),
           (err) => reject(call.fail(err)),
         );
@@ -183,7 +183,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         const messages = (async function* () {
           for await (const m of input) yield asMessage(method.input, m);
         })();
-        stream(localRequest(method, call, header, contextValues, timeoutMs, true, messages)).then(
+        stream(localRequest(method, call, header, contextValues, true, messages)).then(
           (res) => {
             const answer = res as StreamResponse;
             // Cancelled while the first message was on its way: the handler's generator still ends.
@@ -197,23 +197,15 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
   };
 }
 
-/**
- * An in-process call's request: its timeout rides along for the server's
- * side (LocalServer.unary, .stream). The interceptors hand the request on as
- * it is or spread, which keeps it.
- */
-type Timed = { timeoutMs?: number };
-
-/** An in-process call's request, unary or stream, made as one object of one shape. */
+/** An in-process call's request, unary or stream, made as one object of one shape (its deadline is on its signal: timeLeftOn). */
 function localRequest(
   method: DescMethod,
   call: LocalCall,
   header: ConstructorParameters<typeof Headers>[0],
   contextValues: ContextValues | undefined,
-  timeoutMs: number | undefined,
   stream: boolean,
   message: unknown,
-): (UnaryRequest | StreamRequest) & Timed {
+): UnaryRequest | StreamRequest {
   return {
     stream,
     service: method.parent,
@@ -224,8 +216,7 @@ function localRequest(
     contextValues: contextValues ?? callValues(),
     signal: call.signal,
     message,
-    timeoutMs,
-  } as (UnaryRequest | StreamRequest) & Timed;
+  } as UnaryRequest | StreamRequest;
 }
 
 /** gRPC to a local server's universal handlers (every kind of RPC), without a socket. */
