@@ -39,5 +39,10 @@ test("the venue screens' fields and dates are Nairobi's, not the browser's zone"
   assert.equal(timestampDate(localTime("2026-12-01T00:20")!).toISOString(), "2026-11-30T21:20:00.000Z");
   assert.equal(localTime("2026-02-30T10:00"), undefined);
   assert.equal(inputTime(at("2026-11-30T21:20:00Z")), "2026-12-01T00:20");
-  assert.match(shown(localTime("2026-12-01T00:20")), /1 Dec 2026.*00:20/);
+  assert.match(shown(localTime("2026-12-01T00:20"), "en"), /1 Dec 2026.*00:20/);
+});
+
+test("a Swahili venue screen shows its dates in Swahili, on Nairobi's clock", () => {
+  // The words around a date are Swahili ("Imerudishwa {when}"): the month must be too, not en-KE's "Dec".
+  assert.match(shown(localTime("2026-12-01T00:20"), "sw"), /1 Des 2026.*00:20/);
 });

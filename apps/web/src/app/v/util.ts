@@ -4,7 +4,8 @@
 // shifts and days are Kenyan, and a laptop left on UTC would move them by 3 h.
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { fromNairobiWallTime, nairobiWallTime } from "../../lib/nairobi-time";
+import type { Locale } from "../../lib/i18n";
+import { fromNairobiWallTime, NAIROBI_ZONE, nairobiWallTime } from "../../lib/nairobi-time";
 import type { VenueKey } from "../../lib/venue-i18n";
 
 export { plainError } from "../../lib/errors";
@@ -20,8 +21,9 @@ export function inputTime(d: Date): string {
   return nairobiWallTime(d);
 }
 
-export function shown(ts?: Timestamp): string {
-  return ts ? timestampDate(ts).toLocaleString("en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: "Africa/Nairobi" }) : "";
+/** A moment as the manager reads it: Nairobi's clock, in the screen's language (month names differ). */
+export function shown(ts: Timestamp | undefined, locale: Locale): string {
+  return ts ? timestampDate(ts).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "";
 }
 
 export const METHODS: [SplitMethod, VenueKey][] = [

@@ -21,11 +21,11 @@ const STATUS: Record<DistributionStatus, VenueKey> = {
 
 /** Who gets what, each line with its weight, hours and explanation, and the rounding rule. */
 function Shares({ d }: { d: Distribution }) {
-  const { t } = useVT();
+  const { t, locale } = useVT();
   return (
     <>
       <p>
-        {shown(d.period?.start)} – {shown(d.period?.end)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·
+        {shown(d.period?.start, locale)} – {shown(d.period?.end, locale)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·
         {t("v_collected")} <strong data-testid="collected">{formatMoney(d.collected?.amountMinor ?? 0n)}</strong> · {t("v_statusW")} <strong data-testid="distribution-status">{t(STATUS[d.status])}</strong>
       </p>
       {d.summary ? <p>{d.summary}</p> : null}
@@ -44,7 +44,7 @@ function Shares({ d }: { d: Distribution }) {
         </tbody>
       </table>
       <p className="muted">{t("v_rounding")}: {d.remainderRule}</p>
-      {d.reversalReason ? <p>{t("v_reversedAt", { when: shown(d.reversedAt) })}: “{d.reversalReason}”</p> : null}
+      {d.reversalReason ? <p>{t("v_reversedAt", { when: shown(d.reversedAt, locale) })}: “{d.reversalReason}”</p> : null}
     </>
   );
 }

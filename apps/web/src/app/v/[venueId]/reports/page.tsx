@@ -16,7 +16,7 @@ import { useRoleName } from "../../use-role-name";
 /** Hours and confirmed shares per member over a period (rows and CSV), and the audit trail. */
 export default function Reports() {
   const { venueId } = useParams<{ venueId: string }>();
-  const { t, err: plainError } = useVT();
+  const { t, err: plainError, locale } = useVT();
   const roleName = useRoleName(venueId);
   const transport = useTransport();
   // This month in Nairobi, to the end of today there.
@@ -62,7 +62,7 @@ export default function Reports() {
         <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th><th>{t("v_detail")}</th></tr></thead>
         <tbody>
           {(audit.data?.records ?? []).map((r) => (
-            <tr key={String(r.sequence)}><td>{shown(r.at)}</td><td>{r.action}</td><td>{r.actor.slice(0, 8)}</td><td><code>{r.detail.slice(0, 160)}</code></td></tr>
+            <tr key={String(r.sequence)}><td>{shown(r.at, locale)}</td><td>{r.action}</td><td>{r.actor.slice(0, 8)}</td><td><code>{r.detail.slice(0, 160)}</code></td></tr>
           ))}
         </tbody>
       </table>

@@ -11,7 +11,7 @@ import { useVT } from "../../use-vt";
 /** The split rule in force (what every member sees), its earlier versions, and a new version. */
 export default function Rules() {
   const { venueId } = useParams<{ venueId: string }>();
-  const { t, err: plainError } = useVT();
+  const { t, err: plainError, locale } = useVT();
   const current = useQuery(VenueService.method.getSplitRule, { venueId, version: 0 }, { retry: false });
   const history = useQuery(VenueService.method.listSplitRules, { venueId });
   const members = useQuery(VenueService.method.listMembers, { venueId });
@@ -63,7 +63,7 @@ export default function Rules() {
         {r ? (
           <>
             <p><strong>{t("v_versionN", { v: r.version })}</strong>: {r.summary}</p>
-            <p className="muted">{t(methodName(r.method))} · {t(r.includeManagers ? "v_mgrIn" : "v_mgrOut")} · {t("v_ownTips")} · {t("v_sinceT", { when: shown(r.createdAt) })}{r.note ? ` · “${r.note}”` : ""}</p>
+            <p className="muted">{t(methodName(r.method))} · {t(r.includeManagers ? "v_mgrIn" : "v_mgrOut")} · {t("v_ownTips")} · {t("v_sinceT", { when: shown(r.createdAt, locale) })}{r.note ? ` · “${r.note}”` : ""}</p>
           </>
         ) : current.error ? <p>{plainError(current.error)}</p> : <p>{t("v_loading")}</p>}
       </section>
@@ -96,7 +96,7 @@ export default function Rules() {
         <thead><tr><th>{t("v_version")}</th><th>{t("v_ruleCol")}</th><th>{t("v_since")}</th><th>{t("v_note")}</th></tr></thead>
         <tbody>
           {(history.data?.rules ?? []).map((x) => (
-            <tr key={x.version}><td>{x.version}</td><td>{x.summary}</td><td>{shown(x.createdAt)}</td><td>{x.note}</td></tr>
+            <tr key={x.version}><td>{x.version}</td><td>{x.summary}</td><td>{shown(x.createdAt, locale)}</td><td>{x.note}</td></tr>
           ))}
         </tbody>
       </table>

@@ -16,7 +16,7 @@ const MAX_CSV_BYTES = 1_048_576;
 /** Shifts: hours per member over a period, a shift recorded by hand, and CSV imports with the rows refused and why. */
 export default function Shifts() {
   const { venueId } = useParams<{ venueId: string }>();
-  const { t, err: plainError } = useVT();
+  const { t, err: plainError, locale } = useVT();
   const roleName = useRoleName(venueId);
   const [range, setRange] = useState(() => {
     // The week to the end of today in Nairobi.
@@ -103,7 +103,7 @@ export default function Shifts() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_start")}</th><th>{t("v_end")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(shifts.data?.shifts ?? []).map((s) => (
-            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt)}</td><td>{s.endedAt ? shown(s.endedAt) : t("v_onShift")}</td><td>{hours(s.minutes)}</td></tr>
+            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt, locale)}</td><td>{s.endedAt ? shown(s.endedAt, locale) : t("v_onShift")}</td><td>{hours(s.minutes)}</td></tr>
           ))}
         </tbody>
       </table>

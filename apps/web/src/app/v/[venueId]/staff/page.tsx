@@ -95,8 +95,8 @@ export default function Staff() {
                 )}
               </td>
               <td>{STATUS[m.status] ? t(STATUS[m.status] as VenueKey) : ""}</td>
-              <td>{shown(m.joinedAt)}</td>
-              <td>{shown(m.leftAt)}</td>
+              <td>{shown(m.joinedAt, locale)}</td>
+              <td>{shown(m.leftAt, locale)}</td>
               <td>
                 {m.status !== MemberStatus.LEFT ? (
                   <button type="button" className="secondary" onClick={() => run(() => remove.mutateAsync({ venueId, memberId: m.memberId, reason: "left the staff" }).then(() => t("v_hasLeft", { name: m.displayName })))}>
