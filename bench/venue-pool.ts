@@ -5,7 +5,9 @@
 // is CreateTip (code resolved by qr) -> STK push -> the simulator's callback
 // -> SUCCEEDED -> the wallet entry. Printed: tips/s and callback-to-credit
 // (the callback's arrival to the ledger entry being recorded on the tip), and
-// the pool's figures as a ratio to the individual run.
+// the pool's figures as a ratio to the individual run, and CPU per tip by process: this one (the
+// services and the customers' calls), PostgreSQL, and the Daraja simulator in a process of its own
+// (bench/edge-simulators.ts: M-Pesa is not on our machines).
 //   node --import tsx bench/venue-pool.ts [seconds=5] [concurrency=32]
 import { randomBytes, randomUUID } from "node:crypto";
 import { cpus, loadavg } from "node:os";
@@ -16,13 +18,14 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createPaymentModule } from "@ttip/payment";
-import { startDarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders, createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, signingInterceptor, startService } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
+import { startEdgeSimulators } from "./edge-simulators.js";
 import { closedLoop, percentiles, type LoadResult } from "./load.js";
 import { benchPaymentConfig } from "./payment-config.js";
+import { cpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 32);
@@ -30,8 +33,12 @@ const concurrency = Number(process.argv[3] ?? 32);
 const pg = await startPostgres({ durable: true });
 const pool = createPool(pg.url, { max: 80 });
 const logger = createLogger({ level: "silent" });
-const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
-const config = benchPaymentConfig(sim);
+const edge = await startEdgeSimulators();
+const config = benchPaymentConfig(edge.daraja);
+// Whose CPU each run's tips took: postgres with its backends.
+const processes = new Map([["this process (services, customers)", process.pid], ["postgres", pg.pid], ["simulators", edge.pid]]);
+const cpuPerTip = (before: Map<string, number>, after: Map<string, number>, tips: number) =>
+  [...after].map(([name, ms]) => `${name} ${((ms - before.get(name)!) / Math.max(1, tips)).toFixed(2)}`).join(", ");
 const urls = new Map<string, string>();
 const peers = createPeers((name) => urls.get(name));
 const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
@@ -60,6 +67,7 @@ async function callbackToCredit(tipIds: string[]): Promise<{ p50: number; p99: n
 async function run(label: string, codeFor: (n: number) => string): Promise<{ r: LoadResult; c: Awaited<ReturnType<typeof callbackToCredit>> }> {
   const ids: string[] = [];
   let n = 0;
+  const cpu0 = cpuMs(processes, new Set(["postgres"]));
   const r = await closedLoop(concurrency, seconds, async () => {
     const i = n++;
     // Ends in 5678: the simulator's plain success.
@@ -73,11 +81,13 @@ async function run(label: string, codeFor: (n: number) => string): Promise<{ r: 
     }
   });
   for (let i = 0; i < 100 && (await pool.query("SELECT 1 FROM payment.tips WHERE credit_entry_id IS NULL LIMIT 1")).rowCount; i++) await new Promise((res) => setTimeout(res, 100));
+  const cpu1 = cpuMs(processes, new Set(["postgres"]));
   const c = await callbackToCredit(ids);
   console.log(
     `${label.padEnd(34)} ${r.perSecond.toFixed(0).padStart(4)} tips/s  CreateTip->SUCCEEDED ${percentiles(r)}  ` +
       `callback->credit p50 ${c.p50.toFixed(1)} ms p99 ${c.p99.toFixed(1)} ms  (${r.calls} tips, ${c.credited} credited)`,
   );
+  console.log(`${"".padEnd(34)} CPU ms per tip (the run and its last credits): ${cpuPerTip(cpu0, cpu1, r.calls)}`);
   return { r, c };
 }
 
@@ -113,7 +123,7 @@ try {
 } finally {
   for (const s of services.reverse()) await s.close();
   peers.close();
-  await sim.close();
+  await edge.close();
   await pool.end();
   await pg.stop();
 }

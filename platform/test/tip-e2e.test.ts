@@ -190,6 +190,8 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
 
     const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
     const tipKey = randomUUID();
+    // The callback waits for the test: on a busy machine 20 ms can pass before CreateTip answers, and the tip is then already paid.
+    const stkCallbacks = daraja.hold("stk");
     const created = await api(PaymentService).createTip({
       idempotencyKey: tipKey,
       recipient: { case: "qrCode", value: shortCode },
@@ -210,6 +212,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     assert.equal(pushes[0].amount, 250);
 
     // 6. The simulator's callback arrives; the tip page watches it succeed.
+    await stkCallbacks.release();
     let last = created.tip!;
     for await (const m of api(PaymentService).watchTip({ tipId })) last = m.tip!;
     assert.equal(last.status, TipStatus.SUCCEEDED);

@@ -2,13 +2,14 @@
 // trial balance, and the M-Pesa short code's balance (Daraja Account Balance)
 // reconciled against the ledger; the fee schedules (fees.tsx).
 import { useEffect, useState } from "react";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, type RevenuePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { PaymentAdminService, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { GetTrialBalanceResponse } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, type Session } from "./api";
+import { chartRange, monthsRange, periodLabel } from "./chart-range";
 import { PlatformCharts } from "./charts";
 import { FeeSchedules } from "./fees";
 import { Action, money, Section, when } from "./ui";
@@ -72,11 +73,11 @@ function Revenue() {
   const [series, setSeries] = useState<RevenuePoint[]>([]);
   const [error, setError] = useState("");
   useEffect(() => {
-    const now = new Date();
-    const from = granularity === Granularity.MONTH ? new Date(now.getFullYear() - 1, now.getMonth(), 1) : new Date(now.getTime() - 30 * 86_400_000);
+    // Whole Nairobi days and months, as analytics buckets them, whatever the browser's zone.
+    const { from, to } = granularity === Granularity.MONTH ? monthsRange() : chartRange();
     setError("");
     api(AnalyticsAdminService)
-      .getRevenueMetrics({ range: { from: timestampFromDate(from), to: timestampFromDate(now) }, granularity, currency: "KES" })
+      .getRevenueMetrics({ range: { from: timestampFromDate(from), to: timestampFromDate(to) }, granularity, currency: "KES" })
       .then((r) => setSeries(r.series), (err) => setError(errorText(err)));
   }, [granularity]);
   return (
@@ -90,7 +91,7 @@ function Revenue() {
         <thead><tr><th>Period</th><th>Tips</th><th>Tip volume</th><th>Fees</th><th>Payouts</th></tr></thead>
         <tbody>
           {series.map((p) => (
-            <tr key={when(p.periodStart)}><td>{when(p.periodStart).slice(0, granularity === Granularity.MONTH ? 7 : 10)}</td><td>{String(p.tips)}</td><td>{money(p.tipVolume)}</td><td>{money(p.platformFees)}</td><td>{money(p.payouts)}</td></tr>
+            <tr key={when(p.periodStart)}><td>{p.periodStart ? periodLabel(timestampDate(p.periodStart), granularity === Granularity.MONTH) : ""}</td><td>{String(p.tips)}</td><td>{money(p.tipVolume)}</td><td>{money(p.platformFees)}</td><td>{money(p.payouts)}</td></tr>
           ))}
         </tbody>
       </table>

@@ -3,7 +3,7 @@
 // with its Nairobi date, at any hour and in any browser zone.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { CHART_DAYS, chartDayLabel, chartRange } from "../src/chart-range.js";
+import { CHART_DAYS, chartDayLabel, chartRange, monthsRange, periodLabel } from "../src/chart-range.js";
 
 const at = (iso: string) => new Date(iso);
 const iso = (r: { from: Date; to: Date }) => ({ from: r.from.toISOString(), to: r.to.toISOString() });
@@ -30,5 +30,13 @@ describe("the platform charts' range", () => {
   test("a day's bucket starts at 21:00 UTC the evening before and is labelled with its Nairobi date", () => {
     assert.equal(chartDayLabel(at("2026-11-30T21:00:00Z")), "12-01");
     assert.equal(chartDayLabel(at("2026-12-31T21:00:00Z")), "01-01");
+  });
+
+  test("the revenue table's months start at midnight in Nairobi, a year before this Nairobi month, and are labelled with Nairobi's month", () => {
+    // 21:20 UTC on 30 November is December in Nairobi: from 1 December a year ago.
+    assert.equal(monthsRange(at("2026-11-30T21:20:00Z")).from.toISOString(), "2025-11-30T21:00:00.000Z");
+    assert.equal(monthsRange(at("2027-01-01T00:20:00Z")).from.toISOString(), "2025-12-31T21:00:00.000Z");
+    assert.equal(periodLabel(at("2026-11-30T21:00:00Z"), true), "2026-12");
+    assert.equal(periodLabel(at("2026-11-30T21:00:00Z"), false), "2026-12-01");
   });
 });

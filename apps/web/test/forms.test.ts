@@ -129,6 +129,9 @@ test("the statement PDF: valid structure, built-in fonts only, the rows and both
   assert.match(text, /\(Taarifa ya TTIP 2026-11\) Tj/);
   assert.match(text, /\(Salio la mwisho: KES 34,200\) Tj/);
   assert.match(text, /caf\xe9/, "Latin-1 text kept as is");
+  // The rows are hourly from 14:13 UTC: on Nairobi's clock (the statement's month is Nairobi's) the first reads 17:13.
+  assert.doesNotMatch(text, /\(2026-09-21 1[456]:13\) Tj/, "no row on UTC's clock");
+  assert.match(text, /\(2026-09-21 17:13\) Tj/);
   assert.equal((text.match(/\(KES 285\) Tj/g) ?? []).length, 121, "every row's amount, and the first row's balance");
   assert.match(text, /\/Count 3 /, "120 rows take three A4 pages");
   assert.doesNotMatch(text, /FontFile|http/, "no font embedded or fetched");

@@ -20,14 +20,15 @@ import { DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 
-const pad = (n: number) => String(n).padStart(2, "0");
-/** A datetime-local value (this machine's time zone, as the browser's), to the second. */
-const local = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+/** A datetime-local value as the venue screens read it: Nairobi's wall clock, whatever the browser's zone, to the second. */
+const local = (d: Date) => new Date(d.getTime() + 3 * 3_600_000).toISOString().slice(0, 19);
 
 /** Fails with what the page shows instead of what was awaited. */
 async function see(page: Page, what: ReturnType<Page["getByText"]>, timeout = 20_000): Promise<void> {
   await what.waitFor({ timeout }).catch(async (err) => {
-    throw new Error(`${(err as Error).message}\nthe page says: ${(await page.locator("main").innerText()).slice(0, 2000)}`);
+    // The fields' values too: a period typed into a field is not in the page's text.
+    const fields = await page.locator("main input").evaluateAll((inputs) => inputs.map((i) => `${i.id || (i as HTMLInputElement).name}=${(i as HTMLInputElement).value}`).join(" "));
+    throw new Error(`${(err as Error).message}\nthe page says: ${(await page.locator("main").innerText()).slice(0, 2000)}\nits fields: ${fields.slice(0, 1000)}`);
   });
 }
 
@@ -179,7 +180,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.equal(reversed.status, DistributionStatus.REVERSED);
     assert.equal(reversed.reversalReason, "wrong period");
     await page.getByRole("link", { name: "Reports" }).click();
-    // The report opens on this month in the browser's zone; in a month's first hours the shift (3 h ago) is last month's.
+    // The report opens on this month in Nairobi; in a month's first hours there the shift (3 h ago) is last month's.
     await page.getByLabel("From", { exact: true }).fill(local(new Date(Date.now() - 6 * 3_600_000)).slice(0, 16));
     await see(page, page.getByTestId("audit").getByRole("cell", { name: "distribution.reversed" }));
     await see(page, page.getByTestId("report").getByRole("cell", { name: "2 h", exact: true }));

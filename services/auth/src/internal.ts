@@ -59,16 +59,19 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
     },
 
     async verifyStepUpToken(req) {
-      // Spent on first use: a payout proof cannot be replayed.
+      // Spent on first use, on the payout it names (spend_key): a payout proof cannot be replayed for
+      // another payout. The same payout's retry is accepted: its caller may have given up before we
+      // answered (payment waits 5 s), and we may have spent the token after that.
       const { rows } = await pool.query(
-        `UPDATE auth.step_up_tokens t SET used_at = now()
+        `UPDATE auth.step_up_tokens t SET used_at = COALESCE(t.used_at, now()), spend_key = COALESCE(t.spend_key, $4)
            FROM auth.devices d
-          WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.used_at IS NULL AND t.expires_at > now()
+          WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > now()
+            AND (t.used_at IS NULL OR t.spend_key = $4)
             AND d.device_id = t.device_id AND d.removed_at IS NULL
           RETURNING t.device_id`,
-        [sha256(req.stepUpToken), req.userId, req.purpose],
+        [sha256(req.stepUpToken), req.userId, req.purpose, req.spendKey || null],
       );
-      if (!rows[0]) throw new PermissionDeniedError("step-up token is invalid, expired or already spent");
+      if (!rows[0]) throw new PermissionDeniedError(`step-up token is invalid, expired or already spent${req.spendKey ? " on another payout" : ""}`);
       return { deviceId: rows[0].device_id };
     },
   };

@@ -81,6 +81,35 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.ok(actions.includes(AuditAction.DEVICE_REGISTERED) && actions.includes(AuditAction.DEVICE_REMOVED));
   });
 
+  test("a payout's step-up token is spent on the payout's key: that payout's retry verifies again until the token expires, any other use is refused", async () => {
+    const phone = randomPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const key = deviceKey();
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const stepUp = async () => {
+      const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+      return (await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) })).stepUpToken;
+    };
+    const verify = (stepUpToken: string, spendKey: string) => h.internal.verifyStepUpToken({ stepUpToken, userId: signup.userId, purpose: "payout", spendKey });
+
+    const token = await stepUp();
+    assert.equal((await verify(token, "payout-key-1")).deviceId, device!.deviceId);
+    assert.equal((await verify(token, "payout-key-1")).deviceId, device!.deviceId, "the same payout's retry (its first answer lost)");
+    assert.equal(await fails(verify(token, "payout-key-2")), Code.PermissionDenied, "another payout");
+    assert.equal(await fails(verify(token, "")), Code.PermissionDenied, "a use naming no payout");
+    assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken: token, userId: signup.userId, purpose: "admin", spendKey: "payout-key-1" })), Code.PermissionDenied, "another purpose");
+    await h.t.db.pool.query("UPDATE auth.step_up_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1", [signup.userId]);
+    assert.equal(await fails(verify(token, "payout-key-1")), Code.PermissionDenied, "expired: proved again");
+
+    // Spent naming no payout (as before keys): spent for good, whatever key comes after.
+    const unnamed = await stepUp();
+    await verify(unnamed, "");
+    assert.equal(await fails(verify(unnamed, "")), Code.PermissionDenied);
+    assert.equal(await fails(verify(unnamed, "payout-key-3")), Code.PermissionDenied);
+  });
+
   test("partner keys: issued once (hashed and sealed at rest), idempotent, HMAC-signed requests with a replay window", async () => {
     const root = await h.signUp(randomPhone());
     await h.makeAdmin(root.userId);

@@ -5,7 +5,7 @@
 // caller still waits for its own row.
 import assert from "node:assert/strict";
 import { GroupCommit, groupCommitPer, sortedByKey, type Queryable } from "@ttip/runtime";
-import { carryingSentMarks, sentMarksSql } from "./receipts.js";
+import { carryingSentMarks, sentMarksCondition } from "./receipts.js";
 import { TIP_COLUMNS_OF_T, type TipRow } from "./tips.js";
 
 export interface CheckoutIds {
@@ -61,11 +61,10 @@ async function storeGroup(pool: Queryable, group: CheckoutIds[]): Promise<Map<st
   groupSql ??= `WITH m AS (
        SELECT a.tip_id, a.checkout_request_id, a.merchant_request_id
          FROM unnest((SELECT $1::uuid[])::uuid[], (SELECT $2::text[])::text[], (SELECT $3::text[])::text[]) AS a(tip_id, checkout_request_id, merchant_request_id)),
-     locked AS MATERIALIZED (SELECT t.tip_id FROM payment.tips t JOIN m USING (tip_id) ORDER BY t.tip_id FOR UPDATE OF t),
-     receipts_sent AS (${sentMarksSql("$4")})
+     locked AS MATERIALIZED (SELECT t.tip_id FROM payment.tips t JOIN m USING (tip_id) ORDER BY t.tip_id FOR UPDATE OF t)
      UPDATE payment.tips t SET checkout_request_id = m.checkout_request_id, merchant_request_id = m.merchant_request_id
        FROM locked l JOIN m USING (tip_id)
-      WHERE t.tip_id = l.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id)
+      WHERE t.tip_id = l.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id) AND ${sentMarksCondition("$4")}
       RETURNING ${TIP_COLUMNS_OF_T}`;
   // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
   const { rows } = await carryingSentMarks(pool, (sentTipIds) =>

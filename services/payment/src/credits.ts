@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, refusedStatement, sortedByKey, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
-import { carryingSentMarks, sentMarksSql } from "./receipts.js";
+import { carryingSentMarks, sentMarksCondition } from "./receipts.js";
 import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
 import { emitTipSucceeded, loadTip, runAfterCredit, TIP_COLUMNS, TIP_COLUMNS_OF_T, tipSucceededEvent, type Deps, type TipRow } from "./tips.js";
 
@@ -188,10 +188,10 @@ function recordCreditsSql(): string {
      owed AS (
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ORDER BY tip_id ON CONFLICT DO NOTHING),
      announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT event_id, subject, payload, traceparent FROM credited WHERE credit_kind <> 'suspense'),
-     receipts_sent AS (${sentMarksSql("$10")})
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT event_id, subject, payload, traceparent FROM credited WHERE credit_kind <> 'suspense')
      SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
-       FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`);
+       FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id
+      WHERE ${sentMarksCondition("$10")}`);
 }
 
 /**

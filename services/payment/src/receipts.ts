@@ -187,7 +187,7 @@ function scheduleFlush(pool: Queryable, marks: SentMarks): void {
 
 /**
  * The sent receipts a statement about to run on `pool` is to mark (its
- * `tipIds` parameter, for sentMarksSql), and what to call with its outcome:
+ * `tipIds` parameter, for sentMarksCondition), and what to call with its outcome:
  * on an error they wait for the next statement, or their own.
  */
 function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknown) => void } {
@@ -206,19 +206,18 @@ function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknow
 }
 
 /**
- * Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent: a CTE body for a statement carrying them (carryingSentMarks).
- * The ids are read through a sub-select so that PostgreSQL estimates the statement the same whatever they are: given
- * directly, an empty list made the plan for the values cheaper than the generic one, and the credit carrying them was
- * planned again on every call (tip-statements.test.ts). The rows are locked first, in the ids' order whichever way
- * the update is planned (a sequential scan reads the table's order), as credits.ts locks its tips: two replicas'
- * marks of overlapping receipts never hold each other's rows.
+ * Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent, as a condition that always holds: for the
+ * WHERE of a statement carrying them (carryingSentMarks). A sub-select there that names none of the statement's rows
+ * is run once, before them (PostgreSQL's one-time filter), whether the statement then finds rows or not, and its cost
+ * is the same to the planner whatever the ids: the carrying statement is planned once per connection
+ * (tip-statements.test.ts). The function (migration 0018) reads payment.receipts by its key only and locks the rows
+ * in the ids' order, however young the table: an UPDATE in the statement itself was joined by a plan that read the
+ * table whole (receipt-plans.test.ts).
  */
-export const sentMarksSql = (param: string) => `UPDATE payment.receipts r SET sent_at = now(), attempts = r.attempts + 1
-       FROM (SELECT tip_id FROM payment.receipts WHERE tip_id = ANY ((SELECT ${param}::uuid[])::uuid[]) ORDER BY tip_id FOR UPDATE) l
-      WHERE r.tip_id = l.tip_id`;
+export const sentMarksCondition = (param: string) => `(SELECT payment.mark_receipts_sent(${param}::uuid[])) >= 0`;
 
 /**
- * Runs `statement` (one carrying sentMarksSql of the ids it is given) with the receipts
+ * Runs `statement` (one carrying sentMarksCondition of the ids it is given) with the receipts
  * marks waiting on `pool`; they are done when it succeeds, and wait again when it fails.
  */
 export async function carryingSentMarks<T>(pool: Queryable, statement: (tipIds: string[]) => Promise<T>): Promise<T> {
@@ -233,8 +232,10 @@ export async function carryingSentMarks<T>(pool: Queryable, statement: (tipIds: 
   }
 }
 
-// Sorted, so two replicas marking overlapping receipts lock them in the same order.
+// Each once, sorted: the function locks them in this order (its key's), whatever the order they were sent in.
 const sortedIds = (batch: { tipId: string }[]) => [...new Set(batch.map((w) => w.tipId))].sort();
+
+const MARK_SENT_SQL = "SELECT payment.mark_receipts_sent($1::uuid[])";
 
 async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> {
   marks.flushing = true;
@@ -242,7 +243,7 @@ async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> 
     const batch = marks.waiting.splice(0, MARK_SENT_BATCH);
     let failure: unknown;
     try {
-      if (batch.length) await pool.query(sentMarksSql("$1"), [sortedIds(batch)]);
+      if (batch.length) await pool.query(MARK_SENT_SQL, [sortedIds(batch)]);
     } catch (err) {
       failure = err ?? new Error("marking receipts sent failed");
     }

@@ -446,7 +446,7 @@ describe("payment's per-tip statements, by their plans", () => {
       await other.query("SELECT 1 FROM payment.receipts WHERE tip_id = $1 FOR UPDATE", [lo.tipId]);
       const marked = Promise.all([markSent(client, hi.tipId), markSent(client, lo.tipId)]);
       await eventually("the marks wait for lo", async () => (await db.pool.query(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'UPDATE payment.receipts')")).rows.length > 0);
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'SELECT payment.mark_receipts_sent')")).rows.length > 0);
       // Had the marks taken hi first, this would wait for them, and they for lo: a deadlock.
       await other.query("SET LOCAL lock_timeout = '500ms'");
       await other.query("SELECT 1 FROM payment.receipts WHERE tip_id = $1 FOR UPDATE", [hi.tipId]);

@@ -45,8 +45,11 @@ describe("withdrawals by RequestPayout", () => {
     };
   }
 
-  test("auth stuck on the step-up token's verification: the withdrawal is refused UNAVAILABLE naming VerifyStepUpToken, past its deadline, and stores nothing", async () => {
+  test("auth stuck on the step-up token's verification: the withdrawal is refused UNAVAILABLE naming VerifyStepUpToken, past its deadline, and stores nothing; the token auth spent late is accepted for that withdrawal's retry only", async () => {
     const { worker, stepUp } = await workerWithDevice();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
     const token = await stepUp();
     const request = { idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: phone(), stepUpToken: token };
@@ -69,6 +72,16 @@ describe("withdrawals by RequestPayout", () => {
     assert.match(outcome.rawMessage, /^step_up_token: cannot be verified now \(auth did not answer VerifyStepUpToken within 5000 ms\)/);
     const { payouts } = await me.listPayouts({});
     assert.equal(payouts.length, 0, "nothing stored");
+
+    // Auth's statement ran once the lock went: the token is spent, after payment stopped waiting.
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM auth.step_up_tokens WHERE user_id = $1 AND used_at IS NOT NULL", [worker])).rowCount === 1, "spent late");
+    await assert.rejects(me.requestPayout({ ...request, idempotencyKey: randomUUID() }),
+      (e: ConnectError) => e.code === Code.PermissionDenied && /^step_up_token: step-up token is invalid, expired or already spent/.test(e.rawMessage), "another withdrawal");
+    const { payout } = await me.requestPayout(request);
+    assert.equal((await me.requestPayout(request)).payout!.payoutId, payout!.payoutId, "the retry is that withdrawal");
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+    assert.equal(await h.balance(worker), 4500n, "KES 50 left the wallet, once");
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${request.mpesaPhone.slice(1)}`).length, 1);
   });
 
   test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {

@@ -578,6 +578,46 @@ interface Migration {
   checksum: string;
 }
 
+/**
+ * A migration file whose first line is this runs outside a transaction, each statement on its own:
+ * what PostgreSQL refuses inside one (CREATE INDEX CONCURRENTLY, which builds an index on a live
+ * table without holding its writes). Its statements end with `;` at the end of a line (no function
+ * bodies), and the file must be safe to run again from its start: a failure part way leaves the
+ * statements before it done and the file unrecorded (e.g. an interrupted concurrent build leaves an
+ * invalid index, so such a file drops its index IF EXISTS before building it).
+ */
+export const OUTSIDE_TRANSACTION = "-- migrate: outside a transaction";
+
+/** The statements of a file run outside a transaction, one at a time. */
+function statementsOf(sql: string): string[] {
+  return sql.split(/;[ \t]*$/m).map((s) => s.trim()).filter((s) => s.replace(/^--.*$/gm, "").trim() !== "");
+}
+
+/** Runs one file's SQL: in a transaction with its record, or (OUTSIDE_TRANSACTION) statement by statement, then its record. */
+async function applyMigration(client: pg.PoolClient, s: string, m: Migration): Promise<void> {
+  const record = () => client.query(`INSERT INTO ${s}.schema_migrations (version, checksum) VALUES ($1, $2)`, [m.version, m.checksum]);
+  if (m.sql.startsWith(OUTSIDE_TRANSACTION)) {
+    await client.query(`SET search_path TO ${s}, public`);
+    try {
+      for (const statement of statementsOf(m.sql)) await client.query(statement);
+    } finally {
+      await client.query("RESET search_path");
+    }
+    await record();
+    return;
+  }
+  await client.query("BEGIN");
+  try {
+    await client.query(`SET LOCAL search_path TO ${s}, public`);
+    await client.query(m.sql);
+    await record();
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
 async function readMigrations(dir: string, prefix: string): Promise<Migration[]> {
   const names = (await readdir(dir)).filter((n) => /^\d{4}_[a-z0-9_]+\.sql$/.test(n)).sort();
   return Promise.all(
@@ -593,7 +633,8 @@ const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.ur
 /**
  * Forward-only migrations into one service's schema: the runtime's own tables
  * (outbox, inbox) first, then the service's files NNNN_name.sql in order. Each
- * file runs once, in a transaction, with search_path set to the schema. An
+ * file runs once, in a transaction (or outside one: OUTSIDE_TRANSACTION), with
+ * search_path set to the schema. An
  * applied file that was edited afterwards stops the start: history is not
  * rewritten, a new file is added instead. Replicas starting together
  * serialise on an advisory lock.
@@ -626,14 +667,9 @@ export async function migrate(pool: Pool, schema: string, dir: string | undefine
         }
         continue;
       }
-      await client.query("BEGIN");
       try {
-        await client.query(`SET LOCAL search_path TO ${s}, public`);
-        await client.query(m.sql);
-        await client.query(`INSERT INTO ${s}.schema_migrations (version, checksum) VALUES ($1, $2)`, [m.version, m.checksum]);
-        await client.query("COMMIT");
+        await applyMigration(client, s, m);
       } catch (err) {
-        await client.query("ROLLBACK").catch(() => undefined);
         throw new Error(`migration ${schema}/${m.version} failed: ${(err as Error).message}`);
       }
       applied.push(m.version);

@@ -17,6 +17,7 @@ import {
   type FxConversion,
   type JournalEntry,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { timeOrderedUuid } from "./entry-ids.js";
 
 /** System accounts carry the other side of every entry and may go below zero. */
 const SYSTEM_KINDS = new Set([
@@ -265,7 +266,7 @@ export function preparedEntry(input: EntryInput): PreparedEntry {
   conversions.forEach((c, i) => {
     if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
   });
-  return { input, entryId: randomUUID(), hash: fingerprint(input), conversions };
+  return { input, entryId: timeOrderedUuid(), hash: fingerprint(input), conversions };
 }
 
 /** What a posting statement did with one entry, as the entry's columns of its answer. */

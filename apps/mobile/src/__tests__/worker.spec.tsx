@@ -4,6 +4,8 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
 import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
+import { formatMoney } from "@ttip/web-lib/money";
+import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
 
 afterEach(() => resetPushRegistration());
 
@@ -33,6 +35,20 @@ test("home announces a tip that arrives while it is open and adds it to the bala
   expect(gw.count("ListTips")).toBeGreaterThan(asked);
   expect(screen.getByTestId("available")).toHaveTextContent("KES 1,950");
   expect(within(screen.getByTestId("latest-tips")).getAllByText(/received/)).toHaveLength(2);
+});
+
+test("home's today and this week are Nairobi's day and Monday-to-Sunday week, whatever the phone's zone", async () => {
+  const gw = new FakeGateway();
+  const now = new Date();
+  const day = nairobiDayStart(now).getTime();
+  const week = nairobiWeekStart(now).getTime();
+  // A minute either side of each midnight in Nairobi (21:00 UTC): on a phone set to UTC, a local midnight falls elsewhere.
+  const tips: [bigint, number][] = [[1_00n, week - 60_000], [20_00n, week], [300_00n, day - 60_000], [4000_00n, day]];
+  for (const [amount, at] of tips) gw.addTip(amount, TipStatus.SUCCEEDED, new Date(at));
+  const since = (start: number) => tips.filter(([, at]) => at >= start).reduce((sum, [amount]) => sum + amount, 0n);
+  await renderApp(gw);
+  await signIn(gw);
+  expect(await screen.findByText(`Today: ${formatMoney(since(day))} · This week: ${formatMoney(since(week))}`)).toBeTruthy();
 });
 
 test("a withdrawal asks for the biometric, registers the phone's key once, signs auth's challenge and pays out once", async () => {

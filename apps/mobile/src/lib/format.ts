@@ -1,7 +1,8 @@
-// Shown times and statuses in the worker's language.
+// Shown times (Nairobi's, whatever the phone's zone) and statuses in the worker's language.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { NAIROBI_ZONE } from "@ttip/web-lib/nairobi-time";
 import type { Locale } from "./i18n";
 
 const TIP_STATUS: Record<Locale, Partial<Record<TipStatus, string>>> = {
@@ -22,5 +23,5 @@ export const payoutStatus = (s: PayoutStatus, l: Locale) => PAYOUT_STATUS[l][s] 
 export function when(t: Timestamp | Date | undefined, locale: Locale): string {
   if (!t) return "";
   const d = t instanceof Date ? t : timestampDate(t);
-  return d.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: NAIROBI_ZONE });
 }

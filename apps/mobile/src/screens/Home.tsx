@@ -1,4 +1,5 @@
-// Home: the balance (available and held), today and this week, the latest tips.
+// Home: the balance (available and held), today and this week (Nairobi's day and
+// Monday-to-Sunday week, whatever the phone's zone), the latest tips.
 // New tips appear without a reload (polled every 3 s; a push also refreshes) and the
 // newest one is announced; offline, the saved copies are shown with their time.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -7,6 +8,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatMoney } from "@ttip/web-lib/money";
+import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
 import { tipStatus, when } from "../lib/format";
@@ -18,12 +20,6 @@ import { OfflineNotice } from "./OfflineNotice";
 
 export const POLL_MS = 3000;
 
-const startOfDay = (now: Date) => new Date(new Date(now).setHours(0, 0, 0, 0));
-const startOfWeek = (now: Date) => {
-  const d = startOfDay(now);
-  d.setDate(d.getDate() - ((d.getDay() + 6) % 7));
-  return d;
-};
 const sum = (tips: Tip[], since: Date) =>
   tips
     .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since)
@@ -54,7 +50,7 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
         <Text testID="available" style={styles.big}>{formatMoney(b?.available?.amountMinor ?? 0n)}</Text>
         <Text style={styles.muted}>{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</Text>
         <Text style={styles.text}>
-          {t("today")}: {formatMoney(sum(list, startOfDay(now)))} · {t("thisWeek")}: {formatMoney(sum(list, startOfWeek(now)))}
+          {t("today")}: {formatMoney(sum(list, nairobiDayStart(now)))} · {t("thisWeek")}: {formatMoney(sum(list, nairobiWeekStart(now)))}
         </Text>
       </Notice>
       <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox} />

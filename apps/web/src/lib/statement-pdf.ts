@@ -1,10 +1,11 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { GetStatementResponse } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { formatMoney } from "./money";
+import { nairobiWallTime } from "./nairobi-time";
 import { makePdf, type PdfLine } from "./pdf";
 import type { WorkerT } from "./worker-i18n";
 
-/** The statement as a printable PDF: the wallet's own rows, laid out here (no font is fetched: Helvetica is built into PDF). */
+/** The statement (a Nairobi month) as a printable PDF, its rows' times on Nairobi's clock: the wallet's own rows, laid out here (no font is fetched: Helvetica is built into PDF). */
 export function statementPdf(s: GetStatementResponse, month: string, t: WorkerT): Uint8Array {
   const lines: PdfLine[] = [
     { cells: [t("stmtTitle", { month })], bold: true, size: 16 },
@@ -14,7 +15,7 @@ export function statementPdf(s: GetStatementResponse, month: string, t: WorkerT)
   ];
   for (const r of s.rows) {
     lines.push({
-      cells: [r.postedAt ? timestampDate(r.postedAt).toISOString().slice(0, 16).replace("T", " ") : "", r.description.slice(0, 48), formatMoney(r.amount?.amountMinor ?? 0n), formatMoney(r.balanceAfter?.amountMinor ?? 0n)],
+      cells: [r.postedAt ? nairobiWallTime(timestampDate(r.postedAt)).replace("T", " ") : "", r.description.slice(0, 48), formatMoney(r.amount?.amountMinor ?? 0n), formatMoney(r.balanceAfter?.amountMinor ?? 0n)],
     });
   }
   if (s.rows.length === 0) lines.push({ cells: ["", t("stmtEmpty")] });

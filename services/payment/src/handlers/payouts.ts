@@ -25,8 +25,8 @@ type Impl = ServiceImpl<typeof PaymentService>;
 /**
  * How long auth has to verify a withdrawal's step-up token (one short statement there): past it the
  * withdrawal is refused UNAVAILABLE naming the call, nothing stored, rather than held for as long as
- * auth is stuck. (Auth may spend the token after that: asked again, it is refused as spent, and the
- * worker proves it again.)
+ * auth is stuck. (Auth may spend the token after that: it spends it on the withdrawal's idempotency
+ * key, so the worker's retry of the same withdrawal is accepted with the same token.)
  */
 const VERIFY_STEP_UP_TIMEOUT_MS = 5_000;
 
@@ -60,7 +60,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     // The device's biometric unlock, proved to the auth service.
     try {
       await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken(
-        { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" }, { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
+        { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout", spendKey: req.idempotencyKey }, { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
     } catch (err) {
       const e = asConnectError(err, Code.Unavailable);
       if (e.code === Code.DeadlineExceeded) {

@@ -1,26 +1,27 @@
-// Small pieces the venue screens share: periods typed as local dates and
-// times, shown back as dates, and errors as sentences.
+// Small pieces the venue screens share: periods typed as dates and times,
+// shown back as dates, and errors as sentences. Times typed and shown are
+// Nairobi's wall clock, whatever zone the manager's browser is set to: a venue's
+// shifts and days are Kenyan, and a laptop left on UTC would move them by 3 h.
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { fromNairobiWallTime, nairobiWallTime } from "../../lib/nairobi-time";
 import type { VenueKey } from "../../lib/venue-i18n";
 
 export { plainError } from "../../lib/errors";
 
-/** "2026-11-29T14:00" or "…T14:00:30" (a datetime-local input) as a Timestamp, or undefined when empty or malformed. */
+/** "2026-11-29T14:00" or "…T14:00:30" (a datetime-local input, Nairobi time) as a Timestamp, or undefined when empty or malformed. */
 export function localTime(value: string): Timestamp | undefined {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(value)) return undefined;
-  const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? undefined : timestampFromDate(d);
+  const d = fromNairobiWallTime(value);
+  return d ? timestampFromDate(d) : undefined;
 }
 
-/** A Date as a datetime-local input's value, in this browser's time. */
+/** A Date as a datetime-local input's value, in Nairobi time. */
 export function inputTime(d: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+  return nairobiWallTime(d);
 }
 
 export function shown(ts?: Timestamp): string {
-  return ts ? timestampDate(ts).toLocaleString("en-KE", { dateStyle: "medium", timeStyle: "short" }) : "";
+  return ts ? timestampDate(ts).toLocaleString("en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: "Africa/Nairobi" }) : "";
 }
 
 export const METHODS: [SplitMethod, VenueKey][] = [

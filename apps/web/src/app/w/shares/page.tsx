@@ -5,6 +5,7 @@ import { useState } from "react";
 import { DistributionStatus, MemberStatus, type Member } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../lib/money";
+import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
 
@@ -36,7 +37,7 @@ function VenueCard({ m }: { m: Member }) {
       <h2>{t("ruleInForce", { venue: m.venueName })}</h2>
       {r ? <p data-testid="rule-summary">{r.summary} <span className="muted">({t("ruleVersion", { v: r.version })})</span></p> : null}
       {rule.error ? <p className="error">{err(rule.error)}</p> : null}
-      {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE") })}</p> : null}
+      {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) })}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="button" className="secondary" onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
     </section>
@@ -48,7 +49,7 @@ export default function Shares() {
   const { t, err, locale } = useT();
   const venues = useQuery(VenueService.method.listMyVenues, {});
   const shares = useQuery(VenueService.method.listMyShares, { page: { pageSize: 50 } });
-  const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? timestampDate(ts as never).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short" }) : "");
+  const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? timestampDate(ts as never).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "");
   const current = (venues.data?.memberships ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
   return (
     <>

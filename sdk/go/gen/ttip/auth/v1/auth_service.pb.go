@@ -3213,10 +3213,16 @@ func (x *GetPartnerApiKeyResponse) GetKey() *PartnerApiKey {
 }
 
 type VerifyStepUpTokenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StepUpToken   string                 `protobuf:"bytes,1,opt,name=step_up_token,json=stepUpToken,proto3" json:"step_up_token,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Purpose       string                 `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	StepUpToken string                 `protobuf:"bytes,1,opt,name=step_up_token,json=stepUpToken,proto3" json:"step_up_token,omitempty"`
+	UserId      string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Purpose     string                 `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// What the token is spent on: the payout's idempotency key. The same key
+	// verifies again until the token expires, so the retry of a payout whose
+	// first verification was answered too late (auth spent the token after the
+	// caller gave up) is not refused as spent; any other use is refused. Empty:
+	// spent on its first use, whatever for.
+	SpendKey      string `protobuf:"bytes,4,opt,name=spend_key,json=spendKey,proto3" json:"spend_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3268,6 +3274,13 @@ func (x *VerifyStepUpTokenRequest) GetUserId() string {
 func (x *VerifyStepUpTokenRequest) GetPurpose() string {
 	if x != nil {
 		return x.Purpose
+	}
+	return ""
+}
+
+func (x *VerifyStepUpTokenRequest) GetSpendKey() string {
+	if x != nil {
+		return x.SpendKey
 	}
 	return ""
 }
@@ -4090,12 +4103,13 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x17GetPartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"I\n" +
 	"\x18GetPartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xa5\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xcc\x01\n" +
 	"\x18VerifyStepUpTokenRequest\x12.\n" +
 	"\rstep_up_token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x126\n" +
-	"\apurpose\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\"8\n" +
+	"\apurpose\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\x12%\n" +
+	"\tspend_key\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\bspendKey\"8\n" +
 	"\x19VerifyStepUpTokenResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"E\n" +
 	"\x16ClaimFirstAdminRequest\x12+\n" +

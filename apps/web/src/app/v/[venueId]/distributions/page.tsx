@@ -6,6 +6,7 @@ import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
+import { nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, methodName, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import type { VenueKey } from "../../../../lib/venue-i18n";
@@ -56,8 +57,9 @@ export default function Distributions() {
   const [period, setPeriod] = useState<Period>();
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
-  const [start, setStart] = useState(() => inputTime(new Date(new Date().setHours(0, 0, 0, 0) - 86_400_000)));
-  const [end, setEnd] = useState(() => inputTime(new Date(new Date().setHours(0, 0, 0, 0))));
+  // Yesterday in Nairobi.
+  const [start, setStart] = useState(() => inputTime(new Date(nairobiDayStart(new Date()).getTime() - 86_400_000)));
+  const [end, setEnd] = useState(() => inputTime(nairobiDayStart(new Date())));
   const list = useQuery(VenueService.method.listDistributions, { venueId, page: { pageSize: 20 } });
   const previewM = useMutation(VenueService.method.previewDistribution);
   const confirm = useMutation(VenueService.method.confirmDistribution);

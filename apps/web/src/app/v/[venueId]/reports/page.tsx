@@ -8,6 +8,7 @@ import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_serv
 import { saveBytes } from "../../../../lib/download";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
+import { nairobiDayStart, nairobiMonthStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { useRoleName } from "../../use-role-name";
@@ -18,8 +19,9 @@ export default function Reports() {
   const { t, err: plainError } = useVT();
   const roleName = useRoleName(venueId);
   const transport = useTransport();
-  const [start, setStart] = useState(() => inputTime(new Date(new Date().getFullYear(), new Date().getMonth(), 1)));
-  const [end, setEnd] = useState(() => inputTime(new Date(new Date().setHours(24, 0, 0, 0))));
+  // This month in Nairobi, to the end of today there.
+  const [start, setStart] = useState(() => inputTime(nairobiMonthStart(new Date())));
+  const [end, setEnd] = useState(() => inputTime(new Date(nairobiDayStart(new Date()).getTime() + 86_400_000)));
   const [error, setError] = useState("");
   const s = localTime(start);
   const e = localTime(end);

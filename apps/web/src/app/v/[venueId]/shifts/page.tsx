@@ -5,6 +5,7 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ImportShiftsResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
+import { fromNairobiWallTime, nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { useRoleName } from "../../use-role-name";
@@ -18,10 +19,14 @@ export default function Shifts() {
   const { t, err: plainError } = useVT();
   const roleName = useRoleName(venueId);
   const [range, setRange] = useState(() => {
-    const end = new Date();
-    end.setHours(24, 0, 0, 0);
+    // The week to the end of today in Nairobi.
+    const end = new Date(nairobiDayStart(new Date()).getTime() + 86_400_000);
     return { start: new Date(end.getTime() - 7 * 86_400_000), end };
   });
+  const setRangeBound = (which: "start" | "end", value: string) => {
+    const at = fromNairobiWallTime(value);
+    if (at) setRange({ ...range, [which]: at });
+  };
   const period = { start: timestampFromDate(range.start), end: timestampFromDate(range.end) };
   const members = useQuery(VenueService.method.listMembers, { venueId });
   const hoursQ = useQuery(VenueService.method.getHours, { venueId, period });
@@ -79,9 +84,9 @@ export default function Shifts() {
       <h1>{t("v_shifts")}</h1>
       <div className="row">
         <label className="field" htmlFor="from">{t("v_from")}</label>
-        <input id="from" type="datetime-local" value={inputTime(range.start)} onChange={(e) => localTime(e.target.value) && setRange({ ...range, start: new Date(e.target.value) })} />
+        <input id="from" type="datetime-local" value={inputTime(range.start)} onChange={(e) => setRangeBound("start", e.target.value)} />
         <label className="field" htmlFor="to">{t("v_until")}</label>
-        <input id="to" type="datetime-local" value={inputTime(range.end)} onChange={(e) => localTime(e.target.value) && setRange({ ...range, end: new Date(e.target.value) })} />
+        <input id="to" type="datetime-local" value={inputTime(range.end)} onChange={(e) => setRangeBound("end", e.target.value)} />
       </div>
       {hoursQ.error ? <p className="error" role="alert">{plainError(hoursQ.error)}</p> : null}
       <h2>{t("v_hoursPeriod")}</h2>

@@ -4,6 +4,7 @@ import { useParams } from "next/navigation";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
+import { NAIROBI_ZONE } from "../../../../lib/nairobi-time";
 import { WorkerNav } from "../../nav";
 import { useT } from "../../use-t";
 import { statusWord } from "../../words";
@@ -29,7 +30,7 @@ export default function TipDetail() {
             <tr><th>{t("rating")}</th><td>{tip.rating ? t("ratingOf", { n: tip.rating }) : t("none")}</td></tr>
             <tr><th>{t("message")}</th><td>{tip.message || t("none")}</td></tr>
             <tr><th>{t("mpesaReceipt")}</th><td>{tip.mpesaReceipt || t("none")}</td></tr>
-            <tr><th>{t("when")}</th><td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE") : ""}</td></tr>
+            <tr><th>{t("when")}</th><td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) : ""}</td></tr>
           </tbody>
         </table>
       ) : null}

@@ -2807,7 +2807,8 @@ class AuthInternalService(Protocol):
 
     async def verify_step_up_token(self, request: VerifyStepUpTokenRequest, ctx: RequestContext[VerifyStepUpTokenRequest, VerifyStepUpTokenResponse], /) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
+        Checks a step-up token for a payout and spends it on `spend_key`.
+        PERMISSION_DENIED if invalid, expired, or spent on anything else.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2970,7 +2971,8 @@ class AuthInternalServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
+        Checks a step-up token for a payout and spends it on `spend_key`.
+        PERMISSION_DENIED if invalid, expired, or spent on anything else.
         """
         return await self.execute_unary(
             request=request,
@@ -3055,7 +3057,8 @@ class AuthInternalServiceSync(Protocol):
 
     def verify_step_up_token(self, request: VerifyStepUpTokenRequest, ctx: RequestContext[VerifyStepUpTokenRequest, VerifyStepUpTokenResponse], /) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
+        Checks a step-up token for a payout and spends it on `spend_key`.
+        PERMISSION_DENIED if invalid, expired, or spent on anything else.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -3216,7 +3219,8 @@ class AuthInternalServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
+        Checks a step-up token for a payout and spends it on `spend_key`.
+        PERMISSION_DENIED if invalid, expired, or spent on anything else.
         """
         return self.execute_unary(
             request=request,
