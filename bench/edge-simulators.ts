@@ -71,6 +71,10 @@ export async function startEdgeSimulators(): Promise<EdgeSimulators> {
   });
   const waiting = new Map<number, (a: EdgeAnswer) => void>();
   child.on("message", (a: EdgeAnswer) => waiting.get(a.id)?.(a));
+  // Gone (crashed, killed): no question waits for an answer that cannot come.
+  child.once("exit", (code, signal) => {
+    for (const [id, answer] of waiting) answer({ id, error: `the simulators' process exited (${signal ?? code})` });
+  });
   let nextId = 0;
   const ask = (req: EdgeQuestion) =>
     new Promise<EdgeAnswer>((resolve, reject) => {
@@ -89,7 +93,7 @@ export async function startEdgeSimulators(): Promise<EdgeSimulators> {
     close: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
-      await ask({ kind: "close" });
+      await ask({ kind: "close" }).catch(() => undefined); // exited meanwhile: closed all the same
       await exited;
     },
   };

@@ -103,7 +103,8 @@ const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
 const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
-// BENCH_SETTLE=0: no VACUUM ANALYZE and CHECKPOINT between the warm-up and the run (settle()), to compare.
+// BENCH_SETTLE=0: no VACUUM ANALYZE and CHECKPOINT between the warm-up and the run (settle()), nor autovacuum's
+// round held past the run (holdAutovacuum()), to compare.
 const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
@@ -337,7 +338,23 @@ async function settle(): Promise<void> {
   await pool.query("VACUUM ANALYZE");
   await pool.query("CHECKPOINT");
   console.log(`settled after the warm-up: VACUUM ANALYZE and CHECKPOINT in ${((performance.now() - t0) / 1000).toFixed(1)} s,` +
-    ` PostgreSQL's CPU ${(postgresCpu() - cpu0).toFixed(0)} ms (BENCH_SETTLE=0: neither)`);
+    ` PostgreSQL's CPU ${(postgresCpu() - cpu0).toFixed(0)} ms; autovacuum's next round held past the run (BENCH_SETTLE=0: none of these)`);
+}
+
+/**
+ * Autovacuum's next round held past the measured window, then its naptime given back: the launcher
+ * visits each database every naptime (60 s) counted from its own start, so a round fell inside or
+ * outside the window as the setup's length fell (inside both cluster windows, ~14.5 s in, where the
+ * setup is longer). On a reload of the configuration the launcher schedules its databases again from
+ * that moment, one every naptime / their number (two here: a throwaway server's first reload put the
+ * next round half a naptime away), so a naptime of twice the window with the drain's limit (60 s) puts
+ * it past the window whatever the setup. Nothing is turned off: the warm-up's tables were just
+ * vacuumed (settle()), and what the run leaves is vacuumed after it, once the naptime is back.
+ */
+async function holdAutovacuum(windowSeconds: number | undefined): Promise<void> {
+  await pool.query(windowSeconds === undefined ? "ALTER SYSTEM RESET autovacuum_naptime" : `ALTER SYSTEM SET autovacuum_naptime = '${Math.ceil(2 * (windowSeconds + 60))}s'`);
+  await pool.query("SELECT pg_reload_conf()");
+  await new Promise((r) => setTimeout(r, 200)); // the launcher reads it on its next turn
 }
 
 /**
@@ -612,6 +629,7 @@ try {
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
+    if (settleAfterWarmup) await holdAutovacuum(seconds);
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
     const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
     const startedAt = new Date();
@@ -667,6 +685,7 @@ try {
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
+    if (settleAfterWarmup) await holdAutovacuum(undefined);
     const roundTrips = writesSoFar() - roundTrips0;
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;

@@ -6,15 +6,17 @@
 // full-page images and bytes of the posting statement, and all WAL (commits included). Full-page
 // images are what the random ids cost: each entry lands on index pages (entries_pkey,
 // postings_pkey) no posting since the checkpoint touched. These figures do not depend on the
-// machine's load; the time does.
+// machine's load; the time and CPU do (PostgreSQL's, per turn: nothing else runs in it meanwhile).
 //   node --import tsx bench/wallet-entry-ids.ts [entries=200000] [posted per ledger=3000] [concurrency=4]
 import { randomUUID } from "node:crypto";
+import { loadavg } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { createPool, migrate } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { ensureAccount, type EntryInput, postPreparedEntry, preparedEntry } from "../services/wallet/src/ledger.js";
+import { cpuMs } from "./process-cpu.js";
 
 const filled = Number(process.argv[2] ?? 200_000);
 const posted = Number(process.argv[3] ?? 3_000);
@@ -24,6 +26,8 @@ const TURN = 100;
 
 const pg = await startPostgres({ durable: true, statementStats: true });
 const admin = createPool(pg.url, { max: 1 });
+/** PostgreSQL's CPU (the postmaster and its backends, /proc): only the turn's postings run meanwhile. */
+const postgresCpuMs = () => cpuMs(new Map([["postgres", pg.pid]]), new Set(["postgres"])).get("postgres")!;
 
 interface Ledger {
   label: string;
@@ -33,6 +37,7 @@ interface Ledger {
   /** The entry's id as this ledger makes them: the code's (time-ordered) or a random one. */
   post: (input: EntryInput) => Promise<unknown>;
   wal: number;
+  cpuMs: number;
 }
 
 /** A ledger in its own database, filled with `filled` tips' entries whose ids are made by `idSql` (i: the entry's number, oldest first). */
@@ -76,18 +81,20 @@ async function ledger(label: string, database: string, idSql: string, randomIds:
     const entry = preparedEntry(i);
     return postPreparedEntry(pool, randomIds ? { ...entry, entryId: randomUUID() } : entry);
   };
-  return { label, pool, dbid, input, post, wal: 0 };
+  return { label, pool, dbid, input, post, wal: 0, cpuMs: 0 };
 }
 
 /** `n` entries posted `concurrency` at a time; the WAL they wrote (nothing else writes meanwhile). */
 async function turn(l: Ledger, n: number): Promise<void> {
   const { rows: [{ lsn }] } = await admin.query<{ lsn: string }>("SELECT pg_current_wal_lsn() AS lsn");
+  const cpu = postgresCpuMs();
   let left = n;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (left-- > 0) await l.post(l.input());
   }));
   const { rows: [{ wal }] } = await admin.query<{ wal: number }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS wal", [lsn]);
   l.wal += wal;
+  l.cpuMs += postgresCpuMs() - cpu;
 }
 
 try {
@@ -100,11 +107,11 @@ try {
   for (const l of [ordered, random]) await turn(l, 20);
   await admin.query("CHECKPOINT");
   await admin.query("SELECT pg_stat_statements_reset()");
-  ordered.wal = random.wal = 0;
+  ordered.wal = random.wal = ordered.cpuMs = random.cpuMs = 0;
   for (let done = 0; done < posted; done += TURN) {
     for (const l of done % (2 * TURN) ? [random, ordered] : [ordered, random]) await turn(l, Math.min(TURN, posted - done));
   }
-  const figures = new Map<Ledger, { fpi: number; bytes: number }>();
+  const figures = new Map<Ledger, { fpi: number; bytes: number; cpu: number }>();
   for (const l of [ordered, random]) {
     const { rows: [s] } = await admin.query<{ calls: number; blocks: number; read: number; records: number; fpi: number; bytes: number; ms: number }>(
       `SELECT sum(calls)::float8 AS calls, sum(shared_blks_hit + shared_blks_read)::float8 AS blocks, sum(shared_blks_read)::float8 AS read,
@@ -113,15 +120,15 @@ try {
       [l.dbid],
     );
     const per = (x: number) => x / s.calls;
-    figures.set(l, { fpi: per(s.fpi), bytes: l.wal / s.calls });
+    figures.set(l, { fpi: per(s.fpi), bytes: l.wal / s.calls, cpu: l.cpuMs / s.calls });
     console.log(
       `  ${l.label.padEnd(32)} per entry: ${per(s.blocks).toFixed(1)} blocks (${per(s.read).toFixed(2)} read), ${per(s.records).toFixed(1)} WAL records,` +
-        ` ${per(s.fpi).toFixed(2)} full-page images, ${per(s.bytes).toFixed(0)} WAL bytes (posting statement), ${(l.wal / s.calls).toFixed(0)} WAL bytes in all; statement ${per(s.ms).toFixed(3)} ms`,
+        ` ${per(s.fpi).toFixed(2)} full-page images, ${per(s.bytes).toFixed(0)} WAL bytes (posting statement), ${(l.wal / s.calls).toFixed(0)} WAL bytes in all; statement ${per(s.ms).toFixed(3)} ms, PostgreSQL CPU ${(l.cpuMs / s.calls).toFixed(3)} ms`,
     );
   }
   const o = figures.get(ordered)!;
   const r = figures.get(random)!;
-  console.log(`  time-ordered / random ids: WAL bytes per entry ${(o.bytes / r.bytes).toFixed(2)}x, full-page images ${(o.fpi / Math.max(r.fpi, 1e-9)).toFixed(2)}x`);
+  console.log(`  time-ordered / random ids: WAL bytes per entry ${(o.bytes / r.bytes).toFixed(2)}x, full-page images ${(o.fpi / Math.max(r.fpi, 1e-9)).toFixed(2)}x, PostgreSQL CPU ${(o.cpu / r.cpu).toFixed(2)}x (load ${loadavg()[0].toFixed(1)})`);
   const { rows: sizes } = await ordered.pool.query<{ name: string; pages: number }>(
     "SELECT relname AS name, pg_relation_size(oid)::int / 8192 AS pages FROM pg_class WHERE relname IN ('entries_pkey', 'postings_pkey') ORDER BY 1",
   );

@@ -480,6 +480,21 @@ async function matchQuote(deps: Deps, row: C2bRow): Promise<{ workerReceives: bi
 /** The key a suspense payment's match posts its wallet entry under (and its refund closes). */
 const matchKey = (transId: string) => `c2b:${transId}:matched`;
 
+/**
+ * Before a held tip's approval moves a suspense payment's money to it (a tip whose STK callback
+ * came after its C2B confirmation was parked: heldByC2bSuspense), closes that payment's match
+ * key, as a refund does. An admin's match posted under it (its answer lost, or still being
+ * recorded when the callback marked the payment) already moved that money to its code's owner:
+ * the approval is refused, or the money would be credited twice. A match on its way can no
+ * longer post. Any other tip: nothing to close.
+ */
+export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
+  const receipt = tip.mpesa_receipt;
+  if (tip.credit_kind !== "suspense" || !receipt || tip.credit_key !== `c2b:${receipt}`) return;
+  await deps.ledger.closeApproval(matchKey(receipt), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
+    `tip_id: an admin's match of its paybill payment ${receipt} was posted (its code's owner was credited): approving would pay it twice; reject this tip`);
+}
+
 /** The code an admin's match names (qr keeps the references), whatever its status. */
 async function matchOf(deps: Deps, ref: string) {
   try {

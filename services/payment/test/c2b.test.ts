@@ -176,6 +176,28 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a payment parked in suspense whose admin match was posted (its answer lost), then called back by STK for a tip: the held tip's approval is refused, never credited twice", async () => {
+    const [w, coded] = [await worker(), await worker("Wanjiru")];
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
+    await eventually(async () => (await c2bRow(sim.receipt!)).suspense_entry_id !== null, "parked in suspense");
+    // What an admin's match to another worker's code leaves when wallet posts it after the call's deadline: that worker credited, the payment still open.
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `c2b:${sim.receipt}:matched`, receipt: sim.receipt!, recipient: { workerId: coded.id }, chargedMinor: 10000n, workerMinor: 9500n });
+    const row = await tipRow(tip!.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    assert.equal((await pay.getTip({ tipId: tip!.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    await assert.rejects(adminClient.reviewTip({ tipId: tip!.tipId, approve: true, note: "paid once, reported twice" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /^tip_id: an admin's match of its paybill payment \w+ was posted/.test(e.rawMessage));
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [0n, 9500n], "the payment's money credited once, by the match");
+    const rejected = await adminClient.reviewTip({ tipId: tip!.tipId, approve: false, note: "the match paid it" });
+    assert.equal(rejected.tip!.status, TipStatus.FAILED);
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [0n, 9500n]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("an STK callback arriving while a paybill confirmation of its receipt is parking it in suspense waits for it, then is held, never credited twice", async () => {
     const w = await worker();
     // A push whose own callback is lost: the test sends it.

@@ -323,6 +323,22 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
 }
 
 /**
+ * The inbox's insert skips the events it holds by NOT EXISTS, not ON CONFLICT DO NOTHING: the
+ * latter writes each row twice in the WAL (the speculative insert and its confirmation), one
+ * record per event in every consumer. Exactly once still rests on the inbox's primary key: an
+ * event that another transaction records at the same time (a redelivery to another replica) is
+ * not in the statement's snapshot, so its insert waits on that transaction's key; if it commits,
+ * this statement fails on the key (unique_violation) and applies nothing. Its transaction is then
+ * run again once, and the new snapshot finds the row: skipped as a duplicate. If it
+ * rolls back, the insert goes ahead. Nothing is applied twice either way. This answers whether
+ * `err` is such a lost race.
+ */
+export function inboxRace(err: unknown, schema: string): boolean {
+  const e = err as { code?: unknown; schema?: unknown; table?: unknown; constraint?: unknown } | null;
+  return e?.code === "23505" && e.schema === schema && e.table === "inbox" && e.constraint === "inbox_pkey";
+}
+
+/**
  * The statement that records `messages` in the inbox (and, with `effect`, applies them),
  * answering the ids it recorded: those not applied before. Null: `effect` declined the batch.
  */
@@ -335,9 +351,13 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
     ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
   }
   const rows = inboxKey ? `${opaqueUnnest(["text", "uuid", "text"])} AS e(consumer, id, subject)` : `${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)`;
+  const consumer = inboxKey ? "e.consumer" : "$1";
+  // Not ON CONFLICT DO NOTHING, which writes each row twice (a speculative insert, then its
+  // confirmation): see inboxRace.
   ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
-      SELECT ${inboxKey ? "e.consumer" : "$1"}, e.id, e.subject FROM ${rows}${options.sharedLock ? ", locked" : ""}
-      ON CONFLICT DO NOTHING RETURNING event_id)`);
+      SELECT ${consumer}, e.id, e.subject FROM ${rows}${options.sharedLock ? ", locked" : ""}
+       WHERE NOT EXISTS (SELECT 1 FROM ${s}.inbox i WHERE i.consumer = ${consumer} AND i.event_id = e.id)
+      RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
   if (applied === null) return null;
   if (applied) {
@@ -367,11 +387,12 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     const inserted = new Set(rows.map((r) => r.event_id));
     return batch.filter((m) => inserted.has(m.id.toLowerCase()));
   };
-  const recordAndApply = async (messages: DeliveredMessage[], prepared: Prepared): Promise<number> => {
+  const recordAndApplyOnce = async (messages: DeliveredMessage[], prepared: Prepared): Promise<number> => {
     const batch = unique(messages);
     const oneStatement = options.effectCte ? inboxStatement(s, options, batch, options.effectCte) : null;
     if (!oneStatement && !options.handleBatch) throw new Error(`${options.consumer}: effectCte declined a batch (null) and there is no handleBatch to apply it`);
-    const claim = oneStatement ? null : inboxStatement(s, options, messages)!;
+    // Each id once: NOT EXISTS does not see a row the same statement inserts (inboxRace).
+    const claim = oneStatement ? null : inboxStatement(s, options, batch)!;
     const applied = oneStatement
       ? recorded(batch, (await options.pool.query<{ event_id: string }>(oneStatement.text, oneStatement.values)).rows)
       : await withTransaction(options.pool, async (tx) => {
@@ -389,6 +410,13 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     }
     return applied.length;
   };
+  // Lost a race for an event's inbox row: that one committed, so once more sees it (inboxRace).
+  // Once only: a second loss (yet another event of the batch) goes to applyOrSplit like any failure.
+  const recordAndApply = (messages: DeliveredMessage[], prepared: Prepared): Promise<number> =>
+    recordAndApplyOnce(messages, prepared).catch((err: unknown) => {
+      if (!inboxRace(err, options.schema)) throw err;
+      return recordAndApplyOnce(messages, prepared);
+    });
   const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {
     const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => recordAndApply(messages, prepared));
     const counter = options.metrics?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"]);
@@ -460,16 +488,24 @@ export async function consumeEvents(options: ConsumeOptions) {
     subject: options.subject,
     metrics: options.metrics,
     handler: async (message) => {
-      const applied = await inConsumerSpan(`consume ${options.consumer}`, [message.traceparent], () => withTransaction(options.pool, async (tx) => {
+      const applyOnce = () => withTransaction(options.pool, async (tx) => {
         await options.before?.(tx);
         const inserted = await tx.query(
-          `INSERT INTO ${s}.inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+          `INSERT INTO ${s}.inbox (consumer, event_id, subject) SELECT $1, $2, $3
+            WHERE NOT EXISTS (SELECT 1 FROM ${s}.inbox WHERE consumer = $1 AND event_id = $2)`,
           [options.consumer, message.id, message.subject],
         );
         if (inserted.rowCount === 0) return false;
         await options.handle(message, tx);
         return true;
-      }));
+      });
+      // Lost the race for its inbox row (inboxRace): the winner committed, so once more finds the row.
+      const applied = await inConsumerSpan(`consume ${options.consumer}`, [message.traceparent], () =>
+        applyOnce().catch((err: unknown) => {
+          if (!inboxRace(err, options.schema)) throw err;
+          return applyOnce();
+        }),
+      );
       options.metrics
         ?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"])
         .inc({ consumer: options.consumer, outcome: applied ? "applied" : "duplicate" });

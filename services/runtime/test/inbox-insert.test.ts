@@ -1,0 +1,157 @@
+// The inbox's insert (outbox.ts, inboxRace): events recorded with one heap WAL record each (no
+// speculative insert to confirm), and exactly once when two transactions record the same event
+// at the same time: the second waits for the first, loses on the key, runs again once and skips
+// the event as a duplicate instead of failing its delivery.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { BusMessage, DeliveredMessage, EventBus } from "../src/bus.js";
+import { InProcessBus } from "../src/bus.js";
+import { migrate, type Queryable } from "../src/db.js";
+import { Metrics } from "../src/metrics.js";
+import { consumeEventBatches, consumeEvents } from "../src/outbox.js";
+import { captureLogger, createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
+
+const { logger } = captureLogger("silent");
+const SCHEMA = "inbox_insert";
+
+describe("the inbox's insert (PostgreSQL)", () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, SCHEMA, undefined);
+    await db.pool.query(`CREATE TABLE ${SCHEMA}.applied (event_id uuid NOT NULL, consumer text NOT NULL)`);
+    await db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+  });
+  after(() => db.drop());
+
+  /** A bus whose consumers' handlers the test calls itself, as many at once as it likes. */
+  const handBus = () => {
+    const handlers: { batch?: (m: DeliveredMessage[]) => Promise<void>; one?: (m: DeliveredMessage) => Promise<void> } = {};
+    const bus = Object.create(new InProcessBus(logger)) as EventBus;
+    bus.subscribeBatches = async (o) => {
+      handlers.batch = o.handler;
+      return { stop: async () => undefined };
+    };
+    bus.subscribe = async (o) => {
+      handlers.one = o.handler;
+      return { stop: async () => undefined };
+    };
+    return { bus, handlers };
+  };
+  const events = (n: number, subject = "ttip.x.y"): DeliveredMessage[] =>
+    Array.from({ length: n }, () => ({ id: randomUUID(), subject, data: new Uint8Array([1]), deliveryCount: 1 }) as BusMessage & DeliveredMessage);
+  const applied = async (consumer: string) =>
+    (await db.pool.query<{ event_id: string; n: number }>(`SELECT event_id, count(*)::int AS n FROM ${SCHEMA}.applied WHERE consumer = $1 GROUP BY event_id`, [consumer])).rows;
+  const apply = (consumer: string) => async (messages: DeliveredMessage[], tx: Queryable) => {
+    await tx.query(`INSERT INTO ${SCHEMA}.applied SELECT unnest($1::uuid[]), $2`, [messages.map((m) => m.id), consumer]);
+  };
+
+  /** The heap WAL records, by type (INSERT+INIT, a page's first, as INSERT), that `work` wrote to the inbox table (pg_walinspect). */
+  const inboxHeapRecords = async (work: () => Promise<void>): Promise<Record<string, number>> => {
+    const lsn = async (fn: string) => (await db.pool.query<{ l: string }>(`SELECT ${fn}() AS l`)).rows[0].l;
+    // From what is flushed (pg_walinspect reads no further): the inbox's earlier records are before it.
+    const from = await lsn("pg_current_wal_flush_lsn");
+    await work();
+    const to = await lsn("pg_current_wal_insert_lsn");
+    if (to === from) return {}; // nothing written anywhere (pg_walinspect refuses an empty range)
+    await eventually("the WAL written flushed", async () =>
+      (await db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [to])).rows[0].ok, 10_000);
+    const { rows } = await db.pool.query<{ type: string; n: number }>(
+      `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+        WHERE resource_manager = 'Heap' AND block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode($3::regclass) || '( |$)')
+        GROUP BY 1`,
+      [from, to, `${SCHEMA}.inbox`],
+    );
+    return Object.fromEntries(rows.map((r) => [r.type, r.n]));
+  };
+
+  test("a batch's events recorded with one heap WAL record each, no confirmation; delivered again, none", async () => {
+    const { bus, handlers } = handBus();
+    await consumeEventBatches({ bus, pool: db.pool, schema: SCHEMA, consumer: "wal-batch", subject: "ttip.x.y", logger, handleBatch: apply("wal-batch") });
+    const batch = events(20);
+    const written = await inboxHeapRecords(() => handlers.batch!(batch));
+    assert.deepEqual(written, { INSERT: 20 }, "one insert per event, no HEAP_CONFIRM");
+    assert.deepEqual(await inboxHeapRecords(() => handlers.batch!(batch)), {}, "nothing written for events the inbox holds");
+    assert.equal((await applied("wal-batch")).length, 20);
+  });
+
+  test("effectCte and consumeEvents: one heap WAL record per event too", async () => {
+    const { bus, handlers } = handBus();
+    await consumeEventBatches({ bus, pool: db.pool, schema: SCHEMA, consumer: "wal-cte", subject: "ttip.x.y", logger, effectCte: () => undefined });
+    assert.deepEqual(await inboxHeapRecords(() => handlers.batch!(events(10))), { INSERT: 10 });
+    await consumeEvents({ bus, pool: db.pool, schema: SCHEMA, consumer: "wal-one", subject: "ttip.x.y", logger, handle: async () => undefined });
+    const one = events(1)[0];
+    assert.deepEqual(await inboxHeapRecords(() => handlers.one!(one)), { INSERT: 1 });
+    assert.deepEqual(await inboxHeapRecords(() => handlers.one!(one)), {});
+  });
+
+  /**
+   * Two deliveries of the same events at once, the first holding its transaction open after its
+   * inbox rows are written: the second's insert waits on them, and once the first commits it
+   * fails on the key, runs again and finds them. Its delivery settles (not nak'd), applying nothing.
+   */
+  const race = async (deliver: (handlers: ReturnType<typeof handBus>["handlers"]) => [Promise<void>, Promise<void>], subscribe: (bus: EventBus, hold: () => Promise<void>) => Promise<unknown>) => {
+    const { bus, handlers } = handBus();
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let holding = 0;
+    await subscribe(bus, async () => {
+      if (holding++ === 0) await released;
+    });
+    const [first, second] = deliver(handlers);
+    await eventually("the second delivery waiting on the first's inbox rows", async () => {
+      const { rows } = await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%inbox%'");
+      return holding === 1 && rows.length > 0;
+    }, 10_000);
+    release();
+    const outcomes = await Promise.allSettled([first, second]);
+    assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "fulfilled"], "both deliveries settle: the second as a duplicate, not an error");
+  };
+
+  for (const n of [1, 5]) {
+    test(`a batch of ${n} recorded by two transactions at once is applied once; the second's delivery settles`, async () => {
+      const consumer = `race-batch-${n}`;
+      const batch = events(n);
+      const metrics = new Metrics();
+      await race(
+        (h) => {
+          const first = h.batch!(batch);
+          return [first, new Promise<void>((r) => setTimeout(r, 50)).then(() => h.batch!(batch))];
+        },
+        (bus, hold) => consumeEventBatches({
+          bus, pool: db.pool, schema: SCHEMA, consumer, subject: "ttip.x.y", logger, metrics,
+          handleBatch: async (messages, tx) => {
+            await apply(consumer)(messages, tx);
+            await hold();
+          },
+        }),
+      );
+      const rows = await applied(consumer);
+      assert.equal(rows.length, n);
+      assert.ok(rows.every((r) => r.n === 1), "none twice");
+      assert.match(await metrics.registry.metrics(), new RegExp(`ttip_inbox_events_total\\{consumer="${consumer}",outcome="duplicate"\\} ${n}\\b`));
+    });
+  }
+
+  test("one event recorded by two transactions at once (consumeEvents) is applied once; the second's delivery settles", async () => {
+    const one = events(1)[0];
+    const metrics = new Metrics();
+    await race(
+      (h) => {
+        const first = h.one!(one);
+        return [first, new Promise<void>((r) => setTimeout(r, 50)).then(() => h.one!(one))];
+      },
+      (bus, hold) => consumeEvents({
+        bus, pool: db.pool, schema: SCHEMA, consumer: "race-one", subject: "ttip.x.y", logger, metrics,
+        handle: async (m, tx) => {
+          await apply("race-one")([m], tx);
+          await hold();
+        },
+      }),
+    );
+    const rows = await applied("race-one");
+    assert.deepEqual(rows.map((r) => r.n), [1]);
+    assert.match(await metrics.registry.metrics(), /ttip_inbox_events_total\{consumer="race-one",outcome="duplicate"\} 1\b/);
+  });
+});
