@@ -25,6 +25,7 @@ import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notificat
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
 import { chartDayLabel, chartRange } from "../src/chart-range.js";
+import { nairobiDay } from "../../web/src/lib/nairobi-time.js";
 import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -281,7 +282,8 @@ describe("admin console in chromium", () => {
     const today = usage.locator("tbody tr").first();
     await today.waitFor();
     assert.equal(await usage.locator("tbody tr").count(), 7);
-    assert.deepEqual(await today.locator("td").allTextContents(), [new Date().toISOString().slice(0, 10), "0", "0", "0"]);
+    // The gateway counts Nairobi days: from 21:00 UTC "today" is already tomorrow's UTC date.
+    assert.deepEqual(await today.locator("td").allTextContents(), [nairobiDay(new Date()), "0", "0", "0"]);
     await keyRow.getByRole("button", { name: "Revoke" }).click();
     await keyRow.getByText(/^revoked /).waitFor();
   });
@@ -561,7 +563,7 @@ describe("admin console in chromium", () => {
     await keyRow.getByRole("button", { name: /^Usage of / }).click();
     const today = adminPage.getByRole("table", { name: "Partner key usage" }).locator("tbody tr").first();
     await today.waitFor();
-    const day = new Date().toISOString().slice(0, 10);
+    const day = nairobiDay(new Date());
     assert.deepEqual(await today.locator("td").allTextContents(), [day, "2", "0", "0"]);
     const keyId = (await h.api(AuthAdminService, adminToken).listPartnerApiKeys({ page: { pageSize: 100 } })).keys.find((k) => k.partnerName === "Nyama Choma POS")!.keyId;
     const usage = await h.api(AuthAdminService, await h.tokenOf(supportPage)).getPartnerKeyUsage({ keyId, days: 1 });

@@ -130,6 +130,8 @@ export class AdminHarness {
 
   async page(): Promise<Page> {
     const context = await this.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-KE" });
+    // Date sweeps: the pages on node's (faked) clock, as the web harness's newBrowserContext does.
+    if (process.env.TEST_BROWSER_CLOCK === "node") await context.clock.install({ time: Date.now() });
     this.contexts.push(context);
     const page = await context.newPage();
     page.on("request", (r) => {

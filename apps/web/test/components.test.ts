@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { build } from "esbuild";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, PHONE } from "./harness.js";
+import { CHROMIUM, CHROMIUM_ARGS, newBrowserContext, PHONE } from "./harness.js";
 import { drawPng } from "./pictures.js";
 // For window.components' type only (the file itself runs in the browser).
 import type {} from "./components/entry";
@@ -38,7 +38,7 @@ describe("the worker's form components (chromium at phone size)", () => {
   });
 
   async function open(): Promise<Page> {
-    const context = await browser.newContext({ ...PHONE, locale: "en-KE" });
+    const context = await newBrowserContext(browser, { ...PHONE, locale: "en-KE" });
     const page = await context.newPage();
     await page.route(`${ORIGIN}/**`, (route) =>
       route.fulfill({ contentType: "text/html", body: `<!DOCTYPE html><html lang="en"><body><main id="root"></main><script>${bundle.replace(/<\/script/g, "<\\/script")}</script></body></html>` }),

@@ -36,6 +36,18 @@ import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+/**
+ * A browser context on the tests' clock. Date sweeps run node and PostgreSQL under libfaketime at a
+ * chosen moment (a month's first minutes, a Sunday night); chromium under it is about 60 times slower
+ * (a minute to launch, another per page), so it runs on the real clock (CHROMIUM_PATH naming a wrapper
+ * that drops LD_PRELOAD) and TEST_BROWSER_CLOCK=node moves each context's pages to node's time, still flowing.
+ */
+export async function newBrowserContext(browser: Browser, options: BrowserContextOptions): Promise<BrowserContext> {
+  const context = await browser.newContext(options);
+  if (process.env.TEST_BROWSER_CLOCK === "node") await context.clock.install({ time: Date.now() });
+  return context;
+}
+
 /** A low-end Android phone's screen. */
 export const PHONE: BrowserContextOptions = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 /** Screenshots of each page at phone size, kept after the run. */
@@ -163,7 +175,7 @@ export class WebHarness {
 
   /** A fresh browser profile at phone size (scripts on unless told). */
   async phone(options: BrowserContextOptions = {}): Promise<Page> {
-    const context = await this.browser.newContext({ ...PHONE, locale: "en-KE", ...options });
+    const context = await newBrowserContext(this.browser, { ...PHONE, locale: "en-KE", ...options });
     this.contexts.push(context);
     return context.newPage();
   }

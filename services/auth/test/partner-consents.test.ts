@@ -21,7 +21,9 @@ describe("partner consents and consent-gated reads", () => {
   let worker: string;
   let stranger: string;
   // Statements are Nairobi months: in UTC's last three hours of a month, Nairobi is in the next one.
-  const month = { ...nairobiMonthOf(new Date()), currency: "KES", format: StatementFormat.ROWS };
+  // The tip's month, read from its posting: a month taken when the file loads was the month before
+  // when the run crossed midnight in Nairobi (21:00 UTC) before the tip was posted.
+  let month: { year: number; month: number; currency: string; format: StatementFormat };
 
   /** A payout row as payment keeps it (the fixture: how it got there is payment's own tests' business). */
   const addPayout = async (workerId: string, amountMinor: bigint) => {
@@ -51,6 +53,8 @@ describe("partner consents and consent-gated reads", () => {
         { accountId: account.accountId, amount: { amountMinor: 25_000n, currency: "KES" } },
       ],
     });
+    const { rows } = await h.db.pool.query<{ posted_at: Date }>("SELECT posted_at FROM wallet.postings WHERE account_id = $1", [account.accountId]);
+    month = { ...nairobiMonthOf(rows[0].posted_at), currency: "KES", format: StatementFormat.ROWS };
   });
 
   after(async () => {

@@ -10,35 +10,15 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { buildEvent, migrate, type Queryable } from "@ttip/runtime";
-import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { buildEvent, migrate } from "@ttip/runtime";
+import { createTestDatabase, keptPlans, type KeptPlan, type TestDatabase } from "@ttip/runtime/testing";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { recordCredits } from "../src/credits.js";
 import { storeStkFailure, storeStkSuccess } from "../src/stk-callbacks.js";
 import { loadTip } from "../src/tips.js";
 
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  Plans?: PlanNode[];
-}
-
-const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-
-/** A parameter's value as a literal for EXECUTE (EXPLAIN EXECUTE takes no bound parameters). */
-function literal(escape: (s: string) => string, value: unknown): string {
-  if (value === null || value === undefined) return "NULL";
-  if (Buffer.isBuffer(value)) return `'\\x${value.toString("hex")}'`;
-  if (Array.isArray(value)) return escape(`{${value.map(arrayElement).join(",")}}`);
-  return escape(String(value));
-}
-
-function arrayElement(value: unknown): string {
-  if (value === null || value === undefined) return "NULL";
-  const text = Buffer.isBuffer(value) ? `\\x${value.toString("hex")}` : String(value);
-  return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
+/** The table these plans must read by index only. */
+const TIPS = new Set(["tips"]);
 
 interface Tip {
   tip_id: string;
@@ -77,38 +57,10 @@ describe("payment's group statements on a grown payment.tips, by the generic pla
     return rows;
   }
 
-  /**
-   * Runs `group` on a connection of its own that keeps generic plans from the first call, and answers
-   * the payment.tips nodes of the plan it keeps for each statement sent.
-   */
-  async function keptPlans(group: (db: Queryable) => Promise<unknown>): Promise<{ statement: string; tips: PlanNode[] }[]> {
-    const client = await db.pool.connect();
-    const sent: { text: string; values: unknown[] }[] = [];
-    const recording = { query: ((text: string, values: unknown[]) => (sent.push({ text, values }), client.query(text, values))) as Queryable["query"] };
-    try {
-      await client.query("SET plan_cache_mode = force_generic_plan");
-      await group(recording);
-      const out = [];
-      for (const { text, values } of sent) {
-        const { rows } = await client.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE statement = $1", [text]);
-        assert.equal(rows.length, 1, `prepared: ${text.slice(0, 60)}`);
-        const args = values.map((v) => literal((s) => client.escapeLiteral(s), v)).join(", ");
-        const { rows: plan } = await client.query(`EXPLAIN (FORMAT JSON) EXECUTE "${rows[0].name}"(${args})`);
-        // Its reads of payment.tips (an UPDATE's ModifyTable names it too, and reads through one of these).
-        const tips = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan).filter((n) => n["Relation Name"] === "tips" && n["Node Type"].endsWith("Scan"));
-        out.push({ statement: text.replace(/\s+/g, " ").slice(0, 40), tips });
-      }
-      return out;
-    } finally {
-      await client.query("RESET plan_cache_mode");
-      client.release();
-    }
-  }
-
   /** Asserts each plan reads payment.tips, by index only. */
-  function byIndexOnly(plans: { statement: string; tips: PlanNode[] }[], statements: number): void {
+  function byIndexOnly(plans: KeptPlan[], statements: number): void {
     assert.equal(plans.length, statements);
-    for (const { statement, tips } of plans) {
+    for (const { statement, reads: tips } of plans) {
       assert.ok(tips.length > 0, `${statement}: reads payment.tips`);
       assert.deepEqual(tips.filter((n) => !/^Index (Only )?Scan$/.test(n["Node Type"])).map((n) => n["Node Type"]), [], `${statement}: ${tips.map((n) => n["Node Type"])}`);
     }
@@ -118,7 +70,7 @@ describe("payment's group statements on a grown payment.tips, by the generic pla
 
   test("a group of CheckoutRequestIDs, then of STK successes and their credit recording", async () => {
     const tips = await addTips(2, "pending");
-    const plans = await keptPlans(async (q) => {
+    const plans = await keptPlans(db.pool, TIPS, async (q) => {
       await Promise.all(tips.map((t) => storeCheckoutIds(q, { tipId: t.tip_id, checkoutRequestId: `ws_CO_${t.tip_id}`, merchantRequestId: "m" })));
       const decided = await Promise.all(tips.map((t) => storeStkSuccess(q, {
         raw: raw(), token: t.callback_token,
@@ -134,7 +86,7 @@ describe("payment's group statements on a grown payment.tips, by the generic pla
 
   test("a group of STK failures", async () => {
     const tips = await addTips(2, "pending");
-    const plans = await keptPlans(async (q) => {
+    const plans = await keptPlans(db.pool, TIPS, async (q) => {
       const failed = await Promise.all(tips.map((t) => storeStkFailure(q, {
         raw: raw(), token: t.callback_token,
         failure: { resultCode: "1032", resultMessage: "Cancelled", checkoutRequestId: `ws_CO_${t.tip_id}`, merchantRequestId: "m",

@@ -628,6 +628,22 @@ async function readMigrations(dir: string, prefix: string): Promise<Migration[]>
   );
 }
 
+/**
+ * How long a replica that finds the migration lock taken waits before asking again. It asks
+ * (pg_try_advisory_lock) rather than waiting in pg_advisory_lock: a statement waiting there holds
+ * a snapshot, and the holder's CREATE INDEX CONCURRENTLY (OUTSIDE_TRANSACTION) waits for every
+ * older snapshot to end, so each would wait on the other until PostgreSQL's deadlock check failed
+ * one of the two starts. Short beside a migration; one query per interval per waiting replica.
+ */
+const MIGRATE_LOCK_RETRY_MS = 100;
+
+/** Takes the session's advisory lock `key`, holding no snapshot while another session has it. */
+async function lockMigrations(client: pg.PoolClient, key: string): Promise<void> {
+  while (!(await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS locked", [key])).rows[0].locked) {
+    await new Promise((resolve) => setTimeout(resolve, MIGRATE_LOCK_RETRY_MS));
+  }
+}
+
 const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
 /**
@@ -648,7 +664,7 @@ export async function migrate(pool: Pool, schema: string, dir: string | undefine
   const client = await pool.connect();
   const applied: string[] = [];
   try {
-    await client.query("SELECT pg_advisory_lock(hashtext($1))", [`ttip.migrate.${schema}`]);
+    await lockMigrations(client, `ttip.migrate.${schema}`);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (

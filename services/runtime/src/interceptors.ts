@@ -11,12 +11,12 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 /** The request id of the current call, for handlers and downstream calls. */
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
 
-/** The call being handled, for code that has no handler context (outgoing calls to peers). */
-const currentCall = new AsyncLocalStorage<{ requestId: string }>();
+/** The request id of the call being handled, for code that has no handler context (outgoing calls to peers). */
+const currentCall = new AsyncLocalStorage<string>();
 
 /** The request id of the call this code runs for, if any. */
 export function currentRequestId(): string | undefined {
-  return currentCall.getStore()?.requestId;
+  return currentCall.getStore();
 }
 
 /** For transports to peer services: the current call's request id travels on, so one id follows a call everywhere. */
@@ -28,23 +28,35 @@ export function requestIdPropagation(): Interceptor {
   };
 }
 
-/** Accepts a well-formed caller request id or makes one, and echoes it back. */
+/**
+ * Accepts a well-formed caller request id or makes one, and echoes it back.
+ * Promise callbacks, not an async function: no suspended frame per call, and
+ * a header set only when the id is not the caller's own already.
+ */
 export function requestIdInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const given = req.header.get(REQUEST_ID_HEADER);
     const id = given && VALID_REQUEST_ID.test(given) ? given : randomUUID();
-    req.header.set(REQUEST_ID_HEADER, id);
+    if (id !== given) req.header.set(REQUEST_ID_HEADER, id);
     req.contextValues.set(requestIdKey, id);
+    let answer;
     try {
-      const res = await currentCall.run({ requestId: id }, next, req);
-      res.header.set(REQUEST_ID_HEADER, id);
-      return res;
+      answer = currentCall.run(id, next, req);
     } catch (err) {
-      const ce = ConnectError.from(err);
-      ce.metadata.set(REQUEST_ID_HEADER, id);
-      throw ce;
+      return Promise.reject(withRequestId(err, id));
     }
+    return answer.then(
+      (res) => (res.header.set(REQUEST_ID_HEADER, id), res),
+      (err: unknown) => Promise.reject(withRequestId(err, id)),
+    );
   };
+}
+
+/** `err` as the caller gets it, with the call's request id in its metadata. */
+function withRequestId(err: unknown, id: string): ConnectError {
+  const ce = ConnectError.from(err);
+  ce.metadata.set(REQUEST_ID_HEADER, id);
+  return ce;
 }
 
 const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
@@ -67,14 +79,18 @@ export interface ErrorLogOptions {
  * the request id to quote.
  */
 export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
+    let answer;
     try {
-      const res = await next(req);
-      // A server stream fails while it is read, after this returns: map those errors too.
-      return res.stream ? { ...res, message: afterMessages(res.message, (err) => (err === undefined ? undefined : callerError(logger, options, req, err))) } : res;
+      answer = next(req);
     } catch (err) {
-      throw callerError(logger, options, req, err);
+      return Promise.reject(callerError(logger, options, req, err));
     }
+    return answer.then(
+      // A server stream fails while it is read, after this returns: map those errors too.
+      (res) => (res.stream ? { ...res, message: afterMessages(res.message, (err) => (err === undefined ? undefined : callerError(logger, options, req, err))) } : res),
+      (err: unknown) => Promise.reject(callerError(logger, options, req, err)),
+    );
   };
 }
 
@@ -199,19 +215,28 @@ type Next = Parameters<Interceptor>[0];
 /**
  * Calls `next`, then `ended` with `call` once the call is over, with its error if it failed: at
  * once for a unary answer, after the last message (or the failure) of a streamed one. `ended`
- * is a function made once and `call` what it needs of the call: no closure per call.
+ * is a function made once and `call` what it needs of the call. Promise callbacks, not an async
+ * function: no suspended frame per call.
  */
-export async function nextThen<C>(next: Next, req: Parameters<Next>[0], ended: (call: C, err?: unknown) => void, call: C): ReturnType<Next> {
-  let res;
+export function nextThen<C>(next: Next, req: Parameters<Next>[0], ended: (call: C, err?: unknown) => void, call: C): ReturnType<Next> {
+  let answer;
   try {
-    res = await next(req);
+    answer = next(req);
   } catch (err) {
     ended(call, err);
-    throw err;
+    return Promise.reject(err);
   }
-  if (!res.stream) {
-    ended(call);
-    return res;
-  }
-  return { ...res, message: afterMessages(res.message, (err) => ended(call, err)) };
+  return answer.then(
+    (res) => {
+      if (!res.stream) {
+        ended(call);
+        return res;
+      }
+      return { ...res, message: afterMessages(res.message, (err) => ended(call, err)) };
+    },
+    (err: unknown) => {
+      ended(call, err);
+      return Promise.reject(err);
+    },
+  );
 }

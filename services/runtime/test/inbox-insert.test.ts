@@ -154,4 +154,34 @@ describe("the inbox's insert (PostgreSQL)", () => {
     assert.deepEqual(rows.map((r) => r.n), [1]);
     assert.match(await metrics.registry.metrics(), /ttip_inbox_events_total\{consumer="race-one",outcome="duplicate"\} 1\b/);
   });
+  // A batch of one: a larger one would also settle without inboxRace's second run, split to single events.
+  test("an event whose effect is one statement (effectCte) waits on another replica's inbox row, then skips it as a duplicate", async () => {
+    const { bus, handlers } = handBus();
+    const metrics = new Metrics();
+    const consumer = "race-cte";
+    await consumeEventBatches({
+      bus, pool: db.pool, schema: SCHEMA, consumer, subject: "ttip.x.y", logger, metrics,
+      effectCte: (_messages, first) => ({
+        sql: `counted AS (INSERT INTO ${SCHEMA}.applied SELECT event_id, $${first} FROM fresh)`,
+        values: [consumer],
+      }),
+    });
+    const batch = events(1);
+    // Another replica records it in a transaction still open.
+    const other = await db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query(`INSERT INTO ${SCHEMA}.inbox (consumer, event_id, subject) SELECT $1, unnest($2::uuid[]), 'ttip.x.y'`, [consumer, batch.map((m) => m.id)]);
+      await other.query(`INSERT INTO ${SCHEMA}.applied SELECT unnest($1::uuid[]), $2`, [batch.map((m) => m.id), consumer]);
+      const delivered = handlers.batch!(batch);
+      await eventually("the batch's statement waiting on the other's inbox rows", async () =>
+        (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%inbox%'")).rows.length > 0, 10_000);
+      await other.query("COMMIT");
+      await delivered;
+    } finally {
+      other.release();
+    }
+    assert.deepEqual((await applied(consumer)).map((r) => r.n), [1], "applied by the other replica alone");
+    assert.match(await metrics.registry.metrics(), new RegExp(`ttip_inbox_events_total\\{consumer="${consumer}",outcome="duplicate"\\} 1\\b`));
+  });
 });

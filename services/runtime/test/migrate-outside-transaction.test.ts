@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { createPool, migrate, OUTSIDE_TRANSACTION } from "../src/db.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
 let dir: string;
@@ -69,6 +69,34 @@ test("a file outside a transaction that fails part way is not recorded, runs aga
     assert.deepEqual(await indexes("part_way"), [{ name: "things_id", valid: true }, { name: "things_pkey", valid: true }]);
   } finally {
     await pool.end();
+    await rm(own, { recursive: true, force: true });
+  }
+});
+
+test("two replicas migrating at once: the one waiting for the lock holds no snapshot that the other's concurrent build waits out", async () => {
+  const own = await mkdtemp(path.join(os.tmpdir(), "ttip-migrations-"));
+  const holder = await db.pool.connect();
+  try {
+    await writeFile(path.join(own, "0001_things.sql"), "CREATE TABLE things (id int PRIMARY KEY, at timestamptz);\n");
+    await migrate(db.pool, "two_replicas", own);
+    await writeFile(path.join(own, "0002_things_at.sql"), `${OUTSIDE_TRANSACTION}\nDROP INDEX CONCURRENTLY IF EXISTS things_at;\nCREATE INDEX CONCURRENTLY things_at ON things (at);\n`);
+    // A live transaction on the table holds the first replica's build at its start, migration lock taken.
+    await holder.query("BEGIN");
+    await holder.query("INSERT INTO two_replicas.things VALUES (1, now())");
+    const first = migrate(db.pool, "two_replicas", own);
+    await eventually("the first replica's build waiting for the live transaction", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY things_at%' AND wait_event_type = 'Lock'")).rows.length > 0, 10_000);
+    const second = migrate(db.pool, "two_replicas", own);
+    await eventually("the second replica asking for the migration lock", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%advisory_lock(hashtext($1))%' AND pid <> pg_backend_pid()")).rows.length > 0, 10_000);
+    await holder.query("COMMIT");
+    // Before, the second waited in pg_advisory_lock with a snapshot, the build waited for it to end:
+    // PostgreSQL's deadlock check failed one of the two (the lock's wait, or the build).
+    const outcomes = await Promise.allSettled([first, second]);
+    assert.deepEqual(outcomes.map((o) => (o.status === "fulfilled" ? o.value : String(o.reason))), [["0002_things_at"], []]);
+    assert.deepEqual(await indexes("two_replicas"), [{ name: "things_at", valid: true }, { name: "things_pkey", valid: true }]);
+  } finally {
+    holder.release();
     await rm(own, { recursive: true, force: true });
   }
 });

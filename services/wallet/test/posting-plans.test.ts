@@ -12,34 +12,10 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { migrate, type Queryable } from "@ttip/runtime";
-import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { migrate } from "@ttip/runtime";
+import { createTestDatabase, keptPlans, type KeptPlan, type TestDatabase } from "@ttip/runtime/testing";
 import { ensureAccount, type EntryInput, postEntry } from "../src/ledger.js";
 import { postEntries } from "../src/post-entries.js";
-
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  Plans?: PlanNode[];
-}
-
-const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-
-/** A parameter's value as a literal for EXECUTE (EXPLAIN EXECUTE takes no bound parameters). */
-function literal(escape: (s: string) => string, value: unknown): string {
-  if (value === null || value === undefined) return "NULL";
-  if (Buffer.isBuffer(value)) return `'\\x${value.toString("hex")}'`;
-  if (value instanceof Date) return escape(value.toISOString());
-  if (Array.isArray(value)) return escape(`{${value.map(arrayElement).join(",")}}`);
-  return escape(String(value));
-}
-
-function arrayElement(value: unknown): string {
-  if (value === null || value === undefined) return "NULL";
-  const text = Buffer.isBuffer(value) ? `\\x${value.toString("hex")}` : value instanceof Date ? value.toISOString() : String(value);
-  return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
 
 /** wallet's tables a posting statement reads. */
 const LEDGER_TABLES = new Set(["accounts", "entries", "postings"]);
@@ -80,35 +56,8 @@ describe("wallet's posting statements on a grown wallet.accounts, by the generic
     description: "Tip by M-Pesa",
   });
 
-  /**
-   * Runs `post` on a connection of its own that keeps generic plans from the first call, and answers
-   * the ledger tables' reads in the plan it keeps for each statement sent.
-   */
-  async function keptPlans(post: (db: Queryable) => Promise<unknown>): Promise<{ statement: string; reads: PlanNode[] }[]> {
-    const client = await db.pool.connect();
-    const sent: { text: string; values: unknown[] }[] = [];
-    const recording = { query: ((text: string, values: unknown[]) => (sent.push({ text, values }), client.query(text, values))) as Queryable["query"] };
-    try {
-      await client.query("SET plan_cache_mode = force_generic_plan");
-      await post(recording);
-      const out = [];
-      for (const { text, values } of sent) {
-        const { rows } = await client.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE statement = $1", [text]);
-        assert.equal(rows.length, 1, `prepared: ${text.slice(0, 60)}`);
-        const args = values.map((v) => literal((s) => client.escapeLiteral(s), v)).join(", ");
-        const { rows: plan } = await client.query(`EXPLAIN (FORMAT JSON) EXECUTE "${rows[0].name}"(${args})`);
-        const reads = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan).filter((n) => LEDGER_TABLES.has(n["Relation Name"] ?? "") && n["Node Type"].endsWith("Scan"));
-        out.push({ statement: text.replace(/\s+/g, " ").slice(0, 40), reads });
-      }
-      return out;
-    } finally {
-      await client.query("RESET plan_cache_mode");
-      client.release();
-    }
-  }
-
   /** Asserts each statement reads wallet.accounts, and every ledger table only through an index. */
-  function byIndex(plans: { statement: string; reads: PlanNode[] }[], statements: number): void {
+  function byIndex(plans: KeptPlan[], statements: number): void {
     assert.equal(plans.length, statements);
     for (const { statement, reads } of plans) {
       assert.ok(reads.some((n) => n["Relation Name"] === "accounts"), `${statement}: reads wallet.accounts`);
@@ -118,7 +67,7 @@ describe("wallet's posting statements on a grown wallet.accounts, by the generic
   }
 
   test("a tip's entry (one owned account: no lock taken ahead)", async () => {
-    byIndex(await keptPlans((q) => postEntry(q, tip(workers[1]))), 1);
+    byIndex(await keptPlans(db.pool, LEDGER_TABLES, (q) => postEntry(q, tip(workers[1]))), 1);
   });
 
   test("an entry between two owned accounts (their locks taken ahead, in id order)", async () => {
@@ -130,11 +79,11 @@ describe("wallet's posting statements on a grown wallet.accounts, by the generic
         { accountId: workers[2], amountMinor: 100n, currency: "KES" },
       ],
     };
-    byIndex(await keptPlans((q) => postEntry(q, transfer)), 1);
+    byIndex(await keptPlans(db.pool, LEDGER_TABLES, (q) => postEntry(q, transfer)), 1);
   });
 
   test("a batch of tips' entries (PostEntries' one statement)", async () => {
-    const outcomes = await keptPlans(async (q) => {
+    const outcomes = await keptPlans(db.pool, LEDGER_TABLES, async (q) => {
       const posted = await postEntries(q, [tip(workers[3]), tip(workers[4]), tip(workers[3])]);
       assert.deepEqual(posted.map((o) => "posted" in o), [true, true, true]);
     });

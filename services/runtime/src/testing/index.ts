@@ -97,3 +97,4 @@ export * from "./in-process.js";
 export * from "./processes.js";
 export * from "./stripe-mock.js";
 export * from "./otlp-receiver.js";
+export * from "./kept-plans.js";
