@@ -13,7 +13,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, nairobiDay, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
 import { type ClaimedAtEnqueue, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
@@ -122,7 +122,7 @@ const TRIGGERS = [
     durable: "notification-venue-share",
     schema: VenueShareAllocatedSchema,
     sends: (e, id) => {
-      const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
+      const day = (t: typeof e.periodStart) => (t ? nairobiDay(Number(t.seconds) * 1000) : "");
       const start = day(e.periodStart);
       const end = day(e.periodEnd ? { ...e.periodEnd, seconds: e.periodEnd.seconds - 1n } : undefined);
       return toWorker(id, e, TemplateKey.POOL_SHARE, {

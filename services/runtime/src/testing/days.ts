@@ -1,6 +1,3 @@
-/** The UTC day of `ms`, YYYY-MM-DD. */
-export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
-
 /**
  * Runs `body`, steps that compare what they did with "today" as a service counts days (`dayOf`);
  * if it fails and a day boundary passed while it ran, runs it once more: what it did then fell
