@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -29,6 +29,23 @@ import { ProviderSimulator } from "../src/testing.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A pool whose database can stop answering (a partition): once `down` is set, every statement and
+ * connection waits for ever, and `waiting` counts them.
+ */
+function partitionable(target: Pool): { pool: Pool; down: boolean; waiting: number } {
+  const db = { pool: target, down: false, waiting: 0 };
+  const hang = () => (db.waiting++, new Promise<never>(() => undefined));
+  db.pool = new Proxy(target, {
+    get(inner, prop) {
+      if (db.down && (prop === "query" || prop === "connect")) return hang;
+      const value = Reflect.get(inner, prop);
+      return typeof value === "function" ? value.bind(inner) : value;
+    },
+  });
+  return db;
+}
 
 async function publish<D extends DescMessage>(bus: EventBus, subject: string, schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">, eventId = randomUUID(), busId = eventId) {
   const message = create(schema, { ...init, meta: { id: eventId, producer: "payment", occurredAt: timestampNow() } } as unknown as MessageInitShape<D>);
@@ -933,27 +950,18 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("with the database out of reach the sweeper runs one sweep at a time: a tick while the last still waits is skipped, not started beside it", { timeout: 60_000 }, async () => {
-    // A database that stops answering: from `down` on, every statement and connection waits for ever, and is counted.
-    let down = false;
-    let waiting = 0;
-    const hang = () => (waiting++, new Promise<never>(() => undefined));
-    const pool = new Proxy(t.db.pool, {
-      get(target, prop) {
-        if (down && (prop === "query" || prop === "connect")) return hang;
-        const value = Reflect.get(target, prop);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const db = partitionable(t.db.pool);
+    const pool = db.pool;
     const { logger } = captureLogger("warn");
     const bus = new InProcessBus(logger, 50);
     const module = createNotificationModule({ config: { ...config, stopSendsMs: 100 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
     const stop = await module.start!({ ...t.ctx, pool, bus, logger });
     try {
-      down = true;
+      db.down = true;
       // One sweep's three statements (and at most one of the look at start, which began before).
-      await eventually("a sweep waiting", async () => waiting >= 3);
+      await eventually("a sweep waiting", async () => db.waiting >= 3);
       await sleep(300);
-      assert.ok(waiting <= 4, `${waiting} statements waiting after 300 ms of 10 ms ticks: sweeps piled up`);
+      assert.ok(db.waiting <= 4, `${db.waiting} statements waiting after 300 ms of 10 ms ticks: sweeps piled up`);
     } finally {
       await stop();
       await bus.close();
@@ -961,27 +969,18 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("stopping with the database out of reach ends within its budget: a sweep and a trigger's batch waiting on PostgreSQL are not waited for past it", { timeout: 60_000 }, async () => {
-    // A database that stops answering (a partition): from `down` on, every statement and connection waits for ever.
-    let down = false;
-    let waiting = 0;
-    const hang = () => (waiting++, new Promise<never>(() => undefined));
-    const pool = new Proxy(t.db.pool, {
-      get(target, prop) {
-        if (down && (prop === "query" || prop === "connect")) return hang;
-        const value = Reflect.get(target, prop);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const db = partitionable(t.db.pool);
+    const pool = db.pool;
     const { logger, lines } = captureLogger("warn");
     // A bus of its own: its consumers take no work from the service's.
     const bus = new InProcessBus(logger, 50);
     const module = createNotificationModule({ config: { ...config, stopSendsMs: 200 }, sweepIntervalMs: 10, contacts: async () => null, staff: { reviewers: async () => [], displayName: async () => "" } });
     const stop = await module.start!({ ...t.ctx, pool, bus, logger });
     try {
-      down = true;
+      db.down = true;
       await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId: randomUUID(), amount: kesMinor(5000n), net: kesMinor(4750n) });
       // The trigger's batch and a sweep both wait on the database now.
-      await eventually("a batch and a sweep waiting", async () => waiting >= 2);
+      await eventually("a batch and a sweep waiting", async () => db.waiting >= 2);
       await stop();
       assert.ok(lines.some((l) => l.includes("still waiting on the database")), "the stop gave up on them at its deadline");
     } finally {
