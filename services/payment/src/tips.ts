@@ -574,8 +574,9 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
   const tipId = tip.tip_id;
   const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
   if (tip.credit_key) {
-    // Already decided. A receipt learned only now (success came first by query) is recorded.
-    if (o.receipt && !tip.mpesa_receipt) {
+    // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
+    // failed after review, whose receipt went back to its paybill payment for support to place (reopenFundingPayment).
+    if (o.receipt && !tip.mpesa_receipt && tip.status !== "failed") {
       await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
       await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
