@@ -1,17 +1,17 @@
-// Customers' phones for bench/tip-e2e.ts, on a worker thread: the load they
-// make is not charged to the platform's event loop, as real clients are not.
-// Each virtual customer tips a scanned code by CreateTip (Connect over HTTP/2
-// through the gateway), then watches the tip until it is no longer pending.
-// One thread for every run (warm-up and measured), so its code and connections
-// are as warm as the platform's: it says its thread id first, then answers each
-// CustomersRun with a CustomersResult.
+// Customers' phones for bench/tip-e2e.ts, in an OS process of their own (as the
+// simulators are, bench/edge-simulators.ts): the load they make is not charged
+// to the platform's process, as real clients' is not, and the bench reads
+// their CPU apart. Each virtual customer tips a scanned code by CreateTip
+// (Connect over HTTP/2 through the gateway), then watches the tip until it is
+// no longer pending. One process for every run (warm-up and measured), so its
+// code and connections are as warm as the platform's: it says it is ready
+// first, then answers each CustomersRun with a CustomersResult, until the
+// bench is gone (its IPC channel closed).
 import { randomInt, randomUUID } from "node:crypto";
-import { parentPort, workerData } from "node:worker_threads";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { threadId } from "./process-cpu.js";
 
 export interface CustomersInput {
   gatewayUrl: string;
@@ -32,10 +32,15 @@ export interface CustomersResult {
   failures: number;
 }
 
-const input = workerData as CustomersInput;
+/** The bench's messages to the customers' process: its input once, then runs. */
+export type CustomersMessage = { input: CustomersInput } | { run: CustomersRun };
+/** The process's answers: ready (after its input), then each run's result or error. */
+export type CustomersAnswer = { ready: true } | CustomersResult | { error: string };
+
+let input: CustomersInput;
 // Kept across runs: connection i is the same HTTP/2 session in every run that uses it.
 const clients: Client<typeof PaymentService>[] = [];
-let n = randomInt(0, input.codes.length);
+let n = 0;
 let address = 0;
 
 /** The next customer's address: 10.x.y.z, the nth of clientAddresses. */
@@ -75,10 +80,15 @@ async function run({ concurrency, seconds, connections = 1 }: CustomersRun): Pro
   return result;
 }
 
-parentPort!.on("message", (r: CustomersRun) => {
-  run(r).then(
-    (result) => parentPort!.postMessage(result),
-    (err: unknown) => parentPort!.postMessage({ error: String((err as Error)?.stack ?? err) }),
-  );
+const answer = (a: CustomersAnswer) => process.send!(a);
+process.on("message", (m: CustomersMessage) => {
+  if ("input" in m) {
+    input = m.input;
+    n = randomInt(0, input.codes.length);
+    answer({ ready: true });
+    return;
+  }
+  run(m.run).then(answer, (err: unknown) => answer({ error: String((err as Error)?.stack ?? err) }));
 });
-parentPort!.postMessage({ threadId: threadId() });
+// The bench gone (ended, or killed): the customers stop with it.
+process.on("disconnect", () => process.exit(0));

@@ -1,5 +1,5 @@
-// Tips end to end through the gateway, as customers' phones make them (on a
-// worker thread, bench/tip-customers.ts): Connect
+// Tips end to end through the gateway, as customers' phones make them (in a
+// process of their own, bench/tip-customers.ts): Connect
 // (HTTP/2) CreateTip for a scanned QR code -> payment resolves it with qr,
 // quotes with wallet, sends the STK push to the Daraja simulator -> the
 // simulator's callback (delay 0) -> SUCCEEDED and the wallet entry posted ->
@@ -20,17 +20,18 @@
 //   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
 //   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
-//   threads, the customers' thread, libuv's pool: bench/process-cpu.ts).
+//   threads, libuv's pool: bench/process-cpu.ts); the customers' process's CPU is printed on its own line.
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 //   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
 //   (collected ones too) and prints the bytes allocated per tip by package and function.
+import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Session } from "node:inspector/promises";
 import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { getHeapSpaceStatistics } from "node:v8";
-import { Worker } from "node:worker_threads";
 import os from "node:os";
 import type { DescService } from "@bufbuild/protobuf";
 import pgClient from "pg";
@@ -53,7 +54,7 @@ import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import { EDGE_SMS_API_KEY, providerEnv, startEdgeSimulators } from "./edge-simulators.js";
 import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
-import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
+import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
@@ -507,31 +508,41 @@ function summariseAllocations(root: { head: HeapNode } | HeapNode, tips: number)
   console.log(`  by function:\n${top(byFunction, 30)}`);
 }
 
-/** The customers' worker thread (bench/tip-customers.ts), kept for every run. */
-async function startCustomers(input: CustomersInput): Promise<{ threadId: number; run(r: CustomersRun): Promise<CustomersResult>; close(): Promise<number> }> {
-  // A worker's entry is loaded before any --import: register tsx there first.
-  const entry = new URL("./tip-customers.ts", import.meta.url).href;
-  const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
-  const worker = new Worker(boot, { eval: true, workerData: input });
-  const next = <T>() =>
-    new Promise<T>((resolve, reject) => {
-      const fail = (err: Error) => reject(err);
-      worker.once("error", fail);
-      worker.once("message", (m: T & { error?: string }) => {
-        worker.off("error", fail);
-        if (m.error) reject(new Error(m.error));
-        else resolve(m);
-      });
+// A start that takes longer is stuck (tsx compiling the Connect client takes a few seconds).
+const CUSTOMERS_START_TIMEOUT_MS = 60_000;
+
+/** The customers' process (bench/tip-customers.ts), kept for every run: its CPU is read apart from the platform's. */
+async function startCustomers(input: CustomersInput): Promise<{ pid: number; run(r: CustomersRun): Promise<CustomersResult>; close(): Promise<void> }> {
+  const child = fork(fileURLToPath(new URL("./tip-customers.ts", import.meta.url)), [], {
+    execArgv: ["--import", "tsx", ...nodeFlags],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  let exited: string | undefined;
+  const gone = new Promise<void>((r) => child.once("exit", (code, signal) => ((exited = `the customers' process exited (${signal ?? code})`), r())));
+  // One question at a time (the bench awaits each run): the next message answers it, or the process's exit.
+  const ask = (m: CustomersMessage, timeoutMs?: number) =>
+    new Promise<CustomersAnswer>((resolve, reject) => {
+      if (exited) return reject(new Error(exited));
+      const done = (err: Error | undefined, a?: CustomersAnswer) => {
+        clearTimeout(timer);
+        child.off("message", onMessage).off("exit", onExit);
+        if (err) reject(err);
+        else resolve(a!);
+      };
+      const onMessage = (a: CustomersAnswer) => done("error" in a ? new Error(a.error) : undefined, a);
+      const onExit = () => done(new Error(exited));
+      const timer = timeoutMs ? setTimeout(() => done(new Error("the customers' process did not start")), timeoutMs) : undefined;
+      child.once("message", onMessage).once("exit", onExit);
+      child.send(m);
     });
-  const { threadId } = await next<{ threadId: number }>();
+  await ask({ input }, CUSTOMERS_START_TIMEOUT_MS);
   return {
-    threadId,
-    run: (r) => {
-      const result = next<CustomersResult>();
-      worker.postMessage(r);
-      return result;
+    pid: child.pid!,
+    run: async (r) => (await ask({ run: r })) as CustomersResult,
+    close: async () => {
+      if (!exited) child.disconnect(); // it exits when its channel closes
+      await gone;
     },
-    close: () => worker.terminate(),
   };
 }
 
@@ -552,14 +563,14 @@ function byThread(processes: [string, number][], before: Map<string, number>[], 
     }
     exited += (procAfter.get(name) ?? 0) - (procBefore.get(name) ?? 0) - threads;
   });
-  const order: string[] = [THREAD_KINDS.main, THREAD_KINDS.v8, "customers' thread", THREAD_KINDS.pool, THREAD_KINDS.worker];
+  const order: string[] = [THREAD_KINDS.main, THREAD_KINDS.v8, THREAD_KINDS.pool, THREAD_KINDS.worker];
   const rank = (kind: string) => (order.includes(kind) ? order.indexOf(kind) : order.length);
   const kinds = [...sum.keys()].sort((a, b) => rank(a) - rank(b));
   const per = (v: number) => (v / Math.max(1, tips)).toFixed(1);
   return [...kinds.map((k) => `${k} ${per(sum.get(k)!)}`), ...(exited > tips * 0.1 ? [`exited threads ${per(exited)}`] : [])].join(", ");
 }
 
-let customersThread: Awaited<ReturnType<typeof startCustomers>> | undefined;
+let customersProcess: Awaited<ReturnType<typeof startCustomers>> | undefined;
 try {
   // Workers sign up through the gateway (phone OTP from the SMS simulator), set up their page and get a code.
   const codes: string[] = [];
@@ -576,9 +587,9 @@ try {
   }
   console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${clientAddresses ? `; customers from ${clientAddresses} addresses` : ""}${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
-  // The customers' thread, one for every run: its id splits the platform process's CPU by thread.
-  const customers = (customersThread = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes, clientAddresses }));
-  const knownThreads = new Map<number, string>([[customers.threadId, "customers' thread"]]);
+  // The customers' process, one for every run.
+  const customers = (customersProcess = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes, clientAddresses }));
+  const knownThreads = new Map<number, string>();
   if (mode === "process") for (const tid of await libuvPoolThreads()) knownThreads.set(tid, THREAD_KINDS.pool);
   const threadsMeasured = [...platform.pids].filter(([name]) => name !== "bench");
 
@@ -641,6 +652,7 @@ try {
     const edgeSends0 = await edge.providerSends();
     const procCpu0 = cpuMs(measured, withChildren);
     const edgeCpu0 = processCpuMs(edge.pid);
+    const customersCpu0 = processCpuMs(customers.pid);
     const backends0 = childrenCpuMs(pg.pid);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own0 = process.cpuUsage();
@@ -679,11 +691,12 @@ try {
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
     const edgeCpu = processCpuMs(edge.pid) - edgeCpu0;
+    const customersCpu = processCpuMs(customers.pid) - customersCpu0;
     const edgeSends = (await edge.providerSends()) - edgeSends0;
     const backends1 = childrenCpuMs(pg.pid);
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
-    const own = process.cpuUsage(own0); // includes the customers' thread
+    const own = process.cpuUsage(own0);
     const span = (performance.now() - t0) / 1000; // the run and its drain
     if (settleAfterWarmup) await holdAutovacuum(undefined);
     const roundTrips = writesSoFar() - roundTrips0;
@@ -748,7 +761,7 @@ try {
     );
     console.log(
       `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
-        (mode === "process" ? " (the platform and the customers' thread; the rest: simulators, postgres, nats, redis)" : " (the customers' thread; the rest: the platform's processes, simulators, postgres, nats, redis)"),
+        (mode === "process" ? " (the platform; the rest: customers, simulators, postgres, nats, redis)" : " (the bench's own; the rest: the platform's processes, customers, simulators, postgres, nats, redis)"),
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
@@ -760,12 +773,13 @@ try {
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
-      (mode === "process" ? " (platform: all services, gateway and the customers' thread; not the simulators, below)" : " (bench: this process: the customers' thread)") +
+      (mode === "process" ? " (platform: all services and the gateway; not the customers nor the simulators, below)" : " (bench: this process, the bench's own counting; not the customers nor the simulators, below)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
     console.log(`  the edge of the world (simulators: Daraja, the OTP SMS, notification's providers; their own process, not in the figures above): CPU ms per tip ${(edgeCpu / Math.max(1, rows.length)).toFixed(2)};` +
       ` messages the providers took per tip ${(edgeSends / Math.max(1, rows.length)).toFixed(2)}`);
+    console.log(`  the customers (bench/tip-customers.ts: CreateTip and WatchTip through the gateway; their own process, not in the figures above): CPU ms per tip ${(customersCpu / Math.max(1, rows.length)).toFixed(2)}`);
     // What else ran: a neighbour's work on a shared machine slows the run and inflates CPU per tip (caches, frequency).
-    const othersCores = ((cpu1.busy - cpu0.busy) * CLOCK_TICK_MS - totalCpu - edgeCpu) / 1000 / span;
+    const othersCores = ((cpu1.busy - cpu0.busy) * CLOCK_TICK_MS - totalCpu - edgeCpu - customersCpu) / 1000 / span;
     console.log(`  the rest of the machine (processes not the bench's) ${Math.max(0, othersCores).toFixed(2)} cores, stolen by the hypervisor ${(((cpu1.steal - cpu0.steal) / (cpu1.total - cpu0.total)) * 100).toFixed(1)}%`);
     const pgStarted = new Date(String((await pool.query("SELECT pg_postmaster_start_time() AS t")).rows[0].t)).getTime();
     console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
@@ -839,7 +853,7 @@ try {
     }
   }
 } finally {
-  await customersThread?.close();
+  await customersProcess?.close();
   await platform.close();
   await bus.close();
   await cache.close();

@@ -3,11 +3,12 @@
 // fee schedules, templates), newest first; searched by actor, user, action,
 // target and dates, and exported as CSV with the same filters.
 import { useEffect, useState } from "react";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { nairobiDay } from "../../web/src/lib/nairobi-time";
 import { AuditAction, type AuditEvent } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText } from "./api";
-import { when } from "./ui";
+import { nairobiDayInput, when } from "./ui";
 
 /** Rows one export may hold: beyond that, narrow the filters (the message says so). */
 export const MAX_EXPORT_ROWS = 10_000;
@@ -28,20 +29,15 @@ interface Filters {
 
 const NO_FILTERS: Filters = { actorUserId: "", userId: "", target: "", action: "", from: "", to: "" };
 
-/** The request's filters; dates are whole days in the admin's zone, `to` inclusive. */
+/** The request's filters; dates are whole Nairobi days, `to` inclusive. */
 function requestOf(f: Filters) {
-  const day = (d: string, plusDays = 0) => {
-    const at = new Date(`${d}T00:00:00`);
-    at.setDate(at.getDate() + plusDays);
-    return timestampFromDate(at);
-  };
   return {
     actorUserId: f.actorUserId.trim(),
     userId: f.userId.trim(),
     target: f.target.trim(),
     actions: f.action ? [Number(f.action) as AuditAction] : [],
-    from: f.from ? day(f.from) : undefined,
-    to: f.to ? day(f.to, 1) : undefined,
+    from: nairobiDayInput(f.from),
+    to: nairobiDayInput(f.to, 1),
   };
 }
 
@@ -114,7 +110,7 @@ export function Audit() {
           throw new Error(`more than ${MAX_EXPORT_ROWS} records match: narrow the dates or filters and export again`);
         }
       } while (pageToken);
-      download(`audit-log-${new Date().toISOString().slice(0, 10)}.csv`, auditCsv(all));
+      download(`audit-log-${nairobiDay(new Date())}.csv`, auditCsv(all));
       setExporting(`exported ${all.length} records`);
     } catch (err) {
       setExporting("");
@@ -135,15 +131,15 @@ export function Audit() {
             <option key={a} value={a}>{actionName(a)}</option>
           ))}
         </select>
-        <label>From <input type="date" aria-label="From date" value={filters.from} onChange={set("from")} /></label>
-        <label>To <input type="date" aria-label="To date" value={filters.to} onChange={set("to")} /></label>
+        <label>From <input type="date" aria-label="From date (Nairobi)" value={filters.from} onChange={set("from")} /></label>
+        <label>To <input type="date" aria-label="To date (Nairobi)" value={filters.to} onChange={set("to")} /></label>
         <button>Search</button>
         <button type="button" onClick={() => void exportCsv()}>Export CSV</button>
       </form>
       {exporting && <p role="status">{exporting}</p>}
       {error && <p role="alert" className="error">{error}</p>}
       <table aria-label="Audit log">
-        <thead><tr><th>When</th><th>Service</th><th>Action</th><th>Target</th><th>User</th><th>By</th><th>Address</th><th>Detail</th></tr></thead>
+        <thead><tr><th>When (EAT)</th><th>Service</th><th>Action</th><th>Target</th><th>User</th><th>By</th><th>Address</th><th>Detail</th></tr></thead>
         <tbody>
           {events.map((e) => (
             <tr key={e.auditEventId} data-audit-id={e.auditEventId}>

@@ -2,11 +2,11 @@
 // scheduled from a date (admin only, with the device step-up; audited by
 // wallet). Amounts are typed in KES and sent as integer minor units.
 import { useEffect, useState } from "react";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, hasRole, stepUp, type Session } from "./api";
-import { Section, when } from "./ui";
+import { nairobiInput, Section, when, ZONE_LABEL } from "./ui";
 
 /** "1,250.50" → 125050n; undefined when it is not an amount with at most two decimals. */
 export function minorOf(text: string): bigint | undefined {
@@ -51,7 +51,8 @@ export function FeeSchedules({ session }: { session: Session }) {
     const amounts = { min: minorOf(draft.min), cap: minorOf(draft.cap), cardFixed: minorOf(draft.cardFixed || "0") };
     const bad = Object.entries(amounts).find(([, v]) => v === undefined);
     if (bad) return setError(`Check the input: ${bad[0]} must be an amount in KES, at most two decimals`);
-    if (!draft.effectiveFrom) return setError("Check the input: choose when the new version applies");
+    const effectiveFrom = nairobiInput(draft.effectiveFrom);
+    if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
     try {
       const { schedule: made } = await wallet.createFeeSchedule(
         {
@@ -65,12 +66,12 @@ export function FeeSchedules({ session }: { session: Session }) {
             cardFeeFixedMinor: amounts.cardFixed!,
             // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
             mpesaB2cBands: latest?.mpesaB2cBands ?? [],
-            effectiveFrom: timestampFromDate(new Date(draft.effectiveFrom)),
+            effectiveFrom,
           },
         },
         await stepUp(),
       );
-      setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)}`);
+      setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)} EAT`);
       await load();
     } catch (err) {
       setError(errorText(err));
@@ -80,7 +81,7 @@ export function FeeSchedules({ session }: { session: Session }) {
   return (
     <Section title="Fee schedules">
       <table aria-label="Fee schedules">
-        <thead><tr><th>Version</th><th>From</th><th>State</th><th>Platform fee</th><th>Min</th><th>Cap</th><th>Card fee</th><th>B2C bands</th></tr></thead>
+        <thead><tr><th>Version</th><th>From (EAT)</th><th>State</th><th>Platform fee</th><th>Min</th><th>Cap</th><th>Card fee</th><th>B2C bands</th></tr></thead>
         <tbody>
           {schedules.map((s) => (
             <tr key={`${s.currency}-${s.version}`} data-version={s.version}>
@@ -102,7 +103,7 @@ export function FeeSchedules({ session }: { session: Session }) {
         <input aria-label="Fee cap (KES)" placeholder="Cap (KES)" value={draft.cap} onChange={set("cap")} />
         <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} onChange={set("cardFeeBps")} />
         <input aria-label="Card fixed fee (KES)" placeholder="Card fixed (KES)" value={draft.cardFixed} onChange={set("cardFixed")} />
-        <label>Applies from <input type="datetime-local" aria-label="Applies from" value={draft.effectiveFrom} onChange={set("effectiveFrom")} /></label>
+        <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} onChange={set("effectiveFrom")} /></label>
         <button disabled={!!notAdmin}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}
       </form>

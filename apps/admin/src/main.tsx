@@ -100,6 +100,7 @@ function App() {
             ))}
         </nav>
         <span className="who">
+          <span title="Every time shown or typed in the console is Nairobi's (EAT, UTC+3), whatever this computer's zone">Times: Nairobi (EAT)</span> ·{" "}
           {session.roles.filter((r) => CONSOLE_ROLES.includes(r)).join(", ")} · <button className="link" onClick={signOut}>Sign out</button>
         </span>
       </header>

@@ -2,13 +2,12 @@
 // payment's detail with its raw callbacks, alerts and ledger entry; re-query
 // of a stuck M-Pesa attempt.
 import { useEffect, useState, type FormEvent } from "react";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
-import { Action, Section, money, when, words } from "./ui";
+import { Action, nairobiInput, Section, money, when, words, ZONE_LABEL } from "./ui";
 
 const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
 
@@ -46,8 +45,8 @@ export function Payments({ session }: { session: Session }) {
     try {
       const common = {
         page: { pageSize: 25, pageToken },
-        from: filter.from ? timestampFromDate(new Date(filter.from)) : undefined,
-        to: filter.to ? timestampFromDate(new Date(filter.to)) : undefined,
+        from: nairobiInput(filter.from),
+        to: nairobiInput(filter.to),
         minAmountMinor: minor(filter.minShillings, "min_amount"),
         maxAmountMinor: minor(filter.maxShillings, "max_amount"),
         resultCode: filter.resultCode.trim(),
@@ -87,8 +86,8 @@ export function Payments({ session }: { session: Session }) {
               {enumOptions(PaymentMethodKind).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
             </select>
           )}
-          <input aria-label="From" type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
-          <input aria-label="To" type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
+          <input aria-label={`From (${ZONE_LABEL})`} title={`From (${ZONE_LABEL})`} type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
+          <input aria-label={`To (${ZONE_LABEL})`} title={`To (${ZONE_LABEL})`} type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
           <input aria-label="Min KES" placeholder="min KES" size={7} value={filter.minShillings} onChange={(e) => set({ minShillings: e.target.value })} />
           <input aria-label="Max KES" placeholder="max KES" size={7} value={filter.maxShillings} onChange={(e) => set({ maxShillings: e.target.value })} />
           <input aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
@@ -98,7 +97,7 @@ export function Payments({ session }: { session: Session }) {
         {error && <p role="alert" className="error">{error}</p>}
         {filter.kind === "tips" ? (
           <table>
-            <thead><tr><th>When</th><th>Amount</th><th>Method</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
+            <thead><tr><th>When (EAT)</th><th>Amount</th><th>Method</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
             <tbody>
               {tips.map((t) => (
                 <tr key={t.tipId} data-tip-id={t.tipId} className={selected?.value === t.tipId ? "selected" : undefined}>
@@ -110,7 +109,7 @@ export function Payments({ session }: { session: Session }) {
           </table>
         ) : (
           <table>
-            <thead><tr><th>When</th><th>Amount</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
+            <thead><tr><th>When (EAT)</th><th>Amount</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
             <tbody>
               {payouts.map((p) => (
                 <tr key={p.payoutId} data-payout-id={p.payoutId} className={selected?.value === p.payoutId ? "selected" : undefined}>

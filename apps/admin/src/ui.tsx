@@ -1,10 +1,30 @@
 // Small shared pieces: an action button that reports its own outcome, a reason prompt, time, money and enum text.
+// Every time the console shows or reads is Nairobi's wall clock (EAT, UTC+3 all year), whatever zone the
+// admin's laptop is set to: fees, filters and records are Kenyan, and a laptop left on UTC would move them by 3 h.
 import { useState, type ReactNode } from "react";
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { fromNairobiWallTime, nairobiDateTime } from "../../web/src/lib/nairobi-time";
 import { errorText } from "./api";
 
+/** What a time input's label says its time is. */
+export const ZONE_LABEL = "Nairobi time, EAT";
+
+/** A moment as Nairobi's wall clock, "YYYY-MM-DD HH:MM:SS". */
 export function when(t: Timestamp | undefined): string {
-  return t ? timestampDate(t).toISOString().replace("T", " ").slice(0, 19) : "";
+  return t ? nairobiDateTime(timestampDate(t)) : "";
+}
+
+/** A datetime-local input's value ("YYYY-MM-DDTHH:MM", Nairobi time) as a Timestamp; undefined when empty or malformed. */
+export function nairobiInput(value: string): Timestamp | undefined {
+  const at = fromNairobiWallTime(value);
+  return at ? timestampFromDate(at) : undefined;
+}
+
+/** The start of a Nairobi day typed in a date input ("YYYY-MM-DD"), `plusDays` later; undefined when malformed. */
+export function nairobiDayInput(day: string, plusDays = 0): Timestamp | undefined {
+  const at = fromNairobiWallTime(`${day}T00:00`);
+  // Nairobi keeps no daylight saving: every day there is 24 h long.
+  return at ? timestampFromDate(new Date(at.getTime() + plusDays * 86_400_000)) : undefined;
 }
 
 /** An enum value's name as words: "PAYOUT_SENT" reads "payout sent". */

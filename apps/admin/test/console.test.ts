@@ -25,7 +25,7 @@ import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notificat
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
 import { chartDayLabel, chartRange } from "../src/chart-range.js";
-import { nairobiDay } from "../../web/src/lib/nairobi-time.js";
+import { nairobiDateTime, nairobiDay, nairobiMonthOf, nairobiWallTime } from "../../web/src/lib/nairobi-time.js";
 import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -116,6 +116,22 @@ describe("admin console in chromium", () => {
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
     assert.ok((await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").count()) >= 2, "a balanced entry has two postings or more");
     await detail.getByText(/Callbacks \([1-9]/).waitFor();
+    // Times are Nairobi's on a Los Angeles laptop: the row shows the tip's Nairobi time, and a
+    // From/To typed as Nairobi's wall clock around it finds it; a From a minute after it does not.
+    const created = timestampDate(tip!.createdAt!);
+    const tipRow = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`);
+    assert.equal(await tipRow.locator("td").first().textContent(), nairobiDateTime(created));
+    const filters = adminPage.getByRole("form", { name: "Payment filters" });
+    await filters.getByLabel("From (Nairobi time, EAT)").fill(nairobiWallTime(created));
+    await filters.getByLabel("To (Nairobi time, EAT)").fill(nairobiWallTime(new Date(created.getTime() + 60_000)));
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await tipRow.waitFor();
+    await filters.getByLabel("From (Nairobi time, EAT)").fill(nairobiWallTime(new Date(created.getTime() + 60_000)));
+    await filters.getByLabel("To (Nairobi time, EAT)").fill("");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await tipRow.waitFor({ state: "detached" });
+    await adminPage.getByText("Nothing matches.").waitFor();
+    await filters.getByLabel("From (Nairobi time, EAT)").fill("");
     await adminPage.getByLabel("Min KES").fill("12.5");
     await adminPage.getByRole("button", { name: "Filter" }).click();
     await adminPage.getByRole("alert").filter({ hasText: "min_amount" }).waitFor();
@@ -313,21 +329,23 @@ describe("admin console in chromium", () => {
     await rows.filter({ hasText: `receipt:${acted.receipt}` }).filter({ hasText: "customer called: typo in the code" }).waitFor();
     assert.equal(await rows.count(), 1);
 
-    // The date range: nothing from tomorrow on; today's records with today as both ends.
-    const day = (plus: number) => new Date(Date.now() + plus * 86_400_000).toLocaleDateString("en-CA");
-    await search.getByLabel("From date").fill(day(1));
+    // The date range, in Nairobi days on a Los Angeles laptop: nothing from tomorrow on; today's records with today as both ends.
+    const day = (plus: number) => nairobiDay(new Date(Date.now() + plus * 86_400_000));
+    await search.getByLabel("From date (Nairobi)").fill(day(1));
     await search.getByRole("button", { name: "Search" }).click();
     await rows.first().waitFor({ state: "detached" });
-    await search.getByLabel("From date").fill(day(0));
-    await search.getByLabel("To date").fill(day(0));
+    await search.getByLabel("From date (Nairobi)").fill(day(0));
+    await search.getByLabel("To date (Nairobi)").fill(day(0));
     await search.getByRole("button", { name: "Search" }).click();
     await rows.first().waitFor();
 
     // The export has the filters of the search: the admin's actions on the worker.
     await search.getByLabel("Action").selectOption({ label: "any action" });
     await search.getByLabel("Target").fill(`worker:${acted.workerId}`);
+    const dayBefore = day(0);
     const [file] = await Promise.all([adminPage.waitForEvent("download"), search.getByRole("button", { name: "Export CSV" }).click()]);
-    assert.match(file.suggestedFilename(), /^audit-log-\d{4}-\d{2}-\d{2}\.csv$/);
+    // Named by the Nairobi day (the export may straddle Nairobi's midnight).
+    assert.ok([dayBefore, day(0)].map((d) => `audit-log-${d}.csv`).includes(file.suggestedFilename()), file.suggestedFilename());
     const { readFile } = await import("node:fs/promises");
     const lines = (await readFile((await file.path())!, "utf8")).trim().split("\r\n");
     assert.equal(lines[0], "occurred_at,service,action,target,user_id,actor_user_id,ip_address,detail,audit_event_id");
@@ -359,29 +377,49 @@ describe("admin console in chromium", () => {
     await form.getByLabel("Minimum fee (KES)").fill("5");
     await form.getByLabel("Fee cap (KES)").fill("1.234");
     await form.getByLabel("Card fee (bps)").fill("290");
-    const tomorrow = new Date(Date.now() + 86_400_000);
-    const local = `${tomorrow.toLocaleDateString("en-CA")}T09:00`;
-    await form.getByLabel("Applies from").fill(local);
+    // Midnight in Nairobi on 2 December next year, typed on a Los Angeles laptop: 21:00 UTC the evening before.
+    const year = nairobiMonthOf(new Date()).year + 1;
+    const typed = `${year}-12-02T00:00`;
+    await form.getByLabel("Applies from (Nairobi time, EAT)").fill(typed);
     await form.getByRole("button", { name: "Schedule new version" }).click();
     await adminPage.getByRole("alert").filter({ hasText: "cap must be an amount in KES" }).waitFor();
     await form.getByLabel("Fee cap (KES)").fill("1,500.50");
     await form.getByRole("button", { name: "Schedule new version" }).click();
     const version = before.at(-1)!.version + 1;
-    await adminPage.getByRole("status").filter({ hasText: `Scheduled v${version} from` }).waitFor();
+    await adminPage.getByRole("status").filter({ hasText: `Scheduled v${version} from ${year}-12-02 00:00:00 EAT` }).waitFor();
     await rows.nth(before.length).waitFor();
-    assert.match((await adminPage.locator(`tr[data-version="${version}"]`).textContent()) ?? "", /scheduled/);
+    const cellsOf = (p: Page, v: number) => p.locator(`tr[data-version="${v}"] td`).allTextContents();
+    assert.deepEqual((await cellsOf(adminPage, version)).slice(0, 3), [`v${version}`, `${year}-12-02 00:00:00`, "scheduled"], "shown back as typed");
 
     const made = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version)!;
     assert.equal(made.platformFeeBps, 250);
     assert.equal(made.platformFeeMinMinor, 500n);
     assert.equal(made.platformFeeCapMinor, 150_050n);
     assert.equal(made.cardFeeBps, 290);
-    assert.equal(timestampDate(made.effectiveFrom!).getTime(), new Date(local).getTime());
+    assert.equal(timestampDate(made.effectiveFrom!).toISOString(), `${year}-12-01T21:00:00.000Z`);
     assert.deepEqual(made.mpesaB2cBands, before.at(-1)!.mpesaB2cBands, "the B2C tariff is kept");
     const audited = await eventually("the new version in the audit log", async () =>
       (await h.api(AuthAdminService, adminToken).listAuditEvents({ target: `fee_schedule:KES:v${version}` })).events[0]);
     assert.equal(audited.action, AuditAction.FEE_SCHEDULE_CREATED);
     assert.equal(audited.service, "wallet");
+
+    // The same admin on a laptop set to UTC: the version reads as typed, and a day later typed there is Nairobi's too.
+    const utcPage = await h.page({ timezoneId: "UTC" });
+    await h.signIn(utcPage, adminPhone, "7391");
+    await utcPage.getByRole("link", { name: "Money" }).click();
+    await utcPage.locator(`tr[data-version="${version}"]`).waitFor();
+    assert.deepEqual((await cellsOf(utcPage, version)).slice(0, 2), [`v${version}`, `${year}-12-02 00:00:00`]);
+    const utcForm = utcPage.getByRole("form", { name: "New fee schedule" });
+    await utcForm.getByLabel("Platform fee (bps)").fill("250");
+    await utcForm.getByLabel("Minimum fee (KES)").fill("5");
+    await utcForm.getByLabel("Fee cap (KES)").fill("1500.50");
+    await utcForm.getByLabel("Card fee (bps)").fill("290");
+    await utcForm.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-03T00:00`);
+    await utcForm.getByRole("button", { name: "Schedule new version" }).click();
+    await utcPage.getByRole("status").filter({ hasText: `Scheduled v${version + 1} from ${year}-12-03 00:00:00 EAT` }).waitFor();
+    const later = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version + 1)!;
+    assert.equal(timestampDate(later.effectiveFrom!).toISOString(), `${year}-12-02T21:00:00.000Z`);
+    assert.deepEqual((await cellsOf(utcPage, version + 1)).slice(0, 3), [`v${version + 1}`, `${year}-12-03 00:00:00`, "scheduled"]);
   });
 
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from "playwright-core";
 import { analytics } from "@ttip/analytics";
 import { createAuth, issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
@@ -23,10 +23,8 @@ import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtim
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
+import { launchChromium, newBrowserContext } from "../../web/test/browser.js";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "../server.js";
-
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 const C2B_PATH_TOKEN = "admin-test-c2b-path-token-0123456789";
 
@@ -107,7 +105,7 @@ export class AdminHarness {
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
     await registerC2bUrls(this.daraja, `${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
-    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    this.browser = await launchChromium();
     return this;
   }
 
@@ -128,10 +126,12 @@ export class AdminHarness {
     return issueSetupToken(this.db.pool, "by test").then((s) => s!.token);
   }
 
-  async page(): Promise<Page> {
-    const context = await this.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-KE" });
-    // Date sweeps: the pages on node's (faked) clock, as the web harness's newBrowserContext does.
-    if (process.env.TEST_BROWSER_CLOCK === "node") await context.clock.install({ time: Date.now() });
+  /**
+   * A new browser's page, on a laptop far from Nairobi by default (Los Angeles, 11 h behind):
+   * the console must read and show Nairobi's times whatever the admin's zone.
+   */
+  async page(options: BrowserContextOptions = {}): Promise<Page> {
+    const context = await newBrowserContext(this.browser, { viewport: { width: 1280, height: 900 }, locale: "en-KE", timezoneId: "America/Los_Angeles", ...options });
     this.contexts.push(context);
     const page = await context.newPage();
     page.on("request", (r) => {

@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { build } from "esbuild";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS, newBrowserContext, PHONE } from "./harness.js";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium, newBrowserContext } from "./browser.js";
+import { PHONE } from "./harness.js";
 import { drawPng } from "./pictures.js";
 // For window.components' type only (the file itself runs in the browser).
 import type {} from "./components/entry";
@@ -31,7 +32,7 @@ describe("the worker's form components (chromium at phone size)", () => {
       logLevel: "silent",
     });
     bundle = out.outputFiles[0].text;
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

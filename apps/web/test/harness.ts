@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from "playwright-core";
+import { launchChromium, newBrowserContext } from "./browser.js";
 import { analytics } from "@ttip/analytics";
 import { createAuth } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
@@ -33,20 +34,6 @@ import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, un
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
-
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
-/**
- * A browser context on the tests' clock. Date sweeps run node and PostgreSQL under libfaketime at a
- * chosen moment (a month's first minutes, a Sunday night); chromium under it is about 60 times slower
- * (a minute to launch, another per page), so it runs on the real clock (CHROMIUM_PATH naming a wrapper
- * that drops LD_PRELOAD) and TEST_BROWSER_CLOCK=node moves each context's pages to node's time, still flowing.
- */
-export async function newBrowserContext(browser: Browser, options: BrowserContextOptions): Promise<BrowserContext> {
-  const context = await browser.newContext(options);
-  if (process.env.TEST_BROWSER_CLOCK === "node") await context.clock.install({ time: Date.now() });
-  return context;
-}
 
 /** A low-end Android phone's screen. */
 export const PHONE: BrowserContextOptions = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
@@ -153,7 +140,7 @@ export class WebHarness {
     this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
     // The card form loads Stripe.js from the simulator, never from the internet.
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl, stripeJsUrl: `${this.stripe.url}/v3/` });
-    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    this.browser = await launchChromium();
     mkdirSync(ARTIFACTS, { recursive: true });
     return this;
   }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { fromNairobiWallTime, nairobiDay, nairobiDayStart, nairobiWallTime, nairobiWeekStart } from "../src/lib/nairobi-time.js";
+import { fromNairobiWallTime, nairobiDateTime, nairobiDay, nairobiDayStart, nairobiWallTime, nairobiWeekStart } from "../src/lib/nairobi-time.js";
 import { inputTime, localTime, shown } from "../src/app/v/util.js";
 
 const at = (iso: string) => new Date(iso);
@@ -29,6 +29,7 @@ test("a Nairobi week starts on Monday at midnight there: at 21:20 UTC on a Sunda
 
 test("wall-clock times read and written as Nairobi's; a day or hour that does not exist is refused, not moved", () => {
   assert.equal(nairobiWallTime(at("2026-11-30T21:20:00Z")), "2026-12-01T00:20");
+  assert.equal(nairobiDateTime(at("2026-12-31T21:00:07Z")), "2027-01-01 00:00:07");
   assert.equal(fromNairobiWallTime("2026-12-01T00:20")?.toISOString(), "2026-11-30T21:20:00.000Z");
   assert.equal(fromNairobiWallTime("2027-01-01T00:00:30")?.toISOString(), "2026-12-31T21:00:30.000Z");
   for (const bad of ["", "2026-02-30T10:00", "2026-12-01T24:00", "2026-12-01 10:00", "2026-12-01T10:00Z"]) assert.equal(fromNairobiWallTime(bad), undefined, bad);

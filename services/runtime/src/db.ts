@@ -593,8 +593,29 @@ function statementsOf(sql: string): string[] {
   return sql.split(/;[ \t]*$/m).map((s) => s.trim()).filter((s) => s.replace(/^--.*$/gm, "").trim() !== "");
 }
 
+/**
+ * How long a file run in a transaction waits for a table's lock before it gives up. Its DDL queued
+ * behind a long transaction would hold every later reader and writer of the table behind it
+ * (PostgreSQL's lock queue), stalling the live service; giving up and trying again stalls nobody.
+ * A file may set its own (SET LOCAL lock_timeout). Files outside a transaction get none: their
+ * concurrent builds block no writer, and wait out older transactions by design.
+ */
+const MIGRATION_LOCK_TIMEOUT_MS = 5_000;
+
+/**
+ * How often a file that gave up on a lock is tried, and the pause before the next try (doubling):
+ * with the defaults a start gives up after ~18 s, and the orchestrator's restart tries again.
+ */
+const MIGRATION_LOCK_TRIES = 3;
+const MIGRATION_LOCK_PAUSE_MS = 1_000;
+
+export interface MigrateOptions {
+  lockTimeoutMs?: number;
+  lockPauseMs?: number;
+}
+
 /** Runs one file's SQL: in a transaction with its record, or (OUTSIDE_TRANSACTION) statement by statement, then its record. */
-async function applyMigration(client: pg.PoolClient, s: string, m: Migration): Promise<void> {
+async function applyMigration(client: pg.PoolClient, s: string, m: Migration, lockTimeoutMs: number): Promise<void> {
   const record = () => client.query(`INSERT INTO ${s}.schema_migrations (version, checksum) VALUES ($1, $2)`, [m.version, m.checksum]);
   if (m.sql.startsWith(OUTSIDE_TRANSACTION)) {
     await client.query(`SET search_path TO ${s}, public`);
@@ -609,6 +630,7 @@ async function applyMigration(client: pg.PoolClient, s: string, m: Migration): P
   await client.query("BEGIN");
   try {
     await client.query(`SET LOCAL search_path TO ${s}, public`);
+    await client.query(`SET LOCAL lock_timeout = ${Math.trunc(lockTimeoutMs)}`);
     await client.query(m.sql);
     await record();
     await client.query("COMMIT");
@@ -644,18 +666,35 @@ async function lockMigrations(client: pg.PoolClient, key: string): Promise<void>
   }
 }
 
+/** A file in a transaction that gave up on a lock (55P03) rolled back whole, so it is tried again from its start. */
+async function applyWithLockRetries(client: pg.PoolClient, s: string, m: Migration, options: MigrateOptions, logger?: Logger): Promise<void> {
+  let pause = options.lockPauseMs ?? MIGRATION_LOCK_PAUSE_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await applyMigration(client, s, m, options.lockTimeoutMs ?? MIGRATION_LOCK_TIMEOUT_MS);
+    } catch (err) {
+      const gaveUpOnLock = (err as { code?: string }).code === "55P03" && !m.sql.startsWith(OUTSIDE_TRANSACTION);
+      if (!gaveUpOnLock || attempt >= MIGRATION_LOCK_TRIES) throw err;
+      logger?.warn({ version: m.version, attempt }, "migration gave up waiting for a lock; trying again");
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      pause *= 2;
+    }
+  }
+}
+
 const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
 /**
  * Forward-only migrations into one service's schema: the runtime's own tables
  * (outbox, inbox) first, then the service's files NNNN_name.sql in order. Each
  * file runs once, in a transaction (or outside one: OUTSIDE_TRANSACTION), with
- * search_path set to the schema. An
+ * search_path set to the schema; in a transaction it gives up on a table's lock
+ * after lockTimeoutMs and is tried again (MIGRATION_LOCK_TRIES). An
  * applied file that was edited afterwards stops the start: history is not
  * rewritten, a new file is added instead. Replicas starting together
  * serialise on an advisory lock.
  */
-export async function migrate(pool: Pool, schema: string, dir: string | undefined, logger?: Logger): Promise<string[]> {
+export async function migrate(pool: Pool, schema: string, dir: string | undefined, logger?: Logger, options: MigrateOptions = {}): Promise<string[]> {
   const migrations = [
     ...(await readMigrations(RUNTIME_MIGRATIONS, "runtime/")),
     ...(dir ? await readMigrations(dir, "") : []),
@@ -684,7 +723,7 @@ export async function migrate(pool: Pool, schema: string, dir: string | undefine
         continue;
       }
       try {
-        await applyMigration(client, s, m);
+        await applyWithLockRetries(client, s, m, options, logger);
       } catch (err) {
         throw new Error(`migration ${schema}/${m.version} failed: ${(err as Error).message}`);
       }

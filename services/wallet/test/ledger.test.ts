@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { FeeScheduleCreatedSchema, WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -606,17 +606,20 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
 
   test("monthly statement: opening, rows and closing, also as RFC 4180 CSV; a future month is refused", async () => {
     const w = await newWorker();
-    await tip(w.accountId, 1_000n, 100n);
-    await tip(w.accountId, 2_000n, 100n);
-    const req = { ...nairobiMonthOf(new Date()), currency: "KES", format: StatementFormat.CSV };
+    const posted = [(await tip(w.accountId, 1_000n, 100n)).entry!, (await tip(w.accountId, 2_000n, 100n)).entry!];
+    // The month of the first posting itself, not "now" read after it: seconds before a Nairobi month ends,
+    // now (or the second posting) may already be in the next month.
+    const month = nairobiMonthOf(timestampDate(posted[0].postedAt!));
+    const balances = [900n, 2_800n].filter((_, i) => nairobiMonthOf(timestampDate(posted[i].postedAt!)).month === month.month);
+    const req = { ...month, currency: "KES", format: StatementFormat.CSV };
     const s = await w.client.getStatement(req);
     assert.equal(s.openingBalance!.amountMinor, 0n);
-    assert.equal(s.closingBalance!.amountMinor, 2_800n);
-    assert.equal(s.rows.length, 2);
+    assert.equal(s.closingBalance!.amountMinor, balances.at(-1));
+    assert.equal(s.rows.length, balances.length);
     const csv = new TextDecoder().decode(s.csv).split("\r\n");
     assert.equal(csv[0], "posted_at,entry_id,description,amount_KES,balance_after_KES");
     assert.match(csv[2], /,Tip by M-Pesa,9\.00,9\.00$/);
-    assert.equal(csv[4], ",,closing balance,,28.00");
+    assert.equal(csv[2 + balances.length], `,,closing balance,,${(Number(balances.at(-1)) / 100).toFixed(2)}`);
     assert.equal(await codeOf(w.client.getStatement({ ...req, year: req.year + 1 })), "FailedPrecondition");
     assert.equal(await codeOf(w.client.getStatement({ ...req, month: 13 })), "InvalidArgument");
   });

@@ -50,6 +50,11 @@ export function nairobiWallTime(instant: Date): string {
   return new Date(instant.getTime() + NAIROBI_OFFSET_MS).toISOString().slice(0, 16);
 }
 
+/** An instant as Nairobi's wall clock to the second, "YYYY-MM-DD HH:MM:SS" (the admin console's tables). */
+export function nairobiDateTime(instant: Date): string {
+  return new Date(instant.getTime() + NAIROBI_OFFSET_MS).toISOString().replace("T", " ").slice(0, 19);
+}
+
 /** "YYYY-MM-DDTHH:MM" or "…:SS" read as Nairobi's wall clock, or undefined when malformed. */
 export function fromNairobiWallTime(value: string): Date | undefined {
   const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(value);

@@ -1,0 +1,22 @@
+// Debian's chromium as every browser test launches it (never a browser download), and a context on
+// the tests' clock: the web app's tests and the admin console's share these.
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions } from "playwright-core";
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A browser context on the tests' clock. Date sweeps run node and PostgreSQL under libfaketime at a
+ * chosen moment (a month's first minutes, a Sunday night); chromium under it is about 60 times slower
+ * (a minute to launch, another per page), so it runs on the real clock (CHROMIUM_PATH naming a wrapper
+ * that drops LD_PRELOAD) and TEST_BROWSER_CLOCK=node moves each context's pages to node's time, still flowing.
+ */
+export async function newBrowserContext(browser: Browser, options: BrowserContextOptions): Promise<BrowserContext> {
+  const context = await browser.newContext(options);
+  if (process.env.TEST_BROWSER_CLOCK === "node") await context.clock.install({ time: Date.now() });
+  return context;
+}
