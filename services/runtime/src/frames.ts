@@ -62,6 +62,12 @@ const PREFACE_TIMEOUT_MS = 5_000;
 const RETRY_FRAMES_AFTER_MS = 60_000;
 /** A connection without a call this long is closed (as the HTTP/2 connection's idle timeout). */
 const IDLE_TIMEOUT_MS = 15 * 60_000;
+/**
+ * Answers a server holds unsent before it reads no more calls from that connection until they are
+ * sent: a client that sends calls but does not read their answers would otherwise grow the
+ * process's memory without end (each answer up to what its handler writes).
+ */
+const SERVER_UNSENT_MAX_BYTES = 1024 * 1024;
 
 /** An answer as the HTTP/2 exchange gives it: the status, the headers (trailer-* included), the body. */
 export type FrameAnswer = { status: number; header: Record<string, string | undefined>; body: Uint8Array };
@@ -78,6 +84,8 @@ export type FrameOutcome = FrameAnswer | typeof FRAME_REFUSED | typeof BY_HTTP2;
 class FrameReader {
   #chunks: Buffer[] = [];
   #buffered = 0;
+  /** No frame handed on until release(): the bytes read wait (at most one read's, the socket paused). */
+  #held = false;
 
   constructor(
     private readonly max: number,
@@ -99,7 +107,7 @@ class FrameReader {
       this.#buffered = 0;
     }
     let at = 0;
-    while (buf.length - at >= FRAME_HEAD_BYTES) {
+    while (!this.#held && buf.length - at >= FRAME_HEAD_BYTES) {
       const length = buf.readUInt32BE(at);
       if (length > this.max || length < FRAME_HEAD_BYTES - 4) return false;
       if (buf.length - at - 4 < length) break;
@@ -110,6 +118,21 @@ class FrameReader {
     this.#chunks = [buf.subarray(at)];
     this.#buffered = buf.length - at;
     return this.#needed() !== undefined;
+  }
+
+  /** Hands on no frame until release(). */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Hands on the frames read while held; false as push(). */
+  release(): boolean {
+    this.#held = false;
+    if (this.#buffered === 0) return true;
+    const rest = Buffer.concat(this.#chunks, this.#buffered);
+    this.#chunks = [];
+    this.#buffered = 0;
+    return this.push(rest);
   }
 
   /** Bytes the next frame needs in all (its head's, until its length is known); undefined: over the bound. */
@@ -435,6 +458,8 @@ class ServerConnection {
   readonly #reader: FrameReader;
   #lastId = 0;
   #goneAway = false;
+  /** Reading paused until the answers written are sent (SERVER_UNSENT_MAX_BYTES). */
+  #paused = false;
   readonly authority: string;
 
   constructor(
@@ -461,7 +486,7 @@ class ServerConnection {
       socket.once("close", () => clearTimeout(timer));
     }
     if (first.length) this.#read(first);
-    socket.resume();
+    if (!this.#paused) socket.resume();
   }
 
   #read(chunk: Buffer): void {
@@ -473,7 +498,7 @@ class ServerConnection {
   goAway(): void {
     if (this.#goneAway) return;
     this.#goneAway = true;
-    this.#writer.write(frame(GOAWAY, this.#lastId));
+    this.#write(frame(GOAWAY, this.#lastId));
     this.#endIfDone();
   }
 
@@ -484,7 +509,7 @@ class ServerConnection {
   #onFrame(type: number, id: number, payload: Buffer): void {
     if (type === CANCEL) return void this.#calls.get(id)?.abandon();
     if (type !== REQUEST) return void this.socket.destroy();
-    if (this.#goneAway) return this.#writer.write(frame(REFUSED, id));
+    if (this.#goneAway) return this.#write(frame(REFUSED, id));
     if (id <= this.#lastId) return void this.socket.destroy(); // ids only grow
     this.#lastId = id;
     const parts = headAndBody(payload);
@@ -496,13 +521,28 @@ class ServerConnection {
     this.options.track(exchange);
     if (this.options.serve(exchange)) return;
     exchange.abandon();
-    this.#writer.write(frame(NOT_SERVED, id));
+    this.#write(frame(NOT_SERVED, id));
   }
 
   answer(id: number, status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void {
     const head: Record<string, string> = { ":status": String(status), ...headers };
     if (trailers) for (const key in trailers) head[`trailer-${key}`] = trailers[key];
-    this.#writer.write(frame(RESPONSE, id, Buffer.from(JSON.stringify(head)), body));
+    this.#write(frame(RESPONSE, id, Buffer.from(JSON.stringify(head)), body));
+  }
+
+  /** Writes a frame; past SERVER_UNSENT_MAX_BYTES unsent, no more calls are read until the client has read them. */
+  #write(parts: Buffer[]): void {
+    this.#writer.write(parts);
+    const { socket } = this;
+    if (this.#paused || socket.destroyed || socket.writableLength <= SERVER_UNSENT_MAX_BYTES) return;
+    this.#paused = true;
+    this.#reader.hold(); // the calls left in this read wait too
+    socket.pause();
+    socket.once("drain", () => {
+      this.#paused = false;
+      if (!this.#reader.release()) return void socket.destroy();
+      if (!this.#paused) socket.resume();
+    });
   }
 
   ended(id: number): void {

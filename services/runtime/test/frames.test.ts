@@ -14,7 +14,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { FRAMES_PREFACE } from "../src/frames.js";
+import { frameServer, FRAMES_PREFACE } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -221,5 +221,53 @@ test("a drain answers the call in frames on its way; the process's next call is 
   } finally {
     session.close();
     await server.close();
+  }
+});
+
+/** A REQUEST frame as our client writes it: length, type 1, id, the head's length and JSON, no body. */
+function requestFrame(id: number, path: string): Buffer {
+  const head = Buffer.from(JSON.stringify({ ":path": path, "content-type": "application/proto" }));
+  const prefix = Buffer.alloc(13);
+  prefix.writeUInt32BE(9 + head.length, 0);
+  prefix[4] = 1;
+  prefix.writeUInt32BE(id, 5);
+  prefix.writeUInt32BE(head.length, 9);
+  return Buffer.concat([prefix, head]);
+}
+
+test("a client that sends calls and reads no answer: the server stops reading its calls once a bound of answers waits unsent, and reads on when they are read", async () => {
+  const ANSWER_BYTES = 1024 * 1024;
+  const CALLS = 64; // 64 MiB of answers: more than the kernel's socket buffers hold
+  let served = 0;
+  const frames = frameServer({
+    serve: (exchange) => (served++, exchange.respond(200, { "content-type": "application/proto" }, Buffer.alloc(ANSWER_BYTES)), true),
+    track: () => undefined,
+    maxAgeMs: 0,
+  });
+  let accepted: net.Socket | undefined;
+  const listener = net.createServer((socket) => {
+    accepted = socket;
+    socket.on("error", () => socket.destroy());
+    socket.once("data", (head: Buffer) => (socket.pause(), frames.accept(socket, head)));
+  });
+  listener.listen(0, "127.0.0.1");
+  await once(listener, "listening");
+  const client = net.connect((listener.address() as AddressInfo).port, "127.0.0.1");
+  try {
+    await once(client, "connect");
+    client.pause(); // reads nothing until told
+    client.write(FRAMES_PREFACE);
+    for (let id = 1; id <= CALLS; id++) client.write(requestFrame(id, "/ttip.qr.v1.QrService/GetQrCode"));
+    await eventually("the server stopped reading, its answers unsent", () => accepted && accepted.isPaused() && accepted.writableLength > 0);
+    assert.ok(served < CALLS, `served ${served} of ${CALLS} calls to a client that reads nothing`);
+    const unsent = accepted!.writableLength;
+    assert.ok(unsent < 3 * ANSWER_BYTES, `${unsent} bytes of answers held for a client that reads nothing`);
+    let read = 0;
+    client.on("data", (chunk: Buffer) => (read += chunk.length));
+    client.resume();
+    await eventually("every call answered once the client reads", () => served === CALLS && read >= CALLS * ANSWER_BYTES);
+  } finally {
+    client.destroy();
+    await new Promise((resolve) => listener.close(resolve));
   }
 });
