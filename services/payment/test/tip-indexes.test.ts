@@ -1,9 +1,13 @@
 // payment.tips' unique indexes on columns a tip fills only on one road or only
 // later: each value still belongs to one tip at most (a receipt, a card
 // payment, a wallet credit key credited once), and a tip without one writes
-// no index entry for it (real PostgreSQL).
+// no index entry for it. The CheckoutRequestID is unique through a narrow table
+// its triggers keep, so storing it updates the row in place (real PostgreSQL).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { migrate } from "@ttip/runtime";
@@ -12,11 +16,13 @@ import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 /** The columns, each unique where it is filled. */
 const ONCE_COLUMNS = ["mpesa_receipt", "credit_key", "checkout_request_id", "account_reference", "provider_payment_id", "provider_charge_id"] as const;
 
+const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
+
 describe("payment.tips' unique indexes on columns filled later or on one road", () => {
   let db: TestDatabase;
   before(async () => {
     db = await createTestDatabase();
-    await migrate(db.pool, "payment", fileURLToPath(new URL("../migrations", import.meta.url)));
+    await migrate(db.pool, "payment", MIGRATIONS);
   });
   after(async () => {
     await db?.drop();
@@ -62,6 +68,45 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     );
   });
 
+  test("a CheckoutRequestID taken by a tip cannot be inserted with another, and a tip that gives its id up frees it", async () => {
+    const [first, second] = await twoTips();
+    const checkout = `ws_CO_${randomUUID()}`;
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [first, checkout]);
+    await assert.rejects(
+      db.pool.query(
+        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+           phone, phone_masked, status, callback_token, deadline_at, next_check_at, checkout_request_id)
+         VALUES (gen_random_uuid(), $1, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', 'pending', $1, now(), now(), $2)`,
+        [randomUUID(), checkout],
+      ),
+      { code: "23505" },
+    );
+    // The same id stated again (a callback after the push's answer) changes nothing and is no conflict with itself.
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [first, checkout]);
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [first, `${checkout}-next`]);
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [second, checkout]);
+    const { rows } = await db.pool.query("SELECT checkout_request_id, tip_id FROM payment.tip_checkout_ids WHERE tip_id = ANY($1::uuid[]) ORDER BY checkout_request_id", [[first, second]]);
+    assert.deepEqual(rows, [{ checkout_request_id: checkout, tip_id: second }, { checkout_request_id: `${checkout}-next`, tip_id: first }]);
+  });
+
+  test("storing a push's CheckoutRequestID on its tip is a HOT update: no index names the column", async () => {
+    const [tip] = await twoTips();
+    const client = await db.pool.connect();
+    try {
+      // This session's counts not yet reported (earlier statements' included): read around the update.
+      const counts = async () => (await client.query<{ updates: bigint; hot: bigint }>(
+        "SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_xact_user_tables WHERE relid = 'payment.tips'::regclass")).rows[0];
+      await client.query("BEGIN");
+      const before = await counts();
+      await client.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = 'm' WHERE tip_id = $1", [tip, `ws_CO_${randomUUID()}`]);
+      const after = await counts();
+      await client.query("COMMIT");
+      assert.deepEqual({ updates: after.updates - before.updates, hot: after.hot - before.hot }, { updates: 1n, hot: 1n });
+    } finally {
+      client.release();
+    }
+  });
+
   test("tips without a value leave no entry in its index: each is unique over filled values only", async () => {
     const { rows } = await db.pool.query<{ column: string; unique: boolean; predicate: string | null }>(
       `SELECT a.attname AS column, i.indisunique AS unique, pg_get_expr(i.indpred, i.indrelid) AS predicate
@@ -69,9 +114,36 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
         WHERE i.indrelid = 'payment.tips'::regclass AND i.indnatts = 1 AND a.attname = ANY($1::text[]) ORDER BY a.attname`,
       [[...ONCE_COLUMNS]],
     );
+    const indexed = ONCE_COLUMNS.filter((column) => column !== "checkout_request_id");
     assert.deepEqual(
       rows,
-      [...ONCE_COLUMNS].sort().map((column) => ({ column, unique: true, predicate: `(${column} IS NOT NULL)` })),
+      [...indexed].sort().map((column) => ({ column, unique: true, predicate: `(${column} IS NOT NULL)` })),
     );
+  });
+  test("CheckoutRequestIDs stored before the triggers existed are copied: each still refused to a second tip", async () => {
+    const other = await createTestDatabase();
+    const older = await mkdtemp(path.join(tmpdir(), "payment-migrations-"));
+    try {
+      // The schema as it was before the narrow table (0018 and earlier), with a tip holding its push's id.
+      for (const name of (await readdir(MIGRATIONS)).filter((n) => /^\d{4}_.*\.sql$/.test(n) && n < "0019")) {
+        await copyFile(path.join(MIGRATIONS, name), path.join(older, name));
+      }
+      await migrate(other.pool, "payment", older);
+      const tipId = randomUUID();
+      const checkout = `ws_CO_${randomUUID()}`;
+      const insert = (id: string, key: string) => other.pool.query(
+        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+           phone, phone_masked, status, callback_token, deadline_at, next_check_at, checkout_request_id)
+         VALUES ($1, $2, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', 'pending', $2, now(), now(), $3)`,
+        [id, key, checkout]);
+      await insert(tipId, randomUUID());
+      await migrate(other.pool, "payment", MIGRATIONS);
+      const { rows } = await other.pool.query("SELECT checkout_request_id, tip_id FROM payment.tip_checkout_ids");
+      assert.deepEqual(rows, [{ checkout_request_id: checkout, tip_id: tipId }]);
+      await assert.rejects(insert(randomUUID(), randomUUID()), { code: "23505" });
+    } finally {
+      await rm(older, { recursive: true, force: true });
+      await other.drop();
+    }
   });
 });

@@ -67,6 +67,34 @@ class Reply implements HttpReply {
 }
 
 /**
+ * The request's headers as a raw list (name, value, ...), which node writes
+ * as given (still checking each name and value) instead of setting them one
+ * by one: it then adds no Host, Content-Length nor URL credentials of its own,
+ * so they are added here as node would (a caller's own Host is kept, its
+ * Content-Length is not: the body's length is the one sent). About a tenth of
+ * the client's CPU per call (bench/http-client.ts).
+ */
+function rawHeaders(target: URL, call: HttpCall, body: Buffer): string[] {
+  const headers: string[] = [];
+  let host = false;
+  let authorization = false;
+  for (const name in call.headers) {
+    const lower = name.toLowerCase();
+    if (lower === "content-length") continue;
+    host ||= lower === "host";
+    authorization ||= lower === "authorization";
+    headers.push(name, call.headers[name]);
+  }
+  if (!host) headers.push("host", target.host);
+  if (call.body !== undefined) headers.push("content-length", String(body.length));
+  if (!authorization && (target.username || target.password)) {
+    const credentials = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+    headers.push("authorization", `Basic ${Buffer.from(credentials).toString("base64")}`);
+  }
+  return headers;
+}
+
+/**
  * One request. Rejects with an Error whose `code` says what failed: one of
  * HTTP_NOT_SENT (nothing was sent), "TimeoutError" (connected, no answer in
  * time), or the socket's own (ECONNRESET...: the request may have arrived).
@@ -84,11 +112,18 @@ export async function httpRequest(url: string | URL, call: HttpCall): Promise<Ht
 function exchange(target: URL, call: HttpCall): Promise<Reply> {
   const body = Buffer.from(call.body === undefined ? "" : call.body.toString());
   const secure = target.protocol === "https:";
-  const headers = call.body === undefined ? call.headers : { ...call.headers, "content-length": String(body.length) };
+  const options = {
+    method: call.method,
+    host: target.hostname.startsWith("[") ? target.hostname.slice(1, -1) : target.hostname, // an IPv6 address without its brackets
+    port: target.port,
+    path: target.pathname + target.search,
+    headers: rawHeaders(target, call, body),
+    agent: secure ? agents.https : agents.http,
+  };
   return new Promise<Reply>((resolve, reject) => {
     let connected = false;
     let answered = false;
-    const req = (secure ? https : http).request(target, { method: call.method, headers, agent: secure ? agents.https : agents.http }, (res) => {
+    const req = (secure ? https : http).request(options, (res) => {
       answered = true;
       const chunks: Buffer[] = [];
       let size = 0;

@@ -99,12 +99,23 @@ export function publishedRowsStatement(schema: string, keep: boolean): string {
     : `DELETE FROM ${s}.outbox USING ${asyncCommit} WHERE ${seqs}`;
 }
 
+/** The advisory lock (by name, hashtext) a relay pass holds to its transaction's end: one pass per service at a time. */
+export const relayLockName = (schema: string) => `ttip.outbox_relay.${schema}`;
+
 /**
  * Moves committed outbox rows to the bus in order, deleting each once the bus
  * acknowledged it (see KEEP_PUBLISHED). A crash between publish and delete
  * publishes the row again with the same id, which the bus drops as a
- * duplicate. Replicas share the work: rows are claimed with FOR UPDATE SKIP
- * LOCKED.
+ * duplicate. One pass per service at a time, whatever its replicas: a pass's claim
+ * takes the service's advisory lock (relayLockName, pg_try_advisory_xact_lock) and
+ * reads its rows only if it got it; the other replicas' passes find nothing until
+ * it commits. The claim locks no row: FOR UPDATE (SKIP LOCKED) wrote a WAL record
+ * for each row it locked, one more per event in every service, to keep apart passes
+ * the advisory lock now keeps apart. A claim whose snapshot was taken just before
+ * another replica's pass committed, and that gets the lock just after, reads rows
+ * that pass has just published: it publishes them again under the same ids, which
+ * the bus drops as duplicates (and the consumers' inboxes would skip), as after a
+ * crash between publish and delete.
  */
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
@@ -134,8 +145,9 @@ export class OutboxRelay {
     const published = [publishedRowsStatement(options.schema, false), publishedRowsStatement(options.schema, true)];
     this.statements = {
       anyLeft: `SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT $1`,
+      // The lock's sub-select is evaluated once, before any row is read (a one-time filter).
       claim: `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+          WHERE published_at IS NULL AND (SELECT pg_try_advisory_xact_lock(hashtext($2))) ORDER BY seq LIMIT $1`,
       failed: `UPDATE ${s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`,
       published: (keep) => published[keep ? 1 : 0],
     };
@@ -210,7 +222,7 @@ export class OutboxRelay {
     const limit = Math.trunc(this.options.batchSize ?? 100);
     // Two round trips per batch: BEGIN with the claim, the mark with COMMIT; both prepared, their
     // texts fixed (the batch's size and seqs are parameters), so PostgreSQL plans each once per connection.
-    const claim = { text: this.statements.claim, values: [limit] };
+    const claim = { text: this.statements.claim, values: [limit, relayLockName(this.options.schema)] };
     return withTransactionBracketed(pool, claim, async (tx, claimed) => {
       const rows = claimed.rows as { seq: bigint; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }[];
       const published: bigint[] = [];
@@ -320,6 +332,13 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
   inboxKey?: (message: DeliveredMessage) => string;
   /** Durables this consumer takes over (the bus's BatchSubscribeOptions.replaces). */
   replaces?: readonly string[];
+  /**
+   * A failure of handleBatch's that the batch run again once settles, as the inbox's own lost race
+   * (inboxRace): the effect's insert lost on a unique key to a transaction that has committed
+   * since, which the next run's snapshot sees. Without it, such a batch is split and its last
+   * event waits for the bus's redelivery.
+   */
+  raced?: (err: unknown) => boolean;
 }
 
 /**
@@ -410,11 +429,11 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     }
     return applied.length;
   };
-  // Lost a race for an event's inbox row: that one committed, so once more sees it (inboxRace).
-  // Once only: a second loss (yet another event of the batch) goes to applyOrSplit like any failure.
+  // Lost a race for an event's inbox row (or the effect's key: raced): that one committed, so once
+  // more sees it (inboxRace). Once only: a second loss goes to applyOrSplit like any failure.
   const recordAndApply = (messages: DeliveredMessage[], prepared: Prepared): Promise<number> =>
     recordAndApplyOnce(messages, prepared).catch((err: unknown) => {
-      if (!inboxRace(err, options.schema)) throw err;
+      if (!inboxRace(err, options.schema) && !options.raced?.(err)) throw err;
       return recordAndApplyOnce(messages, prepared);
     });
   const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {

@@ -64,6 +64,39 @@ describe("httpRequest", () => {
     assert.deepEqual(seen, ["/query q", "/query q"], "repeated on a new connection");
   });
 
+  test("the request's head: Host and Content-Length once each (the caller's Host kept, its length not), the caller's headers as given, URL credentials as basic authorization", async () => {
+    const heads: string[][] = [];
+    const echo = http.createServer((req, res) => {
+      heads.push(req.rawHeaders);
+      req.resume();
+      req.on("end", () => res.end());
+    });
+    await new Promise<void>((r) => echo.listen(0, "127.0.0.1", r));
+    const port = (echo.address() as AddressInfo).port;
+    try {
+      const body = "héllo"; // 6 bytes in UTF-8: the length is in bytes, not characters
+      await httpRequest(`http://127.0.0.1:${port}/p?q=1`, { method: "POST", headers: { "Content-Type": "text/plain", Host: "api.example.test", "Content-Length": "99" }, body, timeoutMs: 2000 });
+      await httpRequest(`http://us%40er:p%3Ass@localhost:${port}/g`, { method: "GET", headers: { accept: "x" }, timeoutMs: 2000 });
+      const named = (raw: string[]) => raw.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase());
+      const value = (raw: string[], name: string) => raw[raw.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === name) + 1];
+      assert.deepEqual(named(heads[0]).sort(), ["connection", "content-length", "content-type", "host"]);
+      assert.equal(value(heads[0], "host"), "api.example.test");
+      assert.equal(value(heads[1], "host"), `localhost:${port}`);
+      assert.equal(value(heads[0], "content-length"), "6");
+      assert.equal(value(heads[0], "content-type"), "text/plain");
+      assert.deepEqual(named(heads[1]).sort(), ["accept", "authorization", "connection", "host"]);
+      assert.equal(value(heads[1], "authorization"), `Basic ${Buffer.from("us@er:p:ss").toString("base64")}`);
+      await assert.rejects(
+        httpRequest(`http://127.0.0.1:${port}/x`, { method: "GET", headers: { a: "b\r\nx-injected: 1" }, timeoutMs: 2000 }),
+        (e: Error & { code?: string }) => e.code === "ERR_INVALID_CHAR",
+      );
+      assert.equal(heads.length, 2, "a header with a line break is refused before anything is sent");
+    } finally {
+      echo.closeAllConnections();
+      await new Promise((r) => echo.close(r));
+    }
+  });
+
   test("a refused connection fails with a code that says nothing was sent", async () => {
     const closed = http.createServer();
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
