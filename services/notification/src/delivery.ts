@@ -155,8 +155,9 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * the ids per request, in the requests' order. A request that cannot be planned
  * (a variable missing) fails them all, before anything is written. `commits`: the deliveries'
  * statement is the last of withTransaction's transaction `tx` and takes its COMMIT with it
- * (commitWith, one round trip fewer); nothing may follow it, and a repeat that a concurrent
- * transaction committed after it began is left out of the ids (its snapshot cannot see it).
+ * (commitWith, one round trip fewer); nothing may follow it. A delivery that a concurrent
+ * transaction makes too (a re-published copy of an event) fails the statement (deliveryRace):
+ * run again, it finds that delivery.
  */
 export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends, commits = false): Promise<string[][]> {
   const made = await planAndWrite(tx, reqs, now, { failAlone: false, firstProviders: direct?.firstProviders, onClaimed: direct && ((c) => direct.claimed.push(c)), commits });
@@ -484,6 +485,18 @@ const PLANNED_UNNEST = opaqueUnnest(PLANNED.map(([, type]) => type));
 const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length + i}`);
 
 /**
+ * A repeat's insert lost to a concurrent transaction's on the deliveries' unique key (see
+ * insertDeliveries): nothing was written; run again, the statement finds the delivery made.
+ */
+export function deliveryRace(err: unknown): boolean {
+  const e = err as { code?: unknown; schema?: unknown; table?: unknown; constraint?: unknown } | null;
+  return e?.code === "23505" && e.schema === "notification" && e.table === "deliveries" && e.constraint === "deliveries_source_key_recipient_key_channel_key";
+}
+
+/** What insertDeliveries' statement answers per planned row. */
+type Written = { planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null; began_ms_ago: number };
+
+/**
  * Writes planned deliveries in one statement: each delivery, its fact when it has an outcome
  * already (failed, or an in-app one delivered) else its dispatch message, and (in-app) the notification itself, all or nothing per delivery on a repeat; a number that texted
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
@@ -491,10 +504,13 @@ const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length
  * The deliveries are inserted in their unique key's order, whatever the batch's: two batches
  * making overlapping deliveries (a redelivered event beside its first copy) then wait for each
  * other's first shared one only, never each for one the other holds (a deadlock).
+ * A delivery made before is skipped by NOT EXISTS, not ON CONFLICT DO NOTHING, whose speculative
+ * insert writes each new delivery twice in the WAL (the row, then its confirmation): 3 records
+ * per tip of ~70. Made once still rests on the unique key: a repeat that a concurrent
+ * transaction writes is not in the statement's snapshot, so its insert waits on that
+ * transaction; if it commits, the statement fails on the key (deliveryRace) and writes nothing,
+ * and run again it finds the delivery. Nothing is made twice either way.
  */
-/** What insertDeliveries' statement answers per planned row. */
-type Written = { planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null; began_ms_ago: number };
-
 async function insertDeliveries(
   tx: Queryable,
   planned: PlannedDelivery[],
@@ -531,8 +547,10 @@ async function insertDeliveries(
               CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END,
               CASE WHEN first_claimed THEN 1 ELSE 0 END
          FROM planned${claimed ? " WHERE source_key IN (SELECT result_id FROM claimed)" : ""}
+         ${claimed ? "AND" : "WHERE"} NOT EXISTS (SELECT 1 FROM notification.deliveries e
+                          WHERE e.source_key = planned.source_key AND e.recipient_key = planned.recipient_key AND e.channel = planned.channel)
         ORDER BY source_key, recipient_key, channel
-       ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
+        RETURNING id),
      attempted AS (
        INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status)
        SELECT p.id, 1, p.first_provider, 'sending' FROM delivery d JOIN planned p ON p.id = d.id WHERE p.first_claimed),
@@ -558,13 +576,10 @@ async function insertDeliveries(
   );
   if (carried && recorded) carried.early = new Set(written[0].early ?? []);
   const byId = new Map(written.map((w) => [w.planned_id, w]));
-  // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again (not after a COMMIT it carried).
-  const unseen = claimed || commits ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
-  const late = unseen.length ? await existingDeliveries(tx, unseen) : new Map<PlannedDelivery, string>();
   for (const p of planned) {
     const row = first.get(keyOf(p))!;
     const w = byId.get(row.id);
-    const id = w?.inserted ? row.id : claimed ? undefined : (w?.existing_id ?? late.get(row));
+    const id = w?.inserted ? row.id : claimed ? undefined : w?.existing_id;
     if (id) ids.set(p, id);
   }
   for (const p of rows) if (p.inAppId && p.userId && byId.get(p.id)?.inserted) inAppSignals.emit(p.userId);
@@ -572,18 +587,6 @@ async function insertDeliveries(
   const leasedFrom = sentAt - (written[0]?.began_ms_ago ?? 0);
   for (const p of rows) if (byId.get(p.id)?.first_claimed) onClaimed(p, leasedFrom);
   return ids;
-}
-
-/** The deliveries already made for these rows' keys. */
-async function existingDeliveries(tx: Queryable, rows: PlannedDelivery[]): Promise<Map<PlannedDelivery, string>> {
-  const { rows: found } = await tx.query<{ source_key: string; recipient_key: string; channel: number; id: string }>(
-    `SELECT d.source_key, d.recipient_key, d.channel, d.id FROM notification.deliveries d
-       JOIN unnest($1::text[], $2::text[], $3::smallint[]) AS k(source_key, recipient_key, channel)
-         ON d.source_key = k.source_key AND d.recipient_key = k.recipient_key AND d.channel = k.channel`,
-    [rows.map((p) => p.sourceKey), rows.map((p) => p.recipientKey), rows.map((p) => p.channel)],
-  );
-  const byKey = new Map(found.map((f) => [`${f.source_key}\u0000${f.recipient_key}\u0000${f.channel}`, f.id]));
-  return new Map(rows.flatMap((p) => (byKey.has(keyOf(p)) ? [[p, byKey.get(keyOf(p))!] as const] : [])));
 }
 
 /** A delivery's unique key: (source, recipient, channel). */

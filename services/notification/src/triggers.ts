@@ -15,7 +15,7 @@ import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, nairobiDay, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
-import { type ClaimedAtEnqueue, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
+import { type ClaimedAtEnqueue, deliveryRace, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -186,6 +186,8 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: TRIGGER_BATCH,
+        // A re-published copy of an event applied at the same time by another replica: run again, the batch finds its deliveries.
+        raced: deliveryRace,
         // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
         beforeTransaction: ask ? (messages) => ask(messages.flatMap((m) => readable(decode, m)), deps) : undefined,
         handleBatch: async (messages, tx, asked) => {

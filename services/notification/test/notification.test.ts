@@ -21,7 +21,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
@@ -1097,16 +1097,83 @@ describe("notification service against Postgres, JetStream and the provider simu
       await first.query("BEGIN");
       const [[lowId]] = await enqueueMany(first, [low]);
       // The other names them high first: made in that order it would hold `high` while it waits for `low`.
-      const second = enqueueMany(t.db.pool, [high, low]);
+      // Its failure taken at once: it may come before the COMMIT's answer below.
+      const second = enqueueMany(t.db.pool, [high, low]).then(() => undefined, (err: unknown) => err);
       await eventually("the second batch waiting for the first", async () =>
         (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%planned AS%'")).rowCount! > 0);
       const [[highId]] = await enqueueMany(first, [high]); // a deadlock error here (or in the second) without the order
       await first.query("COMMIT");
-      assert.deepEqual(await second, [[highId], [lowId]], "the second finds both made by the first");
+      // The second's insert of `low` lost on the key (NOT EXISTS did not see it): it wrote nothing, and run again finds both.
+      assert.ok(deliveryRace(await second), "the second lost on the key");
+      assert.deepEqual(await enqueueMany(t.db.pool, [high, low]), [[highId], [lowId]], "the second, run again, finds both made by the first");
+      const made = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1::text[])", [[low.sourceKey, high.sourceKey]]);
+      assert.equal(made.rows[0].n, 2, "each made once");
     } finally {
       await first.query("ROLLBACK").catch(() => undefined);
       first.release();
     }
+  });
+
+  test("deliveries are written with one heap WAL record each (NOT EXISTS, no speculative insert to confirm); written again, none", async () => {
+    await t.db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+    const requests = Array.from({ length: 5 }, () => ({ sourceKey: `event:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }));
+    /** The deliveries' heap insert and confirmation records `work` wrote (pg_walinspect). */
+    const inserts = async (work: () => Promise<unknown>): Promise<Record<string, number>> => {
+      const inserted = async () => (await t.db.pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn() AS l")).rows[0].l;
+      // pg_walinspect reads what is flushed only, and the test server commits without waiting for the flush.
+      const flushed = (lsn: string) => eventually("the WAL written flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [lsn])).rows[0].ok);
+      const from = await inserted();
+      await flushed(from);
+      await work();
+      const to = await inserted();
+      await flushed(to);
+      const { rows } = await t.db.pool.query<{ type: string; n: number }>(
+        `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+          WHERE resource_manager = 'Heap' AND split_part(record_type, '+', 1) IN ('INSERT', 'HEAP_CONFIRM')
+            AND block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode('notification.deliveries') || '( |$)')
+          GROUP BY 1`,
+        [from, to],
+      );
+      return Object.fromEntries(rows.map((r) => [r.type, r.n]));
+    };
+    let ids: string[][] = [];
+    assert.deepEqual(await inserts(async () => (ids = await enqueueMany(t.db.pool, requests))), { INSERT: requests.length }, "ON CONFLICT DO NOTHING also wrote a HEAP_CONFIRM per delivery");
+    let again: string[][] = [];
+    assert.deepEqual(await inserts(async () => (again = await enqueueMany(t.db.pool, requests))), {}, "nothing written for deliveries made before");
+    assert.deepEqual(again, ids, "a repeat finds them");
+  });
+
+  test("a tip event whose SMS another replica is making at the same time (a re-published copy) waits, loses on the key, runs again at once and makes the rest: each delivery once", async () => {
+    const workerId = randomUUID();
+    const phone = newPhone();
+    await internal().upsertContact({ userId: workerId, phone, locale: "en" });
+    const eventId = randomUUID();
+    // The other replica's transaction has made the event's SMS and is still open.
+    const other = await t.db.pool.connect();
+    const theirs = randomUUID();
+    try {
+      await other.query("BEGIN");
+      await other.query(
+        `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, body, status, attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, 'masked', $7, 1, 'en', 'hello', 'sent', 1)`,
+        [theirs, `event:${eventId}`, workerId, Channel.SMS, workerId, phone.replace("+", ""), TemplateKey.TIP_RECEIVED],
+      );
+      await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(15000n), fee: kesMinor(750n), net: kesMinor(14250n), customerPhoneMasked: "2547******11" }, eventId);
+      await eventually("the trigger's statement waiting on the other's SMS", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%planned AS%'")).rowCount! > 0);
+      await other.query("COMMIT");
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+    const made = await eventually("the event applied", async () => {
+      const { rows } = await t.db.pool.query<{ id: string; channel: Channel }>("SELECT id, channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
+      return rows.length === 2 && rows;
+    });
+    assert.deepEqual(made.map((r) => r.channel), [Channel.SMS, Channel.IN_APP], "the SMS once (the other's), the in-app notice made by this one");
+    assert.equal(made[0].id, theirs);
+    assert.equal((await asUser(workerId).listInAppNotifications({})).unreadCount, 1);
+    assert.equal(smsTo(phone).length, 0, "no SMS of this replica's: the other's stands");
   });
 
   test("a trigger batch's deliveries' statement carries its transaction's COMMIT (no lone COMMIT): committed once it answers, and nothing may follow it", async () => {

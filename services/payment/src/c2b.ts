@@ -492,7 +492,48 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_k
   const receipt = tip.mpesa_receipt;
   if (tip.credit_kind !== "suspense" || !receipt || tip.credit_key !== `c2b:${receipt}`) return;
   await deps.ledger.closeApproval(matchKey(receipt), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
-    `tip_id: an admin's match of its paybill payment ${receipt} was posted (its code's owner was credited): approving would pay it twice; reject this tip`);
+    `tip_id: an admin's match of its paybill payment ${receipt} was posted (its code's owner was credited): approving would pay it twice; reject this tip, ` +
+    "then match the payment again to that code to record its tip");
+}
+
+/** The paybill payment parked in suspense whose money a held tip waits for (heldByC2bSuspense); undefined for any other tip. */
+function suspenseFunding(tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): string | undefined {
+  const receipt = tip.mpesa_receipt;
+  return tip.credit_kind === "suspense" && receipt && tip.credit_key === `c2b:${receipt}` ? receipt : undefined;
+}
+
+/**
+ * Before a held tip's rejection ends it, in its transaction: the receipt's lock of the paybill payment
+ * funding it, if any, taken before the tip's row as every decision about a receipt takes them.
+ */
+export async function lockFundingReceipt(tx: Queryable, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
+  const receipt = suspenseFunding(tip);
+  if (receipt) await lockReceipt(tx, receipt);
+}
+
+/**
+ * A held tip funded by a paybill payment parked in suspense, just rejected (its approval's key closed,
+ * lockFundingReceipt held): the payment goes back to support's open list, to refund or match, and the
+ * tip gives its receipt back, which a match's paybill tip takes. Reopened rather than refunded here: a
+ * refund closes the match's key, refused when an admin's match already paid a code's owner (its answer
+ * lost), so the rejection could not finish, and marked refunded the payment would read as owed back to
+ * the customer though its money went to that worker. Open, support's decision goes through the key that
+ * makes it once: after such a match a refund is refused and a match to that code finishes it, recording
+ * its tip; otherwise a refund or a match, as for any payment in suspense. The rejected tip can no longer
+ * move it (its approval's key is closed). Answers the tip as it is after; undefined for any other tip.
+ */
+export async function reopenFundingPayment(tx: Queryable, tip: TipRow): Promise<TipRow | undefined> {
+  const receipt = suspenseFunding(tip);
+  if (!receipt) return undefined;
+  const { rowCount } = await tx.query(
+    `UPDATE payment.c2b_payments SET resolution = 'open', tip_id = NULL, resolved_by = '', resolved_at = NULL,
+       reason = reason || ' | reopened: tip ' || $2 || ' it was held for was rejected after review'
+      WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'matched' AND tip_id = $2`,
+    [receipt, tip.tip_id],
+  );
+  if (!rowCount) return undefined;
+  const { rows } = await tx.query<TipRow>("UPDATE payment.tips SET mpesa_receipt = NULL WHERE tip_id = $1 RETURNING *", [tip.tip_id]);
+  return rows[0];
 }
 
 /** The code an admin's match names (qr keeps the references), whatever its status. */

@@ -20,6 +20,9 @@ const MESSAGES: Record<string, { en: string; sw: string }> = {
   SFC_IC0003: { en: "This M-Pesa number does not exist. Check the number. Nothing was charged.", sw: "Nambari hii ya M-Pesa haipo. Hakikisha nambari. Hakuna pesa iliyotozwa." },
   expired: { en: "No answer from M-Pesa in time. If you were charged, the tip will still reach the worker.", sw: "Hakuna jibu kutoka M-Pesa kwa wakati. Kama ulitozwa, tip itamfikia mfanyakazi." },
   unavailable: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  // Our own codes for a payment M-Pesa took that was placed elsewhere by support before its tip heard of it (tips.ts, receiptSpent).
+  refunded: { en: "Your payment was refunded to you, so the tip was not sent.", sw: "Malipo yako yamerejeshwa kwako, kwa hivyo tip haikutumwa." },
+  paid_elsewhere: { en: "Your payment was already credited as another tip, so this tip was not paid a second time.", sw: "Malipo yako tayari yamewekwa kama tip nyingine, kwa hivyo tip hii haikulipwa mara ya pili." },
 };
 
 export function resultMessage(code: string, locale = "en"): string {

@@ -340,24 +340,27 @@ interface Decision {
   marked?: boolean;
 }
 
+/** What support decided about a paybill payment parked in suspense (c2b_payments.resolution); null: none is parked. */
+type SuspenseResolution = "open" | "matched" | "refund" | null;
+
 /**
  * The tip locked for a decision, with what the decision needs to know about
  * the receipt in the same round trip: which tip (if any) already has it, and
- * whether a paybill payment with it is parked in suspense. Both are written
+ * what became of a paybill payment with it parked in suspense. Both are written
  * only under the receipt's lock (lockReceipt), which the caller holds, so
  * reading them with this statement's snapshot is as good as after the row lock.
  */
 async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | undefined) {
-  const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_parked: boolean }>(
+  const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_suspense: SuspenseResolution }>(
     `SELECT ${TIP_COLUMNS_OF_T}, (SELECT o.tip_id FROM payment.tips o WHERE o.mpesa_receipt = $2) AS receipt_owner,
-            EXISTS (SELECT 1 FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.resolution = 'open') AS receipt_parked
+            (SELECT c.resolution FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense') AS receipt_suspense
        FROM payment.tips t WHERE ${typeof ref === "string" ? "t.tip_id = $1" : "t.callback_token = $1"} FOR UPDATE OF t`,
     [typeof ref === "string" ? ref : ref.callbackToken, receipt ?? null],
   );
   const row = rows[0];
   if (!row) return undefined;
-  const { receipt_owner: owner, receipt_parked: parked, ...tip } = row;
-  return { tip: tip as TipRow, owner, parked };
+  const { receipt_owner: owner, receipt_suspense: suspense, ...tip } = row;
+  return { tip: tip as TipRow, owner, suspense };
 }
 
 /**
@@ -567,23 +570,25 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
 const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8", ref: "$9", tipId: "$1", payoutId: "NULL", matched: "true" });
 
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
-async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
+async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
   const tipId = tip.tip_id;
   const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
   if (tip.credit_key) {
-    // Already decided. A receipt learned only now (success came first by query) is recorded.
-    if (o.receipt && !tip.mpesa_receipt) {
+    // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
+    // failed after review, whose receipt went back to its paybill payment for support to place (reopenFundingPayment).
+    if (o.receipt && !tip.mpesa_receipt && tip.status !== "failed") {
       await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
       await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
     }
     return { result: "duplicate" };
   }
-  if (o.receipt && owner) {
-    await flag(`receipt ${o.receipt} already belongs to tip ${owner}; not credited again`);
-    return { result: "duplicate" };
+  const spent = o.receipt ? receiptSpent(owner, suspense) : undefined;
+  if (spent) {
+    await flag(`receipt ${o.receipt} ${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
+    return failSpentReceipt(tx, tip, spent);
   }
-  const heldInSuspense = o.receipt && parked ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
+  const heldInSuspense = o.receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
   const problems: string[] = [];
   const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
@@ -606,6 +611,32 @@ async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<
       toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
   );
   return { result, decided: rows[0], marked: true };
+}
+
+/**
+ * Why a success's receipt can pay nothing more: its money was credited to another tip ("paid_elsewhere":
+ * a paybill tip, an admin's match of the payment parked in suspense) or given back to the customer
+ * from suspense ("refunded"). Undefined: the receipt is free, or parked and still open.
+ */
+function receiptSpent(owner: string | null, suspense: SuspenseResolution): "paid_elsewhere" | "refunded" | undefined {
+  if (owner || suspense === "matched") return "paid_elsewhere";
+  return suspense === "refund" ? "refunded" : undefined;
+}
+
+/**
+ * A success for a tip whose payment already went elsewhere (receiptSpent): one payment must not pay
+ * twice, so nothing is credited. A pending tip fails saying why (tip_failed through the outbox):
+ * left pending, reconciliation's STK query, which carries no receipt to check, would credit it.
+ * A tip already ended stays as it is.
+ */
+async function failSpentReceipt(tx: Queryable, tip: TipRow, why: "paid_elsewhere" | "refunded"): Promise<Omit<Decision, "tip">> {
+  if (tip.status !== "pending") return { result: "duplicate" };
+  const { rows } = await tx.query<TipRow>(
+    `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now() WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}`,
+    [tip.tip_id, why, resultMessage(why)],
+  );
+  await emitTipFailed(tx, rows[0]);
+  return { result: "failed", decided: rows[0] };
 }
 
 /**

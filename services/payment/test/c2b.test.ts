@@ -198,6 +198,92 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  /** A pushed tip whose callback is lost and whose payment's C2B confirmation, naming nothing, was parked in suspense; and its STK callback to send. */
+  const parkedPush = async (w: { id: string }) => {
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
+    await eventually(async () => (await c2bRow(sim.receipt!)).suspense_entry_id !== null, "parked in suspense");
+    const row = await tipRow(tip!.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
+    return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200) };
+  };
+  const events = async (subject: string, tipId: string) =>
+    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
+
+  for (const [decision, code, words] of [["refunded", "refunded", /refunded to you/], ["matched to another worker's code", "paid_elsewhere", /already credited as another tip/]] as const) {
+    test(`a payment parked in suspense and ${decision} by support, then called back by STK for its tip: the tip fails saying why, nothing is credited, even when M-Pesa is asked again`, async () => {
+      const [w, coded] = [await worker(), await worker("Wanjiru")];
+      const p = await parkedPush(w);
+      const action = code === "refunded" ? { case: "refund" as const, value: true } : { case: "matchAccountReference" as const, value: coded.code.shortCode };
+      await adminClient.resolveSuspensePayment({ receipt: p.receipt, action, note: "the customer called" });
+      const codedMinor = code === "refunded" ? 0n : 9500n;
+      await eventually(async () => (await h.balance(coded.id)) === codedMinor, "the support's decision applied");
+      await p.callBack();
+      const failed = (await pay.getTip({ tipId: p.tipId })).tip!;
+      assert.equal(failed.status, TipStatus.FAILED);
+      assert.equal(failed.resultCode, code);
+      assert.match(failed.resultMessage, words, "the customer's tip page says why");
+      assert.equal(await events("ttip.payment.tip_failed", p.tipId), 1);
+      // Delivered again, and M-Pesa asked about the push (it says success, without a receipt): still nothing credited.
+      await p.callBack();
+      h.clock.advance(h.config.stkDeadlineMs + 20);
+      await internal.reconcilePending({ limit: 100 });
+      assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.FAILED);
+      assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await h.balance(coded.id)], [0n, 0, codedMinor], "one payment paid once");
+      assert.equal(await events("ttip.payment.tip_failed", p.tipId), 1, "failed once");
+      assert.equal(await events("ttip.payment.tip_succeeded", p.tipId), 0);
+      assert.ok(await h.trialBalanced());
+    });
+  }
+
+  test("rejecting a held tip funded by a payment parked in suspense puts the payment back on support's open list, where a refund closes it; the tip stays failed, nothing is credited", async () => {
+    const w = await worker();
+    const p = await parkedPush(w);
+    await p.callBack();
+    assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    const rejected = await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "not this tip's money" });
+    assert.equal(rejected.tip!.status, TipStatus.FAILED);
+    const reopened = await c2bRow(p.receipt);
+    assert.deepEqual([reopened.resolution, reopened.tip_id], ["open", null]);
+    assert.match(reopened.reason, /reopened: tip .* rejected after review/);
+    const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 100 } });
+    assert.ok(payments.some((x) => x.receipt === p.receipt && x.resolution === "open"), "listed for support to place");
+    // The callback delivered again changes nothing: the rejected tip keeps its decision and does not take the receipt back.
+    await p.callBack();
+    assert.equal((await tipRow(p.tipId)).mpesa_receipt, null);
+    const refunded = await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "customer asked" });
+    assert.equal(refunded.payment!.resolution, "refund");
+    assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.FAILED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("after an approval refused because an admin's match of the parked payment was posted (its answer lost), the rejection reopens the payment: a refund is refused, the match to that code records its paybill tip once", async () => {
+    const [w, coded] = [await worker(), await worker("Wanjiru")];
+    const p = await parkedPush(w);
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `c2b:${p.receipt}:matched`, receipt: p.receipt, recipient: { workerId: coded.id }, chargedMinor: 10000n, workerMinor: 9500n });
+    await p.callBack();
+    await assert.rejects(adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /reject this tip, then match the payment again to that code/.test(e.rawMessage));
+    await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "the match paid it" });
+    assert.equal((await c2bRow(p.receipt)).resolution, "open");
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /match of this payment was posted/.test(e.rawMessage));
+    const asked = { receipt: p.receipt, action: { case: "matchAccountReference" as const, value: coded.code.shortCode }, note: "as posted" };
+    const matched = await adminClient.resolveSuspensePayment(asked);
+    assert.equal(matched.payment!.resolution, "matched");
+    const recorded = await tipRow(matched.tip!.tipId);
+    assert.deepEqual([recorded.channel, recorded.status, recorded.worker_id, recorded.mpesa_receipt], ["paybill", "succeeded", coded.id, p.receipt]);
+    const again = await adminClient.resolveSuspensePayment({ ...asked, note: "clicked twice" });
+    assert.equal(again.tip!.tipId, matched.tip!.tipId);
+    assert.equal(await events("ttip.payment.tip_succeeded", matched.tip!.tipId), 1, "recorded as a tip once");
+    assert.equal(await events("ttip.payment.tip_succeeded", p.tipId), 0);
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id), await h.walletEntries(coded.id)], [0n, 9500n, 1], "the payment's money credited once, by the match");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("an STK callback arriving while a paybill confirmation of its receipt is parking it in suspense waits for it, then is held, never credited twice", async () => {
     const w = await worker();
     // A push whose own callback is lost: the test sends it.

@@ -332,6 +332,13 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
   inboxKey?: (message: DeliveredMessage) => string;
   /** Durables this consumer takes over (the bus's BatchSubscribeOptions.replaces). */
   replaces?: readonly string[];
+  /**
+   * A failure of handleBatch's that the batch run again once settles, as the inbox's own lost race
+   * (inboxRace): the effect's insert lost on a unique key to a transaction that has committed
+   * since, which the next run's snapshot sees. Without it, such a batch is split and its last
+   * event waits for the bus's redelivery.
+   */
+  raced?: (err: unknown) => boolean;
 }
 
 /**
@@ -422,11 +429,11 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     }
     return applied.length;
   };
-  // Lost a race for an event's inbox row: that one committed, so once more sees it (inboxRace).
-  // Once only: a second loss (yet another event of the batch) goes to applyOrSplit like any failure.
+  // Lost a race for an event's inbox row (or the effect's key: raced): that one committed, so once
+  // more sees it (inboxRace). Once only: a second loss goes to applyOrSplit like any failure.
   const recordAndApply = (messages: DeliveredMessage[], prepared: Prepared): Promise<number> =>
     recordAndApplyOnce(messages, prepared).catch((err: unknown) => {
-      if (!inboxRace(err, options.schema)) throw err;
+      if (!inboxRace(err, options.schema) && !options.raced?.(err)) throw err;
       return recordAndApplyOnce(messages, prepared);
     });
   const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {

@@ -154,6 +154,32 @@ describe("the inbox's insert (PostgreSQL)", () => {
     assert.deepEqual(rows.map((r) => r.n), [1]);
     assert.match(await metrics.registry.metrics(), /ttip_inbox_events_total\{consumer="race-one",outcome="duplicate"\} 1\b/);
   });
+  test("a batch whose effect lost a race on a key of its own (raced) is run again once at once and settles; without raced its delivery fails", async () => {
+    const lost = Object.assign(new Error("duplicate key value violates unique constraint"), { code: "23505", constraint: "effect_key" });
+    for (const raced of [undefined, (err: unknown) => (err as { constraint?: string }).constraint === "effect_key"]) {
+      const { bus, handlers } = handBus();
+      const consumer = `raced-${raced ? "on" : "off"}`;
+      let runs = 0;
+      await consumeEventBatches({
+        bus, pool: db.pool, schema: SCHEMA, consumer, subject: "ttip.x.y", logger, raced,
+        handleBatch: async (messages, tx) => {
+          await apply(consumer)(messages, tx);
+          // The first run's insert lost to another replica's committed transaction; the next one's snapshot sees it.
+          if (runs++ === 0) throw lost;
+        },
+      });
+      const delivered = handlers.batch!(events(1));
+      if (raced) {
+        await delivered;
+        assert.equal(runs, 2, "run again once");
+        assert.equal((await applied(consumer)).length, 1, "applied once, the first run rolled back");
+      } else {
+        await assert.rejects(delivered, /duplicate key/, "left to the bus's redelivery");
+        assert.equal((await applied(consumer)).length, 0);
+      }
+    }
+  });
+
   // A batch of one: a larger one would also settle without inboxRace's second run, split to single events.
   test("an event whose effect is one statement (effectCte) waits on another replica's inbox row, then skips it as a duplicate", async () => {
     const { bus, handlers } = handBus();

@@ -8,7 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeSuspenseMatch } from "../c2b.js";
+import { closeSuspenseMatch, lockFundingReceipt, reopenFundingPayment } from "../c2b.js";
 import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
@@ -76,6 +76,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
     }
     const updated = await withTransaction(pool, async (tx) => {
+      if (!req.approve) await lockFundingReceipt(tx, tip);
       const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
       const t = await endHeldTip(tx, tip.tip_id, outcome);
       if (!t) return undefined;
@@ -87,6 +88,8 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
           tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
           resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id, createdBy: t.customer_subject,
         }, t.tip_id);
+        // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
+        return (await reopenFundingPayment(tx, t)) ?? t;
       }
       return t;
     });
