@@ -3,8 +3,9 @@
 // HTTP/2 server, every interceptor) from connect-node's gRPC transport, from
 // its Connect transport, from the peers' transport (runtime internalTransport:
 // the Connect protocol's unary call straight on the HTTP/2 connection, the
-// runtime's UpstreamSession as the peers use it, and connect-node's session
-// manager as they did before), and from a stock @grpc/grpc-js client (the
+// runtime's UpstreamSession as the peers use it, in frames (runtime frames.ts, as the peers and
+// the gateway call now) and on HTTP/2 (before), and connect-node's session
+// manager as they did before that), and from a stock @grpc/grpc-js client (the
 // yardstick), alternating rounds. The server runs in a child process, so the CPU per call measured in
 // this process is the client's own; the server's is read from /proc.
 //   node --import tsx bench/rpc-clients.ts [seconds per client and round=3] [rounds=3] [concurrency=16]
@@ -38,6 +39,9 @@ if (process.argv[5] === "serve") {
   const { internalTransport, UpstreamSession } = await import("@ttip/runtime");
   const peerSession = new UpstreamSession(url);
   const viaPeers = createClient(Health, internalTransport(url, peerSession, []));
+  // As the peers and the gateway call now: unary calls in frames (runtime frames.ts) on a connection of their own.
+  const framesSession = new UpstreamSession(url, {}, undefined, true);
+  const viaFrames = createClient(Health, internalTransport(url, framesSession, []));
   const peerManager = new Http2SessionManager(url);
   const viaPeersManager = createClient(Health, internalTransport(url, peerManager, []));
   const stock = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -56,7 +60,8 @@ if (process.argv[5] === "serve") {
   const clients = new Map<string, () => Promise<unknown>>([
     ["connect-node gRPC", () => viaGrpc.check({ service: "" }, { timeoutMs: 5_000 })],
     ["connect-node Connect", () => viaConnect.check({ service: "" }, { timeoutMs: 5_000 })],
-    ["peers (Connect unary)", () => viaPeers.check({ service: "" }, { timeoutMs: 5_000 })],
+    ["peers, frames", () => viaFrames.check({ service: "" }, { timeoutMs: 5_000 })],
+    ["peers, HTTP/2 (before)", () => viaPeers.check({ service: "" }, { timeoutMs: 5_000 })],
     ["peers, manager (before)", () => viaPeersManager.check({ service: "" }, { timeoutMs: 5_000 })],
     ["@grpc/grpc-js", check],
   ]);
@@ -79,6 +84,7 @@ if (process.argv[5] === "serve") {
   stock.close();
   session.abort();
   peerSession.close();
+  framesSession.close();
   peerManager.abort();
   child.send("stop");
   await new Promise((r) => child.once("exit", r));

@@ -6,7 +6,7 @@ import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
 import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
-import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
+import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
@@ -59,20 +59,49 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
     },
 
     async verifyStepUpToken(req) {
-      // Spent on first use, on the payout it names (spend_key): a payout proof cannot be replayed for
-      // another payout. The same payout's retry is accepted: its caller may have given up before we
-      // answered (payment waits 5 s), and we may have spent the token after that.
+      // Spent on first use, on the payout it names (spend_key, with its amount and number when given): a
+      // payout proof cannot be replayed for another payout, nor for the same key with other terms. The same
+      // payout's retry is accepted: its caller may have given up before we answered (payment waits 5 s),
+      // and we may have spent the token after that.
+      const terms = [sha256(req.stepUpToken), req.userId, req.purpose, req.spendKey || null, req.spendAmount?.amountMinor ?? null, req.spendAmount?.currency || null,
+        req.spendPhone ? sha256(req.spendPhone) : null];
       const { rows } = await pool.query(
-        `UPDATE auth.step_up_tokens t SET used_at = COALESCE(t.used_at, now()), spend_key = COALESCE(t.spend_key, $4)
+        `UPDATE auth.step_up_tokens t SET used_at = COALESCE(t.used_at, now()), spend_key = COALESCE(t.spend_key, $4),
+             spend_amount_minor = CASE WHEN t.used_at IS NULL THEN $5 ELSE t.spend_amount_minor END,
+             spend_currency = CASE WHEN t.used_at IS NULL THEN $6 ELSE t.spend_currency END,
+             spend_phone_sha256 = CASE WHEN t.used_at IS NULL THEN $7 ELSE t.spend_phone_sha256 END
            FROM auth.devices d
           WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > now()
-            AND (t.used_at IS NULL OR t.spend_key = $4)
+            AND (t.used_at IS NULL OR (t.spend_key = $4 AND ${SAME_TERMS}))
             AND d.device_id = t.device_id AND d.removed_at IS NULL
           RETURNING t.device_id`,
-        [sha256(req.stepUpToken), req.userId, req.purpose, req.spendKey || null],
+        terms,
       );
-      if (!rows[0]) throw new PermissionDeniedError(`step-up token is invalid, expired or already spent${req.spendKey ? " on another payout" : ""}`);
+      if (!rows[0]) throw await stepUpRefusal(pool, terms, req.spendKey);
       return { deviceId: rows[0].device_id };
     },
   };
+}
+
+/** Whether a token spent on a key was spent on the terms asked now ($5-$7); NULL terms stored: bound to the key alone (0007). */
+const SAME_TERMS = `(t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6))
+            AND (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7)`;
+
+/**
+ * Why a step-up token was refused: spent under this payout's key on another amount or number (naming
+ * spend_amount or spend_phone: the caller changed the payout, not the proof), else invalid, expired or
+ * spent on another payout. Read only once refused.
+ */
+async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string): Promise<PermissionDeniedError> {
+  const { rows } = await pool.query<{ same_amount: boolean; same_phone: boolean }>(
+    `SELECT (t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6)) AS same_amount,
+            (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7) AS same_phone
+       FROM auth.step_up_tokens t
+      WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > now() AND t.used_at IS NOT NULL AND t.spend_key = $4`,
+    terms,
+  );
+  const spent = rows[0];
+  if (spent && !spent.same_amount) return new PermissionDeniedError("spend_amount: the step-up token was spent on this payout's key for another amount; another amount needs a new step-up");
+  if (spent && !spent.same_phone) return new PermissionDeniedError("spend_phone: the step-up token was spent on this payout's key for another number; another number needs a new step-up");
+  return new PermissionDeniedError(`step-up token is invalid, expired or already spent${spendKey ? " on another payout" : ""}`);
 }

@@ -110,6 +110,27 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(await fails(verify(unnamed, "payout-key-3")), Code.PermissionDenied);
   });
 
+  test("a payout's step-up token is spent on the payout's key, amount and number: a retry under the key with another amount or number is refused naming the field, the same retry verifies", async () => {
+    const phone = randomPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const key = deviceKey();
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const token = (await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) })).stepUpToken;
+    const payout = { spendKey: "payout-key-1", spendAmount: { currency: "KES", amountMinor: 50_000n }, spendPhone: "254712345678" };
+    const verify = (terms: Partial<typeof payout>) => h.internal.verifyStepUpToken({ stepUpToken: token, userId: signup.userId, purpose: "payout", ...payout, ...terms });
+    const refusal = (p: Promise<unknown>) => p.then(() => "verified", (e: ConnectError) => `${Code[e.code]} ${e.rawMessage.split(":")[0]}`);
+
+    assert.equal((await verify({})).deviceId, device!.deviceId);
+    assert.equal(await refusal(verify({ spendAmount: { currency: "KES", amountMinor: 5_000n } })), "PermissionDenied spend_amount", "another amount under the key");
+    assert.equal(await refusal(verify({ spendPhone: "254798765432" })), "PermissionDenied spend_phone", "another number under the key");
+    assert.equal(await refusal(verify({ spendPhone: "" })), "PermissionDenied spend_phone", "no number where one was spent");
+    assert.equal((await verify({})).deviceId, device!.deviceId, "the same payout's retry");
+    assert.equal(await refusal(verify({ spendKey: "payout-key-2" })), "PermissionDenied step-up token is invalid, expired or already spent on another payout");
+  });
+
   test("partner keys: issued once (hashed and sealed at rest), idempotent, HMAC-signed requests with a replay window", async () => {
     const root = await h.signUp(randomPhone());
     await h.makeAdmin(root.userId);

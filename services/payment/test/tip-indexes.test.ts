@@ -107,6 +107,11 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     }
   });
 
+  test("new pages of payment.tips keep room for their tips' later row versions (fillfactor 65, was 85)", async () => {
+    const { rows } = await db.pool.query("SELECT reloptions AS options FROM pg_class WHERE oid = 'payment.tips'::regclass");
+    assert.deepEqual(rows, [{ options: ["fillfactor=65"] }]);
+  });
+
   test("tips without a value leave no entry in its index: each is unique over filled values only", async () => {
     const { rows } = await db.pool.query<{ column: string; unique: boolean; predicate: string | null }>(
       `SELECT a.attname AS column, i.indisunique AS unique, pg_get_expr(i.indpred, i.indrelid) AS predicate

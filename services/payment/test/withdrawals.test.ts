@@ -125,6 +125,35 @@ describe("withdrawals by RequestPayout", () => {
     assert.equal(await h.balance(worker), 0n);
   });
 
+  test("a withdrawal refused before it was stored, retried under its key with the same token: another amount or number is refused naming the field, the same request is accepted and paid once", async () => {
+    const { worker, stepUp } = await workerWithDevice();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.equal((await pay.getTip({ tipId: tip!.tipId })).tip!.status, TipStatus.SUCCEEDED);
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const to = phone();
+    const request = { idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: to, stepUpToken: await stepUp() };
+    const answer = (p: Promise<unknown>) => p.then(() => "accepted", (e: ConnectError) => `${Code[e.code]} ${e.rawMessage.split(":")[0]}`);
+    // An automatic payout of the worker still placing its hold: the withdrawal waits for it, then is refused with nothing stored (the token spent on its key).
+    const stuck = randomUUID();
+    await h.t.db.pool.query(
+      `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at)
+       VALUES ($1, $2, $3, 'KES', 1000, '254700000000', '2547****000', true, 'pending', $3, now() + interval '1 hour')`,
+      [stuck, worker, `auto-${stuck}`],
+    );
+    try {
+      assert.match(await answer(me.requestPayout(request)), /^Aborted an automatic payout .* is still placing its hold/);
+    } finally {
+      await h.t.db.pool.query("DELETE FROM payment.payouts WHERE payout_id = $1", [stuck]);
+    }
+    assert.equal(await answer(me.requestPayout({ ...request, amount: KES(90) })), "PermissionDenied amount", "another amount under the key");
+    assert.equal(await answer(me.requestPayout({ ...request, mpesaPhone: phone() })), "PermissionDenied mpesa_phone", "another number under the key");
+    const { payout } = await me.requestPayout(request);
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+    assert.equal(await h.balance(worker), 4500n, "KES 50 left the wallet, once");
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c").filter((t) => t.phone === `254${to.slice(1)}`).length, 1);
+  });
+
   test("without a number given, the worker's default saved number is used", async () => {
     const { worker, stepUp } = await workerWithDevice();
     const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });

@@ -6,6 +6,8 @@
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
+// A call the server did not process (RST_STREAM REFUSED_STREAM, RFC 9113 8.7; a frame refused): it may be sent again.
+import { BY_HTTP2, FRAME_REFUSED as REFUSED_STREAM, type FrameOutcome } from "./frames.js";
 import { decompressMessage } from "./input.js";
 
 /**
@@ -17,12 +19,23 @@ import { decompressMessage } from "./input.js";
 export interface Http2Upstream {
   request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): Promise<http2.ClientHttp2Stream>;
   notifyResponseByteRead(stream: http2.ClientHttp2Stream): void;
+  /**
+   * The connection's own road for a unary call (UpstreamSession: frames.ts, to a server that speaks
+   * them): its answer, REFUSED_STREAM (send again), or BY_HTTP2 (send it on the HTTP/2 connection).
+   */
+  frames?(path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome>;
 }
 
 type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
 
-/** The server did not process the call (RST_STREAM REFUSED_STREAM, RFC 9113 8.7): it may be sent again. */
-const REFUSED_STREAM = Symbol("refused unprocessed");
+/** One send of a call: in frames where the connection has them and the server takes it so, else on HTTP/2. */
+async function exchange(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
+  if (session.frames) {
+    const outcome = await session.frames(path, headers, body, signal);
+    if (outcome !== BY_HTTP2) return outcome;
+  }
+  return http2Exchange(session, path, headers, body, signal);
+}
 
 /**
  * One request and its whole answer on the session. An answer counts only if
@@ -203,7 +216,7 @@ export async function connectUnaryCall(call: ConnectUnaryCall): Promise<ConnectU
   let answer: Http2Answer | typeof REFUSED_STREAM = REFUSED_STREAM;
   for (let send = 1; send <= MAX_SENDS && answer === REFUSED_STREAM; send++) {
     if (call.deadline !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(call.deadline - Date.now())));
-    answer = await http2Exchange(call.session, path, headers, call.body, call.signal);
+    answer = await exchange(call.session, path, headers, call.body, call.signal);
   }
   if (answer === REFUSED_STREAM) throw new ConnectError(`the ${call.service} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
   const { status, body } = answer;

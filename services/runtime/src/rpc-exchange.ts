@@ -21,8 +21,8 @@ export interface RpcExchange extends AsyncIterable<Buffer> {
   readonly headers: http.IncomingHttpHeaders;
   /** The request's headers as sent, name then value (HTTP/2's pseudo-headers included). */
   readonly rawHeaders: string[];
-  /** The request's body as node's stream (read by its events: cheaper than the iterator). */
-  readonly body: Readable;
+  /** The request's body as node's stream (read by its events: cheaper than the iterator); undefined: read by the iterator (a frame's body, whole already: frames.ts). */
+  readonly body: Readable | undefined;
   /** The connection, for the peer's address. */
   readonly socket: { remoteAddress?: string } | null | undefined;
   /** Nothing can be written any more: the client went away, or the answer is out. */

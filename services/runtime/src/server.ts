@@ -13,6 +13,7 @@ import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { connectStreamHandler } from "./connect-stream.js";
 import { connectUnaryHandler, failuresOutsideCalls } from "./connect-unary.js";
+import { frameServer, FRAMES_PREFACE } from "./frames.js";
 import { localServer, recordingRouter, type DirectSpec, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
 import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
@@ -185,7 +186,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const h1 = http.createServer(onRequest);
   const onStream = streamHandler(options, adapter, inFlight, onRequest);
   const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0);
-  const { listener, sockets } = connectionListener(h1, h2);
+  // Our own processes' unary calls in frames (frames.ts), counted for the drain as HTTP/2's streams.
+  const frames = frameServer({ serve: adapter.serveRpc, track: (exchange) => inFlight.track({ once: (_event, listener) => exchange.onClose(listener) }), maxAgeMs: options.maxConnectionAgeMs ?? 0 });
+  const { listener, sockets } = connectionListener(h1, h2, frames);
 
   await listenOn(listener, options);
   const port = (listener.address() as net.AddressInfo).port;
@@ -193,7 +196,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
 
   let closing: Promise<void> | undefined;
-  const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, sockets, inFlight }));
+  const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, frames, sockets, inFlight }));
   return { port, url: `http://${host}:${port}`, health, local: adapter.local, close };
 }
 
@@ -333,15 +336,15 @@ function http2Server(onStream: StreamListener, maxAgeMs: number) {
   return { h2, sessions };
 }
 
-/** The one TCP listener and its open sockets; each connection goes to h1 or h2 by its first bytes. */
-function connectionListener(h1: http.Server, h2: http2.Http2Server) {
+/** The one TCP listener and its open sockets; each connection goes to h1, h2 or frames by its first bytes. */
+function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Frames) {
   const sockets = new Set<net.Socket>();
   // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
   const listener = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    routeConnection(socket, h1, h2);
+    routeConnection(socket, h1, h2, frames);
   });
   return { listener, sockets };
 }
@@ -353,10 +356,10 @@ function connectionListener(h1: http.Server, h2: http2.Http2Server) {
  */
 async function drainAndClose(
   options: ServerOptions,
-  server: { health: HealthStatus; listener: net.Server; h1: http.Server; sessions: Set<http2.ServerHttp2Session>; sockets: Set<net.Socket>; inFlight: InFlightRequests },
+  server: { health: HealthStatus; listener: net.Server; h1: http.Server; sessions: Set<http2.ServerHttp2Session>; frames: Frames; sockets: Set<net.Socket>; inFlight: InFlightRequests },
 ): Promise<void> {
   const { logger } = options;
-  const { health, listener, h1, sessions, sockets, inFlight } = server;
+  const { health, listener, h1, sessions, frames, sockets, inFlight } = server;
   health.shutdown();
   if (options.drainDelayMs) {
     logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
@@ -364,6 +367,7 @@ async function drainAndClose(
   }
   listener.close();
   for (const session of sessions) session.close(); // GOAWAY: open streams may finish
+  frames.goAway(); // the same for calls in frames
   h1.closeIdleConnections();
   const drained = inFlight.drained();
   let timer: NodeJS.Timeout | undefined;
@@ -429,22 +433,32 @@ function directPaths(methods: Map<string, DirectSpec>): Map<string, DirectSpec> 
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
-/** Hands a fresh connection to the HTTP/2 or the HTTP/1.1 server by its first bytes. */
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server) {
+type Frames = ReturnType<typeof frameServer>;
+
+/** The first bytes read so far open with `preface`: all of it (true), a part (undefined: wait for more), or not (false). */
+function opensWith(head: Buffer, preface: Buffer): boolean | undefined {
+  const n = Math.min(head.length, preface.length);
+  if (!head.subarray(0, n).equals(preface.subarray(0, n))) return false;
+  return head.length >= preface.length ? true : undefined;
+}
+
+/** Hands a fresh connection to the HTTP/2, the HTTP/1.1 or the frames server by its first bytes. */
+function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, frames: Frames) {
   let head = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
-    const n = Math.min(head.length, H2_PREFACE.length);
-    const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-    if (isH2 && head.length < H2_PREFACE.length) return; // wait for the whole preface
+    const isH2 = opensWith(head, H2_PREFACE);
+    const isFrames = opensWith(head, FRAMES_PREFACE);
+    if (isH2 === undefined || isFrames === undefined) return; // wait for the whole preface
     socket.off("data", onData);
     socket.pause();
+    if (isFrames) return frames.accept(socket, head);
     // Both servers start with the bytes already read: an HTTP/2 session takes
     // what is buffered on the socket before it reads its native handle, so its
     // frames go straight to the socket (a JavaScript stream in between cost a
     // third of a gateway's CPU in system calls and stream bookkeeping).
     socket.unshift(head);
-    if (isH2) h2.emit("connection", socket);
+    if (isH2 === true) h2.emit("connection", socket);
     else {
       h1.emit("connection", socket);
       socket.resume();

@@ -23,6 +23,7 @@
 // by TCP or by a call's deadline.
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { FrameLink, type FrameOutcome } from "./frames.js";
 import type { Http2Upstream } from "./http2-exchange.js";
 
 /** A connection without a frame this long is closed (connect-node's idle timeout). */
@@ -48,15 +49,26 @@ export class UpstreamSession implements Http2Upstream {
   /** Streams opened on #current. */
   #streams = 0;
   #closed = false;
+  /** Unary calls in frames (frames.ts) when the server speaks them; undefined: every call on HTTP/2. */
+  readonly #frames: FrameLink | undefined;
 
-  /** `maxStreams`: streams a connection opens before it is retired (its calls finish there). */
+  /**
+   * `maxStreams`: streams a connection opens before it is retired (its calls finish there).
+   * `frames`: unary calls go in frames on a connection of their own to a server that speaks them (one of ours).
+   */
   constructor(
     private readonly url: string,
     private readonly options: http2.ClientSessionOptions = {},
     private readonly maxStreams = MAX_STREAMS_PER_CONNECTION,
+    frames = false,
   ) {
     this.authority = new URL(url).origin;
+    const link = (this.#frames = frames ? new FrameLink(url) : undefined);
+    this.frames = link && ((path, headers, body, signal) => link.exchange(path, headers, body, signal));
   }
+
+  /** A unary call in frames (connectUnaryCall): BY_HTTP2 when the server does not speak them; undefined: frames off. */
+  readonly frames: ((path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) => Promise<FrameOutcome>) | undefined;
 
   /**
    * A stream for one call. `headers` is the call's own object: the method and
@@ -92,6 +104,7 @@ export class UpstreamSession implements Http2Upstream {
   /** Closes every connection at once (the process stopping): calls still on them, or waiting for one to open, fail. */
   close(): void {
     this.#closed = true;
+    this.#frames?.close();
     for (const conn of this.#live) conn.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
     this.#live.clear();
     this.#current = undefined;
@@ -158,15 +171,16 @@ function usable(conn: http2.ClientHttp2Session): boolean {
 /**
  * One UpstreamSession per URL (a peer, a backend), closed together. After close() (the process
  * stopping) a URL's session is a closed one: its calls are refused UNAVAILABLE, none opens a connection.
+ * `frames`: unary calls in frames to servers that speak them (ours); false: all on HTTP/2.
  */
-export function upstreamSessions(): { get(url: string): UpstreamSession; close(): void } {
+export function upstreamSessions(frames = true): { get(url: string): UpstreamSession; close(): void } {
   const sessions = new Map<string, UpstreamSession>();
   let closed = false;
   return {
     get(url) {
       let session = sessions.get(url);
       if (!session) {
-        sessions.set(url, (session = new UpstreamSession(url)));
+        sessions.set(url, (session = new UpstreamSession(url, {}, MAX_STREAMS_PER_CONNECTION, frames)));
         if (closed) session.close();
       }
       return session;

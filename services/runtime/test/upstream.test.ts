@@ -52,6 +52,8 @@ async function backend(port = 0, hold?: (stream: http2.ServerHttp2Stream) => boo
 }
 
 const HEALTH_CHECK = "/grpc.health.v1.Health/Check";
+/** The peers on HTTP/2 alone: these backends are bare HTTP/2 servers (the peers' frames: frames.test.ts). */
+const HTTP2_ONLY = { frames: false };
 /** The health check's answer, SERVING, in binary: field 1 = 1. */
 const SERVING = Buffer.from([0x08, 0x01]);
 
@@ -223,7 +225,7 @@ async function check(transport: Transport, timeoutMs = 10_000): Promise<Status |
 
 test("peers: every call to a peer on one connection; a restarted peer is reached again on a new one", async () => {
   const first = await backend();
-  const peers = createPeers(() => `http://127.0.0.1:${first.port}`);
+  const peers = createPeers(() => `http://127.0.0.1:${first.port}`, undefined, HTTP2_ONLY);
   try {
     assert.equal(await check(peers("wallet")), Status.SERVING);
     assert.deepEqual(await Promise.all([1, 2, 3].map(() => check(peers("wallet")))), [Status.SERVING, Status.SERVING, Status.SERVING]);
@@ -247,7 +249,7 @@ test("peers: every call to a peer on one connection; a restarted peer is reached
 test("peers: after GOAWAY the call on its way is answered on the old connection, the next goes on a new one", async () => {
   let held: http2.ServerHttp2Stream | undefined;
   const b = await backend(0, (stream) => !held && (held = stream) !== undefined);
-  const peers = createPeers(() => `http://127.0.0.1:${b.port}`);
+  const peers = createPeers(() => `http://127.0.0.1:${b.port}`, undefined, HTTP2_ONLY);
   try {
     const onItsWay = check(peers("wallet"));
     while (!held) await new Promise((resolve) => setImmediate(resolve));
@@ -265,7 +267,7 @@ test("peers: after GOAWAY the call on its way is answered on the old connection,
 test("peers: a call past its deadline resets only its own stream (CANCEL): a call beside it on the connection is answered", async () => {
   const held: http2.ServerHttp2Stream[] = [];
   const b = await backend(0, (stream) => held.length < 2 && held.push(stream) > 0);
-  const peers = createPeers(() => `http://127.0.0.1:${b.port}`);
+  const peers = createPeers(() => `http://127.0.0.1:${b.port}`, undefined, HTTP2_ONLY);
   try {
     const patient = check(peers("wallet"));
     while (held.length < 1) await new Promise((resolve) => setImmediate(resolve));
@@ -309,7 +311,7 @@ test("peers: a connection that has opened its bound of streams (its ids running 
 
 test("peers: close() while a peer's connection is still opening fails the call UNAVAILABLE at once, not at its deadline", async () => {
   const peer = await silentPeer();
-  const peers = createPeers(() => peer.url);
+  const peers = createPeers(() => peer.url, undefined, HTTP2_ONLY);
   try {
     const waiting = check(peers("wallet"), 10_000);
     await peer.reached();
@@ -348,7 +350,7 @@ test("upstream: a connection closed before it opened, outside close() (its socke
 
 test("peers: a call after peers.close() is refused UNAVAILABLE (closed), opening no connection, unary or stream", async () => {
   const b = await backend();
-  const peers = createPeers(() => `http://127.0.0.1:${b.port}`);
+  const peers = createPeers(() => `http://127.0.0.1:${b.port}`, undefined, HTTP2_ONLY);
   try {
     assert.equal(await check(peers("wallet")), Status.SERVING);
     peers.close();

@@ -30,6 +30,16 @@ type Impl = ServiceImpl<typeof PaymentService>;
  */
 const VERIFY_STEP_UP_TIMEOUT_MS = 5_000;
 
+/** This call's field for each of a spent token's terms auth names when they differ (VerifyStepUpTokenRequest.spend_amount, spend_phone). */
+const STEP_UP_TERMS: Record<string, string> = { spend_amount: "amount", spend_phone: "mpesa_phone" };
+
+/** Auth's refusal of the step-up token, naming this call's field: the one changed under the key, else step_up_token. */
+function stepUpRefused(message: string): PermissionDeniedError {
+  const [field, ...rest] = message.split(": ");
+  const ours = STEP_UP_TERMS[field];
+  return new PermissionDeniedError(ours ? `${ours}: ${rest.join(": ")}` : `step_up_token: ${message}`);
+}
+
 /** A worker's payouts: requests, reads and settings. */
 export function payoutHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
@@ -59,8 +69,10 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     }
     // The device's biometric unlock, proved to the auth service.
     try {
+      // Spent on this withdrawal's key, amount and number: a retry under the key (nothing stored yet) verifies only for the same ones.
       await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken(
-        { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout", spendKey: req.idempotencyKey }, { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
+        { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout", spendKey: req.idempotencyKey, spendAmount: kes(amountMinor), spendPhone: phone },
+        { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
     } catch (err) {
       const e = asConnectError(err, Code.Unavailable);
       if (e.code === Code.DeadlineExceeded) {
@@ -69,7 +81,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
       if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
         throw new DependencyUnavailableError(`step_up_token: cannot be verified now (${e.rawMessage})`);
       }
-      throw new PermissionDeniedError(`step_up_token: ${e.rawMessage}`);
+      throw stepUpRefused(e.rawMessage);
     }
     const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
     return { payout: payoutMessage(payout) };

@@ -3222,7 +3222,17 @@ type VerifyStepUpTokenRequest struct {
 	// first verification was answered too late (auth spent the token after the
 	// caller gave up) is not refused as spent; any other use is refused. Empty:
 	// spent on its first use, whatever for.
-	SpendKey      string `protobuf:"bytes,4,opt,name=spend_key,json=spendKey,proto3" json:"spend_key,omitempty"`
+	SpendKey string `protobuf:"bytes,4,opt,name=spend_key,json=spendKey,proto3" json:"spend_key,omitempty"`
+	// What the payout under spend_key moves, bound to the token with the key:
+	// the key verifies again only for the same amount and number; another is
+	// PERMISSION_DENIED naming spend_amount or spend_phone (a payout refused
+	// before it was stored cannot be retried under its key for another amount
+	// or number with the same proof). Unset: a token first spent without them
+	// is bound to its key alone (an older caller); one spent with them is
+	// refused without them.
+	SpendAmount *v1.Money `protobuf:"bytes,5,opt,name=spend_amount,json=spendAmount,proto3" json:"spend_amount,omitempty"`
+	// The number paid out to, E.164 digits without the plus (2547XXXXXXXX).
+	SpendPhone    string `protobuf:"bytes,6,opt,name=spend_phone,json=spendPhone,proto3" json:"spend_phone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3281,6 +3291,20 @@ func (x *VerifyStepUpTokenRequest) GetPurpose() string {
 func (x *VerifyStepUpTokenRequest) GetSpendKey() string {
 	if x != nil {
 		return x.SpendKey
+	}
+	return ""
+}
+
+func (x *VerifyStepUpTokenRequest) GetSpendAmount() *v1.Money {
+	if x != nil {
+		return x.SpendAmount
+	}
+	return nil
+}
+
+func (x *VerifyStepUpTokenRequest) GetSpendPhone() string {
+	if x != nil {
+		return x.SpendPhone
 	}
 	return ""
 }
@@ -3920,7 +3944,7 @@ var File_ttip_auth_v1_auth_service_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fttip/auth/v1/auth_service.proto\x12\fttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1cttip/common/v1/options.proto\"\x86\x01\n" +
+	"\x1fttip/auth/v1/auth_service.proto\x12\fttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x1attip/common/v1/money.proto\x1a\x1cttip/common/v1/options.proto\x1a\x19ttip/common/v1/page.proto\"\x86\x01\n" +
 	"\x1dStartPhoneVerificationRequest\x12-\n" +
 	"\x05phone\x18\x01 \x01(\tB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$R\x05phone\x126\n" +
 	"\x06locale\x18\x02 \x01(\x0e2\x14.ttip.auth.v1.LocaleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06locale\"\xbd\x01\n" +
@@ -4103,13 +4127,16 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x17GetPartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"I\n" +
 	"\x18GetPartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xcc\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xb0\x02\n" +
 	"\x18VerifyStepUpTokenRequest\x12.\n" +
 	"\rstep_up_token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x126\n" +
 	"\apurpose\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\x12%\n" +
-	"\tspend_key\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\bspendKey\"8\n" +
+	"\tspend_key\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\bspendKey\x128\n" +
+	"\fspend_amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\vspendAmount\x12(\n" +
+	"\vspend_phone\x18\x06 \x01(\tB\a\xbaH\x04r\x02\x18\x14R\n" +
+	"spendPhone\"8\n" +
 	"\x19VerifyStepUpTokenResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"E\n" +
 	"\x16ClaimFirstAdminRequest\x12+\n" +
@@ -4299,6 +4326,7 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*v1.PageResponse)(nil),                // 88: ttip.common.v1.PageResponse
 	(AuditAction)(0),                       // 89: ttip.auth.v1.AuditAction
 	(*AuditEvent)(nil),                     // 90: ttip.auth.v1.AuditEvent
+	(*v1.Money)(nil),                       // 91: ttip.common.v1.Money
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
 	79, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
@@ -4337,96 +4365,97 @@ var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
 	83, // 33: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
 	80, // 34: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
 	86, // 35: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	83, // 36: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	87, // 37: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	83, // 38: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	88, // 39: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	83, // 40: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	83, // 41: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	84, // 42: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	0,  // 43: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 44: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 45: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 46: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 47: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 48: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 49: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 50: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 51: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 52: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 53: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 54: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 55: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 56: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 57: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 58: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 59: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 60: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 61: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	67, // 62: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
-	38, // 63: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 64: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 65: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 66: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 67: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 68: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 69: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
-	53, // 70: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	55, // 71: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	69, // 72: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	71, // 73: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	73, // 74: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	75, // 75: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	77, // 76: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
-	57, // 77: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	61, // 78: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	65, // 79: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	63, // 80: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
-	59, // 81: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
-	1,  // 82: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 83: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 84: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 85: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 86: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 87: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 88: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 89: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 90: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 91: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 92: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 93: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 94: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 95: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 96: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 97: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 98: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 99: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 100: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	68, // 101: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 102: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 103: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 104: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 105: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 106: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 107: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 108: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
-	54, // 109: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	56, // 110: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	70, // 111: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	72, // 112: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	74, // 113: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	76, // 114: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	78, // 115: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	58, // 116: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	62, // 117: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	66, // 118: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	64, // 119: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
-	60, // 120: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
-	82, // [82:121] is the sub-list for method output_type
-	43, // [43:82] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	91, // 36: ttip.auth.v1.VerifyStepUpTokenRequest.spend_amount:type_name -> ttip.common.v1.Money
+	83, // 37: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	87, // 38: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	83, // 39: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	88, // 40: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	83, // 41: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	83, // 42: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	84, // 43: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 44: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 45: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 46: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 47: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 48: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 49: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 50: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 51: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 52: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 53: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 54: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 55: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 56: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 57: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 58: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 59: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 60: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 61: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 62: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	67, // 63: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 64: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 65: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 66: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 67: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 68: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 69: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 70: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
+	53, // 71: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	55, // 72: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	69, // 73: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	71, // 74: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	73, // 75: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	75, // 76: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	77, // 77: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	57, // 78: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	61, // 79: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	65, // 80: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	63, // 81: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	59, // 82: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
+	1,  // 83: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 84: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 85: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 86: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 87: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 88: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 89: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 90: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 91: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 92: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 93: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 94: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 95: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 96: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 97: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 98: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 99: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 100: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 101: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	68, // 102: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 103: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 104: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 105: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 106: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 107: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 108: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 109: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
+	54, // 110: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	56, // 111: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	70, // 112: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	72, // 113: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	74, // 114: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	76, // 115: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	78, // 116: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	58, // 117: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	62, // 118: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	66, // 119: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	64, // 120: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	60, // 121: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
+	83, // [83:122] is the sub-list for method output_type
+	44, // [44:83] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }

@@ -1202,8 +1202,9 @@ type AuthInternalServiceClient interface {
 	// Checks a partner's signed request (HMAC over method, path, timestamp,
 	// body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
-	// Checks a step-up token for a payout and spends it on `spend_key`.
-	// PERMISSION_DENIED if invalid, expired, or spent on anything else.
+	// Checks a step-up token for a payout and spends it on `spend_key` (with
+	// `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+	// expired, or spent on anything else.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
 	// A partner key as admins see it (never its secret), revoked ones included:
 	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
@@ -1301,8 +1302,9 @@ type AuthInternalServiceHandler interface {
 	// Checks a partner's signed request (HMAC over method, path, timestamp,
 	// body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
-	// Checks a step-up token for a payout and spends it on `spend_key`.
-	// PERMISSION_DENIED if invalid, expired, or spent on anything else.
+	// Checks a step-up token for a payout and spends it on `spend_key` (with
+	// `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+	// expired, or spent on anything else.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
 	// A partner key as admins see it (never its secret), revoked ones included:
 	// for services that must refuse unknown or revoked keys (qr's LinkPartner).

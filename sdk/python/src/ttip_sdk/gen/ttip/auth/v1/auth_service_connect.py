@@ -2807,8 +2807,9 @@ class AuthInternalService(Protocol):
 
     async def verify_step_up_token(self, request: VerifyStepUpTokenRequest, ctx: RequestContext[VerifyStepUpTokenRequest, VerifyStepUpTokenResponse], /) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout and spends it on `spend_key`.
-        PERMISSION_DENIED if invalid, expired, or spent on anything else.
+        Checks a step-up token for a payout and spends it on `spend_key` (with
+        `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+        expired, or spent on anything else.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2971,8 +2972,9 @@ class AuthInternalServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout and spends it on `spend_key`.
-        PERMISSION_DENIED if invalid, expired, or spent on anything else.
+        Checks a step-up token for a payout and spends it on `spend_key` (with
+        `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+        expired, or spent on anything else.
         """
         return await self.execute_unary(
             request=request,
@@ -3057,8 +3059,9 @@ class AuthInternalServiceSync(Protocol):
 
     def verify_step_up_token(self, request: VerifyStepUpTokenRequest, ctx: RequestContext[VerifyStepUpTokenRequest, VerifyStepUpTokenResponse], /) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout and spends it on `spend_key`.
-        PERMISSION_DENIED if invalid, expired, or spent on anything else.
+        Checks a step-up token for a payout and spends it on `spend_key` (with
+        `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+        expired, or spent on anything else.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -3219,8 +3222,9 @@ class AuthInternalServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> VerifyStepUpTokenResponse:
         """
-        Checks a step-up token for a payout and spends it on `spend_key`.
-        PERMISSION_DENIED if invalid, expired, or spent on anything else.
+        Checks a step-up token for a payout and spends it on `spend_key` (with
+        `spend_amount` and `spend_phone` when given). PERMISSION_DENIED if invalid,
+        expired, or spent on anything else.
         """
         return self.execute_unary(
             request=request,

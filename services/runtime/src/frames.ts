@@ -1,0 +1,587 @@
+// Unary calls between our own processes on a plain TCP connection in frames
+// of our own: the peers' calls and the gateway's forwarded ones, in a
+// cluster. Node's HTTP/2 costs each call a stream object on both sides, its
+// header lists converted to and from nghttp2's, and several socket writes and
+// wake-ups (bench/rpc-clients.ts measures each side's CPU per call); here a
+// call is one frame each way, and the frames of one turn of the event loop go
+// out in one write. The call is the same Connect unary call (the same headers,
+// status and bodies: connectUnaryCall on the client, the server's
+// connectUnaryHandler and rpcFilter behind every interceptor), only carried
+// differently. Everything else stays on HTTP/2 on the same port: streams,
+// methods not served from the exchange (the server answers NOT_SERVED and the
+// call goes by HTTP/2, unprocessed), stock gRPC and Connect clients.
+//
+// A connection starts with PREFACE from the client; the server answers with
+// the same bytes. A server that does not speak frames (an older release
+// during a rollout) answers otherwise (HTTP/1.1's 400, HTTP/2's GOAWAY) or not
+// at all, and the client sends its calls by HTTP/2 (again after
+// RETRY_FRAMES_AFTER_MS). A frame: its length (u32, the rest of the frame),
+// its type (u8), the call's id (u32), then its payload. REQUEST and RESPONSE
+// carry a head (u32 length, then a JSON object of lower-case names to string
+// values: ":path", ":status", the Connect headers) and the body (the rest).
+// As HTTP/2 has it: CANCEL gives up a call (the server's handler hears it on
+// its signal), REFUSED says a call was not processed (sent again, at most
+// MAX_SENDS times), GOAWAY says the server takes no call with a higher id
+// (the connection ends once its calls are answered; the client opens another).
+import net from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { RpcExchange } from "./rpc-exchange.js";
+
+/** The first bytes of a connection, both ways. An HTTP/1.1 parser refuses them at once ('/' in a method), as does HTTP/2's. */
+export const FRAMES_PREFACE = Buffer.from("TTIP/FRAMES/1\r\n\r\n");
+
+const REQUEST = 1;
+const RESPONSE = 2;
+const CANCEL = 3;
+const REFUSED = 4;
+const GOAWAY = 5;
+/** The server serves this call only by HTTP/2 (a stream, a method connect-node serves): sent again there, unprocessed. */
+const NOT_SERVED = 6;
+
+/** Length (4), type (1), id (4). */
+const FRAME_HEAD_BYTES = 9;
+
+/**
+ * A request's body goes in a frame up to this size; a larger one goes by HTTP/2, where the server
+ * answers it as ever (RESOURCE_EXHAUSTED past its read limit). Servers read at most 1 MiB by default.
+ */
+export const FRAME_BODY_MAX_BYTES = 1024 * 1024;
+/** A head (path, status, headers) is at most this large: Node's HTTP/2 takes 64 KiB of headers too. */
+const HEAD_MAX_BYTES = 64 * 1024;
+/** A request frame larger than this breaks the connection (only a client that is not ours sends one). */
+const REQUEST_FRAME_MAX_BYTES = FRAME_BODY_MAX_BYTES + HEAD_MAX_BYTES;
+/** An answer frame larger than this breaks the connection: a bound on what one answer holds in memory. */
+const ANSWER_FRAME_MAX_BYTES = 256 * 1024 * 1024;
+/** Calls one connection carries at once (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS: node's clients take 100 from a server by default). */
+const MAX_CALLS_IN_FLIGHT = 1000;
+/** Calls one connection carries in all before the client opens another: ids stay below 2^31, so GOAWAY's comparisons hold. */
+const MAX_CALLS_PER_CONNECTION = 2 ** 31 - 1024;
+/** The server's answer to the preface within this, or the client takes it for a server without frames. */
+const PREFACE_TIMEOUT_MS = 5_000;
+/** After a server did not speak frames, its calls go by HTTP/2 this long before it is asked again (a rollout may upgrade it). */
+const RETRY_FRAMES_AFTER_MS = 60_000;
+/** A connection without a call this long is closed (as the HTTP/2 connection's idle timeout). */
+const IDLE_TIMEOUT_MS = 15 * 60_000;
+
+/** An answer as the HTTP/2 exchange gives it: the status, the headers (trailer-* included), the body. */
+export type FrameAnswer = { status: number; header: Record<string, string | undefined>; body: Uint8Array };
+/** The call was not processed: it may be sent again. */
+export const FRAME_REFUSED = Symbol("refused unprocessed");
+/** The call goes by HTTP/2: the server does not speak frames, or does not serve it from a frame. */
+export const BY_HTTP2 = Symbol("by HTTP/2");
+export type FrameOutcome = FrameAnswer | typeof FRAME_REFUSED | typeof BY_HTTP2;
+
+/**
+ * Frames from a byte stream: each whole frame handed on as its type, id and
+ * payload (a view of the bytes read); a frame longer than `max` is an error.
+ */
+class FrameReader {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly onFrame: (type: number, id: number, payload: Buffer) => void,
+  ) {}
+
+  /** Reads `chunk`; false when a frame is malformed or over the bound (the connection is to be broken). */
+  push(chunk: Buffer): boolean {
+    let buf = chunk;
+    if (this.#buffered > 0) {
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length;
+      const needed = this.#needed();
+      if (needed === undefined) return false;
+      // Joined only once the frame waited for is whole (a large frame arrives in many reads).
+      if (this.#buffered < needed) return true;
+      buf = Buffer.concat(this.#chunks, this.#buffered);
+      this.#chunks = [];
+      this.#buffered = 0;
+    }
+    let at = 0;
+    while (buf.length - at >= FRAME_HEAD_BYTES) {
+      const length = buf.readUInt32BE(at);
+      if (length > this.max || length < FRAME_HEAD_BYTES - 4) return false;
+      if (buf.length - at - 4 < length) break;
+      this.onFrame(buf[at + 4], buf.readUInt32BE(at + 5), buf.subarray(at + FRAME_HEAD_BYTES, at + 4 + length));
+      at += 4 + length;
+    }
+    if (at === buf.length) return true;
+    this.#chunks = [buf.subarray(at)];
+    this.#buffered = buf.length - at;
+    return this.#needed() !== undefined;
+  }
+
+  /** Bytes the next frame needs in all (its head's, until its length is known); undefined: over the bound. */
+  #needed(): number | undefined {
+    const first = this.#chunks[0];
+    if (first.length < 4) return FRAME_HEAD_BYTES;
+    const length = first.readUInt32BE(0);
+    return length > this.max ? undefined : Math.max(FRAME_HEAD_BYTES, 4 + length);
+  }
+}
+
+/** A frame: its head and, for REQUEST and RESPONSE, the head's JSON and the body. */
+function frame(type: number, id: number, head?: Buffer, body?: Uint8Array): Buffer[] {
+  const prefix = Buffer.allocUnsafe(FRAME_HEAD_BYTES + (head ? 4 : 0));
+  const payload = head ? 4 + head.length + (body?.byteLength ?? 0) : 0;
+  prefix.writeUInt32BE(FRAME_HEAD_BYTES - 4 + payload, 0);
+  prefix[4] = type;
+  prefix.writeUInt32BE(id, 5);
+  if (!head) return [prefix];
+  prefix.writeUInt32BE(head.length, FRAME_HEAD_BYTES);
+  return body && body.byteLength > 0 ? [prefix, head, body as Buffer] : [prefix, head];
+}
+
+/** A REQUEST or RESPONSE payload's head and body; undefined when malformed. */
+function headAndBody(payload: Buffer): { head: Record<string, string>; body: Buffer } | undefined {
+  if (payload.length < 4) return undefined;
+  const headLength = payload.readUInt32BE(0);
+  if (headLength > HEAD_MAX_BYTES || 4 + headLength > payload.length) return undefined;
+  try {
+    const head: unknown = JSON.parse(payload.toString("utf8", 4, 4 + headLength));
+    if (typeof head !== "object" || head === null || Array.isArray(head)) return undefined;
+    for (const value of Object.values(head)) if (typeof value !== "string") return undefined;
+    return { head: head as Record<string, string>, body: payload.subarray(4 + headLength) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes to a socket corked for the rest of the current turn: the frames of
+ * one turn (answers to calls that came together, calls made together) go out
+ * in one write, and wake the other side once.
+ */
+class CorkedWriter {
+  #corked = false;
+  readonly #uncork = () => {
+    this.#corked = false;
+    this.socket.uncork();
+  };
+
+  constructor(private readonly socket: net.Socket) {}
+
+  write(parts: Buffer[]): void {
+    if (this.socket.destroyed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    for (const part of parts) this.socket.write(part);
+  }
+}
+
+// ---------------------------------------------------------------- the client
+
+interface PendingCall {
+  resolve(outcome: FrameOutcome): void;
+  reject(err: unknown): void;
+  signal: AbortSignal;
+  onAbort(): void;
+}
+
+/** One connection a client's calls go on. */
+class ClientConnection {
+  readonly #pending = new Map<number, PendingCall>();
+  readonly #writer: CorkedWriter;
+  readonly #reader: FrameReader;
+  #nextId = 1;
+  /** The server's GOAWAY: the last id it takes; the calls after it were not processed. */
+  #lastTaken: number | undefined;
+  /** Takes no new calls (GOAWAY, its ids spent, closed). */
+  retired = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly gone: (conn: ClientConnection) => void,
+  ) {
+    this.#writer = new CorkedWriter(socket);
+    this.#reader = new FrameReader(ANSWER_FRAME_MAX_BYTES, (type, id, payload) => this.#onFrame(type, id, payload));
+    socket.on("data", (chunk: Buffer) => this.read(chunk));
+    // A socket's error is followed by its close, which the calls hear.
+    socket.on("error", () => undefined);
+    socket.once("close", () => this.#lost());
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => {
+      if (this.#pending.size === 0) socket.end();
+    });
+  }
+
+  /** Bytes from the server; a malformed frame, or one over the bound, breaks the connection. */
+  read(chunk: Buffer): void {
+    if (chunk.length && !this.#reader.push(chunk)) this.socket.destroy();
+  }
+
+  call(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome> {
+    if (signal.aborted) return Promise.reject(ConnectError.from(signal.reason));
+    const id = this.#nextId++;
+    headers[":path"] = path;
+    const head = Buffer.from(JSON.stringify(headers));
+    delete headers[":path"];
+    return new Promise<FrameOutcome>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.#pending.delete(id)) return;
+        this.#writer.write(frame(CANCEL, id));
+        reject(ConnectError.from(signal.reason));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#pending.set(id, { resolve, reject, signal, onAbort });
+      this.#writer.write(frame(REQUEST, id, head, body));
+      // Its ids spent: this call is its last (it ends once the calls on it are answered).
+      if (this.#nextId >= MAX_CALLS_PER_CONNECTION) this.#retire();
+    });
+  }
+
+  /** No new calls; the connection ends once its calls are answered. */
+  #retire(): void {
+    this.retired = true;
+    this.gone(this);
+    if (this.#pending.size === 0) this.socket.end();
+  }
+
+  #settle(id: number): PendingCall | undefined {
+    const call = this.#pending.get(id);
+    if (!call) return undefined; // given up already (its CANCEL crossed the answer)
+    this.#pending.delete(id);
+    call.signal.removeEventListener("abort", call.onAbort);
+    if (this.retired && this.#pending.size === 0) this.socket.end();
+    return call;
+  }
+
+  #onFrame(type: number, id: number, payload: Buffer): void {
+    if (type === GOAWAY) {
+      this.#lastTaken = id;
+      // Calls after its last were not taken: each is sent again, as a refused stream.
+      for (const callId of [...this.#pending.keys()]) if (callId > id) this.#settle(callId)?.resolve(FRAME_REFUSED);
+      return this.#retire();
+    }
+    const call = this.#settle(id);
+    if (!call) return;
+    if (type === REFUSED) return call.resolve(FRAME_REFUSED);
+    if (type === NOT_SERVED) return call.resolve(BY_HTTP2);
+    const parts = type === RESPONSE ? headAndBody(payload) : undefined;
+    const status = Number(parts?.head[":status"]);
+    if (!parts || !Number.isInteger(status)) return call.reject(new ConnectError("a malformed answer frame", Code.Internal));
+    call.resolve({ status, header: parts.head, body: parts.body });
+  }
+
+  /** The connection closed: calls the server did not take are sent again, the others failed UNAVAILABLE (as HTTP/2's lost connection). */
+  #lost(): void {
+    this.retired = true;
+    this.gone(this);
+    for (const [id, call] of [...this.#pending]) {
+      this.#settle(id);
+      if (this.#lastTaken !== undefined && id > this.#lastTaken) call.resolve(FRAME_REFUSED);
+      else call.reject(new ConnectError("the connection to the server was lost", Code.Unavailable));
+    }
+  }
+
+  /** Every call fails at once (the process stopping). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/**
+ * A client's frames to one server: one connection for every call, opened at
+ * the first call and again after the last one ended; BY_HTTP2 while the
+ * server does not speak frames. Never holds the process open.
+ */
+export class FrameLink {
+  readonly #host: string;
+  readonly #port: number;
+  #current: ClientConnection | undefined;
+  #opening: Promise<ClientConnection | undefined> | undefined;
+  #byHttp2Until = 0;
+  #closed = false;
+  readonly #live = new Set<ClientConnection>();
+
+  constructor(url: string) {
+    const u = new URL(url);
+    this.#host = u.hostname.replace(/^\[(.*)\]$/, "$1");
+    this.#port = Number(u.port || 80);
+  }
+
+  /** One call: its answer, FRAME_REFUSED (send again) or BY_HTTP2 (send it by HTTP/2); rejects as HTTP/2's exchange does. */
+  exchange(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome> {
+    if (this.#closed) return Promise.reject(closing());
+    if (body.byteLength > FRAME_BODY_MAX_BYTES || Date.now() < this.#byHttp2Until) return Promise.resolve(BY_HTTP2);
+    const conn = this.#current;
+    if (conn && !conn.retired) return conn.call(path, headers, body, signal);
+    return new Promise<FrameOutcome>((resolve, reject) => {
+      if (signal.aborted) return reject(ConnectError.from(signal.reason));
+      // Given up while the connection opens (a peer that does not answer): the call was sent nowhere.
+      const onAbort = () => reject(ConnectError.from(signal.reason));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#open().then(
+        (c) => {
+          signal.removeEventListener("abort", onAbort);
+          if (signal.aborted) return;
+          if (!c) return resolve(BY_HTTP2);
+          c.call(path, headers, body, signal).then(resolve, reject);
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err instanceof ConnectError ? err : new ConnectError(`cannot reach the server: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err));
+        },
+      );
+    });
+  }
+
+  /** Every connection closed at once: calls on their way fail UNAVAILABLE, new ones are refused. */
+  close(): void {
+    this.#closed = true;
+    for (const conn of this.#live) conn.destroy();
+    this.#live.clear();
+    this.#current = undefined;
+  }
+
+  /** The current connection, opened if needed; undefined when the server does not speak frames. */
+  #open(): Promise<ClientConnection | undefined> {
+    return (this.#opening ??= this.#connect().finally(() => (this.#opening = undefined)));
+  }
+
+  #connect(): Promise<ClientConnection | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.#closed) return reject(closing());
+      const socket = net.connect({ host: this.#host, port: this.#port, noDelay: true });
+      socket.unref();
+      let heard = Buffer.alloc(0);
+      let connected = false;
+      const done = (outcome: "frames" | "http2" | Error) => {
+        clearTimeout(timer);
+        socket.off("data", onData).off("error", onError).off("close", onClose).off("connect", onConnect);
+        if (outcome === "frames") {
+          if (this.#closed) {
+            socket.destroy();
+            return reject(closing());
+          }
+          const conn = new ClientConnection(socket, (c) => {
+            if (this.#current === c) this.#current = undefined;
+            if (c.socket.destroyed || c.socket.closed) this.#live.delete(c);
+          });
+          socket.once("close", () => this.#live.delete(conn));
+          this.#live.add(conn);
+          this.#current = conn;
+          // Bytes read with the preface's last ones are the first frames.
+          conn.read(heard.subarray(FRAMES_PREFACE.length));
+          return resolve(conn);
+        }
+        socket.destroy();
+        if (outcome === "http2") {
+          this.#byHttp2Until = Date.now() + RETRY_FRAMES_AFTER_MS;
+          return resolve(undefined);
+        }
+        reject(outcome);
+      };
+      const onConnect = () => {
+        connected = true;
+        socket.write(FRAMES_PREFACE);
+      };
+      const onData = (chunk: Buffer) => {
+        heard = Buffer.concat([heard, chunk]);
+        const n = Math.min(heard.length, FRAMES_PREFACE.length);
+        if (!heard.subarray(0, n).equals(FRAMES_PREFACE.subarray(0, n))) return done("http2");
+        if (heard.length >= FRAMES_PREFACE.length) done("frames");
+      };
+      const onError = (err: Error) => done(connected ? "http2" : err);
+      // Closed after it connected, without the preface back: a server that does not speak frames.
+      const onClose = () => done(connected ? "http2" : new ConnectError("the connection closed before it opened", Code.Unavailable));
+      const timer = setTimeout(() => done(connected ? "http2" : new ConnectError("cannot reach the server: no connection in time", Code.Unavailable)), PREFACE_TIMEOUT_MS);
+      timer.unref();
+      socket.once("connect", onConnect);
+      socket.on("data", onData);
+      socket.once("error", onError);
+      socket.once("close", onClose);
+    });
+  }
+}
+
+function closing(): ConnectError {
+  return new ConnectError("the connection is closed (its process is stopping)", Code.Unavailable);
+}
+
+// ---------------------------------------------------------------- the server
+
+export interface FrameServerOptions {
+  /** Answers the call from its exchange (true), or leaves it (false: the client sends it by HTTP/2). */
+  serve(exchange: RpcExchange): boolean;
+  /** Told of each call taken, for the drain's count (the exchange's close ends it). */
+  track(exchange: RpcExchange): void;
+  /** A connection is told GOAWAY after this long (0: never), as the server's HTTP/2 sessions. */
+  maxAgeMs: number;
+}
+
+/** The server's side: connections handed over by their first bytes, and GOAWAY to all of them on drain. */
+export function frameServer(options: FrameServerOptions): { accept(socket: net.Socket, head: Buffer): void; goAway(): void } {
+  const connections = new Set<ServerConnection>();
+  return {
+    accept(socket, head) {
+      const conn = new ServerConnection(socket, options);
+      connections.add(conn);
+      socket.once("close", () => connections.delete(conn));
+      conn.start(head.subarray(FRAMES_PREFACE.length));
+    },
+    goAway() {
+      for (const conn of connections) conn.goAway();
+    },
+  };
+}
+
+class ServerConnection {
+  readonly #calls = new Map<number, FrameExchange>();
+  readonly #writer: CorkedWriter;
+  readonly #reader: FrameReader;
+  #lastId = 0;
+  #goneAway = false;
+  readonly authority: string;
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly options: FrameServerOptions,
+  ) {
+    this.#writer = new CorkedWriter(socket);
+    this.#reader = new FrameReader(REQUEST_FRAME_MAX_BYTES, (type, id, payload) => this.#onFrame(type, id, payload));
+    this.authority = `${socket.localAddress ?? "localhost"}:${socket.localPort ?? 0}`;
+  }
+
+  start(first: Buffer): void {
+    const { socket } = this;
+    this.#writer.write([FRAMES_PREFACE]);
+    socket.on("data", (chunk: Buffer) => this.#read(chunk));
+    // The connection gone: every call on it hears it, as a handler hears a lost HTTP/2 stream.
+    socket.once("close", () => {
+      for (const exchange of [...this.#calls.values()]) exchange.abandon();
+    });
+    if (this.options.maxAgeMs > 0) {
+      // Jitter, so connections opened together do not all reconnect at once.
+      const timer = setTimeout(() => this.goAway(), this.options.maxAgeMs * (0.9 + Math.random() * 0.2));
+      timer.unref();
+      socket.once("close", () => clearTimeout(timer));
+    }
+    if (first.length) this.#read(first);
+    socket.resume();
+  }
+
+  #read(chunk: Buffer): void {
+    // Past the bound or malformed: not our client; the connection is broken (its calls hear it).
+    if (!this.#reader.push(chunk)) this.socket.destroy();
+  }
+
+  /** No call with a higher id is taken; the connection ends once its calls are answered. */
+  goAway(): void {
+    if (this.#goneAway) return;
+    this.#goneAway = true;
+    this.#writer.write(frame(GOAWAY, this.#lastId));
+    this.#endIfDone();
+  }
+
+  #endIfDone(): void {
+    if (this.#goneAway && this.#calls.size === 0 && !this.socket.destroyed) this.socket.end();
+  }
+
+  #onFrame(type: number, id: number, payload: Buffer): void {
+    if (type === CANCEL) return void this.#calls.get(id)?.abandon();
+    if (type !== REQUEST) return void this.socket.destroy();
+    if (this.#goneAway) return this.#writer.write(frame(REFUSED, id));
+    if (id <= this.#lastId) return void this.socket.destroy(); // ids only grow
+    this.#lastId = id;
+    const parts = headAndBody(payload);
+    const path = parts?.head[":path"];
+    if (!parts || !path) return void this.socket.destroy();
+    if (this.#calls.size >= MAX_CALLS_IN_FLIGHT) return this.answer(id, 429, { "content-type": "application/json" }, Buffer.from(JSON.stringify({ code: "resource_exhausted", message: `more than ${MAX_CALLS_IN_FLIGHT} calls at once on one connection` })));
+    const exchange = new FrameExchange(this, id, path, parts.head, parts.body);
+    this.#calls.set(id, exchange);
+    this.options.track(exchange);
+    if (this.options.serve(exchange)) return;
+    exchange.abandon();
+    this.#writer.write(frame(NOT_SERVED, id));
+  }
+
+  answer(id: number, status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void {
+    const head: Record<string, string> = { ":status": String(status), ...headers };
+    if (trailers) for (const key in trailers) head[`trailer-${key}`] = trailers[key];
+    this.#writer.write(frame(RESPONSE, id, Buffer.from(JSON.stringify(head)), body));
+  }
+
+  ended(id: number): void {
+    this.#calls.delete(id);
+    this.#endIfDone();
+  }
+}
+
+/** One call from a frame, served as any RPC exchange: its body whole already. */
+class FrameExchange implements RpcExchange {
+  readonly method = "POST";
+  readonly authority: string;
+  readonly headers: Record<string, string>;
+  readonly rawHeaders: string[] = [];
+  readonly body = undefined;
+  #closed = false;
+  #listeners: Array<() => void> = [];
+
+  constructor(
+    private readonly conn: ServerConnection,
+    private readonly id: number,
+    readonly url: string,
+    head: Record<string, string>,
+    private readonly bytes: Buffer,
+  ) {
+    this.authority = conn.authority;
+    this.headers = {};
+    for (const key in head) {
+      const name = key.toLowerCase();
+      this.headers[name] = head[key];
+      this.rawHeaders.push(name, head[key]);
+    }
+    this.headers["content-length"] = String(bytes.length);
+  }
+
+  get socket() {
+    return this.conn.socket;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  onClose(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  offClose(listener: () => void): void {
+    const at = this.#listeners.indexOf(listener);
+    if (at >= 0) this.#listeners.splice(at, 1);
+  }
+
+  respond(status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void {
+    if (this.#closed) return;
+    this.conn.answer(this.id, status, headers, body, trailers);
+    this.#end();
+  }
+
+  /** The call is over unanswered: the client gave up, or the connection is gone. */
+  abandon(): void {
+    if (!this.#closed) this.#end();
+  }
+
+  #end(): void {
+    this.#closed = true;
+    this.conn.ended(this.id);
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    for (const listener of listeners) listener();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    let read = false;
+    return {
+      next: () => {
+        if (read || this.bytes.length === 0) return Promise.resolve({ done: true, value: undefined });
+        read = true;
+        return Promise.resolve({ done: false, value: this.bytes });
+      },
+    };
+  }
+}

@@ -1,0 +1,225 @@
+// Unary calls between our processes in frames (frames.ts): on a connection of
+// their own beside HTTP/2 on the same port, answered by the same server path
+// (headers, trailers, message), the caller's deadline and cancellation heard by
+// the handler, a lost connection UNAVAILABLE, a drain answering what is in
+// flight, and HTTP/2 where frames do not go (a method not served from a frame,
+// a server without frames).
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import http2 from "node:http2";
+import net, { type AddressInfo } from "node:net";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { FRAMES_PREFACE } from "../src/frames.js";
+import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
+import { captureLogger, eventually } from "../src/testing/index.js";
+
+/** GetQrCode for this id waits until its signal aborts and records why. */
+const WAITS = randomUUID();
+const [NEXT, BEFORE, AFTER] = [randomUUID(), randomUUID(), randomUUID()];
+
+/** A TCP tap in front of `port`: the first bytes of each connection, and a way to cut them all. */
+async function tap(port: number) {
+  const firstBytes: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, "127.0.0.1");
+    sockets.add(client).add(upstream);
+    client.once("data", (chunk: Buffer) => firstBytes.push(chunk));
+    client.pipe(upstream).pipe(client);
+    for (const s of [client, upstream]) s.on("error", () => undefined).once("close", () => (client.destroy(), upstream.destroy()));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    firstBytes,
+    /** Connections that opened with the frames' preface. */
+    frames: () => firstBytes.filter((b) => b.subarray(0, FRAMES_PREFACE.length).equals(FRAMES_PREFACE)).length,
+    cut: () => sockets.forEach((s) => s.destroy()),
+    close: () => (sockets.forEach((s) => s.destroy()), new Promise((resolve) => server.close(resolve))),
+  };
+}
+
+describe("unary calls in frames between our processes", () => {
+  let server: RunningServer;
+  const aborted: Array<Code | undefined> = [];
+  /** Calls of a method served by connect-node (not from the exchange): it answers by HTTP/2. */
+  let venueCalls = 0;
+
+  before(async () => {
+    server = await startServer({
+      name: "test",
+      logger: captureLogger("silent").logger,
+      metrics: new Metrics(),
+      services: [QrService, VenueService],
+      routes: (router) => {
+        router.service(QrService, {
+          getQrCode: async (req, ctx) => {
+            if (req.qrCodeId === WAITS) {
+              await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+              aborted.push(ConnectError.from(ctx.signal.reason).code);
+              throw ConnectError.from(ctx.signal.reason);
+            }
+            ctx.responseHeader.set("x-test-answer", "seen");
+            ctx.responseTrailer.set("x-test-end", "done");
+            return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
+          },
+        });
+        // Registered alone (router.rpc): connect-node serves it, not the exchange path.
+        router.rpc(VenueService.method.listRoles, async () => (venueCalls++, { roles: [{ roleId: "front_of_house", name: "Ukumbi" }] }));
+      },
+    });
+  });
+  after(() => server.close());
+
+  /** A client in frames through a fresh tap (each test sees its own connections). */
+  async function client() {
+    const t = await tap(server.port);
+    const session = new UpstreamSession(t.url, {}, undefined, true);
+    const transport = internalTransport(t.url, session, []);
+    return { t, qr: createClient(QrService, transport), venue: createClient(VenueService, transport), health: createClient(Health, transport), close: () => (session.close(), t.close()) };
+  }
+
+  test("calls go in frames on one connection, answered as on HTTP/2: message, headers and trailers", async () => {
+    const c = await client();
+    try {
+      let header: Headers | undefined;
+      let trailer: Headers | undefined;
+      const ids = [randomUUID(), randomUUID(), randomUUID()];
+      const answers = await Promise.all(ids.map((id) => c.qr.getQrCode({ qrCodeId: id }, { onHeader: (h) => (header = h), onTrailer: (t) => (trailer = t) })));
+      assert.deepEqual(answers.map((a) => a.qrCode?.qrCodeId), ids);
+      assert.equal(header?.get("x-test-answer"), "seen");
+      assert.equal(trailer?.get("x-test-end"), "done");
+      assert.equal((await c.health.check({ service: QrService.typeName })).status, Status.SERVING);
+      assert.equal(c.t.firstBytes.length, 1, "one connection for every call");
+      assert.equal(c.t.frames(), 1, "in frames, not HTTP/2");
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("the caller's deadline: DEADLINE_EXCEEDED, the handler hears it on its signal, the connection serves the next call", async () => {
+    const c = await client();
+    try {
+      aborted.length = 0;
+      await assert.rejects(c.qr.getQrCode({ qrCodeId: WAITS }, { timeoutMs: 100 }), (err: unknown) => ConnectError.from(err).code === Code.DeadlineExceeded);
+      await eventually("the handler heard the deadline", () => aborted.length > 0);
+      // Its own deadline (the timeout header) or the caller's CANCEL at the same moment, whichever comes first, as on HTTP/2.
+      assert.ok(aborted.length === 1 && (aborted[0] === Code.DeadlineExceeded || aborted[0] === Code.Canceled), `heard ${aborted}`);
+      assert.equal((await c.qr.getQrCode({ qrCodeId: NEXT })).qrCode?.qrCodeId, NEXT);
+      assert.equal(c.t.firstBytes.length, 1);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("the caller gives up: CANCELED for it, and the handler hears the cancellation", async () => {
+    const c = await client();
+    try {
+      aborted.length = 0;
+      const giveUp = new AbortController();
+      const call = c.qr.getQrCode({ qrCodeId: WAITS }, { signal: giveUp.signal });
+      await c.qr.getQrCode({ qrCodeId: BEFORE }); // the waiting call went out before this one's answer
+      giveUp.abort();
+      await assert.rejects(call, (err: unknown) => ConnectError.from(err).code === Code.Canceled);
+      await eventually("the handler heard the cancellation", () => aborted.length > 0);
+      assert.deepEqual(aborted, [Code.Canceled]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("the connection lost under a call: UNAVAILABLE for the caller, the handler hears it; the next call opens a new connection", async () => {
+    const c = await client();
+    try {
+      aborted.length = 0;
+      const call = c.qr.getQrCode({ qrCodeId: WAITS });
+      await c.qr.getQrCode({ qrCodeId: BEFORE });
+      c.t.cut();
+      await assert.rejects(call, (err: unknown) => ConnectError.from(err).code === Code.Unavailable);
+      await eventually("the handler heard the cancellation", () => aborted.length > 0);
+      assert.deepEqual(aborted, [Code.Canceled]);
+      assert.equal((await c.qr.getQrCode({ qrCodeId: AFTER })).qrCode?.qrCodeId, AFTER);
+      assert.equal(c.t.frames(), 2);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a method the server does not serve from a frame goes by HTTP/2, handled once", async () => {
+    const c = await client();
+    try {
+      venueCalls = 0;
+      assert.equal((await c.venue.listRoles({ venueId: randomUUID() })).roles[0]?.name, "Ukumbi");
+      assert.equal(venueCalls, 1);
+      assert.equal(c.t.frames(), 1);
+      assert.equal(c.t.firstBytes.length, 2, "the frames' connection and HTTP/2's");
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a server without frames (bare HTTP/2): the calls go by HTTP/2", async () => {
+    const bare = http2.createServer();
+    bare.on("stream", (stream) => {
+      stream.resume();
+      stream.once("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/proto" });
+        stream.end(Buffer.from([0x08, 0x01])); // SERVING
+      });
+    });
+    bare.listen(0, "127.0.0.1");
+    await once(bare, "listening");
+    const url = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
+    const session = new UpstreamSession(url, {}, undefined, true);
+    try {
+      const health = createClient(Health, internalTransport(url, session, []));
+      assert.equal((await health.check({ service: "" }, { timeoutMs: 5_000 })).status, Status.SERVING);
+      assert.equal((await health.check({ service: "" }, { timeoutMs: 5_000 })).status, Status.SERVING);
+    } finally {
+      session.close();
+      await new Promise((resolve) => bare.close(resolve));
+    }
+  });
+});
+
+test("a drain answers the call in frames on its way; the process's next call is refused (its listener closed)", async () => {
+  let release = () => {};
+  let started = () => {};
+  const inHandler = new Promise<void>((resolve) => (started = resolve));
+  const server = await startServer({
+    name: "draining",
+    logger: captureLogger("silent").logger,
+    metrics: new Metrics(),
+    services: [QrService],
+    routes: (router) =>
+      router.service(QrService, {
+        getQrCode: async (req) => {
+          started();
+          await new Promise<void>((resolve) => (release = resolve));
+          return { qrCode: { qrCodeId: req.qrCodeId } };
+        },
+      }),
+  });
+  const session = new UpstreamSession(server.url, {}, undefined, true);
+  try {
+    const qr = createClient(QrService, internalTransport(server.url, session, []));
+    const id = randomUUID();
+    const onItsWay = qr.getQrCode({ qrCodeId: id });
+    await inHandler;
+    const closed = server.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    assert.equal((await onItsWay).qrCode?.qrCodeId, id);
+    await closed;
+    await assert.rejects(qr.getQrCode({ qrCodeId: randomUUID() }, { timeoutMs: 2_000 }), (err: unknown) => ConnectError.from(err).code === Code.Unavailable);
+  } finally {
+    session.close();
+    await server.close();
+  }
+});
