@@ -589,6 +589,10 @@ export async function resolveSuspense(
     await deps.ledger.closeApproval(matchKey(row.trans_id), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
       "receipt: a match of this payment was posted (its answer was lost, or another admin's is being recorded); match it again to finish it");
     const refunded = await withTransaction(pool, async (tx) => {
+      // The receipt's lock, as every decision about it takes: an STK callback deciding the payment's tip read it
+      // open at its start and holds its tip from suspense; a refund committed under it would be missed, and the
+      // tip credited from clearing as well.
+      await lockReceipt(tx, input.receipt);
       const { rows } = await tx.query<C2bRow>(
         "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
         [input.receipt, input.admin, input.note],

@@ -284,6 +284,43 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund of a parked payment committed while its STK callback is deciding (its first read saw the payment open) waits for the callback's receipt lock: the tip is held and the refund refused, never refunded and credited", async () => {
+    const w = await worker();
+    const p = await parkedPush(w);
+    const backendWaiting = async (wait: string, words: string) => (await h.t.db.pool.query(
+      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = ANY($1::text[]) AND query LIKE $2",
+      [wait.split(","), `${words}%`])).rows.length > 0;
+    // The tip's row held, so the callback's decision stops just after its first read (payment open, receipt's lock taken).
+    const holder = await h.t.db.pool.connect();
+    let refund: Promise<unknown> | undefined;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [p.tipId]);
+      const answered = p.callBack();
+      // The decision's locking read (lockTipForOutcome; its text is longer than pg_stat_activity keeps, so known by its start).
+      await eventually(() => backendWaiting("transactionid,tuple", "SELECT t.tip_id, "), "the callback has read the payment open and waits for the tip");
+      let settled = false;
+      refund = adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "customer asked" })
+        .then((r) => r, (e: unknown) => e).finally(() => { settled = true; });
+      // Without the receipt's lock the refund commits here, before the callback decides.
+      await eventually(async () => settled || (await backendWaiting("advisory", "SELECT payment.lock_receipt(")), "the refund done, or waiting for the receipt");
+      await holder.query("ROLLBACK");
+      await answered;
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    const refused = await refund;
+    assert.deepEqual([(await c2bRow(p.receipt)).resolution, (await pay.getTip({ tipId: p.tipId })).tip!.status, await h.balance(w.id)],
+      ["matched", TipStatus.HELD_FOR_REVIEW, 0n], "held for review from suspense: not refunded to the customer and credited from clearing too");
+    assert.ok(refused instanceof ConnectError && refused.code === Code.FailedPrecondition && /already resolved \(matched by stk-callback\)/.test(refused.rawMessage),
+      `the refund lost to the callback: ${String(refused)}`);
+    // The approval credits it from suspense once: the refund's closing of the match's key does not stand in its way.
+    await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once" });
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("an STK callback arriving while a paybill confirmation of its receipt is parking it in suspense waits for it, then is held, never credited twice", async () => {
     const w = await worker();
     // A push whose own callback is lost: the test sends it.

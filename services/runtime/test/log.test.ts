@@ -77,3 +77,14 @@ test("a UUID is kept whole though its digit groups read as a card number across 
   assert.equal(r.msg, `sent ${id}`);
   assert.equal(r.note, `delivery ${id} for card [REDACTED]`);
 });
+
+test("texts are searched for secrets whenever one could be there: digits in a word, a credential after a tab; a text with neither is kept as it is", () => {
+  const { logger, lines, records } = captureLogger();
+  logger.info({ note: "card=4242424242424242;code=7731" }, "no spaces");
+  logger.info({ note: "Bearer\tabc.def.ghi" }, "a tab");
+  logger.info({ rpc: "ttip.payment.v1.PaymentService/CreateTip", status: "v1.2.3" }, "call");
+  const all = lines.join("\n");
+  for (const secret of ["4242424242424242", "abc.def.ghi"]) assert.ok(!all.includes(secret), `${secret} leaked: ${all}`);
+  assert.equal(records()[2].rpc, "ttip.payment.v1.PaymentService/CreateTip");
+  assert.equal(records()[2].status, "v1.2.3");
+});

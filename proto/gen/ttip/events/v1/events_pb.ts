@@ -246,7 +246,12 @@ export type TipFailed = Message<"ttip.events.v1.TipFailed"> & {
   method: PaymentMethod;
 
   /**
-   * Daraja ResultCode or Stripe decline code, as received.
+   * Daraja ResultCode or Stripe decline code, as received; or ours when the
+   * tip ended for a reason of ours: "expired" (no answer in time),
+   * "unavailable" (M-Pesa unreachable), "review_rejected" (declined after
+   * review), "refunded" (support refunded its payment, parked in suspense,
+   * before the tip heard of it), "paid_elsewhere" (its payment was already
+   * credited as another tip).
    *
    * @generated from field: string result_code = 7;
    */

@@ -419,7 +419,12 @@ type TipFailed struct {
 	QrCodeId string                 `protobuf:"bytes,4,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
 	Amount   *v1.Money              `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	Method   PaymentMethod          `protobuf:"varint,6,opt,name=method,proto3,enum=ttip.events.v1.PaymentMethod" json:"method,omitempty"`
-	// Daraja ResultCode or Stripe decline code, as received.
+	// Daraja ResultCode or Stripe decline code, as received; or ours when the
+	// tip ended for a reason of ours: "expired" (no answer in time),
+	// "unavailable" (M-Pesa unreachable), "review_rejected" (declined after
+	// review), "refunded" (support refunded its payment, parked in suspense,
+	// before the tip heard of it), "paid_elsewhere" (its payment was already
+	// credited as another tip).
 	ResultCode string `protobuf:"bytes,7,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
 	// In words the customer understands.
 	Reason  string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`

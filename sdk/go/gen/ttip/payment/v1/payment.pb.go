@@ -510,7 +510,12 @@ type Tip struct {
 	Charged *v1.Money         `protobuf:"bytes,7,opt,name=charged,proto3" json:"charged,omitempty"`
 	Method  PaymentMethodKind `protobuf:"varint,8,opt,name=method,proto3,enum=ttip.payment.v1.PaymentMethodKind" json:"method,omitempty"`
 	Status  TipStatus         `protobuf:"varint,9,opt,name=status,proto3,enum=ttip.payment.v1.TipStatus" json:"status,omitempty"`
-	// Daraja ResultCode or Stripe decline code, as received.
+	// Daraja ResultCode or Stripe decline code, as received; or ours when the
+	// tip ended for a reason of ours: "expired" (no answer in time),
+	// "unavailable" (M-Pesa unreachable), "review_rejected" (declined after
+	// review), "refunded" (support refunded its payment, parked in suspense,
+	// before the tip heard of it), "paid_elsewhere" (its payment was already
+	// credited as another tip).
 	ResultCode string `protobuf:"bytes,10,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
 	// Why it failed, in words for the customer (English or Swahili by request locale).
 	ResultMessage         string                 `protobuf:"bytes,11,opt,name=result_message,json=resultMessage,proto3" json:"result_message,omitempty"`

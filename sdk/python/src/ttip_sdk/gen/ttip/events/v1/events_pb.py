@@ -301,7 +301,12 @@ class TipFailed(Message[_TipFailedFields]):
             ttip.events.v1.PaymentMethod method = 6;
             ```
         result_code:
-            Daraja ResultCode or Stripe decline code, as received.
+            Daraja ResultCode or Stripe decline code, as received; or ours when the
+            tip ended for a reason of ours: "expired" (no answer in time),
+            "unavailable" (M-Pesa unreachable), "review_rejected" (declined after
+            review), "refunded" (support refunded its payment, parked in suspense,
+            before the tip heard of it), "paid_elsewhere" (its payment was already
+            credited as another tip).
 
             ```proto
             string result_code = 7;

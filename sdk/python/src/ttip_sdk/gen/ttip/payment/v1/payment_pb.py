@@ -72,7 +72,12 @@ class Tip(Message[_TipFields]):
             ttip.payment.v1.TipStatus status = 9;
             ```
         result_code:
-            Daraja ResultCode or Stripe decline code, as received.
+            Daraja ResultCode or Stripe decline code, as received; or ours when the
+            tip ended for a reason of ours: "expired" (no answer in time),
+            "unavailable" (M-Pesa unreachable), "review_rejected" (declined after
+            review), "refunded" (support refunded its payment, parked in suspense,
+            before the tip heard of it), "paid_elsewhere" (its payment was already
+            credited as another tip).
 
             ```proto
             string result_code = 10;
