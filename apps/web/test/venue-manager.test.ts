@@ -152,6 +152,9 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const collected = await preview.getByTestId("collected").innerText();
     assert.match(collected, /^KES 500$/, "the whole tip reached the pool (the customer covered the fee)");
     assert.equal(await preview.getByTestId("share-lines").locator("td[data-minor]").first().getAttribute("data-minor"), "50000", "the only one who worked gets it all");
+    // Worded by the screen from the service's fields (member count, the rounding rule).
+    assert.equal(await preview.getByTestId("members-paid").innerText(), "Members with a share: 1");
+    assert.match(await preview.getByTestId("rounding").innerText(), /^Rounding: Each member gets their weight's share/);
     await h.screenshot(page, "venue-preview");
     await preview.getByRole("button", { name: "Confirm and pay KES 500" }).click();
     await see(page, page.getByRole("status").filter({ hasText: "Confirmed" }));
@@ -198,6 +201,21 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await sw.goto(`${h.url}/v/${venueId}/distributions`);
     await see(sw, sw.getByRole("heading", { name: "Migao iliyopita" }));
     await see(sw, sw.getByTestId("distribution-status").filter({ hasText: "imerudishwa" }));
+    // All in Swahili, the service's English summary and rounding text not shown; nothing runs off a 360 px screen.
+    const card = sw.getByTestId("distributions").locator("li").first();
+    assert.equal(await card.getByTestId("members-paid").innerText(), "Wanachama wenye mgao: 1");
+    assert.match(await card.getByTestId("rounding").innerText(), /^Kuzungusha: Kila mwanachama anapata sehemu/);
+    assert.match(await card.getByTestId("share-lines").innerText(), /Jinsi: (\d+) kati ya \1 x KES 500 = KES 500/);
+    assert.doesNotMatch(await card.innerText(), /by hours worked|members|Each member|minutes worked/);
+    await see(sw, sw.getByText("Kipindi kuanzia (saa za Nairobi)"));
+    const widths = await sw.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      screen: document.documentElement.clientWidth,
+      tables: [...document.querySelectorAll("[data-testid=share-lines]")].map((t) => Math.ceil(t.getBoundingClientRect().right)),
+    }));
+    assert.equal(widths.screen, 360);
+    assert.ok(widths.page <= widths.screen, `the page is ${widths.page} px wide on a ${widths.screen} px screen`);
+    for (const right of widths.tables) assert.ok(right <= widths.screen, `a shares table ends at ${right} px on a ${widths.screen} px screen`);
     await h.screenshot(sw, "venue-distributions-sw");
 
     // The dashboard's charts: analytics' figures, bar for bar the rows of its CSV export.

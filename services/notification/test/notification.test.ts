@@ -20,7 +20,7 @@ import {
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
@@ -1141,6 +1141,27 @@ describe("notification service against Postgres, JetStream and the provider simu
     let again: string[][] = [];
     assert.deepEqual(await inserts(async () => (again = await enqueueMany(t.db.pool, requests))), {}, "nothing written for deliveries made before");
     assert.deepEqual(again, ids, "a repeat finds them");
+  });
+
+  test("the deliveries' statements, as connections keep them (generic plans), find deliveries made before by index, on a grown table too: NOT EXISTS scans no table", async () => {
+    // Thousands of deliveries the statistics have not seen (a young table's, then grown).
+    await t.db.pool.query("ANALYZE notification.deliveries");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+       SELECT gen_random_uuid(), 'event:' || gen_random_uuid(), 'phone:2547' || i, 1, '2547' || i, 'masked', $1, 1, 'en', 'hello', 'sent', 1 FROM generate_series(1, 5000) AS i`,
+      [TemplateKey.RECEIPT],
+    );
+    const receipt = () => ({ sourceKey: `rpc:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const claiming = () => ({ ...receipt(), claim: { schema: "notification", operation: "plan-test", caller: "", key: randomUUID(), fingerprint: "f" } });
+    const plans = await keptPlans(t.db.pool, new Set(["deliveries"]), async (q) => {
+      await enqueueMany(q, [receipt(), receipt()]);
+      await enqueueClaiming(q, [claiming(), claiming()]);
+    });
+    const writes = plans.filter((p) => /^WITH (planned|claimed) AS/.test(p.statement));
+    assert.equal(writes.length, 2, plans.map((p) => p.statement).join(" | "));
+    for (const p of writes) {
+      assert.ok(p.reads.length > 0 && p.reads.every((r) => r["Node Type"].startsWith("Index")), `${p.statement}: ${p.reads.map((r) => `${r["Node Type"]} ${r["Index Name"] ?? ""}`).join(", ")}`);
+    }
   });
 
   test("a tip event whose SMS another replica is making at the same time (a re-published copy) waits, loses on the key, runs again at once and makes the rest: each delivery once", async () => {

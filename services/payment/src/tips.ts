@@ -583,12 +583,14 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
     }
     return { result: "duplicate" };
   }
-  const spent = o.receipt ? receiptSpent(owner, suspense) : undefined;
-  if (spent) {
+  const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
     await flag(`receipt ${o.receipt} ${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
     return failSpentReceipt(tx, tip, spent);
-  }
+  };
+  const spent = o.receipt ? receiptSpent(owner, suspense) : undefined;
+  if (spent) return refuseSpent(spent);
   const heldInSuspense = o.receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
+  if (typeof heldInSuspense === "string") return refuseSpent(receiptSpent(null, heldInSuspense)!);
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
   const problems: string[] = [];
   const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
@@ -690,13 +692,17 @@ export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSetting
  * already in suspense, so the tip is held for an admin's approval, which moves
  * it from suspense to the worker. Nothing is taken from M-Pesa clearing twice.
  */
-async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): Promise<TipRow | undefined> {
-  const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string; amount_minor: bigint }>(
-    "SELECT suspense_entry_id, bill_ref_number, amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'open' FOR UPDATE",
+async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): Promise<TipRow | "matched" | "refund" | undefined> {
+  const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string; amount_minor: bigint; resolution: SuspenseResolution }>(
+    "SELECT suspense_entry_id, bill_ref_number, amount_minor, resolution FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' FOR UPDATE",
     [receipt],
   );
   const c2b = rows[0];
   if (!c2b) return undefined;
+  // Resolved since the caller read it open: only a writer that skips the receipt's lock can do that (an older
+  // replica's refund during a rollout). Its resolution, for the caller to refuse the credit: the money is not in
+  // clearing to credit from.
+  if (c2b.resolution === "matched" || c2b.resolution === "refund") return c2b.resolution;
   await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id]);
   await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
     detail: `receipt ${receipt} came first as a paybill payment with reference "${c2b.bill_ref_number.slice(0, 40)}" and was parked in suspense; approve to credit this tip from suspense` });

@@ -321,6 +321,33 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund committed without the receipt's lock (an older replica's, in a rollout) while an STK callback is deciding: the callback's hold reads it refunded and fails the tip, never credits it from clearing", async () => {
+    const w = await worker();
+    const p = await parkedPush(w);
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [p.tipId]);
+      const answered = p.callBack();
+      // The decision's locking read (lockTipForOutcome; known by its start, as pg_stat_activity cuts its text) saw the payment open.
+      await eventually(async () => (await h.t.db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple') AND query LIKE 'SELECT t.tip_id, %'")).rows.length > 0,
+        "the callback has read the payment open and waits for the tip");
+      // The older replica's refund: its update alone, no receipt lock.
+      await h.t.db.pool.query("UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = 'older replica', resolved_at = now() WHERE trans_id = $1 AND resolution = 'open'", [p.receipt]);
+      await holder.query("ROLLBACK");
+      await answered;
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    const failed = (await pay.getTip({ tipId: p.tipId })).tip!;
+    assert.deepEqual([failed.status, failed.resultCode, await h.balance(w.id), await h.walletEntries(w.id)], [TipStatus.FAILED, "refunded", 0n, 0], "refunded, so not credited");
+    assert.equal(await events("ttip.payment.tip_failed", p.tipId), 1);
+    assert.equal((await c2bRow(p.receipt)).resolution, "refund");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("an STK callback arriving while a paybill confirmation of its receipt is parking it in suspense waits for it, then is held, never credited twice", async () => {
     const w = await worker();
     // A push whose own callback is lost: the test sends it.

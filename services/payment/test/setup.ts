@@ -89,7 +89,17 @@ export const eventually = <T>(check: () => Promise<T | undefined | false>, what:
 
 export { KES } from "@ttip/runtime/testing";
 
-/** A fresh Safaricom-style number ending in `suffix` (which scripts the simulator). */
+const issuedPhones = new Set<string>();
+
+/**
+ * A fresh Safaricom-style number ending in `suffix` (which scripts the simulator), never the same
+ * twice in one test file: tests count the simulator's pushes by number, and with only 10,000
+ * numbers per suffix two random draws in a file met often enough to fail a count.
+ */
 export function phone(suffix = "5678"): string {
-  return `07${String(randomInt(10000)).padStart(4, "0")}${suffix}`;
+  for (let draws = 0; draws < 10_000; draws++) {
+    const number = `07${String(randomInt(10000)).padStart(4, "0")}${suffix}`;
+    if (!issuedPhones.has(number)) return issuedPhones.add(number), number;
+  }
+  throw new Error(`no fresh number left ending in ${suffix}`);
 }

@@ -89,6 +89,16 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     assert.deepEqual(rows, [{ checkout_request_id: checkout, tip_id: second }, { checkout_request_id: `${checkout}-next`, tip_id: first }]);
   });
 
+  test("a deleted tip gives its CheckoutRequestID up: another tip may take it", async () => {
+    const [first, second] = await twoTips();
+    const checkout = `ws_CO_${randomUUID()}`;
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [first, checkout]);
+    await db.pool.query("DELETE FROM payment.tips WHERE tip_id = $1", [first]);
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [second, checkout]);
+    const { rows } = await db.pool.query("SELECT tip_id FROM payment.tip_checkout_ids WHERE checkout_request_id = $1", [checkout]);
+    assert.deepEqual(rows, [{ tip_id: second }]);
+  });
+
   test("storing a push's CheckoutRequestID on its tip is a HOT update: no index names the column", async () => {
     const [tip] = await twoTips();
     const client = await db.pool.connect();

@@ -226,8 +226,9 @@ class ClientConnection {
     // A socket's error is followed by its close, which the calls hear.
     socket.on("error", () => undefined);
     socket.once("close", () => this.#lost());
+    // Idle: retired first, so no new call is sent on a connection that is ending (it would fail unsent).
     socket.setTimeout(IDLE_TIMEOUT_MS, () => {
-      if (this.#pending.size === 0) socket.end();
+      if (this.#pending.size === 0) this.#retire();
     });
   }
 

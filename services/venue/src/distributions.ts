@@ -4,8 +4,8 @@ import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { create } from "@bufbuild/protobuf";
-import { DistributionSchema, DistributionStatus, type Distribution } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
@@ -68,11 +68,12 @@ export class Distributions {
   /** Who would get what; saves nothing. */
   async preview(venue: VenueInfo, p: Period): Promise<Distribution> {
     const { rule, plan, collected, credits, overlapping } = await this.plan(this.pool, venue, p);
-    const notes = [
-      ...plan.excluded.map((x) => `${x.displayName}: ${x.reason}`),
-      ...(overlapping ? [`distribution ${overlapping} already covers part of this period`] : []),
-      ...(p.end.getTime() > Date.now() ? ["the period is not over: more tips may still arrive in it"] : []),
-      ...(collected > 0n && !plan.lines.length ? ["nobody is eligible: record shifts or change the rule"] : []),
+    // Each note as a fact for screens to word, and in English for the summary.
+    const notes: Array<{ note: MessageInitShape<typeof DistributionNoteSchema>; words: string }> = [
+      ...plan.excluded.map((x) => ({ note: { kind: x.kind, displayName: x.displayName, detail: x.detail }, words: `${x.displayName}: ${x.reason}` })),
+      ...(overlapping ? [{ note: { kind: Note.OVERLAPS, detail: overlapping }, words: `distribution ${overlapping} already covers part of this period` }] : []),
+      ...(p.end.getTime() > Date.now() ? [{ note: { kind: Note.PERIOD_NOT_OVER }, words: "the period is not over: more tips may still arrive in it" }] : []),
+      ...(collected > 0n && !plan.lines.length ? [{ note: { kind: Note.NOBODY_ELIGIBLE }, words: "nobody is eligible: record shifts or change the rule" }] : []),
     ];
     const shares = plan.lines.map((l, i) => toShareLine(shareRow("", i, l), venue.currency));
     return create(DistributionSchema, {
@@ -86,7 +87,10 @@ export class Distributions {
       shares,
       remainderRule: REMAINDER_RULE,
       status: DistributionStatus.PREVIEW,
-      summary: [`${METHOD_WORDS[rule.method]} (rule v${rule.version})`, ...notes].join("; "),
+      summary: [`${METHOD_WORDS[rule.method]} (rule v${rule.version})`, ...notes.map((n) => n.words)].join("; "),
+      memberCount: shares.length,
+      roundingRemainderMinor: plan.lines.reduce((s, l) => s + l.remainderMinor, 0n),
+      notes: notes.map((n) => n.note),
     });
   }
 

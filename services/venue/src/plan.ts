@@ -1,6 +1,6 @@
 // Who is in a period's split and with what weight, from the roster, the
 // shifts and the rule. Pure: the service loads the rows, this decides.
-import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DistributionNoteKind, DistributionNoteKind as Note, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { formatMoney } from "@ttip/runtime";
 import { cutByWeights } from "./split.js";
 
@@ -50,7 +50,8 @@ export interface PlannedLine {
 export interface Plan {
   lines: PlannedLine[];
   /** Members left out, and why (shown on the preview). */
-  excluded: { memberId: string; displayName: string; reason: string }[];
+  /** Who gets no share: `kind` for screens to word, `reason` in English for the summary. */
+  excluded: { memberId: string; displayName: string; kind: DistributionNoteKind; detail: string; reason: string }[];
 }
 
 const MINUTE = 60_000;
@@ -87,6 +88,17 @@ export function hoursLine(m: RosterMember, shifts: ShiftSpan[], p: Period) {
   };
 }
 
+/** The English words of the summary (kept for API compatibility) for each reason a member gets no share. */
+const EXCLUSION_WORDS: Record<number, (detail: string) => string> = {
+  [Note.LEFT_BEFORE_PERIOD]: () => "left before the period",
+  [Note.JOINED_AFTER_PERIOD]: () => "joined after the period",
+  [Note.MANAGER_NOT_IN_POOL]: () => "managers are not in the pool under this rule",
+  [Note.INVITATION_NOT_ACCEPTED]: () => "has not accepted the invitation yet",
+  [Note.NO_FINISHED_SHIFT]: () => "no finished shift in the period",
+  [Note.ROLE_WITHOUT_POINTS]: (role) => `role ${role} has 0 points`,
+  [Note.NO_PERCENTAGE]: () => "has no percentage under this rule",
+};
+
 export const METHOD_WORDS: Record<number, string> = {
   [SplitMethod.EQUAL_ON_SHIFT]: "equal shares among those who worked",
   [SplitMethod.BY_HOURS]: "by hours worked",
@@ -111,37 +123,37 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
   const fixed = new Map(rule.fixedShares.map((f) => [f.memberId, f.basisPoints]));
   for (const m of roster) {
     const minutes = minutesWorked(m, shifts, period);
-    const out = (reason: string) => excluded.push({ memberId: m.memberId, displayName: m.displayName, reason });
+    const out = (kind: DistributionNoteKind, detail = "") => excluded.push({ memberId: m.memberId, displayName: m.displayName, kind, detail, reason: EXCLUSION_WORDS[kind](detail) });
     if (!membershipWindow(m, period)) {
-      out(m.leftAt && m.leftAt.getTime() <= period.start.getTime() ? "left before the period" : "joined after the period");
+      out(m.leftAt && m.leftAt.getTime() <= period.start.getTime() ? Note.LEFT_BEFORE_PERIOD : Note.JOINED_AFTER_PERIOD);
       continue;
     }
     if (m.isManager && !rule.includeManagers) {
-      out("managers are not in the pool under this rule");
+      out(Note.MANAGER_NOT_IN_POOL);
       continue;
     }
     if (!m.workerId) {
-      if (minutes > 0n || fixed.has(m.memberId)) out("has not accepted the invitation yet");
+      if (minutes > 0n || fixed.has(m.memberId)) out(Note.INVITATION_NOT_ACCEPTED);
       continue;
     }
     switch (rule.method) {
       case SplitMethod.EQUAL_ON_SHIFT:
         if (minutes > 0n) candidates.push({ m, weight: 1n, minutes, basis: `worked ${hours(minutes)}; one equal share` });
-        else out("no finished shift in the period");
+        else out(Note.NO_FINISHED_SHIFT);
         break;
       case SplitMethod.BY_HOURS:
         if (minutes > 0n) candidates.push({ m, weight: minutes, minutes, basis: `${minutes} minutes worked` });
-        else out("no finished shift in the period");
+        else out(Note.NO_FINISHED_SHIFT);
         break;
       case SplitMethod.BY_ROLE_POINTS:
-        if (minutes === 0n) out("no finished shift in the period");
-        else if (m.points <= 0) out(`role ${m.roleId} has 0 points`);
+        if (minutes === 0n) out(Note.NO_FINISHED_SHIFT);
+        else if (m.points <= 0) out(Note.ROLE_WITHOUT_POINTS, m.roleId);
         else candidates.push({ m, weight: BigInt(m.points) * minutes, minutes, basis: `${m.points} points x ${minutes} minutes` });
         break;
       case SplitMethod.FIXED_PERCENTAGES: {
         const bps = fixed.get(m.memberId) ?? 0;
         if (bps > 0) candidates.push({ m, weight: BigInt(bps), minutes, basis: `${(bps / 100).toFixed(2)}% fixed` });
-        else out("has no percentage under this rule");
+        else out(Note.NO_PERCENTAGE);
         break;
       }
       default:

@@ -368,6 +368,8 @@ export function toDistribution(d: DistributionRow, shares: ShareRow[]): Distribu
     reversedAt: optionalTimestamp(d.reversed_at),
     revision: d.revision,
     summary: `${METHOD_WORDS[d.method] ?? ""} (rule v${d.rule_version}); ${shares.length} members`,
+    memberCount: shares.length,
+    roundingRemainderMinor: shares.reduce((s, x) => s + x.remainder_minor, 0n),
   });
 }
 

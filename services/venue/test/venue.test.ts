@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DistributionNoteKind, DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually, KES, period, startHarness, ts, type Harness } from "./setup.js";
 
@@ -155,6 +155,12 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(shares, { Asha: 33300n, Juma: 16700n });
     assert.match(preview.summary, /Left Early: left before the period/);
     assert.match(preview.summary, /Boss: managers are not in the pool/);
+    // The same facts as fields, for screens to word in their language: 333.33 and 166.67 round down to
+    // 333 and 166 shillings, and the shilling left over goes to Juma, whose share lost the most.
+    assert.equal(preview.memberCount, 2);
+    assert.equal(preview.roundingRemainderMinor, 100n);
+    // In the roster's order (all four joined at the same moment here): compared sorted.
+    assert.deepEqual(preview.notes.map((n) => [DistributionNoteKind[n.kind], n.displayName]).sort(), [["LEFT_BEFORE_PERIOD", "Left Early"], ["MANAGER_NOT_IN_POOL", "Boss"]]);
 
     await assert.rejects(
       v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(400) }),
@@ -169,6 +175,7 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual([c1.created, c2.created].sort(), [false, true]);
     const d = c1.distribution!;
     assert.equal(d.status, DistributionStatus.CONFIRMED);
+    assert.deepEqual([d.memberCount, d.roundingRemainderMinor], [2, 100n], "read back from the saved shares");
     assert.ok(d.entryId);
     const third = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
     assert.equal(third.created, false);

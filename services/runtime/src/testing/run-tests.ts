@@ -1,11 +1,14 @@
 // `make test`: starts throwaway PostgreSQL, Redis and NATS JetStream, runs
 // every *.test.ts with node's test runner against them, and stops them.
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { finished } from "node:stream/promises";
+import { run } from "node:test";
+import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
+import { splitBeside } from "./test-lanes.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps", "sdk"];
@@ -33,12 +36,51 @@ if (wantedMajor && process.versions.node.split(".")[0] !== wantedMajor) {
   process.exit(1);
 }
 console.log(`node ${process.version}: ${files.length} test files`);
+// The test files' processes start where the repository is, wherever this was started from.
+process.chdir(root);
 
 const servers: TestServer[] = [];
 const reportDir = mkdtempSync(path.join(os.tmpdir(), "ttip-test-report-"));
-const tapFile = path.join(reportDir, "report.tap");
+const stop = new AbortController();
+process.once("SIGINT", () => stop.abort());
+process.once("SIGTERM", () => stop.abort());
+
+interface LaneResult {
+  failed: boolean;
+  tapFile: string;
+  /** Wall time per file (absolute path), ms. */
+  fileMs: Map<string, number>;
+}
+
+/**
+ * Runs `list` with `concurrency` files at a time, each in its own process with this one's
+ * flags (--import tsx), in the order given (node --test would sort them). Node applies the
+ * timeout to each file as a whole too: the chart's cluster test (a Kubernetes control plane,
+ * install, upgrade, rollback) takes about 3 minutes on two busy cores; a hung test still fails within 6.
+ */
+async function lane(name: string, list: string[], concurrency: number): Promise<LaneResult> {
+  const result: LaneResult = { failed: false, tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
+  const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal });
+  stream.on("test:fail", (t) => (result.failed ||= !t.todo));
+  stream.on("test:complete", (t) => {
+    if (t.nesting === 0 && t.file && t.name === t.file) result.fileMs.set(t.file, t.details.duration_ms);
+  });
+  const specOut = stream.compose(new spec());
+  specOut.pipe(process.stdout);
+  const tapOut = stream.compose(tap).pipe(createWriteStream(result.tapFile));
+  await Promise.all([finished(specOut), finished(tapOut)]);
+  return result;
+}
+
 let exitCode = 1;
+let besideLane: Promise<LaneResult> | undefined;
 try {
+  // Files that wait on other processes more than they compute (the chart's cluster test:
+  // about 40 s of CPU in its 3 minutes) need neither the web build nor the test servers:
+  // they start now, in a lane of their own, beside the build and then the two lanes below.
+  const [beside, pooled] = splitBeside(files, root);
+  besideLane = beside.length ? lane("beside", beside, 1) : undefined;
+  besideLane?.catch(() => undefined); // awaited below; a failure before then is not unhandled
   // The platform's tests serve the web app: build it once here (reused until its
   // sources change) rather than in parallel test files.
   const { ensureWebBuild } = await import("@ttip/web");
@@ -46,36 +88,24 @@ try {
   const [pg, redis, nats] = await Promise.all([startPostgres(), startRedis(), startNats()]);
   servers.push(pg, redis, nats);
   console.log(`test servers: postgres pid ${pg.pid}, redis pid ${redis.pid}, nats pid ${nats.pid}`);
-  const child = spawn(
-    process.execPath,
-    [
-      // Node applies the timeout to each file as a whole too: the chart's cluster test
-      // (a Kubernetes control plane, install, upgrade, rollback) takes about 3 minutes
-      // on two busy cores; a hung test still fails within 6.
-      "--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=360000",
-      "--test-reporter=spec", "--test-reporter-destination=stdout",
-      "--test-reporter=tap", `--test-reporter-destination=${tapFile}`,
-      ...files,
-    ],
-    {
-      cwd: root,
-      stdio: "inherit",
-      // Services the tests start in-process may generate a development QR signing key (a pod may not),
-      // and send partner webhooks to receivers on loopback (the sandbox's setting; never production's).
-      env: { ...process.env, TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" },
-    },
-  );
-  const stopChild = () => child.kill("SIGTERM");
-  process.once("SIGINT", stopChild);
-  process.once("SIGTERM", stopChild);
-  exitCode = await new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
-  // The closing line CI reads, from the TAP summary of all files together.
-  const tap = readFileSync(tapFile, "utf8");
-  const count = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, "m").exec(tap)?.[1] ?? 0);
+  // Services the tests start in-process may generate a development QR signing key (a pod may not),
+  // and send partner webhooks to receivers on loopback (the sandbox's setting; never production's).
+  Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" });
+  const lanes = await Promise.all([lane("pooled", pooled, 2), ...(besideLane ? [besideLane] : [])]);
+  exitCode = lanes.some((l) => l.failed) || stop.signal.aborted ? 1 : 0;
+  // The closing lines CI reads, from the TAP summaries of all files together.
+  const count = (name: string) =>
+    lanes.reduce((sum, l) => sum + Number(new RegExp(`^# ${name} (\\d+)$`, "m").exec(readFileSync(l.tapFile, "utf8"))?.[1] ?? 0), 0);
+  const fileMs = new Map(lanes.flatMap((l) => [...l.fileMs]));
+  // Where the time went, for whoever makes the suite quicker next.
+  const slowest = [...fileMs].sort((a, b) => b[1] - a[1]).slice(0, 8);
+  console.log(`slowest files: ${slowest.map(([f, ms]) => `${path.relative(root, f)} ${(ms / 1000).toFixed(0)} s`).join(", ")}`);
   console.log(`${count("pass")} passed, ${count("fail") + count("cancelled")} failed`);
 } catch (err) {
   console.error((err as Error).message);
+  stop.abort();
 } finally {
+  await besideLane?.catch(() => undefined);
   await Promise.allSettled(servers.map((s) => s.stop()));
   rmSync(reportDir, { recursive: true, force: true });
 }

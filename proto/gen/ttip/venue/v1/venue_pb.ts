@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/venue/v1/venue.proto.
  */
 export const file_ttip_venue_v1_venue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0dGlwL3ZlbnVlL3YxL3ZlbnVlLnByb3RvEg10dGlwLnZlbnVlLnYxIkkKBFJvbGUSDwoHcm9sZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnBvaW50cxgDIAEoBRISCgppc19tYW5hZ2VyGAQgASgIIsoCCgZNZW1iZXISEQoJbWVtYmVyX2lkGAEgASgJEhAKCHZlbnVlX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMcGhvbmVfbWFza2VkGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSKwoGc3RhdHVzGAcgASgOMhsudHRpcC52ZW51ZS52MS5NZW1iZXJTdGF0dXMSLQoJam9pbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgppbnZpdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp2ZW51ZV9uYW1lGAsgASgJIu4BCgVTaGlmdBIQCghzaGlmdF9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIRCgltZW1iZXJfaWQYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnNvdXJjZRgGIAEoDjIaLnR0aXAudmVudWUudjEuU2hpZnRTb3VyY2USDwoHbWludXRlcxgHIAEoAxITCgtyZWNvcmRlZF9ieRgIIAEoCSJcCgZQZXJpb2QSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiaAoLTWVtYmVySG91cnMSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFIjUKCkZpeGVkU2hhcmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGJhc2lzX3BvaW50cxgCIAEoBSKmAgoJU3BsaXRSdWxlEhAKCHZlbnVlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSKgoGbWV0aG9kGAMgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIYChBpbmNsdWRlX21hbmFnZXJzGAQgASgIEi8KDGZpeGVkX3NoYXJlcxgFIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZRIcChRwb29sX2luZGl2aWR1YWxfdGlwcxgGIAEoCBIMCgRub3RlGAcgASgJEhIKCmNyZWF0ZWRfYnkYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VtbWFyeRgKIAEoCSLkAQoJU2hhcmVMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEg8KB3JvbGVfaWQYBCABKAkSDgoGd2VpZ2h0GAUgASgDEhQKDHRvdGFsX3dlaWdodBgGIAEoAxIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIPCgdtaW51dGVzGAggASgDEhMKC2V4cGxhbmF0aW9uGAkgASgJEhcKD3JlbWFpbmRlcl9taW5vchgKIAEoAyLiBAoMRGlzdHJpYnV0aW9uEhcKD2Rpc3RyaWJ1dGlvbl9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIlCgZwZXJpb2QYAyABKAsyFS50dGlwLnZlbnVlLnYxLlBlcmlvZBIUCgxydWxlX3ZlcnNpb24YBCABKAUSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIoCgljb2xsZWN0ZWQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIqCgtkaXN0cmlidXRlZBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhEKCXRpcF9jb3VudBgIIAEoAxIoCgZzaGFyZXMYCSADKAsyGC50dGlwLnZlbnVlLnYxLlNoYXJlTGluZRIWCg5yZW1haW5kZXJfcnVsZRgKIAEoCRIxCgZzdGF0dXMYCyABKA4yIS50dGlwLnZlbnVlLnYxLkRpc3RyaWJ1dGlvblN0YXR1cxIQCghlbnRyeV9pZBgMIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgNIAEoCRIXCg9yZXZlcnNhbF9yZWFzb24YDiABKAkSFAoMY29uZmlybWVkX2J5GA8gASgJEjAKDGNvbmZpcm1lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2ZXJzZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGBIgASgFEg8KB3N1bW1hcnkYEyABKAki/wIKB015U2hhcmUSEAoIdmVudWVfaWQYASABKAkSEgoKdmVudWVfbmFtZRgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSJQoGcGVyaW9kGAQgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2QSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIUCgxydWxlX3ZlcnNpb24YBiABKAUSKQoKcG9vbF90b3RhbBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhQKDG1lbWJlcnNfcGFpZBgIIAEoBRImCgRsaW5lGAkgASgLMhgudHRpcC52ZW51ZS52MS5TaGFyZUxpbmUSMQoGc3RhdHVzGAogASgOMiEudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb25TdGF0dXMSMAoMY29uZmlybWVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoLQXVkaXRSZWNvcmQSEAoIc2VxdWVuY2UYASABKAMSEAoIdmVudWVfaWQYAiABKAkSJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIOCgZkZXRhaWwYBiABKAkipQEKClJlcG9ydExpbmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFEiUKBnNoYXJlcxgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDWRpc3RyaWJ1dGlvbnMYByABKAUiPAoLUmVqZWN0ZWRSb3cSDAoEbGluZRgBIAEoBRIPCgdjb250ZW50GAIgASgJEg4KBnJlYXNvbhgDIAEoCSp6CgxNZW1iZXJTdGF0dXMSHQoZTUVNQkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFU1FTUJFUl9TVEFUVVNfSU5WSVRFRBABEhgKFE1FTUJFUl9TVEFUVVNfQUNUSVZFEAISFgoSTUVNQkVSX1NUQVRVU19MRUZUEAMqdgoLU2hpZnRTb3VyY2USHAoYU0hJRlRfU09VUkNFX1VOU1BFQ0lGSUVEEAASFgoSU0hJRlRfU09VUkNFX0NMT0NLEAESGAoUU0hJRlRfU09VUkNFX01BTkFHRVIQAhIXChNTSElGVF9TT1VSQ0VfSU1QT1JUEAMqrAEKC1NwbGl0TWV0aG9kEhwKGFNQTElUX01FVEhPRF9VTlNQRUNJRklFRBAAEh8KG1NQTElUX01FVEhPRF9FUVVBTF9PTl9TSElGVBABEhkKFVNQTElUX01FVEhPRF9CWV9IT1VSUxACEh8KG1NQTElUX01FVEhPRF9CWV9ST0xFX1BPSU5UUxADEiIKHlNQTElUX01FVEhPRF9GSVhFRF9QRVJDRU5UQUdFUxAEKsABChJEaXN0cmlidXRpb25TdGF0dXMSIwofRElTVFJJQlVUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh8KG0RJU1RSSUJVVElPTl9TVEFUVVNfUFJFVklFVxABEh8KG0RJU1RSSUJVVElPTl9TVEFUVVNfUE9TVElORxACEiEKHURJU1RSSUJVVElPTl9TVEFUVVNfQ09ORklSTUVEEAMSIAocRElTVFJJQlVUSU9OX1NUQVRVU19SRVZFUlNFRBAEYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Chl0dGlwL3ZlbnVlL3YxL3ZlbnVlLnByb3RvEg10dGlwLnZlbnVlLnYxIkkKBFJvbGUSDwoHcm9sZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnBvaW50cxgDIAEoBRISCgppc19tYW5hZ2VyGAQgASgIIsoCCgZNZW1iZXISEQoJbWVtYmVyX2lkGAEgASgJEhAKCHZlbnVlX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMcGhvbmVfbWFza2VkGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSKwoGc3RhdHVzGAcgASgOMhsudHRpcC52ZW51ZS52MS5NZW1iZXJTdGF0dXMSLQoJam9pbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgppbnZpdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp2ZW51ZV9uYW1lGAsgASgJIu4BCgVTaGlmdBIQCghzaGlmdF9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIRCgltZW1iZXJfaWQYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnNvdXJjZRgGIAEoDjIaLnR0aXAudmVudWUudjEuU2hpZnRTb3VyY2USDwoHbWludXRlcxgHIAEoAxITCgtyZWNvcmRlZF9ieRgIIAEoCSJcCgZQZXJpb2QSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiaAoLTWVtYmVySG91cnMSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFIjUKCkZpeGVkU2hhcmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGJhc2lzX3BvaW50cxgCIAEoBSKmAgoJU3BsaXRSdWxlEhAKCHZlbnVlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSKgoGbWV0aG9kGAMgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIYChBpbmNsdWRlX21hbmFnZXJzGAQgASgIEi8KDGZpeGVkX3NoYXJlcxgFIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZRIcChRwb29sX2luZGl2aWR1YWxfdGlwcxgGIAEoCBIMCgRub3RlGAcgASgJEhIKCmNyZWF0ZWRfYnkYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VtbWFyeRgKIAEoCSLkAQoJU2hhcmVMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEg8KB3JvbGVfaWQYBCABKAkSDgoGd2VpZ2h0GAUgASgDEhQKDHRvdGFsX3dlaWdodBgGIAEoAxIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIPCgdtaW51dGVzGAggASgDEhMKC2V4cGxhbmF0aW9uGAkgASgJEhcKD3JlbWFpbmRlcl9taW5vchgKIAEoAyLKBQoMRGlzdHJpYnV0aW9uEhcKD2Rpc3RyaWJ1dGlvbl9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIlCgZwZXJpb2QYAyABKAsyFS50dGlwLnZlbnVlLnYxLlBlcmlvZBIUCgxydWxlX3ZlcnNpb24YBCABKAUSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIoCgljb2xsZWN0ZWQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIqCgtkaXN0cmlidXRlZBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhEKCXRpcF9jb3VudBgIIAEoAxIoCgZzaGFyZXMYCSADKAsyGC50dGlwLnZlbnVlLnYxLlNoYXJlTGluZRIWCg5yZW1haW5kZXJfcnVsZRgKIAEoCRIxCgZzdGF0dXMYCyABKA4yIS50dGlwLnZlbnVlLnYxLkRpc3RyaWJ1dGlvblN0YXR1cxIQCghlbnRyeV9pZBgMIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgNIAEoCRIXCg9yZXZlcnNhbF9yZWFzb24YDiABKAkSFAoMY29uZmlybWVkX2J5GA8gASgJEjAKDGNvbmZpcm1lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2ZXJzZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGBIgASgFEg8KB3N1bW1hcnkYEyABKAkSFAoMbWVtYmVyX2NvdW50GBQgASgFEiAKGHJvdW5kaW5nX3JlbWFpbmRlcl9taW5vchgVIAEoAxIuCgVub3RlcxgWIAMoCzIfLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uTm90ZSJrChBEaXN0cmlidXRpb25Ob3RlEjEKBGtpbmQYASABKA4yIy50dGlwLnZlbnVlLnYxLkRpc3RyaWJ1dGlvbk5vdGVLaW5kEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZkZXRhaWwYAyABKAki/wIKB015U2hhcmUSEAoIdmVudWVfaWQYASABKAkSEgoKdmVudWVfbmFtZRgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSJQoGcGVyaW9kGAQgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2QSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIUCgxydWxlX3ZlcnNpb24YBiABKAUSKQoKcG9vbF90b3RhbBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhQKDG1lbWJlcnNfcGFpZBgIIAEoBRImCgRsaW5lGAkgASgLMhgudHRpcC52ZW51ZS52MS5TaGFyZUxpbmUSMQoGc3RhdHVzGAogASgOMiEudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb25TdGF0dXMSMAoMY29uZmlybWVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoLQXVkaXRSZWNvcmQSEAoIc2VxdWVuY2UYASABKAMSEAoIdmVudWVfaWQYAiABKAkSJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIOCgZkZXRhaWwYBiABKAkipQEKClJlcG9ydExpbmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFEiUKBnNoYXJlcxgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDWRpc3RyaWJ1dGlvbnMYByABKAUiPAoLUmVqZWN0ZWRSb3cSDAoEbGluZRgBIAEoBRIPCgdjb250ZW50GAIgASgJEg4KBnJlYXNvbhgDIAEoCSp6CgxNZW1iZXJTdGF0dXMSHQoZTUVNQkVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFU1FTUJFUl9TVEFUVVNfSU5WSVRFRBABEhgKFE1FTUJFUl9TVEFUVVNfQUNUSVZFEAISFgoSTUVNQkVSX1NUQVRVU19MRUZUEAMqdgoLU2hpZnRTb3VyY2USHAoYU0hJRlRfU09VUkNFX1VOU1BFQ0lGSUVEEAASFgoSU0hJRlRfU09VUkNFX0NMT0NLEAESGAoUU0hJRlRfU09VUkNFX01BTkFHRVIQAhIXChNTSElGVF9TT1VSQ0VfSU1QT1JUEAMqrAEKC1NwbGl0TWV0aG9kEhwKGFNQTElUX01FVEhPRF9VTlNQRUNJRklFRBAAEh8KG1NQTElUX01FVEhPRF9FUVVBTF9PTl9TSElGVBABEhkKFVNQTElUX01FVEhPRF9CWV9IT1VSUxACEh8KG1NQTElUX01FVEhPRF9CWV9ST0xFX1BPSU5UUxADEiIKHlNQTElUX01FVEhPRF9GSVhFRF9QRVJDRU5UQUdFUxAEKsABChJEaXN0cmlidXRpb25TdGF0dXMSIwofRElTVFJJQlVUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh8KG0RJU1RSSUJVVElPTl9TVEFUVVNfUFJFVklFVxABEh8KG0RJU1RSSUJVVElPTl9TVEFUVVNfUE9TVElORxACEiEKHURJU1RSSUJVVElPTl9TVEFUVVNfQ09ORklSTUVEEAMSIAocRElTVFJJQlVUSU9OX1NUQVRVU19SRVZFUlNFRBAEKoYEChREaXN0cmlidXRpb25Ob3RlS2luZBImCiJESVNUUklCVVRJT05fTk9URV9LSU5EX1VOU1BFQ0lGSUVEEAASLQopRElTVFJJQlVUSU9OX05PVEVfS0lORF9MRUZUX0JFRk9SRV9QRVJJT0QQARIuCipESVNUUklCVVRJT05fTk9URV9LSU5EX0pPSU5FRF9BRlRFUl9QRVJJT0QQAhIuCipESVNUUklCVVRJT05fTk9URV9LSU5EX01BTkFHRVJfTk9UX0lOX1BPT0wQAxIyCi5ESVNUUklCVVRJT05fTk9URV9LSU5EX0lOVklUQVRJT05fTk9UX0FDQ0VQVEVEEAQSLAooRElTVFJJQlVUSU9OX05PVEVfS0lORF9OT19GSU5JU0hFRF9TSElGVBAFEi4KKkRJU1RSSUJVVElPTl9OT1RFX0tJTkRfUk9MRV9XSVRIT1VUX1BPSU5UUxAGEigKJERJU1RSSUJVVElPTl9OT1RFX0tJTkRfTk9fUEVSQ0VOVEFHRRAHEiMKH0RJU1RSSUJVVElPTl9OT1RFX0tJTkRfT1ZFUkxBUFMQCBIqCiZESVNUUklCVVRJT05fTk9URV9LSU5EX1BFUklPRF9OT1RfT1ZFUhAJEioKJkRJU1RSSUJVVElPTl9OT1RFX0tJTkRfTk9CT0RZX0VMSUdJQkxFEApiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A job at a venue. Every venue starts with "manager" (is_manager) and may
@@ -481,7 +481,8 @@ export type Distribution = Message<"ttip.venue.v1.Distribution"> & {
   shares: ShareLine[];
 
   /**
-   * How minor units left over by division are handed out, in words.
+   * How minor units left over by division are handed out, in English words. Kept for API
+   * compatibility; screens word the rule in their own language from rounding_remainder_minor.
    *
    * @generated from field: string remainder_rule = 10;
    */
@@ -532,9 +533,34 @@ export type Distribution = Message<"ttip.venue.v1.Distribution"> & {
   revision: number;
 
   /**
+   * The method, rule version, member count and notes in English words. Kept for API
+   * compatibility; screens word them in their own language from method, rule_version,
+   * member_count and notes.
+   *
    * @generated from field: string summary = 19;
    */
   summary: string;
+
+  /**
+   * Members with a share line.
+   *
+   * @generated from field: int32 member_count = 20;
+   */
+  memberCount: number;
+
+  /**
+   * Minor units left over by division and handed out one each (the sum of the lines' remainder_minor).
+   *
+   * @generated from field: int64 rounding_remainder_minor = 21;
+   */
+  roundingRemainderMinor: bigint;
+
+  /**
+   * Why members got no share, and what to know about the period (a preview's notes).
+   *
+   * @generated from field: repeated ttip.venue.v1.DistributionNote notes = 22;
+   */
+  notes: DistributionNote[];
 };
 
 /**
@@ -543,6 +569,39 @@ export type Distribution = Message<"ttip.venue.v1.Distribution"> & {
  */
 export const DistributionSchema: GenMessage<Distribution> = /*@__PURE__*/
   messageDesc(file_ttip_venue_v1_venue, 8);
+
+/**
+ * One fact about a distribution, for a screen to word in its own language.
+ *
+ * @generated from message ttip.venue.v1.DistributionNote
+ */
+export type DistributionNote = Message<"ttip.venue.v1.DistributionNote"> & {
+  /**
+   * @generated from field: ttip.venue.v1.DistributionNoteKind kind = 1;
+   */
+  kind: DistributionNoteKind;
+
+  /**
+   * The member it is about (member notes), else empty.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * The member's role (ROLE_WITHOUT_POINTS) or the overlapping distribution's id (OVERLAPS), else empty.
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.DistributionNote.
+ * Use `create(DistributionNoteSchema)` to create a new message.
+ */
+export const DistributionNoteSchema: GenMessage<DistributionNote> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue, 9);
 
 /**
  * A worker's view of one share: the distribution's facts and their own line.
@@ -611,7 +670,7 @@ export type MyShare = Message<"ttip.venue.v1.MyShare"> & {
  * Use `create(MyShareSchema)` to create a new message.
  */
 export const MyShareSchema: GenMessage<MyShare> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 9);
+  messageDesc(file_ttip_venue_v1_venue, 10);
 
 /**
  * One line of the audit trail (kept at least three years).
@@ -662,7 +721,7 @@ export type AuditRecord = Message<"ttip.venue.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 10);
+  messageDesc(file_ttip_venue_v1_venue, 11);
 
 /**
  * One member's line of a period report.
@@ -713,7 +772,7 @@ export type ReportLine = Message<"ttip.venue.v1.ReportLine"> & {
  * Use `create(ReportLineSchema)` to create a new message.
  */
 export const ReportLineSchema: GenMessage<ReportLine> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 11);
+  messageDesc(file_ttip_venue_v1_venue, 12);
 
 /**
  * A CSV row that was not imported, and why.
@@ -744,7 +803,7 @@ export type RejectedRow = Message<"ttip.venue.v1.RejectedRow"> & {
  * Use `create(RejectedRowSchema)` to create a new message.
  */
 export const RejectedRowSchema: GenMessage<RejectedRow> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 12);
+  messageDesc(file_ttip_venue_v1_venue, 13);
 
 /**
  * @generated from enum ttip.venue.v1.MemberStatus
@@ -905,4 +964,76 @@ export enum DistributionStatus {
  */
 export const DistributionStatusSchema: GenEnum<DistributionStatus> = /*@__PURE__*/
   enumDesc(file_ttip_venue_v1_venue, 3);
+
+/**
+ * @generated from enum ttip.venue.v1.DistributionNoteKind
+ */
+export enum DistributionNoteKind {
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD = 1;
+   */
+  LEFT_BEFORE_PERIOD = 1,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD = 2;
+   */
+  JOINED_AFTER_PERIOD = 2,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL = 3;
+   */
+  MANAGER_NOT_IN_POOL = 3,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED = 4;
+   */
+  INVITATION_NOT_ACCEPTED = 4,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT = 5;
+   */
+  NO_FINISHED_SHIFT = 5,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS = 6;
+   */
+  ROLE_WITHOUT_POINTS = 6,
+
+  /**
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE = 7;
+   */
+  NO_PERCENTAGE = 7,
+
+  /**
+   * Another distribution already covers part of the period.
+   *
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_OVERLAPS = 8;
+   */
+  OVERLAPS = 8,
+
+  /**
+   * The period has not ended: more tips may still arrive in it.
+   *
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER = 9;
+   */
+  PERIOD_NOT_OVER = 9,
+
+  /**
+   * Tips were collected but nobody is eligible under the rule.
+   *
+   * @generated from enum value: DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE = 10;
+   */
+  NOBODY_ELIGIBLE = 10,
+}
+
+/**
+ * Describes the enum ttip.venue.v1.DistributionNoteKind.
+ */
+export const DistributionNoteKindSchema: GenEnum<DistributionNoteKind> = /*@__PURE__*/
+  enumDesc(file_ttip_venue_v1_venue, 4);
 

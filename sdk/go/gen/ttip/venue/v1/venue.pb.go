@@ -251,6 +251,82 @@ func (DistributionStatus) EnumDescriptor() ([]byte, []int) {
 	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{3}
 }
 
+type DistributionNoteKind int32
+
+const (
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_UNSPECIFIED             DistributionNoteKind = 0
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD      DistributionNoteKind = 1
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD     DistributionNoteKind = 2
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL     DistributionNoteKind = 3
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED DistributionNoteKind = 4
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT       DistributionNoteKind = 5
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS     DistributionNoteKind = 6
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE           DistributionNoteKind = 7
+	// Another distribution already covers part of the period.
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_OVERLAPS DistributionNoteKind = 8
+	// The period has not ended: more tips may still arrive in it.
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER DistributionNoteKind = 9
+	// Tips were collected but nobody is eligible under the rule.
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE DistributionNoteKind = 10
+)
+
+// Enum value maps for DistributionNoteKind.
+var (
+	DistributionNoteKind_name = map[int32]string{
+		0:  "DISTRIBUTION_NOTE_KIND_UNSPECIFIED",
+		1:  "DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD",
+		2:  "DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD",
+		3:  "DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL",
+		4:  "DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED",
+		5:  "DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT",
+		6:  "DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS",
+		7:  "DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE",
+		8:  "DISTRIBUTION_NOTE_KIND_OVERLAPS",
+		9:  "DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER",
+		10: "DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE",
+	}
+	DistributionNoteKind_value = map[string]int32{
+		"DISTRIBUTION_NOTE_KIND_UNSPECIFIED":             0,
+		"DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD":      1,
+		"DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD":     2,
+		"DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL":     3,
+		"DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED": 4,
+		"DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT":       5,
+		"DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS":     6,
+		"DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE":           7,
+		"DISTRIBUTION_NOTE_KIND_OVERLAPS":                8,
+		"DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER":         9,
+		"DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE":         10,
+	}
+)
+
+func (x DistributionNoteKind) Enum() *DistributionNoteKind {
+	p := new(DistributionNoteKind)
+	*p = x
+	return p
+}
+
+func (x DistributionNoteKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DistributionNoteKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_ttip_venue_v1_venue_proto_enumTypes[4].Descriptor()
+}
+
+func (DistributionNoteKind) Type() protoreflect.EnumType {
+	return &file_ttip_venue_v1_venue_proto_enumTypes[4]
+}
+
+func (x DistributionNoteKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DistributionNoteKind.Descriptor instead.
+func (DistributionNoteKind) EnumDescriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{4}
+}
+
 // A job at a venue. Every venue starts with "manager" (is_manager) and may
 // add its own (front of house, kitchen, bar...).
 type Role struct {
@@ -997,7 +1073,8 @@ type Distribution struct {
 	Distributed *v1.Money    `protobuf:"bytes,7,opt,name=distributed,proto3" json:"distributed,omitempty"`
 	TipCount    int64        `protobuf:"varint,8,opt,name=tip_count,json=tipCount,proto3" json:"tip_count,omitempty"`
 	Shares      []*ShareLine `protobuf:"bytes,9,rep,name=shares,proto3" json:"shares,omitempty"`
-	// How minor units left over by division are handed out, in words.
+	// How minor units left over by division are handed out, in English words. Kept for API
+	// compatibility; screens word the rule in their own language from rounding_remainder_minor.
 	RemainderRule string             `protobuf:"bytes,10,opt,name=remainder_rule,json=remainderRule,proto3" json:"remainder_rule,omitempty"`
 	Status        DistributionStatus `protobuf:"varint,11,opt,name=status,proto3,enum=ttip.venue.v1.DistributionStatus" json:"status,omitempty"`
 	// The ledger entry (wallet) that moved the money, and the one that reversed it.
@@ -1008,8 +1085,17 @@ type Distribution struct {
 	ConfirmedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=confirmed_at,json=confirmedAt,proto3" json:"confirmed_at,omitempty"`
 	ReversedAt      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=reversed_at,json=reversedAt,proto3" json:"reversed_at,omitempty"`
 	// 0 for the first distribution of a period, 1 after one reversal, ...
-	Revision      int32  `protobuf:"varint,18,opt,name=revision,proto3" json:"revision,omitempty"`
-	Summary       string `protobuf:"bytes,19,opt,name=summary,proto3" json:"summary,omitempty"`
+	Revision int32 `protobuf:"varint,18,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The method, rule version, member count and notes in English words. Kept for API
+	// compatibility; screens word them in their own language from method, rule_version,
+	// member_count and notes.
+	Summary string `protobuf:"bytes,19,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Members with a share line.
+	MemberCount int32 `protobuf:"varint,20,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
+	// Minor units left over by division and handed out one each (the sum of the lines' remainder_minor).
+	RoundingRemainderMinor int64 `protobuf:"varint,21,opt,name=rounding_remainder_minor,json=roundingRemainderMinor,proto3" json:"rounding_remainder_minor,omitempty"`
+	// Why members got no share, and what to know about the period (a preview's notes).
+	Notes         []*DistributionNote `protobuf:"bytes,22,rep,name=notes,proto3" json:"notes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1177,6 +1263,90 @@ func (x *Distribution) GetSummary() string {
 	return ""
 }
 
+func (x *Distribution) GetMemberCount() int32 {
+	if x != nil {
+		return x.MemberCount
+	}
+	return 0
+}
+
+func (x *Distribution) GetRoundingRemainderMinor() int64 {
+	if x != nil {
+		return x.RoundingRemainderMinor
+	}
+	return 0
+}
+
+func (x *Distribution) GetNotes() []*DistributionNote {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// One fact about a distribution, for a screen to word in its own language.
+type DistributionNote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  DistributionNoteKind   `protobuf:"varint,1,opt,name=kind,proto3,enum=ttip.venue.v1.DistributionNoteKind" json:"kind,omitempty"`
+	// The member it is about (member notes), else empty.
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The member's role (ROLE_WITHOUT_POINTS) or the overlapping distribution's id (OVERLAPS), else empty.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DistributionNote) Reset() {
+	*x = DistributionNote{}
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DistributionNote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DistributionNote) ProtoMessage() {}
+
+func (x *DistributionNote) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DistributionNote.ProtoReflect.Descriptor instead.
+func (*DistributionNote) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DistributionNote) GetKind() DistributionNoteKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DistributionNoteKind_DISTRIBUTION_NOTE_KIND_UNSPECIFIED
+}
+
+func (x *DistributionNote) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *DistributionNote) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // A worker's view of one share: the distribution's facts and their own line.
 type MyShare struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1197,7 +1367,7 @@ type MyShare struct {
 
 func (x *MyShare) Reset() {
 	*x = MyShare{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1379,7 @@ func (x *MyShare) String() string {
 func (*MyShare) ProtoMessage() {}
 
 func (x *MyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1392,7 @@ func (x *MyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyShare.ProtoReflect.Descriptor instead.
 func (*MyShare) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{9}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MyShare) GetVenueId() string {
@@ -1321,7 +1491,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1503,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1516,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{10}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AuditRecord) GetSequence() int64 {
@@ -1408,7 +1578,7 @@ type ReportLine struct {
 
 func (x *ReportLine) Reset() {
 	*x = ReportLine{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1590,7 @@ func (x *ReportLine) String() string {
 func (*ReportLine) ProtoMessage() {}
 
 func (x *ReportLine) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1603,7 @@ func (x *ReportLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportLine.ProtoReflect.Descriptor instead.
 func (*ReportLine) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{11}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportLine) GetMemberId() string {
@@ -1498,7 +1668,7 @@ type RejectedRow struct {
 
 func (x *RejectedRow) Reset() {
 	*x = RejectedRow{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1680,7 @@ func (x *RejectedRow) String() string {
 func (*RejectedRow) ProtoMessage() {}
 
 func (x *RejectedRow) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1693,7 @@ func (x *RejectedRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRow.ProtoReflect.Descriptor instead.
 func (*RejectedRow) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{12}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RejectedRow) GetLine() int32 {
@@ -1622,7 +1792,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\aminutes\x18\b \x01(\x03R\aminutes\x12 \n" +
 	"\vexplanation\x18\t \x01(\tR\vexplanation\x12'\n" +
 	"\x0fremainder_minor\x18\n" +
-	" \x01(\x03R\x0eremainderMinor\"\xbc\x06\n" +
+	" \x01(\x03R\x0eremainderMinor\"\xd0\a\n" +
 	"\fDistribution\x12'\n" +
 	"\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12-\n" +
@@ -1644,7 +1814,14 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\vreversed_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"reversedAt\x12\x1a\n" +
 	"\brevision\x18\x12 \x01(\x05R\brevision\x12\x18\n" +
-	"\asummary\x18\x13 \x01(\tR\asummary\"\xf3\x03\n" +
+	"\asummary\x18\x13 \x01(\tR\asummary\x12!\n" +
+	"\fmember_count\x18\x14 \x01(\x05R\vmemberCount\x128\n" +
+	"\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n" +
+	"\x05notes\x18\x16 \x03(\v2\x1f.ttip.venue.v1.DistributionNoteR\x05notes\"\x86\x01\n" +
+	"\x10DistributionNote\x127\n" +
+	"\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xf3\x03\n" +
 	"\aMyShare\x12\x19\n" +
 	"\bvenue_id\x18\x01 \x01(\tR\avenueId\x12\x1d\n" +
 	"\n" +
@@ -1701,7 +1878,20 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n" +
 	"\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n" +
 	"\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n" +
-	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04B\xac\x01\n" +
+	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\x86\x04\n" +
+	"\x14DistributionNoteKind\x12&\n" +
+	"\"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n" +
+	")DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n" +
+	"*DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD\x10\x02\x12.\n" +
+	"*DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL\x10\x03\x122\n" +
+	".DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED\x10\x04\x12,\n" +
+	"(DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT\x10\x05\x12.\n" +
+	"*DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS\x10\x06\x12(\n" +
+	"$DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE\x10\a\x12#\n" +
+	"\x1fDISTRIBUTION_NOTE_KIND_OVERLAPS\x10\b\x12*\n" +
+	"&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n" +
+	"&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\n" +
+	"B\xac\x01\n" +
 	"\x11com.ttip.venue.v1B\n" +
 	"VenueProtoP\x01Z5github.com/ttip/ttip/sdk/go/gen/ttip/venue/v1;venuev1\xa2\x02\x03TVX\xaa\x02\rTtip.Venue.V1\xca\x02\rTtip\\Venue\\V1\xe2\x02\x19Ttip\\Venue\\V1\\GPBMetadata\xea\x02\x0fTtip::Venue::V1b\x06proto3"
 
@@ -1717,64 +1907,68 @@ func file_ttip_venue_v1_venue_proto_rawDescGZIP() []byte {
 	return file_ttip_venue_v1_venue_proto_rawDescData
 }
 
-var file_ttip_venue_v1_venue_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ttip_venue_v1_venue_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ttip_venue_v1_venue_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_ttip_venue_v1_venue_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ttip_venue_v1_venue_proto_goTypes = []any{
 	(MemberStatus)(0),             // 0: ttip.venue.v1.MemberStatus
 	(ShiftSource)(0),              // 1: ttip.venue.v1.ShiftSource
 	(SplitMethod)(0),              // 2: ttip.venue.v1.SplitMethod
 	(DistributionStatus)(0),       // 3: ttip.venue.v1.DistributionStatus
-	(*Role)(nil),                  // 4: ttip.venue.v1.Role
-	(*Member)(nil),                // 5: ttip.venue.v1.Member
-	(*Shift)(nil),                 // 6: ttip.venue.v1.Shift
-	(*Period)(nil),                // 7: ttip.venue.v1.Period
-	(*MemberHours)(nil),           // 8: ttip.venue.v1.MemberHours
-	(*FixedShare)(nil),            // 9: ttip.venue.v1.FixedShare
-	(*SplitRule)(nil),             // 10: ttip.venue.v1.SplitRule
-	(*ShareLine)(nil),             // 11: ttip.venue.v1.ShareLine
-	(*Distribution)(nil),          // 12: ttip.venue.v1.Distribution
-	(*MyShare)(nil),               // 13: ttip.venue.v1.MyShare
-	(*AuditRecord)(nil),           // 14: ttip.venue.v1.AuditRecord
-	(*ReportLine)(nil),            // 15: ttip.venue.v1.ReportLine
-	(*RejectedRow)(nil),           // 16: ttip.venue.v1.RejectedRow
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*v1.Money)(nil),              // 18: ttip.common.v1.Money
+	(DistributionNoteKind)(0),     // 4: ttip.venue.v1.DistributionNoteKind
+	(*Role)(nil),                  // 5: ttip.venue.v1.Role
+	(*Member)(nil),                // 6: ttip.venue.v1.Member
+	(*Shift)(nil),                 // 7: ttip.venue.v1.Shift
+	(*Period)(nil),                // 8: ttip.venue.v1.Period
+	(*MemberHours)(nil),           // 9: ttip.venue.v1.MemberHours
+	(*FixedShare)(nil),            // 10: ttip.venue.v1.FixedShare
+	(*SplitRule)(nil),             // 11: ttip.venue.v1.SplitRule
+	(*ShareLine)(nil),             // 12: ttip.venue.v1.ShareLine
+	(*Distribution)(nil),          // 13: ttip.venue.v1.Distribution
+	(*DistributionNote)(nil),      // 14: ttip.venue.v1.DistributionNote
+	(*MyShare)(nil),               // 15: ttip.venue.v1.MyShare
+	(*AuditRecord)(nil),           // 16: ttip.venue.v1.AuditRecord
+	(*ReportLine)(nil),            // 17: ttip.venue.v1.ReportLine
+	(*RejectedRow)(nil),           // 18: ttip.venue.v1.RejectedRow
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.Money)(nil),              // 20: ttip.common.v1.Money
 }
 var file_ttip_venue_v1_venue_proto_depIdxs = []int32{
 	0,  // 0: ttip.venue.v1.Member.status:type_name -> ttip.venue.v1.MemberStatus
-	17, // 1: ttip.venue.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	17, // 2: ttip.venue.v1.Member.left_at:type_name -> google.protobuf.Timestamp
-	17, // 3: ttip.venue.v1.Member.invited_at:type_name -> google.protobuf.Timestamp
-	17, // 4: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
-	17, // 5: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
+	19, // 1: ttip.venue.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	19, // 2: ttip.venue.v1.Member.left_at:type_name -> google.protobuf.Timestamp
+	19, // 3: ttip.venue.v1.Member.invited_at:type_name -> google.protobuf.Timestamp
+	19, // 4: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
+	19, // 5: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
-	17, // 7: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
-	17, // 8: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
+	19, // 7: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
+	19, // 8: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
 	2,  // 9: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
-	9,  // 10: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	17, // 11: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
-	18, // 12: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
-	7,  // 13: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
+	10, // 10: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	19, // 11: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
+	20, // 12: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
+	8,  // 13: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
 	2,  // 14: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
-	18, // 15: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
-	18, // 16: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
-	11, // 17: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
+	20, // 15: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
+	20, // 16: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
+	12, // 17: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
 	3,  // 18: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
-	17, // 19: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
-	17, // 20: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
-	7,  // 21: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
-	2,  // 22: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
-	18, // 23: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
-	11, // 24: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
-	3,  // 25: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
-	17, // 26: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
-	17, // 27: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	18, // 28: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	19, // 19: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
+	19, // 20: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
+	14, // 21: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
+	4,  // 22: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
+	8,  // 23: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
+	2,  // 24: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
+	20, // 25: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
+	12, // 26: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
+	3,  // 27: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
+	19, // 28: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
+	19, // 29: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	20, // 30: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_proto_init() }
@@ -1787,8 +1981,8 @@ func file_ttip_venue_v1_venue_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_venue_v1_venue_proto_rawDesc), len(file_ttip_venue_v1_venue_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   13,
+			NumEnums:      5,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

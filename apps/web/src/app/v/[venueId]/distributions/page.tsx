@@ -1,15 +1,15 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
-import { useState, type FormEvent } from "react";
-import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { Fragment, useState, type FormEvent } from "react";
+import { DistributionNoteKind, DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, methodName, shown } from "../../util";
 import { useVT } from "../../use-vt";
-import type { VenueKey } from "../../../../lib/venue-i18n";
+import { venueDictionaries, type VenueKey } from "../../../../lib/venue-i18n";
 
 const STATUS: Record<DistributionStatus, VenueKey> = {
   [DistributionStatus.UNSPECIFIED]: "v_mUnknown",
@@ -19,31 +19,60 @@ const STATUS: Record<DistributionStatus, VenueKey> = {
   [DistributionStatus.REVERSED]: "v_dReversed",
 };
 
-/** Who gets what, each line with its weight, hours and explanation, and the rounding rule. */
+/** A note's words' key: the service sends facts (DistributionNoteKind), the screen words them in its language. */
+const noteKey = (kind: DistributionNoteKind): VenueKey | undefined => {
+  const key = `v_note_${DistributionNoteKind[kind]}`;
+  return key in venueDictionaries.en ? (key as VenueKey) : undefined;
+};
+
+/**
+ * Who gets what, each line with its hours, weight and how it was reached, and the rounding rule, all
+ * worded here from the service's fields (the service's English summary and explanations are left
+ * for API clients). Each line's "how" is a row of its own under it: five columns overran a 360 px phone.
+ */
 function Shares({ d }: { d: Distribution }) {
   const { t, locale } = useVT();
+  const pool = formatMoney(d.collected?.amountMinor ?? 0n);
   return (
     <>
       <p>
-        {shown(d.period?.start, locale)} – {shown(d.period?.end, locale)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·
-        {t("v_collected")} <strong data-testid="collected">{formatMoney(d.collected?.amountMinor ?? 0n)}</strong> · {t("v_statusW")} <strong data-testid="distribution-status">{t(STATUS[d.status])}</strong>
+        {shown(d.period?.start, locale)} – {shown(d.period?.end, locale)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·{" "}
+        {t("v_collected")} <strong data-testid="collected">{pool}</strong> · {t("v_statusW")} <strong data-testid="distribution-status">{t(STATUS[d.status])}</strong>
       </p>
-      {d.summary ? <p>{d.summary}</p> : null}
-      <table data-testid="share-lines">
-        <thead><tr><th>{t("v_member")}</th><th>{t("v_hours")}</th><th>{t("v_weight")}</th><th>{t("v_share")}</th><th>{t("v_how")}</th></tr></thead>
+      <p data-testid="members-paid">{t("v_membersPaid", { n: d.memberCount })}</p>
+      {d.notes.length ? (
+        <ul data-testid="distribution-notes">
+          {d.notes.map((n, i) => {
+            const key = noteKey(n.kind);
+            return key ? <li key={i}>{t(key, { name: n.displayName, detail: n.detail })}</li> : null;
+          })}
+        </ul>
+      ) : null}
+      <table data-testid="share-lines" className="shares">
+        <thead><tr><th>{t("v_member")}</th><th>{t("v_hours")}</th><th>{t("v_weight")}</th><th>{t("v_share")}</th></tr></thead>
         <tbody>
           {d.shares.map((s) => (
-            <tr key={s.memberId}>
-              <td>{s.displayName}</td>
-              <td>{hours(s.minutes)}</td>
-              <td>{t("v_weightOf", { w: String(s.weight), total: String(s.totalWeight) })}</td>
-              <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
-              <td>{s.explanation}</td>
-            </tr>
+            <Fragment key={s.memberId}>
+              <tr>
+                <td>{s.displayName}</td>
+                <td>{hours(s.minutes)}</td>
+                <td>{t("v_weightOf", { w: String(s.weight), total: String(s.totalWeight) })}</td>
+                <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
+              </tr>
+              <tr className="how">
+                <td colSpan={4} className="muted">
+                  {t("v_how")}: {t("v_howLine", { w: String(s.weight), total: String(s.totalWeight), pool, share: formatMoney(s.amount?.amountMinor ?? 0n) })}
+                  {s.remainderMinor ? t("v_fromRounding", { amount: formatMoney(s.remainderMinor) }) : ""}
+                </td>
+              </tr>
+            </Fragment>
           ))}
         </tbody>
       </table>
-      <p className="muted">{t("v_rounding")}: {d.remainderRule}</p>
+      <p className="muted" data-testid="rounding">
+        {t("v_rounding")}: {t("v_roundingRule")}
+        {d.roundingRemainderMinor ? ` ${t("v_roundingLeft", { amount: formatMoney(d.roundingRemainderMinor) })}` : ""}
+      </p>
       {d.reversalReason ? <p>{t("v_reversedAt", { when: shown(d.reversedAt, locale) })}: “{d.reversalReason}”</p> : null}
     </>
   );
@@ -93,9 +122,9 @@ export default function Distributions() {
       <VenueNav venueId={venueId} />
       <h1>{t("v_distributions")}</h1>
       <form onSubmit={onPreview} noValidate>
-        <label className="field" htmlFor="start">{t("v_periodFrom")}</label>
+        <label className="field" htmlFor="start">{t("v_periodFrom")} <span className="muted">({t("v_nairobiTime")})</span></label>
         <input id="start" type="datetime-local" step={1} value={start} onChange={(e) => setStart(e.target.value)} />
-        <label className="field" htmlFor="end">{t("v_periodUntil")}</label>
+        <label className="field" htmlFor="end">{t("v_periodUntil")} <span className="muted">({t("v_nairobiTime")})</span></label>
         <input id="end" type="datetime-local" step={1} value={end} onChange={(e) => setEnd(e.target.value)} />
         <button type="submit" className="secondary" disabled={previewM.isPending}>{t("v_previewBtn")}</button>
       </form>
@@ -125,7 +154,7 @@ export default function Distributions() {
 
       <h2>{t("v_earlierD")}</h2>
       {list.error ? <p className="error" role="alert">{plainError(list.error)}</p> : null}
-      <ul data-testid="distributions">
+      <ul data-testid="distributions" className="plain">
         {(list.data?.distributions ?? []).map((d) => (
           <li key={d.distributionId} className="notice">
             <Shares d={d} />

@@ -563,7 +563,7 @@ class ShareLine(Message[_ShareLineFields]):
         explanation: str
         remainder_minor: int
 
-_DistributionFields: TypeAlias = Literal["distribution_id", "venue_id", "period", "rule_version", "method", "collected", "distributed", "tip_count", "shares", "remainder_rule", "status", "entry_id", "reversal_entry_id", "reversal_reason", "confirmed_by", "confirmed_at", "reversed_at", "revision", "summary"]
+_DistributionFields: TypeAlias = Literal["distribution_id", "venue_id", "period", "rule_version", "method", "collected", "distributed", "tip_count", "shares", "remainder_rule", "status", "entry_id", "reversal_entry_id", "reversal_reason", "confirmed_by", "confirmed_at", "reversed_at", "revision", "summary", "member_count", "rounding_remainder_minor", "notes"]
 
 class Distribution(Message[_DistributionFields]):
     """
@@ -615,7 +615,8 @@ class Distribution(Message[_DistributionFields]):
             repeated ttip.venue.v1.ShareLine shares = 9;
             ```
         remainder_rule:
-            How minor units left over by division are handed out, in words.
+            How minor units left over by division are handed out, in English words. Kept for API
+            compatibility; screens word the rule in their own language from rounding_remainder_minor.
 
             ```proto
             string remainder_rule = 10;
@@ -657,12 +658,34 @@ class Distribution(Message[_DistributionFields]):
             int32 revision = 18;
             ```
         summary:
+            The method, rule version, member count and notes in English words. Kept for API
+            compatibility; screens word them in their own language from method, rule_version,
+            member_count and notes.
+
             ```proto
             string summary = 19;
             ```
+        member_count:
+            Members with a share line.
+
+            ```proto
+            int32 member_count = 20;
+            ```
+        rounding_remainder_minor:
+            Minor units left over by division and handed out one each (the sum of the lines' remainder_minor).
+
+            ```proto
+            int64 rounding_remainder_minor = 21;
+            ```
+        notes:
+            Why members got no share, and what to know about the period (a preview's notes).
+
+            ```proto
+            repeated ttip.venue.v1.DistributionNote notes = 22;
+            ```
     """
 
-    __slots__ = ("distribution_id", "venue_id", "period", "rule_version", "method", "collected", "distributed", "tip_count", "shares", "remainder_rule", "status", "entry_id", "reversal_entry_id", "reversal_reason", "confirmed_by", "confirmed_at", "reversed_at", "revision", "summary")
+    __slots__ = ("distribution_id", "venue_id", "period", "rule_version", "method", "collected", "distributed", "tip_count", "shares", "remainder_rule", "status", "entry_id", "reversal_entry_id", "reversal_reason", "confirmed_by", "confirmed_at", "reversed_at", "revision", "summary", "member_count", "rounding_remainder_minor", "notes")
 
     if TYPE_CHECKING:
 
@@ -688,6 +711,9 @@ class Distribution(Message[_DistributionFields]):
             reversed_at: Timestamp | None = None,
             revision: int = 0,
             summary: str = "",
+            member_count: int = 0,
+            rounding_remainder_minor: int = 0,
+            notes: list[DistributionNote] | None = None,
         ) -> None:
             pass
 
@@ -710,6 +736,55 @@ class Distribution(Message[_DistributionFields]):
         reversed_at: Timestamp | None
         revision: int
         summary: str
+        member_count: int
+        rounding_remainder_minor: int
+        notes: list[DistributionNote]
+
+_DistributionNoteFields: TypeAlias = Literal["kind", "display_name", "detail"]
+
+class DistributionNote(Message[_DistributionNoteFields]):
+    """
+    One fact about a distribution, for a screen to word in its own language.
+
+    ```proto
+    message ttip.venue.v1.DistributionNote
+    ```
+
+    Attributes:
+        kind:
+            ```proto
+            ttip.venue.v1.DistributionNoteKind kind = 1;
+            ```
+        display_name:
+            The member it is about (member notes), else empty.
+
+            ```proto
+            string display_name = 2;
+            ```
+        detail:
+            The member's role (ROLE_WITHOUT_POINTS) or the overlapping distribution's id (OVERLAPS), else empty.
+
+            ```proto
+            string detail = 3;
+            ```
+    """
+
+    __slots__ = ("kind", "display_name", "detail")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            kind: DistributionNoteKind | None = None,
+            display_name: str = "",
+            detail: str = "",
+        ) -> None:
+            pass
+
+        kind: DistributionNoteKind
+        display_name: str
+        detail: str
 
 _MyShareFields: TypeAlias = Literal["venue_id", "venue_name", "distribution_id", "period", "method", "rule_version", "pool_total", "members_paid", "line", "status", "confirmed_at"]
 
@@ -1136,9 +1211,80 @@ class DistributionStatus(Enum):
     CONFIRMED = 3
     REVERSED = 4
 
+class DistributionNoteKind(Enum):
+    """
+    ```proto
+    enum ttip.venue.v1.DistributionNoteKind
+    ```
+
+    Attributes:
+        UNSPECIFIED:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_UNSPECIFIED = 0
+            ```
+        LEFT_BEFORE_PERIOD:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD = 1
+            ```
+        JOINED_AFTER_PERIOD:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD = 2
+            ```
+        MANAGER_NOT_IN_POOL:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL = 3
+            ```
+        INVITATION_NOT_ACCEPTED:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED = 4
+            ```
+        NO_FINISHED_SHIFT:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT = 5
+            ```
+        ROLE_WITHOUT_POINTS:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS = 6
+            ```
+        NO_PERCENTAGE:
+            ```proto
+            DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE = 7
+            ```
+        OVERLAPS:
+            Another distribution already covers part of the period.
+
+            ```proto
+            DISTRIBUTION_NOTE_KIND_OVERLAPS = 8
+            ```
+        PERIOD_NOT_OVER:
+            The period has not ended: more tips may still arrive in it.
+
+            ```proto
+            DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER = 9
+            ```
+        NOBODY_ELIGIBLE:
+            Tips were collected but nobody is eligible under the rule.
+
+            ```proto
+            DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE = 10
+            ```
+    """
+
+    UNSPECIFIED = 0
+    LEFT_BEFORE_PERIOD = 1
+    JOINED_AFTER_PERIOD = 2
+    MANAGER_NOT_IN_POOL = 3
+    INVITATION_NOT_ACCEPTED = 4
+    NO_FINISHED_SHIFT = 5
+    ROLE_WITHOUT_POINTS = 6
+    NO_PERCENTAGE = 7
+    OVERLAPS = 8
+    PERIOD_NOT_OVER = 9
+    NOBODY_ELIGIBLE = 10
+
 
 _DESC = file_desc(
-    b'\n\x19ttip/venue/v1/venue.proto\x12\rttip.venue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"j\n\x04Role\x12\x17\n\x07role_id\x18\x01 \x01(\tR\x06roleId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n\nis_manager\x18\x04 \x01(\x08R\tisManager"\xb9\x03\n\x06Member\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x05 \x01(\tR\x0bphoneMasked\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x123\n\x06status\x18\x07 \x01(\x0e2\x1b.ttip.venue.v1.MemberStatusR\x06status\x127\n\tjoined_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x129\n\ninvited_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n\nvenue_name\x18\x0b \x01(\tR\tvenueName"\xbb\x02\n\x05Shift\x12\x19\n\x08shift_id\x18\x01 \x01(\tR\x07shiftId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x122\n\x06source\x18\x06 \x01(\x0e2\x1a.ttip.venue.v1.ShiftSourceR\x06source\x12\x18\n\x07minutes\x18\x07 \x01(\x03R\x07minutes\x12\x1f\n\x0brecorded_by\x18\x08 \x01(\tR\nrecordedBy"h\n\x06Period\x120\n\x05start\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03end\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x03end"\x98\x01\n\x0bMemberHours\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts"L\n\nFixedShare\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cbasis_points\x18\x02 \x01(\x05R\x0bbasisPoints"\x97\x03\n\tSplitRule\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x122\n\x06method\x18\x03 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12)\n\x10include_managers\x18\x04 \x01(\x08R\x0fincludeManagers\x12<\n\x0cfixed_shares\x18\x05 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedShares\x120\n\x14pool_individual_tips\x18\x06 \x01(\x08R\x12poolIndividualTips\x12\x12\n\x04note\x18\x07 \x01(\tR\x04note\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07summary\x18\n \x01(\tR\x07summary"\xd0\x02\n\tShareLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x04 \x01(\tR\x06roleId\x12\x16\n\x06weight\x18\x05 \x01(\x03R\x06weight\x12!\n\x0ctotal_weight\x18\x06 \x01(\x03R\x0btotalWeight\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07minutes\x18\x08 \x01(\x03R\x07minutes\x12 \n\x0bexplanation\x18\t \x01(\tR\x0bexplanation\x12\'\n\x0fremainder_minor\x18\n \x01(\x03R\x0eremainderMinor"\xbc\x06\n\x0cDistribution\x12\'\n\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12-\n\x06period\x18\x03 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x12!\n\x0crule_version\x18\x04 \x01(\x05R\x0bruleVersion\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x123\n\tcollected\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x1b\n\ttip_count\x18\x08 \x01(\x03R\x08tipCount\x120\n\x06shares\x18\t \x03(\x0b2\x18.ttip.venue.v1.ShareLineR\x06shares\x12%\n\x0eremainder_rule\x18\n \x01(\tR\rremainderRule\x129\n\x06status\x18\x0b \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12\x19\n\x08entry_id\x18\x0c \x01(\tR\x07entryId\x12*\n\x11reversal_entry_id\x18\r \x01(\tR\x0freversalEntryId\x12\'\n\x0freversal_reason\x18\x0e \x01(\tR\x0ereversalReason\x12!\n\x0cconfirmed_by\x18\x0f \x01(\tR\x0bconfirmedBy\x12=\n\x0cconfirmed_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt\x12;\n\x0breversed_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreversedAt\x12\x1a\n\x08revision\x18\x12 \x01(\x05R\x08revision\x12\x18\n\x07summary\x18\x13 \x01(\tR\x07summary"\xf3\x03\n\x07MyShare\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12-\n\x06period\x18\x04 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x124\n\npool_total\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12!\n\x0cmembers_paid\x18\x08 \x01(\x05R\x0bmembersPaid\x12,\n\x04line\x18\t \x01(\x0b2\x18.ttip.venue.v1.ShareLineR\x04line\x129\n\x06status\x18\n \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12=\n\x0cconfirmed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb6\x01\n\x0bAuditRecord\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12*\n\x02at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\xec\x01\n\nReportLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts\x12-\n\x06shares\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06shares\x12$\n\rdistributions\x18\x07 \x01(\x05R\rdistributions"S\n\x0bRejectedRow\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x18\n\x07content\x18\x02 \x01(\tR\x07content\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason*z\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x03*v\n\x0bShiftSource\x12\x1c\n\x18SHIFT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHIFT_SOURCE_CLOCK\x10\x01\x12\x18\n\x14SHIFT_SOURCE_MANAGER\x10\x02\x12\x17\n\x13SHIFT_SOURCE_IMPORT\x10\x03*\xac\x01\n\x0bSplitMethod\x12\x1c\n\x18SPLIT_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPLIT_METHOD_EQUAL_ON_SHIFT\x10\x01\x12\x19\n\x15SPLIT_METHOD_BY_HOURS\x10\x02\x12\x1f\n\x1bSPLIT_METHOD_BY_ROLE_POINTS\x10\x03\x12"\n\x1eSPLIT_METHOD_FIXED_PERCENTAGES\x10\x04*\xc0\x01\n\x12DistributionStatus\x12#\n\x1fDISTRIBUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04b\x06proto3',
+    b'\n\x19ttip/venue/v1/venue.proto\x12\rttip.venue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"j\n\x04Role\x12\x17\n\x07role_id\x18\x01 \x01(\tR\x06roleId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n\nis_manager\x18\x04 \x01(\x08R\tisManager"\xb9\x03\n\x06Member\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x05 \x01(\tR\x0bphoneMasked\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x123\n\x06status\x18\x07 \x01(\x0e2\x1b.ttip.venue.v1.MemberStatusR\x06status\x127\n\tjoined_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x129\n\ninvited_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n\nvenue_name\x18\x0b \x01(\tR\tvenueName"\xbb\x02\n\x05Shift\x12\x19\n\x08shift_id\x18\x01 \x01(\tR\x07shiftId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x122\n\x06source\x18\x06 \x01(\x0e2\x1a.ttip.venue.v1.ShiftSourceR\x06source\x12\x18\n\x07minutes\x18\x07 \x01(\x03R\x07minutes\x12\x1f\n\x0brecorded_by\x18\x08 \x01(\tR\nrecordedBy"h\n\x06Period\x120\n\x05start\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03end\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x03end"\x98\x01\n\x0bMemberHours\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts"L\n\nFixedShare\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cbasis_points\x18\x02 \x01(\x05R\x0bbasisPoints"\x97\x03\n\tSplitRule\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x122\n\x06method\x18\x03 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12)\n\x10include_managers\x18\x04 \x01(\x08R\x0fincludeManagers\x12<\n\x0cfixed_shares\x18\x05 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedShares\x120\n\x14pool_individual_tips\x18\x06 \x01(\x08R\x12poolIndividualTips\x12\x12\n\x04note\x18\x07 \x01(\tR\x04note\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07summary\x18\n \x01(\tR\x07summary"\xd0\x02\n\tShareLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x04 \x01(\tR\x06roleId\x12\x16\n\x06weight\x18\x05 \x01(\x03R\x06weight\x12!\n\x0ctotal_weight\x18\x06 \x01(\x03R\x0btotalWeight\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07minutes\x18\x08 \x01(\x03R\x07minutes\x12 \n\x0bexplanation\x18\t \x01(\tR\x0bexplanation\x12\'\n\x0fremainder_minor\x18\n \x01(\x03R\x0eremainderMinor"\xd0\x07\n\x0cDistribution\x12\'\n\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12-\n\x06period\x18\x03 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x12!\n\x0crule_version\x18\x04 \x01(\x05R\x0bruleVersion\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x123\n\tcollected\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x1b\n\ttip_count\x18\x08 \x01(\x03R\x08tipCount\x120\n\x06shares\x18\t \x03(\x0b2\x18.ttip.venue.v1.ShareLineR\x06shares\x12%\n\x0eremainder_rule\x18\n \x01(\tR\rremainderRule\x129\n\x06status\x18\x0b \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12\x19\n\x08entry_id\x18\x0c \x01(\tR\x07entryId\x12*\n\x11reversal_entry_id\x18\r \x01(\tR\x0freversalEntryId\x12\'\n\x0freversal_reason\x18\x0e \x01(\tR\x0ereversalReason\x12!\n\x0cconfirmed_by\x18\x0f \x01(\tR\x0bconfirmedBy\x12=\n\x0cconfirmed_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt\x12;\n\x0breversed_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreversedAt\x12\x1a\n\x08revision\x18\x12 \x01(\x05R\x08revision\x12\x18\n\x07summary\x18\x13 \x01(\tR\x07summary\x12!\n\x0cmember_count\x18\x14 \x01(\x05R\x0bmemberCount\x128\n\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n\x05notes\x18\x16 \x03(\x0b2\x1f.ttip.venue.v1.DistributionNoteR\x05notes"\x86\x01\n\x10DistributionNote\x127\n\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x16\n\x06detail\x18\x03 \x01(\tR\x06detail"\xf3\x03\n\x07MyShare\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12-\n\x06period\x18\x04 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x124\n\npool_total\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12!\n\x0cmembers_paid\x18\x08 \x01(\x05R\x0bmembersPaid\x12,\n\x04line\x18\t \x01(\x0b2\x18.ttip.venue.v1.ShareLineR\x04line\x129\n\x06status\x18\n \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12=\n\x0cconfirmed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb6\x01\n\x0bAuditRecord\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12*\n\x02at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\xec\x01\n\nReportLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts\x12-\n\x06shares\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06shares\x12$\n\rdistributions\x18\x07 \x01(\x05R\rdistributions"S\n\x0bRejectedRow\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x18\n\x07content\x18\x02 \x01(\tR\x07content\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason*z\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x03*v\n\x0bShiftSource\x12\x1c\n\x18SHIFT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHIFT_SOURCE_CLOCK\x10\x01\x12\x18\n\x14SHIFT_SOURCE_MANAGER\x10\x02\x12\x17\n\x13SHIFT_SOURCE_IMPORT\x10\x03*\xac\x01\n\x0bSplitMethod\x12\x1c\n\x18SPLIT_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPLIT_METHOD_EQUAL_ON_SHIFT\x10\x01\x12\x19\n\x15SPLIT_METHOD_BY_HOURS\x10\x02\x12\x1f\n\x1bSPLIT_METHOD_BY_ROLE_POINTS\x10\x03\x12"\n\x1eSPLIT_METHOD_FIXED_PERCENTAGES\x10\x04*\xc0\x01\n\x12DistributionStatus\x12#\n\x1fDISTRIBUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\x86\x04\n\x14DistributionNoteKind\x12&\n"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n)DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n*DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD\x10\x02\x12.\n*DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL\x10\x03\x122\n.DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED\x10\x04\x12,\n(DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT\x10\x05\x12.\n*DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS\x10\x06\x12(\n$DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE\x10\x07\x12#\n\x1fDISTRIBUTION_NOTE_KIND_OVERLAPS\x10\x08\x12*\n&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\nb\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
@@ -1153,6 +1299,7 @@ _DESC = file_desc(
         "SplitRule": SplitRule,
         "ShareLine": ShareLine,
         "Distribution": Distribution,
+        "DistributionNote": DistributionNote,
         "MyShare": MyShare,
         "AuditRecord": AuditRecord,
         "ReportLine": ReportLine,
@@ -1161,6 +1308,7 @@ _DESC = file_desc(
         "ShiftSource": ShiftSource,
         "SplitMethod": SplitMethod,
         "DistributionStatus": DistributionStatus,
+        "DistributionNoteKind": DistributionNoteKind,
     },
 )
 
