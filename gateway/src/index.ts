@@ -97,6 +97,8 @@ export interface GatewayOptions {
   drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
+  /** Calls to the backends and from other processes in frames (ServerOptions.frames in the runtime; default true). */
+  frames?: boolean;
   /** See ServerOptions.streamApi in the runtime (default true; false: the benches' yardstick). */
   streamApi?: boolean;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
@@ -140,7 +142,7 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   // One connection to each backend (the runtime's UpstreamSession) for every call to it, forwarded as bytes or not.
-  const upstreams = upstreamSessions();
+  const upstreams = upstreamSessions(options.frames ?? true);
   const transportFor = (url: string, interceptors?: Interceptor[]) =>
     internalTransport(url, upstreams.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
@@ -189,6 +191,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     drainTimeoutMs: options.drainTimeoutMs,
     drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
+    frames: options.frames,
     streamApi: options.streamApi,
     readMaxBytes: options.readMaxBytes,
   };

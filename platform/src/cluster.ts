@@ -168,7 +168,7 @@ async function runService(module: ServiceModule): Promise<void> {
   const cfg = loadServiceConfig(module);
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
   const tracing = tracingFromEnv(`ttip-${role}`);
-  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
+  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined, undefined, { frames: cfg.RPC_FRAMES === "on" });
   const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
   const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, serverOptions(cfg));
   onShutdown(
@@ -240,6 +240,7 @@ export function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
     drainDelayMs: cfg.DRAIN_DELAY_MS,
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
+    frames: cfg.RPC_FRAMES === "on",
     readMaxBytes: cfg.READ_MAX_BYTES,
   };
 }

@@ -13,6 +13,8 @@ export const common = {
   DRAIN_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
   // 0: HTTP/2 sessions are never ended by age (one process; nothing to spread over).
   GRPC_MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(0),
+  // off: our processes' unary calls stay on HTTP/2, sent and served (a mesh's proxy on the port parses only HTTP).
+  RPC_FRAMES: z.enum(["on", "off"]).default("on"),
   // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
   READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };

@@ -87,6 +87,8 @@ export interface ServerOptions {
    * over pods the autoscaler added. 0 or absent: sessions live until closed.
    */
   maxConnectionAgeMs?: number;
+  /** Serve our processes' unary calls in frames (frames.ts; default true); false: a frames preface is answered as HTTP/1.1 does (400), so clients use HTTP/2. */
+  frames?: boolean;
   /** One access-log line per call, with this kind of caller (the gateway's). Errors are then not logged again. */
   accessLog?: { callerKind: (values: ContextValues) => string };
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
@@ -188,7 +190,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0);
   // Our own processes' unary calls in frames (frames.ts), counted for the drain as HTTP/2's streams.
   const frames = frameServer({ serve: adapter.serveRpc, track: (exchange) => inFlight.track({ once: (_event, listener) => exchange.onClose(listener) }), maxAgeMs: options.maxConnectionAgeMs ?? 0 });
-  const { listener, sockets } = connectionListener(h1, h2, frames);
+  const { listener, sockets } = connectionListener(h1, h2, frames, options.frames ?? true);
 
   await listenOn(listener, options);
   const port = (listener.address() as net.AddressInfo).port;
@@ -337,14 +339,14 @@ function http2Server(onStream: StreamListener, maxAgeMs: number) {
 }
 
 /** The one TCP listener and its open sockets; each connection goes to h1, h2 or frames by its first bytes. */
-function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Frames) {
+function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Frames, acceptFrames: boolean) {
   const sockets = new Set<net.Socket>();
   // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
   const listener = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    routeConnection(socket, h1, h2, frames);
+    routeConnection(socket, h1, h2, frames, acceptFrames);
   });
   return { listener, sockets };
 }
@@ -443,12 +445,12 @@ function opensWith(head: Buffer, preface: Buffer): boolean | undefined {
 }
 
 /** Hands a fresh connection to the HTTP/2, the HTTP/1.1 or the frames server by its first bytes. */
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, frames: Frames) {
+function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, frames: Frames, acceptFrames: boolean) {
   let head = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
     const isH2 = opensWith(head, H2_PREFACE);
-    const isFrames = opensWith(head, FRAMES_PREFACE);
+    const isFrames = acceptFrames ? opensWith(head, FRAMES_PREFACE) : false;
     if (isH2 === undefined || isFrames === undefined) return; // wait for the whole preface
     socket.off("data", onData);
     socket.pause();

@@ -271,3 +271,31 @@ test("a client that sends calls and reads no answer: the server stops reading it
     await new Promise((resolve) => listener.close(resolve));
   }
 });
+
+test("a server with frames off (a mesh's proxy on the port) answers the preface as HTTP/1.1 does, and a frames client's calls go by HTTP/2, each handled once", async () => {
+  let calls = 0;
+  const server = await startServer({
+    name: "frames-off",
+    logger: captureLogger("silent").logger,
+    metrics: new Metrics(),
+    services: [QrService],
+    frames: false,
+    routes: (router) => router.service(QrService, { getQrCode: async (req) => (calls++, { qrCode: { qrCodeId: req.qrCodeId } }) }),
+  });
+  const session = new UpstreamSession(server.url, {}, undefined, true);
+  try {
+    const raw = net.connect(server.port, "127.0.0.1");
+    raw.on("error", () => undefined);
+    raw.write(FRAMES_PREFACE);
+    const [first] = (await once(raw, "data")) as [Buffer];
+    raw.destroy();
+    assert.match(first.toString("latin1"), /^HTTP\/1\.1 400/);
+    const qr = createClient(QrService, internalTransport(server.url, session, []));
+    const id = randomUUID();
+    assert.equal((await qr.getQrCode({ qrCodeId: id }, { timeoutMs: 5_000 })).qrCode?.qrCodeId, id);
+    assert.equal(calls, 1);
+  } finally {
+    session.close();
+    await server.close();
+  }
+});
