@@ -50,3 +50,11 @@ export function basisPoints(text: string): number | undefined {
   const bp = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
   return bp <= 10_000 ? bp : undefined;
 }
+
+/**
+ * "=" when a share is exactly its weight's part of the pool, "≈" when rounding moved it
+ * (2 of 3 x KES 500 is 333.33, paid as 333): the line must not claim a sum that is not one.
+ */
+export function shareSign(weight: bigint, totalWeight: bigint, poolMinor: bigint, shareMinor: bigint): "=" | "≈" {
+  return totalWeight > 0n && weight * poolMinor === shareMinor * totalWeight ? "=" : "≈";
+}

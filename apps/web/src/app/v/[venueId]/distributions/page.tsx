@@ -7,7 +7,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
-import { hours, inputTime, localTime, methodName, shown } from "../../util";
+import { hours, inputTime, localTime, methodName, shareSign, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { venueDictionaries, type VenueKey } from "../../../../lib/venue-i18n";
 
@@ -61,7 +61,7 @@ function Shares({ d }: { d: Distribution }) {
               </tr>
               <tr className="how">
                 <td colSpan={4} className="muted">
-                  {t("v_how")}: {t("v_howLine", { w: String(s.weight), total: String(s.totalWeight), pool, share: formatMoney(s.amount?.amountMinor ?? 0n) })}
+                  {t("v_how")}: {t("v_howLine", { w: String(s.weight), total: String(s.totalWeight), pool, eq: shareSign(s.weight, s.totalWeight, d.collected?.amountMinor ?? 0n, s.amount?.amountMinor ?? 0n), share: formatMoney(s.amount?.amountMinor ?? 0n) })}
                   {s.remainderMinor ? t("v_fromRounding", { amount: formatMoney(s.remainderMinor) }) : ""}
                 </td>
               </tr>
