@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -1117,29 +1117,43 @@ describe("notification service against Postgres, JetStream and the provider simu
   test("deliveries are written with one heap WAL record each (NOT EXISTS, no speculative insert to confirm); written again, none", async () => {
     await t.db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
     const requests = Array.from({ length: 5 }, () => ({ sourceKey: `event:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }));
-    /** The deliveries' heap insert and confirmation records `work` wrote (pg_walinspect). */
-    const inserts = async (work: () => Promise<unknown>): Promise<Record<string, number>> => {
-      const inserted = async () => (await t.db.pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn() AS l")).rows[0].l;
+    /**
+     * The deliveries' heap insert and confirmation records `work` wrote (pg_walinspect), in a transaction of its
+     * own: only its transaction's records are counted, not the file's running service's (a late consumer's
+     * deliveries would be in the same WAL range).
+     */
+    const inserts = async (work: (tx: PoolClient) => Promise<unknown>): Promise<Record<string, number>> => {
+      const lsn = async () => (await t.db.pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn() AS l")).rows[0].l;
       // pg_walinspect reads what is flushed only, and the test server commits without waiting for the flush.
-      const flushed = (lsn: string) => eventually("the WAL written flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [lsn])).rows[0].ok);
-      const from = await inserted();
+      const flushed = (at: string) => eventually("the WAL written flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [at])).rows[0].ok);
+      const from = await lsn();
       await flushed(from);
-      await work();
-      const to = await inserted();
+      const tx = await t.db.pool.connect();
+      let xid: string;
+      try {
+        await tx.query("BEGIN");
+        xid = (await tx.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid")).rows[0].xid;
+        await work(tx);
+        await tx.query("COMMIT");
+      } finally {
+        await tx.query("ROLLBACK").catch(() => undefined);
+        tx.release();
+      }
+      const to = await lsn();
       await flushed(to);
       const { rows } = await t.db.pool.query<{ type: string; n: number }>(
         `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
-          WHERE resource_manager = 'Heap' AND split_part(record_type, '+', 1) IN ('INSERT', 'HEAP_CONFIRM')
+          WHERE xid::text = $3 AND resource_manager = 'Heap' AND split_part(record_type, '+', 1) IN ('INSERT', 'HEAP_CONFIRM')
             AND block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode('notification.deliveries') || '( |$)')
           GROUP BY 1`,
-        [from, to],
+        [from, to, xid],
       );
       return Object.fromEntries(rows.map((r) => [r.type, r.n]));
     };
     let ids: string[][] = [];
-    assert.deepEqual(await inserts(async () => (ids = await enqueueMany(t.db.pool, requests))), { INSERT: requests.length }, "ON CONFLICT DO NOTHING also wrote a HEAP_CONFIRM per delivery");
+    assert.deepEqual(await inserts(async (tx) => (ids = await enqueueMany(tx, requests))), { INSERT: requests.length }, "ON CONFLICT DO NOTHING also wrote a HEAP_CONFIRM per delivery");
     let again: string[][] = [];
-    assert.deepEqual(await inserts(async () => (again = await enqueueMany(t.db.pool, requests))), {}, "nothing written for deliveries made before");
+    assert.deepEqual(await inserts(async (tx) => (again = await enqueueMany(tx, requests))), {}, "nothing written for deliveries made before");
     assert.deepEqual(again, ids, "a repeat finds them");
   });
 
