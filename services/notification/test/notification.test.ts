@@ -1123,11 +1123,10 @@ describe("notification service against Postgres, JetStream and the provider simu
      * deliveries would be in the same WAL range).
      */
     const inserts = async (work: (tx: PoolClient) => Promise<unknown>): Promise<Record<string, number>> => {
-      const lsn = async () => (await t.db.pool.query<{ l: string }>("SELECT pg_current_wal_insert_lsn() AS l")).rows[0].l;
-      // pg_walinspect reads what is flushed only, and the test server commits without waiting for the flush.
-      const flushed = (at: string) => eventually("the WAL written flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [at])).rows[0].ok);
-      const from = await lsn();
-      await flushed(from);
+      // pg_walinspect reads only what is flushed: the range runs from the flushed end before the work to the
+      // flushed end once the work's last record is flushed (the test server commits without waiting for it).
+      const lsn = async (which: "insert" | "flush") => (await t.db.pool.query<{ l: string }>(`SELECT pg_current_wal_${which}_lsn() AS l`)).rows[0].l;
+      const from = await lsn("flush");
       const tx = await t.db.pool.connect();
       let xid: string;
       try {
@@ -1139,8 +1138,9 @@ describe("notification service against Postgres, JetStream and the provider simu
         await tx.query("ROLLBACK").catch(() => undefined);
         tx.release();
       }
-      const to = await lsn();
-      await flushed(to);
+      const written = await lsn("insert");
+      await eventually("the work's WAL flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [written])).rows[0].ok);
+      const to = await lsn("flush");
       const { rows } = await t.db.pool.query<{ type: string; n: number }>(
         `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
           WHERE xid::text = $3 AND resource_manager = 'Heap' AND split_part(record_type, '+', 1) IN ('INSERT', 'HEAP_CONFIRM')
