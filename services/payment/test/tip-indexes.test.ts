@@ -10,13 +10,23 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { migrate } from "@ttip/runtime";
+import { migrate, type Pool } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 
 /** The columns, each unique where it is filled. */
 const ONCE_COLUMNS = ["mpesa_receipt", "credit_key", "checkout_request_id", "account_reference", "provider_payment_id", "provider_charge_id"] as const;
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
+
+/** Inserts one tip (with a fresh key, and `tipId` if given) that holds `value` in `column` from the start. */
+function insertTipHolding(pool: Pool, column: "mpesa_receipt" | "checkout_request_id", value: string, status = "pending", tipId?: string) {
+  return pool.query(
+    `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+       phone, phone_masked, status, callback_token, deadline_at, next_check_at, ${column})
+     VALUES (COALESCE($1::uuid, gen_random_uuid()), $2, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', $3, $2, now(), now(), $4)`,
+    [tipId ?? null, randomUUID(), status, value],
+  );
+}
 
 describe("payment.tips' unique indexes on columns filled later or on one road", () => {
   let db: TestDatabase;
@@ -58,12 +68,7 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     const receipt = `R${randomUUID()}`;
     await db.pool.query("UPDATE payment.tips SET mpesa_receipt = $2, credit_key = $2 WHERE tip_id = $1", [first, receipt]);
     await assert.rejects(
-      db.pool.query(
-        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
-           phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt)
-         VALUES (gen_random_uuid(), $1, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', 'succeeded', $1, now(), now(), $2)`,
-        [randomUUID(), receipt],
-      ),
+      insertTipHolding(db.pool, "mpesa_receipt", receipt, "succeeded"),
       { code: "23505" },
     );
   });
@@ -73,12 +78,7 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     const checkout = `ws_CO_${randomUUID()}`;
     await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [first, checkout]);
     await assert.rejects(
-      db.pool.query(
-        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
-           phone, phone_masked, status, callback_token, deadline_at, next_check_at, checkout_request_id)
-         VALUES (gen_random_uuid(), $1, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', 'pending', $1, now(), now(), $2)`,
-        [randomUUID(), checkout],
-      ),
+      insertTipHolding(db.pool, "checkout_request_id", checkout),
       { code: "23505" },
     );
     // The same id stated again (a callback after the push's answer) changes nothing and is no conflict with itself.
@@ -146,16 +146,11 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
       await migrate(other.pool, "payment", older);
       const tipId = randomUUID();
       const checkout = `ws_CO_${randomUUID()}`;
-      const insert = (id: string, key: string) => other.pool.query(
-        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
-           phone, phone_masked, status, callback_token, deadline_at, next_check_at, checkout_request_id)
-         VALUES ($1, $2, 'fp', gen_random_uuid(), 'KES', 10000, 10000, 9500, '254700000001', 'x', 'pending', $2, now(), now(), $3)`,
-        [id, key, checkout]);
-      await insert(tipId, randomUUID());
+      await insertTipHolding(other.pool, "checkout_request_id", checkout, "pending", tipId);
       await migrate(other.pool, "payment", MIGRATIONS);
       const { rows } = await other.pool.query("SELECT checkout_request_id, tip_id FROM payment.tip_checkout_ids");
       assert.deepEqual(rows, [{ checkout_request_id: checkout, tip_id: tipId }]);
-      await assert.rejects(insert(randomUUID(), randomUUID()), { code: "23505" });
+      await assert.rejects(insertTipHolding(other.pool, "checkout_request_id", checkout), { code: "23505" });
     } finally {
       await rm(older, { recursive: true, force: true });
       await other.drop();
