@@ -209,6 +209,8 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
     return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200) };
   };
+  const alerts = async (tipId: string, reason: string) =>
+    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = $2", [tipId, reason])).rows[0].n;
   const events = async (subject: string, tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
 
@@ -234,6 +236,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await h.balance(coded.id)], [0n, 0, codedMinor], "one payment paid once");
       assert.equal(await events("ttip.payment.tip_failed", p.tipId), 1, "failed once");
       assert.equal(await events("ttip.payment.tip_succeeded", p.tipId), 0);
+      assert.equal(await alerts(p.tipId, "CALLBACK_MISMATCH"), 1, "flagged once however often the callback comes");
       assert.ok(await h.trialBalanced());
     });
   }
