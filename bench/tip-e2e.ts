@@ -60,6 +60,7 @@ import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./p
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
+import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -100,6 +101,9 @@ const connectionsFor = (concurrency: number) =>
 // BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements),
 // and the N tables its sequential scans read most rows of (pg_stat_user_tables).
 const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+// BENCH_PG_WAL=N: the window's WAL read back (pg_walinspect): records, bytes and full-page images per tip,
+// and the N largest parts by resource manager and by relation.
+const pgWalRows = Number(process.env.BENCH_PG_WAL ?? 0);
 // BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
@@ -642,6 +646,7 @@ try {
     roundTrips0 = writesSoFar();
     if (settleAfterWarmup) await holdAutovacuum(seconds);
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
+    const walFrom = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
     const startedAt = new Date();
     const redisCalls0 = await redisCommandCalls(cache.redis);
@@ -704,6 +709,7 @@ try {
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
     const pgWork2 = await pgBackground((sql) => pool.query(sql));
+    const walTo = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
     // would hold the pollers' statements of those 11 s too.
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
@@ -785,6 +791,7 @@ try {
     console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
       ` ${pgBackgroundBetween(pgWork1, pgWork2, startedAt.getTime())}`);
     console.log(`    from the warm-up's end to the window: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt.getTime())}`);
+    if (pgWalRows) for (const line of walPerTip(await walBetween((sql, v) => pool.query(sql, v), walFrom, walTo, pgWalRows), rows.length)) console.log(`    ${line}`);
     // A pool closes a connection idle 30 s: those the warm-up opened and the run left unused end inside it.
     const ended = [...backends0].filter(([pid]) => !backends1.has(pid));
     console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +
