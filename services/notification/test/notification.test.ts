@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -772,6 +772,39 @@ describe("notification service against Postgres, JetStream and the provider simu
       await blocker.query("ROLLBACK").catch(() => undefined);
       blocker.release();
     }
+  });
+
+  test("a batch's receipt whose key a concurrent call is claiming: the statement waits, loses on the key, runs again once and answers the other call's delivery; made once, sent by neither twice", async () => {
+    const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext);
+    const phone = newPhone();
+    const key = `raced-${randomUUID()}`;
+    const request = create(SendNotificationRequestSchema, { idempotencyKey: key, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    // The concurrent call's statement: its claim of the key and its delivery, not committed yet.
+    const other = await t.db.pool.connect();
+    const theirs = randomUUID();
+    try {
+      await other.query("BEGIN");
+      await other.query("INSERT INTO notification.idempotent_requests (operation, caller, key, fingerprint, result_id) VALUES ($1, '', $2, $3, $4)", [
+        `${NotificationInternalService.typeName}/${NotificationInternalService.method.sendNotification.name}`, key, requestFingerprint(SendNotificationRequestSchema, request), `rpc:${key}`,
+      ]);
+      await other.query(
+        `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+         VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'sent', 1)`,
+        [theirs, `rpc:${key}`, `phone:${phone.replace("+", "")}`, Channel.SMS, phone.replace("+", ""), TemplateKey.RECEIPT],
+      );
+      const call = (handlers.sendNotifications as (r: { requests: (typeof request)[] }) => Promise<{ results: { code: number; deliveryIds: string[] }[] }>)({ requests: [request] });
+      await eventually("the call's statement waiting for the key", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%idempotent_requests%'")).rowCount! > 0);
+      await other.query("COMMIT");
+      const { results } = await call;
+      assert.deepEqual(results.map((r) => [r.code, r.deliveryIds]), [[0, [theirs]]], "answered as a repeat, not refused (it lost on the key: 23505)");
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+    const made = await t.db.pool.query<{ id: string }>("SELECT id FROM notification.deliveries WHERE source_key = $1", [`rpc:${key}`]);
+    assert.deepEqual(made.rows.map((r) => r.id), [theirs], "made once");
+    assert.equal(smsTo(phone).length, 0, "nothing sent by this call");
   });
 
   test("a claimed send whose turn comes after its lease ran out (a slow provider held every turn) is not sent beside the resend of the look that declared it in doubt", async () => {
