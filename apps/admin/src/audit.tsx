@@ -8,7 +8,7 @@ import { nairobiDay } from "../../web/src/lib/nairobi-time";
 import { AuditAction, type AuditEvent } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText } from "./api";
-import { nairobiDayInput, when } from "./ui";
+import { nairobiDayInput, useDateFields, when } from "./ui";
 
 /** Rows one export may hold: beyond that, narrow the filters (the message says so). */
 export const MAX_EXPORT_ROWS = 10_000;
@@ -27,6 +27,8 @@ interface Filters {
   to: string;
 }
 
+const FROM = "From date (Nairobi)";
+const TO = "To date (Nairobi)";
 const NO_FILTERS: Filters = { actorUserId: "", userId: "", target: "", action: "", from: "", to: "" };
 
 /** The request's filters; dates are whole Nairobi days, `to` inclusive. */
@@ -83,10 +85,12 @@ export function Audit() {
   const [next, setNext] = useState("");
   const [error, setError] = useState("");
   const [exporting, setExporting] = useState("");
+  const dates = useDateFields([FROM, TO]);
   const set = (k: keyof Filters) => (e: { target: { value: string } }) => setFilters({ ...filters, [k]: e.target.value });
 
   const load = async (pageToken = "") => {
     setError("");
+    if (!dates.check()) return;
     try {
       const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(filters), page: { pageSize: PAGE, pageToken } });
       setEvents(pageToken ? [...events, ...r.events] : r.events);
@@ -98,6 +102,7 @@ export function Audit() {
 
   const exportCsv = async () => {
     setError("");
+    if (!dates.check()) return;
     setExporting("exporting…");
     try {
       const all: AuditEvent[] = [];
@@ -121,7 +126,7 @@ export function Audit() {
   useEffect(() => void load(), []);
   return (
     <div>
-      <form className="inline" aria-label="Audit search" onSubmit={(e) => (e.preventDefault(), void load())}>
+      <form className="inline" aria-label="Audit search" noValidate onSubmit={(e) => (e.preventDefault(), void load())}>
         <input aria-label="Actor id" placeholder="Actor (admin id)" value={filters.actorUserId} onChange={set("actorUserId")} />
         <input aria-label="User id" placeholder="User id" value={filters.userId} onChange={set("userId")} />
         <input aria-label="Target" placeholder="Target, e.g. worker:<id>" value={filters.target} onChange={set("target")} />
@@ -131,12 +136,13 @@ export function Audit() {
             <option key={a} value={a}>{actionName(a)}</option>
           ))}
         </select>
-        <label>From <input type="date" aria-label="From date (Nairobi)" value={filters.from} onChange={set("from")} /></label>
-        <label>To <input type="date" aria-label="To date (Nairobi)" value={filters.to} onChange={set("to")} /></label>
+        <label>From <input type="date" {...dates.field(FROM)} value={filters.from} onChange={set("from")} /></label>
+        <label>To <input type="date" {...dates.field(TO)} value={filters.to} onChange={set("to")} /></label>
         <button>Search</button>
         <button type="button" onClick={() => void exportCsv()}>Export CSV</button>
       </form>
       {exporting && <p role="status">{exporting}</p>}
+      {dates.message}
       {error && <p role="alert" className="error">{error}</p>}
       <table aria-label="Audit log">
         <thead><tr><th>When (EAT)</th><th>Service</th><th>Action</th><th>Target</th><th>User</th><th>By</th><th>Address</th><th>Detail</th></tr></thead>

@@ -7,7 +7,7 @@ import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
-import { Action, nairobiInput, Section, money, when, words, ZONE_LABEL } from "./ui";
+import { Action, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
 
 const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
 
@@ -22,6 +22,8 @@ interface Filter {
   resultCode: string;
   workerId: string;
 }
+const FROM = `From (${ZONE_LABEL})`;
+const TO = `To (${ZONE_LABEL})`;
 const EMPTY: Filter = { kind: "tips", status: 0, method: 0, from: "", to: "", minShillings: "", maxShillings: "", resultCode: "", workerId: "" };
 
 /** Whole shillings as typed, to minor units; the API names the field if it is wrong. */
@@ -39,9 +41,11 @@ export function Payments({ session }: { session: Session }) {
   const [error, setError] = useState("");
   const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string }>();
   const payment = api(PaymentAdminService);
+  const dates = useDateFields([FROM, TO]);
 
   const load = async (pageToken = "") => {
     setError("");
+    if (!dates.check()) return;
     try {
       const common = {
         page: { pageSize: 25, pageToken },
@@ -71,8 +75,8 @@ export function Payments({ session }: { session: Session }) {
   return (
     <div className="split">
       <div>
-        <form className="inline" aria-label="Payment filters" onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
-          <select aria-label="Kind" value={filter.kind} onChange={(e) => setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] })}>
+        <form className="inline" aria-label="Payment filters" noValidate onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
+          <select aria-label="Kind" value={filter.kind} onChange={(e) => (dates.clear(), setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] }))}>
             <option value="tips">Tips</option>
             <option value="payouts">Payouts</option>
           </select>
@@ -86,14 +90,15 @@ export function Payments({ session }: { session: Session }) {
               {enumOptions(PaymentMethodKind).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
             </select>
           )}
-          <input aria-label={`From (${ZONE_LABEL})`} title={`From (${ZONE_LABEL})`} type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
-          <input aria-label={`To (${ZONE_LABEL})`} title={`To (${ZONE_LABEL})`} type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
+          <input {...dates.field(FROM)} type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
+          <input {...dates.field(TO)} type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
           <input aria-label="Min KES" placeholder="min KES" size={7} value={filter.minShillings} onChange={(e) => set({ minShillings: e.target.value })} />
           <input aria-label="Max KES" placeholder="max KES" size={7} value={filter.maxShillings} onChange={(e) => set({ maxShillings: e.target.value })} />
           <input aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
           <input aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
           <button>Filter</button>
         </form>
+        {dates.message}
         {error && <p role="alert" className="error">{error}</p>}
         {filter.kind === "tips" ? (
           <table>

@@ -1,7 +1,7 @@
 // Small shared pieces: an action button that reports its own outcome, a reason prompt, time, money and enum text.
 // Every time the console shows or reads is Nairobi's wall clock (EAT, UTC+3 all year), whatever zone the
 // admin's laptop is set to: fees, filters and records are Kenyan, and a laptop left on UTC would move them by 3 h.
-import { useState, type ReactNode } from "react";
+import { useId, useRef, useState, type ReactNode, type SyntheticEvent } from "react";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { fromNairobiWallTime, nairobiDateTime } from "../../web/src/lib/nairobi-time";
 import { errorText } from "./api";
@@ -25,6 +25,50 @@ export function nairobiDayInput(day: string, plusDays = 0): Timestamp | undefine
   const at = fromNairobiWallTime(`${day}T00:00`);
   // Nairobi keeps no daylight saving: every day there is 24 h long.
   return at ? timestampFromDate(new Date(at.getTime() + plusDays * 86_400_000)) : undefined;
+}
+
+/**
+ * The date inputs of a search form, checked before each search. Chromium gives a half-typed date
+ * (29/11/----) the value "", as an empty field has, and only its validity says otherwise: without
+ * this check the search ran as if that date were not set, and answered a question nobody asked.
+ * `check()` marks each such field (aria-invalid) and names it in one message; callers search only
+ * when it says yes. Labels are the fields' accessible names, in the form's order.
+ */
+export function useDateFields<L extends string>(labels: readonly L[]) {
+  const inputs = useRef(new Map<L, HTMLInputElement>());
+  const [invalid, setInvalid] = useState<L[]>([]);
+  const messageId = useId();
+  const isBad = (el: HTMLInputElement | undefined) => !!el && !el.validity.valid;
+  const check = (): boolean => {
+    const bad = labels.filter((l) => isBad(inputs.current.get(l)));
+    setInvalid(bad);
+    return bad.length === 0;
+  };
+  // Leaving or finishing a field says at once whether it is still wrong.
+  const recheck = (label: L) => (e: SyntheticEvent<HTMLInputElement>) => {
+    const bad = isBad(e.currentTarget);
+    setInvalid((now) => labels.filter((l) => (l === label ? bad : now.includes(l))));
+  };
+  const field = (label: L) => ({
+    "aria-label": label,
+    title: label,
+    ref: (el: HTMLInputElement | null) => void (el ? inputs.current.set(label, el) : inputs.current.delete(label)),
+    "aria-invalid": invalid.includes(label) || undefined,
+    "aria-describedby": invalid.includes(label) ? messageId : undefined,
+    onBlur: recheck(label),
+    onInput: recheck(label),
+  });
+  /** Empties the fields, half-typed parts too (a controlled value already "" is not written again). */
+  const clear = () => {
+    for (const el of inputs.current.values()) el.value = "";
+    setInvalid([]);
+  };
+  const message = invalid.length ? (
+    <p role="alert" className="error" id={messageId}>
+      {invalid.join(", ")}: the date is incomplete or not a real date. Finish it or clear it: nothing was searched.
+    </p>
+  ) : null;
+  return { field, check, clear, message };
 }
 
 /** An enum value's name as words: "PAYOUT_SENT" reads "payout sent". */

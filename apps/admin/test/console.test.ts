@@ -364,6 +364,67 @@ describe("admin console in chromium", () => {
     assert.equal(activated.target, "template:tip_received/en/sms");
   });
 
+  test("a half-typed date is not an empty one: the search and the export say which date is incomplete and run nothing; a new kind of payment clears it", async () => {
+    const calls = (method: string) => h.rpcs.filter((r) => r.path.endsWith(`/${method}`)).length;
+    // Chromium keeps 29/11/---- as the value "" (validity.badInput): only the input's validity tells it from empty.
+    const halfType = async (input: ReturnType<Page["getByLabel"]>) => {
+      await input.fill("");
+      await input.focus();
+      await adminPage.keyboard.type("29");
+      assert.equal(await input.evaluate((el: HTMLInputElement) => el.validity.badInput && el.value === ""), true, "half-typed: no value, bad input");
+    };
+    const invalid = (input: ReturnType<Page["getByLabel"]>) => input.getAttribute("aria-invalid");
+
+    await adminPage.getByRole("link", { name: "Payments" }).click();
+    const filters = adminPage.getByRole("form", { name: "Payment filters" });
+    const from = filters.getByLabel("From (Nairobi time, EAT)");
+    await from.waitFor();
+    await adminPage.waitForLoadState("networkidle");
+    let searched = calls("SearchTips");
+    await halfType(from);
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "From (Nairobi time, EAT): the date is incomplete or not a real date" }).waitFor();
+    assert.equal(await invalid(from), "true");
+    // Cleared, the next search runs: one call, so the refused one sent none.
+    await from.fill("");
+    assert.equal(await invalid(from), null, "finished or cleared, the field is no longer marked");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await eventually("the search after the fix", async () => calls("SearchTips") > searched);
+    await adminPage.waitForLoadState("networkidle");
+    assert.equal(calls("SearchTips"), searched + 1, "the half-typed search sent nothing");
+    // Another kind resets the filters: the half-typed date goes too, rather than staying on screen unapplied.
+    const payouts = calls("SearchPayouts");
+    await halfType(from);
+    await filters.getByLabel("Kind").selectOption("payouts");
+    await eventually("the payouts searched", async () => calls("SearchPayouts") > payouts);
+    assert.equal(await from.evaluate((el: HTMLInputElement) => el.validity.badInput), false, "the half-typed date was cleared with the other filters");
+    await filters.getByLabel("Kind").selectOption("tips");
+
+    await adminPage.getByRole("link", { name: "Audit log" }).click();
+    const search = adminPage.getByRole("form", { name: "Audit search" });
+    const to = search.getByLabel("To date (Nairobi)");
+    await to.waitFor();
+    await adminPage.waitForLoadState("networkidle");
+    searched = calls("ListAuditEvents");
+    await halfType(to);
+    // The export was the worst case: every record, not the dates asked for, in a file.
+    let downloads = 0;
+    adminPage.on("download", () => downloads++);
+    await search.getByRole("button", { name: "Export CSV" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "To date (Nairobi): the date is incomplete or not a real date" }).waitFor();
+    assert.equal(await invalid(to), "true");
+    assert.equal(await invalid(search.getByLabel("From date (Nairobi)")), null, "only the half-typed field is marked");
+    await search.getByRole("button", { name: "Search" }).click();
+    await to.fill(nairobiDay(new Date()));
+    assert.equal(await invalid(to), null);
+    await search.getByRole("button", { name: "Search" }).click();
+    await eventually("the search with the finished date", async () => calls("ListAuditEvents") > searched);
+    await adminPage.waitForLoadState("networkidle");
+    assert.equal(calls("ListAuditEvents"), searched + 1, "the export and the search with a half-typed date sent nothing");
+    assert.equal(downloads, 0, "nothing was exported");
+    await to.fill("");
+  });
+
   test("fee schedules: a new version scheduled from tomorrow with the device step-up is listed as scheduled, keeps the B2C bands, and is audited; without a step-up the API refuses it", async () => {
     const wallet = h.api(WalletAdminService, adminToken);
     const before = (await wallet.listFeeSchedules({ currency: "KES" })).schedules;

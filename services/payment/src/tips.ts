@@ -584,7 +584,10 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
     return { result: "duplicate" };
   }
   const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
-    await flag(`receipt ${o.receipt} ${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
+    // Flagged once per tip and receipt: M-Pesa delivers a callback again and again, and each would add an alert.
+    if (tip.status === "pending" || !(await spentReceiptFlagged(tx, tipId, o.receipt!))) {
+      await flag(`${spentReceiptFlag(o.receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
+    }
     return failSpentReceipt(tx, tip, spent);
   };
   const spent = o.receipt ? receiptSpent(owner, suspense) : undefined;
@@ -623,6 +626,18 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
 function receiptSpent(owner: string | null, suspense: SuspenseResolution): "paid_elsewhere" | "refunded" | undefined {
   if (owner || suspense === "matched") return "paid_elsewhere";
   return suspense === "refund" ? "refunded" : undefined;
+}
+
+/** How the alert of a spent receipt's success begins (spentReceiptFlagged finds it by that). */
+const spentReceiptFlag = (receipt: string) => `receipt ${receipt} `;
+
+/** Whether a success with this spent receipt was flagged for the tip already (under the receipt's lock: no race). */
+async function spentReceiptFlagged(tx: Queryable, tipId: string, receipt: string): Promise<boolean> {
+  const { rows } = await tx.query<{ flagged: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND starts_with(detail, $2)) AS flagged",
+    [tipId, spentReceiptFlag(receipt)],
+  );
+  return rows[0].flagged;
 }
 
 /**

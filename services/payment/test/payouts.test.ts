@@ -5,6 +5,8 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { asConnectError } from "@ttip/runtime";
+import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
@@ -256,5 +258,26 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.deepEqual(list.map((m) => [m.paymentMethodId, m.isDefault]), [[a.paymentMethodId, true]]);
     await assert.rejects(me.addPaymentMethod({ mpesaPhone: "0812000003" }), (e: ConnectError) => e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message));
     await assert.rejects(pay.listPaymentMethods({}), (e: ConnectError) => e.code === Code.Unauthenticated);
+  });
+});
+
+describe("a withdrawal's step-up check failing in auth is told by what failed", () => {
+  const told = (code: Code, message: string) => asConnectError(stepUpVerifyFailure(new ConnectError(message, code)));
+
+  test("auth's refusal of the proof is PERMISSION_DENIED naming this call's field; a caller's mistake keeps its precise code; auth's outage is UNAVAILABLE", () => {
+    const spent = told(Code.PermissionDenied, "spend_phone: the step-up token was spent on this payout's key for another number");
+    assert.deepEqual([spent.code, spent.rawMessage.split(":")[0]], [Code.PermissionDenied, "mpesa_phone"]);
+    const invalid = told(Code.PermissionDenied, "step-up token is invalid, expired or already spent");
+    assert.deepEqual([invalid.code, invalid.rawMessage.split(":")[0]], [Code.PermissionDenied, "step_up_token"]);
+    assert.equal(told(Code.InvalidArgument, "step_up_token: too short").rawMessage, "step_up_token: too short", "named once");
+    for (const code of [Code.InvalidArgument, Code.FailedPrecondition, Code.NotFound, Code.ResourceExhausted]) {
+      const e = told(code, "spend_amount: not what auth accepts");
+      assert.deepEqual([Code[e.code], e.rawMessage.split(":")[0]], [Code[code], "amount"], `auth's ${Code[code]} stays the caller's ${Code[code]}`);
+    }
+    for (const code of [Code.Unavailable, Code.Unimplemented, Code.Internal, Code.Unknown, Code.DataLoss, Code.Aborted, Code.Unauthenticated, Code.DeadlineExceeded]) {
+      const e = told(code, "connection refused");
+      assert.deepEqual([Code[e.code], e.rawMessage.split(":")[0]], ["Unavailable", "step_up_token"], `auth's ${Code[code]} is its outage, not a refused proof`);
+      assert.match(e.rawMessage, /cannot be verified now/);
+    }
   });
 });

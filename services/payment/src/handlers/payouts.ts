@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile } from "@ttip/runtime";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -30,14 +30,32 @@ type Impl = ServiceImpl<typeof PaymentService>;
  */
 const VERIFY_STEP_UP_TIMEOUT_MS = 5_000;
 
-/** This call's field for each of a spent token's terms auth names when they differ (VerifyStepUpTokenRequest.spend_amount, spend_phone). */
-const STEP_UP_TERMS: Record<string, string> = { spend_amount: "amount", spend_phone: "mpesa_phone" };
+/** This call's field for each VerifyStepUpTokenRequest field auth's message may name (spend_amount, spend_phone: a spent token's terms). */
+const STEP_UP_TERMS: Record<string, string> = { step_up_token: "step_up_token", spend_key: "idempotency_key", spend_amount: "amount", spend_phone: "mpesa_phone" };
 
-/** Auth's refusal of the step-up token, naming this call's field: the one changed under the key, else step_up_token. */
-function stepUpRefused(message: string): PermissionDeniedError {
-  const [field, ...rest] = message.split(": ");
-  const ours = STEP_UP_TERMS[field];
-  return new PermissionDeniedError(ours ? `${ours}: ${rest.join(": ")}` : `step_up_token: ${message}`);
+/** Auth's message said of this call's field: the one auth named (spend_amount, spend_phone) as this call names it, else step_up_token. */
+function inOurTerms(message: string): { field: string; message: string } {
+  const [named, ...rest] = message.split(": ");
+  const ours = STEP_UP_TERMS[named];
+  return ours ? { field: ours, message: `${ours}: ${rest.join(": ")}` } : { field: "step_up_token", message: `step_up_token: ${message}` };
+}
+
+/**
+ * VerifyStepUpToken's failure as this call tells it, each code for what it says: auth's refusal of the
+ * proof is PERMISSION_DENIED naming the field; a caller's mistake auth names (INVALID_ARGUMENT,
+ * NOT_FOUND, FAILED_PRECONDITION) keeps its code, and a rate limit stays RESOURCE_EXHAUSTED. Anything
+ * else says auth could not judge the proof now (it is down, slow, failing, or refused this service's
+ * own credentials): UNAVAILABLE, to retry, never a refusal the worker would read as a bad proof.
+ */
+export function stepUpVerifyFailure(err: unknown): Error {
+  const e = asConnectError(err, Code.Unavailable);
+  const ours = inOurTerms(e.rawMessage);
+  if (e.code === Code.PermissionDenied) return new PermissionDeniedError(ours.message);
+  if (e.code === Code.ResourceExhausted) return new RateLimitedError(ours.message);
+  const said = refusalOfField(new ConnectError(ours.message, e.code), ours.field);
+  if (said) return said;
+  const why = e.code === Code.DeadlineExceeded ? `auth did not answer VerifyStepUpToken within ${VERIFY_STEP_UP_TIMEOUT_MS} ms` : e.rawMessage;
+  return new DependencyUnavailableError(`step_up_token: cannot be verified now (${why}); try again`);
 }
 
 /** A worker's payouts: requests, reads and settings. */
@@ -74,14 +92,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
         { stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout", spendKey: req.idempotencyKey, spendAmount: kes(amountMinor), spendPhone: phone },
         { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
     } catch (err) {
-      const e = asConnectError(err, Code.Unavailable);
-      if (e.code === Code.DeadlineExceeded) {
-        throw new DependencyUnavailableError(`step_up_token: cannot be verified now (auth did not answer VerifyStepUpToken within ${VERIFY_STEP_UP_TIMEOUT_MS} ms); try again`);
-      }
-      if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
-        throw new DependencyUnavailableError(`step_up_token: cannot be verified now (${e.rawMessage})`);
-      }
-      throw stepUpRefused(e.rawMessage);
+      throw stepUpVerifyFailure(err);
     }
     const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
     return { payout: payoutMessage(payout) };
