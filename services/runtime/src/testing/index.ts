@@ -11,6 +11,7 @@ export * from "./crash-bus.js";
 export * from "./refusal.js";
 export * from "./money.js";
 export * from "./pg-writes.js";
+export * from "./wal-records.js";
 export * from "./raw-http.js";
 export * from "./held-timer.js";
 export * from "./days.js";
