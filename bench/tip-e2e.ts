@@ -24,7 +24,8 @@
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 //   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
-//   (collected ones too) and prints the bytes allocated per tip by package and function.
+//   (collected ones too) and prints the bytes allocated per tip by package and function;
+//   BENCH_HEAP_SURVIVORS=1 samples only what outlived a scavenge (what young-generation GC copies).
 import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -60,6 +61,7 @@ import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./p
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
+import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -100,6 +102,9 @@ const connectionsFor = (concurrency: number) =>
 // BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements),
 // and the N tables its sequential scans read most rows of (pg_stat_user_tables).
 const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+// BENCH_PG_WAL=N: the window's WAL read back (pg_walinspect): records, bytes and full-page images per tip,
+// and the N largest parts by resource manager and by relation.
+const pgWalRows = Number(process.env.BENCH_PG_WAL ?? 0);
 // BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
@@ -642,6 +647,7 @@ try {
     roundTrips0 = writesSoFar();
     if (settleAfterWarmup) await holdAutovacuum(seconds);
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
+    const walFrom = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
     const startedAt = new Date();
     const redisCalls0 = await redisCommandCalls(cache.redis);
@@ -667,7 +673,9 @@ try {
     if (heapSampling) {
       heapSampling.connect();
       // One sample per 64 KiB allocated on average: a few thousand per run, at little cost.
-      await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      // BENCH_HEAP_SURVIVORS=1: only what outlived a scavenge (what each scavenge copies and promotes).
+      const minor = process.env.BENCH_HEAP_SURVIVORS !== "1";
+      await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor });
     }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
     counting = true;
@@ -704,6 +712,7 @@ try {
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
     const pgWork2 = await pgBackground((sql) => pool.query(sql));
+    const walTo = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
     // would hold the pollers' statements of those 11 s too.
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
@@ -785,6 +794,7 @@ try {
     console.log(`  PostgreSQL's own work in the measured window (the run and its drain, ${span.toFixed(1)} s from ${((startedAt.getTime() - pgStarted) / 1000).toFixed(0)} s after PostgreSQL started; times from the window's start):` +
       ` ${pgBackgroundBetween(pgWork1, pgWork2, startedAt.getTime())}`);
     console.log(`    from the warm-up's end to the window: ${pgBackgroundBetween(pgWork0, pgWork1, startedAt.getTime())}`);
+    if (pgWalRows) for (const line of walPerTip(await walBetween((sql, v) => pool.query(sql, v), walFrom, walTo, pgWalRows), rows.length)) console.log(`    ${line}`);
     // A pool closes a connection idle 30 s: those the warm-up opened and the run left unused end inside it.
     const ended = [...backends0].filter(([pid]) => !backends1.has(pid));
     console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +

@@ -139,6 +139,7 @@ describe("helm chart", () => {
     await assert.rejects(render("simulators.enabled=true"), /simulators/, "no simulators in production");
     await assert.rejects(render("mpesa.enabled=true"), /mpesa.shortcode/);
     await assert.rejects(render("notification.africastalking.enabled=false"), /smsPrimary is africastalking/);
+    await assert.rejects(render("database.walCompression=gzip"), /walCompression/);
     await assert.rejects(exec(helmBinary(), ["template", "t", chart, ...KUBE]), /publicUrl/, "publicUrl is required");
   });
 
@@ -303,5 +304,8 @@ describe("helm chart", () => {
     assert.equal(env.PAYMENT_CALLBACK_BASE_URL, "http://t-ttip-payment:8080");
     const connections = docs.find((d) => d.kind === "Secret" && d.metadata.name === "ttip-connections") as unknown as { stringData: Record<string, string> };
     assert.equal(connections.stringData.NATS_URL, "nats://t-ttip-nats:4222");
+    // The in-cluster PostgreSQL: full-page images compressed, durability settings left at PostgreSQL's (on).
+    const postgres = docs.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-postgres")!;
+    assert.deepEqual(postgres.spec.template.spec.containers[0].args, ["-c", "max_connections=100", "-c", "wal_compression=lz4"]);
   });
 });

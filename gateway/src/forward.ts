@@ -1,8 +1,7 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
-import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
+import { IDEMPOTENCY_KEY_HEADER, LightHeaders, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
-import { LightHeaders } from "./light-headers.js";
 import { stepUpVerifiedKey } from "./policy.js";
 import { clientAddressKey } from "./rate-limit.js";
 

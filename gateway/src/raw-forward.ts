@@ -32,6 +32,7 @@ import {
   envelopedMessage,
   envelopeOf,
   intercepted,
+  LightHeaders,
   readRpcBody,
   refusedBodyKey,
   type Http2Upstream,
@@ -42,7 +43,6 @@ import {
   type RpcExchange,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
-import { LightHeaders } from "./light-headers.js";
 
 type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
 
@@ -141,7 +141,7 @@ interface RawCall {
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
 async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, exchange: RpcExchange): Promise<void> {
-  // What the checks read, set and delete, cheaply (light-headers.ts); the call reads its deadline from them first.
+  // What the checks read, set and delete, cheaply (the runtime's light-headers.ts); the call reads its deadline from them first.
   const header: Headers = LightHeaders.fromRaw(exchange.rawHeaders);
   const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc", header);
   const values = options.contextValues(exchange);

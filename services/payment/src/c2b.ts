@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
@@ -453,6 +453,8 @@ export interface C2bRow {
   /** A match's quote, kept from its first attempt (matchQuote); null until a match is tried. */
   match_worker_minor: bigint | null;
   match_fee_schedule_version: number | null;
+  /** Which key a match posts under and a refund closes (matchKey); moved on when a rejection reopened the payment (0023). */
+  match_round: number;
 }
 
 /**
@@ -477,8 +479,14 @@ async function matchQuote(deps: Deps, row: C2bRow): Promise<{ workerReceives: bi
   return kept(rows[0])!;
 }
 
-/** The key a suspense payment's match posts its wallet entry under (and its refund closes). */
-const matchKey = (transId: string) => `c2b:${transId}:matched`;
+/** The key a suspense payment's match posts its wallet entry under (and its refund closes), in its round (C2bRow.match_round). */
+const matchKey = (transId: string, round: number) => (round === 0 ? `c2b:${transId}:matched` : `c2b:${transId}:matched:${round}`);
+
+/** The match round of a paybill payment parked in suspense (0 when none is parked). */
+async function matchRound(db: Queryable, transId: string): Promise<number> {
+  const { rows } = await db.query<{ match_round: number }>("SELECT match_round FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'", [transId]);
+  return rows[0]?.match_round ?? 0;
+}
 
 /**
  * Before a held tip's approval moves a suspense payment's money to it (a tip whose STK callback
@@ -489,11 +497,33 @@ const matchKey = (transId: string) => `c2b:${transId}:matched`;
  * longer post. Any other tip: nothing to close.
  */
 export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
-  const receipt = tip.mpesa_receipt;
-  if (tip.credit_kind !== "suspense" || !receipt || tip.credit_key !== `c2b:${receipt}`) return;
-  await deps.ledger.closeApproval(matchKey(receipt), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
+  const receipt = suspenseFunding(tip);
+  if (!receipt) return;
+  // The round is the payment's while it funds this tip: only this tip's rejection moves it on.
+  await deps.ledger.closeApproval(matchKey(receipt, await matchRound(deps.ctx.pool, receipt)), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
     `tip_id: an admin's match of its paybill payment ${receipt} was posted (its code's owner was credited): approving would pay it twice; reject this tip, ` +
     "then match the payment again to that code to record its tip");
+}
+
+/**
+ * Before a held tip's rejection, for a tip funded by a paybill payment parked in suspense: closes the payment's
+ * match key of its round (as the approval does first), and answers the round when the key holds that close
+ * alone, so that the reopened payment matches under the next round's key. A failed approval closed the key
+ * already: reopened in the same round, the payment could only be refunded (a match refused as if an earlier
+ * match had paid a code's owner). Undefined when an admin's match was posted under it (its answer lost: the
+ * payment stays in its round, where a match to that code finishes it) and for any other tip.
+ */
+export async function closeMatchBeforeReopen(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<number | undefined> {
+  const receipt = suspenseFunding(tip);
+  if (!receipt) return undefined;
+  const round = await matchRound(deps.ctx.pool, receipt);
+  try {
+    await deps.ledger.closeApproval(matchKey(receipt, round), { cause: { case: "mpesaReceipt", value: receipt } });
+    return round;
+  } catch (err) {
+    if (asConnectError(err).code === Code.FailedPrecondition) return undefined;
+    throw err;
+  }
 }
 
 /** The paybill payment parked in suspense whose money a held tip waits for (heldByC2bSuspense); undefined for any other tip. */
@@ -522,17 +552,21 @@ export async function lockFundingReceipt(tx: Queryable, tip: Pick<TipRow, "credi
  * its tip; otherwise a refund or a match, as for any payment in suspense. The rejected tip can no longer
  * move it (its approval's key is closed). Answers the tip as it is after; undefined for any other tip.
  */
-export async function reopenFundingPayment(tx: Queryable, tip: TipRow): Promise<TipRow | undefined> {
+export async function reopenFundingPayment(tx: Queryable, tip: TipRow, closedRound: number | undefined): Promise<TipRow | undefined> {
   const receipt = suspenseFunding(tip);
   if (!receipt) return undefined;
+  // The next round only after the close of this one (closeMatchBeforeReopen): nothing can post under it any more.
   const { rowCount } = await tx.query(
     `UPDATE payment.c2b_payments SET resolution = 'open', tip_id = NULL, resolved_by = '', resolved_at = NULL,
+       match_round = CASE WHEN match_round = $3 THEN match_round + 1 ELSE match_round END,
        reason = reason || ' | reopened: tip ' || $2 || ' it was held for was rejected after review'
       WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'matched' AND tip_id = $2`,
-    [receipt, tip.tip_id],
+    [receipt, tip.tip_id, closedRound ?? null],
   );
   if (!rowCount) return undefined;
-  const { rows } = await tx.query<TipRow>("UPDATE payment.tips SET mpesa_receipt = NULL WHERE tip_id = $1 RETURNING *", [tip.tip_id]);
+  // The customer's words say what now happens to the payment: support refunds it or matches it to a code.
+  const { rows } = await tx.query<TipRow>("UPDATE payment.tips SET mpesa_receipt = NULL, result_code = $2, result_message = $3 WHERE tip_id = $1 RETURNING *",
+    [tip.tip_id, "review_rejected_reopened", resultMessage("review_rejected_reopened")]);
   return rows[0];
 }
 
@@ -586,21 +620,26 @@ export async function resolveSuspense(
   if (input.refund) {
     // A match posts under this key before it records itself: one posted (its answer lost, or another
     // admin's match still recording) refuses the refund; one on its way can no longer post.
-    await deps.ledger.closeApproval(matchKey(row.trans_id), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
+    await deps.ledger.closeApproval(matchKey(row.trans_id, row.match_round), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
       "receipt: a match of this payment was posted (its answer was lost, or another admin's is being recorded); match it again to finish it");
     const refunded = await withTransaction(pool, async (tx) => {
       // The receipt's lock, as every decision about it takes: an STK callback deciding the payment's tip read it
       // open at its start and holds its tip from suspense; a refund committed under it would be missed, and the
       // tip credited from clearing as well.
       await lockReceipt(tx, input.receipt);
+      // In the round whose key it closed: a payment reopened meanwhile is matched under the next round's key.
       const { rows } = await tx.query<C2bRow>(
-        "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
-        [input.receipt, input.admin, input.note],
+        `UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3
+          WHERE trans_id = $1 AND resolution = 'open' AND match_round = $4 RETURNING *`,
+        [input.receipt, input.admin, input.note, row.match_round],
       );
       if (rows[0]) await input.record(tx, true);
       return rows[0];
     });
-    return refunded ? { row: refunded } : settled((await load(pool))!);
+    if (refunded) return { row: refunded };
+    const now = (await load(pool))!;
+    if (now.resolution === "open") throw new ConcurrentChangeError("receipt: the payment was reopened while this refund was being decided; decide again");
+    return settled(now);
   }
 
   const match = await matchOf(deps, ref);
@@ -610,7 +649,7 @@ export async function resolveSuspense(
   if (!(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
 
   const { workerReceives, feeScheduleVersion } = await matchQuote(deps, row);
-  const creditKey = matchKey(row.trans_id);
+  const creditKey = matchKey(row.trans_id, row.match_round);
   // The wallet first (idempotent on its key), then the tip that records it.
   let entryId: string;
   try {

@@ -3,6 +3,11 @@ export const TIP_OUTCOME_WORDS: Record<string, { en: string; sw: string }> = {
   "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
   review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
   review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
+  // Declined, and its payment (a paybill payment parked in suspense) back with support, who may refund it or credit it to the code it was meant for.
+  review_rejected_reopened: {
+    en: "The tip was declined after review. Your payment is with support, who will either refund it or pass it on to the code it was meant for.",
+    sw: "Tip imekataliwa baada ya ukaguzi. Malipo yako yako kwa huduma kwa wateja, ambao watayarejesha kwako au kuyapeleka kwa msimbo uliokusudiwa.",
+  },
 };
 
 // Daraja result codes in words a customer understands (English and Swahili).

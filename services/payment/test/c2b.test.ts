@@ -14,6 +14,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
+import { resultMessage } from "../src/messages.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const TOKEN = "c2b-test-path-token-0123456789";
@@ -283,6 +284,30 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(again.tip!.tipId, matched.tip!.tipId);
     assert.equal(await events("ttip.payment.tip_succeeded", matched.tip!.tipId), 1, "recorded as a tip once");
     assert.equal(await events("ttip.payment.tip_succeeded", p.tipId), 0);
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id), await h.walletEntries(coded.id)], [0n, 9500n, 1], "the payment's money credited once, by the match");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a held tip's approval that failed part way (its payment's match key closed, the release refused), then rejected: the reopened payment can still be matched, once, and the customer is told support decides", async () => {
+    const [w, coded] = [await worker(), await worker("Wanjiru")];
+    const p = await parkedPush(w);
+    await p.callBack();
+    // What a rejection that closed the approval's key first leaves an approval: the payment's match key closed, then the release refused.
+    await new Ledger(h.t.ctx).closeApproval(`c2b:${p.receipt}:approved`, { cause: { case: "mpesaReceipt", value: p.receipt } });
+    await assert.rejects(adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+    const rejected = (await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "not this tip's money" })).tip!;
+    assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, "review_rejected_reopened"]);
+    assert.match(rejected.resultMessage, /with support, who will either refund it or pass it on/, "no refund promised: the payment may be matched");
+    assert.notEqual(resultMessage("review_rejected_reopened", "sw"), resultMessage("review_rejected", "sw"));
+    const reopened = await c2bRow(p.receipt);
+    assert.deepEqual([reopened.resolution, reopened.match_round], ["open", 1], "matched from now on under a key nothing holds");
+    const asked = { receipt: p.receipt, action: { case: "matchAccountReference" as const, value: coded.code.shortCode }, note: "meant for Wanjiru" };
+    const matched = await adminClient.resolveSuspensePayment(asked);
+    assert.equal(matched.payment!.resolution, "matched");
+    assert.equal((await adminClient.resolveSuspensePayment({ ...asked, note: "clicked twice" })).tip!.tipId, matched.tip!.tipId);
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /already resolved \(matched/.test(e.rawMessage));
+    await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
     assert.deepEqual([await h.balance(w.id), await h.balance(coded.id), await h.walletEntries(coded.id)], [0n, 9500n, 1], "the payment's money credited once, by the match");
     assert.ok(await h.trialBalanced());
   });

@@ -23,6 +23,7 @@ export * from "./http-client.js";
 export * from "./idempotency.js";
 export * from "./input.js";
 export * from "./internal-auth.js";
+export * from "./light-headers.js";
 export * from "./prepared-keys.js";
 export * from "./interceptors.js";
 export * from "./log.js";

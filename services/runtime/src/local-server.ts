@@ -29,6 +29,7 @@ import {
   type UniversalHandler,
 } from "@connectrpc/connect/protocol";
 import { encodedLargerThan, refusedBodyKey, tooLargeMessage, unencodedReadLimitKey } from "./input.js";
+import { LightHeaders } from "./light-headers.js";
 
 export interface LocalServer {
   /** gRPC to the server's universal handlers, for every kind of RPC. */
@@ -136,8 +137,8 @@ function handlerContext(req: UnaryRequest | StreamRequest, timeoutMs: number | u
     signal: req.signal,
     timeoutMs: timeLeft(timeoutMs),
     requestHeader: req.header,
-    responseHeader: new Headers(),
-    responseTrailer: new Headers(),
+    responseHeader: new LightHeaders(),
+    responseTrailer: new LightHeaders(),
     values: new CallValues(),
   };
 }
@@ -155,8 +156,8 @@ class UnaryContext implements HandlerContext {
   readonly signal: AbortSignal;
   readonly timeoutMs: () => number | undefined;
   readonly requestHeader: Headers;
-  readonly responseHeader = new Headers();
-  readonly responseTrailer = new Headers();
+  readonly responseHeader = new LightHeaders();
+  readonly responseTrailer = new LightHeaders();
   readonly values: ContextValues = new CallValues();
 
   constructor(req: UnaryRequest, timeoutMs: number | undefined) {

@@ -13,6 +13,7 @@ import {
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { connectUnaryCall, type Http2Upstream } from "./http2-exchange.js";
+import { LightHeaders } from "./light-headers.js";
 import { signingInterceptor } from "./internal-auth.js";
 import { callValues, LocalCall, timeLeftOn, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
@@ -100,7 +101,7 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
         method,
         requestMethod: "POST",
         url: `${url}/${method.parent.typeName}/${method.name}`,
-        header: new Headers(header),
+        header: LightHeaders.of(header),
         contextValues: contextValues ?? callValues(),
         signal: call.signal,
         message: asMessage(method.input, message),
@@ -217,7 +218,7 @@ function localRequest(
     method,
     requestMethod: "POST",
     url: `http://in-process/${method.parent.typeName}/${method.name}`,
-    header: new Headers(header),
+    header: LightHeaders.of(header),
     contextValues: contextValues ?? callValues(),
     signal: call.signal,
     message,

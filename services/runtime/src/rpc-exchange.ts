@@ -64,6 +64,12 @@ export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
   };
 }
 
+/**
+ * A server stream's parts held in one turn of the event loop are handed to
+ * the stream from this size on: one DATA frame's default size (RFC 9113, 6.5.2).
+ */
+const HELD_MAX_BYTES = 16_384;
+
 /** HTTP/2's INTERNAL_ERROR (RFC 9113, 7). */
 const HTTP2_INTERNAL_ERROR = 2;
 
@@ -137,40 +143,94 @@ export class StreamExchange implements RpcExchange {
     stream.end(body);
   }
 
-  /** Starts an answer written in parts (a server stream's messages): its head now, its body by write() and end(). */
+  /** Starts an answer written in parts (a server stream's messages): its head goes out with the first part or the end. */
   writeHead(status: number, headers: Record<string, string>): void {
     const head: http2.OutgoingHttpHeaders = headers;
     head[":status"] = status;
-    this.stream.respond(head);
+    this.head = head;
   }
 
   /**
-   * Writes a part of the answer; resolves when the stream takes more (HTTP/2's
-   * flow control: a slow reader holds the writer, not this process's memory),
-   * or at once when it is closed (nothing more goes out).
+   * Writes a part of the answer. Parts are held until the turn of the event
+   * loop is over (node's HTTP/2 sends nothing before then anyway), so what
+   * follows in the same turn, most often the stream's end after its last
+   * message, leaves in the same DATA frame and socket write: written at once,
+   * the end waited for the message's write to complete and took a second
+   * write, its END_STREAM at times a third. Resolves at once unless the stream
+   * took less than it was given (HTTP/2's flow control: a slow reader holds
+   * the writer, not this process's memory); then when it takes more, or is closed.
    */
   write(chunk: Uint8Array): Promise<void> {
-    const stream = this.stream;
-    if (this.closed || stream.write(chunk)) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const go = () => {
-        stream.off("drain", go);
-        stream.off("close", go);
-        resolve();
-      };
-      stream.on("drain", go);
-      stream.on("close", go);
-    });
+    if (this.closed) return Promise.resolve();
+    this.held.push(chunk);
+    this.heldBytes += chunk.byteLength;
+    if (this.heldBytes >= HELD_MAX_BYTES) this.flush();
+    else this.flushing ??= setImmediate(this.flushNow);
+    return this.drained ?? Promise.resolve();
   }
 
-  /** The answer's last part. */
+  /** The answer's last part, with the parts still held. */
   end(chunk: Uint8Array): void {
-    if (!this.closed) this.stream.end(chunk);
+    if (this.stopHolding()) return;
+    this.sendHead();
+    this.stream.end(this.held.length === 0 ? chunk : Buffer.concat([...this.takeHeld(), chunk]));
   }
 
   /** Gives up on the answer: the stream is reset (INTERNAL_ERROR), as node does for a handler that failed. */
   reset(): void {
-    if (!this.closed) this.stream.close(HTTP2_INTERNAL_ERROR);
+    if (!this.stopHolding()) this.stream.close(HTTP2_INTERNAL_ERROR);
+  }
+
+  private head: http2.OutgoingHttpHeaders | undefined;
+  /** Parts written in this turn of the event loop, not yet handed to the stream. */
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  private flushing: NodeJS.Immediate | undefined;
+  /** The stream took less than it was given: resolves once it takes more, or is closed. */
+  private drained: Promise<void> | undefined;
+  private readonly flushNow = () => {
+    this.flushing = undefined;
+    this.flush();
+  };
+
+  /** Hands the held parts to the stream (with the head if it has not gone out). */
+  private flush(): void {
+    if (this.stopHolding()) return;
+    this.sendHead();
+    const parts = this.takeHeld();
+    if (parts.length === 0 || this.stream.write(parts.length === 1 ? parts[0] : Buffer.concat(parts))) return;
+    this.drained ??= new Promise<void>((resolve) => {
+      const go = () => {
+        this.stream.off("drain", go);
+        this.stream.off("close", go);
+        this.drained = undefined;
+        resolve();
+      };
+      this.stream.on("drain", go);
+      this.stream.on("close", go);
+    });
+  }
+
+  /** No flush is pending any more; true (and nothing held) when the stream is closed: nothing more goes out. */
+  private stopHolding(): boolean {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    if (!this.closed) return false;
+    this.takeHeld();
+    return true;
+  }
+
+  private takeHeld(): Uint8Array[] {
+    const parts = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    return parts;
+  }
+
+  private sendHead(): void {
+    if (this.head === undefined) return;
+    this.stream.respond(this.head);
+    this.head = undefined;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
+import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createContextValues } from "@connectrpc/connect";
@@ -25,7 +26,7 @@ const FAILS_LATE = randomUUID();
 const SLOW = randomUUID();
 const SLOW_MS = 400;
 
-type Answer = { status: number; headers: http2.IncomingHttpHeaders; body: Buffer; rstCode?: number };
+type Answer = { status: number; headers: http2.IncomingHttpHeaders; body: Buffer; rstCode?: number; stream?: number };
 
 /** One request on `session`, its whole answer (or the stream's reset code). */
 function call(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Uint8Array, send = (s: http2.ClientHttp2Stream) => void s.end(body)): Promise<Answer> {
@@ -36,7 +37,7 @@ function call(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHead
     const chunks: Buffer[] = [];
     stream.on("response", (h) => ((status = Number(h[":status"])), (head = h)));
     stream.on("data", (c: Buffer) => chunks.push(c));
-    stream.on("close", () => resolve({ status, headers: head, body: Buffer.concat(chunks), rstCode: stream.rstCode }));
+    stream.on("close", () => resolve({ status, headers: head, body: Buffer.concat(chunks), rstCode: stream.rstCode, stream: stream.id }));
     stream.on("error", () => {});
     send(stream);
   });
@@ -312,6 +313,48 @@ function envelopes(...messages: Uint8Array[]): Buffer {
   return flaggedEnvelopes(0, ...messages);
 }
 
+type Frame = { type: number; flags: number; stream: number; length: number };
+
+/**
+ * A TCP proxy to the server at `url` that reads the frames the server sends
+ * back (their headers: type, flags, stream, payload length), in order, as
+ * the client receives them.
+ */
+async function frameTap(url: string): Promise<{ url: string; frames: Frame[]; close(): Promise<void> }> {
+  const target = new URL(url);
+  const frames: Frame[] = [];
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const server = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, server]) {
+      sockets.add(s);
+      s.on("error", () => (client.destroy(), server.destroy()));
+    }
+    client.pipe(server);
+    let unread = Buffer.alloc(0);
+    server.on("data", (chunk: Buffer) => {
+      client.write(chunk);
+      unread = Buffer.concat([unread, chunk]);
+      while (unread.length >= 9 && unread.length >= 9 + unread.readUIntBE(0, 3)) {
+        const length = unread.readUIntBE(0, 3);
+        frames.push({ type: unread[3], flags: unread[4], stream: unread.readUInt32BE(5) & 0x7fffffff, length });
+        unread = unread.subarray(9 + length);
+      }
+    });
+    server.on("end", () => client.end());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const { port } = proxy.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    frames,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => proxy.close(() => resolve()));
+    },
+  };
+}
+
 /** One envelope per message, each with `flags`. */
 function flaggedEnvelopes(flags: number, ...messages: Uint8Array[]): Buffer {
   return Buffer.concat(messages.map((m) => Buffer.concat([Buffer.from([flags, ...new Uint8Array(new Uint32Array([m.byteLength]).buffer).reverse()]), m])));
@@ -326,6 +369,9 @@ describe("Connect server streams answered on HTTP/2's stream API", () => {
   const WAITS_STREAM = randomUUID();
   /** Waits until its signal aborts, then fails with an error of its own. */
   const FAILS_LATE_STREAM = randomUUID();
+  /** Yields MANY_MESSAGES messages of 1 KiB at once: more than a server holds before handing them to the stream. */
+  const MANY = randomUUID();
+  const MANY_MESSAGES = 40;
   const start = (streamApi: boolean) =>
     startServer({
       name: "test",
@@ -339,6 +385,7 @@ describe("Connect server streams answered on HTTP/2's stream API", () => {
             try {
               ctx.responseHeader.set("x-test-answer", "seen");
               yield { tip: { tipId: req.tipId, status: TipStatus.PENDING } };
+              if (req.tipId === MANY) for (let i = 1; i < MANY_MESSAGES; i++) yield { tip: { tipId: req.tipId, status: TipStatus.PENDING, message: `${i}`.padEnd(1024, ".") } };
               if (req.tipId === FAILS) throw new ConnectError("the tip is gone", Code.NotFound, { "x-test-why": "gone" });
               if (req.tipId === WAITS_STREAM || req.tipId === FAILS_LATE_STREAM) {
                 await untilAborted(ctx.signal);
@@ -394,6 +441,7 @@ describe("Connect server streams answered on HTTP/2's stream API", () => {
       "binary, two messages": watch(id, "proto", {}, envelopes(Buffer.alloc(0), Buffer.alloc(0))),
       "binary, none": watch(id, "proto", {}, Buffer.alloc(0)),
       "not a uuid (validation)": watch("not-a-uuid", "json"),
+      "many messages at once": watch(MANY, "proto"),
     };
     cases["json, charset"].headers["content-type"] = "application/connect+json; charset=utf-8";
     const answers: Record<string, Record<string, Answer>> = { "stream API": {}, "compatibility layer": {} };
@@ -429,6 +477,31 @@ describe("Connect server streams answered on HTTP/2's stream API", () => {
     assert.match(answers["stream API"]["fails after a message"].body.toString(), /"code":"not_found","message":"the tip is gone"/);
     assert.match(answers["stream API"]["two request messages"].body.toString(), /"code":"unimplemented"/);
     assert.match(answers["stream API"]["JSON that does not parse"].body.toString(), /"code":"invalid_argument"/);
+  });
+
+  test("messages written in one turn of the event loop leave with the stream's end: one DATA frame, END_STREAM on it; past 16 KiB they are handed on before the end", async () => {
+    const tap = await frameTap(servers["stream API"].url);
+    try {
+      const session = http2.connect(tap.url);
+      sessions.push(session);
+      for (const [id, format] of [[randomUUID(), "json"], [randomUUID(), "proto"], [FAILS, "json"]] as const) {
+        const { headers, body } = watch(id, format);
+        const answer = await call(session, headers, body);
+        assert.equal(answer.status, 200);
+        // The handler yields its messages (and fails, for FAILS) without waiting in between: the head, then all of it at once.
+        const frames = tap.frames.filter((f) => f.stream === answer.stream);
+        assert.deepEqual(frames.map((f) => `${f.type === 1 ? "HEADERS" : f.type === 0 ? "DATA" : f.type}${f.flags & 1 ? " END_STREAM" : ""}`), ["HEADERS", "DATA END_STREAM"], `${id === FAILS ? "fails" : format}: ${JSON.stringify(frames)}`);
+        assert.equal(frames[1].length, answer.body.byteLength);
+      }
+      const { headers, body } = watch(MANY, "proto");
+      const many = await call(session, headers, body);
+      const data = tap.frames.filter((f) => f.stream === many.stream && f.type === 0);
+      assert.equal(data.reduce((n, f) => n + f.length, 0), many.body.byteLength);
+      assert.ok(data.length > 1, "more than a DATA frame's worth is not held back until the end");
+      assert.equal(data.at(-1)!.flags & 1, 1, "END_STREAM on the last DATA frame");
+    } finally {
+      await tap.close();
+    }
   });
 
   test("a connect-node client reads the stream in JSON and binary; the handler's generator finishes", async () => {

@@ -8,7 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeSuspenseMatch, lockFundingReceipt, reopenFundingPayment } from "../c2b.js";
+import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, reopenFundingPayment } from "../c2b.js";
 import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
@@ -75,6 +75,9 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     } else {
       await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
     }
+    // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
+    // may have closed it), so that the payment reopened below is matched under a key nothing holds.
+    const closedRound = req.approve ? undefined : await closeMatchBeforeReopen(deps, tip);
     const updated = await withTransaction(pool, async (tx) => {
       if (!req.approve) await lockFundingReceipt(tx, tip);
       const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
@@ -82,16 +85,17 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       if (!t) return undefined;
       await closeTipAlerts(tx, tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note);
       await record(tx);
-      if (req.approve) await emitTipSucceeded(tx, t);
-      else {
-        await emitEvent(tx, "payment", TipFailedSchema, {
-          tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
-          resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id, createdBy: t.customer_subject,
-        }, t.tip_id);
-        // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
-        return (await reopenFundingPayment(tx, t)) ?? t;
+      if (req.approve) {
+        await emitTipSucceeded(tx, t);
+        return t;
       }
-      return t;
+      // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
+      const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? t;
+      await emitEvent(tx, "payment", TipFailedSchema, {
+        tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
+        resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
+      }, ended.tip_id);
+      return ended;
     });
     if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
     deps.changes.announce(tip.tip_id);

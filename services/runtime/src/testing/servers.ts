@@ -168,7 +168,8 @@ function unprivilegedIds(): { uid: number; gid: number } | undefined {
 }
 
 /**
- * Throwaway PostgreSQL; `durable` keeps fsync and synchronous commit on (benchmarks), tests turn them off.
+ * Throwaway PostgreSQL; `durable` keeps fsync, synchronous commit and full-page writes on (benchmarks),
+ * with the chart's WAL compression (charts/ttip values database.walCompression); tests turn them off.
  * `statementStats` loads pg_stat_statements (with planning time), for benches that ask where
  * PostgreSQL's time goes statement by statement; tests leave it off.
  */
@@ -184,7 +185,7 @@ export async function startPostgres(options: { durable?: boolean; statementStats
     ...ids,
   });
   const port = await freePort();
-  const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
+  const fast = options.durable ? ["-c", "wal_compression=lz4"] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   if (options.statementStats) args.push("-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track_planning=on");
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.

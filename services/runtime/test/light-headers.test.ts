@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { inspect } from "node:util";
 import { LightHeaders } from "../src/light-headers.js";
 
 /** Both kinds after the same operations: what each answers, and what each throws. */
@@ -52,5 +53,29 @@ describe("LightHeaders", () => {
     h.forEach((value, key, parent) => seen.push(`${key}=${value}:${parent === h}`));
     assert.deepEqual(seen, ["content-type=application/proto:true", "x-forwarded-for=10.0.0.1, 10.0.0.2:true"]);
     assert.deepEqual([...h.keys()], ["content-type", "x-forwarded-for"]);
+    assert.match(inspect(h), /"x-forwarded-for":"10\.0\.0\.1, 10\.0\.0\.2"/, "a log line shows its entries");
+  });
+  test("copies what new Headers(init) takes as fetch's Headers does: a Headers, pairs, a record; refuses what it refuses", () => {
+    const fetchHeaders = new Headers([["X-Request-Id", "r-1"], ["Accept-Language", "sw"]]);
+    const inits: ConstructorParameters<typeof Headers>[0][] = [
+      undefined,
+      fetchHeaders,
+      LightHeaders.of(fetchHeaders),
+      [["x-a", " 1 "], ["X-A", "2"], ["cookie", "a=1"], ["Cookie", "b=2"]],
+      { "X-Ttip-Subject": "user-1", "content-type": "application/proto" },
+    ];
+    for (const init of inits) {
+      const light = LightHeaders.of(init);
+      assert.ok(light instanceof Headers);
+      assert.deepEqual(sorted(light), sorted(new Headers(init)), `init ${JSON.stringify(init)}`);
+    }
+    const original = LightHeaders.of({ "x-a": "1" });
+    const copy = LightHeaders.of(original);
+    copy.set("x-a", "2");
+    assert.equal(original.get("x-a"), "1", "a copy, not the same entries");
+    for (const bad of [[["bad name", "v"]], { "x-a": "1\r\nx-b: 2" }, [["x-a"]]] as ConstructorParameters<typeof Headers>[0][]) {
+      assert.throws(() => new Headers(bad), TypeError);
+      assert.throws(() => LightHeaders.of(bad), TypeError);
+    }
   });
 });
