@@ -71,14 +71,22 @@ const programOf = new Map<number, string>();
 const portOwner = new Map<number, number>();
 const pendingClone = new Map<number, boolean>();
 
-/** What a process runs, in a word: a service's name (main.ts <name>), postgres, nats, redis, pgbench, bench. */
-function program(argv: string): string {
+/**
+ * What a process runs, in a word: a service's name (main.ts <name>), the bench's own processes by their
+ * script (tip-customers, edge-simulators-process), postgres, nats, redis, pgbench; from an execve's
+ * arguments (`rest`: the program's path, then its argv, whose strings strace cuts at 64 characters).
+ */
+function program(rest: string): string {
+  const exe = /^\("((?:[^"\\]|\\.)*)"/.exec(rest)?.[1] ?? "?";
+  const argv = rest.slice(rest.indexOf("["), rest.indexOf("]") + 1);
   const args = [...argv.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
   const main = args.findIndex((a) => a.endsWith("main.ts"));
   if (main >= 0) return args[main + 1] ?? "main";
   if (args.some((a) => a.endsWith("tip-e2e.ts"))) return mode === "process" ? "platform" : "bench";
-  const exe = path.basename(args[0] ?? "?");
-  return exe === "nats-server" ? "nats" : exe === "redis-server" ? "redis" : exe;
+  const script = args.find((a) => a.endsWith(".ts"));
+  if (script) return path.basename(script, ".ts");
+  const name = path.basename(exe);
+  return name === "nats-server" ? "nats" : name === "redis-server" ? "redis" : name;
 }
 
 /** A write that starts an STK push (one per tip), in the trace's first bytes of it. */
@@ -105,7 +113,7 @@ function readCall(call: Call): void {
     return;
   }
   if (call.name === "execve" && !call.rest.includes("ENOENT") && /^\("/.test(call.rest)) {
-    programOf.set(call.tid, program(call.rest.slice(call.rest.indexOf("["), call.rest.indexOf("]") + 1)));
+    programOf.set(call.tid, program(call.rest));
     return;
   }
   if (call.name === "bind") {
@@ -207,7 +215,8 @@ for (const c of connections.values()) {
 }
 
 const per = (n: number) => (n / Math.max(1, tips)).toFixed(2).padStart(7);
-const SERVERS = new Set(["postgres", "nats", "redis", "pgbench"]);
+/** Processes that are not the platform's: its servers, pgbench, the customers, the simulators, the bench in cluster mode. */
+const SERVERS = new Set(["postgres", "nats", "redis", "pgbench", "tip-customers", "edge-simulators-process", "bench"]);
 console.log(`\nsocket writes per tip (write, writev, sendto, sendmsg on TCP sockets, under strace), ${tips} tips (STK pushes) sent over ${(run.last - run.first).toFixed(1)} s of the run:`);
 console.log(`  ${"client -> server (its port, protocol)".padEnd(72)} ${"client".padStart(7)} ${"server".padStart(7)}  connections`);
 let platform = 0;

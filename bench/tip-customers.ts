@@ -6,12 +6,11 @@
 // no longer pending. One process for every run (warm-up and measured), so its
 // code and connections are as warm as the platform's: it says it is ready
 // first, then answers each CustomersRun with a CustomersResult, until the
-// bench is gone (its IPC channel closed).
+// bench is gone (its IPC channel closed). The calls are connect-node's, sent by
+// a lighter client of the same protocol (bench/customer-client.ts).
 import { randomInt, randomUUID } from "node:crypto";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { CustomerClient } from "./customer-client.js";
 
 export interface CustomersInput {
   gatewayUrl: string;
@@ -39,7 +38,7 @@ export type CustomersAnswer = { ready: true } | CustomersResult | { error: strin
 
 let input: CustomersInput;
 // Kept across runs: connection i is the same HTTP/2 session in every run that uses it.
-const clients: Client<typeof PaymentService>[] = [];
+const clients: CustomerClient[] = [];
 let n = 0;
 let address = 0;
 
@@ -50,7 +49,7 @@ function nextAddress(): Record<string, string> | undefined {
   return { "x-forwarded-for": `10.${(a >> 16) & 255}.${(a >> 8) & 255}.${a & 255}` };
 }
 
-async function oneTip(customer: Client<typeof PaymentService>, result: CustomersResult): Promise<void> {
+async function oneTip(customer: CustomerClient, result: CustomersResult): Promise<void> {
   const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
   const headers = nextAddress();
   const t0 = performance.now();
@@ -59,16 +58,16 @@ async function oneTip(customer: Client<typeof PaymentService>, result: Customers
     recipient: { case: "qrCode", value: input.codes[n++ % input.codes.length] },
     amount: { currency: "KES", amountMinor: 15_000n },
     payment: { case: "mpesaPhone", value: phone },
-  }, { headers });
+  }, headers);
   result.createLatencies.push(performance.now() - t0);
-  for await (const m of customer.watchTip({ tipId: tip!.tipId }, { headers })) {
+  for (const m of await customer.watchTip({ tipId: tip!.tipId }, headers)) {
     if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) result.failures++;
   }
 }
 
 async function run({ concurrency, seconds, connections = 1 }: CustomersRun): Promise<CustomersResult> {
   while (clients.length < Math.max(1, connections)) {
-    clients.push(createClient(PaymentService, createConnectTransport({ baseUrl: input.gatewayUrl, httpVersion: "2" })));
+    clients.push(new CustomerClient(input.gatewayUrl));
   }
   const result: CustomersResult = { createLatencies: [], failures: 0 };
   const deadline = performance.now() + seconds * 1000;

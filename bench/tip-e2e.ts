@@ -24,7 +24,8 @@
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 //   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
-//   (collected ones too) and prints the bytes allocated per tip by package and function.
+//   (collected ones too) and prints the bytes allocated per tip by package and function;
+//   BENCH_HEAP_SURVIVORS=1 samples only what outlived a scavenge (what young-generation GC copies).
 import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -672,7 +673,9 @@ try {
     if (heapSampling) {
       heapSampling.connect();
       // One sample per 64 KiB allocated on average: a few thousand per run, at little cost.
-      await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+      // BENCH_HEAP_SURVIVORS=1: only what outlived a scavenge (what each scavenge copies and promotes).
+      const minor = process.env.BENCH_HEAP_SURVIVORS !== "1";
+      await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor });
     }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
     counting = true;

@@ -19,8 +19,8 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
+import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
@@ -774,6 +774,39 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("a batch's receipt whose key a concurrent call is claiming: the statement waits, loses on the key, runs again once and answers the other call's delivery; made once, sent by neither twice", async () => {
+    const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext);
+    const phone = newPhone();
+    const key = `raced-${randomUUID()}`;
+    const request = create(SendNotificationRequestSchema, { idempotencyKey: key, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    // The concurrent call's statement: its claim of the key and its delivery, not committed yet.
+    const other = await t.db.pool.connect();
+    const theirs = randomUUID();
+    try {
+      await other.query("BEGIN");
+      await other.query("INSERT INTO notification.idempotent_requests (operation, caller, key, fingerprint, result_id) VALUES ($1, '', $2, $3, $4)", [
+        `${NotificationInternalService.typeName}/${NotificationInternalService.method.sendNotification.name}`, key, requestFingerprint(SendNotificationRequestSchema, request), `rpc:${key}`,
+      ]);
+      await other.query(
+        `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+         VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'sent', 1)`,
+        [theirs, `rpc:${key}`, `phone:${phone.replace("+", "")}`, Channel.SMS, phone.replace("+", ""), TemplateKey.RECEIPT],
+      );
+      const call = (handlers.sendNotifications as (r: { requests: (typeof request)[] }) => Promise<{ results: { code: number; deliveryIds: string[] }[] }>)({ requests: [request] });
+      await eventually("the call's statement waiting for the key", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%idempotent_requests%'")).rowCount! > 0);
+      await other.query("COMMIT");
+      const { results } = await call;
+      assert.deepEqual(results.map((r) => [r.code, r.deliveryIds]), [[0, [theirs]]], "answered as a repeat, not refused (it lost on the key: 23505)");
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+    const made = await t.db.pool.query<{ id: string }>("SELECT id FROM notification.deliveries WHERE source_key = $1", [`rpc:${key}`]);
+    assert.deepEqual(made.rows.map((r) => r.id), [theirs], "made once");
+    assert.equal(smsTo(phone).length, 0, "nothing sent by this call");
+  });
+
   test("a claimed send whose turn comes after its lease ran out (a slow provider held every turn) is not sent beside the resend of the look that declared it in doubt", async () => {
     const at = createProviders(config.providers, 3_000).sms[0];
     let open: () => void = () => undefined;
@@ -1117,39 +1150,8 @@ describe("notification service against Postgres, JetStream and the provider simu
   test("deliveries are written with one heap WAL record each (NOT EXISTS, no speculative insert to confirm); written again, none", async () => {
     await t.db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
     const requests = Array.from({ length: 5 }, () => ({ sourceKey: `event:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }));
-    /**
-     * The deliveries' heap insert and confirmation records `work` wrote (pg_walinspect), in a transaction of its
-     * own: only its transaction's records are counted, not the file's running service's (a late consumer's
-     * deliveries would be in the same WAL range).
-     */
-    const inserts = async (work: (tx: PoolClient) => Promise<unknown>): Promise<Record<string, number>> => {
-      // pg_walinspect reads only what is flushed: the range runs from the flushed end before the work to the
-      // flushed end once the work's last record is flushed (the test server commits without waiting for it).
-      const lsn = async (which: "insert" | "flush") => (await t.db.pool.query<{ l: string }>(`SELECT pg_current_wal_${which}_lsn() AS l`)).rows[0].l;
-      const from = await lsn("flush");
-      const tx = await t.db.pool.connect();
-      let xid: string;
-      try {
-        await tx.query("BEGIN");
-        xid = (await tx.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid")).rows[0].xid;
-        await work(tx);
-        await tx.query("COMMIT");
-      } finally {
-        await tx.query("ROLLBACK").catch(() => undefined);
-        tx.release();
-      }
-      const written = await lsn("insert");
-      await eventually("the work's WAL flushed", async () => (await t.db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [written])).rows[0].ok);
-      const to = await lsn("flush");
-      const { rows } = await t.db.pool.query<{ type: string; n: number }>(
-        `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
-          WHERE xid::text = $3 AND resource_manager = 'Heap' AND split_part(record_type, '+', 1) IN ('INSERT', 'HEAP_CONFIRM')
-            AND block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode('notification.deliveries') || '( |$)')
-          GROUP BY 1`,
-        [from, to, xid],
-      );
-      return Object.fromEntries(rows.map((r) => [r.type, r.n]));
-    };
+    // In a transaction of its own: the file's running service may write deliveries in the same WAL range.
+    const inserts = (work: (tx: PoolClient) => Promise<unknown>) => heapWalRecords(t.db.pool, "notification.deliveries", { inTransaction: work });
     let ids: string[][] = [];
     assert.deepEqual(await inserts(async (tx) => (ids = await enqueueMany(tx, requests))), { INSERT: requests.length }, "ON CONFLICT DO NOTHING also wrote a HEAP_CONFIRM per delivery");
     let again: string[][] = [];

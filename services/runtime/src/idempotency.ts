@@ -84,14 +84,22 @@ export function claimingCte(request: IdempotentRequest, resultId: string, first:
  * are answered from their first). The keys are inserted in the primary key's order,
  * whatever the batch's: two statements claiming overlapping keys then wait for each
  * other's first shared key only, never each for a key the other took (a deadlock).
+ *
+ * A key used before is skipped by NOT EXISTS, not ON CONFLICT DO NOTHING, whose speculative
+ * insert writes each claim twice in the WAL (the row, then its confirmation). Once still rests
+ * on the primary key: a key that a concurrent statement claims is not in this one's snapshot,
+ * so its insert waits on that statement's transaction; if it commits, this statement fails on
+ * the key (idempotencyRace) and writes nothing, and run again it finds the key used.
  */
 export function claimingManyCte(claims: readonly { request: IdempotentRequest; resultId: string }[], first: number): { sql: string; values: unknown[] } {
   assert(claims.length > 0 && claims.every((c) => c.request.schema === claims[0].request.schema), "claims of one schema");
+  const table = `${ident(claims[0].request.schema)}.idempotent_requests`;
   // Opaque arrays: planned the same whatever the batch's size, so the statement keeps its generic plan.
   return {
-    sql: `claimed AS (INSERT INTO ${ident(claims[0].request.schema)}.idempotent_requests (operation, caller, key, fingerprint, result_id)
+    sql: `claimed AS (INSERT INTO ${table} (operation, caller, key, fingerprint, result_id)
       SELECT * FROM ${opaqueUnnest(["text", "text", "text", "text", "text"], first)} AS c(operation, caller, key, fingerprint, result_id)
-       ORDER BY c.operation, c.caller, c.key ON CONFLICT DO NOTHING RETURNING result_id)`,
+       WHERE NOT EXISTS (SELECT 1 FROM ${table} r WHERE r.operation = c.operation AND r.caller = c.caller AND r.key = c.key)
+       ORDER BY c.operation, c.caller, c.key RETURNING result_id)`,
     values: [
       claims.map((c) => c.request.operation),
       claims.map((c) => c.request.caller ?? ""),
@@ -100,6 +108,16 @@ export function claimingManyCte(claims: readonly { request: IdempotentRequest; r
       claims.map((c) => c.resultId),
     ],
   };
+}
+
+/**
+ * Whether `err` is claimingManyCte's lost race: a key of the statement was claimed by a
+ * concurrent transaction that has committed since. Nothing was written; the statement run
+ * again (in a new snapshot, outside any transaction that began before) finds the key used.
+ */
+export function idempotencyRace(err: unknown, schema: string): boolean {
+  const e = err as { code?: unknown; schema?: unknown; table?: unknown; constraint?: unknown } | null;
+  return e?.code === "23505" && e.schema === schema && e.table === "idempotent_requests" && e.constraint === "idempotent_requests_pkey";
 }
 
 /**

@@ -28,7 +28,8 @@ function checkedValue(name: string, value: string): string {
 
 /**
  * A Headers (instanceof holds, so connect-es and our interceptors take it as
- * one) whose entries live in a Map: the same answers as fetch's Headers for
+ * one, though node's constructor never runs: its own list and Map per
+ * instance would go unused) whose entries live in a Map: the same answers as fetch's Headers for
  * names in any case, values joined with ", " on append (cookies with "; "),
  * walked in the order set (fetch sorts; HTTP gives the order of different
  * names no meaning).
@@ -36,7 +37,7 @@ function checkedValue(name: string, value: string): string {
  * A name is checked where it comes in: get, has and delete of a name that is
  * no token answer null, false and nothing (fetch throws; ours are constants).
  */
-export class LightHeaders extends (Headers as unknown as new () => object) {
+export class LightHeaders implements Headers {
   readonly #entries = new Map<string, string>();
 
   /** A copy of `init` (what `new Headers(init)` takes: a Headers, pairs or a record), checked as fetch checks it. */
@@ -111,4 +112,12 @@ export class LightHeaders extends (Headers as unknown as new () => object) {
   [Symbol.iterator](): MapIterator<[string, string]> {
     return this.#entries.entries();
   }
+
+  /** What util.inspect (a log line) shows: node's own would look for its list, which this has not. */
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `LightHeaders ${JSON.stringify(Object.fromEntries(this.#entries))}`;
+  }
 }
+
+// Headers' prototype under ours: `instanceof Headers` holds, and every method a Headers has is ours.
+Object.setPrototypeOf(LightHeaders.prototype, Headers.prototype);

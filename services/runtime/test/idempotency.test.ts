@@ -18,8 +18,8 @@ import {
   NotConfiguredError,
   NotFoundError,
 } from "../src/domain-errors.js";
-import { claimIdempotencyKey, claimingManyCte, requestFingerprint } from "../src/idempotency.js";
-import { createTestDatabase, eventually, uniqueName, type TestDatabase } from "../src/testing/index.js";
+import { claimIdempotencyKey, claimingManyCte, idempotencyRace, requestFingerprint } from "../src/idempotency.js";
+import { createTestDatabase, eventually, heapWalRecords, uniqueName, type TestDatabase } from "../src/testing/index.js";
 
 const tip = (amountMinor: bigint, key: string) =>
   create(CreateTipRequestSchema, { idempotencyKey: key, amount: { amountMinor, currency: "KES" }, recipient: { case: "qrCode", value: "ABC123" } });
@@ -137,10 +137,59 @@ describe("claimingManyCte on PostgreSQL", () => {
       });
       assert.deepEqual(await claimMany(first, [high]), [`made:${high}`], "the first goes on to its next key (a deadlock error here without the order)");
       await first.query("COMMIT");
-      assert.deepEqual(await second, [], "the second then finds both keys used");
+      // Its insert of `low` lost on the key (NOT EXISTS did not see it): it wrote nothing, and run again finds both used.
+      assert.ok(idempotencyRace(await second.catch((err: unknown) => err), schema), "the second lost the race on the key");
+      assert.deepEqual(await claimMany(db.pool, [high, low]), [], "run again, the second finds both keys used");
     } finally {
       await first.query("ROLLBACK").catch(() => undefined);
       first.release();
+    }
+  });
+
+  test("a batch's claims are written with one heap WAL record each (NOT EXISTS, no speculative insert to confirm); claimed again, none", async () => {
+    await db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+    const keys = Array.from({ length: 5 }, () => randomUUID());
+    /** The heap WAL records of a statement claiming `keys`, which claims `made` of them. */
+    const claimed = (keys: string[], made: number) =>
+      heapWalRecords(db.pool, `${schema}.idempotent_requests`, { outside: async () => assert.equal((await claimMany(db.pool, keys)).length, made) });
+    assert.deepEqual(await claimed(keys, 5), { INSERT: 5 }, "ON CONFLICT DO NOTHING also wrote a HEAP_CONFIRM per claim");
+    assert.deepEqual(await claimed(keys.slice(0, 2), 0), {}, "nothing written for keys used before");
+  });
+
+  test("a key claimed by a concurrent transaction: the statement waits, loses on the key writing nothing of the batch, and run again claims only the others", async () => {
+    const [taken, free] = [`a-${randomUUID()}`, `b-${randomUUID()}`];
+    const other = await db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      assert.deepEqual(await claimMany(other, [taken]), [`made:${taken}`]);
+      const repeat = claimMany(db.pool, [free, taken]).catch((err: unknown) => err);
+      await eventually("the repeat waiting on the other's key", async () =>
+        (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1", [`%${schema}%idempotent_requests%`])).rows.length > 0);
+      await other.query("COMMIT");
+      assert.ok(idempotencyRace(await repeat, schema), "lost on the key");
+      assert.equal(idempotencyRace(await repeat, "elsewhere"), false, "another schema's table is not this one's race");
+      const written = await db.pool.query("SELECT key FROM " + schema + ".idempotent_requests WHERE key = ANY($1::text[]) ORDER BY key", [[taken, free]]);
+      assert.deepEqual(written.rows.map((r) => r.key), [taken], "nothing of the losing statement written");
+      assert.deepEqual(await claimMany(db.pool, [free, taken]), [`made:${free}`], "run again: the free key claimed, the taken one found used");
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+  });
+
+  test("a key claimed by a concurrent transaction that rolls back: the waiting statement claims it", async () => {
+    const key = randomUUID();
+    const other = await db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      await claimMany(other, [key]);
+      const waiting = claimMany(db.pool, [key]);
+      await eventually("waiting on the other's key", async () =>
+        (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1", [`%${schema}%idempotent_requests%`])).rows.length > 0);
+      await other.query("ROLLBACK");
+      assert.deepEqual(await waiting, [`made:${key}`]);
+    } finally {
+      other.release();
     }
   });
 });

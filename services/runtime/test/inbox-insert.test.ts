@@ -10,7 +10,7 @@ import { InProcessBus } from "../src/bus.js";
 import { migrate, type Queryable } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches, consumeEvents } from "../src/outbox.js";
-import { captureLogger, createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
+import { captureLogger, createTestDatabase, eventually, heapWalRecords, type TestDatabase } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
 const SCHEMA = "inbox_insert";
@@ -47,24 +47,8 @@ describe("the inbox's insert (PostgreSQL)", () => {
     await tx.query(`INSERT INTO ${SCHEMA}.applied SELECT unnest($1::uuid[]), $2`, [messages.map((m) => m.id), consumer]);
   };
 
-  /** The heap WAL records, by type (INSERT+INIT, a page's first, as INSERT), that `work` wrote to the inbox table (pg_walinspect). */
-  const inboxHeapRecords = async (work: () => Promise<void>): Promise<Record<string, number>> => {
-    const lsn = async (fn: string) => (await db.pool.query<{ l: string }>(`SELECT ${fn}() AS l`)).rows[0].l;
-    // From what is flushed (pg_walinspect reads no further): the inbox's earlier records are before it.
-    const from = await lsn("pg_current_wal_flush_lsn");
-    await work();
-    const to = await lsn("pg_current_wal_insert_lsn");
-    if (to === from) return {}; // nothing written anywhere (pg_walinspect refuses an empty range)
-    await eventually("the WAL written flushed", async () =>
-      (await db.pool.query<{ ok: boolean }>("SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok", [to])).rows[0].ok, 10_000);
-    const { rows } = await db.pool.query<{ type: string; n: number }>(
-      `SELECT split_part(record_type, '+', 1) AS type, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
-        WHERE resource_manager = 'Heap' AND block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode($3::regclass) || '( |$)')
-        GROUP BY 1`,
-      [from, to, `${SCHEMA}.inbox`],
-    );
-    return Object.fromEntries(rows.map((r) => [r.type, r.n]));
-  };
+  /** The heap WAL records, by type, that `work` wrote to the inbox table. */
+  const inboxHeapRecords = (work: () => Promise<void>) => heapWalRecords(db.pool, `${SCHEMA}.inbox`, { outside: work });
 
   test("a batch's events recorded with one heap WAL record each, no confirmation; delivered again, none", async () => {
     const { bus, handlers } = handBus();

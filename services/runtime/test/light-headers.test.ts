@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { inspect } from "node:util";
 import { LightHeaders } from "../src/light-headers.js";
 
 /** Both kinds after the same operations: what each answers, and what each throws. */
@@ -52,6 +53,7 @@ describe("LightHeaders", () => {
     h.forEach((value, key, parent) => seen.push(`${key}=${value}:${parent === h}`));
     assert.deepEqual(seen, ["content-type=application/proto:true", "x-forwarded-for=10.0.0.1, 10.0.0.2:true"]);
     assert.deepEqual([...h.keys()], ["content-type", "x-forwarded-for"]);
+    assert.match(inspect(h), /"x-forwarded-for":"10\.0\.0\.1, 10\.0\.0\.2"/, "a log line shows its entries");
   });
   test("copies what new Headers(init) takes as fetch's Headers does: a Headers, pairs, a record; refuses what it refuses", () => {
     const fetchHeaders = new Headers([["X-Request-Id", "r-1"], ["Accept-Language", "sw"]]);

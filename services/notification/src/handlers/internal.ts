@@ -8,7 +8,7 @@ import {
   type SendNotificationResponse,
   SendNotificationResultSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, repeatingRefusalOf, requestFingerprint, requestValidator, withTransaction } from "@ttip/runtime";
+import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, idempotencyRace, normalisePhone, repeatingRefusalOf, requestFingerprint, requestValidator, withTransaction } from "@ttip/runtime";
 import { type Dispatcher, enqueueClaiming, enqueueMany, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
@@ -48,7 +48,7 @@ async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sen
       void records?.settle();
     }
   };
-  const write = async () => {
+  const writeOnce = async () => {
     const records = dispatcher?.takeSentRecords();
     try {
       return await writeWith(records);
@@ -57,6 +57,9 @@ async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sen
       return writeWith(undefined);
     }
   };
+  // A key a concurrent call claimed and committed meanwhile (idempotencyRace: nothing was written):
+  // run again once, the statement finds it used and the call is answered as a repeat.
+  const write = () => writeOnce().catch((err: unknown) => (idempotencyRace(err, "notification") ? writeOnce() : Promise.reject(err)));
   // Taken and held in the same tick: a stop that comes after finds the call in the dispatcher's drain.
   return dispatcher ? dispatcher.claiming(write) : write();
 }

@@ -11,9 +11,11 @@ export * from "./crash-bus.js";
 export * from "./refusal.js";
 export * from "./money.js";
 export * from "./pg-writes.js";
+export * from "./wal-records.js";
 export * from "./raw-http.js";
 export * from "./held-timer.js";
 export * from "./days.js";
+export * from "./source-loader.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */
 export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
