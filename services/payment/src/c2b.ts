@@ -15,7 +15,7 @@ import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
 import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
-import { giveReceipt, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
+import { giveReceipt, lockTiesOfAmount, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
@@ -300,10 +300,13 @@ async function parkInSuspense(
   /** A reference that names nothing we know: the payment may be a receiptless tip's (tiedToReceiptlessTip). */
   namesNothing = false,
 ): Promise<{ outcome: C2bOutcome; tipId?: string }> {
+  const mayTie = namesNothing && p.amountMinor !== undefined;
   const outcome = await withTransaction(deps.ctx.pool, async (tx): Promise<C2bOutcome> => {
+    // Before the receipt's lock: a query's success deciding the tip meanwhile is waited for (receiptless.ts).
+    if (mayTie) await lockTiesOfAmount(tx, p.amountMinor!);
     const settled = await receiptSettled(tx, p.transId, insertRow, row);
     if (settled) return settled;
-    if (namesNothing && p.amountMinor !== undefined && (await tiedToReceiptlessTip(tx, p, callbackId, insertRow, row))) return "duplicate";
+    if (mayTie && (await tiedToReceiptlessTip(tx, p, callbackId, insertRow, row))) return "duplicate";
     await tx.query(insertRow, row("suspense", null, reason, suggestions));
     await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
     return "suspense";

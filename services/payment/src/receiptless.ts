@@ -72,6 +72,24 @@ export async function tiedToAnotherTip(tx: Queryable, receipt: string, tipId: st
   return rows.length > 0;
 }
 
+/**
+ * Both sides of a tie take this lock first, keyed by the amount: a query's success and a confirmation
+ * naming nothing, decided at once, would each miss the other's uncommitted row (the tip listed, the
+ * payment parked), and the one payment be credited from clearing and parked in suspense as well. Taken
+ * before the receipt's lock on both sides (one order: no deadlock); held to the end of the transaction.
+ */
+const TIE_LOCK = "pg_advisory_xact_lock(hashtext('receiptless-tie:' || ";
+
+/** The tie lock of a paybill confirmation naming nothing, by its amount. */
+export async function lockTiesOfAmount(tx: Queryable, amountMinor: bigint): Promise<void> {
+  await tx.query(`SELECT ${TIE_LOCK}$1::bigint::text))`, [amountMinor]);
+}
+
+/** The tie lock of a tip an STK query reports paid, by the amount charged (one statement). */
+export async function lockTiesOfTip(tx: Queryable, tipId: string): Promise<void> {
+  await tx.query(`SELECT ${TIE_LOCK}charged_minor::text)) FROM payment.tips WHERE tip_id = $1`, [tipId]);
+}
+
 /** A tip just decided by a query's success, without a receipt: findable by its payment's C2B confirmation (receiptlessTipFor). */
 export async function rememberReceiptless(tx: Queryable, tip: { tip_id: string; charged_minor: bigint; created_at: Date }): Promise<void> {
   await tx.query("INSERT INTO payment.receiptless_tips (tip_id, charged_minor, pushed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", [tip.tip_id, tip.charged_minor, tip.created_at]);

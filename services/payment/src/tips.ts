@@ -20,7 +20,7 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
-import { parkedPaymentFor, rememberReceiptless, tiedToAnotherTip } from "./receiptless.js";
+import { lockTiesOfTip, parkedPaymentFor, rememberReceiptless, tiedToAnotherTip } from "./receiptless.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
 import type { PayoutSettings } from "./stores/payout-settings.js";
@@ -549,10 +549,16 @@ export async function markCallback(db: Queryable, callbackId: string, outcome: s
   await db.query(MARK_CALLBACK, [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false]);
 }
 
+/** A parked payment a query's success is tied to, looked for under the tie lock: a confirmation parking it meanwhile is waited for. */
+async function parkedPaymentOf(tx: Queryable, tipId: string): Promise<string | undefined> {
+  await lockTiesOfTip(tx, tipId);
+  return parkedPaymentFor(tx, tipId);
+}
+
 /** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
 async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: CallbackMark | undefined): Promise<Decision> {
   // A query's success names no receipt: its payment may be one parked in suspense (receiptless.ts), decided as if it had its receipt.
-  const tied = !o.receipt && o.source === "query" && typeof ref === "string" && String(o.resultCode).trim() === "0" ? await parkedPaymentFor(tx, ref) : undefined;
+  const tied = !o.receipt && o.source === "query" && typeof ref === "string" && String(o.resultCode).trim() === "0" ? await parkedPaymentOf(tx, ref) : undefined;
   const receipt = o.receipt ?? tied;
   // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
   if (receipt) await lockReceipt(tx, receipt);

@@ -230,6 +230,41 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a lost callback's C2B confirmation naming nothing and its STK query's success (no receipt), decided at the same time: the query waits for the parking and holds the tip from it, never credits from clearing beside a parked payment", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const lockWaits = async (wait: string, words: string) => (await h.t.db.pool.query(
+      "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = ANY($1::text[]) AND query LIKE $2",
+      [wait.split(","), `${words}%`])).rows.length > 0;
+    // A row of the receipt left uncommitted: the confirmation stops at its parking insert, after its look for a receiptless tip (none yet).
+    const holder = await h.t.db.pool.connect();
+    let queried: Promise<unknown> | undefined;
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`INSERT INTO payment.c2b_payments (trans_id, callback_id, transaction_type, business_short_code, bill_ref_number, amount_minor, trans_time, outcome)
+        VALUES ($1, $2, 'x', 'x', 'x', 0, 'x', 'duplicate')`, [push.receipt, randomUUID()]);
+      const confirmed = h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+      await eventually(() => lockWaits("transactionid", "INSERT INTO payment.c2b_payments"), "the confirmation parks, waiting at its insert");
+      let settled = false;
+      queried = queryPushes().then((r) => r, (e: unknown) => e).finally(() => { settled = true; });
+      // Without a lock both take, the query decides here, unseen by the confirmation and not seeing its payment: credited from clearing.
+      await eventually(async () => settled || (await lockWaits("advisory", "")), "the query decided, or waiting for the parking");
+      await holder.query("ROLLBACK");
+      await confirmed;
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    assert.equal(await queried, undefined);
+    const parked = await c2bRow(push.receipt);
+    assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id], ["suspense", "matched", push.tipId], "the parked payment funds the tip: support can neither refund nor match it");
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW, "not credited from clearing too");
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "one payment, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a payment parked in suspense whose admin match was posted (its answer lost), then called back by STK for a tip: the held tip's approval is refused, never credited twice", async () => {
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
