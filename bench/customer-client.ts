@@ -22,9 +22,9 @@ import {
 } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { connectUnaryCall, decompressMessage, envelopeFrames, envelopeOf, type Http2Upstream } from "@ttip/runtime";
 
-/** What connect-node 2.2's client says it is, and the encodings it accepts by default (gzip, brotli). */
+/** What connect-node 2.2's client says it is, and the encodings it accepts by default, as it writes them. */
 const USER_AGENT = "connect-es/2.2.0";
-const ACCEPT_ENCODING = "gzip, br";
+const ACCEPT_ENCODING = "gzip,br";
 const WATCH_TIP_PATH = `/${PaymentService.typeName}/WatchTip`;
 /** An answer's message is read whole up to this size (a tip is a few hundred bytes). */
 const MAX_MESSAGE_BYTES = 1 << 20;

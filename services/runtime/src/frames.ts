@@ -14,8 +14,9 @@
 // A connection starts with PREFACE from the client; the server answers with
 // the same bytes. A server that does not speak frames (an older release
 // during a rollout) answers otherwise (HTTP/1.1's 400, HTTP/2's GOAWAY) or not
-// at all, and the client sends its calls by HTTP/2 (again after
-// RETRY_FRAMES_AFTER_MS). A frame: its length (u32, the rest of the frame),
+// at all, and the client sends its calls by HTTP/2: once one connection found
+// that, no call waits for a preface again; a connection is tried in the
+// background every RETRY_FRAMES_AFTER_MS (a rollout may upgrade it). A frame: its length (u32, the rest of the frame),
 // its type (u8), the call's id (u32), then its payload. REQUEST and RESPONSE
 // carry a head (u32 length, then a JSON object of lower-case names to string
 // values: ":path", ":status", the Connect headers) and the body (the rest).
@@ -58,8 +59,16 @@ const MAX_CALLS_IN_FLIGHT = 1000;
 const MAX_CALLS_PER_CONNECTION = 2 ** 31 - 1024;
 /** The server's answer to the preface within this, or the client takes it for a server without frames. */
 const PREFACE_TIMEOUT_MS = 5_000;
-/** After a server did not speak frames, its calls go by HTTP/2 this long before it is asked again (a rollout may upgrade it). */
+/** After a server did not speak frames, a connection is tried again this often, in the background (a rollout may upgrade it). */
 const RETRY_FRAMES_AFTER_MS = 60_000;
+
+/** The preface's timers; tests make them short. */
+export interface FrameLinkTimes {
+  /** PREFACE_TIMEOUT_MS */
+  prefaceTimeoutMs?: number;
+  /** RETRY_FRAMES_AFTER_MS */
+  retryFramesAfterMs?: number;
+}
 /** A connection without a call this long is closed (as the HTTP/2 connection's idle timeout). */
 const IDLE_TIMEOUT_MS = 15 * 60_000;
 /**
@@ -227,7 +236,9 @@ class ClientConnection {
     socket.on("error", () => undefined);
     socket.once("close", () => this.#lost());
     // Idle: retired first, so no new call is sent on a connection that is ending (it would fail unsent).
-    socket.setTimeout(IDLE_TIMEOUT_MS, () => {
+    // A listener of its own: the timer fires again after the next read or write (a call was on it).
+    socket.setTimeout(IDLE_TIMEOUT_MS);
+    socket.on("timeout", () => {
       if (this.#pending.size === 0) this.#retire();
     });
   }
@@ -317,11 +328,22 @@ export class FrameLink {
   readonly #port: number;
   #current: ClientConnection | undefined;
   #opening: Promise<ClientConnection | undefined> | undefined;
-  #byHttp2Until = 0;
+  /**
+   * What the server answered the last preface with: unknown (no answer yet), frames, or not. While
+   * not, every call goes by HTTP/2 at once and connections are tried in the background: behind a
+   * proxy that swallows the preface, calls would otherwise each wait for its timeout.
+   */
+  #speaks: "unknown" | "frames" | "http2" = "unknown";
+  /** When a connection is next tried in the background, while the server does not speak frames. */
+  #retryAt = 0;
   #closed = false;
   readonly #live = new Set<ClientConnection>();
+  readonly #prefaceTimeoutMs: number;
+  readonly #retryAfterMs: number;
 
-  constructor(url: string) {
+  constructor(url: string, times: FrameLinkTimes = {}) {
+    this.#prefaceTimeoutMs = times.prefaceTimeoutMs ?? PREFACE_TIMEOUT_MS;
+    this.#retryAfterMs = times.retryFramesAfterMs ?? RETRY_FRAMES_AFTER_MS;
     const u = new URL(url);
     this.#host = u.hostname.replace(/^\[(.*)\]$/, "$1");
     this.#port = Number(u.port || 80);
@@ -330,9 +352,13 @@ export class FrameLink {
   /** One call: its answer, FRAME_REFUSED (send again) or BY_HTTP2 (send it by HTTP/2); rejects as HTTP/2's exchange does. */
   exchange(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome> {
     if (this.#closed) return Promise.reject(closing());
-    if (body.byteLength > FRAME_BODY_MAX_BYTES || Date.now() < this.#byHttp2Until) return Promise.resolve(BY_HTTP2);
+    if (body.byteLength > FRAME_BODY_MAX_BYTES) return Promise.resolve(BY_HTTP2);
     const conn = this.#current;
     if (conn && !conn.retired) return conn.call(path, headers, body, signal);
+    if (this.#speaks === "http2") {
+      this.#tryInBackground();
+      return Promise.resolve(BY_HTTP2);
+    }
     return new Promise<FrameOutcome>((resolve, reject) => {
       if (signal.aborted) return reject(ConnectError.from(signal.reason));
       // Given up while the connection opens (a peer that does not answer): the call was sent nowhere.
@@ -359,6 +385,13 @@ export class FrameLink {
     for (const conn of this.#live) conn.destroy();
     this.#live.clear();
     this.#current = undefined;
+  }
+
+  /** Opens a connection no call waits for, at most once per RETRY_FRAMES_AFTER_MS: the calls after it go in frames if it does. */
+  #tryInBackground(): void {
+    if (this.#opening || Date.now() < this.#retryAt) return;
+    this.#retryAt = Date.now() + this.#retryAfterMs;
+    this.#open().catch(() => undefined); // unreachable: the calls by HTTP/2 say so
   }
 
   /** The current connection, opened if needed; undefined when the server does not speak frames. */
@@ -388,13 +421,15 @@ export class FrameLink {
           socket.once("close", () => this.#live.delete(conn));
           this.#live.add(conn);
           this.#current = conn;
+          this.#speaks = "frames";
           // Bytes read with the preface's last ones are the first frames.
           conn.read(heard.subarray(FRAMES_PREFACE.length));
           return resolve(conn);
         }
         socket.destroy();
         if (outcome === "http2") {
-          this.#byHttp2Until = Date.now() + RETRY_FRAMES_AFTER_MS;
+          this.#speaks = "http2";
+          this.#retryAt = Date.now() + this.#retryAfterMs;
           return resolve(undefined);
         }
         reject(outcome);
@@ -412,7 +447,7 @@ export class FrameLink {
       const onError = (err: Error) => done(connected ? "http2" : err);
       // Closed after it connected, without the preface back: a server that does not speak frames.
       const onClose = () => done(connected ? "http2" : new ConnectError("the connection closed before it opened", Code.Unavailable));
-      const timer = setTimeout(() => done(connected ? "http2" : new ConnectError("cannot reach the server: no connection in time", Code.Unavailable)), PREFACE_TIMEOUT_MS);
+      const timer = setTimeout(() => done(connected ? "http2" : new ConnectError("cannot reach the server: no connection in time", Code.Unavailable)), this.#prefaceTimeoutMs);
       timer.unref();
       socket.once("connect", onConnect);
       socket.on("data", onData);
@@ -435,7 +470,16 @@ export interface FrameServerOptions {
   track(exchange: RpcExchange): void;
   /** A connection is told GOAWAY after this long (0: never), as the server's HTTP/2 sessions. */
   maxAgeMs: number;
+  /** A connection with no call and no byte either way this long is told GOAWAY, and cut after as long again (SERVER_IDLE_TIMEOUT_MS). */
+  idleTimeoutMs?: number;
 }
+
+/**
+ * A server's connection idle this long is told GOAWAY: anyone who reaches the port could otherwise
+ * hold connections open by sending nothing. Longer than its clients' IDLE_TIMEOUT_MS, so ours close
+ * their idle connections first and a GOAWAY seldom crosses a call (one that does is sent again).
+ */
+export const SERVER_IDLE_TIMEOUT_MS = 20 * 60_000;
 
 /** The server's side: connections handed over by their first bytes, and GOAWAY to all of them on drain. */
 export function frameServer(options: FrameServerOptions): { accept(socket: net.Socket, head: Buffer): void; goAway(): void } {
@@ -475,6 +519,9 @@ class ServerConnection {
   start(first: Buffer): void {
     const { socket } = this;
     this.#writer.write([FRAMES_PREFACE]);
+    // Node re-arms the timer on every read and write, and again after it fired once there is any.
+    socket.setTimeout(this.options.idleTimeoutMs ?? SERVER_IDLE_TIMEOUT_MS);
+    socket.on("timeout", () => this.#idle());
     socket.on("data", (chunk: Buffer) => this.#read(chunk));
     // The connection gone: every call on it hears it, as a handler hears a lost HTTP/2 stream.
     socket.once("close", () => {
@@ -501,6 +548,17 @@ class ServerConnection {
     this.#goneAway = true;
     this.#write(frame(GOAWAY, this.#lastId));
     this.#endIfDone();
+  }
+
+  /**
+   * Nothing read or written for the idle timeout: a connection without calls is told GOAWAY (it ends once
+   * the client reads it and closes); one told already and still open an idle period later is cut.
+   * A call running that long (no deadline) keeps the connection: its answer re-arms the timer.
+   */
+  #idle(): void {
+    if (this.#calls.size > 0) return;
+    if (this.#goneAway) return void this.socket.destroy();
+    this.goAway();
   }
 
   #endIfDone(): void {

@@ -13,7 +13,7 @@ import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { connectStreamHandler } from "./connect-stream.js";
 import { connectUnaryHandler, failuresOutsideCalls } from "./connect-unary.js";
-import { frameServer, FRAMES_PREFACE } from "./frames.js";
+import { frameServer, FRAMES_PREFACE, SERVER_IDLE_TIMEOUT_MS } from "./frames.js";
 import { localServer, recordingRouter, type DirectSpec, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
 import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
@@ -93,7 +93,34 @@ export interface ServerOptions {
   accessLog?: { callerKind: (values: ContextValues) => string };
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
   readMaxBytes?: number;
+  /** Bounds on connections that send nothing (defaults: CONNECTION_LIMITS); tests make them short. */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
+
+/**
+ * Bounds on connections that send nothing: anyone who reaches the port could otherwise hold
+ * connections open. HTTP/1.1's are node's own (headers and keep-alive timeouts).
+ */
+export interface ConnectionLimits {
+  /** A connection whose first bytes have not told its protocol within this is closed. */
+  firstBytesMs: number;
+  /** Connections still sending their first bytes at once; past it the one that waited longest is closed. */
+  maxFirstBytes: number;
+  /** An HTTP/2 session or a frames connection with nothing read or written this long is told GOAWAY (its calls finish), and cut an idle period later. */
+  idleMs: number;
+  /** An HTTP/1.1 request's headers are read whole within this, or it is answered 408 and closed (node's headersTimeout). */
+  http1HeadersMs: number;
+}
+
+const CONNECTION_LIMITS: ConnectionLimits = {
+  // Our clients and stock ones send their preface at once; a browser closes a preconnected socket it has not used in 10 s.
+  firstBytesMs: 30_000,
+  // An honest connection spends a round trip here at most, so a flood of silent ones evicts its own oldest first.
+  maxFirstBytes: 1024,
+  // Longer than our clients' idle timeout (they close theirs first): see SERVER_IDLE_TIMEOUT_MS.
+  idleMs: SERVER_IDLE_TIMEOUT_MS,
+  http1HeadersMs: 60_000, // node's default
+};
 
 /** Per-request context values, from what every transport's request has. */
 export type RequestValues = (req: Pick<RpcExchange, "headers" | "socket">) => ContextValues;
@@ -185,12 +212,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const adapter = rpcAdapter(options, health);
   const inFlight = inFlightRequests();
   const onRequest = requestHandler(options, adapter, inFlight);
-  const h1 = http.createServer(onRequest);
+  const limits = { ...CONNECTION_LIMITS, ...options.connectionLimits };
+  const h1 = http1Server(onRequest, limits.http1HeadersMs);
   const onStream = streamHandler(options, adapter, inFlight, onRequest);
-  const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0);
+  const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0, limits.idleMs);
   // Our own processes' unary calls in frames (frames.ts), counted for the drain as HTTP/2's streams.
-  const frames = frameServer({ serve: adapter.serveRpc, track: (exchange) => inFlight.track({ once: (_event, listener) => exchange.onClose(listener) }), maxAgeMs: options.maxConnectionAgeMs ?? 0 });
-  const { listener, sockets } = connectionListener(h1, h2, frames, options.frames ?? true);
+  const frames = frameServer({ serve: adapter.serveRpc, track: (exchange) => inFlight.track({ once: (_event, listener) => exchange.onClose(listener) }), maxAgeMs: options.maxConnectionAgeMs ?? 0, idleTimeoutMs: limits.idleMs });
+  const { listener, sockets } = connectionListener(h1, h2, frames, options.frames ?? true, limits);
 
   await listenOn(listener, options);
   const port = (listener.address() as net.AddressInfo).port;
@@ -313,8 +341,17 @@ function compatibilityRequest(stream: http2.ServerHttp2Stream, headers: http2.In
   onRequest(req, res);
 }
 
-/** The HTTP/2 server and its open sessions, each retired after `maxAgeMs` (0: never). */
-function http2Server(onStream: StreamListener, maxAgeMs: number) {
+/** The HTTP/1.1 server, handed its connections by the listener (connectionListener). */
+function http1Server(onRequest: (req: http.IncomingMessage, res: http.ServerResponse) => void, headersMs: number): http.Server {
+  // Node checks the headers and request timeouts every `connectionsCheckingInterval` (30 s by default).
+  const h1 = http.createServer({ headersTimeout: headersMs, connectionsCheckingInterval: Math.min(30_000, Math.max(1, headersMs / 2)) }, onRequest);
+  // It checks them only on a server that listens; this one never does.
+  h1.emit("listening");
+  return h1;
+}
+
+/** The HTTP/2 server and its open sessions, each retired after `maxAgeMs` (0: never) or `idleMs` without a frame. */
+function http2Server(onStream: StreamListener, maxAgeMs: number, idleMs: number) {
   // No request listener: that would put node's compatibility layer on every stream.
   const h2 = http2.createServer({});
   h2.on("stream", onStream);
@@ -324,6 +361,9 @@ function http2Server(onStream: StreamListener, maxAgeMs: number) {
     // Jitter, so sessions opened together do not all reconnect at once.
     const timer = maxAgeMs > 0 ? setTimeout(() => retire(session), maxAgeMs * (0.9 + Math.random() * 0.2)) : undefined;
     timer?.unref();
+    // Idle (node re-arms the timer on every frame): GOAWAY, its streams finish; still open an idle period later: cut.
+    session.setTimeout(idleMs);
+    session.on("timeout", () => (session.closed ? session.destroy() : retire(session)));
     session.once("close", () => {
       clearTimeout(timer);
       sessions.delete(session);
@@ -339,14 +379,23 @@ function http2Server(onStream: StreamListener, maxAgeMs: number) {
 }
 
 /** The one TCP listener and its open sockets; each connection goes to h1, h2 or frames by its first bytes. */
-function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Frames, acceptFrames: boolean) {
+function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Frames, acceptFrames: boolean, limits: ConnectionLimits) {
   const sockets = new Set<net.Socket>();
+  /** Connections whose protocol is not known yet, the one that waited longest first (a Set keeps insertion order). */
+  const unrouted = new Set<net.Socket>();
   // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
   const listener = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
-    routeConnection(socket, h1, h2, frames, acceptFrames);
+    const longest = unrouted.size >= limits.maxFirstBytes ? unrouted.values().next().value : undefined;
+    if (longest) {
+      unrouted.delete(longest);
+      longest.destroy();
+    }
+    unrouted.add(socket);
+    socket.once("close", () => unrouted.delete(socket));
+    routeConnection(socket, { h1, h2, frames, acceptFrames, firstBytesMs: limits.firstBytesMs, routed: () => unrouted.delete(socket) });
   });
   return { listener, sockets };
 }
@@ -370,7 +419,7 @@ async function drainAndClose(
   listener.close();
   for (const session of sessions) session.close(); // GOAWAY: open streams may finish
   frames.goAway(); // the same for calls in frames
-  h1.closeIdleConnections();
+  h1.close(); // its idle keep-alive connections, and its timeouts' check
   const drained = inFlight.drained();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<boolean>((resolve) => {
@@ -444,9 +493,23 @@ function opensWith(head: Buffer, preface: Buffer): boolean | undefined {
   return head.length >= preface.length ? true : undefined;
 }
 
+interface Routes {
+  h1: http.Server;
+  h2: http2.Http2Server;
+  frames: Frames;
+  acceptFrames: boolean;
+  /** The connection is closed when its first bytes have not told its protocol within this. */
+  firstBytesMs: number;
+  /** Told once the connection is handed over. */
+  routed: () => void;
+}
+
 /** Hands a fresh connection to the HTTP/2, the HTTP/1.1 or the frames server by its first bytes. */
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, frames: Frames, acceptFrames: boolean) {
+function routeConnection(socket: net.Socket, { h1, h2, frames, acceptFrames, firstBytesMs, routed }: Routes) {
   let head = Buffer.alloc(0);
+  // From the accept, not from the last byte: a preface sent a byte at a time gains nothing.
+  const timer = setTimeout(() => socket.destroy(), firstBytesMs);
+  socket.once("close", () => clearTimeout(timer));
   const onData = (chunk: Buffer) => {
     head = Buffer.concat([head, chunk]);
     const isH2 = opensWith(head, H2_PREFACE);
@@ -454,6 +517,9 @@ function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
     if (isH2 === undefined || isFrames === undefined) return; // wait for the whole preface
     socket.off("data", onData);
     socket.pause();
+    // Each server keeps its own time from here (frames and HTTP/2 their idle timeout, HTTP/1.1 node's).
+    clearTimeout(timer);
+    routed();
     if (isFrames) return frames.accept(socket, head);
     // Both servers start with the bytes already read: an HTTP/2 session takes
     // what is buffered on the socket before it reads its native handle, so its

@@ -14,7 +14,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { frameServer, FRAMES_PREFACE } from "../src/frames.js";
+import { BY_HTTP2, FrameLink, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -296,6 +296,68 @@ test("a server with frames off (a mesh's proxy on the port) answers the preface 
     assert.equal(calls, 1);
   } finally {
     session.close();
+    await server.close();
+  }
+});
+
+/**
+ * A front to `port` whose connections that open with the frames' preface are refused (answered as
+ * HTTP/1.1 does), swallowed (held unanswered, as a proxy that waits for more) or passed on, by its
+ * mode at their first bytes; every other connection is passed on.
+ */
+async function prefaceFront(port: number) {
+  let mode: "refuse" | "swallow" | "pass" = "refuse";
+  const held = new Set<net.Socket>();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    sockets.add(client.on("error", () => undefined));
+    client.once("data", (first: Buffer) => {
+      const frames = first.subarray(0, FRAMES_PREFACE.length).equals(FRAMES_PREFACE);
+      if (frames && mode === "refuse") return void client.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+      if (frames && mode === "swallow") return void held.add(client);
+      const upstream = net.connect(port, "127.0.0.1");
+      sockets.add(upstream.on("error", () => undefined));
+      upstream.write(first);
+      client.pipe(upstream).pipe(client);
+      client.once("close", () => upstream.destroy());
+      upstream.once("close", () => client.destroy());
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    setMode: (m: typeof mode) => (mode = m),
+    /** Connections held unanswered (the client's still open). */
+    held: () => [...held].filter((s) => !s.destroyed).length,
+    release: () => held.forEach((s) => s.destroy()),
+    close: () => (sockets.forEach((s) => s.destroy()), new Promise((resolve) => server.close(resolve))),
+  };
+}
+
+test("once a server was found not to speak frames, no call waits for a preface again: calls go by HTTP/2 at once while a connection is tried in the background, and in frames once one answers", async () => {
+  const server = await startServer({ name: "behind", logger: captureLogger("silent").logger, metrics: new Metrics(), services: [QrService], routes: () => undefined });
+  const front = await prefaceFront(server.port);
+  // A preface unanswered waits for ever here: a call that waited for one would never end.
+  const link = new FrameLink(front.url, { prefaceTimeoutMs: 10 * 60_000, retryFramesAfterMs: 0 });
+  const check = (): Promise<FrameOutcome> =>
+    link.exchange("/grpc.health.v1.Health/Check", { "content-type": "application/proto", "connect-protocol-version": "1" }, new Uint8Array(0), new AbortController().signal);
+  try {
+    assert.equal(await check(), BY_HTTP2, "refused: by HTTP/2");
+    front.setMode("swallow");
+    assert.equal(await check(), BY_HTTP2, "by HTTP/2 at once, its preface swallowed meanwhile");
+    await eventually("the background connection reached the front", () => front.held() === 1);
+    assert.equal(await check(), BY_HTTP2, "by HTTP/2, no second connection while one is tried");
+    assert.equal(front.held(), 1);
+    front.setMode("pass");
+    front.release(); // the swallowed connection closes: still no frames
+    await eventually("a connection in frames, tried in the background, carries the calls", async () => {
+      const outcome = await check();
+      return outcome !== BY_HTTP2 && typeof outcome === "object" && outcome.status === 200;
+    });
+  } finally {
+    link.close();
+    await front.close();
     await server.close();
   }
 });

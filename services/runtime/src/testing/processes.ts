@@ -3,6 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { freePort } from "./servers.js";
+import { sourceLoaderFlags } from "./source-loader.js";
 
 /**
  * The node flags the platform runs with: `npm start` and the image's ENTRYPOINT
@@ -62,8 +63,8 @@ export class PlatformProcess {
   /** Starts it and waits until grpc.health.v1 says SERVING. */
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
-    // A compiled entry (the image's bundle) runs as the image runs it; source through tsx.
-    const args = [...PLATFORM_NODE_FLAGS, ...(/\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : ["--import", "tsx", this.entry, this.role])];
+    // A compiled entry (the image's bundle) runs as the image runs it; source as this process loads it.
+    const args = [...PLATFORM_NODE_FLAGS, ...(/\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
     const child = spawn(process.execPath, args, {
       env: (this.options.cleanEnv
         ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }

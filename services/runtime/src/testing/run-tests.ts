@@ -54,7 +54,7 @@ interface LaneResult {
 
 /**
  * Runs `list` with `concurrency` files at a time, each in its own process with this one's
- * flags (--import tsx), in the order given (node --test would sort them). Node applies the
+ * flags (make test's SOURCE_HOOKS, or --import tsx), in the order given (node --test would sort them). Node applies the
  * timeout to each file as a whole too: the chart's cluster test (a Kubernetes control plane,
  * install, upgrade, rollback) takes about 3 minutes on two busy cores; a hung test still fails within 6.
  */
