@@ -1,4 +1,5 @@
 import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { BoundedMap } from "@ttip/runtime";
 
 export const LOCALES = ["en", "sw"] as const;
 export const FALLBACK_LOCALE = "en";
@@ -127,10 +128,41 @@ export class MissingVariablesError extends Error {
 
 /** Fills {{variable}} placeholders; every placeholder must have a value. */
 export function render(text: string, variables: Record<string, string>): string {
-  const missing = placeholders(text).filter((v) => variables[v] === undefined);
+  const { pieces, names } = compiled(text);
+  const missing = names.filter((v) => variables[v] === undefined);
   if (missing.length) throw new MissingVariablesError(missing);
+  let filled = pieces[0];
+  for (let i = 1; i < pieces.length; i += 2) filled += `${variables[pieces[i]]}${pieces[i + 1]}`;
   // Collapse the gap an empty optional value (e.g. no tip message) leaves behind.
-  return text.replace(PLACEHOLDER, (_, name: string) => variables[name]).replace(/[ \t]+$/gm, "").replace(/ {2,}/g, " ");
+  return filled.replace(/[ \t]+$/gm, "").replace(/ {2,}/g, " ");
+}
+
+/** A template text split once: text, variable name, text, … (odd places are names), and its distinct names in order. */
+interface CompiledText {
+  pieces: string[];
+  names: string[];
+}
+
+/**
+ * Every delivery renders its template's subject and body: split once per text, not searched
+ * for placeholders twice per render (a tip's SMS: ~27 us of notification's CPU in tip-e2e's
+ * profile). Bounded: the texts are the template rows' (kinds x locales x channels x versions).
+ */
+const compiledTexts = new BoundedMap<string, CompiledText>(1_000);
+
+function compiled(text: string): CompiledText {
+  let known = compiledTexts.get(text);
+  if (known !== undefined) return known;
+  const pieces: string[] = [];
+  let from = 0;
+  for (const m of text.matchAll(PLACEHOLDER)) {
+    pieces.push(text.slice(from, m.index), m[1]);
+    from = m.index + m[0].length;
+  }
+  pieces.push(text.slice(from));
+  known = { pieces, names: placeholders(text) };
+  compiledTexts.set(text, known);
+  return known;
 }
 
 // The GSM 03.38 default alphabet, and its extension table (each costs an escape plus the character).

@@ -71,6 +71,32 @@ describe("templates", () => {
     assert.deepEqual(unknownVariables(TemplateKey.OTP, "{{code}} {{pin}}"), ["pin"]);
   });
 
+  test("renders as the regular-expression fill it replaced, on every default template and odd texts", () => {
+    // The fill as it was (replace with a callback over the text), the reference for the split-once one.
+    const PLACEHOLDER = /\{\{\s*([a-z_]{1,40})\s*\}\}/g;
+    const byReplace = (text: string, variables: Record<string, string>) =>
+      text.replace(PLACEHOLDER, (_, name: string) => variables[name]).replace(/[ \t]+$/gm, "").replace(/ {2,}/g, " ");
+    const values = ["", "KES 1,000", "  two  spaces ", "$& $1 $$ {{code}}", "line\nbreak \t", "Asante sana!"];
+    const texts = [
+      ...defaultTemplates().flatMap((r) => [r.subject, r.body]),
+      "",
+      "no placeholders at all  here ",
+      "{{code}}",
+      "{{ code }}{{code}} {{minutes}}\n{{ minutes}} tail",
+      "{{code}} {{ bad-name }} {{CODE}} {{{code}}}",
+    ];
+    let compared = 0;
+    for (const text of texts) {
+      for (let i = 0; i < values.length; i++) {
+        const variables: Record<string, string> = {};
+        for (const [n, name] of [...new Set(Object.values(TEMPLATE_VARIABLES).flat().concat("code", "minutes"))].entries()) variables[name] = values[(i + n) % values.length];
+        assert.equal(render(text, variables), byReplace(text, variables), JSON.stringify({ text, variables }));
+        compared++;
+      }
+    }
+    assert.ok(compared > 200);
+  });
+
   test("locales fall back to English", () => {
     assert.equal(resolveLocale("sw"), "sw");
     assert.equal(resolveLocale("fr"), "en");

@@ -15,6 +15,7 @@ import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
 import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
+import { giveReceipt, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
@@ -28,6 +29,8 @@ export interface C2bPayment {
   businessShortCode: string;
   /** The account reference as the customer typed it (empty for a till). */
   billRefNumber: string;
+  /** The payer's MSISDN as C2B gives it (masked in v2, hashed in v1): only compared, never stored apart from the raw body. */
+  payer: string;
 }
 
 /** Strict on what we rely on; the rest (names, MSISDN, balance) is never read. */
@@ -50,6 +53,8 @@ export function parseC2bPayment(json: unknown): C2bPayment | undefined {
     amountMinor: amountMinor(b.TransAmount),
     businessShortCode: shortCode,
     billRefNumber: billRef,
+    // Bounded: a masked number or a SHA-256 hex is far shorter.
+    payer: (text(b.MSISDN) ?? "").slice(0, 128),
   };
 }
 
@@ -215,15 +220,15 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
     const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
-    if (result === "unknown") return parkInSuspense(deps, p, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
+    if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
     if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
       // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
-      return parkInSuspense(deps, p, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
+      return parkInSuspense(deps, p, callbackId, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
     }
     await pool.query(insertRow, row(result === "duplicate" ? "duplicate" : "tip", target.tipId));
     return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
   }
-  if (target.kind === "suspense") return parkInSuspense(deps, p, insertRow, row, target.reason, target.suggestions);
+  if (target.kind === "suspense") return parkInSuspense(deps, p, callbackId, insertRow, row, target.reason, target.suggestions, true);
 
   // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
   const paid = p.amountMinor!;
@@ -265,23 +270,48 @@ export async function insertPaybillTip(
   return rows[0];
 }
 
+/**
+ * Under the receipt's lock, before parking a payment: when it is the payment of a tip an STK query reported
+ * paid without a receipt (receiptless.ts: same amount, the payer's number, soon after the push), it is recorded
+ * as that tip's ("duplicate": credited once already, from clearing) and the tip takes its receipt, flagged for
+ * support. Parked instead, its match or refund would pay the one payment twice.
+ */
+async function tiedToReceiptlessTip(tx: Queryable, p: C2bPayment, callbackId: string, insertRow: string, row: SuspenseRow): Promise<boolean> {
+  const tip = await receiptlessTipFor(tx, { amountMinor: p.amountMinor!, payer: p.payer, callbackId });
+  if (!tip) return false;
+  await giveReceipt(tx, tip.tip_id, p.transId);
+  const why = `taken as tip ${tip.tip_id}'s payment: an STK query reported it paid without a receipt; same number and amount, soon after its push`;
+  await tx.query(insertRow, row("duplicate", tip.tip_id, why));
+  await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
+    detail: `paybill payment ${p.transId} (reference "${p.billRefNumber.slice(0, 40)}") ${why}; not parked in suspense. If they are two payments, ${p.transId} is still in M-Pesa clearing, uncredited` });
+  return true;
+}
+
+type SuspenseRow = (outcome: string, tipId: string | null, reason?: string, suggestions?: string[]) => unknown[];
+
 async function parkInSuspense(
   deps: Deps,
   p: C2bPayment,
+  callbackId: string,
   insertRow: string,
-  row: (outcome: string, tipId: string | null, reason?: string, suggestions?: string[]) => unknown[],
+  row: SuspenseRow,
   reason: string,
   suggestions: string[],
+  /** A reference that names nothing we know: the payment may be a receiptless tip's (tiedToReceiptlessTip). */
+  namesNothing = false,
 ): Promise<{ outcome: C2bOutcome; tipId?: string }> {
   const outcome = await withTransaction(deps.ctx.pool, async (tx): Promise<C2bOutcome> => {
     const settled = await receiptSettled(tx, p.transId, insertRow, row);
     if (settled) return settled;
+    if (namesNothing && p.amountMinor !== undefined && (await tiedToReceiptlessTip(tx, p, callbackId, insertRow, row))) return "duplicate";
     await tx.query(insertRow, row("suspense", null, reason, suggestions));
     await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
     return "suspense";
   });
-  deps.ctx.logger.warn({ receipt: p.transId, reason }, "paybill payment parked in suspense");
-  if (outcome === "suspense") await postSuspense(deps, p.transId);
+  if (outcome === "suspense") {
+    deps.ctx.logger.warn({ receipt: p.transId, reason }, "paybill payment parked in suspense");
+    await postSuspense(deps, p.transId);
+  }
   return { outcome };
 }
 
@@ -323,6 +353,7 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
     [limit],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);
+  await pruneReceiptless(pool, limit);
   const { rows: raw } = await pool.query<{ callback_id: string; raw_body: Buffer }>(
     `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_c2b' AND outcome = 'received'
       AND received_at < now() - interval '1 minute' ORDER BY received_at LIMIT $1`,

@@ -20,6 +20,7 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
+import { parkedPaymentFor, rememberReceiptless, tiedToAnotherTip } from "./receiptless.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
 import type { PayoutSettings } from "./stores/payout-settings.js";
@@ -338,6 +339,8 @@ interface Decision {
   decided?: TipRow;
   /** The callback's row was marked by the deciding statement. */
   marked?: boolean;
+  /** Nothing decided: the parked payment a query's success was tied to went to another tip meanwhile; decide again. */
+  retie?: boolean;
 }
 
 /** What support decided about a paybill payment parked in suspense (c2b_payments.resolution); null: none is parked. */
@@ -375,11 +378,15 @@ export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, ma
 
 /** applyStkOutcome, also answering which tip it was (undefined when none matched the reference). */
 export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<{ result: ApplyResult; tip?: TipRow }> {
-  const { result, tip, decided } = await withTransaction(deps.ctx.pool, async (tx) => {
+  const decide = () => withTransaction(deps.ctx.pool, async (tx) => {
     const d = await decideOutcome(tx, ref, o, mark);
     if (mark && d.tip && d.result !== "unknown" && !d.marked) await markCallback(tx, mark.callbackId, d.result, { ref: mark.reference, tipId: d.tip.tip_id, matched: true });
     return d;
   });
+  let d = await decide();
+  // A tie lost to another tip of the same number and amount: looked for again, a few times (then left pending for the next pass).
+  for (let again = 1; d.retie && again < RETIES; again++) d = await decide();
+  const { result, tip, decided } = d;
   if (!tip) return { result };
   await afterDecision(deps, tip.tip_id, result, decided);
   return { result, tip };
@@ -544,9 +551,13 @@ export async function markCallback(db: Queryable, callbackId: string, outcome: s
 
 /** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
 async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: CallbackMark | undefined): Promise<Decision> {
+  // A query's success names no receipt: its payment may be one parked in suspense (receiptless.ts), decided as if it had its receipt.
+  const tied = !o.receipt && o.source === "query" && typeof ref === "string" && String(o.resultCode).trim() === "0" ? await parkedPaymentFor(tx, ref) : undefined;
+  const receipt = o.receipt ?? tied;
   // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
-  if (o.receipt) await lockReceipt(tx, o.receipt);
-  const locked = await lockTipForOutcome(tx, ref, o.receipt);
+  if (receipt) await lockReceipt(tx, receipt);
+  if (tied && (await tiedToAnotherTip(tx, tied, ref as string))) return { result: "unknown", retie: true };
+  const locked = await lockTipForOutcome(tx, ref, receipt);
   if (!locked) return { result: "unknown" };
   const { tip } = locked;
   if (o.source !== "c2b" && tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return { result: "unknown", tip };
@@ -554,7 +565,7 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
     // The callback overtook the push's own answer.
     await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tip.tip_id, o.checkoutRequestId, o.merchantRequestId ?? null]);
   }
-  if (String(o.resultCode).trim() === "0") return { tip, ...(await decideSuccess(tx, locked, o, mark)) };
+  if (String(o.resultCode).trim() === "0") return { tip, ...(await decideSuccess(tx, locked, o, mark, tied)) };
   if (tip.status !== "pending" || !o.checkoutRequestId) return { result: "duplicate", tip };
   const code = String(o.resultCode).trim().slice(0, 32);
   const { rows: failed } = await tx.query<TipRow>(
@@ -570,8 +581,13 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
 const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8", ref: "$9", tipId: "$1", payoutId: "NULL", matched: "true" });
 
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
-async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
+async function decideSuccess(
+  tx: Queryable, { tip, owner, suspense }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined,
+  /** The receipt of the parked payment a query's success was tied to (parkedPaymentFor), its lock held. */
+  tied?: string,
+): Promise<Omit<Decision, "tip">> {
   const tipId = tip.tip_id;
+  const receipt = o.receipt ?? tied;
   const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
   if (tip.credit_key) {
     // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
@@ -585,14 +601,15 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
   }
   const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
     // Flagged once per tip and receipt: M-Pesa delivers a callback again and again, and each would add an alert.
-    if (tip.status === "pending" || !(await spentReceiptFlagged(tx, tipId, o.receipt!))) {
-      await flag(`${spentReceiptFlag(o.receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
+    if (tip.status === "pending" || !(await spentReceiptFlagged(tx, tipId, receipt!))) {
+      await flag(`${spentReceiptFlag(receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again` +
+        (tied ? ` (taken for this tip's payment by number, amount and time: the STK query that reported it paid gave no receipt)` : ""));
     }
     return failSpentReceipt(tx, tip, spent);
   };
-  const spent = o.receipt ? receiptSpent(owner, suspense) : undefined;
+  const spent = receipt ? receiptSpent(owner, suspense) : undefined;
   if (spent) return refuseSpent(spent);
-  const heldInSuspense = o.receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
+  const heldInSuspense = receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, receipt, tied ? "stk-query" : "stk-callback") : undefined;
   if (typeof heldInSuspense === "string") return refuseSpent(receiptSpent(null, heldInSuspense)!);
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
   const problems: string[] = [];
@@ -615,6 +632,8 @@ async function decideSuccess(tx: Queryable, { tip, owner, suspense }: NonNullabl
     [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
       toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
   );
+  // Decided without a receipt (a query's success): its payment's C2B confirmation, naming nothing we know, finds it (receiptless.ts).
+  if (!o.receipt) await rememberReceiptless(tx, tip);
   return { result, decided: rows[0], marked: true };
 }
 
@@ -669,6 +688,9 @@ export function approvedSplit(tip: Pick<TipRow, "charged_minor" | "worker_receiv
   return { chargedMinor: received, workerMinor: received > feeMinor ? received - feeMinor : 0n };
 }
 
+/** How many times a query's success is decided again after its tie was taken by another tip (a rare race: see decideOutcome). */
+const RETIES = 3;
+
 /** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */
 export const RULE_LIMIT_WINDOW_SECONDS = 120;
 
@@ -707,7 +729,7 @@ export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSetting
  * already in suspense, so the tip is held for an admin's approval, which moves
  * it from suspense to the worker. Nothing is taken from M-Pesa clearing twice.
  */
-async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): Promise<TipRow | "matched" | "refund" | undefined> {
+async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string, by: "stk-callback" | "stk-query"): Promise<TipRow | "matched" | "refund" | undefined> {
   const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string; amount_minor: bigint; resolution: SuspenseResolution }>(
     "SELECT suspense_entry_id, bill_ref_number, amount_minor, resolution FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' FOR UPDATE",
     [receipt],
@@ -718,9 +740,13 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
   // replica's refund during a rollout). Its resolution, for the caller to refuse the credit: the money is not in
   // clearing to credit from.
   if (c2b.resolution === "matched" || c2b.resolution === "refund") return c2b.resolution;
-  await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id]);
+  await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id, by]);
+  const reference = c2b.bill_ref_number.slice(0, 40);
   await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
-    detail: `receipt ${receipt} came first as a paybill payment with reference "${c2b.bill_ref_number.slice(0, 40)}" and was parked in suspense; approve to credit this tip from suspense` });
+    detail: by === "stk-callback"
+      ? `receipt ${receipt} came first as a paybill payment with reference "${reference}" and was parked in suspense; approve to credit this tip from suspense`
+      : `an STK query reported this tip paid but gave no receipt; paybill payment ${receipt} (reference "${reference}"), parked in suspense, came from the same number for the same amount ` +
+        `soon after the push and is taken for it; approve to credit this tip from suspense; if they are two payments, reject it and place the paybill payment` });
   const { rows: updated } = await tx.query<TipRow>(
     `UPDATE payment.tips SET status = 'held_for_review', result_code = '0', result_message = $2, mpesa_receipt = $3, credit_key = $4,
        credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), completed_at = now(),

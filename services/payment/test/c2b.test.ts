@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -15,6 +15,7 @@ import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { resultMessage } from "../src/messages.js";
+import { payerFits } from "../src/receiptless.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const TOKEN = "c2b-test-path-token-0123456789";
@@ -71,6 +72,8 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   };
   const c2bRow = async (transId: string) => (await h.t.db.pool.query("SELECT * FROM payment.c2b_payments WHERE trans_id = $1", [transId])).rows[0];
   const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+  const alerts = async (tipId: string, reason: string) =>
+    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = $2", [tipId, reason])).rows[0].n;
 
   test("the URLs are registered (v2) on paths without the words Safaricom refuses; a refused word never leaves", async () => {
     const reg = h.sim.c2b.registrations().find((r) => r.shortCode === h.sim.options.shortcode)!;
@@ -177,6 +180,56 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  /** A push whose callback is lost (M-Pesa charged; the receipt known only to the simulator). */
+  const lostCallbackPush = async (w: { id: string }) => {
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    return { tipId: tip!.tipId, receipt: sim.receipt!, payer: sim.phone };
+  };
+  /** Reconciliation past the deadline: M-Pesa asked about the pushes answers success, without a receipt. */
+  const queryPushes = async () => {
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+  };
+
+  test("a push whose callback is lost and whose payment C2B parked in suspense (naming nothing), then reported paid by STK query (no receipt): the tip is held, funded by the parked payment, and credited once", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(push.receipt)).suspense_entry_id !== null, "parked in suspense");
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW, "not credited from clearing: its money is the parked payment's");
+    const tied = await c2bRow(push.receipt);
+    assert.deepEqual([tied.resolution, tied.tip_id, tied.resolved_by], ["matched", push.tipId, "stk-query"]);
+    assert.equal(await h.balance(w.id), 0n);
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: push.receipt, action: { case: "refund", value: true }, note: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /already resolved \(matched/.test(e.rawMessage), "support cannot refund what the tip holds");
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "one payment, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    await queryPushes();
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming nothing: recorded as the tip's payment, not parked, never paid twice; another number's payment is parked", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    const recorded = await c2bRow(push.receipt);
+    assert.deepEqual([recorded.outcome, recorded.tip_id, recorded.resolution, recorded.suspense_entry_id], ["duplicate", push.tipId, "none", null], "not parked in suspense");
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, push.receipt, "the tip has its receipt now");
+    assert.equal(await alerts(push.tipId, "CALLBACK_MISMATCH"), 1, "support is told of the tie");
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: push.receipt, action: { case: "refund", value: true }, note: "customer asked" }), (e: ConnectError) => e.code === Code.NotFound);
+    // The same amount from another number, naming nothing, at the same time: a payment of its own, parked.
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: "254711000999", skipValidation: true });
+    assert.equal((await c2bRow(other.transId)).outcome, "suspense");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a payment parked in suspense whose admin match was posted (its answer lost), then called back by STK for a tip: the held tip's approval is refused, never credited twice", async () => {
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
@@ -210,8 +263,6 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
     return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200) };
   };
-  const alerts = async (tipId: string, reason: string) =>
-    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = $2", [tipId, reason])).rows[0].n;
   const events = async (subject: string, tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
 
@@ -659,6 +710,16 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.match(metrics, /ttip_payment_c2b_total\{kind="validation",result="C2B00012"\} [1-9]/);
     assert.match(metrics, /ttip_payment_c2b_total\{kind="confirmation",result="suspense"\} [1-9]/);
     assert.match(metrics, /ttip_payment_c2b_validation_seconds_count [1-9]/);
+  });
+
+  test("a C2B payer (masked in v2, hashed in v1) fits only the tip's own number", () => {
+    const number = "254712345678";
+    assert.ok(payerFits("2547 ***** 678", number));
+    assert.ok(payerFits(createHash("sha256").update(number).digest("hex").toUpperCase(), number));
+    assert.ok(payerFits(number, number), "in clear, as C2B sent it before masking");
+    for (const other of ["2547 ***** 679", "2541 ***** 678", createHash("sha256").update("254712345679").digest("hex"), "", "254712345679", "*****"]) {
+      assert.equal(payerFits(other, number), false, other);
+    }
   });
 
   test("amounts are read exactly from strings; malformed bodies are refused", () => {

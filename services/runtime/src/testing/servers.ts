@@ -4,7 +4,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { chown, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { appendFile, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -184,8 +184,10 @@ export async function startPostgres(options: { durable?: boolean; statementStats
     stdio: "pipe",
     ...ids,
   });
+  // In the configuration file, not on the command line: a bench's ALTER SYSTEM (postgresql.auto.conf) can still change it.
+  if (options.durable) await appendFile(path.join(data, "postgresql.conf"), "wal_compression = lz4\n");
   const port = await freePort();
-  const fast = options.durable ? ["-c", "wal_compression=lz4"] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
+  const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   if (options.statementStats) args.push("-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track_planning=on");
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
