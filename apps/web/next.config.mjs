@@ -9,8 +9,9 @@ const config = {
   output: "standalone",
   outputFileTracingRoot: path.join(path.dirname(fileURLToPath(import.meta.url)), "../.."),
   poweredByHeader: false,
-  // The contracts' generated code is TypeScript in the proto workspace.
-  transpilePackages: ["@ttip/proto"],
+  // The contracts' generated code is TypeScript in the proto workspace; venue's rounding rule's words
+  // (@ttip/venue/rounding-rule, one file without imports) are shown by the screens.
+  transpilePackages: ["@ttip/proto", "@ttip/venue"],
   serverExternalPackages: ["@connectrpc/connect-node"],
   // Type-checked by `make typecheck` (tsc -p apps/web); the build stays quick.
   typescript: { ignoreBuildErrors: true },

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
@@ -16,8 +17,9 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { DistributionNoteKind, DistributionNoteSchema, DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { ListDistributionsResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { REMAINDER_RULE } from "@ttip/venue/rounding-rule";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 
 /** A datetime-local value as the venue screens read it: Nairobi's wall clock, whatever the browser's zone, to the second. */
@@ -164,12 +166,28 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.equal(again.created, false, "confirmed twice, posted once");
     assert.equal(again.distribution!.distributionId, confirmed.distributionId);
 
-    // The member sees the rule in force and the share with how it was reached.
+    // The member sees the rule in force and the share with how it was reached, worded by the screen
+    // from the service's fields (not its English summary or explanation), in English and in Swahili.
     await phone.goto(`${h.url}/w/shares`);
-    await see(phone, phone.getByTestId("rule-summary").getByText(rule!.summary));
     await see(phone, phone.getByTestId("my-shares").getByText(/KES 500 from Mama Oliech/));
-    assert.ok((await phone.getByTestId("my-shares").innerText()).includes(confirmed.shares[0].explanation));
+    const share = phone.getByTestId("share").first();
+    assert.equal(await phone.getByTestId("rule-summary").innerText(), `Version ${rule!.version}: By hours worked; managers not included; individual tips are kept by their worker.`);
+    assert.match(await share.getByTestId("share-how").innerText(), /^How: (\d+) of \1 x KES 500 = KES 500$/);
+    assert.equal(await share.getByTestId("share-basis").innerText(), "By hours worked; you worked 2 h in the period.");
+    assert.equal(await phone.getByTestId("rounding").innerText(), `Rounding: ${REMAINDER_RULE}`, "the service's own words, from the one file");
+    assert.ok(!(await phone.locator("main").innerText()).includes(confirmed.shares[0].explanation), "not the service's explanation");
     await h.screenshot(phone, "worker-venue-shares");
+    await phone.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
+    await phone.reload();
+    await see(phone, phone.getByTestId("my-shares").getByText(/KES 500 kutoka Mama Oliech/));
+    assert.match(await share.getByTestId("share-how").innerText(), /^Jinsi: (\d+) kati ya \1 x KES 500 = KES 500$/);
+    // A duration, not a time of day ("saa 2" would read as 8 o'clock).
+    assert.equal(await share.getByTestId("share-basis").innerText(), "Kwa saa za kazi; ulifanya kazi masaa 2 katika kipindi.");
+    assert.match(await phone.getByTestId("rule-summary").innerText(), /^Toleo \d+: Kwa saa za kazi; mameneja hawajajumuishwa;/);
+    assert.match(await phone.getByTestId("rounding").innerText(), /^Kuzungusha: Kila mwanachama anapata sehemu/);
+    assert.doesNotMatch(await phone.locator("main").innerText(), /minutes worked|Each member|Version|managers/);
+    assert.ok(await phone.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth), "nothing runs off a 360 px screen");
+    await h.screenshot(phone, "worker-venue-shares-sw");
 
     // Reversed with a reason; the audit trail and the report say so.
     await page.reload();
@@ -198,6 +216,15 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
       localStorage.setItem("ttip_session", JSON.stringify({ ...t, userId: sub }));
     }, { accessToken: tokens!.accessToken, refreshToken: tokens!.refreshToken });
+    // A note of a kind this screen has no words for (a newer service's) is shown, not dropped.
+    await sw.route("**/ttip.venue.v1.VenueService/ListDistributions", async (route) => {
+      const response = await route.fetch();
+      const list = fromBinary(ListDistributionsResponseSchema, await response.body());
+      list.distributions[0]?.notes.push(create(DistributionNoteSchema, { kind: 99 as DistributionNoteKind, displayName: "Otieno", detail: "x-1" }));
+      // The body as read (decoded): sent without the original's encoding and length.
+      const { "content-encoding": _encoding, "content-length": _length, ...headers } = response.headers();
+      await route.fulfill({ status: response.status(), headers, body: Buffer.from(toBinary(ListDistributionsResponseSchema, list)) });
+    });
     await sw.goto(`${h.url}/v/${venueId}/distributions`);
     await see(sw, sw.getByRole("heading", { name: "Migao iliyopita" }));
     await see(sw, sw.getByTestId("distribution-status").filter({ hasText: "imerudishwa" }));
@@ -207,6 +234,10 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.match(await card.getByTestId("rounding").innerText(), /^Kuzungusha: Kila mwanachama anapata sehemu/);
     assert.match(await card.getByTestId("share-lines").innerText(), /Jinsi: (\d+) kati ya \1 x KES 500 = KES 500/);
     assert.doesNotMatch(await card.innerText(), /by hours worked|members|Each member|minutes worked/);
+    assert.equal(await card.getByTestId("distribution-notes").innerText(), "Otieno: maelezo ya aina ambayo skrini hii bado haiijui (99): x-1");
+    // Hours worked as a duration: "saa 2" beside the period's times would read as 8 o'clock.
+    assert.match(await card.getByTestId("share-lines").innerText(), /\bmasaa 2\b/);
+    assert.doesNotMatch(await card.getByTestId("share-lines").innerText(), /\d h\b/);
     await see(sw, sw.getByText("Kipindi kuanzia (saa za Nairobi)"));
     const widths = await sw.evaluate(() => ({
       page: document.documentElement.scrollWidth,

@@ -2,12 +2,7 @@
 // the property test drives them with random rosters, and the service posts
 // exactly what they return.
 
-/** The rounding rule, as members and managers read it on every preview and distribution. */
-export const REMAINDER_RULE =
-  "Each member gets their weight's share of the takings, rounded down to a whole shilling " +
-  "(to a cent when the takings are not whole shillings). The shillings left over, fewer than the " +
-  "number of members, go one each to the members whose shares lost the most in rounding; ties go " +
-  "to the larger weight, then to whoever joined first. The shares always add up to the takings exactly.";
+export { REMAINDER_RULE } from "./rounding-rule.js";
 
 export interface Cut {
   amounts: bigint[];

@@ -1,5 +1,6 @@
 // The venue manager's screens in English and Swahili, chosen as the worker's
 // are (the ttip_lang cookie, else the browser's language).
+import { REMAINDER_RULE } from "@ttip/venue/rounding-rule";
 import type { Locale } from "./i18n";
 
 const en = {
@@ -172,7 +173,8 @@ const en = {
   v_membersPaid: "Members with a share: {n}",
   v_howLine: "{w} of {total} x {pool} {eq} {share}",
   v_fromRounding: " (incl. {amount} from rounding)",
-  v_roundingRule: "Each member gets their weight's share of the takings, rounded down to a whole shilling (to a cent when the takings are not whole shillings). The shillings left over, fewer than the number of members, go one each to the members whose shares lost the most in rounding; ties go to the larger weight, then to whoever joined first. The shares always add up to the takings exactly.",
+  // The service's own words (remainder_rule), from the one file that holds them.
+  v_roundingRule: REMAINDER_RULE as string,
   v_roundingLeft: "Left over by rounding and handed out this way: {amount}.",
   v_note_LEFT_BEFORE_PERIOD: "{name}: left before the period",
   v_note_JOINED_AFTER_PERIOD: "{name}: joined after the period",
@@ -184,6 +186,10 @@ const en = {
   v_note_OVERLAPS: "Distribution {detail} already covers part of this period.",
   v_note_PERIOD_NOT_OVER: "The period is not over: more tips may still arrive in it.",
   v_note_NOBODY_ELIGIBLE: "Nobody is eligible: record shifts or change the rule.",
+  v_noteOther: "a note of a kind this screen does not know yet ({kind})",
+  v_ruleWords: "Version {v}: {method}{fixed}; managers {managers}; individual tips are kept by their worker.",
+  v_managersIn: "included",
+  v_managersOut: "not included",
 };
 
 export type VenueMessages = typeof en;
@@ -371,6 +377,10 @@ const sw: VenueMessages = {
   v_note_OVERLAPS: "Mgao {detail} tayari unahusu sehemu ya kipindi hiki.",
   v_note_PERIOD_NOT_OVER: "Kipindi hakijaisha: tips zaidi bado zinaweza kuingia.",
   v_note_NOBODY_ELIGIBLE: "Hakuna anayestahili: rekodi zamu au badilisha kanuni.",
+  v_noteOther: "maelezo ya aina ambayo skrini hii bado haiijui ({kind})",
+  v_ruleWords: "Toleo {v}: {method}{fixed}; mameneja {managers}; tips za mtu binafsi zinabaki kwa mfanyakazi wake.",
+  v_managersIn: "wamejumuishwa",
+  v_managersOut: "hawajajumuishwa",
 };
 
 export const venueDictionaries: Record<Locale, VenueMessages> = { en, sw };

@@ -36,10 +36,20 @@ export const METHODS: [SplitMethod, VenueKey][] = [
 /** The method's words' key (translate with the screen's t). */
 export const methodName = (m: SplitMethod): VenueKey => METHODS.find(([k]) => k === m)?.[1] ?? "v_mUnknown";
 
-/** Minutes as "7 h 30 min". */
-export function hours(minutes: bigint): string {
+/**
+ * Minutes worked as a length of time: "7 h 30 min"; in Swahili "masaa 7 dakika 30". Swahili's
+ * "saa 7" is also a time of day (Swahili time: 1 pm), and "saa 7 na dakika 30" reads as half past
+ * one: these durations sit on the same rows as shift start and end times. Kenyan Swahili says
+ * "masaa" (one: "lisaa") only for a length of time ("huduma ya masaa 24"), so the figure cannot be
+ * taken for a clock; under an hour it is minutes only ("dakika 45").
+ */
+export function hours(minutes: bigint, locale: Locale): string {
   const h = minutes / 60n;
   const m = minutes % 60n;
+  if (locale === "sw") {
+    const hourPart = h === 0n ? "" : `${h === 1n ? "lisaa" : "masaa"} ${h}`;
+    return [hourPart, m || !h ? `dakika ${m}` : ""].filter(Boolean).join(" ");
+  }
   return m ? `${h} h ${m} min` : `${h} h`;
 }
 

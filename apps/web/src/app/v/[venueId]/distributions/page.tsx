@@ -2,14 +2,15 @@
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { Fragment, useState, type FormEvent } from "react";
-import { DistributionNoteKind, DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
-import { hours, inputTime, localTime, methodName, shareSign, shown } from "../../util";
+import { hours, inputTime, localTime, methodName, shown } from "../../util";
+import { noteText, shareHow } from "../../share-words";
 import { useVT } from "../../use-vt";
-import { venueDictionaries, type VenueKey } from "../../../../lib/venue-i18n";
+import type { VenueKey } from "../../../../lib/venue-i18n";
 
 const STATUS: Record<DistributionStatus, VenueKey> = {
   [DistributionStatus.UNSPECIFIED]: "v_mUnknown",
@@ -17,12 +18,6 @@ const STATUS: Record<DistributionStatus, VenueKey> = {
   [DistributionStatus.POSTING]: "v_dPosting",
   [DistributionStatus.CONFIRMED]: "v_dConfirmed",
   [DistributionStatus.REVERSED]: "v_dReversed",
-};
-
-/** A note's words' key: the service sends facts (DistributionNoteKind), the screen words them in its language. */
-const noteKey = (kind: DistributionNoteKind): VenueKey | undefined => {
-  const key = `v_note_${DistributionNoteKind[kind]}`;
-  return key in venueDictionaries.en ? (key as VenueKey) : undefined;
 };
 
 /**
@@ -42,10 +37,7 @@ function Shares({ d }: { d: Distribution }) {
       <p data-testid="members-paid">{t("v_membersPaid", { n: d.memberCount })}</p>
       {d.notes.length ? (
         <ul data-testid="distribution-notes">
-          {d.notes.map((n, i) => {
-            const key = noteKey(n.kind);
-            return key ? <li key={i}>{t(key, { name: n.displayName, detail: n.detail })}</li> : null;
-          })}
+          {d.notes.map((n, i) => <li key={i}>{noteText(t, n)}</li>)}
         </ul>
       ) : null}
       <table data-testid="share-lines" className="shares">
@@ -55,14 +47,13 @@ function Shares({ d }: { d: Distribution }) {
             <Fragment key={s.memberId}>
               <tr>
                 <td>{s.displayName}</td>
-                <td>{hours(s.minutes)}</td>
+                <td>{hours(s.minutes, locale)}</td>
                 <td>{t("v_weightOf", { w: String(s.weight), total: String(s.totalWeight) })}</td>
                 <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
               </tr>
               <tr className="how">
                 <td colSpan={4} className="muted">
-                  {t("v_how")}: {t("v_howLine", { w: String(s.weight), total: String(s.totalWeight), pool, eq: shareSign(s.weight, s.totalWeight, d.collected?.amountMinor ?? 0n, s.amount?.amountMinor ?? 0n), share: formatMoney(s.amount?.amountMinor ?? 0n) })}
-                  {s.remainderMinor ? t("v_fromRounding", { amount: formatMoney(s.remainderMinor) }) : ""}
+                  {t("v_how")}: {shareHow(t, s, d.collected?.amountMinor ?? 0n)}
                 </td>
               </tr>
             </Fragment>

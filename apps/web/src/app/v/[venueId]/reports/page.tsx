@@ -52,7 +52,7 @@ export default function Reports() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th><th>{t("v_shares")}</th><th>{t("v_distributions")}</th></tr></thead>
         <tbody>
           {(report.data?.lines ?? []).map((l) => (
-            <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
+            <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes, locale)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
           ))}
         </tbody>
       </table>

@@ -94,7 +94,7 @@ export default function Shifts() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(hoursQ.data?.hours ?? []).map((h) => (
-            <tr key={h.memberId}><td>{h.displayName}</td><td>{roleName(h.roleId)}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes)}</td></tr>
+            <tr key={h.memberId}><td>{h.displayName}</td><td>{roleName(h.roleId)}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes, locale)}</td></tr>
           ))}
         </tbody>
       </table>
@@ -103,7 +103,7 @@ export default function Shifts() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_start")}</th><th>{t("v_end")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(shifts.data?.shifts ?? []).map((s) => (
-            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt, locale)}</td><td>{s.endedAt ? shown(s.endedAt, locale) : t("v_onShift")}</td><td>{hours(s.minutes)}</td></tr>
+            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt, locale)}</td><td>{s.endedAt ? shown(s.endedAt, locale) : t("v_onShift")}</td><td>{hours(s.minutes, locale)}</td></tr>
           ))}
         </tbody>
       </table>
