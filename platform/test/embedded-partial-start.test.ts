@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { sourceLoaderFlags } from "@ttip/runtime/testing";
 
 const child = fileURLToPath(new URL("./embedded-partial-start.child.ts", import.meta.url));
 /** From the report to the exit: closing is immediate; PGlite's start alone takes seconds on a busy machine. */
@@ -20,7 +21,7 @@ interface Report {
 /** Runs the child; resolves with its report and whether it exited by itself (it is killed otherwise). */
 function runChild(busyPort: number): Promise<{ report?: Report; exited: boolean; code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", child, String(busyPort)], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [...sourceLoaderFlags(), child, String(busyPort)], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let report: Report | undefined;

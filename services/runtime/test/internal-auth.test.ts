@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { signInternal, verifyInternal } from "../src/internal-auth.js";
+import { sourceLoaderFlags } from "../src/testing/source-loader.js";
 
 test("internal signature: covers the identity headers, expires, and needs the shared key", () => {
   const key = randomBytes(32);
@@ -61,7 +62,7 @@ test("internal signature: the same bytes as an HMAC-SHA256 over the documented l
 function inNewProcess(key: string, code: string): string {
   const auth = JSON.stringify(new URL("../src/internal-auth.ts", import.meta.url).href);
   const script = `const auth = await import(${auth});\n${code}`;
-  return execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { env: { ...process.env, INTERNAL_SIGNING_KEY: key }, encoding: "utf8" });
+  return execFileSync(process.execPath, [...sourceLoaderFlags(), "--input-type=module", "-e", script], { env: { ...process.env, INTERNAL_SIGNING_KEY: key }, encoding: "utf8" });
 }
 
 test("internalSigningKey: the key the process starts with signs and verifies, read once (a later change to the environment is not read)", () => {

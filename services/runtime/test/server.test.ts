@@ -15,7 +15,7 @@ import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.j
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Metrics, startServer, type RunningServer } from "../src/index.js";
-import { captureLogger, eventually } from "../src/testing/index.js";
+import { captureLogger, eventually, sourceLoaderFlags } from "../src/testing/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const protoRoot = path.resolve(here, "../../../proto");
@@ -91,7 +91,7 @@ describe("runtime server: health, reflection, metrics", () => {
 
 describe("graceful shutdown on SIGTERM", () => {
   test("an in-flight call finishes, new connections are refused, the process exits 0", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(here, "fixtures/slow-server.ts")], {
+    const child = spawn(process.execPath, [...sourceLoaderFlags(), path.join(here, "fixtures/slow-server.ts")], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     try {
