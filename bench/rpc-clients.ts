@@ -6,7 +6,10 @@
 // runtime's UpstreamSession as the peers use it, in frames (runtime frames.ts, as the peers and
 // the gateway call now) and on HTTP/2 (before), and connect-node's session
 // manager as they did before that), and from a stock @grpc/grpc-js client (the
-// yardstick), alternating rounds. The server runs in a child process, so the CPU per call measured in
+// yardstick), alternating rounds; and a server stream as the gateway's WatchTip to payment goes
+// (Health.Watch's first message, then the stream given up; always HTTP/2, frames carry unary calls
+// only): the peers' transport (runtime connect-stream-call.ts) and connect-node's stream client on
+// the same session (before). The server runs in a child process, so the CPU per call measured in
 // this process is the client's own; the server's is read from /proc.
 //   node --import tsx bench/rpc-clients.ts [seconds per client and round=3] [rounds=3] [concurrency=16]
 import { fork } from "node:child_process";
@@ -42,6 +45,8 @@ if (process.argv[5] === "serve") {
   // As the peers and the gateway call now: unary calls in frames (runtime frames.ts) on a connection of their own.
   const framesSession = new UpstreamSession(url, {}, undefined, true);
   const viaFrames = createClient(Health, internalTransport(url, framesSession, []));
+  // The peers' streams before: connect-node's client on the peers' session.
+  const viaConnectOnSession = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: framesSession, useBinaryFormat: true }));
   const peerManager = new Http2SessionManager(url);
   const viaPeersManager = createClient(Health, internalTransport(url, peerManager, []));
   const stock = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -57,6 +62,10 @@ if (process.argv[5] === "serve") {
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );
+  /** A server stream's first message, then the stream given up (its RST_STREAM): one WatchTip's hop, near enough. */
+  const watchOnce = (client: typeof viaFrames) => async () => {
+    for await (const _ of client.watch({ service: "" }, { timeoutMs: 5_000 })) break;
+  };
   const clients = new Map<string, () => Promise<unknown>>([
     ["connect-node gRPC", () => viaGrpc.check({ service: "" }, { timeoutMs: 5_000 })],
     ["connect-node Connect", () => viaConnect.check({ service: "" }, { timeoutMs: 5_000 })],
@@ -64,6 +73,8 @@ if (process.argv[5] === "serve") {
     ["peers, HTTP/2 (before)", () => viaPeers.check({ service: "" }, { timeoutMs: 5_000 })],
     ["peers, manager (before)", () => viaPeersManager.check({ service: "" }, { timeoutMs: 5_000 })],
     ["@grpc/grpc-js", check],
+    ["peers, a stream (HTTP/2)", watchOnce(viaFrames)],
+    ["connect-node, a stream (before)", watchOnce(viaConnectOnSession)],
   ]);
   for (const call of clients.values()) for (let i = 0; i < 500; i++) await call();
   const results = new Map<string, { perSecond: number; clientUs: number; serverUs: number; p50: number }[]>([...clients.keys()].map((k) => [k, []]));
@@ -79,7 +90,7 @@ if (process.argv[5] === "serve") {
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`grpc.health.v1 Check to a runtime server in another process, concurrency ${concurrency}, ${rounds} rounds of ${seconds} s (medians)`);
   for (const [name, rs] of results) {
-    console.log(`  ${name.padEnd(24)} calls/s ${median(rs.map((r) => r.perSecond)).toFixed(0).padStart(6)}  p50 ${median(rs.map((r) => r.p50)).toFixed(2)} ms  client CPU ${median(rs.map((r) => r.clientUs)).toFixed(0)} us/call  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} us/call`);
+    console.log(`  ${name.padEnd(32)} calls/s ${median(rs.map((r) => r.perSecond)).toFixed(0).padStart(6)}  p50 ${median(rs.map((r) => r.p50)).toFixed(2)} ms  client CPU ${median(rs.map((r) => r.clientUs)).toFixed(0)} us/call  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} us/call`);
   }
   stock.close();
   session.abort();

@@ -174,6 +174,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.equal(await phone.getByTestId("rule-summary").innerText(), `Version ${rule!.version}: By hours worked; managers not included; individual tips are kept by their worker.`);
     assert.match(await share.getByTestId("share-how").innerText(), /^How: (\d+) of \1 x KES 500 = KES 500$/);
     assert.equal(await share.getByTestId("share-basis").innerText(), "By hours worked; you worked 2 h in the period.");
+    assert.equal(await share.getByTestId("share-pool").innerText(), `Pool KES 500, shared by rule version ${rule!.version}; members with a share: 1.`, "no '1 people'");
     assert.equal(await phone.getByTestId("rounding").innerText(), `Rounding: ${REMAINDER_RULE}`, "the service's own words, from the one file");
     assert.ok(!(await phone.locator("main").innerText()).includes(confirmed.shares[0].explanation), "not the service's explanation");
     await h.screenshot(phone, "worker-venue-shares");

@@ -110,7 +110,7 @@ function http2Exchange(session: Http2Upstream, path: string, headers: http2.Outg
 }
 
 /** HTTP/2's error codes (RFC 9113, 7) that a call's end is judged by. */
-const H2 = { NO_ERROR: 0, INTERNAL_ERROR: 2, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11, INADEQUATE_SECURITY: 12, HTTP_1_1_REQUIRED: 13 } as const;
+export const H2 = { NO_ERROR: 0, INTERNAL_ERROR: 2, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11, INADEQUATE_SECURITY: 12, HTTP_1_1_REQUIRED: 13 } as const;
 const H2_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"];
 
 /**
@@ -122,7 +122,7 @@ const H2_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_
  * connect-node gives INTERNAL for every code but CANCEL (node's stream error
  * comes first) and waits for the deadline after a NO_ERROR before an answer.
  */
-function resetError(rstCode: number, answered: boolean): ConnectError {
+export function resetError(rstCode: number, answered: boolean): ConnectError {
   const name = `${H2_NAMES[rstCode] ?? "unknown"} (0x${rstCode.toString(16)})`;
   const message = rstCode === H2.NO_ERROR ? `http/2 stream closed ${answered ? "before the end of its answer" : "unanswered"} with error code ${name}` : `http/2 stream closed with error code ${name}`;
   switch (rstCode) {
@@ -148,7 +148,7 @@ function resetError(rstCode: number, answered: boolean): ConnectError {
  * connection (connect-node says CANCELED, or ABORTED on ECONNRESET: a
  * caller would read either as a decision of the server's).
  */
-function connectionLost(session: http2.Http2Session | undefined, rstCode: number | undefined, err: Error | undefined): boolean {
+export function connectionLost(session: http2.Http2Session | undefined, rstCode: number | undefined, err: Error | undefined): boolean {
   if (err) return (err as { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR";
   return session === undefined || ((session.destroyed || session.closed) && (rstCode === undefined || rstCode === H2.CANCEL || rstCode === H2.NO_ERROR));
 }

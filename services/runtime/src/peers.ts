@@ -12,7 +12,9 @@ import {
 } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
+import { connectStreamCall } from "./connect-stream-call.js";
 import { connectUnaryCall, type Http2Upstream } from "./http2-exchange.js";
+import { envelopeOf } from "./input.js";
 import { LightHeaders } from "./light-headers.js";
 import { signingInterceptor } from "./internal-auth.js";
 import { callValues, LocalCall, timeLeftOn, type LocalServer } from "./local-server.js";
@@ -113,8 +115,69 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
         (err) => Promise.reject(call.fail(err)),
       );
     },
-    stream: connect.stream,
+    stream(method, signal, callerTimeoutMs, header, input, contextValues) {
+      // Client and bidi streams (none between our services): connect-node's client.
+      if (method.methodKind !== "server_streaming") return connect.stream(method, signal, callerTimeoutMs, header, input, contextValues);
+      const timeoutMs = connectTimeout(callerTimeoutMs);
+      const call = new LocalCall(signal, timeoutMs);
+      if (call.signal.aborted) return Promise.reject(call.fail(undefined));
+      const req: StreamRequest = {
+        stream: true,
+        service: method.parent,
+        method,
+        requestMethod: "POST",
+        url: `${url}/${method.parent.typeName}/${method.name}`,
+        header: LightHeaders.of(header),
+        contextValues: contextValues ?? callValues(),
+        signal: call.signal,
+        message: (async function* () {
+          for await (const m of input) yield asMessage(method.input, m);
+        })(),
+      };
+      const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+      const send = intercepted<(req: StreamRequest) => Promise<StreamResponse>>((r) => connectServerStream(sessionManager, r, deadline), interceptors);
+      return send(req).then(
+        (res) => ({ ...res, message: endingCall(call, res.message) }) as never,
+        (err) => Promise.reject(call.fail(err)),
+      );
+    },
   };
+}
+
+/**
+ * The Connect protocol's server-streaming call (binary) as connect-es sends it,
+ * over the session (connectStreamCall): the request's messages encoded, the
+ * answer's decoded as they come.
+ */
+async function connectServerStream(session: Http2Upstream, req: StreamRequest, deadline: number | undefined): Promise<StreamResponse> {
+  const input = req.method.input;
+  const envelopes: Uint8Array[] = [];
+  for await (const m of req.message) envelopes.push(envelopeOf(toBinary(input, m)));
+  const answer = await connectStreamCall({
+    session,
+    service: req.service.typeName,
+    method: req.method.name,
+    header: req.header,
+    body: envelopes.length === 1 ? envelopes[0] : Buffer.concat(envelopes),
+    signal: req.signal,
+    deadline,
+  });
+  const output = req.method.output;
+  const messages = (async function* () {
+    for await (const bytes of answer.messages) yield answerMessage(output, bytes);
+  })();
+  return { stream: true, service: req.service, method: req.method, header: answer.header, trailer: answer.trailer, message: messages };
+}
+
+/** A stream's messages, ending its call with them: failed with the error the reader gets (the deadline's or cancellation's first), done at the end or when the reader stops. */
+async function* endingCall<T>(call: LocalCall, messages: AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw call.fail(err);
+  } finally {
+    call.done();
+  }
 }
 
 /**

@@ -74,7 +74,7 @@ export default function Shares() {
             {s.status === DistributionStatus.REVERSED ? <span className="error"> · {t("shareReversed")}</span> : null}
             {s.line ? <p data-testid="share-how">{vt("v_how")}: {shareHow(vt, s.line, s.poolTotal?.amountMinor ?? 0n)}</p> : null}
             <p className="muted" data-testid="share-basis">{t("shareBasis", { method: vt(methodName(s.method)), time: hours(s.line?.minutes ?? 0n, locale) })}</p>
-            <p className="muted">{t("sharePool", { total: formatMoney(s.poolTotal?.amountMinor ?? 0n), n: s.membersPaid, v: s.ruleVersion })}</p>
+            <p className="muted" data-testid="share-pool">{t("sharePool", { total: formatMoney(s.poolTotal?.amountMinor ?? 0n), n: s.membersPaid, v: s.ruleVersion })}</p>
           </li>
         ))}
         {shares.isFetched && (shares.data?.shares.length ?? 0) === 0 ? <li>{t("noShares")}</li> : null}
