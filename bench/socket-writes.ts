@@ -219,13 +219,22 @@ const per = (n: number) => (n / Math.max(1, tips)).toFixed(2).padStart(7);
 const SERVERS = new Set(["postgres", "nats", "redis", "pgbench", "tip-customers", "edge-simulators-process", "bench"]);
 console.log(`\nsocket writes per tip (write, writev, sendto, sendmsg on TCP sockets, under strace), ${tips} tips (STK pushes) sent over ${(run.last - run.first).toFixed(1)} s of the run:`);
 console.log(`  ${"client -> server (its port, protocol)".padEnd(72)} ${"client".padStart(7)} ${"server".padStart(7)}  connections`);
-let platform = 0;
 for (const [label, row] of [...rows].sort((x, y) => y[1].client + y[1].server - (x[1].client + x[1].server))) {
   if (row.client + row.server < tips / 100) continue; // under 0.01 per tip
   console.log(`  ${label.padEnd(72)} ${per(row.client)} ${per(row.server)}  ${row.connections}`);
-  if (!SERVERS.has(row.clientName)) platform += row.client;
-  if (!SERVERS.has(row.serverName)) platform += row.server;
 }
-console.log(`  the platform's node processes' writes per tip (both sides of its own connections): ${per(platform).trim()}${undescribed ? `; not attributed: ${per(undescribed).trim()}` : ""}`);
+// By each connection's writers (a row's names are its last connection's): a process not named (its start
+// not seen) is counted apart, never as the platform's.
+let platform = 0;
+let unnamed = 0;
+for (const c of connections.values()) {
+  for (const [port, n] of c.writes) {
+    const name = nameOf(c.writer.get(port)!);
+    if (name.startsWith("pid ")) unnamed += n;
+    else if (!SERVERS.has(name)) platform += n;
+  }
+}
+const apart = [undescribed ? `not attributed to a connection: ${per(undescribed).trim()}` : "", unnamed ? `by processes not named: ${per(unnamed).trim()}` : ""].filter(Boolean).join("; ");
+console.log(`  the platform's node processes' writes per tip (both sides of its own connections): ${per(platform).trim()}${apart ? `; ${apart}` : ""}`);
 
 if (process.env.BENCH_KEEP_TRACE === "1") console.log(`  trace kept in ${traceFile}`);

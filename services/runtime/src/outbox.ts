@@ -99,6 +99,12 @@ export function publishedRowsStatement(schema: string, keep: boolean): string {
     : `DELETE FROM ${s}.outbox USING ${asyncCommit} WHERE ${seqs}`;
 }
 
+/**
+ * The index of unpublished rows (runtime migration 0001), kept only where published rows are kept
+ * (0006): where they are deleted, it would hold what the primary key holds.
+ */
+const UNPUBLISHED_INDEX = "outbox_unpublished";
+
 /** The advisory lock (by name, hashtext) a relay pass holds to its transaction's end: one pass per service at a time. */
 export const relayLockName = (schema: string) => `ttip.outbox_relay.${schema}`;
 
@@ -133,6 +139,8 @@ export class OutboxRelay {
   private idle = false;
   /** KEEP_PUBLISHED, read once. */
   private keepPublished: boolean | undefined;
+  /** The making of the unpublished rows' index (a database switched to keeping them: indexUnpublished), while it runs. */
+  private indexing: Promise<void> | undefined;
   /**
    * The relay's statements, their texts made once: a text made anew for every pass is a new
    * string, which the lookup of its prepared statement's name copies into one piece and hashes.
@@ -249,7 +257,14 @@ export class OutboxRelay {
         [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
-      this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
+      if (this.keepPublished === undefined) {
+        const { keep, indexed } = (await tx.query<{ keep: boolean; indexed: boolean }>(
+          "SELECT current_setting($1, true) = 'on' AS keep, to_regclass($2) IS NOT NULL AS indexed",
+          [KEEP_PUBLISHED, `${ident(this.options.schema)}.${UNPUBLISHED_INDEX}`],
+        )).rows[0];
+        this.keepPublished = keep === true;
+        if (this.keepPublished && !indexed) this.indexing = this.indexUnpublished().finally(() => (this.indexing = undefined));
+      }
       return {
         closing: { text: this.statements.published(this.keepPublished), values: [published] },
         result: { claimed: rows.length, published: published.length },
@@ -257,11 +272,29 @@ export class OutboxRelay {
     });
   }
 
+  /**
+   * Makes the index of unpublished rows, which a database that deleted its published rows when it
+   * was migrated does without (runtime migration 0006), now that it keeps them: without it each
+   * claim would read past every row ever published. Made concurrently (writers go on), outside the
+   * relay's passes; the table is small then (it held no published rows). Not made, it is logged and
+   * the relay goes on, slower as the table grows.
+   */
+  private async indexUnpublished(): Promise<void> {
+    const { pool, schema, logger } = this.options;
+    logger.warn({ schema }, "the outbox keeps published rows but has no index of unpublished ones: making it");
+    try {
+      await pool.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
+    } catch (err) {
+      logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     clearTimeout(this.timer);
     await this.running;
+    await this.indexing;
   }
 }
 
