@@ -258,8 +258,10 @@ export class OutboxRelay {
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
       if (this.keepPublished === undefined) {
+        // Valid, not only present: an interrupted concurrent build (a replica killed while it waited)
+        // leaves the index invalid, which no plan reads; taken for made, it would never be made again.
         const { keep, indexed } = (await tx.query<{ keep: boolean; indexed: boolean }>(
-          "SELECT current_setting($1, true) = 'on' AS keep, to_regclass($2) IS NOT NULL AS indexed",
+          "SELECT current_setting($1, true) = 'on' AS keep, COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)), false) AS indexed",
           [KEEP_PUBLISHED, `${ident(this.options.schema)}.${UNPUBLISHED_INDEX}`],
         )).rows[0];
         this.keepPublished = keep === true;
@@ -281,11 +283,30 @@ export class OutboxRelay {
    */
   private async indexUnpublished(): Promise<void> {
     const { pool, schema, logger } = this.options;
-    logger.warn({ schema }, "the outbox keeps published rows but has no index of unpublished ones: making it");
+    const index = `${ident(schema)}.${UNPUBLISHED_INDEX}`;
+    logger.warn({ schema }, "the outbox keeps published rows but has no valid index of unpublished ones: making it");
+    const client = await pool.connect();
+    let failed: unknown;
     try {
-      await pool.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
+      // One replica at a time (a session lock; the others skip): the invalid index dropped below may
+      // otherwise be another replica's build in progress, which is invalid until it ends.
+      const lock = `ttip.outbox_unpublished_index.${schema}`;
+      if (!(await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS got", [lock])).rows[0].got) return;
+      try {
+        const { rows } = await client.query<{ valid: boolean | null }>("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)) AS valid", [index]);
+        if (rows[0].valid === true) return;
+        // An interrupted build's invalid index: IF NOT EXISTS would keep it as it is.
+        if (rows[0].valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
+        await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
+      } finally {
+        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
+      }
     } catch (err) {
+      failed = err;
       logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
+    } finally {
+      // A session that failed part way may hold the lock still: not handed to anyone else.
+      client.release(failed instanceof Error ? failed : undefined);
     }
   }
 

@@ -161,6 +161,28 @@ test("a database that deletes published rows, migrated, keeps one index of the o
   }
 });
 
+test("a database that keeps published rows, whose index of unpublished ones an interrupted build left invalid: its relay makes it again, valid", async () => {
+  const keeping = await poolKeeping("on");
+  try {
+    await migrate(keeping, "notification", undefined);
+    // What a concurrent build stopped part way leaves: an index of that name that no plan reads.
+    await keeping.query("DROP INDEX notification.outbox_unpublished");
+    for (const id of [randomUUID(), randomUUID()]) await writeOutbox(keeping, "notification", { id, subject: "ttip.notification.same", data: new Uint8Array([1]) });
+    await assert.rejects(keeping.query("CREATE UNIQUE INDEX CONCURRENTLY outbox_unpublished ON notification.outbox (subject) WHERE published_at IS NULL"), /could not create unique index/);
+    const validity = async () => (await keeping.query<{ valid: boolean }>("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'notification.outbox_unpublished'::regclass")).rows;
+    assert.deepEqual(await validity(), [{ valid: false }], "the failed build's index is there, invalid");
+    const bus = { publish: async () => undefined } as unknown as EventBus;
+    const relay = new OutboxRelay({ pool: keeping, schema: "notification", bus, logger });
+    assert.equal(await relay.flush(), 2);
+    await relay.stop(); // waits for the index it makes
+    assert.deepEqual(await validity(), [{ valid: true }], "made again (an invalid index taken for made is never made)");
+    const { rows } = await keeping.query<{ def: string }>("SELECT pg_get_indexdef('notification.outbox_unpublished'::regclass) AS def");
+    assert.match(rows[0].def, /\(seq\) WHERE \(published_at IS NULL\)$/, "the relay's index, not the failed one");
+  } finally {
+    await keeping.end();
+  }
+});
+
 test("the relay's delete (or mark) commits without waiting for the WAL flush, in its own transaction only", async () => {
   // The test server commits asynchronously everywhere; this database does not, as a durable one.
   await db.pool.query(`ALTER DATABASE ${new URL(db.url).pathname.slice(1)} SET synchronous_commit = on`);
