@@ -336,6 +336,12 @@ async function pgCounters(since = -Infinity) {
  * the setup's length falls, and plans a connection kept from a young table change with it), and
  * their dirty pages written by a checkpoint (the next timed one is then checkpoint_timeout away, past
  * the run; each page's first change after it writes a full page image to the WAL, in every run alike).
+ * Those images are a small part of the run's WAL (BENCH_PG_WAL, c16 20 s: ~0.45 a tip, 1.8 KB of
+ * 19.7 KB without compression, 0.9-1.1 KB with lz4): the run is the costliest stretch between two
+ * checkpoints for these young tables (later ones change the same few hundred pages again, imageless),
+ * and cheaper than one on large tables, where a tip's random-key index entries land on pages not yet
+ * changed since the checkpoint more often (bench/pg-wal-compression.ts: 3-4 images a tip in its first
+ * seconds on 200k tips). Kept: the same in every run, so runs compare.
  */
 async function settle(): Promise<void> {
   const t0 = performance.now();

@@ -33,7 +33,9 @@ function checkedValue(name: string, value: string): string {
  * names in any case, values joined with ", " on append (cookies with "; "),
  * walked in the order set (fetch sorts; HTTP gives the order of different
  * names no meaning).
- * set-cookie is never among a request's headers here: getSetCookie gives it whole.
+ * Several set-cookie values are joined into one, which getSetCookie gives whole
+ * (fetch keeps each apart): no handler of ours sets one, neither in a request
+ * nor in an in-process call's response headers or trailers, which are these too.
  * A name is checked where it comes in: get, has and delete of a name that is
  * no token answer null, false and nothing (fetch throws; ours are constants).
  */

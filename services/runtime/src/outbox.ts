@@ -99,6 +99,12 @@ export function publishedRowsStatement(schema: string, keep: boolean): string {
     : `DELETE FROM ${s}.outbox USING ${asyncCommit} WHERE ${seqs}`;
 }
 
+/**
+ * The index of unpublished rows (runtime migration 0001), kept only where published rows are kept
+ * (0006): where they are deleted, it would hold what the primary key holds.
+ */
+const UNPUBLISHED_INDEX = "outbox_unpublished";
+
 /** The advisory lock (by name, hashtext) a relay pass holds to its transaction's end: one pass per service at a time. */
 export const relayLockName = (schema: string) => `ttip.outbox_relay.${schema}`;
 
@@ -133,6 +139,8 @@ export class OutboxRelay {
   private idle = false;
   /** KEEP_PUBLISHED, read once. */
   private keepPublished: boolean | undefined;
+  /** The making of the unpublished rows' index (a database switched to keeping them: indexUnpublished), while it runs. */
+  private indexing: Promise<void> | undefined;
   /**
    * The relay's statements, their texts made once: a text made anew for every pass is a new
    * string, which the lookup of its prepared statement's name copies into one piece and hashes.
@@ -249,7 +257,16 @@ export class OutboxRelay {
         [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
-      this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
+      if (this.keepPublished === undefined) {
+        // Valid, not only present: an interrupted concurrent build (a replica killed while it waited)
+        // leaves the index invalid, which no plan reads; taken for made, it would never be made again.
+        const { keep, indexed } = (await tx.query<{ keep: boolean; indexed: boolean }>(
+          "SELECT current_setting($1, true) = 'on' AS keep, COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)), false) AS indexed",
+          [KEEP_PUBLISHED, `${ident(this.options.schema)}.${UNPUBLISHED_INDEX}`],
+        )).rows[0];
+        this.keepPublished = keep === true;
+        if (this.keepPublished && !indexed) this.indexing = this.indexUnpublished().finally(() => (this.indexing = undefined));
+      }
       return {
         closing: { text: this.statements.published(this.keepPublished), values: [published] },
         result: { claimed: rows.length, published: published.length },
@@ -257,11 +274,48 @@ export class OutboxRelay {
     });
   }
 
+  /**
+   * Makes the index of unpublished rows, which a database that deleted its published rows when it
+   * was migrated does without (runtime migration 0006), now that it keeps them: without it each
+   * claim would read past every row ever published. Made concurrently (writers go on), outside the
+   * relay's passes; the table is small then (it held no published rows). Not made, it is logged and
+   * the relay goes on, slower as the table grows.
+   */
+  private async indexUnpublished(): Promise<void> {
+    const { pool, schema, logger } = this.options;
+    const index = `${ident(schema)}.${UNPUBLISHED_INDEX}`;
+    logger.warn({ schema }, "the outbox keeps published rows but has no valid index of unpublished ones: making it");
+    const client = await pool.connect();
+    let failed: unknown;
+    try {
+      // One replica at a time (a session lock; the others skip): the invalid index dropped below may
+      // otherwise be another replica's build in progress, which is invalid until it ends.
+      const lock = `ttip.outbox_unpublished_index.${schema}`;
+      if (!(await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS got", [lock])).rows[0].got) return;
+      try {
+        const { rows } = await client.query<{ valid: boolean | null }>("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)) AS valid", [index]);
+        if (rows[0].valid === true) return;
+        // An interrupted build's invalid index: IF NOT EXISTS would keep it as it is.
+        if (rows[0].valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
+        await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
+      } finally {
+        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
+      }
+    } catch (err) {
+      failed = err;
+      logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
+    } finally {
+      // A session that failed part way may hold the lock still: not handed to anyone else.
+      client.release(failed instanceof Error ? failed : undefined);
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     clearTimeout(this.timer);
     await this.running;
+    await this.indexing;
   }
 }
 

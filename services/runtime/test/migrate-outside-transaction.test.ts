@@ -33,7 +33,7 @@ test("a file outside a transaction builds its index concurrently, in the schema,
     path.join(dir, "0002_things_at.sql"),
     `${OUTSIDE_TRANSACTION}\n-- a comment between statements\nDROP INDEX CONCURRENTLY IF EXISTS things_at;\nCREATE INDEX CONCURRENTLY things_at ON things USING brin (at);\n`,
   );
-  assert.deepEqual(await migrate(db.pool, "outside_tx", dir), ["runtime/0001_outbox_inbox", "runtime/0002_idempotent_requests", "runtime/0003_outbox_traceparent", "runtime/0004_outbox_event_id_not_indexed", "runtime/0005_inbox_processed_at", "0001_things", "0002_things_at"]);
+  assert.deepEqual(await migrate(db.pool, "outside_tx", dir), ["runtime/0001_outbox_inbox", "runtime/0002_idempotent_requests", "runtime/0003_outbox_traceparent", "runtime/0004_outbox_event_id_not_indexed", "runtime/0005_inbox_processed_at", "runtime/0006_outbox_one_index_when_deleting", "0001_things", "0002_things_at"]);
   assert.deepEqual(await indexes("outside_tx"), [{ name: "things_at", valid: true }, { name: "things_pkey", valid: true }]);
   assert.deepEqual(await migrate(db.pool, "outside_tx", dir), [], "recorded: not run again");
 });

@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import type { BusMessage, EventBus } from "../src/bus.js";
 import { createPool, migrate, withTransaction, type Pool } from "../src/db.js";
 import { KEEP_PUBLISHED, OutboxRelay, publishedRowsStatement, writeOutbox } from "../src/outbox.js";
-import { captureLogger, countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { captureLogger, countWrites, createTestDatabase, keptPlans, type TestDatabase } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
 let db: TestDatabase;
@@ -113,6 +113,74 @@ test("an event's row costs PostgreSQL three WAL records: the row, seq's index an
   // A few more for new pages; a fourth index (event_id's, before) would make it 4 per row.
   assert.ok(records >= 3 * events && records < 3.5 * events, `${records} WAL records for ${events} rows`);
   await db.pool.query("DELETE FROM payment.outbox");
+});
+
+test("a database that deletes published rows, migrated, keeps one index of the outbox: an event's row costs two WAL records, and the claim reads the primary key; switched to keeping them, its relay makes the index again", async () => {
+  const name = new URL(db.url).pathname.slice(1);
+  const indexed = async (pool: Pool) => (await pool.query<{ present: boolean }>("SELECT to_regclass('wallet.outbox_unpublished') IS NOT NULL AS present")).rows[0].present;
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = off`);
+  const deleting = createPool(db.url, { max: 2 });
+  try {
+    await migrate(deleting, "wallet", undefined);
+    assert.equal(await indexed(deleting), false, "outbox_unpublished dropped (it held what outbox_pkey holds)");
+    const events = 100;
+    const { rows } = await deleting.query(
+      `EXPLAIN (ANALYZE, WAL, FORMAT JSON) INSERT INTO wallet.outbox (event_id, subject, payload)
+         SELECT gen_random_uuid(), 'ttip.wallet.x', convert_to(repeat('x', 300), 'UTF8') FROM generate_series(1, $1::int)`,
+      [events],
+    );
+    const records = Number(rows[0]["QUERY PLAN"][0].Plan["WAL Records"]);
+    assert.ok(records >= 2 * events && records < 2.5 * events, `${records} WAL records for ${events} rows (three with the second index)`);
+    // The claim as a connection keeps it (a generic plan), on a table grown past its statistics.
+    await deleting.query("ANALYZE wallet.outbox");
+    await deleting.query(`INSERT INTO wallet.outbox (event_id, subject, payload) SELECT gen_random_uuid(), 'ttip.wallet.x', '\\x00' FROM generate_series(1, 5000)`);
+    const relay = new OutboxRelay({ pool: deleting, schema: "wallet", bus: {} as EventBus, logger });
+    const { claim } = (relay as unknown as { statements: { claim: string } }).statements;
+    const plans = await keptPlans(deleting, new Set(["outbox"]), (q) => q.query(claim, [100, "ttip.outbox_relay.wallet"]));
+    assert.deepEqual(plans[0].reads.map((r) => [r["Node Type"], r["Index Name"]]), [["Index Scan", "outbox_pkey"]], "the claim reads the primary key in order, no table scan");
+    await deleting.query("DELETE FROM wallet.outbox");
+  } finally {
+    await deleting.end();
+  }
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  const keeping = createPool(db.url, { max: 2 });
+  try {
+    const published: string[] = [];
+    const bus = { publish: async (m: BusMessage) => void published.push(m.id) } as unknown as EventBus;
+    const relay = new OutboxRelay({ pool: keeping, schema: "wallet", bus, logger });
+    const id = randomUUID();
+    await writeOutbox(keeping, "wallet", { id, subject: "ttip.wallet.x", data: new Uint8Array([1]) });
+    assert.equal(await relay.flush(), 1);
+    await relay.stop(); // waits for the index it makes
+    assert.deepEqual(published, [id]);
+    assert.equal(await indexed(keeping), true, "the relay made outbox_unpublished again");
+    const valid = await keeping.query<{ valid: boolean }>("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'wallet.outbox_unpublished'::regclass");
+    assert.deepEqual(valid.rows, [{ valid: true }]);
+  } finally {
+    await keeping.end();
+  }
+});
+
+test("a database that keeps published rows, whose index of unpublished ones an interrupted build left invalid: its relay makes it again, valid", async () => {
+  const keeping = await poolKeeping("on");
+  try {
+    await migrate(keeping, "notification", undefined);
+    // What a concurrent build stopped part way leaves: an index of that name that no plan reads.
+    await keeping.query("DROP INDEX notification.outbox_unpublished");
+    for (const id of [randomUUID(), randomUUID()]) await writeOutbox(keeping, "notification", { id, subject: "ttip.notification.same", data: new Uint8Array([1]) });
+    await assert.rejects(keeping.query("CREATE UNIQUE INDEX CONCURRENTLY outbox_unpublished ON notification.outbox (subject) WHERE published_at IS NULL"), /could not create unique index/);
+    const validity = async () => (await keeping.query<{ valid: boolean }>("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'notification.outbox_unpublished'::regclass")).rows;
+    assert.deepEqual(await validity(), [{ valid: false }], "the failed build's index is there, invalid");
+    const bus = { publish: async () => undefined } as unknown as EventBus;
+    const relay = new OutboxRelay({ pool: keeping, schema: "notification", bus, logger });
+    assert.equal(await relay.flush(), 2);
+    await relay.stop(); // waits for the index it makes
+    assert.deepEqual(await validity(), [{ valid: true }], "made again (an invalid index taken for made is never made)");
+    const { rows } = await keeping.query<{ def: string }>("SELECT pg_get_indexdef('notification.outbox_unpublished'::regclass) AS def");
+    assert.match(rows[0].def, /\(seq\) WHERE \(published_at IS NULL\)$/, "the relay's index, not the failed one");
+  } finally {
+    await keeping.end();
+  }
 });
 
 test("the relay's delete (or mark) commits without waiting for the WAL flush, in its own transaction only", async () => {
