@@ -82,6 +82,9 @@ function download(name: string, text: string) {
 export function Audit() {
   const [events, setEvents] = useState<AuditEvent[]>([]);
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
+  // token is a position only, so the form's edited filters would append another search's rows).
+  const [shown, setShown] = useState<Filters>(NO_FILTERS);
   const [next, setNext] = useState("");
   const [error, setError] = useState("");
   const [exporting, setExporting] = useState("");
@@ -90,10 +93,12 @@ export function Audit() {
 
   const load = async (pageToken = "") => {
     setError("");
-    if (!dates.check()) return;
+    if (!pageToken && !dates.check()) return;
+    const asked = pageToken ? shown : filters;
     try {
-      const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(filters), page: { pageSize: PAGE, pageToken } });
+      const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(asked), page: { pageSize: PAGE, pageToken } });
       setEvents(pageToken ? [...events, ...r.events] : r.events);
+      setShown(asked);
       setNext(r.page?.nextPageToken ?? "");
     } catch (err) {
       setError(errorText(err));

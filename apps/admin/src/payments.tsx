@@ -35,6 +35,9 @@ function minor(shillings: string, field: string): bigint {
 
 export function Payments({ session }: { session: Session }) {
   const [filter, setFilter] = useState<Filter>(EMPTY);
+  // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
+  // token is a position only, so the form's edited filters would append another search's rows).
+  const [shown, setShown] = useState<Filter>(EMPTY);
   const [tips, setTips] = useState<Tip[]>([]);
   const [payouts, setPayouts] = useState<Payout[]>([]);
   const [next, setNext] = useState("");
@@ -45,25 +48,28 @@ export function Payments({ session }: { session: Session }) {
 
   const load = async (pageToken = "") => {
     setError("");
-    if (!dates.check()) return;
+    if (!pageToken && !dates.check()) return;
+    const asked = pageToken ? shown : filter;
     try {
       const common = {
         page: { pageSize: 25, pageToken },
-        from: nairobiInput(filter.from),
-        to: nairobiInput(filter.to),
-        minAmountMinor: minor(filter.minShillings, "min_amount"),
-        maxAmountMinor: minor(filter.maxShillings, "max_amount"),
-        resultCode: filter.resultCode.trim(),
-        workerId: filter.workerId.trim(),
+        from: nairobiInput(asked.from),
+        to: nairobiInput(asked.to),
+        minAmountMinor: minor(asked.minShillings, "min_amount"),
+        maxAmountMinor: minor(asked.maxShillings, "max_amount"),
+        resultCode: asked.resultCode.trim(),
+        workerId: asked.workerId.trim(),
       };
-      if (filter.kind === "tips") {
-        const r = await payment.searchTips({ ...common, status: filter.status, method: filter.method });
+      if (asked.kind === "tips") {
+        const r = await payment.searchTips({ ...common, status: asked.status, method: asked.method });
         setTips(pageToken ? [...tips, ...r.tips] : r.tips);
         setNext(r.page?.nextPageToken ?? "");
+        setShown(asked);
       } else {
-        const r = await payment.searchPayouts({ ...common, status: filter.status });
+        const r = await payment.searchPayouts({ ...common, status: asked.status });
         setPayouts(pageToken ? [...payouts, ...r.payouts] : r.payouts);
         setNext(r.page?.nextPageToken ?? "");
+        setShown(asked);
       }
     } catch (err) {
       setError(errorText(err));

@@ -5,19 +5,19 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import type { DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { AuthAdminService, AuthService, ListAuditEventsRequestSchema, ListAuditEventsResponseSchema } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { partnerCallSigner } from "@ttip/auth/testing";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -423,6 +423,44 @@ describe("admin console in chromium", () => {
     assert.equal(calls("ListAuditEvents"), searched + 1, "the export and the search with a half-typed date sent nothing");
     assert.equal(downloads, 0, "nothing was exported");
     await to.fill("");
+  });
+
+  test("More continues the search whose rows are on screen: a filter edited but not searched again is not sent with the next page (Payments and Audit)", async () => {
+    // The services' page tokens are positions only: a next page under other filters appends another search's rows.
+    const nextPages = async <I extends DescMessage, O extends DescMessage>(method: string, request: I, response: O, field: string, filter: (r: MessageShape<I>) => string) => {
+      const form = adminPage.getByRole("form", { name: method === "SearchTips" ? "Payment filters" : "Audit search" });
+      const input = form.getByLabel(field);
+      await input.waitFor();
+      await adminPage.waitForLoadState("networkidle");
+      const asked: MessageShape<I>[] = [];
+      const url = `**/${method}`;
+      // A first page that says there is more; the next page is empty.
+      await adminPage.route(url, async (route) => {
+        const req = fromBinary(request, route.request().postDataBuffer() ?? new Uint8Array());
+        asked.push(req);
+        const token = (req as { page?: { pageToken: string } }).page?.pageToken ? "" : "position-only";
+        const body = toBinary(response, create(response, { page: { nextPageToken: token } } as never));
+        await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(body) });
+      });
+      try {
+        await input.fill("searched");
+        await form.getByRole("button", { name: method === "SearchTips" ? "Filter" : "Search" }).click();
+        const more = adminPage.getByRole("button", { name: "More" });
+        await more.waitFor();
+        await input.fill("edited-not-searched");
+        await more.click();
+        await eventually(`${method}'s next page`, async () => asked.length === 2);
+        assert.equal((asked[1] as { page?: { pageToken: string } }).page?.pageToken, "position-only");
+        assert.equal(filter(asked[1]), "searched", `${method}: the next page of the rows on screen, not of the form's edit`);
+      } finally {
+        await adminPage.unroute(url);
+        await input.fill("");
+      }
+    };
+    await adminPage.getByRole("link", { name: "Payments" }).click();
+    await nextPages("SearchTips", SearchTipsRequestSchema, SearchTipsResponseSchema, "Worker id", (r) => r.workerId);
+    await adminPage.getByRole("link", { name: "Audit log" }).click();
+    await nextPages("ListAuditEvents", ListAuditEventsRequestSchema, ListAuditEventsResponseSchema, "Target", (r) => r.target);
   });
 
   test("fee schedules: a new version scheduled from tomorrow with the device step-up is listed as scheduled, keeps the B2C bands, and is audited; without a step-up the API refuses it", async () => {
