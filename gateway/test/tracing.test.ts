@@ -234,7 +234,12 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
         return receiver.spans.slice(exported).filter((s) => s.kind === 5).length >= 2;
       });
       const fresh = receiver.spans.slice(exported).filter((s) => BigInt(s.startTimeUnixNano ?? "0") >= startedNs);
-      assert.ok(fresh.every((s) => s.traceId === sampled), `only the sampled caller's trace: ${JSON.stringify(fresh.map((s) => [s.traceId, s.name]))}`);
+      // A loaded machine may still be finishing the tests before's sampled traces (a consumer's or the
+      // relay's statements): their spans continue an older trace. A new trace would start with a root.
+      const others = fresh.filter((s) => s.traceId !== sampled);
+      const shown = JSON.stringify(others.map((s) => [s.traceId, s.name, s.parentSpanId]));
+      assert.ok(others.every((s) => s.parentSpanId), `no new trace recorded: ${shown}`);
+      assert.ok(!others.some((s) => s.traceId === unsampled), `nothing of the not-sampled caller's trace: ${shown}`);
       assert.equal(fresh.filter((s) => s.kind === 5).length, 2, "its events' consumers follow the caller's decision");
       const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE traceparent LIKE $1", [`00-${unsampled}-%`]);
       assert.equal(rows.length, 2);
