@@ -4,7 +4,11 @@ import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { DistributionStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { ListMySharesRequestSchema, ListMySharesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { successNumber, WebHarness } from "./harness.js";
 
@@ -89,7 +93,86 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.match(csv, /300|285/);
     await h.screenshot(page, "worker-statements");
   });
+
+  test("venue shares: More continues the same request from the page token; a failed More says so and keeps the rows; each share shown once, in English and Swahili at 360 px", async () => {
+    const worker = await h.worker("Wanjiku");
+    const page = await h.signedInPhone(worker);
+    // The service's answer replaced: a first page that says there is more, then the rest (after one failure).
+    const first = [share("Cafe A", 30_000n, 1), share("Cafe B", 20_000n, 2)];
+    const rest = [share("Cafe C", 10_000n, 3)];
+    const asked: { pageSize: number; pageToken: string }[] = [];
+    let failNext = true;
+    await page.route("**/ttip.venue.v1.VenueService/ListMyShares", async (route) => {
+      const { page: ask } = fromBinary(ListMySharesRequestSchema, route.request().postDataBuffer() ?? new Uint8Array());
+      asked.push({ pageSize: ask?.pageSize ?? 0, pageToken: ask?.pageToken ?? "" });
+      if (ask?.pageToken && failNext) {
+        await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "down for a moment" }) });
+        return;
+      }
+      const answer = ask?.pageToken === "after-b" ? { shares: rest, page: { nextPageToken: "" } } : { shares: first, page: { nextPageToken: "after-b" } };
+      const body = toBinary(ListMySharesResponseSchema, create(ListMySharesResponseSchema, answer));
+      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(body) });
+    });
+    const shown = () => page.getByTestId("share").evaluateAll((rows) => rows.map((r) => r.querySelector("strong")!.textContent!.split(",")[0]));
+    await page.goto(`${h.url}/w/shares`);
+    await page.getByTestId("my-shares").getByText(/KES 200 from Cafe B/).waitFor();
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B"]);
+
+    // A failed More: the error in words, the rows kept, More still offered.
+    const more = page.getByRole("button", { name: "More", exact: true });
+    await more.click();
+    await page.getByTestId("shares-error").waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByTestId("shares-error").innerText(), "We cannot reach TTIP right now. Check your connection and try again.");
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B"], "the rows shown are kept");
+    failNext = false;
+    const failed = asked.length;
+    // A double tap asks once.
+    await more.dblclick();
+    await page.getByTestId("my-shares").getByText(/KES 100 from Cafe C/).waitFor();
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B", "KES 100 from Cafe C"], "each share once");
+    assert.equal(asked.length, failed + 1, `one request for the double tap: ${JSON.stringify(asked.slice(failed))}`);
+    assert.equal(await page.getByTestId("shares-error").count(), 0, "the error is gone once the page came");
+    assert.equal(await more.count(), 0, "no More after the last page");
+    const nextPages = asked.filter((a) => a.pageToken);
+    assert.ok(nextPages.length >= 2, `a failed More and a good one: ${JSON.stringify(asked)}`);
+    for (const a of nextPages) assert.deepEqual(a, { pageSize: 50, pageToken: "after-b" }, "the same request, from the page token");
+    assert.deepEqual(asked[0], { pageSize: 50, pageToken: "" });
+    await h.screenshot(page, "worker-shares-more");
+
+    // In Swahili, on a 360 px screen.
+    failNext = true;
+    await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
+    await page.reload();
+    await page.getByTestId("my-shares").getByText(/KES 200 kutoka Cafe B/).waitFor();
+    await page.getByRole("button", { name: "Zaidi", exact: true }).click();
+    await page.getByTestId("shares-error").waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByTestId("shares-error").innerText(), "Hatuwezi kufikia TTIP sasa. Angalia mtandao wako ujaribu tena.");
+    assert.equal(await page.getByTestId("share").count(), 2);
+    const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth }));
+    assert.equal(widths.screen, 360);
+    assert.ok(widths.page <= widths.screen, `the page is ${widths.page} px wide on a ${widths.screen} px screen`);
+    await h.screenshot(page, "worker-shares-more-sw");
+  });
 });
+
+/** A confirmed share of `amountMinor` (all of a one-member pool), confirmed `daysAgo`. */
+function share(venueName: string, amountMinor: bigint, daysAgo: number): MyShare {
+  const end = new Date(Date.now() - daysAgo * 86_400_000);
+  const amount = { amountMinor, currency: "KES" };
+  return create(MyShareSchema, {
+    venueId: randomUUID(),
+    venueName,
+    distributionId: randomUUID(),
+    period: { start: timestampFromDate(new Date(end.getTime() - 8 * 3_600_000)), end: timestampFromDate(end) },
+    method: SplitMethod.BY_HOURS,
+    ruleVersion: 1,
+    poolTotal: amount,
+    membersPaid: 1,
+    line: { weight: 480n, totalWeight: 480n, amount, minutes: 480n },
+    status: DistributionStatus.CONFIRMED,
+    confirmedAt: timestampFromDate(end),
+  });
+}
 
 function waitForOtp(h: WebHarness, phone: string): Promise<string> {
   // otpFor throws until the SMS has arrived.

@@ -190,6 +190,7 @@ const en = {
   sharePool: "Pool {total}, shared by rule version {v}; members with a share: {n}.",
   shareReversed: "Reversed",
   noShares: "No shares yet.",
+  sharesMore: "More",
   acceptInvite: "Join {venue}",
   joined: "You joined {venue}.",
 };
@@ -374,6 +375,7 @@ const sw: WorkerMessages = {
   sharePool: "Jumla {total}, imegawanywa kwa kanuni toleo {v}; wanachama wenye mgao: {n}.",
   shareReversed: "Imerudishwa",
   noShares: "Bado hakuna mgao.",
+  sharesMore: "Zaidi",
   acceptInvite: "Jiunge na {venue}",
   joined: "Umejiunga na {venue}.",
 };

@@ -1,9 +1,9 @@
 "use client";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { useInfiniteQuery, useMutation, useQuery } from "@connectrpc/connect-query";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useMemo, useState } from "react";
-import { DistributionStatus, MemberStatus, type Member } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../lib/money";
 import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
 import { venueT } from "../../../lib/venue-i18n";
@@ -11,6 +11,18 @@ import { ruleText, shareHow } from "../../v/share-words";
 import { hours, methodName } from "../../v/util";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
+
+/** Shares asked for at a time (over a month of one venue's daily splits): bounds each answer; "More" asks for the next as many. */
+const PAGE_SIZE = 50;
+
+/**
+ * The pages' shares in order, each once (by its distribution): the service's pages do not overlap, but a
+ * row shown twice would be a share read as paid twice.
+ */
+function distinctShares(pages: readonly ListMySharesResponse[]): MyShare[] {
+  const seen = new Set<string>();
+  return pages.flatMap((p) => p.shares).filter((s) => !seen.has(s.distributionId) && Boolean(seen.add(s.distributionId)));
+}
 
 /** One venue: the rule in force (every member may read it) and clocking in and out. */
 function VenueCard({ m }: { m: Member }) {
@@ -57,7 +69,13 @@ export default function Shares() {
   const { t, err, locale } = useT();
   const vt = useMemo(() => venueT(locale), [locale]);
   const venues = useQuery(VenueService.method.listMyVenues, {});
-  const shares = useQuery(VenueService.method.listMyShares, { page: { pageSize: 50 } });
+  // "More" continues the same request from the last page's token; a failed one keeps the pages shown.
+  const shares = useInfiniteQuery(
+    VenueService.method.listMyShares,
+    { page: { pageSize: PAGE_SIZE, pageToken: "" } },
+    { pageParamKey: "page.pageToken", getNextPageParam: (last) => last.page?.nextPageToken || undefined },
+  );
+  const rows = useMemo(() => distinctShares(shares.data?.pages ?? []), [shares.data]);
   const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? timestampDate(ts as never).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "");
   const current = (venues.data?.memberships ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
   return (
@@ -68,7 +86,7 @@ export default function Shares() {
       {venues.isFetched && current.length === 0 ? <p>{t("venuesNone")}</p> : null}
       {current.map((m) => <VenueCard key={m.memberId} m={m} />)}
       <ul data-testid="my-shares" className="plain">
-        {(shares.data?.shares ?? []).map((s) => (
+        {rows.map((s) => (
           <li key={s.distributionId} className="notice" data-testid="share">
             <strong>{t("shareLine", { amount: formatMoney(s.line?.amount?.amountMinor ?? 0n), venue: s.venueName, start: date(s.period?.start), end: date(s.period?.end) })}</strong>
             {s.status === DistributionStatus.REVERSED ? <span className="error"> · {t("shareReversed")}</span> : null}
@@ -77,9 +95,14 @@ export default function Shares() {
             <p className="muted" data-testid="share-pool">{t("sharePool", { total: formatMoney(s.poolTotal?.amountMinor ?? 0n), n: s.membersPaid, v: s.ruleVersion })}</p>
           </li>
         ))}
-        {shares.isFetched && (shares.data?.shares.length ?? 0) === 0 ? <li>{t("noShares")}</li> : null}
+        {shares.isSuccess && rows.length === 0 ? <li>{t("noShares")}</li> : null}
       </ul>
-      {shares.data?.shares.length ? <p className="muted" data-testid="rounding">{vt("v_rounding")}: {vt("v_roundingRule")}</p> : null}
+      {shares.error ? <p className="error" role="alert" data-testid="shares-error">{err(shares.error)}</p> : null}
+      {/* One page on its way at a time: a second tap while it comes sends nothing (cancelRefetch: false). */}
+      {shares.hasNextPage ? (
+        <button type="button" className="secondary" disabled={shares.isFetching} onClick={() => void shares.fetchNextPage({ cancelRefetch: false })}>{t("sharesMore")}</button>
+      ) : null}
+      {rows.length ? <p className="muted" data-testid="rounding">{vt("v_rounding")}: {vt("v_roundingRule")}</p> : null}
     </>
   );
 }
