@@ -1,7 +1,7 @@
 // Rows of the venue schema and how they read as messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
+import { keysetTime, maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import {
   DistributionSchema,
   DistributionStatus,
@@ -391,9 +391,9 @@ export async function paidInPeriod(db: Queryable, venueId: string, start: Date, 
 }
 
 /** Up to `limit` of the venue's distributions (not abandoned) before the cursor, latest period first. */
-export async function distributionsPage(db: Queryable, venueId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<DistributionRow[]> {
-  const { rows } = await db.query<DistributionRow>(
-    `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
+export async function distributionsPage(db: Queryable, venueId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<PagedRow<DistributionRow>[]> {
+  const { rows } = await db.query<PagedRow<DistributionRow>>(
+    `SELECT *, ${keysetTime("period_start")} AS page_at FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
        AND ($2::timestamptz IS NULL OR (period_start, distribution_id) < ($2::timestamptz, $3::uuid))
      ORDER BY period_start DESC, distribution_id DESC LIMIT $4`,
     [venueId, cursor?.at ?? null, cursor?.id ?? null, limit],
@@ -405,13 +405,17 @@ export async function sharesOf(db: Queryable, distributionId: string): Promise<S
   return (await db.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [distributionId])).rows;
 }
 
+/** A page's row with its position to the microsecond (keysetTime): a Date's milliseconds would skip rows between pages. */
+export type PagedRow<T> = T & { page_at: string };
+
 /** A worker's share of one distribution, with the distribution's facts and how many were paid from its pool. */
-export type WorkerShareRow = ShareRow & DistributionRow & { members_paid: number; pool_total: bigint };
+export type WorkerShareRow = PagedRow<ShareRow & DistributionRow & { members_paid: number; pool_total: bigint }>;
 
 /** Up to `limit` of a worker's shares of confirmed or reversed distributions before the cursor, latest confirmed first. */
 export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<WorkerShareRow[]> {
   const { rows } = await db.query<WorkerShareRow>(
     `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
+            ${keysetTime("d.confirmed_at")} AS page_at,
             (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
             (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
        FROM venue.shares s JOIN venue.distributions d USING (distribution_id)

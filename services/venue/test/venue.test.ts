@@ -222,6 +222,15 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.match(csv, /^member_id,name,role,minutes,shifts,shares_kes_minor,distributions\r\n/);
     assert.match(csv, new RegExp(`${asha.memberId},Asha,front_of_house,240,1,33300,1`));
     assert.equal(report.distributed!.amountMinor, 50000n);
+
+    // Pages of a worker's shares continue from the exact microsecond: two confirmations in the same
+    // millisecond, either side of a page break, are both served (a millisecond position skipped the second).
+    await h.t.db.pool.query("UPDATE venue.distributions SET confirmed_at = $2 WHERE distribution_id = $1", [d.distributionId, "2026-11-01T07:00:00.123456Z"]);
+    await h.t.db.pool.query("UPDATE venue.distributions SET confirmed_at = $2 WHERE distribution_id = $1", [redo.distribution!.distributionId, "2026-11-01T07:00:00.123400Z"]);
+    const first = await h.asWorker(asha.workerId).listMyShares({ page: { pageSize: 1 } });
+    assert.deepEqual(first.shares.map((s) => s.distributionId), [d.distributionId]);
+    const next = await h.asWorker(asha.workerId).listMyShares({ page: { pageSize: 1, pageToken: first.page!.nextPageToken } });
+    assert.deepEqual(next.shares.map((s) => s.distributionId), [redo.distribution!.distributionId]);
   });
 
   test("tips arriving while a period is distributed are not lost: they fall in the next period", async () => {

@@ -70,7 +70,7 @@ function listDistributionsHandler(h: VenueHandlerContext): ServiceImpl<typeof Ve
     const size = pageSize(req.page);
     const cursor = decodePageToken(req.page?.pageToken, atAndId);
     const rows = await distributionsPage(pool, req.venueId, cursor, size + 1);
-    const { items, nextPageToken } = keysetPage(rows, size, (d) => [d.period_start.toISOString(), d.distribution_id]);
+    const { items, nextPageToken } = keysetPage(rows, size, (d) => [d.page_at, d.distribution_id]);
     const out = [];
     for (const d of items) out.push(toDistribution(d, await sharesOf(pool, d.distribution_id)));
     return { distributions: out, page: { nextPageToken } };
@@ -84,7 +84,7 @@ function listMySharesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
     const size = pageSize(req.page);
     const cursor = decodePageToken(req.page?.pageToken, atAndId);
     const rows = await sharesOfWorker(pool, caller.subject, cursor, size + 1);
-    const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.confirmed_at!.toISOString(), r.distribution_id]);
+    const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.distribution_id]);
     const names = new Map<string, string>();
     for (const v of new Set(page.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
     const shares = page.map((r) => create(MyShareSchema, {
