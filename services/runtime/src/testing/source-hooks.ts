@@ -4,7 +4,7 @@
 // files with esbuild, and Node's compile cache keeps each module's stripped source and
 // bytecode between processes. Every test file and every platform process a test starts
 // loads some 1,000 modules; through tsx that cost 1-2 s of CPU per process.
-// Loaded with `--import` before anything else (SOURCE_LOADER_FLAGS in source-loader.ts).
+// Loaded with `--import` before anything else (SOURCE_HOOKS_FLAGS in source-loader.ts).
 import { existsSync, readFileSync } from "node:fs";
 import nodeModule, { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
