@@ -69,10 +69,15 @@ async function walFlushed(): Promise<string> {
   return String((await pool.query("SELECT pg_current_wal_flush_lsn()::text AS lsn")).rows[0].lsn);
 }
 
-/** The window's WAL read back (pg_walinspect, exact): bytes and records, full-page images and their bytes as stored. */
+/**
+ * The window's WAL read back (pg_walinspect, exact): bytes and records, full-page images and their bytes as stored.
+ * Images are counted by their blocks' FPW marks, not by records with one: a non-HOT update or a btree split
+ * carries an image of each page it changes first, and fpi_length is their sum.
+ */
 async function walBetween(from: string, to: string): Promise<{ bytes: number; records: number; images: number; imageBytes: number }> {
   const { rows: [r] } = await pool.query(
-    `SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes, count(*) AS records, count(*) FILTER (WHERE fpi_length > 0) AS images, coalesce(sum(fpi_length), 0) AS image_bytes
+    `SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes, count(*) AS records, coalesce(sum((SELECT count(*) FROM regexp_matches(coalesce(block_ref, ''), 'FPW', 'g'))), 0) AS images,
+            coalesce(sum(fpi_length), 0) AS image_bytes
        FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)`,
     [from, to],
   );
