@@ -411,8 +411,11 @@ export type PagedRow<T> = T & { page_at: string };
 /** A worker's share of one distribution, with the distribution's facts and how many were paid from its pool. */
 export type WorkerShareRow = PagedRow<ShareRow & DistributionRow & { members_paid: number; pool_total: bigint }>;
 
-/** Up to `limit` of a worker's shares of confirmed or reversed distributions before the cursor, latest confirmed first. */
-export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<WorkerShareRow[]> {
+/**
+ * Up to `limit` of a worker's shares of confirmed or reversed distributions before the cursor, latest confirmed first.
+ * A share is (distribution, member): a worker who left and came back may hold two in one distribution.
+ */
+export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { at: string; id: string; member: string } | undefined, limit: number): Promise<WorkerShareRow[]> {
   const { rows } = await db.query<WorkerShareRow>(
     `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
             ${keysetTime("d.confirmed_at")} AS page_at,
@@ -420,9 +423,9 @@ export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { 
             (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
        FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
       WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed')
-        AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id) < ($2::timestamptz, $3::uuid))
-      ORDER BY d.confirmed_at DESC, d.distribution_id DESC LIMIT $4`,
-    [workerId, cursor?.at ?? null, cursor?.id ?? null, limit],
+        AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id, s.member_id) < ($2::timestamptz, $3::uuid, $5::uuid))
+      ORDER BY d.confirmed_at DESC, d.distribution_id DESC, s.member_id DESC LIMIT $4`,
+    [workerId, cursor?.at ?? null, cursor?.id ?? null, limit, cursor?.member ?? null],
   );
   return rows;
 }

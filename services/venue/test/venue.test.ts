@@ -231,6 +231,23 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(first.shares.map((s) => s.distributionId), [d.distributionId]);
     const next = await h.asWorker(asha.workerId).listMyShares({ page: { pageSize: 1, pageToken: first.page!.nextPageToken } });
     assert.deepEqual(next.shares.map((s) => s.distributionId), [redo.distribution!.distributionId]);
+    // A worker who left and came back holds two memberships, each may have a share of one distribution:
+    // a page break between them serves both (a (time, distribution) position skipped the second).
+    await h.t.db.pool.query(
+      `INSERT INTO venue.shares (distribution_id, line, member_id, worker_id, display_name, role_id, weight, total_weight, minutes, amount_minor, remainder_minor, explanation)
+       SELECT distribution_id, 99, $2, worker_id, display_name, role_id, weight, total_weight, minutes, amount_minor, remainder_minor, explanation
+         FROM venue.shares WHERE distribution_id = $1 AND member_id = $3`,
+      [d.distributionId, randomUUID(), asha.memberId],
+    );
+    const paged: string[] = [];
+    let token = "";
+    for (let i = 0; i < 5; i++) {
+      const page = await h.asWorker(asha.workerId).listMyShares({ page: { pageSize: 1, pageToken: token } });
+      paged.push(...page.shares.map((s) => s.distributionId));
+      token = page.page!.nextPageToken;
+      if (!token) break;
+    }
+    assert.deepEqual(paged, [d.distributionId, d.distributionId, redo.distribution!.distributionId]);
   });
 
   test("tips arriving while a period is distributed are not lost: they fall in the next period", async () => {

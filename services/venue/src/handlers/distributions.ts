@@ -6,7 +6,7 @@ import { decodePageToken, fieldError, keysetPage, NotFoundError, optionalTimesta
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { distributionsPage, loadDistribution, money, sharesOf, sharesOfWorker, toDistribution, toShareLine } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
-import { atAndId, periodOf } from "./values.js";
+import { atAndId, atIdAndMember, periodOf } from "./values.js";
 
 /** Distributions of a period's pool: preview, confirm, reverse, read, and a worker's own shares. */
 export function distributionHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeof VenueService>> {
@@ -82,9 +82,9 @@ function listMySharesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
   return async function (req, ctx) {
     const caller = requireCaller(ctx);
     const size = pageSize(req.page);
-    const cursor = decodePageToken(req.page?.pageToken, atAndId);
+    const cursor = decodePageToken(req.page?.pageToken, atIdAndMember);
     const rows = await sharesOfWorker(pool, caller.subject, cursor, size + 1);
-    const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.distribution_id]);
+    const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.distribution_id, r.member_id]);
     const names = new Map<string, string>();
     for (const v of new Set(page.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
     const shares = page.map((r) => create(MyShareSchema, {

@@ -17,6 +17,19 @@ export function periodOf(p: { start?: Timestamp; end?: Timestamp } | undefined, 
   return { start, end };
 }
 
+const NIL_UUID = "00000000-0000-0000-0000-000000000000";
+
+/**
+ * A worker's share's page position: (time, distribution, member). A worker who left a venue and came
+ * back has two memberships, and both may have a share of one distribution. A position of two parts
+ * (issued before the member was in it) reads as before every share of its distribution.
+ */
+export function atIdAndMember([at, id, member, ...rest]: string[]): { at: string; id: string; member: string } | undefined {
+  const position = rest.length ? undefined : atAndId([at, id]);
+  const m = member === undefined ? NIL_UUID : positionParts.uuid(member);
+  return position && m ? { ...position, member: m } : undefined;
+}
+
 /** A (time, id) page position. */
 export function atAndId([at, id]: string[]): { at: string; id: string } | undefined {
   const t = positionParts.timestamp(at);
