@@ -97,18 +97,8 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
       // One signal for the call, every send of it: the deadline, the caller's cancellation, the end of the call.
       const call = new LocalCall(signal, timeoutMs);
       if (call.signal.aborted) return Promise.reject(call.fail(undefined));
-      const req: UnaryRequest = {
-        stream: false,
-        service: method.parent,
-        method,
-        requestMethod: "POST",
-        url: `${url}/${method.parent.typeName}/${method.name}`,
-        header: LightHeaders.of(header),
-        contextValues: contextValues ?? callValues(),
-        signal: call.signal,
-        message: asMessage(method.input, message),
-      };
-      const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+      const req: UnaryRequest = { ...requestOf(url, method, header, contextValues, call), stream: false, message: asMessage(method.input, message) };
+      const deadline = deadlineOf(timeoutMs);
       const send = intercepted<(req: UnaryRequest) => Promise<UnaryResponse>>((r) => connectUnary(sessionManager, r, deadline), interceptors);
       return send(req).then(
         (res) => (call.done(), res as never),
@@ -122,19 +112,13 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
       const call = new LocalCall(signal, timeoutMs);
       if (call.signal.aborted) return Promise.reject(call.fail(undefined));
       const req: StreamRequest = {
+        ...requestOf(url, method, header, contextValues, call),
         stream: true,
-        service: method.parent,
-        method,
-        requestMethod: "POST",
-        url: `${url}/${method.parent.typeName}/${method.name}`,
-        header: LightHeaders.of(header),
-        contextValues: contextValues ?? callValues(),
-        signal: call.signal,
         message: (async function* () {
           for await (const m of input) yield asMessage(method.input, m);
         })(),
       };
-      const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+      const deadline = deadlineOf(timeoutMs);
       const send = intercepted<(req: StreamRequest) => Promise<StreamResponse>>((r) => connectServerStream(sessionManager, r, deadline), interceptors);
       return send(req).then(
         (res) => ({ ...res, message: endingCall(call, res.message) }) as never,
@@ -142,6 +126,23 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
       );
     },
   };
+}
+
+/** What a unary and a server-streaming request to a peer share: the method's address, headers, values and the call's signal. */
+function requestOf<M extends DescMethod>(url: string, method: M, header: Parameters<typeof LightHeaders.of>[0], contextValues: ContextValues | undefined, call: LocalCall) {
+  return {
+    service: method.parent,
+    method,
+    requestMethod: "POST",
+    url: `${url}/${method.parent.typeName}/${method.name}`,
+    header: LightHeaders.of(header),
+    contextValues: contextValues ?? callValues(),
+    signal: call.signal,
+  };
+}
+
+function deadlineOf(timeoutMs: number | undefined): number | undefined {
+  return timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
 }
 
 /**
