@@ -119,7 +119,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   });
 
   test("on: one trace id from the caller's traceparent through gateway, service and both events' consumers; logs carry it", async () => {
-    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    const tracing = await startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
     try {
       const traceId = randomUUID().replaceAll("-", "");
       const callerSpan = "00f067aa0ba902b7";
@@ -172,7 +172,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   });
 
   test("a webhook (plain HTTP POST) gets a server span (a new trace: providers send none) named without its token, and the events it writes carry it", async () => {
-    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    const tracing = await startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
     try {
       const before = consumed.length;
       const token = randomUUID();
@@ -197,7 +197,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   });
 
   test("an event written outside any trace (a background job's) gets one from the relay: a producer span its consumer continues", async () => {
-    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    const tracing = await startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
     try {
       const before = consumed.length;
       const token = randomUUID();
@@ -216,7 +216,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   });
 
   test("sampling: a ratio of 0 records no new trace, but a call continuing a sampled trace is recorded whole (parent-based)", async () => {
-    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50, sampleRatio: 0 });
+    const tracing = await startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50, sampleRatio: 0 });
     try {
       // A loaded machine may deliver the test before's last export after this point: only spans started
       // from here on are this test's (the 1 ms margin is the tracer's clock against Date.now).

@@ -145,7 +145,7 @@ async function runSetupToken(role: string): Promise<void> {
 async function runGateway(role: string): Promise<void> {
   const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const tracing = tracingFromEnv(`ttip-${role}`);
+  const tracing = await tracingFromEnv(`ttip-${role}`);
   const cache = new RedisCache(cfg.REDIS_URL);
   const gateway = await startGateway({
     logger,
@@ -167,7 +167,7 @@ async function runService(module: ServiceModule): Promise<void> {
   const role = module.name;
   const cfg = loadServiceConfig(module);
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const tracing = tracingFromEnv(`ttip-${role}`);
+  const tracing = await tracingFromEnv(`ttip-${role}`);
   const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined, undefined, { frames: cfg.RPC_FRAMES === "on" });
   const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
   const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, serverOptions(cfg));

@@ -346,7 +346,7 @@ async function freePort(host: string): Promise<number> {
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
 export async function runEmbedded(): Promise<void> {
   // Traces too when OTEL_EXPORTER_OTLP_ENDPOINT is set (a local collector or Jaeger on :4318).
-  const tracing = tracingFromEnv("ttip-embedded");
+  const tracing = await tracingFromEnv("ttip-embedded");
   const platform = await startEmbedded();
   const logger = createLogger({ base: { mode: "embedded" } });
   onShutdown(logger, [() => platform.close(), async () => tracing?.stop()]);

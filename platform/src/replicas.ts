@@ -109,7 +109,7 @@ function stopReplica(replica: Worker): Promise<void> {
 async function runReplica(cfg: ReplicasConfig): Promise<void> {
   const role = `replica-${cluster.worker?.id ?? 0}`;
   const logger: Logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const tracing = tracingFromEnv("ttip-replica");
+  const tracing = await tracingFromEnv("ttip-replica");
   const ports = servicePorts(cfg);
   const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
   const drain = serverOptions(cfg);

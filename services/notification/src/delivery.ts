@@ -1,12 +1,12 @@
 // Deliveries: created once per (source, recipient, channel), then handed to
 // providers by the dispatcher with retries, backoff and failover.
 import assert from "node:assert/strict";
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -127,7 +127,7 @@ export function dispatchShardOf(deliveryId: string): number {
 
 /** The message that has the delivery's shard send it: a delivery_updated payload saying it waits, under an id of its own (the bus deduplicates by id). */
 function dispatchMessage(queued: BusMessage, deliveryId: string): BusMessage {
-  return { id: randomUUID(), subject: dispatchSubject(dispatchShardOf(deliveryId)), data: queued.data };
+  return { id: uuidV4(), subject: dispatchSubject(dispatchShardOf(deliveryId)), data: queued.data };
 }
 
 /** A delivery queued again (unparked): its work for the dispatcher (waiting is no public fact). */
@@ -416,7 +416,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
   }
   const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
-  const id = randomUUID();
+  const id = uuidV4();
   const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
   const event = updateEvent(ref, status, req.correlationId);
   // An SMS with a number is always queued here (only a missing address fails at planning).
@@ -440,7 +440,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     event,
     mayBeOptedOut,
     optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
-    inAppId: channel === Channel.IN_APP && userId !== null ? randomUUID() : null,
+    inAppId: channel === Channel.IN_APP && userId !== null ? uuidV4() : null,
     dispatch: status === "queued" ? dispatchMessage(event, id) : null,
     firstProvider: null,
   };

@@ -375,7 +375,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
-    const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
+    const tracing = await startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
     /** The delivery_updated facts' trace contexts, in order. */
     const factTraces = async (id: string) =>
       (await t.db.pool.query<{ traceparent: string | null }>(

@@ -44,32 +44,62 @@ function payerOf(rawBody: Buffer): string {
   }
 }
 
+/** A parked payment that fits a tip an STK query reports paid: its receipt, and whether support has left it open. */
+export interface ParkedFit {
+  receipt: string;
+  /** "refund" or "matched" (by support): its money is spent. */
+  resolution: "open" | "matched" | "refund";
+}
+
 /**
- * For a tip an STK query reports paid: the receipt of a paybill payment parked in suspense that is its
- * payment by amount, payer and time (the earliest), undefined when none fits. Read before any lock: the
- * caller takes the receipt's lock, then reads what became of it (open, refunded, matched by support, or
- * tied to another tip meanwhile). Payments tied to another STK tip are not candidates.
+ * For a tip an STK query reports paid: a paybill payment parked in suspense that may be its payment by
+ * amount, payer and time, an open one first (the earliest), undefined when none fits. A fit is a guess: the
+ * same number may pay the same amount again with a reference we do not know. Only an open one is tied
+ * (its money moves once, to the tip or by support); one support already refunded or matched cannot fund the
+ * tip, and cannot be told from a second payment, so the caller holds the tip for review rather than fail it
+ * (a coincidence would leave its own payment in clearing) or credit it (the same payment would pay twice).
+ * Read before any lock: the caller takes the receipt's lock, then reads what became of it. Payments tied to
+ * another STK tip are not candidates.
  */
-export async function parkedPaymentFor(db: Queryable, tipId: string): Promise<string | undefined> {
-  const { rows } = await db.query<{ trans_id: string; raw_body: Buffer; phone: string }>(
-    `SELECT c.trans_id, cb.raw_body, t.phone FROM payment.tips t
+export async function parkedPaymentFor(db: Queryable, tipId: string): Promise<ParkedFit | undefined> {
+  const { rows } = await db.query<{ trans_id: string; raw_body: Buffer; phone: string; resolution: ParkedFit["resolution"] }>(
+    `SELECT c.trans_id, cb.raw_body, t.phone, c.resolution FROM payment.tips t
        JOIN payment.c2b_payments c ON c.outcome = 'suspense' AND c.received_at >= t.created_at AND c.amount_minor = t.charged_minor
        JOIN payment.callbacks cb ON cb.callback_id = c.callback_id
       WHERE t.tip_id = $1 AND t.method = 'mpesa' AND cb.received_at >= t.created_at AND cb.received_at < t.created_at + $2::interval
         AND c.resolution <> 'none' AND NOT (c.resolution = 'matched' AND c.resolved_by IN ('stk-callback', 'stk-query'))
-      ORDER BY cb.received_at LIMIT $3`,
+      ORDER BY c.resolution <> 'open', cb.received_at LIMIT $3`,
     [tipId, TIE_WINDOW, TIE_CANDIDATES],
   );
-  return rows.find((r) => payerFits(payerOf(r.raw_body), r.phone))?.trans_id;
+  const fit = rows.find((r) => payerFits(payerOf(r.raw_body), r.phone));
+  return fit && { receipt: fit.trans_id, resolution: fit.resolution };
 }
 
-/** Under the receipt's lock: whether the parked payment was tied to another STK tip since parkedPaymentFor read it. */
-export async function tiedToAnotherTip(tx: Queryable, receipt: string, tipId: string): Promise<boolean> {
-  const { rows } = await tx.query(
-    "SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND resolution = 'matched' AND resolved_by IN ('stk-callback', 'stk-query') AND tip_id <> $2",
+/** Under the receipt's lock: the other STK tip the parked payment was tied to since parkedPaymentFor read it, if any. */
+export async function tiedToAnotherTip(tx: Queryable, receipt: string, tipId: string): Promise<string | undefined> {
+  const { rows } = await tx.query<{ tip_id: string }>(
+    "SELECT tip_id FROM payment.c2b_payments WHERE trans_id = $1 AND resolution = 'matched' AND resolved_by IN ('stk-callback', 'stk-query') AND tip_id <> $2",
     [receipt, tipId],
   );
-  return rows.length > 0;
+  return rows[0]?.tip_id;
+}
+
+/**
+ * Why a parked payment that fits a query's success cannot be tied to it: support refunded it
+ * ("refunded"), matched it to a code ("paid_elsewhere"), or another tip took it meanwhile (its id).
+ * Either it was this tip's payment, whose money is spent, or a second payment, and the tip's own
+ * is still in M-Pesa clearing: nothing tells which, so the tip is held for review.
+ */
+export interface TieDoubt {
+  receipt: string;
+  fate: "refunded" | "paid_elsewhere" | { takenBy: string };
+}
+
+/** The words of a TieDoubt's alert, for the admin who reviews the tip. */
+export function tieDoubtWords(d: TieDoubt): string {
+  const fate = d.fate === "refunded" ? "was refunded to the customer by support" : d.fate === "paid_elsewhere" ? "was matched to a code by support" : `was taken by tip ${d.fate.takenBy} meanwhile`;
+  return `an STK query reported this tip paid but gave no receipt; paybill payment ${d.receipt}, parked in suspense, came from the same number for the same amount soon after the push and ${fate}. ` +
+    `If it was this tip's payment, reject this tip (its money is spent); if they are two payments, approve it (this tip's money came from M-Pesa clearing into suspense)`;
 }
 
 /**

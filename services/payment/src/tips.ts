@@ -20,7 +20,7 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
-import { lockTiesOfTip, parkedPaymentFor, rememberReceiptless, tiedToAnotherTip } from "./receiptless.js";
+import { lockTiesOfTip, type ParkedFit, parkedPaymentFor, rememberReceiptless, type TieDoubt, tieDoubtWords, tiedToAnotherTip } from "./receiptless.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
 import type { PayoutSettings } from "./stores/payout-settings.js";
@@ -378,14 +378,15 @@ export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, ma
 
 /** applyStkOutcome, also answering which tip it was (undefined when none matched the reference). */
 export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<{ result: ApplyResult; tip?: TipRow }> {
-  const decide = () => withTransaction(deps.ctx.pool, async (tx) => {
-    const d = await decideOutcome(tx, ref, o, mark);
+  const decide = (lastTry = false) => withTransaction(deps.ctx.pool, async (tx) => {
+    const d = await decideOutcome(tx, ref, o, mark, lastTry);
     if (mark && d.tip && d.result !== "unknown" && !d.marked) await markCallback(tx, mark.callbackId, d.result, { ref: mark.reference, tipId: d.tip.tip_id, matched: true });
     return d;
   });
   let d = await decide();
-  // A tie lost to another tip of the same number and amount: looked for again, a few times (then left pending for the next pass).
-  for (let again = 1; d.retie && again < RETIES; again++) d = await decide();
+  // A tie lost to another tip of the same number and amount: looked for again, a few times; the last time, lost
+  // again, the tip is held for review. Left pending, the pass that queried it would expire it, though M-Pesa said paid.
+  for (let tries = 1; d.retie && tries < RETIES; tries++) d = await decide(tries === RETIES - 1);
   const { result, tip, decided } = d;
   if (!tip) return { result };
   await afterDecision(deps, tip.tip_id, result, decided);
@@ -550,19 +551,26 @@ export async function markCallback(db: Queryable, callbackId: string, outcome: s
 }
 
 /** A parked payment a query's success is tied to, looked for under the tie lock: a confirmation parking it meanwhile is waited for. */
-async function parkedPaymentOf(tx: Queryable, tipId: string): Promise<string | undefined> {
+async function parkedPaymentOf(tx: Queryable, tipId: string): Promise<ParkedFit | undefined> {
   await lockTiesOfTip(tx, tipId);
   return parkedPaymentFor(tx, tipId);
 }
 
-/** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
-async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: CallbackMark | undefined): Promise<Decision> {
+/**
+ * The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. `lastTry`: a tie
+ * lost to another tip (retie) is not tried again but leaves the tip to review (TieDoubt), never pending.
+ */
+async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: CallbackMark | undefined, lastTry = false): Promise<Decision> {
   // A query's success names no receipt: its payment may be one parked in suspense (receiptless.ts), decided as if it had its receipt.
-  const tied = !o.receipt && o.source === "query" && typeof ref === "string" && String(o.resultCode).trim() === "0" ? await parkedPaymentOf(tx, ref) : undefined;
-  const receipt = o.receipt ?? tied;
+  const fit = !o.receipt && o.source === "query" && typeof ref === "string" && String(o.resultCode).trim() === "0" ? await parkedPaymentOf(tx, ref) : undefined;
+  let tied = fit?.resolution === "open" ? fit.receipt : undefined;
+  let doubt: TieDoubt | undefined = fit && !tied ? { receipt: fit.receipt, fate: fit.resolution === "refund" ? "refunded" : "paid_elsewhere" } : undefined;
   // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
-  if (receipt) await lockReceipt(tx, receipt);
-  if (tied && (await tiedToAnotherTip(tx, tied, ref as string))) return { result: "unknown", retie: true };
+  if (o.receipt ?? tied) await lockReceipt(tx, (o.receipt ?? tied)!);
+  const takenBy = tied && (await tiedToAnotherTip(tx, tied, ref as string));
+  if (takenBy && !lastTry) return { result: "unknown", retie: true };
+  if (takenBy) [doubt, tied] = [{ receipt: tied!, fate: { takenBy } }, undefined];
+  const receipt = o.receipt ?? tied;
   const locked = await lockTipForOutcome(tx, ref, receipt);
   if (!locked) return { result: "unknown" };
   const { tip } = locked;
@@ -571,7 +579,7 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
     // The callback overtook the push's own answer.
     await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tip.tip_id, o.checkoutRequestId, o.merchantRequestId ?? null]);
   }
-  if (String(o.resultCode).trim() === "0") return { tip, ...(await decideSuccess(tx, locked, o, mark, tied)) };
+  if (String(o.resultCode).trim() === "0") return { tip, ...(await decideSuccess(tx, locked, o, mark, { tied, doubt })) };
   if (tip.status !== "pending" || !o.checkoutRequestId) return { result: "duplicate", tip };
   const code = String(o.resultCode).trim().slice(0, 32);
   const { rows: failed } = await tx.query<TipRow>(
@@ -589,10 +597,15 @@ const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8"
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(
   tx: Queryable, { tip, owner, suspense }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined,
-  /** The receipt of the parked payment a query's success was tied to (parkedPaymentFor), its lock held. */
-  tied?: string,
+  guess: {
+    /** The receipt of the parked payment a query's success was tied to (parkedPaymentFor), its lock held. */
+    tied?: string;
+    /** A parked payment that fits a query's success but cannot fund it: the tip is held for review. */
+    doubt?: TieDoubt;
+  } = {},
 ): Promise<Omit<Decision, "tip">> {
   const tipId = tip.tip_id;
+  const { tied, doubt } = guess;
   const receipt = o.receipt ?? tied;
   const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
   if (tip.credit_key) {
@@ -608,21 +621,27 @@ async function decideSuccess(
   const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
     // Flagged once per tip and receipt: M-Pesa delivers a callback again and again, and each would add an alert.
     if (tip.status === "pending" || !(await spentReceiptFlagged(tx, tipId, receipt!))) {
-      await flag(`${spentReceiptFlag(receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again` +
-        (tied ? ` (taken for this tip's payment by number, amount and time: the STK query that reported it paid gave no receipt)` : ""));
+      await flag(`${spentReceiptFlag(receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
     }
     return failSpentReceipt(tx, tip, spent);
   };
+  // A tie is a guess: its payment spent since it was read (support's decision, or an older replica's refund, which
+  // skips the receipt's lock) cannot fund the tip, nor say whether it was this tip's: decided untied, for review.
+  const untied = (fate: "paid_elsewhere" | "refunded") => decideSuccess(tx, { tip, owner: null, suspense: null }, o, mark, { doubt: { receipt: tied!, fate } });
   const spent = receipt ? receiptSpent(owner, suspense) : undefined;
-  if (spent) return refuseSpent(spent);
+  if (spent) return tied ? untied(spent) : refuseSpent(spent);
   const heldInSuspense = receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, receipt, tied ? "stk-query" : "stk-callback") : undefined;
-  if (typeof heldInSuspense === "string") return refuseSpent(receiptSpent(null, heldInSuspense)!);
+  if (typeof heldInSuspense === "string") return tied ? untied(receiptSpent(null, heldInSuspense)!) : refuseSpent(receiptSpent(null, heldInSuspense)!);
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
   const problems: string[] = [];
   const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
   if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
   if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
-  const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
+  const toSuspense = problems.length > 0 || tip.fraud_action === "hold" || doubt !== undefined;
+  if (doubt) {
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
+      detail: `${tieDoubtWords(doubt)}; money parked in suspense` });
+  }
   if (problems.length) {
     await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
       detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
@@ -694,7 +713,7 @@ export function approvedSplit(tip: Pick<TipRow, "charged_minor" | "worker_receiv
   return { chargedMinor: received, workerMinor: received > feeMinor ? received - feeMinor : 0n };
 }
 
-/** How many times a query's success is decided again after its tie was taken by another tip (a rare race: see decideOutcome). */
+/** How many times a query's success is decided after its tie was taken by another tip, at most (a rare race: see decideOutcome). */
 const RETIES = 3;
 
 /** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */

@@ -265,6 +265,99 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  for (const fate of ["refunded", "matched to another worker's code"] as const) {
+    test(`a push whose callback is lost, reported paid by STK query (no receipt), when the only parked payment of its number and amount was ${fate} by support: held for review, not failed (a second payment would be lost), never paid twice`, async () => {
+      const [w, coded] = [await worker(), await worker("Wanjiru")];
+      const push = await lostCallbackPush(w);
+      // Another payment of the same number and amount, naming nothing, soon after the push: parked, then placed by support.
+      const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+      await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+      const action = fate === "refunded" ? { case: "refund" as const, value: true } : { case: "matchAccountReference" as const, value: coded.code.shortCode };
+      await adminClient.resolveSuspensePayment({ receipt: other.transId, action, note: "the customer called" });
+      await queryPushes();
+      const held = (await pay.getTip({ tipId: push.tipId })).tip!;
+      assert.equal(held.status, TipStatus.HELD_FOR_REVIEW, "the placed payment may be a second one: an admin decides");
+      const words = (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [push.tipId])).rows.map((r) => r.detail as string);
+      assert.ok(words.some((d) => d.includes(other.transId) && /by support\. If it was this tip's payment, reject/.test(d)), "the alert names the placed payment");
+      assert.equal((await c2bRow(other.transId)).resolution, fate === "refunded" ? "refund" : "matched", "the placed payment is left as support decided");
+      // The tip's own payment confirmed by C2B, naming nothing: recorded as the tip's, not parked.
+      await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+      assert.deepEqual([(await c2bRow(push.receipt)).outcome, (await tipRow(push.tipId)).mpesa_receipt], ["duplicate", push.receipt]);
+      await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "two payments" });
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+      await queryPushes();
+      const codedMinor = fate === "refunded" ? 0n : 9500n;
+      assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await h.balance(coded.id)], [9500n, 1, codedMinor], "two payments, each paid once");
+      assert.ok(await h.trialBalanced());
+    });
+  }
+
+  test("a push whose callback is lost, reported paid by STK query (no receipt): an open parked payment of its number and amount is tied before an earlier one support refunded", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const refunded = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(refunded.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: refunded.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(push.receipt)).suspense_entry_id !== null, "parked in suspense");
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    const tied = await c2bRow(push.receipt);
+    assert.deepEqual([tied.resolution, tied.tip_id, tied.resolved_by], ["matched", push.tipId, "stk-query"], "funded by the open payment");
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "one payment, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an STK query's success (no receipt) whose fitting parked payments are each taken by another tip while it decides, every time it tries: held for review, not left pending to expire, never paid twice", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    // The tip their callbacks will name: any other tip (a paybill one here, so that no query decides it).
+    const paid = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 50 });
+    const taker = (await c2bRow(paid.transId)).tip_id as string;
+    const parked: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+      await eventually(async () => (await c2bRow(p.transId)).suspense_entry_id !== null, "parked in suspense");
+      parked.push(p.transId);
+    }
+    // Each payment's STK callback deciding it for the other tip, uncommitted: the query reads all three open and waits for each in turn.
+    const holders = await Promise.all(parked.map(() => h.t.db.pool.connect()));
+    let queried: Promise<unknown> | undefined;
+    try {
+      const pids: number[] = [];
+      for (const [i, c] of holders.entries()) {
+        await c.query("BEGIN");
+        await c.query("SELECT payment.lock_receipt($1)", [parked[i]]);
+        await c.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [parked[i], taker]);
+        pids.push((await c.query("SELECT pg_backend_pid() AS pid")).rows[0].pid);
+      }
+      queried = queryPushes().then((r) => r, (e: unknown) => e);
+      for (const [i, c] of holders.entries()) {
+        await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pids[i]])).rows.length > 0,
+          `the query waits for payment ${i + 1}'s callback`);
+        await c.query("COMMIT");
+      }
+      assert.equal(await queried, undefined);
+    } finally {
+      for (const c of holders) {
+        await c.query("ROLLBACK").catch(() => undefined);
+        c.release();
+      }
+    }
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW, "M-Pesa said paid: decided, for an admin");
+    const words = (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [push.tipId])).rows.map((r) => r.detail as string);
+    assert.ok(words.some((d) => d.includes(`was taken by tip ${taker} meanwhile`)), "the alert says the payment went to another tip");
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, null, "tied to none of them");
+    const before = await h.balance(w.id);
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "its own payment" });
+    await eventually(async () => (await h.balance(w.id)) === before + 9500n, "credited from suspense");
+    await queryPushes();
+    assert.equal(await h.balance(w.id), before + 9500n, "once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a payment parked in suspense whose admin match was posted (its answer lost), then called back by STK for a tip: the held tip's approval is refused, never credited twice", async () => {
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });

@@ -646,7 +646,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     // A collector that takes anything: this checks what is stored, not what is exported.
     const collector = http.createServer((req, res) => req.resume().on("end", () => res.writeHead(200).end("{}")));
     await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
-    const tracing = startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`, serviceName: "payment-test", exportDelayMs: 60_000 });
+    const tracing = await startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`, serviceName: "payment-test", exportDelayMs: 60_000 });
     try {
       const traceId = randomUUID().replaceAll("-", "");
       const { tip: created } = await pay.createTip(

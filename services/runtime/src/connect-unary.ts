@@ -11,9 +11,10 @@
 import { create, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
+import { LightHeaders } from "./light-headers.js";
 import { callValues, LocalCall, unaryInvoker, type DirectSpec, type UnaryInvoker } from "./local-server.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -167,8 +168,9 @@ export function connectHandlerContext(method: DescMethod, call: UnaryServerCall,
     signal: call.signal,
     timeoutMs: deadline === undefined ? () => undefined : () => deadline - Date.now(),
     requestHeader: call.header,
-    responseHeader: new Headers({ "content-type": contentType }),
-    responseTrailer: new Headers(),
+    // LightHeaders (light-headers.ts): the handler and the interceptors set and read a few; node's would check and sort each.
+    responseHeader: responseHeaders(contentType),
+    responseTrailer: new LightHeaders(),
     values,
   };
 }
@@ -202,10 +204,32 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, invoke: Unar
     body = await compression.response.compress(body);
     context.responseHeader.set("content-encoding", compression.response.name);
   }
-  const out: Record<string, string> = {};
-  trailerMux(context.responseHeader, context.responseTrailer).forEach((value, key) => (out[key] = value));
+  const out = trailerMuxed(context.responseHeader, context.responseTrailer);
   out["content-length"] = String(body.byteLength);
   exchange.respond(status, out, body);
+}
+
+/** A response's headers with only its content type (set as fetch sets it: the constant needs no check). */
+function responseHeaders(contentType: string): LightHeaders {
+  const header = new LightHeaders();
+  header.set("content-type", contentType);
+  return header;
+}
+
+/**
+ * The headers of a unary Connect answer as connect-es's trailerMux makes them (each trailer as
+ * "trailer-<name>", appended to a header of that name if there is one), written straight into
+ * the record the exchange takes: no Headers copied for it.
+ */
+export function trailerMuxed(header: Headers, trailer: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  header.forEach((value, key) => (out[key] = value));
+  trailer.forEach((value, key) => {
+    const name = `trailer-${key}`;
+    const had = out[name];
+    out[name] = had === undefined ? value : `${had}, ${value}`;
+  });
+  return out;
 }
 
 /**
@@ -251,9 +275,10 @@ export function jsonAnswer<O extends DescMessage>(output: O, message: Message): 
   }
 }
 
-/** A request's headers as connect-es hands them to handlers (HTTP/2's pseudo-headers left out). */
+/**
+ * A request's headers as connect-es hands them to handlers (HTTP/2's pseudo-headers left out), in
+ * LightHeaders: the same answers as node's Headers for every name, cheaper to make and read.
+ */
 export function requestHeaders(raw: string[]): Headers {
-  const header = new Headers();
-  for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") header.append(raw[i], raw[i + 1]);
-  return header;
+  return LightHeaders.fromRaw(raw);
 }

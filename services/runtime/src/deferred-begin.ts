@@ -1,4 +1,5 @@
 import pg from "pg";
+import pgUtils from "pg/lib/utils.js";
 import { BoundedMap } from "./bounded-map.js";
 
 /**
@@ -12,10 +13,14 @@ import { BoundedMap } from "./bounded-map.js";
  * the block aborted for the caller's ROLLBACK, as when BEGIN went alone.
  */
 
-/** The socket pg writes to, the simple query it sends and the prepared-statement books it keeps, per connection. */
+/** The socket pg writes to, the messages it sends and the prepared-statement books it keeps, per connection. */
 interface ProtocolConnection {
   stream: { writable: boolean; write(chunk: Uint8Array): boolean };
   query(text: string): void;
+  bind(config: unknown): void;
+  close(config: { type: string; name?: string }): void;
+  sync(): void;
+  parsedStatements: Record<string, string | undefined>;
   submittedNamedStatements: Record<string, string | undefined>;
 }
 
@@ -49,6 +54,10 @@ type QueryCallback = (err: Error | null, result?: unknown) => void;
 interface PgQuery {
   text: string;
   callback?: QueryCallback;
+  name?: string;
+  values?: unknown[];
+  binary?: boolean;
+  rows?: number;
   requiresPreparation(): boolean;
   submit(connection: ProtocolConnection): Error | null;
   prepare(connection: ProtocolConnection): void;
@@ -147,15 +156,33 @@ function sameNames(a: FieldDescription[], b: FieldDescription[]): boolean {
 }
 
 /**
+ * The columns each connection's named statements answer with, by statement name, as the
+ * connection's first Describe of each told them (empty: no rows, NoData). PostgreSQL fixes a
+ * prepared statement's result type when it parses it: a migration that would change it fails
+ * every later run with 0A000 instead ("cached plan must not change result type"), and the pool
+ * drops that connection (db-answers.ts). So for as long as a connection has the statement
+ * prepared, the answer to Describe is the one it gave first, and it is not asked again.
+ */
+const describedColumns = new WeakMap<object, Map<string, FieldDescription[]>>();
+/** Named statements described per connection: db.ts prepares at most 500 on one. */
+const MAX_DESCRIBED_PER_CONNECTION = 1_000;
+const NO_COLUMNS: FieldDescription[] = [];
+
+/**
  * pg's Query, made without copying a NamedStatement's config, and keeping a
  * named statement's empty row: on every answer pg's Result (addFields) builds
  * it in a null-prototype object, one property at a time, then copies it (~4 us
  * for 30 columns), the same each time for one prepared statement. It is taken
  * again when the columns' names are the same; the parsers are looked up on
  * every answer, as pg does (a client's own type parsers, one set later).
+ * A statement the connection has prepared and described before is sent without
+ * Describe (see describedColumns): pg asks for the row description on every
+ * run, and parses it, for an answer that cannot change.
  */
 class StatementQuery extends PgQuery {
   declare private emptyRowKey: string | undefined;
+  /** The connection whose columns for this statement the answer to our Describe tells (unset: no Describe sent, or not to be kept). */
+  declare private describing: ProtocolConnection | undefined;
 
   constructor(config: unknown, values: unknown, callback: unknown) {
     super(...queryArguments(config, values, callback));
@@ -165,7 +192,31 @@ class StatementQuery extends PgQuery {
     }
   }
 
+  prepare(connection: ProtocolConnection): void {
+    const name = this.emptyRowKey;
+    // Read in pages or in binary, a statement goes as pg sends it: its rows' shape is its own.
+    if (name === undefined || this.rows || this.binary) return super.prepare(connection);
+    const known = connection.parsedStatements[name] === this.text ? describedColumns.get(connection)?.get(name) : undefined;
+    if (!known) {
+      // Parsed now (or again), or not yet described: pg's Parse, Bind, Describe, Execute, and the answer kept.
+      this.describing = connection;
+      return super.prepare(connection);
+    }
+    // pg's prepare (lib/query.js) for a statement parsed before, without Describe.
+    try {
+      connection.bind({ portal: this.portal, statement: name, values: this.values, binary: this.binary, valueMapper: pgUtils.prepareValue });
+    } catch (err) {
+      connection.close({ type: "S", name });
+      connection.sync();
+      this.handleError(err as Error, connection);
+      return;
+    }
+    if (known.length) this.handleRowDescription({ fields: known });
+    this._getRows(connection as ProtocolConnection & { execute(config: unknown): void }, this.rows);
+  }
+
   handleRowDescription(message: { fields: FieldDescription[] }): void {
+    if (this.describing) this.keepColumns(message.fields);
     const fields = message.fields;
     const known = this.emptyRowKey === undefined ? undefined : emptyRows.get(this.emptyRowKey);
     if (!known || !sameNames(known.fields, fields)) {
@@ -189,6 +240,22 @@ class StatementQuery extends PgQuery {
     result._prebuiltEmptyResultObject = known.row;
     this._accumulateRows = Boolean(this.callback) || !this.listeners("row").length;
     this.useRowParser(known.parseRow, fields);
+  }
+
+  handleCommandComplete(message: unknown, connection: ProtocolConnection): void {
+    // Completed with no row description before it: the statement has no rows (NoData).
+    if (this.describing) this.keepColumns(NO_COLUMNS);
+    super.handleCommandComplete(message, connection);
+  }
+
+  /** Keeps the columns our Describe was answered with, for the connection's later runs of the statement. */
+  private keepColumns(fields: FieldDescription[]): void {
+    const connection = this.describing!;
+    this.describing = undefined;
+    const name = this.emptyRowKey!;
+    let byName = describedColumns.get(connection);
+    if (!byName) describedColumns.set(connection, (byName = new Map()));
+    if (byName.has(name) || byName.size < MAX_DESCRIBED_PER_CONNECTION) byName.set(name, fields);
   }
 
   /**

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { create, fromBinary, getOption, hasOption, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { event_subject } from "@ttip/proto/ttip/common/v1/options_pb.js";
@@ -6,6 +5,7 @@ import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage, DeliveredMessage } from "./bus.js";
 import type { Queryable } from "./db.js";
 import { writeOutbox } from "./outbox.js";
+import { uuidV4 } from "./uuid.js";
 
 /** An event message of ttip.events.v1: every one carries EventMeta as `meta`. */
 export type EventInit<Desc extends DescMessage> = Omit<MessageInitShape<Desc>, "meta" | "$typeName">;
@@ -65,12 +65,22 @@ export function buildEvent<Desc extends DescMessage>(
 ): BusMessage {
   const subject = subjectOf(schema);
   // One service writes only its own facts, into its own outbox.
-  if (subject.split(".")[1] !== producer) throw new Error(`${producer} cannot emit ${schema.typeName}: its subject ${subject} is another service's`);
-  const id = randomUUID();
+  if (!isProducerOf(subject, producer)) throw new Error(`${producer} cannot emit ${schema.typeName}: its subject ${subject} is another service's`);
+  const id = uuidV4();
   const meta = create(EventMetaSchema, { id, occurredAt: occurredAt ? timestampFromDate(occurredAt) : timestampNow(), producer, correlationId });
-  const message = create(schema, { ...init, meta } as unknown as MessageInitShape<Desc>);
+  // The meta set on the message made from `init` (no copy of init with it): create() would take this meta as it is.
+  const message = create(schema, init as unknown as MessageInitShape<Desc>) as MessageShape<Desc> & { meta?: unknown };
+  message.meta = meta;
   return { id, subject, data: toBinary(schema, message) };
 }
+
+/** Whether `subject` (ttip.<producer>.<event>, as subjectOf checked it) is `producer`'s, read in place. */
+function isProducerOf(subject: string, producer: string): boolean {
+  const at = "ttip.".length;
+  return subject.length > at + producer.length + 1 && subject.startsWith(producer, at) && subject.charCodeAt(at + producer.length) === DOT;
+}
+
+const DOT = 46;
 
 /** Decodes a delivered event's payload. */
 export function decodeEvent<Desc extends DescMessage>(schema: Desc, message: DeliveredMessage): MessageShape<Desc> {

@@ -35,6 +35,7 @@ export * from "./outbox.js";
 export * from "./page.js";
 export * from "./peers.js";
 export * from "./upstream.js";
+export * from "./uuid.js";
 export * from "./phone.js";
 export * from "./reflection.js";
 export * from "./partner-usage.js";

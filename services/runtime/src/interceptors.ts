@@ -1,11 +1,11 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { databaseConflictOf } from "./db-answers.js";
 import { ConcurrentChangeError, connectErrorOf } from "./domain-errors.js";
 import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
+import { uuidV4 } from "./uuid.js";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
 /** The request id of the current call, for handlers and downstream calls. */
@@ -36,7 +36,7 @@ export function requestIdPropagation(): Interceptor {
 export function requestIdInterceptor(): Interceptor {
   return (next) => (req) => {
     const given = req.header.get(REQUEST_ID_HEADER);
-    const id = given && VALID_REQUEST_ID.test(given) ? given : randomUUID();
+    const id = given && VALID_REQUEST_ID.test(given) ? given : uuidV4();
     if (id !== given) req.header.set(REQUEST_ID_HEADER, id);
     req.contextValues.set(requestIdKey, id);
     let answer;

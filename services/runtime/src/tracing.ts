@@ -1,9 +1,6 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Attributes, type Context, type Link, type Span, type Tracer } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base";
+import type { Attributes, Context, Link, Span, Tracer } from "@opentelemetry/api";
+import type { W3CTraceContextPropagator } from "@opentelemetry/core";
+import type { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import { z } from "zod";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { env as vars, loadConfig, type Env } from "./config.js";
@@ -11,12 +8,19 @@ import { env as vars, loadConfig, type Env } from "./config.js";
 /**
  * OpenTelemetry traces, off unless an OTLP/HTTP endpoint is configured. While
  * off, every hook below returns at its first test: no span, no context, no
- * extra header or statement.
+ * extra header or statement, and none of OpenTelemetry's packages is loaded
+ * (they cost 60-90 ms of CPU in every process that loaded them): startTracing
+ * imports them.
  */
-let tracer: Tracer | undefined;
-let provider: BasicTracerProvider | undefined;
-const w3c = new W3CTraceContextPropagator();
-let contextManager: AsyncLocalStorageContextManager | undefined;
+interface On {
+  api: typeof import("@opentelemetry/api");
+  w3c: W3CTraceContextPropagator;
+  tracer: Tracer;
+  provider: BasicTracerProvider;
+}
+let on: On | undefined;
+/** Set once by the first startTracing: a context manager stays registered with the API for the process's life. */
+let contextManagerSet = false;
 
 /** The W3C header carried by calls and events. */
 export const TRACEPARENT_HEADER = "traceparent";
@@ -67,53 +71,66 @@ export function tracingConfig(env: Env = process.env, serviceName = "ttip"): Tra
   return { endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME || serviceName, sampleRatio: config.OTEL_TRACES_SAMPLER_ARG };
 }
 
-/** Turns tracing on for this process (one exporter for every service it hosts). */
-export function startTracing(options: TracingOptions): Tracing {
-  if (provider) throw new Error("tracing already started");
-  if (!contextManager) {
-    contextManager = new AsyncLocalStorageContextManager().enable();
-    context.setGlobalContextManager(contextManager);
-  }
-  const exporter = new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, "")}/v1/traces` });
+/**
+ * Turns tracing on for this process (one exporter for every service it hosts),
+ * loading OpenTelemetry's SDK and exporter only now.
+ */
+export async function startTracing(options: TracingOptions): Promise<Tracing> {
   const ratio = options.sampleRatio ?? 1;
   if (!(ratio >= 0 && ratio <= 1)) throw new Error(`sampleRatio must be from 0 to 1, not ${ratio}`);
-  const started = new BasicTracerProvider({
-    resource: resourceFromAttributes({ "service.name": options.serviceName }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
-    spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: options.exportDelayMs ?? 1000, maxQueueSize: 4096 })],
+  if (on) throw new Error("tracing already started");
+  const [api, core, asyncHooks, otlp, resources, sdk] = await Promise.all([
+    import("@opentelemetry/api"),
+    import("@opentelemetry/core"),
+    import("@opentelemetry/context-async-hooks"),
+    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/resources"),
+    import("@opentelemetry/sdk-trace-base"),
+  ]);
+  // Checked again: two calls may both have passed the first test while the packages loaded.
+  if (on) throw new Error("tracing already started");
+  if (!contextManagerSet) {
+    api.context.setGlobalContextManager(new asyncHooks.AsyncLocalStorageContextManager().enable());
+    contextManagerSet = true;
+  }
+  const exporter = new otlp.OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, "")}/v1/traces` });
+  const provider = new sdk.BasicTracerProvider({
+    resource: resources.resourceFromAttributes({ "service.name": options.serviceName }),
+    sampler: new sdk.ParentBasedSampler({ root: new sdk.TraceIdRatioBasedSampler(ratio) }),
+    spanProcessors: [new sdk.BatchSpanProcessor(exporter, { scheduledDelayMillis: options.exportDelayMs ?? 1000, maxQueueSize: 4096 })],
   });
-  provider = started;
-  tracer = started.getTracer("ttip");
+  const started: On = { api, w3c: new core.W3CTraceContextPropagator(), tracer: provider.getTracer("ttip"), provider };
+  on = started;
   return {
-    flush: () => started.forceFlush(),
+    flush: () => provider.forceFlush(),
     stop: async () => {
-      if (provider === started) {
-        provider = undefined;
-        tracer = undefined;
-      }
-      await started.shutdown();
+      if (on === started) on = undefined;
+      await provider.shutdown();
     },
   };
 }
 
 /** Whether spans are being recorded. */
 export function tracingEnabled(): boolean {
-  return tracer !== undefined;
+  return on !== undefined;
 }
 
 /** trace_id and span_id of the active span, for log lines (a pino mixin). */
 export function traceLogFields(): Record<string, string> {
-  if (!tracer) return {};
-  const span = trace.getActiveSpan()?.spanContext();
+  if (!on) return {};
+  const span = on.api.trace.getActiveSpan()?.spanContext();
   return span ? { trace_id: span.traceId, span_id: span.spanId } : {};
+}
+
+function traceparentOf(t: On, ctx: Context): string | undefined {
+  const carrier: Record<string, string> = {};
+  t.w3c.inject(ctx, carrier, { set: (c, k, v) => (c[k] = v) });
+  return carrier[TRACEPARENT_HEADER];
 }
 
 /** The active span's traceparent, stored with an outbox row; undefined when off. */
 export function currentTraceparent(): string | undefined {
-  if (!tracer) return undefined;
-  const carrier: Record<string, string> = {};
-  w3c.inject(context.active(), carrier, { set: (c, k, v) => (c[k] = v) });
-  return carrier[TRACEPARENT_HEADER];
+  return on ? traceparentOf(on, on.api.context.active()) : undefined;
 }
 
 /** Only a well-formed traceparent travels (it is inlined into SQL and headers). */
@@ -121,16 +138,17 @@ export function validTraceparent(value: string | null | undefined): string | und
   return value && TRACEPARENT.test(value) ? value : undefined;
 }
 
-function contextFrom(traceparent: string | undefined): Context {
-  if (!traceparent) return ROOT_CONTEXT;
-  return w3c.extract(ROOT_CONTEXT, { traceparent }, { get: (c, k) => c[k as "traceparent"], keys: (c) => Object.keys(c) });
+function contextFrom(t: On, traceparent: string | undefined): Context {
+  const root = t.api.ROOT_CONTEXT;
+  if (!traceparent) return root;
+  return t.w3c.extract(root, { traceparent }, { get: (c, k) => c[k as "traceparent"], keys: (c) => Object.keys(c) });
 }
 
-async function inSpan<T>(span: Span, ctx: Context, fn: () => Promise<T>): Promise<T> {
+async function inSpan<T>(t: On, span: Span, ctx: Context, fn: () => Promise<T>): Promise<T> {
   try {
-    return await context.with(trace.setSpan(ctx, span), fn);
+    return await t.api.context.with(t.api.trace.setSpan(ctx, span), fn);
   } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message.slice(0, 200) : "error" });
+    span.setStatus({ code: t.api.SpanStatusCode.ERROR, message: err instanceof Error ? err.message.slice(0, 200) : "error" });
     if (err instanceof ConnectError) span.setAttribute("rpc.grpc.status_code", err.code);
     throw err;
   } finally {
@@ -145,20 +163,20 @@ async function inSpan<T>(span: Span, ctx: Context, fn: () => Promise<T>): Promis
  */
 export function tracingInterceptor(side: "server" | "client"): Interceptor {
   return (next) => (req) => {
-    const active = tracer;
-    if (!active) return next(req);
+    const t = on;
+    if (!t) return next(req);
+    const { SpanKind, context, trace } = t.api;
     const rpc = `${req.service.typeName}/${req.method.name}`;
     const attributes = { "rpc.system": "connect_rpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name };
     if (side === "server") {
-      const parent = contextFrom(validTraceparent(req.header.get(TRACEPARENT_HEADER)));
-      const span = active.startSpan(rpc, { kind: SpanKind.SERVER, attributes }, parent);
-      return inSpan(span, parent, () => next(req));
+      const parent = contextFrom(t, validTraceparent(req.header.get(TRACEPARENT_HEADER)));
+      const span = t.tracer.startSpan(rpc, { kind: SpanKind.SERVER, attributes }, parent);
+      return inSpan(t, span, parent, () => next(req));
     }
-    const span = active.startSpan(rpc, { kind: SpanKind.CLIENT, attributes });
-    const carrier: Record<string, string> = {};
-    w3c.inject(trace.setSpan(context.active(), span), carrier, { set: (c, k, v) => (c[k] = v) });
-    if (carrier[TRACEPARENT_HEADER]) req.header.set(TRACEPARENT_HEADER, carrier[TRACEPARENT_HEADER]);
-    return inSpan(span, context.active(), () => next(req));
+    const span = t.tracer.startSpan(rpc, { kind: SpanKind.CLIENT, attributes });
+    const traceparent = traceparentOf(t, trace.setSpan(context.active(), span));
+    if (traceparent) req.header.set(TRACEPARENT_HEADER, traceparent);
+    return inSpan(t, span, context.active(), () => next(req));
   };
 }
 
@@ -168,9 +186,9 @@ export function tracingInterceptor(side: "server" | "client"): Interceptor {
  * would otherwise start a trace per statement.
  */
 export function inClientSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
-  const active = tracer;
-  if (!active || !trace.getActiveSpan()) return fn();
-  return inSpan(active.startSpan(name, { kind: SpanKind.CLIENT, attributes }), context.active(), fn);
+  const t = on;
+  if (!t || !t.api.trace.getActiveSpan()) return fn();
+  return inSpan(t, t.tracer.startSpan(name, { kind: t.api.SpanKind.CLIENT, attributes }), t.api.context.active(), fn);
 }
 
 /**
@@ -180,12 +198,12 @@ export function inClientSpan<T>(name: string, attributes: Attributes, fn: () => 
  * (callback paths hold tokens).
  */
 export function inHttpServerSpan(method: string, url: string, traceparent: string | undefined, fn: () => Promise<void>): Promise<void> {
-  const active = tracer;
-  if (!active) return fn();
+  const t = on;
+  if (!t) return fn();
   const route = `/${url.split("?", 1)[0].split("/")[1] ?? ""}`;
-  const parent = contextFrom(validTraceparent(traceparent));
-  const span = active.startSpan(`${method} ${route}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } }, parent);
-  return inSpan(span, parent, fn);
+  const parent = contextFrom(t, validTraceparent(traceparent));
+  const span = t.tracer.startSpan(`${method} ${route}`, { kind: t.api.SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } }, parent);
+  return inSpan(t, span, parent, fn);
 }
 
 /**
@@ -195,13 +213,12 @@ export function inHttpServerSpan(method: string, url: string, traceparent: strin
  * Undefined when off.
  */
 export function producerTraceparent(subject: string): string | undefined {
-  const active = tracer;
-  if (!active) return undefined;
-  const span = active.startSpan(`publish ${subject}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": subject } }, ROOT_CONTEXT);
+  const t = on;
+  if (!t) return undefined;
+  const { ROOT_CONTEXT, SpanKind, trace } = t.api;
+  const span = t.tracer.startSpan(`publish ${subject}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": subject } }, ROOT_CONTEXT);
   span.end();
-  const carrier: Record<string, string> = {};
-  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
-  return carrier[TRACEPARENT_HEADER];
+  return traceparentOf(t, trace.setSpan(ROOT_CONTEXT, span));
 }
 
 /**
@@ -209,23 +226,24 @@ export function producerTraceparent(subject: string): string | undefined {
  * event was written with (one event), or linked to each (a batch).
  */
 export function inConsumerSpan<T>(name: string, traceparents: (string | undefined)[], fn: () => Promise<T>): Promise<T> {
-  const active = tracer;
-  if (!active) return fn();
+  const t = on;
+  if (!t) return fn();
+  const { ROOT_CONTEXT, SpanKind, trace } = t.api;
   const attributes = { "messaging.system": "nats", "messaging.operation": "process", "messaging.batch.message_count": traceparents.length };
   if (traceparents.length === 1) {
-    const parent = contextFrom(validTraceparent(traceparents[0]));
-    return inSpan(active.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, parent), parent, fn);
+    const parent = contextFrom(t, validTraceparent(traceparents[0]));
+    return inSpan(t, t.tracer.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, parent), parent, fn);
   }
   const links: Link[] = [];
   for (const tp of traceparents.slice(0, 128)) {
-    const spanContext = trace.getSpanContext(contextFrom(validTraceparent(tp)));
+    const spanContext = trace.getSpanContext(contextFrom(t, validTraceparent(tp)));
     if (spanContext) links.push({ context: spanContext });
   }
-  return inSpan(active.startSpan(name, { kind: SpanKind.CONSUMER, attributes, links }, ROOT_CONTEXT), ROOT_CONTEXT, fn);
+  return inSpan(t, t.tracer.startSpan(name, { kind: SpanKind.CONSUMER, attributes, links }, ROOT_CONTEXT), ROOT_CONTEXT, fn);
 }
 
 /** Starts tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set; undefined (off) otherwise. */
-export function tracingFromEnv(serviceName: string, env: Env = process.env): Tracing | undefined {
+export async function tracingFromEnv(serviceName: string, env: Env = process.env): Promise<Tracing | undefined> {
   const options = tracingConfig(env, serviceName);
   return options ? startTracing(options) : undefined;
 }

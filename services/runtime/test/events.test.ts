@@ -23,6 +23,11 @@ describe("event subjects declared in the contracts", () => {
   test("a message without a subject cannot be emitted; a service emits only its own events", () => {
     assert.throws(() => subjectOf(EventMetaSchema), /declares no event subject/);
     assert.throws(() => buildEvent("wallet", TipSucceededSchema, { tipId: "t1" }), /wallet cannot emit ttip\.events\.v1\.TipSucceeded/);
+    // Read in place, not split: a producer named as the start of the subject's, or the whole rest of it, is not its producer.
+    for (const other of ["pay", "paymentx", "payment.tip_succeeded", "", "ttip"]) assert.throws(() => buildEvent(other, TipSucceededSchema, { tipId: "t1" }), /cannot emit/, other);
+    const init = { tipId: "t1" };
+    buildEvent("payment", TipSucceededSchema, init);
+    assert.deepEqual(init, { tipId: "t1" }, "the caller's init is left as it was");
     const built = buildEvent("payment", TipSucceededSchema, { tipId: "t1" }, "corr-1");
     assert.equal(built.subject, "ttip.payment.tip_succeeded");
     const decoded = fromBinary(TipSucceededSchema, built.data);

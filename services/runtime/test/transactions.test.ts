@@ -295,7 +295,7 @@ test("two transactions on one row: the second's first statement waits for the fi
 test("while tracing, the transaction's set_config still runs first: outbox rows take its trace", async () => {
   const collector = createServer((req, res) => req.resume().on("end", () => res.end("{}")));
   await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
-  const tracing = startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, serviceName: "test", exportDelayMs: 60_000 });
+  const tracing = await startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, serviceName: "test", exportDelayMs: 60_000 });
   try {
     const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
     const id = randomUUID();
