@@ -7,7 +7,8 @@
 // tips, then per setting (alternated): CHECKPOINT, and `windows` windows of `seconds` each of
 // tips written as the tip path writes them (insert pending; the push's CheckoutRequestID; the
 // outcome: succeeded with its receipt and credit key; the credit's entry id), printing per tip:
-// WAL bytes and records, full-page images and their bytes as stored (pg_walinspect: exact), and
+// WAL bytes written (positions) and records with their lengths (bench/pg-wal.ts's walBetween, as
+// tip-e2e's figures), full-page images and their bytes as stored (pg_walinspect: exact), and
 // PostgreSQL's CPU (its processes', the window's reading of the WAL not included). The later windows show the images falling off as the
 // pages are touched: a steady state between checkpoints (every checkpoint_timeout, 5 min, or
 // sooner by max_wal_size) is an average over them.
@@ -16,6 +17,7 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createPool, migrate } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
+import { walBetween, walFlushed } from "./pg-wal.js";
 import { cpuMs } from "./process-cpu.js";
 
 const fill = Number(process.argv[2] ?? 1_000_000);
@@ -64,25 +66,7 @@ async function oneTip(n: number): Promise<void> {
   await pool.query("UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1", [tipId, randomUUID()]);
 }
 
-/** A flushed WAL position: pg_walinspect reads up to one, and the window's commits are flushed (synchronous commit). */
-async function walFlushed(): Promise<string> {
-  return String((await pool.query("SELECT pg_current_wal_flush_lsn()::text AS lsn")).rows[0].lsn);
-}
-
-/**
- * The window's WAL read back (pg_walinspect, exact): bytes and records, full-page images and their bytes as stored.
- * Images are counted by their blocks' FPW marks, not by records with one: a non-HOT update or a btree split
- * carries an image of each page it changes first, and fpi_length is their sum.
- */
-async function walBetween(from: string, to: string): Promise<{ bytes: number; records: number; images: number; imageBytes: number }> {
-  const { rows: [r] } = await pool.query(
-    `SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS bytes, count(*) AS records, coalesce(sum((SELECT count(*) FROM regexp_matches(coalesce(block_ref, ''), 'FPW', 'g'))), 0) AS images,
-            coalesce(sum(fpi_length), 0) AS image_bytes
-       FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)`,
-    [from, to],
-  );
-  return { bytes: Number(r.bytes), records: Number(r.records), images: Number(r.images), imageBytes: Number(r.image_bytes) };
-}
+const query = (sql: string, values?: unknown[]) => pool.query(sql, values);
 
 try {
   await pool.query("CREATE EXTENSION pg_walinspect");
@@ -102,7 +86,8 @@ try {
     await pool.query("CHECKPOINT");
     const figures: string[] = [];
     for (let w = 0; w < windows; w++) {
-      const from = await walFlushed();
+      // Flushed positions: pg_walinspect reads up to one, and the window's commits are flushed (synchronous commit).
+      const from = await walFlushed(query);
       const cpu0 = postgresCpu();
       const until = performance.now() + seconds * 1000;
       let tips = 0;
@@ -113,10 +98,12 @@ try {
         }
       }));
       const cpu = postgresCpu() - cpu0;
-      const wal = await walBetween(from, await walFlushed());
+      // Images counted by their blocks' FPW marks, not by records with one: a non-HOT update or a btree
+      // split carries an image of each page it changes first, and fpi_length is their sum.
+      const { written, all } = await walBetween(query, from, await walFlushed(query), 0);
       const per = (v: number) => v / Math.max(1, tips);
-      figures.push(`${w * seconds}-${(w + 1) * seconds} s: ${tips} tips, WAL ${(per(wal.bytes) / 1024).toFixed(1)} KB ${per(wal.records).toFixed(1)} records;` +
-        ` images ${per(wal.images).toFixed(2)}, ${(per(wal.imageBytes) / 1024).toFixed(1)} KB (${(wal.imageBytes / Math.max(1, wal.images) / 1024).toFixed(2)} KB each); PostgreSQL CPU ${per(cpu).toFixed(2)} ms per tip`);
+      figures.push(`${w * seconds}-${(w + 1) * seconds} s: ${tips} tips, WAL ${(per(written) / 1024).toFixed(1)} KB written (positions), ${per(all.records).toFixed(1)} records of ${(per(all.bytes) / 1024).toFixed(1)} KB (record lengths);` +
+        ` images ${per(all.fpis).toFixed(2)}, ${(per(all.fpiBytes) / 1024).toFixed(1)} KB (${(all.fpiBytes / Math.max(1, all.fpis) / 1024).toFixed(2)} KB each); PostgreSQL CPU ${per(cpu).toFixed(2)} ms per tip`);
     }
     console.log(`wal_compression=${setting}, after a CHECKPOINT:\n  ${figures.join("\n  ")}`);
   }

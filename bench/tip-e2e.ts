@@ -10,13 +10,15 @@
 // of their own (bench/edge-simulators.ts), as Safaricom and the providers are not
 // on our machines: their CPU per tip is printed apart and is not the platform's.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
-//   node --max-semi-space-size=32 --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
+//   node --max-semi-space-size=32 --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]|split[:a+b]]
 //   (the platform's node flag, as `npm start` and the image run it: deploy/Dockerfile says why; the
 //   platform's processes in cluster and replicas modes get this process's flags. The image's Node is 24:
 //   "$(bash deploy/node24/install.sh)" instead of node; Node 20 took 1.4-1.7x its CPU per tip here.)
 //   "cluster" runs each service and the gateway in its own OS process (platform/src/main.ts),
 //   as a deployment does; "process" (default) runs them all in this one, as `make run` does;
-//   "replicas:N" runs N copies of the whole platform behind one port (main.ts replicas; N: one per core).
+//   "replicas:N" runs N copies of the whole platform behind one port (main.ts replicas; N: one per core);
+//   "split:a+b" is process mode with services a and b (default notification+analytics) each in an OS
+//   process of its own, reached by URL (their statements are not in this process's counts).
 //   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
 //   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
@@ -95,6 +97,9 @@ const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
 const [modeArg, replicasArg] = (process.argv[5] ?? "process").split(":");
 const mode = modeArg === "cluster" || modeArg === "replicas" ? modeArg : "process";
+// "split[:a+b]": process mode with these services each in an OS process of its own (a cluster role),
+// so their work (notification's and analytics' consumers by default) leaves the platform's event loop.
+const apart = modeArg === "split" ? (replicasArg ?? "notification+analytics").split("+") : [];
 const replicaCount = Number(replicasArg ?? os.availableParallelism());
 const connectionsFor = (concurrency: number) =>
   process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
@@ -173,22 +178,6 @@ const daraja = edge.daraja;
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
 async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
-  if (mode === "process") {
-    const platform = await startPlatform({
-      ctx: { logger, pool, bus, cache, metrics: new Metrics() },
-      modules: [
-        createAuth({ env: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
-        createPaymentModule({ config: () => paymentConfig }),
-        createQrModule({ env: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") } }),
-        wallet,
-        createNotificationModule({ config: { providers: edge.providers, retry: DEFAULT_RETRY, publicUrl: () => "" } }),
-        analytics,
-      ],
-      gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, trustedProxies: clientAddresses ? ["127.0.0.1/32"] : [] },
-    });
-    paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
-    return { gatewayUrl: platform.gatewayUrl, pids: new Map([["platform", process.pid]]), close: () => platform.close() };
-  }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = {
     INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
@@ -207,6 +196,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     // The providers' simulator is the edge's, as real providers (NOTIFICATION_PROVIDERS=simulator would start one inside notification's process).
     notification: providerEnv(edge.providers),
   };
+  if (mode === "process") return deployProcess(common, own);
   if (mode === "replicas") return deployReplicas(names, { ...common, ...Object.assign({}, ...Object.values(own)) });
   // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
   const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
@@ -229,6 +219,41 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     close: async () => {
       await gateway.stop();
       for (const p of processes.values()) await p.stop();
+    },
+  };
+}
+/** The platform in this process (as `make run`); split mode: the services named apart each in a process of its own. */
+async function deployProcess(common: Record<string, string>, own: Record<string, Record<string, string>>) {
+  // The services apart and this process's sign and verify their calls with one key (read at the first call).
+  if (apart.length) process.env.INTERNAL_SIGNING_KEY = common.INTERNAL_SIGNING_KEY;
+  const envs = new Map(apart.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
+  const others = new Map<string, PlatformProcess>();
+  for (const name of apart) others.set(name, await PlatformProcess.create(PLATFORM_MAIN, name, envs.get(name)!));
+  const urls = new Map([...others].map(([name, p]) => [name, p.url]));
+  const platform = await startPlatform({
+    ctx: { logger, pool, bus, cache, metrics: new Metrics() },
+    modules: [
+      createAuth({ env: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
+      createPaymentModule({ config: () => paymentConfig }),
+      createQrModule({ env: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") } }),
+      wallet,
+      createNotificationModule({ config: { providers: edge.providers, retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+      analytics,
+    ].filter((m) => !apart.includes(m.name)),
+    urls,
+    gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, trustedProxies: clientAddresses ? ["127.0.0.1/32"] : [] },
+  });
+  paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
+  // The processes apart reach every service by its URL (this process's too, known once they listen).
+  const peerUrls = Object.fromEntries([...platform.urls].map(([name, url]) => [`${name.toUpperCase()}_URL`, url]));
+  for (const env of envs.values()) Object.assign(env, peerUrls);
+  for (const p of others.values()) await p.start();
+  return {
+    gatewayUrl: platform.gatewayUrl,
+    pids: new Map([["platform", process.pid], ...[...others].map(([name, p]) => [name, p.pid!] as const)]),
+    close: async () => {
+      await platform.close();
+      for (const p of others.values()) await p.stop();
     },
   };
 }

@@ -5,12 +5,12 @@
 // find the simulators and their private key there, so they can fail.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import os from "node:os";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { buildPlatform, DEV_ONLY, type BuildResult } from "../build.js";
+import { DEV_ONLY, type BuildResult } from "../build.js";
+import { builtPlatform } from "./built-platform.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -40,14 +40,11 @@ function devOnlyFiles(dir: string): string[] {
 }
 
 describe("the image's build: compiled JavaScript, no PGlite, simulators or their keys", { timeout: 120_000 }, () => {
-  let out: string;
   let built: BuildResult;
 
   before(async () => {
-    out = mkdtempSync(path.join(os.tmpdir(), "ttip-build-"));
-    built = await buildPlatform(out);
+    built = await builtPlatform();
   });
-  after(() => rmSync(out, { recursive: true, force: true }));
 
   test("the production entry's module graph holds every service and no development-only module", () => {
     const inputs = built.productionInputs.map((p) => p.split(path.sep).join("/"));

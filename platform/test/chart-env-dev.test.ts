@@ -8,8 +8,6 @@
 // simulated tip: sign-up with the OTP read from the simulators' SMS API, a QR code, an
 // STK push to the simulators' Daraja, its callback to payment, the credit in the wallet.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -25,7 +23,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { ensureWebBuild } from "@ttip/web";
-import { buildPlatform } from "../build.js";
+import { builtPlatform } from "./built-platform.js";
 import { CHART, RenderedProcess, renderChart, resolveEnv, startWebApp, stopPlatform, type RenderedChart } from "./chart-env-harness.js";
 
 /** The dependencies the dev values bring into the cluster: stood in for by local servers. */
@@ -37,7 +35,6 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
   let db: TestDatabase;
   let redis: TestServer;
   let nats: TestServer;
-  let buildDir: string;
   let chart: RenderedChart;
   const roles: string[] = [];
   const procs = new Map<string, PlatformProcess>();
@@ -57,9 +54,8 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
   }
 
   before(async () => {
-    buildDir = mkdtempSync(path.join(os.tmpdir(), "ttip-chart-env-dev-"));
     const [built] = await Promise.all([
-      buildPlatform(buildDir),
+      builtPlatform(),
       ensureWebBuild(),
       (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))(),
       (async () => (chart = await renderChart(["-f", path.join(CHART, "values-dev.yaml")])))(),
@@ -110,7 +106,6 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
     await stopPlatform(web, procs);
     await simulators?.stop();
     await db?.drop();
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
     await Promise.allSettled([redis?.stop(), nats?.stop()]);
   });
 

@@ -11,9 +11,6 @@
 // every process exports its spans to a loopback OTLP collector (otel.endpoint).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
@@ -31,7 +28,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startOtlpReceiver, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { RenderedProcess, renderChart, resolveEnv, startIngress, startWebApp, stopPlatform, type EnvVar } from "./chart-env-harness.js";
 import { ensureWebBuild } from "@ttip/web";
-import { buildPlatform } from "../build.js";
+import { builtPlatform } from "./built-platform.js";
 
 const PUBLIC = "https://tips.example.co.ke";
 const COLLECTOR = "http://otel-collector.monitoring:4318";
@@ -52,7 +49,6 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   let routes: { path: string; type: "Exact" | "Prefix"; role: string }[] = [];
   let web: RenderedProcess | undefined;
   let webEnv: EnvVar[] = [];
-  let buildDir: string;
   let migrateJob: { env: EnvVar[]; args: string[] };
   let migratedSchemas: string[] = [];
 
@@ -67,8 +63,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
 
   before(async () => {
     // Its own NATS and Redis: the chart's stream (TTIP, ttip.>) and durable consumers must not meet other tests'.
-    buildDir = mkdtempSync(path.join(os.tmpdir(), "ttip-chart-env-"));
-    const [built] = await Promise.all([buildPlatform(buildDir), ensureWebBuild(), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
+    const [built] = await Promise.all([builtPlatform(), ensureWebBuild(), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
     await providers.start();
     daraja = await startDarajaSimulator({ callbackDelayMs: 50 });
     collector = await startOtlpReceiver();
@@ -140,7 +135,6 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     await collector?.close();
     await providers.close();
     await db?.drop();
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
     await Promise.allSettled([redis?.stop(), nats?.stop()]);
   });
 

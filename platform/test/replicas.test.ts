@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
@@ -41,6 +42,8 @@ describe("replicas: the whole platform twice behind one port", () => {
       RATE_LIMIT_POINTS: "100000",
       DRAIN_DELAY_MS: "0",
       DRAIN_TIMEOUT_MS: "3000",
+      // Each replica's "shutdown complete" is what the graceful stop below looks for.
+      LOG_LEVEL: "info",
     });
     await platform.start(120_000);
     for (let i = 0; !platform.logs.includes(REPLICAS_SERVING); i++) {
@@ -57,15 +60,53 @@ describe("replicas: the whole platform twice behind one port", () => {
   /** The replica a new connection reaches, and how many CreateTip calls it has served (its /metrics). */
   const scrape = () =>
     new Promise<{ replica: string; createTips: number }>((resolve, reject) => {
-      http.get({ host: "127.0.0.1", port: platform.port, path: "/metrics", agent: false }, (res) => {
+      http.get({ host: "127.0.0.1", port: platform.port, path: "/metrics", agent: false, timeout: 10_000 }, (res) => {
         let body = "";
         res.on("data", (d) => (body += d)).on("end", () => {
           const replica = /replica="(\d+)"/.exec(body)?.[1] ?? "?";
           const lines = body.split("\n").filter((l) => l.startsWith("grpc_server_handled_total{") && l.includes('grpc_method="CreateTip"'));
           resolve({ replica, createTips: lines.reduce((n, l) => n + Number(l.split(" ").at(-1)), 0) });
         });
-      }).on("error", reject);
+      })
+        .on("timeout", function (this: http.ClientRequest) {
+          this.destroy(new Error("/metrics did not answer within 10 s"));
+        })
+        .on("error", reject);
     });
+
+  /** The replicas: the primary's child processes node:cluster forked (its argv), not a loader's helper (tsx's esbuild). */
+  const replicaPids = () =>
+    readFileSync(`/proc/${platform.pid}/task/${platform.pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("replicas"));
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  /** One tip on a connection of its own, followed until it succeeds. */
+  const tipOnce = async () => {
+    const pay = createClient(PaymentService, createConnectTransport({ baseUrl: platform.url, httpVersion: "2" }));
+    const { tip } = await pay.createTip(
+      {
+        idempotencyKey: randomUUID(),
+        recipient: { case: "workerId", value: randomUUID() },
+        amount: { currency: "KES", amountMinor: 5_000n },
+        payment: { case: "mpesaPhone", value: `+2547${String(randomInt(1e8)).padStart(8, "0")}` },
+      },
+      { timeoutMs: 30_000 },
+    );
+    let status = tip!.status;
+    // Bounded: a test that hangs says nothing; a deadline names the tip that did not end.
+    for await (const m of pay.watchTip({ tipId: tip!.tipId }, { timeoutMs: 60_000 })) status = m.tip!.status;
+    return status;
+  };
 
   test("tips made over many connections are served by both replicas; every charge is credited exactly once", async () => {
     const worker = randomUUID();
@@ -112,5 +153,46 @@ describe("replicas: the whole platform twice behind one port", () => {
       assert.equal(n, 1, `charge ${t.receipt} has ${n} journal entries`);
     }
     assert.equal([...refs.values()].reduce((a, b) => a + b, 0), tips, "nothing credited that M-Pesa did not charge");
+  });
+
+  test("a replica that dies is replaced by a new one; the ports keep serving meanwhile", async () => {
+    const before = replicaPids();
+    assert.equal(before.length, 2, `replicas: ${before.join(", ")}`);
+    process.kill(before[0], "SIGKILL");
+    // node:cluster's primary hands each new connection to a replica; one handed over before it has seen
+    // the exit goes to the dead replica and hangs (here a CreateTip made at once timed out). Clients
+    // retry on their deadline; this test waits for the primary to see it first.
+    for (let i = 0; !platform.logs.includes("a replica exited; starting another"); i++) {
+      assert.ok(i < 100, `the primary did not see its replica die:\n${platform.logs}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The other replica serves every connection until the replacement (node:cluster's worker 3) has started.
+    assert.equal(await tipOnce(), TipStatus.SUCCEEDED);
+    const seen = new Set<string>();
+    for (let i = 0; !seen.has("3"); i++) {
+      assert.ok(i < 600, `no replacement replica served within 60 s (saw ${[...seen].join(", ")}):\n${platform.logs}`);
+      seen.add((await scrape()).replica);
+      if (!seen.has("3")) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(platform.running, "the primary kept running");
+    assert.match(platform.logs, /a replica exited; starting another/);
+    const after = replicaPids();
+    assert.equal(after.length, 2, `replicas: ${after.join(", ")}`);
+    assert.ok(!after.includes(before[0]), "the dead replica is not counted");
+    assert.equal(await tipOnce(), TipStatus.SUCCEEDED);
+  });
+
+  test("SIGTERM drains every replica before the primary exits", async () => {
+    const pids = replicaPids();
+    assert.equal(pids.length, 2);
+    await platform.stop();
+    assert.ok(!platform.running);
+    for (const pid of pids) assert.ok(!alive(pid), `replica ${pid} still runs after the primary exited`);
+    // Each replica ran its own shutdown (servers drained, bus, cache and pool closed), not node:cluster's
+    // exit on losing its primary; then the primary finished its own.
+    const lines = platform.logs.split("\n").filter((l) => l.includes('"msg":"shutdown complete"'));
+    const replicas = lines.filter((l) => /"role":"replica-\d+"/.test(l));
+    assert.equal(replicas.length, 2, `replicas' shutdowns:\n${platform.logs}`);
+    assert.match(lines.at(-1) ?? "", /"role":"replicas"/, "the primary finished last");
   });
 });

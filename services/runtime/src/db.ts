@@ -595,23 +595,28 @@ function statementsOf(sql: string): string[] {
 
 /**
  * How long a file run in a transaction waits for a table's lock before it gives up. Its DDL queued
- * behind a long transaction would hold every later reader and writer of the table behind it
- * (PostgreSQL's lock queue), stalling the live service; giving up and trying again stalls nobody.
+ * behind a long transaction holds every later reader and writer of the table behind it
+ * (PostgreSQL's lock queue), stalling the live service for as long as it waits; giving up and
+ * trying again stalls nobody. So each wait is short, and the tries many: a table every tip writes
+ * (an outbox: runtime migration 0006 takes its ACCESS EXCLUSIVE lock) stalls at most a second a try.
  * A file may set its own (SET LOCAL lock_timeout). Files outside a transaction get none: their
  * concurrent builds block no writer, and wait out older transactions by design.
  */
-const MIGRATION_LOCK_TIMEOUT_MS = 5_000;
+const MIGRATION_LOCK_TIMEOUT_MS = 1_000;
 
 /**
  * How often a file that gave up on a lock is tried, and the pause before the next try (doubling):
- * with the defaults a start gives up after ~18 s, and the orchestrator's restart tries again.
+ * with the defaults a start gives up after ~20 s (5 waits of 1 s, pauses of 1, 2, 4 and 8 s), and
+ * the orchestrator's restart tries again.
  */
-const MIGRATION_LOCK_TRIES = 3;
+const MIGRATION_LOCK_TRIES = 5;
 const MIGRATION_LOCK_PAUSE_MS = 1_000;
 
 export interface MigrateOptions {
   lockTimeoutMs?: number;
   lockPauseMs?: number;
+  /** Tries of a file that gives up on a lock (default MIGRATION_LOCK_TRIES). */
+  lockTries?: number;
 }
 
 /** Runs one file's SQL: in a transaction with its record, or (OUTSIDE_TRANSACTION) statement by statement, then its record. */
@@ -674,7 +679,7 @@ async function applyWithLockRetries(client: pg.PoolClient, s: string, m: Migrati
       return await applyMigration(client, s, m, options.lockTimeoutMs ?? MIGRATION_LOCK_TIMEOUT_MS);
     } catch (err) {
       const gaveUpOnLock = (err as { code?: string }).code === "55P03" && !m.sql.startsWith(OUTSIDE_TRANSACTION);
-      if (!gaveUpOnLock || attempt >= MIGRATION_LOCK_TRIES) throw err;
+      if (!gaveUpOnLock || attempt >= (options.lockTries ?? MIGRATION_LOCK_TRIES)) throw err;
       logger?.warn({ version: m.version, attempt }, "migration gave up waiting for a lock; trying again");
       await new Promise((resolve) => setTimeout(resolve, pause));
       pause *= 2;

@@ -77,7 +77,8 @@ export interface OutboxRelayOptions {
  * its payload, and an entry in each of its two indexes: published_at is in the
  * partial index's predicate, so the update is never HOT), about 650 bytes, and
  * the table grows forever. The test harness's databases keep them, for tests
- * that read the events a service wrote.
+ * that read the events a service wrote. A database switched back to deleting them has its relay
+ * delete those already published, in bounded batches (OutboxRelay's deletePublished).
  */
 export const KEEP_PUBLISHED = "ttip.outbox_keep_published";
 
@@ -101,9 +102,19 @@ export function publishedRowsStatement(schema: string, keep: boolean): string {
 
 /**
  * The index of unpublished rows (runtime migration 0001), kept only where published rows are kept
- * (0006): where they are deleted, it would hold what the primary key holds.
+ * (0006): where they are deleted, it would hold what the primary key holds. 0006's comment says
+ * every row is then unpublished; not in a database that kept published rows and was switched to
+ * deleting them before it was migrated: those rows stayed, and without the index each claim read
+ * past them, until its relay deleted them (deletePublished).
  */
 const UNPUBLISHED_INDEX = "outbox_unpublished";
+
+/**
+ * Rows a relay deletes per statement of published rows left from when the database kept them: each
+ * batch a short transaction of its own (~54 bytes of WAL a row), so neither a lock nor a snapshot
+ * is held long, and a stop waits for one batch at most.
+ */
+const PUBLISHED_DELETE_BATCH = 1_000;
 
 /** The advisory lock (by name, hashtext) a relay pass holds to its transaction's end: one pass per service at a time. */
 export const relayLockName = (schema: string) => `ttip.outbox_relay.${schema}`;
@@ -139,8 +150,14 @@ export class OutboxRelay {
   private idle = false;
   /** KEEP_PUBLISHED, read once. */
   private keepPublished: boolean | undefined;
-  /** The making of the unpublished rows' index (a database switched to keeping them: indexUnpublished), while it runs. */
-  private indexing: Promise<void> | undefined;
+  /**
+   * Upkeep the first pass found due, while it runs: the making of the unpublished rows' index (a
+   * database switched to keeping them: indexUnpublished), or the deleting of rows published while
+   * it kept them (one switched back: deletePublished).
+   */
+  private upkeep: Promise<void> | undefined;
+  /** The backend of the upkeep's session while it builds an index: stop() cancels the build. */
+  private buildingPid: number | undefined;
   /**
    * The relay's statements, their texts made once: a text made anew for every pass is a new
    * string, which the lookup of its prepared statement's name copies into one piece and hashes.
@@ -260,12 +277,16 @@ export class OutboxRelay {
       if (this.keepPublished === undefined) {
         // Valid, not only present: an interrupted concurrent build (a replica killed while it waited)
         // leaves the index invalid, which no plan reads; taken for made, it would never be made again.
-        const { keep, indexed } = (await tx.query<{ keep: boolean; indexed: boolean }>(
-          "SELECT current_setting($1, true) = 'on' AS keep, COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)), false) AS indexed",
+        // Deleting: are rows published while the database kept them still there (the first row
+        // found ends the scan; such rows are the table's oldest)?
+        const { keep, indexed, leftPublished } = (await tx.query<{ keep: boolean; indexed: boolean; leftPublished: boolean }>(
+          `SELECT current_setting($1, true) = 'on' AS keep, COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($2)), false) AS indexed,
+             CASE WHEN current_setting($1, true) = 'on' THEN false ELSE EXISTS (SELECT 1 FROM ${ident(this.options.schema)}.outbox WHERE published_at IS NOT NULL) END AS "leftPublished"`,
           [KEEP_PUBLISHED, `${ident(this.options.schema)}.${UNPUBLISHED_INDEX}`],
         )).rows[0];
         this.keepPublished = keep === true;
-        if (this.keepPublished && !indexed) this.indexing = this.indexUnpublished().finally(() => (this.indexing = undefined));
+        const due = this.keepPublished ? !indexed && (() => this.indexUnpublished()) : leftPublished && (() => this.deletePublished());
+        if (due) this.upkeep = due().finally(() => (this.upkeep = undefined));
       }
       return {
         closing: { text: this.statements.published(this.keepPublished), values: [published] },
@@ -291,22 +312,57 @@ export class OutboxRelay {
       // One replica at a time (a session lock; the others skip): the invalid index dropped below may
       // otherwise be another replica's build in progress, which is invalid until it ends.
       const lock = `ttip.outbox_unpublished_index.${schema}`;
-      if (!(await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS got", [lock])).rows[0].got) return;
+      const { got, pid } = (await client.query<{ got: boolean; pid: number }>("SELECT pg_try_advisory_lock(hashtext($1)) AS got, pg_backend_pid() AS pid", [lock])).rows[0];
+      if (!got) return;
       try {
         const { rows } = await client.query<{ valid: boolean | null }>("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)) AS valid", [index]);
-        if (rows[0].valid === true) return;
+        if (rows[0].valid === true || this.stopped) return;
+        // A concurrent build waits for every older transaction to end: a stop cancels it (stop()).
+        this.buildingPid = pid;
         // An interrupted build's invalid index: IF NOT EXISTS would keep it as it is.
         if (rows[0].valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
         await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
       } finally {
+        this.buildingPid = undefined;
         await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
       }
     } catch (err) {
       failed = err;
-      logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
+      if (this.stopped) logger.warn({ err, schema }, "the outbox's index of unpublished rows was not finished before the relay stopped: its next start makes it");
+      else logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
     } finally {
       // A session that failed part way may hold the lock still: not handed to anyone else.
       client.release(failed instanceof Error ? failed : undefined);
+    }
+  }
+
+  /**
+   * Deletes the rows published while the database kept them, now that it deletes them (KEEP_PUBLISHED
+   * switched off): the relay deletes only what it publishes, so these would stay forever, and where
+   * migration 0006 dropped the index of unpublished rows every claim reads past them. In batches of
+   * PUBLISHED_DELETE_BATCH in seq order, beside the relay's passes (it claims only unpublished rows);
+   * a stop ends it after the batch under way. Replicas doing it at once delete each row once.
+   */
+  private async deletePublished(): Promise<void> {
+    const { pool, schema, logger } = this.options;
+    const s = ident(schema);
+    // From past the last batch's rows on (keyset), not from the start again past their dead entries.
+    const batch = `WITH gone AS (DELETE FROM ${s}.outbox WHERE seq IN (
+        SELECT seq FROM ${s}.outbox WHERE seq > $1 AND published_at IS NOT NULL ORDER BY seq LIMIT $2) RETURNING seq)
+      SELECT count(*)::int AS n, max(seq) AS last FROM gone`;
+    logger.warn({ schema }, "the outbox holds rows published while the database kept them: deleting them");
+    let after: unknown = 0;
+    let deleted = 0;
+    try {
+      while (!this.stopped) {
+        const { n, last } = (await pool.query<{ n: number; last: unknown }>(batch, [after, PUBLISHED_DELETE_BATCH])).rows[0];
+        deleted += n;
+        if (n < PUBLISHED_DELETE_BATCH || last === null) break;
+        after = last;
+      }
+      logger.info({ schema, deleted, stopped: this.stopped }, "published rows kept from before deleted");
+    } catch (err) {
+      logger.error({ err, schema, deleted }, "deleting the outbox's published rows failed; the next start goes on");
     }
   }
 
@@ -315,7 +371,11 @@ export class OutboxRelay {
     this.unsubscribe?.();
     clearTimeout(this.timer);
     await this.running;
-    await this.indexing;
+    // A concurrent index build may wait long for older transactions: cancelled, it leaves an invalid
+    // index, which the next start drops and makes again. A deleting ends after its batch.
+    const building = this.buildingPid;
+    if (building !== undefined) await this.options.pool.query("SELECT pg_cancel_backend($1)", [building]).catch(() => undefined);
+    await this.upkeep;
   }
 }
 

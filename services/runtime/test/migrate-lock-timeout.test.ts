@@ -21,7 +21,7 @@ after(async () => {
   await db.drop();
 });
 
-const quick = { lockTimeoutMs: 200, lockPauseMs: 100 };
+const quick = { lockTimeoutMs: 200, lockPauseMs: 100, lockTries: 3 };
 const columns = async (schema: string) =>
   (await db.pool.query<{ name: string }>(
     "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'things' ORDER BY 1",
@@ -74,6 +74,17 @@ test("a file blocked for less than its tries is applied by a later try", async (
     assert.deepEqual(await columns("briefly_held"), ["at", "id"]);
   } finally {
     holder.release();
+    await rm(own, { recursive: true, force: true });
+  }
+});
+
+test("by default a file waits for a lock a second a try (a table's writers queue behind its waiting DDL)", async () => {
+  const own = await mkdtemp(path.join(os.tmpdir(), "ttip-migrations-"));
+  try {
+    await writeFile(path.join(own, "0001_seen.sql"), "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout;\n");
+    await migrate(db.pool, "default_wait", own);
+    assert.deepEqual((await db.pool.query("SELECT lock_timeout FROM default_wait.seen")).rows, [{ lock_timeout: "1s" }]);
+  } finally {
     await rm(own, { recursive: true, force: true });
   }
 });

@@ -1,6 +1,8 @@
 // The harness runs a platform process with the node flags a pod and `npm start` use.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { PLATFORM_NODE_FLAGS, PlatformProcess } from "../src/testing/index.js";
@@ -28,5 +30,22 @@ test("a PlatformProcess runs its entry with the platform's node flags", async ()
     for (const flag of PLATFORM_NODE_FLAGS) assert.ok(execArgv.includes(flag), `${flag} in ${execArgv.join(" ")}`);
   } finally {
     await proc.stop();
+  }
+});
+
+test("a PlatformProcess runs a compiled entry as the image runs it: without the test loader's compile cache", async () => {
+  const compiled = fileURLToPath(new URL("./fixtures/compiled-server.mjs", import.meta.url));
+  // The test loader (source-hooks.ts) passes its cache on through the environment; under tsx, set it here.
+  const before = process.env.NODE_COMPILE_CACHE;
+  process.env.NODE_COMPILE_CACHE ??= path.join(os.tmpdir(), "ttip-compile-cache-test");
+  const proc = await PlatformProcess.create(compiled, "compiled", { LOG_LEVEL: "warn" });
+  try {
+    await proc.start(30_000);
+    const printed = proc.logs.split("\n").find((l) => l.startsWith("{\"compileCacheDir\""));
+    assert.ok(printed, `the entry printed its compile cache: ${proc.logs}`);
+    assert.deepEqual(JSON.parse(printed), { compileCacheDir: null, NODE_COMPILE_CACHE: null });
+  } finally {
+    await proc.stop();
+    if (before === undefined) delete process.env.NODE_COMPILE_CACHE;
   }
 });

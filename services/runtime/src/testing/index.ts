@@ -97,6 +97,7 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
 export * from "./service.js";
 export * from "./in-process.js";
 export * from "./processes.js";
+export * from "./shared-build.js";
 export * from "./stripe-mock.js";
 export * from "./otlp-receiver.js";
 export * from "./kept-plans.js";

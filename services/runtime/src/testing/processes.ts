@@ -64,13 +64,14 @@ export class PlatformProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
     // A compiled entry (the image's bundle) runs as the image runs it; source as this process loads it.
-    const args = [...PLATFORM_NODE_FLAGS, ...(/\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
-    const child = spawn(process.execPath, args, {
-      env: (this.options.cleanEnv
-        ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
-        : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" }) as NodeJS.ProcessEnv,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const compiled = /\.m?js$/.test(this.entry);
+    const args = [...PLATFORM_NODE_FLAGS, ...(compiled ? ["--enable-source-maps", this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
+    const env: Record<string, string | undefined> = this.options.cleanEnv
+      ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
+      : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" };
+    // The test loader's compile cache (source-hooks.ts passes it on to the sources it starts): the image has none.
+    if (compiled) delete env.NODE_COMPILE_CACHE;
+    const child = spawn(process.execPath, args, { env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000));
     child.stdout!.on("data", keep);
