@@ -150,6 +150,7 @@ const MAX_EMPTY_ROWS = 5_000;
 const emptyRows = new BoundedMap<string, EmptyRow>(MAX_EMPTY_ROWS);
 
 function sameNames(a: FieldDescription[], b: FieldDescription[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i].name !== b[i].name) return false;
   return true;
@@ -167,6 +168,13 @@ const describedColumns = new WeakMap<object, Map<string, FieldDescription[]>>();
 /** Named statements described per connection: db.ts prepares at most 500 on one. */
 const MAX_DESCRIBED_PER_CONNECTION = 1_000;
 const NO_COLUMNS: FieldDescription[] = [];
+
+/** The same names, types and formats, in the same order. */
+function sameColumns(a: FieldDescription[], b: FieldDescription[]): boolean {
+  if (!sameNames(a, b)) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].dataTypeID !== b[i].dataTypeID || a[i].format !== b[i].format) return false;
+  return true;
+}
 
 /**
  * pg's Query, made without copying a NamedStatement's config, and keeping a
@@ -253,6 +261,9 @@ class StatementQuery extends PgQuery {
     const connection = this.describing!;
     this.describing = undefined;
     const name = this.emptyRowKey!;
+    // The columns another connection was told, when the same: the next answers' sameNames is then one comparison.
+    const shared = emptyRows.get(name)?.fields;
+    if (shared && sameColumns(shared, fields)) fields = shared;
     let byName = describedColumns.get(connection);
     if (!byName) describedColumns.set(connection, (byName = new Map()));
     if (byName.has(name) || byName.size < MAX_DESCRIBED_PER_CONNECTION) byName.set(name, fields);
