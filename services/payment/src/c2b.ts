@@ -489,6 +489,8 @@ export interface C2bRow {
   match_fee_schedule_version: number | null;
   /** Which key a match posts under and a refund closes (matchKey); moved on when a rejection reopened the payment (0023). */
   match_round: number;
+  /** The round whose match key a refund closed (0026); null unless refunded by a replica that names it. */
+  refund_round: number | null;
 }
 
 /**
@@ -661,9 +663,10 @@ export async function resolveSuspense(
       // open at its start and holds its tip from suspense; a refund committed under it would be missed, and the
       // tip credited from clearing as well.
       await lockReceipt(tx, input.receipt);
-      // In the round whose key it closed: a payment reopened meanwhile is matched under the next round's key.
+      // In the round whose key it closed: a payment reopened meanwhile is matched under the next round's key. Naming
+      // the round (refund_round) lets the database refuse an older replica's refund, which closes round 0's key only (0026).
       const { rows } = await tx.query<C2bRow>(
-        `UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3
+        `UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3, refund_round = $4
           WHERE trans_id = $1 AND resolution = 'open' AND match_round = $4 RETURNING *`,
         [input.receipt, input.admin, input.note, row.match_round],
       );

@@ -494,6 +494,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a payment reopened into a later match round: an older replica's refund (in a rollout: it closes round 0's key only) is not written, so another admin's match in the new round pays once, never beside a refund", async () => {
+    const [w, coded] = [await worker(), await worker("Wanjiru")];
+    const p = await parkedPush(w);
+    await p.callBack();
+    await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "not this tip's money" });
+    assert.deepEqual([(await c2bRow(p.receipt)).resolution, (await c2bRow(p.receipt)).match_round], ["open", 1]);
+    // The older replica's refund: round 0's key closed (it was, before the reopening), then its statement, which names no round.
+    const old = await h.t.db.pool.query(
+      "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
+      [p.receipt, "old-replica-admin", "customer asked"]);
+    assert.equal(old.rowCount, 0, "not written: its key is not the payment's round's");
+    const matched = await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for Wanjiru" });
+    assert.equal(matched.payment!.resolution, "matched");
+    await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id), (await c2bRow(p.receipt)).resolution], [0n, 9500n, "matched"], "matched, not refunded as well");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund of a parked payment committed while its STK callback is deciding (its first read saw the payment open) waits for the callback's receipt lock: the tip is held and the refund refused, never refunded and credited", async () => {
     const w = await worker();
     const p = await parkedPush(w);
