@@ -8,6 +8,7 @@ import { nairobiDay } from "../../web/src/lib/nairobi-time";
 import { AuditAction, type AuditEvent } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { nairobiDayInput, useDateFields, when } from "./ui";
 
 /** Rows one export may hold: beyond that, narrow the filters (the message says so). */
@@ -80,26 +81,27 @@ function download(name: string, text: string) {
 }
 
 export function Audit() {
-  const [events, setEvents] = useState<AuditEvent[]>([]);
+  const pages = usePages<AuditEvent>();
+  const events = pages.rows;
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
   // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
   // token is a position only, so the form's edited filters would append another search's rows).
   const [shown, setShown] = useState<Filters>(NO_FILTERS);
-  const [next, setNext] = useState("");
   const [error, setError] = useState("");
   const [exporting, setExporting] = useState("");
   const dates = useDateFields([FROM, TO]);
   const set = (k: keyof Filters) => (e: { target: { value: string } }) => setFilters({ ...filters, [k]: e.target.value });
 
-  const load = async (pageToken = "") => {
+  const pagesOf = (asked: Filters) => async (pageToken: string): Promise<Page<AuditEvent>> => {
+    const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(asked), page: { pageSize: PAGE, pageToken } });
+    return { rows: r.events, next: r.page?.nextPageToken ?? "" };
+  };
+  const load = async (more = false) => {
     setError("");
-    if (!pageToken && !dates.check()) return;
-    const asked = pageToken ? shown : filters;
+    if (!more && !dates.check()) return;
     try {
-      const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(asked), page: { pageSize: PAGE, pageToken } });
-      setEvents(pageToken ? [...events, ...r.events] : r.events);
-      setShown(asked);
-      setNext(r.page?.nextPageToken ?? "");
+      if (more) await pages.more(pagesOf(shown));
+      else if (await pages.first(pagesOf(filters))) setShown(filters);
     } catch (err) {
       setError(errorText(err));
     }
@@ -166,7 +168,7 @@ export function Audit() {
           ))}
         </tbody>
       </table>
-      {next && <button onClick={() => void load(next)}>More</button>}
+      <MoreButton pages={pages} onClick={() => void load(true)} />
     </div>
   );
 }

@@ -5,6 +5,7 @@ import { useEffect, useState } from "react";
 import { Channel, DeliveryStatus, TemplateKey, type Delivery, type ProviderHealth } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { api, errorText } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Section, when, words } from "./ui";
 
 
@@ -19,15 +20,17 @@ export function Deliveries() {
 
 function DeliveryLog() {
   const [userId, setUserId] = useState("");
-  const [deliveries, setDeliveries] = useState<Delivery[]>([]);
-  const [next, setNext] = useState("");
+  const pages = usePages<Delivery>();
+  const deliveries = pages.rows;
   const [error, setError] = useState("");
-  const load = async (pageToken = "") => {
+  const fetchPage = async (pageToken: string): Promise<Page<Delivery>> => {
+    const r = await api(NotificationAdminService).listDeliveries({ userId: userId.trim(), page: { pageSize: 25, pageToken } });
+    return { rows: r.deliveries, next: r.page?.nextPageToken ?? "" };
+  };
+  const load = async (more = false) => {
     setError("");
     try {
-      const r = await api(NotificationAdminService).listDeliveries({ userId: userId.trim(), page: { pageSize: 25, pageToken } });
-      setDeliveries(pageToken ? [...deliveries, ...r.deliveries] : r.deliveries);
-      setNext(r.page?.nextPageToken ?? "");
+      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }
@@ -60,7 +63,7 @@ function DeliveryLog() {
           ))}
         </tbody>
       </table>
-      {next && <button onClick={() => void load(next)}>More</button>}
+      <MoreButton pages={pages} onClick={() => void load(true)} />
     </Section>
   );
 }

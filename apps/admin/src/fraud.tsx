@@ -4,24 +4,27 @@ import { useEffect, useState } from "react";
 import { AlertStatus, FraudAction, FraudReason, type FraudAlert, type FraudRule } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Action, money, Section, when, words } from "./ui";
 
 
 export function Fraud({ session }: { session: Session }) {
   const [status, setStatus] = useState<AlertStatus>(AlertStatus.OPEN);
-  const [alerts, setAlerts] = useState<FraudAlert[]>([]);
-  const [next, setNext] = useState("");
+  const pages = usePages<FraudAlert>();
+  const alerts = pages.rows;
   const [error, setError] = useState("");
   const [phone, setPhone] = useState("");
   const payment = api(PaymentAdminService);
   const noMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
 
-  const load = async (pageToken = "") => {
+  const fetchPage = async (pageToken: string): Promise<Page<FraudAlert>> => {
+    const r = await payment.listFraudAlerts({ status, page: { pageSize: 25, pageToken } });
+    return { rows: r.alerts, next: r.page?.nextPageToken ?? "" };
+  };
+  const load = async (more = false) => {
     setError("");
     try {
-      const r = await payment.listFraudAlerts({ status, page: { pageSize: 25, pageToken } });
-      setAlerts(pageToken ? [...alerts, ...r.alerts] : r.alerts);
-      setNext(r.page?.nextPageToken ?? "");
+      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }
@@ -65,7 +68,7 @@ export function Fraud({ session }: { session: Session }) {
           </tbody>
         </table>
         {!alerts.length && !error && <p className="muted">No alerts.</p>}
-        {next && <button onClick={() => void load(next)}>More</button>}
+        <MoreButton pages={pages} onClick={() => void load(true)} />
       </Section>
 
       <Section title="Payer numbers">

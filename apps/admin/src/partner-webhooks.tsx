@@ -7,6 +7,7 @@ import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WebhookDeliveryStatus, WebhookEventType, type WebhookDelivery } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PartnerAdminService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Action, Section, when, words } from "./ui";
 
 const PAGE_SIZE = 25;
@@ -16,17 +17,19 @@ const STATUSES = [WebhookDeliveryStatus.PENDING, WebhookDeliveryStatus.DELIVERED
 export function PartnerWebhooks({ session, keys }: { session: Session; keys: PartnerApiKey[] }) {
   const [keyId, setKeyId] = useState("");
   const [status, setStatus] = useState(WebhookDeliveryStatus.UNSPECIFIED);
-  const [deliveries, setDeliveries] = useState<WebhookDelivery[]>([]);
-  const [next, setNext] = useState("");
+  const pages = usePages<WebhookDelivery>();
+  const deliveries = pages.rows;
   const [error, setError] = useState("");
   const notAdmin = hasRole(session, "admin") ? undefined : "needs the admin role";
   const partnerOf = (id: string) => keys.find((k) => k.keyId === id)?.partnerName ?? id;
-  const load = async (pageToken = "") => {
+  const fetchPage = async (pageToken: string): Promise<Page<WebhookDelivery>> => {
+    const r = await api(PartnerAdminService).listAllWebhookDeliveries({ keyId: keyId.trim(), status, page: { pageSize: PAGE_SIZE, pageToken } });
+    return { rows: r.deliveries, next: r.page?.nextPageToken ?? "" };
+  };
+  const load = async (more = false) => {
     setError("");
     try {
-      const r = await api(PartnerAdminService).listAllWebhookDeliveries({ keyId: keyId.trim(), status, page: { pageSize: PAGE_SIZE, pageToken } });
-      setDeliveries(pageToken ? (shown) => [...shown, ...r.deliveries] : r.deliveries);
-      setNext(r.page?.nextPageToken ?? "");
+      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }
@@ -72,7 +75,7 @@ export function PartnerWebhooks({ session, keys }: { session: Session; keys: Par
                     const { delivery } = await api(PartnerAdminService).replayWebhookDelivery({ deliveryId: d.deliveryId, reason });
                     // The row shows the replayed delivery in place: reloading under a status filter
                     // would drop it (delivered -> pending) and its confirmation with it.
-                    if (delivery) setDeliveries((shown) => shown.map((x) => (x.deliveryId === delivery.deliveryId ? delivery : x)));
+                    if (delivery) pages.setRows((shown) => shown.map((x) => (x.deliveryId === delivery.deliveryId ? delivery : x)));
                     return "Replay queued.";
                   }}
                 />
@@ -82,7 +85,7 @@ export function PartnerWebhooks({ session, keys }: { session: Session; keys: Par
         </tbody>
       </table>
       {!deliveries.length && !error && <p className="muted">No deliveries match.</p>}
-      {next && <button onClick={() => void load(next)}>More</button>}
+      <MoreButton pages={pages} onClick={() => void load(true)} />
     </Section>
   );
 }

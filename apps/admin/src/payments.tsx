@@ -7,6 +7,7 @@ import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Action, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
 
 const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
@@ -38,20 +39,21 @@ export function Payments({ session }: { session: Session }) {
   // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
   // token is a position only, so the form's edited filters would append another search's rows).
   const [shown, setShown] = useState<Filter>(EMPTY);
-  const [tips, setTips] = useState<Tip[]>([]);
-  const [payouts, setPayouts] = useState<Payout[]>([]);
-  const [next, setNext] = useState("");
+  const tipPages = usePages<Tip>();
+  const payoutPages = usePages<Payout>();
+  const tips = tipPages.rows;
+  const payouts = payoutPages.rows;
   const [error, setError] = useState("");
   const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string }>();
   const payment = api(PaymentAdminService);
   const dates = useDateFields([FROM, TO]);
 
-  const load = async (pageToken = "") => {
+  const load = async (more = false) => {
     setError("");
-    if (!pageToken && !dates.check()) return;
-    const asked = pageToken ? shown : filter;
+    if (!more && !dates.check()) return;
+    const asked = more ? shown : filter;
     try {
-      const common = {
+      const common = (pageToken: string) => ({
         page: { pageSize: 25, pageToken },
         from: nairobiInput(asked.from),
         to: nairobiInput(asked.to),
@@ -59,17 +61,21 @@ export function Payments({ session }: { session: Session }) {
         maxAmountMinor: minor(asked.maxShillings, "max_amount"),
         resultCode: asked.resultCode.trim(),
         workerId: asked.workerId.trim(),
-      };
+      });
       if (asked.kind === "tips") {
-        const r = await payment.searchTips({ ...common, status: asked.status, method: asked.method });
-        setTips(pageToken ? [...tips, ...r.tips] : r.tips);
-        setNext(r.page?.nextPageToken ?? "");
-        setShown(asked);
+        const fetchPage = async (pageToken: string): Promise<Page<Tip>> => {
+          const r = await payment.searchTips({ ...common(pageToken), status: asked.status, method: asked.method });
+          return { rows: r.tips, next: r.page?.nextPageToken ?? "" };
+        };
+        if (more) await tipPages.more(fetchPage);
+        else if (await tipPages.first(fetchPage)) setShown(asked);
       } else {
-        const r = await payment.searchPayouts({ ...common, status: asked.status });
-        setPayouts(pageToken ? [...payouts, ...r.payouts] : r.payouts);
-        setNext(r.page?.nextPageToken ?? "");
-        setShown(asked);
+        const fetchPage = async (pageToken: string): Promise<Page<Payout>> => {
+          const r = await payment.searchPayouts({ ...common(pageToken), status: asked.status });
+          return { rows: r.payouts, next: r.page?.nextPageToken ?? "" };
+        };
+        if (more) await payoutPages.more(fetchPage);
+        else if (await payoutPages.first(fetchPage)) setShown(asked);
       }
     } catch (err) {
       setError(errorText(err));
@@ -132,7 +138,8 @@ export function Payments({ session }: { session: Session }) {
           </table>
         )}
         {!error && !(filter.kind === "tips" ? tips : payouts).length && <p className="muted">Nothing matches.</p>}
-        {next && <button onClick={() => void load(next)}>More</button>}
+        {/* The next page of the search on screen (its kind): nothing while the other kind's first page comes. */}
+        {shown.kind === filter.kind && <MoreButton pages={filter.kind === "tips" ? tipPages : payoutPages} onClick={() => void load(true)} />}
       </div>
       {selected && <PaymentDetail key={selected.value} subject={selected} session={session} />}
     </div>

@@ -4,6 +4,7 @@ import { Role, type Session as UserSession, type User } from "@ttip/proto/ttip/a
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Action, Section, when } from "./ui";
 
 const ROLE_NAMES: Array<[Role, string]> = [
@@ -24,17 +25,19 @@ function status(u: User): string {
 
 export function Users({ session }: { session: Session }) {
   const [query, setQuery] = useState("");
-  const [users, setUsers] = useState<User[]>([]);
-  const [next, setNext] = useState("");
+  const pages = usePages<User>();
+  const users = pages.rows;
   const [error, setError] = useState("");
   const [selected, setSelected] = useState<string>();
 
-  const search = async (pageToken = "") => {
+  const fetchPage = async (pageToken: string): Promise<Page<User>> => {
+    const r = await api(AuthAdminService).searchUsers({ query, page: { pageSize: 20, pageToken } });
+    return { rows: r.users, next: r.page?.nextPageToken ?? "" };
+  };
+  const search = async (more = false) => {
     setError("");
     try {
-      const r = await api(AuthAdminService).searchUsers({ query, page: { pageSize: 20, pageToken } });
-      setUsers(pageToken ? [...users, ...r.users] : r.users);
-      setNext(r.page?.nextPageToken ?? "");
+      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }
@@ -66,9 +69,9 @@ export function Users({ session }: { session: Session }) {
           </tbody>
         </table>
         {!users.length && !error && <p className="muted">No users match.</p>}
-        {next && <button onClick={() => void search(next)}>More</button>}
+        <MoreButton pages={pages} onClick={() => void search(true)} />
       </div>
-      {selected && <UserDetail key={selected} userId={selected} session={session} onChanged={(u) => setUsers(users.map((x) => (x.userId === u.userId ? u : x)))} />}
+      {selected && <UserDetail key={selected} userId={selected} session={session} onChanged={(u) => pages.setRows((shown) => shown.map((x) => (x.userId === u.userId ? u : x)))} />}
     </div>
   );
 }

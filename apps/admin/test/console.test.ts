@@ -11,18 +11,18 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { AuthAdminService, AuthService, ListAuditEventsRequestSchema, ListAuditEventsResponseSchema } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { AuthAdminService, AuthService, ListAuditEventsRequestSchema, ListAuditEventsResponseSchema, SearchUsersResponseSchema } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
-import { PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
+import { ListAllWebhookDeliveriesResponseSchema, PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { partnerCallSigner } from "@ttip/auth/testing";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { ListDeliveriesResponseSchema, NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
 import { chartDayLabel, chartRange } from "../src/chart-range.js";
 import { nairobiDateTime, nairobiDay, nairobiMonthOf, nairobiWallTime } from "../../web/src/lib/nairobi-time.js";
@@ -461,6 +461,68 @@ describe("admin console in chromium", () => {
     await nextPages("SearchTips", SearchTipsRequestSchema, SearchTipsResponseSchema, "Worker id", (r) => r.workerId);
     await adminPage.getByRole("link", { name: "Audit log" }).click();
     await nextPages("ListAuditEvents", ListAuditEventsRequestSchema, ListAuditEventsResponseSchema, "Target", (r) => r.target);
+  });
+
+  test("a double click on More asks for the next page once and shows it once, on every paged list; a page for a search since replaced is dropped", async () => {
+    type List = { screen: RegExp; method: string; response: DescMessage; rows: string; row: (id: string) => Record<string, string>; selector: string; search: () => Promise<void> };
+    let fraudSearches = 0;
+    const form = (name: string, button: string) => () => adminPage.getByRole("form", { name }).getByRole("button", { name: button }).click();
+    const lists: List[] = [
+      { screen: /^Users/, method: "SearchUsers", response: SearchUsersResponseSchema, rows: "users", row: (id) => ({ userId: id }), selector: "tr[data-user-id", search: form("Search users", "Search") },
+      { screen: /^Payments/, method: "SearchTips", response: SearchTipsResponseSchema, rows: "tips", row: (id) => ({ tipId: id }), selector: "tr[data-tip-id", search: form("Payment filters", "Filter") },
+      { screen: /^Fraud/, method: "ListFraudAlerts", response: ListFraudAlertsResponseSchema, rows: "alerts", row: (id) => ({ alertId: id, tipId: id }), selector: "tr[data-tip-id", search: () => adminPage.getByLabel("Alert status").selectOption({ label: (fraudSearches++ % 2) ? "open" : "all" }).then(() => undefined) },
+      { screen: /^Notifications/, method: "ListDeliveries", response: ListDeliveriesResponseSchema, rows: "deliveries", row: (id) => ({ deliveryId: id }), selector: "tr[data-delivery-id", search: form("Delivery search", "Show deliveries") },
+      { screen: /^Partners/, method: "ListAllWebhookDeliveries", response: ListAllWebhookDeliveriesResponseSchema, rows: "deliveries", row: (id) => ({ deliveryId: id }), selector: "tr[data-webhook-delivery-id", search: form("Webhook delivery filter", "Show webhook deliveries") },
+      { screen: /^Audit log/, method: "ListAuditEvents", response: ListAuditEventsResponseSchema, rows: "events", row: (id) => ({ auditEventId: id }), selector: "tr[data-audit-id", search: form("Audit search", "Search") },
+    ];
+    for (const list of lists) {
+      await adminPage.getByRole("link", { name: list.screen }).click();
+      await adminPage.waitForLoadState("networkidle");
+      // The first page: one row and a next page; the next page (held until released): one more row, the last.
+      const tokens: string[] = [];
+      let release!: () => void;
+      let held = new Promise<void>((resolve) => (release = resolve));
+      let answered = 0;
+      const url = `**/${list.method}`;
+      const page = (rows: string[], next: string) => Buffer.from(toBinary(list.response, create(list.response, { [list.rows]: rows.map(list.row), page: { nextPageToken: next } } as never)));
+      await adminPage.route(url, async (route) => {
+        const token = /p2-[a-z]+/.exec(Buffer.from(route.request().postDataBuffer() ?? []).toString("latin1"))?.[0] ?? "";
+        tokens.push(token);
+        if (token) await held;
+        await route.fulfill({ status: 200, contentType: "application/proto", body: token ? page([`${list.method}-2`], "") : page([`${list.method}-1`], "p2-next") });
+        answered++;
+      });
+      try {
+        await list.search();
+        const more = adminPage.getByRole("button", { name: "More" });
+        await more.waitFor();
+        // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.
+        await more.evaluate((b: HTMLButtonElement) => (b.click(), b.click()));
+        release();
+        await adminPage.locator(`${list.selector}="${list.method}-2"]`).first().waitFor();
+        await adminPage.waitForLoadState("networkidle");
+        assert.deepEqual(tokens, ["", "p2-next"], `${list.method}: the next page asked for once`);
+        assert.equal(await adminPage.locator(`${list.selector}="${list.method}-2"]`).count(), 1, `${list.method}: the next page's row shown once`);
+        assert.equal(await adminPage.getByRole("button", { name: "More" }).count(), 0, `${list.method}: no More after the last page`);
+
+        // More, then a new search before that page lands: the late page belongs to the search replaced.
+        held = new Promise<void>((resolve) => (release = resolve));
+        await list.search();
+        await more.click();
+        await eventually(`${list.method}'s next page asked for`, async () => tokens.length === 4);
+        await list.search();
+        await adminPage.waitForLoadState("networkidle");
+        release();
+        await eventually(`${list.method}'s late page answered`, async () => answered === 5);
+        // The browser has read the answer once the network is idle; two frames later React has drawn what it does with it.
+        await adminPage.waitForLoadState("networkidle");
+        await adminPage.evaluate(() => new Promise((drawn) => requestAnimationFrame(() => requestAnimationFrame(drawn))));
+        assert.equal(await adminPage.locator(`${list.selector}="${list.method}-1"]`).count(), 1, `${list.method}: the new search's row`);
+        assert.equal(await adminPage.locator(`${list.selector}="${list.method}-2"]`).count(), 0, `${list.method}: not the replaced search's next page`);
+      } finally {
+        await adminPage.unroute(url);
+      }
+    }
   });
 
   test("fee schedules: a new version scheduled from tomorrow with the device step-up is listed as scheduled, keeps the B2C bands, and is audited; without a step-up the API refuses it", async () => {

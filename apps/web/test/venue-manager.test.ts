@@ -267,4 +267,54 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await see(page, page.getByTestId("venue-live").getByText("KES 500"));
     await h.screenshot(page, "venue-dashboard");
   });
+
+  test("a fixed-percentages rule says whose each percentage is: the manager reads names, a member reads 'you' and the others, in English and Swahili", async () => {
+    const venue = await h.venue("Kilimanjaro Grill");
+    const venueApi = h.api(VenueService, venue.managerToken);
+    const akinyi = await h.worker("Akinyi");
+    const invite = (phone: string, displayName: string) =>
+      venueApi.inviteMember({ venueId: venue.id, phone, displayName, roleId: "front_of_house", idempotencyKey: randomUUID() });
+    const { member: member } = await invite(akinyi.phone, "Akinyi");
+    const msisdn = `254${akinyi.phone.slice(1)}`;
+    const token = await eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === msisdn).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    await h.api(VenueService, akinyi.token).acceptInvitation({ token });
+    const { member: baraka } = await invite(`07${randomInt(10_000_000, 99_999_999)}`, "Baraka");
+    await venueApi.setSplitRule({
+      venueId: venue.id,
+      method: SplitMethod.FIXED_PERCENTAGES,
+      fixedShares: [{ memberId: member!.memberId, basisPoints: 6_000 }, { memberId: baraka!.memberId, basisPoints: 4_000 }],
+      idempotencyKey: randomUUID(),
+    });
+
+    const manager = async (locale: string) => {
+      const page = await h.phone({ locale });
+      await page.goto(`${h.url}/w/signin?as=manager`);
+      await page.evaluate((accessToken) => {
+        const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+        localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
+      }, venue.managerToken);
+      await page.goto(`${h.url}/v/${venue.id}/rules`);
+      await see(page, page.getByTestId("rule-history").getByRole("cell", { name: "1", exact: true }));
+      return page;
+    };
+    const en = await manager("en-KE");
+    await see(en, en.getByTestId("rule-words").getByText("Version 1"));
+    assert.equal(await en.getByTestId("rule-words").innerText(), "Version 1: Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included; individual tips are kept by their worker.");
+    await see(en, en.getByTestId("rule-history").getByRole("cell", { name: "Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", exact: true }));
+    await h.screenshot(en, "venue-rule-fixed");
+    // In Swahili from the rule's fields: not the service's English summary.
+    const sw = await manager("sw-KE");
+    await see(sw, sw.getByTestId("rule-words").getByText("Toleo 1"));
+    assert.equal(await sw.getByTestId("rule-words").innerText(), "Toleo 1: Asilimia maalum (Akinyi 60.00%, Baraka 40.00%); mameneja hawajajumuishwa; tips za mtu binafsi zinabaki kwa mfanyakazi wake.");
+    assert.doesNotMatch(await sw.locator("main").innerText(), /Version|Fixed percentages|managers/);
+
+    // The member reads their own percentage as theirs, and their colleague's without a name.
+    const phone = await h.signedInPhone(akinyi);
+    await phone.goto(`${h.url}/w/shares`);
+    await see(phone, phone.getByTestId("rule-summary"));
+    assert.equal(await phone.getByTestId("rule-summary").innerText(), "Version 1: Fixed percentages (you 60.00%, another member 40.00%); managers not included; individual tips are kept by their worker.");
+  });
 });

@@ -32,8 +32,38 @@ export function noteText(t: VenueT, note: DistributionNote): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+/**
+ * Whose a fixed percentage is: the member's name, or undefined where this screen may not name them (a
+ * worker sees their own share as "you", never their colleagues' names).
+ */
+export type MemberName = (memberId: string) => string | undefined;
+
+const percent = (basisPoints: number) => `${(basisPoints / 100).toFixed(2)}%`;
+
+/**
+ * " (Akinyi 60.00%, Baraka 40.00%)" for a fixed-percentages rule, "" for another: each percentage with
+ * whose it is (a bare list says nothing to the people it splits); members not named are summed as others.
+ */
+function fixedText(t: VenueT, rule: SplitRule, nameOf: MemberName): string {
+  if (rule.method !== SplitMethod.FIXED_PERCENTAGES) return "";
+  const named: string[] = [];
+  let others = 0;
+  let othersBasisPoints = 0;
+  for (const f of rule.fixedShares) {
+    const name = nameOf(f.memberId);
+    if (name) named.push(t("v_fixedOne", { name, pct: percent(f.basisPoints) }));
+    else (others++, (othersBasisPoints += f.basisPoints));
+  }
+  if (others) named.push(t(others === 1 ? "v_fixedOther" : "v_fixedOthers", { n: others, pct: percent(othersBasisPoints) }));
+  return ` (${named.join(", ")})`;
+}
+
+/** "By hours worked; managers not included": how the rule splits, from its fields. */
+export function ruleHow(t: VenueT, rule: SplitRule, nameOf: MemberName): string {
+  return t("v_ruleHow", { method: t(methodName(rule.method)), fixed: fixedText(t, rule, nameOf), managers: t(rule.includeManagers ? "v_managersIn" : "v_managersOut") });
+}
+
 /** "Version 2: By hours worked; managers not included; …": the rule from its fields. */
-export function ruleText(t: VenueT, rule: SplitRule): string {
-  const fixed = rule.method === SplitMethod.FIXED_PERCENTAGES ? ` (${rule.fixedShares.map((f) => `${(f.basisPoints / 100).toFixed(2)}%`).join(", ")})` : "";
-  return t("v_ruleWords", { v: rule.version, method: t(methodName(rule.method)), fixed, managers: t(rule.includeManagers ? "v_managersIn" : "v_managersOut") });
+export function ruleText(t: VenueT, rule: SplitRule, nameOf: MemberName): string {
+  return t("v_ruleWords", { v: rule.version, how: ruleHow(t, rule, nameOf) });
 }

@@ -51,7 +51,7 @@ function VenueCard({ m }: { m: Member }) {
   return (
     <section className="notice" data-testid={`venue-${m.venueId}`}>
       <h2>{t("ruleInForce", { venue: m.venueName })}</h2>
-      {r ? <p data-testid="rule-summary">{ruleText(vt, r)}</p> : null}
+      {r ? <p data-testid="rule-summary">{ruleText(vt, r, (memberId) => (memberId === m.memberId ? vt("v_fixedYou") : undefined))}</p> : null}
       {rule.error ? <p className="error">{err(rule.error)}</p> : null}
       {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) })}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}

@@ -5,7 +5,8 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
-import { basisPoints, METHODS, methodName, shown } from "../../util";
+import { ruleHow, ruleText, type MemberName } from "../../share-words";
+import { basisPoints, METHODS, shown } from "../../util";
 import { useVT } from "../../use-vt";
 
 /** The split rule in force (what every member sees), its earlier versions, and a new version. */
@@ -20,6 +21,8 @@ export default function Rules() {
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
   const active = (members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
+  // Every member's name, those who left too: an earlier version may give them a percentage.
+  const nameOf: MemberName = (memberId) => members.data?.members.find((m) => m.memberId === memberId)?.displayName;
 
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -62,8 +65,9 @@ export default function Rules() {
       <section className="notice" data-testid="rule-in-force">
         {r ? (
           <>
-            <p><strong>{t("v_versionN", { v: r.version })}</strong>: {r.summary}</p>
-            <p className="muted">{t(methodName(r.method))} · {t(r.includeManagers ? "v_mgrIn" : "v_mgrOut")} · {t("v_ownTips")} · {t("v_sinceT", { when: shown(r.createdAt, locale) })}{r.note ? ` · “${r.note}”` : ""}</p>
+            {/* Worded here from the rule's fields, in the screen's language (the service's summary is English). */}
+            <p data-testid="rule-words"><strong>{ruleText(t, r, nameOf)}</strong></p>
+            <p className="muted">{t("v_sinceT", { when: shown(r.createdAt, locale) })}{r.note ? ` · “${r.note}”` : ""}</p>
           </>
         ) : current.error ? <p>{plainError(current.error)}</p> : <p>{t("v_loading")}</p>}
       </section>
@@ -96,7 +100,7 @@ export default function Rules() {
         <thead><tr><th>{t("v_version")}</th><th>{t("v_ruleCol")}</th><th>{t("v_since")}</th><th>{t("v_note")}</th></tr></thead>
         <tbody>
           {(history.data?.rules ?? []).map((x) => (
-            <tr key={x.version}><td>{x.version}</td><td>{x.summary}</td><td>{shown(x.createdAt, locale)}</td><td>{x.note}</td></tr>
+            <tr key={x.version}><td>{x.version}</td><td>{ruleHow(t, x, nameOf)}</td><td>{shown(x.createdAt, locale)}</td><td>{x.note}</td></tr>
           ))}
         </tbody>
       </table>
