@@ -8,6 +8,10 @@
 // (BENCH_REPORTS=0: none), and with BENCH_WALDUMP=1 the WAL
 // records by relation (pg_waldump over the run's WAL). pgbench's TPC-B transaction's WAL records,
 // measured on the same server, is the yardstick.
+// BENCH_GROWN=<tips>: before the measured run, the tables hold that many tips' deliveries (two SMS, an
+// in-app notice), with ids of the kind the tree's module makes (random, or in time order), then a
+// CHECKPOINT: each index page a measured write touches first costs a full-page image, as on a grown
+// table in production (the run's young tables otherwise stay in a few pages).
 // BENCH_OTHER_NOTIFICATION=<another tree>/services/notification/src/index.ts alternates rounds of
 // that tree's module (before) with this one's (after), each on a PostgreSQL and NATS of its own.
 //   node --import tsx bench/notification-wal.ts [tips=600] [rounds=2] [tips per wave=16] [receipts per call=4]
@@ -56,6 +60,58 @@ interface Figures {
 
 /** An idle backend reports its table counts within 10 s (PGSTAT_IDLE_INTERVAL). */
 const STATS_SETTLE_MS = 10_500;
+const grownTips = Number(process.env.BENCH_GROWN ?? 0);
+
+/**
+ * `n` tips' deliveries written straight into the tables as the service writes them (a worker's SMS and
+ * in-app notice, a customer's receipt; attempts, provider ids, notices), made from now minus 10 ms a tip
+ * on, with ids as the module's own (read off a delivery of its warm-up): version 7 in time order, else random.
+ */
+async function grow(pool: Pool, n: number, workers: string[]): Promise<void> {
+  const { rows: [made] } = await pool.query<{ v: string }>("SELECT substr(id::text, 15, 1) AS v FROM notification.deliveries LIMIT 1");
+  const id = made.v === "7"
+    ? `(lpad(to_hex(g.ms), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid`
+    : "gen_random_uuid()";
+  // CREATE TABLE AS takes no parameters: the count and the workers' ids (uuids, no quotes in them) go in the text.
+  const count = Math.floor(n);
+  await pool.query(
+    `CREATE TEMP TABLE grown AS
+     SELECT i, ((extract(epoch FROM now()) * 1000)::bigint - (${count} - i) * 10 - 60000) AS ms FROM generate_series(1, ${count}) AS i`,
+  );
+  await pool.query(
+    `CREATE TEMP TABLE grown_ids AS
+     SELECT g.i, to_timestamp(g.ms / 1000.0) AS at, '{${workers.join(",")}}'::uuid[] AS workers, k.kind, ${id} AS id, ${id} AS notice, gen_random_uuid() AS event
+       FROM grown g CROSS JOIN (VALUES ('sms'), ('inapp'), ('receipt')) AS k(kind)`,
+  );
+  await pool.query(
+    `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, subject, body, status, attempts, created_at, updated_at, next_attempt_at)
+     SELECT id, CASE kind WHEN 'receipt' THEN 'rpc:receipt:' || event ELSE 'event:' || event END,
+            CASE kind WHEN 'receipt' THEN 'phone:2547' || lpad((i % 10000000)::text, 8, '0') ELSE workers[1 + i % 50]::text END,
+            CASE kind WHEN 'inapp' THEN ${Channel.IN_APP} ELSE ${Channel.SMS} END, CASE kind WHEN 'receipt' THEN NULL ELSE workers[1 + i % 50] END,
+            CASE kind WHEN 'inapp' THEN workers[1 + i % 50]::text ELSE '2547' || lpad((i % 10000000)::text, 8, '0') END, '2547******' || lpad((i % 100)::text, 2, '0'),
+            CASE kind WHEN 'receipt' THEN ${TemplateKey.RECEIPT} ELSE ${TemplateKey.TIP_RECEIVED} END, 1, 'en', CASE kind WHEN 'inapp' THEN 'You got a tip' ELSE '' END,
+            'You got a tip of KES 100.00 from 2547******12. You get KES 97.00 after fees. Reference ' || substr(event::text, 1, 10),
+            'delivered', CASE kind WHEN 'inapp' THEN 0 ELSE 1 END, at, at, at
+       FROM grown_ids ORDER BY i, kind`,
+  );
+  await pool.query(
+    `INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, provider_message_id, status, started_at, finished_at)
+     SELECT id, 1, 'africastalking', 'ATXid_' || md5(id::text), 'sent', at, at FROM grown_ids WHERE kind <> 'inapp' ORDER BY i, kind`,
+  );
+  await pool.query(
+    `INSERT INTO notification.provider_messages (provider, message_id, delivery_id)
+     SELECT 'africastalking', 'ATXid_' || md5(id::text), id FROM grown_ids WHERE kind <> 'inapp' ORDER BY i, kind`,
+  );
+  await pool.query(
+    `INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
+     SELECT notice, workers[1 + i % 50], id, ${TemplateKey.TIP_RECEIVED}, 'You got a tip', 'You got a tip of KES 100.00 from 2547******12.', at
+       FROM grown_ids WHERE kind = 'inapp' ORDER BY i`,
+  );
+  await pool.query("DROP TABLE grown, grown_ids");
+  // Hint bits set and pages marked visible now, not by the measured run; then every page is clean.
+  await pool.query("VACUUM ANALYZE");
+  await pool.query("CHECKPOINT");
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function round(module: NotificationExports): Promise<Figures> {
@@ -85,6 +141,7 @@ async function round(module: NotificationExports): Promise<Figures> {
     [workers],
   );
   let numbered = 0;
+  const roundStart = (await pool.query<{ at: Date }>("SELECT now() AS at")).rows[0].at;
   /** `n` tips in waves: each wave's events published and its receipts sent together. */
   const run = async (n: number) => {
     const sentBefore = sim.sent.length;
@@ -126,18 +183,23 @@ async function round(module: NotificationExports): Promise<Figures> {
     for (let k = 0; k < sent.length; k += wave) await Promise.all(sent.slice(k, k + wave).map((m) => sim.reportDelivery(m.id, "delivered")));
     await settled("status <> 'delivered'");
   };
-  /** Until no attempt is 'sending', no fact waits in the outbox and no delivery is in the states `open` says. */
+  /**
+   * Until no attempt is 'sending', no fact waits in the outbox and no delivery is in the states `open` says;
+   * of the round's own (BENCH_GROWN's are older), by index: a look must not read a grown table whole.
+   */
   const settled = async (open: string) => {
     for (;;) {
       const { rows } = await pool.query<{ open: number }>(
-        `SELECT (SELECT count(*) FROM notification.delivery_attempts WHERE status = 'sending')
-              + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM notification.deliveries WHERE ${open}) AS open`,
+        `SELECT (SELECT count(*) FROM notification.delivery_attempts WHERE status = 'sending' AND started_at >= $1)
+              + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM notification.deliveries WHERE ${open} AND created_at >= $1) AS open`,
+        [roundStart],
       );
       if (Number(rows[0].open) === 0) return;
       await sleep(20);
     }
   };
   await run(Math.min(200, tips));
+  if (grownTips > 0) await grow(pool, grownTips, workers);
   // Plans as on tables that have grown (the run's tables start empty).
   await pool.query("ANALYZE");
   await pool.query("SELECT pg_stat_statements_reset()");
@@ -228,8 +290,12 @@ async function walByRelation(pool: Pool, from: string, to: string): Promise<[str
     const kind = /rmgr: (\w+)\s.*?desc: (\w+)/.exec(line);
     if (!kind) continue;
     const rel = /rel \d+\/\d+\/(\d+)/.exec(line);
-    const key = `${rel ? (names.get(rel[1]) ?? `filenode ${rel[1]}`) : "-"} ${kind[1]}/${kind[2]}`;
+    const relation = rel ? (names.get(rel[1]) ?? `filenode ${rel[1]}`) : "-";
+    const key = `${relation} ${kind[1]}/${kind[2]}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
+    // A full-page image is marked FPW on its block's reference (counted by the record's first block's relation).
+    const images = line.match(/FPW/g)?.length ?? 0;
+    if (images) counts.set(`${relation} full-page images`, (counts.get(`${relation} full-page images`) ?? 0) + images);
   }
   return [...counts].map(([k, v]) => [k, v / tips] as [string, number]).sort((a, b) => b[1] - a[1]);
 }

@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -416,7 +416,10 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
   }
   const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
-  const id = uuidV4();
+  // In time order (on this process's clock, not the request's `now`): each delivery adds its keys
+  // at the right end of deliveries_pkey and its attempts' delivery_attempts_pkey, where a random id
+  // lands on any page (on a grown table, a full-page image after every checkpoint for nearly each).
+  const id = timeOrderedUuid();
   const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
   const event = updateEvent(ref, status, req.correlationId);
   // An SMS with a number is always queued here (only a missing address fails at planning).
@@ -440,7 +443,8 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     event,
     mayBeOptedOut,
     optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
-    inAppId: channel === Channel.IN_APP && userId !== null ? uuidV4() : null,
+    // In time order too, for inapp_notifications_pkey (see id).
+    inAppId: channel === Channel.IN_APP && userId !== null ? timeOrderedUuid() : null,
     dispatch: status === "queued" ? dispatchMessage(event, id) : null,
     firstProvider: null,
   };

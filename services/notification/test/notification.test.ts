@@ -1159,6 +1159,29 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(again, ids, "a repeat finds them");
   });
 
+  test("deliveries and in-app notices get ids in time order (UUID version 7, the millisecond first): their keys go to the right end of their indexes", async () => {
+    const userId = randomUUID();
+    await internal().upsertContact({ userId, phone: newPhone(), locale: "en" });
+    const tip = (n: number) => ({ sourceKey: `event:${randomUUID()}`, to: { userId }, templateKey: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.IN_APP], variables: { amount: `KES ${n}`, net: "KES 95", from: "2547******11", message: "" } });
+    const from = Date.now();
+    const first = (await enqueueMany(t.db.pool, [tip(100)]))[0];
+    await sleep(2);
+    const second = (await enqueueMany(t.db.pool, [tip(200)]))[0];
+    const to = Date.now();
+    const { rows } = await t.db.pool.query<{ id: string; notice: string | null }>(
+      "SELECT d.id, n.id AS notice FROM notification.deliveries d LEFT JOIN notification.inapp_notifications n ON n.delivery_id = d.id WHERE d.id = ANY($1::uuid[])",
+      [[...first, ...second]],
+    );
+    const ids = rows.flatMap((r) => (r.notice ? [r.id, r.notice] : [r.id]));
+    assert.equal(ids.length, 6, "two SMS, two in-app deliveries and their notices");
+    for (const id of ids) {
+      assert.equal(id[14], "7", `${id} is a version 7 UUID`);
+      const at = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+      assert.ok(at >= from && at <= to, `${id}: made at ${at}, not within ${from}..${to}`);
+    }
+    assert.ok([...first].sort().at(-1)! < [...second].sort()[0], "a later request's deliveries sort after an earlier one's");
+  });
+
   test("the deliveries' statements, as connections keep them (generic plans), find deliveries made before by index, on a grown table too: NOT EXISTS scans no table", async () => {
     // Thousands of deliveries the statistics have not seen (a young table's, then grown).
     await t.db.pool.query("ANALYZE notification.deliveries");

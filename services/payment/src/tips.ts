@@ -620,7 +620,7 @@ async function decideSuccess(
   }
   const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
     // Flagged once per tip and receipt: M-Pesa delivers a callback again and again, and each would add an alert.
-    if (tip.status === "pending" || !(await spentReceiptFlagged(tx, tipId, receipt!))) {
+    if (await firstSpentReceiptFlag(tx, tipId, receipt!)) {
       await flag(`${spentReceiptFlag(receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
     }
     return failSpentReceipt(tx, tip, spent);
@@ -672,16 +672,19 @@ function receiptSpent(owner: string | null, suspense: SuspenseResolution): "paid
   return suspense === "refund" ? "refunded" : undefined;
 }
 
-/** How the alert of a spent receipt's success begins (spentReceiptFlagged finds it by that). */
+/**
+ * How the alert of a spent receipt's success begins. A replica older than spent_receipt_flags (0027), in a
+ * rollout, still finds its flag by these words; this one by firstSpentReceiptFlag.
+ */
 const spentReceiptFlag = (receipt: string) => `receipt ${receipt} `;
 
-/** Whether a success with this spent receipt was flagged for the tip already (under the receipt's lock: no race). */
-async function spentReceiptFlagged(tx: Queryable, tipId: string, receipt: string): Promise<boolean> {
-  const { rows } = await tx.query<{ flagged: boolean }>(
-    "SELECT EXISTS (SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND starts_with(detail, $2)) AS flagged",
-    [tipId, spentReceiptFlag(receipt)],
-  );
-  return rows[0].flagged;
+/**
+ * Records that a success with this spent receipt is flagged for the tip: true the first time, false when it
+ * was already (a structured mark, not the alert's words, which another alert about the tip could share).
+ */
+async function firstSpentReceiptFlag(tx: Queryable, tipId: string, receipt: string): Promise<boolean> {
+  const { rowCount } = await tx.query("INSERT INTO payment.spent_receipt_flags (tip_id, receipt) VALUES ($1, $2) ON CONFLICT DO NOTHING", [tipId, receipt]);
+  return rowCount === 1;
 }
 
 /**

@@ -292,6 +292,27 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     });
   }
 
+  test("a tip held because the only parked payment fitting its STK query's success was refunded, whose callback then arrives late naming that very payment: its approval is refused, never refunded and credited", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    // The push's callback, late: its receipt is the refunded payment's (it was this tip's payment after all).
+    const row = await tipRow(push.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, other.transId);
+    await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /refunded to the customer by support: approving would pay it twice/.test(e.rawMessage));
+    assert.equal((await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "refunded already" })).tip!.status, TipStatus.FAILED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a push whose callback is lost, reported paid by STK query (no receipt): an open parked payment of its number and amount is tied before an earlier one support refunded", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
@@ -389,7 +410,8 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const row = await tipRow(tip!.tipId);
     const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
-    return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200) };
+    const cancelled = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 1032, ResultDesc: "Request cancelled by user" } } };
+    return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async (body: object = callback) => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, body)).status, 200), cancelled };
   };
   const events = async (subject: string, tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
@@ -420,6 +442,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       assert.ok(await h.trialBalanced());
     });
   }
+
+  test("a success whose receipt support refunded, for a tip already failed, is flagged once even when another alert about the tip begins with the same words", async () => {
+    const w = await worker();
+    const p = await parkedPush(w);
+    await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "the customer called" });
+    await p.callBack(p.cancelled);
+    assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.FAILED);
+    const spentWords = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE $2", [p.tipId, `%was refunded to the customer%`])).rows[0].n;
+    // Another alert about the tip whose words happen to begin as the spent receipt's flag does.
+    await h.t.db.pool.query("INSERT INTO payment.fraud_alerts (alert_id, reason, action, tip_id, detail) VALUES ($1, 'CALLBACK_MISMATCH', 'flag', $2, $3)",
+      [randomUUID(), p.tipId, `receipt ${p.receipt} was read out by the customer on a call`]);
+    await p.callBack();
+    await p.callBack();
+    assert.equal(await spentWords(), 1, "flagged, once");
+    assert.deepEqual([(await pay.getTip({ tipId: p.tipId })).tip!.status, await h.balance(w.id)], [TipStatus.FAILED, 0n]);
+  });
 
   test("rejecting a held tip funded by a payment parked in suspense puts the payment back on support's open list, where a refund closes it; the tip stays failed, nothing is credited", async () => {
     const w = await worker();
