@@ -275,7 +275,14 @@ async function deployReplicas(names: string[], env: Record<string, string>) {
     if (i > 600) throw new Error(`the replicas did not all start:\n${primary.logs}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { gatewayUrl: primary.url, pids: new Map([[`replicas (${replicaCount})`, primary.pid!], ["bench", process.pid]]), withChildren: `replicas (${replicaCount})`, close: () => primary.stop() };
+  // Each replica apart (its threads too: its event loop's CPU per tip), then the primary (it hands connections over).
+  const replicas = childrenCpuMs(primary.pid!);
+  const forked = [...replicas.keys()].filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("replicas"));
+  return {
+    gatewayUrl: primary.url,
+    pids: new Map([...forked.map((pid, i) => [`replica ${i + 1}`, pid] as const), ["primary", primary.pid!], ["bench", process.pid]]),
+    close: () => primary.stop(),
+  };
 }
 const platform = await deploy();
 // In process mode the platform's Redis client is this process's cache: its socket writes are counted.
@@ -815,6 +822,11 @@ try {
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services and the gateway; not the customers nor the simulators, below)" : " (bench: this process, the bench's own counting; not the customers nor the simulators, below)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
+    // More than one event loop (split, replicas, cluster): how busy each is, by its main thread's CPU (a loop at ~1 core is the limit).
+    if (threadsMeasured.length > 1) {
+      const mainCores = (i: number) => ((threadCpu1[i].get(THREAD_KINDS.main) ?? 0) - (threadCpu0[i].get(THREAD_KINDS.main) ?? 0)) / 1000 / span;
+      console.log(`  event loops' main threads, cores (the run and its drain): ${threadsMeasured.map(([name], i) => `${name} ${mainCores(i).toFixed(2)}`).join(", ")}`);
+    }
     console.log(`  the edge of the world (simulators: Daraja, the OTP SMS, notification's providers; their own process, not in the figures above): CPU ms per tip ${(edgeCpu / Math.max(1, rows.length)).toFixed(2)};` +
       ` messages the providers took per tip ${(edgeSends / Math.max(1, rows.length)).toFixed(2)}`);
     console.log(`  the customers (bench/tip-customers.ts: CreateTip and WatchTip through the gateway; their own process, not in the figures above): CPU ms per tip ${(customersCpu / Math.max(1, rows.length)).toFixed(2)}`);
@@ -841,11 +853,13 @@ try {
     if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
     if (platform.servers) console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
-    if (mode !== "process") continue; // the services' statements are counted in their own processes only
-    const total = statementTotal;
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
-    console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
-    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    // The statements this process's pool sent: every service's in process mode; in the others, each counts its own.
+    if (mode === "process") {
+      console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(statementTotal)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
+      for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    }
+    // PostgreSQL's own counts: every process's statements, whatever the mode.
     if (pgStatements) {
       const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
       console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);

@@ -542,6 +542,24 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_k
 }
 
 /**
+ * Before a held tip's approval: refused when the tip's receipt is a paybill payment parked in suspense that
+ * support refunded, or that funds another tip. A tip an STK query reported paid without a receipt is held
+ * when such a payment fits it (receiptless.ts: TieDoubt); its callback arriving late with that very receipt
+ * says it was that payment, whose money is spent: approved, it would be paid twice.
+ */
+export async function refuseSpentReceiptApproval(deps: Deps, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
+  if (!tip.mpesa_receipt) return;
+  const { rows } = await deps.ctx.pool.query<{ resolution: string }>(
+    `SELECT resolution FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'
+        AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2))`,
+    [tip.mpesa_receipt, tip.tip_id],
+  );
+  if (!rows[0]) return;
+  const fate = rows[0].resolution === "refund" ? "was refunded to the customer by support" : "was credited as another tip";
+  throw new InvalidStateError(`tip_id: its receipt ${tip.mpesa_receipt} is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
+}
+
+/**
  * Before a held tip's rejection, for a tip funded by a paybill payment parked in suspense: closes the payment's
  * match key of its round (as the approval does first), and answers the round when the key holds that close
  * alone, so that the reopened payment matches under the next round's key. A failed approval closed the key

@@ -1,3 +1,4 @@
+/// <reference path="./pg-utils.d.ts" />
 import pg from "pg";
 import pgUtils from "pg/lib/utils.js";
 import { BoundedMap } from "./bounded-map.js";

@@ -8,7 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, reopenFundingPayment } from "../c2b.js";
+import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, refuseSpentReceiptApproval, reopenFundingPayment } from "../c2b.js";
 import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
@@ -65,6 +65,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     const split = approvedSplit(tip);
     if (req.approve) {
+      await refuseSpentReceiptApproval(deps, tip);
       await closeSuspenseMatch(deps, tip);
       // Idempotent on its key: a repeated approval posts nothing new.
       await deps.ledger.releaseFromSuspense({
