@@ -1,4 +1,4 @@
-// One Connect server-streaming call (binary) over an HTTP/2 session, as
+// One Connect server-streaming call (binary) to another of our processes, as
 // connect-es's client makes it, without its pipeline: the gateway's WatchTip
 // to payment goes this way (peers.ts internalTransport). connect-node's stream
 // client cost the caller ~290 us of CPU per stream (bench/rpc-clients.ts, "a
@@ -7,18 +7,24 @@
 // envelopes in one write, the answer's envelopes split as they come (the
 // stream's own flow control: nothing is read ahead of the caller), the end of
 // the stream's trailers or error, and a reset or lost connection mapped as a
-// unary call's (http2-exchange.ts). No compression is asked for (the hops are
-// on the cluster's network); an answer compressed anyway is inflated.
+// unary call's (http2-exchange.ts). In frames where the connection has them
+// (frames.ts: a server of ours), else on an HTTP/2 stream. No compression is
+// asked for (the hops are on the cluster's network); an answer compressed
+// anyway is inflated.
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, createEndStreamSerialization, endStreamFlag, parseContentType } from "@connectrpc/connect/protocol-connect";
-import { connectionLost, H2, resetError, type Http2Upstream } from "./http2-exchange.js";
+import { ANSWER_MAX_BYTES, BY_HTTP2, FRAME_REFUSED, FrameReset } from "./frames.js";
+import { H2, requestStream, resetError, streamBroken, type Http2Upstream } from "./http2-exchange.js";
 import { COMPRESSED_FLAG, decompressMessage } from "./input.js";
 
 /** A call the server refused unprocessed is sent at most this often in all (as a unary call). */
 const MAX_SENDS = 3;
-/** A message is read whole up to the protocol's bound, as connect-es's clients read it. */
-const MESSAGE_MAX_BYTES = 0xffffffff;
+/**
+ * A message is read whole up to this, as a unary call's answer in frames (frames.ts): a larger
+ * one fails RESOURCE_EXHAUSTED before it is read, not after up to 4 GiB were held.
+ */
+export const MESSAGE_MAX_BYTES = ANSWER_MAX_BYTES;
 /** Flags (1) and length (4) in front of each message. */
 const ENVELOPE_HEAD_BYTES = 5;
 
@@ -47,7 +53,16 @@ export interface ConnectStreamAnswer {
   messages: AsyncIterable<Uint8Array>;
 }
 
-type Opened = { stream: http2.ClientHttp2Stream; connection: http2.Http2Session | undefined; status: number; header: http2.IncomingHttpHeaders };
+/** An answer's head, and its body as it comes: on an HTTP/2 stream or in frames. */
+interface Opened {
+  status: number;
+  header: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<Buffer>;
+  /** Why the body failed (`err`) or ended before the end of the stream (none): its reset code, or the connection lost. */
+  broken(err: unknown): Promise<ConnectError>;
+  /** The reader stopped: the call is cancelled (the server's handler hears it) unless it is over. */
+  cancel(): void;
+}
 const REFUSED = Symbol("refused unprocessed");
 
 /**
@@ -65,7 +80,7 @@ export async function connectStreamCall(call: ConnectStreamCall): Promise<Connec
     opened = await open(call.session, path, headers, call.body, call.signal);
   }
   if (opened === REFUSED) throw new ConnectError(`the ${call.service} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
-  const { stream, status } = opened;
+  const { status } = opened;
   const header = new Headers();
   for (const key in opened.header) {
     const value = opened.header[key];
@@ -77,66 +92,71 @@ export async function connectStreamCall(call: ConnectStreamCall): Promise<Connec
     const type = parseContentType(contentType);
     if (type?.binary !== true || !type.stream) throw new ConnectError(`unsupported content type ${contentType}`, type === undefined ? Code.Unknown : Code.Internal, header);
   } catch (err) {
-    stream.close(H2.CANCEL);
+    opened.cancel();
     throw err;
   }
   const trailer = new Headers();
   return { header, trailer, messages: messagesOf(opened, header, trailer) };
 }
 
-/** The request sent and the answer's head read; REFUSED when the server did not process it. */
-function open(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<Opened | typeof REFUSED> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(ConnectError.from(signal.reason));
-    let stream: http2.ClientHttp2Stream | undefined;
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      fn();
-    };
-    // Until the head: a cancellation closes the stream and fails the call; after it, the messages' reader hears it.
-    const onAbort = () =>
+/** One send: in frames where the connection has them and the server takes it so, else on HTTP/2. */
+async function open(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<Opened | typeof REFUSED> {
+  if (session.framesStream) {
+    const outcome = await session.framesStream(path, headers, body, signal).catch((err: unknown) => {
+      throw err instanceof FrameReset ? resetError(err.rstCode, false) : err;
+    });
+    if (outcome === FRAME_REFUSED) return REFUSED;
+    if (outcome !== BY_HTTP2) {
+      const framed = outcome.body;
+      return {
+        status: outcome.status,
+        header: outcome.header,
+        body: framed,
+        // A RESET's code as an HTTP/2 reset's; an END without the end of the stream as RST_STREAM NO_ERROR.
+        broken: (err) => Promise.resolve(err instanceof FrameReset ? resetError(err.rstCode, true) : err instanceof ConnectError ? err : resetError(H2.NO_ERROR, true)),
+        cancel: () => framed.cancel(),
+      };
+    }
+  }
+  return openHttp2(session, path, headers, body, signal);
+}
+
+/** The request sent on an HTTP/2 stream and the answer's head read; REFUSED when the server did not process it. */
+function openHttp2(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<Opened | typeof REFUSED> {
+  return requestStream<Opened | typeof REFUSED>(session, path, headers, body, signal, (s, settle, resolve, reject) => {
+    const connection = s.session;
+    const broken = (err?: Error) =>
       settle(() => {
-        stream?.close(H2.CANCEL);
-        reject(ConnectError.from(signal.reason));
+        const why = streamBroken(s, connection, false, err);
+        if (why === FRAME_REFUSED) resolve(REFUSED);
+        else reject(why);
       });
-    signal.addEventListener("abort", onAbort, { once: true });
-    session.request("POST", path, headers, {}).then(
-      (s) => {
-        stream = s;
-        // Given up while the stream was being opened: it came anyway, and would stay open on the server.
-        if (settled) return void s.close(H2.CANCEL);
-        const connection = s.session;
-        const broken = (err?: Error) =>
-          settle(() => {
-            signal.removeEventListener("abort", onAbort);
-            if (s.rstCode === H2.REFUSED_STREAM) return resolve(REFUSED);
-            if (connectionLost(connection, s.rstCode, err)) reject(new ConnectError(`the connection to the server was lost${err ? `: ${err.message}` : ""}`, Code.Unavailable, undefined, undefined, err));
-            else reject(resetError(s.rstCode ?? H2.INTERNAL_ERROR, false));
-          });
-        s.once("response", (h) =>
-          settle(() => {
-            s.off("error", broken).off("close", onClose);
-            s.on("error", () => undefined); // the reader hears it (and its reset code); never unhandled before it reads
-            // From here the reader owns the stream: a cancellation closes it, and the read fails.
-            signal.removeEventListener("abort", onAbort);
-            signal.addEventListener("abort", () => s.close(H2.CANCEL), { once: true });
-            resolve({ stream: s, connection, status: Number(h[":status"]), header: h });
-          }),
-        );
-        const onClose = () => broken();
-        s.once("error", broken);
-        s.once("close", onClose);
-        s.end(body);
-      },
-      (err: unknown) =>
-        settle(() => {
-          signal.removeEventListener("abort", onAbort);
-          reject(new ConnectError(`cannot reach the server: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err));
-        }),
+    const onClose = () => broken();
+    s.once("response", (h) =>
+      settle(() => {
+        s.off("error", broken).off("close", onClose);
+        s.on("error", () => undefined); // the reader hears it (and its reset code); never unhandled before it reads
+        // From here the reader owns the stream: a cancellation closes it, and the read fails.
+        signal.addEventListener("abort", () => s.close(H2.CANCEL), { once: true });
+        resolve({ status: Number(h[":status"]), header: h, body: s, broken: (err) => cutShort(s, connection, err), cancel: () => void (s.closed || s.close(H2.CANCEL)) });
+      }),
     );
+    s.once("error", broken);
+    s.once("close", onClose);
   });
+}
+
+/**
+ * Why an HTTP/2 stream's body failed or ended before the end of the stream, once
+ * the stream closed (its reset code is known only then): the reset's code, the
+ * connection lost (UNAVAILABLE), or a stream closed without either (INTERNAL: the
+ * server broke off its answer), never the caller's mistake.
+ */
+async function cutShort(s: http2.ClientHttp2Stream, connection: http2.Http2Session | undefined, err: unknown): Promise<ConnectError> {
+  if (err instanceof ConnectError) return err;
+  if (!s.closed && !s.destroyed) await new Promise((resolve) => s.once("close", resolve));
+  const why = streamBroken(s, connection, true, err as Error | undefined);
+  return why === FRAME_REFUSED ? resetError(H2.REFUSED_STREAM, true) : why;
 }
 
 /**
@@ -146,16 +166,16 @@ function open(session: Http2Upstream, path: string, headers: http2.OutgoingHttpH
  * caller that stops reading cancels the stream (the handler hears it).
  */
 async function* messagesOf(opened: Opened, header: Headers, trailer: Headers): AsyncGenerator<Uint8Array> {
-  const { stream, connection } = opened;
   const encoding = header.get("connect-content-encoding");
   let pending: Buffer = Buffer.alloc(0);
   let ended = false;
   try {
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
+      for await (const chunk of opened.body) {
         pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
         while (pending.length >= ENVELOPE_HEAD_BYTES) {
           const length = pending.readUInt32BE(1);
+          if (length > MESSAGE_MAX_BYTES) throw new ConnectError(`message size ${length} is larger than the ${MESSAGE_MAX_BYTES} bytes read`, Code.ResourceExhausted);
           if (pending.length < ENVELOPE_HEAD_BYTES + length) break;
           const flags = pending[0];
           let data: Uint8Array = pending.subarray(ENVELOPE_HEAD_BYTES, ENVELOPE_HEAD_BYTES + length);
@@ -177,21 +197,14 @@ async function* messagesOf(opened: Opened, header: Headers, trailer: Headers): A
       }
     } catch (err) {
       if (err instanceof ConnectError) throw err;
-      throw lost(stream, connection, err as Error);
+      throw await opened.broken(err);
     }
-    // Node ends a reset stream's body as well (its rstCode set): that answer is cut short.
-    if (stream.rstCode !== undefined && stream.rstCode !== H2.NO_ERROR) throw lost(stream, connection, undefined);
-    if (pending.length > 0) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-    if (!ended) throw new ConnectError("protocol error: missing EndStreamResponse", Code.InvalidArgument);
+    // Ended before the end of the stream, or inside a message: cut short (its reset, the connection lost).
+    if (!ended || pending.length > 0) throw await opened.broken(undefined);
   } finally {
-    // Read to its end, failed, or left by the caller: a stream still open is cancelled.
-    if (!stream.closed) stream.close(H2.CANCEL);
+    // Read to its end, failed, or left by the caller: a call still open is cancelled.
+    opened.cancel();
   }
-}
-
-function lost(stream: http2.ClientHttp2Stream, connection: http2.Http2Session | undefined, err: Error | undefined): ConnectError {
-  if (connectionLost(connection, stream.rstCode, err)) return new ConnectError(`the connection to the server was lost${err ? `: ${err.message}` : ""}`, Code.Unavailable, undefined, undefined, err);
-  return resetError(stream.rstCode ?? H2.INTERNAL_ERROR, true);
 }
 
 /** A compressed message: only in the encoding the answer names (none asked for, but one may come). */

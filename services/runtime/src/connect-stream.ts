@@ -15,7 +15,7 @@ import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect
 import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
 import { acceptedCompressions, COMPRESSED_FLAG, compressedWithoutEncoding, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
 import type { DirectSpec } from "./local-server.js";
-import type { StreamExchange } from "./rpc-exchange.js";
+import type { PartsExchange } from "./rpc-exchange.js";
 
 type StreamSpec = Extract<DirectSpec, { kind: "server_streaming" }>;
 type Format = "binary" | "json";
@@ -37,7 +37,7 @@ const endStream = createEndStreamSerialization({});
  * may still set headers until then), trailers and errors in the end of the
  * stream, messages from 1 KiB compressed as the client accepts.
  */
-export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: StreamExchange, path: string) => boolean {
+export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: PartsExchange, path: string) => boolean {
   return (exchange, path) => {
     const type = exchange.method === "POST" ? STREAM_TYPE.exec(exchange.headers["content-type"] ?? "") : null;
     if (!type) return false;
@@ -52,7 +52,7 @@ export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: S
   };
 }
 
-async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, exchange: StreamExchange, format: Format): Promise<void> {
+async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, exchange: PartsExchange, format: Format): Promise<void> {
   const call = new UnaryServerCall(exchange, "connect");
   const header = call.header;
   const values = options.contextValues?.(exchange) ?? createContextValues();
@@ -110,7 +110,7 @@ async function compressed(flags: number, data: Uint8Array, compression: Compress
  * it raises them), and none or more than one message left to its
  * ensureSingle.
  */
-async function requestMessages(spec: StreamSpec, exchange: StreamExchange, compression: Compression | null, readMaxBytes: number, values: ContextValues, format: Format): Promise<AsyncIterable<Message>> {
+async function requestMessages(spec: StreamSpec, exchange: PartsExchange, compression: Compression | null, readMaxBytes: number, values: ContextValues, format: Format): Promise<AsyncIterable<Message>> {
   const input = spec.method.input;
   const body = await readRpcBody(exchange, requestBodyLimit(readMaxBytes, true), readMaxBytes, values);
   if (!body) return createAsyncIterable([create(input)]);

@@ -1,5 +1,5 @@
-// Unary calls between our own processes on a plain TCP connection in frames
-// of our own: the peers' calls and the gateway's forwarded ones, in a
+// Unary calls and server streams between our own processes on a plain TCP
+// connection in frames of our own: the peers' calls and the gateway's forwarded ones, in a
 // cluster. Node's HTTP/2 costs each call a stream object on both sides, its
 // header lists converted to and from nghttp2's, and several socket writes and
 // wake-ups (bench/rpc-clients.ts measures each side's CPU per call); here a
@@ -7,9 +7,16 @@
 // out in one write. The call is the same Connect unary call (the same headers,
 // status and bodies: connectUnaryCall on the client, the server's
 // connectUnaryHandler and rpcFilter behind every interceptor), only carried
-// differently. Everything else stays on HTTP/2 on the same port: streams,
-// methods not served from the exchange (the server answers NOT_SERVED and the
-// call goes by HTTP/2, unprocessed), stock gRPC and Connect clients.
+// differently. Everything else stays on HTTP/2 on the same port: client and
+// bidi streams, methods not served from the exchange (the server answers
+// NOT_SERVED and the call goes by HTTP/2, unprocessed), stock gRPC and Connect
+// clients. A server stream (the gateway's WatchTip: connect-stream-call.ts to
+// the server's connectStreamHandler, ~150 us of CPU a side on HTTP/2) is answered in parts:
+// HEAD (the head and the first part), DATA, END (the last part), or RESPONSE
+// when the whole answer was ready at once; RESET gives the call up with
+// HTTP/2's error code. The client's REQUEST names the bytes it takes unread
+// (":window", STREAM_WINDOW_BYTES) and WINDOW frames give more as its reader
+// takes them: a slow reader holds the server's writer, not either side's memory.
 //
 // A connection starts with PREFACE from the client; the server answers with
 // the same bytes. A server that does not speak frames (an older release
@@ -26,7 +33,7 @@
 // (the connection ends once its calls are answered; the client opens another).
 import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RpcExchange } from "./rpc-exchange.js";
+import type { PartsExchange, RpcExchange } from "./rpc-exchange.js";
 
 /** The first bytes of a connection, both ways. An HTTP/1.1 parser refuses them at once ('/' in a method), as does HTTP/2's. */
 export const FRAMES_PREFACE = Buffer.from("TTIP/FRAMES/1\r\n\r\n");
@@ -38,6 +45,24 @@ const REFUSED = 4;
 const GOAWAY = 5;
 /** The server serves this call only by HTTP/2 (a stream, a method connect-node serves): sent again there, unprocessed. */
 const NOT_SERVED = 6;
+/** A streamed answer's head and first part (payload as RESPONSE's); DATA and END follow. */
+const HEAD = 7;
+/** A part of a streamed answer (the payload is the bytes). */
+const DATA = 8;
+/** A streamed answer's last part: the call is over. */
+const END = 9;
+/** The server gave the call up: the payload is HTTP/2's error code (u32), as RST_STREAM's. */
+const RESET = 10;
+/** The client took this many more bytes (u32) of a streamed answer: the server may send as many more. */
+const WINDOW = 11;
+
+/** The request head's name for the bytes of a streamed answer its client takes unread; absent: the client reads only whole answers. */
+const WINDOW_HEADER = ":window";
+/**
+ * Bytes of a streamed answer a client takes before its reader has read them, per call: HTTP/2's
+ * default stream window. A message larger than this comes in parts all the same.
+ */
+export const STREAM_WINDOW_BYTES = 65_535;
 
 /** Length (4), type (1), id (4). */
 const FRAME_HEAD_BYTES = 9;
@@ -51,8 +76,9 @@ export const FRAME_BODY_MAX_BYTES = 1024 * 1024;
 const HEAD_MAX_BYTES = 64 * 1024;
 /** A request frame larger than this breaks the connection (only a client that is not ours sends one). */
 const REQUEST_FRAME_MAX_BYTES = FRAME_BODY_MAX_BYTES + HEAD_MAX_BYTES;
-/** An answer frame larger than this breaks the connection: a bound on what one answer holds in memory. */
-const ANSWER_FRAME_MAX_BYTES = 256 * 1024 * 1024;
+/** An answer frame larger than this breaks the connection: a bound on what one answer (or one message of a stream) holds in memory. */
+export const ANSWER_MAX_BYTES = 256 * 1024 * 1024;
+const ANSWER_FRAME_MAX_BYTES = ANSWER_MAX_BYTES;
 /** Calls one connection carries at once (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS: node's clients take 100 from a server by default). */
 const MAX_CALLS_IN_FLIGHT = 1000;
 /** Calls one connection carries in all before the client opens another: ids stay below 2^31, so GOAWAY's comparisons hold. */
@@ -85,6 +111,17 @@ export const FRAME_REFUSED = Symbol("refused unprocessed");
 /** The call goes by HTTP/2: the server does not speak frames, or does not serve it from a frame. */
 export const BY_HTTP2 = Symbol("by HTTP/2");
 export type FrameOutcome = FrameAnswer | typeof FRAME_REFUSED | typeof BY_HTTP2;
+
+/** A streamed answer's head, and its body as it comes. */
+export type FrameStreamAnswer = { status: number; header: Record<string, string | undefined>; body: FrameStreamBody };
+export type FrameStreamOutcome = FrameStreamAnswer | typeof FRAME_REFUSED | typeof BY_HTTP2;
+
+/** The server reset the call (RESET) with this HTTP/2 error code. */
+export class FrameReset extends Error {
+  constructor(readonly rstCode: number) {
+    super(`the server reset the call with HTTP/2 error code ${rstCode}`);
+  }
+}
 
 /**
  * Frames from a byte stream: each whole frame handed on as its type, id and
@@ -153,16 +190,33 @@ class FrameReader {
   }
 }
 
-/** A frame: its head and, for REQUEST and RESPONSE, the head's JSON and the body. */
+/** A frame: its head and, for REQUEST, RESPONSE and HEAD, the head's JSON and the body; for DATA and END the body alone. */
 function frame(type: number, id: number, head?: Buffer, body?: Uint8Array): Buffer[] {
   const prefix = Buffer.allocUnsafe(FRAME_HEAD_BYTES + (head ? 4 : 0));
-  const payload = head ? 4 + head.length + (body?.byteLength ?? 0) : 0;
+  const bodyBytes = body?.byteLength ?? 0;
+  const payload = (head ? 4 + head.length : 0) + bodyBytes;
   prefix.writeUInt32BE(FRAME_HEAD_BYTES - 4 + payload, 0);
   prefix[4] = type;
   prefix.writeUInt32BE(id, 5);
-  if (!head) return [prefix];
-  prefix.writeUInt32BE(head.length, FRAME_HEAD_BYTES);
-  return body && body.byteLength > 0 ? [prefix, head, body as Buffer] : [prefix, head];
+  if (head) prefix.writeUInt32BE(head.length, FRAME_HEAD_BYTES);
+  const parts = head ? [prefix, head] : [prefix];
+  if (bodyBytes > 0) parts.push(body as Buffer);
+  return parts;
+}
+
+/** A frame whose payload is one number (RESET's error code, WINDOW's bytes). */
+function numberFrame(type: number, id: number, n: number): Buffer[] {
+  const buf = Buffer.allocUnsafe(FRAME_HEAD_BYTES + 4);
+  buf.writeUInt32BE(FRAME_HEAD_BYTES, 0);
+  buf[4] = type;
+  buf.writeUInt32BE(id, 5);
+  buf.writeUInt32BE(n, FRAME_HEAD_BYTES);
+  return [buf];
+}
+
+/** A frame's number payload; undefined when malformed. */
+function numberOf(payload: Buffer): number | undefined {
+  return payload.length === 4 ? payload.readUInt32BE(0) : undefined;
 }
 
 /** A REQUEST or RESPONSE payload's head and body; undefined when malformed. */
@@ -207,11 +261,188 @@ class CorkedWriter {
 
 // ---------------------------------------------------------------- the client
 
+/** What becomes of a call at a frame for it: still open, over, or a frame no server of ours sends (the connection is broken). */
+type Step = "open" | "over" | "broken";
+
+/** A call on a client's connection, unary or streamed. */
 interface PendingCall {
-  resolve(outcome: FrameOutcome): void;
-  reject(err: unknown): void;
   signal: AbortSignal;
   onAbort(): void;
+  /** A frame for this call. */
+  frame(type: number, payload: Buffer): Step;
+  /** The connection is gone; `refused`: the server did not take the call (sent again). */
+  lost(refused: boolean): void;
+  /** Given up by its caller (`reason`: the signal's) or its reader (none). */
+  cancelled(reason: ConnectError | undefined): void;
+}
+
+function lostConnection(): ConnectError {
+  return new ConnectError("the connection to the server was lost", Code.Unavailable);
+}
+
+function malformedAnswer(): ConnectError {
+  return new ConnectError("a malformed answer frame", Code.Internal);
+}
+
+/** A unary call: one answer frame. */
+function unaryCall(resolve: (outcome: FrameOutcome) => void, reject: (err: unknown) => void, signal: AbortSignal, onAbort: () => void): PendingCall {
+  return {
+    signal,
+    onAbort,
+    frame(type, payload) {
+      if (type === REFUSED) resolve(FRAME_REFUSED);
+      else if (type === NOT_SERVED) resolve(BY_HTTP2);
+      else {
+        const parts = type === RESPONSE ? headAndBody(payload) : undefined;
+        const status = Number(parts?.head[":status"]);
+        if (!parts || !Number.isInteger(status)) reject(malformedAnswer());
+        else resolve({ status, header: parts.head, body: parts.body });
+      }
+      return "over";
+    },
+    lost: (refused) => (refused ? resolve(FRAME_REFUSED) : reject(lostConnection())),
+    cancelled: (reason) => reject(reason),
+  };
+}
+
+/**
+ * A streamed answer's body as its frames come: each part handed to the reader
+ * as it asks, at most STREAM_WINDOW_BYTES unread (the server sends no more
+ * until told: WINDOW once the reader took half of it). Ends at END, fails at
+ * RESET (FrameReset) or when the connection is lost; a reader that stops
+ * (return) cancels the call.
+ */
+export class FrameStreamBody implements AsyncIterable<Buffer> {
+  #parts: Buffer[] = [];
+  #unread = 0;
+  /** Bytes the reader took that no WINDOW has given back to the server yet. */
+  #taken = 0;
+  #ended = false;
+  #error: unknown;
+  #waiting: { resolve(r: IteratorResult<Buffer>): void; reject(err: unknown): void } | undefined;
+
+  constructor(private readonly conn: { more(id: number, bytes: number): void; cancel(id: number): void }, private readonly id: number) {}
+
+  /** A part from the server; false when past the window it was given (the server is not ours: the connection is broken). */
+  push(part: Buffer): boolean {
+    if (part.length === 0 || this.#ended) return true;
+    if (this.#unread + this.#taken + part.length > STREAM_WINDOW_BYTES) return false;
+    const waiting = this.#waiting;
+    if (waiting) {
+      this.#waiting = undefined;
+      this.#took(part.length);
+      waiting.resolve({ done: false, value: part });
+    } else {
+      this.#parts.push(part);
+      this.#unread += part.length;
+    }
+    return true;
+  }
+
+  /** The answer is complete: the reader gets what is left, then its end. */
+  finish(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  /** The answer is cut short: the reader's next read fails with `err` (what came unread is dropped, as a reset stream's). */
+  fail(err: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error = err;
+    this.#parts = [];
+    this.#unread = 0;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const waiting = this.#waiting;
+    if (!waiting || this.#parts.length > 0) return;
+    this.#waiting = undefined;
+    if (this.#error !== undefined) waiting.reject(this.#error);
+    else waiting.resolve({ done: true, value: undefined });
+  }
+
+  #took(bytes: number): void {
+    this.#taken += bytes;
+    if (this.#ended || this.#taken < STREAM_WINDOW_BYTES / 2) return;
+    this.conn.more(this.id, this.#taken);
+    this.#taken = 0;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return {
+      next: () => {
+        const part = this.#parts.shift();
+        if (part) {
+          this.#unread -= part.length;
+          this.#took(part.length);
+          return Promise.resolve({ done: false, value: part });
+        }
+        if (this.#error !== undefined) return Promise.reject(this.#error);
+        if (this.#ended) return Promise.resolve({ done: true, value: undefined });
+        return new Promise((resolve, reject) => (this.#waiting = { resolve, reject }));
+      },
+      return: () => {
+        this.cancel();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
+  }
+
+  /** The reader stops: the call is cancelled (the server's handler hears it) unless it is over. */
+  cancel(): void {
+    if (this.#ended) return;
+    this.fail(new ConnectError("the stream's reader stopped", Code.Canceled));
+    this.conn.cancel(this.id);
+  }
+}
+
+/** A call answered in parts: its head first (the call resolves), then its body's frames. */
+class StreamCall implements PendingCall {
+  #body: FrameStreamBody | undefined;
+
+  constructor(
+    private readonly conn: ClientConnection,
+    private readonly id: number,
+    private readonly resolve: (outcome: FrameStreamOutcome) => void,
+    private readonly reject: (err: unknown) => void,
+    readonly signal: AbortSignal,
+    readonly onAbort: () => void,
+  ) {}
+
+  frame(type: number, payload: Buffer): Step {
+    const body = this.#body;
+    if (body) {
+      if (type === DATA) return body.push(payload) ? "open" : "broken";
+      if (type === END) return body.push(payload) ? (body.finish(), "over") : "broken";
+      if (type !== RESET) return "broken";
+      body.fail(new FrameReset(numberOf(payload) ?? 0));
+      return "over";
+    }
+    if (type === REFUSED) return this.resolve(FRAME_REFUSED), "over";
+    if (type === NOT_SERVED) return this.resolve(BY_HTTP2), "over";
+    if (type === RESET) return this.reject(new FrameReset(numberOf(payload) ?? 0)), "over";
+    const parts = type === RESPONSE || type === HEAD ? headAndBody(payload) : undefined;
+    const status = Number(parts?.head[":status"]);
+    if (!parts || !Number.isInteger(status)) return this.reject(malformedAnswer()), "broken";
+    const opened = (this.#body = new FrameStreamBody(this.conn, this.id));
+    if (!opened.push(parts.body)) return this.reject(malformedAnswer()), "broken";
+    if (type === RESPONSE) opened.finish();
+    this.resolve({ status, header: parts.head, body: opened });
+    return type === RESPONSE ? "over" : "open";
+  }
+
+  lost(refused: boolean): void {
+    if (this.#body) this.#body.fail(lostConnection());
+    else if (refused) this.resolve(FRAME_REFUSED);
+    else this.reject(lostConnection());
+  }
+
+  cancelled(reason: ConnectError | undefined): void {
+    if (!this.#body) this.reject(reason);
+    else if (reason) this.#body.fail(reason);
+  }
 }
 
 /** One connection a client's calls go on. */
@@ -249,23 +480,57 @@ class ClientConnection {
   }
 
   call(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome> {
+    return this.#send(path, headers, body, signal, (id, resolve, reject, onAbort) => unaryCall(resolve, reject, signal, onAbort));
+  }
+
+  /** A call answered in parts (a server stream): resolves at its head. */
+  stream(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameStreamOutcome> {
+    headers[WINDOW_HEADER] = String(STREAM_WINDOW_BYTES);
+    try {
+      return this.#send(path, headers, body, signal, (id, resolve, reject, onAbort) => new StreamCall(this, id, resolve, reject, signal, onAbort));
+    } finally {
+      delete headers[WINDOW_HEADER];
+    }
+  }
+
+  #send<T>(
+    path: string,
+    headers: Record<string, unknown>,
+    body: Uint8Array,
+    signal: AbortSignal,
+    pending: (id: number, resolve: (outcome: T) => void, reject: (err: unknown) => void, onAbort: () => void) => PendingCall,
+  ): Promise<T> {
     if (signal.aborted) return Promise.reject(ConnectError.from(signal.reason));
     const id = this.#nextId++;
     headers[":path"] = path;
     const head = Buffer.from(JSON.stringify(headers));
     delete headers[":path"];
-    return new Promise<FrameOutcome>((resolve, reject) => {
-      const onAbort = () => {
-        if (!this.#pending.delete(id)) return;
-        this.#writer.write(frame(CANCEL, id));
-        reject(ConnectError.from(signal.reason));
-      };
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => this.#cancel(id, ConnectError.from(signal.reason));
       signal.addEventListener("abort", onAbort, { once: true });
-      this.#pending.set(id, { resolve, reject, signal, onAbort });
+      this.#pending.set(id, pending(id, resolve, reject, onAbort));
       this.#writer.write(frame(REQUEST, id, head, body));
       // Its ids spent: this call is its last (it ends once the calls on it are answered).
       if (this.#nextId >= MAX_CALLS_PER_CONNECTION) this.#retire();
     });
+  }
+
+  /** The caller or the reader gave the call up: CANCEL, and the server's handler hears it. */
+  #cancel(id: number, reason: ConnectError | undefined): void {
+    const call = this.#settle(id);
+    if (!call) return;
+    this.#writer.write(frame(CANCEL, id));
+    call.cancelled(reason);
+  }
+
+  /** A streamed answer's reader stopped before its end. */
+  cancel(id: number): void {
+    this.#cancel(id, undefined);
+  }
+
+  /** A streamed answer's reader took `bytes` more: the server may send as many more. */
+  more(id: number, bytes: number): void {
+    if (this.#pending.has(id)) this.#writer.write(numberFrame(WINDOW, id, bytes));
   }
 
   /** No new calls; the connection ends once its calls are answered. */
@@ -288,17 +553,14 @@ class ClientConnection {
     if (type === GOAWAY) {
       this.#lastTaken = id;
       // Calls after its last were not taken: each is sent again, as a refused stream.
-      for (const callId of [...this.#pending.keys()]) if (callId > id) this.#settle(callId)?.resolve(FRAME_REFUSED);
+      for (const callId of [...this.#pending.keys()]) if (callId > id) this.#settle(callId)?.lost(true);
       return this.#retire();
     }
-    const call = this.#settle(id);
-    if (!call) return;
-    if (type === REFUSED) return call.resolve(FRAME_REFUSED);
-    if (type === NOT_SERVED) return call.resolve(BY_HTTP2);
-    const parts = type === RESPONSE ? headAndBody(payload) : undefined;
-    const status = Number(parts?.head[":status"]);
-    if (!parts || !Number.isInteger(status)) return call.reject(new ConnectError("a malformed answer frame", Code.Internal));
-    call.resolve({ status, header: parts.head, body: parts.body });
+    const call = this.#pending.get(id);
+    if (!call) return; // given up already (its CANCEL crossed the answer)
+    const step = call.frame(type, payload);
+    if (step !== "open") this.#settle(id);
+    if (step === "broken") this.socket.destroy();
   }
 
   /** The connection closed: calls the server did not take are sent again, the others failed UNAVAILABLE (as HTTP/2's lost connection). */
@@ -307,8 +569,7 @@ class ClientConnection {
     this.gone(this);
     for (const [id, call] of [...this.#pending]) {
       this.#settle(id);
-      if (this.#lastTaken !== undefined && id > this.#lastTaken) call.resolve(FRAME_REFUSED);
-      else call.reject(new ConnectError("the connection to the server was lost", Code.Unavailable));
+      call.lost(this.#lastTaken !== undefined && id > this.#lastTaken);
     }
   }
 
@@ -351,15 +612,25 @@ export class FrameLink {
 
   /** One call: its answer, FRAME_REFUSED (send again) or BY_HTTP2 (send it by HTTP/2); rejects as HTTP/2's exchange does. */
   exchange(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome> {
+    return this.#onConnection(body, signal, (conn) => conn.call(path, headers, body, signal));
+  }
+
+  /** One call answered in parts (a server stream): its head and body, FRAME_REFUSED or BY_HTTP2; rejects as exchange(). */
+  stream(path: string, headers: Record<string, unknown>, body: Uint8Array, signal: AbortSignal): Promise<FrameStreamOutcome> {
+    return this.#onConnection(body, signal, (conn) => conn.stream(path, headers, body, signal));
+  }
+
+  /** `send` on the current connection, opened if needed; BY_HTTP2 where frames do not go. */
+  #onConnection<T>(body: Uint8Array, signal: AbortSignal, send: (conn: ClientConnection) => Promise<T>): Promise<T | typeof BY_HTTP2> {
     if (this.#closed) return Promise.reject(closing());
     if (body.byteLength > FRAME_BODY_MAX_BYTES) return Promise.resolve(BY_HTTP2);
     const conn = this.#current;
-    if (conn && !conn.retired) return conn.call(path, headers, body, signal);
+    if (conn && !conn.retired) return send(conn);
     if (this.#speaks === "http2") {
       this.#tryInBackground();
       return Promise.resolve(BY_HTTP2);
     }
-    return new Promise<FrameOutcome>((resolve, reject) => {
+    return new Promise<T | typeof BY_HTTP2>((resolve, reject) => {
       if (signal.aborted) return reject(ConnectError.from(signal.reason));
       // Given up while the connection opens (a peer that does not answer): the call was sent nowhere.
       const onAbort = () => reject(ConnectError.from(signal.reason));
@@ -369,7 +640,7 @@ export class FrameLink {
           signal.removeEventListener("abort", onAbort);
           if (signal.aborted) return;
           if (!c) return resolve(BY_HTTP2);
-          c.call(path, headers, body, signal).then(resolve, reject);
+          send(c).then(resolve, reject);
         },
         (err: unknown) => {
           signal.removeEventListener("abort", onAbort);
@@ -567,6 +838,11 @@ class ServerConnection {
 
   #onFrame(type: number, id: number, payload: Buffer): void {
     if (type === CANCEL) return void this.#calls.get(id)?.abandon();
+    if (type === WINDOW) {
+      const bytes = numberOf(payload);
+      if (bytes === undefined) return void this.socket.destroy();
+      return void this.#calls.get(id)?.more(bytes);
+    }
     if (type !== REQUEST) return void this.socket.destroy();
     if (this.#goneAway) return this.#write(frame(REFUSED, id));
     if (id <= this.#lastId) return void this.socket.destroy(); // ids only grow
@@ -575,7 +851,9 @@ class ServerConnection {
     const path = parts?.head[":path"];
     if (!parts || !path) return void this.socket.destroy();
     if (this.#calls.size >= MAX_CALLS_IN_FLIGHT) return this.answer(id, 429, { "content-type": "application/json" }, Buffer.from(JSON.stringify({ code: "resource_exhausted", message: `more than ${MAX_CALLS_IN_FLIGHT} calls at once on one connection` })));
-    const exchange = new FrameExchange(this, id, path, parts.head, parts.body);
+    const window = parts.head[WINDOW_HEADER];
+    delete parts.head[WINDOW_HEADER];
+    const exchange = new FrameExchange(this, id, path, parts.head, parts.body, window === undefined ? undefined : windowOf(window));
     this.#calls.set(id, exchange);
     this.options.track(exchange);
     if (this.options.serve(exchange)) return;
@@ -587,6 +865,16 @@ class ServerConnection {
     const head: Record<string, string> = { ":status": String(status), ...headers };
     if (trailers) for (const key in trailers) head[`trailer-${key}`] = trailers[key];
     this.#write(frame(RESPONSE, id, Buffer.from(JSON.stringify(head)), body));
+  }
+
+  /** A part of a streamed answer: HEAD or RESPONSE with `head`, DATA or END without. */
+  part(id: number, type: number, head: Record<string, string> | undefined, body: Uint8Array): void {
+    this.#write(frame(type, id, head && Buffer.from(JSON.stringify(head)), body));
+  }
+
+  /** The call given up by the server, with HTTP/2's error code. */
+  reset(id: number, rstCode: number): void {
+    this.#write(numberFrame(RESET, id, rstCode));
   }
 
   /** Writes a frame; past SERVER_UNSENT_MAX_BYTES unsent, no more calls are read until the client has read them. */
@@ -610,8 +898,23 @@ class ServerConnection {
   }
 }
 
-/** One call from a frame, served as any RPC exchange: its body whole already. */
-class FrameExchange implements RpcExchange {
+/** A client's window (its REQUEST's ":window"): bytes, at most HTTP/2's largest window. */
+function windowOf(value: string): number {
+  const bytes = Number(value);
+  return Number.isInteger(bytes) && bytes > 0 ? Math.min(bytes, MAX_WINDOW_BYTES) : STREAM_WINDOW_BYTES;
+}
+/** HTTP/2's largest flow-control window (RFC 9113, 6.9.1): a client's grants add up to no more. */
+const MAX_WINDOW_BYTES = 2 ** 31 - 1;
+
+/** HTTP/2's INTERNAL_ERROR (RFC 9113, 7): a RESET's code when the server gives an answer up. */
+const INTERNAL_ERROR = 2;
+
+/**
+ * One call from a frame, served as any RPC exchange: its body whole already.
+ * Answered whole (respond), or in parts when its client reads them (a server
+ * stream: `window` set), never more unread by the client than its window.
+ */
+class FrameExchange implements PartsExchange {
   readonly method = "POST";
   readonly authority: string;
   readonly headers: Record<string, string>;
@@ -626,7 +929,10 @@ class FrameExchange implements RpcExchange {
     readonly url: string,
     head: Record<string, string>,
     private readonly bytes: Buffer,
+    /** Bytes the client takes unread, for an answer in parts; undefined: it reads only whole answers. */
+    window: number | undefined,
   ) {
+    this.#credit = window;
     this.authority = conn.authority;
     this.headers = {};
     for (const key in head) {
@@ -667,10 +973,108 @@ class FrameExchange implements RpcExchange {
 
   #end(): void {
     this.#closed = true;
+    this.#unsent = [];
+    this.#unsentBytes = 0;
+    this.#wakeWriter();
     this.conn.ended(this.id);
     const listeners = this.#listeners;
     this.#listeners = [];
     for (const listener of listeners) listener();
+  }
+
+  // ------------------------------------------------ an answer in parts
+
+  /** Bytes the client may still be sent; undefined: it reads only whole answers. */
+  #credit: number | undefined;
+  #head: Record<string, string> | undefined;
+  #headSent = false;
+  /** Parts written and not sent yet (past the client's window). */
+  #unsent: Uint8Array[] = [];
+  #unsentBytes = 0;
+  #ending = false;
+  /** The writer waits for the client's window. */
+  #writable: { promise: Promise<void>; resolve(): void } | undefined;
+
+  get inParts(): boolean {
+    return this.#credit !== undefined;
+  }
+
+  writeHead(status: number, headers: Record<string, string>): void {
+    this.#head = { ":status": String(status), ...headers };
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#closed || this.#ending) return Promise.resolve();
+    this.#queue(chunk);
+    this.#pump();
+    if (this.#unsentBytes === 0) return Promise.resolve();
+    if (!this.#writable) {
+      let resolve = () => {};
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#writable = { promise, resolve };
+    }
+    return this.#writable.promise;
+  }
+
+  end(chunk: Uint8Array): void {
+    if (this.#closed || this.#ending) return;
+    this.#queue(chunk);
+    this.#ending = true;
+    this.#pump();
+  }
+
+  reset(): void {
+    if (this.#closed) return;
+    this.conn.reset(this.id, INTERNAL_ERROR);
+    this.#end();
+  }
+
+  /** WINDOW: the client's reader took `bytes` more. */
+  more(bytes: number): void {
+    if (this.#credit === undefined || this.#closed) return;
+    this.#credit = Math.min(this.#credit + bytes, MAX_WINDOW_BYTES);
+    this.#pump();
+  }
+
+  #queue(chunk: Uint8Array): void {
+    if (chunk.byteLength === 0) return;
+    this.#unsent.push(chunk);
+    this.#unsentBytes += chunk.byteLength;
+  }
+
+  /** Sends what the client's window takes: the head with the first part, the end with the last. */
+  #pump(): void {
+    if (this.#closed) return;
+    const n = Math.min(this.#credit ?? 0, this.#unsentBytes);
+    const last = this.#ending && n === this.#unsentBytes;
+    if (n === 0 && !last) return;
+    const bytes = this.#take(n);
+    this.#credit = (this.#credit ?? 0) - n;
+    const head = this.#headSent ? undefined : (this.#head ?? { ":status": "200" });
+    this.#headSent = true;
+    this.conn.part(this.id, head ? (last ? RESPONSE : HEAD) : last ? END : DATA, head, bytes);
+    if (last) return this.#end();
+    if (this.#unsentBytes === 0) this.#wakeWriter();
+  }
+
+  /** The first `n` bytes of the unsent parts, taken off them. */
+  #take(n: number): Uint8Array {
+    if (n === this.#unsentBytes) {
+      const all = this.#unsent.length === 1 ? this.#unsent[0] : Buffer.concat(this.#unsent);
+      this.#unsent = [];
+      this.#unsentBytes = 0;
+      return all;
+    }
+    const joined = Buffer.concat(this.#unsent);
+    this.#unsent = [joined.subarray(n)];
+    this.#unsentBytes -= n;
+    return joined.subarray(0, n);
+  }
+
+  #wakeWriter(): void {
+    const writable = this.#writable;
+    this.#writable = undefined;
+    writable?.resolve();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {

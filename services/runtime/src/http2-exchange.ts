@@ -7,7 +7,7 @@ import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
 // A call the server did not process (RST_STREAM REFUSED_STREAM, RFC 9113 8.7; a frame refused): it may be sent again.
-import { BY_HTTP2, FRAME_REFUSED as REFUSED_STREAM, type FrameOutcome } from "./frames.js";
+import { BY_HTTP2, FRAME_REFUSED as REFUSED_STREAM, type FrameOutcome, type FrameStreamOutcome } from "./frames.js";
 import { decompressMessage } from "./input.js";
 
 /**
@@ -24,6 +24,8 @@ export interface Http2Upstream {
    * them): its answer, REFUSED_STREAM (send again), or BY_HTTP2 (send it on the HTTP/2 connection).
    */
   frames?(path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<FrameOutcome>;
+  /** The same road for a server stream (connect-stream-call.ts): its head and body as they come, REFUSED_STREAM, or BY_HTTP2. */
+  framesStream?(path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal): Promise<FrameStreamOutcome>;
 }
 
 type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
@@ -46,7 +48,52 @@ async function exchange(session: Http2Upstream, path: string, headers: http2.Out
  * refused stream resolves as REFUSED_STREAM.
  */
 function http2Exchange(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
-  return new Promise<Http2Answer | typeof REFUSED_STREAM>((resolve, reject) => {
+  return requestStream<Http2Answer | typeof REFUSED_STREAM>(session, path, headers, body, signal, (s, settle, resolve, reject) => {
+    // Taken now: a closed stream no longer names its session.
+    const connection = s.session;
+    let status = 0; // 0: no answer yet
+    let header: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    const fail = (err?: Error) =>
+      settle(() => {
+        const why = streamBroken(s, connection, status !== 0, err);
+        if (why === REFUSED_STREAM) resolve(why);
+        else reject(why);
+      });
+    s.once("response", (h) => {
+      status = Number(h[":status"]);
+      header = h;
+    });
+    s.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      session.notifyResponseByteRead(s);
+    });
+    s.once("end", () => {
+      // Node ends a reset stream's body as well (its rstCode set): that answer is cut short.
+      if (status === 0 || (s.rstCode !== undefined && s.rstCode !== H2.NO_ERROR)) return fail();
+      settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) }));
+    });
+    s.once("error", (err) => fail(err));
+    s.once("close", () => fail());
+  });
+}
+
+/**
+ * Opens a stream for a call on the session and sends its request; `onStream`
+ * reads the answer, settling the call once through `settle`. A cancellation
+ * before it settles closes the stream (CANCEL) and rejects with the signal's
+ * reason; a session that cannot be opened rejects UNAVAILABLE. The opening
+ * both a unary call (http2Exchange) and a server stream (connect-stream-call.ts) make.
+ */
+export function requestStream<T>(
+  session: Http2Upstream,
+  path: string,
+  headers: http2.OutgoingHttpHeaders,
+  body: Uint8Array,
+  signal: AbortSignal,
+  onStream: (stream: http2.ClientHttp2Stream, settle: (fn: () => void) => void, resolve: (value: T) => void, reject: (err: unknown) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     if (signal.aborted) return reject(ConnectError.from(signal.reason));
     let stream: http2.ClientHttp2Stream | undefined;
     let settled = false;
@@ -70,43 +117,22 @@ function http2Exchange(session: Http2Upstream, path: string, headers: http2.Outg
         // connection, and the call's on the server, until the connection closes.
         if (settled) return void s.close(H2.CANCEL);
         if (signal.aborted) return onAbort();
-        // Taken now: a closed stream no longer names its session.
-        const connection = s.session;
-        let status = 0; // 0: no answer yet
-        let header: http2.IncomingHttpHeaders = {};
-        const chunks: Buffer[] = [];
-        // Why the stream ended without its END_STREAM: its reset code, or the connection gone.
-        const broken = (err?: Error): ConnectError | typeof REFUSED_STREAM => {
-          if (s.rstCode === H2.REFUSED_STREAM) return REFUSED_STREAM;
-          if (connectionLost(connection, s.rstCode, err)) return new ConnectError(`the connection to the server was lost${err ? `: ${err.message}` : ""}`, Code.Unavailable, undefined, undefined, err);
-          return resetError(s.rstCode ?? H2.INTERNAL_ERROR, status !== 0);
-        };
-        const fail = (err?: Error) =>
-          settle(() => {
-            const why = broken(err);
-            if (why === REFUSED_STREAM) resolve(why);
-            else reject(why);
-          });
-        s.once("response", (h) => {
-          status = Number(h[":status"]);
-          header = h;
-        });
-        s.on("data", (chunk: Buffer) => {
-          chunks.push(chunk);
-          session.notifyResponseByteRead(s);
-        });
-        s.once("end", () => {
-          // Node ends a reset stream's body as well (its rstCode set): that answer is cut short.
-          if (status === 0 || (s.rstCode !== undefined && s.rstCode !== H2.NO_ERROR)) return fail();
-          settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) }));
-        });
-        s.once("error", (err) => fail(err));
-        s.once("close", () => fail());
+        onStream(s, settle, resolve, reject);
         s.end(body);
       },
       (err: unknown) => settle(() => reject(new ConnectError(`cannot reach the server: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err))),
     );
   });
+}
+
+/**
+ * Why a stream ended without its END_STREAM (or its answer whole): REFUSED_STREAM
+ * (not processed: send again), the connection gone (UNAVAILABLE), else its reset code.
+ */
+export function streamBroken(s: http2.ClientHttp2Stream, connection: http2.Http2Session | undefined, answered: boolean, err?: Error): ConnectError | typeof REFUSED_STREAM {
+  if (s.rstCode === H2.REFUSED_STREAM) return REFUSED_STREAM;
+  if (connectionLost(connection, s.rstCode, err)) return new ConnectError(`the connection to the server was lost${err ? `: ${err.message}` : ""}`, Code.Unavailable, undefined, undefined, err);
+  return resetError(s.rstCode ?? H2.INTERNAL_ERROR, answered);
 }
 
 /** HTTP/2's error codes (RFC 9113, 7) that a call's end is judged by. */

@@ -70,7 +70,7 @@ export function createPeers(
 
 /**
  * The connection a peer's calls go on: unary calls through connectUnaryCall,
- * streams through connect-node's client. An UpstreamSession (upstream.ts);
+ * server streams through connectStreamCall, client and bidi streams through connect-node's client. An UpstreamSession (upstream.ts);
  * connect-node's Http2SessionManager fits too (tests compare the two).
  */
 export type PeerConnection = Http2Upstream & { readonly authority: string };
@@ -84,8 +84,8 @@ export type PeerConnection = Http2Upstream & { readonly authority: string };
  * ~220 and ~200 us; a stock @grpc/grpc-js client ~170 us, the server ~330 us
  * for it. The services still serve gRPC (and gRPC-web) to everyone else.
  * Unary calls, nearly all of them, are sent by connectUnary, without
- * connect-node's client machinery; streams by connect-node. A session with
- * frames (upstreamSessions' default) carries the unary calls in frames on a
+ * connect-node's client machinery, server streams by connectServerStream. A session with
+ * frames (upstreamSessions' default) carries both in frames on a
  * TCP connection of their own to a server that speaks them (frames.ts: ~38 us
  * of CPU per call on each side in bench/rpc-clients.ts, HTTP/2 ~130).
  */

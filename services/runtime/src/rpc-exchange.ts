@@ -34,6 +34,29 @@ export interface RpcExchange extends AsyncIterable<Buffer> {
   respond(status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void;
 }
 
+/**
+ * An answer written in parts as it comes (a server stream's messages): on an
+ * HTTP/2 stream (StreamExchange) or in frames (frames.ts).
+ */
+export interface PartsExchange extends RpcExchange {
+  /** false: the client takes only a whole answer (a call in frames made as a unary one). */
+  readonly inParts?: boolean;
+  /** Starts the answer: its head goes out with the first part or the end. */
+  writeHead(status: number, headers: Record<string, string>): void;
+  /** A part; resolves once the client may take more (its flow control: a slow reader holds the writer, not this process's memory). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** The last part: the answer is complete. */
+  end(chunk: Uint8Array): void;
+  /** Gives up on the answer: the client's read fails INTERNAL, never reads as an answer cut short. */
+  reset(): void;
+}
+
+/** The exchange can answer in parts (a server stream's): an HTTP/2 stream, or a frames call whose client reads one. */
+export function answersInParts(exchange: RpcExchange): exchange is PartsExchange {
+  const parts = exchange as Partial<PartsExchange>;
+  return parts.writeHead !== undefined && parts.inParts !== false;
+}
+
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
 
@@ -81,7 +104,7 @@ const ignore = () => {};
  * and one write of the whole answer, trailers only when asked for; or a
  * server stream's answer in parts (writeHead, write, end).
  */
-export class StreamExchange implements RpcExchange {
+export class StreamExchange implements PartsExchange {
   readonly method: string;
   readonly url: string;
   readonly authority: string;
@@ -176,9 +199,15 @@ export class StreamExchange implements RpcExchange {
     this.stream.end(this.held.length === 0 ? chunk : Buffer.concat([...this.takeHeld(), chunk]));
   }
 
-  /** Gives up on the answer: the stream is reset (INTERNAL_ERROR), as node does for a handler that failed. */
+  /**
+   * Gives up on the answer: the stream is reset (INTERNAL_ERROR), as node does for a handler that failed.
+   * Once its head went out, by destroy: node's close(code) would send END_STREAM first, and the
+   * client read a clean end without the end of the stream.
+   */
   reset(): void {
-    if (!this.stopHolding()) this.stream.close(HTTP2_INTERNAL_ERROR);
+    if (this.stopHolding()) return;
+    if (this.stream.headersSent) this.stream.destroy(new Error("the server gave up on the answer"));
+    else this.stream.close(HTTP2_INTERNAL_ERROR);
   }
 
   private head: http2.OutgoingHttpHeaders | undefined;

@@ -22,7 +22,7 @@ import { inHttpServerSpan, TRACEPARENT_HEADER, tracingEnabled, tracingIntercepto
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
-import { nodeExchange, StreamExchange, type RpcExchange } from "./rpc-exchange.js";
+import { answersInParts, nodeExchange, StreamExchange, type RpcExchange } from "./rpc-exchange.js";
 import { validateInterceptor } from "./validation.js";
 
 /** Handles a plain HTTP request and returns true, or returns false to leave it to the RPC router. */
@@ -457,7 +457,7 @@ function nodeAdapter(
   const serveRpc = (exchange: RpcExchange): boolean => {
     if (rpcFilter?.(exchange)) return true;
     const path = exchange.url.split("?", 2)[0];
-    return paths.has(path) && (connectUnary(exchange, path) || (exchange instanceof StreamExchange && connectStream(exchange, path)));
+    return paths.has(path) && (connectUnary(exchange, path) || (answersInParts(exchange) && connectStream(exchange, path)));
   };
   const handler = (req: NodeReq, res: NodeRes) => {
     if (req.method === "POST" && serveRpc(nodeExchange(req, res))) return;

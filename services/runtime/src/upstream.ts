@@ -18,12 +18,12 @@
 // - the socket never holds the process open (the caller's own server does).
 // What it adds: a connection is retired before its stream ids run out.
 // Deadlines, cancellation, resets and a refused call sent again are each call's
-// own (connectUnaryCall, http2-exchange.ts; streams: connect-node's client).
+// own (connectUnaryCall, http2-exchange.ts; server streams: connect-stream-call.ts).
 // Like the manager as we made it, no PING keepalive: a lost connection is found
 // by TCP or by a call's deadline.
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { FrameLink, type FrameOutcome } from "./frames.js";
+import { FrameLink, type FrameOutcome, type FrameStreamOutcome } from "./frames.js";
 import type { Http2Upstream } from "./http2-exchange.js";
 
 /** A connection without a frame this long is closed (connect-node's idle timeout). */
@@ -65,10 +65,13 @@ export class UpstreamSession implements Http2Upstream {
     this.authority = new URL(url).origin;
     const link = (this.#frames = frames ? new FrameLink(url) : undefined);
     this.frames = link && ((path, headers, body, signal) => link.exchange(path, headers, body, signal));
+    this.framesStream = link && ((path, headers, body, signal) => link.stream(path, headers, body, signal));
   }
 
   /** A unary call in frames (connectUnaryCall): BY_HTTP2 when the server does not speak them; undefined: frames off. */
   readonly frames: ((path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) => Promise<FrameOutcome>) | undefined;
+  /** A server stream in frames (connectStreamCall), as `frames`. */
+  readonly framesStream: ((path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) => Promise<FrameStreamOutcome>) | undefined;
 
   /**
    * A stream for one call. `headers` is the call's own object: the method and

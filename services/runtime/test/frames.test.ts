@@ -14,6 +14,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { create } from "@bufbuild/protobuf";
 import { BY_HTTP2, FrameLink, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
@@ -360,4 +362,134 @@ test("once a server was found not to speak frames, no call waits for a preface a
     await front.close();
     await server.close();
   }
+});
+
+describe("server streams in frames between our processes", () => {
+  let server: RunningServer;
+  /** How many messages the endless stream produced, and whether its signal had aborted (and why) when it ended. */
+  const endless = { produced: 0, ended: [] as Array<Code | undefined> };
+  /** ENDLESS's messages carry this many bytes of padding (a slow reader's window fills in a few). */
+  const PADDING = 16 * 1024;
+  const ENDLESS = randomUUID();
+
+  before(async () => {
+    server = await startServer({
+      name: "streams",
+      logger: captureLogger("silent").logger,
+      metrics: new Metrics(),
+      services: [PaymentService],
+      routes: (router) =>
+        router.service(PaymentService, {
+          watchTip: async function* (req, ctx) {
+            ctx.responseHeader.set("x-test-answer", "watching");
+            if (req.tipId !== ENDLESS) {
+              yield { tip: { tipId: "1" } };
+              yield { tip: { tipId: "2" } };
+              ctx.responseTrailer.set("x-test-end", "done");
+              return;
+            }
+            try {
+              for (endless.produced = 0; !ctx.signal.aborted; ) {
+                yield { tip: { tipId: String(++endless.produced), message: "x".repeat(PADDING) } };
+                await new Promise((resolve) => setImmediate(resolve));
+              }
+            } finally {
+              endless.ended.push(ctx.signal.aborted ? ConnectError.from(ctx.signal.reason).code : undefined);
+            }
+          },
+        }),
+    });
+  });
+  after(() => server.close());
+
+  async function client() {
+    const t = await tap(server.port);
+    const session = new UpstreamSession(t.url, {}, undefined, true);
+    const transport = internalTransport(t.url, session, []);
+    return { t, transport, payment: createClient(PaymentService, transport), close: () => (session.close(), t.close()) };
+  }
+
+  /** The endless stream through `transport` directly (connect-es's client keeps a reader's return() from the stream). */
+  function endlessStream(transport: ReturnType<typeof internalTransport>, signal?: AbortSignal) {
+    return transport.stream(PaymentService.method.watchTip, signal, 30_000, undefined, (async function* () {
+      yield create(WatchTipRequestSchema, { tipId: ENDLESS });
+    })());
+  }
+
+  test("a stream goes in frames on the unary calls' connection: its messages, headers and trailers", async () => {
+    const c = await client();
+    try {
+      let header: Headers | undefined;
+      let trailer: Headers | undefined;
+      const seen: string[] = [];
+      for await (const m of c.payment.watchTip({ tipId: randomUUID() }, { timeoutMs: 5_000, onHeader: (h) => (header = h), onTrailer: (t) => (trailer = t) })) seen.push(m.tip!.tipId);
+      assert.deepEqual(seen, ["1", "2"]);
+      assert.equal(header?.get("x-test-answer"), "watching");
+      assert.equal(trailer?.get("x-test-end"), "done");
+      assert.equal(c.t.firstBytes.length, 1, "one connection");
+      assert.equal(c.t.frames(), 1, "in frames, not HTTP/2");
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a reader that stops cancels the stream: the handler hears CANCELED and ends", async () => {
+    const c = await client();
+    try {
+      endless.ended.length = 0;
+      const res = await endlessStream(c.transport);
+      let read = 0;
+      for await (const _ of res.message) if (++read === 2) break;
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.deepEqual(endless.ended, [Code.Canceled]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("a slow reader holds the handler, not memory: it runs at most a window ahead, and on as the reader reads", async () => {
+    const c = await client();
+    try {
+      endless.ended.length = 0;
+      const caller = new AbortController();
+      const res = await endlessStream(c.transport, caller.signal);
+      const it = res.message[Symbol.asyncIterator]();
+      assert.equal((await it.next()).value?.tip?.tipId, "1");
+      // Many turns of the event loop in which an unbounded handler would keep producing.
+      for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
+      // The client's window (64 KiB) of 16 KiB messages, a message in each side's hands, the socket's buffers' none (flow control is per call).
+      assert.ok(endless.produced <= 8, `the handler produced ${endless.produced} messages for a reader that took 1`);
+      for (let read = 2; read <= 40; read++) assert.equal((await it.next()).value?.tip?.tipId, String(read));
+      assert.ok(endless.produced >= 40);
+      caller.abort();
+      await assert.rejects(it.next(), (err: unknown) => ConnectError.from(err).code === Code.Canceled);
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.deepEqual(endless.ended, [Code.Canceled]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test("the connection lost mid-stream (the peer's process gone): UNAVAILABLE for the reader, the handler hears it; the next stream opens a new connection", async () => {
+    const c = await client();
+    try {
+      endless.ended.length = 0;
+      const res = await endlessStream(c.transport);
+      const it = res.message[Symbol.asyncIterator]();
+      await it.next();
+      c.t.cut();
+      const err = await (async () => {
+        for (let r = await it.next(); !r.done; r = await it.next());
+      })().then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(err?.code, Code.Unavailable, err?.message);
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.deepEqual(endless.ended, [Code.Canceled]);
+      const seen: string[] = [];
+      for await (const m of c.payment.watchTip({ tipId: randomUUID() }, { timeoutMs: 5_000 })) seen.push(m.tip!.tipId);
+      assert.deepEqual(seen, ["1", "2"]);
+      assert.equal(c.t.frames(), 2);
+    } finally {
+      await c.close();
+    }
+  });
 });

@@ -115,6 +115,8 @@ describe("a server's RPCs called in the same process", () => {
     "over the network": () => createGrpcTransport({ baseUrl: server.url, interceptors: [asCaller] }),
     // What a service's peers in another process use: the Connect protocol's unary calls on the session, streams through connect-node.
     "peers over the network": () => internalTransport(server.url, new UpstreamSession(server.url), [asCaller]),
+    // The same, unary calls and server streams in frames (frames.ts).
+    "peers in frames": () => internalTransport(server.url, new UpstreamSession(server.url, {}, undefined, true), [asCaller]),
   };
 
   for (const [how, transport] of Object.entries(transports)) {

@@ -9,6 +9,7 @@ import { describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { createPeers, internalTransport, UpstreamSession } from "../src/index.js";
 
 /** What the raw server does with each call once its request has arrived. */
@@ -227,4 +228,73 @@ describe("the peers' HTTP/2 client: content types, as connect-node's client read
       assert.equal(name(outcome.connectNode.code), name(code), outcome.connectNode.message);
     });
   }
+});
+
+describe("the peers' HTTP/2 client: server streams cut short", () => {
+  /** WatchTip through the peers' client on a raw server: the messages read, and the code it ended with. */
+  async function watch(url: string): Promise<{ read: number; code: Code | "ok"; message: string }> {
+    const session = new UpstreamSession(url);
+    let read = 0;
+    try {
+      for await (const _ of createClient(PaymentService, internalTransport(url, session, [])).watchTip({ tipId: "t" }, { timeoutMs: 3_000 })) read++;
+      return { read, code: "ok", message: "" };
+    } catch (err) {
+      const e = ConnectError.from(err);
+      return { read, code: e.code, message: e.rawMessage };
+    } finally {
+      session.close();
+    }
+  }
+  const streamHead = { ":status": 200, "content-type": "application/connect+proto" };
+  /** An empty message's envelope. */
+  const EMPTY_MESSAGE = Buffer.from([0, 0, 0, 0, 0]);
+
+  test("a stream closed after a message without the end of the stream (RST_STREAM NO_ERROR) is INTERNAL, the server's failure, never INVALID_ARGUMENT", async () => {
+    const outcome = await withServer(
+      (stream) => {
+        stream.respond(streamHead);
+        stream.write(EMPTY_MESSAGE);
+        setTimeout(() => stream.destroy(), 30);
+      },
+      watch,
+    );
+    assert.equal(outcome.read, 1);
+    assert.equal(name(outcome.code), name(Code.Internal), outcome.message);
+  });
+
+  test("a stream reset after a message fails by the reset's code; the connection lost after one is UNAVAILABLE", async () => {
+    const reset = await withServer(
+      (stream) => {
+        stream.respond(streamHead);
+        stream.write(EMPTY_MESSAGE);
+        setTimeout(() => stream.destroy(new Error("the handler failed")), 30);
+      },
+      watch,
+    );
+    assert.equal(name(reset.code), name(Code.Internal), reset.message);
+    assert.match(reset.message, /INTERNAL_ERROR/);
+    const lost = await withServer(
+      (stream, sockets) => {
+        stream.respond(streamHead);
+        stream.write(EMPTY_MESSAGE);
+        setTimeout(() => sockets.at(-1)?.destroy(), 30);
+      },
+      watch,
+    );
+    assert.equal(lost.read, 1);
+    assert.equal(name(lost.code), name(Code.Unavailable), lost.message);
+  });
+
+  test("a message larger than the bound a unary answer has is RESOURCE_EXHAUSTED as soon as its length is read, not held up to 4 GiB", async () => {
+    const outcome = await withServer(
+      (stream) => {
+        stream.respond(streamHead);
+        const head = Buffer.alloc(5);
+        head.writeUInt32BE(0x7fffffff, 1); // 2 GiB promised; a few bytes sent, the stream left open
+        stream.write(Buffer.concat([head, Buffer.alloc(16)]));
+      },
+      watch,
+    );
+    assert.equal(name(outcome.code), name(Code.ResourceExhausted), outcome.message);
+  });
 });

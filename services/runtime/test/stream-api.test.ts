@@ -15,7 +15,8 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { Metrics, startServer, type RunningServer } from "../src/index.js";
+import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
+import { StreamExchange } from "../src/rpc-exchange.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
 /** GetQrCode for this id waits until its signal aborts, records why, and fails with the reason (as a handler whose query was cancelled does). */
@@ -604,10 +605,50 @@ describe("a call that fails outside its handler (the service's contextValues thr
     await assertReported(`/${PaymentService.typeName}/WatchTip`);
   });
 
-  async function assertReported(path: string): Promise<void> {
+  test("server stream in frames (a peer's): the call reset, INTERNAL for the caller, an error line, counted", async () => {
+    const upstream = new UpstreamSession(server.url, {}, undefined, true);
+    try {
+      const transport = internalTransport(server.url, upstream, []);
+      const err = await transport
+        .stream(PaymentService.method.watchTip, undefined, 5_000, { "x-test-break": "1" }, (async function* () {
+          yield create(WatchTipRequestSchema, { tipId: randomUUID() });
+        })())
+        .then(async (res) => {
+          for await (const _ of res.message);
+        })
+        .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(err?.code, Code.Internal, err?.message);
+      assert.match(err?.rawMessage ?? "", /INTERNAL_ERROR/);
+      await assertReported(`/${PaymentService.typeName}/WatchTip`, 2);
+    } finally {
+      upstream.close();
+    }
+  });
+
+  async function assertReported(path: string, count = 1): Promise<void> {
     const lines = captured.records().filter((r) => r.msg === "call failed outside its handler" && r.path === path);
-    assert.equal(lines.length, 1, "one error line");
+    assert.equal(lines.length, count, "one error line per call");
     assert.match(JSON.stringify(lines[0].err), /contextValues broke/);
-    assert.match(await metrics.registry.metrics(), new RegExp(`ttip_rpc_failed_outside_call_total\\{path="${path.replace(/[./]/g, "\\$&")}"\\} 1\\b`));
+    assert.match(await metrics.registry.metrics(), new RegExp(`ttip_rpc_failed_outside_call_total\\{path="${path.replace(/[./]/g, "\\$&")}"\\} ${count}\\b`));
+  }
+});
+
+test("a server stream given up after its head went out is reset INTERNAL_ERROR, not ended: its client never reads a clean end without the end of the stream", async () => {
+  const server = http2.createServer();
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    const exchange = new StreamExchange(stream, headers, rawHeaders);
+    exchange.writeHead(200, { "content-type": "application/connect+proto" });
+    void exchange.write(Buffer.from([0, 0, 0, 0, 0]));
+    setTimeout(() => exchange.reset(), 30);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+  try {
+    const answer = await call(session, { ":path": `/${PaymentService.typeName}/WatchTip` }, new Uint8Array(0));
+    assert.equal(answer.body.length, 5, "the message written before");
+    assert.equal(answer.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+  } finally {
+    session.destroy();
+    await new Promise((resolve) => server.close(resolve));
   }
 });
