@@ -339,6 +339,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a held tip approved as two payments, whose callback then arrives late naming the payment support refunded: flagged as paid twice, for support", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await queryPushes();
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "two payments, I think" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    const row = await tipRow(push.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    for (let i = 0; i < 2; i++) assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    const flags = (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice'", [push.tipId])).rows;
+    assert.equal(flags.length, 1, "flagged, once");
+    assert.equal(await h.balance(w.id), 9500n);
+  });
+
   test("a held tip's approval racing its late callback that names the refunded payment: the callback's write committed while the approval waits is seen, never refunded and credited", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
