@@ -1,13 +1,14 @@
 // Ids and events as a tip makes them: the runtime's uuidV4 against crypto.randomUUID (the
-// yardstick), and buildEvent against the way it built an event before (randomUUID, the
-// subject split to check its producer, init copied with the meta), alternated in one process.
+// yardstick), timeOrderedUuid against the wallet's entry id as it was cut from one, and
+// buildEvent against the way it built an event before (randomUUID, the subject split to check
+// its producer, init copied with the meta), alternated in one process.
 // Prints CPU nanoseconds and heap bytes per id or event (what is kept counted too), and the ratios.
 //   node --min-semi-space-size=256 --max-semi-space-size=256 --import tsx bench/event-build.ts [rounds=5] [per round=5000]
 import { randomUUID } from "node:crypto";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { EventMetaSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { buildEvent, subjectOf, uuidV4 } from "@ttip/runtime";
+import { buildEvent, subjectOf, timeOrderedUuid, uuidV4 } from "@ttip/runtime";
 
 const rounds = Number(process.argv[2] ?? 5);
 const perRound = Number(process.argv[3] ?? 5_000);
@@ -26,6 +27,13 @@ function perCall(make: () => unknown): { ns: number; bytes: number } {
 }
 
 const init = { tipId: "0b6f4c1e-8d3a-4f7e-9c2b-5a1d2e3f4a5b", workerId: "5a1d2e3f-8d3a-4f7e-9c2b-0b6f4c1e4a5b", createdBy: "key-1", mpesaReceipt: "SGH12345XY" };
+
+/** The wallet's time-ordered entry id as it was made: a version 4 id's text cut and joined behind the time's. */
+function timeOrderedBefore(now = Date.now()): string {
+  const random = randomUUID();
+  const time = now.toString(16).padStart(12, "0");
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
 
 /** buildEvent as it was: randomUUID, the subject split, init copied with the meta. */
 function buildEventBefore(producer: string) {
@@ -46,5 +54,7 @@ for (let round = 1; round <= rounds; round++) {
   const idAfter = perCall(uuidV4);
   const eventBefore = perCall(() => buildEventBefore("payment"));
   const eventAfter = perCall(() => buildEvent("payment", TipSucceededSchema, init));
-  console.log(`round ${round}: ${line("id: randomUUID -> uuidV4", idBefore, idAfter)}; ${line("event built", eventBefore, eventAfter)}`);
+  const v7Before = perCall(() => timeOrderedBefore());
+  const v7After = perCall(() => timeOrderedUuid());
+  console.log(`round ${round}: ${line("id: randomUUID -> uuidV4", idBefore, idAfter)}; ${line("entry id (v7)", v7Before, v7After)}; ${line("event built", eventBefore, eventAfter)}`);
 }

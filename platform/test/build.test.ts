@@ -10,7 +10,7 @@ import path from "node:path";
 import { before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { DEV_ONLY, type BuildResult } from "../build.js";
-import { builtPlatform } from "./built-platform.js";
+import { builtPlatform, unhashedInputs } from "./built-platform.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -59,6 +59,10 @@ describe("the image's build: compiled JavaScript, no PGlite, simulators or their
     // dynamic imports, which the build replaced by a module that throws.
     const leftOut = inputs.filter((p) => p.startsWith("left-out:")).map((p) => path.relative(root, p.slice("left-out:".length)));
     assert.deepEqual(leftOut.sort(), ["services/auth/src/sms-simulator.ts", "services/notification/src/simulator.ts"]);
+  });
+
+  test("every bundled module is among the sources the shared build is hashed over (a change elsewhere would run a stale build)", () => {
+    assert.deepEqual(unhashedInputs(built.productionInputs), []);
   });
 
   test("the production tree holds no development-only file or private key; the development tree, the control, does", () => {

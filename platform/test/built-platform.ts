@@ -12,8 +12,13 @@ import { buildPlatform, type BuildResult } from "../build.js";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 /** Beside the installed packages, as the tests' compile cache: `npm ci` clears it. */
 const CACHE = path.join(root, "node_modules/.cache/ttip-platform-build");
-/** What a bundle is made of: the services' sources and migrations, the gateway, the contracts, the packages (and the admin console's build, below). */
-const SOURCES = ["services", "gateway/src", "proto/gen", "platform/src", "platform/build.ts", "platform/package.json", "package-lock.json"].map((p) => path.join(root, p));
+/**
+ * What a bundle is made of: the services' sources and migrations, the gateway, the admin console's
+ * handler, the contracts, the packages (and the admin console's build, below). A module bundled
+ * from elsewhere would run stale from a build of older sources: build.test.ts checks (unhashedInputs).
+ */
+const SOURCE_PATHS = ["services", "gateway/src", "apps/admin/handler.ts", "proto/gen", "platform/src", "platform/build.ts", "platform/package.json", "package-lock.json"];
+const SOURCES = SOURCE_PATHS.map((p) => path.join(root, p));
 /** Builds of other sources (an earlier commit's) are removed once this old: each is ~20 MB. */
 const KEEP_OTHERS_MS = 60 * 60_000;
 
@@ -29,6 +34,12 @@ function fingerprint(): string {
   const h = createHash("sha256");
   for (const f of [...SOURCES.flatMap(files), ...files(ADMIN_DIST)]) h.update(path.relative(root, f)).update("\0").update(readFileSync(f)).update("\0");
   return h.digest("hex").slice(0, 24);
+}
+
+/** The bundle's modules (metafile inputs, relative to the repository) outside the hashed sources; the packages are the lock file's. */
+export function unhashedInputs(inputs: string[]): string[] {
+  const covered = (p: string) => p.startsWith("node_modules/") || p.startsWith("left-out:") || SOURCE_PATHS.some((s) => p === s || p.startsWith(`${s}/`));
+  return inputs.filter((p) => !covered(p));
 }
 
 type Paths = Pick<BuildResult, "productionDir" | "productionEntry" | "developmentDir" | "developmentEntry">;

@@ -1592,13 +1592,14 @@ const UNMATCHED_REPORT_SWEEP_LIMIT = 1_000;
  * Deletes the oldest unmatched reports past their retention (on the database's clock, as
  * received_at is), at most `limit` of them. Returns how many went.
  */
-export async function expireUnmatchedReports(pool: Pool, retentionMs = UNMATCHED_REPORT_RETENTION_MS, limit = UNMATCHED_REPORT_SWEEP_LIMIT): Promise<number> {
+export async function expireUnmatchedReports(db: Queryable, retentionMs = UNMATCHED_REPORT_RETENTION_MS, limit = UNMATCHED_REPORT_SWEEP_LIMIT): Promise<number> {
   assert(limit > 0 && limit <= UNMATCHED_REPORT_SWEEP_LIMIT, "expiry batch out of range");
-  const { rowCount } = await pool.query(
-    `DELETE FROM notification.provider_callbacks WHERE seq IN (
-       SELECT seq FROM notification.provider_callbacks
+  // By the rows' places (ctid), as the sub-select locked them: no index finds a report by seq (migration 0009).
+  const { rowCount } = await db.query(
+    `DELETE FROM notification.provider_callbacks WHERE ctid = ANY(ARRAY(
+       SELECT ctid FROM notification.provider_callbacks
         WHERE NOT applied AND received_at < now() - make_interval(secs => $1::double precision / 1000)
-        ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED))`,
     [retentionMs, limit],
   );
   return rowCount ?? 0;

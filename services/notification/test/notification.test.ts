@@ -2000,4 +2000,33 @@ describe("delivery reports no delivery matches", () => {
       await db.drop();
     }
   });
+
+  test("an applied report enters no index (each is on reports not applied), and the expiry, as a connection keeps it, reads the table by index and row place only", async () => {
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, "notification", fileURLToPath(new URL("../migrations", import.meta.url)));
+      const { rows: indexes } = await db.pool.query<{ name: string; predicate: string | null }>(
+        `SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS predicate FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+          WHERE i.indrelid = 'notification.provider_callbacks'::regclass ORDER BY 1`,
+      );
+      assert.deepEqual(indexes, [
+        { name: "provider_callbacks_pending", predicate: "(NOT applied)" },
+        { name: "provider_callbacks_unmatched_age", predicate: "(NOT applied)" },
+      ]);
+      // Many reports applied, a few long unmatched: the expiry must not read the applied ones.
+      await db.pool.query(
+        `INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied, received_at)
+         SELECT 'africastalking', 'delivery', 'm-' || i, 'delivered', '{}', i > 5, now() - interval '3 days' FROM generate_series(1, 5000) AS i`,
+      );
+      await db.pool.query("ANALYZE notification.provider_callbacks");
+      const plans = await keptPlans(db.pool, new Set(["provider_callbacks"]), (q) => expireUnmatchedReports(q, UNMATCHED_REPORT_RETENTION_MS, 3));
+      assert.equal(plans.length, 1);
+      const reads = plans[0].reads.map((r) => r["Node Type"]);
+      assert.ok(reads.length === 2 && reads.every((t) => t === "Tid Scan" || t.startsWith("Index")), reads.join(", "));
+      const left = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM notification.provider_callbacks WHERE NOT applied");
+      assert.equal(left.rows[0].n, 2, "three of the five expired");
+    } finally {
+      await db.drop();
+    }
+  });
 });

@@ -542,6 +542,39 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_k
 }
 
 /**
+ * What became of a held tip's receipt when it is a paybill payment parked in suspense that support refunded
+ * ("refunded"), or that funds another tip ("paid_elsewhere"); undefined otherwise. A tip an STK query reported
+ * paid without a receipt is held when such a payment fits it (receiptless.ts: TieDoubt); its callback arriving
+ * late with that very receipt says it was that payment, whose money is spent.
+ */
+export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<"refunded" | "paid_elsewhere" | undefined> {
+  if (!tip.mpesa_receipt) return undefined;
+  const { rows } = await db.query<{ resolution: string }>(
+    `SELECT resolution FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'
+        AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2))`,
+    [tip.mpesa_receipt, tip.tip_id],
+  );
+  return rows[0] ? (rows[0].resolution === "refund" ? "refunded" : "paid_elsewhere") : undefined;
+}
+
+/** Before a held tip's approval: refused when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. */
+export async function refuseSpentReceiptApproval(deps: Deps, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
+  const spent = await spentReceiptOf(deps.ctx.pool, tip);
+  if (!spent) return;
+  const fate = spent === "refunded" ? "was refunded to the customer by support" : "was credited as another tip";
+  throw new InvalidStateError(`tip_id: its receipt ${tip.mpesa_receipt} is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
+}
+
+/**
+ * A held tip just rejected whose receipt's money is spent (spentReceiptOf): its customer reads why (refunded, or
+ * credited as another tip), not that the payment will be refunded, which support might then do a second time.
+ */
+export async function rejectedAsSpent(tx: Queryable, tip: TipRow, spent: "refunded" | "paid_elsewhere"): Promise<TipRow> {
+  const { rows } = await tx.query<TipRow>("UPDATE payment.tips SET result_code = $2, result_message = $3 WHERE tip_id = $1 RETURNING *", [tip.tip_id, spent, resultMessage(spent)]);
+  return rows[0];
+}
+
+/**
  * Before a held tip's rejection, for a tip funded by a paybill payment parked in suspense: closes the payment's
  * match key of its round (as the approval does first), and answers the round when the key holds that close
  * alone, so that the reopened payment matches under the next round's key. A failed approval closed the key

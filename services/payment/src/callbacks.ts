@@ -3,11 +3,10 @@
 // one statement that decides the usual STK success), then checked:
 // source address, the per-attempt token in the path, the body's shape, and
 // the ids, amount and phone against our own record. Nothing unmatched is credited.
-import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, uuidV4, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
@@ -69,7 +68,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = CALLBACK_ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance" : "mpesa_status";
-  const callbackId = randomUUID();
+  const callbackId = uuidV4();
   const raw: RawCallback = { callbackId, source, path: redactToken(path), remoteAddress: from, body };
   const allowed = addressAllowed(from, config.callbackAllowList);
   const stk = req.method === "POST" && allowed && !truncated && match?.[1] === "stk" ? readStkOutcome(body) : undefined;

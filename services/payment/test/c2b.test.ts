@@ -292,6 +292,28 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     });
   }
 
+  test("a tip held because the only parked payment fitting its STK query's success was refunded, whose callback then arrives late naming that very payment: its approval is refused, never refunded and credited", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    // The push's callback, late: its receipt is the refunded payment's (it was this tip's payment after all).
+    const row = await tipRow(push.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, other.transId);
+    await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /refunded to the customer by support: approving would pay it twice/.test(e.rawMessage));
+    const rejected = (await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "refunded already" })).tip!;
+    assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, "refunded"], "the customer reads that the payment was refunded, not that it will be");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a push whose callback is lost, reported paid by STK query (no receipt): an open parked payment of its number and amount is tied before an earlier one support refunded", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);

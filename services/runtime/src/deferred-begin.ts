@@ -19,7 +19,8 @@ interface ProtocolConnection {
   stream: { writable: boolean; write(chunk: Uint8Array): boolean };
   query(text: string): void;
   bind(config: unknown): void;
-  close(config: { type: string; name?: string }): void;
+  parse(config: { text: string; name: string; types?: unknown }): void;
+  describe(config: { type: string; name: string }): void;
   sync(): void;
   parsedStatements: Record<string, string | undefined>;
   submittedNamedStatements: Record<string, string | undefined>;
@@ -59,7 +60,10 @@ interface PgQuery {
   values?: unknown[];
   binary?: boolean;
   rows?: number;
+  types?: unknown;
   requiresPreparation(): boolean;
+  /** The statement is prepared on the connection, or its Parse is on the way. */
+  hasBeenParsed(connection: ProtocolConnection): boolean;
   submit(connection: ProtocolConnection): Error | null;
   prepare(connection: ProtocolConnection): void;
   handleCommandComplete(message: unknown, connection: ProtocolConnection): void;
@@ -206,22 +210,34 @@ class StatementQuery extends PgQuery {
     // Read in pages or in binary, a statement goes as pg sends it: its rows' shape is its own.
     if (name === undefined || this.rows || this.binary) return super.prepare(connection);
     const known = connection.parsedStatements[name] === this.text ? describedColumns.get(connection)?.get(name) : undefined;
-    if (!known) {
-      // Parsed now (or again), or not yet described: pg's Parse, Bind, Describe, Execute, and the answer kept.
-      this.describing = connection;
-      return super.prepare(connection);
+    // pg's prepare (lib/query.js), but for a value Bind cannot encode (see bindFailed), and without
+    // Describe where the connection was told the columns before.
+    if (!this.hasBeenParsed(connection)) {
+      connection.parse({ text: this.text, name, types: this.types });
+      connection.submittedNamedStatements[name] = this.text;
     }
-    // pg's prepare (lib/query.js) for a statement parsed before, without Describe.
     try {
       connection.bind({ portal: this.portal, statement: name, values: this.values, binary: this.binary, valueMapper: pgUtils.prepareValue });
     } catch (err) {
-      connection.close({ type: "S", name });
-      connection.sync();
-      this.handleError(err as Error, connection);
-      return;
+      return this.bindFailed(err as Error, connection);
     }
-    if (known.length) this.handleRowDescription({ fields: known });
+    if (!known) {
+      // Parsed now (or again), or not yet described: described, and the answer kept.
+      this.describing = connection;
+      connection.describe({ type: "P", name: this.portal || "" });
+    } else if (known.length) this.handleRowDescription({ fields: known });
     this._getRows(connection as ProtocolConnection & { execute(config: unknown): void }, this.rows);
+  }
+
+  /**
+   * A value Bind could not encode (a JSON value with a cycle or a bigint in it): nothing of the
+   * run was written past the Parse, so only Sync follows. pg closes the statement here, yet keeps
+   * it booked as prepared (its ParseComplete books it after the Close is written): every later
+   * run of it on the connection would then fail (26000, "prepared statement does not exist").
+   */
+  private bindFailed(err: Error, connection: ProtocolConnection): void {
+    connection.sync();
+    this.handleError(err, connection);
   }
 
   handleRowDescription(message: { fields: FieldDescription[] }): void {

@@ -361,9 +361,21 @@ function http2Server(onStream: StreamListener, maxAgeMs: number, idleMs: number)
     // Jitter, so sessions opened together do not all reconnect at once.
     const timer = maxAgeMs > 0 ? setTimeout(() => retire(session), maxAgeMs * (0.9 + Math.random() * 0.2)) : undefined;
     timer?.unref();
-    // Idle (node re-arms the timer on every frame): GOAWAY, its streams finish; still open an idle period later: cut.
+    // Streams whose request was read whole: calls running (a server stream waiting for news, as WatchTip does for up to 15 minutes).
+    const calls = new Set<http2.ServerHttp2Stream>();
+    session.on("stream", (stream) => {
+      calls.add(stream);
+      stream.once("close", () => calls.delete(stream));
+    });
+    // Idle (node re-arms the timer on every frame): GOAWAY, its streams finish; still open an idle period later: cut,
+    // unless a call is running on it (as a frames connection: frames.ts), which its deadline or its end closes.
+    // A stream whose request never ended is no call: the client sends nothing, and the session is cut all the same.
     session.setTimeout(idleMs);
-    session.on("timeout", () => (session.closed ? session.destroy() : retire(session)));
+    session.on("timeout", () => {
+      for (const stream of calls) if (stream.readableEnded) return;
+      if (session.closed) session.destroy();
+      else retire(session);
+    });
     session.once("close", () => {
       clearTimeout(timer);
       sessions.delete(session);

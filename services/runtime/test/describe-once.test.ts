@@ -125,3 +125,30 @@ test("a connection reset (its session ended) leaves nothing behind: the new conn
     await pool.end();
   }
 });
+
+test("a value Bind cannot encode fails its run only: the statement stays prepared on the connection, parsed before or in the same write", async () => {
+  const { pool, describes } = countingPool();
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  const unencodable = (tx: pg.PoolClient, text: string) => tx.query(text, [1, cyclic]);
+  try {
+    const before = "SELECT label, pg_backend_pid() AS pid FROM described WHERE id = $1 AND $2::jsonb IS NOT NULL";
+    const { pid } = (await pool.query<{ pid: number }>(before, [1, {}])).rows[0];
+    // In a transaction (its connection is kept after a failed statement): second, then first statement.
+    await assert.rejects(withTransaction(pool, async (tx) => {
+      await tx.query("SELECT $1::int AS one", [1]);
+      await unencodable(tx, before);
+    }), /circular/i);
+    await assert.rejects(withTransaction(pool, (tx) => unencodable(tx, before)), /circular/i);
+    const again = (await pool.query<{ label: string; pid: number }>(before, [2, {}])).rows[0];
+    assert.deepEqual(again, { label: "row 2", pid }, "the same connection runs the statement it had prepared");
+
+    const fresh = "SELECT label FROM described WHERE id = $1 AND $2::jsonb IS NOT NULL ORDER BY id";
+    await assert.rejects(withTransaction(pool, (tx) => unencodable(tx, fresh)), /circular/i);
+    assert.equal((await pool.query<{ label: string }>(fresh, [3, {}])).rows[0].label, "row 3");
+    assert.equal((await pool.query<{ label: string }>(fresh, [4, {}])).rows[0].label, "row 4");
+    assert.equal(describes.length, 1, "one connection throughout");
+  } finally {
+    await pool.end();
+  }
+});

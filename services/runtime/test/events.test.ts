@@ -41,4 +41,15 @@ describe("event subjects declared in the contracts", () => {
     const replayed = fromBinary(TipSucceededSchema, buildEvent("payment", TipSucceededSchema, { tipId: "t2" }, "", at).data);
     assert.equal(Number(replayed.meta!.occurredAt!.seconds) * 1000, at.getTime(), "the time it is given");
   });
+
+  test("event ids are in time order (UUID version 7), so inboxes add them at an index's end", () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 50 }, () => buildEvent("payment", TipSucceededSchema, { tipId: "t1" }).id);
+    assert.equal(new Set(ids).size, ids.length);
+    for (const id of ids) {
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = parseInt(id.replace(/-/g, "").slice(0, 12), 16);
+      assert.ok(ms >= before && ms <= Date.now(), `${id} carries the time it was built`);
+    }
+  });
 });

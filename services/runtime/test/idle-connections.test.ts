@@ -13,6 +13,7 @@ import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { frameServer, FRAMES_PREFACE } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type ConnectionLimits } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
@@ -178,6 +179,48 @@ test("an idle HTTP/2 session is told GOAWAY and closes", async () => {
     if (!session.closed && !session.destroyed) await once(session, "close");
     assert.ok(await callInFrames(server.url));
   } finally {
+    await server.close();
+  }
+});
+
+test("an HTTP/2 session idle with a server stream open is left open: the stream's next message and its end come after several idle periods", async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const server = await startServer({
+    name: "idle",
+    logger: captureLogger("silent").logger,
+    metrics: new Metrics(),
+    services: [PaymentService],
+    validate: false, // an empty request is enough here
+    connectionLimits: { firstBytesMs: LONG, idleMs: 100 },
+    routes: (router) =>
+      router.service(PaymentService, {
+        watchTip: async function* () {
+          yield { tip: { tipId: "1" } };
+          await released; // news comes late, as a tip's outcome may
+          yield { tip: { tipId: "2" } };
+        },
+      }),
+  });
+  const session = http2.connect(server.url);
+  session.on("error", () => undefined);
+  try {
+    const stream = session.request({ ":method": "POST", ":path": `/${PaymentService.typeName}/WatchTip`, "content-type": "application/connect+proto", "connect-protocol-version": "1" });
+    stream.on("error", () => undefined);
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    const closed = new Promise<number | undefined>((resolve) => stream.once("close", () => resolve(stream.rstCode)));
+    stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    await eventually("the first message", () => chunks.length > 0);
+    // Six idle periods with nothing on the session: one idle with no call open is told GOAWAY after one and cut after two.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    release();
+    assert.equal(await closed, http2.constants.NGHTTP2_NO_ERROR, "the stream ended cleanly");
+    const flags: number[] = [];
+    for (let body = Buffer.concat(chunks); body.length >= 5; body = body.subarray(5 + body.readUInt32BE(1))) flags.push(body[0]);
+    assert.deepEqual(flags, [0, 0, 2], "two messages, then the end of the stream");
+  } finally {
+    session.destroy();
     await server.close();
   }
 });

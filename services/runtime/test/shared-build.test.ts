@@ -49,6 +49,20 @@ test("sharedBuild: a failed build leaves nothing, and the next caller builds; a 
   assert.equal(readFileSync(path.join(dir, "second"), "utf8"), "2");
 });
 
+test("sharedBuild: a build whose lock was taken over as stale, finishing after the other's landed, gets the other's whole build", async () => {
+  const dir = path.join(parent, "overtaken");
+  const landed = await sharedBuild(dir, async (aside) => {
+    mkdirSync(aside);
+    writeFileSync(path.join(aside, "mine"), "1");
+    // Meanwhile the process that took the lock over built and renamed its own into place.
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, "theirs"), "2");
+  });
+  assert.equal(landed, dir);
+  assert.deepEqual(readdirSync(dir), ["theirs"]);
+  assert.deepEqual(readdirSync(parent).filter((n) => n.startsWith("overtaken")), ["overtaken"], "no lock or half-made directory left");
+});
+
 test("removeOldBuilds: removes the others last changed before the bound, keeps the current one and young ones", () => {
   const dirOf = (n: string) => path.join(parent, "old", n);
   for (const n of ["current", "stale", "young"]) mkdirSync(dirOf(n), { recursive: true });

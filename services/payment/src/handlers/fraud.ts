@@ -8,7 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, reopenFundingPayment } from "../c2b.js";
+import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, refuseSpentReceiptApproval, rejectedAsSpent, reopenFundingPayment, spentReceiptOf } from "../c2b.js";
 import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
@@ -65,6 +65,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     const split = approvedSplit(tip);
     if (req.approve) {
+      await refuseSpentReceiptApproval(deps, tip);
       await closeSuspenseMatch(deps, tip);
       // Idempotent on its key: a repeated approval posts nothing new.
       await deps.ledger.releaseFromSuspense({
@@ -78,6 +79,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
     // may have closed it), so that the payment reopened below is matched under a key nothing holds.
     const closedRound = req.approve ? undefined : await closeMatchBeforeReopen(deps, tip);
+    const spent = req.approve ? undefined : await spentReceiptOf(pool, tip);
     const updated = await withTransaction(pool, async (tx) => {
       if (!req.approve) await lockFundingReceipt(tx, tip);
       const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
@@ -90,7 +92,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         return t;
       }
       // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
-      const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? t;
+      const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
       await emitEvent(tx, "payment", TipFailedSchema, {
         tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
         resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,

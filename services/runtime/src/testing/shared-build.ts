@@ -40,6 +40,10 @@ export async function sharedBuild(dir: string, build: (aside: string) => Promise
     try {
       await build(aside);
       renameSync(aside, dir);
+    } catch (err) {
+      // A build slower than the stale bound had its lock taken over, and the other's may have
+      // landed first (a rename onto it fails): that one is whole, and taken.
+      if (!existsSync(dir)) throw err;
     } finally {
       rmSync(aside, { recursive: true, force: true });
     }
