@@ -4,11 +4,11 @@
 // confirmation is stored raw first, then applied once per M-Pesa receipt
 // (TransID), whichever of the STK callback and the C2B confirmation comes
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
@@ -234,7 +234,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
   const paid = p.amountMinor!;
   const quote = await deps.ledger.quoteTip(paid, false);
   const workerReceives = quote.workerReceives!.amountMinor;
-  const tipId = randomUUID();
+  const tipId = timeOrderedUuid();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
     const settled = await receiptSettled(tx, p.transId, insertRow, row);
     if (settled) return settled;
@@ -737,7 +737,7 @@ export async function resolveSuspense(
     await lockReceipt(tx, row.trans_id);
     const current = await load(tx, true);
     if (!current || current.resolution !== "open") return undefined;
-    const tip = await insertPaybillTip(tx, { tipId: randomUUID(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
+    const tip = await insertPaybillTip(tx, { tipId: timeOrderedUuid(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
       paid: row.amount_minor, workerReceives, feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
     const { rows } = await tx.query<C2bRow>(
       "UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now(), reason = reason || ' | matched to ' || $4 || ': ' || $5 WHERE trans_id = $1 RETURNING *",

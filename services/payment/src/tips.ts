@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
+import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
 import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -165,7 +165,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
-  const terms: TipTerms = { tipId: uuidV4(), fp, charged, quote, phoneMasked, config };
+  // In time order, so payment.tips_pkey grows at its end: a random id lands on a leaf that, on a
+  // grown table, is written whole to the WAL after each checkpoint.
+  const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config };
   const tip = placement(t, terms);
   // With the other tips placed meanwhile: one statement and one commit for the group.
   let placed = await placeTip(pool, tip, false);

@@ -62,6 +62,8 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     // SUCCEEDED when the simulator's callback (30 ms later) came first. Never anything else.
     assert.ok([TipStatus.PENDING, TipStatus.SUCCEEDED].includes(created!.status), `CreateTip answered ${TipStatus[created!.status]}`);
     assert.equal(created!.charged!.amountMinor, 10000n);
+    // A tip's id is in time order (UUID version 7): payment.tips_pkey grows at its end.
+    assert.match(created!.tipId, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const pushed = h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === customer.slice(1));
     assert.equal(pushed.length, 1, "one STK push, sent before CreateTip answered");
     assert.equal(pushed[0].amount, 100);

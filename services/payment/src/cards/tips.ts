@@ -1,10 +1,10 @@
 // Card tips: created for a quote in the customer's currency, authorised by the
 // provider (3-D Secure when the bank asks), checked by the card rules, then
 // captured or cancelled, and credited once in the worker's wallet currency at the quoted rate.
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
+import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
@@ -108,7 +108,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   if (paysKes > config.rules.maxPerTipKesMinor) {
     throw fieldError("amount", `a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`);
   }
-  const tipId = randomUUID();
+  const tipId = timeOrderedUuid();
   const fx = quote.conversion;
   const { rows } = await pool.query<CardTipRow>(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
