@@ -100,6 +100,8 @@ const mode = modeArg === "cluster" || modeArg === "replicas" ? modeArg : "proces
 // "split[:a+b]": process mode with these services each in an OS process of its own (a cluster role),
 // so their work (notification's and analytics' consumers by default) leaves the platform's event loop.
 const apart = modeArg === "split" ? (replicasArg ?? "notification+analytics").split("+") : [];
+/** The services this process's counts (its CPU, its pool's statements) cover in process and split modes. */
+const servicesHere = apart.length ? `all services but ${apart.join(" and ")}, which run in processes of their own` : "all services";
 const replicaCount = Number(replicasArg ?? os.availableParallelism());
 const connectionsFor = (concurrency: number) =>
   process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
@@ -820,7 +822,7 @@ try {
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
-      (mode === "process" ? " (platform: all services and the gateway; not the customers nor the simulators, below)" : " (bench: this process, the bench's own counting; not the customers nor the simulators, below)") +
+      (mode === "process" ? ` (platform: ${servicesHere} and the gateway; not the customers nor the simulators, below)` : " (bench: this process, the bench's own counting; not the customers nor the simulators, below)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
     // More than one event loop (split, replicas, cluster): how busy each is, by its main thread's CPU (a loop at ~1 core is the limit).
     if (threadsMeasured.length > 1) {
@@ -856,7 +858,7 @@ try {
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     // The statements this process's pool sent: every service's in process mode; in the others, each counts its own.
     if (mode === "process") {
-      console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(statementTotal)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
+      console.log(`  SQL statements per tip (${apart.length ? `${servicesHere}; their events included` : "all services, incl. events and notifications"}): ${perTip(statementTotal)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
       for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
     }
     // PostgreSQL's own counts: every process's statements, whatever the mode.
