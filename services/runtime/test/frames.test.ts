@@ -15,8 +15,8 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { create } from "@bufbuild/protobuf";
-import { BY_HTTP2, FrameLink, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BY_HTTP2, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -467,6 +467,29 @@ describe("server streams in frames between our processes", () => {
       assert.deepEqual(endless.ended, [Code.Canceled]);
     } finally {
       await c.close();
+    }
+  });
+
+  test("a client that stops reading and never cancels (its host gone silent): its full window holds the handler until the call's deadline, not for ever", async () => {
+    const link = new FrameLink(`http://127.0.0.1:${server.port}`);
+    try {
+      endless.ended.length = 0;
+      const message = toBinary(WatchTipRequestSchema, create(WatchTipRequestSchema, { tipId: ENDLESS }));
+      const envelope = Buffer.alloc(5 + message.length);
+      envelope.writeUInt32BE(message.length, 1);
+      envelope.set(message, 5);
+      const headers = { "content-type": "application/connect+proto", "connect-protocol-version": "1", "connect-timeout-ms": "300" };
+      // A signal that never aborts and a body never read: only the server's own deadline can end the call.
+      const outcome = await link.stream("/ttip.payment.v1.PaymentService/WatchTip", headers, envelope, new AbortController().signal);
+      assert.ok(typeof outcome === "object", "answered in frames");
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.deepEqual(endless.ended, [Code.DeadlineExceeded]);
+      const read = (async () => {
+        for await (const _ of outcome.body);
+      })();
+      await assert.rejects(read, (err: unknown) => err instanceof FrameReset, "the answer cut short, never read as complete");
+    } finally {
+      link.close();
     }
   });
 
