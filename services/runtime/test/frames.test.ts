@@ -516,3 +516,30 @@ describe("server streams in frames between our processes", () => {
     }
   });
 });
+
+test("a streamed call answered whole (RESPONSE: a check's refusal, say) larger than the client's window is read, and breaks no connection", async () => {
+  const BIG = 100 * 1024; // past the stream window (64 KiB): a whole answer is not flow-controlled
+  const frames = frameServer({
+    serve: (exchange) => (exchange.respond(200, { "content-type": "application/connect+proto" }, Buffer.alloc(BIG, 7)), true),
+    track: () => undefined,
+    maxAgeMs: 0,
+  });
+  const listener = net.createServer((socket) => {
+    socket.on("error", () => socket.destroy());
+    socket.once("data", (head: Buffer) => (socket.pause(), frames.accept(socket, head)));
+  });
+  listener.listen(0, "127.0.0.1");
+  await once(listener, "listening");
+  const link = new FrameLink(`http://127.0.0.1:${(listener.address() as AddressInfo).port}`);
+  try {
+    const outcome = await link.stream("/ttip.payment.v1.PaymentService/WatchTip", {}, Buffer.alloc(5), new AbortController().signal);
+    assert.ok(typeof outcome === "object", "answered in frames");
+    let bytes = 0;
+    for await (const part of outcome.body) bytes += part.length;
+    assert.equal(bytes, BIG);
+  } finally {
+    link.close();
+    frames.goAway();
+    await new Promise((resolve) => listener.close(resolve));
+  }
+});
