@@ -1504,29 +1504,27 @@ export type ReportedStatus = "sent" | "delivered" | "failed";
  * Applies a provider's status report. Only forward moves: queued/retrying ->
  * sent -> delivered or failed; a late "sent" after "delivered" changes
  * nothing. A report that arrives before the send was recorded is kept and
- * applied when it is (see Dispatcher.record). Every report is kept (provider_callbacks), marked
- * applied when its delivery was found: written so at once, not written and then updated (an update
- * of `applied`, which both partial indexes read, is never HOT). Two round trips: the look, the move
- * and the report in one statement, then the fact with the COMMIT.
+ * applied when it is (see Dispatcher.record). Only such a report is kept (provider_callbacks), and
+ * only until it is applied: nothing reads a report once applied (its delivery's status and facts
+ * carry what it said), so keeping one would grow the table by a row per SMS, forever. A report
+ * with nothing to apply is not kept either. Two round trips: the look, the move and the keeping
+ * of a report no delivery carries in one statement, then the fact with the COMMIT.
  */
 export async function applyStatusReport(
   pool: Pool,
   report: { provider: string; kind: string; messageId: string; status: ReportedStatus | undefined; error?: string; payload: unknown },
 ): Promise<"applied" | "ignored" | "pending"> {
-  const kept = [report.provider, report.kind, report.messageId, report.status ?? "", JSON.stringify(report.payload)];
-  if (!report.status || !report.messageId) {
-    // Nothing to apply: kept for audits only.
-    await pool.query("INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied) VALUES ($1, $2, $3, $4, $5, true)", kept);
-    return "ignored";
-  }
+  // Nothing to apply (a status we do not act on, an event without a message id): nothing kept.
+  if (!report.status || !report.messageId) return "ignored";
   const status = report.status;
+  const kept = [report.provider, report.kind, report.messageId, status, JSON.stringify(report.payload)];
   return withTransaction(pool, async (tx) => {
     const { rows: [r] } = await tx.query<{ found: boolean; id: string | null } & Omit<DeliveryRef, "id">>(
       `WITH target AS (${MESSAGE_DELIVERY("$1", "$3")} LIMIT 1),
        moved AS (${MOVE_STATUS("SELECT delivery_id FROM target", "$4", "$6", "$7")}),
        kept AS (
-         INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied)
-         SELECT $1, $2, $3, $4, $5::jsonb, EXISTS (SELECT 1 FROM target))
+         INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload)
+         SELECT $1, $2, $3, $4, $5::jsonb WHERE NOT EXISTS (SELECT 1 FROM target))
        SELECT EXISTS (SELECT 1 FROM target) AS found, m.id, m.user_id, m.channel, m.template_key, m.attempts FROM (SELECT) AS one LEFT JOIN moved m ON true`,
       [...kept, report.error ?? null, movesFrom(status)],
     );
@@ -1554,9 +1552,14 @@ async function moveStatus(tx: Queryable, provider: string, messageId: string, st
   return true;
 }
 
+/**
+ * Applies the reports kept for `messageId`, in arrival order, and deletes them in the same
+ * transaction: nothing reads a report once applied (see applyStatusReport). A second applier
+ * (the record and the sweeper) waits for the first's row locks and then finds them gone.
+ */
 async function applyPendingCallbacks(tx: Queryable, provider: string, messageId: string) {
   const { rows } = await tx.query<{ seq: string; status: ReportedStatus }>(
-    `UPDATE notification.provider_callbacks SET applied = true
+    `DELETE FROM notification.provider_callbacks
       WHERE provider = $1 AND message_id = $2 AND NOT applied AND status <> '' RETURNING seq, status`,
     [provider, messageId],
   );
