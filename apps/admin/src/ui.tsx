@@ -3,6 +3,7 @@
 // admin's laptop is set to: fees, filters and records are Kenyan, and a laptop left on UTC would move them by 3 h.
 import { useId, useRef, useState, type ReactNode, type SyntheticEvent } from "react";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { formatMoney, type Amount } from "../../web/src/lib/money";
 import { fromNairobiWallTime, nairobiDateTime } from "../../web/src/lib/nairobi-time";
 import { errorText } from "./api";
 
@@ -76,11 +77,9 @@ export function words(name: string | undefined): string {
   return (name ?? "").toLowerCase().replace(/_/g, " ");
 }
 
-export function money(m: { currency: string; amountMinor: bigint } | undefined): string {
-  if (!m) return "";
-  const sign = m.amountMinor < 0n ? "-" : "";
-  const abs = m.amountMinor < 0n ? -m.amountMinor : m.amountMinor;
-  return `${m.currency} ${sign}${(abs / 100n).toLocaleString("en-KE")}.${String(abs % 100n).padStart(2, "0")}`;
+/** An amount in its own currency's minor digits, always written ("KES 20,000.00", "UGX 5,000"): the shared formatter. */
+export function money(m: Amount | undefined): string {
+  return m ? formatMoney(m.amountMinor, m.currency, true) : "";
 }
 
 /**

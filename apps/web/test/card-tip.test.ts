@@ -46,6 +46,16 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     assert.equal(tip!.workerId, worker.id);
     assert.equal(h.stripe.paymentIntent(tip!.providerPaymentId)!.status, "succeeded");
     assert.deepEqual(external, []);
+
+    // The worker reads the tip in the currency it was paid in (USD 10), not as KES 10.
+    assert.equal(tip!.amount!.currency, "USD");
+    const mine = await h.signedInPhone(worker);
+    await mine.goto(`${h.url}/w/history`);
+    await mine.getByRole("link", { name: "USD 10" }).click();
+    await mine.waitForURL(/\/w\/tips\/[0-9a-f-]{36}/);
+    await mine.getByRole("cell", { name: "USD 10", exact: true }).waitFor();
+    assert.doesNotMatch(await mine.locator("main").innerText(), /KES 10\b/);
+    await h.screenshot(mine, "worker-card-tip-usd");
   });
 
   test("3-D Secure: the bank's page, then back to the status page with the tip received", async () => {

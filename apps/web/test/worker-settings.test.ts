@@ -82,7 +82,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.ok(received > 0n && received < 30_000n, `the fee came off the KES 300 tip: ${received}`);
     assert.equal(average, String(received), "one tip: its average is the balance it made");
     assert.equal(await bars("chart-periods").then((b) => b[0]), String(received), "today's bar is the balance too");
-    await page.getByTestId("periods").filter({ hasText: `Leo: ${formatMoney(received)} ·` }).waitFor();
+    await page.getByTestId("periods").filter({ hasText: `Leo: ${formatMoney(received, "KES")} ·` }).waitFor();
 
     // The payout fee, quoted as the amount is typed, equals the wallet's quote.
     await page.getByRole("link", { name: "Toa pesa" }).click();

@@ -545,24 +545,28 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_k
  * What became of a held tip's receipt when it is a paybill payment parked in suspense that support refunded
  * ("refunded"), or that funds another tip ("paid_elsewhere"); undefined otherwise. A tip an STK query reported
  * paid without a receipt is held when such a payment fits it (receiptless.ts: TieDoubt); its callback arriving
- * late with that very receipt says it was that payment, whose money is spent.
+ * late with that very receipt says it was that payment, whose money is spent. The receipt is the tip's own, or
+ * one its late callback named (spent_receipt_flags): a receipt another tip holds cannot be recorded on it.
  */
 export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<"refunded" | "paid_elsewhere" | undefined> {
-  if (!tip.mpesa_receipt) return undefined;
   const { rows } = await db.query<{ resolution: string }>(
-    `SELECT resolution FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'
-        AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2))`,
+    `SELECT resolution FROM payment.c2b_payments
+      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense'
+        AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2)) LIMIT 1`,
     [tip.mpesa_receipt, tip.tip_id],
   );
   return rows[0] ? (rows[0].resolution === "refund" ? "refunded" : "paid_elsewhere") : undefined;
 }
 
-/** Before a held tip's approval: refused when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. */
-export async function refuseSpentReceiptApproval(deps: Deps, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
-  const spent = await spentReceiptOf(deps.ctx.pool, tip);
+/**
+ * Before a held tip's approval, under the tip's row lock (a late callback records its receipt under it): refused
+ * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice.
+ */
+export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
+  const spent = await spentReceiptOf(tx, tip);
   if (!spent) return;
   const fate = spent === "refunded" ? "was refunded to the customer by support" : "was credited as another tip";
-  throw new InvalidStateError(`tip_id: its receipt ${tip.mpesa_receipt} is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
+  throw new InvalidStateError(`tip_id: its receipt is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
 }
 
 /**

@@ -135,7 +135,8 @@ export interface ReceiptlessTip {
 /**
  * For a paybill confirmation about to be parked in suspense (its receipt's lock held): the tip an STK
  * query reported paid without a receipt that this payment is, by amount, payer and the time its raw
- * confirmation arrived (`callbackId`); the earliest pushed, locked. Undefined when none fits.
+ * confirmation arrived (`callbackId`); the earliest pushed, locked. Undefined when none fits. Never a failed
+ * tip (a held one rejected without a receipt): recorded as its payment, the money would be credited to no one.
  */
 export async function receiptlessTipFor(tx: Queryable, p: { amountMinor: bigint; payer: string; callbackId: string }): Promise<ReceiptlessTip | undefined> {
   if (!p.payer) return undefined;
@@ -144,6 +145,7 @@ export async function receiptlessTipFor(tx: Queryable, p: { amountMinor: bigint;
        JOIN payment.tips t ON t.tip_id = r.tip_id
        JOIN payment.callbacks cb ON cb.callback_id = $2
       WHERE r.charged_minor = $1 AND r.pushed_at <= cb.received_at AND cb.received_at < r.pushed_at + $3::interval AND t.mpesa_receipt IS NULL
+        AND t.status <> 'failed'
       ORDER BY r.pushed_at LIMIT $4 FOR UPDATE OF t`,
     [p.amountMinor, p.callbackId, TIE_WINDOW, TIE_CANDIDATES],
   );

@@ -611,6 +611,14 @@ async function decideSuccess(
   const receipt = o.receipt ?? tied;
   const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
   if (tip.credit_key) {
+    // A held tip's late callback naming a payment whose money is spent: it was that payment. Marked for its review
+    // (spentReceiptOf refuses the approval), also when another tip holds the receipt and it cannot be recorded below.
+    // Succeeded (approved before it came): that payment was paid twice, flagged for support to recover.
+    const spentLate = o.receipt && !tip.mpesa_receipt && tip.status !== "failed" ? receiptSpent(owner, suspense) : undefined;
+    if (spentLate && (await firstSpentReceiptFlag(tx, tipId, o.receipt!))) {
+      await flag(`${spentReceiptFlag(o.receipt!)}${spentLate === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; ` +
+        (tip.status === "held_for_review" ? "this held tip's callback names it: approving the tip would pay it twice" : "this tip's callback names it, after the tip was credited: the payment was paid twice"));
+    }
     // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
     // failed after review, whose receipt went back to its paybill payment for support to place (reopenFundingPayment).
     if (o.receipt && !tip.mpesa_receipt && tip.status !== "failed") {

@@ -314,6 +314,80 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a tip held because the only parked payment fitting its STK query's success was matched to a code by support, whose callback then arrives late naming that very payment (held by the match's tip, so not recorded on it): its approval is refused, never credited twice", async () => {
+    const [w, coded] = [await worker(), await worker("Wanjiru")];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for Wanjiru" });
+    await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    const row = await tipRow(push.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, null, "the match's tip holds the receipt");
+    await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /credited as another tip: approving would pay it twice/.test(e.rawMessage));
+    const rejected = (await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "matched already" })).tip!;
+    assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, "paid_elsewhere"]);
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [0n, 9500n]);
+    // The rejected tip takes no later payment of its number and amount: it is parked for support, not lost.
+    const next = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(next.transId)).suspense_entry_id !== null, "parked in suspense");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a held tip approved as two payments, whose callback then arrives late naming the payment support refunded: flagged as paid twice, for support", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await queryPushes();
+    await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "two payments, I think" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    const row = await tipRow(push.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    for (let i = 0; i < 2; i++) assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    const flags = (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice'", [push.tipId])).rows;
+    assert.equal(flags.length, 1, "flagged, once");
+    assert.equal(await h.balance(w.id), 9500n);
+  });
+
+  test("a held tip's approval racing its late callback that names the refunded payment: the callback's write committed while the approval waits is seen, never refunded and credited", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    // The late callback's transaction, holding the tip's row as it records the receipt; the approval starts meanwhile.
+    const callback = await h.t.db.pool.connect();
+    let approval: Promise<unknown> | undefined;
+    try {
+      await callback.query("BEGIN");
+      await callback.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [push.tipId]);
+      const pid = (await callback.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+      approval = adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }).then(() => undefined, (e: unknown) => e);
+      await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows.length > 0, "the approval waits for the callback");
+      await callback.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1", [push.tipId, other.transId]);
+      await callback.query("COMMIT");
+      const refused = await approval;
+      assert.ok(refused instanceof ConnectError && refused.code === Code.FailedPrecondition && /refunded to the customer by support/.test(refused.rawMessage), `refused: ${String(refused)}`);
+    } finally {
+      await callback.query("ROLLBACK").catch(() => undefined);
+      callback.release();
+      await approval;
+    }
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a push whose callback is lost, reported paid by STK query (no receipt): an open parked payment of its number and amount is tied before an earlier one support refunded", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);

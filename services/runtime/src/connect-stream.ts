@@ -80,7 +80,13 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, excha
       const data = format === "binary" ? toBinary(spec.method.output, r.value as Message) : jsonAnswer(spec.method.output, r.value as Message);
       const bytes = await envelope(0, data);
       head();
-      await exchange.write(bytes);
+      if (!(await takenInTime(exchange.write(bytes), call.signal))) {
+        // Its deadline passed with the client's window full: its end cannot follow the part unsent.
+        await output.return?.();
+        call.fail(call.signal.reason);
+        if (!exchange.closed) exchange.reset();
+        return;
+      }
     }
     call.done();
   } catch (e) {
@@ -93,6 +99,22 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, excha
   if (exchange.closed) return;
   head();
   exchange.end(last);
+}
+
+/**
+ * Whether the client took a part before the call's signal aborted (its deadline; the client gone, when
+ * the exchange is closed already). A client that stopped reading without closing its connection (its
+ * host gone silent) holds the handler until the deadline, never longer: nothing else ends the call then.
+ */
+async function takenInTime(write: Promise<void>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return false; // a handler that yields past its deadline: its answer is over
+  let onAbort!: () => void;
+  const aborted = new Promise<false>((resolve) => signal.addEventListener("abort", (onAbort = () => resolve(false)), { once: true }));
+  try {
+    return await Promise.race([write.then(() => true), aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 /** One envelope: flags, length, data; from COMPRESS_MIN_BYTES compressed (as connect-es's transformCompressEnvelope). */

@@ -339,6 +339,13 @@ export class FrameStreamBody implements AsyncIterable<Buffer> {
     return true;
   }
 
+  /** The answer came whole in one frame, before any read: the reader gets it, then its end. */
+  whole(answer: Buffer): void {
+    if (answer.length > 0) this.#parts.push(answer);
+    this.#unread += answer.length;
+    this.finish();
+  }
+
   /** The answer is complete: the reader gets what is left, then its end. */
   finish(): void {
     this.#ended = true;
@@ -427,8 +434,9 @@ class StreamCall implements PendingCall {
     const status = Number(parts?.head[":status"]);
     if (!parts || !Number.isInteger(status)) return this.reject(malformedAnswer()), "broken";
     const opened = (this.#body = new FrameStreamBody(this.conn, this.id));
-    if (!opened.push(parts.body)) return this.reject(malformedAnswer()), "broken";
-    if (type === RESPONSE) opened.finish();
+    // A whole answer (respond(): a check's refusal, say) is held already, within ANSWER_MAX_BYTES: no window bounds it.
+    if (type === RESPONSE) opened.whole(parts.body);
+    else if (!opened.push(parts.body)) return this.reject(malformedAnswer()), "broken";
     this.resolve({ status, header: parts.head, body: opened });
     return type === RESPONSE ? "over" : "open";
   }

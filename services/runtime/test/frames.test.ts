@@ -15,8 +15,8 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { create } from "@bufbuild/protobuf";
-import { BY_HTTP2, FrameLink, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BY_HTTP2, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -470,6 +470,29 @@ describe("server streams in frames between our processes", () => {
     }
   });
 
+  test("a client that stops reading and never cancels (its host gone silent): its full window holds the handler until the call's deadline, not for ever", async () => {
+    const link = new FrameLink(`http://127.0.0.1:${server.port}`);
+    try {
+      endless.ended.length = 0;
+      const message = toBinary(WatchTipRequestSchema, create(WatchTipRequestSchema, { tipId: ENDLESS }));
+      const envelope = Buffer.alloc(5 + message.length);
+      envelope.writeUInt32BE(message.length, 1);
+      envelope.set(message, 5);
+      const headers = { "content-type": "application/connect+proto", "connect-protocol-version": "1", "connect-timeout-ms": "300" };
+      // A signal that never aborts and a body never read: only the server's own deadline can end the call.
+      const outcome = await link.stream("/ttip.payment.v1.PaymentService/WatchTip", headers, envelope, new AbortController().signal);
+      assert.ok(typeof outcome === "object", "answered in frames");
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.deepEqual(endless.ended, [Code.DeadlineExceeded]);
+      const read = (async () => {
+        for await (const _ of outcome.body);
+      })();
+      await assert.rejects(read, (err: unknown) => err instanceof FrameReset, "the answer cut short, never read as complete");
+    } finally {
+      link.close();
+    }
+  });
+
   test("the connection lost mid-stream (the peer's process gone): UNAVAILABLE for the reader, the handler hears it; the next stream opens a new connection", async () => {
     const c = await client();
     try {
@@ -492,4 +515,31 @@ describe("server streams in frames between our processes", () => {
       await c.close();
     }
   });
+});
+
+test("a streamed call answered whole (RESPONSE: a check's refusal, say) larger than the client's window is read, and breaks no connection", async () => {
+  const BIG = 100 * 1024; // past the stream window (64 KiB): a whole answer is not flow-controlled
+  const frames = frameServer({
+    serve: (exchange) => (exchange.respond(200, { "content-type": "application/connect+proto" }, Buffer.alloc(BIG, 7)), true),
+    track: () => undefined,
+    maxAgeMs: 0,
+  });
+  const listener = net.createServer((socket) => {
+    socket.on("error", () => socket.destroy());
+    socket.once("data", (head: Buffer) => (socket.pause(), frames.accept(socket, head)));
+  });
+  listener.listen(0, "127.0.0.1");
+  await once(listener, "listening");
+  const link = new FrameLink(`http://127.0.0.1:${(listener.address() as AddressInfo).port}`);
+  try {
+    const outcome = await link.stream("/ttip.payment.v1.PaymentService/WatchTip", {}, Buffer.alloc(5), new AbortController().signal);
+    assert.ok(typeof outcome === "object", "answered in frames");
+    let bytes = 0;
+    for await (const part of outcome.body) bytes += part.length;
+    assert.equal(bytes, BIG);
+  } finally {
+    link.close();
+    frames.goAway();
+    await new Promise((resolve) => listener.close(resolve));
+  }
 });

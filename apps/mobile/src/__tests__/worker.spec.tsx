@@ -1,5 +1,7 @@
 import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
 import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
@@ -48,7 +50,19 @@ test("home's today and this week are Nairobi's day and Monday-to-Sunday week, wh
   const since = (start: number) => tips.filter(([, at]) => at >= start).reduce((sum, [amount]) => sum + amount, 0n);
   await renderApp(gw);
   await signIn(gw);
-  expect(await screen.findByText(`Today: ${formatMoney(since(day))} · This week: ${formatMoney(since(week))}`)).toBeTruthy();
+  expect(await screen.findByText(`Today: ${formatMoney(since(day), "KES")} · This week: ${formatMoney(since(week), "KES")}`)).toBeTruthy();
+});
+
+test("a card tip paid in USD reads USD 10 in the list, and today's total adds what reached the worker in KES, not 10 as shillings", async () => {
+  const gw = new FakeGateway();
+  gw.addTip(200_00n);
+  const card = gw.addTip(0n);
+  card.amount = create(MoneySchema, { amountMinor: 10_00n, currency: "USD" });
+  card.workerReceives = create(MoneySchema, { amountMinor: 1_290_00n, currency: "KES" });
+  await renderApp(gw);
+  await signIn(gw);
+  expect(await screen.findByText("Today: KES 1,490 · This week: KES 1,490")).toBeTruthy();
+  expect(within(screen.getByTestId("latest-tips")).getByText("USD 10")).toBeTruthy();
 });
 
 test("a withdrawal asks for the biometric, registers the phone's key once, signs auth's challenge and pays out once", async () => {

@@ -3,7 +3,7 @@
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatMoney } from "@ttip/web-lib/money";
+import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { useState } from "react";
 import { Text, View } from "react-native";
 import { tipStatus, when } from "../lib/format";
@@ -44,7 +44,7 @@ export function History({ onOpenStatements }: { onOpenStatements(): void }) {
       <View testID="history-list">
         {tips.map((tip) => (
           <View key={tip.tipId} style={styles.row}>
-            <Text style={styles.text}>{formatMoney(tip.amount?.amountMinor ?? 0n)}</Text>
+            <Text style={styles.text}>{formatAmount(tip.amount, WALLET_CURRENCY)}</Text>
             <Text style={styles.muted}>{tipStatus(tip.status, locale)} · {when(tip.createdAt, locale)}</Text>
           </View>
         ))}

@@ -7,7 +7,7 @@ import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatMoney } from "@ttip/web-lib/money";
+import { formatAmount, formatMoney, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
@@ -20,10 +20,15 @@ import { OfflineNotice } from "./OfflineNotice";
 
 export const POLL_MS = 3000;
 
+/** A tip in the wallet's currency: as tipped, or (a card tip in another currency) what reached the worker. */
+const inWallet = (t: Tip): bigint =>
+  (t.amount?.currency || WALLET_CURRENCY) === WALLET_CURRENCY ? t.amount?.amountMinor ?? 0n : t.workerReceives?.currency === WALLET_CURRENCY ? t.workerReceives.amountMinor : 0n;
+
+/** Sums in the wallet's currency only: a USD 10 card tip added as 1,000 minor units would read KES 10. */
 const sum = (tips: Tip[], since: Date) =>
   tips
     .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since)
-    .reduce((a, t) => a + (t.amount?.amountMinor ?? 0n), 0n);
+    .reduce((a, t) => a + inWallet(t), 0n);
 
 export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
   const { t, locale } = useI18n();
@@ -42,15 +47,15 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
       <ErrorText>{balance.error ? plainError(balance.error, locale) : tips.error ? plainError(tips.error, locale) : ""}</ErrorText>
       {arrived ? (
         <Notice testID="new-tip">
-          <Text role="status" aria-live="polite" style={styles.text}>{t("newTip", { amount: formatMoney(arrived.amount?.amountMinor ?? 0n) })}</Text>
+          <Text role="status" aria-live="polite" style={styles.text}>{t("newTip", { amount: formatAmount(arrived.amount, WALLET_CURRENCY) })}</Text>
         </Notice>
       ) : null}
       <Notice>
         <Text style={styles.muted}>{t("available")}</Text>
-        <Text testID="available" style={styles.big}>{formatMoney(b?.available?.amountMinor ?? 0n)}</Text>
-        <Text style={styles.muted}>{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</Text>
+        <Text testID="available" style={styles.big}>{formatAmount(b?.available, WALLET_CURRENCY)}</Text>
+        <Text style={styles.muted}>{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</Text>
         <Text style={styles.text}>
-          {t("today")}: {formatMoney(sum(list, nairobiDayStart(now)))} · {t("thisWeek")}: {formatMoney(sum(list, nairobiWeekStart(now)))}
+          {t("today")}: {formatMoney(sum(list, nairobiDayStart(now)), WALLET_CURRENCY)} · {t("thisWeek")}: {formatMoney(sum(list, nairobiWeekStart(now)), WALLET_CURRENCY)}
         </Text>
       </Notice>
       <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox} />
@@ -58,7 +63,7 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
       <View testID="latest-tips">
         {list.slice(0, 10).map((tip) => (
           <View key={tip.tipId} style={styles.row} testID={`tip-${tip.tipId}`}>
-            <Text style={styles.text}>{formatMoney(tip.amount?.amountMinor ?? 0n)}{tip.rating ? ` · ${tip.rating}★` : ""}</Text>
+            <Text style={styles.text}>{formatAmount(tip.amount, WALLET_CURRENCY)}{tip.rating ? ` · ${tip.rating}★` : ""}</Text>
             <Text style={styles.muted}>{tipStatus(tip.status, locale)} · {when(tip.createdAt, locale)}</Text>
           </View>
         ))}

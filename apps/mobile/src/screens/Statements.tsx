@@ -2,7 +2,7 @@
 // month at a time (the wallet's rows); each month seen is kept for offline use.
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatMoney } from "@ttip/web-lib/money";
+import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { nairobiMonthOf } from "@ttip/web-lib/nairobi-time";
 import { useState } from "react";
 import { Text, View } from "react-native";
@@ -46,8 +46,8 @@ export function Statements({ onClose, now = new Date() }: { onClose(): void; now
       {s ? (
         <>
           <Notice>
-            <Text testID="opening" style={styles.text}>{t("opening")}: {formatMoney(s.openingBalance?.amountMinor ?? 0n)}</Text>
-            <Text testID="closing" style={styles.text}>{t("closing")}: {formatMoney(s.closingBalance?.amountMinor ?? 0n)}</Text>
+            <Text testID="opening" style={styles.text}>{t("opening")}: {formatAmount(s.openingBalance, WALLET_CURRENCY)}</Text>
+            <Text testID="closing" style={styles.text}>{t("closing")}: {formatAmount(s.closingBalance, WALLET_CURRENCY)}</Text>
           </Notice>
           <View testID="statement-rows">
             {s.rows.map((r) => (
@@ -57,8 +57,8 @@ export function Statements({ onClose, now = new Date() }: { onClose(): void; now
                   <Text style={styles.muted}>{when(r.postedAt, locale)}</Text>
                 </View>
                 <View style={{ alignItems: "flex-end" }}>
-                  <Text style={styles.text}>{formatMoney(r.amount?.amountMinor ?? 0n)}</Text>
-                  <Text style={styles.muted}>{formatMoney(r.balanceAfter?.amountMinor ?? 0n)}</Text>
+                  <Text style={styles.text}>{formatAmount(r.amount, WALLET_CURRENCY)}</Text>
+                  <Text style={styles.muted}>{formatAmount(r.balanceAfter, WALLET_CURRENCY)}</Text>
                 </View>
               </View>
             ))}

@@ -10,7 +10,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatMoney, parseWholeUnits } from "@ttip/web-lib/money";
+import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { useEffect, useState } from "react";
 import { Platform, Text, View } from "react-native";
@@ -66,7 +66,7 @@ export function Withdraw() {
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
     try {
-      if (!(await biometric.confirm(t("biometricPrompt", { amount: formatMoney(amount) })))) {
+      if (!(await biometric.confirm(t("biometricPrompt", { amount: formatMoney(amount, WALLET_CURRENCY) })))) {
         return setError(t("biometricFailed"));
       }
       const keys = await keyring();
@@ -103,26 +103,26 @@ export function Withdraw() {
   return (
     <Screen testID="withdraw">
       <Title>{t("withdrawTitle")}</Title>
-      <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{formatMoney(available)}</Text></Text>
+      <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{formatMoney(available, WALLET_CURRENCY)}</Text></Text>
       {limits.data?.limits.map((l) => (
         <View key={l.kind} style={styles.row}>
           <Text style={styles.muted}>{t(LIMITS[l.kind] ?? "limitOther")}</Text>
-          <Text style={styles.muted}>{t("limitLeft", { left: formatMoney(l.remaining?.amountMinor ?? 0n), limit: formatMoney(l.limit?.amountMinor ?? 0n) })}</Text>
+          <Text style={styles.muted}>{t("limitLeft", { left: formatAmount(l.remaining, WALLET_CURRENCY), limit: formatAmount(l.limit, WALLET_CURRENCY) })}</Text>
         </View>
       ))}
       {stage.kind === "sent" ? (
         <Notice testID="payout">
           <Text role="status" aria-live="polite" style={styles.text}>
-            {t("payoutStatus", { amount: formatMoney(p?.amount?.amountMinor ?? 0n), status: p ? payoutStatus(p.status, locale) : payoutStatus(PayoutStatus.PENDING, locale) })}
+            {t("payoutStatus", { amount: formatAmount(p?.amount, WALLET_CURRENCY), status: p ? payoutStatus(p.status, locale) : payoutStatus(PayoutStatus.PENDING, locale) })}
           </Text>
-          {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatMoney(p.transferFee.amountMinor) })}</Text> : null}
+          {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</Text> : null}
           {p?.resultMessage ? <Text style={styles.text}>{p.resultMessage}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
           <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))} />
         </Notice>
       ) : stage.kind === "confirm" ? (
         <Notice testID="confirm">
-          <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount) })}</Text>
+          <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY) })}</Text>
           <ErrorText>{error}</ErrorText>
           <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => send(stage)} />
           <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} />

@@ -15,7 +15,8 @@ import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
 import { endHeldTip, tipOf } from "../stores/tips.js";
-import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
+import type { TipRow } from "../tips.js";
+import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit, TIP_COLUMNS } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -62,48 +63,71 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         target: `tip:${tip.tip_id}`, userId: tip.worker_id ?? undefined, detail: req.note,
       });
     if (tip.method === "card") return { tip: tipMessage(tipOf(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record)), locale(ctx)) };
+    const ended = req.approve ? await approveHeldTip(h, tip.tip_id, admin.subject, req.note, record) : await rejectHeldTip(h, tip, admin.subject, req.note, record);
+    if (!ended) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
+    deps.changes.announce(tip.tip_id);
+    if (req.approve) runAfterCredit(deps, ended);
+    return { tip: tipOut(tipOf(ended), locale(ctx)) };
+  };
+}
+
+type AuditRecord = (tx: Queryable) => Promise<unknown>;
+
+/**
+ * A held M-Pesa tip's approval, under the tip's row lock from the check of its receipt to its end. A late STK
+ * callback records the receipt it names under that lock: it comes first and is seen (a spent receipt refuses the
+ * approval), or it waits until the tip has succeeded. Read before the lock, the receipt could be learned between
+ * the check and the wallet's release: the refunded payment credited as well. The lock is held across the
+ * wallet's calls (an admin's rare decision; they take no lock of payment's).
+ */
+async function approveHeldTip(h: PaymentHandlerContext, tipId: string, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
+  const { deps, pool } = h;
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1 AND status = 'held_for_review' FOR UPDATE`, [tipId]);
+    const tip = rows[0];
+    if (!tip) return undefined;
+    await refuseSpentReceiptApproval(tx, tip);
+    await closeSuspenseMatch(deps, tip);
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     const split = approvedSplit(tip);
-    if (req.approve) {
-      await refuseSpentReceiptApproval(deps, tip);
-      await closeSuspenseMatch(deps, tip);
-      // Idempotent on its key: a repeated approval posts nothing new.
-      await deps.ledger.releaseFromSuspense({
-        key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
-        recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
-        ...split,
-      }).catch(approvalRefused);
-    } else {
-      await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
-    }
-    // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
-    // may have closed it), so that the payment reopened below is matched under a key nothing holds.
-    const closedRound = req.approve ? undefined : await closeMatchBeforeReopen(deps, tip);
-    const spent = req.approve ? undefined : await spentReceiptOf(pool, tip);
-    const updated = await withTransaction(pool, async (tx) => {
-      if (!req.approve) await lockFundingReceipt(tx, tip);
-      const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
-      const t = await endHeldTip(tx, tip.tip_id, outcome);
-      if (!t) return undefined;
-      await closeTipAlerts(tx, tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note);
-      await record(tx);
-      if (req.approve) {
-        await emitTipSucceeded(tx, t);
-        return t;
-      }
-      // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
-      const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
-      await emitEvent(tx, "payment", TipFailedSchema, {
-        tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
-        resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
-      }, ended.tip_id);
-      return ended;
-    });
-    if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
-    deps.changes.announce(tip.tip_id);
-    if (req.approve) runAfterCredit(deps, updated);
-    return { tip: tipOut(tipOf(updated), locale(ctx)) };
-  };
+    // Idempotent on its key: a repeated approval posts nothing new.
+    await deps.ledger.releaseFromSuspense({
+      key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
+      recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
+      ...split,
+    }).catch(approvalRefused);
+    const t = await endHeldTip(tx, tip.tip_id, { approve: true, resultMessage: resultMessage("0"), workerMinor: split.workerMinor });
+    if (!t) return undefined;
+    await closeTipAlerts(tx, tip.tip_id, "approved", admin, note);
+    await record(tx);
+    await emitTipSucceeded(tx, t);
+    return t;
+  });
+}
+
+/** A held M-Pesa tip's rejection: its approval's key closed first, so that an approval on its way cannot pay. */
+async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
+  const { deps, pool } = h;
+  await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
+  // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
+  // may have closed it), so that the payment reopened below is matched under a key nothing holds.
+  const closedRound = await closeMatchBeforeReopen(deps, tip);
+  return withTransaction(pool, async (tx) => {
+    await lockFundingReceipt(tx, tip);
+    const t = await endHeldTip(tx, tip.tip_id, { approve: false, resultMessage: resultMessage("review_rejected"), workerMinor: approvedSplit(tip).workerMinor });
+    if (!t) return undefined;
+    await closeTipAlerts(tx, tip.tip_id, "rejected", admin, note);
+    await record(tx);
+    // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
+    // Else its receipt's money spent, read from the row as ended (under its lock): a late callback's receipt counts.
+    const spent = await spentReceiptOf(tx, t);
+    const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
+    await emitEvent(tx, "payment", TipFailedSchema, {
+      tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
+      resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
+    }, ended.tip_id);
+    return ended;
+  });
 }
 
 function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {

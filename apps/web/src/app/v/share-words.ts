@@ -2,23 +2,25 @@
 // summary or explanations, which stay for API clients): the venue's Distributions screen and the
 // worker's shares screen word a share, a note, the rule and the rounding alike.
 import { DistributionNoteKind, SplitMethod, type DistributionNote, type ShareLine, type SplitRule } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { formatMoney } from "../../lib/money";
+import { formatMoney, WALLET_CURRENCY, type Amount } from "../../lib/money";
 import { venueDictionaries, type venueT, type VenueKey } from "../../lib/venue-i18n";
 import { methodName, shareSign } from "./util";
 
 type VenueT = ReturnType<typeof venueT>;
 
 /** "1 of 3 x KES 500 ≈ KES 166 (incl. KES 0.01 from rounding)": the line's weight's part of the pool. */
-export function shareHow(t: VenueT, line: ShareLine, poolMinor: bigint): string {
+export function shareHow(t: VenueT, line: ShareLine, pool: Amount | undefined): string {
+  const currency = pool?.currency || line.amount?.currency || WALLET_CURRENCY;
+  const poolMinor = pool?.amountMinor ?? 0n;
   const share = line.amount?.amountMinor ?? 0n;
   const how = t("v_howLine", {
     w: String(line.weight),
     total: String(line.totalWeight),
-    pool: formatMoney(poolMinor),
+    pool: formatMoney(poolMinor, currency),
     eq: shareSign(line.weight, line.totalWeight, poolMinor, share),
-    share: formatMoney(share),
+    share: formatMoney(share, currency),
   });
-  return line.remainderMinor ? how + t("v_fromRounding", { amount: formatMoney(line.remainderMinor) }) : how;
+  return line.remainderMinor ? how + t("v_fromRounding", { amount: formatMoney(line.remainderMinor, currency) }) : how;
 }
 
 /**

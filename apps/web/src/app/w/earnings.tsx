@@ -6,7 +6,7 @@ import { useState } from "react";
 import type { WorkerEarnings } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ColumnChart, RowChart } from "../../components/charts";
-import { formatMoney } from "../../lib/money";
+import { formatAmount, formatMoney, WALLET_CURRENCY } from "../../lib/money";
 import { loadSession } from "../../lib/session";
 import { saveBytes } from "../../lib/download";
 import { useT } from "./use-t";
@@ -49,7 +49,7 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
         {periods.map(({ label, p }) => (
           <div key={label}>
             {label}
-            <strong>{formatMoney(p?.net?.amountMinor ?? 0n)}</strong>
+            <strong>{formatAmount(p?.net, WALLET_CURRENCY)}</strong>
             <span className="muted">{t("tipsCount", { n: String(p?.tips ?? 0n) })}</span>
           </div>
         ))}
@@ -57,19 +57,19 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
       <RowChart
         title={t("periods")}
         testId="chart-periods"
-        bars={periods.map(({ label, p }) => ({ label, value: p?.net?.amountMinor ?? 0n, text: formatMoney(p?.net?.amountMinor ?? 0n) }))}
+        bars={periods.map(({ label, p }) => ({ label, value: p?.net?.amountMinor ?? 0n, text: formatAmount(p?.net, WALLET_CURRENCY) }))}
       />
-      <p>{t("averageTip")}: <strong data-testid="average-tip" data-value={String(averageReceived)}>{formatMoney(averageReceived)}</strong>
+      <p>{t("averageTip")}: <strong data-testid="average-tip" data-value={String(averageReceived)}>{formatMoney(averageReceived, e.inRange?.net?.currency || WALLET_CURRENCY)}</strong>
         {e.averageRatingX100 ? ` · ${t("averageRating")}: ${(e.averageRatingX100 / 100).toFixed(2)}★` : ""}</p>
       <ColumnChart
         title={t("byHour")}
         testId="chart-hours"
-        bars={e.byHourOfDay.map((h) => ({ label: String(h.hour).padStart(2, "0"), value: h.volume?.amountMinor ?? 0n, text: `${formatMoney(h.volume?.amountMinor ?? 0n)}, ${t("tipsCount", { n: String(h.tips) })}` }))}
+        bars={e.byHourOfDay.map((h) => ({ label: String(h.hour).padStart(2, "0"), value: h.volume?.amountMinor ?? 0n, text: `${formatAmount(h.volume, WALLET_CURRENCY)}, ${t("tipsCount", { n: String(h.tips) })}` }))}
       />
       <ColumnChart
         title={t("byWeekday")}
         testId="chart-weekdays"
-        bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)}, ${t("tipsCount", { n: String(w.tips) })}` }))}
+        bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, WALLET_CURRENCY)}, ${t("tipsCount", { n: String(w.tips) })}` }))}
       />
       {e.ratings.some((r) => r.count > 0n) ? (
         <RowChart

@@ -11,7 +11,7 @@ import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { formatMoney } from "../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import { nairobiMonthStart } from "../../lib/nairobi-time";
 import { clearSession, loadSession } from "../../lib/session";
 import { EarningsCharts } from "./earnings";
@@ -73,11 +73,11 @@ export default function Home() {
       <h1>{t("yourTips")}</h1>
       {balance.error ? <p className="error" role="alert">{err(balance.error)}</p> : null}
       <section aria-label={t("available")} className="notice">
-        <div>{t("available")}: <strong data-testid="available">{formatMoney(b?.available?.amountMinor ?? 0n)}</strong></div>
-        <div className="muted">{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</div>
+        <div>{t("available")}: <strong data-testid="available">{formatAmount(b?.available, WALLET_CURRENCY)}</strong></div>
+        <div className="muted">{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</div>
         <div data-testid="periods">
           {/* What reached the worker, as the balance: never the snapshot's volume (what customers tipped), even while loading. */}
-          {t("today")}: {e ? formatMoney(e.today?.net?.amountMinor ?? 0n) : "…"} · {t("thisWeek")}: {e ? formatMoney(e.thisWeek?.net?.amountMinor ?? 0n) : "…"}
+          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : "…"}
         </div>
         <p className="muted" data-testid="live-state" data-snapshots={snapshots}>{live ? t("live") : t("liveOff")}</p>
       </section>
@@ -86,7 +86,7 @@ export default function Home() {
         {list.map((tip) => (
           <li key={tip.tipId}>
             <Link href={`/w/tips/${tip.tipId}`}>
-              {formatMoney(tip.amount?.amountMinor ?? 0n)} · {statusWord(t, tip.status)}
+              {formatAmount(tip.amount, WALLET_CURRENCY)} · {statusWord(t, tip.status)}
               {tip.rating ? ` · ${tip.rating}★` : ""}
             </Link>
           </li>

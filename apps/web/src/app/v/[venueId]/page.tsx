@@ -11,7 +11,7 @@ import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { RowChart } from "../../../components/charts";
 import { saveBytes } from "../../../lib/download";
-import { formatMoney } from "../../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { VenueNav } from "../nav";
 import { useVT } from "../use-vt";
 import type { VenueKey } from "../../../lib/venue-i18n";
@@ -95,7 +95,7 @@ export default function Dashboard() {
       {live ? (
         <section className="figures" aria-label={t("v_todayLive")} data-testid="venue-live">
           <div>{t("v_tipsToday")}<strong>{String(live.tipsToday)}</strong></div>
-          <div>{t("v_today")}<strong>{formatMoney(live.volumeToday?.amountMinor ?? 0n)}</strong></div>
+          <div>{t("v_today")}<strong>{formatAmount(live.volumeToday, WALLET_CURRENCY)}</strong></div>
           <div>{t("v_scansToday")}<strong>{String(live.scansToday)}</strong></div>
         </section>
       ) : null}
@@ -108,13 +108,13 @@ export default function Dashboard() {
             title={t("v_perStaff")}
             testId="chart-staff"
             empty={t("v_noStaffTips")}
-            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)} (${w.tips})` }))}
+            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, WALLET_CURRENCY)} (${w.tips})` }))}
           />
           <RowChart
             title={t("v_perTable")}
             testId="chart-tables"
             empty={t("v_noTableTips")}
-            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatMoney(c.volume?.amountMinor ?? 0n)} · ${t("v_scans", { n: String(c.scans) })}` }))}
+            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatAmount(c.volume, WALLET_CURRENCY)} · ${t("v_scans", { n: String(c.scans) })}` }))}
           />
           <RowChart
             title={t("v_funnel")}

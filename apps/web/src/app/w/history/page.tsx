@@ -5,7 +5,7 @@ import { useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { formatMoney } from "../../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
@@ -35,7 +35,7 @@ export default function History() {
           {(data?.tips ?? []).map((tip) => (
             <tr key={tip.tipId}>
               <td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleDateString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) : ""}</td>
-              <td><Link href={`/w/tips/${tip.tipId}`}>{formatMoney(tip.amount?.amountMinor ?? 0n)}</Link></td>
+              <td><Link href={`/w/tips/${tip.tipId}`}>{formatAmount(tip.amount, WALLET_CURRENCY)}</Link></td>
               <td>{statusWord(t, tip.status)}</td>
             </tr>
           ))}

@@ -11,7 +11,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
 import { pickedPhoto } from "../../../lib/photo";
 import { isWorkerRole, roleLabel, WORKER_ROLES } from "../../../lib/roles";
-import { formatMoney } from "../../../lib/money";
+import { unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -181,7 +181,7 @@ export default function Settings() {
         {p?.payoutPhoneMasked ? <p className="muted" data-testid="payout-phone">{t("payoutNumberNow", { phone: p.payoutPhoneMasked })}</p> : null}
         <label className="check"><input type="checkbox" name="auto" defaultChecked={p?.autoPayout ?? false} /> {t("autoPayout")}</label>
         <label className="field" htmlFor="minimum">{t("autoMinimum")}</label>
-        <input id="minimum" name="minimum" type="text" inputMode="numeric" defaultValue={p?.autoPayoutMinimum ? formatMoney(p.autoPayoutMinimum.amountMinor).replace(/^KES /, "").replace(/,/g, "") : ""} />
+        <input id="minimum" name="minimum" type="text" inputMode="numeric" defaultValue={p?.autoPayoutMinimum ? unitsText(p.autoPayoutMinimum.amountMinor, p.autoPayoutMinimum.currency || WALLET_CURRENCY).replace(/,/g, "") : ""} />
       </Section>
 
       <Section

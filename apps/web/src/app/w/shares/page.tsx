@@ -4,7 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useMemo, useState } from "react";
 import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { formatMoney } from "../../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
 import { venueT } from "../../../lib/venue-i18n";
 import { ruleText, shareHow } from "../../v/share-words";
@@ -88,11 +88,11 @@ export default function Shares() {
       <ul data-testid="my-shares" className="plain">
         {rows.map((s) => (
           <li key={s.distributionId} className="notice" data-testid="share">
-            <strong>{t("shareLine", { amount: formatMoney(s.line?.amount?.amountMinor ?? 0n), venue: s.venueName, start: date(s.period?.start), end: date(s.period?.end) })}</strong>
+            <strong>{t("shareLine", { amount: formatAmount(s.line?.amount, WALLET_CURRENCY), venue: s.venueName, start: date(s.period?.start), end: date(s.period?.end) })}</strong>
             {s.status === DistributionStatus.REVERSED ? <span className="error"> · {t("shareReversed")}</span> : null}
-            {s.line ? <p data-testid="share-how">{vt("v_how")}: {shareHow(vt, s.line, s.poolTotal?.amountMinor ?? 0n)}</p> : null}
+            {s.line ? <p data-testid="share-how">{vt("v_how")}: {shareHow(vt, s.line, s.poolTotal)}</p> : null}
             <p className="muted" data-testid="share-basis">{t("shareBasis", { method: vt(methodName(s.method)), time: hours(s.line?.minutes ?? 0n, locale) })}</p>
-            <p className="muted" data-testid="share-pool">{t("sharePool", { total: formatMoney(s.poolTotal?.amountMinor ?? 0n), n: s.membersPaid, v: s.ruleVersion })}</p>
+            <p className="muted" data-testid="share-pool">{t("sharePool", { total: formatAmount(s.poolTotal, WALLET_CURRENCY), n: s.membersPaid, v: s.ruleVersion })}</p>
           </li>
         ))}
         {shares.isSuccess && rows.length === 0 ? <li>{t("noShares")}</li> : null}

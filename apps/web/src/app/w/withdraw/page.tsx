@@ -9,7 +9,7 @@ import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
 import { checkWithdrawal } from "../../../lib/forms";
-import { formatMoney, parseWholeUnits } from "../../../lib/money";
+import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -120,20 +120,20 @@ export default function Withdraw() {
     <>
       <WorkerNav />
       <h1>{t("withdrawTitle")}</h1>
-      <p>{t("available")}: <strong>{formatMoney(available)}</strong></p>
+      <p>{t("available")}: <strong>{formatMoney(available, WALLET_CURRENCY)}</strong></p>
       {limits.data ? (
         <table aria-label="Limits">
           <tbody>
             {limits.data.limits.map((l) => (
-              <tr key={l.kind}><th>{t(LIMITS[l.kind] ?? "limitOther")}</th><td>{t("leftOf", { left: formatMoney(l.remaining?.amountMinor ?? 0n), limit: formatMoney(l.limit?.amountMinor ?? 0n) })}</td></tr>
+              <tr key={l.kind}><th>{t(LIMITS[l.kind] ?? "limitOther")}</th><td>{t("leftOf", { left: formatAmount(l.remaining, WALLET_CURRENCY), limit: formatAmount(l.limit, WALLET_CURRENCY) })}</td></tr>
             ))}
           </tbody>
         </table>
       ) : null}
       {payoutId ? (
         <section role="status" aria-live="polite" className="notice">
-          <p>{t("withdrawal", { amount: formatMoney(p?.amount?.amountMinor ?? 0n), phone: p?.recipientPhoneMasked ?? "" })} <strong data-testid="payout-status">{p ? payoutWord(t, p.status) : t("ps_other")}</strong></p>
-          {p?.transferFee ? <p className="muted">{t("mpesaFee", { fee: formatMoney(p.transferFee.amountMinor) })}</p> : null}
+          <p>{t("withdrawal", { amount: formatAmount(p?.amount, WALLET_CURRENCY), phone: p?.recipientPhoneMasked ?? "" })} <strong data-testid="payout-status">{p ? payoutWord(t, p.status) : t("ps_other")}</strong></p>
+          {p?.transferFee ? <p className="muted">{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</p> : null}
           {p?.resultMessage ? <p>{p.resultMessage}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
         </section>
@@ -142,7 +142,7 @@ export default function Withdraw() {
           <label className="field" htmlFor="amount">{t("amountLabel")}</label>
           <input id="amount" name="amount" type="text" inputMode="numeric" autoComplete="off" value={typed} onChange={(e) => setTyped(e.target.value)} />
           {typedMinor && fee.data?.fee ? (
-            <p className="muted" data-testid="withdraw-fee" aria-live="polite">{t("feeQuote", { amount: formatMoney(typedMinor), fee: formatMoney(fee.data.fee.amountMinor) })}</p>
+            <p className="muted" data-testid="withdraw-fee" aria-live="polite">{t("feeQuote", { amount: formatMoney(typedMinor, WALLET_CURRENCY), fee: formatAmount(fee.data.fee, WALLET_CURRENCY) })}</p>
           ) : null}
           <label className="field" htmlFor="phone">{t("mpesaNumber")}</label>
           <input id="phone" name="phone" type="tel" inputMode="tel" autoComplete="tel" />

@@ -4,7 +4,7 @@ import { useParams } from "next/navigation";
 import { Fragment, useState, type FormEvent } from "react";
 import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { formatMoney } from "../../../../lib/money";
+import { formatAmount, formatMoney, WALLET_CURRENCY } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, methodName, shown } from "../../util";
@@ -27,7 +27,7 @@ const STATUS: Record<DistributionStatus, VenueKey> = {
  */
 function Shares({ d }: { d: Distribution }) {
   const { t, locale } = useVT();
-  const pool = formatMoney(d.collected?.amountMinor ?? 0n);
+  const pool = formatAmount(d.collected, WALLET_CURRENCY);
   return (
     <>
       <p>
@@ -49,11 +49,11 @@ function Shares({ d }: { d: Distribution }) {
                 <td>{s.displayName}</td>
                 <td>{hours(s.minutes, locale)}</td>
                 <td>{t("v_weightOf", { w: String(s.weight), total: String(s.totalWeight) })}</td>
-                <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
+                <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatAmount(s.amount, WALLET_CURRENCY)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
               </tr>
               <tr className="how">
                 <td colSpan={4} className="muted">
-                  {t("v_how")}: {shareHow(t, s, d.collected?.amountMinor ?? 0n)}
+                  {t("v_how")}: {shareHow(t, s, d.collected)}
                 </td>
               </tr>
             </Fragment>
@@ -62,7 +62,7 @@ function Shares({ d }: { d: Distribution }) {
       </table>
       <p className="muted" data-testid="rounding">
         {t("v_rounding")}: {t("v_roundingRule")}
-        {d.roundingRemainderMinor ? ` ${t("v_roundingLeft", { amount: formatMoney(d.roundingRemainderMinor) })}` : ""}
+        {d.roundingRemainderMinor ? ` ${t("v_roundingLeft", { amount: formatMoney(d.roundingRemainderMinor, d.collected?.currency || WALLET_CURRENCY) })}` : ""}
       </p>
       {d.reversalReason ? <p>{t("v_reversedAt", { when: shown(d.reversedAt, locale) })}: “{d.reversalReason}”</p> : null}
     </>
@@ -137,7 +137,7 @@ export default function Distributions() {
                 })
               }
             >
-              {t("v_confirmPay", { amount: formatMoney(preview.collected?.amountMinor ?? 0n) })}
+              {t("v_confirmPay", { amount: formatAmount(preview.collected, WALLET_CURRENCY) })}
             </button>
           ) : null}
         </section>

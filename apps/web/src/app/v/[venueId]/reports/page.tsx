@@ -6,7 +6,7 @@ import { useParams } from "next/navigation";
 import { useState } from "react";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { saveBytes } from "../../../../lib/download";
-import { formatMoney } from "../../../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart, nairobiMonthStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, shown } from "../../util";
@@ -47,12 +47,12 @@ export default function Reports() {
       <input id="end" type="datetime-local" value={end} onChange={(x) => setEnd(x.target.value)} />
       {report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <p>{t("v_collectedDistributed", { collected: formatMoney(report.data?.collected?.amountMinor ?? 0n), distributed: formatMoney(report.data?.distributed?.amountMinor ?? 0n) })}</p>
+      <p>{t("v_collectedDistributed", { collected: formatAmount(report.data?.collected, WALLET_CURRENCY), distributed: formatAmount(report.data?.distributed, WALLET_CURRENCY) })}</p>
       <table data-testid="report">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th><th>{t("v_shares")}</th><th>{t("v_distributions")}</th></tr></thead>
         <tbody>
           {(report.data?.lines ?? []).map((l) => (
-            <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes, locale)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
+            <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes, locale)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatAmount(l.shares, WALLET_CURRENCY)}</td><td>{l.distributions}</td></tr>
           ))}
         </tbody>
       </table>

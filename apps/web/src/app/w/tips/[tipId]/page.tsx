@@ -3,7 +3,7 @@ import { useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { formatMoney } from "../../../../lib/money";
+import { formatAmount, WALLET_CURRENCY } from "../../../../lib/money";
 import { NAIROBI_ZONE } from "../../../../lib/nairobi-time";
 import { WorkerNav } from "../../nav";
 import { useT } from "../../use-t";
@@ -23,8 +23,8 @@ export default function TipDetail() {
       {tip ? (
         <table>
           <tbody>
-            <tr><th>{t("amount")}</th><td>{formatMoney(tip.amount?.amountMinor ?? 0n)}</td></tr>
-            <tr><th>{t("fee")}</th><td>{formatMoney(tip.fee?.amountMinor ?? 0n)}</td></tr>
+            <tr><th>{t("amount")}</th><td>{formatAmount(tip.amount, WALLET_CURRENCY)}</td></tr>
+            <tr><th>{t("fee")}</th><td>{formatAmount(tip.fee, WALLET_CURRENCY)}</td></tr>
             <tr><th>{t("status")}</th><td>{statusWord(t, tip.status)}</td></tr>
             <tr><th>{t("from")}</th><td>{tip.customerPhoneMasked}</td></tr>
             <tr><th>{t("rating")}</th><td>{tip.rating ? t("ratingOf", { n: tip.rating }) : t("none")}</td></tr>
