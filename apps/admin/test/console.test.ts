@@ -268,6 +268,9 @@ describe("admin console in chromium", () => {
     await row.waitFor({ state: "detached" });
     await adminPage.getByLabel("include resolved").check();
     await row.getByText(/^matched → tip /).waitFor();
+    // The tip named whole: a tip's id is in time order (UUID version 7), its first 8 digits the same for every tip of a minute.
+    const { rows: [matched] } = await h.db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.c2b_payments WHERE trans_id = $1", [paid.transId]);
+    await row.getByText(`matched → tip ${matched.tip_id}`).waitFor();
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
