@@ -1,5 +1,5 @@
 // What a posting writes on a grown ledger after a checkpoint, with wallet's entry ids in time
-// order (entry-ids.ts, UUID version 7) against random ones (version 4, as before) as the
+// order (ledger.ts: the runtime's timeOrderedUuid, UUID version 7) against random ones (version 4, as before) as the
 // yardstick, in the same run: two ledgers (databases) on one durable PostgreSQL, each filled with
 // `entries` entries of its kind of id, then posted to in turns after one CHECKPOINT, through
 // postPreparedEntry (PostEntry's statement). Per entry: blocks touched and read, WAL records,

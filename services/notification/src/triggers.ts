@@ -18,8 +18,12 @@ import type { StaffDirectory } from "./contacts.js";
 import { type ClaimedAtEnqueue, deliveryRace, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
-/** A short reference people can read out on the phone. */
-const shortRef = (id: string) => id.replace(/-/g, "").slice(0, 10).toUpperCase();
+/**
+ * A short reference people can read out on the phone: the id's last 10 hex digits, random in
+ * every id we make. Its first ones are a time-ordered id's clock (a tip's, UUID version 7): the
+ * same for every tip of a quarter second.
+ */
+export const shortRef = (id: string) => id.replace(/-/g, "").slice(-10).toUpperCase();
 
 /** ttip.venue.v1.SplitMethod in words, for the share message. */
 const SPLIT_WORDS: Record<number, string> = { 1: "equal among those on shift", 2: "by hours worked", 3: "by role points", 4: "fixed percentages" };

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, money, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -17,7 +17,6 @@ import {
   type FxConversion,
   type JournalEntry,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { timeOrderedUuid } from "./entry-ids.js";
 
 /** System accounts carry the other side of every entry and may go below zero. */
 const SYSTEM_KINDS = new Set([
@@ -266,6 +265,8 @@ export function preparedEntry(input: EntryInput): PreparedEntry {
   conversions.forEach((c, i) => {
     if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
   });
+  // In time order: entries_pkey and postings_pkey grow at their end; random ids wrote a full-page
+  // image per entry after each checkpoint on a grown ledger (bench/wallet-entry-ids.ts).
   return { input, entryId: timeOrderedUuid(), hash: fingerprint(input), conversions };
 }
 

@@ -152,6 +152,8 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     });
     assert.equal(replay.created, false);
     assert.equal(replay.entry!.entryId, first.entry!.entryId);
+    // An entry's id is in time order (UUID version 7): entries_pkey and postings_pkey grow at their end.
+    assert.equal(first.entry!.entryId[14], "7", first.entry!.entryId);
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 14_300n);
   });
 
