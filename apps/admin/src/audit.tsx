@@ -84,9 +84,6 @@ export function Audit() {
   const pages = usePages<AuditEvent>();
   const events = pages.rows;
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
-  // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
-  // token is a position only, so the form's edited filters would append another search's rows).
-  const [shown, setShown] = useState<Filters>(NO_FILTERS);
   const [error, setError] = useState("");
   const [exporting, setExporting] = useState("");
   const dates = useDateFields([FROM, TO]);
@@ -100,8 +97,7 @@ export function Audit() {
     setError("");
     if (!more && !dates.check()) return;
     try {
-      if (more) await pages.more(pagesOf(shown));
-      else if (await pages.first(pagesOf(filters))) setShown(filters);
+      await (more ? pages.more() : pages.first(pagesOf(filters)));
     } catch (err) {
       setError(errorText(err));
     }

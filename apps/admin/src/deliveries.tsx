@@ -30,7 +30,7 @@ function DeliveryLog() {
   const load = async (more = false) => {
     setError("");
     try {
-      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
+      await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }

@@ -24,7 +24,7 @@ export function Fraud({ session }: { session: Session }) {
   const load = async (more = false) => {
     setError("");
     try {
-      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
+      await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }

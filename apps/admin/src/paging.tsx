@@ -10,44 +10,61 @@ export interface Page<T> {
   next: string;
 }
 
+export type FetchPage<T> = (pageToken: string) => Promise<Page<T>>;
+
+/** The search whose rows are on screen: More asks its own call for its next page. */
+interface OnScreen<T> {
+  fetchPage?: FetchPage<T>;
+  next: string;
+}
+
 export function usePages<T>() {
   const [rows, setRows] = useState<T[]>([]);
   const [next, setNext] = useState("");
   const [loadingMore, setLoadingMore] = useState(false);
-  // Which search the rows on screen belong to: bumped by each new search, so older answers are dropped.
-  const search = useRef(0);
-  // A ref, not the state: two clicks in one frame both read the state from before the first.
-  const moreOnItsWay = useRef(false);
+  // Refs, not the state: two clicks in one frame both read the state from before the first.
+  // A new object each time the rows change search or page, so a late answer can tell it was overtaken.
+  const onScreen = useRef<OnScreen<T>>({ next: "" });
+  // How many searches were asked for: an answer older than the latest asked is dropped.
+  const asked = useRef(0);
+  // The search whose next page is on its way (one at a time).
+  const moreFor = useRef<OnScreen<T> | undefined>(undefined);
 
   /**
    * A new search: its first page replaces the rows. Resolves true when its rows are shown (false when a
    * newer search replaced it first); rejects with the call's error, the rows left as they were.
    */
-  const first = async (fetchPage: (pageToken: string) => Promise<Page<T>>): Promise<boolean> => {
-    const mine = ++search.current;
-    moreOnItsWay.current = false;
-    setLoadingMore(false);
+  const first = async (fetchPage: FetchPage<T>): Promise<boolean> => {
+    const mine = ++asked.current;
     const page = await fetchPage("");
-    if (mine !== search.current) return false;
+    if (mine !== asked.current) return false;
+    onScreen.current = { fetchPage, next: page.next };
+    moreFor.current = undefined;
+    setLoadingMore(false);
     setRows(page.rows);
     setNext(page.next);
     return true;
   };
 
-  /** The next page of the search on screen, once however often it is asked for while it comes. */
-  const more = async (fetchPage: (pageToken: string) => Promise<Page<T>>): Promise<void> => {
-    if (moreOnItsWay.current || !next) return;
-    const mine = search.current;
-    moreOnItsWay.current = true;
+  /**
+   * The next page of the search on screen, asked with that search's own call (not the form as edited
+   * since, nor a search still on its way: a page token is a position only, so either would append
+   * another search's rows), once however often it is asked for while it comes.
+   */
+  const more = async (): Promise<void> => {
+    const shown = onScreen.current;
+    if (moreFor.current === shown || !shown.next || !shown.fetchPage) return;
+    moreFor.current = shown;
     setLoadingMore(true);
     try {
-      const page = await fetchPage(next);
-      if (mine !== search.current) return;
-      setRows((shown) => [...shown, ...page.rows]);
+      const page = await shown.fetchPage(shown.next);
+      if (onScreen.current !== shown) return;
+      onScreen.current = { fetchPage: shown.fetchPage, next: page.next };
+      setRows((before) => [...before, ...page.rows]);
       setNext(page.next);
     } finally {
-      if (mine === search.current) {
-        moreOnItsWay.current = false;
+      if (moreFor.current === shown) {
+        moreFor.current = undefined;
         setLoadingMore(false);
       }
     }

@@ -29,7 +29,7 @@ export function PartnerWebhooks({ session, keys }: { session: Session; keys: Par
   const load = async (more = false) => {
     setError("");
     try {
-      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
+      await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }

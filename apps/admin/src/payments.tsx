@@ -67,14 +67,14 @@ export function Payments({ session }: { session: Session }) {
           const r = await payment.searchTips({ ...common(pageToken), status: asked.status, method: asked.method });
           return { rows: r.tips, next: r.page?.nextPageToken ?? "" };
         };
-        if (more) await tipPages.more(fetchPage);
+        if (more) await tipPages.more();
         else if (await tipPages.first(fetchPage)) setShown(asked);
       } else {
         const fetchPage = async (pageToken: string): Promise<Page<Payout>> => {
           const r = await payment.searchPayouts({ ...common(pageToken), status: asked.status });
           return { rows: r.payouts, next: r.page?.nextPageToken ?? "" };
         };
-        if (more) await payoutPages.more(fetchPage);
+        if (more) await payoutPages.more();
         else if (await payoutPages.first(fetchPage)) setShown(asked);
       }
     } catch (err) {

@@ -37,7 +37,7 @@ export function Suspense({ session }: { session: Session }) {
               <td>{money(p.amount)}</td>
               <td>{p.accountReference}</td>
               <td>{p.reason}{p.suggestions.length ? ` (did they mean ${p.suggestions.join(", ")}?)` : ""}</td>
-              <td>{p.resolution}{p.tipId ? ` → tip ${p.tipId.slice(0, 8)}` : ""}</td>
+              <td>{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}</td>
               <td>
                 {p.resolution === "open" && (
                   <>

@@ -37,7 +37,7 @@ export function Users({ session }: { session: Session }) {
   const search = async (more = false) => {
     setError("");
     try {
-      await (more ? pages.more(fetchPage) : pages.first(fetchPage));
+      await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }

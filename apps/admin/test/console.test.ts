@@ -268,6 +268,9 @@ describe("admin console in chromium", () => {
     await row.waitFor({ state: "detached" });
     await adminPage.getByLabel("include resolved").check();
     await row.getByText(/^matched → tip /).waitFor();
+    // The tip named whole: a tip's id is in time order (UUID version 7), its first 8 digits the same for every tip of a minute.
+    const { rows: [matched] } = await h.db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.c2b_payments WHERE trans_id = $1", [paid.transId]);
+    await row.getByText(`matched → tip ${matched.tip_id}`).waitFor();
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
@@ -522,6 +525,63 @@ describe("admin console in chromium", () => {
       } finally {
         await adminPage.unroute(url);
       }
+    }
+  });
+
+  test("More continues the search on screen: not the search box as edited since, nor a new search still on its way", async () => {
+    await adminPage.getByRole("link", { name: /^Users/ }).click();
+    await adminPage.waitForLoadState("networkidle");
+    // Each search's first page: one row and a next page; its next page: one more row, the last. Pages for a
+    // query are held while holds has it (with the token, for a next page).
+    const asked: string[] = [];
+    const holds = new Map<string, () => void>();
+    const hold = (key: string) => new Promise<void>((resolve) => holds.set(key, resolve));
+    const waits = new Map<string, Promise<void>>();
+    const page = (rows: string[], next: string) => Buffer.from(toBinary(SearchUsersResponseSchema, create(SearchUsersResponseSchema, { users: rows.map((userId) => ({ userId })), page: { nextPageToken: next } })));
+    const url = "**/SearchUsers";
+    await adminPage.route(url, async (route) => {
+      const body = Buffer.from(route.request().postDataBuffer() ?? []).toString("latin1");
+      const query = /q(alpha|beta|gamma)/.exec(body)?.[1] ?? "";
+      const token = /p2-[a-z]+/.exec(body)?.[0] ?? "";
+      const key = `${query}${token ? `:${token}` : ""}`;
+      asked.push(key);
+      await waits.get(key);
+      await route.fulfill({ status: 200, contentType: "application/proto", body: token ? page([`${query}-2`], "") : page([`${query}-1`], `p2-${query}`) });
+    });
+    const search = async (query: string) => {
+      await adminPage.getByRole("form", { name: "Search users" }).getByRole("textbox").fill(`q${query}`);
+      await adminPage.getByRole("form", { name: "Search users" }).getByRole("button", { name: "Search" }).click();
+    };
+    const row = (id: string) => adminPage.locator(`tr[data-user-id="${id}"]`);
+    try {
+      // The box edited but not searched: More asks for alpha's next page, with alpha's query.
+      await search("alpha");
+      await row("alpha-1").waitFor();
+      await adminPage.getByRole("form", { name: "Search users" }).getByRole("textbox").fill("qbeta");
+      await adminPage.getByRole("button", { name: "More" }).click();
+      await row("alpha-2").waitFor();
+      assert.deepEqual(asked.slice(-1), ["alpha:p2-alpha"], "alpha's next page asked with alpha's query");
+      assert.equal(await row("beta-2").count(), 0);
+
+      // A new search on its way, More on the rows still shown: their next page must not land under the new search's rows.
+      await search("gamma");
+      await row("gamma-1").waitFor();
+      waits.set("beta", hold("beta"));
+      waits.set("gamma:p2-gamma", hold("gamma:p2-gamma"));
+      await search("beta");
+      await eventually("beta's first page asked for", async () => asked.includes("beta"));
+      await adminPage.getByRole("button", { name: "More" }).click();
+      await eventually("gamma's next page asked for", async () => asked.includes("gamma:p2-gamma"));
+      holds.get("beta")!();
+      await row("beta-1").waitFor();
+      holds.get("gamma:p2-gamma")!();
+      await adminPage.waitForLoadState("networkidle");
+      await adminPage.evaluate(() => new Promise((drawn) => requestAnimationFrame(() => requestAnimationFrame(drawn))));
+      assert.equal(await row("gamma-2").count(), 0, "the replaced search's next page is not shown under the new one");
+      assert.equal(await row("beta-1").count(), 1);
+      assert.equal(await adminPage.getByRole("button", { name: "More" }).count(), 1, "beta's own next page can still be asked for");
+    } finally {
+      await adminPage.unroute(url);
     }
   });
 

@@ -316,5 +316,11 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await phone.goto(`${h.url}/w/shares`);
     await see(phone, phone.getByTestId("rule-summary"));
     assert.equal(await phone.getByTestId("rule-summary").innerText(), "Version 1: Fixed percentages (you 60.00%, another member 40.00%); managers not included; individual tips are kept by their worker.");
+
+    // A member who has left keeps their name on the rule that gives them a percentage (the manager's screen).
+    await venueApi.removeMember({ venueId: venue.id, memberId: baraka!.memberId, reason: "moved to Mombasa" });
+    const later = await manager("en-KE");
+    await see(later, later.getByTestId("rule-words").getByText("Version 1: Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", { exact: false }));
+    await see(later, later.getByTestId("rule-history").getByRole("cell", { name: "Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", exact: true }));
   });
 });

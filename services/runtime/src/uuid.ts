@@ -1,6 +1,8 @@
 // UUIDs for the ids a tip makes many of: random (version 4) request ids, and ids in time order
-// (version 7) for rows an index finds by id (events, journal entries, deliveries). node's randomUUID joins its 16 bytes' hex digits into the answer one string at a
-// time: some twenty strings per id (~500 heap bytes, measured), and the answer is a tree of
+// (version 7) for rows an index finds by id (tips, events, journal entries, deliveries). A
+// version-7 id's first digits are its clock: shorten one by its last digits, never its first.
+// node's randomUUID joins its 16 bytes' hex digits into the answer one string at a time: some
+// twenty strings per id (~500 heap bytes, measured), and the answer is a tree of
 // them until something reads it whole, so an id kept in a call's state keeps the tree alive
 // through the young generation's collections. These are written as bytes into one buffer and
 // read out as one flat string (the id's 36 characters, nothing else), from the same CSPRNG.

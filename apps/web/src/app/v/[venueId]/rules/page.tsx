@@ -15,7 +15,7 @@ export default function Rules() {
   const { t, err: plainError, locale } = useVT();
   const current = useQuery(VenueService.method.getSplitRule, { venueId, version: 0 }, { retry: false });
   const history = useQuery(VenueService.method.listSplitRules, { venueId });
-  const members = useQuery(VenueService.method.listMembers, { venueId });
+  const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const set = useMutation(VenueService.method.setSplitRule);
   const [method, setMethod] = useState<SplitMethod>(SplitMethod.EQUAL_ON_SHIFT);
   const [error, setError] = useState("");
