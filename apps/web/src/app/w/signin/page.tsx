@@ -7,6 +7,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { useT } from "../use-t";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
+import { useSubmitOnce } from "../use-submit-once";
 
 type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "newPin" };
 
@@ -25,10 +26,8 @@ export default function SignIn() {
   const verifyOtp = useMutation(AuthService.method.verifyPhoneOtp);
   const verifyPin = useMutation(AuthService.method.verifyPin);
   const setPin = useMutation(AuthService.method.setPin);
-  const busy = start.isPending || verifyOtp.isPending || verifyPin.isPending || setPin.isPending;
 
-  const submit = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  const { busy, onSubmit } = useSubmitOnce(async (e: FormEvent<HTMLFormElement>) => {
     setError("");
     const f = new FormData(e.currentTarget);
     try {
@@ -62,10 +61,10 @@ export default function SignIn() {
     } catch (x) {
       setError(err(x));
     }
-  };
+  });
 
   return (
-    <form onSubmit={submit} noValidate>
+    <form onSubmit={onSubmit} noValidate>
       <h1>{t("signIn")}</h1>
       {step.kind === "phone" ? (
         <>

@@ -13,6 +13,7 @@ import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "../
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
+import { useSubmitOnce } from "../use-submit-once";
 import { useT } from "../use-t";
 import { payoutWord } from "../words";
 
@@ -84,8 +85,8 @@ export default function Withdraw() {
   const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
   const p = useLivePayout(payoutId);
 
-  const submit = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  // Guarded from the tap itself: a double tap would otherwise register two device keys and ask two challenges.
+  const { busy, onSubmit } = useSubmitOnce(async (e: FormEvent<HTMLFormElement>) => {
     setError("");
     const form = new FormData(e.currentTarget);
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""));
@@ -113,7 +114,7 @@ export default function Withdraw() {
       setStep("");
       setError(err(x));
     }
-  };
+  });
 
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
@@ -138,7 +139,7 @@ export default function Withdraw() {
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
         </section>
       ) : (
-        <form onSubmit={submit} noValidate>
+        <form onSubmit={onSubmit} noValidate>
           <label className="field" htmlFor="amount">{t("amountLabel")}</label>
           <input id="amount" name="amount" type="text" inputMode="numeric" autoComplete="off" value={typed} onChange={(e) => setTyped(e.target.value)} />
           {typedMinor && fee.data?.fee ? (
@@ -148,7 +149,7 @@ export default function Withdraw() {
           <input id="phone" name="phone" type="tel" inputMode="tel" autoComplete="tel" />
           {step ? <p role="status">{step}</p> : null}
           {error ? <p className="error" role="alert">{error}</p> : null}
-          <button type="submit" disabled={step !== ""}>{t("withdraw")}</button>
+          <button type="submit" disabled={busy}>{t("withdraw")}</button>
         </form>
       )}
     </>

@@ -1,0 +1,66 @@
+// A double tap on the worker's forms sends each request once: the sign-in's
+// code, OTP and PIN, and the withdrawal's device-key registration and step-up
+// challenge. A failed withdrawal can still be retried.
+import assert from "node:assert/strict";
+import { randomInt } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { Page } from "playwright-core";
+import { eventually as waitUntil } from "@ttip/runtime/testing";
+import { WebHarness } from "./harness.js";
+
+/** The auth and payment calls the page sends, by method name, as they leave the browser. */
+function countCalls(page: Page): Map<string, number> {
+  const calls = new Map<string, number>();
+  page.on("request", (r) => {
+    const m = /\/ttip\.(?:auth|payment)\.v1\.\w+\/(\w+)$/.exec(r.url());
+    if (m) calls.set(m[1]!, (calls.get(m[1]!) ?? 0) + 1);
+  });
+  return calls;
+}
+
+describe("the worker's forms under a double tap (chromium at phone size)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  test("sign-in sends one code, one OTP check and one new PIN; withdraw registers one device key and asks one challenge, and a failed withdrawal can be retried", async () => {
+    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const page = await h.phone();
+    const calls = countCalls(page);
+    await page.goto(`${h.url}/w/signin`);
+    await page.getByLabel("Your phone number").fill(phone);
+    await page.getByRole("button", { name: "Send me a code" }).dblclick();
+    await page.getByLabel("The 6-digit code we sent by SMS").fill(await waitForOtp(h, phone));
+    await page.getByRole("button", { name: "Continue" }).dblclick();
+    await page.getByLabel("New PIN (4 to 6 digits)").fill("4826");
+    await page.getByLabel("The same PIN again").fill("4826");
+    await page.getByRole("button", { name: "Continue" }).dblclick();
+    await page.waitForURL(`${h.url}/w`);
+    assert.equal(calls.get("StartPhoneVerification"), 1, "one code sent for the double tap");
+    assert.equal(calls.get("VerifyPhoneOtp"), 1, "one OTP check for the double tap");
+    assert.equal(calls.get("SetPin"), 1, "one PIN set for the double tap");
+
+    // No balance yet: the payout is refused, after the step-up.
+    await page.getByRole("link", { name: "Withdraw" }).click();
+    await page.getByLabel("Amount (KES, whole shillings)").fill("200");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(phone);
+    const withdraw = page.getByRole("button", { name: "Withdraw" });
+    await withdraw.dblclick();
+    await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 }); // the form's own, not Next's route announcer
+    assert.equal(calls.get("RegisterDevice"), 1, "one device key registered for the double tap");
+    assert.equal(calls.get("CreateDeviceChallenge"), 1, "one step-up challenge for the double tap");
+    assert.equal(calls.get("RequestPayout"), 1, "one payout asked for the double tap");
+
+    // The failed attempt released the form: a retry goes through with the key already registered.
+    await waitUntil("the button enabled again", async () => await withdraw.isEnabled(), { timeoutMs: 10_000, everyMs: 50 });
+    await withdraw.click();
+    await waitUntil("the retry's payout request", () => calls.get("RequestPayout") === 2, { timeoutMs: 20_000, everyMs: 50 });
+    assert.equal(calls.get("CreateDeviceChallenge"), 2, "the retry asks a fresh challenge");
+    assert.equal(calls.get("RegisterDevice"), 1, "the retry reuses the registered key");
+  });
+});
+
+function waitForOtp(h: WebHarness, phone: string): Promise<string> {
+  // otpFor throws until the SMS has arrived.
+  return waitUntil("the OTP SMS", () => h.otpFor(phone), { timeoutMs: 10_000, everyMs: 100, retryErrors: true });
+}
