@@ -223,6 +223,23 @@ export class Ledger {
     };
   }
 
+  /**
+   * A held tip's parking in suspense (suspenseEntry) undone: the amount back from suspense to M-Pesa clearing,
+   * for a hold whose payment never reached clearing a second time. Posted once per key; answers the entry's id.
+   */
+  async suspenseToClearing(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+    const [clearing, suspense] = await Promise.all([this.account(AccountKind.MPESA_CLEARING), this.account(AccountKind.SUSPENSE)]);
+    return this.postEntry({
+      idempotencyKey: input.key,
+      cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
+      postings: [
+        { accountId: suspense, amount: kes(-input.amountMinor), memo: "hold reversed: the same payment" },
+        { accountId: clearing, amount: kes(input.amountMinor), memo: `M-Pesa ${input.receipt}` },
+      ],
+      description: input.description,
+    });
+  }
+
   /** Parks money in suspense (suspenseEntry) at once; answers the entry's id. */
   async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
     return this.postEntry(await this.suspenseEntry(input));

@@ -9,7 +9,7 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { AccountKind, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
@@ -338,6 +338,44 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await eventually(async () => (await c2bRow(next.transId)).suspense_entry_id !== null, "parked in suspense");
     assert.ok(await h.trialBalanced());
   });
+
+  /** A platform account's KES balance, summed from its postings (wallet keeps none on system accounts). */
+  const systemBalance = async (kind: AccountKind) => BigInt((await h.t.db.pool.query(
+    `SELECT COALESCE(sum(p.amount_minor), 0)::text AS b FROM wallet.postings p JOIN wallet.accounts a USING (account_id)
+      WHERE a.kind = $1 AND a.owner_id = '' AND a.currency = 'KES'`, [kind])).rows[0].b);
+  const clearingAndSuspense = async () => [await systemBalance(AccountKind.MPESA_CLEARING), await systemBalance(AccountKind.SUSPENSE)];
+
+  for (const fate of ["refunded", "paid_elsewhere"] as const) {
+    test(`a tip held from clearing because the only parked payment fitting its STK query's success was ${fate === "refunded" ? "refunded" : "matched"} by support, rejected once its late callback names that payment: the hold's suspense money goes back to clearing, once`, async () => {
+      const [w, coded] = [await worker(), await worker("Wanjiru")];
+      const push = await lostCallbackPush(w);
+      const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+      await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+      const action = fate === "refunded" ? { case: "refund" as const, value: true } : { case: "matchAccountReference" as const, value: coded.code.shortCode };
+      await adminClient.resolveSuspensePayment({ receipt: other.transId, action, note: "the customer called" });
+      if (fate === "paid_elsewhere") await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
+      const beforeHold = await clearingAndSuspense();
+      await queryPushes();
+      await eventually(async () => (await tipRow(push.tipId)).credit_entry_id !== null, "the hold posted");
+      const held = await clearingAndSuspense();
+      assert.deepEqual([held[0] - beforeHold[0], held[1] - beforeHold[1]], [-10000n, 10000n], "held from clearing into suspense");
+      const row = await tipRow(push.tipId);
+      const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+        CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+      assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+      const rejected = (await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "the same payment" })).tip!;
+      assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, fate]);
+      assert.deepEqual(await clearingAndSuspense(), beforeHold, "clearing and suspense back where they were before the hold");
+      // Retried: refused (the tip is no longer held), and the reversal under the tip's key posts nothing more.
+      await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "again" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+      const ledger = new Ledger(h.t.ctx);
+      await ledger.suspenseToClearing({ key: `${row.credit_key}:spent`, receipt: row.credit_key, amountMinor: 10000n, description: `Tip ${push.tipId} rejected: its hold was the payment support had already placed` });
+      assert.deepEqual(await clearingAndSuspense(), beforeHold, "posted once");
+      assert.equal((await h.t.db.pool.query("SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = $1", [`${row.credit_key}:spent`])).rows[0].n, 1);
+      assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [0n, fate === "refunded" ? 0n : 9500n]);
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
   test("a held tip approved as two payments, whose callback then arrives late naming the payment support refunded: flagged as paid twice, for support", async () => {
     const w = await worker();

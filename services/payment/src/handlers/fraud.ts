@@ -8,7 +8,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, refuseSpentReceiptApproval, rejectedAsSpent, reopenFundingPayment, spentReceiptOf } from "../c2b.js";
+import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, refuseSpentReceiptApproval, rejectedAsSpent, reopenFundingPayment, reverseSpentHold, spentReceiptOf } from "../c2b.js";
 import { approvalRefused } from "../ledger.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
@@ -121,7 +121,10 @@ async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, admin: strin
     // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
     // Else its receipt's money spent, read from the row as ended (under its lock): a late callback's receipt counts.
     const spent = await spentReceiptOf(tx, t);
-    const ended = (await reopenFundingPayment(tx, t, closedRound)) ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
+    const reopened = await reopenFundingPayment(tx, t, closedRound);
+    // Spent: the hold's suspense money, taken from clearing for a second payment that never came, goes back (c2b.ts).
+    if (!reopened && spent) await reverseSpentHold(deps, t);
+    const ended = reopened ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
     await emitEvent(tx, "payment", TipFailedSchema, {
       tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
       resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
