@@ -186,6 +186,16 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     return { tipId: tip!.tipId, receipt: sim.receipt!, payer: sim.phone };
   };
+  /** The push's STK callback, late: success with `receipt`, 100 KES from `payer`. */
+  const lateSuccess = (row: { merchant_request_id: string; checkout_request_id: string }, receipt: string, payer: string) => ({ Body: { stkCallback: {
+    MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+    CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(payer) }] } } } });
+  /** Another payment of 100 KES from `payer` naming nothing, parked in suspense. */
+  const parkedPaymentFrom = async (payer: string) => {
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    return other;
+  };
   /** Reconciliation past the deadline: M-Pesa asked about the pushes answers success, without a receipt. */
   const queryPushes = async () => {
     h.clock.advance(h.config.stkDeadlineMs + 20);
@@ -270,8 +280,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const [w, coded] = [await worker(), await worker("Wanjiru")];
       const push = await lostCallbackPush(w);
       // Another payment of the same number and amount, naming nothing, soon after the push: parked, then placed by support.
-      const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-      await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+      const other = await parkedPaymentFrom(push.payer);
       const action = fate === "refunded" ? { case: "refund" as const, value: true } : { case: "matchAccountReference" as const, value: coded.code.shortCode };
       await adminClient.resolveSuspensePayment({ receipt: other.transId, action, note: "the customer called" });
       await queryPushes();
@@ -295,15 +304,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   test("a tip held because the only parked payment fitting its STK query's success was refunded, whose callback then arrives late naming that very payment: its approval is refused, never refunded and credited", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
-    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    const other = await parkedPaymentFrom(push.payer);
     await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
     await queryPushes();
     assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
     // The push's callback, late: its receipt is the refunded payment's (it was this tip's payment after all).
     const row = await tipRow(push.tipId);
-    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
-      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    const callback = lateSuccess(row, other.transId, push.payer);
     assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
     assert.equal((await tipRow(push.tipId)).mpesa_receipt, other.transId);
     await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }),
@@ -317,15 +324,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   test("a tip held because the only parked payment fitting its STK query's success was matched to a code by support, whose callback then arrives late naming that very payment (held by the match's tip, so not recorded on it): its approval is refused, never credited twice", async () => {
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const push = await lostCallbackPush(w);
-    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    const other = await parkedPaymentFrom(push.payer);
     await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for Wanjiru" });
     await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
     await queryPushes();
     assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
     const row = await tipRow(push.tipId);
-    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
-      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    const callback = lateSuccess(row, other.transId, push.payer);
     assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
     assert.equal((await tipRow(push.tipId)).mpesa_receipt, null, "the match's tip holds the receipt");
     await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "looks fine" }),
@@ -349,8 +354,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     test(`a tip held from clearing because the only parked payment fitting its STK query's success was ${fate === "refunded" ? "refunded" : "matched"} by support, rejected once its late callback names that payment: the hold's suspense money goes back to clearing, once`, async () => {
       const [w, coded] = [await worker(), await worker("Wanjiru")];
       const push = await lostCallbackPush(w);
-      const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-      await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+      const other = await parkedPaymentFrom(push.payer);
       const action = fate === "refunded" ? { case: "refund" as const, value: true } : { case: "matchAccountReference" as const, value: coded.code.shortCode };
       await adminClient.resolveSuspensePayment({ receipt: other.transId, action, note: "the customer called" });
       if (fate === "paid_elsewhere") await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
@@ -360,8 +364,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const held = await clearingAndSuspense();
       assert.deepEqual([held[0] - beforeHold[0], held[1] - beforeHold[1]], [-10000n, 10000n], "held from clearing into suspense");
       const row = await tipRow(push.tipId);
-      const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
-        CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+      const callback = lateSuccess(row, other.transId, push.payer);
       assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
       const rejected = (await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "the same payment" })).tip!;
       assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, fate]);
@@ -380,15 +383,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   test("a held tip approved as two payments, whose callback then arrives late naming the payment support refunded: flagged as paid twice, for support", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
-    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    const other = await parkedPaymentFrom(push.payer);
     await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
     await queryPushes();
     await adminClient.reviewTip({ tipId: push.tipId, approve: true, note: "two payments, I think" });
     await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
     const row = await tipRow(push.tipId);
-    const callback = { Body: { stkCallback: { MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
-      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: other.transId }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(push.payer) }] } } } };
+    const callback = lateSuccess(row, other.transId, push.payer);
     for (let i = 0; i < 2; i++) assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
     const flags = (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice'", [push.tipId])).rows;
     assert.equal(flags.length, 1, "flagged, once");
@@ -398,8 +399,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   test("a held tip's approval racing its late callback that names the refunded payment: the callback's write committed while the approval waits is seen, never refunded and credited", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
-    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    const other = await parkedPaymentFrom(push.payer);
     await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
     await queryPushes();
     assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
