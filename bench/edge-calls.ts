@@ -7,17 +7,20 @@
 // it, then two SMS. CPU microseconds per tip of each process (/proc, and
 // process.cpuUsage).
 // BENCH_OTHER_TREE=/path/to/another/checkout (with its own node_modules) runs that
-// tree's simulators' process and clients too, rounds alternated with this
-// tree's: an A/B on a busy machine, a neighbour's load falling on both alike.
+// tree's simulators and clients too, at the same time as this tree's: each tree's
+// platform side in a process of its own (this file, --driver), every round started
+// in both at once, so a neighbour's load falls on both alike (an A/B on a busy machine).
 //   node --import tsx bench/edge-calls.ts [tips per round=2000] [rounds=5] [concurrency=16]
+import { fork } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
+import { fileURLToPath } from "node:url";
 import { processCpuMs } from "./process-cpu.js";
 
 const tips = Number(process.argv[2] ?? 2000);
 const rounds = Number(process.argv[3] ?? 5);
-const concurrency = Number(process.argv[4] ?? 16);
+const concurrency = Number(process.argv[2] === "--driver" ? process.argv[4] : (process.argv[4] ?? 16));
 
 const SMS_TEXT = "TTIP: You received a tip of KES 150.00 from a customer at Worker 7. Your balance is KES 1,234.50. Ref TIP8F3K2Q.";
 
@@ -53,24 +56,28 @@ async function variant(name: string, root: string): Promise<Variant> {
 // its callback, which may overtake the push's answer (then it is remembered until asked for).
 const waiting = new Map<string, () => void>();
 const early = new Set<string>();
-const receiver = http.createServer((req, res) => {
-  const chunks: Buffer[] = [];
-  req.on("data", (c: Buffer) => chunks.push(c));
-  req.on("end", () => {
-    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { Body: { stkCallback: { CheckoutRequestID: string; ResultCode: number } } };
-    const text = JSON.stringify({ ResultCode: 0, ResultDesc: "Accepted" });
-    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-    res.end(text);
-    const { CheckoutRequestID: checkout, ResultCode: code } = body.Body.stkCallback;
-    if (code !== 0) throw new Error(`STK callback with ResultCode ${code}`);
-    const resolve = waiting.get(checkout);
-    if (resolve) resolve();
-    else early.add(checkout);
+let callbackUrl = "";
+/** Starts the receiver (a driver's, on loopback); callbackUrl then names it. */
+async function startReceiver(): Promise<void> {
+  const receiver = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { Body: { stkCallback: { CheckoutRequestID: string; ResultCode: number } } };
+      const text = JSON.stringify({ ResultCode: 0, ResultDesc: "Accepted" });
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      const { CheckoutRequestID: checkout, ResultCode: code } = body.Body.stkCallback;
+      if (code !== 0) throw new Error(`STK callback with ResultCode ${code}`);
+      const resolve = waiting.get(checkout);
+      if (resolve) resolve();
+      else early.add(checkout);
+    });
   });
-});
-receiver.keepAliveTimeout = 60_000;
-await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
-const callbackUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/callbacks/mpesa/stk/bench-token`;
+  receiver.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+  callbackUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/callbacks/mpesa/stk/bench-token`;
+}
 
 function callbackOf(checkout: string): Promise<void> {
   if (early.delete(checkout)) return Promise.resolve();
@@ -98,31 +105,68 @@ async function round(v: Variant, n: number): Promise<{ sim: number; here: number
   return { sim: ((processCpuMs(v.simPid) - sim0) * 1000) / n, here: (here.user + here.system) / n };
 }
 
-const variants = [await variant("this tree", new URL("..", import.meta.url).pathname.replace(/\/$/, ""))];
-if (process.env.BENCH_OTHER_TREE) variants.push(await variant("other tree", process.env.BENCH_OTHER_TREE.replace(/\/$/, "")));
-try {
-  for (const v of variants) await round(v, Math.min(500, tips)); // warm: code compiled, connections open
-  const per = new Map(variants.map((v) => [v.name, { sim: [] as number[], here: [] as number[] }]));
-  for (let r = 0; r < rounds; r++) {
-    for (const v of r % 2 ? [...variants].reverse() : variants) {
-      const { sim, here } = await round(v, tips);
-      per.get(v.name)!.sim.push(sim);
-      per.get(v.name)!.here.push(here);
+/** A round's figures, CPU µs per tip. */
+type Figures = { sim: number; here: number };
+/** A tree's driver: this file in a process of its own, running rounds when asked. */
+interface Driver {
+  name: string;
+  round(n: number): Promise<Figures>;
+  close(): void;
+}
+
+/** Runs the rounds the parent asks for, with one tree's simulators and clients; says ready first. */
+async function drive(root: string): Promise<void> {
+  await startReceiver();
+  const v = await variant("driver", root);
+  process.on("message", (m: { round: number }) => void round(v, m.round).then((f) => process.send!(f)));
+  process.on("disconnect", () => void v.close().then(() => process.exit(0)));
+  process.send!("ready");
+}
+
+async function driver(name: string, root: string): Promise<Driver> {
+  const child = fork(fileURLToPath(import.meta.url), ["--driver", root, String(concurrency)], { execArgv: process.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  await new Promise((r) => child.once("message", r));
+  return {
+    name,
+    round: (n) => new Promise((resolve) => (child.once("message", resolve), child.send({ round: n }))),
+    close: () => child.disconnect(),
+  };
+}
+
+if (process.argv[2] === "--driver") {
+  await drive(process.argv[3]);
+} else {
+  await measure();
+}
+
+async function measure(): Promise<void> {
+  const drivers = [await driver("this tree", new URL("..", import.meta.url).pathname.replace(/\/$/, ""))];
+  if (process.env.BENCH_OTHER_TREE) drivers.push(await driver("other tree", process.env.BENCH_OTHER_TREE.replace(/\/$/, "")));
+  try {
+    await Promise.all(drivers.map((d) => d.round(Math.min(500, tips)))); // warm: code compiled, connections open
+    const per = new Map(drivers.map((d) => [d.name, { sim: [] as number[], here: [] as number[] }]));
+    for (let r = 0; r < rounds; r++) {
+      const figures = await Promise.all(drivers.map((d) => d.round(tips)));
+      drivers.forEach((d, i) => {
+        per.get(d.name)!.sim.push(figures[i].sim);
+        per.get(d.name)!.here.push(figures[i].here);
+      });
     }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
+    console.log(`node ${process.version}; ${tips} tips x ${rounds} rounds at concurrency ${concurrency}; per tip an STK push, its callback, 2 SMS; load average ${os.loadavg().map((l) => l.toFixed(1)).join(", ")}`);
+    console.log("CPU µs per tip, medians (each round's in brackets; the simulators' process read from /proc in clock ticks)");
+    for (const [name, { sim, here }] of per) {
+      console.log(`  ${name.padEnd(10)}  simulators ${median(sim).toFixed(0).padStart(5)} (${list(sim)})   platform's side ${median(here).toFixed(0).padStart(5)} (${list(here)})`);
+    }
+    if (drivers.length > 1) {
+      // Each round's two figures were taken over the same seconds: their ratio is the steadier one.
+      const [a, b] = [...per.values()];
+      const ratios = (xs: number[], ys: number[]) => xs.map((x, i) => x / ys[i]);
+      const said = (rs: number[]) => `${median(rs).toFixed(2)} (${rs.map((r) => r.toFixed(2)).join(", ")})`;
+      console.log(`  this tree / other tree, median of the rounds' ratios: simulators ${said(ratios(a.sim, b.sim))}; platform's side ${said(ratios(a.here, b.here))}`);
+    }
+  } finally {
+    for (const d of drivers) d.close();
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
-  console.log(`node ${process.version}; ${tips} tips x ${rounds} rounds at concurrency ${concurrency}; per tip an STK push, its callback, 2 SMS; load average ${os.loadavg().map((l) => l.toFixed(1)).join(", ")}`);
-  console.log("CPU µs per tip, medians (each round's in brackets; the simulators' process read from /proc in clock ticks)");
-  for (const [name, { sim, here }] of per) {
-    console.log(`  ${name.padEnd(10)}  simulators ${median(sim).toFixed(0).padStart(5)} (${list(sim)})   platform's side ${median(here).toFixed(0).padStart(5)} (${list(here)})`);
-  }
-  if (variants.length > 1) {
-    const [a, b] = [...per.values()];
-    console.log(`  ratio this tree / other tree: simulators ${(median(a.sim) / median(b.sim)).toFixed(2)}, platform's side ${(median(a.here) / median(b.here)).toFixed(2)}`);
-  }
-} finally {
-  for (const v of variants) await v.close();
-  receiver.closeAllConnections();
-  receiver.close();
 }
