@@ -7,6 +7,7 @@ import pg from "pg";
 import { endsSession } from "./db-answers.js";
 import { NamedStatement, nothingSent, sendStatement, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
+import { timestamptzParser } from "./timestamptz.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
 export type Pool = pg.Pool;
@@ -16,6 +17,8 @@ export type Queryable = Pick<pg.Pool, "query">;
 
 // int8 (bigint) as BigInt, so money in minor units never passes through a float.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
+// timestamptz as pg makes it, without its regular expression for the shape PostgreSQL writes.
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, timestamptzParser(pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ, "text")));
 
 export interface PoolOptions {
   max?: number;
