@@ -106,6 +106,16 @@ export class CustomerClient {
   }
 }
 
+/**
+ * The error an end of stream carries, if any. The usual one, "{}" (no error, no trailers: what the
+ * runtime's servers send when a stream ends well), is known by its two bytes: connect-es's parser
+ * builds a ConnectError and its stack trace for every end of stream, in case it is malformed.
+ */
+function endStreamError(bytes: Uint8Array): ConnectError | undefined {
+  if (bytes.length === 2 && bytes[0] === 0x7b && bytes[1] === 0x7d) return undefined;
+  return endStreamFromJson(bytes).error;
+}
+
 /** A Connect server stream's answer as connect-es reads it: its messages, or its error. */
 function streamMessages(status: number, encoding: string | null, body: Buffer, rstCode: number | undefined): WatchTipResponse[] {
   if (rstCode !== undefined && rstCode !== http2.constants.NGHTTP2_NO_ERROR) throw new ConnectError(`stream reset with code ${rstCode}`, Code.Internal);
@@ -118,8 +128,8 @@ function streamMessages(status: number, encoding: string | null, body: Buffer, r
       messages.push(fromBinary(WatchTipResponseSchema, bytes));
       continue;
     }
-    const end = endStreamFromJson(bytes);
-    if (end.error) throw end.error;
+    const error = endStreamError(bytes);
+    if (error) throw error;
     ended = true;
   }
   if (!ended) throw new ConnectError("protocol error: missing end of stream", Code.Internal);
