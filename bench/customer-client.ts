@@ -20,7 +20,7 @@ import {
   type CreateTipResponse,
   type WatchTipResponse,
 } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { connectUnaryCall, decompressMessage, envelopeFrames, envelopeOf, type Http2Upstream } from "@ttip/runtime";
+import { connectUnaryCall, decompressMessage, envelopeFrames, envelopeOf, LightHeaders, type Http2Upstream } from "@ttip/runtime";
 
 /** What connect-node 2.2's client says it is, and the encodings it accepts by default, as it writes them. */
 const USER_AGENT = "connect-es/2.2.0";
@@ -53,7 +53,8 @@ export class CustomerClient {
   };
 
   async createTip(req: MessageInitShape<typeof CreateTipRequestSchema>, headers?: Record<string, string>): Promise<CreateTipResponse> {
-    const header = new Headers(headers);
+    // The runtime's light Headers: node's validates and sorts on every walk (a few µs a call).
+    const header = LightHeaders.of(headers);
     header.set("user-agent", USER_AGENT);
     const answer = await connectUnaryCall({
       session: this.upstream,
