@@ -63,6 +63,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     // The charts show analytics' own figures: each bar equals its row of the CSV export.
     await page.getByTestId("chart-hours").locator('g[data-value="30000"]').waitFor({ timeout: 20_000 });
     await h.screenshot(page, "worker-home-sw");
+    // One tip today, this week and this month: "tip 1", never the plural "tips 1".
+    assert.deepEqual(await page.getByTestId("earnings-periods").locator(".muted").allInnerTexts(), ["tip 1", "tip 1", "tip 1"]);
     const from = nairobiMonthStart(new Date()); // the home's range: statements and "this month" are Nairobi months
     const { csv } = await h.api(AnalyticsService, worker.token).exportEarnings({
       range: { from: timestampFromDate(from), to: timestampFromDate(new Date(Date.now() + 86_400_000)) },
