@@ -348,5 +348,13 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const later = await manager("en-KE");
     await see(later, later.getByTestId("rule-words").getByText("Version 1: Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", { exact: false }));
     await see(later, later.getByTestId("rule-history").getByRole("cell", { name: "Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", exact: true }));
+
+    // On the phone, the staff table (a role to choose, "Left the staff") and the audit trail's details stay on the screen.
+    for (const [screen, loaded] of [["staff", "staff"], ["reports", "audit"]]) {
+      await later.goto(`${h.url}/v/${venue.id}/${screen}`);
+      await see(later, later.getByTestId(loaded).locator("tbody tr").first());
+      const widths = await later.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth }));
+      assert.deepEqual(widths, { page: 360, screen: 360 }, `the ${screen} screen fits a 360 px phone`);
+    }
   });
 });

@@ -179,6 +179,9 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByRole("heading", { name: "Mipangilio" }).waitFor();
     assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.locale, Locale.SW);
     await eventually("messages in Swahili", async () => (await notifications.getPreferences({})).preferences!.locale === "sw");
+    // The alerts table's Swahili headings ("Ndani ya programu") are wider than the English: the page still fits a 360 px phone.
+    await page.getByRole("columnheader", { name: "Ndani ya programu" }).waitFor();
+    assert.deepEqual(await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth })), { page: 360, screen: 360 });
     await h.screenshot(page, "worker-settings-sw");
   });
 
