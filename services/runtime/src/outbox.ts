@@ -347,16 +347,18 @@ export class OutboxRelay {
     const { pool, schema, logger } = this.options;
     const s = ident(schema);
     // From past the last batch's rows on (keyset), not from the start again past their dead entries.
-    const batch = `WITH gone AS (DELETE FROM ${s}.outbox WHERE seq IN (
-        SELECT seq FROM ${s}.outbox WHERE seq > $1 AND published_at IS NOT NULL ORDER BY seq LIMIT $2) RETURNING seq)
-      SELECT count(*)::int AS n, max(seq) AS last FROM gone`;
+    // Ends at a batch that found fewer rows, not one that deleted fewer: another replica's delete of
+    // some of them (waited for, then skipped) shortens a batch with more rows after it.
+    const batch = `WITH found AS (SELECT seq FROM ${s}.outbox WHERE seq > $1 AND published_at IS NOT NULL ORDER BY seq LIMIT $2),
+        gone AS (DELETE FROM ${s}.outbox WHERE seq IN (SELECT seq FROM found) RETURNING seq)
+      SELECT (SELECT count(*)::int FROM found) AS n, (SELECT max(seq) FROM found) AS last, (SELECT count(*)::int FROM gone) AS gone`;
     logger.warn({ schema }, "the outbox holds rows published while the database kept them: deleting them");
     let after: unknown = 0;
     let deleted = 0;
     try {
       while (!this.stopped) {
-        const { n, last } = (await pool.query<{ n: number; last: unknown }>(batch, [after, PUBLISHED_DELETE_BATCH])).rows[0];
-        deleted += n;
+        const { n, last, gone } = (await pool.query<{ n: number; last: unknown; gone: number }>(batch, [after, PUBLISHED_DELETE_BATCH])).rows[0];
+        deleted += gone;
         if (n < PUBLISHED_DELETE_BATCH || last === null) break;
         after = last;
       }

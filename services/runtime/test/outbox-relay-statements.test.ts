@@ -243,6 +243,47 @@ test("a database that kept published rows and was switched to deleting them: its
   }
 });
 
+test("rows kept from before, deleted beside another replica's delete: a batch it shortened does not end the deleting; every such row goes", async () => {
+  const name = new URL(db.url).pathname.slice(1);
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  await migrate(db.pool, "auth", undefined);
+  const kept = 2_345;
+  await db.pool.query(
+    `INSERT INTO auth.outbox (event_id, subject, payload, published_at, attempts)
+       SELECT gen_random_uuid(), 'ttip.auth.x', '\\x00', now(), 1 FROM generate_series(1, $1::int)`,
+    [kept],
+  );
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = off`);
+  const deleting = createPool(db.url, { max: 3 });
+  const other = await db.pool.connect();
+  const log = captureLogger("info");
+  try {
+    // Another replica's delete of some of the first batch's rows, under way: the relay's batch waits for it, then finds them gone.
+    await other.query("BEGIN");
+    await other.query("DELETE FROM auth.outbox WHERE seq IN (SELECT seq FROM auth.outbox ORDER BY seq LIMIT 10)");
+    const bus = { publish: async () => undefined } as unknown as EventBus;
+    const relay = new OutboxRelay({ pool: deleting, schema: "auth", bus, logger: log.logger });
+    await writeOutbox(deleting, "auth", { id: randomUUID(), subject: "ttip.auth.x", data: new Uint8Array([1]) });
+    assert.equal(await relay.flush(), 1);
+    const waiting = () =>
+      db.pool
+        .query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM \"auth\".outbox%'")
+        .then((r) => r.rows[0].n);
+    await eventually("the relay's first batch waits for the other delete", async () => (await waiting()) === 1);
+    await other.query("COMMIT");
+    const done = () => log.records().find((r) => r.msg === "published rows kept from before deleted");
+    await eventually("the relay's deleting ended", done);
+    const { rows } = await deleting.query<{ n: number }>("SELECT count(*)::int AS n FROM auth.outbox");
+    assert.equal(rows[0].n, 0, `rows kept from before left: ${JSON.stringify(done())}`);
+    await relay.stop();
+  } finally {
+    await other.query("ROLLBACK").catch(() => undefined);
+    other.release();
+    await deleting.end();
+    await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  }
+});
+
 test("a relay stopped while it makes the index of unpublished rows stops without waiting for the build (which waits for older transactions); the next start makes it", async () => {
   await poolKeeping("on").then((one) => one.end());
   // Three connections: the build's, the test's, and the one stop() cancels the build through.
