@@ -110,6 +110,16 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await h.screenshot(page, "worker-statements-sw");
   });
 
+  test("before the screens' script has run (a slow phone), their placeholder is in the page's language", async () => {
+    for (const [locale, word] of [["sw-KE", "Inapakia…"], ["en-KE", "Loading…"]]) {
+      const page = await h.phone({ locale, javaScriptEnabled: false });
+      for (const path of ["/w", "/v", "/join/some-invitation"]) {
+        await page.goto(`${h.url}${path}`);
+        assert.equal((await page.locator("main").innerText()).trim(), word, `${path} in ${locale}`);
+      }
+    }
+  });
+
   test("settings: each form checks as the contract does before calling, then saves name, payout number, PIN, notifications and language where they belong", async () => {
     const worker = await h.worker("Baraka");
     const page = await h.signedInPhone(worker);
