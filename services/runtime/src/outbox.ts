@@ -12,7 +12,7 @@ export async function writeOutbox(tx: Queryable, schema: string, message: BusMes
   await tx.query(`INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload, traceparent) VALUES ($1, $2, $3, $4)`, [
     message.id,
     message.subject,
-    Buffer.from(message.data),
+    message.data,
     message.traceparent ?? currentTraceparent() ?? null,
   ]);
 }
@@ -34,7 +34,7 @@ export function outboxCte(schema: string, messages: BusMessage[], first: number,
     values: [
       messages.map((m) => m.id),
       messages.map((m) => m.subject),
-      messages.map((m) => Buffer.from(m.data)),
+      messages.map((m) => m.data),
       messages.map((m) => m.traceparent ?? currentTraceparent() ?? null),
     ],
   };
