@@ -254,7 +254,7 @@ export async function postEntry(db: Queryable, input: EntryInput, claim: EntryCl
 export type EntryClaim = "in-transaction" | "alone";
 
 /** The error of a statement that lost its key to an entry committed while it waited on it: it wrote nothing. */
-export function lostKeyRace(err: unknown): boolean {
+function lostKeyRace(err: unknown): boolean {
   const e = err as { code?: string; constraint?: string };
   return e.code === "23505" && e.constraint === "entries_idempotency_key_key";
 }
@@ -448,11 +448,11 @@ const POSTING = {
 };
 
 /** A claiming INSERT ... SELECT's condition on the key `key` (an SQL expression), after its WHERE's own: "alone" inserts only where no entry has it. */
-export function claimCondition(claim: EntryClaim, key: string): string {
+function claimCondition(claim: EntryClaim, key: string): string {
   return claim === "alone" ? `AND NOT EXISTS (SELECT 1 FROM wallet.entries x WHERE x.idempotency_key = ${key})` : "";
 }
 /** A claiming INSERT's conflict clause: "in-transaction" skips a conflict on the key. */
-export function claimConflict(claim: EntryClaim): string {
+function claimConflict(claim: EntryClaim): string {
   return claim === "alone" ? "" : "ON CONFLICT (idempotency_key) DO NOTHING";
 }
 

@@ -1,14 +1,10 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { currentTraceparent, fieldError, ident, opaqueArray, opaqueUnnest, type Queryable } from "@ttip/runtime";
 import {
-  claimCondition,
-  claimConflict,
   ENTRY_READ_COLUMNS,
-  type EntryClaim,
   entryPosted,
   type EntryInput,
   type EntryPosting,
-  lostKeyRace,
   movementEventHeads,
   type PostResult,
   postPreparedEntry,
@@ -99,6 +95,8 @@ async function postRound(db: Queryable, indexes: number[], inputs: EntryInput[],
   // A lost chargeback's debt allowance changes with each entry in a way one statement does not
   // follow (wallet.accounts.debt_allowed_minor); such entries are rare and posted one by one. One
   // entry alone goes by PostEntry's own statement, which costs PostgreSQL less (bench/wallet-postings.ts).
+  // Alone, an entry claims its key without ON CONFLICT (ledger.ts, EntryClaim); a batch keeps it: two
+  // replicas posting the same tips at once would otherwise undo and run again a whole batch per key lost.
   const alone = entries.length === 1 || entries.some((e) => e.input.allowOwnerDebt);
   const together = alone ? undefined : await postTogether(db, entries);
   for (const [j, entry] of entries.entries()) {
@@ -117,15 +115,13 @@ async function postRound(db: Queryable, indexes: number[], inputs: EntryInput[],
  * the batches are tips' credits, which take money out of system accounts only (never checked)
  * and put it into worker wallets and pools, where a credit never fails the check.
  */
-async function postTogether(db: Queryable, entries: PreparedEntry[], claim: EntryClaim = "alone"): Promise<EntryPosting[] | undefined> {
+async function postTogether(db: Queryable, entries: PreparedEntry[]): Promise<EntryPosting[] | undefined> {
   try {
-    const { rows } = await db.query<EntryPosting & { unannounced_accounts: string[] | null }>(POSTING_TOGETHER[claim], postingParameters(entries));
+    const { rows } = await db.query<EntryPosting & { unannounced_accounts: string[] | null }>(POSTING_TOGETHER, postingParameters(entries));
     rememberSystemAccounts(rows[0]?.unannounced_accounts ?? null);
     return rows;
   } catch (err) {
     if ((err as { constraint?: string }).constraint === "available_not_negative") return undefined;
-    // A key another call's entry took while this statement waited on it: nothing was written; again, finding that entry.
-    if (claim === "alone" && lostKeyRace(err)) return postTogether(db, entries, "in-transaction");
     throw err;
   }
 }
@@ -170,8 +166,7 @@ function postingParameters(entries: PreparedEntry[]): unknown[] {
  * ledger.ts's posting statement for many entries (e: an entry's place in the batch, from 1). Its CTEs:
  * - refused: per entry, the first line whose account is missing or holds another currency; that entry claims nothing;
  * - claimed: the headers of the others under their keys, inserted in key order, so two batches sharing keys
- *   wait for each other's keys in one order (no deadlock); a key used before claims nothing, and moves nothing
- *   (EntryClaim: a round's keys are distinct, so "alone" never meets its own keys);
+ *   wait for each other's keys in one order (no deadlock); a key used before claims nothing, and moves nothing;
  * - prior: for each entry that claimed nothing, its key's entry (a replay, or ALREADY_EXISTS);
  * - locked: the owned accounts of the claimed entries, locked in id order (as ledger.ts, with PostEntry: keys
  *   first, then accounts, each in one order);
@@ -190,7 +185,7 @@ function postingParameters(entries: PreparedEntry[]): unknown[] {
  * It answers one row per entry, in order. Its arrays are opaque to the planner (the runtime's opaqueArray), so
  * the prepared statement keeps one generic plan instead of being planned again for every batch's size.
  */
-const postingTogether = (claim: EntryClaim) => `WITH heads AS (
+const POSTING_TOGETHER = `WITH heads AS (
   SELECT * FROM ${opaqueUnnest(["uuid", "text", "text", "text", "text", "text"], 1)} WITH ORDINALITY
     AS h(entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, e)),
 lines AS (
@@ -204,9 +199,9 @@ refused AS (
 claimed AS (
   INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description)
   SELECT h.entry_id, h.idempotency_key, h.request_hash, h.cause_kind, h.cause_ref, h.description
-    FROM heads h WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.e = h.e) ${claimCondition(claim, "h.idempotency_key")}
+    FROM heads h WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.e = h.e)
    ORDER BY h.idempotency_key
-  ${claimConflict(claim)}
+  ON CONFLICT (idempotency_key) DO NOTHING
   RETURNING entry_id),
 mine AS (
   SELECT h.e, h.entry_id FROM heads h JOIN claimed c ON c.entry_id = h.entry_id),
@@ -272,4 +267,3 @@ SELECT m.entry_id AS claimed_entry_id, s.posted_at AS claimed_posted_at, r.line 
        (SELECT array_agg(DISTINCT x.account_id::text) FROM lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts
   FROM heads h LEFT JOIN mine m ON m.e = h.e LEFT JOIN s ON s.e = h.e LEFT JOIN refused r ON r.e = h.e LEFT JOIN prior p ON p.e = h.e
  ORDER BY h.e`;
-const POSTING_TOGETHER = { "in-transaction": postingTogether("in-transaction"), alone: postingTogether("alone") };
