@@ -235,4 +235,45 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [0n, 0, 0]);
     assert.ok(await h.trialBalanced());
   });
+  /** An older replica's record of its approval (in a rollout: no claim), after its wallet release: endHeldTip as it was. */
+  const oldReplicaRecord = (tipId: string) => h.t.db.pool.query(
+    `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
+       result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END
+      WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
+    [tipId, "succeeded", true, "Paid", 9500n]);
+  const olderReplicaAlerts = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE 'an approval by an older replica%'", [tipId])).rows.map((r) => r.detail as string);
+
+  test("an older replica's approval (in a rollout) of a tip whose late callback named a payment support credited as another tip, which its checks miss, is not recorded: the tip stays held, no tip_succeeded, support told which wallet key to check", async () => {
+    const [w, coded] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for the other worker" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    const row = await tipRow(push.tipId);
+    assert.equal(row.status, "held_for_review");
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, other.transId, push.payer))).status, 200);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, null, "the match's tip holds the receipt: only spent_receipt_flags knows it");
+    const recorded = await oldReplicaRecord(push.tipId);
+    assert.equal(recorded.rowCount, 0, "not recorded");
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review");
+    const told = await olderReplicaAlerts(push.tipId);
+    assert.ok(told.length === 1 && told[0].includes(`${row.credit_key}:approved`) && /credited as another tip/.test(told[0]), String(told));
+    assert.equal(await succeededEvents(push.tipId), 0);
+  });
+
+  test("an older replica's approval (in a rollout) of a tip funded by a paybill payment in a later match round (it closes round 0's key only) is not recorded; one that nothing refuses is recorded as before", async () => {
+    const [w, plain] = [await worker(), await worker()];
+    const held = await heldFromParked(w);
+    // Reopened by a rejection of another tip, then taken by this one's callback: the payment's round moved on.
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET match_round = 1 WHERE trans_id = $1", [held.receipt]);
+    assert.equal((await oldReplicaRecord(held.tipId)).rowCount, 0, "not recorded");
+    assert.equal((await tipRow(held.tipId)).status, "held_for_review");
+    assert.match((await olderReplicaAlerts(held.tipId))[0] ?? "", /later match round/);
+    const other = await heldFromParked(plain);
+    assert.equal((await oldReplicaRecord(other.tipId)).rowCount, 1, "recorded: its checks were enough");
+    assert.deepEqual([(await tipRow(other.tipId)).status, (await olderReplicaAlerts(other.tipId)).length], ["succeeded", 0]);
+  });
 });
