@@ -199,6 +199,29 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.getByText("This code is for USD 10. M-Pesa pays in Kenya shillings only: please pay it by card below.").waitFor();
     assert.equal(await page.getByLabel("M-Pesa phone number").count(), 0, "no M-Pesa form for an amount it cannot move");
     assert.equal(await page.getByLabel("Currency").inputValue(), "USD");
+    // The card pays the code's amount as it is: nothing to type, and the payment is started for USD 10.
+    assert.equal(await page.getByLabel("Amount", { exact: true }).inputValue(), "10");
+    await page.getByRole("button", { name: "Pay by card" }).click();
+    await page.getByRole("button", { name: "Pay USD 10 by card" }).waitFor({ timeout: 20_000 });
+  });
+
+  test("a code keeps the currency it was made in: a fixed KES 500 made before its owner turned to USD is paid by M-Pesa, in KES", async () => {
+    const worker = await h.worker("Nafula");
+    const code = await h.qrCode(worker, { fixedAmount: { amountMinor: 500_00n, currency: "KES" } });
+    await h.api(QrService, worker.token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id, displayName: "Nafula", currency: "USD", city: "Malindi" });
+    const page = await h.phone();
+    await page.goto(code.url);
+    await h.screenshot(page, "tip-page-fixed-kes-on-usd");
+    // Not "This code is for USD 500" (the code's shillings read in the owner's new currency) with the M-Pesa form left out.
+    await page.getByText("This code is for KES 500", { exact: true }).waitFor();
+    assert.equal(await page.getByText(/USD 500/).count(), 0);
+    assert.equal(await page.getByLabel("Currency").inputValue(), "KES", "the card, too, pays the code's KES 500");
+    assert.equal(await page.getByLabel("Amount", { exact: true }).inputValue(), "500");
+    const phone = successNumber();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /Pay KES 5\d\d with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "Thank you! Nafula received your tip." }).waitFor({ timeout: 20_000 });
+    assert.equal(h.pushesTo(phone).length, 1);
   });
 
   test("a revoked code says so plainly", async () => {

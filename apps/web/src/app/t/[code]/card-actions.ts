@@ -7,16 +7,15 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { serverClient } from "../../../lib/api";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
+import { CARD_CURRENCIES } from "./card-currencies";
 
-/** Card currencies the payment service quotes (each with a rate to KES). */
-const CURRENCIES = ["KES", "USD", "EUR", "GBP"];
 
 export type CardStart =
   | { ok: true; tipId: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
   | { ok: false; error: "amount" | "limit" | "unavailable" | "generic" };
 
 export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; key: string; locale: string }): Promise<CardStart> {
-  const currency = CURRENCIES.includes(input.currency) ? input.currency : "";
+  const currency = CARD_CURRENCIES.includes(input.currency) ? input.currency : "";
   const amountMinor = parseWholeUnits(input.amount, 1_000_000);
   if (!currency || amountMinor === undefined || !/^[A-Za-z0-9-]{8,128}$/.test(input.key)) return { ok: false, error: "amount" };
   try {

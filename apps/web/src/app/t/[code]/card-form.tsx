@@ -41,10 +41,11 @@ function loadScript(src: string): Promise<void> {
   });
 }
 
-export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string }) {
+/** `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay. */
+export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency, fixedUnits }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string; fixedUnits?: string }) {
   const w = WORDS[locale];
   const router = useRouter();
-  const [amount, setAmount] = useState("");
+  const [amount, setAmount] = useState(fixedUnits ?? "");
   const [currency, setCurrency] = useState(defaultCurrency);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -93,11 +94,11 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
       <p className="muted">{w.note}</p>
       <label className="field">
         {w.amount}
-        <input type="text" name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} required />
+        <input type="text" name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} readOnly={fixedUnits !== undefined} required />
       </label>
       <label className="field">
         {w.currency}
-        <select name="card-currency" value={currency} onChange={(e) => setCurrency(e.target.value)} disabled={!!ready}>
+        <select name="card-currency" value={currency} onChange={(e) => setCurrency(e.target.value)} disabled={!!ready || fixedUnits !== undefined}>
           {CARD_CURRENCIES.map((c) => <option key={c} value={c}>{c}</option>)}
         </select>
       </label>

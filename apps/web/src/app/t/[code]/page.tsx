@@ -42,12 +42,17 @@ export default async function TipPage({ params, searchParams }: { params: Promis
   }
   const { target } = resolved;
   const asked = target.currency || MPESA_CURRENCY;
-  const fixed = target.fixedAmount && target.fixedAmount.amountMinor > 0n ? target.fixedAmount.amountMinor : undefined;
-  // M-Pesa moves Kenya shillings only: a code asking in another currency (a guide's USD) keeps its amounts
-  // for the card, and the M-Pesa form takes a typed amount in KES (a fixed amount cannot be paid by M-Pesa).
+  // Each amount in its own currency: a code keeps the one it was made in when its owner's currency changes later.
+  const fixedAmount = target.fixedAmount && target.fixedAmount.amountMinor > 0n ? { minor: target.fixedAmount.amountMinor, currency: target.fixedAmount.currency || asked } : undefined;
+  const fixed = fixedAmount?.currency === MPESA_CURRENCY ? fixedAmount.minor : undefined;
+  // M-Pesa moves Kenya shillings only: amounts in another currency (a guide's USD) are left to the card,
+  // and the M-Pesa form takes a typed amount in KES (a fixed amount in another currency cannot be paid by M-Pesa).
   const currency = MPESA_CURRENCY;
-  const mpesaFixedElsewhere = fixed !== undefined && asked !== MPESA_CURRENCY;
-  const amounts = asked !== MPESA_CURRENCY ? [] : fixed ? [fixed] : target.suggestedAmounts.map((m) => m.amountMinor).filter((a) => a > 0n).slice(0, 6);
+  const mpesaFixedElsewhere = fixedAmount !== undefined && fixed === undefined;
+  const amounts = fixedAmount ? (fixed ? [fixed] : []) : target.suggestedAmounts.filter((m) => (m.currency || asked) === MPESA_CURRENCY && m.amountMinor > 0n).map((m) => m.amountMinor).slice(0, 6);
+  // The card pays a fixed amount as it is (in whole units, as the card form takes them).
+  const cardFixed = fixedAmount && CARD_CURRENCIES.includes(fixedAmount.currency) && fixedAmount.minor % 100n === 0n ? fixedAmount : undefined;
+  const cardCurrency = cardFixed?.currency ?? (CARD_CURRENCIES.includes(asked) && asked !== MPESA_CURRENCY ? asked : "USD");
 
   // A venue's own (or a table's) code tips the venue's pool; the quote only needs the recipient for its currency.
   const recipientId = target.workerId || (target.shared ? target.venueId : "");
@@ -70,7 +75,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       <WhoCard target={target} t={t} locale={locale} heading={t("tipFor")} />
       {target.shared ? <p className="notice">{t("sharedTip", { venue: target.displayName })}</p> : null}
       {mpesaFixedElsewhere ? (
-        <p className="notice">{t("mpesaKesOnly", { amount: formatMoney(fixed ?? 0n, asked) })}</p>
+        <p className="notice">{t("mpesaKesOnly", { amount: formatMoney(fixedAmount.minor, fixedAmount.currency) })}</p>
       ) : recipientId ? (
         <TipForm
           locale={locale}
@@ -91,7 +96,8 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       <section aria-labelledby="card-heading">
         <h2 id="card-heading">{t("cardHeading")}</h2>
         {target.workerId ? (
-          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency={CARD_CURRENCIES.includes(asked) && asked !== MPESA_CURRENCY ? asked : "USD"} />
+          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency={cardCurrency}
+            fixedUnits={cardFixed && String(cardFixed.minor / 100n)} />
         ) : (
           <p className="muted">{t("cardSoon")}</p>
         )}
