@@ -232,6 +232,8 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     // All in Swahili, the service's English summary and rounding text not shown; nothing runs off a 360 px screen.
     const card = sw.getByTestId("distributions").locator("li").first();
     assert.equal(await card.getByTestId("members-paid").innerText(), "Wanachama wenye mgao: 1");
+    // The pool's one tip: "tip 1", not the plural "tips 1".
+    assert.match(await card.innerText(), /· tip 1 ·/);
     assert.match(await card.getByTestId("rounding").innerText(), /^Kuzungusha: Kila mwanachama anapata sehemu/);
     assert.match(await card.getByTestId("share-lines").innerText(), /Jinsi: (\d+) kati ya \1 x KES 500 = KES 500/);
     assert.doesNotMatch(await card.innerText(), /by hours worked|members|Each member|minutes worked/);

@@ -31,7 +31,7 @@ function Shares({ d }: { d: Distribution }) {
   return (
     <>
       <p>
-        {shown(d.period?.start, locale)} – {shown(d.period?.end, locale)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·{" "}
+        {shown(d.period?.start, locale)} – {shown(d.period?.end, locale)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {d.tipCount === 1n ? t("v_tipOne") : t("v_tips", { n: String(d.tipCount) })} ·{" "}
         {t("v_collected")} <strong data-testid="collected">{pool}</strong> · {t("v_statusW")} <strong data-testid="distribution-status">{t(STATUS[d.status])}</strong>
       </p>
       <p data-testid="members-paid">{t("v_membersPaid", { n: d.memberCount })}</p>
