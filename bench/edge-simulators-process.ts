@@ -6,6 +6,7 @@ import { startSmsSimulator } from "@ttip/auth/testing";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { startDarajaSimulator } from "@ttip/payment/testing";
 import { EDGE_SMS_API_KEY, type EdgeAnswer, type EdgeReady, type EdgeRequest } from "./edge-simulators.js";
+import { startProfile, stopProfile } from "./process-profile.js";
 
 const sms = await startSmsSimulator({ apiKey: EDGE_SMS_API_KEY });
 const providers = new ProviderSimulator();
@@ -36,13 +37,27 @@ function answer(req: EdgeRequest): Omit<EdgeAnswer, "id"> {
     case "providerSends":
       return { sends: providers.sent.length };
     case "close":
+    case "profileStart":
+    case "profileStop":
       return {};
   }
+}
+
+/** Questions answered once something asynchronous is done. */
+function answerLater(req: EdgeRequest): Promise<void> | undefined {
+  if (req.kind === "profileStart") return startProfile();
+  if (req.kind === "profileStop") return stopProfile(req.file);
+  return undefined;
 }
 
 process.on("message", (req: EdgeRequest) => {
   if (req.kind === "close") {
     void close().then(() => process.send!({ id: req.id }, () => process.disconnect()));
+    return;
+  }
+  const later = answerLater(req);
+  if (later) {
+    later.then(() => process.send!({ id: req.id }), (err: unknown) => process.send!({ id: req.id, error: String((err as Error)?.stack ?? err) }));
     return;
   }
   try {

@@ -24,7 +24,13 @@ export interface EdgeReady {
 }
 
 /** A question to the simulators' process. */
-export type EdgeQuestion = { kind: "lastSms"; phone: string } | { kind: "stkCallbacksSent" } | { kind: "providerSends" } | { kind: "close" };
+export type EdgeQuestion =
+  | { kind: "lastSms"; phone: string }
+  | { kind: "stkCallbacksSent" }
+  | { kind: "providerSends" }
+  | { kind: "profileStart" }
+  | { kind: "profileStop"; file: string }
+  | { kind: "close" };
 /** A question as sent: its answer carries the same id. */
 export type EdgeRequest = EdgeQuestion & { id: number };
 
@@ -51,6 +57,9 @@ export interface EdgeSimulators {
   stkCallbacksSentAt(): Promise<Map<string, number>>;
   /** The messages notification's providers have taken so far: that the platform reached them. */
   providerSends(): Promise<number>;
+  /** A CPU profile of the simulators' process from now until profileStop, written to `file`. */
+  profileStart(): Promise<void>;
+  profileStop(file: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -90,6 +99,8 @@ export async function startEdgeSimulators(): Promise<EdgeSimulators> {
     lastSmsTo: async (phone) => (await ask({ kind: "lastSms", phone })).message,
     stkCallbacksSentAt: async () => new Map((await ask({ kind: "stkCallbacksSent" })).sent),
     providerSends: async () => (await ask({ kind: "providerSends" })).sends ?? 0,
+    profileStart: async () => void (await ask({ kind: "profileStart" })),
+    profileStop: async (file) => void (await ask({ kind: "profileStop", file })),
     close: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));

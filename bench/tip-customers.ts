@@ -11,6 +11,7 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { CustomerClient } from "./customer-client.js";
+import { startProfile, stopProfile } from "./process-profile.js";
 
 export interface CustomersInput {
   gatewayUrl: string;
@@ -24,6 +25,8 @@ export interface CustomersRun {
   seconds: number;
   /** HTTP/2 connections the customers spread over (default 1): a balancer spreads connections, not calls. */
   connections?: number;
+  /** A CPU profile of this process during the run, written to this file. */
+  profile?: string;
 }
 
 export interface CustomersResult {
@@ -65,7 +68,8 @@ async function oneTip(customer: CustomerClient, result: CustomersResult): Promis
   }
 }
 
-async function run({ concurrency, seconds, connections = 1 }: CustomersRun): Promise<CustomersResult> {
+async function run({ concurrency, seconds, connections = 1, profile }: CustomersRun): Promise<CustomersResult> {
+  if (profile) await startProfile();
   while (clients.length < Math.max(1, connections)) {
     clients.push(new CustomerClient(input.gatewayUrl));
   }
@@ -76,6 +80,7 @@ async function run({ concurrency, seconds, connections = 1 }: CustomersRun): Pro
       while (performance.now() < deadline) await oneTip(clients[i % Math.max(1, connections)], result);
     }),
   );
+  if (profile) await stopProfile(profile);
   return result;
 }
 

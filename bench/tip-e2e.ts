@@ -24,7 +24,9 @@
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
 //   threads, libuv's pool: bench/process-cpu.ts); the customers' process's CPU is printed on its own line.
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
-//   and prints where its CPU time went (open the file in Chrome DevTools for more).
+//   and prints where its CPU time went (open the file in Chrome DevTools for more); the customers' and
+//   the simulators' processes are profiled over the same run into file.customers.cpuprofile and
+//   file.edge.cpuprofile (the simulators' until the drain's end; read them with bench/cpuprofile-summary.ts).
 //   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
 //   (collected ones too) and prints the bytes allocated per tip by package and function;
 //   BENCH_HEAP_SURVIVORS=1 samples only what outlived a scavenge (what young-generation GC copies).
@@ -56,6 +58,7 @@ import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import { EDGE_SMS_API_KEY, providerEnv, startEdgeSimulators } from "./edge-simulators.js";
+import { profileBeside } from "./process-profile.js";
 import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
@@ -716,6 +719,9 @@ try {
       await profiling.post("Profiler.enable");
       await profiling.post("Profiler.start");
     }
+    // The customers' and the simulators' processes too, beside it (a.cpuprofile: a.customers.cpuprofile, a.edge.cpuprofile).
+    const apartProfiles = profiling ? { customers: profileBeside(process.env.BENCH_PROFILE!, "customers"), edge: profileBeside(process.env.BENCH_PROFILE!, "edge") } : undefined;
+    if (apartProfiles) await edge.profileStart();
     const heapSampling = process.env.BENCH_HEAP_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
     if (heapSampling) {
       heapSampling.connect();
@@ -729,7 +735,7 @@ try {
     loopDelay.reset();
     loopDelay.enable();
     const elu0 = performance.eventLoopUtilization();
-    const { createLatencies, failures } = await customers.run({ concurrency, seconds, connections: connectionsFor(concurrency) });
+    const { createLatencies, failures } = await customers.run({ concurrency, seconds, connections: connectionsFor(concurrency), profile: apartProfiles?.customers });
     loopDelay.disable();
     const elu = performance.eventLoopUtilization(elu0);
     if (failures) throw new Error(`${failures} tips did not succeed`);
@@ -741,6 +747,7 @@ try {
     counting = false;
     const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
     profiling?.disconnect();
+    if (apartProfiles) await edge.profileStop(apartProfiles.edge);
     const heapProfile = heapSampling ? (await heapSampling.post("HeapProfiler.stopSampling")).profile : undefined;
     heapSampling?.disconnect();
     const cpu1 = cpuTimes();
@@ -887,6 +894,7 @@ try {
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
       summarise(profile as Parameters<typeof summarise>[0]);
+      console.log(`  the customers' and the simulators' profiles: ${apartProfiles!.customers}, ${apartProfiles!.edge} (bench/cpuprofile-summary.ts)`);
     }
     if (heapProfile) {
       writeFileSync(process.env.BENCH_HEAP_PROFILE!, JSON.stringify(heapProfile));

@@ -723,9 +723,15 @@ const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
  * MESSAGE_DELIVERY), atomic without BEGIN/COMMIT. Left out: one with a status report
  * that arrived before (in `sent_early`, for record() to apply the reports in order), and one whose
  * attempt is no longer 'sending' (another dispatcher declared it in doubt after its lease: the
- * delivery stays as that one left it). Each delivery is locked before its attempt (sent_locked, which
- * the attempt's update reads first), as claim() locks them: a record the other way round and a look
- * declaring the attempt in doubt would each hold what the other waits for. Parameters from `first` on.
+ * delivery stays as that one left it). Each delivery is locked before its attempt, as claim() locks
+ * them (a record the other way round and a look declaring the attempt in doubt would each hold what the
+ * other waits for): by its own update (sent_updated), which the attempt's update reads. No FOR UPDATE
+ * before it: that lock was a WAL record per send, beside the update's. The update applies only while
+ * the delivery is as its claim left it (updated_at no later than the attempt's start, which the claim
+ * wrote with it): everyone but the sender who moves a 'sending' attempt on touches its delivery in the
+ * same statement (declareInDoubt), so a look that declared it in doubt after this statement's snapshot
+ * is seen when the update, having waited for its lock, reads the row again; one before it, by the join.
+ * Parameters from `first` on.
  */
 function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; values: unknown[] } {
   assert(sends.length > 0 && sends.length <= SENT_RECORDS_MAX, "sent records out of range");
@@ -735,21 +741,20 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
     sql: `sent_in AS (
          SELECT * FROM ${opaqueUnnest(ACCEPTED_TYPES, first)}
            AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
-       sent_locked AS (
-         SELECT d.id FROM notification.deliveries d WHERE d.id IN (SELECT delivery_id FROM sent_in) ORDER BY d.id FOR UPDATE),
        sent_early AS (
          SELECT s.delivery_id FROM sent_in s WHERE s.message_id <> '' AND EXISTS (
            SELECT 1 FROM notification.provider_callbacks c WHERE c.provider = s.provider AND c.message_id = s.message_id AND NOT c.applied AND c.status <> '')),
-       sent_attempted AS (
-         UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
-           FROM sent_in s
-          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id IN (SELECT id FROM sent_locked)
-            AND s.delivery_id NOT IN (SELECT delivery_id FROM sent_early)
-          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
-       sent_announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, ${subject}, payload, traceparent FROM sent_attempted),
        sent_updated AS (
          UPDATE notification.deliveries d SET status = 'sent', last_error = NULL, body = CASE WHEN d.template_key = ${otp} THEN NULL ELSE d.body END, updated_at = now()
-           FROM sent_attempted s WHERE d.id = s.delivery_id),
+           FROM sent_in s JOIN notification.delivery_attempts a ON a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending'
+          WHERE d.id = s.delivery_id AND d.updated_at <= a.started_at AND s.delivery_id NOT IN (SELECT delivery_id FROM sent_early)
+          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
+       sent_attempted AS (
+         UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
+           FROM sent_updated s
+          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending'
+          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
+       sent_announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, ${subject}, payload, traceparent FROM sent_attempted),
        sent_message AS (
          INSERT INTO notification.provider_messages (provider, message_id, delivery_id) SELECT provider, message_id, delivery_id FROM sent_attempted WHERE message_id <> '')`,
     values: [
@@ -1249,12 +1254,8 @@ export class Dispatcher {
         const next = (await this.resendsAfterCrash(tx, row)) ? this.nextStep(doubted, mayResolve) : undefined;
         // Only while still 'sending' and out of lease: a claimed send that renewed its lease since
         // it was read (renewLease) is going out, and must not be resent beside it.
-        const { rowCount } = await tx.query(
-          `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now()
-            WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending' AND started_at <= now() - make_interval(secs => $4::double precision / 1000)`,
-          [d.id, step.attempt, next?.kind === "send" ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)", this.o.retry.sendLeaseMs],
-        );
-        if (rowCount === 0) return { kind: "later" };
+        const note = next?.kind === "send" ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)";
+        if (!(await declareInDoubt(tx, d.id, step.attempt, note, this.o.retry.sendLeaseMs))) return { kind: "later" };
         if (next) return this.decide(tx, doubted, next, mayResolve, leasedFrom);
         await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
         return { kind: "done" };
@@ -1496,6 +1497,25 @@ export class Dispatcher {
 const MESSAGE_DELIVERY = (provider: string, messageId: string) =>
   `SELECT delivery_id FROM notification.provider_messages WHERE provider = ${provider} AND message_id = ${messageId}
    UNION ALL SELECT id FROM notification.deliveries WHERE provider = ${provider} AND provider_message_id = ${messageId}`;
+
+/**
+ * Declares a delivery's attempt in doubt (its sender's lease over with no answer recorded), only while it is
+ * still 'sending' and out of lease: a claimed send that renewed its lease (renewLease) is going out. The
+ * delivery is touched (updated_at) in the same statement, whatever is decided next: a late record of that
+ * attempt (sentRecordCtes) then finds it changed since its claim and writes nothing over the decision.
+ * Run under the delivery's lock (claim()). Whether it was declared.
+ */
+export async function declareInDoubt(tx: Queryable, deliveryId: string, attempt: number, note: string, leaseMs: number): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `WITH doubted AS (
+       UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now()
+        WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending' AND started_at <= now() - make_interval(secs => $4::double precision / 1000)
+        RETURNING delivery_id)
+     UPDATE notification.deliveries SET updated_at = now() WHERE id IN (SELECT delivery_id FROM doubted)`,
+    [deliveryId, attempt, note, leaseMs],
+  );
+  return rowCount === 1;
+}
 
 /** What a provider's report means for a delivery, or undefined to ignore it. */
 export type ReportedStatus = "sent" | "delivered" | "failed";

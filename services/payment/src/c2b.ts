@@ -564,9 +564,13 @@ export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" |
  */
 export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
   const spent = await spentReceiptOf(tx, tip);
-  if (!spent) return;
+  if (spent) throw spentApprovalRefusal(spent);
+}
+
+/** The refusal of a held tip's approval whose receipt's money is spent (spentReceiptOf). */
+export function spentApprovalRefusal(spent: "refunded" | "paid_elsewhere"): InvalidStateError {
   const fate = spent === "refunded" ? "was refunded to the customer by support" : "was credited as another tip";
-  throw new InvalidStateError(`tip_id: its receipt is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
+  return new InvalidStateError(`tip_id: its receipt is a paybill payment that ${fate}: approving would pay it twice; reject this tip`);
 }
 
 /**

@@ -69,6 +69,8 @@ export interface TipRow {
   checks: number;
   created_at: Date;
   completed_at: Date | null;
+  /** Set while a held tip is being approved: the receipt its approval's wallet entry names (0028). */
+  approval_receipt: string | null;
 }
 
 export interface Deps {
@@ -118,7 +120,7 @@ export const TIP_COLUMNS =
   "result_message, callback_token, merchant_request_id, checkout_request_id, mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, " +
   "next_check_at, checks, lease_until, auto_payout_done, created_at, completed_at, account_reference, channel, card_provider, provider_payment_id, " +
   "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
-  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor";
+  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt";
 /** TIP_COLUMNS of the row aliased `t`. */
 export const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
 
@@ -614,10 +616,13 @@ async function decideSuccess(
     // A held tip's late callback naming a payment whose money is spent: it was that payment. Marked for its review
     // (spentReceiptOf refuses the approval), also when another tip holds the receipt and it cannot be recorded below.
     // Succeeded (approved before it came): that payment was paid twice, flagged for support to recover.
+    // Being approved (approval_receipt): the approval decided before this callback came, and goes through.
     const spentLate = o.receipt && !tip.mpesa_receipt && tip.status !== "failed" ? receiptSpent(owner, suspense) : undefined;
     if (spentLate && (await firstSpentReceiptFlag(tx, tipId, o.receipt!))) {
-      await flag(`${spentReceiptFlag(o.receipt!)}${spentLate === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; ` +
-        (tip.status === "held_for_review" ? "this held tip's callback names it: approving the tip would pay it twice" : "this tip's callback names it, after the tip was credited: the payment was paid twice"));
+      await flag(spentReceiptWords(o.receipt!, spentLate, owner,
+        tip.status !== "held_for_review" ? "this tip's callback names it, after the tip was credited: the payment was paid twice"
+          : tip.approval_receipt ? "this tip's callback names it while its approval was being paid: if the approval goes through, the payment was paid twice"
+            : "this held tip's callback names it: approving the tip would pay it twice"));
     }
     // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
     // failed after review, whose receipt went back to its paybill payment for support to place (reopenFundingPayment).
@@ -630,9 +635,7 @@ async function decideSuccess(
   }
   const refuseSpent = async (spent: "paid_elsewhere" | "refunded") => {
     // Flagged once per tip and receipt: M-Pesa delivers a callback again and again, and each would add an alert.
-    if (await firstSpentReceiptFlag(tx, tipId, receipt!)) {
-      await flag(`${spentReceiptFlag(receipt!)}${spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`}; not credited again`);
-    }
+    if (await firstSpentReceiptFlag(tx, tipId, receipt!)) await flag(spentReceiptWords(receipt!, spent, owner, "not credited again"));
     return failSpentReceipt(tx, tip, spent);
   };
   // A tie is a guess: its payment spent since it was read (support's decision, or an older replica's refund, which
@@ -687,6 +690,12 @@ function receiptSpent(owner: string | null, suspense: SuspenseResolution): "paid
  * rollout, still finds its flag by these words; this one by firstSpentReceiptFlag.
  */
 const spentReceiptFlag = (receipt: string) => `receipt ${receipt} `;
+
+/** The alert of a spent receipt's success: what became of its payment, then `consequence` for this tip. */
+function spentReceiptWords(receipt: string, spent: "paid_elsewhere" | "refunded", owner: string | null, consequence: string): string {
+  const fate = spent === "refunded" ? "was refunded to the customer from suspense by support" : `already belongs to ${owner ? `tip ${owner}` : "an admin's match"}`;
+  return `${spentReceiptFlag(receipt)}${fate}; ${consequence}`;
+}
 
 /**
  * Records that a success with this spent receipt is flagged for the tip: true the first time, false when it

@@ -7,6 +7,7 @@ import pg from "pg";
 import { endsSession } from "./db-answers.js";
 import { NamedStatement, nothingSent, sendStatement, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
+import { timestamptzParser } from "./timestamptz.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
 export type Pool = pg.Pool;
@@ -16,6 +17,8 @@ export type Queryable = Pick<pg.Pool, "query">;
 
 // int8 (bigint) as BigInt, so money in minor units never passes through a float.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
+// timestamptz as pg makes it, without its regular expression for the shape PostgreSQL writes.
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, timestamptzParser(pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ, "text")));
 
 export interface PoolOptions {
   max?: number;
@@ -360,13 +363,59 @@ export function arrayLiteral(values: readonly unknown[]): string | undefined {
   return parts.join(separator);
 }
 
-/** `values` with each array arrayLiteral can write as its literal (a copy; the same values when there is none). */
+/** PostgreSQL's type oid of bytea, the element type a binary array of bytes declares. */
+const BYTEA_OID = 17;
+
+/**
+ * An array of bytes (Buffers, typed arrays; nulls among them) in PostgreSQL's binary array format
+ * (array_send: dimensions, flags, element type, then each element's length and bytes): pg sends a
+ * Buffer parameter in binary, so the array goes as its bytes. As text each element is written in
+ * hex (twice its size), copied with its prefix, joined, and sent; PostgreSQL then decodes the hex.
+ * The statement must take the parameter as bytea[] (every statement of ours that sends bytes does:
+ * events' payloads, callbacks' bodies); another element type is refused ("wrong element type").
+ * Undefined for any other array, and for one of nulls only (its type is not told by its values).
+ */
+export function byteaArray(values: readonly unknown[]): Buffer | undefined {
+  let size = 20;
+  let nulls = false;
+  let views = 0;
+  for (let i = 0; i < values.length; i++) {
+    const item = values[i];
+    if (item === null || item === undefined) nulls = true;
+    else if (ArrayBuffer.isView(item)) {
+      views++;
+      size += item.byteLength;
+    } else return undefined;
+    size += 4;
+  }
+  if (!views) return undefined;
+  const out = Buffer.allocUnsafe(size);
+  // One dimension, from index 1 (the lower bound pg's text literal has).
+  out.writeInt32BE(1, 0);
+  out.writeInt32BE(nulls ? 1 : 0, 4);
+  out.writeUInt32BE(BYTEA_OID, 8);
+  out.writeInt32BE(values.length, 12);
+  out.writeInt32BE(1, 16);
+  let at = 20;
+  for (let i = 0; i < values.length; i++) {
+    const item = values[i] as ArrayBufferView | null | undefined;
+    if (item === null || item === undefined) at = out.writeInt32BE(-1, at);
+    else {
+      at = out.writeInt32BE(item.byteLength, at);
+      out.set(item instanceof Uint8Array ? item : new Uint8Array(item.buffer, item.byteOffset, item.byteLength), at);
+      at += item.byteLength;
+    }
+  }
+  return out;
+}
+
+/** `values` with each array of bytes as byteaArray's binary and each array arrayLiteral can write as its literal (a copy; the same values when there is none). */
 function withArrayLiterals(values: unknown[]): unknown[] {
   let out: unknown[] | undefined;
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
     if (!Array.isArray(value)) continue;
-    const literal = arrayLiteral(value);
+    const literal = byteaArray(value) ?? arrayLiteral(value);
     if (literal === undefined) continue;
     out ??= values.slice();
     out[i] = literal;

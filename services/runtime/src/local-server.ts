@@ -504,6 +504,11 @@ export class LocalCall {
     return err;
   }
 
+  /** The caller let the call go (its reader dropped a stream unread): as a cancellation. */
+  cancel(): void {
+    this.stop(new ConnectError("the reader let the stream go", Code.Canceled));
+  }
+
   /** The deadline passed. */
   private static expire(call: LocalCall): void {
     call.stop(new ConnectError("the operation timed out", Code.DeadlineExceeded));

@@ -440,8 +440,30 @@ async function drainAndClose(
   const late = await Promise.race([drained.then(() => false), timedOut]);
   clearTimeout(timer);
   if (late) logger.warn({ inFlight: inFlight.count }, "drain timeout: closing connections with calls still running");
+  // Drained: each connection told GOAWAY ends itself once its last answer is flushed (a call's stream closes
+  // before its last bytes leave the process); cutting it now could drop that answer.
+  else if (!(await socketsClosed(sockets, SOCKETS_CLOSE_GRACE_MS))) logger.info({ connections: sockets.size }, "cutting connections still open after the drain");
   for (const socket of sockets) socket.destroy();
   logger.info(`${options.name} stopped`);
+}
+
+/** How long a drained server waits for its connections to end themselves before cutting them. */
+const SOCKETS_CLOSE_GRACE_MS = 2_000;
+
+/** Whether every socket closed within `ms`. */
+function socketsClosed(sockets: Set<net.Socket>, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    if (sockets.size === 0) return resolve(true);
+    let open = sockets.size;
+    const timer = setTimeout(() => resolve(false), ms);
+    for (const socket of sockets) {
+      socket.once("close", () => {
+        if (--open > 0) return;
+        clearTimeout(timer);
+        resolve(true);
+      });
+    }
+  });
 }
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
-import { arrayLiteral, createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
+import { arrayLiteral, byteaArray, createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -166,6 +166,38 @@ test("arrays of strings, numbers, bigints and bytes go as the literal pg writes,
     t: texts, n: ["1", "-2.5"], b: ["-9007199254740993"], d: [new Date(0)],
     x: [Buffer.from("x"), Buffer.from([0, 255, 16]), Buffer.from([8, 7]), Buffer.alloc(0), null], u: [texts[9], texts[9]],
   });
+});
+
+test("arrays of bytes go in binary, about their size on the wire (as hex text, twice it), and arrive whole: nulls, empty ones and views too", async () => {
+  await db.pool.query("CREATE TABLE blobs (n int, body bytea)");
+  const big = (fill: number) => new Uint8Array(32 * 1024).fill(fill);
+  const bodies = [Buffer.from(big(1)), big(2), null, Buffer.alloc(0), new Uint8Array(new Uint8Array([9, 8, 7, 6]).buffer, 1, 2)];
+  const raw = bodies.reduce((n, b) => n + (b?.byteLength ?? 0), 0);
+  const client = await db.pool.connect();
+  const stream = (client as unknown as { connection: { stream: { write(chunk: Uint8Array, ...rest: unknown[]): boolean } } }).connection.stream;
+  const write = stream.write;
+  let written = 0;
+  stream.write = function (chunk, ...rest) {
+    written += chunk.length;
+    return write.call(this, chunk, ...rest);
+  };
+  try {
+    const insert = "INSERT INTO blobs SELECT * FROM unnest($1::int[], (SELECT $2::bytea[])::bytea[])";
+    await client.query(insert, [[1, 2, 3, 4, 5], bodies]);
+    assert.ok(written < raw * 1.05, `${written} bytes written for ${raw} bytes of bodies`);
+    // In a transaction (its BEGIN sent with the statement) and as = ANY's array.
+    const found = await withTransaction(db.pool, async (tx) => (await tx.query<{ n: number }>("SELECT n FROM blobs WHERE body = ANY($1::bytea[]) ORDER BY n", [[bodies[1], bodies[4], null]])).rows);
+    assert.deepEqual(found.map((r) => r.n), [2, 5]);
+  } finally {
+    stream.write = write;
+    client.release();
+  }
+  const { rows } = await db.pool.query<{ body: Buffer | null }>("SELECT body FROM blobs WHERE n > $1 ORDER BY n", [0]);
+  assert.deepEqual(rows.map((r) => r.body), [Buffer.from(big(1)), Buffer.from(big(2)), null, Buffer.alloc(0), Buffer.from([8, 7])]);
+  // An array of nulls alone says nothing of its type: it goes as pg's text, and PostgreSQL casts it.
+  assert.equal(byteaArray([null, undefined]), undefined);
+  assert.equal(byteaArray([Buffer.from("x"), "x"]), undefined);
+  assert.deepEqual((await db.pool.query<{ x: null[] }>("SELECT $1::bytea[] AS x", [[null]])).rows[0].x, [null]);
 });
 
 test("a statement goes to the idle connection that has run it, not to the last released; one no connection ran keeps the pool's order", async () => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import http2 from "node:http2";
 import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
@@ -12,7 +13,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually, sourceLoaderFlags } from "../src/testing/index.js";
@@ -140,6 +142,70 @@ describe("graceful shutdown on SIGTERM", () => {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
   });
+});
+
+test("a drain does not cut a connection while the answer of its last call is still being sent", async () => {
+  let release = () => {};
+  let started = () => {};
+  const inHandler = new Promise<void>((resolve) => (started = resolve));
+  const big = "u".repeat(8 << 20); // past loopback's socket buffers: the tail waits in the server's process
+  const server = await startServer({
+    name: "flushing",
+    logger: captureLogger("silent").logger,
+    metrics: new Metrics(),
+    services: [QrService],
+    drainTimeoutMs: 60_000,
+    routes: (router) =>
+      router.service(QrService, {
+        getQrCode: async () => {
+          started();
+          await new Promise<void>((resolve) => (release = resolve));
+          return { qrCode: { url: big } };
+        },
+      }),
+  });
+  // Between client and server: the server's bytes stop reaching the client while the test says so.
+  let toClient: net.Socket | undefined;
+  const tap = net.createServer((client) => {
+    const upstream = net.connect(server.port, "127.0.0.1");
+    toClient = upstream;
+    client.pipe(upstream).on("error", () => undefined);
+    upstream.pipe(client).on("error", () => undefined);
+  });
+  tap.listen(0, "127.0.0.1");
+  await once(tap, "listening");
+  // A window that never stops the server: all of the answer is written before the client reads any.
+  const session = http2.connect(`http://127.0.0.1:${(tap.address() as net.AddressInfo).port}`, { settings: { initialWindowSize: 2 ** 31 - 1 } });
+  session.on("error", () => undefined);
+  try {
+    await once(session, "connect");
+    session.setLocalWindowSize(2 ** 31 - 1);
+    const request = toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: "00000000-0000-4000-8000-000000000000" }));
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(request.length, 1);
+    const stream = session.request({ ":method": "POST", ":path": "/ttip.qr.v1.QrService/GetQrCode", "content-type": "application/grpc", te: "trailers" });
+    stream.end(Buffer.concat([prefix, request]));
+    let received = 0;
+    stream.on("data", (chunk: Buffer) => (received += chunk.length));
+    const trailers = new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      stream.once("trailers", resolve);
+      stream.once("close", () => reject(new Error(`closed without trailers, rst ${stream.rstCode}, ${received} bytes read`)));
+    });
+    await inHandler;
+    toClient!.pause();
+    const closed = server.close();
+    release();
+    // The call has ended in the server (its stream closed) well before this; the tail of its answer has not left.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    toClient!.resume();
+    assert.equal((await trailers)["grpc-status"], "0");
+    assert.ok(received > big.length, `${received} bytes read`);
+    await closed;
+  } finally {
+    session.destroy();
+    tap.close();
+    await server.close();
+  }
 });
 
 /** Whether a TCP connection to `port` on loopback is refused (true) or accepted (false, and closed at once). */

@@ -4,9 +4,26 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { sendJson } from "../simulator-http.js";
 
+const RANDOM_POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let used = 0;
+
+/**
+ * `n` random bytes for the simulator's ids, from a pool filled 4 KiB at a
+ * time: one call into OpenSSL per few hundred ids, not several per push.
+ */
+export function randomIdBytes(n: number): Buffer {
+  if (used + n > pool.length) {
+    pool = randomBytes(Math.max(RANDOM_POOL_BYTES, n));
+    used = 0;
+  }
+  used += n;
+  return pool.subarray(used - n, used);
+}
+
 /** Daraja's error body: a request id, an error code and a message. */
 export function darajaError(res: http.ServerResponse, status: number, errorCode: string, errorMessage: string): void {
-  sendJson(res, status, { requestId: `${randomBytes(4).toString("hex")}-sim`, errorCode, errorMessage });
+  sendJson(res, status, { requestId: `${randomIdBytes(4).toString("hex")}-sim`, errorCode, errorMessage });
 }
 
 /** The 400 Daraja answers for a field it refuses. */
@@ -17,5 +34,7 @@ export function badRequest(res: http.ServerResponse, field: string): void {
 /** Looks like an M-Pesa receipt: 10 upper-case letters and digits (S for STK and B2C, T for paybill). */
 export function mpesaReceipt(prefix: "S" | "T"): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  return `${prefix}${[...randomBytes(9)].map((b) => alphabet[b % alphabet.length]).join("")}`;
+  let receipt: string = prefix;
+  for (const b of randomIdBytes(9)) receipt += alphabet[b % alphabet.length];
+  return receipt;
 }

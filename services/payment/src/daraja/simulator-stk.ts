@@ -1,10 +1,9 @@
 // The Daraja simulator's STK push (Lipa na M-Pesa Online) endpoints: the push,
 // its scripted callback, and the query that tells what became of it.
-import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { sendJson } from "../simulator-http.js";
 import { darajaTimestamp, stkPassword } from "./client.js";
-import { badRequest, darajaError, mpesaReceipt } from "./simulator-replies.js";
+import { badRequest, darajaError, mpesaReceipt, randomIdBytes } from "./simulator-replies.js";
 import { newTransaction, type DarajaSimState, type Script, type SimTransaction } from "./simulator-state.js";
 
 const STK_RESULTS: Record<string, { code: number; desc: string }> = {
@@ -39,8 +38,8 @@ function newStkTransaction(b: Record<string, unknown>, outcome: string): SimTran
     outcome,
     resultCode: failure ? failure.code : 0,
     receipt: failure ? null : mpesaReceipt("S"),
-    checkoutRequestId: `ws_CO_${darajaTimestamp()}${randomBytes(6).toString("hex")}`,
-    merchantRequestId: `${randomBytes(3).toString("hex")}-${randomBytes(4).toString("hex")}-1`,
+    checkoutRequestId: `ws_CO_${darajaTimestamp()}${randomIdBytes(6).toString("hex")}`,
+    merchantRequestId: `${randomIdBytes(3).toString("hex")}-${randomIdBytes(4).toString("hex")}-1`,
     callbackUrl: String(b.CallBackURL),
     accountReference: String(b.AccountReference ?? ""),
   });
@@ -153,7 +152,7 @@ export function stkQuery(sim: DarajaSimState, b: Record<string, unknown>, res: h
     ResponseDescription: "The service request has been accepted successsfully",
     MerchantRequestID: tx.merchantRequestId,
     CheckoutRequestID: tx.checkoutRequestId,
-    ResultCode: String(failure ? failure.code : 0),
+    ResultCode: sim.scriptFor(tx.phone, tx.amount).blankQueryResult ? "" : String(failure ? failure.code : 0),
     ResultDesc: failure ? failure.desc : PROCESSED,
   });
   const release = sim.parked.get(tx.checkoutRequestId!);

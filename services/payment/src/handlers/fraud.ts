@@ -8,15 +8,15 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { closeMatchBeforeReopen, closeSuspenseMatch, lockFundingReceipt, refuseSpentReceiptApproval, rejectedAsSpent, reopenFundingPayment, reverseSpentHold, spentReceiptOf } from "../c2b.js";
-import { approvalRefused } from "../ledger.js";
+import { approvalKey, claimApproval, payApproval } from "../approvals.js";
+import { closeMatchBeforeReopen, lockFundingReceipt, rejectedAsSpent, reopenFundingPayment, reverseSpentHold, spentReceiptOf } from "../c2b.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
 import { endHeldTip, tipOf } from "../stores/tips.js";
 import type { TipRow } from "../tips.js";
-import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit, TIP_COLUMNS } from "../tips.js";
+import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -74,31 +74,18 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
 type AuditRecord = (tx: Queryable) => Promise<unknown>;
 
 /**
- * A held M-Pesa tip's approval, under the tip's row lock from the check of its receipt to its end. A late STK
- * callback records the receipt it names under that lock: it comes first and is seen (a spent receipt refuses the
- * approval), or it waits until the tip has succeeded. Read before the lock, the receipt could be learned between
- * the check and the wallet's release: the refunded payment credited as well. The lock is held across the
- * wallet's calls (an admin's rare decision; they take no lock of payment's).
+ * A held M-Pesa tip's approval (approvals.ts): claimed, paid by the wallet outside any transaction, then
+ * recorded. Undefined when the tip is no longer held, or another approval recorded it first.
  */
 async function approveHeldTip(h: PaymentHandlerContext, tipId: string, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
   const { deps, pool } = h;
+  const claimed = await claimApproval(pool, tipId);
+  if (!claimed) return undefined;
+  await payApproval(deps, claimed);
   return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1 AND status = 'held_for_review' FOR UPDATE`, [tipId]);
-    const tip = rows[0];
-    if (!tip) return undefined;
-    await refuseSpentReceiptApproval(tx, tip);
-    await closeSuspenseMatch(deps, tip);
-    // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
-    const split = approvedSplit(tip);
-    // Idempotent on its key: a repeated approval posts nothing new.
-    await deps.ledger.releaseFromSuspense({
-      key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
-      recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
-      ...split,
-    }).catch(approvalRefused);
-    const t = await endHeldTip(tx, tip.tip_id, { approve: true, resultMessage: resultMessage("0"), workerMinor: split.workerMinor });
+    const t = await endHeldTip(tx, tipId, { approve: true, resultMessage: resultMessage("0"), workerMinor: approvedSplit(claimed.tip).workerMinor });
     if (!t) return undefined;
-    await closeTipAlerts(tx, tip.tip_id, "approved", admin, note);
+    await closeTipAlerts(tx, tipId, "approved", admin, note);
     await record(tx);
     await emitTipSucceeded(tx, t);
     return t;
@@ -108,7 +95,7 @@ async function approveHeldTip(h: PaymentHandlerContext, tipId: string, admin: st
 /** A held M-Pesa tip's rejection: its approval's key closed first, so that an approval on its way cannot pay. */
 async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
   const { deps, pool } = h;
-  await deps.ledger.closeApproval(`${tip.credit_key}:approved`, { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
+  await deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
   // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
   // may have closed it), so that the payment reopened below is matched under a key nothing holds.
   const closedRound = await closeMatchBeforeReopen(deps, tip);

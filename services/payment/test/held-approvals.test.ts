@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createQrModule } from "@ttip/qr";
+import { callerHeaders } from "@ttip/runtime";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { DarajaClient } from "../src/daraja/client.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+
+const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
+
+/**
+ * A held M-Pesa tip's approval moves its money in the wallet between two short transactions of
+ * payment's: no row lock and no connection of payment's is held while the wallet is called.
+ */
+describe("held tips' approvals, against the Daraja simulator, the real qr service and wallet", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+  let internal: Client<typeof PaymentInternalService>;
+  let adminClient: Client<typeof PaymentAdminService>;
+  let qr: Client<typeof QrService>;
+
+  before(async () => {
+    h = await startHarness({}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
+    h.config.c2b = { pathToken: "c2b-test-path-token-0123456789", shortCodes: [h.sim.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
+    pay = h.t.client(PaymentService);
+    internal = h.t.client(PaymentInternalService);
+    adminClient = h.t.client(PaymentAdminService, admin);
+    qr = createClient(QrService, h.t.ctx.peers("qr"));
+    const base = `${h.config.callbackBaseUrl}/c2b/c2b-test-path-token-0123456789`;
+    await new DarajaClient(h.config.daraja!).registerC2bUrls({ version: "v2", shortCode: h.sim.options.shortcode, responseType: "Completed", confirmationUrl: `${base}/confirmation`, validationUrl: `${base}/validation` });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const worker = async () => {
+    const id = randomUUID();
+    const as = { headers: callerHeaders(id, "worker") };
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName: "Achieng" }, as);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: id, idempotencyKey: randomUUID() }, as);
+    return { id, code: qrCode! };
+  };
+  const c2bRow = async (transId: string) => (await h.t.db.pool.query("SELECT * FROM payment.c2b_payments WHERE trans_id = $1", [transId])).rows[0];
+  const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+  const succeededEvents = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [tipId])).rows[0].n;
+  const paidTwiceFlags = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice%'", [tipId])).rows[0].n;
+
+  /** A push whose callback is lost (M-Pesa charged; the receipt known only to the simulator). */
+  const lostCallbackPush = async (w: { id: string }) => {
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    return { tipId: tip!.tipId, receipt: sim.receipt!, payer: sim.phone, sim };
+  };
+  /** The push's STK callback, late: success with `receipt`, 100 KES from `payer`. */
+  const lateSuccess = (row: { merchant_request_id: string; checkout_request_id: string }, receipt: string, payer: string) => ({ Body: { stkCallback: {
+    MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
+    CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(payer) }] } } } });
+  /**
+   * A tip held from clearing for an STK query's success (no receipt) because the only parked payment of its number
+   * and amount was refunded by support: its late callback may name that very payment (`refunded`).
+   */
+  const heldBesideRefund = async (w: { id: string }) => {
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    return { ...push, refunded: other.transId };
+  };
+  /** A tip held for review, funded by its own payment, which C2B parked in suspense before its STK callback came. */
+  const heldFromParked = async (w: { id: string }) => {
+    const push = await lostCallbackPush(w);
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, skipValidation: true });
+    await eventually(async () => (await c2bRow(push.receipt)).suspense_entry_id !== null, "parked in suspense");
+    const row = await tipRow(push.tipId);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.sim.phone))).status, 200);
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    return push;
+  };
+
+  /**
+   * The wallet stalled on the approvals' entries: a transaction of the test's own, left open, holds an
+   * uncommitted entry under each approval's key, so wallet's post of that key waits for it (and posts
+   * once it rolls back). Nothing else of the wallet's waits.
+   */
+  const stallApprovals = async (tipIds: string[]) => {
+    const keys = await Promise.all(tipIds.map(async (id) => `${(await tipRow(id)).credit_key}:approved`));
+    const holder = await h.t.db.pool.connect();
+    await holder.query("BEGIN");
+    for (const key of keys) {
+      await holder.query("INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref) VALUES ($1, $2, 'stall', 'stall', 'stall')", [randomUUID(), key]);
+    }
+    const pid = (await holder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+    let released = false;
+    return {
+      /** Until `n` of wallet's posts wait for the test's transaction. */
+      waiting: (n: number) => eventually(async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n >= n,
+        `${n} of wallet's posts waiting`),
+      /** Backends waiting for a lock that is not the test's transaction's. */
+      otherLockWaits: async () => (await h.t.db.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND NOT ($1 = ANY(pg_blocking_pids(pid)))", [pid])).rows[0].n as number,
+      /** Transactions other than the test's, open and idle (waiting for their client) while holding a lock of payment.tips. */
+      openOnTips: async () => (await h.t.db.pool.query(
+        `SELECT count(DISTINCT a.pid)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.relation = 'payment.tips'::regclass AND l.granted AND a.state LIKE 'idle in transaction%' AND a.pid <> $1`, [pid])).rows[0].n as number,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await holder.query("ROLLBACK");
+        holder.release();
+      },
+    };
+  };
+  /** A promise's answer (or error) once settled; undefined while it is not. */
+  const settledValue = <T>(p: Promise<T>) => {
+    let value: { v: T | unknown } | undefined;
+    p.then((v) => { value = { v }; }, (e: unknown) => { value = { v: e }; });
+    return () => value;
+  };
+  const approve = (tipId: string, note = "looks fine") => adminClient.reviewTip({ tipId, approve: true, note }).then((r) => r.tip!, (e: unknown) => e as ConnectError);
+
+  test("an approval waiting on the wallet holds no lock of the tip: the tip's late callback, naming the payment support refunded, is decided at once, not after the approval; flagged as paid twice, the tip credited once", async () => {
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    const wallet = await stallApprovals([held.tipId]);
+    let approval: Promise<unknown> | undefined;
+    try {
+      approval = approve(held.tipId);
+      await wallet.waiting(1);
+      const callback = settledValue(h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, held.refunded, held.payer)));
+      // Before, the approval held the tip's row lock across the wallet's call: the callback waited for it.
+      const outcome = await eventually(async () => callback() ?? ((await wallet.otherLockWaits()) > 0 ? "waiting for a lock" : undefined), "the callback decided, or waiting");
+      assert.deepEqual(outcome, { v: { status: 200, body: (outcome as { v: { body: string } }).v?.body } }, "the late callback is decided while the approval waits on the wallet");
+    } finally {
+      await wallet.release();
+    }
+    const approved = await approval;
+    assert.ok(!(approved instanceof Error), `approved: ${String(approved)}`);
+    assert.equal((approved as { status: TipStatus }).status, TipStatus.SUCCEEDED, "its approval was decided first: it goes through");
+    assert.equal(await paidTwiceFlags(held.tipId), 1, "flagged for support: that payment was refunded and is now credited too");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a burst of approvals waiting on the wallet keeps no transaction of payment open: each tip is credited once when the wallet answers", async () => {
+    const workers = [await worker(), await worker(), await worker()];
+    const tips = [];
+    for (const w of workers) tips.push(await heldFromParked(w));
+    const wallet = await stallApprovals(tips.map((t) => t.tipId));
+    let approvals: Promise<unknown>[] = [];
+    try {
+      approvals = tips.map((t) => approve(t.tipId, "paid once, reported twice"));
+      await wallet.waiting(tips.length);
+      // Before, each held the tip's row lock and a pool connection until the wallet answered: a burst drained the pool.
+      assert.equal(await wallet.openOnTips(), 0, "no transaction of payment is open across the wallet's call");
+    } finally {
+      await wallet.release();
+    }
+    for (const a of approvals) assert.equal(((await a) as { status: TipStatus }).status, TipStatus.SUCCEEDED, String(await a));
+    for (const w of workers) assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins approving the same tip at once pay it once: one is answered succeeded, the other that it was reviewed meanwhile", async () => {
+    const w = await worker();
+    const held = await heldFromParked(w);
+    const wallet = await stallApprovals([held.tipId]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [approve(held.tipId, "first"), approve(held.tipId, "second")];
+      await wallet.waiting(1);
+      // The second is in the wallet too, or waiting behind the first for a lock.
+      await eventually(async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n >= 2, "both approvals under way");
+    } finally {
+      await wallet.release();
+    }
+    const answers = await Promise.all(both);
+    const ok = answers.filter((a) => !(a instanceof Error)) as { status: TipStatus }[];
+    const refused = answers.filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.equal(ok.length, 1, String(answers));
+    assert.equal(ok[0].status, TipStatus.SUCCEEDED);
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition && /reviewed meanwhile/.test(refused[0].rawMessage), String(refused[0]));
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an approval whose wallet answer was lost (posted after its deadline), then the tip's late callback naming the payment support refunded: approving again finishes it, flagged as paid twice, never left held with the worker paid", async () => {
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    const wallet = await stallApprovals([held.tipId]);
+    const deadline = h.config.walletPostEntryTimeoutMs;
+    try {
+      h.config.walletPostEntryTimeoutMs = 300;
+      const lost = await approve(held.tipId);
+      assert.ok(lost instanceof ConnectError && lost.code === Code.DeadlineExceeded, String(lost));
+    } finally {
+      h.config.walletPostEntryTimeoutMs = deadline;
+      await wallet.release();
+    }
+    await eventually(async () => (await h.walletEntries(w.id)) === 1, "wallet posted the approval after its caller's deadline");
+    assert.equal((await pay.getTip({ tipId: held.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, held.refunded, held.payer))).status, 200);
+    // Before, the approval's check refused it now (the refunded receipt), and a rejection was refused (the approval was posted): held for good.
+    const finished = await approve(held.tipId, "again");
+    assert.ok(!(finished instanceof Error), `approved: ${String(finished)}`);
+    assert.equal((finished as { status: TipStatus }).status, TipStatus.SUCCEEDED);
+    assert.equal(await paidTwiceFlags(held.tipId), 1, "flagged for support");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an approval claimed and then stopped before the wallet (the process died), then the tip's late callback naming the payment support refunded: approving again is refused and closes the approval's key, nothing is paid, the rejection goes through", async () => {
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    // What the approval's first step leaves when nothing follows it: the tip claimed, the entry it will post named.
+    await h.t.db.pool.query("UPDATE payment.tips SET approval_receipt = credit_key WHERE tip_id = $1", [held.tipId]);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, held.refunded, held.payer))).status, 200);
+    const refused = await approve(held.tipId, "again");
+    assert.ok(refused instanceof ConnectError && refused.code === Code.FailedPrecondition && /refunded to the customer by support/.test(refused.rawMessage), String(refused));
+    assert.equal((await pay.getTip({ tipId: held.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    const rejected = (await adminClient.reviewTip({ tipId: held.tipId, approve: false, note: "refunded already" })).tip!;
+    assert.equal(rejected.status, TipStatus.FAILED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [0n, 0, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+  /** An older replica's record of its approval (in a rollout: no claim), after its wallet release: endHeldTip as it was. */
+  const oldReplicaRecord = (tipId: string) => h.t.db.pool.query(
+    `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
+       result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END
+      WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
+    [tipId, "succeeded", true, "Paid", 9500n]);
+  const olderReplicaAlerts = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE 'an approval by an older replica%'", [tipId])).rows.map((r) => r.detail as string);
+
+  test("an older replica's approval (in a rollout) of a tip whose late callback named a payment support credited as another tip, which its checks miss, is not recorded: the tip stays held, no tip_succeeded, support told which wallet key to check", async () => {
+    const [w, coded] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for the other worker" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    const row = await tipRow(push.tipId);
+    assert.equal(row.status, "held_for_review");
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, other.transId, push.payer))).status, 200);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, null, "the match's tip holds the receipt: only spent_receipt_flags knows it");
+    const recorded = await oldReplicaRecord(push.tipId);
+    assert.equal(recorded.rowCount, 0, "not recorded");
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review");
+    const told = await olderReplicaAlerts(push.tipId);
+    assert.ok(told.length === 1 && told[0].includes(`${row.credit_key}:approved`) && /credited as another tip/.test(told[0]), String(told));
+    assert.equal(await succeededEvents(push.tipId), 0);
+  });
+
+  test("an older replica's approval (in a rollout) of a tip funded by a paybill payment in a later match round (it closes round 0's key only) is not recorded; one that nothing refuses is recorded as before", async () => {
+    const [w, plain] = [await worker(), await worker()];
+    const held = await heldFromParked(w);
+    // Reopened by a rejection of another tip, then taken by this one's callback: the payment's round moved on.
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET match_round = 1 WHERE trans_id = $1", [held.receipt]);
+    assert.equal((await oldReplicaRecord(held.tipId)).rowCount, 0, "not recorded");
+    assert.equal((await tipRow(held.tipId)).status, "held_for_review");
+    assert.match((await olderReplicaAlerts(held.tipId))[0] ?? "", /later match round/);
+    const other = await heldFromParked(plain);
+    assert.equal((await oldReplicaRecord(other.tipId)).rowCount, 1, "recorded: its checks were enough");
+    assert.deepEqual([(await tipRow(other.tipId)).status, (await olderReplicaAlerts(other.tipId)).length], ["succeeded", 0]);
+  });
+});
