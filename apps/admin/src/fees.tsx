@@ -1,20 +1,25 @@
-// Fee schedules: every version with when it applies, and a new version
-// scheduled from a date (admin only, with the device step-up; audited by
-// wallet). Amounts are typed in KES and sent as integer minor units.
+// Fee schedules, one per currency (M-Pesa's KES, cards' USD, EUR, GBP): every
+// version with when it applies, and a new version scheduled from a date (admin
+// only, with the device step-up; audited by wallet). Amounts are typed in the
+// chosen currency and sent as integer minor units.
 import { useEffect, useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, stepUp, type Session } from "./api";
-import { nairobiInput, Section, when, ZONE_LABEL } from "./ui";
+import { money, nairobiInput, Section, when, ZONE_LABEL } from "./ui";
 
-/** "1,250.50" → 125050n; undefined when it is not an amount with at most two decimals. */
-export function minorOf(text: string): bigint | undefined {
-  const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(text.replace(/[,\s]/g, ""));
-  return m ? BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0")) : undefined;
+/** The currency the screen opens on: M-Pesa's. */
+const FIRST_CURRENCY = "KES";
+
+/** "1,250.50" → 125050n in KES (by the currency's minor digits); undefined when it is not an amount with at most that many decimals. */
+export function minorOf(text: string, currency: string): bigint | undefined {
+  const digits = minorExponent(currency);
+  const m = /^(\d{1,12})(?:\.(\d+))?$/.exec(text.replace(/[,\s]/g, ""));
+  if (!m || (m[2] ?? "").length > digits) return undefined;
+  return BigInt(m[1]) * 10n ** BigInt(digits) + BigInt((m[2] ?? "").padEnd(digits, "0") || "0");
 }
-
-const kes = (minor: bigint) => `${minor / 100n}${minor % 100n ? `.${String(minor % 100n).padStart(2, "0")}` : ""}`;
 
 /** The version in force now (the newest already effective); later ones are scheduled. */
 function stateOf(s: FeeSchedule, all: FeeSchedule[], now = Date.now()): string {
@@ -34,23 +39,27 @@ interface Draft {
 }
 
 export function FeeSchedules({ session }: { session: Session }) {
-  const [schedules, setSchedules] = useState<FeeSchedule[]>([]);
+  const [all, setAll] = useState<FeeSchedule[]>([]);
+  const [currency, setCurrency] = useState(FIRST_CURRENCY);
   const [draft, setDraft] = useState<Draft>({ platformFeeBps: "", min: "", cap: "", cardFeeBps: "", cardFixed: "", effectiveFrom: "" });
   const [error, setError] = useState("");
   const [done, setDone] = useState("");
   const wallet = api(WalletAdminService);
   const notAdmin = hasRole(session, "admin") ? undefined : "needs the admin role";
-  const load = () => wallet.listFeeSchedules({ currency: "KES" }).then((r) => setSchedules(r.schedules), (err) => setError(errorText(err)));
+  // Every currency's versions: the list of currencies is the schedules'.
+  const load = () => wallet.listFeeSchedules({ currency: "" }).then((r) => setAll(r.schedules), (err) => setError(errorText(err)));
   useEffect(() => void load(), []);
+  const currencies = [...new Set([FIRST_CURRENCY, ...all.map((s) => s.currency)])];
+  const schedules = all.filter((s) => s.currency === currency);
   const set = (k: keyof Draft) => (e: { target: { value: string } }) => setDraft({ ...draft, [k]: e.target.value });
 
   const schedule = async () => {
     setError("");
     setDone("");
     const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
-    const amounts = { min: minorOf(draft.min), cap: minorOf(draft.cap), cardFixed: minorOf(draft.cardFixed || "0") };
+    const amounts = { min: minorOf(draft.min, currency), cap: minorOf(draft.cap, currency), cardFixed: minorOf(draft.cardFixed || "0", currency) };
     const bad = Object.entries(amounts).find(([, v]) => v === undefined);
-    if (bad) return setError(`Check the input: ${bad[0]} must be an amount in KES, at most two decimals`);
+    if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
     if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
     try {
@@ -58,7 +67,7 @@ export function FeeSchedules({ session }: { session: Session }) {
         {
           idempotencyKey: `fees-${crypto.randomUUID()}`,
           schedule: {
-            currency: "KES",
+            currency,
             platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
             platformFeeMinMinor: amounts.min!,
             platformFeeCapMinor: amounts.cap!,
@@ -80,6 +89,12 @@ export function FeeSchedules({ session }: { session: Session }) {
 
   return (
     <Section title="Fee schedules">
+      <label>
+        Currency{" "}
+        <select aria-label="Fee schedule currency" value={currency} onChange={(e) => (setCurrency(e.target.value), setError(""), setDone(""))}>
+          {currencies.map((c) => <option key={c}>{c}</option>)}
+        </select>
+      </label>
       <table aria-label="Fee schedules">
         <thead><tr><th>Version</th><th>From (EAT)</th><th>State</th><th>Platform fee</th><th>Min</th><th>Cap</th><th>Card fee</th><th>B2C bands</th></tr></thead>
         <tbody>
@@ -89,9 +104,9 @@ export function FeeSchedules({ session }: { session: Session }) {
               <td>{when(s.effectiveFrom)}</td>
               <td>{stateOf(s, schedules)}</td>
               <td>{s.platformFeeBps} bps</td>
-              <td>KES {kes(s.platformFeeMinMinor)}</td>
-              <td>KES {kes(s.platformFeeCapMinor)}</td>
-              <td>{s.cardFeeBps} bps + KES {kes(s.cardFeeFixedMinor)}</td>
+              <td>{money({ amountMinor: s.platformFeeMinMinor, currency: s.currency })}</td>
+              <td>{money({ amountMinor: s.platformFeeCapMinor, currency: s.currency })}</td>
+              <td>{s.cardFeeBps} bps + {money({ amountMinor: s.cardFeeFixedMinor, currency: s.currency })}</td>
               <td>{s.mpesaB2cBands.length}</td>
             </tr>
           ))}
@@ -99,10 +114,10 @@ export function FeeSchedules({ session }: { session: Session }) {
       </table>
       <form className="inline" aria-label="New fee schedule" onSubmit={(e) => (e.preventDefault(), void schedule())}>
         <input aria-label="Platform fee (bps)" inputMode="numeric" placeholder="Platform fee (bps)" value={draft.platformFeeBps} onChange={set("platformFeeBps")} />
-        <input aria-label="Minimum fee (KES)" placeholder="Min (KES)" value={draft.min} onChange={set("min")} />
-        <input aria-label="Fee cap (KES)" placeholder="Cap (KES)" value={draft.cap} onChange={set("cap")} />
+        <input aria-label={`Minimum fee (${currency})`} placeholder={`Min (${currency})`} value={draft.min} onChange={set("min")} />
+        <input aria-label={`Fee cap (${currency})`} placeholder={`Cap (${currency})`} value={draft.cap} onChange={set("cap")} />
         <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} onChange={set("cardFeeBps")} />
-        <input aria-label="Card fixed fee (KES)" placeholder="Card fixed (KES)" value={draft.cardFixed} onChange={set("cardFixed")} />
+        <input aria-label={`Card fixed fee (${currency})`} placeholder={`Card fixed (${currency})`} value={draft.cardFixed} onChange={set("cardFixed")} />
         <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} onChange={set("effectiveFrom")} /></label>
         <button disabled={!!notAdmin}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}

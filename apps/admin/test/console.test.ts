@@ -26,6 +26,7 @@ import { ListDeliveriesResponseSchema, NotificationAdminService } from "@ttip/pr
 import type { Page } from "playwright-core";
 import { chartDayLabel, chartRange } from "../src/chart-range.js";
 import { nairobiDateTime, nairobiDay, nairobiMonthOf, nairobiWallTime } from "../../web/src/lib/nairobi-time.js";
+import { formatMoney } from "../../web/src/lib/money.js";
 import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -641,6 +642,28 @@ describe("admin console in chromium", () => {
     const later = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version + 1)!;
     assert.equal(timestampDate(later.effectiveFrom!).toISOString(), `${year}-12-02T21:00:00.000Z`);
     assert.deepEqual((await cellsOf(utcPage, version + 1)).slice(0, 3), [`v${version + 1}`, `${year}-12-03 00:00:00`, "scheduled"]);
+
+    // Card tips' currencies have schedules of their own: listed, typed and scheduled in that currency, never labelled KES.
+    const usdBefore = (await wallet.listFeeSchedules({ currency: "USD" })).schedules;
+    await adminPage.getByLabel("Fee schedule currency").selectOption("USD");
+    await adminPage.locator(`tr[data-version="${usdBefore[0].version}"]`).filter({ hasText: "USD" }).waitFor();
+    assert.equal(await rows.count(), usdBefore.length, "the USD versions only");
+    const first = usdBefore[0];
+    const usd = (minor: bigint) => formatMoney(minor, "USD", true);
+    assert.deepEqual((await cellsOf(adminPage, first.version)).slice(4, 7), [usd(first.platformFeeMinMinor), usd(first.platformFeeCapMinor), `${first.cardFeeBps} bps + ${usd(first.cardFeeFixedMinor)}`]);
+    assert.equal(await form.getByLabel(/\(KES\)/).count(), 0, "no input labelled KES");
+    await form.getByLabel("Platform fee (bps)").fill("400");
+    await form.getByLabel("Minimum fee (USD)").fill("0.50");
+    await form.getByLabel("Fee cap (USD)").fill("25");
+    await form.getByLabel("Card fee (bps)").fill("300");
+    await form.getByLabel("Card fixed fee (USD)").fill("0.35");
+    await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-04T00:00`);
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    const usdVersion = usdBefore.at(-1)!.version + 1;
+    await adminPage.getByRole("status").filter({ hasText: `Scheduled v${usdVersion} from ${year}-12-04 00:00:00 EAT` }).waitFor();
+    const madeUsd = (await wallet.listFeeSchedules({ currency: "USD" })).schedules.find((s) => s.version === usdVersion)!;
+    assert.deepEqual([madeUsd.platformFeeBps, madeUsd.platformFeeMinMinor, madeUsd.platformFeeCapMinor, madeUsd.cardFeeBps, madeUsd.cardFeeFixedMinor], [400, 50n, 2_500n, 300, 35n]);
+    assert.equal((await wallet.listFeeSchedules({ currency: "KES" })).schedules.length, before.length + 2, "KES untouched");
   });
 
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {

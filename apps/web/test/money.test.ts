@@ -17,7 +17,8 @@ describe("formatMoney", () => {
   });
 
   test("negative, zero and every digit written when asked (the admin console's figures)", () => {
-    assert.equal(formatMoney(-150n, "KES"), "-KES 1.50");
+    assert.equal(formatMoney(-150n, "KES"), "KES -1.50", "the code first, as the services' formatter writes it");
+    assert.equal(formatMoney(-500n, "KES", true), "KES -5.00");
     assert.equal(formatMoney(0n, "KES"), "KES 0");
     assert.equal(formatMoney(2_000_000n, "KES", true), "KES 20,000.00");
     assert.equal(formatMoney(5_000n, "UGX", true), "UGX 5,000");

@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 
 describe("the customer's tip page (chromium at phone size)", () => {
@@ -177,10 +179,31 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(await page.getAttribute("html", "lang"), "en");
   });
 
+  test("a code asking in another currency (a guide's USD): the page opens, M-Pesa takes a typed amount in KES, the card opens on USD; a fixed USD amount is left to the card", async () => {
+    const worker = await h.worker("Odhiambo");
+    await h.api(QrService, worker.token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id, displayName: "Odhiambo", currency: "USD", city: "Mombasa" });
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    assert.equal((await page.goto(code.url))!.status(), 200, "the page opens");
+    await h.screenshot(page, "tip-page-usd");
+    // M-Pesa moves shillings only: no USD amounts offered to it, and the typed amount says KES.
+    assert.doesNotMatch(await page.locator("form").first().innerText(), /USD/);
+    await page.getByRole("textbox", { name: "Other amount (KES)" }).fill("150");
+    assert.equal(await page.getByLabel("Currency").inputValue(), "USD");
+    await page.getByLabel("M-Pesa phone number").fill(successNumber());
+    await page.getByRole("button", { name: /Pay KES 1\d\d with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "Thank you! Odhiambo received your tip." }).waitFor({ timeout: 20_000 });
+
+    const fixed = await h.qrCode(worker, { fixedAmount: { amountMinor: 10_00n, currency: "USD" } });
+    await page.goto(fixed.url);
+    await page.getByText("This code is for USD 10. M-Pesa pays in Kenya shillings only: please pay it by card below.").waitFor();
+    assert.equal(await page.getByLabel("M-Pesa phone number").count(), 0, "no M-Pesa form for an amount it cannot move");
+    assert.equal(await page.getByLabel("Currency").inputValue(), "USD");
+  });
+
   test("a revoked code says so plainly", async () => {
     const worker = await h.worker("Chebet");
     const code = await h.qrCode(worker);
-    const { QrService } = await import("@ttip/proto/ttip/qr/v1/qr_service_pb.js");
     await h.api(QrService, worker.token).revokeQrCode({ qrCodeId: code.qrCodeId, reason: "lost" });
     const page = await h.phone();
     await page.goto(code.url);

@@ -289,25 +289,51 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       idempotencyKey: randomUUID(),
     });
 
-    const manager = async (locale: string) => {
+    const manager = async (locale: string, beforeRules?: (page: Page) => Promise<void>) => {
       const page = await h.phone({ locale });
       await page.goto(`${h.url}/w/signin?as=manager`);
       await page.evaluate((accessToken) => {
         const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
         localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
       }, venue.managerToken);
+      await beforeRules?.(page);
       await page.goto(`${h.url}/v/${venue.id}/rules`);
       await see(page, page.getByTestId("rule-history").getByRole("cell", { name: "1", exact: true }));
       return page;
     };
+    // The loaded state: the rule worded with the members' names (the names come in their own call).
     const en = await manager("en-KE");
-    await see(en, en.getByTestId("rule-words").getByText("Version 1"));
+    await see(en, en.getByTestId("rule-words").getByText("Version 1: Fixed percentages (Akinyi 60.00%", { exact: false }));
     assert.equal(await en.getByTestId("rule-words").innerText(), "Version 1: Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included; individual tips are kept by their worker.");
     await see(en, en.getByTestId("rule-history").getByRole("cell", { name: "Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", exact: true }));
     await h.screenshot(en, "venue-rule-fixed");
+    // While the members' names are on their way, the rule is not worded without them: never "2 other members".
+    const early = await manager("en-KE", async (page) => {
+      await page.addInitScript(() => {
+        const w = window as unknown as { shown: string[] };
+        w.shown = [];
+        new MutationObserver(() => {
+          const text = document.querySelector("main")?.textContent ?? "";
+          if (/other member/.test(text)) w.shown.push(text);
+        }).observe(document, { subtree: true, childList: true, characterData: true });
+      });
+      // The names arrive only after the rule and its history have been answered and drawn.
+      const answered: Promise<void>[] = [];
+      for (const method of ["GetSplitRule", "ListSplitRules"]) {
+        answered.push(new Promise((done) => void page.route(`**/ttip.venue.v1.VenueService/${method}`, async (route) => (await route.fulfill({ response: await route.fetch() }), done()))));
+      }
+      await page.route("**/ttip.venue.v1.VenueService/ListMembers", async (route) => {
+        const response = await route.fetch();
+        await Promise.all(answered);
+        await page.evaluate(() => new Promise((drawn) => requestAnimationFrame(() => setTimeout(drawn, 0))));
+        await route.fulfill({ response });
+      });
+    });
+    await see(early, early.getByTestId("rule-words").getByText("Version 1: Fixed percentages (Akinyi 60.00%", { exact: false }));
+    assert.deepEqual(await early.evaluate(() => (window as unknown as { shown: string[] }).shown), [], "the rule is never worded without the members' names");
     // In Swahili from the rule's fields: not the service's English summary.
     const sw = await manager("sw-KE");
-    await see(sw, sw.getByTestId("rule-words").getByText("Toleo 1"));
+    await see(sw, sw.getByTestId("rule-words").getByText("Toleo 1: Asilimia maalum (Akinyi 60.00%", { exact: false }));
     assert.equal(await sw.getByTestId("rule-words").innerText(), "Toleo 1: Asilimia maalum (Akinyi 60.00%, Baraka 40.00%); mameneja hawajajumuishwa; tips za mtu binafsi zinabaki kwa mfanyakazi wake.");
     assert.doesNotMatch(await sw.locator("main").innerText(), /Version|Fixed percentages|managers/);
 
@@ -322,5 +348,13 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const later = await manager("en-KE");
     await see(later, later.getByTestId("rule-words").getByText("Version 1: Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", { exact: false }));
     await see(later, later.getByTestId("rule-history").getByRole("cell", { name: "Fixed percentages (Akinyi 60.00%, Baraka 40.00%); managers not included", exact: true }));
+
+    // On the phone, the staff table (a role to choose, "Left the staff") and the audit trail's details stay on the screen.
+    for (const [screen, loaded] of [["staff", "staff"], ["reports", "audit"]]) {
+      await later.goto(`${h.url}/v/${venue.id}/${screen}`);
+      await see(later, later.getByTestId(loaded).locator("tbody tr").first());
+      const widths = await later.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth }));
+      assert.deepEqual(widths, { page: 360, screen: 360 }, `the ${screen} screen fits a 360 px phone`);
+    }
   });
 });

@@ -63,6 +63,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     // The charts show analytics' own figures: each bar equals its row of the CSV export.
     await page.getByTestId("chart-hours").locator('g[data-value="30000"]').waitFor({ timeout: 20_000 });
     await h.screenshot(page, "worker-home-sw");
+    // One tip today, this week and this month: "tip 1", never the plural "tips 1".
+    assert.deepEqual(await page.getByTestId("earnings-periods").locator(".muted").allInnerTexts(), ["tip 1", "tip 1", "tip 1"]);
     const from = nairobiMonthStart(new Date()); // the home's range: statements and "this month" are Nairobi months
     const { csv } = await h.api(AnalyticsService, worker.token).exportEarnings({
       range: { from: timestampFromDate(from), to: timestampFromDate(new Date(Date.now() + 86_400_000)) },
@@ -106,6 +108,16 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.ok(statement.length >= 1);
     assert.ok(pdf.includes(`(Salio la mwisho: KES ${closingBalance!.amountMinor / 100n})`), "the closing balance the wallet gives");
     await h.screenshot(page, "worker-statements-sw");
+  });
+
+  test("before the screens' script has run (a slow phone), their placeholder is in the page's language", async () => {
+    for (const [locale, word] of [["sw-KE", "Inapakia…"], ["en-KE", "Loading…"]]) {
+      const page = await h.phone({ locale, javaScriptEnabled: false });
+      for (const path of ["/w", "/v", "/join/some-invitation"]) {
+        await page.goto(`${h.url}${path}`);
+        assert.equal((await page.locator("main").innerText()).trim(), word, `${path} in ${locale}`);
+      }
+    }
   });
 
   test("settings: each form checks as the contract does before calling, then saves name, payout number, PIN, notifications and language where they belong", async () => {
@@ -177,6 +189,9 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByRole("heading", { name: "Mipangilio" }).waitFor();
     assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.locale, Locale.SW);
     await eventually("messages in Swahili", async () => (await notifications.getPreferences({})).preferences!.locale === "sw");
+    // The alerts table's Swahili headings ("Ndani ya programu") are wider than the English: the page still fits a 360 px phone.
+    await page.getByRole("columnheader", { name: "Ndani ya programu" }).waitFor();
+    assert.deepEqual(await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth })), { page: 360, screen: 360 });
     await h.screenshot(page, "worker-settings-sw");
   });
 

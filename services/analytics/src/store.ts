@@ -322,6 +322,9 @@ const LIVE_TYPES = [
   ["uuid", "text", "text"],
 ];
 
+/** The CTE of liveSql each of LIVE_TYPES' arrays goes to: rolled (facts, dimensions), seen_workers, requested, paid, reasoned. */
+const CTE_OF_ARRAY = [0, 0, 1, 2, 3, 4];
+
 /**
  * The CTEs of liveBatchCtes, parameters numbered from `first` on. Like write()'s statements, but
  * each row counts only the events in `fresh` (the inbox's CTE: those not applied before), merged
@@ -330,17 +333,18 @@ const LIVE_TYPES = [
  * (text compared by bytes, as JS compares it; a key whose text is a prefix of another's aside,
  * where a deadlock with write() would cost a batch a retry, never a figure).
  */
-function liveSql(first: number): string {
+function liveSql(first: number, written: readonly boolean[]): string {
+  // Each written CTE's arrays numbered in LIVE_TYPES' order; a CTE left out takes no parameters.
   const at: number[] = [];
   let next = first;
-  for (const types of LIVE_TYPES) {
+  for (const [i, types] of LIVE_TYPES.entries()) {
     at.push(next);
-    next += types.length;
+    if (written[CTE_OF_ARRAY[i]]) next += types.length;
   }
   const [facts, dims, workers, requests, results, reasons] = at;
   const fresh = "v.event_id IN (SELECT event_id FROM fresh)";
   const keys = KEYS.map((k) => `x.${k}`).join(", ");
-  return `rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
+  const ctes = [`rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
       SELECT ${KEYS.map((k) => (k === "grain" ? `x.grain::"char"` : `x.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(x.${m})::${MEASURE_TYPES[i]}`).join(", ")}
         FROM (SELECT d.dim, d.id, d.sub, g.grain, CASE g.grain WHEN 'h' THEN v.hour ELSE v.day END AS bucket,
                      v.method, v.result_code, v.currency, ${MEASURES.map((m) => `v.${m}`).join(", ")}
@@ -351,34 +355,37 @@ function liveSql(first: number): string {
        GROUP BY ${keys}
        ORDER BY x.dim, x.id, x.sub, x.grain COLLATE "C", x.bucket, x.method COLLATE "C", x.result_code COLLATE "C", x.currency COLLATE "C"
       ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
-        ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}),
-    seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
+        ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")})`,
+    `seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
       SELECT w.id, w.registered_at, w.at FROM (
           SELECT v.id, (array_agg(v.registered_at ORDER BY v.ord) FILTER (WHERE v.registered_at IS NOT NULL))[1] AS registered_at, min(v.at) AS at
             FROM ${opaqueUnnest(LIVE_TYPES[2], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
            WHERE ${fresh} GROUP BY v.id) w
        WHERE ${WORKER_ADDS.replaceAll("v.", "w.")}
        ORDER BY w.id
-      ${WORKER_UPSERT}),
-    requested AS (INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
+      ${WORKER_UPSERT})`,
+    `requested AS (INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.at
         FROM ${opaqueUnnest(LIVE_TYPES[3], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
-      ON CONFLICT (payout_id) DO NOTHING),
-    paid AS (INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
+      ON CONFLICT (payout_id) DO NOTHING)`,
+    `paid AS (INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.succeeded, v.result_code, v.currency, v.amount_minor, v.at
         FROM ${opaqueUnnest(LIVE_TYPES[4], results)}
              WITH ORDINALITY AS v(event_id, payout_id, worker_id, succeeded, result_code, currency, amount_minor, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
-      ON CONFLICT (payout_id) DO NOTHING),
-    reasoned AS (INSERT INTO analytics.result_reasons (result_code, reason)
+      ON CONFLICT (payout_id) DO NOTHING)`,
+    `reasoned AS (INSERT INTO analytics.result_reasons (result_code, reason)
       SELECT DISTINCT ON (v.result_code COLLATE "C") v.result_code, v.reason
         FROM ${opaqueUnnest(LIVE_TYPES[5], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
        WHERE ${fresh} ORDER BY v.result_code COLLATE "C", v.ord DESC
-      ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason)`;
+      ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason)`,
+  ];
+  return ctes.filter((_, i) => written[i]).join(",\n    ");
 }
 
-const liveSqls = new Map<number, string>();
+/** liveSql's text by its first parameter and the CTEs it writes. */
+const liveSqls = new Map<string, string>();
 
 /**
  * A live batch in the inbox's statement (consumeEventBatches' effectCte): its rollups and side
@@ -423,9 +430,16 @@ export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string
       else push(reasons, [id, r.resultCode, r.reason]);
     }
   }
-  let sql = liveSqls.get(first);
-  if (!sql) liveSqls.set(first, (sql = liveSql(first)));
-  return { sql, values: [...facts, ...dims, ...workers, ...requests, ...results, ...reasons] };
+  // Only the CTEs with rows to write (a tip's batch has no payouts nor reasons; the SMS counts' has
+  // only figures): each CTE in the statement opens its table and indexes and sets up its plan on every
+  // run, with rows to write or not. The rollups' is kept when nothing else is, so the statement has one.
+  const arrays = [facts, dims, workers, requests, results, reasons];
+  const written = [0, 1, 2, 3, 4].map((cte) => arrays.some((columns, i) => CTE_OF_ARRAY[i] === cte && columns[0].length > 0));
+  if (!written.some(Boolean)) written[0] = true;
+  const key = `${first}:${written.map(Number).join("")}`;
+  let sql = liveSqls.get(key);
+  if (!sql) liveSqls.set(key, (sql = liveSql(first, written)));
+  return { sql, values: arrays.filter((_, i) => written[CTE_OF_ARRAY[i]]).flat(1) };
 }
 
 /** Everything the rollups hold from `from` on, removed (the replay's first step). */

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { randomUUID } from "node:crypto";
-import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { migrate, withTransaction } from "@ttip/runtime";
 import { createTestDatabase, kesMinor, type TestDatabase } from "@ttip/runtime/testing";
 import { factsOf, REASON_MAX } from "../src/facts.js";
@@ -79,6 +79,27 @@ describe("a live batch in the inbox's statement (real PostgreSQL)", () => {
       throw new Error("the batch failed after its partition was made");
     }).catch(() => undefined);
     assert.equal(liveBatchCtes(other, 2), null, "a partition rolled back with its transaction is not taken as there");
+  });
+
+  test("a batch with figures only (SMS sent counts) has the rollups' CTE alone, and writes what write() writes", async () => {
+    const at = new Date(Date.UTC(2026, 10, 10, 14));
+    const sent = () => event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, at, { deliveryId: randomUUID(), userId: randomUUID(), channel: "sms", status: "sent", templateKey: "TIP_RECEIVED", attempt: 1 });
+    const live = [sent(), sent(), sent()].map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) }));
+    const batch = liveBatchCtes(live, 2);
+    assert.ok(batch);
+    // No side table in the statement: each CTE there opens its table and indexes on every run, with nothing to write.
+    assert.deepEqual([...batch.sql.matchAll(/INSERT INTO (analytics\.\w+)/g)].map((m) => m[1]), ["analytics.rollups"]);
+    await empty();
+    await db.pool.query(`WITH fresh AS (SELECT unnest($1::uuid[]) AS event_id), ${batch.sql} SELECT 1`, [live.map((e) => e.id), ...batch.values]);
+    const inOneStatement = await tables();
+    await empty();
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      for (const e of live) b.add(e.applied);
+      await b.write(tx);
+    });
+    assert.ok((await tables()).rollups.length > 0);
+    assert.deepEqual(inOneStatement, await tables());
   });
 
   test("a failure's reason is kept to REASON_MAX characters, by either way of writing", async () => {

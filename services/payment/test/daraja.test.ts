@@ -106,6 +106,13 @@ describe("Daraja client against the simulator", () => {
     await assert.rejects(client.stkQuery(r.CheckoutRequestID), (e: unknown) => e instanceof DarajaError && e.kind === "processing");
   });
 
+  test("an STK query answered with a blank ResultCode is no answer (asked again later), never a failure of the push", async () => {
+    const client = new DarajaClient(config());
+    sim.script({ phone: "254712349911" }, { stk: "success", blankQueryResult: true });
+    const r = await client.stkPush({ phone: "254712349911", amount: 20, callbackUrl: `${sinkUrl}/cb`, accountReference: "T", description: "T" });
+    await assert.rejects(client.stkQuery(r.CheckoutRequestID), (e: unknown) => e instanceof DarajaError && e.kind === "unknown" && /without ResultCode/.test(e.message));
+  });
+
   test("B2C carries an encrypted credential the simulator can check", async () => {
     received = [];
     const client = new DarajaClient(config());

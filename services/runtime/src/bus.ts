@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type ConsumerInfo, type JetStreamManager, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type Consumer, type ConsumerInfo, type JetStreamManager, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -343,6 +343,95 @@ function writeOncePerTurn(nc: NatsConnection): void {
   };
 }
 
+/** The parts of nats.js's PullConsumerMessagesImpl (jetstream/consumer.js) QueuedDeliveries holds back. */
+interface PullRequests {
+  pull(options: unknown): void;
+  pullOptions(): unknown;
+}
+
+/**
+ * A durable's messages as nats.js's consume hands them to a callback, queued here for one worker
+ * to take. Not consume's async iterator: there every message goes through an async generator's
+ * steps (promises, result objects: bench/bus-consume.ts), for each of a tip's 11 deliveries.
+ * The iterator also held the bound on messages in this process: nats.js queues its next pull
+ * request behind the messages, so it went only once the loop had reached it. With a callback
+ * nats.js sends it as messages arrive; so here a pull request waits while `bound` messages are
+ * queued, and goes (asking for what the consumer then lacks) once the worker takes them. At most
+ * `bound` queued plus what the requests already sent bring (max_messages).
+ */
+class QueuedDeliveries {
+  private readonly queue: JsMsg[] = [];
+  private arrived: (() => void) | undefined;
+  private pullHeld = false;
+  /** Set once nats.js has closed the messages: the error it closed them with, if any. */
+  private closed: { err?: Error } | undefined;
+
+  private constructor(
+    private readonly messages: { close(): Promise<void | Error> },
+    private readonly pull: (options: unknown) => void,
+    private readonly pullOptions: () => unknown,
+    private readonly bound: number,
+  ) {}
+
+  static async start(consumer: Consumer, maxMessages: number, bound: number): Promise<QueuedDeliveries> {
+    let deliveries: QueuedDeliveries | undefined;
+    const messages = await consumer.consume({ max_messages: maxMessages, callback: (m) => deliveries!.arrive(m) });
+    const requests = messages as unknown as Partial<PullRequests>;
+    if (typeof requests.pull !== "function" || typeof requests.pullOptions !== "function") {
+      await messages.close();
+      throw new Error("nats.js's consume has no pull(): the bus cannot bound the messages it holds with this version");
+    }
+    deliveries = new QueuedDeliveries(messages, requests.pull.bind(messages), requests.pullOptions.bind(messages), bound);
+    // Its first request went when consume() began; each later one passes here.
+    requests.pull = (options) => deliveries!.request(options);
+    void messages.closed().then((err) => deliveries!.end(err ?? undefined));
+    return deliveries;
+  }
+
+  private arrive(m: JsMsg): void {
+    this.queue.push(m);
+    this.arrived?.();
+  }
+
+  private request(options: unknown): void {
+    if (this.queue.length >= this.bound) this.pullHeld = true;
+    else this.pull(options);
+  }
+
+  private end(err: Error | undefined): void {
+    this.closed = { err };
+    this.arrived?.();
+  }
+
+  /** Up to `max` queued messages, oldest first ([] when none is queued). */
+  take(max: number): JsMsg[] {
+    const taken = this.queue.length <= max ? this.queue.splice(0) : this.queue.splice(0, max);
+    if (this.pullHeld && this.queue.length < this.bound) {
+      this.pullHeld = false;
+      this.pull(this.pullOptions());
+    }
+    return taken;
+  }
+
+  /** Resolves true once a message is queued, false once the messages are closed and none is left; rejects with the error nats.js closed them with. */
+  async waitForMore(): Promise<boolean> {
+    while (!this.queue.length) {
+      if (this.closed) {
+        if (this.closed.err) throw this.closed.err;
+        return false;
+      }
+      await new Promise<void>((resolve) => (this.arrived = resolve));
+      this.arrived = undefined;
+    }
+    return true;
+  }
+
+  /** No more messages; those queued are still taken. */
+  async close(): Promise<void> {
+    await this.messages.close();
+  }
+}
+
 export class JetStreamBus implements EventBus {
   private constructor(
     private readonly nc: NatsConnection,
@@ -458,9 +547,10 @@ export class JetStreamBus implements EventBus {
 
   async subscribe(options: SubscribeOptions) {
     const consumer = await this.durableConsumer(options.durable, options.subject);
-    const messages = await consumer.consume({ max_messages: 64 });
+    const deliveries = await QueuedDeliveries.start(consumer, 64, 64);
     const done = (async () => {
-      for await (const m of messages) {
+      while (await deliveries.waitForMore()) {
+        const [m] = deliveries.take(1);
         const { id, traceparent } = eventHeaders(m);
         if (withoutEventId(m, id, options.durable, this.logger, options.metrics)) continue;
         try {
@@ -480,7 +570,7 @@ export class JetStreamBus implements EventBus {
     })();
     return {
       stop: async () => {
-        await messages.close();
+        await deliveries.close();
         await done;
       },
     };
@@ -488,43 +578,18 @@ export class JetStreamBus implements EventBus {
 
   async subscribeBatches(options: BatchSubscribeOptions) {
     const consumer = await this.durableConsumer(options.durable, options.subject, options.replaces);
-    const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
-    // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
-    const queue: JsMsg[] = [];
-    let wake: (() => void) | undefined;
-    let room: (() => void) | undefined;
-    let ended = false;
-    const reader = (async () => {
-      try {
-        for await (const m of messages) {
-          queue.push(m);
-          wake?.();
-          // Bounded: at most two batches wait unacknowledged in this process.
-          while (queue.length >= options.maxBatch * 2) await new Promise<void>((r) => (room = r));
-        }
-      } finally {
-        ended = true;
-        wake?.();
-      }
-    })();
+    // Bounded: at most two batches wait unacknowledged in this process (and what the requests out bring).
+    const deliveries = await QueuedDeliveries.start(consumer, Math.max(64, options.maxBatch), options.maxBatch * 2);
     const worker = (async () => {
-      for (;;) {
-        if (!queue.length) {
-          if (ended) return;
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-          continue;
-        }
+      while (await deliveries.waitForMore()) {
         const batch: JsMsg[] = [];
         const delivered: DeliveredMessage[] = [];
-        for (const m of queue.splice(0, options.maxBatch)) {
+        for (const m of deliveries.take(options.maxBatch)) {
           const { id, traceparent } = eventHeaders(m);
           if (withoutEventId(m, id, options.durable, this.logger, options.metrics)) continue;
           batch.push(m);
           delivered.push({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: deliveryCount(m), traceparent: traceparent || undefined });
         }
-        room?.();
-        room = undefined;
         if (!batch.length) continue;
         try {
           await options.handler(delivered);
@@ -546,8 +611,7 @@ export class JetStreamBus implements EventBus {
     })();
     return {
       stop: async () => {
-        await messages.close();
-        await reader;
+        await deliveries.close();
         await worker;
       },
     };

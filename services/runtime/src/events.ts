@@ -72,7 +72,9 @@ export function buildEvent<Desc extends DescMessage>(
   const id = timeOrderedUuid();
   const meta = create(EventMetaSchema, { id, occurredAt: occurredAt ? timestampFromDate(occurredAt) : timestampNow(), producer, correlationId });
   // The meta set on the message made from `init` (no copy of init with it): create() would take this meta as it is.
-  const message = create(schema, init as unknown as MessageInitShape<Desc>) as MessageShape<Desc> & { meta?: unknown };
+  // An init that is a message already is create()'s answer itself: copied, so the caller's keeps no meta of ours.
+  const made = create(schema, init as unknown as MessageInitShape<Desc>);
+  const message = (made === (init as unknown) ? { ...made } : made) as MessageShape<Desc> & { meta?: unknown };
   message.meta = meta;
   return { id, subject, data: toBinary(schema, message) };
 }

@@ -906,13 +906,17 @@ class ServerConnection {
   }
 }
 
-/** A client's window (its REQUEST's ":window"): bytes, at most HTTP/2's largest window. */
+/** A client's window (its REQUEST's ":window"): bytes, at most MAX_WINDOW_BYTES. */
 function windowOf(value: string): number {
   const bytes = Number(value);
   return Number.isInteger(bytes) && bytes > 0 ? Math.min(bytes, MAX_WINDOW_BYTES) : STREAM_WINDOW_BYTES;
 }
-/** HTTP/2's largest flow-control window (RFC 9113, 6.9.1): a client's grants add up to no more. */
-const MAX_WINDOW_BYTES = 2 ** 31 - 1;
+/**
+ * The most a client's window and its grants add up to: the window our clients take (they never
+ * hold more unread). A client's word alone (up to 2 GiB) would let one call's answer fill the
+ * process's memory unsent, its handler never held.
+ */
+const MAX_WINDOW_BYTES = STREAM_WINDOW_BYTES;
 
 /** HTTP/2's INTERNAL_ERROR (RFC 9113, 7): a RESET's code when the server gives an answer up. */
 const INTERNAL_ERROR = 2;

@@ -158,6 +158,8 @@ export class OutboxRelay {
   private upkeep: Promise<void> | undefined;
   /** The backend of the upkeep's session while it builds an index: stop() cancels the build. */
   private buildingPid: number | undefined;
+  /** stop()'s cancel of that build: its session, which the cancel may reach late, then ends (not used again). */
+  private cancelling: Promise<unknown> | undefined;
   /**
    * The relay's statements, their texts made once: a text made anew for every pass is a new
    * string, which the lookup of its prepared statement's name copies into one piece and hashes.
@@ -308,6 +310,8 @@ export class OutboxRelay {
     logger.warn({ schema }, "the outbox keeps published rows but has no valid index of unpublished ones: making it");
     const client = await pool.connect();
     let failed: unknown;
+    /** A stop's cancel was asked for this session: it ends, not back to the pool. */
+    let cancelled = false;
     try {
       // One replica at a time (a session lock; the others skip): the invalid index dropped below may
       // otherwise be another replica's build in progress, which is invalid until it ends.
@@ -324,7 +328,12 @@ export class OutboxRelay {
         await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
       } finally {
         this.buildingPid = undefined;
-        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
+        // A stop that read the pid before this: its cancel, sent late, would cancel whatever the
+        // session ran next (another caller's statement, once released). The session ends instead of
+        // going back (its end lets the lock go): waiting here for the cancel would wait for a
+        // connection this one holds when the pool has no other (embedded mode's pool of one).
+        cancelled = this.cancelling !== undefined;
+        if (!cancelled) await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
       }
     } catch (err) {
       failed = err;
@@ -332,7 +341,7 @@ export class OutboxRelay {
       else logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
     } finally {
       // A session that failed part way may hold the lock still: not handed to anyone else.
-      client.release(failed instanceof Error ? failed : undefined);
+      client.release(failed instanceof Error ? failed : cancelled);
     }
   }
 
@@ -347,16 +356,18 @@ export class OutboxRelay {
     const { pool, schema, logger } = this.options;
     const s = ident(schema);
     // From past the last batch's rows on (keyset), not from the start again past their dead entries.
-    const batch = `WITH gone AS (DELETE FROM ${s}.outbox WHERE seq IN (
-        SELECT seq FROM ${s}.outbox WHERE seq > $1 AND published_at IS NOT NULL ORDER BY seq LIMIT $2) RETURNING seq)
-      SELECT count(*)::int AS n, max(seq) AS last FROM gone`;
+    // Ends at a batch that found fewer rows, not one that deleted fewer: another replica's delete of
+    // some of them (waited for, then skipped) shortens a batch with more rows after it.
+    const batch = `WITH found AS (SELECT seq FROM ${s}.outbox WHERE seq > $1 AND published_at IS NOT NULL ORDER BY seq LIMIT $2),
+        gone AS (DELETE FROM ${s}.outbox WHERE seq IN (SELECT seq FROM found) RETURNING seq)
+      SELECT (SELECT count(*)::int FROM found) AS n, (SELECT max(seq) FROM found) AS last, (SELECT count(*)::int FROM gone) AS gone`;
     logger.warn({ schema }, "the outbox holds rows published while the database kept them: deleting them");
     let after: unknown = 0;
     let deleted = 0;
     try {
       while (!this.stopped) {
-        const { n, last } = (await pool.query<{ n: number; last: unknown }>(batch, [after, PUBLISHED_DELETE_BATCH])).rows[0];
-        deleted += n;
+        const { n, last, gone } = (await pool.query<{ n: number; last: unknown; gone: number }>(batch, [after, PUBLISHED_DELETE_BATCH])).rows[0];
+        deleted += gone;
         if (n < PUBLISHED_DELETE_BATCH || last === null) break;
         after = last;
       }
@@ -374,7 +385,8 @@ export class OutboxRelay {
     // A concurrent index build may wait long for older transactions: cancelled, it leaves an invalid
     // index, which the next start drops and makes again. A deleting ends after its batch.
     const building = this.buildingPid;
-    if (building !== undefined) await this.options.pool.query("SELECT pg_cancel_backend($1)", [building]).catch(() => undefined);
+    if (building !== undefined) this.cancelling = this.options.pool.query("SELECT pg_cancel_backend($1)", [building]).catch(() => undefined);
+    await this.cancelling;
     await this.upkeep;
   }
 }

@@ -114,14 +114,12 @@ export function internalTransport(url: string, sessionManager: PeerConnection, i
       const req: StreamRequest = {
         ...requestOf(url, method, header, contextValues, call),
         stream: true,
-        message: (async function* () {
-          for await (const m of input) yield asMessage(method.input, m);
-        })(),
+        message: asMessages(method.input, input),
       };
       const deadline = deadlineOf(timeoutMs);
       const send = intercepted<(req: StreamRequest) => Promise<StreamResponse>>((r) => connectServerStream(sessionManager, r, deadline), interceptors);
       return send(req).then(
-        (res) => ({ ...res, message: endingCall(call, res.message) }) as never,
+        (res) => ({ ...res, message: cancelledWhenDropped(endingCall(call, res.message), call) }) as never,
         (err) => Promise.reject(call.fail(err)),
       );
     },
@@ -168,6 +166,19 @@ async function connectServerStream(session: Http2Upstream, req: StreamRequest, d
     for await (const bytes of answer.messages) yield answerMessage(output, bytes);
   })();
   return { stream: true, service: req.service, method: req.method, header: answer.header, trailer: answer.trailer, message: messages };
+}
+
+/**
+ * A server stream read through connect-es's client cannot be ended by its reader: that client's
+ * iterable drops the reader's return() (a `break`). So a stream's messages collected unread to
+ * their end cancel their call (the handler hears CANCELED) instead of holding it to its deadline.
+ */
+const droppedStreams = new FinalizationRegistry<LocalCall>((call) => call.cancel());
+
+/** `messages`, whose call is cancelled once they are let go unread (a call already over is left as it is). */
+function cancelledWhenDropped<T extends object>(messages: T, call: LocalCall): T {
+  droppedStreams.register(messages, call);
+  return messages;
 }
 
 /** A stream's messages, ending its call with them: failed with the error the reader gets (the deadline's or cancellation's first), done at the end or when the reader stops. */
@@ -250,15 +261,12 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const messages = (async function* () {
-          for await (const m of input) yield asMessage(method.input, m);
-        })();
-        stream(localRequest(method, call, header, contextValues, true, messages)).then(
+        stream(localRequest(method, call, header, contextValues, true, asMessages(method.input, input))).then(
           (res) => {
             const answer = res as StreamResponse;
             // Cancelled while the first message was on its way: the handler's generator still ends.
             if (call.signal.aborted) return void letGo(answer.message[Symbol.asyncIterator]());
-            resolve({ ...answer, message: endsWith(call, answer.message) } as never);
+            resolve({ ...answer, message: cancelledWhenDropped(endsWith(call, answer.message), call) } as never);
           },
           (err) => reject(call.fail(err)),
         );
@@ -314,6 +322,15 @@ export function intercepted<F extends (req: never) => Promise<UnaryResponse | St
   return interceptors.reduceRight<F>((inner, interceptor) => interceptor(inner as never) as unknown as F, next);
 }
 type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
+
+/**
+ * The request's messages as messages of `schema`. Made out here, not in a call's promise: the
+ * handler holds them, and a generator made there would hold that promise's answer (the stream,
+ * which droppedStreams must see let go).
+ */
+async function* asMessages<S extends DescMessage>(schema: S, input: AsyncIterable<MessageInitShape<S>>): AsyncGenerator<MessageShape<S>> {
+  for await (const m of input) yield asMessage(schema, m);
+}
 
 /** `message` as a message of `schema` (callers may pass an init object, as over the network). */
 function asMessage<S extends DescMessage>(schema: S, message: MessageInitShape<S>): MessageShape<S> {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import * as events from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { EventMetaSchema, TipSucceededSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, subjectOf } from "../src/events.js";
@@ -40,6 +40,17 @@ describe("event subjects declared in the contracts", () => {
     const at = new Date("2026-03-01T09:30:00Z");
     const replayed = fromBinary(TipSucceededSchema, buildEvent("payment", TipSucceededSchema, { tipId: "t2" }, "", at).data);
     assert.equal(Number(replayed.meta!.occurredAt!.seconds) * 1000, at.getTime(), "the time it is given");
+  });
+
+  test("an init that is already a message is left as it was: the event's meta is set on a copy, not on the caller's message", () => {
+    const mine = create(TipSucceededSchema, { tipId: "t1" });
+    const built = buildEvent("payment", TipSucceededSchema, mine as never, "corr-1");
+    assert.equal(mine.meta, undefined, "the caller's message has no meta of the event's");
+    assert.equal(mine.tipId, "t1");
+    const decoded = fromBinary(TipSucceededSchema, built.data);
+    assert.equal(decoded.tipId, "t1");
+    assert.equal(decoded.meta?.id, built.id);
+    assert.equal(decoded.meta?.correlationId, "corr-1");
   });
 
   test("event ids are in time order (UUID version 7), so inboxes add them at an index's end", () => {

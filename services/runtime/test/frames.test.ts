@@ -16,7 +16,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { BY_HTTP2, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, type FrameOutcome } from "../src/frames.js";
+import { BY_HTTP2, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, STREAM_WINDOW_BYTES, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -490,6 +490,38 @@ describe("server streams in frames between our processes", () => {
       await assert.rejects(read, (err: unknown) => err instanceof FrameReset, "the answer cut short, never read as complete");
     } finally {
       link.close();
+    }
+  });
+
+  test("a client announcing a window past ours (2 GiB) is held to STREAM_WINDOW_BYTES: the handler runs at most that far ahead of its reader", async () => {
+    endless.ended.length = 0;
+    const message = toBinary(WatchTipRequestSchema, create(WatchTipRequestSchema, { tipId: ENDLESS }));
+    const body = Buffer.alloc(5 + message.length);
+    body.writeUInt32BE(message.length, 1);
+    body.set(message, 5);
+    const head = Buffer.from(
+      JSON.stringify({ ":path": "/ttip.payment.v1.PaymentService/WatchTip", "content-type": "application/connect+proto", "connect-protocol-version": "1", ":window": String(2 ** 31 - 1) }),
+    );
+    const prefix = Buffer.alloc(13);
+    prefix.writeUInt32BE(9 + head.length + body.length, 0);
+    prefix[4] = 1; // REQUEST
+    prefix.writeUInt32BE(1, 5);
+    prefix.writeUInt32BE(head.length, 9);
+    const socket = net.connect(server.port, "127.0.0.1");
+    try {
+      await once(socket, "connect");
+      let read = 0;
+      // Reads everything the server sends, and never grants a WINDOW.
+      socket.on("data", (chunk: Buffer) => (read += chunk.length));
+      socket.write(Buffer.concat([FRAMES_PREFACE, prefix, head, body]));
+      await eventually("the stream's first messages came", () => read > FRAMES_PREFACE.length + PADDING);
+      // Many turns of the event loop in which a handler held only by the client's word would keep producing.
+      for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(endless.produced <= 8, `the handler produced ${endless.produced} messages of ${PADDING} bytes for a client that granted no more than its announced window`);
+      assert.ok(read < 2 * STREAM_WINDOW_BYTES, `${read} bytes sent`);
+    } finally {
+      socket.destroy();
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
     }
   });
 

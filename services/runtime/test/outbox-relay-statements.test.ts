@@ -243,6 +243,47 @@ test("a database that kept published rows and was switched to deleting them: its
   }
 });
 
+test("rows kept from before, deleted beside another replica's delete: a batch it shortened does not end the deleting; every such row goes", async () => {
+  const name = new URL(db.url).pathname.slice(1);
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  await migrate(db.pool, "auth", undefined);
+  const kept = 2_345;
+  await db.pool.query(
+    `INSERT INTO auth.outbox (event_id, subject, payload, published_at, attempts)
+       SELECT gen_random_uuid(), 'ttip.auth.x', '\\x00', now(), 1 FROM generate_series(1, $1::int)`,
+    [kept],
+  );
+  await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = off`);
+  const deleting = createPool(db.url, { max: 3 });
+  const other = await db.pool.connect();
+  const log = captureLogger("info");
+  try {
+    // Another replica's delete of some of the first batch's rows, under way: the relay's batch waits for it, then finds them gone.
+    await other.query("BEGIN");
+    await other.query("DELETE FROM auth.outbox WHERE seq IN (SELECT seq FROM auth.outbox ORDER BY seq LIMIT 10)");
+    const bus = { publish: async () => undefined } as unknown as EventBus;
+    const relay = new OutboxRelay({ pool: deleting, schema: "auth", bus, logger: log.logger });
+    await writeOutbox(deleting, "auth", { id: randomUUID(), subject: "ttip.auth.x", data: new Uint8Array([1]) });
+    assert.equal(await relay.flush(), 1);
+    const waiting = () =>
+      db.pool
+        .query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM \"auth\".outbox%'")
+        .then((r) => r.rows[0].n);
+    await eventually("the relay's first batch waits for the other delete", async () => (await waiting()) === 1);
+    await other.query("COMMIT");
+    const done = () => log.records().find((r) => r.msg === "published rows kept from before deleted");
+    await eventually("the relay's deleting ended", done);
+    const { rows } = await deleting.query<{ n: number }>("SELECT count(*)::int AS n FROM auth.outbox");
+    assert.equal(rows[0].n, 0, `rows kept from before left: ${JSON.stringify(done())}`);
+    await relay.stop();
+  } finally {
+    await other.query("ROLLBACK").catch(() => undefined);
+    other.release();
+    await deleting.end();
+    await db.pool.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  }
+});
+
 test("a relay stopped while it makes the index of unpublished rows stops without waiting for the build (which waits for older transactions); the next start makes it", async () => {
   await poolKeeping("on").then((one) => one.end());
   // Three connections: the build's, the test's, and the one stop() cancels the build through.
@@ -274,5 +315,96 @@ test("a relay stopped while it makes the index of unpublished rows stops without
     await blocker.query("ROLLBACK").catch(() => undefined);
     blocker.release();
     await keeping.end();
+  }
+});
+
+test("a stop whose cancel of the index build is sent after the build ended cancels nothing else: the build's session is not used again, it ends", async () => {
+  await poolKeeping("on").then((one) => one.end());
+  const keeping = createPool(db.url, { max: 3 });
+  const blocker = await db.pool.connect();
+  /** The sessions (backend pids) taken from the pool, in order. */
+  const taken: number[] = [];
+  keeping.on("acquire", (client) => void taken.push((client as unknown as { processID: number }).processID));
+  // stop()'s cancel is held until the test lets it go: as if it waited for a connection, under load.
+  let asked!: () => void;
+  const cancelAsked = new Promise<void>((resolve) => (asked = resolve));
+  let letGo!: () => void;
+  const gate = new Promise<void>((resolve) => (letGo = resolve));
+  const query = keeping.query.bind(keeping) as (text: unknown, values?: unknown) => Promise<unknown>;
+  (keeping as unknown as { query: typeof query }).query = (text, values) =>
+    typeof text === "string" && text.includes("pg_cancel_backend") ? (asked(), gate.then(() => query(text, values))) : query(text, values);
+  const validity = async () => (await db.pool.query<{ valid: boolean }>("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass('qr.outbox_unpublished')")).rows;
+  const bus = { publish: async () => undefined } as unknown as EventBus;
+  try {
+    await migrate(keeping, "qr", undefined);
+    await keeping.query("DROP INDEX qr.outbox_unpublished");
+    await writeOutbox(keeping, "qr", { id: randomUUID(), subject: "ttip.qr.x", data: new Uint8Array([1]) });
+    // An open transaction that wrote to the outbox: the concurrent build waits for it to end.
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO qr.outbox (event_id, subject, payload) VALUES (gen_random_uuid(), 'ttip.qr.x', '\\x00')");
+    const relay = new OutboxRelay({ pool: keeping, schema: "qr", bus, logger });
+    assert.equal(await relay.flush(), 1);
+    const builder = await eventually("the relay's build waits for the open transaction", async () =>
+      (await db.pool.query<{ pid: number }>("SELECT pid FROM pg_stat_progress_create_index WHERE relid = 'qr.outbox'::regclass")).rows[0]?.pid,
+    );
+    const stopping = relay.stop();
+    await cancelAsked;
+    const since = taken.length;
+    const takenAgain = () => taken.slice(since).includes(builder);
+    // The build ends before the cancel is sent.
+    await blocker.query("ROLLBACK");
+    await eventually("the build ended, its index valid", async () => (await validity())[0]?.valid);
+    // Other callers' statements on the pool's connections while the cancel is held.
+    for (let i = 0; i < 20 && !takenAgain(); i++) await Promise.all([keeping.query("SELECT 1"), keeping.query("SELECT 1"), keeping.query("SELECT 1")]);
+    letGo();
+    await stopping;
+    assert.equal(takenAgain(), false, "the build's session was taken again before stop's cancel was sent: a statement run on it then would be cancelled");
+    await eventually("the build's session ended", async () => (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [builder])).rowCount === 0);
+    assert.deepEqual(await validity(), [{ valid: true }]);
+  } finally {
+    letGo();
+    await blocker.query("ROLLBACK").catch(() => undefined);
+    blocker.release();
+    await keeping.end();
+  }
+});
+
+test("a stop during the index build on a pool of one connection (embedded mode's): its cancel is sent once the build lets the connection go, not given up at the pool's connect timeout while the build waits for it", async () => {
+  const one = await poolKeeping("on");
+  const blocker = await db.pool.connect();
+  const bus = { publish: async () => undefined } as unknown as EventBus;
+  let stopped = false;
+  /** What became of stop()'s cancel: "sent", or its error. */
+  let cancel: string | undefined;
+  const query = one.query.bind(one) as (text: unknown, values?: unknown) => Promise<unknown>;
+  (one as unknown as { query: typeof query }).query = (text, values) =>
+    typeof text === "string" && text.includes("pg_cancel_backend")
+      ? query(text, values).then((r) => ((cancel = "sent"), r), (err: Error) => ((cancel = err.message), Promise.reject(err)))
+      : query(text, values);
+  try {
+    await migrate(one, "qr", undefined);
+    await one.query("DROP INDEX IF EXISTS qr.outbox_unpublished");
+    await writeOutbox(one, "qr", { id: randomUUID(), subject: "ttip.qr.x", data: new Uint8Array([1]) });
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO qr.outbox (event_id, subject, payload) VALUES (gen_random_uuid(), 'ttip.qr.x', '\\x00')");
+    const relay = new OutboxRelay({ pool: one, schema: "qr", bus, logger });
+    assert.equal(await relay.flush(), 1);
+    await eventually("the relay's build waits for the open transaction", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_stat_progress_create_index WHERE relid = 'qr.outbox'::regclass")).rowCount! > 0);
+    const stopping = relay.stop().then(() => (stopped = true));
+    // The cancel waits for the pool's one connection, which the build holds.
+    await eventually("stop's cancel waiting for a connection", () => one.waitingCount > 0);
+    await blocker.query("ROLLBACK");
+    await eventually("the relay stopped after its build ended", () => stopped);
+    await stopping;
+    assert.equal(cancel, "sent", "stop's cancel waited for the connection the build held, which waited for the cancel");
+    await eventually("the build's lock let go", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount === 0);
+  } finally {
+    await blocker.query("ROLLBACK").catch(() => undefined);
+    blocker.release();
+    // A stop that never ended holds the pool's connection: ending the pool would wait for it too.
+    if (stopped) await one.end();
+    else void one.end();
   }
 });

@@ -239,13 +239,32 @@ if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.num
  * the whole platform, so their balance is the sum of their postings instead
  * (see accountBalance).
  */
-export async function postEntry(db: Queryable, input: EntryInput): Promise<PostResult> {
-  return postPreparedEntry(db, preparedEntry(input));
+export async function postEntry(db: Queryable, input: EntryInput, claim: EntryClaim = "in-transaction"): Promise<PostResult> {
+  return postPreparedEntry(db, preparedEntry(input), claim);
+}
+
+/**
+ * How a posting statement claims its key. "in-transaction" (any caller): INSERT ... ON CONFLICT DO
+ * NOTHING, which writes a confirmation record to the WAL after every insert it makes (speculative
+ * insertion). "alone": for a statement that is its own transaction (run on the pool, not inside a
+ * caller's): the insert runs only where no entry has the key, with no ON CONFLICT; an entry under
+ * the key that commits while the statement waits on it fails the statement (23505, nothing
+ * written) and it runs again as "in-transaction", whose snapshot then finds that entry (runPosting).
+ */
+export type EntryClaim = "in-transaction" | "alone";
+
+/** The error of a statement that lost its key to an entry committed while it waited on it: it wrote nothing. */
+function lostKeyRace(err: unknown): boolean {
+  const e = err as { code?: string; constraint?: string };
+  return e.code === "23505" && e.constraint === "entries_idempotency_key_key";
 }
 
 /** postEntry for an entry preparedEntry has checked already (a batch's): not checked and fingerprinted again. */
-export async function postPreparedEntry(db: Queryable, entry: PreparedEntry): Promise<PostResult> {
-  const posted = await runPosting(db, entry);
+export async function postPreparedEntry(db: Queryable, entry: PreparedEntry, claim: EntryClaim = "in-transaction"): Promise<PostResult> {
+  const posted = await runPosting(db, entry, claim).catch((err: unknown) => {
+    if (claim === "alone" && lostKeyRace(err)) return runPosting(db, entry, "in-transaction");
+    throw err;
+  });
   rememberSystemAccounts(posted.unannounced_accounts);
   return entryPosted(db, entry, posted);
 }
@@ -352,7 +371,7 @@ function entryOfRow(e: EntryRow): JournalEntry {
  * The whole posting. Its CTEs run in the order their data needs:
  * - refused: the first line whose account is missing or holds another currency; if any, nothing is written
  *   (postings have no foreign keys: this is what guarantees their accounts exist, migration 0006);
- * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
+ * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves; EntryClaim says how);
  * - prior: on a repeat, the key's entry (wallet.entry_read, answered as one JSON column; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
@@ -369,7 +388,7 @@ function entryOfRow(e: EntryRow): JournalEntry {
  *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
  * It also answers which lines' events were encoded for nothing (system accounts: rememberSystemAccounts).
  */
-const postingStatement = (lockAhead: boolean) => `WITH lines AS (
+const postingStatement = (lockAhead: boolean, claim: EntryClaim) => `WITH lines AS (
   SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
     AS t(line, account_id, amount_minor, currency, memo, event_id, subject, event_head, traceparent)),
 refused AS (
@@ -379,8 +398,8 @@ refused AS (
    ORDER BY l.line LIMIT 1),
 claimed AS (
   INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
-  SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM refused)
-  ON CONFLICT (idempotency_key) DO NOTHING
+  SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM refused) ${claimCondition(claim, "$2")}
+  ${claimConflict(claim)}
   RETURNING entry_id),
 prior AS (
   SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read(NULL, $2) WHERE NOT EXISTS (SELECT 1 FROM claimed)),
@@ -423,8 +442,19 @@ SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FRO
        (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held,
        (SELECT array_agg(DISTINCT x.account_id::text) FROM claimed c, lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts,
        (SELECT row_to_json(p) FROM prior p) AS prior`;
-const POSTING_LOCKING_AHEAD = postingStatement(true);
-const POSTING_ONE_OWNER = postingStatement(false);
+const POSTING = {
+  "in-transaction": { lockingAhead: postingStatement(true, "in-transaction"), oneOwner: postingStatement(false, "in-transaction") },
+  alone: { lockingAhead: postingStatement(true, "alone"), oneOwner: postingStatement(false, "alone") },
+};
+
+/** A claiming INSERT ... SELECT's condition on the key `key` (an SQL expression), after its WHERE's own: "alone" inserts only where no entry has it. */
+function claimCondition(claim: EntryClaim, key: string): string {
+  return claim === "alone" ? `AND NOT EXISTS (SELECT 1 FROM wallet.entries x WHERE x.idempotency_key = ${key})` : "";
+}
+/** A claiming INSERT's conflict clause: "in-transaction" skips a conflict on the key. */
+function claimConflict(claim: EntryClaim): string {
+  return claim === "alone" ? "" : "ON CONFLICT (idempotency_key) DO NOTHING";
+}
 
 /**
  * The statement's one row: the posting's outcome and, on a repeat, the key's entry. The entry comes as one
@@ -442,14 +472,14 @@ function entryRowOfJson(j: EntryJson): EntryRow {
   return { ...j, posted_at: new Date(j.posted_at), rate_time: j.rate_time?.map((t) => new Date(t)) ?? null };
 }
 
-async function runPosting(db: Queryable, { input, entryId, hash, conversions }: PreparedEntry): Promise<PostingOutcome> {
+async function runPosting(db: Queryable, { input, entryId, hash, conversions }: PreparedEntry, claim: EntryClaim): Promise<PostingOutcome> {
   const { postings } = input;
   const events = movementEventHeads(entryId, String(input.cause.cause.value), postings);
   const traceparent = currentTraceparent() ?? null;
   try {
     // Every account not known as a system one may be owned: the entry locks ahead unless one at most is.
     const mayBeOwned = new Set(postings.filter((p) => !knownSystemAccounts.has(p.accountId)).map((p) => p.accountId));
-    const { rows } = await db.query<PostingOutcome>(mayBeOwned.size > 1 ? POSTING_LOCKING_AHEAD : POSTING_ONE_OWNER, [
+    const { rows } = await db.query<PostingOutcome>(mayBeOwned.size > 1 ? POSTING[claim].lockingAhead : POSTING[claim].oneOwner, [
       entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null,
       input.allowOwnerDebt === true,
       postings.map((_, i) => i),

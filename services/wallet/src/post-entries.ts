@@ -95,11 +95,13 @@ async function postRound(db: Queryable, indexes: number[], inputs: EntryInput[],
   // A lost chargeback's debt allowance changes with each entry in a way one statement does not
   // follow (wallet.accounts.debt_allowed_minor); such entries are rare and posted one by one. One
   // entry alone goes by PostEntry's own statement, which costs PostgreSQL less (bench/wallet-postings.ts).
+  // Alone, an entry claims its key without ON CONFLICT (ledger.ts, EntryClaim); a batch keeps it: two
+  // replicas posting the same tips at once would otherwise undo and run again a whole batch per key lost.
   const alone = entries.length === 1 || entries.some((e) => e.input.allowOwnerDebt);
   const together = alone ? undefined : await postTogether(db, entries);
   for (const [j, entry] of entries.entries()) {
     const i = at[j];
-    outcomes[i] = await (together ? entryPosted(db, entry, together[j]) : postPreparedEntry(db, entry)).then(
+    outcomes[i] = await (together ? entryPosted(db, entry, together[j]) : postPreparedEntry(db, entry, "alone")).then(
       (posted) => ({ posted }),
       (refused: unknown) => ({ refused }),
     );

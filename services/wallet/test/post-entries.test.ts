@@ -8,6 +8,8 @@ import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/even
 import { AccountKind, type EntryCause, EntryCauseSchema, type FxConversion, FxConversionSchema, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryResult, PostEntryResultSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { money, subjectOf, type Queryable } from "@ttip/runtime";
+import { eventually } from "@ttip/runtime/testing";
+import { postEntry } from "../src/ledger.js";
 import { postEntries } from "../src/post-entries.js";
 import { type LedgerFixture, startLedger } from "./ledger-fixture.js";
 
@@ -307,6 +309,51 @@ describe("PostEntries: many journal entries in one call, each as PostEntry would
       assert.deepEqual(alone.map((a) => a[0].entry!.entryId), forward.slice(0, ws.length).map((f) => f.entry!.entryId));
     }
     for (const w of ws) assert.equal(await balance(w.accountId), expected.get(w.accountId));
+  });
+
+  /**
+   * A key claimed by another transaction that has not committed yet (its entry posted by postEntry
+   * inside it): `post` runs meanwhile, waits on the key, and then the other ends with `end`.
+   */
+  async function raceOnKey(req: EntryRequest, post: () => Promise<JournalEntry[]>, end: "COMMIT" | "ROLLBACK") {
+    const other = await ledger.t.db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      const theirs = await postEntry(other, {
+        idempotencyKey: req.idempotencyKey, cause: req.cause, description: req.description,
+        postings: req.postings.map((p) => ({ accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo })),
+      });
+      const answers = post();
+      await eventually("the posting's statement waiting for the key", async () =>
+        (await ledger.t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'")).rowCount! > 0);
+      await other.query(end);
+      return { theirs: theirs.entry, ours: await answers };
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+  }
+
+  test("a key another transaction is posting under: PostEntry and PostEntries wait, then answer its entry once it commits, or post their own once it rolls back", async () => {
+    for (const end of ["COMMIT", "ROLLBACK"] as const) {
+      const w = await worker();
+      const alone = credit(w.accountId, 1_000n);
+      const single = await raceOnKey(alone, async () => [(await ledger.internal.postEntry(alone)).entry!], end);
+      const batched = credit(w.accountId, 2_000n);
+      const besides = credit(w.accountId, 4_000n);
+      const batch = await raceOnKey(batched, async () => (await ledger.internal.postEntries({ entries: [besides, batched] })).results.map((r) => {
+        assert.equal(verdict(r), "OK");
+        return r.entry!;
+      }), end);
+      const committed = end === "COMMIT";
+      assert.equal(single.ours[0].entryId === single.theirs.entryId, committed, `PostEntry after ${end}: the other's entry iff it committed`);
+      assert.equal(batch.ours[1].entryId === batch.theirs.entryId, committed, `PostEntries after ${end}: the other's entry iff it committed`);
+      assert.equal(batch.ours[0].idempotencyKey, besides.idempotencyKey);
+      // Each key's money moved once, whichever transaction posted it: 95% of each tip.
+      assert.equal(await balance(w.accountId), 950n + 1_900n + 3_800n, `after ${end}`);
+      const { rows } = await ledger.t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = ANY($1)", [[alone, batched, besides].map((r) => r.idempotencyKey)]);
+      assert.equal(rows[0].n, 3, `one entry per key after ${end}`);
+    }
   });
 
   test("bad input is INVALID_ARGUMENT naming the field, and writes nothing", async () => {

@@ -68,7 +68,7 @@ test("statements: this month's opening, postings and closing; the month before o
   const { year, month } = nairobiMonthOf(new Date());
   expect(await screen.findByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
   expect(screen.getByTestId("closing")).toHaveTextContent(`Closing balance: KES ${(1000 * month + 190).toLocaleString("en")}`);
-  expect(within(screen.getByTestId("statement-rows")).getByText("-KES 10")).toBeTruthy();
+  expect(within(screen.getByTestId("statement-rows")).getByText("KES -10")).toBeTruthy();
   expect(screen.getByTestId("month-next").props.accessibilityState).toMatchObject({ disabled: true });
   await fireEvent.press(screen.getByTestId("month-previous"));
   const before = month === 1 ? `${year - 1}-12` : `${year}-${month - 1}`;

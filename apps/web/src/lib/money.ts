@@ -36,12 +36,13 @@ export function unitsText(minor: bigint, currency: string, allDigits = false): s
 }
 
 /**
- * "KES 1,050" for whole units, "KES 1,050.50" otherwise; "UGX 5,000" (no minor unit), "BHD 1.250".
+ * "KES 1,050" for whole units, "KES 1,050.50" otherwise; "UGX 5,000" (no minor unit), "BHD 1.250";
+ * "KES -5" below zero, the code first as in every amount (and as the services write it).
  * `minor` is in `currency`'s minor units: the currency must be the one the amount came with.
  */
 export function formatMoney(minor: bigint, currency: string, allDigits = false): string {
   const negative = minor < 0n;
-  return `${negative ? "-" : ""}${currency} ${unitsText(negative ? -minor : minor, currency, allDigits)}`;
+  return `${currency} ${negative ? "-" : ""}${unitsText(negative ? -minor : minor, currency, allDigits)}`;
 }
 
 /**

@@ -264,7 +264,9 @@ export class DarajaClient {
       CheckoutRequestID: checkoutRequestId,
     }, { retries: 2 });
     const r = expectAccepted<StkQueryResponse>(body, ["CheckoutRequestID"], "STK query");
-    if (r.ResultCode === undefined || r.ResultCode === null) throw new DarajaError("rejected", "STK query answered without ResultCode");
+    // No code, or a blank one (Daraja documents none): nothing final was said, so the push is asked about again later.
+    // Read as a code, "" is not "0": the tip failed though the customer may have paid.
+    if (r.ResultCode === undefined || r.ResultCode === null || String(r.ResultCode).trim() === "") throw new DarajaError("unknown", "STK query answered without ResultCode");
     return { ...r, ResultCode: String(r.ResultCode) };
   }
 

@@ -50,6 +50,8 @@ export interface Script {
    * "before" or "after" the STK callback, or "only" (the callback is lost).
    */
   c2bEcho?: "before" | "after" | "only";
+  /** STK query: answered with an empty ResultCode, which Daraja does not document (what the service makes of it). */
+  blankQueryResult?: boolean;
 }
 
 export interface SimTransaction {

@@ -152,7 +152,7 @@ export function stkQuery(sim: DarajaSimState, b: Record<string, unknown>, res: h
     ResponseDescription: "The service request has been accepted successsfully",
     MerchantRequestID: tx.merchantRequestId,
     CheckoutRequestID: tx.checkoutRequestId,
-    ResultCode: String(failure ? failure.code : 0),
+    ResultCode: sim.scriptFor(tx.phone, tx.amount).blankQueryResult ? "" : String(failure ? failure.code : 0),
     ResultDesc: failure ? failure.desc : PROCESSED,
   });
   const release = sim.parked.get(tx.checkoutRequestId!);

@@ -93,7 +93,8 @@ function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInt
   // One statement, its own transaction: no BEGIN/COMMIT around it (ledger.ts).
   const { pool } = h;
   return async function (req) {
-    return postEntry(pool, entryInputOf(req));
+    // On the pool: the statement is its own transaction.
+    return postEntry(pool, entryInputOf(req), "alone");
   };
 }
 

@@ -22,6 +22,8 @@ const WEEKDAYS = { en: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], sw: ["
  */
 export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarnings; range: { from: Timestamp; to: Timestamp } }) {
   const { t, locale, err } = useT();
+  // "1 tip", never "1 tips".
+  const tipsText = (n: bigint) => (n === 1n ? t("tipCountOne") : t("tipsCount", { n: String(n) }));
   const transport = useTransport();
   const [error, setError] = useState("");
   const periods = [
@@ -50,7 +52,7 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
           <div key={label}>
             {label}
             <strong>{formatAmount(p?.net, WALLET_CURRENCY)}</strong>
-            <span className="muted">{t("tipsCount", { n: String(p?.tips ?? 0n) })}</span>
+            <span className="muted">{tipsText(p?.tips ?? 0n)}</span>
           </div>
         ))}
       </div>
@@ -64,12 +66,12 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
       <ColumnChart
         title={t("byHour")}
         testId="chart-hours"
-        bars={e.byHourOfDay.map((h) => ({ label: String(h.hour).padStart(2, "0"), value: h.volume?.amountMinor ?? 0n, text: `${formatAmount(h.volume, WALLET_CURRENCY)}, ${t("tipsCount", { n: String(h.tips) })}` }))}
+        bars={e.byHourOfDay.map((h) => ({ label: String(h.hour).padStart(2, "0"), value: h.volume?.amountMinor ?? 0n, text: `${formatAmount(h.volume, WALLET_CURRENCY)}, ${tipsText(h.tips)}` }))}
       />
       <ColumnChart
         title={t("byWeekday")}
         testId="chart-weekdays"
-        bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, WALLET_CURRENCY)}, ${t("tipsCount", { n: String(w.tips) })}` }))}
+        bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, WALLET_CURRENCY)}, ${tipsText(w.tips)}` }))}
       />
       {e.ratings.some((r) => r.count > 0n) ? (
         <RowChart

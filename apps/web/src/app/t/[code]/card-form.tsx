@@ -5,6 +5,7 @@
 import { useRouter } from "next/navigation";
 import { useRef, useState } from "react";
 import { startCardTip } from "./card-actions";
+import { CARD_CURRENCIES } from "./card-currencies";
 
 interface StripeJs {
   elements(o: { clientSecret: string }): { create(kind: "payment"): { mount(el: HTMLElement): void } };
@@ -97,7 +98,7 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
       <label className="field">
         {w.currency}
         <select name="card-currency" value={currency} onChange={(e) => setCurrency(e.target.value)} disabled={!!ready}>
-          {["KES", "USD", "EUR", "GBP"].map((c) => <option key={c} value={c}>{c}</option>)}
+          {CARD_CURRENCIES.map((c) => <option key={c} value={c}>{c}</option>)}
         </select>
       </label>
       <div ref={mountRef} id="payment-element" />

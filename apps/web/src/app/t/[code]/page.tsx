@@ -9,8 +9,12 @@ import { LanguageSwitch, WhoCard } from "./parts";
 import { resolveTarget } from "./target";
 import { TipForm, type Preset } from "./tip-form";
 import { CardForm } from "./card-form";
+import { CARD_CURRENCIES } from "./card-currencies";
 
 export const dynamic = "force-dynamic";
+
+/** The only currency M-Pesa moves. */
+const MPESA_CURRENCY = "KES";
 
 type Search = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
@@ -37,9 +41,13 @@ export default async function TipPage({ params, searchParams }: { params: Promis
     );
   }
   const { target } = resolved;
-  const currency = target.currency || "KES";
+  const asked = target.currency || MPESA_CURRENCY;
   const fixed = target.fixedAmount && target.fixedAmount.amountMinor > 0n ? target.fixedAmount.amountMinor : undefined;
-  const amounts = fixed ? [fixed] : target.suggestedAmounts.map((m) => m.amountMinor).filter((a) => a > 0n).slice(0, 6);
+  // M-Pesa moves Kenya shillings only: a code asking in another currency (a guide's USD) keeps its amounts
+  // for the card, and the M-Pesa form takes a typed amount in KES (a fixed amount cannot be paid by M-Pesa).
+  const currency = MPESA_CURRENCY;
+  const mpesaFixedElsewhere = fixed !== undefined && asked !== MPESA_CURRENCY;
+  const amounts = asked !== MPESA_CURRENCY ? [] : fixed ? [fixed] : target.suggestedAmounts.map((m) => m.amountMinor).filter((a) => a > 0n).slice(0, 6);
 
   // A venue's own (or a table's) code tips the venue's pool; the quote only needs the recipient for its currency.
   const recipientId = target.workerId || (target.shared ? target.venueId : "");
@@ -61,7 +69,9 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       <LanguageSwitch locale={locale} back={here} t={t} />
       <WhoCard target={target} t={t} locale={locale} heading={t("tipFor")} />
       {target.shared ? <p className="notice">{t("sharedTip", { venue: target.displayName })}</p> : null}
-      {recipientId ? (
+      {mpesaFixedElsewhere ? (
+        <p className="notice">{t("mpesaKesOnly", { amount: formatMoney(fixed ?? 0n, asked) })}</p>
+      ) : recipientId ? (
         <TipForm
           locale={locale}
           shortCode={code}
@@ -81,7 +91,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       <section aria-labelledby="card-heading">
         <h2 id="card-heading">{t("cardHeading")}</h2>
         {target.workerId ? (
-          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency="USD" />
+          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency={CARD_CURRENCIES.includes(asked) && asked !== MPESA_CURRENCY ? asked : "USD"} />
         ) : (
           <p className="muted">{t("cardSoon")}</p>
         )}

@@ -87,7 +87,7 @@ export function TipForm(p: Props) {
         </div>
         {p.fixed ? null : (
           <>
-            <label className="field" htmlFor="other">{t("otherAmount")}</label>
+            <label className="field" htmlFor="other">{t("otherAmount", { currency: p.currency })}</label>
             <input id="other" name="other" type="text" inputMode="numeric" autoComplete="off" placeholder={t("otherAmountHint")} value={other}
               aria-invalid={err.amount ? true : undefined}
               onChange={(e) => { setOther(e.target.value); setAmount("other"); }} />

@@ -57,7 +57,8 @@ export default function Rules() {
     }
   };
 
-  const r = current.data?.rule;
+  // Worded only once the members' names are in: before, a named percentage would read "2 other members".
+  const r = members.isPending ? undefined : current.data?.rule;
   return (
     <>
       <VenueNav venueId={venueId} />
@@ -99,7 +100,7 @@ export default function Rules() {
       <table data-testid="rule-history">
         <thead><tr><th>{t("v_version")}</th><th>{t("v_ruleCol")}</th><th>{t("v_since")}</th><th>{t("v_note")}</th></tr></thead>
         <tbody>
-          {(history.data?.rules ?? []).map((x) => (
+          {(members.isPending ? [] : history.data?.rules ?? []).map((x) => (
             <tr key={x.version}><td>{x.version}</td><td>{ruleHow(t, x, nameOf)}</td><td>{shown(x.createdAt, locale)}</td><td>{x.note}</td></tr>
           ))}
         </tbody>

@@ -1,0 +1,81 @@
+// The admin console on a phone (an admin on call, 390×844): every screen, with rows in its tables and a
+// detail open, fits the screen's width; wide tables scroll inside their own box, not the page.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { Page } from "playwright-core";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { AdminHarness, eventually, randomPhone } from "./harness.js";
+
+const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+
+/** How far the page runs past the screen's right edge, and the widest things that do. */
+const overflow = (page: Page) =>
+  page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const past = [...document.querySelectorAll("body *")]
+      .map((e) => ({ e, right: Math.ceil(e.getBoundingClientRect().right) }))
+      .filter(({ e, right }) => right > width && !e.closest("table"))
+      .slice(0, 3)
+      .map(({ e, right }) => `${e.tagName.toLowerCase()}${e.className ? `.${e.className}` : ""} ends at ${right} px`);
+    return { page: document.documentElement.scrollWidth, width, past };
+  });
+
+describe("the admin console at phone size (chromium, 390×844)", () => {
+  const h = new AdminHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  test("every screen fits the screen's width: the header wraps, the panes stack, wide tables scroll in their own box", async () => {
+    const page = await h.page(PHONE);
+    await h.signIn(page, randomPhone(), "7391");
+    await page.getByLabel(/Setup token/).fill(await h.setupToken());
+    await page.getByRole("button", { name: "Become the first admin" }).click();
+    await page.getByRole("heading", { name: "Users" }).waitFor();
+
+    // Rows for the tables: a worker, a tip held for review, a paybill payment in suspense.
+    const worker = await h.signUp(randomPhone(), "2580", "Achieng Otieno");
+    const payer = `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+    h.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 100_00n },
+      payment: { case: "mpesaPhone", value: payer },
+    });
+    await eventually("the tip held", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
+    await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
+
+    const screens: Array<[string, (p: Page) => Promise<void>]> = [
+      ["Users", async (p) => {
+        await p.getByRole("textbox", { name: "Search" }).fill("Achieng");
+        await p.getByRole("button", { name: "Search" }).click();
+        await p.locator(`tr[data-user-id="${worker.userId}"]`).getByRole("button").click();
+        await p.getByLabel("User detail").getByText("Achieng Otieno").waitFor();
+      }],
+      ["Payments", async (p) => {
+        await p.locator(`tr[data-tip-id="${tip!.tipId}"]`).getByRole("button").click();
+        await p.getByLabel("Payment detail").getByTestId("payment-status").waitFor();
+      }],
+      ["Fraud", (p) => p.locator(`tr[data-tip-id="${tip!.tipId}"]`).first().waitFor()],
+      ["Suspense", (p) => p.getByRole("cell", { name: "NOSUCH1" }).first().waitFor()],
+      ["Money", (p) => p.getByRole("table", { name: "Fee schedules" }).locator("tbody tr").first().waitFor()],
+      ["Templates", (p) => p.locator("tbody tr").first().waitFor()],
+      ["Notifications", (p) => p.locator("main table").first().waitFor()],
+      ["Partners", (p) => p.getByLabel("Partner name").waitFor()],
+      ["Audit log", (p) => p.locator("tbody tr").first().waitFor()],
+    ];
+    const wide: string[] = [];
+    for (const [name, loaded] of screens) {
+      // The Fraud link carries the held count: found by its name's start.
+      await page.locator("header nav a").filter({ hasText: new RegExp(`^${name}`) }).click();
+      await page.getByRole("heading", { name, level: 1 }).waitFor();
+      await loaded(page);
+      const o = await overflow(page);
+      assert.equal(o.width, 390);
+      if (o.page > o.width) wide.push(`${name}: the page is ${o.page} px wide (${o.past.join("; ")})`);
+    }
+    assert.deepEqual(wide, [], "no screen runs off a 390 px phone sideways");
+  });
+});

@@ -1,0 +1,97 @@
+// Analytics' live batch statement (the inbox's statement with the rollups and side records as CTEs,
+// store.ts liveBatchCtes) as two trees build it, on one durable PostgreSQL: PostgreSQL's CPU per batch
+// (the backend's own, /proc), shared blocks and WAL records, for batches of a tip's payment events and
+// of SMS-sent counts as the live consumers make them. The other tree's statement is the yardstick, run
+// in alternating rounds on the same connection, each batch with events of its own.
+//   BENCH_OTHER_ANALYTICS=<another tree>/services/analytics/src/store.ts node --import tsx bench/analytics-live-ctes.ts [batches per round=200] [rounds=4] [events per batch=16]
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createPool, migrate, opaqueUnnest, type BusMessage } from "@ttip/runtime";
+import { startPostgres } from "@ttip/runtime/testing";
+import { factsOf } from "../services/analytics/src/facts.js";
+import * as thisTree from "../services/analytics/src/store.js";
+import { cast, generateDay } from "../services/analytics/test/events.js";
+
+const batches = Number(process.argv[2] ?? 200);
+const rounds = Number(process.argv[3] ?? 4);
+const size = Number(process.argv[4] ?? 16);
+const other = process.env.BENCH_OTHER_ANALYTICS;
+if (!other) throw new Error("BENCH_OTHER_ANALYTICS=<another tree>/services/analytics/src/store.ts names the yardstick");
+type Store = typeof thisTree;
+const variants: [string, Store][] = [["before", (await import(path.resolve(other))) as Store], ["after", thisTree]];
+
+const inboxKey = (subject: string) => `analytics-${subject.split(".").slice(1).join("-").replace(/_/g, "-")}`;
+
+/** The statement consumeEventBatches sends for a live batch (runtime outbox.ts inboxStatement, with analytics' shared lock). */
+function statement(store: Store, batch: BusMessage[]): { text: string; values: unknown[] } {
+  const values: unknown[] = [batch.map((m) => inboxKey(m.subject)), batch.map((m) => m.id), batch.map((m) => m.subject), "ttip.analytics.rebuild"];
+  const live = store.liveBatchCtes(batch.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) })), values.length + 1);
+  if (!live) throw new Error("a month without its partition");
+  return {
+    text: `WITH locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($4))),
+     fresh AS (INSERT INTO analytics.inbox (consumer, event_id, subject)
+      SELECT e.consumer, e.id, e.subject FROM ${opaqueUnnest(["text", "uuid", "text"])} AS e(consumer, id, subject), locked
+       WHERE NOT EXISTS (SELECT 1 FROM analytics.inbox i WHERE i.consumer = e.consumer AND i.event_id = e.id)
+      RETURNING event_id),
+     ${live.sql} SELECT event_id FROM fresh`,
+    values: [...values, ...live.values],
+  };
+}
+
+/** A backend's CPU so far, in ms (utime + stime of /proc/<pid>/stat, in clock ticks of 10 ms). */
+const backendCpuMs = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+};
+
+const server = await startPostgres({ durable: true });
+const pool = createPool(server.url, { max: 2 });
+try {
+  await migrate(pool, "analytics", fileURLToPath(new URL("../services/analytics/migrations", import.meta.url)));
+  const now = new Date();
+  for (const [, store] of variants) await store.ensurePartitionsAround(pool, now);
+  // Events of the last half hour, as a live platform's: most rows they add to exist after the first batches.
+  const needed = batches * rounds * 2 * size * 2 + 1000;
+  const { events } = generateDay(cast(50, 10), new Date(now.getTime() - 30 * 60_000), Math.ceil(needed / 3), 7, 29 * 60_000);
+  const kinds = {
+    "payment events": events.filter((m) => m.subject.startsWith("ttip.payment.tip_")),
+    "SMS sent": events.filter((m) => m.subject === "ttip.notification.delivery_updated"),
+  };
+  // A pool connection, as the consumers use: each statement prepared once, run by its kept plan.
+  const client = await pool.connect();
+  const { rows: [{ pid }] } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+  await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").catch(() => undefined);
+  for (const [kind, list] of Object.entries(kinds)) {
+    let next = 0;
+    const take = () => {
+      const batch = list.slice(next, next + size);
+      next += size;
+      if (batch.length < size) next = 0;
+      return batch.length === size ? batch : list.slice(0, size);
+    };
+    // Warm both statements (prepared, generic plans) and the rows they add to.
+    for (let i = 0; i < 20; i++) for (const [, store] of variants) {
+      const { text, values } = statement(store, take());
+      await client.query(text, values);
+    }
+    const cpu = new Map<string, number[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, store] of r % 2 ? [...variants].reverse() : variants) {
+        const before = backendCpuMs(pid);
+        for (let i = 0; i < batches; i++) {
+          const { text, values } = statement(store, take());
+          await client.query(text, values);
+        }
+        cpu.set(name, [...(cpu.get(name) ?? []), ((backendCpuMs(pid) - before) * 1000) / batches]);
+      }
+    }
+    const [b, a] = variants.map(([name]) => cpu.get(name)!);
+    const ratios = a.map((x, i) => (b[i] ? x / b[i] : NaN));
+    console.log(`${kind}, batches of ${size}: PostgreSQL CPU µs per batch, before ${b.map((x) => x.toFixed(0)).join(", ")}; after ${a.map((x) => x.toFixed(0)).join(", ")}; after/before per round ${ratios.map((x) => x.toFixed(2)).join(", ")}`);
+  }
+  client.release();
+} finally {
+  await pool.end();
+  await server.stop();
+}
