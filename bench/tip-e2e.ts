@@ -227,6 +227,8 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     },
   };
 }
+/** Process mode's one registry (every server in this process counts its calls there). */
+let processMetrics: Metrics | undefined;
 /** The platform in this process (as `make run`); split mode: the services named apart each in a process of its own. */
 async function deployProcess(common: Record<string, string>, own: Record<string, Record<string, string>>) {
   // The services apart and this process's sign and verify their calls with one key (read at the first call).
@@ -236,7 +238,7 @@ async function deployProcess(common: Record<string, string>, own: Record<string,
   for (const name of apart) others.set(name, await PlatformProcess.create(PLATFORM_MAIN, name, envs.get(name)!));
   const urls = new Map([...others].map(([name, p]) => [name, p.url]));
   const platform = await startPlatform({
-    ctx: { logger, pool, bus, cache, metrics: new Metrics() },
+    ctx: { logger, pool, bus, cache, metrics: (processMetrics = new Metrics()) },
     modules: [
       createAuth({ env: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
       createPaymentModule({ config: () => paymentConfig }),
@@ -425,15 +427,20 @@ async function timingWalFlushes(on: boolean): Promise<{ syncs: number; ms: numbe
  */
 async function callsServed(servers: Map<string, string> | undefined): Promise<Map<string, number>> {
   const calls = new Map<string, number>();
-  for (const [name, url] of servers ?? []) {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    for (const m of text.matchAll(/^grpc_server_handled_total\{([^}]*)\} (\d+)/gm)) {
-      const method = /grpc_method="([^"]*)"/.exec(m[1])?.[1] ?? "?";
-      const key = `${name} ${method}`;
-      calls.set(key, (calls.get(key) ?? 0) + Number(m[2]));
-    }
-  }
+  for (const [name, url] of servers ?? []) countServed(calls, name, await (await fetch(`${url}/metrics`)).text(), false);
+  // Process mode: every server's calls are in the one registry (the gateway's from customers and the service's from
+  // the gateway under the same method's name, so those count twice); a peer's calls in this process count too.
+  if (!servers && processMetrics) countServed(calls, "platform", await processMetrics.registry.metrics(), true);
   return calls;
+}
+
+function countServed(calls: Map<string, number>, name: string, text: string, withService: boolean): void {
+  for (const m of text.matchAll(/^grpc_server_handled_total\{([^}]*)\} (\d+)/gm)) {
+    const service = /grpc_service="(?:[^"]*\.)?([^".]*)"/.exec(m[1])?.[1] ?? "?";
+    const method = /grpc_method="([^"]*)"/.exec(m[1])?.[1] ?? "?";
+    const key = `${name} ${withService ? `${service}.` : ""}${method}`;
+    calls.set(key, (calls.get(key) ?? 0) + Number(m[2]));
+  }
 }
 
 /** Calls served per tip between two readings: all services' (the hops), then the largest by process and method. */
@@ -860,7 +867,7 @@ try {
     console.log(`  Redis commands per tip (INFO commandstats, a script's commands counted too): ${redisCommandsPerTip(redisCalls0, redisCalls1, rows.length)}` +
       (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
     if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
-    if (platform.servers) console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
+    console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     // The statements this process's pool sent: every service's in process mode; in the others, each counts its own.

@@ -1,4 +1,4 @@
-import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import type { DescMethod, DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { IDEMPOTENCY_KEY_HEADER, LightHeaders, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
@@ -72,13 +72,56 @@ function relayError(err: unknown): never {
 /**
  * Serves `service` on the gateway by calling the same method on the backend.
  * Errors pass through with their code, message and details, so a client sees
- * exactly what the owning service said.
+ * exactly what the owning service said. Unary and server-streaming calls go
+ * to the transport itself: connect-es's client (`viaClient`, as before: the
+ * benches' yardstick) adds a layer of its own per call and, for a stream, a
+ * generator and a delegator compiled for older engines around every message
+ * (bench/gateway-tip-calls.ts). Client and bidi streams keep the client.
  */
-export function forwardService(router: ConnectRouter, service: DescService, transport: Transport): void {
+export function forwardService(router: ConnectRouter, service: DescService, transport: Transport, { viaClient = false }: { viaClient?: boolean } = {}): void {
   const client = createClient(service, transport) as unknown as Record<string, (...args: unknown[]) => unknown>;
   const impl: Record<string, unknown> = {};
-  for (const method of service.methods) impl[method.localName] = forwardMethod(method, client[method.localName]);
+  for (const method of service.methods) {
+    const direct = viaClient ? undefined : forwardToTransport(method, transport);
+    impl[method.localName] = direct ?? forwardMethod(method, client[method.localName]);
+  }
   router.service(service, impl as never);
+}
+
+/** A unary or server-streaming method forwarded on the transport, as the client would call it; undefined for the other kinds. */
+function forwardToTransport(method: DescMethod, transport: Transport) {
+  switch (method.methodKind) {
+    case "unary":
+      return async (req: unknown, ctx: HandlerContext) => {
+        try {
+          const res = await transport.unary(method as DescMethodUnary, ctx.signal, ctx.timeoutMs(), outgoingHeaders(ctx.requestHeader, ctx.values), req as never, undefined);
+          copyHeaders(res.header, ctx.responseHeader);
+          copyHeaders(res.trailer, ctx.responseTrailer);
+          return res.message;
+        } catch (err) {
+          relayError(err);
+        }
+      };
+    case "server_streaming":
+      // Each message passes through as it arrives.
+      return async function* (req: unknown, ctx: HandlerContext) {
+        try {
+          const res = await transport.stream(method as DescMethodServerStreaming, ctx.signal, ctx.timeoutMs(), outgoingHeaders(ctx.requestHeader, ctx.values), oneMessage(req as never), undefined);
+          copyHeaders(res.header, ctx.responseHeader);
+          yield* res.message;
+          copyHeaders(res.trailer, ctx.responseTrailer);
+        } catch (err) {
+          relayError(err);
+        }
+      };
+    default:
+      return undefined;
+  }
+}
+
+/** A server-streaming call's one request message, as the client sends it. */
+async function* oneMessage<T>(message: T): AsyncGenerator<T> {
+  yield message;
 }
 
 function forwardMethod(method: DescMethod, call: (...args: unknown[]) => unknown) {

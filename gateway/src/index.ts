@@ -109,6 +109,8 @@ export interface GatewayOptions {
    * again, as JSON ones are (bench/gateway-overhead.ts's yardstick).
    */
   forwardBytes?: boolean;
+  /** Decoded calls go through connect-es's client, as before (forward.ts; the benches' yardstick). Default false. */
+  forwardViaClient?: boolean;
 }
 
 /** The peer address (for HTTP/2, the session's socket stands behind the request's). */
@@ -175,7 +177,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),
     ],
     routes: (router) => {
-      for (const b of options.backends) forwardService(router, b.service, b.local ?? transportFor(b.url));
+      for (const b of options.backends) forwardService(router, b.service, b.local ?? transportFor(b.url), { viaClient: options.forwardViaClient });
     },
     remoteHealth: async (service) => {
       const url = owners.get(service);

@@ -518,10 +518,16 @@ async function matchQuote(deps: Deps, row: C2bRow): Promise<{ workerReceives: bi
 /** The key a suspense payment's match posts its wallet entry under (and its refund closes), in its round (C2bRow.match_round). */
 const matchKey = (transId: string, round: number) => (round === 0 ? `c2b:${transId}:matched` : `c2b:${transId}:matched:${round}`);
 
-/** The match round of a paybill payment parked in suspense (0 when none is parked). */
-async function matchRound(db: Queryable, transId: string): Promise<number> {
-  const { rows } = await db.query<{ match_round: number }>("SELECT match_round FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'", [transId]);
-  return rows[0]?.match_round ?? 0;
+/**
+ * The match round of a paybill payment parked in suspense while it funds the held tip `tipId`; undefined once it
+ * does not (the tip's rejection reopened it, into the next round once it closed this one's key). Read without a
+ * lock, after the tip's decision was taken: the round of a payment reopened meanwhile is no longer this tip's, and
+ * closing its key would refuse support's match of the reopened payment as if a code's owner had been credited.
+ */
+async function fundingRound(db: Queryable, transId: string, tipId: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ match_round: number }>(
+    "SELECT match_round FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'matched' AND tip_id = $2", [transId, tipId]);
+  return rows[0]?.match_round;
 }
 
 /**
@@ -532,11 +538,14 @@ async function matchRound(db: Queryable, transId: string): Promise<number> {
  * the approval is refused, or the money would be credited twice. A match on its way can no
  * longer post. Any other tip: nothing to close.
  */
-export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
+export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "tip_id" | "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
   const receipt = suspenseFunding(tip);
   if (!receipt) return;
-  // The round is the payment's while it funds this tip: only this tip's rejection moves it on.
-  await deps.ledger.closeApproval(matchKey(receipt, await matchRound(deps.ctx.pool, receipt)), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
+  // The round is the payment's while it funds this tip: only this tip's rejection moves it on, after closing the tip's
+  // approval key (the approval is refused there) and this round's match key (closed again here: the same close).
+  const round = await fundingRound(deps.ctx.pool, receipt, tip.tip_id);
+  if (round === undefined) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
+  await deps.ledger.closeApproval(matchKey(receipt, round), { cause: { case: "mpesaReceipt", value: receipt } }, "KES",
     `tip_id: an admin's match of its paybill payment ${receipt} was posted (its code's owner was credited): approving would pay it twice; reject this tip, ` +
     "then match the payment again to that code to record its tip");
 }
@@ -606,10 +615,12 @@ export async function reverseSpentHold(deps: Deps, tip: Pick<TipRow, "tip_id" | 
  * match had paid a code's owner). Undefined when an admin's match was posted under it (its answer lost: the
  * payment stays in its round, where a match to that code finishes it) and for any other tip.
  */
-export async function closeMatchBeforeReopen(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<number | undefined> {
+export async function closeMatchBeforeReopen(deps: Deps, tip: Pick<TipRow, "tip_id" | "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<number | undefined> {
   const receipt = suspenseFunding(tip);
   if (!receipt) return undefined;
-  const round = await matchRound(deps.ctx.pool, receipt);
+  // Reopened by another rejection of this tip meanwhile: its round is not this tip's to close (this rejection ends nothing).
+  const round = await fundingRound(deps.ctx.pool, receipt, tip.tip_id);
+  if (round === undefined) return undefined;
   try {
     await deps.ledger.closeApproval(matchKey(receipt, round), { cause: { case: "mpesaReceipt", value: receipt } });
     return round;

@@ -8,7 +8,10 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { claimApproval, payApproval } from "../src/approvals.js";
 import { DarajaClient } from "../src/daraja/client.js";
+import { Ledger } from "../src/ledger.js";
+import type { Deps } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -235,6 +238,22 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [0n, 0, 0]);
     assert.ok(await h.trialBalanced());
   });
+  test("an approval claimed, then the tip rejected by another admin before its wallet calls (its paybill payment reopened into the next round): the approval is refused and leaves the next round's match key open, so support can match the payment to its code", async () => {
+    const w = await worker();
+    const held = await heldFromParked(w);
+    // The approval's first step, then another admin's rejection, before the approval reaches the wallet.
+    const claimed = (await claimApproval(h.t.ctx.pool, held.tipId))!;
+    assert.equal((await adminClient.reviewTip({ tipId: held.tipId, approve: false, note: "two payments" })).tip!.status, TipStatus.FAILED);
+    assert.deepEqual([(await c2bRow(held.receipt)).resolution, (await c2bRow(held.receipt)).match_round], ["open", 1]);
+    const deps = { ctx: h.t.ctx, ledger: new Ledger(h.t.ctx), background: new Set(), config: () => h.config } as unknown as Deps;
+    await assert.rejects(payApproval(deps, claimed), (e: Error) => /reviewed meanwhile/.test(e.message));
+    // Before, the approval read the payment's round after the rejection had moved it on, and closed round 1's key: the match was refused.
+    await adminClient.resolveSuspensePayment({ receipt: held.receipt, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "it was the tip" });
+    assert.equal((await c2bRow(held.receipt)).resolution, "matched");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
   /** An older replica's record of its approval (in a rollout: no claim), after its wallet release: endHeldTip as it was. */
   const oldReplicaRecord = (tipId: string) => h.t.db.pool.query(
     `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,

@@ -1,8 +1,8 @@
 // A server's Connect server-streaming calls (binary or JSON: the gateway's
 // callers watching a tip) answered on HTTP/2's stream API, as connect-unary.ts
 // answers unary ones: the one request message read and parsed once, the
-// handler run behind the server's interceptors through connect-es's own
-// pipeline (transformInvokeImplementation), each message written as an
+// handler run behind the server's interceptors as connect-es's own pipeline
+// runs it (local-server.ts streamInvoker), each message written as an
 // envelope as it comes, then the end of the stream with the trailers or the
 // error, as connect-es writes them. connect-node's handler puts a dozen async
 // iterables, two linked AbortControllers and a DOMException per call around
@@ -10,11 +10,11 @@
 // client or bidi streams still go through it.
 import { create, fromBinary, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
-import { compressionNegotiate, createAsyncIterable, transformInvokeImplementation, type Compression } from "@connectrpc/connect/protocol";
+import { compressionNegotiate, createAsyncIterable, type Compression } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
 import { acceptedCompressions, COMPRESSED_FLAG, compressedWithoutEncoding, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
-import type { DirectSpec } from "./local-server.js";
+import { streamInvoker, type DirectSpec, type StreamInvoker } from "./local-server.js";
 import type { PartsExchange } from "./rpc-exchange.js";
 
 type StreamSpec = Extract<DirectSpec, { kind: "server_streaming" }>;
@@ -38,13 +38,20 @@ const endStream = createEndStreamSerialization({});
  * stream, messages from 1 KiB compressed as the client accepts.
  */
 export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: PartsExchange, path: string) => boolean {
+  // Each method's handler behind the interceptors, composed on its first call (bounded by the server's methods).
+  const invokers = new Map<StreamSpec, StreamInvoker>();
+  const invokerOf = (spec: StreamSpec) => {
+    let invoke = invokers.get(spec);
+    if (!invoke) invokers.set(spec, (invoke = streamInvoker(spec, options.interceptors)));
+    return invoke;
+  };
   return (exchange, path) => {
     const type = exchange.method === "POST" ? STREAM_TYPE.exec(exchange.headers["content-type"] ?? "") : null;
     if (!type) return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "server_streaming") return false;
     // A bug (the service's contextValues threw, say): logged and counted, the stream reset, never left open.
-    serveStream(options, spec, exchange, type[1] ? "json" : "binary").catch((err) => {
+    serveStream(options, spec, invokerOf(spec), exchange, type[1] ? "json" : "binary").catch((err) => {
       options.failedOutside?.(err, path);
       exchange.reset();
     });
@@ -52,7 +59,7 @@ export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: P
   };
 }
 
-async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, exchange: PartsExchange, format: Format): Promise<void> {
+async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, invoke: StreamInvoker, exchange: PartsExchange, format: Format): Promise<void> {
   const call = new UnaryServerCall(exchange, "connect");
   const header = call.header;
   const values = options.contextValues?.(exchange) ?? createContextValues();
@@ -73,7 +80,7 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, excha
     if (compression.error) throw compression.error;
     if (call.timeoutError) throw call.timeoutError;
     const messages = await requestMessages(spec, exchange, compression.request, options.readMaxBytes, values, format);
-    const output = transformInvokeImplementation(spec, context, options.interceptors)(messages)[Symbol.asyncIterator]();
+    const output = invoke(context, messages);
     for (let r = await output.next(); !r.done; r = await output.next()) {
       // The client is gone: the handler's generator ends (its finally blocks run).
       if (exchange.closed) return void (await output.return?.());

@@ -4,7 +4,7 @@
 // and response messages handed over as they are: no encoding, envelopes,
 // HTTP/2 frames or header parsing. Other kinds go through the server's
 // universal handlers (gRPC, every interceptor, still no socket).
-import { create, type DescMethod, type Message } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -24,7 +24,6 @@ import {
 import {
   createUniversalHandlerClient,
   getAbortSignalReason,
-  transformInvokeImplementation,
   type UniversalClientFn,
   type UniversalHandler,
 } from "@connectrpc/connect/protocol";
@@ -175,7 +174,7 @@ class UnaryContext implements HandlerContext {
  * own when they passed its parts on (they do: they set headers and values in
  * place), else a copy with theirs, as connect's mergeRequest makes.
  */
-function contextFor(context: HandlerContext, req: UnaryRequest): HandlerContext {
+function contextFor(context: HandlerContext, req: UnaryRequest | StreamRequest): HandlerContext {
   if (req.header === context.requestHeader && req.signal === context.signal && req.contextValues === context.values && req.service === context.service) return context;
   const { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer } = context;
   return { protocolName, requestMethod, method, url, timeoutMs, responseHeader, responseTrailer, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
@@ -237,6 +236,66 @@ export function unaryInvoker(spec: Extract<DirectSpec, { kind: "unary" }>, inter
   };
 }
 
+/** The handler's context of the server-streaming call running, passed through the interceptors in the call's values. */
+const streamContextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "server stream's handler context" });
+
+/**
+ * A server-streaming method's handler behind the server's interceptors, as
+ * connect's transformInvokeImplementation runs it (the same requests,
+ * answers, headers, trailers and errors), composed once as unaryInvoker's
+ * chain is: connect composes the interceptors again on every call and wraps
+ * each message in generators compiled for older engines (a generator, a
+ * delegator and an async-values wrapper, with their promises, per message and
+ * layer). The output is read as a generator's: nothing runs before the first
+ * read; `return()` ends the handler's generator (its finally blocks run).
+ * `context.values` must be the call's own.
+ */
+export type StreamInvoker = (context: HandlerContext, input: AsyncIterable<Message>) => AsyncIterator<Message>;
+
+export function streamInvoker(spec: Extract<DirectSpec, { kind: "server_streaming" }>, interceptors: Interceptor[]): StreamInvoker {
+  const { method } = spec;
+  const handler = async (req: StreamRequest): Promise<StreamResponse> => {
+    const context = req.contextValues.get(streamContextKey);
+    if (!context) throw new ConnectError("an interceptor replaced the call's context values", Code.Internal);
+    const input = await singleMessage(req.message);
+    const output = spec.impl(input as never, contextFor(context, req)) as AsyncIterable<unknown>;
+    return { stream: true, service: method.parent, method, header: context.responseHeader, trailer: context.responseTrailer, message: normalized(method.output, output) };
+  };
+  const chain = interceptors.reduceRight<(req: StreamRequest) => Promise<StreamResponse>>((next, interceptor) => interceptor(next as never) as never, handler);
+  return async function* (context, input) {
+    const { requestMethod, url, signal, requestHeader: header, values: contextValues } = context;
+    contextValues.set(streamContextKey, context);
+    const res = await chain({ stream: true, message: input, method, requestMethod, url, signal, header, service: method.parent, contextValues } as StreamRequest);
+    copyHeaders(res.header, context.responseHeader);
+    yield* res.message as AsyncIterable<Message>;
+    copyHeaders(res.trailer, context.responseTrailer);
+  };
+}
+
+/** A server stream's one request message, refused as connect's ensureSingle refuses none or more. */
+async function singleMessage(messages: AsyncIterable<unknown>): Promise<unknown> {
+  const it = messages[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  const second = await it.next();
+  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
+  return first.value;
+}
+
+/** The handler's messages as messages of `schema` (create() returns one as it is), as connect's normalizeIterable: no generator. */
+function normalized(schema: DescMessage, messages: AsyncIterable<unknown>): AsyncIterable<Message> {
+  const transform = (r: IteratorResult<unknown>): IteratorResult<Message> => (r.done === true ? r : { done: false, value: create(schema, r.value as never) });
+  return {
+    [Symbol.asyncIterator]() {
+      const it = messages[Symbol.asyncIterator]();
+      const out: AsyncIterator<Message> = { next: () => it.next().then(transform) };
+      if (it.throw !== undefined) out.throw = (e?: unknown) => it.throw!(e).then(transform);
+      if (it.return !== undefined) out.return = (v?: unknown) => it.return!(v).then(transform);
+      return out;
+    },
+  };
+}
+
 /** What `to` holds becomes what `from` holds (connect's copyHeaders). */
 function copyHeaders(from: Headers, to: Headers): void {
   if (from === to) return;
@@ -289,11 +348,12 @@ async function oneMessage(messages: AsyncIterable<Message>): Promise<{ message: 
 const MAX_METHODS_SEEN = 1_000;
 
 /**
- * Whether the server serves each method directly, and its unary chain made
- * once (`compose`), by the method's descriptor: no key string built per call.
+ * Whether the server serves each method directly, and its unary or stream
+ * chain made once (`compose`, `composeStream`), by the method's descriptor: no
+ * key string built per call.
  */
-function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMethod) => UnaryInvoker) {
-  const seen = new Map<DescMethod, { served: boolean; unary?: UnaryInvoker }>();
+function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMethod) => UnaryInvoker, composeStream: (method: DescMethod) => StreamInvoker) {
+  const seen = new Map<DescMethod, { served: boolean; unary?: UnaryInvoker; stream?: StreamInvoker }>();
   const entry = (method: DescMethod) => {
     let e = seen.get(method);
     if (!e) {
@@ -308,6 +368,10 @@ function composedOnce(methods: Map<string, DirectSpec>, compose: (method: DescMe
       const e = entry(method);
       return (e.unary ??= compose(method));
     },
+    stream(method: DescMethod): StreamInvoker {
+      const e = entry(method);
+      return (e.stream ??= composeStream(method));
+    },
   };
 }
 
@@ -321,12 +385,16 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     if (spec?.kind !== kind) throw new Error(`${methodKey(method)} is not a ${kind} RPC of this server`);
     return spec as Extract<DirectSpec, { kind: K }>;
   };
-  const unaryOf = composedOnce(methods, (method) => unaryInvoker(specOf(method, "unary"), interceptors));
+  const composed = composedOnce(
+    methods,
+    (method) => unaryInvoker(specOf(method, "unary"), interceptors),
+    (method) => streamInvoker(specOf(method, "server_streaming"), interceptors),
+  );
   return {
     client: createUniversalHandlerClient(handlers),
-    serves: (method) => unaryOf.serves(method),
+    serves: (method) => composed.serves(method),
     async unary(req, timeoutMs) {
-      const invoke = unaryOf.get(req.method);
+      const invoke = composed.get(req.method);
       const context = new UnaryContext(req, timeoutMs);
       // Held to the read limit by inputInterceptor, in the one walk its other checks take.
       context.values.set(unencodedReadLimitKey, readMaxBytes);
@@ -337,12 +405,12 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
       }
     },
     async stream(req, timeoutMs) {
-      const spec = specOf(req.method, "server_streaming");
+      const invoke = composed.stream(req.method);
       const input = await oneMessage(req.message);
       const context = handlerContext(req, timeoutMs);
       if (input.message) withReadLimit(context, input.message, readMaxBytes);
       // The server's own pipeline from the request messages on: interceptors, then the handler's generator.
-      const output: AsyncIterator<Message> = transformInvokeImplementation(spec, context, interceptors)(input.all)[Symbol.asyncIterator]();
+      const output: AsyncIterator<Message> = invoke(context, input.all);
       const pull = () => output.next().catch((err: unknown) => Promise.reject(relayed(err, context.responseHeader, context.responseTrailer)));
       const first = await pull();
       let pending: Promise<IteratorResult<Message>> | undefined = Promise.resolve(first);

@@ -158,7 +158,7 @@ export class OutboxRelay {
   private upkeep: Promise<void> | undefined;
   /** The backend of the upkeep's session while it builds an index: stop() cancels the build. */
   private buildingPid: number | undefined;
-  /** stop()'s cancel of that build, while it is sent: the session runs nothing else until then. */
+  /** stop()'s cancel of that build: its session, which the cancel may reach late, then ends (not used again). */
   private cancelling: Promise<unknown> | undefined;
   /**
    * The relay's statements, their texts made once: a text made anew for every pass is a new
@@ -310,6 +310,8 @@ export class OutboxRelay {
     logger.warn({ schema }, "the outbox keeps published rows but has no valid index of unpublished ones: making it");
     const client = await pool.connect();
     let failed: unknown;
+    /** A stop's cancel was asked for this session: it ends, not back to the pool. */
+    let cancelled = false;
     try {
       // One replica at a time (a session lock; the others skip): the invalid index dropped below may
       // otherwise be another replica's build in progress, which is invalid until it ends.
@@ -327,9 +329,11 @@ export class OutboxRelay {
       } finally {
         this.buildingPid = undefined;
         // A stop that read the pid before this: its cancel, sent late, would cancel whatever the
-        // session ran next (another caller's statement, once released); sent to an idle session, it does nothing.
-        await this.cancelling;
-        await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
+        // session ran next (another caller's statement, once released). The session ends instead of
+        // going back (its end lets the lock go): waiting here for the cancel would wait for a
+        // connection this one holds when the pool has no other (embedded mode's pool of one).
+        cancelled = this.cancelling !== undefined;
+        if (!cancelled) await client.query("SELECT pg_advisory_unlock(hashtext($1))", [lock]);
       }
     } catch (err) {
       failed = err;
@@ -337,7 +341,7 @@ export class OutboxRelay {
       else logger.error({ err, schema }, "making the outbox's index of unpublished rows failed; the relay's claims read past the published rows");
     } finally {
       // A session that failed part way may hold the lock still: not handed to anyone else.
-      client.release(failed instanceof Error ? failed : undefined);
+      client.release(failed instanceof Error ? failed : cancelled);
     }
   }
 

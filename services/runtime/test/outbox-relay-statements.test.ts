@@ -318,13 +318,13 @@ test("a relay stopped while it makes the index of unpublished rows stops without
   }
 });
 
-test("a stop whose cancel of the index build is sent after the build ended cancels nothing else: the build's connection goes back to the pool only once the cancel is sent", async () => {
+test("a stop whose cancel of the index build is sent after the build ended cancels nothing else: the build's session is not used again, it ends", async () => {
   await poolKeeping("on").then((one) => one.end());
   const keeping = createPool(db.url, { max: 3 });
   const blocker = await db.pool.connect();
-  /** The sessions (backend pids) given back to the pool, in order. */
-  const released: number[] = [];
-  keeping.on("release", (_err, client) => void released.push((client as unknown as { processID: number }).processID));
+  /** The sessions (backend pids) taken from the pool, in order. */
+  const taken: number[] = [];
+  keeping.on("acquire", (client) => void taken.push((client as unknown as { processID: number }).processID));
   // stop()'s cancel is held until the test lets it go: as if it waited for a connection, under load.
   let asked!: () => void;
   const cancelAsked = new Promise<void>((resolve) => (asked = resolve));
@@ -349,23 +349,62 @@ test("a stop whose cancel of the index build is sent after the build ended cance
     );
     const stopping = relay.stop();
     await cancelAsked;
-    const since = released.length;
-    const givenBack = () => released.slice(since).includes(builder);
+    const since = taken.length;
+    const takenAgain = () => taken.slice(since).includes(builder);
     // The build ends before the cancel is sent.
     await blocker.query("ROLLBACK");
     await eventually("the build ended, its index valid", async () => (await validity())[0]?.valid);
-    // As many round trips as the build's session needs for what comes next (its unlock, its release).
-    for (let i = 0; i < 20 && !givenBack(); i++) await db.pool.query("SELECT 1");
-    const givenBackFirst = givenBack();
+    // Other callers' statements on the pool's connections while the cancel is held.
+    for (let i = 0; i < 20 && !takenAgain(); i++) await Promise.all([keeping.query("SELECT 1"), keeping.query("SELECT 1"), keeping.query("SELECT 1")]);
     letGo();
     await stopping;
-    assert.equal(givenBackFirst, false, "the build's session went back to the pool before stop's cancel was sent: a statement run on it then would be cancelled");
-    assert.ok(givenBack(), "given back once the cancel was sent");
+    assert.equal(takenAgain(), false, "the build's session was taken again before stop's cancel was sent: a statement run on it then would be cancelled");
+    await eventually("the build's session ended", async () => (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [builder])).rowCount === 0);
     assert.deepEqual(await validity(), [{ valid: true }]);
   } finally {
     letGo();
     await blocker.query("ROLLBACK").catch(() => undefined);
     blocker.release();
     await keeping.end();
+  }
+});
+
+test("a stop during the index build on a pool of one connection (embedded mode's): its cancel is sent once the build lets the connection go, not given up at the pool's connect timeout while the build waits for it", async () => {
+  const one = await poolKeeping("on");
+  const blocker = await db.pool.connect();
+  const bus = { publish: async () => undefined } as unknown as EventBus;
+  let stopped = false;
+  /** What became of stop()'s cancel: "sent", or its error. */
+  let cancel: string | undefined;
+  const query = one.query.bind(one) as (text: unknown, values?: unknown) => Promise<unknown>;
+  (one as unknown as { query: typeof query }).query = (text, values) =>
+    typeof text === "string" && text.includes("pg_cancel_backend")
+      ? query(text, values).then((r) => ((cancel = "sent"), r), (err: Error) => ((cancel = err.message), Promise.reject(err)))
+      : query(text, values);
+  try {
+    await migrate(one, "qr", undefined);
+    await one.query("DROP INDEX IF EXISTS qr.outbox_unpublished");
+    await writeOutbox(one, "qr", { id: randomUUID(), subject: "ttip.qr.x", data: new Uint8Array([1]) });
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO qr.outbox (event_id, subject, payload) VALUES (gen_random_uuid(), 'ttip.qr.x', '\\x00')");
+    const relay = new OutboxRelay({ pool: one, schema: "qr", bus, logger });
+    assert.equal(await relay.flush(), 1);
+    await eventually("the relay's build waits for the open transaction", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_stat_progress_create_index WHERE relid = 'qr.outbox'::regclass")).rowCount! > 0);
+    const stopping = relay.stop().then(() => (stopped = true));
+    // The cancel waits for the pool's one connection, which the build holds.
+    await eventually("stop's cancel waiting for a connection", () => one.waitingCount > 0);
+    await blocker.query("ROLLBACK");
+    await eventually("the relay stopped after its build ended", () => stopped);
+    await stopping;
+    assert.equal(cancel, "sent", "stop's cancel waited for the connection the build held, which waited for the cancel");
+    await eventually("the build's lock let go", async () =>
+      (await db.pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount === 0);
+  } finally {
+    await blocker.query("ROLLBACK").catch(() => undefined);
+    blocker.release();
+    // A stop that never ended holds the pool's connection: ending the pool would wait for it too.
+    if (stopped) await one.end();
+    else void one.end();
   }
 });
