@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
 import { Session } from "node:inspector/promises";
 import { arrayLiteral } from "@ttip/runtime";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 const count = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -44,14 +45,12 @@ function cpuNsPerArray(encode: Encode, arrays: unknown[][]): number {
 /** Bytes allocated per array, from V8's allocation sampling (collected objects counted). */
 async function bytesPerArray(session: Session, encode: Encode, arrays: unknown[][]): Promise<number> {
   const n = Math.min(count, 50_000);
-  await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   let sink = 0;
-  for (let i = 0; i < n; i++) sink += send(encode(arrays[i % arrays.length]));
-  const { profile } = await session.post("HeapProfiler.stopSampling");
+  const profile = await sampleHeap(session, 256, () => {
+    for (let i = 0; i < n; i++) sink += send(encode(arrays[i % arrays.length]));
+  });
   if (sink < 0) console.log(sink);
-  type Node = { selfSize: number; children: Node[] };
-  const sum = (node: Node): number => node.children.reduce((total, child) => total + sum(child), node.selfSize);
-  return sum(profile.head as Node) / n;
+  return sampledBytes(profile.head) / n;
 }
 
 const session = new Session();

@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { Session } from "node:inspector/promises";
 import { JetStreamBus, createLogger } from "@ttip/runtime";
 import { startNats } from "@ttip/runtime/testing";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 const messages = Number(process.argv[2] ?? 20_000);
 const rounds = Number(process.argv[3] ?? 4);
@@ -36,21 +37,21 @@ async function read(bus: JetStreamBus, durable: string, subject: string, batches
     received += n;
     if (received >= messages) done();
   };
-  await session.post("HeapProfiler.startSampling", { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-  const cpu0 = process.cpuUsage();
-  const sub = batches
-    ? await bus.subscribeBatches({ durable, subject, maxBatch, handler: async (batch) => seen(batch.length) })
-    : await bus.subscribe({ durable, subject, handler: async () => seen(1) });
-  await all;
-  const cpu = process.cpuUsage(cpu0);
-  const { profile } = await session.post("HeapProfiler.stopSampling");
-  await sub.stop();
-  type Node = { selfSize: number; children: Node[] };
-  const sum = (node: Node): number => node.children.reduce((total, child) => total + sum(child), node.selfSize);
+  let sub: { stop(): Promise<void> } | undefined;
+  let cpu = { user: 0, system: 0 };
+  const profile = await sampleHeap(session, SAMPLING_INTERVAL, async () => {
+    const cpu0 = process.cpuUsage();
+    sub = batches
+      ? await bus.subscribeBatches({ durable, subject, maxBatch, handler: async (batch) => seen(batch.length) })
+      : await bus.subscribe({ durable, subject, handler: async () => seen(1) });
+    await all;
+    cpu = process.cpuUsage(cpu0);
+  });
+  await sub?.stop();
   const samples = (profile as unknown as { samples: { size: number }[] }).samples;
   // A sampled object of size s stands for about interval/s objects (s below the interval), one at least.
   const objects = samples.reduce((n, s) => n + Math.max(1, SAMPLING_INTERVAL / s.size), 0);
-  return { cpuUs: (cpu.user + cpu.system) / messages, bytes: sum(profile.head as Node) / messages, objects: objects / messages };
+  return { cpuUs: (cpu.user + cpu.system) / messages, bytes: sampledBytes(profile.head) / messages, objects: objects / messages };
 }
 
 try {

@@ -12,6 +12,7 @@ import { Session } from "node:inspector/promises";
 import { arrayLiteral, byteaArray, createPool, type Pool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { cpuMs } from "./process-cpu.js";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 const rounds = Number(process.argv[2] ?? 3);
 const count = Number(process.argv[3] ?? 100_000);
@@ -42,14 +43,12 @@ function cpuNsPerArray(encode: Encode, arrays: unknown[][]): number {
 /** Bytes allocated per array, from V8's allocation sampling (collected objects counted). */
 async function bytesPerArray(session: Session, encode: Encode, arrays: unknown[][]): Promise<number> {
   const n = Math.min(count, 20_000);
-  await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   let sink = 0;
-  for (let i = 0; i < n; i++) sink += send(encode(arrays[i % arrays.length]));
-  const { profile } = await session.post("HeapProfiler.stopSampling");
+  const profile = await sampleHeap(session, 256, () => {
+    for (let i = 0; i < n; i++) sink += send(encode(arrays[i % arrays.length]));
+  });
   if (sink < 0) console.log(sink);
-  type Node = { selfSize: number; children: Node[] };
-  const sum = (node: Node): number => node.children.reduce((total, child) => total + sum(child), node.selfSize);
-  return sum(profile.head as Node) / n;
+  return sampledBytes(profile.head) / n;
 }
 
 const session = new Session();

@@ -25,6 +25,7 @@ import { createLogger, localTransport, MemoryCache, Metrics, serviceInterceptors
 import { CustomerClient } from "./customer-client.js";
 import { closedLoop } from "./load.js";
 import { threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 interface ClientRun {
   url: string;
@@ -152,9 +153,8 @@ async function main(): Promise<void> {
         // Heap bytes per tip: a round of tips under V8's sampling heap profiler, collected objects counted too.
         const heap = new Session();
         heap.connect();
-        await heap.post("HeapProfiler.startSampling", { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-        const counted = await run({ url: path.url, concurrency, seconds: 0, tips: 400 });
-        const { profile } = await heap.post("HeapProfiler.stopSampling");
+        let counted = { tips: 0 };
+        const profile = await sampleHeap(heap, 1024, async () => (counted = await run({ url: path.url, concurrency, seconds: 0, tips: 400 })));
         heap.disconnect();
         const bytes = sampledBytes(profile.head) / counted.tips;
         if (process.env.BENCH_PROFILE && round === rounds) writeFileSync(`${process.env.BENCH_PROFILE}.${n}.heapprofile`, JSON.stringify(profile));
@@ -177,12 +177,3 @@ async function main(): Promise<void> {
   }
 }
 
-interface HeapNode {
-  selfSize: number;
-  children: HeapNode[];
-}
-
-/** Bytes the sampling heap profiler saw allocated under `node`. */
-function sampledBytes(node: HeapNode): number {
-  return node.selfSize + node.children.reduce((n, c) => n + sampledBytes(c), 0);
-}

@@ -17,6 +17,7 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { createLogger, LightHeaders, Metrics, serverInterceptors, serviceInterceptors } from "@ttip/runtime";
 import { recordingRouter, streamInvoker, type DirectSpec } from "../services/runtime/src/local-server.js";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 const rounds = Number(process.argv[2] ?? 5);
 const perRound = Number(process.argv[3] ?? 20_000);
@@ -80,21 +81,13 @@ async function calls(way: Way, count: number): Promise<void> {
   }));
 }
 
-interface HeapNode {
-  selfSize: number;
-  children: HeapNode[];
-}
-const sampledBytes = (node: HeapNode): number => node.selfSize + node.children.reduce((n, c) => n + sampledBytes(c), 0);
-
 async function measure(way: Way): Promise<{ us: number; bytes: number }> {
   const start = process.cpuUsage();
   await calls(way, perRound);
   const used = process.cpuUsage(start);
   const heap = new Session();
   heap.connect();
-  await heap.post("HeapProfiler.startSampling", { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
-  await calls(way, 2_000);
-  const { profile } = await heap.post("HeapProfiler.stopSampling");
+  const profile = await sampleHeap(heap, 512, () => calls(way, 2_000));
   heap.disconnect();
   return { us: (used.user + used.system) / perRound, bytes: sampledBytes(profile.head) / 2_000 };
 }

@@ -6,6 +6,7 @@
 import { createRequire } from "node:module";
 import { Session } from "node:inspector/promises";
 import { timestamptzParser } from "../services/runtime/src/timestamptz.js";
+import { sampledBytes, sampleHeap } from "./heap-sampling.js";
 
 const rounds = Number(process.argv[2] ?? 5);
 const perRound = Number(process.argv[3] ?? 500_000);
@@ -30,14 +31,12 @@ function nsPerValue(parse: (text: string) => unknown): number {
 
 async function bytesPerValue(session: Session, parse: (text: string) => unknown): Promise<number> {
   const n = Math.min(perRound, 50_000);
-  await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
   let sink = 0;
-  for (let i = 0; i < n; i++) sink += (parse(texts[i & 255]) as Date).getTime() & 1;
-  const { profile } = await session.post("HeapProfiler.stopSampling");
+  const profile = await sampleHeap(session, 128, () => {
+    for (let i = 0; i < n; i++) sink += (parse(texts[i & 255]) as Date).getTime() & 1;
+  });
   if (sink < 0) console.log(sink);
-  type Node = { selfSize: number; children: Node[] };
-  const sum = (node: Node): number => node.children.reduce((total, child) => total + sum(child), node.selfSize);
-  return sum(profile.head as Node) / n;
+  return sampledBytes(profile.head) / n;
 }
 
 const session = new Session();
