@@ -6,35 +6,76 @@
 // after the tip succeeded is; it no longer waits for the wallet. An approval again (another admin's at
 // the same time, or after the process stopped between steps) finishes the claimed one under the same
 // key: the wallet posts once, one record wins.
-import { InvalidStateError, type Pool, withTransaction } from "@ttip/runtime";
+import { clockOf, InvalidStateError, withTransaction } from "@ttip/runtime";
 import { closeSuspenseMatch, refuseSpentReceiptApproval, spentApprovalRefusal, spentReceiptOf } from "./c2b.js";
 import { approvalRefused } from "./ledger.js";
-import { approvedSplit, type Deps, TIP_COLUMNS, type TipRow } from "./tips.js";
+import { resultMessage } from "./messages.js";
+import { closeTipAlerts } from "./stores/fraud-alerts.js";
+import { type ClaimedTip, giveUpClaim, lockHeldTip, markClaimed, type Reviewer } from "./stores/review-claims.js";
+import { endHeldTip } from "./stores/tips.js";
+import { approvedSplit, type Deps, emitTipSucceeded, type TipRow } from "./tips.js";
 
 /** A claimed approval: the tip as claimed; `spent`, for one claimed before, when its receipt's money is spent since. */
 export interface ClaimedApproval {
-  tip: TipRow & { approval_receipt: string };
+  tip: ClaimedTip & { approval_receipt: string };
   spent?: "refunded" | "paid_elsewhere";
 }
 
-/** The wallet key a held tip's approval posts under (a rejection closes it: Ledger.closeApproval). */
+/** The wallet key a held tip's approval posts under (a rejection closes it: closeApprovalKey). */
 export const approvalKey = (tip: Pick<TipRow, "credit_key">) => `${tip.credit_key}:approved`;
+
+/**
+ * Closes a held tip's approval key (Ledger.closeApproval), as its rejection does and an approval found spent since
+ * its claim does; refused when the approval was posted. The cause is the tip's credit key, which a held tip keeps: a
+ * receipt the tip learns between two tries (a late callback) would build another close, refused as if the approval
+ * had been posted. A close an older version posted under the receipt the tip had then is found under that receipt.
+ */
+export async function closeApprovalKey(deps: Deps, tip: Pick<TipRow, "credit_key" | "mpesa_receipt">): Promise<void> {
+  const close = (cause: string) => deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: cause } });
+  try {
+    await close(tip.credit_key!);
+  } catch (err) {
+    if (!(err instanceof InvalidStateError) || !tip.mpesa_receipt || tip.mpesa_receipt === tip.credit_key) throw err;
+    await close(tip.mpesa_receipt).catch((again: unknown) => {
+      throw again instanceof InvalidStateError ? err : again;
+    });
+  }
+}
 
 /**
  * Claims a held tip for its approval; undefined when it is no longer held. A first claim is refused when its
  * receipt's money is spent (spentReceiptOf), read under the tip's row lock, under which a late callback records
- * the receipt it names. A tip claimed already is answered as it is: its approval was decided then.
+ * the receipt it names, and when a rejection claimed it (the rejection closes the approval's key: reject it to
+ * finish). A tip claimed already is answered as it is: its approval was decided then. Without a reviewer (the
+ * resumer), only a claim taken already.
  */
-export async function claimApproval(pool: Pool, tipId: string): Promise<ClaimedApproval | undefined> {
-  return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1 AND status = 'held_for_review' FOR UPDATE`, [tipId]);
-    const tip = rows[0];
+export async function claimApproval(deps: Deps, tipId: string, by?: Reviewer): Promise<ClaimedApproval | undefined> {
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    const tip = await lockHeldTip(tx, tipId);
     if (!tip) return undefined;
+    if (tip.rejection_claim) throw new InvalidStateError("tip_id: a rejection of this tip is under way (it closes the tip's approval): reject it to finish");
     if (tip.approval_receipt) return { tip: tip as ClaimedApproval["tip"], spent: await spentReceiptOf(tx, tip) };
+    if (!by) return undefined;
     await refuseSpentReceiptApproval(tx, tip);
-    const { rows: claimed } = await tx.query<ClaimedApproval["tip"]>(
-      `UPDATE payment.tips SET approval_receipt = COALESCE(mpesa_receipt, credit_key) WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}`, [tipId]);
-    return { tip: claimed[0] };
+    const claimed = await markClaimed(tx, tipId, "approval", by, new Date(clockOf(deps.ctx).now()));
+    await by.record(tx);
+    return { tip: claimed as ClaimedApproval["tip"] };
+  });
+}
+
+/**
+ * A claimed approval carried out: its money paid (payApproval), then the tip recorded succeeded, once. Undefined
+ * when another approval recorded it first, or a rejection ended it.
+ */
+export async function finishApproval(deps: Deps, claimed: ClaimedApproval): Promise<TipRow | undefined> {
+  await payApproval(deps, claimed);
+  const { tip } = claimed;
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    const t = await endHeldTip(tx, tip.tip_id, { approve: true, resultMessage: resultMessage("0"), workerMinor: approvedSplit(tip).workerMinor });
+    if (!t) return undefined;
+    await closeTipAlerts(tx, tip.tip_id, "approved", tip.review_claimed_by ?? "", tip.review_note ?? "");
+    await emitTipSucceeded(tx, t);
+    return t;
   });
 }
 
@@ -54,7 +95,7 @@ export async function payApproval(deps: Deps, { tip, spent }: ClaimedApproval): 
       ...approvedSplit(tip),
     }).catch(approvalRefused);
   } catch (err) {
-    if (err instanceof InvalidStateError) await giveUpClaim(pool(deps), tip.tip_id);
+    if (err instanceof InvalidStateError) await giveUpClaim(deps.ctx.pool, tip.tip_id, "approval");
     throw err;
   }
 }
@@ -67,18 +108,11 @@ export async function payApproval(deps: Deps, { tip, spent }: ClaimedApproval): 
  */
 async function closeUnpaidSpentApproval(deps: Deps, tip: TipRow, spent: "refunded" | "paid_elsewhere"): Promise<void> {
   try {
-    // The cause a rejection's close gives it, from the row as it is: a rejection after this one posts nothing new.
-    await deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
+    // The close a rejection posts: a rejection after this one posts nothing new.
+    await closeApprovalKey(deps, tip);
   } catch (err) {
     if (err instanceof InvalidStateError) return;
     throw err;
   }
   throw spentApprovalRefusal(spent);
 }
-
-/** A refused approval's claim given up: the tip held as before, for an admin's decision. */
-async function giveUpClaim(db: Pool, tipId: string): Promise<void> {
-  await db.query("UPDATE payment.tips SET approval_receipt = NULL WHERE tip_id = $1 AND status = 'held_for_review'", [tipId]);
-}
-
-const pool = (deps: Deps) => deps.ctx.pool;
