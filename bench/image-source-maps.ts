@@ -17,8 +17,8 @@ const { productionEntry, dir } = await imageBuild();
 const probe = path.join(dir, "exit-probe.mjs");
 writeFileSync(probe, `process.on("exit", () => { const c = process.cpuUsage(); process.stderr.write("\\nEXIT " + JSON.stringify({ cpuMs: (c.user + c.system) / 1000, heapMiB: process.memoryUsage().heapUsed / 1048576, rssMiB: process.resourceUsage().maxRSS / 1024 }) + "\\n"); });\n`);
 const closed = "127.0.0.1:9";
-const env = {
-  PATH: process.env.PATH ?? "", ...imageRuntime().env, DATABASE_URL: `postgres://u:p@${closed}/x`, NATS_URL: `nats://${closed}`, REDIS_URL: `redis://${closed}`,
+const env: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH ?? "", NODE_ENV: imageRuntime().env.NODE_ENV as NodeJS.ProcessEnv["NODE_ENV"], DATABASE_URL: `postgres://u:p@${closed}/x`, NATS_URL: `nats://${closed}`, REDIS_URL: `redis://${closed}`,
   AUTH_URL: `http://${closed}`, INTERNAL_SIGNING_KEY: "a".repeat(43), QR_SIGNING_KEY: "b".repeat(43),
 };
 
