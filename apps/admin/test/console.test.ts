@@ -83,27 +83,19 @@ describe("admin console in chromium", () => {
 
   test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
     const worker = await h.signUp(randomPhone());
-    const payer = `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
-    h.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
-    const { tip } = await h.api(PaymentService).createTip({
-      idempotencyKey: randomUUID(),
-      recipient: { case: "workerId", value: worker.userId },
-      amount: { currency: "KES", amountMinor: 100_00n },
-      payment: { case: "mpesaPhone", value: payer },
-    });
-    await eventually("the tip held for review", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
+    const tip = await h.heldTip(worker.userId);
 
     // The console alerts whoever is signed in: the held tip shows on the Fraud tab within a poll.
     await adminPage.reload();
     await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
     await adminPage.getByRole("link", { name: /Fraud/ }).click();
-    const row = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" });
+    const row = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
     await row.getByRole("button", { name: "Confirm approve" }).click();
-    await eventually("the tip approved", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    await eventually("the tip approved", async () => (await h.api(PaymentService).getTip({ tipId: tip.tipId })).tip?.status === TipStatus.SUCCEEDED);
     // Approved alerts leave the open queue.
-    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" }).waitFor({ state: "detached" });
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" }).waitFor({ state: "detached" });
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
@@ -111,7 +103,7 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("link", { name: "Payments" }).click();
     await adminPage.getByLabel("Worker id").fill(worker.userId);
     await adminPage.getByRole("button", { name: "Filter" }).click();
-    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).getByRole("button").click();
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
     const detail = adminPage.getByLabel("Payment detail");
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
@@ -119,8 +111,8 @@ describe("admin console in chromium", () => {
     await detail.getByText(/Callbacks \([1-9]/).waitFor();
     // Times are Nairobi's on a Los Angeles laptop: the row shows the tip's Nairobi time, and a
     // From/To typed as Nairobi's wall clock around it finds it; a From a minute after it does not.
-    const created = timestampDate(tip!.createdAt!);
-    const tipRow = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`);
+    const created = timestampDate(tip.createdAt!);
+    const tipRow = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`);
     assert.equal(await tipRow.locator("td").first().textContent(), nairobiDateTime(created));
     const filters = adminPage.getByRole("form", { name: "Payment filters" });
     await filters.getByLabel("From (Nairobi time, EAT)").fill(nairobiWallTime(created));
@@ -146,7 +138,7 @@ describe("admin console in chromium", () => {
     assert.match((await adminPage.getByTestId("mpesa-reported").textContent()) ?? "", /^KES [1-9]/);
     await adminPage.getByTestId("balanced").filter({ hasText: "Balanced" }).waitFor();
     // The same money action without the device's proof is refused by the gateway.
-    assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip!.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
+    assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
   });
 
   test("support: reads the queues; the money actions are disabled on screen and PERMISSION_DENIED in the API", async () => {
