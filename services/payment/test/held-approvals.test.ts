@@ -14,7 +14,7 @@ import { DarajaClient } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { claimRejection } from "../src/rejections.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
-import type { Deps } from "../src/tips.js";
+import { approvedSplit, type Deps } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -55,6 +55,9 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
   const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
   const succeededEvents = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [tipId])).rows[0].n;
+  /** The statuses of the alerts telling support to recover a payment an approval paid twice (after its record). */
+  const recoverFlags = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT status FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE 'approved as posted%'", [tipId])).rows.map((r) => r.status as string);
   const paidTwiceFlags = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice%'", [tipId])).rows[0].n;
 
@@ -251,6 +254,8 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.ok(!(finished instanceof Error), `approved: ${String(finished)}`);
     assert.equal((finished as { status: TipStatus }).status, TipStatus.SUCCEEDED);
     assert.equal(await paidTwiceFlags(held.tipId), 1, "flagged for support");
+    // The callback's flag is closed by the record, as approved: one left open to recover the payment.
+    assert.deepEqual(await recoverFlags(held.tipId), ["open"]);
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
     assert.ok(await h.trialBalanced());
   });
@@ -444,6 +449,33 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     // Finished: a pass again touches neither.
     await internal.reconcilePending({ limit: 100 });
     assert.deepEqual([await h.walletEntries(aw.id), await succeededEvents(toApprove.tipId)], [1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an older replica's approval (in a rollout) whose release was posted before the trigger refused its record: the rejection is refused (the worker has the money), approving again settles the tip as approved without paying again, flagged for support", async () => {
+    await forgetEarlierTies();
+    const [w, coded] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for the other worker" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review");
+    const row = await lateSpentCallback(push.tipId, other.transId, push.payer);
+    // The older replica's approval: its wallet release (the entry as it built it), then its record, which the trigger refuses.
+    const split = approvedSplit({ charged_minor: BigInt(row.charged_minor), worker_receives_minor: BigInt(row.worker_receives_minor), received_minor: row.received_minor === null ? null : BigInt(row.received_minor) });
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `${row.credit_key}:approved`, receipt: row.mpesa_receipt ?? row.credit_key, recipient: { workerId: w.id }, ...split });
+    assert.equal((await oldReplicaRecord(push.tipId)).rowCount, 0, "not recorded");
+    assert.equal(await h.balance(w.id), 9500n, "the older replica's release posted");
+    const rejected = await reject(push.tipId, "matched already");
+    assert.ok(rejected instanceof ConnectError && rejected.code === Code.FailedPrecondition && /approve it again/.test(rejected.rawMessage), String(rejected));
+    // Before, refused too (its receipt's money spent): the tip held for good, settled by hand.
+    const settled = await approve(push.tipId, "the older replica paid it");
+    assert.ok(!(settled instanceof Error), String(settled));
+    assert.equal(settled.status, TipStatus.SUCCEEDED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(push.tipId), await h.balance(coded.id)], [9500n, 1, 1, 9500n], "recorded as paid, never paid again");
+    assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
     assert.ok(await h.trialBalanced());
   });
 });
