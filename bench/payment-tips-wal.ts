@@ -7,6 +7,10 @@
 // BENCH_OTHER_TREE=<another checkout of the repo> alternates rounds of that tree's payment module
 // and migrations (before) with this one's (after), each on a PostgreSQL of its own: the yardstick in
 // the same run. The counts do not depend on the machine's load (CPU does; none is printed).
+// Reading the row-lock records: payment.tips has BEFORE UPDATE row triggers (0025, 0029), and
+// PostgreSQL locks a row before running them, so each update of a tip writes a lock record (3 a tip)
+// whether or not a statement locked the row first: the group statements' FOR UPDATE only takes it
+// earlier (taken as advisory locks instead, the count stayed 3.3 a tip).
 //   node --import tsx bench/payment-tips-wal.ts [tips=400] [rounds=2] [concurrency=16]
 import { randomUUID } from "node:crypto";
 import { loadavg } from "node:os";
