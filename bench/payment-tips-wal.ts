@@ -21,7 +21,7 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import * as thisTree from "@ttip/payment";
 import { startDarajaSimulator } from "@ttip/payment/testing";
-import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService, type Pool, type ServiceModule } from "@ttip/runtime";
+import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService, type ServiceModule } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { benchPaymentConfig } from "./payment-config.js";
