@@ -111,10 +111,12 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     }
     const pid = (await holder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
     let released = false;
+    const blocked = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n as number;
     return {
+      /** How many of wallet's posts wait for the test's transaction. */
+      blocked,
       /** Until `n` of wallet's posts wait for the test's transaction. */
-      waiting: (n: number) => eventually(async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n >= n,
-        `${n} of wallet's posts waiting`),
+      waiting: (n: number) => eventually(async () => (await blocked()) >= n, `${n} of wallet's posts waiting`),
       /** Backends waiting for a lock that is not the test's transaction's. */
       otherLockWaits: async () => (await h.t.db.pool.query(
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND NOT ($1 = ANY(pg_blocking_pids(pid)))", [pid])).rows[0].n as number,
@@ -476,6 +478,57 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.equal(settled.status, TipStatus.SUCCEEDED);
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(push.tipId), await h.balance(coded.id)], [9500n, 1, 1, 9500n], "recorded as paid, never paid again");
     assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins at once, one approving and one rejecting the same tip, the wallet stalled on the approval's key: one decision wins, the money moves once or not at all, the other is refused", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    const wallet = await stallApprovals([held.tipId]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [approve(held.tipId, "two payments"), reject(held.tipId, "the same payment")];
+      const answered = both.map(settledValue);
+      // Both wait for the wallet (the approval's release, the rejection's close of the same key), or the approval was
+      // refused at once (the rejection claimed first) and the rejection waits.
+      await eventually(async () => (await wallet.blocked()) + answered.filter((a) => a()).length >= 2, "both under way or answered");
+    } finally {
+      await wallet.release();
+    }
+    const [approval, rejection] = await Promise.all(both);
+    const refused = [approval, rejection].filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition, String([approval, rejection]));
+    const status = (await tipRow(held.tipId)).status;
+    assert.equal(status, approval instanceof ConnectError ? "failed" : "succeeded", "the tip as the answer that went through says");
+    assert.deepEqual([await h.balance(w.id), await entriesUnder(`${row.credit_key}:approved`)], [status === "succeeded" ? 9500n : 0n, 1]);
+    assert.equal(await succeededEvents(held.tipId), status === "succeeded" ? 1 : 0);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins rejecting a tip at once, the wallet stalled on its spent hold's reversal: reversed once, recorded failed once, the other told it was reviewed meanwhile", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await lateSpentCallback(held.tipId, held.refunded, held.payer);
+    const clearingBefore = await systemBalance(AccountKind.MPESA_CLEARING);
+    const wallet = await stallKeys([`${row.credit_key}:spent`]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [reject(held.tipId, "first"), reject(held.tipId, "second")];
+      await wallet.waiting(2);
+    } finally {
+      await wallet.release();
+    }
+    const answers = await Promise.all(both);
+    const ok = answers.filter((a) => !(a instanceof Error)) as { status: TipStatus; resultCode: string }[];
+    const refused = answers.filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.deepEqual(ok.map((t) => [t.status, t.resultCode]), [[TipStatus.FAILED, "refunded"]], String(answers));
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition && /reviewed meanwhile/.test(refused[0].rawMessage), String(refused[0]));
+    assert.equal(await entriesUnder(`${row.credit_key}:spent`), 1);
+    assert.equal(await systemBalance(AccountKind.MPESA_CLEARING), clearingBefore + 10000n, "the hold's amount back in clearing, once");
+    assert.deepEqual([await h.balance(w.id), await succeededEvents(held.tipId)], [0n, 0]);
     assert.ok(await h.trialBalanced());
   });
 });
