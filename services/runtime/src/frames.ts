@@ -1015,11 +1015,11 @@ class FrameExchange implements PartsExchange {
     this.#head = { ":status": String(status), ...headers };
   }
 
-  write(chunk: Uint8Array): Promise<void> {
-    if (this.#closed || this.#ending) return Promise.resolve();
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#closed || this.#ending) return undefined;
     this.#queue(chunk);
     this.#pump();
-    if (this.#unsentBytes === 0) return Promise.resolve();
+    if (this.#unsentBytes === 0) return undefined;
     if (!this.#writable) {
       let resolve = () => {};
       const promise = new Promise<void>((r) => (resolve = r));
