@@ -14,7 +14,7 @@ import { DarajaClient } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { claimRejection } from "../src/rejections.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
-import type { Deps } from "../src/tips.js";
+import { approvedSplit, type Deps } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -55,6 +55,9 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
   const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
   const succeededEvents = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [tipId])).rows[0].n;
+  /** The statuses of the alerts telling support to recover a payment an approval paid twice (after its record). */
+  const recoverFlags = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT status FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE 'approved as posted%'", [tipId])).rows.map((r) => r.status as string);
   const paidTwiceFlags = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice%'", [tipId])).rows[0].n;
 
@@ -108,10 +111,12 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     }
     const pid = (await holder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
     let released = false;
+    const blocked = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n as number;
     return {
+      /** How many of wallet's posts wait for the test's transaction. */
+      blocked,
       /** Until `n` of wallet's posts wait for the test's transaction. */
-      waiting: (n: number) => eventually(async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n >= n,
-        `${n} of wallet's posts waiting`),
+      waiting: (n: number) => eventually(async () => (await blocked()) >= n, `${n} of wallet's posts waiting`),
       /** Backends waiting for a lock that is not the test's transaction's. */
       otherLockWaits: async () => (await h.t.db.pool.query(
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND NOT ($1 = ANY(pg_blocking_pids(pid)))", [pid])).rows[0].n as number,
@@ -251,6 +256,8 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.ok(!(finished instanceof Error), `approved: ${String(finished)}`);
     assert.equal((finished as { status: TipStatus }).status, TipStatus.SUCCEEDED);
     assert.equal(await paidTwiceFlags(held.tipId), 1, "flagged for support");
+    // The callback's flag is closed by the record, as approved: one left open to recover the payment.
+    assert.deepEqual(await recoverFlags(held.tipId), ["open"]);
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
     assert.ok(await h.trialBalanced());
   });
@@ -444,6 +451,84 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     // Finished: a pass again touches neither.
     await internal.reconcilePending({ limit: 100 });
     assert.deepEqual([await h.walletEntries(aw.id), await succeededEvents(toApprove.tipId)], [1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an older replica's approval (in a rollout) whose release was posted before the trigger refused its record: the rejection is refused (the worker has the money), approving again settles the tip as approved without paying again, flagged for support", async () => {
+    await forgetEarlierTies();
+    const [w, coded] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for the other worker" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review");
+    const row = await lateSpentCallback(push.tipId, other.transId, push.payer);
+    // The older replica's approval: its wallet release (the entry as it built it), then its record, which the trigger refuses.
+    const split = approvedSplit({ charged_minor: BigInt(row.charged_minor), worker_receives_minor: BigInt(row.worker_receives_minor), received_minor: row.received_minor === null ? null : BigInt(row.received_minor) });
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `${row.credit_key}:approved`, receipt: row.mpesa_receipt ?? row.credit_key, recipient: { workerId: w.id }, ...split });
+    assert.equal((await oldReplicaRecord(push.tipId)).rowCount, 0, "not recorded");
+    assert.equal(await h.balance(w.id), 9500n, "the older replica's release posted");
+    const rejected = await reject(push.tipId, "matched already");
+    assert.ok(rejected instanceof ConnectError && rejected.code === Code.FailedPrecondition && /approve it again/.test(rejected.rawMessage), String(rejected));
+    // Before, refused too (its receipt's money spent): the tip held for good, settled by hand.
+    const settled = await approve(push.tipId, "the older replica paid it");
+    assert.ok(!(settled instanceof Error), String(settled));
+    assert.equal(settled.status, TipStatus.SUCCEEDED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(push.tipId), await h.balance(coded.id)], [9500n, 1, 1, 9500n], "recorded as paid, never paid again");
+    assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins at once, one approving and one rejecting the same tip, the wallet stalled on the approval's key: one decision wins, the money moves once or not at all, the other is refused", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    const wallet = await stallApprovals([held.tipId]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [approve(held.tipId, "two payments"), reject(held.tipId, "the same payment")];
+      const answered = both.map(settledValue);
+      // Both wait for the wallet (the approval's release, the rejection's close of the same key), or the approval was
+      // refused at once (the rejection claimed first) and the rejection waits.
+      await eventually(async () => (await wallet.blocked()) + answered.filter((a) => a()).length >= 2, "both under way or answered");
+    } finally {
+      await wallet.release();
+    }
+    const [approval, rejection] = await Promise.all(both);
+    const refused = [approval, rejection].filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition, String([approval, rejection]));
+    const status = (await tipRow(held.tipId)).status;
+    assert.equal(status, approval instanceof ConnectError ? "failed" : "succeeded", "the tip as the answer that went through says");
+    assert.deepEqual([await h.balance(w.id), await entriesUnder(`${row.credit_key}:approved`)], [status === "succeeded" ? 9500n : 0n, 1]);
+    assert.equal(await succeededEvents(held.tipId), status === "succeeded" ? 1 : 0);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins rejecting a tip at once, the wallet stalled on its spent hold's reversal: reversed once, recorded failed once, the other told it was reviewed meanwhile", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await lateSpentCallback(held.tipId, held.refunded, held.payer);
+    const clearingBefore = await systemBalance(AccountKind.MPESA_CLEARING);
+    const wallet = await stallKeys([`${row.credit_key}:spent`]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [reject(held.tipId, "first"), reject(held.tipId, "second")];
+      await wallet.waiting(2);
+    } finally {
+      await wallet.release();
+    }
+    const answers = await Promise.all(both);
+    const ok = answers.filter((a) => !(a instanceof Error)) as { status: TipStatus; resultCode: string }[];
+    const refused = answers.filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.deepEqual(ok.map((t) => [t.status, t.resultCode]), [[TipStatus.FAILED, "refunded"]], String(answers));
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition && /reviewed meanwhile/.test(refused[0].rawMessage), String(refused[0]));
+    assert.equal(await entriesUnder(`${row.credit_key}:spent`), 1);
+    assert.equal(await systemBalance(AccountKind.MPESA_CLEARING), clearingBefore + 10000n, "the hold's amount back in clearing, once");
+    assert.deepEqual([await h.balance(w.id), await succeededEvents(held.tipId)], [0n, 0]);
     assert.ok(await h.trialBalanced());
   });
 });

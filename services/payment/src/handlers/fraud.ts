@@ -5,7 +5,7 @@ import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_se
 import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { claimApproval, finishApproval } from "../approvals.js";
+import { claimApproval, finishApproval, settleOlderApproval } from "../approvals.js";
 import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { fraudAlerts } from "../stores/fraud-alerts.js";
@@ -74,7 +74,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
  * recorded. Undefined when the tip is no longer held, or another approval recorded it first.
  */
 async function approveHeldTip(h: PaymentHandlerContext, tipId: string, by: Reviewer): Promise<TipRow | undefined> {
-  const claimed = await claimApproval(h.deps, tipId, by);
+  const claimed = await claimApproval(h.deps, tipId, by).catch((refusal: unknown) => settleOlderApproval(h.deps, tipId, by, refusal));
   return claimed && finishApproval(h.deps, claimed);
 }
 
