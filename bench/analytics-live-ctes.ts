@@ -1,10 +1,13 @@
 // Analytics' live batch statement (the inbox's statement with the rollups and side records as CTEs,
 // store.ts liveBatchCtes) as two trees build it, on one durable PostgreSQL: PostgreSQL's CPU per batch
-// (the backend's own, /proc), shared blocks and WAL records, for batches of a tip's payment events and
-// of SMS-sent counts as the live consumers make them. The other tree's statement is the yardstick, run
-// in alternating rounds on the same connection, each batch with events of its own.
+// (the backend's own, /proc) and WAL records and bytes (pg_walinspect over each round's window: the
+// heap's lock records apart, which INSERT ... ON CONFLICT DO UPDATE writes for each row it meets),
+// for batches of a tip's payment events and of SMS-sent counts as the live consumers make them. The
+// other tree's statement is the yardstick, run in alternating rounds on the same connection, each
+// batch with events of its own.
 //   BENCH_OTHER_ANALYTICS=<another tree>/services/analytics/src/store.ts node --import tsx bench/analytics-live-ctes.ts [batches per round=200] [rounds=4] [events per batch=16]
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createPool, migrate, opaqueUnnest, type BusMessage } from "@ttip/runtime";
@@ -12,6 +15,7 @@ import { startPostgres } from "@ttip/runtime/testing";
 import { factsOf } from "../services/analytics/src/facts.js";
 import * as thisTree from "../services/analytics/src/store.js";
 import { cast, generateDay } from "../services/analytics/test/events.js";
+import { walBetween, walFlushed } from "./pg-wal.js";
 
 const batches = Number(process.argv[2] ?? 200);
 const rounds = Number(process.argv[3] ?? 4);
@@ -46,8 +50,13 @@ const backendCpuMs = (pid: number) => {
 };
 
 const server = await startPostgres({ durable: true });
-const pool = createPool(server.url, { max: 2 });
+// Room for the rounds' WAL positions, read beside the connection the batches hold.
+const pool = createPool(server.url, { max: 4 });
 try {
+  // No checkpoint (and its full-page images) in a round by chance.
+  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
+  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
+  await pool.query("SELECT pg_reload_conf()");
   await migrate(pool, "analytics", fileURLToPath(new URL("../services/analytics/migrations", import.meta.url)));
   const now = new Date();
   for (const [, store] of variants) await store.ensurePartitionsAround(pool, now);
@@ -76,20 +85,31 @@ try {
       await client.query(text, values);
     }
     const cpu = new Map<string, number[]>();
+    const wal = new Map<string, { records: number; bytes: number; locks: number; fpis: number }[]>();
+    const query = (sql: string, values?: unknown[]) => pool.query(sql, values);
     for (let r = 0; r < rounds; r++) {
       for (const [name, store] of r % 2 ? [...variants].reverse() : variants) {
+        const from = await walFlushed(query);
         const before = backendCpuMs(pid);
         for (let i = 0; i < batches; i++) {
           const { text, values } = statement(store, take());
           await client.query(text, values);
         }
         cpu.set(name, [...(cpu.get(name) ?? []), ((backendCpuMs(pid) - before) * 1000) / batches]);
+        const w = await walBetween(query, from, await walFlushed(query), 50);
+        const locks = w.byKind.find((k) => k.name === "Heap LOCK")?.records ?? 0;
+        wal.set(name, [...(wal.get(name) ?? []), { records: w.all.records / batches / size, bytes: w.written / batches / size, locks: locks / batches / size, fpis: w.all.fpis / batches / size }]);
       }
     }
     const [b, a] = variants.map(([name]) => cpu.get(name)!);
     const ratios = a.map((x, i) => (b[i] ? x / b[i] : NaN));
     console.log(`${kind}, batches of ${size}: PostgreSQL CPU µs per batch, before ${b.map((x) => x.toFixed(0)).join(", ")}; after ${a.map((x) => x.toFixed(0)).join(", ")}; after/before per round ${ratios.map((x) => x.toFixed(2)).join(", ")}`);
+    for (const [name] of variants) {
+      const per = wal.get(name)!;
+      console.log(`  ${name.padEnd(6)} per event: WAL records ${per.map((x) => x.records.toFixed(2)).join(", ")} (heap lock records ${per.map((x) => x.locks.toFixed(2)).join(", ")}; full-page images ${per.map((x) => x.fpis.toFixed(2)).join(", ")}); WAL bytes ${per.map((x) => x.bytes.toFixed(0)).join(", ")}`);
+    }
   }
+  console.log(`load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
   client.release();
 } finally {
   await pool.end();

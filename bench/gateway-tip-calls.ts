@@ -13,6 +13,7 @@
 //   node --max-semi-space-size=32 --import tsx bench/gateway-tip-calls.ts [seconds per path and round=3] [rounds=5] [concurrency=16]
 //   BENCH_PROFILE=prefix writes a CPU and a heap profile of each path's last round (prefix.<n>.cpuprofile, .heapprofile; n: the path's place).
 import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
@@ -26,6 +27,7 @@ import { CustomerClient } from "./customer-client.js";
 import { closedLoop } from "./load.js";
 import { threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import { sampledBytes, sampleHeap } from "./heap-sampling.js";
+import { imageEntry, rerunInImageForm } from "./image-form.js";
 
 interface ClientRun {
   url: string;
@@ -41,6 +43,8 @@ interface ClientResult {
 }
 
 if (!isMainThread) customers();
+// BENCH_PLATFORM=image: the gateway and the service compiled as the image's (bench/image-form.ts); the customers' worker stays source.
+else if (process.env.BENCH_PLATFORM === "image" && !imageEntry()) process.exit(await rerunInImageForm(fileURLToPath(import.meta.url), process.execArgv.filter((a) => /^--(?!import|require|loader)/.test(a))));
 else await main();
 
 /** The worker: one HTTP/2 connection per gateway, tips in a closed loop as the bench asks. */

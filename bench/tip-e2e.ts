@@ -20,6 +20,10 @@
 //   "split:a+b" is process mode with services a and b (default notification+analytics) each in an OS
 //   process of its own, reached by URL (their statements are not in this process's counts).
 //   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
+//   BENCH_PLATFORM=image: the platform compiled and started as the image does (process mode: this bench
+//   bundled with the image's build options; cluster and split: the production bundle, ttip.mjs), with the
+//   Dockerfile's node flags and NODE_ENV (bench/image-form.ts); unset or "source": under this process's loader.
+//   BENCH_CHILD_PROFILE=dir: CPU profiles of the platform's own processes (cluster, split), one per process.
 //   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
 //   threads, libuv's pool: bench/process-cpu.ts); the customers' process's CPU is printed on its own line.
@@ -67,6 +71,7 @@ import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redi
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
 import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
+import { imageEntry, rerunInImageForm } from "./image-form.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -95,7 +100,17 @@ const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
 // This process's node flags (e.g. the semi-space size): the platform's own processes (cluster and
 // replicas modes) get them too, by NODE_OPTIONS; the loader (--import tsx) they are given anyway.
 const nodeFlags = process.execArgv.filter((a) => a.startsWith("--") && !/^--(import|require|loader|experimental-loader)\b/.test(a));
-const nodeOptions: Record<string, string> = nodeFlags.length ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, ...nodeFlags].filter(Boolean).join(" ") } : {};
+// BENCH_CHILD_PROFILE=dir: the platform's own processes (cluster, split and replicas modes) each write a CPU profile
+// of their whole life there when they stop (node --cpu-prof: CPU.<date>.<time>.<pid>...; the pids are printed).
+const childProfileDir = process.env.BENCH_CHILD_PROFILE;
+const childFlags = [...nodeFlags, ...(childProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${childProfileDir}`] : [])];
+const nodeOptions: Record<string, string> = childFlags.length ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, ...childFlags].filter(Boolean).join(" ") } : {};
+// BENCH_PLATFORM=image: the platform as the image runs it (bench/image-form.ts: this bench re-run bundled as
+// platform/build.ts bundles, the cluster's processes from the production bundle, the Dockerfile's node flags
+// and NODE_ENV); source: this process's loader (tsx: its hooks and keepNames' wrappers), as `npm start` runs.
+const platformForm = process.env.BENCH_PLATFORM === "image" ? "image" : "source";
+if (platformForm === "image" && !imageEntry()) process.exit(await rerunInImageForm(fileURLToPath(import.meta.url), nodeFlags));
+const platformMain = imageEntry() ?? PLATFORM_MAIN;
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
 const [modeArg, replicasArg] = (process.argv[5] ?? "process").split(":");
@@ -189,7 +204,8 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     ...nodeOptions,
   };
   const own: Record<string, Record<string, string>> = {
-    auth: { AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
+    // Required where NODE_ENV=production (the image's form).
+    auth: { AUTH_KEY_ENCRYPTION_SECRET: randomBytes(32).toString("base64url"), AUTH_SMS_URL: edge.smsUrl, AUTH_SMS_API_KEY: EDGE_SMS_API_KEY, AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
     payment: {
       DARAJA_BASE_URL: daraja.url, DARAJA_CONSUMER_KEY: daraja.options.consumerKey, DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
       DARAJA_SHORTCODE: daraja.options.shortcode, DARAJA_PASSKEY: daraja.options.passkey, DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
@@ -206,10 +222,10 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
   // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
   const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
   const processes = new Map<string, PlatformProcess>();
-  for (const name of names) processes.set(name, await PlatformProcess.create(PLATFORM_MAIN, name, envs.get(name)!));
+  for (const name of names) processes.set(name, await PlatformProcess.create(platformMain, name, envs.get(name)!));
   const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
   for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
-  const gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", {
+  const gateway = await PlatformProcess.create(platformMain, "gateway", {
     ...urls, INTERNAL_SIGNING_KEY: common.INTERNAL_SIGNING_KEY, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn", ...nodeOptions,
     ...(clientAddresses ? { TRUSTED_PROXIES: "127.0.0.1/32" } : {}),
   });
@@ -235,7 +251,7 @@ async function deployProcess(common: Record<string, string>, own: Record<string,
   if (apart.length) process.env.INTERNAL_SIGNING_KEY = common.INTERNAL_SIGNING_KEY;
   const envs = new Map(apart.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
   const others = new Map<string, PlatformProcess>();
-  for (const name of apart) others.set(name, await PlatformProcess.create(PLATFORM_MAIN, name, envs.get(name)!));
+  for (const name of apart) others.set(name, await PlatformProcess.create(platformMain, name, envs.get(name)!));
   const urls = new Map([...others].map(([name, p]) => [name, p.url]));
   const platform = await startPlatform({
     ctx: { logger, pool, bus, cache, metrics: (processMetrics = new Metrics()) },
@@ -268,6 +284,7 @@ async function deployProcess(common: Record<string, string>, own: Record<string,
 async function deployReplicas(names: string[], env: Record<string, string>) {
   const ports = new Map<string, number>();
   for (const name of names) ports.set(name, await freePort());
+  if (platformForm === "image") throw new Error("replicas mode is not an image role: run it with BENCH_PLATFORM=source");
   const primary = await PlatformProcess.create(PLATFORM_MAIN, "replicas", {
     ...env,
     ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
@@ -292,6 +309,7 @@ async function deployReplicas(names: string[], env: Record<string, string>) {
   };
 }
 const platform = await deploy();
+if (childProfileDir) console.log(`the platform's processes write their CPU profiles to ${childProfileDir}: ${[...platform.pids].map(([name, pid]) => `${name} ${pid}`).join(", ")}`);
 // In process mode the platform's Redis client is this process's cache: its socket writes are counted.
 const redisWrites = mode === "process" ? countRedisWrites(cache.redis, () => counting) : undefined;
 // And its bus: the writes to the NATS socket (publishes, acknowledgements, pull requests).
@@ -569,7 +587,8 @@ const CUSTOMERS_START_TIMEOUT_MS = 60_000;
 /** The customers' process (bench/tip-customers.ts), kept for every run: its CPU is read apart from the platform's. */
 async function startCustomers(input: CustomersInput): Promise<{ pid: number; run(r: CustomersRun): Promise<CustomersResult>; close(): Promise<void> }> {
   const child = fork(fileURLToPath(new URL("./tip-customers.ts", import.meta.url)), [], {
-    execArgv: ["--import", "tsx", ...nodeFlags],
+    // The customers' flags in either form (the image's --enable-source-maps is the platform's).
+    execArgv: ["--import", "tsx", ...nodeFlags.filter((f) => f !== "--enable-source-maps")],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   let exited: string | undefined;
@@ -640,7 +659,7 @@ try {
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     codes.push(qrCode!.shortCode);
   }
-  console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${clientAddresses ? `; customers from ${clientAddresses} addresses` : ""}${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
+  console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; the platform in ${platformForm === "image" ? "the image's form (bundled, NODE_ENV=" + process.env.NODE_ENV + ")" : "source form (this process's loader)"}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${clientAddresses ? `; customers from ${clientAddresses} addresses` : ""}${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
   // The customers' process, one for every run.
   const customers = (customersProcess = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes, clientAddresses }));

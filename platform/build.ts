@@ -115,37 +115,43 @@ export interface BuildResult {
   developmentEntry: string;
 }
 
-export async function buildPlatform(outDir = path.join(root, "platform/dist")): Promise<BuildResult> {
+/**
+ * One tree as the image holds it: `entry` (a file of the repository) bundled to <outDir>/<name>/ttip.mjs
+ * with the image's options, the migrations, the external packages and the admin console beside it.
+ * Benches bundle their own entry with it to run the platform in the image's compiled form.
+ */
+export async function bundleImageTree(outDir: string, name: string, entry: string, plugins: Plugin[]) {
   const version = (JSON.parse(readFileSync(path.join(root, "platform/package.json"), "utf8")) as { version: string }).version;
-  const bundle = async (name: string, entry: string, plugins: Plugin[]) => {
-    const dir = path.join(outDir, name);
-    rmSync(dir, { recursive: true, force: true });
-    const result = await build({
-      entryPoints: { ttip: path.join(root, "platform/src", entry) },
-      outExtension: { ".js": ".mjs" },
-      outdir: dir,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      // The images run Node 24; the bundle keeps working on Node 20 like the sources.
-      target: "node20",
-      external: EXTERNAL,
-      banner: { js: BANNER },
-      sourcemap: "linked",
-      sourcesContent: false,
-      metafile: true,
-      logLevel: "warning",
-      absWorkingDir: root,
-      plugins: [...plugins, besideBundle()],
-    });
-    copyMigrations(dir);
-    copyExternals(dir);
-    // The admin console the gateway serves at /admin (ADMIN_CONSOLE=on).
-    cpSync(ADMIN_DIST, path.join(dir, "admin"), { recursive: true });
-    writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ name, version, private: true, type: "module" }, null, 2)}\n`);
-    return { dir, entry: path.join(dir, "ttip.mjs"), inputs: Object.keys(result.metafile.inputs) };
-  };
+  const dir = path.join(outDir, name);
+  rmSync(dir, { recursive: true, force: true });
+  const result = await build({
+    entryPoints: { ttip: entry },
+    outExtension: { ".js": ".mjs" },
+    outdir: dir,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    // The images run Node 24; the bundle keeps working on Node 20 like the sources.
+    target: "node20",
+    external: EXTERNAL,
+    banner: { js: BANNER },
+    sourcemap: "linked",
+    sourcesContent: false,
+    metafile: true,
+    logLevel: "warning",
+    absWorkingDir: root,
+    plugins: [...plugins, besideBundle()],
+  });
+  copyMigrations(dir);
+  copyExternals(dir);
+  // The admin console the gateway serves at /admin (ADMIN_CONSOLE=on).
+  cpSync(ADMIN_DIST, path.join(dir, "admin"), { recursive: true });
+  writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ name, version, private: true, type: "module" }, null, 2)}\n`);
+  return { dir, entry: path.join(dir, "ttip.mjs"), inputs: Object.keys(result.metafile.inputs) };
+}
 
+export async function buildPlatform(outDir = path.join(root, "platform/dist")): Promise<BuildResult> {
+  const bundle = (name: string, entry: string, plugins: Plugin[]) => bundleImageTree(outDir, name, path.join(root, "platform/src", entry), plugins);
   await ensureAdminBuild(() => undefined);
   const production = await bundle("ttip", "production.ts", [leaveOutDevOnly()]);
   const leaked = production.inputs.filter((p) => !p.startsWith("left-out:") && DEV_ONLY.test(p));

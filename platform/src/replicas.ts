@@ -11,7 +11,8 @@
 // the same 34-41 tips/s): 14.5-16.1 CPU ms per tip against 8.0-8.8, PostgreSQL's
 // included, as each replica batches half the work (5.1 commits per tip against
 // ~1.7). It pays only where cores, not one event loop, are left idle, so `make run`
-// and the bench's process mode keep one loop. A replica that dies is replaced; a
+// and the bench's process mode keep one loop. A replica that dies is replaced (a
+// replacement that cannot start, after a wait that doubles each time); a
 // connection the primary hands it before seeing the exit hangs until its client's
 // deadline (node:cluster's round robin; platform/test/replicas.test.ts).
 import cluster, { type Worker } from "node:cluster";
@@ -39,6 +40,14 @@ const replicasShape = {
 };
 
 type ReplicasConfig = z.infer<z.ZodObject<typeof replicasShape>> & Record<string, unknown>;
+
+/**
+ * How long the primary waits before replacing a replica that exited: 1 s after one that served, then
+ * twice as long after each replacement that exited before serving (2, 4, 8 s... at most 60 s).
+ */
+function replaceAfterMs(failedStarts: number): number {
+  return Math.min(1_000 * 2 ** failedStarts, 60_000);
+}
 
 /** The line the primary prints once every replica serves (harnesses wait for it). */
 export const REPLICAS_SERVING = "replicas serving";
@@ -68,19 +77,26 @@ async function runPrimary(cfg: ReplicasConfig): Promise<void> {
   const replicas = new Set<Worker>();
   // Until every replica serves, one that exits fails the start; after, it is replaced.
   let state: "starting" | "serving" | "stopping" = "starting";
+  // Replacements that exited before serving, one after another (the database gone, say): each next
+  // one waits twice as long, so a primary whose replicas cannot start does not restart them every second.
+  let failedStarts = 0;
   const fork = () =>
     new Promise<void>((resolve, reject) => {
       const replica = cluster.fork();
+      let served = false;
       replicas.add(replica);
-      replica.once("message", (m) => (m === "serving" ? resolve() : undefined));
+      replica.once("message", (m) => (m === "serving" ? ((served = true), (failedStarts = 0), resolve()) : undefined));
       replica.once("exit", (code, signal) => {
         replicas.delete(replica);
         reject(new StartupError(`a replica exited with ${signal ?? code} while starting (its log above says why)`));
         if (state !== "serving") return;
-        logger.error({ code, signal }, "a replica exited; starting another");
-        setTimeout(() => {
-          if (state === "serving") fork().catch((err) => logger.error({ err }, "a replacement replica did not start"));
-        }, 1_000).unref();
+        if (!served) failedStarts++;
+        const delayMs = replaceAfterMs(failedStarts);
+        logger.error({ code, signal, served, failedStarts, delayMs }, `a replica exited; starting another in ${delayMs / 1_000} s`);
+        // Not unref'd: with its last replica gone nothing else keeps the primary's loop alive (node:cluster
+        // closes a port's handle with its last worker), and it would exit 0 instead of replacing it.
+        // Its exit already said why a replacement failed: nothing more to log here.
+        setTimeout(() => state === "serving" && fork().catch(() => undefined), delayMs);
       });
     });
   const stopAll = async () => {
@@ -114,6 +130,17 @@ function stopReplica(replica: Worker): Promise<void> {
 async function runReplica(cfg: ReplicasConfig): Promise<void> {
   const role = `replica-${cluster.worker?.id ?? 0}`;
   const logger: Logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  try {
+    await startReplica(cfg, role, logger);
+  } catch (err) {
+    // In the log beside the primary's lines, with its role: the primary only sees an exit code.
+    logger.fatal({ err }, `${role} could not start: ${(err as Error)?.message ?? err}`);
+    throw err;
+  }
+}
+
+/** The replica's platform, serving; the primary hears "serving". */
+async function startReplica(cfg: ReplicasConfig, role: string, logger: Logger): Promise<void> {
   const tracing = await tracingFromEnv("ttip-replica");
   const ports = servicePorts(cfg);
   const { pool, bus, cache } = await connectSharedState(cfg, role, logger);

@@ -658,6 +658,59 @@ describe("admin console in chromium", () => {
     assert.equal((await wallet.listFeeSchedules({ currency: "KES" })).schedules.length, before.length + 2, "KES untouched");
   });
 
+  test("a new fee version is one write: a double click schedules it once; a retry after a lost answer sends the same key and schedules nothing more", async () => {
+    const wallet = h.api(WalletAdminService, adminToken);
+    const year = nairobiMonthOf(new Date()).year + 1;
+    await adminPage.getByRole("link", { name: "Money" }).click();
+    await adminPage.getByLabel("Fee schedule currency").selectOption("USD");
+    const form = adminPage.getByRole("form", { name: "New fee schedule" });
+    const button = form.getByRole("button", { name: "Schedule new version" });
+    const fill = async (day: string) => {
+      await form.getByLabel("Platform fee (bps)").fill("410");
+      await form.getByLabel("Minimum fee (USD)").fill("0.50");
+      await form.getByLabel("Fee cap (USD)").fill("25");
+      await form.getByLabel("Card fee (bps)").fill("300");
+      await form.getByLabel("Card fixed fee (USD)").fill("0.35");
+      await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-${day}T00:00`);
+    };
+    const versions = async () => (await wallet.listFeeSchedules({ currency: "USD" })).schedules.length;
+    const keys: string[] = [];
+    let loseAnswers = 0;
+    const url = "**/ttip.wallet.v1.WalletAdminService/CreateFeeSchedule";
+    await adminPage.route(url, async (route) => {
+      keys.push(/fees-[0-9a-f-]{36}/.exec(Buffer.from(route.request().postDataBuffer() ?? []).toString("latin1"))?.[0] ?? "");
+      if (loseAnswers-- <= 0) return route.continue();
+      // The version is made; the answer never reaches the browser.
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    try {
+      const before = await versions();
+      const next = Math.max(...(await wallet.listFeeSchedules({ currency: "USD" })).schedules.map((v) => v.version)) + 1;
+      await fill("05");
+      // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.
+      await button.evaluate((b: HTMLButtonElement) => (b.click(), b.click()));
+      await adminPage.getByRole("status").filter({ hasText: `Scheduled v${next} from ${year}-12-05` }).waitFor();
+      await adminPage.waitForLoadState("networkidle");
+      assert.equal(keys.length, 1, "one request for the double click");
+      assert.equal(await versions(), before + 1, "one version for the double click");
+
+      loseAnswers = 1;
+      await fill("06");
+      await button.click();
+      await adminPage.getByRole("alert").waitFor();
+      assert.equal(await versions(), before + 2, "the lost answer's version was made");
+      await button.click();
+      await adminPage.getByRole("status").filter({ hasText: `Scheduled v${next + 1} from ${year}-12-06` }).waitFor();
+      assert.equal(keys.length, 3);
+      assert.equal(keys[2], keys[1], "the retry carries the lost attempt's key");
+      assert.notEqual(keys[1], keys[0], "a new version, a new key");
+      assert.equal(await versions(), before + 2, "the retry scheduled nothing more");
+    } finally {
+      await adminPage.unroute(url);
+    }
+  });
+
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {
     const analytics = h.api(AnalyticsAdminService, adminToken);
     const { from, to } = chartRange();

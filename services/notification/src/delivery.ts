@@ -473,10 +473,10 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["last_error", "text", (p) => p.error],
   ["next_attempt_at", "timestamptz", (p) => p.nextAttempt],
   ["event_id", "uuid", (p) => p.event.id],
-  ["payload", "bytea", (p) => Buffer.from(p.event.data)],
+  ["payload", "bytea", (p) => p.event.data],
   ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
   ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
-  ["opted_payload", "bytea", (p) => Buffer.from(p.optedOutEvent.data)],
+  ["opted_payload", "bytea", (p) => p.optedOutEvent.data],
   ["announced", "boolean", (p) => isOutcome(p.status)],
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],
@@ -759,7 +759,7 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
          INSERT INTO notification.provider_messages (provider, message_id, delivery_id) SELECT provider, message_id, delivery_id FROM sent_attempted WHERE message_id <> '')`,
     values: [
       sends.map((s) => s.d.id), sends.map((s) => s.attempt), sends.map((s) => s.outcome.messageId), sends.map((s) => s.provider.name),
-      events.map((e) => e.id), events.map((e) => Buffer.from(e.data)), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP,
+      events.map((e) => e.id), events.map((e) => e.data), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP,
     ],
   };
 }

@@ -6,46 +6,93 @@
 // after the tip succeeded is; it no longer waits for the wallet. An approval again (another admin's at
 // the same time, or after the process stopped between steps) finishes the claimed one under the same
 // key: the wallet posts once, one record wins.
-import { InvalidStateError, type Pool, withTransaction } from "@ttip/runtime";
+import { clockOf, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
 import { closeSuspenseMatch, refuseSpentReceiptApproval, spentApprovalRefusal, spentReceiptOf } from "./c2b.js";
+import { recordAlert } from "./fraud.js";
 import { approvalRefused } from "./ledger.js";
-import { approvedSplit, type Deps, TIP_COLUMNS, type TipRow } from "./tips.js";
+import { resultMessage } from "./messages.js";
+import { closeTipAlerts } from "./stores/fraud-alerts.js";
+import { type ClaimedTip, giveUpClaim, lockHeldTip, markClaimed, type Reviewer } from "./stores/review-claims.js";
+import { endHeldTip } from "./stores/tips.js";
+import { approvedSplit, type Deps, emitTipSucceeded, type TipRow } from "./tips.js";
 
 /** A claimed approval: the tip as claimed; `spent`, for one claimed before, when its receipt's money is spent since. */
 export interface ClaimedApproval {
-  tip: TipRow & { approval_receipt: string };
+  tip: ClaimedTip & { approval_receipt: string };
   spent?: "refunded" | "paid_elsewhere";
+  /** Settled as posted (settleOlderApproval): the approval's key holds its release already, nothing is posted. */
+  posted?: boolean;
 }
 
-/** The wallet key a held tip's approval posts under (a rejection closes it: Ledger.closeApproval). */
+/** The wallet key a held tip's approval posts under (a rejection closes it: closeApprovalKey). */
 export const approvalKey = (tip: Pick<TipRow, "credit_key">) => `${tip.credit_key}:approved`;
+
+/**
+ * Closes a held tip's approval key (Ledger.closeApproval), as its rejection does and an approval found spent since
+ * its claim does; refused when the approval was posted. The cause is the tip's credit key, which a held tip keeps: a
+ * receipt the tip learns between two tries (a late callback) would build another close, refused as if the approval
+ * had been posted. A close an older version posted under the receipt the tip had then is found under that receipt.
+ */
+export async function closeApprovalKey(deps: Deps, tip: Pick<TipRow, "credit_key" | "mpesa_receipt">): Promise<void> {
+  const close = (cause: string) => deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: cause } });
+  try {
+    await close(tip.credit_key!);
+  } catch (err) {
+    if (!(err instanceof InvalidStateError) || !tip.mpesa_receipt || tip.mpesa_receipt === tip.credit_key) throw err;
+    await close(tip.mpesa_receipt).catch((again: unknown) => {
+      throw again instanceof InvalidStateError ? err : again;
+    });
+  }
+}
 
 /**
  * Claims a held tip for its approval; undefined when it is no longer held. A first claim is refused when its
  * receipt's money is spent (spentReceiptOf), read under the tip's row lock, under which a late callback records
- * the receipt it names. A tip claimed already is answered as it is: its approval was decided then.
+ * the receipt it names, and when a rejection claimed it (the rejection closes the approval's key: reject it to
+ * finish). A tip claimed already is answered as it is: its approval was decided then. Without a reviewer (the
+ * resumer), only a claim taken already. `settle`: the release found posted already (settleOlderApproval).
  */
-export async function claimApproval(pool: Pool, tipId: string): Promise<ClaimedApproval | undefined> {
-  return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1 AND status = 'held_for_review' FOR UPDATE`, [tipId]);
-    const tip = rows[0];
+export async function claimApproval(deps: Deps, tipId: string, by?: Reviewer, settle?: { posted: true }): Promise<ClaimedApproval | undefined> {
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    const tip = await lockHeldTip(tx, tipId);
     if (!tip) return undefined;
+    if (tip.rejection_claim) throw new InvalidStateError("tip_id: a rejection of this tip is under way (it closes the tip's approval): reject it to finish");
     if (tip.approval_receipt) return { tip: tip as ClaimedApproval["tip"], spent: await spentReceiptOf(tx, tip) };
-    await refuseSpentReceiptApproval(tx, tip);
-    const { rows: claimed } = await tx.query<ClaimedApproval["tip"]>(
-      `UPDATE payment.tips SET approval_receipt = COALESCE(mpesa_receipt, credit_key) WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}`, [tipId]);
-    return { tip: claimed[0] };
+    if (!by) return undefined;
+    if (!settle) await refuseSpentReceiptApproval(tx, tip);
+    const claimed = await markClaimed(tx, tipId, "approval", by, new Date(clockOf(deps.ctx).now()));
+    await by.record(tx);
+    return { tip: claimed as ClaimedApproval["tip"], ...(settle && { spent: await spentReceiptOf(tx, tip), posted: true }) };
+  });
+}
+
+/**
+ * A claimed approval carried out: its money paid (payApproval), then the tip recorded succeeded, once. Undefined
+ * when another approval recorded it first, or a rejection ended it.
+ */
+export async function finishApproval(deps: Deps, claimed: ClaimedApproval): Promise<TipRow | undefined> {
+  const foundPosted = await payApproval(deps, claimed);
+  const { tip } = claimed;
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    const t = await endHeldTip(tx, tip.tip_id, { approve: true, resultMessage: resultMessage("0"), workerMinor: approvedSplit(tip).workerMinor });
+    if (!t) return undefined;
+    await closeTipAlerts(tx, tip.tip_id, "approved", tip.review_claimed_by ?? "", tip.review_note ?? "");
+    // Its release posted before its receipt's money was found spent (an older replica's, or an answer lost): paid twice.
+    if (foundPosted && claimed.spent) await flagPaidTwice(tx, t, claimed.spent);
+    await emitTipSucceeded(tx, t);
+    return t;
   });
 }
 
 /**
  * The claimed approval's money: out of suspense to the tip's recipient, once per key. Refused (nothing was
  * posted under the key, and nothing can be now), the claim is given up and the tip stays held for a decision;
- * any other failure keeps it, for an approval again to finish (the wallet may have posted it).
+ * any other failure keeps it, for an approval again to finish (the wallet may have posted it). True when the
+ * approval's key was found holding its release already: the money moved, nothing more is posted.
  */
-export async function payApproval(deps: Deps, { tip, spent }: ClaimedApproval): Promise<void> {
+export async function payApproval(deps: Deps, { tip, spent, posted }: ClaimedApproval): Promise<boolean> {
   try {
-    if (spent) await closeUnpaidSpentApproval(deps, tip, spent);
+    if (posted || (spent && (await closeUnpaidSpentApproval(deps, tip, spent)))) return true;
     await closeSuspenseMatch(deps, tip);
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     await deps.ledger.releaseFromSuspense({
@@ -53,8 +100,9 @@ export async function payApproval(deps: Deps, { tip, spent }: ClaimedApproval): 
       recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
       ...approvedSplit(tip),
     }).catch(approvalRefused);
+    return false;
   } catch (err) {
-    if (err instanceof InvalidStateError) await giveUpClaim(pool(deps), tip.tip_id);
+    if (err instanceof InvalidStateError) await giveUpClaim(deps.ctx.pool, tip.tip_id, "approval");
     throw err;
   }
 }
@@ -65,20 +113,55 @@ export async function payApproval(deps: Deps, { tip, spent }: ClaimedApproval): 
  * would be. The key holding the approval's own entry (posted before its answer was lost), it goes on: the
  * money moved already, and the tip is recorded as approved (the callback flagged it as paid twice).
  */
-async function closeUnpaidSpentApproval(deps: Deps, tip: TipRow, spent: "refunded" | "paid_elsewhere"): Promise<void> {
+async function closeUnpaidSpentApproval(deps: Deps, tip: TipRow, spent: "refunded" | "paid_elsewhere"): Promise<true> {
   try {
-    // The cause a rejection's close gives it, from the row as it is: a rejection after this one posts nothing new.
-    await deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
+    // The close a rejection posts: a rejection after this one posts nothing new.
+    await closeApprovalKey(deps, tip);
   } catch (err) {
-    if (err instanceof InvalidStateError) return;
+    if (err instanceof InvalidStateError) return true;
     throw err;
   }
   throw spentApprovalRefusal(spent);
 }
 
-/** A refused approval's claim given up: the tip held as before, for an admin's decision. */
-async function giveUpClaim(db: Pool, tipId: string): Promise<void> {
-  await db.query("UPDATE payment.tips SET approval_receipt = NULL WHERE tip_id = $1 AND status = 'held_for_review'", [tipId]);
+/** How the alert of 0029's trigger starts: an older replica's approval it refused to record, after its release posted. */
+const OLDER_REPLICA_ALERT = "an approval by an older replica (during a rollout) was not recorded:%";
+
+/**
+ * An approval refused as a first claim (its receipt's money spent) of a tip an older replica approved during a
+ * rollout, whose record 0029's trigger refused after that replica's wallet release was posted under the approval's
+ * key: the tip could be neither approved (spent) nor rejected (the key holds an entry). Found so (the trigger's alert,
+ * then the key's close refused: besides a close, only the approval's release is ever posted under it), the approval
+ * settles the tip as approved, as the money moved: claimed without the spent check, nothing posted again, recorded,
+ * and flagged for support to recover the payment paid twice. Otherwise the refusal stands; the key's close, posted
+ * here, is the rejection's own (the same entry), so the rejection goes through.
+ */
+export async function settleOlderApproval(deps: Deps, tipId: string, by: Reviewer, refusal: unknown): Promise<ClaimedApproval | undefined> {
+  if (!(refusal instanceof InvalidStateError)) throw refusal;
+  const { rows } = await deps.ctx.pool.query<Pick<TipRow, "credit_key" | "mpesa_receipt">>(
+    `SELECT credit_key, mpesa_receipt FROM payment.tips t
+      WHERE tip_id = $1 AND status = 'held_for_review' AND approval_receipt IS NULL AND rejection_claim IS NULL
+        AND EXISTS (SELECT 1 FROM payment.fraud_alerts a WHERE a.tip_id = t.tip_id AND a.detail LIKE $2)`,
+    [tipId, OLDER_REPLICA_ALERT],
+  );
+  if (!rows[0]) throw refusal;
+  try {
+    await closeApprovalKey(deps, rows[0]);
+  } catch (err) {
+    if (err instanceof InvalidStateError) return claimApproval(deps, tipId, by, { posted: true });
+    throw err;
+  }
+  throw refusal;
 }
 
-const pool = (deps: Deps) => deps.ctx.pool;
+/**
+ * A tip recorded approved whose release was posted before its receipt's money was found spent: support recovers the
+ * payment paid twice. Open after the record, which closes the tip's earlier alerts as approved.
+ */
+async function flagPaidTwice(tx: Queryable, t: TipRow, spent: "refunded" | "paid_elsewhere"): Promise<void> {
+  const fate = spent === "refunded" ? "was refunded to the customer" : "was credited as another tip";
+  await recordAlert(tx, {
+    reason: "CALLBACK_MISMATCH", action: "flag", tipId: t.tip_id, workerId: t.worker_id ?? undefined, phoneMasked: t.phone_masked,
+    detail: `approved as posted: its approval's release was posted under ${approvalKey(t)}, and its payment ${fate}: paid twice, recover it`,
+  });
+}

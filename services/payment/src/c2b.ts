@@ -595,9 +595,9 @@ export async function rejectedAsSpent(tx: Queryable, tip: TipRow, spent: "refund
  * A held tip rejected as spent (rejectedAsSpent) whose hold moved its amount from M-Pesa clearing to suspense (an STK
  * query's success that no parked payment could fund: decideSuccess) was that spent payment: its money reached clearing
  * once, went to suspense under its own receipt and out again by support's refund or match. The hold's entry stood for
- * a second payment that never came, so it is reversed (suspense back to clearing, the same amount), inside the
- * rejection's transaction: a rejection that fails after it is retried under the same key, which posts it once.
- * Nothing for a tip funded by a parked payment: its hold posted nothing from clearing.
+ * a second payment that never came, so it is reversed (suspense back to clearing, the same amount), between the
+ * rejection's claim and its record (rejections.ts): a rejection that fails after it is finished under the same key,
+ * which posts it once. Nothing for a tip funded by a parked payment: its hold posted nothing from clearing.
  */
 export async function reverseSpentHold(deps: Deps, tip: Pick<TipRow, "tip_id" | "credit_kind" | "credit_key" | "credit_entry_id" | "mpesa_receipt" | "received_minor" | "charged_minor">): Promise<void> {
   if (tip.credit_kind !== "suspense" || !tip.credit_key || !tip.credit_entry_id || suspenseFunding(tip)) return;

@@ -65,6 +65,11 @@ export interface PaymentConfig {
    */
   reconcileLeaseMs?: number;
   /**
+   * How old a held tip's unfinished review claim is before reconciliation finishes it (default 2
+   * minutes: review-resumer.ts). A review under way finishes its own claim well within it.
+   */
+  reviewClaimGraceMs?: number;
+  /**
    * How often a WatchTip/WatchPayout stream reads its row when no change wakes
    * it (default 1 s): the safety net under the replicas' wake-ups.
    */

@@ -13,6 +13,7 @@ import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
 import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
+import { resumeReviewClaims } from "./review-resumer.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
@@ -129,6 +130,7 @@ function startReconciling(deps: Deps, interval: number): () => Promise<void> {
         await reconcileTips(deps, 100);
         await reconcilePayouts(deps, 100);
         await reconcileCardTips(deps, 100);
+        await resumeReviewClaims(deps, 100);
       } catch (err) {
         deps.ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
       }

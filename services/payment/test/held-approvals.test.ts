@@ -6,12 +6,15 @@ import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { claimApproval, payApproval } from "../src/approvals.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
-import type { Deps } from "../src/tips.js";
+import { claimRejection } from "../src/rejections.js";
+import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
+import { approvedSplit, type Deps } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -52,6 +55,9 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
   const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
   const succeededEvents = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [tipId])).rows[0].n;
+  /** The statuses of the alerts telling support to recover a payment an approval paid twice (after its record). */
+  const recoverFlags = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT status FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE 'approved as posted%'", [tipId])).rows.map((r) => r.status as string);
   const paidTwiceFlags = async (tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND detail LIKE '%the payment was paid twice%'", [tipId])).rows[0].n;
 
@@ -95,8 +101,9 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
    * uncommitted entry under each approval's key, so wallet's post of that key waits for it (and posts
    * once it rolls back). Nothing else of the wallet's waits.
    */
-  const stallApprovals = async (tipIds: string[]) => {
-    const keys = await Promise.all(tipIds.map(async (id) => `${(await tipRow(id)).credit_key}:approved`));
+  const stallApprovals = async (tipIds: string[]) => stallKeys(await Promise.all(tipIds.map(async (id) => `${(await tipRow(id)).credit_key}:approved`)));
+  /** The wallet stalled on the entries of `keys` (stallApprovals). */
+  const stallKeys = async (keys: string[]) => {
     const holder = await h.t.db.pool.connect();
     await holder.query("BEGIN");
     for (const key of keys) {
@@ -104,10 +111,12 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     }
     const pid = (await holder.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
     let released = false;
+    const blocked = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n as number;
     return {
+      /** How many of wallet's posts wait for the test's transaction. */
+      blocked,
       /** Until `n` of wallet's posts wait for the test's transaction. */
-      waiting: (n: number) => eventually(async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", [pid])).rows[0].n >= n,
-        `${n} of wallet's posts waiting`),
+      waiting: (n: number) => eventually(async () => (await blocked()) >= n, `${n} of wallet's posts waiting`),
       /** Backends waiting for a lock that is not the test's transaction's. */
       otherLockWaits: async () => (await h.t.db.pool.query(
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND NOT ($1 = ANY(pg_blocking_pids(pid)))", [pid])).rows[0].n as number,
@@ -129,6 +138,34 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     p.then((v) => { value = { v }; }, (e: unknown) => { value = { v: e }; });
     return () => value;
   };
+  /** Payment's steps called directly, as a replica stopped after one of them would leave the tip. */
+  const directDeps = () => ({ ctx: h.t.ctx, ledger: new Ledger(h.t.ctx), background: new Set(), config: () => h.config }) as unknown as Deps;
+  const reviewer = { admin: admin.subject, note: "stopped after its claim", record: async () => undefined };
+  /**
+   * The commit of the transaction that ends `tipId` as `status` fails (a deferred trigger refuses it), as when the
+   * connection is lost or the process stops at that moment: the wallet calls before it posted, nothing after it did.
+   */
+  const failCommitOf = async (tipId: string, status: "failed" | "succeeded") => {
+    const name = `fail_commit_${randomUUID().replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the commit failed'; END $$`);
+    await h.t.db.pool.query(`CREATE CONSTRAINT TRIGGER ${name} AFTER UPDATE ON payment.tips DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+      WHEN (NEW.tip_id = '${tipId}' AND NEW.status = '${status}') EXECUTE FUNCTION payment.${name}()`);
+    return async () => {
+      await h.t.db.pool.query(`DROP TRIGGER ${name} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${name}()`);
+    };
+  };
+  /** A platform account's KES balance, summed from its postings (wallet keeps none on system accounts). */
+  const systemBalance = async (kind: AccountKind) => BigInt((await h.t.db.pool.query(
+    `SELECT COALESCE(sum(p.amount_minor), 0)::text AS b FROM wallet.postings p JOIN wallet.accounts a USING (account_id)
+      WHERE a.kind = $1 AND a.owner_id = '' AND a.currency = 'KES'`, [kind])).rows[0].b);
+  /**
+   * Receiptless tips of earlier tests forgotten: a paybill payment naming nothing, of their amount and a number their
+   * masked MSISDN fits (every test's payer ends the same), would be tied to one of them instead of parked.
+   */
+  const forgetEarlierTies = () => h.t.db.pool.query("DELETE FROM payment.receiptless_tips");
+  const entriesUnder = async (key: string) => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = $1", [key])).rows[0].n as number;
+  const reject = (tipId: string, note = "not this payment") => adminClient.reviewTip({ tipId, approve: false, note }).then((r) => r.tip!, (e: unknown) => e as ConnectError);
   const approve = (tipId: string, note = "looks fine") => adminClient.reviewTip({ tipId, approve: true, note }).then((r) => r.tip!, (e: unknown) => e as ConnectError);
 
   test("an approval waiting on the wallet holds no lock of the tip: the tip's late callback, naming the payment support refunded, is decided at once, not after the approval; flagged as paid twice, the tip credited once", async () => {
@@ -219,6 +256,8 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.ok(!(finished instanceof Error), `approved: ${String(finished)}`);
     assert.equal((finished as { status: TipStatus }).status, TipStatus.SUCCEEDED);
     assert.equal(await paidTwiceFlags(held.tipId), 1, "flagged for support");
+    // The callback's flag is closed by the record, as approved: one left open to recover the payment.
+    assert.deepEqual(await recoverFlags(held.tipId), ["open"]);
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
     assert.ok(await h.trialBalanced());
   });
@@ -242,10 +281,10 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     const w = await worker();
     const held = await heldFromParked(w);
     // The approval's first step, then another admin's rejection, before the approval reaches the wallet.
-    const claimed = (await claimApproval(h.t.ctx.pool, held.tipId))!;
+    const deps = directDeps();
+    const claimed = (await claimApproval(deps, held.tipId, reviewer))!;
     assert.equal((await adminClient.reviewTip({ tipId: held.tipId, approve: false, note: "two payments" })).tip!.status, TipStatus.FAILED);
     assert.deepEqual([(await c2bRow(held.receipt)).resolution, (await c2bRow(held.receipt)).match_round], ["open", 1]);
-    const deps = { ctx: h.t.ctx, ledger: new Ledger(h.t.ctx), background: new Set(), config: () => h.config } as unknown as Deps;
     await assert.rejects(payApproval(deps, claimed), (e: Error) => /reviewed meanwhile/.test(e.message));
     // Before, the approval read the payment's round after the rejection had moved it on, and closed round 1's key: the match was refused.
     await adminClient.resolveSuspensePayment({ receipt: held.receipt, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "it was the tip" });
@@ -294,5 +333,202 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     const other = await heldFromParked(plain);
     assert.equal((await oldReplicaRecord(other.tipId)).rowCount, 1, "recorded: its checks were enough");
     assert.deepEqual([(await tipRow(other.tipId)).status, (await olderReplicaAlerts(other.tipId)).length], ["succeeded", 0]);
+  });
+
+  /** A held tip's late callback naming the spent payment `receipt` (its money refunded, or credited as another tip). */
+  const lateSpentCallback = async (tipId: string, receipt: string, payer: string) => {
+    const row = await tipRow(tipId);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, receipt, payer))).status, 200);
+    return row;
+  };
+
+  test("a rejection reversing a spent hold keeps no transaction of payment open while the wallet posts the reversal: no lock of the tip held across it", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await lateSpentCallback(held.tipId, held.refunded, held.payer);
+    const wallet = await stallKeys([`${row.credit_key}:spent`]);
+    let rejection: Promise<unknown> | undefined;
+    try {
+      rejection = reject(held.tipId, "refunded already");
+      await wallet.waiting(1);
+      // Before, the reversal was posted inside the rejection's transaction, which held the tip's row lock meanwhile.
+      assert.equal(await wallet.openOnTips(), 0, "no transaction of payment is open across the wallet's call");
+    } finally {
+      await wallet.release();
+    }
+    const rejected = await rejection;
+    assert.ok(!(rejected instanceof Error), String(rejected));
+    assert.deepEqual([(rejected as { status: TipStatus }).status, (rejected as { resultCode: string }).resultCode], [TipStatus.FAILED, "refunded"]);
+    assert.deepEqual([await h.balance(w.id), await entriesUnder(`${row.credit_key}:spent`)], [0n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a rejection whose record fails after the wallet reversed the spent hold, then the payment reopened and an approval: the approval is refused, the payment matched once, the rejection finished: nothing paid twice, suspense back where it was", async () => {
+    await forgetEarlierTies();
+    const [w, other] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const refunded = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(refunded.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: refunded.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    const suspenseBefore = await systemBalance(AccountKind.SUSPENSE);
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review", "held from clearing beside the refunded payment");
+    // Another push, held for a paybill payment parked before its late callback named it; the first tip's callback names it too.
+    const second = await lostCallbackPush(other);
+    // From a number that fits neither push's (the first tip, receiptless, would take it as its own).
+    const paid = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, skipValidation: true });
+    await eventually(async () => (await c2bRow(paid.transId)).suspense_entry_id !== null, "parked in suspense");
+    await lateSpentCallback(second.tipId, paid.transId, second.payer);
+    assert.deepEqual([(await tipRow(second.tipId)).status, (await c2bRow(paid.transId)).tip_id], ["held_for_review", second.tipId]);
+    const row = await lateSpentCallback(push.tipId, paid.transId, push.payer);
+    const restore = await failCommitOf(push.tipId, "failed");
+    try {
+      const failed = await reject(push.tipId, "the same payment");
+      assert.ok(failed instanceof ConnectError, `the record failed: ${String(failed)}`);
+    } finally {
+      await restore();
+    }
+    assert.deepEqual([(await tipRow(push.tipId)).status, await entriesUnder(`${row.credit_key}:spent`)], ["held_for_review", 1], "the reversal posted, the tip still held");
+    // The payment reopened (the tip it funded rejected): the first tip's receipt no longer reads as spent.
+    assert.equal((await adminClient.reviewTip({ tipId: second.tipId, approve: false, note: "two pushes" })).tip!.status, TipStatus.FAILED);
+    assert.equal((await c2bRow(paid.transId)).resolution, "open");
+    const approval = await approve(push.tipId, "the payment is open again");
+    assert.ok(approval instanceof ConnectError && approval.code === Code.FailedPrecondition && /rejection/.test(approval.rawMessage), String(approval));
+    await adminClient.resolveSuspensePayment({ receipt: paid.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "it was this tip" });
+    const rejected = await reject(push.tipId, "again");
+    assert.ok(!(rejected instanceof Error), String(rejected));
+    assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, "paid_elsewhere"]);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await h.balance(other.id)], [9500n, 1, 0n], "the payment credited once, by its match");
+    assert.equal(await entriesUnder(`${row.credit_key}:spent`), 1, "reversed once");
+    assert.equal(await systemBalance(AccountKind.SUSPENSE), suspenseBefore, "the hold reversed, the payment in and out: suspense as before the hold");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a rejection whose record failed, then the tip's late callback recording its receipt: rejecting again finishes it (the close of the approval's key is the same), never read as an approval posted", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const restore = await failCommitOf(held.tipId, "failed");
+    try {
+      assert.ok((await reject(held.tipId)) instanceof ConnectError, "the record failed");
+    } finally {
+      await restore();
+    }
+    const row = await tipRow(held.tipId);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, held.receipt, held.payer))).status, 200);
+    assert.equal((await tipRow(held.tipId)).mpesa_receipt, held.receipt, "its receipt learned between the two rejections");
+    // Before, the second close named the receipt, the first the tip's key: refused, as if an approval had been posted.
+    const rejected = await reject(held.tipId, "again");
+    assert.ok(!(rejected instanceof Error), String(rejected));
+    assert.equal(rejected.status, TipStatus.FAILED);
+    assert.deepEqual([await h.balance(w.id), await entriesUnder(`${row.credit_key}:approved`)], [0n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("reviews left part way by a stopped process are finished by reconciliation once their grace has passed: a rejection claimed before its wallet calls, an approval whose record failed after the wallet paid", async () => {
+    const [rw, aw] = [await worker(), await worker()];
+    const [toReject, toApprove] = [await heldFromParked(rw), await heldFromParked(aw)];
+    const deps = directDeps();
+    assert.ok(await claimRejection(deps, (await tipRow(toReject.tipId)), reviewer), "claimed, then the process stopped");
+    const restore = await failCommitOf(toApprove.tipId, "succeeded");
+    try {
+      assert.ok((await approve(toApprove.tipId)) instanceof ConnectError, "the record failed");
+    } finally {
+      await restore();
+    }
+    assert.deepEqual([await h.balance(aw.id), (await tipRow(toApprove.tipId)).status], [9500n, "held_for_review"], "paid, not recorded");
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([(await tipRow(toReject.tipId)).status, (await tipRow(toApprove.tipId)).status], ["held_for_review", "held_for_review"], "within their grace: left to the reviews under way");
+    h.clock.advance(REVIEW_CLAIM_GRACE_MS + 1);
+    await internal.reconcilePending({ limit: 100 });
+    const [rejected, approved] = [await tipRow(toReject.tipId), await tipRow(toApprove.tipId)];
+    assert.deepEqual([rejected.status, rejected.result_code, (await c2bRow(toReject.receipt)).resolution], ["failed", "review_rejected_reopened", "open"]);
+    assert.equal(approved.status, "succeeded");
+    assert.deepEqual([await h.balance(aw.id), await h.walletEntries(aw.id), await succeededEvents(toApprove.tipId)], [9500n, 1, 1], "paid once, announced once");
+    assert.deepEqual([await h.balance(rw.id), await entriesUnder(`${(await tipRow(toReject.tipId)).credit_key}:approved`)], [0n, 1], "nothing paid; the approval's key closed");
+    // Finished: a pass again touches neither.
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([await h.walletEntries(aw.id), await succeededEvents(toApprove.tipId)], [1, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an older replica's approval (in a rollout) whose release was posted before the trigger refused its record: the rejection is refused (the worker has the money), approving again settles the tip as approved without paying again, flagged for support", async () => {
+    await forgetEarlierTies();
+    const [w, coded] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(other.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for the other worker" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review");
+    const row = await lateSpentCallback(push.tipId, other.transId, push.payer);
+    // The older replica's approval: its wallet release (the entry as it built it), then its record, which the trigger refuses.
+    const split = approvedSplit({ charged_minor: BigInt(row.charged_minor), worker_receives_minor: BigInt(row.worker_receives_minor), received_minor: row.received_minor === null ? null : BigInt(row.received_minor) });
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `${row.credit_key}:approved`, receipt: row.mpesa_receipt ?? row.credit_key, recipient: { workerId: w.id }, ...split });
+    assert.equal((await oldReplicaRecord(push.tipId)).rowCount, 0, "not recorded");
+    assert.equal(await h.balance(w.id), 9500n, "the older replica's release posted");
+    const rejected = await reject(push.tipId, "matched already");
+    assert.ok(rejected instanceof ConnectError && rejected.code === Code.FailedPrecondition && /approve it again/.test(rejected.rawMessage), String(rejected));
+    // Before, refused too (its receipt's money spent): the tip held for good, settled by hand.
+    const settled = await approve(push.tipId, "the older replica paid it");
+    assert.ok(!(settled instanceof Error), String(settled));
+    assert.equal(settled.status, TipStatus.SUCCEEDED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(push.tipId), await h.balance(coded.id)], [9500n, 1, 1, 9500n], "recorded as paid, never paid again");
+    assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins at once, one approving and one rejecting the same tip, the wallet stalled on the approval's key: one decision wins, the money moves once or not at all, the other is refused", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await tipRow(held.tipId);
+    const wallet = await stallApprovals([held.tipId]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [approve(held.tipId, "two payments"), reject(held.tipId, "the same payment")];
+      const answered = both.map(settledValue);
+      // Both wait for the wallet (the approval's release, the rejection's close of the same key), or the approval was
+      // refused at once (the rejection claimed first) and the rejection waits.
+      await eventually(async () => (await wallet.blocked()) + answered.filter((a) => a()).length >= 2, "both under way or answered");
+    } finally {
+      await wallet.release();
+    }
+    const [approval, rejection] = await Promise.all(both);
+    const refused = [approval, rejection].filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition, String([approval, rejection]));
+    const status = (await tipRow(held.tipId)).status;
+    assert.equal(status, approval instanceof ConnectError ? "failed" : "succeeded", "the tip as the answer that went through says");
+    assert.deepEqual([await h.balance(w.id), await entriesUnder(`${row.credit_key}:approved`)], [status === "succeeded" ? 9500n : 0n, 1]);
+    assert.equal(await succeededEvents(held.tipId), status === "succeeded" ? 1 : 0);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two admins rejecting a tip at once, the wallet stalled on its spent hold's reversal: reversed once, recorded failed once, the other told it was reviewed meanwhile", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const row = await lateSpentCallback(held.tipId, held.refunded, held.payer);
+    const clearingBefore = await systemBalance(AccountKind.MPESA_CLEARING);
+    const wallet = await stallKeys([`${row.credit_key}:spent`]);
+    let both: Promise<unknown>[] = [];
+    try {
+      both = [reject(held.tipId, "first"), reject(held.tipId, "second")];
+      await wallet.waiting(2);
+    } finally {
+      await wallet.release();
+    }
+    const answers = await Promise.all(both);
+    const ok = answers.filter((a) => !(a instanceof Error)) as { status: TipStatus; resultCode: string }[];
+    const refused = answers.filter((a) => a instanceof ConnectError) as ConnectError[];
+    assert.deepEqual(ok.map((t) => [t.status, t.resultCode]), [[TipStatus.FAILED, "refunded"]], String(answers));
+    assert.ok(refused.length === 1 && refused[0].code === Code.FailedPrecondition && /reviewed meanwhile/.test(refused[0].rawMessage), String(refused[0]));
+    assert.equal(await entriesUnder(`${row.credit_key}:spent`), 1);
+    assert.equal(await systemBalance(AccountKind.MPESA_CLEARING), clearingBefore + 10000n, "the hold's amount back in clearing, once");
+    assert.deepEqual([await h.balance(w.id), await succeededEvents(held.tipId)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
   });
 });

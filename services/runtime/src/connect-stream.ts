@@ -87,8 +87,10 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, invok
       const data = format === "binary" ? toBinary(spec.method.output, r.value as Message) : jsonAnswer(spec.method.output, r.value as Message);
       const bytes = await envelope(0, data);
       head();
-      if (!(await takenInTime(exchange.write(bytes), call.signal))) {
-        // Its deadline passed with the client's window full: its end cannot follow the part unsent.
+      // Undefined in the usual case, the client's window open: no promise, listener nor race per message.
+      const taken = exchange.write(bytes);
+      // Past its deadline (a handler that yields late, or the client's window full): its end cannot follow the part unsent.
+      if (call.signal.aborted || (taken && !(await takenInTime(taken, call.signal)))) {
         await output.return?.();
         call.fail(call.signal.reason);
         if (!exchange.closed) exchange.reset();
@@ -114,7 +116,6 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, invok
  * host gone silent) holds the handler until the deadline, never longer: nothing else ends the call then.
  */
 async function takenInTime(write: Promise<void>, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return false; // a handler that yields past its deadline: its answer is over
   let onAbort!: () => void;
   const aborted = new Promise<false>((resolve) => signal.addEventListener("abort", (onAbort = () => resolve(false)), { once: true }));
   try {

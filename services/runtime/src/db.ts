@@ -713,9 +713,22 @@ async function readMigrations(dir: string, prefix: string): Promise<Migration[]>
  */
 const MIGRATE_LOCK_RETRY_MS = 100;
 
+/**
+ * A start waiting on another session's migrations says so once it has waited this long (a brief
+ * wait, two services starting together, is no news), then once a minute.
+ */
+const MIGRATE_LOCK_QUIET_MS = 5_000;
+const MIGRATE_LOCK_LOG_MS = 60_000;
+
 /** Takes the session's advisory lock `key`, holding no snapshot while another session has it. */
-async function lockMigrations(client: pg.PoolClient, key: string): Promise<void> {
+async function lockMigrations(client: pg.PoolClient, key: string, schema: string, logger?: Logger): Promise<void> {
+  const since = Date.now();
+  let loggedAt = since - MIGRATE_LOCK_LOG_MS + MIGRATE_LOCK_QUIET_MS;
   while (!(await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS locked", [key])).rows[0].locked) {
+    if (Date.now() - loggedAt >= MIGRATE_LOCK_LOG_MS) {
+      loggedAt = Date.now();
+      logger?.warn({ schema, waitedMs: loggedAt - since }, `waiting for another session's migrations of ${schema} to end (its advisory lock ${key})`);
+    }
     await new Promise((resolve) => setTimeout(resolve, MIGRATE_LOCK_RETRY_MS));
   }
 }
@@ -757,7 +770,7 @@ export async function migrate(pool: Pool, schema: string, dir: string | undefine
   const client = await pool.connect();
   const applied: string[] = [];
   try {
-    await lockMigrations(client, `ttip.migrate.${schema}`);
+    await lockMigrations(client, `ttip.migrate.${schema}`, schema, logger);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (

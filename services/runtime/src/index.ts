@@ -37,6 +37,7 @@ export * from "./peers.js";
 export * from "./upstream.js";
 export * from "./uuid.js";
 export * from "./phone.js";
+export * from "./protobuf-writer.js";
 export * from "./reflection.js";
 export * from "./partner-usage.js";
 export * from "./revocations.js";

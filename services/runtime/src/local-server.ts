@@ -184,6 +184,21 @@ function contextFor(context: HandlerContext, req: UnaryRequest | StreamRequest):
 const unaryContextKey = createContextKey<HandlerContext | undefined>(undefined, { description: "unary call's handler context" });
 
 /**
+ * The call's handler context on the request the chain starts with, too: an interceptor may hand on
+ * new context values (`{ ...req, contextValues }`), and a spread keeps this own field. One that
+ * rebuilds the request from its fields keeps the values instead; only one doing both loses the call.
+ */
+const HANDLER_CONTEXT = Symbol("the call's handler context");
+type CarriesContext = { [HANDLER_CONTEXT]?: HandlerContext };
+
+/** The handler context of the call `req` belongs to: in its values, else on the request. */
+function callContext(req: UnaryRequest | StreamRequest, key: ContextKey<HandlerContext | undefined>): HandlerContext {
+  const context = req.contextValues.get(key) ?? (req as CarriesContext)[HANDLER_CONTEXT];
+  if (!context) throw new ConnectError("an interceptor handed on a request with neither the call's context values nor its other fields", Code.Internal);
+  return context;
+}
+
+/**
  * A unary answer with the context's headers and trailers. Every field is its
  * own: an interceptor that copies the answer (`{ ...res }`, as connect's
  * contract allows) keeps them all, the trailers too.
@@ -222,8 +237,7 @@ export type UnaryInvoker = (context: HandlerContext, message: Message) => Promis
 export function unaryInvoker(spec: Extract<DirectSpec, { kind: "unary" }>, interceptors: Interceptor[]): UnaryInvoker {
   const { method } = spec;
   const handler: UnaryFn = async (req) => {
-    const context = req.contextValues.get(unaryContextKey);
-    if (!context) throw new ConnectError("an interceptor replaced the call's context values", Code.Internal);
+    const context = callContext(req, unaryContextKey);
     // create() returns a message of the output type as it is (connect's normalize).
     return new UnaryAnswer(context, create(method.output, await spec.impl(req.message as never, contextFor(context, req))));
   };
@@ -231,7 +245,7 @@ export function unaryInvoker(spec: Extract<DirectSpec, { kind: "unary" }>, inter
   return async (context, message) => {
     const { requestMethod, url, signal, requestHeader: header, values: contextValues } = context;
     contextValues.set(unaryContextKey, context);
-    const res = await chain({ stream: false, message, method, requestMethod, url, signal, header, service: method.parent, contextValues } as UnaryRequest);
+    const res = await chain({ stream: false, message, method, requestMethod, url, signal, header, service: method.parent, contextValues, [HANDLER_CONTEXT]: context } as UnaryRequest);
     return answerOf(res, context);
   };
 }
@@ -255,8 +269,7 @@ export type StreamInvoker = (context: HandlerContext, input: AsyncIterable<Messa
 export function streamInvoker(spec: Extract<DirectSpec, { kind: "server_streaming" }>, interceptors: Interceptor[]): StreamInvoker {
   const { method } = spec;
   const handler = async (req: StreamRequest): Promise<StreamResponse> => {
-    const context = req.contextValues.get(streamContextKey);
-    if (!context) throw new ConnectError("an interceptor replaced the call's context values", Code.Internal);
+    const context = callContext(req, streamContextKey);
     const input = await singleMessage(req.message);
     const output = spec.impl(input as never, contextFor(context, req)) as AsyncIterable<unknown>;
     return { stream: true, service: method.parent, method, header: context.responseHeader, trailer: context.responseTrailer, message: normalized(method.output, output) };
@@ -265,7 +278,7 @@ export function streamInvoker(spec: Extract<DirectSpec, { kind: "server_streamin
   return async function* (context, input) {
     const { requestMethod, url, signal, requestHeader: header, values: contextValues } = context;
     contextValues.set(streamContextKey, context);
-    const res = await chain({ stream: true, message: input, method, requestMethod, url, signal, header, service: method.parent, contextValues } as StreamRequest);
+    const res = await chain({ stream: true, message: input, method, requestMethod, url, signal, header, service: method.parent, contextValues, [HANDLER_CONTEXT]: context } as StreamRequest);
     copyHeaders(res.header, context.responseHeader);
     yield* res.message as AsyncIterable<Message>;
     copyHeaders(res.trailer, context.responseTrailer);

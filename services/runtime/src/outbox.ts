@@ -325,6 +325,10 @@ export class OutboxRelay {
         this.buildingPid = pid;
         // An interrupted build's invalid index: IF NOT EXISTS would keep it as it is.
         if (rows[0].valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
+        // A stop's cancel that came between the two statements found none running (PostgreSQL drops it):
+        // the build would run whole. The next start makes the index. Checked in the same turn as the
+        // create is sent, so a stop after this cancels the create itself.
+        if (this.stopped) return;
         await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${UNPUBLISHED_INDEX} ON ${ident(schema)}.outbox (seq) WHERE published_at IS NULL`);
       } finally {
         this.buildingPid = undefined;

@@ -43,8 +43,12 @@ export interface PartsExchange extends RpcExchange {
   readonly inParts?: boolean;
   /** Starts the answer: its head goes out with the first part or the end. */
   writeHead(status: number, headers: Record<string, string>): void;
-  /** A part; resolves once the client may take more (its flow control: a slow reader holds the writer, not this process's memory). */
-  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * A part. Undefined when the client may take more at once (no promise made per message); else a
+   * promise that resolves once it may (its flow control: a slow reader holds the writer, not this
+   * process's memory).
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined;
   /** The last part: the answer is complete. */
   end(chunk: Uint8Array): void;
   /** Gives up on the answer: the client's read fails INTERNAL, never reads as an answer cut short. */
@@ -179,17 +183,18 @@ export class StreamExchange implements PartsExchange {
    * follows in the same turn, most often the stream's end after its last
    * message, leaves in the same DATA frame and socket write: written at once,
    * the end waited for the message's write to complete and took a second
-   * write, its END_STREAM at times a third. Resolves at once unless the stream
-   * took less than it was given (HTTP/2's flow control: a slow reader holds
-   * the writer, not this process's memory); then when it takes more, or is closed.
+   * write, its END_STREAM at times a third. Undefined unless the stream took
+   * less than it was given (HTTP/2's flow control: a slow reader holds the
+   * writer, not this process's memory); then a promise that resolves when it
+   * takes more, or is closed.
    */
-  write(chunk: Uint8Array): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.closed) return undefined;
     this.held.push(chunk);
     this.heldBytes += chunk.byteLength;
     if (this.heldBytes >= HELD_MAX_BYTES) this.flush();
     else this.flushing ??= setImmediate(this.flushNow);
-    return this.drained ?? Promise.resolve();
+    return this.drained;
   }
 
   /** The answer's last part, with the parts still held. */

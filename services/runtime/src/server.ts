@@ -218,7 +218,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0, limits.idleMs);
   // Our own processes' unary calls in frames (frames.ts), counted for the drain as HTTP/2's streams.
   const frames = frameServer({ serve: adapter.serveRpc, track: (exchange) => inFlight.track({ once: (_event, listener) => exchange.onClose(listener) }), maxAgeMs: options.maxConnectionAgeMs ?? 0, idleTimeoutMs: limits.idleMs });
-  const { listener, sockets } = connectionListener(h1, h2, frames, options.frames ?? true, limits);
+  const { listener, sockets, unrouted } = connectionListener(h1, h2, frames, options.frames ?? true, limits);
 
   await listenOn(listener, options);
   const port = (listener.address() as net.AddressInfo).port;
@@ -226,7 +226,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
 
   let closing: Promise<void> | undefined;
-  const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, frames, sockets, inFlight }));
+  const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, frames, sockets, unrouted, inFlight }));
   return { port, url: `http://${host}:${port}`, health, local: adapter.local, close };
 }
 
@@ -409,7 +409,7 @@ function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Fram
     socket.once("close", () => unrouted.delete(socket));
     routeConnection(socket, { h1, h2, frames, acceptFrames, firstBytesMs: limits.firstBytesMs, routed: () => unrouted.delete(socket) });
   });
-  return { listener, sockets };
+  return { listener, sockets, unrouted };
 }
 
 /**
@@ -419,16 +419,19 @@ function connectionListener(h1: http.Server, h2: http2.Http2Server, frames: Fram
  */
 async function drainAndClose(
   options: ServerOptions,
-  server: { health: HealthStatus; listener: net.Server; h1: http.Server; sessions: Set<http2.ServerHttp2Session>; frames: Frames; sockets: Set<net.Socket>; inFlight: InFlightRequests },
+  server: { health: HealthStatus; listener: net.Server; h1: http.Server; sessions: Set<http2.ServerHttp2Session>; frames: Frames; sockets: Set<net.Socket>; unrouted: Set<net.Socket>; inFlight: InFlightRequests },
 ): Promise<void> {
   const { logger } = options;
-  const { health, listener, h1, sessions, frames, sockets, inFlight } = server;
+  const { health, listener, h1, sessions, frames, sockets, unrouted, inFlight } = server;
   health.shutdown();
   if (options.drainDelayMs) {
     logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
     await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
   }
   listener.close();
+  // Connections that have not told their protocol hold no call and no answer: nothing to wait for.
+  // Ended now, none is handed to a server after the GOAWAY below (it would go on taking calls).
+  for (const socket of unrouted) socket.destroy();
   for (const session of sessions) session.close(); // GOAWAY: open streams may finish
   frames.goAway(); // the same for calls in frames
   h1.close(); // its idle keep-alive connections, and its timeouts' check

@@ -16,7 +16,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { BY_HTTP2, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, STREAM_WINDOW_BYTES, type FrameOutcome } from "../src/frames.js";
+import { BY_HTTP2, CorkedWriter, FrameLink, FrameReset, frameServer, FRAMES_PREFACE, STREAM_WINDOW_BYTES, type FrameOutcome } from "../src/frames.js";
 import { internalTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -579,6 +579,31 @@ test("a streamed call answered whole (RESPONSE: a check's refusal, say) larger t
   } finally {
     link.close();
     frames.goAway();
+    await new Promise((resolve) => listener.close(resolve));
+  }
+});
+
+test("frames written in several tasks of one turn (answers finishing on replies of their own) go out in one write", async () => {
+  const listener = net.createServer((socket) => socket.resume());
+  listener.listen(0, "127.0.0.1");
+  await once(listener, "listening");
+  const socket = net.connect((listener.address() as AddressInfo).port, "127.0.0.1");
+  await once(socket, "connect");
+  // Each _write or _writev is one system call that wakes the other side.
+  let writes = 0;
+  const counted = socket as unknown as { _write: (...a: unknown[]) => unknown; _writev: (...a: unknown[]) => unknown };
+  for (const name of ["_write", "_writev"] as const) {
+    const original = counted[name].bind(socket);
+    counted[name] = (...args: unknown[]) => (writes++, original(...args));
+  }
+  try {
+    const writer = new CorkedWriter(socket);
+    // Three timers due together run in one turn, each a task of its own (as three sockets' replies read in one poll).
+    await Promise.all([1, 2, 3].map((n) => new Promise<void>((resolve) => setTimeout(() => (writer.write([Buffer.from([n]), Buffer.from("frame")]), resolve()), 0))));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(writes, 1);
+  } finally {
+    socket.destroy();
     await new Promise((resolve) => listener.close(resolve));
   }
 });

@@ -8,7 +8,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { migrate } from "../src/db.js";
 import type { Logger } from "../src/log.js";
-import { createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
+import { captureLogger, createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
 let dir: string;
@@ -86,5 +86,21 @@ test("by default a file waits for a lock a second a try (a table's writers queue
     assert.deepEqual((await db.pool.query("SELECT lock_timeout FROM default_wait.seen")).rows, [{ lock_timeout: "1s" }]);
   } finally {
     await rm(own, { recursive: true, force: true });
+  }
+});
+
+test("a start waiting for another session's migrations of its schema says so in its log, and goes on once they end", async () => {
+  const { logger, records } = captureLogger("info");
+  const holder = await db.pool.connect();
+  try {
+    await holder.query("SELECT pg_advisory_lock(hashtext('ttip.migrate.migrating_elsewhere'))");
+    const migrating = migrate(db.pool, "migrating_elsewhere", undefined, logger);
+    const waiting = await eventually("a line saying it waits", () => records().find((r) => /waiting for another session's migrations of migrating_elsewhere/.test(String(r.msg))));
+    assert.equal(waiting.level, "warn");
+    await holder.query("SELECT pg_advisory_unlock(hashtext('ttip.migrate.migrating_elsewhere'))");
+    assert.ok((await migrating).length > 0, "the runtime's migrations applied once the lock was let go");
+  } finally {
+    await holder.query("SELECT pg_advisory_unlock_all()");
+    holder.release();
   }
 });

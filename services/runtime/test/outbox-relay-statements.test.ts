@@ -408,3 +408,65 @@ test("a stop during the index build on a pool of one connection (embedded mode's
     else void one.end();
   }
 });
+
+test("a stop that comes while the index build is between its drop of the invalid index and its create does not wait for the create: none is started", async () => {
+  const keeping = await poolKeeping("on");
+  await keeping.end();
+  const pool = createPool(db.url, { max: 3 });
+  const blocker = await db.pool.connect();
+  const schema = "outbox_build_stop";
+  // The build's drop of the invalid index holds its answer until the test lets it go.
+  let dropped!: () => void;
+  const droppedOnce = new Promise<void>((resolve) => (dropped = resolve));
+  let letGo!: () => void;
+  const gate = new Promise<void>((resolve) => (letGo = resolve));
+  pool.on("acquire", (client) => {
+    const c = client as unknown as { query: (text: unknown, values?: unknown) => Promise<unknown>; held?: true };
+    if (c.held) return;
+    c.held = true;
+    const query = c.query.bind(client);
+    c.query = (text, values) =>
+      typeof text === "string" && text.startsWith("DROP INDEX CONCURRENTLY") ? query(text, values).then(async (r) => (dropped(), await gate, r)) : query(text, values);
+  });
+  let cancelSent = false;
+  const poolQuery = pool.query.bind(pool) as (text: unknown, values?: unknown) => Promise<unknown>;
+  (pool as unknown as { query: typeof poolQuery }).query = (text, values) =>
+    typeof text === "string" && text.includes("pg_cancel_backend") ? poolQuery(text, values).finally(() => (cancelSent = true)) : poolQuery(text, values);
+  const building = () => db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_progress_create_index WHERE relid = $1::regclass", [`${schema}.outbox`]).then((r) => r.rows[0].n);
+  const index = () => db.pool.query<{ valid: boolean }>("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)", [`${schema}.outbox_unpublished`]).then((r) => r.rows);
+  const bus = { publish: async () => undefined } as unknown as EventBus;
+  let stopped = false;
+  try {
+    await migrate(pool, schema, undefined);
+    // An interrupted build's invalid index, which the relay drops before making it again.
+    await pool.query(`DROP INDEX ${schema}.outbox_unpublished`);
+    for (const id of [randomUUID(), randomUUID()]) await writeOutbox(pool, schema, { id, subject: "ttip.x.same", data: new Uint8Array([1]) });
+    await assert.rejects(pool.query(`CREATE UNIQUE INDEX CONCURRENTLY outbox_unpublished ON ${schema}.outbox (subject) WHERE published_at IS NULL`), /could not create unique index/);
+    const relay = new OutboxRelay({ pool, schema, bus, logger });
+    assert.equal(await relay.flush(), 2);
+    await droppedOnce;
+    // An open transaction that wrote to the outbox: a create started now would wait for it to end.
+    await blocker.query("BEGIN");
+    await blocker.query(`INSERT INTO ${schema}.outbox (event_id, subject, payload) VALUES (gen_random_uuid(), 'ttip.x.y', '\\x00')`);
+    const stopping = relay.stop().then(() => (stopped = true));
+    // Its cancel reaches a session between two statements, where PostgreSQL drops a cancel.
+    await eventually("stop's cancel sent", () => cancelSent);
+    letGo();
+    await eventually("the relay stopped while the open transaction is still open", () => stopped);
+    await stopping;
+    assert.equal(await building(), 0, "no build was started after the stop");
+    assert.deepEqual(await index(), [], "the invalid index dropped, none made: the next start makes it");
+    await blocker.query("ROLLBACK");
+    const next = new OutboxRelay({ pool, schema, bus, logger });
+    await writeOutbox(pool, schema, { id: randomUUID(), subject: "ttip.x.y", data: new Uint8Array([2]) });
+    assert.equal(await next.flush(), 1);
+    await eventually("the next start makes it, valid", async () => (await index())[0]?.valid);
+    await next.stop();
+  } finally {
+    letGo();
+    await blocker.query("ROLLBACK").catch(() => undefined);
+    blocker.release();
+    if (stopped) await pool.end();
+    else void pool.end();
+  }
+});

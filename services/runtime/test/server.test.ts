@@ -208,6 +208,49 @@ test("a drain does not cut a connection while the answer of its last call is sti
   }
 });
 
+test("a drain ends at once a connection that never sent a byte: it holds no call, so neither the calls in flight nor the drain's grace wait on it", async () => {
+  let release = () => {};
+  let started = () => {};
+  const inHandler = new Promise<void>((resolve) => (started = resolve));
+  const { logger, records } = captureLogger("info");
+  const server = await startServer({
+    name: "silent",
+    logger,
+    metrics: new Metrics(),
+    services: [QrService],
+    drainTimeoutMs: 60_000,
+    routes: (router) =>
+      router.service(QrService, {
+        getQrCode: async (req) => {
+          started();
+          await new Promise<void>((resolve) => (release = resolve));
+          return { qrCode: { qrCodeId: req.qrCodeId } };
+        },
+      }),
+  });
+  // Connected before the call's connection, so accepted before its call runs; it sends nothing.
+  const silent = net.connect(server.port, "127.0.0.1");
+  silent.on("error", () => undefined);
+  let silentClosed = false;
+  silent.once("close", () => (silentClosed = true));
+  await once(silent, "connect");
+  const id = "00000000-0000-4000-8000-000000000000";
+  try {
+    const answer = createClient(QrService, createGrpcTransport({ baseUrl: server.url })).getQrCode({ qrCodeId: id });
+    await inHandler;
+    const closed = server.close();
+    await eventually("the silent connection ended while the call is still in flight", () => silentClosed);
+    release();
+    assert.equal((await answer).qrCode?.qrCodeId, id);
+    await closed;
+    assert.deepEqual(records().filter((r) => /cutting connections/.test(String(r.msg))), [], "no connection was left to cut after the grace");
+  } finally {
+    release();
+    silent.destroy();
+    await server.close();
+  }
+});
+
 /** Whether a TCP connection to `port` on loopback is refused (true) or accepted (false, and closed at once). */
 function connectionRefused(port: number): Promise<boolean> {
   return new Promise<boolean>((resolve) => {

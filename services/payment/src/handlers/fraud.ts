@@ -1,22 +1,19 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, emitEvent, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
-import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
-import { approvalKey, claimApproval, payApproval } from "../approvals.js";
-import { closeMatchBeforeReopen, lockFundingReceipt, rejectedAsSpent, reopenFundingPayment, reverseSpentHold, spentReceiptOf } from "../c2b.js";
-import { kes } from "../money.js";
+import { claimApproval, finishApproval, settleOlderApproval } from "../approvals.js";
+import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
-import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
+import { fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
-import { endHeldTip, tipOf } from "../stores/tips.js";
+import type { Reviewer } from "../stores/review-claims.js";
+import { tipOf } from "../stores/tips.js";
 import type { TipRow } from "../tips.js";
-import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
+import { loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -63,7 +60,8 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         target: `tip:${tip.tip_id}`, userId: tip.worker_id ?? undefined, detail: req.note,
       });
     if (tip.method === "card") return { tip: tipMessage(tipOf(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record)), locale(ctx)) };
-    const ended = req.approve ? await approveHeldTip(h, tip.tip_id, admin.subject, req.note, record) : await rejectHeldTip(h, tip, admin.subject, req.note, record);
+    const by = { admin: admin.subject, note: req.note, record };
+    const ended = req.approve ? await approveHeldTip(h, tip.tip_id, by) : await rejectHeldTip(h, tip, by);
     if (!ended) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
     deps.changes.announce(tip.tip_id);
     if (req.approve) runAfterCredit(deps, ended);
@@ -71,53 +69,19 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
   };
 }
 
-type AuditRecord = (tx: Queryable) => Promise<unknown>;
-
 /**
  * A held M-Pesa tip's approval (approvals.ts): claimed, paid by the wallet outside any transaction, then
  * recorded. Undefined when the tip is no longer held, or another approval recorded it first.
  */
-async function approveHeldTip(h: PaymentHandlerContext, tipId: string, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
-  const { deps, pool } = h;
-  const claimed = await claimApproval(pool, tipId);
-  if (!claimed) return undefined;
-  await payApproval(deps, claimed);
-  return withTransaction(pool, async (tx) => {
-    const t = await endHeldTip(tx, tipId, { approve: true, resultMessage: resultMessage("0"), workerMinor: approvedSplit(claimed.tip).workerMinor });
-    if (!t) return undefined;
-    await closeTipAlerts(tx, tipId, "approved", admin, note);
-    await record(tx);
-    await emitTipSucceeded(tx, t);
-    return t;
-  });
+async function approveHeldTip(h: PaymentHandlerContext, tipId: string, by: Reviewer): Promise<TipRow | undefined> {
+  const claimed = await claimApproval(h.deps, tipId, by).catch((refusal: unknown) => settleOlderApproval(h.deps, tipId, by, refusal));
+  return claimed && finishApproval(h.deps, claimed);
 }
 
-/** A held M-Pesa tip's rejection: its approval's key closed first, so that an approval on its way cannot pay. */
-async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, admin: string, note: string, record: AuditRecord): Promise<TipRow | undefined> {
-  const { deps, pool } = h;
-  await deps.ledger.closeApproval(approvalKey(tip), { cause: { case: "mpesaReceipt", value: tip.mpesa_receipt ?? tip.credit_key! } });
-  // A paybill payment parked in suspense funding it: its match key closed too (an approval that failed part way
-  // may have closed it), so that the payment reopened below is matched under a key nothing holds.
-  const closedRound = await closeMatchBeforeReopen(deps, tip);
-  return withTransaction(pool, async (tx) => {
-    await lockFundingReceipt(tx, tip);
-    const t = await endHeldTip(tx, tip.tip_id, { approve: false, resultMessage: resultMessage("review_rejected"), workerMinor: approvedSplit(tip).workerMinor });
-    if (!t) return undefined;
-    await closeTipAlerts(tx, tip.tip_id, "rejected", admin, note);
-    await record(tx);
-    // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
-    // Else its receipt's money spent, read from the row as ended (under its lock): a late callback's receipt counts.
-    const spent = await spentReceiptOf(tx, t);
-    const reopened = await reopenFundingPayment(tx, t, closedRound);
-    // Spent: the hold's suspense money, taken from clearing for a second payment that never came, goes back (c2b.ts).
-    if (!reopened && spent) await reverseSpentHold(deps, t);
-    const ended = reopened ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
-    await emitEvent(tx, "payment", TipFailedSchema, {
-      tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
-      resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
-    }, ended.tip_id);
-    return ended;
-  });
+/** A held M-Pesa tip's rejection (rejections.ts): claimed, its wallet calls outside any transaction, then recorded. */
+async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, by: Reviewer): Promise<TipRow | undefined> {
+  const claimed = await claimRejection(h.deps, tip, by);
+  return claimed && finishRejection(h.deps, claimed);
 }
 
 function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {

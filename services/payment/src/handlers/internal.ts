@@ -5,6 +5,7 @@ import { reconcileCardBalance } from "../cards/reconcile.js";
 import { reconcileCardTips } from "../cards/tips.js";
 import { reconcilePayouts } from "../payouts.js";
 import { tipById } from "../stores/tips.js";
+import { resumeReviewClaims } from "../review-resumer.js";
 import { reconcileTips } from "../tips.js";
 import { type PaymentHandlerContext } from "./context.js";
 
@@ -25,6 +26,7 @@ function reconcilePendingHandler(h: PaymentHandlerContext): Impl["reconcilePendi
     const counts = await reconcileTips(deps, req.limit);
     await reconcilePayouts(deps, req.limit);
     const cards = await reconcileCardTips(deps, req.limit);
+    await resumeReviewClaims(deps, req.limit);
     counts.queried += cards.checked;
     counts.settled += cards.settled;
     return counts;

@@ -169,7 +169,7 @@ export interface ReviewOutcome {
 export async function endHeldTip(tx: Queryable, tipId: string, o: ReviewOutcome): Promise<TipRow | undefined> {
   const { rows } = await tx.query<TipRow>(
     `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
-       result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END
+       result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END, review_claimed_at = NULL
       WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
     [tipId, o.approve ? "succeeded" : "failed", o.approve, o.resultMessage, o.workerMinor],
   );

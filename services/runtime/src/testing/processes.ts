@@ -18,6 +18,8 @@ export interface ProcessOptions {
    * environment is exactly what its Deployment says (no NODE_ENV=test, no NODE_TEST_CONTEXT).
    */
   cleanEnv?: boolean;
+  /** Told what the process writes (stdout and stderr), all of it: `logs` keeps the last 8 000 characters only. */
+  onOutput?: (text: string) => void;
 }
 
 /**
@@ -65,7 +67,7 @@ export class PlatformProcess {
     this.output = "";
     // A compiled entry (the image's bundle) runs as the image runs it; source as this process loads it.
     const compiled = /\.m?js$/.test(this.entry);
-    const args = [...PLATFORM_NODE_FLAGS, ...(compiled ? ["--enable-source-maps", this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
+    const args = [...PLATFORM_NODE_FLAGS, ...(compiled ? [this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
     const env: Record<string, string | undefined> = this.options.cleanEnv
       ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
       : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" };
@@ -73,7 +75,10 @@ export class PlatformProcess {
     if (compiled) delete env.NODE_COMPILE_CACHE;
     const child = spawn(process.execPath, args, { env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
-    const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000));
+    const keep = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-8000);
+      this.options.onOutput?.(d.toString());
+    };
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
     const health = createClient(Health, createGrpcTransport({ baseUrl: this.url }));
