@@ -24,8 +24,8 @@ function sentBefore(err: unknown): unknown {
 }
 
 /**
- * Sends owed receipts by SMS to the number that paid and by e-mail to the address the
- * customer gave (if any), oldest first (or only
+ * Sends owed receipts (payment.receipts' rows: one sent is deleted, markSent) by SMS to the
+ * number that paid and by e-mail to the address the customer gave (if any), oldest first (or only
  * `tipId`'s). The notification service dedupes on the key, so a send repeated
  * after a crash or by two replicas is one SMS. Failures stay owed and are
  * retried by the next reconciliation pass.
@@ -34,7 +34,7 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
   const { rows } = await deps.ctx.pool.query<OwedReceipt>(
     `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
-      WHERE r.sent_at IS NULL AND ($2::uuid IS NULL OR r.tip_id = $2)
+      WHERE $2::uuid IS NULL OR r.tip_id = $2
       ORDER BY r.created_at LIMIT $1`,
     [limit, tipId ?? null],
   );
@@ -165,7 +165,7 @@ interface SentMarks {
 const sentMarks = new WeakMap<Queryable, SentMarks>();
 
 /**
- * Marks a receipt sent, with others in one statement: one carrying them
+ * Marks a receipt sent (its row deleted: migration 0032), with others in one statement: one carrying them
  * (carryingSentMarks), else their own after MARK_SENT_WAIT_MS. Safe to lose in a
  * crash: the receipt stays owed, and its resend is deduped by notification on the key.
  */

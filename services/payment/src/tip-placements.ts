@@ -89,18 +89,19 @@ const placements = groupCommitPer((db: Queryable) => new GroupCommit<Placement, 
  * `acceptHolds` (the caller then stores the alerts in the same transaction:
  * `db` is that transaction, and the tip goes alone). Otherwise with the tips
  * of other calls placed meanwhile, in one statement. Answers the rules'
- * verdict and the row: the one inserted, or the one the key already had; none
- * when nothing went in (a refusal, a hold not accepted, or a concurrent call
- * with the same key inserted first).
+ * verdict and the row: the one inserted, or the one the key already had (a
+ * concurrent call's that inserted first, too, unless `acceptHolds`); none when
+ * nothing went in (a refusal, a hold not accepted, or with `acceptHolds` a
+ * concurrent call with the same key inserted first).
  */
 export async function placeTip(db: Queryable, p: Placement, acceptHolds: boolean): Promise<Placed> {
   if (acceptHolds) {
     const values = [...p.values];
     values[ACCEPT_HOLDS] = true;
-    return (await placeTips(db, [{ ...p, values }]))[0];
+    return (await placeTips(db, [{ ...p, values }], "on-conflict"))[0];
   }
   const out = await placements(db).add(p).catch(async (err: unknown): Promise<PlacedOrFailed> => {
-    if (err instanceof GroupCommitFull) return (await placeTips(db, [p]))[0];
+    if (err instanceof GroupCommitFull) return (await placeTipsAlone(db, [p]))[0];
     throw err;
   });
   if ("err" in out) throw out.err;
@@ -133,26 +134,55 @@ async function placeGroup(db: Queryable, items: Placement[]): Promise<PlacedOrFa
       now.push(x);
     }
     try {
-      const placed = await placeTips(db, now.map((x) => x.p));
+      const placed = await placeTipsAlone(db, now.map((x) => x.p));
       now.forEach((x, j) => (outs[x.i] = placed[j]));
     } catch (err) {
       if (now.length === 1) outs[now[0].i] = { err };
-      else await Promise.all(now.map((x) => placeTips(db, [x.p]).then(([placed]) => (outs[x.i] = placed), (e: unknown) => (outs[x.i] = { err: e }))));
+      else await Promise.all(now.map((x) => placeTipsAlone(db, [x.p]).then(([placed]) => (outs[x.i] = placed), (e: unknown) => (outs[x.i] = { err: e }))));
     }
     left = later;
   }
   return outs;
 }
 
-let placeSql: string | undefined;
+/**
+ * How a placement's insert claims its tips' keys. "plain": where no tip has the key in the statement's
+ * snapshot, a plain INSERT; a key that another transaction is inserting meanwhile waits for it, and if
+ * that one commits the statement fails (23505) having written nothing. "on-conflict": ON CONFLICT DO
+ * NOTHING, which never fails on a key, but whose speculative insertion writes a confirmation record per
+ * tip (WAL) and checks the key's index once more; for a caller's transaction, which a failure would abort.
+ */
+type KeyClaim = "plain" | "on-conflict";
+
+/** The error of a plain placement that lost a key to a tip committed while it waited on it: it wrote nothing. */
+function lostKeyRace(err: unknown): boolean {
+  const e = err as { code?: string; constraint?: string };
+  return e.code === "23505" && e.constraint === "tips_idempotency_key_key";
+}
+
+/**
+ * placeTips for a statement that is its own transaction: plainly, and when a key was lost to a
+ * concurrent placement (a CreateTip retried on another replica), again the ON CONFLICT way, whose fresh
+ * snapshot answers that placement's tip, as it would have answered the first time.
+ */
+async function placeTipsAlone(db: Queryable, group: Placement[]): Promise<Placed[]> {
+  try {
+    return await placeTips(db, group, "plain");
+  } catch (err) {
+    if (!lostKeyRace(err)) throw err;
+    return placeTips(db, group, "on-conflict");
+  }
+}
+
+const placeSql = new Map<KeyClaim, string>();
 
 /** The statement of placeTip for tips of one configuration, answered in their order. */
-async function placeTips(db: Queryable, group: Placement[]): Promise<Placed[]> {
+async function placeTips(db: Queryable, group: Placement[], claim: KeyClaim): Promise<Placed[]> {
   const n = PLACEMENT_COLUMNS.length;
   // The rules' limits and the deadline, the statement's own parameters after the rows' columns.
   const [windowMs, ruleLimitSeconds, pinLimit, phoneLimit, workerLimit, deadlineMs] = [1, 2, 3, 4, 5, 6].map((i) => `$${n + i}`);
   const holds = `(${judgedRulesFire("hold", "j")} OR j.request_holds)`;
-  placeSql ??= `WITH q AS (
+  const sql = placeSql.get(claim) ?? `WITH q AS (
        SELECT * FROM ${opaqueUnnest(PLACEMENT_COLUMNS.map(([, type]) => type))} AS q(${PLACEMENT_COLUMNS.map(([name]) => name).join(", ")})),
      j AS MATERIALIZED (
        SELECT ${PLACEMENT_COLUMNS.map(([name]) => `q.${name}`).join(", ")}, ${tipFactsColumns("f")}, f.existing_tip_id FROM q CROSS JOIN LATERAL ${tipJudgedSubquery({ phone: "q.phone", worker: "q.worker_id", windowMs, idempotencyKey: "q.idempotency_key",
@@ -168,16 +198,17 @@ async function placeTips(db: Queryable, group: Placement[]): Promise<Placed[]> {
          FROM j
         WHERE j.existing_tip_id IS NULL AND NOT ${judgedRulesFire("refuse", "j")} AND NOT j.request_refuses AND (j.accept_holds OR NOT ${holds})
           AND NOT COALESCE(j.charged_minor::text = ANY (j.limited_charged), false)
-       ON CONFLICT (idempotency_key) DO NOTHING RETURNING ${TIP_COLUMNS}),
+       ${claim === "on-conflict" ? "ON CONFLICT (idempotency_key) DO NOTHING " : ""}RETURNING ${TIP_COLUMNS}),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT j.event_id, j.event_subject, j.event_payload, j.traceparent FROM j JOIN tip USING (tip_id))
      SELECT j.tip_id AS placement, ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
        FROM j LEFT JOIN LATERAL (SELECT ${TIP_COLUMNS} FROM tip WHERE tip.tip_id = j.tip_id
                                  UNION ALL SELECT ${TIP_COLUMNS} FROM payment.tips e WHERE e.idempotency_key = j.idempotency_key) t ON true`;
+  placeSql.set(claim, sql);
   // Sorted by key: two replicas' groups meet each other's keys in the same order.
   const sorted = sortedByKey(group, (p) => p.t.idempotencyKey);
   const { config } = group[0].terms;
-  const { rows } = await db.query<TipFacts & TipRow & { placement: string }>(placeSql, [
+  const { rows } = await db.query<TipFacts & TipRow & { placement: string }>(sql, [
     ...PLACEMENT_COLUMNS.map((_, c) => sorted.map((p) => p.values[c])),
     config.fraud.windowMs, RULE_LIMIT_WINDOW_SECONDS, config.fraud.pinFailures, config.fraud.phonePerWindow, config.fraud.workerPerWindow, config.stkDeadlineMs,
   ]);

@@ -8,6 +8,9 @@
 // with a plan that read payment.receipts whole on every call (an empty list's too).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, mock, test } from "node:test";
 import { migrate, type Queryable } from "@ttip/runtime";
@@ -68,7 +71,7 @@ describe("receipts marked sent, on a grown payment.receipts, by the generic plan
   }
 
   const sentOf = async (tipIds: string[]) =>
-    (await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [tipIds])).rows
+    (await db.pool.query<{ tip_id: string }>("SELECT t AS tip_id FROM unnest($1::uuid[]) AS t WHERE NOT EXISTS (SELECT 1 FROM payment.receipts r WHERE r.tip_id = t)", [tipIds])).rows
       .map((r) => r.tip_id).sort();
 
   test("carried by credit recordings and CheckoutRequestIDs, with marks and without, and alone: payment.receipts read by its key only", async () => {
@@ -113,6 +116,38 @@ describe("receipts marked sent, on a grown payment.receipts, by the generic plan
       mock.timers.reset();
       await client.query("ROLLBACK").catch(() => undefined);
       client.release();
+    }
+  });
+});
+
+describe("receipts sent deleted (migrations 0032, 0033), on a live payment.receipts with rows", () => {
+  test("the receipts marked sent before are deleted, those owed kept, receipts_unsent dropped; a mark then deletes its receipt", async () => {
+    const db = await createTestDatabase();
+    const dir = fileURLToPath(new URL("../migrations", import.meta.url));
+    const before = await mkdtemp(path.join(tmpdir(), "payment-migrations-"));
+    try {
+      // The schema as it was before: every file up to 0031, and receipts owed and sent in it.
+      for (const name of (await readdir(dir)).filter((n) => n < "0032")) await copyFile(path.join(dir, name), path.join(before, name));
+      await migrate(db.pool, "payment", before);
+      const { rows: tips } = await db.pool.query<{ tip_id: string }>(
+        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+           phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt, credit_key, credit_kind, credit_entry_id)
+         SELECT gen_random_uuid(), 'k' || i, 'fp', gen_random_uuid(), 'KES', 1000, 1000, 950, '2547' || lpad(i::text, 8, '0'), 'x', 'succeeded',
+                'token' || i, now(), now(), 'r' || i, 'r' || i, 'worker', 'e' || i
+           FROM generate_series(1, 4) i ORDER BY i RETURNING tip_id`,
+      );
+      const [owed, sent, laterOwed, laterSent] = tips.map((t) => t.tip_id);
+      await db.pool.query("INSERT INTO payment.receipts (tip_id, sent_at) VALUES ($1, NULL), ($2, now()), ($3, NULL), ($4, now())", [owed, sent, laterOwed, laterSent]);
+      await migrate(db.pool, "payment", dir);
+      const held = async () => (await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.receipts ORDER BY tip_id")).rows.map((r) => r.tip_id);
+      assert.deepEqual(await held(), [owed, laterOwed].sort(), "the receipts owed, only");
+      const { rows: indexes } = await db.pool.query<{ name: string }>("SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'payment' AND tablename = 'receipts'");
+      assert.deepEqual(indexes.map((i) => i.name), ["receipts_pkey"]);
+      await markSent(db.pool, laterOwed);
+      assert.deepEqual(await held(), [owed], "sent: deleted");
+    } finally {
+      await rm(before, { recursive: true, force: true });
+      await db.drop();
     }
   });
 });

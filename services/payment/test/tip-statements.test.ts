@@ -196,8 +196,8 @@ describe("payment's per-tip statements, by their plans", () => {
       releaseSentMarksTimer();
       client.release();
     }
-    const { rows: marked } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [credited.slice(0, 3)]);
-    assert.equal(marked[0].n, 3, "the receipts carried along were marked sent");
+    const { rows: owed } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [credited.slice(0, 3)]);
+    assert.equal(owed[0].n, 0, "the receipts carried along were marked sent (deleted)");
   });
 
   test("CheckoutRequestIDs of pushes answered together are stored by one statement, each tip answered with its own row", async () => {
@@ -242,8 +242,8 @@ describe("payment's per-tip statements, by their plans", () => {
     }
     assert.deepEqual(stored.map((row) => row?.tip_id), pushed);
     assert.equal(statements, 1, "the marks went with the CheckoutRequestIDs");
-    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [sent]);
-    assert.equal(rows[0].n, 3);
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [sent]);
+    assert.equal(rows[0].n, 0, "the three marked sent (deleted)");
   });
 
   /**
@@ -452,8 +452,8 @@ describe("payment's per-tip statements, by their plans", () => {
       await other.query("SELECT 1 FROM payment.receipts WHERE tip_id = $1 FOR UPDATE", [hi.tipId]);
       await other.query("COMMIT");
       await marked;
-      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [[lo.tipId, hi.tipId]]);
-      assert.equal(rows[0].n, 2);
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [[lo.tipId, hi.tipId]]);
+      assert.equal(rows[0].n, 0, "both marked sent (deleted)");
     } finally {
       await other.query("ROLLBACK").catch(() => undefined);
       await client.query("RESET enable_indexscan; RESET enable_bitmapscan; RESET plan_cache_mode");
@@ -565,6 +565,66 @@ describe("payment's per-tip statements, by their plans", () => {
       .filter((n) => n["Relation Name"] === "tips" && /\bphone = (q\.phone|\$\d+)\b/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""} ${n.Filter ?? ""}`));
     assert.equal(byPhone.length, 3, `the number's tips read ${byPhone.length} times`);
   });
+
+  /** The WAL records written on payment.tips since `from`, by kind (pg_walinspect, after a flush). */
+  async function tipsWalSince(from: string): Promise<Map<string, number>> {
+    const to = (await db.pool.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0].lsn;
+    // The test server commits without waiting for the disk; a commit that waits (one that wrote WAL) flushes what is read.
+    const flusher = await db.pool.connect();
+    try {
+      await flusher.query("SET synchronous_commit = on");
+      await flusher.query("SELECT pg_logical_emit_message(true, 'test', 'flush')");
+      await flusher.query("RESET synchronous_commit");
+    } finally {
+      flusher.release();
+    }
+    const { rows } = await db.pool.query<{ kind: string; n: number }>(
+      `SELECT resource_manager || ' ' || record_type AS kind, count(*)::int AS n FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
+        WHERE block_ref ~ ('rel \\d+/' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '/' || pg_relation_filenode('payment.tips') || ' ')
+        GROUP BY 1`,
+      [from, to],
+    );
+    return new Map(rows.map((r) => [r.kind, r.n]));
+  }
+
+  test("tips placed on their own insert plainly: no confirmation record per tip, as ON CONFLICT's speculative insertion writes", async () => {
+    await db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+    const from = (await db.pool.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0].lsn;
+    // Answered in one turn: one statement for the three.
+    const placed = await Promise.all(Array.from({ length: 3 }, () => placeTip(db.pool, newTip(phoneNumber(), randomUUID()), false)));
+    assert.ok(placed.every((p) => p.row));
+    const wal = await tipsWalSince(from);
+    const count = (kind: RegExp) => [...wal].filter(([k]) => kind.test(k)).reduce((n, [, v]) => n + v, 0);
+    // An insert that starts a page is INSERT+INIT.
+    assert.equal(count(/^Heap INSERT/), 3, `three tips inserted: ${JSON.stringify([...wal])}`);
+    assert.equal(count(/^Heap HEAP_CONFIRM/), 0, `no confirmation record: ${JSON.stringify([...wal])}`);
+  });
+
+  for (const end of ["COMMIT", "ROLLBACK"] as const) {
+    test(`a key another transaction is placing a tip under: the placement waits, then answers that tip if it commits (${end}), or its own`, async () => {
+      const key = `key-${randomUUID()}`;
+      const [theirs, ours] = [newTip(phoneNumber(), randomUUID(), key), newTip(phoneNumber(), randomUUID(), key)];
+      const other = await db.pool.connect();
+      try {
+        await other.query("BEGIN");
+        assert.equal((await placeTip(other, theirs, true)).row?.tip_id, theirs.terms.tipId);
+        const placing = placeTip(db.pool, ours, false);
+        await eventually("the placement waits on the other's key", async () => (await db.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'WITH q AS')")).rows.length > 0);
+        await other.query(end);
+        const placed = await placing;
+        const winner = end === "COMMIT" ? theirs : ours;
+        assert.equal(placed.row?.tip_id, winner.terms.tipId, "the key's tip");
+        const { rows } = await db.pool.query("SELECT tip_id FROM payment.tips WHERE idempotency_key = $1", [key]);
+        assert.deepEqual(rows.map((r) => r.tip_id), [winner.terms.tipId], "one tip under the key");
+        const { rows: created } = await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE event_id = ANY($1::uuid[])", [[theirs, ours].map((p) => p.values[20])]);
+        assert.equal(created[0].n, 1, "one tip_created");
+      } finally {
+        await other.query("ROLLBACK").catch(() => undefined);
+        other.release();
+      }
+    });
+  }
 
   test("a pushed tip ends (query failure, expiry) in one statement with its tip_failed event, once, and only under its own push", async () => {
     const workerId = randomUUID();

@@ -146,23 +146,28 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
     assert.equal(wrong.status, 404);
   });
+  /** Of these tips, those credited whose receipt is no longer owed: owed in the credit's statement, so sent since. */
+  const sentReceipts = async (tips: string[]) =>
+    (await h.t.db.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM payment.tips t WHERE t.tip_id = ANY($1::uuid[]) AND t.credit_entry_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payment.receipts r WHERE r.tip_id = t.tip_id)",
+      [tips],
+    )).rows[0].n;
   test("the receipts of tips credited together are each sent and marked sent once, whether a later tip's credit carries the mark or it is written alone", async () => {
     const pay = h.t.client(PaymentService);
     const tips = await Promise.all([1, 2, 3, 4, 5].map(async () =>
       (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } })).tip!.tipId));
-    const receipts = await eventually(async () => {
-      const { rows } = await h.t.db.pool.query("SELECT tip_id, sent_at, attempts FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [tips]);
-      return rows.length === tips.length && rows.every((r) => r.sent_at) && rows;
-    }, "every receipt marked sent");
-    assert.deepEqual(receipts.map((r) => r.attempts), tips.map(() => 1), "marked once each");
+    // Each owed once credited (in the credit's statement), then marked sent: its row deleted.
+    await eventually(async () => (await sentReceipts(tips)) === tips.length, "every receipt marked sent");
+    const { rows: sent } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1::text[])", [tips.map((id) => `rpc:receipt:${id}`)]);
+    assert.equal(sent[0].n, tips.length, "one receipt each");
   });
   test("a reconciliation pass sending owed receipts marks them together, not one statement (and one wait) per receipt", async () => {
     const pay = h.t.client(PaymentService);
     const tips = await Promise.all([1, 2, 3, 4, 5].map(async () =>
       (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } })).tip!.tipId));
-    const marked = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [tips])).rows[0].n;
-    await eventually(async () => (await marked()) === tips.length, "every receipt marked sent");
-    await h.t.db.pool.query("UPDATE payment.receipts SET sent_at = NULL WHERE tip_id = ANY($1::uuid[])", [tips]); // owed again, as after a lost mark
+    const owed = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [tips])).rows[0].n;
+    await eventually(async () => (await sentReceipts(tips)) === tips.length, "every receipt marked sent");
+    await h.t.db.pool.query("INSERT INTO payment.receipts (tip_id) SELECT unnest($1::uuid[])", [tips]); // owed again, as after a lost mark
     const pool = h.t.db.pool;
     const query = pool.query;
     let markStatements = 0;
@@ -176,7 +181,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     } finally {
       pool.query = query;
     }
-    assert.equal(await marked(), tips.length, "the pass marked every receipt it sent");
+    assert.equal(await owed(), 0, "the pass marked every receipt it sent");
     assert.ok(markStatements <= 1, `${markStatements} statements marked ${tips.length} receipts`); // none when a credit carried them
   });
 });
