@@ -1,4 +1,5 @@
-// Where a CPU profile's time went (a .cpuprofile: tip-e2e's BENCH_PROFILE, node --cpu-prof, DevTools),
+// Where a CPU profile's time went (a .cpuprofile: tip-e2e's BENCH_PROFILE, node --cpu-prof, DevTools; a
+// bundle's frames mapped to their sources by the .map beside it),
 // as shares of the samples that were not idle: self and total time by module (an npm package, a
 // node: module, or our file) and by function; and, given a pattern, the samples with a frame that
 // matches it on their stack (e.g. one service's code), by the function they were in and by the
@@ -13,7 +14,9 @@
 // thread's CPU per tip that tip-e2e prints, e.g. its event loop's), else sampled time.
 //   node --import tsx bench/cpuprofile-summary.ts file.cpuprofile [frame pattern] [units] [top=25] [cpu us per unit]
 //   e.g. bench/cpuprofile-summary.ts tips.cpuprofile 'services/(payment|wallet)/src/(?!daraja/simulator|simulator-http)' 1545
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { SourceMap } from "node:module";
+import { fileURLToPath } from "node:url";
 
 interface CallFrame {
   functionName: string;
@@ -41,6 +44,19 @@ const cpuPerUnit = Number(cpuArg ?? 0);
 const weighByTime = process.env.BENCH_PROFILE_WEIGH === "time";
 
 const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+// A bundle's frames (the image's ttip.mjs, tip-e2e's BENCH_PLATFORM=image) read as their sources, by the map beside it.
+const sourceMaps = new Map<string, SourceMap | undefined>();
+function sourceFrame(f: CallFrame): CallFrame {
+  if (!f.url.startsWith("file:") || f.lineNumber < 0) return f;
+  if (!sourceMaps.has(f.url)) {
+    const mapFile = `${fileURLToPath(f.url)}.map`;
+    sourceMaps.set(f.url, existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, "utf8"))) : undefined);
+  }
+  const entry = sourceMaps.get(f.url)?.findEntry(f.lineNumber, f.columnNumber) as { originalSource?: string; originalLine?: number; originalColumn?: number } | undefined;
+  if (!entry?.originalSource) return f;
+  return { ...f, url: new URL(entry.originalSource, f.url).href, lineNumber: entry.originalLine!, columnNumber: entry.originalColumn! };
+}
+for (const n of profile.nodes) n.callFrame = sourceFrame(n.callFrame);
 const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
 const parents = new Map<number, number>();
 for (const n of profile.nodes) for (const c of n.children ?? []) parents.set(c, n.id);

@@ -51,6 +51,13 @@ function sourceAddresses(): Plugin {
   };
 }
 
+/** The image's trees built (platform/build.ts) under the bench's cache: the production entry (ttip.mjs) and the folder. */
+export async function imageBuild(): Promise<{ productionEntry: string; dir: string }> {
+  const { buildPlatform } = await import("../platform/build.js");
+  const { productionEntry } = await buildPlatform(OUT_DIR);
+  return { productionEntry, dir: OUT_DIR };
+}
+
 /**
  * Builds the image's trees and `benchEntry` bundled the same way, runs that with the image's flags
  * (then this process's own node flags, so a flag given to compare still wins) and environment, and
@@ -58,8 +65,8 @@ function sourceAddresses(): Plugin {
  */
 export async function rerunInImageForm(benchEntry: string, ownNodeFlags: string[]): Promise<number> {
   const t0 = performance.now();
-  const { buildPlatform, bundleImageTree } = await import("../platform/build.js");
-  const { productionEntry } = await buildPlatform(OUT_DIR);
+  const { bundleImageTree } = await import("../platform/build.js");
+  const { productionEntry } = await imageBuild();
   const bench = await bundleImageTree(OUT_DIR, "bench", benchEntry, [esbuildOutside(), sourceAddresses()]);
   const { nodeFlags, env } = imageRuntime();
   const flags = [...nodeFlags, ...ownNodeFlags.filter((f) => !nodeFlags.includes(f))];

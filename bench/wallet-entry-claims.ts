@@ -7,43 +7,19 @@
 // buffer blocks it touched (pg_stat_statements: the load does not change them), the WAL written in
 // all (commits included), and CPU of this process and of PostgreSQL (/proc, coarse: 10 ms ticks).
 //   node --import tsx bench/wallet-entry-claims.ts [blocks=10] [postings per block=400] [concurrency=16]
-import { randomUUID } from "node:crypto";
 import { loadavg } from "node:os";
-import { create } from "@bufbuild/protobuf";
-import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { createPool, migrate } from "@ttip/runtime";
-import { startPostgres } from "@ttip/runtime/testing";
-import { wallet } from "@ttip/wallet";
-import { type EntryClaim, ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
+import { type EntryClaim, postEntry } from "../services/wallet/src/ledger.js";
 import { cpuMs } from "./process-cpu.js";
+import { startWalletLedger } from "./wallet-ledger.js";
 
 const blocks = Number(process.argv[2] ?? 10);
 const perBlock = Number(process.argv[3] ?? 400);
 const concurrency = Number(process.argv[4] ?? 16);
 
-const pg = await startPostgres({ durable: true, statementStats: true });
-const pool = createPool(pg.url, { max: concurrency + 4 });
-const postgres = new Map([["postgres", pg.pid]]);
-const withBackends = new Set(["postgres"]);
+const { pool, tipInput, randomWorker, postgres, withBackends, stop } = await startWalletLedger(concurrency + 4);
 try {
-  await migrate(pool, "wallet", wallet.migrations);
-  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-  const clearing = (await ensureAccount(pool, AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM, "", "KES")).account_id;
-  const fees = (await ensureAccount(pool, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM, "", "KES")).account_id;
-  const workers: string[] = [];
-  for (let i = 0; i < 200; i++) workers.push((await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, randomUUID(), "KES")).account_id);
-
   /** A tip's credit, as payment posts one. */
-  const tip = (claim: EntryClaim) => postEntry(pool, {
-    idempotencyKey: `mpesa:${randomUUID()}`,
-    cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: randomUUID().slice(0, 10) } }),
-    postings: [
-      { accountId: clearing, amountMinor: -15_000n, currency: "KES" },
-      { accountId: workers[Math.floor(Math.random() * workers.length)], amountMinor: 14_300n, currency: "KES" },
-      { accountId: fees, amountMinor: 700n, currency: "KES" },
-    ],
-    description: "Tip by M-Pesa",
-  }, claim);
+  const tip = (claim: EntryClaim) => postEntry(pool, tipInput(randomWorker()), claim);
 
   /** `count` postings, `concurrency` at a time. */
   const post = async (claim: EntryClaim, count: number) => {
@@ -95,6 +71,5 @@ try {
   const { rows: [net] } = await pool.query<{ net: string }>("SELECT sum(amount_minor)::text AS net FROM wallet.postings");
   console.log(`ledger: sum over all postings ${net.net} (must be 0)`);
 } finally {
-  await pool.end();
-  await pg.stop();
+  await stop();
 }

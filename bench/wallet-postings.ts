@@ -9,44 +9,19 @@
 // the yardstick PostEntry one entry at a time, in the same process and at the first concurrency: per entry,
 // statements, write transactions (commits: transaction ids taken), CPU of this process and PostgreSQL, WAL.
 //   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64] [batch sizes=1,4,16]
-import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
-import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { createPool, migrate, withTransaction } from "@ttip/runtime";
-import { startPostgres } from "@ttip/runtime/testing";
-import { wallet } from "@ttip/wallet";
-import { ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
+import { withTransaction } from "@ttip/runtime";
+import { postEntry } from "../services/wallet/src/ledger.js";
 import { postEntries } from "../services/wallet/src/post-entries.js";
 import { closedLoop, percentiles } from "./load.js";
 import { cpuMs } from "./process-cpu.js";
+import { startWalletLedger } from "./wallet-ledger.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const batchSizes = (process.argv[4] ?? "1,4,16").split(",").map(Number);
 
-const pg = await startPostgres({ durable: true, statementStats: true });
-const pool = createPool(pg.url, { max: 80 });
-// PostgreSQL's CPU: the postmaster with its backends (/proc).
-const postgres = new Map([["postgres", pg.pid]]);
-const withBackends = new Set(["postgres"]);
+const { pool, workers, tipInput, randomWorker, postgres, withBackends, stop } = await startWalletLedger(80);
 try {
-  await migrate(pool, "wallet", wallet.migrations);
-  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-  const clearing = (await ensureAccount(pool, AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM, "", "KES")).account_id;
-  const fees = (await ensureAccount(pool, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM, "", "KES")).account_id;
-  const workers: string[] = [];
-  for (let i = 0; i < 200; i++) workers.push((await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, randomUUID(), "KES")).account_id);
-
-  const tipInput = (worker: string) => ({
-    idempotencyKey: `mpesa:${randomUUID()}`,
-    cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: randomUUID().slice(0, 10) } }),
-    postings: [
-      { accountId: clearing, amountMinor: -15_000n, currency: "KES" },
-      { accountId: worker, amountMinor: 14_300n, currency: "KES" },
-      { accountId: fees, amountMinor: 700n, currency: "KES" },
-    ],
-    description: "Tip by M-Pesa",
-  });
   const tip = (worker: string) => postEntry(pool, tipInput(worker));
   const tipInTransaction = (worker: string) => withTransaction(pool, (tx) => postEntry(tx, tipInput(worker)));
 
@@ -71,7 +46,6 @@ try {
     return r.perSecond;
   };
 
-  const randomWorker = () => workers[Math.floor(Math.random() * workers.length)];
   // Warm up both paths (statements prepared on every connection, code compiled) before measuring either.
   await closedLoop(16, 1, () => tip(randomWorker()));
   await closedLoop(16, 1, () => tipInTransaction(randomWorker()));
@@ -119,6 +93,5 @@ ${"".padEnd(38)}per entry: ${(end.statements / entries).toFixed(3)} statements (
   const { rows } = await pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT sum(amount_minor) FROM wallet.postings) AS net`);
   console.log(`ledger: ${rows[0].entries} entries, sum over all postings ${rows[0].net} (must be 0)`);
 } finally {
-  await pool.end();
-  await pg.stop();
+  await stop();
 }

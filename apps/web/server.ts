@@ -30,6 +30,10 @@ export interface WebApp {
 export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   // Next's own switch (it reads only its environment); our settings are handed over below.
   process.env.NEXT_TELEMETRY_DISABLED = "1";
+  // Next sets NODE_ENV=production for a production server when it is unset, but only after its
+  // router has loaded react: that react was then the development build, under the production
+  // react-dom, and renders failed with "dispatcher.getOwner is not a function". Set it first.
+  (process.env as Record<string, string | undefined>).NODE_ENV ??= "production";
   // Read by the pages' server code at request time; checked before anything is served.
   provideWebSettings(parseWebSettings({ apiUrl: options.apiUrl, stripeJsUrl: options.stripeJsUrl }));
   // next is CommonJS; under ESM its factory may sit on .default.

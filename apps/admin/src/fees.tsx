@@ -7,6 +7,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { minorExponent } from "../../web/src/lib/money";
+import { useWrite } from "../../web/src/lib/use-write";
 import { api, errorText, hasRole, stepUp, type Session } from "./api";
 import { money, nairobiInput, Section, when, ZONE_LABEL } from "./ui";
 
@@ -53,7 +54,9 @@ export function FeeSchedules({ session }: { session: Session }) {
   const schedules = all.filter((s) => s.currency === currency);
   const set = (k: keyof Draft) => (e: { target: { value: string } }) => setDraft({ ...draft, [k]: e.target.value });
 
-  const schedule = async () => {
+  // One key per version meant: a double click or a retry after a lost answer schedules it once.
+  const write = useWrite();
+  const schedule = () => write.run(async (send) => {
     setError("");
     setDone("");
     const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
@@ -62,30 +65,27 @@ export function FeeSchedules({ session }: { session: Session }) {
     if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
     if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
-    try {
-      const { schedule: made } = await wallet.createFeeSchedule(
-        {
-          idempotencyKey: `fees-${crypto.randomUUID()}`,
-          schedule: {
-            currency,
-            platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
-            platformFeeMinMinor: amounts.min!,
-            platformFeeCapMinor: amounts.cap!,
-            cardFeeBps: Number.parseInt(draft.cardFeeBps || "0", 10),
-            cardFeeFixedMinor: amounts.cardFixed!,
-            // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
-            mpesaB2cBands: latest?.mpesaB2cBands ?? [],
-            effectiveFrom,
-          },
+    const proof = await stepUp();
+    const { schedule: made } = await send((key) => wallet.createFeeSchedule(
+      {
+        idempotencyKey: `fees-${key}`,
+        schedule: {
+          currency,
+          platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
+          platformFeeMinMinor: amounts.min!,
+          platformFeeCapMinor: amounts.cap!,
+          cardFeeBps: Number.parseInt(draft.cardFeeBps || "0", 10),
+          cardFeeFixedMinor: amounts.cardFixed!,
+          // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
+          mpesaB2cBands: latest?.mpesaB2cBands ?? [],
+          effectiveFrom,
         },
-        await stepUp(),
-      );
-      setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)} EAT`);
-      await load();
-    } catch (err) {
-      setError(errorText(err));
-    }
-  };
+      },
+      proof,
+    ));
+    setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)} EAT`);
+    await load();
+  }, (err) => setError(errorText(err)));
 
   return (
     <Section title="Fee schedules">
@@ -119,7 +119,7 @@ export function FeeSchedules({ session }: { session: Session }) {
         <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} onChange={set("cardFeeBps")} />
         <input aria-label={`Card fixed fee (${currency})`} placeholder={`Card fixed (${currency})`} value={draft.cardFixed} onChange={set("cardFixed")} />
         <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} onChange={set("effectiveFrom")} /></label>
-        <button disabled={!!notAdmin}>Schedule new version</button>
+        <button disabled={!!notAdmin || write.busy}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}
       </form>
       {done && <p role="status">{done}</p>}

@@ -41,8 +41,8 @@ export function Partners({ session }: { session: Session }) {
         <Action
           label="Issue key"
           disabledWhy={notAdmin}
-          run={async () => {
-            const r = await admin.issuePartnerApiKey({ partnerName: name.trim(), scopes, idempotencyKey: crypto.randomUUID() });
+          run={async (_, send) => {
+            const r = await send((key) => admin.issuePartnerApiKey({ partnerName: name.trim(), scopes, idempotencyKey: key }));
             setSecret(r.secret);
             await load();
             return `Issued ${r.key!.prefix}…`;

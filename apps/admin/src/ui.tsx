@@ -5,6 +5,7 @@ import { useId, useRef, useState, type ReactNode, type SyntheticEvent } from "re
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { formatMoney, type Amount } from "../../web/src/lib/money";
 import { fromNairobiWallTime, nairobiDateTime } from "../../web/src/lib/nairobi-time";
+import { useWrite, type Send } from "../../web/src/lib/use-write";
 import { errorText } from "./api";
 
 /** What a time input's label says its time is. */
@@ -87,26 +88,20 @@ export function money(m: Amount | undefined): string {
  * failure). With `reason`, it first asks for one (the audit log keeps it).
  * `disabledWhy` disables it and says why (e.g. a role the user lacks).
  */
-export function Action(props: { label: string; run: (reason: string) => Promise<string | void>; reason?: string; disabledWhy?: string; danger?: boolean; done?: () => void }) {
+export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; disabledWhy?: string; danger?: boolean; done?: () => void }) {
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState("");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string }>();
-  const [busy, setBusy] = useState(false);
-  const go = async () => {
-    setBusy(true);
+  const write = useWrite();
+  const busy = write.busy;
+  const go = () => write.run(async (send) => {
     setOutcome(undefined);
-    try {
-      const text = await props.run(reason.trim());
-      setOutcome({ ok: true, text: text || "Done." });
-      setAsking(false);
-      setReason("");
-      props.done?.();
-    } catch (err) {
-      setOutcome({ ok: false, text: errorText(err) });
-    } finally {
-      setBusy(false);
-    }
-  };
+    const text = await props.run(reason.trim(), send);
+    setOutcome({ ok: true, text: text || "Done." });
+    setAsking(false);
+    setReason("");
+    props.done?.();
+  }, (err) => setOutcome({ ok: false, text: errorText(err) }));
   return (
     <span className="action">
       {asking ? (

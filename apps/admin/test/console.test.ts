@@ -83,27 +83,19 @@ describe("admin console in chromium", () => {
 
   test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
     const worker = await h.signUp(randomPhone());
-    const payer = `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
-    h.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
-    const { tip } = await h.api(PaymentService).createTip({
-      idempotencyKey: randomUUID(),
-      recipient: { case: "workerId", value: worker.userId },
-      amount: { currency: "KES", amountMinor: 100_00n },
-      payment: { case: "mpesaPhone", value: payer },
-    });
-    await eventually("the tip held for review", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
+    const tip = await h.heldTip(worker.userId);
 
     // The console alerts whoever is signed in: the held tip shows on the Fraud tab within a poll.
     await adminPage.reload();
     await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
     await adminPage.getByRole("link", { name: /Fraud/ }).click();
-    const row = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" });
+    const row = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
     await row.getByRole("button", { name: "Confirm approve" }).click();
-    await eventually("the tip approved", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    await eventually("the tip approved", async () => (await h.api(PaymentService).getTip({ tipId: tip.tipId })).tip?.status === TipStatus.SUCCEEDED);
     // Approved alerts leave the open queue.
-    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" }).waitFor({ state: "detached" });
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" }).waitFor({ state: "detached" });
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
@@ -111,7 +103,7 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("link", { name: "Payments" }).click();
     await adminPage.getByLabel("Worker id").fill(worker.userId);
     await adminPage.getByRole("button", { name: "Filter" }).click();
-    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).getByRole("button").click();
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
     const detail = adminPage.getByLabel("Payment detail");
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
@@ -119,8 +111,8 @@ describe("admin console in chromium", () => {
     await detail.getByText(/Callbacks \([1-9]/).waitFor();
     // Times are Nairobi's on a Los Angeles laptop: the row shows the tip's Nairobi time, and a
     // From/To typed as Nairobi's wall clock around it finds it; a From a minute after it does not.
-    const created = timestampDate(tip!.createdAt!);
-    const tipRow = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`);
+    const created = timestampDate(tip.createdAt!);
+    const tipRow = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`);
     assert.equal(await tipRow.locator("td").first().textContent(), nairobiDateTime(created));
     const filters = adminPage.getByRole("form", { name: "Payment filters" });
     await filters.getByLabel("From (Nairobi time, EAT)").fill(nairobiWallTime(created));
@@ -146,7 +138,7 @@ describe("admin console in chromium", () => {
     assert.match((await adminPage.getByTestId("mpesa-reported").textContent()) ?? "", /^KES [1-9]/);
     await adminPage.getByTestId("balanced").filter({ hasText: "Balanced" }).waitFor();
     // The same money action without the device's proof is refused by the gateway.
-    assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip!.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
+    assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
   });
 
   test("support: reads the queues; the money actions are disabled on screen and PERMISSION_DENIED in the API", async () => {
@@ -664,6 +656,59 @@ describe("admin console in chromium", () => {
     const madeUsd = (await wallet.listFeeSchedules({ currency: "USD" })).schedules.find((s) => s.version === usdVersion)!;
     assert.deepEqual([madeUsd.platformFeeBps, madeUsd.platformFeeMinMinor, madeUsd.platformFeeCapMinor, madeUsd.cardFeeBps, madeUsd.cardFeeFixedMinor], [400, 50n, 2_500n, 300, 35n]);
     assert.equal((await wallet.listFeeSchedules({ currency: "KES" })).schedules.length, before.length + 2, "KES untouched");
+  });
+
+  test("a new fee version is one write: a double click schedules it once; a retry after a lost answer sends the same key and schedules nothing more", async () => {
+    const wallet = h.api(WalletAdminService, adminToken);
+    const year = nairobiMonthOf(new Date()).year + 1;
+    await adminPage.getByRole("link", { name: "Money" }).click();
+    await adminPage.getByLabel("Fee schedule currency").selectOption("USD");
+    const form = adminPage.getByRole("form", { name: "New fee schedule" });
+    const button = form.getByRole("button", { name: "Schedule new version" });
+    const fill = async (day: string) => {
+      await form.getByLabel("Platform fee (bps)").fill("410");
+      await form.getByLabel("Minimum fee (USD)").fill("0.50");
+      await form.getByLabel("Fee cap (USD)").fill("25");
+      await form.getByLabel("Card fee (bps)").fill("300");
+      await form.getByLabel("Card fixed fee (USD)").fill("0.35");
+      await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-${day}T00:00`);
+    };
+    const versions = async () => (await wallet.listFeeSchedules({ currency: "USD" })).schedules.length;
+    const keys: string[] = [];
+    let loseAnswers = 0;
+    const url = "**/ttip.wallet.v1.WalletAdminService/CreateFeeSchedule";
+    await adminPage.route(url, async (route) => {
+      keys.push(/fees-[0-9a-f-]{36}/.exec(Buffer.from(route.request().postDataBuffer() ?? []).toString("latin1"))?.[0] ?? "");
+      if (loseAnswers-- <= 0) return route.continue();
+      // The version is made; the answer never reaches the browser.
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    try {
+      const before = await versions();
+      const next = Math.max(...(await wallet.listFeeSchedules({ currency: "USD" })).schedules.map((v) => v.version)) + 1;
+      await fill("05");
+      // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.
+      await button.evaluate((b: HTMLButtonElement) => (b.click(), b.click()));
+      await adminPage.getByRole("status").filter({ hasText: `Scheduled v${next} from ${year}-12-05` }).waitFor();
+      await adminPage.waitForLoadState("networkidle");
+      assert.equal(keys.length, 1, "one request for the double click");
+      assert.equal(await versions(), before + 1, "one version for the double click");
+
+      loseAnswers = 1;
+      await fill("06");
+      await button.click();
+      await adminPage.getByRole("alert").waitFor();
+      assert.equal(await versions(), before + 2, "the lost answer's version was made");
+      await button.click();
+      await adminPage.getByRole("status").filter({ hasText: `Scheduled v${next + 1} from ${year}-12-06` }).waitFor();
+      assert.equal(keys.length, 3);
+      assert.equal(keys[2], keys[1], "the retry carries the lost attempt's key");
+      assert.notEqual(keys[1], keys[0], "a new version, a new key");
+      assert.equal(await versions(), before + 2, "the retry scheduled nothing more");
+    } finally {
+      await adminPage.unroute(url);
+    }
   });
 
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {

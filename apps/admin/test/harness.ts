@@ -3,7 +3,7 @@
 // PostgreSQL, Redis and JetStream the test runner starts, M-Pesa and SMS
 // simulated; Debian's chromium driven by playwright-core.
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
@@ -19,6 +19,8 @@ import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
 import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
@@ -195,5 +197,21 @@ export class AdminHarness {
     if (name) await this.api(AuthService, tokens.accessToken).updateProfile({ displayName: name });
     const userId = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sub as string;
     return { userId, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken };
+  }
+
+  /** A KES 100 M-Pesa tip to the worker, held for review (M-Pesa charged another amount than asked), as read once held. */
+  async heldTip(workerId: string): Promise<Tip> {
+    const payer = `07${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+    this.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
+    const { tip } = await this.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: workerId },
+      amount: { currency: "KES", amountMinor: 100_00n },
+      payment: { case: "mpesaPhone", value: payer },
+    });
+    return eventually("the tip held for review", async () => {
+      const read = (await this.api(PaymentService).getTip({ tipId: tip!.tipId })).tip;
+      return read?.status === TipStatus.HELD_FOR_REVIEW && read;
+    });
   }
 }

@@ -2,6 +2,7 @@
 // (the Stripe simulator's Stripe.js double, served locally), 3-D Secure on the
 // bank's page, and the status page, against the platform as make run serves it.
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { after, before, describe, test } from "node:test";
 import { PaymentMethodKind, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -67,9 +68,52 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await page.getByRole("heading", { name: "Thank you! Kamau received your tip." }).waitFor({ timeout: 20_000 });
   });
 
+  test("the card's one write: a retry after a lost answer carries the same key and starts one tip; the button reads the amount as money is written", async () => {
+    const worker = await h.worker("Wanjiru");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByLabel("Amount", { exact: true }).fill("0010");
+    await page.getByLabel("Currency").selectOption("USD");
+    // The card form's server action: the first answer is lost after the tip was started.
+    const keys: string[] = [];
+    let lose = 1;
+    await page.route((url) => url.pathname.startsWith("/t/"), async (route) => {
+      const r = route.request();
+      if (r.method() !== "POST" || !r.headers()["next-action"]) return route.continue();
+      keys.push(/"key":"([^"]+)"/.exec(r.postData() ?? "")?.[1] ?? "");
+      if (lose-- <= 0) return route.continue();
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    const start = page.getByRole("button", { name: "Pay by card" });
+    await start.click();
+    await page.getByRole("alert").filter({ hasText: "Something went wrong" }).waitFor();
+    await start.click();
+    const element = page.getByTestId("stripe-test-card");
+    await element.waitFor();
+    assert.equal(keys.length, 2);
+    assert.match(keys[0]!, /^[0-9a-f-]{36}$/);
+    assert.equal(keys[1], keys[0], "the retry carries the lost attempt's key");
+    const { accessToken } = await h.tokens(worker);
+    assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1, "one tip for the two attempts");
+    await element.selectOption("pm_card_visa");
+    // "0010" typed: the button says USD 10, as every amount on the page is written.
+    await page.getByRole("button", { name: "Pay USD 10 by card", exact: true }).click();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Wanjiru received your tip." }).waitFor({ timeout: 20_000 });
+    assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1);
+  });
+
   test("a declined card says so on the page and charges nothing", async () => {
     const { page } = await payByCard("Njeri", "pm_card_chargeDeclined");
     await page.getByRole("alert").filter({ hasText: /declined/i }).waitFor();
     assert.match(page.url(), /\/t\/[A-Za-z0-9]+/);
+  });
+
+  test("the web server renders with React's production build only (a development react under the production react-dom failed renders: dispatcher.getOwner is not a function)", () => {
+    const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => /[\\/]react[\\/]cjs[\\/]react\.(development|production)\.js$/.test(f));
+    assert.ok(loaded.length > 0, "the pages above loaded react");
+    assert.deepEqual(loaded.filter((f) => f.includes("development")), []);
   });
 });

@@ -161,6 +161,11 @@ export class WebHarness {
   }
 
   /** A fresh browser profile at phone size (scripts on unless told). */
+  /** A statement on the platform's database: a row as an older version left it (tests' setup only). */
+  sql(text: string, values: unknown[] = []) {
+    return this.db!.pool.query(text, values);
+  }
+
   async phone(options: BrowserContextOptions = {}): Promise<Page> {
     const context = await newBrowserContext(this.browser, { ...PHONE, locale: "en-KE", ...options });
     this.contexts.push(context);

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
-import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { AnalyticsService, GetVenueAnalyticsResponseSchema } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -87,6 +87,14 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === msisdn).pop();
       return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
     });
+
+    // Signed out, the link says what it is and why to sign in, in the phone's language.
+    for (const [locale, title, why] of [["en-KE", "Join a venue's staff on TTIP", /Sign in with the phone number the invitation SMS was sent to/], ["sw-KE", "Jiunge na wafanyakazi wa eneo kwenye TTIP", /Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa/]] as const) {
+      const out = await h.phone({ locale });
+      await out.goto(`${h.url}/join/${token}`);
+      await see(out, out.getByRole("heading", { name: title }));
+      await see(out, out.getByText(why));
+    }
 
     // The worker opens the SMS link, signed in, and joins.
     const phone = await h.signedInPhone(worker);
@@ -204,7 +212,11 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await page.getByRole("link", { name: "Reports" }).click();
     // The report opens on this month in Nairobi; in a month's first hours there the shift (3 h ago) is last month's.
     await page.getByLabel("From", { exact: true }).fill(local(new Date(Date.now() - 6 * 3_600_000)).slice(0, 16));
-    await see(page, page.getByTestId("audit").getByRole("cell", { name: "distribution.reversed" }));
+    // The audit trail in sentences with names, not the service's action codes, JSON and ids.
+    const audit = page.getByTestId("audit");
+    await see(page, audit.getByRole("row").filter({ hasText: "Distribution reversed: “wrong period”." }).filter({ hasText: "You" }));
+    await see(page, audit.getByRole("cell", { name: /^Distribution of KES 500 confirmed for / }));
+    assert.doesNotMatch(await audit.innerText(), /distribution\.|member\.|\{"|\b[0-9a-f]{8}\b/);
     await see(page, page.getByTestId("report").getByRole("cell", { name: "2 h", exact: true }));
     assert.equal(await page.getByTestId("report").locator("td[data-minor]").first().getAttribute("data-minor"), "0", "a reversed share counts for nothing");
     const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
@@ -251,6 +263,11 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.ok(widths.page <= widths.screen, `the page is ${widths.page} px wide on a ${widths.screen} px screen`);
     for (const right of widths.tables) assert.ok(right <= widths.screen, `a shares table ends at ${right} px on a ${widths.screen} px screen`);
     await h.screenshot(sw, "venue-distributions-sw");
+    // Reports' audit trail in Swahili too: sentences, not the English action codes.
+    await sw.goto(`${h.url}/v/${venueId}/reports`);
+    const swAudit = sw.getByTestId("audit");
+    await see(sw, swAudit.getByRole("row").filter({ hasText: "Mgao umerudishwa: “wrong period”." }).filter({ hasText: "Wewe" }));
+    assert.doesNotMatch(await swAudit.innerText(), /distribution\.|member\.|rule\.|\{"|\b[0-9a-f]{8}\b|Distribution|invited|joined/);
 
     // The dashboard's charts: analytics' figures, bar for bar the rows of its CSV export.
     await page.getByRole("link", { name: "Dashboard" }).click();
@@ -265,6 +282,21 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.deepEqual(await bars("chart-staff"), rows.filter((r) => r[0] === "staff").map((r) => r[3]));
     assert.deepEqual(await bars("chart-funnel"), rows.filter((r) => r[0] === "funnel").map((r) => r[2]));
     assert.ok((await bars("chart-funnel")).some((v) => v !== "0"), "the funnel counts the tip");
+    // One scan reads "1 scan", not "1 scans": each table's figure set to one on its way to the screen.
+    const venueFigures = "**/ttip.analytics.v1.AnalyticsService/GetVenueAnalytics";
+    await page.route(venueFigures, async (route) => {
+      const response = await route.fetch();
+      const figures = fromBinary(GetVenueAnalyticsResponseSchema, await response.body());
+      for (const c of figures.codes) c.scans = 1n;
+      const { "content-encoding": _encoding, "content-length": _length, ...headers } = response.headers();
+      await route.fulfill({ status: response.status(), headers, body: Buffer.from(toBinary(GetVenueAnalyticsResponseSchema, figures)) });
+    });
+    await page.reload();
+    await see(page, page.getByTestId("chart-tables").locator("g[data-value]").first(), 30_000);
+    const scanWords = await page.getByTestId("chart-tables").locator("g[data-value] title").allTextContents();
+    assert.ok(scanWords.length > 0);
+    for (const words of scanWords) assert.match(words, / · 1 scan$/);
+    await page.unroute(venueFigures);
     // Today's figures arrive over the live stream.
     await see(page, page.getByTestId("venue-live").getByText("KES 500"));
     await h.screenshot(page, "venue-dashboard");

@@ -14,6 +14,7 @@ import { createQrModule } from "../src/index.js";
 const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
 const otherWorker = { subject: randomUUID(), roles: ["worker"] as Role[] };
 const customer = { subject: randomUUID(), roles: ["customer"] as Role[] };
+const manager = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
 const idem = () => `idem-${randomUUID()}`;
 
 describe("qr rules, in process", () => {
@@ -53,5 +54,20 @@ describe("qr rules, in process", () => {
 
     const notTheirs = await refusal(as(otherWorker).rotateQrCode({ qrCodeId: qrCode.qrCodeId, idempotencyKey: idem() }));
     assert.equal(notTheirs.code, Code.PermissionDenied);
+  });
+
+  test("a venue's shared code is paid into the pool by M-Pesa: a fixed amount in another currency than KES is refused, naming the field", async () => {
+    const venueId = randomUUID();
+    await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Safari Lodge", currency: "USD" });
+    const usd = await refusal(as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { fixedAmount: { amountMinor: 1_000n, currency: "USD" } } }));
+    assert.equal(usd.code, Code.InvalidArgument);
+    assert.deepEqual(violationsOf(usd).map((v) => v.field), ["parameters.fixed_amount.currency"]);
+    assert.match(usd.rawMessage, /in KES only/);
+    // Open amounts stay possible (the customer types KES), and a worker's USD code is paid by card.
+    const { qrCode } = await as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { table: "4" } });
+    assert.ok(qrCode);
+    await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku", currency: "USD" });
+    const { qrCode: guide } = await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem(), parameters: { fixedAmount: { amountMinor: 1_000n, currency: "USD" } } });
+    assert.ok(guide);
   });
 });

@@ -235,11 +235,15 @@ function headAndBody(payload: Buffer): { head: Record<string, string>; body: Buf
 }
 
 /**
- * Writes to a socket corked for the rest of the current turn: the frames of
- * one turn (answers to calls that came together, calls made together) go out
- * in one write, and wake the other side once.
+ * Frames written in one turn of the event loop in one write, at its end (setImmediate): every write is
+ * a system call here and wakes the other side. Answers to calls finish in tasks of their own (each
+ * PostgreSQL or peer reply its own socket read), as do calls made from them; uncorked at the end of
+ * each task (process.nextTick, before) they went out one write each. The delay is the rest of the
+ * turn; socket.end() sends what is corked at once.
  */
-class CorkedWriter {
+export class CorkedWriter {
+  /** Benches only (bench/frames-writes.ts): a write per task, as before, to compare. */
+  static perTask = false;
   #corked = false;
   readonly #uncork = () => {
     this.#corked = false;
@@ -253,7 +257,8 @@ class CorkedWriter {
     if (!this.#corked) {
       this.#corked = true;
       this.socket.cork();
-      process.nextTick(this.#uncork);
+      if (CorkedWriter.perTask) process.nextTick(this.#uncork);
+      else setImmediate(this.#uncork);
     }
     for (const part of parts) this.socket.write(part);
   }

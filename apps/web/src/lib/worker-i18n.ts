@@ -193,6 +193,8 @@ const en = {
   noShares: "No shares yet.",
   sharesMore: "More",
   acceptInvite: "Join {venue}",
+  joinTitle: "Join a venue's staff on TTIP",
+  joinWhy: "A venue has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
   joined: "You joined {venue}.",
 };
 
@@ -379,6 +381,8 @@ const sw: WorkerMessages = {
   noShares: "Bado hakuna mgao.",
   sharesMore: "Zaidi",
   acceptInvite: "Jiunge na {venue}",
+  joinTitle: "Jiunge na wafanyakazi wa eneo kwenye TTIP",
+  joinWhy: "Eneo la kazi limekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
   joined: "Umejiunga na {venue}.",
 };
 

@@ -67,7 +67,7 @@ export class PlatformProcess {
     this.output = "";
     // A compiled entry (the image's bundle) runs as the image runs it; source as this process loads it.
     const compiled = /\.m?js$/.test(this.entry);
-    const args = [...PLATFORM_NODE_FLAGS, ...(compiled ? ["--enable-source-maps", this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
+    const args = [...PLATFORM_NODE_FLAGS, ...(compiled ? [this.entry, this.role] : [...sourceLoaderFlags(), this.entry, this.role])];
     const env: Record<string, string | undefined> = this.options.cleanEnv
       ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
       : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" };

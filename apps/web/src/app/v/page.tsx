@@ -1,9 +1,10 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
-import { useState, type FormEvent } from "react";
+import { useState } from "react";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { useWrite } from "../../lib/use-write";
 import { VenueNav } from "./nav";
 import { useVT } from "./use-vt";
 
@@ -13,19 +14,15 @@ export default function Venues() {
   const venues = useQuery(QrService.method.listManagedVenues, {});
   const put = useMutation(QrService.method.putProfile);
   const [error, setError] = useState("");
-  const create = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  // The new venue's id is the write's key: a retry after a lost answer saves the same venue again, never a second one.
+  const write = useWrite();
+  const create = write.onSubmit(async (f, send) => {
     setError("");
-    const f = new FormData(e.currentTarget);
     const name = String(f.get("name") ?? "").trim();
     if (!name || name.length > 80) return setError(t("v_errVenueName"));
-    try {
-      await put.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: crypto.randomUUID(), displayName: name, city: String(f.get("city") ?? "").trim().slice(0, 40) });
-      await venues.refetch();
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    await send((venueId) => put.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name, city: String(f.get("city") ?? "").trim().slice(0, 40) }));
+    await venues.refetch();
+  }, (x) => setError(plainError(x)));
   return (
     <>
       <VenueNav />
@@ -44,7 +41,7 @@ export default function Venues() {
         <label className="field" htmlFor="city">{t("v_city")}</label>
         <input id="city" name="city" type="text" maxLength={40} defaultValue="Nairobi" />
         {error ? <p className="error" role="alert">{error}</p> : null}
-        <button type="submit" disabled={put.isPending}>{t("v_addVenue")}</button>
+        <button type="submit" disabled={write.busy}>{t("v_addVenue")}</button>
       </form>
     </>
   );

@@ -5,6 +5,7 @@ import { useParams } from "next/navigation";
 import { useState } from "react";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { loadSession } from "../../../lib/session";
+import { useWrite } from "../../../lib/use-write";
 import { useT } from "../../w/use-t";
 
 /** Accepting a venue's invitation: sign in with the invited phone first, then join. */
@@ -15,10 +16,12 @@ export default function Join() {
   const accept = useMutation(VenueService.method.acceptInvitation);
   const [error, setError] = useState("");
   const [venue, setVenue] = useState("");
+  const write = useWrite();
   if (!session) {
     return (
       <>
-        <h1>{t("signIn")}</h1>
+        <h1>{t("joinTitle")}</h1>
+        <p>{t("joinWhy")}</p>
         <p><Link href={`/w/signin?next=${encodeURIComponent(`/join/${token}`)}`} className="button">{t("signIn")}</Link></p>
       </>
     );
@@ -31,15 +34,12 @@ export default function Join() {
       ) : (
         <button
           type="button"
-          onClick={async () => {
+          disabled={write.busy}
+          onClick={() => write.run(async () => {
             setError("");
-            try {
-              const { member } = await accept.mutateAsync({ token });
-              setVenue(member?.venueName ?? "");
-            } catch (x) {
-              setError(err(x));
-            }
-          }}
+            const { member } = await accept.mutateAsync({ token });
+            setVenue(member?.venueName ?? "");
+          }, (x) => setError(err(x)))}
         >
           {t("acceptInvite", { venue: "" }).trim()}
         </button>

@@ -12,6 +12,7 @@ import { serverClient } from "../../../lib/api";
 import type { Locale, Messages } from "../../../lib/i18n";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
+import { newWriteKey, settlesWrite } from "../../../lib/write-key";
 
 export interface TipFormState {
   /** Per field, a message key; "form" for the whole form. */
@@ -19,6 +20,8 @@ export interface TipFormState {
   /** A custom amount's fee, quoted before paying (the form's second step without scripts). */
   quoted?: { minor: string; total: string; fee: string; receives: string; cover: boolean };
   values: { amount: string; other: string; phone: string; email: string; cover: boolean; remember: boolean };
+  /** The next attempt's idempotency key: the one posted, or a new one once the service has answered for it. */
+  key?: string;
 }
 
 const text = (f: FormData, name: string) => String(f.get(name) ?? "").trim();
@@ -37,7 +40,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     cover: form.get("cover") === "on",
     remember: form.get("remember") === "on",
   };
-  const state: TipFormState = { errors: {}, values };
+  // The posted key goes back with the form (a page rendered again without scripts would make a new one).
+  const state: TipFormState = { errors: {}, values, key: text(form, "key") || undefined };
 
   const custom = values.amount === "other" || values.amount === "";
   const amountMinor = custom ? parseWholeUnits(values.other) : /^[0-9]{1,12}$/.test(values.amount) ? BigInt(values.amount) : undefined;
@@ -82,6 +86,7 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     tipId = tip!.tipId;
   } catch (err) {
     const e = ConnectError.from(err);
+    if (settlesWrite(e)) state.key = newWriteKey();
     if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
     if (e.code === Code.InvalidArgument && /amount/.test(e.rawMessage)) return { ...state, errors: { amount: "err_amount" } };
     if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };

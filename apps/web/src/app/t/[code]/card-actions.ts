@@ -7,17 +7,19 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { serverClient } from "../../../lib/api";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
+import { settlesWrite } from "../../../lib/write-key";
 import { CARD_CURRENCIES } from "./card-currencies";
 
 
 export type CardStart =
-  | { ok: true; tipId: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
-  | { ok: false; error: "amount" | "limit" | "unavailable" | "generic" };
+  | { ok: true; tipId: string; amountMinor: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
+  // settled: the service answered, so the form's next attempt is a new tip (a new key); else it may have made this one.
+  | { ok: false; error: "amount" | "limit" | "unavailable" | "generic"; settled: boolean };
 
 export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; key: string; locale: string }): Promise<CardStart> {
   const currency = CARD_CURRENCIES.includes(input.currency) ? input.currency : "";
   const amountMinor = parseWholeUnits(input.amount, 1_000_000);
-  if (!currency || amountMinor === undefined || !/^[A-Za-z0-9-]{8,128}$/.test(input.key)) return { ok: false, error: "amount" };
+  if (!currency || amountMinor === undefined || !/^[A-Za-z0-9-]{8,128}$/.test(input.key)) return { ok: false, error: "amount", settled: false };
   try {
     const r = await serverClient(PaymentService, { locale: input.locale }).createTip({
       idempotencyKey: input.key,
@@ -29,6 +31,7 @@ export async function startCardTip(input: { code: string; payload: string; amoun
     return {
       ok: true,
       tipId,
+      amountMinor: amountMinor.toString(),
       clientSecret: r.stripeClientSecret,
       publishableKey: r.stripePublishableKey,
       // Stripe.js must come from js.stripe.com in real mode; make run and the tests serve the simulator's double.
@@ -37,9 +40,10 @@ export async function startCardTip(input: { code: string; payload: string; amoun
     };
   } catch (err) {
     const e = ConnectError.from(err);
-    if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit" };
-    if (e.code === Code.InvalidArgument) return { ok: false, error: "amount" };
-    if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable" };
-    return { ok: false, error: "generic" };
+    const settled = settlesWrite(e);
+    if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit", settled };
+    if (e.code === Code.InvalidArgument) return { ok: false, error: "amount", settled };
+    if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable", settled };
+    return { ok: false, error: "generic", settled };
   }
 }

@@ -4,6 +4,8 @@
 // a card, so the page stays light for M-Pesa customers on slow networks.
 import { useRouter } from "next/navigation";
 import { useRef, useState } from "react";
+import { formatMoney } from "../../../lib/money";
+import { useWrite } from "../../../lib/use-write";
 import { startCardTip } from "./card-actions";
 import { CARD_CURRENCIES } from "./card-currencies";
 
@@ -48,46 +50,40 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
   const [amount, setAmount] = useState(fixedUnits ?? "");
   const [currency, setCurrency] = useState(defaultCurrency);
   const [error, setError] = useState("");
-  const [busy, setBusy] = useState(false);
   const [ready, setReady] = useState<{ stripe: StripeJs; elements: unknown; statusUrl: string; label: string } | null>(null);
   const mountRef = useRef<HTMLDivElement>(null);
+  // One card tip is one write: started (the payment service's tip and PaymentIntent) under the page's
+  // key, then confirmed with Stripe. The key stays until the tip is paid or refused: a retry after a
+  // lost answer, or after Stripe.js failed to load, finds the same tip.
+  const tip = useWrite(idempotencyKey);
+  const busy = tip.busy;
 
-  async function start(e: React.FormEvent) {
-    e.preventDefault();
+  const start = tip.onSubmit(async (_, send) => {
     setError("");
-    setBusy(true);
-    try {
-      const r = await startCardTip({ code: shortCode, payload, amount, currency, key: idempotencyKey, locale });
-      if (!r.ok) {
-        setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : w.generic);
-        return;
-      }
-      await loadScript(r.stripeJsUrl);
-      const stripe = window.Stripe!(r.publishableKey);
-      const elements = stripe.elements({ clientSecret: r.clientSecret });
-      elements.create("payment").mount(mountRef.current!);
-      setReady({ stripe, elements, statusUrl: r.statusUrl, label: `${currency} ${amount}` });
-    } catch {
-      setError(w.generic);
-    } finally {
-      setBusy(false);
+    const r = await send((key) => startCardTip({ code: shortCode, payload, amount, currency, key, locale }), (r) => !r.ok && r.settled);
+    if (!r.ok) {
+      setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : w.generic);
+      return;
     }
-  }
+    await loadScript(r.stripeJsUrl);
+    const stripe = window.Stripe!(r.publishableKey);
+    const elements = stripe.elements({ clientSecret: r.clientSecret });
+    elements.create("payment").mount(mountRef.current!);
+    setReady({ stripe, elements, statusUrl: r.statusUrl, label: formatMoney(BigInt(r.amountMinor), currency) });
+  }, () => setError(w.generic));
 
-  async function confirm() {
+  const confirm = () => tip.run(async (send) => {
     if (!ready) return;
     setError("");
-    setBusy(true);
-    const result = await ready.stripe.confirmPayment({
+    const result = await send(() => ready.stripe.confirmPayment({
       elements: ready.elements,
       // 3-D Secure pages send the customer back here.
       confirmParams: { return_url: `${window.location.origin}${ready.statusUrl}` },
       redirect: "if_required",
-    });
-    setBusy(false);
+    }), (paid) => !paid.error);
     if (result.error) setError(result.error.message ?? w.generic);
     else router.push(ready.statusUrl);
-  }
+  }, () => setError(w.generic));
 
   return (
     <form onSubmit={start} className="card-form">

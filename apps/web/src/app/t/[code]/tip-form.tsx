@@ -64,7 +64,7 @@ export function TipForm(p: Props) {
       <input type="hidden" name="p" value={p.payload} />
       <input type="hidden" name="worker" value={p.workerId} />
       <input type="hidden" name="currency" value={p.currency} />
-      <input type="hidden" name="key" value={p.idempotencyKey} />
+      <input type="hidden" name="key" value={state.key ?? p.idempotencyKey} />
       {shown ? <input type="hidden" name="quoted" value={live?.key ?? `${quoted!.minor}:${quoted!.cover}`} /> : null}
       <fieldset aria-describedby={err.amount ? "amount-error" : undefined}>
         <legend>{p.fixed ? t("fixedAmount", { amount: p.presets[0]?.label ?? "" }) : t("chooseAmount")}</legend>

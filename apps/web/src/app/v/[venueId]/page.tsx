@@ -3,7 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useParams } from "next/navigation";
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useState } from "react";
 import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
@@ -12,6 +12,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { RowChart } from "../../../components/charts";
 import { saveBytes } from "../../../lib/download";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
+import { useWrite } from "../../../lib/use-write";
 import { VenueNav } from "../nav";
 import { useVT } from "../use-vt";
 import type { VenueKey } from "../../../lib/venue-i18n";
@@ -78,15 +79,14 @@ export default function Dashboard() {
       const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format: ImageFormat.PDF, caption: true });
       saveBytes(res.content, res.contentType, `ttip-table-${id.slice(0, 8)}.pdf`);
     });
-  const addTable = (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
-    const table = String(new FormData(e.currentTarget).get("table") ?? "").trim();
+  const tableWrite = useWrite();
+  const addTable = tableWrite.onSubmit(async (f, send) => {
+    setError("");
+    const table = String(f.get("table") ?? "").trim();
     if (!table || table.length > 20) return setError(t("v_errTable"));
-    void run(async () => {
-      await createCode.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: crypto.randomUUID(), parameters: { table } });
-      await codes.refetch();
-    });
-  };
+    await send((key) => createCode.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: key, parameters: { table } }));
+    await codes.refetch();
+  }, (e) => setError(plainError(e)));
 
   return (
     <>
@@ -114,7 +114,7 @@ export default function Dashboard() {
             title={t("v_perTable")}
             testId="chart-tables"
             empty={t("v_noTableTips")}
-            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatAmount(c.volume, WALLET_CURRENCY)} · ${t("v_scans", { n: String(c.scans) })}` }))}
+            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatAmount(c.volume, WALLET_CURRENCY)} · ${c.scans === 1n ? t("v_scanOne") : t("v_scans", { n: String(c.scans) })}` }))}
           />
           <RowChart
             title={t("v_funnel")}
@@ -143,7 +143,7 @@ export default function Dashboard() {
       <form onSubmit={addTable} noValidate>
         <label className="field" htmlFor="table">{t("v_newTable")}</label>
         <input id="table" name="table" type="text" maxLength={20} />
-        <button type="submit" className="secondary" disabled={createCode.isPending}>{t("v_makeTable")}</button>
+        <button type="submit" className="secondary" disabled={tableWrite.busy}>{t("v_makeTable")}</button>
       </form>
     </>
   );

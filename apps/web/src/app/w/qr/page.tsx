@@ -5,6 +5,7 @@ import { useState } from "react";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { loadSession } from "../../../lib/session";
+import { useWrite, type Send } from "../../../lib/use-write";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
 import type { WorkerKey } from "../../../lib/worker-i18n";
@@ -25,15 +26,13 @@ export default function MyQr() {
   const create = useMutation(QrService.method.createQrCode);
   const rotate = useMutation(QrService.method.rotateQrCode);
   const revoke = useMutation(QrService.method.revokeQrCode);
-  const run = async (f: () => Promise<unknown>) => {
+  // One write at a time; a new or replaced code's key survives a lost answer.
+  const write = useWrite();
+  const run = (f: (send: Send) => Promise<unknown>) => write.run(async (send) => {
     setError("");
-    try {
-      await f();
-      await codes.refetch();
-    } catch (x) {
-      setError(err(x));
-    }
-  };
+    await f(send);
+    await codes.refetch();
+  }, (x) => setError(err(x)));
   const save = (id: string, format: ImageFormat, ext: string) =>
     run(async () => {
       const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format, caption: true });
@@ -55,12 +54,12 @@ export default function MyQr() {
           {FORMATS.map(([format, label, ext]) => (
             <button key={ext} type="button" className="secondary" onClick={() => save(c.qrCodeId, format, ext)}>{t("download", { what: label === "tableCard" ? t("tableCard") : label })}</button>
           ))}
-          <button type="button" className="secondary" onClick={() => run(() => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: crypto.randomUUID() }))}>{t("replace")}</button>
-          <button type="button" className="secondary" onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>{t("switchOff")}</button>
+          <button type="button" className="secondary" disabled={write.busy} onClick={() => run((send) => send((key) => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: key })))}>{t("replace")}</button>
+          <button type="button" className="secondary" disabled={write.busy} onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>{t("switchOff")}</button>
         </section>
       ))}
       {active.length === 0 && session ? (
-        <button type="button" onClick={() => run(() => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: crypto.randomUUID() }))}>{t("makeQr")}</button>
+        <button type="button" disabled={write.busy} onClick={() => run((send) => send((key) => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: key })))}>{t("makeQr")}</button>
       ) : null}
     </>
   );

@@ -1,14 +1,15 @@
 "use client";
-import { useState, type FormEvent, type ReactNode } from "react";
-import { useSubmitOnce } from "../use-submit-once";
+import { useState, type ReactNode } from "react";
+import { useWrite } from "../../../lib/use-write";
 import { useT } from "../use-t";
 
 /** One form of the settings screen: its own message and error, so saving one never hides another's. */
 export function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<string | undefined>; children: ReactNode; button: string }) {
   const [note, setNote] = useState<{ ok: boolean; text: string }>();
-  const { busy, onSubmit: submit } = useSubmitOnce(async (e: FormEvent<HTMLFormElement>) => {
+  const { busy, onSubmit: guarded } = useWrite();
+  const submit = guarded(async (form) => {
     setNote(undefined);
-    const problem = await onSubmit(new FormData(e.currentTarget));
+    const problem = await onSubmit(form);
     setNote(problem ? { ok: false, text: problem } : { ok: true, text: "" });
   });
   return (

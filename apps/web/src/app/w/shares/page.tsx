@@ -6,6 +6,7 @@ import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@tt
 import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
+import { useWrite } from "../../../lib/use-write";
 import { venueT } from "../../../lib/venue-i18n";
 import { ruleText, shareHow } from "../../v/share-words";
 import { hours, methodName } from "../../v/util";
@@ -33,20 +34,17 @@ function VenueCard({ m }: { m: Member }) {
   const [error, setError] = useState("");
   const clockIn = useMutation(VenueService.method.clockIn);
   const clockOut = useMutation(VenueService.method.clockOut);
-  const clock = async (inOut: "in" | "out") => {
+  const write = useWrite();
+  const clock = (inOut: "in" | "out") => write.run(async () => {
     setError("");
-    try {
-      if (inOut === "in") {
-        const { shift } = await clockIn.mutateAsync({ venueId: m.venueId });
-        setOpen(shift?.startedAt ? timestampDate(shift.startedAt) : new Date());
-      } else {
-        await clockOut.mutateAsync({ venueId: m.venueId });
-        setOpen(undefined);
-      }
-    } catch (x) {
-      setError(err(x));
+    if (inOut === "in") {
+      const { shift } = await clockIn.mutateAsync({ venueId: m.venueId });
+      setOpen(shift?.startedAt ? timestampDate(shift.startedAt) : new Date());
+    } else {
+      await clockOut.mutateAsync({ venueId: m.venueId });
+      setOpen(undefined);
     }
-  };
+  }, (x) => setError(err(x)));
   const r = rule.data?.rule;
   return (
     <section className="notice" data-testid={`venue-${m.venueId}`}>
@@ -55,7 +53,7 @@ function VenueCard({ m }: { m: Member }) {
       {rule.error ? <p className="error">{err(rule.error)}</p> : null}
       {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) })}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <button type="button" className="secondary" onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
+      <button type="button" className="secondary" disabled={write.busy} onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
     </section>
   );
 }

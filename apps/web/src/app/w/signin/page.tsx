@@ -1,13 +1,13 @@
 "use client";
 import { useMutation } from "@connectrpc/connect-query";
 import { useRouter } from "next/navigation";
-import { useState, type FormEvent } from "react";
+import { useState } from "react";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { useT } from "../use-t";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
-import { useSubmitOnce } from "../use-submit-once";
+import { useWrite } from "../../../lib/use-write";
 
 type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "newPin" };
 
@@ -27,41 +27,38 @@ export default function SignIn() {
   const verifyPin = useMutation(AuthService.method.verifyPin);
   const setPin = useMutation(AuthService.method.setPin);
 
-  const { busy, onSubmit } = useSubmitOnce(async (e: FormEvent<HTMLFormElement>) => {
+  const write = useWrite();
+  const busy = write.busy;
+  const onSubmit = write.onSubmit(async (f) => {
     setError("");
-    const f = new FormData(e.currentTarget);
-    try {
-      if (step.kind === "phone") {
-        const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
-        if (!phone) return setError(t("err_phone"));
-        const { challengeId } = await start.mutateAsync({ phone });
-        setStep({ kind: "otp", challengeId });
-      } else if (step.kind === "otp") {
-        const otp = String(f.get("otp") ?? "").trim();
-        if (!/^[0-9]{6}$/.test(otp)) return setError(t("err_otp"));
-        const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: asManager ? Role.VENUE_MANAGER : Role.WORKER });
-        if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId });
-        else if (res.tokens) {
-          saveSession(res.tokens);
-          setStep({ kind: "newPin" });
-        }
-      } else if (step.kind === "pin") {
-        const pin = String(f.get("pin") ?? "");
-        if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_pin"));
-        const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
-        saveSession(tokens!);
-        router.replace(home);
-      } else {
-        const pin = String(f.get("pin") ?? "");
-        if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_newPin"));
-        if (pin !== String(f.get("pin2") ?? "")) return setError(t("err_pinsDiffer"));
-        await setPin.mutateAsync({ pin });
-        router.replace(home);
+    if (step.kind === "phone") {
+      const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
+      if (!phone) return setError(t("err_phone"));
+      const { challengeId } = await start.mutateAsync({ phone });
+      setStep({ kind: "otp", challengeId });
+    } else if (step.kind === "otp") {
+      const otp = String(f.get("otp") ?? "").trim();
+      if (!/^[0-9]{6}$/.test(otp)) return setError(t("err_otp"));
+      const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: asManager ? Role.VENUE_MANAGER : Role.WORKER });
+      if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId });
+      else if (res.tokens) {
+        saveSession(res.tokens);
+        setStep({ kind: "newPin" });
       }
-    } catch (x) {
-      setError(err(x));
+    } else if (step.kind === "pin") {
+      const pin = String(f.get("pin") ?? "");
+      if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_pin"));
+      const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
+      saveSession(tokens!);
+      router.replace(home);
+    } else {
+      const pin = String(f.get("pin") ?? "");
+      if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_newPin"));
+      if (pin !== String(f.get("pin2") ?? "")) return setError(t("err_pinsDiffer"));
+      await setPin.mutateAsync({ pin });
+      router.replace(home);
     }
-  });
+  }, (x) => setError(err(x)));
 
   return (
     <form onSubmit={onSubmit} noValidate>

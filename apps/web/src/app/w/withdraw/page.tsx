@@ -1,7 +1,7 @@
 "use client";
 import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -13,7 +13,7 @@ import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "../
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
-import { useSubmitOnce } from "../use-submit-once";
+import { useWrite } from "../../../lib/use-write";
 import { useT } from "../use-t";
 import { payoutWord } from "../words";
 
@@ -76,7 +76,6 @@ export default function Withdraw() {
   const challenge = useMutation(AuthService.method.createDeviceChallenge);
   const verify = useMutation(AuthService.method.verifyDeviceChallenge);
   const payout = useMutation(PaymentService.method.requestPayout);
-  const [key] = useState(() => crypto.randomUUID());
   const [error, setError] = useState("");
   const [step, setStep] = useState("");
   const [typed, setTyped] = useState("");
@@ -86,34 +85,34 @@ export default function Withdraw() {
   const p = useLivePayout(payoutId);
 
   // Guarded from the tap itself: a double tap would otherwise register two device keys and ask two challenges.
-  const { busy, onSubmit } = useSubmitOnce(async (e: FormEvent<HTMLFormElement>) => {
+  // The payout's key is the guard's: kept after a lost answer, so a retry pays out once.
+  const write = useWrite();
+  const busy = write.busy;
+  const onSubmit = write.onSubmit(async (form, send) => {
     setError("");
-    const form = new FormData(e.currentTarget);
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""));
     if (!checked.ok) return setError(t(checked.problem as WorkerKey));
     const session = loadSession();
     if (!session) return setError(t("err_session"));
-    try {
-      let device = await loadDeviceKey(session.userId);
-      if (!device) {
-        setStep(t("stepKey"));
-        const made = await newDeviceKey();
-        const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
-        device = { deviceId: registered!.deviceId, privateKey: made.privateKey };
-        await saveDeviceKey(session.userId, device);
-      }
-      setStep(t("stepConfirm"));
-      const c = await challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
-      const signature = await signChallenge(device.privateKey, c.challenge);
-      const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
-      setStep(t("stepSend"));
-      const res = await payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken });
-      setPayoutId(res.payout!.payoutId);
-      setStep("");
-    } catch (x) {
-      setStep("");
-      setError(err(x));
+    let device = await loadDeviceKey(session.userId);
+    if (!device) {
+      setStep(t("stepKey"));
+      const made = await newDeviceKey();
+      const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
+      device = { deviceId: registered!.deviceId, privateKey: made.privateKey };
+      await saveDeviceKey(session.userId, device);
     }
+    setStep(t("stepConfirm"));
+    const c = await challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
+    const signature = await signChallenge(device.privateKey, c.challenge);
+    const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
+    setStep(t("stepSend"));
+    const res = await send((key) => payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken }));
+    setPayoutId(res.payout!.payoutId);
+    setStep("");
+  }, (x) => {
+    setStep("");
+    setError(err(x));
   });
 
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;

@@ -5,6 +5,7 @@ import { Fragment, useState, type FormEvent } from "react";
 import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatAmount, formatMoney, WALLET_CURRENCY } from "../../../../lib/money";
+import { useWrite } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, methodName, shown } from "../../util";
@@ -84,15 +85,13 @@ export default function Distributions() {
   const previewM = useMutation(VenueService.method.previewDistribution);
   const confirm = useMutation(VenueService.method.confirmDistribution);
   const reverse = useMutation(VenueService.method.reverseDistribution);
-  const run = async (f: () => Promise<void>) => {
+  // One action at a time (a confirmation is keyed by its period, a reversal by its distribution).
+  const write = useWrite();
+  const run = (f: () => Promise<void>) => write.run(async () => {
     setError("");
     setNote("");
-    try {
-      await f();
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    await f();
+  }, (x) => setError(plainError(x)));
 
   const onPreview = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -117,7 +116,7 @@ export default function Distributions() {
         <input id="start" type="datetime-local" step={1} value={start} onChange={(e) => setStart(e.target.value)} />
         <label className="field" htmlFor="end">{t("v_periodUntil")} <span className="muted">({t("v_nairobiTime")})</span></label>
         <input id="end" type="datetime-local" step={1} value={end} onChange={(e) => setEnd(e.target.value)} />
-        <button type="submit" className="secondary" disabled={previewM.isPending}>{t("v_previewBtn")}</button>
+        <button type="submit" className="secondary" disabled={write.busy}>{t("v_previewBtn")}</button>
       </form>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
@@ -127,7 +126,7 @@ export default function Distributions() {
           {preview.status === DistributionStatus.PREVIEW ? (
             <button
               type="button"
-              disabled={confirm.isPending}
+              disabled={write.busy}
               onClick={() =>
                 run(async () => {
                   const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected });
@@ -165,7 +164,7 @@ export default function Distributions() {
               >
                 <label className="field" htmlFor={`reason-${d.distributionId}`}>{t("v_reason")}</label>
                 <input id={`reason-${d.distributionId}`} name="reason" type="text" maxLength={500} />
-                <button type="submit" className="secondary">{t("v_reverseBtn")}</button>
+                <button type="submit" className="secondary" disabled={write.busy}>{t("v_reverseBtn")}</button>
               </form>
             ) : null}
           </li>

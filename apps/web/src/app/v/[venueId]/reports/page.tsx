@@ -12,6 +12,8 @@ import { nairobiDayStart, nairobiMonthStart } from "../../../../lib/nairobi-time
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { useRoleName } from "../../use-role-name";
+import { loadSession } from "../../../../lib/session";
+import { auditActor, auditText, type AuditNames } from "../../audit-words";
 
 /** Hours and confirmed shares per member over a period (rows and CSV), and the audit trail. */
 export default function Reports() {
@@ -28,6 +30,13 @@ export default function Reports() {
   const period = s && e ? { start: s, end: e } : { start: timestampFromDate(new Date(0)), end: timestampFromDate(new Date(1)) };
   const report = useQuery(VenueService.method.getPeriodReport, { venueId, period, format: ReportFormat.ROWS }, { enabled: !!(s && e) });
   const audit = useQuery(VenueService.method.listAuditRecords, { venueId, page: { pageSize: 50 } });
+  const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
+  const [me] = useState(() => loadSession()?.userId);
+  const names: AuditNames = {
+    member: (id) => members.data?.members.find((m) => m.memberId === id)?.displayName,
+    user: (id) => (id === me ? t("v_aYou") : members.data?.members.find((m) => m.workerId === id)?.displayName),
+    role: roleName,
+  };
   const csv = async () => {
     setError("");
     try {
@@ -59,13 +68,18 @@ export default function Reports() {
       <button type="button" className="secondary" onClick={csv}>{t("v_downloadCsv")}</button>
       <h2>{t("v_audit")}</h2>
       <table data-testid="audit">
-        <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th><th>{t("v_detail")}</th></tr></thead>
+        <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th></tr></thead>
         <tbody>
           {(audit.data?.records ?? []).map((r) => (
-            <tr key={String(r.sequence)}><td>{shown(r.at, locale)}</td><td>{r.action}</td><td>{r.actor.slice(0, 8)}</td><td><code>{r.detail.slice(0, 160)}</code></td></tr>
+            <AuditRow key={String(r.sequence)} at={shown(r.at, locale)} text={auditText(t, r, names, locale)} who={auditActor(t, r.actor, names)} action={r.action} detail={r.detail} />
           ))}
         </tbody>
       </table>
     </>
   );
+}
+
+/** A known action as a sentence; another as the service recorded it. */
+function AuditRow({ at, text, who, action, detail }: { at: string; text: string | undefined; who: string; action: string; detail: string }) {
+  return <tr><td>{at}</td><td>{text ?? <>{action} <code>{detail.slice(0, 160)}</code></>}</td><td>{who}</td></tr>;
 }

@@ -1,9 +1,10 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
-import { useState, type FormEvent } from "react";
+import { useState } from "react";
 import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { useWrite } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { ruleHow, ruleText, type MemberName } from "../../share-words";
 import { basisPoints, METHODS, shown } from "../../util";
@@ -24,11 +25,10 @@ export default function Rules() {
   // Every member's name, those who left too: an earlier version may give them a percentage.
   const nameOf: MemberName = (memberId) => members.data?.members.find((m) => m.memberId === memberId)?.displayName;
 
-  const submit = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  const write = useWrite();
+  const submit = write.onSubmit(async (f, send) => {
     setError("");
     setNote("");
-    const f = new FormData(e.currentTarget);
     const fixedShares: { memberId: string; basisPoints: number }[] = [];
     if (method === SplitMethod.FIXED_PERCENTAGES) {
       for (const m of active) {
@@ -41,21 +41,17 @@ export default function Rules() {
       const total = fixedShares.reduce((s, x) => s + x.basisPoints, 0);
       if (total !== 10_000) return setError(t("v_errPctTotal", { total: total / 100 }));
     }
-    try {
-      const { rule } = await set.mutateAsync({
-        venueId,
-        method,
-        includeManagers: f.get("includeManagers") === "on",
-        fixedShares,
-        note: String(f.get("note") ?? "").trim().slice(0, 500),
-        idempotencyKey: crypto.randomUUID(),
-      });
-      setNote(t("v_inForce", { v: rule?.version ?? 0 }));
-      await Promise.all([current.refetch(), history.refetch()]);
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    const { rule } = await send((key) => set.mutateAsync({
+      venueId,
+      method,
+      includeManagers: f.get("includeManagers") === "on",
+      fixedShares,
+      note: String(f.get("note") ?? "").trim().slice(0, 500),
+      idempotencyKey: key,
+    }));
+    setNote(t("v_inForce", { v: rule?.version ?? 0 }));
+    await Promise.all([current.refetch(), history.refetch()]);
+  }, (x) => setError(plainError(x)));
 
   // Worded only once the members' names are in: before, a named percentage would read "2 other members".
   const r = members.isPending ? undefined : current.data?.rule;
@@ -94,7 +90,7 @@ export default function Rules() {
         <label className="check"><input type="checkbox" name="includeManagers" /> {t("v_includeManagers")}</label>
         <label className="field" htmlFor="note">{t("v_why_change")}</label>
         <input id="note" name="note" type="text" maxLength={500} />
-        <button type="submit" disabled={set.isPending}>{t("v_putInForce")}</button>
+        <button type="submit" disabled={write.busy}>{t("v_putInForce")}</button>
       </form>
       <h2>{t("v_earlier")}</h2>
       <table data-testid="rule-history">

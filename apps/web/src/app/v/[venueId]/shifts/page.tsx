@@ -1,10 +1,11 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
-import { useState, type FormEvent } from "react";
+import { useState } from "react";
 import { MemberStatus } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ImportShiftsResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
+import { useWrite } from "../../../../lib/use-write";
 import { fromNairobiWallTime, nairobiDayStart } from "../../../../lib/nairobi-time";
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
@@ -39,44 +40,34 @@ export default function Shifts() {
   const name = (memberId: string) => members.data?.members.find((m) => m.memberId === memberId)?.displayName ?? memberId.slice(0, 8);
   const refresh = () => Promise.all([hoursQ.refetch(), shifts.refetch()]);
 
-  const onRecord = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  const recordWrite = useWrite();
+  const onRecord = recordWrite.onSubmit(async (f, send) => {
     setError("");
     setNote("");
-    const f = new FormData(e.currentTarget);
     const startedAt = localTime(String(f.get("start") ?? ""));
     const endedAt = localTime(String(f.get("end") ?? ""));
     if (!startedAt || !endedAt) return setError(t("v_errShift"));
     if (startedAt.seconds >= endedAt.seconds) return setError(t("v_errOrder"));
-    try {
-      await record.mutateAsync({ venueId, memberId: String(f.get("member")), startedAt, endedAt, idempotencyKey: crypto.randomUUID() });
-      setNote(t("v_shiftRecorded"));
-      await refresh();
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    await send((key) => record.mutateAsync({ venueId, memberId: String(f.get("member")), startedAt, endedAt, idempotencyKey: key }));
+    setNote(t("v_shiftRecorded"));
+    await refresh();
+  }, (x) => setError(plainError(x)));
 
-  const onImport = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
+  const importWrite = useWrite();
+  const onImport = importWrite.onSubmit(async (f) => {
     setError("");
     setNote("");
     setReport(undefined);
-    const f = new FormData(e.currentTarget);
     const file = f.get("file");
     const typed = String(f.get("csv") ?? "");
     const bytes = file instanceof File && file.size > 0 ? new Uint8Array(await file.arrayBuffer()) : new TextEncoder().encode(typed);
     if (bytes.length === 0) return setError(t("v_errCsv"));
     if (bytes.length > MAX_CSV_BYTES) return setError(t("v_errBig"));
     const dryRun = f.get("dryRun") === "on";
-    try {
-      const res = await importShifts.mutateAsync({ venueId, csv: bytes, dryRun });
-      setReport({ ...res, dryRun });
-      if (!dryRun) await refresh();
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    const res = await importShifts.mutateAsync({ venueId, csv: bytes, dryRun });
+    setReport({ ...res, dryRun });
+    if (!dryRun) await refresh();
+  }, (x) => setError(plainError(x)));
 
   return (
     <>
@@ -121,7 +112,7 @@ export default function Shifts() {
         <input id="start" name="start" type="datetime-local" />
         <label className="field" htmlFor="end">{t("v_end")}</label>
         <input id="end" name="end" type="datetime-local" />
-        <button type="submit" className="secondary" disabled={record.isPending}>{t("v_record")}</button>
+        <button type="submit" className="secondary" disabled={recordWrite.busy}>{t("v_record")}</button>
       </form>
 
       <form onSubmit={onImport} noValidate>
@@ -132,7 +123,7 @@ export default function Shifts() {
         <label className="field" htmlFor="csv">{t("v_paste")}</label>
         <textarea id="csv" name="csv" rows={5} />
         <label className="check"><input type="checkbox" name="dryRun" /> {t("v_dryRun")}</label>
-        <button type="submit" disabled={importShifts.isPending}>{t("v_import")}</button>
+        <button type="submit" disabled={importWrite.busy}>{t("v_import")}</button>
       </form>
       {report ? (
         <section className="notice" role="status" data-testid="import-report">

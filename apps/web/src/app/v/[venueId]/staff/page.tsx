@@ -5,6 +5,7 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus, type Member } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { normaliseKenyanPhone } from "../../../../lib/phone";
+import { useWrite, type Send } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
@@ -29,17 +30,15 @@ export default function Staff() {
   const putRole = useMutation(VenueService.method.putRole);
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
-  const run = async (f: () => Promise<string | void>) => {
+  // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
+  const write = useWrite();
+  const run = (f: (send: Send) => Promise<string | void>) => write.run(async (send) => {
     setError("");
     setNote("");
-    try {
-      const said = await f();
-      if (said) setNote(said);
-      await Promise.all([members.refetch(), roles.refetch()]);
-    } catch (x) {
-      setError(plainError(x));
-    }
-  };
+    const said = await f(send);
+    if (said) setNote(said);
+    await Promise.all([members.refetch(), roles.refetch()]);
+  }, (x) => setError(plainError(x)));
   const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
@@ -53,8 +52,8 @@ export default function Staff() {
     const joinedAt = typedJoined ? localTime(typedJoined) : undefined;
     if (typedJoined && !joinedAt) return setError(t("v_errJoined"));
     const form = e.currentTarget;
-    void run(async () => {
-      const res = await invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, roleId: String(f.get("role")), joinedAt, idempotencyKey: crypto.randomUUID() });
+    void run(async (send) => {
+      const res = await send((key) => invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, roleId: String(f.get("role")), joinedAt, idempotencyKey: key }));
       form.reset();
       return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
     });
@@ -99,7 +98,7 @@ export default function Staff() {
               <td>{shown(m.leftAt, locale)}</td>
               <td>
                 {m.status !== MemberStatus.LEFT ? (
-                  <button type="button" className="secondary" onClick={() => run(() => remove.mutateAsync({ venueId, memberId: m.memberId, reason: "left the staff" }).then(() => t("v_hasLeft", { name: m.displayName })))}>
+                  <button type="button" className="secondary" disabled={write.busy} onClick={() => run(() => remove.mutateAsync({ venueId, memberId: m.memberId, reason: "left the staff" }).then(() => t("v_hasLeft", { name: m.displayName })))}>
                     {t("v_leftStaff")}
                   </button>
                 ) : null}
@@ -121,7 +120,7 @@ export default function Staff() {
         <select id="role" name="role" defaultValue="front_of_house">
           {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
         </select>
-        <button type="submit" disabled={invite.isPending}>{t("v_sendInvite")}</button>
+        <button type="submit" disabled={write.busy}>{t("v_sendInvite")}</button>
       </form>
 
       <h2>{t("v_roles")}</h2>
@@ -142,7 +141,7 @@ export default function Staff() {
         <label className="field" htmlFor="points">{t("v_points")}</label>
         <input id="points" name="points" type="text" inputMode="numeric" defaultValue="10" />
         <label className="check"><input type="checkbox" name="isManager" /> {t("v_managersRole")}</label>
-        <button type="submit" className="secondary">{t("v_saveRole")}</button>
+        <button type="submit" className="secondary" disabled={write.busy}>{t("v_saveRole")}</button>
       </form>
     </>
   );
