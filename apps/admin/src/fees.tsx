@@ -54,7 +54,7 @@ export function FeeSchedules({ session }: { session: Session }) {
   const schedules = all.filter((s) => s.currency === currency);
   const set = (k: keyof Draft) => (e: { target: { value: string } }) => setDraft({ ...draft, [k]: e.target.value });
 
-  // One key per version meant: a double click or a retry after a lost answer schedules it once.
+  // One key per version meant: a double click or a retry after a lost answer schedules it once; an edited draft is another version.
   const write = useWrite();
   const schedule = () => write.run(async (send) => {
     setError("");
@@ -85,7 +85,7 @@ export function FeeSchedules({ session }: { session: Session }) {
     ));
     setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)} EAT`);
     await load();
-  }, (err) => setError(errorText(err)));
+  }, (err) => setError(errorText(err)), JSON.stringify([currency, draft]));
 
   return (
     <Section title="Fee schedules">

@@ -4,16 +4,17 @@
 // transaction, each posted once by its key: the approval's key closed, a parked payment's match key
 // closed, a spent hold reversed), and the record (a short transaction: the tip failed, once). The claim
 // is the decision: a rejection again (another admin's, or the resumer's after a crash) finishes it with
-// what the claim read, so a hold reversed by a try whose record failed is never reversed under another
-// reading, nor left reversed for a tip then approved (an approval is refused while the claim stands).
-import { clockOf, emitEvent, InvalidStateError, withTransaction } from "@ttip/runtime";
+// what the claim read, or its money found spent since (plain to spent, never back), so a hold reversed by
+// a try whose record failed is never reversed under another reading, nor left reversed for a tip then
+// approved (an approval is refused while the claim stands).
+import { clockOf, emitEvent, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { closeApprovalKey } from "./approvals.js";
 import { closeMatchBeforeReopen, lockFundingReceipt, rejectedAsSpent, reopenFundingPayment, reverseSpentHold, spentReceiptOf } from "./c2b.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { closeTipAlerts } from "./stores/fraud-alerts.js";
-import { type ClaimedTip, giveUpClaim, lockHeldTip, markClaimed, type Reviewer } from "./stores/review-claims.js";
+import { type ClaimedTip, giveUpClaim, lockHeldTip, markClaimed, markRejectionFate, type Reviewer } from "./stores/review-claims.js";
 import { endHeldTip } from "./stores/tips.js";
 import { approvedSplit, type Deps, type TipRow } from "./tips.js";
 
@@ -55,8 +56,13 @@ export async function finishRejection(deps: Deps, tip: ClaimedTip): Promise<TipR
   const spent = tip.rejection_claim === "plain" ? undefined : tip.rejection_claim!;
   // Spent: the hold's suspense money, taken from clearing for a second payment that never came, goes back (c2b.ts).
   if (spent) await reverseSpentHold(deps, tip);
-  return withTransaction(deps.ctx.pool, async (tx) => {
+  const recorded = await withTransaction(deps.ctx.pool, async (tx) => {
     await lockFundingReceipt(tx, tip);
+    const found = await lockHeldTip(tx, tip.tip_id);
+    if (!found) return undefined;
+    // Its money found spent since the claim (a late callback named the payment): the hold is reversed first, once.
+    const learned = spent ? undefined : await spentSinceClaim(tx, found);
+    if (learned) return { again: learned };
     const t = await endHeldTip(tx, tip.tip_id, { approve: false, resultMessage: resultMessage("review_rejected"), workerMinor: approvedSplit(tip).workerMinor });
     if (!t) return undefined;
     await closeTipAlerts(tx, tip.tip_id, "rejected", tip.review_claimed_by ?? "", tip.review_note ?? "");
@@ -67,6 +73,19 @@ export async function finishRejection(deps: Deps, tip: ClaimedTip): Promise<TipR
       tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
       resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
     }, ended.tip_id);
-    return ended;
+    return { ended };
   });
+  // Once at most: a claim's fate moves from plain to spent, never back.
+  return recorded?.again ? finishRejection(deps, recorded.again) : recorded?.ended;
+}
+
+/**
+ * A rejection claimed as plain whose receipt's money is found spent at its record (the tip's late callback, after the
+ * claim, named the payment support refunded or credited as another tip): the claim takes that fate, for its hold to
+ * be reversed before the record, as when the callback came first. Its claim taken so by another try: that fate.
+ */
+async function spentSinceClaim(tx: Queryable, tip: ClaimedTip): Promise<ClaimedTip | undefined> {
+  if (tip.rejection_claim && tip.rejection_claim !== "plain") return tip;
+  const spent = tip.rejection_claim ? await spentReceiptOf(tx, tip) : undefined;
+  return spent && markRejectionFate(tx, tip.tip_id, spent);
 }

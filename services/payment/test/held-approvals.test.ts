@@ -531,4 +531,22 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.deepEqual([await h.balance(w.id), await succeededEvents(held.tipId)], [0n, 0]);
     assert.ok(await h.trialBalanced());
   });
+  test("a rejection claimed before the tip's late callback named the payment support refunded: finished, its hold is reversed once and the customer told it was refunded, as if the callback had come first", async () => {
+    await forgetEarlierTies();
+    const w = await worker();
+    const held = await heldBesideRefund(w);
+    const clearingBefore = await systemBalance(AccountKind.MPESA_CLEARING);
+    const claimed = await claimRejection(directDeps(), await tipRow(held.tipId), reviewer);
+    assert.equal(claimed?.rejection_claim, "plain", "claimed, nothing spent known yet; then the process stopped");
+    const row = await lateSpentCallback(held.tipId, held.refunded, held.payer);
+    assert.equal((await tipRow(held.tipId)).mpesa_receipt, held.refunded, "the refunded payment's receipt learned after the claim");
+    // Before, the finish went by the claim's reading alone: recorded "review_rejected", the hold's money left in suspense.
+    const rejected = await reject(held.tipId, "again");
+    assert.ok(!(rejected instanceof Error), String(rejected));
+    assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, "refunded"]);
+    assert.equal(await entriesUnder(`${row.credit_key}:spent`), 1, "the hold reversed");
+    assert.equal(await systemBalance(AccountKind.MPESA_CLEARING), clearingBefore + 10000n, "the hold's amount back in clearing, once");
+    assert.deepEqual([await h.balance(w.id), await succeededEvents(held.tipId)], [0n, 0]);
+    assert.ok(await h.trialBalanced());
+  });
 });

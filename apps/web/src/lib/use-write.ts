@@ -2,7 +2,7 @@
 // One guard for every form that writes: the worker's, the venue manager's,
 // the tip page's card form and the admin console's.
 import { useRef, useState, type FormEvent } from "react";
-import { newWriteKey, settlesWrite } from "./write-key";
+import { formIntent, settlesWrite, WriteKey } from "./write-key";
 
 /** Sends the keyed call of an attempt; `settled` says whether a value (not an error) answered it, as a server action's "try again" does not. */
 export type Send = <T>(call: (key: string) => Promise<T>, settled?: (answer: T) => boolean) => Promise<T>;
@@ -13,10 +13,11 @@ export interface WriteGuard {
   /**
    * Runs one attempt unless one is running (then nothing happens). `attempt`
    * may check and step up first; it sends the write through `send`. Errors go
-   * to `failed`.
+   * to `failed`. `intent`: what the write asks (its fields, without the key);
+   * when it differs from the last attempt's, the write gets a new key.
    */
-  run(attempt: (send: Send) => Promise<unknown>, failed?: (err: unknown) => void): Promise<void>;
-  /** `run` as a form's submit handler; the form's fields are read before anything is awaited. */
+  run(attempt: (send: Send) => Promise<unknown>, failed?: (err: unknown) => void, intent?: string): Promise<void>;
+  /** `run` as a form's submit handler; the form's fields, read before anything is awaited, are the intent. */
   onSubmit(attempt: (form: FormData, send: Send) => Promise<unknown>, failed?: (err: unknown) => void): (e: FormEvent<HTMLFormElement>) => void;
 }
 
@@ -25,37 +26,36 @@ export interface WriteGuard {
  * await: a disabled button alone comes too late, as the second tap of a double
  * tap can arrive before React re-renders. The key is renewed only when the
  * keyed call got a definite answer (success or refusal); after a lost answer
- * every retry sends the same key, so the service does the write at most once.
+ * every retry of the same request sends the same key, so the service does the
+ * write at most once; an edited request is a new write with a new key.
  * `firstKey`: a key the server rendered into the page, when it has one.
  */
 export function useWrite(firstKey?: string): WriteGuard {
   const held = useRef(false);
-  const key = useRef<string>(undefined);
-  key.current ??= firstKey ?? newWriteKey();
+  const key = useRef<WriteKey>(undefined);
+  key.current ??= new WriteKey(firstKey);
   const [busy, setBusy] = useState(false);
 
-  const send: Send = async (call, settled) => {
-    const used = key.current!;
+  const sendFor = (intent: string | undefined): Send => async (call, settled) => {
+    const keys = key.current!;
+    const used = keys.use(intent);
     let answer: Awaited<ReturnType<typeof call>>;
     try {
       answer = await call(used);
     } catch (err) {
-      if (settlesWrite(err)) renew(used);
+      if (settlesWrite(err)) keys.settle(used);
       throw err;
     }
-    if (settled?.(answer) ?? true) renew(used);
+    if (settled?.(answer) ?? true) keys.settle(used);
     return answer;
   };
-  const renew = (used: string) => {
-    if (key.current === used) key.current = newWriteKey();
-  };
 
-  const run: WriteGuard["run"] = async (attempt, failed) => {
+  const run: WriteGuard["run"] = async (attempt, failed, intent) => {
     if (held.current) return;
     held.current = true;
     setBusy(true);
     try {
-      await attempt(send);
+      await attempt(sendFor(intent));
     } catch (err) {
       if (!failed) throw err;
       failed(err);
@@ -67,7 +67,7 @@ export function useWrite(firstKey?: string): WriteGuard {
   const onSubmit: WriteGuard["onSubmit"] = (attempt, failed) => (e) => {
     e.preventDefault();
     const form = new FormData(e.currentTarget);
-    void run((s) => attempt(form, s), failed);
+    void run((s) => attempt(form, s), failed, formIntent(form));
   };
   return { busy, run, onSubmit };
 }

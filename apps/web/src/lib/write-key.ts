@@ -19,6 +19,42 @@ export function newWriteKey(): string {
 }
 
 /**
+ * The key of one intended write, kept until the service answers for it. A
+ * changed request (an amount edited after a lost answer) is another intended
+ * write and gets a new key: under the kept one the service would refuse it
+ * (its fingerprint differs) or answer with the first write's result.
+ */
+export class WriteKey {
+  private key: string;
+  /** The request the key was last sent for; undefined while it was never sent, or when the caller did not say. */
+  private sentFor: string | undefined;
+
+  constructor(first?: string) {
+    this.key = first ?? newWriteKey();
+  }
+
+  /** The key to send a request with; `intent` says what the request asks (its fields, without the key). */
+  use(intent?: string): string {
+    if (intent === undefined) return this.key;
+    if (this.sentFor !== undefined && this.sentFor !== intent) this.key = newWriteKey();
+    this.sentFor = intent;
+    return this.key;
+  }
+
+  /** The service answered for `used`: the next write is a new one. */
+  settle(used: string): void {
+    if (this.key !== used) return;
+    this.key = newWriteKey();
+    this.sentFor = undefined;
+  }
+}
+
+/** What a form asks: its text fields, in order (a file by its name and size). */
+export function formIntent(form: FormData): string {
+  return JSON.stringify(Array.from(form.entries(), ([k, v]) => [k, typeof v === "string" ? v : `${v.name}:${v.size}`]));
+}
+
+/**
  * The service answered, so whether the write happened is known: a success or
  * a refusal that changed nothing. Anything else (no answer, a lost connection,
  * a deadline, an internal fault) may have hidden a write that went through, so

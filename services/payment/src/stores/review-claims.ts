@@ -44,6 +44,12 @@ export async function markClaimed(tx: Queryable, tipId: string, claim: "approval
   return rows[0];
 }
 
+/** A rejection's claim given the fate its receipt's money was found to have after the claim (spent since). */
+export async function markRejectionFate(tx: Queryable, tipId: string, fate: Exclude<RejectionFate, "plain">): Promise<ClaimedTip> {
+  const { rows } = await tx.query<ClaimedTip>(`UPDATE payment.tips SET rejection_claim = $2 WHERE tip_id = $1 RETURNING ${CLAIMED_COLUMNS}`, [tipId, fate]);
+  return rows[0];
+}
+
 /** A claim given up (the wallet refused it): the tip held as before unless its other claim stands. */
 export async function giveUpClaim(db: Queryable, tipId: string, claim: "approval" | "rejection"): Promise<void> {
   const column = claim === "approval" ? "approval_receipt" : "rejection_claim";

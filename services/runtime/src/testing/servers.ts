@@ -1,14 +1,17 @@
 // Throwaway PostgreSQL, Redis and NATS (JetStream) servers for tests, started
 // from local binaries on free loopback ports in a temp folder and stopped by
 // process id. Nothing here talks to anything but 127.0.0.1.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { appendFile, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import pg from "pg";
+
+const execFileAsync = promisify(execFile);
 
 export interface TestServer {
   url: string;
@@ -75,7 +78,8 @@ function postgresDirs(): string[] {
 
 async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  // Tried once more past the deadline: a process stalled that long (a loaded machine) still sees an open port.
+  for (;;) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
     const open = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, "127.0.0.1", () => {
@@ -85,9 +89,9 @@ async function waitForPort(port: number, child: ChildProcess, what: string, time
       s.once("error", () => resolve(false));
     });
     if (open) return;
+    if (Date.now() >= deadline) throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
 }
 
 async function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
@@ -180,10 +184,8 @@ export async function startPostgres(options: { durable?: boolean; statementStats
   const ids = unprivilegedIds();
   if (ids) await chown(dir, ids.uid, ids.gid);
   const data = path.join(dir, "data");
-  execFileSync(initdb, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"], {
-    stdio: "pipe",
-    ...ids,
-  });
+  // Not execFileSync: on a loaded machine initdb takes tens of seconds, and the servers started beside it wait on the event loop.
+  await execFileAsync(initdb, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"], ids ?? {});
   // In the configuration file, not on the command line: a bench's ALTER SYSTEM (postgresql.auto.conf) can still change it.
   if (options.durable) await appendFile(path.join(data, "postgresql.conf"), "wal_compression = lz4\n");
   const port = await freePort();

@@ -1,10 +1,10 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
-import { useState } from "react";
+import { useState, type FormEvent } from "react";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { useWrite } from "../../lib/use-write";
+import { useWrite, type Send } from "../../lib/use-write";
 import { VenueNav } from "./nav";
 import { useVT } from "./use-vt";
 
@@ -15,14 +15,20 @@ export default function Venues() {
   const put = useMutation(QrService.method.putProfile);
   const [error, setError] = useState("");
   // The new venue's id is the write's key: a retry after a lost answer saves the same venue again, never a second one.
+  // Run without the form as its intent: a name edited after a lost answer corrects that venue (the put is an upsert).
   const write = useWrite();
-  const create = write.onSubmit(async (f, send) => {
+  const create = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const f = new FormData(e.currentTarget);
+    void write.run((send) => save(f, send), (x) => setError(plainError(x)));
+  };
+  const save = async (f: FormData, send: Send) => {
     setError("");
     const name = String(f.get("name") ?? "").trim();
     if (!name || name.length > 80) return setError(t("v_errVenueName"));
     await send((venueId) => put.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name, city: String(f.get("city") ?? "").trim().slice(0, 40) }));
     await venues.refetch();
-  }, (x) => setError(plainError(x)));
+  };
   return (
     <>
       <VenueNav />

@@ -1,0 +1,52 @@
+// The key of one intended write (the screens' write guard): kept over a lost
+// answer for the same request, new after a definite answer or for an edited
+// request. No browser: the bookkeeping the guard runs on.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { formIntent, WriteKey } from "../src/lib/write-key.js";
+
+const form = (fields: Record<string, string>) => {
+  const f = new FormData();
+  for (const [k, v] of Object.entries(fields)) f.append(k, v);
+  return formIntent(f);
+};
+
+test("a retry of the same request after a lost answer carries the same key", () => {
+  const k = new WriteKey("page-key-1");
+  const first = k.use(form({ amount: "500", phone: "0712345678" }));
+  assert.equal(first, "page-key-1", "the page's key is the first write's");
+  assert.equal(k.use(form({ amount: "500", phone: "0712345678" })), first);
+});
+
+test("an amount edited after a lost answer is another write: a new key, not the first write's", () => {
+  const k = new WriteKey();
+  const first = k.use(form({ amount: "500", phone: "0712345678" }));
+  const edited = k.use(form({ amount: "300", phone: "0712345678" }));
+  assert.notEqual(edited, first, "the service would refuse the kept key or answer with the 500's result");
+  assert.equal(k.use(form({ amount: "300", phone: "0712345678" })), edited, "the edited write's own retry keeps its key");
+  assert.notEqual(k.use(form({ amount: "500", phone: "0712345678" })), first, "going back to 500 is a third write: its key is not the first one's");
+});
+
+test("a definite answer ends the write: the next one gets a new key, whatever it asks", () => {
+  const k = new WriteKey();
+  const used = k.use(form({ table: "T1" }));
+  k.settle(used);
+  const next = k.use(form({ table: "T1" }));
+  assert.notEqual(next, used);
+  k.settle(used); // a late answer for the old key changes nothing
+  assert.equal(k.use(form({ table: "T1" })), next);
+});
+
+test("a call that says nothing about its request keeps the key (the card's confirmation after its start)", () => {
+  const k = new WriteKey();
+  const started = k.use(form({ "card-amount": "10", "card-currency": "USD" }));
+  assert.equal(k.use(), started);
+  assert.equal(k.use(form({ "card-amount": "10", "card-currency": "USD" })), started);
+});
+
+test("fields' order and names count; a file is its name and size", () => {
+  assert.notEqual(form({ a: "1", b: "2" }), form({ b: "2", a: "1" }));
+  const f = new FormData();
+  f.append("photo", new Blob(["abc"]), "me.jpg");
+  assert.equal(formIntent(f), JSON.stringify([["photo", "me.jpg:3"]]));
+});
