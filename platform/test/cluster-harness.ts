@@ -8,7 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import type { DescService } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { callerHeaders, signingInterceptor, type Role } from "@ttip/runtime";
-import { freePort, PlatformProcess, uniqueName } from "@ttip/runtime/testing";
+import { freePort, PlatformProcess, testEnv, uniqueName } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
 import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment/testing";
 import { modules } from "../src/modules.js";
@@ -17,6 +17,31 @@ import { modules } from "../src/modules.js";
 export const SERVICE_ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
 export type ClusterRole = ServiceRole | "gateway";
+
+/**
+ * `main.ts replicas`' environment on the test's servers: every service's defaults and a free port each
+ * (replicas share fixed ports), a stream of the test's own, and the logs the tests read (each replica's
+ * "shutdown complete", the primary's lines) at info.
+ */
+export async function replicasEnv(sim: DarajaSimulator, databaseUrl: string, env: { REPLICAS: string; DATABASE_POOL_MAX: string }): Promise<Record<string, string>> {
+  const { redisUrl, natsUrl } = testEnv();
+  const ports = new Map<string, number>();
+  for (const m of modules) ports.set(m.name, await freePort());
+  const paymentUrl = `http://127.0.0.1:${ports.get("payment")}`;
+  return {
+    ...Object.assign({}, ...SERVICE_ROLES.map((role) => roleDefaults(role, sim, paymentUrl))),
+    ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
+    ...env,
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl,
+    ...ownStream(),
+    REDIS_URL: redisUrl,
+    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"),
+    DRAIN_DELAY_MS: "0",
+    DRAIN_TIMEOUT_MS: "3000",
+    LOG_LEVEL: "info",
+  };
+}
 
 /** Which peers each service calls (its <NAME>_URL variables): what each module declares. */
 /** Shared by every process of the cluster, as the chart passes it from one Secret. */

@@ -2,17 +2,15 @@
 // replaces it; each replacement fails fast, saying why in its own log line; the primary waits twice
 // as long before each next one (its log says how long), and one serves again once the database does.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
-import { createTestDatabase, freePort, PlatformProcess, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
-import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
-import { roleDefaults, SERVICE_ROLES } from "./cluster-harness.js";
+import { replicasEnv } from "./cluster-harness.js";
 
 let db: TestDatabase;
 let sim: DarajaSimulator;
@@ -33,25 +31,10 @@ async function until(what: string, check: () => boolean | Promise<boolean>, limi
 before(async () => {
   db = await createTestDatabase();
   sim = await startDarajaSimulator({ callbackDelayMs: 50 });
-  const { redisUrl, natsUrl } = testEnv();
-  const ports = new Map<string, number>();
-  for (const m of modules) ports.set(m.name, await freePort());
-  const paymentUrl = `http://127.0.0.1:${ports.get("payment")}`;
-  platform = await PlatformProcess.create(PLATFORM_MAIN, "replicas", {
-    ...Object.assign({}, ...SERVICE_ROLES.map((role) => roleDefaults(role, sim, paymentUrl))),
-    ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
+  platform = await PlatformProcess.create(PLATFORM_MAIN, "replicas", await replicasEnv(sim, db.url, {
     REPLICAS: "1",
-    DATABASE_URL: db.url,
     DATABASE_POOL_MAX: "4",
-    NATS_URL: natsUrl,
-    NATS_STREAM: uniqueName("BACKOFF"),
-    NATS_SUBJECT_PREFIX: uniqueName("backoff"),
-    REDIS_URL: redisUrl,
-    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"),
-    DRAIN_DELAY_MS: "0",
-    DRAIN_TIMEOUT_MS: "3000",
-    LOG_LEVEL: "info",
-  }, { onOutput: (text) => (output += text) });
+  }), { onOutput: (text) => (output += text) });
   await platform.start(300_000);
   await until("the replica serving", () => output.includes(REPLICAS_SERVING));
 });

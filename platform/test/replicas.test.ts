@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
@@ -8,11 +8,10 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
-import { createTestDatabase, freePort, PlatformProcess, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, PlatformProcess, type TestDatabase } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
-import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
-import { roleDefaults, SERVICE_ROLES } from "./cluster-harness.js";
+import { replicasEnv } from "./cluster-harness.js";
 
 // A single-host deployment: two copies of the whole platform behind shared ports (main.ts replicas).
 describe("replicas: the whole platform twice behind one port", () => {
@@ -23,27 +22,9 @@ describe("replicas: the whole platform twice behind one port", () => {
   before(async () => {
     db = await createTestDatabase();
     sim = await startDarajaSimulator({ callbackDelayMs: 50 });
-    const { redisUrl, natsUrl } = testEnv();
-    const ports = new Map<string, number>();
-    for (const m of modules) ports.set(m.name, await freePort());
-    const paymentUrl = `http://127.0.0.1:${ports.get("payment")}`;
     platform = await PlatformProcess.create(PLATFORM_MAIN, "replicas", {
-      ...Object.assign({}, ...SERVICE_ROLES.map((role) => roleDefaults(role, sim, paymentUrl))),
-      ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
-      REPLICAS: "2",
-      DATABASE_URL: db.url,
-      DATABASE_POOL_MAX: "6",
-      NATS_URL: natsUrl,
-      // A stream of its own: the cluster tests' processes share the server and the default stream's consumers.
-      NATS_STREAM: uniqueName("REPLICAS"),
-      NATS_SUBJECT_PREFIX: uniqueName("replicas"),
-      REDIS_URL: redisUrl,
-      INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"),
+      ...await replicasEnv(sim, db.url, { REPLICAS: "2", DATABASE_POOL_MAX: "6" }),
       RATE_LIMIT_POINTS: "100000",
-      DRAIN_DELAY_MS: "0",
-      DRAIN_TIMEOUT_MS: "3000",
-      // Each replica's "shutdown complete" is what the graceful stop below looks for.
-      LOG_LEVEL: "info",
     });
     await platform.start(120_000);
     for (let i = 0; !platform.logs.includes(REPLICAS_SERVING); i++) {
