@@ -1,4 +1,8 @@
+import { randomUUID } from "node:crypto";
 import type pg from "pg";
+import type { Client } from "@connectrpc/connect";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
 import type { DarajaSimulator } from "@ttip/payment/testing";
 import { createLogger, createPeers, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
@@ -22,9 +26,10 @@ export function benchPaymentConfig(sim: Pick<DarajaSimulator, "clientConfig">): 
 
 /**
  * Wallet and payment in this process on `pool`, with the simulator as M-Pesa and its STK callbacks
- * coming back to this payment: the M-Pesa benches' set-up. `close` stops both services and their peers.
+ * coming back to this payment: the M-Pesa benches' set-up (`createModule`: another tree's payment, for a
+ * yardstick in the same run). `close` stops both services and their peers.
  */
-export async function startWalletAndPayment(pool: pg.Pool, sim: DarajaSimulator) {
+export async function startWalletAndPayment(pool: pg.Pool, sim: DarajaSimulator, createModule: typeof createPaymentModule = createPaymentModule) {
   const logger = createLogger({ level: "silent" });
   const config = benchPaymentConfig(sim);
   const urls = new Map<string, string>();
@@ -32,7 +37,7 @@ export async function startWalletAndPayment(pool: pg.Pool, sim: DarajaSimulator)
   const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
   const walletService = await startService(wallet, ctx);
   urls.set("wallet", walletService.server.url);
-  const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
+  const paymentService = await startService(createModule({ config: () => config }), ctx);
   urls.set("payment", paymentService.server.url);
   config.callbackBaseUrl = paymentService.server.url;
   return {
@@ -42,5 +47,25 @@ export async function startWalletAndPayment(pool: pg.Pool, sim: DarajaSimulator)
       await walletService.close();
       peers.close();
     },
+  };
+}
+
+/**
+ * One M-Pesa tip through `client` to its end (CreateTip, then WatchTip until SUCCEEDED; any other end
+ * throws), each call a new tip to one of 200 workers.
+ */
+export function mpesaTipper(client: Client<typeof PaymentService>): () => Promise<void> {
+  const workers = Array.from({ length: 200 }, () => randomUUID());
+  let n = 0;
+  return async () => {
+    // Ends in 5678: the simulator's plain success (other endings script failures).
+    const phone = `07${String(n++ % 10_000).padStart(4, "0")}5678`;
+    const { tip } = await client.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[n % workers.length] },
+      amount: { currency: "KES", amountMinor: 15_000n }, payment: { case: "mpesaPhone", value: phone },
+    });
+    for await (const m of client.watchTip({ tipId: tip!.tipId })) {
+      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
+    }
   };
 }

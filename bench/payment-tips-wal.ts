@@ -12,19 +12,16 @@
 // whether or not a statement locked the row first: the group statements' FOR UPDATE only takes it
 // earlier (taken as advisory locks instead, the count stayed 3.3 a tip).
 //   node --import tsx bench/payment-tips-wal.ts [tips=400] [rounds=2] [concurrency=16]
-import { randomUUID } from "node:crypto";
 import { loadavg } from "node:os";
 import path from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import * as thisTree from "@ttip/payment";
 import { startDarajaSimulator } from "@ttip/payment/testing";
-import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService, type ServiceModule } from "@ttip/runtime";
+import { createPool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
-import { wallet } from "@ttip/wallet";
-import { benchPaymentConfig } from "./payment-config.js";
+import { mpesaTipper, startWalletAndPayment } from "./payment-config.js";
 import { walBetween, walFlushed, type WalPart } from "./pg-wal.js";
 
 const tips = Number(process.argv[2] ?? 400);
@@ -61,30 +58,9 @@ async function round(module: PaymentExports): Promise<Figures> {
   await pool.query("ALTER SYSTEM SET autovacuum = off");
   await pool.query("SELECT pg_reload_conf()");
   const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
-  const logger = createLogger({ level: "silent" });
-  const config = benchPaymentConfig(sim);
-  const urls = new Map<string, string>();
-  const peers = createPeers((name) => urls.get(name));
-  const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
-  const walletService = await startService(wallet, ctx);
-  urls.set("wallet", walletService.server.url);
-  const paymentService = await startService(module.createPaymentModule({ config: () => config }) as ServiceModule, ctx);
-  urls.set("payment", paymentService.server.url);
-  config.callbackBaseUrl = paymentService.server.url;
-  const client = createClient(PaymentService, createGrpcTransport({ baseUrl: paymentService.server.url }));
-  const workers = Array.from({ length: 200 }, () => randomUUID());
-  let n = 0;
-  const oneTip = async () => {
-    // Ends in 5678: the simulator's plain success (other endings script failures).
-    const phone = `07${String(n++ % 10_000).padStart(4, "0")}5678`;
-    const { tip } = await client.createTip({
-      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[n % workers.length] },
-      amount: { currency: "KES", amountMinor: 15_000n }, payment: { case: "mpesaPhone", value: phone },
-    });
-    for await (const m of client.watchTip({ tipId: tip!.tipId })) {
-      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
-    }
-  };
+  const services = await startWalletAndPayment(pool, sim, module.createPaymentModule);
+  const client = createClient(PaymentService, createGrpcTransport({ baseUrl: services.paymentUrl }));
+  const oneTip = mpesaTipper(client);
   const run = async (count: number) => {
     let left = count;
     await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -116,9 +92,7 @@ async function round(module: PaymentExports): Promise<Figures> {
       byRelationKind: wal.byRelationKind.sort((a, b) => b.records - a.records),
     };
   } finally {
-    await paymentService.close();
-    await walletService.close();
-    peers.close();
+    await services.close();
     await sim.close();
     await pool.end();
     await pg.stop();

@@ -4,16 +4,14 @@
 // posted right after; the closing line checks every tip got one). The simulator
 // answers at once (callback delay 0), so the figure is our own cost.
 //   node --import tsx bench/payment-tips.ts [seconds=5] [concurrency=8,32]
-import { randomUUID } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator } from "@ttip/payment/testing";
 import { createPool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { closedLoop, percentiles } from "./load.js";
-import { startWalletAndPayment } from "./payment-config.js";
+import { mpesaTipper, startWalletAndPayment } from "./payment-config.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "8,32").split(",").map(Number);
@@ -25,19 +23,7 @@ const services = await startWalletAndPayment(pool, sim);
 const client = createClient(PaymentService, createGrpcTransport({ baseUrl: services.paymentUrl }));
 
 try {
-  const workers = Array.from({ length: 200 }, () => randomUUID());
-  let n = 0;
-  const oneTip = async () => {
-    // Ends in 5678: the simulator's plain success (other endings script failures).
-    const phone = `07${String(n++ % 10_000).padStart(4, "0")}5678`;
-    const { tip } = await client.createTip({
-      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[n % workers.length] },
-      amount: { currency: "KES", amountMinor: 15_000n }, payment: { case: "mpesaPhone", value: phone },
-    });
-    for await (const m of client.watchTip({ tipId: tip!.tipId })) {
-      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
-    }
-  };
+  const oneTip = mpesaTipper(client);
   for (const concurrency of concurrencies) {
     const r = await closedLoop(concurrency, seconds, oneTip);
     console.log(
