@@ -7,7 +7,6 @@
 // batch with events of its own.
 //   BENCH_OTHER_ANALYTICS=<another tree>/services/analytics/src/store.ts node --import tsx bench/analytics-live-ctes.ts [batches per round=200] [rounds=4] [events per batch=16]
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +15,8 @@ import { startPostgres } from "@ttip/runtime/testing";
 import { factsOf } from "../services/analytics/src/facts.js";
 import * as thisTree from "../services/analytics/src/store.js";
 import { cast, generateDay } from "../services/analytics/test/events.js";
-import { walBetween, walFlushed } from "./pg-wal.js";
+import { quietWalSettings, walBetween, walFlushed } from "./pg-wal.js";
+import { processCpuMs } from "./process-cpu.js";
 
 const batches = Number(process.argv[2] ?? 200);
 const rounds = Number(process.argv[3] ?? 4);
@@ -44,22 +44,12 @@ function statement(store: Store, batch: BusMessage[]): { text: string; values: u
   };
 }
 
-/** A backend's CPU so far, in ms (utime + stime of /proc/<pid>/stat, in clock ticks of 10 ms). */
-const backendCpuMs = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-};
-
 const server = await startPostgres({ durable: true });
 // Room for the rounds' WAL positions, read beside the connection the batches hold.
 const pool = createPool(server.url, { max: 4 });
 try {
-  // No checkpoint (and its full-page images) in a round by chance.
-  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
-  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
-  // Nor a vacuum of the rollups' dead versions (its records) in one round and not the other.
-  await pool.query("ALTER SYSTEM SET autovacuum = off");
-  await pool.query("SELECT pg_reload_conf()");
+  // No checkpoint nor vacuum of the rollups' dead versions (their records) in one round and not the other.
+  await quietWalSettings((sql, values) => pool.query(sql, values));
   await migrate(pool, "analytics", fileURLToPath(new URL("../services/analytics/migrations", import.meta.url)));
   const now = new Date();
   for (const [, store] of variants) await store.ensurePartitionsAround(pool, now);
@@ -99,12 +89,12 @@ try {
     for (let r = 0; r < rounds; r++) {
       for (const [name, store] of r % 2 ? [...variants].reverse() : variants) {
         const from = await walFlushed(query);
-        const before = backendCpuMs(pid);
+        const before = processCpuMs(pid);
         for (let i = 0; i < batches; i++) {
           const { text, values } = statement(store, take());
           await client.query(text, values);
         }
-        cpu.set(name, [...(cpu.get(name) ?? []), ((backendCpuMs(pid) - before) * 1000) / batches]);
+        cpu.set(name, [...(cpu.get(name) ?? []), ((processCpuMs(pid) - before) * 1000) / batches]);
         const w = await walBetween(query, from, await walFlushed(query), 50);
         const locks = w.byKind.find((k) => k.name === "Heap LOCK")?.records ?? 0;
         wal.set(name, [...(wal.get(name) ?? []), { records: w.all.records / batches / size, bytes: w.written / batches / size, locks: locks / batches / size, fpis: w.all.fpis / batches / size }]);

@@ -28,6 +28,7 @@ import { startNats, startPostgres } from "@ttip/runtime/testing";
 import * as thisTree from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { cpuMs } from "./process-cpu.js";
+import { quietWalSettings } from "./pg-wal.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun } from "./pgbench.js";
 
 const tips = Number(process.argv[2] ?? 600);
@@ -119,10 +120,7 @@ async function round(module: NotificationExports): Promise<Figures> {
   const nats = await startNats();
   const pool = createPool(pg.url, { max: 10 });
   // Checkpoints (and their full-page images) and autovacuum would fall in or out of a short run at random.
-  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
-  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
-  await pool.query("ALTER SYSTEM SET autovacuum = off");
-  await pool.query("SELECT pg_reload_conf()");
+  await quietWalSettings((sql, values) => pool.query(sql, values));
   await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   const bus = await JetStreamBus.connect({ servers: nats.url, logger });
   const sim = new ProviderSimulator();

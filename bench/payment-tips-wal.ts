@@ -22,7 +22,7 @@ import { startDarajaSimulator } from "@ttip/payment/testing";
 import { createPool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { mpesaTipper, startWalletAndPayment } from "./payment-config.js";
-import { walBetween, walFlushed, type WalPart } from "./pg-wal.js";
+import { quietWalSettings, walBetween, walFlushed, type WalPart } from "./pg-wal.js";
 
 const tips = Number(process.argv[2] ?? 400);
 const rounds = Number(process.argv[3] ?? 2);
@@ -53,10 +53,7 @@ async function round(module: PaymentExports): Promise<Figures> {
   const pg = await startPostgres({ durable: true });
   const pool = createPool(pg.url, { max: 40 });
   // Checkpoints (their full-page images) and autovacuum would fall in or out of a short run at random.
-  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
-  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
-  await pool.query("ALTER SYSTEM SET autovacuum = off");
-  await pool.query("SELECT pg_reload_conf()");
+  await quietWalSettings((sql, values) => pool.query(sql, values));
   const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
   const services = await startWalletAndPayment(pool, sim, module.createPaymentModule);
   const client = createClient(PaymentService, createGrpcTransport({ baseUrl: services.paymentUrl }));

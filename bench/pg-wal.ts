@@ -90,3 +90,14 @@ export function walPerTip(wal: WalWindow, tips: number): string[] {
     ...wal.byRelationKind.map(part),
   ];
 }
+
+/**
+ * No checkpoint (its full-page images) nor autovacuum (its records) falling in or out of a measured
+ * window by chance: a WAL bench's server settings, applied at once.
+ */
+export async function quietWalSettings(query: Query): Promise<void> {
+  await query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
+  await query("ALTER SYSTEM SET max_wal_size = '4GB'");
+  await query("ALTER SYSTEM SET autovacuum = off");
+  await query("SELECT pg_reload_conf()");
+}

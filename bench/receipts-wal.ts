@@ -7,29 +7,21 @@
 // Rounds alternate, each tip's receipt owed and sent once; WAL from pg_walinspect over each round,
 // CPU of the one backend (/proc, 10 ms ticks).
 //   node --import tsx bench/receipts-wal.ts [tips per round=2000] [rounds=6] [tips per group=8]
-import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { createPool, migrate } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
-import { walBetween, walFlushed } from "./pg-wal.js";
+import { quietWalSettings, walBetween, walFlushed } from "./pg-wal.js";
+import { processCpuMs } from "./process-cpu.js";
 
 const perRound = Number(process.argv[2] ?? 2000);
 const rounds = Number(process.argv[3] ?? 6);
 const group = Number(process.argv[4] ?? 8);
 
-const backendCpuMs = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-};
-
 const server = await startPostgres({ durable: true });
 const pool = createPool(server.url, { max: 4 });
 try {
-  await pool.query("ALTER SYSTEM SET checkpoint_timeout = '1h'");
-  await pool.query("ALTER SYSTEM SET max_wal_size = '4GB'");
-  await pool.query("ALTER SYSTEM SET autovacuum = off");
-  await pool.query("SELECT pg_reload_conf()");
+  await quietWalSettings((sql, values) => pool.query(sql, values));
   await migrate(pool, "payment", fileURLToPath(new URL("../services/payment/migrations", import.meta.url)));
   // The yardstick: 0003's table and 0018's function, as they were.
   await pool.query(`CREATE SCHEMA yardstick;
@@ -78,9 +70,9 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const [name, schema] of r % 2 ? Object.entries(ways).reverse() : Object.entries(ways)) {
       const from = await walFlushed(query);
-      const cpu = backendCpuMs(pid);
+      const cpu = processCpuMs(pid);
       await run(schema, perRound);
-      const cpuUs = ((backendCpuMs(pid) - cpu) * 1000) / perRound;
+      const cpuUs = ((processCpuMs(pid) - cpu) * 1000) / perRound;
       const w = await walBetween(query, from, await walFlushed(query), 20);
       figures.set(name, [...(figures.get(name) ?? []), { records: w.all.records / perRound, bytes: w.written / perRound, cpuUs }]);
     }
