@@ -226,6 +226,22 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     for (const t of good) assert.equal((await succeededEvents(t.tip_id)).length, 1, "the others are not announced again");
   });
 
+  test("a credit the wallet refuses every time waits behind the others: reconciliation passes of one tip each credit the others", async () => {
+    const worker = randomUUID();
+    const [refused, ...others] = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
+    // The wallet holds another entry under the first tip's key: it refuses that credit on every try.
+    await h.t.db.pool.query("INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref) VALUES ($1, $2, 'another entry', 'test', 'test')",
+      [randomUUID(), refused.credit_key]);
+    // As many passes of one tip as tips wait (earlier tests' too): each is tried once, or credited.
+    const waiting = Number((await h.t.db.pool.query("SELECT count(*) AS n FROM payment.uncredited WHERE method = 'mpesa'")).rows[0].n);
+    for (let pass = 0; pass < waiting; pass++) await h.t.client(PaymentInternalService).reconcilePending({ limit: 1 });
+    // Before, the oldest waiting credit came first on every pass: the refused one took each pass's place.
+    for (const t of others) assert.ok((await row(t.tip_id)).credit_entry_id, `tip ${t.tip_id} credited`);
+    assert.equal(await h.balance(worker), others.reduce((s, t) => s + t.worker_receives_minor, 0n));
+    assert.equal((await row(refused.tip_id)).credit_entry_id, null, "the refused one still waits, for support");
+    assert.equal((await h.t.db.pool.query("SELECT attempts FROM payment.uncredited WHERE tip_id = $1", [refused.tip_id])).rows[0].attempts, 1);
+  });
+
   test("a tip whose row changed since the decision (rated, its receipt learned late) is recorded from the row as it is, once", async () => {
     const worker = randomUUID();
     const [unchanged, rated, late] = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
