@@ -934,10 +934,11 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   const uncredited = await uncreditedTips(pool, "mpesa", limit);
   const credits = await Promise.allSettled(uncredited.map((tipId) => postCredit(deps, tipId)));
   await triedCredits(pool, uncredited);
-  const failed = credits.find((c) => c.status === "rejected");
-  if (failed) throw failed.reason;
   await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
+  // After the pass's other work: a recording that fails on every try must not stop it.
+  const failed = credits.find((c) => c.status === "rejected");
+  if (failed) throw failed.reason;
   return counts;
 }
 
