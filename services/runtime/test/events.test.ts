@@ -69,9 +69,9 @@ describe("event subjects declared in the contracts", () => {
 
 describe("an event's meta written by hand in front of the rest", () => {
   /** The stock encoding: the message made with its meta, through protobuf-es's writer. */
-  const stock = (schema: DescMessage, init: object, m: MetaFields) =>
+  const stock = (schema: DescMessage, init: Record<string, unknown>, m: MetaFields) =>
     toBinary(schema, create(schema, { ...init, meta: create(EventMetaSchema, { id: m.id, occurredAt: timestampFromMs(m.ms), producer: m.producer, correlationId: m.correlationId }) }));
-  const rest = (schema: DescMessage, init: object) => toBinary(schema, create(schema, init));
+  const rest = (schema: DescMessage, init: Record<string, unknown>) => toBinary(schema, create(schema, init));
   const texts = ["", "p", "payment", "req-0123456789abcdef", "x".repeat(127), "x".repeat(128), "x".repeat(20_000), "café ☕ 🎉", "lone \ud800 surrogate", "\u0000"];
   const times = [0, 1, 999, 1_000, 1_001, 59_999, Date.UTC(2026, 2, 1, 9, 30), Date.UTC(2026, 2, 1, 9, 30, 0, 7), 2 ** 42 + 123, 8.64e15];
 
