@@ -119,14 +119,16 @@ export function indexLines(from: IndexCounts, to: IndexCounts, tips: number, top
 // counts wall time (CPU, and waits for locks and for the CPU on a loaded machine); a sampling profile
 // of the server's processes (perf record, call graphs) says where its CPU went. A phase's share is
 // the samples with its function on the stack (inclusive; phases nest: planning is inside
-// GetCachedPlan, triggers inside ExecutorFinish).
+// GetCachedPlan, AFTER triggers inside ExecutorFinish).
 export const PG_PHASES: [name: string, fns: string[]][] = [
   ["parse and analyse (unprepared or first-seen texts)", ["exec_parse_message", "pg_analyze_and_rewrite_fixedparams", "pg_analyze_and_rewrite_varparams"]],
   ["plan cache: plan choice, revalidation, copies", ["GetCachedPlan"]],
   ["planning", ["standard_planner"]],
   ["executor start (plan trees set up per call)", ["standard_ExecutorStart"]],
   ["executor run", ["standard_ExecutorRun"]],
-  ["executor finish (AFTER triggers, foreign keys)", ["standard_ExecutorFinish"]],
+  ["executor finish (data-modifying CTEs the query left unread, AFTER triggers)", ["standard_ExecutorFinish"]],
+  ["of which AFTER triggers (foreign keys, PL/pgSQL ones)", ["AfterTriggerEndQuery"]],
+  ["result tables and their indexes opened (per modifying statement)", ["ExecInitModifyTable"]],
   ["PL/pgSQL (functions and triggers)", ["plpgsql_call_handler"]],
   ["index entries written", ["ExecInsertIndexTuples"]],
   ["index scans", ["index_getnext_slot", "index_getnext_tid"]],
