@@ -63,7 +63,7 @@ import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import { EDGE_SMS_API_KEY, providerEnv, startEdgeSimulators } from "./edge-simulators.js";
 import { profileBeside } from "./process-profile.js";
-import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, processWrites, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
@@ -140,6 +140,12 @@ const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
+// BENCH_POOL_MAX=n: each service's PostgreSQL pool in cluster and split modes (DATABASE_POOL_MAX), to compare sizes.
+const servicePoolMax = process.env.BENCH_POOL_MAX ?? "10";
+// BENCH_DIRECT_ROUNDS=n (default 3; 0: none): cluster mode's CreateTip through the gateway against straight to payment,
+// n alternated rounds of BENCH_DIRECT_SECONDS (default 3) each way, at the run's concurrency and at 1 (gatewayAgainstDirect).
+const directRounds = Number(process.env.BENCH_DIRECT_ROUNDS ?? 3);
+const directSeconds = Number(process.env.BENCH_DIRECT_SECONDS ?? 3);
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true, statementStats: pgStatementRows > 0 }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
 // BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
@@ -200,7 +206,7 @@ const paymentConfig = benchPaymentConfig(daraja);
 async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = {
-    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
+    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: servicePoolMax, NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
     ...nodeOptions,
   };
   const own: Record<string, Record<string, string>> = {
@@ -436,6 +442,35 @@ async function timingWalFlushes(on: boolean): Promise<{ syncs: number; ms: numbe
   await pool.query("SELECT pg_reload_conf()");
   await new Promise((r) => setTimeout(r, 200)); // the postmaster reads it on its next turn; pgbench's connections then start with it
   return { syncs: Number(r.syncs), ms: r.ms };
+}
+
+/** The PostgreSQL connections open now, by application name (each service's pool is ttip-<role>). */
+async function connectionsByService(): Promise<string> {
+  const { rows } = await pool.query<{ name: string; n: string }>(
+    "SELECT coalesce(nullif(application_name, ''), '?') AS name, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1",
+  );
+  return rows.map((r) => `${r.name} ${r.n}`).join(", ");
+}
+
+/**
+ * What the gateway adds to CreateTip's latency (#20 asks at most 30%): the customers' same tips through
+ * the gateway and straight to payment's own address (anonymous, as the gateway forwards them; WatchTip
+ * too), in alternated rounds so that the machine's load meets both alike. Each path's p50 and p99, and the
+ * gateway's added share of the direct p50.
+ */
+async function gatewayAgainstDirect(customers: { run(r: CustomersRun): Promise<CustomersResult> }, paymentUrl: string, concurrency: number): Promise<void> {
+  const latencies = { gateway: [] as number[], direct: [] as number[] };
+  for (let round = 0; round < directRounds; round++) {
+    for (const path of round % 2 ? (["direct", "gateway"] as const) : (["gateway", "direct"] as const)) {
+      const r = await customers.run({ concurrency, seconds: directSeconds, url: path === "direct" ? paymentUrl : undefined });
+      if (r.failures) throw new Error(`${r.failures} tips did not succeed (${path})`);
+      latencies[path].push(...r.createLatencies);
+    }
+  }
+  const [g, d] = [latencies.gateway.sort((a, b) => a - b), latencies.direct.sort((a, b) => a - b)];
+  const added = (q: number) => `${((percentile(g, q) / percentile(d, q) - 1) * 100).toFixed(0)}%`;
+  console.log(`  CreateTip at concurrency ${concurrency}, ${directRounds} alternated rounds of ${directSeconds} s each way: through the gateway p50 ${ms(percentile(g, 0.5))} p99 ${ms(percentile(g, 0.99))} (${g.length} tips);` +
+    ` straight to payment p50 ${ms(percentile(d, 0.5))} p99 ${ms(percentile(d, 0.99))} (${d.length}); the gateway adds ${added(0.5)} at p50, ${added(0.99)} at p99 (#20: at most 30%)`);
 }
 
 /**
@@ -730,6 +765,7 @@ try {
     const customersCpu0 = processCpuMs(customers.pid);
     const backends0 = childrenCpuMs(pg.pid);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
+    const writes0 = threadsMeasured.map(([, pid]) => processWrites(pid));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -777,6 +813,8 @@ try {
     const backends1 = childrenCpuMs(pg.pid);
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
+    const writes1 = threadsMeasured.map(([, pid]) => processWrites(pid));
+    const connections = await connectionsByService();
     const own = process.cpuUsage(own0);
     const span = (performance.now() - t0) / 1000; // the run and its drain
     if (settleAfterWarmup) await holdAutovacuum(undefined);
@@ -878,6 +916,8 @@ try {
     console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +
       ` their CPU from before it, ${(ended.reduce((n, [, ms]) => n + ms, 0) / Math.max(1, rows.length)).toFixed(2)} ms per tip, is not the run's, and a count of live processes alone took it off the postgres figure`);
     console.log(`    ${seqScanRowsPerTip(tables0, tables1, rows.length)}`);
+    const opened = [...backends1.keys()].filter((pid) => !backends0.has(pid)).length;
+    console.log(`    PostgreSQL connections at the run's end, by application: ${connections}; PostgreSQL processes started in the window (connections opened, autovacuum workers): ${opened}`);
     if (mode === "process") {
       const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
       console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)};` +
@@ -887,6 +927,14 @@ try {
       (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
     if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
     console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
+    if (threadsMeasured.length > 1) {
+      const each = threadsMeasured.map(([name], i) => {
+        const w = writes1[i].writes - writes0[i].writes;
+        const b = writes1[i].bytes - writes0[i].bytes;
+        return `${name} ${(w / Math.max(1, rows.length)).toFixed(1)} (${(b / Math.max(1, rows.length) / 1024).toFixed(1)} KiB)`;
+      });
+      console.log(`  write system calls per tip by process (and bytes; /proc/<pid>/io, every socket: calls, PostgreSQL, NATS, Redis, logs): ${each.join(", ")}`);
+    }
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     // The statements this process's pool sent: every service's in process mode; in the others, each counts its own.
@@ -919,6 +967,8 @@ try {
       writeFileSync(process.env.BENCH_HEAP_PROFILE!, JSON.stringify(heapProfile));
       summariseAllocations(heapProfile as unknown as HeapNode, rows.length);
     }
+    const paymentUrl = platform.servers?.get("payment");
+    if (paymentUrl && directRounds > 0) for (const c of new Set([concurrency, 1])) await gatewayAgainstDirect(customers, paymentUrl, c);
   }
 
   // The yardstick: TPC-B on the same server.
