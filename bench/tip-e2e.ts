@@ -71,6 +71,7 @@ import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redi
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
 import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
+import { indexCounts, indexLines, pgPerfLines, pgPerfShares, resetStatements, startPgPerf, statementFigures, statementLines } from "./pg-statements.js";
 import { imageEntry, rerunInImageForm } from "./image-form.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
@@ -130,6 +131,9 @@ const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
 // BENCH_PG_WAL=N: the window's WAL read back (pg_walinspect): records, bytes and full-page images per tip,
 // and the N largest parts by resource manager and by relation.
 const pgWalRows = Number(process.env.BENCH_PG_WAL ?? 0);
+// BENCH_PG_PERF=file.perf.data: PostgreSQL's processes sampled (perf record, call graphs) over the first run;
+// its CPU per tip printed by phase (parse, plan, executor start/run/finish, triggers, commit: bench/pg-statements.ts).
+const pgPerfFile = process.env.BENCH_PG_PERF;
 // BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
@@ -506,23 +510,6 @@ function callsPerTip(before: Map<string, number>, after: Map<string, number>, ti
   return `calls served per tip: by the services (hops between processes) ${sum(false).toFixed(2)}, by the gateway ${sum(true).toFixed(2)}; ${shown.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`;
 }
 
-/**
- * PostgreSQL's own account of its time since the run's reset, by statement: what a statement costs
- * there (planning included, which a statement sent unprepared or re-planned pays each call).
- */
-async function pgStatementTimes(rowLimit: number) {
-  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; rows: string; blocks: string; wal: string; query: string }>(
-    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, rows, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
-       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_user_tables%' ORDER BY total_exec_time + total_plan_time DESC`,
-  );
-  const all = rows.map((r) => ({
-    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), rows: Number(r.rows), blocks: Number(r.blocks), wal: Number(r.wal),
-    text: r.query.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90)),
-  }));
-  const sum = (f: (r: (typeof all)[number]) => number) => all.reduce((n, r) => n + f(r), 0);
-  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), blocks: sum((r) => r.blocks), wal: sum((r) => r.wal), top: all.slice(0, rowLimit) };
-}
-
 /** Each table's scans and updates so far (pg_stat_user_tables), by schema.table. */
 async function tableCounts(): Promise<Map<string, number[]>> {
   const { rows } = await pool.query<{ name: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; n_tup_upd: string; n_tup_hot_upd: string }>(
@@ -755,6 +742,7 @@ try {
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
     const walFrom = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
+    const indexes0 = pgStatementRows ? await indexCounts((sql) => pool.query(sql)) : undefined;
     const startedAt = new Date();
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
@@ -766,6 +754,7 @@ try {
     const edgeCpu0 = processCpuMs(edge.pid);
     const customersCpu0 = processCpuMs(customers.pid);
     const backends0 = childrenCpuMs(pg.pid);
+    const pgPerf = pgPerfFile && concurrency === concurrencies[0] ? await startPgPerf([pg.pid, ...backends0.keys()], pgPerfFile) : undefined;
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const writes0 = threadsMeasured.map(([, pid]) => processWrites(pid));
     const own0 = process.cpuUsage();
@@ -787,7 +776,7 @@ try {
       const minor = process.env.BENCH_HEAP_SURVIVORS !== "1";
       await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor });
     }
-    if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
+    if (pgStatementRows) await resetStatements((sql) => pool.query(sql));
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -813,6 +802,7 @@ try {
     const customersCpu = processCpuMs(customers.pid) - customersCpu0;
     const edgeSends = (await edge.providerSends()) - edgeSends0;
     const backends1 = childrenCpuMs(pg.pid);
+    await pgPerf?.stop();
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const writes1 = threadsMeasured.map(([, pid]) => processWrites(pid));
@@ -828,13 +818,14 @@ try {
     const walTo = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
     // would hold the pollers' statements of those 11 s too.
-    const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
+    const pgStatements = pgStatementRows ? await statementFigures((sql) => pool.query(sql), statementChars) : undefined;
     // The run's counts all in. The pollers' commits while waiting came in too: taken off by the idle
     // rate, so this is the run's and its drain's span, as the other figures are.
     const counters1 = await pgCounters(performance.now());
     const waited = (counters1.at - counters0.at) / 1000 - span;
     const committed = counters1.commits - counters0.commits - drain.checks - idle.commits * waited;
     const tables1 = await tableCounts();
+    const indexes1 = pgStatementRows ? await indexCounts((sql) => pool.query(sql)) : undefined;
     const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
@@ -946,13 +937,17 @@ try {
     }
     // PostgreSQL's own counts: every process's statements, whatever the mode.
     if (pgStatements) {
-      const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
-      console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);
-      console.log(`    all statements: ${perTip(pgStatements.blocks)} shared blocks (hit or read) and ${perTip(pgStatements.wal)} WAL records per tip`);
-      console.log(`    ms/tip  calls/tip  plans/call  rows/call  blocks/call  WAL records/call`);
-      for (const r of pgStatements.top) {
-        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.rows / r.calls).toFixed(1).padStart(9)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
-      }
+      console.log(`  PostgreSQL's work per tip (pg_stat_statements, wall time inside the server, commits excluded; bench/pg-statements.ts), the statements taking most time:`);
+      for (const line of statementLines(pgStatements, rows.length, pgStatementRows)) console.log(`    ${line}`);
+    }
+    if (pgPerf) {
+      const pgCpuPerTip = ((procCpu1.get("postgres") ?? 0) - (procCpu0.get("postgres") ?? 0)) / Math.max(1, rows.length);
+      console.log(`  PostgreSQL's CPU by phase (perf record of its processes over the run and its drain, ${pgPerfFile}):`);
+      for (const line of pgPerfLines(await pgPerfShares(pgPerfFile!, pgStatementRows || 20), pgCpuPerTip)) console.log(`    ${line}`);
+    }
+    if (indexes0 && indexes1) {
+      console.log(`  indexes of the tables written in the window, per tip (pg_stat_user_indexes, pg_statio_user_indexes; read 11 s after the run):`);
+      for (const line of indexLines(indexes0, indexes1, rows.length, pgStatementRows)) console.log(`    ${line}`);
     }
     if (pgStatementRows) {
       // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
