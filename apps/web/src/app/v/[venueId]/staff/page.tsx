@@ -2,7 +2,7 @@
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { useState, type FormEvent } from "react";
-import { MemberStatus, type Member } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { MemberStatus, type Member, type Role } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { useWrite, type Send } from "../../../../lib/use-write";
@@ -17,6 +17,14 @@ const STATUS: Record<MemberStatus, VenueKey | ""> = {
   [MemberStatus.ACTIVE]: "v_stActive",
   [MemberStatus.LEFT]: "v_stLeft",
 };
+
+/**
+ * The role an invitation offers before the manager picks one: front of house, else the first role that is not a
+ * manager's. Never the list's first as such: the venue lists its managers' roles first.
+ */
+function offeredRole(roles: readonly Role[]): string {
+  return (roles.find((r) => r.roleId === "front_of_house" && !r.isManager) ?? roles.find((r) => !r.isManager))?.roleId ?? "";
+}
 
 /** Staff: the list (joined and left dates), invite by phone, each member's role, leaving; the venue's roles and their points. */
 export default function Staff() {
@@ -139,7 +147,9 @@ export default function Staff() {
         <label className="field" htmlFor="joinedAt">{t("v_joinedFrom")}</label>
         <input id="joinedAt" name="joinedAt" type="datetime-local" />
         <label className="field" htmlFor="role">{t("v_role")}</label>
-        <select id="role" name="role" defaultValue="front_of_house">
+        {/* Drawn again once the roles arrive: a default given before its options exist is not applied (the browser
+            then selects the first option, a manager's role). */}
+        <select id="role" name="role" key={roles.data ? "roles" : "loading"} defaultValue={offeredRole(roles.data?.roles ?? [])}>
           {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
         </select>
         <button type="submit" disabled={write.busy}>{t("v_sendInvite")}</button>
