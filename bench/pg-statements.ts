@@ -128,7 +128,10 @@ export const PG_PHASES: [name: string, fns: string[]][] = [
   ["executor run", ["standard_ExecutorRun"]],
   ["executor finish (data-modifying CTEs the query left unread, AFTER triggers)", ["standard_ExecutorFinish"]],
   ["of which AFTER triggers (foreign keys, PL/pgSQL ones)", ["AfterTriggerEndQuery"]],
-  ["result tables and their indexes opened (per modifying statement)", ["ExecInitModifyTable"]],
+  // ExecInitModifyTable sets up its subplan too (scans, joins, CTE scans): its own share is not the opening alone.
+  ["modifying statements set up (ExecInitModifyTable, their subplans' set-up included)", ["ExecInitModifyTable"]],
+  ["of which result tables opened", ["ExecInitResultRelation"]],
+  ["of which their indexes opened (per modifying statement, each index locked)", ["ExecOpenIndices"]],
   ["PL/pgSQL (functions and triggers)", ["plpgsql_call_handler"]],
   ["index entries written", ["ExecInsertIndexTuples"]],
   ["index scans", ["index_getnext_slot", "index_getnext_tid"]],
