@@ -10,6 +10,7 @@ const en = {
   navStatements: "Statements",
   navQr: "My QR",
   navShares: "Venue shares",
+  navLabel: "Your TTIP pages",
   navSettings: "Settings",
   switchLanguage: "Kiswahili",
   loading: "Loading…",
@@ -80,6 +81,7 @@ const en = {
   mpesaReceipt: "M-Pesa receipt",
   // Withdraw
   withdrawTitle: "Withdraw to M-Pesa",
+  limitsLabel: "Your withdrawal limits",
   limitPer: "Per withdrawal",
   limitDay: "Today",
   limitMonth: "This month",
@@ -196,6 +198,9 @@ const en = {
   joinTitle: "Join a venue's staff on TTIP",
   joinWhy: "A venue has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
   joined: "You joined {venue}.",
+  joinTitleVenue: "Join the staff of {venue} on TTIP",
+  joinWhyVenue: "{venue} has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
+  joinGone: "This invitation link no longer works: a newer invitation replaced it, or the membership has ended. Ask the venue's manager to invite you again.",
 };
 
 export type WorkerMessages = typeof en;
@@ -207,6 +212,7 @@ const sw: WorkerMessages = {
   navStatements: "Taarifa",
   navQr: "QR yangu",
   navShares: "Mgao wa mahali pa kazi",
+  navLabel: "Kurasa zako za TTIP",
   navSettings: "Mipangilio",
   switchLanguage: "English",
   loading: "Inapakia…",
@@ -272,6 +278,7 @@ const sw: WorkerMessages = {
   message: "Ujumbe",
   mpesaReceipt: "Risiti ya M-Pesa",
   withdrawTitle: "Toa pesa kwenda M-Pesa",
+  limitsLabel: "Vikomo vyako vya kutoa pesa",
   limitPer: "Kwa kila utoaji",
   limitDay: "Leo",
   limitMonth: "Mwezi huu",
@@ -384,6 +391,9 @@ const sw: WorkerMessages = {
   joinTitle: "Jiunge na wafanyakazi wa eneo kwenye TTIP",
   joinWhy: "Eneo la kazi limekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
   joined: "Umejiunga na {venue}.",
+  joinTitleVenue: "Jiunge na wafanyakazi wa {venue} kwenye TTIP",
+  joinWhyVenue: "{venue} imekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
+  joinGone: "Kiungo hiki cha mwaliko hakifanyi kazi tena: mwaliko mpya umekichukua nafasi, au uanachama umeisha. Muombe meneja wa eneo akualike tena.",
 };
 
 const DICTS: Record<Locale, WorkerMessages> = { en, sw };

@@ -196,8 +196,9 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
     const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
     let wallet = (tip.worker_receives_minor * ev.amountMinor) / tip.charged_minor;
     if (wallet > walletLeft) wallet = walletLeft;
-    // Only what is there can be set aside; the rest is taken if the dispute is lost.
-    const available = tip.credit_kind === "worker" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
+    // Only what is there can be set aside; the rest is taken if the dispute is lost. A tip that reached the worker:
+    // credited to them, or held for review and approved (its credit went to suspense, its approval paid them).
+    const available = tip.status === "succeeded" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
     const held = available <= 0n ? 0n : available < wallet ? available : wallet;
     await withTransaction(pool, async (tx) => {
       const { rowCount } = await tx.query(
@@ -228,6 +229,23 @@ export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { ki
 }
 
 /**
+ * What of a lost dispute's worker part comes out of suspense: what the dispute set aside; or, for a tip whose credit
+ * went to suspense (held for review, or rejected) and that no approval paid out, all of it: the worker never had that
+ * money. Its approval's key is closed first, as a rejection closes it, so no approval can pay it out after; refused
+ * there (an approval was posted), the worker has it and it is taken from the wallet.
+ */
+async function lostFromSuspense(deps: Deps, tip: CardTipRow, row: DisputeRow): Promise<bigint> {
+  if (tip.credit_kind !== "suspense") return row.held_wallet_minor;
+  try {
+    await deps.cards!.ledger.closeApproval(splitOf(tip));
+  } catch (err) {
+    if (err instanceof InvalidStateError) return row.held_wallet_minor;
+    throw err;
+  }
+  return row.wallet_minor;
+}
+
+/**
  * Won: the amount set aside goes back to the worker. Lost: the credit is
  * reversed (the card holder has the money back); what was not set aside is
  * taken from the wallet even below zero, and later tips pay it back.
@@ -242,7 +260,7 @@ export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { ki
   if (ev.outcome === "lost") {
     const portion: Portion = { chargedMinor: row.amount_minor, shareMinor: (tip.worker_share_minor * row.amount_minor) / tip.charged_minor, walletMinor: row.wallet_minor };
     await deps.cards!.ledger.reverse(`card-dispute-lost:${row.dispute_id}`, split, portion, {
-      fromHeld: row.held_wallet_minor, allowOwnerDebt: true, description: `Chargeback ${row.dispute_id} lost on card tip ${tip.tip_id}`,
+      fromHeld: await lostFromSuspense(deps, tip, row), allowOwnerDebt: true, description: `Chargeback ${row.dispute_id} lost on card tip ${tip.tip_id}`,
     });
   } else if (row.held_wallet_minor > 0n) {
     await deps.cards!.ledger.moveDisputed(`card-dispute-won:${row.dispute_id}`, split, row.held_wallet_minor, true);
