@@ -27,6 +27,8 @@ export interface CustomersRun {
   connections?: number;
   /** A CPU profile of this process during the run, written to this file. */
   profile?: string;
+  /** Where the calls go (default: input.gatewayUrl); cluster mode's yardstick for the gateway: payment's own address. */
+  url?: string;
 }
 
 export interface CustomersResult {
@@ -40,8 +42,8 @@ export type CustomersMessage = { input: CustomersInput } | { run: CustomersRun }
 export type CustomersAnswer = { ready: true } | CustomersResult | { error: string };
 
 let input: CustomersInput;
-// Kept across runs: connection i is the same HTTP/2 session in every run that uses it.
-const clients: CustomerClient[] = [];
+// Kept across runs, by URL: connection i is the same HTTP/2 session in every run that uses it.
+const clientsByUrl = new Map<string, CustomerClient[]>();
 let n = 0;
 let address = 0;
 
@@ -68,10 +70,12 @@ async function oneTip(customer: CustomerClient, result: CustomersResult): Promis
   }
 }
 
-async function run({ concurrency, seconds, connections = 1, profile }: CustomersRun): Promise<CustomersResult> {
+async function run({ concurrency, seconds, connections = 1, profile, url = input.gatewayUrl }: CustomersRun): Promise<CustomersResult> {
   if (profile) await startProfile();
+  const clients = clientsByUrl.get(url) ?? [];
+  clientsByUrl.set(url, clients);
   while (clients.length < Math.max(1, connections)) {
-    clients.push(new CustomerClient(input.gatewayUrl));
+    clients.push(new CustomerClient(url));
   }
   const result: CustomersResult = { createLatencies: [], failures: 0 };
   const deadline = performance.now() + seconds * 1000;

@@ -63,7 +63,7 @@ import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import { EDGE_SMS_API_KEY, providerEnv, startEdgeSimulators } from "./edge-simulators.js";
 import { profileBeside } from "./process-profile.js";
-import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, processWrites, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
@@ -71,6 +71,7 @@ import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redi
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
 import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
+import { indexCounts, indexLines, pgPerfLines, pgPerfShares, resetStatements, startPgPerf, statementFigures, statementLines } from "./pg-statements.js";
 import { imageEntry, rerunInImageForm } from "./image-form.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
@@ -130,6 +131,9 @@ const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
 // BENCH_PG_WAL=N: the window's WAL read back (pg_walinspect): records, bytes and full-page images per tip,
 // and the N largest parts by resource manager and by relation.
 const pgWalRows = Number(process.env.BENCH_PG_WAL ?? 0);
+// BENCH_PG_PERF=file.perf.data: PostgreSQL's processes sampled (perf record, call graphs) over the first run;
+// its CPU per tip printed by phase (parse, plan, executor start/run/finish, triggers, commit: bench/pg-statements.ts).
+const pgPerfFile = process.env.BENCH_PG_PERF;
 // BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
@@ -140,6 +144,12 @@ const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
+// BENCH_POOL_MAX=n: each service's PostgreSQL pool in cluster and split modes (DATABASE_POOL_MAX), to compare sizes.
+const servicePoolMax = process.env.BENCH_POOL_MAX ?? "10";
+// BENCH_DIRECT_ROUNDS=n (default 3; 0: none): cluster mode's CreateTip through the gateway against straight to payment,
+// n alternated rounds of BENCH_DIRECT_SECONDS (default 3) each way, at the run's concurrency and at 1 (gatewayAgainstDirect).
+const directRounds = Number(process.env.BENCH_DIRECT_ROUNDS ?? 3);
+const directSeconds = Number(process.env.BENCH_DIRECT_SECONDS ?? 3);
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true, statementStats: pgStatementRows > 0 }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
 // BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
@@ -200,7 +210,7 @@ const paymentConfig = benchPaymentConfig(daraja);
 async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = {
-    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
+    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: servicePoolMax, NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
     ...nodeOptions,
   };
   const own: Record<string, Record<string, string>> = {
@@ -438,6 +448,35 @@ async function timingWalFlushes(on: boolean): Promise<{ syncs: number; ms: numbe
   return { syncs: Number(r.syncs), ms: r.ms };
 }
 
+/** The PostgreSQL connections open now, by application name (each service's pool is ttip-<role>). */
+async function connectionsByService(): Promise<string> {
+  const { rows } = await pool.query<{ name: string; n: string }>(
+    "SELECT coalesce(nullif(application_name, ''), '?') AS name, count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1",
+  );
+  return rows.map((r) => `${r.name} ${r.n}`).join(", ");
+}
+
+/**
+ * What the gateway adds to CreateTip's latency (#20 asks at most 30%): the customers' same tips through
+ * the gateway and straight to payment's own address (anonymous, as the gateway forwards them; WatchTip
+ * too), in alternated rounds so that the machine's load meets both alike. Each path's p50 and p99, and the
+ * gateway's added share of the direct p50.
+ */
+async function gatewayAgainstDirect(customers: { run(r: CustomersRun): Promise<CustomersResult> }, paymentUrl: string, concurrency: number): Promise<void> {
+  const latencies = { gateway: [] as number[], direct: [] as number[] };
+  for (let round = 0; round < directRounds; round++) {
+    for (const path of round % 2 ? (["direct", "gateway"] as const) : (["gateway", "direct"] as const)) {
+      const r = await customers.run({ concurrency, seconds: directSeconds, url: path === "direct" ? paymentUrl : undefined });
+      if (r.failures) throw new Error(`${r.failures} tips did not succeed (${path})`);
+      latencies[path].push(...r.createLatencies);
+    }
+  }
+  const [g, d] = [latencies.gateway.sort((a, b) => a - b), latencies.direct.sort((a, b) => a - b)];
+  const added = (q: number) => `${((percentile(g, q) / percentile(d, q) - 1) * 100).toFixed(0)}%`;
+  console.log(`  CreateTip at concurrency ${concurrency}, ${directRounds} alternated rounds of ${directSeconds} s each way: through the gateway p50 ${ms(percentile(g, 0.5))} p99 ${ms(percentile(g, 0.99))} (${g.length} tips);` +
+    ` straight to payment p50 ${ms(percentile(d, 0.5))} p99 ${ms(percentile(d, 0.99))} (${d.length}); the gateway adds ${added(0.5)} at p50, ${added(0.99)} at p99 (#20: at most 30%)`);
+}
+
 /**
  * Calls each platform process has served so far, by "process method" (cluster mode): read from its
  * /metrics (grpc_server_handled_total, every code), so a run's difference is its calls between
@@ -467,23 +506,6 @@ function callsPerTip(before: Map<string, number>, after: Map<string, number>, ti
   const sum = (gateway: boolean) => all.filter(([k]) => k.startsWith("gateway ") === gateway).reduce((n, [, v]) => n + v, 0);
   const shown = all.filter(([, v]) => v >= 0.05); // the rest: sign-ups, health checks, rare paths
   return `calls served per tip: by the services (hops between processes) ${sum(false).toFixed(2)}, by the gateway ${sum(true).toFixed(2)}; ${shown.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`;
-}
-
-/**
- * PostgreSQL's own account of its time since the run's reset, by statement: what a statement costs
- * there (planning included, which a statement sent unprepared or re-planned pays each call).
- */
-async function pgStatementTimes(rowLimit: number) {
-  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; rows: string; blocks: string; wal: string; query: string }>(
-    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, rows, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
-       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_user_tables%' ORDER BY total_exec_time + total_plan_time DESC`,
-  );
-  const all = rows.map((r) => ({
-    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), rows: Number(r.rows), blocks: Number(r.blocks), wal: Number(r.wal),
-    text: r.query.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90)),
-  }));
-  const sum = (f: (r: (typeof all)[number]) => number) => all.reduce((n, r) => n + f(r), 0);
-  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), blocks: sum((r) => r.blocks), wal: sum((r) => r.wal), top: all.slice(0, rowLimit) };
 }
 
 /** Each table's scans and updates so far (pg_stat_user_tables), by schema.table. */
@@ -718,6 +740,7 @@ try {
     const pgWork1 = await pgBackground((sql) => pool.query(sql));
     const walFrom = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     const tables0 = await tableCounts(); // after the idle window: the warm-up's kept counts are in
+    const indexes0 = pgStatementRows ? await indexCounts((sql) => pool.query(sql)) : undefined;
     const startedAt = new Date();
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
@@ -729,7 +752,9 @@ try {
     const edgeCpu0 = processCpuMs(edge.pid);
     const customersCpu0 = processCpuMs(customers.pid);
     const backends0 = childrenCpuMs(pg.pid);
+    const pgPerf = pgPerfFile && concurrency === concurrencies[0] ? await startPgPerf([pg.pid, ...backends0.keys()], pgPerfFile) : undefined;
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
+    const writes0 = threadsMeasured.map(([, pid]) => processWrites(pid));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -749,7 +774,7 @@ try {
       const minor = process.env.BENCH_HEAP_SURVIVORS !== "1";
       await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor });
     }
-    if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
+    if (pgStatementRows) await resetStatements((sql) => pool.query(sql));
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -775,8 +800,11 @@ try {
     const customersCpu = processCpuMs(customers.pid) - customersCpu0;
     const edgeSends = (await edge.providerSends()) - edgeSends0;
     const backends1 = childrenCpuMs(pg.pid);
+    await pgPerf?.stop();
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
+    const writes1 = threadsMeasured.map(([, pid]) => processWrites(pid));
+    const connections = await connectionsByService();
     const own = process.cpuUsage(own0);
     const span = (performance.now() - t0) / 1000; // the run and its drain
     if (settleAfterWarmup) await holdAutovacuum(undefined);
@@ -788,13 +816,14 @@ try {
     const walTo = pgWalRows ? await walFlushed((sql) => pool.query(sql)) : "";
     // pg_stat_statements counts a statement as it ends, so it is read now: after the wait below it
     // would hold the pollers' statements of those 11 s too.
-    const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
+    const pgStatements = pgStatementRows ? await statementFigures((sql) => pool.query(sql), statementChars) : undefined;
     // The run's counts all in. The pollers' commits while waiting came in too: taken off by the idle
     // rate, so this is the run's and its drain's span, as the other figures are.
     const counters1 = await pgCounters(performance.now());
     const waited = (counters1.at - counters0.at) / 1000 - span;
     const committed = counters1.commits - counters0.commits - drain.checks - idle.commits * waited;
     const tables1 = await tableCounts();
+    const indexes1 = pgStatementRows ? await indexCounts((sql) => pool.query(sql)) : undefined;
     const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
@@ -878,6 +907,8 @@ try {
     console.log(`    PostgreSQL processes that ended in the window (pool connections closed idle, autovacuum workers): ${ended.length};` +
       ` their CPU from before it, ${(ended.reduce((n, [, ms]) => n + ms, 0) / Math.max(1, rows.length)).toFixed(2)} ms per tip, is not the run's, and a count of live processes alone took it off the postgres figure`);
     console.log(`    ${seqScanRowsPerTip(tables0, tables1, rows.length)}`);
+    const opened = [...backends1.keys()].filter((pid) => !backends0.has(pid)).length;
+    console.log(`    PostgreSQL connections at the run's end, by application: ${connections}; PostgreSQL processes started in the window (connections opened, autovacuum workers): ${opened}`);
     if (mode === "process") {
       const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
       console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)};` +
@@ -887,6 +918,14 @@ try {
       (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
     if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
     console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
+    if (threadsMeasured.length > 1) {
+      const each = threadsMeasured.map(([name], i) => {
+        const w = writes1[i].writes - writes0[i].writes;
+        const b = writes1[i].bytes - writes0[i].bytes;
+        return `${name} ${(w / Math.max(1, rows.length)).toFixed(1)} (${(b / Math.max(1, rows.length) / 1024).toFixed(1)} KiB)`;
+      });
+      console.log(`  write system calls per tip by process (and bytes; /proc/<pid>/io, every socket: calls, PostgreSQL, NATS, Redis, logs): ${each.join(", ")}`);
+    }
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     // The statements this process's pool sent: every service's in process mode; in the others, each counts its own.
@@ -896,13 +935,17 @@ try {
     }
     // PostgreSQL's own counts: every process's statements, whatever the mode.
     if (pgStatements) {
-      const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
-      console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);
-      console.log(`    all statements: ${perTip(pgStatements.blocks)} shared blocks (hit or read) and ${perTip(pgStatements.wal)} WAL records per tip`);
-      console.log(`    ms/tip  calls/tip  plans/call  rows/call  blocks/call  WAL records/call`);
-      for (const r of pgStatements.top) {
-        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.rows / r.calls).toFixed(1).padStart(9)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
-      }
+      console.log(`  PostgreSQL's work per tip (pg_stat_statements, wall time inside the server, commits excluded; bench/pg-statements.ts), the statements taking most time:`);
+      for (const line of statementLines(pgStatements, rows.length, pgStatementRows)) console.log(`    ${line}`);
+    }
+    if (pgPerf) {
+      const pgCpuPerTip = ((procCpu1.get("postgres") ?? 0) - (procCpu0.get("postgres") ?? 0)) / Math.max(1, rows.length);
+      console.log(`  PostgreSQL's CPU by phase (perf record of its processes over the run and its drain, ${pgPerfFile}):`);
+      for (const line of pgPerfLines(await pgPerfShares(pgPerfFile!, pgStatementRows || 20), pgCpuPerTip)) console.log(`    ${line}`);
+    }
+    if (indexes0 && indexes1) {
+      console.log(`  indexes of the tables written in the window, per tip (pg_stat_user_indexes, pg_statio_user_indexes; read 11 s after the run):`);
+      for (const line of indexLines(indexes0, indexes1, rows.length, pgStatementRows)) console.log(`    ${line}`);
     }
     if (pgStatementRows) {
       // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
@@ -919,6 +962,8 @@ try {
       writeFileSync(process.env.BENCH_HEAP_PROFILE!, JSON.stringify(heapProfile));
       summariseAllocations(heapProfile as unknown as HeapNode, rows.length);
     }
+    const paymentUrl = platform.servers?.get("payment");
+    if (paymentUrl && directRounds > 0) for (const c of new Set([concurrency, 1])) await gatewayAgainstDirect(customers, paymentUrl, c);
   }
 
   // The yardstick: TPC-B on the same server.

@@ -134,6 +134,42 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(h.pushesTo(phone).length, 1, "one STK push for both posts");
   });
 
+  test("without scripts, the form posted again with an edited amount (after a lost answer) is a new tip under a new key; unedited, it is the first tip", async () => {
+    const worker = await h.worker("Wafula");
+    const code = await h.qrCode(worker);
+    const phone = successNumber();
+    const page = await h.phone({ javaScriptEnabled: false });
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 50\b/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    const posted = page.waitForRequest((r) => r.method() === "POST");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    const request = await posted;
+    await page.waitForURL(/\/tips\/([0-9a-f-]{36})/);
+    const first = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    // The same page's form posted again, as the browser would after the answer was lost, with the amount edited or not.
+    const { "content-type": type, "content-length": _length, ...headers } = request.headers();
+    const postAgain = async (amountMinor?: string) => {
+      const form = await new Response(new Uint8Array(request.postDataBuffer()!), { headers: { "content-type": type } }).formData();
+      const amount = [...form.keys()].find((k) => /(^|_)amount$/.test(k));
+      assert.ok(amount, "the form posts its amount");
+      if (amountMinor) form.set(amount, amountMinor);
+      const res = await fetch(request.url(), { method: "POST", headers, body: form, redirect: "manual" });
+      return /\/tips\/([0-9a-f-]{36})/.exec(res.headers.get("location") ?? (await res.text()))?.[1];
+    };
+    const edited = await postAgain("10000");
+    assert.ok(edited, "the edited form starts a tip, not a conflict with the first one's key");
+    assert.notEqual(edited, first);
+    assert.equal(await postAgain(), first, "the unedited form again is the first tip");
+    assert.equal(await postAgain("10000"), edited, "the edited form again is the edited tip");
+    for (const tipId of [first, edited]) {
+      await eventually("the tip to settle", async () => (await h.api(PaymentService).getTip({ tipId })).tip?.status === TipStatus.SUCCEEDED);
+    }
+    const amounts = (await h.api(PaymentService, worker.token).listTips({})).tips.map((t) => Number(t.amount?.amountMinor)).sort((a, b) => a - b);
+    assert.deepEqual(amounts, [50_00, 100_00], "one tip of each amount");
+    assert.equal(h.pushesTo(phone).length, 2, "one STK push each");
+  });
+
   test("without scripts (a proxy browser), the form posts and the status page refreshes itself until the tip is received", async () => {
     const worker = await h.worker("Baraka");
     const code = await h.qrCode(worker);

@@ -302,6 +302,98 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await h.screenshot(page, "venue-dashboard");
   });
 
+  /** A page signed in as the venue's manager, at phone size unless told. */
+  const managerPage = async (managerToken: string, options: Parameters<WebHarness["phone"]>[0] = {}) => {
+    const page = await h.phone(options);
+    await page.goto(`${h.url}/w/signin?as=manager`);
+    await page.evaluate((accessToken) => {
+      const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
+    }, managerToken);
+    return page;
+  };
+
+  test("tips paid with no scan counted: the funnel gives counts, not shares of zero scans (\"1 (0%)\"), in English and Swahili", async () => {
+    const venue = await h.venue("Tamarind Dhow");
+    for (const [locale, words] of [["en-KE", ["Scanned: 0", "Amount chosen: 1", "Payment started: 1", "Paid: 1"]], ["sw-KE", ["Zilizoskaniwa: 0", "Kiasi kimechaguliwa: 1", "Malipo yameanzishwa: 1", "Zimelipwa: 1"]]] as const) {
+      const page = await managerPage(venue.managerToken, { locale });
+      // Analytics' figures for a tip paid from a link, no scan counted: its shares of the zero scans are 0.
+      await page.route("**/ttip.analytics.v1.AnalyticsService/GetVenueAnalytics", async (route) => {
+        const response = await route.fetch();
+        const figures = fromBinary(GetVenueAnalyticsResponseSchema, await response.body());
+        for (const step of figures.funnel) {
+          step.count = step.step === "scanned" ? 0n : 1n;
+          step.ofFirstBps = 0;
+        }
+        const { "content-encoding": _encoding, "content-length": _length, ...headers } = response.headers();
+        await route.fulfill({ status: response.status(), headers, body: Buffer.from(toBinary(GetVenueAnalyticsResponseSchema, figures)) });
+      });
+      await page.goto(`${h.url}/v/${venue.id}`);
+      await see(page, page.getByTestId("chart-funnel").locator("g[data-value]").first(), 30_000);
+      assert.deepEqual(await page.getByTestId("chart-funnel").locator("g[data-value] title").allTextContents(), words);
+      assert.doesNotMatch(await page.getByTestId("chart-funnel").innerText(), /%/);
+      await see(page, page.getByTestId("funnel-no-scans"));
+      await h.screenshot(page, `venue-funnel-no-scans-${locale}`);
+    }
+  });
+
+  test("a member leaves only once the manager confirms, with the reason the audit trail then gives; tables stay tables and scroll in their own box at 360 px", async () => {
+    const venue = await h.venue("Marula Lodge");
+    const venueApi = h.api(VenueService, venue.managerToken);
+    for (const displayName of ["Baraka", "Chebet"]) {
+      await venueApi.inviteMember({ venueId: venue.id, phone: `07${randomInt(10_000_000, 99_999_999)}`, displayName, roleId: "front_of_house", idempotencyKey: randomUUID() });
+    }
+    const page = await managerPage(venue.managerToken);
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    const row = (name: string) => page.getByTestId("staff").getByRole("row").filter({ hasText: name });
+    await see(page, row("Chebet"));
+    // Asked first; kept on the staff, nothing changes.
+    await row("Chebet").getByRole("button", { name: "Left the staff" }).click();
+    await page.getByRole("button", { name: "Keep Chebet on the staff" }).click();
+    assert.equal(await page.getByTestId("leaving").count(), 0);
+    // Leaving with a reason.
+    await row("Baraka").getByRole("button", { name: "Left the staff" }).click();
+    await page.getByLabel("Why (optional; kept in the audit trail)").fill("moved to Mombasa");
+    await h.screenshot(page, "venue-staff-leaving");
+    await page.getByRole("button", { name: "Confirm: Baraka has left" }).click();
+    await see(page, page.getByText("Baraka has left; their codes here are switched off."));
+    await see(page, row("Baraka").getByRole("cell", { name: "left", exact: true }));
+    const members = (await venueApi.listMembers({ venueId: venue.id, includeLeft: true })).members;
+    assert.deepEqual(members.map((m) => `${m.displayName}:${m.leftAt ? "left" : "here"}`).sort(), ["Baraka:left", "Chebet:here"]);
+
+    // Each table at 360 px: still a table (rows and columns for screen readers), spanning its box, and a wide one
+    // scrolls inside that box while the page stays put.
+    const tables = () => page.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      screen: document.documentElement.clientWidth,
+      tables: [...document.querySelectorAll("main table")].map((t) => ({
+        display: getComputedStyle(t).display,
+        rowWidth: Math.round(t.querySelector("tr")!.getBoundingClientRect().width),
+        boxWidth: t.parentElement!.clientWidth,
+        scrolls: t.parentElement!.scrollWidth > t.parentElement!.clientWidth,
+        id: t.getAttribute("data-testid"),
+      })),
+    }));
+    const staff = await tables();
+    assert.equal(staff.screen, 360);
+    assert.ok(staff.page <= staff.screen, `the page is ${staff.page} px wide on a ${staff.screen} px screen`);
+    for (const t of staff.tables) {
+      assert.equal(t.display, "table", `the ${t.id} table is a table`);
+      assert.ok(t.rowWidth >= t.boxWidth, `the ${t.id} table's rows (${t.rowWidth} px) span its box (${t.boxWidth} px)`);
+    }
+    assert.ok(staff.tables.find((t) => t.id === "staff")?.scrolls, "the staff table, wider than a phone, scrolls in its box");
+    await h.screenshot(page, "venue-staff-360");
+
+    // The audit trail says why, in both languages.
+    await page.goto(`${h.url}/v/${venue.id}/reports`);
+    await see(page, page.getByTestId("audit").getByRole("row").filter({ hasText: "Baraka left the staff: “moved to Mombasa”." }));
+    for (const t of (await tables()).tables) assert.equal(t.display, "table");
+    await h.screenshot(page, "venue-reports-360");
+    const sw = await managerPage(venue.managerToken, { locale: "sw-KE" });
+    await sw.goto(`${h.url}/v/${venue.id}/reports`);
+    await see(sw, sw.getByTestId("audit").getByRole("row").filter({ hasText: "Baraka ameondoka kazini: “moved to Mombasa”." }));
+  });
+
   test("a fixed-percentages rule says whose each percentage is: the manager reads names, a member reads 'you' and the others, in English and Swahili", async () => {
     const venue = await h.venue("Kilimanjaro Grill");
     const venueApi = h.api(VenueService, venue.managerToken);

@@ -3,6 +3,7 @@
 // request. No browser: the bookkeeping the guard runs on.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { requestKey } from "../src/lib/request-key.js";
 import { formIntent, WriteKey } from "../src/lib/write-key.js";
 
 const form = (fields: Record<string, string>) => {
@@ -49,4 +50,13 @@ test("fields' order and names count; a file is its name and size", () => {
   const f = new FormData();
   f.append("photo", new Blob(["abc"]), "me.jpg");
   assert.equal(formIntent(f), JSON.stringify([["photo", "me.jpg:3"]]));
+});
+
+test("the tip form posted by the browser: its key is the page's seed's for the request, a new one for an edited request", () => {
+  const ask = (amount: string) => JSON.stringify(["CODE42", amount, "KES", "254712345678", true, ""]);
+  const first = requestKey("seed-1", ask("5000"));
+  assert.match(first, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, "a UUID (version 8)");
+  assert.equal(requestKey("seed-1", ask("5000")), first, "the same request from the same page: the same write");
+  assert.notEqual(requestKey("seed-1", ask("10000")), first, "an edited amount: another write");
+  assert.notEqual(requestKey("seed-2", ask("5000")), first, "another page: another write");
 });

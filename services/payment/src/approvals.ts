@@ -20,7 +20,10 @@ import { approvedSplit, type Deps, emitTipSucceeded, type TipRow } from "./tips.
 export interface ClaimedApproval {
   tip: ClaimedTip & { approval_receipt: string };
   spent?: "refunded" | "paid_elsewhere";
-  /** Settled as posted (settleOlderApproval): the approval's key holds its release already, nothing is posted. */
+  /**
+   * Settled as posted (settleOlderApproval): the approval's key holds its release already, nothing is posted. Kept
+   * with the claim (approval_found_posted), with `spent` as found then: an approval again finishes it the same way.
+   */
   posted?: boolean;
 }
 
@@ -57,13 +60,24 @@ export async function claimApproval(deps: Deps, tipId: string, by?: Reviewer, se
     const tip = await lockHeldTip(tx, tipId);
     if (!tip) return undefined;
     if (tip.rejection_claim) throw new InvalidStateError("tip_id: a rejection of this tip is under way (it closes the tip's approval): reject it to finish");
-    if (tip.approval_receipt) return { tip: tip as ClaimedApproval["tip"], spent: await spentReceiptOf(tx, tip) };
+    if (tip.approval_receipt) return claimedBefore(tx, tip as ClaimedApproval["tip"]);
     if (!by) return undefined;
     if (!settle) await refuseSpentReceiptApproval(tx, tip);
-    const claimed = await markClaimed(tx, tipId, "approval", by, new Date(clockOf(deps.ctx).now()));
+    const spent = settle && (await spentReceiptOf(tx, tip));
+    const claimed = await markClaimed(tx, tipId, "approval", by, new Date(clockOf(deps.ctx).now()), settle && (spent || "plain"));
     await by.record(tx);
-    return { tip: claimed as ClaimedApproval["tip"], ...(settle && { spent: await spentReceiptOf(tx, tip), posted: true }) };
+    return { tip: claimed as ClaimedApproval["tip"], ...(settle && { spent: spent || undefined, posted: true }) };
   });
+}
+
+/**
+ * An approval claimed before, as its claim decided it: found posted (settleOlderApproval), with its receipt's money
+ * as found then (a payment reopened since was paid to the worker all the same); otherwise its receipt's money now.
+ */
+async function claimedBefore(tx: Queryable, tip: ClaimedApproval["tip"]): Promise<ClaimedApproval> {
+  const found = tip.approval_found_posted;
+  if (found) return { tip, posted: true, ...(found !== "plain" && { spent: found }) };
+  return { tip, spent: await spentReceiptOf(tx, tip) };
 }
 
 /**

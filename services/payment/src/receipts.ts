@@ -25,17 +25,18 @@ function sentBefore(err: unknown): unknown {
 
 /**
  * Sends owed receipts (payment.receipts' rows: one sent is deleted, markSent) by SMS to the
- * number that paid and by e-mail to the address the customer gave (if any), oldest first (or only
- * `tipId`'s). The notification service dedupes on the key, so a send repeated
- * after a crash or by two replicas is one SMS. Failures stay owed and are
- * retried by the next reconciliation pass.
+ * number that paid and by e-mail to the address the customer gave (if any), the least tried
+ * first, then the oldest (or only `tipId`'s). The notification service dedupes on the key, so a
+ * send repeated after a crash or by two replicas is one SMS. Failures stay owed and are retried
+ * by the next reconciliation pass, behind every receipt tried fewer times: one that fails every
+ * time (a number notification refuses) cannot hold the pass's places from the others.
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { rows } = await deps.ctx.pool.query<OwedReceipt>(
     `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE $2::uuid IS NULL OR r.tip_id = $2
-      ORDER BY r.created_at LIMIT $1`,
+      ORDER BY r.attempts, r.created_at LIMIT $1`,
     [limit, tipId ?? null],
   );
   return sendOwedReceipts(deps, rows);

@@ -931,11 +931,14 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   // All at once: they go to wallet in one call and are recorded by one statement (credits.ts).
-  const credits = await Promise.allSettled((await uncreditedTips(pool, "mpesa", limit)).map((tipId) => postCredit(deps, tipId)));
-  const failed = credits.find((c) => c.status === "rejected");
-  if (failed) throw failed.reason;
+  const uncredited = await uncreditedTips(pool, "mpesa", limit);
+  const credits = await Promise.allSettled(uncredited.map((tipId) => postCredit(deps, tipId)));
+  await triedCredits(pool, uncredited);
   await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
+  // After the pass's other work: a recording that fails on every try must not stop it.
+  const failed = credits.find((c) => c.status === "rejected");
+  if (failed) throw failed.reason;
   return counts;
 }
 
@@ -957,17 +960,22 @@ async function applyQueryOutcome(deps: Deps, tipId: string, o: StkOutcome & { ch
 }
 
 /**
- * Tips of `method` whose wallet entry is decided but not recorded, oldest
- * first: from payment.uncredited, which triggers keep (0015_uncredited_queue.sql),
- * each checked against its tip.
+ * Tips of `method` whose wallet entry is decided but not recorded, the least
+ * tried first (triedCredits), then the oldest: from payment.uncredited, which
+ * triggers keep (0015_uncredited_queue.sql), each checked against its tip.
  */
 export async function uncreditedTips(db: Queryable, method: "mpesa" | "card", limit: number): Promise<string[]> {
   const { rows } = await db.query<{ tip_id: string }>(
     `SELECT u.tip_id FROM payment.uncredited u JOIN payment.tips t ON t.tip_id = u.tip_id
-      WHERE u.method = $1 AND t.credit_key IS NOT NULL AND t.credit_entry_id IS NULL ORDER BY u.completed_at LIMIT $2`,
+      WHERE u.method = $1 AND t.credit_key IS NOT NULL AND t.credit_entry_id IS NULL ORDER BY u.attempts, u.completed_at LIMIT $2`,
     [method, limit],
   );
   return rows.map((r) => r.tip_id);
+}
+
+/** After a pass tried these tips' credits: those still uncredited wait behind every tip tried fewer times (0035). */
+export async function triedCredits(db: Queryable, tipIds: string[]): Promise<void> {
+  if (tipIds.length) await db.query("UPDATE payment.uncredited SET attempts = attempts + 1 WHERE tip_id = ANY($1::uuid[])", [tipIds]);
 }
 
 /** A tip's public status changes; used by WatchTip. */

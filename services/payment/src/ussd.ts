@@ -9,7 +9,7 @@
 // ussd:<sessionId>, so a session charges at most once.
 import { Code } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, clockOf, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import { asConnectError, clockOf, formatMoney, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
 import { qrClient } from "./peer-clients.js";
@@ -30,6 +30,10 @@ const T = {
   badCode: { en: "Code {code} was not found.", sw: "Namba {code} haikupatikana." },
   inactiveCode: { en: "Code {code} is no longer in use.", sw: "Namba {code} haitumiki tena." },
   venueCode: { en: "Code {code} is a venue's code; enter a worker's code.", sw: "Namba {code} ni ya mahali; weka namba ya mhudumu." },
+  notKes: {
+    en: "Code {code} is for {amount}. M-Pesa here pays in KES only: scan its QR code to pay by card.",
+    sw: "Namba {code} ni ya {amount}. M-Pesa hapa inalipa kwa KES tu: skani msimbo wake wa QR ulipe kwa kadi.",
+  },
   lookupDown: { en: "We cannot check codes right now. Please try again later.", sw: "Hatuwezi kuthibitisha namba sasa. Tafadhali jaribu tena baadaye." },
   pickAmount: { en: "Tip {name}:", sw: "Mpe {name} tip:" },
   other: { en: "Other amount", sw: "Kiasi kingine" },
@@ -153,6 +157,10 @@ async function codeEntered(d: Dialogue, step: string): Promise<Advance> {
   if (found === "lookupDown") return { answer: end(say("lookupDown", d.lang)) };
   if (typeof found === "string") return { state: { at: "code", note: say(found as keyof typeof T, d.lang, { code: step.slice(0, 12) }) } };
   const fixed = found.fixedAmount?.amountMinor ?? 0n;
+  // A fixed amount in another currency (a guide's USD 10) is not a shilling amount: refused here, not read as KES 10.
+  if (fixed > 0n && found.fixedAmount!.currency !== "KES") {
+    return { state: { at: "code", note: say("notKes", d.lang, { code: code.slice(0, 12), amount: formatMoney(fixed, found.fixedAmount!.currency) }) } };
+  }
   return { state: fixed > 0n ? { at: "confirm", target: found, amountKes: Number(fixed / 100n) } : { at: "amount", target: found } };
 }
 

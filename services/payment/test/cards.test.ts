@@ -401,6 +401,23 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a dispute lost on a tip held for review takes the money back out of suspense, never from the worker, who never had it; an approval after it pays nothing", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}_4`, USD(1000), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    const du = await h.stripe.openDispute(held.tip.providerPaymentId);
+    await until(held.tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await h.stripe.closeDispute(du, "lost");
+    await until(held.tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    // Before, the worker's part was taken from the wallet (allowed below zero): a debt for a tip never received.
+    assert.equal(await h.ledgerBalance(worker), 0n, "the worker owes nothing");
+    await assert.rejects(adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition);
+    assert.equal(await h.ledgerBalance(worker), 0n, "the charged-back money is not paid out of suspense");
+    assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "charged back" })).tip!.status, TipStatus.FAILED);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a dispute won gives the set-aside amount back", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

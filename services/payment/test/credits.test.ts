@@ -15,6 +15,7 @@ import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
+import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
@@ -224,6 +225,22 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(await h.walletEntries(worker), tips.length);
     assert.equal((await succeededEvents(refused.tip_id)).length, 1);
     for (const t of good) assert.equal((await succeededEvents(t.tip_id)).length, 1, "the others are not announced again");
+  });
+
+  test("a credit the wallet refuses every time waits behind the others: reconciliation passes of one tip each credit the others", async () => {
+    const worker = randomUUID();
+    const [refused, ...others] = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
+    // The wallet holds another entry under the first tip's key: it refuses that credit on every try.
+    await h.t.db.pool.query("INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref) VALUES ($1, $2, 'another entry', 'test', 'test')",
+      [randomUUID(), refused.credit_key]);
+    // As many passes of one tip as tips wait (earlier tests' too): each is tried once, or credited.
+    const waiting = Number((await h.t.db.pool.query("SELECT count(*) AS n FROM payment.uncredited WHERE method = 'mpesa'")).rows[0].n);
+    for (let pass = 0; pass < waiting; pass++) await h.t.client(PaymentInternalService).reconcilePending({ limit: 1 });
+    // Before, the oldest waiting credit came first on every pass: the refused one took each pass's place.
+    for (const t of others) assert.ok((await row(t.tip_id)).credit_entry_id, `tip ${t.tip_id} credited`);
+    assert.equal(await h.balance(worker), others.reduce((s, t) => s + t.worker_receives_minor, 0n));
+    assert.equal((await row(refused.tip_id)).credit_entry_id, null, "the refused one still waits, for support");
+    assert.equal((await h.t.db.pool.query("SELECT attempts FROM payment.uncredited WHERE tip_id = $1", [refused.tip_id])).rows[0].attempts, 1);
   });
 
   test("a tip whose row changed since the decision (rated, its receipt learned late) is recorded from the row as it is, once", async () => {
@@ -581,6 +598,40 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.ok((await row(refused.tip_id)).credit_entry_id, "reconciliation records it");
     assert.equal(await h.walletEntries(worker), 3);
     for (const t of [first, refused, last]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
+  });
+
+  test("a tip whose recording PostgreSQL refuses on every try fails the reconciliation pass only after the pass's other work: receipts tried, a review claim left by a stopped process finished", async () => {
+    const worker = randomUUID();
+    const [refused] = await decidedTips(worker, [10_000n]);
+    const [held] = await decidedTips(worker, [20_000n], true);
+    await reconcile(); // both credited: the held one to suspense
+    await h.t.db.pool.query("UPDATE payment.tips SET credit_entry_id = NULL, credited_at = NULL WHERE tip_id = $1", [refused.tip_id]);
+    // An approval claimed, then its process stopped: the resumer finishes it once its grace has passed.
+    await h.t.db.pool.query(`UPDATE payment.tips SET approval_receipt = mpesa_receipt, review_claimed_at = now() - interval '1 day', review_claimed_by = 'admin', review_note = 'fine'
+      WHERE tip_id = $1`, [held.tip_id]);
+    // A receipt owed, the first a pass takes (no notification service here: each try fails and counts).
+    const [paid] = await decidedTips(randomUUID(), [5_000n]);
+    await h.t.db.pool.query("UPDATE payment.tips SET credit_entry_id = 'posted' WHERE tip_id = $1", [paid.tip_id]);
+    await h.t.db.pool.query("INSERT INTO payment.receipts (tip_id, created_at) VALUES ($1, '2000-01-01')", [paid.tip_id]);
+    const owed = async () => (await h.t.db.pool.query("SELECT attempts FROM payment.receipts WHERE tip_id = $1", [paid.tip_id])).rows[0]?.attempts as number;
+    const trigger = `credits_test_refuse_${refused.tip_id.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${refused.tip_id}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    try {
+      h.clock.advance(REVIEW_CLAIM_GRACE_MS + 1);
+      await assert.rejects(h.t.client(PaymentInternalService).reconcilePending({ limit: 100 }), (e: ConnectError) => e.code === Code.Internal, "the pass fails");
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    // Before, the pass stopped at the refused recording: no receipt tried, no review finished, every pass alike.
+    assert.equal(await owed(), 1, "the receipts were tried");
+    assert.equal((await row(held.tip_id)).status, "succeeded", "the stopped approval finished");
+    assert.equal(await h.balance(worker), refused.worker_receives_minor + held.worker_receives_minor, "each paid once");
+    await reconcile();
+    assert.ok((await row(refused.tip_id)).credit_entry_id, "recorded once PostgreSQL takes it");
+    assert.equal(await h.balance(worker), refused.worker_receives_minor + held.worker_receives_minor);
   });
 
   test("two replicas crediting the same tips at once, in groups of other sizes and orders: each tip one entry, one recording, one event", async () => {

@@ -9,7 +9,7 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { claimApproval, payApproval } from "../src/approvals.js";
+import { claimApproval, payApproval, settleOlderApproval } from "../src/approvals.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { claimRejection } from "../src/rejections.js";
@@ -477,6 +477,45 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.ok(!(settled instanceof Error), String(settled));
     assert.equal(settled.status, TipStatus.SUCCEEDED);
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(push.tipId), await h.balance(coded.id)], [9500n, 1, 1, 9500n], "recorded as paid, never paid again");
+    assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("an older replica's approval settled as posted, the process stopped between that claim and its record, then the spent payment reopened: approving again finishes it as posted: paid once, nothing posted again, flagged for support", async () => {
+    await forgetEarlierTies();
+    const [w, other] = [await worker(), await worker()];
+    const push = await lostCallbackPush(w);
+    const refunded = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(refunded.transId)).suspense_entry_id !== null, "parked in suspense");
+    await adminClient.resolveSuspensePayment({ receipt: refunded.transId, action: { case: "refund", value: true }, note: "the customer called" });
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await tipRow(push.tipId)).status, "held_for_review", "held from clearing beside the refunded payment");
+    // Another push, held for a paybill payment parked before its late callback named it; the first tip's callback names it too.
+    const second = await lostCallbackPush(other);
+    const paid = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, skipValidation: true });
+    await eventually(async () => (await c2bRow(paid.transId)).suspense_entry_id !== null, "parked in suspense");
+    await lateSpentCallback(second.tipId, paid.transId, second.payer);
+    assert.deepEqual([(await tipRow(second.tipId)).status, (await c2bRow(paid.transId)).tip_id], ["held_for_review", second.tipId]);
+    const row = await lateSpentCallback(push.tipId, paid.transId, push.payer);
+    // The older replica's approval: its wallet release, then its record, which the trigger refuses.
+    const split = approvedSplit({ charged_minor: BigInt(row.charged_minor), worker_receives_minor: BigInt(row.worker_receives_minor), received_minor: row.received_minor === null ? null : BigInt(row.received_minor) });
+    await new Ledger(h.t.ctx).releaseFromSuspense({ key: `${row.credit_key}:approved`, receipt: row.mpesa_receipt ?? row.credit_key, recipient: { workerId: w.id }, ...split });
+    assert.equal((await oldReplicaRecord(push.tipId)).rowCount, 0, "not recorded");
+    // An approval settling it: refused as a first claim (spent), claimed as posted; then the process stopped.
+    const deps = directDeps();
+    const refusal = await claimApproval(deps, push.tipId, reviewer).then(() => assert.fail("a first claim of a spent receipt's tip"), (e: unknown) => e);
+    assert.ok(await settleOlderApproval(deps, push.tipId, reviewer, refusal), "claimed as posted, not recorded");
+    // The payment reopened (the tip it funded rejected): the tip's receipt no longer reads as spent.
+    assert.equal((await adminClient.reviewTip({ tipId: second.tipId, approve: false, note: "two pushes" })).tip!.status, TipStatus.FAILED);
+    assert.equal((await c2bRow(paid.transId)).resolution, "open");
+    // Before, only the stopped try knew the release was found posted: this one read the receipt unspent, asked to post again
+    // under the key (refused had the older replica's entry differed) and flagged nothing, though the reopened payment
+    // can be paid out again.
+    const approved = await approve(push.tipId, "finish it");
+    assert.ok(!(approved instanceof Error), String(approved));
+    assert.equal(approved.status, TipStatus.SUCCEEDED);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await entriesUnder(`${row.credit_key}:approved`), await succeededEvents(push.tipId)], [9500n, 1, 1, 1], "paid once, announced once");
     assert.deepEqual(await recoverFlags(push.tipId), ["open"], "support told to recover the payment paid twice");
     assert.ok(await h.trialBalanced());
   });

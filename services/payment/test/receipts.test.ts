@@ -146,6 +146,23 @@ describe("customer receipts, sent in batches through the notification service", 
     assert.match(smsTo(earlier.phone)[0].body, /someone/, "the earlier wording went out, once");
   });
 
+  test("a receipt that fails every time waits behind the others: passes of one receipt each send the others, then try it again", async () => {
+    await t.db.pool.query("DELETE FROM payment.receipts"); // earlier tests' refused receipts: this test's queue alone
+    const worker = randomUUID();
+    const [poisoned, ...others] = await owe([{ workerId: worker, phone: "12345" }, { workerId: worker, phone: newPhone() }, { workerId: worker, phone: newPhone() }]);
+    const pass = async () => {
+      calls.length = 0;
+      await sendReceipts(deps, 1);
+      return called("SendNotifications").flatMap((c) => c.keys);
+    };
+    const tried = [await pass(), await pass(), await pass()];
+    // Before, the oldest owed receipt came first on every pass: the refused one took each pass's place.
+    assert.deepEqual(tried, [poisoned, ...others].map((r) => [`receipt:${r.tip_id}`]), "the refused receipt once, then each other");
+    assert.deepEqual((await owed([poisoned, ...others].map((r) => r.tip_id))).map((r) => [r.tip_id, r.attempts]), [[poisoned.tip_id, 1]]);
+    assert.deepEqual(await pass(), [`receipt:${poisoned.tip_id}`], "still owed: tried again once nothing else waits");
+    await eventually("the others' SMS", () => others.every((r) => smsTo(r.phone).length === 1));
+  });
+
   test("receipts credited at the same time go to notification together, each answered on its own", async () => {
     const worker = randomUUID();
     await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker, displayName: "Baraka" }, { headers: callerHeaders(worker, "worker") });

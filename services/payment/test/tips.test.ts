@@ -250,6 +250,21 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1);
   });
 
+  test("a reconciliation pass's limit is the contract's (1 to 1,000): 0, negative and larger limits are refused naming limit, and a due tip is left as it was", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003"));
+    await h.sim.idle();
+    h.clock.advance(h.config.stkDeadlineMs);
+    const refused = (e: ConnectError) => e.code === Code.InvalidArgument && /limit/.test(e.message);
+    for (const limit of [0, -1, 1001, 2 ** 31 - 1]) {
+      await assert.rejects(internal.reconcilePending({ limit }), refused, `limit ${limit}`);
+      await assert.rejects(internal.reconcileCardBalance({ limit }), refused, `card balance, limit ${limit}`);
+    }
+    const r = await row(t!.tipId);
+    assert.deepEqual([r.status, r.checks, r.lease_until], ["pending", 0, null], "no pass ran");
+    assert.equal(h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!.queries, 0, "nothing asked of M-Pesa");
+  });
+
   test("a crash between the wallet entry and its record: the retry gets the same entry, even after the receipt arrived", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003")); // the callback is lost: success comes by query

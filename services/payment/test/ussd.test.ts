@@ -128,6 +128,23 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(pushesTo(p.msisdn).length, 0);
   });
 
+  test("a code fixed at USD 10 is refused at once, in the customer's language, not offered as KES 10; nothing is charged", async () => {
+    const id = randomUUID();
+    const as = { headers: callerHeaders(id, "worker") };
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName: "Guide", currency: "USD" }, as);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: id, idempotencyKey: randomUUID(), parameters: { fixedAmount: { amountMinor: 10_00n, currency: "USD" } } }, as);
+    const p = dialler();
+    const en = await playDialogue(url, p.at, ["1", qrCode!.shortCode]);
+    const refused = en.screens.at(-1)!.answer;
+    assert.equal(refused, `CON Code ${qrCode!.shortCode} is for USD 10. M-Pesa here pays in KES only: scan its QR code to pay by card.\nEnter the worker's code (on their card):`);
+    const sw = await playDialogue(url, p.at, ["2", qrCode!.shortCode]);
+    assert.match(sw.screens.at(-1)!.answer, /^CON Namba \w+ ni ya USD 10\. M-Pesa hapa inalipa kwa KES tu/);
+    for (const s of [en, sw]) assert.ok(s.screens.every((x) => x.answer.length <= 182), "every screen fits USSD's 182 characters");
+    // Even dialled straight to "yes" (the old confirm screen's answer), no push goes out.
+    await playDialogue(url, p.at, ["1", qrCode!.shortCode, "1"]);
+    assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
   test("sessions time out: the network ends an idle one, and the service refuses a stale one", async () => {
     const w = await worker("Faith");
     const p = dialler();

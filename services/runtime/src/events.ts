@@ -4,6 +4,7 @@ import { event_subject } from "@ttip/proto/ttip/common/v1/options_pb.js";
 import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage, DeliveredMessage } from "./bus.js";
 import type { Queryable } from "./db.js";
+import { metaIsFirst, withMetaFirst } from "./event-meta.js";
 import { writeOutbox } from "./outbox.js";
 import { timeOrderedUuid } from "./uuid.js";
 
@@ -70,13 +71,16 @@ export function buildEvent<Desc extends DescMessage>(
   // random id writes a whole index page per row on a grown inbox after a checkpoint
   // (bench/inbox-event-ids.ts). The event carries its time anyway.
   const id = timeOrderedUuid();
+  // An init that is a message already is create()'s answer itself: never changed here, so the caller's keeps no meta of ours.
+  const made = create(schema, init as unknown as MessageInitShape<Desc>) as MessageShape<Desc> & { meta?: unknown };
+  if (metaIsFirst(schema)) {
+    // The meta written by hand in front of the rest (event-meta.ts): the same bytes.
+    const rest = made.meta === undefined ? made : { ...made, meta: undefined };
+    const data = withMetaFirst({ id, ms: occurredAt ? occurredAt.getTime() : Date.now(), producer, correlationId }, toBinary(schema, rest));
+    if (data) return { id, subject, data };
+  }
   const meta = create(EventMetaSchema, { id, occurredAt: occurredAt ? timestampFromDate(occurredAt) : timestampNow(), producer, correlationId });
-  // The meta set on the message made from `init` (no copy of init with it): create() would take this meta as it is.
-  // An init that is a message already is create()'s answer itself: copied, so the caller's keeps no meta of ours.
-  const made = create(schema, init as unknown as MessageInitShape<Desc>);
-  const message = (made === (init as unknown) ? { ...made } : made) as MessageShape<Desc> & { meta?: unknown };
-  message.meta = meta;
-  return { id, subject, data: toBinary(schema, message) };
+  return { id, subject, data: toBinary(schema, { ...made, meta }) };
 }
 
 /** Whether `subject` (ttip.<producer>.<event>, as subjectOf checked it) is `producer`'s, read in place. */

@@ -91,6 +91,20 @@ export class Metrics {
     );
   }
 
+  /**
+   * The series of `labels` of histogram `name` (a CallDurations, made on first use), observed
+   * without a label hash per observation: for code that observes often under labels fixed for
+   * its life (an outbox relay's service). prom-client's Histogram hashes the labels on every
+   * observe. The same labels answer the same series.
+   */
+  histogramSeries(name: string, help: string, bounds: number[], labels: Record<string, string>): DurationSeries {
+    const found = this.registry.getSingleMetric(name) as unknown;
+    if (found !== undefined && !(found instanceof CallDurations)) throw new Error(`metric ${name} is registered already, not as a series histogram`);
+    let histogram = found;
+    if (!histogram) this.registry.registerMetric((histogram = new CallDurations(name, help, bounds)) as never);
+    return histogram.series(labels);
+  }
+
   private readonly outboxes = new Map<string, Pool>();
   private readonly pools = new Map<Pool, string>();
 
@@ -166,6 +180,7 @@ function callEnded(call: { cell: MethodCell; started: number }, err?: unknown): 
 }
 
 type CallLabels = { grpc_type: string; grpc_service: string; grpc_method: string };
+type SeriesLabels = Readonly<Record<string, string>>;
 
 /** One method's calls since the last scrape (started, handled by code) and its duration series. */
 interface MethodCell {
@@ -176,7 +191,7 @@ interface MethodCell {
 }
 
 /** One label set's histogram: counts per bucket (not cumulative; the last is above every bound), sum and count. */
-interface DurationSeries {
+export interface DurationSeries {
   observe(seconds: number): void;
 }
 
@@ -189,7 +204,9 @@ interface DurationSeries {
 export class CallDurations {
   readonly type = "histogram";
   readonly aggregator = "sum";
-  private readonly all: Array<{ labels: CallLabels; buckets: number[]; sum: number; count: number }> = [];
+  private readonly all: Array<{ labels: SeriesLabels; buckets: number[]; sum: number; count: number }> = [];
+  /** Each label set's series, so asking again answers the same one (one line per label set in a scrape). */
+  private readonly byLabels = new Map<string, DurationSeries>();
 
   constructor(
     readonly name: string,
@@ -197,12 +214,15 @@ export class CallDurations {
     private readonly bounds: number[],
   ) {}
 
-  /** The series of `labels` (made on first use; the caller keeps it: see Metrics.cells for the bound). */
-  series(labels: CallLabels): DurationSeries {
+  /** The series of `labels` (made on first use; the caller keeps it: see Metrics.cells and histogramSeries for the bound). */
+  series(labels: SeriesLabels): DurationSeries {
+    const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+    const known = this.byLabels.get(key);
+    if (known) return known;
     const series = { labels, buckets: new Array<number>(this.bounds.length + 1).fill(0), sum: 0, count: 0 };
     this.all.push(series);
     const bounds = this.bounds;
-    return {
+    const made: DurationSeries = {
       observe(seconds) {
         let i = 0;
         while (i < bounds.length && seconds > bounds[i]) i++;
@@ -211,6 +231,8 @@ export class CallDurations {
         series.count++;
       },
     };
+    this.byLabels.set(key, made);
+    return made;
   }
 
   /** The figures as prom-client's Histogram.get() gives them (what the registry writes out). */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { create, fromBinary, type DescMessage } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import * as events from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { EventMetaSchema, TipSucceededSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { metaIsFirst, withMetaFirst, type MetaFields } from "../src/event-meta.js";
 import { buildEvent, subjectOf } from "../src/events.js";
 
 /** Every message of ttip.events.v1 that carries EventMeta: the events. */
@@ -62,5 +64,55 @@ describe("event subjects declared in the contracts", () => {
       const ms = parseInt(id.replace(/-/g, "").slice(0, 12), 16);
       assert.ok(ms >= before && ms <= Date.now(), `${id} carries the time it was built`);
     }
+  });
+});
+
+describe("an event's meta written by hand in front of the rest", () => {
+  /** The stock encoding: the message made with its meta, through protobuf-es's writer. */
+  const stock = (schema: DescMessage, init: Record<string, unknown>, m: MetaFields) =>
+    toBinary(schema, create(schema, { ...init, meta: create(EventMetaSchema, { id: m.id, occurredAt: timestampFromMs(m.ms), producer: m.producer, correlationId: m.correlationId }) }));
+  const rest = (schema: DescMessage, init: Record<string, unknown>) => toBinary(schema, create(schema, init));
+  const texts = ["", "p", "payment", "req-0123456789abcdef", "x".repeat(127), "x".repeat(128), "x".repeat(20_000), "café ☕ 🎉", "lone \ud800 surrogate", "\u0000"];
+  const times = [0, 1, 999, 1_000, 1_001, 59_999, Date.UTC(2026, 2, 1, 9, 30), Date.UTC(2026, 2, 1, 9, 30, 0, 7), 2 ** 42 + 123, 8.64e15];
+
+  test("answers the stock encoding's bytes for every event type and meta", () => {
+    const types = eventSchemas.filter(metaIsFirst);
+    assert.equal(types.length, eventSchemas.length, "every event carries its meta as field 1");
+    let i = 0;
+    for (const schema of types)
+      for (const init of [{}, { $unknown: [{ no: 999, wireType: 0, data: new Uint8Array([1]) }] }])
+        for (let k = 0; k < 4; k++, i++) {
+          const m = { id: texts[i % texts.length], ms: times[(i * 7) % times.length], producer: texts[(i * 3) % texts.length], correlationId: texts[(i * 5) % texts.length] };
+          assert.deepEqual(withMetaFirst(m, rest(schema, init)), stock(schema, init, m), `${schema.typeName} ${JSON.stringify(m).slice(0, 200)}`);
+        }
+    for (const id of texts)
+      for (const ms of times)
+        for (const other of texts) {
+          const m = { id, ms, producer: other, correlationId: id + other };
+          const init = { tipId: other, workerId: id, amount: { currency: "KES", amountMinor: BigInt(ms % 1e9) }, method: 1 };
+          assert.deepEqual(withMetaFirst(m, rest(TipSucceededSchema, init)), stock(TipSucceededSchema, init, m));
+        }
+  });
+
+  test("a time it does not write (before 1970, not a time) is left to the stock encoding", () => {
+    for (const ms of [-1, -1_000, NaN, Infinity, 0.5]) assert.equal(withMetaFirst({ id: "i", ms, producer: "p", correlationId: "" }, new Uint8Array()), undefined, String(ms));
+    const before1970 = buildEvent("payment", TipSucceededSchema, { tipId: "t1" }, "c", new Date(-1_500));
+    const decoded = fromBinary(TipSucceededSchema, before1970.data);
+    assert.equal(decoded.meta?.occurredAt?.seconds, -2n);
+    assert.equal(decoded.meta?.occurredAt?.nanos, 500_000_000);
+    assert.deepEqual(toBinary(TipSucceededSchema, decoded), before1970.data);
+  });
+
+  test("buildEvent's bytes are the stock encoding of the event it reports, an init message's own meta replaced", () => {
+    const given = create(TipSucceededSchema, { tipId: "t1", meta: { id: "not-this", producer: "nor-this" } });
+    for (const [schema, init] of [...eventSchemas.map((s) => [s, {}] as const), [TipSucceededSchema, { tipId: "t1", fee: { currency: "KES", amountMinor: 30n } }] as const, [TipSucceededSchema, given] as const]) {
+      const producer = subjectOf(schema).split(".")[1];
+      const built = buildEvent(producer, schema, init as never, "corr-1", new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678)));
+      const decoded = fromBinary(schema, built.data) as { meta?: { id: string; producer: string; correlationId: string; occurredAt?: { seconds: bigint; nanos: number } } };
+      assert.deepEqual([decoded.meta?.id, decoded.meta?.producer, decoded.meta?.correlationId], [built.id, producer, "corr-1"]);
+      assert.deepEqual([decoded.meta?.occurredAt?.seconds, decoded.meta?.occurredAt?.nanos], [BigInt(Date.UTC(2026, 0, 2, 3, 4, 5) / 1000), 678_000_000]);
+      assert.deepEqual(built.data, toBinary(schema, decoded as never), schema.typeName);
+    }
+    assert.equal(given.meta?.id, "not-this", "the caller's message is left as it was");
   });
 });

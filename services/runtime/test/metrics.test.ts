@@ -65,3 +65,25 @@ test("a CallDurations series is written as prom-client's Histogram writes the sa
       .map((l) => l.replace(/\{([^}]*)\}/, (_, inner: string) => `{${inner.split(",").sort().join(",")}}`));
   assert.deepEqual(await lines(ours), await lines(theirs));
 });
+
+test("a histogram series asked for twice is one series, written as prom-client's Histogram writes it", async () => {
+  const bounds = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+  const metrics = new Metrics();
+  const payment = metrics.histogramSeries("lag_seconds", "help", bounds, { service: "payment" });
+  assert.equal(metrics.histogramSeries("lag_seconds", "help", bounds, { service: "payment" }), payment, "the same labels, the same series");
+  const wallet = metrics.histogramSeries("lag_seconds", "help", bounds, { service: "wallet" });
+  const theirs = new Registry();
+  const histogram = new Histogram({ name: "lag_seconds", help: "help", labelNames: ["service"], buckets: bounds, registers: [theirs] });
+  for (const [series, service, s] of [[payment, "payment", 0.003], [payment, "payment", 0.05], [wallet, "wallet", 400], [payment, "payment", 7]] as const) {
+    series.observe(s);
+    histogram.observe({ service }, s);
+  }
+  const lines = async (text: string) =>
+    text
+      .split("\n")
+      .filter((l) => /^(# (HELP|TYPE) )?lag_seconds/.test(l))
+      .map((l) => l.replace(/\{([^}]*)\}/, (_, inner: string) => `{${inner.split(",").sort().join(",")}}`));
+  assert.deepEqual(await lines(await metrics.registry.metrics()), await lines(await theirs.metrics()));
+  metrics.histogram("other_seconds", "help", ["service"], bounds);
+  assert.throws(() => metrics.histogramSeries("other_seconds", "help", bounds, { service: "payment" }), /registered already/);
+});

@@ -228,6 +228,23 @@ export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { ki
 }
 
 /**
+ * What of a lost dispute's worker part comes out of suspense: what the dispute set aside; or, for a tip whose credit
+ * went to suspense (held for review, or rejected) and that no approval paid out, all of it: the worker never had that
+ * money. Its approval's key is closed first, as a rejection closes it, so no approval can pay it out after; refused
+ * there (an approval was posted), the worker has it and it is taken from the wallet.
+ */
+async function lostFromSuspense(deps: Deps, tip: CardTipRow, row: DisputeRow): Promise<bigint> {
+  if (tip.credit_kind !== "suspense") return row.held_wallet_minor;
+  try {
+    await deps.cards!.ledger.closeApproval(splitOf(tip));
+  } catch (err) {
+    if (err instanceof InvalidStateError) return row.held_wallet_minor;
+    throw err;
+  }
+  return row.wallet_minor;
+}
+
+/**
  * Won: the amount set aside goes back to the worker. Lost: the credit is
  * reversed (the card holder has the money back); what was not set aside is
  * taken from the wallet even below zero, and later tips pay it back.
@@ -242,7 +259,7 @@ export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { ki
   if (ev.outcome === "lost") {
     const portion: Portion = { chargedMinor: row.amount_minor, shareMinor: (tip.worker_share_minor * row.amount_minor) / tip.charged_minor, walletMinor: row.wallet_minor };
     await deps.cards!.ledger.reverse(`card-dispute-lost:${row.dispute_id}`, split, portion, {
-      fromHeld: row.held_wallet_minor, allowOwnerDebt: true, description: `Chargeback ${row.dispute_id} lost on card tip ${tip.tip_id}`,
+      fromHeld: await lostFromSuspense(deps, tip, row), allowOwnerDebt: true, description: `Chargeback ${row.dispute_id} lost on card tip ${tip.tip_id}`,
     });
   } else if (row.held_wallet_minor > 0n) {
     await deps.cards!.ledger.moveDisputed(`card-dispute-won:${row.dispute_id}`, split, row.held_wallet_minor, true);

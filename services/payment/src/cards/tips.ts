@@ -9,7 +9,7 @@ import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { loadTip, runAfterCredit, uncreditedTips, type Deps } from "../tips.js";
+import { loadTip, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import type { CardSplit } from "./ledger.js";
@@ -446,6 +446,8 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       );
     }
   }
-  for (const tipId of await uncreditedTips(pool, "card", limit)) await postCardCredit(deps, tipId);
+  const uncredited = await uncreditedTips(pool, "card", limit);
+  for (const tipId of uncredited) await postCardCredit(deps, tipId);
+  await triedCredits(pool, uncredited);
   return { checked: leased.length, settled };
 }

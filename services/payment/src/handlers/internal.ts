@@ -23,13 +23,16 @@ export function internalHandlers(h: PaymentHandlerContext): Partial<Impl> {
 function reconcilePendingHandler(h: PaymentHandlerContext): Impl["reconcilePending"] {
   return async (req) => {
     const { deps } = h;
-    const counts = await reconcileTips(deps, req.limit);
-    await reconcilePayouts(deps, req.limit);
-    const cards = await reconcileCardTips(deps, req.limit);
-    await resumeReviewClaims(deps, req.limit);
-    counts.queried += cards.checked;
-    counts.settled += cards.settled;
-    return counts;
+    // Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try would
+    // otherwise stop every pass before payouts, card tips and reviews); the pass fails after, with the first error.
+    const failures: unknown[] = [];
+    const step = <T>(run: () => Promise<T>) => run().catch((err: unknown) => void failures.push(err));
+    const counts = await step(() => reconcileTips(deps, req.limit));
+    await step(() => reconcilePayouts(deps, req.limit));
+    const cards = await step(() => reconcileCardTips(deps, req.limit));
+    await step(() => resumeReviewClaims(deps, req.limit));
+    if (failures.length) throw failures[0];
+    return { queried: counts!.queried + cards!.checked, settled: counts!.settled + cards!.settled, stillPending: counts!.stillPending };
   };
 }
 

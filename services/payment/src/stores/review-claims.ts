@@ -12,6 +12,8 @@ export type RejectionFate = "plain" | "refunded" | "paid_elsewhere";
 /** A held tip with its review claims. */
 export type ClaimedTip = TipRow & {
   rejection_claim: RejectionFate | null;
+  /** An approval claimed as found posted already (0034): what its receipt's money was found to be at the claim. */
+  approval_found_posted: RejectionFate | null;
   review_claimed_by: string | null;
   review_note: string | null;
 };
@@ -24,7 +26,7 @@ export interface Reviewer {
   record: (tx: Queryable) => Promise<unknown>;
 }
 
-const CLAIMED_COLUMNS = `${TIP_COLUMNS}, rejection_claim, review_claimed_by, review_note`;
+const CLAIMED_COLUMNS = `${TIP_COLUMNS}, rejection_claim, approval_found_posted, review_claimed_by, review_note`;
 
 /** The held tip, its row locked; undefined once it is no longer held. */
 export async function lockHeldTip(tx: Queryable, tipId: string): Promise<ClaimedTip | undefined> {
@@ -32,14 +34,18 @@ export async function lockHeldTip(tx: Queryable, tipId: string): Promise<Claimed
   return rows[0];
 }
 
-/** Claims the locked held tip for its approval (the receipt its wallet entry names) or its rejection (with its fate). */
-export async function markClaimed(tx: Queryable, tipId: string, claim: "approval" | RejectionFate, by: Reviewer, now: Date): Promise<ClaimedTip> {
+/**
+ * Claims the locked held tip for its approval (the receipt its wallet entry names) or its rejection (with its fate).
+ * `foundPosted`: an approval whose release was found posted already, with its receipt's fate then (0034).
+ */
+export async function markClaimed(tx: Queryable, tipId: string, claim: "approval" | RejectionFate, by: Reviewer, now: Date, foundPosted?: RejectionFate): Promise<ClaimedTip> {
   const { rows } = await tx.query<ClaimedTip>(
     `UPDATE payment.tips SET approval_receipt = CASE WHEN $2 = 'approval' THEN COALESCE(mpesa_receipt, credit_key) ELSE approval_receipt END,
+       approval_found_posted = CASE WHEN $2 = 'approval' THEN $6 ELSE approval_found_posted END,
        rejection_claim = CASE WHEN $2 = 'approval' THEN rejection_claim ELSE $2 END,
        review_claimed_at = $3, review_claimed_by = $4, review_note = $5
       WHERE tip_id = $1 RETURNING ${CLAIMED_COLUMNS}`,
-    [tipId, claim, now, by.admin, by.note],
+    [tipId, claim, now, by.admin, by.note, foundPosted ?? null],
   );
   return rows[0];
 }
@@ -52,10 +58,10 @@ export async function markRejectionFate(tx: Queryable, tipId: string, fate: Excl
 
 /** A claim given up (the wallet refused it): the tip held as before unless its other claim stands. */
 export async function giveUpClaim(db: Queryable, tipId: string, claim: "approval" | "rejection"): Promise<void> {
-  const column = claim === "approval" ? "approval_receipt" : "rejection_claim";
+  const cleared = claim === "approval" ? "approval_receipt = NULL, approval_found_posted = NULL" : "rejection_claim = NULL";
   const other = claim === "approval" ? "rejection_claim" : "approval_receipt";
   await db.query(
-    `UPDATE payment.tips SET ${column} = NULL, review_claimed_at = CASE WHEN ${other} IS NULL THEN NULL ELSE review_claimed_at END
+    `UPDATE payment.tips SET ${cleared}, review_claimed_at = CASE WHEN ${other} IS NULL THEN NULL ELSE review_claimed_at END
       WHERE tip_id = $1 AND status = 'held_for_review'`,
     [tipId],
   );

@@ -37,7 +37,7 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "member.invited": (t, d, n) => t("v_aInvited", { name: memberName(t, d, n), role: n.role(str(d, "role_id")) }),
   "member.joined": (t, d, n) => t("v_aJoined", { name: memberName(t, d, n) }),
   "member.updated": (t, d, n) => t("v_aRoleOf", { name: memberName(t, d, n), from: n.role(str(d, "from_role_id")), role: n.role(str(d, "role_id")) }),
-  "member.left": (t, d, n) => t("v_aLeft", { name: memberName(t, d, n), reason: str(d, "reason") }),
+  "member.left": (t, d, n) => (str(d, "reason") ? t("v_aLeftWhy", { name: memberName(t, d, n), reason: str(d, "reason") }) : t("v_aLeft", { name: memberName(t, d, n) })),
   "shift.recorded": (t, d, n, l) => t("v_aShift", { name: memberName(t, d, n), start: when(d, "started_at", l), end: when(d, "ended_at", l) }),
   "shifts.imported": (t, d) => t("v_aImported", { n: str(d, "imported"), refused: str(d, "rejected") }),
   "distribution.confirmed": (t, d, _n, l) => t("v_aConfirmed", { amount: amount(d, "collected_minor"), start: when(d, "period_start", l), end: when(d, "period_end", l) }),

@@ -26,6 +26,11 @@ export function shown(ts: Timestamp | undefined, locale: Locale): string {
   return ts ? timestampDate(ts).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "";
 }
 
+/** A funnel step's figure: its count and its share of the scans, or the count alone when no scan was counted (a tip paid without one is not "0%"). */
+export function funnelFigure(count: bigint, ofFirstBps: number, scans: bigint): string {
+  return scans > 0n ? `${count} (${(ofFirstBps / 100).toFixed(0)}%)` : String(count);
+}
+
 export const METHODS: [SplitMethod, VenueKey][] = [
   [SplitMethod.EQUAL_ON_SHIFT, "v_mEqual"],
   [SplitMethod.BY_HOURS, "v_mHours"],

@@ -14,7 +14,7 @@ export function WorkerNav() {
     if (!loadSession()) router.replace("/w/signin");
   }, [router]);
   return (
-    <nav className="tabs" aria-label="Worker">
+    <nav className="tabs" aria-label={t("navLabel")}>
       <Link href="/w">{t("navHome")}</Link>
       <Link href="/w/history">{t("navHistory")}</Link>
       <Link href="/w/withdraw">{t("navWithdraw")}</Link>

@@ -13,6 +13,7 @@ import { overloaded } from "../../../lib/errors";
 import type { Locale, Messages } from "../../../lib/i18n";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
+import { requestKey } from "../../../lib/request-key";
 import { newWriteKey, settlesWrite } from "../../../lib/write-key";
 
 export interface TipFormState {
@@ -21,8 +22,11 @@ export interface TipFormState {
   /** A custom amount's fee, quoted before paying (the form's second step without scripts). */
   quoted?: { minor: string; total: string; fee: string; receives: string; cover: boolean };
   values: { amount: string; other: string; phone: string; email: string; cover: boolean; remember: boolean };
-  /** The next attempt's idempotency key: the one posted, or a new one once the service has answered for it. */
-  key?: string;
+  /**
+   * The seed of the next attempt's idempotency key (requestKey): the one posted, or a new one once the
+   * service has answered for it. Posted as "seed"; a page rendered before seeds posted its key as "key".
+   */
+  seed?: string;
 }
 
 const text = (f: FormData, name: string) => String(f.get(name) ?? "").trim();
@@ -41,8 +45,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     cover: form.get("cover") === "on",
     remember: form.get("remember") === "on",
   };
-  // The posted key goes back with the form (a page rendered again without scripts would make a new one).
-  const state: TipFormState = { errors: {}, values, key: text(form, "key") || undefined };
+  // The posted seed goes back with the form (a page rendered again without scripts would make a new one).
+  const state: TipFormState = { errors: {}, values, seed: text(form, "seed") || undefined };
 
   const custom = values.amount === "other" || values.amount === "";
   const amountMinor = custom ? parseWholeUnits(values.other) : /^[0-9]{1,12}$/.test(values.amount) ? BigInt(values.amount) : undefined;
@@ -74,11 +78,15 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     }
   }
 
+  const recipient = payload || shortCode;
+  // The key follows what is asked: a retry of this request replays it, an edited one is a new tip.
+  // A page from before seeds posts its key, sent as it is (as that page's server did).
+  const key = state.seed ? requestKey(state.seed, JSON.stringify([recipient, amountMinor!.toString(), currency, phone, values.cover, values.email])) : text(form, "key");
   let tipId: string;
   try {
     const { tip } = await serverClient(PaymentService, { locale }).createTip({
-      idempotencyKey: text(form, "key"),
-      recipient: payload ? { case: "qrCode", value: payload } : { case: "qrCode", value: shortCode },
+      idempotencyKey: key,
+      recipient: { case: "qrCode", value: recipient },
       amount: { amountMinor: amountMinor!, currency },
       payment: { case: "mpesaPhone", value: phone! },
       customerCoversFee: values.cover,
@@ -87,7 +95,7 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     tipId = tip!.tipId;
   } catch (err) {
     const e = ConnectError.from(err);
-    if (settlesWrite(e)) state.key = newWriteKey();
+    if (settlesWrite(e)) state.seed = newWriteKey();
     if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
     if (e.code === Code.InvalidArgument && /amount/.test(e.rawMessage)) return { ...state, errors: { amount: "err_amount" } };
     if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };

@@ -92,7 +92,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
           currency={currency}
           presets={presets}
           fixed={fixed !== undefined}
-          idempotencyKey={randomUUID()}
+          keySeed={randomUUID()}
           rememberedPhone={jar.get("ttip_phone")?.value ?? ""}
           initialAmount={initialAmount && presets.some((p) => p.minor === initialAmount) ? initialAmount : presets[Math.min(1, presets.length - 1)]?.minor ?? "other"}
         />

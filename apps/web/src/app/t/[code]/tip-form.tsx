@@ -21,7 +21,8 @@ interface Props {
   currency: string;
   presets: Preset[];
   fixed: boolean;
-  idempotencyKey: string;
+  /** The seed of the form's idempotency keys: one per page, each request's key worked out from it and what it asks. */
+  keySeed: string;
   rememberedPhone: string;
   initialAmount: string;
 }
@@ -64,7 +65,7 @@ export function TipForm(p: Props) {
       <input type="hidden" name="p" value={p.payload} />
       <input type="hidden" name="worker" value={p.workerId} />
       <input type="hidden" name="currency" value={p.currency} />
-      <input type="hidden" name="key" value={state.key ?? p.idempotencyKey} />
+      <input type="hidden" name="seed" value={state.seed ?? p.keySeed} />
       {shown ? <input type="hidden" name="quoted" value={live?.key ?? `${quoted!.minor}:${quoted!.cover}`} /> : null}
       <fieldset aria-describedby={err.amount ? "amount-error" : undefined}>
         <legend>{p.fixed ? t("fixedAmount", { amount: p.presets[0]?.label ?? "" }) : t("chooseAmount")}</legend>

@@ -14,6 +14,7 @@ import { saveBytes } from "../../../lib/download";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { useWrite } from "../../../lib/use-write";
 import { VenueNav } from "../nav";
+import { funnelFigure } from "../util";
 import { useVT } from "../use-vt";
 import type { VenueKey } from "../../../lib/venue-i18n";
 
@@ -57,6 +58,7 @@ export default function Dashboard() {
   const [error, setError] = useState("");
   const live = useVenueLive(venueId);
   const f = figures.data;
+  const scans = f?.funnel.find((s) => s.step === "scanned")?.count ?? 0n;
   const codeName = (id: string) => {
     const c = codes.data?.qrCodes.find((q) => q.qrCodeId === id);
     return c ? (c.parameters?.table ? t("v_table", { table: c.parameters.table }) : c.shortCode) : id.slice(0, 8);
@@ -119,13 +121,14 @@ export default function Dashboard() {
           <RowChart
             title={t("v_funnel")}
             testId="chart-funnel"
-            bars={f.funnel.map((s) => ({ label: FUNNEL[s.step] ? t(FUNNEL[s.step]) : s.step, value: s.count, text: `${s.count} (${(s.ofFirstBps / 100).toFixed(0)}%)` }))}
+            bars={f.funnel.map((s) => ({ label: FUNNEL[s.step] ? t(FUNNEL[s.step]) : s.step, value: s.count, text: funnelFigure(s.count, s.ofFirstBps, scans) }))}
           />
+          {scans === 0n && f.funnel.some((s) => s.count > 0n) ? <p className="muted" data-testid="funnel-no-scans">{t("v_funnelNoScans")}</p> : null}
           {f.failures.length ? (
-            <table aria-label={t("v_whyFailed")}>
+            <div className="table-box"><table aria-label={t("v_whyFailed")}>
               <thead><tr><th>{t("v_why")}</th><th>{t("v_times")}</th></tr></thead>
               <tbody>{f.failures.map((x) => <tr key={x.resultCode}><td>{x.reason || x.resultCode}</td><td>{String(x.count)}</td></tr>)}</tbody>
-            </table>
+            </table></div>
           ) : null}
           <button type="button" className="secondary" onClick={csv}>{t("v_downloadFigures")}</button>
         </>

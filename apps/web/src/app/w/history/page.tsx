@@ -29,7 +29,7 @@ export default function History() {
         <option value={TipStatus.PENDING}>{t("waiting")}</option>
       </select>
       {error ? <p className="error" role="alert">{err(error)}</p> : null}
-      <table>
+      <div className="table-box"><table>
         <thead><tr><th>{t("when")}</th><th>{t("amount")}</th><th>{t("status")}</th></tr></thead>
         <tbody>
           {(data?.tips ?? []).map((tip) => (
@@ -40,7 +40,7 @@ export default function History() {
             </tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
       {tokens.length > 1 ? <button type="button" className="secondary" onClick={() => setTokens(tokens.slice(0, -1))}>{t("newer")}</button> : null}
       {data?.page?.nextPageToken ? <button type="button" className="secondary" onClick={() => setTokens([...tokens, data.page!.nextPageToken])}>{t("older")}</button> : null}
     </>

@@ -216,7 +216,7 @@ export default function Settings() {
           });
         }}
       >
-        <table>
+        <div className="table-box"><table>
           <thead>
             <tr><th></th>{CHANNELS.map((ch) => <th key={ch}>{t(`ch_${Channel[ch]}` as WorkerKey)}</th>)}</tr>
           </thead>
@@ -237,7 +237,7 @@ export default function Settings() {
               </tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
         <label className="field" htmlFor="quietStart">{t("quietFrom")}</label>
         <input id="quietStart" name="quietStart" type="text" inputMode="numeric" placeholder="22:00" defaultValue={prefs.data?.preferences?.quietHoursStart ?? ""} />
         <label className="field" htmlFor="quietEnd">{t("quietTo")}</label>

@@ -122,13 +122,13 @@ export default function Withdraw() {
       <h1>{t("withdrawTitle")}</h1>
       <p>{t("available")}: <strong>{formatMoney(available, WALLET_CURRENCY)}</strong></p>
       {limits.data ? (
-        <table aria-label="Limits">
+        <div className="table-box"><table aria-label={t("limitsLabel")}>
           <tbody>
             {limits.data.limits.map((l) => (
               <tr key={l.kind}><th>{t(LIMITS[l.kind] ?? "limitOther")}</th><td>{t("leftOf", { left: formatAmount(l.remaining, WALLET_CURRENCY), limit: formatAmount(l.limit, WALLET_CURRENCY) })}</td></tr>
             ))}
           </tbody>
-        </table>
+        </table></div>
       ) : null}
       {payoutId ? (
         <section role="status" aria-live="polite" className="notice">

@@ -41,7 +41,7 @@ function Shares({ d }: { d: Distribution }) {
           {d.notes.map((n, i) => <li key={i}>{noteText(t, n)}</li>)}
         </ul>
       ) : null}
-      <table data-testid="share-lines" className="shares">
+      <div className="table-box"><table data-testid="share-lines" className="shares">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_hours")}</th><th>{t("v_weight")}</th><th>{t("v_share")}</th></tr></thead>
         <tbody>
           {d.shares.map((s) => (
@@ -60,7 +60,7 @@ function Shares({ d }: { d: Distribution }) {
             </Fragment>
           ))}
         </tbody>
-      </table>
+      </table></div>
       <p className="muted" data-testid="rounding">
         {t("v_rounding")}: {t("v_roundingRule")}
         {d.roundingRemainderMinor ? ` ${t("v_roundingLeft", { amount: formatMoney(d.roundingRemainderMinor, d.collected?.currency || WALLET_CURRENCY) })}` : ""}

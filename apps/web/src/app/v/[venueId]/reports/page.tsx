@@ -57,24 +57,24 @@ export default function Reports() {
       {report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <p>{t("v_collectedDistributed", { collected: formatAmount(report.data?.collected, WALLET_CURRENCY), distributed: formatAmount(report.data?.distributed, WALLET_CURRENCY) })}</p>
-      <table data-testid="report">
+      <div className="table-box"><table data-testid="report">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th><th>{t("v_shares")}</th><th>{t("v_distributions")}</th></tr></thead>
         <tbody>
           {(report.data?.lines ?? []).map((l) => (
             <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes, locale)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatAmount(l.shares, WALLET_CURRENCY)}</td><td>{l.distributions}</td></tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
       <button type="button" className="secondary" onClick={csv}>{t("v_downloadCsv")}</button>
       <h2>{t("v_audit")}</h2>
-      <table data-testid="audit">
+      <div className="table-box"><table data-testid="audit">
         <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th></tr></thead>
         <tbody>
           {(audit.data?.records ?? []).map((r) => (
             <AuditRow key={String(r.sequence)} at={shown(r.at, locale)} text={auditText(t, r, names, locale)} who={auditActor(t, r.actor, names)} action={r.action} detail={r.detail} />
           ))}
         </tbody>
-      </table>
+      </table></div>
     </>
   );
 }

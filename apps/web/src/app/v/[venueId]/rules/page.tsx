@@ -93,14 +93,14 @@ export default function Rules() {
         <button type="submit" disabled={write.busy}>{t("v_putInForce")}</button>
       </form>
       <h2>{t("v_earlier")}</h2>
-      <table data-testid="rule-history">
+      <div className="table-box"><table data-testid="rule-history">
         <thead><tr><th>{t("v_version")}</th><th>{t("v_ruleCol")}</th><th>{t("v_since")}</th><th>{t("v_note")}</th></tr></thead>
         <tbody>
           {(members.isPending ? [] : history.data?.rules ?? []).map((x) => (
             <tr key={x.version}><td>{x.version}</td><td>{ruleHow(t, x, nameOf)}</td><td>{shown(x.createdAt, locale)}</td><td>{x.note}</td></tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
     </>
   );
 }

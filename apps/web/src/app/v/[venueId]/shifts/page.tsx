@@ -81,23 +81,23 @@ export default function Shifts() {
       </div>
       {hoursQ.error ? <p className="error" role="alert">{plainError(hoursQ.error)}</p> : null}
       <h2>{t("v_hoursPeriod")}</h2>
-      <table data-testid="hours">
+      <div className="table-box"><table data-testid="hours">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(hoursQ.data?.hours ?? []).map((h) => (
             <tr key={h.memberId}><td>{h.displayName}</td><td>{roleName(h.roleId)}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes, locale)}</td></tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
       <h2>{t("v_shifts")}</h2>
-      <table data-testid="shifts">
+      <div className="table-box"><table data-testid="shifts">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_start")}</th><th>{t("v_end")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(shifts.data?.shifts ?? []).map((s) => (
             <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt, locale)}</td><td>{s.endedAt ? shown(s.endedAt, locale) : t("v_onShift")}</td><td>{hours(s.minutes, locale)}</td></tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
 
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
@@ -129,12 +129,12 @@ export default function Shifts() {
         <section className="notice" role="status" data-testid="import-report">
           <p>{t(`${report.dryRun ? "v_wouldImport" : "v_imported"}${report.imported === 1 ? "_one" : ""}`, { n: report.imported, refused: report.rejected.length })}</p>
           {report.rejected.length ? (
-            <table aria-label={t("v_refusedRows")}>
+            <div className="table-box"><table aria-label={t("v_refusedRows")}>
               <thead><tr><th>{t("v_line")}</th><th>{t("v_row")}</th><th>{t("v_why")}</th></tr></thead>
               <tbody>
                 {report.rejected.map((r) => <tr key={r.line}><td>{r.line}</td><td><code>{r.content}</code></td><td>{r.reason}</td></tr>)}
               </tbody>
-            </table>
+            </table></div>
           ) : null}
         </section>
       ) : null}

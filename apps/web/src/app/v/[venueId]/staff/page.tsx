@@ -30,6 +30,7 @@ export default function Staff() {
   const putRole = useMutation(VenueService.method.putRole);
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
+  const [leaving, setLeaving] = useState<Member>();
   // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
   const write = useWrite();
   const run = (f: (send: Send) => Promise<string | void>) => write.run(async (send) => {
@@ -58,6 +59,18 @@ export default function Staff() {
       return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
     });
   };
+  // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
+  const onLeave = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const who = leaving;
+    if (!who) return;
+    const reason = String(new FormData(e.currentTarget).get("reason") ?? "").trim();
+    void run(async () => {
+      await remove.mutateAsync({ venueId, memberId: who.memberId, reason });
+      setLeaving(undefined);
+      return t("v_hasLeft", { name: who.displayName });
+    });
+  };
   const onRole = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const f = new FormData(e.currentTarget);
@@ -79,7 +92,7 @@ export default function Staff() {
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
       {members.error ? <p className="error" role="alert">{plainError(members.error)}</p> : null}
-      <table data-testid="staff">
+      <div className="table-box"><table data-testid="staff">
         <thead><tr><th>{t("v_name")}</th><th>{t("v_phone")}</th><th>{t("v_role")}</th><th>{t("v_status")}</th><th>{t("v_joined")}</th><th>{t("v_left")}</th><th></th></tr></thead>
         <tbody>
           {list.map((m: Member) => (
@@ -98,7 +111,7 @@ export default function Staff() {
               <td>{shown(m.leftAt, locale)}</td>
               <td>
                 {m.status !== MemberStatus.LEFT ? (
-                  <button type="button" className="secondary" disabled={write.busy} onClick={() => run(() => remove.mutateAsync({ venueId, memberId: m.memberId, reason: "left the staff" }).then(() => t("v_hasLeft", { name: m.displayName })))}>
+                  <button type="button" className="secondary" disabled={write.busy} aria-expanded={leaving?.memberId === m.memberId} onClick={() => setLeaving(m)}>
                     {t("v_leftStaff")}
                   </button>
                 ) : null}
@@ -106,7 +119,16 @@ export default function Staff() {
             </tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
+      {leaving ? (
+        <form onSubmit={onLeave} noValidate data-testid="leaving">
+          <h2>{t("v_leavingH", { name: leaving.displayName })}</h2>
+          <label className="field" htmlFor="leftReason">{t("v_leavingWhy")}</label>
+          <input id="leftReason" name="reason" type="text" maxLength={500} autoFocus />
+          <button type="submit" disabled={write.busy}>{t("v_leavingConfirm", { name: leaving.displayName })}</button>
+          <button type="button" className="secondary" onClick={() => setLeaving(undefined)}>{t("v_leavingKeep", { name: leaving.displayName })}</button>
+        </form>
+      ) : null}
 
       <form onSubmit={onInvite} noValidate>
         <h2>{t("v_inviteH")}</h2>
@@ -124,14 +146,14 @@ export default function Staff() {
       </form>
 
       <h2>{t("v_roles")}</h2>
-      <table data-testid="roles">
+      <div className="table-box"><table data-testid="roles">
         <thead><tr><th>{t("v_role")}</th><th>{t("v_points")}</th><th>{t("v_manager")}</th></tr></thead>
         <tbody>
           {(roles.data?.roles ?? []).map((r) => (
             <tr key={r.roleId}><td>{roleName(r.roleId)} <span className="muted">({r.roleId})</span></td><td>{r.points}</td><td>{r.isManager ? t("v_managerYes") : ""}</td></tr>
           ))}
         </tbody>
-      </table>
+      </table></div>
       <form onSubmit={onRole} noValidate>
         <h3>{t("v_roleForm")}</h3>
         <label className="field" htmlFor="roleId">{t("v_roleId")}</label>

@@ -21,7 +21,7 @@ export default function TipDetail() {
       <h1>{t("tip")}</h1>
       {error ? <p className="error" role="alert">{err(error)}</p> : null}
       {tip ? (
-        <table>
+        <div className="table-box"><table>
           <tbody>
             <tr><th>{t("amount")}</th><td>{formatAmount(tip.amount, WALLET_CURRENCY)}</td></tr>
             <tr><th>{t("fee")}</th><td>{formatAmount(tip.fee, WALLET_CURRENCY)}</td></tr>
@@ -32,7 +32,7 @@ export default function TipDetail() {
             <tr><th>{t("mpesaReceipt")}</th><td>{tip.mpesaReceipt || t("none")}</td></tr>
             <tr><th>{t("when")}</th><td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) : ""}</td></tr>
           </tbody>
-        </table>
+        </table></div>
       ) : null}
     </>
   );
