@@ -394,6 +394,28 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await see(sw, sw.getByTestId("audit").getByRole("row").filter({ hasText: "Baraka ameondoka kazini: “moved to Mombasa”." }));
   });
 
+  test("an invitation link opened signed out names its venue (and only that) in English and Swahili; a link that no longer works says so", async () => {
+    const venue = await h.venue("Kilimanjaro Grill");
+    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    const token = await eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    const en = await h.phone();
+    await en.goto(`${h.url}/join/${token}`);
+    await see(en, en.getByRole("heading", { name: "Join the staff of Kilimanjaro Grill on TTIP" }));
+    await see(en, en.getByText("Kilimanjaro Grill has invited you to its staff on TTIP", { exact: false }));
+    assert.doesNotMatch(await en.locator("main").innerText(), /Zawadi|front_of_house|\*\*/, "nothing of the member");
+    await h.screenshot(en, "join-signed-out");
+    const sw = await h.phone({ locale: "sw-KE" });
+    await sw.goto(`${h.url}/join/${token}`);
+    await see(sw, sw.getByRole("heading", { name: "Jiunge na wafanyakazi wa Kilimanjaro Grill kwenye TTIP" }));
+    await en.goto(`${h.url}/join/${"x".repeat(32)}`);
+    await see(en, en.getByRole("alert").filter({ hasText: "This invitation link no longer works" }));
+    await see(en, en.getByRole("heading", { name: "Join a venue's staff on TTIP" }));
+  });
+
   test("a fixed-percentages rule says whose each percentage is: the manager reads names, a member reads 'you' and the others, in English and Swahili", async () => {
     const venue = await h.venue("Kilimanjaro Grill");
     const venueApi = h.api(VenueService, venue.managerToken);

@@ -95,6 +95,13 @@ export class Members {
     return { member, sent };
   }
 
+  /** The venue an invitation is from (its id only: the caller names it), for anyone holding the link. */
+  async invitationVenue(token: string): Promise<string> {
+    const { rows } = await this.pool.query<{ venue_id: string; left_at: Date | null }>(`SELECT venue_id, left_at FROM venue.members WHERE invite_token_hash = $1`, [hashToken(token)]);
+    if (!rows[0] || rows[0].left_at) throw new NotFoundError("token: no such invitation (it may have been replaced by a newer one, or the membership has ended)");
+    return rows[0].venue_id;
+  }
+
   /** The signed-in worker takes the invitation; the venue's managers may then issue their codes at the venue. */
   async accept(caller: Principal, token: string): Promise<MemberRow> {
     const { member, fresh } = await withTransaction(this.pool, async (tx) => {

@@ -3,8 +3,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DistributionNoteKind, DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { ReportFormat } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { eventually, KES, period, startHarness, ts, type Harness } from "./setup.js";
+import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { eventually, KES, kenyanPhone, period, startHarness, ts, type Harness } from "./setup.js";
 
 const HOUR = 3600_000;
 const rejects = (code: Code, field: RegExp) => (e: ConnectError) => {
@@ -50,6 +50,26 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(left.member!.status, MemberStatus.LEFT);
     assert.equal((await a.api.listMembers({ venueId: a.venueId })).members.length, 0);
     assert.equal((await a.api.listMembers({ venueId: a.venueId, includeLeft: true })).members.length, 1);
+  });
+
+  test("an invitation's link names its venue to anyone holding it (the join page before sign-in), and nothing of the member; not once the membership has ended", async () => {
+    const v = await h.newVenue("Kilimanjaro Grill");
+    const phone = kenyanPhone();
+    const { member } = await v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    const token = await eventually(async () => {
+      const sms = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    }, "invitation SMS");
+    const anyone = h.t.client(VenueService);
+    const found = await anyone.getInvitation({ token });
+    assert.equal(found.venueName, "Kilimanjaro Grill");
+    assert.deepEqual(Object.keys(found).filter((k) => k !== "$typeName"), ["venueName"], "the venue's name, nothing else");
+    // Accepting still needs a signed-in worker.
+    await assert.rejects(anyone.acceptInvitation({ token }), (e: ConnectError) => e.code === Code.Unauthenticated);
+    await assert.rejects(anyone.getInvitation({ token: "x".repeat(32) }), rejects(Code.NotFound, /token/));
+    await assert.rejects(anyone.getInvitation({ token: "short" }), rejects(Code.InvalidArgument, /token/));
+    await v.api.removeMember({ venueId: v.venueId, memberId: member!.memberId, reason: "never started" });
+    await assert.rejects(anyone.getInvitation({ token }), rejects(Code.NotFound, /token/));
   });
 
   test("shifts: clock in and out, manager-recorded, CSV import with a report of rejected rows, hours per member", async () => {

@@ -86,6 +86,7 @@ const en = {
   limitDay: "Today",
   limitMonth: "This month",
   limitMpesa: "M-Pesa per transaction",
+  limitMpesaDay: "M-Pesa today",
   limitOther: "Limit",
   leftOf: "{left} left of {limit}",
   amountLabel: "Amount (KES, whole shillings)",
@@ -198,6 +199,9 @@ const en = {
   joinTitle: "Join a venue's staff on TTIP",
   joinWhy: "A venue has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
   joined: "You joined {venue}.",
+  joinTitleVenue: "Join the staff of {venue} on TTIP",
+  joinWhyVenue: "{venue} has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
+  joinGone: "This invitation link no longer works: a newer invitation replaced it, or the membership has ended. Ask the venue's manager to invite you again.",
 };
 
 export type WorkerMessages = typeof en;
@@ -280,6 +284,7 @@ const sw: WorkerMessages = {
   limitDay: "Leo",
   limitMonth: "Mwezi huu",
   limitMpesa: "M-Pesa kwa kila muamala",
+  limitMpesaDay: "M-Pesa leo",
   limitOther: "Kikomo",
   leftOf: "{left} zimebaki kati ya {limit}",
   amountLabel: "Kiasi (KES, shilingi kamili)",
@@ -388,6 +393,9 @@ const sw: WorkerMessages = {
   joinTitle: "Jiunge na wafanyakazi wa eneo kwenye TTIP",
   joinWhy: "Eneo la kazi limekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
   joined: "Umejiunga na {venue}.",
+  joinTitleVenue: "Jiunge na wafanyakazi wa {venue} kwenye TTIP",
+  joinWhyVenue: "{venue} imekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
+  joinGone: "Kiungo hiki cha mwaliko hakifanyi kazi tena: mwaliko mpya umekichukua nafasi, au uanachama umeisha. Muombe meneja wa eneo akualike tena.",
 };
 
 const DICTS: Record<Locale, WorkerMessages> = { en, sw };

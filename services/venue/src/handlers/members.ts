@@ -9,6 +9,7 @@ import type { VenueHandlerContext } from "./context.js";
 export function memberHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeof VenueService>> {
   return {
     inviteMember: inviteMemberHandler(h),
+    getInvitation: getInvitationHandler(h),
     acceptInvitation: acceptInvitationHandler(h),
     updateMember: updateMemberHandler(h),
     removeMember: removeMemberHandler(h),
@@ -29,6 +30,15 @@ function inviteMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
       key: req.idempotencyKey,
     });
     return { member: toMember(member, venue.name), invitationSent: sent };
+  };
+}
+
+/** Public: the link's holder learns the venue's name, as the invitation SMS gave it, and nothing of the member. */
+function getInvitationHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["getInvitation"] {
+  const { access, members } = h;
+  return async function (req) {
+    const venue = await access.venue(await members.invitationVenue(req.token));
+    return { venueName: venue.name };
   };
 }
 

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/venue/v1/venue_service.proto.
  */
 export const file_ttip_venue_v1_venue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiF0dGlwL3ZlbnVlL3YxL3ZlbnVlX3NlcnZpY2UucHJvdG8SDXR0aXAudmVudWUudjEipQEKDlB1dFJvbGVSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIuCgdyb2xlX2lkGAIgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIXCgRuYW1lGAMgASgJQgm6SAZyBBABGDwSGgoGcG9pbnRzGAQgASgFQgq6SAcaBRjoBygAEhIKCmlzX21hbmFnZXIYBSABKAgiNAoPUHV0Um9sZVJlc3BvbnNlEiEKBHJvbGUYASABKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUiLgoQTGlzdFJvbGVzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQEiNwoRTGlzdFJvbGVzUmVzcG9uc2USIgoFcm9sZXMYASADKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUi8AEKE0ludml0ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhgKBXBob25lGAIgASgJQgm6SAZyBBAJGBASHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGFASLgoHcm9sZV9pZBgEIAEoCUIdukgachgyFl5bYS16XVthLXowLTlfXXsxLDMxfSQSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCrpIB3IFEAgYgAEiVgoUSW52aXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXISFwoPaW52aXRhdGlvbl9zZW50GAIgASgIIjQKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIkEKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciKgAQoTVXBkYXRlTWVtYmVyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJbWVtYmVyX2lkGAIgASgJQgi6SAVyA7ABARIxCgdyb2xlX2lkGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIdCgxkaXNwbGF5X25hbWUYBCABKAlCB7pIBHICGFAiPQoUVXBkYXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIilQEKE1JlbW92ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCW1lbWJlcl9pZBgCIAEoCUIIukgFcgOwAQESKwoHbGVmdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoGcmVhc29uGAQgASgJQgi6SAVyAxj0AyI9ChRSZW1vdmVNZW1iZXJSZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciJGChJMaXN0TWVtYmVyc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhQKDGluY2x1ZGVfbGVmdBgCIAEoCCI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciIVChNMaXN0TXlWZW51ZXNSZXF1ZXN0IkIKFExpc3RNeVZlbnVlc1Jlc3BvbnNlEioKC21lbWJlcnNoaXBzGAEgAygLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIiLAoOQ2xvY2tJblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBIjYKD0Nsb2NrSW5SZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiLQoPQ2xvY2tPdXRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASI3ChBDbG9ja091dFJlc3BvbnNlEiMKBXNoaWZ0GAEgASgLMhQudHRpcC52ZW51ZS52MS5TaGlmdCK/AgoSUmVjb3JkU2hpZnRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgltZW1iZXJfaWQYAiABKAlCCLpIBXIDsAEBEjYKCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESIwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgq6SAdyBRAIGIABOl26SFoaWAoScmVjb3JkX3NoaWZ0Lm9yZGVyEiFlbmRlZF9hdCBtdXN0IGJlIGFmdGVyIHN0YXJ0ZWRfYXQaH3RoaXMuc3RhcnRlZF9hdCA8IHRoaXMuZW5kZWRfYXQiOgoTUmVjb3JkU2hpZnRSZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiXAoTSW1wb3J0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoDY3N2GAIgASgMQgu6SAh6BhABGICAQBIPCgdkcnlfcnVuGAMgASgIIlYKFEltcG9ydFNoaWZ0c1Jlc3BvbnNlEhAKCGltcG9ydGVkGAEgASgFEiwKCHJlamVjdGVkGAIgAygLMhoudHRpcC52ZW51ZS52MS5SZWplY3RlZFJvdyJ+ChFMaXN0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIeCgltZW1iZXJfaWQYAyABKAlCC7pICNgBAXIDsAEBIjoKEkxpc3RTaGlmdHNSZXNwb25zZRIkCgZzaGlmdHMYASADKAsyFC50dGlwLnZlbnVlLnYxLlNoaWZ0IlwKD0dldEhvdXJzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBASI9ChBHZXRIb3Vyc1Jlc3BvbnNlEikKBWhvdXJzGAEgAygLMhoudHRpcC52ZW51ZS52MS5NZW1iZXJIb3VycyKaAgoTU2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESNgoGbWV0aG9kGAIgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZEIKukgHggEEEAEgABIYChBpbmNsdWRlX21hbmFnZXJzGAMgASgIEjoKDGZpeGVkX3NoYXJlcxgEIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZUIJukgGkgEDEPQDEhwKFHBvb2xfaW5kaXZpZHVhbF90aXBzGAUgASgIEhYKBG5vdGUYBiABKAlCCLpIBXIDGPQDEiMKD2lkZW1wb3RlbmN5X2tleRgHIAEoCUIKukgHcgUQCBiAASI+ChRTZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiSwoTR2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoHdmVyc2lvbhgCIAEoBUIHukgEGgIoACI+ChRHZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiMwoVTGlzdFNwbGl0UnVsZXNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASJBChZMaXN0U3BsaXRSdWxlc1Jlc3BvbnNlEicKBXJ1bGVzGAEgAygLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiZwoaUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEi0KBnBlcmlvZBgCIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kQga6SAPIAQEiUAobUHJldmlld0Rpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIpoBChpDb25maXJtRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIxChJleHBlY3RlZF9jb2xsZWN0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSJhChtDb25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SDwoHY3JlYXRlZBgCIAEoCCJ3ChpSZXZlcnNlRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESIQoPZGlzdHJpYnV0aW9uX2lkGAIgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAyABKAlCCrpIB3IFEAMY9AMiUAobUmV2ZXJzZURpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIlcKFkdldERpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEiEKD2Rpc3RyaWJ1dGlvbl9pZBgCIAEoCUIIukgFcgOwAQEiTAoXR2V0RGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24iYQoYTGlzdERpc3RyaWJ1dGlvbnNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIpCgRwYWdlGAIgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiewoZTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZRIyCg1kaXN0cmlidXRpb25zGAEgAygLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJAChNMaXN0TXlTaGFyZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJqChRMaXN0TXlTaGFyZXNSZXNwb25zZRImCgZzaGFyZXMYASADKAsyFi50dGlwLnZlbnVlLnYxLk15U2hhcmUSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKcAQoWR2V0UGVyaW9kUmVwb3J0UmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARI3CgZmb3JtYXQYAyABKA4yGy50dGlwLnZlbnVlLnYxLlJlcG9ydEZvcm1hdEIKukgHggEEEAEgACKmAQoXR2V0UGVyaW9kUmVwb3J0UmVzcG9uc2USKAoFbGluZXMYASADKAsyGS50dGlwLnZlbnVlLnYxLlJlcG9ydExpbmUSKAoJY29sbGVjdGVkGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLZGlzdHJpYnV0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRILCgNjc3YYBCABKAwiYAoXTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEikKBHBhZ2UYAiABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJzChhMaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USKwoHcmVjb3JkcxgBIAMoCzIaLnR0aXAudmVudWUudjEuQXVkaXRSZWNvcmQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSpcCgxSZXBvcnRGb3JtYXQSHQoZUkVQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9GT1JNQVRfUk9XUxABEhUKEVJFUE9SVF9GT1JNQVRfQ1NWEAIy7hIKDFZlbnVlU2VydmljZRJNCgdQdXRSb2xlEh0udHRpcC52ZW51ZS52MS5QdXRSb2xlUmVxdWVzdBoeLnR0aXAudmVudWUudjEuUHV0Um9sZVJlc3BvbnNlIgOQAgISUwoJTGlzdFJvbGVzEh8udHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXF1ZXN0GiAudHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXNwb25zZSIDkAIBElcKDEludml0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVzcG9uc2UScwoQQWNjZXB0SW52aXRhdGlvbhImLnR0aXAudmVudWUudjEuQWNjZXB0SW52aXRhdGlvblJlcXVlc3QaJy50dGlwLnZlbnVlLnYxLkFjY2VwdEludml0YXRpb25SZXNwb25zZSIOyvMYCggCEgZ3b3JrZXISVwoMVXBkYXRlTWVtYmVyEiIudHRpcC52ZW51ZS52MS5VcGRhdGVNZW1iZXJSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5VcGRhdGVNZW1iZXJSZXNwb25zZRJXCgxSZW1vdmVNZW1iZXISIi50dGlwLnZlbnVlLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaIy50dGlwLnZlbnVlLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElkKC0xpc3RNZW1iZXJzEiEudHRpcC52ZW51ZS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIi50dGlwLnZlbnVlLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2UiA5ACARJcCgxMaXN0TXlWZW51ZXMSIi50dGlwLnZlbnVlLnYxLkxpc3RNeVZlbnVlc1JlcXVlc3QaIy50dGlwLnZlbnVlLnYxLkxpc3RNeVZlbnVlc1Jlc3BvbnNlIgOQAgESSAoHQ2xvY2tJbhIdLnR0aXAudmVudWUudjEuQ2xvY2tJblJlcXVlc3QaHi50dGlwLnZlbnVlLnYxLkNsb2NrSW5SZXNwb25zZRJLCghDbG9ja091dBIeLnR0aXAudmVudWUudjEuQ2xvY2tPdXRSZXF1ZXN0Gh8udHRpcC52ZW51ZS52MS5DbG9ja091dFJlc3BvbnNlElQKC1JlY29yZFNoaWZ0EiEudHRpcC52ZW51ZS52MS5SZWNvcmRTaGlmdFJlcXVlc3QaIi50dGlwLnZlbnVlLnYxLlJlY29yZFNoaWZ0UmVzcG9uc2USVwoMSW1wb3J0U2hpZnRzEiIudHRpcC52ZW51ZS52MS5JbXBvcnRTaGlmdHNSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5JbXBvcnRTaGlmdHNSZXNwb25zZRJWCgpMaXN0U2hpZnRzEiAudHRpcC52ZW51ZS52MS5MaXN0U2hpZnRzUmVxdWVzdBohLnR0aXAudmVudWUudjEuTGlzdFNoaWZ0c1Jlc3BvbnNlIgOQAgESUAoIR2V0SG91cnMSHi50dGlwLnZlbnVlLnYxLkdldEhvdXJzUmVxdWVzdBofLnR0aXAudmVudWUudjEuR2V0SG91cnNSZXNwb25zZSIDkAIBElcKDFNldFNwbGl0UnVsZRIiLnR0aXAudmVudWUudjEuU2V0U3BsaXRSdWxlUmVxdWVzdBojLnR0aXAudmVudWUudjEuU2V0U3BsaXRSdWxlUmVzcG9uc2USXAoMR2V0U3BsaXRSdWxlEiIudHRpcC52ZW51ZS52MS5HZXRTcGxpdFJ1bGVSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5HZXRTcGxpdFJ1bGVSZXNwb25zZSIDkAIBEmIKDkxpc3RTcGxpdFJ1bGVzEiQudHRpcC52ZW51ZS52MS5MaXN0U3BsaXRSdWxlc1JlcXVlc3QaJS50dGlwLnZlbnVlLnYxLkxpc3RTcGxpdFJ1bGVzUmVzcG9uc2UiA5ACARJxChNQcmV2aWV3RGlzdHJpYnV0aW9uEikudHRpcC52ZW51ZS52MS5QcmV2aWV3RGlzdHJpYnV0aW9uUmVxdWVzdBoqLnR0aXAudmVudWUudjEuUHJldmlld0Rpc3RyaWJ1dGlvblJlc3BvbnNlIgOQAgESbAoTQ29uZmlybURpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuQ29uZmlybURpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLkNvbmZpcm1EaXN0cmlidXRpb25SZXNwb25zZRJsChNSZXZlcnNlRGlzdHJpYnV0aW9uEikudHRpcC52ZW51ZS52MS5SZXZlcnNlRGlzdHJpYnV0aW9uUmVxdWVzdBoqLnR0aXAudmVudWUudjEuUmV2ZXJzZURpc3RyaWJ1dGlvblJlc3BvbnNlEmUKD0dldERpc3RyaWJ1dGlvbhIlLnR0aXAudmVudWUudjEuR2V0RGlzdHJpYnV0aW9uUmVxdWVzdBomLnR0aXAudmVudWUudjEuR2V0RGlzdHJpYnV0aW9uUmVzcG9uc2UiA5ACARJrChFMaXN0RGlzdHJpYnV0aW9ucxInLnR0aXAudmVudWUudjEuTGlzdERpc3RyaWJ1dGlvbnNSZXF1ZXN0GigudHRpcC52ZW51ZS52MS5MaXN0RGlzdHJpYnV0aW9uc1Jlc3BvbnNlIgOQAgESXAoMTGlzdE15U2hhcmVzEiIudHRpcC52ZW51ZS52MS5MaXN0TXlTaGFyZXNSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5MaXN0TXlTaGFyZXNSZXNwb25zZSIDkAIBEmUKD0dldFBlcmlvZFJlcG9ydBIlLnR0aXAudmVudWUudjEuR2V0UGVyaW9kUmVwb3J0UmVxdWVzdBomLnR0aXAudmVudWUudjEuR2V0UGVyaW9kUmVwb3J0UmVzcG9uc2UiA5ACARJoChBMaXN0QXVkaXRSZWNvcmRzEiYudHRpcC52ZW51ZS52MS5MaXN0QXVkaXRSZWNvcmRzUmVxdWVzdBonLnR0aXAudmVudWUudjEuTGlzdEF1ZGl0UmVjb3Jkc1Jlc3BvbnNlIgOQAgEaJMrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_venue_v1_venue, file_ttip_common_v1_options]);
+  fileDesc("CiF0dGlwL3ZlbnVlL3YxL3ZlbnVlX3NlcnZpY2UucHJvdG8SDXR0aXAudmVudWUudjEipQEKDlB1dFJvbGVSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIuCgdyb2xlX2lkGAIgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIXCgRuYW1lGAMgASgJQgm6SAZyBBABGDwSGgoGcG9pbnRzGAQgASgFQgq6SAcaBRjoBygAEhIKCmlzX21hbmFnZXIYBSABKAgiNAoPUHV0Um9sZVJlc3BvbnNlEiEKBHJvbGUYASABKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUiLgoQTGlzdFJvbGVzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQEiNwoRTGlzdFJvbGVzUmVzcG9uc2USIgoFcm9sZXMYASADKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUi8AEKE0ludml0ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhgKBXBob25lGAIgASgJQgm6SAZyBBAJGBASHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGFASLgoHcm9sZV9pZBgEIAEoCUIdukgachgyFl5bYS16XVthLXowLTlfXXsxLDMxfSQSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCrpIB3IFEAgYgAEiVgoUSW52aXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXISFwoPaW52aXRhdGlvbl9zZW50GAIgASgIIjEKFEdldEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIisKFUdldEludml0YXRpb25SZXNwb25zZRISCgp2ZW51ZV9uYW1lGAEgASgJIjQKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIkEKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciKgAQoTVXBkYXRlTWVtYmVyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJbWVtYmVyX2lkGAIgASgJQgi6SAVyA7ABARIxCgdyb2xlX2lkGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIdCgxkaXNwbGF5X25hbWUYBCABKAlCB7pIBHICGFAiPQoUVXBkYXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIilQEKE1JlbW92ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCW1lbWJlcl9pZBgCIAEoCUIIukgFcgOwAQESKwoHbGVmdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoGcmVhc29uGAQgASgJQgi6SAVyAxj0AyI9ChRSZW1vdmVNZW1iZXJSZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciJGChJMaXN0TWVtYmVyc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhQKDGluY2x1ZGVfbGVmdBgCIAEoCCI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciIVChNMaXN0TXlWZW51ZXNSZXF1ZXN0IkIKFExpc3RNeVZlbnVlc1Jlc3BvbnNlEioKC21lbWJlcnNoaXBzGAEgAygLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIiLAoOQ2xvY2tJblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBIjYKD0Nsb2NrSW5SZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiLQoPQ2xvY2tPdXRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASI3ChBDbG9ja091dFJlc3BvbnNlEiMKBXNoaWZ0GAEgASgLMhQudHRpcC52ZW51ZS52MS5TaGlmdCK/AgoSUmVjb3JkU2hpZnRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgltZW1iZXJfaWQYAiABKAlCCLpIBXIDsAEBEjYKCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESIwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgq6SAdyBRAIGIABOl26SFoaWAoScmVjb3JkX3NoaWZ0Lm9yZGVyEiFlbmRlZF9hdCBtdXN0IGJlIGFmdGVyIHN0YXJ0ZWRfYXQaH3RoaXMuc3RhcnRlZF9hdCA8IHRoaXMuZW5kZWRfYXQiOgoTUmVjb3JkU2hpZnRSZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiXAoTSW1wb3J0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoDY3N2GAIgASgMQgu6SAh6BhABGICAQBIPCgdkcnlfcnVuGAMgASgIIlYKFEltcG9ydFNoaWZ0c1Jlc3BvbnNlEhAKCGltcG9ydGVkGAEgASgFEiwKCHJlamVjdGVkGAIgAygLMhoudHRpcC52ZW51ZS52MS5SZWplY3RlZFJvdyJ+ChFMaXN0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIeCgltZW1iZXJfaWQYAyABKAlCC7pICNgBAXIDsAEBIjoKEkxpc3RTaGlmdHNSZXNwb25zZRIkCgZzaGlmdHMYASADKAsyFC50dGlwLnZlbnVlLnYxLlNoaWZ0IlwKD0dldEhvdXJzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBASI9ChBHZXRIb3Vyc1Jlc3BvbnNlEikKBWhvdXJzGAEgAygLMhoudHRpcC52ZW51ZS52MS5NZW1iZXJIb3VycyKaAgoTU2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESNgoGbWV0aG9kGAIgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZEIKukgHggEEEAEgABIYChBpbmNsdWRlX21hbmFnZXJzGAMgASgIEjoKDGZpeGVkX3NoYXJlcxgEIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZUIJukgGkgEDEPQDEhwKFHBvb2xfaW5kaXZpZHVhbF90aXBzGAUgASgIEhYKBG5vdGUYBiABKAlCCLpIBXIDGPQDEiMKD2lkZW1wb3RlbmN5X2tleRgHIAEoCUIKukgHcgUQCBiAASI+ChRTZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiSwoTR2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoHdmVyc2lvbhgCIAEoBUIHukgEGgIoACI+ChRHZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiMwoVTGlzdFNwbGl0UnVsZXNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASJBChZMaXN0U3BsaXRSdWxlc1Jlc3BvbnNlEicKBXJ1bGVzGAEgAygLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiZwoaUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEi0KBnBlcmlvZBgCIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kQga6SAPIAQEiUAobUHJldmlld0Rpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIpoBChpDb25maXJtRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIxChJleHBlY3RlZF9jb2xsZWN0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSJhChtDb25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SDwoHY3JlYXRlZBgCIAEoCCJ3ChpSZXZlcnNlRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESIQoPZGlzdHJpYnV0aW9uX2lkGAIgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAyABKAlCCrpIB3IFEAMY9AMiUAobUmV2ZXJzZURpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIlcKFkdldERpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEiEKD2Rpc3RyaWJ1dGlvbl9pZBgCIAEoCUIIukgFcgOwAQEiTAoXR2V0RGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24iYQoYTGlzdERpc3RyaWJ1dGlvbnNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIpCgRwYWdlGAIgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiewoZTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZRIyCg1kaXN0cmlidXRpb25zGAEgAygLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJAChNMaXN0TXlTaGFyZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJqChRMaXN0TXlTaGFyZXNSZXNwb25zZRImCgZzaGFyZXMYASADKAsyFi50dGlwLnZlbnVlLnYxLk15U2hhcmUSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKcAQoWR2V0UGVyaW9kUmVwb3J0UmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARI3CgZmb3JtYXQYAyABKA4yGy50dGlwLnZlbnVlLnYxLlJlcG9ydEZvcm1hdEIKukgHggEEEAEgACKmAQoXR2V0UGVyaW9kUmVwb3J0UmVzcG9uc2USKAoFbGluZXMYASADKAsyGS50dGlwLnZlbnVlLnYxLlJlcG9ydExpbmUSKAoJY29sbGVjdGVkGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLZGlzdHJpYnV0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRILCgNjc3YYBCABKAwiYAoXTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEikKBHBhZ2UYAiABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJzChhMaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USKwoHcmVjb3JkcxgBIAMoCzIaLnR0aXAudmVudWUudjEuQXVkaXRSZWNvcmQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSpcCgxSZXBvcnRGb3JtYXQSHQoZUkVQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9GT1JNQVRfUk9XUxABEhUKEVJFUE9SVF9GT1JNQVRfQ1NWEAIy1RMKDFZlbnVlU2VydmljZRJNCgdQdXRSb2xlEh0udHRpcC52ZW51ZS52MS5QdXRSb2xlUmVxdWVzdBoeLnR0aXAudmVudWUudjEuUHV0Um9sZVJlc3BvbnNlIgOQAgISUwoJTGlzdFJvbGVzEh8udHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXF1ZXN0GiAudHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXNwb25zZSIDkAIBElcKDEludml0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USZQoNR2V0SW52aXRhdGlvbhIjLnR0aXAudmVudWUudjEuR2V0SW52aXRhdGlvblJlcXVlc3QaJC50dGlwLnZlbnVlLnYxLkdldEludml0YXRpb25SZXNwb25zZSIJkAIByvMYAggBEnMKEEFjY2VwdEludml0YXRpb24SJi50dGlwLnZlbnVlLnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GicudHRpcC52ZW51ZS52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2UiDsrzGAoIAhIGd29ya2VyElcKDFVwZGF0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJZCgtMaXN0TWVtYmVycxIhLnR0aXAudmVudWUudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlIgOQAgESXAoMTGlzdE15VmVudWVzEiIudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXNwb25zZSIDkAIBEkgKB0Nsb2NrSW4SHS50dGlwLnZlbnVlLnYxLkNsb2NrSW5SZXF1ZXN0Gh4udHRpcC52ZW51ZS52MS5DbG9ja0luUmVzcG9uc2USSwoIQ2xvY2tPdXQSHi50dGlwLnZlbnVlLnYxLkNsb2NrT3V0UmVxdWVzdBofLnR0aXAudmVudWUudjEuQ2xvY2tPdXRSZXNwb25zZRJUCgtSZWNvcmRTaGlmdBIhLnR0aXAudmVudWUudjEuUmVjb3JkU2hpZnRSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5SZWNvcmRTaGlmdFJlc3BvbnNlElcKDEltcG9ydFNoaWZ0cxIiLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVzcG9uc2USVgoKTGlzdFNoaWZ0cxIgLnR0aXAudmVudWUudjEuTGlzdFNoaWZ0c1JlcXVlc3QaIS50dGlwLnZlbnVlLnYxLkxpc3RTaGlmdHNSZXNwb25zZSIDkAIBElAKCEdldEhvdXJzEh4udHRpcC52ZW51ZS52MS5HZXRIb3Vyc1JlcXVlc3QaHy50dGlwLnZlbnVlLnYxLkdldEhvdXJzUmVzcG9uc2UiA5ACARJXCgxTZXRTcGxpdFJ1bGUSIi50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlcXVlc3QaIy50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlc3BvbnNlElwKDEdldFNwbGl0UnVsZRIiLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVxdWVzdBojLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVzcG9uc2UiA5ACARJiCg5MaXN0U3BsaXRSdWxlcxIkLnR0aXAudmVudWUudjEuTGlzdFNwbGl0UnVsZXNSZXF1ZXN0GiUudHRpcC52ZW51ZS52MS5MaXN0U3BsaXRSdWxlc1Jlc3BvbnNlIgOQAgEScQoTUHJldmlld0Rpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlByZXZpZXdEaXN0cmlidXRpb25SZXNwb25zZSIDkAIBEmwKE0NvbmZpcm1EaXN0cmlidXRpb24SKS50dGlwLnZlbnVlLnYxLkNvbmZpcm1EaXN0cmlidXRpb25SZXF1ZXN0GioudHRpcC52ZW51ZS52MS5Db25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USbAoTUmV2ZXJzZURpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUmV2ZXJzZURpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlJldmVyc2VEaXN0cmlidXRpb25SZXNwb25zZRJlCg9HZXREaXN0cmlidXRpb24SJS50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlc3BvbnNlIgOQAgESawoRTGlzdERpc3RyaWJ1dGlvbnMSJy50dGlwLnZlbnVlLnYxLkxpc3REaXN0cmlidXRpb25zUmVxdWVzdBooLnR0aXAudmVudWUudjEuTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZSIDkAIBElwKDExpc3RNeVNoYXJlcxIiLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVxdWVzdBojLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVzcG9uc2UiA5ACARJlCg9HZXRQZXJpb2RSZXBvcnQSJS50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlc3BvbnNlIgOQAgESaAoQTGlzdEF1ZGl0UmVjb3JkcxImLnR0aXAudmVudWUudjEuTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QaJy50dGlwLnZlbnVlLnYxLkxpc3RBdWRpdFJlY29yZHNSZXNwb25zZSIDkAIBGiTK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW5iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_venue_v1_venue, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.venue.v1.PutRoleRequest
@@ -181,6 +181,40 @@ export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@_
   messageDesc(file_ttip_venue_v1_venue_service, 5);
 
 /**
+ * @generated from message ttip.venue.v1.GetInvitationRequest
+ */
+export type GetInvitationRequest = Message<"ttip.venue.v1.GetInvitationRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.GetInvitationRequest.
+ * Use `create(GetInvitationRequestSchema)` to create a new message.
+ */
+export const GetInvitationRequestSchema: GenMessage<GetInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 6);
+
+/**
+ * @generated from message ttip.venue.v1.GetInvitationResponse
+ */
+export type GetInvitationResponse = Message<"ttip.venue.v1.GetInvitationResponse"> & {
+  /**
+   * @generated from field: string venue_name = 1;
+   */
+  venueName: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.GetInvitationResponse.
+ * Use `create(GetInvitationResponseSchema)` to create a new message.
+ */
+export const GetInvitationResponseSchema: GenMessage<GetInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 7);
+
+/**
  * @generated from message ttip.venue.v1.AcceptInvitationRequest
  */
 export type AcceptInvitationRequest = Message<"ttip.venue.v1.AcceptInvitationRequest"> & {
@@ -195,7 +229,7 @@ export type AcceptInvitationRequest = Message<"ttip.venue.v1.AcceptInvitationReq
  * Use `create(AcceptInvitationRequestSchema)` to create a new message.
  */
 export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 6);
+  messageDesc(file_ttip_venue_v1_venue_service, 8);
 
 /**
  * @generated from message ttip.venue.v1.AcceptInvitationResponse
@@ -212,7 +246,7 @@ export type AcceptInvitationResponse = Message<"ttip.venue.v1.AcceptInvitationRe
  * Use `create(AcceptInvitationResponseSchema)` to create a new message.
  */
 export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 7);
+  messageDesc(file_ttip_venue_v1_venue_service, 9);
 
 /**
  * @generated from message ttip.venue.v1.UpdateMemberRequest
@@ -246,7 +280,7 @@ export type UpdateMemberRequest = Message<"ttip.venue.v1.UpdateMemberRequest"> &
  * Use `create(UpdateMemberRequestSchema)` to create a new message.
  */
 export const UpdateMemberRequestSchema: GenMessage<UpdateMemberRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 8);
+  messageDesc(file_ttip_venue_v1_venue_service, 10);
 
 /**
  * @generated from message ttip.venue.v1.UpdateMemberResponse
@@ -263,7 +297,7 @@ export type UpdateMemberResponse = Message<"ttip.venue.v1.UpdateMemberResponse">
  * Use `create(UpdateMemberResponseSchema)` to create a new message.
  */
 export const UpdateMemberResponseSchema: GenMessage<UpdateMemberResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 9);
+  messageDesc(file_ttip_venue_v1_venue_service, 11);
 
 /**
  * @generated from message ttip.venue.v1.RemoveMemberRequest
@@ -297,7 +331,7 @@ export type RemoveMemberRequest = Message<"ttip.venue.v1.RemoveMemberRequest"> &
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 10);
+  messageDesc(file_ttip_venue_v1_venue_service, 12);
 
 /**
  * @generated from message ttip.venue.v1.RemoveMemberResponse
@@ -314,7 +348,7 @@ export type RemoveMemberResponse = Message<"ttip.venue.v1.RemoveMemberResponse">
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 11);
+  messageDesc(file_ttip_venue_v1_venue_service, 13);
 
 /**
  * @generated from message ttip.venue.v1.ListMembersRequest
@@ -336,7 +370,7 @@ export type ListMembersRequest = Message<"ttip.venue.v1.ListMembersRequest"> & {
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 12);
+  messageDesc(file_ttip_venue_v1_venue_service, 14);
 
 /**
  * @generated from message ttip.venue.v1.ListMembersResponse
@@ -353,7 +387,7 @@ export type ListMembersResponse = Message<"ttip.venue.v1.ListMembersResponse"> &
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 13);
+  messageDesc(file_ttip_venue_v1_venue_service, 15);
 
 /**
  * @generated from message ttip.venue.v1.ListMyVenuesRequest
@@ -366,7 +400,7 @@ export type ListMyVenuesRequest = Message<"ttip.venue.v1.ListMyVenuesRequest"> &
  * Use `create(ListMyVenuesRequestSchema)` to create a new message.
  */
 export const ListMyVenuesRequestSchema: GenMessage<ListMyVenuesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 14);
+  messageDesc(file_ttip_venue_v1_venue_service, 16);
 
 /**
  * @generated from message ttip.venue.v1.ListMyVenuesResponse
@@ -383,7 +417,7 @@ export type ListMyVenuesResponse = Message<"ttip.venue.v1.ListMyVenuesResponse">
  * Use `create(ListMyVenuesResponseSchema)` to create a new message.
  */
 export const ListMyVenuesResponseSchema: GenMessage<ListMyVenuesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 15);
+  messageDesc(file_ttip_venue_v1_venue_service, 17);
 
 /**
  * @generated from message ttip.venue.v1.ClockInRequest
@@ -400,7 +434,7 @@ export type ClockInRequest = Message<"ttip.venue.v1.ClockInRequest"> & {
  * Use `create(ClockInRequestSchema)` to create a new message.
  */
 export const ClockInRequestSchema: GenMessage<ClockInRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 16);
+  messageDesc(file_ttip_venue_v1_venue_service, 18);
 
 /**
  * @generated from message ttip.venue.v1.ClockInResponse
@@ -417,7 +451,7 @@ export type ClockInResponse = Message<"ttip.venue.v1.ClockInResponse"> & {
  * Use `create(ClockInResponseSchema)` to create a new message.
  */
 export const ClockInResponseSchema: GenMessage<ClockInResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 17);
+  messageDesc(file_ttip_venue_v1_venue_service, 19);
 
 /**
  * @generated from message ttip.venue.v1.ClockOutRequest
@@ -434,7 +468,7 @@ export type ClockOutRequest = Message<"ttip.venue.v1.ClockOutRequest"> & {
  * Use `create(ClockOutRequestSchema)` to create a new message.
  */
 export const ClockOutRequestSchema: GenMessage<ClockOutRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 18);
+  messageDesc(file_ttip_venue_v1_venue_service, 20);
 
 /**
  * @generated from message ttip.venue.v1.ClockOutResponse
@@ -451,7 +485,7 @@ export type ClockOutResponse = Message<"ttip.venue.v1.ClockOutResponse"> & {
  * Use `create(ClockOutResponseSchema)` to create a new message.
  */
 export const ClockOutResponseSchema: GenMessage<ClockOutResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 19);
+  messageDesc(file_ttip_venue_v1_venue_service, 21);
 
 /**
  * @generated from message ttip.venue.v1.RecordShiftRequest
@@ -488,7 +522,7 @@ export type RecordShiftRequest = Message<"ttip.venue.v1.RecordShiftRequest"> & {
  * Use `create(RecordShiftRequestSchema)` to create a new message.
  */
 export const RecordShiftRequestSchema: GenMessage<RecordShiftRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 20);
+  messageDesc(file_ttip_venue_v1_venue_service, 22);
 
 /**
  * @generated from message ttip.venue.v1.RecordShiftResponse
@@ -505,7 +539,7 @@ export type RecordShiftResponse = Message<"ttip.venue.v1.RecordShiftResponse"> &
  * Use `create(RecordShiftResponseSchema)` to create a new message.
  */
 export const RecordShiftResponseSchema: GenMessage<RecordShiftResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 21);
+  messageDesc(file_ttip_venue_v1_venue_service, 23);
 
 /**
  * @generated from message ttip.venue.v1.ImportShiftsRequest
@@ -537,7 +571,7 @@ export type ImportShiftsRequest = Message<"ttip.venue.v1.ImportShiftsRequest"> &
  * Use `create(ImportShiftsRequestSchema)` to create a new message.
  */
 export const ImportShiftsRequestSchema: GenMessage<ImportShiftsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 22);
+  messageDesc(file_ttip_venue_v1_venue_service, 24);
 
 /**
  * @generated from message ttip.venue.v1.ImportShiftsResponse
@@ -561,7 +595,7 @@ export type ImportShiftsResponse = Message<"ttip.venue.v1.ImportShiftsResponse">
  * Use `create(ImportShiftsResponseSchema)` to create a new message.
  */
 export const ImportShiftsResponseSchema: GenMessage<ImportShiftsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 23);
+  messageDesc(file_ttip_venue_v1_venue_service, 25);
 
 /**
  * @generated from message ttip.venue.v1.ListShiftsRequest
@@ -590,7 +624,7 @@ export type ListShiftsRequest = Message<"ttip.venue.v1.ListShiftsRequest"> & {
  * Use `create(ListShiftsRequestSchema)` to create a new message.
  */
 export const ListShiftsRequestSchema: GenMessage<ListShiftsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 24);
+  messageDesc(file_ttip_venue_v1_venue_service, 26);
 
 /**
  * @generated from message ttip.venue.v1.ListShiftsResponse
@@ -607,7 +641,7 @@ export type ListShiftsResponse = Message<"ttip.venue.v1.ListShiftsResponse"> & {
  * Use `create(ListShiftsResponseSchema)` to create a new message.
  */
 export const ListShiftsResponseSchema: GenMessage<ListShiftsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 25);
+  messageDesc(file_ttip_venue_v1_venue_service, 27);
 
 /**
  * @generated from message ttip.venue.v1.GetHoursRequest
@@ -629,7 +663,7 @@ export type GetHoursRequest = Message<"ttip.venue.v1.GetHoursRequest"> & {
  * Use `create(GetHoursRequestSchema)` to create a new message.
  */
 export const GetHoursRequestSchema: GenMessage<GetHoursRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 26);
+  messageDesc(file_ttip_venue_v1_venue_service, 28);
 
 /**
  * @generated from message ttip.venue.v1.GetHoursResponse
@@ -646,7 +680,7 @@ export type GetHoursResponse = Message<"ttip.venue.v1.GetHoursResponse"> & {
  * Use `create(GetHoursResponseSchema)` to create a new message.
  */
 export const GetHoursResponseSchema: GenMessage<GetHoursResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 27);
+  messageDesc(file_ttip_venue_v1_venue_service, 29);
 
 /**
  * @generated from message ttip.venue.v1.SetSplitRuleRequest
@@ -693,7 +727,7 @@ export type SetSplitRuleRequest = Message<"ttip.venue.v1.SetSplitRuleRequest"> &
  * Use `create(SetSplitRuleRequestSchema)` to create a new message.
  */
 export const SetSplitRuleRequestSchema: GenMessage<SetSplitRuleRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 28);
+  messageDesc(file_ttip_venue_v1_venue_service, 30);
 
 /**
  * @generated from message ttip.venue.v1.SetSplitRuleResponse
@@ -710,7 +744,7 @@ export type SetSplitRuleResponse = Message<"ttip.venue.v1.SetSplitRuleResponse">
  * Use `create(SetSplitRuleResponseSchema)` to create a new message.
  */
 export const SetSplitRuleResponseSchema: GenMessage<SetSplitRuleResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 29);
+  messageDesc(file_ttip_venue_v1_venue_service, 31);
 
 /**
  * @generated from message ttip.venue.v1.GetSplitRuleRequest
@@ -734,7 +768,7 @@ export type GetSplitRuleRequest = Message<"ttip.venue.v1.GetSplitRuleRequest"> &
  * Use `create(GetSplitRuleRequestSchema)` to create a new message.
  */
 export const GetSplitRuleRequestSchema: GenMessage<GetSplitRuleRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 30);
+  messageDesc(file_ttip_venue_v1_venue_service, 32);
 
 /**
  * @generated from message ttip.venue.v1.GetSplitRuleResponse
@@ -751,7 +785,7 @@ export type GetSplitRuleResponse = Message<"ttip.venue.v1.GetSplitRuleResponse">
  * Use `create(GetSplitRuleResponseSchema)` to create a new message.
  */
 export const GetSplitRuleResponseSchema: GenMessage<GetSplitRuleResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 31);
+  messageDesc(file_ttip_venue_v1_venue_service, 33);
 
 /**
  * @generated from message ttip.venue.v1.ListSplitRulesRequest
@@ -768,7 +802,7 @@ export type ListSplitRulesRequest = Message<"ttip.venue.v1.ListSplitRulesRequest
  * Use `create(ListSplitRulesRequestSchema)` to create a new message.
  */
 export const ListSplitRulesRequestSchema: GenMessage<ListSplitRulesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 32);
+  messageDesc(file_ttip_venue_v1_venue_service, 34);
 
 /**
  * @generated from message ttip.venue.v1.ListSplitRulesResponse
@@ -785,7 +819,7 @@ export type ListSplitRulesResponse = Message<"ttip.venue.v1.ListSplitRulesRespon
  * Use `create(ListSplitRulesResponseSchema)` to create a new message.
  */
 export const ListSplitRulesResponseSchema: GenMessage<ListSplitRulesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 33);
+  messageDesc(file_ttip_venue_v1_venue_service, 35);
 
 /**
  * @generated from message ttip.venue.v1.PreviewDistributionRequest
@@ -807,7 +841,7 @@ export type PreviewDistributionRequest = Message<"ttip.venue.v1.PreviewDistribut
  * Use `create(PreviewDistributionRequestSchema)` to create a new message.
  */
 export const PreviewDistributionRequestSchema: GenMessage<PreviewDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 34);
+  messageDesc(file_ttip_venue_v1_venue_service, 36);
 
 /**
  * @generated from message ttip.venue.v1.PreviewDistributionResponse
@@ -824,7 +858,7 @@ export type PreviewDistributionResponse = Message<"ttip.venue.v1.PreviewDistribu
  * Use `create(PreviewDistributionResponseSchema)` to create a new message.
  */
 export const PreviewDistributionResponseSchema: GenMessage<PreviewDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 35);
+  messageDesc(file_ttip_venue_v1_venue_service, 37);
 
 /**
  * @generated from message ttip.venue.v1.ConfirmDistributionRequest
@@ -853,7 +887,7 @@ export type ConfirmDistributionRequest = Message<"ttip.venue.v1.ConfirmDistribut
  * Use `create(ConfirmDistributionRequestSchema)` to create a new message.
  */
 export const ConfirmDistributionRequestSchema: GenMessage<ConfirmDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 36);
+  messageDesc(file_ttip_venue_v1_venue_service, 38);
 
 /**
  * @generated from message ttip.venue.v1.ConfirmDistributionResponse
@@ -877,7 +911,7 @@ export type ConfirmDistributionResponse = Message<"ttip.venue.v1.ConfirmDistribu
  * Use `create(ConfirmDistributionResponseSchema)` to create a new message.
  */
 export const ConfirmDistributionResponseSchema: GenMessage<ConfirmDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 37);
+  messageDesc(file_ttip_venue_v1_venue_service, 39);
 
 /**
  * @generated from message ttip.venue.v1.ReverseDistributionRequest
@@ -904,7 +938,7 @@ export type ReverseDistributionRequest = Message<"ttip.venue.v1.ReverseDistribut
  * Use `create(ReverseDistributionRequestSchema)` to create a new message.
  */
 export const ReverseDistributionRequestSchema: GenMessage<ReverseDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 38);
+  messageDesc(file_ttip_venue_v1_venue_service, 40);
 
 /**
  * @generated from message ttip.venue.v1.ReverseDistributionResponse
@@ -921,7 +955,7 @@ export type ReverseDistributionResponse = Message<"ttip.venue.v1.ReverseDistribu
  * Use `create(ReverseDistributionResponseSchema)` to create a new message.
  */
 export const ReverseDistributionResponseSchema: GenMessage<ReverseDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 39);
+  messageDesc(file_ttip_venue_v1_venue_service, 41);
 
 /**
  * @generated from message ttip.venue.v1.GetDistributionRequest
@@ -943,7 +977,7 @@ export type GetDistributionRequest = Message<"ttip.venue.v1.GetDistributionReque
  * Use `create(GetDistributionRequestSchema)` to create a new message.
  */
 export const GetDistributionRequestSchema: GenMessage<GetDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 40);
+  messageDesc(file_ttip_venue_v1_venue_service, 42);
 
 /**
  * @generated from message ttip.venue.v1.GetDistributionResponse
@@ -960,7 +994,7 @@ export type GetDistributionResponse = Message<"ttip.venue.v1.GetDistributionResp
  * Use `create(GetDistributionResponseSchema)` to create a new message.
  */
 export const GetDistributionResponseSchema: GenMessage<GetDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 41);
+  messageDesc(file_ttip_venue_v1_venue_service, 43);
 
 /**
  * @generated from message ttip.venue.v1.ListDistributionsRequest
@@ -982,7 +1016,7 @@ export type ListDistributionsRequest = Message<"ttip.venue.v1.ListDistributionsR
  * Use `create(ListDistributionsRequestSchema)` to create a new message.
  */
 export const ListDistributionsRequestSchema: GenMessage<ListDistributionsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 42);
+  messageDesc(file_ttip_venue_v1_venue_service, 44);
 
 /**
  * @generated from message ttip.venue.v1.ListDistributionsResponse
@@ -1004,7 +1038,7 @@ export type ListDistributionsResponse = Message<"ttip.venue.v1.ListDistributions
  * Use `create(ListDistributionsResponseSchema)` to create a new message.
  */
 export const ListDistributionsResponseSchema: GenMessage<ListDistributionsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 43);
+  messageDesc(file_ttip_venue_v1_venue_service, 45);
 
 /**
  * @generated from message ttip.venue.v1.ListMySharesRequest
@@ -1021,7 +1055,7 @@ export type ListMySharesRequest = Message<"ttip.venue.v1.ListMySharesRequest"> &
  * Use `create(ListMySharesRequestSchema)` to create a new message.
  */
 export const ListMySharesRequestSchema: GenMessage<ListMySharesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 44);
+  messageDesc(file_ttip_venue_v1_venue_service, 46);
 
 /**
  * @generated from message ttip.venue.v1.ListMySharesResponse
@@ -1043,7 +1077,7 @@ export type ListMySharesResponse = Message<"ttip.venue.v1.ListMySharesResponse">
  * Use `create(ListMySharesResponseSchema)` to create a new message.
  */
 export const ListMySharesResponseSchema: GenMessage<ListMySharesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 45);
+  messageDesc(file_ttip_venue_v1_venue_service, 47);
 
 /**
  * @generated from message ttip.venue.v1.GetPeriodReportRequest
@@ -1070,7 +1104,7 @@ export type GetPeriodReportRequest = Message<"ttip.venue.v1.GetPeriodReportReque
  * Use `create(GetPeriodReportRequestSchema)` to create a new message.
  */
 export const GetPeriodReportRequestSchema: GenMessage<GetPeriodReportRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 46);
+  messageDesc(file_ttip_venue_v1_venue_service, 48);
 
 /**
  * @generated from message ttip.venue.v1.GetPeriodReportResponse
@@ -1104,7 +1138,7 @@ export type GetPeriodReportResponse = Message<"ttip.venue.v1.GetPeriodReportResp
  * Use `create(GetPeriodReportResponseSchema)` to create a new message.
  */
 export const GetPeriodReportResponseSchema: GenMessage<GetPeriodReportResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 47);
+  messageDesc(file_ttip_venue_v1_venue_service, 49);
 
 /**
  * @generated from message ttip.venue.v1.ListAuditRecordsRequest
@@ -1126,7 +1160,7 @@ export type ListAuditRecordsRequest = Message<"ttip.venue.v1.ListAuditRecordsReq
  * Use `create(ListAuditRecordsRequestSchema)` to create a new message.
  */
 export const ListAuditRecordsRequestSchema: GenMessage<ListAuditRecordsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 48);
+  messageDesc(file_ttip_venue_v1_venue_service, 50);
 
 /**
  * @generated from message ttip.venue.v1.ListAuditRecordsResponse
@@ -1148,7 +1182,7 @@ export type ListAuditRecordsResponse = Message<"ttip.venue.v1.ListAuditRecordsRe
  * Use `create(ListAuditRecordsResponseSchema)` to create a new message.
  */
 export const ListAuditRecordsResponseSchema: GenMessage<ListAuditRecordsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 49);
+  messageDesc(file_ttip_venue_v1_venue_service, 51);
 
 /**
  * @generated from enum ttip.venue.v1.ReportFormat
@@ -1212,6 +1246,19 @@ export const VenueService: GenService<{
     methodKind: "unary";
     input: typeof InviteMemberRequestSchema;
     output: typeof InviteMemberResponseSchema;
+  },
+  /**
+   * The venue an invitation link is from, for the join page before its reader
+   * signs in: the venue's name only (the invitation SMS names it too), nothing
+   * about the member. NOT_FOUND for a token naming no invitation (unknown or
+   * replaced by a newer one) or a membership that has ended.
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.GetInvitation
+   */
+  getInvitation: {
+    methodKind: "unary";
+    input: typeof GetInvitationRequestSchema;
+    output: typeof GetInvitationResponseSchema;
   },
   /**
    * The signed-in worker accepts an invitation (the token from the SMS link).

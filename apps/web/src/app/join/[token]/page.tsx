@@ -1,5 +1,6 @@
 "use client";
-import { useMutation } from "@connectrpc/connect-query";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
 import { useParams } from "next/navigation";
 import { useState } from "react";
@@ -8,30 +9,34 @@ import { loadSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
 import { useT } from "../../w/use-t";
 
-/** Accepting a venue's invitation: sign in with the invited phone first, then join. */
+/** Accepting a venue's invitation: sign in with the invited phone first, then join. The venue is named from the link (its public lookup). */
 export default function Join() {
   const { token } = useParams<{ token: string }>();
   const { t, err } = useT();
   const [session] = useState(() => loadSession());
   const accept = useMutation(VenueService.method.acceptInvitation);
+  const invitation = useQuery(VenueService.method.getInvitation, { token }, { retry: false });
+  const venueName = invitation.data?.venueName ?? "";
+  const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
   const [error, setError] = useState("");
   const [venue, setVenue] = useState("");
   const write = useWrite();
   if (!session) {
     return (
       <>
-        <h1>{t("joinTitle")}</h1>
-        <p>{t("joinWhy")}</p>
+        <h1>{venueName ? t("joinTitleVenue", { venue: venueName }) : t("joinTitle")}</h1>
+        {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : <p>{venueName ? t("joinWhyVenue", { venue: venueName }) : t("joinWhy")}</p>}
         <p><Link href={`/w/signin?next=${encodeURIComponent(`/join/${token}`)}`} className="button">{t("signIn")}</Link></p>
       </>
     );
   }
   return (
     <>
-      <h1>TTIP</h1>
+      <h1>{venueName ? t("joinTitleVenue", { venue: venueName }) : t("joinTitle")}</h1>
+      {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : null}
       {venue ? (
         <p role="status">{t("joined", { venue })} <Link href="/w/shares">{t("navShares")}</Link></p>
-      ) : (
+      ) : gone ? null : (
         <button
           type="button"
           disabled={write.busy}
@@ -41,7 +46,7 @@ export default function Join() {
             setVenue(member?.venueName ?? "");
           }, (x) => setError(err(x)))}
         >
-          {t("acceptInvite", { venue: "" }).trim()}
+          {t("acceptInvite", { venue: venueName }).trim()}
         </button>
       )}
       {error ? <p className="error" role="alert">{error}</p> : null}

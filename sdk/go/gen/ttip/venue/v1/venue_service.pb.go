@@ -420,6 +420,94 @@ func (x *InviteMemberResponse) GetInvitationSent() bool {
 	return false
 }
 
+type GetInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInvitationRequest) Reset() {
+	*x = GetInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInvitationRequest) ProtoMessage() {}
+
+func (x *GetInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInvitationRequest.ProtoReflect.Descriptor instead.
+func (*GetInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetInvitationRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type GetInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueName     string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInvitationResponse) Reset() {
+	*x = GetInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInvitationResponse) ProtoMessage() {}
+
+func (x *GetInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInvitationResponse.ProtoReflect.Descriptor instead.
+func (*GetInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetInvitationResponse) GetVenueName() string {
+	if x != nil {
+		return x.VenueName
+	}
+	return ""
+}
+
 type AcceptInvitationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -429,7 +517,7 @@ type AcceptInvitationRequest struct {
 
 func (x *AcceptInvitationRequest) Reset() {
 	*x = AcceptInvitationRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[6]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +529,7 @@ func (x *AcceptInvitationRequest) String() string {
 func (*AcceptInvitationRequest) ProtoMessage() {}
 
 func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[6]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +542,7 @@ func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{6}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AcceptInvitationRequest) GetToken() string {
@@ -473,7 +561,7 @@ type AcceptInvitationResponse struct {
 
 func (x *AcceptInvitationResponse) Reset() {
 	*x = AcceptInvitationResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[7]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +573,7 @@ func (x *AcceptInvitationResponse) String() string {
 func (*AcceptInvitationResponse) ProtoMessage() {}
 
 func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[7]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +586,7 @@ func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{7}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AcceptInvitationResponse) GetMember() *Member {
@@ -521,7 +609,7 @@ type UpdateMemberRequest struct {
 
 func (x *UpdateMemberRequest) Reset() {
 	*x = UpdateMemberRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +621,7 @@ func (x *UpdateMemberRequest) String() string {
 func (*UpdateMemberRequest) ProtoMessage() {}
 
 func (x *UpdateMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +634,7 @@ func (x *UpdateMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMemberRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMemberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateMemberRequest) GetVenueId() string {
@@ -586,7 +674,7 @@ type UpdateMemberResponse struct {
 
 func (x *UpdateMemberResponse) Reset() {
 	*x = UpdateMemberResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +686,7 @@ func (x *UpdateMemberResponse) String() string {
 func (*UpdateMemberResponse) ProtoMessage() {}
 
 func (x *UpdateMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +699,7 @@ func (x *UpdateMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMemberResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMemberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateMemberResponse) GetMember() *Member {
@@ -634,7 +722,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +734,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +747,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveMemberRequest) GetVenueId() string {
@@ -699,7 +787,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +799,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +812,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveMemberResponse) GetMember() *Member {
@@ -744,7 +832,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +844,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +857,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMembersRequest) GetVenueId() string {
@@ -795,7 +883,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +895,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +908,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -838,7 +926,7 @@ type ListMyVenuesRequest struct {
 
 func (x *ListMyVenuesRequest) Reset() {
 	*x = ListMyVenuesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +938,7 @@ func (x *ListMyVenuesRequest) String() string {
 func (*ListMyVenuesRequest) ProtoMessage() {}
 
 func (x *ListMyVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +951,7 @@ func (x *ListMyVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{16}
 }
 
 type ListMyVenuesResponse struct {
@@ -875,7 +963,7 @@ type ListMyVenuesResponse struct {
 
 func (x *ListMyVenuesResponse) Reset() {
 	*x = ListMyVenuesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +975,7 @@ func (x *ListMyVenuesResponse) String() string {
 func (*ListMyVenuesResponse) ProtoMessage() {}
 
 func (x *ListMyVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +988,7 @@ func (x *ListMyVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListMyVenuesResponse) GetMemberships() []*Member {
@@ -919,7 +1007,7 @@ type ClockInRequest struct {
 
 func (x *ClockInRequest) Reset() {
 	*x = ClockInRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1019,7 @@ func (x *ClockInRequest) String() string {
 func (*ClockInRequest) ProtoMessage() {}
 
 func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1032,7 @@ func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInRequest.ProtoReflect.Descriptor instead.
 func (*ClockInRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClockInRequest) GetVenueId() string {
@@ -963,7 +1051,7 @@ type ClockInResponse struct {
 
 func (x *ClockInResponse) Reset() {
 	*x = ClockInResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1063,7 @@ func (x *ClockInResponse) String() string {
 func (*ClockInResponse) ProtoMessage() {}
 
 func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1076,7 @@ func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInResponse.ProtoReflect.Descriptor instead.
 func (*ClockInResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClockInResponse) GetShift() *Shift {
@@ -1007,7 +1095,7 @@ type ClockOutRequest struct {
 
 func (x *ClockOutRequest) Reset() {
 	*x = ClockOutRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1107,7 @@ func (x *ClockOutRequest) String() string {
 func (*ClockOutRequest) ProtoMessage() {}
 
 func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1120,7 @@ func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutRequest.ProtoReflect.Descriptor instead.
 func (*ClockOutRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClockOutRequest) GetVenueId() string {
@@ -1051,7 +1139,7 @@ type ClockOutResponse struct {
 
 func (x *ClockOutResponse) Reset() {
 	*x = ClockOutResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1151,7 @@ func (x *ClockOutResponse) String() string {
 func (*ClockOutResponse) ProtoMessage() {}
 
 func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1164,7 @@ func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutResponse.ProtoReflect.Descriptor instead.
 func (*ClockOutResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClockOutResponse) GetShift() *Shift {
@@ -1099,7 +1187,7 @@ type RecordShiftRequest struct {
 
 func (x *RecordShiftRequest) Reset() {
 	*x = RecordShiftRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1199,7 @@ func (x *RecordShiftRequest) String() string {
 func (*RecordShiftRequest) ProtoMessage() {}
 
 func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1212,7 @@ func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftRequest.ProtoReflect.Descriptor instead.
 func (*RecordShiftRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RecordShiftRequest) GetVenueId() string {
@@ -1171,7 +1259,7 @@ type RecordShiftResponse struct {
 
 func (x *RecordShiftResponse) Reset() {
 	*x = RecordShiftResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1271,7 @@ func (x *RecordShiftResponse) String() string {
 func (*RecordShiftResponse) ProtoMessage() {}
 
 func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1284,7 @@ func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftResponse.ProtoReflect.Descriptor instead.
 func (*RecordShiftResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordShiftResponse) GetShift() *Shift {
@@ -1220,7 +1308,7 @@ type ImportShiftsRequest struct {
 
 func (x *ImportShiftsRequest) Reset() {
 	*x = ImportShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1320,7 @@ func (x *ImportShiftsRequest) String() string {
 func (*ImportShiftsRequest) ProtoMessage() {}
 
 func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1333,7 @@ func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ImportShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ImportShiftsRequest) GetVenueId() string {
@@ -1280,7 +1368,7 @@ type ImportShiftsResponse struct {
 
 func (x *ImportShiftsResponse) Reset() {
 	*x = ImportShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1380,7 @@ func (x *ImportShiftsResponse) String() string {
 func (*ImportShiftsResponse) ProtoMessage() {}
 
 func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1393,7 @@ func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ImportShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ImportShiftsResponse) GetImported() int32 {
@@ -1334,7 +1422,7 @@ type ListShiftsRequest struct {
 
 func (x *ListShiftsRequest) Reset() {
 	*x = ListShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1434,7 @@ func (x *ListShiftsRequest) String() string {
 func (*ListShiftsRequest) ProtoMessage() {}
 
 func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1447,7 @@ func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ListShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListShiftsRequest) GetVenueId() string {
@@ -1392,7 +1480,7 @@ type ListShiftsResponse struct {
 
 func (x *ListShiftsResponse) Reset() {
 	*x = ListShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1492,7 @@ func (x *ListShiftsResponse) String() string {
 func (*ListShiftsResponse) ProtoMessage() {}
 
 func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1505,7 @@ func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ListShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListShiftsResponse) GetShifts() []*Shift {
@@ -1437,7 +1525,7 @@ type GetHoursRequest struct {
 
 func (x *GetHoursRequest) Reset() {
 	*x = GetHoursRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1537,7 @@ func (x *GetHoursRequest) String() string {
 func (*GetHoursRequest) ProtoMessage() {}
 
 func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1550,7 @@ func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursRequest.ProtoReflect.Descriptor instead.
 func (*GetHoursRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetHoursRequest) GetVenueId() string {
@@ -1488,7 +1576,7 @@ type GetHoursResponse struct {
 
 func (x *GetHoursResponse) Reset() {
 	*x = GetHoursResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1588,7 @@ func (x *GetHoursResponse) String() string {
 func (*GetHoursResponse) ProtoMessage() {}
 
 func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1601,7 @@ func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursResponse.ProtoReflect.Descriptor instead.
 func (*GetHoursResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetHoursResponse) GetHours() []*MemberHours {
@@ -1538,7 +1626,7 @@ type SetSplitRuleRequest struct {
 
 func (x *SetSplitRuleRequest) Reset() {
 	*x = SetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1638,7 @@ func (x *SetSplitRuleRequest) String() string {
 func (*SetSplitRuleRequest) ProtoMessage() {}
 
 func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1651,7 @@ func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetSplitRuleRequest) GetVenueId() string {
@@ -1624,7 +1712,7 @@ type SetSplitRuleResponse struct {
 
 func (x *SetSplitRuleResponse) Reset() {
 	*x = SetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1724,7 @@ func (x *SetSplitRuleResponse) String() string {
 func (*SetSplitRuleResponse) ProtoMessage() {}
 
 func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1737,7 @@ func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetSplitRuleResponse) GetRule() *SplitRule {
@@ -1670,7 +1758,7 @@ type GetSplitRuleRequest struct {
 
 func (x *GetSplitRuleRequest) Reset() {
 	*x = GetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1770,7 @@ func (x *GetSplitRuleRequest) String() string {
 func (*GetSplitRuleRequest) ProtoMessage() {}
 
 func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1783,7 @@ func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetSplitRuleRequest) GetVenueId() string {
@@ -1721,7 +1809,7 @@ type GetSplitRuleResponse struct {
 
 func (x *GetSplitRuleResponse) Reset() {
 	*x = GetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1821,7 @@ func (x *GetSplitRuleResponse) String() string {
 func (*GetSplitRuleResponse) ProtoMessage() {}
 
 func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1834,7 @@ func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetSplitRuleResponse) GetRule() *SplitRule {
@@ -1765,7 +1853,7 @@ type ListSplitRulesRequest struct {
 
 func (x *ListSplitRulesRequest) Reset() {
 	*x = ListSplitRulesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1865,7 @@ func (x *ListSplitRulesRequest) String() string {
 func (*ListSplitRulesRequest) ProtoMessage() {}
 
 func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1878,7 @@ func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListSplitRulesRequest) GetVenueId() string {
@@ -1809,7 +1897,7 @@ type ListSplitRulesResponse struct {
 
 func (x *ListSplitRulesResponse) Reset() {
 	*x = ListSplitRulesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1909,7 @@ func (x *ListSplitRulesResponse) String() string {
 func (*ListSplitRulesResponse) ProtoMessage() {}
 
 func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1922,7 @@ func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListSplitRulesResponse) GetRules() []*SplitRule {
@@ -1854,7 +1942,7 @@ type PreviewDistributionRequest struct {
 
 func (x *PreviewDistributionRequest) Reset() {
 	*x = PreviewDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1954,7 @@ func (x *PreviewDistributionRequest) String() string {
 func (*PreviewDistributionRequest) ProtoMessage() {}
 
 func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1967,7 @@ func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PreviewDistributionRequest) GetVenueId() string {
@@ -1905,7 +1993,7 @@ type PreviewDistributionResponse struct {
 
 func (x *PreviewDistributionResponse) Reset() {
 	*x = PreviewDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2005,7 @@ func (x *PreviewDistributionResponse) String() string {
 func (*PreviewDistributionResponse) ProtoMessage() {}
 
 func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2018,7 @@ func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PreviewDistributionResponse) GetDistribution() *Distribution {
@@ -1952,7 +2040,7 @@ type ConfirmDistributionRequest struct {
 
 func (x *ConfirmDistributionRequest) Reset() {
 	*x = ConfirmDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2052,7 @@ func (x *ConfirmDistributionRequest) String() string {
 func (*ConfirmDistributionRequest) ProtoMessage() {}
 
 func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2065,7 @@ func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConfirmDistributionRequest) GetVenueId() string {
@@ -2012,7 +2100,7 @@ type ConfirmDistributionResponse struct {
 
 func (x *ConfirmDistributionResponse) Reset() {
 	*x = ConfirmDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2112,7 @@ func (x *ConfirmDistributionResponse) String() string {
 func (*ConfirmDistributionResponse) ProtoMessage() {}
 
 func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2125,7 @@ func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ConfirmDistributionResponse) GetDistribution() *Distribution {
@@ -2065,7 +2153,7 @@ type ReverseDistributionRequest struct {
 
 func (x *ReverseDistributionRequest) Reset() {
 	*x = ReverseDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2165,7 @@ func (x *ReverseDistributionRequest) String() string {
 func (*ReverseDistributionRequest) ProtoMessage() {}
 
 func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2178,7 @@ func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReverseDistributionRequest) GetVenueId() string {
@@ -2123,7 +2211,7 @@ type ReverseDistributionResponse struct {
 
 func (x *ReverseDistributionResponse) Reset() {
 	*x = ReverseDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2223,7 @@ func (x *ReverseDistributionResponse) String() string {
 func (*ReverseDistributionResponse) ProtoMessage() {}
 
 func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2236,7 @@ func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReverseDistributionResponse) GetDistribution() *Distribution {
@@ -2168,7 +2256,7 @@ type GetDistributionRequest struct {
 
 func (x *GetDistributionRequest) Reset() {
 	*x = GetDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2268,7 @@ func (x *GetDistributionRequest) String() string {
 func (*GetDistributionRequest) ProtoMessage() {}
 
 func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2281,7 @@ func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionRequest.ProtoReflect.Descriptor instead.
 func (*GetDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetDistributionRequest) GetVenueId() string {
@@ -2219,7 +2307,7 @@ type GetDistributionResponse struct {
 
 func (x *GetDistributionResponse) Reset() {
 	*x = GetDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2319,7 @@ func (x *GetDistributionResponse) String() string {
 func (*GetDistributionResponse) ProtoMessage() {}
 
 func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2332,7 @@ func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionResponse.ProtoReflect.Descriptor instead.
 func (*GetDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetDistributionResponse) GetDistribution() *Distribution {
@@ -2264,7 +2352,7 @@ type ListDistributionsRequest struct {
 
 func (x *ListDistributionsRequest) Reset() {
 	*x = ListDistributionsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2364,7 @@ func (x *ListDistributionsRequest) String() string {
 func (*ListDistributionsRequest) ProtoMessage() {}
 
 func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2377,7 @@ func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDistributionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListDistributionsRequest) GetVenueId() string {
@@ -2316,7 +2404,7 @@ type ListDistributionsResponse struct {
 
 func (x *ListDistributionsResponse) Reset() {
 	*x = ListDistributionsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2416,7 @@ func (x *ListDistributionsResponse) String() string {
 func (*ListDistributionsResponse) ProtoMessage() {}
 
 func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2429,7 @@ func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDistributionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListDistributionsResponse) GetDistributions() []*Distribution {
@@ -2367,7 +2455,7 @@ type ListMySharesRequest struct {
 
 func (x *ListMySharesRequest) Reset() {
 	*x = ListMySharesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2467,7 @@ func (x *ListMySharesRequest) String() string {
 func (*ListMySharesRequest) ProtoMessage() {}
 
 func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2480,7 @@ func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesRequest.ProtoReflect.Descriptor instead.
 func (*ListMySharesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListMySharesRequest) GetPage() *v1.PageRequest {
@@ -2412,7 +2500,7 @@ type ListMySharesResponse struct {
 
 func (x *ListMySharesResponse) Reset() {
 	*x = ListMySharesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2512,7 @@ func (x *ListMySharesResponse) String() string {
 func (*ListMySharesResponse) ProtoMessage() {}
 
 func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2525,7 @@ func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesResponse.ProtoReflect.Descriptor instead.
 func (*ListMySharesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListMySharesResponse) GetShares() []*MyShare {
@@ -2465,7 +2553,7 @@ type GetPeriodReportRequest struct {
 
 func (x *GetPeriodReportRequest) Reset() {
 	*x = GetPeriodReportRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2565,7 @@ func (x *GetPeriodReportRequest) String() string {
 func (*GetPeriodReportRequest) ProtoMessage() {}
 
 func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2578,7 @@ func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportRequest.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetPeriodReportRequest) GetVenueId() string {
@@ -2527,7 +2615,7 @@ type GetPeriodReportResponse struct {
 
 func (x *GetPeriodReportResponse) Reset() {
 	*x = GetPeriodReportResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2627,7 @@ func (x *GetPeriodReportResponse) String() string {
 func (*GetPeriodReportResponse) ProtoMessage() {}
 
 func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2640,7 @@ func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportResponse.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetPeriodReportResponse) GetLines() []*ReportLine {
@@ -2593,7 +2681,7 @@ type ListAuditRecordsRequest struct {
 
 func (x *ListAuditRecordsRequest) Reset() {
 	*x = ListAuditRecordsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2693,7 @@ func (x *ListAuditRecordsRequest) String() string {
 func (*ListAuditRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2706,7 @@ func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListAuditRecordsRequest) GetVenueId() string {
@@ -2645,7 +2733,7 @@ type ListAuditRecordsResponse struct {
 
 func (x *ListAuditRecordsResponse) Reset() {
 	*x = ListAuditRecordsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2745,7 @@ func (x *ListAuditRecordsResponse) String() string {
 func (*ListAuditRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +2758,7 @@ func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListAuditRecordsResponse) GetRecords() []*AuditRecord {
@@ -2716,7 +2804,13 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"n\n" +
 	"\x14InviteMemberResponse\x12-\n" +
 	"\x06member\x18\x01 \x01(\v2\x15.ttip.venue.v1.MemberR\x06member\x12'\n" +
-	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\";\n" +
+	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\"8\n" +
+	"\x14GetInvitationRequest\x12 \n" +
+	"\x05token\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"6\n" +
+	"\x15GetInvitationResponse\x12\x1d\n" +
+	"\n" +
+	"venue_name\x18\x01 \x01(\tR\tvenueName\";\n" +
 	"\x17AcceptInvitationRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"I\n" +
@@ -2856,11 +2950,12 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
-	"\x11REPORT_FORMAT_CSV\x10\x022\xee\x12\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x022\xd5\x13\n" +
 	"\fVenueService\x12M\n" +
 	"\aPutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse\"\x03\x90\x02\x02\x12S\n" +
 	"\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12s\n" +
+	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12e\n" +
+	"\rGetInvitation\x12#.ttip.venue.v1.GetInvitationRequest\x1a$.ttip.venue.v1.GetInvitationResponse\"\t\xca\xf3\x18\x02\b\x01\x90\x02\x01\x12s\n" +
 	"\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a'.ttip.venue.v1.AcceptInvitationResponse\"\x0e\xca\xf3\x18\n" +
 	"\b\x02\x12\x06worker\x12W\n" +
 	"\fUpdateMember\x12\".ttip.venue.v1.UpdateMemberRequest\x1a#.ttip.venue.v1.UpdateMemberResponse\x12W\n" +
@@ -2900,7 +2995,7 @@ func file_ttip_venue_v1_venue_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_venue_v1_venue_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_ttip_venue_v1_venue_service_proto_goTypes = []any{
 	(ReportFormat)(0),                   // 0: ttip.venue.v1.ReportFormat
 	(*PutRoleRequest)(nil),              // 1: ttip.venue.v1.PutRoleRequest
@@ -2909,167 +3004,171 @@ var file_ttip_venue_v1_venue_service_proto_goTypes = []any{
 	(*ListRolesResponse)(nil),           // 4: ttip.venue.v1.ListRolesResponse
 	(*InviteMemberRequest)(nil),         // 5: ttip.venue.v1.InviteMemberRequest
 	(*InviteMemberResponse)(nil),        // 6: ttip.venue.v1.InviteMemberResponse
-	(*AcceptInvitationRequest)(nil),     // 7: ttip.venue.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),    // 8: ttip.venue.v1.AcceptInvitationResponse
-	(*UpdateMemberRequest)(nil),         // 9: ttip.venue.v1.UpdateMemberRequest
-	(*UpdateMemberResponse)(nil),        // 10: ttip.venue.v1.UpdateMemberResponse
-	(*RemoveMemberRequest)(nil),         // 11: ttip.venue.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),        // 12: ttip.venue.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),          // 13: ttip.venue.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),         // 14: ttip.venue.v1.ListMembersResponse
-	(*ListMyVenuesRequest)(nil),         // 15: ttip.venue.v1.ListMyVenuesRequest
-	(*ListMyVenuesResponse)(nil),        // 16: ttip.venue.v1.ListMyVenuesResponse
-	(*ClockInRequest)(nil),              // 17: ttip.venue.v1.ClockInRequest
-	(*ClockInResponse)(nil),             // 18: ttip.venue.v1.ClockInResponse
-	(*ClockOutRequest)(nil),             // 19: ttip.venue.v1.ClockOutRequest
-	(*ClockOutResponse)(nil),            // 20: ttip.venue.v1.ClockOutResponse
-	(*RecordShiftRequest)(nil),          // 21: ttip.venue.v1.RecordShiftRequest
-	(*RecordShiftResponse)(nil),         // 22: ttip.venue.v1.RecordShiftResponse
-	(*ImportShiftsRequest)(nil),         // 23: ttip.venue.v1.ImportShiftsRequest
-	(*ImportShiftsResponse)(nil),        // 24: ttip.venue.v1.ImportShiftsResponse
-	(*ListShiftsRequest)(nil),           // 25: ttip.venue.v1.ListShiftsRequest
-	(*ListShiftsResponse)(nil),          // 26: ttip.venue.v1.ListShiftsResponse
-	(*GetHoursRequest)(nil),             // 27: ttip.venue.v1.GetHoursRequest
-	(*GetHoursResponse)(nil),            // 28: ttip.venue.v1.GetHoursResponse
-	(*SetSplitRuleRequest)(nil),         // 29: ttip.venue.v1.SetSplitRuleRequest
-	(*SetSplitRuleResponse)(nil),        // 30: ttip.venue.v1.SetSplitRuleResponse
-	(*GetSplitRuleRequest)(nil),         // 31: ttip.venue.v1.GetSplitRuleRequest
-	(*GetSplitRuleResponse)(nil),        // 32: ttip.venue.v1.GetSplitRuleResponse
-	(*ListSplitRulesRequest)(nil),       // 33: ttip.venue.v1.ListSplitRulesRequest
-	(*ListSplitRulesResponse)(nil),      // 34: ttip.venue.v1.ListSplitRulesResponse
-	(*PreviewDistributionRequest)(nil),  // 35: ttip.venue.v1.PreviewDistributionRequest
-	(*PreviewDistributionResponse)(nil), // 36: ttip.venue.v1.PreviewDistributionResponse
-	(*ConfirmDistributionRequest)(nil),  // 37: ttip.venue.v1.ConfirmDistributionRequest
-	(*ConfirmDistributionResponse)(nil), // 38: ttip.venue.v1.ConfirmDistributionResponse
-	(*ReverseDistributionRequest)(nil),  // 39: ttip.venue.v1.ReverseDistributionRequest
-	(*ReverseDistributionResponse)(nil), // 40: ttip.venue.v1.ReverseDistributionResponse
-	(*GetDistributionRequest)(nil),      // 41: ttip.venue.v1.GetDistributionRequest
-	(*GetDistributionResponse)(nil),     // 42: ttip.venue.v1.GetDistributionResponse
-	(*ListDistributionsRequest)(nil),    // 43: ttip.venue.v1.ListDistributionsRequest
-	(*ListDistributionsResponse)(nil),   // 44: ttip.venue.v1.ListDistributionsResponse
-	(*ListMySharesRequest)(nil),         // 45: ttip.venue.v1.ListMySharesRequest
-	(*ListMySharesResponse)(nil),        // 46: ttip.venue.v1.ListMySharesResponse
-	(*GetPeriodReportRequest)(nil),      // 47: ttip.venue.v1.GetPeriodReportRequest
-	(*GetPeriodReportResponse)(nil),     // 48: ttip.venue.v1.GetPeriodReportResponse
-	(*ListAuditRecordsRequest)(nil),     // 49: ttip.venue.v1.ListAuditRecordsRequest
-	(*ListAuditRecordsResponse)(nil),    // 50: ttip.venue.v1.ListAuditRecordsResponse
-	(*Role)(nil),                        // 51: ttip.venue.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 52: google.protobuf.Timestamp
-	(*Member)(nil),                      // 53: ttip.venue.v1.Member
-	(*Shift)(nil),                       // 54: ttip.venue.v1.Shift
-	(*RejectedRow)(nil),                 // 55: ttip.venue.v1.RejectedRow
-	(*Period)(nil),                      // 56: ttip.venue.v1.Period
-	(*MemberHours)(nil),                 // 57: ttip.venue.v1.MemberHours
-	(SplitMethod)(0),                    // 58: ttip.venue.v1.SplitMethod
-	(*FixedShare)(nil),                  // 59: ttip.venue.v1.FixedShare
-	(*SplitRule)(nil),                   // 60: ttip.venue.v1.SplitRule
-	(*Distribution)(nil),                // 61: ttip.venue.v1.Distribution
-	(*v1.Money)(nil),                    // 62: ttip.common.v1.Money
-	(*v1.PageRequest)(nil),              // 63: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),             // 64: ttip.common.v1.PageResponse
-	(*MyShare)(nil),                     // 65: ttip.venue.v1.MyShare
-	(*ReportLine)(nil),                  // 66: ttip.venue.v1.ReportLine
-	(*AuditRecord)(nil),                 // 67: ttip.venue.v1.AuditRecord
+	(*GetInvitationRequest)(nil),        // 7: ttip.venue.v1.GetInvitationRequest
+	(*GetInvitationResponse)(nil),       // 8: ttip.venue.v1.GetInvitationResponse
+	(*AcceptInvitationRequest)(nil),     // 9: ttip.venue.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),    // 10: ttip.venue.v1.AcceptInvitationResponse
+	(*UpdateMemberRequest)(nil),         // 11: ttip.venue.v1.UpdateMemberRequest
+	(*UpdateMemberResponse)(nil),        // 12: ttip.venue.v1.UpdateMemberResponse
+	(*RemoveMemberRequest)(nil),         // 13: ttip.venue.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),        // 14: ttip.venue.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),          // 15: ttip.venue.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 16: ttip.venue.v1.ListMembersResponse
+	(*ListMyVenuesRequest)(nil),         // 17: ttip.venue.v1.ListMyVenuesRequest
+	(*ListMyVenuesResponse)(nil),        // 18: ttip.venue.v1.ListMyVenuesResponse
+	(*ClockInRequest)(nil),              // 19: ttip.venue.v1.ClockInRequest
+	(*ClockInResponse)(nil),             // 20: ttip.venue.v1.ClockInResponse
+	(*ClockOutRequest)(nil),             // 21: ttip.venue.v1.ClockOutRequest
+	(*ClockOutResponse)(nil),            // 22: ttip.venue.v1.ClockOutResponse
+	(*RecordShiftRequest)(nil),          // 23: ttip.venue.v1.RecordShiftRequest
+	(*RecordShiftResponse)(nil),         // 24: ttip.venue.v1.RecordShiftResponse
+	(*ImportShiftsRequest)(nil),         // 25: ttip.venue.v1.ImportShiftsRequest
+	(*ImportShiftsResponse)(nil),        // 26: ttip.venue.v1.ImportShiftsResponse
+	(*ListShiftsRequest)(nil),           // 27: ttip.venue.v1.ListShiftsRequest
+	(*ListShiftsResponse)(nil),          // 28: ttip.venue.v1.ListShiftsResponse
+	(*GetHoursRequest)(nil),             // 29: ttip.venue.v1.GetHoursRequest
+	(*GetHoursResponse)(nil),            // 30: ttip.venue.v1.GetHoursResponse
+	(*SetSplitRuleRequest)(nil),         // 31: ttip.venue.v1.SetSplitRuleRequest
+	(*SetSplitRuleResponse)(nil),        // 32: ttip.venue.v1.SetSplitRuleResponse
+	(*GetSplitRuleRequest)(nil),         // 33: ttip.venue.v1.GetSplitRuleRequest
+	(*GetSplitRuleResponse)(nil),        // 34: ttip.venue.v1.GetSplitRuleResponse
+	(*ListSplitRulesRequest)(nil),       // 35: ttip.venue.v1.ListSplitRulesRequest
+	(*ListSplitRulesResponse)(nil),      // 36: ttip.venue.v1.ListSplitRulesResponse
+	(*PreviewDistributionRequest)(nil),  // 37: ttip.venue.v1.PreviewDistributionRequest
+	(*PreviewDistributionResponse)(nil), // 38: ttip.venue.v1.PreviewDistributionResponse
+	(*ConfirmDistributionRequest)(nil),  // 39: ttip.venue.v1.ConfirmDistributionRequest
+	(*ConfirmDistributionResponse)(nil), // 40: ttip.venue.v1.ConfirmDistributionResponse
+	(*ReverseDistributionRequest)(nil),  // 41: ttip.venue.v1.ReverseDistributionRequest
+	(*ReverseDistributionResponse)(nil), // 42: ttip.venue.v1.ReverseDistributionResponse
+	(*GetDistributionRequest)(nil),      // 43: ttip.venue.v1.GetDistributionRequest
+	(*GetDistributionResponse)(nil),     // 44: ttip.venue.v1.GetDistributionResponse
+	(*ListDistributionsRequest)(nil),    // 45: ttip.venue.v1.ListDistributionsRequest
+	(*ListDistributionsResponse)(nil),   // 46: ttip.venue.v1.ListDistributionsResponse
+	(*ListMySharesRequest)(nil),         // 47: ttip.venue.v1.ListMySharesRequest
+	(*ListMySharesResponse)(nil),        // 48: ttip.venue.v1.ListMySharesResponse
+	(*GetPeriodReportRequest)(nil),      // 49: ttip.venue.v1.GetPeriodReportRequest
+	(*GetPeriodReportResponse)(nil),     // 50: ttip.venue.v1.GetPeriodReportResponse
+	(*ListAuditRecordsRequest)(nil),     // 51: ttip.venue.v1.ListAuditRecordsRequest
+	(*ListAuditRecordsResponse)(nil),    // 52: ttip.venue.v1.ListAuditRecordsResponse
+	(*Role)(nil),                        // 53: ttip.venue.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 54: google.protobuf.Timestamp
+	(*Member)(nil),                      // 55: ttip.venue.v1.Member
+	(*Shift)(nil),                       // 56: ttip.venue.v1.Shift
+	(*RejectedRow)(nil),                 // 57: ttip.venue.v1.RejectedRow
+	(*Period)(nil),                      // 58: ttip.venue.v1.Period
+	(*MemberHours)(nil),                 // 59: ttip.venue.v1.MemberHours
+	(SplitMethod)(0),                    // 60: ttip.venue.v1.SplitMethod
+	(*FixedShare)(nil),                  // 61: ttip.venue.v1.FixedShare
+	(*SplitRule)(nil),                   // 62: ttip.venue.v1.SplitRule
+	(*Distribution)(nil),                // 63: ttip.venue.v1.Distribution
+	(*v1.Money)(nil),                    // 64: ttip.common.v1.Money
+	(*v1.PageRequest)(nil),              // 65: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),             // 66: ttip.common.v1.PageResponse
+	(*MyShare)(nil),                     // 67: ttip.venue.v1.MyShare
+	(*ReportLine)(nil),                  // 68: ttip.venue.v1.ReportLine
+	(*AuditRecord)(nil),                 // 69: ttip.venue.v1.AuditRecord
 }
 var file_ttip_venue_v1_venue_service_proto_depIdxs = []int32{
-	51, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
-	51, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
-	52, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
-	53, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
-	53, // 4: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
-	53, // 5: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
-	52, // 6: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
-	53, // 7: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
-	53, // 8: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
-	53, // 9: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
-	54, // 10: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
-	54, // 11: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
-	52, // 12: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
-	52, // 13: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
-	54, // 14: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
-	55, // 15: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
-	56, // 16: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
-	54, // 17: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
-	56, // 18: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
-	57, // 19: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
-	58, // 20: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
-	59, // 21: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	60, // 22: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	60, // 23: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	60, // 24: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
-	56, // 25: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	61, // 26: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	56, // 27: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	62, // 28: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
-	61, // 29: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	61, // 30: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	61, // 31: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	63, // 32: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	61, // 33: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
-	64, // 34: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
-	63, // 35: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
-	65, // 36: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
-	64, // 37: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
-	56, // 38: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
+	53, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
+	53, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
+	54, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
+	55, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
+	55, // 4: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
+	55, // 5: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
+	54, // 6: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
+	55, // 7: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
+	55, // 8: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
+	55, // 9: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
+	56, // 10: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
+	56, // 11: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
+	54, // 12: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
+	54, // 13: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
+	56, // 14: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
+	57, // 15: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
+	58, // 16: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
+	56, // 17: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
+	58, // 18: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
+	59, // 19: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
+	60, // 20: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
+	61, // 21: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	62, // 22: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	62, // 23: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	62, // 24: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
+	58, // 25: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	63, // 26: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	58, // 27: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	64, // 28: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
+	63, // 29: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	63, // 30: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	63, // 31: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	65, // 32: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	63, // 33: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
+	66, // 34: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	65, // 35: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
+	67, // 36: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
+	66, // 37: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
+	58, // 38: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
 	0,  // 39: ttip.venue.v1.GetPeriodReportRequest.format:type_name -> ttip.venue.v1.ReportFormat
-	66, // 40: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
-	62, // 41: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
-	62, // 42: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
-	63, // 43: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 44: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
-	64, // 45: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
+	68, // 40: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
+	64, // 41: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
+	64, // 42: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
+	65, // 43: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
+	69, // 44: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
+	66, // 45: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
 	1,  // 46: ttip.venue.v1.VenueService.PutRole:input_type -> ttip.venue.v1.PutRoleRequest
 	3,  // 47: ttip.venue.v1.VenueService.ListRoles:input_type -> ttip.venue.v1.ListRolesRequest
 	5,  // 48: ttip.venue.v1.VenueService.InviteMember:input_type -> ttip.venue.v1.InviteMemberRequest
-	7,  // 49: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
-	9,  // 50: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
-	11, // 51: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
-	13, // 52: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
-	15, // 53: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
-	17, // 54: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
-	19, // 55: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
-	21, // 56: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
-	23, // 57: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
-	25, // 58: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
-	27, // 59: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
-	29, // 60: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
-	31, // 61: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
-	33, // 62: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
-	35, // 63: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
-	37, // 64: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
-	39, // 65: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
-	41, // 66: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
-	43, // 67: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
-	45, // 68: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
-	47, // 69: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
-	49, // 70: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
-	2,  // 71: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
-	4,  // 72: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
-	6,  // 73: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
-	8,  // 74: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
-	10, // 75: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
-	12, // 76: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
-	14, // 77: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
-	16, // 78: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
-	18, // 79: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
-	20, // 80: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
-	22, // 81: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
-	24, // 82: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
-	26, // 83: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
-	28, // 84: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
-	30, // 85: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
-	32, // 86: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
-	34, // 87: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
-	36, // 88: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
-	38, // 89: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
-	40, // 90: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
-	42, // 91: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
-	44, // 92: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
-	46, // 93: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
-	48, // 94: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
-	50, // 95: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
-	71, // [71:96] is the sub-list for method output_type
-	46, // [46:71] is the sub-list for method input_type
+	7,  // 49: ttip.venue.v1.VenueService.GetInvitation:input_type -> ttip.venue.v1.GetInvitationRequest
+	9,  // 50: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
+	11, // 51: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
+	13, // 52: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
+	15, // 53: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
+	17, // 54: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
+	19, // 55: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
+	21, // 56: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
+	23, // 57: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
+	25, // 58: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
+	27, // 59: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
+	29, // 60: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
+	31, // 61: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
+	33, // 62: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
+	35, // 63: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
+	37, // 64: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
+	39, // 65: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
+	41, // 66: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
+	43, // 67: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
+	45, // 68: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
+	47, // 69: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
+	49, // 70: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
+	51, // 71: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
+	2,  // 72: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
+	4,  // 73: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
+	6,  // 74: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
+	8,  // 75: ttip.venue.v1.VenueService.GetInvitation:output_type -> ttip.venue.v1.GetInvitationResponse
+	10, // 76: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
+	12, // 77: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
+	14, // 78: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
+	16, // 79: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
+	18, // 80: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
+	20, // 81: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
+	22, // 82: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
+	24, // 83: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
+	26, // 84: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
+	28, // 85: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
+	30, // 86: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
+	32, // 87: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
+	34, // 88: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
+	36, // 89: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
+	38, // 90: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
+	40, // 91: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
+	42, // 92: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
+	44, // 93: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
+	46, // 94: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
+	48, // 95: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
+	50, // 96: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
+	52, // 97: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
+	72, // [72:98] is the sub-list for method output_type
+	46, // [46:72] is the sub-list for method input_type
 	46, // [46:46] is the sub-list for extension type_name
 	46, // [46:46] is the sub-list for extension extendee
 	0,  // [0:46] is the sub-list for field type_name
@@ -3087,7 +3186,7 @@ func file_ttip_venue_v1_venue_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_venue_v1_venue_service_proto_rawDesc), len(file_ttip_venue_v1_venue_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

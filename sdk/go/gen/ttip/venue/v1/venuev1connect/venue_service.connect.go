@@ -40,6 +40,9 @@ const (
 	// VenueServiceInviteMemberProcedure is the fully-qualified name of the VenueService's InviteMember
 	// RPC.
 	VenueServiceInviteMemberProcedure = "/ttip.venue.v1.VenueService/InviteMember"
+	// VenueServiceGetInvitationProcedure is the fully-qualified name of the VenueService's
+	// GetInvitation RPC.
+	VenueServiceGetInvitationProcedure = "/ttip.venue.v1.VenueService/GetInvitation"
 	// VenueServiceAcceptInvitationProcedure is the fully-qualified name of the VenueService's
 	// AcceptInvitation RPC.
 	VenueServiceAcceptInvitationProcedure = "/ttip.venue.v1.VenueService/AcceptInvitation"
@@ -112,6 +115,11 @@ type VenueServiceClient interface {
 	// Invites a person by phone: an SMS carries a link; they sign in with the
 	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// The venue an invitation link is from, for the join page before its reader
+	// signs in: the venue's name only (the invitation SMS names it too), nothing
+	// about the member. NOT_FOUND for a token naming no invitation (unknown or
+	// replaced by a newer one) or a membership that has ended.
+	GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error)
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
 	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
@@ -186,6 +194,13 @@ func NewVenueServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			httpClient,
 			baseURL+VenueServiceInviteMemberProcedure,
 			connect.WithSchema(venueServiceMethods.ByName("InviteMember")),
+			connect.WithClientOptions(opts...),
+		),
+		getInvitation: connect.NewClient[v1.GetInvitationRequest, v1.GetInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceGetInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("GetInvitation")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		acceptInvitation: connect.NewClient[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse](
@@ -340,6 +355,7 @@ type venueServiceClient struct {
 	putRole             *connect.Client[v1.PutRoleRequest, v1.PutRoleResponse]
 	listRoles           *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
 	inviteMember        *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
+	getInvitation       *connect.Client[v1.GetInvitationRequest, v1.GetInvitationResponse]
 	acceptInvitation    *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
 	updateMember        *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
 	removeMember        *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
@@ -377,6 +393,11 @@ func (c *venueServiceClient) ListRoles(ctx context.Context, req *connect.Request
 // InviteMember calls ttip.venue.v1.VenueService.InviteMember.
 func (c *venueServiceClient) InviteMember(ctx context.Context, req *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error) {
 	return c.inviteMember.CallUnary(ctx, req)
+}
+
+// GetInvitation calls ttip.venue.v1.VenueService.GetInvitation.
+func (c *venueServiceClient) GetInvitation(ctx context.Context, req *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error) {
+	return c.getInvitation.CallUnary(ctx, req)
 }
 
 // AcceptInvitation calls ttip.venue.v1.VenueService.AcceptInvitation.
@@ -497,6 +518,11 @@ type VenueServiceHandler interface {
 	// Invites a person by phone: an SMS carries a link; they sign in with the
 	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// The venue an invitation link is from, for the join page before its reader
+	// signs in: the venue's name only (the invitation SMS names it too), nothing
+	// about the member. NOT_FOUND for a token naming no invitation (unknown or
+	// replaced by a newer one) or a membership that has ended.
+	GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error)
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
 	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
@@ -567,6 +593,13 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 		VenueServiceInviteMemberProcedure,
 		svc.InviteMember,
 		connect.WithSchema(venueServiceMethods.ByName("InviteMember")),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceGetInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceGetInvitationProcedure,
+		svc.GetInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("GetInvitation")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	venueServiceAcceptInvitationHandler := connect.NewUnaryHandler(
@@ -721,6 +754,8 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 			venueServiceListRolesHandler.ServeHTTP(w, r)
 		case VenueServiceInviteMemberProcedure:
 			venueServiceInviteMemberHandler.ServeHTTP(w, r)
+		case VenueServiceGetInvitationProcedure:
+			venueServiceGetInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceAcceptInvitationProcedure:
 			venueServiceAcceptInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceUpdateMemberProcedure:
@@ -784,6 +819,10 @@ func (UnimplementedVenueServiceHandler) ListRoles(context.Context, *connect.Requ
 
 func (UnimplementedVenueServiceHandler) InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.InviteMember is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.GetInvitation is not implemented"))
 }
 
 func (UnimplementedVenueServiceHandler) AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error) {

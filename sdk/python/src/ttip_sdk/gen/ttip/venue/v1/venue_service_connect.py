@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.venue.v1 import venue_service_pb
-from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveMemberRequest, RemoveMemberResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
+from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetInvitationRequest, GetInvitationResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveMemberRequest, RemoveMemberResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -48,6 +48,15 @@ class VenueService(Protocol):
         """
         Invites a person by phone: an SMS carries a link; they sign in with the
         usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_invitation(self, request: GetInvitationRequest, ctx: RequestContext[GetInvitationRequest, GetInvitationResponse], /) -> GetInvitationResponse:
+        """
+        The venue an invitation link is from, for the join page before its reader
+        signs in: the venue's name only (the invitation SMS names it too), nothing
+        about the member. NOT_FOUND for a token naming no invitation (unknown or
+        replaced by a newer one) or a membership that has ended.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -220,6 +229,17 @@ class VenueServiceASGIApplication(ConnectASGIApplication[VenueService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.invite_member,
+                ),
+                "/ttip.venue.v1.VenueService/GetInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=GetInvitationRequest,
+                        output=GetInvitationResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_invitation,
                 ),
                 "/ttip.venue.v1.VenueService/AcceptInvitation": Endpoint.unary(
                     method=MethodInfo(
@@ -550,6 +570,34 @@ class VenueServiceClient(ConnectClient):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    async def get_invitation(
+        self,
+        request: GetInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetInvitationResponse:
+        """
+        The venue an invitation link is from, for the join page before its reader
+        signs in: the venue's name only (the invitation SMS names it too), nothing
+        about the member. NOT_FOUND for a token naming no invitation (unknown or
+        replaced by a newer one) or a membership that has ended.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=GetInvitationRequest,
+                output=GetInvitationResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     async def accept_invitation(
         self,
@@ -1091,6 +1139,15 @@ class VenueServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def get_invitation(self, request: GetInvitationRequest, ctx: RequestContext[GetInvitationRequest, GetInvitationResponse], /) -> GetInvitationResponse:
+        """
+        The venue an invitation link is from, for the join page before its reader
+        signs in: the venue's name only (the invitation SMS names it too), nothing
+        about the member. NOT_FOUND for a token naming no invitation (unknown or
+        replaced by a newer one) or a membership that has ended.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def accept_invitation(self, request: AcceptInvitationRequest, ctx: RequestContext[AcceptInvitationRequest, AcceptInvitationResponse], /) -> AcceptInvitationResponse:
         """
         The signed-in worker accepts an invitation (the token from the SMS link).
@@ -1258,6 +1315,17 @@ class VenueServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.invite_member,
+                ),
+                "/ttip.venue.v1.VenueService/GetInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=GetInvitationRequest,
+                        output=GetInvitationResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_invitation,
                 ),
                 "/ttip.venue.v1.VenueService/AcceptInvitation": EndpointSync.unary(
                     method=MethodInfo(
@@ -1588,6 +1656,34 @@ class VenueServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def get_invitation(
+        self,
+        request: GetInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetInvitationResponse:
+        """
+        The venue an invitation link is from, for the join page before its reader
+        signs in: the venue's name only (the invitation SMS names it too), nothing
+        about the member. NOT_FOUND for a token naming no invitation (unknown or
+        replaced by a newer one) or a membership that has ended.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=GetInvitationRequest,
+                output=GetInvitationResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def accept_invitation(
         self,
