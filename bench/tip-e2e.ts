@@ -144,8 +144,9 @@ const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
-// BENCH_POOL_MAX=n: each service's PostgreSQL pool in cluster and split modes (DATABASE_POOL_MAX), to compare sizes.
-const servicePoolMax = process.env.BENCH_POOL_MAX ?? "10";
+// BENCH_POOL_MAX=n: each service's PostgreSQL pool in cluster and split modes (DATABASE_POOL_MAX), to compare
+// sizes; unset: the services' own default (5, the chart's).
+const servicePoolMax = process.env.BENCH_POOL_MAX;
 // BENCH_DIRECT_ROUNDS=n (default 3; 0: none): cluster mode's CreateTip through the gateway against straight to payment,
 // n alternated rounds of BENCH_DIRECT_SECONDS (default 3) each way, at the run's concurrency and at 1 (gatewayAgainstDirect).
 const directRounds = Number(process.env.BENCH_DIRECT_ROUNDS ?? 3);
@@ -210,7 +211,8 @@ const paymentConfig = benchPaymentConfig(daraja);
 async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = {
-    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: servicePoolMax, NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
+    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
+    ...(servicePoolMax ? { DATABASE_POOL_MAX: servicePoolMax } : {}),
     ...nodeOptions,
   };
   const own: Record<string, Record<string, string>> = {

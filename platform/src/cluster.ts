@@ -178,6 +178,14 @@ async function runService(module: ServiceModule): Promise<void> {
   );
 }
 
+/**
+ * One service's connections, as the chart's default (a replica of the whole platform keeps sharedState's 10
+ * for all of them): on a 2-core PostgreSQL more connections run more statements at once, each switched away
+ * more often. bench/pool-sizes.ts, 5 against 10: PostgreSQL's CPU per tip 0.95-0.96x, its context switches
+ * 0.87-0.96x, tips/s the same.
+ */
+const SERVICE_POOL_MAX = 5;
+
 /** A service's configuration: the common settings, the internal key, its peers' URLs, Postgres, NATS and Redis. */
 function loadServiceConfig(module: ServiceModule) {
   const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
@@ -186,6 +194,7 @@ function loadServiceConfig(module: ServiceModule) {
     ...internalKey,
     ...peerUrls,
     ...sharedState,
+    DATABASE_POOL_MAX: z.coerce.number().int().positive().default(SERVICE_POOL_MAX),
   });
 }
 
@@ -242,5 +251,6 @@ export function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
     frames: cfg.RPC_FRAMES === "on",
     readMaxBytes: cfg.READ_MAX_BYTES,
+    maxCallsInFlight: cfg.MAX_CALLS_IN_FLIGHT,
   };
 }

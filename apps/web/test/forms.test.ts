@@ -13,6 +13,8 @@ import { roleDictionaries, roleLabel, WORKER_ROLES } from "../src/lib/roles.js";
 import { makePdf } from "../src/lib/pdf.js";
 import { statementPdf } from "../src/lib/statement-pdf.js";
 import { workerDictionaries, workerLocale, workerT } from "../src/lib/worker-i18n.js";
+import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { limitWord } from "../src/app/w/words.js";
 
 const problem = (c: { ok: boolean; problem?: string }) => (c.ok ? "ok" : c.problem);
 
@@ -200,4 +202,15 @@ test("a venue's roles by name: the defaults in the reader's language, a renamed 
   assert.equal(venueRoleName({ roleId: "barista", name: "Barista" }, "barista", "sw"), "Barista");
   assert.equal(venueRoleName(undefined, "kitchen", "sw"), "Jikoni", "before the roles have loaded");
   assert.equal(venueRoleName(undefined, "pastry", "en"), "pastry");
+});
+
+test("withdrawal limits: each kind the wallet reports has its own name in both languages, not the bare \"Limit\"", () => {
+  for (const locale of ["en", "sw"] as const) {
+    const t = workerT(locale);
+    const kinds = Object.values(LimitKind).filter((k): k is LimitKind => typeof k === "number" && k !== LimitKind.UNSPECIFIED);
+    const names = kinds.map((k) => limitWord(t, k));
+    for (const [i, name] of names.entries()) assert.notEqual(name, t("limitOther"), `${LimitKind[kinds[i]]} in ${locale}`);
+    assert.equal(new Set(names).size, names.length, `one name per limit in ${locale}: ${names.join(", ")}`);
+  }
+  assert.equal(limitWord(workerT("en"), LimitKind.MPESA_DAILY), "M-Pesa today");
 });

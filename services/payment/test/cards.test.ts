@@ -418,6 +418,21 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a dispute on a tip held for review and approved sets the worker's amount aside as for any paid tip; won, it goes back", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}_5`, USD(1000), "KE");
+    assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" })).tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(worker), 115117n);
+    const du = await h.stripe.openDispute(held.tip.providerPaymentId);
+    await until(held.tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    // Before, nothing was set aside (its credit had gone to suspense): the worker could withdraw money under dispute.
+    assert.equal(await h.balance(worker), 0n, "set aside");
+    await h.stripe.closeDispute(du, "won");
+    await until(held.tip.tipId, "dispute won", (t) => t.cardState === CardTipState.DISPUTE_WON);
+    assert.equal(await h.balance(worker), 115117n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a dispute won gives the set-aside amount back", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

@@ -196,8 +196,9 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
     const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
     let wallet = (tip.worker_receives_minor * ev.amountMinor) / tip.charged_minor;
     if (wallet > walletLeft) wallet = walletLeft;
-    // Only what is there can be set aside; the rest is taken if the dispute is lost.
-    const available = tip.credit_kind === "worker" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
+    // Only what is there can be set aside; the rest is taken if the dispute is lost. A tip that reached the worker:
+    // credited to them, or held for review and approved (its credit went to suspense, its approval paid them).
+    const available = tip.status === "succeeded" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
     const held = available <= 0n ? 0n : available < wallet ? available : wallet;
     await withTransaction(pool, async (tx) => {
       const { rowCount } = await tx.query(

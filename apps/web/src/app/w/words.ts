@@ -1,4 +1,5 @@
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import type { WorkerKey } from "../../lib/worker-i18n";
 
 type T = (k: WorkerKey) => string;
@@ -11,4 +12,17 @@ export function statusWord(t: T, status: TipStatus): string {
 export function payoutWord(t: T, status: PayoutStatus): string {
   const name = PayoutStatus[status];
   return ["SUCCEEDED", "FAILED", "PENDING", "RESOLVING", "ON_HOLD"].includes(name) ? t(`ps_${name}` as WorkerKey) : t("ps_other");
+}
+
+const LIMITS: Partial<Record<LimitKind, WorkerKey>> = {
+  [LimitKind.PER_TRANSACTION]: "limitPer",
+  [LimitKind.DAILY]: "limitDay",
+  [LimitKind.MONTHLY]: "limitMonth",
+  [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesa",
+  [LimitKind.MPESA_DAILY]: "limitMpesaDay",
+};
+
+/** A withdrawal limit's name; a kind newer than this screen is "Limit". */
+export function limitWord(t: T, kind: LimitKind): string {
+  return t(LIMITS[kind] ?? "limitOther");
 }

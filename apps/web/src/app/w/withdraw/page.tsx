@@ -5,7 +5,6 @@ import { useEffect, useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
 import { checkWithdrawal } from "../../../lib/forms";
@@ -15,14 +14,8 @@ import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useWrite } from "../../../lib/use-write";
 import { useT } from "../use-t";
-import { payoutWord } from "../words";
+import { limitWord, payoutWord } from "../words";
 
-const LIMITS: Partial<Record<LimitKind, WorkerKey>> = {
-  [LimitKind.PER_TRANSACTION]: "limitPer",
-  [LimitKind.DAILY]: "limitDay",
-  [LimitKind.MONTHLY]: "limitMonth",
-  [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesa",
-};
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 
 /**
@@ -125,7 +118,7 @@ export default function Withdraw() {
         <div className="table-box"><table aria-label={t("limitsLabel")}>
           <tbody>
             {limits.data.limits.map((l) => (
-              <tr key={l.kind}><th>{t(LIMITS[l.kind] ?? "limitOther")}</th><td>{t("leftOf", { left: formatAmount(l.remaining, WALLET_CURRENCY), limit: formatAmount(l.limit, WALLET_CURRENCY) })}</td></tr>
+              <tr key={l.kind}><th>{limitWord(t, l.kind)}</th><td>{t("leftOf", { left: formatAmount(l.remaining, WALLET_CURRENCY), limit: formatAmount(l.limit, WALLET_CURRENCY) })}</td></tr>
             ))}
           </tbody>
         </table></div>
