@@ -4,6 +4,7 @@ import { Code, createClient, createContextValues, type Interceptor, type Transpo
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import {
+  admission,
   clientAddress,
   DEFAULT_READ_MAX_BYTES,
   internalTransport,
@@ -111,7 +112,20 @@ export interface GatewayOptions {
   forwardBytes?: boolean;
   /** Decoded calls go through connect-es's client, as before (forward.ts; the benches' yardstick). Default false. */
   forwardViaClient?: boolean;
+  /**
+   * Unary calls forwarded at once; past it new ones are refused UNAVAILABLE
+   * (reason OVERLOADED, retry-after) before any check runs (default
+   * GATEWAY_MAX_CALLS_IN_FLIGHT; 0: no bound).
+   */
+  maxCallsInFlight?: number;
 }
+
+/**
+ * The gateway's default bound on calls in flight: its calls each make a few
+ * behind it, so it is below the services' (DEFAULT_MAX_CALLS_IN_FLIGHT) and
+ * the refusal happens here, at the entry, before any service did part of a call.
+ */
+export const GATEWAY_MAX_CALLS_IN_FLIGHT = 128;
 
 /** The peer address (for HTTP/2, the session's socket stands behind the request's). */
 function socketAddress(socket: unknown): string | undefined {
@@ -196,6 +210,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     frames: options.frames,
     streamApi: options.streamApi,
     readMaxBytes: options.readMaxBytes,
+    // One count for the calls forwarded as bytes and the decoded ones.
+    admission: admission(options.maxCallsInFlight ?? GATEWAY_MAX_CALLS_IN_FLIGHT),
   };
   // Services in this process are called without encoding already (their `local` transport).
   const raw = rawForwarding({

@@ -14,6 +14,7 @@ import { Code, ConnectError, createClient, type Interceptor, type Transport } fr
 import type { Compression } from "@connectrpc/connect/protocol";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import {
@@ -403,6 +404,37 @@ describe("binary calls forwarded as bytes", () => {
       }
     } finally {
       await down.close();
+    }
+  });
+
+  test("past its bound on calls in flight the gateway refuses UNAVAILABLE (OVERLOADED, retry-after) before any check, for calls forwarded as bytes and decoded ones alike; the held calls complete", async () => {
+    const bounded = await startGateway({ logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: backend.server.url }], rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: [], maxCallsInFlight: 2 });
+    const binary = createClient(QrService, transports.gRPC(bounded.url));
+    const json = createClient(QrService, createConnectTransport({ baseUrl: bounded.url, httpVersion: "1.1" }));
+    try {
+      seen.length = 0;
+      // One held call down each forwarding path: the bound is one count for both.
+      const held = [binary.getQrCode({ qrCodeId: SLOW }), json.getQrCode({ qrCodeId: SLOW })];
+      await eventually("both held calls at the service", () => seen.length === 2);
+      for (const [name, call] of [
+        ["bytes", () => binary.getQrCode({ qrCodeId: randomUUID() })],
+        ["decoded", () => json.getQrCode({ qrCodeId: randomUUID() })],
+        // Refused before the token check: a signed-in RPC without a token is not UNAUTHENTICATED here.
+        ["no token", () => binary.createQrCode({})],
+      ] as const) {
+        const refused = await call().then(() => assert.fail(`${name}: answered`), (e: unknown) => ConnectError.from(e));
+        assert.equal(refused.code, Code.Unavailable, name);
+        assert.equal(refused.findDetails(DomainErrorInfoSchema)[0]?.reason, "OVERLOADED", name);
+        assert.equal(refused.metadata.get(name === "decoded" ? "retry-after" : "grpc-retry-pushback-ms"), name === "decoded" ? "1" : "1000", name);
+      }
+      assert.equal(seen.length, 2, "no refused call reached the service");
+      slowGate.open();
+      assert.equal((await Promise.all(held)).length, 2);
+      assert.ok(await binary.getQrCode({ qrCodeId: randomUUID() }), "room again once they ended");
+    } finally {
+      slowGate.open();
+      slowGate = gate();
+      await bounded.close();
     }
   });
 

@@ -251,5 +251,6 @@ export function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
     frames: cfg.RPC_FRAMES === "on",
     readMaxBytes: cfg.READ_MAX_BYTES,
+    maxCallsInFlight: cfg.MAX_CALLS_IN_FLIGHT,
   };
 }

@@ -17,6 +17,8 @@ export const common = {
   RPC_FRAMES: z.enum(["on", "off"]).default("on"),
   // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
   READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
+  // Unary calls served at once, past which new ones are refused UNAVAILABLE (0: no bound); absent: the role's default.
+  MAX_CALLS_IN_FLIGHT: z.coerce.number().int().min(0).optional(),
 };
 
 /** Ends the process for a failed start: 78 (EX_CONFIG) for configuration, 1 otherwise. */

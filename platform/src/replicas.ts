@@ -43,7 +43,8 @@ type ReplicasConfig = z.infer<z.ZodObject<typeof replicasShape>> & Record<string
 
 /**
  * How long the primary waits before replacing a replica that exited: 1 s after one that served, then
- * twice as long after each replacement that exited before serving (2, 4, 8 s... at most 60 s).
+ * twice as long after each replacement in its place that exited before serving (2, 4, 8 s... at most
+ * 60 s). Counted per place: another place's failing replacements change nothing here.
  */
 function replaceAfterMs(failedStarts: number): number {
   return Math.min(1_000 * 2 ** failedStarts, 60_000);
@@ -75,43 +76,56 @@ async function runPrimary(cfg: ReplicasConfig): Promise<void> {
   const ports = servicePorts(cfg);
   await migrateAll(cfg.DATABASE_URL, logger);
   const replicas = new Set<Worker>();
-  // Until every replica serves, one that exits fails the start; after, it is replaced.
-  let state: "starting" | "serving" | "stopping" = "starting";
-  // Replacements that exited before serving, one after another (the database gone, say): each next
-  // one waits twice as long, so a primary whose replicas cannot start does not restart them every second.
-  let failedStarts = 0;
-  const fork = () =>
+  // A replica of the start that exits before serving fails the start; any other that exits (one
+  // that served, even while the start goes on, or a replacement) is replaced until stopping.
+  let stopping = false;
+  const replacing = new Set<NodeJS.Timeout>();
+  /**
+   * A replica; `failedStarts`: the replacements in its place that exited before serving, one after
+   * another (the database gone, say): each next one waits twice as long, so a primary whose
+   * replicas cannot start does not restart them every second. `replacement`: not one of the start's.
+   */
+  const fork = (failedStarts: number, replacement: boolean) =>
     new Promise<void>((resolve, reject) => {
       const replica = cluster.fork();
       let served = false;
       replicas.add(replica);
-      replica.once("message", (m) => (m === "serving" ? ((served = true), (failedStarts = 0), resolve()) : undefined));
+      replica.once("message", (m) => {
+        if (m !== "serving") return;
+        served = true;
+        if (replacement) logger.info({ replica: replica.id }, "a replacement replica serves");
+        resolve();
+      });
       replica.once("exit", (code, signal) => {
         replicas.delete(replica);
         reject(new StartupError(`a replica exited with ${signal ?? code} while starting (its log above says why)`));
-        if (state !== "serving") return;
-        if (!served) failedStarts++;
-        const delayMs = replaceAfterMs(failedStarts);
-        logger.error({ code, signal, served, failedStarts, delayMs }, `a replica exited; starting another in ${delayMs / 1_000} s`);
+        if (stopping || (!served && !replacement)) return;
+        const failed = served ? 0 : failedStarts + 1;
+        const delayMs = replaceAfterMs(failed);
+        logger.error({ code, signal, served, failedStarts: failed, delayMs }, `a replica exited; starting another in ${delayMs / 1_000} s`);
         // Not unref'd: with its last replica gone nothing else keeps the primary's loop alive (node:cluster
         // closes a port's handle with its last worker), and it would exit 0 instead of replacing it.
         // Its exit already said why a replacement failed: nothing more to log here.
-        setTimeout(() => state === "serving" && fork().catch(() => undefined), delayMs);
+        const timer = setTimeout(() => {
+          replacing.delete(timer);
+          if (!stopping) fork(failed, true).catch(() => undefined);
+        }, delayMs);
+        replacing.add(timer);
       });
     });
   const stopAll = async () => {
-    state = "stopping";
+    stopping = true;
+    for (const timer of replacing) clearTimeout(timer);
     await Promise.all([...replicas].map((r) => stopReplica(r)));
   };
   try {
     // One after another: the first makes what every start ensures (signing keys, templates,
     // analytics' partitions) before the others look for it.
-    for (let i = 0; i < cfg.REPLICAS; i++) await fork();
+    for (let i = 0; i < cfg.REPLICAS; i++) await fork(0, false);
   } catch (err) {
     await stopAll();
     throw err;
   }
-  state = "serving";
   onShutdown(logger, [stopAll], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 10_000);
   const host = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST;
   const services = [...ports].map(([name, port]) => `${name} ${port}`).join(", ");
@@ -133,9 +147,10 @@ async function runReplica(cfg: ReplicasConfig): Promise<void> {
   try {
     await startReplica(cfg, role, logger);
   } catch (err) {
-    // In the log beside the primary's lines, with its role: the primary only sees an exit code.
+    // Said once, in the log beside the primary's lines, with its role (the primary only sees an
+    // exit code): not thrown on to main's handler, which would print it again.
     logger.fatal({ err }, `${role} could not start: ${(err as Error)?.message ?? err}`);
-    throw err;
+    process.exit(1);
   }
 }
 

@@ -1,6 +1,8 @@
-// A primary whose replica dies while the database refuses connections: the primary stays up and
-// replaces it; each replacement fails fast, saying why in its own log line; the primary waits twice
-// as long before each next one (its log says how long), and one serves again once the database does.
+// A primary with two replicas. One that served and dies while the other still starts is replaced.
+// Replicas killed while the database refuses connections: the primary stays up and replaces them;
+// each replacement fails fast, saying why once, in its own log line; the primary waits twice as long
+// before each next one in the same place (its log says how long), 1 s after one that served whatever
+// the other place's count, and one serves again in each place once the database does.
 import assert from "node:assert/strict";
 import http from "node:http";
 import { readFileSync } from "node:fs";
@@ -32,11 +34,9 @@ before(async () => {
   db = await createTestDatabase();
   sim = await startDarajaSimulator({ callbackDelayMs: 50 });
   platform = await PlatformProcess.create(PLATFORM_MAIN, "replicas", await replicasEnv(sim, db.url, {
-    REPLICAS: "1",
+    REPLICAS: "2",
     DATABASE_POOL_MAX: "4",
   }), { onOutput: (text) => (output += text) });
-  await platform.start(300_000);
-  await until("the replica serving", () => output.includes(REPLICAS_SERVING));
 });
 after(async () => {
   await platform?.stop();
@@ -56,14 +56,18 @@ async function allowConnections(allow: boolean): Promise<void> {
   }
 }
 
-/** The replicas: the primary's child processes node:cluster forked (its argv), not a loader's helper. */
+/** When a process started, in clock ticks since boot (/proc/<pid>/stat's 22nd field). */
+const startTicks = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[19]);
+
+/** The replicas, oldest first: the primary's child processes node:cluster forked (its argv), not a loader's helper. */
 const replicaPids = () =>
   readFileSync(`/proc/${platform.pid}/task/${platform.pid}/children`, "utf8")
     .trim()
     .split(/\s+/)
     .filter(Boolean)
     .map(Number)
-    .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("replicas"));
+    .filter((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("replicas"))
+    .sort((a, b) => startTicks(a) - startTicks(b) || a - b);
 
 type LogLine = { role?: string; msg: string; time: string; delayMs?: number; served?: boolean };
 /** The JSON lines logged so far (not one still being written, nor one a write to stderr came into). */
@@ -78,6 +82,8 @@ const logLines = (): LogLine[] =>
         return [];
       }
     });
+/** The primary's "a replacement replica serves" lines. */
+const replacementsServing = () => logLines().filter((l) => l.role === "replicas" && l.msg === "a replacement replica serves").length;
 /** The primary's "a replica exited" lines. */
 const exits = () => logLines().filter((l) => l.role === "replicas" && l.msg.includes("a replica exited"));
 /** Each replica's first line, by role (replica-1, replica-2...): one per replica forked. */
@@ -98,14 +104,31 @@ const healthy = () =>
       .on("error", () => resolve(false));
   });
 
-test("the only replica killed while the database refuses connections: replaced, each replacement fails fast saying why, the next after 2, then 4 s; one serves again once the database does", async () => {
+test("a replica that served and dies while the next one still starts is replaced", async () => {
+  // Back once the first replica serves (the shared port answers); the second is forked then.
+  await platform.start(300_000);
+  await until("the second replica forked", () => replicaPids().length === 2);
+  assert.ok(!output.includes(REPLICAS_SERVING), "the second replica still starting (a start of the platform's code takes seconds)");
+  process.kill(replicaPids()[0], "SIGKILL");
+  // Logged as it exits (the code before logged nothing: it ignored an exit while the start went on); the start's end stops the wait either way.
+  await until("the primary replacing it", () => exits().length > 0 || output.includes(REPLICAS_SERVING));
+  assert.deepEqual(exits().map((e) => [e.served, e.delayMs]), [[true, 1_000]], "the replica that served is replaced after 1 s");
+});
+
+test("the start is over once the second replica serves; the replacement serves too", async () => {
+  await until("every replica of the start serving", () => output.includes(REPLICAS_SERVING));
+  await until("the replacement serving", () => replacementsServing() === 1);
+  assert.equal(replicaPids().length, 2);
+});
+
+test("replicas killed while the database refuses connections: replaced, each replacement fails fast saying why once, the next in its place after 2, then 4 s, one that served after 1 s whatever the other's count", async () => {
   await allowConnections(false);
-  const [replica] = replicaPids();
-  assert.ok(replica, "the replica's pid");
-  process.kill(replica, "SIGKILL");
+  const [older, younger] = replicaPids(); // replica-2, then replica-3 (the first test's replacement)
+  const before = exits().length;
+  process.kill(older, "SIGKILL");
   // The replica that served, then two replacements that could not start (each a whole start of the platform's code: a minute under load).
-  await until("the primary replacing its replica three times", () => exits().length >= 3);
-  const [died, ...failed] = exits().slice(0, 3);
+  await until("the primary replacing the first three times", () => exits().length >= before + 3);
+  const [died, ...failed] = exits().slice(before, before + 3);
   assert.equal(died.served, true);
   assert.match(died.msg, /a replica exited; starting another in 1 s/, died.msg);
   assert.deepEqual(
@@ -116,22 +139,33 @@ test("the only replica killed while the database refuses connections: replaced, 
     ],
     `each replacement that exited before serving waits twice as long:\n${failed.map((e) => e.msg).join("\n")}`,
   );
-  // Each replacement said why, in its own line, and exited (that is the exit the primary logged); the next one may have by now too.
+  // The other place's replica served: replaced after 1 s, though the first place's replacements keep failing.
+  process.kill(younger, "SIGKILL");
+  await until("the second replica's exit", () => exits().slice(before + 3).some((e) => e.served));
+  assert.equal(exits().slice(before + 3).find((e) => e.served)!.delayMs, 1_000, "one that served waits 1 s, not the other place's doubled wait");
+
+  // Each replacement said why, in its own line, and exited (that is the exit the primary logged): replica-4 and replica-5 in the first's place.
   const refusals = logLines().filter((l) => l.role !== "replicas" && /could not start: .*not currently accepting connections/.test(l.msg));
   assert.deepEqual(
     refusals.slice(0, 2).map((l) => l.role),
-    ["replica-2", "replica-3"],
+    ["replica-4", "replica-5"],
     `each replacement's own line saying why:\n${platform.logs}`,
   );
+  // Once: nothing else the replicas wrote (main's handler printing the error again, say) says it.
+  const elsewhere = output.split("\n").filter((l) => l.includes("not currently accepting connections") && !l.startsWith("{"));
+  assert.deepEqual(elsewhere, [], "the reason said again outside the replicas' log lines");
   // Forked no sooner than the primary said: each replacement's first line came at least the wait after the exit before it.
   const first = firstLines();
   for (const [i, exit] of [died, ...failed.slice(0, 1)].entries()) {
-    const next = first.get(`replica-${i + 2}`);
-    assert.ok(next, `replica-${i + 2} logged`);
+    const next = first.get(`replica-${i + 4}`);
+    assert.ok(next, `replica-${i + 4} logged`);
     const waited = Date.parse(next.time) - Date.parse(exit.time);
-    assert.ok(waited >= exit.delayMs!, `replica-${i + 2} started ${waited} ms after the exit before it, not after ${exit.delayMs} ms`);
+    assert.ok(waited >= exit.delayMs!, `replica-${i + 4} started ${waited} ms after the exit before it, not after ${exit.delayMs} ms`);
   }
+});
 
+test("once the database takes connections again, a replacement serves in each place", async () => {
   await allowConnections(true);
-  await until("a replacement serving again", healthy);
+  await until("a replacement serving again in each place", () => replacementsServing() === 3);
+  assert.ok(await healthy());
 });

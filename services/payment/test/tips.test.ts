@@ -243,8 +243,11 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(passes.reduce((s, p) => s + p.settled, 0), 1, "exactly one pass settled it");
     const done = await status(t!.tipId);
     assert.equal(done.status, TipStatus.SUCCEEDED);
+    // Asked by one pass: each pass counts the tips it asked about. Not Daraja's count of queries, which
+    // is more when that pass's query was answered after its client's timeout (a loaded machine) and sent again.
+    assert.equal(passes.reduce((s, p) => s + p.queried, 0), 1, "one pass queried it");
     const r = await row(t!.tipId);
-    assert.equal(h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!.queries, 1, "queried once");
+    assert.ok(h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!.queries >= 1, "Daraja was asked");
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     await reconcile();
     assert.equal(await h.walletEntries(worker), 1);

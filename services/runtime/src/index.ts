@@ -1,5 +1,6 @@
 export * from "./access.js";
 export * from "./admin-audit.js";
+export * from "./admission.js";
 export * from "./bounded-map.js";
 export * from "./bus.js";
 export * from "./cache.js";

@@ -18,6 +18,7 @@ import { localServer, recordingRouter, type DirectSpec, type LocalServer } from 
 import { StartupError } from "./startup.js";
 import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
+import { admission, DEFAULT_MAX_CALLS_IN_FLIGHT, type Admission } from "./admission.js";
 import { inHttpServerSpan, TRACEPARENT_HEADER, tracingEnabled, tracingInterceptor } from "./tracing.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -93,6 +94,11 @@ export interface ServerOptions {
   accessLog?: { callerKind: (values: ContextValues) => string };
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
   readMaxBytes?: number;
+  /**
+   * The bound on unary calls in flight (admission.ts), shared by every interceptor list of this
+   * server (the gateway's byte forwarding runs its own). Default: DEFAULT_MAX_CALLS_IN_FLIGHT.
+   */
+  admission?: Admission;
   /** Bounds on connections that send nothing (defaults: CONNECTION_LIMITS); tests make them short. */
   connectionLimits?: Partial<ConnectionLimits>;
 }
@@ -148,6 +154,8 @@ export function serverInterceptors(options: ServerOptions): Interceptor[] {
     metrics.interceptor(),
     requestIdInterceptor(),
     ...(options.accessLog ? [accessLogInterceptor(logger, options.accessLog.callerKind)] : []),
+    // Before any check that costs (tokens, budgets in Redis, decoding): a refusal is cheap only before them.
+    (options.admission ?? admission(DEFAULT_MAX_CALLS_IN_FLIGHT)).interceptor,
     errorInterceptor(logger, { relayed: options.accessLog !== undefined }),
     inputInterceptor(),
     ...(options.interceptors ?? []),

@@ -6,6 +6,7 @@ import { weakMemo } from "./bounded-map.js";
 import { systemClock, type Clock } from "./clock.js";
 import { migrate, type Pool } from "./db.js";
 import { accessInterceptor } from "./access.js";
+import { admission, DEFAULT_MAX_CALLS_IN_FLIGHT } from "./admission.js";
 import { internalAuthInterceptor } from "./internal-auth.js";
 import { stepUpInterceptor } from "./step-up.js";
 import type { Logger } from "./log.js";
@@ -82,6 +83,8 @@ export interface StartServiceOptions {
   interceptors?: Interceptor[];
   /** Largest request body read, in bytes (default 1 MiB). */
   readMaxBytes?: number;
+  /** Unary calls served at once; past it new ones are refused UNAVAILABLE (admission.ts). Default DEFAULT_MAX_CALLS_IN_FLIGHT; 0: no bound. */
+  maxCallsInFlight?: number;
 }
 
 export interface RunningService {
@@ -124,6 +127,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
       drainDelayMs: options.drainDelayMs,
       maxConnectionAgeMs: options.maxConnectionAgeMs,
       readMaxBytes: options.readMaxBytes,
+      admission: admission(options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT),
     });
     return {
       name: module.name,

@@ -1,5 +1,6 @@
 // Every error from the API as a plain sentence, never a code, in English or Swahili.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import type { Locale } from "./i18n";
 
 const words = {
@@ -14,6 +15,7 @@ const words = {
     exists: "That was already done.",
     unimplemented: "That is not available yet.",
     unavailable: "We cannot reach TTIP right now. Check your connection and try again.",
+    busy: "TTIP is busy right now. Nothing was done; please try again in a few seconds.",
     other: "Something went wrong on our side. Please try again.",
   },
   // The service's own detail stays in English (it names the field); the sentence around it is Swahili.
@@ -28,9 +30,19 @@ const words = {
     exists: "Hilo limeshafanyika.",
     unimplemented: "Hilo bado halipatikani.",
     unavailable: "Hatuwezi kufikia TTIP sasa. Angalia mtandao wako ujaribu tena.",
+    busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna kilichofanyika; tafadhali jaribu tena baada ya sekunde chache.",
     other: "Kuna hitilafu upande wetu. Tafadhali jaribu tena.",
   },
 };
+
+/**
+ * A server too busy to take the call refused it before doing anything (UNAVAILABLE,
+ * reason OVERLOADED): the same request, under the same idempotency key, may be sent again.
+ */
+export function overloaded(err: unknown): boolean {
+  const e = ConnectError.from(err);
+  return e.code === Code.Unavailable && e.findDetails(DomainErrorInfoSchema).some((d) => d.reason === "OVERLOADED");
+}
 
 export function plainError(err: unknown, locale: Locale = "en"): string {
   const w = words[locale];
@@ -56,6 +68,7 @@ export function plainError(err: unknown, locale: Locale = "en"): string {
     case Code.Unimplemented:
       return w.unimplemented;
     case Code.Unavailable:
+      return overloaded(e) ? w.busy : w.unavailable;
     case Code.DeadlineExceeded:
       return w.unavailable;
     default:

@@ -9,6 +9,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { serverClient } from "../../../lib/api";
+import { overloaded } from "../../../lib/errors";
 import type { Locale, Messages } from "../../../lib/i18n";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
@@ -100,6 +101,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };
     if (e.code === Code.ResourceExhausted) return { ...state, errors: { form: "err_rate" } };
     if (e.code === Code.Unimplemented) return { ...state, errors: { form: "err_card" } };
+    // Refused before anything ran: the key posted stays (not settled), so pressing Pay again is the retry.
+    if (overloaded(e)) return { ...state, errors: { form: "err_busy" } };
     if (e.code === Code.FailedPrecondition || e.code === Code.NotFound) return { ...state, errors: { form: "problem_other" } };
     return { ...state, errors: { form: "err_generic" } };
   }

@@ -5,6 +5,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../lib/api";
+import { overloaded } from "../../../lib/errors";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
 import { settlesWrite } from "../../../lib/write-key";
@@ -14,7 +15,7 @@ import { CARD_CURRENCIES } from "./card-currencies";
 export type CardStart =
   | { ok: true; tipId: string; amountMinor: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
   // settled: the service answered, so the form's next attempt is a new tip (a new key); else it may have made this one.
-  | { ok: false; error: "amount" | "limit" | "unavailable" | "generic"; settled: boolean };
+  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic"; settled: boolean };
 
 export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; key: string; locale: string }): Promise<CardStart> {
   const currency = CARD_CURRENCIES.includes(input.currency) ? input.currency : "";
@@ -44,6 +45,7 @@ export async function startCardTip(input: { code: string; payload: string; amoun
     if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit", settled };
     if (e.code === Code.InvalidArgument) return { ok: false, error: "amount", settled };
     if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable", settled };
+    if (overloaded(e)) return { ok: false, error: "busy", settled };
     return { ok: false, error: "generic", settled };
   }
 }

@@ -23,12 +23,12 @@ const WORDS = {
   en: {
     amount: "Amount", currency: "Currency", start: "Pay by card", pay: (a: string) => `Pay ${a} by card`, loading: "Loading the card form…",
     amountBad: "Enter a whole amount.", limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
-    generic: "Something went wrong. Please try again.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
+    generic: "Something went wrong. Please try again.", busy: "TTIP is busy right now. Nothing was charged; please try again in a few seconds.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
   },
   sw: {
     amount: "Kiasi", currency: "Sarafu", start: "Lipa kwa kadi", pay: (a: string) => `Lipa ${a} kwa kadi`, loading: "Inapakia fomu ya kadi…",
     amountBad: "Weka kiasi kamili.", limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
-    generic: "Hitilafu imetokea. Tafadhali jaribu tena.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
+    generic: "Hitilafu imetokea. Tafadhali jaribu tena.", busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna pesa iliyotozwa; tafadhali jaribu tena baada ya sekunde chache.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
   },
 };
 
@@ -62,7 +62,7 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
     setError("");
     const r = await send((key) => startCardTip({ code: shortCode, payload, amount, currency, key, locale }), (r) => !r.ok && r.settled);
     if (!r.ok) {
-      setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : w.generic);
+      setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : r.error === "busy" ? w.busy : w.generic);
       return;
     }
     await loadScript(r.stripeJsUrl);
