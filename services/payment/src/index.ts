@@ -5,16 +5,15 @@ import { registerInBackground } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { ChangeFeed } from "./changes.js";
 import { createCardHub } from "./cards/hub.js";
-import { reconcileCardTips } from "./cards/tips.js";
 import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
 import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
-import { autoPayout, reconcilePayouts } from "./payouts.js";
-import { resumeReviewClaims } from "./review-resumer.js";
-import { reconcileTips, type Deps } from "./tips.js";
+import { autoPayout } from "./payouts.js";
+import { reconcileAll } from "./reconciliation.js";
+import { type Deps } from "./tips.js";
 
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
 export type { CardsConfig } from "./cards/config.js";
@@ -127,10 +126,7 @@ function startReconciling(deps: Deps, interval: number): () => Promise<void> {
   const tick = () => {
     running = (async () => {
       try {
-        await reconcileTips(deps, 100);
-        await reconcilePayouts(deps, 100);
-        await reconcileCardTips(deps, 100);
-        await resumeReviewClaims(deps, 100);
+        await reconcileAll(deps, 100);
       } catch (err) {
         deps.ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
       }

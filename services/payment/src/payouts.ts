@@ -10,7 +10,7 @@ import { asConnectError, clockOf, ConcurrentChangeError, DependencyUnavailableEr
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
-import { DarajaError } from "./daraja/client.js";
+import { DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
@@ -271,7 +271,7 @@ export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: Pa
   return rowCount ? "resolving" : "duplicate";
 }
 
-/** A Transaction Status answer about a payout. "Not found" decides only after repeated asking. */
+/** A Transaction Status answer about a payout. "Not found" decides only after repeated asking; a failed query never does. */
 export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
   const p = await loadPayout(deps.ctx.pool, payoutId);
   if (!p) return "unknown";
@@ -287,6 +287,12 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     return "pending";
   }
   if (p.status !== "resolving" && p.status !== "pending") return "duplicate";
+  if (r.resultCode !== TRANSACTION_NOT_FOUND) {
+    // The query failed, not the payout: releasing the hold on it could pay out again money B2C sent.
+    // It stays resolving (held, shown so to support) and is asked again on the next pass.
+    deps.ctx.logger.error({ payoutId, resultCode: r.resultCode, resultDesc: r.resultDesc }, "transaction status query failed; payout still unresolved");
+    return "query_failed";
+  }
   if (p.statusQueries >= 2) {
     return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
   }

@@ -158,6 +158,19 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1);
   });
 
+  test("a Transaction Status that fails as a query never releases the hold: the payout stays resolving, its money held, sent once", async () => {
+    const p = phone("5611");
+    // Paid, its result lost; each status query about it fails on its own (a receiver party Daraja calls invalid).
+    h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result", statusError: "SFC_IC0003" });
+    const worker = await tippedWorker(p);
+    const payout = await reconcileUntil(worker, () => false);
+    assert.ok(b2cTo(p)[0].queries >= 3, `asked ${b2cTo(p)[0].queries} times, past the "not found" count`);
+    assert.equal(payout.status, PayoutStatus.RESOLVING);
+    assert.equal(await holdState(payout.payoutId), "held");
+    assert.equal(await h.balance(worker), 0n, "nothing back in the wallet to withdraw again");
+    assert.equal(b2cTo(p).length, 1, "sent once");
+  });
+
   test("WatchPayout follows a payout live to its end, each change once, to its worker only", async () => {
     const p = phone("0003"); // lost_result: pending until transaction status finds it
     const worker = await tippedWorker(p);

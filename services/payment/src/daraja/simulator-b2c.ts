@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import { sendJson } from "../simulator-http.js";
-import { darajaTimestamp } from "./client.js";
+import { darajaTimestamp, TRANSACTION_NOT_FOUND } from "./client.js";
 import { badRequest, mpesaReceipt } from "./simulator-replies.js";
 import { newTransaction, type B2cOutcome, type DarajaSimState, type SimTransaction } from "./simulator-state.js";
 
@@ -117,16 +117,17 @@ export function transactionStatus(sim: DarajaSimState, b: Body, res: http.Server
     (t) => t.kind === "b2c" && ((b.TransactionID && t.receipt === b.TransactionID) || (b.OriginalConversationID && t.originatorConversationId === b.OriginalConversationID)),
   );
   if (tx) tx.queries++;
+  const statusError = tx && sim.scriptFor(tx.phone, tx.amount).statusError;
   const conversation = conversationId();
   const originator = randomUUID();
   const result = resultEnvelope(
     {
-      ResultCode: tx ? 0 : 2032,
-      ResultDesc: tx ? PROCESSED : "Request to the resource has failed: transaction not found.",
+      ResultCode: statusError ? statusError : tx ? 0 : Number(TRANSACTION_NOT_FOUND),
+      ResultDesc: statusError ? "The query failed." : tx ? PROCESSED : "Request to the resource has failed: transaction not found.",
       OriginatorConversationID: originator,
       ConversationID: conversation,
       TransactionID: tx?.receipt ?? "",
-      ResultParameters: { ResultParameter: tx ? statusParameters(tx) : [] },
+      ResultParameters: { ResultParameter: tx && !statusError ? statusParameters(tx) : [] },
     },
     { Key: "Occasion" },
   );

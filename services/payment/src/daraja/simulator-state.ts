@@ -52,6 +52,11 @@ export interface Script {
   c2bEcho?: "before" | "after" | "only";
   /** STK query: answered with an empty ResultCode, which Daraja does not document (what the service makes of it). */
   blankQueryResult?: boolean;
+  /**
+   * B2C: every Transaction Status about it fails with this ResultCode, an error of the query itself (seen
+   * live: "SFC_IC0003", receiver party invalid; 2001, initiator invalid), which says nothing of the payout.
+   */
+  statusError?: string;
 }
 
 export interface SimTransaction {

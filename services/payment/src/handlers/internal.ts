@@ -2,11 +2,8 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { NotFoundError } from "@ttip/runtime";
 import type { PaymentInternalService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { reconcileCardBalance } from "../cards/reconcile.js";
-import { reconcileCardTips } from "../cards/tips.js";
-import { reconcilePayouts } from "../payouts.js";
 import { tipById } from "../stores/tips.js";
-import { resumeReviewClaims } from "../review-resumer.js";
-import { reconcileTips } from "../tips.js";
+import { reconcileAll } from "../reconciliation.js";
 import { type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentInternalService>;
@@ -21,19 +18,7 @@ export function internalHandlers(h: PaymentHandlerContext): Partial<Impl> {
 }
 
 function reconcilePendingHandler(h: PaymentHandlerContext): Impl["reconcilePending"] {
-  return async (req) => {
-    const { deps } = h;
-    // Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try would
-    // otherwise stop every pass before payouts, card tips and reviews); the pass fails after, with the first error.
-    const failures: unknown[] = [];
-    const step = <T>(run: () => Promise<T>) => run().catch((err: unknown) => void failures.push(err));
-    const counts = await step(() => reconcileTips(deps, req.limit));
-    await step(() => reconcilePayouts(deps, req.limit));
-    const cards = await step(() => reconcileCardTips(deps, req.limit));
-    await step(() => resumeReviewClaims(deps, req.limit));
-    if (failures.length) throw failures[0];
-    return { queried: counts!.queried + cards!.checked, settled: counts!.settled + cards!.settled, stillPending: counts!.stillPending };
-  };
+  return (req) => reconcileAll(h.deps, req.limit);
 }
 
 function reconcileCardBalanceHandler(h: PaymentHandlerContext): Impl["reconcileCardBalance"] {
