@@ -412,9 +412,25 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     // Before, the worker's part was taken from the wallet (allowed below zero): a debt for a tip never received.
     assert.equal(await h.ledgerBalance(worker), 0n, "the worker owes nothing");
     await assert.rejects(adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" }),
-      (e: ConnectError) => e.code === Code.FailedPrecondition);
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /charged back/.test(e.rawMessage));
     assert.equal(await h.ledgerBalance(worker), 0n, "the charged-back money is not paid out of suspense");
     assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "charged back" })).tip!.status, TipStatus.FAILED);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a tip held for review cannot be approved while its chargeback is open: nothing paid out of suspense; once won, it can", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}_6`, USD(1000), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    const du = await h.stripe.openDispute(held.tip.providerPaymentId);
+    await until(held.tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await assert.rejects(adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /chargeback is open/.test(e.rawMessage));
+    assert.equal(await h.ledgerBalance(worker), 0n, "nothing released to the worker under dispute");
+    await h.stripe.closeDispute(du, "won");
+    await until(held.tip.tipId, "dispute won", (t) => t.cardState === CardTipState.DISPUTE_WON);
+    assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "won" })).tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(worker), 115117n);
     assert.ok(await h.trialBalanced());
   });
 

@@ -14,6 +14,7 @@ export async function reviewCardTip(
   /** Records the admin's decision in the transaction that applies it. */
   record: (tx: Queryable) => Promise<void>,
 ): Promise<CardTipRow> {
+  if (approve) refuseApprovalUnderChargeback(tip);
   if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip)).catch(approvalRefused);
   else await deps.cards!.ledger.closeApproval(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
@@ -37,4 +38,13 @@ export async function reviewCardTip(
   deps.changes.announce(tip.tip_id);
   if (approve) runAfterCredit(deps, updated);
   return updated;
+}
+
+/**
+ * A chargeback decides a disputed tip's money: approved while one is open, the worker could withdraw
+ * it before a lost dispute takes it back from the wallet, below zero; after a lost one it is gone.
+ */
+function refuseApprovalUnderChargeback(tip: CardTipRow): void {
+  if (tip.card_state === "disputed") throw new InvalidStateError("tip_id: a chargeback is open on this payment; approve or reject once it is decided");
+  if (tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment was charged back; the tip can only be rejected");
 }
