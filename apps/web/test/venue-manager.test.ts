@@ -88,8 +88,8 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
     });
 
-    // Signed out, the link says what it is and why to sign in, in the phone's language.
-    for (const [locale, title, why] of [["en-KE", "Join a venue's staff on TTIP", /Sign in with the phone number the invitation SMS was sent to/], ["sw-KE", "Jiunge na wafanyakazi wa eneo kwenye TTIP", /Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa/]] as const) {
+    // Signed out, the link says what it is (the venue by name) and why to sign in, in the phone's language.
+    for (const [locale, title, why] of [["en-KE", "Join the staff of Mama Oliech on TTIP", /Sign in with the phone number the invitation SMS was sent to/], ["sw-KE", "Jiunge na wafanyakazi wa Mama Oliech kwenye TTIP", /Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa/]] as const) {
       const out = await h.phone({ locale });
       await out.goto(`${h.url}/join/${token}`);
       await see(out, out.getByRole("heading", { name: title }));
