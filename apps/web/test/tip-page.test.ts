@@ -113,20 +113,24 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.deepEqual(tips.tips.map((t) => t.status).sort(), [TipStatus.SUCCEEDED, TipStatus.FAILED].sort());
   });
 
-  test("the same form posted twice (a double tap, or back and resubmit) starts one payment", async () => {
-    const worker = await h.worker("Akinyi");
+  /** A KES 50 tip paid from a browser without scripts: the form's post as the browser sent it (to send again) and its tip. */
+  async function scriptlessTip(name: string) {
+    const worker = await h.worker(name);
     const code = await h.qrCode(worker);
     const phone = successNumber();
     const page = await h.phone({ javaScriptEnabled: false });
     await page.goto(code.url);
     await page.getByRole("radio", { name: /KES 50\b/ }).check();
     await page.getByLabel("M-Pesa phone number").fill(phone);
-    // Capture the form's post as the browser sends it, then send it again.
     const posted = page.waitForRequest((r) => r.method() === "POST");
     await page.getByRole("button", { name: /with M-Pesa/ }).click();
     const request = await posted;
     await page.waitForURL(/\/tips\/([0-9a-f-]{36})/);
-    const first = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    return { worker, phone, page, request, first: /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1] };
+  }
+
+  test("the same form posted twice (a double tap, or back and resubmit) starts one payment", async () => {
+    const { page, phone, request, first } = await scriptlessTip("Akinyi");
     const again = await page.request.post(request.url(), { headers: request.headers(), data: request.postDataBuffer()!, maxRedirects: 0 });
     const second = /\/tips\/([0-9a-f-]{36})/.exec(again.headers()["location"] ?? (await again.text()))?.[1];
     assert.equal(second, first, "the second post lands on the same tip");
@@ -135,18 +139,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   });
 
   test("without scripts, the form posted again with an edited amount (after a lost answer) is a new tip under a new key; unedited, it is the first tip", async () => {
-    const worker = await h.worker("Wafula");
-    const code = await h.qrCode(worker);
-    const phone = successNumber();
-    const page = await h.phone({ javaScriptEnabled: false });
-    await page.goto(code.url);
-    await page.getByRole("radio", { name: /KES 50\b/ }).check();
-    await page.getByLabel("M-Pesa phone number").fill(phone);
-    const posted = page.waitForRequest((r) => r.method() === "POST");
-    await page.getByRole("button", { name: /with M-Pesa/ }).click();
-    const request = await posted;
-    await page.waitForURL(/\/tips\/([0-9a-f-]{36})/);
-    const first = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    const { worker, phone, request, first } = await scriptlessTip("Wafula");
     // The same page's form posted again, as the browser would after the answer was lost, with the amount edited or not.
     const { "content-type": type, "content-length": _length, ...headers } = request.headers();
     const postAgain = async (amountMinor?: string) => {
