@@ -14,9 +14,10 @@ export async function reviewCardTip(
   /** Records the admin's decision in the transaction that applies it. */
   record: (tx: Queryable) => Promise<void>,
 ): Promise<CardTipRow> {
-  if (approve) refuseApprovalUnderChargeback(tip);
-  if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip)).catch(approvalRefused);
-  else await deps.cards!.ledger.closeApproval(splitOf(tip));
+  if (approve) {
+    refuseApprovalUnderChargeback(tip);
+    await deps.cards!.ledger.releaseFromSuspense(splitOf(tip)).catch(approvalRefused);
+  } else await deps.cards!.ledger.closeApproval(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(
       `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END, result_message = $4
