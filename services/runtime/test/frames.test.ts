@@ -598,8 +598,9 @@ test("frames written in several tasks of one turn (answers finishing on replies 
   }
   try {
     const writer = new CorkedWriter(socket);
-    // Three timers due together run in one turn, each a task of its own (as three sockets' replies read in one poll).
-    await Promise.all([1, 2, 3].map((n) => new Promise<void>((resolve) => setTimeout(() => (writer.write([Buffer.from([n]), Buffer.from("frame")]), resolve()), 0))));
+    // Three immediates queued together run in one turn, each a task of its own (as three sockets' replies read in one
+    // poll). Not timers: under load, timers made a millisecond apart can fall due in different turns.
+    await Promise.all([1, 2, 3].map((n) => new Promise<void>((resolve) => setImmediate(() => (writer.write([Buffer.from([n]), Buffer.from("frame")]), resolve())))));
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(writes, 1);
   } finally {
