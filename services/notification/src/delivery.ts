@@ -1060,7 +1060,7 @@ export class Dispatcher {
     const { delivery: d, provider, attempt, leasedFrom } = claim;
     const outcome = await this.send(d, provider);
     this.o.metrics
-      ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
+      ?.counterFamily("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     // The trace the send ran in, for its "sent" fact however late that is written.
     if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null, leasedFrom };
