@@ -97,6 +97,26 @@ describe("payments in the admin console", () => {
     assert.ok(await h.trialBalanced());
   });
 
+  test("re-query asks about that tip alone: another tip's credit the wallet refuses every time does not answer the admin an error", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 130, lost);
+    // Another tip's wallet entry unrecorded, the wallet holding another entry under its key: its credit fails on every try.
+    const stuck = await tip(other, 140);
+    const entryOf = async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [stuck])).rows[0].credit_entry_id as string | null;
+    await eventually(async () => (await statusOf(stuck)) === TipStatus.SUCCEEDED && (await entryOf()), "the other tip settled and its credit recorded");
+    const key = `stuck:${randomUUID()}`;
+    await h.t.db.pool.query("UPDATE payment.tips SET credit_key = $2, credit_entry_id = NULL WHERE tip_id = $1", [stuck, key]);
+    await h.t.db.pool.query("INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref) VALUES ($1, $2, 'another entry', 'test', 'test')", [randomUUID(), key]);
+    try {
+      const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+      assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
+      assert.equal(await entryOf(), null, "the other tip untouched");
+    } finally {
+      await h.t.db.pool.query("UPDATE payment.tips SET credit_entry_id = 'set aside by the test' WHERE tip_id = $1", [stuck]);
+    }
+  });
+
   test("payouts across workers: filters and detail with the raw B2C result and the wallet hold", async () => {
     const saver = randomUUID();
     await h.t.client(PaymentService, { subject: saver, roles: ["worker"] }).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: phone() });
