@@ -973,9 +973,20 @@ export async function uncreditedTips(db: Queryable, method: "mpesa" | "card", li
   return rows.map((r) => r.tip_id);
 }
 
-/** After a pass tried these tips' credits: those still uncredited wait behind every tip tried fewer times (0035). */
+/**
+ * After a pass tried these tips' credits: those still uncredited wait behind every tip tried fewer times (0035).
+ * A queued row another statement holds is skipped, never waited for: the credit statement takes rows out of the
+ * queue (its trigger) in its update's order, so waiting for one while holding others could deadlock with it; a
+ * tip it holds is leaving the queue anyway.
+ */
 export async function triedCredits(db: Queryable, tipIds: string[]): Promise<void> {
-  if (tipIds.length) await db.query("UPDATE payment.uncredited SET attempts = attempts + 1 WHERE tip_id = ANY($1::uuid[])", [tipIds]);
+  if (!tipIds.length) return;
+  await db.query(
+    `UPDATE payment.uncredited u SET attempts = u.attempts + 1
+       FROM (SELECT tip_id FROM payment.uncredited WHERE tip_id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED) free
+      WHERE u.tip_id = free.tip_id`,
+    [tipIds],
+  );
 }
 
 /** A tip's public status changes; used by WatchTip. */

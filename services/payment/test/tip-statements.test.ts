@@ -18,7 +18,7 @@ import { storeStkFailure, storeStkSuccess, type StkFailureCallback, type StkSucc
 import { loadPaymentConfig } from "../src/config.js";
 import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { endPushedTip, loadTip, uncreditedTips, type NewTip, type TipRow } from "../src/tips.js";
+import { endPushedTip, loadTip, triedCredits, uncreditedTips, type NewTip, type TipRow } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -653,6 +653,32 @@ describe("payment's per-tip statements, by their plans", () => {
       [tipIds[0], "1032", workerId, "qr-1", "v-1", 1000n, tipIds[0]],
       [tipIds[1], "expired", workerId, "qr-1", "v-1", 2000n, tipIds[1]],
     ]);
+  });
+
+  test("counting a pass's tries never waits for a queued tip another statement is taking out of the queue, so the two cannot deadlock", async () => {
+    const [lo, hi] = (await tipsTo(randomUUID(), 2)).sort();
+    // Queued in the ids' order on disk too: an index scan and a sequential scan both meet lo first.
+    await db.pool.query("DELETE FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [[lo, hi]]);
+    for (const id of [lo, hi]) await db.pool.query("INSERT INTO payment.uncredited (tip_id, method) VALUES ($1, 'mpesa')", [id]);
+    const recording = await db.pool.connect();
+    try {
+      // As the credit statement records hi's entry, then lo's (its update's order is the plan's): its trigger takes hi out of the queue first.
+      await recording.query("BEGIN");
+      await recording.query("UPDATE payment.tips SET credit_entry_id = 'entry-hi' WHERE tip_id = $1", [hi]);
+      let settled = false;
+      const tried = triedCredits(db.pool, [lo, hi]).finally(() => (settled = true));
+      const waiting = async () => (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%payment.uncredited%attempts%'")).rowCount! > 0;
+      await eventually("the tries counted, or waiting for hi", async () => settled || (await waiting()));
+      // Waiting for hi while holding lo, the count would deadlock with this: PostgreSQL would abort one of the two.
+      await recording.query("UPDATE payment.tips SET credit_entry_id = 'entry-lo' WHERE tip_id = $1", [lo]);
+      await recording.query("COMMIT");
+      await tried;
+    } finally {
+      await recording.query("ROLLBACK").catch(() => undefined);
+      recording.release();
+    }
+    assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [[lo, hi]])).rows[0].n, 0);
+    assert.deepEqual((await db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY tip_id", [[lo, hi]])).rows.map((r) => r.credit_entry_id), ["entry-lo", "entry-hi"]);
   });
 
   test("a decided credit is queued for reconciliation until its entry is recorded, and recording it changes no indexed column (a HOT update where the page has room)", async () => {
