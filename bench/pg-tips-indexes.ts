@@ -1,4 +1,4 @@
-// payment.tips' indexes as migration 0037 leaves them (one index, tips_pending_due, for both pollers
+// payment.tips' indexes as migration 0039 leaves them (one index, tips_pending_due, for both pollers
 // of pending tips) against before (tips_due and tips_card_pending): a tip's insert and its success
 // update, each in the transaction that writes it, on one connection, the two layouts alternated in
 // rounds on one PostgreSQL (durable, fsync on). Per tip: the backend's CPU (/proc, user+system), and
