@@ -255,12 +255,19 @@ export class CounterFamily<L extends string> {
   ) {
     this.byLabels = new SeriesByLabels(labelNames);
     // Counter.get() (every scrape, and a test's read) calls its collect first.
-    const collected = counter as unknown as { collect?: (this: unknown) => unknown };
-    const own = collected.collect;
+    const hooked = counter as unknown as { collect?: (this: unknown) => unknown; reset: (this: unknown) => void };
+    const ownCollect = hooked.collect;
+    const ownReset = hooked.reset;
     const flush = () => this.flush();
-    collected.collect = function (this: unknown) {
+    const drop = () => this.drop();
+    hooked.collect = function (this: unknown) {
       flush();
-      return own?.call(this);
+      return ownCollect?.call(this);
+    };
+    // A registry reset (resetMetrics) drops the counts not added yet too, as it drops the counter's.
+    hooked.reset = function (this: unknown) {
+      drop();
+      ownReset.call(this);
     };
   }
 
@@ -282,6 +289,10 @@ export class CounterFamily<L extends string> {
       this.counter.inc(cell.labels, cell.count);
       cell.count = 0;
     }
+  }
+
+  private drop(): void {
+    for (const cell of this.cells) cell.count = 0;
   }
 }
 

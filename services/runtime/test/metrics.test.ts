@@ -87,3 +87,34 @@ test("a histogram series asked for twice is one series, written as prom-client's
   metrics.histogram("other_seconds", "help", ["service"], bounds);
   assert.throws(() => metrics.histogramSeries("other_seconds", "help", bounds, { service: "payment" }), /registered already/);
 });
+
+/** The lines of a scrape that are `name`'s. */
+async function linesOf(metrics: Metrics, name: string): Promise<string[]> {
+  return (await metrics.registry.metrics()).split("\n").filter((line) => line.startsWith(name));
+}
+
+test("a counter family scrapes as prom-client's counter given the same counts, and a registry reset drops the counts not scraped yet", async () => {
+  const family = new Metrics();
+  const plain = new Metrics();
+  const counted = family.counterFamily("ttip_test_things_total", "Things.", ["kind", "result"]);
+  const yardstick = plain.counter("ttip_test_things_total", "Things.", ["kind", "result"]);
+  const both = (labels: { kind: string; result: string }, n?: number) => {
+    counted.inc(labels, n);
+    yardstick.inc(labels, n);
+  };
+  both({ kind: "code", result: "hit" });
+  both({ kind: "code", result: "hit" }, 3);
+  both({ kind: "code", result: "miss" });
+  both({ kind: "profile", result: "hit" }, 2);
+  assert.deepEqual(await linesOf(family, "ttip_test_things_total"), await linesOf(plain, "ttip_test_things_total"));
+  assert.ok((await linesOf(family, "ttip_test_things_total")).includes('ttip_test_things_total{kind="code",result="hit"} 4'));
+
+  // Counted, not scraped, then the registry reset: those counts are gone, as they are from prom-client's counter.
+  both({ kind: "code", result: "hit" }, 5);
+  family.registry.resetMetrics();
+  plain.registry.resetMetrics();
+  assert.deepEqual(await linesOf(family, "ttip_test_things_total"), await linesOf(plain, "ttip_test_things_total"));
+  both({ kind: "code", result: "miss" });
+  assert.deepEqual(await linesOf(family, "ttip_test_things_total"), await linesOf(plain, "ttip_test_things_total"));
+  assert.ok((await linesOf(family, "ttip_test_things_total")).includes('ttip_test_things_total{kind="code",result="miss"} 1'));
+});
