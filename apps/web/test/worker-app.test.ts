@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -15,6 +15,7 @@ import { successNumber, WebHarness } from "./harness.js";
 describe("the worker's web app (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("a worker signs in (OTP, then a new PIN), sees a tip arrive live, withdraws with the browser's device key and downloads a statement", async () => {
