@@ -18,7 +18,7 @@ import { storeStkFailure, storeStkSuccess, type StkFailureCallback, type StkSucc
 import { loadPaymentConfig } from "../src/config.js";
 import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { endPushedTip, loadTip, uncreditedTips, type NewTip, type TipRow } from "../src/tips.js";
+import { endPushedTip, loadTip, triedCredits, uncreditedTips, type NewTip, type TipRow } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -653,6 +653,51 @@ describe("payment's per-tip statements, by their plans", () => {
       [tipIds[0], "1032", workerId, "qr-1", "v-1", 1000n, tipIds[0]],
       [tipIds[1], "expired", workerId, "qr-1", "v-1", 2000n, tipIds[1]],
     ]);
+  });
+
+  test("counting a pass's tries never waits for a queued tip another statement is taking out of the queue, so the two cannot deadlock", async () => {
+    const [lo, hi] = (await tipsTo(randomUUID(), 2)).sort();
+    // Queued in the ids' order on disk too: an index scan and a sequential scan both meet lo first.
+    await db.pool.query("DELETE FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [[lo, hi]]);
+    for (const id of [lo, hi]) await db.pool.query("INSERT INTO payment.uncredited (tip_id, method) VALUES ($1, 'mpesa')", [id]);
+    const recording = await db.pool.connect();
+    try {
+      // As the credit statement records hi's entry, then lo's (its update's order is the plan's): its trigger takes hi out of the queue first.
+      await recording.query("BEGIN");
+      await recording.query("UPDATE payment.tips SET credit_entry_id = 'entry-hi' WHERE tip_id = $1", [hi]);
+      let settled = false;
+      const tried = triedCredits(db.pool, [lo, hi]).finally(() => (settled = true));
+      const waiting = async () => (await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%payment.uncredited%attempts%'")).rowCount! > 0;
+      await eventually("the tries counted, or waiting for hi", async () => settled || (await waiting()));
+      // Waiting for hi while holding lo, the count would deadlock with this: PostgreSQL would abort one of the two.
+      await recording.query("UPDATE payment.tips SET credit_entry_id = 'entry-lo' WHERE tip_id = $1", [lo]);
+      await recording.query("COMMIT");
+      await tried;
+    } finally {
+      await recording.query("ROLLBACK").catch(() => undefined);
+      recording.release();
+    }
+    assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [[lo, hi]])).rows[0].n, 0);
+    assert.deepEqual((await db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY tip_id", [[lo, hi]])).rows.map((r) => r.credit_entry_id), ["entry-lo", "entry-hi"]);
+  });
+
+  test("an approval's found-posted mark goes with its claim, whoever gives the claim up (an older replica clears approval_receipt alone), and holds only a claim's values", async () => {
+    const [tipId] = await tipsTo(randomUUID(), 1);
+    const mark = async () => (await db.pool.query("SELECT approval_receipt, approval_found_posted FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+    // A newer replica's approval claimed as found posted (0034).
+    await db.pool.query("UPDATE payment.tips SET status = 'held_for_review', approval_receipt = mpesa_receipt, approval_found_posted = 'plain', review_claimed_at = now() WHERE tip_id = $1", [tipId]);
+    // An older replica gives the claim up (its wallet refused), as it did before 0034: approval_receipt alone.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = NULL, review_claimed_at = CASE WHEN rejection_claim IS NULL THEN NULL ELSE review_claimed_at END WHERE tip_id = $1 AND status = 'held_for_review'", [tipId]);
+    assert.deepEqual(await mark(), { approval_receipt: null, approval_found_posted: null });
+    // Its approval claimed again, naming no mark: a newer replica resuming it posts the release, not nothing.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = COALESCE(mpesa_receipt, credit_key), review_claimed_at = now() WHERE tip_id = $1", [tipId]);
+    assert.equal((await mark()).approval_found_posted, null);
+    // A newer replica's claim keeps the mark it records.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = mpesa_receipt, approval_found_posted = 'refunded' WHERE tip_id = $1", [tipId]);
+    assert.equal((await mark()).approval_found_posted, "refunded");
+    await assert.rejects(db.pool.query("UPDATE payment.tips SET approval_found_posted = 'posted' WHERE tip_id = $1", [tipId]), (e: { code?: string }) => e.code === "23514");
+    const { rows: [check] } = await db.pool.query("SELECT convalidated FROM pg_constraint WHERE conname = 'tips_approval_found_posted_values'");
+    assert.equal(check?.convalidated, true, "validated on the rows there");
   });
 
   test("a decided credit is queued for reconciliation until its entry is recorded, and recording it changes no indexed column (a HOT update where the page has room)", async () => {

@@ -1,6 +1,6 @@
 // `make test`: starts throwaway PostgreSQL, Redis and NATS JetStream, runs
 // every *.test.ts with node's test runner against them, and stops them.
-import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { finished } from "node:stream/promises";
@@ -8,6 +8,7 @@ import { run } from "node:test";
 import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
+import { readFileCpu, ServerCpuShares } from "./suite-cpu.js";
 import { splitBeside } from "./test-lanes.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -41,6 +42,12 @@ process.chdir(root);
 
 const servers: TestServer[] = [];
 const reportDir = mkdtempSync(path.join(os.tmpdir(), "ttip-test-report-"));
+// Each test file's process writes its CPU here at exit (file-cpu.ts, loaded into it below).
+const cpuDir = path.join(reportDir, "cpu");
+mkdirSync(cpuDir);
+process.env.TTIP_TEST_CPU_DIR = cpuDir;
+const FILE_CPU = fileURLToPath(new URL("./file-cpu.ts", import.meta.url));
+const serverCpu = new ServerCpuShares();
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
@@ -60,16 +67,42 @@ interface LaneResult {
  */
 async function lane(name: string, list: string[], concurrency: number): Promise<LaneResult> {
   const result: LaneResult = { failed: false, tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
-  const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal });
+  const execArgv = ["--import", FILE_CPU];
+  const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal, execArgv } as Parameters<typeof run>[0]);
+  const isFile = (t: { nesting: number; file?: string; name: string }) => t.nesting === 0 && t.file && t.name === t.file;
   stream.on("test:fail", (t) => (result.failed ||= !t.todo));
+  stream.on("test:dequeue", (t) => isFile(t) && serverCpu.mark(t.file!, true));
   stream.on("test:complete", (t) => {
-    if (t.nesting === 0 && t.file && t.name === t.file) result.fileMs.set(t.file, t.details.duration_ms);
+    if (!isFile(t)) return;
+    result.fileMs.set(t.file!, t.details.duration_ms);
+    serverCpu.mark(t.file!, false);
   });
   const specOut = stream.compose(new spec());
   specOut.pipe(process.stdout);
   const tapOut = stream.compose(tap).pipe(createWriteStream(result.tapFile));
   await Promise.all([finished(specOut), finished(tapOut)]);
   return result;
+}
+
+/**
+ * CPU seconds per file, the costliest first: its process with what it started and waited for,
+ * plus its share of the test servers' (PostgreSQL, Redis, NATS). On two cores the suite's wall is
+ * about the sum over 2 plus the waits, so this is where cuts pay. Every file, in a table.
+ */
+function printCpu(fileMs: Map<string, number>): void {
+  const rows = [...readFileCpu(cpuDir).values()]
+    .filter((c) => fileMs.has(c.file))
+    .map((c) => ({ ...c, serversMs: serverCpu.msByFile.get(c.file) ?? 0, wallMs: fileMs.get(c.file) ?? 0 }))
+    .map((c) => ({ ...c, totalMs: c.ownMs + c.childrenMs + c.serversMs }))
+    .sort((a, b) => b.totalMs - a.totalMs);
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  const sum = (pick: (r: (typeof rows)[number]) => number) => rows.reduce((t, r) => t + pick(r), 0);
+  console.log(`costliest files by CPU: ${rows.slice(0, 8).map((r) => `${path.relative(root, r.file)} ${s(r.totalMs)} s`).join(", ")}`);
+  console.log("CPU s per file (total = own + started + servers' share; wall s):");
+  for (const r of rows) {
+    console.log(`  ${s(r.totalMs).padStart(6)} = ${s(r.ownMs)} + ${s(r.childrenMs)} + ${s(r.serversMs)}; wall ${s(r.wallMs)}  ${path.relative(root, r.file)}`);
+  }
+  console.log(`CPU s, all files: ${s(sum((r) => r.totalMs))} (own ${s(sum((r) => r.ownMs))}, started ${s(sum((r) => r.childrenMs))}, servers ${s(sum((r) => r.serversMs))}); this runner ${s(process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000)}`);
 }
 
 let exitCode = 1;
@@ -82,11 +115,17 @@ try {
   besideLane = beside.length ? lane("beside", beside, 1) : undefined;
   besideLane?.catch(() => undefined); // awaited below; a failure before then is not unhandled
   // The platform's tests serve the web app: build it once here (reused until its
-  // sources change) rather than in parallel test files.
+  // sources change) rather than in parallel test files. The test servers start beside it
+  // (initdb alone is seconds of waiting on a busy machine).
   const { ensureWebBuild } = await import("@ttip/web");
-  await ensureWebBuild((line) => console.log(line));
-  const [pg, redis, nats] = await Promise.all([startPostgres(), startRedis(), startNats()]);
-  servers.push(pg, redis, nats);
+  const since = Date.now();
+  const seconds = () => `${((Date.now() - since) / 1000).toFixed(0)} s`;
+  const started = <T extends TestServer>(server: T) => (servers.push(server), server);
+  const [pg, redis, nats] = await Promise.all([
+    Promise.all([startPostgres().then(started), startRedis().then(started), startNats().then(started)]).then((up) => (console.log(`test servers up after ${seconds()}`), up)),
+    ensureWebBuild((line) => console.log(line)).then(() => console.log(`web build current after ${seconds()}`)),
+  ]).then(([up]) => up);
+  serverCpu.watch(servers.map((s) => s.pid));
   console.log(`test servers: postgres pid ${pg.pid}, redis pid ${redis.pid}, nats pid ${nats.pid}`);
   // Services the tests start in-process may generate a development QR signing key (a pod may not),
   // and send partner webhooks to receivers on loopback (the sandbox's setting; never production's).
@@ -100,6 +139,7 @@ try {
   // Where the time went, for whoever makes the suite quicker next.
   const slowest = [...fileMs].sort((a, b) => b[1] - a[1]).slice(0, 8);
   console.log(`slowest files: ${slowest.map(([f, ms]) => `${path.relative(root, f)} ${(ms / 1000).toFixed(0)} s`).join(", ")}`);
+  printCpu(fileMs);
   console.log(`${count("pass")} passed, ${count("fail") + count("cancelled")} failed`);
 } catch (err) {
   console.error((err as Error).message);
