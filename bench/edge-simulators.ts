@@ -63,8 +63,9 @@ export interface EdgeSimulators {
   close(): Promise<void>;
 }
 
-// A start that takes longer is stuck (tsx compiling the three simulators takes a few seconds).
-const START_TIMEOUT_MS = 60_000;
+// A start that takes longer is stuck (tsx compiling the three simulators takes a few seconds; at a
+// load of 45-50 on two cores, over a minute).
+const START_TIMEOUT_MS = 180_000;
 
 /** Starts the simulators' process and waits until they all listen. */
 export async function startEdgeSimulators(): Promise<EdgeSimulators> {

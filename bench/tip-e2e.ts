@@ -25,6 +25,7 @@
 //   Dockerfile's node flags and NODE_ENV (bench/image-form.ts); unset or "source": under this process's loader.
 //   BENCH_CHILD_PROFILE=dir: CPU profiles of the platform's own processes (cluster, split), one per process.
 //   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
+//   BENCH_GROWN_TIPS=n: production-sized tables (n tips' worth, copied from the first warm-up's; bench/pg-grow.ts).
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
 //   threads, libuv's pool: bench/process-cpu.ts); the customers' process's CPU is printed on its own line.
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
@@ -73,6 +74,7 @@ import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
 import { walBetween, walFlushed, walPerTip } from "./pg-wal.js";
 import { BENCH_OWN, indexCounts, indexLines, pgPerfLines, pgPerfShares, resetStatements, startPgPerf, statementFigures, statementLines } from "./pg-statements.js";
 import { imageEntry, rerunInImageForm } from "./image-form.js";
+import { growTables } from "./pg-grow.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -138,6 +140,10 @@ const pgPerfFile = process.env.BENCH_PG_PERF;
 // it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
 // table was a few pages read it whole until then. A production's tables are large and analyzed.
 const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
+// BENCH_GROWN_TIPS=n (say 100000): after the first warm-up, the tables a tip grows hold about n tips'
+// worth, copies of the warm-up's finished rows spread over the last 30 days, analysed (bench/pg-grow.ts):
+// per-tip figures on production-sized tables, not on young ones read whole.
+const grownTips = Number(process.env.BENCH_GROWN_TIPS ?? 0);
 // BENCH_SETTLE=0: no VACUUM ANALYZE and CHECKPOINT between the warm-up and the run (settle()), nor autovacuum's
 // round held past the run (holdAutovacuum()), to compare.
 const settleAfterWarmup = process.env.BENCH_SETTLE !== "0";
@@ -398,6 +404,22 @@ async function pgCounters(since = -Infinity) {
     `SELECT sum(xact_commit) AS commits, sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks,
             (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs FROM pg_stat_database`);
   return { at: performance.now(), commits: Number(r.commits), rollbacks: Number(r.rollbacks), deadlocks: Number(r.deadlocks), walSyncs: Number(r.wal_syncs) };
+}
+
+/** The tables grown to BENCH_GROWN_TIPS tips' worth on a connection of their own (its settings and temporary table). */
+async function growAfterWarmup(): Promise<void> {
+  await drained(new Date(Date.now() - 3_600_000)); // the warm-up's tips finished: theirs are the rows copied
+  const client = new pgClient.Client({ connectionString: pgUrl });
+  await client.connect();
+  try {
+    const t0 = performance.now();
+    const made = Number((await client.query("SELECT count(*) AS n FROM payment.tips WHERE status = 'succeeded'")).rows[0].n);
+    const added = await growTables((sql, values) => client.query(sql, values), grownTips, made);
+    console.log(`tables grown to ~${grownTips} tips' worth from the warm-up's ${made} in ${((performance.now() - t0) / 1000).toFixed(0)} s (BENCH_GROWN_TIPS), rows added: ` +
+      [...added].map(([t, n]) => `${t} ${n}`).join(", "));
+  } finally {
+    await client.end();
+  }
 }
 
 /**
@@ -702,6 +724,7 @@ try {
       if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
+    if (grownTips > 0 && concurrency === concurrencies[0]) await growAfterWarmup();
     // PostgreSQL's own work from here to the window: autovacuum of the warm-up's tables, checkpoints.
     const pgWork0 = await pgBackground((sql) => pool.query(sql));
     if (analyzeAfterWarmup) {

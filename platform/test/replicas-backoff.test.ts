@@ -14,6 +14,14 @@ import { PLATFORM_MAIN } from "../src/entry.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
 import { replicasEnv } from "./cluster-harness.js";
 
+/**
+ * Each test waits for whole starts of the platform's code (about 1,000 modules per process), which only CPU
+ * makes quicker: at load 39 on two cores this file's primary logged its first line 77 s after it was spawned,
+ * finished migrating at 99 s, and its first replica logged 104 s after that and served at 232 s; the first test
+ * took 256 s at load 30-37 (190-285 s at load 45 before), too close to the runner's 360 s per test. A hang still fails.
+ */
+const STARTS_MS = 900_000;
+
 let db: TestDatabase;
 let sim: DarajaSimulator;
 let platform: PlatformProcess;
@@ -21,7 +29,7 @@ let platform: PlatformProcess;
 let output = "";
 
 /** Waits (polling) for `check`; fails, with the platform's log, if the primary exits meanwhile or after `limitMs`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, limitMs = 600_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, limitMs = STARTS_MS): Promise<void> {
   const deadline = Date.now() + limitMs;
   while (!(await check())) {
     assert.ok(platform.running, `the primary exited while waiting for ${what}:\n${platform.logs}`);
@@ -104,9 +112,9 @@ const healthy = () =>
       .on("error", () => resolve(false));
   });
 
-test("a replica that served and dies while the next one still starts is replaced", async () => {
+test("a replica that served and dies while the next one still starts is replaced", { timeout: STARTS_MS }, async () => {
   // Back once the first replica serves (the shared port answers); the second is forked then.
-  await platform.start(300_000);
+  await platform.start(STARTS_MS);
   await until("the second replica forked", () => replicaPids().length === 2);
   assert.ok(!output.includes(REPLICAS_SERVING), "the second replica still starting (a start of the platform's code takes seconds)");
   process.kill(replicaPids()[0], "SIGKILL");
@@ -115,13 +123,13 @@ test("a replica that served and dies while the next one still starts is replaced
   assert.deepEqual(exits().map((e) => [e.served, e.delayMs]), [[true, 1_000]], "the replica that served is replaced after 1 s");
 });
 
-test("the start is over once the second replica serves; the replacement serves too", async () => {
+test("the start is over once the second replica serves; the replacement serves too", { timeout: STARTS_MS }, async () => {
   await until("every replica of the start serving", () => output.includes(REPLICAS_SERVING));
   await until("the replacement serving", () => replacementsServing() === 1);
   assert.equal(replicaPids().length, 2);
 });
 
-test("replicas killed while the database refuses connections: replaced, each replacement fails fast saying why once, the next in its place after 2, then 4 s, one that served after 1 s whatever the other's count", async () => {
+test("replicas killed while the database refuses connections: replaced, each replacement fails fast saying why once, the next in its place after 2, then 4 s, one that served after 1 s whatever the other's count", { timeout: STARTS_MS }, async () => {
   await allowConnections(false);
   const [older, younger] = replicaPids(); // replica-2, then replica-3 (the first test's replacement)
   const before = exits().length;
@@ -164,7 +172,7 @@ test("replicas killed while the database refuses connections: replaced, each rep
   }
 });
 
-test("once the database takes connections again, a replacement serves in each place", async () => {
+test("once the database takes connections again, a replacement serves in each place", { timeout: STARTS_MS }, async () => {
   await allowConnections(true);
   await until("a replacement serving again in each place", () => replacementsServing() === 3);
   assert.ok(await healthy());

@@ -4,7 +4,8 @@ import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification
 import { quietUntil } from "../src/delivery.js";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { checkSendgridSignature, checkTwilioSignature, sameSecret, twilioSignature } from "../src/signatures.js";
-import { formatMoney, maskPhone } from "@ttip/runtime";
+import { formatMoney, maskPhone, type Queryable } from "@ttip/runtime";
+import { findTemplate, forgetActiveTemplates } from "../src/stores/templates.js";
 import {
   defaultTemplates,
   MissingVariablesError,
@@ -170,5 +171,30 @@ describe("configuration", () => {
     assert.throws(() => loadEnvConfig({ NOTIFICATION_PROVIDERS: "real", NOTIFICATION_SMS_PRIMARY: "twilio" }), /NOTIFICATION_TWILIO_AUTH_TOKEN: is required/);
     const ok = loadEnvConfig({ NOTIFICATION_PROVIDERS: "real", NOTIFICATION_AT_USERNAME: "ttip", NOTIFICATION_AT_API_KEY: "k" });
     assert.equal(ok.NOTIFICATION_AT_BASE_URL, "https://api.africastalking.com");
+  });
+});
+
+describe("active templates as read a moment ago", () => {
+  /** A database answering the active template as `body`, when `answered` resolves. */
+  const database = (body: string, answered: Promise<void> = Promise.resolve()) =>
+    ({
+      query: async () => {
+        await answered;
+        return { rows: [{ key: TemplateKey.TIP_RECEIVED, locale: "en", channel: Channel.SMS, version: 1, subject: "", body, active: true, created_at: new Date() }] };
+      },
+    }) as unknown as Queryable;
+
+  test("a read that began before an activation is not kept: the next message renders the version activated", async () => {
+    forgetActiveTemplates();
+    let answer!: () => void;
+    // Its SELECT saw the old version; its answer comes after the activation committed and forgot what was kept.
+    const before = findTemplate(database("old", new Promise((resolve) => (answer = resolve))), TemplateKey.TIP_RECEIVED, "en", Channel.SMS);
+    forgetActiveTemplates();
+    answer();
+    assert.equal((await before)?.body, "old");
+    assert.equal((await findTemplate(database("new"), TemplateKey.TIP_RECEIVED, "en", Channel.SMS))?.body, "new");
+    // Kept once read after the activation.
+    assert.equal((await findTemplate(database("newer"), TemplateKey.TIP_RECEIVED, "en", Channel.SMS))?.body, "new");
+    forgetActiveTemplates();
   });
 });

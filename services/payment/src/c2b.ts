@@ -330,6 +330,7 @@ async function postSuspense(deps: Deps, transId: string): Promise<void> {
     await deps.ctx.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = $2 WHERE trans_id = $1", [transId, entryId || "posted"]);
   } catch (err) {
     deps.ctx.logger.warn({ receipt: transId, err }, "suspense entry not posted yet; reconciliation will retry");
+    await deps.ctx.pool.query("UPDATE payment.c2b_payments SET attempts = attempts + 1 WHERE trans_id = $1", [transId]).catch(() => undefined);
   }
 }
 
@@ -345,21 +346,22 @@ async function finishC2b(deps: Deps, transId: string): Promise<void> {
 /**
  * One reconciliation pass: suspense entries not posted yet, and raw
  * confirmations that were stored but never applied (the process died, or a
- * lookup failed), older than a minute.
+ * lookup failed), older than a minute. Each the least tried first, then the
+ * oldest (0036): one failing every time does not starve the rest.
  */
 export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
   const c2b = deps.config().c2b;
   if (!c2b) return 0;
   const { pool } = deps.ctx;
   const { rows: unposted } = await pool.query<{ trans_id: string }>(
-    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL ORDER BY received_at LIMIT $1",
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL ORDER BY attempts, received_at LIMIT $1",
     [limit],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);
   await pruneReceiptless(pool, limit);
   const { rows: raw } = await pool.query<{ callback_id: string; raw_body: Buffer }>(
     `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_c2b' AND outcome = 'received'
-      AND received_at < now() - interval '1 minute' ORDER BY received_at LIMIT $1`,
+      AND received_at < now() - interval '1 minute' ORDER BY attempts, received_at LIMIT $1`,
     [limit],
   );
   let applied = 0;
@@ -378,6 +380,7 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
       applied++;
     } catch (err) {
       deps.ctx.logger.warn({ callbackId: r.callback_id, err }, "stored C2B confirmation still cannot be applied; will retry");
+      await pool.query("UPDATE payment.callbacks SET attempts = attempts + 1 WHERE callback_id = $1", [r.callback_id]).catch(() => undefined);
     }
   }
   return applied;

@@ -869,15 +869,40 @@ export interface ReconcileCounts {
  */
 export async function reconcileTips(deps: Deps, limit: number): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
+  const counts = await queryDueTips(deps, limit);
+  // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
+  // All at once: they go to wallet in one call and are recorded by one statement (credits.ts).
+  const uncredited = await uncreditedTips(pool, "mpesa", limit);
+  const credits = await Promise.allSettled(uncredited.map((tipId) => postCredit(deps, tipId)));
+  await triedCredits(pool, uncredited);
+  await reconcileC2b(deps, limit);
+  await sendReceipts(deps, limit);
+  // After the pass's other work: a recording that fails on every try must not stop it.
+  const failed = credits.find((c) => c.status === "rejected");
+  if (failed) throw failed.reason;
+  return counts;
+}
+
+/**
+ * An admin's re-query of one pending tip (made due first): that tip alone is asked about and settled, as a
+ * pass would; none of the pass's other work, whose failures (another tip's credit) are not the admin's answer.
+ */
+export async function requeryTip(deps: Deps, tipId: string): Promise<ReconcileCounts> {
+  return queryDueTips(deps, 1, tipId);
+}
+
+/** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
+async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<ReconcileCounts> {
+  const { pool } = deps.ctx;
   const config = deps.config();
   // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
   const clock = clockOf(deps.ctx);
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${tipId ? " AND tip_id = $3" : ""}
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit, new Date(clock.now())],
+      tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
@@ -929,16 +954,6 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     else counts.stillPending++;
     paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
-  // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
-  // All at once: they go to wallet in one call and are recorded by one statement (credits.ts).
-  const uncredited = await uncreditedTips(pool, "mpesa", limit);
-  const credits = await Promise.allSettled(uncredited.map((tipId) => postCredit(deps, tipId)));
-  await triedCredits(pool, uncredited);
-  await reconcileC2b(deps, limit);
-  await sendReceipts(deps, limit);
-  // After the pass's other work: a recording that fails on every try must not stop it.
-  const failed = credits.find((c) => c.status === "rejected");
-  if (failed) throw failed.reason;
   return counts;
 }
 

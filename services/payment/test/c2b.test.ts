@@ -842,6 +842,19 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.deepEqual(mine.find((p) => p.accountReference === slip)!.suggestions, [code]);
   });
 
+  test("a suspense payment whose posting fails every pass waits behind the others: passes of one each post the rest", async () => {
+    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 200, skipValidation: true })];
+    // Both unposted and older than any other: stuck's amount no longer what the wallet holds under its key (refused every
+    // time, ALREADY_EXISTS); next's entry is there, so posting it again answers it.
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = NULL, received_at = '2001-01-01T00:00:00Z', amount_minor = 300 WHERE trans_id = $1", [stuck.transId]);
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = NULL, received_at = '2001-01-01T00:00:01Z' WHERE trans_id = $1", [next.transId]);
+    for (let pass = 0; pass < 3; pass++) await internal.reconcilePending({ limit: 1 });
+    assert.equal((await c2bRow(stuck.transId)).suspense_entry_id, null);
+    assert.ok((await c2bRow(next.transId)).suspense_entry_id, "posted by a pass after the failing one's");
+    assert.ok((await c2bRow(stuck.transId)).attempts >= 1);
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = 'set-aside' WHERE trans_id = $1", [stuck.transId]);
+  });
+
   test("an admin matches a suspense payment to a worker (credited from suspense, once) or leaves it for refund", async () => {
     const w = await worker();
     const first = await h.sim.c2b.pay({ billRefNumber: "ZZZZZZ", amount: 300, skipValidation: true });

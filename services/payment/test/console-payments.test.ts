@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { PaymentMethodKind, PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -95,6 +95,32 @@ describe("payments in the admin console", () => {
     assert.match(await message(finance.requeryPayment({ subject: { case: "tipId", value: tips.lost } })), /^FailedPrecondition tip_id: the tip is succeeded/);
     await eventually(async () => (await h.balance(worker)) > 0n, "credited");
     assert.ok(await h.trialBalanced());
+  });
+
+  test("re-query asks about that tip alone: another tip whose recording PostgreSQL refuses on every try does not answer the admin an error", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 130, lost);
+    const stuck = await tip(other, 140);
+    const entryOf = async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [stuck])).rows[0].credit_entry_id as string | null;
+    await eventually(async () => (await statusOf(stuck)) === TipStatus.SUCCEEDED && (await entryOf()), "the other tip settled and its credit recorded");
+    // Its entry unrecorded again (queued for reconciliation), and any statement recording it refused.
+    await h.t.db.pool.query("UPDATE payment.tips SET credit_entry_id = NULL, credited_at = NULL WHERE tip_id = $1", [stuck]);
+    const trigger = `console_test_refuse_${stuck.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${stuck}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    try {
+      const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+      assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
+      assert.equal(await entryOf(), null, "the other tip left to reconciliation");
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    // Once PostgreSQL takes it, a pass records it (the tests after this one wait for every success credited).
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    assert.ok(await entryOf(), "recorded by reconciliation");
   });
 
   test("payouts across workers: filters and detail with the raw B2C result and the wallet hold", async () => {

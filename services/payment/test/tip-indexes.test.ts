@@ -122,6 +122,29 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     assert.deepEqual(rows, [{ options: ["fillfactor=65"] }]);
   });
 
+  test("both pollers of pending tips (M-Pesa's checks, cards' reconciliation) read one index, and the table with its indexes fits a backend's 16 fast-path locks", async () => {
+    // The pollers' reads as tips.ts (reconcileTips) and cards/tips.ts (reconcileCardTips) make them.
+    const poll = (method: string) =>
+      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = '${method}' AND next_check_at <= now()
+          AND (lease_until IS NULL OR lease_until < now()) ORDER BY next_check_at LIMIT 100 FOR UPDATE SKIP LOCKED`;
+    const client = await db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("SET LOCAL enable_seqscan = off");
+      const indexesRead = async (sql: string) => {
+        const { rows } = await client.query<{ plan: unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`);
+        return [...JSON.stringify(rows[0]).matchAll(/"Index Name":"([^"]+)"/g)].map((m) => m[1]);
+      };
+      assert.deepEqual({ mpesa: await indexesRead(poll("mpesa")), card: await indexesRead(poll("card")) }, { mpesa: ["tips_pending_due"], card: ["tips_pending_due"] });
+      await client.query("ROLLBACK");
+    } finally {
+      client.release();
+    }
+    // The table and its indexes, each a lock per statement on it: past 16 the rest go to the shared lock table.
+    const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_index WHERE indrelid = 'payment.tips'::regclass");
+    assert.ok(1 + rows[0].n <= 15, `payment.tips and its ${rows[0].n} indexes`);
+  });
+
   test("tips without a value leave no entry in its index: each is unique over filled values only", async () => {
     const { rows } = await db.pool.query<{ column: string; unique: boolean; predicate: string | null }>(
       `SELECT a.attname AS column, i.indisunique AS unique, pg_get_expr(i.indpred, i.indrelid) AS predicate

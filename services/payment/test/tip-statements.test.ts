@@ -681,6 +681,25 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.deepEqual((await db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY tip_id", [[lo, hi]])).rows.map((r) => r.credit_entry_id), ["entry-lo", "entry-hi"]);
   });
 
+  test("an approval's found-posted mark goes with its claim, whoever gives the claim up (an older replica clears approval_receipt alone), and holds only a claim's values", async () => {
+    const [tipId] = await tipsTo(randomUUID(), 1);
+    const mark = async () => (await db.pool.query("SELECT approval_receipt, approval_found_posted FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+    // A newer replica's approval claimed as found posted (0034).
+    await db.pool.query("UPDATE payment.tips SET status = 'held_for_review', approval_receipt = mpesa_receipt, approval_found_posted = 'plain', review_claimed_at = now() WHERE tip_id = $1", [tipId]);
+    // An older replica gives the claim up (its wallet refused), as it did before 0034: approval_receipt alone.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = NULL, review_claimed_at = CASE WHEN rejection_claim IS NULL THEN NULL ELSE review_claimed_at END WHERE tip_id = $1 AND status = 'held_for_review'", [tipId]);
+    assert.deepEqual(await mark(), { approval_receipt: null, approval_found_posted: null });
+    // Its approval claimed again, naming no mark: a newer replica resuming it posts the release, not nothing.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = COALESCE(mpesa_receipt, credit_key), review_claimed_at = now() WHERE tip_id = $1", [tipId]);
+    assert.equal((await mark()).approval_found_posted, null);
+    // A newer replica's claim keeps the mark it records.
+    await db.pool.query("UPDATE payment.tips SET approval_receipt = mpesa_receipt, approval_found_posted = 'refunded' WHERE tip_id = $1", [tipId]);
+    assert.equal((await mark()).approval_found_posted, "refunded");
+    await assert.rejects(db.pool.query("UPDATE payment.tips SET approval_found_posted = 'posted' WHERE tip_id = $1", [tipId]), (e: { code?: string }) => e.code === "23514");
+    const { rows: [check] } = await db.pool.query("SELECT convalidated FROM pg_constraint WHERE conname = 'tips_approval_found_posted_values'");
+    assert.equal(check?.convalidated, true, "validated on the rows there");
+  });
+
   test("a decided credit is queued for reconciliation until its entry is recorded, and recording it changes no indexed column (a HOT update where the page has room)", async () => {
     const tipIds = await tipsTo(randomUUID(), 3);
     // Tip 0 as a success decides it (credit_key set, no entry yet); tip 1 decided and recorded at once (suspense); tip 2 stays pending.

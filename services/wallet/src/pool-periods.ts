@@ -1,7 +1,7 @@
 // A venue pool split per period. The venue service decides who gets what;
 // the ledger guarantees the money side: only a finished period's takings are
 // split, exactly all of them, once, and a correction is a reversing entry.
-import { fieldError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
@@ -93,7 +93,10 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   // Read after the locks are held (a separate statement), so it is later than every committed tip's time.
   const { rows: [{ now }] } = await tx.query<{ now: Date }>(`SELECT clock_timestamp() AS now`);
   const prior = await loadEntryByKey(tx, input.idempotencyKey);
-  if (prior) return { entry: prior, created: false };
+  if (prior) {
+    if (!(await isSameSplit(tx, prior, input, splitLines(pool.account_id, wallets, input)))) throw new IdempotencyConflictError(input.idempotencyKey, "pool distribution");
+    return { entry: prior, created: false };
+  }
   if (input.end.getTime() > now.getTime()) {
     throw new InvalidStateError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`);
   }
@@ -105,10 +108,7 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   if (total !== takings.collectedMinor) {
     throw new InvalidStateError(`shares: add up to ${total} minor units but the pool took ${takings.collectedMinor} in the period; preview again`);
   }
-  const postings: PostingInput[] = [{ accountId: pool.account_id, amountMinor: -total, currency: input.currency, memo: "pool distribution" }];
-  for (const s of input.shares) {
-    postings.push({ accountId: wallets.get(s.workerId)!, amountMinor: s.amountMinor, currency: input.currency, memo: s.memo.slice(0, 200) });
-  }
+  const postings = splitLines(pool.account_id, wallets, input);
   const result = await postEntry(tx, {
     idempotencyKey: input.idempotencyKey,
     cause: causeOf("poolDistributionId", input.distributionId),
@@ -121,6 +121,36 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
     [result.entry.entryId, pool.account_id, input.distributionId, input.start, input.end, total],
   );
   return result;
+}
+
+/** The split's lines: the pool pays out the shares' total, each worker's wallet takes its share. */
+function splitLines(poolAccountId: string, wallets: Map<string, string>, input: PoolDistributionInput): PostingInput[] {
+  const total = input.shares.reduce((s, x) => s + x.amountMinor, 0n);
+  const postings: PostingInput[] = [{ accountId: poolAccountId, amountMinor: -total, currency: input.currency, memo: "pool distribution" }];
+  for (const s of input.shares) {
+    postings.push({ accountId: wallets.get(s.workerId)!, amountMinor: s.amountMinor, currency: input.currency, memo: s.memo.slice(0, 200) });
+  }
+  return postings;
+}
+
+/**
+ * Whether the entry under the key is this split: the same distribution, period, and money on each account.
+ * Wording (memos, description) is not compared: the venue's key is deterministic and its retry finishes a split
+ * already posted, so a retry worded by a newer release must still be answered with the first entry, not
+ * refused (a refusal makes the venue abandon a distribution whose money moved).
+ */
+async function isSameSplit(tx: Queryable, prior: JournalEntry, input: PoolDistributionInput, lines: PostingInput[]): Promise<boolean> {
+  const cause = prior.cause?.cause;
+  if (cause?.case !== "poolDistributionId" || cause.value !== input.distributionId) return false;
+  const { rows: [period] } = await tx.query<{ period_start: Date; period_end: Date }>(
+    `SELECT period_start, period_end FROM wallet.pool_distributions WHERE entry_id = $1`,
+    [prior.entryId],
+  );
+  if (period?.period_start.getTime() !== input.start.getTime() || period.period_end.getTime() !== input.end.getTime()) return false;
+  const money = (accountId: string, amountMinor: bigint, currency: string) => `${accountId} ${amountMinor} ${currency}`;
+  const posted = prior.postings.map((p) => money(p.accountId, p.amount!.amountMinor, p.amount!.currency)).sort();
+  const asked = lines.map((p) => money(p.accountId, p.amountMinor, p.currency)).sort();
+  return posted.length === asked.length && posted.every((line, i) => line === asked[i]);
 }
 
 /**

@@ -6,6 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { FeeScheduleCreatedSchema, WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -345,6 +346,45 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(after.collected!.amountMinor, 2_000n);
     const again = await splitPool(venueId, start, end, workers);
     assert.equal(again.created, true);
+  });
+
+  test("a pool split's key: the same split again (however worded) answers the first entry; another split under it is ALREADY_EXISTS naming the key, and moves nothing", async () => {
+    const { venueId, pool, start } = await poolWithTip();
+    const end = await periodEnd();
+    const workers = [randomUUID(), randomUUID()];
+    const distributionId = randomUUID();
+    const idempotencyKey = `venue-distribution:${distributionId}`;
+    const split = (shares: bigint[], over: { description?: string; memo?: string; distributionId?: string; end?: Date } = {}) =>
+      internal.postPoolDistribution({
+        venueId,
+        currency: "KES",
+        start: timestampFromDate(start),
+        end: timestampFromDate(over.end ?? end),
+        distributionId: over.distributionId ?? distributionId,
+        idempotencyKey,
+        description: over.description ?? "Tip pool (rule v1)",
+        shares: workers.map((workerId, i) => ({ workerId, amount: kesMinor(shares[i]), memo: over.memo ?? "share" })),
+      });
+    const first = await split([1_500n, 500n]);
+    assert.equal(first.created, true);
+    // The venue's retry of the same split, worded by a newer release: the first entry, nothing posted again.
+    for (const retry of [split([1_500n, 500n]), split([1_500n, 500n], { description: "Tip pool, rule v1", memo: "Amina: 3/4" })]) {
+      const again = await retry;
+      assert.equal(again.created, false);
+      assert.equal(again.entry!.entryId, first.entry!.entryId);
+    }
+    const entries = async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = $1`, [idempotencyKey])).rows[0].n;
+    const wallets = await Promise.all(workers.map((w) => ensureAccount(t.db.pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, w, "KES")));
+    const others = [split([1_000n, 1_000n]), split([1_500n, 500n], { distributionId: randomUUID() }), split([1_500n, 500n], { end: new Date(end.getTime() - 1) })].map(failure);
+    for (const other of others) {
+      const e = await other;
+      assert.equal(Code[e.code], "AlreadyExists");
+      assert.match(e.rawMessage, /idempotency_key/);
+      assert.deepEqual(e.findDetails(IdempotencyKeyConflictSchema).map((d) => d.idempotencyKey), [idempotencyKey]);
+    }
+    assert.equal(await entries(), 1);
+    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 0n);
+    for (const [i, amount] of [1_500n, 500n].entries()) assert.equal((await balanceOf(wallets[i].account_id)).ledger!.amountMinor, amount);
   });
 
   test("the same key posted 20 times at once is applied once", async () => {

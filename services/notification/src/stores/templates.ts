@@ -46,10 +46,13 @@ export async function seedTemplates(db: Queryable): Promise<void> {
  */
 const activeTemplates = new Map<string, { record: TemplateRecord; until: number }>();
 const ACTIVE_TEMPLATE_TTL_MS = 5_000;
+/** Counts forgetActiveTemplates calls: a read that began before one may hold the version just replaced. */
+let forgotten = 0;
 
 /** After an activation (or seeding): the next message reads the active version again. */
 export function forgetActiveTemplates(): void {
   activeTemplates.clear();
+  forgotten++;
 }
 
 /**
@@ -63,14 +66,16 @@ export async function findTemplate(db: Queryable, key: TemplateKey, locale: stri
     const cached = activeTemplates.get(cacheKey);
     if (cached && cached.until > now) return cached.record;
   }
+  const before = forgotten;
   const { rows } = await db.query<TemplateRecord>(
     `SELECT key, locale, channel, version, subject, body, active, created_at FROM notification.templates
       WHERE key = $1 AND channel = $2 AND locale = ANY($3::text[]) AND (CASE WHEN $4::int = 0 THEN active ELSE version = $4 END)
       ORDER BY locale = $5 DESC LIMIT 1`,
     [key, channel, [locale, FALLBACK_LOCALE], version, locale],
   );
-  // Bounded by the kinds, locales and channels there are; a miss is not kept.
-  if (version === 0 && rows[0]) activeTemplates.set(cacheKey, { record: rows[0], until: now + ACTIVE_TEMPLATE_TTL_MS });
+  // Bounded by the kinds, locales and channels there are; a miss is not kept, nor a read an activation overtook
+  // (kept, it would answer the replaced version for the whole TTL after this process's own activation).
+  if (version === 0 && rows[0] && forgotten === before) activeTemplates.set(cacheKey, { record: rows[0], until: now + ACTIVE_TEMPLATE_TTL_MS });
   return rows[0];
 }
 

@@ -155,7 +155,7 @@ export class DarajaSimState {
   readonly pending = new Set<Promise<unknown>>();
   /** query_first: callbacks parked until a query answers the push. */
   readonly parked = new Map<string, () => void>();
-  /** late: the query keeps saying "processing" until the callback went out. */
+  /** late: the query keeps saying "processing" until the callback went out (a held one has not). */
   readonly notYetFinal = new Set<string>();
   /** Paybill payments by receipt: a replayed receipt is one payment. */
   readonly paybillPaid = new Map<string, number>();
@@ -228,6 +228,7 @@ export class DarajaSimState {
   async deliver(url: string, body: unknown, tx?: SimTransaction): Promise<void> {
     const held = tx && this.held.get(tx.kind);
     if (held) return void held.push(() => this.deliver(url, body, tx));
+    if (tx?.checkoutRequestId) this.notYetFinal.delete(tx.checkoutRequestId);
     if (tx) tx.callbackSentAt = performance.timeOrigin + performance.now();
     const answer = await postJson(url, body, { localAddress: this.o.callbackSourceAddress, timeoutMs: 10_000 });
     if (tx && answer && answer.status > 0 && answer.status < 300) tx.callbacksSent++;

@@ -97,11 +97,9 @@ function scheduleStkCallback(sim: DarajaSimState, tx: SimTransaction, script: Sc
       });
       return undefined;
     case "late":
+      // Processing until the callback goes out (deliver ends it): a held callback keeps it so.
       sim.notYetFinal.add(checkout);
-      sim.later(script.delayMs ?? sim.o.lateDelayMs, async () => {
-        sim.notYetFinal.delete(checkout);
-        await send();
-      });
+      sim.later(script.delayMs ?? sim.o.lateDelayMs, send);
       return undefined;
     case "query_first":
       sim.parked.set(checkout, () => sim.later(delay, send));

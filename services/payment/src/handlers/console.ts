@@ -11,7 +11,7 @@ import type { PaymentHandlerContext } from "./context.js";
 import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback } from "../convert.js";
 import { reconcilePayouts } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
-import { reconcileTips } from "../tips.js";
+import { requeryTip } from "../tips.js";
 import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
 import { alertsOf } from "../stores/fraud-alerts.js";
 import { loadPayout, makePayoutDue, searchPayouts } from "../stores/payouts.js";
@@ -21,7 +21,7 @@ import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 import { kes } from "../money.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
-/** A re-query runs the reconciler over at most this many due attempts (the one asked for is due first). */
+/** A payout's re-query runs the payout reconciler over at most this many due payouts (the one asked for is due first). */
 const REQUERY_BATCH = 20;
 
 interface CommonFilters {
@@ -177,7 +177,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
         await makeTipDue(tx, tipId);
         await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.workerId ?? undefined });
       });
-      await reconcileTips(deps, REQUERY_BATCH);
+      await requeryTip(deps, tipId);
       return { tip: tipOut((await tipById(pool, tipId))!) };
     }
     const payoutId = req.subject.value!;
