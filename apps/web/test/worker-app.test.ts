@@ -42,13 +42,13 @@ describe("the worker's web app (chromium at phone size)", () => {
       amount: { amountMinor: 30_000n, currency: "KES" },
       payment: { case: "mpesaPhone", value: successNumber() },
     });
-    await page.getByTestId("latest-tips").getByText("KES 300 · succeeded").waitFor({ timeout: 20_000 });
+    await page.getByTestId("latest-tips").getByText("KES 300 · received").waitFor({ timeout: 20_000 });
     await page.getByTestId("available").filter({ hasNotText: "KES 0" }).waitFor();
     const available = (await page.getByTestId("available").textContent())!;
     await h.screenshot(page, "worker-home");
 
     // The tip's detail.
-    await page.getByTestId("latest-tips").getByText("KES 300 · succeeded").click();
+    await page.getByTestId("latest-tips").getByText("KES 300 · received").click();
     await page.getByRole("cell", { name: tip!.customerPhoneMasked }).waitFor();
 
     // Withdraw with a device key made in this browser; its status arrives over WatchPayout, never asked for each second.
