@@ -59,7 +59,7 @@ export async function startConsumers(
   { batchIntervalMs = BATCH_INTERVAL_MS }: { batchIntervalMs?: number } = {},
 ): Promise<() => Promise<void>> {
   const bus = pacedBatches(ctx.bus, batchIntervalMs);
-  const ingested = ctx.metrics.counter("ttip_analytics_events_ingested_total", "Events analytics added to its rollups, by subject.", ["subject"]);
+  const ingested = ctx.metrics.counterFamily("ttip_analytics_events_ingested_total", "Events analytics added to its rollups, by subject.", ["subject"]);
   const lag = ctx.metrics.histogram(
     "ttip_analytics_event_lag_seconds",
     "From an event happening to its figures in the rollups (how stale dashboards are).",

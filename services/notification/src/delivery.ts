@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
@@ -110,6 +110,36 @@ function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") 
     correlationId,
   );
 }
+
+/**
+ * A planned SMS's event for when the planning statement finds its number opted out: the queued
+ * event's bytes with a meta id of its own and status "failed" appended. A parser keeps a field's
+ * last value and merges a message field met twice, so it reads the queued event with that id and
+ * status (time, producer, correlation and the rest unchanged). Made for every SMS planned and
+ * used for few: bytes appended, not a second event built (bench/opted-out-event.ts).
+ */
+export function optedOutEventOf(queued: BusMessage): BusMessage {
+  const id = timeOrderedUuid();
+  const data = new Uint8Array(queued.data.length + OPTED_OUT_TAIL_BYTES);
+  data.set(queued.data);
+  let at = queued.data.length;
+  data[at++] = tag(DeliveryUpdatedSchema.field.meta.number);
+  data[at++] = 2 + id.length;
+  data[at++] = tag(EventMetaSchema.field.id.number);
+  data[at++] = id.length;
+  at += utf8.encodeInto(id, data.subarray(at)).written;
+  data[at++] = tag(DeliveryUpdatedSchema.field.status.number);
+  data[at++] = FAILED.length;
+  data.set(FAILED, at);
+  return { id, subject: queued.subject, data };
+}
+
+/** A length-delimited field's tag (wire type 2); the fields here are numbered below 16, one byte. */
+const tag = (field: number) => (field << 3) | 2;
+const utf8 = new TextEncoder();
+const FAILED = utf8.encode("failed");
+/** meta { id } (a UUID's 36 characters) and status "failed", each with its tag and length. */
+const OPTED_OUT_TAIL_BYTES = 2 + 2 + 36 + 2 + FAILED.length;
 
 /** Dispatch consumers: each queued delivery is handed to one of them, chosen by its id. */
 export const DISPATCH_SHARDS = 4;
@@ -442,7 +472,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     nextAttempt,
     event,
     mayBeOptedOut,
-    optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
+    optedOutEvent: mayBeOptedOut ? optedOutEventOf(event) : event,
     // In time order too, for inapp_notifications_pkey (see id).
     inAppId: channel === Channel.IN_APP && userId !== null ? timeOrderedUuid() : null,
     dispatch: status === "queued" ? dispatchMessage(event, id) : null,
@@ -1060,7 +1090,7 @@ export class Dispatcher {
     const { delivery: d, provider, attempt, leasedFrom } = claim;
     const outcome = await this.send(d, provider);
     this.o.metrics
-      ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
+      ?.counterFamily("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     // The trace the send ran in, for its "sent" fact however late that is written.
     if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null, leasedFrom };

@@ -1,14 +1,23 @@
 // Payment's business figures on /metrics, beside the runtime's gRPC, outbox and pool ones.
 import type { Metrics } from "@ttip/runtime";
 
-export function paymentMetrics(m: Metrics) {
+/** payment's metrics on a registry, made once per registry: every tip created and credited counts on them. */
+export function paymentMetrics(m: Metrics): PaymentMetrics {
+  let made = byRegistry.get(m);
+  if (!made) byRegistry.set(m, (made = makePaymentMetrics(m)));
+  return made;
+}
+
+const byRegistry = new WeakMap<Metrics, PaymentMetrics>();
+
+function makePaymentMetrics(m: Metrics) {
   return {
-    /** Tips by how they ended: created, succeeded (credited to the worker), held (suspense), failed, expired. */
-    tips: m.counter("ttip_payment_tips_total", "Tips by status reached, and payment method.", ["status", "method"]),
+    /** Tips by how they ended: created, succeeded (credited to the worker), held (suspense), failed, expired. Counted per tip: a family (no label hash per inc). */
+    tips: m.counterFamily("ttip_payment_tips_total", "Tips by status reached, and payment method.", ["status", "method"]),
     /** What succeeded tips were worth, in whole shillings. */
-    amounts: m.histogram("ttip_payment_tip_amount_kes", "Amounts of credited tips, in KES.", ["method"], [10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000]),
+    amounts: m.histogramFamily("ttip_payment_tip_amount_kes", "Amounts of credited tips, in KES.", ["method"], [10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000]),
     /** From the callback (or query) deciding success to the wallet entry recorded. */
-    creditLatency: m.histogram(
+    creditLatency: m.histogramFamily(
       "ttip_payment_callback_to_credit_seconds",
       "From the M-Pesa outcome that decided a tip's success to its wallet credit recorded.",
       ["method"],
@@ -26,4 +35,4 @@ export function paymentMetrics(m: Metrics) {
   };
 }
 
-export type PaymentMetrics = ReturnType<typeof paymentMetrics>;
+export type PaymentMetrics = ReturnType<typeof makePaymentMetrics>;

@@ -66,7 +66,8 @@ function counters(metrics: Metrics | undefined) {
     (metrics.registry.getSingleMetric(name) as Counter<L> | undefined) ??
     new Counter({ name, help, labelNames, registers: [metrics.registry] });
   return {
-    cache: get("ttip_qr_cache_lookups_total", "qr cache lookups by entry kind and result (hit, miss, error).", ["entry", "result"]),
+    // Counted per key read (every resolve): a family, no label hash per inc.
+    cache: metrics.counterFamily("ttip_qr_cache_lookups_total", "qr cache lookups by entry kind and result (hit, miss, error).", ["entry", "result"]),
     resolves: get("ttip_qr_resolves_total", "qr code resolutions by outcome (ok or the QrProblemKind).", ["outcome"]),
     invalidations: get("ttip_qr_cache_invalidations_total", "qr cache invalidations after a change, by pass (first at commit, second a moment later).", ["pass"]),
   };

@@ -1,6 +1,7 @@
+import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { consumeEventBatches, decodeEvent, subjectOf, type ServiceContext } from "@ttip/runtime";
+import { TipSucceededCodeViewSchema, TipSucceededSchema, type TipSucceededCodeView } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { consumeEventBatches, subjectOf, type ServiceContext } from "@ttip/runtime";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -20,7 +21,7 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     metrics: ctx.metrics,
     effectCte: (messages, first) => {
       const tips = messages
-        .map((m) => ({ eventId: m.id, tip: decodeEvent(TipSucceededSchema, m) }))
+        .map((m) => ({ eventId: m.id, tip: countedTip(m.data) }))
         .filter(({ tip }) => tip.tipId && UUID.test(tip.qrCodeId))
         .map(({ eventId, tip }) => ({ eventId, tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
       if (!tips.length) return undefined;
@@ -35,4 +36,13 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     },
   });
   return () => sub.stop();
+}
+
+/**
+ * What the count reads of a tip_succeeded's payload: its meta, tip and code, decoded through the
+ * contract's view of the event (the same field numbers); the money, receipt, message and the rest
+ * are skipped, not built nor kept as unknown fields.
+ */
+export function countedTip(data: Uint8Array): TipSucceededCodeView {
+  return fromBinary(TipSucceededCodeViewSchema, data, { readUnknownFields: false });
 }

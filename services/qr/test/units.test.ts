@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { TipSucceededCodeViewSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { buildEvent } from "@ttip/runtime";
 import { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { buildKeQrPayload, crc16CcittFalse, emvText, tlv } from "../src/emvco.js";
 import { newShortCode, normalizeShortCode, oneSlipAway, SHORT_CODE_ALPHABET } from "../src/shortcode.js";
 import { PayloadError, PayloadSigner } from "../src/signing.js";
+import { countedTip } from "../src/tips.js";
 import { crc16, decodeEmvco, parseTlv } from "./emvco-decoder.js";
 
 // Published vectors (EMVCo MPM spec sample and two Kenyan payloads).
@@ -143,5 +147,39 @@ describe("signed payloads", () => {
     const rotated = new PayloadSigner("n".repeat(32), ["o".repeat(32)]);
     assert.equal(rotated.verify(old).qrCodeId, id);
     assert.throws(() => new PayloadSigner("o".repeat(32)).verify(rotated.sign({ qrCodeId: id, parameters })));
+  });
+});
+
+describe("the tip count's view of tip_succeeded", () => {
+  test("each field the view keeps has its TipSucceeded field's number and type, so the view reads the event's bytes", () => {
+    for (const field of TipSucceededCodeViewSchema.fields) {
+      const full = TipSucceededSchema.fields.find((f) => f.name === field.name);
+      assert.ok(full, field.name);
+      assert.deepEqual([field.number, field.fieldKind, field.scalar, field.message?.typeName], [full.number, full.fieldKind, full.scalar, full.message?.typeName], field.name);
+    }
+  });
+
+  test("a whole TipSucceeded decodes to its tip, code and time, and nothing else is kept", () => {
+    const at = new Date("2026-12-01T20:15:30.250Z");
+    const event = buildEvent("payment", TipSucceededSchema, {
+      tipId: "0190c2a4-7e1f-7a8b-9c0d-112233445566",
+      workerId: "0190c2a4-0000-7000-8000-000000000001",
+      venueId: "0190c2a4-0000-7000-8000-000000000002",
+      qrCodeId: "0190c2a4-0000-7000-8000-000000000003",
+      amount: { amountMinor: 10_000n, currency: "KES" },
+      fee: { amountMinor: 150n, currency: "KES" },
+      net: { amountMinor: 9_850n, currency: "KES" },
+      mpesaReceipt: "TLL1ABCDEF",
+      customerPhoneMasked: "2547******78",
+      rating: 5,
+      message: "asante sana",
+      createdBy: "u1",
+    }, "corr-1", at);
+    const tip = countedTip(event.data);
+    assert.equal(tip.tipId, "0190c2a4-7e1f-7a8b-9c0d-112233445566");
+    assert.equal(tip.qrCodeId, "0190c2a4-0000-7000-8000-000000000003");
+    assert.equal(tip.meta?.id, event.id);
+    assert.equal(timestampDate(tip.meta!.occurredAt!).getTime(), at.getTime());
+    assert.equal(tip.$unknown, undefined);
   });
 });

@@ -105,6 +105,30 @@ export class Metrics {
     return histogram.series(labels);
   }
 
+  /**
+   * Counter `name` (made on first use) whose series are found by their label values and counted
+   * in place, for code that counts on every tip or message: prom-client validates and hashes the
+   * label set on every inc; here the counts are added to the counter when the registry reads it,
+   * one hash per series per scrape. The same name answers the same family.
+   */
+  counterFamily<L extends string>(name: string, help: string, labelNames: readonly L[]): CounterFamily<L> {
+    let family = this.families.get(name);
+    if (family === undefined) this.families.set(name, (family = new CounterFamily(this.counter(name, help, labelNames), labelNames)));
+    if (!(family instanceof CounterFamily)) throw new Error(`metric ${name} is a histogram family, not a counter family`);
+    return family as CounterFamily<L>;
+  }
+
+  /** histogramSeries for labels that vary by call: each label set's series found by its values, once looked up (see counterFamily). */
+  histogramFamily<L extends string>(name: string, help: string, labelNames: readonly L[], bounds: number[]): HistogramFamily<L> {
+    let family = this.families.get(name);
+    if (family === undefined) this.families.set(name, (family = new HistogramFamily<L>(labelNames, (labels) => this.histogramSeries(name, help, bounds, labels))));
+    if (!(family instanceof HistogramFamily)) throw new Error(`metric ${name} is a counter family, not a histogram family`);
+    return family as HistogramFamily<L>;
+  }
+
+  /** The families by metric name (services sharing a process share one, as they share the registry). */
+  private readonly families = new Map<string, CounterFamily<string> | HistogramFamily<string>>();
+
   private readonly outboxes = new Map<string, Pool>();
   private readonly pools = new Map<Pool, string>();
 
@@ -193,6 +217,88 @@ interface MethodCell {
 /** One label set's histogram: counts per bucket (not cumulative; the last is above every bound), sum and count. */
 export interface DurationSeries {
   observe(seconds: number): void;
+}
+
+/**
+ * A family's series by label values: one Map level per label, in the family's label order, so a
+ * lookup hashes the values the caller holds (no key built per call).
+ */
+class SeriesByLabels<L extends string, T> {
+  private readonly root = new Map<string, unknown>();
+
+  constructor(private readonly labelNames: readonly L[]) {}
+
+  /** The series of `labels`, made by `make` on first use. */
+  find(labels: Readonly<Record<L, string>>, make: () => T): T {
+    const names = this.labelNames;
+    let level = this.root;
+    for (let i = 0; i < names.length - 1; i++) {
+      let next = level.get(labels[names[i]]) as Map<string, unknown> | undefined;
+      if (next === undefined) level.set(labels[names[i]], (next = new Map()));
+      level = next;
+    }
+    const last = names.length ? labels[names[names.length - 1]] : "";
+    let found = level.get(last) as T | undefined;
+    if (found === undefined) level.set(last, (found = make()));
+    return found;
+  }
+}
+
+/** Metrics.counterFamily: counts per label set, added to prom-client's counter when it is read. */
+export class CounterFamily<L extends string> {
+  private readonly cells: Array<{ labels: Record<L, string>; count: number }> = [];
+  private readonly byLabels: SeriesByLabels<L, { labels: Record<L, string>; count: number }>;
+
+  constructor(
+    private readonly counter: Counter<L>,
+    labelNames: readonly L[],
+  ) {
+    this.byLabels = new SeriesByLabels(labelNames);
+    // Counter.get() (every scrape, and a test's read) calls its collect first.
+    const collected = counter as unknown as { collect?: (this: unknown) => unknown };
+    const own = collected.collect;
+    const flush = () => this.flush();
+    collected.collect = function (this: unknown) {
+      flush();
+      return own?.call(this);
+    };
+  }
+
+  inc(labels: Record<L, string>, count = 1): void {
+    this.byLabels.find(labels, () => this.newCell(labels)).count += count;
+  }
+
+  private newCell(labels: Record<L, string>) {
+    // Checked as prom-client checks it, once per label set: a wrong name throws here, not at a scrape.
+    this.counter.inc(labels, 0);
+    const cell = { labels: { ...labels }, count: 0 };
+    this.cells.push(cell);
+    return cell;
+  }
+
+  private flush(): void {
+    for (const cell of this.cells) {
+      if (cell.count === 0) continue;
+      this.counter.inc(cell.labels, cell.count);
+      cell.count = 0;
+    }
+  }
+}
+
+/** Metrics.histogramFamily: each label set's DurationSeries, looked up by its values. */
+export class HistogramFamily<L extends string> {
+  private readonly byLabels: SeriesByLabels<L, DurationSeries>;
+
+  constructor(
+    labelNames: readonly L[],
+    private readonly make: (labels: Record<string, string>) => DurationSeries,
+  ) {
+    this.byLabels = new SeriesByLabels(labelNames);
+  }
+
+  observe(labels: Record<L, string>, value: number): void {
+    this.byLabels.find(labels, () => this.make({ ...labels })).observe(value);
+  }
 }
 
 /**

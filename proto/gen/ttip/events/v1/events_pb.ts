@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/events/v1/events.proto.
  */
 export const file_ttip_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkixAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJEhIKCmNyZWF0ZWRfYnkYDyABKAk6HsrzGBp0dGlwLnBheW1lbnQudGlwX3N1Y2NlZWRlZCKGAgoKVGlwQ3JlYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYByABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhIKCmNyZWF0ZWRfYnkYCCABKAk6HMrzGBh0dGlwLnBheW1lbnQudGlwX2NyZWF0ZWQivwIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgSEgoKY3JlYXRlZF9ieRgLIAEoCTobyvMYF3R0aXAucGF5bWVudC50aXBfZmFpbGVkIo4CCg9QYXlvdXRTdWNjZWVkZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDW1wZXNhX3JlY2VpcHQYBiABKAkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgHIAEoCTohyvMYHXR0aXAucGF5bWVudC5wYXlvdXRfc3VjY2VlZGVkIskBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCToeyvMYGnR0aXAucGF5bWVudC5wYXlvdXRfZmFpbGVkIvsBCgpGcmF1ZEFsZXJ0EicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIYWxlcnRfaWQYAiABKAkSEwoLcmVhc29uX2NvZGUYAyABKAkSDgoGdGlwX2lkGAQgASgJEhEKCXBheW91dF9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSDgoGYWN0aW9uGAcgASgJEg4KBmRldGFpbBgIIAEoCRIpCgp0aXBfYW1vdW50GAkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HMrzGBh0dGlwLnBheW1lbnQuZnJhdWRfYWxlcnQi8gEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAk6GMrzGBR0dGlwLndhbGxldC5jcmVkaXRlZCLwAQoNV2FsbGV0RGViaXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCmFjY291bnRfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEAoIZW50cnlfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSLAoNYmFsYW5jZV9hZnRlchgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhAKCGNhdXNlX2lkGAcgASgJOhfK8xgTdHRpcC53YWxsZXQuZGViaXRlZCLDAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6G8rzGBd0dGlwLndhbGxldC5wYXlvdXRfaGVsZCK1AQoNUGF5b3V0U2V0dGxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Oh7K8xgadHRpcC53YWxsZXQucGF5b3V0X3NldHRsZWQitQEKDlBheW91dFJlbGVhc2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSDgoGcmVhc29uGAUgASgJOh/K8xgbdHRpcC53YWxsZXQucGF5b3V0X3JlbGVhc2VkIroBChJGZWVTY2hlZHVsZUNyZWF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghjdXJyZW5jeRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEjIKDmVmZmVjdGl2ZV9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDokyvMYIHR0aXAud2FsbGV0LmZlZV9zY2hlZHVsZV9jcmVhdGVkIr0BCglRclNjYW5uZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgpxcl9jb2RlX2lkGAIgASgJEhIKCnNob3J0X2NvZGUYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEhAKCHZlbnVlX2lkGAUgASgJEhAKCHJlZmVycmVyGAYgASgJEhMKC2RldmljZV9oYXNoGAcgASgJOhPK8xgPdHRpcC5xci5zY2FubmVkIocBCg5Vc2VyUmVnaXN0ZXJlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3VzZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIOCgZsb2NhbGUYBCABKAk6HcrzGBl0dGlwLmF1dGgudXNlcl9yZWdpc3RlcmVkItABCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFOibK8xgidHRpcC5ub3RpZmljYXRpb24uZGVsaXZlcnlfdXBkYXRlZCLVAQoVVmVudWVTcGxpdFJ1bGVDaGFuZ2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSDwoHdmVyc2lvbhgDIAEoBRIOCgZtZXRob2QYBCABKAUSGAoQaW5jbHVkZV9tYW5hZ2VycxgFIAEoCBISCgpjaGFuZ2VkX2J5GAYgASgJEg8KB3N1bW1hcnkYByABKAk6IcrzGB10dGlwLnZlbnVlLnNwbGl0X3J1bGVfY2hhbmdlZCKGAwoaVmVudWVEaXN0cmlidXRpb25Db25maXJtZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSMAoMcGVyaW9kX3N0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YBiABKAUSDgoGbWV0aG9kGAcgASgFEioKC2Rpc3RyaWJ1dGVkGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFAoMbWVtYmVyc19wYWlkGAkgASgFEhEKCXRpcF9jb3VudBgKIAEoAxIQCghlbnRyeV9pZBgLIAEoCTolyvMYIXR0aXAudmVudWUuZGlzdHJpYnV0aW9uX2NvbmZpcm1lZCKyAwoTVmVudWVTaGFyZUFsbG9jYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAQgASgJEhEKCW1lbWJlcl9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSJQoGYW1vdW50GAcgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKQoKcG9vbF90b3RhbBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBlcmlvZF9zdGFydBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAsgASgFEg4KBm1ldGhvZBgMIAEoBRITCgtleHBsYW5hdGlvbhgNIAEoCToeyvMYGnR0aXAudmVudWUuc2hhcmVfYWxsb2NhdGVkIucBChlWZW51ZURpc3RyaWJ1dGlvblJldmVyc2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAMgASgJEhkKEXJldmVyc2FsX2VudHJ5X2lkGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leTokyvMYIHR0aXAudmVudWUuZGlzdHJpYnV0aW9uX3JldmVyc2VkIpECChJWZW51ZU1lbWJlckNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIRCgltZW1iZXJfaWQYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEg4KBmNoYW5nZRgFIAEoCRIPCgdyb2xlX2lkGAYgASgJEi0KCWpvaW5lZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHbGVmdF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXA6HcrzGBl0dGlwLnZlbnVlLm1lbWJlcl9jaGFuZ2VkIoECChJWZW51ZVNoaWZ0UmVjb3JkZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIQCghzaGlmdF9pZBgDIAEoCRIRCgltZW1iZXJfaWQYBCABKAkSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNvdXJjZRgHIAEoBTodyvMYGXR0aXAudmVudWUuc2hpZnRfcmVjb3JkZWQilAEKC0FkbWluQWN0aW9uEikKBmFjdGlvbhgBIAEoDjIZLnR0aXAuYXV0aC52MS5BdWRpdEFjdGlvbhIVCg1hY3Rvcl91c2VyX2lkGAIgASgJEhIKCmlwX2FkZHJlc3MYAyABKAkSDgoGdGFyZ2V0GAQgASgJEg8KB3VzZXJfaWQYBSABKAkSDgoGZGV0YWlsGAYgASgJIo4BChdQYXltZW50QWRtaW5BY3Rpb25UYWtlbhInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEisKBmFjdGlvbhgCIAEoCzIbLnR0aXAuZXZlbnRzLnYxLkFkbWluQWN0aW9uOh3K8xgZdHRpcC5wYXltZW50LmFkbWluX2FjdGlvbiKMAQoWV2FsbGV0QWRtaW5BY3Rpb25UYWtlbhInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEisKBmFjdGlvbhgCIAEoCzIbLnR0aXAuZXZlbnRzLnYxLkFkbWluQWN0aW9uOhzK8xgYdHRpcC53YWxsZXQuYWRtaW5fYWN0aW9uIpgBChxOb3RpZmljYXRpb25BZG1pbkFjdGlvblRha2VuEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESKwoGYWN0aW9uGAIgASgLMhsudHRpcC5ldmVudHMudjEuQWRtaW5BY3Rpb246IsrzGB50dGlwLm5vdGlmaWNhdGlvbi5hZG1pbl9hY3Rpb24qYgoNUGF5bWVudE1ldGhvZBIeChpQQVlNRU5UX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFFBBWU1FTlRfTUVUSE9EX01QRVNBEAESFwoTUEFZTUVOVF9NRVRIT0RfQ0FSRBACYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_auth_v1_auth, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkixAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJEhIKCmNyZWF0ZWRfYnkYDyABKAk6HsrzGBp0dGlwLnBheW1lbnQudGlwX3N1Y2NlZWRlZCJjChRUaXBTdWNjZWVkZWRDb2RlVmlldxInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJIoYCCgpUaXBDcmVhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgHIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QSEgoKY3JlYXRlZF9ieRgIIAEoCTocyvMYGHR0aXAucGF5bWVudC50aXBfY3JlYXRlZCK/AgoJVGlwRmFpbGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgGIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QSEwoLcmVzdWx0X2NvZGUYByABKAkSDgoGcmVhc29uGAggASgJEhAKCHZlbnVlX2lkGAkgASgJEhQKDHB1c2hfcmVmdXNlZBgKIAEoCBISCgpjcmVhdGVkX2J5GAsgASgJOhvK8xgXdHRpcC5wYXltZW50LnRpcF9mYWlsZWQijgIKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJOiHK8xgddHRpcC5wYXltZW50LnBheW91dF9zdWNjZWVkZWQiyQEKDFBheW91dEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEwoLcmVzdWx0X2NvZGUYBSABKAkSDgoGcmVhc29uGAYgASgJOh7K8xgadHRpcC5wYXltZW50LnBheW91dF9mYWlsZWQi+wEKCkZyYXVkQWxlcnQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghhbGVydF9pZBgCIAEoCRITCgtyZWFzb25fY29kZRgDIAEoCRIOCgZ0aXBfaWQYBCABKAkSEQoJcGF5b3V0X2lkGAUgASgJEhEKCXdvcmtlcl9pZBgGIAEoCRIOCgZhY3Rpb24YByABKAkSDgoGZGV0YWlsGAggASgJEikKCnRpcF9hbW91bnQYCSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leTocyvMYGHR0aXAucGF5bWVudC5mcmF1ZF9hbGVydCLyAQoOV2FsbGV0Q3JlZGl0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCToYyvMYFHR0aXAud2FsbGV0LmNyZWRpdGVkIvABCg1XYWxsZXREZWJpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAk6F8rzGBN0dGlwLndhbGxldC5kZWJpdGVkIsMBCgpQYXlvdXRIZWxkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSEgoKYWNjb3VudF9pZBgEIAEoCRIQCghvd25lcl9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leTobyvMYF3R0aXAud2FsbGV0LnBheW91dF9oZWxkIrUBCg1QYXlvdXRTZXR0bGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSEAoIZW50cnlfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HsrzGBp0dGlwLndhbGxldC5wYXlvdXRfc2V0dGxlZCK1AQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAk6H8rzGBt0dGlwLndhbGxldC5wYXlvdXRfcmVsZWFzZWQiugEKEkZlZVNjaGVkdWxlQ3JlYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGN1cnJlbmN5GAIgASgJEg8KB3ZlcnNpb24YAyABKAUSMgoOZWZmZWN0aXZlX2Zyb20YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOiTK8xggdHRpcC53YWxsZXQuZmVlX3NjaGVkdWxlX2NyZWF0ZWQivQEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAk6E8rzGA90dGlwLnFyLnNjYW5uZWQihwEKDlVzZXJSZWdpc3RlcmVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHdXNlcl9pZBgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBmxvY2FsZRgEIAEoCTodyvMYGXR0aXAuYXV0aC51c2VyX3JlZ2lzdGVyZWQi0AEKD0RlbGl2ZXJ5VXBkYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhMKC2RlbGl2ZXJ5X2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDwoHY2hhbm5lbBgEIAEoCRIOCgZzdGF0dXMYBSABKAkSFAoMdGVtcGxhdGVfa2V5GAYgASgJEg8KB2F0dGVtcHQYByABKAU6JsrzGCJ0dGlwLm5vdGlmaWNhdGlvbi5kZWxpdmVyeV91cGRhdGVkItUBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCTohyvMYHXR0aXAudmVudWUuc3BsaXRfcnVsZV9jaGFuZ2VkIoYDChpWZW51ZURpc3RyaWJ1dGlvbkNvbmZpcm1lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIwCgxwZXJpb2Rfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHJ1bGVfdmVyc2lvbhgGIAEoBRIOCgZtZXRob2QYByABKAUSKgoLZGlzdHJpYnV0ZWQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIUCgxtZW1iZXJzX3BhaWQYCSABKAUSEQoJdGlwX2NvdW50GAogASgDEhAKCGVudHJ5X2lkGAsgASgJOiXK8xghdHRpcC52ZW51ZS5kaXN0cmlidXRpb25fY29uZmlybWVkIrIDChNWZW51ZVNoYXJlQWxsb2NhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEgoKdmVudWVfbmFtZRgDIAEoCRIXCg9kaXN0cmlidXRpb25faWQYBCABKAkSEQoJbWVtYmVyX2lkGAUgASgJEhEKCXdvcmtlcl9pZBgGIAEoCRIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIpCgpwb29sX3RvdGFsGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSMAoMcGVyaW9kX3N0YXJ0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YCyABKAUSDgoGbWV0aG9kGAwgASgFEhMKC2V4cGxhbmF0aW9uGA0gASgJOh7K8xgadHRpcC52ZW51ZS5zaGFyZV9hbGxvY2F0ZWQi5wEKGVZlbnVlRGlzdHJpYnV0aW9uUmV2ZXJzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSGQoRcmV2ZXJzYWxfZW50cnlfaWQYBCABKAkSDgoGcmVhc29uGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5OiTK8xggdHRpcC52ZW51ZS5kaXN0cmlidXRpb25fcmV2ZXJzZWQikQIKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDodyvMYGXR0aXAudmVudWUubWVtYmVyX2NoYW5nZWQigQIKElZlbnVlU2hpZnRSZWNvcmRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhAKCHNoaWZ0X2lkGAMgASgJEhEKCW1lbWJlcl9pZBgEIAEoCRIuCgpzdGFydGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAcgASgFOh3K8xgZdHRpcC52ZW51ZS5zaGlmdF9yZWNvcmRlZCKUAQoLQWRtaW5BY3Rpb24SKQoGYWN0aW9uGAEgASgOMhkudHRpcC5hdXRoLnYxLkF1ZGl0QWN0aW9uEhUKDWFjdG9yX3VzZXJfaWQYAiABKAkSEgoKaXBfYWRkcmVzcxgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDwoHdXNlcl9pZBgFIAEoCRIOCgZkZXRhaWwYBiABKAkijgEKF1BheW1lbnRBZG1pbkFjdGlvblRha2VuEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESKwoGYWN0aW9uGAIgASgLMhsudHRpcC5ldmVudHMudjEuQWRtaW5BY3Rpb246HcrzGBl0dGlwLnBheW1lbnQuYWRtaW5fYWN0aW9uIowBChZXYWxsZXRBZG1pbkFjdGlvblRha2VuEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESKwoGYWN0aW9uGAIgASgLMhsudHRpcC5ldmVudHMudjEuQWRtaW5BY3Rpb246HMrzGBh0dGlwLndhbGxldC5hZG1pbl9hY3Rpb24imAEKHE5vdGlmaWNhdGlvbkFkbWluQWN0aW9uVGFrZW4SJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIrCgZhY3Rpb24YAiABKAsyGy50dGlwLmV2ZW50cy52MS5BZG1pbkFjdGlvbjoiyvMYHnR0aXAubm90aWZpY2F0aW9uLmFkbWluX2FjdGlvbipiCg1QYXltZW50TWV0aG9kEh4KGlBBWU1FTlRfTUVUSE9EX1VOU1BFQ0lGSUVEEAASGAoUUEFZTUVOVF9NRVRIT0RfTVBFU0EQARIXChNQQVlNRU5UX01FVEhPRF9DQVJEEAJiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_auth_v1_auth, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.events.v1.EventMeta
@@ -156,6 +156,38 @@ export const TipSucceededSchema: GenMessage<TipSucceeded> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 1);
 
 /**
+ * What qr's scan-to-tip count reads of a TipSucceeded: the same fields under
+ * the same numbers and types, so a TipSucceeded's bytes decode as this one and
+ * the fields it leaves out (money, receipt, message...) are skipped rather than
+ * built. Never published itself (no subject): a view of tip_succeeded.
+ *
+ * @generated from message ttip.events.v1.TipSucceededCodeView
+ */
+export type TipSucceededCodeView = Message<"ttip.events.v1.TipSucceededCodeView"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string tip_id = 2;
+   */
+  tipId: string;
+
+  /**
+   * @generated from field: string qr_code_id = 5;
+   */
+  qrCodeId: string;
+};
+
+/**
+ * Describes the message ttip.events.v1.TipSucceededCodeView.
+ * Use `create(TipSucceededCodeViewSchema)` to create a new message.
+ */
+export const TipSucceededCodeViewSchema: GenMessage<TipSucceededCodeView> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 2);
+
+/**
  * The customer chose an amount and asked to pay; written with the tip's row.
  *
  * @generated from message ttip.events.v1.TipCreated
@@ -209,7 +241,7 @@ export type TipCreated = Message<"ttip.events.v1.TipCreated"> & {
  * Use `create(TipCreatedSchema)` to create a new message.
  */
 export const TipCreatedSchema: GenMessage<TipCreated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 2);
+  messageDesc(file_ttip_events_v1_events, 3);
 
 /**
  * @generated from message ttip.events.v1.TipFailed
@@ -290,7 +322,7 @@ export type TipFailed = Message<"ttip.events.v1.TipFailed"> & {
  * Use `create(TipFailedSchema)` to create a new message.
  */
 export const TipFailedSchema: GenMessage<TipFailed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 3);
+  messageDesc(file_ttip_events_v1_events, 4);
 
 /**
  * @generated from message ttip.events.v1.PayoutSucceeded
@@ -337,7 +369,7 @@ export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
  * Use `create(PayoutSucceededSchema)` to create a new message.
  */
 export const PayoutSucceededSchema: GenMessage<PayoutSucceeded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 4);
+  messageDesc(file_ttip_events_v1_events, 5);
 
 /**
  * @generated from message ttip.events.v1.PayoutFailed
@@ -379,7 +411,7 @@ export type PayoutFailed = Message<"ttip.events.v1.PayoutFailed"> & {
  * Use `create(PayoutFailedSchema)` to create a new message.
  */
 export const PayoutFailedSchema: GenMessage<PayoutFailed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 5);
+  messageDesc(file_ttip_events_v1_events, 6);
 
 /**
  * @generated from message ttip.events.v1.FraudAlert
@@ -442,7 +474,7 @@ export type FraudAlert = Message<"ttip.events.v1.FraudAlert"> & {
  * Use `create(FraudAlertSchema)` to create a new message.
  */
 export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 6);
+  messageDesc(file_ttip_events_v1_events, 7);
 
 /**
  * @generated from message ttip.events.v1.WalletCredited
@@ -491,7 +523,7 @@ export type WalletCredited = Message<"ttip.events.v1.WalletCredited"> & {
  * Use `create(WalletCreditedSchema)` to create a new message.
  */
 export const WalletCreditedSchema: GenMessage<WalletCredited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 7);
+  messageDesc(file_ttip_events_v1_events, 8);
 
 /**
  * @generated from message ttip.events.v1.WalletDebited
@@ -538,7 +570,7 @@ export type WalletDebited = Message<"ttip.events.v1.WalletDebited"> & {
  * Use `create(WalletDebitedSchema)` to create a new message.
  */
 export const WalletDebitedSchema: GenMessage<WalletDebited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 8);
+  messageDesc(file_ttip_events_v1_events, 9);
 
 /**
  * @generated from message ttip.events.v1.PayoutHeld
@@ -580,7 +612,7 @@ export type PayoutHeld = Message<"ttip.events.v1.PayoutHeld"> & {
  * Use `create(PayoutHeldSchema)` to create a new message.
  */
 export const PayoutHeldSchema: GenMessage<PayoutHeld> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 9);
+  messageDesc(file_ttip_events_v1_events, 10);
 
 /**
  * @generated from message ttip.events.v1.PayoutSettled
@@ -617,7 +649,7 @@ export type PayoutSettled = Message<"ttip.events.v1.PayoutSettled"> & {
  * Use `create(PayoutSettledSchema)` to create a new message.
  */
 export const PayoutSettledSchema: GenMessage<PayoutSettled> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 10);
+  messageDesc(file_ttip_events_v1_events, 11);
 
 /**
  * @generated from message ttip.events.v1.PayoutReleased
@@ -654,7 +686,7 @@ export type PayoutReleased = Message<"ttip.events.v1.PayoutReleased"> & {
  * Use `create(PayoutReleasedSchema)` to create a new message.
  */
 export const PayoutReleasedSchema: GenMessage<PayoutReleased> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 11);
+  messageDesc(file_ttip_events_v1_events, 12);
 
 /**
  * A fee schedule version was added (wallet's CreateFeeSchedule). Services that
@@ -690,7 +722,7 @@ export type FeeScheduleCreated = Message<"ttip.events.v1.FeeScheduleCreated"> & 
  * Use `create(FeeScheduleCreatedSchema)` to create a new message.
  */
 export const FeeScheduleCreatedSchema: GenMessage<FeeScheduleCreated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 12);
+  messageDesc(file_ttip_events_v1_events, 13);
 
 /**
  * @generated from message ttip.events.v1.QrScanned
@@ -739,7 +771,7 @@ export type QrScanned = Message<"ttip.events.v1.QrScanned"> & {
  * Use `create(QrScannedSchema)` to create a new message.
  */
 export const QrScannedSchema: GenMessage<QrScanned> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 13);
+  messageDesc(file_ttip_events_v1_events, 14);
 
 /**
  * @generated from message ttip.events.v1.UserRegistered
@@ -771,7 +803,7 @@ export type UserRegistered = Message<"ttip.events.v1.UserRegistered"> & {
  * Use `create(UserRegisteredSchema)` to create a new message.
  */
 export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 14);
+  messageDesc(file_ttip_events_v1_events, 15);
 
 /**
  * A delivery's outcome: published when a delivery is sent, delivered or fails, not
@@ -829,7 +861,7 @@ export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
  * Use `create(DeliveryUpdatedSchema)` to create a new message.
  */
 export const DeliveryUpdatedSchema: GenMessage<DeliveryUpdated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 15);
+  messageDesc(file_ttip_events_v1_events, 16);
 
 /**
  * @generated from message ttip.events.v1.VenueSplitRuleChanged
@@ -878,7 +910,7 @@ export type VenueSplitRuleChanged = Message<"ttip.events.v1.VenueSplitRuleChange
  * Use `create(VenueSplitRuleChangedSchema)` to create a new message.
  */
 export const VenueSplitRuleChangedSchema: GenMessage<VenueSplitRuleChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 16);
+  messageDesc(file_ttip_events_v1_events, 17);
 
 /**
  * Once per venue, period and revision.
@@ -947,7 +979,7 @@ export type VenueDistributionConfirmed = Message<"ttip.events.v1.VenueDistributi
  * Use `create(VenueDistributionConfirmedSchema)` to create a new message.
  */
 export const VenueDistributionConfirmedSchema: GenMessage<VenueDistributionConfirmed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 17);
+  messageDesc(file_ttip_events_v1_events, 18);
 
 /**
  * One per member paid by a distribution.
@@ -1028,7 +1060,7 @@ export type VenueShareAllocated = Message<"ttip.events.v1.VenueShareAllocated"> 
  * Use `create(VenueShareAllocatedSchema)` to create a new message.
  */
 export const VenueShareAllocatedSchema: GenMessage<VenueShareAllocated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 18);
+  messageDesc(file_ttip_events_v1_events, 19);
 
 /**
  * @generated from message ttip.events.v1.VenueDistributionReversed
@@ -1070,7 +1102,7 @@ export type VenueDistributionReversed = Message<"ttip.events.v1.VenueDistributio
  * Use `create(VenueDistributionReversedSchema)` to create a new message.
  */
 export const VenueDistributionReversedSchema: GenMessage<VenueDistributionReversed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 19);
+  messageDesc(file_ttip_events_v1_events, 20);
 
 /**
  * Invited, joined, role changed, left.
@@ -1128,7 +1160,7 @@ export type VenueMemberChanged = Message<"ttip.events.v1.VenueMemberChanged"> & 
  * Use `create(VenueMemberChangedSchema)` to create a new message.
  */
 export const VenueMemberChangedSchema: GenMessage<VenueMemberChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 20);
+  messageDesc(file_ttip_events_v1_events, 21);
 
 /**
  * A finished shift.
@@ -1179,7 +1211,7 @@ export type VenueShiftRecorded = Message<"ttip.events.v1.VenueShiftRecorded"> & 
  * Use `create(VenueShiftRecordedSchema)` to create a new message.
  */
 export const VenueShiftRecordedSchema: GenMessage<VenueShiftRecorded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 21);
+  messageDesc(file_ttip_events_v1_events, 22);
 
 /**
  * What an admin did in a service other than auth (a payout hold, a review, a
@@ -1236,7 +1268,7 @@ export type AdminAction = Message<"ttip.events.v1.AdminAction"> & {
  * Use `create(AdminActionSchema)` to create a new message.
  */
 export const AdminActionSchema: GenMessage<AdminAction> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 22);
+  messageDesc(file_ttip_events_v1_events, 23);
 
 /**
  * @generated from message ttip.events.v1.PaymentAdminActionTaken
@@ -1258,7 +1290,7 @@ export type PaymentAdminActionTaken = Message<"ttip.events.v1.PaymentAdminAction
  * Use `create(PaymentAdminActionTakenSchema)` to create a new message.
  */
 export const PaymentAdminActionTakenSchema: GenMessage<PaymentAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 23);
+  messageDesc(file_ttip_events_v1_events, 24);
 
 /**
  * @generated from message ttip.events.v1.WalletAdminActionTaken
@@ -1280,7 +1312,7 @@ export type WalletAdminActionTaken = Message<"ttip.events.v1.WalletAdminActionTa
  * Use `create(WalletAdminActionTakenSchema)` to create a new message.
  */
 export const WalletAdminActionTakenSchema: GenMessage<WalletAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 24);
+  messageDesc(file_ttip_events_v1_events, 25);
 
 /**
  * @generated from message ttip.events.v1.NotificationAdminActionTaken
@@ -1302,7 +1334,7 @@ export type NotificationAdminActionTaken = Message<"ttip.events.v1.NotificationA
  * Use `create(NotificationAdminActionTakenSchema)` to create a new message.
  */
 export const NotificationAdminActionTakenSchema: GenMessage<NotificationAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 25);
+  messageDesc(file_ttip_events_v1_events, 26);
 
 /**
  * @generated from enum ttip.events.v1.PaymentMethod

@@ -309,6 +309,70 @@ func (x *TipSucceeded) GetCreatedBy() string {
 	return ""
 }
 
+// What qr's scan-to-tip count reads of a TipSucceeded: the same fields under
+// the same numbers and types, so a TipSucceeded's bytes decode as this one and
+// the fields it leaves out (money, receipt, message...) are skipped rather than
+// built. Never published itself (no subject): a view of tip_succeeded.
+type TipSucceededCodeView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	TipId         string                 `protobuf:"bytes,2,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	QrCodeId      string                 `protobuf:"bytes,5,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TipSucceededCodeView) Reset() {
+	*x = TipSucceededCodeView{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TipSucceededCodeView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TipSucceededCodeView) ProtoMessage() {}
+
+func (x *TipSucceededCodeView) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TipSucceededCodeView.ProtoReflect.Descriptor instead.
+func (*TipSucceededCodeView) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TipSucceededCodeView) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *TipSucceededCodeView) GetTipId() string {
+	if x != nil {
+		return x.TipId
+	}
+	return ""
+}
+
+func (x *TipSucceededCodeView) GetQrCodeId() string {
+	if x != nil {
+		return x.QrCodeId
+	}
+	return ""
+}
+
 // The customer chose an amount and asked to pay; written with the tip's row.
 type TipCreated struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -327,7 +391,7 @@ type TipCreated struct {
 
 func (x *TipCreated) Reset() {
 	*x = TipCreated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[2]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +403,7 @@ func (x *TipCreated) String() string {
 func (*TipCreated) ProtoMessage() {}
 
 func (x *TipCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[2]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +416,7 @@ func (x *TipCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TipCreated.ProtoReflect.Descriptor instead.
 func (*TipCreated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TipCreated) GetMeta() *EventMeta {
@@ -440,7 +504,7 @@ type TipFailed struct {
 
 func (x *TipFailed) Reset() {
 	*x = TipFailed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[3]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +516,7 @@ func (x *TipFailed) String() string {
 func (*TipFailed) ProtoMessage() {}
 
 func (x *TipFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[3]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +529,7 @@ func (x *TipFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TipFailed.ProtoReflect.Descriptor instead.
 func (*TipFailed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TipFailed) GetMeta() *EventMeta {
@@ -560,7 +624,7 @@ type PayoutSucceeded struct {
 
 func (x *PayoutSucceeded) Reset() {
 	*x = PayoutSucceeded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[4]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +636,7 @@ func (x *PayoutSucceeded) String() string {
 func (*PayoutSucceeded) ProtoMessage() {}
 
 func (x *PayoutSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[4]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +649,7 @@ func (x *PayoutSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSucceeded.ProtoReflect.Descriptor instead.
 func (*PayoutSucceeded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PayoutSucceeded) GetMeta() *EventMeta {
@@ -651,7 +715,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +727,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +740,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PayoutFailed) GetMeta() *EventMeta {
@@ -741,7 +805,7 @@ type FraudAlert struct {
 
 func (x *FraudAlert) Reset() {
 	*x = FraudAlert{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +817,7 @@ func (x *FraudAlert) String() string {
 func (*FraudAlert) ProtoMessage() {}
 
 func (x *FraudAlert) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +830,7 @@ func (x *FraudAlert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudAlert.ProtoReflect.Descriptor instead.
 func (*FraudAlert) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FraudAlert) GetMeta() *EventMeta {
@@ -848,7 +912,7 @@ type WalletCredited struct {
 
 func (x *WalletCredited) Reset() {
 	*x = WalletCredited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +924,7 @@ func (x *WalletCredited) String() string {
 func (*WalletCredited) ProtoMessage() {}
 
 func (x *WalletCredited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +937,7 @@ func (x *WalletCredited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletCredited.ProtoReflect.Descriptor instead.
 func (*WalletCredited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WalletCredited) GetMeta() *EventMeta {
@@ -940,7 +1004,7 @@ type WalletDebited struct {
 
 func (x *WalletDebited) Reset() {
 	*x = WalletDebited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1016,7 @@ func (x *WalletDebited) String() string {
 func (*WalletDebited) ProtoMessage() {}
 
 func (x *WalletDebited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1029,7 @@ func (x *WalletDebited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletDebited.ProtoReflect.Descriptor instead.
 func (*WalletDebited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WalletDebited) GetMeta() *EventMeta {
@@ -1031,7 +1095,7 @@ type PayoutHeld struct {
 
 func (x *PayoutHeld) Reset() {
 	*x = PayoutHeld{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1107,7 @@ func (x *PayoutHeld) String() string {
 func (*PayoutHeld) ProtoMessage() {}
 
 func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1120,7 @@ func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutHeld.ProtoReflect.Descriptor instead.
 func (*PayoutHeld) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PayoutHeld) GetMeta() *EventMeta {
@@ -1114,7 +1178,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1190,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1203,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PayoutSettled) GetMeta() *EventMeta {
@@ -1190,7 +1254,7 @@ type PayoutReleased struct {
 
 func (x *PayoutReleased) Reset() {
 	*x = PayoutReleased{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1266,7 @@ func (x *PayoutReleased) String() string {
 func (*PayoutReleased) ProtoMessage() {}
 
 func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1279,7 @@ func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutReleased.ProtoReflect.Descriptor instead.
 func (*PayoutReleased) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayoutReleased) GetMeta() *EventMeta {
@@ -1268,7 +1332,7 @@ type FeeScheduleCreated struct {
 
 func (x *FeeScheduleCreated) Reset() {
 	*x = FeeScheduleCreated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1344,7 @@ func (x *FeeScheduleCreated) String() string {
 func (*FeeScheduleCreated) ProtoMessage() {}
 
 func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1357,7 @@ func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeeScheduleCreated.ProtoReflect.Descriptor instead.
 func (*FeeScheduleCreated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FeeScheduleCreated) GetMeta() *EventMeta {
@@ -1340,7 +1404,7 @@ type QrScanned struct {
 
 func (x *QrScanned) Reset() {
 	*x = QrScanned{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1416,7 @@ func (x *QrScanned) String() string {
 func (*QrScanned) ProtoMessage() {}
 
 func (x *QrScanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1429,7 @@ func (x *QrScanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QrScanned.ProtoReflect.Descriptor instead.
 func (*QrScanned) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QrScanned) GetMeta() *EventMeta {
@@ -1429,7 +1493,7 @@ type UserRegistered struct {
 
 func (x *UserRegistered) Reset() {
 	*x = UserRegistered{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1505,7 @@ func (x *UserRegistered) String() string {
 func (*UserRegistered) ProtoMessage() {}
 
 func (x *UserRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1518,7 @@ func (x *UserRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRegistered.ProtoReflect.Descriptor instead.
 func (*UserRegistered) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UserRegistered) GetMeta() *EventMeta {
@@ -1508,7 +1572,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1584,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1597,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -1601,7 +1665,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1677,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1690,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -1698,7 +1762,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1774,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1787,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -1826,7 +1890,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1902,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1915,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -1959,7 +2023,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2035,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2048,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2048,7 +2112,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2124,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2137,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2149,7 +2213,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2225,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2238,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2250,7 +2314,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2326,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2339,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2330,7 +2394,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2406,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2419,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2382,7 +2446,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2458,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2471,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2434,7 +2498,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2510,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2523,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -2505,7 +2569,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n" +
 	"\amessage\x18\x0e \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x0f \x01(\tR\tcreatedBy:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"\xcb\x02\n" +
+	"created_by\x18\x0f \x01(\tR\tcreatedBy:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"z\n" +
+	"\x14TipSucceededCodeView\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
+	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1c\n" +
+	"\n" +
+	"qr_code_id\x18\x05 \x01(\tR\bqrCodeId\"\xcb\x02\n" +
 	"\n" +
 	"TipCreated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
@@ -2734,106 +2803,108 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
 	(*TipSucceeded)(nil),                 // 2: ttip.events.v1.TipSucceeded
-	(*TipCreated)(nil),                   // 3: ttip.events.v1.TipCreated
-	(*TipFailed)(nil),                    // 4: ttip.events.v1.TipFailed
-	(*PayoutSucceeded)(nil),              // 5: ttip.events.v1.PayoutSucceeded
-	(*PayoutFailed)(nil),                 // 6: ttip.events.v1.PayoutFailed
-	(*FraudAlert)(nil),                   // 7: ttip.events.v1.FraudAlert
-	(*WalletCredited)(nil),               // 8: ttip.events.v1.WalletCredited
-	(*WalletDebited)(nil),                // 9: ttip.events.v1.WalletDebited
-	(*PayoutHeld)(nil),                   // 10: ttip.events.v1.PayoutHeld
-	(*PayoutSettled)(nil),                // 11: ttip.events.v1.PayoutSettled
-	(*PayoutReleased)(nil),               // 12: ttip.events.v1.PayoutReleased
-	(*FeeScheduleCreated)(nil),           // 13: ttip.events.v1.FeeScheduleCreated
-	(*QrScanned)(nil),                    // 14: ttip.events.v1.QrScanned
-	(*UserRegistered)(nil),               // 15: ttip.events.v1.UserRegistered
-	(*DeliveryUpdated)(nil),              // 16: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 17: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 18: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 19: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 20: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 21: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 22: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 23: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 24: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 25: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 26: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 28: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 29: ttip.auth.v1.AuditAction
+	(*TipSucceededCodeView)(nil),         // 3: ttip.events.v1.TipSucceededCodeView
+	(*TipCreated)(nil),                   // 4: ttip.events.v1.TipCreated
+	(*TipFailed)(nil),                    // 5: ttip.events.v1.TipFailed
+	(*PayoutSucceeded)(nil),              // 6: ttip.events.v1.PayoutSucceeded
+	(*PayoutFailed)(nil),                 // 7: ttip.events.v1.PayoutFailed
+	(*FraudAlert)(nil),                   // 8: ttip.events.v1.FraudAlert
+	(*WalletCredited)(nil),               // 9: ttip.events.v1.WalletCredited
+	(*WalletDebited)(nil),                // 10: ttip.events.v1.WalletDebited
+	(*PayoutHeld)(nil),                   // 11: ttip.events.v1.PayoutHeld
+	(*PayoutSettled)(nil),                // 12: ttip.events.v1.PayoutSettled
+	(*PayoutReleased)(nil),               // 13: ttip.events.v1.PayoutReleased
+	(*FeeScheduleCreated)(nil),           // 14: ttip.events.v1.FeeScheduleCreated
+	(*QrScanned)(nil),                    // 15: ttip.events.v1.QrScanned
+	(*UserRegistered)(nil),               // 16: ttip.events.v1.UserRegistered
+	(*DeliveryUpdated)(nil),              // 17: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 18: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 19: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 20: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 21: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 22: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 23: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 24: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 25: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 26: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 27: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 29: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 30: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	27, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	28, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	28, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	29, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	29, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	29, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 6: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 7: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
-	0,  // 8: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 9: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 10: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
-	0,  // 11: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 12: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 13: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	28, // 14: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
-	1,  // 15: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
-	1,  // 17: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 18: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
-	1,  // 19: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 20: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	28, // 21: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 22: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 23: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	28, // 24: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 25: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 26: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
-	1,  // 27: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 28: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
-	1,  // 29: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 30: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 31: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 32: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
-	1,  // 33: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 34: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 35: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 36: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 37: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 38: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	27, // 39: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	28, // 40: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 41: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 42: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	28, // 43: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	27, // 44: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	27, // 45: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 46: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 47: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 48: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 49: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	27, // 50: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 51: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 52: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	27, // 53: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	29, // 54: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 55: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 56: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 57: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 58: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 59: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 60: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	1,  // 6: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 7: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	0,  // 9: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
+	1,  // 10: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	0,  // 12: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
+	1,  // 13: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	29, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	1,  // 16: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	1,  // 18: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 19: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	1,  // 20: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 21: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	29, // 22: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 23: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 24: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	29, // 25: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 26: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 27: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	1,  // 28: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 29: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	1,  // 30: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 31: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	1,  // 32: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 33: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	1,  // 34: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 35: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 36: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 37: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 38: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 39: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	28, // 40: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	29, // 41: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 42: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 43: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	29, // 44: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	28, // 45: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	28, // 46: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 47: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 48: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 49: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 50: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	28, // 51: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 52: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 53: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	28, // 54: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	30, // 55: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 56: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	24, // 57: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 58: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	24, // 59: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 60: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	24, // 61: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -2847,7 +2918,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
