@@ -110,6 +110,12 @@ export interface GatewayOptions {
    * again, as JSON ones are (bench/gateway-overhead.ts's yardstick).
    */
   forwardBytes?: boolean;
+  /**
+   * Server streams in Connect's binary protocol go to a service in another process as bytes too
+   * (raw-stream.ts; default true, with forwardBytes). false: their messages are decoded and encoded
+   * again (forward.ts; bench/gateway-stream.ts's yardstick).
+   */
+  forwardStreamBytes?: boolean;
   /** Decoded calls go through connect-es's client, as before (forward.ts; the benches' yardstick). Default false. */
   forwardViaClient?: boolean;
   /**
@@ -153,8 +159,9 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
 /**
  * Connect, gRPC-web and gRPC on one port, forwarding every public RPC to its
  * service (the Connect protocol over HTTP/2; see internalTransport). Unary
- * calls in binary protobuf go as bytes (raw-forward.ts); JSON and streams are
- * decoded and encoded again (forward.ts). Both pass the same checks.
+ * calls in binary protobuf and Connect binary server streams go as bytes
+ * (raw-forward.ts, raw-stream.ts); JSON and the other streams are decoded and
+ * encoded again (forward.ts). Both pass the same checks.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   // One connection to each backend (the runtime's UpstreamSession) for every call to it, forwarded as bytes or not.
@@ -215,7 +222,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   };
   // Services in this process are called without encoding already (their `local` transport).
   const raw = rawForwarding({
-    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, upstreams.get(b.url)))),
+    routes: new Map(
+      options.forwardBytes === false
+        ? []
+        : options.backends
+            .filter((b) => !b.local)
+            .flatMap((b) => rawRoutes(b.service, upstreams.get(b.url)))
+            .filter(([, route]) => options.forwardStreamBytes !== false || route.method.methodKind === "unary"),
+    ),
     interceptors: serverInterceptors(serverOptions),
     clientInterceptors: [tracingInterceptor("client")],
     contextValues,

@@ -9,8 +9,9 @@
 // five bytes in front of the same message bytes. A compressed request is
 // inflated here, up to the read limit (runtime's decompressMessage, as the
 // services do), and goes on uncompressed: a body that inflates past the limit
-// stops at the edge. JSON, Connect GET and streams keep the decoding path
-// (forward.ts).
+// stops at the edge. Connect binary server streams go as bytes too
+// (raw-stream.ts); JSON, Connect GET and the other streams keep the decoding
+// path (forward.ts).
 import { create, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import {
   Code,
@@ -32,6 +33,7 @@ import {
   envelopedMessage,
   envelopeOf,
   intercepted,
+  answersInParts,
   LightHeaders,
   readRpcBody,
   refusedBodyKey,
@@ -43,6 +45,7 @@ import {
   type RpcExchange,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
+import { CONNECT_STREAM_BINARY, openOnBackend, serveRawStream, type RawStreamRoute, type StreamNext } from "./raw-stream.js";
 
 type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
 
@@ -73,15 +76,18 @@ export interface RawRoute {
   output: Message;
 }
 
-/** The unary RPCs of `service` served at `session`, by request path. */
-export function rawRoutes(service: DescService, session: Http2Upstream): Array<[string, RawRoute]> {
-  return service.methods
-    .filter((m): m is RawRoute["method"] => m.methodKind === "unary")
-    .map((method) => [`/${service.typeName}/${method.name}`, { method, session, input: create(method.input), output: create(method.output) }]);
+/** The unary and server-streaming RPCs of `service` served at `session`, by request path. */
+export function rawRoutes(service: DescService, session: Http2Upstream): Array<[string, RawRoute | RawStreamRoute]> {
+  return service.methods.flatMap((method): Array<[string, RawRoute | RawStreamRoute]> => {
+    const path = `/${service.typeName}/${method.name}`;
+    if (method.methodKind === "unary") return [[path, { method: method as RawRoute["method"], session, input: create(method.input), output: create(method.output) }]];
+    if (method.methodKind === "server_streaming") return [[path, { method: method as RawStreamRoute["method"], session, input: create(method.input) }]];
+    return [];
+  });
 }
 
 export interface RawForwardingOptions {
-  routes: Map<string, RawRoute>;
+  routes: Map<string, RawRoute | RawStreamRoute>;
   /** The server's interceptors then the gateway's, outermost first: the checks every call passes. */
   interceptors: Interceptor[];
   /** Around the call to the backend (client tracing). */
@@ -100,16 +106,19 @@ export function rawForwarding(options: RawForwardingOptions): (exchange: RpcExch
   const send = intercepted<UnaryNext>(sendToBackend, options.clientInterceptors);
   // Every check, then the call to the backend with the headers the checks decided.
   const chain = intercepted<UnaryNext>((r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }), options.interceptors);
+  const open = intercepted<StreamNext>(openOnBackend, options.clientInterceptors);
+  const streamChain = intercepted<StreamNext>((r) => open({ ...r, header: outgoingHeaders(r.header, r.contextValues) }), options.interceptors);
   return (exchange) => {
     if (exchange.method !== "POST") return false;
     const url = exchange.url;
     const q = url.indexOf("?");
     const route = options.routes.get(q < 0 ? url : url.slice(0, q));
     if (!route) return false;
+    if (route.method.methodKind === "server_streaming") return stream(options, streamChain, route as RawStreamRoute, exchange);
     // The whole content type, as connect-es matches it: a binary one with parameters is refused there (415).
     const protocol = PROTOCOLS[(exchange.headers["content-type"] ?? "").toLowerCase()];
     if (!protocol) return false;
-    serve(options, chain, route, protocol, exchange).catch((err: unknown) => {
+    serve(options, chain, route as RawRoute, protocol, exchange).catch((err: unknown) => {
       // A client that went away while its body was read is no failure of ours.
       if (exchange.closed) return;
       options.logger.error({ err, rpc: url }, "forwarding failed outside the call");
@@ -117,6 +126,17 @@ export function rawForwarding(options: RawForwardingOptions): (exchange: RpcExch
     });
     return true;
   };
+}
+
+/** A Connect binary stream on an exchange that answers in parts: served as bytes (raw-stream.ts); anything else left to the router. */
+function stream(options: RawForwardingOptions, chain: StreamNext, route: RawStreamRoute, exchange: RpcExchange): boolean {
+  if ((exchange.headers["content-type"] ?? "").toLowerCase() !== CONNECT_STREAM_BINARY || !answersInParts(exchange)) return false;
+  serveRawStream(chain, route, exchange, options.contextValues(exchange), options.readMaxBytes).catch((err: unknown) => {
+    if (exchange.closed) return;
+    options.logger.error({ err, rpc: exchange.url }, "forwarding failed outside the call");
+    exchange.reset();
+  });
+  return true;
 }
 
 /** What the backend answered, kept beside the placeholder message the interceptors see. */

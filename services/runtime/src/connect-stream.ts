@@ -66,7 +66,7 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, invok
   const context = connectHandlerContext(spec.method, call, values, ANSWER_TYPE[format]);
   const compression = compressionNegotiate(acceptedCompressions, header.get("connect-content-encoding"), header.get("connect-accept-encoding"), "connect-accept-encoding");
   if (compression.response) context.responseHeader.set("connect-content-encoding", compression.response.name);
-  const envelope = (flags: number, data: Uint8Array) => compressed(flags, data, compression.response);
+  const envelope = (flags: number, data: Uint8Array) => streamEnvelope(flags, data, compression.response);
   let headSent = false;
   const head = () => {
     if (headSent) return;
@@ -115,7 +115,7 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, invok
  * the exchange is closed already). A client that stopped reading without closing its connection (its
  * host gone silent) holds the handler until the deadline, never longer: nothing else ends the call then.
  */
-async function takenInTime(write: Promise<void>, signal: AbortSignal): Promise<boolean> {
+export async function takenInTime(write: Promise<void>, signal: AbortSignal): Promise<boolean> {
   let onAbort!: () => void;
   const aborted = new Promise<false>((resolve) => signal.addEventListener("abort", (onAbort = () => resolve(false)), { once: true }));
   try {
@@ -126,7 +126,7 @@ async function takenInTime(write: Promise<void>, signal: AbortSignal): Promise<b
 }
 
 /** One envelope: flags, length, data; from COMPRESS_MIN_BYTES compressed (as connect-es's transformCompressEnvelope). */
-async function compressed(flags: number, data: Uint8Array, compression: Compression | null): Promise<Uint8Array> {
+export async function streamEnvelope(flags: number, data: Uint8Array, compression: Compression | null): Promise<Uint8Array> {
   if (compression && data.byteLength >= COMPRESS_MIN_BYTES) return envelopeOf(await compression.compress(data), flags | COMPRESSED_FLAG);
   return envelopeOf(data, flags);
 }

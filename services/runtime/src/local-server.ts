@@ -466,6 +466,12 @@ export function timeLeftOn(signal: AbortSignal): number | undefined {
   return deadline === undefined ? undefined : deadline - Date.now();
 }
 
+/** Whether `signal` is a LocalCall's whose deadline is at or before `deadline` (so it aborts by then). */
+function endsBy(signal: AbortSignal | undefined, deadline: number): boolean {
+  const by = (signal as SignalWithDeadline | undefined)?.[DEADLINE];
+  return by !== undefined && by <= deadline && !signal!.aborted;
+}
+
 /** Why a finished call's signal aborts: one shared reason, so finishing a call builds no DOMException. */
 const CALL_OVER = new ConnectError("the call is over", Code.Canceled);
 
@@ -489,10 +495,12 @@ export class LocalCall {
     timeoutMs: number | undefined,
   ) {
     if (timeoutMs !== undefined) {
-      (this.controller.signal as SignalWithDeadline)[DEADLINE] = Date.now() + timeoutMs;
+      const deadline = Date.now() + timeoutMs;
+      (this.controller.signal as SignalWithDeadline)[DEADLINE] = deadline;
       if (timeoutMs <= 0) LocalCall.expire(this);
-      // The call rides on the timer as its argument: no closure per call.
-      else this.timer = setTimeout(LocalCall.expire, timeoutMs, this);
+      // A caller's signal aborts by its own deadline (a LocalCall's does: its timer, or its caller's, and so on up),
+      // and its abort stops this call: no deadline at or after it needs a timer of its own (most hops pass theirs on).
+      else if (!endsBy(caller, deadline)) this.timer = setTimeout(LocalCall.expire, timeoutMs, this);
     }
     if (caller?.aborted) this.stop(ConnectError.from(getAbortSignalReason(caller), Code.Canceled));
     else if (caller) caller.addEventListener("abort", (this.onCallerAbort = () => this.stop(ConnectError.from(getAbortSignalReason(caller), Code.Canceled))));

@@ -19,6 +19,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { internalTransport, localTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
+import { LocalCall } from "../src/local-server.js";
 import { answeredCode, captureLogger, eventually, postChunkedHttp1, postHttp2 } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
@@ -445,5 +446,37 @@ describe("a server's RPCs called in the same process", () => {
     assert.ok(endless.produced <= 4, `the handler produced ${endless.produced} messages for a reader that took 3`);
     caller.abort();
     await eventually("the stream's handler ended", () => endless.ended.length === 1);
+  });
+});
+
+describe("an in-process call's deadline", () => {
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+  /** The call, and how it ended: its signal's reason's code and what `stopped` heard. */
+  const watched = (call: LocalCall) => {
+    let heard: Code | undefined;
+    call.stopped = (reason) => (heard = reason.code);
+    const ended = eventually("the call's signal aborted", () => call.signal.aborted).then(() => ({ signal: ConnectError.from(call.signal.reason).code, heard }));
+    return { call, ended };
+  };
+
+  test("under a caller whose deadline comes first, a call arms no timer of its own and still ends DEADLINE_EXCEEDED by then; under one without, or with a later one, it arms its own", async () => {
+    const caller = new LocalCall(undefined, 100);
+    const armed = timers();
+    const passedOn = watched(new LocalCall(caller.signal, 100));
+    const later = watched(new LocalCall(caller.signal, 60_000));
+    assert.equal(timers(), armed, "a call under its caller's earlier deadline armed a timer");
+    const deadline = { signal: Code.DeadlineExceeded, heard: Code.DeadlineExceeded };
+    assert.deepEqual(await passedOn.ended, deadline);
+    assert.deepEqual(await later.ended, deadline);
+
+    const base = timers();
+    const own = watched(new LocalCall(new AbortController().signal, 100));
+    const patient = new LocalCall(undefined, 60_000);
+    const sooner = watched(new LocalCall(patient.signal, 100));
+    assert.equal(timers(), base + 3, "a call without an earlier deadline above it has no timer");
+    assert.deepEqual(await own.ended, deadline);
+    assert.deepEqual(await sooner.ended, deadline);
+    assert.equal(patient.signal.aborted, false);
+    patient.done();
   });
 });
