@@ -30,12 +30,15 @@ mobile:
 ## Node is another one, make run's embedded platform again on it (make run needs only Node 20 or later).
 ## The type-check runs beside the tests at a lower priority (nice): its ~100 s of CPU go into the time
 ## the tests leave a core idle (waiting on servers, controllers, timers) instead of a minute or two of
-## wall before them. Its output is printed after the tests'; either failing fails make test.
+## wall before them. Its output is printed after the tests', then the tests' summary line again
+## (the runner writes it to TTIP_TEST_SUMMARY_FILE), so "N passed, N failed" stays the last line CI
+## reads; either failing fails make test.
 test: installs test-tools lint
-	@log=$$(mktemp); nice -n 10 $(MAKE) --no-print-directory typecheck >"$$log" 2>&1 & typecheck=$$!; \
-	$(MAKE) --no-print-directory test-node24; tests=$$?; \
-	wait $$typecheck; checked=$$?; cat "$$log"; rm -f "$$log"; \
+	@log=$$(mktemp); summary=$$(mktemp); nice -n 10 $(MAKE) --no-print-directory typecheck >"$$log" 2>&1 & typecheck=$$!; \
+	TTIP_TEST_SUMMARY_FILE="$$summary" $(MAKE) --no-print-directory test-node24; tests=$$?; \
+	wait $$typecheck; checked=$$?; cat "$$log"; \
 	if [ $$checked -ne 0 ]; then echo "make typecheck failed (its output above)"; fi; \
+	cat "$$summary"; rm -f "$$log" "$$summary"; \
 	[ $$tests -eq 0 ] && [ $$checked -eq 0 ]
 	@if [ "$$(node -p 'process.versions.node.split(".")[0]')" != 24 ]; then $(NPM) test -- $(MACHINE_NODE_TESTS); fi
 

@@ -1,7 +1,7 @@
 // The fraud queue: alerts with their reasons; a held tip approved (credited)
 // or refused with a device step-up; payer numbers blocked and unblocked.
 import { useEffect, useState } from "react";
-import { AlertStatus, FraudAction, FraudReason, type FraudAlert, type FraudRule } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AlertStatus, FraudAction, FraudReason, PaymentMethodKind, TipStatus, type FraudAlert, type FraudRule, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { MoreButton, usePages, type Page } from "./paging";
@@ -58,6 +58,7 @@ export function Fraud({ session }: { session: Session }) {
                 <td>
                   {a.tipId && a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && (
                     <>
+                      <HeldTip tipId={a.tipId} />
                       <Action label="Approve" reason="Note" disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: true, note }, await stepUp()))} done={() => void load()} />
                       <Action label="Refuse" reason="Note" danger disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: false, note }, await stepUp()))} done={() => void load()} />
                     </>
@@ -80,6 +81,21 @@ export function Fraud({ session }: { session: Session }) {
       <RulesInForce />
     </div>
   );
+}
+
+/**
+ * What approving a held tip releases: its amount in its own currency and its method, read from the
+ * tip itself (an alert carries no amount), so no one approves money they have not seen.
+ */
+function HeldTip({ tipId }: { tipId: string }) {
+  const [tip, setTip] = useState<Tip>();
+  const [error, setError] = useState("");
+  useEffect(() => {
+    api(PaymentAdminService).getPaymentDetail({ subject: { case: "tipId", value: tipId } }).then((d) => setTip(d.tip), (err) => setError(errorText(err)));
+  }, [tipId]);
+  if (error) return <p role="alert" className="error">Amount not shown: {error}</p>;
+  if (!tip) return <p className="muted">Loading the tip…</p>;
+  return <p data-testid="held-amount"><strong>{money(tip.amount)}</strong> {words(PaymentMethodKind[tip.method])}, {words(TipStatus[tip.status])}</p>;
 }
 
 /** The rules and thresholds payment applies now, as it reports them (GetFraudRules). */

@@ -60,7 +60,7 @@ export function Partners({ session }: { session: Session }) {
                 <td>{k.partnerName}</td><td><code>{k.prefix}</code></td><td>{k.scopes.join(" ")}</td><td>{when(k.createdAt)}</td><td>{when(k.lastUsedAt)}</td>
                 <td>{k.revokedAt ? `revoked ${when(k.revokedAt)}` : "active"}</td>
                 <td><button aria-label={`Usage of ${k.prefix}`} onClick={() => setUsageOf(k)}>Usage</button></td>
-                <td>{!k.revokedAt && <Action label="Revoke" danger disabledWhy={notAdmin} run={async () => void (await admin.revokePartnerApiKey({ keyId: k.keyId }))} done={() => void load()} />}</td>
+                <td>{!k.revokedAt && <Action label="Revoke" danger confirm={`${k.partnerName}'s calls with this key will be refused from now on.`} disabledWhy={notAdmin} run={async () => void (await admin.revokePartnerApiKey({ keyId: k.keyId }))} done={() => void load()} />}</td>
               </tr>
             ))}
           </tbody>

@@ -85,10 +85,12 @@ export function money(m: Amount | undefined): string {
 
 /**
  * A button that runs `run`, then shows what happened (the API's words on
- * failure). With `reason`, it first asks for one (the audit log keeps it).
+ * failure). With `reason`, it first asks for one (the audit log keeps it);
+ * with `confirm` (an action that moves money or cuts someone off), it first
+ * says what will happen and runs only on "Confirm …".
  * `disabledWhy` disables it and says why (e.g. a role the user lacks).
  */
-export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; disabledWhy?: string; danger?: boolean; done?: () => void }) {
+export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void }) {
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState("");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string }>();
@@ -106,7 +108,8 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
     <span className="action">
       {asking ? (
         <form onSubmit={(e) => (e.preventDefault(), void go())} className="inline">
-          <input aria-label={`${props.reason} (${props.label})`} placeholder={props.reason} value={reason} onChange={(e) => setReason(e.target.value)} autoFocus />
+          {props.confirm && <span role="note">{props.confirm}</span>}
+          {props.reason && <input aria-label={`${props.reason} (${props.label})`} placeholder={props.reason} value={reason} onChange={(e) => setReason(e.target.value)} autoFocus />}
           <button disabled={busy} className={props.danger ? "danger" : undefined}>Confirm {props.label.toLowerCase()}</button>
           <button type="button" className="link" onClick={() => setAsking(false)}>Cancel</button>
         </form>
@@ -115,7 +118,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
           disabled={busy || !!props.disabledWhy}
           title={props.disabledWhy}
           className={props.danger ? "danger" : undefined}
-          onClick={() => (props.reason ? setAsking(true) : void go())}
+          onClick={() => (props.reason || props.confirm ? setAsking(true) : void go())}
         >
           {props.label}
         </button>

@@ -147,7 +147,9 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
       {user.roles.includes(Role.WORKER) && (
         <Section title="Payouts">
           <Action label="Hold payouts" reason="Reason" disabledWhy={hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role"} run={async (reason) => void (await api(PaymentAdminService).holdPayouts({ workerId: userId, reason }))} />
-          <Action label="Release payouts" disabledWhy={hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).releasePayouts({ workerId: userId }, await stepUp()))} />
+          <Action label="Release payouts" confirm="This worker's withdrawals will go to M-Pesa again."
+            disabledWhy={hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role"}
+            run={async () => void (await api(PaymentAdminService).releasePayouts({ workerId: userId }, await stepUp()))} />
         </Section>
       )}
     </div>

@@ -90,6 +90,8 @@ describe("admin console in chromium", () => {
     await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
     await adminPage.getByRole("link", { name: /Fraud/ }).click();
     const row = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });
+    // What approving releases is on the row: the tip's amount in its currency (the alert has none).
+    await row.getByTestId("held-amount").filter({ hasText: "KES 100.00 mpesa, held for review" }).waitFor();
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
     await row.getByRole("button", { name: "Confirm approve" }).click();
@@ -279,7 +281,13 @@ describe("admin console in chromium", () => {
     await detail.getByLabel("Reason (Hold payouts)").fill("suspense match under review");
     await detail.getByRole("button", { name: "Confirm hold payouts" }).click();
     await eventually("payouts held", async () => (await held()) === true);
+    // Releasing sends money on its way: it asks first, and Cancel leaves the hold.
     await detail.getByRole("button", { name: "Release payouts" }).click();
+    await detail.getByRole("note").filter({ hasText: "withdrawals will go to M-Pesa again" }).waitFor();
+    await detail.getByRole("button", { name: "Cancel" }).click();
+    await detail.getByRole("button", { name: "Release payouts" }).click();
+    assert.equal(await held(), true, "not released before the confirmation");
+    await detail.getByRole("button", { name: "Confirm release payouts" }).click();
     await eventually("payouts released", async () => (await held()) === false);
 
     // Partner keys: issued with the secret shown once, then revoked.
@@ -296,7 +304,11 @@ describe("admin console in chromium", () => {
     assert.equal(await usage.locator("tbody tr").count(), 7);
     // The gateway counts Nairobi days: from 21:00 UTC "today" is already tomorrow's UTC date.
     assert.deepEqual(await today.locator("td").allTextContents(), [nairobiDay(new Date()), "0", "0", "0"]);
+    // Revoking cuts the partner off: it asks first, naming them.
     await keyRow.getByRole("button", { name: "Revoke" }).click();
+    await keyRow.getByRole("note").filter({ hasText: "Savannah POS's calls with this key will be refused" }).waitFor();
+    assert.equal(await keyRow.getByText(/^revoked /).count(), 0, "not revoked before the confirmation");
+    await keyRow.getByRole("button", { name: "Confirm revoke" }).click();
     await keyRow.getByText(/^revoked /).waitFor();
   });
 

@@ -3,7 +3,7 @@
 // bank's page, and the status page, against the platform as make run serves it.
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { PaymentMethodKind, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WebHarness } from "./harness.js";
@@ -11,6 +11,7 @@ import { WebHarness } from "./harness.js";
 describe("card tips on the tip page (chromium at phone size, Stripe simulator)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   const payByCard = async (name: string, card: string) => {

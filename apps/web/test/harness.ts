@@ -67,7 +67,6 @@ export interface Worker {
 export class WebHarness {
   platform!: Platform;
   web!: WebApp;
-  browser!: Browser;
   sms!: SmsSimulator;
   daraja!: DarajaSimulator;
   /** Card tips: Stripe's simulator, whose Stripe.js double the page loads. */
@@ -80,6 +79,8 @@ export class WebHarness {
   private bus?: JetStreamBus;
   private cache?: RedisCache;
   private contexts: BrowserContext[] = [];
+  /** Chromium, launched for the first page: a file that only calls the platform (the mobile app's jest run) starts none. */
+  private browser?: Promise<Browser>;
 
   get url(): string {
     return this.platform.gatewayUrl;
@@ -140,15 +141,14 @@ export class WebHarness {
     this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
     // The card form loads Stripe.js from the simulator, never from the internet.
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl, stripeJsUrl: `${this.stripe.url}/v3/` });
-    this.browser = await launchChromium();
     mkdirSync(ARTIFACTS, { recursive: true });
     return this;
   }
 
   async stop(): Promise<void> {
     if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
-    for (const c of this.contexts) await c.close().catch(() => undefined);
-    await this.browser?.close();
+    await this.closePages();
+    await (await this.browser?.catch(() => undefined))?.close();
     await this.platform?.close();
     await this.web?.close();
     await this.bus?.close();
@@ -160,16 +160,25 @@ export class WebHarness {
     await this.sms?.close();
   }
 
-  /** A fresh browser profile at phone size (scripts on unless told). */
   /** A statement on the platform's database: a row as an older version left it (tests' setup only). */
   sql(text: string, values: unknown[] = []) {
     return this.db!.pool.query(text, values);
   }
 
+  /** A fresh browser profile at phone size (scripts on unless told). */
   async phone(options: BrowserContextOptions = {}): Promise<Page> {
-    const context = await newBrowserContext(this.browser, { ...PHONE, locale: "en-KE", ...options });
+    const context = await newBrowserContext(await (this.browser ??= launchChromium()), { ...PHONE, locale: "en-KE", ...options });
     this.contexts.push(context);
     return context.newPage();
+  }
+
+  /**
+   * Closes every page opened so far (a test's, in an afterEach): a page left open keeps its renderer
+   * and its live streams (the home's dashboard, a tip's status) busy through the tests after it.
+   */
+  async closePages(): Promise<void> {
+    const open = this.contexts.splice(0);
+    await Promise.all(open.map((c) => c.close().catch(() => undefined)));
   }
 
   async screenshot(page: Page, name: string): Promise<string> {
@@ -208,7 +217,6 @@ export class WebHarness {
     return { id, phone, token, pin };
   }
 
-  /** A venue manager signed up over the API, and the venue they created (qr's profile). */
   /** Fresh tokens for a worker (OTP, then their PIN), as the sign-in screen gets them. */
   async tokens(worker: { phone: string; pin: string }): Promise<{ accessToken: string; refreshToken: string }> {
     const auth = this.api(AuthService);
@@ -231,16 +239,22 @@ export class WebHarness {
 
   /** A page at phone size already signed in as `worker` (the session the sign-in screen keeps). */
   async signedInPhone(worker: { phone: string; pin: string }, options: BrowserContextOptions = {}): Promise<Page> {
-    const tokens = await this.tokens(worker);
-    const page = await this.phone(options);
-    await page.goto(`${this.url}/w/signin`);
-    await page.evaluate((t) => {
-      const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
-      localStorage.setItem("ttip_session", JSON.stringify({ accessToken: t.accessToken, refreshToken: t.refreshToken, userId: sub }));
-    }, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken });
-    return page;
+    return this.signedInAs(await this.tokens(worker), options);
   }
 
+  /**
+   * A page at phone size (unless told) whose browser already keeps `tokens` as its session, as the
+   * sign-in screen leaves it (`ttip_session` in local storage): set with the context, so no page is
+   * loaded to write it. A manager's session from `venue()` has no refresh token.
+   */
+  async signedInAs(tokens: { accessToken: string; refreshToken?: string }, options: BrowserContextOptions = {}): Promise<Page> {
+    const userId = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sub as string;
+    const session = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken ?? "", userId };
+    const storageState = { cookies: [], origins: [{ origin: new URL(this.url).origin, localStorage: [{ name: "ttip_session", value: JSON.stringify(session) }] }] };
+    return this.phone({ storageState, ...options });
+  }
+
+  /** A venue manager signed up over the API, and the venue they created (qr's profile). */
   async venue(displayName: string): Promise<{ id: string; managerToken: string }> {
     const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
     const auth = this.api(AuthService);

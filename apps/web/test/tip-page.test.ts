@@ -1,7 +1,7 @@
 // The customer's tip page in a real browser at phone size, against the
 // platform as make run serves it.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -11,6 +11,7 @@ import { eventually, successNumber, WebHarness } from "./harness.js";
 describe("the customer's tip page (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("a customer opens the QR's URL, tips KES 100 by M-Pesa and sees the receipt", async () => {

@@ -3,13 +3,14 @@
 // the first one would grant manager rights to a waiter invited without a second look).
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { WebHarness } from "./harness.js";
 
 describe("the venue's staff invitation form (chromium)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("an invitation sent without touching the role invites front of house, not a manager, in English and Swahili", async () => {
@@ -19,12 +20,7 @@ describe("the venue's staff invitation form (chromium)", () => {
       ["en-KE", "Phone number", "Name", "Role", "Send invitation"],
       ["sw-KE", "Namba ya simu", "Jina", "Kazi", "Tuma mwaliko"],
     ] as const) {
-      const page = await h.phone({ locale });
-      await page.goto(`${h.url}/w/signin?as=manager`);
-      await page.evaluate((accessToken) => {
-        const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
-        localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
-      }, venue.managerToken);
+      const page = await h.signedInAs({ accessToken: venue.managerToken }, { locale });
       await page.goto(`${h.url}/v/${venue.id}/staff`);
       const role = page.getByLabel(roleLabel, { exact: true });
       // The roles arrive after the form is drawn.

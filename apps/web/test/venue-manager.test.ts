@@ -6,7 +6,7 @@
 // charts equal to its CSV, and the member seeing their share and the rule.
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
@@ -37,6 +37,7 @@ async function see(page: Page, what: ReturnType<Page["getByText"]>, timeout = 20
 describe("the venue manager's screens and the member's view (chromium)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("venue, table code, staff by invitation, shifts from CSV, a new rule, a distribution confirmed once then reversed, reports, charts equal to the CSV; the member sees the rule and their share", async () => {
@@ -45,12 +46,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: managerPhone });
     const { tokens } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(managerPhone), role: Role.VENUE_MANAGER });
     const managerToken = tokens!.accessToken;
-    const page = await h.phone({ viewport: { width: 1000, height: 900 }, isMobile: false, acceptDownloads: true });
-    await page.goto(`${h.url}/w/signin?as=manager`);
-    await page.evaluate((t) => {
-      const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
-      localStorage.setItem("ttip_session", JSON.stringify({ ...t, userId: sub }));
-    }, { accessToken: tokens!.accessToken, refreshToken: tokens!.refreshToken });
+    const page = await h.signedInAs(tokens!, { viewport: { width: 1000, height: 900 }, isMobile: false, acceptDownloads: true });
     await page.goto(`${h.url}/v`);
 
     // A venue, then a table's code.
@@ -302,21 +298,10 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await h.screenshot(page, "venue-dashboard");
   });
 
-  /** A page signed in as the venue's manager, at phone size unless told. */
-  const managerPage = async (managerToken: string, options: Parameters<WebHarness["phone"]>[0] = {}) => {
-    const page = await h.phone(options);
-    await page.goto(`${h.url}/w/signin?as=manager`);
-    await page.evaluate((accessToken) => {
-      const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
-      localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
-    }, managerToken);
-    return page;
-  };
-
   test("tips paid with no scan counted: the funnel gives counts, not shares of zero scans (\"1 (0%)\"), in English and Swahili", async () => {
     const venue = await h.venue("Tamarind Dhow");
     for (const [locale, words] of [["en-KE", ["Scanned: 0", "Amount chosen: 1", "Payment started: 1", "Paid: 1"]], ["sw-KE", ["Zilizoskaniwa: 0", "Kiasi kimechaguliwa: 1", "Malipo yameanzishwa: 1", "Zimelipwa: 1"]]] as const) {
-      const page = await managerPage(venue.managerToken, { locale });
+      const page = await h.signedInAs({ accessToken: venue.managerToken }, { locale });
       // Analytics' figures for a tip paid from a link, no scan counted: its shares of the zero scans are 0.
       await page.route("**/ttip.analytics.v1.AnalyticsService/GetVenueAnalytics", async (route) => {
         const response = await route.fetch();
@@ -343,7 +328,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     for (const displayName of ["Baraka", "Chebet"]) {
       await venueApi.inviteMember({ venueId: venue.id, phone: `07${randomInt(10_000_000, 99_999_999)}`, displayName, roleId: "front_of_house", idempotencyKey: randomUUID() });
     }
-    const page = await managerPage(venue.managerToken);
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
     await page.goto(`${h.url}/v/${venue.id}/staff`);
     const row = (name: string) => page.getByTestId("staff").getByRole("row").filter({ hasText: name });
     await see(page, row("Chebet"));
@@ -389,7 +374,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await see(page, page.getByTestId("audit").getByRole("row").filter({ hasText: "Baraka left the staff: “moved to Mombasa”." }));
     for (const t of (await tables()).tables) assert.equal(t.display, "table");
     await h.screenshot(page, "venue-reports-360");
-    const sw = await managerPage(venue.managerToken, { locale: "sw-KE" });
+    const sw = await h.signedInAs({ accessToken: venue.managerToken }, { locale: "sw-KE" });
     await sw.goto(`${h.url}/v/${venue.id}/reports`);
     await see(sw, sw.getByTestId("audit").getByRole("row").filter({ hasText: "Baraka ameondoka kazini: “moved to Mombasa”." }));
   });
@@ -438,12 +423,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     });
 
     const manager = async (locale: string, beforeRules?: (page: Page) => Promise<void>) => {
-      const page = await h.phone({ locale });
-      await page.goto(`${h.url}/w/signin?as=manager`);
-      await page.evaluate((accessToken) => {
-        const sub = JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
-        localStorage.setItem("ttip_session", JSON.stringify({ accessToken, refreshToken: "", userId: sub }));
-      }, venue.managerToken);
+      const page = await h.signedInAs({ accessToken: venue.managerToken }, { locale });
       await beforeRules?.(page);
       await page.goto(`${h.url}/v/${venue.id}/rules`);
       await see(page, page.getByTestId("rule-history").getByRole("cell", { name: "1", exact: true }));

@@ -1,7 +1,7 @@
 // A venue's table code in a real browser: the page says whose pool the tip
 // goes to, and the tip is credited to it as a shared tip.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -11,6 +11,7 @@ import { successNumber, WebHarness } from "./harness.js";
 describe("a venue's table code (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("the page names the venue and says the tip is shared; the customer pays and the tip goes to the pool", async () => {

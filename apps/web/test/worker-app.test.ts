@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -15,6 +15,7 @@ import { successNumber, WebHarness } from "./harness.js";
 describe("the worker's web app (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("a worker signs in (OTP, then a new PIN), sees a tip arrive live, withdraws with the browser's device key and downloads a statement", async () => {
@@ -41,13 +42,13 @@ describe("the worker's web app (chromium at phone size)", () => {
       amount: { amountMinor: 30_000n, currency: "KES" },
       payment: { case: "mpesaPhone", value: successNumber() },
     });
-    await page.getByTestId("latest-tips").getByText("KES 300 · succeeded").waitFor({ timeout: 20_000 });
+    await page.getByTestId("latest-tips").getByText("KES 300 · received").waitFor({ timeout: 20_000 });
     await page.getByTestId("available").filter({ hasNotText: "KES 0" }).waitFor();
     const available = (await page.getByTestId("available").textContent())!;
     await h.screenshot(page, "worker-home");
 
     // The tip's detail.
-    await page.getByTestId("latest-tips").getByText("KES 300 · succeeded").click();
+    await page.getByTestId("latest-tips").getByText("KES 300 · received").click();
     await page.getByRole("cell", { name: tip!.customerPhoneMasked }).waitFor();
 
     // Withdraw with a device key made in this browser; its status arrives over WatchPayout, never asked for each second.

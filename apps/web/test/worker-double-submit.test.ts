@@ -3,7 +3,7 @@
 // challenge. A failed withdrawal can still be retried.
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WebHarness } from "./harness.js";
@@ -21,6 +21,7 @@ function countCalls(page: Page): Map<string, number> {
 describe("the worker's forms under a double tap (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("sign-in sends one code, one OTP check and one new PIN; withdraw registers one device key and asks one challenge, and a failed withdrawal can be retried", async () => {

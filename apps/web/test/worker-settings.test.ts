@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -32,11 +32,14 @@ async function saved(page: Page, form: string): Promise<void> {
 describe("the worker's screens in Swahili, settings, fee, PDF statement, live home and charts (chromium at phone size)", () => {
   const h = new WebHarness();
   before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
   after(() => h.stop());
 
   test("a Swahili phone: the home goes live over the stream, a tip arrives, the charts equal the CSV, the fee is quoted, the statement comes as PDF", async () => {
     const worker = await h.worker("Amina");
     const page = await h.signedInPhone(worker, { locale: "sw-KE", acceptDownloads: true });
+    // The page's timers on a clock the test can run ahead: a poll, were one set up at load, falls due without waiting for it.
+    await page.clock.install();
     await page.goto(`${h.url}/w`);
     await page.getByRole("heading", { name: "Tips zako" }).waitFor();
     // Live over analytics' WatchDashboard stream: no polling while it is up.
@@ -46,7 +49,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     const listCalls: string[] = [];
     page.on("request", (r) => r.url().endsWith("/ttip.payment.v1.PaymentService/ListTips") && listCalls.push(r.url()));
     const before = await snapshots();
-    await page.waitForTimeout(6_000); // longer than the 5 s poll
+    await page.clock.runFor(6_000); // longer than the 5 s poll
     // A snapshot the stream sends (a late event of the sign-up, say) refreshes the list once; a poll would add more.
     assert.match((await liveState.textContent()) ?? "", /^Moja kwa moja/, "still live");
     assert.ok(listCalls.length <= (await snapshots()) - before, `the tips are not polled while the stream is live: ${listCalls.length} calls`);

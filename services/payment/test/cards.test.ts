@@ -269,6 +269,37 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), 115117n);
   });
 
+  test("two deliveries of one event at once: one applies it, the other is refused for Stripe to send again (409), never applied beside it", async () => {
+    const { tip } = await paid(randomUUID());
+    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
+    await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
+    const applying = async () => (await h.t.db.pool.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'")).rows[0].n as number;
+    // The tips held still: a delivery applying the event waits there.
+    const holder = await h.t.db.pool.connect();
+    let statuses: number[];
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE payment.tips IN ACCESS EXCLUSIVE MODE");
+      const first = h.stripe.redeliver(ev.id);
+      await eventually(async () => (await applying()) === 1, "the first delivery applying the event");
+      let answered = false;
+      const second = h.stripe.redeliver(ev.id).finally(() => (answered = true));
+      await eventually(async () => answered || (await applying()) === 2, "the second delivery answered, or applying it too");
+      await holder.query("COMMIT");
+      statuses = await Promise.all([first, second]);
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    assert.deepEqual(statuses, [200, 409]);
+    // Sent again, it is a duplicate.
+    assert.equal(await h.stripe.redeliver(ev.id), 200);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'stripe' AND external_reference = $1 ORDER BY received_at", [ev.id]);
+    assert.deepEqual(rows.slice(-2).map((r) => r.outcome), ["being_applied", "duplicate"]);
+  });
+
   test("a lost webhook: reconciliation asks Stripe, captures and credits", async () => {
     const worker = randomUUID();
     const r = await cardTip(worker);

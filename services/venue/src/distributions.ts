@@ -175,7 +175,10 @@ export class Distributions {
       entryId = entry!.entryId;
     } catch (err) {
       const e = ConnectError.from(err);
-      if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument || e.code === Code.AlreadyExists) {
+      // The key holds another split (the ledger compares a retry with what it posted): money moved under it, and the
+      // ledger refuses any other split of the period, so the plan keeps the period (left 'posting', for support).
+      if (e.code === Code.AlreadyExists) throw new InvalidStateError(`period: the ledger holds another split under this distribution's key: ${e.rawMessage}`);
+      if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument) {
         // The ledger will never take this plan (takings changed, overlap): give the period back.
         await withTransaction(this.pool, async (tx) => {
           const { rowCount } = await tx.query(`UPDATE venue.distributions SET status = 'abandoned', abandon_reason = $2 WHERE distribution_id = $1 AND status = 'posting'`, [d.distribution_id, e.rawMessage.slice(0, 500)]);

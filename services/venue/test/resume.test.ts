@@ -90,6 +90,27 @@ describe("distributions finished after a failure, once", () => {
     assert.equal(await shareEvents(d.distribution_id), 2);
   });
 
+  test("the ledger holds another split under the distribution's key: the plan is not abandoned (its key's money moved), nothing more is posted", async () => {
+    const { v, a, b, p } = await readyVenue();
+    const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
+    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
+    // Posted under the plan's key with other shares than the plan saved (15 000 each): the ledger refuses the plan's as a reuse of the key.
+    const posted = await h.walletInternal.postPoolDistribution({
+      venueId: v.venueId, currency: "KES", start: timestampFromDate(d.period_start), end: timestampFromDate(d.period_end), distributionId: d.distribution_id,
+      shares: [{ workerId: a.workerId, amount: { amountMinor: 20_000n, currency: "KES" }, memo: "" }, { workerId: b.workerId, amount: { amountMinor: 10_000n, currency: "KES" }, memo: "" }],
+      idempotencyKey: `venue-distribution:${d.distribution_id}`, description: "another split",
+    });
+    assert.equal(posted.created, true);
+    await assert.rejects(new Distributions(h.t.ctx).finish(d.distribution_id, "Resume Bar"), (e: ConnectError) => e.code === Code.FailedPrecondition && /idempotency_key/.test(e.message));
+    assert.equal(await new Distributions(h.t.ctx).finishPending(0), 0);
+    const { rows: [after] } = await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id]);
+    assert.equal(after.status, "posting", "the period stays taken: the ledger's entry under its key covers it");
+    assert.equal(await entries(d.distribution_id), 1);
+    assert.deepEqual([await h.walletBalance(a.workerId), await h.walletBalance(b.workerId)], [20_000n, 10_000n]);
+    assert.equal(await shareEvents(d.distribution_id), 0);
+  });
+
   test("a second, overlapping distribution is refused by the ledger itself, even past the venue service's own check", async () => {
     const { v, p } = await readyVenue();
     await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });

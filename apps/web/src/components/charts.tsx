@@ -60,10 +60,26 @@ export function ColumnChart({ title, bars, testId }: { title: string; bars: Bar[
   );
 }
 
+/** A row label's lines: whole words, at most LABEL_LINE characters a line, two lines at most (a longer rest is squeezed to fit). */
+const LABEL_LINE = 14;
+/** Where a row's bar starts: its label is written left of it, never under it. */
+const LABEL_WIDTH = 32;
+
+function labelLines(label: string): string[] {
+  const lines: string[] = [];
+  for (const word of label.split(/\s+/).filter(Boolean)) {
+    const last = lines.at(-1);
+    if (last !== undefined && (last.length + 1 + word.length <= LABEL_LINE || lines.length === 2)) lines[lines.length - 1] = `${last} ${word}`;
+    else lines.push(word);
+  }
+  return lines.length ? lines : [""];
+}
+
 /** One row per item (staff, tables, funnel steps), the figure written beside its bar; `empty` when there is none. */
 export function RowChart({ title, bars, testId, empty }: { title: string; bars: Bar[]; testId?: string; empty?: string }) {
   const of = scale(bars);
   const row = 9;
+  const line = 4.5;
   if (bars.length === 0 && empty) {
     return (
       <Figure title={title} testId={testId} bars={bars}>
@@ -71,17 +87,29 @@ export function RowChart({ title, bars, testId, empty }: { title: string; bars: 
       </Figure>
     );
   }
+  // A label too long for its column wraps onto a second line (its row grows) rather than being cut
+  // or running under the bar: Swahili's step names are longer than English's.
+  const rows = bars.map((b) => ({ b, lines: labelLines(b.label) }));
+  const tops = rows.map((_, i) => rows.slice(0, i).reduce((y, r) => y + row + (r.lines.length - 1) * line, 0));
+  const height = rows.reduce((y, r) => y + row + (r.lines.length - 1) * line, 0);
   return (
     <Figure title={title} testId={testId} bars={bars}>
-      <svg viewBox={`0 0 100 ${Math.max(bars.length, 1) * row}`} width="100%" role="img" aria-label={title}>
-        {bars.map((b, i) => (
-          <g key={`${b.label}-${i}`} data-label={b.label} data-value={b.value.toString()}>
-            <title>{`${b.label}: ${b.text}`}</title>
-            <text x="0" y={i * row + 6} fontSize="4" fill="#111">{b.label.slice(0, 18)}</text>
-            <rect x="34" y={i * row + 1.5} width={Math.max(of(b.value) * 40, 0.4)} height={row - 3} fill="#0a6b3d" />
-            <text x={36 + of(b.value) * 40} y={i * row + 6} fontSize="4" fill="#111">{b.text}</text>
-          </g>
-        ))}
+      <svg viewBox={`0 0 100 ${Math.max(height, row)}`} width="100%" role="img" aria-label={title}>
+        {rows.map(({ b, lines }, i) => {
+          const mid = tops[i] + (row + (lines.length - 1) * line) / 2;
+          return (
+            <g key={`${b.label}-${i}`} data-label={b.label} data-value={b.value.toString()}>
+              <title>{`${b.label}: ${b.text}`}</title>
+              <text x="0" y={mid + 1.5 - ((lines.length - 1) * line) / 2} fontSize="4" fill="#111">
+                {lines.map((l, k) => (
+                  <tspan key={k} x="0" dy={k ? line : 0} {...(l.length > LABEL_LINE ? { textLength: LABEL_WIDTH, lengthAdjust: "spacingAndGlyphs" } : {})}>{l}</tspan>
+                ))}
+              </text>
+              <rect x="34" y={mid - 3} width={Math.max(of(b.value) * 40, 0.4)} height={row - 3} fill="#0a6b3d" />
+              <text x={36 + of(b.value) * 40} y={mid + 1.5} fontSize="4" fill="#111">{b.text}</text>
+            </g>
+          );
+        })}
       </svg>
     </Figure>
   );

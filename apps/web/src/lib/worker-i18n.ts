@@ -54,7 +54,7 @@ const en = {
   downloadEarnings: "Download these figures (CSV)",
   poolShare: "Venue shares {amount}",
   // Status words
-  st_SUCCEEDED: "succeeded",
+  st_SUCCEEDED: "received",
   st_FAILED: "failed",
   st_PENDING: "pending",
   st_EXPIRED: "expired",

@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
-import type { HttpFilter } from "@ttip/runtime";
+import type { HttpFilter, Queryable } from "@ttip/runtime";
 import type { Deps } from "../tips.js";
 import { applyDisputeClosed, applyDisputeOpened, applyRefunded } from "./aftercare.js";
 import { applyCardPayment } from "./tips.js";
@@ -75,21 +75,47 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
     logger.warn({ provider: providerName, reason: err.message }, "card webhook refused: not verified");
     return reply(res, 400, { error: "signature verification failed" });
   }
-  // Once per event id: a redelivery of an applied event changes nothing.
-  const { rows } = await pool.query<{ applied_at: Date | null }>(
-    `INSERT INTO payment.card_events (provider, event_id, type, callback_id) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (provider, event_id) DO UPDATE SET callback_id = payment.card_events.callback_id RETURNING applied_at`,
-    [providerName, event.eventId, event.type, callbackId],
-  );
-  if (rows[0].applied_at) {
+  // Once per event id: a redelivery of an applied event changes nothing; one arriving while another
+  // delivery applies the event is refused (the provider sends it again), not applied beside it.
+  const claim = await claimCardEvent(pool, providerName, event, callbackId);
+  if (claim === "applied") {
     await outcome("duplicate", { ref: event.eventId, matched: true });
     return reply(res, 200, { received: true, duplicate: true });
   }
-  const { result, tipId } = await applyCardEvent(deps, provider, event);
+  if (claim === "being_applied") {
+    await outcome("being_applied", { ref: event.eventId, matched: true });
+    return reply(res, 409, { error: "another delivery of this event is being applied; send it again later" });
+  }
+  const { result, tipId } = await applyCardEvent(deps, provider, event).catch(async (err: unknown) => {
+    // Not applied: the next delivery may claim it at once.
+    await pool.query("UPDATE payment.card_events SET claimed_until = NULL WHERE provider = $1 AND event_id = $2", [providerName, event.eventId]).catch(() => undefined);
+    throw err;
+  });
   await pool.query("UPDATE payment.card_events SET applied_at = now(), outcome = $3, tip_id = $4 WHERE provider = $1 AND event_id = $2",
     [providerName, event.eventId, result, tipId ?? null]);
   await outcome(result, { ref: event.eventId, tipId, matched: result !== "unknown" });
   return reply(res, 200, { received: true });
+}
+
+/** How long a delivery holds its event's claim: past it, a delivery whose process died no longer holds the event back. */
+const CARD_EVENT_CLAIM_MS = 120_000;
+
+/**
+ * Claims an event for this delivery, in one statement: recorded and claimed if new; claimed if unapplied and
+ * unclaimed (or its claim lapsed); otherwise answers whether it was applied or another delivery holds it.
+ */
+async function claimCardEvent(pool: Queryable, providerName: string, event: CardEvent, callbackId: string): Promise<"claimed" | "applied" | "being_applied"> {
+  const { rowCount } = await pool.query(
+    `INSERT INTO payment.card_events (provider, event_id, type, callback_id, claimed_until)
+     VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000))
+     ON CONFLICT (provider, event_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
+      WHERE payment.card_events.applied_at IS NULL AND (payment.card_events.claimed_until IS NULL OR payment.card_events.claimed_until < now())`,
+    [providerName, event.eventId, event.type, callbackId, CARD_EVENT_CLAIM_MS],
+  );
+  if (rowCount) return "claimed";
+  const { rows } = await pool.query<{ applied: boolean }>("SELECT applied_at IS NOT NULL AS applied FROM payment.card_events WHERE provider = $1 AND event_id = $2",
+    [providerName, event.eventId]);
+  return rows[0]?.applied ? "applied" : "being_applied";
 }
 
 /** Applies one verified event; each branch is idempotent by itself too (state checks, ledger keys). */

@@ -37,13 +37,23 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "member.invited": (t, d, n) => t("v_aInvited", { name: memberName(t, d, n), role: n.role(str(d, "role_id")) }),
   "member.joined": (t, d, n) => t("v_aJoined", { name: memberName(t, d, n) }),
   "member.updated": (t, d, n) => t("v_aRoleOf", { name: memberName(t, d, n), from: n.role(str(d, "from_role_id")), role: n.role(str(d, "role_id")) }),
-  "member.left": (t, d, n) => (str(d, "reason") ? t("v_aLeftWhy", { name: memberName(t, d, n), reason: str(d, "reason") }) : t("v_aLeft", { name: memberName(t, d, n) })),
+  "member.left": (t, d, n) => (leftReason(d) ? t("v_aLeftWhy", { name: memberName(t, d, n), reason: leftReason(d) }) : t("v_aLeft", { name: memberName(t, d, n) })),
   "shift.recorded": (t, d, n, l) => t("v_aShift", { name: memberName(t, d, n), start: when(d, "started_at", l), end: when(d, "ended_at", l) }),
   "shifts.imported": (t, d) => t("v_aImported", { n: str(d, "imported"), refused: str(d, "rejected") }),
   "distribution.confirmed": (t, d, _n, l) => t("v_aConfirmed", { amount: amount(d, "collected_minor"), start: when(d, "period_start", l), end: when(d, "period_end", l) }),
   "distribution.reversed": (t, d) => t("v_aReversed", { reason: str(d, "reason") }),
   "distribution.abandoned": (t) => t("v_aAbandoned"),
 };
+
+/**
+ * Why a member left, as the manager typed it. The one-tap "Left the staff" button of earlier versions
+ * wrote the same English words as the reason of every leave: the sentence says that already (it read
+ * "Achieng left the staff: “left the staff”."), so those records read as having no reason.
+ */
+function leftReason(d: Detail): string {
+  const reason = str(d, "reason");
+  return reason === "left the staff" ? "" : reason;
+}
 
 function memberName(t: T, d: Detail, n: AuditNames): string {
   return n.member(str(d, "member_id")) ?? t("v_aSomeMember");
