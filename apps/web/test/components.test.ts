@@ -4,11 +4,10 @@
 // the picture it makes. Bundled here with esbuild; served by Playwright's
 // request routing, so no port is opened.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { build } from "esbuild";
 import type { Browser, Page } from "playwright-core";
-import { launchChromium, newBrowserContext } from "./browser.js";
+import { launchChromium } from "./browser.js";
+import { bundleComponents, componentPage } from "./component-page.js";
 import { PHONE } from "./harness.js";
 import { drawPng } from "./pictures.js";
 // For window.components' type only (the file itself runs in the browser).
@@ -21,17 +20,7 @@ describe("the worker's form components (chromium at phone size)", () => {
   let bundle: string;
 
   before(async () => {
-    const out = await build({
-      entryPoints: [fileURLToPath(new URL("./components/entry.tsx", import.meta.url))],
-      bundle: true,
-      write: false,
-      format: "iife",
-      platform: "browser",
-      jsx: "automatic",
-      define: { "process.env.NODE_ENV": '"production"' },
-      logLevel: "silent",
-    });
-    bundle = out.outputFiles[0].text;
+    bundle = await bundleComponents(new URL("./components/entry.tsx", import.meta.url));
     browser = await launchChromium();
   });
   after(async () => {
@@ -39,13 +28,7 @@ describe("the worker's form components (chromium at phone size)", () => {
   });
 
   async function open(): Promise<Page> {
-    const context = await newBrowserContext(browser, { ...PHONE, locale: "en-KE" });
-    const page = await context.newPage();
-    await page.route(`${ORIGIN}/**`, (route) =>
-      route.fulfill({ contentType: "text/html", body: `<!DOCTYPE html><html lang="en"><body><main id="root"></main><script>${bundle.replace(/<\/script/g, "<\\/script")}</script></body></html>` }),
-    );
-    await page.goto(`${ORIGIN}/`);
-    return page;
+    return componentPage(browser, bundle, ORIGIN, "en", { ...PHONE, locale: "en-KE" });
   }
 
   test("a settings form: busy while saving (no second submit), then the refusal as a sentence, then saved", async () => {

@@ -1,12 +1,11 @@
 // The venue screens' words as components, in Debian's chromium at 360 px with nothing around them (no
 // platform): the funnel's step names whole in both languages, and the audit trail's "member left"
-// sentence. Bundled with esbuild and served by Playwright's request routing, as components.test.ts does.
+// sentence. Bundled and served as component-page.ts does.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { build } from "esbuild";
 import type { Browser, Page } from "playwright-core";
-import { launchChromium, newBrowserContext } from "./browser.js";
+import { launchChromium } from "./browser.js";
+import { bundleComponents, componentPage } from "./component-page.js";
 import type {} from "./components/venue-entry";
 
 const ORIGIN = "http://venue-components.test";
@@ -16,17 +15,7 @@ describe("the venue screens' components (chromium, 360 px)", () => {
   let bundle: string;
 
   before(async () => {
-    const out = await build({
-      entryPoints: [fileURLToPath(new URL("./components/venue-entry.tsx", import.meta.url))],
-      bundle: true,
-      write: false,
-      format: "iife",
-      platform: "browser",
-      jsx: "automatic",
-      define: { "process.env.NODE_ENV": '"production"' },
-      logLevel: "silent",
-    });
-    bundle = out.outputFiles[0].text;
+    bundle = await bundleComponents(new URL("./components/venue-entry.tsx", import.meta.url));
     browser = await launchChromium();
   });
   after(async () => {
@@ -34,13 +23,7 @@ describe("the venue screens' components (chromium, 360 px)", () => {
   });
 
   async function open(lang: string): Promise<Page> {
-    const context = await newBrowserContext(browser, { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, locale: lang });
-    const page = await context.newPage();
-    await page.route(`${ORIGIN}/**`, (route) =>
-      route.fulfill({ contentType: "text/html", body: `<!DOCTYPE html><html lang="${lang}"><body><main id="root"></main><script>${bundle.replace(/<\/script/g, "<\\/script")}</script></body></html>` }),
-    );
-    await page.goto(`${ORIGIN}/`);
-    return page;
+    return componentPage(browser, bundle, ORIGIN, lang, { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, locale: lang });
   }
 
   for (const locale of ["sw", "en"] as const) {
