@@ -7,10 +7,13 @@ import { EventMetaSchema, TipSucceededSchema, WalletCreditedSchema } from "@ttip
 import { metaIsFirst, withMetaFirst, type MetaFields } from "../src/event-meta.js";
 import { buildEvent, subjectOf } from "../src/events.js";
 
-/** Every message of ttip.events.v1 that carries EventMeta: the events. */
-const eventSchemas = (Object.values(events) as unknown[]).filter(
+/** Every message of ttip.events.v1 that carries EventMeta. */
+const withMeta = (Object.values(events) as unknown[]).filter(
   (v): v is DescMessage => (v as DescMessage).kind === "message" && (v as DescMessage).fields.some((f) => f.name === "meta"),
 );
+/** The events; a view (named …View: the fields one consumer reads of an event, under its numbers) is never published. */
+const eventSchemas = withMeta.filter((s) => !s.name.endsWith("View"));
+const viewSchemas = withMeta.filter((s) => s.name.endsWith("View"));
 
 describe("event subjects declared in the contracts", () => {
   test("every event declares one subject, ttip.<service>.<event>, and no two share one", () => {
@@ -24,6 +27,8 @@ describe("event subjects declared in the contracts", () => {
 
   test("a message without a subject cannot be emitted; a service emits only its own events", () => {
     assert.throws(() => subjectOf(EventMetaSchema), /declares no event subject/);
+    assert.ok(viewSchemas.length >= 1, "TipSucceededCodeView");
+    for (const view of viewSchemas) assert.throws(() => subjectOf(view), /declares no event subject/, view.typeName);
     assert.throws(() => buildEvent("wallet", TipSucceededSchema, { tipId: "t1" }), /wallet cannot emit ttip\.events\.v1\.TipSucceeded/);
     // Read in place, not split: a producer named as the start of the subject's, or the whole rest of it, is not its producer.
     for (const other of ["pay", "paymentx", "payment.tip_succeeded", "", "ttip"]) assert.throws(() => buildEvent(other, TipSucceededSchema, { tipId: "t1" }), /cannot emit/, other);
