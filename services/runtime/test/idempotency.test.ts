@@ -130,7 +130,9 @@ describe("claimingManyCte on PostgreSQL", () => {
       await first.query("BEGIN");
       await claimMany(first, [low]);
       // The other names them high first: taken in that order it would hold `high` while it waits for `low`.
-      const second = claimMany(db.pool, [high, low]);
+      // Its refusal caught at once: it can arrive before the first's COMMIT answers, and a rejection left
+      // unhandled for a turn fails the test (as it did once in CI).
+      const second = claimMany(db.pool, [high, low]).catch((err: unknown) => err);
       await eventually("the second batch waiting for the first", async () => {
         const { rows } = await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`%${schema}%idempotent_requests%`]);
         return rows.length > 0;
@@ -138,7 +140,7 @@ describe("claimingManyCte on PostgreSQL", () => {
       assert.deepEqual(await claimMany(first, [high]), [`made:${high}`], "the first goes on to its next key (a deadlock error here without the order)");
       await first.query("COMMIT");
       // Its insert of `low` lost on the key (NOT EXISTS did not see it): it wrote nothing, and run again finds both used.
-      assert.ok(idempotencyRace(await second.catch((err: unknown) => err), schema), "the second lost the race on the key");
+      assert.ok(idempotencyRace(await second, schema), "the second lost the race on the key");
       assert.deepEqual(await claimMany(db.pool, [high, low]), [], "run again, the second finds both keys used");
     } finally {
       await first.query("ROLLBACK").catch(() => undefined);
