@@ -5,11 +5,11 @@
 // id. Prints CPU nanoseconds per SMS planned and the ratio to the yardstick.
 //   node --max-semi-space-size=32 --import tsx bench/opted-out-event.ts [events per round=200000] [rounds=6]
 import { deepStrictEqual, notStrictEqual } from "node:assert/strict";
-import os from "node:os";
 import { fromBinary } from "@bufbuild/protobuf";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, type BusMessage } from "@ttip/runtime";
 import { optedOutEventOf } from "../services/notification/src/delivery.js";
+import { compareAlternated } from "./alternated.js";
 
 const perRound = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 6);
@@ -27,29 +27,12 @@ const decoded = (e: BusMessage) => {
 deepStrictEqual(decoded(appended), decoded(built), "the same event but for its id");
 notStrictEqual(appended.id, queued.id);
 
-const ways: Array<[string, () => BusMessage]> = [
-  ["buildEvent(failed) (before)", () => buildEvent("notification", DeliveryUpdatedSchema, init("failed"), "corr")],
-  ["optedOutEventOf(queued)", () => optedOutEventOf(queued)],
-];
-
-let kept: unknown;
-function round(way: () => BusMessage): number {
-  const start = process.cpuUsage();
-  for (let i = 0; i < perRound; i++) kept = way();
-  const used = process.cpuUsage(start);
-  return ((used.user + used.system) * 1000) / perRound;
-}
-
-for (const [, way] of ways) round(way); // warm up
-const ns = new Map<string, number[]>();
-for (let r = 1; r <= rounds; r++) {
-  for (const [name, way] of r % 2 ? ways : [...ways].reverse()) {
-    const perEvent = round(way);
-    ns.set(name, [...(ns.get(name) ?? []), perEvent]);
-    console.log(`round ${r}  ${name.padEnd(30)} CPU ${perEvent.toFixed(0)} ns per SMS planned`);
-  }
-}
-void kept;
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
-console.log(`median CPU per SMS planned: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+compareAlternated(
+  [
+    ["buildEvent(failed) (before)", () => buildEvent("notification", DeliveryUpdatedSchema, init("failed"), "corr")],
+    ["optedOutEventOf(queued)", () => optedOutEventOf(queued)],
+  ],
+  perRound,
+  rounds,
+  "SMS planned",
+);

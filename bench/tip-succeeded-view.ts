@@ -5,10 +5,10 @@
 // Prints CPU nanoseconds per event and the ratio to the yardstick.
 //   node --max-semi-space-size=32 --import tsx bench/tip-succeeded-view.ts [events per round=200000] [rounds=6]
 import { deepStrictEqual } from "node:assert/strict";
-import os from "node:os";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, decodeEvent, type DeliveredMessage } from "@ttip/runtime";
 import { countedTip } from "../services/qr/src/tips.js";
+import { compareAlternated } from "./alternated.js";
 
 const perRound = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 6);
@@ -22,29 +22,12 @@ const delivered: DeliveredMessage = { ...event, deliveryCount: 1 };
 const fields = (t: { tipId: string; qrCodeId: string; meta?: { occurredAt?: unknown } }) => [t.tipId, t.qrCodeId, t.meta?.occurredAt];
 deepStrictEqual(fields(countedTip(event.data)), fields(decodeEvent(TipSucceededSchema, delivered)));
 
-const ways: Array<[string, () => unknown]> = [
-  ["decodeEvent(TipSucceeded) (before)", () => decodeEvent(TipSucceededSchema, delivered)],
-  ["countedTip (the view)", () => countedTip(event.data)],
-];
-
-let kept: unknown;
-function round(way: () => unknown): number {
-  const start = process.cpuUsage();
-  for (let i = 0; i < perRound; i++) kept = way();
-  const used = process.cpuUsage(start);
-  return ((used.user + used.system) * 1000) / perRound;
-}
-
-for (const [, way] of ways) round(way); // warm up
-const ns = new Map<string, number[]>();
-for (let r = 1; r <= rounds; r++) {
-  for (const [name, way] of r % 2 ? ways : [...ways].reverse()) {
-    const perEvent = round(way);
-    ns.set(name, [...(ns.get(name) ?? []), perEvent]);
-    console.log(`round ${r}  ${name.padEnd(36)} CPU ${perEvent.toFixed(0)} ns per event`);
-  }
-}
-void kept;
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
-console.log(`median CPU per event: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+compareAlternated(
+  [
+    ["decodeEvent(TipSucceeded) (before)", () => decodeEvent(TipSucceededSchema, delivered)],
+    ["countedTip (the view)", () => countedTip(event.data)],
+  ],
+  perRound,
+  rounds,
+  "event",
+);

@@ -1,0 +1,32 @@
+// Two ways of doing one thing, timed by this process's CPU in alternated rounds (the order reversed
+// every other round, so neither always runs warmer), the yardstick first: what the same-process
+// benches print.
+import os from "node:os";
+
+let kept: unknown; // each answer kept, so the work is not optimised away
+
+function round(way: () => unknown, perRound: number): number {
+  const start = process.cpuUsage();
+  for (let i = 0; i < perRound; i++) kept = way();
+  const used = process.cpuUsage(start);
+  return ((used.user + used.system) * 1000) / perRound;
+}
+
+const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
+
+/** Prints each round's CPU ns per call of each way, then the medians and their ratio (ours / yardstick). */
+export function compareAlternated(ways: [yardstick: [string, () => unknown], ours: [string, () => unknown]], perRound: number, rounds: number, unit: string): void {
+  const width = Math.max(...ways.map(([name]) => name.length)) + 2;
+  for (const [, way] of ways) round(way, perRound); // warm up
+  const ns = new Map<string, number[]>();
+  for (let r = 1; r <= rounds; r++) {
+    for (const [name, way] of r % 2 ? ways : [...ways].reverse()) {
+      const perCall = round(way, perRound);
+      ns.set(name, [...(ns.get(name) ?? []), perCall]);
+      console.log(`round ${r}  ${name.padEnd(width)} CPU ${perCall.toFixed(0)} ns per ${unit}`);
+    }
+  }
+  void kept;
+  const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
+  console.log(`median CPU per ${unit}: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+}
