@@ -228,7 +228,7 @@ describe("gateway per-RPC policy", () => {
     return {
       alerts: () => outcome(payment.listFraudAlerts({})),
       review: (stepUp?: string) => outcome(payment.reviewTip({ tipId, approve: true, note: "ok" }, { headers: stepUp ? { [STEP_UP_HEADER]: stepUp } : {} })),
-      hold: () => outcome(payment.holdPayouts({ workerId: tipId, reason: "check" })),
+      hold: () => outcome(payment.holdPayouts({ workerId: tipId, reason: "check", idempotencyKey: `hold-${tipId}` })),
       trial: () => outcome(createClient(WalletAdminService, transport).getTrialBalance({})),
       search: () => outcome(createClient(AuthAdminService, transport).searchUsers({ query: "0712" })),
       block: () => outcome(createClient(AuthAdminService, transport).blockUser({ userId: tipId, reason: "fraud" })),

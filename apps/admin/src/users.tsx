@@ -179,12 +179,12 @@ function PayoutHoldSection({ workerId, session }: { workerId: string; session: S
         <>
           <p data-testid="payout-hold">On hold since {hold.since} by {hold.by}: {hold.reason}</p>
           <Action label="Release payouts" reason="Note" confirm="This worker's withdrawals will go to M-Pesa again." disabledWhy={notMoney}
-            run={async (note) => void (await payment.releasePayouts({ workerId, note }, await stepUp()))} done={load} />
+            run={async (note, send) => { const proof = await stepUp(); await send((key) => payment.releasePayouts({ workerId, note, idempotencyKey: key }, proof)); }} done={load} />
         </>
       ) : (
         <>
           <p data-testid="payout-hold">Payouts run: no hold.</p>
-          <Action label="Hold payouts" reason="Reason" disabledWhy={notMoney} run={async (reason) => void (await payment.holdPayouts({ workerId, reason }))} done={load} />
+          <Action label="Hold payouts" reason="Reason" disabledWhy={notMoney} run={async (reason, send) => void (await send((key) => payment.holdPayouts({ workerId, reason, idempotencyKey: key })))} done={load} />
         </>
       )}
     </Section>

@@ -53,7 +53,7 @@ describe("admin console states in chromium", () => {
 
     // The server refuses what the screen no longer offers, and the first hold stays as it was.
     const payment = h.api(PaymentAdminService, adminToken);
-    const again = await refusal(payment.holdPayouts({ workerId: worker.userId, reason: "another reason" }));
+    const again = await refusal(payment.holdPayouts({ workerId: worker.userId, reason: "another reason", idempotencyKey: `again-${worker.userId}` }));
     assert.equal(again?.code, Code.FailedPrecondition);
     assert.match(again!.rawMessage, /^worker_id: .*on hold already/);
     assert.equal((await payment.getPayoutHold({ workerId: worker.userId })).hold?.reason, "chargeback under review");
@@ -64,7 +64,7 @@ describe("admin console states in chromium", () => {
     await detail.getByTestId("payout-hold").filter({ hasText: "Payouts run: no hold." }).waitFor();
     assert.equal(await detail.getByRole("button", { name: "Release payouts" }).count(), 0);
     // Releasing what is not held: the same precise refusal (the gateway wants the device step-up first).
-    assert.equal((await refusal(payment.releasePayouts({ workerId: worker.userId })))?.code, Code.PermissionDenied);
+    assert.equal((await refusal(payment.releasePayouts({ workerId: worker.userId, idempotencyKey: `release-${worker.userId}` })))?.code, Code.PermissionDenied);
 
     const released = await eventually("the release in the audit log", async () =>
       (await h.api(AuthAdminService, adminToken).listAuditEvents({ userId: worker.userId, actions: [AuditAction.PAYOUTS_RELEASED] })).events[0]);

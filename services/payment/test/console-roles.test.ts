@@ -19,6 +19,8 @@ async function adminActions(h: Harness) {
   return rows.map((r) => fromBinary(PaymentAdminActionTakenSchema, r.payload).action!);
 }
 
+/** A fresh idempotency key: each call here is a new request, unless a test says it is a retry. */
+const key = () => `k-${randomUUID()}`;
 const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 
 describe("payment admin RPCs by console role", () => {
@@ -36,8 +38,8 @@ describe("payment admin RPCs by console role", () => {
     assert.equal(await outcome(support.listUnmatchedCallbacks({})), "ok");
     assert.equal(await outcome(support.getPayoutHold({ workerId: worker })), "ok");
     for (const [name, call] of [
-      ["HoldPayouts", () => support.holdPayouts({ workerId: worker, reason: "check" })],
-      ["ReleasePayouts", () => support.releasePayouts({ workerId: worker })],
+      ["HoldPayouts", () => support.holdPayouts({ workerId: worker, reason: "check", idempotencyKey: key() })],
+      ["ReleasePayouts", () => support.releasePayouts({ workerId: worker, idempotencyKey: key() })],
       ["ReviewTip", () => support.reviewTip({ tipId: randomUUID(), approve: true, note: "looks fine" })],
       ["RefundTip", () => support.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
       ["BlockPhoneNumber", () => support.blockPhoneNumber({ phone: "254712345678", reason: "fraud" })],
@@ -58,22 +60,22 @@ describe("payment admin RPCs by console role", () => {
     const worker = randomUUID();
     const held = async () => (await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payouts_on_hold;
     const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
-    const releasedUnheld = await refusal(finance.releasePayouts({ workerId: worker, note: "nothing held" }));
+    const releasedUnheld = await refusal(finance.releasePayouts({ workerId: worker, note: "nothing held", idempotencyKey: key() }));
     assert.equal(releasedUnheld?.code, Code.FailedPrecondition, "releasing what is not held");
     assert.equal(releasedUnheld!.rawMessage, "worker_id: the worker's payouts are not on hold");
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "no hold to show");
-    assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check" })), "ok");
+    assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check", idempotencyKey: key() })), "ok");
     assert.equal(await held(), true);
     // The hold as the console shows it: since when, by whom, why; support reads it too.
     const { hold } = await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] }).getPayoutHold({ workerId: worker });
     assert.equal(hold?.heldByUserId, financeId);
     assert.equal(hold?.reason, "check");
     assert.ok(Math.abs(Number(hold!.heldAt!.seconds) * 1000 - Date.now()) < 60_000, "held now");
-    const heldAgain = await refusal(finance.holdPayouts({ workerId: worker, reason: "another reason" }));
+    const heldAgain = await refusal(finance.holdPayouts({ workerId: worker, reason: "another reason", idempotencyKey: key() }));
     assert.equal(heldAgain?.code, Code.FailedPrecondition, "holding what is held");
     assert.equal(heldAgain!.rawMessage, "worker_id: the worker's payouts are on hold already");
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.reason, "check", "the first hold's reason stays");
-    assert.equal(await outcome(finance.releasePayouts({ workerId: worker, note: "customer's bank confirmed" })), "ok");
+    assert.equal(await outcome(finance.releasePayouts({ workerId: worker, note: "customer's bank confirmed", idempotencyKey: key() })), "ok");
     assert.equal(await held(), false);
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "released");
     assert.equal(await outcome(finance.blockPhoneNumber({ phone: "0712345678", reason: "card testing" })), "ok");
@@ -94,9 +96,9 @@ describe("payment admin RPCs by console role", () => {
     const direct = h.t.client(PaymentAdminService, { subject, roles: ["finance"] });
     const worker = randomUUID();
     const steppedUp = h.t.client(PaymentAdminService, { subject, roles: ["finance"], stepUp: true });
-    assert.equal(await outcome(steppedUp.holdPayouts({ workerId: worker, reason: "check" })), "ok", "holding stops money: no step-up declared");
+    assert.equal(await outcome(steppedUp.holdPayouts({ workerId: worker, reason: "check", idempotencyKey: key() })), "ok", "holding stops money: no step-up declared");
     for (const [name, call] of [
-      ["ReleasePayouts", () => direct.releasePayouts({ workerId: worker })],
+      ["ReleasePayouts", () => direct.releasePayouts({ workerId: worker, idempotencyKey: key() })],
       ["ReviewTip", () => direct.reviewTip({ tipId: randomUUID(), approve: true, note: "looks fine" })],
       ["RefundTip", () => direct.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
       ["ResolveSuspensePayment", () => direct.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "customer asked" })],
@@ -108,10 +110,31 @@ describe("payment admin RPCs by console role", () => {
     const held = await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker]);
     assert.equal(held.rows[0].payouts_on_hold, true, "the release did not run");
     // A step-up the gateway verified too long ago does not count either.
-    const stale = await direct.releasePayouts({ workerId: worker }, { headers: stepUpHeaders(Date.now() - 120_000) }).then(() => undefined, (e) => ConnectError.from(e));
+    const stale = await direct.releasePayouts({ workerId: worker, idempotencyKey: key() }, { headers: stepUpHeaders(Date.now() - 120_000) }).then(() => undefined, (e) => ConnectError.from(e));
     assert.equal(stale?.code, Code.PermissionDenied);
     assert.match(stale!.rawMessage, /s old \(at most 60 s\)/);
     // The same caller with a fresh step-up goes through.
-    assert.equal(await outcome(steppedUp.releasePayouts({ workerId: worker })), "ok");
+    assert.equal(await outcome(steppedUp.releasePayouts({ workerId: worker, idempotencyKey: key() })), "ok");
+  });
+
+  test("a retried Hold or Release (its answer lost) gets its first answer; another Hold of the held worker, or Release of one not held, is still refused", async () => {
+    const financeId = randomUUID();
+    const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
+    const worker = randomUUID();
+    const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
+    const hold = { workerId: worker, reason: "check", idempotencyKey: key() };
+    assert.equal(await outcome(finance.holdPayouts(hold)), "ok");
+    assert.equal(await outcome(finance.holdPayouts(hold)), "ok", "the same hold retried: its first answer");
+    assert.equal((await refusal(finance.holdPayouts({ ...hold, idempotencyKey: key() })))?.code, Code.FailedPrecondition, "another hold of the held worker");
+    assert.equal((await refusal(finance.holdPayouts({ ...hold, reason: "another reason" })))?.code, Code.AlreadyExists, "another request under the hold's key");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.reason, "check");
+    const release = { workerId: worker, note: "bank confirmed", idempotencyKey: key() };
+    assert.equal(await outcome(finance.releasePayouts(release)), "ok");
+    assert.equal(await outcome(finance.releasePayouts(release)), "ok", "the same release retried: its first answer");
+    assert.equal((await refusal(finance.releasePayouts({ ...release, idempotencyKey: key() })))?.code, Code.FailedPrecondition, "another release of a worker not held");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "released, not held again");
+    // One hold and one release happened: one audit record each, the retries recorded nothing.
+    const actions = (await adminActions(h)).filter((a) => a.target === `worker:${worker}`);
+    assert.deepEqual(actions.map((a) => [AuditAction[a.action], a.detail]), [["PAYOUTS_HELD", "check"], ["PAYOUTS_RELEASED", "bank confirmed"]]);
   });
 });

@@ -222,7 +222,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
   test("payouts on hold by an admin are not made automatically", async () => {
     const p = phone();
     const worker = randomUUID();
-    await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"] }).holdPayouts({ workerId: worker, reason: "under review" });
+    await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"] }).holdPayouts({ workerId: worker, reason: "under review", idempotencyKey: `hold-${worker}` });
     await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
     await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");

@@ -68,7 +68,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
     assert.equal((await refusal(s.client(PaymentAdminService, worker).searchTips({}))).code, Code.PermissionDenied);
     const support = { subject: randomUUID(), roles: ["support"] as Role[] };
-    assert.equal((await refusal(s.client(PaymentAdminService, support).holdPayouts({ workerId: worker.subject, reason: "fraud review" }))).code, Code.PermissionDenied);
+    assert.equal((await refusal(s.client(PaymentAdminService, support).holdPayouts({ workerId: worker.subject, reason: "fraud review", idempotencyKey: `hold-${worker.subject}` }))).code, Code.PermissionDenied);
     // Auth, in this process too, does not know the token: refused, and no payout exists.
     const unproved = await refusal(pay(worker).requestPayout(request));
     assert.equal(unproved.code, Code.PermissionDenied);
@@ -153,7 +153,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
     assert.equal(noNumber.code, Code.FailedPrecondition);
     assert.equal(reasonOf(noNumber), "INVALID_STATE");
     assert.match(noNumber.rawMessage, /^mpesa_phone: no payout number registered/);
-    await s.client(PaymentAdminService, admin).holdPayouts({ workerId: worker.subject, reason: "fraud review" });
+    await s.client(PaymentAdminService, admin).holdPayouts({ workerId: worker.subject, reason: "fraud review", idempotencyKey: `hold-${worker.subject}` });
     const held = await refusal(pay(worker).requestPayout({ ...request, mpesaPhone: quietPhone() }));
     assert.equal(held.code, Code.FailedPrecondition);
     assert.match(held.rawMessage, /payouts are on hold/);

@@ -1,5 +1,5 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -91,6 +91,8 @@ function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {
     const { pool } = h;
     const admin = requireCaller(ctx);
     await withTransaction(pool, async (tx) => {
+      // A retry whose first answer was lost gets that answer, not the refusal below.
+      if (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.workerId)) return;
       // A second hold would replace the first's reason and author unseen: refused, nothing recorded.
       if (!(await holdPayouts(tx, req.workerId, req.reason, admin.subject))) throw new InvalidStateError("worker_id: the worker's payouts are on hold already");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_HELD, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.reason });
@@ -102,7 +104,9 @@ function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {
 function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"] {
   return async (req, ctx) => {
     const { pool } = h;
+    const admin = requireCaller(ctx);
     await withTransaction(pool, async (tx) => {
+      if (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.workerId)) return;
       if (!(await releasePayouts(tx, req.workerId))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.note });
     });

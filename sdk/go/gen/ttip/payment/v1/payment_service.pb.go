@@ -1737,11 +1737,13 @@ func (x *ReviewTipResponse) GetTip() *Tip {
 }
 
 type HoldPayoutsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Reason   string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// A retry with the same key and request gets the first answer; another request under the key is refused.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *HoldPayoutsRequest) Reset() {
@@ -1788,6 +1790,13 @@ func (x *HoldPayoutsRequest) GetReason() string {
 	return ""
 }
 
+func (x *HoldPayoutsRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type HoldPayoutsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1825,11 +1834,13 @@ func (*HoldPayoutsResponse) Descriptor() ([]byte, []int) {
 }
 
 type ReleasePayoutsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Note     string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	// A retry with the same key and request gets the first answer; another request under the key is refused.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReleasePayoutsRequest) Reset() {
@@ -1872,6 +1883,13 @@ func (x *ReleasePayoutsRequest) GetWorkerId() string {
 func (x *ReleasePayoutsRequest) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *ReleasePayoutsRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -4206,15 +4224,19 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x04note\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04note\";\n" +
 	"\x11ReviewTipResponse\x12&\n" +
-	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\"_\n" +
+	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\"\x94\x01\n" +
 	"\x12HoldPayoutsRequest\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"\x15\n" +
-	"\x13HoldPayoutsResponse\"\\\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\x123\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"\x15\n" +
+	"\x13HoldPayoutsResponse\"\x91\x01\n" +
 	"\x15ReleasePayoutsRequest\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\x12\x1c\n" +
-	"\x04note\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x04note\"\x18\n" +
+	"\x04note\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x04note\x123\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"\x18\n" +
 	"\x16ReleasePayoutsResponse\"=\n" +
 	"\x14GetPayoutHoldRequest\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\"H\n" +

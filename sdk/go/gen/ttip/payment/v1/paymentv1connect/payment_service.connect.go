@@ -604,9 +604,9 @@ type PaymentAdminServiceClient interface {
 	// Approves (credits) or rejects (refunds or voids) a tip held for review.
 	// FAILED_PRECONDITION when the tip is not held.
 	ReviewTip(context.Context, *connect.Request[v1.ReviewTipRequest]) (*connect.Response[v1.ReviewTipResponse], error)
-	// FAILED_PRECONDITION when the worker's payouts are on hold already.
+	// FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
-	// FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+	// FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
 	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
 	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)
@@ -899,9 +899,9 @@ type PaymentAdminServiceHandler interface {
 	// Approves (credits) or rejects (refunds or voids) a tip held for review.
 	// FAILED_PRECONDITION when the tip is not held.
 	ReviewTip(context.Context, *connect.Request[v1.ReviewTipRequest]) (*connect.Response[v1.ReviewTipResponse], error)
-	// FAILED_PRECONDITION when the worker's payouts are on hold already.
+	// FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
-	// FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+	// FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
 	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
 	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)

@@ -1202,13 +1202,13 @@ class PaymentAdminService(Protocol):
 
     async def hold_payouts(self, request: HoldPayoutsRequest, ctx: RequestContext[HoldPayoutsRequest, HoldPayoutsResponse], /) -> HoldPayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def release_payouts(self, request: ReleasePayoutsRequest, ctx: RequestContext[ReleasePayoutsRequest, ReleasePayoutsResponse], /) -> ReleasePayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1590,7 +1590,7 @@ class PaymentAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> HoldPayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
         """
         return await self.execute_unary(
             request=request,
@@ -1613,7 +1613,7 @@ class PaymentAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> ReleasePayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
         """
         return await self.execute_unary(
             request=request,
@@ -1990,13 +1990,13 @@ class PaymentAdminServiceSync(Protocol):
 
     def hold_payouts(self, request: HoldPayoutsRequest, ctx: RequestContext[HoldPayoutsRequest, HoldPayoutsResponse], /) -> HoldPayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def release_payouts(self, request: ReleasePayoutsRequest, ctx: RequestContext[ReleasePayoutsRequest, ReleasePayoutsResponse], /) -> ReleasePayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2376,7 +2376,7 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> HoldPayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        FAILED_PRECONDITION when the worker's payouts are on hold already (a retry under the first's key gets its answer).
         """
         return self.execute_unary(
             request=request,
@@ -2399,7 +2399,7 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> ReleasePayoutsResponse:
         """
-        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
         """
         return self.execute_unary(
             request=request,
