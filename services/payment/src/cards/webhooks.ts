@@ -108,7 +108,7 @@ const CARD_EVENT_CLAIM_MS = 120_000;
  * the claim: a later claim is taken only once this one has lapsed (or was let go), at now() + the lease, so
  * it is always later; no two claims of one event share it.
  */
-type CardEventClaim = { state: "claimed"; until: string } | { state: "applied" | "being_applied" };
+type CardEventClaim = { state: "claimed"; until: string } | { state: "applied" } | { state: "being_applied" };
 
 /**
  * Claims an event for this delivery, in one statement: recorded and claimed if new; claimed if unapplied and
@@ -126,7 +126,7 @@ async function claimCardEvent(pool: Queryable, providerName: string, event: Card
   if (claimed) return { state: "claimed", until: claimed.until };
   const { rows } = await pool.query<{ applied: boolean }>("SELECT applied_at IS NOT NULL AS applied FROM payment.card_events WHERE provider = $1 AND event_id = $2",
     [providerName, event.eventId]);
-  return { state: rows[0]?.applied ? "applied" : "being_applied" };
+  return rows[0]?.applied ? { state: "applied" } : { state: "being_applied" };
 }
 
 /** Applies one verified event; each branch is idempotent by itself too (state checks, ledger keys). */
