@@ -75,7 +75,7 @@ export function Fraud({ session }: { session: Session }) {
       <Section title="Payer numbers">
         <input aria-label="Payer phone number" placeholder="0712 345 678" value={phone} onChange={(e) => setPhone(e.target.value)} />
         <Action label="Block number" reason="Reason" danger disabledWhy={noMoney} run={async (reason) => void (await payment.blockPhoneNumber({ phone: phone.replace(/\s/g, ""), reason }))} />
-        <Action label="Unblock number" disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
+        <Action label="Unblock number" confirm={`Tips paid from ${phone.trim() || "this number"} will be accepted again.`} disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
       </Section>
 
       <RulesInForce />
