@@ -8,8 +8,8 @@
 // Prints CPU nanoseconds per tip's worth of calls (11: what one tip makes) and the ratio to the yardstick.
 //   node --max-semi-space-size=32 --import tsx bench/metric-families.ts [tips per round=200000] [rounds=6]
 import { strictEqual } from "node:assert/strict";
-import os from "node:os";
 import { Metrics } from "@ttip/runtime";
+import { compareRounds, type Round } from "./alternated.js";
 
 const perRound = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 6);
@@ -63,33 +63,19 @@ function tip(w: Way, i: number): void {
 }
 
 const registries = { before: new Metrics(), families: new Metrics() };
-const ways: Array<[string, Way, Metrics]> = [
-  ["prom-client, labels per call (before)", before(registries.before), registries.before],
-  ["counterFamily / histogramFamily", families(registries.families), registries.families],
-];
 
-/** CPU ns per tip's calls, a scrape included. */
-async function round(way: Way, m: Metrics): Promise<number> {
-  const start = process.cpuUsage();
-  for (let i = 0; i < perRound; i++) tip(way, i);
+/** A round of tips' calls, a scrape included. */
+const round = (way: Way, m: Metrics) => async (tips: number) => {
+  for (let i = 0; i < tips; i++) tip(way, i);
   await m.registry.metrics();
-  const used = process.cpuUsage(start);
-  return ((used.user + used.system) * 1000) / perRound;
-}
+};
+
+const ways: [[string, Round], [string, Round]] = [
+  ["prom-client, labels per call (before)", round(before(registries.before), registries.before)],
+  ["counterFamily / histogramFamily", round(families(registries.families), registries.families)],
+];
 
 const scrapeLines = async (m: Metrics) =>
   (await m.registry.metrics()).split("\n").filter((l) => /^ttip_/.test(l)).sort().join("\n");
-for (const [, way, m] of ways) await round(way, m); // warm up
+await compareRounds(ways, perRound, rounds, "tip (11 calls)");
 strictEqual(await scrapeLines(registries.families), await scrapeLines(registries.before), "both ways scrape the same figures");
-const ns = new Map<string, number[]>();
-for (let r = 1; r <= rounds; r++) {
-  for (const [name, way, m] of r % 2 ? ways : [...ways].reverse()) {
-    const perTip = await round(way, m);
-    ns.set(name, [...(ns.get(name) ?? []), perTip]);
-    console.log(`round ${r}  ${name.padEnd(40)} CPU ${perTip.toFixed(0)} ns per tip (11 calls)`);
-  }
-}
-strictEqual(await scrapeLines(registries.families), await scrapeLines(registries.before), "both ways scrape the same figures");
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
-console.log(`median CPU per tip: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);

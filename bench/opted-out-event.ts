@@ -27,7 +27,7 @@ const decoded = (e: BusMessage) => {
 deepStrictEqual(decoded(appended), decoded(built), "the same event but for its id");
 notStrictEqual(appended.id, queued.id);
 
-compareAlternated(
+await compareAlternated(
   [
     ["buildEvent(failed) (before)", () => buildEvent("notification", DeliveryUpdatedSchema, init("failed"), "corr")],
     ["optedOutEventOf(queued)", () => optedOutEventOf(queued)],

@@ -5,6 +5,7 @@
 // Prints CPU nanoseconds per observation and the ratio to the yardstick.
 //   node --import tsx bench/outbox-lag-metric.ts [observations per round=500000] [rounds=6]
 import { Metrics } from "@ttip/runtime";
+import { compareRounds } from "./alternated.js";
 
 const perRound = Number(process.argv[2] ?? 500_000);
 const rounds = Number(process.argv[3] ?? 6);
@@ -21,28 +22,14 @@ const ways: Array<[string, (service: number) => (age: number) => void]> = [
   }],
 ];
 
-/** CPU ns per observation: relays in turn, each observing a batch. */
-function round(way: (service: number) => (age: number) => void): number {
+/** A round of observations: relays in turn, each observing a batch. */
+const round = (way: (service: number) => (age: number) => void) => (observations: number) => {
   const relays = SERVICES.map((_, s) => way(s));
-  const before = process.cpuUsage();
-  for (let i = 0, batch = 0; i < perRound; batch++) {
+  for (let i = 0, batch = 0; i < observations; batch++) {
     const observe = relays[batch % relays.length];
-    for (let n = 1 + (batch % 16); n > 0 && i < perRound; n--, i++) observe((i % 997) / 100);
+    for (let n = 1 + (batch % 16); n > 0 && i < observations; n--, i++) observe((i % 997) / 100);
   }
-  const used = process.cpuUsage(before);
-  return ((used.user + used.system) * 1000) / perRound;
-}
+};
 
-for (const [, way] of ways) round(way); // warm up
-const ns = new Map<string, number[]>();
-for (let r = 1; r <= rounds; r++) {
-  for (const [name, way] of r % 2 ? ways : [...ways].reverse()) {
-    const perObservation = round(way);
-    ns.set(name, [...(ns.get(name) ?? []), perObservation]);
-    console.log(`round ${r}  ${name.padEnd(42)} CPU ${perObservation.toFixed(0)} ns per observation`);
-  }
-}
+await compareRounds([[ways[0][0], round(ways[0][1])], [ways[1][0], round(ways[1][1])]], perRound, rounds, "observation");
 await metrics.registry.metrics(); // a scrape reads both
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
-console.log(`median CPU per observation: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)})`);

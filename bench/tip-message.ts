@@ -5,7 +5,6 @@
 // Prints CPU nanoseconds per message and the ratio to the yardstick.
 //   node --max-semi-space-size=32 --import tsx bench/tip-message.ts [messages per round=200000] [rounds=6]
 import { deepStrictEqual } from "node:assert/strict";
-import os from "node:os";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentMethodKind, TipSchema, type Tip as TipMessage } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -13,6 +12,7 @@ import { TIP_STATUS, tipMessage } from "../services/payment/src/convert.js";
 import { resultMessage } from "../services/payment/src/messages.js";
 import type { Tip } from "../services/payment/src/stores/tips.js";
 import { optionalTimestamp } from "@ttip/runtime";
+import { compareAlternated } from "./alternated.js";
 
 const perRound = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 6);
@@ -65,30 +65,7 @@ for (const t of tips) {
   }
 }
 
-const ways: Array<[string, (t: Tip) => TipMessage]> = [
-  ["create(TipSchema, init) (before)", (t) => tipMessageBefore(t, "en", "174379")],
-  ["the literal (tipMessage)", (t) => tipMessage(t, "en", "174379")],
-];
-
-let kept: unknown;
-/** CPU ns per message. */
-function round(way: (t: Tip) => TipMessage): number {
-  const before = process.cpuUsage();
-  for (let i = 0; i < perRound; i++) kept = way(tips[i & 1]);
-  const used = process.cpuUsage(before);
-  return ((used.user + used.system) * 1000) / perRound;
-}
-
-for (const [, way] of ways) round(way); // warm up
-const ns = new Map<string, number[]>();
-for (let r = 1; r <= rounds; r++) {
-  for (const [name, way] of r % 2 ? ways : [...ways].reverse()) {
-    const perMessage = round(way);
-    ns.set(name, [...(ns.get(name) ?? []), perMessage]);
-    console.log(`round ${r}  ${name.padEnd(34)} CPU ${perMessage.toFixed(0)} ns per message`);
-  }
-}
-void kept;
-const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-const [yardstick, ours] = ways.map(([name]) => median(ns.get(name)!));
-console.log(`median CPU per message: ${yardstick.toFixed(0)} -> ${ours.toFixed(0)} ns (ratio ${(ours / yardstick).toFixed(3)}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+await compareAlternated([
+  ["create(TipSchema, init) (before)", (i) => tipMessageBefore(tips[i & 1], "en", "174379")],
+  ["the literal (tipMessage)", (i) => tipMessage(tips[i & 1], "en", "174379")],
+], perRound, rounds, "message");

@@ -22,7 +22,7 @@ const delivered: DeliveredMessage = { ...event, deliveryCount: 1 };
 const fields = (t: { tipId: string; qrCodeId: string; meta?: { occurredAt?: unknown } }) => [t.tipId, t.qrCodeId, t.meta?.occurredAt];
 deepStrictEqual(fields(countedTip(event.data)), fields(decodeEvent(TipSucceededSchema, delivered)));
 
-compareAlternated(
+await compareAlternated(
   [
     ["decodeEvent(TipSucceeded) (before)", () => decodeEvent(TipSucceededSchema, delivered)],
     ["countedTip (the view)", () => countedTip(event.data)],

@@ -30,6 +30,9 @@ function stateOf(s: FeeSchedule, all: FeeSchedule[], now = Date.now()): string {
   return inForce?.version === s.version ? "in force" : "superseded";
 }
 
+/** A version checked and shown, waiting for the admin's Confirm. */
+type PendingSchedule = Omit<FeeSchedule, "$typeName" | "version" | "effectiveFrom"> & { effectiveFrom: NonNullable<FeeSchedule["effectiveFrom"]> };
+
 interface Draft {
   platformFeeBps: string;
   min: string;
@@ -52,37 +55,38 @@ export function FeeSchedules({ session }: { session: Session }) {
   useEffect(() => void load(), []);
   const currencies = [...new Set([FIRST_CURRENCY, ...all.map((s) => s.currency)])];
   const schedules = all.filter((s) => s.currency === currency);
-  const set = (k: keyof Draft) => (e: { target: { value: string } }) => setDraft({ ...draft, [k]: e.target.value });
+  // An edit drops a confirmation asked for the draft before it.
+  const set = (k: keyof Draft) => (e: { target: { value: string } }) => (setPending(undefined), setDraft({ ...draft, [k]: e.target.value }));
 
-  // One key per version meant: a double click or a retry after a lost answer schedules it once; an edited draft is another version.
-  const write = useWrite();
-  const schedule = () => write.run(async (send) => {
+  // Checked and shown before it is sent: the versions apply to every tip from their date, and cannot be taken back.
+  const [pending, setPending] = useState<PendingSchedule>();
+  const ask = () => {
     setError("");
     setDone("");
-    const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
     const amounts = { min: minorOf(draft.min, currency), cap: minorOf(draft.cap, currency), cardFixed: minorOf(draft.cardFixed || "0", currency) };
     const bad = Object.entries(amounts).find(([, v]) => v === undefined);
     if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
     if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
+    const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
+    setPending({
+      currency,
+      platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
+      platformFeeMinMinor: amounts.min!,
+      platformFeeCapMinor: amounts.cap!,
+      cardFeeBps: Number.parseInt(draft.cardFeeBps || "0", 10),
+      cardFeeFixedMinor: amounts.cardFixed!,
+      // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
+      mpesaB2cBands: latest?.mpesaB2cBands ?? [],
+      effectiveFrom,
+    });
+  };
+  // One key per version meant: a double click or a retry after a lost answer schedules it once; an edited draft is another version.
+  const write = useWrite();
+  const schedule = (schedule: PendingSchedule) => write.run(async (send) => {
     const proof = await stepUp();
-    const { schedule: made } = await send((key) => wallet.createFeeSchedule(
-      {
-        idempotencyKey: `fees-${key}`,
-        schedule: {
-          currency,
-          platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
-          platformFeeMinMinor: amounts.min!,
-          platformFeeCapMinor: amounts.cap!,
-          cardFeeBps: Number.parseInt(draft.cardFeeBps || "0", 10),
-          cardFeeFixedMinor: amounts.cardFixed!,
-          // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
-          mpesaB2cBands: latest?.mpesaB2cBands ?? [],
-          effectiveFrom,
-        },
-      },
-      proof,
-    ));
+    const { schedule: made } = await send((key) => wallet.createFeeSchedule({ idempotencyKey: `fees-${key}`, schedule }, proof));
+    setPending(undefined);
     setDone(`Scheduled v${made!.version} from ${when(made!.effectiveFrom)} EAT`);
     await load();
   }, (err) => setError(errorText(err)), JSON.stringify([currency, draft]));
@@ -91,7 +95,7 @@ export function FeeSchedules({ session }: { session: Session }) {
     <Section title="Fee schedules">
       <label>
         Currency{" "}
-        <select aria-label="Fee schedule currency" value={currency} onChange={(e) => (setCurrency(e.target.value), setError(""), setDone(""))}>
+        <select aria-label="Fee schedule currency" value={currency} onChange={(e) => (setCurrency(e.target.value), setPending(undefined), setError(""), setDone(""))}>
           {currencies.map((c) => <option key={c}>{c}</option>)}
         </select>
       </label>
@@ -112,7 +116,7 @@ export function FeeSchedules({ session }: { session: Session }) {
           ))}
         </tbody>
       </table>
-      <form className="inline" aria-label="New fee schedule" onSubmit={(e) => (e.preventDefault(), void schedule())}>
+      <form className="inline" aria-label="New fee schedule" onSubmit={(e) => (e.preventDefault(), ask())}>
         <input aria-label="Platform fee (bps)" inputMode="numeric" placeholder="Platform fee (bps)" value={draft.platformFeeBps} onChange={set("platformFeeBps")} />
         <input aria-label={`Minimum fee (${currency})`} placeholder={`Min (${currency})`} value={draft.min} onChange={set("min")} />
         <input aria-label={`Fee cap (${currency})`} placeholder={`Cap (${currency})`} value={draft.cap} onChange={set("cap")} />
@@ -122,6 +126,18 @@ export function FeeSchedules({ session }: { session: Session }) {
         <button disabled={!!notAdmin || write.busy}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}
       </form>
+      {pending && (
+        <div className="confirm" aria-label="Confirm fee schedule">
+          <p role="note">
+            A new {pending.currency} version applies to every tip from {when(pending.effectiveFrom)} EAT and cannot be withdrawn:
+            platform fee {pending.platformFeeBps} bps (min {money({ amountMinor: pending.platformFeeMinMinor, currency: pending.currency })},
+            cap {money({ amountMinor: pending.platformFeeCapMinor, currency: pending.currency })}), card fee {pending.cardFeeBps} bps
+            + {money({ amountMinor: pending.cardFeeFixedMinor, currency: pending.currency })}.
+          </p>
+          <button disabled={write.busy} onClick={() => void schedule(pending)}>Confirm schedule</button>
+          <button type="button" className="link" onClick={() => setPending(undefined)}>Cancel</button>
+        </div>
+      )}
       {done && <p role="status">{done}</p>}
       {error && <p role="alert" className="error">{error}</p>}
     </Section>

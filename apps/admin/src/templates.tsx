@@ -117,7 +117,7 @@ function TemplateEditor({ template, versions, canEdit, changed }: { template: Te
                 <td>{v.body.slice(0, 60)}</td>
                 <td>
                   <button onClick={() => void preview(v.version)}>Preview</button>
-                  {!v.active && <Action label="Activate" disabledWhy={notAdmin} run={async () => void (await admin.activateTemplateVersion({ ...id, locale: template.locale, version: v.version }))} done={() => void changed()} />}
+                  {!v.active && <Action label="Activate" confirm={`v${v.version} will be the text of every ${words(TemplateKey[template.key])} ${words(Channel[template.channel])} in ${template.locale} from now on.`} disabledWhy={notAdmin} run={async () => void (await admin.activateTemplateVersion({ ...id, locale: template.locale, version: v.version }))} done={() => void changed()} />}
                 </td>
               </tr>
             ))}

@@ -144,14 +144,49 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
         {sessions.length > 0 && <Action label="Revoke all" reason="Reason" danger disabledWhy={notAdmin} run={async (reason) => `${(await admin.revokeUserSessions({ userId, reason })).revoked} sessions ended.`} done={load} />}
       </Section>
 
-      {user.roles.includes(Role.WORKER) && (
-        <Section title="Payouts">
-          <Action label="Hold payouts" reason="Reason" disabledWhy={hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role"} run={async (reason) => void (await api(PaymentAdminService).holdPayouts({ workerId: userId, reason }))} />
-          <Action label="Release payouts" confirm="This worker's withdrawals will go to M-Pesa again."
-            disabledWhy={hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role"}
-            run={async () => void (await api(PaymentAdminService).releasePayouts({ workerId: userId }, await stepUp()))} />
-        </Section>
-      )}
+      {user.roles.includes(Role.WORKER) && <PayoutHoldSection workerId={userId} session={session} />}
     </div>
+  );
+}
+
+/** Whoever placed a hold, by name when auth knows it (the id otherwise). */
+async function adminName(userId: string): Promise<string> {
+  if (!userId) return "an admin (not recorded)";
+  const { user } = await api(AuthAdminService).getUser({ userId }).catch(() => ({ user: undefined }));
+  return user?.displayName ? `${user.displayName} (${userId})` : userId;
+}
+
+/** A worker's payout hold as payment keeps it, and the one action that applies: Hold when none, Release when held. */
+function PayoutHoldSection({ workerId, session }: { workerId: string; session: Session }) {
+  const [hold, setHold] = useState<{ held: false } | { held: true; since: string; by: string; reason: string }>();
+  const [error, setError] = useState("");
+  const payment = api(PaymentAdminService);
+  const notMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
+  const load = async () => {
+    try {
+      const { hold } = await payment.getPayoutHold({ workerId });
+      setError("");
+      setHold(hold ? { held: true, since: when(hold.heldAt) || "(time not recorded)", by: await adminName(hold.heldByUserId), reason: hold.reason } : { held: false });
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), [workerId]);
+  return (
+    <Section title="Payouts">
+      {error && <p role="alert" className="error">Could not read the payout hold: {error} <button className="link" onClick={() => void load()}>Retry</button></p>}
+      {!hold ? (!error && <p className="muted">Loading…</p>) : hold.held ? (
+        <>
+          <p data-testid="payout-hold">On hold since {hold.since} by {hold.by}: {hold.reason}</p>
+          <Action label="Release payouts" reason="Note" confirm="This worker's withdrawals will go to M-Pesa again." disabledWhy={notMoney}
+            run={async (note) => void (await payment.releasePayouts({ workerId, note }, await stepUp()))} done={load} />
+        </>
+      ) : (
+        <>
+          <p data-testid="payout-hold">Payouts run: no hold.</p>
+          <Action label="Hold payouts" reason="Reason" disabledWhy={notMoney} run={async (reason) => void (await payment.holdPayouts({ workerId, reason }))} done={load} />
+        </>
+      )}
+    </Section>
   );
 }

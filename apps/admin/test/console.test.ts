@@ -209,6 +209,7 @@ describe("admin console in chromium", () => {
     await editor.getByRole("status").filter({ hasText: /Saved as v\d+ \(not active yet\)/ }).waitFor();
     await editor.getByTestId("preview-en").getByText("Asante! [amount] tip from [from]").waitFor();
     await editor.locator("tr[data-version]").filter({ hasNotText: "(active)" }).first().getByRole("button", { name: "Activate" }).click();
+    await editor.getByRole("button", { name: "Confirm activate" }).click();
     await editor.locator("tr[data-version]").filter({ hasText: "(active)" }).filter({ hasText: "Asante!" }).waitFor();
 
     const phone = randomPhone();
@@ -611,6 +612,7 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("alert").filter({ hasText: "cap must be an amount in KES" }).waitFor();
     await form.getByLabel("Fee cap (KES)").fill("1,500.50");
     await form.getByRole("button", { name: "Schedule new version" }).click();
+    await adminPage.getByRole("button", { name: "Confirm schedule" }).click();
     const version = before.at(-1)!.version + 1;
     await adminPage.getByRole("status").filter({ hasText: `Scheduled v${version} from ${year}-12-02 00:00:00 EAT` }).waitFor();
     await rows.nth(before.length).waitFor();
@@ -642,6 +644,7 @@ describe("admin console in chromium", () => {
     await utcForm.getByLabel("Card fee (bps)").fill("290");
     await utcForm.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-03T00:00`);
     await utcForm.getByRole("button", { name: "Schedule new version" }).click();
+    await utcPage.getByRole("button", { name: "Confirm schedule" }).click();
     await utcPage.getByRole("status").filter({ hasText: `Scheduled v${version + 1} from ${year}-12-03 00:00:00 EAT` }).waitFor();
     const later = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version + 1)!;
     assert.equal(timestampDate(later.effectiveFrom!).toISOString(), `${year}-12-02T21:00:00.000Z`);
@@ -663,6 +666,7 @@ describe("admin console in chromium", () => {
     await form.getByLabel("Card fixed fee (USD)").fill("0.35");
     await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${year}-12-04T00:00`);
     await form.getByRole("button", { name: "Schedule new version" }).click();
+    await adminPage.getByRole("button", { name: "Confirm schedule" }).click();
     const usdVersion = usdBefore.at(-1)!.version + 1;
     await adminPage.getByRole("status").filter({ hasText: `Scheduled v${usdVersion} from ${year}-12-04 00:00:00 EAT` }).waitFor();
     const madeUsd = (await wallet.listFeeSchedules({ currency: "USD" })).schedules.find((s) => s.version === usdVersion)!;
@@ -676,7 +680,9 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("link", { name: "Money" }).click();
     await adminPage.getByLabel("Fee schedule currency").selectOption("USD");
     const form = adminPage.getByRole("form", { name: "New fee schedule" });
-    const button = form.getByRole("button", { name: "Schedule new version" });
+    const schedule = form.getByRole("button", { name: "Schedule new version" });
+    // The write is the confirmation's button (the form's only shows what will be scheduled).
+    const button = adminPage.getByRole("button", { name: "Confirm schedule" });
     const fill = async (day: string) => {
       await form.getByLabel("Platform fee (bps)").fill("410");
       await form.getByLabel("Minimum fee (USD)").fill("0.50");
@@ -700,6 +706,7 @@ describe("admin console in chromium", () => {
       const before = await versions();
       const next = Math.max(...(await wallet.listFeeSchedules({ currency: "USD" })).schedules.map((v) => v.version)) + 1;
       await fill("05");
+      await schedule.click();
       // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.
       await button.evaluate((b: HTMLButtonElement) => (b.click(), b.click()));
       await adminPage.getByRole("status").filter({ hasText: `Scheduled v${next} from ${year}-12-05` }).waitFor();
@@ -709,6 +716,7 @@ describe("admin console in chromium", () => {
 
       loseAnswers = 1;
       await fill("06");
+      await schedule.click();
       await button.click();
       await adminPage.getByRole("alert").waitFor();
       assert.equal(await versions(), before + 2, "the lost answer's version was made");
@@ -742,11 +750,12 @@ describe("admin console in chromium", () => {
         "chart-tips": series.map((p) => [day(p), String(p.tips)]),
         "chart-volume": series.map((p) => [day(p), String(p.tipVolume?.amountMinor ?? 0n)]),
         "chart-fees": series.map((p) => [day(p), String(p.platformFees?.amountMinor ?? 0n)]),
-        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa").map((p) => [day(p), String(p.successRateBps)]),
-        "chart-success-card": rates.filter((p) => p.method === "card").map((p) => [day(p), String(p.successRateBps)]),
+        // A day without an attempt has no rate, and no payout no latency: the chart says so, no bar.
+        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa" && p.attempted > 0n).map((p) => [day(p), String(p.successRateBps)]),
+        "chart-success-card": rates.filter((p) => p.method === "card" && p.attempted > 0n).map((p) => [day(p), String(p.successRateBps)]),
         "chart-rates": [["Take rate", String(s.takeRateBps)], ["Success rate", String(s.successRateBps)]],
         "chart-failures": s.failures.map((f) => [f.resultCode || "(none)", String(f.count)]),
-        "chart-latency": [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]],
+        "chart-latency": s.payoutsSucceeded + s.payoutsFailed > 0n ? [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]] : [],
         "chart-growth": [["New workers", String(s.newWorkers)], ["Active workers", String(s.activeWorkers)], ["Active venues", String(s.activeVenues)]],
         "chart-money": [["Payouts", String(s.payouts?.amountMinor ?? 0n)], ["SMS spend", String(s.smsSpend?.amountMinor ?? 0n)], ["Pools paid", String(s.poolsDistributed?.amountMinor ?? 0n)]],
       } as Record<string, string[][]>;

@@ -12,8 +12,9 @@ import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { Browser, BrowserContext, BrowserContextOptions, Page } from "playwright-core";
-import { launchChromium, newBrowserContext } from "./browser.js";
+import type { Browser, BrowserContextOptions, Page } from "playwright-core";
+import { launchChromium } from "./browser.js";
+import { PagePool } from "./page-pool.js";
 import { analytics } from "@ttip/analytics";
 import { createAuth } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
@@ -78,9 +79,10 @@ export class WebHarness {
   private db?: TestDatabase;
   private bus?: JetStreamBus;
   private cache?: RedisCache;
-  private contexts: BrowserContext[] = [];
   /** Chromium, launched for the first page: a file that only calls the platform (the mobile app's jest run) starts none. */
   private browser?: Promise<Browser>;
+  /** Pages reused from test to test, reset in between (a scriptless page of the app's origin: its health check). */
+  private readonly pages = new PagePool(() => (this.browser ??= launchChromium()), () => `${this.url}/healthz`);
 
   get url(): string {
     return this.platform.gatewayUrl;
@@ -147,7 +149,7 @@ export class WebHarness {
 
   async stop(): Promise<void> {
     if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
-    await this.closePages();
+    await this.pages.close();
     await (await this.browser?.catch(() => undefined))?.close();
     await this.platform?.close();
     await this.web?.close();
@@ -165,20 +167,18 @@ export class WebHarness {
     return this.db!.pool.query(text, values);
   }
 
-  /** A fresh browser profile at phone size (scripts on unless told). */
-  async phone(options: BrowserContextOptions = {}): Promise<Page> {
-    const context = await newBrowserContext(await (this.browser ??= launchChromium()), { ...PHONE, locale: "en-KE", ...options });
-    this.contexts.push(context);
-    return context.newPage();
+  /** A fresh browser profile at phone size (scripts on unless told): a new context's, or one reset since a test before. */
+  phone(options: BrowserContextOptions = {}): Promise<Page> {
+    return this.pages.page({ ...PHONE, locale: "en-KE", ...options });
   }
 
   /**
-   * Closes every page opened so far (a test's, in an afterEach): a page left open keeps its renderer
+   * Ends every page opened so far (a test's, in an afterEach): a page left open keeps its renderer
    * and its live streams (the home's dashboard, a tip's status) busy through the tests after it.
+   * Each is reset for the next test (or closed when it cannot be).
    */
-  async closePages(): Promise<void> {
-    const open = this.contexts.splice(0);
-    await Promise.all(open.map((c) => c.close().catch(() => undefined)));
+  closePages(): Promise<void> {
+    return this.pages.giveBack();
   }
 
   async screenshot(page: Page, name: string): Promise<string> {

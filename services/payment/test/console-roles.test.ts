@@ -34,6 +34,7 @@ describe("payment admin RPCs by console role", () => {
     assert.equal(await outcome(support.listFraudAlerts({})), "ok");
     assert.equal(await outcome(support.listSuspensePayments({})), "ok");
     assert.equal(await outcome(support.listUnmatchedCallbacks({})), "ok");
+    assert.equal(await outcome(support.getPayoutHold({ workerId: worker })), "ok");
     for (const [name, call] of [
       ["HoldPayouts", () => support.holdPayouts({ workerId: worker, reason: "check" })],
       ["ReleasePayouts", () => support.releasePayouts({ workerId: worker })],
@@ -56,18 +57,32 @@ describe("payment admin RPCs by console role", () => {
     const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     const held = async () => (await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payouts_on_hold;
+    const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
+    const releasedUnheld = await refusal(finance.releasePayouts({ workerId: worker, note: "nothing held" }));
+    assert.equal(releasedUnheld?.code, Code.FailedPrecondition, "releasing what is not held");
+    assert.equal(releasedUnheld!.rawMessage, "worker_id: the worker's payouts are not on hold");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "no hold to show");
     assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check" })), "ok");
     assert.equal(await held(), true);
-    assert.equal(await outcome(finance.releasePayouts({ workerId: worker })), "ok");
+    // The hold as the console shows it: since when, by whom, why; support reads it too.
+    const { hold } = await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] }).getPayoutHold({ workerId: worker });
+    assert.equal(hold?.heldByUserId, financeId);
+    assert.equal(hold?.reason, "check");
+    assert.ok(Math.abs(Number(hold!.heldAt!.seconds) * 1000 - Date.now()) < 60_000, "held now");
+    const heldAgain = await refusal(finance.holdPayouts({ workerId: worker, reason: "another reason" }));
+    assert.equal(heldAgain?.code, Code.FailedPrecondition, "holding what is held");
+    assert.equal(heldAgain!.rawMessage, "worker_id: the worker's payouts are on hold already");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.reason, "check", "the first hold's reason stays");
+    assert.equal(await outcome(finance.releasePayouts({ workerId: worker, note: "customer's bank confirmed" })), "ok");
     assert.equal(await held(), false);
-    assert.equal(await outcome(finance.releasePayouts({ workerId: worker })), "ok", "releasing what is not held");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "released");
     assert.equal(await outcome(finance.blockPhoneNumber({ phone: "0712345678", reason: "card testing" })), "ok");
-    // Each action's audit record is in payment's outbox, written with it; the
-    // repeated release changed nothing and recorded nothing.
+    // Each action's audit record is in payment's outbox, written with it, the release's note
+    // like the hold's reason; the refused hold and releases changed nothing and recorded nothing.
     const actions = await adminActions(h);
     assert.deepEqual(actions.map((a) => [AuditAction[a.action], a.target, a.actorUserId === financeId, a.detail]), [
       ["PAYOUTS_HELD", `worker:${worker}`, true, "check"],
-      ["PAYOUTS_RELEASED", `worker:${worker}`, true, ""],
+      ["PAYOUTS_RELEASED", `worker:${worker}`, true, "customer's bank confirmed"],
       ["PAYER_BLOCKED", "phone:2547******78", true, "card testing"],
     ]);
     const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));

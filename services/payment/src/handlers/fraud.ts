@@ -1,5 +1,6 @@
 import { type ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, decodeTimeIdToken, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
@@ -9,7 +10,7 @@ import { claimApproval, finishApproval, settleOlderApproval } from "../approvals
 import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { fraudAlerts } from "../stores/fraud-alerts.js";
-import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
+import { holdPayouts, payoutHoldOf, releasePayouts } from "../stores/payout-settings.js";
 import type { Reviewer } from "../stores/review-claims.js";
 import { tipOf } from "../stores/tips.js";
 import type { TipRow } from "../tips.js";
@@ -25,6 +26,7 @@ export function fraudHandlers(h: PaymentHandlerContext): Partial<Impl> {
     reviewTip: reviewTipHandler(h),
     holdPayouts: holdPayoutsHandler(h),
     releasePayouts: releasePayoutsHandler(h),
+    getPayoutHold: getPayoutHoldHandler(h),
     blockPhoneNumber: blockPhoneNumberHandler(h),
     unblockPhoneNumber: unblockPhoneNumberHandler(h),
   };
@@ -87,8 +89,10 @@ async function rejectHeldTip(h: PaymentHandlerContext, tip: TipRow, by: Reviewer
 function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {
   return async (req, ctx) => {
     const { pool } = h;
+    const admin = requireCaller(ctx);
     await withTransaction(pool, async (tx) => {
-      await holdPayouts(tx, req.workerId, req.reason);
+      // A second hold would replace the first's reason and author unseen: refused, nothing recorded.
+      if (!(await holdPayouts(tx, req.workerId, req.reason, admin.subject))) throw new InvalidStateError("worker_id: the worker's payouts are on hold already");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_HELD, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.reason });
     });
     return {};
@@ -99,10 +103,18 @@ function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"]
   return async (req, ctx) => {
     const { pool } = h;
     await withTransaction(pool, async (tx) => {
-      // Releasing what was not held changes nothing, and records nothing.
-      if (await releasePayouts(tx, req.workerId)) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId });
+      if (!(await releasePayouts(tx, req.workerId))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
+      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.note });
     });
     return {};
+  };
+}
+
+function getPayoutHoldHandler(h: PaymentHandlerContext): Impl["getPayoutHold"] {
+  return async (req) => {
+    const hold = await payoutHoldOf(h.pool, req.workerId);
+    if (!hold) return {};
+    return { hold: { heldAt: hold.held_at ? timestampFromDate(hold.held_at) : undefined, heldByUserId: hold.held_by ?? "", reason: hold.hold_reason } };
   };
 }
 

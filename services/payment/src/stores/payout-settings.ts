@@ -27,19 +27,34 @@ export async function putPayoutSettings(db: Queryable, workerId: string, autoPay
   return rows[0];
 }
 
-/** An admin stops a worker's payouts until released. */
-export async function holdPayouts(tx: Queryable, workerId: string, reason: string): Promise<void> {
-  await tx.query(
-    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
-     ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
-    [workerId, reason],
+/** A worker's payout hold: when, by whom (null for a hold older than the column) and why. */
+export interface PayoutHold {
+  held_at: Date | null;
+  held_by: string | null;
+  hold_reason: string;
+}
+
+/** The worker's hold; undefined when their payouts are not on hold. */
+export async function payoutHoldOf(db: Queryable, workerId: string): Promise<PayoutHold | undefined> {
+  const { rows } = await db.query<PayoutHold>("SELECT held_at, held_by, hold_reason FROM payment.payout_settings WHERE worker_id = $1 AND payouts_on_hold", [workerId]);
+  return rows[0];
+}
+
+/** An admin stops a worker's payouts until released. False when they were on hold already (nothing changed). */
+export async function holdPayouts(tx: Queryable, workerId: string, reason: string, adminId: string): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by) VALUES ($1, true, $2, now(), $3)
+     ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, held_at = now(), held_by = $3, updated_at = now()
+     WHERE NOT payout_settings.payouts_on_hold`,
+    [workerId, reason, adminId],
   );
+  return (rowCount ?? 0) > 0;
 }
 
 /** False when the worker's payouts were not on hold (nothing changed). */
 export async function releasePayouts(tx: Queryable, workerId: string): Promise<boolean> {
   const { rowCount } = await tx.query(
-    "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
+    "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
     [workerId],
   );
   return (rowCount ?? 0) > 0;

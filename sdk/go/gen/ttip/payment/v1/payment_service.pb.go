@@ -1912,6 +1912,156 @@ func (*ReleasePayoutsResponse) Descriptor() ([]byte, []int) {
 	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{35}
 }
 
+type GetPayoutHoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPayoutHoldRequest) Reset() {
+	*x = GetPayoutHoldRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPayoutHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPayoutHoldRequest) ProtoMessage() {}
+
+func (x *GetPayoutHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPayoutHoldRequest.ProtoReflect.Descriptor instead.
+func (*GetPayoutHoldRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetPayoutHoldRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type GetPayoutHoldResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when the worker's payouts are not on hold.
+	Hold          *PayoutHold `protobuf:"bytes,1,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPayoutHoldResponse) Reset() {
+	*x = GetPayoutHoldResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPayoutHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPayoutHoldResponse) ProtoMessage() {}
+
+func (x *GetPayoutHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPayoutHoldResponse.ProtoReflect.Descriptor instead.
+func (*GetPayoutHoldResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetPayoutHoldResponse) GetHold() *PayoutHold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type PayoutHold struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	HeldAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=held_at,json=heldAt,proto3" json:"held_at,omitempty"`
+	// The admin who placed it; empty for a hold placed before holds recorded it.
+	HeldByUserId  string `protobuf:"bytes,2,opt,name=held_by_user_id,json=heldByUserId,proto3" json:"held_by_user_id,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayoutHold) Reset() {
+	*x = PayoutHold{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutHold) ProtoMessage() {}
+
+func (x *PayoutHold) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutHold.ProtoReflect.Descriptor instead.
+func (*PayoutHold) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PayoutHold) GetHeldAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeldAt
+	}
+	return nil
+}
+
+func (x *PayoutHold) GetHeldByUserId() string {
+	if x != nil {
+		return x.HeldByUserId
+	}
+	return ""
+}
+
+func (x *PayoutHold) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type BlockPhoneNumberRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Phone         string                 `protobuf:"bytes,1,opt,name=phone,proto3" json:"phone,omitempty"`
@@ -1922,7 +2072,7 @@ type BlockPhoneNumberRequest struct {
 
 func (x *BlockPhoneNumberRequest) Reset() {
 	*x = BlockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2084,7 @@ func (x *BlockPhoneNumberRequest) String() string {
 func (*BlockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2097,7 @@ func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BlockPhoneNumberRequest) GetPhone() string {
@@ -1972,7 +2122,7 @@ type BlockPhoneNumberResponse struct {
 
 func (x *BlockPhoneNumberResponse) Reset() {
 	*x = BlockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2134,7 @@ func (x *BlockPhoneNumberResponse) String() string {
 func (*BlockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2147,7 @@ func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
 }
 
 type UnblockPhoneNumberRequest struct {
@@ -2009,7 +2159,7 @@ type UnblockPhoneNumberRequest struct {
 
 func (x *UnblockPhoneNumberRequest) Reset() {
 	*x = UnblockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2171,7 @@ func (x *UnblockPhoneNumberRequest) String() string {
 func (*UnblockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2184,7 @@ func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnblockPhoneNumberRequest) GetPhone() string {
@@ -2052,7 +2202,7 @@ type UnblockPhoneNumberResponse struct {
 
 func (x *UnblockPhoneNumberResponse) Reset() {
 	*x = UnblockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2214,7 @@ func (x *UnblockPhoneNumberResponse) String() string {
 func (*UnblockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2227,7 @@ func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
 }
 
 type ListUnmatchedCallbacksRequest struct {
@@ -2090,7 +2240,7 @@ type ListUnmatchedCallbacksRequest struct {
 
 func (x *ListUnmatchedCallbacksRequest) Reset() {
 	*x = ListUnmatchedCallbacksRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2252,7 @@ func (x *ListUnmatchedCallbacksRequest) String() string {
 func (*ListUnmatchedCallbacksRequest) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2265,7 @@ func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListUnmatchedCallbacksRequest) GetPage() *v1.PageRequest {
@@ -2142,7 +2292,7 @@ type ListUnmatchedCallbacksResponse struct {
 
 func (x *ListUnmatchedCallbacksResponse) Reset() {
 	*x = ListUnmatchedCallbacksResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2304,7 @@ func (x *ListUnmatchedCallbacksResponse) String() string {
 func (*ListUnmatchedCallbacksResponse) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2317,7 @@ func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListUnmatchedCallbacksResponse) GetCallbacks() []*UnmatchedCallback {
@@ -2194,7 +2344,7 @@ type ListSuspensePaymentsRequest struct {
 
 func (x *ListSuspensePaymentsRequest) Reset() {
 	*x = ListSuspensePaymentsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2356,7 @@ func (x *ListSuspensePaymentsRequest) String() string {
 func (*ListSuspensePaymentsRequest) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2369,7 @@ func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListSuspensePaymentsRequest) GetPage() *v1.PageRequest {
@@ -2246,7 +2396,7 @@ type ListSuspensePaymentsResponse struct {
 
 func (x *ListSuspensePaymentsResponse) Reset() {
 	*x = ListSuspensePaymentsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2408,7 @@ func (x *ListSuspensePaymentsResponse) String() string {
 func (*ListSuspensePaymentsResponse) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2421,7 @@ func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSuspensePaymentsResponse) GetPayments() []*SuspensePayment {
@@ -2304,7 +2454,7 @@ type ResolveSuspensePaymentRequest struct {
 
 func (x *ResolveSuspensePaymentRequest) Reset() {
 	*x = ResolveSuspensePaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2466,7 @@ func (x *ResolveSuspensePaymentRequest) String() string {
 func (*ResolveSuspensePaymentRequest) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2479,7 @@ func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentRequest.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ResolveSuspensePaymentRequest) GetReceipt() string {
@@ -2401,7 +2551,7 @@ type ResolveSuspensePaymentResponse struct {
 
 func (x *ResolveSuspensePaymentResponse) Reset() {
 	*x = ResolveSuspensePaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2563,7 @@ func (x *ResolveSuspensePaymentResponse) String() string {
 func (*ResolveSuspensePaymentResponse) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2576,7 @@ func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentResponse.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResolveSuspensePaymentResponse) GetPayment() *SuspensePayment {
@@ -2453,7 +2603,7 @@ type ReconcilePendingRequest struct {
 
 func (x *ReconcilePendingRequest) Reset() {
 	*x = ReconcilePendingRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2615,7 @@ func (x *ReconcilePendingRequest) String() string {
 func (*ReconcilePendingRequest) ProtoMessage() {}
 
 func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2628,7 @@ func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingRequest.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReconcilePendingRequest) GetLimit() int32 {
@@ -2499,7 +2649,7 @@ type ReconcilePendingResponse struct {
 
 func (x *ReconcilePendingResponse) Reset() {
 	*x = ReconcilePendingResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2661,7 @@ func (x *ReconcilePendingResponse) String() string {
 func (*ReconcilePendingResponse) ProtoMessage() {}
 
 func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2674,7 @@ func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingResponse.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReconcilePendingResponse) GetQueried() int32 {
@@ -2562,7 +2712,7 @@ type RefundTipRequest struct {
 
 func (x *RefundTipRequest) Reset() {
 	*x = RefundTipRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2724,7 @@ func (x *RefundTipRequest) String() string {
 func (*RefundTipRequest) ProtoMessage() {}
 
 func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2737,7 @@ func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipRequest.ProtoReflect.Descriptor instead.
 func (*RefundTipRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RefundTipRequest) GetTipId() string {
@@ -2628,7 +2778,7 @@ type RefundTipResponse struct {
 
 func (x *RefundTipResponse) Reset() {
 	*x = RefundTipResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2790,7 @@ func (x *RefundTipResponse) String() string {
 func (*RefundTipResponse) ProtoMessage() {}
 
 func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2803,7 @@ func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipResponse.ProtoReflect.Descriptor instead.
 func (*RefundTipResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RefundTipResponse) GetTip() *Tip {
@@ -2680,7 +2830,7 @@ type ReconcileCardBalanceRequest struct {
 
 func (x *ReconcileCardBalanceRequest) Reset() {
 	*x = ReconcileCardBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2842,7 @@ func (x *ReconcileCardBalanceRequest) String() string {
 func (*ReconcileCardBalanceRequest) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2855,7 @@ func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReconcileCardBalanceRequest) GetLimit() int32 {
@@ -2731,7 +2881,7 @@ type ReconcileCardBalanceResponse struct {
 
 func (x *ReconcileCardBalanceResponse) Reset() {
 	*x = ReconcileCardBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2893,7 @@ func (x *ReconcileCardBalanceResponse) String() string {
 func (*ReconcileCardBalanceResponse) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2906,7 @@ func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReconcileCardBalanceResponse) GetMatched() int32 {
@@ -2796,7 +2946,7 @@ type GetTipForReceiptRequest struct {
 
 func (x *GetTipForReceiptRequest) Reset() {
 	*x = GetTipForReceiptRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2958,7 @@ func (x *GetTipForReceiptRequest) String() string {
 func (*GetTipForReceiptRequest) ProtoMessage() {}
 
 func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2971,7 @@ func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetTipForReceiptRequest) GetTipId() string {
@@ -2843,7 +2993,7 @@ type GetTipForReceiptResponse struct {
 
 func (x *GetTipForReceiptResponse) Reset() {
 	*x = GetTipForReceiptResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3005,7 @@ func (x *GetTipForReceiptResponse) String() string {
 func (*GetTipForReceiptResponse) ProtoMessage() {}
 
 func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3018,7 @@ func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetTipForReceiptResponse) GetTip() *Tip {
@@ -2919,7 +3069,7 @@ type SearchTipsRequest struct {
 
 func (x *SearchTipsRequest) Reset() {
 	*x = SearchTipsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3081,7 @@ func (x *SearchTipsRequest) String() string {
 func (*SearchTipsRequest) ProtoMessage() {}
 
 func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3094,7 @@ func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
 func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
@@ -3020,7 +3170,7 @@ type SearchTipsResponse struct {
 
 func (x *SearchTipsResponse) Reset() {
 	*x = SearchTipsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3182,7 @@ func (x *SearchTipsResponse) String() string {
 func (*SearchTipsResponse) ProtoMessage() {}
 
 func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3195,7 @@ func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
 func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SearchTipsResponse) GetTips() []*Tip {
@@ -3078,7 +3228,7 @@ type SearchPayoutsRequest struct {
 
 func (x *SearchPayoutsRequest) Reset() {
 	*x = SearchPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3240,7 @@ func (x *SearchPayoutsRequest) String() string {
 func (*SearchPayoutsRequest) ProtoMessage() {}
 
 func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3253,7 @@ func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
@@ -3172,7 +3322,7 @@ type SearchPayoutsResponse struct {
 
 func (x *SearchPayoutsResponse) Reset() {
 	*x = SearchPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3334,7 @@ func (x *SearchPayoutsResponse) String() string {
 func (*SearchPayoutsResponse) ProtoMessage() {}
 
 func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3347,7 @@ func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
@@ -3227,7 +3377,7 @@ type GetPaymentDetailRequest struct {
 
 func (x *GetPaymentDetailRequest) Reset() {
 	*x = GetPaymentDetailRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3389,7 @@ func (x *GetPaymentDetailRequest) String() string {
 func (*GetPaymentDetailRequest) ProtoMessage() {}
 
 func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3402,7 @@ func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
@@ -3318,7 +3468,7 @@ type GetPaymentDetailResponse struct {
 
 func (x *GetPaymentDetailResponse) Reset() {
 	*x = GetPaymentDetailResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3480,7 @@ func (x *GetPaymentDetailResponse) String() string {
 func (*GetPaymentDetailResponse) ProtoMessage() {}
 
 func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3493,7 @@ func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetPaymentDetailResponse) GetTip() *Tip {
@@ -3422,7 +3572,7 @@ type RequeryPaymentRequest struct {
 
 func (x *RequeryPaymentRequest) Reset() {
 	*x = RequeryPaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3434,7 +3584,7 @@ func (x *RequeryPaymentRequest) String() string {
 func (*RequeryPaymentRequest) ProtoMessage() {}
 
 func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3447,7 +3597,7 @@ func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
@@ -3502,7 +3652,7 @@ type RequeryPaymentResponse struct {
 
 func (x *RequeryPaymentResponse) Reset() {
 	*x = RequeryPaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3514,7 +3664,7 @@ func (x *RequeryPaymentResponse) String() string {
 func (*RequeryPaymentResponse) ProtoMessage() {}
 
 func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3527,7 +3677,7 @@ func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RequeryPaymentResponse) GetTip() *Tip {
@@ -3552,7 +3702,7 @@ type CheckMpesaBalanceRequest struct {
 
 func (x *CheckMpesaBalanceRequest) Reset() {
 	*x = CheckMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +3714,7 @@ func (x *CheckMpesaBalanceRequest) String() string {
 func (*CheckMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +3727,7 @@ func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
 }
 
 type CheckMpesaBalanceResponse struct {
@@ -3589,7 +3739,7 @@ type CheckMpesaBalanceResponse struct {
 
 func (x *CheckMpesaBalanceResponse) Reset() {
 	*x = CheckMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3751,7 @@ func (x *CheckMpesaBalanceResponse) String() string {
 func (*CheckMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3764,7 @@ func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CheckMpesaBalanceResponse) GetCheckId() string {
@@ -3633,7 +3783,7 @@ type GetMpesaBalanceRequest struct {
 
 func (x *GetMpesaBalanceRequest) Reset() {
 	*x = GetMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +3795,7 @@ func (x *GetMpesaBalanceRequest) String() string {
 func (*GetMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +3808,7 @@ func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetMpesaBalanceRequest) GetCheckId() string {
@@ -3683,7 +3833,7 @@ type MpesaAccountBalance struct {
 
 func (x *MpesaAccountBalance) Reset() {
 	*x = MpesaAccountBalance{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3695,7 +3845,7 @@ func (x *MpesaAccountBalance) String() string {
 func (*MpesaAccountBalance) ProtoMessage() {}
 
 func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3708,7 +3858,7 @@ func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
 func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MpesaAccountBalance) GetName() string {
@@ -3770,7 +3920,7 @@ type GetMpesaBalanceResponse struct {
 
 func (x *GetMpesaBalanceResponse) Reset() {
 	*x = GetMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3782,7 +3932,7 @@ func (x *GetMpesaBalanceResponse) String() string {
 func (*GetMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3795,7 +3945,7 @@ func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetMpesaBalanceResponse) GetCheckId() string {
@@ -3869,7 +4019,7 @@ type GetFraudRulesRequest struct {
 
 func (x *GetFraudRulesRequest) Reset() {
 	*x = GetFraudRulesRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +4031,7 @@ func (x *GetFraudRulesRequest) String() string {
 func (*GetFraudRulesRequest) ProtoMessage() {}
 
 func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +4044,7 @@ func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
 }
 
 type GetFraudRulesResponse struct {
@@ -3906,7 +4056,7 @@ type GetFraudRulesResponse struct {
 
 func (x *GetFraudRulesResponse) Reset() {
 	*x = GetFraudRulesResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3918,7 +4068,7 @@ func (x *GetFraudRulesResponse) String() string {
 func (*GetFraudRulesResponse) ProtoMessage() {}
 
 func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3931,7 +4081,7 @@ func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetFraudRulesResponse) GetRules() []*FraudRule {
@@ -4065,7 +4215,16 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x15ReleasePayoutsRequest\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\x12\x1c\n" +
 	"\x04note\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x04note\"\x18\n" +
-	"\x16ReleasePayoutsResponse\"l\n" +
+	"\x16ReleasePayoutsResponse\"=\n" +
+	"\x14GetPayoutHoldRequest\x12%\n" +
+	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\"H\n" +
+	"\x15GetPayoutHoldResponse\x12/\n" +
+	"\x04hold\x18\x01 \x01(\v2\x1b.ttip.payment.v1.PayoutHoldR\x04hold\"\x80\x01\n" +
+	"\n" +
+	"PayoutHold\x123\n" +
+	"\aheld_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06heldAt\x12%\n" +
+	"\x0fheld_by_user_id\x18\x02 \x01(\tR\fheldByUserId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"l\n" +
 	"\x17BlockPhoneNumberRequest\x12-\n" +
 	"\x05phone\x18\x01 \x01(\tB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$R\x05phone\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
@@ -4228,12 +4387,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\b\x02\x12\x06worker\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x89\x11\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x8e\x12\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
 	"\vHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12a\n" +
-	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12\x7f\n" +
+	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12\x82\x01\n" +
+	"\rGetPayoutHold\x12%.ttip.payment.v1.GetPayoutHoldRequest\x1a&.ttip.payment.v1.GetPayoutHoldResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x7f\n" +
 	"\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x85\x01\n" +
 	"\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x9d\x01\n" +
 	"\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x97\x01\n" +
@@ -4266,7 +4426,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -4304,203 +4464,210 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*HoldPayoutsResponse)(nil),            // 33: ttip.payment.v1.HoldPayoutsResponse
 	(*ReleasePayoutsRequest)(nil),          // 34: ttip.payment.v1.ReleasePayoutsRequest
 	(*ReleasePayoutsResponse)(nil),         // 35: ttip.payment.v1.ReleasePayoutsResponse
-	(*BlockPhoneNumberRequest)(nil),        // 36: ttip.payment.v1.BlockPhoneNumberRequest
-	(*BlockPhoneNumberResponse)(nil),       // 37: ttip.payment.v1.BlockPhoneNumberResponse
-	(*UnblockPhoneNumberRequest)(nil),      // 38: ttip.payment.v1.UnblockPhoneNumberRequest
-	(*UnblockPhoneNumberResponse)(nil),     // 39: ttip.payment.v1.UnblockPhoneNumberResponse
-	(*ListUnmatchedCallbacksRequest)(nil),  // 40: ttip.payment.v1.ListUnmatchedCallbacksRequest
-	(*ListUnmatchedCallbacksResponse)(nil), // 41: ttip.payment.v1.ListUnmatchedCallbacksResponse
-	(*ListSuspensePaymentsRequest)(nil),    // 42: ttip.payment.v1.ListSuspensePaymentsRequest
-	(*ListSuspensePaymentsResponse)(nil),   // 43: ttip.payment.v1.ListSuspensePaymentsResponse
-	(*ResolveSuspensePaymentRequest)(nil),  // 44: ttip.payment.v1.ResolveSuspensePaymentRequest
-	(*ResolveSuspensePaymentResponse)(nil), // 45: ttip.payment.v1.ResolveSuspensePaymentResponse
-	(*ReconcilePendingRequest)(nil),        // 46: ttip.payment.v1.ReconcilePendingRequest
-	(*ReconcilePendingResponse)(nil),       // 47: ttip.payment.v1.ReconcilePendingResponse
-	(*RefundTipRequest)(nil),               // 48: ttip.payment.v1.RefundTipRequest
-	(*RefundTipResponse)(nil),              // 49: ttip.payment.v1.RefundTipResponse
-	(*ReconcileCardBalanceRequest)(nil),    // 50: ttip.payment.v1.ReconcileCardBalanceRequest
-	(*ReconcileCardBalanceResponse)(nil),   // 51: ttip.payment.v1.ReconcileCardBalanceResponse
-	(*GetTipForReceiptRequest)(nil),        // 52: ttip.payment.v1.GetTipForReceiptRequest
-	(*GetTipForReceiptResponse)(nil),       // 53: ttip.payment.v1.GetTipForReceiptResponse
-	(*SearchTipsRequest)(nil),              // 54: ttip.payment.v1.SearchTipsRequest
-	(*SearchTipsResponse)(nil),             // 55: ttip.payment.v1.SearchTipsResponse
-	(*SearchPayoutsRequest)(nil),           // 56: ttip.payment.v1.SearchPayoutsRequest
-	(*SearchPayoutsResponse)(nil),          // 57: ttip.payment.v1.SearchPayoutsResponse
-	(*GetPaymentDetailRequest)(nil),        // 58: ttip.payment.v1.GetPaymentDetailRequest
-	(*GetPaymentDetailResponse)(nil),       // 59: ttip.payment.v1.GetPaymentDetailResponse
-	(*RequeryPaymentRequest)(nil),          // 60: ttip.payment.v1.RequeryPaymentRequest
-	(*RequeryPaymentResponse)(nil),         // 61: ttip.payment.v1.RequeryPaymentResponse
-	(*CheckMpesaBalanceRequest)(nil),       // 62: ttip.payment.v1.CheckMpesaBalanceRequest
-	(*CheckMpesaBalanceResponse)(nil),      // 63: ttip.payment.v1.CheckMpesaBalanceResponse
-	(*GetMpesaBalanceRequest)(nil),         // 64: ttip.payment.v1.GetMpesaBalanceRequest
-	(*MpesaAccountBalance)(nil),            // 65: ttip.payment.v1.MpesaAccountBalance
-	(*GetMpesaBalanceResponse)(nil),        // 66: ttip.payment.v1.GetMpesaBalanceResponse
-	(*GetFraudRulesRequest)(nil),           // 67: ttip.payment.v1.GetFraudRulesRequest
-	(*GetFraudRulesResponse)(nil),          // 68: ttip.payment.v1.GetFraudRulesResponse
-	(*v1.Money)(nil),                       // 69: ttip.common.v1.Money
-	(CardProvider)(0),                      // 70: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 71: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 72: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 73: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 74: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 75: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 76: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 77: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 78: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 79: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 80: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 81: ttip.payment.v1.FraudAlert
-	(*UnmatchedCallback)(nil),              // 82: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 83: ttip.payment.v1.SuspensePayment
-	(*timestamppb.Timestamp)(nil),          // 84: google.protobuf.Timestamp
-	(PaymentMethodKind)(0),                 // 85: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 86: ttip.payment.v1.FraudRule
+	(*GetPayoutHoldRequest)(nil),           // 36: ttip.payment.v1.GetPayoutHoldRequest
+	(*GetPayoutHoldResponse)(nil),          // 37: ttip.payment.v1.GetPayoutHoldResponse
+	(*PayoutHold)(nil),                     // 38: ttip.payment.v1.PayoutHold
+	(*BlockPhoneNumberRequest)(nil),        // 39: ttip.payment.v1.BlockPhoneNumberRequest
+	(*BlockPhoneNumberResponse)(nil),       // 40: ttip.payment.v1.BlockPhoneNumberResponse
+	(*UnblockPhoneNumberRequest)(nil),      // 41: ttip.payment.v1.UnblockPhoneNumberRequest
+	(*UnblockPhoneNumberResponse)(nil),     // 42: ttip.payment.v1.UnblockPhoneNumberResponse
+	(*ListUnmatchedCallbacksRequest)(nil),  // 43: ttip.payment.v1.ListUnmatchedCallbacksRequest
+	(*ListUnmatchedCallbacksResponse)(nil), // 44: ttip.payment.v1.ListUnmatchedCallbacksResponse
+	(*ListSuspensePaymentsRequest)(nil),    // 45: ttip.payment.v1.ListSuspensePaymentsRequest
+	(*ListSuspensePaymentsResponse)(nil),   // 46: ttip.payment.v1.ListSuspensePaymentsResponse
+	(*ResolveSuspensePaymentRequest)(nil),  // 47: ttip.payment.v1.ResolveSuspensePaymentRequest
+	(*ResolveSuspensePaymentResponse)(nil), // 48: ttip.payment.v1.ResolveSuspensePaymentResponse
+	(*ReconcilePendingRequest)(nil),        // 49: ttip.payment.v1.ReconcilePendingRequest
+	(*ReconcilePendingResponse)(nil),       // 50: ttip.payment.v1.ReconcilePendingResponse
+	(*RefundTipRequest)(nil),               // 51: ttip.payment.v1.RefundTipRequest
+	(*RefundTipResponse)(nil),              // 52: ttip.payment.v1.RefundTipResponse
+	(*ReconcileCardBalanceRequest)(nil),    // 53: ttip.payment.v1.ReconcileCardBalanceRequest
+	(*ReconcileCardBalanceResponse)(nil),   // 54: ttip.payment.v1.ReconcileCardBalanceResponse
+	(*GetTipForReceiptRequest)(nil),        // 55: ttip.payment.v1.GetTipForReceiptRequest
+	(*GetTipForReceiptResponse)(nil),       // 56: ttip.payment.v1.GetTipForReceiptResponse
+	(*SearchTipsRequest)(nil),              // 57: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 58: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 59: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 60: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 61: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 62: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 63: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 64: ttip.payment.v1.RequeryPaymentResponse
+	(*CheckMpesaBalanceRequest)(nil),       // 65: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 66: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 67: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 68: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 69: ttip.payment.v1.GetMpesaBalanceResponse
+	(*GetFraudRulesRequest)(nil),           // 70: ttip.payment.v1.GetFraudRulesRequest
+	(*GetFraudRulesResponse)(nil),          // 71: ttip.payment.v1.GetFraudRulesResponse
+	(*v1.Money)(nil),                       // 72: ttip.common.v1.Money
+	(CardProvider)(0),                      // 73: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 74: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 75: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 76: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 77: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 78: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 79: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 80: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 81: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 82: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 83: ttip.payment.v1.FraudReason
+	(*FraudAlert)(nil),                     // 84: ttip.payment.v1.FraudAlert
+	(*timestamppb.Timestamp)(nil),          // 85: google.protobuf.Timestamp
+	(*UnmatchedCallback)(nil),              // 86: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 87: ttip.payment.v1.SuspensePayment
+	(PaymentMethodKind)(0),                 // 88: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 89: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	69,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	70,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	71,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	71,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	71,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	72,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	73,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	71,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	74,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	71,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	75,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	72,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	76,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	75,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	74,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	69,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	77,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	78,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	78,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	72,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	80,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	81,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	74,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	71,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	72,  // 29: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	74,  // 31: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	72,  // 32: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	83,  // 33: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	74,  // 34: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	83,  // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	71,  // 36: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 37: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	71,  // 38: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	71,  // 39: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 40: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	72,  // 41: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	73,  // 42: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	84,  // 43: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	84,  // 44: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	85,  // 45: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	71,  // 46: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	74,  // 47: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	72,  // 48: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	76,  // 49: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	84,  // 50: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	84,  // 51: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	75,  // 52: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	74,  // 53: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	71,  // 54: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 55: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	82,  // 56: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	81,  // 57: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	71,  // 58: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 59: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	69,  // 60: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	69,  // 61: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	69,  // 62: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	69,  // 63: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	84,  // 64: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	84,  // 65: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	65,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	69,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	69,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	69,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	86,  // 70: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 71: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 72: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 73: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 74: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 75: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 76: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 77: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 78: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 79: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 80: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 81: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 82: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 83: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 84: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 85: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 86: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 87: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 88: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 89: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	38,  // 90: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	40,  // 91: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	42,  // 92: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	44,  // 93: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	48,  // 94: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	54,  // 95: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	56,  // 96: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	58,  // 97: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	60,  // 98: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	62,  // 99: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	64,  // 100: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	67,  // 101: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	46,  // 102: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	52,  // 103: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	50,  // 104: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 105: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 106: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 107: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 108: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 109: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 110: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 111: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 112: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 113: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 114: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 115: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 116: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 117: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 118: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 119: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 120: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 121: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 122: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 123: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	39,  // 124: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	41,  // 125: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	43,  // 126: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	45,  // 127: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	49,  // 128: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	55,  // 129: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	57,  // 130: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	59,  // 131: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	61,  // 132: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	63,  // 133: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	66,  // 134: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	68,  // 135: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	47,  // 136: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	53,  // 137: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	51,  // 138: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	105, // [105:139] is the sub-list for method output_type
-	71,  // [71:105] is the sub-list for method input_type
-	71,  // [71:71] is the sub-list for extension type_name
-	71,  // [71:71] is the sub-list for extension extendee
-	0,   // [0:71] is the sub-list for field type_name
+	72,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	73,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	74,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	74,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	74,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	76,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	74,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	77,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	74,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	72,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	78,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	78,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	78,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	78,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	77,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	80,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	72,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	80,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	81,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	81,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	75,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	83,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	84,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	77,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	74,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	38,  // 29: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
+	85,  // 30: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
+	75,  // 31: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	86,  // 32: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	77,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	75,  // 34: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	87,  // 35: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	77,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	87,  // 37: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	74,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	72,  // 39: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	74,  // 40: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	74,  // 41: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	72,  // 42: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	75,  // 43: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	76,  // 44: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	85,  // 45: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	85,  // 46: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	88,  // 47: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	74,  // 48: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	77,  // 49: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	75,  // 50: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 51: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	85,  // 52: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	85,  // 53: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	78,  // 54: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	77,  // 55: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	74,  // 56: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	78,  // 57: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	86,  // 58: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	84,  // 59: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	74,  // 60: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	78,  // 61: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	72,  // 62: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	72,  // 63: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	72,  // 64: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	72,  // 65: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	85,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	85,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	68,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	72,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	72,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	72,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	89,  // 72: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 73: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 74: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 75: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 76: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 77: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 78: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 79: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 80: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 81: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 82: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 83: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 84: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 85: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 86: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 87: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 88: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 89: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 90: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 91: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 92: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 93: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 94: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 95: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 96: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 97: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	57,  // 98: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	59,  // 99: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	61,  // 100: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	63,  // 101: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	65,  // 102: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	67,  // 103: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	70,  // 104: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 105: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	55,  // 106: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	53,  // 107: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 108: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 109: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 110: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 111: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 112: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 113: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 114: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 115: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 116: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 117: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 118: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 119: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 120: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 121: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 122: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 123: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 124: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 125: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 126: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 127: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 128: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 129: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 130: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 131: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 132: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	58,  // 133: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	60,  // 134: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	62,  // 135: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	64,  // 136: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	66,  // 137: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	69,  // 138: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	71,  // 139: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 140: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	56,  // 141: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	54,  // 142: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	108, // [108:143] is the sub-list for method output_type
+	73,  // [73:108] is the sub-list for method input_type
+	73,  // [73:73] is the sub-list for extension type_name
+	73,  // [73:73] is the sub-list for extension extendee
+	0,   // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -4515,15 +4682,15 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*CreateTipRequest_MpesaPhone)(nil),
 		(*CreateTipRequest_Card)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[44].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[47].OneofWrappers = []any{
 		(*ResolveSuspensePaymentRequest_MatchAccountReference)(nil),
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[58].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[61].OneofWrappers = []any{
 		(*GetPaymentDetailRequest_TipId)(nil),
 		(*GetPaymentDetailRequest_PayoutId)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[60].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[63].OneofWrappers = []any{
 		(*RequeryPaymentRequest_TipId)(nil),
 		(*RequeryPaymentRequest_PayoutId)(nil),
 	}
@@ -4533,7 +4700,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -87,6 +87,9 @@ const (
 	// PaymentAdminServiceReleasePayoutsProcedure is the fully-qualified name of the
 	// PaymentAdminService's ReleasePayouts RPC.
 	PaymentAdminServiceReleasePayoutsProcedure = "/ttip.payment.v1.PaymentAdminService/ReleasePayouts"
+	// PaymentAdminServiceGetPayoutHoldProcedure is the fully-qualified name of the
+	// PaymentAdminService's GetPayoutHold RPC.
+	PaymentAdminServiceGetPayoutHoldProcedure = "/ttip.payment.v1.PaymentAdminService/GetPayoutHold"
 	// PaymentAdminServiceBlockPhoneNumberProcedure is the fully-qualified name of the
 	// PaymentAdminService's BlockPhoneNumber RPC.
 	PaymentAdminServiceBlockPhoneNumberProcedure = "/ttip.payment.v1.PaymentAdminService/BlockPhoneNumber"
@@ -601,8 +604,12 @@ type PaymentAdminServiceClient interface {
 	// Approves (credits) or rejects (refunds or voids) a tip held for review.
 	// FAILED_PRECONDITION when the tip is not held.
 	ReviewTip(context.Context, *connect.Request[v1.ReviewTipRequest]) (*connect.Response[v1.ReviewTipResponse], error)
+	// FAILED_PRECONDITION when the worker's payouts are on hold already.
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
+	// FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
+	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
+	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)
 	BlockPhoneNumber(context.Context, *connect.Request[v1.BlockPhoneNumberRequest]) (*connect.Response[v1.BlockPhoneNumberResponse], error)
 	UnblockPhoneNumber(context.Context, *connect.Request[v1.UnblockPhoneNumberRequest]) (*connect.Response[v1.UnblockPhoneNumberResponse], error)
 	// Callbacks that matched no payment, stored raw.
@@ -676,6 +683,13 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			httpClient,
 			baseURL+PaymentAdminServiceReleasePayoutsProcedure,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("ReleasePayouts")),
+			connect.WithClientOptions(opts...),
+		),
+		getPayoutHold: connect.NewClient[v1.GetPayoutHoldRequest, v1.GetPayoutHoldResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceGetPayoutHoldProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("GetPayoutHold")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		blockPhoneNumber: connect.NewClient[v1.BlockPhoneNumberRequest, v1.BlockPhoneNumberResponse](
@@ -772,6 +786,7 @@ type paymentAdminServiceClient struct {
 	reviewTip              *connect.Client[v1.ReviewTipRequest, v1.ReviewTipResponse]
 	holdPayouts            *connect.Client[v1.HoldPayoutsRequest, v1.HoldPayoutsResponse]
 	releasePayouts         *connect.Client[v1.ReleasePayoutsRequest, v1.ReleasePayoutsResponse]
+	getPayoutHold          *connect.Client[v1.GetPayoutHoldRequest, v1.GetPayoutHoldResponse]
 	blockPhoneNumber       *connect.Client[v1.BlockPhoneNumberRequest, v1.BlockPhoneNumberResponse]
 	unblockPhoneNumber     *connect.Client[v1.UnblockPhoneNumberRequest, v1.UnblockPhoneNumberResponse]
 	listUnmatchedCallbacks *connect.Client[v1.ListUnmatchedCallbacksRequest, v1.ListUnmatchedCallbacksResponse]
@@ -805,6 +820,11 @@ func (c *paymentAdminServiceClient) HoldPayouts(ctx context.Context, req *connec
 // ReleasePayouts calls ttip.payment.v1.PaymentAdminService.ReleasePayouts.
 func (c *paymentAdminServiceClient) ReleasePayouts(ctx context.Context, req *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error) {
 	return c.releasePayouts.CallUnary(ctx, req)
+}
+
+// GetPayoutHold calls ttip.payment.v1.PaymentAdminService.GetPayoutHold.
+func (c *paymentAdminServiceClient) GetPayoutHold(ctx context.Context, req *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error) {
+	return c.getPayoutHold.CallUnary(ctx, req)
 }
 
 // BlockPhoneNumber calls ttip.payment.v1.PaymentAdminService.BlockPhoneNumber.
@@ -879,8 +899,12 @@ type PaymentAdminServiceHandler interface {
 	// Approves (credits) or rejects (refunds or voids) a tip held for review.
 	// FAILED_PRECONDITION when the tip is not held.
 	ReviewTip(context.Context, *connect.Request[v1.ReviewTipRequest]) (*connect.Response[v1.ReviewTipResponse], error)
+	// FAILED_PRECONDITION when the worker's payouts are on hold already.
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
+	// FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
+	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
+	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)
 	BlockPhoneNumber(context.Context, *connect.Request[v1.BlockPhoneNumberRequest]) (*connect.Response[v1.BlockPhoneNumberResponse], error)
 	UnblockPhoneNumber(context.Context, *connect.Request[v1.UnblockPhoneNumberRequest]) (*connect.Response[v1.UnblockPhoneNumberResponse], error)
 	// Callbacks that matched no payment, stored raw.
@@ -950,6 +974,13 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		PaymentAdminServiceReleasePayoutsProcedure,
 		svc.ReleasePayouts,
 		connect.WithSchema(paymentAdminServiceMethods.ByName("ReleasePayouts")),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceGetPayoutHoldHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceGetPayoutHoldProcedure,
+		svc.GetPayoutHold,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("GetPayoutHold")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	paymentAdminServiceBlockPhoneNumberHandler := connect.NewUnaryHandler(
@@ -1047,6 +1078,8 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceHoldPayoutsHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceReleasePayoutsProcedure:
 			paymentAdminServiceReleasePayoutsHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceGetPayoutHoldProcedure:
+			paymentAdminServiceGetPayoutHoldHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceBlockPhoneNumberProcedure:
 			paymentAdminServiceBlockPhoneNumberHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceUnblockPhoneNumberProcedure:
@@ -1096,6 +1129,10 @@ func (UnimplementedPaymentAdminServiceHandler) HoldPayouts(context.Context, *con
 
 func (UnimplementedPaymentAdminServiceHandler) ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.ReleasePayouts is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.GetPayoutHold is not implemented"))
 }
 
 func (UnimplementedPaymentAdminServiceHandler) BlockPhoneNumber(context.Context, *connect.Request[v1.BlockPhoneNumberRequest]) (*connect.Response[v1.BlockPhoneNumberResponse], error) {

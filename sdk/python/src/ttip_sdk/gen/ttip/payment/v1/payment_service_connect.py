@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1201,9 +1201,21 @@ class PaymentAdminService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def hold_payouts(self, request: HoldPayoutsRequest, ctx: RequestContext[HoldPayoutsRequest, HoldPayoutsResponse], /) -> HoldPayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def release_payouts(self, request: ReleasePayoutsRequest, ctx: RequestContext[ReleasePayoutsRequest, ReleasePayoutsResponse], /) -> ReleasePayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_payout_hold(self, request: GetPayoutHoldRequest, ctx: RequestContext[GetPayoutHoldRequest, GetPayoutHoldResponse], /) -> GetPayoutHoldResponse:
+        """
+        The worker's payout hold: since when, by whom and why; no hold when payouts run.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def block_phone_number(self, request: BlockPhoneNumberRequest, ctx: RequestContext[BlockPhoneNumberRequest, BlockPhoneNumberResponse], /) -> BlockPhoneNumberResponse:
@@ -1352,6 +1364,17 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.release_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetPayoutHold": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetPayoutHold",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetPayoutHoldRequest,
+                        output=GetPayoutHoldResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_payout_hold,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/BlockPhoneNumber": Endpoint.unary(
                     method=MethodInfo(
@@ -1566,6 +1589,9 @@ class PaymentAdminServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> HoldPayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -1586,6 +1612,9 @@ class PaymentAdminServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> ReleasePayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -1598,6 +1627,31 @@ class PaymentAdminServiceClient(ConnectClient):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    async def get_payout_hold(
+        self,
+        request: GetPayoutHoldRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPayoutHoldResponse:
+        """
+        The worker's payout hold: since when, by whom and why; no hold when payouts run.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPayoutHold",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetPayoutHoldRequest,
+                output=GetPayoutHoldResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     async def block_phone_number(
         self,
@@ -1935,9 +1989,21 @@ class PaymentAdminServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def hold_payouts(self, request: HoldPayoutsRequest, ctx: RequestContext[HoldPayoutsRequest, HoldPayoutsResponse], /) -> HoldPayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def release_payouts(self, request: ReleasePayoutsRequest, ctx: RequestContext[ReleasePayoutsRequest, ReleasePayoutsResponse], /) -> ReleasePayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_payout_hold(self, request: GetPayoutHoldRequest, ctx: RequestContext[GetPayoutHoldRequest, GetPayoutHoldResponse], /) -> GetPayoutHoldResponse:
+        """
+        The worker's payout hold: since when, by whom and why; no hold when payouts run.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def block_phone_number(self, request: BlockPhoneNumberRequest, ctx: RequestContext[BlockPhoneNumberRequest, BlockPhoneNumberResponse], /) -> BlockPhoneNumberResponse:
@@ -2084,6 +2150,17 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.release_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetPayoutHold": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetPayoutHold",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetPayoutHoldRequest,
+                        output=GetPayoutHoldResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_payout_hold,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/BlockPhoneNumber": EndpointSync.unary(
                     method=MethodInfo(
@@ -2298,6 +2375,9 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> HoldPayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are on hold already.
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -2318,6 +2398,9 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> ReleasePayoutsResponse:
+        """
+        FAILED_PRECONDITION when the worker's payouts are not on hold; the note is in the audit record.
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -2330,6 +2413,31 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def get_payout_hold(
+        self,
+        request: GetPayoutHoldRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPayoutHoldResponse:
+        """
+        The worker's payout hold: since when, by whom and why; no hold when payouts run.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPayoutHold",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetPayoutHoldRequest,
+                output=GetPayoutHoldResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def block_phone_number(
         self,
