@@ -32,9 +32,11 @@ mobile:
 ## the tests leave a core idle (waiting on servers, controllers, timers) instead of a minute or two of
 ## wall before them. Its output is printed after the tests', then the tests' summary line again
 ## (the runner writes it to TTIP_TEST_SUMMARY_FILE), so "N passed, N failed" stays the last line CI
-## reads; either failing fails make test.
+## reads; either failing fails make test. The type-check runs in a process group of its own, stopped
+## with the tests on Ctrl-C (a background job of this shell ignores SIGINT and would run on).
 test: installs test-tools lint
-	@log=$$(mktemp); summary=$$(mktemp); nice -n 10 $(MAKE) --no-print-directory typecheck >"$$log" 2>&1 & typecheck=$$!; \
+	@log=$$(mktemp); summary=$$(mktemp); setsid nice -n 10 $(MAKE) --no-print-directory typecheck >"$$log" 2>&1 & typecheck=$$!; \
+	trap 'kill -TERM -$$typecheck 2>/dev/null; rm -f "$$log" "$$summary"; exit 130' INT TERM; \
 	TTIP_TEST_SUMMARY_FILE="$$summary" $(MAKE) --no-print-directory test-node24; tests=$$?; \
 	wait $$typecheck; checked=$$?; cat "$$log"; \
 	if [ $$checked -ne 0 ]; then echo "make typecheck failed (its output above)"; fi; \

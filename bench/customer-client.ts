@@ -7,6 +7,7 @@
 // the customers share the machine's cores with the platform, and connect-node
 // spent about twice the CPU per tip. Unary calls go through the runtime's
 // connectUnaryCall (http2-exchange.ts) on a plain HTTP/2 session.
+import { setMaxListeners } from "node:events";
 import http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -30,8 +31,12 @@ const WATCH_TIP_PATH = `/${PaymentService.typeName}/WatchTip`;
 const MAX_MESSAGE_BYTES = 1 << 20;
 const COMPRESSED = 0b01;
 const END_STREAM = 0b10;
-/** No deadline on the calls (connect-node's default): the bench's run bounds them. */
+/**
+ * No deadline on the calls (connect-node's default): the bench's run bounds them. One signal for every
+ * call: each in flight listens on it until it settles, so more than 10 at once are not a leak.
+ */
 const NEVER = new AbortController().signal;
+setMaxListeners(0, NEVER);
 
 export class CustomerClient {
   private session: http2.ClientHttp2Session | undefined;

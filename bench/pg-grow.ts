@@ -23,7 +23,6 @@ export const GROWN_TABLES: Record<string, string> = {
   "payment.tip_checkout_ids": "tip_id IN (SELECT tip_id FROM payment.tips WHERE status = 'succeeded' AND credit_entry_id IS NOT NULL)",
   "payment.callbacks": "matched",
   "analytics.inbox": "true",
-  "qr.inbox": "true",
   "qr.tips": "true",
   "notification.inbox": "true",
   "notification.idempotent_requests": "true",

@@ -43,14 +43,16 @@ export function PlatformCharts() {
         <ColumnChart title="Tips per day" testId="chart-tips" bars={series.map((p) => count(day(p), p.tips, " tips"))} />
         <ColumnChart title="Tip volume per day" testId="chart-volume" bars={series.map((p) => kes(day(p), p.tipVolume))} />
         <ColumnChart title="Platform fees per day" testId="chart-fees" bars={series.map((p) => kes(day(p), p.platformFees))} />
-        {["mpesa", "card"].map((method) => (
-          <ColumnChart
-            key={method}
-            title={`${method === "mpesa" ? "M-Pesa" : "Card"} success rate per day`}
-            testId={`chart-success-${method}`}
-            bars={rates.filter((p) => p.method === method).map((p) => percent(day(p), p.successRateBps))}
-          />
-        ))}
+        {["mpesa", "card"].map((method) => {
+          const title = `${method === "mpesa" ? "M-Pesa" : "Card"} success rate per day`;
+          const points = rates.filter((p) => p.method === method && p.attempted > 0n);
+          // No attempt, no rate: an empty frame read as a chart of zeros.
+          return points.length ? (
+            <ColumnChart key={method} title={title} testId={`chart-success-${method}`} bars={points.map((p) => percent(day(p), p.successRateBps))} />
+          ) : (
+            <RowChart key={method} title={title} testId={`chart-success-${method}`} bars={[]} empty={`No ${method === "mpesa" ? "M-Pesa" : "card"} payments in these ${CHART_DAYS} days.`} />
+          );
+        })}
         {summary && (
           <>
             <RowChart title="Rates" testId="chart-rates" bars={[percent("Take rate", summary.takeRateBps), percent("Success rate", summary.successRateBps)]} />
@@ -63,7 +65,8 @@ export function PlatformCharts() {
             <RowChart
               title="Payout latency"
               testId="chart-latency"
-              bars={[count("p50", summary.payoutLatencyP50Ms, " ms"), count("p95", summary.payoutLatencyP95Ms, " ms")]}
+              empty={`No payouts ended in these ${CHART_DAYS} days.`}
+              bars={summary.payoutsSucceeded + summary.payoutsFailed > 0n ? [count("p50", summary.payoutLatencyP50Ms, " ms"), count("p95", summary.payoutLatencyP95Ms, " ms")] : []}
             />
             <RowChart
               title="Growth"

@@ -23,6 +23,8 @@ function DeliveryLog() {
   const pages = usePages<Delivery>();
   const deliveries = pages.rows;
   const [error, setError] = useState("");
+  // The user id of the rows on screen, for the empty state to name (the box may be edited since).
+  const [searched, setSearched] = useState<string>();
   const fetchPage = async (pageToken: string): Promise<Page<Delivery>> => {
     const r = await api(NotificationAdminService).listDeliveries({ userId: userId.trim(), page: { pageSize: 25, pageToken } });
     return { rows: r.deliveries, next: r.page?.nextPageToken ?? "" };
@@ -31,6 +33,7 @@ function DeliveryLog() {
     setError("");
     try {
       await (more ? pages.more() : pages.first(fetchPage));
+      if (!more) setSearched(userId.trim());
     } catch (err) {
       setError(errorText(err));
     }
@@ -63,6 +66,7 @@ function DeliveryLog() {
           ))}
         </tbody>
       </table>
+      {searched !== undefined && !deliveries.length && !error && <p className="muted">{searched ? `No deliveries to user ${searched}.` : "No deliveries."}</p>}
       <MoreButton pages={pages} onClick={() => void load(true)} />
     </Section>
   );

@@ -44,17 +44,11 @@ export function Fraud({ session }: { session: Session }) {
         </label>
         {error && <p role="alert" className="error">{error}</p>}
         <table>
-          <thead><tr><th>When</th><th>Reason</th><th>Action</th><th>Status</th><th>Tip / payout</th><th>Worker</th><th>Detail</th><th /></tr></thead>
+          {/* Review first: on a phone the actions are where the row starts, not past the long Detail column. */}
+          <thead><tr><th>Review</th><th>When</th><th>Reason</th><th>Action</th><th>Status</th><th>Tip / payout</th><th>Worker</th><th>Detail</th></tr></thead>
           <tbody>
             {alerts.map((a) => (
               <tr key={a.alertId} data-tip-id={a.tipId}>
-                <td>{when(a.createdAt)}</td>
-                <td>{words(FraudReason[a.reason])}</td>
-                <td>{words(FraudAction[a.action])}</td>
-                <td data-testid="alert-status">{words(AlertStatus[a.status])}</td>
-                <td><code>{a.tipId || a.payoutId}</code></td>
-                <td><code>{a.workerId}</code></td>
-                <td>{a.detail}</td>
                 <td>
                   {a.tipId && a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && (
                     <>
@@ -64,6 +58,13 @@ export function Fraud({ session }: { session: Session }) {
                     </>
                   )}
                 </td>
+                <td>{when(a.createdAt)}</td>
+                <td>{words(FraudReason[a.reason])}</td>
+                <td>{words(FraudAction[a.action])}</td>
+                <td data-testid="alert-status">{words(AlertStatus[a.status])}</td>
+                <td><code>{a.tipId || a.payoutId}</code></td>
+                <td><code>{a.workerId}</code></td>
+                <td>{a.detail}</td>
               </tr>
             ))}
           </tbody>

@@ -2,6 +2,7 @@
 // trial balance, and the M-Pesa short code's balance (Daraja Account Balance)
 // reconciled against the ledger; the fee schedules (fees.tsx).
 import { useEffect, useState } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, type RevenuePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
@@ -28,10 +29,15 @@ export function Money({ session }: { session: Session }) {
 
 function MpesaBalance() {
   const [check, setCheck] = useState<GetMpesaBalanceResponse>();
+  const [loadError, setLoadError] = useState("");
   const payment = api(PaymentAdminService);
-  useEffect(() => {
-    payment.getMpesaBalance({}).then(setCheck, () => undefined);
-  }, []);
+  // The last check, if any: a failed read says so (an empty section would read as "never checked").
+  const loadLast = () => payment.getMpesaBalance({}).then(
+    (r) => (setLoadError(""), setCheck(r)),
+    // NOT_FOUND: no check was ever asked for, which is not a failure.
+    (err) => setLoadError(ConnectError.from(err).code === Code.NotFound ? "" : errorText(err)),
+  );
+  useEffect(() => void loadLast(), []);
   const run = async () => {
     const { checkId } = await payment.checkMpesaBalance({});
     // M-Pesa answers by callback, usually within seconds.
@@ -46,6 +52,7 @@ function MpesaBalance() {
   return (
     <Section title="M-Pesa balance">
       <Action label="Check M-Pesa balance" run={run} />
+      {loadError && <p role="alert" className="error">Could not read the last M-Pesa balance: {loadError} <button className="link" onClick={() => void loadLast()}>Retry</button></p>}
       {check && (
         <div aria-label="M-Pesa balance">
           <p className="muted">Asked {when(check.requestedAt)}{check.answeredAt ? `, answered ${when(check.answeredAt)} (${check.resultCode} ${check.resultDesc})` : ", waiting for M-Pesa"}</p>

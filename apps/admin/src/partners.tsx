@@ -48,7 +48,7 @@ export function Partners({ session }: { session: Session }) {
             return `Issued ${r.key!.prefix}…`;
           }}
         />
-        {secret && <p className="ok">Secret (shown once; give it to the partner now): <code data-testid="partner-secret">{secret}</code></p>}
+        {secret && <p className="ok">Secret (shown once; give it to the partner now): <code className="secret" data-testid="partner-secret">{secret}</code></p>}
       </Section>
       <Section title="Keys">
         {error && <p role="alert" className="error">{error}</p>}
@@ -65,6 +65,7 @@ export function Partners({ session }: { session: Session }) {
             ))}
           </tbody>
         </table>
+        {!keys.length && !error && <p className="muted">No partner keys issued yet.</p>}
       </Section>
       {usageOf && <PartnerUsage key={usageOf.keyId} keyId={usageOf.keyId} partnerName={usageOf.partnerName} />}
       <PartnerWebhooks session={session} keys={keys} />

@@ -1,6 +1,6 @@
 // The admin console's states in chromium, one admin's page throughout: a worker's payout hold shown
 // (since when, by whom, why) with only the action that applies, and its release's note audited; the
-// writes that change what every tip or worker gets ask first.
+// writes that change what every tip or worker gets ask first; empty and failed states said, and a phone's width.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -136,5 +136,55 @@ describe("admin console states in chromium", () => {
     await row.filter({ hasText: "(active)" }).waitFor();
     await page.waitForLoadState("networkidle");
     assert.equal(calls("ActivateTemplateVersion"), 1, "one call for the double click");
+  });
+  test("empty states say what is empty; a failed first read of the M-Pesa balance says so and retries; at 360 px Approve and Refuse and a partner's secret fit the screen", async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.getByRole("link", { name: "Partners" }).click();
+    await page.getByText("No partner keys issued yet.").waitFor();
+
+    await page.getByRole("link", { name: "Notifications" }).click();
+    const nobody = "0192d6a0-7c1e-7000-8000-000000000000";
+    await page.getByLabel("Delivery user id").fill(nobody);
+    await page.getByRole("button", { name: "Show deliveries" }).click();
+    await page.getByText(`No deliveries to user ${nobody}.`).waitFor();
+
+    // The first read of the last balance check fails once: the section says so, and Retry reads it again.
+    let failOnce = true;
+    await page.route("**/ttip.payment.v1.PaymentAdminService/GetMpesaBalance", (route) => (failOnce ? ((failOnce = false), route.abort("connectionreset")) : route.continue()));
+    try {
+      await page.getByRole("link", { name: "Money" }).click();
+      const failed = page.getByRole("alert").filter({ hasText: "Could not read the last M-Pesa balance" });
+      await failed.waitFor();
+      await failed.getByRole("button", { name: "Retry" }).click();
+      // No check was ever asked for here: NOT_FOUND is "never checked", not a failure.
+      await failed.waitFor({ state: "detached" });
+    } finally {
+      await page.unroute("**/ttip.payment.v1.PaymentAdminService/GetMpesaBalance");
+    }
+    // No card tip and no payout here: the charts say so rather than draw zeros.
+    await page.getByTestId("chart-success-card").getByText(/^No card payments in these \d+ days\.$/).waitFor();
+    await page.getByTestId("chart-latency").getByText(/^No payouts ended in these \d+ days\.$/).waitFor();
+    assert.equal(await page.getByTestId("chart-latency").getByText(/ ms/).count(), 0, "no 0 ms latency");
+
+    // A phone: a held tip's Approve and Refuse are on screen without scrolling its row; the secret wraps.
+    await page.setViewportSize({ width: 360, height: 800 });
+    const width = await page.evaluate(() => document.documentElement.clientWidth);
+    const rightOf = async (l: ReturnType<Page["getByRole"]>) => { const b = (await l.boundingBox())!; return b.x + b.width; };
+    const worker = await h.signUp(randomPhone());
+    const tip = await h.heldTip(worker.userId);
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    const row = page.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });
+    for (const name of ["Approve", "Refuse"]) {
+      const button = row.getByRole("button", { name });
+      await button.waitFor();
+      assert.ok((await rightOf(button)) <= width, `${name} ends at ${await rightOf(button)} px, past the ${width} px screen`);
+    }
+    await page.getByRole("link", { name: "Partners" }).click();
+    await page.getByLabel("Partner name").fill("Savannah POS");
+    await page.getByRole("button", { name: "Issue key" }).click();
+    const secret = page.getByTestId("partner-secret");
+    await secret.waitFor();
+    assert.ok((await rightOf(secret)) <= width, `the secret ends at ${await rightOf(secret)} px, past the ${width} px screen`);
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 });

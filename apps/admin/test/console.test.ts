@@ -750,11 +750,12 @@ describe("admin console in chromium", () => {
         "chart-tips": series.map((p) => [day(p), String(p.tips)]),
         "chart-volume": series.map((p) => [day(p), String(p.tipVolume?.amountMinor ?? 0n)]),
         "chart-fees": series.map((p) => [day(p), String(p.platformFees?.amountMinor ?? 0n)]),
-        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa").map((p) => [day(p), String(p.successRateBps)]),
-        "chart-success-card": rates.filter((p) => p.method === "card").map((p) => [day(p), String(p.successRateBps)]),
+        // A day without an attempt has no rate, and no payout no latency: the chart says so, no bar.
+        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa" && p.attempted > 0n).map((p) => [day(p), String(p.successRateBps)]),
+        "chart-success-card": rates.filter((p) => p.method === "card" && p.attempted > 0n).map((p) => [day(p), String(p.successRateBps)]),
         "chart-rates": [["Take rate", String(s.takeRateBps)], ["Success rate", String(s.successRateBps)]],
         "chart-failures": s.failures.map((f) => [f.resultCode || "(none)", String(f.count)]),
-        "chart-latency": [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]],
+        "chart-latency": s.payoutsSucceeded + s.payoutsFailed > 0n ? [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]] : [],
         "chart-growth": [["New workers", String(s.newWorkers)], ["Active workers", String(s.activeWorkers)], ["Active venues", String(s.activeVenues)]],
         "chart-money": [["Payouts", String(s.payouts?.amountMinor ?? 0n)], ["SMS spend", String(s.smsSpend?.amountMinor ?? 0n)], ["Pools paid", String(s.poolsDistributed?.amountMinor ?? 0n)]],
       } as Record<string, string[][]>;

@@ -9,7 +9,7 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import type { HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
-import { INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
+import { ACCEPTED, INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
 import { paymentMetrics } from "./metrics.js";
 import type { Deps } from "./tips.js";
@@ -106,7 +106,7 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
     logger.warn({ err, receipt: payment.transId }, "C2B confirmation stored, not applied yet");
   }
   // M-Pesa has moved the money whatever we answer, and does not resend: say accepted.
-  reply(res, 200, { ResultCode: 0, ResultDesc: "Accepted" });
+  reply(res, 200, ACCEPTED);
 }
 
 async function handleUssd(deps: Deps, req: Req, res: Res, token: string): Promise<void> {

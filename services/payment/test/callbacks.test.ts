@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AdjustableClock } from "@ttip/runtime";
-import { parseResult, parseStkCallback } from "../src/callbacks.js";
+import http from "node:http";
+import net from "node:net";
+import { ACCEPTED, parseResult, parseStkCallback, reply } from "../src/callbacks.js";
 import { addressAllowed, loadPaymentConfig, SAFARICOM_CALLBACK_IPS } from "../src/config.js";
 
 describe("callback checks", () => {
@@ -62,6 +64,38 @@ describe("callback checks", () => {
     assert.equal(r?.parameters.get("TransactionAmount"), 10);
     assert.equal(r?.resultCode, "0");
     assert.equal(parseResult({ Result: { ResultCode: 0 } }), undefined);
+  });
+});
+
+describe("the answer to a callback", () => {
+  /** The raw bytes of one HTTP/1.1 answer written by reply(res, status, body). */
+  async function rawAnswer(status: number, body: unknown): Promise<string> {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => reply(res, status, body));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const socket = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+      socket.end("POST /callbacks/mpesa/stk HTTP/1.1\r\nhost: payment\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}");
+      let text = "";
+      for await (const chunk of socket) text += String(chunk);
+      return text;
+    } finally {
+      server.close();
+    }
+  }
+
+  test("is its JSON with its length, not chunked (the head and body go as one string)", async () => {
+    for (const [status, body] of [[200, ACCEPTED], [404, { ResultCode: 1, ResultDesc: "Not found" }]] as const) {
+      const answer = await rawAnswer(status, body);
+      const [head, text] = answer.split("\r\n\r\n");
+      assert.match(head, new RegExp(`^HTTP/1.1 ${status} `));
+      assert.match(head, /\r\ncontent-type: application\/json\r\n/i);
+      assert.doesNotMatch(head, /transfer-encoding/i);
+      assert.match(head, new RegExp(`\r\ncontent-length: ${Buffer.byteLength(text)}\r\n`, "i"));
+      assert.deepEqual(JSON.parse(text), body);
+    }
   });
 });
 

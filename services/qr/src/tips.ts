@@ -7,8 +7,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Counts tips per code from payment's TipSucceeded events, for scan-to-tip
- * conversion. What has arrived is recorded and counted by one statement per
- * batch (the inbox's), not a transaction per tip.
+ * conversion: one statement per batch, not a transaction per tip. A tip is
+ * counted once by its id (qr.tips' key, ON CONFLICT DO NOTHING), whatever
+ * event reports it how often, so the events get no inbox row (idempotentEffect:
+ * its heap row and two index entries per tip were the key written again).
  */
 export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promise<void>> {
   const sub = await consumeEventBatches({
@@ -19,19 +21,20 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     subject: subjectOf(TipSucceededSchema),
     logger: ctx.logger,
     metrics: ctx.metrics,
+    idempotentEffect: true,
     effectCte: (messages, first) => {
       const tips = messages
-        .map((m) => ({ eventId: m.id, tip: countedTip(m.data) }))
-        .filter(({ tip }) => tip.tipId && UUID.test(tip.qrCodeId))
-        .map(({ eventId, tip }) => ({ eventId, tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
+        .map((m) => countedTip(m.data))
+        .filter((tip) => tip.tipId && UUID.test(tip.qrCodeId))
+        .map((tip) => ({ tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
       if (!tips.length) return undefined;
-      const [eventIds, tipIds, codes, times] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+      const [tipIds, codes, times] = [0, 1, 2].map((i) => `$${first + i}`);
       return {
-        // Only the events this statement recorded in the inbox (fresh): a redelivered one counts nothing.
+        // A tip counted before (a redelivery, the same tip under another event id) finds its row: nothing.
         sql: `counted AS (INSERT INTO qr.tips (tip_id, qr_code_id, occurred_at)
-           SELECT t.tip_id, t.qr_code_id, t.occurred_at FROM unnest(${eventIds}::uuid[], ${tipIds}::text[], ${codes}::uuid[], ${times}::timestamptz[]) AS t(event_id, tip_id, qr_code_id, occurred_at)
-            WHERE t.event_id IN (SELECT event_id FROM fresh) ON CONFLICT DO NOTHING)`,
-        values: [tips.map((t) => t.eventId), tips.map((t) => t.tipId), tips.map((t) => t.qrCodeId), tips.map((t) => t.at)],
+           SELECT t.tip_id, t.qr_code_id, t.occurred_at FROM unnest(${tipIds}::text[], ${codes}::uuid[], ${times}::timestamptz[]) AS t(tip_id, qr_code_id, occurred_at)
+           ON CONFLICT DO NOTHING)`,
+        values: [tips.map((t) => t.tipId), tips.map((t) => t.qrCodeId), tips.map((t) => t.at)],
       };
     },
   });

@@ -452,6 +452,15 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    */
   effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined | null;
   /**
+   * The effect (effectCte, without handleBatch) is idempotent by a unique key of its own (an insert
+   * ON CONFLICT DO NOTHING on what the event reports, say a tip's id): applied again, by a redelivery
+   * or an event republished under a new id, it changes nothing. Then the inbox would only repeat that
+   * key: its events get no inbox row (a heap row and two index entries fewer per event), and
+   * `fresh (event_id)` holds every id of the batch. The duplicate count and afterCommit then take
+   * every event of a committed batch as applied.
+   */
+  idempotentEffect?: boolean;
+  /**
    * Whether an event can change anything here. One that cannot (false) is acknowledged without a
    * transaction or an inbox row: applied again, it changes nothing either. Undefined: every event can.
    * One it throws on is taken as one that can: it fails in the transaction, alone, not its batch.
@@ -495,6 +504,7 @@ export function inboxRace(err: unknown, schema: string): boolean {
  * answering the ids it recorded: those not applied before. Null: `effect` declined the batch.
  */
 function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect?: ConsumeBatchOptions<P>["effectCte"]): { text: string; values: unknown[] } | null {
+  if (options.idempotentEffect) return effectStatement(options, messages, effect!);
   const { inboxKey } = options;
   const values: unknown[] = [inboxKey ? messages.map(inboxKey) : options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
   const ctes: string[] = [];
@@ -520,6 +530,24 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
 }
 
 /**
+ * The statement of an idempotentEffect consumer: the effect alone, `fresh` every id of the batch
+ * (no inbox row), under the shared lock when there is one. Null: the effect has nothing to write.
+ */
+function effectStatement<P>(options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect: NonNullable<ConsumeBatchOptions<P>["effectCte"]>): { text: string; values: unknown[] } | null {
+  const values: unknown[] = [messages.map((m) => m.id)];
+  const ctes: string[] = [];
+  if (options.sharedLock) {
+    values.push(options.sharedLock);
+    ctes.push("locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($2)))");
+  }
+  ctes.push(`fresh AS (SELECT e.id AS event_id FROM ${opaqueUnnest(["uuid"])} AS e(id)${options.sharedLock ? ", locked" : ""})`);
+  const applied = effect(messages, values.length + 1);
+  if (applied === null) throw new Error(`${options.consumer}: an idempotentEffect consumer's effectCte declined a batch (null)`);
+  if (!applied) return null;
+  return { text: `WITH ${[...ctes, applied.sql].join(",\n     ")} SELECT event_id FROM fresh`, values: [...values, ...applied.values] };
+}
+
+/**
  * consumeEvents for many events per transaction: what has arrived is recorded
  * in the inbox in one statement and applied together, so a consumer whose
  * events touch the same rows (counters) writes them once per batch instead of
@@ -528,6 +556,7 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
 export async function consumeEventBatches<Prepared = undefined>(options: ConsumeBatchOptions<Prepared>) {
   if (!options.handleBatch && !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte`);
   if (options.beforeTransaction && (!options.handleBatch || options.effectCte)) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch alone`);
+  if (options.idempotentEffect && (!options.effectCte || options.handleBatch)) throw new Error(`${options.consumer}: idempotentEffect takes effectCte alone`);
   const s = ident(options.schema);
   // The first copy of each id (a batch may hold the same event twice).
   const unique = (messages: DeliveredMessage[]) => {
@@ -542,10 +571,14 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   const recordAndApplyOnce = async (messages: DeliveredMessage[], prepared: Prepared): Promise<number> => {
     const batch = unique(messages);
     const oneStatement = options.effectCte ? inboxStatement(s, options, batch, options.effectCte) : null;
-    if (!oneStatement && !options.handleBatch) throw new Error(`${options.consumer}: effectCte declined a batch (null) and there is no handleBatch to apply it`);
+    // An idempotentEffect with nothing to write has no inbox row to record either: applied as it is.
+    const nothingToWrite = options.idempotentEffect && !oneStatement;
+    if (!oneStatement && !options.handleBatch && !nothingToWrite) throw new Error(`${options.consumer}: effectCte declined a batch (null) and there is no handleBatch to apply it`);
     // Each id once: NOT EXISTS does not see a row the same statement inserts (inboxRace).
-    const claim = oneStatement ? null : inboxStatement(s, options, batch)!;
-    const applied = oneStatement
+    const claim = oneStatement || nothingToWrite ? null : inboxStatement(s, options, batch)!;
+    const applied = nothingToWrite
+      ? batch
+      : oneStatement
       ? recorded(batch, (await options.pool.query<{ event_id: string }>(oneStatement.text, oneStatement.values)).rows)
       : await withTransaction(options.pool, async (tx) => {
           const todo = recorded(batch, (await tx.query<{ event_id: string }>(claim!.text, claim!.values)).rows);

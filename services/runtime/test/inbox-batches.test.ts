@@ -139,6 +139,48 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.ok(rows.every((r) => r.n === 1), "none twice");
   });
 
+  test("idempotentEffect: no inbox row; an event delivered twice, and its key under another id, change nothing more; only effectCte takes it", async () => {
+    // The effect is keyed by what the event reports (its first byte), as qr counts a tip by its id.
+    await db.pool.query("CREATE TABLE batches.keyed (key int PRIMARY KEY, event_id uuid NOT NULL)");
+    const ids: string[] = Array.from({ length: 30 }, () => randomUUID());
+    const other = randomUUID(); // reports key 0 again, under an id of its own
+    for (const [i, id] of ids.entries()) await bus.publish({ id, subject: "ttip.x.k", data: new Uint8Array([i]) });
+    await bus.publish({ id: ids[5], subject: "ttip.x.k", data: new Uint8Array([5]) }); // the same id: the bus may drop it
+    await bus.publish({ id: other, subject: "ttip.x.k", data: new Uint8Array([0]) });
+    const sentinel = randomUUID();
+    await bus.publish({ id: sentinel, subject: "ttip.x.k", data: new Uint8Array([200]) });
+    let handler!: (messages: DeliveredMessage[]) => Promise<void>;
+    const both = Object.create(bus) as JetStreamBus;
+    both.subscribeBatches = (o) => {
+      handler = o.handler;
+      return bus.subscribeBatches(o);
+    };
+    const committed: string[] = [];
+    const sub = await consumeEventBatches({
+      bus: both, pool: db.pool, schema: "batches", consumer: "c22", subject: "ttip.x.k", logger, maxBatch: 8, idempotentEffect: true,
+      effectCte: (messages, first) => ({
+        sql: `kept AS (INSERT INTO batches.keyed SELECT k, e FROM unnest($${first}::int[], $${first + 1}::uuid[]) AS t(k, e) ON CONFLICT DO NOTHING)`,
+        values: [messages.map((m) => m.data[0]), messages.map((m) => m.id)],
+      }),
+      afterCommit: (messages) => committed.push(...messages.map((m) => m.id)),
+    });
+    const keyed = async () => (await db.pool.query<{ key: number; event_id: string }>("SELECT key, event_id FROM batches.keyed ORDER BY key")).rows;
+    await eventually("the last event applied", async () => (await keyed()).some((r) => r.key === 200), 20_000);
+    // Every batch again at once, as a redelivery after the ack wait hands it over.
+    await handler(ids.map((id, i) => ({ id, subject: "ttip.x.k", data: new Uint8Array([i]), deliveryCount: 2 })));
+    await sub.stop();
+    const rows = await keyed();
+    assert.deepEqual(rows.map((r) => r.key), [...ids.keys(), 200], "each key once");
+    assert.equal(rows[0].event_id, ids[0], "key 0 as its first event wrote it");
+    const inbox = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.inbox WHERE consumer = 'c22'");
+    assert.equal(inbox.rows[0].n, 0, "no inbox row");
+    assert.ok(committed.includes(other) && committed.includes(sentinel), "afterCommit hears the batches that committed");
+    await assert.rejects(
+      consumeEventBatches({ bus, pool: db.pool, schema: "batches", consumer: "c23", subject: "ttip.x.k", logger, idempotentEffect: true, handleBatch: async () => undefined }),
+      /idempotentEffect takes effectCte alone/,
+    );
+  });
+
   test("effectCte declining a batch (null): handleBatch applies it in a transaction; afterCommit hears each applied event once, whichever way it went", async () => {
     const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
     const earlier = ids.slice(0, 3);

@@ -178,6 +178,8 @@ export class DarajaClient {
   private backoffMs = 0;
   private backoffUntil = 0;
   private readonly request: (url: URL, call: HttpCall) => Promise<HttpReply>;
+  /** Each API path's URL, parsed once (a handful of paths; the client only reads them). */
+  private readonly urls = new Map<string, URL>();
 
   /** `clock` times the token's refresh and the slow-down pause (a test moves it instead of sleeping). */
   constructor(
@@ -396,12 +398,18 @@ export class DarajaClient {
     }
   }
 
+  private url(path: string): URL {
+    let url = this.urls.get(path);
+    if (!url) this.urls.set(path, (url = new URL(path, this.config.baseUrl)));
+    return url;
+  }
+
   private async send(method: "GET" | "POST", path: string, payload: unknown, authorization: string): Promise<Record<string, unknown>> {
     let res: HttpReply;
     try {
       // Never sent again on a new connection here: a reset kept connection may
       // still have carried an STK push or a B2C to Daraja. call() decides.
-      res = await this.request(new URL(path, this.config.baseUrl), {
+      res = await this.request(this.url(path), {
         method,
         headers: { authorization, ...(payload === undefined ? {} : { "content-type": "application/json" }) },
         body: payload === undefined ? undefined : JSON.stringify(payload),

@@ -6,7 +6,6 @@
 // rules; the real-server tests keep the wire.
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { InProcessBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
 import type { Role } from "../caller.js";
@@ -21,7 +20,7 @@ import { OutboxRelay } from "../outbox.js";
 import type { Peers } from "../peers.js";
 import { serviceInterceptors, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
-import { asCaller } from "./service.js";
+import { asCaller } from "./as-caller.js";
 import { validateInterceptor } from "../validation.js";
 
 export interface InProcessService {
@@ -98,25 +97,4 @@ function routerTransport(module: ServiceModule, ctx: ServiceContext, logger: Log
 function unreachable(why: string): Transport {
   const fail = () => Promise.reject(new ConnectError(why, Code.Unavailable));
   return { unary: fail, stream: fail };
-}
-
-/** The error a call must fail with (the test fails if it succeeds). */
-export async function refusal(call: Promise<unknown>): Promise<ConnectError> {
-  return call.then(
-    () => {
-      throw new Error("expected a refusal, the call succeeded");
-    },
-    (e: unknown) => ConnectError.from(e),
-  );
-}
-
-/** The key an idempotency conflict names in its details (undefined if the refusal is not one). */
-export function conflictingKeyOf(err: ConnectError): string | undefined {
-  if (err.code !== Code.AlreadyExists) return undefined;
-  return err.findDetails(IdempotencyKeyConflictSchema)[0]?.idempotencyKey;
-}
-
-/** The rule a domain refusal names (DomainErrorInfo.reason, e.g. "INSUFFICIENT_FUNDS"), or undefined. */
-export function reasonOf(err: ConnectError): string | undefined {
-  return err.findDetails(DomainErrorInfoSchema)[0]?.reason;
 }

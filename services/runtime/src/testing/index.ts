@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import pg from "pg";
-import { createPool, type Pool } from "../db.js";
+import type { Pool } from "../db.js";
 import { createLogger, type Logger } from "../log.js";
-import { KEEP_PUBLISHED } from "../outbox.js";
 
 export * from "./eventually.js";
 export * from "./servers.js";
@@ -42,6 +41,8 @@ export interface TestDatabase {
 
 /** A fresh database on the test server, so test files never see each other's rows. */
 export async function createTestDatabase(): Promise<TestDatabase> {
+  // Loaded on first use, as the service starters below are: a file that never asks for a database skips them.
+  const [{ createPool }, { KEEP_PUBLISHED }] = await Promise.all([import("../db.js"), import("../outbox.js")]);
   const admin = new pg.Client({ connectionString: testEnv().databaseUrl });
   await admin.connect();
   const name = uniqueName("ttip_test_");
@@ -94,9 +95,25 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   const logger = createLogger({ level, destination });
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
-export * from "./service.js";
-export * from "./in-process.js";
+export * from "./as-caller.js";
 export * from "./processes.js";
+export type { TestService, TestServiceOptions } from "./service.js";
+export type { InProcessService, InProcessOptions } from "./in-process.js";
+
+/**
+ * The service starters load their modules (connect-node, NATS, Redis, metrics, the outbox: most of
+ * this barrel's import CPU) on first call: every test file's process imports the barrel, and most
+ * never start a service here.
+ */
+export async function startTestService(...args: Parameters<typeof import("./service.js").startTestService>): ReturnType<typeof import("./service.js").startTestService> {
+  return (await import("./service.js")).startTestService(...args);
+}
+
+export async function startInProcessService(
+  ...args: Parameters<typeof import("./in-process.js").startInProcessService>
+): ReturnType<typeof import("./in-process.js").startInProcessService> {
+  return (await import("./in-process.js")).startInProcessService(...args);
+}
 export * from "./shared-build.js";
 export * from "./stripe-mock.js";
 export * from "./otlp-receiver.js";

@@ -1,7 +1,4 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { freePort } from "./servers.js";
 import { sourceLoaderFlags } from "./source-loader.js";
 
@@ -81,6 +78,12 @@ export class PlatformProcess {
     };
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
+    // Loaded here, not with the testing barrel: most test files never start a process.
+    const [{ createClient }, { createGrpcTransport }, { Health, HealthCheckResponse_ServingStatus: Status }] = await Promise.all([
+      import("@connectrpc/connect"),
+      import("@connectrpc/connect-node"),
+      import("@ttip/proto/grpc/health/v1/health_pb.js"),
+    ]);
     const health = createClient(Health, createGrpcTransport({ baseUrl: this.url }));
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {

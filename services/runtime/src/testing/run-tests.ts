@@ -8,7 +8,7 @@ import { run } from "node:test";
 import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
-import { readFileCpu, ServerCpuShares } from "./suite-cpu.js";
+import { cpuAccountLine, machineCpu, readFileCpu, selfCpu, ServerCpuShares } from "./suite-cpu.js";
 import { splitBeside } from "./test-lanes.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -48,6 +48,7 @@ mkdirSync(cpuDir);
 process.env.TTIP_TEST_CPU_DIR = cpuDir;
 const FILE_CPU = fileURLToPath(new URL("./file-cpu.ts", import.meta.url));
 const serverCpu = new ServerCpuShares();
+const machineAtStart = machineCpu();
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
@@ -61,21 +62,23 @@ interface LaneResult {
 
 /**
  * Runs `list` with `concurrency` files at a time, each in its own process with this one's
- * flags (make test's SOURCE_HOOKS, or --import tsx), in the order given (node --test would sort them). Node applies the
- * timeout to each file as a whole too: the chart's cluster test (a Kubernetes control plane,
- * install, upgrade, rollback) takes about 3 minutes on two busy cores; a hung test still fails within 6.
+ * flags (make test's SOURCE_HOOKS, or --import tsx), in the order given (node --test would sort them). The
+ * timeout is per test (each file's process gets it as --test-timeout), not per file: the chart's cluster
+ * test (a Kubernetes control plane, install, upgrade, rollback) takes about 3 minutes on two busy cores;
+ * a hung test still fails within 6. `usesServers`: its files are charged a share of the test servers' CPU
+ * (the beside lane's chart test talks to none of them).
  */
-async function lane(name: string, list: string[], concurrency: number): Promise<LaneResult> {
+async function lane(name: string, list: string[], concurrency: number, usesServers: boolean): Promise<LaneResult> {
   const result: LaneResult = { failed: false, tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
   const execArgv = ["--import", FILE_CPU];
   const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal, execArgv } as Parameters<typeof run>[0]);
   const isFile = (t: { nesting: number; file?: string; name: string }) => t.nesting === 0 && t.file && t.name === t.file;
   stream.on("test:fail", (t) => (result.failed ||= !t.todo));
-  stream.on("test:dequeue", (t) => isFile(t) && serverCpu.mark(t.file!, true));
+  stream.on("test:dequeue", (t) => usesServers && isFile(t) && serverCpu.mark(t.file!, true));
   stream.on("test:complete", (t) => {
     if (!isFile(t)) return;
     result.fileMs.set(t.file!, t.details.duration_ms);
-    serverCpu.mark(t.file!, false);
+    if (usesServers) serverCpu.mark(t.file!, false);
   });
   const specOut = stream.compose(new spec());
   specOut.pipe(process.stdout);
@@ -103,6 +106,20 @@ function printCpu(fileMs: Map<string, number>): void {
     console.log(`  ${s(r.totalMs).padStart(6)} = ${s(r.ownMs)} + ${s(r.childrenMs)} + ${s(r.serversMs)}; wall ${s(r.wallMs)}  ${path.relative(root, r.file)}`);
   }
   console.log(`CPU s, all files: ${s(sum((r) => r.totalMs))} (own ${s(sum((r) => r.ownMs))}, started ${s(sum((r) => r.childrenMs))}, servers ${s(sum((r) => r.serversMs))}); this runner ${s(process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000)}`);
+  const machineNow = machineCpu();
+  if (!machineAtStart || !machineNow) return;
+  const runner = selfCpu();
+  const machine = { busyMs: machineNow.busyMs - machineAtStart.busyMs, nicedMs: machineNow.nicedMs - machineAtStart.nicedMs };
+  const account = { machine, filesMs: sum((r) => r.totalMs), serversMs: serverCpu.totalMs(), runnerChildrenMs: runner.waitedMs, runnerOwnMs: runner.ownMs };
+  console.log(cpuAccountLine(account, sum((r) => r.ownMs + r.childrenMs)));
+}
+
+/** Promise.all that waits for every promise to settle before throwing the first failure. */
+async function settledOrThrow<T extends readonly unknown[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }
 
 let exitCode = 1;
@@ -112,7 +129,7 @@ try {
   // about 40 s of CPU in its 3 minutes) need neither the web build nor the test servers:
   // they start now, in a lane of their own, beside the build and then the two lanes below.
   const [beside, pooled] = splitBeside(files, root);
-  besideLane = beside.length ? lane("beside", beside, 1) : undefined;
+  besideLane = beside.length ? lane("beside", beside, 1, false) : undefined;
   besideLane?.catch(() => undefined); // awaited below; a failure before then is not unhandled
   // The platform's tests serve the web app: build it once here (reused until its
   // sources change) rather than in parallel test files. The test servers start beside it
@@ -121,16 +138,18 @@ try {
   const since = Date.now();
   const seconds = () => `${((Date.now() - since) / 1000).toFixed(0)} s`;
   const started = <T extends TestServer>(server: T) => (servers.push(server), server);
-  const [pg, redis, nats] = await Promise.all([
-    Promise.all([startPostgres().then(started), startRedis().then(started), startNats().then(started)]).then((up) => (console.log(`test servers up after ${seconds()}`), up)),
+  // Every start is awaited before a failure is thrown: a server still starting when the build (or
+  // another server) failed would otherwise come up after the cleanup below and outlive this run.
+  const [pg, redis, nats] = await settledOrThrow([
+    settledOrThrow([startPostgres().then(started), startRedis().then(started), startNats().then(started)]).then((up) => (console.log(`test servers up after ${seconds()}`), up)),
     ensureWebBuild((line) => console.log(line)).then(() => console.log(`web build current after ${seconds()}`)),
-  ]).then(([up]) => up);
+  ] as const).then(([up]) => up);
   serverCpu.watch(servers.map((s) => s.pid));
   console.log(`test servers: postgres pid ${pg.pid}, redis pid ${redis.pid}, nats pid ${nats.pid}`);
   // Services the tests start in-process may generate a development QR signing key (a pod may not),
   // and send partner webhooks to receivers on loopback (the sandbox's setting; never production's).
   Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" });
-  const lanes = await Promise.all([lane("pooled", pooled, 2), ...(besideLane ? [besideLane] : [])]);
+  const lanes = await Promise.all([lane("pooled", pooled, 2, true), ...(besideLane ? [besideLane] : [])]);
   exitCode = lanes.some((l) => l.failed) || stop.signal.aborted ? 1 : 0;
   // The closing lines CI reads, from the TAP summaries of all files together.
   const count = (name: string) =>

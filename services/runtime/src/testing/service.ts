@@ -1,16 +1,16 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InProcessBus, JetStreamBus, type EventBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
-import { callerHeaders, type Role } from "../caller.js";
 import type { Clock } from "../clock.js";
 import { signingInterceptor } from "../internal-auth.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
 import { createPeers } from "../peers.js";
-import { stepUpHeaders } from "../step-up.js";
 import { startService, type RunningService, type ServiceContext, type ServiceModule } from "../service.js";
+import type { Role } from "../caller.js";
+import { asCaller } from "./as-caller.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
 
 export interface TestService {
@@ -93,14 +93,5 @@ export async function startTestService(module: ServiceModule, options: TestServi
       await cache.close();
       await db.drop();
     },
-  };
-}
-
-/** Sets the caller's identity headers as the gateway would (then sign them), with a fresh step-up when asked. */
-export function asCaller(as: { subject: string; roles: Role[]; stepUp?: boolean }): Interceptor {
-  return (next) => (req) => {
-    const headers = { ...callerHeaders(as.subject, ...as.roles), ...(as.stepUp ? stepUpHeaders() : {}) };
-    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
-    return next(req);
   };
 }

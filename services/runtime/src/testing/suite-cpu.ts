@@ -42,13 +42,19 @@ function treeCpuMs(pids: readonly number[]): number {
 /** The shared servers' CPU, charged to the files running while it was spent. */
 export class ServerCpuShares {
   private pids: number[] = [];
+  private first = 0;
   private last = 0;
   private readonly running = new Set<string>();
   readonly msByFile = new Map<string, number>();
 
   watch(pids: number[]): void {
     this.pids = pids;
-    this.last = treeCpuMs(pids);
+    this.first = this.last = treeCpuMs(pids);
+  }
+
+  /** All the servers' CPU since `watch`, ms (call before they stop). */
+  totalMs(): number {
+    return this.pids.length ? treeCpuMs(this.pids) - this.first : 0;
   }
 
   /** Call as `file` starts (true) or ends (false). */
@@ -73,4 +79,55 @@ export function readFileCpu(dir: string): Map<string, FileCpu> {
     out.set(cpu.file, { file: cpu.file, ownMs: sum.ownMs + cpu.ownMs, childrenMs: sum.childrenMs + cpu.childrenMs });
   }
   return out;
+}
+
+/** The whole machine's CPU from /proc/stat's first line, ms: busy (every state but idle and iowait) and its niced part. */
+export interface MachineCpu {
+  busyMs: number;
+  nicedMs: number;
+}
+
+export function machineCpu(): MachineCpu | undefined {
+  try {
+    const [user, nice, system, , , irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const ms = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND;
+    return { busyMs: ms(user + nice + system + irq + softirq + steal), nicedMs: ms(nice) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's own CPU and that of the children it waited for (the test files' processes, the web build), ms. */
+export function selfCpu(): { ownMs: number; waitedMs: number } {
+  const s = stat(process.pid);
+  return s ? { ownMs: s.ownMs, waitedMs: s.waitedMs } : { ownMs: 0, waitedMs: 0 };
+}
+
+export interface CpuAccount {
+  /** The machine's busy CPU over the run (everyone's: on a shared machine other users' too), of which niced. */
+  machine: MachineCpu;
+  /** The per-file figures' sum: the files' processes, what they waited for, and the servers' shares. */
+  filesMs: number;
+  /** The shared servers' CPU in all (their share in filesMs included). */
+  serversMs: number;
+  /** The runner's children it waited for (test files' processes, the web build, initdb), and its own. */
+  runnerChildrenMs: number;
+  runnerOwnMs: number;
+}
+
+/**
+ * Where the machine's CPU over the run went, as one line. "Elsewhere" is what no figure above holds:
+ * processes nobody waited for (a file's orphans, chromium's helpers it did not reap), the niced
+ * type-check beside the tests, and, on a shared machine, everyone else's work.
+ */
+export function cpuAccountLine(a: CpuAccount, filesOwnAndStartedMs: number): string {
+  const s = (ms: number) => (ms / 1000).toFixed(0);
+  const unreported = Math.max(0, a.runnerChildrenMs - filesOwnAndStartedMs);
+  const elsewhere = a.machine.busyMs - a.runnerChildrenMs - a.runnerOwnMs - a.serversMs;
+  return (
+    `machine CPU over the run: ${s(a.machine.busyMs)} s (niced ${s(a.machine.nicedMs)} s); per-file sum ${s(a.filesMs)} s; ` +
+    `servers ${s(a.serversMs)} s in all; waited for by this runner ${s(a.runnerChildrenMs)} s (${s(unreported)} s of it not in a file's figure: ` +
+    `the web build, initdb, files that died unreported); this runner ${s(a.runnerOwnMs)} s; ` +
+    `unaccounted ${s(elsewhere)} s (orphaned processes, the niced type-check, other users of the machine)`
+  );
 }
