@@ -14,7 +14,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createPool } from "@ttip/runtime";
 import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
-import { eventually } from "@ttip/runtime/testing";
+import { eventually, initializedPgliteFolder } from "@ttip/runtime/testing";
 import { startBoundaryPlatform, type BoundaryPlatform } from "./boundary-harness.js";
 
 async function codeOf(call: Promise<unknown>): Promise<ConnectError> {
@@ -172,7 +172,9 @@ describe("bad input through the gateway", () => {
 });
 
 test("item 3: a statement PostgreSQL refuses does not break the one connection everybody shares (PGlite)", async () => {
-  const postgres = await startEmbeddedPostgres();
+  // Already through PGlite's initdb (4 s of CPU): what is tested is the one connection, not a first start.
+  const data = await initializedPgliteFolder();
+  const postgres = await startEmbeddedPostgres(data.dir);
   const pool = createPool(postgres.url, { max: 1 });
   try {
     await pool.query("CREATE TABLE notes (body text)");
@@ -184,5 +186,6 @@ test("item 3: a statement PostgreSQL refuses does not break the one connection e
   } finally {
     await pool.end();
     await postgres.close();
+    data.remove();
   }
 });

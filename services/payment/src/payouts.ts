@@ -305,52 +305,71 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
  * ones that never left (a crash before sending) are sent.
  */
 export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
-  const { pool, logger } = deps.ctx;
-  const config = deps.config();
+  const leased = await leaseDuePayouts(deps, limit);
+  for (const p of leased) await reconcilePayout(deps, p);
+  return leased.length;
+}
+
+/**
+ * An admin's re-query of one open payout (made due first): that payout alone, leased and driven as a pass
+ * would (never two at once, never sent twice); none of the pass's other payouts, whose failures are not the
+ * admin's answer. False when it was not due or a pass holds it now.
+ */
+export async function requeryPayout(deps: PayoutDeps, payoutId: string): Promise<boolean> {
+  const [p] = await leaseDuePayouts(deps, 1, payoutId);
+  if (p) await reconcilePayout(deps, p);
+  return p !== undefined;
+}
+
+/** Payouts due for a step (or `payoutId` alone, if due), leased so that no other replica works on them meanwhile. */
+async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: string): Promise<Payout[]> {
   // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
-  const clock = clockOf(deps.ctx);
-  const leased = await withTransaction(pool, async (tx) => {
+  const dueBy = new Date(clockOf(deps.ctx).now());
+  return withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<PayoutRow>(
       `SELECT * FROM payment.payouts
         WHERE (status IN ('pending', 'resolving') AND next_check_at <= $2 OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
-          AND (lease_until IS NULL OR lease_until < now())
+          AND (lease_until IS NULL OR lease_until < now())${payoutId ? " AND payout_id = $3" : ""}
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit, new Date(clock.now())],
+      payoutId ? [limit, dueBy, payoutId] : [limit, dueBy],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])", [
-        rows.map((r) => r.payout_id), config.reconcileLeaseMs ?? 120_000,
+        rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs ?? 120_000,
       ]);
     }
     return rows.map(payoutOf);
   });
-  for (const p of leased) {
-    try {
-      if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payoutId);
-      else if (p.b2cState === "new") await sendPayout(deps, p);
-      else if (config.daraja && config.callbackBaseUrl) {
-        // 'sending' after a crash is as unknown as a timeout.
-        const base = config.callbackBaseUrl;
-        await deps.daraja().transactionStatus({
-          originalConversationId: p.payoutId,
-          transactionId: p.mpesaReceipt ?? undefined,
-          resultUrl: callbackUrl(base, "status/result", p.callbackToken),
-          queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
-          remarks: "payout status",
-        });
-        await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payoutId]);
-      }
-    } catch (err) {
-      logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
-    } finally {
-      const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.statusQueries, 5));
-      await pool.query(
-        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
-        [p.payoutId, backoffMs, new Date(clock.now())],
-      );
+}
+
+/** One leased payout's step (settle its hold, send it if it never left, or ask its status), then its lease let go with its next check. */
+async function reconcilePayout(deps: PayoutDeps, p: Payout): Promise<void> {
+  const { pool, logger } = deps.ctx;
+  const config = deps.config();
+  try {
+    if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payoutId);
+    else if (p.b2cState === "new") await sendPayout(deps, p);
+    else if (config.daraja && config.callbackBaseUrl) {
+      // 'sending' after a crash is as unknown as a timeout.
+      const base = config.callbackBaseUrl;
+      await deps.daraja().transactionStatus({
+        originalConversationId: p.payoutId,
+        transactionId: p.mpesaReceipt ?? undefined,
+        resultUrl: callbackUrl(base, "status/result", p.callbackToken),
+        queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
+        remarks: "payout status",
+      });
+      await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payoutId]);
     }
+  } catch (err) {
+    logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
+  } finally {
+    const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.statusQueries, 5));
+    await pool.query(
+      "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
+      [p.payoutId, backoffMs, new Date(clockOf(deps.ctx).now())],
+    );
   }
-  return leased.length;
 }
 
 /**

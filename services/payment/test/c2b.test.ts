@@ -855,6 +855,32 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = 'set-aside' WHERE trans_id = $1", [stuck.transId]);
   });
 
+  test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
+    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
+    const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(
+      "SELECT callback_id, outcome, attempts FROM payment.callbacks WHERE source = 'mpesa_c2b' AND position($1 in convert_from(raw_body, 'UTF8')) > 0", [transId])).rows[0];
+    const [stuckId, nextId] = [(await callbackOf(stuck.transId)).callback_id, (await callbackOf(next.transId)).callback_id];
+    // Both stored but never applied (as if the process had died) and older than any other; stuck's recording refused every time.
+    await h.t.db.pool.query("UPDATE payment.callbacks SET outcome = 'received', attempts = 0, received_at = '2001-01-01T00:00:00Z' WHERE callback_id = $1", [stuckId]);
+    await h.t.db.pool.query("UPDATE payment.callbacks SET outcome = 'received', attempts = 0, received_at = '2001-01-01T00:00:01Z' WHERE callback_id = $1", [nextId]);
+    const trigger = `c2b_test_refuse_${stuckId.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF outcome ON payment.callbacks FOR EACH ROW
+      WHEN (NEW.callback_id = '${stuckId}'::uuid AND NEW.outcome <> 'received') EXECUTE FUNCTION payment.${trigger}()`);
+    try {
+      for (let pass = 0; pass < 3; pass++) await internal.reconcilePending({ limit: 1 });
+      assert.equal((await callbackOf(stuck.transId)).outcome, "received");
+      assert.ok((await callbackOf(stuck.transId)).attempts >= 1);
+      assert.notEqual((await callbackOf(next.transId)).outcome, "received", "applied by a pass after the failing one's");
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.callbacks`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    // Once PostgreSQL takes it, a pass applies it too.
+    await internal.reconcilePending({ limit: 100 });
+    assert.notEqual((await callbackOf(stuck.transId)).outcome, "received");
+  });
+
   test("an admin matches a suspense payment to a worker (credited from suspense, once) or leaves it for refund", async () => {
     const w = await worker();
     const first = await h.sim.c2b.pay({ billRefNumber: "ZZZZZZ", amount: 300, skipValidation: true });

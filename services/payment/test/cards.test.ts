@@ -300,6 +300,45 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.deepEqual(rows.slice(-2).map((r) => r.outcome), ["being_applied", "duplicate"]);
   });
 
+  test("a delivery whose apply fails after its claim lapsed lets go of no other delivery's claim: the event stays held by the one that claimed it since", async () => {
+    const { tip } = await paid(randomUUID());
+    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
+    await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
+    const applyingQuery = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
+    const claimedUntil = async () =>
+      (await h.t.db.pool.query("SELECT claimed_until::text AS until FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id])).rows[0]?.until as string | null;
+    const holder = await h.t.db.pool.connect();
+    let failed: number;
+    let other: string;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE payment.tips IN ACCESS EXCLUSIVE MODE");
+      const first = h.stripe.redeliver(ev.id);
+      await eventually(async () => (await h.t.db.pool.query(`SELECT count(*)::int AS n ${applyingQuery}`)).rows[0].n === 1, "the first delivery applying the event");
+      // Its lease past, another delivery claims the event (the claim statement's own effect) and is applying it.
+      other = (await h.t.db.pool.query(
+        `UPDATE payment.card_events SET claimed_until = now() + interval '120 seconds' WHERE provider = 'stripe' AND event_id = $1
+          RETURNING claimed_until::text AS until`, [ev.id])).rows[0].until;
+      // The first delivery's apply fails.
+      await h.t.db.pool.query(`SELECT pg_cancel_backend(pid) ${applyingQuery}`);
+      failed = await first;
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    assert.equal(failed, 500, "the failed apply asks Stripe to send it again");
+    assert.equal(await claimedUntil(), other, "the other delivery's claim stands");
+    // So a delivery arriving meanwhile is refused, not applied beside the one holding it.
+    assert.equal(await h.stripe.redeliver(ev.id), 409);
+    // Once that claim is let go, a delivery applies it.
+    await h.t.db.pool.query("UPDATE payment.card_events SET claimed_until = NULL WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
+    assert.equal(await h.stripe.redeliver(ev.id), 200);
+    assert.equal(await h.stripe.redeliver(ev.id), 200, "then a duplicate");
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'stripe' AND external_reference = $1 ORDER BY received_at", [ev.id]);
+    assert.equal(rows.at(-1)!.outcome, "duplicate");
+  });
+
   test("a lost webhook: reconciliation asks Stripe, captures and credits", async () => {
     const worker = randomUUID();
     const r = await cardTip(worker);

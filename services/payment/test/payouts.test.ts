@@ -251,6 +251,41 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(s.settings!.autoPayout, false);
   });
 
+  test("an admin's re-query asks about that payout alone: another due payout whose lease PostgreSQL refuses to let go does not answer the admin an error", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const [mine, theirs] = [phone("0003"), phone("0003")]; // lost_result: paid, only a status query tells
+    const target = await onlyPayout(await tippedWorker(mine));
+    const other = await onlyPayout(await tippedWorker(theirs));
+    const row = async (payoutId: string) =>
+      (await h.t.db.pool.query("SELECT b2c_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status_queries: number };
+    await eventually(async () => (await row(target.payoutId)).b2c_state === "sent" && (await row(other.payoutId)).b2c_state === "sent", "both sent");
+    // The other payout due before this one, and any statement letting go of its lease refused.
+    await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 hour' WHERE payout_id = $1", [other.payoutId]);
+    const trigger = `payout_test_refuse_${other.payoutId.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'lease release refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF lease_until ON payment.payouts FOR EACH ROW
+      WHEN (NEW.payout_id = '${other.payoutId}'::uuid AND OLD.lease_until IS NOT NULL AND NEW.lease_until IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    try {
+      const r = await finance.requeryPayment({ subject: { case: "payoutId", value: target.payoutId } });
+      assert.equal(r.payout!.payoutId, target.payoutId);
+      assert.equal(r.payout!.status, PayoutStatus.RESOLVING, "its status asked");
+      assert.equal((await row(target.payoutId)).status_queries, 1);
+      assert.equal((await row(other.payoutId)).status_queries, 0, "the other payout not asked about");
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.payouts`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    await h.sim.idle();
+    const done = await eventually(async () => {
+      const p = await onlyPayout(target.workerId);
+      return p.status === PayoutStatus.SUCCEEDED && p;
+    }, "the status result settled it");
+    assert.equal(done.mpesaReceipt, b2cTo(mine)[0].receipt);
+    assert.equal(b2cTo(mine).length, 1, "sent once");
+    assert.equal(b2cTo(theirs).length, 1, "sent once");
+    await eventually(async () => (await holdState(target.payoutId)) === "settled", "hold settled");
+  });
+
   test("saved M-Pesa numbers: the first is the default, one default at a time, masked, removable by their owner only", async () => {
     const owner = randomUUID();
     const me = h.t.client(PaymentService, { subject: owner, roles: ["customer"] });

@@ -1,17 +1,16 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { test } from "node:test";
 import { startEmbeddedPostgres } from "../src/embedded.js";
 import { Metrics, startServer, StartupError } from "../src/index.js";
-import { captureLogger } from "../src/testing/index.js";
+import { captureLogger, initializedPgliteFolder } from "../src/testing/index.js";
 
 test("item 14: a second embedded Postgres on the same data folder is refused with a sentence; a stale lock is taken over", async () => {
-  const root = await mkdtemp(path.join(os.tmpdir(), "ttip-lock-"));
-  const dataDir = path.join(root, ".data", "pglite");
+  // Already through PGlite's initdb (4 s of CPU): what is tested is the folder's lock.
+  const data = await initializedPgliteFolder();
+  const dataDir = data.dir;
   try {
     const first = await startEmbeddedPostgres(dataDir);
     try {
@@ -34,7 +33,7 @@ test("item 14: a second embedded Postgres on the same data folder is refused wit
       await first.close().catch(() => undefined);
     }
   } finally {
-    await rm(root, { recursive: true, force: true });
+    data.remove();
   }
 });
 

@@ -26,6 +26,9 @@ import {
   type ShareRow,
 } from "./store.js";
 
+/** How many plans left 'posting' one background pass finishes. */
+const FINISH_BATCH = 20;
+
 /** The wallet posts at most 100 lines per entry: the pool's and 98 shares, with room to spare. */
 export const MAX_PAID_MEMBERS = 98;
 
@@ -175,9 +178,14 @@ export class Distributions {
       entryId = entry!.entryId;
     } catch (err) {
       const e = ConnectError.from(err);
-      // The key holds another split (the ledger compares a retry with what it posted): money moved under it, and the
-      // ledger refuses any other split of the period, so the plan keeps the period (left 'posting', for support).
-      if (e.code === Code.AlreadyExists) throw new InvalidStateError(`period: the ledger holds another split under this distribution's key: ${e.rawMessage}`);
+      // The key holds another split (the ledger compares a retry's money and period with what it posted, not its
+      // wording): money moved under it, and the ledger refuses any other split of the period, so the plan keeps the
+      // period (left 'posting', for support). Only a bug gets here: the saved shares changed after they were posted
+      // (they are immutable), or something else posted under the key. Every retry is refused alike: backed off.
+      if (e.code === Code.AlreadyExists) {
+        await this.deferKeyConflict(d.distribution_id, e.rawMessage);
+        throw new InvalidStateError(`period: the ledger holds another split under this distribution's key: ${e.rawMessage}`);
+      }
       if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument) {
         // The ledger will never take this plan (takings changed, overlap): give the period back.
         await withTransaction(this.pool, async (tx) => {
@@ -218,11 +226,27 @@ export class Distributions {
     });
   }
 
-  /** Finishes plans left 'posting' by a crash or a wallet outage. */
-  async finishPending(olderThanMs: number): Promise<number> {
+  /**
+   * A plan whose key holds another split in the ledger: tried again after a wait that doubles with each refusal
+   * (a minute, up to a day), so that such plans do not take every background pass's batch ahead of newer ones.
+   */
+  private async deferKeyConflict(distributionId: string, reason: string): Promise<void> {
+    const { rows: [r] } = await this.pool.query<{ key_conflicts: number; next_try_at: Date }>(
+      `UPDATE venue.distributions SET key_conflicts = key_conflicts + 1,
+         next_try_at = now() + least(interval '1 day', interval '1 minute' * power(2, least(key_conflicts, 11)))
+        WHERE distribution_id = $1 AND status = 'posting' RETURNING key_conflicts, next_try_at`,
+      [distributionId],
+    );
+    if (r) this.logger.error({ distributionId, refusals: r.key_conflicts, nextTryAt: r.next_try_at, reason }, "the ledger holds another split under this distribution's key; support must look");
+  }
+
+  /** Finishes plans left 'posting' by a crash or a wallet outage, oldest first; at most `limit` per pass. */
+  async finishPending(olderThanMs: number, limit = FINISH_BATCH): Promise<number> {
     const { rows } = await this.pool.query<{ distribution_id: string; venue_id: string }>(
-      `SELECT distribution_id, venue_id FROM venue.distributions WHERE status = 'posting' AND created_at < now() - make_interval(secs => $1::double precision / 1000) ORDER BY created_at LIMIT 20`,
-      [olderThanMs],
+      `SELECT distribution_id, venue_id FROM venue.distributions
+        WHERE status = 'posting' AND created_at < now() - make_interval(secs => $1::double precision / 1000) AND (next_try_at IS NULL OR next_try_at <= now())
+        ORDER BY created_at LIMIT $2`,
+      [olderThanMs, limit],
     );
     let done = 0;
     for (const r of rows) {

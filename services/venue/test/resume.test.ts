@@ -90,6 +90,54 @@ describe("distributions finished after a failure, once", () => {
     assert.equal(await shareEvents(d.distribution_id), 2);
   });
 
+  test("plans the ledger refuses under their key are tried again later and later, so a pass's batch is left to newer plans", async () => {
+    const asked = new Map<string, number>();
+    // The venue's distribution logic, counting the plans it asks the ledger to post.
+    const counting = (): Distributions => {
+      const live = h.t.ctx.peers("wallet");
+      const wallet: Transport = {
+        unary: (method, signal, timeoutMs, header, input, ...rest) => {
+          if (method.name === "PostPoolDistribution") {
+            const id = (input as { distributionId: string }).distributionId;
+            asked.set(id, (asked.get(id) ?? 0) + 1);
+          }
+          return live.unary(method, signal, timeoutMs, header, input, ...rest);
+        },
+        stream: live.stream,
+      };
+      return new Distributions({ ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet : h.t.ctx.peers(name)) });
+    };
+    const stuck = await readyVenue();
+    await assert.rejects(withoutWallet().confirm({ venueId: stuck.v.venueId, name: "Resume Bar", currency: "KES", active: true }, stuck.p, "manager-1"));
+    const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [stuck.v.venueId]);
+    await h.walletInternal.postPoolDistribution({
+      venueId: stuck.v.venueId, currency: "KES", start: timestampFromDate(d.period_start), end: timestampFromDate(d.period_end), distributionId: d.distribution_id,
+      shares: [{ workerId: stuck.a.workerId, amount: { amountMinor: 30_000n, currency: "KES" }, memo: "" }],
+      idempotencyKey: `venue-distribution:${d.distribution_id}`, description: "another split",
+    });
+    const newer = await readyVenue();
+    await assert.rejects(withoutWallet().confirm({ venueId: newer.v.venueId, name: "Resume Bar", currency: "KES", active: true }, newer.p, "manager-1"));
+    const { rows: [n] } = await h.t.db.pool.query("SELECT distribution_id FROM venue.distributions WHERE venue_id = $1", [newer.v.venueId]);
+    const statusOf = async (id: string) => (await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [id])).rows[0].status;
+    // Passes of one plan each: the first takes the older, refused; the next finishes the newer, not the refused one again.
+    assert.equal(await counting().finishPending(0, 1), 0);
+    assert.equal(asked.get(d.distribution_id), 1);
+    assert.equal(await counting().finishPending(0, 1), 1);
+    assert.equal(asked.get(d.distribution_id), 1, "the refused plan not asked about again at once");
+    assert.equal(asked.get(n.distribution_id), 1);
+    assert.equal(await statusOf(n.distribution_id), "confirmed");
+    // Its wait over, it is asked again; refused again, it waits longer.
+    const wait = async () => (await h.t.db.pool.query<{ s: number }>(
+      "SELECT extract(epoch FROM next_try_at - now())::float8 AS s FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id])).rows[0].s;
+    const first = await wait();
+    await h.t.db.pool.query("UPDATE venue.distributions SET next_try_at = now() WHERE distribution_id = $1", [d.distribution_id]);
+    assert.equal(await counting().finishPending(0, 1), 0);
+    assert.equal(asked.get(d.distribution_id), 2);
+    assert.ok(await wait() > first, "a longer wait after the second refusal");
+    assert.equal(await statusOf(d.distribution_id), "posting", "the period stays taken");
+    assert.equal(await entries(d.distribution_id), 1);
+  });
+
   test("the ledger holds another split under the distribution's key: the plan is not abandoned (its key's money moved), nothing more is posted", async () => {
     const { v, a, b, p } = await readyVenue();
     const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };

@@ -78,17 +78,20 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
   // Once per event id: a redelivery of an applied event changes nothing; one arriving while another
   // delivery applies the event is refused (the provider sends it again), not applied beside it.
   const claim = await claimCardEvent(pool, providerName, event, callbackId);
-  if (claim === "applied") {
+  if (claim.state === "applied") {
     await outcome("duplicate", { ref: event.eventId, matched: true });
     return reply(res, 200, { received: true, duplicate: true });
   }
-  if (claim === "being_applied") {
+  if (claim.state === "being_applied") {
     await outcome("being_applied", { ref: event.eventId, matched: true });
     return reply(res, 409, { error: "another delivery of this event is being applied; send it again later" });
   }
+  const held = claim.until;
   const { result, tipId } = await applyCardEvent(deps, provider, event).catch(async (err: unknown) => {
-    // Not applied: the next delivery may claim it at once.
-    await pool.query("UPDATE payment.card_events SET claimed_until = NULL WHERE provider = $1 AND event_id = $2", [providerName, event.eventId]).catch(() => undefined);
+    // Not applied: the next delivery may claim it at once, unless this one's claim lapsed meanwhile and
+    // another delivery holds the event now (its claim is its own to let go).
+    await pool.query("UPDATE payment.card_events SET claimed_until = NULL WHERE provider = $1 AND event_id = $2 AND claimed_until = $3::timestamptz",
+      [providerName, event.eventId, held]).catch(() => undefined);
     throw err;
   });
   await pool.query("UPDATE payment.card_events SET applied_at = now(), outcome = $3, tip_id = $4 WHERE provider = $1 AND event_id = $2",
@@ -101,21 +104,29 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
 const CARD_EVENT_CLAIM_MS = 120_000;
 
 /**
+ * A delivery's claim on its event. `until` (claimed_until as PostgreSQL's text, to the microsecond) names
+ * the claim: a later claim is taken only once this one has lapsed (or was let go), at now() + the lease, so
+ * it is always later; no two claims of one event share it.
+ */
+type CardEventClaim = { state: "claimed"; until: string } | { state: "applied" } | { state: "being_applied" };
+
+/**
  * Claims an event for this delivery, in one statement: recorded and claimed if new; claimed if unapplied and
  * unclaimed (or its claim lapsed); otherwise answers whether it was applied or another delivery holds it.
  */
-async function claimCardEvent(pool: Queryable, providerName: string, event: CardEvent, callbackId: string): Promise<"claimed" | "applied" | "being_applied"> {
-  const { rowCount } = await pool.query(
+async function claimCardEvent(pool: Queryable, providerName: string, event: CardEvent, callbackId: string): Promise<CardEventClaim> {
+  const { rows: [claimed] } = await pool.query<{ until: string }>(
     `INSERT INTO payment.card_events (provider, event_id, type, callback_id, claimed_until)
      VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::double precision / 1000))
      ON CONFLICT (provider, event_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
-      WHERE payment.card_events.applied_at IS NULL AND (payment.card_events.claimed_until IS NULL OR payment.card_events.claimed_until < now())`,
+      WHERE payment.card_events.applied_at IS NULL AND (payment.card_events.claimed_until IS NULL OR payment.card_events.claimed_until < now())
+     RETURNING claimed_until::text AS until`,
     [providerName, event.eventId, event.type, callbackId, CARD_EVENT_CLAIM_MS],
   );
-  if (rowCount) return "claimed";
+  if (claimed) return { state: "claimed", until: claimed.until };
   const { rows } = await pool.query<{ applied: boolean }>("SELECT applied_at IS NOT NULL AS applied FROM payment.card_events WHERE provider = $1 AND event_id = $2",
     [providerName, event.eventId]);
-  return rows[0]?.applied ? "applied" : "being_applied";
+  return rows[0]?.applied ? { state: "applied" } : { state: "being_applied" };
 }
 
 /** Applies one verified event; each branch is idempotent by itself too (state checks, ledger keys). */

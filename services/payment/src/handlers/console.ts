@@ -9,7 +9,7 @@ import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { PaymentHandlerContext } from "./context.js";
 import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback } from "../convert.js";
-import { reconcilePayouts } from "../payouts.js";
+import { requeryPayout } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
 import { requeryTip } from "../tips.js";
 import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
@@ -21,8 +21,6 @@ import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 import { kes } from "../money.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
-/** A payout's re-query runs the payout reconciler over at most this many due payouts (the one asked for is due first). */
-const REQUERY_BATCH = 20;
 
 interface CommonFilters {
   from?: Timestamp;
@@ -186,12 +184,12 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
     if (payout.status !== "pending" && payout.status !== "resolving") {
       throw new InvalidStateError(`payout_id: the payout is ${payout.status.replace(/_/g, " ")}: nothing to re-query`);
     }
-    // A status query, or the first send of one never sent: the reconciler never sends a payout twice.
+    // A status query, or the first send of one never sent, under the reconciler's lease: never sent twice.
     await withTransaction(pool, async (tx) => {
       await makePayoutDue(tx, payoutId);
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.workerId });
     });
-    await reconcilePayouts(deps, REQUERY_BATCH);
+    await requeryPayout(deps, payoutId);
     return { payout: payoutMessage((await loadPayout(pool, payoutId))!) };
   };
 }

@@ -15,6 +15,7 @@ export * from "./raw-http.js";
 export * from "./held-timer.js";
 export * from "./days.js";
 export * from "./source-loader.js";
+export * from "./pglite-folder.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */
 export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
