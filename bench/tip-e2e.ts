@@ -537,7 +537,7 @@ async function gatewayAgainstDirect(customers: { run(r: CustomersRun): Promise<C
   for (const path of ["gateway", "direct"] as const) if (failed[path]) console.log(`  CreateTip ${path === "gateway" ? "through the gateway" : "straight to payment"}:${failed[path]}`);
   const [g, d] = [latencies.gateway.sort((a, b) => a - b), latencies.direct.sort((a, b) => a - b)];
   const added = (q: number) => `${((percentile(g, q) / percentile(d, q) - 1) * 100).toFixed(0)}%`;
-  console.log(`  CreateTip at concurrency ${concurrency}, ${directRounds} alternated rounds of ${directSeconds} s each way: through the gateway p50 ${ms(percentile(g, 0.5))} p99 ${ms(percentile(g, 0.99))} (${g.length} tips);` +
+  console.log(`  CreateTip at concurrency ${concurrency}, ${directRounds} alternated rounds of ${directSeconds} s each way: through the gateway p50 ${ms(percentile(g, 0.5))} p99 ${ms(percentile(g, 0.99))} (${g.length} calls, failed ones too);` +
     ` straight to payment p50 ${ms(percentile(d, 0.5))} p99 ${ms(percentile(d, 0.99))} (${d.length}); the gateway adds ${added(0.5)} at p50, ${added(0.99)} at p99 (#20: at most 30%)`);
 }
 
@@ -770,7 +770,7 @@ try {
     if (warmupSeconds > 0) {
       const t0 = performance.now();
       const warm = await customers.run({ concurrency, seconds: warmupSeconds, connections: connectionsFor(concurrency) });
-      console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)` +
+      console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} CreateTip calls (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)` +
         failedTips(warm));
     }
     if (grownTips > 0 && concurrency === concurrencies[0]) await growAfterWarmup();
@@ -931,7 +931,7 @@ try {
     console.log(`  ${await busiestWorker()} (the bench's limit ${BENCH_WORKER_TIPS_PER_WINDOW}: its tips past it are held for review); held for review in the run: ${rows.filter((r) => r.status === "held_for_review").length}`);
     completedPerSecond.set(concurrency, credited.length / elapsed);
     console.log(`  completed tips/s (created -> SUCCEEDED and credited): ${(credited.length / elapsed).toFixed(0)}`);
-    console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
+    console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}  (${createLatencies.length} calls, failed ones too)`);
     console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
     console.log(`  callback sent -> wallet entry posted: p50 ${ms(percentile(toCredited, 0.5))}  p95 ${ms(percentile(toCredited, 0.95))}  p99 ${ms(percentile(toCredited, 0.99))}`);
     console.log(`    of which: success decided -> wallet posting written p50 ${ms(percentile(decidedToPosted, 0.5))} p99 ${ms(percentile(decidedToPosted, 0.99))};` +

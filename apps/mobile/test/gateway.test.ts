@@ -2,22 +2,17 @@
 // platform as make run serves it: the phone's software device key against the real
 // auth service, the payout against the Daraja simulator.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
 import { startGatewayRecorder } from "./gateway-recorder.js";
+import { runJest } from "./run-jest.js";
 
-const app = fileURLToPath(new URL("..", import.meta.url));
 /** What the spec's push registrar gives the app as this phone's FCM token. */
 const PUSH_TOKEN = "fcm-gateway-test-token-0123456789";
 
@@ -63,38 +58,19 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
     // The OTP resend wait (1 s in the harness) after the sign-up's own code: the clock moves past it.
     h.clock.advance(1_100);
 
-    const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-mobile-gw-"));
-    const out = path.join(dir, "result.json");
-    try {
-      const whole = available / 100n;
-      const child = spawn(path.join(app, "scripts/with-node.sh"), ["npx", "jest", "-c", "jest.gateway.config.js", "--ci", "--forceExit", "--maxWorkers=1", "--json", `--outputFile=${out}`], {
-        cwd: app,
-        stdio: ["ignore", "ignore", "pipe"],
-        env: {
-          ...process.env,
-          CI: "1",
-          // The web app's build may have set production for this process; React's act needs development.
-          NODE_ENV: "test",
-          // The app reaches the gateway through the recorder, which notes how it spoke.
-          TTIP_GATEWAY_URL: recorder!.url,
-          TTIP_OTP_URL: `http://127.0.0.1:${(otpServer.address() as AddressInfo).port}/otp`,
-          TTIP_WORKER_PHONE: worker.phone,
-          TTIP_WORKER_PIN: worker.pin,
-          TTIP_WORKER_ID: worker.id,
-          TTIP_EXPECT_AVAILABLE: `KES ${whole.toLocaleString("en")}${available % 100n ? `.${String(available % 100n).padStart(2, "0")}` : ""}`,
-        },
-      });
-      let stderr = "";
-      child.stderr.on("data", (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-20_000)));
-      const code = await new Promise<number | null>((r) => child.once("exit", r));
-      assert.ok(existsSync(out), `jest wrote no result (exit ${code}):\n${stderr}`);
-      const result = JSON.parse(readFileSync(out, "utf8")) as { numTotalTests: number; testResults: { message: string; assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[] };
-      assert.equal(result.numTotalTests, 1, result.testResults.map((r) => r.message).join("\n"));
-      for (const a of result.testResults.flatMap((r) => r.assertionResults)) {
-        await t.test(a.fullName, () => assert.equal(a.status, "passed", a.failureMessages.join("\n")));
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    const whole = available / 100n;
+    const result = await runJest("src/__gateway__/", {
+      // The app reaches the gateway through the recorder, which notes how it spoke.
+      TTIP_GATEWAY_URL: recorder!.url,
+      TTIP_OTP_URL: `http://127.0.0.1:${(otpServer.address() as AddressInfo).port}/otp`,
+      TTIP_WORKER_PHONE: worker.phone,
+      TTIP_WORKER_PIN: worker.pin,
+      TTIP_WORKER_ID: worker.id,
+      TTIP_EXPECT_AVAILABLE: `KES ${whole.toLocaleString("en")}${available % 100n ? `.${String(available % 100n).padStart(2, "0")}` : ""}`,
+    });
+    assert.equal(result.numTotalTests, 1, result.testResults.map((r) => r.message).join("\n"));
+    for (const a of result.testResults.flatMap((r) => r.assertionResults)) {
+      await t.test(a.fullName, () => assert.equal(a.status, "passed", a.failureMessages.join("\n")));
     }
     // The app spoke binary protobuf to the gateway: every call it made, sign-in to payout.
     const rpcs = recorder!.rpcs();

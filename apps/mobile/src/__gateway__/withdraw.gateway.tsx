@@ -94,4 +94,4 @@ test("a worker signs in on the phone and withdraws with the phone's device key, 
   expect(screen.getByTestId("receipt")).toHaveTextContent(/M-Pesa receipt \w+/);
   expect(prompts).toEqual(["Confirm the withdrawal of KES 150"]);
   expect(secure.data.get(`device_key.${env("TTIP_WORKER_ID")}`)).toMatch(/"deviceId":"[0-9a-f-]{36}"/);
-});
+}, 120_000);

@@ -44,7 +44,7 @@ export interface StripeSimulator {
   closeDispute(disputeId: string, status: "won" | "lost"): Promise<void>;
   /** Pays the available balance out to the bank (a payout and its balance transaction). */
   payout(currency: string): Promise<string | undefined>;
-  /** Sends an event again, as Stripe's retries do. */
+  /** Sends an event again once, as a resend from Stripe's dashboard does (a failure is not retried by itself). */
   redeliver(eventId: string): Promise<number>;
   /** Stops delivering webhooks (they are still recorded) until resumed. */
   pauseWebhooks(paused: boolean): void;
@@ -165,7 +165,7 @@ export async function startStripeSimulator(options: StripeSimulatorOptions = {})
     redeliver: async (eventId) => {
       const ev = sim.events.find((e) => e.id === eventId);
       if (!ev) throw new Error(`no event ${eventId}`);
-      return sim.deliver(ev);
+      return sim.deliver(ev, false);
     },
     pauseWebhooks: (p) => {
       sim.paused = p;
