@@ -63,7 +63,8 @@ describe("admin console states in chromium", () => {
     await detail.getByRole("button", { name: "Confirm release payouts" }).click();
     await detail.getByTestId("payout-hold").filter({ hasText: "Payouts run: no hold." }).waitFor();
     assert.equal(await detail.getByRole("button", { name: "Release payouts" }).count(), 0);
-    // Releasing what is not held: the same precise refusal (the gateway wants the device step-up first).
+    // A release through the gateway without the device's step-up is refused before payment sees it (payment's own
+    // refusal of a release of a worker not held is services/payment/test/console-roles.test.ts's).
     assert.equal((await refusal(payment.releasePayouts({ workerId: worker.userId, idempotencyKey: `release-${worker.userId}` })))?.code, Code.PermissionDenied);
 
     const released = await eventually("the release in the audit log", async () =>
