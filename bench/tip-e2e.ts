@@ -316,7 +316,8 @@ async function deployProcess(common: Record<string, string>, own: Record<string,
   // The processes apart reach every service by its URL (this process's too, known once they listen).
   const peerUrls = Object.fromEntries([...platform.urls].map(([name, url]) => [`${name.toUpperCase()}_URL`, url]));
   for (const env of envs.values()) Object.assign(env, peerUrls);
-  for (const p of others.values()) await p.start();
+  // A child's start (the loader, every service's import, migrations) took over 60 s at load 40.
+  for (const p of others.values()) await p.start(180_000);
   return {
     gatewayUrl: platform.gatewayUrl,
     pids: new Map([["platform", process.pid], ...[...others].map(([name, p]) => [name, p.pid!] as const)]),

@@ -1,5 +1,5 @@
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from "pino";
-import { traceLogFields } from "./tracing.js";
+import { traceLogFields } from "./trace-log-fields.js";
 
 export type { Logger };
 

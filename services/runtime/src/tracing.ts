@@ -4,6 +4,7 @@ import type { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
 import { z } from "zod";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { env as vars, loadConfig, type Env } from "./config.js";
+import { setLogTraceApi } from "./trace-log-fields.js";
 
 /**
  * OpenTelemetry traces, off unless an OTLP/HTTP endpoint is configured. While
@@ -101,10 +102,14 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
   });
   const started: On = { api, w3c: new core.W3CTraceContextPropagator(), tracer: provider.getTracer("ttip"), provider };
   on = started;
+  setLogTraceApi(api.trace);
   return {
     flush: () => provider.forceFlush(),
     stop: async () => {
-      if (on === started) on = undefined;
+      if (on === started) {
+        on = undefined;
+        setLogTraceApi(undefined);
+      }
       await provider.shutdown();
     },
   };
@@ -113,13 +118,6 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
 /** Whether spans are being recorded. */
 export function tracingEnabled(): boolean {
   return on !== undefined;
-}
-
-/** trace_id and span_id of the active span, for log lines (a pino mixin). */
-export function traceLogFields(): Record<string, string> {
-  if (!on) return {};
-  const span = on.api.trace.getActiveSpan()?.spanContext();
-  return span ? { trace_id: span.traceId, span_id: span.spanId } : {};
 }
 
 function traceparentOf(t: On, ctx: Context): string | undefined {

@@ -44,7 +44,8 @@ export interface InProcessOptions {
 /** Starts `module` in this process for one test file: migrated, its background work started, its RPCs callable without a server. */
 export async function startInProcessService(module: ServiceModule, options: InProcessOptions = {}): Promise<InProcessService> {
   const logger = options.logger ?? captureLogger("silent").logger;
-  const db = await createTestDatabase();
+  // Already migrated (a template's copy): migrate() below finds every file applied and checks its checksum.
+  const db = await createTestDatabase({ migrated: [...(options.with ?? []), module] });
   // The clock also times the bus's duplicate window: a test moves past it to deliver an event again.
   const bus = new InProcessBus(logger, 50, {}, options.clock);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);

@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import pg from "pg";
 import type { Pool } from "../db.js";
 import { createLogger, type Logger } from "../log.js";
+import type { MigratedSchema } from "./migrated-template.js";
 
 export * from "./eventually.js";
 export * from "./servers.js";
@@ -40,14 +41,29 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+export interface TestDatabaseOptions {
+  /**
+   * Schemas the database starts with, migrated as migrate() would (a copy of a template migrated
+   * once per test server: migrated-template.ts). The service starters pass their modules; a test of
+   * migrations themselves leaves this out and migrates an empty database.
+   */
+  migrated?: readonly MigratedSchema[];
+}
+
 /** A fresh database on the test server, so test files never see each other's rows. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   // Loaded on first use, as the service starters below are: a file that never asks for a database skips them.
   const [{ createPool }, { KEEP_PUBLISHED }] = await Promise.all([import("../db.js"), import("../outbox.js")]);
   const admin = new pg.Client({ connectionString: testEnv().databaseUrl });
   await admin.connect();
   const name = uniqueName("ttip_test_");
-  await admin.query(`CREATE DATABASE ${name}`);
+  if (options.migrated?.length) {
+    const { migratedTemplate } = await import("./migrated-template.js");
+    const template = await migratedTemplate(admin, testEnv().databaseUrl, options.migrated);
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+  } else {
+    await admin.query(`CREATE DATABASE ${name}`);
+  }
   // Tests read the events a service wrote from its outbox: the relay marks them published instead of deleting them.
   await admin.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
   await admin.end();

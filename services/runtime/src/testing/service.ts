@@ -44,7 +44,8 @@ export interface TestServiceOptions {
  */
 export async function startTestService(module: ServiceModule, options: TestServiceOptions = {}): Promise<TestService> {
   const logger = options.logger ?? captureLogger("silent").logger;
-  const db = await createTestDatabase();
+  // Already migrated (a template's copy): the starts below find every file applied and check its checksum.
+  const db = await createTestDatabase({ migrated: [...(options.with ?? []), module] });
   const bus: EventBus =
     options.bus === "in-process"
       ? new InProcessBus(logger, 50)
