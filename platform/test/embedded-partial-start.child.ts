@@ -1,5 +1,6 @@
 // Run by embedded-partial-start.test.ts in a process of its own: starts the
-// embedded platform with its gateway's port taken (argv[2]), so the start fails
+// embedded platform with its gateway's port taken (argv[2]) on a PGlite data folder
+// (argv[3]: a copy of one initialized once, made by the parent), so the start fails
 // after PGlite, the simulators and the services listen. Reports on stdout (one
 // JSON line) the error and every port this process listened on, each checked
 // closed, then returns without process.exit: the process ends only if nothing
@@ -27,7 +28,7 @@ const accepts = (port: number) =>
 
 let error = "";
 try {
-  await startEmbedded({ DATA_DIR: "memory", PORT: process.argv[2], WEB: "off", PARTNER_SANDBOX: "off", LOG_LEVEL: "silent" });
+  await startEmbedded({ DATA_DIR: process.argv[3], PORT: process.argv[2], WEB: "off", PARTNER_SANDBOX: "off", LOG_LEVEL: "silent" });
 } catch (err) {
   error = String((err as Error).message);
 }

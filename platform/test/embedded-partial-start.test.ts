@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { sourceLoaderFlags } from "@ttip/runtime/testing";
+import { initializedPgliteFolder, sourceLoaderFlags, type PgliteFolder } from "@ttip/runtime/testing";
 
 const child = fileURLToPath(new URL("./embedded-partial-start.child.ts", import.meta.url));
 /** From the report to the exit: closing is immediate; PGlite's start alone takes seconds on a busy machine. */
@@ -19,9 +19,9 @@ interface Report {
 }
 
 /** Runs the child; resolves with its report and whether it exited by itself (it is killed otherwise). */
-function runChild(busyPort: number): Promise<{ report?: Report; exited: boolean; code: number | null; stderr: string }> {
+function runChild(busyPort: number, dataDir: string): Promise<{ report?: Report; exited: boolean; code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [...sourceLoaderFlags(), child, String(busyPort)], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [...sourceLoaderFlags(), child, String(busyPort), dataDir], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let report: Report | undefined;
@@ -48,14 +48,20 @@ function runChild(busyPort: number): Promise<{ report?: Report; exited: boolean;
 describe("the embedded platform's start failing late (its port taken)", () => {
   const taken = net.createServer();
   let port = 0;
+  // A copy of a data folder PGlite initialized once: the child's PGlite opens it without initdb.
+  let data: PgliteFolder | undefined;
   before(async () => {
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     port = (taken.address() as net.AddressInfo).port;
+    data = await initializedPgliteFolder();
   });
-  after(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+  after(async () => {
+    data?.remove();
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+  });
 
   test("stops what it started: every earlier server's port is closed and the process exits by itself", async () => {
-    const run = await runChild(port);
+    const run = await runChild(port, data!.dir);
     assert.ok(run.report, `the child reports (stderr: ${run.stderr.slice(-2000)})`);
     assert.match(run.report.error, new RegExp(`Port ${port} on 127.0.0.1 is already in use`));
     const others = run.report.servers.filter((s) => s.port !== port);

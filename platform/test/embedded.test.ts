@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { eventually } from "@ttip/runtime/testing";
+import { eventually, initializedPgliteFolder, type PgliteFolder } from "@ttip/runtime/testing";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { modules, publicServices } from "../src/modules.js";
 
@@ -22,13 +22,17 @@ function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: str
 
 describe("embedded platform (make run)", () => {
   let platform: EmbeddedPlatform;
+  let data: PgliteFolder;
   before(async () => {
+    // A copy of a data folder PGlite initialized once: this file tests the platform, not PGlite's first start.
+    data = await initializedPgliteFolder();
     // Warnings stay on: a background step that keeps failing (the paybill URLs' registration
     // retries, logging each failure) then leaves its reason in the test's output.
-    platform = await startEmbedded({ DATA_DIR: "memory", PORT: "0", LOG_LEVEL: "warn" });
+    platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "warn" });
   });
   after(async () => {
-    await platform.close();
+    await platform?.close();
+    data?.remove();
   });
 
   test("every public service of all seven answers SERVING through the gateway, by Connect and by gRPC", async () => {

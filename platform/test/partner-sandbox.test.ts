@@ -4,17 +4,21 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { eventually } from "@ttip/runtime/testing";
+import { eventually, initializedPgliteFolder, type PgliteFolder } from "@ttip/runtime/testing";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { allPartnerScopes, runSandbox, webhookVerifies, type ReceivedWebhook } from "../src/partner-sandbox.js";
 
 describe("partner sandbox on the simulators", () => {
   let platform: EmbeddedPlatform;
+  let data: PgliteFolder;
   before(async () => {
-    platform = await startEmbedded({ DATA_DIR: "memory", PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
+    // A copy of a data folder PGlite initialized once: PGlite's first start is not what this file tests.
+    data = await initializedPgliteFolder();
+    platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
   });
   after(async () => {
-    await platform.close();
+    await platform?.close();
+    data?.remove();
   });
 
   test("make run issues a key with every partner scope the contracts declare", () => {

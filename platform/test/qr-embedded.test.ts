@@ -6,16 +6,21 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { callerHeaders, signingInterceptor } from "@ttip/runtime";
+import { initializedPgliteFolder, type PgliteFolder } from "@ttip/runtime/testing";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 
 // `make run`: PGlite on one connection, the in-process cache and bus, a generated dev signing key.
+// PGlite opens a copy of a data folder initialized once (its first start is not what this file tests).
 describe("qr in the embedded platform", () => {
   let platform: EmbeddedPlatform;
+  let data: PgliteFolder;
   before(async () => {
-    platform = await startEmbedded({ DATA_DIR: "memory", PORT: "0", LOG_LEVEL: "silent" });
+    data = await initializedPgliteFolder();
+    platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent" });
   });
   after(async () => {
-    await platform.close();
+    await platform?.close();
+    data?.remove();
   });
 
   test("a code created on the service resolves and records a scan through the gateway, anonymously, as the tip page does", async () => {
