@@ -44,8 +44,23 @@ export const ARTIFACTS = path.resolve(fileURLToPath(new URL("../../../test-artif
 /** The secret path segment of the paybill URLs registered with the simulator. */
 const C2B_PATH_TOKEN = "web-test-c2b-path-token-0123456789";
 
-/** A number the Daraja simulator answers with plain success (ending 5678), unique per call. */
-export const successNumber = () => `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
+/**
+ * Numbers successNumber gave in this process: the stage's Daraja simulator keeps each number's
+ * scripts (a lost or cancelled prompt) and pushes across the files of a group, so none is given twice.
+ */
+const givenNumbers = new Set<string>();
+
+/** A number the Daraja simulator answers with plain success (ending 5678), unique in this process. */
+export function successNumber(): string {
+  if (givenNumbers.size >= 8_000) throw new Error("successNumber: nearly every number of its 8,100 given in this process");
+  for (;;) {
+    const phone = `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
+    if (!givenNumbers.has(phone)) return givenNumbers.add(phone), phone;
+  }
+}
+
+/** The simulator's MSISDN (254…) is `phone` in either form (07…, 254…, +254…). */
+const samePhone = (msisdn: string, phone: string) => msisdn.endsWith(phone.replace(/^\+?254|^0/, ""));
 
 /** The runtime's eventually, with the longer default these browser tests need. */
 export const eventually = <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> =>
@@ -376,7 +391,11 @@ export class WebHarness {
 
   /** STK pushes the simulator took for `phone` (national or 254 form). */
   pushesTo(phone: string) {
-    const tail = phone.replace(/^\+?254|^0/, "");
-    return this.daraja.transactions().filter((t) => t.kind === "stk" && t.phone.endsWith(tail));
+    return this.daraja.transactions().filter((t) => t.kind === "stk" && samePhone(t.phone, phone));
+  }
+
+  /** B2C payouts the simulator took to `phone`: the stage's simulator also holds the other files' payouts. */
+  payoutsTo(phone: string) {
+    return this.daraja.transactions().filter((t) => t.kind === "b2c" && samePhone(t.phone, phone));
   }
 }

@@ -81,7 +81,7 @@ describe("the worker's web app (chromium at phone size)", () => {
       workerId,
     );
     assert.deepEqual(key, { extractable: false, algorithm: "ECDSA", curve: "P-256" }, "the private key stays in the browser, not extractable");
-    const b2c = h.daraja.transactions().filter((t) => t.kind === "b2c" && t.amount === 200);
+    const b2c = h.payoutsTo(phone).filter((t) => t.amount === 200);
     assert.equal(b2c.length, 1, "one B2C payout of KES 200");
     assert.notEqual(available, "KES 0");
 
