@@ -1,6 +1,7 @@
 // The browser test files that share one platform, page server and chromium (harness.ts' stage): the
 // test runner runs them in one process through this file, one after another in this order, instead
-// of each starting its own. Each file still runs alone as well.
+// of each starting its own. The runner reads these imports (test-lanes.ts' togetherFiles): a file
+// added here runs here in a full run, not also alone. Each file still runs alone when named alone.
 import "./tip-page.test.js";
 import "./card-tip.test.js";
 import "./venue-tip.test.js";

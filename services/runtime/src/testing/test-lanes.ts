@@ -1,4 +1,5 @@
 // Which test files `make test` runs beside the two lanes the rest share.
+import { readFileSync } from "node:fs";
 import path from "node:path";
 
 /**
@@ -16,28 +17,24 @@ export function splitBeside(files: readonly string[], root: string): [beside: st
 }
 
 /**
- * Test files that run in one process through an entry importing them (the browser files share one
- * platform, page server and chromium there), when a run includes all of them; a run of some runs
- * those alone. The entry runs first: its wall is the longest of the pooled lane's.
+ * The entry that runs test files in one process (the web app's browser files share one platform,
+ * page server and chromium there): the files are its `import "./….test.js";` lines, so the list
+ * lives once, in the entry. A run that includes all of them runs the entry instead, first (its wall
+ * is the longest of the pooled lane's); a run of some runs those alone.
  */
-export const RUN_TOGETHER: { entry: string; files: readonly string[] } = {
-  entry: "apps/web/test/browser.group.ts",
-  files: [
-    "apps/web/test/tip-page.test.ts",
-    "apps/web/test/card-tip.test.ts",
-    "apps/web/test/venue-tip.test.ts",
-    "apps/web/test/venue-manager.test.ts",
-    "apps/web/test/venue-invite-role.test.ts",
-    "apps/web/test/worker-app.test.ts",
-    "apps/web/test/worker-double-submit.test.ts",
-    "apps/web/test/worker-settings.test.ts",
-  ],
-};
+export const TOGETHER_ENTRY = "apps/web/test/browser.group.ts";
 
-/** `files` with the files of `RUN_TOGETHER` replaced by its entry, first, when all of them are there. */
-export function runTogether(files: readonly string[], root: string): string[] {
-  const together = new Set(RUN_TOGETHER.files.map((f) => path.join(root, f)));
+/** The test files `entry` imports, as paths from `root`, in its order. */
+export function togetherFiles(root: string, entry = TOGETHER_ENTRY): string[] {
+  const dir = path.dirname(entry);
+  const text = readFileSync(path.join(root, entry), "utf8");
+  return [...text.matchAll(/^import\s+"(\.{1,2}\/[^"]+\.test)\.js";/gm)].map((m) => path.join(dir, `${m[1]}.ts`));
+}
+
+/** `files` with the files `entry` imports replaced by the entry, first, when all of them are there. */
+export function runTogether(files: readonly string[], root: string, entry = TOGETHER_ENTRY): string[] {
+  const together = new Set(togetherFiles(root, entry).map((f) => path.join(root, f)));
   const present = files.filter((f) => together.has(f));
-  if (present.length < together.size) return [...files];
-  return [path.join(root, RUN_TOGETHER.entry), ...files.filter((f) => !together.has(f))];
+  if (!together.size || present.length < together.size) return [...files];
+  return [path.join(root, entry), ...files.filter((f) => !together.has(f))];
 }
