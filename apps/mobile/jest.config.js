@@ -4,14 +4,18 @@
 // passes its addresses in the environment). One config for both: jest keys its
 // transform cache by the config, so the second run reuses the first one's babel output.
 const path = require("node:path");
+const { resolveBabelOptions } = require("jest-expo/src/resolveBabelOptions");
 const root = path.resolve(__dirname, "../..");
 
 module.exports = {
   preset: "jest-expo",
   testMatch: ["<rootDir>/src/**/*.spec.ts?(x)", "<rootDir>/src/**/*.gateway.tsx"],
-  // In the checkout (a clean clone starts cold), not the machine's shared temporary folder.
+  // jest's own cache, in the checkout (its keys name absolute paths); jest.transform.js adds
+  // babel's output keyed by paths inside the repo, which a new clone on the machine reuses.
   cacheDirectory: path.join(__dirname, "node_modules/.cache/jest"),
   setupFiles: ["<rootDir>/jest.setup.js"],
+  // jest-expo's own transform (babel-jest with these options), through that shared cache.
+  transform: { "\\.[jt]sx?$": ["<rootDir>/jest.transform.js", resolveBabelOptions(__dirname)] },
   // Renders and polls on two busy cores; compiling React Native's components is paid as the
   // file loads (src/testing/render-app.tsx), not by the first test.
   testTimeout: 30_000,

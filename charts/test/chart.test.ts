@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import { helmBinary, kubeScoreBinary } from "./helm.js";
+import { execGo, helmBinary, kubeScoreBinary } from "./helm.js";
 
-const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
 const KUBE = ["--kube-version", "1.33.0"];
 /** The one value without a default: where the deployment is reached. */
@@ -17,9 +14,21 @@ const BASE = ["publicUrl=https://tips.example.co.ke"];
 
 type Doc = { kind: string; metadata: { name: string; labels: Record<string, string> }; spec: any };
 
+/**
+ * Each distinct render once per file (six tests render the defaults; parsing the output is most of this
+ * process's CPU): the same arguments render the same objects, and each caller gets its own copy.
+ */
+const renders = new Map<string, Promise<Doc[]>>();
+
 /** Renders with --set for each value, or as given for a flag (--set-json=…: --set keeps 0.05 a string). */
 async function render(...set: string[]): Promise<Doc[]> {
-  const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, ...[...BASE, ...set].flatMap((s) => (s.startsWith("--") ? [s] : ["--set", s]))]);
+  const key = JSON.stringify(set);
+  if (!renders.has(key)) renders.set(key, renderOnce(set));
+  return structuredClone(await renders.get(key)!);
+}
+
+async function renderOnce(set: string[]): Promise<Doc[]> {
+  const { stdout } = await execGo(helmBinary(), ["template", "t", chart, ...KUBE, ...[...BASE, ...set].flatMap((s) => (s.startsWith("--") ? [s] : ["--set", s]))]);
   const docs = parseAllDocuments(stdout);
   for (const d of docs) assert.deepEqual(d.errors, [], "valid YAML without duplicate keys");
   return docs.map((d) => d.toJSON()).filter(Boolean);
@@ -29,7 +38,7 @@ const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {
-    const { stdout } = await exec(helmBinary(), ["lint", chart, "--strict", ...KUBE, "--set", BASE[0]]);
+    const { stdout } = await execGo(helmBinary(), ["lint", chart, "--strict", ...KUBE, "--set", BASE[0]]);
     assert.match(stdout, /0 chart\(s\) failed/);
   });
 
@@ -140,7 +149,7 @@ describe("helm chart", () => {
     await assert.rejects(render("mpesa.enabled=true"), /mpesa.shortcode/);
     await assert.rejects(render("notification.africastalking.enabled=false"), /smsPrimary is africastalking/);
     await assert.rejects(render("database.walCompression=gzip"), /walCompression/);
-    await assert.rejects(exec(helmBinary(), ["template", "t", chart, ...KUBE]), /publicUrl/, "publicUrl is required");
+    await assert.rejects(execGo(helmBinary(), ["template", "t", chart, ...KUBE]), /publicUrl/, "publicUrl is required");
   });
 
   test("a component reads only the secret keys of the providers enabled", async () => {
@@ -273,12 +282,12 @@ describe("helm chart", () => {
   });
 
   test("kube-score: no critical but the two values.yaml justifies (no CPU limit, IfNotPresent pulls)", async () => {
-    const { stdout: manifests } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, "--set", BASE[0], "--set", "gateway.ingress.enabled=true"]);
+    const { stdout: manifests } = await execGo(helmBinary(), ["template", "t", chart, ...KUBE, "--set", BASE[0], "--set", "gateway.ingress.enabled=true"]);
     const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-kube-score-"));
     try {
       writeFileSync(path.join(dir, "chart.yaml"), manifests);
       // Exit 1 when anything is critical: the findings are read either way.
-      const out = await exec(kubeScoreBinary(), ["score", path.join(dir, "chart.yaml"), "--output-format", "ci"]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout);
+      const out = await execGo(kubeScoreBinary(), ["score", path.join(dir, "chart.yaml"), "--output-format", "ci"]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout);
       const criticals = out.split("\n").filter((l) => l.startsWith("[CRITICAL]"));
       assert.ok(criticals.length > 0, "kube-score ran");
       const unjustified = criticals.filter((l) => !/ImagePullPolicy is not set to Always|CPU limit is not set/.test(l));
@@ -291,7 +300,7 @@ describe("helm chart", () => {
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {
-    const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, "-f", path.join(chart, "values-dev.yaml")]);
+    const { stdout } = await execGo(helmBinary(), ["template", "t", chart, ...KUBE, "-f", path.join(chart, "values-dev.yaml")]);
     const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean) as Doc[];
     const deployments = docs.filter((d) => d.kind === "Deployment").map((d) => d.metadata.name).sort();
     for (const extra of ["t-ttip-postgres", "t-ttip-redis", "t-ttip-nats", "t-ttip-simulators"]) assert.ok(deployments.includes(extra), extra);

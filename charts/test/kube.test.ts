@@ -4,19 +4,16 @@
 // and scheduled pods, the HPA scaling to its minimum, the migration Job
 // before any Deployment, then helm upgrade and rollback.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
 import { missingPrerequisite, startCluster, type Cluster } from "./kube/cluster.js";
-import { helmBinary } from "./helm.js";
+import { execGo, helmBinary } from "./helm.js";
 
-const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
 const NS = "ttip";
 // Each step waits on controllers on two busy cores: more than the suite's default per test.
@@ -55,7 +52,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
   let work: string;
   let valuesFile: string;
   let installJob = "";
-  const helm = (...args: string[]) => exec(helmBinary(), [...args, "--kubeconfig", cluster.kubeconfig, "-n", NS], { maxBuffer: 32 << 20, timeout: 5 * 60_000 });
+  const helm = (...args: string[]) => execGo(helmBinary(), [...args, "--kubeconfig", cluster.kubeconfig, "-n", NS], { maxBuffer: 32 << 20, timeout: 5 * 60_000 });
   const list = async (apiPath: string): Promise<Obj[]> => {
     const r = await cluster.api("GET", apiPath);
     assert.equal(r.status, 200, `GET ${apiPath}: ${JSON.stringify(r.body).slice(0, 300)}`);

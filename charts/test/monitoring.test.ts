@@ -1,23 +1,20 @@
 // The chart's alerts and Grafana panels name only metrics the services really
 // export: an alert on a metric nobody registers would never fire.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import { helmBinary } from "./helm.js";
+import { execGo, helmBinary } from "./helm.js";
 
-const exec = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chart = path.resolve(here, "../ttip");
 const root = path.resolve(here, "../..");
 const ARGS = ["--kube-version", "1.33.0", "--set", "publicUrl=https://tips.example.co.ke"];
 
 async function render(...set: string[]) {
-  const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...ARGS, ...set.flatMap((s) => ["--set", s])]);
+  const { stdout } = await execGo(helmBinary(), ["template", "t", chart, ...ARGS, ...set.flatMap((s) => ["--set", s])]);
   return parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean) as { kind: string; spec: any; data?: Record<string, string> }[];
 }
 

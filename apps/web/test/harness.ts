@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
@@ -30,7 +31,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { AdjustableClock, JetStreamBus, Metrics, RedisCache, systemClock, type Clock } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
@@ -65,30 +66,34 @@ export interface Worker {
   pin: string;
 }
 
-export class WebHarness {
+/**
+ * The world every browser file of one process shares: the platform (all services, a fresh database
+ * with its migrations, a JetStream stream, a Redis prefix), the simulators, the web app's page server
+ * and chromium. Each file paid for it: loading the services' code, starting them and the page server,
+ * launching chromium (the smallest browser file cost ~12 s of CPU in all). The files the test runner
+ * runs together in one process (browser.group.ts) start it once; a file run alone starts its own. The services' clock is the clock of the file using the stage (each file's starts
+ * on the real time), and what a file could leave behind is per file (see WebHarness.start).
+ */
+class Stage {
   platform!: Platform;
   web!: WebApp;
   sms!: SmsSimulator;
   daraja!: DarajaSimulator;
-  /** Card tips: Stripe's simulator, whose Stripe.js double the page loads. */
   stripe!: StripeSimulator;
   readonly providers = new ProviderSimulator();
   readonly logs = captureLogger("warn");
-  /** The services' clock: moved past the OTP resend cool-down rather than slept through. */
-  readonly clock = new AdjustableClock();
-  private db?: TestDatabase;
+  /** The file using the stage: its clock is the one the services read. */
+  user?: WebHarness;
+  db?: TestDatabase;
   private bus?: JetStreamBus;
   private cache?: RedisCache;
-  /** Chromium, launched for the first page: a file that only calls the platform (the mobile app's jest run) starts none. */
+  private readonly cachePrefix = `${uniqueName()}:`;
+  /** Chromium, launched for the first page: a file that only calls the platform (the mobile app's gateway test) starts none. */
   private browser?: Promise<Browser>;
   /** Pages reused from test to test, reset in between (a scriptless page of the app's origin: its health check). */
-  private readonly pages = new PagePool(() => (this.browser ??= launchChromium()), () => `${this.url}/healthz`);
+  readonly pages = new PagePool(() => (this.browser ??= launchChromium()), () => `${this.platform.gatewayUrl}/healthz`);
 
-  get url(): string {
-    return this.platform.gatewayUrl;
-  }
-
-  async start(): Promise<this> {
+  async start(): Promise<void> {
     await ensureWebBuild();
     this.sms = await startSmsSimulator({ apiKey: "web-sms-key" });
     await this.providers.start();
@@ -114,12 +119,13 @@ export class WebHarness {
       logger: this.logs.logger,
       redeliveryDelayMs: 100,
     });
-    this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    this.cache = new RedisCache(testEnv().redisUrl, this.cachePrefix);
     // The QR codes encode this platform's real address, as in make run.
     const port = await freePort();
     let web: WebApp | undefined;
+    const clock: Clock = { now: () => (this.user?.clock ?? systemClock).now() };
     this.platform = await startPlatform({
-      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock: this.clock },
+      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock },
       modules: [
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
         createPaymentModule({ config: () => payment }),
@@ -144,11 +150,19 @@ export class WebHarness {
     // The card form loads Stripe.js from the simulator, never from the internet.
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl, stripeJsUrl: `${this.stripe.url}/v3/` });
     mkdirSync(ARTIFACTS, { recursive: true });
-    return this;
+  }
+
+  /**
+   * Deletes the services' Redis keys (rate limits such as auth's codes per network, cool-downs, OTP
+   * and PIN sessions, cached reads): a file starts with none, as on a platform of its own.
+   */
+  async clearCache(): Promise<void> {
+    for await (const keys of this.cache!.redis.scanStream({ match: `${this.cachePrefix}*`, count: 1_000 }) as AsyncIterable<string[]>) {
+      if (keys.length) await this.cache!.redis.del(...keys);
+    }
   }
 
   async stop(): Promise<void> {
-    if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
     await this.pages.close();
     await (await this.browser?.catch(() => undefined))?.close();
     await this.platform?.close();
@@ -161,15 +175,89 @@ export class WebHarness {
     await this.providers.close();
     await this.sms?.close();
   }
+}
+
+/** This process's stage, started by the first WebHarness and stopped when the process's tests end. */
+let stage: Promise<Stage> | undefined;
+
+function sharedStage(): Promise<Stage> {
+  stage ??= (async () => {
+    const s = new Stage();
+    try {
+      await s.start();
+      return s;
+    } catch (err) {
+      stage = undefined;
+      await s.stop().catch(() => undefined);
+      throw err;
+    }
+  })();
+  return stage;
+}
+
+// After every test of this process (a file's, or the browser group's): the stage's servers and chromium end.
+after(async () => {
+  const s = await stage?.catch(() => undefined);
+  stage = undefined;
+  await s?.stop();
+});
+
+/** One test file's view of the shared stage: its own clock, captured logs and pages. */
+export class WebHarness {
+  platform!: Platform;
+  web!: WebApp;
+  sms!: SmsSimulator;
+  daraja!: DarajaSimulator;
+  /** Card tips: Stripe's simulator, whose Stripe.js double the page loads. */
+  stripe!: StripeSimulator;
+  /** SMS, e-mail and push providers: what the notification service sent (tests read it by their own phones). */
+  providers!: ProviderSimulator;
+  /** The services' warnings and errors while this file runs. */
+  logs!: ReturnType<typeof captureLogger>;
+  /** The services' clock while this file runs (from the real time): moved past the OTP resend cool-down rather than slept through. */
+  readonly clock = new AdjustableClock();
+  private stage?: Stage;
+
+  get url(): string {
+    return this.platform.gatewayUrl;
+  }
+
+  /**
+   * Takes the process's stage (started here the first time). What an earlier file could have left
+   * is not seen: the services read this file's clock, their Redis keys (rate limits, cool-downs) and
+   * the captured logs start empty, every page was reset to a new profile; the simulators' records are
+   * keyed by phone and id, unique per test.
+   */
+  async start(): Promise<this> {
+    const s = await sharedStage();
+    // Files take the stage one after another; one whose after hook never ran gives it up here.
+    await s.user?.stop();
+    s.user = this;
+    this.stage = s;
+    s.logs.lines.length = 0;
+    await s.clearCache();
+    ({ platform: this.platform, web: this.web, sms: this.sms, daraja: this.daraja, stripe: this.stripe, providers: this.providers, logs: this.logs } = s);
+    return this;
+  }
+
+  /** Gives the stage back (pages reset for the next file); the stage itself ends with the process's tests. */
+  async stop(): Promise<void> {
+    const s = this.stage;
+    if (!s) return;
+    if (process.env.TEST_LOGS) for (const l of s.logs.lines) console.error(l);
+    await s.pages.giveBack();
+    s.user = undefined;
+    this.stage = undefined;
+  }
 
   /** A statement on the platform's database: a row as an older version left it (tests' setup only). */
   sql(text: string, values: unknown[] = []) {
-    return this.db!.pool.query(text, values);
+    return this.stage!.db!.pool.query(text, values);
   }
 
   /** A fresh browser profile at phone size (scripts on unless told): a new context's, or one reset since a test before. */
   phone(options: BrowserContextOptions = {}): Promise<Page> {
-    return this.pages.page({ ...PHONE, locale: "en-KE", ...options });
+    return this.stage!.pages.page({ ...PHONE, locale: "en-KE", ...options });
   }
 
   /**
@@ -178,7 +266,7 @@ export class WebHarness {
    * Each is reset for the next test (or closed when it cannot be).
    */
   closePages(): Promise<void> {
-    return this.pages.giveBack();
+    return this.stage!.pages.giveBack();
   }
 
   async screenshot(page: Page, name: string): Promise<string> {

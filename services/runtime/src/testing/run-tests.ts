@@ -9,7 +9,7 @@ import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 import { cpuAccountLine, machineCpu, readFileCpu, selfCpu, ServerCpuShares } from "./suite-cpu.js";
-import { splitBeside } from "./test-lanes.js";
+import { runTogether, splitBeside } from "./test-lanes.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps", "sdk"];
@@ -153,7 +153,7 @@ try {
   Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" });
   // Three files at a time: with two, a quiet 2-core machine sat 46% idle through the pooled lane (a file's
   // processes mostly wait on servers, timers and the browser), so the idle time was make test's wall.
-  const lanes = await Promise.all([lane("pooled", pooled, POOLED_FILES_AT_ONCE, true), ...(besideLane ? [besideLane] : [])]);
+  const lanes = await Promise.all([lane("pooled", runTogether(pooled, root), POOLED_FILES_AT_ONCE, true), ...(besideLane ? [besideLane] : [])]);
   exitCode = lanes.some((l) => l.failed) || stop.signal.aborted ? 1 : 0;
   // The closing lines CI reads, from the TAP summaries of all files together.
   const count = (name: string) =>

@@ -14,3 +14,30 @@ export function splitBeside(files: readonly string[], root: string): [beside: st
   const beside = files.filter((f) => BESIDE_THE_LANES.includes(path.relative(root, f)));
   return [beside, files.filter((f) => !beside.includes(f))];
 }
+
+/**
+ * Test files that run in one process through an entry importing them (the browser files share one
+ * platform, page server and chromium there), when a run includes all of them; a run of some runs
+ * those alone. The entry runs first: its wall is the longest of the pooled lane's.
+ */
+export const RUN_TOGETHER: { entry: string; files: readonly string[] } = {
+  entry: "apps/web/test/browser.group.ts",
+  files: [
+    "apps/web/test/tip-page.test.ts",
+    "apps/web/test/card-tip.test.ts",
+    "apps/web/test/venue-tip.test.ts",
+    "apps/web/test/venue-manager.test.ts",
+    "apps/web/test/venue-invite-role.test.ts",
+    "apps/web/test/worker-app.test.ts",
+    "apps/web/test/worker-double-submit.test.ts",
+    "apps/web/test/worker-settings.test.ts",
+  ],
+};
+
+/** `files` with the files of `RUN_TOGETHER` replaced by its entry, first, when all of them are there. */
+export function runTogether(files: readonly string[], root: string): string[] {
+  const together = new Set(RUN_TOGETHER.files.map((f) => path.join(root, f)));
+  const present = files.filter((f) => together.has(f));
+  if (present.length < together.size) return [...files];
+  return [path.join(root, RUN_TOGETHER.entry), ...files.filter((f) => !together.has(f))];
+}

@@ -1,0 +1,11 @@
+// The browser test files that share one platform, page server and chromium (harness.ts' stage): the
+// test runner runs them in one process through this file, one after another in this order, instead
+// of each starting its own. Each file still runs alone as well.
+import "./tip-page.test.js";
+import "./card-tip.test.js";
+import "./venue-tip.test.js";
+import "./venue-manager.test.js";
+import "./venue-invite-role.test.js";
+import "./worker-app.test.js";
+import "./worker-double-submit.test.js";
+import "./worker-settings.test.js";
