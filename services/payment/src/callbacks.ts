@@ -52,8 +52,11 @@ export async function readBody(req: Req): Promise<{ body: Buffer; truncated: boo
   }
 }
 
-/** What M-Pesa is told of a callback taken: the usual answer, its JSON encoded once (ACCEPTED_JSON). */
-export const ACCEPTED = { ResultCode: 0, ResultDesc: "Accepted" };
+/**
+ * What M-Pesa is told of a callback taken: the usual answer, its JSON encoded once (ACCEPTED_JSON).
+ * Frozen: reply picks those bytes by this object's identity, so a change to it would not be sent.
+ */
+export const ACCEPTED: Readonly<{ ResultCode: number; ResultDesc: string }> = Object.freeze({ ResultCode: 0, ResultDesc: "Accepted" });
 const ACCEPTED_JSON = JSON.stringify(ACCEPTED);
 
 /**

@@ -305,9 +305,9 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
  * ones that never left (a crash before sending) are sent.
  */
 export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
-  const leased = await leaseDuePayouts(deps, limit);
-  for (const p of leased) await reconcilePayout(deps, p);
-  return leased.length;
+  const { payouts, lease } = await leaseDuePayouts(deps, limit);
+  for (const p of payouts) await reconcilePayout(deps, p, lease);
+  return payouts.length;
 }
 
 /**
@@ -316,13 +316,22 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
  * admin's answer. False when it was not due or a pass holds it now.
  */
 export async function requeryPayout(deps: PayoutDeps, payoutId: string): Promise<boolean> {
-  const [p] = await leaseDuePayouts(deps, 1, payoutId);
-  if (p) await reconcilePayout(deps, p);
+  const { payouts: [p], lease } = await leaseDuePayouts(deps, 1, payoutId);
+  if (p) await reconcilePayout(deps, p, lease);
   return p !== undefined;
 }
 
+/**
+ * Payouts leased by one statement, and their lease: lease_until as PostgreSQL's text, to the microsecond. It names
+ * this lease: a later one is taken only once it lapsed, at now() + the lease time, so it is always later.
+ */
+interface LeasedPayouts {
+  payouts: Payout[];
+  lease: string;
+}
+
 /** Payouts due for a step (or `payoutId` alone, if due), leased so that no other replica works on them meanwhile. */
-async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: string): Promise<Payout[]> {
+async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: string): Promise<LeasedPayouts> {
   // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
   const dueBy = new Date(clockOf(deps.ctx).now());
   return withTransaction(deps.ctx.pool, async (tx) => {
@@ -333,17 +342,18 @@ async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: strin
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       payoutId ? [limit, dueBy, payoutId] : [limit, dueBy],
     );
-    if (rows.length) {
-      await tx.query("UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])", [
-        rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs ?? 120_000,
-      ]);
-    }
-    return rows.map(payoutOf);
+    if (!rows.length) return { payouts: [], lease: "" };
+    const { rows: [leased] } = await tx.query<{ lease: string }>(
+      `UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])
+        RETURNING lease_until::text AS lease`,
+      [rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs ?? 120_000],
+    );
+    return { payouts: rows.map(payoutOf), lease: leased.lease };
   });
 }
 
 /** One leased payout's step (settle its hold, send it if it never left, or ask its status), then its lease let go with its next check. */
-async function reconcilePayout(deps: PayoutDeps, p: Payout): Promise<void> {
+async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Promise<void> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   try {
@@ -364,10 +374,13 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout): Promise<void> {
   } catch (err) {
     logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
   } finally {
+    // Only this pass's own lease: a step that outlived it (a slow Daraja call) finds the payout leased by
+    // another replica since, whose lease let go here would let a third work on it beside that one.
     const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.statusQueries, 5));
     await pool.query(
-      "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
-      [p.payoutId, backoffMs, new Date(clockOf(deps.ctx).now())],
+      `UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000)
+        WHERE payout_id = $1 AND lease_until = $4::timestamptz`,
+      [p.payoutId, backoffMs, new Date(clockOf(deps.ctx).now()), lease],
     );
   }
 }

@@ -97,6 +97,18 @@ describe("the answer to a callback", () => {
       assert.deepEqual(JSON.parse(text), body);
     }
   });
+
+  test("the usual answer cannot be changed under its bytes encoded once", async () => {
+    const changeable = ACCEPTED as { ResultDesc: string };
+    const before = changeable.ResultDesc;
+    try {
+      assert.throws(() => { changeable.ResultDesc = "Changed"; }, TypeError);
+    } finally {
+      if (changeable.ResultDesc !== before) changeable.ResultDesc = before;
+    }
+    const [, text] = (await rawAnswer(200, ACCEPTED)).split("\r\n\r\n");
+    assert.deepEqual(JSON.parse(text), ACCEPTED);
+  });
 });
 
 describe("Daraja facts checked against Safaricom's portal (item 11)", () => {

@@ -339,6 +339,38 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(rows.at(-1)!.outcome, "duplicate");
   });
 
+  test("a delivery whose apply finishes after its claim lapsed keeps the outcome a later delivery recorded: the event is marked applied once", async () => {
+    const { tip } = await paid(randomUUID());
+    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
+    await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
+    const applyingQuery = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
+    const mark = async () => (await h.t.db.pool.query(
+      "SELECT applied_at::text AS applied, outcome, claimed_until::text AS until FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id])).rows[0];
+    const holder = await h.t.db.pool.connect();
+    let first: Promise<number>;
+    let other: { applied: string; outcome: string; until: string };
+    try {
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE payment.tips IN ACCESS EXCLUSIVE MODE");
+      first = h.stripe.redeliver(ev.id);
+      await eventually(async () => (await h.t.db.pool.query(`SELECT count(*)::int AS n ${applyingQuery}`)).rows[0].n === 1, "the first delivery applying the event");
+      // Its claim past, another delivery claimed the event, applied it and marked it (the statements' own effects).
+      await h.t.db.pool.query(
+        `UPDATE payment.card_events SET claimed_until = now() + interval '120 seconds', applied_at = now() - interval '1 second', outcome = 'applied_by_other'
+          WHERE provider = 'stripe' AND event_id = $1`, [ev.id]);
+      other = await mark();
+    } finally {
+      await holder.query("COMMIT");
+      holder.release();
+    }
+    assert.equal(await first, 200, "the first delivery's apply finishes (it posted nothing twice: the tip was credited)");
+    assert.deepEqual(await mark(), other, "the first mark stands: neither its time nor its outcome is written over");
+    assert.equal(await h.stripe.redeliver(ev.id), 200);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'stripe' AND external_reference = $1 ORDER BY received_at", [ev.id]);
+    assert.equal(rows.at(-1)!.outcome, "duplicate");
+  });
+
   test("a lost webhook: reconciliation asks Stripe, captures and credits", async () => {
     const worker = randomUUID();
     const r = await cardTip(worker);

@@ -286,6 +286,45 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(target.payoutId)) === "settled", "hold settled");
   });
 
+  test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
+    const p = phone("0003"); // lost_result: paid, its result never sent
+    const worker = await tippedWorker(p);
+    const { payoutId } = await onlyPayout(worker);
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, hold_state, lease_until::text AS lease FROM payment.payouts WHERE payout_id = $1", [payoutId]))
+      .rows[0] as { b2c_state: string; hold_state: string; lease: string | null };
+    await eventually(async () => (await row()).b2c_state === "sent" && (await row()).hold_state === "held", "sent, its amount held");
+    // Paid as a status result said, its hold not settled yet (the wallet did not answer): a pass settles it, first of all.
+    await h.t.db.pool.query(
+      "UPDATE payment.payouts SET status = 'succeeded', result_code = '0', mpesa_receipt = $2, completed_at = now(), next_check_at = now() - interval '100 years' WHERE payout_id = $1",
+      [payoutId, b2cTo(p)[0].receipt]);
+    const leaseMs = h.config.reconcileLeaseMs;
+    // Shortened so that the pass's step outlives it (as a slow Daraja call outlives 120 s).
+    h.config.reconcileLeaseMs = 1;
+    const holder = await h.t.db.pool.connect();
+    let pass: Promise<unknown>;
+    let later: string | undefined;
+    try {
+      await holder.query("BEGIN");
+      // The wallet's statements on its holds wait for this lock: the pass's settle waits in it.
+      await holder.query("LOCK TABLE wallet.holds IN ACCESS EXCLUSIVE MODE");
+      pass = internal.reconcilePending({ limit: 1 });
+      await eventually(async () => (await row()).lease !== null && (await h.t.db.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%wallet.holds%'")).rows[0].n > 0, "the pass settling the hold");
+      // Its lease past, another replica leases the payout (the lease statement's own effect) and is working on it.
+      later = (await h.t.db.pool.query(
+        "UPDATE payment.payouts SET lease_until = now() + interval '120 seconds' WHERE payout_id = $1 AND lease_until < now() RETURNING lease_until::text AS lease",
+        [payoutId])).rows[0]?.lease;
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+      h.config.reconcileLeaseMs = leaseMs;
+    }
+    assert.ok(later, "the first pass's lease had lapsed");
+    await pass;
+    // Let go, a third pass could lease the payout and work on it beside the replica holding it.
+    assert.equal((await row()).lease, later, "the later lease stands");
+  });
+
   test("saved M-Pesa numbers: the first is the default, one default at a time, masked, removable by their owner only", async () => {
     const owner = randomUUID();
     const me = h.t.client(PaymentService, { subject: owner, roles: ["customer"] });

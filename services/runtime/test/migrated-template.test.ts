@@ -6,8 +6,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import pg from "pg";
 import { migrate } from "../src/db.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { createTestDatabase, testEnv, type TestDatabase } from "../src/testing/index.js";
 import { templateName } from "../src/testing/migrated-template.js";
 
 let dir: string;
@@ -56,4 +57,27 @@ test("an edited or added migration file names another template; the schema's nam
   assert.notEqual(await templateName(schemas), added);
   const db = await copy();
   assert.deepEqual((await db.pool.query("SELECT data_type FROM information_schema.columns WHERE table_schema = 'templated' AND column_name = 'at'")).rows, [{ data_type: "date" }]);
+});
+
+test("a migration that fails: the copy is refused with its error, no template is left, and no connection stays open", async () => {
+  const broken = await mkdtemp(path.join(os.tmpdir(), "ttip-template-broken-"));
+  try {
+    await writeFile(path.join(broken, "0001_broken.sql"), "CREATE TABLE broken (id int PRIMARY KEY;\n");
+    const sockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
+    const open = sockets();
+    await assert.rejects(createTestDatabase({ migrated: [{ name: "broken", migrations: broken }] }), /migration broken\/0001_broken failed/);
+    // The file's process ends when its tests do: a client left open (its admin session) would hold it.
+    assert.ok(sockets() <= open, `${sockets()} sockets open, ${open} before`);
+    const name = await templateName([{ name: "broken", migrations: broken }]);
+    const admin = new pg.Client({ connectionString: testEnv().databaseUrl });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${name}%`]);
+      assert.deepEqual(rows, []);
+    } finally {
+      await admin.end();
+    }
+  } finally {
+    await rm(broken, { recursive: true, force: true });
+  }
 });

@@ -94,7 +94,11 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
       [providerName, event.eventId, held]).catch(() => undefined);
     throw err;
   });
-  await pool.query("UPDATE payment.card_events SET applied_at = now(), outcome = $3, tip_id = $4 WHERE provider = $1 AND event_id = $2",
+  // Marked by the first delivery whose apply finished, whether or not it still holds the claim: the apply posts
+  // once by the provider's ids (payment, refund, dispute), so a second apply, of a delivery that claimed the event
+  // after this one's claim lapsed, moves no money, and the event is applied once either finished. A later mark
+  // would only write over the time and outcome of the one that applied it.
+  await pool.query("UPDATE payment.card_events SET applied_at = now(), outcome = $3, tip_id = $4 WHERE provider = $1 AND event_id = $2 AND applied_at IS NULL",
     [providerName, event.eventId, result, tipId ?? null]);
   await outcome(result, { ref: event.eventId, tipId, matched: result !== "unknown" });
   return reply(res, 200, { received: true });

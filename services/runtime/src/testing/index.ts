@@ -57,16 +57,20 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
   const admin = new pg.Client({ connectionString: testEnv().databaseUrl });
   await admin.connect();
   const name = uniqueName("ttip_test_");
-  if (options.migrated?.length) {
-    const { migratedTemplate } = await import("./migrated-template.js");
-    const template = await migratedTemplate(admin, testEnv().databaseUrl, options.migrated);
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
-  } else {
-    await admin.query(`CREATE DATABASE ${name}`);
+  try {
+    if (options.migrated?.length) {
+      const { migratedTemplate } = await import("./migrated-template.js");
+      const template = await migratedTemplate(admin, testEnv().databaseUrl, options.migrated);
+      await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+    } else {
+      await admin.query(`CREATE DATABASE ${name}`);
+    }
+    // Tests read the events a service wrote from its outbox: the relay marks them published instead of deleting them.
+    await admin.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
+  } finally {
+    // Also when a migration of the template failed: an open client would keep the test file's process from ending.
+    await admin.end();
   }
-  // Tests read the events a service wrote from its outbox: the relay marks them published instead of deleting them.
-  await admin.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
-  await admin.end();
   const url = new URL(testEnv().databaseUrl);
   url.pathname = `/${name}`;
   const pool = createPool(url.toString(), { max: 60 });
