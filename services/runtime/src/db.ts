@@ -621,7 +621,7 @@ export function ident(name: string): string {
   return `"${name}"`;
 }
 
-interface Migration {
+export interface Migration {
   version: string;
   sql: string;
   checksum: string;
@@ -751,6 +751,11 @@ async function applyWithLockRetries(client: pg.PoolClient, s: string, m: Migrati
 
 const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
+/** The files migrate() runs for a service's migrations folder, in order: the runtime's own first. */
+export async function migrationsToRun(dir: string | undefined): Promise<Migration[]> {
+  return [...(await readMigrations(RUNTIME_MIGRATIONS, "runtime/")), ...(dir ? await readMigrations(dir, "") : [])];
+}
+
 /**
  * Forward-only migrations into one service's schema: the runtime's own tables
  * (outbox, inbox) first, then the service's files NNNN_name.sql in order. Each
@@ -762,10 +767,7 @@ const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.ur
  * serialise on an advisory lock.
  */
 export async function migrate(pool: Pool, schema: string, dir: string | undefined, logger?: Logger, options: MigrateOptions = {}): Promise<string[]> {
-  const migrations = [
-    ...(await readMigrations(RUNTIME_MIGRATIONS, "runtime/")),
-    ...(dir ? await readMigrations(dir, "") : []),
-  ];
+  const migrations = await migrationsToRun(dir);
   const s = ident(schema);
   const client = await pool.connect();
   const applied: string[] = [];

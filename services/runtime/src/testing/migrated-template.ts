@@ -7,11 +7,8 @@
 // long as the test server does. The service's own start still runs migrate(), which checks each
 // applied file's checksum against the files.
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type pg from "pg";
-import { createPool, migrate } from "../db.js";
+import { createPool, migrate, migrationsToRun } from "../db.js";
 
 /** A schema and its migrations folder, as a service module names them. */
 export interface MigratedSchema {
@@ -19,21 +16,13 @@ export interface MigratedSchema {
   migrations?: string;
 }
 
-const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../../migrations", import.meta.url));
-
-/** The file names migrate() would run from `dir`, in its order. */
-async function migrationFiles(dir: string): Promise<string[]> {
-  return (await readdir(dir)).filter((n) => /^\d{4}_[a-z0-9_]+\.sql$/.test(n)).sort();
-}
-
-/** The template's database name: the schemas in order, with every file migrate() would run for them. */
+/** The template's database name: the schemas in order, with every file migrate() would run for them (name and checksum). */
 export async function templateName(schemas: readonly MigratedSchema[]): Promise<string> {
   const h = createHash("sha256");
-  for (const dir of [RUNTIME_MIGRATIONS, ...schemas.map((s) => s.migrations)]) {
-    if (!dir) continue;
-    for (const name of await migrationFiles(dir)) h.update(name).update("\0").update(await readFile(path.join(dir, name))).update("\0");
+  for (const s of schemas) {
+    h.update(`schema ${s.name} ${s.migrations ?? ""}\0`);
+    for (const m of await migrationsToRun(s.migrations)) h.update(`${m.version} ${m.checksum}\0`);
   }
-  for (const s of schemas) h.update(`schema ${s.name} ${s.migrations ?? ""}\0`);
   return `ttip_template_${h.digest("hex").slice(0, 24)}`;
 }
 
