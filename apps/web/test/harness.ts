@@ -31,7 +31,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { AdjustableClock, JetStreamBus, Metrics, RedisCache, systemClock, type Clock } from "@ttip/runtime";
+import { AdjustableClock, JetStreamBus, Metrics, normalisePhone, RedisCache, systemClock, type Clock } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
@@ -58,9 +58,6 @@ export function successNumber(): string {
     if (!givenNumbers.has(phone)) return givenNumbers.add(phone), phone;
   }
 }
-
-/** The simulator's MSISDN (254…) is `phone` in either form (07…, 254…, +254…). */
-const samePhone = (msisdn: string, phone: string) => msisdn.endsWith(phone.replace(/^\+?254|^0/, ""));
 
 /** The runtime's eventually, with the longer default these browser tests need. */
 export const eventually = <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> =>
@@ -391,11 +388,16 @@ export class WebHarness {
 
   /** STK pushes the simulator took for `phone` (national or 254 form). */
   pushesTo(phone: string) {
-    return this.daraja.transactions().filter((t) => t.kind === "stk" && samePhone(t.phone, phone));
+    return this.transactionsOf("stk", phone);
   }
 
   /** B2C payouts the simulator took to `phone`: the stage's simulator also holds the other files' payouts. */
   payoutsTo(phone: string) {
-    return this.daraja.transactions().filter((t) => t.kind === "b2c" && samePhone(t.phone, phone));
+    return this.transactionsOf("b2c", phone);
+  }
+
+  private transactionsOf(kind: "stk" | "b2c", phone: string) {
+    const msisdn = normalisePhone(phone);
+    return this.daraja.transactions().filter((t) => t.kind === kind && normalisePhone(t.phone) === msisdn);
   }
 }
