@@ -648,6 +648,8 @@ describe("admin console in chromium", () => {
     await utcPage.getByRole("status").filter({ hasText: `Scheduled v${version + 1} from ${year}-12-03 00:00:00 EAT` }).waitFor();
     const later = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version + 1)!;
     assert.equal(timestampDate(later.effectiveFrom!).toISOString(), `${year}-12-02T21:00:00.000Z`);
+    // The confirmation can show before the list has the new row (seen once: no cells at all).
+    await utcPage.locator(`tr[data-version="${version + 1}"]`).waitFor();
     assert.deepEqual((await cellsOf(utcPage, version + 1)).slice(0, 3), [`v${version + 1}`, `${year}-12-03 00:00:00`, "scheduled"]);
 
     // Card tips' currencies have schedules of their own: listed, typed and scheduled in that currency, never labelled KES.
