@@ -127,7 +127,8 @@ describe("admin console in chromium", () => {
     await tipRow.waitFor({ state: "detached" });
     await adminPage.getByText("Nothing matches.").waitFor();
     await filters.getByLabel("From (Nairobi time, EAT)").fill("");
-    await adminPage.getByLabel("Min KES").fill("12.5");
+    await filters.getByLabel("Currency").selectOption("KES");
+    await adminPage.getByLabel("Min KES").fill("12.505");
     await adminPage.getByRole("button", { name: "Filter" }).click();
     await adminPage.getByRole("alert").filter({ hasText: "min_amount" }).waitFor();
     // Money: M-Pesa's balance (the simulator's utility account) against the ledger. The held tip's
@@ -883,6 +884,55 @@ describe("admin console in chromium", () => {
     assert.deepEqual(await bars("chart-tips"), [[day, "1", `${day}: 1 tips`]]);
     const money = await bars("chart-money");
     assert.deepEqual(money.filter(([label]) => label !== "SMS spend").map(([, , title]) => title), ["Payouts: USD 0.00", "Pools paid: USD 0.00"], "no USD payouts or pools");
+  });
+
+  test("the payments search's amounts are in the chosen currency: USD 20.00 finds the USD card tip and not a KES 20 tip, and KES 20 the other way round; bounds need a currency", async () => {
+    const worker = await h.signUp(randomPhone());
+    const usd = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 20_00n });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 20_00n },
+      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+    });
+    await eventually("the KES tip succeeded", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    const usdRow = adminPage.locator(`tr[data-tip-id="${usd.tipId}"]`);
+    const kesRow = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`);
+    await adminPage.getByRole("link", { name: "Payments" }).click();
+    const filters = adminPage.getByRole("form", { name: "Payment filters" });
+    await filters.getByLabel("Worker id").fill(worker.userId);
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await usdRow.waitFor();
+    await kesRow.waitFor();
+    assert.deepEqual([await usdRow.locator("td").nth(1).textContent(), await kesRow.locator("td").nth(1).textContent()], ["USD 20.00", "KES 20.00"]);
+    // A bound without a currency is refused before anything is searched (the API refuses it too).
+    await filters.getByLabel("Min amount").fill("20");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: /^currency: / }).waitFor();
+    await filters.getByLabel("Currency").selectOption("USD");
+    await filters.getByLabel("Min USD").fill("20.00");
+    await filters.getByLabel("Max USD").fill("20");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await kesRow.waitFor({ state: "detached" });
+    await usdRow.waitFor();
+    assert.equal(await adminPage.locator("tr[data-tip-id]").count(), 1);
+    await filters.getByLabel("Currency").selectOption("KES");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await usdRow.waitFor({ state: "detached" });
+    await kesRow.waitFor();
+    assert.equal(await adminPage.locator("tr[data-tip-id]").count(), 1);
+    // USD 19.99 and up to 19.99: the bounds are cents of USD, not whole units.
+    await filters.getByLabel("Currency").selectOption("USD");
+    await filters.getByLabel("Min USD").fill("19.99");
+    await filters.getByLabel("Max USD").fill("19.99");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByText("Nothing matches.").waitFor();
+    const { tips } = await h.api(PaymentAdminService, adminToken).searchTips({ workerId: worker.userId, currency: "USD", minAmountMinor: 20_00n, maxAmountMinor: 20_00n });
+    assert.deepEqual(tips.map((t) => t.tipId), [usd.tipId]);
+    await filters.getByLabel("Currency").selectOption("");
+    await filters.getByLabel("Min amount").fill("");
+    await filters.getByLabel("Max amount").fill("");
+    await filters.getByLabel("Worker id").fill("");
   });
 
   test("partner webhooks: a partner key's tip is delivered to its loopback receiver, shown in the Partners screen's log (by key and status), replayed by the admin under the same delivery id; support sees it but may not replay", async () => {
