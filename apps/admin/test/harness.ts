@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
+import { after } from "node:test";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -51,6 +52,34 @@ export async function startWebhookReceiver() {
     close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
   };
 }
+
+/**
+ * Chromium, launched by the first file of this process that starts a harness and shared by the files
+ * after it (console.group.ts runs the console's browser files in one process): its launch and the
+ * services' code, loaded once, are most of what a small file costs. Nothing else is shared: each file
+ * starts its own platform on a new database, bus, Redis prefix and simulators, so it makes its own
+ * first admin; every page is a new context, closed with its file.
+ */
+let chromium: Promise<Browser> | undefined;
+
+function sharedChromium(): Promise<Browser> {
+  const launched = (chromium ??= launchChromium().then(
+    // One that crashed is not handed to the next file: it launches another.
+    (browser) => (browser.once("disconnected", () => chromium === launched && (chromium = undefined)), browser),
+    (err) => {
+      chromium = undefined;
+      throw err;
+    },
+  ));
+  return launched;
+}
+
+// After every test of this process (a file's, or the group's): chromium ends.
+after(async () => {
+  const browser = await chromium?.catch(() => undefined);
+  chromium = undefined;
+  await browser?.close();
+});
 
 export class AdminHarness {
   platform!: Platform;
@@ -107,14 +136,13 @@ export class AdminHarness {
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
     await registerC2bUrls(this.daraja, `${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
-    this.browser = await launchChromium();
+    this.browser = await sharedChromium();
     return this;
   }
 
   async stop(): Promise<void> {
     if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
     for (const c of this.contexts) await c.close().catch(() => undefined);
-    await this.browser?.close();
     await this.platform?.close();
     await this.bus?.close();
     await this.cache?.close();
