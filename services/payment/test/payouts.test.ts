@@ -266,17 +266,26 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'lease release refused'; END $$`);
     await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF lease_until ON payment.payouts FOR EACH ROW
       WHEN (NEW.payout_id = '${other.payoutId}'::uuid AND OLD.lease_until IS NOT NULL AND NEW.lease_until IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    // The status result waits (a proxy in front of payment's callback address) until the admin's answer is read:
+    // 30 ms after the query it could end the payout before the re-query's answer on a loaded machine.
+    const results = await startHoldingProxy(h.t.service.server.url, (r) => r.method === "POST" && r.path.includes("status/result"));
+    const callbackBase = h.config.callbackBaseUrl;
+    h.config.callbackBaseUrl = results.url;
     try {
       const r = await finance.requeryPayment({ subject: { case: "payoutId", value: target.payoutId } });
       assert.equal(r.payout!.payoutId, target.payoutId);
       assert.equal(r.payout!.status, PayoutStatus.RESOLVING, "its status asked");
       assert.equal((await row(target.payoutId)).status_queries, 1);
       assert.equal((await row(other.payoutId)).status_queries, 0, "the other payout not asked about");
+      await eventually(async () => results.held() === 1, "its status result sent");
+      results.releaseOldest();
+      await h.sim.idle();
     } finally {
+      h.config.callbackBaseUrl = callbackBase;
+      await results.close();
       await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.payouts`);
       await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
     }
-    await h.sim.idle();
     const done = await eventually(async () => {
       const p = await onlyPayout(target.workerId);
       return p.status === PayoutStatus.SUCCEEDED && p;

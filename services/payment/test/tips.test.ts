@@ -117,8 +117,10 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const r = await row(t!.tipId);
     const deliveries = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
     assert.equal(deliveries.callbacksSent, 3, "the simulator delivered it three times");
-    const outcomes = (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE tip_id = $1 ORDER BY received_at", [t!.tipId])).rows.map((x) => x.outcome);
-    assert.deepEqual(outcomes.sort(), ["credited", "duplicate", "duplicate"]);
+    const stored = (await h.t.db.pool.query("SELECT callback_id, outcome FROM payment.callbacks WHERE tip_id = $1 ORDER BY received_at", [t!.tipId])).rows;
+    assert.deepEqual(stored.map((x) => x.outcome).sort(), ["credited", "duplicate", "duplicate"]);
+    // Each callback's id is in time order (UUID version 7): payment.callbacks_pkey grows at its end.
+    for (const { callback_id: id } of stored) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     assert.equal(await h.walletEntries(worker), 1);
     await creditRecorded(t!.tipId);
