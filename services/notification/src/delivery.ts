@@ -217,6 +217,8 @@ async function planAndWrite(
   const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
   const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
   if (o.firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, o.firstProviders);
+  // Its work for a dispatcher only when its statement does not claim it for sending: a tip's messages are claimed so.
+  for (const p of rows) p.dispatch = p.status === "queued" && !p.firstProvider ? dispatchMessage(p.event, p.id) : null;
   const onClaimed = o.onClaimed && ((p: PlannedDelivery, leasedFrom: number) => o.onClaimed!(claimedAtEnqueue(p, leasedFrom)));
   const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried, o.commits);
   return planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r));
@@ -416,7 +418,7 @@ interface PlannedDelivery {
   optedOutEvent: ReturnType<typeof updateEvent>;
   /** The in-app notification's id, for an in-app delivery to a user. */
   inAppId: string | null;
-  /** Its work for the dispatcher, while queued (not written when its number texted STOP, nor when its statement claims it). */
+  /** Its work for the dispatcher, while queued and not claimed by its statement (planAndWrite sets it); not written when its number texted STOP. */
   dispatch: BusMessage | null;
   /** The provider its own statement claims its first attempt for (enqueueClaiming), else null. */
   firstProvider: string | null;
@@ -475,7 +477,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     optedOutEvent: mayBeOptedOut ? optedOutEventOf(event) : event,
     // In time order too, for inapp_notifications_pkey (see id).
     inAppId: channel === Channel.IN_APP && userId !== null ? timeOrderedUuid() : null,
-    dispatch: status === "queued" ? dispatchMessage(event, id) : null,
+    dispatch: null,
     firstProvider: null,
   };
 }
@@ -502,11 +504,14 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["status", "text", (p) => p.status],
   ["last_error", "text", (p) => p.error],
   ["next_attempt_at", "timestamptz", (p) => p.nextAttempt],
+  // Each event's bytes only where the statement may write them (null is sent as 4 bytes): a fact (an outcome) or the
+  // dispatch message carries the event; the opted-out fact only an SMS that may be opted out. A tip's two
+  // texts, claimed for sending, carry only their opted-out facts; its in-app notice, its fact once, not twice.
   ["event_id", "uuid", (p) => p.event.id],
-  ["payload", "bytea", (p) => p.event.data],
+  ["payload", "bytea", (p) => (isOutcome(p.status) || p.dispatch ? p.event.data : null)],
   ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
   ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
-  ["opted_payload", "bytea", (p) => p.optedOutEvent.data],
+  ["opted_payload", "bytea", (p) => (p.mayBeOptedOut ? p.optedOutEvent.data : null)],
   ["announced", "boolean", (p) => isOutcome(p.status)],
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],

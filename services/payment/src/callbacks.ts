@@ -6,7 +6,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, uuidV4, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
@@ -77,7 +77,9 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = CALLBACK_ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance" : "mpesa_status";
-  const callbackId = uuidV4();
+  // In time order (UUID version 7): payment.callbacks_pkey grows at its end, where a random id put
+  // each callback on a leaf page of its own, a full-page image after every checkpoint on a grown table.
+  const callbackId = timeOrderedUuid();
   const raw: RawCallback = { callbackId, source, path: redactToken(path), remoteAddress: from, body };
   const allowed = addressAllowed(from, config.callbackAllowList);
   const stk = req.method === "POST" && allowed && !truncated && match?.[1] === "stk" ? readStkOutcome(body) : undefined;

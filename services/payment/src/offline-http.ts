@@ -5,9 +5,9 @@
 //   POST /ussd/<token>              Africa's Talking relays a USSD step
 // The paths avoid the words Safaricom refuses in registered URLs. Each body is
 // stored raw before anything else looks at it (USSD steps are kept per session).
-import { randomUUID, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
-import type { HttpFilter } from "@ttip/runtime";
+import { timeOrderedUuid, type HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
 import { ACCEPTED, INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
@@ -55,7 +55,7 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   const config = deps.config();
   const { body, truncated } = await readBody(req);
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
-  const callbackId = randomUUID();
+  const callbackId = timeOrderedUuid(); // in time order, as callbacks.ts' (payment.callbacks_pkey)
   const source = kind === "validation" ? "mpesa_c2b_validation" : "mpesa_c2b";
   await pool.query(
     "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",

@@ -369,7 +369,14 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
         queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
         remarks: "payout status",
       });
-      await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payoutId]);
+      // Counted only under this pass's own lease: the count decides "no record after repeated asking" (which
+      // releases the hold), asking spaced by the backoff; a pass whose lease lapsed asks at about the time the
+      // replica holding the payout now does. Left uncounted, it costs one more query, never an early release.
+      await pool.query(
+        `UPDATE payment.payouts SET status_queries = status_queries + CASE WHEN lease_until = $2::timestamptz THEN 1 ELSE 0 END, status = 'resolving'
+          WHERE payout_id = $1 AND status IN ('pending', 'resolving')`,
+        [p.payoutId, lease],
+      );
     }
   } catch (err) {
     logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");

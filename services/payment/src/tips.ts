@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
+import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, MPESA_LIMITS, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
 import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -167,6 +167,10 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
+  // A tip within M-Pesa's limit whose covered fee takes the charge past it: M-Pesa would refuse the push.
+  if (charged > MPESA_LIMITS.perTransactionMinor) {
+    return unplaced(fieldError("amount", `with the fee covered M-Pesa would be asked for ${formatMoney(charged, "KES")}, over its ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction`));
+  }
   // In time order, so payment.tips_pkey grows at its end: a random id lands on a leaf that, on a
   // grown table, is written whole to the WAL after each checkpoint.
   const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config };
@@ -897,22 +901,17 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
   const config = deps.config();
   // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
   const clock = clockOf(deps.ctx);
-  const leased = await withTransaction(pool, async (tx) => {
+  const { tips, lease } = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
         WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${tipId ? " AND tip_id = $3" : ""}
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())],
     );
-    if (rows.length) {
-      await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
-        rows.map((r) => r.tip_id), config.reconcileLeaseMs ?? 120_000,
-      ]);
-    }
-    return rows;
+    return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs ?? 120_000) };
   });
   const counts: ReconcileCounts = { queried: 0, settled: 0, stillPending: 0 };
-  for (const tip of leased) {
+  for (const tip of tips) {
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
     let outcome: string | undefined;
@@ -942,12 +941,14 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
         if (settled) outcome = "expired";
       }
     } finally {
+      // Only this pass's own lease: a query that outlived it finds the tip leased by another replica since,
+      // whose lease let go here would let a third ask beside it; and that replica counts its own check.
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
            next_check_at = LEAST($4::timestamptz + make_interval(secs => $2::double precision / 1000), GREATEST($4::timestamptz, to_timestamp($3::double precision / 1000)))
-         WHERE tip_id = $1`,
-        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now())],
+         WHERE tip_id = $1 AND lease_until = $5::timestamptz`,
+        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now()), lease],
       );
     }
     if (settled) counts.settled++;
@@ -955,6 +956,21 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
     paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   return counts;
+}
+
+/**
+ * Leases `rows` (tips of either method) for `leaseMs`, in one statement: its lease_until as PostgreSQL's text, to
+ * the microsecond ("" for none). It names this lease: a later one is taken only once it lapsed, at now() + the
+ * lease time, so it is always later; a pass lets go of a tip only while it holds this lease.
+ */
+export async function leaseTips(tx: Queryable, rows: { tip_id: string }[], leaseMs: number): Promise<string> {
+  if (!rows.length) return "";
+  const { rows: [leased] } = await tx.query<{ lease: string }>(
+    `UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])
+      RETURNING lease_until::text AS lease`,
+    [rows.map((r) => r.tip_id), leaseMs],
+  );
+  return leased.lease;
 }
 
 /**

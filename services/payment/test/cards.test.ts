@@ -12,6 +12,7 @@ import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
 import { splitOf } from "../src/cards/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
+import { startHoldingProxy } from "./held-requests.js";
 import { eventually } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -385,6 +386,45 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     }
     assert.equal((await status(r.tip!.tipId)).status, TipStatus.SUCCEEDED);
     assert.equal(await h.balance(worker), 115117n);
+  });
+
+  test("a pass whose provider call outlived its lease lets go of no later pass's lease, and the tip's check is counted once, by the pass holding it", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker);
+    const tipId = r.tip!.tipId;
+    const paymentId = (await row(tipId)).provider_payment_id as string;
+    const leaseOf = async () => (await h.t.db.pool.query("SELECT lease_until::text AS lease, checks FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+    // This tip's retrieves wait in the proxy until let go; the client waits longer than any hold here.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "GET" && q.path.startsWith(`/v1/payment_intents/${paymentId}`));
+    const cardConfig = h.config.cards!;
+    const [stripe, leaseMs] = [cardConfig.stripe!, h.config.reconcileLeaseMs];
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    // Shortened so that the held call outlives it (as a slow provider outlives 2 minutes).
+    h.config.reconcileLeaseMs = 1;
+    h.stripe.pauseWebhooks(true);
+    try {
+      await h.confirm(r.stripeClientSecret, "pm_card_visa");
+      const first = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the first pass's retrieve held");
+      // Its lease past, another replica's pass leases the tip and asks about it too.
+      const second = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 2, "the second pass's retrieve held");
+      const later = (await leaseOf()).lease as string;
+      proxy.releaseOldest();
+      await first;
+      assert.deepEqual(await leaseOf(), { lease: later, checks: 0 }, "the second pass's lease stands, and the first counted no check");
+      proxy.releaseOldest();
+      await second;
+      assert.deepEqual(await leaseOf(), { lease: null, checks: 1 }, "let go by the pass holding it, its check counted once");
+    } finally {
+      h.stripe.pauseWebhooks(false);
+      cardConfig.stripe = stripe;
+      h.config.reconcileLeaseMs = leaseMs;
+      await proxy.close();
+    }
+    assert.equal((await status(tipId)).status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(worker), 115117n);
+    assert.equal(await entriesFor(paymentId), 1, "credited once");
   });
 
   test("an admin refund takes the worker's share back first, then refunds at Stripe, once per key", async () => {

@@ -8,6 +8,7 @@ import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError } from "@ttip/runtime";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
+import { startHoldingProxy } from "./held-requests.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 
@@ -265,17 +266,26 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'lease release refused'; END $$`);
     await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF lease_until ON payment.payouts FOR EACH ROW
       WHEN (NEW.payout_id = '${other.payoutId}'::uuid AND OLD.lease_until IS NOT NULL AND NEW.lease_until IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    // The status result waits (a proxy in front of payment's callback address) until the admin's answer is read:
+    // 30 ms after the query it could end the payout before the re-query's answer on a loaded machine.
+    const results = await startHoldingProxy(h.t.service.server.url, (r) => r.method === "POST" && r.path.includes("status/result"));
+    const callbackBase = h.config.callbackBaseUrl;
+    h.config.callbackBaseUrl = results.url;
     try {
       const r = await finance.requeryPayment({ subject: { case: "payoutId", value: target.payoutId } });
       assert.equal(r.payout!.payoutId, target.payoutId);
       assert.equal(r.payout!.status, PayoutStatus.RESOLVING, "its status asked");
       assert.equal((await row(target.payoutId)).status_queries, 1);
       assert.equal((await row(other.payoutId)).status_queries, 0, "the other payout not asked about");
+      await eventually(async () => results.held() === 1, "its status result sent");
+      results.releaseOldest();
+      await h.sim.idle();
     } finally {
+      h.config.callbackBaseUrl = callbackBase;
+      await results.close();
       await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.payouts`);
       await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
     }
-    await h.sim.idle();
     const done = await eventually(async () => {
       const p = await onlyPayout(target.workerId);
       return p.status === PayoutStatus.SUCCEEDED && p;
@@ -323,6 +333,46 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await pass;
     // Let go, a third pass could lease the payout and work on it beside the replica holding it.
     assert.equal((await row()).lease, later, "the later lease stands");
+  });
+
+  test("a status query sent after its pass's lease lapsed is not counted: two replicas asking at once are not repeated asking", async () => {
+    const p = phone("5612");
+    // Paid, its result lost; each status query about it fails as a query, so no answer ends it meanwhile.
+    h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result", statusError: "SFC_IC0003" });
+    const worker = await tippedWorker(p);
+    const { payoutId } = await onlyPayout(worker);
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, lease_until::text AS lease, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId]))
+      .rows[0] as { b2c_state: string; lease: string | null; status_queries: number };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
+    // This payout's status queries wait in the proxy until let go; the client waits longer than any hold here.
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId));
+    const [daraja, leaseMs] = [h.config.daraja!, h.config.reconcileLeaseMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    // Shortened so that the held query outlives it (as a slow Daraja call outlives 120 s).
+    h.config.reconcileLeaseMs = 1;
+    try {
+      const first = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the first pass's query held");
+      // Its lease past, another replica's pass leases the payout and asks about it too.
+      const second = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 2, "the second pass's query held");
+      proxy.releaseOldest();
+      await first;
+      assert.equal((await row()).status_queries, 0, "the first pass's query not counted");
+      proxy.releaseOldest();
+      await second;
+      const after = await row();
+      assert.deepEqual([after.status_queries, after.lease], [1, null], "counted once, by the pass holding the payout");
+    } finally {
+      h.config.daraja = daraja;
+      h.config.reconcileLeaseMs = leaseMs;
+      await proxy.close();
+    }
+    await h.sim.idle();
+    assert.equal(b2cTo(p)[0].queries, 2, "both queries were sent");
+    assert.equal((await onlyPayout(worker)).status, PayoutStatus.RESOLVING);
+    assert.equal(await holdState(payoutId), "held");
   });
 
   test("saved M-Pesa numbers: the first is the default, one default at a time, masked, removable by their owner only", async () => {

@@ -10,6 +10,7 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
+import { startHoldingProxy } from "./held-requests.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
@@ -116,8 +117,10 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const r = await row(t!.tipId);
     const deliveries = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
     assert.equal(deliveries.callbacksSent, 3, "the simulator delivered it three times");
-    const outcomes = (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE tip_id = $1 ORDER BY received_at", [t!.tipId])).rows.map((x) => x.outcome);
-    assert.deepEqual(outcomes.sort(), ["credited", "duplicate", "duplicate"]);
+    const stored = (await h.t.db.pool.query("SELECT callback_id, outcome FROM payment.callbacks WHERE tip_id = $1 ORDER BY received_at", [t!.tipId])).rows;
+    assert.deepEqual(stored.map((x) => x.outcome).sort(), ["credited", "duplicate", "duplicate"]);
+    // Each callback's id is in time order (UUID version 7): payment.callbacks_pkey grows at its end.
+    for (const { callback_id: id } of stored) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     assert.equal(await h.walletEntries(worker), 1);
     await creditRecorded(t!.tipId);
@@ -251,6 +254,43 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     await reconcile();
     assert.equal(await h.walletEntries(worker), 1);
+  });
+
+  test("a pass whose STK query outlived its lease lets go of no later pass's lease, and the tip's check is counted once, by the pass holding it", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003")); // the callback is lost: success comes by query
+    await h.sim.idle();
+    const tipId = t!.tipId;
+    const checkout = (await row(tipId)).checkout_request_id as string;
+    const leaseOf = async () => (await h.t.db.pool.query("SELECT lease_until::text AS lease, checks FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+    // This tip's STK queries wait in the proxy until let go; the client waits longer than any hold here.
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/stkpushquery/v1/query" && r.body.includes(checkout));
+    const [daraja, leaseMs] = [h.config.daraja!, h.config.reconcileLeaseMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    // Shortened so that the held query outlives it (as a slow STK query outlives 120 s).
+    h.config.reconcileLeaseMs = 1;
+    try {
+      h.clock.advance(h.config.stkDeadlineMs);
+      const first = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the first pass's query held");
+      // Its lease past, another replica's pass leases the tip and asks about it too.
+      const second = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 2, "the second pass's query held");
+      const later = (await leaseOf()).lease as string;
+      proxy.releaseOldest();
+      await first;
+      assert.deepEqual(await leaseOf(), { lease: later, checks: 0 }, "the second pass's lease stands, and the first counted no check");
+      proxy.releaseOldest();
+      await second;
+      assert.deepEqual(await leaseOf(), { lease: null, checks: 1 }, "let go by the pass holding it, its check counted once");
+    } finally {
+      h.config.daraja = daraja;
+      h.config.reconcileLeaseMs = leaseMs;
+      await proxy.close();
+    }
+    assert.equal((await status(tipId)).status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.equal(await h.walletEntries(worker), 1, "credited once");
   });
 
   test("a reconciliation pass's limit is the contract's (1 to 1,000): 0, negative and larger limits are refused naming limit, and a due tip is left as it was", async () => {

@@ -6,7 +6,7 @@
 // violations, so every refusal is still protovalidate's own (validation.ts).
 // Most calls are valid, and protovalidate's generic walk (CEL, field paths,
 // reflection) costs several times what these closures do.
-import { getOption, isFieldSet, ScalarType, type DescField, type DescMessage, type DescOneof, type Message } from "@bufbuild/protobuf";
+import { getOption, isFieldSet, ScalarType, type DescEnum, type DescField, type DescMessage, type DescOneof, type Message } from "@bufbuild/protobuf";
 import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import {
   field as fieldRulesExt,
@@ -186,32 +186,72 @@ function listCheck(f: DescField & { fieldKind: "list" }, rules: FieldRules | und
   const t = rules?.type;
   if (t?.case !== undefined && t.case !== "repeated") return unsure;
   const r = t?.value;
-  if (r && (r.$unknown?.length || !onlyKnown(r, ["minItems", "maxItems", "items"]))) return unsure;
+  if (r && (r.$unknown?.length || !onlyKnown(r, ["minItems", "maxItems", "items", "unique"]))) return unsure;
   const min = r && isFieldSet(r, fieldOf(r, "minItems")) ? Number(r.minItems) : 0;
   const max = r && isFieldSet(r, fieldOf(r, "maxItems")) ? Number(r.maxItems) : Infinity;
-  const items = r?.items;
-  let item: Check;
-  // An item's own CEL (cel or cel_expression) or any rule but its type's is protovalidate's.
-  if (items && (items.cel.length || items.required || items.$unknown?.length || hasOtherFieldRules(items) || (items.ignore !== Ignore.UNSPECIFIED && items.ignore !== Ignore.ALWAYS))) item = unsure;
-  else if (items?.ignore === Ignore.ALWAYS) item = sure;
-  else if (f.listKind === "scalar") item = scalarCheck(f.scalar, items);
-  else if (f.listKind === "enum") item = enumCheck(f.enum.values.map((v) => v.number), items);
-  else item = messageValueCheck(f.message, items, self);
+  // Unique items by value: strings, integers (a bigint by its value too), bools and enums; floats (NaN) and bytes are protovalidate's.
+  const unique = !!r?.unique;
+  if (unique && (f.listKind === "message" || (f.listKind === "scalar" && !UNIQUE_BY_VALUE.has(f.scalar)))) return unsure;
+  const item = itemCheck(kindOf(f.listKind, f), r?.items, self);
   return (v) => {
     const list = v as unknown[];
     if (list.length < min || list.length > max) return false;
+    if (unique && new Set(list).size !== list.length) return false;
     for (const x of list) if (!item(x)) return false;
     return true;
   };
 }
 
+/** Scalar types whose equal values are one in a Set (SameValueZero), as protovalidate's `unique` compares them. */
+const UNIQUE_BY_VALUE = new Set<ScalarType>([
+  ScalarType.STRING, ScalarType.BOOL, ScalarType.INT32, ScalarType.INT64, ScalarType.UINT32, ScalarType.UINT64, ScalarType.SINT32,
+  ScalarType.SINT64, ScalarType.FIXED32, ScalarType.FIXED64, ScalarType.SFIXED32, ScalarType.SFIXED64,
+]);
+
+/** What a list's item or a map's value is. */
+type ItemKind = { kind: "scalar"; scalar: ScalarType } | { kind: "enum"; desc: DescEnum } | { kind: "message"; desc: DescMessage };
+
+function kindOf(kind: "scalar" | "enum" | "message", f: { scalar?: ScalarType; enum?: DescEnum; message?: DescMessage }): ItemKind {
+  if (kind === "scalar") return { kind, scalar: f.scalar! };
+  if (kind === "enum") return { kind, desc: f.enum! };
+  return { kind, desc: f.message! };
+}
+
+/** The check of one item of a list, or one key or value of a map, under its own FieldRules (`items`, `keys`, `values`). */
+function itemCheck(kind: ItemKind, rules: FieldRules | undefined, self: MessageCheck | undefined): Check {
+  // An item's own CEL (cel or cel_expression) or any rule but its type's is protovalidate's.
+  if (rules && (rules.cel.length || rules.required || rules.$unknown?.length || hasOtherFieldRules(rules) || (rules.ignore !== Ignore.UNSPECIFIED && rules.ignore !== Ignore.ALWAYS))) return unsure;
+  if (rules?.ignore === Ignore.ALWAYS) return sure;
+  if (kind.kind === "scalar") return scalarCheck(kind.scalar, rules);
+  if (kind.kind === "enum") return enumCheck(kind.desc.values.map((v) => v.number), rules);
+  return messageValueCheck(kind.desc, rules, self);
+}
+
+/**
+ * A map's entries: their count, each key by its rules (string keys only: a JS object holds
+ * any other kind's as text) and each value by its own.
+ */
 function mapCheck(f: DescField & { fieldKind: "map" }, rules: FieldRules | undefined): Check {
   const t = rules?.type;
-  if (t?.case !== undefined) return unsure;
-  // No map in a request carries rules today; its values' own message rules still apply.
-  if (f.mapKind !== "message") return sure;
-  const inner = validityCheck(f.message);
-  return (v) => Object.values(v as Obj).every((x) => inner(x as Message));
+  if (t?.case !== undefined && t.case !== "map") return unsure;
+  const r = t?.value;
+  // No rules and values without rules of their own: nothing to check.
+  if (!r && f.mapKind !== "message") return sure;
+  if (r && (r.$unknown?.length || !onlyKnown(r, ["minPairs", "maxPairs", "keys", "values"]))) return unsure;
+  if (r?.keys && f.mapKey !== ScalarType.STRING) return unsure;
+  const min = r && isFieldSet(r, fieldOf(r, "minPairs")) ? Number(r.minPairs) : 0;
+  const max = r && isFieldSet(r, fieldOf(r, "maxPairs")) ? Number(r.maxPairs) : Infinity;
+  const key = r?.keys ? itemCheck({ kind: "scalar", scalar: ScalarType.STRING }, r.keys, undefined) : sure;
+  const value = itemCheck(kindOf(f.mapKind, f), r?.values, undefined);
+  return (v) => {
+    const entries = v as Obj;
+    let n = 0;
+    for (const k in entries) {
+      n++;
+      if (!key(k) || !value(entries[k])) return false;
+    }
+    return n >= min && n <= max;
+  };
 }
 
 /** The rules message's field named `localName` (for presence, which the TS types do not carry). */

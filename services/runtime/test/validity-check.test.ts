@@ -10,6 +10,8 @@ import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorPr
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { createValidator, violationsToProto, type Validator } from "@bufbuild/protovalidate";
 import { field as fieldRulesExt, message as messageRulesExt, MessageRulesSchema, ViolationsSchema, type MessageRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { CreateTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { parseSubset } from "../src/regex-subset.js";
 import { NATIVE_CEL, validityCheck } from "../src/validity-check.js";
@@ -34,11 +36,19 @@ function ruleNumbers(f: DescField): bigint[] {
   return out;
 }
 
-/** Texts around a string field's rules: lengths at its bounds, its pattern's matches and misses, UUIDs, odd characters. */
-function ruleTexts(f: DescField): string[] {
+/** The string rules of a field, of its items, or of its map's keys (`key`) or values. */
+function stringRules(f: DescField, key: boolean): Record<string, unknown> | undefined {
   const t = getOption(f, fieldRulesExt).type;
+  if (t.case === "string") return t.value as never;
+  if (t.case === "repeated" && t.value.items?.type.case === "string") return t.value.items.type.value as never;
+  const entry = t.case === "map" ? (key ? t.value.keys : t.value.values) : undefined;
+  return entry?.type.case === "string" ? (entry.type.value as never) : undefined;
+}
+
+/** Texts around a string field's rules: lengths at its bounds, its pattern's matches and misses, UUIDs, odd characters. */
+function ruleTexts(f: DescField, key = false): string[] {
   const out = ["", "a", "KES", "USD", "+254712345678", "0712345678", "3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "QR-7KD2-PX9A", "en", "sw"];
-  const r = (t.case === "string" ? t.value : t.case === "repeated" && t.value.items?.type.case === "string" ? t.value.items.type.value : undefined) as Record<string, unknown> | undefined;
+  const r = stringRules(f, key);
   if (!r) return out;
   for (const key of ["minLen", "maxLen", "len", "minBytes", "maxBytes"]) {
     const n = r[key];
@@ -93,7 +103,15 @@ function fill(desc: DescMessage, depth = 0): ReflectMessage {
           if (v !== undefined) msg.get(f).add(v as never);
         }
       } else if (f.fieldKind === "map") {
-        continue;
+        // String keys only (the contracts' maps), around the keys' rules; a count past a small max_pairs now and then.
+        if (f.mapKey !== ScalarType.STRING) continue;
+        const t = getOption(f, fieldRulesExt).type;
+        const maxPairs = t.case === "map" && t.value.maxPairs ? Number(t.value.maxPairs) : undefined;
+        const n = pick([0, 1, 1, 2, 3, ...(maxPairs !== undefined && maxPairs < 100 ? [maxPairs + 1] : [])]);
+        for (let i = 0; i < n; i++) {
+          const v = valueFor(f, f.mapKind, depth);
+          if (v !== undefined) msg.get(f).set(i >= 3 ? `k${"x".repeat(i % 30)}${"_".repeat(Math.floor(i / 30))}` : pick(ruleTexts(f, true)), v as never);
+        }
       } else {
         const v = valueFor(f, f.fieldKind, depth);
         if (v !== undefined) msg.set(f, v as never);
@@ -170,6 +188,32 @@ describe("quick validity check", () => {
       const msg = create(CreateTipRequestSchema, b as never);
       assert.equal(check(msg), false, JSON.stringify(toJson(CreateTipRequestSchema, msg)));
       assert.equal(requestValidator().validate(CreateTipRequestSchema, msg).kind, "invalid");
+    }
+  });
+
+  test("a valid receipt request (a map of variables, unique channels) passes the quick check; breaking any one rule leaves it to protovalidate", () => {
+    const ok = {
+      idempotencyKey: "receipt:0b0c1e9a-9f53-4a5e-8a51-6a86d0b7a0c1",
+      recipient: { case: "phone" as const, value: "+254712345678" },
+      templateKey: TemplateKey.RECEIPT,
+      variables: { amount: "KES 150.00", worker: "Jane", reference: "QWE123RTY" },
+      channels: [Channel.SMS],
+    };
+    const check = validityCheck(SendNotificationRequestSchema);
+    assert.equal(check(create(SendNotificationRequestSchema, ok)), true);
+    const tooMany = Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`v${"x".repeat(i % 26)}${"_".repeat(Math.floor(i / 26))}`, "x"]));
+    const broken = [
+      { ...ok, variables: { ...ok.variables, "Not-A-Key": "x" } },
+      { ...ok, variables: { ...ok.variables, "": "x" } },
+      { ...ok, variables: tooMany },
+      { ...ok, channels: [Channel.SMS, Channel.SMS] },
+      { ...ok, channels: [Channel.SMS, 99] },
+      { ...ok, recipient: { case: "phone" as const, value: "07 12" } },
+    ];
+    for (const b of broken) {
+      const msg = create(SendNotificationRequestSchema, b as never);
+      assert.equal(check(msg), false, JSON.stringify(toJson(SendNotificationRequestSchema, msg)));
+      assert.equal(requestValidator().validate(SendNotificationRequestSchema, msg).kind, "invalid", JSON.stringify(toJson(SendNotificationRequestSchema, msg)));
     }
   });
 

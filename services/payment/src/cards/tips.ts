@@ -9,15 +9,14 @@ import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { loadTip, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
+import { leaseTips, loadTip, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
+import { CARD_CURRENCIES } from "./currencies.js";
 import type { CardSplit } from "./ledger.js";
 import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
 import { checkAuthorisation } from "./rules.js";
 
-/** Currencies a card tip may be quoted in (each has a fee schedule and a rate to KES in wallet). */
-export const CARD_CURRENCIES = ["KES", "USD", "EUR", "GBP"];
 /** Far above any tip; keeps amounts well inside what every provider and Number() carry exactly. */
 const MAX_CARD_MINOR = 10_000_000_00n;
 
@@ -407,17 +406,14 @@ export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
 export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ checked: number; settled: number }> {
   if (!deps.config().cards || !deps.cards) return { checked: 0, settled: 0 };
   const { pool } = deps.ctx;
-  const leased = await withTransaction(pool, async (tx) => {
+  const { leased, lease } = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(
       `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= now()
           AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [limit],
     );
-    if (rows.length) {
-      await tx.query("UPDATE payment.tips SET lease_until = now() + interval '2 minutes' WHERE tip_id = ANY($1::uuid[])", [rows.map((r) => r.tip_id)]);
-    }
-    return rows;
+    return { leased: rows, lease: await leaseTips(tx, rows, deps.config().reconcileLeaseMs ?? 120_000) };
   });
   let settled = 0;
   for (const tip of leased) {
@@ -439,10 +435,13 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
     } catch (err) {
       deps.ctx.logger.warn({ tipId: tip.tip_id, err: (err as Error).message }, "card tip reconciliation failed; next pass retries");
     } finally {
+      // Only this pass's own lease: a provider call that outlived it finds the tip leased by another replica
+      // since, whose lease let go here would let a third ask beside it; and that replica counts its own check.
       await pool.query(
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
-           next_check_at = LEAST(now() + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST(now(), deadline_at)) WHERE tip_id = $1`,
-        [tip.tip_id],
+           next_check_at = LEAST(now() + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST(now(), deadline_at))
+         WHERE tip_id = $1 AND lease_until = $2::timestamptz`,
+        [tip.tip_id, lease],
       );
     }
   }

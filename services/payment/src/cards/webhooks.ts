@@ -1,10 +1,9 @@
 // Card provider webhooks on the payment service's own HTTP port, the way the
 // Daraja callbacks come in: stored raw first, then verified (Stripe-Signature
 // with its tolerance), then applied once per event id.
-import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
-import type { HttpFilter, Queryable } from "@ttip/runtime";
+import { timeOrderedUuid, type HttpFilter, type Queryable } from "@ttip/runtime";
 import type { Deps } from "../tips.js";
 import { applyDisputeClosed, applyDisputeOpened, applyRefunded } from "./aftercare.js";
 import { applyCardPayment } from "./tips.js";
@@ -44,7 +43,7 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
     if (size <= MAX_BODY) chunks.push(chunk);
   }
   const body = Buffer.concat(chunks);
-  const callbackId = randomUUID();
+  const callbackId = timeOrderedUuid(); // in time order, as callbacks.ts' (payment.callbacks_pkey)
   // Stored before anything looks at it: nothing a provider (or anyone) sent is lost.
   await pool.query(
     "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",

@@ -33,7 +33,7 @@ function report(): void {
   const dir = process.env.TTIP_TEST_CPU_DIR;
   const file = process.argv[1];
   // A process a test started with this one's flags (a platform from source) is its parent's children's CPU.
-  // A group's entry (test-lanes.ts' TOGETHER_ENTRY) is a test file's process too.
+  // A group's entry (test-lanes.ts' TOGETHER_ENTRIES) is a test file's process too.
   if (!dir || !(file?.endsWith(".test.ts") || file?.endsWith(".group.ts"))) return;
   const usage = process.resourceUsage();
   const cpu: FileCpu = { file, ownMs: (usage.userCPUTime + usage.systemCPUTime) / 1000, childrenMs: waitedChildrenMs() };

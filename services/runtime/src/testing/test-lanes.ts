@@ -17,24 +17,30 @@ export function splitBeside(files: readonly string[], root: string): [beside: st
 }
 
 /**
- * The entry that runs test files in one process (the web app's browser files share one platform,
- * page server and chromium there): the files are its `import "./….test.js";` lines, so the list
- * lives once, in the entry. A run that includes all of them runs the entry instead, first (its wall
- * is the longest of the pooled lane's); a run of some runs those alone.
+ * The entries that each run test files in one process (the web app's browser files share one platform,
+ * page server and chromium there; the admin console's share chromium and the loaded services' code):
+ * an entry's files are its `import "./….test.js";` lines, so each list lives once, in its entry. A run
+ * that includes all of an entry's files runs the entry instead, first (their walls are the pooled
+ * lane's longest); a run of some runs those alone.
  */
-export const TOGETHER_ENTRY = "apps/web/test/browser.group.ts";
+export const TOGETHER_ENTRIES = ["apps/web/test/browser.group.ts", "apps/admin/test/console.group.ts"];
 
 /** The test files `entry` imports, as paths from `root`, in its order. */
-export function togetherFiles(root: string, entry = TOGETHER_ENTRY): string[] {
+export function togetherFiles(root: string, entry: string): string[] {
   const dir = path.dirname(entry);
   const text = readFileSync(path.join(root, entry), "utf8");
   return [...text.matchAll(/^import\s+"(\.{1,2}\/[^"]+\.test)\.js";/gm)].map((m) => path.join(dir, `${m[1]}.ts`));
 }
 
-/** `files` with the files `entry` imports replaced by the entry, first, when all of them are there. */
-export function runTogether(files: readonly string[], root: string, entry = TOGETHER_ENTRY): string[] {
-  const together = new Set(togetherFiles(root, entry).map((f) => path.join(root, f)));
-  const present = files.filter((f) => together.has(f));
-  if (!together.size || present.length < together.size) return [...files];
-  return [path.join(root, entry), ...files.filter((f) => !together.has(f))];
+/** `files` with the files of each of `entries` replaced by that entry, first, when all of them are there. */
+export function runTogether(files: readonly string[], root: string, entries: readonly string[] = TOGETHER_ENTRIES): string[] {
+  const run: string[] = [];
+  let rest = [...files];
+  for (const entry of entries) {
+    const together = new Set(togetherFiles(root, entry).map((f) => path.join(root, f)));
+    if (!together.size || rest.filter((f) => together.has(f)).length < together.size) continue;
+    run.push(path.join(root, entry));
+    rest = rest.filter((f) => !together.has(f));
+  }
+  return [...run, ...rest];
 }

@@ -1,0 +1,56 @@
+// A proxy in front of a provider's simulator (Daraja, Stripe) that holds the requests a test picks until it lets
+// each go: a reconciliation step that outlives its lease, however fast or slow the machine. Every other request
+// passes straight through, as the provider's real HTTP.
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** What the proxy tells about a request before forwarding it. */
+export interface ProxiedRequest {
+  method: string;
+  path: string;
+  body: string;
+}
+
+export interface HoldingProxy {
+  /** The base URL to configure in place of the simulator's. */
+  url: string;
+  /** Requests held and not yet let go. */
+  held(): number;
+  /** Lets the oldest held request go on to the simulator. */
+  releaseOldest(): void;
+  /** Lets every held request go, then stops. */
+  close(): Promise<void>;
+}
+
+export async function startHoldingProxy(target: string, holds: (r: ProxiedRequest) => boolean): Promise<HoldingProxy> {
+  const upstream = new URL(target);
+  const waiting: (() => void)[] = [];
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    if (holds({ method: req.method ?? "GET", path: req.url ?? "/", body: body.toString("utf8") })) {
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+    const out = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    out.on("error", () => res.destroy());
+    out.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    held: () => waiting.length,
+    releaseOldest: () => waiting.shift()?.(),
+    close: async () => {
+      for (const release of waiting.splice(0)) release();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
