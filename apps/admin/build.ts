@@ -9,8 +9,12 @@ import { fileURLToPath } from "node:url";
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
 export const ADMIN_DIST = path.join(dir, "dist");
-// The web app's browser helpers (device key, error sentences) are shared, so they count too.
-const SOURCES = [path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "apps/web/src/components/charts.tsx"), path.join(root, "proto/gen")];
+// The web app's browser helpers (device key, error sentences) are shared, so they count too, as does
+// payment's list of the currencies it takes.
+const SOURCES = [
+  path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "apps/web/src/components/charts.tsx"),
+  path.join(root, "services/payment/src/cards/currencies.ts"), path.join(root, "proto/gen"),
+];
 const STAMP = path.join(ADMIN_DIST, "sources.sha256");
 
 function files(p: string): string[] {

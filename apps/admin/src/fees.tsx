@@ -9,18 +9,8 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { minorExponent } from "../../web/src/lib/money";
 import { useWrite } from "../../web/src/lib/use-write";
 import { api, errorText, hasRole, stepUp, type Session } from "./api";
+import { FIRST_CURRENCY, minorOf } from "./currencies";
 import { money, nairobiInput, Section, when, ZONE_LABEL } from "./ui";
-
-/** The currency the screen opens on: M-Pesa's. */
-const FIRST_CURRENCY = "KES";
-
-/** "1,250.50" → 125050n in KES (by the currency's minor digits); undefined when it is not an amount with at most that many decimals. */
-export function minorOf(text: string, currency: string): bigint | undefined {
-  const digits = minorExponent(currency);
-  const m = /^(\d{1,12})(?:\.(\d+))?$/.exec(text.replace(/[,\s]/g, ""));
-  if (!m || (m[2] ?? "").length > digits) return undefined;
-  return BigInt(m[1]) * 10n ** BigInt(digits) + BigInt((m[2] ?? "").padEnd(digits, "0") || "0");
-}
 
 /** The version in force now (the newest already effective); later ones are scheduled. */
 function stateOf(s: FeeSchedule, all: FeeSchedule[], now = Date.now()): string {

@@ -12,6 +12,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { api, errorText, type Session } from "./api";
 import { chartRange, monthsRange, periodLabel } from "./chart-range";
 import { PlatformCharts } from "./charts";
+import { CurrencyChoice, FIRST_CURRENCY } from "./currencies";
 import { FeeSchedules } from "./fees";
 import { Action, money, Section, when } from "./ui";
 
@@ -77,24 +78,30 @@ function MpesaBalance() {
 
 function Revenue() {
   const [granularity, setGranularity] = useState<Granularity>(Granularity.DAY);
+  const [currency, setCurrency] = useState(FIRST_CURRENCY);
   const [series, setSeries] = useState<RevenuePoint[]>([]);
   const [error, setError] = useState("");
   useEffect(() => {
     // Whole Nairobi days and months, as analytics buckets them, whatever the browser's zone.
     const { from, to } = granularity === Granularity.MONTH ? monthsRange() : chartRange();
+    // A slower answer to the choice before does not overwrite this one's.
+    let current = true;
     setError("");
+    setSeries([]);
     api(AnalyticsAdminService)
-      .getRevenueMetrics({ range: { from: timestampFromDate(from), to: timestampFromDate(to) }, granularity, currency: "KES" })
-      .then((r) => setSeries(r.series), (err) => setError(errorText(err)));
-  }, [granularity]);
+      .getRevenueMetrics({ range: { from: timestampFromDate(from), to: timestampFromDate(to) }, granularity, currency })
+      .then((r) => current && setSeries(r.series), (err) => current && setError(errorText(err)));
+    return () => void (current = false);
+  }, [granularity, currency]);
   return (
     <Section title="Revenue (platform fees)">
       <select aria-label="Revenue by" value={granularity} onChange={(e) => setGranularity(Number(e.target.value))}>
         <option value={Granularity.DAY}>by day (30 days)</option>
         <option value={Granularity.MONTH}>by month (12 months)</option>
       </select>
+      <CurrencyChoice label="Revenue currency" value={currency} onChange={setCurrency} />
       {error && <p role="alert" className="error">{error}</p>}
-      <table>
+      <table aria-label="Revenue">
         <thead><tr><th>Period</th><th>Tips</th><th>Tip volume</th><th>Fees</th><th>Payouts</th></tr></thead>
         <tbody>
           {series.map((p) => (
@@ -102,7 +109,7 @@ function Revenue() {
           ))}
         </tbody>
       </table>
-      {!series.length && !error && <p className="muted">No revenue in this period.</p>}
+      {!series.length && !error && <p className="muted">No {currency} revenue in this period.</p>}
     </Section>
   );
 }

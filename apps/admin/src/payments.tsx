@@ -1,4 +1,5 @@
-// Payments: tips and payouts across all workers with filters and paging; a
+// Payments: tips and payouts across all workers with filters (amounts in the
+// chosen currency's minor digits, sent with it) and paging; a
 // payment's detail with its raw callbacks, alerts and ledger entry; re-query
 // of a stuck M-Pesa attempt.
 import { useEffect, useState, type FormEvent } from "react";
@@ -6,7 +7,9 @@ import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } fro
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
+import { CurrencyChoice, minorOf } from "./currencies";
 import { MoreButton, usePages, type Page } from "./paging";
 import { Action, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
 
@@ -18,20 +21,24 @@ interface Filter {
   method: number;
   from: string;
   to: string;
-  minShillings: string;
-  maxShillings: string;
+  /** ISO 4217, "" for every currency: the rows' currency and the one min and max are typed in. */
+  currency: string;
+  min: string;
+  max: string;
   resultCode: string;
   workerId: string;
 }
 const FROM = `From (${ZONE_LABEL})`;
 const TO = `To (${ZONE_LABEL})`;
-const EMPTY: Filter = { kind: "tips", status: 0, method: 0, from: "", to: "", minShillings: "", maxShillings: "", resultCode: "", workerId: "" };
+const EMPTY: Filter = { kind: "tips", status: 0, method: 0, from: "", to: "", currency: "", min: "", max: "", resultCode: "", workerId: "" };
 
-/** Whole shillings as typed, to minor units; the API names the field if it is wrong. */
-function minor(shillings: string, field: string): bigint {
-  if (!shillings.trim()) return 0n;
-  if (!/^\d{1,12}$/.test(shillings.trim())) throw new Error(`${field}: whole shillings, digits only`);
-  return BigInt(shillings.trim()) * 100n;
+/** A bound as typed, in the chosen currency's minor units (0 when empty); refused naming the field, as the API would. */
+function bound(text: string, currency: string, field: string): bigint {
+  if (!text.trim()) return 0n;
+  if (!currency) throw new Error(`currency: choose the currency ${field} is in`);
+  const minor = minorOf(text, currency);
+  if (minor === undefined) throw new Error(`${field}: an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
+  return minor;
 }
 
 export function Payments({ session }: { session: Session }) {
@@ -57,8 +64,9 @@ export function Payments({ session }: { session: Session }) {
         page: { pageSize: 25, pageToken },
         from: nairobiInput(asked.from),
         to: nairobiInput(asked.to),
-        minAmountMinor: minor(asked.minShillings, "min_amount"),
-        maxAmountMinor: minor(asked.maxShillings, "max_amount"),
+        minAmountMinor: bound(asked.min, asked.currency, "min_amount"),
+        maxAmountMinor: bound(asked.max, asked.currency, "max_amount"),
+        currency: asked.currency,
         resultCode: asked.resultCode.trim(),
         workerId: asked.workerId.trim(),
       });
@@ -104,8 +112,9 @@ export function Payments({ session }: { session: Session }) {
           )}
           <input {...dates.field(FROM)} type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
           <input {...dates.field(TO)} type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
-          <input aria-label="Min KES" placeholder="min KES" size={7} value={filter.minShillings} onChange={(e) => set({ minShillings: e.target.value })} />
-          <input aria-label="Max KES" placeholder="max KES" size={7} value={filter.maxShillings} onChange={(e) => set({ maxShillings: e.target.value })} />
+          <CurrencyChoice label="Currency" anyLabel="any currency" value={filter.currency} onChange={(currency) => set({ currency })} />
+          <input aria-label={`Min ${filter.currency || "amount"}`} placeholder={`min ${filter.currency || "amount"}`} size={7} value={filter.min} onChange={(e) => set({ min: e.target.value })} />
+          <input aria-label={`Max ${filter.currency || "amount"}`} placeholder={`max ${filter.currency || "amount"}`} size={7} value={filter.max} onChange={(e) => set({ max: e.target.value })} />
           <input aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
           <input aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
           <button>Filter</button>

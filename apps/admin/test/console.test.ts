@@ -24,7 +24,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { ListDeliveriesResponseSchema, NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
-import { chartDayLabel, chartRange } from "../src/chart-range.js";
+import { chartDayLabel, chartRange, periodLabel } from "../src/chart-range.js";
 import { nairobiDateTime, nairobiDay, nairobiMonthOf, nairobiWallTime } from "../../web/src/lib/nairobi-time.js";
 import { formatMoney } from "../../web/src/lib/money.js";
 import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
@@ -127,7 +127,8 @@ describe("admin console in chromium", () => {
     await tipRow.waitFor({ state: "detached" });
     await adminPage.getByText("Nothing matches.").waitFor();
     await filters.getByLabel("From (Nairobi time, EAT)").fill("");
-    await adminPage.getByLabel("Min KES").fill("12.5");
+    await filters.getByLabel("Currency").selectOption("KES");
+    await adminPage.getByLabel("Min KES").fill("12.505");
     await adminPage.getByRole("button", { name: "Filter" }).click();
     await adminPage.getByRole("alert").filter({ hasText: "min_amount" }).waitFor();
     // Money: M-Pesa's balance (the simulator's utility account) against the ledger. The held tip's
@@ -835,6 +836,103 @@ describe("admin console in chromium", () => {
     const heights = (await adminPage.getByTestId("chart-tips").locator("g[data-label] rect").evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("height")))));
     const values = after["chart-tips"].map(([, v]) => Number(v));
     assert.equal(heights.indexOf(Math.max(...heights)), values.indexOf(Math.max(...values)));
+  });
+
+  test("money in each currency the platform takes: a USD card tip is on the revenue table and the charts in USD, written in USD, and not in KES", async () => {
+    const analytics = h.api(AnalyticsAdminService, adminToken);
+    const { from, to } = chartRange();
+    const range = { from: timestampFromDate(from), to: timestampFromDate(to) };
+    const revenueIn = async (currency: string) => (await analytics.getRevenueMetrics({ range, granularity: Granularity.DAY, currency })).series;
+    const kesBefore = await revenueIn("KES");
+    const worker = await h.signUp(randomPhone());
+    // The file's first tip in USD: the day's USD figures are this tip's alone.
+    const tip = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 12_34n });
+    assert.equal(tip.amount?.currency, "USD");
+    const [usdDay] = await eventually("analytics counted the USD tip", async () => {
+      const usd = await revenueIn("USD");
+      return usd.length === 1 && usd[0].tipVolume?.amountMinor === 12_34n && usd;
+    }, 30_000);
+    const day = chartDayLabel(timestampDate(usdDay.periodStart!));
+    const fee = usdDay.platformFees!;
+    assert.ok(fee.currency === "USD" && fee.amountMinor > 0n, "the card tip paid a fee in USD");
+    // Analytics keeps the currencies apart: its KES figures did not take the USD tip in.
+    assert.deepEqual(await revenueIn("KES"), kesBefore, "KES revenue unchanged by the USD tip");
+
+    await adminPage.getByRole("link", { name: "Users" }).click();
+    await adminPage.getByRole("link", { name: "Money" }).click();
+    const revenue = adminPage.getByRole("table", { name: "Revenue" });
+    const written = (m: { currency: string; amountMinor: bigint } | undefined) => (m ? formatMoney(m.amountMinor, m.currency, true) : "");
+    const row = (p: (typeof usdDay)) => [periodLabel(timestampDate(p.periodStart!), false), String(p.tips), written(p.tipVolume), written(p.platformFees), written(p.payouts)];
+    const cells = () => revenue.locator("tbody tr").evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll("td")].map((td) => td.textContent ?? "")));
+    // KES first: the rows are analytics' KES figures from before the USD tip, every one written in KES.
+    assert.equal(await adminPage.getByLabel("Revenue currency").inputValue(), "KES");
+    await revenue.locator("tbody tr").first().waitFor();
+    assert.deepEqual(await cells(), kesBefore.map(row), "KES revenue as analytics had it before the USD tip");
+    await adminPage.getByLabel("Revenue currency").selectOption("USD");
+    await revenue.locator("tbody tr").filter({ hasText: "USD 12.34" }).waitFor();
+    assert.deepEqual(await cells(), [[row(usdDay)[0], "1", "USD 12.34", formatMoney(fee.amountMinor, "USD", true), "USD 0.00"]]);
+
+    // The charts: their own choice, KES first; in USD the day's bars are the USD tip's, each written in USD.
+    const bars = (chart: string) => adminPage.getByTestId(chart).locator("g[data-label]").evaluateAll((gs) => gs.map((g) => [g.getAttribute("data-label"), g.getAttribute("data-value"), g.querySelector("title")?.textContent ?? ""]));
+    await adminPage.getByTestId("chart-volume").locator("g[data-label]").first().waitFor();
+    const kesVolume = kesBefore.map((p) => [chartDayLabel(timestampDate(p.periodStart!)), String(p.tipVolume!.amountMinor), `${chartDayLabel(timestampDate(p.periodStart!))}: ${written(p.tipVolume)}`]);
+    assert.deepEqual(await bars("chart-volume"), kesVolume, "the KES chart without the USD tip");
+    await adminPage.getByLabel("Charts currency").selectOption("USD");
+    await adminPage.getByTestId("chart-volume").locator("title").filter({ hasText: `${day}: USD 12.34` }).waitFor({ state: "attached" });
+    assert.deepEqual(await bars("chart-volume"), [[day, "1234", `${day}: USD 12.34`]]);
+    assert.deepEqual(await bars("chart-fees"), [[day, String(fee.amountMinor), `${day}: ${formatMoney(fee.amountMinor, "USD", true)}`]]);
+    assert.deepEqual(await bars("chart-tips"), [[day, "1", `${day}: 1 tips`]]);
+    // No USD payouts or pools; SMS, bought in KES, is not drawn on a USD scale.
+    assert.deepEqual((await bars("chart-money")).map(([, , title]) => title), ["Payouts: USD 0.00", "Pools paid: USD 0.00"]);
+  });
+
+  test("the payments search's amounts are in the chosen currency: USD 20.00 finds the USD card tip and not a KES 20 tip, and KES 20 the other way round; bounds need a currency", async () => {
+    const worker = await h.signUp(randomPhone());
+    const usd = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 20_00n });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 20_00n },
+      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+    });
+    await eventually("the KES tip succeeded", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    const usdRow = adminPage.locator(`tr[data-tip-id="${usd.tipId}"]`);
+    const kesRow = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`);
+    await adminPage.getByRole("link", { name: "Payments" }).click();
+    const filters = adminPage.getByRole("form", { name: "Payment filters" });
+    await filters.getByLabel("Worker id").fill(worker.userId);
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await usdRow.waitFor();
+    await kesRow.waitFor();
+    assert.deepEqual([await usdRow.locator("td").nth(1).textContent(), await kesRow.locator("td").nth(1).textContent()], ["USD 20.00", "KES 20.00"]);
+    // A bound without a currency is refused before anything is searched (the API refuses it too).
+    await filters.getByLabel("Min amount").fill("20");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: /^currency: / }).waitFor();
+    await filters.getByLabel("Currency").selectOption("USD");
+    await filters.getByLabel("Min USD").fill("20.00");
+    await filters.getByLabel("Max USD").fill("20");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await kesRow.waitFor({ state: "detached" });
+    await usdRow.waitFor();
+    assert.equal(await adminPage.locator("tr[data-tip-id]").count(), 1);
+    await filters.getByLabel("Currency").selectOption("KES");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await usdRow.waitFor({ state: "detached" });
+    await kesRow.waitFor();
+    assert.equal(await adminPage.locator("tr[data-tip-id]").count(), 1);
+    // USD 19.99 and up to 19.99: the bounds are cents of USD, not whole units.
+    await filters.getByLabel("Currency").selectOption("USD");
+    await filters.getByLabel("Min USD").fill("19.99");
+    await filters.getByLabel("Max USD").fill("19.99");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByText("Nothing matches.").waitFor();
+    const { tips } = await h.api(PaymentAdminService, adminToken).searchTips({ workerId: worker.userId, currency: "USD", minAmountMinor: 20_00n, maxAmountMinor: 20_00n });
+    assert.deepEqual(tips.map((t) => t.tipId), [usd.tipId]);
+    await filters.getByLabel("Currency").selectOption("");
+    await filters.getByLabel("Min amount").fill("");
+    await filters.getByLabel("Max amount").fill("");
+    await filters.getByLabel("Worker id").fill("");
   });
 
   test("partner webhooks: a partner key's tip is delivered to its loopback receiver, shown in the Partners screen's log (by key and status), replayed by the admin under the same delivery id; support sees it but may not replay", async () => {

@@ -17,7 +17,7 @@ import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
-import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
+import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -86,6 +86,8 @@ export class AdminHarness {
   browser!: Browser;
   sms!: SmsSimulator;
   daraja!: DarajaSimulator;
+  /** Card tips: Stripe's simulator, confirmed as Stripe.js would from the customer's page. */
+  stripe!: StripeSimulator;
   db!: TestDatabase;
   readonly logs = captureLogger("warn");
   /** The services' clock: moved past the OTP resend cool-down rather than slept through. */
@@ -112,6 +114,14 @@ export class AdminHarness {
     });
     // Paybill payments, so the suspense screen has something to resolve.
     payment.c2b = { pathToken: C2B_PATH_TOKEN, shortCodes: [this.daraja.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
+    this.stripe = await startStripeSimulator({ webhookDelayMs: 20 });
+    payment.cards = {
+      stripe: { secretKey: this.stripe.secretKey, publishableKey: this.stripe.publishableKey, webhookSecret: this.stripe.webhookSecret, apiBase: this.stripe.url, webhookToleranceS: 300, timeoutMs: 5_000 },
+      returnUrl: "",
+      expireAfterMs: 60_000,
+      checkAfterMs: 60_000,
+      rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 50, perCardDailyKesMinor: 5_000_000_00n, countryMismatch: "hold" },
+    };
     this.db = await createTestDatabase();
     this.bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("ADM").toUpperCase(), subjectPrefix: uniqueName("ev"), logger: this.logs.logger, redeliveryDelayMs: 100 });
     this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
@@ -136,6 +146,7 @@ export class AdminHarness {
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
     await registerC2bUrls(this.daraja, `${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
+    this.stripe.setWebhookUrl(`${payment.callbackBaseUrl}/stripe/webhook`);
     this.browser = await sharedChromium();
     return this;
   }
@@ -148,6 +159,7 @@ export class AdminHarness {
     await this.cache?.close();
     await this.db?.drop();
     await this.daraja?.close();
+    await this.stripe?.close();
     await this.sms?.close();
     await this.providers.close();
   }
@@ -225,6 +237,27 @@ export class AdminHarness {
     if (name) await this.api(AuthService, tokens.accessToken).updateProfile({ displayName: name });
     const userId = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sub as string;
     return { userId, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken };
+  }
+
+  /** A card tip to the worker in the amount's currency, paid by a Visa card on Stripe's simulator, as read once succeeded. */
+  async cardTip(workerId: string, amount: { currency: string; amountMinor: bigint }): Promise<Tip> {
+    const { tip, stripeClientSecret } = await this.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: workerId },
+      amount,
+      payment: { case: "card", value: true },
+    });
+    // The customer's page confirms the PaymentIntent with the publishable key, as Stripe.js does.
+    const res = await fetch(`${this.stripe.url}/v1/payment_intents/${stripeClientSecret.split("_secret_")[0]}/confirm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.stripe.publishableKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ payment_method: "pm_card_visa", client_secret: stripeClientSecret, return_url: "http://127.0.0.1/tip/done" }),
+    });
+    assert.equal(res.status, 200, `the card confirmed: ${await res.text()}`);
+    return eventually("the card tip succeeded", async () => {
+      const read = (await this.api(PaymentService).getTip({ tipId: tip!.tipId })).tip;
+      return read?.status === TipStatus.SUCCEEDED && read;
+    });
   }
 
   /** A KES 100 M-Pesa tip to the worker, held for review (M-Pesa charged another amount than asked), as read once held. */

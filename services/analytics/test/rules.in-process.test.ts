@@ -53,6 +53,36 @@ describe("analytics rules, in process (with qr)", () => {
     assert.deepEqual(violationsOf(hourly).map((v) => [v.field, v.message]), [["granularity", "hourly figures are served for ranges of at most 31 days"]]);
   });
 
+  test("admins' revenue and summary per currency: a USD tip is USD's alone, a currency without data is zero (not an error), a malformed one INVALID_ARGUMENT naming currency", async () => {
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
+    await s.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+      tipId: randomUUID(), workerId: randomUUID(), amount: usd(12_34n), fee: usd(62n), net: kesMinor(1_500_00n), method: PaymentMethod.CARD, rating: 0,
+    }));
+    const revenue = (currency: string) => admin.getRevenueMetrics({ range: lastDay(), granularity: Granularity.DAY, currency });
+    const usdSeries = await eventually("the USD tip counted", async () => {
+      const { series } = await revenue("USD");
+      return series.length > 0 && series;
+    });
+    assert.deepEqual(usdSeries.map((p) => [p.tips, p.tipVolume, p.platformFees, p.payouts].map((x) => (typeof x === "bigint" ? x : [x?.currency, x?.amountMinor]))), [
+      [1n, ["USD", 12_34n], ["USD", 62n], ["USD", 0n]],
+    ]);
+    assert.ok((await revenue("KES")).series.every((p) => p.tipVolume?.currency === "KES"), "KES figures are KES");
+    // No tip in JPY (or GBP): no points and a summary of zeros in that currency.
+    assert.deepEqual((await revenue("JPY")).series, []);
+    const { summary } = await admin.getPlatformSummary({ range: lastDay(), currency: "GBP" });
+    assert.deepEqual([summary!.tips, summary!.volume, summary!.fees, summary!.payouts, summary!.poolsDistributed].map((x) => (typeof x === "bigint" ? x : [x?.currency, x?.amountMinor])), [
+      0n, ["GBP", 0n], ["GBP", 0n], ["GBP", 0n], ["GBP", 0n],
+    ]);
+    const { summary: usdSummary } = await admin.getPlatformSummary({ range: lastDay(), currency: "USD" });
+    assert.deepEqual([usdSummary!.tips, usdSummary!.volume?.amountMinor, usdSummary!.fees?.amountMinor], [1n, 12_34n, 62n]);
+    for (const bad of [revenue("usd"), revenue(""), admin.getPlatformSummary({ range: lastDay(), currency: "US" })]) {
+      const err = await refusal(bad);
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.deepEqual(fieldsOf(err), ["currency"]);
+    }
+  });
+
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {
     assert.equal((await refusal(s.client(AnalyticsService).getWorkerEarnings({ range: lastDay() }))).code, Code.Unauthenticated);
     const worker = randomUUID();

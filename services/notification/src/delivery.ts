@@ -504,11 +504,14 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["status", "text", (p) => p.status],
   ["last_error", "text", (p) => p.error],
   ["next_attempt_at", "timestamptz", (p) => p.nextAttempt],
+  // Each event's bytes only where the statement may write them (null is sent as 4 bytes): a fact (an outcome) or the
+  // dispatch message carries the event; the opted-out fact only an SMS that may be opted out. A tip's two
+  // texts, claimed for sending, carry only their opted-out facts; its in-app notice, its fact once, not twice.
   ["event_id", "uuid", (p) => p.event.id],
-  ["payload", "bytea", (p) => p.event.data],
+  ["payload", "bytea", (p) => (isOutcome(p.status) || p.dispatch ? p.event.data : null)],
   ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
   ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
-  ["opted_payload", "bytea", (p) => p.optedOutEvent.data],
+  ["opted_payload", "bytea", (p) => (p.mayBeOptedOut ? p.optedOutEvent.data : null)],
   ["announced", "boolean", (p) => isOutcome(p.status)],
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],

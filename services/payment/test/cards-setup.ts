@@ -7,6 +7,7 @@ import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1
 import { startStripeSimulator, type StripeSimulator } from "../src/testing.js";
 import { startPayPalSimulator, type PayPalSimulator } from "../src/cards/paypal-simulator.js";
 import type { CardRules } from "../src/cards/config.js";
+import type { PaymentConfig } from "../src/config.js";
 import { startHarness, type Harness } from "./setup.js";
 
 export interface CardHarness extends Harness {
@@ -20,10 +21,11 @@ export interface CardHarness extends Harness {
   withdraw(workerId: string, amountMinor: bigint): Promise<void>;
 }
 
-export async function startCardHarness(rules: Partial<CardRules> = {}): Promise<CardHarness> {
+export async function startCardHarness(rules: Partial<CardRules> = {}, overrides: Partial<PaymentConfig> = {}): Promise<CardHarness> {
   const stripe = await startStripeSimulator({ webhookDelayMs: 10, disputeDelayMs: 50 });
   const paypal = await startPayPalSimulator({ webhookDelayMs: 10 });
   const h = await startHarness({
+    ...overrides,
     cards: {
       stripe: {
         secretKey: stripe.secretKey, publishableKey: stripe.publishableKey, webhookSecret: stripe.webhookSecret,

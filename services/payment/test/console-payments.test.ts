@@ -10,12 +10,13 @@ import { PaymentMethodKind, PayoutStatus, TipStatus } from "@ttip/proto/ttip/pay
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { startCardHarness, type CardHarness } from "./cards-setup.js";
+import { eventually, KES, phone } from "./setup.js";
 
 const message = (p: Promise<unknown>) => p.then(() => "", (e) => `${Code[ConnectError.from(e).code]} ${ConnectError.from(e).rawMessage}`);
 
 describe("payments in the admin console", () => {
-  let h: Harness;
+  let h: CardHarness;
   let pay: ReturnType<typeof createClient<typeof PaymentService>>;
   let support: ReturnType<typeof createClient<typeof PaymentAdminService>>;
   let finance: ReturnType<typeof createClient<typeof PaymentAdminService>>;
@@ -30,7 +31,8 @@ describe("payments in the admin console", () => {
 
   before(async () => {
     // No automatic STK query for a long while: only the admin's re-query recovers the lost callback.
-    h = await startHarness({ stkDeadlineMs: 600_000 });
+    // Cards on (Stripe's simulator): tips in other currencies than KES.
+    h = await startCardHarness({}, { stkDeadlineMs: 600_000 });
     pay = h.t.client(PaymentService);
     support = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] });
     finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
@@ -51,7 +53,7 @@ describe("payments in the admin console", () => {
   test("filters: status, amount range, method, result code, worker, dates; keyset paging covers each tip once", async () => {
     const ids = async (req: Parameters<typeof support.searchTips>[0]) => (await support.searchTips(req)).tips.map((t) => t.tipId).sort();
     assert.deepEqual(await ids({ workerId: worker, status: TipStatus.SUCCEEDED }), [tips.ok100, tips.ok300].sort());
-    assert.deepEqual(await ids({ workerId: worker, minAmountMinor: 150_00n, maxAmountMinor: 300_00n }), [tips.cancelled, tips.ok300].sort());
+    assert.deepEqual(await ids({ workerId: worker, currency: "KES", minAmountMinor: 150_00n, maxAmountMinor: 300_00n }), [tips.cancelled, tips.ok300].sort());
     assert.deepEqual(await ids({ resultCode: "1032", workerId: worker }), [tips.cancelled]);
     assert.deepEqual(await ids({ workerId: other }), [tips.other]);
     assert.deepEqual(await ids({ workerId: worker, method: PaymentMethodKind.CARD }), []);
@@ -70,6 +72,29 @@ describe("payments in the admin console", () => {
     assert.match(await message(support.searchTips({ from: timestampFromDate(new Date()), to: timestampFromDate(started) })), /^InvalidArgument to:/);
     assert.match(await message(support.searchTips({ workerId: "not-a-uuid" })), /^InvalidArgument .*worker_id/);
     assert.match(await message(support.searchPayouts({ resultCode: "x".repeat(41) })), /^InvalidArgument .*result_code/);
+  });
+
+  test("amount bounds are in the currency asked for: a USD card tip and a KES tip of the same minor units are told apart; a bound without a currency is refused naming it", async () => {
+    const tourist = randomUUID();
+    const card = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: tourist }, amount: { currency: "USD", amountMinor: 15_00n }, payment: { case: "card", value: true } });
+    assert.equal((await h.confirm(card.stripeClientSecret, "pm_card_visa")).status, 200);
+    const usd = card.tip!.tipId;
+    const kes = await tip(tourist, 15);
+    await eventually(async () => (await statusOf(usd)) === TipStatus.SUCCEEDED && (await statusOf(kes)) === TipStatus.SUCCEEDED, "both tips settled");
+    const ids = async (req: Parameters<typeof support.searchTips>[0]) => (await support.searchTips({ workerId: tourist, ...req })).tips.map((t) => t.tipId).sort();
+    const fifteen = { minAmountMinor: 15_00n, maxAmountMinor: 15_00n };
+    assert.deepEqual(await ids({ ...fifteen, currency: "USD" }), [usd]);
+    assert.deepEqual(await ids({ ...fifteen, currency: "KES" }), [kes]);
+    assert.deepEqual(await ids({ minAmountMinor: 15_01n, currency: "USD" }), []);
+    // A currency alone lists that currency's tips; none lists every one.
+    assert.deepEqual(await ids({ currency: "USD" }), [usd]);
+    assert.deepEqual(await ids({ currency: "EUR" }), []);
+    assert.deepEqual(await ids({}), [usd, kes].sort());
+    // Bounds in no currency are refused, naming the field, and never INTERNAL.
+    assert.match(await message(support.searchTips({ workerId: tourist, minAmountMinor: 15_00n })), /^InvalidArgument currency: required with min_amount_minor or max_amount_minor/);
+    assert.match(await message(support.searchTips({ maxAmountMinor: 15_00n })), /^InvalidArgument currency: /);
+    assert.match(await message(support.searchTips({ currency: "usd" })), /^InvalidArgument .*currency/);
+    assert.match(await message(support.searchPayouts({ currency: "US" })), /^InvalidArgument .*currency/);
   });
 
   test("a tip's detail: the raw STK callback as received and the ledger entry that credited the worker", async () => {
@@ -130,7 +155,10 @@ describe("payments in the admin console", () => {
     const paid = await eventually(async () => (await support.searchPayouts({ workerId: saver, status: PayoutStatus.SUCCEEDED })).payouts[0], "the automatic payout paid");
     assert.deepEqual((await support.searchPayouts({ workerId: saver, status: PayoutStatus.FAILED })).payouts, []);
     assert.deepEqual((await support.searchPayouts({ workerId: worker })).payouts, []);
-    assert.equal((await support.searchPayouts({ workerId: saver, minAmountMinor: paid.amount!.amountMinor + 1n })).payouts.length, 0);
+    assert.equal((await support.searchPayouts({ workerId: saver, currency: "KES", minAmountMinor: paid.amount!.amountMinor + 1n })).payouts.length, 0);
+    assert.deepEqual((await support.searchPayouts({ workerId: saver, currency: "KES", minAmountMinor: paid.amount!.amountMinor, maxAmountMinor: paid.amount!.amountMinor })).payouts.map((p) => p.payoutId), [paid.payoutId]);
+    assert.deepEqual((await support.searchPayouts({ workerId: saver, currency: "USD" })).payouts, [], "a KES payout is not a USD one");
+    assert.match(await message(support.searchPayouts({ workerId: saver, maxAmountMinor: paid.amount!.amountMinor })), /^InvalidArgument currency: required with/);
     const detail = await eventually(async () => {
       const d = await support.getPaymentDetail({ subject: { case: "payoutId", value: paid.payoutId } });
       return d.holdState === "settled" && d.callbacks.length ? d : undefined;

@@ -12,12 +12,11 @@ import { paymentMetrics } from "../metrics.js";
 import { leaseTips, loadTip, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
+import { CARD_CURRENCIES } from "./currencies.js";
 import type { CardSplit } from "./ledger.js";
 import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
 import { checkAuthorisation } from "./rules.js";
 
-/** Currencies a card tip may be quoted in (each has a fee schedule and a rate to KES in wallet). */
-export const CARD_CURRENCIES = ["KES", "USD", "EUR", "GBP"];
 /** Far above any tip; keeps amounts well inside what every provider and Number() carry exactly. */
 const MAX_CARD_MINOR = 10_000_000_00n;
 

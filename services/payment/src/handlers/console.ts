@@ -29,12 +29,15 @@ interface CommonFilters {
   maxAmountMinor: bigint;
   resultCode: string;
   workerId: string;
+  currency: string;
 }
 
 /** The filters both searches share, checked; the status code is the caller's (undefined for any). */
 function commonSearch(req: CommonFilters, status: string | null | undefined): CommonSearch {
   if (req.from && req.to && timestampDate(req.to) <= timestampDate(req.from)) throw fieldError("to", "must be after from");
   if (req.maxAmountMinor && req.maxAmountMinor < req.minAmountMinor) throw fieldError("max_amount_minor", "must not be below min_amount_minor");
+  // 500 is five shillings or five dollars: a bound means nothing without its currency.
+  if ((req.minAmountMinor || req.maxAmountMinor) && !req.currency) throw fieldError("currency", "required with min_amount_minor or max_amount_minor: the currency the bounds are in");
   return {
     from: req.from && timestampDate(req.from),
     to: req.to && timestampDate(req.to),
@@ -42,6 +45,7 @@ function commonSearch(req: CommonFilters, status: string | null | undefined): Co
     maxAmountMinor: req.maxAmountMinor,
     resultCode: req.resultCode,
     workerId: req.workerId,
+    currency: req.currency,
     status,
   };
 }

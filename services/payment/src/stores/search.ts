@@ -11,6 +11,8 @@ export interface CommonSearch {
   maxAmountMinor: bigint;
   resultCode: string;
   workerId: string;
+  /** ISO 4217; empty for every currency. */
+  currency: string;
   /** The row's status code; undefined for any (null matches none). */
   status?: string | null;
 }
@@ -38,6 +40,7 @@ export function commonFilters(s: CommonSearch): Filters {
   if (s.maxAmountMinor) f.add("amount_minor <= ?", s.maxAmountMinor.toString());
   if (s.resultCode) f.add("result_code = ?", s.resultCode);
   if (s.workerId) f.add("worker_id = ?::uuid", s.workerId);
+  if (s.currency) f.add("currency = ?", s.currency);
   if (s.status !== undefined) f.add("status = ?", s.status);
   return f;
 }

@@ -3074,13 +3074,15 @@ type SearchTipsRequest struct {
 	// Created at or after `from` and before `to`.
 	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
 	To   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
-	// Amount bounds in minor units (0: none), in the tip's own currency.
+	// Amount bounds in minor units of `currency` (0: none); a bound needs a currency.
 	MinAmountMinor int64             `protobuf:"varint,5,opt,name=min_amount_minor,json=minAmountMinor,proto3" json:"min_amount_minor,omitempty"`
 	MaxAmountMinor int64             `protobuf:"varint,6,opt,name=max_amount_minor,json=maxAmountMinor,proto3" json:"max_amount_minor,omitempty"`
 	Method         PaymentMethodKind `protobuf:"varint,7,opt,name=method,proto3,enum=ttip.payment.v1.PaymentMethodKind" json:"method,omitempty"`
 	// Daraja ResultCode or decline code, exactly as received.
-	ResultCode    string `protobuf:"bytes,8,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
-	WorkerId      string `protobuf:"bytes,9,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	ResultCode string `protobuf:"bytes,8,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
+	WorkerId   string `protobuf:"bytes,9,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// ISO 4217: only tips in this currency, and the currency of the amount bounds; empty for every currency (and no bounds).
+	Currency      string `protobuf:"bytes,10,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3178,6 +3180,13 @@ func (x *SearchTipsRequest) GetWorkerId() string {
 	return ""
 }
 
+func (x *SearchTipsRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
 type SearchTipsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tips          []*Tip                 `protobuf:"bytes,1,rep,name=tips,proto3" json:"tips,omitempty"`
@@ -3231,17 +3240,20 @@ func (x *SearchTipsResponse) GetPage() *v1.PageResponse {
 }
 
 type SearchPayoutsRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Page           *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
-	Status         PayoutStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.PayoutStatus" json:"status,omitempty"`
-	From           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
-	To             *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
-	MinAmountMinor int64                  `protobuf:"varint,5,opt,name=min_amount_minor,json=minAmountMinor,proto3" json:"min_amount_minor,omitempty"`
-	MaxAmountMinor int64                  `protobuf:"varint,6,opt,name=max_amount_minor,json=maxAmountMinor,proto3" json:"max_amount_minor,omitempty"`
-	ResultCode     string                 `protobuf:"bytes,7,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
-	WorkerId       string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Page   *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	Status PayoutStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.PayoutStatus" json:"status,omitempty"`
+	From   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// Amount bounds in minor units of `currency` (0: none); a bound needs a currency.
+	MinAmountMinor int64  `protobuf:"varint,5,opt,name=min_amount_minor,json=minAmountMinor,proto3" json:"min_amount_minor,omitempty"`
+	MaxAmountMinor int64  `protobuf:"varint,6,opt,name=max_amount_minor,json=maxAmountMinor,proto3" json:"max_amount_minor,omitempty"`
+	ResultCode     string `protobuf:"bytes,7,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
+	WorkerId       string `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// ISO 4217: only payouts in this currency, and the currency of the amount bounds; empty for every currency (and no bounds).
+	Currency      string `protobuf:"bytes,9,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchPayoutsRequest) Reset() {
@@ -3326,6 +3338,13 @@ func (x *SearchPayoutsRequest) GetResultCode() string {
 func (x *SearchPayoutsRequest) GetWorkerId() string {
 	if x != nil {
 		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *SearchPayoutsRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
 	}
 	return ""
 }
@@ -4309,7 +4328,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x13worker_display_name\x18\x02 \x01(\tR\x11workerDisplayName\x12\x1d\n" +
 	"\n" +
 	"venue_name\x18\x03 \x01(\tR\tvenueName\x12>\n" +
-	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived\"\xde\x03\n" +
+	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived\"\x90\x04\n" +
 	"\x11SearchTipsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12.\n" +
@@ -4320,10 +4339,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x06method\x18\a \x01(\x0e2\".ttip.payment.v1.PaymentMethodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06method\x12(\n" +
 	"\vresult_code\x18\b \x01(\tB\a\xbaH\x04r\x02\x18(R\n" +
 	"resultCode\x12(\n" +
-	"\tworker_id\x18\t \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"p\n" +
+	"\tworker_id\x18\t \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\x120\n" +
+	"\bcurrency\x18\n" +
+	" \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"p\n" +
 	"\x12SearchTipsResponse\x12(\n" +
 	"\x04tips\x18\x01 \x03(\v2\x14.ttip.payment.v1.TipR\x04tips\x120\n" +
-	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x9e\x03\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\xd0\x03\n" +
 	"\x14SearchPayoutsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12.\n" +
@@ -4333,7 +4355,9 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x10max_amount_minor\x18\x06 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x0emaxAmountMinor\x12(\n" +
 	"\vresult_code\x18\a \x01(\tB\a\xbaH\x04r\x02\x18(R\n" +
 	"resultCode\x12(\n" +
-	"\tworker_id\x18\b \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"|\n" +
+	"\tworker_id\x18\b \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\x120\n" +
+	"\bcurrency\x18\t \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"|\n" +
 	"\x15SearchPayoutsResponse\x121\n" +
 	"\apayouts\x18\x01 \x03(\v2\x17.ttip.payment.v1.PayoutR\apayouts\x120\n" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"w\n" +

@@ -1,0 +1,26 @@
+// The currencies the platform takes money in (M-Pesa's KES and card tips'): payment's one list, so a
+// currency payment starts taking is offered here too. Figures are per currency, never summed across.
+import { CARD_CURRENCIES } from "../../../services/payment/src/cards/currencies";
+import { minorExponent } from "../../web/src/lib/money";
+
+/** What money screens open on: M-Pesa's currency. */
+export const FIRST_CURRENCY = "KES";
+export const PLATFORM_CURRENCIES: readonly string[] = CARD_CURRENCIES;
+
+/** "1,250.50" → 125050n in KES (by the currency's minor digits); undefined when it is not an amount with at most that many decimals. */
+export function minorOf(text: string, currency: string): bigint | undefined {
+  const digits = minorExponent(currency);
+  const m = /^(\d{1,12})(?:\.(\d+))?$/.exec(text.replace(/[,\s]/g, ""));
+  if (!m || (m[2] ?? "").length > digits) return undefined;
+  return BigInt(m[1]) * 10n ** BigInt(digits) + BigInt((m[2] ?? "").padEnd(digits, "0") || "0");
+}
+
+/** A currency select; with `anyLabel`, an empty choice first (no currency: every one). */
+export function CurrencyChoice({ label, value, onChange, anyLabel }: { label: string; value: string; onChange: (currency: string) => void; anyLabel?: string }) {
+  return (
+    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value)}>
+      {anyLabel !== undefined && <option value="">{anyLabel}</option>}
+      {PLATFORM_CURRENCIES.map((c) => <option key={c} value={c}>{c}</option>)}
+    </select>
+  );
+}
