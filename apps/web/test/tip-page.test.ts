@@ -192,6 +192,61 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await h.screenshot(page, "tip-nojs-received");
   });
 
+  test("a zero amount and a wrong number: each named beside its field, and the focus on the first to correct, not lost to the page", async () => {
+    const worker = await h.worker("Wairimu");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    const focused = () => page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+    await page.getByLabel("Other amount (KES)").fill("0");
+    await page.getByLabel("M-Pesa phone number").fill("0712");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByText("Enter a whole number of shillings, from 1 to 250,000.").waitFor();
+    await page.getByText("Enter a Kenyan M-Pesa number, for example 0712 345 678.").waitFor();
+    await eventually("the focus on the amount", async () => (await focused()) === "other");
+    await page.getByLabel("Other amount (KES)").fill("150");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await eventually("the amount's error gone", async () => (await page.getByText(/Enter a whole number of shillings/).count()) === 0);
+    await eventually("the focus on the number", async () => (await focused()) === "phone");
+    assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 0, "no tip");
+  });
+
+  test("a number corrected after a refusal pays the amount still chosen: KES 200 charged as the button says, not the page's first choice", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 200/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill("0712");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByText("Enter a Kenyan M-Pesa number, for example 0712 345 678.").waitFor();
+    assert.equal(await page.getByRole("radio", { name: /KES 200/ }).isChecked(), true, "the amount chosen is still chosen after the refusal");
+    const phone = successNumber();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    const pay = page.getByRole("button", { name: /Pay KES 2\d\d with M-Pesa/ });
+    const total = /Pay (KES [\d,]+) with M-Pesa/.exec((await pay.textContent()) ?? "")![1];
+    await pay.click();
+    await page.getByRole("heading", { name: /received your tip/ }).waitFor({ timeout: 20_000 });
+    assert.deepEqual(h.pushesTo(phone).map((x) => `KES ${x.amount}`), [total], "M-Pesa asked once, for the total the button showed");
+    const [tip] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    assert.equal(tip.amount!.amountMinor, 20_000n);
+  });
+
+  test("KES 250,000 with the fee covered (over M-Pesa's KES 250,000 for one payment): said beside the amount, nothing pushed, no tip", async () => {
+    const worker = await h.worker("Mwangi");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByLabel("Other amount (KES)").fill("250000");
+    const phone = successNumber();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /Pay KES 250,\d{3} with M-Pesa/ }).click();
+    await page.getByText("With the fee, this is over M-Pesa's KES 250,000 for one payment. Choose a smaller amount, or untick covering the fee.").waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "tip-over-mpesa-limit");
+    assert.equal(h.pushesTo(phone).length, 0, "nothing asked of M-Pesa");
+    assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 0, "no tip made");
+  });
+
   test("in Swahili by the browser's language, with a switch back to English", async () => {
     const worker = await h.worker("Juma");
     const code = await h.qrCode(worker);

@@ -38,4 +38,17 @@ describe("the venue's staff invitation form (chromium)", () => {
       await h.screenshot(page, `venue-staff-invited-${locale}`);
     }
   });
+
+  test("a new venue's split rule page says no rule is in force yet (not a refusal), in English and Swahili", async () => {
+    const venue = await h.venue("Jacaranda Lounge");
+    for (const [locale, words] of [
+      ["en-KE", "No rule is in force yet. Choose how the pool is split below and put it in force."],
+      ["sw-KE", "Bado hakuna kanuni inayotumika. Chagua jinsi mfuko unavyogawanywa hapa chini kisha uiweke itumike."],
+    ] as const) {
+      const page = await h.signedInAs({ accessToken: venue.managerToken }, { locale });
+      await page.goto(`${h.url}/v/${venue.id}/rules`);
+      await page.getByTestId("rule-in-force").getByText(words).waitFor({ timeout: 30_000 });
+      await h.screenshot(page, `venue-no-rule-${locale}`);
+    }
+  });
 });

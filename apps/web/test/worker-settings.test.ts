@@ -113,6 +113,41 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await h.screenshot(page, "worker-statements-sw");
   });
 
+  test("signing in on a Swahili phone: a wrong code and a wrong PIN are said in Swahili with the tries left, and the code step has a way back to the number", async () => {
+    const worker = await h.worker("Zawadi");
+    const page = await h.phone({ locale: "sw-KE" });
+    await page.goto(`${h.url}/w/signin`);
+    const sms = () => h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message;
+    const askCode = async () => {
+      const before = sms();
+      h.clock.advance(1_100); // past the resend wait after the code before
+      await page.getByLabel("Namba yako ya simu").fill(worker.phone);
+      await page.getByRole("button", { name: "Nitumie namba" }).click();
+      await page.getByLabel("Namba ya tarakimu 6 tuliyotuma kwa SMS").waitFor();
+      await eventually("a new code by SMS", () => sms() !== before);
+    };
+    await askCode();
+    await page.getByLabel("Namba ya tarakimu 6 tuliyotuma kwa SMS").fill(h.otpFor(worker.phone) === "000000" ? "111111" : "000000");
+    await page.getByRole("button", { name: "Endelea" }).click();
+    // The form's own refusal (Next's route announcer is an alert too).
+    const alert = page.locator("form").getByRole("alert");
+    await alert.filter({ hasText: "Hiyo si namba tuliyotuma. Umebakiwa na majaribio 4." }).waitFor();
+    await h.screenshot(page, "worker-signin-wrong-code-sw");
+    // Back to the number, and a new code.
+    await page.getByRole("button", { name: "Tumia namba nyingine au pata namba mpya" }).click();
+    await eventually("the old refusal gone", async () => (await alert.count()) === 0);
+    await askCode();
+    await page.getByLabel("Namba ya tarakimu 6 tuliyotuma kwa SMS").fill(h.otpFor(worker.phone));
+    await page.getByRole("button", { name: "Endelea" }).click();
+    await page.getByLabel("PIN yako").fill("1357");
+    await page.getByRole("button", { name: "Endelea" }).click();
+    await alert.filter({ hasText: "PIN si sahihi. Umebakiwa na majaribio 4 kabla PIN yako haijafungwa." }).waitFor();
+    assert.doesNotMatch((await alert.textContent()) ?? "", /wrong|tries|left/, "no English inside the Swahili");
+    await page.getByLabel("PIN yako").fill(worker.pin);
+    await page.getByRole("button", { name: "Endelea" }).click();
+    await page.waitForURL(/\/w$/);
+  });
+
   test("before the screens' script has run (a slow phone), their placeholder is in the page's language", async () => {
     for (const [locale, word] of [["sw-KE", "Inapakia…"], ["en-KE", "Loading…"]]) {
       const page = await h.phone({ locale, javaScriptEnabled: false });

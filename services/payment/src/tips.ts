@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
+import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, MPESA_LIMITS, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
 import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -167,6 +167,10 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
+  // A tip within M-Pesa's limit whose covered fee takes the charge past it: M-Pesa would refuse the push.
+  if (charged > MPESA_LIMITS.perTransactionMinor) {
+    return unplaced(fieldError("amount", `with the fee covered M-Pesa would be asked for ${formatMoney(charged, "KES")}, over its ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction`));
+  }
   // In time order, so payment.tips_pkey grows at its end: a random id lands on a leaf that, on a
   // grown table, is written whole to the WAL after each checkpoint.
   const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config };

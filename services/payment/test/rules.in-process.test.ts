@@ -61,6 +61,22 @@ describe("payment rules, in process (with wallet and auth)", () => {
     assert.equal(pushesTo(phone), 0, "no STK push for a refused tip");
   });
 
+  test("a tip M-Pesa's limit allows whose covered fee takes the charge past it is refused naming the amount, before any push; uncovered it goes ahead", async () => {
+    const worker = randomUUID();
+    const phone = quietPhone();
+    const covered = (idempotencyKey: string) =>
+      pay().createTip({ idempotencyKey, recipient: { case: "workerId", value: worker }, amount: kesMinor(250_000_00n), payment: { case: "mpesaPhone", value: phone }, customerCoversFee: true });
+    const key = `tip-${randomUUID()}`;
+    const over = await refusal(covered(key));
+    assert.equal(over.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(over), ["amount"]);
+    assert.match(over.rawMessage, /KES 250,500, over its KES 250,000 per transaction/);
+    assert.equal((await refusal(covered(key))).code, Code.InvalidArgument, "a retry under the same key is refused the same way");
+    assert.equal(pushesTo(phone), 0, "nothing pushed that M-Pesa would refuse");
+    const { tip: uncovered } = await tip(worker, 250_000_00n, undefined, phone);
+    assert.equal(uncovered!.amount!.amountMinor, 250_000_00n, "without the fee covered the same amount is a tip");
+  });
+
   test("access by role: payouts need a signed-in worker, the console an admin role, and a payout a step-up auth accepts", async () => {
     const request = { idempotencyKey: `po-${randomUUID()}`, amount: kesMinor(100_00n), mpesaPhone: quietPhone(), stepUpToken: "x".repeat(32) };
     assert.equal((await refusal(pay().requestPayout(request))).code, Code.Unauthenticated);

@@ -128,16 +128,16 @@ export interface C2bRegisterResponse {
 }
 
 /**
- * Words Safaricom refuses anywhere in a registered URL, in any case (its
- * portal; "mpesa" without the dash is refused by integrators' reports too).
- */
-/**
  * Transaction Status's answer "transaction not found": the one ResultCode that says M-Pesa has no
  * record of what was asked about. Any other failure is the query's own (an invalid initiator or
  * party, a system error) and says nothing of the transaction.
  */
 export const TRANSACTION_NOT_FOUND = "2032";
 
+/**
+ * Words Safaricom refuses anywhere in a registered URL, in any case (its
+ * portal; "mpesa" without the dash is refused by integrators' reports too).
+ */
 export const BANNED_URL_WORDS = ["m-pesa", "mpesa", "safaricom", "exec", "exe", "cmd", "sql", "query"];
 
 /** The first banned word in `url`, or undefined. */

@@ -97,6 +97,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     const e = ConnectError.from(err);
     if (settlesWrite(e)) state.seed = newWriteKey();
     if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
+    // Within the limit, but the fee the customer covers takes M-Pesa's charge past it.
+    if (e.code === Code.InvalidArgument && /^amount:.*per transaction/.test(e.rawMessage) && values.cover) return { ...state, errors: { amount: "err_amountOverMpesa" } };
     if (e.code === Code.InvalidArgument && /amount/.test(e.rawMessage)) return { ...state, errors: { amount: "err_amount" } };
     if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };
     if (e.code === Code.ResourceExhausted) return { ...state, errors: { form: "err_rate" } };

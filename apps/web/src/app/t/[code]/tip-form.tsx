@@ -1,5 +1,5 @@
 "use client";
-import { useActionState, useEffect, useState } from "react";
+import { type FormEvent, startTransition, useActionState, useEffect, useRef, useState } from "react";
 import { translator, type Locale } from "../../../lib/i18n";
 import { formatMoney } from "../../../lib/money";
 import { payTip, type TipFormState } from "./actions";
@@ -44,6 +44,28 @@ export function TipForm(p: Props) {
   const [other, setOther] = useState(v.other);
   const [cover, setCover] = useState(v.cover);
   const [live, setLive] = useState<{ key: string; fee: string; total: string; receives: string }>();
+  const formRef = useRef<HTMLFormElement>(null);
+
+  // A refused form puts the focus on its first named field (the Pay button it left is disabled while
+  // pending, so the focus fell to the page): the customer corrects it without hunting for it.
+  useEffect(() => {
+    const form = formRef.current;
+    const e = state.errors;
+    if (!form) return;
+    if (e.email) form.querySelector("details")?.setAttribute("open", "");
+    const field = e.amount ? (form.querySelector("#other") ?? form.querySelector("input[name=amount]")) : e.phone ? form.querySelector("#phone") : e.email ? form.querySelector("#email") : null;
+    if (field instanceof HTMLElement) field.focus();
+  }, [state.errors]);
+
+  // Sent from here rather than by React's form action, which resets the form once the action returns:
+  // a refused form's radios went back to the amount the page was rendered with while this state (the
+  // button's total) kept the customer's, so the next Pay charged the first choice. Without scripts the
+  // form still posts to the action.
+  const submit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const data = new FormData(e.currentTarget);
+    startTransition(() => action(data));
+  };
 
   useEffect(() => {
     if (amount !== "other" || !other) return setLive(undefined);
@@ -59,7 +81,7 @@ export function TipForm(p: Props) {
   const total = preset ? (cover ? formatMoney(BigInt(preset.minor) + BigInt(preset.fee), p.currency) : preset.label) : shown?.total;
   const err = state.errors;
   return (
-    <form action={action} noValidate aria-describedby={err.form ? "form-error" : undefined}>
+    <form ref={formRef} action={action} onSubmit={submit} noValidate aria-describedby={err.form ? "form-error" : undefined}>
       <input type="hidden" name="locale" value={p.locale} />
       <input type="hidden" name="code" value={p.shortCode} />
       <input type="hidden" name="p" value={p.payload} />

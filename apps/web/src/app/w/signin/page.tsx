@@ -8,6 +8,7 @@ import { useT } from "../use-t";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
+import { signInRefusal } from "./refusals";
 
 type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "newPin" };
 
@@ -58,7 +59,7 @@ export default function SignIn() {
       await setPin.mutateAsync({ pin });
       router.replace(home);
     }
-  }, (x) => setError(err(x)));
+  }, (x) => setError(signInRefusal(x, t) ?? err(x)));
 
   return (
     <form onSubmit={onSubmit} noValidate>
@@ -89,6 +90,8 @@ export default function SignIn() {
       )}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="submit" disabled={busy}>{step.kind === "phone" ? t("sendCode") : t("continue")}</button>
+      {/* A mistyped number, or a code that never came or can no longer be used: back to the first step. */}
+      {step.kind === "otp" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "phone" }))}>{t("otherNumber")}</button> : null}
     </form>
   );
 }

@@ -1,4 +1,5 @@
 "use client";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { useState } from "react";
@@ -66,7 +67,7 @@ export default function Rules() {
             <p data-testid="rule-words"><strong>{ruleText(t, r, nameOf)}</strong></p>
             <p className="muted">{t("v_sinceT", { when: shown(r.createdAt, locale) })}{r.note ? ` · “${r.note}”` : ""}</p>
           </>
-        ) : current.error ? <p>{plainError(current.error)}</p> : <p>{t("v_loading")}</p>}
+        ) : current.error ? <p>{ConnectError.from(current.error).code === Code.NotFound ? t("v_noRule") : plainError(current.error)}</p> : <p>{t("v_loading")}</p>}
       </section>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
