@@ -2,9 +2,10 @@
 // per day from GetRevenueMetrics, success rate per day and method from
 // GetPaymentSuccessRates, and GetPlatformSummary's rates, failures by
 // result code, payout latency, growth and SMS spend. Tips, rates and money
-// are one currency's (the admin's choice, KES first; SMS spend is in its
-// own), success rates per method every currency's. Each bar carries the
-// RPC's exact figure (data-value), so a test can hold the chart to the API.
+// are one currency's (the admin's choice, KES first; SMS spend, bought in
+// KES, shows with KES), success rates per method every currency's. Each bar
+// carries the RPC's exact figure (data-value), so a test can hold the chart
+// to the API.
 import { useEffect, useState } from "react";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, type PlatformSummary, type RevenuePoint, type SuccessRatePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
@@ -86,7 +87,14 @@ export function PlatformCharts() {
               testId="chart-growth"
               bars={[count("New workers", summary.newWorkers), count("Active workers", summary.activeWorkers), count("Active venues", summary.activeVenues)]}
             />
-            <RowChart title="Money out" testId="chart-money" bars={[amountBar("Payouts", summary.payouts), amountBar("SMS spend", summary.smsSpend), amountBar("Pools paid", summary.poolsDistributed)]} />
+            {/* One chart, one unit: SMS is bought in its own currency (KES), drawn only among figures in it. */}
+            <RowChart
+              title="Money out"
+              testId="chart-money"
+              bars={([["Payouts", summary.payouts], ["SMS spend", summary.smsSpend], ["Pools paid", summary.poolsDistributed]] as const)
+                .filter(([, m]) => !m || m.currency === currency)
+                .map(([label, m]) => amountBar(label, m))}
+            />
           </>
         )}
       </div>
