@@ -296,6 +296,29 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(target.payoutId)) === "settled", "hold settled");
   });
 
+  test("an admin's re-query of a payout another reconciliation pass holds is refused saying until when its lease runs, nothing asked; once let go, it is asked about", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId, workerId } = await onlyPayout(await tippedWorker(p));
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status_queries: number };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    // Another replica's pass leased it a moment ago and is asking M-Pesa about it now.
+    const { rows: [{ lease }] } = await h.t.db.pool.query("UPDATE payment.payouts SET lease_until = now() + interval '1 minute' WHERE payout_id = $1 RETURNING lease_until AS lease", [payoutId]);
+    try {
+      const refused = await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, answered with the payout as it was, as if it had been asked about.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.ok(refused.rawMessage.startsWith(`payout_id: another reconciliation pass is asking about it now (its lease ends at ${(lease as Date).toISOString()})`), refused.rawMessage);
+      assert.deepEqual([(await row()).status_queries, b2cTo(p)[0].queries], [0, 0], "this re-query asked nothing beside the other pass");
+    } finally {
+      await h.t.db.pool.query("UPDATE payment.payouts SET lease_until = NULL WHERE payout_id = $1", [payoutId]);
+    }
+    await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } });
+    assert.equal((await row()).status_queries, 1, "asked once let go");
+    await eventually(async () => (await onlyPayout(workerId)).status === PayoutStatus.SUCCEEDED, "the status result settled it");
+    await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
+  });
+
   test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
     const p = phone("0003"); // lost_result: paid, its result never sent
     const worker = await tippedWorker(p);
