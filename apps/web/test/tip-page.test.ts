@@ -211,6 +211,27 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 0, "no tip");
   });
 
+  test("a number corrected after a refusal pays the amount still chosen: KES 200 charged as the button says, not the page's first choice", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 200/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill("0712");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByText("Enter a Kenyan M-Pesa number, for example 0712 345 678.").waitFor();
+    assert.equal(await page.getByRole("radio", { name: /KES 200/ }).isChecked(), true, "the amount chosen is still chosen after the refusal");
+    const phone = successNumber();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    const pay = page.getByRole("button", { name: /Pay KES 2\d\d with M-Pesa/ });
+    const total = /Pay (KES [\d,]+) with M-Pesa/.exec((await pay.textContent()) ?? "")![1];
+    await pay.click();
+    await page.getByRole("heading", { name: /received your tip/ }).waitFor({ timeout: 20_000 });
+    assert.deepEqual(h.pushesTo(phone).map((x) => `KES ${x.amount}`), [total], "M-Pesa asked once, for the total the button showed");
+    const [tip] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    assert.equal(tip.amount!.amountMinor, 20_000n);
+  });
+
   test("KES 250,000 with the fee covered (over M-Pesa's KES 250,000 for one payment): said beside the amount, nothing pushed, no tip", async () => {
     const worker = await h.worker("Mwangi");
     const code = await h.qrCode(worker);

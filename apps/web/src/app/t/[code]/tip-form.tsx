@@ -1,5 +1,5 @@
 "use client";
-import { useActionState, useEffect, useRef, useState } from "react";
+import { type FormEvent, startTransition, useActionState, useEffect, useRef, useState } from "react";
 import { translator, type Locale } from "../../../lib/i18n";
 import { formatMoney } from "../../../lib/money";
 import { payTip, type TipFormState } from "./actions";
@@ -57,6 +57,16 @@ export function TipForm(p: Props) {
     if (field instanceof HTMLElement) field.focus();
   }, [state.errors]);
 
+  // Sent from here rather than by React's form action, which resets the form once the action returns:
+  // a refused form's radios went back to the amount the page was rendered with while this state (the
+  // button's total) kept the customer's, so the next Pay charged the first choice. Without scripts the
+  // form still posts to the action.
+  const submit = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const data = new FormData(e.currentTarget);
+    startTransition(() => action(data));
+  };
+
   useEffect(() => {
     if (amount !== "other" || !other) return setLive(undefined);
     const handle = setTimeout(() => {
@@ -71,7 +81,7 @@ export function TipForm(p: Props) {
   const total = preset ? (cover ? formatMoney(BigInt(preset.minor) + BigInt(preset.fee), p.currency) : preset.label) : shown?.total;
   const err = state.errors;
   return (
-    <form ref={formRef} action={action} noValidate aria-describedby={err.form ? "form-error" : undefined}>
+    <form ref={formRef} action={action} onSubmit={submit} noValidate aria-describedby={err.form ? "form-error" : undefined}>
       <input type="hidden" name="locale" value={p.locale} />
       <input type="hidden" name="code" value={p.shortCode} />
       <input type="hidden" name="p" value={p.payload} />
