@@ -59,7 +59,17 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
   await providers.start();
   const daraja = await startDarajaSimulator({ callbackDelayMs: 20 });
   const payment: PaymentConfig = simulatedPaymentConfig(daraja);
-  const db = await createTestDatabase();
+  const modules = [
+    createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "boundary-sms-key", AUTH_OTP_RESEND_SECONDS: "1", ...options.authEnv } }),
+    createPaymentModule({ config: () => payment }),
+    qr,
+    wallet,
+    createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+    analytics,
+    venue,
+  ];
+  // A copy of a database these schemas were migrated into once per test server: the start's migrate() finds them applied.
+  const db = await createTestDatabase({ migrated: modules });
   const bus = await JetStreamBus.connect({
     servers: testEnv().natsUrl,
     stream: uniqueName("B").toUpperCase(),
@@ -70,15 +80,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
   const platform = await startPlatform({
     ctx: { logger, pool: db.pool, bus, cache, metrics: new Metrics() },
-    modules: [
-      createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "boundary-sms-key", AUTH_OTP_RESEND_SECONDS: "1", ...options.authEnv } }),
-      createPaymentModule({ config: () => payment }),
-      qr,
-      wallet,
-      createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
-      analytics,
-      venue,
-    ],
+    modules,
     gateway: { rateLimit: { points: 100_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, ...options.gateway },
   });
   payment.callbackBaseUrl = platform.urls.get("payment")!;

@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createTestDatabase, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
+import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
 import { builtPlatform } from "./built-platform.js";
 import { replicasEnv } from "./cluster-harness.js";
@@ -43,7 +44,8 @@ async function until(what: string, check: () => boolean | Promise<boolean>, limi
 before(async () => {
   const building = builtPlatform();
   building.catch(() => undefined); // awaited below, once the database and simulator are assigned (after() closes them)
-  db = await createTestDatabase();
+  // A copy of a database the platform's schemas were migrated into once per test server: the primary's migrations find them applied.
+  db = await createTestDatabase({ migrated: modules });
   sim = await startDarajaSimulator({ callbackDelayMs: 50 });
   platform = await PlatformProcess.create((await building).developmentEntry, "replicas", await replicasEnv(sim, db.url, {
     REPLICAS: "2",

@@ -9,6 +9,7 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createTestDatabase, PlatformProcess, type TestDatabase } from "@ttip/runtime/testing";
+import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
 import { builtPlatform } from "./built-platform.js";
 import { replicasEnv } from "./cluster-harness.js";
@@ -24,7 +25,8 @@ describe("replicas: the whole platform twice behind one port", () => {
   before(async () => {
     const building = builtPlatform();
     building.catch(() => undefined); // awaited below, once the database and simulator are assigned (after() closes them)
-    db = await createTestDatabase();
+    // A copy of a database the platform's schemas were migrated into once per test server: the primary's migrations find them applied.
+    db = await createTestDatabase({ migrated: modules });
     sim = await startDarajaSimulator({ callbackDelayMs: 50 });
     platform = await PlatformProcess.create((await building).developmentEntry, "replicas", {
       ...await replicasEnv(sim, db.url, { REPLICAS: "2", DATABASE_POOL_MAX: "6" }),

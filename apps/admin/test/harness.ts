@@ -122,20 +122,22 @@ export class AdminHarness {
       checkAfterMs: 60_000,
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 50, perCardDailyKesMinor: 5_000_000_00n, countryMismatch: "hold" },
     };
-    this.db = await createTestDatabase();
+    const modules = [
+      createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true", AUTH_WEBHOOK_POLL_MS: "50" } }),
+      createPaymentModule({ config: () => payment }),
+      createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: "http://127.0.0.1:1/t" } }),
+      wallet,
+      analytics,
+      createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+    ];
+    // A copy of a database these schemas were migrated into once per test server: each start's migrate() finds them applied.
+    this.db = await createTestDatabase({ migrated: modules });
     this.bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("ADM").toUpperCase(), subjectPrefix: uniqueName("ev"), logger: this.logs.logger, redeliveryDelayMs: 100 });
     this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
     const admin = createAdminHandler();
     this.platform = await startPlatform({
       ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock: this.clock },
-      modules: [
-        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true", AUTH_WEBHOOK_POLL_MS: "50" } }),
-        createPaymentModule({ config: () => payment }),
-        createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: "http://127.0.0.1:1/t" } }),
-        wallet,
-        analytics,
-        createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
-      ],
+      modules,
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
         corsOrigins: [],

@@ -123,7 +123,20 @@ class Stage {
       checkAfterMs: 60_000,
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 10, perCardDailyKesMinor: 500_000_00n, countryMismatch: "hold" },
     };
-    this.db = await createTestDatabase();
+    // The QR codes encode this platform's real address, as in make run.
+    const port = await freePort();
+    const modules = [
+      createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
+      createPaymentModule({ config: () => payment }),
+      createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: `http://127.0.0.1:${port}/t` } }),
+      wallet,
+      createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+      analytics,
+      // Invitation links open this platform's /join page, as in make run.
+      createVenueModule({ env: { VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" } }),
+    ];
+    // A copy of a database these schemas were migrated into once per test server: the start's migrate() finds them applied.
+    this.db = await createTestDatabase({ migrated: modules });
     this.bus = await JetStreamBus.connect({
       servers: testEnv().natsUrl,
       stream: uniqueName("WEB").toUpperCase(),
@@ -132,22 +145,11 @@ class Stage {
       redeliveryDelayMs: 100,
     });
     this.cache = new RedisCache(testEnv().redisUrl, this.cachePrefix);
-    // The QR codes encode this platform's real address, as in make run.
-    const port = await freePort();
     let web: WebApp | undefined;
     const clock: Clock = { now: () => (this.user?.clock ?? systemClock).now() };
     this.platform = await startPlatform({
       ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock },
-      modules: [
-        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
-        createPaymentModule({ config: () => payment }),
-        createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: `http://127.0.0.1:${port}/t` } }),
-        wallet,
-        createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
-        analytics,
-        // Invitation links open this platform's /join page, as in make run.
-        createVenueModule({ env: { VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" } }),
-      ],
+      modules,
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
         corsOrigins: ["*"],

@@ -6,7 +6,13 @@ import { consumeEventBatches, type DeliveredMessage, type EventBus, type Service
 import { addsAnything, type Applied, consumerName, factsOf, READERS, type Reader } from "./facts.js";
 import { liveBatchCtes, RollupBatch } from "./store.js";
 
-/** Replays take this lock exclusively; every live batch takes it shared (in its inbox statement), so none lands mid-rebuild. */
+/**
+ * Replays take this lock for their whole run, so no batch lands mid-rebuild; every live batch takes it
+ * too, exclusively, to its end (in its inbox statement, before its rows): batches of every consumer and
+ * replica write the rollups one at a time, so a batch adds to the rows that exist by a plain UPDATE
+ * (store.ts, liveSql) without two batches ever waiting on each other's rows in two orders. They were
+ * nearly serial already: every tip's batch updates the platform's hour and day rows, held to commit.
+ */
 export const REBUILD_LOCK = "ttip.analytics.rebuild";
 
 /** Signals after each applied event (in this process), so live dashboards refresh at once. */
@@ -87,7 +93,7 @@ export async function startConsumers(
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: 500,
-        sharedLock: REBUILD_LOCK,
+        exclusiveLock: REBUILD_LOCK,
         // An event that adds nothing (a notification update the figures do not read, a payment event
         // they do not count) is acknowledged without an inbox row.
         changesState: (m) => {

@@ -329,11 +329,17 @@ const CTE_OF_ARRAY = [0, 0, 1, 2, 3, 4];
  * The CTEs of liveBatchCtes, parameters numbered from `first` on. Like write()'s statements, but
  * each row counts only the events in `fresh` (the inbox's CTE: those not applied before), merged
  * in SQL as write() merges them in JS (figures summed; a worker's first registration and earliest
- * sight; a payout's first request and result; a code's last words), and locked in keyOf's order
- * (text compared by bytes, as JS compares it; a key whose text is a prefix of another's aside,
- * where a deadlock with write() would cost a batch a retry, never a figure).
+ * sight; a payout's first request and result; a code's last words). The statement runs under the
+ * live batches' exclusive lock (ingest.ts, REBUILD_LOCK), so no other batch holds a rollup row it
+ * writes: the rows its snapshot sees in `partition` (the month of most rows) are added to by a plain
+ * UPDATE of that partition (added; through the parent, every month's partition was opened and
+ * scanned each run: 1.2-3x the statement's CPU), one WAL record a row,
+ * where ON CONFLICT DO UPDATE first locked each row, a second record (nearly every row of a tip's
+ * batch exists: a worker's or the platform's hour). The rest are inserted, and ON CONFLICT adds to
+ * a row a batch committed after this statement's snapshot was taken, while it waited for the lock.
+ * Side records in keyOf's order (text compared by bytes, as JS compares it).
  */
-function liveSql(first: number, written: readonly boolean[]): string {
+function liveSql(first: number, written: readonly boolean[], partition: string): string {
   // Each written CTE's arrays numbered in LIVE_TYPES' order; a CTE left out takes no parameters.
   const at: number[] = [];
   let next = first;
@@ -344,16 +350,21 @@ function liveSql(first: number, written: readonly boolean[]): string {
   const [facts, dims, workers, requests, results, reasons] = at;
   const fresh = "v.event_id IN (SELECT event_id FROM fresh)";
   const keys = KEYS.map((k) => `x.${k}`).join(", ");
-  const ctes = [`rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
-      SELECT ${KEYS.map((k) => (k === "grain" ? `x.grain::"char"` : `x.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(x.${m})::${MEASURE_TYPES[i]}`).join(", ")}
+  const same = (a: string, b: string) => KEYS.map((k) => `${a}.${k} = ${b}.${k}`).join(" AND ");
+  const ctes = [`summed AS (SELECT ${KEYS.map((k) => (k === "grain" ? `x.grain::"char" AS grain` : `x.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(x.${m})::${MEASURE_TYPES[i]} AS ${m}`).join(", ")}
         FROM (SELECT d.dim, d.id, d.sub, g.grain, CASE g.grain WHEN 'h' THEN v.hour ELSE v.day END AS bucket,
                      v.method, v.result_code, v.currency, ${MEASURES.map((m) => `v.${m}`).join(", ")}
                 FROM ${opaqueUnnest(LIVE_TYPES[0], facts)} WITH ORDINALITY AS v(event_id, hour, day, method, result_code, currency, ${MEASURES.join(", ")}, f)
                 JOIN ${opaqueUnnest(LIVE_TYPES[1], dims)} AS d(f, dim, id, sub) ON d.f = v.f
                 CROSS JOIN (VALUES ('h'::text), ('d'::text)) AS g(grain)
                WHERE ${fresh} AND (g.grain = 'h' OR d.dim = ${Dim.Platform})) x
-       GROUP BY ${keys}
-       ORDER BY x.dim, x.id, x.sub, x.grain COLLATE "C", x.bucket, x.method COLLATE "C", x.result_code COLLATE "C", x.currency COLLATE "C"
+       GROUP BY ${keys}),
+    added AS (UPDATE analytics.${partition} r SET ${MEASURES.map((m) => `${m} = r.${m} + s.${m}`).join(", ")}
+        FROM summed s WHERE ${same("r", "s")}
+      RETURNING ${KEYS.map((k) => `r.${k}`).join(", ")}),
+    rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
+      SELECT ${[...KEYS, ...MEASURES].map((c) => `s.${c}`).join(", ")} FROM summed s WHERE NOT EXISTS (SELECT 1 FROM added a WHERE ${same("a", "s")})
+       ORDER BY s.dim, s.id, s.sub, s.grain, s.bucket, s.method COLLATE "C", s.result_code COLLATE "C", s.currency COLLATE "C"
       ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
         ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")})`,
     `seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
@@ -436,9 +447,13 @@ export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string
   const arrays = [facts, dims, workers, requests, results, reasons];
   const written = [0, 1, 2, 3, 4].map((cte) => arrays.some((columns, i) => CTE_OF_ARRAY[i] === cte && columns[0].length > 0));
   if (!written.some(Boolean)) written[0] = true;
-  const key = `${first}:${written.map(Number).join("")}`;
+  // The month of the batch's first hour (its partition known to exist: bucket()): its rows are updated in
+  // place (a batch's facts fall in a few hours). No facts: the parent, updating nothing.
+  const firstFact = events.find((e) => e.applied.facts.length)?.applied.facts[0];
+  const partition = firstFact ? partitionName(hourOf(firstFact.at)) : "rollups";
+  const key = `${first}:${written.map(Number).join("")}:${partition}`;
   let sql = liveSqls.get(key);
-  if (!sql) liveSqls.set(key, (sql = liveSql(first, written)));
+  if (!sql) liveSqls.set(key, (sql = liveSql(first, written, partition)));
   return { sql, values: arrays.filter((_, i) => written[CTE_OF_ARRAY[i]]).flat(1) };
 }
 

@@ -8,6 +8,7 @@ import { DeliveryUpdatedSchema, PaymentMethod, TipFailedSchema } from "@ttip/pro
 import { migrate, withTransaction } from "@ttip/runtime";
 import { createTestDatabase, kesMinor, type TestDatabase } from "@ttip/runtime/testing";
 import { factsOf, REASON_MAX } from "../src/facts.js";
+import { REBUILD_LOCK } from "../src/ingest.js";
 import { ensurePartitionsAround, liveBatchCtes, RollupBatch, type LiveEvent } from "../src/store.js";
 import { cast, event, generateDay } from "./events.js";
 
@@ -100,6 +101,55 @@ describe("a live batch in the inbox's statement (real PostgreSQL)", () => {
     });
     assert.ok((await tables()).rollups.length > 0);
     assert.deepEqual(inOneStatement, await tables());
+  });
+
+  test("rows that exist are added to, and a row another batch made after the statement's snapshot, while it waited for the lock, is added to as well", async () => {
+    const at = new Date(Date.UTC(2026, 10, 10, 15));
+    const sent = () => {
+      const m = event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, at, { deliveryId: randomUUID(), userId: randomUUID(), channel: "sms", status: "sent", templateKey: "TIP_RECEIVED", attempt: 1 });
+      return { id: m.id, applied: factsOf(m.subject, m.data) };
+    };
+    const [first, second, third] = [[sent()], [sent(), sent()], [sent(), sent(), sent()]];
+    const ids = (live: LiveEvent[]) => live.map((e) => e.id);
+    await empty();
+    // The first batch makes the hour's and the day's rows in a transaction holding the live batches'
+    // lock; the second's statement takes its snapshot before it and waits for the lock, as a live
+    // batch's does (the inbox's statement takes the lock in `fresh`): its rows are not in that snapshot.
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(hashtext($1))", [REBUILD_LOCK]);
+      const a = liveBatchCtes(first, 2)!;
+      await holder.query(`WITH fresh AS (SELECT unnest($1::uuid[]) AS event_id), ${a.sql} SELECT 1`, [ids(first), ...a.values]);
+      const b = liveBatchCtes(second, 3)!;
+      const waiting = db.pool.query(
+        `WITH locked AS (SELECT pg_advisory_xact_lock(hashtext($1))), fresh AS (SELECT e AS event_id FROM unnest($2::uuid[]) AS e, locked), ${b.sql} SELECT 1`,
+        [REBUILD_LOCK, ids(second), ...b.values],
+      );
+      for (let i = 0; ; i++) {
+        const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'");
+        if (rows[0].n > 0) break;
+        if (i > 500) assert.fail("the second batch never waited for the lock");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await holder.query("COMMIT");
+      await waiting;
+    } finally {
+      holder.release();
+    }
+    // A third batch: every row exists (the UPDATE alone).
+    const c = liveBatchCtes(third, 2)!;
+    await db.pool.query(`WITH fresh AS (SELECT unnest($1::uuid[]) AS event_id), ${c.sql} SELECT 1`, [ids(third), ...c.values]);
+    const live = await tables();
+    await empty();
+    await withTransaction(db.pool, async (tx) => {
+      const batch = new RollupBatch();
+      for (const e of [...first, ...second, ...third]) batch.add(e.applied);
+      await batch.write(tx);
+    });
+    const written = await tables();
+    assert.ok(written.rollups.length > 0);
+    assert.deepEqual(live, written, "each of the six events counted once");
   });
 
   test("a failure's reason is kept to REASON_MAX characters, by either way of writing", async () => {

@@ -424,6 +424,14 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    */
   sharedLock?: string;
   /**
+   * An advisory lock (by name) each batch holds exclusively to its end, taken by the inbox's own
+   * statement before anything else it does: the batches of every consumer and replica naming it
+   * apply one at a time (none waits on another's rows, so none deadlocks), and a holder of it (a
+   * rebuild) sees none land. Not with sharedLock. A batch's statement takes its snapshot before it
+   * waits: rows committed meanwhile are not in it.
+   */
+  exclusiveLock?: string;
+  /**
    * Runs on each batch as the bus delivers it, before its transaction begins: what a batch needs
    * from another service, asked once per batch, while no transaction waits on the call. Its answer
    * is handleBatch's `prepared` (for each part, when a failing batch is split). Throwing has the
@@ -499,6 +507,14 @@ export function inboxRace(err: unknown, schema: string): boolean {
   return e?.code === "23505" && e.schema === schema && e.table === "inbox" && e.constraint === "inbox_pkey";
 }
 
+/** The CTE `locked` taking the batch's advisory lock (sharedLock or exclusiveLock), its name pushed to `values`; none, undefined. */
+function lockCte<P>(options: ConsumeBatchOptions<P>, values: unknown[]): string | undefined {
+  const name = options.exclusiveLock ?? options.sharedLock;
+  if (name === undefined) return undefined;
+  values.push(name);
+  return `locked AS (SELECT ${options.exclusiveLock === undefined ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock"}(hashtext($${values.length})))`;
+}
+
 /**
  * The statement that records `messages` in the inbox (and, with `effect`, applies them),
  * answering the ids it recorded: those not applied before. Null: `effect` declined the batch.
@@ -508,16 +524,14 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
   const { inboxKey } = options;
   const values: unknown[] = [inboxKey ? messages.map(inboxKey) : options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
   const ctes: string[] = [];
-  if (options.sharedLock) {
-    values.push(options.sharedLock);
-    ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
-  }
+  const locked = lockCte(options, values);
+  if (locked) ctes.push(locked);
   const rows = inboxKey ? `${opaqueUnnest(["text", "uuid", "text"])} AS e(consumer, id, subject)` : `${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)`;
   const consumer = inboxKey ? "e.consumer" : "$1";
   // Not ON CONFLICT DO NOTHING, which writes each row twice (a speculative insert, then its
   // confirmation): see inboxRace.
   ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
-      SELECT ${consumer}, e.id, e.subject FROM ${rows}${options.sharedLock ? ", locked" : ""}
+      SELECT ${consumer}, e.id, e.subject FROM ${rows}${locked ? ", locked" : ""}
        WHERE NOT EXISTS (SELECT 1 FROM ${s}.inbox i WHERE i.consumer = ${consumer} AND i.event_id = e.id)
       RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
@@ -531,16 +545,14 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
 
 /**
  * The statement of an idempotentEffect consumer: the effect alone, `fresh` every id of the batch
- * (no inbox row), under the shared lock when there is one. Null: the effect has nothing to write.
+ * (no inbox row), under the batch's lock when there is one. Null: the effect has nothing to write.
  */
 function effectStatement<P>(options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect: NonNullable<ConsumeBatchOptions<P>["effectCte"]>): { text: string; values: unknown[] } | null {
   const values: unknown[] = [messages.map((m) => m.id)];
   const ctes: string[] = [];
-  if (options.sharedLock) {
-    values.push(options.sharedLock);
-    ctes.push("locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($2)))");
-  }
-  ctes.push(`fresh AS (SELECT e.id AS event_id FROM ${opaqueUnnest(["uuid"])} AS e(id)${options.sharedLock ? ", locked" : ""})`);
+  const locked = lockCte(options, values);
+  if (locked) ctes.push(locked);
+  ctes.push(`fresh AS (SELECT e.id AS event_id FROM ${opaqueUnnest(["uuid"])} AS e(id)${locked ? ", locked" : ""})`);
   const applied = effect(messages, values.length + 1);
   if (applied === null) throw new Error(`${options.consumer}: an idempotentEffect consumer's effectCte declined a batch (null)`);
   if (!applied) return null;
@@ -557,6 +569,7 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   if (!options.handleBatch && !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte`);
   if (options.beforeTransaction && (!options.handleBatch || options.effectCte)) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch alone`);
   if (options.idempotentEffect && (!options.effectCte || options.handleBatch)) throw new Error(`${options.consumer}: idempotentEffect takes effectCte alone`);
+  if (options.sharedLock !== undefined && options.exclusiveLock !== undefined) throw new Error(`${options.consumer}: give sharedLock or exclusiveLock, not both`);
   const s = ident(options.schema);
   // The first copy of each id (a batch may hold the same event twice).
   const unique = (messages: DeliveredMessage[]) => {

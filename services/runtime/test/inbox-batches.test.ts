@@ -104,6 +104,36 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
   });
 
+  test("exclusiveLock: a batch's statement, or its transaction with handleBatch, holds the lock exclusively before it applies anything", async () => {
+    const handlers: ((messages: DeliveredMessage[]) => Promise<void>)[] = [];
+    const direct = Object.create(bus) as JetStreamBus;
+    direct.subscribeBatches = async (o) => {
+      handlers.push(o.handler);
+      return { stop: async () => undefined };
+    };
+    // The batch number says whether the applying statement saw its session hold the lock exclusively.
+    const held = "CASE WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND mode = 'ExclusiveLock' AND granted) THEN 31 ELSE 30 END";
+    const options = { bus: direct, pool: db.pool, schema: "batches", subject: "ttip.x.x", logger, maxBatch: 64, exclusiveLock: "test.rollups" };
+    await consumeEventBatches({
+      ...options, consumer: "c31",
+      effectCte: (messages, first) => ({
+        sql: `applied AS (INSERT INTO batches.applied SELECT e, ${held} FROM unnest($${first}::uuid[]) AS e WHERE e IN (SELECT event_id FROM fresh))`,
+        values: [messages.map((m) => m.id)],
+      }),
+    });
+    await consumeEventBatches({
+      ...options, consumer: "c32",
+      handleBatch: async (messages, tx) => {
+        await tx.query(`INSERT INTO batches.applied SELECT e, ${held} + 2 FROM unnest($1::uuid[]) AS e`, [messages.map((m) => m.id)]);
+      },
+    });
+    const ids = [randomUUID(), randomUUID()];
+    for (const [i, handler] of handlers.entries()) await handler([{ id: ids[i], subject: "ttip.x.x", data: new Uint8Array([1]), deliveryCount: 1 }]);
+    const { rows } = await db.pool.query<{ batch: number }>("SELECT batch FROM batches.applied WHERE event_id = ANY($1::uuid[]) ORDER BY batch", [ids]);
+    assert.deepEqual(rows.map((r) => r.batch), [31, 33], "both applied under the exclusive lock");
+    await assert.rejects(consumeEventBatches({ ...options, consumer: "c33", sharedLock: "test.rebuild", effectCte: () => undefined }), /not both/);
+  });
+
   test("effectCte: the same events delivered twice at once (redelivered while the first delivery is applied), in either order, are applied once", async () => {
     const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
     // The bus hands the same events to two handler calls at once, as a redelivery after the ack wait does.
