@@ -369,14 +369,7 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
         queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
         remarks: "payout status",
       });
-      // Counted only under this pass's own lease: the count decides "no record after repeated asking" (which
-      // releases the hold), asking spaced by the backoff; a pass whose lease lapsed asks at about the time the
-      // replica holding the payout now does. Left uncounted, it costs one more query, never an early release.
-      await pool.query(
-        `UPDATE payment.payouts SET status_queries = status_queries + CASE WHEN lease_until = $2::timestamptz THEN 1 ELSE 0 END, status = 'resolving'
-          WHERE payout_id = $1 AND status IN ('pending', 'resolving')`,
-        [p.payoutId, lease],
-      );
+      await countStatusQuery(deps, p.payoutId);
     }
   } catch (err) {
     logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
@@ -390,6 +383,23 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
       [p.payoutId, backoffMs, new Date(clockOf(deps.ctx).now()), lease],
     );
   }
+}
+
+/**
+ * Counts a status query sent, if the last one counted is at least the result wait old. The count decides "no record
+ * after repeated asking" (which releases the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded
+ * yet has time to appear, but not by whose lease it was sent under: two replicas asking at once count once, and a
+ * payout each of whose passes outlives its lease (a slow Daraja) is still decided rather than asked about forever.
+ */
+async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<void> {
+  // Both CASEs read the row as it is once locked: of two replicas counting at once, the second sees the first's time.
+  const spaced = "(status_queried_at IS NULL OR status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000))";
+  await deps.ctx.pool.query(
+    `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${spaced} THEN 1 ELSE 0 END,
+         status_queried_at = CASE WHEN ${spaced} THEN $2::timestamptz ELSE status_queried_at END
+       WHERE payout_id = $1 AND status IN ('pending', 'resolving')`,
+    [payoutId, new Date(clockOf(deps.ctx).now()), deps.config().payoutResultWaitMs],
+  );
 }
 
 /**

@@ -890,9 +890,11 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
 /**
  * An admin's re-query of one pending tip (made due first): that tip alone is asked about and settled, as a
  * pass would; none of the pass's other work, whose failures (another tip's credit) are not the admin's answer.
+ * False when it was not due or a pass holds it now.
  */
-export async function requeryTip(deps: Deps, tipId: string): Promise<ReconcileCounts> {
-  return queryDueTips(deps, 1, tipId);
+export async function requeryTip(deps: Deps, tipId: string): Promise<boolean> {
+  const { settled, stillPending } = await queryDueTips(deps, 1, tipId);
+  return settled + stillPending > 0;
 }
 
 /** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */

@@ -693,4 +693,25 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.deepEqual([third.matched, third.feesRecorded, third.unmatched, third.payouts], [0, 0, 0, 0]);
     assert.ok(await h.trialBalanced());
   });
+
+  // Last in the file: the service's clock moved on would put every later tip past its deadline.
+  test("a card tip its customer never paid expires once the service's clock is past its deadline: a pass cancels it at Stripe and fails it, as the M-Pesa pass reads its deadline", async () => {
+    const r = await cardTip(randomUUID());
+    const tipId = r.tip!.tipId;
+    const paymentId = (await row(tipId)).provider_payment_id as string;
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([(await status(tipId)).status, (await row(tipId)).checks], [TipStatus.PENDING, 1], "checked before its deadline: still the customer's to pay");
+    // Before, the pass read its deadline (and when the tip is due) from the database's and the process's own time.
+    h.clock.advance(h.config.cards!.expireAfterMs + 1);
+    // Stripe's word of the cancel waits, so that it is the pass that ends the tip.
+    h.stripe.pauseWebhooks(true);
+    try {
+      await internal.reconcilePending({ limit: 100 });
+    } finally {
+      h.stripe.pauseWebhooks(false);
+    }
+    const t = await status(tipId);
+    assert.deepEqual([t.status, t.resultCode], [TipStatus.EXPIRED, "expired"]);
+    assert.equal(h.stripe.paymentIntent(paymentId)?.status, "canceled", "cancelled at Stripe, so it cannot be paid after");
+  });
 });

@@ -122,6 +122,30 @@ describe("payments in the admin console", () => {
     assert.ok(await h.trialBalanced());
   });
 
+  test("re-query of a tip another reconciliation pass holds: refused saying until when its lease runs, nothing asked; once let go, asked and settled", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 110, lost);
+    const checkout = (await h.t.db.pool.query("SELECT checkout_request_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].checkout_request_id as string;
+    const queries = () => h.sim.transactions().find((t) => t.checkoutRequestId === checkout)!.queries;
+    // Another replica's pass leased it a moment ago and is asking M-Pesa about it now.
+    const { rows: [{ lease }] } = await h.t.db.pool.query("UPDATE payment.tips SET lease_until = now() + interval '1 minute' WHERE tip_id = $1 RETURNING lease_until AS lease", [tipId]);
+    try {
+      const refused = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, answered with the tip as it was (pending), as if it had been asked about.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.ok(refused.rawMessage.startsWith(`tip_id: another reconciliation pass is asking about it now (its lease ends at ${(lease as Date).toISOString()})`), refused.rawMessage);
+      assert.equal(queries(), 0, "this re-query asked nothing beside the other pass");
+      assert.equal(await statusOf(tipId), TipStatus.PENDING);
+    } finally {
+      await h.t.db.pool.query("UPDATE payment.tips SET lease_until = NULL WHERE tip_id = $1", [tipId]);
+    }
+    const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+    assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(queries(), 1);
+    await eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credited");
+  });
+
   test("re-query asks about that tip alone: another tip whose recording PostgreSQL refuses on every try does not answer the admin an error", async () => {
     const lost = phone();
     h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });

@@ -120,10 +120,17 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
       /** Backends waiting for a lock that is not the test's transaction's. */
       otherLockWaits: async () => (await h.t.db.pool.query(
         "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND NOT ($1 = ANY(pg_blocking_pids(pid)))", [pid])).rows[0].n as number,
-      /** Transactions other than the test's, open and idle (waiting for their client) while holding a lock of payment.tips. */
-      openOnTips: async () => (await h.t.db.pool.query(
-        `SELECT count(DISTINCT a.pid)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-          WHERE l.relation = 'payment.tips'::regclass AND l.granted AND a.state LIKE 'idle in transaction%' AND a.pid <> $1`, [pid])).rows[0].n as number,
+      /**
+       * Transactions open and idle (waiting for their client) while holding one of the tips `tipIds`: the row's
+       * xmax is the id of the transaction that locked or updated it, held (ExclusiveLock) by that transaction while
+       * open. Only these tips' own: a lock on payment.tips alone is no sign, as every test database on the server
+       * is a copy of one template (the same OID for payment.tips), and another file's transaction would count.
+       */
+      openOn: async (tipIds: string[]) => (await h.t.db.pool.query(
+        `SELECT count(DISTINCT a.pid)::int AS n FROM payment.tips t
+           JOIN pg_locks l ON l.locktype = 'transactionid' AND l.transactionid = t.xmax AND l.mode = 'ExclusiveLock' AND l.granted
+           JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE t.tip_id = ANY($2::uuid[]) AND a.state LIKE 'idle in transaction%' AND a.pid <> $1`, [pid, tipIds])).rows[0].n as number,
       release: async () => {
         if (released) return;
         released = true;
@@ -202,7 +209,7 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
       approvals = tips.map((t) => approve(t.tipId, "paid once, reported twice"));
       await wallet.waiting(tips.length);
       // Before, each held the tip's row lock and a pool connection until the wallet answered: a burst drained the pool.
-      assert.equal(await wallet.openOnTips(), 0, "no transaction of payment is open across the wallet's call");
+      assert.equal(await wallet.openOn(tips.map((t) => t.tipId)), 0, "no transaction of payment is open across the wallet's call");
     } finally {
       await wallet.release();
     }
@@ -353,7 +360,7 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
       rejection = reject(held.tipId, "refunded already");
       await wallet.waiting(1);
       // Before, the reversal was posted inside the rejection's transaction, which held the tip's row lock meanwhile.
-      assert.equal(await wallet.openOnTips(), 0, "no transaction of payment is open across the wallet's call");
+      assert.equal(await wallet.openOn([held.tipId]), 0, "no transaction of payment is open across the wallet's call");
     } finally {
       await wallet.release();
     }

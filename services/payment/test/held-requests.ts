@@ -18,19 +18,21 @@ export interface HoldingProxy {
   held(): number;
   /** Lets the oldest held request go on to the simulator. */
   releaseOldest(): void;
+  /** Loses the oldest held request on its way: its connection is cut, the simulator never sees it. */
+  dropOldest(): void;
   /** Lets every held request go, then stops. */
   close(): Promise<void>;
 }
 
 export async function startHoldingProxy(target: string, holds: (r: ProxiedRequest) => boolean): Promise<HoldingProxy> {
   const upstream = new URL(target);
-  const waiting: (() => void)[] = [];
+  const waiting: ((forward: boolean) => void)[] = [];
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
     if (holds({ method: req.method ?? "GET", path: req.url ?? "/", body: body.toString("utf8") })) {
-      await new Promise<void>((resolve) => waiting.push(resolve));
+      if (!(await new Promise<boolean>((resolve) => waiting.push(resolve)))) return void res.destroy();
     }
     const out = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
@@ -46,9 +48,10 @@ export async function startHoldingProxy(target: string, holds: (r: ProxiedReques
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     held: () => waiting.length,
-    releaseOldest: () => waiting.shift()?.(),
+    releaseOldest: () => waiting.shift()?.(true),
+    dropOldest: () => waiting.shift()?.(false),
     close: async () => {
-      for (const release of waiting.splice(0)) release();
+      for (const release of waiting.splice(0)) release(true);
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },

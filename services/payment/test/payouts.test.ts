@@ -296,6 +296,29 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(target.payoutId)) === "settled", "hold settled");
   });
 
+  test("an admin's re-query of a payout another reconciliation pass holds is refused saying until when its lease runs, nothing asked; once let go, it is asked about", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId, workerId } = await onlyPayout(await tippedWorker(p));
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status_queries: number };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    // Another replica's pass leased it a moment ago and is asking M-Pesa about it now.
+    const { rows: [{ lease }] } = await h.t.db.pool.query("UPDATE payment.payouts SET lease_until = now() + interval '1 minute' WHERE payout_id = $1 RETURNING lease_until AS lease", [payoutId]);
+    try {
+      const refused = await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, answered with the payout as it was, as if it had been asked about.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.ok(refused.rawMessage.startsWith(`payout_id: another reconciliation pass is asking about it now (its lease ends at ${(lease as Date).toISOString()})`), refused.rawMessage);
+      assert.deepEqual([(await row()).status_queries, b2cTo(p)[0].queries], [0, 0], "this re-query asked nothing beside the other pass");
+    } finally {
+      await h.t.db.pool.query("UPDATE payment.payouts SET lease_until = NULL WHERE payout_id = $1", [payoutId]);
+    }
+    await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } });
+    assert.equal((await row()).status_queries, 1, "asked once let go");
+    await eventually(async () => (await onlyPayout(workerId)).status === PayoutStatus.SUCCEEDED, "the status result settled it");
+    await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
+  });
+
   test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
     const p = phone("0003"); // lost_result: paid, its result never sent
     const worker = await tippedWorker(p);
@@ -335,7 +358,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal((await row()).lease, later, "the later lease stands");
   });
 
-  test("a status query sent after its pass's lease lapsed is not counted: two replicas asking at once are not repeated asking", async () => {
+  test("two status queries sent at once (one after its pass's lease lapsed) count once: two replicas asking at once are not repeated asking", async () => {
     const p = phone("5612");
     // Paid, its result lost; each status query about it fails as a query, so no answer ends it meanwhile.
     h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result", statusError: "SFC_IC0003" });
@@ -347,10 +370,12 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
     // This payout's status queries wait in the proxy until let go; the client waits longer than any hold here.
     const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId));
-    const [daraja, leaseMs] = [h.config.daraja!, h.config.reconcileLeaseMs];
+    const [daraja, leaseMs, resultWaitMs] = [h.config.daraja!, h.config.reconcileLeaseMs, h.config.payoutResultWaitMs];
     h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
     // Shortened so that the held query outlives it (as a slow Daraja call outlives 120 s).
     h.config.reconcileLeaseMs = 1;
+    // Counted queries are spaced by the result wait: here far longer than this test takes, whatever the load.
+    h.config.payoutResultWaitMs = 10 * 60_000;
     try {
       const first = internal.reconcilePending({ limit: 100 });
       await eventually(async () => proxy.held() === 1, "the first pass's query held");
@@ -359,20 +384,78 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       await eventually(async () => proxy.held() === 2, "the second pass's query held");
       proxy.releaseOldest();
       await first;
-      assert.equal((await row()).status_queries, 0, "the first pass's query not counted");
+      assert.equal((await row()).status_queries, 1, "the first query answered is counted");
       proxy.releaseOldest();
       await second;
       const after = await row();
-      assert.deepEqual([after.status_queries, after.lease], [1, null], "counted once, by the pass holding the payout");
+      assert.deepEqual([after.status_queries, after.lease], [1, null], "the second, sent at the same time, not counted; let go by the pass holding the payout");
     } finally {
       h.config.daraja = daraja;
       h.config.reconcileLeaseMs = leaseMs;
+      h.config.payoutResultWaitMs = resultWaitMs;
       await proxy.close();
     }
     await h.sim.idle();
     assert.equal(b2cTo(p)[0].queries, 2, "both queries were sent");
     assert.equal((await onlyPayout(worker)).status, PayoutStatus.RESOLVING);
     assert.equal(await holdState(payoutId), "held");
+  });
+
+  test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {
+    const p = phone("5613");
+    let payoutId = "";
+    // The B2C is lost on its way (M-Pesa never sees it: no record), then every status query about the payout waits
+    // in the proxy until let go, each outliving its pass's lease while the next pass leases the payout.
+    const proxy = await startHoldingProxy(h.sim.url, (r) =>
+      (r.path.includes("/b2c/") && r.body.includes(msisdn(p))) || (payoutId !== "" && r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId)));
+    const [daraja, leaseMs, resultWaitMs] = [h.config.daraja!, h.config.reconcileLeaseMs, h.config.payoutResultWaitMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    const passes: Promise<unknown>[] = [];
+    try {
+      const worker = await tippedWorker(p);
+      await eventually(async () => proxy.held() === 1, "the B2C held");
+      proxy.dropOldest();
+      ({ payoutId } = await eventually(async () => {
+        const x = await onlyPayout(worker);
+        return x.status === PayoutStatus.RESOLVING && x;
+      }, "the B2C unanswered"));
+      await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
+      // Shortened so that each held query outlives it (as a slow Daraja call outlives 120 s).
+      h.config.reconcileLeaseMs = 1;
+      // Counted queries are spaced by the result wait: here far longer than this test takes, whatever the load.
+      h.config.payoutResultWaitMs = 10 * 60_000;
+      passes.push(internal.reconcilePending({ limit: 100 }));
+      await eventually(async () => proxy.held() === 1, "the first pass's query held");
+      for (let i = 1; i <= 2; i++) {
+        // Later by the result wait, another replica's pass leases the payout (the lease before lapsed) and asks too;
+        // then the pass before it gets its answer.
+        h.clock.advance(h.config.payoutResultWaitMs);
+        passes.push(internal.reconcilePending({ limit: 100 }));
+        await eventually(async () => proxy.held() === 2, `pass ${i + 1}'s query held`);
+        proxy.releaseOldest();
+        await passes[i - 1];
+        await h.sim.idle();
+      }
+      const { rows: [asked] } = await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId]);
+      assert.equal(asked.status_queries, 2, "M-Pesa asked twice, a result wait apart, each pass's lease taken by the next meanwhile");
+      // The third, asked at once after the second, is not counted; its "no record" decides.
+      proxy.releaseOldest();
+      await Promise.all(passes);
+      const done = await eventually(async () => {
+        const x = await onlyPayout(worker);
+        return x.status === PayoutStatus.FAILED && x;
+      }, "failed: no record");
+      assert.match(done.resultMessage, /no record/);
+      await eventually(async () => (await holdState(payoutId)) === "released", "hold released");
+      assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
+      assert.equal(b2cTo(p).length, 0, "M-Pesa never saw the B2C");
+    } finally {
+      h.config.daraja = daraja;
+      h.config.reconcileLeaseMs = leaseMs;
+      h.config.payoutResultWaitMs = resultWaitMs;
+      await proxy.close();
+      await Promise.allSettled(passes);
+    }
   });
 
   test("saved M-Pesa numbers: the first is the default, one default at a time, masked, removable by their owner only", async () => {

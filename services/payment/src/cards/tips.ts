@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
@@ -406,12 +406,15 @@ export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
 export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ checked: number; settled: number }> {
   if (!deps.config().cards || !deps.cards) return { checked: 0, settled: 0 };
   const { pool } = deps.ctx;
+  // Deadlines and checks are rules read on the service's clock (a test moves it), as the M-Pesa pass reads them;
+  // leases stay on the database's time.
+  const clock = clockOf(deps.ctx);
   const { leased, lease } = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(
-      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= now()
+      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= $2
           AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+      [limit, new Date(clock.now())],
     );
     return { leased: rows, lease: await leaseTips(tx, rows, deps.config().reconcileLeaseMs ?? 120_000) };
   });
@@ -420,7 +423,7 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
     const provider = deps.cards.provider(tip.card_provider!);
     try {
       if (!provider) continue;
-      const past = Date.now() >= tip.deadline_at.getTime();
+      const past = clock.now() >= tip.deadline_at.getTime();
       if (!tip.provider_payment_id) {
         if (past && (await failCardTip(deps, tip.tip_id, "expired"))) settled++;
         continue;
@@ -439,9 +442,9 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       // since, whose lease let go here would let a third ask beside it; and that replica counts its own check.
       await pool.query(
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
-           next_check_at = LEAST(now() + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST(now(), deadline_at))
+           next_check_at = LEAST($3::timestamptz + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST($3::timestamptz, deadline_at))
          WHERE tip_id = $1 AND lease_until = $2::timestamptz`,
-        [tip.tip_id, lease],
+        [tip.tip_id, lease, new Date(clock.now())],
       );
     }
   }

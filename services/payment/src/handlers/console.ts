@@ -2,8 +2,8 @@
 // (filters and keyset paging), one payment's full story (raw callbacks,
 // alerts, ledger entry), and a re-query of a stuck attempt.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
+import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -14,9 +14,9 @@ import { rulesInForce } from "../fraud.js";
 import { requeryTip } from "../tips.js";
 import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
 import { alertsOf } from "../stores/fraud-alerts.js";
-import { loadPayout, makePayoutDue, searchPayouts } from "../stores/payouts.js";
+import { loadPayout, makePayoutDue, openPayoutLeasedUntil, searchPayouts } from "../stores/payouts.js";
 import type { CommonSearch } from "../stores/search.js";
-import { makeTipDue, searchTips, tipById } from "../stores/tips.js";
+import { makeTipDue, pendingTipLeasedUntil, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 import { kes } from "../money.js";
 
@@ -175,11 +175,10 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
       if (tip.status !== "pending") throw new InvalidStateError(`tip_id: the tip is ${tip.status.replace(/_/g, " ")}: nothing to re-query`);
       if (tip.method !== "mpesa") throw new InvalidStateError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)");
       // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
-      await withTransaction(pool, async (tx) => {
-        await makeTipDue(tx, tipId);
-        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.workerId ?? undefined });
+      await requeryOpen(pool, ctx, {
+        field: "tip_id", target: `tip:${tipId}`, userId: tip.workerId ?? undefined,
+        makeDue: (tx) => makeTipDue(tx, tipId), ask: () => requeryTip(deps, tipId), leasedUntil: () => pendingTipLeasedUntil(pool, tipId),
       });
-      await requeryTip(deps, tipId);
       return { tip: tipOut((await tipById(pool, tipId))!) };
     }
     const payoutId = req.subject.value!;
@@ -189,11 +188,37 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
       throw new InvalidStateError(`payout_id: the payout is ${payout.status.replace(/_/g, " ")}: nothing to re-query`);
     }
     // A status query, or the first send of one never sent, under the reconciler's lease: never sent twice.
-    await withTransaction(pool, async (tx) => {
-      await makePayoutDue(tx, payoutId);
-      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.workerId });
+    await requeryOpen(pool, ctx, {
+      field: "payout_id", target: `payout:${payoutId}`, userId: payout.workerId,
+      makeDue: (tx) => makePayoutDue(tx, payoutId), ask: () => requeryPayout(deps, payoutId), leasedUntil: () => openPayoutLeasedUntil(pool, payoutId),
     });
-    await requeryPayout(deps, payoutId);
     return { payout: payoutMessage((await loadPayout(pool, payoutId))!) };
   };
+}
+
+/** One open tip or payout an admin re-queries: how to make it due, ask about it, and read a pass's lease on it. */
+interface OpenPayment {
+  field: "tip_id" | "payout_id";
+  target: string;
+  userId?: string;
+  makeDue(tx: Queryable): Promise<void>;
+  /** False when nothing was asked: it was not due, or another pass holds it. */
+  ask(): Promise<boolean>;
+  leasedUntil(): Promise<Date | undefined>;
+}
+
+/**
+ * Made due and the re-query audited in one transaction, then asked about under a pass's lease. Another pass holding
+ * it (asking the provider now) is refused saying until when, rather than answered with the row as if it was asked.
+ */
+async function requeryOpen(pool: Pool, ctx: Pick<HandlerContext, "requestHeader">, p: OpenPayment): Promise<void> {
+  await withTransaction(pool, async (tx) => {
+    await p.makeDue(tx);
+    await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: p.target, userId: p.userId });
+  });
+  if (await p.ask()) return;
+  const until = await p.leasedUntil();
+  if (!until) return;
+  const ends = until.toISOString();
+  throw new InvalidStateError(`${p.field}: another reconciliation pass is asking about it now (its lease ends at ${ends}); its answer settles it: ask again after then if it is still open`, { lease_until: ends });
 }

@@ -110,6 +110,13 @@ export async function makePayoutDue(tx: Queryable, payoutId: string): Promise<vo
   await tx.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);
 }
 
+/** When the lease a reconciliation pass holds on the open payout ends; undefined when no pass holds it. */
+export async function openPayoutLeasedUntil(db: Queryable, payoutId: string): Promise<Date | undefined> {
+  const { rows } = await db.query<{ lease_until: Date }>(
+    "SELECT lease_until FROM payment.payouts WHERE payout_id = $1 AND status IN ('pending', 'resolving') AND lease_until > now()", [payoutId]);
+  return rows[0]?.lease_until;
+}
+
 /** A worker's payouts, filtered by status code (null = any), newest first. */
 export async function workerPayouts(db: Queryable, workerId: string, status: string | null | undefined, cursor: Cursor, limit: number): Promise<PagedPayout[]> {
   return (await workerPage<PayoutRow>(db, "payouts", "payout_id", workerId, status, cursor, limit)).map(pagedPayoutOf);

@@ -156,6 +156,13 @@ export async function makeTipDue(tx: Queryable, tipId: string): Promise<void> {
   await tx.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
 }
 
+/** When the lease a reconciliation pass holds on the pending tip ends; undefined when no pass holds it. */
+export async function pendingTipLeasedUntil(db: Queryable, tipId: string): Promise<Date | undefined> {
+  const { rows } = await db.query<{ lease_until: Date }>(
+    "SELECT lease_until FROM payment.tips WHERE tip_id = $1 AND status = 'pending' AND lease_until > now()", [tipId]);
+  return rows[0]?.lease_until;
+}
+
 /** An admin's review of an M-Pesa tip held for review: it succeeds (with what the worker receives) or fails. */
 export interface ReviewOutcome {
   approve: boolean;

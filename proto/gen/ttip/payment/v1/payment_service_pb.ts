@@ -2136,8 +2136,10 @@ export const PaymentAdminService: GenService<{
   /**
    * Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
    * status) outcome and settles it as the reconciler would; a payout is never
-   * sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-   * itself (the provider's answer does), so no device step-up.
+   * sent again. FAILED_PRECONDITION when it is not pending, and while another
+   * reconciliation pass holds it (asking now): the message and the error's
+   * lease_until say when that pass's lease ends, to ask again after. Moves no
+   * money by itself (the provider's answer does), so no device step-up.
    *
    * @generated from rpc ttip.payment.v1.PaymentAdminService.RequeryPayment
    */

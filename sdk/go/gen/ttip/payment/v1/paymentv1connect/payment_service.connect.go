@@ -634,8 +634,10 @@ type PaymentAdminServiceClient interface {
 	GetPaymentDetail(context.Context, *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error)
 	// Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
 	// status) outcome and settles it as the reconciler would; a payout is never
-	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-	// itself (the provider's answer does), so no device step-up.
+	// sent again. FAILED_PRECONDITION when it is not pending, and while another
+	// reconciliation pass holds it (asking now): the message and the error's
+	// lease_until say when that pass's lease ends, to ask again after. Moves no
+	// money by itself (the provider's answer does), so no device step-up.
 	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
 	// Asks M-Pesa for the short code's account balances (Daraja Account
 	// Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
@@ -929,8 +931,10 @@ type PaymentAdminServiceHandler interface {
 	GetPaymentDetail(context.Context, *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error)
 	// Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
 	// status) outcome and settles it as the reconciler would; a payout is never
-	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-	// itself (the provider's answer does), so no device step-up.
+	// sent again. FAILED_PRECONDITION when it is not pending, and while another
+	// reconciliation pass holds it (asking now): the message and the error's
+	// lease_until say when that pass's lease ends, to ask again after. Moves no
+	// money by itself (the provider's answer does), so no device step-up.
 	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
 	// Asks M-Pesa for the short code's account balances (Daraja Account
 	// Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.

@@ -1276,8 +1276,10 @@ class PaymentAdminService(Protocol):
         """
         Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
         status) outcome and settles it as the reconciler would; a payout is never
-        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-        itself (the provider's answer does), so no device step-up.
+        sent again. FAILED_PRECONDITION when it is not pending, and while another
+        reconciliation pass holds it (asking now): the message and the error's
+        lease_until say when that pass's lease ends, to ask again after. Moves no
+        money by itself (the provider's answer does), so no device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1880,8 +1882,10 @@ class PaymentAdminServiceClient(ConnectClient):
         """
         Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
         status) outcome and settles it as the reconciler would; a payout is never
-        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-        itself (the provider's answer does), so no device step-up.
+        sent again. FAILED_PRECONDITION when it is not pending, and while another
+        reconciliation pass holds it (asking now): the message and the error's
+        lease_until say when that pass's lease ends, to ask again after. Moves no
+        money by itself (the provider's answer does), so no device step-up.
         """
         return await self.execute_unary(
             request=request,
@@ -2064,8 +2068,10 @@ class PaymentAdminServiceSync(Protocol):
         """
         Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
         status) outcome and settles it as the reconciler would; a payout is never
-        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-        itself (the provider's answer does), so no device step-up.
+        sent again. FAILED_PRECONDITION when it is not pending, and while another
+        reconciliation pass holds it (asking now): the message and the error's
+        lease_until say when that pass's lease ends, to ask again after. Moves no
+        money by itself (the provider's answer does), so no device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2666,8 +2672,10 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         """
         Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
         status) outcome and settles it as the reconciler would; a payout is never
-        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
-        itself (the provider's answer does), so no device step-up.
+        sent again. FAILED_PRECONDITION when it is not pending, and while another
+        reconciliation pass holds it (asking now): the message and the error's
+        lease_until say when that pass's lease ends, to ask again after. Moves no
+        money by itself (the provider's answer does), so no device step-up.
         """
         return self.execute_unary(
             request=request,
