@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -16,11 +16,12 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AdjustableClock, type BatchSubscribeOptions, callerHeaders, InProcessBus, Metrics, violationsOf, type DeliveredMessage, type Role } from "@ttip/runtime";
 import { type InProcessService, kesMinor, refusal, startInProcessService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "@ttip/qr";
-import { createAnalyticsModule } from "../src/index.js";
+import { createAnalyticsModule, parseCsv } from "../src/index.js";
 import { startConsumers } from "../src/ingest.js";
 import { event } from "./events.js";
 
 const DAY = 86_400_000;
+const EAT = 3 * 3_600_000;
 /** The in-process bus's duplicate window (JetStream's default). */
 const DUPLICATE_WINDOW_MS = 120_000;
 const lastDay = () => ({ from: timestampFromDate(new Date(Date.now() - DAY)), to: timestampFromDate(new Date(Date.now() + 60_000)) });
@@ -81,6 +82,29 @@ describe("analytics rules, in process (with qr)", () => {
       assert.equal(err.code, Code.InvalidArgument);
       assert.deepEqual(fieldsOf(err), ["currency"]);
     }
+  });
+
+  test("the revenue export has every currency's rows, a row per day and currency, the currency column saying which", async () => {
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    // A day of its own (40 days back), so the other tests' tips are not in it.
+    const day = new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - 40 * DAY);
+    const at = new Date(day.getTime() + 12 * 3_600_000);
+    const tip = (currency: string, amountMinor: bigint, feeMinor: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, at, {
+      tipId: randomUUID(), workerId: randomUUID(), method: currency === "KES" ? PaymentMethod.MPESA : PaymentMethod.CARD, rating: 0,
+      amount: { currency, amountMinor }, fee: { currency, amountMinor: feeMinor }, net: { currency, amountMinor: amountMinor - feeMinor },
+    });
+    await s.ctx.bus.publish(tip("USD", 12_34n, 62n));
+    await s.ctx.bus.publish(tip("KES", 500_00n, 15_00n));
+    const range = { from: timestampFromDate(day), to: timestampFromDate(new Date(day.getTime() + DAY)) };
+    const rows = await eventually("both tips in the export", async () => {
+      const csv = parseCsv(new TextDecoder().decode((await admin.exportReport({ kind: ReportKind.REVENUE, range })).csv));
+      return csv.length >= 3 && csv;
+    });
+    assert.deepEqual(rows, [
+      ["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"],
+      [day.toISOString(), "1", "50000", "1500", "0", "KES"],
+      [day.toISOString(), "1", "1234", "62", "0", "USD"],
+    ]);
   });
 
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {
