@@ -1,3 +1,4 @@
 // The currencies card tips are taken in (KES, M-Pesa's, among them): each has a fee schedule and a
-// rate to KES in wallet. Free of imports, so the admin console's browser bundle reads this same list.
+// rate to KES in wallet. Free of imports, so the admin console's browser bundle and the web app's card form
+// (@ttip/payment/card-currencies) read this same list.
 export const CARD_CURRENCIES: readonly string[] = Object.freeze(["KES", "USD", "EUR", "GBP"]);

@@ -9,7 +9,7 @@ import { overloaded } from "../../../lib/errors";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
 import { settlesWrite } from "../../../lib/write-key";
-import { CARD_CURRENCIES } from "./card-currencies";
+import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 
 export type CardStart =

@@ -7,7 +7,7 @@ import { useRef, useState } from "react";
 import { formatMoney } from "../../../lib/money";
 import { useWrite } from "../../../lib/use-write";
 import { startCardTip } from "./card-actions";
-import { CARD_CURRENCIES } from "./card-currencies";
+import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 interface StripeJs {
   elements(o: { clientSecret: string }): { create(kind: "payment"): { mount(el: HTMLElement): void } };

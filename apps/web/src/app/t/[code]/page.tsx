@@ -9,7 +9,7 @@ import { LanguageSwitch, WhoCard } from "./parts";
 import { resolveTarget } from "./target";
 import { TipForm, type Preset } from "./tip-form";
 import { CardForm } from "./card-form";
-import { CARD_CURRENCIES } from "./card-currencies";
+import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 export const dynamic = "force-dynamic";
 
