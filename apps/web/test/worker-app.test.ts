@@ -7,8 +7,8 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { DistributionStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { ListMySharesRequestSchema, ListMySharesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { successNumber, WebHarness } from "./harness.js";
 
@@ -153,6 +153,24 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.equal(widths.screen, 360);
     assert.ok(widths.page <= widths.screen, `the page is ${widths.page} px wide on a ${widths.screen} px screen`);
     await h.screenshot(page, "worker-shares-more-sw");
+  });
+
+  test("venue shares: a venue whose manager has set no rule yet says so to its member, not 'We could not find that.', in English and Swahili", async () => {
+    const worker = await h.worker("Nyokabi");
+    const page = await h.signedInPhone(worker);
+    const member = create(MemberSchema, { memberId: randomUUID(), venueId: randomUUID(), workerId: worker.id, displayName: "Nyokabi", status: MemberStatus.ACTIVE, venueName: "Cafe Rule-less" });
+    // The service's answers: one venue, and the venue's own refusal for a rule it does not have yet.
+    await page.route("**/ttip.venue.v1.VenueService/ListMyVenues", (route) =>
+      route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListMyVenuesResponseSchema, create(ListMyVenuesResponseSchema, { memberships: [member] }))) }));
+    await page.route("**/ttip.venue.v1.VenueService/GetSplitRule", (route) =>
+      route.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ code: "not_found", message: "venue_id: the venue has no split rule yet" }) }));
+    await page.goto(`${h.url}/w/shares`);
+    const card = page.getByTestId(`venue-${member.venueId}`);
+    await card.getByText("No rule is in force yet: the venue's manager sets how the pool is split.").waitFor({ timeout: 20_000 });
+    assert.equal(await card.locator(".error").count(), 0, "no refusal shown");
+    await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
+    await page.reload();
+    await card.getByText("Bado hakuna kanuni inayotumika: meneja wa eneo huweka jinsi mfuko unavyogawanywa.").waitFor({ timeout: 20_000 });
   });
 });
 

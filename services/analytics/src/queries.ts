@@ -262,6 +262,28 @@ export async function series(db: Queryable, scope: Scope, range: Range, period: 
   return rows;
 }
 
+export interface CurrencySeriesPoint extends SeriesPoint {
+  currency: string;
+}
+
+/**
+ * The series of every currency with figures in the range: one point per period and currency, by
+ * period then currency. Amounts are never summed across currencies.
+ */
+export async function seriesByCurrency(db: Queryable, scope: Scope, range: Range, period: Period): Promise<CurrencySeriesPoint[]> {
+  const p = periodSql(period, scope.dim);
+  const { rows } = await db.query<CurrencySeriesPoint>(
+    `SELECT ${p.expr} AS start, currency, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(fee_minor)::int8 AS fees,
+            sum(payout_minor)::int8 AS payouts
+       FROM analytics.rollups
+      WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency <> ''
+        AND (succeeded > 0 OR payouts_succeeded > 0)
+      GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 9000`,
+    [scope.dim, scope.id, p.grain, range.from, range.to],
+  );
+  return rows;
+}
+
 export interface SuccessPoint {
   start: Date;
   method: string;

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { type DashboardSnapshot, Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -16,11 +16,12 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AdjustableClock, type BatchSubscribeOptions, callerHeaders, InProcessBus, Metrics, violationsOf, type DeliveredMessage, type Role } from "@ttip/runtime";
 import { type InProcessService, kesMinor, refusal, startInProcessService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "@ttip/qr";
-import { createAnalyticsModule } from "../src/index.js";
+import { createAnalyticsModule, parseCsv } from "../src/index.js";
 import { startConsumers } from "../src/ingest.js";
 import { event } from "./events.js";
 
 const DAY = 86_400_000;
+const EAT = 3 * 3_600_000;
 /** The in-process bus's duplicate window (JetStream's default). */
 const DUPLICATE_WINDOW_MS = 120_000;
 const lastDay = () => ({ from: timestampFromDate(new Date(Date.now() - DAY)), to: timestampFromDate(new Date(Date.now() + 60_000)) });
@@ -77,6 +78,73 @@ describe("analytics rules, in process (with qr)", () => {
     const { summary: usdSummary } = await admin.getPlatformSummary({ range: lastDay(), currency: "USD" });
     assert.deepEqual([usdSummary!.tips, usdSummary!.volume?.amountMinor, usdSummary!.fees?.amountMinor], [1n, 12_34n, 62n]);
     for (const bad of [revenue("usd"), revenue(""), admin.getPlatformSummary({ range: lastDay(), currency: "US" })]) {
+      const err = await refusal(bad);
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.deepEqual(fieldsOf(err), ["currency"]);
+    }
+  });
+
+  test("the revenue export has every currency's rows, a row per day and currency, the currency column saying which", async () => {
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    // A day of its own (40 days back), so the other tests' tips are not in it.
+    const day = new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - 40 * DAY);
+    const at = new Date(day.getTime() + 12 * 3_600_000);
+    const tip = (currency: string, amountMinor: bigint, feeMinor: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, at, {
+      tipId: randomUUID(), workerId: randomUUID(), method: currency === "KES" ? PaymentMethod.MPESA : PaymentMethod.CARD, rating: 0,
+      amount: { currency, amountMinor }, fee: { currency, amountMinor: feeMinor }, net: { currency, amountMinor: amountMinor - feeMinor },
+    });
+    await s.ctx.bus.publish(tip("USD", 12_34n, 62n));
+    await s.ctx.bus.publish(tip("KES", 500_00n, 15_00n));
+    const range = { from: timestampFromDate(day), to: timestampFromDate(new Date(day.getTime() + DAY)) };
+    const rows = await eventually("both tips in the export", async () => {
+      const csv = parseCsv(new TextDecoder().decode((await admin.exportReport({ kind: ReportKind.REVENUE, range })).csv));
+      return csv.length >= 3 && csv;
+    });
+    assert.deepEqual(rows, [
+      ["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"],
+      [day.toISOString(), "1", "50000", "1500", "0", "KES"],
+      [day.toISOString(), "1", "1234", "62", "0", "USD"],
+    ]);
+  });
+
+  test("the live dashboards report the currency asked for (KES by default): a worker's USD card tip is in the USD stream, not in KES's; a malformed currency INVALID_ARGUMENT naming currency", async () => {
+    const worker = randomUUID();
+    const tip = (currency: string, amountMinor: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+      tipId: randomUUID(), workerId: worker, method: currency === "KES" ? PaymentMethod.MPESA : PaymentMethod.CARD, rating: 0,
+      amount: { currency, amountMinor }, fee: { currency, amountMinor: 0n }, net: { currency, amountMinor },
+    });
+    await s.ctx.bus.publish(tip("USD", 5_00n));
+    await s.ctx.bus.publish(tip("KES", 200_00n));
+    const first = async (stream: AsyncIterable<{ snapshot?: DashboardSnapshot }>) => {
+      for await (const { snapshot } of stream) return snapshot!;
+      throw new Error("the stream ended without a snapshot");
+    };
+    const figures = (d: DashboardSnapshot) => [d.tipsToday, d.volumeToday?.currency, d.volumeToday?.amountMinor, d.averageTip?.currency, d.averageTip?.amountMinor];
+    const watch = async (currency?: string) => {
+      const abort = new AbortController();
+      try {
+        return await first(asWorker(worker).watchDashboard(currency === undefined ? {} : { currency }, { signal: abort.signal }));
+      } finally {
+        abort.abort();
+      }
+    };
+    const usd = await eventually("the USD tip counted", async () => {
+      const d = await watch("USD");
+      return d.tipsToday > 0n && d;
+    });
+    assert.deepEqual(figures(usd), [1n, "USD", 5_00n, "USD", 5_00n]);
+    await eventually("the KES tip counted", async () => (await watch()).tipsToday > 0n);
+    assert.deepEqual(figures(await watch()), [1n, "KES", 200_00n, "KES", 200_00n]);
+    assert.deepEqual(figures(await watch("KES")), [1n, "KES", 200_00n, "KES", 200_00n]);
+    assert.deepEqual(figures(await watch("GBP")), [0n, "GBP", 0n, "GBP", 0n]);
+
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    const abort = new AbortController();
+    const platform = await first(admin.watchPlatformDashboard({ currency: "USD" }, { signal: abort.signal })).finally(() => abort.abort());
+    assert.equal(platform.volumeToday?.currency, "USD");
+    assert.ok(platform.tipsToday >= 1n && platform.volumeToday!.amountMinor >= 5_00n, "the platform's USD figures hold the USD tip");
+
+    for (const bad of [watch("usd"), watch("US"), first(admin.watchPlatformDashboard({ currency: "usd" }))]) {
       const err = await refusal(bad);
       assert.equal(err.code, Code.InvalidArgument);
       assert.deepEqual(fieldsOf(err), ["currency"]);

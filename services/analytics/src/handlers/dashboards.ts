@@ -33,14 +33,14 @@ function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof A
       const { workerId } = await access.worker(hc, "");
       scope = { dim: Dim.Worker, id: workerId };
     }
-    for await (const snapshot of live(ctx, cfg, scope, hc.signal)) yield { snapshot };
+    for await (const snapshot of live(ctx, cfg, scope, req.currency || "KES", hc.signal)) yield { snapshot };
   };
 }
 
 function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["watchPlatformDashboard"] {
   const { ctx, cfg } = h;
-  return async function* (_req, hc) {
-    for await (const snapshot of live(ctx, cfg, q.platformScope, hc.signal)) yield { snapshot };
+  return async function* (req, hc) {
+    for await (const snapshot of live(ctx, cfg, q.platformScope, req.currency || "KES", hc.signal)) yield { snapshot };
   };
 }
 
@@ -58,9 +58,8 @@ function snapshotOf(d: q.Dashboard, currency: string, at: Date): DashboardSnapsh
 const sameSnapshot = (a: DashboardSnapshot, b: DashboardSnapshot) =>
   a.tipsToday === b.tipsToday && a.volumeToday?.amountMinor === b.volumeToday?.amountMinor && a.successRateBps === b.successRateBps && a.scansToday === b.scansToday;
 
-/** Today's figures now, then each time they change, until the caller leaves or the stream's time is up. */
-async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, signal: AbortSignal): AsyncGenerator<DashboardSnapshot> {
-  const currency = "KES";
+/** Today's figures in `currency` now, then each time they change, until the caller leaves or the stream's time is up. */
+async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, currency: string, signal: AbortSignal): AsyncGenerator<DashboardSnapshot> {
   const endAt = Date.now() + cfg.liveMaxMs;
   let last = snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date());
   yield last;

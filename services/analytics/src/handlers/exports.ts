@@ -47,9 +47,10 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
     const name = (kind: string) => `ttip-${kind}-${stamp(range)}.csv`;
     switch (req.kind) {
       case ReportKind.REVENUE: {
-        const points = await q.series(ctx.pool, q.platformScope, range, "day", "KES");
+        // Every currency in one file, a row per day and currency: a books' export must not drop card tips.
+        const points = await q.seriesByCurrency(ctx.pool, q.platformScope, range, "day");
         return {
-          csv: toCsv(["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"], points.map((p) => [p.start, p.tips, p.volume, p.fees, p.payouts, "KES"])),
+          csv: toCsv(["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"], points.map((p) => [p.start, p.tips, p.volume, p.fees, p.payouts, p.currency])),
           fileName: name("revenue"),
         };
       }

@@ -1,4 +1,5 @@
 "use client";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useInfiniteQuery, useMutation, useQuery } from "@connectrpc/connect-query";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useMemo, useState } from "react";
@@ -50,7 +51,8 @@ function VenueCard({ m }: { m: Member }) {
     <section className="notice" data-testid={`venue-${m.venueId}`}>
       <h2>{t("ruleInForce", { venue: m.venueName })}</h2>
       {r ? <p data-testid="rule-summary">{ruleText(vt, r, (memberId) => (memberId === m.memberId ? vt("v_fixedYou") : undefined))}</p> : null}
-      {rule.error ? <p className="error">{err(rule.error)}</p> : null}
+      {/* A venue without a rule yet is no error to its members. */}
+      {rule.error ? (ConnectError.from(rule.error).code === Code.NotFound ? <p data-testid="rule-none">{t("ruleNone")}</p> : <p className="error">{err(rule.error)}</p>) : null}
       {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) })}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="button" className="secondary" disabled={write.busy} onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>

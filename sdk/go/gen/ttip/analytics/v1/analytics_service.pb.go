@@ -80,7 +80,10 @@ func (x *TimeRange) GetTo() *timestamppb.Timestamp {
 type WatchDashboardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A venue the caller manages; the caller's own figures when empty.
-	VenueId       string `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	VenueId string `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	// The tips, volume and average of tips paid in this currency (card tips come
+	// in USD, EUR, GBP); scans are counted whatever the currency. Default KES.
+	Currency      string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,6 +121,13 @@ func (*WatchDashboardRequest) Descriptor() ([]byte, []int) {
 func (x *WatchDashboardRequest) GetVenueId() string {
 	if x != nil {
 		return x.VenueId
+	}
+	return ""
+}
+
+func (x *WatchDashboardRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
 	}
 	return ""
 }
@@ -910,7 +920,9 @@ func (x *GetPlatformSummaryResponse) GetSummary() *PlatformSummary {
 }
 
 type WatchPlatformDashboardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As WatchDashboardRequest.currency. Default KES.
+	Currency      string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -943,6 +955,13 @@ func (x *WatchPlatformDashboardRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use WatchPlatformDashboardRequest.ProtoReflect.Descriptor instead.
 func (*WatchPlatformDashboardRequest) Descriptor() ([]byte, []int) {
 	return file_ttip_analytics_v1_analytics_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchPlatformDashboardRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
 }
 
 type WatchPlatformDashboardResponse struct {
@@ -1302,9 +1321,11 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\tTimeRange\x126\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x04from\x122\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x02to:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
-	"\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration('8784h')\"?\n" +
+	"\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration('8784h')\"q\n" +
 	"\x15WatchDashboardRequest\x12&\n" +
-	"\bvenue_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\avenueId\"Z\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\avenueId\x120\n" +
+	"\bcurrency\x18\x02 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"Z\n" +
 	"\x16WatchDashboardResponse\x12@\n" +
 	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\"\x83\x01\n" +
 	"\x1bGetWorkerPerformanceRequest\x12:\n" +
@@ -1353,8 +1374,10 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x02 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
 	"^[A-Z]{3}$R\bcurrency\"Z\n" +
 	"\x1aGetPlatformSummaryResponse\x12<\n" +
-	"\asummary\x18\x01 \x01(\v2\".ttip.analytics.v1.PlatformSummaryR\asummary\"\x1f\n" +
-	"\x1dWatchPlatformDashboardRequest\"b\n" +
+	"\asummary\x18\x01 \x01(\v2\".ttip.analytics.v1.PlatformSummaryR\asummary\"Q\n" +
+	"\x1dWatchPlatformDashboardRequest\x120\n" +
+	"\bcurrency\x18\x01 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"b\n" +
 	"\x1eWatchPlatformDashboardResponse\x12@\n" +
 	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\"\xd3\x01\n" +
 	"\x18GetRevenueMetricsRequest\x12:\n" +
