@@ -8,30 +8,16 @@
 // ClientRequest, IncomingMessage, their listeners): what a leaner client could take off each
 // SMS notification sends and each Daraja call payment makes.
 //   node --import tsx bench/http-bare-socket.ts [requests per round=3000] [rounds=5]
-import { fork } from "node:child_process";
-import http from "node:http";
 import net from "node:net";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { httpRequest } from "@ttip/runtime";
+import { forkAnswerServer, serveAnswer } from "./answer-server.js";
 
 const answer = JSON.stringify({ SMSMessageData: { Message: "Sent to 1/1 Total Cost: KES 0.8000", Recipients: [{ statusCode: 101, number: "+254712345678", status: "Success", cost: "KES 0.8000", messageId: "ATXid_0192f3a17c2e7b4d9e8f0a1b2c3d4e5f" }] } });
 if (process.argv[2] === "--server") {
-  // The server's process: says its port, ends with the bench.
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      res.setHeader("content-type", "application/json");
-      res.end(answer);
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  process.send!((server.address() as AddressInfo).port);
-  process.on("disconnect", () => process.exit(0));
+  await serveAnswer(answer);
 } else {
-  const server = fork(fileURLToPath(import.meta.url), ["--server"], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const port = await new Promise<number>((r) => server.once("message", (p: number) => r(p)));
+  const { server, port } = await forkAnswerServer(fileURLToPath(import.meta.url));
   const url = new URL(`http://127.0.0.1:${port}/version1/messaging`);
   const body = new URLSearchParams({ username: "sandbox", to: "+254712345678", message: "You received a tip of KES 150.00 from 2547******11. KES 142.50 is yours after fees." }).toString();
   const headers = { apiKey: "key", accept: "application/json", "content-type": "application/x-www-form-urlencoded" };

@@ -6,27 +6,14 @@
 // another tree's client to the same rounds (an A/B on a busy machine: rounds
 // short and alternated, so a neighbour's load falls on both alike).
 // node --import tsx bench/http-client.ts [requests] [rounds] [concurrency]
-import { fork } from "node:child_process";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { httpRequest, type HttpCall, type HttpReply } from "@ttip/runtime";
+import { forkAnswerServer, serveAnswer } from "./answer-server.js";
 
 const answer = JSON.stringify({ MerchantRequestID: "29115-34620561-1", CheckoutRequestID: "ws_CO_191220191020363925", ResponseCode: "0", ResponseDescription: "Success. Request accepted for processing", CustomerMessage: "Success. Request accepted for processing" });
 
 if (process.argv[2] === "--server") {
-  // The server's process: says its port, ends with the bench.
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      res.setHeader("content-type", "application/json");
-      res.end(answer);
-    });
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  process.send!((server.address() as AddressInfo).port);
-  process.on("disconnect", () => process.exit(0));
+  await serveAnswer(answer);
 } else {
   await measure();
 }
@@ -37,8 +24,7 @@ async function measure(): Promise<void> {
   const concurrency = Number(process.argv[4] ?? 8);
   const payload = JSON.stringify({ BusinessShortCode: "174379", Password: "x".repeat(88), Timestamp: "20261129164500", TransactionType: "CustomerPayBillOnline", Amount: 150, PartyA: "254708374149", PartyB: "174379", PhoneNumber: "254708374149", CallBackURL: "https://example.test/callbacks/mpesa/stk/abcdef", AccountReference: "TTIP", TransactionDesc: "Tip" });
 
-  const server = fork(fileURLToPath(import.meta.url), ["--server"], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const port = await new Promise<number>((r) => server.once("message", (p: number) => r(p)));
+  const { server, port } = await forkAnswerServer(fileURLToPath(import.meta.url));
   const url = new URL(`http://127.0.0.1:${port}/mpesa/stkpush/v1/processrequest`);
   const headers = { authorization: "Bearer token", "content-type": "application/json" };
 
