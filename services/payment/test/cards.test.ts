@@ -12,7 +12,7 @@ import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
 import { splitOf } from "../src/cards/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
-import { startHoldingProxy } from "./held-requests.js";
+import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
 import { eventually } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
@@ -404,17 +404,12 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     h.stripe.pauseWebhooks(true);
     try {
       await h.confirm(r.stripeClientSecret, "pm_card_visa");
-      const first = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 1, "the first pass's retrieve held");
       // Its lease past, another replica's pass leases the tip and asks about it too.
-      const second = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 2, "the second pass's retrieve held");
+      const passes = await twoPassesHeld(proxy, () => internal.reconcilePending({ limit: 100 }), "retrieve");
       const later = (await leaseOf()).lease as string;
-      proxy.releaseOldest();
-      await first;
+      await passes.finishFirst();
       assert.deepEqual(await leaseOf(), { lease: later, checks: 0 }, "the second pass's lease stands, and the first counted no check");
-      proxy.releaseOldest();
-      await second;
+      await passes.finishSecond();
       assert.deepEqual(await leaseOf(), { lease: null, checks: 1 }, "let go by the pass holding it, its check counted once");
     } finally {
       h.stripe.pauseWebhooks(false);

@@ -3,6 +3,7 @@
 // passes straight through, as the provider's real HTTP.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { eventually } from "./setup.js";
 
 /** What the proxy tells about a request before forwarding it. */
 export interface ProxiedRequest {
@@ -56,4 +57,26 @@ export async function startHoldingProxy(target: string, holds: (r: ProxiedReques
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/** Two reconciliation passes, both held at the proxy: each finished in turn, its request let go first. */
+export interface HeldPasses {
+  finishFirst(): Promise<void>;
+  finishSecond(): Promise<void>;
+}
+
+/**
+ * Runs `pass` until its request is held, then again (another replica's pass, once the first's lease lapsed) until
+ * that one is held too: a step that outlived its lease, with the row leased again meanwhile.
+ */
+export async function twoPassesHeld(proxy: HoldingProxy, pass: () => Promise<unknown>, what: string): Promise<HeldPasses> {
+  const first = pass();
+  await eventually(async () => proxy.held() === 1, `the first pass's ${what} held`);
+  const second = pass();
+  await eventually(async () => proxy.held() === 2, `the second pass's ${what} held`);
+  const finish = async (run: Promise<unknown>) => {
+    proxy.releaseOldest();
+    await run;
+  };
+  return { finishFirst: () => finish(first), finishSecond: () => finish(second) };
 }

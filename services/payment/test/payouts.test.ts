@@ -8,7 +8,7 @@ import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError } from "@ttip/runtime";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
-import { startHoldingProxy } from "./held-requests.js";
+import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 
@@ -377,16 +377,11 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     // Counted queries are spaced by the result wait: here far longer than this test takes, whatever the load.
     h.config.payoutResultWaitMs = 10 * 60_000;
     try {
-      const first = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 1, "the first pass's query held");
       // Its lease past, another replica's pass leases the payout and asks about it too.
-      const second = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 2, "the second pass's query held");
-      proxy.releaseOldest();
-      await first;
+      const passes = await twoPassesHeld(proxy, () => internal.reconcilePending({ limit: 100 }), "query");
+      await passes.finishFirst();
       assert.equal((await row()).status_queries, 1, "the first query answered is counted");
-      proxy.releaseOldest();
-      await second;
+      await passes.finishSecond();
       const after = await row();
       assert.deepEqual([after.status_queries, after.lease], [1, null], "the second, sent at the same time, not counted; let go by the pass holding the payout");
     } finally {

@@ -10,7 +10,7 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
-import { startHoldingProxy } from "./held-requests.js";
+import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
@@ -271,17 +271,12 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     h.config.reconcileLeaseMs = 1;
     try {
       h.clock.advance(h.config.stkDeadlineMs);
-      const first = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 1, "the first pass's query held");
       // Its lease past, another replica's pass leases the tip and asks about it too.
-      const second = internal.reconcilePending({ limit: 100 });
-      await eventually(async () => proxy.held() === 2, "the second pass's query held");
+      const passes = await twoPassesHeld(proxy, () => internal.reconcilePending({ limit: 100 }), "query");
       const later = (await leaseOf()).lease as string;
-      proxy.releaseOldest();
-      await first;
+      await passes.finishFirst();
       assert.deepEqual(await leaseOf(), { lease: later, checks: 0 }, "the second pass's lease stands, and the first counted no check");
-      proxy.releaseOldest();
-      await second;
+      await passes.finishSecond();
       assert.deepEqual(await leaseOf(), { lease: null, checks: 1 }, "let go by the pass holding it, its check counted once");
     } finally {
       h.config.daraja = daraja;
