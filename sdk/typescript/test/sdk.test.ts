@@ -87,6 +87,11 @@ describe("TypeScript SDK against a running gateway", () => {
     const run = await promisify(execFile)(process.execPath, ["--import", "tsx", "example/get-qr-code.ts", randomUUID()], { cwd: path.join(here, ".."), env });
     assert.equal(run.stderr, "");
     assert.deepEqual(seen.slice(before), [`${key.keyId} partner`]);
+    // A refusal is printed as its comment shows: the code's name, then what is wrong.
+    const refused = await promisify(execFile)(process.execPath, ["--import", "tsx", "example/get-qr-code.ts", randomUUID()], { cwd: path.join(here, ".."), env: { ...env, TTIP_SECRET: "ttip_sk_wrong" } })
+      .then(() => assert.fail("a wrong secret should fail"), (err: { code: number; stderr: string }) => err);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, "unauthenticated: partner signature refused: signature does not match\n");
   });
 
   test("signs the shared vectors (the Go and Python SDKs sign the same), with and without a nonce", async () => {
