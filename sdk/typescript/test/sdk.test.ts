@@ -154,6 +154,8 @@ describe("TypeScript SDK against a running gateway", () => {
     const old = await sdk.signWebhook("whsec_test", body, Date.now() - 600_000);
     await assert.rejects(sdk.verifyWebhook({ secret: "whsec_test", body, signatureHeader: old }), /stale timestamp/);
     await assert.rejects(sdk.verifyWebhook({ secret: "whsec_test", body, signatureHeader: "v1=abc" }), sdk.WebhookVerificationError);
+    // As the README's receiver passes it: Node types req.headers[name] as string | string[].
+    assert.equal(await sdk.verifyWebhook({ secret: "whsec_test", body, signatureHeader: [header] }), body);
   });
 
   test("accepts a real delivery from the platform: subscribe with the SDK's client, receive a tip event, verify it", async () => {
