@@ -9,7 +9,7 @@ import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { leaseTips, loadTip, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
+import { leaseTips, loadTip, renewTipLease, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { CARD_CURRENCIES } from "./currencies.js";
@@ -419,7 +419,12 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
     return { leased: rows, lease: await leaseTips(tx, rows, deps.config().reconcileLeaseMs ?? 120_000) };
   });
   let settled = 0;
-  for (const tip of leased) {
+  for (const before of leased) {
+    // The calls before (a slow provider) may have outlived the pass's lease, and another replica leased this tip
+    // meanwhile: it is worked on only while still this pass's, as it is now (its lease renewed for the call).
+    const renewed = await renewTipLease<CardTipRow>(pool, before.tip_id, lease, deps.config().reconcileLeaseMs ?? 120_000);
+    if (!renewed) continue;
+    const tip = renewed.row;
     const provider = deps.cards.provider(tip.card_provider!);
     try {
       if (!provider) continue;
@@ -444,7 +449,7 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
            next_check_at = LEAST($3::timestamptz + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST($3::timestamptz, deadline_at))
          WHERE tip_id = $1 AND lease_until = $2::timestamptz`,
-        [tip.tip_id, lease, new Date(clock.now())],
+        [tip.tip_id, renewed.lease, new Date(clock.now())],
       );
     }
   }
