@@ -12,6 +12,8 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { migrate, type Pool, type Queryable } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { DUE_CARD_TIPS_SQL } from "../src/cards/tips.js";
+import { dueMpesaTipsSql } from "../src/tips.js";
 
 /** The columns, each unique where it is filled. */
 const ONCE_COLUMNS = ["mpesa_receipt", "credit_key", "checkout_request_id", "account_reference", "provider_payment_id", "provider_charge_id"] as const;
@@ -151,19 +153,17 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
   });
 
   test("both pollers of pending tips (M-Pesa's checks, cards' reconciliation) read one index, and the table with its indexes fits a backend's 16 fast-path locks", async () => {
-    // The pollers' reads as tips.ts (reconcileTips) and cards/tips.ts (reconcileCardTips) make them.
-    const poll = (method: string) =>
-      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = '${method}' AND next_check_at <= now()
-          AND (lease_until IS NULL OR lease_until < now()) ORDER BY next_check_at LIMIT 100 FOR UPDATE SKIP LOCKED`;
+    // The pollers' own reads (tips.ts' reconcileTips, cards/tips.ts' reconcileCardTips), at the service's time.
+    const poll = { mpesa: dueMpesaTipsSql(false), card: DUE_CARD_TIPS_SQL };
     const client = await db.pool.connect();
     try {
       await client.query("BEGIN");
       await client.query("SET LOCAL enable_seqscan = off");
       const indexesRead = async (sql: string) => {
-        const { rows } = await client.query<{ plan: unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`);
+        const { rows } = await client.query<{ plan: unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, [100, new Date()]);
         return [...JSON.stringify(rows[0]).matchAll(/"Index Name":"([^"]+)"/g)].map((m) => m[1]);
       };
-      assert.deepEqual({ mpesa: await indexesRead(poll("mpesa")), card: await indexesRead(poll("card")) }, { mpesa: ["tips_pending_due"], card: ["tips_pending_due"] });
+      assert.deepEqual({ mpesa: await indexesRead(poll.mpesa), card: await indexesRead(poll.card) }, { mpesa: ["tips_pending_due"], card: ["tips_pending_due"] });
       await client.query("ROLLBACK");
     } finally {
       client.release();
