@@ -39,6 +39,7 @@ const T = {
   other: { en: "Other amount", sw: "Kiasi kingine" },
   askAmount: { en: "Enter the amount in KES (1 - 250,000):", sw: "Weka kiasi kwa KES (1 - 250,000):" },
   badChoice: { en: "Invalid choice.", sw: "Chaguo si sahihi." },
+  back: { en: "0. Back", sw: "0. Rudi" },
   confirm: { en: "Tip {name} KES {amount} by M-Pesa?\n1. Yes, pay\n2. Cancel", sw: "Mpe {name} tip ya KES {amount} kwa M-Pesa?\n1. Ndiyo, lipa\n2. Ghairi" },
   paying: {
     en: "You will get an M-Pesa prompt for KES {amount} to tip {name}. Enter your PIN to pay. An SMS receipt follows.",
@@ -113,8 +114,11 @@ interface Dialogue {
   lookups: Map<string, Promise<TipTarget | string>>;
 }
 
-/** Where one answer leads: the next state (replay: the same answer is read again there), or the session's last screen. */
-type Advance = { state: State; replay?: true } | { answer: string };
+/** Where one answer leads: the next state (replay: the same answer is read again there), the screen before, or the session's last screen. */
+type Advance = { state: State; replay?: true } | { back: true } | { answer: string };
+
+/** The answer that goes back one screen, offered on every screen after the code is known. */
+const BACK = "0";
 
 /** Replays the whole dialogue from its text and draws the screen it leads to. */
 async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
@@ -122,16 +126,25 @@ async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: str
   const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
   if (steps.length > MAX_STEPS) return { answer: end(say("expired", d.lang)), lang: d.lang };
   let state: State = { at: "lang" };
+  // The screens passed on the way, to go back to (each without the note it had then).
+  const passed: State[] = [];
   for (let i = 0; i < steps.length; i++) {
     const next = await advance(d, state, steps[i]);
     if ("answer" in next) return { answer: next.answer, lang: d.lang };
+    if ("back" in next) {
+      const before = passed.pop() ?? { at: "code" };
+      state = "note" in before ? { ...before, note: undefined } : before;
+      continue;
+    }
     if (next.replay) i--;
+    else if (next.state.at !== state.at) passed.push(state);
     state = next.state;
   }
   return { answer: draw(d, state), lang: d.lang };
 }
 
 async function advance(d: Dialogue, state: State, step: string): Promise<Advance> {
+  if (step === BACK && state.at !== "lang" && state.at !== "code") return { back: true };
   switch (state.at) {
     case "lang":
       if (step !== "1" && step !== "2") return { state: { at: "code" }, replay: true }; // dialled with the code in the string (*483*123*CODE#): English, and this step is the code
@@ -190,13 +203,13 @@ function draw(d: Dialogue, state: State): string {
     case "amount": {
       const options = amountOptions(d.config, state.target);
       const lines = options.map((a, i) => `${i + 1}. KES ${a.toLocaleString("en-KE")}`);
-      lines.push(`${options.length + 1}. ${say("other", lang)}`);
+      lines.push(`${options.length + 1}. ${say("other", lang)}`, say("back", lang));
       return con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`);
     }
     case "other":
-      return con(note + say("askAmount", lang));
+      return con(`${note}${say("askAmount", lang)}\n${say("back", lang)}`);
     case "confirm":
-      return con(note + say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") }));
+      return con(`${note}${say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") })}\n${say("back", lang)}`);
   }
 }
 

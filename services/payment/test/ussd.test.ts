@@ -57,8 +57,8 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.match(await s.dial(), /^CON Welcome.*\n1\. English\n2\. Kiswahili$/s);
     assert.equal(await s.reply("1"), "CON Enter the worker's code (on their card):");
     const amounts = await s.reply(w.code.toLowerCase());
-    assert.equal(amounts, "CON Tip Achieng:\n1. KES 50\n2. KES 100\n3. KES 200\n4. KES 500\n5. Other amount");
-    assert.match(await s.reply("2"), /^CON Tip Achieng KES 100 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel$/);
+    assert.equal(amounts, "CON Tip Achieng:\n1. KES 50\n2. KES 100\n3. KES 200\n4. KES 500\n5. Other amount\n0. Back");
+    assert.match(await s.reply("2"), /^CON Tip Achieng KES 100 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel\n0\. Back$/);
     assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 100 to tip Achieng/);
     assert.ok(s.screens.every((x) => x.answer.length <= 182 && x.ms < 5_000));
     assert.equal(pushesTo(p.msisdn).length, 1);
@@ -79,14 +79,36 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     await s.dial();
     assert.equal(await s.reply("2"), "CON Weka namba ya mhudumu (iko kwenye kadi yake):");
     assert.equal(await s.reply("XXXXXX"), "CON Namba XXXXXX haikupatikana.\nWeka namba ya mhudumu (iko kwenye kadi yake):");
-    assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine$/s);
-    assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):");
-    assert.equal(await s.reply("abc"), "CON Chaguo si sahihi.\nWeka kiasi kwa KES (1 - 250,000):");
-    assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi$/);
+    assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine\n0\. Rudi$/s);
+    assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    assert.equal(await s.reply("abc"), "CON Chaguo si sahihi.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi\n0\. Rudi$/);
     assert.match(await s.reply("1"), /^END Utapokea ombi la M-Pesa la KES 150/);
     assert.equal(pushesTo(p.msisdn).length, 1);
     const tip = await ussdTip(s.sessionId);
     await eventually(async () => (await h.balance(w.id)) === BigInt(tip.worker_receives_minor), "worker credited KES 150 less the fee");
+  });
+
+  test("0 goes back a screen: from the amounts to the code (a wrong but valid code), from the confirmation to the amounts; only the last choice is charged", async () => {
+    const wrong = await worker("Gideon");
+    const w = await worker("Halima");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    await s.dial();
+    await s.reply("1");
+    assert.match(await s.reply(wrong.code), /^CON Tip Gideon:\n/);
+    assert.equal(await s.reply("0"), "CON Enter the worker's code (on their card):");
+    assert.match(await s.reply(w.code), /^CON Tip Halima:\n/);
+    assert.match(await s.reply("4"), /^CON Tip Halima KES 500 by M-Pesa\?/);
+    assert.match(await s.reply("0"), /^CON Tip Halima:\n1\. KES 50\n/);
+    assert.equal(await s.reply("5"), "CON Enter the amount in KES (1 - 250,000):\n0. Back");
+    assert.match(await s.reply("0"), /^CON Tip Halima:\n/);
+    assert.match(await s.reply("1"), /^CON Tip Halima KES 50 by M-Pesa\?/);
+    assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 50 to tip Halima/);
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [50]);
+    const tip = await ussdTip(s.sessionId);
+    assert.equal(tip.worker_id, w.id);
+    assert.ok(s.screens.every((x) => x.answer.length <= 182));
   });
 
   test("every step tolerates repeats, and a session never charges twice", async () => {
