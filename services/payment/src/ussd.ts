@@ -39,6 +39,8 @@ const T = {
   other: { en: "Other amount", sw: "Kiasi kingine" },
   askAmount: { en: "Enter the amount in KES (1 - 250,000):", sw: "Weka kiasi kwa KES (1 - 250,000):" },
   badChoice: { en: "Invalid choice.", sw: "Chaguo si sahihi." },
+  amountCents: { en: "Whole shillings only, no cents.", sw: "Shilingi kamili tu, bila senti." },
+  amountRange: { en: "The amount must be from KES 1 to 250,000.", sw: "Kiasi kiwe kati ya KES 1 na 250,000." },
   back: { en: "0. Back", sw: "0. Rudi" },
   confirm: { en: "Tip {name} KES {amount} by M-Pesa?\n1. Yes, pay\n2. Cancel", sw: "Mpe {name} tip ya KES {amount} kwa M-Pesa?\n1. Ndiyo, lipa\n2. Ghairi" },
   paying: {
@@ -185,10 +187,12 @@ function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
   return { at: "amount", target, note: say("badChoice", d.lang) };
 }
 
+/** A typed amount: whole shillings within M-Pesa's limits, or a note saying what is wrong with it. */
 function otherAmountEntered(d: Dialogue, target: TipTarget, step: string): State {
   const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
   if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) return { at: "confirm", target, amountKes: n };
-  return { at: "other", target, note: say("badChoice", d.lang) };
+  const cents = /^\d+[.,]\d+$/.test(step);
+  return { at: "other", target, note: say(cents ? "amountCents" : "amountRange", d.lang) };
 }
 
 /** The screen a state shows, with its note (why the last answer was refused) first. */

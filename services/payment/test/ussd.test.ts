@@ -81,7 +81,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(await s.reply("XXXXXX"), "CON Namba XXXXXX haikupatikana.\nWeka namba ya mhudumu (iko kwenye kadi yake):");
     assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine\n0\. Rudi$/s);
     assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):\n0. Rudi");
-    assert.equal(await s.reply("abc"), "CON Chaguo si sahihi.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    assert.equal(await s.reply("abc"), "CON Kiasi kiwe kati ya KES 1 na 250,000.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
     assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi\n0\. Rudi$/);
     assert.match(await s.reply("1"), /^END Utapokea ombi la M-Pesa la KES 150/);
     assert.equal(pushesTo(p.msisdn).length, 1);
@@ -109,6 +109,20 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const tip = await ussdTip(s.sessionId);
     assert.equal(tip.worker_id, w.id);
     assert.ok(s.screens.every((x) => x.answer.length <= 182));
+  });
+
+  test("a typed amount that cannot be paid says why, in the customer's language: cents, zero, over M-Pesa's KES 250,000", async () => {
+    const w = await worker("Imani");
+    const p = dialler();
+    const en = await playDialogue(url, p.at, ["1", w.code, "5", "100.50"]);
+    assert.equal(en.screens.at(-1)!.answer, "CON Whole shillings only, no cents.\nEnter the amount in KES (1 - 250,000):\n0. Back");
+    const sw = await playDialogue(url, p.at, ["2", w.code, "5", "100,50"]);
+    assert.equal(sw.screens.at(-1)!.answer, "CON Shilingi kamili tu, bila senti.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    for (const typed of ["00", "250001", "9999999"]) {
+      const s = await playDialogue(url, p.at, ["1", w.code, "5", typed]);
+      assert.equal(s.screens.at(-1)!.answer, "CON The amount must be from KES 1 to 250,000.\nEnter the amount in KES (1 - 250,000):\n0. Back", typed);
+    }
+    assert.equal(pushesTo(p.msisdn).length, 0);
   });
 
   test("every step tolerates repeats, and a session never charges twice", async () => {
