@@ -12,6 +12,7 @@ import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
+import { waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import type { Deps, TipRow } from "./tips.js";
@@ -340,11 +341,13 @@ async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: strin
   // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
   const dueBy = new Date(clockOf(deps.ctx).now());
   return withTransaction(deps.ctx.pool, async (tx) => {
+    // A pass skips a row another transaction holds; a re-query of one payout waits for it (requery-lock.ts).
+    if (payoutId) await waitBrieflyForLocks(tx);
     const { rows } = await tx.query<PayoutRow>(
       `SELECT * FROM payment.payouts
         WHERE (status IN ('pending', 'resolving') AND next_check_at <= $2 OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
           AND (lease_until IS NULL OR lease_until < now())${payoutId ? " AND payout_id = $3" : ""}
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE${payoutId ? "" : " SKIP LOCKED"}`,
       payoutId ? [limit, dueBy, payoutId] : [limit, dueBy],
     );
     if (!rows.length) return { payouts: [], lease: "" };

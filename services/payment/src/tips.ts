@@ -16,6 +16,7 @@ import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
+import { waitBrieflyForLocks } from "./requery-lock.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -904,10 +905,12 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
   // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
   const clock = clockOf(deps.ctx);
   const { tips, lease } = await withTransaction(pool, async (tx) => {
+    // A pass skips a row another transaction holds; a re-query of one tip waits for it (requery-lock.ts).
+    if (tipId) await waitBrieflyForLocks(tx);
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
         WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${tipId ? " AND tip_id = $3" : ""}
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE${tipId ? "" : " SKIP LOCKED"}`,
       tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())],
     );
     return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs ?? 120_000) };

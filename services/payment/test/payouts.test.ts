@@ -319,6 +319,33 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
   });
 
+  test("an admin's re-query of a payout whose row another transaction holds waits for the row, and past a short wait is refused as busy, nothing asked; once free, asked", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId, workerId } = await onlyPayout(await tippedWorker(p));
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status_queries: number };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      // A lock the made-due update passes (it changes no key) and the lease meets: a callback's or a pass's lock
+      // taken between the two, as one can be.
+      await holder.query("SELECT 1 FROM payment.payouts WHERE payout_id = $1 FOR KEY SHARE", [payoutId]);
+      const refused = await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, the lease skipped the row: answered with the payout as it was, nothing asked and nothing said.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^payout_id: busy: .*try again/);
+      assert.deepEqual([(await row()).status_queries, b2cTo(p)[0].queries], [0, 0], "nothing asked");
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } });
+    assert.equal((await row()).status_queries, 1, "asked once free");
+    await eventually(async () => (await onlyPayout(workerId)).status === PayoutStatus.SUCCEEDED, "the status result settled it");
+    await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
+  });
+
   test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
     const p = phone("0003"); // lost_result: paid, its result never sent
     const worker = await tippedWorker(p);
