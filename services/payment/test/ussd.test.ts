@@ -87,6 +87,10 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(pushesTo(p.msisdn).length, 1);
     const tip = await ussdTip(s.sessionId);
     await eventually(async () => (await h.balance(w.id)) === BigInt(tip.worker_receives_minor), "worker credited KES 150 less the fee");
+    // The receipt is in the language the customer chose in the menu.
+    const sms = await eventually(async () => providers.sent.find((m) => m.to.replace(/^\+/, "") === p.msisdn), "SMS receipt to the dialling phone");
+    const { mpesa_receipt } = await ussdTip(s.sessionId);
+    assert.equal(sms.body, `Risiti ya TTIP: umetoa bakshishi ya KES 150 kwa Baraka. Kumb. ${mpesa_receipt}. Asante!`);
   });
 
   test("0 goes back a screen: from the amounts to the code (a wrong but valid code), from the confirmation to the amounts; only the last choice is charged", async () => {
