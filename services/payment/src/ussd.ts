@@ -8,6 +8,7 @@
 // screen; the only effect, the STK push, is a tip created under the key
 // ussd:<sessionId>, so a session charges at most once.
 import { Code } from "@connectrpc/connect";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { asConnectError, clockOf, formatMoney, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
@@ -51,6 +52,10 @@ const T = {
   expired: { en: "This session has expired. Please dial again.", sw: "Muda wa kipindi hiki umeisha. Tafadhali piga tena." },
   notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
   busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  ruleLimited: {
+    en: "M-Pesa refuses the same amount from your number within 2 minutes. Nothing was charged: try again in {seconds} seconds, or tip another amount.",
+    sw: "M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde {seconds}, au toa kiasi kingine.",
+  },
 } satisfies Record<string, { en: string; sw: string }>;
 
 function say(key: keyof typeof T, lang: Lang, vars: Record<string, string> = {}): string {
@@ -266,6 +271,9 @@ async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget,
     return say("paying", lang, vars);
   } catch (err) {
     const e = asConnectError(err);
+    // M-Pesa's own rule (result 17) on a repeat of this amount: not an outage; say when it can go.
+    const wait = e.code === Code.FailedPrecondition ? e.findDetails(DomainErrorInfoSchema)[0]?.metadata.wait_seconds : undefined;
+    if (wait) return say("ruleLimited", lang, { seconds: wait });
     if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
       deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
       return say("busy", lang);

@@ -129,6 +129,20 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(pushesTo(p.msisdn).length, 0);
   });
 
+  test("after M-Pesa refused an amount as a repeat within 2 minutes (result 17), dialling it again says when it can go, not that M-Pesa is down", async () => {
+    const w = await worker("Jabali");
+    const local = phone("0017"); // the simulator answers result 17 for numbers ending 0017
+    const at = `+254${local.slice(1)}`;
+    const first = await playDialogue(url, at, ["2", w.code, "1", "1"]);
+    assert.match(first.screens.at(-1)!.answer, /^END Utapokea ombi la M-Pesa la KES 50/);
+    await eventually(async () => (await ussdTip(first.sessionId))?.result_code === "17", "the push refused by M-Pesa's rule 17");
+    const again = await playDialogue(url, at, ["2", w.code, "1", "1"]);
+    assert.match(again.screens.at(-1)!.answer, /^END M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2\. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde \d+, au toa kiasi kingine\.$/);
+    const en = await playDialogue(url, at, ["1", w.code, "1", "1"]);
+    assert.match(en.screens.at(-1)!.answer, /^END M-Pesa refuses the same amount from your number within 2 minutes\. Nothing was charged: try again in \d+ seconds, or tip another amount\.$/);
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === `254${local.slice(1)}`).length, 1, "one push");
+  });
+
   test("every step tolerates repeats, and a session never charges twice", async () => {
     const w = await worker("Chebet");
     const p = dialler();
