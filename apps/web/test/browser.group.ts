@@ -10,3 +10,4 @@ import "./venue-invite-role.test.js";
 import "./worker-app.test.js";
 import "./worker-double-submit.test.js";
 import "./worker-settings.test.js";
+import "./live-currencies.test.js";
