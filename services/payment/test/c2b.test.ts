@@ -138,6 +138,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
+    const w = await worker();
+    const before = h.sim.transactions().length;
+    const pay = async (body: unknown) => {
+      const res = await fetch(`${h.sim.url}/__sim/c2b/pay`, { method: "POST", body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as { errorMessage?: string } };
+    };
+    const cents = await pay({ billRefNumber: w.code.shortCode, amount: "100.50" });
+    assert.equal(cents.status, 400);
+    assert.equal(cents.body.errorMessage, 'amount: a number of shillings, e.g. "amount": 100 (got "100.50")');
+    assert.equal((await pay({ billRefNumber: w.code.shortCode })).body.errorMessage, 'amount: a number of shillings, e.g. "amount": 100 (got nothing)');
+    assert.match((await pay({ billRefNumber: 12345, amount: 100 })).body.errorMessage ?? "", /^billRefNumber: the account reference as text/);
+    assert.equal(h.sim.transactions().length, before);
+    assert.equal(await h.balance(w.id), 0n);
+  });
+
   test("a KE-QR scanned by a banking app arrives as a paybill payment to the code's reference and is credited", async () => {
     const w = await worker("Otieno");
     const { offline } = await qr.getOfflinePayload({ qrCodeId: w.code.qrCodeId }, w.as);
