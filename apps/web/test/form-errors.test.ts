@@ -1,9 +1,13 @@
 // After a refused form the focus is on the field to correct (as on the tip page), the withdraw form's
-// message names the limit the screen shows, and the shares page says it is loading.
+// message names the limit the screen shows, the shares page says it is loading, and the tip status
+// page's feedback form keeps what the customer chose when it is refused.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
-import { WebHarness } from "./harness.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { eventually, successNumber, WebHarness } from "./harness.js";
 
 /** The id (else name) of the element holding the focus. */
 const focused = (page: Page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.getAttribute("name") || document.activeElement?.tagName || "");
@@ -80,6 +84,33 @@ describe("refused forms and loading pages (chromium at phone size)", () => {
       await page.getByRole("status").filter({ hasText: word }).waitFor();
       release();
       await page.getByRole("status").filter({ hasText: word }).waitFor({ state: "detached" });
+    }
+  });
+
+  test("the tip status page's feedback: refused by the service, the stars and the message chosen stay as they were", async () => {
+    const worker = await h.worker("Kiprop");
+    const code = await h.qrCode(worker);
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: code.shortCode },
+      amount: { amountMinor: 100_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    // The payment service fails to store this tip's feedback (a trigger on its row alone): the form is refused.
+    const refuse = `refuse_feedback_${tip!.tipId.replace(/-/g, "")}`;
+    await h.sql(`CREATE FUNCTION payment.${refuse}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'feedback refused by the test'; END $$`);
+    await h.sql(`CREATE TRIGGER ${refuse} BEFORE UPDATE OF rating ON payment.tips FOR EACH ROW WHEN (NEW.tip_id = '${tip!.tipId}') EXECUTE FUNCTION payment.${refuse}()`);
+    try {
+      const page = await h.phone();
+      await page.goto(`${h.url}/t/${code.shortCode}/tips/${tip!.tipId}`);
+      await page.getByRole("radio", { name: "4 of 5" }).check();
+      await page.getByLabel("A message to Kiprop (optional)").fill("Karibu tena");
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.getByRole("alert").filter({ hasText: "Feedback is only taken for a tip that went through." }).waitFor();
+      assert.equal(await page.getByRole("radio", { name: "4 of 5" }).isChecked(), true, "the stars chosen");
+      assert.equal(await page.getByLabel("A message to Kiprop (optional)").inputValue(), "Karibu tena");
+    } finally {
+      await h.sql(`DROP TRIGGER ${refuse} ON payment.tips`);
+      await h.sql(`DROP FUNCTION payment.${refuse}()`);
     }
   });
 });
