@@ -1,6 +1,7 @@
 // Usage: TTIP_URL=http://127.0.0.1:8080 TTIP_KEY_ID=... TTIP_SECRET=ttip_sk_... node --import tsx example/get-qr-code.ts <qr code id>
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { partnerSigner } from "@ttip/sdk";
 import { QrService } from "@ttip/sdk/gen/ttip/qr/v1/qr_service_pb.js";
 
@@ -16,6 +17,6 @@ try {
 } catch (err) {
   const e = ConnectError.from(err);
   // e.g. permission_denied: missing scope: ttip.qr.v1.QrService/GetQrCode needs the scope qr:read, ...
-  console.error(`${e.code}: ${e.rawMessage}`);
+  console.error(`${codeToString(e.code)}: ${e.rawMessage}`);
   process.exitCode = 1;
 }

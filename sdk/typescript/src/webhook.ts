@@ -12,8 +12,8 @@ export interface VerifyWebhookOptions {
   secret: string;
   /** The raw request body, exactly as received (before any JSON parsing). */
   body: string | Uint8Array;
-  /** The value of the x-ttip-webhook-signature header. */
-  signatureHeader: string | null | undefined;
+  /** The value of the x-ttip-webhook-signature header (as Node's `req.headers[...]` gives it: a list is read as one header). */
+  signatureHeader: string | readonly string[] | null | undefined;
   /** How old a delivery may be (default 300 s), against replays. */
   toleranceSeconds?: number;
   now?: number;
@@ -34,7 +34,8 @@ function constantTimeEqual(a: string, b: string): boolean {
  * throws WebhookVerificationError saying what is wrong.
  */
 export async function verifyWebhook(options: VerifyWebhookOptions): Promise<string> {
-  const header = options.signatureHeader ?? "";
+  const given = options.signatureHeader;
+  const header = typeof given === "string" ? given : given ? given.join(",") : "";
   const parts = Object.fromEntries(header.split(",").map((p) => p.trim().split("=", 2) as [string, string]));
   const t = parts.t;
   const signatures = header.split(",").map((p) => p.trim()).filter((p) => p.startsWith("v1=")).map((p) => p.slice(3));

@@ -12,6 +12,7 @@ import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
+import { waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import type { Deps, TipRow } from "./tips.js";
@@ -306,7 +307,12 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
  */
 export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
   const { payouts, lease } = await leaseDuePayouts(deps, limit);
-  for (const p of payouts) await reconcilePayout(deps, p, lease);
+  for (const p of payouts) {
+    // The steps before (a slow Daraja call) may have outlived the pass's lease, and another replica leased this
+    // payout meanwhile: it is worked on only while still this pass's, as it is now (its lease renewed for the step).
+    const renewed = await renewPayoutLease(deps, p.payoutId, lease);
+    if (renewed) await reconcilePayout(deps, renewed.payout, renewed.lease);
+  }
   return payouts.length;
 }
 
@@ -335,21 +341,37 @@ async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: strin
   // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
   const dueBy = new Date(clockOf(deps.ctx).now());
   return withTransaction(deps.ctx.pool, async (tx) => {
+    // A pass skips a row another transaction holds; a re-query of one payout waits for it (requery-lock.ts).
+    if (payoutId) await waitBrieflyForLocks(tx);
     const { rows } = await tx.query<PayoutRow>(
       `SELECT * FROM payment.payouts
         WHERE (status IN ('pending', 'resolving') AND next_check_at <= $2 OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
           AND (lease_until IS NULL OR lease_until < now())${payoutId ? " AND payout_id = $3" : ""}
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE${payoutId ? "" : " SKIP LOCKED"}`,
       payoutId ? [limit, dueBy, payoutId] : [limit, dueBy],
     );
     if (!rows.length) return { payouts: [], lease: "" };
     const { rows: [leased] } = await tx.query<{ lease: string }>(
       `UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])
         RETURNING lease_until::text AS lease`,
-      [rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs ?? 120_000],
+      [rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs],
     );
     return { payouts: rows.map(payoutOf), lease: leased.lease };
   });
+}
+
+/**
+ * The payout as it is now, its lease renewed for one step, if `lease` (the pass's) is still the payout's; undefined
+ * when another pass leased it since. Checked and renewed in one statement: a replica leasing it at the same moment
+ * waits for this one, then finds it leased.
+ */
+async function renewPayoutLease(deps: PayoutDeps, payoutId: string, lease: string): Promise<{ payout: Payout; lease: string } | undefined> {
+  const { rows: [row] } = await deps.ctx.pool.query<PayoutRow & { lease: string }>(
+    `UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $3::double precision / 1000)
+      WHERE payout_id = $1 AND lease_until = $2::timestamptz RETURNING *, lease_until::text AS lease`,
+    [payoutId, lease, deps.config().reconcileLeaseMs],
+  );
+  return row && { payout: payoutOf(row), lease: row.lease };
 }
 
 /** One leased payout's step (settle its hold, send it if it never left, or ask its status), then its lease let go with its next check. */

@@ -16,6 +16,7 @@ import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
+import { waitBrieflyForLocks } from "./requery-lock.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -173,7 +174,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // In time order, so payment.tips_pkey grows at its end: a random id lands on a leaf that, on a
   // grown table, is written whole to the WAL after each checkpoint.
-  const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config };
+  const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config, clock: clockOf(deps.ctx) };
   const tip = placement(t, terms);
   // With the other tips placed meanwhile: one statement and one commit for the group.
   let placed = await placeTip(pool, tip, false);
@@ -897,6 +898,14 @@ export async function requeryTip(deps: Deps, tipId: string): Promise<boolean> {
   return settled + stillPending > 0;
 }
 
+/**
+ * The M-Pesa pass's read of due tips ($1 the limit, $2 the service's time): the rows another transaction holds are
+ * skipped. With `oneTip` ($3, an admin's re-query), that tip alone, its row waited for.
+ */
+export const dueMpesaTipsSql = (oneTip: boolean) => `SELECT * FROM payment.tips
+  WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${oneTip ? " AND tip_id = $3" : ""}
+  ORDER BY next_check_at LIMIT $1 FOR UPDATE${oneTip ? "" : " SKIP LOCKED"}`;
+
 /** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
 async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
@@ -904,16 +913,18 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
   // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
   const clock = clockOf(deps.ctx);
   const { tips, lease } = await withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(
-      `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${tipId ? " AND tip_id = $3" : ""}
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())],
-    );
-    return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs ?? 120_000) };
+    // A pass skips a row another transaction holds; a re-query of one tip waits for it (requery-lock.ts).
+    if (tipId) await waitBrieflyForLocks(tx);
+    const { rows } = await tx.query<TipRow>(dueMpesaTipsSql(tipId !== undefined), tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())]);
+    return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs) };
   });
   const counts: ReconcileCounts = { queried: 0, settled: 0, stillPending: 0 };
-  for (const tip of tips) {
+  for (const leased of tips) {
+    // The queries before (a slow Daraja) may have outlived the pass's lease, and another replica leased this tip
+    // meanwhile: it is asked about only while still this pass's, as it is now (its lease renewed for the query).
+    const renewed = await renewTipLease(pool, leased.tip_id, lease, config.reconcileLeaseMs);
+    if (!renewed) continue;
+    const tip = renewed.row;
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
     let outcome: string | undefined;
@@ -950,7 +961,7 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
            next_check_at = LEAST($4::timestamptz + make_interval(secs => $2::double precision / 1000), GREATEST($4::timestamptz, to_timestamp($3::double precision / 1000)))
          WHERE tip_id = $1 AND lease_until = $5::timestamptz`,
-        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now()), lease],
+        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now()), renewed.lease],
       );
     }
     if (settled) counts.settled++;
@@ -973,6 +984,20 @@ export async function leaseTips(tx: Queryable, rows: { tip_id: string }[], lease
     [rows.map((r) => r.tip_id), leaseMs],
   );
   return leased.lease;
+}
+
+/**
+ * The tip as it is now, its lease renewed for `leaseMs`, if `lease` (a pass's, from leaseTips) is still the tip's;
+ * undefined when another pass leased it since. Checked and renewed in one statement: a replica leasing it at the
+ * same moment waits for this one, then finds it leased.
+ */
+export async function renewTipLease<Row = TipRow>(db: Queryable, tipId: string, lease: string, leaseMs: number): Promise<{ row: Row; lease: string } | undefined> {
+  const { rows: [row] } = await db.query<Row & { lease: string }>(
+    `UPDATE payment.tips SET lease_until = now() + make_interval(secs => $3::double precision / 1000)
+      WHERE tip_id = $1 AND lease_until = $2::timestamptz RETURNING *, lease_until::text AS lease`,
+    [tipId, lease, leaseMs],
+  );
+  return row && { row, lease: row.lease };
 }
 
 /**

@@ -73,6 +73,27 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     if (t.status !== TipStatus.FAILED) await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
     return { created: r, tip: t };
   };
+  /**
+   * The tip's payment_intent.succeeded, once Stripe's own delivery of it was answered: paid() returns once the
+   * tip is credited, and that delivery marks the event applied only after. A mark landing after a test removed
+   * the event's row lands on the row the test's own delivery claims next (the event "applied" beside it).
+   */
+  const succeededEvent = (tip: Tip) => eventually(async () => {
+    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId));
+    return ev?.delivered && ev;
+  }, "Stripe's own delivery of the success event answered");
+
+  test("a card tip's deadline and first check are set on the service's clock, the one its reconciliation reads them on", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const { tip } = await cardTip(randomUUID());
+    const r = await row(tip!.tipId);
+    const cards = h.config.cards!;
+    // Before, set from the database's now(): 10 minutes early on this clock.
+    assert.ok(r.deadline_at.getTime() >= before + cards.expireAfterMs, `deadline ${r.deadline_at.toISOString()} on the service's clock`);
+    assert.ok(r.next_check_at.getTime() >= before + cards.checkAfterMs, `first check ${r.next_check_at.toISOString()} on the service's clock`);
+  });
 
   test("a wallet stuck on PostEntry: card and suspense entries give up past the configured deadline (to be retried), and a retry posts each once", async () => {
     // A short deadline while wallet is stuck; the default for the retries, which a loaded machine may need.
@@ -262,8 +283,8 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     }
     const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'stripe' AND position('evt_forged' in encode(raw_body, 'escape')) > 0");
     assert.deepEqual(rows.map((r) => r.outcome), ["bad_signature", "bad_signature", "bad_signature"]);
-    // Stripe's retry of the real success event.
-    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    // Stripe's retry of the real success event (after its first delivery was answered: one still applying it refuses a retry).
+    const ev = await succeededEvent(tip);
     assert.equal(await h.stripe.redeliver(ev.id), 200);
     assert.equal(await h.stripe.redeliver(ev.id), 200);
     assert.equal(await entriesFor(tip.providerPaymentId), 1);
@@ -272,11 +293,11 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
 
   test("two deliveries of one event at once: one applies it, the other is refused for Stripe to send again (409), never applied beside it", async () => {
     const { tip } = await paid(randomUUID());
-    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    const ev = await succeededEvent(tip);
     // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
     await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
     const applying = async () => (await h.t.db.pool.query(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'")).rows[0].n as number;
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'")).rows[0].n as number;
     // The tips held still: a delivery applying the event waits there.
     const holder = await h.t.db.pool.connect();
     let statuses: number[];
@@ -303,10 +324,10 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
 
   test("a delivery whose apply fails after its claim lapsed lets go of no other delivery's claim: the event stays held by the one that claimed it since", async () => {
     const { tip } = await paid(randomUUID());
-    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    const ev = await succeededEvent(tip);
     // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
     await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
-    const applyingQuery = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
+    const applyingQuery = "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
     const claimedUntil = async () =>
       (await h.t.db.pool.query("SELECT claimed_until::text AS until FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id])).rows[0]?.until as string | null;
     const holder = await h.t.db.pool.connect();
@@ -342,10 +363,10 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
 
   test("a delivery whose apply finishes after its claim lapsed keeps the outcome a later delivery recorded: the event is marked applied once", async () => {
     const { tip } = await paid(randomUUID());
-    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    const ev = await succeededEvent(tip);
     // As if it had never arrived (applied again, it credits nothing more: its tip is credited).
     await h.t.db.pool.query("DELETE FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id]);
-    const applyingQuery = "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
+    const applyingQuery = "FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT * FROM payment.tips WHERE provider_payment_id%'";
     const mark = async () => (await h.t.db.pool.query(
       "SELECT applied_at::text AS applied, outcome, claimed_until::text AS until FROM payment.card_events WHERE provider = 'stripe' AND event_id = $1", [ev.id])).rows[0];
     const holder = await h.t.db.pool.connect();

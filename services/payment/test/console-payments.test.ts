@@ -146,6 +146,33 @@ describe("payments in the admin console", () => {
     await eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credited");
   });
 
+  test("re-query of a tip whose row another transaction holds: it waits for the row, and past a short wait is refused as busy, nothing asked; once free, asked and settled", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 120, lost);
+    const checkout = (await h.t.db.pool.query("SELECT checkout_request_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].checkout_request_id as string;
+    const queries = () => h.sim.transactions().find((t) => t.checkoutRequestId === checkout)!.queries;
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      // A lock the made-due update passes (it changes no key) and the lease meets: a callback's or a pass's lock
+      // taken between the two, as one can be.
+      await holder.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR KEY SHARE", [tipId]);
+      const refused = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, the lease skipped the row: answered with the tip as it was (pending), nothing asked and nothing said.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^tip_id: busy: .*try again/);
+      assert.equal(queries(), 0, "nothing asked");
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+    assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(queries(), 1);
+    await eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credited");
+  });
+
   test("re-query asks about that tip alone: another tip whose recording PostgreSQL refuses on every try does not answer the admin an error", async () => {
     const lost = phone();
     h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });

@@ -319,6 +319,33 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
   });
 
+  test("an admin's re-query of a payout whose row another transaction holds waits for the row, and past a short wait is refused as busy, nothing asked; once free, asked", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId, workerId } = await onlyPayout(await tippedWorker(p));
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status_queries: number };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      // A lock the made-due update passes (it changes no key) and the lease meets: a callback's or a pass's lock
+      // taken between the two, as one can be.
+      await holder.query("SELECT 1 FROM payment.payouts WHERE payout_id = $1 FOR KEY SHARE", [payoutId]);
+      const refused = await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      // Before, the lease skipped the row: answered with the payout as it was, nothing asked and nothing said.
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^payout_id: busy: .*try again/);
+      assert.deepEqual([(await row()).status_queries, b2cTo(p)[0].queries], [0, 0], "nothing asked");
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    await finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } });
+    assert.equal((await row()).status_queries, 1, "asked once free");
+    await eventually(async () => (await onlyPayout(workerId)).status === PayoutStatus.SUCCEEDED, "the status result settled it");
+    await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
+  });
+
   test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
     const p = phone("0003"); // lost_result: paid, its result never sent
     const worker = await tippedWorker(p);
@@ -394,6 +421,47 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p)[0].queries, 2, "both queries were sent");
     assert.equal((await onlyPayout(worker)).status, PayoutStatus.RESOLVING);
     assert.equal(await holdState(payoutId), "held");
+  });
+
+  test("a pass whose query about one payout outlived its lease leaves its next payout to the replica that leased it since: that payout is asked about once", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const [first, second] = [phone("5614"), phone("5615")];
+    // Paid, their results lost; each status query fails as a query, so no answer ends them meanwhile.
+    for (const p of [first, second]) h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result", statusError: "SFC_IC0003" });
+    const [one, two] = [await onlyPayout(await tippedWorker(first)), await onlyPayout(await tippedWorker(second))];
+    const state = async (payoutId: string) => (await h.t.db.pool.query("SELECT b2c_state FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0].b2c_state;
+    await eventually(async () => (await state(one.payoutId)) === "sent" && (await state(two.payoutId)) === "sent", "both sent");
+    // Both due before any other payout, the first one first: one pass leases both and asks about the first before the second.
+    await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '200 years' WHERE payout_id = $1", [one.payoutId]);
+    await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '199 years' WHERE payout_id = $1", [two.payoutId]);
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(one.payoutId));
+    const [daraja, leaseMs, resultWaitMs] = [h.config.daraja!, h.config.reconcileLeaseMs, h.config.payoutResultWaitMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    // Shortened so that the held query outlives it (as a slow Daraja call outlives 120 s).
+    h.config.reconcileLeaseMs = 1;
+    // Counted queries are spaced by the result wait: here far longer than this test takes, whatever the load.
+    h.config.payoutResultWaitMs = 10 * 60_000;
+    let pass: Promise<unknown> | undefined;
+    try {
+      pass = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the pass's query about the first payout held");
+      // The pass's lease past, another replica (an admin's re-query) leases the second payout and asks about it.
+      await finance.requeryPayment({ subject: { case: "payoutId", value: two.payoutId } });
+      assert.equal(b2cTo(second)[0].queries, 1, "the other replica asked");
+      proxy.releaseOldest();
+      await pass;
+    } finally {
+      h.config.daraja = daraja;
+      h.config.reconcileLeaseMs = leaseMs;
+      h.config.payoutResultWaitMs = resultWaitMs;
+      await proxy.close();
+      await pass?.catch(() => undefined);
+    }
+    await h.sim.idle();
+    // Before, the pass asked about it again on its way, under the lease it had lost.
+    assert.equal(b2cTo(second)[0].queries, 1, "asked about once");
+    assert.equal(b2cTo(first)[0].queries, 1, "the first asked about by the pass");
+    assert.deepEqual([b2cTo(first).length, b2cTo(second).length], [1, 1], "each sent once");
   });
 
   test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {

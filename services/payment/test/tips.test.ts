@@ -288,6 +288,52 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1, "credited once");
   });
 
+  test("a pass whose STK query about one tip outlived its lease leaves its next tip to the replica that leased it since: that tip is asked about once", async () => {
+    // Their callbacks lost: success comes by query.
+    const tips = [(await tip(randomUUID(), phone("0003"))).tip!.tipId, (await tip(randomUUID(), phone("0003"))).tip!.tipId];
+    await h.sim.idle();
+    const [first, second] = await Promise.all(tips.map(async (tipId) => (await row(tipId)).checkout_request_id as string));
+    const queries = (checkout: string) => h.sim.transactions().find((x) => x.checkoutRequestId === checkout)!.queries;
+    // Both due before any other tip, the first one first: one pass leases both and asks about the first before the second.
+    await h.t.db.pool.query("UPDATE payment.tips SET next_check_at = now() - interval '200 years' WHERE tip_id = $1", [tips[0]]);
+    await h.t.db.pool.query("UPDATE payment.tips SET next_check_at = now() - interval '199 years' WHERE tip_id = $1", [tips[1]]);
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/stkpushquery/v1/query" && r.body.includes(first));
+    const [daraja, leaseMs] = [h.config.daraja!, h.config.reconcileLeaseMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    // Shortened so that the held query outlives it (as a slow STK query outlives 120 s).
+    h.config.reconcileLeaseMs = 1;
+    let pass: Promise<unknown> | undefined;
+    try {
+      pass = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the pass's query about the first tip held");
+      // The pass's lease past, another replica (an admin's re-query) leases the second tip and asks about it.
+      await adminClient.requeryPayment({ subject: { case: "tipId", value: tips[1] } });
+      assert.equal(queries(second), 1, "the other replica asked");
+      proxy.releaseOldest();
+      await pass;
+    } finally {
+      h.config.daraja = daraja;
+      h.config.reconcileLeaseMs = leaseMs;
+      await proxy.close();
+      await pass?.catch(() => undefined);
+    }
+    // Before, the pass asked about it again on its way, under the lease it had lost.
+    assert.equal(queries(second), 1, "asked about once");
+    assert.equal(queries(first), 1, "the first asked about by the pass");
+    for (const tipId of tips) assert.equal((await status(tipId)).status, TipStatus.SUCCEEDED);
+  });
+
+  test("a tip's deadline and first check are set on the service's clock, the one reconciliation reads them on", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const { tip: t } = await tip(randomUUID(), phone("0003"));
+    const r = await row(t!.tipId);
+    // Before, set from the database's now(): 10 minutes early on this clock.
+    assert.ok(r.deadline_at.getTime() >= before + h.config.stkDeadlineMs, `deadline ${r.deadline_at.toISOString()} on the service's clock`);
+    assert.equal(r.next_check_at.getTime(), r.deadline_at.getTime());
+  });
+
   test("a reconciliation pass's limit is the contract's (1 to 1,000): 0, negative and larger limits are refused naming limit, and a due tip is left as it was", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003"));

@@ -5,7 +5,18 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { PLATFORM_NODE_FLAGS, PlatformProcess } from "../src/testing/index.js";
+import { eventually, PLATFORM_NODE_FLAGS, PlatformProcess } from "../src/testing/index.js";
+
+/**
+ * The whole line the entry printed that starts with `prefix`. start() returns once the entry's port answers; its
+ * output comes through a pipe the test reads on its own, so the line may arrive after the answer.
+ */
+const printedLine = (proc: PlatformProcess, prefix: string) =>
+  eventually(`the entry's line starting ${prefix}`, () => {
+    const line = proc.logs.split("\n").slice(0, -1).find((l) => l.startsWith(prefix)); // whole lines only
+    assert.ok(line || proc.running, `the entry exited without it: ${proc.logs}`);
+    return line;
+  });
 
 const fixture = fileURLToPath(new URL("./fixtures/flags-server.ts", import.meta.url));
 const repo = (file: string) => fileURLToPath(new URL(`../../../${file}`, import.meta.url));
@@ -24,8 +35,7 @@ test("a PlatformProcess runs its entry with the platform's node flags", async ()
   const proc = await PlatformProcess.create(fixture, "flags", { LOG_LEVEL: "warn" });
   try {
     await proc.start(30_000);
-    const printed = proc.logs.split("\n").find((l) => l.startsWith("{\"execArgv\""));
-    assert.ok(printed, `the entry printed its flags: ${proc.logs}`);
+    const printed = await printedLine(proc, "{\"execArgv\"");
     const { execArgv } = JSON.parse(printed) as { execArgv: string[] };
     for (const flag of PLATFORM_NODE_FLAGS) assert.ok(execArgv.includes(flag), `${flag} in ${execArgv.join(" ")}`);
   } finally {
@@ -41,8 +51,7 @@ test("a PlatformProcess runs a compiled entry as the image runs it: without the 
   const proc = await PlatformProcess.create(compiled, "compiled", { LOG_LEVEL: "warn" });
   try {
     await proc.start(30_000);
-    const printed = proc.logs.split("\n").find((l) => l.startsWith("{\"compileCacheDir\""));
-    assert.ok(printed, `the entry printed its compile cache: ${proc.logs}`);
+    const printed = await printedLine(proc, "{\"compileCacheDir\"");
     assert.deepEqual(JSON.parse(printed), { compileCacheDir: null, NODE_COMPILE_CACHE: null });
   } finally {
     await proc.stop();

@@ -19,6 +19,7 @@ import type { CommonSearch } from "../stores/search.js";
 import { makeTipDue, pendingTipLeasedUntil, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 import { kes } from "../money.js";
+import { busyWhenHeld, waitBrieflyForLocks } from "../requery-lock.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
 
@@ -209,14 +210,19 @@ interface OpenPayment {
 
 /**
  * Made due and the re-query audited in one transaction, then asked about under a pass's lease. Another pass holding
- * it (asking the provider now) is refused saying until when, rather than answered with the row as if it was asked.
+ * it (asking the provider now) is refused saying until when, rather than answered with the row as if it was asked;
+ * a row another transaction holds past a short wait (requery-lock.ts) is refused as busy.
  */
 async function requeryOpen(pool: Pool, ctx: Pick<HandlerContext, "requestHeader">, p: OpenPayment): Promise<void> {
-  await withTransaction(pool, async (tx) => {
-    await p.makeDue(tx);
-    await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: p.target, userId: p.userId });
+  const asked = await busyWhenHeld(p.field, async () => {
+    await withTransaction(pool, async (tx) => {
+      await waitBrieflyForLocks(tx);
+      await p.makeDue(tx);
+      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: p.target, userId: p.userId });
+    });
+    return p.ask();
   });
-  if (await p.ask()) return;
+  if (asked) return;
   const until = await p.leasedUntil();
   if (!until) return;
   const ends = until.toISOString();
