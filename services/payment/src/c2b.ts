@@ -772,6 +772,8 @@ export async function resolveSuspense(
     return settled(now);
   }
 
+  // Its suspense entry is never posted (postSuspense): "try again" below would never pass.
+  if (row.amount_minor <= 0n) throw new InvalidStateError("receipt: the payment carries no money (KES 0): nothing to match; refund (close) it instead");
   const match = await matchOf(deps, ref);
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };

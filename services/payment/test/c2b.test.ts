@@ -936,6 +936,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     // Before, each pass took the empty one (nothing posted, its attempts never counted), ahead of every other for good.
     assert.ok((await c2bRow(real.transId)).suspense_entry_id, "posted by a pass");
     assert.equal((await c2bRow(zero)).suspense_entry_id, null, "nothing posted for no money");
+    // Support cannot match it to a code: refused as such, not "try again shortly" (its entry will never be posted).
+    const w = await worker();
+    const refused = await adminClient.resolveSuspensePayment({ receipt: zero, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "no money" })
+      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+    assert.match(refused.rawMessage, /^receipt: .*no money/);
+    assert.equal((await c2bRow(zero)).resolution, "open", "left for refund");
   });
 
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
