@@ -16,6 +16,10 @@
 // (/proc: the one figure that depends on the machine's load). Then what the fraud rules' pass over a
 // worker's newest tips reads (shared blocks) with the status in the index, from the heap, and from
 // the side table.
+// A fourth layout, `unguarded`, is the migrations' without the three BEFORE UPDATE row triggers on
+// payment.tips (the rollout guards of 0025, 0029 and 0037): with any such trigger on a table,
+// PostgreSQL locks the row before each update to hand the trigger its old version (a Heap LOCK
+// record), whether or not the trigger's columns or WHEN clause then let it fire: what they cost.
 //   node --import tsx bench/pg-tips-hot.ts [tips per round=1000] [rounds=4] [grown tips=50000]
 import { randomUUID } from "node:crypto";
 import os from "node:os";
@@ -108,8 +112,13 @@ const SUCCEED_CTES = {
 };
 const CREDITED = { name: "bench_tip_credited", text: "UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL" };
 
-type Layout = "before" | "triggers" | "ctes";
-const layouts: Layout[] = ["before", "triggers", "ctes"];
+type Layout = "before" | "triggers" | "ctes" | "unguarded";
+const layouts: Layout[] = ["before", "triggers", "ctes", "unguarded"];
+const UNGUARDED = `
+DROP TRIGGER tips_reopened_receipt_kept ON payment.tips;
+DROP TRIGGER tips_unclaimed_approval_checked ON payment.tips;
+DROP TRIGGER tips_approval_found_posted_cleared ON payment.tips;
+`;
 
 interface Figures {
   records: number;
@@ -117,6 +126,7 @@ interface Figures {
   fpis: number;
   tipsUpdates: number;
   tipsHot: number;
+  tipsLocks: number;
   tipsIndexEntries: number;
   sideIndexEntries: number;
   sideHeapRecords: number;
@@ -135,7 +145,8 @@ async function database(layout: Layout): Promise<{ pool: ReturnType<typeof creat
   const url = server.url.replace(/\/postgres$/, `/tips_${layout}`);
   const pool = createPool(url, { max: 2 });
   await migrate(pool, "payment", fileURLToPath(new URL("../services/payment/migrations", import.meta.url)));
-  if (layout !== "before") await pool.query(SIDE_TABLES + (layout === "triggers" ? SIDE_TRIGGERS : "") + INDEXES_AFTER);
+  if (layout === "unguarded") await pool.query(UNGUARDED);
+  else if (layout !== "before") await pool.query(SIDE_TABLES + (layout === "triggers" ? SIDE_TRIGGERS : "") + INDEXES_AFTER);
   await pool.query(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
        phone, phone_masked, status, callback_token, deadline_at, next_check_at, created_at, completed_at, account_reference, checkout_request_id,
@@ -189,6 +200,7 @@ async function round(layout: Layout): Promise<Figures> {
     fpis: wal.all.fpis / perRound,
     tipsUpdates: count((p) => /^payment\.tips Heap (HOT_)?UPDATE$/.test(p.name)),
     tipsHot: count((p) => p.name === "payment.tips Heap HOT_UPDATE"),
+    tipsLocks: count((p) => p.name === "payment.tips Heap LOCK"),
     tipsIndexEntries: count((p) => /^payment\.tips_\S+ Btree INSERT_LEAF/.test(p.name) && !side.test(p.name)),
     sideIndexEntries: count((p) => side.test(p.name) && / Btree INSERT_LEAF/.test(p.name)),
     sideHeapRecords: count((p) => side.test(p.name) && / Heap /.test(p.name)),
@@ -235,11 +247,11 @@ try {
       const f = got.get(layout)!;
       last.set(layout, f);
       console.log(
-        `round ${r + 1} ${layout.padEnd(8)}: per tip ${f2(f.records)} WAL records, ${f.bytes.toFixed(0)} bytes, ${f2(f.fpis)} full-page images; payment.tips ${f2(f.tipsUpdates)} updates (${f2(f.tipsHot)} HOT), ` +
+        `round ${r + 1} ${layout.padEnd(9)}: per tip ${f2(f.records)} WAL records, ${f.bytes.toFixed(0)} bytes, ${f2(f.fpis)} full-page images; payment.tips ${f2(f.tipsUpdates)} updates (${f2(f.tipsHot)} HOT), ${f2(f.tipsLocks)} row-lock records, ` +
           `${f2(f.tipsIndexEntries)} index entries; side tables ${f2(f.sideHeapRecords)} heap records, ${f2(f.sideIndexEntries)} index entries; backend CPU ${f.cpuMs.toFixed(3)} ms`,
       );
     }
-    console.log(`  CPU triggers/before ${cpu("triggers").toFixed(2)}, ctes/before ${cpu("ctes").toFixed(2)} (load ${os.loadavg()[0].toFixed(1)})`);
+    console.log(`  CPU triggers/before ${cpu("triggers").toFixed(2)}, ctes/before ${cpu("ctes").toFixed(2)}, unguarded/before ${cpu("unguarded").toFixed(2)} (load ${os.loadavg()[0].toFixed(1)})`);
   }
   console.log(
     `\nthe fraud rules' pass over a worker's newest tips (up to 200 of ${Math.round((grown + rounds * perRound) / workers.length)}; the newest on pages not all-visible), shared blocks a read: ` +

@@ -119,6 +119,15 @@ describe("the outside-API client's failure classes", () => {
     assert.deepEqual(server.requests, ["/warm pay", "/stk pay"], "sent once");
   });
 
+  test("the answer's head cut off by a close: in doubt, never sent again", async () => {
+    reset();
+    await post(`${url}/warm`);
+    server.behave = (socket) => socket.end("HTTP/1.1 200 OK\r\ncontent-le");
+    const o = await outcome(post(`${url}/stk`, { repeatOnStaleConnection: true }));
+    assert.ok("code" in o && !o.notSent && !o.stale, JSON.stringify(o));
+    assert.equal(server.requests.length, 2, "sent once");
+  });
+
   test("no answer within the timeout: in doubt (TimeoutError), never sent again", async () => {
     reset();
     await post(`${url}/warm`);
@@ -262,6 +271,21 @@ describe("the outside-API client over TLS", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     return (server.address() as net.AddressInfo).port;
   }
+
+  test("a certificate nobody trusts: the connection fails before the request is written, certainly not sent", async () => {
+    let requests = 0;
+    const port = await listen(tls.createServer({ key, cert }, (socket) => socket.on("data", () => requests++)).on("tlsClientError", () => {}));
+    const o = await outcome(post(`https://localhost:${port}/x`));
+    assert.ok("code" in o && o.code === "ECONNECT_FAILED" && o.notSent && !o.stale, JSON.stringify(o));
+    assert.equal(requests, 0);
+  });
+
+  test("a server that closes during the handshake, and one that never finishes it: certainly not sent", async () => {
+    const closing = await listen(net.createServer((socket) => socket.destroy()));
+    assert.deepEqual(await outcome(post(`https://127.0.0.1:${closing}/x`)), { code: "ECONNECT_FAILED", stale: false, notSent: true });
+    const silent = await listen(net.createServer((socket) => socket.on("error", () => {})));
+    assert.deepEqual(await outcome(post(`https://127.0.0.1:${silent}/x`, { timeoutMs: 300 })), { code: "ECONNECT_TIMEOUT", stale: false, notSent: true });
+  });
 
   test("answered over a trusted certificate, by name (SNI) and by address, on one kept connection each", { skip: !caList.setDefaultCACertificates && "needs tls.setDefaultCACertificates (Node 22.19, 24.5)" }, async () => {
     const names: (string | false)[] = [];
