@@ -119,6 +119,25 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a confirmation of a recorded receipt again with another amount applies nothing and is flagged for support; M-Pesa's own repeats are not", async () => {
+    const w = await worker();
+    const paid = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode.toLowerCase(), amount: 200, confirmations: 2 });
+    await eventually(async () => (await h.balance(w.id)) === 19000n, "credited once");
+    const flagged = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.transId])).rows[0].n as number;
+    assert.equal(await flagged(), 0, "M-Pesa's repeat (the reference as typed) is no alteration");
+    // The same TransID again, its amount changed (a forged or corrupted confirmation; the reference as the code is written).
+    const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+      TransactionType: "Pay Bill", TransID: paid.transId, TransTime: "20260101120000", TransAmount: "5000.00", BusinessShortCode: h.sim.options.shortcode,
+      BillRefNumber: w.code.shortCode, MSISDN: "2547 ***** 126", FirstName: "X",
+    });
+    assert.equal(answered.status, 200);
+    assert.equal(await h.balance(w.id), 19000n, "nothing more credited");
+    assert.equal((await c2bRow(paid.transId)).amount_minor, 20000n, "the payment as first recorded");
+    // Before, taken silently as a repeat.
+    assert.equal(await flagged(), 1, "support is told");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
     const w = await worker();
     const before = h.sim.transactions().length;
@@ -898,6 +917,25 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok((await c2bRow(next.transId)).suspense_entry_id, "posted by a pass after the failing one's");
     assert.ok((await c2bRow(stuck.transId)).attempts >= 1);
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = 'set-aside' WHERE trans_id = $1", [stuck.transId]);
+  });
+
+  test("a parked confirmation of no money (KES 0) is not taken for an unposted suspense entry: passes of one each post the others", async () => {
+    // KES 0 to a reference naming nothing: parked, with nothing to post (a broken relay's, a replayed one).
+    const zero = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+      TransactionType: "Pay Bill", TransID: zero, TransTime: "20260101120000", TransAmount: "0.00", BusinessShortCode: h.sim.options.shortcode,
+      BillRefNumber: "QQQQQQ7", MSISDN: "2547 ***** 126", FirstName: "X",
+    });
+    assert.equal(answered.status, 200);
+    const real = await h.sim.c2b.pay({ billRefNumber: "QQQQQQ7", amount: 100, skipValidation: true });
+    assert.deepEqual([(await c2bRow(zero)).outcome, (await c2bRow(real.transId)).outcome], ["suspense", "suspense"]);
+    // Both unposted and older than any other, the empty one first; the real one's entry is there, so posting it again answers it.
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET received_at = '2001-01-01T00:00:00Z' WHERE trans_id = $1", [zero]);
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = NULL, attempts = 0, received_at = '2001-01-01T00:00:01Z' WHERE trans_id = $1", [real.transId]);
+    for (let pass = 0; pass < 3; pass++) await internal.reconcilePending({ limit: 1 });
+    // Before, each pass took the empty one (nothing posted, its attempts never counted), ahead of every other for good.
+    assert.ok((await c2bRow(real.transId)).suspense_entry_id, "posted by a pass");
+    assert.equal((await c2bRow(zero)).suspense_entry_id, null, "nothing posted for no money");
   });
 
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
