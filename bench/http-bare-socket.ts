@@ -1,12 +1,12 @@
-// What node:http's client machinery costs per outside-API call beyond the socket's own work: the
-// runtime's httpRequest (node:http, kept connections) against a bare keep-alive socket per caller
+// What the outside-API client costs per call beyond the socket's own work: the runtime's
+// httpRequest (its own HTTP/1.1 exchange on kept sockets) against a bare keep-alive socket per caller
 // (the same request head and body written in one piece, a Content-Length answer parsed by hand;
 // no pool, no timeout classes, no chunked answers: a floor, not a client), the same
 // Africa's-Talking-shaped SMS request to the same loopback server in a process of its own,
 // rounds alternated. Prints the client's CPU us per request and the bare one as a ratio.
-// Both make one write and one read per call, so the difference is node:http's own (agent,
-// ClientRequest, IncomingMessage, their listeners): what a leaner client could take off each
-// SMS notification sends and each Daraja call payment makes.
+// Both make one write and one read per call, so the difference is the client's own (its pool,
+// timeout, answer reader and failure classes): what is left to take off each SMS notification
+// sends and each Daraja call payment makes.
 //   node --import tsx bench/http-bare-socket.ts [requests per round=3000] [rounds=5]
 import net from "node:net";
 import { fileURLToPath } from "node:url";
@@ -74,7 +74,7 @@ if (process.argv[2] === "--server") {
   const rounds = Number(process.argv[3] ?? 5);
   const bares = await Promise.all(Array.from({ length: concurrency }, async () => { const b = new Bare(); await b.open(); return b; }));
   const clients: Record<string, (k: number) => Promise<string>> = {
-    "node:http (runtime)": async () => (await httpRequest(url, { method: "POST", headers, body, timeoutMs: 15_000 })).text(),
+    "runtime's client": async () => (await httpRequest(url, { method: "POST", headers, body, timeoutMs: 15_000 })).text(),
     "bare socket": (k) => bares[k].request(),
   };
   async function run(call: (k: number) => Promise<string>, count: number) {
@@ -85,11 +85,11 @@ if (process.argv[2] === "--server") {
     return (u.user + u.system) / count;
   }
   for (const c of Object.values(clients)) await run(c, 500);
-  const per: Record<string, number[]> = { "node:http (runtime)": [], "bare socket": [] };
+  const per: Record<string, number[]> = { "runtime's client": [], "bare socket": [] };
   for (let r = 0; r < rounds; r++) for (const [name, c] of Object.entries(clients)) per[name].push(await run(c, n));
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const [name, xs] of Object.entries(per)) console.log(`${name.padEnd(22)} median ${med(xs).toFixed(0)} us CPU per request (rounds ${xs.map((x) => x.toFixed(0)).join(", ")})`);
-  console.log(`ratio bare / node:http ${(med(per["bare socket"]) / med(per["node:http (runtime)"])).toFixed(2)}`);
+  console.log(`ratio bare / runtime's client ${(med(per["bare socket"]) / med(per["runtime's client"])).toFixed(2)}`);
   for (const b of bares) b.close();
   server.disconnect();
 }

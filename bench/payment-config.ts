@@ -31,6 +31,7 @@ export function benchPaymentConfig(sim: Pick<DarajaSimulator, "clientConfig">): 
     stkExpireAfterMs: 600_000,
     payoutResultWaitMs: 300_000,
     reconcileIntervalMs: 0,
+    reconcileLeaseMs: 120_000,
     // Benchmark traffic is not fraud: its customers' phones are 10,000 shared by every run.
     fraud: { phonePerWindow: 1_000_000, workerPerWindow: BENCH_WORKER_TIPS_PER_WINDOW, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
   };

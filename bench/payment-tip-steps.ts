@@ -89,7 +89,7 @@ async function load(name: string, root: string): Promise<Tree> {
   const quote = { workerReceives: { currency: "KES", amountMinor: 50_000n }, customerPays: { currency: "KES", amountMinor: 51_500n }, feeScheduleVersion: 3 } as never;
   const place = () => {
     const t = { idempotencyKey: randomUUID(), workerId: randomUUID(), venueId: randomUUID(), qrCodeId: randomUUID(), amountMinor: 50_000n, phone: "254712345678", customerCoversFee: true, rating: 5, message: "asante", customerEmail: "" };
-    return placements.placeTip(db as never, placements.placement(t, { tipId: randomUUID(), fp: "ab", charged: 51_500n, quote, phoneMasked: "2547****678", config }), false);
+    return placements.placeTip(db as never, placements.placement(t, { tipId: randomUUID(), fp: "ab", charged: 51_500n, quote, phoneMasked: "2547****678", config, clock: { now: () => Date.now() } }), false);
   };
   const callback = () => {
     const body = Buffer.from("{}");

@@ -25,6 +25,9 @@
 //   Dockerfile's node flags and NODE_ENV (bench/image-form.ts); unset or "source": under this process's loader.
 //   BENCH_CHILD_PROFILE=dir: CPU profiles of the platform's own processes (cluster, split), one per process.
 //   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
+//   BENCH_WARMUP_TIPS=n: the warm-up goes on, BENCH_WARMUP seconds at a time (10 times at most), until its
+//   customers made n CreateTip calls: under load a 10 s warm-up is a few dozen to a few hundred tips, and V8
+//   compiles the hot paths well into the measured window, CPU a long-running process does not pay.
 //   BENCH_GROWN_TIPS=n: production-sized tables (n tips' worth, copied from the first warm-up's; bench/pg-grow.ts).
 //   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
 //   threads, libuv's pool: bench/process-cpu.ts); the customers' process's CPU is printed on its own line.
@@ -100,6 +103,9 @@ function gcPerTip(from: number, to: number, tips: number): string {
 }
 const seconds = Number(process.argv[2] ?? 10);
 const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
+const warmupTips = Number(process.env.BENCH_WARMUP_TIPS ?? 0);
+/** BENCH_WARMUP_TIPS' bound: rounds of BENCH_WARMUP seconds. */
+const MAX_WARMUP_ROUNDS = 10;
 // This process's node flags (e.g. the semi-space size): the platform's own processes (cluster and
 // replicas modes) get them too, by NODE_OPTIONS; the loader (--import tsx) they are given anyway.
 const nodeFlags = process.execArgv.filter((a) => a.startsWith("--") && !/^--(import|require|loader|experimental-loader)\b/.test(a));
@@ -735,7 +741,7 @@ function byThread(processes: [string, number][], before: Map<string, number>[], 
  * A run's failures, printed beside its figures (empty when none): at high load a service can miss a
  * deadline, and the run's figures then say how degraded it was rather than the bench ending there.
  */
-function failedTips({ failures, callErrors }: CustomersResult): string {
+function failedTips({ failures, callErrors }: Pick<CustomersResult, "failures" | "callErrors">): string {
   const calls = Object.entries(callErrors).map(([code, n]) => `${n} ${code}`);
   if (!failures && !calls.length) return "";
   return `; FAILED: ${failures} tips ended other than SUCCEEDED${calls.length ? `, calls failed (CreateTip or WatchTip, by code): ${calls.join(", ")}` : ""}`;
@@ -770,9 +776,16 @@ try {
     // seconds after the first tips (a quarter of a cold 10 s run's CPU), and a production process is warm.
     if (warmupSeconds > 0) {
       const t0 = performance.now();
-      const warm = await customers.run({ concurrency, seconds: warmupSeconds, connections: connectionsFor(concurrency) });
-      console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} CreateTip calls (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)` +
-        failedTips(warm));
+      let calls = 0;
+      const failed: Pick<CustomersResult, "failures" | "callErrors"> = { failures: 0, callErrors: {} };
+      for (let round = 0; round === 0 || (calls < warmupTips && round < MAX_WARMUP_ROUNDS); round++) {
+        const warm = await customers.run({ concurrency, seconds: warmupSeconds, connections: connectionsFor(concurrency) });
+        calls += warm.createLatencies.length;
+        failed.failures += warm.failures;
+        for (const [code, n] of Object.entries(warm.callErrors)) failed.callErrors[code] = (failed.callErrors[code] ?? 0) + n;
+      }
+      console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${calls} CreateTip calls (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none` +
+        `${warmupTips ? `; BENCH_WARMUP_TIPS=${warmupTips}` : ""})${failedTips(failed)}`);
     }
     if (grownTips > 0 && concurrency === concurrencies[0]) await growAfterWarmup();
     // PostgreSQL's own work from here to the window: autovacuum of the warm-up's tables, checkpoints.

@@ -2,6 +2,7 @@
 // account), then this browser's device key is registered for the step-ups
 // that money actions need. Without a console role, the only thing offered is
 // the first-admin setup token.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useState, type FormEvent } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey } from "../../web/src/lib/device-key";
@@ -15,6 +16,21 @@ export async function ensureDeviceKey(s: Session): Promise<void> {
   const { privateKey, publicJwk } = await newDeviceKey();
   const { device } = await api(AuthService).registerDevice({ name: `Admin console (${navigator.platform || "browser"})`.slice(0, 60), publicKeyJwk: publicJwk });
   await saveDeviceKey(s.userId, { deviceId: device!.deviceId, privateKey });
+}
+
+const triesLeft = (n: string) => (n === "1" ? "1 try left" : `${n} tries left`);
+
+/**
+ * Auth's refusals at sign-in as sentences a person reads: its own detail is a field and a code
+ * ("otp: wrong code; 4 tries left"); any other refusal as every screen says it.
+ */
+export function signInErrorText(err: unknown): string {
+  const e = err instanceof ConnectError ? err : undefined;
+  const tries = e && /(\d+) tries left/.exec(e.rawMessage)?.[1];
+  if (e?.code === Code.InvalidArgument && e.rawMessage.startsWith("otp:") && tries) return `That code is wrong. ${triesLeft(tries)}.`;
+  if (e?.code === Code.FailedPrecondition && /code has expired/.test(e.rawMessage)) return "That code can no longer be used (expired, used or too many tries). Use another number, or the same one, to get a new code.";
+  if (e?.code === Code.PermissionDenied && /wrong PIN/.test(e.rawMessage) && tries) return `Wrong PIN. ${triesLeft(tries)} before it is locked.`;
+  return errorText(err);
 }
 
 export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
@@ -57,10 +73,17 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
       }
       setValue("");
     } catch (err) {
-      setError(errorText(err));
+      setError(signInErrorText(err));
     } finally {
       setBusy(false);
     }
+  };
+
+  // Back to the number (a mistyped one, or a code that never came): the code asked for is left to expire.
+  const startOver = () => {
+    setStep({ kind: "phone" });
+    setValue("");
+    setError("");
   };
 
   const labels: Record<Step["kind"], [string, string, string]> = {
@@ -90,6 +113,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         </label>
         <button disabled={busy}>{step.kind === "phone" ? "Send code" : "Continue"}</button>
       </form>
+      {step.kind === "otp" ? <button type="button" className="link" onClick={startOver} disabled={busy}>Use another number</button> : null}
       {error && <p role="alert" className="error">{error}</p>}
     </main>
   );

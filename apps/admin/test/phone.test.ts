@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
-import { AdminHarness, randomPhone } from "./harness.js";
+import { AdminHarness, eventually, randomPhone } from "./harness.js";
 
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
 
@@ -23,6 +23,29 @@ describe("the admin console at phone size (chromium, 390×844)", () => {
   const h = new AdminHarness();
   before(() => h.start().then(() => undefined));
   after(() => h.stop());
+
+  test("the code step: a wrong code is said as a sentence, and \"Use another number\" goes back to the number", async () => {
+    const page = await h.page(PHONE);
+    const [mistyped, right] = [randomPhone(), randomPhone()];
+    const askCode = async (phone: string) => {
+      await page.getByLabel("Phone number").fill(phone);
+      await page.getByRole("button", { name: "Send code" }).click();
+      await page.getByLabel("Code sent by SMS").waitFor();
+      await eventually("the code by SMS", async () => h.sms.lastTo(phone));
+    };
+    await page.goto(`${h.url}/admin`);
+    await askCode(mistyped);
+    await page.getByLabel("Code sent by SMS").fill(h.otpFor(mistyped) === "000000" ? "111111" : "000000");
+    await page.getByRole("button", { name: "Continue" }).click();
+    const alert = page.getByRole("alert");
+    await alert.filter({ hasText: "That code is wrong." }).waitFor();
+    assert.equal(await alert.innerText(), "That code is wrong. 4 tries left.");
+    await page.getByRole("button", { name: "Use another number" }).click();
+    await askCode(right);
+    await page.getByLabel("Code sent by SMS").fill(h.otpFor(right));
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByLabel("Choose a PIN").waitFor();
+  });
 
   test("every screen fits the screen's width: the header wraps, the panes stack, wide tables scroll in their own box", async () => {
     const page = await h.page(PHONE);

@@ -11,4 +11,5 @@ import "./venue-invite-role.test.js";
 import "./worker-app.test.js";
 import "./worker-double-submit.test.js";
 import "./worker-settings.test.js";
+import "./live-currencies.test.js";
 import "../../mobile/test/gateway.test.js";

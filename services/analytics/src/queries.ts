@@ -98,10 +98,30 @@ export interface Scope {
 export const platformScope: Scope = { dim: Dim.Platform, id: NIL };
 
 /**
- * Tip and scan rows carry a currency ("" for scans); money figures are only
- * summed within one currency, counts across all.
+ * Tip and scan rows carry a currency ("" for scans): a currency's figures are its own tips' rows
+ * (their counts and money alike, as the contracts' per-currency figures say) and the rows of no
+ * currency (scans), never another currency's. Tips in every currency are the sum of each
+ * currency's counts; money is never summed across currencies.
  */
 const CURRENCY = `(currency = $5 OR currency = '')`;
+
+/** The home currency, first in every per-currency list and present even with no figures. */
+export const HOME_CURRENCY = "KES";
+
+/**
+ * The currencies a scope has tips in (succeeded, or a pool share) over a range: KES first (always,
+ * so an export without tips keeps its KES rows), then the others by code. At most a handful.
+ */
+export async function currenciesOf(db: Queryable, scope: Scope, range: Range): Promise<string[]> {
+  const { rows } = await db.query<{ currency: string }>(
+    `SELECT DISTINCT currency FROM analytics.rollups
+      WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency NOT IN ('', $6)
+        AND (succeeded > 0 OR pooled_minor <> 0)
+      ORDER BY currency LIMIT 50`,
+    [scope.dim, scope.id, grainFor(range, scope.dim), range.from, range.to, HOME_CURRENCY],
+  );
+  return [HOME_CURRENCY, ...rows.map((r) => r.currency)];
+}
 
 /** Sums over a scope and range. */
 export async function totals(db: Queryable, scope: Scope, range: Range, currency: string, grain = grainFor(range, scope.dim)): Promise<Totals> {
@@ -370,16 +390,23 @@ export async function venueMembers(db: Queryable, venueId: string, dim: Dim.Venu
   return rows.map((r) => ({ id: r.sub, scans: r.scans, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }
 
-/** Every worker's figures over a range, most volume first (the admin's WORKERS report). */
-export async function topWorkers(db: Queryable, range: Range, currency: string, limit = MAX_LIST): Promise<MemberFigures[]> {
-  const { rows } = await db.query<{ id: string; tips: bigint; volume: bigint; rating_sum: bigint; rating_count: bigint }>(
-    `SELECT id, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count
+export interface CurrencyMemberFigures extends MemberFigures {
+  currency: string;
+}
+
+/**
+ * Every worker's figures over a range, a row per worker and currency (the admin's WORKERS report):
+ * KES first, then the other currencies by code, most volume first within each; never summed across currencies.
+ */
+export async function topWorkersByCurrency(db: Queryable, range: Range, limit = MAX_LIST): Promise<CurrencyMemberFigures[]> {
+  const { rows } = await db.query<{ id: string; currency: string; tips: bigint; volume: bigint; rating_sum: bigint; rating_count: bigint }>(
+    `SELECT id, currency, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency = $4 AND succeeded > 0
-      GROUP BY id ORDER BY volume DESC, id LIMIT $5`,
-    [grainFor(range, Dim.Worker), range.from, range.to, currency, Math.min(limit, 10_000)],
+      WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency <> '' AND succeeded > 0
+      GROUP BY id, currency ORDER BY currency <> $5, currency, volume DESC, id LIMIT $4`,
+    [grainFor(range, Dim.Worker), range.from, range.to, Math.min(limit, 10_000), HOME_CURRENCY],
   );
-  return rows.map((r) => ({ id: r.id, scans: 0n, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
+  return rows.map((r) => ({ id: r.id, currency: r.currency, scans: 0n, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }
 
 export interface PlatformSummary {

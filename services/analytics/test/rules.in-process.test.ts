@@ -151,6 +151,47 @@ describe("analytics rules, in process (with qr)", () => {
     }
   });
 
+  test("the earnings and venue exports and the WORKERS and PLATFORM reports: a row per currency, never summed across currencies", async () => {
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    // A day of its own (41 days back), so the other tests' tips are not in it.
+    const day = new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - 41 * DAY);
+    const at = new Date(day.getTime() + 12 * 3_600_000);
+    const [workerId, venueId] = [randomUUID(), randomUUID()];
+    // A card tip's net is credited in the wallet's currency (KES), as payment's event says.
+    const tip = (currency: string, amountMinor: bigint, feeMinor: bigint, net: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, at, {
+      tipId: randomUUID(), workerId, venueId, method: currency === "KES" ? PaymentMethod.MPESA : PaymentMethod.CARD, rating: 0,
+      amount: { currency, amountMinor }, fee: { currency, amountMinor: feeMinor }, net: kesMinor(net),
+    });
+    await s.ctx.bus.publish(tip("USD", 12_34n, 62n, 1_500_00n));
+    await s.ctx.bus.publish(tip("KES", 500_00n, 15_00n, 485_00n));
+    const range = { from: timestampFromDate(day), to: timestampFromDate(new Date(day.getTime() + DAY)) };
+    const csvOf = (bytes: Uint8Array) => parseCsv(new TextDecoder().decode(bytes));
+    const workers = await eventually("both tips in the WORKERS report", async () => {
+      const rows = csvOf((await admin.exportReport({ kind: ReportKind.WORKERS, range })).csv).filter((r) => r[0] === workerId);
+      return rows.length >= 2 && rows;
+    });
+    assert.deepEqual(workers, [[workerId, "1", "50000", "50000", "0", "KES"], [workerId, "1", "1234", "1234", "0", "USD"]]);
+
+    const platform = csvOf((await admin.exportReport({ kind: ReportKind.PLATFORM, range })).csv);
+    assert.deepEqual(platform[0], ["figure", "value", "detail", "currency"]);
+    assert.deepEqual(platform.filter((r) => ["tips", "volume_minor", "fees_minor"].includes(r[0])), [
+      ["tips", "1", "", "KES"], ["volume_minor", "50000", "", "KES"], ["fees_minor", "1500", "", "KES"],
+      ["tips", "1", "", "USD"], ["volume_minor", "1234", "", "USD"], ["fees_minor", "62", "", "USD"],
+    ]);
+    assert.equal(platform.filter((r) => r[0] === "scans").length, 1, "figures of no currency once");
+
+    const mine = csvOf((await asWorker(workerId).exportEarnings({ range, scope: { case: "workerId", value: workerId } })).csv);
+    // The USD rows' net is empty: what the worker received for it is KES, in no USD row.
+    assert.deepEqual(mine.filter((r) => r[0] === "period" && r[1] === "in_range"), [["period", "in_range", "1", "50000", "48500", "KES", "0"], ["period", "in_range", "1", "1234", "", "USD", "0"]]);
+    assert.deepEqual(mine.filter((r) => r[0] === "average_tip").map((r) => [r[3], r[5]]), [["50000", "KES"], ["1234", "USD"]]);
+
+    const venue = csvOf((await s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] }).exportEarnings({ range, scope: { case: "venueId", value: venueId } })).csv);
+    assert.deepEqual(venue.filter((r) => r[0] === "series" || r[0] === "staff").map((r) => [r[0], r[2], r[3], r[6]]), [
+      ["series", "1", "50000", "KES"], ["staff", "1", "50000", "KES"], ["series", "1", "1234", "USD"], ["staff", "1", "1234", "USD"],
+    ]);
+    assert.deepEqual(venue.filter((r) => r[0] === "funnel").map((r) => r[1]), ["scanned", "amount_chosen", "payment_started", "paid"], "the funnel once");
+  });
+
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {
     assert.equal((await refusal(s.client(AnalyticsService).getWorkerEarnings({ range: lastDay() }))).code, Code.Unauthenticated);
     const worker = randomUUID();

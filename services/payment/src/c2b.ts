@@ -106,6 +106,9 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   if (!c2b.shortCodes.includes(p.businessShortCode)) return suspense(`paid to short code ${p.businessShortCode}, which is not ours`, C2B_RESULT.invalidShortCode);
   const ref = normaliseReference(p.billRefNumber);
   if (p.amountMinor === undefined) return suspense("TransAmount is not a plain amount", C2B_RESULT.invalidAmount);
+  // No money to apply, whatever the reference (M-Pesa moves KES 1 at least): taken as a tip's payment, it would hold
+  // the tip for review with nothing received and take the receipt its real payment then finds taken.
+  if (p.amountMinor < MPESA_LIMITS.minMinor) return suspense(`an amount of ${p.amountMinor} cents is below KES 1: no payment to apply`, C2B_RESULT.invalidAmount);
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
   if (/^T\d+$/.test(ref)) {
     const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(

@@ -60,10 +60,10 @@ export interface PaymentConfig {
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
   /**
-   * How long a reconciliation pass owns the rows it took (default 2 minutes). A replica
+   * How long a reconciliation pass owns the rows it took (RECONCILE_LEASE_MS, 2 minutes unless set). A replica
    * that dies mid-pass leaves them untouched this long; another may then take them over.
    */
-  reconcileLeaseMs?: number;
+  reconcileLeaseMs: number;
   /**
    * How old a held tip's unfinished review claim is before reconciliation finishes it (default 2
    * minutes: review-resumer.ts). A review under way finishes its own claim well within it.

@@ -354,7 +354,7 @@ async function leaseDuePayouts(deps: PayoutDeps, limit: number, payoutId?: strin
     const { rows: [leased] } = await tx.query<{ lease: string }>(
       `UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])
         RETURNING lease_until::text AS lease`,
-      [rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs ?? 120_000],
+      [rows.map((r) => r.payout_id), deps.config().reconcileLeaseMs],
     );
     return { payouts: rows.map(payoutOf), lease: leased.lease };
   });
@@ -369,7 +369,7 @@ async function renewPayoutLease(deps: PayoutDeps, payoutId: string, lease: strin
   const { rows: [row] } = await deps.ctx.pool.query<PayoutRow & { lease: string }>(
     `UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $3::double precision / 1000)
       WHERE payout_id = $1 AND lease_until = $2::timestamptz RETURNING *, lease_until::text AS lease`,
-    [payoutId, lease, deps.config().reconcileLeaseMs ?? 120_000],
+    [payoutId, lease, deps.config().reconcileLeaseMs],
   );
   return row && { payout: payoutOf(row), lease: row.lease };
 }

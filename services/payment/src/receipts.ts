@@ -33,7 +33,7 @@ function sentBefore(err: unknown): unknown {
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { rows } = await deps.ctx.pool.query<OwedReceipt>(
-    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email
+    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email, t.channel, t.idempotency_key
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE $2::uuid IS NULL OR r.tip_id = $2
       ORDER BY r.attempts, r.created_at LIMIT $1`,
@@ -52,6 +52,10 @@ export interface OwedReceipt {
   worker_id: string | null;
   venue_id: string;
   customer_email: string | null;
+  /** "ussd": the customer chose a language in the menu, and the receipt is in it. */
+  channel?: string;
+  /** A USSD tip's is ussd:<session id> (ussd.ts). */
+  idempotency_key?: string;
 }
 
 /**
@@ -66,10 +70,10 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
     logger.warn({ tipId, err: (err as Error).message }, "receipt not sent yet; will retry");
     await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [tipId, String((err as Error).message).slice(0, 500)]);
   };
-  const named = await displayNames(qrClient(deps.ctx), rows.map(ownerOf));
+  const [named, locales] = await Promise.all([displayNames(qrClient(deps.ctx), rows.map(ownerOf)), ussdLocales(pool, rows)]);
   const batches = receiptBatches(deps.ctx);
   // A message refused by a full queue is a failure like any other: its receipt stays owed.
-  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));
+  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "", locales.get(r.tip_id) ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));
   const sentIds: string[] = [];
   const failures: Promise<void>[] = [];
   rows.forEach((r, i) => {
@@ -83,10 +87,34 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
   return sent;
 }
 
+const USSD_KEY_PREFIX = "ussd:";
+
+/**
+ * The language each USSD customer chose in the menu (their session's, found by the tip's key),
+ * by tip: their receipt is written in it. Other tips are not asked for (notification's default).
+ */
+async function ussdLocales(db: Queryable, rows: OwedReceipt[]): Promise<Map<string, string>> {
+  const ussd = rows.filter((r) => r.channel === "ussd" && r.idempotency_key?.startsWith(USSD_KEY_PREFIX));
+  if (!ussd.length) return new Map();
+  const sessionOf = (r: OwedReceipt) => r.idempotency_key!.slice(USSD_KEY_PREFIX.length);
+  const { rows: sessions } = await db.query<{ session_id: string; locale: string }>(
+    "SELECT session_id, locale FROM payment.ussd_sessions WHERE session_id = ANY($1::text[])",
+    [ussd.map(sessionOf)],
+  );
+  const chosen = new Map(sessions.map((s) => [s.session_id, s.locale]));
+  return new Map(ussd.map((r) => [r.tip_id, chosen.get(sessionOf(r)) === "sw" ? "sw" : "en"]));
+}
+
 /** Whose name a receipt gives: the worker's, or for a shared tip the venue's. */
 function ownerOf(r: OwedReceipt): Owner {
   return r.worker_id ? { ownerKind: OwnerKind.WORKER, ownerId: r.worker_id } : { ownerKind: OwnerKind.VENUE, ownerId: r.venue_id };
 }
+
+/** The words a receipt puts in its template's {{worker}}, in the receipt's language. */
+const RECEIPT_WORDS = {
+  en: { yourServer: "your server", theTeam: "the team", teamAt: (venue: string) => `the team at ${venue}` },
+  sw: { yourServer: "mhudumu wako", theTeam: "timu", teamAt: (venue: string) => `timu ya ${venue}` },
+};
 
 /**
  * A receipt's messages: by SMS to the number that paid (a card tip has none), and by
@@ -94,13 +122,14 @@ function ownerOf(r: OwedReceipt): Owner {
  * same whichever pass sends it; `name` is the owner's display name ("" when unknown:
  * the receipt still says what was paid).
  */
-function receiptMessages(r: OwedReceipt, name: string): SendNotificationRequest[] {
-  const fallback = r.worker_id ? "your server" : "the team";
-  const worker = name ? (r.worker_id ? name : `the team at ${name}`) : fallback;
+function receiptMessages(r: OwedReceipt, name: string, locale: string): SendNotificationRequest[] {
+  const words = locale === "sw" ? RECEIPT_WORDS.sw : RECEIPT_WORDS.en;
+  const fallback = r.worker_id ? words.yourServer : words.theTeam;
+  const worker = name ? (r.worker_id ? name : words.teamAt(name)) : fallback;
   const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key ?? "" };
   const messages: SendNotificationRequest[] = [];
   const message = (key: string, recipient: SendNotificationRequest["recipient"], channel: Channel) =>
-    create(SendNotificationRequestSchema, { idempotencyKey: key, recipient, templateKey: TemplateKey.RECEIPT, variables, channels: [channel] });
+    create(SendNotificationRequestSchema, { idempotencyKey: key, recipient, templateKey: TemplateKey.RECEIPT, locale, variables, channels: [channel] });
   if (r.phone) messages.push(message(`receipt:${r.tip_id}`, { case: "phone", value: r.phone }, Channel.SMS));
   if (r.customer_email) messages.push(message(`receipt-email:${r.tip_id}`, { case: "email", value: r.customer_email }, Channel.EMAIL));
   return messages;

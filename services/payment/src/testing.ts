@@ -25,6 +25,7 @@ export function simulatedPaymentConfig(sim: DarajaSimulator, overrides: Partial<
     stkExpireAfterMs: 60_000,
     payoutResultWaitMs: 30_000,
     reconcileIntervalMs: 0,
+    reconcileLeaseMs: 120_000,
     fraud: { phonePerWindow: 5, workerPerWindow: 30, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   };

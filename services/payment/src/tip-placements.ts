@@ -4,7 +4,7 @@
 // statement and a commit (one each when alone: no waiting is added beyond the
 // current turn of the event loop); each is judged and answered for itself.
 import { randomBytes } from "node:crypto";
-import { buildEvent, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, sortedByKey, type Queryable } from "@ttip/runtime";
+import { buildEvent, type Clock, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, sortedByKey, type Queryable } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import type { PaymentConfig } from "./config.js";
@@ -20,6 +20,8 @@ export interface TipTerms {
   quote: FeeQuote;
   phoneMasked: string;
   config: PaymentConfig;
+  /** The service's clock: the tip's deadline is read on it (reconciliation's passes), so it is set on it too. */
+  clock: Clock;
 }
 
 /** A tip to place, with the values of its row and its event, made where the call is handled (its trace context). */
@@ -180,7 +182,7 @@ const placeSql = new Map<KeyClaim, string>();
 async function placeTips(db: Queryable, group: Placement[], claim: KeyClaim): Promise<Placed[]> {
   const n = PLACEMENT_COLUMNS.length;
   // The rules' limits and the deadline, the statement's own parameters after the rows' columns.
-  const [windowMs, ruleLimitSeconds, pinLimit, phoneLimit, workerLimit, deadlineMs] = [1, 2, 3, 4, 5, 6].map((i) => `$${n + i}`);
+  const [windowMs, ruleLimitSeconds, pinLimit, phoneLimit, workerLimit, deadlineAt] = [1, 2, 3, 4, 5, 6].map((i) => `$${n + i}`);
   const holds = `(${judgedRulesFire("hold", "j")} OR j.request_holds)`;
   const sql = placeSql.get(claim) ?? `WITH q AS (
        SELECT * FROM ${opaqueUnnest(PLACEMENT_COLUMNS.map(([, type]) => type))} AS q(${PLACEMENT_COLUMNS.map(([name]) => name).join(", ")})),
@@ -193,7 +195,7 @@ async function placeTips(db: Queryable, group: Placement[], claim: KeyClaim): Pr
        SELECT j.tip_id, j.idempotency_key, j.request_fingerprint, j.worker_id, j.customer_subject, 'KES', j.amount_minor, j.fee_minor, j.charged_minor,
          j.worker_receives_minor, j.fee_schedule_version, j.customer_covers_fee, j.phone, j.phone_masked, j.rating, j.message, j.customer_email, 'pending',
          CASE WHEN ${holds} THEN 'hold' ELSE 'none' END, j.callback_token,
-         now() + make_interval(secs => ${deadlineMs}::double precision / 1000), now() + make_interval(secs => ${deadlineMs}::double precision / 1000),
+         ${deadlineAt}::timestamptz, ${deadlineAt}::timestamptz,
          j.venue_id, j.qr_code_id, j.channel, payment.tip_reference(nextval('payment.tip_reference_seq'))
          FROM j
         WHERE j.existing_tip_id IS NULL AND NOT ${judgedRulesFire("refuse", "j")} AND NOT j.request_refuses AND (j.accept_holds OR NOT ${holds})
@@ -207,10 +209,11 @@ async function placeTips(db: Queryable, group: Placement[], claim: KeyClaim): Pr
   placeSql.set(claim, sql);
   // Sorted by key: two replicas' groups meet each other's keys in the same order.
   const sorted = sortedByKey(group, (p) => p.t.idempotencyKey);
-  const { config } = group[0].terms;
+  const { config, clock } = group[0].terms;
   const { rows } = await db.query<TipFacts & TipRow & { placement: string }>(sql, [
     ...PLACEMENT_COLUMNS.map((_, c) => sorted.map((p) => p.values[c])),
-    config.fraud.windowMs, RULE_LIMIT_WINDOW_SECONDS, config.fraud.pinFailures, config.fraud.phonePerWindow, config.fraud.workerPerWindow, config.stkDeadlineMs,
+    config.fraud.windowMs, RULE_LIMIT_WINDOW_SECONDS, config.fraud.pinFailures, config.fraud.phonePerWindow, config.fraud.workerPerWindow,
+    new Date(clock.now() + config.stkDeadlineMs),
   ]);
   // Each row as the driver made it, its `placement` column left on: a copy without it (~70 columns) cost a few us and ~7 KiB per tip (bench/payment-tip-steps.ts).
   const byPlacement = new Map(rows.map((row) => [row.placement, row]));

@@ -174,7 +174,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // In time order, so payment.tips_pkey grows at its end: a random id lands on a leaf that, on a
   // grown table, is written whole to the WAL after each checkpoint.
-  const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config };
+  const terms: TipTerms = { tipId: timeOrderedUuid(), fp, charged, quote, phoneMasked, config, clock: clockOf(deps.ctx) };
   const tip = placement(t, terms);
   // With the other tips placed meanwhile: one statement and one commit for the group.
   let placed = await placeTip(pool, tip, false);
@@ -898,6 +898,14 @@ export async function requeryTip(deps: Deps, tipId: string): Promise<boolean> {
   return settled + stillPending > 0;
 }
 
+/**
+ * The M-Pesa pass's read of due tips ($1 the limit, $2 the service's time): the rows another transaction holds are
+ * skipped. With `oneTip` ($3, an admin's re-query), that tip alone, its row waited for.
+ */
+export const dueMpesaTipsSql = (oneTip: boolean) => `SELECT * FROM payment.tips
+  WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${oneTip ? " AND tip_id = $3" : ""}
+  ORDER BY next_check_at LIMIT $1 FOR UPDATE${oneTip ? "" : " SKIP LOCKED"}`;
+
 /** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
 async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
@@ -907,19 +915,14 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
   const { tips, lease } = await withTransaction(pool, async (tx) => {
     // A pass skips a row another transaction holds; a re-query of one tip waits for it (requery-lock.ts).
     if (tipId) await waitBrieflyForLocks(tx);
-    const { rows } = await tx.query<TipRow>(
-      `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${tipId ? " AND tip_id = $3" : ""}
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE${tipId ? "" : " SKIP LOCKED"}`,
-      tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())],
-    );
-    return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs ?? 120_000) };
+    const { rows } = await tx.query<TipRow>(dueMpesaTipsSql(tipId !== undefined), tipId ? [limit, new Date(clock.now()), tipId] : [limit, new Date(clock.now())]);
+    return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs) };
   });
   const counts: ReconcileCounts = { queried: 0, settled: 0, stillPending: 0 };
   for (const leased of tips) {
     // The queries before (a slow Daraja) may have outlived the pass's lease, and another replica leased this tip
     // meanwhile: it is asked about only while still this pass's, as it is now (its lease renewed for the query).
-    const renewed = await renewTipLease(pool, leased.tip_id, lease, config.reconcileLeaseMs ?? 120_000);
+    const renewed = await renewTipLease(pool, leased.tip_id, lease, config.reconcileLeaseMs);
     if (!renewed) continue;
     const tip = renewed.row;
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;

@@ -8,6 +8,7 @@
 // screen; the only effect, the STK push, is a tip created under the key
 // ussd:<sessionId>, so a session charges at most once.
 import { Code } from "@connectrpc/connect";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { asConnectError, clockOf, formatMoney, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
@@ -39,6 +40,9 @@ const T = {
   other: { en: "Other amount", sw: "Kiasi kingine" },
   askAmount: { en: "Enter the amount in KES (1 - 250,000):", sw: "Weka kiasi kwa KES (1 - 250,000):" },
   badChoice: { en: "Invalid choice.", sw: "Chaguo si sahihi." },
+  amountCents: { en: "Whole shillings only, no cents.", sw: "Shilingi kamili tu, bila senti." },
+  amountRange: { en: "The amount must be from KES 1 to 250,000.", sw: "Kiasi kiwe kati ya KES 1 na 250,000." },
+  back: { en: "0. Back", sw: "0. Rudi" },
   confirm: { en: "Tip {name} KES {amount} by M-Pesa?\n1. Yes, pay\n2. Cancel", sw: "Mpe {name} tip ya KES {amount} kwa M-Pesa?\n1. Ndiyo, lipa\n2. Ghairi" },
   paying: {
     en: "You will get an M-Pesa prompt for KES {amount} to tip {name}. Enter your PIN to pay. An SMS receipt follows.",
@@ -48,6 +52,10 @@ const T = {
   expired: { en: "This session has expired. Please dial again.", sw: "Muda wa kipindi hiki umeisha. Tafadhali piga tena." },
   notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
   busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  ruleLimited: {
+    en: "M-Pesa refuses the same amount from your number within 2 minutes. Nothing was charged: try again in {seconds} seconds, or tip another amount.",
+    sw: "M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde {seconds}, au toa kiasi kingine.",
+  },
 } satisfies Record<string, { en: string; sw: string }>;
 
 function say(key: keyof typeof T, lang: Lang, vars: Record<string, string> = {}): string {
@@ -113,8 +121,11 @@ interface Dialogue {
   lookups: Map<string, Promise<TipTarget | string>>;
 }
 
-/** Where one answer leads: the next state (replay: the same answer is read again there), or the session's last screen. */
-type Advance = { state: State; replay?: true } | { answer: string };
+/** Where one answer leads: the next state (replay: the same answer is read again there), the screen before, or the session's last screen. */
+type Advance = { state: State; replay?: true } | { back: true } | { answer: string };
+
+/** The answer that goes back one screen, offered on every screen after the code is known. */
+const BACK = "0";
 
 /** Replays the whole dialogue from its text and draws the screen it leads to. */
 async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
@@ -122,16 +133,25 @@ async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: str
   const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
   if (steps.length > MAX_STEPS) return { answer: end(say("expired", d.lang)), lang: d.lang };
   let state: State = { at: "lang" };
+  // The screens passed on the way, to go back to (each without the note it had then).
+  const passed: State[] = [];
   for (let i = 0; i < steps.length; i++) {
     const next = await advance(d, state, steps[i]);
     if ("answer" in next) return { answer: next.answer, lang: d.lang };
+    if ("back" in next) {
+      const before = passed.pop() ?? { at: "code" };
+      state = "note" in before ? { ...before, note: undefined } : before;
+      continue;
+    }
     if (next.replay) i--;
+    else if (next.state.at !== state.at) passed.push(state);
     state = next.state;
   }
   return { answer: draw(d, state), lang: d.lang };
 }
 
 async function advance(d: Dialogue, state: State, step: string): Promise<Advance> {
+  if (step === BACK && state.at !== "lang" && state.at !== "code") return { back: true };
   switch (state.at) {
     case "lang":
       if (step !== "1" && step !== "2") return { state: { at: "code" }, replay: true }; // dialled with the code in the string (*483*123*CODE#): English, and this step is the code
@@ -172,10 +192,12 @@ function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
   return { at: "amount", target, note: say("badChoice", d.lang) };
 }
 
+/** A typed amount: whole shillings within M-Pesa's limits, or a note saying what is wrong with it. */
 function otherAmountEntered(d: Dialogue, target: TipTarget, step: string): State {
   const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
   if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) return { at: "confirm", target, amountKes: n };
-  return { at: "other", target, note: say("badChoice", d.lang) };
+  const cents = /^\d+[.,]\d+$/.test(step);
+  return { at: "other", target, note: say(cents ? "amountCents" : "amountRange", d.lang) };
 }
 
 /** The screen a state shows, with its note (why the last answer was refused) first. */
@@ -190,13 +212,13 @@ function draw(d: Dialogue, state: State): string {
     case "amount": {
       const options = amountOptions(d.config, state.target);
       const lines = options.map((a, i) => `${i + 1}. KES ${a.toLocaleString("en-KE")}`);
-      lines.push(`${options.length + 1}. ${say("other", lang)}`);
+      lines.push(`${options.length + 1}. ${say("other", lang)}`, say("back", lang));
       return con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`);
     }
     case "other":
-      return con(note + say("askAmount", lang));
+      return con(`${note}${say("askAmount", lang)}\n${say("back", lang)}`);
     case "confirm":
-      return con(note + say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") }));
+      return con(`${note}${say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") })}\n${say("back", lang)}`);
   }
 }
 
@@ -249,6 +271,9 @@ async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget,
     return say("paying", lang, vars);
   } catch (err) {
     const e = asConnectError(err);
+    // M-Pesa's own rule (result 17) on a repeat of this amount: not an outage; say when it can go.
+    const wait = e.code === Code.FailedPrecondition ? e.findDetails(DomainErrorInfoSchema)[0]?.metadata.wait_seconds : undefined;
+    if (wait) return say("ruleLimited", lang, { seconds: wait });
     if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
       deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
       return say("busy", lang);

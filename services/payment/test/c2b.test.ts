@@ -119,6 +119,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
+    const w = await worker();
+    const before = h.sim.transactions().length;
+    const pay = async (body: unknown) => {
+      const res = await fetch(`${h.sim.url}/__sim/c2b/pay`, { method: "POST", body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as { errorMessage?: string } };
+    };
+    const cents = await pay({ billRefNumber: w.code.shortCode, amount: "100.50" });
+    assert.equal(cents.status, 400);
+    assert.equal(cents.body.errorMessage, 'amount: a number of shillings, e.g. "amount": 100 (got "100.50")');
+    assert.equal((await pay({ billRefNumber: w.code.shortCode })).body.errorMessage, 'amount: a number of shillings, e.g. "amount": 100 (got nothing)');
+    assert.match((await pay({ billRefNumber: 12345, amount: 100 })).body.errorMessage ?? "", /^billRefNumber: the account reference as text/);
+    assert.equal(h.sim.transactions().length, before);
+    assert.equal(await h.balance(w.id), 0n);
+  });
+
   test("a KE-QR scanned by a banking app arrives as a paybill payment to the code's reference and is credited", async () => {
     const w = await worker("Otieno");
     const { offline } = await qr.getOfflinePayload({ qrCodeId: w.code.qrCodeId }, w.as);
@@ -788,6 +804,35 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal((await c2bRow(again.transId)).outcome, "suspense");
     assert.match((await c2bRow(again.transId)).reason, /second payment/);
     assert.equal(await h.balance(w.id), net);
+  });
+
+  test("a confirmation of KES 0 naming a tip's reference applies nothing to the tip: parked with nothing posted; the tip's real payment then pays it", async () => {
+    const w = await worker();
+    // The push is lost (never answered, no callback): the customer pays the paybill instead.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.FAILED, "push timed out");
+    // A confirmation no M-Pesa payment makes (a broken relay's, a replayed test's): no money, the tip's reference.
+    const zero = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+      TransactionType: "Pay Bill", TransID: zero, TransTime: "20260101120000", TransAmount: "0.00", BusinessShortCode: h.sim.options.shortcode,
+      BillRefNumber: tip!.paybillAccountReference, MSISDN: "2547 ***** 126", FirstName: "X",
+    });
+    assert.equal(answered.status, 200);
+    const parked = await c2bRow(zero);
+    // Before, decided as the tip's payment: held for review with nothing received, and the receipt taken from its real payment.
+    assert.deepEqual([parked.outcome, parked.amount_minor, parked.suspense_entry_id], ["suspense", 0n, null], "parked, nothing posted");
+    assert.match(parked.reason, /below KES 1/);
+    const still = await tipRow(tip!.tipId);
+    assert.deepEqual([still.status, still.mpesa_receipt, still.credit_key], ["failed", null, null], "the tip left as it was");
+    const paid = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    const after = await eventually(async () => {
+      const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+      return t.status === TipStatus.SUCCEEDED && t;
+    }, "the tip paid by its real payment");
+    assert.equal(after.mpesaReceipt, paid.transId);
+    const net = BigInt((await tipRow(tip!.tipId)).worker_receives_minor);
+    await eventually(async () => (await h.balance(w.id)) === net, "credited once, less the fee");
+    assert.ok(await h.trialBalanced());
   });
 
   test("a paybill payment to a venue's own code goes to the venue's pool, once", async () => {

@@ -83,6 +83,18 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     return ev?.delivered && ev;
   }, "Stripe's own delivery of the success event answered");
 
+  test("a card tip's deadline and first check are set on the service's clock, the one its reconciliation reads them on", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const { tip } = await cardTip(randomUUID());
+    const r = await row(tip!.tipId);
+    const cards = h.config.cards!;
+    // Before, set from the database's now(): 10 minutes early on this clock.
+    assert.ok(r.deadline_at.getTime() >= before + cards.expireAfterMs, `deadline ${r.deadline_at.toISOString()} on the service's clock`);
+    assert.ok(r.next_check_at.getTime() >= before + cards.checkAfterMs, `first check ${r.next_check_at.toISOString()} on the service's clock`);
+  });
+
   test("a wallet stuck on PostEntry: card and suspense entries give up past the configured deadline (to be retried), and a retry posts each once", async () => {
     // A short deadline while wallet is stuck; the default for the retries, which a loaded machine may need.
     const deadline = { ms: 200 };

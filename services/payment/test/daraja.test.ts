@@ -143,6 +143,38 @@ describe("Daraja client against the simulator", () => {
     await again.release();
   });
 
+  test("a B2C answered 200 with no Daraja answer in it (cut short, not JSON, no ResponseCode, accepted but lacking its ConversationID) is 'unknown', never refused: it ran", async () => {
+    // The B2C reaches the simulator and runs; only the answer the client reads is spoiled on its way back.
+    const spoiling = (spoil: (text: string) => string): DarajaConfig["request"] => async (url, call) => {
+      const reply = await httpRequest(url, call);
+      if (!String(url).includes("/b2c/")) return reply;
+      const text = spoil(await reply.text());
+      return { status: reply.status, ok: reply.ok, statusText: reply.statusText, headers: reply.headers, text: async () => text };
+    };
+    const spoils: Record<string, (text: string) => string> = {
+      "p-cut": (t) => t.slice(0, -5),
+      "p-page": () => "<html><body>OK</body></html>",
+      "p-no-code": () => "{}",
+      "p-no-conversation": (t) => JSON.stringify({ ...JSON.parse(t), ConversationID: undefined }),
+    };
+    for (const [id, spoil] of Object.entries(spoils)) {
+      const client = new DarajaClient({ ...config(), request: spoiling(spoil) });
+      // Before, "rejected": payouts.ts then released the hold of a payout M-Pesa paid, and the worker could withdraw it again.
+      await assert.rejects(
+        client.b2c({ originatorConversationId: id, phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` }),
+        (e: unknown) => e instanceof DarajaError && e.kind === "unknown",
+        id,
+      );
+      assert.equal(sim.transactions().filter((t) => t.originatorConversationId === id).length, 1, `${id}: sent once, and it ran`);
+    }
+    // Daraja's own refusal in a 200 (a ResponseCode other than 0) is still a refusal.
+    const refused = new DarajaClient({ ...config(), request: spoiling(() => JSON.stringify({ ResponseCode: "1", ResponseDescription: "Rejected" })) });
+    await assert.rejects(
+      refused.b2c({ originatorConversationId: "p-refused", phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` }),
+      (e: unknown) => e instanceof DarajaError && e.kind === "rejected",
+    );
+  });
+
   test("a B2C without an answer is 'unknown' and is not retried", async () => {
     const client = new DarajaClient({ ...config(), timeoutMs: 300 });
     await assert.rejects(

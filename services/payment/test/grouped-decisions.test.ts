@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { createPool, migrate, type Pool, type Queryable } from "@ttip/runtime";
+import { createPool, migrate, type Pool, type Queryable, systemClock } from "@ttip/runtime";
 import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { loadPaymentConfig } from "../src/config.js";
@@ -78,7 +78,7 @@ describe("grouped decisions and placements, two replicas at once", () => {
   const newTip = (idempotencyKey: string, over: Partial<NewTip> = {}, limits = config) => {
     const t: NewTip = { idempotencyKey, workerId: randomUUID(), amountMinor: 10_000n, phone: phoneNumber(), customerCoversFee: false, rating: 0, message: "", customerEmail: "", ...over };
     const quote = { workerReceives: { currency: "KES", amountMinor: 9_500n }, feeScheduleVersion: 1 } as FeeQuote;
-    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: limits };
+    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: limits, clock: systemClock };
     return placement(t, terms);
   };
   const tipsOf = async (ps: { terms: TipTerms }[]) =>

@@ -10,8 +10,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
-import { migrate, type Pool } from "@ttip/runtime";
+import { migrate, type Pool, type Queryable } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { DUE_CARD_TIPS_SQL } from "../src/cards/tips.js";
+import { dueMpesaTipsSql } from "../src/tips.js";
 
 /** The columns, each unique where it is filled. */
 const ONCE_COLUMNS = ["mpesa_receipt", "credit_key", "checkout_request_id", "account_reference", "provider_payment_id", "provider_charge_id"] as const;
@@ -117,25 +119,51 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
     }
   });
 
+  test("a decided tip enters payment.uncredited by one plain insert (no speculative insertion's confirm record); a row there already is kept", async () => {
+    const [tip, other] = await twoTips();
+    const decide = (client: Queryable, tipId: string) =>
+      client.query("UPDATE payment.tips SET status = 'succeeded', mpesa_receipt = $2, credit_key = $2, credit_kind = 'worker' WHERE tip_id = $1", [tipId, `R${randomUUID()}`]);
+    const client = await db.pool.connect();
+    try {
+      await client.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+      // Each commit flushed, so the WAL can be read back up to it; the queue's records only (the server's other databases write meanwhile).
+      await client.query("SET synchronous_commit = on");
+      const { rows: [from] } = await client.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn");
+      await decide(client, tip);
+      const { rows } = await client.query<{ record_type: string }>(
+        `SELECT w.record_type FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn()) w, pg_class c, pg_database d
+          WHERE c.oid = 'payment.uncredited'::regclass AND d.datname = current_database()
+            AND w.block_ref LIKE '%rel ' || (CASE c.reltablespace WHEN 0 THEN d.dattablespace ELSE c.reltablespace END) || '/' || d.oid || '/' || pg_relation_filenode(c.oid) || ' %'
+          ORDER BY w.start_lsn`,
+        [from.lsn],
+      );
+      assert.deepEqual(rows.map((r) => r.record_type), ["INSERT"]);
+    } finally {
+      client.release();
+    }
+    await db.pool.query("INSERT INTO payment.uncredited (tip_id, method, attempts) VALUES ($1, 'mpesa', 3)", [other]);
+    await decide(db.pool, other);
+    const { rows } = await db.pool.query("SELECT tip_id, attempts FROM payment.uncredited WHERE tip_id = ANY($1::uuid[]) ORDER BY attempts", [[tip, other]]);
+    assert.deepEqual(rows, [{ tip_id: tip, attempts: 0 }, { tip_id: other, attempts: 3 }]);
+  });
+
   test("new pages of payment.tips keep room for their tips' later row versions (fillfactor 65, was 85)", async () => {
     const { rows } = await db.pool.query("SELECT reloptions AS options FROM pg_class WHERE oid = 'payment.tips'::regclass");
     assert.deepEqual(rows, [{ options: ["fillfactor=65"] }]);
   });
 
   test("both pollers of pending tips (M-Pesa's checks, cards' reconciliation) read one index, and the table with its indexes fits a backend's 16 fast-path locks", async () => {
-    // The pollers' reads as tips.ts (reconcileTips) and cards/tips.ts (reconcileCardTips) make them.
-    const poll = (method: string) =>
-      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = '${method}' AND next_check_at <= now()
-          AND (lease_until IS NULL OR lease_until < now()) ORDER BY next_check_at LIMIT 100 FOR UPDATE SKIP LOCKED`;
+    // The pollers' own reads (tips.ts' reconcileTips, cards/tips.ts' reconcileCardTips), at the service's time.
+    const poll = { mpesa: dueMpesaTipsSql(false), card: DUE_CARD_TIPS_SQL };
     const client = await db.pool.connect();
     try {
       await client.query("BEGIN");
       await client.query("SET LOCAL enable_seqscan = off");
       const indexesRead = async (sql: string) => {
-        const { rows } = await client.query<{ plan: unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`);
+        const { rows } = await client.query<{ plan: unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, [100, new Date()]);
         return [...JSON.stringify(rows[0]).matchAll(/"Index Name":"([^"]+)"/g)].map((m) => m[1]);
       };
-      assert.deepEqual({ mpesa: await indexesRead(poll("mpesa")), card: await indexesRead(poll("card")) }, { mpesa: ["tips_pending_due"], card: ["tips_pending_due"] });
+      assert.deepEqual({ mpesa: await indexesRead(poll.mpesa), card: await indexesRead(poll.card) }, { mpesa: ["tips_pending_due"], card: ["tips_pending_due"] });
       await client.query("ROLLBACK");
     } finally {
       client.release();

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, mock, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { buildEvent, migrate } from "@ttip/runtime";
+import { buildEvent, migrate, systemClock } from "@ttip/runtime";
 import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
@@ -353,7 +353,7 @@ describe("payment's per-tip statements, by their plans", () => {
   const newTip = (phone: string, workerId: string, idempotencyKey: string = randomUUID()) => {
     const t: NewTip = { idempotencyKey, workerId, amountMinor: 10_000n, phone, customerCoversFee: false, rating: 0, message: "", customerEmail: "" };
     const quote = { workerReceives: { currency: "KES", amountMinor: 9_500n }, feeScheduleVersion: 1 } as FeeQuote;
-    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: tipConfig };
+    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: tipConfig, clock: systemClock };
     return placement(t, terms);
   };
   const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
@@ -559,7 +559,7 @@ describe("payment's per-tip statements, by their plans", () => {
     });
     // The row's values are passed into the facts' subquery as its parameters: the number's three reads (wrong PINs, recent tips,
     // rule-limited answers), not one more per use of a count in the judgement.
-    const params = [...newTip(phoneNumber(), randomUUID()).values.map((v) => [v]), 600_000, 120, 3, 5, 1000, 60_000];
+    const params = [...newTip(phoneNumber(), randomUUID()).values.map((v) => [v]), 600_000, 120, 3, 5, 1000, new Date()];
     const { rows: plan } = await db.pool.query(`EXPLAIN (FORMAT JSON) ${statement}`, params);
     const byPhone = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan)
       .filter((n) => n["Relation Name"] === "tips" && /\bphone = (q\.phone|\$\d+)\b/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""} ${n.Filter ?? ""}`));

@@ -323,6 +323,17 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     for (const tipId of tips) assert.equal((await status(tipId)).status, TipStatus.SUCCEEDED);
   });
 
+  test("a tip's deadline and first check are set on the service's clock, the one reconciliation reads them on", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const { tip: t } = await tip(randomUUID(), phone("0003"));
+    const r = await row(t!.tipId);
+    // Before, set from the database's now(): 10 minutes early on this clock.
+    assert.ok(r.deadline_at.getTime() >= before + h.config.stkDeadlineMs, `deadline ${r.deadline_at.toISOString()} on the service's clock`);
+    assert.equal(r.next_check_at.getTime(), r.deadline_at.getTime());
+  });
+
   test("a reconciliation pass's limit is the contract's (1 to 1,000): 0, negative and larger limits are refused naming limit, and a due tip is left as it was", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003"));

@@ -57,8 +57,8 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.match(await s.dial(), /^CON Welcome.*\n1\. English\n2\. Kiswahili$/s);
     assert.equal(await s.reply("1"), "CON Enter the worker's code (on their card):");
     const amounts = await s.reply(w.code.toLowerCase());
-    assert.equal(amounts, "CON Tip Achieng:\n1. KES 50\n2. KES 100\n3. KES 200\n4. KES 500\n5. Other amount");
-    assert.match(await s.reply("2"), /^CON Tip Achieng KES 100 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel$/);
+    assert.equal(amounts, "CON Tip Achieng:\n1. KES 50\n2. KES 100\n3. KES 200\n4. KES 500\n5. Other amount\n0. Back");
+    assert.match(await s.reply("2"), /^CON Tip Achieng KES 100 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel\n0\. Back$/);
     assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 100 to tip Achieng/);
     assert.ok(s.screens.every((x) => x.answer.length <= 182 && x.ms < 5_000));
     assert.equal(pushesTo(p.msisdn).length, 1);
@@ -79,14 +79,68 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     await s.dial();
     assert.equal(await s.reply("2"), "CON Weka namba ya mhudumu (iko kwenye kadi yake):");
     assert.equal(await s.reply("XXXXXX"), "CON Namba XXXXXX haikupatikana.\nWeka namba ya mhudumu (iko kwenye kadi yake):");
-    assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine$/s);
-    assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):");
-    assert.equal(await s.reply("abc"), "CON Chaguo si sahihi.\nWeka kiasi kwa KES (1 - 250,000):");
-    assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi$/);
+    assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine\n0\. Rudi$/s);
+    assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    assert.equal(await s.reply("abc"), "CON Kiasi kiwe kati ya KES 1 na 250,000.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi\n0\. Rudi$/);
     assert.match(await s.reply("1"), /^END Utapokea ombi la M-Pesa la KES 150/);
     assert.equal(pushesTo(p.msisdn).length, 1);
     const tip = await ussdTip(s.sessionId);
     await eventually(async () => (await h.balance(w.id)) === BigInt(tip.worker_receives_minor), "worker credited KES 150 less the fee");
+    // The receipt is in the language the customer chose in the menu.
+    const sms = await eventually(async () => providers.sent.find((m) => m.to.replace(/^\+/, "") === p.msisdn), "SMS receipt to the dialling phone");
+    const { mpesa_receipt } = await ussdTip(s.sessionId);
+    assert.equal(sms.body, `Risiti ya TTIP: umetoa bakshishi ya KES 150 kwa Baraka. Kumb. ${mpesa_receipt}. Asante!`);
+  });
+
+  test("0 goes back a screen: from the amounts to the code (a wrong but valid code), from the confirmation to the amounts; only the last choice is charged", async () => {
+    const wrong = await worker("Gideon");
+    const w = await worker("Halima");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    await s.dial();
+    await s.reply("1");
+    assert.match(await s.reply(wrong.code), /^CON Tip Gideon:\n/);
+    assert.equal(await s.reply("0"), "CON Enter the worker's code (on their card):");
+    assert.match(await s.reply(w.code), /^CON Tip Halima:\n/);
+    assert.match(await s.reply("4"), /^CON Tip Halima KES 500 by M-Pesa\?/);
+    assert.match(await s.reply("0"), /^CON Tip Halima:\n1\. KES 50\n/);
+    assert.equal(await s.reply("5"), "CON Enter the amount in KES (1 - 250,000):\n0. Back");
+    assert.match(await s.reply("0"), /^CON Tip Halima:\n/);
+    assert.match(await s.reply("1"), /^CON Tip Halima KES 50 by M-Pesa\?/);
+    assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 50 to tip Halima/);
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [50]);
+    const tip = await ussdTip(s.sessionId);
+    assert.equal(tip.worker_id, w.id);
+    assert.ok(s.screens.every((x) => x.answer.length <= 182));
+  });
+
+  test("a typed amount that cannot be paid says why, in the customer's language: cents, zero, over M-Pesa's KES 250,000", async () => {
+    const w = await worker("Imani");
+    const p = dialler();
+    const en = await playDialogue(url, p.at, ["1", w.code, "5", "100.50"]);
+    assert.equal(en.screens.at(-1)!.answer, "CON Whole shillings only, no cents.\nEnter the amount in KES (1 - 250,000):\n0. Back");
+    const sw = await playDialogue(url, p.at, ["2", w.code, "5", "100,50"]);
+    assert.equal(sw.screens.at(-1)!.answer, "CON Shilingi kamili tu, bila senti.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
+    for (const typed of ["00", "250001", "9999999"]) {
+      const s = await playDialogue(url, p.at, ["1", w.code, "5", typed]);
+      assert.equal(s.screens.at(-1)!.answer, "CON The amount must be from KES 1 to 250,000.\nEnter the amount in KES (1 - 250,000):\n0. Back", typed);
+    }
+    assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
+  test("after M-Pesa refused an amount as a repeat within 2 minutes (result 17), dialling it again says when it can go, not that M-Pesa is down", async () => {
+    const w = await worker("Jabali");
+    const local = phone("0017"); // the simulator answers result 17 for numbers ending 0017
+    const at = `+254${local.slice(1)}`;
+    const first = await playDialogue(url, at, ["2", w.code, "1", "1"]);
+    assert.match(first.screens.at(-1)!.answer, /^END Utapokea ombi la M-Pesa la KES 50/);
+    await eventually(async () => (await ussdTip(first.sessionId))?.result_code === "17", "the push refused by M-Pesa's rule 17");
+    const again = await playDialogue(url, at, ["2", w.code, "1", "1"]);
+    assert.match(again.screens.at(-1)!.answer, /^END M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2\. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde \d+, au toa kiasi kingine\.$/);
+    const en = await playDialogue(url, at, ["1", w.code, "1", "1"]);
+    assert.match(en.screens.at(-1)!.answer, /^END M-Pesa refuses the same amount from your number within 2 minutes\. Nothing was charged: try again in \d+ seconds, or tip another amount\.$/);
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === `254${local.slice(1)}`).length, 1, "one push");
   });
 
   test("every step tolerates repeats, and a session never charges twice", async () => {

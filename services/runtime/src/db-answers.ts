@@ -31,7 +31,7 @@ function sqlstateOf(err: unknown): string | undefined {
 const CONFLICT_SQLSTATES: Readonly<Record<string, string>> = {
   "40001": "serialization_failure",
   "40P01": "deadlock_detected",
-  // FOR UPDATE NOWAIT, or a lock_timeout (neither set by the services today).
+  // FOR UPDATE NOWAIT, or a lock_timeout (migrations set one; so does payment's admin re-query, which answers it as busy).
   "55P03": "lock_not_available",
 };
 // Not 57014 (query_canceled): no service sets statement_timeout, so here it

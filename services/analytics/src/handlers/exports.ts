@@ -1,10 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { ReportKind, type WorkerEarnings as WorkerEarningsMessage } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { ReportKind, type PlatformSummary as PlatformSummaryMessage, type WorkerEarnings as WorkerEarningsMessage } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService, GetVenueAnalyticsResponseSchema, type GetVenueAnalyticsResponse } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { fieldError } from "@ttip/runtime";
 import { toCsv, type Cell } from "../csv.js";
+import { Dim } from "../facts.js";
 import * as q from "../queries.js";
 import type { AnalyticsAreaHandlers, AnalyticsHandlerContext } from "./context.js";
 import { earningsMessage, memberPerformance, summaryMessage, venueView } from "./messages.js";
@@ -28,13 +29,16 @@ function exportEarningsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof A
     const range = rangeOf(req.range);
     if (req.scope.case === "workerId") {
       const { workerId } = await access.worker(hc, req.scope.value);
-      const e = earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, range, "KES"), "KES");
-      return { csv: earningsCsv(e), fileName: `ttip-earnings-${workerId.slice(0, 8)}-${stamp(range)}.csv` };
+      const currencies = await q.currenciesOf(ctx.pool, { dim: Dim.Worker, id: workerId }, earningsWindow(range, new Date()));
+      const all = await Promise.all(currencies.map(async (c) => earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, range, c), c)));
+      return { csv: earningsCsv(all), fileName: `ttip-earnings-${workerId.slice(0, 8)}-${stamp(range)}.csv` };
     }
     if (req.scope.case === "venueId") {
-      await access.venue(hc, req.scope.value);
-      const v = create(GetVenueAnalyticsResponseSchema, await venueView(ctx, req.scope.value, range, "day", "KES"));
-      return { csv: venueCsv(v), fileName: `ttip-venue-${req.scope.value.slice(0, 8)}-${stamp(range)}.csv` };
+      const venueId = req.scope.value;
+      await access.venue(hc, venueId);
+      const currencies = await q.currenciesOf(ctx.pool, { dim: Dim.Venue, id: venueId }, range);
+      const views = await Promise.all(currencies.map(async (currency) => ({ currency, view: create(GetVenueAnalyticsResponseSchema, await venueView(ctx, venueId, range, "day", currency)) })));
+      return { csv: venueCsv(views), fileName: `ttip-venue-${venueId.slice(0, 8)}-${stamp(range)}.csv` };
     }
     throw fieldError("scope", "name a worker_id or venue_id");
   };
@@ -76,30 +80,23 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
         };
       }
       case ReportKind.WORKERS: {
-        const workers = await q.topWorkers(ctx.pool, range, "KES", 10_000);
+        // A row per worker and currency: a worker tipped in KES and USD has two, never one summed.
+        const workers = await q.topWorkersByCurrency(ctx.pool, range, 10_000);
         return {
           csv: toCsv(
             ["worker_id", "tips", "volume_minor", "average_tip_minor", "average_rating_x100", "currency"],
             workers.map((w) => {
-              const p = memberPerformance(w, "KES");
-              return [w.id, w.tips, w.volume, p.averageTip.amountMinor, p.averageRatingX100, "KES"];
+              const p = memberPerformance(w, w.currency);
+              return [w.id, w.tips, w.volume, p.averageTip.amountMinor, p.averageRatingX100, w.currency];
             }),
           ),
           fileName: name("workers"),
         };
       }
       case ReportKind.PLATFORM: {
-        const s = summaryMessage(await q.platformSummary(ctx.pool, range, "KES", cfg.smsPriceMinor), "KES", cfg.smsCurrency);
-        const rows: Cell[][] = [
-          ["tips", s.tips], ["attempts", s.attempts], ["volume_minor", s.volume?.amountMinor], ["fees_minor", s.fees?.amountMinor],
-          ["take_rate_bps", s.takeRateBps], ["success_rate_bps", s.successRateBps], ["payouts_succeeded", s.payoutsSucceeded],
-          ["payouts_failed", s.payoutsFailed], ["payouts_minor", s.payouts?.amountMinor], ["payout_latency_p50_ms", s.payoutLatencyP50Ms],
-          ["payout_latency_p95_ms", s.payoutLatencyP95Ms], ["new_workers", s.newWorkers], ["active_venues", s.activeVenues],
-          ["active_workers", s.activeWorkers], ["scans", s.scans], ["sms_sent", s.smsSent], ["sms_spend_minor", s.smsSpend?.amountMinor],
-          ["pools_distributed_minor", s.poolsDistributed?.amountMinor],
-          ...s.failures.map((f) => [`failures:${f.resultCode}`, f.count, f.reason]),
-        ];
-        return { csv: toCsv(["figure", "value", "detail"], rows), fileName: name("platform") };
+        const currencies = await q.currenciesOf(ctx.pool, q.platformScope, range);
+        const summaries = await Promise.all(currencies.map(async (c) => summaryMessage(await q.platformSummary(ctx.pool, range, c, cfg.smsPriceMinor), c, cfg.smsCurrency)));
+        return { csv: platformCsv(summaries), fileName: name("platform") };
       }
       default:
         throw fieldError("kind", "choose a report");
@@ -109,28 +106,78 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
 
 const amount = (minor: bigint) => minor;
 
-export function earningsCsv(e: WorkerEarningsMessage): Uint8Array {
+/**
+ * The platform's figures, each currency's money figures in rows of their own (KES first), the
+ * currency column saying which; figures of no currency (payout latency, growth, scans, SMS, failure
+ * counts) once, after them.
+ */
+export function platformCsv(all: PlatformSummaryMessage[]): Uint8Array {
   const rows: Cell[][] = [];
-  const cur = e.today?.volume?.currency ?? "KES";
-  for (const [k, p] of [["today", e.today], ["this_week", e.thisWeek], ["this_month", e.thisMonth], ["in_range", e.inRange]] as const) {
-    rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), amount(p?.net?.amountMinor ?? 0n), cur, amount(p?.poolShare?.amountMinor ?? 0n)]);
+  for (const s of all) {
+    const cur = s.volume?.currency ?? "";
+    rows.push(
+      ["tips", s.tips, "", cur], ["attempts", s.attempts, "", cur], ["volume_minor", s.volume?.amountMinor, "", cur], ["fees_minor", s.fees?.amountMinor, "", cur],
+      ["take_rate_bps", s.takeRateBps, "", cur], ["success_rate_bps", s.successRateBps, "", cur], ["payouts_succeeded", s.payoutsSucceeded, "", cur],
+      ["payouts_failed", s.payoutsFailed, "", cur], ["payouts_minor", s.payouts?.amountMinor, "", cur], ["pools_distributed_minor", s.poolsDistributed?.amountMinor, "", cur],
+    );
   }
-  for (const h of e.byHourOfDay) rows.push(["hour_of_day", h.hour, h.tips, h.volume?.amountMinor, "", cur]);
-  for (const w of e.byWeekday) rows.push(["weekday", w.weekday, w.tips, w.volume?.amountMinor, "", cur]);
-  for (const r of e.ratings) rows.push(["rating", r.stars, r.count, "", "", ""]);
-  rows.push(["average_tip", "", "", e.averageTip?.amountMinor, "", cur]);
-  rows.push(["average_rating_x100", "", e.averageRatingX100, "", "", ""]);
+  const s = all[0]!;
+  rows.push(
+    ["payout_latency_p50_ms", s.payoutLatencyP50Ms], ["payout_latency_p95_ms", s.payoutLatencyP95Ms], ["new_workers", s.newWorkers],
+    ["active_venues", s.activeVenues], ["active_workers", s.activeWorkers], ["scans", s.scans], ["sms_sent", s.smsSent],
+    ["sms_spend_minor", s.smsSpend?.amountMinor, "", s.smsSpend?.currency ?? ""],
+    ...s.failures.map((f) => [`failures:${f.resultCode}`, f.count, f.reason]),
+  );
+  return toCsv(["figure", "value", "detail", "currency"], rows);
+}
+
+/**
+ * A worker's earnings, each currency's in rows of their own (KES first), the currency column saying
+ * which. A card tip's net is credited in the wallet's currency (KES) and analytics keeps it in the
+ * tip currency's rows, so another currency's net is not an amount in that currency: left empty.
+ */
+export function earningsCsv(all: WorkerEarningsMessage[]): Uint8Array {
+  const rows: Cell[][] = [];
+  for (const e of all) {
+    const cur = e.today?.volume?.currency ?? q.HOME_CURRENCY;
+    const net = (minor: bigint | undefined) => (cur === q.HOME_CURRENCY ? amount(minor ?? 0n) : "");
+    for (const [k, p] of [["today", e.today], ["this_week", e.thisWeek], ["this_month", e.thisMonth], ["in_range", e.inRange]] as const) {
+      rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), net(p?.net?.amountMinor), cur, amount(p?.poolShare?.amountMinor ?? 0n)]);
+    }
+    for (const h of e.byHourOfDay) rows.push(["hour_of_day", h.hour, h.tips, h.volume?.amountMinor, "", cur]);
+    for (const w of e.byWeekday) rows.push(["weekday", w.weekday, w.tips, w.volume?.amountMinor, "", cur]);
+    for (const r of e.ratings) rows.push(["rating", r.stars, r.count, "", "", cur]);
+    rows.push(["average_tip", "", "", e.averageTip?.amountMinor, "", cur]);
+    rows.push(["average_rating_x100", "", e.averageRatingX100, "", "", cur]);
+  }
   return toCsv(["section", "key", "tips", "volume_minor", "net_minor", "currency", "pool_share_minor"], rows);
 }
 
-export function venueCsv(v: GetVenueAnalyticsResponse): Uint8Array {
+/**
+ * A venue's figures: each currency's series, staff and codes in rows of their own (KES first; for
+ * another currency only what had tips in it), the currency column saying which; the funnel and the
+ * failures (counts, as the dashboard shows them) once.
+ */
+export function venueCsv(all: { currency: string; view: GetVenueAnalyticsResponse }[]): Uint8Array {
   const rows: Cell[][] = [];
-  for (const p of v.series) rows.push(["series", timestampDate(p.periodStart!).toISOString(), p.tips, p.tipVolume?.amountMinor, p.platformFees?.amountMinor, ""]);
-  for (const w of v.workers) rows.push(["staff", w.workerId, w.tips, w.volume?.amountMinor, w.averageTip?.amountMinor, w.averageRatingX100]);
-  for (const c of v.codes) rows.push(["qr_code", c.qrCodeId, c.tips, c.volume?.amountMinor, "", c.scans]);
-  for (const f of v.funnel) rows.push(["funnel", f.step, f.count, "", "", f.ofFirstBps]);
-  for (const f of v.failures) rows.push(["failure", f.resultCode, f.count, "", "", f.reason]);
-  return toCsv(["section", "key", "tips_or_count", "volume_minor", "fees_or_average_minor", "extra"], rows);
+  all.forEach(({ currency: cur, view: v }, i) => {
+    const tipped = (tips: bigint) => i === 0 || tips > 0n;
+    for (const p of v.series) if (tipped(p.tips)) rows.push(["series", timestampDate(p.periodStart!).toISOString(), p.tips, p.tipVolume?.amountMinor, p.platformFees?.amountMinor, "", cur]);
+    for (const w of v.workers) rows.push(["staff", w.workerId, w.tips, w.volume?.amountMinor, w.averageTip?.amountMinor, w.averageRatingX100, cur]);
+    for (const c of v.codes) if (tipped(c.tips)) rows.push(["qr_code", c.qrCodeId, c.tips, c.volume?.amountMinor, "", c.scans, cur]);
+  });
+  const first = all[0]!.view;
+  for (const f of first.funnel) rows.push(["funnel", f.step, f.count, "", "", f.ofFirstBps, ""]);
+  for (const f of first.failures) rows.push(["failure", f.resultCode, f.count, "", "", f.reason, ""]);
+  return toCsv(["section", "key", "tips_or_count", "volume_minor", "fees_or_average_minor", "extra", "currency"], rows);
+}
+
+/** The window a worker's earnings read: the range, and today, this week and this month (periodStarts). */
+function earningsWindow(range: q.Range, now: Date): q.Range {
+  const starts = q.periodStarts(now);
+  const from = [range.from, starts.week, starts.month].reduce((a, b) => (a < b ? a : b));
+  const to = new Date(Math.max(range.to.getTime(), now.getTime() + 3_600_000));
+  return { from, to };
 }
 
 /** A range in an export's file name, e.g. 2026-01-01_2026-02-01. */

@@ -171,7 +171,7 @@ export class PayPalCardProvider implements CardProvider {
     }
   }
 
-  /** Over the runtime's kept node:http connections (http-client.ts: a fraction of fetch's CPU per call). */
+  /** Over the runtime's kept connections (http-client.ts: a fraction of fetch's CPU per call). */
   private async fetch(path: string, init: Omit<HttpCall, "timeoutMs">): Promise<HttpReply> {
     try {
       return await httpRequest(new URL(path, this.config.apiBase), { ...init, timeoutMs: this.config.timeoutMs });

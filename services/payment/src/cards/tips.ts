@@ -109,20 +109,22 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   }
   const tipId = timeOrderedUuid();
   const fx = quote.conversion;
+  // On the service's clock, as reconcileCardTips reads them.
+  const now = clockOf(deps.ctx).now();
   const { rows } = await pool.query<CardTipRow>(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
        fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
        customer_email, status, callback_token, deadline_at, next_check_at, venue_id, qr_code_id,
        card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country)
      VALUES ($1, $2, $3, $4, $5, 'card', $6, $7, $8, $9, $10, $11, $12, '', '', $13, $14, $15, 'pending', $16,
-       now() + make_interval(secs => $17::double precision / 1000), now() + make_interval(secs => $29::double precision / 1000), $18, $19,
+       $17::timestamptz, $29::timestamptz, $18, $19,
        $20, $21, $22, $23, $24, $25, $26, $27, $28)
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
     [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
       pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
-      randomBytes(24).toString("base64url"), config.expireAfterMs, t.venueId ?? "", t.qrCodeId ?? "",
+      randomBytes(24).toString("base64url"), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
-      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, config.checkAfterMs],
+      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs)],
   );
   if (rows[0]) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
   const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
@@ -398,6 +400,11 @@ export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
   }, t.tip_id);
 }
 
+/** The card pass's read of due tips ($1 the limit, $2 the service's time); rows another transaction holds are skipped. */
+export const DUE_CARD_TIPS_SQL = `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= $2
+    AND (lease_until IS NULL OR lease_until < now())
+  ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`;
+
 /**
  * Lost webhooks: pending card tips are asked about when due and brought to
  * where their payment stands; those still waiting past their deadline are
@@ -410,19 +417,14 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
   // leases stay on the database's time.
   const clock = clockOf(deps.ctx);
   const { leased, lease } = await withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<CardTipRow>(
-      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= $2
-          AND (lease_until IS NULL OR lease_until < now())
-        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit, new Date(clock.now())],
-    );
-    return { leased: rows, lease: await leaseTips(tx, rows, deps.config().reconcileLeaseMs ?? 120_000) };
+    const { rows } = await tx.query<CardTipRow>(DUE_CARD_TIPS_SQL, [limit, new Date(clock.now())]);
+    return { leased: rows, lease: await leaseTips(tx, rows, deps.config().reconcileLeaseMs) };
   });
   let settled = 0;
   for (const before of leased) {
     // The calls before (a slow provider) may have outlived the pass's lease, and another replica leased this tip
     // meanwhile: it is worked on only while still this pass's, as it is now (its lease renewed for the call).
-    const renewed = await renewTipLease<CardTipRow>(pool, before.tip_id, lease, deps.config().reconcileLeaseMs ?? 120_000);
+    const renewed = await renewTipLease<CardTipRow>(pool, before.tip_id, lease, deps.config().reconcileLeaseMs);
     if (!renewed) continue;
     const tip = renewed.row;
     const provider = deps.cards.provider(tip.card_provider!);

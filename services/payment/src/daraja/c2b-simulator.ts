@@ -145,6 +145,13 @@ async function confirm(o: C2bSimOptions, reg: C2bRegistration, payload: unknown)
 
 /** A customer pays the paybill: validation, then (when completed) the confirmations. */
 async function pay(o: C2bSimOptions, registered: Registered, req: C2bPayRequest): Promise<C2bPayResult> {
+  // Read from a JSON body typed by hand: say which field is wrong, not a TypeError from inside.
+  if (typeof req.amount !== "number" || !Number.isFinite(req.amount) || req.amount < 0) {
+    throw new Error(`amount: a number of shillings, e.g. "amount": 100 (got ${JSON.stringify(req.amount) ?? "nothing"})`);
+  }
+  if (req.billRefNumber !== undefined && typeof req.billRefNumber !== "string") {
+    throw new Error(`billRefNumber: the account reference as text, e.g. "billRefNumber": "AB12CD" (got ${JSON.stringify(req.billRefNumber)})`);
+  }
   const shortCode = req.shortCode ?? o.shortcode;
   const reg = registered.get(shortCode);
   if (!reg) throw new Error(`no C2B URLs registered for short code ${shortCode}`);

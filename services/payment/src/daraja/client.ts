@@ -30,8 +30,9 @@ export interface DarajaConfig {
  * Why a Daraja call did not succeed:
  * - "rejected": Daraja answered with an error; nothing was started.
  * - "processing": STK query only; the customer has not answered yet.
- * - "unknown": no answer (timeout, connection lost); the request may or may not
- *   have been acted on, so it must be resolved by a query, never re-sent.
+ * - "unknown": no answer (timeout, connection lost) or none that says (a 2xx not
+ *   Daraja's JSON, without a ResponseCode, or accepted but incomplete); the request
+ *   may or may not have been acted on, so it must be resolved by a query, never re-sent.
  * - "unavailable": the request never left (e.g. no token): safe to try later.
  */
 export type DarajaErrorKind = "rejected" | "processing" | "unknown" | "unavailable";
@@ -430,7 +431,8 @@ export class DarajaClient {
     try {
       body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
     } catch {
-      if (res.ok) throw new DarajaError("rejected", `Daraja ${path}: answer is not JSON`, { path, httpStatus: res.status });
+      // A 2xx that is not Daraja's JSON (cut short, a proxy's page) refuses nothing: the request may have run.
+      if (res.ok) throw new DarajaError("unknown", `Daraja ${path}: answer is not JSON`, { path, httpStatus: res.status });
     }
     if (res.ok && body.errorCode === undefined) return body;
     const errorCode = body.errorCode === undefined ? undefined : String(body.errorCode);
@@ -446,15 +448,21 @@ export class DarajaClient {
   }
 }
 
+/**
+ * A 2xx answer's verdict. Only a ResponseCode other than "0" is a refusal; an answer with none, or accepted but
+ * lacking what it should carry, is in doubt ("unknown"): a B2C or a push it names may have run, and a refusal
+ * would release a payout's hold (payouts.ts) or end a tip whose customer is paying.
+ */
 function expectAccepted<T>(body: Record<string, unknown>, required: string[], what: string): T {
-  const code = body.ResponseCode === undefined ? undefined : String(body.ResponseCode);
+  const code = body.ResponseCode === undefined || body.ResponseCode === null ? undefined : String(body.ResponseCode);
+  if (code === undefined) throw new DarajaError("unknown", `Daraja ${what} answered without a ResponseCode`);
   if (code !== "0") {
-    throw new DarajaError("rejected", `Daraja ${what} not accepted (ResponseCode ${code ?? "missing"}): ${String(body.ResponseDescription ?? "")}`, {
+    throw new DarajaError("rejected", `Daraja ${what} not accepted (ResponseCode ${code}): ${String(body.ResponseDescription ?? "")}`, {
       errorCode: code,
     });
   }
   for (const k of required) {
-    if (typeof body[k] !== "string" || !body[k]) throw new DarajaError("rejected", `Daraja ${what} answer lacks ${k}`);
+    if (typeof body[k] !== "string" || !body[k]) throw new DarajaError("unknown", `Daraja ${what} accepted, but its answer lacks ${k}`);
   }
   return body as T;
 }

@@ -1,16 +1,15 @@
 "use client";
-import { createClient } from "@connectrpc/connect";
-import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useQueryClient } from "@tanstack/react-query";
 import Link from "next/link";
 import { useRouter } from "next/navigation";
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { useLiveFigures } from "../../lib/live-figures";
 import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import { nairobiMonthStart } from "../../lib/nairobi-time";
 import { clearSession, loadSession } from "../../lib/session";
@@ -20,44 +19,16 @@ import { useT } from "./use-t";
 import { statusWord } from "./words";
 
 /**
- * The worker's live dashboard: analytics' WatchDashboard (server streaming
- * over Connect) sends today's figures each time they change; each new
- * snapshot refreshes the balance and the latest tips. If the stream drops,
- * the screen polls until it is back.
+ * Home: balance (available and held), today, this week and this month, what customers tipped today in
+ * each currency, the latest tips arriving live, the earnings charts. Each live snapshot (analytics'
+ * WatchDashboard, one stream per currency) refreshes the balance and the latest tips; while a stream
+ * is down the screen polls.
  */
-/** `snapshots`: how many the stream has sent, each of which refreshes the queries once. */
-function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean; snapshots: number } {
-  const transport = useTransport();
-  const queries = useQueryClient();
-  const [state, setState] = useState<{ snapshot?: DashboardSnapshot; live: boolean; snapshots: number }>({ live: false, snapshots: 0 });
-  useEffect(() => {
-    const stop = new AbortController();
-    const client = createClient(AnalyticsService, transport);
-    (async () => {
-      while (!stop.signal.aborted) {
-        try {
-          for await (const { snapshot } of client.watchDashboard({}, { signal: stop.signal })) {
-            setState((s) => ({ snapshot, live: true, snapshots: s.snapshots + 1 }));
-            await queries.invalidateQueries();
-          }
-        } catch {
-          // Dropped or refused (an expired token is refreshed by the next unary call): poll meanwhile, retry.
-        }
-        if (stop.signal.aborted) break;
-        setState((s) => ({ ...s, live: false }));
-        await new Promise((r) => setTimeout(r, 3_000));
-      }
-    })();
-    return () => stop.abort();
-  }, [transport, queries]);
-  return state;
-}
-
-/** Home: balance (available and held), today, this week and this month, the latest tips arriving live, the earnings charts. */
 export default function Home() {
   const router = useRouter();
   const { t, err } = useT();
-  const { live, snapshots } = useLiveDashboard();
+  const queries = useQueryClient();
+  const { figures, live, snapshots } = useLiveFigures("", () => queries.invalidateQueries());
   const poll = live ? false : 5_000;
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: poll });
   const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 10 } }, { refetchInterval: poll });
@@ -79,6 +50,11 @@ export default function Home() {
           {/* What reached the worker, as the balance: never the snapshot's volume (what customers tipped), even while loading. */}
           {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : "…"}
         </div>
+        {figures.length ? (
+          <div data-testid="tipped-today">
+            {t("tippedToday")}: {figures.map((f) => formatAmount(f.snapshot.volumeToday, f.currency)).join(" · ")}
+          </div>
+        ) : null}
         <p className="muted" data-testid="live-state" data-snapshots={snapshots}>{live ? t("live") : t("liveOff")}</p>
       </section>
       <h2>{t("latestTips")}</h2>

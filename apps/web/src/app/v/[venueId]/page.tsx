@@ -3,41 +3,20 @@ import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useParams } from "next/navigation";
-import { useEffect, useState } from "react";
-import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { useState } from "react";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { RowChart } from "../../../components/charts";
 import { saveBytes } from "../../../lib/download";
+import { useLiveFigures } from "../../../lib/live-figures";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { useWrite } from "../../../lib/use-write";
 import { VenueNav } from "../nav";
 import { funnelFigure } from "../util";
 import { useVT } from "../use-vt";
 import type { VenueKey } from "../../../lib/venue-i18n";
-
-/** Today's figures for the venue, live over analytics' WatchDashboard stream (reconnecting when it drops). */
-function useVenueLive(venueId: string): DashboardSnapshot | undefined {
-  const transport = useTransport();
-  const [snapshot, setSnapshot] = useState<DashboardSnapshot>();
-  useEffect(() => {
-    const stop = new AbortController();
-    (async () => {
-      while (!stop.signal.aborted) {
-        try {
-          for await (const res of createClient(AnalyticsService, transport).watchDashboard({ venueId }, { signal: stop.signal })) setSnapshot(res.snapshot);
-        } catch {
-          // Dropped: try again shortly.
-        }
-        await new Promise((r) => setTimeout(r, 3_000));
-      }
-    })();
-    return () => stop.abort();
-  }, [transport, venueId]);
-  return snapshot;
-}
 
 const FUNNEL: Record<string, VenueKey> = { scanned: "v_scanned", amount_chosen: "v_amountChosen", payment_started: "v_paymentStarted", paid: "v_paid" };
 
@@ -56,7 +35,7 @@ export default function Dashboard() {
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.VENUE, ownerId: venueId, includeInactive: true, page: { pageSize: 100 } });
   const createCode = useMutation(QrService.method.createQrCode);
   const [error, setError] = useState("");
-  const live = useVenueLive(venueId);
+  const { figures: live } = useLiveFigures(venueId);
   const f = figures.data;
   const scans = f?.funnel.find((s) => s.step === "scanned")?.count ?? 0n;
   const codeName = (id: string) => {
@@ -94,11 +73,12 @@ export default function Dashboard() {
     <>
       <VenueNav venueId={venueId} />
       <h1>{profile.data?.profile?.displayName ?? t("v_venue")}</h1>
-      {live ? (
+      {live.length ? (
+        // Each currency's amount on its own (KES first), never summed; tips are counted across currencies, scans have none.
         <section className="figures" aria-label={t("v_todayLive")} data-testid="venue-live">
-          <div>{t("v_tipsToday")}<strong>{String(live.tipsToday)}</strong></div>
-          <div>{t("v_today")}<strong>{formatAmount(live.volumeToday, WALLET_CURRENCY)}</strong></div>
-          <div>{t("v_scansToday")}<strong>{String(live.scansToday)}</strong></div>
+          <div>{t("v_tipsToday")}<strong>{String(live.reduce((n, f) => n + f.snapshot.tipsToday, 0n))}</strong></div>
+          {live.map((f) => <div key={f.currency}>{t("v_today")}<strong>{formatAmount(f.snapshot.volumeToday, f.currency)}</strong></div>)}
+          <div>{t("v_scansToday")}<strong>{String(live[0]!.snapshot.scansToday)}</strong></div>
         </section>
       ) : null}
       {figures.error ? <p className="error" role="alert">{plainError(figures.error)}</p> : null}

@@ -1,0 +1,73 @@
+// Today's live figures in every currency a tip came in: the worker's home and the venue's dashboard
+// show a card tip in USD beside the M-Pesa tips in KES (KES first), never summed into one amount.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, afterEach, before, describe, test } from "node:test";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { eventually, successNumber, WebHarness } from "./harness.js";
+
+describe("live figures per currency (chromium at phone size)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
+  after(() => h.stop());
+
+  /** Confirms a card tip's PaymentIntent as Stripe.js would in the customer's browser. */
+  const confirmCard = async (clientSecret: string) => {
+    const pi = clientSecret.split("_secret_")[0];
+    const res = await fetch(`${h.stripe.url}/v1/payment_intents/${pi}/confirm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${h.stripe.publishableKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ payment_method: "pm_card_visa", client_secret: clientSecret, return_url: `${h.url}/done` }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  };
+
+  test("the worker's home: a USD card tip appears live beside the KES tip, each in its own currency", async () => {
+    const worker = await h.worker("Otieno");
+    const page = await h.signedInPhone(worker);
+    await page.goto(`${h.url}/w`);
+    await page.getByTestId("live-state").filter({ hasText: "Live" }).waitFor({ timeout: 20_000 });
+    const pay = h.api(PaymentService);
+    await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 300_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    const card = await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 10_00n, currency: "USD" }, payment: { case: "card", value: true },
+    });
+    await confirmCard(card.stripeClientSecret);
+    const tipped = page.getByTestId("tipped-today");
+    await tipped.filter({ hasText: "USD 10" }).waitFor({ timeout: 30_000 });
+    await tipped.filter({ hasText: "KES 300" }).waitFor({ timeout: 30_000 });
+    assert.equal(await tipped.innerText(), "Customers tipped today (before fees): KES 300 · USD 10");
+    // The card tip arrived over the live stream: the latest tips list it without a reload.
+    await page.getByTestId("latest-tips").getByText("USD 10 · received").waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "worker-home-currencies");
+  });
+
+  test("the venue's dashboard: today's USD figure beside the KES one, KES first, the tips counted across both", async () => {
+    const venue = await h.venue("Carnivore");
+    const code = await h.venueCode(venue, { table: "4" });
+    const pay = h.api(PaymentService);
+    await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: code.shortCode },
+      amount: { amountMinor: 500_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}`);
+    const live = page.getByTestId("venue-live");
+    await live.getByText("KES 500").waitFor({ timeout: 30_000 });
+    // A staff member's USD card tip at the venue, as analytics' hour row holds it (a venue's pool takes M-Pesa only).
+    await eventually("the venue's KES hour row", async () => (await h.sql("SELECT 1 FROM analytics.rollups WHERE dim = 3 AND id = $1 AND currency = 'KES' AND succeeded > 0", [venue.id])).rowCount);
+    await h.sql(
+      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, succeeded, amount_minor, fee_minor, net_minor)
+       VALUES (3, $1, '00000000-0000-0000-0000-000000000000', 'h', date_trunc('hour', now()), 'card', '', 'USD', 1, 1000, 79, 921)`,
+      [venue.id],
+    );
+    await live.getByText("USD 10").waitFor({ timeout: 30_000 });
+    assert.deepEqual(await live.locator("strong").allInnerTexts(), ["2", "KES 500", "USD 10", "0"]);
+    await h.screenshot(page, "venue-live-currencies");
+  });
+});
