@@ -1,5 +1,6 @@
 // The web app as a request handler, for the gateway to serve on its one port
 // (make run, tests) or for its own process in a cluster (main.ts).
+import { readFileSync } from "node:fs";
 import type http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,11 +37,13 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   (process.env as Record<string, string | undefined>).NODE_ENV ??= "production";
   // Read by the pages' server code at request time; checked before anything is served.
   provideWebSettings(parseWebSettings({ apiUrl: options.apiUrl, stripeJsUrl: options.stripeJsUrl }));
+  const dir = options.dir ?? WEB_DIR;
+  useBuildConfig(dir);
   // next is CommonJS; under ESM its factory may sit on .default.
   const factory = ((next as unknown as { default?: typeof next }).default ?? next) as typeof next;
   // Its own address: a server action's redirect is fetched from it (Next assumes port 3000 otherwise).
   const own = new URL(options.selfUrl ?? options.apiUrl);
-  const app = factory({ dev: false, dir: options.dir ?? WEB_DIR, quiet: true, hostname: own.hostname, port: Number(own.port || 80) });
+  const app = factory({ dev: false, dir, quiet: true, hostname: own.hostname, port: Number(own.port || 80) });
   await app.prepare();
   const handler = app.getRequestHandler();
   return {
@@ -52,4 +55,16 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * Serves the build with the configuration it was built with, as the server Next writes for
+ * `output: "standalone"` (the cluster's web image runs that one) starts it: the build's serialized
+ * config (.next/required-server-files.json) in __NEXT_PRIVATE_STANDALONE_CONFIG, not next.config.mjs
+ * read again. Without it Next takes this for `next start` of a standalone build and prints that it
+ * does not work to whoever runs `make run`.
+ */
+function useBuildConfig(dir: string): void {
+  const built = JSON.parse(readFileSync(path.join(dir, ".next", "required-server-files.json"), "utf8")) as { config: unknown };
+  process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(built.config);
 }

@@ -12,4 +12,5 @@ import "./worker-app.test.js";
 import "./worker-double-submit.test.js";
 import "./worker-settings.test.js";
 import "./live-currencies.test.js";
+import "./form-errors.test.js";
 import "../../mobile/test/gateway.test.js";

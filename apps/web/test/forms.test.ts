@@ -74,10 +74,12 @@ test("notifications: quiet hours both HH:MM or both empty; an e-mail address or 
   assert.deepEqual(checkNotifications(" 22:00", "06:30 ", " a@b.co "), { ok: true, value: { quietHoursStart: "22:00", quietHoursEnd: "06:30", email: "a@b.co" } });
 });
 
-test("withdrawal: whole shillings 1 to 250,000; the number empty (the payout number) or Kenyan", () => {
+test("withdrawal: whole shillings 1 to the per-withdrawal limit (250,000 until known); the number empty (the payout number) or Kenyan", () => {
   assert.deepEqual(checkWithdrawal("1,000", ""), { ok: true, value: { amountMinor: 100_000n, mpesaPhone: "" } });
   assert.equal(problem(checkWithdrawal("0", "")), "err_amount");
   assert.equal(problem(checkWithdrawal("250001", "")), "err_amount");
+  assert.equal(problem(checkWithdrawal("20001", "", 20_000)), "err_amount", "over the per-withdrawal limit the wallet reports");
+  assert.deepEqual(checkWithdrawal("20000", "", 20_000), { ok: true, value: { amountMinor: 2_000_000n, mpesaPhone: "" } });
   assert.equal(problem(checkWithdrawal("99.5", "")), "err_amount");
   assert.equal(problem(checkWithdrawal("100", "12345")), "err_mpesa");
 });

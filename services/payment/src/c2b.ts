@@ -200,14 +200,31 @@ async function receiptSettled(
   return "duplicate";
 }
 
+/**
+ * A confirmation of a receipt already recorded that tells another amount or reference than the one recorded: not
+ * M-Pesa's repeat of it (a forged or corrupted one). Nothing is applied, as for any repeat; support is told.
+ */
+async function flagAlteredRepeat(deps: Deps, p: C2bPayment, recorded: { amount_minor: bigint; bill_ref_number: string; tip_id: string | null }): Promise<void> {
+  const amount = p.amountMinor ?? 0n;
+  if (amount === recorded.amount_minor && normaliseReference(p.billRefNumber) === normaliseReference(recorded.bill_ref_number)) return;
+  deps.ctx.logger.error({ receipt: p.transId }, "C2B confirmation of a recorded receipt with another amount or reference");
+  await withTransaction(deps.ctx.pool, (tx) => recordAlert(tx, {
+    reason: "CALLBACK_MISMATCH", action: "flag", tipId: recorded.tip_id ?? undefined,
+    detail: `paybill confirmation of ${p.transId} again with another amount or reference (${amount} cents, "${p.billRefNumber.slice(0, 40)}"; recorded: ` +
+      `${recorded.amount_minor} cents, "${recorded.bill_ref_number.slice(0, 40)}"): not from M-Pesa as recorded; nothing applied`,
+  }));
+}
+
 export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
 
 /** Applies a confirmation once per TransID. The raw body is already stored under `callbackId`. */
 export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackId: string, p: C2bPayment): Promise<{ outcome: C2bOutcome; tipId?: string }> {
   const { pool } = deps.ctx;
-  const seen = await pool.query<{ outcome: string; tip_id: string | null }>("SELECT outcome, tip_id FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+  const seen = await pool.query<{ outcome: string; tip_id: string | null; amount_minor: bigint; bill_ref_number: string }>(
+    "SELECT outcome, tip_id, amount_minor, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
   if (seen.rows[0]) {
     // A repeated confirmation: nothing new, but finish what a crash may have left.
+    await flagAlteredRepeat(deps, p, seen.rows[0]);
     await finishC2b(deps, p.transId);
     return { outcome: "repeat", tipId: seen.rows[0].tip_id ?? undefined };
   }

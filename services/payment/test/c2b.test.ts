@@ -119,6 +119,25 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a confirmation of a recorded receipt again with another amount applies nothing and is flagged for support; M-Pesa's own repeats are not", async () => {
+    const w = await worker();
+    const paid = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode.toLowerCase(), amount: 200, confirmations: 2 });
+    await eventually(async () => (await h.balance(w.id)) === 19000n, "credited once");
+    const flagged = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.transId])).rows[0].n as number;
+    assert.equal(await flagged(), 0, "M-Pesa's repeat (the reference as typed) is no alteration");
+    // The same TransID again, its amount changed (a forged or corrupted confirmation; the reference as the code is written).
+    const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+      TransactionType: "Pay Bill", TransID: paid.transId, TransTime: "20260101120000", TransAmount: "5000.00", BusinessShortCode: h.sim.options.shortcode,
+      BillRefNumber: w.code.shortCode, MSISDN: "2547 ***** 126", FirstName: "X",
+    });
+    assert.equal(answered.status, 200);
+    assert.equal(await h.balance(w.id), 19000n, "nothing more credited");
+    assert.equal((await c2bRow(paid.transId)).amount_minor, 20000n, "the payment as first recorded");
+    // Before, taken silently as a repeat.
+    assert.equal(await flagged(), 1, "support is told");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
     const w = await worker();
     const before = h.sim.transactions().length;

@@ -68,9 +68,12 @@ export function checkNotifications(quietStart: string, quietEnd: string, email: 
   return good({ quietHoursStart: s, quietHoursEnd: e, email: mail });
 }
 
-/** RequestPayout: whole shillings 1..250,000; the number empty (payout number) or Kenyan. */
-export function checkWithdrawal(amount: string, phone: string): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
-  const amountMinor = parseWholeUnits(amount);
+/**
+ * RequestPayout: whole shillings from 1 to `maxUnits` (the per-withdrawal limit the wallet reports;
+ * M-Pesa's 250,000 until it is known); the number empty (payout number) or Kenyan.
+ */
+export function checkWithdrawal(amount: string, phone: string, maxUnits = 250_000): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
+  const amountMinor = parseWholeUnits(amount, maxUnits);
   if (!amountMinor) return bad("err_amount");
   const typed = phone.trim();
   const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";

@@ -2,10 +2,10 @@
 // the worker's settings form (Section) and the photo picker's check-and-
 // shrink step, as the settings screen uses them, with nothing else around.
 import { createRoot } from "react-dom/client";
-import { Section } from "../../src/app/w/settings/section";
+import { Section, type Refusal } from "../../src/app/w/settings/section";
 import { pickedPhoto } from "../../src/lib/photo";
 
-let settle: ((problem: string | undefined) => void) | undefined;
+let settle: ((problem: Refusal | undefined) => void) | undefined;
 const submitted: Record<string, string>[] = [];
 
 const components = {
@@ -27,7 +27,7 @@ const components = {
     );
   },
   release(problem: string | undefined): void {
-    settle?.(problem);
+    settle?.(problem === undefined ? undefined : { text: problem });
   },
   submitted: () => submitted,
   pickedPhoto,

@@ -8,6 +8,7 @@ import { NotificationService } from "@ttip/proto/ttip/notification/v1/notificati
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { refusedField } from "../../../lib/focus";
 import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
 import { pickedPhoto } from "../../../lib/photo";
 import { isWorkerRole, roleLabel, WORKER_ROLES } from "../../../lib/roles";
@@ -16,12 +17,23 @@ import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
-import { Section } from "./section";
+import { Section, type Refusal } from "./section";
 
 // The kinds a worker may tune (sign-in codes and fraud holds always go out;
 // notification does not take preferences for venue invitations and pool shares yet).
 const KINDS = [TemplateKey.TIP_RECEIVED, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED, TemplateKey.WEEKLY_SUMMARY];
 const CHANNELS = [Channel.SMS, Channel.EMAIL, Channel.PUSH, Channel.IN_APP];
+
+// Each form's inputs by the problem a check or a refusal names: the focus goes there after it.
+type Inputs = Readonly<Record<string, string>>;
+const PROFILE: Inputs = { err_name: "name", err_photo: "photo", err_role: "ownRole", display_name: "name", photo_url: "photo", role: "ownRole" };
+const PHOTO: Inputs = { err_photoNone: "photoFile", err_photoBig: "photoFile", err_photoType: "photoFile", err_photoRead: "photoFile", image: "photoFile" };
+const PAYOUT: Inputs = { err_phone: "payoutPhone", err_minimum: "minimum", payout_phone: "payoutPhone", "auto_payout_minimum.amount_minor": "minimum" };
+const PIN: Inputs = { err_newPin: "newPin", err_pinsDiffer: "newPin2", err_samePin: "newPin", current_pin: "currentPin", new_pin: "newPin" };
+const NOTIFY: Inputs = {
+  err_quiet: "quietStart", err_email: "email",
+  "preferences.quiet_hours_start": "quietStart", "preferences.quiet_hours_end": "quietEnd", "preferences.email": "email",
+};
 
 /**
  * Settings: profile (name, role and photo link, as the tip page shows them),
@@ -48,14 +60,16 @@ export default function Settings() {
   const shown = qrProfile.data?.profile;
   const p = payout.data?.settings;
   const loaded = me.isFetched && payout.isFetched && prefs.isFetched && (qrProfile.isFetched || !session);
-  const attempt = async (f: () => Promise<unknown>) => {
+  const attempt = async (f: () => Promise<unknown>, inputs: Inputs = {}): Promise<Refusal | undefined> => {
     try {
       await f();
       return undefined;
     } catch (x) {
-      return err(x);
+      const field = refusedField(x);
+      return { text: err(x), input: field && inputs[field] };
     }
   };
+  const refused = (problem: string, inputs: Inputs): Refusal => ({ text: t(problem as WorkerKey), input: inputs[problem] });
 
   if (!loaded) return (<><WorkerNav /><p>{t("loading")}</p></>);
   const name = user?.displayName || shown?.displayName || "";
@@ -75,13 +89,13 @@ export default function Settings() {
         onSubmit={async (f) => {
           const chosen = String(f.get("role") ?? "");
           const c = checkProfile(String(f.get("name") ?? ""), String(f.get("photo") ?? ""), chosen === "other" ? String(f.get("ownRole") ?? "") : chosen);
-          if (!c.ok) return t(c.problem as WorkerKey);
+          if (!c.ok) return refused(c.problem, PROFILE);
           return attempt(async () => {
             await updateProfile.mutateAsync({ displayName: c.value.displayName, photoUrl: c.value.photoUrl });
             // The tip page shows qr's profile: keep it the same, with its currency and city.
             await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: shown?.currency ?? "", city: shown?.city ?? "", role: c.value.role });
             await Promise.all([me.refetch(), qrProfile.refetch()]);
-          });
+          }, PROFILE);
         }}
       >
         <label className="field" htmlFor="name">{t("name")}</label>
@@ -112,7 +126,7 @@ export default function Settings() {
           let image: Uint8Array = new Uint8Array();
           if (!remove) {
             const picked = await pickedPhoto(file instanceof File ? file : undefined);
-            if (!picked.ok) return t(picked.problem as WorkerKey);
+            if (!picked.ok) return refused(picked.problem, PHOTO);
             image = picked.value;
           }
           return attempt(async () => {
@@ -120,7 +134,7 @@ export default function Settings() {
             if (!shown) await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: name || "-", photoUrl: "" });
             await putPhoto.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, image });
             await qrProfile.refetch();
-          });
+          }, PHOTO);
         }}
       >
         {shown?.uploadedPhotoUrl ? (
@@ -165,7 +179,7 @@ export default function Settings() {
         button={t("savePayout")}
         onSubmit={async (f) => {
           const c = checkPayout(String(f.get("payoutPhone") ?? ""), f.get("auto") === "on", String(f.get("minimum") ?? ""));
-          if (!c.ok) return t(c.problem as WorkerKey);
+          if (!c.ok) return refused(c.problem, PAYOUT);
           return attempt(async () => {
             await updatePayout.mutateAsync({
               payoutPhone: c.value.payoutPhone,
@@ -173,7 +187,7 @@ export default function Settings() {
               autoPayoutMinimum: c.value.minimumMinor ? { amountMinor: c.value.minimumMinor, currency: "KES" } : undefined,
             });
             await payout.refetch();
-          });
+          }, PAYOUT);
         }}
       >
         <label className="field" htmlFor="payoutPhone">{t("payoutNumber")}</label>
@@ -190,8 +204,8 @@ export default function Settings() {
         button={t("savePin")}
         onSubmit={async (f) => {
           const c = checkPinChange(String(f.get("currentPin") ?? ""), String(f.get("newPin") ?? ""), String(f.get("newPin2") ?? ""));
-          if (!c.ok) return t(c.problem as WorkerKey);
-          return attempt(() => changePin.mutateAsync(c.value));
+          if (!c.ok) return refused(c.problem, PIN);
+          return attempt(() => changePin.mutateAsync(c.value), PIN);
         }}
       >
         <label className="field" htmlFor="currentPin">{t("currentPin")}</label>
@@ -208,12 +222,12 @@ export default function Settings() {
         button={t("saveNotifications")}
         onSubmit={async (f) => {
           const c = checkNotifications(String(f.get("quietStart") ?? ""), String(f.get("quietEnd") ?? ""), String(f.get("email") ?? ""));
-          if (!c.ok) return t(c.problem as WorkerKey);
+          if (!c.ok) return refused(c.problem, NOTIFY);
           const kinds = KINDS.map((key) => ({ key, channels: CHANNELS.filter((ch) => f.get(`k${key}-c${ch}`) === "on") }));
           return attempt(async () => {
             await updatePrefs.mutateAsync({ preferences: { kinds, ...c.value, locale: "" } });
             await prefs.refetch();
-          });
+          }, NOTIFY);
         }}
       >
         <div className="table-box"><table>

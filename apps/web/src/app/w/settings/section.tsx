@@ -1,19 +1,28 @@
 "use client";
-import { useState, type ReactNode } from "react";
+import { useRef, useState, type ReactNode } from "react";
+import { focusInput } from "../../../lib/focus";
 import { useWrite } from "../../../lib/use-write";
 import { useT } from "../use-t";
 
+/** A form's refusal: what to say, and the input it is about (the focus goes there). */
+export interface Refusal {
+  text: string;
+  input?: string;
+}
+
 /** One form of the settings screen: its own message and error, so saving one never hides another's. */
-export function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<string | undefined>; children: ReactNode; button: string }) {
+export function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<Refusal | undefined>; children: ReactNode; button: string }) {
   const [note, setNote] = useState<{ ok: boolean; text: string }>();
   const { busy, onSubmit: guarded } = useWrite();
+  const formRef = useRef<HTMLFormElement>(null);
   const submit = guarded(async (form) => {
     setNote(undefined);
     const problem = await onSubmit(form);
-    setNote(problem ? { ok: false, text: problem } : { ok: true, text: "" });
+    setNote(problem ? { ok: false, text: problem.text } : { ok: true, text: "" });
+    focusInput(formRef.current, problem?.input);
   });
   return (
-    <form onSubmit={submit} noValidate aria-labelledby={id} data-testid={`form-${id}`}>
+    <form ref={formRef} onSubmit={submit} noValidate aria-labelledby={id} data-testid={`form-${id}`}>
       <h2 id={id}>{title}</h2>
       {children}
       {note && !note.ok ? <p className="error" role="alert">{note.text}</p> : null}

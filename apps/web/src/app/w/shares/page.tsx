@@ -82,6 +82,7 @@ export default function Shares() {
     <>
       <WorkerNav />
       <h1>{t("shares")}</h1>
+      {venues.isPending || shares.isPending ? <p role="status">{t("loading")}</p> : null}
       {venues.error ? <p className="error" role="alert">{err(venues.error)}</p> : null}
       {venues.isFetched && current.length === 0 ? <p>{t("venuesNone")}</p> : null}
       {current.map((m) => <VenueCard key={m.memberId} m={m} />)}

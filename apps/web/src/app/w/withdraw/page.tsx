@@ -1,14 +1,16 @@
 "use client";
 import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
+import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
-import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "../../../lib/money";
+import { formatAmount, formatMoney, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -54,6 +56,18 @@ function useLivePayout(payoutId: string): Payout | undefined {
   return live.down && !final ? (polled.data?.payout ?? live.payout) : live.payout;
 }
 
+/** The inputs a check's problem or a refusal's field is about. */
+const INPUTS = { err_amount: "amount", amount: "amount", "amount.amount_minor": "amount", err_mpesa: "phone", mpesa_phone: "phone" };
+
+/** M-Pesa's most for one payment, in whole shillings: the limit until the wallet's are known. */
+const MPESA_MAX_UNITS = 250_000;
+
+/** The most one withdrawal may be, in whole shillings: the smaller of the wallet's and M-Pesa's per-withdrawal limits. */
+function perWithdrawalUnits(limits: readonly WithdrawalLimit[] | undefined): number {
+  const per = (limits ?? []).filter((l) => l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION);
+  return per.reduce((max, l) => Math.min(max, Number((l.limit?.amountMinor ?? 0n) / 100n) || max), MPESA_MAX_UNITS);
+}
+
 /**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
  * step-up is this browser's device key: made once (WebCrypto, not
@@ -81,10 +95,15 @@ export default function Withdraw() {
   // The payout's key is the guard's: kept after a lost answer, so a retry pays out once.
   const write = useWrite();
   const busy = write.busy;
+  const formRef = useRef<HTMLFormElement>(null);
+  const maxUnits = perWithdrawalUnits(limits.data?.limits);
   const onSubmit = write.onSubmit(async (form, send) => {
     setError("");
-    const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""));
-    if (!checked.ok) return setError(t(checked.problem as WorkerKey));
+    const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
+    if (!checked.ok) {
+      setError(t(checked.problem as WorkerKey, { max: unitsText(BigInt(maxUnits) * 100n, WALLET_CURRENCY) }));
+      return focusProblem(formRef.current, INPUTS, checked.problem);
+    }
     const session = loadSession();
     if (!session) return setError(t("err_session"));
     let device = await loadDeviceKey(session.userId);
@@ -106,6 +125,7 @@ export default function Withdraw() {
   }, (x) => {
     setStep("");
     setError(err(x));
+    focusProblem(formRef.current, INPUTS, refusedField(x));
   });
 
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
@@ -131,7 +151,7 @@ export default function Withdraw() {
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
         </section>
       ) : (
-        <form onSubmit={onSubmit} noValidate>
+        <form ref={formRef} onSubmit={onSubmit} noValidate>
           <label className="field" htmlFor="amount">{t("amountLabel")}</label>
           <input id="amount" name="amount" type="text" inputMode="numeric" autoComplete="off" value={typed} onChange={(e) => setTyped(e.target.value)} />
           {typedMinor && fee.data?.fee ? (

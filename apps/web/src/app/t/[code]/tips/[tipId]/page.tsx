@@ -8,7 +8,7 @@ import { pickLocale, translator, type Translate } from "../../../../../lib/i18n"
 import { formatMoney } from "../../../../../lib/money";
 import { LanguageSwitch, WhoCard } from "../../parts";
 import { resolveTarget } from "../../target";
-import { sendFeedback } from "./feedback";
+import { FeedbackForm } from "./feedback-form";
 import { LiveStatus } from "./live-status";
 
 export const dynamic = "force-dynamic";
@@ -145,27 +145,12 @@ function NoPrompt({ tip, t, total }: { tip: Tip; t: Translate; total: string }) 
 /** The optional rating and message, once the tip is confirmed. */
 function Feedback({ tip, t, name, back, outcome }: { tip: Tip; t: Translate; name: string; back: string; outcome?: string }) {
   if (tip.rating > 0) return <p className="notice" role="status">{t("thanksFeedback")}</p>;
+  const error = outcome === "invalid" ? t("err_rating") : outcome === "refused" ? t("err_feedback") : undefined;
   return (
-    <form action={sendFeedback} aria-labelledby="feedback-heading">
-      <h2 id="feedback-heading">{t("rateHeading")}</h2>
-      {outcome === "invalid" || outcome === "refused" ? <p className="error" role="alert">{t(outcome === "invalid" ? "err_rating" : "err_feedback")}</p> : null}
-      <input type="hidden" name="tip" value={tip.tipId} />
-      <input type="hidden" name="back" value={back} />
-      <fieldset>
-        <legend>{t("ratingLegend")}</legend>
-        <div className="stars">
-          {[1, 2, 3, 4, 5].map((n) => (
-            <label key={n} className="check">
-              <input type="radio" name="rating" value={n} required />
-              <span aria-hidden="true">{n}★</span>
-              <span className="sr-only">{t("star", { n })}</span>
-            </label>
-          ))}
-        </div>
-      </fieldset>
-      <label className="field" htmlFor="message">{t("message", { name })}</label>
-      <textarea id="message" name="message" maxLength={280} rows={3} />
-      <button type="submit" className="secondary">{t("send")}</button>
-    </form>
+    <FeedbackForm
+      tipId={tip.tipId}
+      back={back}
+      words={{ heading: t("rateHeading"), legend: t("ratingLegend"), stars: [1, 2, 3, 4, 5].map((n) => t("star", { n })), message: t("message", { name }), send: t("send"), error }}
+    />
   );
 }
