@@ -374,7 +374,9 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
   if (!c2b) return 0;
   const { pool } = deps.ctx;
   const { rows: unposted } = await pool.query<{ trans_id: string }>(
-    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL ORDER BY attempts, received_at LIMIT $1",
+    // Not those of no money (a confirmation of KES 0 or an unreadable amount, parked for support): nothing is ever posted
+    // for them, so their attempts never count, and they would take a pass's places ahead of every other for good.
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0 ORDER BY attempts, received_at LIMIT $1",
     [limit],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);

@@ -919,6 +919,25 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = 'set-aside' WHERE trans_id = $1", [stuck.transId]);
   });
 
+  test("a parked confirmation of no money (KES 0) is not taken for an unposted suspense entry: passes of one each post the others", async () => {
+    // KES 0 to a reference naming nothing: parked, with nothing to post (a broken relay's, a replayed one).
+    const zero = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+      TransactionType: "Pay Bill", TransID: zero, TransTime: "20260101120000", TransAmount: "0.00", BusinessShortCode: h.sim.options.shortcode,
+      BillRefNumber: "QQQQQQ7", MSISDN: "2547 ***** 126", FirstName: "X",
+    });
+    assert.equal(answered.status, 200);
+    const real = await h.sim.c2b.pay({ billRefNumber: "QQQQQQ7", amount: 100, skipValidation: true });
+    assert.deepEqual([(await c2bRow(zero)).outcome, (await c2bRow(real.transId)).outcome], ["suspense", "suspense"]);
+    // Both unposted and older than any other, the empty one first; the real one's entry is there, so posting it again answers it.
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET received_at = '2001-01-01T00:00:00Z' WHERE trans_id = $1", [zero]);
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = NULL, attempts = 0, received_at = '2001-01-01T00:00:01Z' WHERE trans_id = $1", [real.transId]);
+    for (let pass = 0; pass < 3; pass++) await internal.reconcilePending({ limit: 1 });
+    // Before, each pass took the empty one (nothing posted, its attempts never counted), ahead of every other for good.
+    assert.ok((await c2bRow(real.transId)).suspense_entry_id, "posted by a pass");
+    assert.equal((await c2bRow(zero)).suspense_entry_id, null, "nothing posted for no money");
+  });
+
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
     const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(

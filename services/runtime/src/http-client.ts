@@ -83,7 +83,7 @@ class Reply implements HttpReply {
 /**
  * One request. Rejects with an Error whose `code` says what failed: one of
  * HTTP_NOT_SENT (nothing was sent), "TimeoutError" (written, no answer in
- * time), or another (ECONNRESET, a malformed answer's HPE_*, ETOOLARGE...:
+ * time), or another (ECONNRESET, ECONNLOST, a malformed answer's HPE_*, ETOOLARGE...:
  * the request may have arrived). `staleConnection` marks a kept connection
  * closed before any answer byte.
  */
@@ -199,6 +199,8 @@ class Exchange {
   failed(err: Failure, answerStarted: boolean): void {
     if (!this.settle()) return;
     if (!this.written && !HTTP_NOT_SENT.has(err.code ?? "")) err = failure("ECONNECT_FAILED", `${err.code ?? "connection failed"}: ${err.message}`);
+    // Written, it is in doubt whatever the code: an unreachable host can be reported on the connection that carried it.
+    if (this.written && HTTP_NOT_SENT.has(err.code ?? "")) err = failure("ECONNLOST", `${err.code} after the request was written: ${err.message}`);
     if (this.written && this.reused && !answerStarted && (err.code === "ECONNRESET" || err.code === "EPIPE")) err.staleConnection = true;
     this.reject(err);
   }

@@ -6,6 +6,7 @@
 // any answer byte, which only a caller that allows repeats sends again.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import diagnostics from "node:diagnostics_channel";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -189,6 +190,27 @@ describe("the outside-API client's failure classes", () => {
       server.behave = (socket, n) => (n === 1 ? (close === "end" ? socket.end() : socket.resetAndDestroy()) : answer(socket, "ok"));
       assert.deepEqual(await outcome(post(`${url}/query`, { repeatOnStaleConnection: true })), { status: 200, body: "ok" });
       assert.deepEqual(server.requests, ["/warm pay", "/query pay", "/query pay"], `${close}: sent again on a new connection`);
+    }
+  });
+
+  test("a network failure reported on the connection after the request was written (an unreachable host): in doubt, whatever its code", async () => {
+    const fresh = new RawServer();
+    const freshUrl = await fresh.listen();
+    // The client's own sockets, to fail one as the kernel would (EHOSTUNREACH on a connection whose route went away).
+    const sockets: net.Socket[] = [];
+    const seen = (message: unknown) => void sockets.push((message as { socket: net.Socket }).socket);
+    diagnostics.subscribe("net.client.socket", seen);
+    try {
+      fresh.behave = () => {
+        for (const s of sockets) s.destroy(Object.assign(new Error("read EHOSTUNREACH"), { code: "EHOSTUNREACH" }));
+      };
+      const o = await outcome(post(`${freshUrl}/b2c`));
+      // Before, EHOSTUNREACH kept its code, one of HTTP_NOT_SENT: a request the server had was called certainly not sent.
+      assert.ok("code" in o && !o.notSent && !o.stale, JSON.stringify(o));
+      assert.deepEqual(fresh.requests, ["/b2c pay"], "the server had it");
+    } finally {
+      diagnostics.unsubscribe("net.client.socket", seen);
+      await fresh.close();
     }
   });
 
