@@ -17,7 +17,7 @@ import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v
 import { ListAllWebhookDeliveriesResponseSchema, PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { partnerCallSigner } from "@ttip/auth/testing";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { ListFraudAlertsRequestSchema, ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -474,13 +474,17 @@ describe("admin console in chromium", () => {
   });
 
   test("a double click on More asks for the next page once and shows it once, on every paged list; a page for a search since replaced is dropped", async () => {
-    type List = { screen: RegExp; method: string; response: DescMessage; rows: string; row: (id: string) => Record<string, string>; selector: string; search: () => Promise<void> };
+    /** `polled`: a request of the method's that is not the list's (passed on to the service, not counted). */
+    type List = { screen: RegExp; method: string; response: DescMessage; rows: string; row: (id: string) => Record<string, string>; selector: string; search: () => Promise<void>; polled?: (body: Uint8Array) => boolean };
     let fraudSearches = 0;
     const form = (name: string, button: string) => () => adminPage.getByRole("form", { name }).getByRole("button", { name: button }).click();
     const lists: List[] = [
       { screen: /^Users/, method: "SearchUsers", response: SearchUsersResponseSchema, rows: "users", row: (id) => ({ userId: id }), selector: "tr[data-user-id", search: form("Search users", "Search") },
       { screen: /^Payments/, method: "SearchTips", response: SearchTipsResponseSchema, rows: "tips", row: (id) => ({ tipId: id }), selector: "tr[data-tip-id", search: form("Payment filters", "Filter") },
-      { screen: /^Fraud/, method: "ListFraudAlerts", response: ListFraudAlertsResponseSchema, rows: "alerts", row: (id) => ({ alertId: id, tipId: id }), selector: "tr[data-tip-id", search: () => adminPage.getByLabel("Alert status").selectOption({ label: (fraudSearches++ % 2) ? "open" : "all" }).then(() => undefined) },
+      { screen: /^Fraud/, method: "ListFraudAlerts", response: ListFraudAlertsResponseSchema, rows: "alerts", row: (id) => ({ alertId: id, tipId: id }), selector: "tr[data-tip-id", search: () => adminPage.getByLabel("Alert status").selectOption({ label: (fraudSearches++ % 2) ? "open" : "all" }).then(() => undefined),
+        // The console's count of held alerts (main.tsx' useHeldCount) asks every 15 s, 100 at a time (the screen asks 25): taken for
+        // the list's, it added a first page and an answer the test did not make, and a count it waited for was passed over.
+        polled: (body) => fromBinary(ListFraudAlertsRequestSchema, body).page?.pageSize === 100 },
       { screen: /^Notifications/, method: "ListDeliveries", response: ListDeliveriesResponseSchema, rows: "deliveries", row: (id) => ({ deliveryId: id }), selector: "tr[data-delivery-id", search: form("Delivery search", "Show deliveries") },
       { screen: /^Partners/, method: "ListAllWebhookDeliveries", response: ListAllWebhookDeliveriesResponseSchema, rows: "deliveries", row: (id) => ({ deliveryId: id }), selector: "tr[data-webhook-delivery-id", search: form("Webhook delivery filter", "Show webhook deliveries") },
       { screen: /^Audit log/, method: "ListAuditEvents", response: ListAuditEventsResponseSchema, rows: "events", row: (id) => ({ auditEventId: id }), selector: "tr[data-audit-id", search: form("Audit search", "Search") },
@@ -496,7 +500,9 @@ describe("admin console in chromium", () => {
       const url = `**/${list.method}`;
       const page = (rows: string[], next: string) => Buffer.from(toBinary(list.response, create(list.response, { [list.rows]: rows.map(list.row), page: { nextPageToken: next } } as never)));
       await adminPage.route(url, async (route) => {
-        const token = /p2-[a-z]+/.exec(Buffer.from(route.request().postDataBuffer() ?? []).toString("latin1"))?.[0] ?? "";
+        const body = route.request().postDataBuffer() ?? Buffer.alloc(0);
+        if (list.polled?.(body)) return route.continue();
+        const token = /p2-[a-z]+/.exec(body.toString("latin1"))?.[0] ?? "";
         tokens.push(token);
         if (token) await held;
         await route.fulfill({ status: 200, contentType: "application/proto", body: token ? page([`${list.method}-2`], "") : page([`${list.method}-1`], "p2-next") });

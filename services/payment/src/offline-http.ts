@@ -7,10 +7,11 @@
 // stored raw before anything else looks at it (USSD steps are kept per session).
 import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
-import { timeOrderedUuid, type HttpFilter } from "@ttip/runtime";
+import { timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
 import { ACCEPTED, INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
+import { recordAlert } from "./fraud.js";
 import { paymentMetrics } from "./metrics.js";
 import type { Deps } from "./tips.js";
 import { answerUssd } from "./ussd.js";
@@ -85,7 +86,9 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   }
   if (!payment) {
     await outcome(truncated ? "too_large" : "malformed");
-    return kind === "validation" ? reply(res, 200, C2B_RESULT.other) : reply(res, 400, { ResultCode: 1, ResultDesc: "Not a C2B confirmation" });
+    if (kind === "validation") return reply(res, 200, C2B_RESULT.other);
+    await flagUnreadableConfirmation(deps, callbackId, truncated);
+    return reply(res, 400, { ResultCode: 1, ResultDesc: "Not a C2B confirmation" });
   }
   const metrics = paymentMetrics(deps.ctx.metrics);
   if (kind === "validation") {
@@ -132,4 +135,17 @@ async function handleUssd(deps: Deps, req: Req, res: Res, token: string): Promis
   const answer = await answerUssd(deps, ussd, { sessionId, serviceCode, phoneNumber, text: typed });
   text(res, 200, answer);
   paymentMetrics(deps.ctx.metrics).ussd.inc({ answer: answer.startsWith("CON ") ? "con" : "end" });
+}
+
+/**
+ * A confirmation from M-Pesa's addresses on the right path that cannot be read: M-Pesa may have moved money that
+ * no payment records, and it never sends a confirmation again, so support is told (its raw body is kept).
+ */
+async function flagUnreadableConfirmation(deps: Deps, callbackId: string, truncated: boolean): Promise<void> {
+  deps.ctx.logger.error({ callbackId }, "C2B confirmation that cannot be read; stored raw, support told");
+  await withTransaction(deps.ctx.pool, (tx) => recordAlert(tx, {
+    reason: "UNKNOWN_CALLBACK", action: "flag",
+    detail: `paybill confirmation ${callbackId} could not be read (${truncated ? "larger than the limit" : "not a C2B confirmation"}): ` +
+      "M-Pesa may have received a payment that no record shows; its raw body is kept under that callback id",
+  }));
 }

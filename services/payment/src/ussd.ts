@@ -50,6 +50,7 @@ const T = {
   },
   cancelled: { en: "Cancelled. Nothing was charged.", sw: "Umeghairi. Hakuna pesa iliyotozwa." },
   expired: { en: "This session has expired. Please dial again.", sw: "Muda wa kipindi hiki umeisha. Tafadhali piga tena." },
+  tooManySteps: { en: "Too many steps in one session. Nothing was charged; please dial again.", sw: "Hatua nyingi mno katika kipindi kimoja. Hakuna pesa iliyotozwa; tafadhali piga tena." },
   notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
   busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
   ruleLimited: {
@@ -68,9 +69,9 @@ const MAX_SCREEN = 182;
 const con = (s: string) => `CON ${s}`.slice(0, MAX_SCREEN);
 const end = (s: string) => `END ${s}`.slice(0, MAX_SCREEN);
 
-/** Bounds on what a session may carry: a dialogue is a handful of steps. */
+/** Bounds on what a session may carry: a dialogue is a handful of steps, and a few more going back (0) and correcting. */
 const MAX_TEXT = 200;
-const MAX_STEPS = 12;
+const MAX_STEPS = 24;
 
 /** Answers one USSD request. Throws nothing for a customer's input; every error is a screen. */
 export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest): Promise<string> {
@@ -131,7 +132,7 @@ const BACK = "0";
 async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
   const steps = r.text === "" ? [] : r.text.split("*").map((s) => s.trim());
   const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
-  if (steps.length > MAX_STEPS) return { answer: end(say("expired", d.lang)), lang: d.lang };
+  if (steps.length > MAX_STEPS) return { answer: end(say("tooManySteps", steps[0] === "2" ? "sw" : "en")), lang: d.lang };
   let state: State = { at: "lang" };
   // The screens passed on the way, to go back to (each without the note it had then).
   const passed: State[] = [];

@@ -138,6 +138,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a confirmation that cannot be read is refused and support is told (M-Pesa never sends it again); one from outside the allow-list tells nobody", async () => {
+    const unreadable = async () =>
+      (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE reason = 'UNKNOWN_CALLBACK' AND detail LIKE 'paybill confirmation % could not be read%'")).rows[0].n as number;
+    const before = await unreadable();
+    const body = { TransactionType: "Pay Bill", TransAmount: "100.00", BusinessShortCode: h.sim.options.shortcode, BillRefNumber: "ABC" }; // no TransID
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, body, "127.0.0.2")).status, 403);
+    assert.equal(await unreadable(), before, "a caller outside the allow-list is no M-Pesa payment");
+    assert.equal((await h.post(`/c2b/${TOKEN}/validation`, body)).status, 200, "a validation is only answered");
+    assert.equal(await unreadable(), before);
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, body)).status, 400);
+    // Before, stored as 'malformed' and nobody told.
+    assert.equal(await unreadable(), before + 1, "support is told");
+    const { rows: [stored] } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'mpesa_c2b' ORDER BY received_at DESC, callback_id DESC LIMIT 1");
+    assert.equal(stored.outcome, "malformed", "its raw body kept");
+  });
+
   test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
     const w = await worker();
     const before = h.sim.transactions().length;

@@ -115,6 +115,20 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.ok(s.screens.every((x) => x.answer.length <= 182));
   });
 
+  test("a customer who goes back and corrects several times still pays: 15 steps are not an expired session; a runaway one is told why", async () => {
+    const wrong = await worker("Kamau");
+    const w = await worker("Lulu");
+    const p = dialler();
+    const steps = ["1", wrong.code, "0", w.code, "5", "0", "5", "100.50", "0", "0", w.code, "2", "0", "2", "1"];
+    const s = await playDialogue(url, p.at, steps);
+    assert.equal(s.screens.length, steps.length + 1);
+    assert.match(s.screens.at(-1)!.answer, /^END You will get an M-Pesa prompt for KES 100 to tip Lulu/);
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [100]);
+    const runaway = await playDialogue(url, p.at, ["2", w.code, ...Array.from({ length: 12 }, (_, i) => (i % 2 ? "0" : "5")), "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0"]);
+    assert.equal(runaway.screens.at(-1)!.answer, "END Hatua nyingi mno katika kipindi kimoja. Hakuna pesa iliyotozwa; tafadhali piga tena.");
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [100]);
+  });
+
   test("a typed amount that cannot be paid says why, in the customer's language: cents, zero, over M-Pesa's KES 250,000", async () => {
     const w = await worker("Imani");
     const p = dialler();

@@ -18,6 +18,12 @@ const printedLine = (proc: PlatformProcess, prefix: string) =>
     return line;
   });
 
+/**
+ * How long an entry may take to serve: the flags fixture loads the runtime from source, which took over 30 s at
+ * load 60 (this file's limit then). A wait for its health check, not a sleep: a hang still fails, within the runner's per-test limit.
+ */
+const STARTS_MS = 300_000;
+
 const fixture = fileURLToPath(new URL("./fixtures/flags-server.ts", import.meta.url));
 const repo = (file: string) => fileURLToPath(new URL(`../../../${file}`, import.meta.url));
 
@@ -34,7 +40,7 @@ test("npm start and the image's ENTRYPOINT pass the platform's node flags", asyn
 test("a PlatformProcess runs its entry with the platform's node flags", async () => {
   const proc = await PlatformProcess.create(fixture, "flags", { LOG_LEVEL: "warn" });
   try {
-    await proc.start(30_000);
+    await proc.start(STARTS_MS);
     const printed = await printedLine(proc, "{\"execArgv\"");
     const { execArgv } = JSON.parse(printed) as { execArgv: string[] };
     for (const flag of PLATFORM_NODE_FLAGS) assert.ok(execArgv.includes(flag), `${flag} in ${execArgv.join(" ")}`);
@@ -50,7 +56,7 @@ test("a PlatformProcess runs a compiled entry as the image runs it: without the 
   process.env.NODE_COMPILE_CACHE ??= path.join(os.tmpdir(), "ttip-compile-cache-test");
   const proc = await PlatformProcess.create(compiled, "compiled", { LOG_LEVEL: "warn" });
   try {
-    await proc.start(30_000);
+    await proc.start(STARTS_MS);
     const printed = await printedLine(proc, "{\"compileCacheDir\"");
     assert.deepEqual(JSON.parse(printed), { compileCacheDir: null, NODE_COMPILE_CACHE: null });
   } finally {
