@@ -44,11 +44,15 @@ export function overloaded(err: unknown): boolean {
   return e.code === Code.Unavailable && e.findDetails(DomainErrorInfoSchema).some((d) => d.reason === "OVERLOADED");
 }
 
+/** The field a refusal's message begins with ("preferences.kinds[4].key: must be …" gives "preferences.kinds[4].key"); undefined when it names none. */
+export function messageField(rawMessage: string): string | undefined {
+  return /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):/.exec(rawMessage)?.[1];
+}
+
 export function plainError(err: unknown, locale: Locale = "en"): string {
   const w = words[locale];
   const e = ConnectError.from(err);
-  // "preferences.kinds[4].key: must be …" names the field, then says what is wrong.
-  const field = /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):/.exec(e.rawMessage)?.[1];
+  const field = messageField(e.rawMessage);
   const detail = field ? e.rawMessage.slice(field.length + 1).trim() : e.rawMessage;
   switch (e.code) {
     case Code.InvalidArgument:

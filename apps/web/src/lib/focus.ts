@@ -2,6 +2,7 @@
 // that sent it is disabled while it is sent, so the focus fell to the page and the person (or a
 // screen reader) had to find the field again.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { messageField } from "./errors";
 
 /**
  * The field an API refusal names, without list indexes ("preferences.quiet_hours_start: …" gives
@@ -10,7 +11,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 export function refusedField(err: unknown): string | undefined {
   const e = ConnectError.from(err);
   if (e.code !== Code.InvalidArgument) return undefined;
-  return /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):/.exec(e.rawMessage)?.[1].replace(/\[\d+\]/g, "");
+  return messageField(e.rawMessage)?.replace(/\[\d+\]/g, "");
 }
 
 /** Focuses the input of `form` named `name`, when there is one. */
