@@ -109,6 +109,8 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   // No money to apply, whatever the reference (M-Pesa moves KES 1 at least): taken as a tip's payment, it would hold
   // the tip for review with nothing received and take the receipt its real payment then finds taken.
   if (p.amountMinor < MPESA_LIMITS.minMinor) return suspense(`an amount of ${p.amountMinor} cents is below KES 1: no payment to apply`, C2B_RESULT.invalidAmount);
+  // Whatever the reference, a tip's too: no consumer can pay it (a forged or corrupted confirmation), so it is never money to place.
+  if (overCap(p.amountMinor)) return suspense(overCapReason(p.amountMinor), C2B_RESULT.invalidAmount);
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
   if (/^T\d+$/.test(ref)) {
     const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(
@@ -120,7 +122,6 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   }
   const amount = p.amountMinor;
   if (amount === undefined || amount % 100n !== 0n || amount < MPESA_LIMITS.minMinor) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
-  if (amount > MPESA_LIMITS.perTransactionMinor) return suspense(`KES ${amount / 100n} is over M-Pesa's KES 250,000 per transaction`, C2B_RESULT.invalidAmount);
   const outlier = deps.config().fraud.outlierMinor;
   if (amount > outlier) return suspense(`KES ${amount / 100n} is over the tip limit of KES ${outlier / 100n}; an admin decides`, C2B_RESULT.invalidAmount);
   if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
@@ -145,6 +146,15 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   // A venue's own code: the tip goes to the venue's pool, as a scanned venue code's STK tip does.
   return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId };
 }
+
+/**
+ * A confirmation above what M-Pesa lets a consumer pay in one transaction (MPESA_LIMITS: KES 250,000, Safaricom's
+ * portal) reports money that cannot have moved: parked with nothing posted to suspense, and never matched to a code.
+ */
+const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransactionMinor;
+const overCapReason = (amountMinor: bigint) =>
+  `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
+  "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
 
 /**
  * The validation answer, always within the configured budget: a lookup that
@@ -344,7 +354,7 @@ async function postSuspense(deps: Deps, transId: string): Promise<void> {
     "SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0",
     [transId],
   );
-  if (!rows[0]) return;
+  if (!rows[0] || overCap(rows[0].amount_minor)) return;
   try {
     const entryId = await deps.ledger.toSuspense({ key: `c2b:${transId}`, receipt: transId, amountMinor: rows[0].amount_minor, description: `Paybill payment ${transId} in suspense` });
     await deps.ctx.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = $2 WHERE trans_id = $1", [transId, entryId || "posted"]);
@@ -376,8 +386,9 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
   const { rows: unposted } = await pool.query<{ trans_id: string }>(
     // Not those of no money (a confirmation of KES 0 or an unreadable amount, parked for support): nothing is ever posted
     // for them, so their attempts never count, and they would take a pass's places ahead of every other for good.
-    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0 ORDER BY attempts, received_at LIMIT $1",
-    [limit],
+    // Nor those over M-Pesa's cap (overCap): never posted either.
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor BETWEEN 1 AND $2 ORDER BY attempts, received_at LIMIT $1",
+    [limit, MPESA_LIMITS.perTransactionMinor],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);
   await pruneReceiptless(pool, limit);
@@ -774,6 +785,10 @@ export async function resolveSuspense(
 
   // Its suspense entry is never posted (postSuspense): "try again" below would never pass.
   if (row.amount_minor <= 0n) throw new InvalidStateError("receipt: the payment carries no money (KES 0): nothing to match; refund (close) it instead");
+  if (overCap(row.amount_minor)) {
+    throw new InvalidStateError(`receipt: its amount (KES ${row.amount_minor / 100n}) is over M-Pesa's KES ${MPESA_LIMITS.perTransactionMinor / 100n} per transaction: ` +
+      "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");
+  }
   const match = await matchOf(deps, ref);
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };

@@ -961,6 +961,35 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal((await c2bRow(zero)).resolution, "open", "left for refund");
   });
 
+  test("a confirmation above M-Pesa's KES 250,000 per transaction is parked as such, never posted nor matched; support is told and sees why", async () => {
+    const w = await worker();
+    // Above the cap no customer can pay: to a worker's code (over the tip limit too) and to a tip's reference, whose amount is not the tip's.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    for (const [reference, amount] of [[w.code.shortCode, "999999999999.00"], [tip!.paybillAccountReference, "250001"]]) {
+      const transId = `Y${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+      const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+        TransactionType: "Pay Bill", TransID: transId, TransTime: "20260101120000", TransAmount: amount, BusinessShortCode: h.sim.options.shortcode,
+        BillRefNumber: reference, MSISDN: "2547 ***** 126", FirstName: "X",
+      });
+      assert.equal(answered.status, 200);
+      await internal.reconcilePending({ limit: 100 });
+      const parked = await c2bRow(transId);
+      assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id, parked.suspense_entry_id], ["suspense", "open", null, null], `${reference}: parked, nothing posted to suspense`);
+      const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 500 } });
+      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: .*KES 250000 a customer can pay in one transaction/, "support's list says why");
+      const told = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [transId]);
+      assert.equal(told.rows[0].n, 1, "support is alerted");
+      const refused = await adminClient.resolveSuspensePayment({ receipt: transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "big" })
+        .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^receipt: its amount \(KES \d+\) is over M-Pesa's KES 250000 per transaction/);
+      assert.equal((await c2bRow(transId)).resolution, "open", "left for support to check and close");
+    }
+    assert.equal((await tipRow(tip!.tipId)).mpesa_receipt, null, "the tip took no receipt");
+    assert.equal(await h.balance(w.id), 0n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
     const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(
