@@ -542,6 +542,25 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await assert.rejects(me.addPaymentMethod({ mpesaPhone: "0812000003" }), (e: ConnectError) => e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message));
     await assert.rejects(pay.listPaymentMethods({}), (e: ConnectError) => e.code === Code.Unauthenticated);
   });
+
+  // Last in the file's payouts: the service's clock moved on 10 minutes makes every open payout before it due at once.
+  test("a payout's first check is set on the service's clock, the one its reconciliation reads it on: sent, or unanswered, on a clock ahead of the database's it is not due before its result wait", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const [sent, unanswered] = [phone("0003"), phone("0004")]; // lost_result: sent, no result; slow_ack: its answer comes too late
+    const payouts = [await onlyPayout(await tippedWorker(sent)), await onlyPayout(await tippedWorker(unanswered))];
+    const row = async (payoutId: string) => (await h.t.db.pool.query("SELECT b2c_state, next_check_at FROM payment.payouts WHERE payout_id = $1", [payoutId]))
+      .rows[0] as { b2c_state: string; next_check_at: Date };
+    await eventually(async () => (await row(payouts[0].payoutId)).b2c_state === "sent", "sent");
+    await eventually(async () => (await row(payouts[1].payoutId)).b2c_state === "unknown", "unanswered");
+    for (const [i, p] of payouts.entries()) {
+      const { b2c_state, next_check_at } = await row(p.payoutId);
+      // Before, set from the database's now(): 10 minutes early on this clock, due at once.
+      assert.ok(next_check_at.getTime() >= before + h.config.payoutResultWaitMs, `${b2c_state}: first check ${next_check_at.toISOString()} on the service's clock`);
+      assert.equal(b2cTo([sent, unanswered][i]).length, 1, "sent once");
+    }
+  });
 });
 
 describe("a withdrawal's step-up check failing in auth is told by what failed", () => {
