@@ -227,17 +227,24 @@ async function flagAlteredRepeat(deps: Deps, p: C2bPayment, recorded: { amount_m
 
 export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
 
+/**
+ * A confirmation of a receipt already recorded, before it or while it raced the first (it lost the receipt's lock):
+ * nothing new, but support is told of an altered one, and what a crash may have left is finished. Undefined when new.
+ */
+async function answerRepeat(deps: Deps, p: C2bPayment): Promise<{ outcome: "repeat"; tipId?: string } | undefined> {
+  const { rows } = await deps.ctx.pool.query<{ tip_id: string | null; amount_minor: bigint; bill_ref_number: string }>(
+    "SELECT tip_id, amount_minor, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+  if (!rows[0]) return undefined;
+  await flagAlteredRepeat(deps, p, rows[0]);
+  await finishC2b(deps, p.transId);
+  return { outcome: "repeat", tipId: rows[0].tip_id ?? undefined };
+}
+
 /** Applies a confirmation once per TransID. The raw body is already stored under `callbackId`. */
 export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackId: string, p: C2bPayment): Promise<{ outcome: C2bOutcome; tipId?: string }> {
   const { pool } = deps.ctx;
-  const seen = await pool.query<{ outcome: string; tip_id: string | null; amount_minor: bigint; bill_ref_number: string }>(
-    "SELECT outcome, tip_id, amount_minor, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
-  if (seen.rows[0]) {
-    // A repeated confirmation: nothing new, but finish what a crash may have left.
-    await flagAlteredRepeat(deps, p, seen.rows[0]);
-    await finishC2b(deps, p.transId);
-    return { outcome: "repeat", tipId: seen.rows[0].tip_id ?? undefined };
-  }
+  const repeat = await answerRepeat(deps, p);
+  if (repeat) return repeat;
   const target = await findTarget(deps, c2b, p, 5_000);
   const row = (outcome: string, tipId: string | null, reason = "", suggestions: string[] = []) =>
     [p.transId, callbackId, p.transactionType, p.businessShortCode, p.billRefNumber, p.amountMinor ?? 0n, p.transTime, outcome, tipId, reason, suggestions,
@@ -248,14 +255,22 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
   if (target.kind === "stk_tip") {
     // The payment of a pushed tip, reported by C2B too (or instead: its callback may be lost).
     const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
-    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount });
+    // Recorded with the decision, under the receipt's lock: written after it, the confirmation that lost the lock to
+    // another of the same receipt (answered "duplicate") could record the payment first, as a duplicate of itself.
+    let recorded = false;
+    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount }, undefined,
+      async (tx, decided, tip) => {
+        // A second payment for a tip paid by another receipt is parked below.
+        if (decided === "duplicate" && tip.mpesa_receipt !== p.transId) return;
+        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId))).rowCount === 1;
+      });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
     if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
     if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
       // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
       return parkInSuspense(deps, p, callbackId, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
     }
-    await pool.query(insertRow, row(result === "duplicate" ? "duplicate" : "tip", target.tipId));
+    if (!recorded) return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
     return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
   }
   if (target.kind === "suspense") return parkInSuspense(deps, p, callbackId, insertRow, row, target.reason, target.suggestions, true);
@@ -273,6 +288,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     await tx.query(insertRow, row("tip", tipId));
     return "credited";
   });
+  if (outcome === "repeat") return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
   if (outcome !== "credited") return { outcome };
   await postCredit(deps, tipId);
   return { outcome, tipId };
@@ -341,6 +357,7 @@ async function parkInSuspense(
     await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
     return "suspense";
   });
+  if (outcome === "repeat") return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
   if (outcome === "suspense") {
     deps.ctx.logger.warn({ receipt: p.transId, reason }, "paybill payment parked in suspense");
     await postSuspense(deps, p.transId);
