@@ -181,10 +181,12 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       await finishPayout(deps, payout.payoutId, { success: false, code: err.details.errorCode ?? "refused", message: "M-Pesa refused the payout; nothing was sent" });
       return;
     }
-    // No answer: it may have been paid. Only a status query may decide.
+    // No answer: it may have been paid. Only a status query may decide, unless its result came meanwhile (the
+    // result callback can come before the request's answer times out): a payout it ended stays ended.
     logger.warn({ payoutId: payout.payoutId, err }, "B2C unanswered; resolving by transaction status");
     await pool.query(
-      "UPDATE payment.payouts SET b2c_state = 'unknown', status = 'resolving', next_check_at = $2 WHERE payout_id = $1",
+      `UPDATE payment.payouts SET b2c_state = 'unknown', status = CASE WHEN status = 'pending' THEN 'resolving' ELSE status END, next_check_at = $2
+        WHERE payout_id = $1`,
       [payout.payoutId, resultDueAt(deps)],
     );
   }

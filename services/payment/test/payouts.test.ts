@@ -150,6 +150,32 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(await h.balance(worker), 0n);
   });
 
+  test("a B2C whose result came before its answer, and the answer was then lost: the payout stays as its result ended it, announced once", async () => {
+    const p = phone("5616");
+    // Paid, its result posted at once; the answer to the request itself is held, then never comes (its connection cut).
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/b2c/v3/paymentrequest" && r.body.includes(msisdn(p)), { answers: true });
+    const daraja = h.config.daraja!;
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    let payoutId = "";
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status: string };
+    try {
+      const worker = await tippedWorker(p);
+      payoutId = (await onlyPayout(worker)).payoutId;
+      await eventually(async () => proxy.held() === 1 && (await row()).status === "succeeded", "its result ended it, its answer held");
+      proxy.dropOldest();
+      await eventually(async () => (await row()).b2c_state === "unknown", "the answer lost");
+      // Before, the lost answer reopened it (resolving): asked about again, and announced paid a second time.
+      assert.equal((await row()).status, "succeeded", "still ended as its result said");
+      await reconcileUntil(worker, () => false, 3);
+    } finally {
+      h.config.daraja = daraja;
+      await proxy.close();
+    }
+    assert.equal(await events("ttip.payment.payout_succeeded", payoutId), 1, "announced once");
+    assert.equal(b2cTo(p).length, 1, "sent once");
+    assert.equal(await holdState(payoutId), "settled");
+  });
+
   test("a result that never arrives is found by transaction status", async () => {
     const p = phone("0003"); // lost_result
     const worker = await tippedWorker(p);
