@@ -27,6 +27,9 @@ export function pgbenchRun(bin: string, url: string, db: string, args: string[])
   return { tps: Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? NaN), latency: /latency average = ([\d.]+ ms)/.exec(out)?.[1] ?? "?" };
 }
 
+/** Time for a configuration reload to reach the postmaster and a session. */
+const RELOAD_MS = 300;
+
 /**
  * Sets server parameters given as "name=value,name=value" (ALTER SYSTEM, then a
  * reload: commit_delay, commit_siblings and the WAL writer's take effect at once).
@@ -39,11 +42,21 @@ export async function setPostgresSettings(query: (sql: string) => Promise<unknow
     await query(`ALTER SYSTEM SET ${name} = '${value}'`);
   }
   await query("SELECT pg_reload_conf()");
+  // The reload is signalled, not waited for: the postmaster (whose new sessions take the settings) and
+  // this session read the file on their next turn. Read before, a run's first flush count was the old method's.
+  await new Promise((r) => setTimeout(r, RELOAD_MS));
   return pairs.map(([name, value]) => `${name}=${value}`);
 }
 
-/** WAL flushes (fsync and the like) and commits since the server started: group commit's figure is their ratio. */
+/**
+ * WAL flushes since the server started, as SQL: fdatasync (or fsync) calls; with an open_*
+ * wal_sync_method each write is its own flush (O_DSYNC) and PostgreSQL counts no syncs, so the
+ * writes are counted instead.
+ */
+export const WAL_FLUSHES_SQL = "(SELECT CASE WHEN current_setting('wal_sync_method') LIKE 'open%' THEN wal_write ELSE wal_sync END FROM pg_stat_wal)";
+
+/** WAL flushes (WAL_FLUSHES_SQL) and commits since the server started: group commit's figure is their ratio. */
 export async function walFlushes(query: (sql: string) => Promise<{ rows: Record<string, unknown>[] }>): Promise<{ syncs: number; commits: number }> {
-  const { rows } = await query("SELECT (SELECT wal_sync FROM pg_stat_wal) AS syncs, (SELECT sum(xact_commit) FROM pg_stat_database) AS commits");
+  const { rows } = await query(`SELECT ${WAL_FLUSHES_SQL} AS syncs, (SELECT sum(xact_commit) FROM pg_stat_database) AS commits`);
   return { syncs: Number(rows[0].syncs), commits: Number(rows[0].commits) };
 }

@@ -260,8 +260,9 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     let recorded = false;
     const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount }, undefined,
       async (tx, decided, tip) => {
-        // A second payment for a tip paid by another receipt is parked below.
-        if (decided === "duplicate" && tip.mpesa_receipt !== p.transId) return;
+        // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
+        // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.
+        if (decided === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) return;
         recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId))).rowCount === 1;
       });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];

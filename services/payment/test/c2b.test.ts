@@ -338,6 +338,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming the tip's reference: recorded as the tip's payment, which takes its receipt; credited once", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    const { account_reference: reference } = await tipRow(push.tipId);
+    await h.sim.c2b.pay({ billRefNumber: reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    // Before, nothing recorded it: the tip's row as read before it took the receipt had none, and the payment was answered as a repeat.
+    const recorded = await c2bRow(push.receipt);
+    assert.deepEqual([recorded?.outcome, recorded?.tip_id, recorded?.suspense_entry_id], ["duplicate", push.tipId, null], "recorded as the tip's payment");
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, push.receipt, "the tip has its receipt now");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a lost callback's C2B confirmation naming nothing and its STK query's success (no receipt), decided at the same time: the query waits for the parking and holds the tip from it, never credits from clearing beside a parked payment", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
