@@ -10,6 +10,7 @@
 import { createPool, type Pool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { cpuMs } from "./process-cpu.js";
+import { createTipsTable, READ_TIP } from "./pg-tips-table.js";
 
 const blocks = Number(process.argv[2] ?? 30);
 const perBlock = Number(process.argv[3] ?? 2_000);
@@ -33,8 +34,6 @@ if (process.env.BENCH_OTHER_DB) {
 /** CPU ms of the postmaster and its children (backends, background processes). */
 const postgresCpuMs = () => cpuMs(new Map([["postgres", pg.pid]]), new Set(["postgres"])).get("postgres")!;
 
-const READ = `SELECT tip_id, worker_id, venue_id, qr_code_id, status, amount_minor, fee_minor, currency, rating,
-    message, mpesa_receipt, result_code, created_at, completed_at FROM tips WHERE tip_id = $1`;
 const ROWS = 64;
 
 type Figures = { cpuUs: number; pgCpuMs: number; bytes: number; wallMs: number; statements: number };
@@ -47,7 +46,7 @@ async function block(pool: Pool, ids: string[], into: Figures): Promise<void> {
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       for (let i = next++; i < perBlock; i = next++) {
-        const { rows } = await pool.query(READ, [ids[i % ROWS]]);
+        const { rows } = await pool.query(READ_TIP, [ids[i % ROWS]]);
         if (rows.length !== 1) throw new Error("the tip's row is missing");
       }
     }),
@@ -61,17 +60,7 @@ async function block(pool: Pool, ids: string[], into: Figures): Promise<void> {
 }
 
 try {
-  const setup = [...ways.values()][0];
-  await setup.query(`CREATE TABLE tips (tip_id uuid PRIMARY KEY DEFAULT gen_random_uuid(), worker_id uuid NOT NULL, venue_id uuid NOT NULL,
-    qr_code_id uuid NOT NULL, status text NOT NULL, amount_minor int8 NOT NULL, fee_minor int8 NOT NULL, currency text NOT NULL,
-    rating int4, message text, mpesa_receipt text, result_code text, created_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz)`);
-  const { rows } = await setup.query<{ tip_id: string }>(
-    `INSERT INTO tips (worker_id, venue_id, qr_code_id, status, amount_minor, fee_minor, currency, rating, message, mpesa_receipt, completed_at)
-     SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'succeeded', 50000, 1000, 'KES', 5, 'asante sana', 'TLK3A9XY2Z', now()
-     FROM generate_series(1, $1::int) RETURNING tip_id`,
-    [ROWS],
-  );
-  const ids = rows.map((r) => r.tip_id);
+  const ids = await createTipsTable([...ways.values()][0], ROWS);
   const figures = new Map([...ways.keys()].map((name) => [name, zero()]));
   for (const pool of ways.values()) await block(pool, ids, zero()); // warm-up: every connection opened, the statement prepared
   for (let b = 0; b < blocks; b++) {

@@ -1,8 +1,15 @@
 // Debian's chromium as every browser test launches it (never a browser download), and a context on
 // the tests' clock: the web app's tests and the admin console's share these.
+import { existsSync } from "node:fs";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions } from "playwright-core";
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+/**
+ * Debian's chromium-headless-shell (the same engine without the full browser; what Playwright
+ * itself runs headless): less than half the full browser's CPU in its headless mode (the card tip
+ * file's chromium 9.6 → 4.3 s). The full browser where the shell is not installed.
+ */
+const HEADLESS_SHELL = "/usr/bin/chromium-headless-shell";
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? (existsSync(HEADLESS_SHELL) ? HEADLESS_SHELL : "/usr/bin/chromium");
 export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 export function launchChromium(): Promise<Browser> {

@@ -204,19 +204,22 @@ function tipSucceededFigures(data: Uint8Array): Applied {
   const e = decode(TipSucceededSchema, data);
   const at = when(e.meta);
   const rating = e.rating >= 1 && e.rating <= 5 ? e.rating : 0;
-  const measures: Measures = {
-    succeeded: 1n,
-    amount_minor: e.amount?.amountMinor ?? 0n,
-    fee_minor: e.fee?.amountMinor ?? 0n,
-    net_minor: e.net?.amountMinor ?? 0n,
-  };
+  const currency = e.amount?.currency ?? "KES";
+  const netCurrency = e.net?.currency || currency;
+  const net = e.net?.amountMinor ?? 0n;
+  const measures: Measures = { succeeded: 1n, amount_minor: e.amount?.amountMinor ?? 0n, fee_minor: e.fee?.amountMinor ?? 0n };
+  if (netCurrency === currency) measures.net_minor = net;
   if (rating) {
     measures.rating_sum = BigInt(rating);
     measures.rating_count = 1n;
     measures[`rated_${rating}` as Measure] = 1n;
   }
+  const key = { at, ...ids(e), method: methodName(e.method), resultCode: "0" };
+  const facts: Fact[] = [{ ...key, currency, measures }];
+  // A card tip credited in another currency (the wallet's, KES): its net in that currency's rows, a row holding one currency's money.
+  if (netCurrency !== currency) facts.push({ ...key, currency: netCurrency, measures: { net_minor: net } });
   const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
-  return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
+  return { facts, records };
 }
 
 /**

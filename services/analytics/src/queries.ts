@@ -116,7 +116,7 @@ export async function currenciesOf(db: Queryable, scope: Scope, range: Range): P
   const { rows } = await db.query<{ currency: string }>(
     `SELECT DISTINCT currency FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency NOT IN ('', $6)
-        AND (succeeded > 0 OR pooled_minor <> 0)
+        AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
       ORDER BY currency LIMIT 50`,
     [scope.dim, scope.id, grainFor(range, scope.dim), range.from, range.to, HOME_CURRENCY],
   );
@@ -178,7 +178,7 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
             sum(pooled_minor)::int8 AS pool
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR pooled_minor <> 0)
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
       GROUP BY bucket`,
     values: [workerId, since, currency],
   });
@@ -213,7 +213,7 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
             sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count,
             sum(rated_1)::int8 AS r1, sum(rated_2)::int8 AS r2, sum(rated_3)::int8 AS r3, sum(rated_4)::int8 AS r4, sum(rated_5)::int8 AS r5
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR pooled_minor <> 0)
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
       GROUP BY 1, 2`,
     values: [workerId, hours.from, hours.to, currency],
   });

@@ -181,8 +181,10 @@ describe("analytics rules, in process (with qr)", () => {
     assert.equal(platform.filter((r) => r[0] === "scans").length, 1, "figures of no currency once");
 
     const mine = csvOf((await asWorker(workerId).exportEarnings({ range, scope: { case: "workerId", value: workerId } })).csv);
-    // The USD rows' net is empty: what the worker received for it is KES, in no USD row.
-    assert.deepEqual(mine.filter((r) => r[0] === "period" && r[1] === "in_range"), [["period", "in_range", "1", "50000", "48500", "KES", "0"], ["period", "in_range", "1", "1234", "", "USD", "0"]]);
+    // Each row one currency's money: the USD tip's volume in the USD row, its net (credited in KES) in the KES row's.
+    assert.deepEqual(mine.filter((r) => r[0] === "period" && r[1] === "in_range"), [["period", "in_range", "1", "50000", "198500", "KES", "0"], ["period", "in_range", "1", "1234", "0", "USD", "0"]]);
+    const { earnings } = await asWorker(workerId).getWorkerEarnings({ range, currency: "KES" });
+    assert.deepEqual([earnings!.inRange!.tips, earnings!.inRange!.volume!.amountMinor, earnings!.inRange!.net!.amountMinor], [1n, 500_00n, 1_985_00n]);
     assert.deepEqual(mine.filter((r) => r[0] === "average_tip").map((r) => [r[3], r[5]]), [["50000", "KES"], ["1234", "USD"]]);
 
     const venue = csvOf((await s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] }).exportEarnings({ range, scope: { case: "venueId", value: venueId } })).csv);

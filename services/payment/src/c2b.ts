@@ -109,6 +109,8 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   // No money to apply, whatever the reference (M-Pesa moves KES 1 at least): taken as a tip's payment, it would hold
   // the tip for review with nothing received and take the receipt its real payment then finds taken.
   if (p.amountMinor < MPESA_LIMITS.minMinor) return suspense(`an amount of ${p.amountMinor} cents is below KES 1: no payment to apply`, C2B_RESULT.invalidAmount);
+  // Whatever the reference, a tip's too: no consumer can pay it (a forged or corrupted confirmation), so it is never money to place.
+  if (overCap(p.amountMinor)) return suspense(overCapReason(p.amountMinor), C2B_RESULT.invalidAmount);
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
   if (/^T\d+$/.test(ref)) {
     const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(
@@ -120,7 +122,6 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   }
   const amount = p.amountMinor;
   if (amount === undefined || amount % 100n !== 0n || amount < MPESA_LIMITS.minMinor) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
-  if (amount > MPESA_LIMITS.perTransactionMinor) return suspense(`KES ${amount / 100n} is over M-Pesa's KES 250,000 per transaction`, C2B_RESULT.invalidAmount);
   const outlier = deps.config().fraud.outlierMinor;
   if (amount > outlier) return suspense(`KES ${amount / 100n} is over the tip limit of KES ${outlier / 100n}; an admin decides`, C2B_RESULT.invalidAmount);
   if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
@@ -145,6 +146,15 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   // A venue's own code: the tip goes to the venue's pool, as a scanned venue code's STK tip does.
   return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId };
 }
+
+/**
+ * A confirmation above what M-Pesa lets a consumer pay in one transaction (MPESA_LIMITS: KES 250,000, Safaricom's
+ * portal) reports money that cannot have moved: parked with nothing posted to suspense, and never matched to a code.
+ */
+const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransactionMinor;
+const overCapReason = (amountMinor: bigint) =>
+  `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
+  "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
 
 /**
  * The validation answer, always within the configured budget: a lookup that
@@ -217,17 +227,24 @@ async function flagAlteredRepeat(deps: Deps, p: C2bPayment, recorded: { amount_m
 
 export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
 
+/**
+ * A confirmation of a receipt already recorded, before it or while it raced the first (it lost the receipt's lock):
+ * nothing new, but support is told of an altered one, and what a crash may have left is finished. Undefined when new.
+ */
+async function answerRepeat(deps: Deps, p: C2bPayment): Promise<{ outcome: "repeat"; tipId?: string } | undefined> {
+  const { rows } = await deps.ctx.pool.query<{ tip_id: string | null; amount_minor: bigint; bill_ref_number: string }>(
+    "SELECT tip_id, amount_minor, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+  if (!rows[0]) return undefined;
+  await flagAlteredRepeat(deps, p, rows[0]);
+  await finishC2b(deps, p.transId);
+  return { outcome: "repeat", tipId: rows[0].tip_id ?? undefined };
+}
+
 /** Applies a confirmation once per TransID. The raw body is already stored under `callbackId`. */
 export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackId: string, p: C2bPayment): Promise<{ outcome: C2bOutcome; tipId?: string }> {
   const { pool } = deps.ctx;
-  const seen = await pool.query<{ outcome: string; tip_id: string | null; amount_minor: bigint; bill_ref_number: string }>(
-    "SELECT outcome, tip_id, amount_minor, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
-  if (seen.rows[0]) {
-    // A repeated confirmation: nothing new, but finish what a crash may have left.
-    await flagAlteredRepeat(deps, p, seen.rows[0]);
-    await finishC2b(deps, p.transId);
-    return { outcome: "repeat", tipId: seen.rows[0].tip_id ?? undefined };
-  }
+  const repeat = await answerRepeat(deps, p);
+  if (repeat) return repeat;
   const target = await findTarget(deps, c2b, p, 5_000);
   const row = (outcome: string, tipId: string | null, reason = "", suggestions: string[] = []) =>
     [p.transId, callbackId, p.transactionType, p.businessShortCode, p.billRefNumber, p.amountMinor ?? 0n, p.transTime, outcome, tipId, reason, suggestions,
@@ -238,14 +255,23 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
   if (target.kind === "stk_tip") {
     // The payment of a pushed tip, reported by C2B too (or instead: its callback may be lost).
     const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
-    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount });
+    // Recorded with the decision, under the receipt's lock: written after it, the confirmation that lost the lock to
+    // another of the same receipt (answered "duplicate") could record the payment first, as a duplicate of itself.
+    let recorded = false;
+    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount }, undefined,
+      async (tx, decided, tip) => {
+        // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
+        // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.
+        if (decided === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) return;
+        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId))).rowCount === 1;
+      });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
     if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
     if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
       // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
       return parkInSuspense(deps, p, callbackId, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
     }
-    await pool.query(insertRow, row(result === "duplicate" ? "duplicate" : "tip", target.tipId));
+    if (!recorded) return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
     return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
   }
   if (target.kind === "suspense") return parkInSuspense(deps, p, callbackId, insertRow, row, target.reason, target.suggestions, true);
@@ -263,6 +289,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     await tx.query(insertRow, row("tip", tipId));
     return "credited";
   });
+  if (outcome === "repeat") return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
   if (outcome !== "credited") return { outcome };
   await postCredit(deps, tipId);
   return { outcome, tipId };
@@ -331,6 +358,7 @@ async function parkInSuspense(
     await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
     return "suspense";
   });
+  if (outcome === "repeat") return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
   if (outcome === "suspense") {
     deps.ctx.logger.warn({ receipt: p.transId, reason }, "paybill payment parked in suspense");
     await postSuspense(deps, p.transId);
@@ -344,7 +372,7 @@ async function postSuspense(deps: Deps, transId: string): Promise<void> {
     "SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0",
     [transId],
   );
-  if (!rows[0]) return;
+  if (!rows[0] || overCap(rows[0].amount_minor)) return;
   try {
     const entryId = await deps.ledger.toSuspense({ key: `c2b:${transId}`, receipt: transId, amountMinor: rows[0].amount_minor, description: `Paybill payment ${transId} in suspense` });
     await deps.ctx.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = $2 WHERE trans_id = $1", [transId, entryId || "posted"]);
@@ -376,8 +404,9 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
   const { rows: unposted } = await pool.query<{ trans_id: string }>(
     // Not those of no money (a confirmation of KES 0 or an unreadable amount, parked for support): nothing is ever posted
     // for them, so their attempts never count, and they would take a pass's places ahead of every other for good.
-    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0 ORDER BY attempts, received_at LIMIT $1",
-    [limit],
+    // Nor those over M-Pesa's cap (overCap): never posted either.
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor BETWEEN 1 AND $2 ORDER BY attempts, received_at LIMIT $1",
+    [limit, MPESA_LIMITS.perTransactionMinor],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);
   await pruneReceiptless(pool, limit);
@@ -774,6 +803,10 @@ export async function resolveSuspense(
 
   // Its suspense entry is never posted (postSuspense): "try again" below would never pass.
   if (row.amount_minor <= 0n) throw new InvalidStateError("receipt: the payment carries no money (KES 0): nothing to match; refund (close) it instead");
+  if (overCap(row.amount_minor)) {
+    throw new InvalidStateError(`receipt: its amount (KES ${row.amount_minor / 100n}) is over M-Pesa's KES ${MPESA_LIMITS.perTransactionMinor / 100n} per transaction: ` +
+      "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");
+  }
   const match = await matchOf(deps, ref);
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };

@@ -37,18 +37,24 @@ export interface NewPayout {
  * (an automatic payout's), also unless the worker has a payout open, or one finished at or after that
  * time: the balance its amount was read from may have moved since.
  */
-async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, resultWaitMs: number, onlyIfUntouchedSince?: Date): Promise<Payout | undefined> {
+async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, firstCheckAt: Date, onlyIfUntouchedSince?: Date): Promise<Payout | undefined> {
   const { rows } = await db.query<PayoutRow>(
     `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note)
-     SELECT $1::uuid, $2::uuid, $3::text, 'KES', $4::bigint, $5::text, $6::text, $7::boolean, 'pending', $8::text, now() + make_interval(secs => $9::double precision / 1000), $10::bigint, $11::text
+     SELECT $1::uuid, $2::uuid, $3::text, 'KES', $4::bigint, $5::text, $6::text, $7::boolean, 'pending', $8::text, $9::timestamptz, $10::bigint, $11::text
       WHERE $12::timestamptz IS NULL OR NOT EXISTS (
         SELECT 1 FROM payment.payouts WHERE worker_id = $2::uuid AND (status IN ('pending', 'resolving') OR completed_at >= $12::timestamptz))
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
-    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), resultWaitMs, feeMinor, p.note ?? "",
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), firstCheckAt, feeMinor, p.note ?? "",
       onlyIfUntouchedSince ?? null],
   );
   return rows[0] && payoutOf(rows[0]);
 }
+
+/**
+ * When a payout's result is overdue (its next check): the result wait on the service's clock, the one the passes
+ * read it on (leaseDuePayouts); set from the database's now(), a clock apart from it made the payout due early or late.
+ */
+const resultDueAt = (deps: PayoutDeps) => new Date(clockOf(deps.ctx).now() + deps.config().payoutResultWaitMs);
 
 /** The lock a worker's payouts are inserted under (held to the commit): automatic ones, and withdrawals that check for them. */
 const payoutLockKey = (workerId: string) => `payment.auto-payout:${workerId}`;
@@ -80,7 +86,7 @@ async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint
       const { rows: [holding] } = await tx.query<{ payout_id: string; amount_minor: bigint }>(
         `SELECT payout_id, amount_minor FROM payment.payouts
           WHERE worker_id = $1 AND automatic AND status IN ('pending', 'resolving') AND hold_state = 'none' LIMIT 1`, [p.workerId]);
-      if (!holding) return { payout: await insertPayout(tx, p, feeMinor, deps.config().payoutResultWaitMs) };
+      if (!holding) return { payout: await insertPayout(tx, p, feeMinor, resultDueAt(deps)) };
       return (await payoutByIdempotencyKey(tx, p.workerId, p.idempotencyKey)) ? { payout: undefined } : { holding };
     });
     if (!attempt.holding) return attempt.payout;
@@ -121,7 +127,7 @@ async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadA
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.
     await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
-    return insertPayout(tx, p, fee, deps.config().payoutResultWaitMs, balanceReadAt);
+    return insertPayout(tx, p, fee, resultDueAt(deps), balanceReadAt);
   });
   if (!payout) return undefined;
   paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
@@ -165,9 +171,8 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       queueTimeoutUrl: callbackUrl(base, "b2c/timeout", payout.callbackToken),
     });
     await pool.query(
-      `UPDATE payment.payouts SET b2c_state = 'sent', conversation_id = $2,
-         next_check_at = now() + make_interval(secs => $3::double precision / 1000) WHERE payout_id = $1`,
-      [payout.payoutId, r.ConversationID, config.payoutResultWaitMs],
+      "UPDATE payment.payouts SET b2c_state = 'sent', conversation_id = $2, next_check_at = $3 WHERE payout_id = $1",
+      [payout.payoutId, r.ConversationID, resultDueAt(deps)],
     );
   } catch (err) {
     if (err instanceof DarajaError && (err.kind === "rejected" || err.kind === "unavailable")) {
@@ -176,12 +181,13 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       await finishPayout(deps, payout.payoutId, { success: false, code: err.details.errorCode ?? "refused", message: "M-Pesa refused the payout; nothing was sent" });
       return;
     }
-    // No answer: it may have been paid. Only a status query may decide.
+    // No answer: it may have been paid. Only a status query may decide, unless its result came meanwhile (the
+    // result callback can come before the request's answer times out): a payout it ended stays ended.
     logger.warn({ payoutId: payout.payoutId, err }, "B2C unanswered; resolving by transaction status");
     await pool.query(
-      `UPDATE payment.payouts SET b2c_state = 'unknown', status = 'resolving',
-         next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1`,
-      [payout.payoutId, config.payoutResultWaitMs],
+      `UPDATE payment.payouts SET b2c_state = 'unknown', status = CASE WHEN status = 'pending' THEN 'resolving' ELSE status END, next_check_at = $2
+        WHERE payout_id = $1`,
+      [payout.payoutId, resultDueAt(deps)],
     );
   }
 }
@@ -265,8 +271,8 @@ export async function applyB2cResult(deps: PayoutDeps, payoutId: string, r: Pars
 export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
   if (r.originatorConversationId !== payoutId) return "unknown";
   const { rowCount } = await deps.ctx.pool.query(
-    "UPDATE payment.payouts SET status = 'resolving', next_check_at = now() WHERE payout_id = $1 AND status IN ('pending', 'resolving')",
-    [payoutId],
+    "UPDATE payment.payouts SET status = 'resolving', next_check_at = $2 WHERE payout_id = $1 AND status IN ('pending', 'resolving')",
+    [payoutId, new Date(clockOf(deps.ctx).now())],
   );
   if (rowCount) deps.changes.announce(payoutChangeKey(payoutId));
   return rowCount ? "resolving" : "duplicate";

@@ -381,15 +381,19 @@ async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | u
  * failure ends a pending tip, anything later is a duplicate. `mark`: the
  * callback that brought it, marked in the deciding transaction.
  */
-export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<ApplyResult> {
-  return (await applyStkOutcomeTo(deps, ref, o, mark)).result;
+export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark, record?: DecisionRecord): Promise<ApplyResult> {
+  return (await applyStkOutcomeTo(deps, ref, o, mark, record)).result;
 }
 
+/** Run in the deciding transaction, after a decision about a tip (not "unknown"): what the caller records with it. */
+export type DecisionRecord = (tx: Queryable, result: Exclude<ApplyResult, "unknown">, tip: TipRow) => Promise<void>;
+
 /** applyStkOutcome, also answering which tip it was (undefined when none matched the reference). */
-export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<{ result: ApplyResult; tip?: TipRow }> {
+export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark, record?: DecisionRecord): Promise<{ result: ApplyResult; tip?: TipRow }> {
   const decide = (lastTry = false) => withTransaction(deps.ctx.pool, async (tx) => {
     const d = await decideOutcome(tx, ref, o, mark, lastTry);
     if (mark && d.tip && d.result !== "unknown" && !d.marked) await markCallback(tx, mark.callbackId, d.result, { ref: mark.reference, tipId: d.tip.tip_id, matched: true });
+    if (record && d.tip && d.result !== "unknown") await record(tx, d.result, d.decided ?? d.tip);
     return d;
   });
   let d = await decide();

@@ -35,6 +35,10 @@ const T = {
     en: "Code {code} is for {amount}. M-Pesa here pays in KES only: scan its QR code to pay by card.",
     sw: "Namba {code} ni ya {amount}. M-Pesa hapa inalipa kwa KES tu: skani msimbo wake wa QR ulipe kwa kadi.",
   },
+  notMpesa: {
+    en: "Code {code} is for {amount}; M-Pesa pays whole shillings from KES 1 to 250,000 only: scan its QR code to pay by card.",
+    sw: "Namba {code} ni ya {amount}; M-Pesa hulipa shilingi kamili za KES 1 hadi 250,000 tu: skani msimbo wa QR ulipe kwa kadi.",
+  },
   lookupDown: { en: "We cannot check codes right now. Please try again later.", sw: "Hatuwezi kuthibitisha namba sasa. Tafadhali jaribu tena baadaye." },
   pickAmount: { en: "Tip {name}:", sw: "Mpe {name} tip:" },
   other: { en: "Other amount", sw: "Kiasi kingine" },
@@ -53,6 +57,11 @@ const T = {
   tooManySteps: { en: "Too many steps in one session. Nothing was charged; please dial again.", sw: "Hatua nyingi mno katika kipindi kimoja. Hakuna pesa iliyotozwa; tafadhali piga tena." },
   notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
   busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  // The tip may have been pushed (or we cannot tell): never "nothing was charged", which would have the customer pay again.
+  unsure: {
+    en: "We could not confirm your tip. If an M-Pesa prompt for KES {amount} comes, it is this tip. Check your M-Pesa SMS before tipping again.",
+    sw: "Hatukuweza kuthibitisha tip yako. Ombi la M-Pesa la KES {amount} likija, ni la tip hii. Angalia SMS za M-Pesa kabla ya kutoa tip tena.",
+  },
   ruleLimited: {
     en: "M-Pesa refuses the same amount from your number within 2 minutes. Nothing was charged: try again in {seconds} seconds, or tip another amount.",
     sw: "M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde {seconds}, au toa kiasi kingine.",
@@ -76,7 +85,8 @@ const MAX_STEPS = 24;
 /** Answers one USSD request. Throws nothing for a customer's input; every error is a screen. */
 export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest): Promise<string> {
   const { pool } = deps.ctx;
-  if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(r.sessionId) || r.text.length > MAX_TEXT) return end("Invalid request.");
+  if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(r.sessionId)) return end("Invalid request.");
+  if (r.text.length > MAX_TEXT) return end(say("tooManySteps", langOfText(r.text)));
   const phone = parseKenyanMobile(r.phoneNumber);
   if (!phone) return end("This service needs a Kenyan mobile number.");
   // The session row: created on the first request, then only touched. A session
@@ -128,11 +138,14 @@ type Advance = { state: State; replay?: true } | { back: true } | { answer: stri
 /** The answer that goes back one screen, offered on every screen after the code is known. */
 const BACK = "0";
 
+/** The language a session's text chose at its first step, for a screen drawn without replaying it. */
+const langOfText = (text: string): Lang => (text.split("*", 1)[0].trim() === "2" ? "sw" : "en");
+
 /** Replays the whole dialogue from its text and draws the screen it leads to. */
 async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
   const steps = r.text === "" ? [] : r.text.split("*").map((s) => s.trim());
   const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
-  if (steps.length > MAX_STEPS) return { answer: end(say("tooManySteps", steps[0] === "2" ? "sw" : "en")), lang: d.lang };
+  if (steps.length > MAX_STEPS) return { answer: end(say("tooManySteps", langOfText(r.text))), lang: d.lang };
   let state: State = { at: "lang" };
   // The screens passed on the way, to go back to (each without the note it had then).
   const passed: State[] = [];
@@ -178,11 +191,14 @@ async function codeEntered(d: Dialogue, step: string): Promise<Advance> {
   if (found === "lookupDown") return { answer: end(say("lookupDown", d.lang)) };
   if (typeof found === "string") return { state: { at: "code", note: say(found as keyof typeof T, d.lang, { code: step.slice(0, 12) }) } };
   const fixed = found.fixedAmount?.amountMinor ?? 0n;
+  if (fixed === 0n) return { state: { at: "amount", target: found } };
+  const currency = found.fixedAmount!.currency;
+  const vars = { code: code.slice(0, 12), amount: formatMoney(fixed, currency) };
   // A fixed amount in another currency (a guide's USD 10) is not a shilling amount: refused here, not read as KES 10.
-  if (fixed > 0n && found.fixedAmount!.currency !== "KES") {
-    return { state: { at: "code", note: say("notKes", d.lang, { code: code.slice(0, 12), amount: formatMoney(fixed, found.fixedAmount!.currency) }) } };
-  }
-  return { state: fixed > 0n ? { at: "confirm", target: found, amountKes: Number(fixed / 100n) } : { at: "amount", target: found } };
+  if (currency !== "KES") return { state: { at: "code", note: say("notKes", d.lang, vars) } };
+  // Charged as the code says or not at all: KES 150.50 is not KES 150.
+  if (fixed % 100n !== 0n || fixed > MPESA_LIMITS.perTransactionMinor) return { state: { at: "code", note: say("notMpesa", d.lang, vars) } };
+  return { state: { at: "confirm", target: found, amountKes: Number(fixed / 100n) } };
 }
 
 function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
@@ -277,8 +293,22 @@ async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget,
     if (wait) return say("ruleLimited", lang, { seconds: wait });
     if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
       deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
-      return say("busy", lang);
+      return afterFailure(deps, r, lang, vars);
     }
     return say("notPaid", lang, { why: e.rawMessage.replace(/^[a-z_]+: /, "") });
   }
+}
+
+/**
+ * What the customer is told when starting the tip failed part way: a push goes out only for a tip stored under the
+ * session's key, so without one nothing was charged; one that failed says why; any other (or none readable) may have
+ * pushed, and "nothing was charged" would have the customer pay again.
+ */
+async function afterFailure(deps: Deps, r: UssdRequest, lang: Lang, vars: { name: string; amount: string }): Promise<string> {
+  const stored = await deps.ctx.pool.query<{ status: string; result_code: string | null }>(
+    "SELECT status, result_code FROM payment.tips WHERE idempotency_key = $1", [`ussd:${r.sessionId}`],
+  ).then((q) => ({ tip: q.rows[0] }), () => undefined);
+  if (stored && !stored.tip) return say("busy", lang);
+  if (stored?.tip.status === "failed") return say("notPaid", lang, { why: resultMessage(stored.tip.result_code ?? "", lang) });
+  return say("unsure", lang, vars);
 }

@@ -138,6 +138,53 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  /** Sends `bodies` (confirmations of one receipt) at once while the test holds the receipt's lock, then lets them go together. */
+  const confirmTogether = async (transId: string, bodies: Record<string, string>[]) => {
+    const hold = await h.t.db.pool.connect();
+    try {
+      await hold.query("BEGIN");
+      await hold.query("SELECT payment.lock_receipt($1)", [transId]);
+      const sent = bodies.map((b) => h.post(`/c2b/${TOKEN}/confirmation`, b));
+      await eventually(async () => (await h.t.db.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%lock_receipt%'")).rows[0].n === bodies.length, "both wait for the receipt");
+      await hold.query("COMMIT");
+      for (const answered of await Promise.all(sent)) assert.equal(answered.status, 200);
+    } finally {
+      hold.release();
+    }
+  };
+  const confirmation = (transId: string, reference: string, amount: string) => ({
+    TransactionType: "Pay Bill", TransID: transId, TransTime: "20260101120000", TransAmount: amount, BusinessShortCode: h.sim.options.shortcode,
+    BillRefNumber: reference, MSISDN: "2547 ***** 126", FirstName: "X",
+  });
+
+  test("two confirmations of one receipt at once, one with another amount: one is applied, the other flagged for support (not taken silently as a repeat)", async () => {
+    const w = await worker();
+    const transId = `R${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    await confirmTogether(transId, [confirmation(transId, w.code.shortCode, "200.00"), confirmation(transId, w.code.shortCode, "5000.00")]);
+    const recorded = await c2bRow(transId);
+    assert.equal(recorded.outcome, "tip");
+    const net = BigInt((await tipRow(recorded.tip_id)).worker_receives_minor);
+    await eventually(async () => (await h.balance(w.id)) === net, "credited once");
+    const flagged = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE reason = 'CALLBACK_MISMATCH' AND position($1 in detail) > 0", [transId]);
+    assert.equal(flagged.rows[0].n, 1, "the altered one is flagged, whichever came second");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("two confirmations of one receipt at once on a tip's reference: the payment is recorded as the tip's, never as a duplicate of itself", async () => {
+    const w = await worker();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    const transId = `S${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const body = confirmation(transId, tip!.paybillAccountReference, "150.00");
+    await confirmTogether(transId, [body, body]);
+    const recorded = await c2bRow(transId);
+    assert.deepEqual([recorded.outcome, recorded.tip_id], ["tip", tip!.tipId]);
+    assert.equal((await tipRow(tip!.tipId)).mpesa_receipt, transId);
+    const net = BigInt((await tipRow(tip!.tipId)).worker_receives_minor);
+    await eventually(async () => (await h.balance(w.id)) === net, "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a confirmation that cannot be read is refused and support is told (M-Pesa never sends it again); one from outside the allow-list tells nobody", async () => {
     const unreadable = async () =>
       (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE reason = 'UNKNOWN_CALLBACK' AND detail LIKE 'paybill confirmation % could not be read%'")).rows[0].n as number;
@@ -288,6 +335,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const other = await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, msisdn: "254711000999", skipValidation: true });
     assert.equal((await c2bRow(other.transId)).outcome, "suspense");
     assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming the tip's reference: recorded as the tip's payment, which takes its receipt; credited once", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    const { account_reference: reference } = await tipRow(push.tipId);
+    await h.sim.c2b.pay({ billRefNumber: reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    // Before, nothing recorded it: the tip's row as read before it took the receipt had none, and the payment was answered as a repeat.
+    const recorded = await c2bRow(push.receipt);
+    assert.deepEqual([recorded?.outcome, recorded?.tip_id, recorded?.suspense_entry_id], ["duplicate", push.tipId, null], "recorded as the tip's payment");
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, push.receipt, "the tip has its receipt now");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
     assert.ok(await h.trialBalanced());
   });
 
@@ -959,6 +1022,35 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
     assert.match(refused.rawMessage, /^receipt: .*no money/);
     assert.equal((await c2bRow(zero)).resolution, "open", "left for refund");
+  });
+
+  test("a confirmation above M-Pesa's KES 250,000 per transaction is parked as such, never posted nor matched; support is told and sees why", async () => {
+    const w = await worker();
+    // Above the cap no customer can pay: to a worker's code (over the tip limit too) and to a tip's reference, whose amount is not the tip's.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    for (const [reference, amount] of [[w.code.shortCode, "999999999999.00"], [tip!.paybillAccountReference, "250001"]]) {
+      const transId = `Y${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+      const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+        TransactionType: "Pay Bill", TransID: transId, TransTime: "20260101120000", TransAmount: amount, BusinessShortCode: h.sim.options.shortcode,
+        BillRefNumber: reference, MSISDN: "2547 ***** 126", FirstName: "X",
+      });
+      assert.equal(answered.status, 200);
+      await internal.reconcilePending({ limit: 100 });
+      const parked = await c2bRow(transId);
+      assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id, parked.suspense_entry_id], ["suspense", "open", null, null], `${reference}: parked, nothing posted to suspense`);
+      const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 500 } });
+      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: .*KES 250000 a customer can pay in one transaction/, "support's list says why");
+      const told = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [transId]);
+      assert.equal(told.rows[0].n, 1, "support is alerted");
+      const refused = await adminClient.resolveSuspensePayment({ receipt: transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "big" })
+        .then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^receipt: its amount \(KES \d+\) is over M-Pesa's KES 250000 per transaction/);
+      assert.equal((await c2bRow(transId)).resolution, "open", "left for support to check and close");
+    }
+    assert.equal((await tipRow(tip!.tipId)).mpesa_receipt, null, "the tip took no receipt");
+    assert.equal(await h.balance(w.id), 0n);
+    assert.ok(await h.trialBalanced());
   });
 
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {

@@ -122,6 +122,24 @@ describe("payments in the admin console", () => {
     assert.ok(await h.trialBalanced());
   });
 
+  test("re-query on a service clock behind the database's: the tip is made due on the clock its pass reads, asked about and settled", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 115, lost);
+    // The service's clock 10 minutes behind PostgreSQL's (a replica's clock apart from the database's). The test clock
+    // only moves forward on purpose; this test alone takes it back, and puts it where it was.
+    const clock = h.clock as unknown as { offsetMs: number };
+    clock.offsetMs -= 600_000;
+    try {
+      const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+      // Before, made due by the database's clock: not yet due on the service's, nothing asked, answered pending.
+      assert.equal(TipStatus[r.tip!.status], TipStatus[TipStatus.SUCCEEDED]);
+    } finally {
+      clock.offsetMs += 600_000;
+    }
+    await eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credited");
+  });
+
   test("re-query of a tip another reconciliation pass holds: refused saying until when its lease runs, nothing asked; once let go, asked and settled", async () => {
     const lost = phone();
     h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });

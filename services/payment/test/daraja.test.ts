@@ -143,7 +143,7 @@ describe("Daraja client against the simulator", () => {
     await again.release();
   });
 
-  test("a B2C answered 200 with no Daraja answer in it (cut short, not JSON, no ResponseCode, accepted but lacking its ConversationID) is 'unknown', never refused: it ran", async () => {
+  test("a B2C answered 200 with no Daraja answer in it (cut short, not JSON, JSON null, no ResponseCode, accepted but lacking its ConversationID) is 'unknown', never refused: it ran", async () => {
     // The B2C reaches the simulator and runs; only the answer the client reads is spoiled on its way back.
     const spoiling = (spoil: (text: string) => string): DarajaConfig["request"] => async (url, call) => {
       const reply = await httpRequest(url, call);
@@ -155,6 +155,8 @@ describe("Daraja client against the simulator", () => {
       "p-cut": (t) => t.slice(0, -5),
       "p-page": () => "<html><body>OK</body></html>",
       "p-no-code": () => "{}",
+      // JSON, not an object: before, reading it threw a TypeError, no DarajaError (a reconciliation pass's STK query ended the pass).
+      "p-null": () => "null",
       "p-no-conversation": (t) => JSON.stringify({ ...JSON.parse(t), ConversationID: undefined }),
     };
     for (const [id, spoil] of Object.entries(spoils)) {

@@ -25,19 +25,30 @@ export interface HoldingProxy {
   close(): Promise<void>;
 }
 
-export async function startHoldingProxy(target: string, holds: (r: ProxiedRequest) => boolean): Promise<HoldingProxy> {
+/**
+ * `answers`: a held request goes on to the simulator at once and its answer is what is held (the provider acted on
+ * it; its caller waits): let go, the answer is passed on; dropped, the caller's connection is cut, no answer.
+ */
+export async function startHoldingProxy(target: string, holds: (r: ProxiedRequest) => boolean, { answers = false } = {}): Promise<HoldingProxy> {
   const upstream = new URL(target);
   const waiting: ((forward: boolean) => void)[] = [];
+  const held = () => new Promise<boolean>((resolve) => waiting.push(resolve));
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
-    if (holds({ method: req.method ?? "GET", path: req.url ?? "/", body: body.toString("utf8") })) {
-      if (!(await new Promise<boolean>((resolve) => waiting.push(resolve)))) return void res.destroy();
-    }
+    const hold = holds({ method: req.method ?? "GET", path: req.url ?? "/", body: body.toString("utf8") });
+    if (hold && !answers && !(await held())) return void res.destroy();
     const out = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
-      (answer) => {
+      async (answer) => {
+        if (hold && answers) {
+          const read: Buffer[] = [];
+          for await (const chunk of answer) read.push(chunk as Buffer);
+          if (!(await held())) return void res.destroy();
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          return void res.end(Buffer.concat(read));
+        }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },

@@ -150,6 +150,32 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(await h.balance(worker), 0n);
   });
 
+  test("a B2C whose result came before its answer, and the answer was then lost: the payout stays as its result ended it, announced once", async () => {
+    const p = phone("5616");
+    // Paid, its result posted at once; the answer to the request itself is held, then never comes (its connection cut).
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/b2c/v3/paymentrequest" && r.body.includes(msisdn(p)), { answers: true });
+    const daraja = h.config.daraja!;
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    let payoutId = "";
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status: string };
+    try {
+      const worker = await tippedWorker(p);
+      payoutId = (await onlyPayout(worker)).payoutId;
+      await eventually(async () => proxy.held() === 1 && (await row()).status === "succeeded", "its result ended it, its answer held");
+      proxy.dropOldest();
+      await eventually(async () => (await row()).b2c_state === "unknown", "the answer lost");
+      // Before, the lost answer reopened it (resolving): asked about again, and announced paid a second time.
+      assert.equal((await row()).status, "succeeded", "still ended as its result said");
+      await reconcileUntil(worker, () => false, 3);
+    } finally {
+      h.config.daraja = daraja;
+      await proxy.close();
+    }
+    assert.equal(await events("ttip.payment.payout_succeeded", payoutId), 1, "announced once");
+    assert.equal(b2cTo(p).length, 1, "sent once");
+    assert.equal(await holdState(payoutId), "settled");
+  });
+
   test("a result that never arrives is found by transaction status", async () => {
     const p = phone("0003"); // lost_result
     const worker = await tippedWorker(p);
@@ -541,6 +567,25 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.deepEqual(list.map((m) => [m.paymentMethodId, m.isDefault]), [[a.paymentMethodId, true]]);
     await assert.rejects(me.addPaymentMethod({ mpesaPhone: "0812000003" }), (e: ConnectError) => e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message));
     await assert.rejects(pay.listPaymentMethods({}), (e: ConnectError) => e.code === Code.Unauthenticated);
+  });
+
+  // Last in the file's payouts: the service's clock moved on 10 minutes makes every open payout before it due at once.
+  test("a payout's first check is set on the service's clock, the one its reconciliation reads it on: sent, or unanswered, on a clock ahead of the database's it is not due before its result wait", async () => {
+    // The service's clock 10 minutes ahead of the database's (a test's clock moved on; a replica's clock apart from PostgreSQL's).
+    h.clock.advance(10 * 60_000);
+    const before = h.clock.now();
+    const [sent, unanswered] = [phone("0003"), phone("0004")]; // lost_result: sent, no result; slow_ack: its answer comes too late
+    const payouts = [await onlyPayout(await tippedWorker(sent)), await onlyPayout(await tippedWorker(unanswered))];
+    const row = async (payoutId: string) => (await h.t.db.pool.query("SELECT b2c_state, next_check_at FROM payment.payouts WHERE payout_id = $1", [payoutId]))
+      .rows[0] as { b2c_state: string; next_check_at: Date };
+    await eventually(async () => (await row(payouts[0].payoutId)).b2c_state === "sent", "sent");
+    await eventually(async () => (await row(payouts[1].payoutId)).b2c_state === "unknown", "unanswered");
+    for (const [i, p] of payouts.entries()) {
+      const { b2c_state, next_check_at } = await row(p.payoutId);
+      // Before, set from the database's now(): 10 minutes early on this clock, due at once.
+      assert.ok(next_check_at.getTime() >= before + h.config.payoutResultWaitMs, `${b2c_state}: first check ${next_check_at.toISOString()} on the service's clock`);
+      assert.equal(b2cTo([sent, unanswered][i]).length, 1, "sent once");
+    }
   });
 });
 

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
-import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { DynamicParametersSchema, OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { playDialogue, UssdSession, UssdSessionEnded } from "../src/ussd-simulator.js";
@@ -211,6 +212,64 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     // Even dialled straight to "yes" (the old confirm screen's answer), no push goes out.
     await playDialogue(url, p.at, ["1", qrCode!.shortCode, "1"]);
     assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
+  test("a code fixed at KES 150.50 is refused at once, in the customer's language, never charged as KES 150", async () => {
+    const id = randomUUID();
+    const as = { headers: callerHeaders(id, "worker") };
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName: "Nuru" }, as);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: id, idempotencyKey: randomUUID(), parameters: { fixedAmount: { amountMinor: 150_00n, currency: "KES" } } }, as);
+    // As a code stored before qr refused cents: fixed at KES 150.50.
+    const cents = toBinary(DynamicParametersSchema, create(DynamicParametersSchema, { fixedAmount: { amountMinor: 150_50n, currency: "KES" } }));
+    await h.t.db.pool.query("UPDATE qr.qr_codes SET parameters = $2 WHERE qr_code_id = $1", [qrCode!.qrCodeId, Buffer.from(cents)]);
+    const code = qrCode!.shortCode;
+    const p = dialler();
+    const en = await playDialogue(url, p.at, ["1", code]);
+    assert.equal(en.screens.at(-1)!.answer,
+      `CON Code ${code} is for KES 150.50; M-Pesa pays whole shillings from KES 1 to 250,000 only: scan its QR code to pay by card.\nEnter the worker's code (on their card):`);
+    const sw = await playDialogue(url, p.at, ["2", code]);
+    assert.match(sw.screens.at(-1)!.answer, /^CON Namba \w+ ni ya KES 150\.50; M-Pesa hulipa shilingi kamili/);
+    for (const s of [en, sw]) assert.ok(s.screens.every((x) => x.answer.length <= 182), "every screen fits USSD's 182 characters");
+    // Dialled straight to "yes" (the old confirm screen's answer): no push.
+    await playDialogue(url, p.at, ["1", code, "1"]);
+    assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
+  test("a tip that fails part way is told truly: nothing charged when no push can have gone out, never so once one did", async () => {
+    const w = await worker("Baraka");
+    const p = dialler();
+    // Refused by the database before any push (no tip stored): M-Pesa was never asked.
+    const refuse = async (name: string, ddl: string, run: () => Promise<void>) => {
+      await h.t.db.pool.query(`CREATE FUNCTION payment.${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
+      await h.t.db.pool.query(ddl.replace("$fn", `payment.${name}()`));
+      try {
+        await run();
+      } finally {
+        await h.t.db.pool.query(`DROP FUNCTION payment.${name}() CASCADE`);
+      }
+    };
+    await refuse("ussd_test_refuse_tip", `CREATE TRIGGER ussd_test_refuse_tip BEFORE INSERT ON payment.tips FOR EACH ROW WHEN (NEW.phone = '${p.msisdn}') EXECUTE FUNCTION $fn`, async () => {
+      for (const [lang, said] of [["1", "END M-Pesa is not available right now. Nothing was charged; please try again."], ["2", "END M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena."]]) {
+        const s = await playDialogue(url, p.at, [lang, w.code, "2", "1"]);
+        assert.equal(s.screens.at(-1)!.answer, said);
+      }
+    });
+    assert.equal(pushesTo(p.msisdn).length, 0);
+    // Pushed, then the session's record of it failed: the prompt is real, so the customer must not be told nothing was charged.
+    await refuse("ussd_test_refuse_record", "CREATE TRIGGER ussd_test_refuse_record BEFORE UPDATE OF tip_id ON payment.ussd_sessions FOR EACH ROW EXECUTE FUNCTION $fn", async () => {
+      const en = await playDialogue(url, p.at, ["1", w.code, "2", "1"]);
+      assert.equal(en.screens.at(-1)!.answer, "END We could not confirm your tip. If an M-Pesa prompt for KES 100 comes, it is this tip. Check your M-Pesa SMS before tipping again.");
+      const sw = await playDialogue(url, p.at, ["2", w.code, "3", "1"]);
+      assert.equal(sw.screens.at(-1)!.answer, "END Hatukuweza kuthibitisha tip yako. Ombi la M-Pesa la KES 200 likija, ni la tip hii. Angalia SMS za M-Pesa kabla ya kutoa tip tena.");
+    });
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [100, 200]);
+  });
+
+  test("a session's text over 200 characters ends in the customer's language", async () => {
+    const p = dialler();
+    const steps = Array.from({ length: 20 }, () => "123456789");
+    assert.equal(await new UssdSession(url, p.at).dial(["2", ...steps].join("*")), "END Hatua nyingi mno katika kipindi kimoja. Hakuna pesa iliyotozwa; tafadhali piga tena.");
+    assert.equal(await new UssdSession(url, p.at).dial(["1", ...steps].join("*")), "END Too many steps in one session. Nothing was charged; please dial again.");
   });
 
   test("sessions time out: the network ends an idle one, and the service refuses a stale one", async () => {

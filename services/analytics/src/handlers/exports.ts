@@ -133,16 +133,15 @@ export function platformCsv(all: PlatformSummaryMessage[]): Uint8Array {
 
 /**
  * A worker's earnings, each currency's in rows of their own (KES first), the currency column saying
- * which. A card tip's net is credited in the wallet's currency (KES) and analytics keeps it in the
- * tip currency's rows, so another currency's net is not an amount in that currency: left empty.
+ * which. Each row's volume is what customers tipped in its currency and its net what was credited in
+ * it: a USD card tip credited to a KES wallet is in the USD row's volume and the KES row's net.
  */
 export function earningsCsv(all: WorkerEarningsMessage[]): Uint8Array {
   const rows: Cell[][] = [];
   for (const e of all) {
     const cur = e.today?.volume?.currency ?? q.HOME_CURRENCY;
-    const net = (minor: bigint | undefined) => (cur === q.HOME_CURRENCY ? amount(minor ?? 0n) : "");
     for (const [k, p] of [["today", e.today], ["this_week", e.thisWeek], ["this_month", e.thisMonth], ["in_range", e.inRange]] as const) {
-      rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), net(p?.net?.amountMinor), cur, amount(p?.poolShare?.amountMinor ?? 0n)]);
+      rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), amount(p?.net?.amountMinor ?? 0n), cur, amount(p?.poolShare?.amountMinor ?? 0n)]);
     }
     for (const h of e.byHourOfDay) rows.push(["hour_of_day", h.hour, h.tips, h.volume?.amountMinor, "", cur]);
     for (const w of e.byWeekday) rows.push(["weekday", w.weekday, w.tips, w.volume?.amountMinor, "", cur]);

@@ -429,10 +429,13 @@ export class DarajaClient {
     }
     let body: Record<string, unknown> = {};
     try {
-      body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+      const parsed: unknown = text ? JSON.parse(text) : {};
+      // Daraja answers an object: JSON that is not one (null, a string, a list) is not its answer either.
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new TypeError("not a JSON object");
+      body = parsed as Record<string, unknown>;
     } catch {
       // A 2xx that is not Daraja's JSON (cut short, a proxy's page) refuses nothing: the request may have run.
-      if (res.ok) throw new DarajaError("unknown", `Daraja ${path}: answer is not JSON`, { path, httpStatus: res.status });
+      if (res.ok) throw new DarajaError("unknown", `Daraja ${path}: answer is not a JSON object`, { path, httpStatus: res.status });
     }
     if (res.ok && body.errorCode === undefined) return body;
     const errorCode = body.errorCode === undefined ? undefined : String(body.errorCode);

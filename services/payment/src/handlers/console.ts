@@ -3,7 +3,7 @@
 // alerts, ledger entry), and a re-query of a stuck attempt.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, clockOf, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -178,7 +178,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
       // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
       await requeryOpen(pool, ctx, {
         field: "tip_id", target: `tip:${tipId}`, userId: tip.workerId ?? undefined,
-        makeDue: (tx) => makeTipDue(tx, tipId), ask: () => requeryTip(deps, tipId), leasedUntil: () => pendingTipLeasedUntil(pool, tipId),
+        makeDue: (tx) => makeTipDue(tx, tipId, new Date(clockOf(deps.ctx).now())), ask: () => requeryTip(deps, tipId), leasedUntil: () => pendingTipLeasedUntil(pool, tipId),
       });
       return { tip: tipOut((await tipById(pool, tipId))!) };
     }
@@ -191,7 +191,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
     // A status query, or the first send of one never sent, under the reconciler's lease: never sent twice.
     await requeryOpen(pool, ctx, {
       field: "payout_id", target: `payout:${payoutId}`, userId: payout.workerId,
-      makeDue: (tx) => makePayoutDue(tx, payoutId), ask: () => requeryPayout(deps, payoutId), leasedUntil: () => openPayoutLeasedUntil(pool, payoutId),
+      makeDue: (tx) => makePayoutDue(tx, payoutId, new Date(clockOf(deps.ctx).now())), ask: () => requeryPayout(deps, payoutId), leasedUntil: () => openPayoutLeasedUntil(pool, payoutId),
     });
     return { payout: payoutMessage((await loadPayout(pool, payoutId))!) };
   };

@@ -105,9 +105,13 @@ export async function searchPayouts(db: Queryable, s: CommonSearch, cursor: Curs
   return (await searchPage<PayoutRow>(db, "payouts", "payout_id", commonFilters(s), cursor, limit)).map(pagedPayoutOf);
 }
 
-/** An admin's re-query: a status query, or the first send of one never sent; due now for the reconciler. */
-export async function makePayoutDue(tx: Queryable, payoutId: string): Promise<void> {
-  await tx.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);
+/**
+ * An admin's re-query: a status query, or the first send of one never sent; due now for the reconciler, whose pass
+ * reads due on the service's clock (`now`): due by the database's clock alone, a service clock behind it found it
+ * not due, and the re-query answered the payout as it was, nothing asked.
+ */
+export async function makePayoutDue(tx: Queryable, payoutId: string, now: Date): Promise<void> {
+  await tx.query("UPDATE payment.payouts SET next_check_at = $2::timestamptz - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId, now]);
 }
 
 /** When the lease a reconciliation pass holds on the open payout ends; undefined when no pass holds it. */

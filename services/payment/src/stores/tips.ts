@@ -151,9 +151,9 @@ export async function rateTip(db: Queryable, tipId: string, rating: number, mess
   return rows[0] && tipOf(rows[0]);
 }
 
-/** An admin's re-query: due now, for the reconciler to lease and settle. */
-export async function makeTipDue(tx: Queryable, tipId: string): Promise<void> {
-  await tx.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
+/** An admin's re-query: due now on the service's clock (`now`: the one the reconciler's pass reads), for it to lease and settle. */
+export async function makeTipDue(tx: Queryable, tipId: string, now: Date): Promise<void> {
+  await tx.query("UPDATE payment.tips SET next_check_at = $2::timestamptz - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId, now]);
 }
 
 /** When the lease a reconciliation pass holds on the pending tip ends; undefined when no pass holds it. */

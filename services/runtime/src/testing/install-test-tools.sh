@@ -18,6 +18,8 @@ have_initdb || need+=(postgresql)
 have redis-server || need+=(redis-server)
 have nats-server || need+=(nats-server)
 have_chromium || need+=(chromium)
+# The browser tests' chromium: the headless shell, where the distribution packages it (Debian does).
+have chromium-headless-shell || ! apt-cache show chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
 # The chart's cluster test: etcd under a real kube-apiserver.
 have etcd || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 
