@@ -87,7 +87,7 @@ describe("refused forms and loading pages (chromium at phone size)", () => {
     }
   });
 
-  test("the tip status page's feedback: refused by the service, the stars and the message chosen stay as they were", async () => {
+  test("the tip status page's feedback: the service failing to store it says so and to send again (not 'only for a tip that went through'), and the stars and the message chosen stay as they were", async () => {
     const worker = await h.worker("Kiprop");
     const code = await h.qrCode(worker);
     const { tip } = await h.api(PaymentService).createTip({
@@ -105,7 +105,7 @@ describe("refused forms and loading pages (chromium at phone size)", () => {
       await page.getByRole("radio", { name: "4 of 5" }).check();
       await page.getByLabel("A message to Kiprop (optional)").fill("Karibu tena");
       await page.getByRole("button", { name: "Send" }).click();
-      await page.getByRole("alert").filter({ hasText: "Feedback is only taken for a tip that went through." }).waitFor();
+      await page.getByRole("alert").filter({ hasText: "Your feedback could not be saved just now (your tip is not affected). Send it again in a minute." }).waitFor();
       assert.equal(await page.getByRole("radio", { name: "4 of 5" }).isChecked(), true, "the stars chosen");
       assert.equal(await page.getByLabel("A message to Kiprop (optional)").inputValue(), "Karibu tena");
     } finally {

@@ -4,6 +4,9 @@ import { after, before, describe, test } from "node:test";
 import type { Client } from "@connectrpc/connect";
 import { CardProvider, CardTipState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { httpRequest } from "@ttip/runtime";
+import { PayPalCardProvider, type PayPalConfig } from "../src/cards/paypal.js";
+import { CardProviderError } from "../src/cards/provider.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
@@ -60,6 +63,45 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     const writes = h.paypal.requests().filter((q) => q.method === "POST" && q.path !== "/v1/notifications/verify-webhook-signature");
     assert.ok(writes.length >= 2);
     assert.deepEqual(writes.filter((q) => !q.requestId), []);
+  });
+
+  test("a PayPal answer of 2xx without its JSON (cut short, a page, null, empty) is in doubt, never an internal error: the order or capture ran", async () => {
+    const config = { clientId: h.paypal.clientId, clientSecret: h.paypal.clientSecret, webhookId: h.paypal.webhookId, apiBase: h.paypal.url, timeoutMs: 5_000 };
+    // The request reaches the simulator and runs; only the answer the provider reads is spoiled on its way back.
+    const spoiling = (pathEnd: string, spoil: (text: string) => string, status?: number): PayPalConfig["request"] => async (url, call) => {
+      const reply = await httpRequest(url, call);
+      if (!url.pathname.endsWith(pathEnd)) return reply;
+      const text = spoil(await reply.text());
+      const code = status ?? reply.status;
+      return { status: code, ok: code >= 200 && code < 300, statusText: reply.statusText, headers: reply.headers, text: async () => text };
+    };
+    const spoils: Record<string, (text: string) => string> = {
+      cut: (t) => t.slice(0, -5), page: () => "<html><body>OK</body></html>", null: () => "null", empty: () => "",
+    };
+    const clean = new PayPalCardProvider(config);
+    const order = (key: string) => ({ tipId: randomUUID(), amountMinor: 1000n, currency: "USD", description: "Tip", idempotencyKey: key });
+    const inDoubt = (e: unknown) => e instanceof CardProviderError && e.kind === "unknown";
+    for (const [name, spoil] of Object.entries(spoils)) {
+      // Before, JSON.parse's SyntaxError (or a TypeError reading null) surfaced as INTERNAL.
+      const key = `create-${name}-${randomUUID()}`;
+      const created = order(key);
+      await assert.rejects(new PayPalCardProvider({ ...config, request: spoiling("/v2/checkout/orders", spoil) }).create(created), inDoubt, `create, ${name}`);
+      const made = h.paypal.requests().filter((q) => q.path === "/v2/checkout/orders" && q.requestId === key);
+      assert.equal(made.length, 1, `create, ${name}: sent once, and it ran`);
+      const again = await clean.create(created);
+      assert.equal(h.paypal.order(again.id)!.status, "PAYER_ACTION_REQUIRED", "asked again under its key, the order it made");
+
+      await h.paypal.approve(again.id);
+      await assert.rejects(new PayPalCardProvider({ ...config, request: spoiling("/capture", spoil) }).capture(again.id, `capture-${key}`), inDoubt, `capture, ${name}`);
+      assert.equal(h.paypal.order(again.id)!.status, "COMPLETED", `capture, ${name}: it ran`);
+      assert.equal((await clean.retrieve(again.id)).status, "succeeded");
+    }
+    // A page instead of PayPal's error: a refusal by its status (a 4xx), in doubt for a 5xx; never INTERNAL.
+    const refusedBy = async (status: number) => new PayPalCardProvider({ ...config, request: spoiling("/v2/checkout/orders", () => "<html>no</html>", status) })
+      .create(order(randomUUID())).then(() => undefined, (e: unknown) => e);
+    const forbidden = await refusedBy(403);
+    assert.ok(forbidden instanceof CardProviderError && forbidden.kind === "rejected", String(forbidden));
+    assert.ok(inDoubt(await refusedBy(502)));
   });
 
   test("a webhook PayPal did not sign is stored and refused", async () => {

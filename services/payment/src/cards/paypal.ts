@@ -17,6 +17,8 @@ export interface PayPalConfig {
   /** https://api-m.paypal.com, https://api-m.sandbox.paypal.com, or the simulator. */
   apiBase: string;
   timeoutMs: number;
+  /** How requests are sent (default: the runtime's client); tests put a spoiled answer in between. */
+  request?: (url: URL, call: HttpCall) => Promise<HttpReply>;
 }
 
 /** Currencies with no minor unit at PayPal (none of ours, but amounts are formatted by it). */
@@ -156,7 +158,7 @@ export class PayPalCardProvider implements CardProvider {
         },
         body: "grant_type=client_credentials",
       });
-      const body = JSON.parse((await res.text()) || "{}") as { access_token?: string; expires_in?: number; error_description?: string };
+      const body = (jsonObject(await res.text()) ?? {}) as { access_token?: string; expires_in?: number; error_description?: string };
       if (!res.ok || !body.access_token) throw new CardProviderError(`PayPal OAuth refused: ${body.error_description ?? res.status}`, res.status >= 500 ? "unknown" : "rejected");
       // Refreshed at 90% of its life.
       this.token = { value: body.access_token, until: Date.now() + (body.expires_in ?? 300) * 900 };
@@ -174,7 +176,7 @@ export class PayPalCardProvider implements CardProvider {
   /** Over the runtime's kept connections (http-client.ts: a fraction of fetch's CPU per call). */
   private async fetch(path: string, init: Omit<HttpCall, "timeoutMs">): Promise<HttpReply> {
     try {
-      return await httpRequest(new URL(path, this.config.apiBase), { ...init, timeoutMs: this.config.timeoutMs });
+      return await (this.config.request ?? httpRequest)(new URL(path, this.config.apiBase), { ...init, timeoutMs: this.config.timeoutMs });
     } catch (err) {
       throw new CardProviderError(`PayPal did not answer: ${(err as Error).message}`, "unknown");
     }
@@ -194,11 +196,25 @@ export class PayPalCardProvider implements CardProvider {
       // A read, or a write PayPal recognises by its request id: safe to send again.
       repeatOnStaleConnection: method === "GET" || requestId !== undefined,
     });
-    const text = await res.text();
-    const json = text ? JSON.parse(text) : {};
-    if (res.ok) return json as T;
+    const answer = jsonObject(await res.text());
+    if (res.ok) {
+      // A 2xx that is not PayPal's JSON (cut short, a proxy's page, empty) refuses nothing: the order or capture may have run.
+      if (!answer) throw new CardProviderError(`PayPal ${method} ${path}: answered ${res.status} without its JSON; the request may have run`, "unknown");
+      return answer as T;
+    }
+    const json = answer ?? {};
     const issue = (json as { details?: { issue?: string }[]; name?: string }).details?.[0]?.issue ?? (json as { name?: string }).name ?? String(res.status);
     throw new CardProviderError(`PayPal ${method} ${path}: ${issue} (${(json as { message?: string }).message ?? res.status})`, res.status >= 500 || res.status === 429 ? "unknown" : "rejected", issue);
+  }
+}
+
+/** A JSON object's text parsed; undefined for anything else (empty, cut short, a page, null, a list). */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

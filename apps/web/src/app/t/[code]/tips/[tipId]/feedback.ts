@@ -1,6 +1,7 @@
 "use server";
 // The rating and message after a confirmed tip: a plain form post (no script
 // needed); the payment service takes it only for a tip that went through.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { redirect } from "next/navigation";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../../../lib/api";
@@ -16,8 +17,19 @@ export async function sendFeedback(form: FormData): Promise<void> {
   let outcome = "thanks";
   try {
     await serverClient(PaymentService).rateTip({ tipId, rating, message });
-  } catch {
-    outcome = "refused";
+  } catch (err) {
+    outcome = refusalOutcome(ConnectError.from(err));
   }
   redirect(`${safeBack}${sep}feedback=${outcome}`);
+}
+
+/**
+ * What the page tells the customer: the tip's state refused it (not paid, or rated already: the
+ * page then shows the thanks), or the service could not take it now (an outage: send it again).
+ */
+function refusalOutcome(e: ConnectError): string {
+  if (e.code === Code.FailedPrecondition) return /already/.test(e.rawMessage) ? "thanks" : "refused";
+  if (e.code === Code.InvalidArgument) return "invalid";
+  if (e.code === Code.NotFound) return "missing";
+  return "retry";
 }

@@ -142,10 +142,13 @@ function NoPrompt({ tip, t, total }: { tip: Tip; t: Translate; total: string }) 
   );
 }
 
+/** The refusal each outcome of sendFeedback (feedback.ts) shows. */
+const FEEDBACK_ERRORS = { invalid: "err_rating", refused: "err_feedback", missing: "err_feedbackMissing", retry: "err_feedbackRetry" } as const;
+
 /** The optional rating and message, once the tip is confirmed. */
 function Feedback({ tip, t, name, back, outcome }: { tip: Tip; t: Translate; name: string; back: string; outcome?: string }) {
   if (tip.rating > 0) return <p className="notice" role="status">{t("thanksFeedback")}</p>;
-  const error = outcome === "invalid" ? t("err_rating") : outcome === "refused" ? t("err_feedback") : undefined;
+  const error = outcome && outcome in FEEDBACK_ERRORS ? t(FEEDBACK_ERRORS[outcome as keyof typeof FEEDBACK_ERRORS]) : undefined;
   return (
     <FeedbackForm
       tipId={tip.tipId}
