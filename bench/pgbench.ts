@@ -43,14 +43,14 @@ export async function setPostgresSettings(query: (sql: string) => Promise<unknow
 }
 
 /**
- * WAL flushes and commits since the server started: group commit's figure is their ratio. A flush
- * is an fdatasync (or fsync) call; with an open_* wal_sync_method each write is its own flush
- * (O_DSYNC) and PostgreSQL counts none, so the writes are counted instead.
+ * WAL flushes since the server started, as SQL: fdatasync (or fsync) calls; with an open_*
+ * wal_sync_method each write is its own flush (O_DSYNC) and PostgreSQL counts no syncs, so the
+ * writes are counted instead.
  */
+export const WAL_FLUSHES_SQL = "(SELECT CASE WHEN current_setting('wal_sync_method') LIKE 'open%' THEN wal_write ELSE wal_sync END FROM pg_stat_wal)";
+
+/** WAL flushes (WAL_FLUSHES_SQL) and commits since the server started: group commit's figure is their ratio. */
 export async function walFlushes(query: (sql: string) => Promise<{ rows: Record<string, unknown>[] }>): Promise<{ syncs: number; commits: number }> {
-  const { rows } = await query(
-    `SELECT (SELECT CASE WHEN current_setting('wal_sync_method') LIKE 'open%' THEN wal_write ELSE wal_sync END FROM pg_stat_wal) AS syncs,
-       (SELECT sum(xact_commit) FROM pg_stat_database) AS commits`,
-  );
+  const { rows } = await query(`SELECT ${WAL_FLUSHES_SQL} AS syncs, (SELECT sum(xact_commit) FROM pg_stat_database) AS commits`);
   return { syncs: Number(rows[0].syncs), commits: Number(rows[0].commits) };
 }

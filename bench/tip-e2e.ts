@@ -70,7 +70,7 @@ import { profileBeside } from "./process-profile.js";
 import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, processWrites, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { BENCH_WORKER_TIPS_PER_WINDOW, benchPaymentConfig } from "./payment-config.js";
-import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, WAL_FLUSHES_SQL } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
@@ -438,7 +438,7 @@ async function pgCounters(since = -Infinity) {
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const { rows: [r] } = await pool.query<{ commits: string; rollbacks: string; deadlocks: string; wal_syncs: string }>(
     `SELECT sum(xact_commit) AS commits, sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks,
-            (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs FROM pg_stat_database`);
+            ${WAL_FLUSHES_SQL} AS wal_syncs FROM pg_stat_database`);
   return { at: performance.now(), commits: Number(r.commits), rollbacks: Number(r.rollbacks), deadlocks: Number(r.deadlocks), walSyncs: Number(r.wal_syncs) };
 }
 
@@ -953,7 +953,7 @@ try {
     if (drain.ms) console.log(`  (statements, transactions and CPU below include the ${(drain.ms / 1000).toFixed(1)} s after the run until its events were relayed and consumed and its messages sent)`);
     console.log(
       `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
-        ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)};` +
+        ` WAL flushes per tip (pg_stat_wal: syncs, or an open_* wal_sync_method's writes) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)};` +
         ` rolled back ${counters1.rollbacks - counters0.rollbacks}, deadlocks ${counters1.deadlocks - counters0.deadlocks}`,
     );
     console.log(
