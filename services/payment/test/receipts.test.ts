@@ -34,13 +34,15 @@ describe("customer receipts, sent in batches through the notification service", 
     const config = { providers: sim.config("africastalking", "at-callback-secret"), retry: { ...DEFAULT_RETRY, baseDelayMs: 30, maxDelayMs: 100 }, publicUrl: () => "" };
     t = await startTestService(createNotificationModule({ config }), { with: [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })] });
     await migrate(t.db.pool, "payment", fileURLToPath(new URL("../migrations", import.meta.url)));
+    // Each peer call waits for its answer, without the deadline payment gives it (notification 5 s, qr 2 s): on a
+    // starved machine a deadline passed is a receipt left owed, and these tests count what one pass settles.
     const counting = (name: string): Transport => {
       const transport = t.ctx.peers(name);
       return {
-        unary: (method, ...rest) => {
-          const input = rest[3] as { requests?: { idempotencyKey: string }[]; idempotencyKey?: string };
-          calls.push({ method: method.name, keys: input.requests?.map((r) => r.idempotencyKey) ?? (input.idempotencyKey ? [input.idempotencyKey] : []) });
-          return transport.unary(method, ...rest);
+        unary: (method, signal, _deadline, header, input, contextValues) => {
+          const sent = input as { requests?: { idempotencyKey: string }[]; idempotencyKey?: string };
+          calls.push({ method: method.name, keys: sent.requests?.map((r) => r.idempotencyKey) ?? (sent.idempotencyKey ? [sent.idempotencyKey] : []) });
+          return transport.unary(method, signal, undefined, header, input, contextValues);
         },
         stream: (...args) => transport.stream(...args),
       };
