@@ -5,7 +5,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { asConnectError } from "@ttip/runtime";
+import { asConnectError, httpRequest } from "@ttip/runtime";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
@@ -174,6 +174,37 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(await events("ttip.payment.payout_succeeded", payoutId), 1, "announced once");
     assert.equal(b2cTo(p).length, 1, "sent once");
     assert.equal(await holdState(payoutId), "settled");
+  });
+
+  test("a B2C that ran, answered by Daraja's server-error refusal (a duplicate OriginatorConversationID), is in doubt: resolved by transaction status, its hold never released", async () => {
+    const p = phone("5617");
+    // Paid, its result lost; the answer read is Daraja's 500 refusing a B2C under an id it already has.
+    h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result" });
+    const daraja = h.config.daraja!;
+    const refusal = JSON.stringify({ requestId: "1234-5678", errorCode: "500.002.1001", errorMessage: "Duplicate OriginatorConversationID" });
+    h.config.daraja = { ...daraja, request: async (url, call) => {
+      const reply = await httpRequest(url, call);
+      if (!url.pathname.includes("/b2c/") || !String(call.body).includes(msisdn(p))) return reply;
+      return { status: 500, ok: false, statusText: "Internal Server Error", headers: reply.headers, text: async () => refusal };
+    } };
+    let worker = "";
+    try {
+      worker = await tippedWorker(p);
+      const answered = await eventually(async () => {
+        const x = await onlyPayout(worker);
+        return x.status !== PayoutStatus.PENDING && x;
+      }, "the B2C answered");
+      // Before, refused: failed and its hold released, the money back in the wallet to withdraw again, though M-Pesa paid it.
+      assert.equal(PayoutStatus[answered.status], PayoutStatus[PayoutStatus.RESOLVING]);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    const done = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(PayoutStatus[done.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+    assert.equal(done.mpesaReceipt, b2cTo(p)[0].receipt);
+    assert.equal(b2cTo(p).length, 1, "sent once");
+    await eventually(async () => (await holdState(done.payoutId)) === "settled", "hold settled");
+    assert.equal(await h.balance(worker), 0n);
   });
 
   test("a result that never arrives is found by transaction status", async () => {

@@ -280,9 +280,21 @@ export class DarajaClient {
     return { ...r, ResultCode: String(r.ResultCode) };
   }
 
-  /** Sends money to a phone. Never retried: an unanswered request is settled by transactionStatus. */
+  /**
+   * Sends money to a phone. Never retried: an unanswered request is settled by transactionStatus. Daraja's refusal
+   * with a server error (5xx: "Duplicate OriginatorConversationID", a B2C under this id exists; a failure past its
+   * gateway) does not say that no money moved: it is in doubt ("unknown"), settled by transactionStatus too.
+   */
   async b2c(req: B2cRequest): Promise<B2cResponse> {
-    const body = await this.call("/mpesa/b2c/v3/paymentrequest", {
+    const body = await this.b2cCall(req).catch((err: unknown) => {
+      if (err instanceof DarajaError && err.kind === "rejected" && (err.details.httpStatus ?? 0) >= 500) throw new DarajaError("unknown", err.message, err.details);
+      throw err;
+    });
+    return expectAccepted<B2cResponse>(body, ["ConversationID"], "B2C");
+  }
+
+  private b2cCall(req: B2cRequest): Promise<Record<string, unknown>> {
+    return this.call("/mpesa/b2c/v3/paymentrequest", {
       OriginatorConversationID: req.originatorConversationId,
       InitiatorName: this.requireB2c("initiatorName"),
       SecurityCredential: this.credential(),
@@ -296,7 +308,6 @@ export class DarajaClient {
       // Spelled so in the B2C request (Transaction Status spells it Occasion).
       Occassion: (req.occasion ?? "").slice(0, 100),
     }, { retries: 0 });
-    return expectAccepted<B2cResponse>(body, ["ConversationID"], "B2C");
   }
 
   /** Asks what became of a transaction; the answer arrives at resultUrl. Safe to repeat. */
