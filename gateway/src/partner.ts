@@ -105,9 +105,9 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     const stamp = req.header.get(PARTNER_HEADERS.timestamp)!;
     if (!/^\d{1,12}$/.test(stamp)) throw refused(`${PARTNER_HEADERS.timestamp} must be unix seconds`);
     const skew = Math.round(Number(stamp) - now() / 1000);
-    if (Math.abs(skew) > maxSkew) {
-      throw refused(`stale timestamp: ${Math.abs(skew)} s ${skew < 0 ? "behind" : "ahead of"} the gateway's clock (at most ${maxSkew} s)`);
-    }
+    if (skew < -maxSkew) throw refused(`stale timestamp: ${-skew} s behind the gateway's clock (at most ${maxSkew} s)`);
+    // Not stale: the signer's clock runs fast (or the stamp is not unix seconds).
+    if (skew > maxSkew) throw refused(`timestamp in the future: ${skew} s ahead of the gateway's clock (at most ${maxSkew} s; check the signer's clock)`);
     const signature = req.header.get(PARTNER_HEADERS.signature)!;
     if (!/^[0-9a-f]{64}$/.test(signature)) throw refused(`${PARTNER_HEADERS.signature} must be 64 lowercase hex digits (HMAC-SHA256)`);
     const nonce = req.header.get(PARTNER_HEADERS.nonce) ?? "";

@@ -150,6 +150,10 @@ describe("partner calls through the gateway", () => {
     const stale = await failure(qr([signer(reader, "connect", { at: Math.floor(Date.now() / 1000) - 900 })]).getQrCode(req));
     assert.equal(stale.code, Code.Unauthenticated);
     assert.match(stale.message, /^partner signature refused: stale timestamp: 9\d\d s behind the gateway's clock \(at most 300 s\)$/);
+    // A stamp from a fast clock is not "stale": it is named as in the future.
+    const ahead = await failure(qr([signer(reader, "connect", { at: Math.floor(Date.now() / 1000) + 900 })]).getQrCode(req));
+    assert.equal(ahead.code, Code.Unauthenticated);
+    assert.match(ahead.message, /^partner signature refused: timestamp in the future: (899|9\d\d) s ahead of the gateway's clock \(at most 300 s; check the signer's clock\)$/);
 
     // The same signed bytes sent twice: the second is a replay.
     const at = Math.floor(Date.now() / 1000);

@@ -71,13 +71,21 @@ function bodyBytes(schema: DescMessage, message: unknown, contentType: string): 
   throw new Error(`cannot sign a body of content type ${contentType}`);
 }
 
+/** Refuses a key that cannot sign (`who` names the caller in the error). */
+export function assertPartnerKey(key: PartnerKey, who: string): void {
+  if (!/^[0-9a-f-]{36}$/i.test(key.keyId)) throw new Error(`${who}: keyId must be the key's UUID`);
+  if (!key.secret) throw new Error(`${who}: secret is required`);
+}
+
 /**
  * A Connect interceptor that signs every unary call with a partner key. Works
- * with the Connect (binary or JSON), gRPC and gRPC-web transports.
+ * with the Connect (binary or JSON), gRPC and gRPC-web transports left at their
+ * default encoding: it re-encodes the message to sign it, so a transport with
+ * its own `jsonOptions`, `useHttpGet` or compression sends other bytes than it
+ * signed. createPartnerTransport signs the bytes sent, whatever the options.
  */
 export function partnerSigner(key: PartnerKey, options: { now?: () => number; nonce?: () => string } = {}): Interceptor {
-  if (!/^[0-9a-f-]{36}$/i.test(key.keyId)) throw new Error("partnerSigner: keyId must be the key's UUID");
-  if (!key.secret) throw new Error("partnerSigner: secret is required");
+  assertPartnerKey(key, "partnerSigner");
   return (next) => async (req) => {
     if (req.stream) throw new Error("partner keys sign unary calls only");
     const body = bodyBytes(req.method.input, req.message, req.header.get("content-type") ?? "");

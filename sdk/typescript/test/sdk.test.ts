@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, createNodeHttpClient } from "@connectrpc/connect-node";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService as QrContract } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createServer } from "node:http";
@@ -80,6 +80,27 @@ describe("TypeScript SDK against a running gateway", () => {
       assert.deepEqual(seen.slice(before), [`${key.keyId} partner`]);
     });
   }
+
+  // Encodings partnerSigner cannot know (it re-encodes by default options): the transport signs what it sends.
+  const partnerTransports: Record<string, (k: { keyId: string; secret: string }) => Transport> = {
+    "Connect JSON with proto field names (jsonOptions)": (k) => sdk.createPartnerTransport(k, { baseUrl: gateway.url, jsonOptions: { useProtoFieldName: true } }),
+    "Connect GET (useHttpGet)": (k) => sdk.createPartnerTransport(k, { baseUrl: gateway.url, useHttpGet: true }),
+    "Connect binary over Node's HTTP client": (k) => sdk.createPartnerTransport(k, { baseUrl: gateway.url, useBinaryFormat: true, httpClient: createNodeHttpClient({ httpVersion: "1.1" }) }),
+    "gRPC-web": (k) => sdk.createPartnerTransport(k, { baseUrl: gateway.url, protocol: "grpc-web" }),
+    "gRPC over HTTP/2": (k) => sdk.createPartnerTransport(k, { baseUrl: gateway.url, protocol: "grpc", httpClient: createNodeHttpClient({ httpVersion: "2" }) }),
+  };
+  for (const [how, transport] of Object.entries(partnerTransports)) {
+    test(`createPartnerTransport, ${how}: signs the bytes sent, and the service sees the key with role partner`, async () => {
+      const before = seen.length;
+      await createClient(QrService, transport(key)).getQrCode({ qrCodeId: randomUUID() });
+      assert.deepEqual(seen.slice(before), [`${key.keyId} partner`]);
+    });
+  }
+
+  test("partnerSigner on a transport with its own jsonOptions signs other bytes than are sent (why createPartnerTransport exists)", async () => {
+    const client = createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: false, jsonOptions: { useProtoFieldName: true }, interceptors: [sdk.partnerSigner(key)] }));
+    await assert.rejects(client.getQrCode({ qrCodeId: randomUUID() }), (e: ConnectError) => e.rawMessage === "partner signature refused: signature does not match");
+  });
 
   test("the example runs as its usage line says: the README's imports of @ttip/sdk and @ttip/sdk/gen/... resolve", async () => {
     const before = seen.length;

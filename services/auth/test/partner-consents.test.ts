@@ -74,6 +74,16 @@ describe("partner consents and consent-gated reads", () => {
     });
   });
 
+  test("a statement request with several wrong fields is refused naming each of them, not the first and '1 more violation'", async () => {
+    const refused = await failure(h.partner(bookings).getWorkerStatement({ workerId: "not-a-uuid", year: 1999, month: 13, currency: "KES" }));
+    assert.equal(refused.code, Code.InvalidArgument);
+    assert.equal(
+      refused.message,
+      "worker_id: must be a valid UUID [string.uuid]; year: must be greater than or equal to 2024 and less than or equal to 2100 [int32.gte_lte]; " +
+        "month: must be greater than or equal to 1 and less than or equal to 12 [int32.gte_lte]; format: must not be in list [0] [enum.not_in]",
+    );
+  });
+
   test("with it, the key reads that worker's payouts and statement, and only that worker's; each scope gates its own read", async () => {
     const theirs = await addPayout(stranger, 7_000n);
     const granted = await h.consents(worker).grantPartnerConsent({ keyId: bookings.keyId, scopes: [ConsentScope.PAYOUTS] });

@@ -177,6 +177,35 @@ describe("Daraja client against the simulator", () => {
     );
   });
 
+  test("a push or B2C whose connection failed before it was written is 'unavailable' at once (nothing left); one lost after it was written is still 'unknown'", async () => {
+    // The token from the simulator; the call itself to `origin`, through the runtime's HTTP client.
+    const callingAt = (origin: string): DarajaConfig["request"] => (url, call) =>
+      httpRequest(url.pathname.includes("/oauth/") ? url : new URL(url.pathname, origin), call);
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const refusing = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((r) => closed.close(r));
+    // Reads the whole request, then drops the connection without a word.
+    const dropping = http.createServer((req, res) => req.resume().on("end", () => res.socket?.destroy()));
+    await new Promise<void>((r) => dropping.listen(0, "127.0.0.1", r));
+    const dropsAt = `http://127.0.0.1:${(dropping.address() as AddressInfo).port}`;
+    try {
+      const refused = new DarajaClient({ ...config(), request: callingAt(refusing) });
+      // Before, "unknown": the tip waited for its callback or expiry, and the payout for Transaction Status, though nothing was sent.
+      await assert.rejects(refused.stkPush({ phone: "254712340021", amount: 10, callbackUrl: `${sinkUrl}/cb`, accountReference: "T", description: "T" }),
+        (e: unknown) => e instanceof DarajaError && e.kind === "unavailable" && /ECONNREFUSED/.test(e.message), "push");
+      await assert.rejects(refused.b2c({ originatorConversationId: "p-refused-conn", phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` }),
+        (e: unknown) => e instanceof DarajaError && e.kind === "unavailable", "b2c");
+      assert.equal(sim.transactions().filter((t) => t.phone === "254712340021" || t.originatorConversationId === "p-refused-conn").length, 0, "nothing reached Daraja");
+      const dropped = new DarajaClient({ ...config(), request: callingAt(dropsAt) });
+      await assert.rejects(dropped.stkPush({ phone: "254712340022", amount: 10, callbackUrl: `${sinkUrl}/cb`, accountReference: "T", description: "T" }),
+        (e: unknown) => e instanceof DarajaError && e.kind === "unknown", "a push Daraja may have had");
+    } finally {
+      dropping.closeAllConnections();
+      await new Promise((r) => dropping.close(r));
+    }
+  });
+
   test("a B2C without an answer is 'unknown' and is not retried", async () => {
     const client = new DarajaClient({ ...config(), timeoutMs: 300 });
     await assert.rejects(

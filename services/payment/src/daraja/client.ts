@@ -2,7 +2,7 @@
 // simulator in this folder and to Safaricom; only the base URL and
 // credentials change.
 import { X509Certificate, constants, publicEncrypt } from "node:crypto";
-import { httpRequest, systemClock, type Clock, type HttpCall, type HttpReply } from "@ttip/runtime";
+import { HTTP_NOT_SENT, httpRequest, systemClock, type Clock, type HttpCall, type HttpReply } from "@ttip/runtime";
 
 export interface DarajaConfig {
   /** e.g. https://api.safaricom.co.ke, or the simulator's URL. */
@@ -33,7 +33,8 @@ export interface DarajaConfig {
  * - "unknown": no answer (timeout, connection lost) or none that says (a 2xx not
  *   Daraja's JSON, without a ResponseCode, or accepted but incomplete); the request
  *   may or may not have been acted on, so it must be resolved by a query, never re-sent.
- * - "unavailable": the request never left (e.g. no token): safe to try later.
+ * - "unavailable": the request never left (no token, Daraja asked us to slow down, no
+ *   connection made before the request was written): safe to try later.
  */
 export type DarajaErrorKind = "rejected" | "processing" | "unknown" | "unavailable";
 
@@ -401,7 +402,8 @@ export class DarajaClient {
           attempt--;
           continue;
         }
-        if (err.kind === "unknown" && attempt < opts.retries) {
+        // A call that may be repeated (a query), unanswered or not sent: asked again after a pause.
+        if ((err.kind === "unknown" || err.kind === "unavailable") && attempt < opts.retries) {
           await sleep(200 * 2 ** attempt);
           continue;
         }
@@ -428,9 +430,11 @@ export class DarajaClient {
         timeoutMs: this.timeoutMs,
       });
     } catch (err) {
-      // The request may have reached Daraja: its outcome is unknown.
-      const why = (err as Error).message;
-      throw new DarajaError("unknown", `Daraja ${path}: ${why}`, { path });
+      const { message, code } = err as Error & { code?: string };
+      // Failed before a byte was written (refused, no route, no connection in time): Daraja has nothing, safe to try later.
+      if (HTTP_NOT_SENT.has(code ?? "")) throw new DarajaError("unavailable", `Daraja ${path}: not sent (${code}: ${message})`, { path });
+      // Otherwise the request may have reached Daraja: its outcome is unknown.
+      throw new DarajaError("unknown", `Daraja ${path}: ${message}`, { path });
     }
     let text: string;
     try {
