@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
+import type { Page } from "playwright-core";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 
@@ -11,6 +12,13 @@ describe("live figures per currency (chromium at phone size)", () => {
   before(() => h.start().then(() => undefined));
   afterEach(() => h.closePages());
   after(() => h.stop());
+
+  /** The WatchDashboard streams a page opens, as the browser sends them. */
+  const watchRequests = (page: Page) => {
+    const seen: string[] = [];
+    page.on("request", (r) => void (r.url().includes("/WatchDashboard") && seen.push(r.url())));
+    return seen;
+  };
 
   /** Confirms a card tip's PaymentIntent as Stripe.js would in the customer's browser. */
   const confirmCard = async (clientSecret: string) => {
@@ -26,6 +34,7 @@ describe("live figures per currency (chromium at phone size)", () => {
   test("the worker's home: a USD card tip appears live beside the KES tip, each in its own currency", async () => {
     const worker = await h.worker("Otieno");
     const page = await h.signedInPhone(worker);
+    const streams = watchRequests(page);
     await page.goto(`${h.url}/w`);
     await page.getByTestId("live-state").filter({ hasText: "Live" }).waitFor({ timeout: 20_000 });
     const pay = h.api(PaymentService);
@@ -53,6 +62,8 @@ describe("live figures per currency (chromium at phone size)", () => {
       const today = kes(/^Today: (KES [\d,.]+)/.exec(await periods.innerText())?.[1]);
       return available > 1_000 && today === available;
     });
+    // Every currency over one stream: one of the browser's six connections to the site, not four.
+    assert.equal(streams.length, 1, "one WatchDashboard stream");
     await h.screenshot(page, "worker-home-currencies");
   });
 
@@ -65,18 +76,32 @@ describe("live figures per currency (chromium at phone size)", () => {
       amount: { amountMinor: 500_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
     });
     const page = await h.signedInAs({ accessToken: venue.managerToken });
+    const streams = watchRequests(page);
     await page.goto(`${h.url}/v/${venue.id}`);
     const live = page.getByTestId("venue-live");
     await live.getByText("KES 500").waitFor({ timeout: 30_000 });
     // A staff member's USD card tip at the venue, as analytics' hour row holds it (a venue's pool takes M-Pesa only).
     await eventually("the venue's KES hour row", async () => (await h.sql("SELECT 1 FROM analytics.rollups WHERE dim = 3 AND id = $1 AND currency = 'KES' AND succeeded > 0", [venue.id])).rowCount);
-    await h.sql(
-      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, succeeded, amount_minor, fee_minor, net_minor)
-       VALUES (3, $1, '00000000-0000-0000-0000-000000000000', 'h', date_trunc('hour', now()), 'card', '', 'USD', 1, 1000, 79, 921)`,
-      [venue.id],
-    );
+    // The venue's row and its table's (the code's), its net credited in KES to the worker's wallet.
+    for (const [dim, sub] of [[3, "00000000-0000-0000-0000-000000000000"], [6, code.qrCodeId]]) {
+      await h.sql(
+        `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, succeeded, amount_minor, fee_minor)
+         VALUES ($2, $1, $3, 'h', date_trunc('hour', now()), 'card', '0', 'USD', 1, 1000, 79)`,
+        [venue.id, dim, sub],
+      );
+    }
     await live.getByText("USD 10").waitFor({ timeout: 30_000 });
     assert.deepEqual(await live.locator("strong").allInnerTexts(), ["2", "KES 500", "USD 10", "0"]);
+    assert.equal(streams.length, 1, "one WatchDashboard stream for every currency");
+
+    // The last 30 days' charts in USD, chosen among the currencies the venue was tipped in (KES first).
+    await page.reload();
+    const chooser = page.getByLabel("Tips paid in");
+    const tables = async () => (await page.getByTestId("chart-tables").locator("g[data-value] title").allTextContents()).map((t) => t.split(" · ")[0]);
+    await eventually("the tables in KES", async () => (await tables()).join() === "Table 4: KES 500");
+    assert.deepEqual(await chooser.locator("option").allInnerTexts(), ["KES", "USD"]);
+    await chooser.selectOption("USD");
+    await eventually("the tables in USD", async () => (await tables()).join() === "Table 4: USD 10");
     await h.screenshot(page, "venue-live-currencies");
   });
 });

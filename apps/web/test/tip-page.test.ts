@@ -267,6 +267,9 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.getByRole("button", { name: /kwa M-Pesa/ }).click();
     await page.getByText("PIN ya M-Pesa si sahihi. Hakuna pesa iliyotozwa.").waitFor({ timeout: 20_000 });
     await h.screenshot(page, "tip-failed-sw");
+    // The tip was asked for in Swahili: its receipt would be written in it (CreateTipRequest.locale).
+    const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    assert.deepEqual((await h.sql("SELECT locale FROM payment.tips WHERE tip_id = $1", [tipId])).rows, [{ locale: "sw" }]);
 
     await page.getByRole("link", { name: "English" }).click();
     await page.getByText("The M-Pesa PIN was wrong. Nothing was charged.").waitFor();

@@ -249,6 +249,32 @@ export async function dashboard(db: Queryable, scope: Scope, currency: string, n
   return { tips: t.succeeded, volume: t.amount, attempted, successRateBps: bps(t.succeeded, attempted), scans: t.scans, averageTip: average(t.amount, t.succeeded) };
 }
 
+export interface CurrencyDashboard extends Dashboard {
+  currency: string;
+}
+
+/**
+ * Today's figures for a scope in every currency, in one read: KES first (always), then each other
+ * currency with a tip that ended today (succeeded or failed), by code. Scans, of no currency, are in each.
+ */
+export async function dashboards(db: Queryable, scope: Scope, now = new Date()): Promise<CurrencyDashboard[]> {
+  const day = { from: dayOf(now), to: new Date(dayOf(now).getTime() + DAY_MS) };
+  const { rows } = await db.query<{ currency: string; succeeded: bigint; failed: bigint; amount: bigint; scans: bigint }>(
+    `SELECT currency, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed, sum(amount_minor)::int8 AS amount, sum(scans)::int8 AS scans
+       FROM analytics.rollups
+      WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5
+      GROUP BY currency ORDER BY currency <> $6, currency LIMIT 50`,
+    [scope.dim, scope.id, grainFor(day, scope.dim), day.from, day.to, HOME_CURRENCY],
+  );
+  const scans = rows.filter((r) => r.currency === "").reduce((n, r) => n + r.scans, 0n);
+  const shown = rows.filter((r) => r.currency === HOME_CURRENCY || (r.currency !== "" && r.succeeded + r.failed > 0n));
+  if (shown[0]?.currency !== HOME_CURRENCY) shown.unshift({ currency: HOME_CURRENCY, succeeded: 0n, failed: 0n, amount: 0n, scans: 0n });
+  return shown.map((r) => {
+    const attempted = r.succeeded + r.failed;
+    return { currency: r.currency, tips: r.succeeded, volume: r.amount, attempted, successRateBps: bps(r.succeeded, attempted), scans: scans + r.scans, averageTip: average(r.amount, r.succeeded) };
+  });
+}
+
 export interface SeriesPoint {
   start: Date;
   tips: bigint;

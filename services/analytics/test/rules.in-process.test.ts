@@ -137,6 +137,22 @@ describe("analytics rules, in process (with qr)", () => {
     assert.deepEqual(figures(await watch()), [1n, "KES", 200_00n, "KES", 200_00n]);
     assert.deepEqual(figures(await watch("KES")), [1n, "KES", 200_00n, "KES", 200_00n]);
     assert.deepEqual(figures(await watch("GBP")), [0n, "GBP", 0n, "GBP", 0n]);
+    // One stream for every currency: KES first, then each currency tipped today (no GBP: none was).
+    const everyCurrency = async (req: { currency?: string } = {}) => {
+      const abort = new AbortController();
+      try {
+        for await (const res of asWorker(worker).watchDashboard({ ...req, allCurrencies: true }, { signal: abort.signal })) return res;
+        throw new Error("the stream ended without a snapshot");
+      } finally {
+        abort.abort();
+      }
+    };
+    const every = await everyCurrency();
+    assert.deepEqual(every.snapshots.map(figures), [[1n, "KES", 200_00n, "KES", 200_00n], [1n, "USD", 5_00n, "USD", 5_00n]]);
+    assert.deepEqual(figures(every.snapshot!), figures(every.snapshots[0]!), "snapshot is KES's");
+    const both = await refusal(everyCurrency({ currency: "USD" }));
+    assert.equal(both.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(both), ["currency"]);
 
     const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
     const abort = new AbortController();
@@ -192,6 +208,19 @@ describe("analytics rules, in process (with qr)", () => {
       ["series", "1", "50000", "KES"], ["staff", "1", "50000", "KES"], ["series", "1", "1234", "USD"], ["staff", "1", "1234", "USD"],
     ]);
     assert.deepEqual(venue.filter((r) => r[0] === "funnel").map((r) => r[1]), ["scanned", "amount_chosen", "payment_started", "paid"], "the funnel once");
+
+    // The venue's screen in the currency asked for (KES by default), naming the currencies it was tipped in.
+    const admins = s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    const screen = async (currency?: string) => {
+      const v = await admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, ...(currency ? { currency } : {}) });
+      return [v.currencies, v.series.map((p) => [p.tips, p.tipVolume?.currency, p.tipVolume?.amountMinor]), v.workers.map((w) => [w.tips, w.volume?.currency, w.volume?.amountMinor]),
+        v.funnel.find((f) => f.step === "paid")?.count];
+    };
+    assert.deepEqual(await screen(), [["KES", "USD"], [[1n, "KES", 500_00n]], [[1n, "KES", 500_00n]], 1n]);
+    assert.deepEqual(await screen("USD"), [["KES", "USD"], [[1n, "USD", 12_34n]], [[1n, "USD", 12_34n]], 1n]);
+    const badCurrency = await refusal(admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "usd" }));
+    assert.equal(badCurrency.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(badCurrency), ["currency"]);
   });
 
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {

@@ -33,7 +33,7 @@ function sentBefore(err: unknown): unknown {
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { rows } = await deps.ctx.pool.query<OwedReceipt>(
-    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email, t.channel, t.idempotency_key
+    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email, t.channel, t.idempotency_key, t.locale
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE $2::uuid IS NULL OR r.tip_id = $2
       ORDER BY r.attempts, r.created_at LIMIT $1`,
@@ -56,6 +56,8 @@ export interface OwedReceipt {
   channel?: string;
   /** A USSD tip's is ussd:<session id> (ussd.ts). */
   idempotency_key?: string;
+  /** The language the customer tipped in on the web (CreateTipRequest.locale); "" when none was given. */
+  locale?: string;
 }
 
 /**
@@ -73,7 +75,7 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
   const [named, locales] = await Promise.all([displayNames(qrClient(deps.ctx), rows.map(ownerOf)), ussdLocales(pool, rows)]);
   const batches = receiptBatches(deps.ctx);
   // A message refused by a full queue is a failure like any other: its receipt stays owed.
-  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "", locales.get(r.tip_id) ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));
+  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "", locales.get(r.tip_id) ?? r.locale ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));
   const sentIds: string[] = [];
   const failures: Promise<void>[] = [];
   rows.forEach((r, i) => {

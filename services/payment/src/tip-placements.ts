@@ -56,7 +56,7 @@ const PLACEMENT_COLUMNS = [
   ["customer_subject", "text"], ["fee_minor", "bigint"], ["charged_minor", "bigint"], ["worker_receives_minor", "bigint"], ["fee_schedule_version", "int"],
   ["customer_covers_fee", "bool"], ["phone_masked", "text"], ["rating", "int"], ["message", "text"], ["customer_email", "text"], ["callback_token", "text"],
   ["venue_id", "text"], ["qr_code_id", "text"], ["channel", "text"], ["event_id", "uuid"], ["event_subject", "text"], ["event_payload", "bytea"],
-  ["traceparent", "text"], ["accept_holds", "bool"], ["request_holds", "bool"], ["request_refuses", "bool"],
+  ["traceparent", "text"], ["locale", "text"], ["accept_holds", "bool"], ["request_holds", "bool"], ["request_refuses", "bool"],
 ] as const;
 const ACCEPT_HOLDS = PLACEMENT_COLUMNS.findIndex(([name]) => name === "accept_holds");
 
@@ -76,7 +76,7 @@ export function placement(t: NewTip, terms: TipTerms): Placement {
   }, tipId);
   const values = [t.phone, t.workerId || null, t.idempotencyKey, t.amountMinor, tipId, fp, t.callerSubject ?? "", charged - workerReceives, charged, workerReceives,
     quote.feeScheduleVersion, t.customerCoversFee, phoneMasked, t.rating, t.message, t.customerEmail, randomBytes(24).toString("base64url"), t.venueId ?? "",
-    t.qrCodeId ?? "", t.channel ?? "web", created.id, created.subject, Buffer.from(created.data), currentTraceparent() ?? null, false,
+    t.qrCodeId ?? "", t.channel ?? "web", created.id, created.subject, Buffer.from(created.data), currentTraceparent() ?? null, t.locale ?? "", false,
     requestRulesFire(config.fraud, t, "hold"), requestRulesFire(config.fraud, t, "refuse")];
   return { t, terms, values };
 }
@@ -191,12 +191,12 @@ async function placeTips(db: Queryable, group: Placement[], claim: KeyClaim): Pr
          ruleLimitSeconds, pinLimit, phoneLimit, workerLimit, amount: "q.amount_minor" })} f),
      tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
-         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id, channel, account_reference)
+         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id, channel, account_reference, locale)
        SELECT j.tip_id, j.idempotency_key, j.request_fingerprint, j.worker_id, j.customer_subject, 'KES', j.amount_minor, j.fee_minor, j.charged_minor,
          j.worker_receives_minor, j.fee_schedule_version, j.customer_covers_fee, j.phone, j.phone_masked, j.rating, j.message, j.customer_email, 'pending',
          CASE WHEN ${holds} THEN 'hold' ELSE 'none' END, j.callback_token,
          ${deadlineAt}::timestamptz, ${deadlineAt}::timestamptz,
-         j.venue_id, j.qr_code_id, j.channel, payment.tip_reference(nextval('payment.tip_reference_seq'))
+         j.venue_id, j.qr_code_id, j.channel, payment.tip_reference(nextval('payment.tip_reference_seq')), j.locale
          FROM j
         WHERE j.existing_tip_id IS NULL AND NOT ${judgedRulesFire("refuse", "j")} AND NOT j.request_refuses AND (j.accept_holds OR NOT ${holds})
           AND NOT COALESCE(j.charged_minor::text = ANY (j.limited_charged), false)

@@ -66,6 +66,8 @@ export interface TipRow {
   account_reference: string | null;
   channel: "web" | "ussd" | "paybill";
   customer_email: string | null;
+  /** The language the customer tipped in on the web, for the receipt ("" when none was given). */
+  locale?: string;
   deadline_at: Date;
   checks: number;
   created_at: Date;
@@ -108,6 +110,8 @@ export interface NewTip {
   callerSubject?: string;
   /** "web" (default) or "ussd". */
   channel?: "web" | "ussd";
+  /** The customer's language for the receipt ("" for English; a USSD tip's is its session's). */
+  locale?: string;
 }
 
 /**
@@ -121,7 +125,7 @@ export const TIP_COLUMNS =
   "result_message, callback_token, merchant_request_id, checkout_request_id, mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, " +
   "next_check_at, checks, lease_until, auto_payout_done, created_at, completed_at, account_reference, channel, card_provider, provider_payment_id, " +
   "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
-  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt";
+  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt, locale";
 /** TIP_COLUMNS of the row aliased `t`. */
 export const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
 

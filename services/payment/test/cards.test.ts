@@ -9,6 +9,7 @@ import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js"
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { CardTipRow } from "../src/cards/convert.js";
 import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
+import { StripeCardProvider } from "../src/cards/stripe.js";
 import { splitOf } from "../src/cards/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
@@ -464,19 +465,25 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  /** A USD 4.00 refund of the USD 10.00 tip `tipId` ("customer asked") that stopped once the wallet took the worker's share back: its row in `status`. */
+  const refundStopped = async (tipId: string, key: string, status: "new" | "debited") => {
+    const refundId = randomUUID();
+    const share = (115117n * 400n) / 1000n;
+    await h.t.db.pool.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, 400, $4, $5, 'customer asked', 'admin')`, [refundId, tipId, key, share, status]);
+    const tipRow = (await row(tipId)) as CardTipRow;
+    const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
+    await new CardLedger(new Ledger(h.t.ctx)).reverse(`card-refund:${refundId}`, splitOf(tipRow), portion, { description: `Refund of card tip ${tipId}` });
+    return { refundId, share };
+  };
+
   test("a refund whose worker's share the wallet took but whose answer was lost: another refund waits for it to be retried by its key, not counting that share twice", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);
     // What takeBackWorkerShare leaves when the wallet posts the reversal after the call's deadline: the row still 'new'.
     const lostKey = `refund-${randomUUID()}`;
-    const refundId = randomUUID();
-    const share = (115117n * 400n) / 1000n;
-    await h.t.db.pool.query(
-      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
-       VALUES ($1, $2, $3, 400, $4, 'new', 'customer asked', 'admin')`, [refundId, tip.tipId, lostKey, share]);
-    const tipRow = (await row(tip.tipId)) as CardTipRow;
-    const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
-    await new CardLedger(new Ledger(h.t.ctx)).reverse(`card-refund:${refundId}`, splitOf(tipRow), portion, { description: `Refund of card tip ${tip.tipId}` });
+    const { share } = await refundStopped(tip.tipId, lostKey, "new");
     const refunds = h.stripe.requests().filter((q) => q.path === "/v1/refunds").length;
     await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "asked again" }),
       (e: ConnectError) => e.code === Code.FailedPrecondition && e.message.includes(lostKey));
@@ -489,6 +496,24 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const rest = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "the rest" });
     assert.equal(rest.tip!.refunded!.amountMinor, 1000n);
     assert.equal(await h.balance(worker), 0n);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund sent to Stripe whose answer was lost, retried by its key in other words: the same request goes again and Stripe answers the refund it made, never read as refused", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    // Where the first try stopped: the worker's share taken back, the refund sent to Stripe, its answer lost.
+    const { refundId, share } = await refundStopped(tip.tipId, key, "debited");
+    await h.t.db.pool.query("UPDATE payment.tips SET refunded_minor = 400, reversed_wallet_minor = $2, card_state = 'refunded' WHERE tip_id = $1", [tip.tipId, share]);
+    const sent = await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: tip.providerPaymentId, amountMinor: 400n, currency: "USD", idempotencyKey: `ttip-refund-${refundId}`, reason: "customer asked" });
+    const retried = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked, trying again" });
+    // Before, sent with the retry's words: Stripe refused the key's other parameters (idempotency_error), read as a
+    // refusal: the worker's share went back and the refund failed, though the card was refunded.
+    assert.equal(retried.refundId, sent.refundId);
+    assert.equal(retried.tip!.refunded!.amountMinor, 400n);
+    assert.equal(await h.balance(worker), 115117n - share, "the worker's share stays taken back");
     assert.ok(await h.trialBalanced());
   });
 

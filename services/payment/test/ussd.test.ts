@@ -305,6 +305,25 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const { rows: sent } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1::text[])", [tips.map((id) => `rpc:receipt:${id}`)]);
     assert.equal(sent[0].n, tips.length, "one receipt each");
   });
+  test("a web tip's receipt is in the language its request names (CreateTipRequest.locale): Swahili for sw, English without; a malformed locale is refused naming it", async () => {
+    const pay = h.t.client(PaymentService);
+    const w = await worker("Wanjiru");
+    const tipIn = async (locale: string) => {
+      const customer = dialler();
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: w.code }, amount: KES(100), payment: { case: "mpesaPhone", value: customer.at }, locale });
+      const sms = await eventually(async () => providers.sent.find((m) => m.to.replace(/^\+/, "") === customer.msisdn), "SMS receipt to the paying phone");
+      const { rows } = await h.t.db.pool.query("SELECT mpesa_receipt FROM payment.tips WHERE tip_id = $1", [tip!.tipId]);
+      return { body: sms.body, receipt: rows[0].mpesa_receipt as string };
+    };
+    const sw = await tipIn("sw");
+    assert.equal(sw.body, `Risiti ya TTIP: umetoa bakshishi ya KES 100 kwa Wanjiru. Kumb. ${sw.receipt}. Asante!`);
+    const en = await tipIn("");
+    assert.equal(en.body, `TTIP receipt: you tipped Wanjiru KES 100. Ref ${en.receipt}. Thank you!`);
+    await assert.rejects(
+      pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: w.code }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() }, locale: "sw-KE" }),
+      (e: Error) => /^\[invalid_argument\] locale: /.test(e.message),
+    );
+  });
   test("a reconciliation pass sending owed receipts marks them together, not one statement (and one wait) per receipt", async () => {
     const pay = h.t.client(PaymentService);
     const tips = await Promise.all([1, 2, 3, 4, 5].map(async () =>

@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { DashboardSnapshotSchema, type DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { type ServiceContext } from "@ttip/runtime";
+import { fieldError } from "@ttip/runtime";
 import { Dim } from "../facts.js";
 import { rollupChanges } from "../ingest.js";
 import * as q from "../queries.js";
@@ -33,14 +33,24 @@ function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof A
       const { workerId } = await access.worker(hc, "");
       scope = { dim: Dim.Worker, id: workerId };
     }
-    for await (const snapshot of live(ctx, cfg, scope, req.currency || "KES", hc.signal)) yield { snapshot };
+    if (req.allCurrencies) {
+      if (req.currency) throw fieldError("currency", "must be empty when all_currencies is set: the stream carries every currency");
+      const read = async () => (await q.dashboards(ctx.pool, scope)).map((d) => snapshotOf(d, d.currency, new Date()));
+      for await (const snapshots of live(cfg, read, hc.signal)) yield { snapshot: snapshots[0], snapshots };
+      return;
+    }
+    const currency = req.currency || "KES";
+    const read = async () => [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())];
+    for await (const [snapshot] of live(cfg, read, hc.signal)) yield { snapshot };
   };
 }
 
 function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["watchPlatformDashboard"] {
   const { ctx, cfg } = h;
   return async function* (req, hc) {
-    for await (const snapshot of live(ctx, cfg, q.platformScope, req.currency || "KES", hc.signal)) yield { snapshot };
+    const currency = req.currency || "KES";
+    const read = async () => [snapshotOf(await q.dashboard(ctx.pool, q.platformScope, currency), currency, new Date())];
+    for await (const [snapshot] of live(cfg, read, hc.signal)) yield { snapshot };
   };
 }
 
@@ -56,12 +66,14 @@ function snapshotOf(d: q.Dashboard, currency: string, at: Date): DashboardSnapsh
 }
 
 const sameSnapshot = (a: DashboardSnapshot, b: DashboardSnapshot) =>
-  a.tipsToday === b.tipsToday && a.volumeToday?.amountMinor === b.volumeToday?.amountMinor && a.successRateBps === b.successRateBps && a.scansToday === b.scansToday;
+  a.tipsToday === b.tipsToday && a.volumeToday?.amountMinor === b.volumeToday?.amountMinor && a.volumeToday?.currency === b.volumeToday?.currency &&
+  a.successRateBps === b.successRateBps && a.scansToday === b.scansToday;
+const sameSnapshots = (a: DashboardSnapshot[], b: DashboardSnapshot[]) => a.length === b.length && a.every((s, i) => sameSnapshot(s, b[i]!));
 
-/** Today's figures in `currency` now, then each time they change, until the caller leaves or the stream's time is up. */
-async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, currency: string, signal: AbortSignal): AsyncGenerator<DashboardSnapshot> {
+/** Today's figures (`read`: one snapshot a currency) now, then each time they change, until the caller leaves or the stream's time is up. */
+async function* live(cfg: AnalyticsConfig, read: () => Promise<DashboardSnapshot[]>, signal: AbortSignal): AsyncGenerator<DashboardSnapshot[]> {
   const endAt = Date.now() + cfg.liveMaxMs;
-  let last = snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date());
+  let last = await read();
   yield last;
   while (!signal.aborted && Date.now() < endAt) {
     await new Promise<void>((resolve) => {
@@ -76,7 +88,7 @@ async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, 
       signal.addEventListener("abort", done);
     });
     if (signal.aborted) return;
-    const next = snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date());
-    if (!sameSnapshot(last, next)) yield (last = next);
+    const next = await read();
+    if (!sameSnapshots(last, next)) yield (last = next);
   }
 }

@@ -45,7 +45,11 @@ function getVenueAnalyticsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeo
   return async function (req, hc) {
     await access.venue(hc, req.venueId);
     const range = rangeOf(req.range);
-    return venueView(ctx, req.venueId, range, periodOf(req.granularity, range), "KES");
+    const [view, currencies] = await Promise.all([
+      venueView(ctx, req.venueId, range, periodOf(req.granularity, range), req.currency || q.HOME_CURRENCY),
+      q.currenciesOf(ctx.pool, { dim: Dim.Venue, id: req.venueId }, range),
+    ]);
+    return { ...view, currencies };
   };
 }
 

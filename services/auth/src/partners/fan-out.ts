@@ -3,6 +3,7 @@ import { create, fromBinary, toJsonString, type DescMessage, type MessageShape }
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { ConsentScope, WebhookEventSchema, WebhookEventType, WebhookPayoutSchema, WebhookTipSchema, type WebhookEvent } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import {
   PayoutFailedSchema,
   PayoutSucceededSchema,
@@ -79,16 +80,43 @@ export function mapEvent(m: DeliveredMessage): Mapped | undefined {
   }
 }
 
+/** Where each event partners are sent names who it concerns (mapEvent's audience): a tip's creator, a payout's worker. */
+const AUDIENCE_FIELDS = new Map<string, number>([
+  [subjectOf(TipCreatedSchema), TipCreatedSchema.field.createdBy.number],
+  [subjectOf(TipSucceededSchema), TipSucceededSchema.field.createdBy.number],
+  [subjectOf(TipFailedSchema), TipFailedSchema.field.createdBy.number],
+  [subjectOf(PayoutSucceededSchema), PayoutSucceededSchema.field.workerId.number],
+  [subjectOf(PayoutFailedSchema), PayoutFailedSchema.field.workerId.number],
+]);
+
 /**
  * Whether an event may have a partner to tell: one partners are sent, naming a key (a tip's
  * creator) or a worker (who may have consented to keys). A customer's tip names no key, so it
  * has none: its consumer skips it without a transaction or an inbox row (changesState), and a
  * redelivery of it is skipped the same way. Read from the event alone, so it is the same each time.
+ * Every payment event passes here: only the one field is read (mapEvent decoded the whole event
+ * and built the webhook's data, to read it).
  */
 export function mayReachPartner(m: DeliveredMessage): boolean {
-  const mapped = mapEvent(m);
-  if (!mapped) return false;
-  return UUID.test(mapped.audience.kind === "tip" ? mapped.audience.createdBy : mapped.audience.workerId);
+  const fieldNo = AUDIENCE_FIELDS.get(m.subject);
+  return fieldNo !== undefined && UUID.test(stringField(m.data, fieldNo));
+}
+
+/**
+ * A singular string field of an encoded message as fromBinary reads it (the last one wins; "" when
+ * absent), the other fields skipped, not decoded. Throws where fromBinary would for a message cut
+ * short, and for the field under another wire type (what fromBinary makes of that is no string).
+ */
+export function stringField(data: Uint8Array, fieldNo: number): string {
+  const reader = new BinaryReader(data);
+  let value = "";
+  while (reader.pos < reader.len) {
+    const [no, wireType] = reader.tag();
+    if (no !== fieldNo) reader.skip(wireType, no);
+    else if (wireType === WireType.LengthDelimited) value = reader.string();
+    else throw new Error(`field ${fieldNo} is not a string (wire type ${wireType})`);
+  }
+  return value;
 }
 
 /** Live subscriptions of live keys that want this event. */

@@ -27,6 +27,8 @@ interface RefundRow {
   amount_minor: bigint;
   wallet_minor: bigint;
   status: "new" | "debited" | "sent" | "failed";
+  /** The admin's words when the refund was asked for: sent with it on every try (the provider's key holds its parameters). */
+  reason: string;
   provider_refund_id: string | null;
   failure: string;
 }
@@ -61,7 +63,9 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   const refund = await refundUnderKey(deps, tip, input);
   const portion: Portion = { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
   if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, input.record);
-  if (refund.status === "debited") await sendRefund(deps, provider, tip, refund, portion, input.reason);
+  // The words it was first sent with, not a retry's: under the same key other parameters are refused by the provider
+  // (Stripe's idempotency_error), read as a refusal of a refund it made.
+  if (refund.status === "debited") await sendRefund(deps, provider, tip, refund, portion, refund.reason);
   if (refund.status === "failed") throw new InvalidStateError(`tip_id: this refund failed earlier (${refund.failure})`);
   deps.changes.announce(tip.tip_id);
   return { tip: (await loadCardTip(pool, tip.tip_id))!, refundId: refund.provider_refund_id ?? refund.refund_id };

@@ -33,6 +33,8 @@ export interface NewCardTip {
   message: string;
   customerEmail: string;
   callerSubject?: string;
+  /** The customer's language for the e-mailed receipt ("" for English). */
+  locale?: string;
 }
 
 export interface CreatedCardTip {
@@ -115,16 +117,16 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
        fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
        customer_email, status, callback_token, deadline_at, next_check_at, venue_id, qr_code_id,
-       card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country)
+       card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, locale)
      VALUES ($1, $2, $3, $4, $5, 'card', $6, $7, $8, $9, $10, $11, $12, '', '', $13, $14, $15, 'pending', $16,
        $17::timestamptz, $29::timestamptz, $18, $19,
-       $20, $21, $22, $23, $24, $25, $26, $27, $28)
+       $20, $21, $22, $23, $24, $25, $26, $27, $28, $30)
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
     [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
       pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
       randomBytes(24).toString("base64url"), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
-      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs)],
+      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs), t.locale ?? ""],
   );
   if (rows[0]) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
   const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;

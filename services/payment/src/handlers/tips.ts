@@ -81,6 +81,7 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
         message: req.message,
         customerEmail: req.customerEmail,
         callerSubject: caller?.subject,
+        locale: req.locale,
       });
       return {
         tip: tipMessage(tipOf(created.tip), locale(ctx)),
@@ -101,6 +102,7 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
       message: req.message,
       customerEmail: req.customerEmail,
       callerSubject: caller?.subject,
+      locale: req.locale,
     });
     return { tip: tipOut(tipOf(tip), locale(ctx)) };
   };

@@ -21,7 +21,7 @@ import { statusWord } from "./words";
 /**
  * Home: balance (available and held), today, this week and this month, what customers tipped today in
  * each currency, the latest tips arriving live, the earnings charts. Each live snapshot (analytics'
- * WatchDashboard, one stream per currency) refreshes the balance and the latest tips; while a stream
+ * WatchDashboard, one stream for every currency) refreshes the balance and the latest tips; while a stream
  * is down the screen polls.
  */
 export default function Home() {

@@ -239,7 +239,9 @@ export type EarningsPeriod = Message<"ttip.analytics.v1.EarningsPeriod"> & {
   volume?: Money | undefined;
 
   /**
-   * What reached the worker after fees.
+   * What reached the worker after fees, credited in this currency: a card tip
+   * credited to a wallet in another currency (USD to KES) counts in the
+   * wallet currency's net and in its own currency's tips and volume.
    *
    * @generated from field: ttip.common.v1.Money net = 3;
    */

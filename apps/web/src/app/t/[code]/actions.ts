@@ -91,6 +91,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
       payment: { case: "mpesaPhone", value: phone! },
       customerCoversFee: values.cover,
       customerEmail: values.email,
+      // The page's language: the SMS receipt is written in it.
+      locale,
     });
     tipId = tip!.tipId;
   } catch (err) {

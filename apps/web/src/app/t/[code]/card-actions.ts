@@ -27,6 +27,8 @@ export async function startCardTip(input: { code: string; payload: string; amoun
       recipient: { case: "qrCode", value: input.payload || input.code },
       amount: { amountMinor, currency },
       payment: { case: "card", value: true },
+      // The page's language, for the e-mailed receipt (the client says which: only ours are passed on).
+      locale: input.locale === "sw" ? "sw" : "en",
     });
     const tipId = r.tip!.tipId;
     return {

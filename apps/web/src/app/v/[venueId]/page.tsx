@@ -2,6 +2,7 @@
 import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { keepPreviousData } from "@tanstack/react-query";
 import { useParams } from "next/navigation";
 import { useState } from "react";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
@@ -23,7 +24,8 @@ const FUNNEL: Record<string, VenueKey> = { scanned: "v_scanned", amount_chosen: 
 /**
  * The venue's dashboard over the last 30 days: tips per staff member, per
  * table (each table's code), the funnel from scan to paid with the failure
- * reasons (analytics' figures, the same as its CSV), and the table codes.
+ * reasons (analytics' figures, the same as its CSV), in the currency chosen
+ * among those the venue was tipped in (KES first), and the table codes.
  */
 export default function Dashboard() {
   const { venueId } = useParams<{ venueId: string }>();
@@ -31,7 +33,10 @@ export default function Dashboard() {
   const transport = useTransport();
   const [range] = useState(() => ({ from: timestampFromDate(new Date(Date.now() - 30 * 86_400_000)), to: timestampFromDate(new Date(Date.now() + 3_600_000)) }));
   const profile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.VENUE, ownerId: venueId });
-  const figures = useQuery(AnalyticsService.method.getVenueAnalytics, { venueId, range, granularity: Granularity.DAY });
+  // Each currency's figures on their own (card tips come in USD, EUR, GBP): never summed into KES.
+  const [currency, setCurrency] = useState<string>(WALLET_CURRENCY);
+  // The figures shown stay on screen while another currency's load (the chooser with them).
+  const figures = useQuery(AnalyticsService.method.getVenueAnalytics, { venueId, range, granularity: Granularity.DAY, currency }, { placeholderData: keepPreviousData });
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.VENUE, ownerId: venueId, includeInactive: true, page: { pageSize: 100 } });
   const createCode = useMutation(QrService.method.createQrCode);
   const [error, setError] = useState("");
@@ -86,17 +91,25 @@ export default function Dashboard() {
       {f ? (
         <>
           <p className="muted">{t("v_last30")}</p>
+          {f.currencies.length > 1 ? (
+            <>
+              <label className="field" htmlFor="currency">{t("v_currency")}</label>
+              <select id="currency" value={currency} onChange={(e) => setCurrency(e.target.value)}>
+                {f.currencies.map((c) => <option key={c} value={c}>{c}</option>)}
+              </select>
+            </>
+          ) : null}
           <RowChart
             title={t("v_perStaff")}
             testId="chart-staff"
             empty={t("v_noStaffTips")}
-            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, WALLET_CURRENCY)} (${w.tips})` }))}
+            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, currency)} (${w.tips})` }))}
           />
           <RowChart
             title={t("v_perTable")}
             testId="chart-tables"
             empty={t("v_noTableTips")}
-            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatAmount(c.volume, WALLET_CURRENCY)} · ${c.scans === 1n ? t("v_scanOne") : t("v_scans", { n: String(c.scans) })}` }))}
+            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatAmount(c.volume, currency)} · ${c.scans === 1n ? t("v_scanOne") : t("v_scans", { n: String(c.scans) })}` }))}
           />
           <RowChart
             title={t("v_funnel")}

@@ -538,7 +538,9 @@ type EarningsPeriod struct {
 	Tips  int64                  `protobuf:"varint,1,opt,name=tips,proto3" json:"tips,omitempty"`
 	// What customers tipped.
 	Volume *v1.Money `protobuf:"bytes,2,opt,name=volume,proto3" json:"volume,omitempty"`
-	// What reached the worker after fees.
+	// What reached the worker after fees, credited in this currency: a card tip
+	// credited to a wallet in another currency (USD to KES) counts in the
+	// wallet currency's net and in its own currency's tips and volume.
 	Net *v1.Money `protobuf:"bytes,3,opt,name=net,proto3" json:"net,omitempty"`
 	// The worker's shares of venue tip pools distributed in the period.
 	PoolShare     *v1.Money `protobuf:"bytes,4,opt,name=pool_share,json=poolShare,proto3" json:"pool_share,omitempty"`

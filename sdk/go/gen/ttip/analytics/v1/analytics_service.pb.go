@@ -83,7 +83,11 @@ type WatchDashboardRequest struct {
 	VenueId string `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	// The tips, volume and average of tips paid in this currency (card tips come
 	// in USD, EUR, GBP); scans are counted whatever the currency. Default KES.
-	Currency      string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Every currency in this one stream (snapshots): a screen showing each
+	// currency holds one connection, not one per currency. currency must then
+	// be empty.
+	AllCurrencies bool `protobuf:"varint,3,opt,name=all_currencies,json=allCurrencies,proto3" json:"all_currencies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -132,9 +136,22 @@ func (x *WatchDashboardRequest) GetCurrency() string {
 	return ""
 }
 
+func (x *WatchDashboardRequest) GetAllCurrencies() bool {
+	if x != nil {
+		return x.AllCurrencies
+	}
+	return false
+}
+
 type WatchDashboardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Snapshot      *DashboardSnapshot     `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The currency asked for; with all_currencies, KES's.
+	Snapshot *DashboardSnapshot `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// With all_currencies only: KES first (always), then each other currency
+	// with a tip today (succeeded or failed), by code; each snapshot's money
+	// names its currency, amounts are never summed across currencies, and scans
+	// (of no currency) are the same in each.
+	Snapshots     []*DashboardSnapshot `protobuf:"bytes,2,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,6 +189,13 @@ func (*WatchDashboardResponse) Descriptor() ([]byte, []int) {
 func (x *WatchDashboardResponse) GetSnapshot() *DashboardSnapshot {
 	if x != nil {
 		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *WatchDashboardResponse) GetSnapshots() []*DashboardSnapshot {
+	if x != nil {
+		return x.Snapshots
 	}
 	return nil
 }
@@ -274,10 +298,14 @@ func (x *GetWorkerPerformanceResponse) GetPerformance() *WorkerPerformance {
 }
 
 type GetVenueAnalyticsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
-	Range         *TimeRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
-	Granularity   Granularity            `protobuf:"varint,3,opt,name=granularity,proto3,enum=ttip.analytics.v1.Granularity" json:"granularity,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	VenueId     string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	Range       *TimeRange             `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	Granularity Granularity            `protobuf:"varint,3,opt,name=granularity,proto3,enum=ttip.analytics.v1.Granularity" json:"granularity,omitempty"`
+	// The series, staff, codes and funnel of tips paid in this currency (card
+	// tips come in USD, EUR, GBP); scans and failures whatever the currency.
+	// Default KES.
+	Currency      string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +361,13 @@ func (x *GetVenueAnalyticsRequest) GetGranularity() Granularity {
 	return Granularity_GRANULARITY_UNSPECIFIED
 }
 
+func (x *GetVenueAnalyticsRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
 type GetVenueAnalyticsResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Series  []*RevenuePoint        `protobuf:"bytes,1,rep,name=series,proto3" json:"series,omitempty"`
@@ -340,8 +375,11 @@ type GetVenueAnalyticsResponse struct {
 	// Per QR code (per table, where each table has its own code).
 	Codes []*QrCodePerformance `protobuf:"bytes,3,rep,name=codes,proto3" json:"codes,omitempty"`
 	// scanned -> amount_chosen -> payment_started -> paid.
-	Funnel        []*FunnelStep    `protobuf:"bytes,4,rep,name=funnel,proto3" json:"funnel,omitempty"`
-	Failures      []*FailureReason `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	Funnel   []*FunnelStep    `protobuf:"bytes,4,rep,name=funnel,proto3" json:"funnel,omitempty"`
+	Failures []*FailureReason `protobuf:"bytes,5,rep,name=failures,proto3" json:"failures,omitempty"`
+	// The currencies the venue had tips in over the range: KES first (always),
+	// then the others by code. Ask again with one of them for its figures.
+	Currencies    []string `protobuf:"bytes,6,rep,name=currencies,proto3" json:"currencies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +445,13 @@ func (x *GetVenueAnalyticsResponse) GetFunnel() []*FunnelStep {
 func (x *GetVenueAnalyticsResponse) GetFailures() []*FailureReason {
 	if x != nil {
 		return x.Failures
+	}
+	return nil
+}
+
+func (x *GetVenueAnalyticsResponse) GetCurrencies() []string {
+	if x != nil {
+		return x.Currencies
 	}
 	return nil
 }
@@ -1321,29 +1366,36 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\tTimeRange\x126\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x04from\x122\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x02to:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
-	"\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration('8784h')\"q\n" +
+	"\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration('8784h')\"\x98\x01\n" +
 	"\x15WatchDashboardRequest\x12&\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\avenueId\x120\n" +
 	"\bcurrency\x18\x02 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
-	"^[A-Z]{3}$R\bcurrency\"Z\n" +
+	"^[A-Z]{3}$R\bcurrency\x12%\n" +
+	"\x0eall_currencies\x18\x03 \x01(\bR\rallCurrencies\"\x9e\x01\n" +
 	"\x16WatchDashboardResponse\x12@\n" +
-	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\"\x83\x01\n" +
+	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\x12B\n" +
+	"\tsnapshots\x18\x02 \x03(\v2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots\"\x83\x01\n" +
 	"\x1bGetWorkerPerformanceRequest\x12:\n" +
 	"\x05range\x18\x01 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12(\n" +
 	"\tworker_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"f\n" +
 	"\x1cGetWorkerPerformanceResponse\x12F\n" +
-	"\vperformance\x18\x01 \x01(\v2$.ttip.analytics.v1.WorkerPerformanceR\vperformance\"\xc9\x01\n" +
+	"\vperformance\x18\x01 \x01(\v2$.ttip.analytics.v1.WorkerPerformanceR\vperformance\"\xfb\x01\n" +
 	"\x18GetVenueAnalyticsRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12:\n" +
 	"\x05range\x18\x02 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12L\n" +
 	"\vgranularity\x18\x03 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityB\n" +
-	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\vgranularity\"\xc5\x02\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\vgranularity\x120\n" +
+	"\bcurrency\x18\x04 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"\xe5\x02\n" +
 	"\x19GetVenueAnalyticsResponse\x127\n" +
 	"\x06series\x18\x01 \x03(\v2\x1f.ttip.analytics.v1.RevenuePointR\x06series\x12>\n" +
 	"\aworkers\x18\x02 \x03(\v2$.ttip.analytics.v1.WorkerPerformanceR\aworkers\x12:\n" +
 	"\x05codes\x18\x03 \x03(\v2$.ttip.analytics.v1.QrCodePerformanceR\x05codes\x125\n" +
 	"\x06funnel\x18\x04 \x03(\v2\x1d.ttip.analytics.v1.FunnelStepR\x06funnel\x12<\n" +
-	"\bfailures\x18\x05 \x03(\v2 .ttip.analytics.v1.FailureReasonR\bfailures\"\xd8\x01\n" +
+	"\bfailures\x18\x05 \x03(\v2 .ttip.analytics.v1.FailureReasonR\bfailures\x12\x1e\n" +
+	"\n" +
+	"currencies\x18\x06 \x03(\tR\n" +
+	"currencies\"\xd8\x01\n" +
 	"\x10GetFunnelRequest\x12:\n" +
 	"\x05range\x18\x01 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12(\n" +
 	"\n" +
@@ -1470,59 +1522,60 @@ var file_ttip_analytics_v1_analytics_service_proto_depIdxs = []int32{
 	23, // 0: ttip.analytics.v1.TimeRange.from:type_name -> google.protobuf.Timestamp
 	23, // 1: ttip.analytics.v1.TimeRange.to:type_name -> google.protobuf.Timestamp
 	24, // 2: ttip.analytics.v1.WatchDashboardResponse.snapshot:type_name -> ttip.analytics.v1.DashboardSnapshot
-	0,  // 3: ttip.analytics.v1.GetWorkerPerformanceRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	25, // 4: ttip.analytics.v1.GetWorkerPerformanceResponse.performance:type_name -> ttip.analytics.v1.WorkerPerformance
-	0,  // 5: ttip.analytics.v1.GetVenueAnalyticsRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	26, // 6: ttip.analytics.v1.GetVenueAnalyticsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
-	27, // 7: ttip.analytics.v1.GetVenueAnalyticsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
-	25, // 8: ttip.analytics.v1.GetVenueAnalyticsResponse.workers:type_name -> ttip.analytics.v1.WorkerPerformance
-	28, // 9: ttip.analytics.v1.GetVenueAnalyticsResponse.codes:type_name -> ttip.analytics.v1.QrCodePerformance
-	29, // 10: ttip.analytics.v1.GetVenueAnalyticsResponse.funnel:type_name -> ttip.analytics.v1.FunnelStep
-	30, // 11: ttip.analytics.v1.GetVenueAnalyticsResponse.failures:type_name -> ttip.analytics.v1.FailureReason
-	0,  // 12: ttip.analytics.v1.GetFunnelRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	29, // 13: ttip.analytics.v1.GetFunnelResponse.steps:type_name -> ttip.analytics.v1.FunnelStep
-	30, // 14: ttip.analytics.v1.GetFunnelResponse.failures:type_name -> ttip.analytics.v1.FailureReason
-	0,  // 15: ttip.analytics.v1.GetWorkerEarningsRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	31, // 16: ttip.analytics.v1.GetWorkerEarningsResponse.earnings:type_name -> ttip.analytics.v1.WorkerEarnings
-	0,  // 17: ttip.analytics.v1.ExportEarningsRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	0,  // 18: ttip.analytics.v1.GetPlatformSummaryRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	32, // 19: ttip.analytics.v1.GetPlatformSummaryResponse.summary:type_name -> ttip.analytics.v1.PlatformSummary
-	24, // 20: ttip.analytics.v1.WatchPlatformDashboardResponse.snapshot:type_name -> ttip.analytics.v1.DashboardSnapshot
-	0,  // 21: ttip.analytics.v1.GetRevenueMetricsRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	26, // 22: ttip.analytics.v1.GetRevenueMetricsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
-	27, // 23: ttip.analytics.v1.GetRevenueMetricsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
-	0,  // 24: ttip.analytics.v1.GetPaymentSuccessRatesRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	26, // 25: ttip.analytics.v1.GetPaymentSuccessRatesRequest.granularity:type_name -> ttip.analytics.v1.Granularity
-	33, // 26: ttip.analytics.v1.GetPaymentSuccessRatesResponse.series:type_name -> ttip.analytics.v1.SuccessRatePoint
-	34, // 27: ttip.analytics.v1.ExportReportRequest.kind:type_name -> ttip.analytics.v1.ReportKind
-	0,  // 28: ttip.analytics.v1.ExportReportRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	1,  // 29: ttip.analytics.v1.AnalyticsService.WatchDashboard:input_type -> ttip.analytics.v1.WatchDashboardRequest
-	3,  // 30: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:input_type -> ttip.analytics.v1.GetWorkerPerformanceRequest
-	5,  // 31: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:input_type -> ttip.analytics.v1.GetVenueAnalyticsRequest
-	7,  // 32: ttip.analytics.v1.AnalyticsService.GetFunnel:input_type -> ttip.analytics.v1.GetFunnelRequest
-	9,  // 33: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:input_type -> ttip.analytics.v1.GetWorkerEarningsRequest
-	11, // 34: ttip.analytics.v1.AnalyticsService.ExportEarnings:input_type -> ttip.analytics.v1.ExportEarningsRequest
-	15, // 35: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:input_type -> ttip.analytics.v1.WatchPlatformDashboardRequest
-	17, // 36: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:input_type -> ttip.analytics.v1.GetRevenueMetricsRequest
-	19, // 37: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:input_type -> ttip.analytics.v1.GetPaymentSuccessRatesRequest
-	21, // 38: ttip.analytics.v1.AnalyticsAdminService.ExportReport:input_type -> ttip.analytics.v1.ExportReportRequest
-	13, // 39: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:input_type -> ttip.analytics.v1.GetPlatformSummaryRequest
-	2,  // 40: ttip.analytics.v1.AnalyticsService.WatchDashboard:output_type -> ttip.analytics.v1.WatchDashboardResponse
-	4,  // 41: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:output_type -> ttip.analytics.v1.GetWorkerPerformanceResponse
-	6,  // 42: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:output_type -> ttip.analytics.v1.GetVenueAnalyticsResponse
-	8,  // 43: ttip.analytics.v1.AnalyticsService.GetFunnel:output_type -> ttip.analytics.v1.GetFunnelResponse
-	10, // 44: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:output_type -> ttip.analytics.v1.GetWorkerEarningsResponse
-	12, // 45: ttip.analytics.v1.AnalyticsService.ExportEarnings:output_type -> ttip.analytics.v1.ExportEarningsResponse
-	16, // 46: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:output_type -> ttip.analytics.v1.WatchPlatformDashboardResponse
-	18, // 47: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:output_type -> ttip.analytics.v1.GetRevenueMetricsResponse
-	20, // 48: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:output_type -> ttip.analytics.v1.GetPaymentSuccessRatesResponse
-	22, // 49: ttip.analytics.v1.AnalyticsAdminService.ExportReport:output_type -> ttip.analytics.v1.ExportReportResponse
-	14, // 50: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:output_type -> ttip.analytics.v1.GetPlatformSummaryResponse
-	40, // [40:51] is the sub-list for method output_type
-	29, // [29:40] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	24, // 3: ttip.analytics.v1.WatchDashboardResponse.snapshots:type_name -> ttip.analytics.v1.DashboardSnapshot
+	0,  // 4: ttip.analytics.v1.GetWorkerPerformanceRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	25, // 5: ttip.analytics.v1.GetWorkerPerformanceResponse.performance:type_name -> ttip.analytics.v1.WorkerPerformance
+	0,  // 6: ttip.analytics.v1.GetVenueAnalyticsRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	26, // 7: ttip.analytics.v1.GetVenueAnalyticsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
+	27, // 8: ttip.analytics.v1.GetVenueAnalyticsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
+	25, // 9: ttip.analytics.v1.GetVenueAnalyticsResponse.workers:type_name -> ttip.analytics.v1.WorkerPerformance
+	28, // 10: ttip.analytics.v1.GetVenueAnalyticsResponse.codes:type_name -> ttip.analytics.v1.QrCodePerformance
+	29, // 11: ttip.analytics.v1.GetVenueAnalyticsResponse.funnel:type_name -> ttip.analytics.v1.FunnelStep
+	30, // 12: ttip.analytics.v1.GetVenueAnalyticsResponse.failures:type_name -> ttip.analytics.v1.FailureReason
+	0,  // 13: ttip.analytics.v1.GetFunnelRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	29, // 14: ttip.analytics.v1.GetFunnelResponse.steps:type_name -> ttip.analytics.v1.FunnelStep
+	30, // 15: ttip.analytics.v1.GetFunnelResponse.failures:type_name -> ttip.analytics.v1.FailureReason
+	0,  // 16: ttip.analytics.v1.GetWorkerEarningsRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	31, // 17: ttip.analytics.v1.GetWorkerEarningsResponse.earnings:type_name -> ttip.analytics.v1.WorkerEarnings
+	0,  // 18: ttip.analytics.v1.ExportEarningsRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	0,  // 19: ttip.analytics.v1.GetPlatformSummaryRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	32, // 20: ttip.analytics.v1.GetPlatformSummaryResponse.summary:type_name -> ttip.analytics.v1.PlatformSummary
+	24, // 21: ttip.analytics.v1.WatchPlatformDashboardResponse.snapshot:type_name -> ttip.analytics.v1.DashboardSnapshot
+	0,  // 22: ttip.analytics.v1.GetRevenueMetricsRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	26, // 23: ttip.analytics.v1.GetRevenueMetricsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
+	27, // 24: ttip.analytics.v1.GetRevenueMetricsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
+	0,  // 25: ttip.analytics.v1.GetPaymentSuccessRatesRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	26, // 26: ttip.analytics.v1.GetPaymentSuccessRatesRequest.granularity:type_name -> ttip.analytics.v1.Granularity
+	33, // 27: ttip.analytics.v1.GetPaymentSuccessRatesResponse.series:type_name -> ttip.analytics.v1.SuccessRatePoint
+	34, // 28: ttip.analytics.v1.ExportReportRequest.kind:type_name -> ttip.analytics.v1.ReportKind
+	0,  // 29: ttip.analytics.v1.ExportReportRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	1,  // 30: ttip.analytics.v1.AnalyticsService.WatchDashboard:input_type -> ttip.analytics.v1.WatchDashboardRequest
+	3,  // 31: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:input_type -> ttip.analytics.v1.GetWorkerPerformanceRequest
+	5,  // 32: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:input_type -> ttip.analytics.v1.GetVenueAnalyticsRequest
+	7,  // 33: ttip.analytics.v1.AnalyticsService.GetFunnel:input_type -> ttip.analytics.v1.GetFunnelRequest
+	9,  // 34: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:input_type -> ttip.analytics.v1.GetWorkerEarningsRequest
+	11, // 35: ttip.analytics.v1.AnalyticsService.ExportEarnings:input_type -> ttip.analytics.v1.ExportEarningsRequest
+	15, // 36: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:input_type -> ttip.analytics.v1.WatchPlatformDashboardRequest
+	17, // 37: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:input_type -> ttip.analytics.v1.GetRevenueMetricsRequest
+	19, // 38: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:input_type -> ttip.analytics.v1.GetPaymentSuccessRatesRequest
+	21, // 39: ttip.analytics.v1.AnalyticsAdminService.ExportReport:input_type -> ttip.analytics.v1.ExportReportRequest
+	13, // 40: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:input_type -> ttip.analytics.v1.GetPlatformSummaryRequest
+	2,  // 41: ttip.analytics.v1.AnalyticsService.WatchDashboard:output_type -> ttip.analytics.v1.WatchDashboardResponse
+	4,  // 42: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:output_type -> ttip.analytics.v1.GetWorkerPerformanceResponse
+	6,  // 43: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:output_type -> ttip.analytics.v1.GetVenueAnalyticsResponse
+	8,  // 44: ttip.analytics.v1.AnalyticsService.GetFunnel:output_type -> ttip.analytics.v1.GetFunnelResponse
+	10, // 45: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:output_type -> ttip.analytics.v1.GetWorkerEarningsResponse
+	12, // 46: ttip.analytics.v1.AnalyticsService.ExportEarnings:output_type -> ttip.analytics.v1.ExportEarningsResponse
+	16, // 47: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:output_type -> ttip.analytics.v1.WatchPlatformDashboardResponse
+	18, // 48: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:output_type -> ttip.analytics.v1.GetRevenueMetricsResponse
+	20, // 49: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:output_type -> ttip.analytics.v1.GetPaymentSuccessRatesResponse
+	22, // 50: ttip.analytics.v1.AnalyticsAdminService.ExportReport:output_type -> ttip.analytics.v1.ExportReportResponse
+	14, // 51: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:output_type -> ttip.analytics.v1.GetPlatformSummaryResponse
+	41, // [41:52] is the sub-list for method output_type
+	30, // [30:41] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_ttip_analytics_v1_analytics_service_proto_init() }

@@ -50,8 +50,11 @@ type CreateTipRequest struct {
 	CardProvider CardProvider `protobuf:"varint,11,opt,name=card_provider,json=cardProvider,proto3,enum=ttip.payment.v1.CardProvider" json:"card_provider,omitempty"`
 	// Card tips: the customer's country (ISO 3166-1 alpha-2), compared with the card's issuing country.
 	CustomerCountry string `protobuf:"bytes,12,opt,name=customer_country,json=customerCountry,proto3" json:"customer_country,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The customer's language ("en", "sw"): the receipt (SMS, e-mail) is written in it.
+	// Empty: English. A language without templates falls back to English.
+	Locale        string `protobuf:"bytes,13,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTipRequest) Reset() {
@@ -186,6 +189,13 @@ func (x *CreateTipRequest) GetCardProvider() CardProvider {
 func (x *CreateTipRequest) GetCustomerCountry() string {
 	if x != nil {
 		return x.CustomerCountry
+	}
+	return ""
+}
+
+func (x *CreateTipRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
 	}
 	return ""
 }
@@ -4132,7 +4142,7 @@ var File_ttip_payment_v1_payment_service_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\n" +
-	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto\"\xc8\a\n" +
+	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto\"\xf6\a\n" +
 	"\x10CreateTipRequest\x123\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12%\n" +
@@ -4151,7 +4161,8 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\xbaH\a\xd8\x01\x01r\x02`\x01R\rcustomerEmail\x12L\n" +
 	"\rcard_provider\x18\v \x01(\x0e2\x1d.ttip.payment.v1.CardProviderB\b\xbaH\x05\x82\x01\x02\x10\x01R\fcardProvider\x12?\n" +
 	"\x10customer_country\x18\f \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
-	"^[A-Z]{2}$R\x0fcustomerCountry:\xc6\x02\xbaH\xc2\x02\x1a\\\n" +
+	"^[A-Z]{2}$R\x0fcustomerCountry\x12,\n" +
+	"\x06locale\x18\r \x01(\tB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$R\x06locale:\xc6\x02\xbaH\xc2\x02\x1a\\\n" +
 	"\x1acreate_tip.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\x1a\xe1\x01\n" +
 	" create_tip.mpesa_whole_shillings\x12[M-Pesa moves whole Kenya shillings: amount must be in KES and a multiple of 100 minor units\x1a`!has(this.mpesa_phone) || (this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0)B\x12\n" +
 	"\trecipient\x12\x05\xbaH\x02\b\x01B\x10\n" +

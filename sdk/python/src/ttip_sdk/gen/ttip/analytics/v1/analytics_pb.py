@@ -324,7 +324,9 @@ class EarningsPeriod(Message[_EarningsPeriodFields]):
             optional ttip.common.v1.Money volume = 2;
             ```
         net:
-            What reached the worker after fees.
+            What reached the worker after fees, credited in this currency: a card tip
+            credited to a wallet in another currency (USD to KES) counts in the
+            wallet currency's net and in its own currency's tips and volume.
 
             ```proto
             optional ttip.common.v1.Money net = 3;

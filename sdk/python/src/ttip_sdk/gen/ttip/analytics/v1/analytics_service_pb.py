@@ -60,7 +60,7 @@ class TimeRange(Message[_TimeRangeFields]):
         from_: Timestamp | None
         to: Timestamp | None
 
-_WatchDashboardRequestFields: TypeAlias = Literal["venue_id", "currency"]
+_WatchDashboardRequestFields: TypeAlias = Literal["venue_id", "currency", "all_currencies"]
 
 class WatchDashboardRequest(Message[_WatchDashboardRequestFields]):
     """
@@ -82,9 +82,17 @@ class WatchDashboardRequest(Message[_WatchDashboardRequestFields]):
             ```proto
             string currency = 2;
             ```
+        all_currencies:
+            Every currency in this one stream (snapshots): a screen showing each
+            currency holds one connection, not one per currency. currency must then
+            be empty.
+
+            ```proto
+            bool all_currencies = 3;
+            ```
     """
 
-    __slots__ = ("venue_id", "currency")
+    __slots__ = ("venue_id", "currency", "all_currencies")
 
     if TYPE_CHECKING:
 
@@ -93,13 +101,15 @@ class WatchDashboardRequest(Message[_WatchDashboardRequestFields]):
             *,
             venue_id: str = "",
             currency: str = "",
+            all_currencies: bool = False,
         ) -> None:
             pass
 
         venue_id: str
         currency: str
+        all_currencies: bool
 
-_WatchDashboardResponseFields: TypeAlias = Literal["snapshot"]
+_WatchDashboardResponseFields: TypeAlias = Literal["snapshot", "snapshots"]
 
 class WatchDashboardResponse(Message[_WatchDashboardResponseFields]):
     """
@@ -109,12 +119,23 @@ class WatchDashboardResponse(Message[_WatchDashboardResponseFields]):
 
     Attributes:
         snapshot:
+            The currency asked for; with all_currencies, KES's.
+
             ```proto
             optional ttip.analytics.v1.DashboardSnapshot snapshot = 1;
             ```
+        snapshots:
+            With all_currencies only: KES first (always), then each other currency
+            with a tip today (succeeded or failed), by code; each snapshot's money
+            names its currency, amounts are never summed across currencies, and scans
+            (of no currency) are the same in each.
+
+            ```proto
+            repeated ttip.analytics.v1.DashboardSnapshot snapshots = 2;
+            ```
     """
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("snapshot", "snapshots")
 
     if TYPE_CHECKING:
 
@@ -122,10 +143,12 @@ class WatchDashboardResponse(Message[_WatchDashboardResponseFields]):
             self,
             *,
             snapshot: DashboardSnapshot | None = None,
+            snapshots: list[DashboardSnapshot] | None = None,
         ) -> None:
             pass
 
         snapshot: DashboardSnapshot | None
+        snapshots: list[DashboardSnapshot]
 
 _GetWorkerPerformanceRequestFields: TypeAlias = Literal["range", "worker_id"]
 
@@ -191,7 +214,7 @@ class GetWorkerPerformanceResponse(Message[_GetWorkerPerformanceResponseFields])
 
         performance: WorkerPerformance | None
 
-_GetVenueAnalyticsRequestFields: TypeAlias = Literal["venue_id", "range", "granularity"]
+_GetVenueAnalyticsRequestFields: TypeAlias = Literal["venue_id", "range", "granularity", "currency"]
 
 class GetVenueAnalyticsRequest(Message[_GetVenueAnalyticsRequestFields]):
     """
@@ -212,9 +235,17 @@ class GetVenueAnalyticsRequest(Message[_GetVenueAnalyticsRequestFields]):
             ```proto
             ttip.analytics.v1.Granularity granularity = 3;
             ```
+        currency:
+            The series, staff, codes and funnel of tips paid in this currency (card
+            tips come in USD, EUR, GBP); scans and failures whatever the currency.
+            Default KES.
+
+            ```proto
+            string currency = 4;
+            ```
     """
 
-    __slots__ = ("venue_id", "range", "granularity")
+    __slots__ = ("venue_id", "range", "granularity", "currency")
 
     if TYPE_CHECKING:
 
@@ -224,14 +255,16 @@ class GetVenueAnalyticsRequest(Message[_GetVenueAnalyticsRequestFields]):
             venue_id: str = "",
             range: TimeRange | None = None,
             granularity: Granularity | None = None,
+            currency: str = "",
         ) -> None:
             pass
 
         venue_id: str
         range: TimeRange | None
         granularity: Granularity
+        currency: str
 
-_GetVenueAnalyticsResponseFields: TypeAlias = Literal["series", "workers", "codes", "funnel", "failures"]
+_GetVenueAnalyticsResponseFields: TypeAlias = Literal["series", "workers", "codes", "funnel", "failures", "currencies"]
 
 class GetVenueAnalyticsResponse(Message[_GetVenueAnalyticsResponseFields]):
     """
@@ -264,9 +297,16 @@ class GetVenueAnalyticsResponse(Message[_GetVenueAnalyticsResponseFields]):
             ```proto
             repeated ttip.analytics.v1.FailureReason failures = 5;
             ```
+        currencies:
+            The currencies the venue had tips in over the range: KES first (always),
+            then the others by code. Ask again with one of them for its figures.
+
+            ```proto
+            repeated string currencies = 6;
+            ```
     """
 
-    __slots__ = ("series", "workers", "codes", "funnel", "failures")
+    __slots__ = ("series", "workers", "codes", "funnel", "failures", "currencies")
 
     if TYPE_CHECKING:
 
@@ -278,6 +318,7 @@ class GetVenueAnalyticsResponse(Message[_GetVenueAnalyticsResponseFields]):
             codes: list[QrCodePerformance] | None = None,
             funnel: list[FunnelStep] | None = None,
             failures: list[FailureReason] | None = None,
+            currencies: list[str] | None = None,
         ) -> None:
             pass
 
@@ -286,6 +327,7 @@ class GetVenueAnalyticsResponse(Message[_GetVenueAnalyticsResponseFields]):
         codes: list[QrCodePerformance]
         funnel: list[FunnelStep]
         failures: list[FailureReason]
+        currencies: list[str]
 
 _GetFunnelRequestFields: TypeAlias = Literal["range", "qr_code_id", "worker_id", "venue_id"]
 
@@ -825,7 +867,7 @@ class ExportReportResponse(Message[_ExportReportResponseFields]):
 
 
 _DESC = file_desc(
-    b'\n)ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\x1a\x1cttip/common/v1/options.proto"\x84\x02\n\tTimeRange\x126\n\x04from\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration(\'8784h\')"q\n\x15WatchDashboardRequest\x12&\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x16WatchDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot"\x83\x01\n\x1bGetWorkerPerformanceRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"f\n\x1cGetWorkerPerformanceResponse\x12F\n\x0bperformance\x18\x01 \x01(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x0bperformance"\xc9\x01\n\x18GetVenueAnalyticsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x03 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"\xc5\x02\n\x19GetVenueAnalyticsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series\x12>\n\x07workers\x18\x02 \x03(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x07workers\x12:\n\x05codes\x18\x03 \x03(\x0b2$.ttip.analytics.v1.QrCodePerformanceR\x05codes\x125\n\x06funnel\x18\x04 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x06funnel\x12<\n\x08failures\x18\x05 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures"\xd8\x01\n\x10GetFunnelRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\nqr_code_id\x18\x02 \x01(\tH\x00R\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x04 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"\x86\x01\n\x11GetFunnelResponse\x123\n\x05steps\x18\x01 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x05steps\x12<\n\x08failures\x18\x02 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures"\xb2\x01\n\x18GetWorkerEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x19GetWorkerEarningsResponse\x12=\n\x08earnings\x18\x01 \x01(\x0b2!.ttip.analytics.v1.WorkerEarningsR\x08earnings"\xb3\x01\n\x15ExportEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12\'\n\tworker_id\x18\x02 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x03 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"G\n\x16ExportEarningsResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName"\x89\x01\n\x19GetPlatformSummaryRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x1aGetPlatformSummaryResponse\x12<\n\x07summary\x18\x01 \x01(\x0b2".ttip.analytics.v1.PlatformSummaryR\x07summary"Q\n\x1dWatchPlatformDashboardRequest\x120\n\x08currency\x18\x01 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"b\n\x1eWatchPlatformDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot"\xd3\x01\n\x18GetRevenueMetricsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$"T\n\x19GetRevenueMetricsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series"\xa9\x01\n\x1dGetPaymentSuccessRatesRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"]\n\x1eGetPaymentSuccessRatesResponse\x12;\n\x06series\x18\x01 \x03(\x0b2#.ttip.analytics.v1.SuccessRatePointR\x06series"\x90\x01\n\x13ExportReportRequest\x12=\n\x04kind\x18\x01 \x01(\x0e2\x1d.ttip.analytics.v1.ReportKindR\x04kindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01"E\n\x14ExportReportResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName2\xd7\x05\n\x10AnalyticsService\x12l\n\x0eWatchDashboard\x12(.ttip.analytics.v1.WatchDashboardRequest\x1a).ttip.analytics.v1.WatchDashboardResponse"\x03\x90\x02\x010\x01\x12|\n\x14GetWorkerPerformance\x12..ttip.analytics.v1.GetWorkerPerformanceRequest\x1a/.ttip.analytics.v1.GetWorkerPerformanceResponse"\x03\x90\x02\x01\x12s\n\x11GetVenueAnalytics\x12+.ttip.analytics.v1.GetVenueAnalyticsRequest\x1a,.ttip.analytics.v1.GetVenueAnalyticsResponse"\x03\x90\x02\x01\x12[\n\tGetFunnel\x12#.ttip.analytics.v1.GetFunnelRequest\x1a$.ttip.analytics.v1.GetFunnelResponse"\x03\x90\x02\x01\x12s\n\x11GetWorkerEarnings\x12+.ttip.analytics.v1.GetWorkerEarningsRequest\x1a,.ttip.analytics.v1.GetWorkerEarningsResponse"\x03\x90\x02\x01\x12j\n\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin2\x8e\x05\n\x15AnalyticsAdminService\x12\x84\x01\n\x16WatchPlatformDashboard\x120.ttip.analytics.v1.WatchPlatformDashboardRequest\x1a1.ttip.analytics.v1.WatchPlatformDashboardResponse"\x03\x90\x02\x010\x01\x12s\n\x11GetRevenueMetrics\x12+.ttip.analytics.v1.GetRevenueMetricsRequest\x1a,.ttip.analytics.v1.GetRevenueMetricsResponse"\x03\x90\x02\x01\x12\x82\x01\n\x16GetPaymentSuccessRates\x120.ttip.analytics.v1.GetPaymentSuccessRatesRequest\x1a1.ttip.analytics.v1.GetPaymentSuccessRatesResponse"\x03\x90\x02\x01\x12d\n\x0cExportReport\x12&.ttip.analytics.v1.ExportReportRequest\x1a\'.ttip.analytics.v1.ExportReportResponse"\x03\x90\x02\x01\x12v\n\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse"\x03\x90\x02\x01\x1a\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07financeb\x06proto3',
+    b'\n)ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\x1a\x1cttip/common/v1/options.proto"\x84\x02\n\tTimeRange\x126\n\x04from\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration(\'8784h\')"\x98\x01\n\x15WatchDashboardRequest\x12&\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12%\n\x0eall_currencies\x18\x03 \x01(\x08R\rallCurrencies"\x9e\x01\n\x16WatchDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot\x12B\n\tsnapshots\x18\x02 \x03(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots"\x83\x01\n\x1bGetWorkerPerformanceRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"f\n\x1cGetWorkerPerformanceResponse\x12F\n\x0bperformance\x18\x01 \x01(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x0bperformance"\xfb\x01\n\x18GetVenueAnalyticsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x03 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x120\n\x08currency\x18\x04 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"\xe5\x02\n\x19GetVenueAnalyticsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series\x12>\n\x07workers\x18\x02 \x03(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x07workers\x12:\n\x05codes\x18\x03 \x03(\x0b2$.ttip.analytics.v1.QrCodePerformanceR\x05codes\x125\n\x06funnel\x18\x04 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x06funnel\x12<\n\x08failures\x18\x05 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures\x12\x1e\n\ncurrencies\x18\x06 \x03(\tR\ncurrencies"\xd8\x01\n\x10GetFunnelRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\nqr_code_id\x18\x02 \x01(\tH\x00R\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x04 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"\x86\x01\n\x11GetFunnelResponse\x123\n\x05steps\x18\x01 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x05steps\x12<\n\x08failures\x18\x02 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures"\xb2\x01\n\x18GetWorkerEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x19GetWorkerEarningsResponse\x12=\n\x08earnings\x18\x01 \x01(\x0b2!.ttip.analytics.v1.WorkerEarningsR\x08earnings"\xb3\x01\n\x15ExportEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12\'\n\tworker_id\x18\x02 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x03 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"G\n\x16ExportEarningsResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName"\x89\x01\n\x19GetPlatformSummaryRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x1aGetPlatformSummaryResponse\x12<\n\x07summary\x18\x01 \x01(\x0b2".ttip.analytics.v1.PlatformSummaryR\x07summary"Q\n\x1dWatchPlatformDashboardRequest\x120\n\x08currency\x18\x01 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"b\n\x1eWatchPlatformDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot"\xd3\x01\n\x18GetRevenueMetricsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$"T\n\x19GetRevenueMetricsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series"\xa9\x01\n\x1dGetPaymentSuccessRatesRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"]\n\x1eGetPaymentSuccessRatesResponse\x12;\n\x06series\x18\x01 \x03(\x0b2#.ttip.analytics.v1.SuccessRatePointR\x06series"\x90\x01\n\x13ExportReportRequest\x12=\n\x04kind\x18\x01 \x01(\x0e2\x1d.ttip.analytics.v1.ReportKindR\x04kindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01"E\n\x14ExportReportResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName2\xd7\x05\n\x10AnalyticsService\x12l\n\x0eWatchDashboard\x12(.ttip.analytics.v1.WatchDashboardRequest\x1a).ttip.analytics.v1.WatchDashboardResponse"\x03\x90\x02\x010\x01\x12|\n\x14GetWorkerPerformance\x12..ttip.analytics.v1.GetWorkerPerformanceRequest\x1a/.ttip.analytics.v1.GetWorkerPerformanceResponse"\x03\x90\x02\x01\x12s\n\x11GetVenueAnalytics\x12+.ttip.analytics.v1.GetVenueAnalyticsRequest\x1a,.ttip.analytics.v1.GetVenueAnalyticsResponse"\x03\x90\x02\x01\x12[\n\tGetFunnel\x12#.ttip.analytics.v1.GetFunnelRequest\x1a$.ttip.analytics.v1.GetFunnelResponse"\x03\x90\x02\x01\x12s\n\x11GetWorkerEarnings\x12+.ttip.analytics.v1.GetWorkerEarningsRequest\x1a,.ttip.analytics.v1.GetWorkerEarningsResponse"\x03\x90\x02\x01\x12j\n\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin2\x8e\x05\n\x15AnalyticsAdminService\x12\x84\x01\n\x16WatchPlatformDashboard\x120.ttip.analytics.v1.WatchPlatformDashboardRequest\x1a1.ttip.analytics.v1.WatchPlatformDashboardResponse"\x03\x90\x02\x010\x01\x12s\n\x11GetRevenueMetrics\x12+.ttip.analytics.v1.GetRevenueMetricsRequest\x1a,.ttip.analytics.v1.GetRevenueMetricsResponse"\x03\x90\x02\x01\x12\x82\x01\n\x16GetPaymentSuccessRates\x120.ttip.analytics.v1.GetPaymentSuccessRatesRequest\x1a1.ttip.analytics.v1.GetPaymentSuccessRatesResponse"\x03\x90\x02\x01\x12d\n\x0cExportReport\x12&.ttip.analytics.v1.ExportReportRequest\x1a\'.ttip.analytics.v1.ExportReportResponse"\x03\x90\x02\x01\x12v\n\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse"\x03\x90\x02\x01\x1a\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07financeb\x06proto3',
     [
         validate_pb.desc(),
         timestamp_pb.desc(),
