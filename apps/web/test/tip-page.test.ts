@@ -48,6 +48,13 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(`KES ${pushes[0].amount}`, total);
     assert.equal(pushes[0].receipt, receipt);
 
+    // A feedback outcome the page does not know, one of every object's inherited names included, shows the form plainly.
+    const odd = new URL(page.url());
+    odd.searchParams.set("feedback", "constructor");
+    const oddPage = await fetch(odd);
+    assert.equal(oddPage.status, 200, "an unknown feedback outcome still renders the page");
+    assert.match(await oddPage.text(), /A message to Wanjiku/);
+
     // After the confirmed payment: a rating and a message to the worker.
     await page.getByRole("radio", { name: "5 of 5" }).check();
     await page.getByLabel("A message to Wanjiku (optional)").fill("Asante, great service!");

@@ -148,7 +148,8 @@ const FEEDBACK_ERRORS = { invalid: "err_rating", refused: "err_feedback", missin
 /** The optional rating and message, once the tip is confirmed. */
 function Feedback({ tip, t, name, back, outcome }: { tip: Tip; t: Translate; name: string; back: string; outcome?: string }) {
   if (tip.rating > 0) return <p className="notice" role="status">{t("thanksFeedback")}</p>;
-  const error = outcome && outcome in FEEDBACK_ERRORS ? t(FEEDBACK_ERRORS[outcome as keyof typeof FEEDBACK_ERRORS]) : undefined;
+  // Own keys only: `in` also finds every object's inherited names (?feedback=constructor).
+  const error = outcome && Object.hasOwn(FEEDBACK_ERRORS, outcome) ? t(FEEDBACK_ERRORS[outcome as keyof typeof FEEDBACK_ERRORS]) : undefined;
   return (
     <FeedbackForm
       tipId={tip.tipId}
