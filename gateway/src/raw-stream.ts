@@ -13,7 +13,7 @@
 // JSON streams, gRPC and gRPC-web streams keep the decoding path (forward.ts).
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type ContextValues, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
-import { compressionNegotiate, createAsyncIterable } from "@connectrpc/connect/protocol";
+import { compressionNegotiate } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import {
   acceptedCompressions,
@@ -22,6 +22,7 @@ import {
   envelopedMessages,
   envelopeOf,
   LightHeaders,
+  messagesOf,
   readRpcBody,
   refusedBodyKey,
   requestBodyLimit,
@@ -131,7 +132,7 @@ export async function serveRawStream(chain: StreamNext, route: RawStreamRoute, e
       signal: call.signal,
       header,
       contextValues: values,
-      message: createAsyncIterable([route.input]),
+      message: messagesOf([route.input]),
     });
     const messages = (res.message as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
     for (let r = await messages.next(); !r.done; r = await messages.next()) {

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
@@ -612,22 +612,31 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "tip_id" 
  * one its late callback named (spent_receipt_flags): a receipt another tip holds cannot be recorded on it.
  */
 export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<"refunded" | "paid_elsewhere" | undefined> {
+  // Not one over M-Pesa's cap: no money, so its closing by support refunded none (overCap).
   const { rows } = await db.query<{ resolution: string }>(
     `SELECT resolution FROM payment.c2b_payments
-      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense'
+      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense' AND amount_minor <= $3
         AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2)) LIMIT 1`,
-    [tip.mpesa_receipt, tip.tip_id],
+    [tip.mpesa_receipt, tip.tip_id, MPESA_LIMITS.perTransactionMinor],
   );
   return rows[0] ? (rows[0].resolution === "refund" ? "refunded" : "paid_elsewhere") : undefined;
 }
 
 /**
  * Before a held tip's approval, under the tip's row lock (a late callback records its receipt under it): refused
- * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice.
+ * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. Refused too when it is
+ * funded by a payment parked over M-Pesa's cap (held so before such a payment was told apart: heldByC2bSuspense),
+ * for which nothing was posted to suspense: approved, it would pay out money suspense does not hold.
  */
-export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<void> {
+export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt" | "credit_kind" | "credit_key">): Promise<void> {
   const spent = await spentReceiptOf(tx, tip);
   if (spent) throw spentApprovalRefusal(spent);
+  const receipt = suspenseFunding(tip);
+  const { rows } = receipt ? await tx.query<{ amount_minor: bigint }>("SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1", [receipt]) : { rows: [] };
+  if (rows[0] && overCap(rows[0].amount_minor)) {
+    throw new InvalidStateError(`tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(rows[0].amount_minor, "KES")} is over M-Pesa's ` +
+      `${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom`);
+  }
 }
 
 /** The refusal of a held tip's approval whose receipt's money is spent (spentReceiptOf). */

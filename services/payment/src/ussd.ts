@@ -56,7 +56,8 @@ const T = {
   expired: { en: "This session has expired. Please dial again.", sw: "Muda wa kipindi hiki umeisha. Tafadhali piga tena." },
   tooManySteps: { en: "Too many steps in one session. Nothing was charged; please dial again.", sw: "Hatua nyingi mno katika kipindi kimoja. Hakuna pesa iliyotozwa; tafadhali piga tena." },
   notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
-  busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  // No tip stored, so no push went out: our own failure (the database, a peer), not M-Pesa's.
+  notStarted: { en: "We could not start your tip just now. Nothing was charged; please try again.", sw: "Hatukuweza kuanzisha tip yako kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
   // The tip may have been pushed (or we cannot tell): never "nothing was charged", which would have the customer pay again.
   unsure: {
     en: "We could not confirm your tip. If an M-Pesa prompt for KES {amount} comes, it is this tip. Check your M-Pesa SMS before tipping again.",
@@ -308,7 +309,7 @@ async function afterFailure(deps: Deps, r: UssdRequest, lang: Lang, vars: { name
   const stored = await deps.ctx.pool.query<{ status: string; result_code: string | null }>(
     "SELECT status, result_code FROM payment.tips WHERE idempotency_key = $1", [`ussd:${r.sessionId}`],
   ).then((q) => ({ tip: q.rows[0] }), () => undefined);
-  if (stored && !stored.tip) return say("busy", lang);
+  if (stored && !stored.tip) return say("notStarted", lang);
   if (stored?.tip.status === "failed") return say("notPaid", lang, { why: resultMessage(stored.tip.result_code ?? "", lang) });
   return say("unsure", lang, vars);
 }

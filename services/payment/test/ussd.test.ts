@@ -238,7 +238,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
   test("a tip that fails part way is told truly: nothing charged when no push can have gone out, never so once one did", async () => {
     const w = await worker("Baraka");
     const p = dialler();
-    // Refused by the database before any push (no tip stored): M-Pesa was never asked.
+    // Refused by our database before any push (no tip stored): M-Pesa was never asked, and is not blamed.
     const refuse = async (name: string, ddl: string, run: () => Promise<void>) => {
       await h.t.db.pool.query(`CREATE FUNCTION payment.${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
       await h.t.db.pool.query(ddl.replace("$fn", `payment.${name}()`));
@@ -249,7 +249,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
       }
     };
     await refuse("ussd_test_refuse_tip", `CREATE TRIGGER ussd_test_refuse_tip BEFORE INSERT ON payment.tips FOR EACH ROW WHEN (NEW.phone = '${p.msisdn}') EXECUTE FUNCTION $fn`, async () => {
-      for (const [lang, said] of [["1", "END M-Pesa is not available right now. Nothing was charged; please try again."], ["2", "END M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena."]]) {
+      for (const [lang, said] of [["1", "END We could not start your tip just now. Nothing was charged; please try again."], ["2", "END Hatukuweza kuanzisha tip yako kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena."]]) {
         const s = await playDialogue(url, p.at, [lang, w.code, "2", "1"]);
         assert.equal(s.screens.at(-1)!.answer, said);
       }

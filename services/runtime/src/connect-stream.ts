@@ -10,7 +10,7 @@
 // client or bidi streams still go through it.
 import { create, fromBinary, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
-import { compressionNegotiate, createAsyncIterable, type Compression } from "@connectrpc/connect/protocol";
+import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
 import { acceptedCompressions, COMPRESSED_FLAG, compressedWithoutEncoding, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
@@ -143,17 +143,36 @@ export async function streamEnvelope(flags: number, data: Uint8Array, compressio
 async function requestMessages(spec: StreamSpec, exchange: PartsExchange, compression: Compression | null, readMaxBytes: number, values: ContextValues, format: Format): Promise<AsyncIterable<Message>> {
   const input = spec.method.input;
   const body = await readRpcBody(exchange, requestBodyLimit(readMaxBytes, true), readMaxBytes, values);
-  if (!body) return createAsyncIterable([create(input)]);
+  if (!body) return messagesOf([create(input)]);
   if (format === "json") return jsonMessages(input, body, compression, readMaxBytes);
   try {
     const encoding = (exchange.headers["connect-content-encoding"] as string | undefined) ?? null;
     const messages = envelopedMessages(body, encoding, readMaxBytes, "connect-accept-encoding").map((data) => fromBinary(input, data));
-    return createAsyncIterable(messages);
+    return messagesOf(messages);
   } catch (err) {
     const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
     values.set(refusedBodyKey, { code: refused.code, message: refused.rawMessage, metadata: refused.metadata });
-    return createAsyncIterable([create(input)]);
+    return messagesOf([create(input)]);
   }
+}
+
+/**
+ * A request's messages, read once, as connect's createAsyncIterable hands them over (one iterator,
+ * itself; return() and throw() end it), without its generators compiled for older engines (an
+ * async generator, a delegator and an async-values wrapper, with their promises, per message):
+ * a server stream's one request message went through them for each stream (a tip's WatchTip, at
+ * the gateway and at payment).
+ */
+export function messagesOf<T>(items: readonly T[]): AsyncIterableIterator<T> {
+  let at = 0;
+  const over = (): IteratorResult<T> => ((at = items.length), { done: true, value: undefined });
+  const it: AsyncIterableIterator<T> = {
+    next: () => Promise.resolve(at < items.length ? { done: false, value: items[at++] } : over()),
+    return: (value?: unknown) => (over(), Promise.resolve({ done: true, value }) as Promise<IteratorResult<T>>),
+    throw: (err?: unknown) => (over(), Promise.reject(err)),
+    [Symbol.asyncIterator]: () => it,
+  };
+  return it;
 }
 
 /** A JSON stream's messages, as connect-es's pipeline splits, decompresses and parses them. */

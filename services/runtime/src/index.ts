@@ -9,7 +9,7 @@ export * from "./client-address.js";
 export * from "./clock.js";
 export * from "./config.js";
 export { requestHeaders, UnaryServerCall } from "./connect-unary.js";
-export { streamEnvelope, takenInTime } from "./connect-stream.js";
+export { messagesOf, streamEnvelope, takenInTime } from "./connect-stream.js";
 export { connectStreamCall } from "./connect-stream-call.js";
 export type { PartsExchange } from "./rpc-exchange.js";
 export { answersInParts } from "./rpc-exchange.js";
