@@ -96,7 +96,7 @@ async function load(name: string, root: string): Promise<Tree> {
     return callbacks.storeStkSuccess(db as never, {
       raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/callbacks/stk/[token]", remoteAddress: "127.0.0.1", body },
       token: randomBytes(24).toString("base64url"),
-      success: { source: "callback", checkoutRequestId: "ws_CO_1", merchantRequestId: "m-1", resultCode: "0", resultDesc: "ok", receipt: randomBytes(5).toString("hex").toUpperCase(), amount: 515, phone: "254712345678" },
+      success: { source: "callback", checkoutRequestId: "ws_CO_1", merchantRequestId: "m-1", resultCode: "0", resultDesc: "ok", receipt: randomBytes(5).toString("hex").toUpperCase(), amountMinor: 51500n, phone: "254712345678" },
     });
   };
   const record = (n: number) => {

@@ -7,6 +7,10 @@ import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js"
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { Action, money, when } from "./ui";
 
+/** M-Pesa's most a customer can pay in one transaction (the server's MPESA_LIMITS): a payment above it is refused a match. */
+const MPESA_CAP_MINOR = 250_000_00n;
+const overCap = (p: SuspensePayment) => p.amount?.currency === "KES" && p.amount.amountMinor > MPESA_CAP_MINOR;
+
 export function Suspense({ session }: { session: Session }) {
   const [payments, setPayments] = useState<SuspensePayment[]>([]);
   const [all, setAll] = useState(false);
@@ -41,9 +45,11 @@ export function Suspense({ session }: { session: Session }) {
               <td>
                 {p.resolution === "open" && (
                   <>
-                    <input aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codes[p.receipt] ?? p.suggestions[0] ?? ""} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
-                    <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()}
-                      run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: (codes[p.receipt] ?? p.suggestions[0] ?? "").trim() }, note }, await stepUp()))} />
+                    {overCap(p) ? <span>over M-Pesa's cap: check with Safaricom, refund</span> : <>
+                      <input aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codes[p.receipt] ?? p.suggestions[0] ?? ""} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
+                      <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()}
+                        run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: (codes[p.receipt] ?? p.suggestions[0] ?? "").trim() }, note }, await stepUp()))} />
+                    </>}
                     <Action label="Refund" reason="Reason" danger disabledWhy={noMoney} done={() => void load()}
                       run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()))} />
                   </>

@@ -188,4 +188,21 @@ describe("admin console states in chromium", () => {
     assert.ok((await rightOf(secret)) <= width, `the secret ends at ${await rightOf(secret)} px, past the ${width} px screen`);
     await page.setViewportSize({ width: 1280, height: 900 });
   });
+
+  test("suspense: a paybill payment over M-Pesa's KES 250,000 is shown to check with Safaricom and refund, without Match (the server refuses it); one at the cap can still be matched", async () => {
+    const [over, atCap] = [
+      await h.daraja.c2b.pay({ billRefNumber: "NOSUCH3", amount: 250_000.01, skipValidation: true }),
+      await h.daraja.c2b.pay({ billRefNumber: "NOSUCH4", amount: 250_000, skipValidation: true }),
+    ];
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "Suspense" }).click();
+    const overRow = page.locator(`tr[data-receipt="${over.transId}"]`);
+    await overRow.getByText("over M-Pesa's cap: check with Safaricom, refund").waitFor();
+    assert.equal(await overRow.getByRole("button", { name: "Match" }).count(), 0, "no Match offered");
+    assert.equal(await overRow.getByLabel(`Code for ${over.transId}`).count(), 0, "no code to type");
+    await overRow.getByRole("button", { name: "Refund" }).waitFor();
+    const atCapRow = page.locator(`tr[data-receipt="${atCap.transId}"]`);
+    await atCapRow.getByRole("button", { name: "Match" }).waitFor();
+    assert.equal(await atCapRow.getByText("over M-Pesa's cap").count(), 0);
+  });
 });

@@ -71,7 +71,8 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     await page.getByLabel("Amount (KES, whole shillings)").fill("200");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
     await page.getByRole("button", { name: "Withdraw", exact: true }).click();
-    await page.getByText("Send KES 200 to M-Pesa?").waitFor();
+    // The confirmation says where the money goes: the number typed, as the worker reads it.
+    await page.getByText(/^Send KES 200 to 0\d{3} \d{3} \d{3} by M-Pesa\?$/).waitFor();
     await page.getByRole("button", { name: "Confirm" }).click();
     await page.getByText("Withdrawal of KES 200: sent").waitFor({ timeout: 30_000 }).catch((e) => fail(e, "mobile-web-withdraw-failed"));
     await page.getByText(/M-Pesa receipt \w+/).waitFor();

@@ -254,11 +254,10 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
 
   if (target.kind === "stk_tip") {
     // The payment of a pushed tip, reported by C2B too (or instead: its callback may be lost).
-    const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
     // Recorded with the decision, under the receipt's lock: written after it, the confirmation that lost the lock to
     // another of the same receipt (answered "duplicate") could record the payment first, as a duplicate of itself.
     let recorded = false;
-    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount }, undefined,
+    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amountMinor: p.amountMinor }, undefined,
       async (tx, decided, tip) => {
         // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
         // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.

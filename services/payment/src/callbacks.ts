@@ -138,8 +138,8 @@ function readStkOutcome(body: Buffer): { success: StkSuccess; failure?: undefine
   const cb = parseStkCallback(json);
   if (!cb) return undefined;
   if (!isSuccessCode(cb.resultCode)) return { failure: { source: "callback", ...cb } };
-  if (!cb.receipt || cb.amount === undefined || cb.phone === undefined) return undefined;
-  return { success: { source: "callback", ...cb, receipt: cb.receipt, amount: cb.amount, phone: cb.phone } };
+  if (!cb.receipt || cb.amountMinor === undefined || cb.phone === undefined) return undefined;
+  return { success: { source: "callback", ...cb, receipt: cb.receipt, amountMinor: cb.amountMinor, phone: cb.phone } };
 }
 
 /** Daraja's answer to a callback. */
@@ -214,7 +214,8 @@ export interface ParsedStkCallback {
   resultCode: string;
   resultDesc: string;
   receipt?: string;
-  amount?: number;
+  /** What M-Pesa reports taking, in minor units (Daraja says shillings, sometimes with cents). */
+  amountMinor?: bigint;
   phone?: string;
 }
 
@@ -247,7 +248,8 @@ export function parseStkCallback(json: unknown): ParsedStkCallback | undefined {
   if (typeof amount !== "number" || !(amount > 0)) return undefined;
   if (typeof receipt !== "string" || !/^[A-Z0-9]{10}$/.test(receipt)) return undefined;
   if ((typeof phone !== "number" && typeof phone !== "string") || !/^254\d{9}$/.test(String(phone))) return undefined;
-  return { ...base, receipt, amount, phone: String(phone) };
+  // Minor units from here on: shillings with at most 2 decimals, rounded as they always were.
+  return { ...base, receipt, amountMinor: BigInt(Math.round(amount * 100)), phone: String(phone) };
 }
 
 export interface ParsedResult {

@@ -188,7 +188,7 @@ export const storeStkSuccess = groupedDecisions<StkSuccessCallback>({
      SELECT ${TIP_COLUMNS} FROM decided`;
     const { raw, success: o } = c;
     const { rows } = await db.query<TipRow>(successOneSql, [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body,
-      o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, c.token, receivedMinor(o), o.phone]);
+      o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, c.token, o.amountMinor, o.phone]);
     return rows[0] ?? null;
   },
   many: async (db, group) => {
@@ -205,16 +205,11 @@ export const storeStkSuccess = groupedDecisions<StkSuccessCallback>({
      SELECT ${TIP_COLUMNS}, decided_by FROM decided`;
     const sorted = sortedByKey(group, (c) => c.success.receipt);
     return decidedRows(db, successManySql, [
-      ...groupValues(sorted, (c) => [c.success.receipt, c.success.checkoutRequestId, c.success.merchantRequestId ?? null, c.token, receivedMinor(c.success), c.success.phone]),
+      ...groupValues(sorted, (c) => [c.success.receipt, c.success.checkoutRequestId, c.success.merchantRequestId ?? null, c.token, c.success.amountMinor, c.success.phone]),
       resultMessage("0"),
     ]);
   },
 });
-
-/** What M-Pesa reports taking, in minor units (it reports shillings, sometimes with cents). */
-function receivedMinor(o: StkSuccess): bigint {
-  return BigInt(Math.round(o.amount * 100));
-}
 
 const FAILURE_COLUMNS = [
   ["result_code", "text"], ["result_message", "text"], ["checkout_request_id", "text"], ["merchant_request_id", "text"], ["token", "text"],

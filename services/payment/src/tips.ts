@@ -326,7 +326,8 @@ export interface StkOutcome {
   resultDesc: string;
   /** Success callbacks only (queries carry none). */
   receipt?: string;
-  amount?: number;
+  /** What M-Pesa reports taking, in minor units. */
+  amountMinor?: bigint;
   phone?: string;
 }
 
@@ -431,7 +432,7 @@ export interface RawCallback {
 }
 
 /** A success callback as parseStkCallback reads it: with its receipt, amount and number. */
-export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId" | "receipt" | "amount" | "phone">>;
+export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId" | "receipt" | "amountMinor" | "phone">>;
 
 /**
  * Stores an STK success callback and, in the same statement, decides it when
@@ -665,8 +666,8 @@ async function decideSuccess(
   if (typeof heldInSuspense === "string") return tied ? untied(receiptSpent(null, heldInSuspense)!) : refuseSpent(receiptSpent(null, heldInSuspense)!);
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
   const problems: string[] = [];
-  const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
-  if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
+  const receivedMinor = o.amountMinor;
+  if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${shillings(receivedMinor)} instead of ${tip.charged_minor / 100n}`);
   if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
   // Its receipt also reported by a paybill confirmation no customer can pay: this callback alone says what was paid.
   const overCapTwin = receipt && overCapMinor ? overCapMinor : undefined;
@@ -694,6 +695,12 @@ async function decideSuccess(
   // Decided without a receipt (a query's success): its payment's C2B confirmation, naming nothing we know, finds it (receiptless.ts).
   if (!o.receipt) await rememberReceiptless(tx, tip);
   return { result, decided: rows[0], marked: true };
+}
+
+/** Minor units as M-Pesa writes shillings: 99, 100.5, 100.05 (no grouping, no trailing zero). */
+function shillings(minor: bigint): string {
+  const cents = minor % 100n;
+  return cents === 0n ? `${minor / 100n}` : `${minor / 100n}.${String(cents).padStart(2, "0").replace(/0$/, "")}`;
 }
 
 /**

@@ -1112,6 +1112,31 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a confirmation on a tip's reference with cents, or at M-Pesa's cap, holds the tip on exactly what was paid, to the cent; approved, the worker gets that less the fee", async () => {
+    const w = await worker();
+    const held = async (paid: string) => {
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+      const transId = `Y${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+      const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
+        TransactionType: "Pay Bill", TransID: transId, TransTime: "20260101120000", TransAmount: paid, BusinessShortCode: h.sim.options.shortcode,
+        BillRefNumber: tip!.paybillAccountReference, MSISDN: "2547 ***** 126", FirstName: "X",
+      });
+      assert.equal(answered.status, 200);
+      const row = await tipRow(tip!.tipId);
+      const said = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [tip!.tipId]);
+      return { tipId: tip!.tipId, status: row.status, receivedMinor: row.received_minor as bigint, said: said.rows.map((r) => r.detail).join("\n") };
+    };
+    const cents = await held("99.99");
+    assert.deepEqual([cents.status, cents.receivedMinor], ["held_for_review", 9999n]);
+    assert.match(cents.said, /amount 99\.99 instead of 100/);
+    const atCap = await held("250000.00");
+    assert.deepEqual([atCap.status, atCap.receivedMinor], ["held_for_review", 25000000n]);
+    assert.match(atCap.said, /amount 250000 instead of 100/);
+    await adminClient.reviewTip({ tipId: cents.tipId, approve: true, note: "paid a cent short" });
+    await eventually(async () => (await h.balance(w.id)) === 9499n, "KES 99.99 less the KES 5 fee quoted");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
     const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(

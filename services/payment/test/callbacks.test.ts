@@ -42,7 +42,7 @@ describe("callback checks", () => {
     const cb = parseStkCallback(success(goodItems));
     assert.deepEqual(cb, {
       checkoutRequestId: "ws_CO_191220191020363925", merchantRequestId: "29115-34620561-1", resultCode: "0", resultDesc: "ok",
-      receipt: "NLJ7RT61SV", amount: 1, phone: "254708374149",
+      receipt: "NLJ7RT61SV", amountMinor: 100n, phone: "254708374149",
     });
     const failed = parseStkCallback({ Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: "ws_CO_1", ResultCode: 1032, ResultDesc: "Request cancelled by user" } } });
     assert.equal(failed?.resultCode, "1032");
@@ -129,7 +129,7 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
   test("item 11: Amount may arrive as a string", () => {
     const items = [{ Name: "Amount", Value: "150.00" }, { Name: "MpesaReceiptNumber", Value: "NLJ7RT61SV" }, { Name: "TransactionDate", Value: 20191219102115 }, { Name: "PhoneNumber", Value: 254708374149 }];
     const cb = parseStkCallback(callback(0, items));
-    assert.equal(cb?.amount, 150);
+    assert.equal(cb?.amountMinor, 15000n);
     assert.equal(cb?.receipt, "NLJ7RT61SV");
   });
 

@@ -43,7 +43,7 @@ describe("grouped decisions and placements, two replicas at once", () => {
   const success = (t: { tipId: string; token: string; phone: string; charged: bigint }, receipt: string): StkSuccessCallback => ({
     raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"receipt":"${receipt}"}`) },
     token: t.token,
-    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amount: Number(t.charged) / 100, phone: t.phone },
+    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amountMinor: t.charged, phone: t.phone },
   });
 
   test("a callback delivered to two replicas at once (and twice to one) decides its tip once; every copy is stored", async () => {

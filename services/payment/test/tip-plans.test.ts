@@ -74,7 +74,7 @@ describe("payment's group statements on a grown payment.tips, by the generic pla
       await Promise.all(tips.map((t) => storeCheckoutIds(q, { tipId: t.tip_id, checkoutRequestId: `ws_CO_${t.tip_id}`, merchantRequestId: "m" })));
       const decided = await Promise.all(tips.map((t) => storeStkSuccess(q, {
         raw: raw(), token: t.callback_token,
-        success: { source: "callback", checkoutRequestId: `ws_CO_${t.tip_id}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt: `R${randomUUID().slice(0, 9)}`, amount: Number(t.charged_minor) / 100, phone: t.phone },
+        success: { source: "callback", checkoutRequestId: `ws_CO_${t.tip_id}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt: `R${randomUUID().slice(0, 9)}`, amountMinor: t.charged_minor, phone: t.phone },
       })));
       assert.deepEqual(decided.map((row) => row?.status), ["succeeded", "succeeded"]);
       const rows = await Promise.all(tips.map(async (t) => (await loadTip(db.pool, t.tip_id))!));

@@ -303,7 +303,7 @@ describe("payment's per-tip statements, by their plans", () => {
   const successCallback = (t: PendingTip, receipt: string, over: Partial<StkSuccessCallback["success"]> = {}): StkSuccessCallback => ({
     raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"receipt":"${receipt}"}`) },
     token: t.token,
-    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amount: Number(t.charged) / 100, phone: t.phone, ...over },
+    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amountMinor: t.charged, phone: t.phone, ...over },
   });
   const receiptOf = () => `R${randomUUID().replace(/-/g, "").slice(0, 9).toUpperCase()}`;
   const storedCallbacks = async (ids: string[]) =>
@@ -316,7 +316,7 @@ describe("payment's per-tip statements, by their plans", () => {
     // Tip 5's receipt is claimed already (another tip carries it): its callback decides nothing.
     await db.pool.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1", [(await tipsTo(randomUUID(), 1))[0], receipts[5]]);
     const callbacks = [
-      ...tips.map((t, i) => successCallback(t, receipts[i], i === 4 ? { amount: Number(t.charged) / 100 - 1 } : {})),
+      ...tips.map((t, i) => successCallback(t, receipts[i], i === 4 ? { amountMinor: t.charged - 100n } : {})),
       // Tip 0's callback delivered twice at once.
       successCallback(tips[0], receipts[0]),
     ];

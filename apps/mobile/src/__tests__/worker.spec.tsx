@@ -83,12 +83,15 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   expect(phone.secure.data.get(`device_key.${gw.userId}`)).toMatch(/"secretHex":"[0-9a-f]{64}"/);
   expect([...phone.cache.data.values()].join()).not.toMatch(/secretHex/);
 
-  // A second withdrawal reuses the registered key.
+  // A second withdrawal reuses the registered key; the confirmation names the number typed, as the worker reads it.
   await fireEvent.press(screen.getByText("Make another withdrawal"));
   await fireEvent.changeText(await screen.findByTestId("amount"), "100");
+  await fireEvent.changeText(screen.getByTestId("mpesa"), "+254 712 345 678");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
-  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  expect(await screen.findByText("Send KES 100 to 0712 345 678 by M-Pesa?")).toBeTruthy();
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
   expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.last("RequestPayout")).toMatchObject({ mpesaPhone: "254712345678" });
   expect(gw.devices.size).toBe(1);
   expect(gw.payouts.size).toBe(2);
 });
@@ -121,14 +124,22 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   expect(gw.payouts.size).toBe(1);
 });
 
-test("more than the balance is refused with the gateway's reason, in words", async () => {
+test("more than the balance shown is refused at once, naming it: no biometric prompt, no key, nothing sent", async () => {
   const gw = new FakeGateway();
-  await renderApp(gw);
+  const phone = newPhone();
+  await renderApp(gw, phone);
   await signIn(gw);
-  await startWithdrawal("2000");
-  expect(await screen.findByRole("alert")).toHaveTextContent("That cannot be done now: more than your available balance.");
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  await fireEvent.changeText(await screen.findByTestId("amount"), "2000");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("That is more than your available balance of KES 1,500. Enter KES 1,500 or less.");
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.count("CreateDeviceChallenge")).toBe(0);
   expect(gw.payouts.size).toBe(0);
 });
+
 
 test("offline, home and history show the saved balance and tips marked with their time", async () => {
   const gw = new FakeGateway();

@@ -43,6 +43,7 @@ export function Withdraw() {
   const [phoneText, setPhoneText] = useState("");
   const [stage, setStage] = useState<Stage>({ kind: "form" });
   const [error, setError] = useState("");
+  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const payoutId = stage.kind === "sent" ? stage.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "",
@@ -53,6 +54,8 @@ export function Withdraw() {
     setError("");
     const amount = parseWholeUnits(amountText);
     if (!amount) return setError(t("amountInvalid"));
+    // Refused here, before the biometric prompt and the key's signature, as the gateway would refuse it.
+    if (balance.data && amount > available) return setError(t("overAvailable", { available: formatMoney(available, WALLET_CURRENCY) }));
     const typed = phoneText.trim();
     const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
     if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
@@ -99,7 +102,6 @@ export function Withdraw() {
     // A settled or released payout changes the balance and what is left of the limits.
     if (final) void Promise.all([refetchBalance(), refetchLimits()]);
   }, [final, refetchBalance, refetchLimits]);
-  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
     <Screen testID="withdraw">
       <Title>{t("withdrawTitle")}</Title>
@@ -122,7 +124,7 @@ export function Withdraw() {
         </Notice>
       ) : stage.kind === "confirm" ? (
         <Notice testID="confirm">
-          <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY) })}</Text>
+          <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY), to: stage.mpesaPhone ? localPhone(stage.mpesaPhone) : t("toPayoutNumber") })}</Text>
           <ErrorText>{error}</ErrorText>
           <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => send(stage)} />
           <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} />
@@ -138,4 +140,10 @@ export function Withdraw() {
       )}
     </Screen>
   );
+}
+
+/** 2547XXXXXXXX as the worker reads their number: 07XX XXX XXX (the confirmation says where the money goes). */
+function localPhone(daraja: string): string {
+  const local = `0${daraja.slice(3)}`;
+  return `${local.slice(0, 4)} ${local.slice(4, 7)} ${local.slice(7)}`;
 }
