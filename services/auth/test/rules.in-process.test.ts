@@ -3,7 +3,7 @@
 // on a real database; OTPs go out to the SMS simulator over its real HTTP shape.
 // Tokens, the gateway's checks and the audit trail stay in the other auth tests.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { Role as UserRole } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -12,8 +12,8 @@ import { violationsOf, type Role } from "@ttip/runtime";
 import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
 import { createAuth } from "../src/index.js";
 import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
+import { randomPhone } from "./harness.js";
 
-const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
 const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
