@@ -284,6 +284,15 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     return { tipId: tip!.tipId, receipt: sim.receipt!, payer: sim.phone };
   };
+  /** A push whose callback is lost, reported paid by STK query: succeeded and credited from clearing, no receipt yet. */
+  const paidByQueryFirst = async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    await queryPushes();
+    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    return { w, push };
+  };
   /** The push's STK callback, late: success with `receipt`, 100 KES from `payer`. */
   const lateSuccess = (row: { merchant_request_id: string; checkout_request_id: string }, receipt: string, payer: string) => ({ Body: { stkCallback: {
     MerchantRequestID: row.merchant_request_id, CheckoutRequestID: row.checkout_request_id, ResultCode: 0, ResultDesc: "ok",
@@ -320,11 +329,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming nothing: recorded as the tip's payment, not parked, never paid twice; another number's payment is parked", async () => {
-    const w = await worker();
-    const push = await lostCallbackPush(w);
-    await queryPushes();
-    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    const { w, push } = await paidByQueryFirst();
     await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
     const recorded = await c2bRow(push.receipt);
     assert.deepEqual([recorded.outcome, recorded.tip_id, recorded.resolution, recorded.suspense_entry_id], ["duplicate", push.tipId, "none", null], "not parked in suspense");
@@ -339,11 +344,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming the tip's reference: recorded as the tip's payment, which takes its receipt; credited once", async () => {
-    const w = await worker();
-    const push = await lostCallbackPush(w);
-    await queryPushes();
-    assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.SUCCEEDED);
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from clearing");
+    const { w, push } = await paidByQueryFirst();
     const { account_reference: reference } = await tipRow(push.tipId);
     await h.sim.c2b.pay({ billRefNumber: reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
     // Before, nothing recorded it: the tip's row as read before it took the receipt had none, and the payment was answered as a repeat.
