@@ -219,17 +219,21 @@ export function judgeTip(limits: FraudLimits, t: TipCandidate, r: TipFacts): Tip
   return { hits, ruleLimited };
 }
 
-/** The error a refused tip gets, by its first refusing rule. */
+/**
+ * The error a refused tip gets, by its first refusing rule. The rule is named in the details (fraud_rule), so a
+ * channel that speaks to the customer in their own words (USSD) can say which refusal it was without the English text.
+ */
 export function refusal(hits: FraudHit[]): DomainError | undefined {
   const first = hits.find((h) => h.action === "refuse");
   if (!first) return undefined;
+  const rule = { fraud_rule: first.reason };
   switch (first.reason) {
     case "BLOCKED_NUMBER":
-      return new PermissionDeniedError("mpesa_phone: this number cannot be used for tips; contact support");
+      return new PermissionDeniedError("mpesa_phone: this number cannot be used for tips; contact support", rule);
     case "PIN_FAILURES":
-      return new RateLimitedError("mpesa_phone: too many wrong M-Pesa PIN attempts; try again in an hour");
+      return new RateLimitedError("mpesa_phone: too many wrong M-Pesa PIN attempts; try again in an hour", undefined, rule);
     default:
-      return new RateLimitedError(`mpesa_phone: too many tips from this number (${first.detail}); try again later`);
+      return new RateLimitedError(`mpesa_phone: too many tips from this number (${first.detail}); try again later`, undefined, rule);
   }
 }
 

@@ -63,11 +63,27 @@ const T = {
     en: "We could not confirm your tip. If an M-Pesa prompt for KES {amount} comes, it is this tip. Check your M-Pesa SMS before tipping again.",
     sw: "Hatukuweza kuthibitisha tip yako. Ombi la M-Pesa la KES {amount} likija, ni la tip hii. Angalia SMS za M-Pesa kabla ya kutoa tip tena.",
   },
+  // The fraud rules' refusals (payment's fraud.ts): no tip stored, so nothing was charged; a retry meets the same rule.
+  numberBlocked: {
+    en: "This number cannot be used for tips. Nothing was charged. Please contact TTIP support.",
+    sw: "Nambari hii haiwezi kutumika kutoa tip. Hakuna pesa iliyotozwa. Tafadhali wasiliana na huduma kwa wateja ya TTIP.",
+  },
+  pinLimited: {
+    en: "Too many wrong M-Pesa PIN attempts from this number. Nothing was charged; please try again in an hour.",
+    sw: "PIN ya M-Pesa imekosewa mara nyingi mno kutoka nambari hii. Hakuna pesa iliyotozwa; tafadhali jaribu tena baada ya saa moja.",
+  },
+  phoneLimited: {
+    en: "Too many tips from this number for now. Nothing was charged; please try again later.",
+    sw: "Tip nyingi mno kutoka nambari hii kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena baadaye.",
+  },
   ruleLimited: {
     en: "M-Pesa refuses the same amount from your number within 2 minutes. Nothing was charged: try again in {seconds} seconds, or tip another amount.",
     sw: "M-Pesa inakataa kiasi kilekile kutoka nambari yako ndani ya dakika 2. Hakuna pesa iliyotozwa: jaribu tena baada ya sekunde {seconds}, au toa kiasi kingine.",
   },
 } satisfies Record<string, { en: string; sw: string }>;
+
+/** What the customer is told for each fraud rule that refuses a tip; any other rule falls through to the message. */
+const FRAUD_REFUSALS: Record<string, keyof typeof T> = { BLOCKED_NUMBER: "numberBlocked", PIN_FAILURES: "pinLimited", VELOCITY_PHONE: "phoneLimited" };
 
 function say(key: keyof typeof T, lang: Lang, vars: Record<string, string> = {}): string {
   const text = T[key][lang] || T[key].en;
@@ -290,8 +306,11 @@ async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget,
   } catch (err) {
     const e = asConnectError(err);
     // M-Pesa's own rule (result 17) on a repeat of this amount: not an outage; say when it can go.
-    const wait = e.code === Code.FailedPrecondition ? e.findDetails(DomainErrorInfoSchema)[0]?.metadata.wait_seconds : undefined;
+    const info = e.findDetails(DomainErrorInfoSchema)[0]?.metadata ?? {};
+    const wait = e.code === Code.FailedPrecondition ? info.wait_seconds : undefined;
     if (wait) return say("ruleLimited", lang, { seconds: wait });
+    const refusedBy = info.fraud_rule ? FRAUD_REFUSALS[info.fraud_rule] : undefined;
+    if (refusedBy) return say(refusedBy, lang);
     if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
       deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
       return afterFailure(deps, r, lang, vars);

@@ -265,6 +265,31 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [100, 200]);
   });
 
+  test("a tip a fraud rule refuses is told which rule, in the customer's language, and that nothing was charged", async () => {
+    const w = await worker("Wanjiru");
+    const blocked = dialler();
+    await h.t.db.pool.query("INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, 'ussd test', 'test')", [blocked.msisdn]);
+    const en = await playDialogue(url, blocked.at, ["1", w.code, "2", "1"]);
+    assert.equal(en.screens.at(-1)!.answer, "END This number cannot be used for tips. Nothing was charged. Please contact TTIP support.");
+    const sw = await playDialogue(url, blocked.at, ["2", w.code, "2", "1"]);
+    assert.equal(sw.screens.at(-1)!.answer, "END Nambari hii haiwezi kutumika kutoa tip. Hakuna pesa iliyotozwa. Tafadhali wasiliana na huduma kwa wateja ya TTIP.");
+    assert.equal(pushesTo(blocked.msisdn).length, 0);
+    // One tip per window from this number: the first is pushed, the second refused by the rule, not "try again".
+    const busy = dialler();
+    const perWindow = h.config.fraud.phonePerWindow;
+    h.config.fraud.phonePerWindow = 1;
+    try {
+      assert.match((await playDialogue(url, busy.at, ["1", w.code, "1", "1"])).screens.at(-1)!.answer, /^END You will get an M-Pesa prompt for KES 50/);
+      const again = await playDialogue(url, busy.at, ["2", w.code, "2", "1"]);
+      assert.equal(again.screens.at(-1)!.answer, "END Tip nyingi mno kutoka nambari hii kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena baadaye.");
+      const inEnglish = await playDialogue(url, busy.at, ["1", w.code, "2", "1"]);
+      assert.equal(inEnglish.screens.at(-1)!.answer, "END Too many tips from this number for now. Nothing was charged; please try again later.");
+    } finally {
+      h.config.fraud.phonePerWindow = perWindow;
+    }
+    assert.deepEqual(pushesTo(busy.msisdn).map((t) => t.amount), [50]);
+  });
+
   test("a session's text over 200 characters ends in the customer's language", async () => {
     const p = dialler();
     const steps = Array.from({ length: 20 }, () => "123456789");

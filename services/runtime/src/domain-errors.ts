@@ -109,8 +109,9 @@ export class RateLimitedError extends DomainError {
   constructor(
     message: string,
     readonly retryAfterSeconds?: number,
+    metadata: Record<string, string> = {},
   ) {
-    super(message, retryAfterSeconds === undefined ? {} : { retry_after_seconds: String(retryAfterSeconds) });
+    super(message, retryAfterSeconds === undefined ? metadata : { ...metadata, retry_after_seconds: String(retryAfterSeconds) });
   }
 
   override toConnectError(): ConnectError {
