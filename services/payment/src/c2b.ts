@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
@@ -50,20 +50,12 @@ export function parseC2bPayment(json: unknown): C2bPayment | undefined {
     transactionType: type,
     transId,
     transTime: (text(b.TransTime) ?? "").slice(0, 20),
-    amountMinor: amountMinor(b.TransAmount),
+    amountMinor: decimalMinor(b.TransAmount),
     businessShortCode: shortCode,
     billRefNumber: billRef,
     // Bounded: a masked number or a SHA-256 hex is far shorter.
     payer: (text(b.MSISDN) ?? "").slice(0, 128),
   };
-}
-
-/** "100", "100.00" or 100 → 10000 minor units; never through a float for strings (TransAmount is a string). */
-export function amountMinor(v: unknown): bigint | undefined {
-  const s = typeof v === "number" ? (Number.isFinite(v) && v >= 0 ? v.toFixed(2) : "") : typeof v === "string" ? v.trim() : "";
-  const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(s);
-  if (!m) return undefined;
-  return BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
 }
 
 /** As typed from a phone keypad or a banking app: case, spaces and dashes do not matter. */

@@ -4,14 +4,14 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
+import { callerHeaders, decimalMinor, stepUpHeaders } from "@ttip/runtime";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
+import { parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { resultMessage } from "../src/messages.js";
@@ -1392,11 +1392,17 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("amounts are read exactly from strings; malformed bodies are refused", () => {
-    assert.equal(amountMinor("100.00"), 10000n);
-    assert.equal(amountMinor("100.5"), 10050n);
-    assert.equal(amountMinor(250), 25000n);
-    assert.equal(amountMinor("1e3"), undefined);
-    assert.equal(amountMinor("-5"), undefined);
+    assert.equal(decimalMinor("100.00"), 10000n);
+    assert.equal(decimalMinor("100.5"), 10050n);
+    assert.equal(decimalMinor(250), 25000n);
+    assert.equal(decimalMinor(100.5), 10050n);
+    assert.equal(decimalMinor("1e3"), undefined);
+    assert.equal(decimalMinor("-5"), undefined);
+    assert.equal(decimalMinor(-5), undefined);
+    // A JSON number with a third decimal is not an amount M-Pesa moves: refused, never rounded to cents.
+    assert.equal(decimalMinor(100.499), undefined);
+    assert.equal(decimalMinor(100.004), undefined);
+    assert.equal(decimalMinor(Number.NaN), undefined);
     assert.equal(parseC2bPayment({ TransID: "short", TransAmount: "1", BusinessShortCode: "174379" }), undefined);
     assert.equal(parseC2bPayment({ TransID: "TAB1234567", BusinessShortCode: "174379", BillRefNumber: "X" }), undefined, "no amount");
     assert.equal(parseC2bPayment({ TransID: "TAB1234567", TransAmount: "10.00", BusinessShortCode: 174379, BillRefNumber: "ABC" })?.businessShortCode, "174379");
