@@ -8,10 +8,10 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
-import { recordAlert } from "./fraud.js";
+import { type AlertInput, recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
 import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
@@ -50,20 +50,12 @@ export function parseC2bPayment(json: unknown): C2bPayment | undefined {
     transactionType: type,
     transId,
     transTime: (text(b.TransTime) ?? "").slice(0, 20),
-    amountMinor: amountMinor(b.TransAmount),
+    amountMinor: decimalMinor(b.TransAmount),
     businessShortCode: shortCode,
     billRefNumber: billRef,
     // Bounded: a masked number or a SHA-256 hex is far shorter.
     payer: (text(b.MSISDN) ?? "").slice(0, 128),
   };
-}
-
-/** "100", "100.00" or 100 → 10000 minor units; never through a float for strings (TransAmount is a string). */
-export function amountMinor(v: unknown): bigint | undefined {
-  const s = typeof v === "number" ? (Number.isFinite(v) && v >= 0 ? v.toFixed(2) : "") : typeof v === "string" ? v.trim() : "";
-  const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(s);
-  if (!m) return undefined;
-  return BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
 }
 
 /** As typed from a phone keypad or a banking app: case, spaces and dashes do not matter. */
@@ -152,6 +144,11 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
  * portal) reports money that cannot have moved: parked with nothing posted to suspense, and never matched to a code.
  */
 const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransactionMinor;
+/**
+ * An amount no M-Pesa payment moves: below KES 1 (whole shillings, KES 1 at least: 1 to 99 cents is as impossible as
+ * KES 0) or over its cap. Parked with nothing posted to suspense (nor retried by reconciliation), never matched.
+ */
+const neverMoney = (amountMinor: bigint) => amountMinor < MPESA_LIMITS.minMinor || overCap(amountMinor);
 const overCapReason = (amountMinor: bigint) =>
   `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
   "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
@@ -194,35 +191,45 @@ export async function lockReceipt(tx: Queryable, receipt: string): Promise<void>
 /**
  * Under the receipt's lock: "repeat" when this confirmation was recorded meanwhile, "duplicate"
  * (recorded against that tip) when a tip already owns the receipt; undefined when it is still new.
+ * A duplicate over M-Pesa's cap (the tip paid by its STK success first) tells support, as a parked one does.
  */
-async function receiptSettled(
-  tx: Queryable,
-  transId: string,
-  insertRow: string,
-  row: (outcome: string, tipId: string | null) => unknown[],
-): Promise<"repeat" | "duplicate" | undefined> {
-  await lockReceipt(tx, transId);
-  const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [transId]);
+async function receiptSettled(tx: Queryable, p: C2bPayment, insertRow: string, row: SuspenseRow): Promise<"repeat" | "duplicate" | undefined> {
+  await lockReceipt(tx, p.transId);
+  const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
   if (again.rowCount) return "repeat";
-  const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [transId]);
-  if (!owner.rows[0]) return undefined;
-  await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
+  const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
+  const tipId = owner.rows[0]?.tip_id;
+  if (!tipId) return undefined;
+  const overCapWords = p.amountMinor !== undefined && overCap(p.amountMinor) ? overCapReason(p.amountMinor) : undefined;
+  await tx.query(insertRow, row("duplicate", tipId, overCapWords));
+  if (overCapWords) await recordAlert(tx, unplacedAlert(p, `recorded as a duplicate of tip ${tipId}'s payment (paid by its STK success), nothing applied`, overCapWords, "flag", tipId));
   return "duplicate";
+}
+
+/** Support's alert of a confirmation not placed as a payment: `placed` says what was done with it, `reason` why. */
+function unplacedAlert(p: C2bPayment, placed: string, reason: string, action: "hold" | "flag", tipId?: string): AlertInput {
+  return { reason: "UNKNOWN_CALLBACK", action, tipId,
+    detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") ${placed}: ${reason}` };
 }
 
 /**
  * A confirmation of a receipt already recorded that tells another amount or reference than the one recorded: not
- * M-Pesa's repeat of it (a forged or corrupted one). Nothing is applied, as for any repeat; support is told.
+ * M-Pesa's repeat of it (a forged or corrupted one). Nothing is applied, as for any repeat; support is told once
+ * per receipt (receipt_alerts): what is recorded does not change, and a sender repeating it would add an alert each time.
  */
 async function flagAlteredRepeat(deps: Deps, p: C2bPayment, recorded: { amount_minor: bigint; bill_ref_number: string; tip_id: string | null }): Promise<void> {
   const amount = p.amountMinor ?? 0n;
   if (amount === recorded.amount_minor && normaliseReference(p.billRefNumber) === normaliseReference(recorded.bill_ref_number)) return;
   deps.ctx.logger.error({ receipt: p.transId }, "C2B confirmation of a recorded receipt with another amount or reference");
-  await withTransaction(deps.ctx.pool, (tx) => recordAlert(tx, {
-    reason: "CALLBACK_MISMATCH", action: "flag", tipId: recorded.tip_id ?? undefined,
-    detail: `paybill confirmation of ${p.transId} again with another amount or reference (${amount} cents, "${p.billRefNumber.slice(0, 40)}"; recorded: ` +
-      `${recorded.amount_minor} cents, "${recorded.bill_ref_number.slice(0, 40)}"): not from M-Pesa as recorded; nothing applied`,
-  }));
+  await withTransaction(deps.ctx.pool, async (tx) => {
+    const first = await tx.query("INSERT INTO payment.receipt_alerts (receipt, kind) VALUES ($1, 'altered_repeat') ON CONFLICT DO NOTHING", [p.transId]);
+    if (!first.rowCount) return;
+    await recordAlert(tx, {
+      reason: "CALLBACK_MISMATCH", action: "flag", tipId: recorded.tip_id ?? undefined,
+      detail: `paybill confirmation of ${p.transId} again with another amount or reference (${amount} cents, "${p.billRefNumber.slice(0, 40)}"; recorded: ` +
+        `${recorded.amount_minor} cents, "${recorded.bill_ref_number.slice(0, 40)}"): not from M-Pesa as recorded; nothing applied (told once per receipt)`,
+    });
+  });
 }
 
 export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
@@ -281,7 +288,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = timeOrderedUuid();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
-    const settled = await receiptSettled(tx, p.transId, insertRow, row);
+    const settled = await receiptSettled(tx, p, insertRow, row);
     if (settled) return settled;
     await insertPaybillTip(tx, { tipId, transId: p.transId, workerId: target.workerId, qrCodeId: target.qrCodeId, venueId: target.venueId,
       paid, workerReceives, feeScheduleVersion: quote.feeScheduleVersion });
@@ -350,11 +357,11 @@ async function parkInSuspense(
   const outcome = await withTransaction(deps.ctx.pool, async (tx): Promise<C2bOutcome> => {
     // Before the receipt's lock: a query's success deciding the tip meanwhile is waited for (receiptless.ts).
     if (mayTie) await lockTiesOfAmount(tx, p.amountMinor!);
-    const settled = await receiptSettled(tx, p.transId, insertRow, row);
+    const settled = await receiptSettled(tx, p, insertRow, row);
     if (settled) return settled;
     if (mayTie && (await tiedToReceiptlessTip(tx, p, callbackId, insertRow, row))) return "duplicate";
     await tx.query(insertRow, row("suspense", null, reason, suggestions));
-    await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
+    await recordAlert(tx, unplacedAlert(p, "parked in suspense", reason, "hold"));
     return "suspense";
   });
   if (outcome === "repeat") return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
@@ -368,10 +375,10 @@ async function parkInSuspense(
 /** Moves a suspense payment's money from M-Pesa clearing to suspense, once (the wallet dedupes on the key). */
 async function postSuspense(deps: Deps, transId: string): Promise<void> {
   const { rows } = await deps.ctx.pool.query<{ amount_minor: bigint }>(
-    "SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0",
+    "SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND suspense_entry_id IS NULL",
     [transId],
   );
-  if (!rows[0] || overCap(rows[0].amount_minor)) return;
+  if (!rows[0] || neverMoney(rows[0].amount_minor)) return;
   try {
     const entryId = await deps.ledger.toSuspense({ key: `c2b:${transId}`, receipt: transId, amountMinor: rows[0].amount_minor, description: `Paybill payment ${transId} in suspense` });
     await deps.ctx.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = $2 WHERE trans_id = $1", [transId, entryId || "posted"]);
@@ -401,11 +408,10 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
   if (!c2b) return 0;
   const { pool } = deps.ctx;
   const { rows: unposted } = await pool.query<{ trans_id: string }>(
-    // Not those of no money (a confirmation of KES 0 or an unreadable amount, parked for support): nothing is ever posted
+    // Not those of no money (below KES 1, an unreadable amount, over M-Pesa's cap: neverMoney): nothing is ever posted
     // for them, so their attempts never count, and they would take a pass's places ahead of every other for good.
-    // Nor those over M-Pesa's cap (overCap): never posted either.
-    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor BETWEEN 1 AND $2 ORDER BY attempts, received_at LIMIT $1",
-    [limit, MPESA_LIMITS.perTransactionMinor],
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor BETWEEN $2 AND $3 ORDER BY attempts, received_at LIMIT $1",
+    [limit, MPESA_LIMITS.minMinor, MPESA_LIMITS.perTransactionMinor],
   );
   for (const r of unposted) await postSuspense(deps, r.trans_id);
   await pruneReceiptless(pool, limit);
@@ -810,7 +816,9 @@ export async function resolveSuspense(
   }
 
   // Its suspense entry is never posted (postSuspense): "try again" below would never pass.
-  if (row.amount_minor <= 0n) throw new InvalidStateError("receipt: the payment carries no money (KES 0): nothing to match; refund (close) it instead");
+  if (row.amount_minor < MPESA_LIMITS.minMinor) {
+    throw new InvalidStateError(`receipt: the payment carries no money (${formatMoney(row.amount_minor, "KES")}, below the KES 1 M-Pesa moves at least): nothing to match; refund (close) it instead`);
+  }
   if (overCap(row.amount_minor)) {
     throw new InvalidStateError(`receipt: its amount (KES ${row.amount_minor / 100n}) is over M-Pesa's KES ${MPESA_LIMITS.perTransactionMinor / 100n} per transaction: ` +
       "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");

@@ -6,7 +6,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, decimalMinor, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
@@ -240,16 +240,14 @@ export function parseStkCallback(json: unknown): ParsedStkCallback | undefined {
     if (!item || typeof item !== "object" || typeof (item as { Name?: unknown }).Name !== "string") return undefined;
     byName.set((item as { Name: string }).Name, (item as { Value?: unknown }).Value);
   }
-  // A decimal (1.00), and in one report a string ("1.00").
-  const rawAmount = byName.get("Amount");
-  const amount = typeof rawAmount === "string" && /^\d{1,9}(\.\d{1,2})?$/.test(rawAmount.trim()) ? Number(rawAmount) : rawAmount;
+  // A decimal (1.00), and in one report a string ("1.00"): read exactly, never rounded.
+  const amountMinor = decimalMinor(byName.get("Amount"));
   const receipt = byName.get("MpesaReceiptNumber");
   const phone = byName.get("PhoneNumber");
-  if (typeof amount !== "number" || !(amount > 0)) return undefined;
+  if (amountMinor === undefined || amountMinor <= 0n) return undefined;
   if (typeof receipt !== "string" || !/^[A-Z0-9]{10}$/.test(receipt)) return undefined;
   if ((typeof phone !== "number" && typeof phone !== "string") || !/^254\d{9}$/.test(String(phone))) return undefined;
-  // Minor units from here on: shillings with at most 2 decimals, rounded as they always were.
-  return { ...base, receipt, amountMinor: BigInt(Math.round(amount * 100)), phone: String(phone) };
+  return { ...base, receipt, amountMinor, phone: String(phone) };
 }
 
 export interface ParsedResult {

@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, ConcurrentChangeError, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -257,9 +257,9 @@ export async function applyB2cResult(deps: PayoutDeps, payoutId: string, r: Pars
   if (r.originatorConversationId !== payoutId) return "unknown";
   if (r.resultCode === "0") {
     const receipt = r.transactionId || String(r.parameters.get("TransactionReceipt") ?? "");
-    const amount = Number(r.parameters.get("TransactionAmount"));
+    const amount = decimalMinor(r.parameters.get("TransactionAmount"));
     const p = await loadPayout(deps.ctx.pool, payoutId);
-    if (p && Number.isFinite(amount) && BigInt(Math.round(amount * 100)) !== p.amount.amountMinor) {
+    if (p && amount !== undefined && amount !== p.amount.amountMinor) {
       deps.ctx.logger.error({ payoutId, amount }, "B2C result amount differs from the payout");
     }
     return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });

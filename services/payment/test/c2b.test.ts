@@ -4,14 +4,14 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
+import { callerHeaders, decimalMinor, stepUpHeaders } from "@ttip/runtime";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
+import { parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { resultMessage } from "../src/messages.js";
@@ -135,6 +135,12 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal((await c2bRow(paid.transId)).amount_minor, 20000n, "the payment as first recorded");
     // Before, taken silently as a repeat.
     assert.equal(await flagged(), 1, "support is told");
+    // Repeated, and altered otherwise (another reference): the receipt's alteration is told once, not at each repeat (before: 3 alerts).
+    for (const reference of [w.code.shortCode, "QQQQQQ1"]) {
+      assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, confirmation(paid.transId, reference, "5000.00"))).status, 200);
+    }
+    assert.equal(await flagged(), 1, "told once per receipt");
+    assert.equal(await h.balance(w.id), 19000n, "nothing more credited");
     assert.ok(await h.trialBalanced());
   });
 
@@ -1138,6 +1144,47 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a confirmation over M-Pesa's cap of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted of the impossible amount once", async () => {
+    const w = await worker();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("5678") } });
+    const paid = await eventually(async () => {
+      const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+      return t.status === TipStatus.SUCCEEDED && t;
+    }, "the tip paid by its STK success");
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95");
+    const overCapBody = confirmation(paid.mpesaReceipt, tip!.paybillAccountReference, "250000.01");
+    for (let delivery = 0; delivery < 2; delivery++) assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, overCapBody)).status, 200);
+    const row = await c2bRow(paid.mpesaReceipt);
+    assert.deepEqual([row.outcome, row.tip_id, row.suspense_entry_id], ["duplicate", tip!.tipId, null], "a duplicate of the tip's payment, nothing posted");
+    assert.match(row.reason, /^OVER M-PESA'S CAP: /);
+    // Before, no alert at all: the impossible amount was taken silently for the tip's repeat.
+    const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [paid.mpesaReceipt]);
+    assert.equal(told.rows.length, 1, "support is alerted, once");
+    assert.equal(told.rows[0].tip_id, tip!.tipId);
+    assert.match(told.rows[0].detail, new RegExp(`^paybill payment ${paid.mpesaReceipt} \\(KES 250000, .*\\) recorded as a duplicate of tip ${tip!.tipId}'s payment`));
+    assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a parked confirmation of 1 to 99 cents (M-Pesa moves whole shillings) is never money: nothing posted to suspense, by reconciliation either; a match is refused", async () => {
+    const transId = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, confirmation(transId, "QQQQQQ6", "0.99"))).status, 200);
+    await h.t.db.pool.query("UPDATE payment.c2b_payments SET received_at = '2001-01-01T00:00:00Z' WHERE trans_id = $1", [transId]);
+    const suspenseBefore = await systemBalance(AccountKind.SUSPENSE);
+    await internal.reconcilePending({ limit: 100 });
+    const parked = await c2bRow(transId);
+    // Before, 99 cents moved from M-Pesa clearing into suspense, and matching it credited a worker with money no payment brought.
+    assert.deepEqual([parked.outcome, parked.amount_minor, parked.suspense_entry_id, parked.attempts], ["suspense", 99n, null, 0], "parked, nothing posted, never tried");
+    assert.match(parked.reason, /below KES 1/);
+    const w = await worker();
+    const refused = await adminClient.resolveSuspensePayment({ receipt: transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "cents" })
+      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+    assert.match(refused.rawMessage, /^receipt: the payment carries no money \(KES 0\.99, below the KES 1 M-Pesa moves at least\)/);
+    assert.deepEqual([(await c2bRow(transId)).resolution, await h.balance(w.id), await systemBalance(AccountKind.SUSPENSE)], ["open", 0n, suspenseBefore], "left for support to close");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
     const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(
@@ -1345,11 +1392,17 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("amounts are read exactly from strings; malformed bodies are refused", () => {
-    assert.equal(amountMinor("100.00"), 10000n);
-    assert.equal(amountMinor("100.5"), 10050n);
-    assert.equal(amountMinor(250), 25000n);
-    assert.equal(amountMinor("1e3"), undefined);
-    assert.equal(amountMinor("-5"), undefined);
+    assert.equal(decimalMinor("100.00"), 10000n);
+    assert.equal(decimalMinor("100.5"), 10050n);
+    assert.equal(decimalMinor(250), 25000n);
+    assert.equal(decimalMinor(100.5), 10050n);
+    assert.equal(decimalMinor("1e3"), undefined);
+    assert.equal(decimalMinor("-5"), undefined);
+    assert.equal(decimalMinor(-5), undefined);
+    // A JSON number with a third decimal is not an amount M-Pesa moves: refused, never rounded to cents.
+    assert.equal(decimalMinor(100.499), undefined);
+    assert.equal(decimalMinor(100.004), undefined);
+    assert.equal(decimalMinor(Number.NaN), undefined);
     assert.equal(parseC2bPayment({ TransID: "short", TransAmount: "1", BusinessShortCode: "174379" }), undefined);
     assert.equal(parseC2bPayment({ TransID: "TAB1234567", BusinessShortCode: "174379", BillRefNumber: "X" }), undefined, "no amount");
     assert.equal(parseC2bPayment({ TransID: "TAB1234567", TransAmount: "10.00", BusinessShortCode: 174379, BillRefNumber: "ABC" })?.businessShortCode, "174379");

@@ -131,6 +131,12 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     const cb = parseStkCallback(callback(0, items));
     assert.equal(cb?.amountMinor, 15000n);
     assert.equal(cb?.receipt, "NLJ7RT61SV");
+    const withAmount = (v: unknown) => parseStkCallback(callback(0, items.map((i) => (i.Name === "Amount" ? { Name: "Amount", Value: v } : i))));
+    assert.equal(withAmount(150.5)?.amountMinor, 15050n);
+    // No rounding: 150.004 was read as KES 150 exactly, the amount a KES 150 tip expects.
+    assert.equal(withAmount(150.004), undefined);
+    assert.equal(withAmount(150.499), undefined);
+    assert.equal(withAmount(0), undefined);
   });
 
   test("item 11: the B2C request spells its optional field Occassion", async () => {

@@ -59,6 +59,18 @@ export function formatMoney(minor: bigint, currency: string): string {
 }
 
 /**
+ * A provider's decimal amount of a two-digit currency ("100", "100.50", 100, 100.5: Daraja sends shillings as
+ * strings or JSON numbers) in minor units, exactly, or undefined. A number is read by its shortest decimal form
+ * (what the JSON said), never rounded: 100.499 or 100.004 is refused, not taken as 100.50 or 100.
+ */
+export function decimalMinor(v: unknown): bigint | undefined {
+  const s = typeof v === "number" ? (Number.isFinite(v) ? String(v) : "") : typeof v === "string" ? v.trim() : "";
+  const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(s);
+  if (!m) return undefined;
+  return BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
+}
+
+/**
  * M-Pesa's limits for consumers, per Safaricom's portal: at least KES 1, at most KES 250,000 a
  * transaction and KES 500,000 a day; whole shillings only. In KES minor units.
  */
