@@ -444,6 +444,44 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await entriesFor(paymentId), 1, "credited once");
   });
 
+  test("a webhook and a reconciliation pass authorising one tip at once run the card rules once: one fraud alert, one credit into suspense", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker, USD(1000), { country: "KE" });
+    const tipId = r.tip!.tipId;
+    const paymentId = (await row(tipId)).provider_payment_id as string;
+    // The pass asks Stripe about the tip and waits there; the webhook reads the tip, then waits at Stripe for the card
+    // (its event carries no charge). The pass decides first; the webhook goes on with the tip as it read it before.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "GET" && q.path.startsWith(`/v1/payment_intents/${paymentId}`));
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    h.stripe.pauseWebhooks(true);
+    try {
+      assert.equal((await h.confirm(r.stripeClientSecret, `pm_card_gb_${Date.now()}_race`)).status, 200);
+      const pass = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the pass's retrieve held");
+      h.stripe.pauseWebhooks(false);
+      const authorised = h.stripe.events().find((e) => e.type === "payment_intent.amount_capturable_updated" && e.body.includes(paymentId))!;
+      const webhook = h.stripe.redeliver(authorised.id);
+      await eventually(async () => proxy.held() === 2, "the webhook's retrieve held");
+      proxy.releaseOldest();
+      await pass;
+      await until(tipId, "held for review", (t) => t.status === TipStatus.HELD_FOR_REVIEW);
+      proxy.releaseOldest();
+      assert.equal(await webhook, 200);
+    } finally {
+      h.stripe.pauseWebhooks(false);
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    await eventually(async () => (await row(tipId)).credit_entry_id, "credit posted");
+    // Before, the later one ran the rules on the row it read before the first decided: the alert was recorded twice.
+    const { rows } = await h.t.db.pool.query("SELECT reason FROM payment.fraud_alerts WHERE tip_id = $1", [tipId]);
+    assert.deepEqual(rows.map((a) => a.reason), ["CARD_COUNTRY_MISMATCH"]);
+    assert.equal(await entriesFor(paymentId), 1, "credited once, into suspense");
+    assert.equal(await h.balance(worker), 0n);
+  });
+
   test("an admin refund takes the worker's share back first, then refunds at Stripe, once per key", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

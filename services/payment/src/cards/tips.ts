@@ -254,32 +254,42 @@ export async function applyCardPayment(deps: Deps, provider: CardProvider, payme
   }
 }
 
+/**
+ * Capture or cancel, decided once under the tip's row lock: a webhook and a reconciliation pass (or two deliveries)
+ * authorising one tip at once run the card rules, and record their alerts, once; the later one reads the verdict.
+ */
+async function decideAuthorisation(deps: Deps, tipId: string, full: CardPayment): Promise<"capture" | "cancel" | "credited"> {
+  let refused = false;
+  const decision = await withTransaction(deps.ctx.pool, async (tx) => {
+    const t = (await tx.query<CardTipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId])).rows[0];
+    if (t.credit_key) return "credited";
+    // Refused before, or the tip ended (expired): the authorisation must not be taken.
+    if (t.status !== "pending" || t.fraud_action === "refuse") return "cancel";
+    // This card checked already (another PayPal payer approving after a decline at capture is checked anew); with
+    // no card at all, no rule can hit.
+    if (t.fraud_action !== "none" || t.card_fingerprint === (full.card?.fingerprint ?? null)) return "capture";
+    const verdict = await checkAuthorisation(tx, deps.config().cards!.rules, t, full.card);
+    await tx.query(
+      `UPDATE payment.tips SET card_fingerprint = $2, card_country = $3, fraud_action = $4, provider_charge_id = COALESCE(provider_charge_id, $5)
+        WHERE tip_id = $1`,
+      [t.tip_id, full.card?.fingerprint ?? null, full.card?.country ?? null, verdict.action, full.chargeId ?? null],
+    );
+    for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: t.tip_id, workerId: t.worker_id });
+    if (verdict.action !== "refuse") return "capture";
+    refused = await failCardTip(deps, t.tip_id, verdict.code, tx);
+    return "cancel";
+  });
+  if (refused) deps.changes.announce(tipId);
+  return decision;
+}
+
 /** The card rules on an authorisation: refused ones are cancelled (nothing charged), the rest captured. */
 async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, payment: CardPayment): Promise<CardApplyResult> {
   if (tip.credit_key) return "duplicate";
   // Events carry the payment without its charge; the card's fingerprint and country are on the charge.
   const full = payment.card ? payment : await provider.retrieve(payment.id);
-  let decision: "capture" | "cancel" = "capture";
-  if (tip.status === "pending" && tip.fraud_action === "none") {
-    decision = await withTransaction(deps.ctx.pool, async (tx) => {
-      const verdict = await checkAuthorisation(tx, deps.config().cards!.rules, tip, full.card);
-      await tx.query(
-        `UPDATE payment.tips SET card_fingerprint = $2, card_country = $3, fraud_action = $4, provider_charge_id = COALESCE(provider_charge_id, $5)
-          WHERE tip_id = $1`,
-        [tip.tip_id, full.card?.fingerprint ?? null, full.card?.country ?? null, verdict.action, full.chargeId ?? null],
-      );
-      for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: tip.tip_id, workerId: tip.worker_id });
-      if (verdict.action === "refuse") {
-        await failCardTip(deps, tip.tip_id, verdict.code, tx);
-        return "cancel";
-      }
-      return "capture";
-    });
-    if (decision === "cancel") deps.changes.announce(tip.tip_id);
-  } else if (tip.fraud_action === "refuse" || tip.status !== "pending") {
-    // Refused before, or the tip ended (expired): the authorisation must not be taken.
-    decision = "cancel";
-  }
+  const decision = await decideAuthorisation(deps, tip.tip_id, full);
+  if (decision === "credited") return "duplicate";
   try {
     if (decision === "cancel") {
       await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-cancel`);
