@@ -192,8 +192,17 @@ export function addsAnything(applied: Applied): boolean {
   return applied.facts.length > 0 || applied.records.length > 0;
 }
 
+/**
+ * Payment announces no tip_created for a card tip (it is created when the customer submits the
+ * card form, and ends in tip_succeeded or tip_failed): its amount chosen counts when it ends
+ * (cardCreated), so the funnel never shows more paid than chosen. A card tip_created, were one
+ * ever sent, would count it twice: it adds nothing.
+ */
+const cardCreated = (method: PaymentMethod): Measures => (method === PaymentMethod.CARD ? { created: 1n } : {});
+
 function tipCreatedFigures(data: Uint8Array): Applied {
   const e = decode(TipCreatedSchema, data);
+  if (e.method === PaymentMethod.CARD) return { facts: [], records: [] };
   return {
     facts: [{ at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: "", currency: e.amount?.currency ?? "KES", measures: { created: 1n } }],
     records: [],
@@ -207,7 +216,7 @@ function tipSucceededFigures(data: Uint8Array): Applied {
   const currency = e.amount?.currency ?? "KES";
   const netCurrency = e.net?.currency || currency;
   const net = e.net?.amountMinor ?? 0n;
-  const measures: Measures = { succeeded: 1n, amount_minor: e.amount?.amountMinor ?? 0n, fee_minor: e.fee?.amountMinor ?? 0n };
+  const measures: Measures = { ...cardCreated(e.method), succeeded: 1n, amount_minor: e.amount?.amountMinor ?? 0n, fee_minor: e.fee?.amountMinor ?? 0n };
   if (netCurrency === currency) measures.net_minor = net;
   if (rating) {
     measures.rating_sum = BigInt(rating);
@@ -234,7 +243,7 @@ function tipFailedFigures(data: Uint8Array): Applied {
   return {
     facts: [{
       at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: code, currency: e.amount?.currency ?? "KES",
-      measures: e.pushRefused ? { failed: 1n, push_refused: 1n } : { failed: 1n },
+      measures: { ...cardCreated(e.method), failed: 1n, ...(e.pushRefused ? { push_refused: 1n } : {}) },
     }],
     records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason.slice(0, REASON_MAX) }] : [],
   };

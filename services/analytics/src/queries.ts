@@ -109,14 +109,18 @@ const CURRENCY = `(currency = $5 OR currency = '')`;
 export const HOME_CURRENCY = "KES";
 
 /**
- * The currencies a scope has tips in (succeeded, or a pool share) over a range: KES first (always,
- * so an export without tips keeps its KES rows), then the others by code. At most a handful.
+ * The currencies a scope has figures in over a range: KES first (always, so an export without tips
+ * keeps its KES rows), then the others by code. A currency counts where a tip was paid in it, or
+ * money in it that the scope's screen shows: a pool share or a payout, and for a worker the net
+ * credited to their wallet. A card tip's net in another currency (USD tipped into a EUR wallet) is
+ * the worker's money in EUR, but on a venue's or the platform's screen, which show tips and their
+ * volume, EUR would have nothing. At most a handful.
  */
 export async function currenciesOf(db: Queryable, scope: Scope, range: Range): Promise<string[]> {
   const { rows } = await db.query<{ currency: string }>(
     `SELECT DISTINCT currency FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency NOT IN ('', $6)
-        AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
+        AND (succeeded > 0 OR pooled_minor <> 0 OR payout_minor <> 0 OR ($1 = ${Dim.Worker} AND net_minor <> 0))
       ORDER BY currency LIMIT 50`,
     [scope.dim, scope.id, grainFor(range, scope.dim), range.from, range.to, HOME_CURRENCY],
   );

@@ -159,6 +159,24 @@ describe("analytics rules, in process (with qr)", () => {
     const platform = await first(admin.watchPlatformDashboard({ currency: "USD" }, { signal: abort.signal })).finally(() => abort.abort());
     assert.equal(platform.volumeToday?.currency, "USD");
     assert.ok(platform.tipsToday >= 1n && platform.volumeToday!.amountMinor >= 5_00n, "the platform's USD figures hold the USD tip");
+    // The platform's every currency in one stream too: KES first, USD with the USD tip, snapshot KES's.
+    const platformEvery = async (req: { currency?: string } = {}) => {
+      const stop = new AbortController();
+      try {
+        for await (const res of admin.watchPlatformDashboard({ ...req, allCurrencies: true }, { signal: stop.signal })) return res;
+        throw new Error("the stream ended without a snapshot");
+      } finally {
+        stop.abort();
+      }
+    };
+    const all = await platformEvery();
+    assert.deepEqual(all.snapshots.slice(0, 1).map((d) => d.volumeToday?.currency), ["KES"]);
+    const platformUsd = all.snapshots.find((d) => d.volumeToday?.currency === "USD");
+    assert.ok(platformUsd && platformUsd.tipsToday >= 1n && platformUsd.volumeToday!.amountMinor >= 5_00n, "the platform's USD snapshot holds the USD tip");
+    assert.deepEqual(figures(all.snapshot!), figures(all.snapshots[0]!), "snapshot is KES's");
+    const platformBoth = await refusal(platformEvery({ currency: "USD" }));
+    assert.equal(platformBoth.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(platformBoth), ["currency"]);
 
     for (const bad of [watch("usd"), watch("US"), first(admin.watchPlatformDashboard({ currency: "usd" }))]) {
       const err = await refusal(bad);
@@ -214,13 +232,41 @@ describe("analytics rules, in process (with qr)", () => {
     const screen = async (currency?: string) => {
       const v = await admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, ...(currency ? { currency } : {}) });
       return [v.currencies, v.series.map((p) => [p.tips, p.tipVolume?.currency, p.tipVolume?.amountMinor]), v.workers.map((w) => [w.tips, w.volume?.currency, w.volume?.amountMinor]),
-        v.funnel.find((f) => f.step === "paid")?.count];
+        v.funnel.map((f) => f.count)];
     };
-    assert.deepEqual(await screen(), [["KES", "USD"], [[1n, "KES", 500_00n]], [[1n, "KES", 500_00n]], 1n]);
-    assert.deepEqual(await screen("USD"), [["KES", "USD"], [[1n, "USD", 12_34n]], [[1n, "USD", 12_34n]], 1n]);
-    const badCurrency = await refusal(admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "usd" }));
-    assert.equal(badCurrency.code, Code.InvalidArgument);
-    assert.deepEqual(fieldsOf(badCurrency), ["currency"]);
+    // The funnel scanned -> amount chosen -> payment started -> paid, no scans here. The M-Pesa tip
+    // comes without its tip_created (KES: paid only); a card tip has none (payment sends none for
+    // cards): its end counts its amount chosen, so USD shows 1 chosen, 1 started, 1 paid (the
+    // version before: paid 1 of 0 chosen).
+    assert.deepEqual(await screen(), [["KES", "USD"], [[1n, "KES", 500_00n]], [[1n, "KES", 500_00n]], [0n, 0n, 0n, 1n]]);
+    assert.deepEqual(await screen("USD"), [["KES", "USD"], [[1n, "USD", 12_34n]], [[1n, "USD", 12_34n]], [0n, 1n, 1n, 1n]]);
+
+    // GetFunnel and GetWorkerPerformance in the currency asked for, KES by default.
+    const funnel = async (currency?: string) =>
+      (await admins.getFunnel({ range, scope: { case: "venueId", value: venueId }, ...(currency ? { currency } : {}) })).steps.map((f) => [f.step, f.count, f.ofFirstBps]);
+    assert.deepEqual(await funnel("USD"), [["scanned", 0n, 0], ["amount_chosen", 1n, 0], ["payment_started", 1n, 0], ["paid", 1n, 0]]);
+    assert.deepEqual(await funnel(), [["scanned", 0n, 0], ["amount_chosen", 0n, 0], ["payment_started", 0n, 0], ["paid", 1n, 0]]);
+    const performance = async (currency?: string) => {
+      const p = (await admins.getWorkerPerformance({ range, workerId, ...(currency ? { currency } : {}) })).performance!;
+      return [p.tips, p.volume?.currency, p.volume?.amountMinor, p.averageTip?.currency, p.averageTip?.amountMinor];
+    };
+    assert.deepEqual(await performance(), [1n, "KES", 500_00n, "KES", 500_00n]);
+    assert.deepEqual(await performance("USD"), [1n, "USD", 12_34n, "USD", 12_34n]);
+    assert.deepEqual(await performance("EUR"), [0n, "EUR", 0n, "EUR", 0n], "a served currency without tips is zero");
+
+    // A malformed code (protovalidate) or one the platform does not serve: INVALID_ARGUMENT naming currency.
+    for (const bad of [
+      admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "usd" }),
+      admins.getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "XYZ" }),
+      admins.getFunnel({ range, scope: { case: "venueId", value: venueId }, currency: "usd" }),
+      admins.getFunnel({ range, scope: { case: "venueId", value: venueId }, currency: "JPY" }),
+      admins.getWorkerPerformance({ range, workerId, currency: "US" }),
+      admins.getWorkerPerformance({ range, workerId, currency: "XYZ" }),
+    ]) {
+      const err = await refusal(bad);
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.deepEqual(fieldsOf(err), ["currency"]);
+    }
   });
 
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {

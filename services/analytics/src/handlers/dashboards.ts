@@ -23,7 +23,7 @@ export function dashboardHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHand
 }
 
 function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["watchDashboard"] {
-  const { ctx, cfg, access } = h;
+  const { access } = h;
   return async function* (req, hc) {
     let scope: q.Scope;
     if (req.venueId) {
@@ -33,25 +33,28 @@ function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof A
       const { workerId } = await access.worker(hc, "");
       scope = { dim: Dim.Worker, id: workerId };
     }
-    if (req.allCurrencies) {
-      if (req.currency) throw fieldError("currency", "must be empty when all_currencies is set: the stream carries every currency");
-      const read = async () => (await q.dashboards(ctx.pool, scope)).map((d) => snapshotOf(d, d.currency, new Date()));
-      for await (const snapshots of live(cfg, read, hc.signal)) yield { snapshot: snapshots[0], snapshots };
-      return;
-    }
-    const currency = req.currency || "KES";
-    const read = async () => [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())];
-    for await (const [snapshot] of live(cfg, read, hc.signal)) yield { snapshot };
+    yield* watch(h, scope, req, hc.signal);
   };
 }
 
 function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["watchPlatformDashboard"] {
-  const { ctx, cfg } = h;
   return async function* (req, hc) {
-    const currency = req.currency || "KES";
-    const read = async () => [snapshotOf(await q.dashboard(ctx.pool, q.platformScope, currency), currency, new Date())];
-    for await (const [snapshot] of live(cfg, read, hc.signal)) yield { snapshot };
+    yield* watch(h, q.platformScope, req, hc.signal);
   };
+}
+
+/** A scope's live figures: in the one currency asked for (KES by default), or with all_currencies every currency's in one stream. */
+async function* watch(h: AnalyticsHandlerContext, scope: q.Scope, req: { currency: string; allCurrencies: boolean }, signal: AbortSignal) {
+  const { ctx, cfg } = h;
+  if (req.allCurrencies) {
+    if (req.currency) throw fieldError("currency", "must be empty when all_currencies is set: the stream carries every currency");
+    const read = async () => (await q.dashboards(ctx.pool, scope)).map((d) => snapshotOf(d, d.currency, new Date()));
+    for await (const snapshots of live(cfg, read, signal)) yield { snapshot: snapshots[0], snapshots };
+    return;
+  }
+  const currency = req.currency || q.HOME_CURRENCY;
+  const read = async () => [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())];
+  for await (const [snapshot] of live(cfg, read, signal)) yield { snapshot, snapshots: [] };
 }
 
 function snapshotOf(d: q.Dashboard, currency: string, at: Date): DashboardSnapshot {

@@ -5,7 +5,7 @@ import { Dim } from "../facts.js";
 import * as q from "../queries.js";
 import type { AnalyticsAreaHandlers, AnalyticsHandlerContext } from "./context.js";
 import { earningsMessage, funnelSteps, memberPerformance, venueView } from "./messages.js";
-import { periodOf, rangeOf } from "./values.js";
+import { currencyOf, periodOf, rangeOf } from "./values.js";
 
 /** A worker's and a venue's figures, and the scan-to-tip funnel. */
 export function performanceHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHandlers {
@@ -24,9 +24,10 @@ function getWorkerPerformanceHandler(h: AnalyticsHandlerContext): ServiceImpl<ty
   return async function (req, hc) {
     const { workerId } = await access.worker(hc, req.workerId);
     const range = rangeOf(req.range);
-    const t = await q.totals(ctx.pool, { dim: Dim.Worker, id: workerId }, range, "KES");
+    const currency = currencyOf(req);
+    const t = await q.totals(ctx.pool, { dim: Dim.Worker, id: workerId }, range, currency);
     return {
-      performance: memberPerformance({ id: workerId, scans: t.scans, tips: t.succeeded, volume: t.amount, ratingSum: t.ratingSum, ratingCount: t.ratingCount }, "KES"),
+      performance: memberPerformance({ id: workerId, scans: t.scans, tips: t.succeeded, volume: t.amount, ratingSum: t.ratingSum, ratingCount: t.ratingCount }, currency),
     };
   };
 }
@@ -46,7 +47,7 @@ function getVenueAnalyticsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeo
     await access.venue(hc, req.venueId);
     const range = rangeOf(req.range);
     const [view, currencies] = await Promise.all([
-      venueView(ctx, req.venueId, range, periodOf(req.granularity, range), req.currency || q.HOME_CURRENCY),
+      venueView(ctx, req.venueId, range, periodOf(req.granularity, range), currencyOf(req)),
       q.currenciesOf(ctx.pool, { dim: Dim.Venue, id: req.venueId }, range),
     ]);
     return { ...view, currencies };
@@ -57,6 +58,7 @@ function getFunnelHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Analyt
   const { ctx, access } = h;
   return async function (req, hc) {
     const range = rangeOf(req.range);
+    const currency = currencyOf(req);
     let scope: q.Scope;
     switch (req.scope.case) {
       case "workerId":
@@ -73,7 +75,7 @@ function getFunnelHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Analyt
       default:
         throw fieldError("scope", "name a qr_code_id, worker_id or venue_id");
     }
-    const [steps, fails] = await Promise.all([q.funnel(ctx.pool, scope, range, "KES"), q.failures(ctx.pool, scope, range)]);
+    const [steps, fails] = await Promise.all([q.funnel(ctx.pool, scope, range, currency), q.failures(ctx.pool, scope, range)]);
     return { steps: funnelSteps(steps), failures: fails };
   };
 }

@@ -1,6 +1,6 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
-import { fieldError } from "@ttip/runtime";
+import { assertCurrency, fieldError } from "@ttip/runtime";
 import * as q from "../queries.js";
 
 /** A Money message's fields. */
@@ -27,4 +27,11 @@ export function periodOf(g: Granularity, range: q.Range): q.Period {
     throw fieldError("granularity", "hourly figures are served for ranges of at most 31 days");
   }
   return p;
+}
+
+/** A request's currency (protovalidate has checked its shape): KES when empty, else one the platform serves, or INVALID_ARGUMENT naming currency. */
+export function currencyOf(req: { currency: string }): string {
+  if (!req.currency) return q.HOME_CURRENCY;
+  assertCurrency(req.currency, "currency");
+  return req.currency;
 }

@@ -204,7 +204,12 @@ type GetWorkerPerformanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Range *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	// Empty for the caller.
-	WorkerId      string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The tips, volume, average tip and ratings of tips paid in this currency
+	// (card tips come in USD, EUR, GBP); scans, of no currency, in each.
+	// Default KES. INVALID_ARGUMENT naming currency for a code the
+	// platform does not serve.
+	Currency      string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -249,6 +254,13 @@ func (x *GetWorkerPerformanceRequest) GetRange() *TimeRange {
 func (x *GetWorkerPerformanceRequest) GetWorkerId() string {
 	if x != nil {
 		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *GetWorkerPerformanceRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
 	}
 	return ""
 }
@@ -304,7 +316,8 @@ type GetVenueAnalyticsRequest struct {
 	Granularity Granularity            `protobuf:"varint,3,opt,name=granularity,proto3,enum=ttip.analytics.v1.Granularity" json:"granularity,omitempty"`
 	// The series, staff, codes and funnel of tips paid in this currency (card
 	// tips come in USD, EUR, GBP); scans and failures whatever the currency.
-	// Default KES.
+	// Default KES. INVALID_ARGUMENT naming currency for a code the platform
+	// does not serve.
 	Currency      string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -464,7 +477,12 @@ type GetFunnelRequest struct {
 	//	*GetFunnelRequest_QrCodeId
 	//	*GetFunnelRequest_WorkerId
 	//	*GetFunnelRequest_VenueId
-	Scope         isGetFunnelRequest_Scope `protobuf_oneof:"scope"`
+	Scope isGetFunnelRequest_Scope `protobuf_oneof:"scope"`
+	// The amount_chosen, payment_started and paid steps count tips in this
+	// currency (card tips come in USD, EUR, GBP); scans and failures whatever
+	// the currency. Default KES. INVALID_ARGUMENT naming currency for a code
+	// the platform does not serve.
+	Currency      string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +554,13 @@ func (x *GetFunnelRequest) GetVenueId() string {
 		if x, ok := x.Scope.(*GetFunnelRequest_VenueId); ok {
 			return x.VenueId
 		}
+	}
+	return ""
+}
+
+func (x *GetFunnelRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
 	}
 	return ""
 }
@@ -967,7 +992,10 @@ func (x *GetPlatformSummaryResponse) GetSummary() *PlatformSummary {
 type WatchPlatformDashboardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// As WatchDashboardRequest.currency. Default KES.
-	Currency      string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	Currency string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	// As WatchDashboardRequest.all_currencies: every currency in this one
+	// stream (snapshots). currency must then be empty.
+	AllCurrencies bool `protobuf:"varint,2,opt,name=all_currencies,json=allCurrencies,proto3" json:"all_currencies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1009,9 +1037,20 @@ func (x *WatchPlatformDashboardRequest) GetCurrency() string {
 	return ""
 }
 
+func (x *WatchPlatformDashboardRequest) GetAllCurrencies() bool {
+	if x != nil {
+		return x.AllCurrencies
+	}
+	return false
+}
+
 type WatchPlatformDashboardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Snapshot      *DashboardSnapshot     `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The currency asked for; with all_currencies, KES's.
+	Snapshot *DashboardSnapshot `protobuf:"bytes,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// With all_currencies only: as WatchDashboardResponse.snapshots, the
+	// platform's (KES first, then each currency with a tip today, by code).
+	Snapshots     []*DashboardSnapshot `protobuf:"bytes,2,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1049,6 +1088,13 @@ func (*WatchPlatformDashboardResponse) Descriptor() ([]byte, []int) {
 func (x *WatchPlatformDashboardResponse) GetSnapshot() *DashboardSnapshot {
 	if x != nil {
 		return x.Snapshot
+	}
+	return nil
+}
+
+func (x *WatchPlatformDashboardResponse) GetSnapshots() []*DashboardSnapshot {
+	if x != nil {
+		return x.Snapshots
 	}
 	return nil
 }
@@ -1374,10 +1420,12 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\x0eall_currencies\x18\x03 \x01(\bR\rallCurrencies\"\x9e\x01\n" +
 	"\x16WatchDashboardResponse\x12@\n" +
 	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\x12B\n" +
-	"\tsnapshots\x18\x02 \x03(\v2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots\"\x83\x01\n" +
+	"\tsnapshots\x18\x02 \x03(\v2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots\"\xb5\x01\n" +
 	"\x1bGetWorkerPerformanceRequest\x12:\n" +
 	"\x05range\x18\x01 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12(\n" +
-	"\tworker_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"f\n" +
+	"\tworker_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\x120\n" +
+	"\bcurrency\x18\x03 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrency\"f\n" +
 	"\x1cGetWorkerPerformanceResponse\x12F\n" +
 	"\vperformance\x18\x01 \x01(\v2$.ttip.analytics.v1.WorkerPerformanceR\vperformance\"\xfb\x01\n" +
 	"\x18GetVenueAnalyticsRequest\x12#\n" +
@@ -1395,13 +1443,15 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\bfailures\x18\x05 \x03(\v2 .ttip.analytics.v1.FailureReasonR\bfailures\x12\x1e\n" +
 	"\n" +
 	"currencies\x18\x06 \x03(\tR\n" +
-	"currencies\"\xd8\x01\n" +
+	"currencies\"\x8a\x02\n" +
 	"\x10GetFunnelRequest\x12:\n" +
 	"\x05range\x18\x01 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12(\n" +
 	"\n" +
 	"qr_code_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bqrCodeId\x12'\n" +
 	"\tworker_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bworkerId\x12%\n" +
-	"\bvenue_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\avenueIdB\x0e\n" +
+	"\bvenue_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\avenueId\x120\n" +
+	"\bcurrency\x18\x05 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\bcurrencyB\x0e\n" +
 	"\x05scope\x12\x05\xbaH\x02\b\x01\"\x86\x01\n" +
 	"\x11GetFunnelResponse\x123\n" +
 	"\x05steps\x18\x01 \x03(\v2\x1d.ttip.analytics.v1.FunnelStepR\x05steps\x12<\n" +
@@ -1426,12 +1476,14 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x02 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
 	"^[A-Z]{3}$R\bcurrency\"Z\n" +
 	"\x1aGetPlatformSummaryResponse\x12<\n" +
-	"\asummary\x18\x01 \x01(\v2\".ttip.analytics.v1.PlatformSummaryR\asummary\"Q\n" +
+	"\asummary\x18\x01 \x01(\v2\".ttip.analytics.v1.PlatformSummaryR\asummary\"x\n" +
 	"\x1dWatchPlatformDashboardRequest\x120\n" +
 	"\bcurrency\x18\x01 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
-	"^[A-Z]{3}$R\bcurrency\"b\n" +
+	"^[A-Z]{3}$R\bcurrency\x12%\n" +
+	"\x0eall_currencies\x18\x02 \x01(\bR\rallCurrencies\"\xa6\x01\n" +
 	"\x1eWatchPlatformDashboardResponse\x12@\n" +
-	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\"\xd3\x01\n" +
+	"\bsnapshot\x18\x01 \x01(\v2$.ttip.analytics.v1.DashboardSnapshotR\bsnapshot\x12B\n" +
+	"\tsnapshots\x18\x02 \x03(\v2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots\"\xd3\x01\n" +
 	"\x18GetRevenueMetricsRequest\x12:\n" +
 	"\x05range\x18\x01 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\x12L\n" +
 	"\vgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityB\n" +
@@ -1541,41 +1593,42 @@ var file_ttip_analytics_v1_analytics_service_proto_depIdxs = []int32{
 	0,  // 19: ttip.analytics.v1.GetPlatformSummaryRequest.range:type_name -> ttip.analytics.v1.TimeRange
 	32, // 20: ttip.analytics.v1.GetPlatformSummaryResponse.summary:type_name -> ttip.analytics.v1.PlatformSummary
 	24, // 21: ttip.analytics.v1.WatchPlatformDashboardResponse.snapshot:type_name -> ttip.analytics.v1.DashboardSnapshot
-	0,  // 22: ttip.analytics.v1.GetRevenueMetricsRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	26, // 23: ttip.analytics.v1.GetRevenueMetricsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
-	27, // 24: ttip.analytics.v1.GetRevenueMetricsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
-	0,  // 25: ttip.analytics.v1.GetPaymentSuccessRatesRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	26, // 26: ttip.analytics.v1.GetPaymentSuccessRatesRequest.granularity:type_name -> ttip.analytics.v1.Granularity
-	33, // 27: ttip.analytics.v1.GetPaymentSuccessRatesResponse.series:type_name -> ttip.analytics.v1.SuccessRatePoint
-	34, // 28: ttip.analytics.v1.ExportReportRequest.kind:type_name -> ttip.analytics.v1.ReportKind
-	0,  // 29: ttip.analytics.v1.ExportReportRequest.range:type_name -> ttip.analytics.v1.TimeRange
-	1,  // 30: ttip.analytics.v1.AnalyticsService.WatchDashboard:input_type -> ttip.analytics.v1.WatchDashboardRequest
-	3,  // 31: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:input_type -> ttip.analytics.v1.GetWorkerPerformanceRequest
-	5,  // 32: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:input_type -> ttip.analytics.v1.GetVenueAnalyticsRequest
-	7,  // 33: ttip.analytics.v1.AnalyticsService.GetFunnel:input_type -> ttip.analytics.v1.GetFunnelRequest
-	9,  // 34: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:input_type -> ttip.analytics.v1.GetWorkerEarningsRequest
-	11, // 35: ttip.analytics.v1.AnalyticsService.ExportEarnings:input_type -> ttip.analytics.v1.ExportEarningsRequest
-	15, // 36: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:input_type -> ttip.analytics.v1.WatchPlatformDashboardRequest
-	17, // 37: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:input_type -> ttip.analytics.v1.GetRevenueMetricsRequest
-	19, // 38: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:input_type -> ttip.analytics.v1.GetPaymentSuccessRatesRequest
-	21, // 39: ttip.analytics.v1.AnalyticsAdminService.ExportReport:input_type -> ttip.analytics.v1.ExportReportRequest
-	13, // 40: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:input_type -> ttip.analytics.v1.GetPlatformSummaryRequest
-	2,  // 41: ttip.analytics.v1.AnalyticsService.WatchDashboard:output_type -> ttip.analytics.v1.WatchDashboardResponse
-	4,  // 42: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:output_type -> ttip.analytics.v1.GetWorkerPerformanceResponse
-	6,  // 43: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:output_type -> ttip.analytics.v1.GetVenueAnalyticsResponse
-	8,  // 44: ttip.analytics.v1.AnalyticsService.GetFunnel:output_type -> ttip.analytics.v1.GetFunnelResponse
-	10, // 45: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:output_type -> ttip.analytics.v1.GetWorkerEarningsResponse
-	12, // 46: ttip.analytics.v1.AnalyticsService.ExportEarnings:output_type -> ttip.analytics.v1.ExportEarningsResponse
-	16, // 47: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:output_type -> ttip.analytics.v1.WatchPlatformDashboardResponse
-	18, // 48: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:output_type -> ttip.analytics.v1.GetRevenueMetricsResponse
-	20, // 49: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:output_type -> ttip.analytics.v1.GetPaymentSuccessRatesResponse
-	22, // 50: ttip.analytics.v1.AnalyticsAdminService.ExportReport:output_type -> ttip.analytics.v1.ExportReportResponse
-	14, // 51: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:output_type -> ttip.analytics.v1.GetPlatformSummaryResponse
-	41, // [41:52] is the sub-list for method output_type
-	30, // [30:41] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	24, // 22: ttip.analytics.v1.WatchPlatformDashboardResponse.snapshots:type_name -> ttip.analytics.v1.DashboardSnapshot
+	0,  // 23: ttip.analytics.v1.GetRevenueMetricsRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	26, // 24: ttip.analytics.v1.GetRevenueMetricsRequest.granularity:type_name -> ttip.analytics.v1.Granularity
+	27, // 25: ttip.analytics.v1.GetRevenueMetricsResponse.series:type_name -> ttip.analytics.v1.RevenuePoint
+	0,  // 26: ttip.analytics.v1.GetPaymentSuccessRatesRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	26, // 27: ttip.analytics.v1.GetPaymentSuccessRatesRequest.granularity:type_name -> ttip.analytics.v1.Granularity
+	33, // 28: ttip.analytics.v1.GetPaymentSuccessRatesResponse.series:type_name -> ttip.analytics.v1.SuccessRatePoint
+	34, // 29: ttip.analytics.v1.ExportReportRequest.kind:type_name -> ttip.analytics.v1.ReportKind
+	0,  // 30: ttip.analytics.v1.ExportReportRequest.range:type_name -> ttip.analytics.v1.TimeRange
+	1,  // 31: ttip.analytics.v1.AnalyticsService.WatchDashboard:input_type -> ttip.analytics.v1.WatchDashboardRequest
+	3,  // 32: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:input_type -> ttip.analytics.v1.GetWorkerPerformanceRequest
+	5,  // 33: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:input_type -> ttip.analytics.v1.GetVenueAnalyticsRequest
+	7,  // 34: ttip.analytics.v1.AnalyticsService.GetFunnel:input_type -> ttip.analytics.v1.GetFunnelRequest
+	9,  // 35: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:input_type -> ttip.analytics.v1.GetWorkerEarningsRequest
+	11, // 36: ttip.analytics.v1.AnalyticsService.ExportEarnings:input_type -> ttip.analytics.v1.ExportEarningsRequest
+	15, // 37: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:input_type -> ttip.analytics.v1.WatchPlatformDashboardRequest
+	17, // 38: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:input_type -> ttip.analytics.v1.GetRevenueMetricsRequest
+	19, // 39: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:input_type -> ttip.analytics.v1.GetPaymentSuccessRatesRequest
+	21, // 40: ttip.analytics.v1.AnalyticsAdminService.ExportReport:input_type -> ttip.analytics.v1.ExportReportRequest
+	13, // 41: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:input_type -> ttip.analytics.v1.GetPlatformSummaryRequest
+	2,  // 42: ttip.analytics.v1.AnalyticsService.WatchDashboard:output_type -> ttip.analytics.v1.WatchDashboardResponse
+	4,  // 43: ttip.analytics.v1.AnalyticsService.GetWorkerPerformance:output_type -> ttip.analytics.v1.GetWorkerPerformanceResponse
+	6,  // 44: ttip.analytics.v1.AnalyticsService.GetVenueAnalytics:output_type -> ttip.analytics.v1.GetVenueAnalyticsResponse
+	8,  // 45: ttip.analytics.v1.AnalyticsService.GetFunnel:output_type -> ttip.analytics.v1.GetFunnelResponse
+	10, // 46: ttip.analytics.v1.AnalyticsService.GetWorkerEarnings:output_type -> ttip.analytics.v1.GetWorkerEarningsResponse
+	12, // 47: ttip.analytics.v1.AnalyticsService.ExportEarnings:output_type -> ttip.analytics.v1.ExportEarningsResponse
+	16, // 48: ttip.analytics.v1.AnalyticsAdminService.WatchPlatformDashboard:output_type -> ttip.analytics.v1.WatchPlatformDashboardResponse
+	18, // 49: ttip.analytics.v1.AnalyticsAdminService.GetRevenueMetrics:output_type -> ttip.analytics.v1.GetRevenueMetricsResponse
+	20, // 50: ttip.analytics.v1.AnalyticsAdminService.GetPaymentSuccessRates:output_type -> ttip.analytics.v1.GetPaymentSuccessRatesResponse
+	22, // 51: ttip.analytics.v1.AnalyticsAdminService.ExportReport:output_type -> ttip.analytics.v1.ExportReportResponse
+	14, // 52: ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary:output_type -> ttip.analytics.v1.GetPlatformSummaryResponse
+	42, // [42:53] is the sub-list for method output_type
+	31, // [31:42] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_ttip_analytics_v1_analytics_service_proto_init() }

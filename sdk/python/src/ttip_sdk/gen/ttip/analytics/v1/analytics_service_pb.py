@@ -150,7 +150,7 @@ class WatchDashboardResponse(Message[_WatchDashboardResponseFields]):
         snapshot: DashboardSnapshot | None
         snapshots: list[DashboardSnapshot]
 
-_GetWorkerPerformanceRequestFields: TypeAlias = Literal["range", "worker_id"]
+_GetWorkerPerformanceRequestFields: TypeAlias = Literal["range", "worker_id", "currency"]
 
 class GetWorkerPerformanceRequest(Message[_GetWorkerPerformanceRequestFields]):
     """
@@ -169,9 +169,18 @@ class GetWorkerPerformanceRequest(Message[_GetWorkerPerformanceRequestFields]):
             ```proto
             string worker_id = 2;
             ```
+        currency:
+            The tips, volume, average tip and ratings of tips paid in this currency
+            (card tips come in USD, EUR, GBP); scans, of no currency, in each.
+            Default KES. INVALID_ARGUMENT naming currency for a code the
+            platform does not serve.
+
+            ```proto
+            string currency = 3;
+            ```
     """
 
-    __slots__ = ("range", "worker_id")
+    __slots__ = ("range", "worker_id", "currency")
 
     if TYPE_CHECKING:
 
@@ -180,11 +189,13 @@ class GetWorkerPerformanceRequest(Message[_GetWorkerPerformanceRequestFields]):
             *,
             range: TimeRange | None = None,
             worker_id: str = "",
+            currency: str = "",
         ) -> None:
             pass
 
         range: TimeRange | None
         worker_id: str
+        currency: str
 
 _GetWorkerPerformanceResponseFields: TypeAlias = Literal["performance"]
 
@@ -238,7 +249,8 @@ class GetVenueAnalyticsRequest(Message[_GetVenueAnalyticsRequestFields]):
         currency:
             The series, staff, codes and funnel of tips paid in this currency (card
             tips come in USD, EUR, GBP); scans and failures whatever the currency.
-            Default KES.
+            Default KES. INVALID_ARGUMENT naming currency for a code the platform
+            does not serve.
 
             ```proto
             string currency = 4;
@@ -329,7 +341,7 @@ class GetVenueAnalyticsResponse(Message[_GetVenueAnalyticsResponseFields]):
         failures: list[FailureReason]
         currencies: list[str]
 
-_GetFunnelRequestFields: TypeAlias = Literal["range", "qr_code_id", "worker_id", "venue_id"]
+_GetFunnelRequestFields: TypeAlias = Literal["range", "qr_code_id", "worker_id", "venue_id", "currency"]
 
 class GetFunnelRequest(Message[_GetFunnelRequestFields]):
     """
@@ -346,9 +358,18 @@ class GetFunnelRequest(Message[_GetFunnelRequestFields]):
             ```proto
             oneof scope
             ```
+        currency:
+            The amount_chosen, payment_started and paid steps count tips in this
+            currency (card tips come in USD, EUR, GBP); scans and failures whatever
+            the currency. Default KES. INVALID_ARGUMENT naming currency for a code
+            the platform does not serve.
+
+            ```proto
+            string currency = 5;
+            ```
     """
 
-    __slots__ = ("range", "scope")
+    __slots__ = ("range", "currency", "scope")
 
     if TYPE_CHECKING:
 
@@ -357,11 +378,13 @@ class GetFunnelRequest(Message[_GetFunnelRequestFields]):
             *,
             range: TimeRange | None = None,
             scope: Oneof[Literal["qr_code_id"], str] | Oneof[Literal["worker_id"], str] | Oneof[Literal["venue_id"], str] | None = None,
+            currency: str = "",
         ) -> None:
             pass
 
         range: TimeRange | None
         scope: Oneof[Literal["qr_code_id"], str] | Oneof[Literal["worker_id"], str] | Oneof[Literal["venue_id"], str] | None
+        currency: str
 
 _GetFunnelResponseFields: TypeAlias = Literal["steps", "failures"]
 
@@ -607,7 +630,7 @@ class GetPlatformSummaryResponse(Message[_GetPlatformSummaryResponseFields]):
 
         summary: PlatformSummary | None
 
-_WatchPlatformDashboardRequestFields: TypeAlias = Literal["currency"]
+_WatchPlatformDashboardRequestFields: TypeAlias = Literal["currency", "all_currencies"]
 
 class WatchPlatformDashboardRequest(Message[_WatchPlatformDashboardRequestFields]):
     """
@@ -622,9 +645,16 @@ class WatchPlatformDashboardRequest(Message[_WatchPlatformDashboardRequestFields
             ```proto
             string currency = 1;
             ```
+        all_currencies:
+            As WatchDashboardRequest.all_currencies: every currency in this one
+            stream (snapshots). currency must then be empty.
+
+            ```proto
+            bool all_currencies = 2;
+            ```
     """
 
-    __slots__ = ("currency",)
+    __slots__ = ("currency", "all_currencies")
 
     if TYPE_CHECKING:
 
@@ -632,12 +662,14 @@ class WatchPlatformDashboardRequest(Message[_WatchPlatformDashboardRequestFields
             self,
             *,
             currency: str = "",
+            all_currencies: bool = False,
         ) -> None:
             pass
 
         currency: str
+        all_currencies: bool
 
-_WatchPlatformDashboardResponseFields: TypeAlias = Literal["snapshot"]
+_WatchPlatformDashboardResponseFields: TypeAlias = Literal["snapshot", "snapshots"]
 
 class WatchPlatformDashboardResponse(Message[_WatchPlatformDashboardResponseFields]):
     """
@@ -647,12 +679,21 @@ class WatchPlatformDashboardResponse(Message[_WatchPlatformDashboardResponseFiel
 
     Attributes:
         snapshot:
+            The currency asked for; with all_currencies, KES's.
+
             ```proto
             optional ttip.analytics.v1.DashboardSnapshot snapshot = 1;
             ```
+        snapshots:
+            With all_currencies only: as WatchDashboardResponse.snapshots, the
+            platform's (KES first, then each currency with a tip today, by code).
+
+            ```proto
+            repeated ttip.analytics.v1.DashboardSnapshot snapshots = 2;
+            ```
     """
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("snapshot", "snapshots")
 
     if TYPE_CHECKING:
 
@@ -660,10 +701,12 @@ class WatchPlatformDashboardResponse(Message[_WatchPlatformDashboardResponseFiel
             self,
             *,
             snapshot: DashboardSnapshot | None = None,
+            snapshots: list[DashboardSnapshot] | None = None,
         ) -> None:
             pass
 
         snapshot: DashboardSnapshot | None
+        snapshots: list[DashboardSnapshot]
 
 _GetRevenueMetricsRequestFields: TypeAlias = Literal["range", "granularity", "currency"]
 
@@ -867,7 +910,7 @@ class ExportReportResponse(Message[_ExportReportResponseFields]):
 
 
 _DESC = file_desc(
-    b'\n)ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\x1a\x1cttip/common/v1/options.proto"\x84\x02\n\tTimeRange\x126\n\x04from\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration(\'8784h\')"\x98\x01\n\x15WatchDashboardRequest\x12&\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12%\n\x0eall_currencies\x18\x03 \x01(\x08R\rallCurrencies"\x9e\x01\n\x16WatchDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot\x12B\n\tsnapshots\x18\x02 \x03(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots"\x83\x01\n\x1bGetWorkerPerformanceRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"f\n\x1cGetWorkerPerformanceResponse\x12F\n\x0bperformance\x18\x01 \x01(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x0bperformance"\xfb\x01\n\x18GetVenueAnalyticsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x03 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x120\n\x08currency\x18\x04 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"\xe5\x02\n\x19GetVenueAnalyticsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series\x12>\n\x07workers\x18\x02 \x03(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x07workers\x12:\n\x05codes\x18\x03 \x03(\x0b2$.ttip.analytics.v1.QrCodePerformanceR\x05codes\x125\n\x06funnel\x18\x04 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x06funnel\x12<\n\x08failures\x18\x05 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures\x12\x1e\n\ncurrencies\x18\x06 \x03(\tR\ncurrencies"\xd8\x01\n\x10GetFunnelRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\nqr_code_id\x18\x02 \x01(\tH\x00R\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x04 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"\x86\x01\n\x11GetFunnelResponse\x123\n\x05steps\x18\x01 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x05steps\x12<\n\x08failures\x18\x02 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures"\xb2\x01\n\x18GetWorkerEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x19GetWorkerEarningsResponse\x12=\n\x08earnings\x18\x01 \x01(\x0b2!.ttip.analytics.v1.WorkerEarningsR\x08earnings"\xb3\x01\n\x15ExportEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12\'\n\tworker_id\x18\x02 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x03 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"G\n\x16ExportEarningsResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName"\x89\x01\n\x19GetPlatformSummaryRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x1aGetPlatformSummaryResponse\x12<\n\x07summary\x18\x01 \x01(\x0b2".ttip.analytics.v1.PlatformSummaryR\x07summary"Q\n\x1dWatchPlatformDashboardRequest\x120\n\x08currency\x18\x01 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"b\n\x1eWatchPlatformDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot"\xd3\x01\n\x18GetRevenueMetricsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$"T\n\x19GetRevenueMetricsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series"\xa9\x01\n\x1dGetPaymentSuccessRatesRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"]\n\x1eGetPaymentSuccessRatesResponse\x12;\n\x06series\x18\x01 \x03(\x0b2#.ttip.analytics.v1.SuccessRatePointR\x06series"\x90\x01\n\x13ExportReportRequest\x12=\n\x04kind\x18\x01 \x01(\x0e2\x1d.ttip.analytics.v1.ReportKindR\x04kindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01"E\n\x14ExportReportResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName2\xd7\x05\n\x10AnalyticsService\x12l\n\x0eWatchDashboard\x12(.ttip.analytics.v1.WatchDashboardRequest\x1a).ttip.analytics.v1.WatchDashboardResponse"\x03\x90\x02\x010\x01\x12|\n\x14GetWorkerPerformance\x12..ttip.analytics.v1.GetWorkerPerformanceRequest\x1a/.ttip.analytics.v1.GetWorkerPerformanceResponse"\x03\x90\x02\x01\x12s\n\x11GetVenueAnalytics\x12+.ttip.analytics.v1.GetVenueAnalyticsRequest\x1a,.ttip.analytics.v1.GetVenueAnalyticsResponse"\x03\x90\x02\x01\x12[\n\tGetFunnel\x12#.ttip.analytics.v1.GetFunnelRequest\x1a$.ttip.analytics.v1.GetFunnelResponse"\x03\x90\x02\x01\x12s\n\x11GetWorkerEarnings\x12+.ttip.analytics.v1.GetWorkerEarningsRequest\x1a,.ttip.analytics.v1.GetWorkerEarningsResponse"\x03\x90\x02\x01\x12j\n\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin2\x8e\x05\n\x15AnalyticsAdminService\x12\x84\x01\n\x16WatchPlatformDashboard\x120.ttip.analytics.v1.WatchPlatformDashboardRequest\x1a1.ttip.analytics.v1.WatchPlatformDashboardResponse"\x03\x90\x02\x010\x01\x12s\n\x11GetRevenueMetrics\x12+.ttip.analytics.v1.GetRevenueMetricsRequest\x1a,.ttip.analytics.v1.GetRevenueMetricsResponse"\x03\x90\x02\x01\x12\x82\x01\n\x16GetPaymentSuccessRates\x120.ttip.analytics.v1.GetPaymentSuccessRatesRequest\x1a1.ttip.analytics.v1.GetPaymentSuccessRatesResponse"\x03\x90\x02\x01\x12d\n\x0cExportReport\x12&.ttip.analytics.v1.ExportReportRequest\x1a\'.ttip.analytics.v1.ExportReportResponse"\x03\x90\x02\x01\x12v\n\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse"\x03\x90\x02\x01\x1a\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07financeb\x06proto3',
+    b'\n)ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\x1a\x1cttip/common/v1/options.proto"\x84\x02\n\tTimeRange\x126\n\x04from\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n\x10time_range.order\x12.from must be before to, at most 366 days apart\x1a?this.from < this.to && this.to - this.from <= duration(\'8784h\')"\x98\x01\n\x15WatchDashboardRequest\x12&\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12%\n\x0eall_currencies\x18\x03 \x01(\x08R\rallCurrencies"\x9e\x01\n\x16WatchDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot\x12B\n\tsnapshots\x18\x02 \x03(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots"\xb5\x01\n\x1bGetWorkerPerformanceRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"f\n\x1cGetWorkerPerformanceResponse\x12F\n\x0bperformance\x18\x01 \x01(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x0bperformance"\xfb\x01\n\x18GetVenueAnalyticsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x03 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x120\n\x08currency\x18\x04 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"\xe5\x02\n\x19GetVenueAnalyticsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series\x12>\n\x07workers\x18\x02 \x03(\x0b2$.ttip.analytics.v1.WorkerPerformanceR\x07workers\x12:\n\x05codes\x18\x03 \x03(\x0b2$.ttip.analytics.v1.QrCodePerformanceR\x05codes\x125\n\x06funnel\x18\x04 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x06funnel\x12<\n\x08failures\x18\x05 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures\x12\x1e\n\ncurrencies\x18\x06 \x03(\tR\ncurrencies"\x8a\x02\n\x10GetFunnelRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\nqr_code_id\x18\x02 \x01(\tH\x00R\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x04 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x120\n\x08currency\x18\x05 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"\x86\x01\n\x11GetFunnelResponse\x123\n\x05steps\x18\x01 \x03(\x0b2\x1d.ttip.analytics.v1.FunnelStepR\x05steps\x12<\n\x08failures\x18\x02 \x03(\x0b2 .ttip.analytics.v1.FailureReasonR\x08failures"\xb2\x01\n\x18GetWorkerEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x120\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x19GetWorkerEarningsResponse\x12=\n\x08earnings\x18\x01 \x01(\x0b2!.ttip.analytics.v1.WorkerEarningsR\x08earnings"\xb3\x01\n\x15ExportEarningsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12\'\n\tworker_id\x18\x02 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\x08venue_id\x18\x03 \x01(\tH\x00R\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x0e\n\x05scope\x12\x05\xbaH\x02\x08\x01"G\n\x16ExportEarningsResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName"\x89\x01\n\x19GetPlatformSummaryRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x120\n\x08currency\x18\x02 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$"Z\n\x1aGetPlatformSummaryResponse\x12<\n\x07summary\x18\x01 \x01(\x0b2".ttip.analytics.v1.PlatformSummaryR\x07summary"x\n\x1dWatchPlatformDashboardRequest\x120\n\x08currency\x18\x01 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12%\n\x0eall_currencies\x18\x02 \x01(\x08R\rallCurrencies"\xa6\x01\n\x1eWatchPlatformDashboardResponse\x12@\n\x08snapshot\x18\x01 \x01(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\x08snapshot\x12B\n\tsnapshots\x18\x02 \x03(\x0b2$.ttip.analytics.v1.DashboardSnapshotR\tsnapshots"\xd3\x01\n\x18GetRevenueMetricsRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12-\n\x08currency\x18\x03 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$"T\n\x19GetRevenueMetricsResponse\x127\n\x06series\x18\x01 \x03(\x0b2\x1f.ttip.analytics.v1.RevenuePointR\x06series"\xa9\x01\n\x1dGetPaymentSuccessRatesRequest\x12:\n\x05range\x18\x01 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01\x12L\n\x0bgranularity\x18\x02 \x01(\x0e2\x1e.ttip.analytics.v1.GranularityR\x0bgranularityB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"]\n\x1eGetPaymentSuccessRatesResponse\x12;\n\x06series\x18\x01 \x03(\x0b2#.ttip.analytics.v1.SuccessRatePointR\x06series"\x90\x01\n\x13ExportReportRequest\x12=\n\x04kind\x18\x01 \x01(\x0e2\x1d.ttip.analytics.v1.ReportKindR\x04kindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12:\n\x05range\x18\x02 \x01(\x0b2\x1c.ttip.analytics.v1.TimeRangeR\x05rangeB\x06\xbaH\x03\xc8\x01\x01"E\n\x14ExportReportResponse\x12\x10\n\x03csv\x18\x01 \x01(\x0cR\x03csv\x12\x1b\n\tfile_name\x18\x02 \x01(\tR\x08fileName2\xd7\x05\n\x10AnalyticsService\x12l\n\x0eWatchDashboard\x12(.ttip.analytics.v1.WatchDashboardRequest\x1a).ttip.analytics.v1.WatchDashboardResponse"\x03\x90\x02\x010\x01\x12|\n\x14GetWorkerPerformance\x12..ttip.analytics.v1.GetWorkerPerformanceRequest\x1a/.ttip.analytics.v1.GetWorkerPerformanceResponse"\x03\x90\x02\x01\x12s\n\x11GetVenueAnalytics\x12+.ttip.analytics.v1.GetVenueAnalyticsRequest\x1a,.ttip.analytics.v1.GetVenueAnalyticsResponse"\x03\x90\x02\x01\x12[\n\tGetFunnel\x12#.ttip.analytics.v1.GetFunnelRequest\x1a$.ttip.analytics.v1.GetFunnelResponse"\x03\x90\x02\x01\x12s\n\x11GetWorkerEarnings\x12+.ttip.analytics.v1.GetWorkerEarningsRequest\x1a,.ttip.analytics.v1.GetWorkerEarningsResponse"\x03\x90\x02\x01\x12j\n\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin2\x8e\x05\n\x15AnalyticsAdminService\x12\x84\x01\n\x16WatchPlatformDashboard\x120.ttip.analytics.v1.WatchPlatformDashboardRequest\x1a1.ttip.analytics.v1.WatchPlatformDashboardResponse"\x03\x90\x02\x010\x01\x12s\n\x11GetRevenueMetrics\x12+.ttip.analytics.v1.GetRevenueMetricsRequest\x1a,.ttip.analytics.v1.GetRevenueMetricsResponse"\x03\x90\x02\x01\x12\x82\x01\n\x16GetPaymentSuccessRates\x120.ttip.analytics.v1.GetPaymentSuccessRatesRequest\x1a1.ttip.analytics.v1.GetPaymentSuccessRatesResponse"\x03\x90\x02\x01\x12d\n\x0cExportReport\x12&.ttip.analytics.v1.ExportReportRequest\x1a\'.ttip.analytics.v1.ExportReportResponse"\x03\x90\x02\x01\x12v\n\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse"\x03\x90\x02\x01\x1a\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07financeb\x06proto3',
     [
         validate_pb.desc(),
         timestamp_pb.desc(),
