@@ -278,7 +278,17 @@ export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: Pa
   return rowCount ? "resolving" : "duplicate";
 }
 
-/** A Transaction Status answer about a payout. "Not found" decides only after repeated asking; a failed query never does. */
+/**
+ * How many status queries, counted a result wait apart (countStatusQuery), M-Pesa answers "no record" of a payout
+ * before that answer decides it (failed, its hold released): asked once, a B2C M-Pesa had not recorded yet could
+ * still appear.
+ */
+const NO_RECORD_AFTER_QUERIES = 2;
+
+/**
+ * A Transaction Status answer about a payout. "Not found" decides only on the answer to the NO_RECORD_AFTER_QUERIES-th
+ * query; a failed query never does.
+ */
 export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
   const p = await loadPayout(deps.ctx.pool, payoutId);
   if (!p) return "unknown";
@@ -300,7 +310,9 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     deps.ctx.logger.error({ payoutId, resultCode: r.resultCode, resultDesc: r.resultDesc }, "transaction status query failed; payout still unresolved");
     return "query_failed";
   }
-  if (p.statusQueries >= 2) {
+  // Counted here too: the answer can come before the pass that sent its query has counted it (once a result wait).
+  const asked = await countStatusQuery(deps, payoutId);
+  if (asked !== undefined && asked >= NO_RECORD_AFTER_QUERIES) {
     return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
   }
   return "not_found_yet";
@@ -414,20 +426,23 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
 }
 
 /**
- * Counts a status query sent, if the last one counted is at least the result wait old. The count decides "no record
- * after repeated asking" (which releases the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded
- * yet has time to appear, but not by whose lease it was sent under: two replicas asking at once count once, and a
- * payout each of whose passes outlives its lease (a slow Daraja) is still decided rather than asked about forever.
+ * Counts a status query, sent or answered, if the last one counted is at least the result wait old; answers the
+ * count (undefined once the payout is decided). The count decides "no record after repeated asking" (which releases
+ * the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded yet has time to appear, but not by
+ * whose lease it was sent under: two replicas asking at once count once, and a payout each of whose passes outlives
+ * its lease (a slow Daraja) is still decided rather than asked about forever. A query's answer and its pass's count
+ * after sending are the same query: whichever comes first counts it, the other finds it counted.
  */
-async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<void> {
+async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<number | undefined> {
   // Both CASEs read the row as it is once locked: of two replicas counting at once, the second sees the first's time.
   const spaced = "(status_queried_at IS NULL OR status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000))";
-  await deps.ctx.pool.query(
+  const { rows } = await deps.ctx.pool.query<{ status_queries: number }>(
     `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${spaced} THEN 1 ELSE 0 END,
          status_queried_at = CASE WHEN ${spaced} THEN $2::timestamptz ELSE status_queried_at END
-       WHERE payout_id = $1 AND status IN ('pending', 'resolving')`,
+       WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING status_queries`,
     [payoutId, new Date(clockOf(deps.ctx).now()), deps.config().payoutResultWaitMs],
   );
+  return rows[0]?.status_queries;
 }
 
 /**

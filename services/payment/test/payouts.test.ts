@@ -521,25 +521,67 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.deepEqual([b2cTo(first).length, b2cTo(second).length], [1, 1], "each sent once");
   });
 
-  test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {
-    const p = phone("5613");
-    let payoutId = "";
-    // The B2C is lost on its way (M-Pesa never sees it: no record), then every status query about the payout waits
-    // in the proxy until let go, each outliving its pass's lease while the next pass leases the payout.
-    const proxy = await startHoldingProxy(h.sim.url, (r) =>
-      (r.path.includes("/b2c/") && r.body.includes(msisdn(p))) || (payoutId !== "" && r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId)));
-    const [daraja, leaseMs, resultWaitMs] = [h.config.daraja!, h.config.reconcileLeaseMs, h.config.payoutResultWaitMs];
+  /** A tipped worker's automatic payout whose B2C is lost on its way (M-Pesa never sees it: no record), resolving. */
+  const payoutNeverSeen = async (p: string) => {
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path.includes("/b2c/") && r.body.includes(msisdn(p)));
+    const daraja = h.config.daraja!;
     h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
-    const passes: Promise<unknown>[] = [];
     try {
       const worker = await tippedWorker(p);
       await eventually(async () => proxy.held() === 1, "the B2C held");
       proxy.dropOldest();
-      ({ payoutId } = await eventually(async () => {
+      const { payoutId } = await eventually(async () => {
         const x = await onlyPayout(worker);
         return x.status === PayoutStatus.RESOLVING && x;
-      }, "the B2C unanswered"));
+      }, "the B2C unanswered");
       await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
+      return { worker, payoutId };
+    } finally {
+      h.config.daraja = daraja;
+      await proxy.close();
+    }
+  };
+
+  test("M-Pesa's \"no record\" decides on the answer to the second status query also when each answer comes before its pass counts the query", async () => {
+    const p = phone("5616");
+    const { worker, payoutId } = await payoutNeverSeen(p);
+    // Each status query reaches M-Pesa at once; its answer to the pass is held, so M-Pesa's result comes before the pass counts the query.
+    const answers = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId), { answers: true });
+    const daraja = h.config.daraja!;
+    h.config.daraja = { ...daraja, baseUrl: answers.url, timeoutMs: 60_000 };
+    const results = async () => (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at", [payoutId])).rows.map((r) => r.outcome as string);
+    try {
+      for (let asked = 1; asked <= 2; asked++) {
+        const pass = internal.reconcilePending({ limit: 100 });
+        await eventually(async () => answers.held() === 1 && (await results()).length === asked, `query ${asked}'s result applied, its answer to the pass held`);
+        answers.releaseOldest();
+        await pass;
+        h.clock.advance(h.config.payoutResultWaitMs);
+        await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
+      }
+    } finally {
+      h.config.daraja = daraja;
+      await answers.close();
+    }
+    // Before, each answer read the count without its own query: the second was "not found yet", a third query needed.
+    assert.deepEqual(await results(), ["not_found_yet", "accepted"]);
+    const done = await onlyPayout(worker);
+    const { rows: [asked] } = await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId]);
+    assert.deepEqual([done.status, asked.status_queries, b2cTo(p).length], [PayoutStatus.FAILED, 2, 0], "failed after two queries; M-Pesa never saw the B2C");
+    assert.match(done.resultMessage, /no record/);
+    await eventually(async () => (await holdState(payoutId)) === "released", "hold released");
+    assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
+  });
+
+  test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {
+    const p = phone("5613");
+    const { worker, payoutId } = await payoutNeverSeen(p);
+    // Every status query about the payout waits in the proxy until let go, each outliving its pass's lease while the next pass leases the payout.
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId));
+    const [daraja, leaseMs, resultWaitMs] = [h.config.daraja!, h.config.reconcileLeaseMs, h.config.payoutResultWaitMs];
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    const passes: Promise<unknown>[] = [];
+    try {
       // Shortened so that each held query outlives it (as a slow Daraja call outlives 120 s).
       h.config.reconcileLeaseMs = 1;
       // Counted queries are spaced by the result wait: here far longer than this test takes, whatever the load.
@@ -558,7 +600,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       }
       const { rows: [asked] } = await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId]);
       assert.equal(asked.status_queries, 2, "M-Pesa asked twice, a result wait apart, each pass's lease taken by the next meanwhile");
-      // The third, asked at once after the second, is not counted; its "no record" decides.
+      // The second's "no record" decides (NO_RECORD_AFTER_QUERIES); the third, asked at once after it, is not counted.
       proxy.releaseOldest();
       await Promise.all(passes);
       const done = await eventually(async () => {
