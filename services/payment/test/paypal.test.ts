@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import type { Client } from "@connectrpc/connect";
+import { Code, type Client, type ConnectError } from "@connectrpc/connect";
 import { CardProvider, CardTipState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { httpRequest } from "@ttip/runtime";
@@ -39,6 +39,15 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
   const approve = async (approveUrl: string, query = "") => {
     const res = await fetch(`${approveUrl}&approve=1${query}`, { redirect: "manual" });
     assert.ok(res.status === 302 || res.status === 200, `approval answered ${res.status}`);
+  };
+
+  /** A USD 10.00 tip to `workerId`, approved, captured and credited. */
+  const paidTip = async (workerId: string) => {
+    const r = await create(workerId);
+    await approve(r.paypalApproveUrl);
+    const paid = await until(r.tip!.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
+    await credited(paid.tipId);
+    return paid;
   };
 
   test("an order is created, approved by the customer, captured after the rules and credited once in KES", async () => {
@@ -125,12 +134,36 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.equal(await h.balance(worker), 0n);
   });
 
+  test("two tries of one refund at once (a double click): one sends it, the other is refused to retry; PayPal's refusal of a simultaneous second send never gives the worker's share back", async () => {
+    const worker = randomUUID();
+    const paid = await paidTip(worker);
+    const ask = { tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: { currency: "USD", amountMinor: 500n }, reason: "customer asked" };
+    const refunds = () => h.paypal.requests().filter((q) => q.path.endsWith("/refund"));
+    // PayPal processes the first send and has not answered when the second try comes.
+    const hold = h.paypal.holdWrites((path) => path.endsWith("/refund"));
+    let first: Promise<unknown> | undefined;
+    try {
+      first = adminClient.refundTip(ask);
+      await eventually(async () => hold.held() === 1, "the first send in flight at PayPal");
+      // Before, it was sent too: PayPal refused it (PREVIOUS_REQUEST_IN_PROGRESS), read as a refusal of the refund, and the
+      // worker's share went back while the first refunded the card.
+      await assert.rejects(adminClient.refundTip(ask), (e: ConnectError) => e.code === Code.Aborted && /retry with the same idempotency key/.test(e.rawMessage));
+      assert.equal(refunds().length, 1, "sent once");
+    } finally {
+      hold.release();
+    }
+    const done = (await first) as { refundId: string };
+    const again = await adminClient.refundTip(ask);
+    assert.equal(again.refundId, done.refundId, "retried, the refund made");
+    assert.equal(again.tip!.refunded!.amountMinor, 500n);
+    assert.equal(h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0].status, "PARTIALLY_REFUNDED");
+    assert.equal(await h.balance(worker), paid.workerReceives!.amountMinor - paid.workerReceives!.amountMinor / 2n, "the worker's share taken back once, not given back");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("an admin refund goes to PayPal's capture; a lost PayPal dispute reverses the credit", async () => {
     const worker = randomUUID();
-    const r = await create(worker);
-    await approve(r.paypalApproveUrl);
-    const paid = await until(r.tip!.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
-    await credited(paid.tipId);
+    const paid = await paidTip(worker);
     const refund = await adminClient.refundTip({ tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: { currency: "USD", amountMinor: 500n }, reason: "customer asked" });
     assert.equal(refund.tip!.refunded!.amountMinor, 500n);
     const capture = h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0];

@@ -4,7 +4,7 @@
 // balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
@@ -31,6 +31,8 @@ interface RefundRow {
   reason: string;
   provider_refund_id: string | null;
   failure: string;
+  /** Until when a request holds the refund to send it (claimRefund). */
+  sending_until: Date | null;
 }
 
 /** `amount` of the charge as a portion of the tip: the worker's part in proportion, rounded down (the last one takes the rest). */
@@ -136,29 +138,65 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
   refund.status = "debited";
 }
 
-/** debited → sent: the provider refunds the card. Refused: the worker's share goes back and the refund fails. */
+/** How many provider timeouts a send's claim lasts: Stripe's client tries 3 times; PayPal asks a token, the order and the refund. */
+const REFUND_CLAIM_TIMEOUTS = 6;
+
+/**
+ * debited → sent: the provider refunds the card, sent by one request at a time. Refused: the worker's share goes back
+ * and the refund fails.
+ */
 async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, refund: RefundRow, portion: Portion, reason: string): Promise<void> {
+  const { pool } = deps.ctx;
+  const claim = await claimRefund(deps, tip, refund);
+  if (!claim) return;
   try {
     const r = await provider.refund({
       paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
       idempotencyKey: `ttip-refund-${refund.refund_id}`, reason,
     });
-    await deps.ctx.pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2 WHERE refund_id = $1", [refund.refund_id, r.refundId]);
+    await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1", [refund.refund_id, r.refundId]);
     refund.status = "sent";
     refund.provider_refund_id = r.refundId;
   } catch (err) {
-    if (!(err instanceof CardProviderError)) throw err;
-    if (err.kind === "unknown") throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
+    if (!(err instanceof CardProviderError) || err.kind === "unknown") {
+      // Not known to be refused: this request's claim is let go (not a later one's), so a retry sends it again at once.
+      await pool.query("UPDATE payment.card_refunds SET sending_until = NULL WHERE refund_id = $1 AND sending_until = $2::timestamptz", [refund.refund_id, claim]);
+      if (err instanceof CardProviderError) throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
+      throw err;
+    }
     await undoRefusedRefund(deps, tip, refund, portion, err.message);
     throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
   }
+}
+
+/**
+ * Takes the refund for this request to send, in one statement; answers the claim's time. Two retries of one refund at
+ * once (a double click, an admin and a pass) would both send it, and PayPal may refuse the second while it processes the
+ * first: read as a refusal, the worker's share would go back while the card is refunded. The claim lapses after the
+ * provider calls' timeouts, so a retry after a crash still finishes the refund. Not taken: `refund` is brought to where
+ * another sender left it (sent, failed), or, still being sent, the request is refused to be retried.
+ */
+async function claimRefund(deps: Deps, tip: CardTipRow, refund: RefundRow): Promise<string | undefined> {
+  const { pool } = deps.ctx;
+  const claimMs = REFUND_CLAIM_TIMEOUTS * (deps.config().cards![tip.card_provider!]?.timeoutMs ?? 0);
+  const { rows: [claimed] } = await pool.query<{ until: string }>(
+    `UPDATE payment.card_refunds SET sending_until = now() + make_interval(secs => $2::double precision / 1000)
+      WHERE refund_id = $1 AND status = 'debited' AND (sending_until IS NULL OR sending_until < now())
+      RETURNING sending_until::text AS until`,
+    [refund.refund_id, claimMs],
+  );
+  if (claimed) return claimed.until;
+  const now = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE refund_id = $1", [refund.refund_id])).rows[0];
+  if (now.status === "debited") throw new ConcurrentChangeError("tip_id: another request is sending this refund to the card provider now; retry with the same idempotency key in a moment");
+  Object.assign(refund, now);
+  return undefined;
 }
 
 /** The provider refused: the worker's share is restored and the tip's refunded amounts taken back down. */
 async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, refusal: string): Promise<void> {
   await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
   await withTransaction(deps.ctx.pool, async (tx) => {
-    const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
+    const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
     if (rowCount) {
       await tx.query(
         `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,

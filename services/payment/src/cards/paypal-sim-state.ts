@@ -62,11 +62,21 @@ export class PayPalSimState {
   readonly events: PayPalEvent[] = [];
   readonly requests: PayPalRequest[] = [];
   readonly timers = new SimTimers();
+  /** PayPal-Request-Ids of writes PayPal is still processing. */
+  readonly inFlight = new Set<string>();
+  /** A test's hold on the writes it picks: each stays in flight until let go. */
+  hold?: { match: (path: string) => boolean; waiting: (() => void)[] };
   webhookUrl = "";
   /** The simulator's own base URL (links point at it); known once it listens. */
   url = "";
 
   constructor(readonly options: PayPalSimulatorOptions) {}
+
+  /** Waits while a test holds writes to `path`. */
+  async held(path: string): Promise<void> {
+    const hold = this.hold;
+    if (hold?.match(path)) await new Promise<void>((resolve) => hold.waiting.push(resolve));
+  }
 
   /** PayPal's transmission signature over id, time, webhook id and the body's digest. */
   sign(transmissionId: string, time: string, body: string): string {

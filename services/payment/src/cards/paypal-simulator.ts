@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { closeServer, listen, readBody, ReplayStore, sendJson, type SimReply } from "../simulator-http.js";
 import { approve, openDispute, paypalApi, resolveDispute, VERIFY_WEBHOOK_PATH, type Payer } from "./paypal-sim-routes.js";
-import { PayPalSimState, type Json, type PayPalRequest, type PayPalSimulatorOptions } from "./paypal-sim-state.js";
+import { paypalError, PayPalSimState, type Json, type PayPalRequest, type PayPalSimulatorOptions } from "./paypal-sim-state.js";
 
 export interface PayPalSimulator {
   url: string;
@@ -23,6 +23,11 @@ export interface PayPalSimulator {
   requests(): PayPalRequest[];
   /** The customer approves the order on PayPal (payer id and country are what the rules see). */
   approve(orderId: string, payer?: Payer): Promise<void>;
+  /**
+   * Holds the writes whose path `match` picks in flight (PayPal has them and has not answered) until `release`:
+   * another write under a held one's PayPal-Request-Id is refused meanwhile, as PayPal may refuse a simultaneous one.
+   */
+  holdWrites(match: (path: string) => boolean): { held(): number; release(): void };
   openDispute(orderId: string): Promise<string>;
   resolveDispute(disputeId: string, outcome: "won" | "lost"): Promise<void>;
   close(): Promise<void>;
@@ -57,8 +62,11 @@ function oauthToken(sim: PayPalSimState, req: http.IncomingMessage, raw: string)
   return { status: 200, body };
 }
 
-/** One API call with a bearer token: recorded, then answered (PayPal-Request-Id: the same id and body answer the first response again). */
-function apiCall(sim: PayPalSimState, req: http.IncomingMessage, path: string, raw: string): SimReply {
+/**
+ * One API call with a bearer token: recorded, then answered (PayPal-Request-Id: the same id and body answer the first
+ * response again; while the first is processed, a second under its id is refused, as PayPal may).
+ */
+async function apiCall(sim: PayPalSimState, req: http.IncomingMessage, path: string, raw: string): Promise<SimReply> {
   const bearer = (req.headers.authorization ?? "").replace(/^Bearer /, "");
   if (!sim.tokens.has(bearer)) {
     return { status: 401, body: { name: "AUTHENTICATION_FAILURE", message: "Authentication failed due to invalid authentication credentials or a missing Authorization header.", details: [] } };
@@ -68,12 +76,21 @@ function apiCall(sim: PayPalSimState, req: http.IncomingMessage, path: string, r
   sim.requests.push({ method, path, requestId });
   const body = raw ? JSON.parse(raw) : {};
   if (method !== "POST" || !requestId || path === VERIFY_WEBHOOK_PATH) return paypalApi(sim, method, path, body);
-  const fingerprint = ReplayStore.fingerprint(`${path} ${raw}`);
-  const prior = sim.replays.get(requestId);
-  if (prior && prior.fingerprint === fingerprint) return prior.reply;
-  const r = paypalApi(sim, method, path, body);
-  sim.replays.remember(requestId, fingerprint, r);
-  return r;
+  if (sim.inFlight.has(requestId)) {
+    return paypalError(422, "UNPROCESSABLE_ENTITY", "PREVIOUS_REQUEST_IN_PROGRESS", "A previous request on this resource is currently in progress. Please wait for some time and try again.");
+  }
+  sim.inFlight.add(requestId);
+  try {
+    await sim.held(path);
+    const fingerprint = ReplayStore.fingerprint(`${path} ${raw}`);
+    const prior = sim.replays.get(requestId);
+    if (prior && prior.fingerprint === fingerprint) return prior.reply;
+    const r = paypalApi(sim, method, path, body);
+    sim.replays.remember(requestId, fingerprint, r);
+    return r;
+  } finally {
+    sim.inFlight.delete(requestId);
+  }
 }
 
 async function serve(sim: PayPalSimState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -86,7 +103,7 @@ async function serve(sim: PayPalSimState, req: http.IncomingMessage, res: http.S
       return send({ status: 200, body: sim.events.map(({ id, type, delivered }) => ({ id, type, delivered })) });
     }
     if (req.method === "POST" && u.pathname === "/v1/oauth2/token") return send(oauthToken(sim, req, raw));
-    send(apiCall(sim, req, u.pathname, raw));
+    send(await apiCall(sim, req, u.pathname, raw));
   } catch (e) {
     send({ status: 500, body: { name: "INTERNAL_SERVER_ERROR", message: (e as Error).message, details: [] } });
   }
@@ -108,6 +125,17 @@ export async function startPayPalSimulator(options: PayPalSimulatorOptions = {})
     events: () => sim.events.map(({ id, type, delivered }) => ({ id, type, delivered })),
     requests: () => sim.requests,
     approve: (orderId, payer) => approve(sim, orderId, payer),
+    holdWrites: (match) => {
+      const hold = { match, waiting: [] as (() => void)[] };
+      sim.hold = hold;
+      return {
+        held: () => hold.waiting.length,
+        release: () => {
+          if (sim.hold === hold) sim.hold = undefined;
+          for (const go of hold.waiting.splice(0)) go();
+        },
+      };
+    },
     openDispute: (orderId) => openDispute(sim, orderId),
     resolveDispute: (disputeId, outcome) => resolveDispute(sim, disputeId, outcome),
     close: async () => {
