@@ -149,6 +149,11 @@ const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransacti
  * KES 0) or over its cap. Parked with nothing posted to suspense (nor retried by reconciliation), never matched.
  */
 const neverMoney = (amountMinor: bigint) => amountMinor < MPESA_LIMITS.minMinor || overCap(amountMinor);
+/** Why M-Pesa cannot have moved this amount (neverMoney), in support's words; undefined when it can. */
+export function neverMoneyWords(amountMinor: bigint): string | undefined {
+  if (overCap(amountMinor)) return `over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction`;
+  return amountMinor < MPESA_LIMITS.minMinor ? "below the KES 1 M-Pesa moves at least" : undefined;
+}
 const overCapReason = (amountMinor: bigint) =>
   `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
   "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
@@ -617,12 +622,12 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "tip_id" 
  * one its late callback named (spent_receipt_flags): a receipt another tip holds cannot be recorded on it.
  */
 export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<"refunded" | "paid_elsewhere" | undefined> {
-  // Not one over M-Pesa's cap: no money, so its closing by support refunded none (overCap).
+  // Not one M-Pesa cannot have moved (over its cap, below KES 1: neverMoney): no money, so its closing by support refunded none.
   const { rows } = await db.query<{ resolution: string }>(
     `SELECT resolution FROM payment.c2b_payments
-      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense' AND amount_minor <= $3
+      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense' AND amount_minor BETWEEN $4 AND $3
         AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2)) LIMIT 1`,
-    [tip.mpesa_receipt, tip.tip_id, MPESA_LIMITS.perTransactionMinor],
+    [tip.mpesa_receipt, tip.tip_id, MPESA_LIMITS.perTransactionMinor, MPESA_LIMITS.minMinor],
   );
   return rows[0] ? (rows[0].resolution === "refund" ? "refunded" : "paid_elsewhere") : undefined;
 }
@@ -631,7 +636,7 @@ export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" |
  * Before a held tip's approval, under the tip's row lock (a late callback records its receipt under it): refused
  * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. Refused too when it is
  * funded by a paybill payment parked in suspense (heldByC2bSuspense) whose move into suspense is not posted: one
- * over M-Pesa's cap or below KES 1 (neverMoney: held so before such a payment was told apart) never will be, and
+ * over M-Pesa's cap or below KES 1 (neverMoney: held so before such payments were told apart) never will be, and
  * one whose parking the wallet did not answer is not yet (postFundingSuspense tries it first). Approved, it would
  * pay out money suspense does not hold, taking suspense below zero.
  */
@@ -644,13 +649,8 @@ export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow
     : { rows: [] };
   if (!funding || funding.suspense_entry_id) return;
   const from = `tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(funding.amount_minor, "KES")}`;
-  if (overCap(funding.amount_minor)) {
-    throw new InvalidStateError(`${from} is over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: ` +
-      "nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom");
-  }
-  if (neverMoney(funding.amount_minor)) {
-    throw new InvalidStateError(`${from} is below the KES 1 M-Pesa moves at least: nothing was posted to suspense for it; reject this tip`);
-  }
+  const never = neverMoneyWords(funding.amount_minor);
+  if (never) throw new InvalidStateError(`${from} is ${never}: nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom`);
   throw new InvalidStateError(`${from} is not in suspense yet (the wallet did not answer when it was parked): approved now, suspense would pay out money ` +
     "it does not hold; try again shortly");
 }

@@ -1102,51 +1102,60 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  /** A pushed tip whose callback is lost, whose receipt a paybill confirmation over M-Pesa's cap reported (parked, nothing posted); and its STK success to send. */
-  const overCapTwin = async (w: { id: string }) => {
+  /**
+   * A pushed tip whose callback is lost, whose receipt a paybill confirmation of `amount`, which M-Pesa cannot move (over its cap by default), reported
+   * (parked, nothing posted); and its STK success to send.
+   */
+  const neverMoneyTwin = async (w: { id: string }, amount = "250000.01") => {
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
-      TransactionType: "Pay Bill", TransID: sim.receipt, TransTime: "20260101120000", TransAmount: "250000.01", BusinessShortCode: h.sim.options.shortcode,
+      TransactionType: "Pay Bill", TransID: sim.receipt, TransTime: "20260101120000", TransAmount: amount, BusinessShortCode: h.sim.options.shortcode,
       BillRefNumber: tip!.paybillAccountReference, MSISDN: "2547 ***** 126", FirstName: "X",
     });
     assert.equal(answered.status, 200);
     const parked = await c2bRow(sim.receipt!);
-    assert.deepEqual([parked.outcome, parked.resolution, parked.suspense_entry_id], ["suspense", "open", null], "parked over the cap, nothing posted");
+    assert.deepEqual([parked.outcome, parked.resolution, parked.suspense_entry_id], ["suspense", "open", null], "parked as no money, nothing posted");
     const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
     const token = (await tipRow(tip!.tipId)).callback_token;
     return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${token}`, callback)).status, 200) };
   };
 
-  test("an STK success naming the receipt of a confirmation parked over M-Pesa's cap: held on its own amount from clearing, never from suspense; support sees why; approved once the parked one is closed, suspense as before", async () => {
-    const w = await worker();
-    const before = await clearingAndSuspense();
-    const p = await overCapTwin(w);
-    await p.callBack();
-    const held = await tipRow(p.tipId);
-    // Before: held "from suspense" (credit key c2b:<receipt>) on the parked amount, KES 250,000.01, which suspense never held.
-    assert.deepEqual([held.status, held.credit_kind, held.credit_key, held.received_minor], ["held_for_review", "suspense", p.receipt, null], "held on the callback's KES 100");
-    await eventually(async () => (await tipRow(p.tipId)).credit_entry_id !== null, "the hold posted");
-    const hold = await clearingAndSuspense();
-    assert.deepEqual([hold[0] - before[0], hold[1] - before[1]], [-10000n, 10000n], "KES 100 held from clearing into suspense");
-    const parked = await c2bRow(p.receipt);
-    assert.deepEqual([parked.resolution, parked.tip_id, parked.suspense_entry_id], ["open", null, null], "still support's to check and close");
-    assert.match(parked.reason, new RegExp(`^OVER M-PESA'S CAP: .* its receipt was named by tip ${p.tipId}'s STK success, held for review`));
-    const why = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [p.tipId]);
-    assert.match(why.rows.map((r) => r.detail).join("\n"), new RegExp(`receipt ${p.receipt} was also reported by a paybill confirmation of KES 250,000.01, over M-Pesa's KES 250,000 per transaction .*Held on this STK success \\(KES 100\\)`));
-    // Support closes the parked confirmation (checked with Safaricom): it refunded nothing, so the tip's approval goes through.
-    await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "Safaricom: corrupted amount" });
-    await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "its own payment" });
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95 (KES 100 less the fee)");
-    const after = await clearingAndSuspense();
-    assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense paid out what it took in from clearing, no more");
-    assert.ok(await h.trialBalanced());
-  });
+  for (const c of [
+    { parked: "over M-Pesa's cap", amount: "250000.01", reason: "OVER M-PESA'S CAP: ", words: "KES 250,000.01, over M-Pesa's KES 250,000 per transaction" },
+    { parked: "below KES 1", amount: "0.50", reason: "an amount of 50 cents is below KES 1", words: "KES 0.50, below the KES 1 M-Pesa moves at least" },
+  ]) {
+    test(`an STK success naming the receipt of a confirmation parked ${c.parked}: held on its own amount from clearing, never from suspense; support sees why; approved once the parked one is closed, suspense as before`, async () => {
+      const w = await worker();
+      const before = await clearingAndSuspense();
+      const p = await neverMoneyTwin(w, c.amount);
+      await p.callBack();
+      const held = await tipRow(p.tipId);
+      // Before: held "from suspense" (credit key c2b:<receipt>) on the parked amount, which suspense never held.
+      assert.deepEqual([held.status, held.credit_kind, held.credit_key, held.received_minor], ["held_for_review", "suspense", p.receipt, null], "held on the callback's KES 100");
+      await eventually(async () => (await tipRow(p.tipId)).credit_entry_id !== null, "the hold posted");
+      const hold = await clearingAndSuspense();
+      assert.deepEqual([hold[0] - before[0], hold[1] - before[1]], [-10000n, 10000n], "KES 100 held from clearing into suspense");
+      const parked = await c2bRow(p.receipt);
+      assert.deepEqual([parked.resolution, parked.tip_id, parked.suspense_entry_id], ["open", null, null], "still support's to check and close");
+      assert.ok(parked.reason.startsWith(c.reason), parked.reason);
+      assert.match(parked.reason, new RegExp(` its receipt was named by tip ${p.tipId}'s STK success, held for review`));
+      const why = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [p.tipId]);
+      assert.match(why.rows.map((r) => r.detail).join("\n"), new RegExp(`receipt ${p.receipt} was also reported by a paybill confirmation of ${c.words} .*Held on this STK success \\(KES 100\\)`));
+      // Support closes the parked confirmation (checked with Safaricom): it refunded nothing, so the tip's approval goes through.
+      await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "Safaricom: corrupted amount" });
+      await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "its own payment" });
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95 (KES 100 less the fee)");
+      const after = await clearingAndSuspense();
+      assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense paid out what it took in from clearing, no more");
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
   test("a held tip funded by a payment parked over M-Pesa's cap (held so before such a payment was told apart): its approval is refused, nothing leaves suspense; rejected, the payment is support's again", async () => {
     const w = await worker();
-    const p = await overCapTwin(w);
+    const p = await neverMoneyTwin(w);
     // What an STK success naming the parked receipt did before: the tip held from suspense on the parked amount, the payment taken for it.
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [p.receipt, p.tipId]);
     await h.t.db.pool.query(`UPDATE payment.tips SET status = 'held_for_review', result_code = '0', mpesa_receipt = $1, credit_key = 'c2b:' || $1, credit_kind = 'suspense',
