@@ -31,7 +31,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { AdjustableClock, JetStreamBus, Metrics, normalisePhone, RedisCache, systemClock, type Clock } from "@ttip/runtime";
+import { AdjustableClock, type BusMessage, JetStreamBus, Metrics, normalisePhone, RedisCache, systemClock, type Clock } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
@@ -97,7 +97,7 @@ class Stage {
   /** The file using the stage: its clock is the one the services read. */
   user?: WebHarness;
   db?: TestDatabase;
-  private bus?: JetStreamBus;
+  bus?: JetStreamBus;
   private cache?: RedisCache;
   private readonly cachePrefix = `${uniqueName()}:`;
   /** Chromium, launched for the first page: a file that only calls the platform (the mobile app's gateway test) starts none. */
@@ -267,6 +267,11 @@ export class WebHarness {
   /** A statement on the platform's database: a row as an older version left it (tests' setup only). */
   sql(text: string, values: unknown[] = []) {
     return this.stage!.db!.pool.query(text, values);
+  }
+
+  /** An event on the platform's bus as its producer would publish it: one no flow of these tests makes (tests' setup only). */
+  publish(message: BusMessage) {
+    return this.stage!.bus!.publish(message);
   }
 
   /** A fresh browser profile at phone size (scripts on unless told): a new context's, or one reset since a test before. */

@@ -630,18 +630,39 @@ export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" |
 /**
  * Before a held tip's approval, under the tip's row lock (a late callback records its receipt under it): refused
  * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. Refused too when it is
- * funded by a payment parked over M-Pesa's cap (held so before such a payment was told apart: heldByC2bSuspense),
- * for which nothing was posted to suspense: approved, it would pay out money suspense does not hold.
+ * funded by a paybill payment parked in suspense (heldByC2bSuspense) whose move into suspense is not posted: one
+ * over M-Pesa's cap or below KES 1 (neverMoney: held so before such a payment was told apart) never will be, and
+ * one whose parking the wallet did not answer is not yet (postFundingSuspense tries it first). Approved, it would
+ * pay out money suspense does not hold, taking suspense below zero.
  */
 export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt" | "credit_kind" | "credit_key">): Promise<void> {
   const spent = await spentReceiptOf(tx, tip);
   if (spent) throw spentApprovalRefusal(spent);
   const receipt = suspenseFunding(tip);
-  const { rows } = receipt ? await tx.query<{ amount_minor: bigint }>("SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1", [receipt]) : { rows: [] };
-  if (rows[0] && overCap(rows[0].amount_minor)) {
-    throw new InvalidStateError(`tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(rows[0].amount_minor, "KES")} is over M-Pesa's ` +
-      `${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom`);
+  const { rows: [funding] } = receipt
+    ? await tx.query<{ amount_minor: bigint; suspense_entry_id: string | null }>("SELECT amount_minor, suspense_entry_id FROM payment.c2b_payments WHERE trans_id = $1", [receipt])
+    : { rows: [] };
+  if (!funding || funding.suspense_entry_id) return;
+  const from = `tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(funding.amount_minor, "KES")}`;
+  if (overCap(funding.amount_minor)) {
+    throw new InvalidStateError(`${from} is over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: ` +
+      "nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom");
   }
+  if (neverMoney(funding.amount_minor)) {
+    throw new InvalidStateError(`${from} is below the KES 1 M-Pesa moves at least: nothing was posted to suspense for it; reject this tip`);
+  }
+  throw new InvalidStateError(`${from} is not in suspense yet (the wallet did not answer when it was parked): approved now, suspense would pay out money ` +
+    "it does not hold; try again shortly");
+}
+
+/**
+ * Before a held tip's approval, outside any transaction: the move into suspense of the paybill payment funding it
+ * (heldByC2bSuspense), posted now when its parking could not (the wallet did not answer) and reconciliation has not
+ * yet. Still unposted, the claim refuses the approval (refuseSpentReceiptApproval).
+ */
+export async function postFundingSuspense(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
+  const receipt = suspenseFunding(tip);
+  if (receipt) await postSuspense(deps, receipt);
 }
 
 /** The refusal of a held tip's approval whose receipt's money is spent (spentReceiptOf). */

@@ -635,12 +635,15 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  /** A pushed tip whose callback is lost and whose payment's C2B confirmation, naming nothing, was parked in suspense; and its STK callback to send. */
-  const parkedPush = async (w: { id: string }) => {
+  /**
+   * A pushed tip whose callback is lost and whose payment's C2B confirmation, naming nothing, was parked in suspense; and its STK callback to send.
+   * `posted`: false when the wallet refuses the parking's move into suspense (walletRefusesSuspense).
+   */
+  const parkedPush = async (w: { id: string }, { posted = true } = {}) => {
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
-    await eventually(async () => (await c2bRow(sim.receipt!)).suspense_entry_id !== null, "parked in suspense");
+    await eventually(async () => (await c2bRow(sim.receipt!))?.suspense_entry_id !== (posted ? null : undefined), "parked in suspense");
     const row = await tipRow(tip!.tipId);
     const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
@@ -691,6 +694,45 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await p.callBack();
     assert.equal(await spentWords(), 1, "flagged, once");
     assert.deepEqual([(await pay.getTip({ tipId: p.tipId })).tip!.status, await h.balance(w.id)], [TipStatus.FAILED, 0n]);
+  });
+
+  /** Until the returned function is called, the wallet refuses to post any paybill payment's move into suspense (as when it is down). */
+  const walletRefusesSuspense = async () => {
+    await h.t.db.pool.query("CREATE FUNCTION wallet.test_refuse_suspense() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'wallet down'; END $$");
+    await h.t.db.pool.query(`CREATE TRIGGER test_refuse_suspense BEFORE INSERT ON wallet.entries FOR EACH ROW
+      WHEN (NEW.description LIKE 'Paybill payment % in suspense') EXECUTE FUNCTION wallet.test_refuse_suspense()`);
+    return async () => {
+      await h.t.db.pool.query("DROP TRIGGER test_refuse_suspense ON wallet.entries");
+      await h.t.db.pool.query("DROP FUNCTION wallet.test_refuse_suspense()");
+    };
+  };
+
+  test("a held tip funded by a parked payment whose move into suspense the wallet has not posted yet: its approval posts it first, or is refused while it cannot; suspense never goes below zero", async () => {
+    const w = await worker();
+    const before = await clearingAndSuspense();
+    const walletBack = await walletRefusesSuspense();
+    let p: Awaited<ReturnType<typeof parkedPush>>;
+    try {
+      p = await parkedPush(w, { posted: false });
+      await p.callBack();
+      assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+      // Before, approved at once out of a suspense that did not hold the payment yet: suspense KES 100 below zero.
+      const refused = await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, new RegExp(`^tip_id: its money was to come from paybill payment ${p.receipt}, whose KES 100 is not in suspense yet .*try again shortly$`));
+      assert.deepEqual([await h.balance(w.id), ...(await clearingAndSuspense())], [0n, ...before], "nothing moved");
+      assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW, "still held for a decision");
+    } finally {
+      await walletBack();
+    }
+    // The wallet back, before reconciliation's pass: the approval moves the payment into suspense, then out to the worker.
+    assert.equal((await c2bRow(p.receipt)).suspense_entry_id, null);
+    await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    assert.ok((await c2bRow(p.receipt)).suspense_entry_id, "posted by the approval");
+    const after = await clearingAndSuspense();
+    assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense took the payment in from clearing and paid it out, no more");
+    assert.ok(await h.trialBalanced());
   });
 
   test("rejecting a held tip funded by a payment parked in suspense puts the payment back on support's open list, where a refund closes it; the tip stays failed, nothing is credited", async () => {
