@@ -196,20 +196,33 @@ export async function lockReceipt(tx: Queryable, receipt: string): Promise<void>
 /**
  * Under the receipt's lock: "repeat" when this confirmation was recorded meanwhile, "duplicate"
  * (recorded against that tip) when a tip already owns the receipt; undefined when it is still new.
- * A duplicate over M-Pesa's cap (the tip paid by its STK success first) tells support, as a parked one does.
+ * A duplicate that cannot be M-Pesa's report of the tip's payment (duplicateDoubt) tells support.
  */
 async function receiptSettled(tx: Queryable, p: C2bPayment, insertRow: string, row: SuspenseRow): Promise<"repeat" | "duplicate" | undefined> {
   await lockReceipt(tx, p.transId);
   const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
   if (again.rowCount) return "repeat";
-  const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
-  const tipId = owner.rows[0]?.tip_id;
-  if (!tipId) return undefined;
-  const overCapWords = p.amountMinor !== undefined && overCap(p.amountMinor) ? overCapReason(p.amountMinor) : undefined;
-  await tx.query(insertRow, row("duplicate", tipId, overCapWords));
-  if (overCapWords) await recordAlert(tx, unplacedAlert(p, `recorded as a duplicate of tip ${tipId}'s payment (paid by its STK success), nothing applied`, overCapWords, "flag", tipId));
+  const { rows: [owner] } = await tx.query<{ tip_id: string; paid_minor: bigint }>(
+    "SELECT tip_id, COALESCE(received_minor, charged_minor) AS paid_minor FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
+  if (!owner) return undefined;
+  const doubt = duplicateDoubt(p, owner.paid_minor);
+  await tx.query(insertRow, row("duplicate", owner.tip_id, doubt));
+  if (doubt) await recordAlert(tx, duplicateAlert(p, owner.tip_id, doubt));
   return "duplicate";
 }
+
+/**
+ * Why a confirmation of the receipt of a tip's payment (recorded as its duplicate, nothing applied) is not M-Pesa's
+ * report of that payment: an amount over M-Pesa's cap, or another amount than the tip's payment (one receipt, one
+ * amount). Undefined when it may be. Told once: a later one is a repeat of the recorded row.
+ */
+function duplicateDoubt(p: C2bPayment, paidMinor: bigint): string | undefined {
+  const amount = p.amountMinor ?? 0n;
+  if (overCap(amount)) return overCapReason(amount);
+  if (amount === paidMinor) return undefined;
+  return `ANOTHER AMOUNT: ${formatMoney(amount, "KES")}, while the tip's payment with this receipt was ${formatMoney(paidMinor, "KES")}; not from M-Pesa as told`;
+}
+const duplicateAlert = (p: C2bPayment, tipId: string, doubt: string) => unplacedAlert(p, `recorded as a duplicate of tip ${tipId}'s payment, nothing applied`, doubt, "flag", tipId);
 
 /** Support's alert of a confirmation not placed as a payment: `placed` says what was done with it, `reason` why. */
 function unplacedAlert(p: C2bPayment, placed: string, reason: string, action: "hold" | "flag", tipId?: string): AlertInput {
@@ -274,7 +287,9 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
         // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
         // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.
         if (decided === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) return;
-        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId))).rowCount === 1;
+        const doubt = decided === "duplicate" ? duplicateDoubt(p, tip.received_minor ?? tip.charged_minor) : undefined;
+        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId, doubt))).rowCount === 1;
+        if (recorded && doubt) await recordAlert(tx, duplicateAlert(p, target.tipId, doubt));
       });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
     if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);

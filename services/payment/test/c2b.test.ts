@@ -1201,27 +1201,33 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  test("a confirmation over M-Pesa's cap of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted of the impossible amount once", async () => {
-    const w = await worker();
-    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("5678") } });
-    const paid = await eventually(async () => {
-      const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
-      return t.status === TipStatus.SUCCEEDED && t;
-    }, "the tip paid by its STK success");
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95");
-    const overCapBody = confirmation(paid.mpesaReceipt, tip!.paybillAccountReference, "250000.01");
-    for (let delivery = 0; delivery < 2; delivery++) assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, overCapBody)).status, 200);
-    const row = await c2bRow(paid.mpesaReceipt);
-    assert.deepEqual([row.outcome, row.tip_id, row.suspense_entry_id], ["duplicate", tip!.tipId, null], "a duplicate of the tip's payment, nothing posted");
-    assert.match(row.reason, /^OVER M-PESA'S CAP: /);
-    // Before, no alert at all: the impossible amount was taken silently for the tip's repeat.
-    const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [paid.mpesaReceipt]);
-    assert.equal(told.rows.length, 1, "support is alerted, once");
-    assert.equal(told.rows[0].tip_id, tip!.tipId);
-    assert.match(told.rows[0].detail, new RegExp(`^paybill payment ${paid.mpesaReceipt} \\(KES 250000, .*\\) recorded as a duplicate of tip ${tip!.tipId}'s payment`));
-    assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
-    assert.ok(await h.trialBalanced());
-  });
+  for (const c of [
+    { what: "over M-Pesa's cap", amount: "250000.01", reason: "OVER M-PESA'S CAP: KES 250000 is over" },
+    { what: "of another amount", amount: "5000.00", reason: "ANOTHER AMOUNT: KES 5,000, while the tip's payment with this receipt was KES 100" },
+  ]) {
+    test(`a confirmation ${c.what} of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted once`, async () => {
+      const w = await worker();
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("5678") } });
+      const paid = await eventually(async () => {
+        const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+        return t.status === TipStatus.SUCCEEDED && t;
+      }, "the tip paid by its STK success");
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95");
+      const body = confirmation(paid.mpesaReceipt, tip!.paybillAccountReference, c.amount);
+      for (let delivery = 0; delivery < 2; delivery++) assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, body)).status, 200);
+      const row = await c2bRow(paid.mpesaReceipt);
+      assert.deepEqual([row.outcome, row.tip_id, row.suspense_entry_id], ["duplicate", tip!.tipId, null], "a duplicate of the tip's payment, nothing posted");
+      assert.ok(row.reason.startsWith(c.reason), row.reason);
+      // Before, no alert at all: the amount M-Pesa cannot have reported was taken silently for the tip's repeat.
+      const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.mpesaReceipt]);
+      assert.equal(told.rows.length, 1, "support is alerted, once");
+      assert.equal(told.rows[0].tip_id, tip!.tipId);
+      assert.ok(told.rows[0].detail.startsWith(`paybill payment ${paid.mpesaReceipt} (KES ${c.amount.split(".")[0]}, reference "${tip!.paybillAccountReference}") ` +
+        `recorded as a duplicate of tip ${tip!.tipId}'s payment, nothing applied: ${c.reason}`), told.rows[0].detail);
+      assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
   test("a parked confirmation of 1 to 99 cents (M-Pesa moves whole shillings) is never money: nothing posted to suspense, by reconciliation either; a match is refused", async () => {
     const transId = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
