@@ -155,7 +155,7 @@ export function neverMoneyWords(amountMinor: bigint): string | undefined {
   return amountMinor < MPESA_LIMITS.minMinor ? "below the KES 1 M-Pesa moves at least" : undefined;
 }
 const overCapReason = (amountMinor: bigint) =>
-  `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
+  `OVER M-PESA'S CAP: ${formatMoney(amountMinor, "KES")} is over the ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} a customer can pay in one transaction; ` +
   "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
 
 /**
@@ -227,7 +227,7 @@ const duplicateAlert = (p: C2bPayment, tipId: string, doubt: string) => unplaced
 /** Support's alert of a confirmation not placed as a payment: `placed` says what was done with it, `reason` why. */
 function unplacedAlert(p: C2bPayment, placed: string, reason: string, action: "hold" | "flag", tipId?: string): AlertInput {
   return { reason: "UNKNOWN_CALLBACK", action, tipId,
-    detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") ${placed}: ${reason}` };
+    detail: `paybill payment ${p.transId} (${formatMoney(p.amountMinor ?? 0n, "KES")}, reference "${p.billRefNumber.slice(0, 40)}") ${placed}: ${reason}` };
 }
 
 /**
@@ -856,7 +856,7 @@ export async function resolveSuspense(
     throw new InvalidStateError(`receipt: the payment carries no money (${formatMoney(row.amount_minor, "KES")}, below the KES 1 M-Pesa moves at least): nothing to match; refund (close) it instead`);
   }
   if (overCap(row.amount_minor)) {
-    throw new InvalidStateError(`receipt: its amount (KES ${row.amount_minor / 100n}) is over M-Pesa's KES ${MPESA_LIMITS.perTransactionMinor / 100n} per transaction: ` +
+    throw new InvalidStateError(`receipt: its amount (${formatMoney(row.amount_minor, "KES")}) is over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: ` +
       "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");
   }
   const match = await matchOf(deps, ref);

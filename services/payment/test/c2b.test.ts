@@ -1094,13 +1094,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const parked = await c2bRow(transId);
       assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id, parked.suspense_entry_id], ["suspense", "open", null, null], `${reference}: parked, nothing posted to suspense`);
       const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 500 } });
-      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: .*KES 250000 a customer can pay in one transaction/, "support's list says why");
+      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: KES [\d,.]+ is over the KES 250,000 a customer can pay in one transaction/, "support's list says why");
       const told = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [transId]);
       assert.equal(told.rows[0].n, 1, "support is alerted");
       const refused = await adminClient.resolveSuspensePayment({ receipt: transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "big" })
         .then(() => undefined, (e: unknown) => ConnectError.from(e));
       assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
-      assert.match(refused.rawMessage, /^receipt: its amount \(KES \d+\) is over M-Pesa's KES 250000 per transaction/);
+      assert.match(refused.rawMessage, /^receipt: its amount \(KES [\d,.]+\) is over M-Pesa's KES 250,000 per transaction/);
       assert.equal((await c2bRow(transId)).resolution, "open", "left for support to check and close");
     }
     assert.equal((await tipRow(tip!.tipId)).mpesa_receipt, null, "the tip took no receipt");
@@ -1202,8 +1202,8 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   for (const c of [
-    { what: "over M-Pesa's cap", amount: "250000.01", reason: "OVER M-PESA'S CAP: KES 250000 is over" },
-    { what: "of another amount", amount: "5000.00", reason: "ANOTHER AMOUNT: KES 5,000, while the tip's payment with this receipt was KES 100" },
+    { what: "over M-Pesa's cap", amount: "250000.01", shown: "KES 250,000.01", reason: "OVER M-PESA'S CAP: KES 250,000.01 is over the KES 250,000" },
+    { what: "of another amount", amount: "5000.00", shown: "KES 5,000", reason: "ANOTHER AMOUNT: KES 5,000, while the tip's payment with this receipt was KES 100" },
   ]) {
     test(`a confirmation ${c.what} of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted once`, async () => {
       const w = await worker();
@@ -1222,7 +1222,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.mpesaReceipt]);
       assert.equal(told.rows.length, 1, "support is alerted, once");
       assert.equal(told.rows[0].tip_id, tip!.tipId);
-      assert.ok(told.rows[0].detail.startsWith(`paybill payment ${paid.mpesaReceipt} (KES ${c.amount.split(".")[0]}, reference "${tip!.paybillAccountReference}") ` +
+      assert.ok(told.rows[0].detail.startsWith(`paybill payment ${paid.mpesaReceipt} (${c.shown}, reference "${tip!.paybillAccountReference}") ` +
         `recorded as a duplicate of tip ${tip!.tipId}'s payment, nothing applied: ${c.reason}`), told.rows[0].detail);
       assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
       assert.ok(await h.trialBalanced());
