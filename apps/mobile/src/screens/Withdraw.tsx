@@ -12,7 +12,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Platform, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { payoutStatus } from "../lib/format";
@@ -43,6 +43,9 @@ export function Withdraw() {
   const [phoneText, setPhoneText] = useState("");
   const [stage, setStage] = useState<Stage>({ kind: "form" });
   const [error, setError] = useState("");
+  // One confirmation at a time: a tap while the fingerprint prompt is open starts no second prompt.
+  const sending = useRef(false);
+  const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const payoutId = stage.kind === "sent" ? stage.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
@@ -64,6 +67,18 @@ export function Withdraw() {
   };
 
   const send = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
+    if (sending.current) return;
+    sending.current = true;
+    setConfirming(true);
+    try {
+      await sendOnce(attempt);
+    } finally {
+      sending.current = false;
+      setConfirming(false);
+    }
+  };
+
+  const sendOnce = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
     const { amount, mpesaPhone, idempotencyKey } = attempt;
     setError("");
     const session = sessions.get();
@@ -126,7 +141,7 @@ export function Withdraw() {
         <Notice testID="confirm">
           <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY), to: stage.mpesaPhone ? localPhone(stage.mpesaPhone) : t("toPayoutNumber") })}</Text>
           <ErrorText>{error}</ErrorText>
-          <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => send(stage)} />
+          <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => void send(stage)} disabled={confirming} />
           <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} />
         </Notice>
       ) : (
