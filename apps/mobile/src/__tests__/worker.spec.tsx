@@ -160,6 +160,24 @@ test("more than the balance shown is refused at once, naming it: no biometric pr
 });
 
 
+test("more than wallet's limit per withdrawal is refused at once, naming the limit: no biometric prompt, nothing sent", async () => {
+  const gw = new FakeGateway();
+  gw.availableMinor = 100_000_00n;
+  gw.perWithdrawalMinor = 70_000_00n;
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 100,000"));
+  await screen.findByText("Per withdrawal");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "80000");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("That is more than the limit of KES 70,000 per withdrawal. Enter KES 70,000 or less.");
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.payouts.size).toBe(0);
+});
+
 test("offline, home and history show the saved balance and tips marked with their time", async () => {
   const gw = new FakeGateway();
   gw.addTip(120_00n, TipStatus.SUCCEEDED);

@@ -19,6 +19,8 @@ import { payoutStatus } from "../lib/format";
 import { useI18n, type MessageKey } from "../lib/i18n";
 import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
 
+/** What the amount field reads at most (seven digits); the limits that apply are wallet's. */
+const MAX_TYPED_UNITS = 9_999_999;
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
   [LimitKind.PER_TRANSACTION]: "limitPerWithdrawal",
@@ -55,8 +57,11 @@ export function Withdraw() {
 
   const review = () => {
     setError("");
-    const amount = parseWholeUnits(amountText);
+    const amount = parseWholeUnits(amountText, MAX_TYPED_UNITS);
     if (!amount) return setError(t("amountInvalid"));
+    // The limit per withdrawal is wallet's, named with its amount; refused here as wallet would.
+    const perWithdrawal = limits.data?.limits.find((l) => l.kind === LimitKind.PER_TRANSACTION)?.limit?.amountMinor;
+    if (perWithdrawal !== undefined && amount > perWithdrawal) return setError(t("overPerWithdrawal", { limit: formatMoney(perWithdrawal, WALLET_CURRENCY) }));
     // Refused here, before the biometric prompt and the key's signature, as the gateway would refuse it.
     if (balance.data && amount > available) return setError(t("overAvailable", { available: formatMoney(available, WALLET_CURRENCY) }));
     const typed = phoneText.trim();
