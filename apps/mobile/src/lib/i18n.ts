@@ -98,6 +98,8 @@ const en = {
   opening: "Opening balance",
   closing: "Closing balance",
   statementEmpty: "Nothing happened this month.",
+  previousMonth: "Previous month",
+  nextMonth: "Next month",
 };
 
 export type MessageKey = keyof typeof en;
@@ -197,6 +199,8 @@ const sw: Record<MessageKey, string> = {
   opening: "Salio la mwanzo",
   closing: "Salio la mwisho",
   statementEmpty: "Hakuna kilichotokea mwezi huu.",
+  previousMonth: "Mwezi uliopita",
+  nextMonth: "Mwezi ujao",
 };
 
 export const MESSAGES: Record<Locale, Record<MessageKey, string>> = { en, sw };
