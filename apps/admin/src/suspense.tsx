@@ -7,9 +7,15 @@ import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js"
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { Action, money, when } from "./ui";
 
-/** M-Pesa's most a customer can pay in one transaction (the server's MPESA_LIMITS): a payment above it is refused a match. */
+/** M-Pesa's least and most a customer can pay in one transaction (the server's MPESA_LIMITS): a payment outside them is refused a match. */
+const MPESA_MIN_MINOR = 100n;
 const MPESA_CAP_MINOR = 250_000_00n;
-const overCap = (p: SuspensePayment) => p.amount?.currency === "KES" && p.amount.amountMinor > MPESA_CAP_MINOR;
+/** Why a payment cannot be matched (M-Pesa cannot have moved its amount) and what support does instead; undefined when it can. */
+function unmatchable(p: SuspensePayment): string | undefined {
+  if (p.amount?.currency !== "KES") return undefined;
+  if (p.amount.amountMinor > MPESA_CAP_MINOR) return "over M-Pesa's cap: check with Safaricom, refund";
+  return p.amount.amountMinor < MPESA_MIN_MINOR ? "below KES 1, no money: refund to close" : undefined;
+}
 
 export function Suspense({ session }: { session: Session }) {
   const [payments, setPayments] = useState<SuspensePayment[]>([]);
@@ -45,7 +51,7 @@ export function Suspense({ session }: { session: Session }) {
               <td>
                 {p.resolution === "open" && (
                   <>
-                    {overCap(p) ? <span>over M-Pesa's cap: check with Safaricom, refund</span> : <>
+                    {unmatchable(p) ? <span>{unmatchable(p)}</span> : <>
                       <input aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codes[p.receipt] ?? p.suggestions[0] ?? ""} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
                       <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()}
                         run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: (codes[p.receipt] ?? p.suggestions[0] ?? "").trim() }, note }, await stepUp()))} />

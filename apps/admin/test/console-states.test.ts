@@ -189,10 +189,11 @@ describe("admin console states in chromium", () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
-  test("suspense: a paybill payment over M-Pesa's KES 250,000 is shown to check with Safaricom and refund, without Match (the server refuses it); one at the cap can still be matched", async () => {
-    const [over, atCap] = [
+  test("suspense: a paybill payment over M-Pesa's KES 250,000 or below KES 1 is shown to refund, without Match (the server refuses it); one at the cap can still be matched", async () => {
+    const [over, atCap, below] = [
       await h.daraja.c2b.pay({ billRefNumber: "NOSUCH3", amount: 250_000.01, skipValidation: true }),
       await h.daraja.c2b.pay({ billRefNumber: "NOSUCH4", amount: 250_000, skipValidation: true }),
+      await h.daraja.c2b.pay({ billRefNumber: "NOSUCH6", amount: 0.99, skipValidation: true }),
     ];
     await page.getByRole("link", { name: "Users" }).click();
     await page.getByRole("link", { name: "Suspense" }).click();
@@ -204,5 +205,10 @@ describe("admin console states in chromium", () => {
     const atCapRow = page.locator(`tr[data-receipt="${atCap.transId}"]`);
     await atCapRow.getByRole("button", { name: "Match" }).waitFor();
     assert.equal(await atCapRow.getByText("over M-Pesa's cap").count(), 0);
+    // Before, a code box and Match, which the server refuses for a payment of no money.
+    const belowRow = page.locator(`tr[data-receipt="${below.transId}"]`);
+    await belowRow.getByText("below KES 1, no money: refund to close").waitFor();
+    assert.deepEqual([await belowRow.getByRole("button", { name: "Match" }).count(), await belowRow.getByLabel(`Code for ${below.transId}`).count()], [0, 0], "no Match offered");
+    await belowRow.getByRole("button", { name: "Refund" }).waitFor();
   });
 });

@@ -25,11 +25,13 @@ export function Field({ label, id, ...input }: { label: string; id: string } & T
   );
 }
 
-export function Button({ title, onPress, disabled, kind = "primary", testID }: { title: string; onPress(): void; disabled?: boolean; kind?: "primary" | "secondary"; testID?: string }) {
+/** `label`: what a screen reader says when the title is a symbol. */
+export function Button({ title, label, onPress, disabled, kind = "primary", testID }: { title: string; label?: string; onPress(): void; disabled?: boolean; kind?: "primary" | "secondary"; testID?: string }) {
   return (
     <Pressable
       testID={testID}
       role="button"
+      aria-label={label}
       accessibilityState={{ disabled: !!disabled }}
       disabled={disabled}
       onPress={onPress}

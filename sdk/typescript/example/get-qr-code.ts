@@ -1,15 +1,14 @@
 // Usage: TTIP_URL=http://127.0.0.1:8080 TTIP_KEY_ID=... TTIP_SECRET=ttip_sk_... node --import tsx example/get-qr-code.ts <qr code id>
 import { ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { partnerSigner } from "@ttip/sdk";
+import { createPartnerTransport } from "@ttip/sdk";
 import { QrService } from "@ttip/sdk/gen/ttip/qr/v1/qr_service_pb.js";
 
-const transport = createConnectTransport({
-  baseUrl: process.env.TTIP_URL ?? "http://127.0.0.1:8080",
-  httpVersion: "1.1",
-  interceptors: [partnerSigner({ keyId: process.env.TTIP_KEY_ID!, secret: process.env.TTIP_SECRET! })],
-});
+// Signs the bytes each call sends, whatever the transport's options.
+const transport = createPartnerTransport(
+  { keyId: process.env.TTIP_KEY_ID!, secret: process.env.TTIP_SECRET! },
+  { baseUrl: process.env.TTIP_URL ?? "http://127.0.0.1:8080" },
+);
 const qr = createClient(QrService, transport);
 try {
   const res = await qr.getQrCode({ qrCodeId: process.argv[2] });

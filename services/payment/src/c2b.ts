@@ -149,8 +149,13 @@ const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransacti
  * KES 0) or over its cap. Parked with nothing posted to suspense (nor retried by reconciliation), never matched.
  */
 const neverMoney = (amountMinor: bigint) => amountMinor < MPESA_LIMITS.minMinor || overCap(amountMinor);
+/** Why M-Pesa cannot have moved this amount (neverMoney), in support's words; undefined when it can. */
+export function neverMoneyWords(amountMinor: bigint): string | undefined {
+  if (overCap(amountMinor)) return `over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction`;
+  return amountMinor < MPESA_LIMITS.minMinor ? "below the KES 1 M-Pesa moves at least" : undefined;
+}
 const overCapReason = (amountMinor: bigint) =>
-  `OVER M-PESA'S CAP: KES ${amountMinor / 100n} is over the KES ${MPESA_LIMITS.perTransactionMinor / 100n} a customer can pay in one transaction; ` +
+  `OVER M-PESA'S CAP: ${formatMoney(amountMinor, "KES")} is over the ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} a customer can pay in one transaction; ` +
   "not from M-Pesa as told (forged or corrupted): nothing posted, check the receipt with Safaricom";
 
 /**
@@ -191,25 +196,38 @@ export async function lockReceipt(tx: Queryable, receipt: string): Promise<void>
 /**
  * Under the receipt's lock: "repeat" when this confirmation was recorded meanwhile, "duplicate"
  * (recorded against that tip) when a tip already owns the receipt; undefined when it is still new.
- * A duplicate over M-Pesa's cap (the tip paid by its STK success first) tells support, as a parked one does.
+ * A duplicate that cannot be M-Pesa's report of the tip's payment (duplicateDoubt) tells support.
  */
 async function receiptSettled(tx: Queryable, p: C2bPayment, insertRow: string, row: SuspenseRow): Promise<"repeat" | "duplicate" | undefined> {
   await lockReceipt(tx, p.transId);
   const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
   if (again.rowCount) return "repeat";
-  const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
-  const tipId = owner.rows[0]?.tip_id;
-  if (!tipId) return undefined;
-  const overCapWords = p.amountMinor !== undefined && overCap(p.amountMinor) ? overCapReason(p.amountMinor) : undefined;
-  await tx.query(insertRow, row("duplicate", tipId, overCapWords));
-  if (overCapWords) await recordAlert(tx, unplacedAlert(p, `recorded as a duplicate of tip ${tipId}'s payment (paid by its STK success), nothing applied`, overCapWords, "flag", tipId));
+  const { rows: [owner] } = await tx.query<{ tip_id: string; paid_minor: bigint }>(
+    "SELECT tip_id, COALESCE(received_minor, charged_minor) AS paid_minor FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
+  if (!owner) return undefined;
+  const doubt = duplicateDoubt(p, owner.paid_minor);
+  await tx.query(insertRow, row("duplicate", owner.tip_id, doubt));
+  if (doubt) await recordAlert(tx, duplicateAlert(p, owner.tip_id, doubt));
   return "duplicate";
 }
+
+/**
+ * Why a confirmation of the receipt of a tip's payment (recorded as its duplicate, nothing applied) is not M-Pesa's
+ * report of that payment: an amount over M-Pesa's cap, or another amount than the tip's payment (one receipt, one
+ * amount). Undefined when it may be. Told once: a later one is a repeat of the recorded row.
+ */
+function duplicateDoubt(p: C2bPayment, paidMinor: bigint): string | undefined {
+  const amount = p.amountMinor ?? 0n;
+  if (overCap(amount)) return overCapReason(amount);
+  if (amount === paidMinor) return undefined;
+  return `ANOTHER AMOUNT: ${formatMoney(amount, "KES")}, while the tip's payment with this receipt was ${formatMoney(paidMinor, "KES")}; not from M-Pesa as told`;
+}
+const duplicateAlert = (p: C2bPayment, tipId: string, doubt: string) => unplacedAlert(p, `recorded as a duplicate of tip ${tipId}'s payment, nothing applied`, doubt, "flag", tipId);
 
 /** Support's alert of a confirmation not placed as a payment: `placed` says what was done with it, `reason` why. */
 function unplacedAlert(p: C2bPayment, placed: string, reason: string, action: "hold" | "flag", tipId?: string): AlertInput {
   return { reason: "UNKNOWN_CALLBACK", action, tipId,
-    detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") ${placed}: ${reason}` };
+    detail: `paybill payment ${p.transId} (${formatMoney(p.amountMinor ?? 0n, "KES")}, reference "${p.billRefNumber.slice(0, 40)}") ${placed}: ${reason}` };
 }
 
 /**
@@ -269,7 +287,9 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
         // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
         // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.
         if (decided === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) return;
-        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId))).rowCount === 1;
+        const doubt = decided === "duplicate" ? duplicateDoubt(p, tip.received_minor ?? tip.charged_minor) : undefined;
+        recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId, doubt))).rowCount === 1;
+        if (recorded && doubt) await recordAlert(tx, duplicateAlert(p, target.tipId, doubt));
       });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
     if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
@@ -617,12 +637,12 @@ export async function closeSuspenseMatch(deps: Deps, tip: Pick<TipRow, "tip_id" 
  * one its late callback named (spent_receipt_flags): a receipt another tip holds cannot be recorded on it.
  */
 export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt">): Promise<"refunded" | "paid_elsewhere" | undefined> {
-  // Not one over M-Pesa's cap: no money, so its closing by support refunded none (overCap).
+  // Not one M-Pesa cannot have moved (over its cap, below KES 1: neverMoney): no money, so its closing by support refunded none.
   const { rows } = await db.query<{ resolution: string }>(
     `SELECT resolution FROM payment.c2b_payments
-      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense' AND amount_minor <= $3
+      WHERE (trans_id = $1 OR trans_id IN (SELECT receipt FROM payment.spent_receipt_flags WHERE tip_id = $2)) AND outcome = 'suspense' AND amount_minor BETWEEN $4 AND $3
         AND (resolution = 'refund' OR (resolution = 'matched' AND tip_id IS DISTINCT FROM $2)) LIMIT 1`,
-    [tip.mpesa_receipt, tip.tip_id, MPESA_LIMITS.perTransactionMinor],
+    [tip.mpesa_receipt, tip.tip_id, MPESA_LIMITS.perTransactionMinor, MPESA_LIMITS.minMinor],
   );
   return rows[0] ? (rows[0].resolution === "refund" ? "refunded" : "paid_elsewhere") : undefined;
 }
@@ -630,18 +650,34 @@ export async function spentReceiptOf(db: Queryable, tip: Pick<TipRow, "tip_id" |
 /**
  * Before a held tip's approval, under the tip's row lock (a late callback records its receipt under it): refused
  * when its receipt's money is spent (spentReceiptOf): approved, it would be paid twice. Refused too when it is
- * funded by a payment parked over M-Pesa's cap (held so before such a payment was told apart: heldByC2bSuspense),
- * for which nothing was posted to suspense: approved, it would pay out money suspense does not hold.
+ * funded by a paybill payment parked in suspense (heldByC2bSuspense) whose move into suspense is not posted: one
+ * over M-Pesa's cap or below KES 1 (neverMoney: held so before such payments were told apart) never will be, and
+ * one whose parking the wallet did not answer is not yet (postFundingSuspense tries it first). Approved, it would
+ * pay out money suspense does not hold, taking suspense below zero.
  */
 export async function refuseSpentReceiptApproval(tx: Queryable, tip: Pick<TipRow, "tip_id" | "mpesa_receipt" | "credit_kind" | "credit_key">): Promise<void> {
   const spent = await spentReceiptOf(tx, tip);
   if (spent) throw spentApprovalRefusal(spent);
   const receipt = suspenseFunding(tip);
-  const { rows } = receipt ? await tx.query<{ amount_minor: bigint }>("SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1", [receipt]) : { rows: [] };
-  if (rows[0] && overCap(rows[0].amount_minor)) {
-    throw new InvalidStateError(`tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(rows[0].amount_minor, "KES")} is over M-Pesa's ` +
-      `${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom`);
-  }
+  const { rows: [funding] } = receipt
+    ? await tx.query<{ amount_minor: bigint; suspense_entry_id: string | null }>("SELECT amount_minor, suspense_entry_id FROM payment.c2b_payments WHERE trans_id = $1", [receipt])
+    : { rows: [] };
+  if (!funding || funding.suspense_entry_id) return;
+  const from = `tip_id: its money was to come from paybill payment ${receipt}, whose ${formatMoney(funding.amount_minor, "KES")}`;
+  const never = neverMoneyWords(funding.amount_minor);
+  if (never) throw new InvalidStateError(`${from} is ${never}: nothing was posted to suspense for it; reject this tip and check the receipt with Safaricom`);
+  throw new InvalidStateError(`${from} is not in suspense yet (the wallet did not answer when it was parked): approved now, suspense would pay out money ` +
+    "it does not hold; try again shortly");
+}
+
+/**
+ * Before a held tip's approval, outside any transaction: the move into suspense of the paybill payment funding it
+ * (heldByC2bSuspense), posted now when its parking could not (the wallet did not answer) and reconciliation has not
+ * yet. Still unposted, the claim refuses the approval (refuseSpentReceiptApproval).
+ */
+export async function postFundingSuspense(deps: Deps, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
+  const receipt = suspenseFunding(tip);
+  if (receipt) await postSuspense(deps, receipt);
 }
 
 /** The refusal of a held tip's approval whose receipt's money is spent (spentReceiptOf). */
@@ -820,7 +856,7 @@ export async function resolveSuspense(
     throw new InvalidStateError(`receipt: the payment carries no money (${formatMoney(row.amount_minor, "KES")}, below the KES 1 M-Pesa moves at least): nothing to match; refund (close) it instead`);
   }
   if (overCap(row.amount_minor)) {
-    throw new InvalidStateError(`receipt: its amount (KES ${row.amount_minor / 100n}) is over M-Pesa's KES ${MPESA_LIMITS.perTransactionMinor / 100n} per transaction: ` +
+    throw new InvalidStateError(`receipt: its amount (${formatMoney(row.amount_minor, "KES")}) is over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction: ` +
       "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");
   }
   const match = await matchOf(deps, ref);

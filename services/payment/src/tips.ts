@@ -20,7 +20,7 @@ import { waitBrieflyForLocks } from "./requery-lock.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
-import { lockReceipt, reconcileC2b } from "./c2b.js";
+import { lockReceipt, neverMoneyWords, reconcileC2b } from "./c2b.js";
 import { lockTiesOfTip, type ParkedFit, parkedPaymentFor, rememberReceiptless, type TieDoubt, tieDoubtWords, tiedToAnotherTip } from "./receiptless.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
@@ -366,21 +366,22 @@ type SuspenseResolution = "open" | "matched" | "refund" | null;
  * what became of a paybill payment with it parked in suspense. Both are written
  * only under the receipt's lock (lockReceipt), which the caller holds, so
  * reading them with this statement's snapshot is as good as after the row lock.
- * A payment parked over M-Pesa's cap is no money (c2b.ts posts nothing for it):
- * not read as parked, its amount told apart (overCapMinor).
+ * A payment parked with an amount M-Pesa cannot move (over its cap, below KES 1:
+ * c2b.ts posts nothing for it) is no money: not read as parked, its amount told
+ * apart (neverMoneyMinor).
  */
 async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | undefined) {
-  const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_suspense: SuspenseResolution; receipt_over_cap: bigint | null }>(
+  const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_suspense: SuspenseResolution; receipt_never_money: bigint | null }>(
     `SELECT ${TIP_COLUMNS_OF_T}, (SELECT o.tip_id FROM payment.tips o WHERE o.mpesa_receipt = $2) AS receipt_owner,
-            (SELECT c.resolution FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.amount_minor <= $3) AS receipt_suspense,
-            (SELECT c.amount_minor FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.amount_minor > $3) AS receipt_over_cap
+            (SELECT c.resolution FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.amount_minor BETWEEN $4 AND $3) AS receipt_suspense,
+            (SELECT c.amount_minor FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.amount_minor NOT BETWEEN $4 AND $3) AS receipt_never_money
        FROM payment.tips t WHERE ${typeof ref === "string" ? "t.tip_id = $1" : "t.callback_token = $1"} FOR UPDATE OF t`,
-    [typeof ref === "string" ? ref : ref.callbackToken, receipt ?? null, MPESA_LIMITS.perTransactionMinor],
+    [typeof ref === "string" ? ref : ref.callbackToken, receipt ?? null, MPESA_LIMITS.perTransactionMinor, MPESA_LIMITS.minMinor],
   );
   const row = rows[0];
   if (!row) return undefined;
-  const { receipt_owner: owner, receipt_suspense: suspense, receipt_over_cap: overCapMinor, ...tip } = row;
-  return { tip: tip as TipRow, owner, suspense, overCapMinor };
+  const { receipt_owner: owner, receipt_suspense: suspense, receipt_never_money: neverMoneyMinor, ...tip } = row;
+  return { tip: tip as TipRow, owner, suspense, neverMoneyMinor };
 }
 
 /**
@@ -615,11 +616,11 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
 /** markCallback written into decideSuccess's statement (its $1 is the tip, $8-$10 the mark). */
 const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8", ref: "$9", tipId: "$1", payoutId: "NULL", matched: "true" });
 
-type LockedForOutcome = Omit<NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, "overCapMinor"> & { overCapMinor?: bigint | null };
+type LockedForOutcome = Omit<NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, "neverMoneyMinor"> & { neverMoneyMinor?: bigint | null };
 
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(
-  tx: Queryable, { tip, owner, suspense, overCapMinor }: LockedForOutcome, o: StkOutcome, mark: CallbackMark | undefined,
+  tx: Queryable, { tip, owner, suspense, neverMoneyMinor }: LockedForOutcome, o: StkOutcome, mark: CallbackMark | undefined,
   guess: {
     /** The receipt of the parked payment a query's success was tied to (parkedPaymentFor), its lock held. */
     tied?: string;
@@ -670,9 +671,9 @@ async function decideSuccess(
   if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${shillings(receivedMinor)} instead of ${tip.charged_minor / 100n}`);
   if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
   // Its receipt also reported by a paybill confirmation no customer can pay: this callback alone says what was paid.
-  const overCapTwin = receipt && overCapMinor ? overCapMinor : undefined;
-  const toSuspense = problems.length > 0 || tip.fraud_action === "hold" || doubt !== undefined || overCapTwin !== undefined;
-  if (overCapTwin !== undefined) await holdBesideOverCapPayment(tx, tip, receipt!, overCapTwin, receivedMinor ?? tip.charged_minor);
+  const neverMoneyTwin = receipt && typeof neverMoneyMinor === "bigint" ? neverMoneyMinor : undefined;
+  const toSuspense = problems.length > 0 || tip.fraud_action === "hold" || doubt !== undefined || neverMoneyTwin !== undefined;
+  if (neverMoneyTwin !== undefined) await holdBesideNeverMoney(tx, tip, receipt!, neverMoneyTwin, receivedMinor ?? tip.charged_minor);
   if (doubt) {
     await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
       detail: `${tieDoubtWords(doubt)}; money parked in suspense` });
@@ -832,17 +833,17 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string, by
 }
 
 /**
- * A success whose receipt a paybill confirmation over M-Pesa's cap also reported (parked, nothing posted to suspense:
- * c2b.ts): that confirmation is not M-Pesa's word, so the tip is held on this success's own amount, moved from M-Pesa
- * clearing to suspense as any hold is, never from the parked payment. Support checks the receipt with Safaricom; the
- * parked payment says which tip named its receipt.
+ * A success whose receipt a paybill confirmation of an amount M-Pesa cannot move also reported (over its cap, below
+ * KES 1: parked, nothing posted to suspense: c2b.ts): that confirmation is not M-Pesa's word, so the tip is held on
+ * this success's own amount, moved from M-Pesa clearing to suspense as any hold is, never from the parked payment.
+ * Support checks the receipt with Safaricom; the parked payment says which tip named its receipt.
  */
-async function holdBesideOverCapPayment(tx: Queryable, tip: TipRow, receipt: string, overCapMinor: bigint, heldMinor: bigint): Promise<void> {
+async function holdBesideNeverMoney(tx: Queryable, tip: TipRow, receipt: string, parkedMinor: bigint, heldMinor: bigint): Promise<void> {
   await tx.query("UPDATE payment.c2b_payments SET reason = reason || ' | its receipt was named by tip ' || $2 || '''s STK success, held for review on that success' WHERE trans_id = $1",
     [receipt, tip.tip_id]);
   await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
-    detail: `receipt ${receipt} was also reported by a paybill confirmation of ${formatMoney(overCapMinor, "KES")}, over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} ` +
-      `per transaction (parked, nothing posted to suspense): not from M-Pesa as told. Held on this STK success (${formatMoney(heldMinor, "KES")}), moved from M-Pesa clearing to suspense; ` +
+    detail: `receipt ${receipt} was also reported by a paybill confirmation of ${formatMoney(parkedMinor, "KES")}, ${neverMoneyWords(parkedMinor)} ` +
+      `(parked, nothing posted to suspense): not from M-Pesa as told. Held on this STK success (${formatMoney(heldMinor, "KES")}), moved from M-Pesa clearing to suspense; ` +
       "check the receipt with Safaricom before approving" });
 }
 

@@ -19,6 +19,12 @@ import { payerFits } from "../src/receiptless.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const TOKEN = "c2b-test-path-token-0123456789";
+/**
+ * The payer of a payment naming nothing whose tie to a tip is not the point: its masked number (2541 ***** 000) fits no
+ * test tip's (phone() gives 07...), so no tip an STK query reported paid takes it (receiptless.ts). A random one, the
+ * simulator's, fits such a KES 100 tip of an earlier test now and then by its last three digits.
+ */
+const NO_TIP_PAYER = "254110000000";
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
 /** Reads an EMVCo TLV string (top level, or a template's value) into a map. */
@@ -264,7 +270,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     // Its C2B confirmation arrives first with a reference that names nothing (as pushes before per-tip references did).
-    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true, msisdn: NO_TIP_PAYER });
     assert.equal((await c2bRow(sim.receipt!)).outcome, "suspense");
     // Then the STK callback, as Daraja sends it.
     const row = await tipRow(tip!.tipId);
@@ -617,7 +623,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
-    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true, msisdn: NO_TIP_PAYER });
     await eventually(async () => (await c2bRow(sim.receipt!)).suspense_entry_id !== null, "parked in suspense");
     // What an admin's match to another worker's code leaves when wallet posts it after the call's deadline: that worker credited, the payment still open.
     await new Ledger(h.t.ctx).releaseFromSuspense({ key: `c2b:${sim.receipt}:matched`, receipt: sim.receipt!, recipient: { workerId: coded.id }, chargedMinor: 10000n, workerMinor: 9500n });
@@ -635,12 +641,15 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  /** A pushed tip whose callback is lost and whose payment's C2B confirmation, naming nothing, was parked in suspense; and its STK callback to send. */
-  const parkedPush = async (w: { id: string }) => {
+  /**
+   * A pushed tip whose callback is lost and whose payment's C2B confirmation, naming nothing, was parked in suspense; and its STK callback to send.
+   * `posted`: false when the wallet refuses the parking's move into suspense (walletRefusesSuspense).
+   */
+  const parkedPush = async (w: { id: string }, { posted = true } = {}) => {
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
-    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
-    await eventually(async () => (await c2bRow(sim.receipt!)).suspense_entry_id !== null, "parked in suspense");
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true, msisdn: NO_TIP_PAYER });
+    await eventually(async () => (await c2bRow(sim.receipt!))?.suspense_entry_id !== (posted ? null : undefined), "parked in suspense");
     const row = await tipRow(tip!.tipId);
     const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
@@ -691,6 +700,45 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await p.callBack();
     assert.equal(await spentWords(), 1, "flagged, once");
     assert.deepEqual([(await pay.getTip({ tipId: p.tipId })).tip!.status, await h.balance(w.id)], [TipStatus.FAILED, 0n]);
+  });
+
+  /** Until the returned function is called, the wallet refuses to post any paybill payment's move into suspense (as when it is down). */
+  const walletRefusesSuspense = async () => {
+    await h.t.db.pool.query("CREATE FUNCTION wallet.test_refuse_suspense() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'wallet down'; END $$");
+    await h.t.db.pool.query(`CREATE TRIGGER test_refuse_suspense BEFORE INSERT ON wallet.entries FOR EACH ROW
+      WHEN (NEW.description LIKE 'Paybill payment % in suspense') EXECUTE FUNCTION wallet.test_refuse_suspense()`);
+    return async () => {
+      await h.t.db.pool.query("DROP TRIGGER test_refuse_suspense ON wallet.entries");
+      await h.t.db.pool.query("DROP FUNCTION wallet.test_refuse_suspense()");
+    };
+  };
+
+  test("a held tip funded by a parked payment whose move into suspense the wallet has not posted yet: its approval posts it first, or is refused while it cannot; suspense never goes below zero", async () => {
+    const w = await worker();
+    const before = await clearingAndSuspense();
+    const walletBack = await walletRefusesSuspense();
+    let p: Awaited<ReturnType<typeof parkedPush>>;
+    try {
+      p = await parkedPush(w, { posted: false });
+      await p.callBack();
+      assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+      // Before, approved at once out of a suspense that did not hold the payment yet: suspense KES 100 below zero.
+      const refused = await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, new RegExp(`^tip_id: its money was to come from paybill payment ${p.receipt}, whose KES 100 is not in suspense yet .*try again shortly$`));
+      assert.deepEqual([await h.balance(w.id), ...(await clearingAndSuspense())], [0n, ...before], "nothing moved");
+      assert.equal((await pay.getTip({ tipId: p.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW, "still held for a decision");
+    } finally {
+      await walletBack();
+    }
+    // The wallet back, before reconciliation's pass: the approval moves the payment into suspense, then out to the worker.
+    assert.equal((await c2bRow(p.receipt)).suspense_entry_id, null);
+    await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "paid once, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    assert.ok((await c2bRow(p.receipt)).suspense_entry_id, "posted by the approval");
+    const after = await clearingAndSuspense();
+    assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense took the payment in from clearing and paid it out, no more");
+    assert.ok(await h.trialBalanced());
   });
 
   test("rejecting a held tip funded by a payment parked in suspense puts the payment back on support's open list, where a refund closes it; the tip stays failed, nothing is credited", async () => {
@@ -975,7 +1023,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       { ref: "", amount: 100, why: /no account reference/ },
     ];
     for (const c of cases) {
-      const paid = await h.sim.c2b.pay({ billRefNumber: c.ref, amount: c.amount, skipValidation: true });
+      const paid = await h.sim.c2b.pay({ billRefNumber: c.ref, amount: c.amount, skipValidation: true, msisdn: NO_TIP_PAYER });
       const row = await c2bRow(paid.transId);
       assert.equal(row.outcome, "suspense", c.ref);
       assert.match(row.reason, c.why);
@@ -993,7 +1041,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("a suspense payment whose posting fails every pass waits behind the others: passes of one each post the rest", async () => {
-    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 200, skipValidation: true })];
+    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 200, skipValidation: true, msisdn: NO_TIP_PAYER })];
     // Both unposted and older than any other: stuck's amount no longer what the wallet holds under its key (refused every
     // time, ALREADY_EXISTS); next's entry is there, so posting it again answers it.
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = NULL, received_at = '2001-01-01T00:00:00Z', amount_minor = 300 WHERE trans_id = $1", [stuck.transId]);
@@ -1013,7 +1061,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       BillRefNumber: "QQQQQQ7", MSISDN: "2547 ***** 126", FirstName: "X",
     });
     assert.equal(answered.status, 200);
-    const real = await h.sim.c2b.pay({ billRefNumber: "QQQQQQ7", amount: 100, skipValidation: true });
+    const real = await h.sim.c2b.pay({ billRefNumber: "QQQQQQ7", amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER });
     assert.deepEqual([(await c2bRow(zero)).outcome, (await c2bRow(real.transId)).outcome], ["suspense", "suspense"]);
     // Both unposted and older than any other, the empty one first; the real one's entry is there, so posting it again answers it.
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET received_at = '2001-01-01T00:00:00Z' WHERE trans_id = $1", [zero]);
@@ -1046,13 +1094,13 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const parked = await c2bRow(transId);
       assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id, parked.suspense_entry_id], ["suspense", "open", null, null], `${reference}: parked, nothing posted to suspense`);
       const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 500 } });
-      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: .*KES 250000 a customer can pay in one transaction/, "support's list says why");
+      assert.match(payments.find((x) => x.receipt === transId)!.reason, /^OVER M-PESA'S CAP: KES [\d,.]+ is over the KES 250,000 a customer can pay in one transaction/, "support's list says why");
       const told = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [transId]);
       assert.equal(told.rows[0].n, 1, "support is alerted");
       const refused = await adminClient.resolveSuspensePayment({ receipt: transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "big" })
         .then(() => undefined, (e: unknown) => ConnectError.from(e));
       assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
-      assert.match(refused.rawMessage, /^receipt: its amount \(KES \d+\) is over M-Pesa's KES 250000 per transaction/);
+      assert.match(refused.rawMessage, /^receipt: its amount \(KES [\d,.]+\) is over M-Pesa's KES 250,000 per transaction/);
       assert.equal((await c2bRow(transId)).resolution, "open", "left for support to check and close");
     }
     assert.equal((await tipRow(tip!.tipId)).mpesa_receipt, null, "the tip took no receipt");
@@ -1060,51 +1108,60 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  /** A pushed tip whose callback is lost, whose receipt a paybill confirmation over M-Pesa's cap reported (parked, nothing posted); and its STK success to send. */
-  const overCapTwin = async (w: { id: string }) => {
+  /**
+   * A pushed tip whose callback is lost, whose receipt a paybill confirmation of `amount`, which M-Pesa cannot move (over its cap by default), reported
+   * (parked, nothing posted); and its STK success to send.
+   */
+  const neverMoneyTwin = async (w: { id: string }, amount = "250000.01") => {
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
     const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
     const answered = await h.post(`/c2b/${TOKEN}/confirmation`, {
-      TransactionType: "Pay Bill", TransID: sim.receipt, TransTime: "20260101120000", TransAmount: "250000.01", BusinessShortCode: h.sim.options.shortcode,
+      TransactionType: "Pay Bill", TransID: sim.receipt, TransTime: "20260101120000", TransAmount: amount, BusinessShortCode: h.sim.options.shortcode,
       BillRefNumber: tip!.paybillAccountReference, MSISDN: "2547 ***** 126", FirstName: "X",
     });
     assert.equal(answered.status, 200);
     const parked = await c2bRow(sim.receipt!);
-    assert.deepEqual([parked.outcome, parked.resolution, parked.suspense_entry_id], ["suspense", "open", null], "parked over the cap, nothing posted");
+    assert.deepEqual([parked.outcome, parked.resolution, parked.suspense_entry_id], ["suspense", "open", null], "parked as no money, nothing posted");
     const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
       CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
     const token = (await tipRow(tip!.tipId)).callback_token;
     return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async () => assert.equal((await h.post(`/mpesa/stk/${token}`, callback)).status, 200) };
   };
 
-  test("an STK success naming the receipt of a confirmation parked over M-Pesa's cap: held on its own amount from clearing, never from suspense; support sees why; approved once the parked one is closed, suspense as before", async () => {
-    const w = await worker();
-    const before = await clearingAndSuspense();
-    const p = await overCapTwin(w);
-    await p.callBack();
-    const held = await tipRow(p.tipId);
-    // Before: held "from suspense" (credit key c2b:<receipt>) on the parked amount, KES 250,000.01, which suspense never held.
-    assert.deepEqual([held.status, held.credit_kind, held.credit_key, held.received_minor], ["held_for_review", "suspense", p.receipt, null], "held on the callback's KES 100");
-    await eventually(async () => (await tipRow(p.tipId)).credit_entry_id !== null, "the hold posted");
-    const hold = await clearingAndSuspense();
-    assert.deepEqual([hold[0] - before[0], hold[1] - before[1]], [-10000n, 10000n], "KES 100 held from clearing into suspense");
-    const parked = await c2bRow(p.receipt);
-    assert.deepEqual([parked.resolution, parked.tip_id, parked.suspense_entry_id], ["open", null, null], "still support's to check and close");
-    assert.match(parked.reason, new RegExp(`^OVER M-PESA'S CAP: .* its receipt was named by tip ${p.tipId}'s STK success, held for review`));
-    const why = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [p.tipId]);
-    assert.match(why.rows.map((r) => r.detail).join("\n"), new RegExp(`receipt ${p.receipt} was also reported by a paybill confirmation of KES 250,000.01, over M-Pesa's KES 250,000 per transaction .*Held on this STK success \\(KES 100\\)`));
-    // Support closes the parked confirmation (checked with Safaricom): it refunded nothing, so the tip's approval goes through.
-    await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "Safaricom: corrupted amount" });
-    await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "its own payment" });
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95 (KES 100 less the fee)");
-    const after = await clearingAndSuspense();
-    assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense paid out what it took in from clearing, no more");
-    assert.ok(await h.trialBalanced());
-  });
+  for (const c of [
+    { parked: "over M-Pesa's cap", amount: "250000.01", reason: "OVER M-PESA'S CAP: ", words: "KES 250,000.01, over M-Pesa's KES 250,000 per transaction" },
+    { parked: "below KES 1", amount: "0.50", reason: "an amount of 50 cents is below KES 1", words: "KES 0.50, below the KES 1 M-Pesa moves at least" },
+  ]) {
+    test(`an STK success naming the receipt of a confirmation parked ${c.parked}: held on its own amount from clearing, never from suspense; support sees why; approved once the parked one is closed, suspense as before`, async () => {
+      const w = await worker();
+      const before = await clearingAndSuspense();
+      const p = await neverMoneyTwin(w, c.amount);
+      await p.callBack();
+      const held = await tipRow(p.tipId);
+      // Before: held "from suspense" (credit key c2b:<receipt>) on the parked amount, which suspense never held.
+      assert.deepEqual([held.status, held.credit_kind, held.credit_key, held.received_minor], ["held_for_review", "suspense", p.receipt, null], "held on the callback's KES 100");
+      await eventually(async () => (await tipRow(p.tipId)).credit_entry_id !== null, "the hold posted");
+      const hold = await clearingAndSuspense();
+      assert.deepEqual([hold[0] - before[0], hold[1] - before[1]], [-10000n, 10000n], "KES 100 held from clearing into suspense");
+      const parked = await c2bRow(p.receipt);
+      assert.deepEqual([parked.resolution, parked.tip_id, parked.suspense_entry_id], ["open", null, null], "still support's to check and close");
+      assert.ok(parked.reason.startsWith(c.reason), parked.reason);
+      assert.match(parked.reason, new RegExp(` its receipt was named by tip ${p.tipId}'s STK success, held for review`));
+      const why = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold'", [p.tipId]);
+      assert.match(why.rows.map((r) => r.detail).join("\n"), new RegExp(`receipt ${p.receipt} was also reported by a paybill confirmation of ${c.words} .*Held on this STK success \\(KES 100\\)`));
+      // Support closes the parked confirmation (checked with Safaricom): it refunded nothing, so the tip's approval goes through.
+      await adminClient.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note: "Safaricom: corrupted amount" });
+      await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "its own payment" });
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95 (KES 100 less the fee)");
+      const after = await clearingAndSuspense();
+      assert.deepEqual([after[0] - before[0], after[1]], [-10000n, before[1]], "suspense paid out what it took in from clearing, no more");
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
   test("a held tip funded by a payment parked over M-Pesa's cap (held so before such a payment was told apart): its approval is refused, nothing leaves suspense; rejected, the payment is support's again", async () => {
     const w = await worker();
-    const p = await overCapTwin(w);
+    const p = await neverMoneyTwin(w);
     // What an STK success naming the parked receipt did before: the tip held from suspense on the parked amount, the payment taken for it.
     await h.t.db.pool.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [p.receipt, p.tipId]);
     await h.t.db.pool.query(`UPDATE payment.tips SET status = 'held_for_review', result_code = '0', mpesa_receipt = $1, credit_key = 'c2b:' || $1, credit_kind = 'suspense',
@@ -1144,27 +1201,33 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  test("a confirmation over M-Pesa's cap of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted of the impossible amount once", async () => {
-    const w = await worker();
-    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("5678") } });
-    const paid = await eventually(async () => {
-      const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
-      return t.status === TipStatus.SUCCEEDED && t;
-    }, "the tip paid by its STK success");
-    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95");
-    const overCapBody = confirmation(paid.mpesaReceipt, tip!.paybillAccountReference, "250000.01");
-    for (let delivery = 0; delivery < 2; delivery++) assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, overCapBody)).status, 200);
-    const row = await c2bRow(paid.mpesaReceipt);
-    assert.deepEqual([row.outcome, row.tip_id, row.suspense_entry_id], ["duplicate", tip!.tipId, null], "a duplicate of the tip's payment, nothing posted");
-    assert.match(row.reason, /^OVER M-PESA'S CAP: /);
-    // Before, no alert at all: the impossible amount was taken silently for the tip's repeat.
-    const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0 AND detail LIKE '%OVER M-PESA''S CAP%'", [paid.mpesaReceipt]);
-    assert.equal(told.rows.length, 1, "support is alerted, once");
-    assert.equal(told.rows[0].tip_id, tip!.tipId);
-    assert.match(told.rows[0].detail, new RegExp(`^paybill payment ${paid.mpesaReceipt} \\(KES 250000, .*\\) recorded as a duplicate of tip ${tip!.tipId}'s payment`));
-    assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
-    assert.ok(await h.trialBalanced());
-  });
+  for (const c of [
+    { what: "over M-Pesa's cap", amount: "250000.01", shown: "KES 250,000.01", reason: "OVER M-PESA'S CAP: KES 250,000.01 is over the KES 250,000" },
+    { what: "of another amount", amount: "5000.00", shown: "KES 5,000", reason: "ANOTHER AMOUNT: KES 5,000, while the tip's payment with this receipt was KES 100" },
+  ]) {
+    test(`a confirmation ${c.what} of a receipt its tip's STK success already paid: recorded as a duplicate, nothing applied, and support is alerted once`, async () => {
+      const w = await worker();
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("5678") } });
+      const paid = await eventually(async () => {
+        const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+        return t.status === TipStatus.SUCCEEDED && t;
+      }, "the tip paid by its STK success");
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited KES 95");
+      const body = confirmation(paid.mpesaReceipt, tip!.paybillAccountReference, c.amount);
+      for (let delivery = 0; delivery < 2; delivery++) assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, body)).status, 200);
+      const row = await c2bRow(paid.mpesaReceipt);
+      assert.deepEqual([row.outcome, row.tip_id, row.suspense_entry_id], ["duplicate", tip!.tipId, null], "a duplicate of the tip's payment, nothing posted");
+      assert.ok(row.reason.startsWith(c.reason), row.reason);
+      // Before, no alert at all: the amount M-Pesa cannot have reported was taken silently for the tip's repeat.
+      const told = await h.t.db.pool.query("SELECT tip_id, detail FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.mpesaReceipt]);
+      assert.equal(told.rows.length, 1, "support is alerted, once");
+      assert.equal(told.rows[0].tip_id, tip!.tipId);
+      assert.ok(told.rows[0].detail.startsWith(`paybill payment ${paid.mpesaReceipt} (${c.shown}, reference "${tip!.paybillAccountReference}") ` +
+        `recorded as a duplicate of tip ${tip!.tipId}'s payment, nothing applied: ${c.reason}`), told.rows[0].detail);
+      assert.equal(await h.balance(w.id), 9500n, "nothing more credited");
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
   test("a parked confirmation of 1 to 99 cents (M-Pesa moves whole shillings) is never money: nothing posted to suspense, by reconciliation either; a match is refused", async () => {
     const transId = `Z${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
@@ -1186,7 +1249,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("a stored raw confirmation that cannot be applied on any pass waits behind the others: passes of one each apply the rest", async () => {
-    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true })];
+    const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ9", amount: 200, skipValidation: true, msisdn: NO_TIP_PAYER })];
     const callbackOf = async (transId: string) => (await h.t.db.pool.query<{ callback_id: string; outcome: string; attempts: number }>(
       "SELECT callback_id, outcome, attempts FROM payment.callbacks WHERE source = 'mpesa_c2b' AND position($1 in convert_from(raw_body, 'UTF8')) > 0", [transId])).rows[0];
     const [stuckId, nextId] = [(await callbackOf(stuck.transId)).callback_id, (await callbackOf(next.transId)).callback_id];

@@ -646,6 +646,35 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a dispute whose set-aside amount the worker withdrew before it moved (a crash, then a payout) sets aside what is left; lost, it still takes the share back", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    h.stripe.pauseWebhooks(true);
+    let du: string;
+    try {
+      du = await h.stripe.openDispute(tip.providerPaymentId);
+      // Where a delivery stopped: the dispute's row chose to set aside all the worker had, then its process died before the move.
+      await h.t.db.pool.query(
+        `INSERT INTO payment.card_disputes (dispute_id, provider, tip_id, amount_minor, currency, wallet_minor, held_wallet_minor, reason, status)
+         VALUES ($1, 'stripe', $2, 1000, 'USD', 115117, 115117, 'fraudulent', 'open')`, [du, tip.tipId]);
+      await h.withdraw(worker, 115000n);
+      // The simulator delivers 10 ms after the event, on this process's timers: due before this one, it finds webhooks paused.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      h.stripe.pauseWebhooks(false);
+    }
+    const opened = h.stripe.events().find((e) => e.type === "charge.dispute.created" && e.body.includes(du))!;
+    // Before, every delivery was refused (the wallet cannot set aside 115117 of 117): never disputed, never charged back.
+    assert.equal(await h.stripe.redeliver(opened.id), 200);
+    assert.equal((await status(tip.tipId)).cardState, CardTipState.DISPUTED);
+    assert.equal((await h.t.db.pool.query("SELECT held_wallet_minor FROM payment.card_disputes WHERE dispute_id = $1", [du])).rows[0].held_wallet_minor, 117n);
+    assert.equal(await h.balance(worker), 0n, "the 117 left is set aside");
+    await h.stripe.closeDispute(du, "lost");
+    await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await h.ledgerBalance(worker), -115000n, "the worker owes what was withdrawn");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a dispute lost on a tip held for review takes the money back out of suspense, never from the worker, who never had it; an approval after it pays nothing", async () => {
     const worker = randomUUID();
     const held = await paid(worker, `pm_card_gb_${Date.now()}_4`, USD(1000), "KE");

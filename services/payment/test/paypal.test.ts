@@ -26,11 +26,11 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     await h.close();
   });
 
-  const create = (workerId: string, cents = 1000) =>
-    pay.createTip({
-      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: { currency: "USD", amountMinor: BigInt(cents) },
-      payment: { case: "card", value: true }, cardProvider: CardProvider.PAYPAL,
-    });
+  const tipTo = (workerId: string, cents = 1000) => ({
+    recipient: { case: "workerId" as const, value: workerId }, amount: { currency: "USD", amountMinor: BigInt(cents) },
+    payment: { case: "card" as const, value: true }, cardProvider: CardProvider.PAYPAL,
+  });
+  const create = (workerId: string, cents = 1000) => pay.createTip({ idempotencyKey: randomUUID(), ...tipTo(workerId, cents) });
   const until = (tipId: string, what: string, ok: (t: Tip) => boolean) => eventually(async () => {
     const t = (await pay.getTip({ tipId })).tip!;
     return ok(t) && t;
@@ -132,6 +132,29 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.equal(t.status, TipStatus.PENDING);
     assert.match(t.resultMessage, /declined/i);
     assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("two CreateTips under one key at once (a double click on Pay): PayPal refusing the second while it makes the order is in doubt, not a refusal; the tip stays open and is paid", async () => {
+    const worker = randomUUID();
+    const ask = { ...tipTo(worker), idempotencyKey: randomUUID() };
+    // PayPal makes the first's order and has not answered when the second comes, under the same PayPal-Request-Id.
+    const hold = h.paypal.holdWrites((path) => path === "/v2/checkout/orders");
+    let first: ReturnType<typeof pay.createTip> | undefined;
+    try {
+      first = pay.createTip(ask);
+      await eventually(async () => hold.held() === 1, "the first order in flight at PayPal");
+      // Before, PREVIOUS_REQUEST_IN_PROGRESS read as PayPal refusing the payment: the tip failed while its order was made.
+      await assert.rejects(pay.createTip(ask), (e: ConnectError) => e.code === Code.Unavailable && /retry with the same idempotency key/.test(e.rawMessage));
+    } finally {
+      hold.release();
+    }
+    const r = await first!;
+    assert.equal(r.tip!.status, TipStatus.PENDING);
+    assert.equal((await pay.createTip(ask)).tip!.providerPaymentId, r.tip!.providerPaymentId, "asked again, the same order");
+    await approve(r.paypalApproveUrl);
+    const done = await until(r.tip!.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
+    await credited(done.tipId);
+    assert.equal(await h.balance(worker), done.workerReceives!.amountMinor);
   });
 
   test("two tries of one refund at once (a double click): one sends it, the other is refused to retry; PayPal's refusal of a simultaneous second send never gives the worker's share back", async () => {

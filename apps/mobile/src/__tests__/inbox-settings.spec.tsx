@@ -70,7 +70,9 @@ test("statements: this month's opening, postings and closing; the month before o
   expect(screen.getByTestId("closing")).toHaveTextContent(`Closing balance: KES ${(1000 * month + 190).toLocaleString("en")}`);
   expect(within(screen.getByTestId("statement-rows")).getByText("KES -10")).toBeTruthy();
   expect(screen.getByTestId("month-next").props.accessibilityState).toMatchObject({ disabled: true });
-  await fireEvent.press(screen.getByTestId("month-previous"));
+  // The arrows are read aloud by what they do, not as "‹" and "›".
+  expect(screen.getByLabelText("Next month")).toBe(screen.getByTestId("month-next"));
+  await fireEvent.press(screen.getByLabelText("Previous month"));
   const before = month === 1 ? `${year - 1}-12` : `${year}-${month - 1}`;
   await waitFor(() => expect(gw.statementsAsked).toContain(before));
   await first.unmount();

@@ -109,6 +109,25 @@ test("a refused biometric sends nothing", async () => {
   expect(gw.availableMinor).toBe(1_500_00n);
 });
 
+test("a second tap on Confirm while the fingerprint prompt is open opens no second prompt and pays out once", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  let touchSensor = () => undefined as void;
+  phone.biometricHeld = new Promise((resolve) => (touchSensor = resolve));
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("withdraw");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "500");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  touchSensor();
+  expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(phone.biometricPrompts).toEqual(["Confirm the withdrawal of KES 500"]);
+  expect(gw.count("CreateDeviceChallenge")).toBe(1);
+  expect(gw.count("RequestPayout")).toBe(1);
+});
+
 test("a payout retried after a lost answer keeps its idempotency key, so it is paid once", async () => {
   const gw = new FakeGateway();
   await renderApp(gw);
@@ -140,6 +159,24 @@ test("more than the balance shown is refused at once, naming it: no biometric pr
   expect(gw.payouts.size).toBe(0);
 });
 
+
+test("more than wallet's limit per withdrawal is refused at once, naming the limit: no biometric prompt, nothing sent", async () => {
+  const gw = new FakeGateway();
+  gw.availableMinor = 100_000_00n;
+  gw.perWithdrawalMinor = 70_000_00n;
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 100,000"));
+  await screen.findByText("Per withdrawal");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "80000");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("That is more than the limit of KES 70,000 per withdrawal. Enter KES 70,000 or less.");
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.payouts.size).toBe(0);
+});
 
 test("offline, home and history show the saved balance and tips marked with their time", async () => {
   const gw = new FakeGateway();

@@ -44,12 +44,13 @@ const en = {
   newer: "Newer",
   withdrawTitle: "Withdraw to M-Pesa",
   amountLabel: "Amount (KES, whole shillings)",
-  amountInvalid: "Enter whole shillings, from 1 to 250,000.",
+  amountInvalid: "Enter a whole number of shillings, for example 500.",
   mpesaLabel: "M-Pesa number (empty: your payout number)",
   mpesaInvalid: "Enter a Kenyan M-Pesa number, for example 0712 345 678, or leave it empty.",
   withdraw: "Withdraw",
   confirmWithdraw: "Send {amount} to {to} by M-Pesa?",
   toPayoutNumber: "your payout number",
+  overPerWithdrawal: "That is more than the limit of {limit} per withdrawal. Enter {limit} or less.",
   overAvailable: "That is more than your available balance of {available}. Enter {available} or less.",
   confirm: "Confirm",
   cancel: "Cancel",
@@ -97,6 +98,8 @@ const en = {
   opening: "Opening balance",
   closing: "Closing balance",
   statementEmpty: "Nothing happened this month.",
+  previousMonth: "Previous month",
+  nextMonth: "Next month",
 };
 
 export type MessageKey = keyof typeof en;
@@ -142,12 +145,13 @@ const sw: Record<MessageKey, string> = {
   newer: "Mpya zaidi",
   withdrawTitle: "Toa pesa kwenda M-Pesa",
   amountLabel: "Kiasi (KES, shilingi kamili)",
-  amountInvalid: "Weka shilingi kamili, kutoka 1 hadi 250,000.",
+  amountInvalid: "Weka idadi kamili ya shilingi, kwa mfano 500.",
   mpesaLabel: "Nambari ya M-Pesa (tupu: nambari yako ya malipo)",
   mpesaInvalid: "Weka nambari ya M-Pesa ya Kenya, kwa mfano 0712 345 678, au iache tupu.",
   withdraw: "Toa",
   confirmWithdraw: "Tuma {amount} kwenda {to} kwa M-Pesa?",
   toPayoutNumber: "nambari yako ya malipo",
+  overPerWithdrawal: "Ni zaidi ya kikomo cha {limit} kwa kila utoaji. Weka {limit} au chini.",
   overAvailable: "Ni zaidi ya salio lako la {available}. Weka {available} au chini.",
   confirm: "Thibitisha",
   cancel: "Ghairi",
@@ -195,6 +199,8 @@ const sw: Record<MessageKey, string> = {
   opening: "Salio la mwanzo",
   closing: "Salio la mwisho",
   statementEmpty: "Hakuna kilichotokea mwezi huu.",
+  previousMonth: "Mwezi uliopita",
+  nextMonth: "Mwezi ujao",
 };
 
 export const MESSAGES: Record<Locale, Record<MessageKey, string>> = { en, sw };

@@ -37,9 +37,9 @@ export function Statements({ onClose, now = new Date() }: { onClose(): void; now
       <Title>{t("statementsTitle")}</Title>
       <Button kind="secondary" testID="statements-close" title={t("back")} onPress={onClose} />
       <View style={{ flexDirection: "row", gap: 8, alignItems: "center", justifyContent: "space-between" }}>
-        <Button kind="secondary" testID="month-previous" title="‹" disabled={isFirst} onPress={() => step(-1)} />
+        <Button kind="secondary" testID="month-previous" title="‹" label={t("previousMonth")} disabled={isFirst} onPress={() => step(-1)} />
         <Text testID="statement-month" style={styles.text}>{label}</Text>
-        <Button kind="secondary" testID="month-next" title="›" disabled={isCurrent} onPress={() => step(1)} />
+        <Button kind="secondary" testID="month-next" title="›" label={t("nextMonth")} disabled={isCurrent} onPress={() => step(1)} />
       </View>
       {statement.offline ? <OfflineNotice savedAt={statement.savedAt} hasData={s !== undefined} /> : null}
       <ErrorText>{statement.error ? plainError(statement.error, locale) : ""}</ErrorText>

@@ -12,13 +12,15 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Platform, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { payoutStatus } from "../lib/format";
 import { useI18n, type MessageKey } from "../lib/i18n";
 import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
 
+/** What the amount field reads at most (seven digits); the limits that apply are wallet's. */
+const MAX_TYPED_UNITS = 9_999_999;
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
   [LimitKind.PER_TRANSACTION]: "limitPerWithdrawal",
@@ -43,6 +45,9 @@ export function Withdraw() {
   const [phoneText, setPhoneText] = useState("");
   const [stage, setStage] = useState<Stage>({ kind: "form" });
   const [error, setError] = useState("");
+  // One confirmation at a time: a tap while the fingerprint prompt is open starts no second prompt.
+  const sending = useRef(false);
+  const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const payoutId = stage.kind === "sent" ? stage.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
@@ -52,8 +57,11 @@ export function Withdraw() {
 
   const review = () => {
     setError("");
-    const amount = parseWholeUnits(amountText);
+    const amount = parseWholeUnits(amountText, MAX_TYPED_UNITS);
     if (!amount) return setError(t("amountInvalid"));
+    // The limit per withdrawal is wallet's, named with its amount; refused here as wallet would.
+    const perWithdrawal = limits.data?.limits.find((l) => l.kind === LimitKind.PER_TRANSACTION)?.limit?.amountMinor;
+    if (perWithdrawal !== undefined && amount > perWithdrawal) return setError(t("overPerWithdrawal", { limit: formatMoney(perWithdrawal, WALLET_CURRENCY) }));
     // Refused here, before the biometric prompt and the key's signature, as the gateway would refuse it.
     if (balance.data && amount > available) return setError(t("overAvailable", { available: formatMoney(available, WALLET_CURRENCY) }));
     const typed = phoneText.trim();
@@ -64,6 +72,18 @@ export function Withdraw() {
   };
 
   const send = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
+    if (sending.current) return;
+    sending.current = true;
+    setConfirming(true);
+    try {
+      await sendOnce(attempt);
+    } finally {
+      sending.current = false;
+      setConfirming(false);
+    }
+  };
+
+  const sendOnce = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
     const { amount, mpesaPhone, idempotencyKey } = attempt;
     setError("");
     const session = sessions.get();
@@ -126,7 +146,7 @@ export function Withdraw() {
         <Notice testID="confirm">
           <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY), to: stage.mpesaPhone ? localPhone(stage.mpesaPhone) : t("toPayoutNumber") })}</Text>
           <ErrorText>{error}</ErrorText>
-          <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => send(stage)} />
+          <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => void send(stage)} disabled={confirming} />
           <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} />
         </Notice>
       ) : (

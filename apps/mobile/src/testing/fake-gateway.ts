@@ -13,6 +13,7 @@ import { PayoutStatus, TipSchema, TipStatus, type Tip } from "@ttip/proto/ttip/p
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind, QrCodeSchema, QrCodeStatus, type QrCode } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 
 const b64url = (s: string) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -27,6 +28,8 @@ export class FakeGateway {
   offline = false;
   availableMinor = 1_500_00n;
   heldMinor = 0n;
+  /** Wallet's limit per withdrawal, KES minor units; undefined: wallet sends no limits. */
+  perWithdrawalMinor: bigint | undefined;
   tips: Tip[] = [];
   qrCodes: QrCode[] = [];
   readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
@@ -141,7 +144,7 @@ export class FakeGateway {
             gw.authed(ctx);
             return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
           },
-          getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: [] }),
+          getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: gw.perWithdrawalMinor === undefined ? [] : [{ kind: LimitKind.PER_TRANSACTION, limit: { amountMinor: gw.perWithdrawalMinor, currency: "KES" }, remaining: { amountMinor: gw.perWithdrawalMinor, currency: "KES" } }] }),
           getStatement: (req, ctx) => {
             gw.authed(ctx);
             gw.statementsAsked.push(`${req.year}-${req.month}`);

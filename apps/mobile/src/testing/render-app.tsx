@@ -27,6 +27,8 @@ export interface TestPhone {
   cache: ReturnType<typeof memoryStore>;
   biometricAnswers: boolean[];
   biometricPrompts: string[];
+  /** While set, the biometric prompt stays open until it settles (the worker has not touched the sensor yet). */
+  biometricHeld?: Promise<void>;
   pushToken: string | undefined;
   shared: string[];
   keys: number;
@@ -44,6 +46,7 @@ export async function renderApp(gw: FakeGateway, phone: TestPhone = newPhone(), 
     biometric: {
       confirm: async (prompt) => {
         phone.biometricPrompts.push(prompt);
+        await phone.biometricHeld;
         return phone.biometricAnswers.shift() ?? true;
       },
     },

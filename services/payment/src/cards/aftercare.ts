@@ -256,10 +256,36 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
     row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
   }
   // Idempotent on its key: a crash between the row and the entry is mended by the redelivery.
-  if (row.held_wallet_minor > 0n) await deps.cards!.ledger.moveDisputed(`card-dispute-hold:${row.dispute_id}`, splitOf(tip), row.held_wallet_minor, false);
+  row = await setAside(deps, tip, row);
   // Shown once the amount is set aside.
   if (row.status === "open") await pool.query("UPDATE payment.tips SET card_state = 'disputed' WHERE tip_id = $1 AND card_state IN ('none', 'refunded')", [tip.tip_id]);
   return row;
+}
+
+/** Tries of setAside: each refusal lowers the amount to what the worker has then. */
+const SET_ASIDE_TRIES = 3;
+
+/**
+ * Moves what the dispute sets aside, once by its key. Refused for want of balance (the worker withdrew after the amount
+ * was chosen: a payout in between, or a crash before the move), nothing moved: what the worker has now is set aside
+ * instead, and the rest is taken if the dispute is lost. Kept at the first amount, every delivery was refused alike and
+ * the chargeback never applied, even lost.
+ */
+async function setAside(deps: Deps, tip: CardTipRow, row: DisputeRow): Promise<DisputeRow> {
+  const { pool } = deps.ctx;
+  for (let tries = 1; ; tries++) {
+    try {
+      if (row.held_wallet_minor > 0n) await deps.cards!.ledger.moveDisputed(`card-dispute-hold:${row.dispute_id}`, splitOf(tip), row.held_wallet_minor, false);
+      return row;
+    } catch (err) {
+      if (tries >= SET_ASIDE_TRIES || asConnectError(err).code !== Code.FailedPrecondition) throw err;
+    }
+    const available = await deps.ledger.available(tip.worker_id, tip.wallet_currency);
+    const held = available <= 0n ? 0n : available < row.held_wallet_minor ? available : row.held_wallet_minor;
+    // Only over the amount this try read: a delivery that lowered it first decided, and its amount is moved.
+    await pool.query("UPDATE payment.card_disputes SET held_wallet_minor = $2 WHERE dispute_id = $1 AND held_wallet_minor = $3", [row.dispute_id, held, row.held_wallet_minor]);
+    row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [row.dispute_id])).rows[0];
+  }
 }
 
 export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { kind: "dispute_opened" }>): Promise<string> {

@@ -204,7 +204,10 @@ export class PayPalCardProvider implements CardProvider {
     }
     const json = answer ?? {};
     const issue = (json as { details?: { issue?: string }[]; name?: string }).details?.[0]?.issue ?? (json as { name?: string }).name ?? String(res.status);
-    throw new CardProviderError(`PayPal ${method} ${path}: ${issue} (${(json as { message?: string }).message ?? res.status})`, res.status >= 500 || res.status === 429 ? "unknown" : "rejected", issue);
+    // PREVIOUS_REQUEST_IN_PROGRESS: PayPal is still processing another request under this PayPal-Request-Id, which may
+    // yet make the order, capture or refund; a refusal only of this one.
+    const inDoubt = res.status >= 500 || res.status === 429 || issue === "PREVIOUS_REQUEST_IN_PROGRESS";
+    throw new CardProviderError(`PayPal ${method} ${path}: ${issue} (${(json as { message?: string }).message ?? res.status})`, inDoubt ? "unknown" : "rejected", issue);
   }
 }
 

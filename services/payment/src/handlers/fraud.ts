@@ -7,6 +7,7 @@ import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../co
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
 import { claimApproval, finishApproval, settleOlderApproval } from "../approvals.js";
+import { postFundingSuspense } from "../c2b.js";
 import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { fraudAlerts } from "../stores/fraud-alerts.js";
@@ -63,7 +64,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       });
     if (tip.method === "card") return { tip: tipMessage(tipOf(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record)), locale(ctx)) };
     const by = { admin: admin.subject, note: req.note, record };
-    const ended = req.approve ? await approveHeldTip(h, tip.tip_id, by) : await rejectHeldTip(h, tip, by);
+    const ended = req.approve ? await approveHeldTip(h, tip, by) : await rejectHeldTip(h, tip, by);
     if (!ended) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
     deps.changes.announce(tip.tip_id);
     if (req.approve) runAfterCredit(deps, ended);
@@ -72,11 +73,13 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
 }
 
 /**
- * A held M-Pesa tip's approval (approvals.ts): claimed, paid by the wallet outside any transaction, then
- * recorded. Undefined when the tip is no longer held, or another approval recorded it first.
+ * A held M-Pesa tip's approval (approvals.ts): the parked payment funding it moved into suspense first if its
+ * parking could not (postFundingSuspense), claimed, paid by the wallet outside any transaction, then recorded.
+ * Undefined when the tip is no longer held, or another approval recorded it first.
  */
-async function approveHeldTip(h: PaymentHandlerContext, tipId: string, by: Reviewer): Promise<TipRow | undefined> {
-  const claimed = await claimApproval(h.deps, tipId, by).catch((refusal: unknown) => settleOlderApproval(h.deps, tipId, by, refusal));
+async function approveHeldTip(h: PaymentHandlerContext, tip: TipRow, by: Reviewer): Promise<TipRow | undefined> {
+  await postFundingSuspense(h.deps, tip);
+  const claimed = await claimApproval(h.deps, tip.tip_id, by).catch((refusal: unknown) => settleOlderApproval(h.deps, tip.tip_id, by, refusal));
   return claimed && finishApproval(h.deps, claimed);
 }
 
