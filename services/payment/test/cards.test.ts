@@ -646,6 +646,36 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund Stripe refuses because a dispute opened while it was on its way gives the worker's share back, and that dispute, lost, takes it: the share taken back once", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    // The refund took the worker's share and waits on its way to Stripe; Stripe has not seen it.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path === "/v1/refunds");
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    let du: string;
+    try {
+      const refund = adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }).then((r) => r, (e: unknown) => e);
+      await eventually(async () => proxy.held() === 1, "the refund on its way to Stripe");
+      assert.equal(await h.balance(worker), 0n, "the worker's share taken for the refund");
+      du = await h.stripe.openDispute(tip.providerPaymentId);
+      await until(tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+      proxy.releaseOldest();
+      const refused = await refund;
+      assert.ok(refused instanceof ConnectError && refused.code === Code.FailedPrecondition && /disputed/.test(refused.rawMessage), String(refused));
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    assert.equal(await h.balance(worker), 115117n, "the share given back with the refund refused");
+    await h.stripe.closeDispute(du, "lost");
+    await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    // Before, the dispute had counted the share as the refund's and took nothing: the worker kept money charged back.
+    assert.equal(await h.ledgerBalance(worker), 0n, "the share taken back once, by the dispute");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a dispute whose set-aside amount the worker withdrew before it moved (a crash, then a payout) sets aside what is left; lost, it still takes the share back", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

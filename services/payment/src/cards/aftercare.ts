@@ -79,13 +79,15 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
   const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
   if (refund) return refund;
   if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
-  if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
-  // Under the tip's row lock (which a refund's move to debited takes too): its refunded amounts as
-  // they are now, and no refund of it unfinished, whose share the wallet may have taken already
+  // Under the tip's row lock (which a refund's move to debited and a dispute's opening take too): its
+  // refunded amounts as they are now, no dispute of it (the chargeback decides; opened first, it did not
+  // count this refund), and no refund of it unfinished, whose share the wallet may have taken already
   // (its answer lost, its deadline passed) without the tip counting it.
   await withTransaction(pool, async (tx) => {
     const { rows: [now] } = await tx.query<Pick<CardTipRow, "refunded_minor" | "reversed_wallet_minor">>(
       "SELECT refunded_minor, reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rowCount: disputed } = await tx.query("SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1", [tip.tip_id]);
+    if (disputed) throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
       "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);
     if (unfinished) throw new InvalidStateError(`tip_id: a refund of this tip has not finished; retry it with its idempotency key "${unfinished.idempotency_key}" first`);
@@ -122,14 +124,20 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
       throw new InvalidStateError(`tip_id: the wallet holds another entry under this refund's key (card-refund:${refund.refund_id}); the refund cannot finish and nothing was sent to the card: support must look at it`);
     }
     if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
-    await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
+    await withTransaction(pool, async (tx) => {
+      await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+      const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'new'", [refund.refund_id, "worker balance too low"]);
+      if (rowCount) await shareBackToDispute(tx, tip, refund.wallet_minor);
+    });
     throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
   }
   await withTransaction(pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
     if (rowCount) {
       await tx.query(
-        `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
+        // A dispute opened since this refund began shows still: it is what decides now.
+        `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3,
+           card_state = CASE WHEN card_state IN ('disputed', 'dispute_lost') THEN card_state ELSE 'refunded' END WHERE tip_id = $1`,
         [tip.tip_id, refund.amount_minor, refund.wallet_minor],
       );
       await record?.(tx, formatMoney(refund.amount_minor, tip.currency));
@@ -200,11 +208,25 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
     if (rowCount) {
       await tx.query(
         `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
-           card_state = CASE WHEN refunded_minor - $2 = 0 THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+           card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1`,
         [tip.tip_id, refund.amount_minor, refund.wallet_minor],
       );
+      await shareBackToDispute(tx, tip, refund.wallet_minor);
     }
   });
+}
+
+/**
+ * A refund's share not taken after all (the wallet or the provider refused it: Stripe refuses a disputed charge's
+ * refunds) while a dispute is open: that dispute counted it as taken (no refund starts once a dispute is in), so it
+ * takes it if lost, up to its proportion of the tip. Under the tip's row lock, which the caller holds.
+ */
+async function shareBackToDispute(tx: Queryable, tip: CardTipRow, walletMinor: bigint): Promise<void> {
+  await tx.query(
+    `UPDATE payment.card_disputes SET wallet_minor = LEAST(wallet_minor + $2, div($3::numeric * amount_minor, $4)::bigint)
+      WHERE dispute_id = (SELECT dispute_id FROM payment.card_disputes WHERE tip_id = $1 AND status = 'open' ORDER BY created_at, dispute_id LIMIT 1)`,
+    [tip.tip_id, walletMinor, tip.worker_receives_minor, tip.charged_minor],
+  );
 }
 
 /** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
@@ -235,14 +257,12 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
   const { pool } = deps.ctx;
   let row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
   if (!row) {
-    const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
-    let wallet = (tip.worker_receives_minor * ev.amountMinor) / tip.charged_minor;
-    if (wallet > walletLeft) wallet = walletLeft;
     // Only what is there can be set aside; the rest is taken if the dispute is lost. A tip that reached the worker:
     // credited to them, or held for review and approved (its credit went to suspense, its approval paid them).
     const available = tip.status === "succeeded" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
-    const held = available <= 0n ? 0n : available < wallet ? available : wallet;
     await withTransaction(pool, async (tx) => {
+      const wallet = await disputedWalletShare(tx, tip, ev.amountMinor);
+      const held = available <= 0n ? 0n : available < wallet ? available : wallet;
       const { rowCount } = await tx.query(
         `INSERT INTO payment.card_disputes (dispute_id, provider, tip_id, amount_minor, currency, wallet_minor, held_wallet_minor, reason, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') ON CONFLICT (dispute_id) DO NOTHING`,
@@ -260,6 +280,24 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
   // Shown once the amount is set aside.
   if (row.status === "open") await pool.query("UPDATE payment.tips SET card_state = 'disputed' WHERE tip_id = $1 AND card_state IN ('none', 'refunded')", [tip.tip_id]);
   return row;
+}
+
+/**
+ * The worker's part of a disputed amount, under the tip's row lock (a refund's start and its move to debited take it
+ * too): in proportion, at most what neither refunds nor other disputes took back or may yet take, a refund begun and
+ * not yet debited included (its share may be with the wallet already). So the share is taken back once in all.
+ */
+async function disputedWalletShare(tx: Queryable, tip: CardTipRow, amountMinor: bigint): Promise<bigint> {
+  const { rows: [now] } = await tx.query<{ reversed_wallet_minor: bigint }>("SELECT reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+  const { rows: [pending] } = await tx.query<{ minor: bigint }>(
+    `SELECT (SELECT COALESCE(sum(wallet_minor), 0) FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new')::bigint
+          + (SELECT COALESCE(sum(wallet_minor), 0) FROM payment.card_disputes WHERE tip_id = $1 AND status = 'open')::bigint AS minor`,
+    [tip.tip_id],
+  );
+  const left = tip.worker_receives_minor - now.reversed_wallet_minor - pending.minor;
+  const share = (tip.worker_receives_minor * amountMinor) / tip.charged_minor;
+  if (left <= 0n) return 0n;
+  return share < left ? share : left;
 }
 
 /** Tries of setAside: each refusal lowers the amount to what the worker has then. */
