@@ -579,6 +579,41 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("refunds left debited by a crash before Stripe's answer are finished by a reconciliation pass once unclaimed, under their key: each card refunded once", async () => {
+    const charge = async (tipId: string) => (await (await fetch(`${h.stripe.url}/v1/charges/${(await row(tipId)).provider_charge_id}`,
+      { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { amount_refunded: number };
+    const sends = (refundId: string) => h.stripe.requests().filter((q) => q.path === "/v1/refunds" && q.idempotencyKey === `ttip-refund-${refundId}`).length;
+    const refund = async (refundId: string) => (await h.t.db.pool.query("SELECT status, provider_refund_id, sending_until FROM payment.card_refunds WHERE refund_id = $1", [refundId])).rows[0];
+    const [never, answerLost, held, young] = await Promise.all([0, 1, 2, 3].map(async () => {
+      const worker = randomUUID();
+      const { tip } = await paid(worker);
+      return { worker, tip, ...(await refundStopped(tip.tipId, `refund-${randomUUID()}`, "debited")) };
+    }));
+    // Begun an hour ago: one never sent; one sent, Stripe's answer lost and its sender's claim lapsed; one whose sender holds it still.
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET created_at = now() - interval '1 hour' WHERE refund_id = ANY($1)", [[never, answerLost, held].map((r) => r.refundId)]);
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET sending_until = now() - interval '1 second' WHERE refund_id = $1", [answerLost.refundId]);
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET sending_until = now() + interval '1 hour' WHERE refund_id = $1", [held.refundId]);
+    const sent = await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: answerLost.tip.providerPaymentId, amountMinor: 400n, currency: "USD", idempotencyKey: `ttip-refund-${answerLost.refundId}`, reason: "customer asked" });
+
+    await internal.reconcilePending({ limit: 100 });
+    // Before, no pass looked at them: the worker's share taken back, the customer never refunded.
+    const finished = await refund(never.refundId);
+    assert.equal(finished.status, "sent");
+    assert.match(finished.provider_refund_id, /^re_/);
+    assert.equal((await charge(never.tip.tipId)).amount_refunded, 400);
+    assert.deepEqual(await refund(answerLost.refundId), { status: "sent", provider_refund_id: sent.refundId, sending_until: null }, "Stripe answered the refund it made");
+    assert.equal((await charge(answerLost.tip.tipId)).amount_refunded, 400, "refunded once");
+    assert.equal(sends(held.refundId), 0, "not sent beside the sender holding it");
+    assert.equal(sends(young.refundId), 0, "not sent beside the request that began it a moment ago");
+    assert.equal((await refund(young.refundId)).status, "debited");
+    for (const r of [never, answerLost, held]) assert.equal(await h.balance(r.worker), 115117n - r.share, "the worker's share taken back once");
+    // Again: nothing sent twice.
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([sends(never.refundId), sends(answerLost.refundId)], [1, 2]);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose key in the wallet holds another entry is refused saying so, not UNAVAILABLE to retry: nothing is sent to the card, the worker is not debited again", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

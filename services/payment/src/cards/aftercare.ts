@@ -63,7 +63,7 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process");
   const provider = providerFor(deps, tip.card_provider!);
   const refund = await refundUnderKey(deps, tip, input);
-  const portion: Portion = { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
+  const portion = refundPortion(tip, refund);
   if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, input.record);
   // The words it was first sent with, not a retry's: under the same key other parameters are refused by the provider
   // (Stripe's idempotency_error), read as a refusal of a refund it made.
@@ -71,6 +71,11 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   if (refund.status === "failed") throw new InvalidStateError(`tip_id: this refund failed earlier (${refund.failure})`);
   deps.changes.announce(tip.tip_id);
   return { tip: (await loadCardTip(pool, tip.tip_id))!, refundId: refund.provider_refund_id ?? refund.refund_id };
+}
+
+/** What `refund` takes back of `tip`. */
+function refundPortion(tip: CardTipRow, refund: RefundRow): Portion {
+  return { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
 }
 
 /** The refund made under the key before, else a new one for the amount asked (all that is left by default), checked against the tip. */
@@ -177,6 +182,45 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
   }
 }
 
+/** How long a refund's claim lasts: past it, a sender that died no longer holds the refund. */
+function refundClaimMs(deps: Deps, provider: CardTipRow["card_provider"]): number {
+  return REFUND_CLAIM_TIMEOUTS * (deps.config().cards![provider!]?.timeoutMs ?? 0);
+}
+
+/**
+ * Refunds left debited (the worker's share taken, the card not refunded: a crash or a lost answer before the provider's
+ * word, and no admin retried the key) are sent again by the reconciliation pass under the same idempotency key, so the
+ * provider answers the refund it made rather than making a second. Only once unclaimed (or the claim lapsed) and a
+ * claim's time past their start: the request that began one is left to send it itself.
+ */
+export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<number> {
+  if (!deps.config().cards || !deps.cards) return 0;
+  const { pool, logger } = deps.ctx;
+  // The longer provider's claim: on the database's time, as claims are.
+  const claimMs = Math.max(refundClaimMs(deps, "stripe"), refundClaimMs(deps, "paypal"));
+  const { rows } = await pool.query<RefundRow>(
+    `SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
+        AND created_at < now() - make_interval(secs => $2::double precision / 1000)
+      ORDER BY created_at LIMIT $1`,
+    [limit, claimMs],
+  );
+  let sent = 0;
+  for (const refund of rows) {
+    const tip = (await loadCardTip(pool, refund.tip_id))!;
+    const provider = deps.cards.provider(tip.card_provider!);
+    if (!provider) continue;
+    try {
+      await sendRefund(deps, provider, tip, refund, refundPortion(tip, refund), refund.reason);
+      if (refund.status === "sent") sent++;
+      logger.info({ tipId: tip.tip_id, refundId: refund.refund_id, status: refund.status }, "card refund left debited resumed");
+    } catch (err) {
+      logger.warn({ tipId: tip.tip_id, refundId: refund.refund_id, err: (err as Error).message }, "card refund left debited not finished; next pass retries");
+    }
+    deps.changes.announce(tip.tip_id);
+  }
+  return sent;
+}
+
 /**
  * Takes the refund for this request to send, in one statement; answers the claim's time. Two retries of one refund at
  * once (a double click, an admin and a pass) would both send it, and PayPal may refuse the second while it processes the
@@ -186,7 +230,7 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
  */
 async function claimRefund(deps: Deps, tip: CardTipRow, refund: RefundRow): Promise<string | undefined> {
   const { pool } = deps.ctx;
-  const claimMs = REFUND_CLAIM_TIMEOUTS * (deps.config().cards![tip.card_provider!]?.timeoutMs ?? 0);
+  const claimMs = refundClaimMs(deps, tip.card_provider);
   const { rows: [claimed] } = await pool.query<{ until: string }>(
     `UPDATE payment.card_refunds SET sending_until = now() + make_interval(secs => $2::double precision / 1000)
       WHERE refund_id = $1 AND status = 'debited' AND (sending_until IS NULL OR sending_until < now())
