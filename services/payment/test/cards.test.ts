@@ -895,6 +895,50 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  // Near the end: the service's clock moved on by a cancel's grace.
+  test("a refused authorisation whose cancel never reached Stripe is cancelled by a reconciliation pass, once the request's grace is past: the card is not held until it lapses", async () => {
+    const worker = randomUUID();
+    const card = `pm_card_visa_${Date.now()}_refused`;
+    for (let i = 0; i < 3; i++) await paid(worker, card, USD(200));
+    // Every try of the cancel is lost on its way (a crash after the refusal committed looks the same to Stripe).
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path.endsWith("/cancel"));
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url };
+    let paymentId: string;
+    let tipId: string;
+    try {
+      const r = await cardTip(worker, USD(200));
+      [paymentId, tipId] = [r.tip!.providerPaymentId, r.tip!.tipId];
+      assert.equal((await h.confirm(r.stripeClientSecret, card)).status, 200);
+      const authorised = () => h.stripe.events().find((e) => e.type === "payment_intent.amount_capturable_updated" && e.body.includes(paymentId));
+      await eventually(async () => {
+        while (proxy.held()) proxy.dropOldest();
+        return authorised()?.delivered;
+      }, "the authorisation's webhook answered, its cancel lost");
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    const refused = await status(tipId);
+    assert.deepEqual([refused.status, refused.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "requires_capture", "the customer's card still held");
+    const cancels = () => h.stripe.requests().filter((q) => q.path === `/v1/payment_intents/${paymentId}/cancel`);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 0, "left to the request that refused it while its calls may still be under way");
+    h.clock.advance(3 * stripe.timeoutMs + 1);
+    // Before, the pass looked only at pending tips: the authorisation stayed until it lapsed.
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "canceled");
+    assert.deepEqual(cancels().map((q) => q.idempotencyKey), [`ttip-tip-${tipId}-cancel`]);
+    h.clock.advance(601_000);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 1, "cancelled once");
+    const after = await status(tipId);
+    assert.deepEqual([after.status, after.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(await h.balance(worker), 3n * (await status(tipId)).workerReceives!.amountMinor, "nothing charged for the refused tip");
+  });
+
   // Last in the file: the service's clock moved on would put every later tip past its deadline.
   test("a card tip its customer never paid expires once the service's clock is past its deadline: a pass cancels it at Stripe and fails it, as the M-Pesa pass reads its deadline", async () => {
     const r = await cardTip(randomUUID());
