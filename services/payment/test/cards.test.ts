@@ -614,6 +614,45 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund whose send outlived its claim, answered after another sender was refused and gave the worker's share back, stays failed: support is alerted, the request told", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    const { refundId, share } = await refundStopped(tip.tipId, key, "debited");
+    // Stripe makes the refund; its answer waits on the way back.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path === "/v1/refunds", { answers: true });
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    let outcome: unknown;
+    try {
+      const sending = adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" }).then((r) => r, (e: unknown) => e);
+      await eventually(async () => proxy.held() === 1, "Stripe's answer held");
+      // Meanwhile its claim lapsed, another sender took it, was refused, and gave the share back (its statements' effects).
+      const tipRow = (await row(tip.tipId)) as CardTipRow;
+      const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
+      await new CardLedger(new Ledger(h.t.ctx)).restore(`card-refund-undo:${refundId}`, splitOf(tipRow), portion, "refused");
+      await h.t.db.pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = 'refused', sending_until = NULL WHERE refund_id = $1", [refundId]);
+      await h.t.db.pool.query("UPDATE payment.tips SET refunded_minor = 0, reversed_wallet_minor = 0, card_state = 'none' WHERE tip_id = $1", [tip.tipId]);
+      proxy.releaseOldest();
+      outcome = await sending;
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    // Before, it was marked sent over the refusal: a refund shown done whose share the worker had back, and no one told.
+    assert.ok(outcome instanceof ConnectError && outcome.code === Code.FailedPrecondition && /support is alerted/.test(outcome.rawMessage), String(outcome));
+    const { rows: [r] } = await h.t.db.pool.query("SELECT status, provider_refund_id FROM payment.card_refunds WHERE refund_id = $1", [refundId]);
+    assert.equal(r.status, "failed");
+    assert.match(r.provider_refund_id, /^re_/, "Stripe's refund recorded, for balance reconciliation to match");
+    // (Stripe's own word of the refund, flagged as one made outside TTIP when it comes after the refusal, is another alert.)
+    const { rows: alerts } = await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND detail LIKE '%after the refund was marked failed%'", [tip.tipId]);
+    assert.equal(alerts.length, 1);
+    assert.equal(await h.balance(worker), 115117n, "the share is the worker's until support takes it back");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose key in the wallet holds another entry is refused saying so, not UNAVAILABLE to retry: nothing is sent to the card, the worker is not debited again", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

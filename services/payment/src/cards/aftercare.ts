@@ -162,14 +162,12 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
   const { pool } = deps.ctx;
   const claim = await claimRefund(deps, tip, refund);
   if (!claim) return;
+  let made: { refundId: string };
   try {
-    const r = await provider.refund({
+    made = await provider.refund({
       paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
       idempotencyKey: `ttip-refund-${refund.refund_id}`, reason,
     });
-    await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1", [refund.refund_id, r.refundId]);
-    refund.status = "sent";
-    refund.provider_refund_id = r.refundId;
   } catch (err) {
     if (!(err instanceof CardProviderError) || err.kind === "unknown") {
       // Not known to be refused: this request's claim is let go (not a later one's), so a retry sends it again at once.
@@ -180,6 +178,7 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
     await undoRefusedRefund(deps, tip, refund, portion, err.message);
     throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
   }
+  await markRefundSent(deps, tip, refund, made.refundId);
 }
 
 /** How long a refund's claim lasts: past it, a sender that died no longer holds the refund. */
@@ -219,6 +218,29 @@ export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<n
     deps.changes.announce(tip.tip_id);
   }
   return sent;
+}
+
+/**
+ * debited → sent, once the provider refunded the card. Only from debited: a send that outlived its claim may answer
+ * after another sender, refused, failed the refund and gave the worker's share back; the card refunded all the same,
+ * support is alerted to take the share back, and the request is told so.
+ */
+async function markRefundSent(deps: Deps, tip: CardTipRow, refund: RefundRow, providerRefundId: string): Promise<void> {
+  const failed = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows: [sent] } = await tx.query<RefundRow>(
+      "UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited' RETURNING *",
+      [refund.refund_id, providerRefundId],
+    );
+    const now = sent ?? (await tx.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE refund_id = $1 FOR UPDATE", [refund.refund_id])).rows[0];
+    Object.assign(refund, now);
+    if (now.status !== "failed") return false;
+    // Recorded on the refund, so that balance reconciliation matches the provider's refund to it.
+    await tx.query("UPDATE payment.card_refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND provider_refund_id IS NULL", [refund.refund_id, providerRefundId]);
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} refunded ${formatMoney(refund.amount_minor, tip.currency)} (${providerRefundId}) after the refund was marked failed (${refund.failure}) and the worker's share given back: take the share back by hand` });
+    return true;
+  });
+  if (failed) throw new InvalidStateError(`tip_id: the card provider refunded the card (${providerRefundId}) after this refund had failed and the worker's share was given back; support is alerted to take it back`);
 }
 
 /**
