@@ -934,6 +934,28 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
+  test("a refund made outside TTIP is flagged once: Stripe's word of a later TTIP refund, which reports it again, raises nothing more", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const chargeRefunded = () => h.stripe.events().filter((e) => e.type === "charge.refunded" && e.body.includes(tip.providerPaymentId));
+    const outside = async () => (await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' ORDER BY created_at", [tip.tipId])).rows.map((r) => r.detail as string);
+    // From Stripe's dashboard: USD 3.00.
+    await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: tip.providerPaymentId, amountMinor: 300n, currency: "USD", idempotencyKey: `dashboard-${randomUUID()}`, reason: "from the dashboard" });
+    await eventually(async () => (await outside()).length === 1, "the outside refund flagged");
+    // Then two refunds through TTIP; each of Stripe's words reports the 300 again (700, then 1000 refunded).
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "customer asked" });
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(300), reason: "the rest" });
+    await eventually(async () => chargeRefunded().length === 3 && chargeRefunded().every((e) => e.delivered), "Stripe's words of the three refunds answered");
+    // Before, each of them flagged the outside refund again.
+    const flagged = await outside();
+    assert.equal(flagged.length, 1, flagged.join("\n"));
+    assert.match(flagged[0], /: USD 3 refunded outside TTIP/);
+    assert.equal(await h.balance(worker), 115117n - (115117n * 400n) / 1000n - (115117n * 300n) / 1000n, "the worker's share taken back for TTIP's refunds only");
+  });
+
   // Near the end: the service's clock moved on by a cancel's grace.
   test("a refused authorisation whose cancel never reached Stripe is cancelled by a reconciliation pass, once the request's grace is past: the card is not held until it lapses", async () => {
     const worker = randomUUID();

@@ -295,18 +295,29 @@ async function shareBackToDispute(tx: Queryable, tip: CardTipRow, walletMinor: b
   );
 }
 
-/** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
+/**
+ * The provider says the charge was refunded (its total): ours are already taken back; one made elsewhere (its
+ * dashboard) is flagged, once per amount: the events of later refunds report it again in their total.
+ */
 export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "refunded" }>): Promise<string> {
   const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
-  if (ev.refundedMinor > tip.refunded_minor) {
-    await withTransaction(deps.ctx.pool, (tx) =>
-      recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
-        detail: `${tip.card_provider} reports ${ev.currency} ${ev.refundedMinor} refunded, TTIP refunded ${tip.refunded_minor}: a refund made outside TTIP; the worker's share was not taken back` }),
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    // Under the tip's row lock, which a refund's debit takes too: TTIP's refunded amount as it is now.
+    const { rows: [now] } = await tx.query<{ refunded_minor: bigint }>("SELECT refunded_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const outside = ev.refundedMinor - now.refunded_minor;
+    if (outside <= 0n) return "refunded";
+    const { rowCount: more } = await tx.query(
+      `INSERT INTO payment.card_outside_refunds (tip_id, flagged_minor) VALUES ($1, $2)
+       ON CONFLICT (tip_id) DO UPDATE SET flagged_minor = EXCLUDED.flagged_minor WHERE card_outside_refunds.flagged_minor < EXCLUDED.flagged_minor`,
+      [tip.tip_id, outside],
     );
+    if (!more) return "refund_outside_flagged_before";
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} reports ${formatMoney(ev.refundedMinor, ev.currency)} refunded, TTIP refunded ${formatMoney(now.refunded_minor, tip.currency)}: `
+        + `${formatMoney(outside, ev.currency)} refunded outside TTIP; the worker's share was not taken back` });
     return "refund_outside";
-  }
-  return "refunded";
+  });
 }
 
 interface DisputeRow {
