@@ -442,6 +442,8 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
     else if (config.daraja && config.callbackBaseUrl) {
       // 'sending' after a crash is as unknown as a timeout.
       const base = config.callbackBaseUrl;
+      // Before sending: its answer may come before the call returns, and counts it only if it was sent since the last count.
+      await pool.query("UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1", [p.payoutId, new Date(clockOf(deps.ctx).now())]);
       await deps.daraja().transactionStatus({
         originalConversationId: p.payoutId,
         transactionId: p.mpesaReceipt ?? undefined,
@@ -466,19 +468,21 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
 }
 
 /**
- * Counts a status query, sent or answered, if the last one counted is at least the result wait old; answers the
- * count (undefined once the payout is decided). The count decides "no record after repeated asking" (which releases
- * the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded yet has time to appear, but not by
- * whose lease it was sent under: two replicas asking at once count once, and a payout each of whose passes outlives
- * its lease (a slow Daraja) is still decided rather than asked about forever. A query's answer and its pass's count
- * after sending are the same query: whichever comes first counts it, the other finds it counted.
+ * Counts a status query, sent or answered, if one was sent since the last count and the last count is at least the
+ * result wait old; answers the count (undefined once the payout is decided). The count decides "no record after
+ * repeated asking" (which releases the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded yet
+ * has time to appear, but not by whose lease it was sent under: two replicas asking at once count once, and a payout
+ * each of whose passes outlives its lease (a slow Daraja) is still decided rather than asked about forever. A query's
+ * answer and its pass's count after sending are the same query: whichever comes first counts it, the other finds it
+ * counted, also an answer coming (or repeated) a result wait after its pass counted it.
  */
 async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<number | undefined> {
   // Both CASEs read the row as it is once locked: of two replicas counting at once, the second sees the first's time.
-  const spaced = "(status_queried_at IS NULL OR status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000))";
+  const counts = `(status_query_sent_at IS NOT NULL AND (status_queried_at IS NULL OR status_queried_at < status_query_sent_at
+    AND status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000)))`;
   const { rows } = await deps.ctx.pool.query<{ status_queries: number }>(
-    `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${spaced} THEN 1 ELSE 0 END,
-         status_queried_at = CASE WHEN ${spaced} THEN $2::timestamptz ELSE status_queried_at END
+    `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${counts} THEN 1 ELSE 0 END,
+         status_queried_at = CASE WHEN ${counts} THEN $2::timestamptz ELSE status_queried_at END
        WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING status_queries`,
     [payoutId, new Date(clockOf(deps.ctx).now()), deps.config().payoutResultWaitMs],
   );

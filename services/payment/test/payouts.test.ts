@@ -638,6 +638,24 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
   });
 
+  test("a status answer coming a result wait after its pass counted the query does not count it again: one query's \"no record\" never decides", async () => {
+    const p = phone("5633");
+    const { worker, payoutId } = await payoutNeverSeen(p);
+    const row = async () => (await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { status_queries: number };
+    const results = async () => (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at", [payoutId])).rows.map((r) => r.outcome as string);
+    await internal.reconcilePending({ limit: 100 });
+    await eventually(async () => (await results()).length === 1, "the query's answer applied");
+    assert.equal((await row()).status_queries, 1);
+    // The same answer again (late, or repeated on its way) past a result wait: still the one query.
+    h.clock.advance(h.config.payoutResultWaitMs + 1);
+    assert.equal(await repeatResults(payoutId), 1);
+    // Before, counted again: a second "no record" from one query, the payout failed and its hold released.
+    assert.deepEqual(await results(), ["not_found_yet", "not_found_yet"]);
+    assert.equal((await row()).status_queries, 1, "one query, counted once");
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.RESOLVING]);
+    assert.equal(await holdState(payoutId), "held");
+  });
+
   test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {
     const p = phone("5613");
     const { worker, payoutId } = await payoutNeverSeen(p);
