@@ -579,6 +579,80 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("refunds left debited by a crash before Stripe's answer are finished by a reconciliation pass once unclaimed, under their key: each card refunded once", async () => {
+    const charge = async (tipId: string) => (await (await fetch(`${h.stripe.url}/v1/charges/${(await row(tipId)).provider_charge_id}`,
+      { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { amount_refunded: number };
+    const sends = (refundId: string) => h.stripe.requests().filter((q) => q.path === "/v1/refunds" && q.idempotencyKey === `ttip-refund-${refundId}`).length;
+    const refund = async (refundId: string) => (await h.t.db.pool.query("SELECT status, provider_refund_id, sending_until FROM payment.card_refunds WHERE refund_id = $1", [refundId])).rows[0];
+    const [never, answerLost, held, young] = await Promise.all([0, 1, 2, 3].map(async () => {
+      const worker = randomUUID();
+      const { tip } = await paid(worker);
+      return { worker, tip, ...(await refundStopped(tip.tipId, `refund-${randomUUID()}`, "debited")) };
+    }));
+    // Begun an hour ago: one never sent; one sent, Stripe's answer lost and its sender's claim lapsed; one whose sender holds it still.
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET created_at = now() - interval '1 hour' WHERE refund_id = ANY($1)", [[never, answerLost, held].map((r) => r.refundId)]);
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET sending_until = now() - interval '1 second' WHERE refund_id = $1", [answerLost.refundId]);
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET sending_until = now() + interval '1 hour' WHERE refund_id = $1", [held.refundId]);
+    const sent = await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: answerLost.tip.providerPaymentId, amountMinor: 400n, currency: "USD", idempotencyKey: `ttip-refund-${answerLost.refundId}`, reason: "customer asked" });
+
+    await internal.reconcilePending({ limit: 100 });
+    // Before, no pass looked at them: the worker's share taken back, the customer never refunded.
+    const finished = await refund(never.refundId);
+    assert.equal(finished.status, "sent");
+    assert.match(finished.provider_refund_id, /^re_/);
+    assert.equal((await charge(never.tip.tipId)).amount_refunded, 400);
+    assert.deepEqual(await refund(answerLost.refundId), { status: "sent", provider_refund_id: sent.refundId, sending_until: null }, "Stripe answered the refund it made");
+    assert.equal((await charge(answerLost.tip.tipId)).amount_refunded, 400, "refunded once");
+    assert.equal(sends(held.refundId), 0, "not sent beside the sender holding it");
+    assert.equal(sends(young.refundId), 0, "not sent beside the request that began it a moment ago");
+    assert.equal((await refund(young.refundId)).status, "debited");
+    for (const r of [never, answerLost, held]) assert.equal(await h.balance(r.worker), 115117n - r.share, "the worker's share taken back once");
+    // Again: nothing sent twice.
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([sends(never.refundId), sends(answerLost.refundId)], [1, 2]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund whose send outlived its claim, answered after another sender was refused and gave the worker's share back, stays failed: support is alerted, the request told", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    const { refundId, share } = await refundStopped(tip.tipId, key, "debited");
+    // Stripe makes the refund; its answer waits on the way back.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path === "/v1/refunds", { answers: true });
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    let outcome: unknown;
+    try {
+      const sending = adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" }).then((r) => r, (e: unknown) => e);
+      await eventually(async () => proxy.held() === 1, "Stripe's answer held");
+      // Meanwhile its claim lapsed, another sender took it, was refused, and gave the share back (its statements' effects).
+      const tipRow = (await row(tip.tipId)) as CardTipRow;
+      const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
+      await new CardLedger(new Ledger(h.t.ctx)).restore(`card-refund-undo:${refundId}`, splitOf(tipRow), portion, "refused");
+      await h.t.db.pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = 'refused', sending_until = NULL WHERE refund_id = $1", [refundId]);
+      await h.t.db.pool.query("UPDATE payment.tips SET refunded_minor = 0, reversed_wallet_minor = 0, card_state = 'none' WHERE tip_id = $1", [tip.tipId]);
+      proxy.releaseOldest();
+      outcome = await sending;
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    // Before, it was marked sent over the refusal: a refund shown done whose share the worker had back, and no one told.
+    assert.ok(outcome instanceof ConnectError && outcome.code === Code.FailedPrecondition && /support is alerted/.test(outcome.rawMessage), String(outcome));
+    const { rows: [r] } = await h.t.db.pool.query("SELECT status, provider_refund_id FROM payment.card_refunds WHERE refund_id = $1", [refundId]);
+    assert.equal(r.status, "failed");
+    assert.match(r.provider_refund_id, /^re_/, "Stripe's refund recorded, for balance reconciliation to match");
+    // (Stripe's own word of the refund, flagged as one made outside TTIP when it comes after the refusal, is another alert.)
+    const { rows: alerts } = await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND detail LIKE '%after the refund was marked failed%'", [tip.tipId]);
+    assert.equal(alerts.length, 1);
+    assert.equal(await h.balance(worker), 115117n, "the share is the worker's until support takes it back");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose key in the wallet holds another entry is refused saying so, not UNAVAILABLE to retry: nothing is sent to the card, the worker is not debited again", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);
@@ -643,6 +717,36 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     // The next tip pays the debt back first.
     await paid(worker);
     assert.equal(await h.ledgerBalance(worker), 115117n - 115000n);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund Stripe refuses because a dispute opened while it was on its way gives the worker's share back, and that dispute, lost, takes it: the share taken back once", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    // The refund took the worker's share and waits on its way to Stripe; Stripe has not seen it.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path === "/v1/refunds");
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    let du: string;
+    try {
+      const refund = adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }).then((r) => r, (e: unknown) => e);
+      await eventually(async () => proxy.held() === 1, "the refund on its way to Stripe");
+      assert.equal(await h.balance(worker), 0n, "the worker's share taken for the refund");
+      du = await h.stripe.openDispute(tip.providerPaymentId);
+      await until(tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+      proxy.releaseOldest();
+      const refused = await refund;
+      assert.ok(refused instanceof ConnectError && refused.code === Code.FailedPrecondition && /disputed/.test(refused.rawMessage), String(refused));
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    assert.equal(await h.balance(worker), 115117n, "the share given back with the refund refused");
+    await h.stripe.closeDispute(du, "lost");
+    await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    // Before, the dispute had counted the share as the refund's and took nothing: the worker kept money charged back.
+    assert.equal(await h.ledgerBalance(worker), 0n, "the share taken back once, by the dispute");
     assert.ok(await h.trialBalanced());
   });
 
@@ -828,6 +932,72 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const third = await internal.reconcileCardBalance({ limit: 1000 });
     assert.deepEqual([third.matched, third.feesRecorded, third.unmatched, third.payouts], [0, 0, 0, 0]);
     assert.ok(await h.trialBalanced());
+  });
+
+  // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
+  test("a refund made outside TTIP is flagged once: Stripe's word of a later TTIP refund, which reports it again, raises nothing more", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const chargeRefunded = () => h.stripe.events().filter((e) => e.type === "charge.refunded" && e.body.includes(tip.providerPaymentId));
+    const outside = async () => (await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' ORDER BY created_at", [tip.tipId])).rows.map((r) => r.detail as string);
+    // From Stripe's dashboard: USD 3.00.
+    await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: tip.providerPaymentId, amountMinor: 300n, currency: "USD", idempotencyKey: `dashboard-${randomUUID()}`, reason: "from the dashboard" });
+    await eventually(async () => (await outside()).length === 1, "the outside refund flagged");
+    // Then two refunds through TTIP; each of Stripe's words reports the 300 again (700, then 1000 refunded).
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "customer asked" });
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(300), reason: "the rest" });
+    await eventually(async () => chargeRefunded().length === 3 && chargeRefunded().every((e) => e.delivered), "Stripe's words of the three refunds answered");
+    // Before, each of them flagged the outside refund again.
+    const flagged = await outside();
+    assert.equal(flagged.length, 1, flagged.join("\n"));
+    assert.match(flagged[0], /: USD 3 refunded outside TTIP/);
+    assert.equal(await h.balance(worker), 115117n - (115117n * 400n) / 1000n - (115117n * 300n) / 1000n, "the worker's share taken back for TTIP's refunds only");
+  });
+
+  // Near the end: the service's clock moved on by a cancel's grace.
+  test("a refused authorisation whose cancel never reached Stripe is cancelled by a reconciliation pass, once the request's grace is past: the card is not held until it lapses", async () => {
+    const worker = randomUUID();
+    const card = `pm_card_visa_${Date.now()}_refused`;
+    for (let i = 0; i < 3; i++) await paid(worker, card, USD(200));
+    // Every try of the cancel is lost on its way (a crash after the refusal committed looks the same to Stripe).
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path.endsWith("/cancel"));
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url };
+    let paymentId: string;
+    let tipId: string;
+    try {
+      const r = await cardTip(worker, USD(200));
+      [paymentId, tipId] = [r.tip!.providerPaymentId, r.tip!.tipId];
+      assert.equal((await h.confirm(r.stripeClientSecret, card)).status, 200);
+      const authorised = () => h.stripe.events().find((e) => e.type === "payment_intent.amount_capturable_updated" && e.body.includes(paymentId));
+      await eventually(async () => {
+        while (proxy.held()) proxy.dropOldest();
+        return authorised()?.delivered;
+      }, "the authorisation's webhook answered, its cancel lost");
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    const refused = await status(tipId);
+    assert.deepEqual([refused.status, refused.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "requires_capture", "the customer's card still held");
+    const cancels = () => h.stripe.requests().filter((q) => q.path === `/v1/payment_intents/${paymentId}/cancel`);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 0, "left to the request that refused it while its calls may still be under way");
+    h.clock.advance(3 * stripe.timeoutMs + 1);
+    // Before, the pass looked only at pending tips: the authorisation stayed until it lapsed.
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "canceled");
+    assert.deepEqual(cancels().map((q) => q.idempotencyKey), [`ttip-tip-${tipId}-cancel`]);
+    h.clock.advance(601_000);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 1, "cancelled once");
+    const after = await status(tipId);
+    assert.deepEqual([after.status, after.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(await h.balance(worker), 3n * (await status(tipId)).workerReceives!.amountMinor, "nothing charged for the refused tip");
   });
 
   // Last in the file: the service's clock moved on would put every later tip past its deadline.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code, type Client, type ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { CardProvider, CardTipState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { httpRequest } from "@ttip/runtime";
@@ -181,6 +181,73 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.equal(again.tip!.refunded!.amountMinor, 500n);
     assert.equal(h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0].status, "PARTIALLY_REFUNDED");
     assert.equal(await h.balance(worker), paid.workerReceives!.amountMinor - paid.workerReceives!.amountMinor / 2n, "the worker's share taken back once, not given back");
+    assert.ok(await h.trialBalanced());
+  });
+
+  /** Statements of this database waiting on a lock whose text is like `like`. */
+  const lockWaits = async (like: string) => (await h.t.db.pool.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1", [like])).rows[0].n as number;
+
+  /**
+   * Runs `first` until it waits on `table` (held by the test), then `second` until it finished or waits there too, then
+   * lets both go; answers their outcomes (the error, if one was refused).
+   */
+  const heldAtTable = async (table: string, firstWaits: string, first: () => Promise<unknown>, second: () => Promise<unknown>, secondDone: () => Promise<boolean>) => {
+    const holder = await h.t.db.pool.connect();
+    const settle = (p: Promise<unknown>) => p.then((v) => v, (e: unknown) => e);
+    let outcomes: Promise<unknown>[] = [];
+    try {
+      await holder.query("BEGIN");
+      await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const one = settle(first());
+      await eventually(async () => (await lockWaits(firstWaits)) === 1, "the first waiting at the table");
+      const two = settle(second());
+      await eventually(async () => (await secondDone()) || (await lockWaits(`%${table}%`)) === 2, "the second done, or waiting at the table too");
+      outcomes = [one, two];
+    } finally {
+      await holder.query("COMMIT");
+      holder.release();
+    }
+    return Promise.all(outcomes);
+  };
+
+  test("a dispute opening while a refund takes the worker's share counts that refund: the share is taken back once in all, never twice", async () => {
+    const worker = randomUUID();
+    const paid = await paidTip(worker);
+    let refunded = false;
+    // The dispute's delivery has read the tip (nothing refunded) and waits; the refund comes meanwhile.
+    const [disputeId, refund] = await heldAtTable("payment.card_disputes", "SELECT * FROM payment.card_disputes WHERE dispute_id%",
+      () => h.paypal.openDispute(paid.providerPaymentId),
+      () => adminClient.refundTip({ tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }).finally(() => (refunded = true)),
+      async () => refunded);
+    assert.ok(!(refund instanceof Error), String(refund));
+    assert.equal(await h.balance(worker), 0n, "the refund took the worker's share");
+    await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await h.paypal.resolveDispute(disputeId as string, "lost");
+    await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    // Before, the dispute counted the share the tip had when it read it (all of it) and took it again: the worker owed it.
+    assert.equal(await h.ledgerBalance(worker), 0n, "the share taken back once");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund asked while a dispute opens is refused once the dispute is in, though it read the tip before: the share is not taken twice", async () => {
+    const worker = randomUUID();
+    const other = await paidTip(worker);
+    const paid = await paidTip(worker);
+    const share = paid.workerReceives!.amountMinor;
+    const disputed = async () => (await pay.getTip({ tipId: paid.tipId })).tip!.cardState === CardTipState.DISPUTED;
+    // The refund has read the tip (not disputed) and waits; the dispute comes meanwhile.
+    const [refund, disputeId] = await heldAtTable("payment.card_refunds", "SELECT * FROM payment.card_refunds WHERE tip_id%",
+      () => adminClient.refundTip({ tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }),
+      () => h.paypal.openDispute(paid.providerPaymentId), disputed);
+    // Before, it went on: the worker's other money paid the refund while the dispute had set this tip's share aside.
+    assert.ok(refund instanceof ConnectError && refund.code === Code.FailedPrecondition && /disputed/.test(refund.rawMessage), String(refund));
+    assert.equal(h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0].status, "COMPLETED", "nothing refunded at PayPal");
+    await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await h.paypal.resolveDispute(disputeId as string, "lost");
+    await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await h.ledgerBalance(worker), other.workerReceives!.amountMinor, "only the disputed tip's share taken back");
+    assert.equal(share, other.workerReceives!.amountMinor);
     assert.ok(await h.trialBalanced());
   });
 

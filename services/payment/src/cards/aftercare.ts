@@ -63,7 +63,7 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process");
   const provider = providerFor(deps, tip.card_provider!);
   const refund = await refundUnderKey(deps, tip, input);
-  const portion: Portion = { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
+  const portion = refundPortion(tip, refund);
   if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, input.record);
   // The words it was first sent with, not a retry's: under the same key other parameters are refused by the provider
   // (Stripe's idempotency_error), read as a refusal of a refund it made.
@@ -73,19 +73,26 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   return { tip: (await loadCardTip(pool, tip.tip_id))!, refundId: refund.provider_refund_id ?? refund.refund_id };
 }
 
+/** What `refund` takes back of `tip`. */
+function refundPortion(tip: CardTipRow, refund: RefundRow): Portion {
+  return { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
+}
+
 /** The refund made under the key before, else a new one for the amount asked (all that is left by default), checked against the tip. */
 async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): Promise<RefundRow> {
   const { pool } = deps.ctx;
   const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
   if (refund) return refund;
   if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
-  if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
-  // Under the tip's row lock (which a refund's move to debited takes too): its refunded amounts as
-  // they are now, and no refund of it unfinished, whose share the wallet may have taken already
+  // Under the tip's row lock (which a refund's move to debited and a dispute's opening take too): its
+  // refunded amounts as they are now, no dispute of it (the chargeback decides; opened first, it did not
+  // count this refund), and no refund of it unfinished, whose share the wallet may have taken already
   // (its answer lost, its deadline passed) without the tip counting it.
   await withTransaction(pool, async (tx) => {
     const { rows: [now] } = await tx.query<Pick<CardTipRow, "refunded_minor" | "reversed_wallet_minor">>(
       "SELECT refunded_minor, reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rowCount: disputed } = await tx.query("SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1", [tip.tip_id]);
+    if (disputed) throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
       "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);
     if (unfinished) throw new InvalidStateError(`tip_id: a refund of this tip has not finished; retry it with its idempotency key "${unfinished.idempotency_key}" first`);
@@ -122,14 +129,20 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
       throw new InvalidStateError(`tip_id: the wallet holds another entry under this refund's key (card-refund:${refund.refund_id}); the refund cannot finish and nothing was sent to the card: support must look at it`);
     }
     if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
-    await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
+    await withTransaction(pool, async (tx) => {
+      await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+      const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'new'", [refund.refund_id, "worker balance too low"]);
+      if (rowCount) await shareBackToDispute(tx, tip, refund.wallet_minor);
+    });
     throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
   }
   await withTransaction(pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
     if (rowCount) {
       await tx.query(
-        `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
+        // A dispute opened since this refund began shows still: it is what decides now.
+        `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3,
+           card_state = CASE WHEN card_state IN ('disputed', 'dispute_lost') THEN card_state ELSE 'refunded' END WHERE tip_id = $1`,
         [tip.tip_id, refund.amount_minor, refund.wallet_minor],
       );
       await record?.(tx, formatMoney(refund.amount_minor, tip.currency));
@@ -149,14 +162,12 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
   const { pool } = deps.ctx;
   const claim = await claimRefund(deps, tip, refund);
   if (!claim) return;
+  let made: { refundId: string };
   try {
-    const r = await provider.refund({
+    made = await provider.refund({
       paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
       idempotencyKey: `ttip-refund-${refund.refund_id}`, reason,
     });
-    await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1", [refund.refund_id, r.refundId]);
-    refund.status = "sent";
-    refund.provider_refund_id = r.refundId;
   } catch (err) {
     if (!(err instanceof CardProviderError) || err.kind === "unknown") {
       // Not known to be refused: this request's claim is let go (not a later one's), so a retry sends it again at once.
@@ -167,6 +178,69 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
     await undoRefusedRefund(deps, tip, refund, portion, err.message);
     throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
   }
+  await markRefundSent(deps, tip, refund, made.refundId);
+}
+
+/** How long a refund's claim lasts: past it, a sender that died no longer holds the refund. */
+function refundClaimMs(deps: Deps, provider: CardTipRow["card_provider"]): number {
+  return REFUND_CLAIM_TIMEOUTS * (deps.config().cards![provider!]?.timeoutMs ?? 0);
+}
+
+/**
+ * Refunds left debited (the worker's share taken, the card not refunded: a crash or a lost answer before the provider's
+ * word, and no admin retried the key) are sent again by the reconciliation pass under the same idempotency key, so the
+ * provider answers the refund it made rather than making a second. Only once unclaimed (or the claim lapsed) and a
+ * claim's time past their start: the request that began one is left to send it itself.
+ */
+export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<number> {
+  if (!deps.config().cards || !deps.cards) return 0;
+  const { pool, logger } = deps.ctx;
+  // The longer provider's claim: on the database's time, as claims are.
+  const claimMs = Math.max(refundClaimMs(deps, "stripe"), refundClaimMs(deps, "paypal"));
+  const { rows } = await pool.query<RefundRow>(
+    `SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
+        AND created_at < now() - make_interval(secs => $2::double precision / 1000)
+      ORDER BY created_at LIMIT $1`,
+    [limit, claimMs],
+  );
+  let sent = 0;
+  for (const refund of rows) {
+    const tip = (await loadCardTip(pool, refund.tip_id))!;
+    const provider = deps.cards.provider(tip.card_provider!);
+    if (!provider) continue;
+    try {
+      await sendRefund(deps, provider, tip, refund, refundPortion(tip, refund), refund.reason);
+      if (refund.status === "sent") sent++;
+      logger.info({ tipId: tip.tip_id, refundId: refund.refund_id, status: refund.status }, "card refund left debited resumed");
+    } catch (err) {
+      logger.warn({ tipId: tip.tip_id, refundId: refund.refund_id, err: (err as Error).message }, "card refund left debited not finished; next pass retries");
+    }
+    deps.changes.announce(tip.tip_id);
+  }
+  return sent;
+}
+
+/**
+ * debited → sent, once the provider refunded the card. Only from debited: a send that outlived its claim may answer
+ * after another sender, refused, failed the refund and gave the worker's share back; the card refunded all the same,
+ * support is alerted to take the share back, and the request is told so.
+ */
+async function markRefundSent(deps: Deps, tip: CardTipRow, refund: RefundRow, providerRefundId: string): Promise<void> {
+  const failed = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows: [sent] } = await tx.query<RefundRow>(
+      "UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited' RETURNING *",
+      [refund.refund_id, providerRefundId],
+    );
+    const now = sent ?? (await tx.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE refund_id = $1 FOR UPDATE", [refund.refund_id])).rows[0];
+    Object.assign(refund, now);
+    if (now.status !== "failed") return false;
+    // Recorded on the refund, so that balance reconciliation matches the provider's refund to it.
+    await tx.query("UPDATE payment.card_refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND provider_refund_id IS NULL", [refund.refund_id, providerRefundId]);
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} refunded ${formatMoney(refund.amount_minor, tip.currency)} (${providerRefundId}) after the refund was marked failed (${refund.failure}) and the worker's share given back: take the share back by hand` });
+    return true;
+  });
+  if (failed) throw new InvalidStateError(`tip_id: the card provider refunded the card (${providerRefundId}) after this refund had failed and the worker's share was given back; support is alerted to take it back`);
 }
 
 /**
@@ -178,7 +252,7 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
  */
 async function claimRefund(deps: Deps, tip: CardTipRow, refund: RefundRow): Promise<string | undefined> {
   const { pool } = deps.ctx;
-  const claimMs = REFUND_CLAIM_TIMEOUTS * (deps.config().cards![tip.card_provider!]?.timeoutMs ?? 0);
+  const claimMs = refundClaimMs(deps, tip.card_provider);
   const { rows: [claimed] } = await pool.query<{ until: string }>(
     `UPDATE payment.card_refunds SET sending_until = now() + make_interval(secs => $2::double precision / 1000)
       WHERE refund_id = $1 AND status = 'debited' AND (sending_until IS NULL OR sending_until < now())
@@ -200,25 +274,50 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
     if (rowCount) {
       await tx.query(
         `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
-           card_state = CASE WHEN refunded_minor - $2 = 0 THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+           card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1`,
         [tip.tip_id, refund.amount_minor, refund.wallet_minor],
       );
+      await shareBackToDispute(tx, tip, refund.wallet_minor);
     }
   });
 }
 
-/** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
+/**
+ * A refund's share not taken after all (the wallet or the provider refused it: Stripe refuses a disputed charge's
+ * refunds) while a dispute is open: that dispute counted it as taken (no refund starts once a dispute is in), so it
+ * takes it if lost, up to its proportion of the tip. Under the tip's row lock, which the caller holds.
+ */
+async function shareBackToDispute(tx: Queryable, tip: CardTipRow, walletMinor: bigint): Promise<void> {
+  await tx.query(
+    `UPDATE payment.card_disputes SET wallet_minor = LEAST(wallet_minor + $2, div($3::numeric * amount_minor, $4)::bigint)
+      WHERE dispute_id = (SELECT dispute_id FROM payment.card_disputes WHERE tip_id = $1 AND status = 'open' ORDER BY created_at, dispute_id LIMIT 1)`,
+    [tip.tip_id, walletMinor, tip.worker_receives_minor, tip.charged_minor],
+  );
+}
+
+/**
+ * The provider says the charge was refunded (its total): ours are already taken back; one made elsewhere (its
+ * dashboard) is flagged, once per amount: the events of later refunds report it again in their total.
+ */
 export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "refunded" }>): Promise<string> {
   const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
-  if (ev.refundedMinor > tip.refunded_minor) {
-    await withTransaction(deps.ctx.pool, (tx) =>
-      recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
-        detail: `${tip.card_provider} reports ${ev.currency} ${ev.refundedMinor} refunded, TTIP refunded ${tip.refunded_minor}: a refund made outside TTIP; the worker's share was not taken back` }),
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    // Under the tip's row lock, which a refund's debit takes too: TTIP's refunded amount as it is now.
+    const { rows: [now] } = await tx.query<{ refunded_minor: bigint }>("SELECT refunded_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const outside = ev.refundedMinor - now.refunded_minor;
+    if (outside <= 0n) return "refunded";
+    const { rowCount: more } = await tx.query(
+      `INSERT INTO payment.card_outside_refunds (tip_id, flagged_minor) VALUES ($1, $2)
+       ON CONFLICT (tip_id) DO UPDATE SET flagged_minor = EXCLUDED.flagged_minor WHERE card_outside_refunds.flagged_minor < EXCLUDED.flagged_minor`,
+      [tip.tip_id, outside],
     );
+    if (!more) return "refund_outside_flagged_before";
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} reports ${formatMoney(ev.refundedMinor, ev.currency)} refunded, TTIP refunded ${formatMoney(now.refunded_minor, tip.currency)}: `
+        + `${formatMoney(outside, ev.currency)} refunded outside TTIP; the worker's share was not taken back` });
     return "refund_outside";
-  }
-  return "refunded";
+  });
 }
 
 interface DisputeRow {
@@ -235,14 +334,12 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
   const { pool } = deps.ctx;
   let row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
   if (!row) {
-    const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
-    let wallet = (tip.worker_receives_minor * ev.amountMinor) / tip.charged_minor;
-    if (wallet > walletLeft) wallet = walletLeft;
     // Only what is there can be set aside; the rest is taken if the dispute is lost. A tip that reached the worker:
     // credited to them, or held for review and approved (its credit went to suspense, its approval paid them).
     const available = tip.status === "succeeded" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
-    const held = available <= 0n ? 0n : available < wallet ? available : wallet;
     await withTransaction(pool, async (tx) => {
+      const wallet = await disputedWalletShare(tx, tip, ev.amountMinor);
+      const held = available <= 0n ? 0n : available < wallet ? available : wallet;
       const { rowCount } = await tx.query(
         `INSERT INTO payment.card_disputes (dispute_id, provider, tip_id, amount_minor, currency, wallet_minor, held_wallet_minor, reason, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') ON CONFLICT (dispute_id) DO NOTHING`,
@@ -260,6 +357,24 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
   // Shown once the amount is set aside.
   if (row.status === "open") await pool.query("UPDATE payment.tips SET card_state = 'disputed' WHERE tip_id = $1 AND card_state IN ('none', 'refunded')", [tip.tip_id]);
   return row;
+}
+
+/**
+ * The worker's part of a disputed amount, under the tip's row lock (a refund's start and its move to debited take it
+ * too): in proportion, at most what neither refunds nor other disputes took back or may yet take, a refund begun and
+ * not yet debited included (its share may be with the wallet already). So the share is taken back once in all.
+ */
+async function disputedWalletShare(tx: Queryable, tip: CardTipRow, amountMinor: bigint): Promise<bigint> {
+  const { rows: [now] } = await tx.query<{ reversed_wallet_minor: bigint }>("SELECT reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+  const { rows: [pending] } = await tx.query<{ minor: bigint }>(
+    `SELECT (SELECT COALESCE(sum(wallet_minor), 0) FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new')::bigint
+          + (SELECT COALESCE(sum(wallet_minor), 0) FROM payment.card_disputes WHERE tip_id = $1 AND status = 'open')::bigint AS minor`,
+    [tip.tip_id],
+  );
+  const left = tip.worker_receives_minor - now.reversed_wallet_minor - pending.minor;
+  const share = (tip.worker_receives_minor * amountMinor) / tip.charged_minor;
+  if (left <= 0n) return 0n;
+  return share < left ? share : left;
 }
 
 /** Tries of setAside: each refusal lowers the amount to what the worker has then. */
