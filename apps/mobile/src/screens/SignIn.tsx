@@ -4,29 +4,16 @@ import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { plainError } from "../lib/errors";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import { signInRefusal, type SignInStep as Step } from "@ttip/web-lib/sign-in";
+import type { SignInStep as Step } from "@ttip/web-lib/sign-in";
 import { useState } from "react";
 import { Text } from "react-native";
 import { useApp } from "../app-context";
-import { useI18n, type Translate } from "../lib/i18n";
+import { useI18n } from "../lib/i18n";
+import { refusalWords } from "../lib/pin-refusals";
 import { Button, ErrorText, Field, Screen, Title, styles } from "../ui";
 
 
 const PIN = /^[0-9]{4,6}$/;
-
-/** Auth's refusals the sign-in steps expect, in the app's language; undefined: the general sentence. */
-function refusalWords(err: unknown, t: Translate): string | undefined {
-  const r = signInRefusal(err);
-  const wait = (seconds: number) => (seconds < 120 ? t("seconds", { n: String(seconds) }) : t("minutes", { n: String(Math.ceil(seconds / 60)) }));
-  switch (r?.kind) {
-    case "otpWrong": return t("otpWrong", { n: String(r.triesLeft) });
-    case "pinWrong": return t("pinWrong", { n: String(r.triesLeft) });
-    case "otpSpent": return t("otpSpent");
-    case "pinLocked": return t("pinLocked", { wait: wait(r.waitSeconds) });
-    case "wait": return t("tooManyTries", { wait: wait(r.waitSeconds) });
-    default: return undefined;
-  }
-}
 
 export function SignIn() {
   const { sessions } = useApp();
@@ -85,7 +72,7 @@ export function SignIn() {
         await sessions.pinWasSet();
       }
     } catch (err) {
-      setError(refusalWords(err, t) ?? plainError(err, locale));
+      setError(refusalWords(err, t, "signIn") ?? plainError(err, locale));
     }
   };
 

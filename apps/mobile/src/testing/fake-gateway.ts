@@ -84,6 +84,17 @@ export class FakeGateway {
     return [...this.calls].reverse().find((c) => c.method === method)?.request;
   }
 
+  /** Auth's PIN check: a wrong PIN counts, the fifth in a row locks it. */
+  private checkPin(pin: string): void {
+    if (this.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
+    if (pin !== this.pin) {
+      this.pinFailures++;
+      if (this.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
+      throw new ConnectError(`wrong PIN; ${PIN_MAX_FAILURES - this.pinFailures} tries left before a lockout`, Code.PermissionDenied);
+    }
+    this.pinFailures = 0;
+  }
+
   private authed(ctx: HandlerContext): void {
     const token = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "";
     if (!this.validAccess.has(token)) throw new ConnectError("access token missing or expired", Code.Unauthenticated);
@@ -107,14 +118,14 @@ export class FakeGateway {
             return gw.pin ? { pinRequired: true, pinSessionId: "pin-session-1" } : { tokens: gw.tokens(), newUser: true };
           },
           verifyPin: (req) => {
-            if (gw.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
-            if (req.pin !== gw.pin) {
-              gw.pinFailures++;
-              if (gw.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
-              throw new ConnectError(`wrong PIN; ${PIN_MAX_FAILURES - gw.pinFailures} tries left before a lockout`, Code.PermissionDenied);
-            }
-            gw.pinFailures = 0;
+            gw.checkPin(req.pin);
             return { tokens: gw.tokens() };
+          },
+          changePin: (req, ctx) => {
+            gw.authed(ctx);
+            gw.checkPin(req.currentPin);
+            gw.pin = req.newPin;
+            return {};
           },
           resetPin: (req) => {
             if (req.challengeId !== CHALLENGE_ID || req.otp !== gw.otp) throw new ConnectError("this code has expired, was used, or had too many tries: ask for a new one", Code.FailedPrecondition);
