@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
@@ -93,6 +95,47 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.ok(csv.split("\n").length >= 3, `a header and at least the tip and the withdrawal:\n${csv}`);
     assert.match(csv, /300|285/);
     await h.screenshot(page, "worker-statements");
+  });
+
+  test("a worker who forgot the PIN locks it with wrong tries, then chooses a new one on the code just sent: signed in, and the old sessions are signed out", async () => {
+    const worker = await h.worker("Akinyi");
+    const old = await h.tokens(worker);
+    const page = await h.phone();
+    await page.goto(`${h.url}/w/signin`);
+    await page.getByLabel("Your phone number").fill(worker.phone);
+    const sent = h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message;
+    h.clock.advance(1_100); // the OTP resend wait after the last code
+    await page.getByRole("button", { name: "Send me a code" }).click();
+    await waitUntil("a new OTP", () => h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message !== sent);
+    await page.getByLabel("The 6-digit code we sent by SMS").fill(h.otpFor(worker.phone));
+    await page.getByRole("button", { name: "Continue" }).click();
+    for (const left of [4, 3, 2, 1]) {
+      await page.getByLabel("Your PIN").fill("1397");
+      await page.getByRole("button", { name: "Continue" }).click();
+      await page.getByRole("alert").filter({ hasText: `Wrong PIN. ${left} tries left` }).waitFor();
+    }
+    await page.getByLabel("Your PIN").fill("1397");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByRole("alert").filter({ hasText: "Your PIN is locked" }).filter({ hasText: "Forgot your PIN?" }).waitFor();
+
+    await page.getByRole("button", { name: "Forgot your PIN?" }).click();
+    await page.getByText("Choose a new PIN. It signs you out on every other phone and browser.").waitFor();
+    await page.getByLabel("New PIN (4 to 6 digits)").fill("5937");
+    await page.getByLabel("The same PIN again").fill("5938");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByRole("alert").filter({ hasText: "The two PINs are not the same." }).waitFor();
+    await page.getByLabel("The same PIN again").fill("5937");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.waitForURL(`${h.url}/w`);
+    await page.getByTestId("available").waitFor();
+    await h.screenshot(page, "worker-pin-reset");
+
+    // The session opened with the old PIN is gone; the new PIN signs in (the lockout is lifted).
+    const refused = await h.api(AuthService).refreshSession({ refreshToken: old.refreshToken }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.Unauthenticated);
+    h.clock.advance(1_100);
+    const fresh = await h.tokens({ phone: worker.phone, pin: "5937" });
+    assert.ok(fresh.accessToken);
   });
 
   test("venue shares: More continues the same request from the page token; a failed More says so and keeps the rows; each share shown once, in English and Swahili at 360 px", async () => {

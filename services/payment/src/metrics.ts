@@ -25,7 +25,7 @@ function makePaymentMetrics(m: Metrics) {
     ),
     /** Each pending tip a reconciliation pass looked at: settled by STK query, expired, still pending, or the query failed. */
     reconciliation: m.counter("ttip_payment_stk_reconciliation_total", "Tips looked at by STK reconciliation, by outcome.", ["outcome"]),
-    payouts: m.counter("ttip_payment_payouts_total", "B2C payouts by status reached: requested, succeeded, failed.", ["status"]),
+    payouts: m.counter("ttip_payment_payouts_total", "B2C payouts by status reached: requested, succeeded, failed, on_hold.", ["status"]),
     /** Paybill/till calls: validation by result code, confirmation by outcome (credited, stk_tip, duplicate, suspense, repeat, held). */
     c2b: m.counter("ttip_payment_c2b_total", "C2B validations and confirmations, by kind and result.", ["kind", "result"]),
     /** How long validation took to answer (Safaricom waits about 8 s). */

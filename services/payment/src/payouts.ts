@@ -257,14 +257,54 @@ export async function applyB2cResult(deps: PayoutDeps, payoutId: string, r: Pars
   if (r.originatorConversationId !== payoutId) return "unknown";
   if (r.resultCode === "0") {
     const receipt = r.transactionId || String(r.parameters.get("TransactionReceipt") ?? "");
-    const amount = decimalMinor(r.parameters.get("TransactionAmount"));
-    const p = await loadPayout(deps.ctx.pool, payoutId);
-    if (p && amount !== undefined && amount !== p.amount.amountMinor) {
-      deps.ctx.logger.error({ payoutId, amount }, "B2C result amount differs from the payout");
-    }
-    return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });
+    return applyPaid(deps, payoutId, r.parameters.get("TransactionAmount"), receipt || undefined);
   }
   return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: r.resultDesc || "M-Pesa could not complete the payout" });
+}
+
+/**
+ * M-Pesa reports the payout paid, in `reported` (its decimal shillings, absent if it said none): settled, unless
+ * that is another amount than the payout's, whose debit would then differ from what left the paybill.
+ */
+async function applyPaid(deps: PayoutDeps, payoutId: string, reported: unknown, receipt: string | undefined): Promise<string> {
+  const paid = decimalMinor(reported);
+  const p = await loadPayout(deps.ctx.pool, payoutId);
+  if (p && paid !== undefined && paid !== p.amount.amountMinor && p.status !== "failed") return holdForAmountMismatch(deps, p, paid, receipt);
+  // A payout ended as failed that M-Pesa reports paid is raised there, whatever the amount.
+  return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt });
+}
+
+/**
+ * M-Pesa paid another amount than the payout's. Settling the hold at either amount would be a guess (the
+ * payout's own, or one a forged or corrupted result names), and releasing it would free money that left: so an
+ * open payout is put on hold for review (status on_hold, its wallet hold kept, neither settled nor released),
+ * and support is told once per payout (payout_alerts), as a payout already finished is (flagged: its hold was
+ * settled at the payout's amount before this came).
+ */
+async function holdForAmountMismatch(deps: PayoutDeps, p: Payout, paid: bigint, receipt: string | undefined): Promise<string> {
+  const { pool, logger } = deps.ctx;
+  logger.error({ payoutId: p.payoutId, paidMinor: paid, amountMinor: p.amount.amountMinor }, "B2C reported paid in another amount than the payout's");
+  const said = `M-Pesa reports ${formatMoney(paid, "KES")} sent for this ${formatMoney(p.amount.amountMinor, "KES")} payout`;
+  const held = await withTransaction(pool, async (tx) => {
+    const { rows: [row] } = await tx.query<PayoutRow>(
+      `UPDATE payment.payouts SET status = 'on_hold', result_code = '0', result_message = $2, mpesa_receipt = COALESCE($3, mpesa_receipt)
+        WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
+      [p.payoutId, `${said}; held for review by support`, receipt ?? null],
+    );
+    const first = await tx.query("INSERT INTO payment.payout_alerts (payout_id, kind) VALUES ($1, 'amount_mismatch') ON CONFLICT DO NOTHING", [p.payoutId]);
+    if (first.rowCount) {
+      const now = row ? "held for review, its wallet hold kept (neither settled nor released)" : `already ${p.status}, its hold ${p.holdState}`;
+      await recordAlert(tx, {
+        reason: "CALLBACK_MISMATCH", action: row ? "hold" : "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
+        detail: `${said} (receipt ${receipt ?? "unknown"}): the payout is ${now}; told once per payout`,
+      });
+    }
+    return row !== undefined;
+  });
+  if (!held) return "duplicate";
+  paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "on_hold" });
+  deps.changes.announce(payoutChangeKey(p.payoutId));
+  return "on_hold";
 }
 
 /** The request waited too long in Daraja's queue: its fate is asked, not assumed. */
@@ -297,7 +337,7 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
   if (r.resultCode === "0") {
     const status = String(r.parameters.get("TransactionStatus") ?? "");
     const receipt = String(r.parameters.get("ReceiptNo") ?? r.transactionId ?? "");
-    if (status === "Completed") return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });
+    if (status === "Completed") return applyPaid(deps, payoutId, r.parameters.get("Amount"), receipt || undefined);
     if (status === "Failed" || status === "Cancelled") {
       return finishPayout(deps, payoutId, { success: false, code: String(r.parameters.get("ResultCode") ?? "failed"), message: "M-Pesa did not complete the payout" });
     }
@@ -402,6 +442,8 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
     else if (config.daraja && config.callbackBaseUrl) {
       // 'sending' after a crash is as unknown as a timeout.
       const base = config.callbackBaseUrl;
+      // Before sending: its answer may come before the call returns, and counts it only if it was sent since the last count.
+      await pool.query("UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1", [p.payoutId, new Date(clockOf(deps.ctx).now())]);
       await deps.daraja().transactionStatus({
         originalConversationId: p.payoutId,
         transactionId: p.mpesaReceipt ?? undefined,
@@ -426,19 +468,21 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
 }
 
 /**
- * Counts a status query, sent or answered, if the last one counted is at least the result wait old; answers the
- * count (undefined once the payout is decided). The count decides "no record after repeated asking" (which releases
- * the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded yet has time to appear, but not by
- * whose lease it was sent under: two replicas asking at once count once, and a payout each of whose passes outlives
- * its lease (a slow Daraja) is still decided rather than asked about forever. A query's answer and its pass's count
- * after sending are the same query: whichever comes first counts it, the other finds it counted.
+ * Counts a status query, sent or answered, if one was sent since the last count and the last count is at least the
+ * result wait old; answers the count (undefined once the payout is decided). The count decides "no record after
+ * repeated asking" (which releases the hold): the asking must be spaced, so that a B2C M-Pesa had not recorded yet
+ * has time to appear, but not by whose lease it was sent under: two replicas asking at once count once, and a payout
+ * each of whose passes outlives its lease (a slow Daraja) is still decided rather than asked about forever. A query's
+ * answer and its pass's count after sending are the same query: whichever comes first counts it, the other finds it
+ * counted, also an answer coming (or repeated) a result wait after its pass counted it.
  */
 async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<number | undefined> {
   // Both CASEs read the row as it is once locked: of two replicas counting at once, the second sees the first's time.
-  const spaced = "(status_queried_at IS NULL OR status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000))";
+  const counts = `(status_query_sent_at IS NOT NULL AND (status_queried_at IS NULL OR status_queried_at < status_query_sent_at
+    AND status_queried_at <= $2::timestamptz - make_interval(secs => $3::double precision / 1000)))`;
   const { rows } = await deps.ctx.pool.query<{ status_queries: number }>(
-    `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${spaced} THEN 1 ELSE 0 END,
-         status_queried_at = CASE WHEN ${spaced} THEN $2::timestamptz ELSE status_queried_at END
+    `UPDATE payment.payouts SET status = 'resolving', status_queries = status_queries + CASE WHEN ${counts} THEN 1 ELSE 0 END,
+         status_queried_at = CASE WHEN ${counts} THEN $2::timestamptz ELSE status_queried_at END
        WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING status_queries`,
     [payoutId, new Date(clockOf(deps.ctx).now()), deps.config().payoutResultWaitMs],
   );

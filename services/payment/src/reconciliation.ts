@@ -1,13 +1,14 @@
 // One reconciliation pass: the one the service runs on its interval and the one ReconcilePending asks for.
 import { resumeDebitedRefunds } from "./cards/aftercare.js";
+import { cancelDueAuthorisations } from "./cards/cancels.js";
 import { reconcileCardTips } from "./cards/tips.js";
 import { reconcilePayouts } from "./payouts.js";
 import { resumeReviewClaims } from "./review-resumer.js";
 import { reconcileTips, type Deps, type ReconcileCounts } from "./tips.js";
 
 /**
- * M-Pesa tips (queries, credits, paybill confirmations, receipts), payouts, card tips, card refunds left debited, then
- * review claims left by a stopped process. Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try
+ * M-Pesa tips (queries, credits, paybill confirmations, receipts), payouts, card tips, card authorisations left to
+ * cancel, card refunds left debited, then review claims left by a stopped process. Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try
  * would otherwise stop every pass before payouts, card tips and reviews); the pass fails after, with the first error.
  */
 export async function reconcileAll(deps: Deps, limit: number): Promise<ReconcileCounts> {
@@ -16,6 +17,7 @@ export async function reconcileAll(deps: Deps, limit: number): Promise<Reconcile
   const counts = await step(() => reconcileTips(deps, limit));
   await step(() => reconcilePayouts(deps, limit));
   const cards = await step(() => reconcileCardTips(deps, limit));
+  await step(() => cancelDueAuthorisations(deps, limit));
   await step(() => resumeDebitedRefunds(deps, limit));
   await step(() => resumeReviewClaims(deps, limit));
   if (failures.length) throw failures[0];

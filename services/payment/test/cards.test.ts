@@ -614,6 +614,45 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund whose send outlived its claim, answered after another sender was refused and gave the worker's share back, stays failed: support is alerted, the request told", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    const { refundId, share } = await refundStopped(tip.tipId, key, "debited");
+    // Stripe makes the refund; its answer waits on the way back.
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path === "/v1/refunds", { answers: true });
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url, timeoutMs: 60_000 };
+    let outcome: unknown;
+    try {
+      const sending = adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" }).then((r) => r, (e: unknown) => e);
+      await eventually(async () => proxy.held() === 1, "Stripe's answer held");
+      // Meanwhile its claim lapsed, another sender took it, was refused, and gave the share back (its statements' effects).
+      const tipRow = (await row(tip.tipId)) as CardTipRow;
+      const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
+      await new CardLedger(new Ledger(h.t.ctx)).restore(`card-refund-undo:${refundId}`, splitOf(tipRow), portion, "refused");
+      await h.t.db.pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = 'refused', sending_until = NULL WHERE refund_id = $1", [refundId]);
+      await h.t.db.pool.query("UPDATE payment.tips SET refunded_minor = 0, reversed_wallet_minor = 0, card_state = 'none' WHERE tip_id = $1", [tip.tipId]);
+      proxy.releaseOldest();
+      outcome = await sending;
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    // Before, it was marked sent over the refusal: a refund shown done whose share the worker had back, and no one told.
+    assert.ok(outcome instanceof ConnectError && outcome.code === Code.FailedPrecondition && /support is alerted/.test(outcome.rawMessage), String(outcome));
+    const { rows: [r] } = await h.t.db.pool.query("SELECT status, provider_refund_id FROM payment.card_refunds WHERE refund_id = $1", [refundId]);
+    assert.equal(r.status, "failed");
+    assert.match(r.provider_refund_id, /^re_/, "Stripe's refund recorded, for balance reconciliation to match");
+    // (Stripe's own word of the refund, flagged as one made outside TTIP when it comes after the refusal, is another alert.)
+    const { rows: alerts } = await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND detail LIKE '%after the refund was marked failed%'", [tip.tipId]);
+    assert.equal(alerts.length, 1);
+    assert.equal(await h.balance(worker), 115117n, "the share is the worker's until support takes it back");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose key in the wallet holds another entry is refused saying so, not UNAVAILABLE to retry: nothing is sent to the card, the worker is not debited again", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);
@@ -893,6 +932,72 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const third = await internal.reconcileCardBalance({ limit: 1000 });
     assert.deepEqual([third.matched, third.feesRecorded, third.unmatched, third.payouts], [0, 0, 0, 0]);
     assert.ok(await h.trialBalanced());
+  });
+
+  // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
+  test("a refund made outside TTIP is flagged once: Stripe's word of a later TTIP refund, which reports it again, raises nothing more", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const chargeRefunded = () => h.stripe.events().filter((e) => e.type === "charge.refunded" && e.body.includes(tip.providerPaymentId));
+    const outside = async () => (await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' ORDER BY created_at", [tip.tipId])).rows.map((r) => r.detail as string);
+    // From Stripe's dashboard: USD 3.00.
+    await new StripeCardProvider(h.config.cards!.stripe!).refund({
+      paymentId: tip.providerPaymentId, amountMinor: 300n, currency: "USD", idempotencyKey: `dashboard-${randomUUID()}`, reason: "from the dashboard" });
+    await eventually(async () => (await outside()).length === 1, "the outside refund flagged");
+    // Then two refunds through TTIP; each of Stripe's words reports the 300 again (700, then 1000 refunded).
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "customer asked" });
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(300), reason: "the rest" });
+    await eventually(async () => chargeRefunded().length === 3 && chargeRefunded().every((e) => e.delivered), "Stripe's words of the three refunds answered");
+    // Before, each of them flagged the outside refund again.
+    const flagged = await outside();
+    assert.equal(flagged.length, 1, flagged.join("\n"));
+    assert.match(flagged[0], /: USD 3 refunded outside TTIP/);
+    assert.equal(await h.balance(worker), 115117n - (115117n * 400n) / 1000n - (115117n * 300n) / 1000n, "the worker's share taken back for TTIP's refunds only");
+  });
+
+  // Near the end: the service's clock moved on by a cancel's grace.
+  test("a refused authorisation whose cancel never reached Stripe is cancelled by a reconciliation pass, once the request's grace is past: the card is not held until it lapses", async () => {
+    const worker = randomUUID();
+    const card = `pm_card_visa_${Date.now()}_refused`;
+    for (let i = 0; i < 3; i++) await paid(worker, card, USD(200));
+    // Every try of the cancel is lost on its way (a crash after the refusal committed looks the same to Stripe).
+    const proxy = await startHoldingProxy(h.stripe.url, (q) => q.method === "POST" && q.path.endsWith("/cancel"));
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    cardConfig.stripe = { ...stripe, apiBase: proxy.url };
+    let paymentId: string;
+    let tipId: string;
+    try {
+      const r = await cardTip(worker, USD(200));
+      [paymentId, tipId] = [r.tip!.providerPaymentId, r.tip!.tipId];
+      assert.equal((await h.confirm(r.stripeClientSecret, card)).status, 200);
+      const authorised = () => h.stripe.events().find((e) => e.type === "payment_intent.amount_capturable_updated" && e.body.includes(paymentId));
+      await eventually(async () => {
+        while (proxy.held()) proxy.dropOldest();
+        return authorised()?.delivered;
+      }, "the authorisation's webhook answered, its cancel lost");
+    } finally {
+      cardConfig.stripe = stripe;
+      await proxy.close();
+    }
+    const refused = await status(tipId);
+    assert.deepEqual([refused.status, refused.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "requires_capture", "the customer's card still held");
+    const cancels = () => h.stripe.requests().filter((q) => q.path === `/v1/payment_intents/${paymentId}/cancel`);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 0, "left to the request that refused it while its calls may still be under way");
+    h.clock.advance(3 * stripe.timeoutMs + 1);
+    // Before, the pass looked only at pending tips: the authorisation stayed until it lapsed.
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(h.stripe.paymentIntent(paymentId)!.status, "canceled");
+    assert.deepEqual(cancels().map((q) => q.idempotencyKey), [`ttip-tip-${tipId}-cancel`]);
+    h.clock.advance(601_000);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(cancels().length, 1, "cancelled once");
+    const after = await status(tipId);
+    assert.deepEqual([after.status, after.resultCode], [TipStatus.FAILED, "card_velocity"]);
+    assert.equal(await h.balance(worker), 3n * (await status(tipId)).workerReceives!.amountMinor, "nothing charged for the refused tip");
   });
 
   // Last in the file: the service's clock moved on would put every later tip past its deadline.

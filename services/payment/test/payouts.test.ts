@@ -3,9 +3,10 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, httpRequest } from "@ttip/runtime";
+import { callbackUrl, type CallbackKind } from "../src/callback-paths.js";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
@@ -275,6 +276,70 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(done.resultCode, "2001");
     assert.match(done.resultMessage, /initiator/i);
     await eventually(async () => (await h.balance(worker)) === 9500n, "released");
+  });
+
+  /** Posts again every result callback stored for the payout, as M-Pesa (or a relay) repeating it would. */
+  async function repeatResults(payoutId: string): Promise<number> {
+    const { rows } = await h.t.db.pool.query<{ path: string; raw_body: Buffer; callback_token: string }>(
+      `SELECT c.path, c.raw_body, p.callback_token FROM payment.callbacks c JOIN payment.payouts p USING (payout_id)
+        WHERE c.payout_id = $1 AND c.path LIKE '%/result/%' ORDER BY c.received_at`, [payoutId]);
+    for (const r of rows) {
+      // Stored with its token redacted: posted to the payout's own URL.
+      const kind = /(?:b2c|status)\/result/.exec(r.path)![0] as CallbackKind;
+      assert.equal((await h.post(callbackUrl("", kind, r.callback_token), JSON.parse(r.raw_body.toString()))).status, 200);
+    }
+    return rows.length;
+  }
+  const mismatchAlerts = async (payoutId: string) =>
+    (await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] }).getPaymentDetail({ subject: { case: "payoutId", value: payoutId } }))
+      .alerts.filter((a) => a.reason === FraudReason.CALLBACK_MISMATCH);
+
+  test("a B2C result paying another amount than the payout: held for review, its wallet hold neither settled nor released, one admin alert however often it comes", async () => {
+    const p = phone("5631");
+    h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" }); // KES 95 asked, KES 96 sent
+    const worker = await tippedWorker(p);
+    const held = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status !== PayoutStatus.PENDING && x;
+    }, "the result applied");
+    // Before, settled at KES 95 (the worker's debit) while KES 96 left the paybill, with only a log line.
+    assert.equal(PayoutStatus[held.status], PayoutStatus[PayoutStatus.ON_HOLD]);
+    assert.equal(held.mpesaReceipt, b2cTo(p)[0].receipt);
+    assert.match(held.resultMessage, /KES 96.*KES 95.*review/);
+    assert.equal(await holdState(held.payoutId), "held");
+    assert.equal(await h.balance(worker), 0n, "nothing back in the wallet to withdraw again");
+    assert.ok(await repeatResults(held.payoutId) >= 1, "a result to repeat");
+    await reconcileUntil(worker, () => false, 3);
+    const alerts = await mismatchAlerts(held.payoutId);
+    assert.equal(alerts.length, 1, "one alert per payout");
+    assert.equal(FraudAction[alerts[0].action], FraudAction[FraudAction.HOLD]);
+    assert.equal(alerts[0].workerId, worker);
+    assert.match(alerts[0].detail, /KES 96.*KES 95/);
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.ON_HOLD]);
+    assert.equal(await holdState(held.payoutId), "held");
+    assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 0, "not announced paid");
+    assert.equal(b2cTo(p).length, 1, "sent once");
+  });
+
+  test("a status answer finding the payout paid in another amount holds it for review too; its late result, in the same amount, adds no alert", async () => {
+    const p = phone("5632");
+    h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" });
+    const parked = h.sim.hold("b2c"); // its result parked: only a status query tells
+    let worker = "";
+    try {
+      worker = await tippedWorker(p);
+      const held = await reconcileUntil(worker, (x) => x.status === PayoutStatus.ON_HOLD);
+      // Before, a "Completed" answer settled it at KES 95 whatever amount it said.
+      assert.equal(PayoutStatus[held.status], PayoutStatus[PayoutStatus.ON_HOLD]);
+      assert.equal(await holdState(held.payoutId), "held");
+    } finally {
+      await parked.release();
+    }
+    const payout = await onlyPayout(worker);
+    await eventually(async () => b2cTo(p)[0].callbacksSent === 1, "the late result delivered");
+    assert.equal((await mismatchAlerts(payout.payoutId)).length, 1, "one alert per payout");
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.ON_HOLD]);
+    assert.equal(await holdState(payout.payoutId), "held");
   });
 
   test("payouts on hold by an admin are not made automatically", async () => {
@@ -571,6 +636,24 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.match(done.resultMessage, /no record/);
     await eventually(async () => (await holdState(payoutId)) === "released", "hold released");
     assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
+  });
+
+  test("a status answer coming a result wait after its pass counted the query does not count it again: one query's \"no record\" never decides", async () => {
+    const p = phone("5633");
+    const { worker, payoutId } = await payoutNeverSeen(p);
+    const row = async () => (await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { status_queries: number };
+    const results = async () => (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at", [payoutId])).rows.map((r) => r.outcome as string);
+    await internal.reconcilePending({ limit: 100 });
+    await eventually(async () => (await results()).length === 1, "the query's answer applied");
+    assert.equal((await row()).status_queries, 1);
+    // The same answer again (late, or repeated on its way) past a result wait: still the one query.
+    h.clock.advance(h.config.payoutResultWaitMs + 1);
+    assert.equal(await repeatResults(payoutId), 1);
+    // Before, counted again: a second "no record" from one query, the payout failed and its hold released.
+    assert.deepEqual(await results(), ["not_found_yet", "not_found_yet"]);
+    assert.equal((await row()).status_queries, 1, "one query, counted once");
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.RESOLVING]);
+    assert.equal(await holdState(payoutId), "held");
   });
 
   test("a payout each of whose passes outlives its lease still reaches M-Pesa's \"no record\": its spaced queries count, its hold is released", async () => {

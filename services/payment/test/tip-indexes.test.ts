@@ -5,20 +5,16 @@
 // its triggers keep, so storing it updates the row in place (real PostgreSQL).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { migrate, type Pool, type Queryable } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 import { DUE_CARD_TIPS_SQL } from "../src/cards/tips.js";
 import { dueMpesaTipsSql } from "../src/tips.js";
+import { migrateBefore, PAYMENT_MIGRATIONS as MIGRATIONS } from "./older-schema.js";
 
 /** The columns, each unique where it is filled. */
 const ONCE_COLUMNS = ["mpesa_receipt", "credit_key", "checkout_request_id", "account_reference", "provider_payment_id", "provider_charge_id"] as const;
 
-const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
 /** Inserts one tip (with a fresh key, and `tipId` if given) that holds `value` in `column` from the start. */
 function insertTipHolding(pool: Pool, column: "mpesa_receipt" | "checkout_request_id", value: string, status = "pending", tipId?: string) {
@@ -188,13 +184,9 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
   });
   test("CheckoutRequestIDs stored before the triggers existed are copied: each still refused to a second tip", async () => {
     const other = await createTestDatabase();
-    const older = await mkdtemp(path.join(tmpdir(), "payment-migrations-"));
     try {
       // The schema as it was before the narrow table (0018 and earlier), with a tip holding its push's id.
-      for (const name of (await readdir(MIGRATIONS)).filter((n) => /^\d{4}_.*\.sql$/.test(n) && n < "0019")) {
-        await copyFile(path.join(MIGRATIONS, name), path.join(older, name));
-      }
-      await migrate(other.pool, "payment", older);
+      await migrateBefore(other.pool, "0019");
       const tipId = randomUUID();
       const checkout = `ws_CO_${randomUUID()}`;
       await insertTipHolding(other.pool, "checkout_request_id", checkout, "pending", tipId);
@@ -203,7 +195,6 @@ describe("payment.tips' unique indexes on columns filled later or on one road", 
       assert.deepEqual(rows, [{ checkout_request_id: checkout, tip_id: tipId }]);
       await assert.rejects(insertTipHolding(other.pool, "checkout_request_id", checkout), { code: "23505" });
     } finally {
-      await rm(older, { recursive: true, force: true });
       await other.drop();
     }
   });

@@ -84,3 +84,28 @@ test("statements: this month's opening, postings and closing; the month before o
   expect(await screen.findByTestId("offline")).toHaveTextContent(/Showing what was saved at/);
   expect(screen.getByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
 });
+
+test("Change PIN: a mismatch or the same PIN is refused before any call, a wrong current PIN says the tries left, and the right one changes it", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  await fireEvent.press(await screen.findByTestId("tab-settings"));
+  const fill = async (current: string, next: string, again: string) => {
+    await fireEvent.changeText(await screen.findByTestId("current-pin"), current);
+    await fireEvent.changeText(screen.getByTestId("new-pin"), next);
+    await fireEvent.changeText(screen.getByTestId("new-pin2"), again);
+    await fireEvent.press(screen.getByTestId("change-pin"));
+  };
+  await fill("2580", "4321", "4322");
+  expect(await screen.findByRole("alert")).toHaveTextContent("The two PINs are not the same.");
+  await fill("2580", "2580", "2580");
+  expect(await screen.findByRole("alert")).toHaveTextContent("The new PIN must differ from the current one.");
+  expect(gw.count("ChangePin")).toBe(0);
+  await fill("1111", "4321", "4321");
+  expect(await screen.findByRole("alert")).toHaveTextContent("Wrong PIN. 4 tries left before your PIN is locked.");
+  expect(gw.pin).toBe("2580");
+  await fill("2580", "4321", "4321");
+  expect(await screen.findByTestId("pin-changed")).toHaveTextContent("Your PIN was changed.");
+  expect(gw.pin).toBe("4321");
+  expect(screen.getByTestId("current-pin").props.value).toBe("");
+});

@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { AFTER_POLLS, renderApp, signIn } from "../testing/render-app";
+import { AFTER_POLLS, renderApp, signIn, toPinStep } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -28,16 +28,13 @@ test("a number that is not Kenyan is refused on the phone, before any call", asy
   expect(gw.count("StartPhoneVerification")).toBe(0);
 });
 
-test("a wrong PIN shows the field's error in words and keeps the worker signed out", async () => {
+test("a wrong PIN says how many tries are left and keeps the worker signed out", async () => {
   const gw = new FakeGateway();
   const { phone } = await renderApp(gw);
-  await fireEvent.changeText(await screen.findByTestId("phone"), "0712345678");
-  await fireEvent.press(screen.getByTestId("signin-submit"));
-  await fireEvent.changeText(await screen.findByTestId("otp"), gw.otp);
-  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await toPinStep(gw);
   await fireEvent.changeText(await screen.findByTestId("pin"), "9999");
   await fireEvent.press(screen.getByTestId("signin-submit"));
-  expect(await screen.findByRole("alert")).toHaveTextContent("Please check the pin: wrong PIN.");
+  expect(await screen.findByRole("alert")).toHaveTextContent("Wrong PIN. 4 tries left before your PIN is locked.");
   expect(phone.secure.data.has("session")).toBe(false);
   expect(screen.queryByTestId("home")).toBeNull();
 });
@@ -46,10 +43,7 @@ test("a new worker chooses a PIN (typed twice) before the app opens", async () =
   const gw = new FakeGateway();
   gw.pin = undefined;
   await renderApp(gw);
-  await fireEvent.changeText(await screen.findByTestId("phone"), "0712345678");
-  await fireEvent.press(screen.getByTestId("signin-submit"));
-  await fireEvent.changeText(await screen.findByTestId("otp"), gw.otp);
-  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await toPinStep(gw);
   await fireEvent.changeText(await screen.findByTestId("pin"), "4321");
   await fireEvent.changeText(screen.getByTestId("pin2"), "4322");
   await fireEvent.press(screen.getByTestId("signin-submit"));
@@ -76,11 +70,49 @@ test("a refused access token is rotated once with the refresh token and the call
 test("in Swahili, the gateway's refusals are Swahili sentences too", async () => {
   const gw = new FakeGateway();
   await renderApp(gw, undefined, "sw");
-  await fireEvent.changeText(await screen.findByTestId("phone"), "0712345678");
-  await fireEvent.press(screen.getByTestId("signin-submit"));
-  await fireEvent.changeText(await screen.findByTestId("otp"), gw.otp);
-  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await toPinStep(gw);
   await fireEvent.changeText(await screen.findByTestId("pin"), "9999");
   await fireEvent.press(screen.getByTestId("signin-submit"));
-  expect(await screen.findByRole("alert")).toHaveTextContent("Tafadhali angalia pin: wrong PIN.");
+  expect(await screen.findByRole("alert")).toHaveTextContent("PIN si sahihi. Umebakiwa na majaribio 4 kabla PIN yako haijafungwa.");
+});
+
+test("a mistyped number: the code step goes back to the phone step, and the code is sent to the number typed again", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await fireEvent.changeText(await screen.findByTestId("phone"), "0712345679");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await fireEvent.changeText(await screen.findByTestId("otp"), "000000");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("That is not the code we sent. 4 tries left.");
+  await fireEvent.press(screen.getByTestId("signin-other-number"));
+  expect(screen.queryByRole("alert")).toBeNull();
+  await toPinStep(gw);
+  expect(gw.last("StartPhoneVerification")).toMatchObject({ phone: "254712345678" });
+  expect(gw.count("StartPhoneVerification")).toBe(2);
+  expect(await screen.findByTestId("pin")).toBeTruthy();
+});
+
+test("a forgotten PIN: five wrong tries lock it, naming the way out; Forgot your PIN? sets a new one on the code just verified and signs in", async () => {
+  const gw = new FakeGateway();
+  const { phone } = await renderApp(gw);
+  await toPinStep(gw);
+  for (let i = 0; i < 5; i++) {
+    await fireEvent.changeText(await screen.findByTestId("pin"), "9999");
+    await fireEvent.press(screen.getByTestId("signin-submit"));
+    await waitFor(() => expect(gw.count("VerifyPin")).toBe(i + 1));
+  }
+  expect(await screen.findByRole("alert")).toHaveTextContent("Your PIN is locked after too many wrong tries. Try again in 15 minutes, or choose a new PIN with “Forgot your PIN?”.");
+  await fireEvent.press(screen.getByTestId("signin-forgot-pin"));
+  expect(await screen.findByText("Choose a new PIN. It signs you out on every other phone and browser.")).toBeTruthy();
+  await fireEvent.changeText(screen.getByTestId("pin"), "4321");
+  await fireEvent.changeText(screen.getByTestId("pin2"), "4322");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("The two PINs are not the same.");
+  expect(gw.count("ResetPin")).toBe(0);
+  await fireEvent.changeText(screen.getByTestId("pin2"), "4321");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await waitFor(() => expect(screen.getByTestId("home")).toBeTruthy());
+  expect(gw.last("ResetPin")).toMatchObject({ challengeId: gw.last("VerifyPhoneOtp").challengeId, otp: gw.otp, newPin: "4321" });
+  expect(gw.pin).toBe("4321");
+  expect(JSON.parse(phone.secure.data.get("session")!).pinPending).not.toBe(true);
 });

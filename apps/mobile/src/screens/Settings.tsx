@@ -1,4 +1,4 @@
-// Settings: language, notifications on this phone, sign out (here or everywhere).
+// Settings: language, notifications on this phone, the PIN, sign out (here or everywhere).
 import { useMutation } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { useState } from "react";
@@ -7,6 +7,7 @@ import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
 import { Button, Notice, Screen, Title, styles } from "../ui";
 import { usePushRegistration } from "./push-registration";
+import { ChangePin } from "./ChangePin";
 import { TipSmsSetting } from "./TipSmsSetting";
 
 export function Settings() {
@@ -37,6 +38,7 @@ export function Settings() {
         {!push.registered ? <Button kind="secondary" title={t("pushEnable")} onPress={() => void push.register()} /> : null}
       </Notice>
       <TipSmsSetting />
+      <ChangePin />
       <Button testID="sign-out" kind="secondary" title={t("signOut")} disabled={busy} onPress={() => void signOut(false)} />
       <Button testID="sign-out-all" kind="secondary" title={t("signOutAll")} disabled={busy} onPress={() => void signOut(true)} />
     </Screen>

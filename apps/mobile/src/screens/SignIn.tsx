@@ -4,13 +4,14 @@ import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { plainError } from "../lib/errors";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
+import type { SignInStep as Step } from "@ttip/web-lib/sign-in";
 import { useState } from "react";
 import { Text } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
+import { refusalWords } from "../lib/pin-refusals";
 import { Button, ErrorText, Field, Screen, Title, styles } from "../ui";
 
-type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "newPin" };
 
 const PIN = /^[0-9]{4,6}$/;
 
@@ -27,7 +28,15 @@ export function SignIn() {
   const verifyOtp = useMutation(AuthService.method.verifyPhoneOtp);
   const verifyPin = useMutation(AuthService.method.verifyPin);
   const setNewPin = useMutation(AuthService.method.setPin);
-  const busy = start.isPending || verifyOtp.isPending || verifyPin.isPending || setNewPin.isPending;
+  const resetPin = useMutation(AuthService.method.resetPin);
+  const busy = start.isPending || verifyOtp.isPending || verifyPin.isPending || setNewPin.isPending || resetPin.isPending;
+  const goTo = (next: Step) => {
+    setError("");
+    setOtp("");
+    setPin("");
+    setPin2("");
+    setStep(next);
+  };
 
   const submit = async () => {
     setError("");
@@ -40,7 +49,7 @@ export function SignIn() {
       } else if (step.kind === "otp") {
         if (!/^[0-9]{6}$/.test(otp.trim())) return setError(t("otpInvalid"));
         const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp: otp.trim(), role: Role.WORKER });
-        if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId });
+        if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId, challengeId: step.challengeId, otp: otp.trim() });
         else if (res.tokens) {
           // A new worker: signed in by the OTP; the session is kept as "PIN pending"
           // (SetPin needs it) and the app opens only once the PIN is set.
@@ -51,6 +60,11 @@ export function SignIn() {
         if (!PIN.test(pin)) return setError(t("pinInvalid"));
         const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
         if (tokens) await sessions.save(tokens, { pinPending: false });
+      } else if (step.kind === "resetPin") {
+        if (!PIN.test(pin)) return setError(t("newPinInvalid"));
+        if (pin !== pin2) return setError(t("pinsDiffer"));
+        const { tokens } = await resetPin.mutateAsync({ challengeId: step.challengeId, otp: step.otp, newPin: pin });
+        if (tokens) await sessions.save(tokens, { pinPending: false });
       } else {
         if (!PIN.test(pin)) return setError(t("newPinInvalid"));
         if (pin !== pin2) return setError(t("pinsDiffer"));
@@ -58,7 +72,7 @@ export function SignIn() {
         await sessions.pinWasSet();
       }
     } catch (err) {
-      setError(plainError(err, locale));
+      setError(refusalWords(err, t, "signIn") ?? plainError(err, locale));
     }
   };
 
@@ -73,13 +87,17 @@ export function SignIn() {
         <Field id="pin" label={t("pinLabel")} value={pin} onChangeText={setPin} keyboardType="number-pad" secureTextEntry maxLength={6} inputMode="numeric" />
       ) : (
         <>
-          <Text style={styles.text}>{t("newPinIntro")}</Text>
+          <Text style={styles.text}>{t(step.kind === "resetPin" ? "resetPinIntro" : "newPinIntro")}</Text>
           <Field id="pin" label={t("newPinLabel")} value={pin} onChangeText={setPin} keyboardType="number-pad" secureTextEntry maxLength={6} inputMode="numeric" />
           <Field id="pin2" label={t("newPinAgain")} value={pin2} onChangeText={setPin2} keyboardType="number-pad" secureTextEntry maxLength={6} inputMode="numeric" />
         </>
       )}
       <ErrorText>{error}</ErrorText>
       <Button testID="signin-submit" title={step.kind === "phone" ? t("sendCode") : t("continue")} onPress={submit} disabled={busy} />
+      {/* A mistyped number, or a code that never came or can no longer be used: back to the first step. */}
+      {step.kind === "otp" || step.kind === "resetPin" ? <Button testID="signin-other-number" kind="secondary" title={t("otherNumber")} onPress={() => goTo({ kind: "phone" })} disabled={busy} /> : null}
+      {/* A forgotten or locked PIN: a new one on the code just verified (auth signs out every other session). */}
+      {step.kind === "pin" ? <Button testID="signin-forgot-pin" kind="secondary" title={t("forgotPin")} onPress={() => goTo({ kind: "resetPin", challengeId: step.challengeId, otp: step.otp })} disabled={busy} /> : null}
     </Screen>
   );
 }

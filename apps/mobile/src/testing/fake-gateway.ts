@@ -6,6 +6,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { p256 } from "@noble/curves/nist.js";
 import { Code, ConnectError, createRouterTransport, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Channel, InAppNotificationSchema, PreferencesSchema, TemplateKey, type InAppNotification, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
@@ -20,10 +21,19 @@ const b64url = (s: string) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").re
 const fromB64url = (s: string) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
 export const fakeJwt = (sub: string, n: number) => `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify({ sub, n }))}.sig${n}`;
 
+const CHALLENGE_ID = "c2b1e9a0-0000-4000-8000-000000000001";
+const PIN_MAX_FAILURES = 5;
+const pinLocked = () =>
+  new ConnectError("PIN locked after repeated failures; try again in 900 s or reset the PIN with an OTP", Code.ResourceExhausted, undefined, [
+    { desc: DomainErrorInfoSchema, value: { reason: "RATE_LIMITED", metadata: { retry_after_seconds: "900" } } },
+  ]);
+
 export class FakeGateway {
   readonly userId = "0f6c1a52-7a0e-4c7e-9a56-3f1d2b1e9a01";
   otp = "123456";
   pin: string | undefined = "2580";
+  /** Wrong PINs in a row; at auth's default of 5 the PIN is locked (ResetPin lifts it). */
+  pinFailures = 0;
   /** When true every call fails as if the phone had no network. */
   offline = false;
   availableMinor = 1_500_00n;
@@ -74,6 +84,17 @@ export class FakeGateway {
     return [...this.calls].reverse().find((c) => c.method === method)?.request;
   }
 
+  /** Auth's PIN check: a wrong PIN counts, the fifth in a row locks it. */
+  private checkPin(pin: string): void {
+    if (this.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
+    if (pin !== this.pin) {
+      this.pinFailures++;
+      if (this.pinFailures >= PIN_MAX_FAILURES) throw pinLocked();
+      throw new ConnectError(`wrong PIN; ${PIN_MAX_FAILURES - this.pinFailures} tries left before a lockout`, Code.PermissionDenied);
+    }
+    this.pinFailures = 0;
+  }
+
   private authed(ctx: HandlerContext): void {
     const token = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "";
     if (!this.validAccess.has(token)) throw new ConnectError("access token missing or expired", Code.Unauthenticated);
@@ -89,14 +110,27 @@ export class FakeGateway {
     return createRouterTransport(
       (router) => {
         router.service(AuthService, {
-          startPhoneVerification: () => ({ challengeId: "c2b1e9a0-0000-4000-8000-000000000001" }),
+          startPhoneVerification: () => ({ challengeId: CHALLENGE_ID }),
+          // Auth's refusals as it words them (services/auth/src/login.ts, pin-guard.ts).
           verifyPhoneOtp: (req) => {
-            if (req.otp !== gw.otp) throw new ConnectError("otp: the code is wrong or expired", Code.InvalidArgument);
+            if (req.otp !== gw.otp) throw new ConnectError("otp: wrong code; 4 tries left", Code.InvalidArgument);
             if (req.role !== Role.WORKER) throw new ConnectError("role: must be worker", Code.InvalidArgument);
             return gw.pin ? { pinRequired: true, pinSessionId: "pin-session-1" } : { tokens: gw.tokens(), newUser: true };
           },
           verifyPin: (req) => {
-            if (req.pin !== gw.pin) throw new ConnectError("pin: wrong PIN", Code.InvalidArgument);
+            gw.checkPin(req.pin);
+            return { tokens: gw.tokens() };
+          },
+          changePin: (req, ctx) => {
+            gw.authed(ctx);
+            gw.checkPin(req.currentPin);
+            gw.pin = req.newPin;
+            return {};
+          },
+          resetPin: (req) => {
+            if (req.challengeId !== CHALLENGE_ID || req.otp !== gw.otp) throw new ConnectError("this code has expired, was used, or had too many tries: ask for a new one", Code.FailedPrecondition);
+            gw.pin = req.newPin;
+            gw.pinFailures = 0;
             return { tokens: gw.tokens() };
           },
           setPin: (req, ctx) => {

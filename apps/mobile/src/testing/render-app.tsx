@@ -62,11 +62,16 @@ export async function renderApp(gw: FakeGateway, phone: TestPhone = newPhone(), 
 }
 
 /** OTP then PIN, as a returning worker. */
-export async function signIn(gw: FakeGateway, phoneNumber = "0712 345 678") {
+/** Sign-in's phone and code steps, up to the PIN step. */
+export async function toPinStep(gw: FakeGateway, phoneNumber = "0712 345 678") {
   await fireEvent.changeText(await screen.findByTestId("phone"), phoneNumber);
   await fireEvent.press(screen.getByTestId("signin-submit"));
   await fireEvent.changeText(await screen.findByTestId("otp"), gw.otp);
   await fireEvent.press(screen.getByTestId("signin-submit"));
+}
+
+export async function signIn(gw: FakeGateway, phoneNumber = "0712 345 678") {
+  await toPinStep(gw, phoneNumber);
   await fireEvent.changeText(await screen.findByTestId("pin"), gw.pin!);
   await fireEvent.press(screen.getByTestId("signin-submit"));
   await waitFor(() => expect(screen.getByTestId("home")).toBeTruthy());

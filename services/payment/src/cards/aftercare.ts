@@ -78,6 +78,9 @@ function refundPortion(tip: CardTipRow, refund: RefundRow): Portion {
   return { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
 }
 
+/** Whether the tip ($1) has a dispute open or lost: read under its row lock, by card_disputes_tip. */
+export const TIP_DISPUTED_SQL = "SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1";
+
 /** The refund made under the key before, else a new one for the amount asked (all that is left by default), checked against the tip. */
 async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): Promise<RefundRow> {
   const { pool } = deps.ctx;
@@ -91,7 +94,7 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
   await withTransaction(pool, async (tx) => {
     const { rows: [now] } = await tx.query<Pick<CardTipRow, "refunded_minor" | "reversed_wallet_minor">>(
       "SELECT refunded_minor, reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
-    const { rowCount: disputed } = await tx.query("SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1", [tip.tip_id]);
+    const { rowCount: disputed } = await tx.query(TIP_DISPUTED_SQL, [tip.tip_id]);
     if (disputed) throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
       "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);
@@ -162,14 +165,12 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
   const { pool } = deps.ctx;
   const claim = await claimRefund(deps, tip, refund);
   if (!claim) return;
+  let made: { refundId: string };
   try {
-    const r = await provider.refund({
+    made = await provider.refund({
       paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
       idempotencyKey: `ttip-refund-${refund.refund_id}`, reason,
     });
-    await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1", [refund.refund_id, r.refundId]);
-    refund.status = "sent";
-    refund.provider_refund_id = r.refundId;
   } catch (err) {
     if (!(err instanceof CardProviderError) || err.kind === "unknown") {
       // Not known to be refused: this request's claim is let go (not a later one's), so a retry sends it again at once.
@@ -180,6 +181,7 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
     await undoRefusedRefund(deps, tip, refund, portion, err.message);
     throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
   }
+  await markRefundSent(deps, tip, refund, made.refundId);
 }
 
 /** How long a refund's claim lasts: past it, a sender that died no longer holds the refund. */
@@ -219,6 +221,29 @@ export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<n
     deps.changes.announce(tip.tip_id);
   }
   return sent;
+}
+
+/**
+ * debited → sent, once the provider refunded the card. Only from debited: a send that outlived its claim may answer
+ * after another sender, refused, failed the refund and gave the worker's share back; the card refunded all the same,
+ * support is alerted to take the share back, and the request is told so.
+ */
+async function markRefundSent(deps: Deps, tip: CardTipRow, refund: RefundRow, providerRefundId: string): Promise<void> {
+  const failed = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows: [sent] } = await tx.query<RefundRow>(
+      "UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited' RETURNING *",
+      [refund.refund_id, providerRefundId],
+    );
+    const now = sent ?? (await tx.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE refund_id = $1 FOR UPDATE", [refund.refund_id])).rows[0];
+    Object.assign(refund, now);
+    if (now.status !== "failed") return false;
+    // Recorded on the refund, so that balance reconciliation matches the provider's refund to it.
+    await tx.query("UPDATE payment.card_refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND provider_refund_id IS NULL", [refund.refund_id, providerRefundId]);
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} refunded ${formatMoney(refund.amount_minor, tip.currency)} (${providerRefundId}) after the refund was marked failed (${refund.failure}) and the worker's share given back: take the share back by hand` });
+    return true;
+  });
+  if (failed) throw new InvalidStateError(`tip_id: the card provider refunded the card (${providerRefundId}) after this refund had failed and the worker's share was given back; support is alerted to take it back`);
 }
 
 /**
@@ -273,18 +298,29 @@ async function shareBackToDispute(tx: Queryable, tip: CardTipRow, walletMinor: b
   );
 }
 
-/** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
+/**
+ * The provider says the charge was refunded (its total): ours are already taken back; one made elsewhere (its
+ * dashboard) is flagged, once per amount: the events of later refunds report it again in their total.
+ */
 export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "refunded" }>): Promise<string> {
   const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
-  if (ev.refundedMinor > tip.refunded_minor) {
-    await withTransaction(deps.ctx.pool, (tx) =>
-      recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
-        detail: `${tip.card_provider} reports ${ev.currency} ${ev.refundedMinor} refunded, TTIP refunded ${tip.refunded_minor}: a refund made outside TTIP; the worker's share was not taken back` }),
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    // Under the tip's row lock, which a refund's debit takes too: TTIP's refunded amount as it is now.
+    const { rows: [now] } = await tx.query<{ refunded_minor: bigint }>("SELECT refunded_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const outside = ev.refundedMinor - now.refunded_minor;
+    if (outside <= 0n) return "refunded";
+    const { rowCount: more } = await tx.query(
+      `INSERT INTO payment.card_outside_refunds (tip_id, flagged_minor) VALUES ($1, $2)
+       ON CONFLICT (tip_id) DO UPDATE SET flagged_minor = EXCLUDED.flagged_minor WHERE card_outside_refunds.flagged_minor < EXCLUDED.flagged_minor`,
+      [tip.tip_id, outside],
     );
+    if (!more) return "refund_outside_flagged_before";
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+      detail: `${tip.card_provider} reports ${formatMoney(ev.refundedMinor, ev.currency)} refunded, TTIP refunded ${formatMoney(now.refunded_minor, tip.currency)}: `
+        + `${formatMoney(outside, ev.currency)} refunded outside TTIP; the worker's share was not taken back` });
     return "refund_outside";
-  }
-  return "refunded";
+  });
 }
 
 interface DisputeRow {

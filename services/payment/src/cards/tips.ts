@@ -264,7 +264,7 @@ async function decideAuthorisation(deps: Deps, tipId: string, full: CardPayment)
     const t = (await tx.query<CardTipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId])).rows[0];
     if (t.credit_key) return "credited";
     // Refused before, or the tip ended (expired): the authorisation must not be taken.
-    if (t.status !== "pending" || t.fraud_action === "refuse") return "cancel";
+    if (t.status !== "pending" || t.fraud_action === "refuse") return cancelDue(deps, tx, t);
     // This card checked already (another PayPal payer approving after a decline at capture is checked anew); with
     // no card at all, no rule can hit.
     if (t.fraud_action !== "none" || t.card_fingerprint === (full.card?.fingerprint ?? null)) return "capture";
@@ -277,10 +277,31 @@ async function decideAuthorisation(deps: Deps, tipId: string, full: CardPayment)
     for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: t.tip_id, workerId: t.worker_id });
     if (verdict.action !== "refuse") return "capture";
     refused = await failCardTip(deps, t.tip_id, verdict.code, tx);
-    return "cancel";
+    return cancelDue(deps, tx, t);
   });
   if (refused) deps.changes.announce(tipId);
   return decision;
+}
+
+/**
+ * Records, with the decision to cancel, that the authorisation is to be cancelled at the provider: reconciliation
+ * cancels it if this request does not (a crash or a lost answer after the commit), once the request's own calls
+ * had their time. Let go once cancelled (cancelDone).
+ */
+async function cancelDue(deps: Deps, tx: Queryable, t: CardTipRow): Promise<"cancel"> {
+  const graceMs = CANCEL_GRACE_TIMEOUTS * (deps.config().cards![t.card_provider!]?.timeoutMs ?? 0);
+  // On the service's clock, as the pass reads it (cancelDueAuthorisations).
+  const due = new Date(clockOf(deps.ctx).now() + graceMs);
+  await tx.query("INSERT INTO payment.card_cancels_due (tip_id, due_at) VALUES ($1, $2) ON CONFLICT (tip_id) DO NOTHING", [t.tip_id, due]);
+  return "cancel";
+}
+
+/** How many provider timeouts a cancel is left to its request before reconciliation sends it: Stripe's client tries 3 times. */
+const CANCEL_GRACE_TIMEOUTS = 3;
+
+/** The authorisation of `tipId` is cancelled (or there is none left to cancel): nothing more to do for it. */
+export async function cancelDone(db: Queryable, tipId: string): Promise<void> {
+  await db.query("DELETE FROM payment.card_cancels_due WHERE tip_id = $1", [tipId]);
 }
 
 /** The card rules on an authorisation: refused ones are cancelled (nothing charged), the rest captured. */
@@ -293,6 +314,7 @@ async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, pa
   try {
     if (decision === "cancel") {
       await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-cancel`);
+      await cancelDone(deps.ctx.pool, tip.tip_id);
       return "refused";
     }
     const captured = await provider.capture(payment.id, `ttip-tip-${tip.tip_id}-capture`);

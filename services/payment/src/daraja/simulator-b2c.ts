@@ -16,6 +16,7 @@ const ACCEPTED = "Accept the service request successfully.";
 /** What each B2C outcome POSTs, and where (the ResultURL unless it is the queue's timeout). */
 const B2C_RESULTS: Partial<Record<B2cOutcome, { code: number; desc: string; queueTimeout?: true }>> = {
   success: { code: 0, desc: PROCESSED },
+  amount_mismatch: { code: 0, desc: PROCESSED },
   failed: { code: 2001, desc: "The initiator information is invalid." },
   insufficient_funds: { code: 1, desc: "The balance is insufficient for the transaction." },
   queue_timeout: { code: 1, desc: "The request timed out in the queue.", queueTimeout: true },
@@ -62,11 +63,12 @@ function invalidB2cField(sim: DarajaSimState, b: Body): string | undefined {
 }
 
 function newB2cTransaction(b: Body, outcome: B2cOutcome): SimTransaction {
-  const executed = outcome === "success" || outcome === "slow_ack" || outcome === "lost_result";
+  const executed = outcome === "success" || outcome === "slow_ack" || outcome === "lost_result" || outcome === "amount_mismatch";
   return newTransaction({
     kind: "b2c",
     phone: String(b.PartyB ?? ""),
-    amount: Number(b.Amount),
+    // What was sent: the result, status queries and the utility balance all tell it.
+    amount: Number(b.Amount) + (outcome === "amount_mismatch" ? 1 : 0),
     outcome,
     resultCode: outcome === "queue_timeout" ? null : executed ? 0 : outcome === "insufficient_funds" ? 1 : 2001,
     receipt: executed ? mpesaReceipt("S") : null,

@@ -36,7 +36,8 @@ export type B2cOutcome =
   | "insufficient_funds" // ResultCode 1, our B2C account is short
   | "queue_timeout" // never executed; QueueTimeOutURL is called
   | "slow_ack" // executed, result sent, but the synchronous answer comes too late for the caller
-  | "lost_result"; // executed, result never sent (only a status query tells)
+  | "lost_result" // executed, result never sent (only a status query tells)
+  | "amount_mismatch"; // executed for one shilling more than asked: the result and status queries report what was sent
 
 export interface Script {
   stk?: StkOutcome;

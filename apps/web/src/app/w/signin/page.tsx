@@ -9,8 +9,8 @@ import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
 import { signInRefusal } from "./refusals";
+import type { SignInStep as Step } from "../../../lib/sign-in";
 
-type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "newPin" };
 
 /** Sign in with the phone's OTP, then the PIN (set at the first sign-in). */
 export default function SignIn() {
@@ -27,6 +27,7 @@ export default function SignIn() {
   const verifyOtp = useMutation(AuthService.method.verifyPhoneOtp);
   const verifyPin = useMutation(AuthService.method.verifyPin);
   const setPin = useMutation(AuthService.method.setPin);
+  const resetPin = useMutation(AuthService.method.resetPin);
 
   const write = useWrite();
   const busy = write.busy;
@@ -41,7 +42,7 @@ export default function SignIn() {
       const otp = String(f.get("otp") ?? "").trim();
       if (!/^[0-9]{6}$/.test(otp)) return setError(t("err_otp"));
       const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: asManager ? Role.VENUE_MANAGER : Role.WORKER });
-      if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId });
+      if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId, challengeId: step.challengeId, otp });
       else if (res.tokens) {
         saveSession(res.tokens);
         setStep({ kind: "newPin" });
@@ -50,6 +51,13 @@ export default function SignIn() {
       const pin = String(f.get("pin") ?? "");
       if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_pin"));
       const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
+      saveSession(tokens!);
+      router.replace(home);
+    } else if (step.kind === "resetPin") {
+      const newPin = String(f.get("pin") ?? "");
+      if (!/^[0-9]{4,6}$/.test(newPin)) return setError(t("err_newPin"));
+      if (newPin !== String(f.get("pin2") ?? "")) return setError(t("err_pinsDiffer"));
+      const { tokens } = await resetPin.mutateAsync({ challengeId: step.challengeId, otp: step.otp, newPin });
       saveSession(tokens!);
       router.replace(home);
     } else {
@@ -81,7 +89,7 @@ export default function SignIn() {
         </>
       ) : (
         <>
-          <p>{t("choosePin")}</p>
+          <p>{t(step.kind === "resetPin" ? "resetPinIntro" : "choosePin")}</p>
           <label className="field" htmlFor="pin">{t("newPin")}</label>
           <input id="pin" name="pin" type="password" inputMode="numeric" autoComplete="new-password" maxLength={6} />
           <label className="field" htmlFor="pin2">{t("samePin")}</label>
@@ -91,7 +99,9 @@ export default function SignIn() {
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="submit" disabled={busy}>{step.kind === "phone" ? t("sendCode") : t("continue")}</button>
       {/* A mistyped number, or a code that never came or can no longer be used: back to the first step. */}
-      {step.kind === "otp" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "phone" }))}>{t("otherNumber")}</button> : null}
+      {step.kind === "otp" || step.kind === "resetPin" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "phone" }))}>{t("otherNumber")}</button> : null}
+      {/* A forgotten or locked PIN: a new one on the code just verified (auth signs out every other session). */}
+      {step.kind === "pin" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "resetPin", challengeId: step.challengeId, otp: step.otp }))}>{t("forgotPin")}</button> : null}
     </form>
   );
 }

@@ -1,7 +1,5 @@
-// Auth's refusals at sign-in as sentences in the screen's language: its own detail is English
-// ("otp: wrong code; 4 tries left"), and a worker signing in in Swahili met it at the first step.
-import { Code, ConnectError } from "@connectrpc/connect";
-import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+// Auth's refusals at sign-in as sentences in the screen's language (lib/sign-in reads them).
+import { signInRefusal as refusalOf } from "../../../lib/sign-in";
 import type { WorkerT } from "../../../lib/worker-i18n";
 
 /** A wait of `seconds` in words: seconds up to two minutes, then whole minutes. */
@@ -11,12 +9,13 @@ function waitWords(t: WorkerT, seconds: number): string {
 
 /** The sentence for a refusal the sign-in steps expect, or undefined (the general sentence then). */
 export function signInRefusal(err: unknown, t: WorkerT): string | undefined {
-  const e = ConnectError.from(err);
-  const tries = /(\d+) tries left/.exec(e.rawMessage)?.[1];
-  if (e.code === Code.InvalidArgument && e.rawMessage.startsWith("otp:") && tries) return t("err_otpWrong", { n: tries });
-  if (e.code === Code.PermissionDenied && /wrong PIN/.test(e.rawMessage) && tries) return t("err_pinWrong", { n: tries });
-  if (e.code === Code.FailedPrecondition && /code has expired/.test(e.rawMessage)) return t("err_otpSpent");
-  const wait = Number(e.findDetails(DomainErrorInfoSchema).find((d) => d.reason === "RATE_LIMITED")?.metadata.retry_after_seconds);
-  if (e.code === Code.ResourceExhausted && wait > 0) return t(/PIN locked/.test(e.rawMessage) ? "err_pinLocked" : "err_wait", { wait: waitWords(t, wait) });
-  return undefined;
+  const r = refusalOf(err);
+  switch (r?.kind) {
+    case "otpWrong": return t("err_otpWrong", { n: r.triesLeft });
+    case "pinWrong": return t("err_pinWrong", { n: r.triesLeft });
+    case "otpSpent": return t("err_otpSpent");
+    case "pinLocked": return t("err_pinLocked", { wait: waitWords(t, r.waitSeconds) });
+    case "wait": return t("err_wait", { wait: waitWords(t, r.waitSeconds) });
+    default: return undefined;
+  }
 }
