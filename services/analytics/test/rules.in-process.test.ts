@@ -54,7 +54,7 @@ describe("analytics rules, in process (with qr)", () => {
     assert.deepEqual(violationsOf(hourly).map((v) => [v.field, v.message]), [["granularity", "hourly figures are served for ranges of at most 31 days"]]);
   });
 
-  test("admins' revenue and summary per currency: a USD tip is USD's alone, a currency without data is zero (not an error), a malformed one INVALID_ARGUMENT naming currency", async () => {
+  test("admins' revenue and summary per currency: a USD tip is USD's alone, a served currency without data is zero (not an error), a malformed or unserved one INVALID_ARGUMENT naming currency", async () => {
     const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
     const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
     await s.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
@@ -69,15 +69,17 @@ describe("analytics rules, in process (with qr)", () => {
       [1n, ["USD", 12_34n], ["USD", 62n], ["USD", 0n]],
     ]);
     assert.ok((await revenue("KES")).series.every((p) => p.tipVolume?.currency === "KES"), "KES figures are KES");
-    // No tip in JPY (or GBP): no points and a summary of zeros in that currency.
-    assert.deepEqual((await revenue("JPY")).series, []);
+    // No tip in GBP: no points and a summary of zeros in that currency.
+    assert.deepEqual((await revenue("GBP")).series, []);
     const { summary } = await admin.getPlatformSummary({ range: lastDay(), currency: "GBP" });
     assert.deepEqual([summary!.tips, summary!.volume, summary!.fees, summary!.payouts, summary!.poolsDistributed].map((x) => (typeof x === "bigint" ? x : [x?.currency, x?.amountMinor])), [
       0n, ["GBP", 0n], ["GBP", 0n], ["GBP", 0n], ["GBP", 0n],
     ]);
     const { summary: usdSummary } = await admin.getPlatformSummary({ range: lastDay(), currency: "USD" });
     assert.deepEqual([usdSummary!.tips, usdSummary!.volume?.amountMinor, usdSummary!.fees?.amountMinor], [1n, 12_34n, 62n]);
-    for (const bad of [revenue("usd"), revenue(""), admin.getPlatformSummary({ range: lastDay(), currency: "US" })]) {
+    // A malformed code, or one the platform does not serve (JPY): refused naming currency, not zeros.
+    const unserved = [revenue("JPY"), admin.getPlatformSummary({ range: lastDay(), currency: "JPY" })];
+    for (const bad of [revenue("usd"), revenue(""), admin.getPlatformSummary({ range: lastDay(), currency: "US" }), ...unserved]) {
       const err = await refusal(bad);
       assert.equal(err.code, Code.InvalidArgument);
       assert.deepEqual(fieldsOf(err), ["currency"]);
@@ -107,7 +109,7 @@ describe("analytics rules, in process (with qr)", () => {
     ]);
   });
 
-  test("the live dashboards report the currency asked for (KES by default): a worker's USD card tip is in the USD stream, not in KES's; a malformed currency INVALID_ARGUMENT naming currency", async () => {
+  test("the live dashboards report the currency asked for (KES by default): a worker's USD card tip is in the USD stream, not in KES's; a malformed or unserved currency INVALID_ARGUMENT naming currency", async () => {
     const worker = randomUUID();
     const tip = (currency: string, amountMinor: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
       tipId: randomUUID(), workerId: worker, method: currency === "KES" ? PaymentMethod.MPESA : PaymentMethod.CARD, rating: 0,
@@ -137,6 +139,12 @@ describe("analytics rules, in process (with qr)", () => {
     assert.deepEqual(figures(await watch()), [1n, "KES", 200_00n, "KES", 200_00n]);
     assert.deepEqual(figures(await watch("KES")), [1n, "KES", 200_00n, "KES", 200_00n]);
     assert.deepEqual(figures(await watch("GBP")), [0n, "GBP", 0n, "GBP", 0n]);
+    // A currency the platform does not serve is refused naming it, as the other reads do (it streamed zeros).
+    for (const bad of [watch("JPY"), asWorker(worker).getWorkerEarnings({ range: lastDay(), currency: "JPY" })]) {
+      const err = await refusal(bad);
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.deepEqual(fieldsOf(err), ["currency"]);
+    }
     // One stream for every currency: KES first, then each currency tipped today (no GBP: none was).
     const everyCurrency = async (req: { currency?: string } = {}) => {
       const abort = new AbortController();

@@ -10,7 +10,7 @@ import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, Dependenc
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
-import { DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
+import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
@@ -532,7 +532,8 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, 
   const room = await deps.ledger.withdrawalRoom(workerId);
   const capped = room !== undefined && room < available;
   const amount = ((capped ? room : available) / 100n) * 100n;
-  if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;
+  // Below B2C's least (whatever the worker's minimum, set before it was enforced) it waits for more tips.
+  if (amount < s.auto_payout_minimum_minor || amount < B2C_MIN_MINOR) return;
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
   await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true, note }, open.read_at);

@@ -133,6 +133,32 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 0);
   });
 
+  test("no automatic payout below B2C's KES 10, whatever minimum the worker stored before it was enforced; a minimum under it is refused naming the field", async () => {
+    const p = phone();
+    const worker = randomUUID();
+    await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
+    // Before, accepted: an automatic payout of KES 9 was then held, sent and failed by M-Pesa.
+    await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(9), payoutPhone: p }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum: M-Pesa pays out at least KES 10/.test(e.rawMessage));
+    await h.t.db.pool.query("UPDATE payment.payout_settings SET auto_payout_minimum_minor = 100 WHERE worker_id = $1", [worker]);
+    const tip = async (kes: number) => {
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(kes), payment: { case: "mpesaPhone", value: phone() } });
+      await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
+    };
+    await tip(10);
+    const credited = await eventually(async () => (await h.balance(worker)) || undefined, "credited");
+    assert.ok(credited >= 900n && credited < 1000n, `KES 9 and some cents in the wallet (${credited})`);
+    // The next tip's payout starts after this one's would have (one at a time per worker): it finds all of the balance.
+    await tip(100);
+    const paid = await eventually(async () => {
+      const { payouts } = await asWorker(worker).listPayouts({});
+      return payouts.some((x) => x.status === PayoutStatus.SUCCEEDED) && payouts;
+    }, "the second tip's payout paid");
+    // Before, two: KES 9 held, sent and failed by M-Pesa, then the rest.
+    assert.deepEqual(paid.map((x) => [PayoutStatus[x.status], x.amount!.amountMinor]), [["SUCCEEDED", ((credited + 9500n) / 100n) * 100n]]);
+    assert.deepEqual(b2cTo(p).map((t) => t.amount), [Number((credited + 9500n) / 100n)]);
+  });
+
   test("a B2C whose answer never comes is resolved by transaction status, never sent again", async () => {
     const p = phone("0004"); // slow_ack: paid at once, the answer comes after our 1 s timeout
     const worker = await tippedWorker(p);

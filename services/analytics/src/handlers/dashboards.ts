@@ -8,7 +8,7 @@ import { Dim } from "../facts.js";
 import { rollupChanges } from "../ingest.js";
 import * as q from "../queries.js";
 import type { AnalyticsAreaHandlers, AnalyticsConfig, AnalyticsHandlerContext } from "./context.js";
-import { money } from "./values.js";
+import { currencyOf, money } from "./values.js";
 
 /** Live dashboards: today's figures, streamed as they change. */
 export function dashboardHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHandlers {
@@ -52,7 +52,7 @@ async function* watch(h: AnalyticsHandlerContext, scope: q.Scope, req: { currenc
     for await (const snapshots of live(cfg, read, signal)) yield { snapshot: snapshots[0], snapshots };
     return;
   }
-  const currency = req.currency || q.HOME_CURRENCY;
+  const currency = currencyOf(req);
   const read = async () => [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())];
   for await (const [snapshot] of live(cfg, read, signal)) yield { snapshot, snapshots: [] };
 }

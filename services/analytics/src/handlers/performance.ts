@@ -36,7 +36,7 @@ function getWorkerEarningsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeo
   const { ctx, access } = h;
   return async function (req, hc) {
     const { workerId } = await access.worker(hc, req.workerId);
-    const currency = req.currency || "KES";
+    const currency = currencyOf(req);
     return { earnings: earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, rangeOf(req.range), currency), currency) };
   };
 }

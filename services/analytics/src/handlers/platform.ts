@@ -4,7 +4,7 @@ import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_s
 import * as q from "../queries.js";
 import type { AnalyticsAreaHandlers, AnalyticsHandlerContext } from "./context.js";
 import { summaryMessage } from "./messages.js";
-import { money, periodOf, rangeOf } from "./values.js";
+import { currencyOf, money, periodOf, rangeOf } from "./values.js";
 
 /** The platform's figures for admins: revenue, payment success and the summary. */
 export function platformHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHandlers {
@@ -21,13 +21,14 @@ function getRevenueMetricsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeo
   const { ctx } = h;
   return async function (req) {
     const range = rangeOf(req.range);
-    const points = await q.series(ctx.pool, q.platformScope, range, periodOf(req.granularity, range), req.currency);
+    const currency = currencyOf(req);
+    const points = await q.series(ctx.pool, q.platformScope, range, periodOf(req.granularity, range), currency);
     return {
       series: points.map((p) => ({
         periodStart: timestampFromDate(p.start),
-        tipVolume: money(p.volume, req.currency),
-        platformFees: money(p.fees, req.currency),
-        payouts: money(p.payouts, req.currency),
+        tipVolume: money(p.volume, currency),
+        platformFees: money(p.fees, currency),
+        payouts: money(p.payouts, currency),
         tips: p.tips,
       })),
     };
@@ -55,7 +56,7 @@ function getPaymentSuccessRatesHandler(h: AnalyticsHandlerContext): ServiceImpl<
 function getPlatformSummaryHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["getPlatformSummary"] {
   const { ctx, cfg } = h;
   return async function (req) {
-    const currency = req.currency || "KES";
+    const currency = currencyOf(req);
     const s = await q.platformSummary(ctx.pool, rangeOf(req.range), currency, cfg.smsPriceMinor);
     return { summary: summaryMessage(s, currency, cfg.smsCurrency) };
   };

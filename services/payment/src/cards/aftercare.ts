@@ -78,6 +78,9 @@ function refundPortion(tip: CardTipRow, refund: RefundRow): Portion {
   return { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
 }
 
+/** Whether the tip ($1) has a dispute open or lost: read under its row lock, by card_disputes_tip. */
+export const TIP_DISPUTED_SQL = "SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1";
+
 /** The refund made under the key before, else a new one for the amount asked (all that is left by default), checked against the tip. */
 async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): Promise<RefundRow> {
   const { pool } = deps.ctx;
@@ -91,7 +94,7 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
   await withTransaction(pool, async (tx) => {
     const { rows: [now] } = await tx.query<Pick<CardTipRow, "refunded_minor" | "reversed_wallet_minor">>(
       "SELECT refunded_minor, reversed_wallet_minor FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
-    const { rowCount: disputed } = await tx.query("SELECT 1 FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost') LIMIT 1", [tip.tip_id]);
+    const { rowCount: disputed } = await tx.query(TIP_DISPUTED_SQL, [tip.tip_id]);
     if (disputed) throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
       "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);

@@ -56,6 +56,7 @@ export type WatchDashboardRequest = Message<"ttip.analytics.v1.WatchDashboardReq
   /**
    * The tips, volume and average of tips paid in this currency (card tips come
    * in USD, EUR, GBP); scans are counted whatever the currency. Default KES.
+   * INVALID_ARGUMENT naming currency for a code the platform does not serve.
    *
    * @generated from field: string currency = 2;
    */
@@ -337,7 +338,8 @@ export type GetWorkerEarningsRequest = Message<"ttip.analytics.v1.GetWorkerEarni
   workerId: string;
 
   /**
-   * Default KES.
+   * Default KES. INVALID_ARGUMENT naming currency for a code the platform
+   * does not serve.
    *
    * @generated from field: string currency = 3;
    */
@@ -440,7 +442,8 @@ export type GetPlatformSummaryRequest = Message<"ttip.analytics.v1.GetPlatformSu
   range?: TimeRange | undefined;
 
   /**
-   * Default KES.
+   * Default KES. INVALID_ARGUMENT naming currency for a code the platform
+   * does not serve.
    *
    * @generated from field: string currency = 2;
    */
@@ -540,6 +543,8 @@ export type GetRevenueMetricsRequest = Message<"ttip.analytics.v1.GetRevenueMetr
   granularity: Granularity;
 
   /**
+   * INVALID_ARGUMENT naming currency for a code the platform does not serve.
+   *
    * @generated from field: string currency = 3;
    */
   currency: string;

@@ -83,6 +83,7 @@ type WatchDashboardRequest struct {
 	VenueId string `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	// The tips, volume and average of tips paid in this currency (card tips come
 	// in USD, EUR, GBP); scans are counted whatever the currency. Default KES.
+	// INVALID_ARGUMENT naming currency for a code the platform does not serve.
 	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Every currency in this one stream (snapshots): a screen showing each
 	// currency holds one connection, not one per currency. currency must then
@@ -646,7 +647,8 @@ type GetWorkerEarningsRequest struct {
 	Range *TimeRange `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	// Empty for the caller.
 	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// Default KES.
+	// Default KES. INVALID_ARGUMENT naming currency for a code the platform
+	// does not serve.
 	Currency      string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -895,7 +897,8 @@ func (x *ExportEarningsResponse) GetFileName() string {
 type GetPlatformSummaryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Range *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	// Default KES.
+	// Default KES. INVALID_ARGUMENT naming currency for a code the platform
+	// does not serve.
 	Currency      string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1100,10 +1103,11 @@ func (x *WatchPlatformDashboardResponse) GetSnapshots() []*DashboardSnapshot {
 }
 
 type GetRevenueMetricsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	Granularity   Granularity            `protobuf:"varint,2,opt,name=granularity,proto3,enum=ttip.analytics.v1.Granularity" json:"granularity,omitempty"`
-	Currency      string                 `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Range       *TimeRange             `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Granularity Granularity            `protobuf:"varint,2,opt,name=granularity,proto3,enum=ttip.analytics.v1.Granularity" json:"granularity,omitempty"`
+	// INVALID_ARGUMENT naming currency for a code the platform does not serve.
+	Currency      string `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -78,6 +78,7 @@ class WatchDashboardRequest(Message[_WatchDashboardRequestFields]):
         currency:
             The tips, volume and average of tips paid in this currency (card tips come
             in USD, EUR, GBP); scans are counted whatever the currency. Default KES.
+            INVALID_ARGUMENT naming currency for a code the platform does not serve.
 
             ```proto
             string currency = 2;
@@ -444,7 +445,8 @@ class GetWorkerEarningsRequest(Message[_GetWorkerEarningsRequestFields]):
             string worker_id = 2;
             ```
         currency:
-            Default KES.
+            Default KES. INVALID_ARGUMENT naming currency for a code the platform
+            does not serve.
 
             ```proto
             string currency = 3;
@@ -580,7 +582,8 @@ class GetPlatformSummaryRequest(Message[_GetPlatformSummaryRequestFields]):
             optional ttip.analytics.v1.TimeRange range = 1;
             ```
         currency:
-            Default KES.
+            Default KES. INVALID_ARGUMENT naming currency for a code the platform
+            does not serve.
 
             ```proto
             string currency = 2;
@@ -726,6 +729,8 @@ class GetRevenueMetricsRequest(Message[_GetRevenueMetricsRequestFields]):
             ttip.analytics.v1.Granularity granularity = 2;
             ```
         currency:
+            INVALID_ARGUMENT naming currency for a code the platform does not serve.
+
             ```proto
             string currency = 3;
             ```
