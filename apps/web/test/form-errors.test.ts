@@ -28,13 +28,19 @@ describe("refused forms and loading pages (chromium at phone size)", () => {
     assert.ok(limit && limit !== "250,000", `the per-withdrawal limit shown: ${await per.innerText()}`);
     await page.getByLabel("Amount (KES, whole shillings)").fill("25000");
     await page.getByRole("button", { name: "Withdraw" }).click();
-    await page.getByRole("alert").filter({ hasText: `Enter whole shillings, from 1 to ${limit}.` }).waitFor();
+    await page.getByRole("alert").filter({ hasText: `Enter whole shillings, from 10 to ${limit}.` }).waitFor();
     assert.equal(await focused(page), "amount");
     await page.getByLabel("Amount (KES, whole shillings)").fill("100");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill("12345");
     await page.getByRole("button", { name: "Withdraw" }).click();
     await page.getByRole("alert").filter({ hasText: "Enter a Kenyan M-Pesa number" }).waitFor();
     assert.equal(await focused(page), "phone");
+    // Under M-Pesa's least payout (KES 10): refused here, before the device's proof is asked for.
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill("");
+    await page.getByLabel("Amount (KES, whole shillings)").fill("9");
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.getByRole("alert").filter({ hasText: `Enter whole shillings, from 10 to ${limit}.` }).waitFor();
+    assert.equal(await focused(page), "amount");
   });
 
   test("settings: each form's refusal puts the focus on its field", async () => {

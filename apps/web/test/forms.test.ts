@@ -57,12 +57,14 @@ test("PIN change: 4 to 6 digits, typed twice the same, and not the current PIN",
   assert.deepEqual(checkPinChange("4826", "593107", "593107"), { ok: true, value: { currentPin: "4826", newPin: "593107" } });
 });
 
-test("payout settings: a Kenyan number or none; automatic payout needs a whole-shilling minimum of at least 1", () => {
+test("payout settings: a Kenyan number or none; automatic payout needs a whole-shilling minimum of at least 10 (M-Pesa's least payout)", () => {
   assert.deepEqual(checkPayout("0712 345 678", true, "500"), { ok: true, value: { payoutPhone: "254712345678", autoPayout: true, minimumMinor: 50_000n } });
   assert.equal(problem(checkPayout("0812345678", false, "")), "err_phone");
   assert.equal(problem(checkPayout("", true, "")), "err_minimum");
   assert.equal(problem(checkPayout("", true, "0")), "err_minimum");
   assert.equal(problem(checkPayout("", true, "10.50")), "err_minimum", "M-Pesa moves whole shillings");
+  assert.equal(problem(checkPayout("", true, "9")), "err_minimum", "M-Pesa pays out at least KES 10");
+  assert.deepEqual(checkPayout("", true, "10"), { ok: true, value: { payoutPhone: "", autoPayout: true, minimumMinor: 1_000n } });
   assert.deepEqual(checkPayout("", false, ""), { ok: true, value: { payoutPhone: "", autoPayout: false, minimumMinor: 0n } });
 });
 
@@ -74,9 +76,12 @@ test("notifications: quiet hours both HH:MM or both empty; an e-mail address or 
   assert.deepEqual(checkNotifications(" 22:00", "06:30 ", " a@b.co "), { ok: true, value: { quietHoursStart: "22:00", quietHoursEnd: "06:30", email: "a@b.co" } });
 });
 
-test("withdrawal: whole shillings 1 to the per-withdrawal limit (250,000 until known); the number empty (the payout number) or Kenyan", () => {
+test("withdrawal: whole shillings 10 (M-Pesa's least payout) to the per-withdrawal limit (250,000 until known); the number empty (the payout number) or Kenyan", () => {
   assert.deepEqual(checkWithdrawal("1,000", ""), { ok: true, value: { amountMinor: 100_000n, mpesaPhone: "" } });
   assert.equal(problem(checkWithdrawal("0", "")), "err_amount");
+  assert.equal(problem(checkWithdrawal("9", "")), "err_amount", "under M-Pesa's least payout");
+  assert.deepEqual(checkWithdrawal("10", ""), { ok: true, value: { amountMinor: 1_000n, mpesaPhone: "" } });
+  assert.equal(workerT("en")("err_amount", { max: "KES 250,000" }), "Enter whole shillings, from 10 to KES 250,000.");
   assert.equal(problem(checkWithdrawal("250001", "")), "err_amount");
   assert.equal(problem(checkWithdrawal("20001", "", 20_000)), "err_amount", "over the per-withdrawal limit the wallet reports");
   assert.deepEqual(checkWithdrawal("20000", "", 20_000), { ok: true, value: { amountMinor: 2_000_000n, mpesaPhone: "" } });

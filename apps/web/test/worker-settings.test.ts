@@ -98,7 +98,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByLabel("Kiasi (KES, shilingi kamili)").fill("0");
     await page.getByRole("button", { name: "Toa", exact: true }).click();
     // The most one withdrawal may be: the per-withdrawal limit the screen shows above (KES 20,000 for a new worker).
-    await page.getByRole("alert").filter({ hasText: "Weka shilingi kamili, kuanzia 1 hadi 20,000." }).waitFor();
+    await page.getByRole("alert").filter({ hasText: "Weka shilingi kamili, kuanzia 10 hadi 20,000." }).waitFor();
     await h.screenshot(page, "worker-withdraw-sw");
 
     // This month's statement as PDF, in Swahili, with the tip's row.

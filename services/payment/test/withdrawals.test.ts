@@ -45,6 +45,15 @@ describe("withdrawals by RequestPayout", () => {
     };
   }
 
+  /** A worker with a device, KES 95 in the wallet (a KES 100 tip's share), and the worker's own client. */
+  async function tippedWorkerWithDevice() {
+    const { worker, stepUp } = await workerWithDevice();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    return { worker, stepUp, me: h.t.client(PaymentService, { subject: worker, roles: ["worker"] }) };
+  }
+
   test("auth stuck on the step-up token's verification: the withdrawal is refused UNAVAILABLE naming VerifyStepUpToken, past its deadline, and stores nothing; the token auth spent late is accepted for that withdrawal's retry only", async () => {
     const { worker, stepUp } = await workerWithDevice();
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
@@ -85,12 +94,7 @@ describe("withdrawals by RequestPayout", () => {
   });
 
   test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {
-    const { worker, stepUp } = await workerWithDevice();
-    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
-    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
-    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
-
-    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const { worker, stepUp, me } = await tippedWorkerWithDevice();
     const to = phone();
     const token = await stepUp();
     const key = randomUUID();
@@ -111,6 +115,22 @@ describe("withdrawals by RequestPayout", () => {
     );
     await assert.rejects(h.t.client(PaymentService, { subject: randomUUID(), roles: ["worker"] }).getPayout({ payoutId: payout!.payoutId }), (e: ConnectError) => e.code === Code.NotFound);
     assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`).length, 1);
+  });
+
+  test("a withdrawal under B2C's KES 10 is refused up front, INVALID_ARGUMENT naming amount: nothing held or sent, its token unspent; KES 10 is paid out", async () => {
+    const { worker, stepUp, me } = await tippedWorkerWithDevice();
+    const to = phone();
+    const b2cTo = () => h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`);
+    const token = await stepUp();
+    // Before, held and sent: M-Pesa (the simulator, as the service now) refuses a B2C under KES 10, a failed payout told to the worker.
+    const refused = await me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(9), mpesaPhone: to, stepUpToken: token }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.ok(refused, "refused");
+    assert.equal(Code[refused.code], Code[Code.InvalidArgument]);
+    assert.match(refused.rawMessage, /^amount: M-Pesa pays out at least KES 10/);
+    assert.deepEqual([(await me.listPayouts({})).payouts.length, b2cTo().length, await h.balance(worker)], [0, 0, 9500n], "nothing stored, sent or held");
+    const { payout } = await me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(10), mpesaPhone: to, stepUpToken: token });
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "KES 10 paid with the same token");
+    assert.deepEqual([b2cTo().length, b2cTo()[0].amount, await h.balance(worker)], [1, 10, 8500n]);
   });
 
   test("more than the available balance is FAILED_PRECONDITION and sends nothing", async () => {

@@ -171,15 +171,17 @@ function postingParameters(entries: PreparedEntry[]): unknown[] {
  * - locked: the owned accounts of the claimed entries, locked in id order (as ledger.ts, with PostEntry: keys
  *   first, then accounts, each in one order);
  * - reached, steps, d: per account, its balance's change after each entry in the batch's order, and the two
- *   lowest points the check needs;
+ *   lowest points the check needs; d materialized, computed once: as a subquery it was the inner side of
+ *   moved's nested loop, its sorts and window sums run again for each account moved;
  * - moved: each account moved once, by its entries' sum, if the balance after EACH entry passes the check the
  *   account's constraint makes (available_not_negative, with no owner debt allowed in a batch). After entry i,
  *   at balance b_i, holds h and debt allowance D at the start: it passes when b_i >= h - D, and, if b_i < h,
  *   when no earlier entry of the batch left the balance higher (the allowance only shrinks while below the
  *   holds). Otherwise the balance is written as one that fails the constraint: the statement fails, nothing
  *   is written, and the entries go one by one (postTogether);
- * - seqs, s: one posting_seq and time per claimed entry, taken after the locks, given out in the entries'
- *   order (whatever order nextval ran in), so per account posted_seq follows the order balances moved in;
+ * - seqs, seqs_ranked, s: one posting_seq and time per claimed entry, taken after the locks, given out in the
+ *   entries' order (whatever order nextval ran in), so per account posted_seq follows the order balances moved
+ *   in; the sequence numbers ranked once (seqs_ranked), not again for each entry they are matched to;
  * - lines_after, posted, announced, converted: as ledger.ts, each owned line's balance after counted across
  *   the batch in the entries' order; events inserted in that order.
  * It answers one row per entry, in order. Its arrays are opaque to the planner (the runtime's opaqueArray), so
@@ -224,7 +226,7 @@ steps AS (
   SELECT account_id, delta, reached,
          reached < max(reached) OVER (PARTITION BY account_id ORDER BY e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS fell
     FROM reached),
-d AS (
+d AS MATERIALIZED (
   SELECT account_id, sum(delta)::bigint AS delta, min(reached)::bigint AS lowest, min(reached) FILTER (WHERE fell)::bigint AS lowest_after_fall
     FROM steps GROUP BY account_id),
 moved AS (
@@ -240,10 +242,12 @@ moved AS (
 seqs AS (
   SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at
     FROM mine, (SELECT count(*) FROM moved) n),
+seqs_ranked AS MATERIALIZED (
+  SELECT seq, posted_at, row_number() OVER (ORDER BY seq) AS r FROM seqs),
 s AS (
   SELECT m.e, q.seq, q.posted_at
     FROM (SELECT e, row_number() OVER (ORDER BY e) AS r FROM mine) m
-    JOIN (SELECT seq, posted_at, row_number() OVER (ORDER BY seq) AS r FROM seqs) q ON q.r = m.r),
+    JOIN seqs_ranked q ON q.r = m.r),
 lines_after AS (
   SELECT l.e, l.line, l.account_id, l.amount_minor, l.currency, l.memo, l.event_id, l.subject, l.event_head, l.traceparent, mv.owner_id,
          (mv.opening + sum(l.amount_minor) OVER (PARTITION BY l.account_id ORDER BY l.e, l.line))::bigint AS balance_after

@@ -13,12 +13,25 @@ import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { migrate } from "@ttip/runtime";
-import { createTestDatabase, keptPlans, type KeptPlan, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, keptPlans, type KeptPlan, type PlanNode, type TestDatabase } from "@ttip/runtime/testing";
 import { ensureAccount, type EntryInput, postEntry } from "../src/ledger.js";
 import { postEntries } from "../src/post-entries.js";
 
 /** wallet's tables a posting statement reads. */
 const LEDGER_TABLES = new Set(["accounts", "entries", "postings"]);
+
+const subtree = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(subtree)];
+
+/**
+ * The window functions of a plan run again for each row of a nested loop's outer side: those in
+ * the loop's inner side (its second child), which the loop reads anew for every outer row.
+ */
+function windowsRerun(plan: PlanNode): string[] {
+  return subtree(plan)
+    .filter((n) => n["Node Type"] === "Nested Loop" && n.Plans?.[1])
+    .flatMap((loop) => subtree(loop.Plans![1]).filter((n) => n["Node Type"] === "WindowAgg"))
+    .map((n) => `${n["Node Type"]} under ${(n.Plans ?? []).map((c) => c["Node Type"]).join(", ")}`);
+}
 
 describe("wallet's posting statements on a grown wallet.accounts, by the generic plans connections keep", () => {
   let db: TestDatabase;
@@ -88,5 +101,17 @@ describe("wallet's posting statements on a grown wallet.accounts, by the generic
       assert.deepEqual(posted.map((o) => "posted" in o), [true, true, true]);
     });
     byIndex(outcomes, 1);
+  });
+
+  test("a batch's running balances and its entries' sequence numbers are computed once, not again for each account or entry", async () => {
+    // The balance steps (window sums over the batch's lines) and the ranks that match entries to
+    // sequence numbers are read by nested loops, once per account moved and once per entry: as
+    // subqueries there, each was sorted and summed again for every row, a batch's work squared.
+    const plans = await keptPlans(db.pool, LEDGER_TABLES, async (q) => {
+      const posted = await postEntries(q, [tip(workers[5]), tip(workers[6]), tip(workers[7])]);
+      assert.deepEqual(posted.map((o) => "posted" in o), [true, true, true]);
+    });
+    assert.equal(plans.length, 1);
+    assert.deepEqual(windowsRerun(plans[0].plan), []);
   });
 });

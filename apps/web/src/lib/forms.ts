@@ -44,7 +44,10 @@ export function checkPinChange(current: string, next: string, again: string): Ch
   return good({ currentPin: current, newPin: next });
 }
 
-/** UpdatePayoutSettings: a Kenyan number (or empty: unchanged); auto payout needs a minimum of at least KES 1. */
+/** The least M-Pesa pays out (B2C), in whole shillings, as payment refuses below it. */
+export const PAYOUT_MIN_UNITS = 10;
+
+/** UpdatePayoutSettings: a Kenyan number (or empty: unchanged); auto payout needs a minimum of at least PAYOUT_MIN_UNITS. */
 export function checkPayout(phone: string, auto: boolean, minimum: string): Checked<{ payoutPhone: string; autoPayout: boolean; minimumMinor: bigint }> {
   const typed = phone.trim();
   const payoutPhone = typed ? normaliseKenyanPhone(typed) : "";
@@ -52,7 +55,7 @@ export function checkPayout(phone: string, auto: boolean, minimum: string): Chec
   let minimumMinor = 0n;
   if (auto || minimum.trim()) {
     const m = parseWholeUnits(minimum);
-    if (!m) return bad("err_minimum");
+    if (!m || m < BigInt(PAYOUT_MIN_UNITS) * 100n) return bad("err_minimum");
     minimumMinor = m;
   }
   return good({ payoutPhone, autoPayout: auto, minimumMinor });
@@ -69,12 +72,12 @@ export function checkNotifications(quietStart: string, quietEnd: string, email: 
 }
 
 /**
- * RequestPayout: whole shillings from 1 to `maxUnits` (the per-withdrawal limit the wallet reports;
+ * RequestPayout: whole shillings from PAYOUT_MIN_UNITS to `maxUnits` (the per-withdrawal limit the wallet reports;
  * M-Pesa's 250,000 until it is known); the number empty (payout number) or Kenyan.
  */
 export function checkWithdrawal(amount: string, phone: string, maxUnits = 250_000): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
   const amountMinor = parseWholeUnits(amount, maxUnits);
-  if (!amountMinor) return bad("err_amount");
+  if (!amountMinor || amountMinor < BigInt(PAYOUT_MIN_UNITS) * 100n) return bad("err_amount");
   const typed = phone.trim();
   const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
   if (mpesaPhone === undefined) return bad("err_mpesa");

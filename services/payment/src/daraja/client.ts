@@ -137,6 +137,14 @@ export interface C2bRegisterResponse {
 export const TRANSACTION_NOT_FOUND = "2032";
 
 /**
+ * The least a B2C may pay, whole shillings. Safaricom's portal pages, as our Daraja notes record them, confirm a
+ * KES 1 minimum without naming the API, and B2C result code 2 is "below minimum" without saying which; payout
+ * providers on M-Pesa state KES 10. Unsettled, so the safe side: a payout M-Pesa may refuse is never held and sent.
+ */
+export const B2C_MIN_KES = 10;
+export const B2C_MIN_MINOR = BigInt(B2C_MIN_KES) * 100n;
+
+/**
  * Words Safaricom refuses anywhere in a registered URL, in any case (its
  * portal; "mpesa" without the dash is refused by integrators' reports too).
  */

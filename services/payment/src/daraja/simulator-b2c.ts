@@ -4,7 +4,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import { sendJson } from "../simulator-http.js";
-import { darajaTimestamp, TRANSACTION_NOT_FOUND } from "./client.js";
+import { B2C_MIN_KES, darajaTimestamp, TRANSACTION_NOT_FOUND } from "./client.js";
 import { badRequest, mpesaReceipt } from "./simulator-replies.js";
 import { newTransaction, type B2cOutcome, type DarajaSimState, type SimTransaction } from "./simulator-state.js";
 
@@ -56,7 +56,7 @@ function b2cResult(tx: SimTransaction, code: number, desc: string) {
 function invalidB2cField(sim: DarajaSimState, b: Body): string | undefined {
   const amount = Number(b.Amount);
   if (b.InitiatorName !== sim.o.initiatorName) return "InitiatorName";
-  if (!Number.isInteger(amount) || amount < 10 || amount > 250_000) return "Amount";
+  if (!Number.isInteger(amount) || amount < B2C_MIN_KES || amount > 250_000) return "Amount";
   if (!/^254[17]\d{8}$/.test(String(b.PartyB ?? ""))) return "PartyB";
   if (typeof b.ResultURL !== "string" || typeof b.QueueTimeOutURL !== "string") return "ResultURL";
   return undefined;

@@ -12,10 +12,11 @@ export interface PlanNode {
   Plans?: PlanNode[];
 }
 
-/** A statement sent (whitespace folded, first 40 characters) and its kept plan's scans of the tables asked about. */
+/** A statement sent (whitespace folded, first 40 characters), its kept plan's scans of the tables asked about, and the whole plan. */
 export interface KeptPlan {
   statement: string;
   reads: PlanNode[];
+  plan: PlanNode;
 }
 
 const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
@@ -53,8 +54,9 @@ export async function keptPlans(pool: Pool, tables: ReadonlySet<string>, code: (
       assert.equal(rows.length, 1, `prepared: ${text.slice(0, 60)}`);
       const args = values.map((v) => literal((s) => client.escapeLiteral(s), v)).join(", ");
       const { rows: plan } = await client.query(`EXPLAIN (FORMAT JSON) EXECUTE "${rows[0].name}"(${args})`);
-      const reads = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan).filter((n) => tables.has(n["Relation Name"] ?? "") && n["Node Type"].endsWith("Scan"));
-      out.push({ statement: text.replace(/\s+/g, " ").slice(0, 40), reads });
+      const root = (plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan;
+      const reads = nodes(root).filter((n) => tables.has(n["Relation Name"] ?? "") && n["Node Type"].endsWith("Scan"));
+      out.push({ statement: text.replace(/\s+/g, " ").slice(0, 40), reads, plan: root });
     }
     return out;
   } finally {
