@@ -10,7 +10,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
-import { formatAmount, formatMoney, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
+import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -59,10 +59,7 @@ function useLivePayout(payoutId: string): Payout | undefined {
 /** The inputs a check's problem or a refusal's field is about. */
 const INPUTS = { err_amount: "amount", amount: "amount", "amount.amount_minor": "amount", err_mpesa: "phone", mpesa_phone: "phone" };
 
-/** M-Pesa's most for one payment, in whole shillings: the limit until the wallet's are known. */
-const MPESA_MAX_UNITS = 250_000;
-
-/** The most one withdrawal may be, in whole shillings: the smaller of the wallet's and M-Pesa's per-withdrawal limits. */
+/** The most one withdrawal may be, in whole shillings: the smaller of the wallet's and M-Pesa's per-withdrawal limits (M-Pesa's until the wallet's are known). */
 function perWithdrawalUnits(limits: readonly WithdrawalLimit[] | undefined): number {
   const per = (limits ?? []).filter((l) => l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION);
   return per.reduce((max, l) => Math.min(max, Number((l.limit?.amountMinor ?? 0n) / 100n) || max), MPESA_MAX_UNITS);
