@@ -15,6 +15,7 @@ import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useWrite } from "../../../lib/use-write";
+import { withdrawalOver } from "../../../lib/withdrawal-check";
 import { useT } from "../use-t";
 import { limitWord, payoutWord } from "../words";
 
@@ -94,12 +95,20 @@ export default function Withdraw() {
   const busy = write.busy;
   const formRef = useRef<HTMLFormElement>(null);
   const maxUnits = perWithdrawalUnits(limits.data?.limits);
+  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const onSubmit = write.onSubmit(async (form, send) => {
     setError("");
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
     if (!checked.ok) {
       setError(t(checked.problem as WorkerKey, { max: unitsText(BigInt(maxUnits) * 100n, WALLET_CURRENCY) }));
       return focusProblem(formRef.current, INPUTS, checked.problem);
+    }
+    // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
+    const over = withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
+    if (over) {
+      const left = formatMoney(over.leftMinor, WALLET_CURRENCY);
+      setError(over.kind === "balance" ? t("err_over_available", { left }) : t("err_over_limit", { limit: limitWord(t, over.limit.kind), left }));
+      return focusProblem(formRef.current, INPUTS, "amount");
     }
     const session = loadSession();
     if (!session) return setError(t("err_session"));
@@ -125,7 +134,6 @@ export default function Withdraw() {
     focusProblem(formRef.current, INPUTS, refusedField(x));
   });
 
-  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
     <>
       <WorkerNav />
