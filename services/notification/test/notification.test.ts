@@ -9,6 +9,7 @@ import {
   DeliveryUpdatedSchema,
   FraudAlertSchema,
   PayoutFailedSchema,
+  PayoutNumberChangedSchema,
   PayoutSucceededSchema,
   TipSucceededSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -175,9 +176,10 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.STAFF_INVITE]: { venue: "Java House Kimathi", link: "https://ttip.example/join/4f9c2a1b7d3e8f60a5b1" },
       [TemplateKey.POOL_SHARE]: { amount: "KES 1,250", venue: "Java House Kimathi", period: "24 Nov", rule: "by hours, rule v3" },
       [TemplateKey.ADMIN_TIP_HELD]: { amount: "KES 15,000", worker: "Amina Wanjiru", reason: "amount outlier", link: "https://tips.example.co.ke/admin" },
+      [TemplateKey.PAYOUT_NUMBER_CHANGED]: { phone: "2547******78" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -187,7 +189,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 20, "each kind reads differently in each language");
+    assert.equal(bodies.size, 22, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -1430,7 +1432,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("preferences choose channels per kind; quiet hours hold SMS but not in-app", async () => {
+  test("preferences choose channels per kind; quiet hours hold SMS but not in-app, nor a payout number's change", async () => {
     const workerId = randomUUID();
     const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone });
@@ -1465,9 +1467,19 @@ describe("notification service against Postgres, JetStream and the provider simu
     // Parked is the dispatcher's decision not to send now (a parked delivery is never claimed).
     assert.equal(smsTo(phone).length, 0, "no SMS during quiet hours, and none for the tip the worker chose in-app for");
 
+    // A security notice is not held: the payout number changed goes by SMS now, quiet hours or not.
+    await publish(t.ctx.bus, "ttip.payment.payout_number_changed", PayoutNumberChangedSchema, { workerId, phoneMasked: "2547******99", previousPhoneMasked: "2547******12" });
+    const notice = await eventually("the payout number notice", () => smsTo(phone)[0]);
+    assert.equal(notice.body, "Pesa zako za TTIP sasa zitatumwa kwa M-Pesa 2547******99. Kama hukufanya badiliko hili, wasiliana na TTIP mara moja.");
+    await assert.rejects(
+      me.updatePreferences({ preferences: { kinds: [{ key: TemplateKey.PAYOUT_NUMBER_CHANGED, channels: [Channel.IN_APP] }] } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /kinds\[0\]\.key/.test(e.message),
+      "the notice cannot be turned off",
+    );
+
     // The quiet hours end (the service's clock two hours on): the sweeper queues it again and it goes out.
     clock.advance(2 * 3_600_000);
-    const sms = await eventually("the held SMS", () => smsTo(phone)[0]);
+    const sms = await eventually("the held SMS", () => smsTo(phone).find((m) => m.body.startsWith("Kwa usalama")));
     assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
   });
 
