@@ -71,8 +71,8 @@ lint: install
 
 ## typecheck: the TypeScript projects, two at a time (each tsc uses one core): the root's, the web app's
 ## and admin console's together (apps/tsconfig.typecheck.json: both import the services' code, which
-## two programs checked twice), and mobile's
-TYPECHECKS = "npx tsc -p tsconfig.json" "npx tsc -p apps/tsconfig.typecheck.json" \
+## two programs checked twice, with Next's route types from apps/web/route-types.ts), and mobile's
+TYPECHECKS = "npx tsc -p tsconfig.json" "node --import tsx apps/web/route-types.ts && npx tsc -p apps/tsconfig.typecheck.json" \
 	"apps/mobile/scripts/with-node.sh npx tsc -p tsconfig.json"
 typecheck: install mobile
 	@printf '%s\n' $(TYPECHECKS) | xargs -P 2 -I CMD sh -c 'echo "CMD"; CMD'

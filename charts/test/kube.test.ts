@@ -127,6 +127,15 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.match(r.body.message, /unknown field "spec.template.spec.containers\[0\].readinesProbe"/);
   });
 
+  test("the API server serves watches from resourceVersion 0, the kind kwok (every kubelet here) opens", { timeout: STEP_TIMEOUT_MS }, async () => {
+    // A refused watch is not an HTTP error: the stream carries one ERROR event and ends.
+    const r = await cluster.api("GET", `/api/v1/namespaces/${NS}/secrets?watch=true&resourceVersion=0&allowWatchBookmarks=true&timeoutSeconds=1`);
+    assert.equal(r.status, 200);
+    const events = String(typeof r.body === "string" ? r.body : JSON.stringify(r.body)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { type: string; object: Obj & { message?: string } });
+    assert.deepEqual(events.filter((e) => e.type === "ERROR").map((e) => e.object.message), [], "the watch is refused");
+    assert.deepEqual(events.map((e) => `${e.type} ${e.object.metadata.name}`).sort(), Object.keys(SECRETS).map((name) => `ADDED ${name}`), "the secrets, as ADDED events");
+  });
+
   test("helm install: migrations first, then Deployments with ReplicaSets and pods scheduled over the nodes, HPA, PDB, NetworkPolicy, ServiceMonitor", { timeout: STEP_TIMEOUT_MS }, async () => {
     const { stdout } = await helm("install", "t", chart, "-f", valuesFile, "--wait", "--timeout", "4m");
     assert.match(stdout, /STATUS: deployed/);

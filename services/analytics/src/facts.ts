@@ -193,10 +193,10 @@ export function addsAnything(applied: Applied): boolean {
 }
 
 /**
- * Payment announces no tip_created for a card tip (it is created when the customer submits the
- * card form, and ends in tip_succeeded or tip_failed): its amount chosen counts when it ends
- * (cardCreated), so the funnel never shows more paid than chosen. A card tip_created, were one
- * ever sent, would count it twice: it adds nothing.
+ * A card tip's amount chosen counts when it ends (every card tip ends: paid, failed, or expired by
+ * payment's pass), from its tip_succeeded or tip_failed (cardCreated), not from its tip_created:
+ * payment announced none for card tips at first, and the tips of then (their events replayed
+ * too) must count the same. Its tip_created adds nothing, so each is counted once.
  */
 const cardCreated = (method: PaymentMethod): Measures => (method === PaymentMethod.CARD ? { created: 1n } : {});
 

@@ -39,7 +39,14 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],
+  [TemplateKey.PAYOUT_NUMBER_CHANGED]: [Channel.SMS, Channel.IN_APP],
 };
+
+/**
+ * Kinds that always go by SMS, whatever the user chose, and outside quiet hours too: a sign-in code, and a
+ * security notice (the payout number changed), which someone using the worker's session must not silence.
+ */
+const ALWAYS_SMS: ReadonlySet<TemplateKey> = new Set([TemplateKey.OTP, TemplateKey.PAYOUT_NUMBER_CHANGED]);
 
 export type Recipient = { userId: string } | { phone: string } | { email: string };
 
@@ -337,13 +344,14 @@ async function planRequest(tx: Queryable, req: SendRequest, now: Date, users: Ma
   const user = known?.record;
   const isOtp = req.templateKey === TemplateKey.OTP;
   const { channels, explicit } = channelsFor(req, user, isOtp);
+  const urgent = ALWAYS_SMS.has(req.templateKey);
   const locale = resolveLocale(req.locale || user?.locale);
   const userId = "userId" in req.to ? req.to.userId : null;
   const rows: PlannedDelivery[] = [];
   for (const channel of channels) {
     // No device registered: nothing to push to, and nothing worth a failed record.
     if (channel === Channel.PUSH && userId && !explicit && !known?.hasPushToken) continue;
-    const row = await planOn(tx, req, now, { user, userId, isOtp, explicit, locale, channel, ...addressOn(req, user, userId, channel) });
+    const row = await planOn(tx, req, now, { user, userId, isOtp, urgent, explicit, locale, channel, ...addressOn(req, user, userId, channel) });
     if (row) rows.push(row);
   }
   return rows;
@@ -364,6 +372,8 @@ function channelsFor(req: SendRequest, user: KnownUser, isOtp: boolean): { chann
   if (isOtp) {
     channels = [Channel.SMS];
     explicit = true;
+  } else if (ALWAYS_SMS.has(req.templateKey) && !channels.includes(Channel.SMS)) {
+    channels = [Channel.SMS, ...channels];
   }
   return { channels, explicit };
 }
@@ -386,6 +396,8 @@ interface ChannelScope {
   user: KnownUser;
   userId: string | null;
   isOtp: boolean;
+  /** Always by SMS and outside quiet hours (ALWAYS_SMS). */
+  urgent: boolean;
   explicit: boolean;
   locale: string;
   channel: Channel;
@@ -425,7 +437,7 @@ interface PlannedDelivery {
 }
 
 /** One channel's delivery as it is to be written, or undefined when the channel is skipped. */
-async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId, isOtp, explicit, locale, channel, address, masked }: ChannelScope): Promise<PlannedDelivery | undefined> {
+async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId, isOtp, urgent, explicit, locale, channel, address, masked }: ChannelScope): Promise<PlannedDelivery | undefined> {
   if (!address && !explicit && !(channel === Channel.SMS && userId)) return undefined;
 
   const template = await findTemplate(tx, req.templateKey, locale, channel);
@@ -444,7 +456,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
   } else if (channel === Channel.IN_APP) {
     status = "delivered";
-  } else if (!isOtp && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
+  } else if (!urgent && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
     nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
   }
   const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);

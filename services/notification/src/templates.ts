@@ -17,6 +17,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.STAFF_INVITE]: ["venue", "link"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
+  [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
 };
 
 /** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
@@ -76,6 +77,10 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.ADMIN_TIP_HELD]: {
     en: { title: "Tip held for review", text: "A tip of {{amount}} to {{worker}} was held for review: {{reason}}. Open the console: {{link}}" },
     sw: { title: "Bakshishi imezuiliwa ikaguliwe", text: "Bakshishi ya {{amount}} kwa {{worker}} imezuiliwa ikaguliwe: {{reason}}. Fungua konsoli: {{link}}" },
+  },
+  [TemplateKey.PAYOUT_NUMBER_CHANGED]: {
+    en: { title: "Payout number changed", text: "Your TTIP withdrawals now go to M-Pesa {{phone}}. If you did not make this change, contact TTIP support at once." },
+    sw: { title: "Namba ya kutoa pesa imebadilishwa", text: "Pesa zako za TTIP sasa zitatumwa kwa M-Pesa {{phone}}. Kama hukufanya badiliko hili, wasiliana na TTIP mara moja." },
   },
 };
 

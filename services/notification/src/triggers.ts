@@ -6,6 +6,7 @@ import {
   DeliveryUpdatedSchema,
   FraudAlertSchema,
   PayoutFailedSchema,
+  PayoutNumberChangedSchema,
   PayoutSucceededSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
@@ -85,6 +86,11 @@ const TRIGGERS = [
     durable: "notification-payout-failed",
     schema: PayoutFailedSchema,
     sends: (e, id) => toWorker(id, e, TemplateKey.PAYOUT_FAILED, { amount: money(e.amount), reason: e.reason || e.resultCode }),
+  }),
+  trigger({
+    durable: "notification-payout-number-changed",
+    schema: PayoutNumberChangedSchema,
+    sends: (e, id) => toWorker(id, e, TemplateKey.PAYOUT_NUMBER_CHANGED, { phone: e.phoneMasked }),
   }),
   trigger({
     durable: "notification-fraud-alert",

@@ -12,6 +12,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
+import { DEFAULT_C2B_PAYER } from "../src/daraja/c2b-simulator.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 import { resultMessage } from "../src/messages.js";
@@ -123,6 +124,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 200, transId: paid.transId, skipValidation: true });
     assert.equal(await h.balance(w.id), 19000n);
     assert.ok(await h.trialBalanced());
+  });
+
+  test("a payment naming no payer comes from one number that fits no tip's, in v2 (masked) as in v1 (hashed): no earlier test's tip can take it", async () => {
+    const payerOf = async (transId: string) => {
+      const { rows } = await h.t.db.pool.query<{ raw_body: Buffer }>(
+        "SELECT raw_body FROM payment.callbacks WHERE source = 'mpesa_c2b' AND position($1 in encode(raw_body, 'escape')) > 0", [transId]);
+      return String((JSON.parse(rows[0].raw_body.toString()) as { MSISDN: unknown }).MSISDN);
+    };
+    const payers = [];
+    for (let i = 0; i < 2; i++) payers.push(await payerOf((await h.sim.c2b.pay({ billRefNumber: "QQQQQQ1", amount: 100, skipValidation: true })).transId));
+    // Before, a random 2547... number each time: "2547 ***** 123" fit every tip from a number ending in 123.
+    assert.equal(payers[0], payers[1], "one number, not a random one");
+    const tipNumbers = ["254700000000", "254712345000", "254100000000", "254112345000", `254${phone().slice(1)}`];
+    for (const n of tipNumbers) assert.equal(payerFits(payers[0], n), false, `${payers[0]} fits ${n}`);
+    const hashed = createHash("sha256").update(DEFAULT_C2B_PAYER).digest("hex");
+    for (const n of tipNumbers) assert.equal(payerFits(hashed, n), false, "nor in v1");
   });
 
   test("a confirmation of a recorded receipt again with another amount applies nothing and is flagged for support; M-Pesa's own repeats are not", async () => {

@@ -5,7 +5,9 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { asConnectError, httpRequest } from "@ttip/runtime";
+import { fromBinary } from "@bufbuild/protobuf";
+import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { asConnectError, httpRequest, maskPhone, normalisePhone } from "@ttip/runtime";
 import { callbackUrl, type CallbackKind } from "../src/callback-paths.js";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
@@ -347,6 +349,23 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1, "sent once");
   });
 
+  test("M-Pesa reporting paid a payout already ended as failed (its hold released) alerts support once per payout, however often it says so", async () => {
+    const p = phone("0006"); // queue timeout: never executed; the status query then ends it failed
+    const worker = await tippedWorker(p);
+    const failed = await reconcileUntil(worker, (x) => x.status === PayoutStatus.FAILED);
+    await eventually(async () => (await holdState(failed.payoutId)) === "released", "hold released");
+    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [failed.payoutId]);
+    // A success result for it, as Daraja's Result envelope carries one, posted three times.
+    const paid = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: failed.payoutId,
+      ConversationID: "AG_20260101_late", TransactionID: "SLATE00001", ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: 95 }, { Key: "TransactionReceipt", Value: "SLATE00001" }] } } };
+    for (let i = 0; i < 3; i++) assert.equal((await h.post(callbackUrl("", "b2c/result", token), paid)).status, 200);
+    // Before, one alert at each repeat.
+    const alerts = await mismatchAlerts(failed.payoutId);
+    assert.equal(alerts.length, 1, "one alert per payout");
+    assert.match(alerts[0].detail, /paid \(receipt SLATE00001\) after it was ended as failed/);
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.FAILED]);
+  });
+
   test("a status answer finding the payout paid in another amount holds it for review too; its late result, in the same amount, adds no alert", async () => {
     const p = phone("5632");
     h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" });
@@ -398,6 +417,24 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal((await me.listPayouts({})).payouts.length, 0);
     const s = await me.getPayoutSettings({});
     assert.equal(s.settings!.autoPayout, false);
+  });
+
+  test("a payout number set or changed is told to the worker through the outbox, once per change: the same number again or another setting tells nothing", async () => {
+    const worker = randomUUID();
+    const me = asWorker(worker);
+    const told = async () =>
+      (await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.payout_number_changed' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq", [worker]))
+        .rows.map((r) => fromBinary(PayoutNumberChangedSchema, r.payload)).map((e) => [e.phoneMasked, e.previousPhoneMasked]);
+    const [first, second] = [phone(), phone()];
+    await me.updatePayoutSettings({ autoPayout: false, payoutPhone: first });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20) });
+    assert.deepEqual(await told(), [[maskPhone(normalisePhone(first)), ""]], "set once; the same number and the minimum tell nothing");
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20), payoutPhone: second });
+    assert.deepEqual((await told())[1], [maskPhone(normalisePhone(second)), maskPhone(normalisePhone(first))]);
+    // Refused input changes nothing and tells nothing.
+    await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: "0812" }), (e: ConnectError) => e.code === Code.InvalidArgument);
+    assert.equal((await told()).length, 2);
   });
 
   test("an admin's re-query asks about that payout alone: another due payout whose lease PostgreSQL refuses to let go does not answer the admin an error", async () => {

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
-import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
@@ -110,10 +110,36 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
     throw fieldError("amount", `a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`);
   }
   const tipId = timeOrderedUuid();
-  const fx = quote.conversion;
-  // On the service's clock, as reconcileCardTips reads them.
   const now = clockOf(deps.ctx).now();
-  const { rows } = await pool.query<CardTipRow>(
+  // The tip and its tip_created (the customer chose an amount and asked to pay, as for M-Pesa) in one commit.
+  const inserted = await withTransaction(pool, async (tx) => {
+    const row = await insertCardTip(tx, t, { tipId, fp, quote, pays, share, walletMinor, now, config });
+    if (row) await emitCardTipCreated(tx, row);
+    return row;
+  });
+  if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
+  const row = inserted ?? (await byKey(pool, t.idempotencyKey))!;
+  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
+  return startPayment(deps, provider, row);
+}
+
+interface CardTipValues {
+  tipId: string;
+  fp: string;
+  quote: FeeQuote;
+  pays: bigint;
+  share: bigint;
+  walletMinor: bigint;
+  /** The service's clock, as reconcileCardTips reads the deadline and the first check. */
+  now: number;
+  config: CardsConfig;
+}
+
+/** The card tip's row, unless its key has one already (then undefined). */
+async function insertCardTip(db: Queryable, t: NewCardTip, v: CardTipValues): Promise<CardTipRow | undefined> {
+  const { tipId, fp, quote, pays, share, walletMinor, now, config } = v;
+  const fx = quote.conversion;
+  const { rows } = await db.query<CardTipRow>(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
        fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
        customer_email, status, callback_token, deadline_at, next_check_at, venue_id, qr_code_id,
@@ -128,10 +154,14 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
       fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs), t.locale ?? ""],
   );
-  if (rows[0]) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
-  const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
-  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
-  return startPayment(deps, provider, row);
+  return rows[0];
+}
+
+async function emitCardTipCreated(tx: Queryable, t: CardTipRow) {
+  await emitEvent(tx, "payment", TipCreatedSchema, {
+    tipId: t.tip_id, workerId: t.worker_id, venueId: t.venue_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
+    method: PaymentMethod.CARD, createdBy: t.customer_subject,
+  }, t.tip_id);
 }
 
 /**

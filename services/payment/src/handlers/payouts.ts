@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile } from "@ttip/runtime";
+import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, emitEvent, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -170,12 +171,23 @@ function getPayoutSettingsHandler(h: PaymentHandlerContext): Impl["getPayoutSett
 
 function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayoutSettings"] {
   return async (req, ctx) => {
-    const { pool } = h;
     const caller = requireCaller(ctx);
-    const current = await payoutSettingsOf(pool, caller.subject);
-    const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
-    const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
-    if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
-    return { settings: settingsMessage(await putPayoutSettings(pool, caller.subject, req.autoPayout, minimum, phone)) };
+    const settings = await withTransaction(h.pool, async (tx) => {
+      const current = await payoutSettingsOf(tx, caller.subject, true);
+      const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
+      const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+      if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
+      const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone);
+      // Told to the worker at the account's own number (notification): someone else holding the session could
+      // otherwise send every later payout, automatic ones without a device proof, to their number unseen.
+      const before = current?.payout_phone ?? "";
+      if (saved.payout_phone && saved.payout_phone !== before) {
+        await emitEvent(tx, "payment", PayoutNumberChangedSchema, {
+          workerId: caller.subject, phoneMasked: maskPhone(saved.payout_phone), previousPhoneMasked: before ? maskPhone(before) : "",
+        });
+      }
+      return saved;
+    });
+    return { settings: settingsMessage(settings) };
   };
 }

@@ -11,8 +11,10 @@ export interface PayoutSettings {
 /** The columns PayoutSettings holds, by name (a statement selecting `*` is not prepared). */
 export const PAYOUT_SETTINGS_COLUMNS = ["auto_payout", "auto_payout_minimum_minor", "payout_phone", "payouts_on_hold"] as const satisfies readonly (keyof PayoutSettings)[];
 
-export async function payoutSettingsOf(db: Queryable, workerId: string): Promise<PayoutSettings | undefined> {
-  return (await db.query<PayoutSettings>(`SELECT ${PAYOUT_SETTINGS_COLUMNS.join(", ")} FROM payment.payout_settings WHERE worker_id = $1`, [workerId])).rows[0];
+/** `forUpdate`: the row locked until the transaction ends, for a change decided on what it holds. */
+export async function payoutSettingsOf(db: Queryable, workerId: string, forUpdate = false): Promise<PayoutSettings | undefined> {
+  const lock = forUpdate ? " FOR UPDATE" : "";
+  return (await db.query<PayoutSettings>(`SELECT ${PAYOUT_SETTINGS_COLUMNS.join(", ")} FROM payment.payout_settings WHERE worker_id = $1${lock}`, [workerId])).rows[0];
 }
 
 /** The worker's own choices; an admin's hold stays as it is. */

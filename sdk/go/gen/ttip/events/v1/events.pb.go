@@ -785,6 +785,78 @@ func (x *PayoutFailed) GetReason() string {
 	return ""
 }
 
+// The number a worker's withdrawals go to was set or changed (UpdatePayoutSettings).
+// The worker is told by SMS at the account's own number: a session used by
+// someone else could otherwise send every later payout elsewhere unseen.
+type PayoutNumberChanged struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The new number, masked; the previous one (empty: none was set).
+	PhoneMasked         string `protobuf:"bytes,3,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
+	PreviousPhoneMasked string `protobuf:"bytes,4,opt,name=previous_phone_masked,json=previousPhoneMasked,proto3" json:"previous_phone_masked,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PayoutNumberChanged) Reset() {
+	*x = PayoutNumberChanged{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayoutNumberChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayoutNumberChanged) ProtoMessage() {}
+
+func (x *PayoutNumberChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayoutNumberChanged.ProtoReflect.Descriptor instead.
+func (*PayoutNumberChanged) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PayoutNumberChanged) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *PayoutNumberChanged) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *PayoutNumberChanged) GetPhoneMasked() string {
+	if x != nil {
+		return x.PhoneMasked
+	}
+	return ""
+}
+
+func (x *PayoutNumberChanged) GetPreviousPhoneMasked() string {
+	if x != nil {
+		return x.PreviousPhoneMasked
+	}
+	return ""
+}
+
 type FraudAlert struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Meta    *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -805,7 +877,7 @@ type FraudAlert struct {
 
 func (x *FraudAlert) Reset() {
 	*x = FraudAlert{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +889,7 @@ func (x *FraudAlert) String() string {
 func (*FraudAlert) ProtoMessage() {}
 
 func (x *FraudAlert) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +902,7 @@ func (x *FraudAlert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudAlert.ProtoReflect.Descriptor instead.
 func (*FraudAlert) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FraudAlert) GetMeta() *EventMeta {
@@ -912,7 +984,7 @@ type WalletCredited struct {
 
 func (x *WalletCredited) Reset() {
 	*x = WalletCredited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +996,7 @@ func (x *WalletCredited) String() string {
 func (*WalletCredited) ProtoMessage() {}
 
 func (x *WalletCredited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1009,7 @@ func (x *WalletCredited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletCredited.ProtoReflect.Descriptor instead.
 func (*WalletCredited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WalletCredited) GetMeta() *EventMeta {
@@ -1004,7 +1076,7 @@ type WalletDebited struct {
 
 func (x *WalletDebited) Reset() {
 	*x = WalletDebited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1088,7 @@ func (x *WalletDebited) String() string {
 func (*WalletDebited) ProtoMessage() {}
 
 func (x *WalletDebited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1101,7 @@ func (x *WalletDebited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletDebited.ProtoReflect.Descriptor instead.
 func (*WalletDebited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WalletDebited) GetMeta() *EventMeta {
@@ -1095,7 +1167,7 @@ type PayoutHeld struct {
 
 func (x *PayoutHeld) Reset() {
 	*x = PayoutHeld{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1179,7 @@ func (x *PayoutHeld) String() string {
 func (*PayoutHeld) ProtoMessage() {}
 
 func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1192,7 @@ func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutHeld.ProtoReflect.Descriptor instead.
 func (*PayoutHeld) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PayoutHeld) GetMeta() *EventMeta {
@@ -1178,7 +1250,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1262,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1275,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayoutSettled) GetMeta() *EventMeta {
@@ -1254,7 +1326,7 @@ type PayoutReleased struct {
 
 func (x *PayoutReleased) Reset() {
 	*x = PayoutReleased{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1338,7 @@ func (x *PayoutReleased) String() string {
 func (*PayoutReleased) ProtoMessage() {}
 
 func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1351,7 @@ func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutReleased.ProtoReflect.Descriptor instead.
 func (*PayoutReleased) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PayoutReleased) GetMeta() *EventMeta {
@@ -1332,7 +1404,7 @@ type FeeScheduleCreated struct {
 
 func (x *FeeScheduleCreated) Reset() {
 	*x = FeeScheduleCreated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1416,7 @@ func (x *FeeScheduleCreated) String() string {
 func (*FeeScheduleCreated) ProtoMessage() {}
 
 func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1429,7 @@ func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeeScheduleCreated.ProtoReflect.Descriptor instead.
 func (*FeeScheduleCreated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FeeScheduleCreated) GetMeta() *EventMeta {
@@ -1404,7 +1476,7 @@ type QrScanned struct {
 
 func (x *QrScanned) Reset() {
 	*x = QrScanned{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1488,7 @@ func (x *QrScanned) String() string {
 func (*QrScanned) ProtoMessage() {}
 
 func (x *QrScanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1501,7 @@ func (x *QrScanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QrScanned.ProtoReflect.Descriptor instead.
 func (*QrScanned) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QrScanned) GetMeta() *EventMeta {
@@ -1493,7 +1565,7 @@ type UserRegistered struct {
 
 func (x *UserRegistered) Reset() {
 	*x = UserRegistered{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1577,7 @@ func (x *UserRegistered) String() string {
 func (*UserRegistered) ProtoMessage() {}
 
 func (x *UserRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1590,7 @@ func (x *UserRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRegistered.ProtoReflect.Descriptor instead.
 func (*UserRegistered) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UserRegistered) GetMeta() *EventMeta {
@@ -1572,7 +1644,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1656,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1669,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -1665,7 +1737,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1749,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1762,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -1762,7 +1834,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1846,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1859,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -1890,7 +1962,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +1974,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +1987,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -2023,7 +2095,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2107,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2120,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2112,7 +2184,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2196,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2209,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2213,7 +2285,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2297,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2310,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2314,7 +2386,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2398,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2411,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2394,7 +2466,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2478,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2491,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2446,7 +2518,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2530,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2543,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2498,7 +2570,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2582,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2595,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -2618,7 +2690,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n" +
 	"\vresult_code\x18\x05 \x01(\tR\n" +
 	"resultCode\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed\"\xcc\x02\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed\"\xe0\x01\n" +
+	"\x13PayoutNumberChanged\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12!\n" +
+	"\fphone_masked\x18\x03 \x01(\tR\vphoneMasked\x122\n" +
+	"\x15previous_phone_masked\x18\x04 \x01(\tR\x13previousPhoneMasked:&\xca\xf3\x18\"ttip.payment.payout_number_changed\"\xcc\x02\n" +
 	"\n" +
 	"FraudAlert\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
@@ -2803,7 +2880,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
@@ -2813,98 +2890,100 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*TipFailed)(nil),                    // 5: ttip.events.v1.TipFailed
 	(*PayoutSucceeded)(nil),              // 6: ttip.events.v1.PayoutSucceeded
 	(*PayoutFailed)(nil),                 // 7: ttip.events.v1.PayoutFailed
-	(*FraudAlert)(nil),                   // 8: ttip.events.v1.FraudAlert
-	(*WalletCredited)(nil),               // 9: ttip.events.v1.WalletCredited
-	(*WalletDebited)(nil),                // 10: ttip.events.v1.WalletDebited
-	(*PayoutHeld)(nil),                   // 11: ttip.events.v1.PayoutHeld
-	(*PayoutSettled)(nil),                // 12: ttip.events.v1.PayoutSettled
-	(*PayoutReleased)(nil),               // 13: ttip.events.v1.PayoutReleased
-	(*FeeScheduleCreated)(nil),           // 14: ttip.events.v1.FeeScheduleCreated
-	(*QrScanned)(nil),                    // 15: ttip.events.v1.QrScanned
-	(*UserRegistered)(nil),               // 16: ttip.events.v1.UserRegistered
-	(*DeliveryUpdated)(nil),              // 17: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 18: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 19: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 20: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 21: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 22: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 23: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 24: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 25: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 26: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 27: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 29: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 30: ttip.auth.v1.AuditAction
+	(*PayoutNumberChanged)(nil),          // 8: ttip.events.v1.PayoutNumberChanged
+	(*FraudAlert)(nil),                   // 9: ttip.events.v1.FraudAlert
+	(*WalletCredited)(nil),               // 10: ttip.events.v1.WalletCredited
+	(*WalletDebited)(nil),                // 11: ttip.events.v1.WalletDebited
+	(*PayoutHeld)(nil),                   // 12: ttip.events.v1.PayoutHeld
+	(*PayoutSettled)(nil),                // 13: ttip.events.v1.PayoutSettled
+	(*PayoutReleased)(nil),               // 14: ttip.events.v1.PayoutReleased
+	(*FeeScheduleCreated)(nil),           // 15: ttip.events.v1.FeeScheduleCreated
+	(*QrScanned)(nil),                    // 16: ttip.events.v1.QrScanned
+	(*UserRegistered)(nil),               // 17: ttip.events.v1.UserRegistered
+	(*DeliveryUpdated)(nil),              // 18: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 19: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 20: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 21: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 22: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 23: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 24: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 25: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 26: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 27: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 28: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 30: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 31: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	28, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	29, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	29, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	29, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	30, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	30, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	30, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 6: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 7: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	30, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 9: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 10: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	30, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 12: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 13: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	29, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	30, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	30, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	1,  // 16: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
-	1,  // 18: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 19: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
-	1,  // 20: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 21: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	29, // 22: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 23: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 24: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	29, // 25: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 26: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 27: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
-	1,  // 28: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 29: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
-	1,  // 30: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 31: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 32: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 33: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
-	1,  // 34: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 35: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 36: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 37: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 38: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 39: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	28, // 40: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	29, // 41: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 42: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 43: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	29, // 44: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	28, // 45: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	28, // 46: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 47: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 48: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 49: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 50: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	28, // 51: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 52: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 53: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	28, // 54: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	30, // 55: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 56: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	24, // 57: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 58: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	24, // 59: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 60: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	24, // 61: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	30, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	1,  // 18: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 19: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 20: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	1,  // 21: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 22: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	30, // 23: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 24: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 25: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	30, // 26: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 27: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 28: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	1,  // 29: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 30: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	1,  // 31: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 32: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	1,  // 33: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 34: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	1,  // 35: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 36: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 37: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 38: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 39: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 40: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	29, // 41: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	30, // 42: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 43: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 44: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	30, // 45: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	29, // 46: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	29, // 47: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 48: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 49: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 50: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 51: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	29, // 52: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 53: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 54: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	29, // 55: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	31, // 56: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 57: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	25, // 58: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 59: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	25, // 60: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 61: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	25, // 62: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -2918,7 +2997,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -95,6 +95,9 @@ const (
 	TemplateKey_TEMPLATE_KEY_POOL_SHARE TemplateKey = 9
 	// To the staff who can act on it (admin, finance): a tip was held for review.
 	TemplateKey_TEMPLATE_KEY_ADMIN_TIP_HELD TemplateKey = 10
+	// To a worker: the number withdrawals go to changed. Always by SMS (it cannot
+	// be turned off), outside quiet hours too.
+	TemplateKey_TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED TemplateKey = 11
 )
 
 // Enum value maps for TemplateKey.
@@ -111,19 +114,21 @@ var (
 		8:  "TEMPLATE_KEY_STAFF_INVITE",
 		9:  "TEMPLATE_KEY_POOL_SHARE",
 		10: "TEMPLATE_KEY_ADMIN_TIP_HELD",
+		11: "TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED",
 	}
 	TemplateKey_value = map[string]int32{
-		"TEMPLATE_KEY_UNSPECIFIED":    0,
-		"TEMPLATE_KEY_OTP":            1,
-		"TEMPLATE_KEY_TIP_RECEIVED":   2,
-		"TEMPLATE_KEY_RECEIPT":        3,
-		"TEMPLATE_KEY_PAYOUT_SENT":    4,
-		"TEMPLATE_KEY_PAYOUT_FAILED":  5,
-		"TEMPLATE_KEY_FRAUD_HOLD":     6,
-		"TEMPLATE_KEY_WEEKLY_SUMMARY": 7,
-		"TEMPLATE_KEY_STAFF_INVITE":   8,
-		"TEMPLATE_KEY_POOL_SHARE":     9,
-		"TEMPLATE_KEY_ADMIN_TIP_HELD": 10,
+		"TEMPLATE_KEY_UNSPECIFIED":           0,
+		"TEMPLATE_KEY_OTP":                   1,
+		"TEMPLATE_KEY_TIP_RECEIVED":          2,
+		"TEMPLATE_KEY_RECEIPT":               3,
+		"TEMPLATE_KEY_PAYOUT_SENT":           4,
+		"TEMPLATE_KEY_PAYOUT_FAILED":         5,
+		"TEMPLATE_KEY_FRAUD_HOLD":            6,
+		"TEMPLATE_KEY_WEEKLY_SUMMARY":        7,
+		"TEMPLATE_KEY_STAFF_INVITE":          8,
+		"TEMPLATE_KEY_POOL_SHARE":            9,
+		"TEMPLATE_KEY_ADMIN_TIP_HELD":        10,
+		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED": 11,
 	}
 )
 
@@ -943,7 +948,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xd3\x02\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xfb\x02\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -956,7 +961,8 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x19TEMPLATE_KEY_STAFF_INVITE\x10\b\x12\x1b\n" +
 	"\x17TEMPLATE_KEY_POOL_SHARE\x10\t\x12\x1f\n" +
 	"\x1bTEMPLATE_KEY_ADMIN_TIP_HELD\x10\n" +
-	"*Y\n" +
+	"\x12&\n" +
+	"\"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED\x10\v*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
