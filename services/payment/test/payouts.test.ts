@@ -140,9 +140,15 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     const worker = randomUUID();
     await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
     // Before, accepted: an automatic payout of KES 9 was then held, sent and failed by M-Pesa.
+    // The contract's rule when automatic payout is on; the service's when it is off (the minimum kept for later).
     await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(9), payoutPhone: p }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum must be at least 10 KES/.test(e.rawMessage));
+    await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: false, autoPayoutMinimum: KES(9), payoutPhone: p }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum: M-Pesa pays out at least KES 10/.test(e.rawMessage));
     await h.t.db.pool.query("UPDATE payment.payout_settings SET auto_payout_minimum_minor = 100 WHERE worker_id = $1", [worker]);
+    // Shown as the minimum that applies: before, KES 1, which the worker's own settings form then refused to save.
+    assert.equal((await asWorker(worker).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n);
+    assert.equal((await asWorker(randomUUID()).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n, "offered to a worker with no settings");
     const tip = async (kes: number) => {
       const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(kes), payment: { case: "mpesaPhone", value: phone() } });
       await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
@@ -162,7 +168,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
   });
 
   test("a B2C whose answer never comes is resolved by transaction status, never sent again", async () => {
-    const p = phone("0004"); // slow_ack: paid at once, the answer comes after our 1 s timeout
+    const p = phone("0004"); // slow_ack: paid at once, the answer comes after our timeout
     const worker = await tippedWorker(p);
     const resolving = await eventually(async () => {
       const x = await onlyPayout(worker);
