@@ -38,6 +38,9 @@
 //   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
 //   (collected ones too) and prints the bytes allocated per tip by package and function;
 //   BENCH_HEAP_SURVIVORS=1 samples only what outlived a scavenge (what young-generation GC copies).
+//   BENCH_PG_EXPLAIN=file[:share] writes the plans PostgreSQL ran for a share (default 0.05) of this process's
+//   statements during the first run (auto_explain, analyze and buffers) and sums them up by statement,
+//   with the time spent waiting for row locks (bench/pg-explain.ts); its timing makes that run slower.
 import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -71,6 +74,7 @@ import { childrenCpuMs, CLOCK_TICK_MS, cpuMs, libuvPoolThreads, processCpuMs, pr
 import type { CustomersAnswer, CustomersInput, CustomersMessage, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { BENCH_WORKER_TIPS_PER_WINDOW, benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, WAL_FLUSHES_SQL } from "./pgbench.js";
+import { explainSampler } from "./pg-explain.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 import { pgBackground, pgBackgroundBetween } from "./pg-background.js";
@@ -192,6 +196,9 @@ const pool = createPool(pg.url, { max: 40 });
 teardown.push(() => pool.end());
 // BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
 const pgSettings = await setPostgresSettings((sql) => pool.query(sql), process.env.BENCH_PG_SETTINGS ?? "");
+// Before the services' sessions open: auto_explain is loaded into each session as it opens.
+const [pgExplainFile, pgExplainShare] = (process.env.BENCH_PG_EXPLAIN ?? "").split(":");
+const pgExplain = pgExplainFile ? await explainSampler(pool, pgExplainFile, Number(pgExplainShare || 0.05)) : undefined;
 const pgUrl = pg.url;
 
 // Every statement any service sends, by its first words: where the database time per tip goes.
@@ -842,6 +849,8 @@ try {
     const customersCpu0 = processCpuMs(customers.pid);
     const backends0 = childrenCpuMs(pg.pid);
     const pgPerf = pgPerfFile && concurrency === concurrencies[0] ? await startPgPerf([pg.pid, ...backends0.keys()], pgPerfFile) : undefined;
+    const explaining = pgExplain && concurrency === concurrencies[0] ? pgExplain : undefined;
+    await explaining?.start();
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const writes0 = threadsMeasured.map(([, pid]) => processWrites(pid));
     const own0 = process.cpuUsage();
@@ -890,6 +899,7 @@ try {
     const edgeSends = (await edge.providerSends()) - edgeSends0;
     const backends1 = childrenCpuMs(pg.pid);
     await pgPerf?.stop();
+    await explaining?.stop();
     const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const writes1 = threadsMeasured.map(([, pid]) => processWrites(pid));
@@ -1027,6 +1037,10 @@ try {
     if (pgStatements) {
       console.log(`  PostgreSQL's work per tip (pg_stat_statements, wall time inside the server, commits excluded; bench/pg-statements.ts), the statements taking most time:`);
       for (const line of statementLines(pgStatements, rows.length, pgStatementRows)) console.log(`    ${line}`);
+    }
+    if (explaining) {
+      console.log(`  PostgreSQL's plans under load (auto_explain, a share of this process's statements over the run and its drain, ${pgExplainFile}):`);
+      for (const line of explaining.lines()) console.log(`    ${line}`);
     }
     if (pgPerf) {
       const pgCpuPerTip = ((procCpu1.get("postgres") ?? 0) - (procCpu0.get("postgres") ?? 0)) / Math.max(1, rows.length);

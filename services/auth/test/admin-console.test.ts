@@ -7,7 +7,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { issueSetupToken } from "../src/index.js";
-import { randomPhone, startHarness, subjectOf, type Harness } from "./harness.js";
+import { startHarness, subjectOf, type Harness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const fails = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 const message = (p: Promise<unknown>) => p.then(() => "", (e) => ConnectError.from(e).rawMessage);
@@ -16,7 +17,7 @@ describe("admin console: first admin, roles, users", () => {
   let h: Harness;
   let adminToken: string;
   let adminId: string;
-  const adminPhone = randomPhone();
+  const adminPhone = testPhone();
   before(async () => {
     h = await startHarness();
   });
@@ -27,7 +28,7 @@ describe("admin console: first admin, roles, users", () => {
     assert.ok(first && first.token.startsWith("ttip_setup"));
     // A newer token (a restart) replaces the older one.
     const setup = (await issueSetupToken(h.t.db.pool, "by test"))!;
-    const noPin = await h.signUp(randomPhone());
+    const noPin = await h.signUp(testPhone());
     assert.match(await message(h.api(noPin.tokens.accessToken).claimFirstAdmin({ setupToken: setup.token })), /PIN/);
 
     const user = await h.signUpWithPin(adminPhone, "7391");
@@ -50,7 +51,7 @@ describe("admin console: first admin, roles, users", () => {
   });
 
   test("support reads users and is refused every change, by the gateway and by the service", async () => {
-    const s = await h.signUpWithPin(randomPhone(), "5820");
+    const s = await h.signUpWithPin(testPhone(), "5820");
     await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.SUPPORT] });
     const supportToken = (await h.loginWithPin((await h.t.db.pool.query("SELECT phone FROM auth.users WHERE user_id = $1", [s.userId])).rows[0].phone, "5820")).accessToken;
     const support = h.admin(supportToken);
@@ -67,7 +68,7 @@ describe("admin console: first admin, roles, users", () => {
   });
 
   test("search by id, by phone as people type it, by name; bad queries name the field", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const u = await h.signUp(phone);
     await h.api(u.tokens.accessToken).updateProfile({ displayName: "Wanjiku Kamau" });
     const admin = h.admin(adminToken);
@@ -95,7 +96,7 @@ describe("admin console: first admin, roles, users", () => {
   });
 
   test("block ends every session and every way in; unblock lets the user back; both audited", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const u = await h.signUpWithPin(phone, "4826");
     const admin = h.admin(adminToken);
     assert.equal((await admin.listUserSessions({ userId: u.userId })).sessions.length, 1);

@@ -5,7 +5,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { signPartnerRequest } from "../src/index.js";
-import { randomPhone, startHarness, type Harness } from "./harness.js";
+import { startHarness, type Harness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -28,7 +29,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   after(() => h.close());
 
   test("a device registers its key after a PIN login and proves possession for a one-time payout step-up", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const signup = await h.signUp(phone);
     const key = deviceKey();
     // An OTP-only session (no PIN yet) may not add a key.
@@ -60,7 +61,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const ch2 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "unlock" });
     assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: ch2.challengeId, signature: deviceKey().sign(ch2.challenge) })), Code.PermissionDenied);
     // Someone else cannot use my device or my challenge.
-    const other = await h.signUp(randomPhone());
+    const other = await h.signUp(testPhone());
     assert.equal(await fails(h.api(other.tokens.accessToken).createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" })), Code.NotFound);
     const ch3 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     assert.equal(await fails(h.api(other.tokens.accessToken).verifyDeviceChallenge({ challengeId: ch3.challengeId, signature: key.sign(ch3.challenge) })), Code.NotFound);
@@ -82,7 +83,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   });
 
   test("a payout's step-up token is spent on the payout's key: that payout's retry verifies again until the token expires, any other use is refused", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const signup = await h.signUp(phone);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
@@ -111,7 +112,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   });
 
   test("a payout's step-up token is spent on the payout's key, amount and number: a retry under the key with another amount or number is refused naming the field, the same retry verifies", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const signup = await h.signUp(phone);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
@@ -132,7 +133,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   });
 
   test("partner keys: issued once (hashed and sealed at rest), idempotent, HMAC-signed requests with a replay window", async () => {
-    const root = await h.signUp(randomPhone());
+    const root = await h.signUp(testPhone());
     await h.makeAdmin(root.userId);
     const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
     const admin = h.admin(adminToken);
@@ -189,10 +190,10 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   });
 
   test("the audit log pages newest first and filters by user", async () => {
-    const root = await h.signUp(randomPhone());
+    const root = await h.signUp(testPhone());
     await h.makeAdmin(root.userId);
     const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
-    const user = await h.signUpWithPin(randomPhone(), "4826");
+    const user = await h.signUpWithPin(testPhone(), "4826");
     const all = await h.admin(adminToken).listAuditEvents({ userId: user.userId });
     assert.deepEqual(all.events.map((e) => e.action), [AuditAction.PIN_SET, AuditAction.LOGIN]);
     const first = await h.admin(adminToken).listAuditEvents({ userId: user.userId, page: { pageSize: 1 } });

@@ -12,8 +12,6 @@ import { captureLogger, startTestService, type TestService } from "@ttip/runtime
 import { createAuth, JWKS_PATH } from "../src/index.js";
 import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
 
-/** A random Kenyan mobile number the SMS simulator delivers to: never ending 0000, the numbers it refuses (1 in 10,000 did). */
-export const randomPhone = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}${String(randomInt(1, 10_000)).padStart(4, "0")}`;
 export const randomIp = () => `10.${randomInt(0, 255)}.${randomInt(0, 255)}.${randomInt(1, 254)}`;
 /**
  * The harness's OTP resend cool-down. Long, so a second request is refused however slow the

@@ -5,7 +5,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { weakPinReason } from "../src/pin.js";
-import { OTP_RESEND_MS, randomIp, randomPhone, startHarness, subjectOf, type Harness } from "./harness.js";
+import { OTP_RESEND_MS, randomIp, startHarness, subjectOf, type Harness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -18,7 +19,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   after(() => h.close());
 
   test("sign-up by OTP: the code arrives by SMS, is stored hashed, never logged; UserRegistered goes out", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const { challengeId } = await h.api().startPhoneVerification({ phone: `+${phone}` });
     const otp = h.otpFor(phone);
     assert.match(otp, /^\d{6}$/);
@@ -54,12 +55,12 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("a known and an unknown number get the same answer", async () => {
-    const known = randomPhone();
+    const known = testPhone();
     await h.signUp(known);
     assert.equal(await fails(h.api().startPhoneVerification({ phone: known })), Code.ResourceExhausted, "the resend cool-down runs");
     h.clock.advance(OTP_RESEND_MS);
     const a = await h.api().startPhoneVerification({ phone: known });
-    const b = await h.api().startPhoneVerification({ phone: randomPhone() });
+    const b = await h.api().startPhoneVerification({ phone: testPhone() });
     assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
     for (const r of [a, b]) {
       assert.match(r.challengeId, /^[0-9a-f-]{36}$/);
@@ -68,7 +69,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("OTP brute force stops after 5 tries, and an expired code is refused", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const { challengeId, otp } = await h.startVerification(phone);
     const wrong = [...new Set(["000000", "111111", "222222", "333333", "444444", "555555"])].filter((c) => c !== otp).slice(0, 5);
     for (const w of wrong) assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp: w })), Code.InvalidArgument);
@@ -83,7 +84,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("resend cool-down, per-phone and per-IP limits answer RESOURCE_EXHAUSTED", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     await h.api().startPhoneVerification({ phone });
     const cooled = await h.api().startPhoneVerification({ phone }).catch((e: ConnectError) => e);
     assert.ok(cooled instanceof ConnectError);
@@ -103,7 +104,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("a code the SMS provider refuses answers UNAVAILABLE, without the number in the logs", async () => {
-    const phone = `2547${String(Date.now()).slice(-4)}0000`; // the simulator refuses numbers ending 0000
+    const phone = testPhone({ suffix: "0000" }); // the simulator refuses numbers ending 0000
     assert.equal(await fails(h.api().startPhoneVerification({ phone })), Code.Unavailable);
     assert.ok(h.logLines.some((l) => l.includes("OTP delivery failed")));
     assert.ok(!h.logLines.join("\n").includes(phone));
@@ -113,10 +114,10 @@ describe("auth: phone OTP, PIN and lockout", () => {
     const limited = await startHarness({ AUTH_OTP_PER_IP_PER_HOUR: "3" });
     try {
       const ip = randomIp();
-      for (let i = 0; i < 3; i++) await limited.api(undefined, ip).startPhoneVerification({ phone: randomPhone() });
-      assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: randomPhone() })), Code.ResourceExhausted);
+      for (let i = 0; i < 3; i++) await limited.api(undefined, ip).startPhoneVerification({ phone: testPhone() });
+      assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: testPhone() })), Code.ResourceExhausted);
       // Another network still gets its codes.
-      await limited.api(undefined, randomIp()).startPhoneVerification({ phone: randomPhone() });
+      await limited.api(undefined, randomIp()).startPhoneVerification({ phone: testPhone() });
     } finally {
       await limited.close();
     }
@@ -130,7 +131,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(weakPinReason("1990", 1990));
     assert.ok(weakPinReason("119908", 1990));
 
-    const { tokens, userId } = await h.signUp(randomPhone());
+    const { tokens, userId } = await h.signUp(testPhone());
     await h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1987 });
     assert.equal(await fails(h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1700 })), Code.InvalidArgument);
     for (const pin of ["7777", "5678", "1987", "101987"]) {
@@ -147,7 +148,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("PIN login, brute force locks with a growing delay, and the unlock paths work", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const { userId } = await h.signUpWithPin(phone, "4826");
     const tokens = await h.loginWithPin(phone, "4826");
     assert.equal(subjectOf(tokens.accessToken), userId);
@@ -180,7 +181,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.equal(audit.rows.filter((r) => r.action === AuditAction.LOCKOUT).length, 2);
 
     // Unlock path 1: an admin, from an allow-listed network.
-    const root = await h.signUp(randomPhone());
+    const root = await h.signUp(testPhone());
     await h.makeAdmin(root.userId);
     const adminTokens = await h.api().refreshSession({ refreshToken: root.tokens.refreshToken });
     await h.admin(adminTokens.tokens!.accessToken, "10.99.1.1").unlockUser({ userId, reason: "caller verified by phone" });
@@ -205,7 +206,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("ChangePin needs the current PIN (wrong tries count toward the lockout)", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const { tokens } = await h.signUpWithPin(phone, "4826");
     const me = h.api(tokens.accessToken);
     assert.equal(await fails(me.changePin({ currentPin: "1357", newPin: "5193" })), Code.PermissionDenied);
@@ -215,7 +216,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
   });
 
   test("the audit log is append-only", async () => {
-    await h.signUp(randomPhone());
+    await h.signUp(testPhone());
     await assert.rejects(h.t.db.pool.query("UPDATE auth.audit_events SET detail = 'x'"), /append-only/);
     await assert.rejects(h.t.db.pool.query("DELETE FROM auth.audit_events"), /append-only/);
   });

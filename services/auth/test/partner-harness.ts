@@ -28,7 +28,7 @@ import {
   type ServiceContext,
   type ServiceModule,
 } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import { createAuth } from "../src/index.js";
 import { systemResolver } from "../src/partners/index.js";
 import { partnerCallSigner, type PartnerKey } from "../src/testing.js";
@@ -234,7 +234,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     },
     async addWorker() {
       const id = randomUUID();
-      const phone = `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+      const phone = testPhone();
       await db.pool.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, '{worker}')", [id, phone]);
       return id;
     },

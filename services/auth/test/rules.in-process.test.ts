@@ -9,10 +9,9 @@ import { Code } from "@connectrpc/connect";
 import { Role as UserRole } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
-import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService, testPhone } from "@ttip/runtime/testing";
 import { createAuth } from "../src/index.js";
 import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
-import { randomPhone } from "./harness.js";
 
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
 const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
@@ -33,7 +32,7 @@ describe("auth rules, in process", () => {
   });
 
   const otpFor = (phone: string) => /\b(\d{6})\b/.exec(sim.lastTo(phone)!.message)![1];
-  async function signUp(phone = randomPhone()) {
+  async function signUp(phone = testPhone()) {
     const { challengeId } = await auth().startPhoneVerification({ phone });
     const { tokens } = await auth().verifyPhoneOtp({ challengeId, otp: otpFor(phone), role: UserRole.WORKER });
     return { phone, userId: subjectOf(tokens!.accessToken) };
@@ -49,7 +48,7 @@ describe("auth rules, in process", () => {
     assert.equal(weak.code, Code.InvalidArgument);
     assert.deepEqual(fieldsOf(weak), ["pin"]);
 
-    const number = randomPhone();
+    const number = testPhone();
     const { challengeId } = await auth().startPhoneVerification({ phone: number });
     const wrong = String((Number(otpFor(number)) + 1) % 1_000_000).padStart(6, "0");
     const refused = await refusal(auth().verifyPhoneOtp({ challengeId, otp: wrong, role: UserRole.WORKER }));
@@ -95,7 +94,7 @@ describe("auth rules, in process", () => {
     assert.equal(reasonOf(tooSoon), "RATE_LIMITED");
     assert.ok(Number(tooSoon.metadata.get("retry-after")) > 0, "says when to ask again");
 
-    const number = randomPhone();
+    const number = testPhone();
     const { challengeId } = await auth().startPhoneVerification({ phone: number });
     await auth().verifyPhoneOtp({ challengeId, otp: otpFor(number), role: UserRole.WORKER });
     const reused = await refusal(auth().verifyPhoneOtp({ challengeId, otp: otpFor(number), role: UserRole.WORKER }));

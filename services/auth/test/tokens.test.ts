@@ -8,7 +8,8 @@ import { AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/
 import { DEV_KEY_ENCRYPTION_SECRET } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
 import { SigningKeys } from "../src/keys.js";
-import { randomPhone, startHarness, type Harness } from "./harness.js";
+import { startHarness, type Harness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -23,7 +24,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   after(() => h.close());
 
   test("an access token verifies with only the JWKS (an independent verifier), and through the gateway", async () => {
-    const { tokens, userId } = await h.signUp(randomPhone(), Role.WORKER);
+    const { tokens, userId } = await h.signUp(testPhone(), Role.WORKER);
     const jwks = createRemoteJWKSet(new URL(h.jwksUrl));
     const { payload, protectedHeader } = await jwtVerify(tokens.accessToken, jwks, { issuer: "ttip-auth", audience: "ttip" });
     assert.equal(protectedHeader.alg, "EdDSA");
@@ -44,7 +45,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   });
 
   test("expired, re-signed, tampered and alg=none tokens are refused", async () => {
-    const { tokens, userId } = await h.signUp(randomPhone());
+    const { tokens, userId } = await h.signUp(testPhone());
     const kid = decodeProtectedHeader(tokens.accessToken).kid!;
     // An expired token signed with auth's own key (unsealed with the dev secret).
     const row = await h.t.db.pool.query("SELECT private_sealed FROM auth.signing_keys WHERE kid = $1", [kid]);
@@ -82,7 +83,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   });
 
   test("refresh tokens rotate on every use; reusing an old one revokes the whole family", async () => {
-    const { tokens: first, userId } = await h.signUp(randomPhone());
+    const { tokens: first, userId } = await h.signUp(testPhone());
     const second = (await h.api().refreshSession({ refreshToken: first.refreshToken })).tokens!;
     assert.notEqual(second.refreshToken, first.refreshToken);
     assert.equal(claimsOf(second.accessToken).sid, claimsOf(first.accessToken).sid, "same session");
@@ -102,13 +103,13 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   });
 
   test("an expired refresh token is refused", async () => {
-    const { tokens } = await h.signUp(randomPhone());
+    const { tokens } = await h.signUp(testPhone());
     await h.t.db.pool.query("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 second' WHERE session_id = $1", [claimsOf(tokens.accessToken).sid]);
     assert.equal(await fails(h.api().refreshSession({ refreshToken: tokens.refreshToken })), Code.Unauthenticated);
   });
 
   test("sessions: list mine (cached in Redis), revoke one, revoke all but this one, logout", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const { tokens: a, userId } = await h.signUpWithPin(phone, "4826");
     const b = await h.loginWithPin(phone, "4826");
     const c = await h.loginWithPin(phone, "4826");
@@ -124,7 +125,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     assert.equal(await fails(h.api(b.accessToken).getMe({})), Code.Unauthenticated);
     assert.equal((await h.api(a.accessToken).listSessions({})).sessions.length, 2);
     // Another user's session is not mine to revoke.
-    const other = await h.signUp(randomPhone());
+    const other = await h.signUp(testPhone());
     assert.equal(await fails(h.api(other.tokens.accessToken).revokeSession({ sessionId: claimsOf(a.accessToken).sid })), Code.NotFound);
 
     const d = await h.loginWithPin(phone, "4826");
@@ -142,7 +143,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   test("key rotation: the next key is published before it signs; old tokens keep verifying during the overlap", async () => {
     const r = await startHarness({ AUTH_SIGNING_KEY_ACTIVATION_SECONDS: "2" });
     try {
-      const { tokens: old } = await r.signUp(randomPhone());
+      const { tokens: old } = await r.signUp(testPhone());
       const oldKid = decodeProtectedHeader(old.accessToken).kid;
       // Rotated by an admin inside the cluster (the gateway path is covered by the roles test).
       const admin = r.t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] });
@@ -156,10 +157,10 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       // In production the activation delay (60 s) outlasts its refetch cool-down (30 s), so a gateway that fetched
       // just before the rotation still finds the new kid on its first miss.
       await r.api(old.accessToken).getMe({});
-      const { tokens: before } = await r.signUp(randomPhone());
+      const { tokens: before } = await r.signUp(testPhone());
       assert.equal(decodeProtectedHeader(before.accessToken).kid, oldKid, "the old key signs until the new one activates");
       r.clock.advance(2_100); // past the activation delay
-      const { tokens: fresh } = await r.signUp(randomPhone());
+      const { tokens: fresh } = await r.signUp(testPhone());
       assert.equal(decodeProtectedHeader(fresh.accessToken).kid, kid);
       await r.api(fresh.accessToken).getMe({});
       await r.api(old.accessToken).getMe({});
@@ -182,12 +183,12 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       const old = new SigningKeys(r.t.db.pool, new Sealer(DEV_KEY_ENCRYPTION_SECRET), { accessTokenTtlSeconds: 600, maxAgeSeconds: 86_400, activationSeconds: 0 });
       const oldKid = await old.rotate();
       await r.t.db.pool.query("UPDATE auth.signing_keys SET created_at = now() - interval '2 days', activates_at = now() - interval '2 days'");
-      const { tokens: first } = await r.signUp(randomPhone());
+      const { tokens: first } = await r.signUp(testPhone());
       assert.equal(decodeProtectedHeader(first.accessToken).kid, oldKid, "keeps signing while the next key is published");
       const keys = await r.t.db.pool.query("SELECT kid FROM auth.signing_keys WHERE kid <> $1", [oldKid]);
       assert.equal(keys.rowCount, 1, "one new key, published");
       r.clock.advance(1_100); // past the activation delay
-      const { tokens: next } = await r.signUp(randomPhone());
+      const { tokens: next } = await r.signUp(testPhone());
       assert.equal(decodeProtectedHeader(next.accessToken).kid, keys.rows[0].kid);
       await jwtVerify(first.accessToken, createRemoteJWKSet(new URL(r.jwksUrl)), { issuer: "ttip-auth", audience: "ttip" });
     } finally {
@@ -196,12 +197,12 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   });
 
   test("roles: the gateway refuses anonymous and wrong-role callers; admin needs an allow-listed network", async () => {
-    const worker = await h.signUp(randomPhone(), Role.WORKER);
+    const worker = await h.signUp(testPhone(), Role.WORKER);
     assert.equal(await fails(h.api().getMe({})), Code.Unauthenticated);
     assert.equal(await fails(h.api().listSessions({})), Code.Unauthenticated);
     assert.equal(await fails(h.admin(worker.tokens.accessToken).getUser({ userId: worker.userId })), Code.PermissionDenied);
 
-    const root = await h.signUp(randomPhone());
+    const root = await h.signUp(testPhone());
     await h.makeAdmin(root.userId);
     const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
     assert.deepEqual(claimsOf(adminToken).roles, ["admin"]);
@@ -227,7 +228,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
   });
 
   test("profile: GetMe and UpdateProfile act on the caller only", async () => {
-    const { tokens, userId } = await h.signUp(randomPhone());
+    const { tokens, userId } = await h.signUp(testPhone());
     const res = await h.api(tokens.accessToken).updateProfile({ displayName: "Amina", photoUrl: "https://cdn.example/a.png" });
     assert.equal(res.user?.displayName, "Amina");
     assert.equal((await h.internal.getUserById({ userId })).user?.displayName, "Amina");

@@ -2,7 +2,7 @@
 // worker's phone, which events never carry whole, comes from auth's
 // GetUserById the first time it is needed.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -11,7 +11,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { FraudAlertSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createAuth } from "@ttip/auth";
-import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService, testPhone } from "@ttip/runtime/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 
@@ -37,7 +37,7 @@ describe("notification with the auth service", () => {
 
   test("a worker signs up with an OTP sent by this service, then hears of a tip on the number auth holds", async () => {
     const authApi = createClient(AuthService, t.ctx.peers("auth"));
-    const phone = `+2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+    const phone = testPhone({ format: "+254" });
     const { challengeId } = await authApi.startPhoneVerification({ phone, locale: Locale.SW });
     const otpSms = await eventually("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
     const code = /ni (\d{6})\./.exec(otpSms.body)?.[1];
@@ -86,7 +86,7 @@ describe("notification with the auth service", () => {
   /** A user signed up through auth with an OTP this service sent, then given `roles` (as an admin would). */
   async function signUp(locale: Locale, roles: string[], displayName = "", s: TestService = t): Promise<{ userId: string; phone: string }> {
     const authApi = createClient(AuthService, s.ctx.peers("auth"));
-    const phone = `+2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+    const phone = testPhone({ format: "+254" });
     const { challengeId } = await authApi.startPhoneVerification({ phone, locale });
     const otpSms = await eventually("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
     const code = /(\d{6})/.exec(otpSms.body)![1];

@@ -21,7 +21,7 @@ import {
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
 import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
@@ -54,8 +54,6 @@ async function publish<D extends DescMessage>(bus: EventBus, subject: string, sc
   return eventId;
 }
 
-let phoneSeq = 0;
-const newPhone = () => `+2547${String(Date.now() % 1e6).padStart(6, "0")}${String(phoneSeq++ % 100).padStart(2, "0")}`.slice(0, 13);
 
 function testConfig(sim: ProviderSimulator, url: () => string): NotificationConfig {
   return {
@@ -105,7 +103,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   /** A queued SMS written straight to the table, `attempts` already counted, as a crash can leave one. */
   const queuedSms = async (attempts = 0, templateKey = TemplateKey.RECEIPT) => {
     const id = randomUUID();
-    const phone = newPhone().replace("+", "");
+    const phone = testPhone();
     await t.db.pool.query(
       `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
        VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', $7)`,
@@ -207,7 +205,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("an OTP by phone goes out once per idempotency key, in Swahili, and its text is not kept", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const req = { idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.OTP, locale: "sw", variables: { code: "739201", minutes: "5" } };
     const first = await internal().sendNotification(req);
     const again = await internal().sendNotification(req);
@@ -234,7 +232,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a one-channel receipt (its key claimed by the delivery's own statement) goes out once per key; another message under the key is refused", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const req = { idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS],
       variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } };
     const [first, racing] = await Promise.all([internal().sendNotification(req), internal().sendNotification(req)]);
@@ -243,7 +241,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(racing.deliveryIds, first.deliveryIds, "a concurrent repeat answers with the same delivery");
     assert.deepEqual(again.deliveryIds, first.deliveryIds);
     // Another number under the same key: refused, and nothing is written for it (no SMS goes there).
-    const other = newPhone();
+    const other = testPhone({ format: "+254" });
     await assert.rejects(internal().sendNotification({ ...req, recipient: { case: "phone", value: other } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
     await eventually("the receipt SMS", () => smsTo(phone).length === 1);
     // Each send is committed as an attempt before its HTTP call, and a sent delivery is never claimed again: one attempt, one SMS.
@@ -257,7 +255,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a batch of receipts is written with its keys' claims in one statement; each request is answered alone, and a repeated batch sends nothing twice", async () => {
-    const [a, b, c, d, e, f, stopped] = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
+    const [a, b, c, d, e, f, stopped] = [testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [normalisePhone(stopped)]);
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
     const receipt = (phone: string, key = `receipt:${randomUUID()}`) =>
@@ -306,7 +304,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a malformed request in a batch is refused in its own result, naming the field; the others are queued and sent", async () => {
-    const [good, alsoGood, badNumber] = [newPhone(), newPhone(), newPhone()];
+    const [good, alsoGood, badNumber] = [testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
     const receipt = (phone: string, key = `receipt:${randomUUID()}`) =>
       ({ idempotencyKey: key, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
@@ -338,7 +336,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
     const receipt = (phone: string) =>
       ({ idempotencyKey: `receipt:${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
-    const [quick, alone, retried] = [newPhone(), newPhone(), newPhone()];
+    const [quick, alone, retried] = [testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     const { result: ids, statements } = await withStatements(async () => {
       const sent = [...(await internal().sendNotifications({ requests: [receipt(quick)] })).results[0].deliveryIds, ...(await internal().sendNotification(receipt(alone))).deliveryIds];
       await eventually("both sends recorded", async () => {
@@ -392,7 +390,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       )).rows[0]?.traceparent ?? "";
     try {
       const traceId = randomUUID().replaceAll("-", "");
-      const phone = newPhone();
+      const phone = testPhone({ format: "+254" });
       // To a user: sent by a dispatcher, from the bus.
       const userId = randomUUID();
       await internal().upsertContact({ userId, phone });
@@ -420,7 +418,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
       // To a number: claimed by its own statement and sent by the call, both facts in the call's trace.
       const direct = (await internal().sendNotification(
-        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "phone", value: newPhone() }, templateKey: TemplateKey.RECEIPT, locale: "en", variables },
+        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "phone", value: testPhone({ format: "+254" }) }, templateKey: TemplateKey.RECEIPT, locale: "en", variables },
         { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
       )).deliveryIds[0];
       await deliveryIn(direct, DeliveryStatus.SENT);
@@ -435,7 +433,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a tip tells the worker by SMS, push and in-app in their language; a re-published copy sends nothing more", async () => {
     const workerId = randomUUID();
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "sw" });
     await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
     const tip = { tipId: randomUUID(), workerId, amount: kesMinor(15000n), fee: kesMinor(750n), net: kesMinor(14250n), customerPhoneMasked: "2547******11", message: "Asante sana!" };
@@ -471,7 +469,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     sim.outage.add("africastalking");
     try {
       const before = sim.calls.africastalking;
-      const phone = newPhone();
+      const phone = testPhone({ format: "+254" });
       const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK1" });
       const [sms] = await eventually("the SMS through Twilio", () => smsTo(phone).length > 0 && smsTo(phone));
       assert.equal(sms.provider, "twilio");
@@ -511,7 +509,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     sim.outage.add("africastalking");
     sim.outage.add("twilio");
     try {
-      const phone = newPhone();
+      const phone = testPhone({ format: "+254" });
       const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK2" });
       const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
       assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking", "africastalking", "twilio", "twilio"]);
@@ -534,7 +532,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a number or push token nobody can reach fails at once, without failover, and a dead token is dropped", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     sim.invalidNumbers.add(phone);
     const twilioCalls = sim.calls.twilio;
     const { deliveryIds } = await sendReceipt(phone, { amount: "KES 20", worker: "Otieno", reference: "QK4" });
@@ -560,7 +558,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("delivery reports from Africa's Talking (token) and SendGrid (signed) update the state", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const sms = await sendReceipt(phone, { amount: "KES 50", worker: "Wanjiru", reference: "QK3" });
     const [sent] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
     await deliveryIn(sms.deliveryIds[0], DeliveryStatus.SENT);
@@ -598,7 +596,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("STOP by SMS opts a number out of everything but OTPs; START opts it back in", async () => {
     const workerId = randomUUID();
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "en" });
     const inbound = `${serviceUrl}/webhooks/africastalking/inbound?token=at-callback-secret`;
     assert.equal(await sim.inboundSms("africastalking", inbound, phone, "stop"), 200);
@@ -625,7 +623,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("an SMS to a number that texted STOP is written failed at once, and its event says so (and no work for the dispatcher)", async () => {
-    const phone = normalisePhone(newPhone());
+    const phone = normalisePhone(testPhone({ format: "+254" }));
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [phone]);
     const client = await t.db.pool.connect();
     try {
@@ -672,7 +670,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   const REDISPATCH_AGAIN_MS = 987_654;
 
   test("a delivery queued without a dispatch message (by the version before them) is given one by a replica starting, and again later; sent once", async () => {
-    const [first, second] = [newPhone(), newPhone()];
+    const [first, second] = [testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     const id = await stranded(first);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await t.db.pool.query("SELECT status FROM notification.deliveries WHERE id = $1", [id])).rows[0].status, "queued", "no dispatcher reads the public fact");
@@ -698,7 +696,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a send claimed by its own statement and cut off by a crash before its call is found by the stranded look and sent then, late rather than never", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
     const claim = { schema: "notification", operation: "test/crash", caller: "", key: `crash-${randomUUID()}`, fingerprint: "f" };
@@ -720,7 +718,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a send claimed by a batch that commits after stopping gave up (a trigger's batch cut off at the stop's deadline) is not made then: left 'sending', the look sends it once", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const { dispatcher, lines } = watchedDispatcher({});
     const claim = { schema: "notification", operation: "test/late-batch", caller: "", key: `late-${randomUUID()}`, fingerprint: "f" };
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
@@ -746,7 +744,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     // An in-process call (embedded mode) is not held by the server's drain, nor is one past its drain timeout.
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext, () => dispatcher);
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const key = `drain-${randomUUID()}`;
     const request = create(SendNotificationRequestSchema, { idempotencyKey: key, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
     // Another transaction holds the key (not committed): the call's statement waits for it.
@@ -778,7 +776,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a batch's receipt whose key a concurrent call is claiming: the statement waits, loses on the key, runs again once and answers the other call's delivery; made once, sent by neither twice", async () => {
     const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext);
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const key = `raced-${randomUUID()}`;
     const request = create(SendNotificationRequestSchema, { idempotencyKey: key, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
     // The concurrent call's statement: its claim of the key and its delivery, not committed yet.
@@ -824,7 +822,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       dispatcher.sendClaimed(claimed);
       return claimed[0].delivery.id;
     };
-    const [a, b] = [newPhone(), newPhone()];
+    const [a, b] = [testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     await receipt(a); // takes the one turn, held until the gate opens
     const waiting = await receipt(b);
     // Its lease runs out while it waits for a turn: the stranded look declares it in doubt and sends it.
@@ -933,7 +931,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const receipt = (phone: string) => send(create(SendNotificationRequestSchema, {
       idempotencyKey: `carried-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" },
     }));
-    const [badPhone, stopped] = [newPhone(), newPhone()];
+    const [badPhone, stopped] = [testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     // The second call's delivery is written failed (its number texted STOP), so it claims no send whose record would wait too.
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [normalisePhone(stopped)]);
     sim.messageIds.set(badPhone, "ATXid_\u0000bad");
@@ -952,7 +950,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("stopping with the database refusing every record waits for sends in flight only until its deadline, not the lease: they are left 'sending' for the look, and their records stop trying", { timeout: 120_000 }, async () => {
     const { dispatcher, lines } = watchedDispatcher({ retry: { ...config.retry, sendLeaseMs: 600_000 }, sentRecordWaitMs: 0, sentRecordRetryMs: 1 });
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const key = `stop-${randomUUID()}`;
     const claim = { schema: "notification", operation: "test/stop", caller: "", key, fingerprint: "f" };
     const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" }, claim }], new Date(), dispatcher.firstProviders());
@@ -1028,7 +1026,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     // send's turn, at once after the claim, comes a provider timeout after its lease began.
     const httpTimeoutMs = 1_000;
     const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: { ...config.retry, httpTimeoutMs }, logger: captureLogger("silent").logger, publicUrl: () => "" });
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as Parameters<Dispatcher["sendClaimed"]>[0][number][] };
     let begun = 0;
     const started = await withTransaction(t.db.pool, async (tx) => {
@@ -1125,7 +1123,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("two batches making overlapping deliveries, one in the other order, do not deadlock: each delivery is made once", async () => {
-    const request = (sourceKey: string) => ({ sourceKey, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const request = (sourceKey: string) => ({ sourceKey, to: { phone: testPhone({ format: "+254" }) }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
     const [low, high] = [request(`event:a-${randomUUID()}`), request(`event:b-${randomUUID()}`)];
     // One batch has made `low` and is about to make `high` (its open transaction stands for its statement midway).
     const first = await t.db.pool.connect();
@@ -1152,7 +1150,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("deliveries are written with one heap WAL record each (NOT EXISTS, no speculative insert to confirm); written again, none", async () => {
     await t.db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
-    const requests = Array.from({ length: 5 }, () => ({ sourceKey: `event:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }));
+    const requests = Array.from({ length: 5 }, () => ({ sourceKey: `event:${randomUUID()}`, to: { phone: testPhone({ format: "+254" }) }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }));
     // In a transaction of its own: the file's running service may write deliveries in the same WAL range.
     const inserts = (work: (tx: PoolClient) => Promise<unknown>) => heapWalRecords(t.db.pool, "notification.deliveries", { inTransaction: work });
     let ids: string[][] = [];
@@ -1164,7 +1162,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("deliveries and in-app notices get ids in time order (UUID version 7, the millisecond first): their keys go to the right end of their indexes", async () => {
     const userId = randomUUID();
-    await internal().upsertContact({ userId, phone: newPhone(), locale: "en" });
+    await internal().upsertContact({ userId, phone: testPhone({ format: "+254" }), locale: "en" });
     const tip = (n: number) => ({ sourceKey: `event:${randomUUID()}`, to: { userId }, templateKey: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.IN_APP], variables: { amount: `KES ${n}`, net: "KES 95", from: "2547******11", message: "" } });
     const from = Date.now();
     const first = (await enqueueMany(t.db.pool, [tip(100)]))[0];
@@ -1193,7 +1191,7 @@ describe("notification service against Postgres, JetStream and the provider simu
        SELECT gen_random_uuid(), 'event:' || gen_random_uuid(), 'phone:2547' || i, 1, '2547' || i, 'masked', $1, 1, 'en', 'hello', 'sent', 1 FROM generate_series(1, 5000) AS i`,
       [TemplateKey.RECEIPT],
     );
-    const receipt = () => ({ sourceKey: `rpc:${randomUUID()}`, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const receipt = () => ({ sourceKey: `rpc:${randomUUID()}`, to: { phone: testPhone({ format: "+254" }) }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
     const claiming = () => ({ ...receipt(), claim: { schema: "notification", operation: "plan-test", caller: "", key: randomUUID(), fingerprint: "f" } });
     const plans = await keptPlans(t.db.pool, new Set(["deliveries"]), async (q) => {
       await enqueueMany(q, [receipt(), receipt()]);
@@ -1208,7 +1206,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a tip event whose SMS another replica is making at the same time (a re-published copy) waits, loses on the key, runs again at once and makes the rest: each delivery once", async () => {
     const workerId = randomUUID();
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "en" });
     const eventId = randomUUID();
     // The other replica's transaction has made the event's SMS and is still open.
@@ -1240,7 +1238,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a trigger batch's deliveries' statement carries its transaction's COMMIT (no lone COMMIT): committed once it answers, and nothing may follow it", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const sourceKey = `event:${randomUUID()}`;
     const seenByOthers = await withTransaction(t.db.pool, async (tx) => {
       await tx.query("SELECT 1"); // the batch's inbox claim
@@ -1280,7 +1278,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     };
     const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { ...providers, sms: [counting] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", claimedSendsMax: 3 });
     const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext, () => dispatcher);
-    const phones = Array.from({ length: 10 }, newPhone);
+    const phones = Array.from({ length: 10 }, () => testPhone({ format: "+254" }));
     const requests = phones.map((phone) => create(SendNotificationRequestSchema, {
       idempotencyKey: `bounded-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" },
     }));
@@ -1307,7 +1305,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       return claimed[0].delivery.id;
     };
     const receipt = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
-    const [a, b, c] = [newPhone(), newPhone(), newPhone()];
+    const [a, b, c] = [testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     await send(a, TemplateKey.RECEIPT, receipt); // calls, held at the gate
     await send(b, TemplateKey.RECEIPT, receipt); // waits for the turn
     const otp = await send(c, TemplateKey.OTP, { code: "123456", minutes: "5" }); // no room: given back
@@ -1322,7 +1320,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {
-    const [a, b] = [newPhone(), newPhone()];
+    const [a, b] = [testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     // Its records wait for a carrier as long as the test needs.
     const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", sentRecordWaitMs: 60_000 });
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
@@ -1367,7 +1365,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("stranded deliveries beyond one page are all given work, page after page, and each is sent once", async () => {
-    const phones = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
+    const phones = [testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" }), testPhone({ format: "+254" })];
     const ids: string[] = [];
     for (const phone of phones) ids.push(await stranded(phone));
     // Pages of two: one page alone would leave three of these without work. (Earlier tests may leave some too.)
@@ -1380,8 +1378,8 @@ describe("notification service against Postgres, JetStream and the provider simu
   test("a batch of requests is written in two statements (recipients with push devices, then every delivery), each as it would be alone", async () => {
     const known = randomUUID();
     const unknown = randomUUID();
-    const knownPhone = normalisePhone(newPhone());
-    const stopped = normalisePhone(newPhone());
+    const knownPhone = normalisePhone(testPhone({ format: "+254" }));
+    const stopped = normalisePhone(testPhone({ format: "+254" }));
     await internal().upsertContact({ userId: known, phone: knownPhone, locale: "sw" });
     await asUser(known).registerPushToken({ token: `fcm-token-${known}`, platform: "android" });
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [stopped]);
@@ -1436,7 +1434,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("preferences choose channels per kind; quiet hours hold SMS but not in-app, nor a payout number's change", async () => {
     const workerId = randomUUID();
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone });
     const me = asUser(workerId);
     await assert.rejects(
@@ -1664,7 +1662,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a delivery's public facts are its outcomes: waiting (queued, retrying) publishes none, and GetDelivery shows it", async () => {
     // Written and claimed by the call's statement, sent by the call at once: one fact, sent.
-    const [direct] = (await sendReceipt(newPhone(), { amount: "KES 150", worker: "Amina", reference: "QK12ABC" })).deliveryIds;
+    const [direct] = (await sendReceipt(testPhone({ format: "+254" }), { amount: "KES 150", worker: "Amina", reference: "QK12ABC" })).deliveryIds;
     await deliveryIn(direct, DeliveryStatus.SENT);
     assert.deepEqual(await factsOf(direct), ["sent"]);
 
@@ -1994,7 +1992,7 @@ describe("a tip event redelivered by JetStream after a crash", () => {
     });
     try {
       const workerId = randomUUID();
-      const phone = newPhone();
+      const phone = testPhone({ format: "+254" });
       await db.pool.query("INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, 'en')", [workerId, phone.slice(1)]);
       await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(10000n), net: kesMinor(9500n) });
       await eventually("the SMS", () => sim.sent.some((m) => m.to === phone));

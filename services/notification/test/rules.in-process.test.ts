@@ -10,13 +10,12 @@ import { Code } from "@connectrpc/connect";
 import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
-import { conflictingKeyOf, eventually, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { conflictingKeyOf, eventually, refusal, startInProcessService, type InProcessService, testPhone } from "@ttip/runtime/testing";
 import { createAuth } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
-const newPhone = () => `+2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[] };
 
 describe("notification rules, in process (with auth)", () => {
@@ -51,7 +50,7 @@ describe("notification rules, in process (with auth)", () => {
     assert.ok(fieldsOf(otpByEmail).length === 1 && fieldsOf(otpByEmail)[0].includes("kinds[0]"), `violations: ${fieldsOf(otpByEmail)}`);
     assert.deepEqual(await me.getPreferences({}), before, "the refused updates changed nothing");
 
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const missing = await refusal(internal().sendNotification({ idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.OTP, variables: { minutes: "5" } }));
     assert.deepEqual(violationsOf(missing).map((v) => [v.field, v.message]), [["variables", "missing code"]]);
     const otpMail = await refusal(internal().sendNotification({ idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "email", value: "a@example.com" }, templateKey: TemplateKey.OTP, variables: { code: "123456" } }));
@@ -68,7 +67,7 @@ describe("notification rules, in process (with auth)", () => {
   });
 
   test("a send's key: the same request is the same delivery, one SMS; another under the key is ALREADY_EXISTS naming the key", async () => {
-    const phone = newPhone();
+    const phone = testPhone({ format: "+254" });
     const req = { idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.OTP, variables: { code: "739201", minutes: "5" } };
     const first = await internal().sendNotification(req);
     assert.deepEqual((await internal().sendNotification(req)).deliveryIds, first.deliveryIds);

@@ -11,7 +11,7 @@ import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/even
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
-import { recordAlert } from "./fraud.js";
+import { type AlertInput, recordAlert } from "./fraud.js";
 import { waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
@@ -234,8 +234,8 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
       // M-Pesa paid a payout we had ended as failed (and whose hold went back): an admin must recover it.
       deps.ctx.logger.error({ payoutId }, "B2C reported paid after the payout was ended as failed");
       await withTransaction(deps.ctx.pool, (tx) =>
-        recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
-          detail: `M-Pesa reports payout ${payoutId} paid (receipt ${f.receipt ?? "unknown"}) after it was ended as failed and its hold released` }),
+        alertOncePerPayout(tx, "paid_after_failed", { reason: "CALLBACK_MISMATCH", action: "flag", payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
+          detail: `M-Pesa reports payout ${payoutId} paid (receipt ${f.receipt ?? "unknown"}) after it was ended as failed and its hold released; told once per payout` }),
       );
     }
   }
@@ -303,20 +303,26 @@ async function holdForAmountMismatch(deps: PayoutDeps, p: Payout, paid: bigint, 
         WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
       [p.payoutId, `${said}; held for review by support`, receipt ?? null],
     );
-    const first = await tx.query("INSERT INTO payment.payout_alerts (payout_id, kind) VALUES ($1, 'amount_mismatch') ON CONFLICT DO NOTHING", [p.payoutId]);
-    if (first.rowCount) {
-      const now = row ? "held for review, its wallet hold kept (neither settled nor released)" : `already ${p.status}, its hold ${p.holdState}`;
-      await recordAlert(tx, {
-        reason: "CALLBACK_MISMATCH", action: row ? "hold" : "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
-        detail: `${said} (receipt ${receipt ?? "unknown"}): the payout is ${now}; told once per payout`,
-      });
-    }
+    const now = row ? "held for review, its wallet hold kept (neither settled nor released)" : `already ${p.status}, its hold ${p.holdState}`;
+    await alertOncePerPayout(tx, "amount_mismatch", {
+      reason: "CALLBACK_MISMATCH", action: row ? "hold" : "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
+      detail: `${said} (receipt ${receipt ?? "unknown"}): the payout is ${now}; told once per payout`,
+    });
     return row !== undefined;
   });
   if (!held) return "duplicate";
   paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "on_hold" });
   deps.changes.announce(payoutChangeKey(p.payoutId));
   return "on_hold";
+}
+
+/** What M-Pesa told of a payout that support is alerted to once (payout_alerts), however often M-Pesa repeats it. */
+type PayoutAlertKind = "amount_mismatch" | "paid_after_failed";
+
+/** Records the alert (in `tx`) unless the payout raised one of its kind before. */
+async function alertOncePerPayout(tx: Queryable, kind: PayoutAlertKind, a: AlertInput & { payoutId: string }): Promise<void> {
+  const first = await tx.query("INSERT INTO payment.payout_alerts (payout_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING", [a.payoutId, kind]);
+  if (first.rowCount) await recordAlert(tx, a);
 }
 
 /** The request waited too long in Daraja's queue: its fate is asked, not assumed. */

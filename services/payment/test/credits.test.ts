@@ -18,6 +18,7 @@ import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 /** The real ledger, counting its PostEntries calls; entries under a key in `misdirected` name an account wallet does not have (wallet refuses them). */
 class WatchedLedger extends Ledger {
@@ -66,7 +67,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
         `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, fee_minor, charged_minor, worker_receives_minor,
            phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt, credit_key, credit_kind, completed_at)
          VALUES ($1::uuid, $1::text, 'fp', $2, 'KES', $3::bigint, $3::bigint / 20, $3::bigint, $3::bigint - $3::bigint / 20, $4, '2547***678', $6, $1::text, now(), now(), $5, $5, $7, now())`,
-        [tipId, workerId, minor, `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, receipt, held ? "held_for_review" : "succeeded", held ? "suspense" : "worker"],
+        [tipId, workerId, minor, testPhone(), receipt, held ? "held_for_review" : "succeeded", held ? "suspense" : "worker"],
       );
       tips.push(await row(tipId));
     }

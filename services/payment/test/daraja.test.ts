@@ -3,8 +3,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
-import { startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
+import { PHONE_SUFFIX_SCRIPTS, startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
 import { AdjustableClock, httpRequest } from "@ttip/runtime";
+import { isSimulatorMarker, PLAIN_PHONE_SUFFIX_FROM } from "@ttip/runtime/testing";
 
 describe("Daraja client against the simulator", () => {
   let sim: DarajaSimulator;
@@ -222,4 +223,10 @@ describe("Daraja client against the simulator", () => {
     assert.equal(res.ResultCode, 0);
     assert.equal(res.TransactionID, sent[0].receipt);
   });
+});
+
+test("every number the Daraja simulator scripts by its suffix is a marker the tests' plain numbers (testPhone) never end in", () => {
+  const scripted = Object.keys(PHONE_SUFFIX_SCRIPTS);
+  assert.ok(scripted.includes("0003") && scripted.includes("1032"), scripted.join(" "));
+  assert.deepEqual(scripted.filter((suffix) => !isSimulatorMarker(suffix)), [], `scripted suffixes stay below ${PLAIN_PHONE_SUFFIX_FROM}`);
 });

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createPool, migrate, type Pool, type Queryable, systemClock } from "@ttip/runtime";
-import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { loadPaymentConfig } from "../src/config.js";
 import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-callbacks.js";
@@ -73,10 +73,9 @@ describe("grouped decisions and placements, two replicas at once", () => {
   });
 
   const config = { ...loadPaymentConfig({}), fraud: { phonePerWindow: 1000, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 10n ** 9n, pinFailures: 3 } };
-  const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
   /** A CreateTip's placement of a KES 100 tip (KES 95 to the worker). */
   const newTip = (idempotencyKey: string, over: Partial<NewTip> = {}, limits = config) => {
-    const t: NewTip = { idempotencyKey, workerId: randomUUID(), amountMinor: 10_000n, phone: phoneNumber(), customerCoversFee: false, rating: 0, message: "", customerEmail: "", ...over };
+    const t: NewTip = { idempotencyKey, workerId: randomUUID(), amountMinor: 10_000n, phone: testPhone(), customerCoversFee: false, rating: 0, message: "", customerEmail: "", ...over };
     const quote = { workerReceives: { currency: "KES", amountMinor: 9_500n }, feeScheduleVersion: 1 } as FeeQuote;
     const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: limits, clock: systemClock };
     return placement(t, terms);

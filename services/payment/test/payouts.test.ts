@@ -349,6 +349,23 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1, "sent once");
   });
 
+  test("M-Pesa reporting paid a payout already ended as failed (its hold released) alerts support once per payout, however often it says so", async () => {
+    const p = phone("0006"); // queue timeout: never executed; the status query then ends it failed
+    const worker = await tippedWorker(p);
+    const failed = await reconcileUntil(worker, (x) => x.status === PayoutStatus.FAILED);
+    await eventually(async () => (await holdState(failed.payoutId)) === "released", "hold released");
+    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [failed.payoutId]);
+    // A success result for it, as Daraja's Result envelope carries one, posted three times.
+    const paid = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: failed.payoutId,
+      ConversationID: "AG_20260101_late", TransactionID: "SLATE00001", ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: 95 }, { Key: "TransactionReceipt", Value: "SLATE00001" }] } } };
+    for (let i = 0; i < 3; i++) assert.equal((await h.post(callbackUrl("", "b2c/result", token), paid)).status, 200);
+    // Before, one alert at each repeat.
+    const alerts = await mismatchAlerts(failed.payoutId);
+    assert.equal(alerts.length, 1, "one alert per payout");
+    assert.match(alerts[0].detail, /paid \(receipt SLATE00001\) after it was ended as failed/);
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.FAILED]);
+  });
+
   test("a status answer finding the payout paid in another amount holds it for review too; its late result, in the same amount, adds no alert", async () => {
     const p = phone("5632");
     h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" });

@@ -14,7 +14,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders, migrate, normalisePhone, type ServiceContext } from "@ttip/runtime";
-import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService, testPhone } from "@ttip/runtime/testing";
 import { sendOwedReceipts, sendReceipts, type OwedReceipt } from "../src/receipts.js";
 import type { Deps } from "../src/tips.js";
 
@@ -25,8 +25,6 @@ describe("customer receipts, sent in batches through the notification service", 
   /** The calls payment made to its peers, by method, with each SendNotifications call's keys. */
   const calls: { method: string; keys: string[] }[] = [];
   const called = (method: string) => calls.filter((c) => c.method === method);
-  let seq = 0;
-  const newPhone = () => `2547${String(Date.now() % 1e6).padStart(6, "0")}${String(seq++ % 100).padStart(2, "0")}`;
   const smsTo = (phone: string) => sim.sent.filter((m) => m.provider === "africastalking" && normalisePhone(m.to) === normalisePhone(phone));
 
   before(async () => {
@@ -85,7 +83,7 @@ describe("customer receipts, sent in batches through the notification service", 
   test("a pass sends its receipts in one notification call, asks qr once per owner, and a repeated pass sends nothing twice", async () => {
     const [named, unnamed] = [randomUUID(), randomUUID()];
     await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: named, displayName: "Wanjiru" }, { headers: callerHeaders(named, "worker") });
-    const phones = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
+    const phones = [testPhone(), testPhone(), testPhone(), testPhone(), testPhone()];
     const stopped = phones[4];
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [normalisePhone(stopped)]);
     const email = `customer-${randomUUID().slice(0, 8)}@example.com`;
@@ -123,7 +121,7 @@ describe("customer receipts, sent in batches through the notification service", 
 
   test("a receipt notification refuses stays owed and is retried alone; one whose key went out with other words counts as sent", async () => {
     const worker = randomUUID();
-    const [good, malformed, earlier] = await owe([{ workerId: worker, phone: newPhone() }, { workerId: worker, phone: "12345" }, { workerId: worker, phone: newPhone() }]);
+    const [good, malformed, earlier] = await owe([{ workerId: worker, phone: testPhone() }, { workerId: worker, phone: "12345" }, { workerId: worker, phone: testPhone() }]);
     // Sent before, worded otherwise (the name unknown then), its answer lost.
     await createClient(NotificationInternalService, t.ctx.peers("notification")).sendNotification({
       idempotencyKey: `receipt:${earlier.tip_id}`, recipient: { case: "phone", value: earlier.phone }, templateKey: TemplateKey.RECEIPT,
@@ -151,7 +149,7 @@ describe("customer receipts, sent in batches through the notification service", 
   test("a receipt that fails every time waits behind the others: passes of one receipt each send the others, then try it again", async () => {
     await t.db.pool.query("DELETE FROM payment.receipts"); // earlier tests' refused receipts: this test's queue alone
     const worker = randomUUID();
-    const [poisoned, ...others] = await owe([{ workerId: worker, phone: "12345" }, { workerId: worker, phone: newPhone() }, { workerId: worker, phone: newPhone() }]);
+    const [poisoned, ...others] = await owe([{ workerId: worker, phone: "12345" }, { workerId: worker, phone: testPhone() }, { workerId: worker, phone: testPhone() }]);
     const pass = async () => {
       calls.length = 0;
       await sendReceipts(deps, 1);
@@ -168,7 +166,7 @@ describe("customer receipts, sent in batches through the notification service", 
   test("receipts credited at the same time go to notification together, each answered on its own", async () => {
     const worker = randomUUID();
     await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker, displayName: "Baraka" }, { headers: callerHeaders(worker, "worker") });
-    const rows = await owe(Array.from({ length: 6 }, () => ({ workerId: worker, phone: newPhone() })));
+    const rows = await owe(Array.from({ length: 6 }, () => ({ workerId: worker, phone: testPhone() })));
     await sendOwedReceipts(deps, rows.slice(0, 1));
     calls.length = 0;
     // As runAfterCredit does for each tip credited: one call each, at the same time.

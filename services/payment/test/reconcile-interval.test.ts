@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip } from "../src/tips.js";
 import { eventually, startHarness, type Harness } from "./setup.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 describe("the service's own reconciliation pass", () => {
   let h: Harness;
@@ -22,7 +23,7 @@ describe("the service's own reconciliation pass", () => {
        VALUES ($1::uuid, $1::text, 'fp', $2, 'KES', $3::bigint, $3::bigint / 20, $3::bigint, $3::bigint - $3::bigint / 20, $4, '2547***678', $6, $1::text,
          now(), now() + interval '1 day', $5, $5, $7, now(), CASE WHEN $8 THEN $5 END, CASE WHEN $8 THEN $9::timestamptz END,
          CASE WHEN $8 THEN 'admin' END, CASE WHEN $8 THEN 'fine' END)`,
-      [tipId, workerId, minor, `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, receipt,
+      [tipId, workerId, minor, testPhone(), receipt,
         held ? "held_for_review" : "succeeded", held ? "suspense" : "worker", held, new Date(h.clock.now())],
     );
   }

@@ -4,7 +4,7 @@
 // its real HTTP shape. Callbacks, payouts to the end and cards stay in the
 // real-server tests.
 import assert from "node:assert/strict";
-import { createHash, randomBytes, randomInt, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
@@ -13,14 +13,14 @@ import { AccountKind, EntryCauseSchema, LimitKind, OwnerKind, WithdrawalLimitSch
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { callerHeaders, violationsOf, type Role } from "@ttip/runtime";
-import { conflictingKeyOf, type InProcessService, kesMinor, reasonOf, refusal, startInProcessService } from "@ttip/runtime/testing";
+import { conflictingKeyOf, type InProcessService, kesMinor, reasonOf, refusal, startInProcessService, testPhone } from "@ttip/runtime/testing";
 import { createAuth } from "@ttip/auth";
 import { createWalletModule } from "@ttip/wallet";
 import { createPaymentModule } from "../src/index.js";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
 
 /** A fresh number ending in 0003: the simulator's customer pays but no callback comes (none is needed here). */
-const quietPhone = () => `07${String(randomInt(10_000)).padStart(4, "0")}0003`;
+const quietPhone = () => testPhone({ format: "07", suffix: "0003" });
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
 
@@ -115,7 +115,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
     const device = randomUUID();
     const db = s.db.pool;
-    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker.subject, `2547${String(randomInt(100_000_000)).padStart(8, "0")}`]);
+    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker.subject, testPhone()]);
     await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker.subject]);
     const wallet = createClient(WalletInternalService, s.ctx.peers("wallet"));
     const account = async (kind: AccountKind, ownerKind: OwnerKind, ownerId = "") => (await wallet.ensureAccount({ kind, ownerKind, ownerId, currency: "KES" })).account!.accountId;

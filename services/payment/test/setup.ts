@@ -1,10 +1,9 @@
 // Shared by the payment tests: the payment service with the real wallet
 // service, on the harness's PostgreSQL/Redis/NATS, against the Daraja simulator.
-import { randomInt } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
 import { AdjustableClock, callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
@@ -89,17 +88,8 @@ export const eventually = <T>(check: () => Promise<T | undefined | false>, what:
 
 export { KES } from "@ttip/runtime/testing";
 
-const issuedPhones = new Set<string>();
-
 /**
- * A fresh Safaricom-style number ending in `suffix` (which scripts the simulator), never the same
- * twice in one test file: tests count the simulator's pushes by number, and with only 10,000
- * numbers per suffix two random draws in a file met often enough to fail a count.
+ * A fresh Safaricom-style number (07…) ending in `suffix`, which scripts the simulator; never the same
+ * twice in one test file (tests count the simulator's pushes by number): the runtime's testPhone.
  */
-export function phone(suffix = "5678"): string {
-  for (let draws = 0; draws < 10_000; draws++) {
-    const number = `07${String(randomInt(10000)).padStart(4, "0")}${suffix}`;
-    if (!issuedPhones.has(number)) return issuedPhones.add(number), number;
-  }
-  throw new Error(`no fresh number left ending in ${suffix}`);
-}
+export const phone = (suffix = "5678"): string => testPhone({ format: "07", suffix });

@@ -8,7 +8,7 @@ import { after, before, describe, mock, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, migrate, systemClock } from "@ttip/runtime";
-import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
@@ -356,7 +356,6 @@ describe("payment's per-tip statements, by their plans", () => {
     const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: tipConfig, clock: systemClock };
     return placement(t, terms);
   };
-  const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
 
   /**
    * Runs `group` (a statement starting with `prefix`, about tips lo and hi) while another transaction
@@ -520,10 +519,10 @@ describe("payment's per-tip statements, by their plans", () => {
   });
 
   test("tips placed together go in one statement, each judged and answered for itself; two from one number or under one key go one after the other", async () => {
-    const repeated = phoneNumber();
+    const repeated = testPhone();
     const first = newTip(repeated, randomUUID());
     assert.ok((await placeTip(db.pool, first, false)).row, "the number's first tip");
-    const [a, b, c, d] = [newTip(repeated, randomUUID()), newTip(phoneNumber(), randomUUID()), newTip(phoneNumber(), randomUUID()), newTip(repeated, randomUUID())];
+    const [a, b, c, d] = [newTip(repeated, randomUUID()), newTip(testPhone(), randomUUID()), newTip(testPhone(), randomUUID()), newTip(repeated, randomUUID())];
     // The same request again under b's key (a customer's retry), at the same time.
     const retry = newTip(b.t.phone, b.t.workerId, b.t.idempotencyKey);
     let statements = 0;
@@ -553,13 +552,13 @@ describe("payment's per-tip statements, by their plans", () => {
   test("groups of tips of any size share one plan, and read each tip's facts once", async () => {
     const statement = await planSharedByGroups("WITH q AS", async (client) => {
       for (let size = 1; size <= 12; size++) {
-        const placed = await Promise.all(Array.from({ length: size }, () => placeTip(client, newTip(phoneNumber(), randomUUID()), false)));
+        const placed = await Promise.all(Array.from({ length: size }, () => placeTip(client, newTip(testPhone(), randomUUID()), false)));
         assert.ok(placed.every((p) => p.row));
       }
     });
     // The row's values are passed into the facts' subquery as its parameters: the number's three reads (wrong PINs, recent tips,
     // rule-limited answers), not one more per use of a count in the judgement.
-    const params = [...newTip(phoneNumber(), randomUUID()).values.map((v) => [v]), 600_000, 120, 3, 5, 1000, new Date()];
+    const params = [...newTip(testPhone(), randomUUID()).values.map((v) => [v]), 600_000, 120, 3, 5, 1000, new Date()];
     const { rows: plan } = await db.pool.query(`EXPLAIN (FORMAT JSON) ${statement}`, params);
     const byPhone = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan)
       .filter((n) => n["Relation Name"] === "tips" && /\bphone = (q\.phone|\$\d+)\b/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""} ${n.Filter ?? ""}`));
@@ -591,7 +590,7 @@ describe("payment's per-tip statements, by their plans", () => {
     await db.pool.query("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
     const from = (await db.pool.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0].lsn;
     // Answered in one turn: one statement for the three.
-    const placed = await Promise.all(Array.from({ length: 3 }, () => placeTip(db.pool, newTip(phoneNumber(), randomUUID()), false)));
+    const placed = await Promise.all(Array.from({ length: 3 }, () => placeTip(db.pool, newTip(testPhone(), randomUUID()), false)));
     assert.ok(placed.every((p) => p.row));
     const wal = await tipsWalSince(from);
     const count = (kind: RegExp) => [...wal].filter(([k]) => kind.test(k)).reduce((n, [, v]) => n + v, 0);
@@ -603,7 +602,7 @@ describe("payment's per-tip statements, by their plans", () => {
   for (const end of ["COMMIT", "ROLLBACK"] as const) {
     test(`a key another transaction is placing a tip under: the placement waits, then answers that tip if it commits (${end}), or its own`, async () => {
       const key = `key-${randomUUID()}`;
-      const [theirs, ours] = [newTip(phoneNumber(), randomUUID(), key), newTip(phoneNumber(), randomUUID(), key)];
+      const [theirs, ours] = [newTip(testPhone(), randomUUID(), key), newTip(testPhone(), randomUUID(), key)];
       const other = await db.pool.connect();
       try {
         await other.query("BEGIN");

@@ -39,12 +39,15 @@ export function stripeJsDouble(apiBase: string): string {
         var pi = secret.split("_secret_")[0];
         var returnUrl = (args.confirmParams && args.confirmParams.return_url) || "";
         var body = new URLSearchParams({ payment_method: chosen.value, client_secret: secret, return_url: returnUrl });
+        // Like Stripe.js, a redirect leaves the page and the promise never settles: a caller that
+        // went on after it would race the navigation.
+        var leave = function (url) { window.location.assign(url); return new Promise(function () {}); };
         return fetch(API + "/v1/payment_intents/" + pi + "/confirm", { method: "POST", headers: { authorization: "Bearer " + pk }, body: body })
           .then(function (r) { return r.json(); })
           .then(function (j) {
             if (j.error) return { error: j.error };
-            if (j.status === "requires_action" && j.next_action && j.next_action.redirect_to_url) { window.location.assign(j.next_action.redirect_to_url.url); return { paymentIntent: j }; }
-            if (args.redirect !== "if_required" && returnUrl) window.location.assign(returnUrl + (returnUrl.indexOf("?") < 0 ? "?" : "&") + "payment_intent=" + pi);
+            if (j.status === "requires_action" && j.next_action && j.next_action.redirect_to_url) return leave(j.next_action.redirect_to_url.url);
+            if (args.redirect !== "if_required" && returnUrl) return leave(returnUrl + (returnUrl.indexOf("?") < 0 ? "?" : "&") + "payment_intent=" + pi);
             return { paymentIntent: j };
           });
       }

@@ -10,6 +10,7 @@ export * from "./servers.js";
 export * from "./crash-bus.js";
 export * from "./refusal.js";
 export * from "./money.js";
+export * from "./phones.js";
 export * from "./pg-writes.js";
 export * from "./wal-records.js";
 export * from "./raw-http.js";

@@ -77,7 +77,8 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
     setError("");
     const result = await send(() => ready.stripe.confirmPayment({
       elements: ready.elements,
-      // 3-D Secure pages send the customer back here.
+      // 3-D Secure pages send the customer back here. For them Stripe.js leaves this page and its
+      // promise never settles, so an answer means no redirect: going on from it races nothing.
       confirmParams: { return_url: `${window.location.origin}${ready.statusUrl}` },
       redirect: "if_required",
     }), (paid) => !paid.error);
