@@ -2,8 +2,9 @@ import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } fro
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
 import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
@@ -78,6 +79,8 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
         [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
+      // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
+      await emitEvent(tx, "auth", DeviceRegisteredSchema, { userId: caller.subject, deviceId: rows[0].device_id, name: req.name });
       return rows[0];
     });
     return { device: toDevice(device) };

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { signPartnerRequest } from "../src/index.js";
 import { startHarness, type Harness } from "./harness.js";
@@ -42,6 +44,10 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: rsa })), Code.InvalidArgument, "only ES256");
     const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
     assert.equal((await me.listDevices({})).devices.map((d) => d.deviceId).join(), device!.deviceId);
+    // The user is told (notification sends the SMS): one event, for the key added, none for the refused ones.
+    const added = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM auth.outbox WHERE subject = 'ttip.auth.device_registered'");
+    const told = added.rows.map((r) => fromBinary(DeviceRegisteredSchema, r.payload)).filter((e) => e.userId === signup.userId);
+    assert.deepEqual(told.map((e) => [e.deviceId, e.name]), [[device!.deviceId, "Pixel"]]);
 
     // Biometric unlock: sign the server's challenge with the device key.
     const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });

@@ -40,13 +40,14 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: [Channel.SMS, Channel.IN_APP],
+  [TemplateKey.DEVICE_ADDED]: [Channel.SMS, Channel.IN_APP],
 };
 
 /**
- * Kinds that always go by SMS, whatever the user chose, and outside quiet hours too: a sign-in code, and a
- * security notice (the payout number changed), which someone using the worker's session must not silence.
+ * Kinds that always go by SMS, whatever the user chose, and outside quiet hours too: a sign-in code, and the
+ * security notices (the payout number changed, a device added), which someone using the session must not silence.
  */
-const ALWAYS_SMS: ReadonlySet<TemplateKey> = new Set([TemplateKey.OTP, TemplateKey.PAYOUT_NUMBER_CHANGED]);
+const ALWAYS_SMS: ReadonlySet<TemplateKey> = new Set([TemplateKey.OTP, TemplateKey.PAYOUT_NUMBER_CHANGED, TemplateKey.DEVICE_ADDED]);
 
 export type Recipient = { userId: string } | { phone: string } | { email: string };
 

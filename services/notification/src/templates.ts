@@ -18,6 +18,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
+  [TemplateKey.DEVICE_ADDED]: [],
 };
 
 /** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
@@ -81,6 +82,10 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: {
     en: { title: "Payout number changed", text: "Your TTIP withdrawals now go to M-Pesa {{phone}}. If you did not make this change, contact TTIP support at once." },
     sw: { title: "Namba ya kutoa pesa imebadilishwa", text: "Pesa zako za TTIP sasa zitatumwa kwa M-Pesa {{phone}}. Kama hukufanya badiliko hili, wasiliana na TTIP mara moja." },
+  },
+  [TemplateKey.DEVICE_ADDED]: {
+    en: { title: "New device added", text: "A new device can now approve withdrawals from your TTIP account. If you did not add it, contact TTIP support at once." },
+    sw: { title: "Kifaa kipya kimeongezwa", text: "Kifaa kipya sasa kinaweza kuidhinisha utoaji wa pesa kwenye akaunti yako ya TTIP. Kama hukukiongeza, wasiliana na TTIP mara moja." },
   },
 };
 

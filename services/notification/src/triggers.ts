@@ -4,6 +4,7 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import {
   DeliveryUpdatedSchema,
+  DeviceRegisteredSchema,
   FraudAlertSchema,
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
@@ -91,6 +92,11 @@ const TRIGGERS = [
     durable: "notification-payout-number-changed",
     schema: PayoutNumberChangedSchema,
     sends: (e, id) => toWorker(id, e, TemplateKey.PAYOUT_NUMBER_CHANGED, { phone: e.phoneMasked }),
+  }),
+  trigger({
+    durable: "notification-device-registered",
+    schema: DeviceRegisteredSchema,
+    sends: (e, id) => toWorker(id, { workerId: e.userId, meta: e.meta }, TemplateKey.DEVICE_ADDED, {}),
   }),
   trigger({
     durable: "notification-fraud-alert",

@@ -7,6 +7,7 @@ import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   DeliveryUpdatedSchema,
+  DeviceRegisteredSchema,
   FraudAlertSchema,
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
@@ -177,9 +178,10 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.POOL_SHARE]: { amount: "KES 1,250", venue: "Java House Kimathi", period: "24 Nov", rule: "by hours, rule v3" },
       [TemplateKey.ADMIN_TIP_HELD]: { amount: "KES 15,000", worker: "Amina Wanjiru", reason: "amount outlier", link: "https://tips.example.co.ke/admin" },
       [TemplateKey.PAYOUT_NUMBER_CHANGED]: { phone: "2547******78" },
+      [TemplateKey.DEVICE_ADDED]: {},
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -189,7 +191,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 22, "each kind reads differently in each language");
+    assert.equal(bodies.size, 24, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -1432,7 +1434,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("preferences choose channels per kind; quiet hours hold SMS but not in-app, nor a payout number's change", async () => {
+  test("preferences choose channels per kind; quiet hours hold SMS but not in-app, nor a payout number's change or a device added", async () => {
     const workerId = randomUUID();
     const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone });
@@ -1471,6 +1473,9 @@ describe("notification service against Postgres, JetStream and the provider simu
     await publish(t.ctx.bus, "ttip.payment.payout_number_changed", PayoutNumberChangedSchema, { workerId, phoneMasked: "2547******99", previousPhoneMasked: "2547******12" });
     const notice = await eventually("the payout number notice", () => smsTo(phone)[0]);
     assert.equal(notice.body, "Pesa zako za TTIP sasa zitatumwa kwa M-Pesa 2547******99. Kama hukufanya badiliko hili, wasiliana na TTIP mara moja.");
+    await publish(t.ctx.bus, "ttip.auth.device_registered", DeviceRegisteredSchema, { userId: workerId, deviceId: randomUUID(), name: "Pixel" });
+    const device = await eventually("the new device notice", () => smsTo(phone).find((m) => m.body.startsWith("Kifaa kipya")));
+    assert.equal(device.body, "Kifaa kipya sasa kinaweza kuidhinisha utoaji wa pesa kwenye akaunti yako ya TTIP. Kama hukukiongeza, wasiliana na TTIP mara moja.");
     await assert.rejects(
       me.updatePreferences({ preferences: { kinds: [{ key: TemplateKey.PAYOUT_NUMBER_CHANGED, channels: [Channel.IN_APP] }] } }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /kinds\[0\]\.key/.test(e.message),

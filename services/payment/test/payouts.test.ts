@@ -162,7 +162,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
   });
 
   test("a B2C whose answer never comes is resolved by transaction status, never sent again", async () => {
-    const p = phone("0004"); // slow_ack: paid at once, the answer comes after our 1 s timeout
+    const p = phone("0004"); // slow_ack: paid at once, the answer comes after our timeout
     const worker = await tippedWorker(p);
     const resolving = await eventually(async () => {
       const x = await onlyPayout(worker);

@@ -27,11 +27,20 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/**
+ * The Daraja client's timeout here: above the stalls of a test process on two busy cores. At 1 s a
+ * push on a new connection timed out before it was written when the process did not run for a
+ * second: "not sent", its tip failed at once and no push came (push-under-stall.test.ts).
+ */
+export const DARAJA_TIMEOUT_MS = 3000;
+/** When the simulator's late answers come (slow_ack, a late STK callback): after the client gave up. */
+export const DARAJA_LATE_MS = DARAJA_TIMEOUT_MS + 1000;
+
 export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra: ServiceModule[] = []): Promise<Harness> {
-  const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: 1500 });
+  const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: DARAJA_LATE_MS });
   // Callbacks from loopback only: the forged-callback test posts from 127.0.0.2, outside it.
   const config: PaymentConfig = simulatedPaymentConfig(sim, {
-    daraja: { ...sim.clientConfig(), timeoutMs: 1000 },
+    daraja: { ...sim.clientConfig(), timeoutMs: DARAJA_TIMEOUT_MS },
     stkDeadlineMs: 100,
     payoutResultWaitMs: 100,
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },

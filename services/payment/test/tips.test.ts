@@ -11,7 +11,7 @@ import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.j
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { DARAJA_LATE_MS, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 
@@ -379,8 +379,8 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
   test("a push whose answer never came and whose callback was lost expires flagged: it cannot be asked about, yet may be paid", async () => {
     const worker = randomUUID();
     const p = phone();
-    // Charged at once; the answer comes after the client's 1 s timeout; no callback.
-    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "lost", answerDelayMs: 1500 });
+    // Charged at once; the answer comes after the client's timeout; no callback.
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "lost", answerDelayMs: DARAJA_LATE_MS });
     const { tip: t } = await tip(worker, p);
     assert.equal(t!.status, TipStatus.PENDING, "an unanswered push stays pending");
     assert.equal((await row(t!.tipId)).checkout_request_id, null);

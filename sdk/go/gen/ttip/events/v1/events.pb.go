@@ -1621,6 +1621,78 @@ func (x *UserRegistered) GetLocale() string {
 	return ""
 }
 
+// A device key was added to a user's account (RegisterDevice): from now on it can
+// sign the step-ups that withdrawals and admin actions need. The user is told by
+// SMS: a session used by someone else could otherwise add their own device unseen.
+type DeviceRegistered struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceId string                 `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// As the app named it (e.g. "Admin console (Linux x86_64)").
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceRegistered) Reset() {
+	*x = DeviceRegistered{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceRegistered) ProtoMessage() {}
+
+func (x *DeviceRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceRegistered.ProtoReflect.Descriptor instead.
+func (*DeviceRegistered) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DeviceRegistered) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *DeviceRegistered) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DeviceRegistered) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceRegistered) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // A delivery's outcome: published when a delivery is sent, delivered or fails, not
 // while it waits ("queued", "retrying": those stay notification's own, and
 // NotificationAdminService's GetDelivery and ListDeliveries show them). A delivery
@@ -1644,7 +1716,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1728,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1741,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -1737,7 +1809,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1821,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1834,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -1834,7 +1906,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1918,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1931,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -1962,7 +2034,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2046,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2059,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -2095,7 +2167,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2179,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2192,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2184,7 +2256,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2268,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2281,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2285,7 +2357,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2369,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2382,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2386,7 +2458,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2470,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2483,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2466,7 +2538,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2550,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2563,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2518,7 +2590,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2602,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2615,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2570,7 +2642,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2654,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2667,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -2768,7 +2840,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n" +
-	"\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered\"\x91\x02\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered\"\xac\x01\n" +
+	"\x10DeviceRegistered\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered\"\x91\x02\n" +
 	"\x0fDeliveryUpdated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
@@ -2880,7 +2957,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
@@ -2900,90 +2977,92 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*FeeScheduleCreated)(nil),           // 15: ttip.events.v1.FeeScheduleCreated
 	(*QrScanned)(nil),                    // 16: ttip.events.v1.QrScanned
 	(*UserRegistered)(nil),               // 17: ttip.events.v1.UserRegistered
-	(*DeliveryUpdated)(nil),              // 18: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 19: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 20: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 21: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 22: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 23: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 24: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 25: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 26: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 27: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 28: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 30: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 31: ttip.auth.v1.AuditAction
+	(*DeviceRegistered)(nil),             // 18: ttip.events.v1.DeviceRegistered
+	(*DeliveryUpdated)(nil),              // 19: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 20: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 21: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 22: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 23: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 24: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 25: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 26: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 27: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 28: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 29: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 31: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 32: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	29, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	30, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	30, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	30, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	31, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	31, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	31, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 6: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 7: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	31, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 9: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 10: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	31, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 12: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 13: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	30, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	31, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	31, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	1,  // 16: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	31, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	1,  // 18: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 19: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 20: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	31, // 20: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	1,  // 21: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 22: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	30, // 23: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	31, // 22: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	31, // 23: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 24: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 25: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	30, // 26: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	31, // 25: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	31, // 26: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 27: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 28: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	31, // 28: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	1,  // 29: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 30: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	31, // 30: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	1,  // 31: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 32: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	31, // 32: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	1,  // 33: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 34: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	30, // 34: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	1,  // 35: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 36: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 37: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 38: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 39: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 40: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	29, // 41: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	30, // 42: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 43: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 44: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	30, // 45: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	29, // 46: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	29, // 47: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 48: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 49: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 50: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 51: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	29, // 52: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 53: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 54: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	29, // 55: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	31, // 56: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 57: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	25, // 58: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 59: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	25, // 60: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 61: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	25, // 62: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	1,  // 37: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 38: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 39: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 40: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 41: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	30, // 42: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	31, // 43: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 44: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 45: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	31, // 46: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	30, // 47: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	30, // 48: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 49: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 50: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 51: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 52: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	30, // 53: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 54: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 55: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	30, // 56: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	32, // 57: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 58: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 59: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 60: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 61: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 62: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 63: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -2997,7 +3076,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

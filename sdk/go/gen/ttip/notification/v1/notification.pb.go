@@ -98,6 +98,9 @@ const (
 	// To a worker: the number withdrawals go to changed. Always by SMS (it cannot
 	// be turned off), outside quiet hours too.
 	TemplateKey_TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED TemplateKey = 11
+	// To a user: a device key was added to the account (it can approve
+	// withdrawals). Always by SMS, outside quiet hours too.
+	TemplateKey_TEMPLATE_KEY_DEVICE_ADDED TemplateKey = 12
 )
 
 // Enum value maps for TemplateKey.
@@ -115,6 +118,7 @@ var (
 		9:  "TEMPLATE_KEY_POOL_SHARE",
 		10: "TEMPLATE_KEY_ADMIN_TIP_HELD",
 		11: "TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED",
+		12: "TEMPLATE_KEY_DEVICE_ADDED",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":           0,
@@ -129,6 +133,7 @@ var (
 		"TEMPLATE_KEY_POOL_SHARE":            9,
 		"TEMPLATE_KEY_ADMIN_TIP_HELD":        10,
 		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED": 11,
+		"TEMPLATE_KEY_DEVICE_ADDED":          12,
 	}
 )
 
@@ -948,7 +953,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xfb\x02\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\x9a\x03\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -962,7 +967,8 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x17TEMPLATE_KEY_POOL_SHARE\x10\t\x12\x1f\n" +
 	"\x1bTEMPLATE_KEY_ADMIN_TIP_HELD\x10\n" +
 	"\x12&\n" +
-	"\"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED\x10\v*Y\n" +
+	"\"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED\x10\v\x12\x1d\n" +
+	"\x19TEMPLATE_KEY_DEVICE_ADDED\x10\f*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
