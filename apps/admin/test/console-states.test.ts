@@ -10,7 +10,8 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Page } from "playwright-core";
-import { AdminHarness, eventually, randomPhone } from "./harness.js";
+import { AdminHarness, eventually } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
 
@@ -23,7 +24,7 @@ describe("admin console states in chromium", () => {
   before(async () => {
     await h.start();
     page = await h.page();
-    await h.signIn(page, randomPhone(), "7391");
+    await h.signIn(page, testPhone(), "7391");
     await page.getByLabel(/Setup token/).fill(await h.setupToken());
     await page.getByRole("button", { name: "Become the first admin" }).click();
     await page.getByRole("heading", { name: "Users" }).waitFor();
@@ -34,7 +35,7 @@ describe("admin console states in chromium", () => {
   after(() => h.stop());
 
   test("a worker's payout hold: shown with since when, by whom and why; only Hold or Release offered; a second hold refused; the release's note audited", async () => {
-    const worker = await h.signUp(randomPhone(), "2580", "Juma Kiprop");
+    const worker = await h.signUp(testPhone(), "2580", "Juma Kiprop");
     await page.getByRole("link", { name: "Users" }).click();
     await page.getByRole("textbox", { name: "Search" }).fill("Juma Kiprop");
     await page.getByRole("button", { name: "Search" }).click();
@@ -171,7 +172,7 @@ describe("admin console states in chromium", () => {
     await page.setViewportSize({ width: 360, height: 800 });
     const width = await page.evaluate(() => document.documentElement.clientWidth);
     const rightOf = async (l: ReturnType<Page["getByRole"]>) => { const b = (await l.boundingBox())!; return b.x + b.width; };
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     const tip = await h.heldTip(worker.userId);
     await page.getByRole("link", { name: /Fraud/ }).click();
     const row = page.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });

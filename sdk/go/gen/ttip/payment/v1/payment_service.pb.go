@@ -691,7 +691,8 @@ func (x *RateTipResponse) GetTip() *Tip {
 type RequestPayoutRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Amount         *v1.Money              `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Whole Kenya shillings, at least KES 10 (the least a B2C pays out; under it INVALID_ARGUMENT naming amount, nothing held or sent).
+	Amount *v1.Money `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Defaults to the worker's registered number when empty.
 	MpesaPhone string `protobuf:"bytes,3,opt,name=mpesa_phone,json=mpesaPhone,proto3" json:"mpesa_phone,omitempty"`
 	// From AuthService.VerifyDeviceChallenge: proves the device's biometric unlock.
@@ -4428,13 +4429,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x1a\n" +
 	"\x18GetPayoutSettingsRequest\"X\n" +
 	"\x19GetPayoutSettingsResponse\x12;\n" +
-	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\x97\x03\n" +
+	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\xb4\x03\n" +
 	"\x1bUpdatePayoutSettingsRequest\x12\x1f\n" +
 	"\vauto_payout\x18\x01 \x01(\bR\n" +
 	"autoPayout\x12E\n" +
 	"\x13auto_payout_minimum\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12=\n" +
-	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone:\xd0\x01\xbaH\xcc\x01\x1a\xc9\x01\n" +
-	"\x1eupdate_payout_settings.minimum\x12Aauto_payout_minimum must be at least 1 KES when auto_payout is on\x1ad!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 100)\"[\n" +
+	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone:\xed\x01\xbaH\xe9\x01\x1a\xe6\x01\n" +
+	"\x1eupdate_payout_settings.minimum\x12]auto_payout_minimum must be at least 10 KES (the least a B2C pays out) when auto_payout is on\x1ae!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 1000)\"[\n" +
 	"\x1cUpdatePayoutSettingsResponse\x12;\n" +
 	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\x1b\n" +
 	"\x19ListPaymentMethodsRequest\"e\n" +
