@@ -146,6 +146,9 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: false, autoPayoutMinimum: KES(9), payoutPhone: p }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum: M-Pesa pays out at least KES 10/.test(e.rawMessage));
     await h.t.db.pool.query("UPDATE payment.payout_settings SET auto_payout_minimum_minor = 100 WHERE worker_id = $1", [worker]);
+    // Shown as the minimum that applies: before, KES 1, which the worker's own settings form then refused to save.
+    assert.equal((await asWorker(worker).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n);
+    assert.equal((await asWorker(randomUUID()).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n, "offered to a worker with no settings");
     const tip = async (kes: number) => {
       const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(kes), payment: { case: "mpesaPhone", value: phone() } });
       await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
