@@ -10,10 +10,10 @@ const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
 export const ADMIN_DIST = path.join(dir, "dist");
 // The web app's browser helpers (device key, error sentences) are shared, so they count too, as does
-// payment's list of the currencies it takes.
+// payment's list of the currencies it takes and runtime's M-Pesa limits.
 const SOURCES = [
   path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "apps/web/src/components/charts.tsx"),
-  path.join(root, "services/payment/src/cards/currencies.ts"), path.join(root, "proto/gen"),
+  path.join(root, "services/payment/src/cards/currencies.ts"), path.join(root, "services/runtime/src/mpesa-limits.ts"), path.join(root, "proto/gen"),
 ];
 const STAMP = path.join(ADMIN_DIST, "sources.sha256");
 

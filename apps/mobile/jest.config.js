@@ -22,6 +22,7 @@ module.exports = {
   moduleNameMapper: {
     "^@ttip/proto/(.*)\\.js$": path.join(root, "proto/gen/$1.ts"),
     "^@ttip/web-lib/(.*)$": path.join(root, "apps/web/src/lib/$1"),
+    "^@ttip/runtime/mpesa-limits$": path.join(root, "services/runtime/src/mpesa-limits.ts"),
     // The generated code's relative imports name the .ts files as ".js".
     "^(\\.{1,2}/.*)\\.js$": "$1",
   },

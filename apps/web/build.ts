@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
-const SOURCES = [path.join(dir, "src"), path.join(dir, "public"), path.join(dir, "next.config.mjs"), path.join(dir, "package.json"), path.join(root, "proto/gen"), path.join(root, "services/venue/src/rounding-rule.ts"), path.join(root, "services/payment/src/cards/currencies.ts")];
+const SOURCES = [path.join(dir, "src"), path.join(dir, "public"), path.join(dir, "next.config.mjs"), path.join(dir, "package.json"), path.join(root, "proto/gen"), path.join(root, "services/venue/src/rounding-rule.ts"), path.join(root, "services/payment/src/cards/currencies.ts"), path.join(root, "services/runtime/src/mpesa-limits.ts")];
 const STAMP = path.join(dir, ".next", "ttip-sources.sha256");
 
 function files(p: string): string[] {

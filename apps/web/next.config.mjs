@@ -11,8 +11,9 @@ const config = {
   poweredByHeader: false,
   // The contracts' generated code is TypeScript in the proto workspace; venue's rounding rule's words
   // (@ttip/venue/rounding-rule, one file without imports) are shown by the screens; the card form
-  // offers payment's currencies (@ttip/payment/card-currencies, one file without imports).
-  transpilePackages: ["@ttip/proto", "@ttip/venue", "@ttip/payment"],
+  // offers payment's currencies (@ttip/payment/card-currencies, one file without imports); amounts are
+  // checked against M-Pesa's limits (@ttip/runtime/mpesa-limits, one file without imports).
+  transpilePackages: ["@ttip/proto", "@ttip/venue", "@ttip/payment", "@ttip/runtime"],
   serverExternalPackages: ["@connectrpc/connect-node"],
   // Type-checked by `make typecheck` (tsc -p apps/web); the build stays quick.
   typescript: { ignoreBuildErrors: true },

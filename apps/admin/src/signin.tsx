@@ -2,10 +2,10 @@
 // account), then this browser's device key is registered for the step-ups
 // that money actions need. Without a console role, the only thing offered is
 // the first-admin setup token.
-import { Code, ConnectError } from "@connectrpc/connect";
 import { useState, type FormEvent } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey } from "../../web/src/lib/device-key";
+import { signInRefusal } from "../../web/src/lib/sign-in";
 import { api, errorText, refresh, saveSession, type Session } from "./api";
 
 type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "new-pin" };
@@ -18,19 +18,23 @@ export async function ensureDeviceKey(s: Session): Promise<void> {
   await saveDeviceKey(s.userId, { deviceId: device!.deviceId, privateKey });
 }
 
-const triesLeft = (n: string) => (n === "1" ? "1 try left" : `${n} tries left`);
+const triesLeft = (n: number) => (n === 1 ? "1 try left" : `${n} tries left`);
+const waitWords = (seconds: number) => (seconds < 120 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`);
 
 /**
- * Auth's refusals at sign-in as sentences a person reads: its own detail is a field and a code
- * ("otp: wrong code; 4 tries left"); any other refusal as every screen says it.
+ * Auth's refusals at sign-in as sentences a person reads (read as the worker apps read them: lib/sign-in);
+ * any other refusal as every screen says it.
  */
 export function signInErrorText(err: unknown): string {
-  const e = err instanceof ConnectError ? err : undefined;
-  const tries = e && /(\d+) tries left/.exec(e.rawMessage)?.[1];
-  if (e?.code === Code.InvalidArgument && e.rawMessage.startsWith("otp:") && tries) return `That code is wrong. ${triesLeft(tries)}.`;
-  if (e?.code === Code.FailedPrecondition && /code has expired/.test(e.rawMessage)) return "That code can no longer be used (expired, used or too many tries). Use another number, or the same one, to get a new code.";
-  if (e?.code === Code.PermissionDenied && /wrong PIN/.test(e.rawMessage) && tries) return `Wrong PIN. ${triesLeft(tries)} before it is locked.`;
-  return errorText(err);
+  const r = signInRefusal(err);
+  switch (r?.kind) {
+    case "otpWrong": return `That code is wrong. ${triesLeft(r.triesLeft)}.`;
+    case "otpSpent": return "That code can no longer be used (expired, used or too many tries). Use another number, or the same one, to get a new code.";
+    case "pinWrong": return `Wrong PIN. ${triesLeft(r.triesLeft)} before it is locked.`;
+    case "pinLocked": return `Your PIN is locked after too many wrong tries. Try again in ${waitWords(r.waitSeconds)}, or ask another admin to unlock it.`;
+    case "wait": return `Too many tries. Wait ${waitWords(r.waitSeconds)}, then try again.`;
+    default: return errorText(err);
+  }
 }
 
 export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {

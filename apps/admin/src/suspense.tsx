@@ -4,17 +4,16 @@
 import { useEffect, useState } from "react";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { Action, money, when } from "./ui";
 
-/** M-Pesa's least and most a customer can pay in one transaction (the server's MPESA_LIMITS): a payment outside them is refused a match. */
-const MPESA_MIN_MINOR = 100n;
-const MPESA_CAP_MINOR = 250_000_00n;
 /** Why a payment cannot be matched (M-Pesa cannot have moved its amount) and what support does instead; undefined when it can. */
 function unmatchable(p: SuspensePayment): string | undefined {
   if (p.amount?.currency !== "KES") return undefined;
-  if (p.amount.amountMinor > MPESA_CAP_MINOR) return "over M-Pesa's cap: check with Safaricom, refund";
-  return p.amount.amountMinor < MPESA_MIN_MINOR ? "below KES 1, no money: refund to close" : undefined;
+  // M-Pesa's least and most a customer can pay in one transaction, as the server checks a match.
+  if (p.amount.amountMinor > MPESA_LIMITS.perTransactionMinor) return "over M-Pesa's cap: check with Safaricom, refund";
+  return p.amount.amountMinor < MPESA_LIMITS.minMinor ? "below KES 1, no money: refund to close" : undefined;
 }
 
 export function Suspense({ session }: { session: Session }) {

@@ -10,7 +10,8 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Page } from "playwright-core";
-import { AdminHarness, eventually, randomPhone } from "./harness.js";
+import { AdminHarness, eventually } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e) => ConnectError.from(e));
 
@@ -23,7 +24,7 @@ describe("admin console states in chromium", () => {
   before(async () => {
     await h.start();
     page = await h.page();
-    await h.signIn(page, randomPhone(), "7391");
+    await h.signIn(page, testPhone(), "7391");
     await page.getByLabel(/Setup token/).fill(await h.setupToken());
     await page.getByRole("button", { name: "Become the first admin" }).click();
     await page.getByRole("heading", { name: "Users" }).waitFor();
@@ -34,7 +35,7 @@ describe("admin console states in chromium", () => {
   after(() => h.stop());
 
   test("a worker's payout hold: shown with since when, by whom and why; only Hold or Release offered; a second hold refused; the release's note audited", async () => {
-    const worker = await h.signUp(randomPhone(), "2580", "Juma Kiprop");
+    const worker = await h.signUp(testPhone(), "2580", "Juma Kiprop");
     await page.getByRole("link", { name: "Users" }).click();
     await page.getByRole("textbox", { name: "Search" }).fill("Juma Kiprop");
     await page.getByRole("button", { name: "Search" }).click();
@@ -72,6 +73,23 @@ describe("admin console states in chromium", () => {
     assert.equal(released.actorUserId, adminId);
     assert.equal(released.detail, "bank confirmed the card holder");
     assert.ok(released.occurredAt, "when");
+  });
+  test("a fee in basis points typed as a percentage (2.5) or with letters is refused naming the field: nothing asked, nothing sent", async () => {
+    const calls = () => h.rpcs.filter((r) => r.path.endsWith("/CreateFeeSchedule")).length;
+    const before = calls();
+    await page.getByRole("link", { name: "Money" }).click();
+    const form = page.getByRole("form", { name: "New fee schedule" });
+    await form.getByLabel("Minimum fee (KES)").fill("5");
+    await form.getByLabel("Fee cap (KES)").fill("1500");
+    await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${new Date().getUTCFullYear() + 3}-01-02T00:00`);
+    for (const [field, typed] of [["Platform fee (bps)", "2.5"], ["Card fee (bps)", "290abc"], ["Platform fee (bps)", "10001"]] as const) {
+      await form.getByLabel("Platform fee (bps)").fill(field === "Platform fee (bps)" ? typed : "250");
+      await form.getByLabel("Card fee (bps)").fill(field === "Card fee (bps)" ? typed : "290");
+      await form.getByRole("button", { name: "Schedule new version" }).click();
+      await page.getByRole("alert").filter({ hasText: `Check the input: ${field.toLowerCase()} must be whole basis points from 0 to 10000` }).waitFor();
+      assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, `${typed}: nothing to confirm`);
+    }
+    assert.equal(calls(), before, "nothing sent");
   });
   test("scheduling a fee version, unblocking a number and activating a template ask first: Cancel sends nothing, a double click on Confirm sends one call", async () => {
     const calls = (method: string) => h.rpcs.filter((r) => r.path.endsWith(`/${method}`)).length;
@@ -171,7 +189,7 @@ describe("admin console states in chromium", () => {
     await page.setViewportSize({ width: 360, height: 800 });
     const width = await page.evaluate(() => document.documentElement.clientWidth);
     const rightOf = async (l: ReturnType<Page["getByRole"]>) => { const b = (await l.boundingBox())!; return b.x + b.width; };
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     const tip = await h.heldTip(worker.userId);
     await page.getByRole("link", { name: /Fraud/ }).click();
     const row = page.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });

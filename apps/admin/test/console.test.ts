@@ -27,7 +27,8 @@ import type { Page } from "playwright-core";
 import { chartDayLabel, chartRange, periodLabel } from "../src/chart-range.js";
 import { nairobiDateTime, nairobiDay, nairobiMonthOf, nairobiWallTime } from "../../web/src/lib/nairobi-time.js";
 import { formatMoney } from "../../web/src/lib/money.js";
-import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
+import { AdminHarness, eventually, startWebhookReceiver } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 
@@ -37,7 +38,7 @@ describe("admin console in chromium", () => {
   let adminToken: string;
   // The support user's signed-in page (the support test), for the webhook log test.
   let supportPage: Page;
-  const adminPhone = randomPhone();
+  const adminPhone = testPhone();
   // What the suspense test did, for the audit log test after it.
   const acted = { workerId: "", receipt: "", smsWorkerId: "" };
 
@@ -58,7 +59,7 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("heading", { name: "Users" }).waitFor();
     adminToken = await h.tokenOf(adminPage);
 
-    const workerPhone = randomPhone();
+    const workerPhone = testPhone();
     const worker = await h.signUp(workerPhone, "2580", "Achieng Otieno");
     // As people type it: 07…
     await adminPage.getByRole("textbox", { name: "Search" }).fill(`0${workerPhone.slice(3)}`);
@@ -82,7 +83,7 @@ describe("admin console in chromium", () => {
   });
 
   test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     const tip = await h.heldTip(worker.userId);
 
     // The console alerts whoever is signed in: the held tip shows on the Fraud tab within a poll.
@@ -145,7 +146,7 @@ describe("admin console in chromium", () => {
   });
 
   test("support: reads the queues; the money actions are disabled on screen and PERMISSION_DENIED in the API", async () => {
-    const supportPhone = randomPhone();
+    const supportPhone = testPhone();
     const support = await h.signUp(supportPhone, "4826");
     await h.api(AuthAdminService, adminToken).setUserRoles({ userId: support.userId, roles: [Role.SUPPORT] });
     const page = await h.page();
@@ -213,13 +214,13 @@ describe("admin console in chromium", () => {
     await editor.getByRole("button", { name: "Confirm activate" }).click();
     await editor.locator("tr[data-version]").filter({ hasText: "(active)" }).filter({ hasText: "Asante!" }).waitFor();
 
-    const phone = randomPhone();
+    const phone = testPhone();
     const worker = await h.signUp(phone);
     await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.userId },
       amount: { currency: "KES", amountMinor: 200_00n },
-      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e4)).padStart(4, "0")}5678` },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const sms = await eventually("the worker's tip SMS", async () => h.providers.sent.find((m) => m.to.replace(/\D/g, "").endsWith(phone.slice(-9)) && /tip/i.test(m.body)), 20_000);
     assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
@@ -250,7 +251,7 @@ describe("admin console in chromium", () => {
   });
 
   test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released; a partner key issued (secret shown once) and revoked", async () => {
-    const phone = randomPhone();
+    const phone = testPhone();
     const worker = await h.signUp(phone, "2580", "Baraka Mwangi");
     await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
     const { qrCode } = await h.api(QrService, worker.accessToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, idempotencyKey: randomUUID() });
@@ -772,13 +773,13 @@ describe("admin console in chromium", () => {
     const todayOf = (figures: Record<string, string[][]>, chart: string) => BigInt(figures[chart].find(([label]) => label === today)?.[1] ?? "0");
     const before = await rpc();
 
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     for (const amountMinor of [150_00n, 250_00n]) {
       const { tip } = await h.api(PaymentService).createTip({
         idempotencyKey: randomUUID(),
         recipient: { case: "workerId", value: worker.userId },
         amount: { currency: "KES", amountMinor },
-        payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+        payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
       });
       await eventually("the tip succeeded", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
     }
@@ -850,7 +851,7 @@ describe("admin console in chromium", () => {
     const range = { from: timestampFromDate(from), to: timestampFromDate(to) };
     const revenueIn = async (currency: string) => (await analytics.getRevenueMetrics({ range, granularity: Granularity.DAY, currency })).series;
     const kesBefore = await revenueIn("KES");
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     // The file's first tip in USD: the day's USD figures are this tip's alone.
     const tip = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 12_34n });
     assert.equal(tip.amount?.currency, "USD");
@@ -893,13 +894,13 @@ describe("admin console in chromium", () => {
   });
 
   test("the payments search's amounts are in the chosen currency: USD 20.00 finds the USD card tip and not a KES 20 tip, and KES 20 the other way round; bounds need a currency", async () => {
-    const worker = await h.signUp(randomPhone());
+    const worker = await h.signUp(testPhone());
     const usd = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 20_00n });
     const { tip } = await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.userId },
       amount: { currency: "KES", amountMinor: 20_00n },
-      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await eventually("the KES tip succeeded", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
     const usdRow = adminPage.locator(`tr[data-tip-id="${usd.tipId}"]`);
@@ -949,13 +950,13 @@ describe("admin console in chromium", () => {
       const signed = <S extends DescService>(service: S) =>
         createClient(service, createConnectTransport({ baseUrl: h.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerCallSigner(key)] }));
       await signed(PartnerService).createWebhookSubscription({ url: receiver.url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
-      const worker = await h.signUp(randomPhone());
+      const worker = await h.signUp(testPhone());
       await h.api(QrService, worker.accessToken).linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: worker.userId });
       const { tip } = await signed(PaymentService).createTip({
         idempotencyKey: randomUUID(),
         recipient: { case: "workerId", value: worker.userId },
         amount: { currency: "KES", amountMinor: 150_00n },
-        payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+        payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
       });
       const [first] = await eventually("the tip's webhook", async () => receiver.received.length > 0 && receiver.received, 20_000);
       const deliveryId = String(first.headers["x-ttip-delivery-id"]);

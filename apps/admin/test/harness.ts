@@ -3,7 +3,7 @@
 // PostgreSQL, Redis and JetStream the test runner starts, M-Pesa and SMS
 // simulated; Debian's chromium driven by playwright-core.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after } from "node:test";
@@ -23,15 +23,13 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, testPhone, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
 import { launchChromium, newBrowserContext } from "../../web/test/browser.js";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "../server.js";
 
 const C2B_PATH_TOKEN = "admin-test-c2b-path-token-0123456789";
-
-export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 
 /** The runtime's eventually, polling as often as these browser tests did. */
 export const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> =>
@@ -264,7 +262,7 @@ export class AdminHarness {
 
   /** A KES 100 M-Pesa tip to the worker, held for review (M-Pesa charged another amount than asked), as read once held. */
   async heldTip(workerId: string): Promise<Tip> {
-    const payer = `07${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+    const payer = testPhone({ format: "07" });
     this.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
     const { tip } = await this.api(PaymentService).createTip({
       idempotencyKey: randomUUID(),

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
-import { AdminHarness, eventually, randomPhone } from "./harness.js";
+import { AdminHarness, eventually } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
 
@@ -26,7 +27,7 @@ describe("the admin console at phone size (chromium, 390×844)", () => {
 
   test("the code step: a wrong code is said as a sentence, and \"Use another number\" goes back to the number", async () => {
     const page = await h.page(PHONE);
-    const [mistyped, right] = [randomPhone(), randomPhone()];
+    const [mistyped, right] = [testPhone(), testPhone()];
     const askCode = async (phone: string) => {
       await page.getByLabel("Phone number").fill(phone);
       await page.getByRole("button", { name: "Send code" }).click();
@@ -49,13 +50,13 @@ describe("the admin console at phone size (chromium, 390×844)", () => {
 
   test("every screen fits the screen's width: the header wraps, the panes stack, wide tables scroll in their own box", async () => {
     const page = await h.page(PHONE);
-    await h.signIn(page, randomPhone(), "7391");
+    await h.signIn(page, testPhone(), "7391");
     await page.getByLabel(/Setup token/).fill(await h.setupToken());
     await page.getByRole("button", { name: "Become the first admin" }).click();
     await page.getByRole("heading", { name: "Users" }).waitFor();
 
     // Rows for the tables: a worker, a tip held for review, a paybill payment in suspense.
-    const worker = await h.signUp(randomPhone(), "2580", "Achieng Otieno");
+    const worker = await h.signUp(testPhone(), "2580", "Achieng Otieno");
     const tip = await h.heldTip(worker.userId);
     await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
 

@@ -13,7 +13,7 @@ const root = path.resolve(app, "../..");
 export const DIST = path.join(app, "dist");
 const STAMP = path.join(DIST, ".source-hash");
 const SOURCES = ["src", "index.ts", "app.json", "babel.config.js", "metro.config.js", "package-lock.json"].map((p) => path.join(app, p));
-const SHARED = [path.join(root, "proto/gen"), path.join(root, "apps/web/src/lib")];
+const SHARED = [path.join(root, "proto/gen"), path.join(root, "apps/web/src/lib"), path.join(root, "services/runtime/src/mpesa-limits.ts")];
 
 function files(p: string): string[] {
   if (!existsSync(p)) return [];

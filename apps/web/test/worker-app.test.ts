@@ -20,6 +20,22 @@ describe("the worker's web app (chromium at phone size)", () => {
   afterEach(() => h.closePages());
   after(() => h.stop());
 
+  test("more than the balance is refused at once, naming it: no device key made, no challenge signed, nothing sent", async () => {
+    const worker = await h.worker("Mwangi");
+    const page = await h.signedInPhone(worker);
+    const keyCalls: string[] = [];
+    page.on("request", (r) => /AuthService\/(RegisterDevice|CreateDeviceChallenge)$|PaymentService\/RequestPayout$/.test(r.url()) && keyCalls.push(r.url().split("/").at(-1)!));
+    await page.goto(`${h.url}/w/withdraw`);
+    await page.getByRole("table", { name: /limits/i }).waitFor();
+    await page.waitForLoadState("networkidle");
+    await page.getByLabel("Amount (KES, whole shillings)").fill("500");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill("0712345678");
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.getByRole("alert").filter({ hasText: "That is more than your available balance of KES 0. Enter KES 0 or less." }).waitFor();
+    assert.deepEqual(keyCalls, []);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "amount");
+  });
+
   test("a worker signs in (OTP, then a new PIN), sees a tip arrive live, withdraws with the browser's device key and downloads a statement", async () => {
     const phone = `07${randomInt(10_000_000, 99_999_999)}`;
     const page = await h.phone({ acceptDownloads: true });

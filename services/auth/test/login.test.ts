@@ -7,6 +7,8 @@ import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { weakPinReason } from "../src/pin.js";
 import { OTP_RESEND_MS, randomIp, startHarness, subjectOf, type Harness } from "./harness.js";
 import { testPhone } from "@ttip/runtime/testing";
+// How the worker apps and the console read these refusals: checked here against auth's real answers.
+import { signInRefusal } from "../../../apps/web/src/lib/sign-in.js";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -154,6 +156,8 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.equal(subjectOf(tokens.accessToken), userId);
 
     const { challengeId, otp } = await h.startVerification(phone);
+    const wrongCode = await h.api().verifyPhoneOtp({ challengeId, otp: otp === "000000" ? "111111" : "000000" }).catch((e: ConnectError) => e);
+    assert.deepEqual(signInRefusal(wrongCode), { kind: "otpWrong", triesLeft: 4 });
     const step = await h.api().verifyPhoneOtp({ challengeId, otp });
     assert.equal(step.pinRequired, true);
     assert.equal(step.tokens, undefined, "no tokens before the PIN");
@@ -168,12 +172,15 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(locked instanceof ConnectError && locked.code === Code.ResourceExhausted);
     const firstWait = Number(locked.metadata.get("retry-after"));
     assert.ok(firstWait >= 1 && firstWait <= 2, `first lockout ${firstWait}s`);
+    assert.deepEqual(signInRefusal(locked), { kind: "pinLocked", waitSeconds: firstWait });
     const me = await h.internal.getUserById({ userId });
     assert.ok(me.user?.lockedUntil, "GetUser shows the lockout");
 
     // After it passes (the service's clock moved on, no sleep), five more wrong tries lock for twice as long.
     h.clock.advance(2_100);
-    for (let i = 0; i < 5; i++) await tryPin("9512");
+    const wrongPin = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "9512" }).catch((e: ConnectError) => e);
+    assert.deepEqual(signInRefusal(wrongPin), { kind: "pinWrong", triesLeft: 4 });
+    for (let i = 0; i < 4; i++) await tryPin("9512");
     const second = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" }).catch((e: ConnectError) => e);
     assert.ok(second instanceof ConnectError && second.code === Code.ResourceExhausted);
     assert.ok(Number(second.metadata.get("retry-after")) >= 3, "the second lockout is longer");

@@ -318,6 +318,27 @@ export class Ledger {
     });
   }
 
+  /**
+   * What M-Pesa paid for a payout beyond (or short of) its amount, `differenceMinor` (paid − amount), booked between
+   * the platform's fees account and payout clearing, as the B2C charge is: more sent is the platform's loss (fees →
+   * clearing), less is its gain (clearing → fees). The worker's wallet is not in it: the worker asked for the payout's
+   * amount, and the hold's settlement debits that. Posted once per payout by its key.
+   */
+  async payoutPaidDifference(input: { payoutId: string; receipt: string; differenceMinor: bigint }): Promise<string> {
+    assert(input.differenceMinor !== 0n, "a difference to book");
+    const [fees, clearing] = await Promise.all([this.account(AccountKind.PLATFORM_FEES), this.account(AccountKind.PAYOUT_CLEARING)]);
+    const more = input.differenceMinor > 0n;
+    return this.postEntry({
+      idempotencyKey: `payout:${input.payoutId}:paid-difference`,
+      cause: { cause: { case: "payoutId", value: input.payoutId } },
+      postings: [
+        { accountId: fees, amount: kes(-input.differenceMinor), memo: more ? "B2C paid more than the payout" : "B2C paid less than the payout" },
+        { accountId: clearing, amount: kes(input.differenceMinor), memo: `B2C ${input.receipt}` },
+      ],
+      description: `Payout ${input.payoutId}: M-Pesa paid ${more ? "more" : "less"} than the payout's amount (${input.receipt})`,
+    });
+  }
+
   async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {
     const accountId = await this.account(AccountKind.WORKER_WALLET, workerId);
     const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });

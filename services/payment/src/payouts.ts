@@ -192,11 +192,26 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
   }
 }
 
-interface Finish {
+export interface Finish {
   success: boolean;
   code: string;
   message: string;
   receipt?: string;
+}
+
+/** A finished payout's event (payout_succeeded or payout_failed), in the transaction that records its outcome. */
+export async function announceOutcome(tx: Queryable, p: Payout, f: Finish): Promise<void> {
+  const payoutId = p.payoutId;
+  if (f.success) {
+    await emitEvent(tx, "payment", PayoutSucceededSchema, {
+      payoutId, workerId: p.workerId, amount: p.amount, transferFee: p.transferFee,
+      mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phoneMasked,
+    }, payoutId);
+  } else {
+    await emitEvent(tx, "payment", PayoutFailedSchema, {
+      payoutId, workerId: p.workerId, amount: p.amount, resultCode: f.code, reason: f.message,
+    }, payoutId);
+  }
 }
 
 /** Records the final outcome once, with its event, then settles or releases the hold. */
@@ -209,16 +224,7 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
     );
     if (!rows[0]) return undefined;
     const p = payoutOf(rows[0]);
-    if (f.success) {
-      await emitEvent(tx, "payment", PayoutSucceededSchema, {
-        payoutId, workerId: p.workerId, amount: p.amount, transferFee: p.transferFee,
-        mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phoneMasked,
-      }, payoutId);
-    } else {
-      await emitEvent(tx, "payment", PayoutFailedSchema, {
-        payoutId, workerId: p.workerId, amount: p.amount, resultCode: f.code, reason: f.message,
-      }, payoutId);
-    }
+    await announceOutcome(tx, p, f);
     return p;
   });
   await resolveHold(deps, payoutId);
@@ -240,11 +246,17 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
   return done ? "accepted" : "duplicate";
 }
 
-/** Settles (paid) or releases (not paid) the wallet hold of a finished payout; retried by reconciliation. */
-async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<void> {
+/**
+ * Settles (paid) or releases (not paid) the wallet hold of a finished payout; retried by reconciliation. A payout
+ * an admin found paid in another amount (paid_minor) has the difference booked first, once by its key.
+ */
+export async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<void> {
   const p = await loadPayout(deps.ctx.pool, payoutId);
   if (!p || p.holdState !== "held" || !p.holdId || (p.status !== "succeeded" && p.status !== "failed")) return;
   try {
+    if (p.status === "succeeded" && p.paidMinor !== null && p.paidMinor !== p.amount.amountMinor) {
+      await deps.ledger.payoutPaidDifference({ payoutId, receipt: p.mpesaReceipt ?? payoutId, differenceMinor: p.paidMinor - p.amount.amountMinor });
+    }
     if (p.status === "succeeded") await deps.ledger.settleHold(p.holdId, p.mpesaReceipt ?? p.payoutId, p.transferFee.amountMinor);
     else await deps.ledger.releaseHold(p.holdId, p.resultMessage || p.resultCode);
     await deps.ctx.pool.query("UPDATE payment.payouts SET hold_state = $2 WHERE payout_id = $1", [payoutId, p.status === "succeeded" ? "settled" : "released"]);
@@ -291,7 +303,9 @@ async function holdForAmountMismatch(deps: PayoutDeps, p: Payout, paid: bigint, 
         WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
       [p.payoutId, `${said}; held for review by support`, receipt ?? null],
     );
-    const now = row ? "held for review, its wallet hold kept (neither settled nor released)" : `already ${p.status}, its hold ${p.holdState}`;
+    // Not open any more: as it is now (another result may have ended it since it was read).
+    const ended = row ? undefined : await loadPayout(tx, p.payoutId);
+    const now = ended ? `already ${ended.status}, its hold ${ended.holdState}` : "held for review, its wallet hold kept (neither settled nor released)";
     await alertOncePerPayout(tx, "amount_mismatch", {
       reason: "CALLBACK_MISMATCH", action: row ? "hold" : "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
       detail: `${said} (receipt ${receipt ?? "unknown"}): the payout is ${now}; told once per payout`,

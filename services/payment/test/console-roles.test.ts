@@ -44,6 +44,7 @@ describe("payment admin RPCs by console role", () => {
       ["RefundTip", () => support.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
       ["BlockPhoneNumber", () => support.blockPhoneNumber({ phone: "254712345678", reason: "fraud" })],
       ["ResolveSuspensePayment", () => support.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "customer asked" })],
+      ["ResolveHeldPayout", () => support.resolveHeldPayout({ payoutId: randomUUID(), idempotencyKey: key(), outcome: { case: "notPaid", value: true }, note: "statement checked" })],
     ] as const) {
       assert.equal(await outcome(call()), "PermissionDenied", name);
     }
@@ -102,6 +103,7 @@ describe("payment admin RPCs by console role", () => {
       ["ReviewTip", () => direct.reviewTip({ tipId: randomUUID(), approve: true, note: "looks fine" })],
       ["RefundTip", () => direct.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
       ["ResolveSuspensePayment", () => direct.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "customer asked" })],
+      ["ResolveHeldPayout", () => direct.resolveHeldPayout({ payoutId: randomUUID(), idempotencyKey: key(), outcome: { case: "notPaid", value: true }, note: "statement checked" })],
     ] as const) {
       const err = await call().then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.PermissionDenied, name);

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AlertStatus, FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -140,9 +140,15 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     const worker = randomUUID();
     await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
     // Before, accepted: an automatic payout of KES 9 was then held, sent and failed by M-Pesa.
+    // The contract's rule when automatic payout is on; the service's when it is off (the minimum kept for later).
     await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(9), payoutPhone: p }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum must be at least 10 KES/.test(e.rawMessage));
+    await assert.rejects(asWorker(worker).updatePayoutSettings({ autoPayout: false, autoPayoutMinimum: KES(9), payoutPhone: p }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /^auto_payout_minimum: M-Pesa pays out at least KES 10/.test(e.rawMessage));
     await h.t.db.pool.query("UPDATE payment.payout_settings SET auto_payout_minimum_minor = 100 WHERE worker_id = $1", [worker]);
+    // Shown as the minimum that applies: before, KES 1, which the worker's own settings form then refused to save.
+    assert.equal((await asWorker(worker).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n);
+    assert.equal((await asWorker(randomUUID()).getPayoutSettings({})).settings!.autoPayoutMinimum!.amountMinor, 1000n, "offered to a worker with no settings");
     const tip = async (kes: number) => {
       const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(kes), payment: { case: "mpesaPhone", value: phone() } });
       await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
@@ -322,6 +328,15 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     (await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] }).getPaymentDetail({ subject: { case: "payoutId", value: payoutId } }))
       .alerts.filter((a) => a.reason === FraudReason.CALLBACK_MISMATCH);
 
+  /** Posts to the payout's result URL a success in Daraja's Result envelope, paying `kes` under `receipt`. */
+  async function postPaidResult(payoutId: string, kes: number, receipt: string): Promise<number> {
+    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [payoutId]);
+    const body = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: payoutId,
+      ConversationID: `AG_20260101_${receipt}`, TransactionID: receipt,
+      ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: kes }, { Key: "TransactionReceipt", Value: receipt }] } } };
+    return (await h.post(callbackUrl("", "b2c/result", token), body)).status;
+  }
+
   test("a B2C result paying another amount than the payout: held for review, its wallet hold neither settled nor released, one admin alert however often it comes", async () => {
     const p = phone("5631");
     h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" }); // KES 95 asked, KES 96 sent
@@ -349,16 +364,29 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1, "sent once");
   });
 
+  test("a result in another amount for a payout already paid and settled is flagged once, the payout left as it ended", async () => {
+    const p = phone("5634");
+    const worker = await tippedWorker(p);
+    const done = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status === PayoutStatus.SUCCEEDED && x;
+    }, "paid");
+    await eventually(async () => (await holdState(done.payoutId)) === "settled", "hold settled");
+    for (let i = 0; i < 2; i++) assert.equal(await postPaidResult(done.payoutId, 96, done.mpesaReceipt), 200);
+    const alerts = await mismatchAlerts(done.payoutId);
+    assert.equal(alerts.length, 1, "one alert per payout");
+    assert.equal(FraudAction[alerts[0].action], FraudAction[FraudAction.FLAG]);
+    assert.match(alerts[0].detail, /KES 96.*KES 95.*already succeeded, its hold settled/);
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+  });
+
   test("M-Pesa reporting paid a payout already ended as failed (its hold released) alerts support once per payout, however often it says so", async () => {
     const p = phone("0006"); // queue timeout: never executed; the status query then ends it failed
     const worker = await tippedWorker(p);
     const failed = await reconcileUntil(worker, (x) => x.status === PayoutStatus.FAILED);
     await eventually(async () => (await holdState(failed.payoutId)) === "released", "hold released");
-    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [failed.payoutId]);
-    // A success result for it, as Daraja's Result envelope carries one, posted three times.
-    const paid = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: failed.payoutId,
-      ConversationID: "AG_20260101_late", TransactionID: "SLATE00001", ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: 95 }, { Key: "TransactionReceipt", Value: "SLATE00001" }] } } };
-    for (let i = 0; i < 3; i++) assert.equal((await h.post(callbackUrl("", "b2c/result", token), paid)).status, 200);
+    // A success result for it, posted three times.
+    for (let i = 0; i < 3; i++) assert.equal(await postPaidResult(failed.payoutId, 95, "SLATE00001"), 200);
     // Before, one alert at each repeat.
     const alerts = await mismatchAlerts(failed.payoutId);
     assert.equal(alerts.length, 1, "one alert per payout");
@@ -385,6 +413,126 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal((await mismatchAlerts(payout.payoutId)).length, 1, "one alert per payout");
     assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.ON_HOLD]);
     assert.equal(await holdState(payout.payoutId), "held");
+  });
+
+  describe("ResolveHeldPayout: support ends a payout held for its amount by what M-Pesa's statement shows", () => {
+    const finance = () => h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"], stepUp: true });
+    const key = () => `resolve-${randomUUID()}`;
+    const refusal = (call: Promise<unknown>) => call.then(() => assert.fail("accepted"), (e: unknown) => ConnectError.from(e));
+    /** A payout held for the amount M-Pesa reported: KES 95 asked, KES 96 sent (the simulator's amount_mismatch). */
+    async function heldPayout(last4: string) {
+      const p = phone(last4);
+      h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" });
+      const worker = await tippedWorker(p);
+      const held = await eventually(async () => {
+        const x = await onlyPayout(worker);
+        return x.status === PayoutStatus.ON_HOLD && x;
+      }, "held for its amount");
+      return { p, worker, held, receipt: b2cTo(p)[0].receipt! };
+    }
+    /** What the ledger moved for the payout, per account kind (entries caused by it), in minor units. */
+    async function movedFor(payoutId: string): Promise<Record<string, bigint>> {
+      const { rows } = await h.t.db.pool.query<{ kind: number; sum: string }>(
+        `SELECT a.kind, sum(p.amount_minor)::text AS sum FROM wallet.postings p JOIN wallet.entries e USING (entry_id) JOIN wallet.accounts a USING (account_id)
+          WHERE e.cause_ref = $1 GROUP BY a.kind`, [payoutId]);
+      return Object.fromEntries(rows.map((r) => [AccountKind[r.kind], BigInt(r.sum)]).filter(([, v]) => v !== 0n));
+    }
+    const alertStatus = async (payoutId: string) => (await mismatchAlerts(payoutId)).map((a) => AlertStatus[a.status]);
+    const paid = (kes: number, mpesaReceipt: string) => ({ case: "paid" as const, value: { paidAmount: KES(kes), mpesaReceipt } });
+
+    test("paid as the payout said (the result was wrong): the hold settled at the payout's amount, SUCCEEDED and announced once, its alert closed; a retry gets the same", async () => {
+      const { p, worker, held, receipt } = await heldPayout("5641");
+      const fee = held.transferFee!.amountMinor;
+      const req = { payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(95, receipt), note: "statement shows KES 95" };
+      const admin = finance();
+      // Before: UNIMPLEMENTED (no way out of on_hold).
+      const { payout } = await admin.resolveHeldPayout(req);
+      assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+      assert.equal(payout!.mpesaReceipt, receipt);
+      assert.match(payout!.resultMessage, /KES 95, confirmed on M-Pesa's statement/);
+      assert.equal(await holdState(held.payoutId), "settled");
+      assert.deepEqual(await movedFor(held.payoutId), { WORKER_WALLET: -9500n, PAYOUT_CLEARING: 9500n + fee, ...(fee ? { PLATFORM_FEES: -fee } : {}) });
+      assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
+      assert.equal(await events("ttip.payment.admin_action", held.payoutId), 1, "audited");
+      assert.deepEqual(await alertStatus(held.payoutId), ["APPROVED"]);
+      const again = await admin.resolveHeldPayout(req);
+      assert.equal(PayoutStatus[again.payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED], "the retry's answer");
+      assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1, "announced once");
+      assert.equal(await events("ttip.payment.admin_action", held.payoutId), 1, "audited once");
+      assert.equal(b2cTo(p).length, 1, "never sent again");
+      assert.equal(await h.balance(worker), 0n);
+      assert.equal(await h.trialBalanced(), true);
+    });
+
+    test("paid another amount: settled at the payout's amount, the difference booked between the platform's fees and payout clearing, once; the worker charged the payout alone", async () => {
+      for (const [last4, paidKes] of [["5642", 96], ["5643", 94]] as const) {
+        const { p, worker, held, receipt } = await heldPayout(last4);
+        const fee = held.transferFee!.amountMinor;
+        const req = { payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(paidKes, receipt), note: `statement shows KES ${paidKes}` };
+        const admin = finance();
+        const { payout } = await admin.resolveHeldPayout(req);
+        assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED], `paid KES ${paidKes}`);
+        assert.match(payout!.resultMessage, new RegExp(`KES ${paidKes} sent for this KES 95 payout.*charged KES 95`));
+        assert.equal(await holdState(held.payoutId), "settled");
+        const difference = BigInt(paidKes - 95) * 100n;
+        assert.deepEqual(await movedFor(held.payoutId), { WORKER_WALLET: -9500n, PAYOUT_CLEARING: 9500n + fee + difference, PLATFORM_FEES: -fee - difference }, `paid KES ${paidKes}`);
+        await admin.resolveHeldPayout(req);
+        const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = $1", [`payout:${held.payoutId}:paid-difference`]);
+        assert.equal(rows[0].n, 1, "the difference booked once");
+        assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
+        assert.equal(b2cTo(p).length, 1, "never sent again");
+        assert.equal(await h.balance(worker), 0n, "the worker's balance moved by the payout alone");
+      }
+      assert.equal(await h.trialBalanced(), true);
+    });
+
+    test("not paid at all: the hold released (the money back in the wallet), FAILED and announced, its alert closed as rejected", async () => {
+      const { p, worker, held } = await heldPayout("5644");
+      const { payout } = await finance().resolveHeldPayout({ payoutId: held.payoutId, idempotencyKey: key(), outcome: { case: "notPaid", value: true }, note: "nothing on the statement" });
+      assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.FAILED]);
+      assert.equal(await holdState(held.payoutId), "released");
+      assert.equal(await h.balance(worker), 9500n, "available again");
+      assert.deepEqual(await movedFor(held.payoutId), {}, "nothing posted");
+      assert.equal(await events("ttip.payment.payout_failed", held.payoutId), 1);
+      assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 0);
+      assert.deepEqual(await alertStatus(held.payoutId), ["REJECTED"]);
+      assert.equal(b2cTo(p).length, 1, "never sent again");
+    });
+
+    test("refusals change nothing: a payout not held for its amount is FAILED_PRECONDITION naming payout_id, bad input INVALID_ARGUMENT naming the field", async () => {
+      const { worker, held, receipt } = await heldPayout("5645");
+      const plain = phone("5646");
+      const paidOut = await reconcileUntil(await tippedWorker(plain), (x) => x.status === PayoutStatus.SUCCEEDED);
+      const admin = finance();
+      const base = { payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(95, receipt), note: "statement checked" };
+      const notHeld = await refusal(admin.resolveHeldPayout({ ...base, payoutId: paidOut.payoutId }));
+      assert.equal(Code[notHeld.code], Code[Code.FailedPrecondition]);
+      assert.match(notHeld.rawMessage, new RegExp(`^payout_id: payout ${paidOut.payoutId} is succeeded`));
+      assert.equal(Code[(await refusal(admin.resolveHeldPayout({ ...base, payoutId: randomUUID() }))).code], Code[Code.NotFound]);
+      for (const [field, outcome] of [
+        ["paid.paid_amount", { case: "paid", value: { paidAmount: { currency: "USD", amountMinor: 9500n }, mpesaReceipt: receipt } }],
+        ["paid.paid_amount", { case: "paid", value: { paidAmount: { currency: "KES", amountMinor: 9550n }, mpesaReceipt: receipt } }],
+        ["paid.paid_amount", { case: "paid", value: { mpesaReceipt: receipt } }],
+        ["mpesa_receipt", { case: "paid", value: { paidAmount: KES(95), mpesaReceipt: "not-a-receipt" } }],
+        ["outcome", { case: undefined }],
+      ] as const) {
+        const e = await refusal(admin.resolveHeldPayout({ ...base, outcome } as Parameters<typeof admin.resolveHeldPayout>[0]));
+        assert.equal(Code[e.code], Code[Code.InvalidArgument], field);
+        assert.match(e.rawMessage, new RegExp(field.replace(".", "\\.")), field);
+      }
+      assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.ON_HOLD]);
+      assert.equal(await holdState(held.payoutId), "held");
+      assert.equal(await events("ttip.payment.admin_action", held.payoutId), 0, "nothing audited");
+      assert.deepEqual(await alertStatus(held.payoutId), ["OPEN"]);
+      // Resolved once; the key again with another outcome, or another key, is refused.
+      const first = { ...base, outcome: { case: "notPaid" as const, value: true } };
+      await admin.resolveHeldPayout(first);
+      assert.equal(Code[(await refusal(admin.resolveHeldPayout({ ...first, outcome: paid(95, receipt) }))).code], Code[Code.AlreadyExists]);
+      const twice = await refusal(admin.resolveHeldPayout({ ...first, idempotencyKey: key() }));
+      assert.equal(Code[twice.code], Code[Code.FailedPrecondition]);
+      assert.match(twice.rawMessage, /^payout_id: .* is failed/);
+      assert.equal(await holdState(held.payoutId), "released");
+    });
   });
 
   test("payouts on hold by an admin are not made automatically", async () => {

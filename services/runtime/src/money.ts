@@ -2,6 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { fieldError } from "./field-errors.js";
+import { MPESA_LIMITS } from "./mpesa-limits.js";
 
 /** An amount in minor units with its ISO 4217 code: the shape of the contracts' Money, for every service. */
 export interface MoneyAmount {
@@ -70,15 +71,7 @@ export function decimalMinor(v: unknown): bigint | undefined {
   return BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
 }
 
-/**
- * M-Pesa's limits for consumers, per Safaricom's portal: at least KES 1, at most KES 250,000 a
- * transaction and KES 500,000 a day; whole shillings only. In KES minor units.
- */
-export const MPESA_LIMITS = Object.freeze({
-  minMinor: 100n,
-  perTransactionMinor: 250_000_00n,
-  dailyMinor: 500_000_00n,
-});
+export { MPESA_LIMITS } from "./mpesa-limits.js";
 
 /**
  * The whole-shilling KES amount M-Pesa can move, or INVALID_ARGUMENT naming `field`

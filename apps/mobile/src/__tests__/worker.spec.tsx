@@ -178,6 +178,23 @@ test("more than wallet's limit per withdrawal is refused at once, naming the lim
   expect(gw.payouts.size).toBe(0);
 });
 
+test("more than what is left of today's limit is refused at once, naming it: no biometric prompt, nothing sent", async () => {
+  const gw = new FakeGateway();
+  gw.todayLeftMinor = 1_000_00n;
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  await screen.findByText("Today");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "1200");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("Today: only KES 1,000 left to withdraw. Enter KES 1,000 or less.");
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.payouts.size).toBe(0);
+});
+
 test("offline, home and history show the saved balance and tips marked with their time", async () => {
   const gw = new FakeGateway();
   gw.addTip(120_00n, TipStatus.SUCCEEDED);

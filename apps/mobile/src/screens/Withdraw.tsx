@@ -12,6 +12,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
+import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { useEffect, useRef, useState } from "react";
 import { Platform, Text, View } from "react-native";
 import { useApp } from "../app-context";
@@ -62,8 +63,13 @@ export function Withdraw() {
     // The limit per withdrawal is wallet's, named with its amount; refused here as wallet would.
     const perWithdrawal = limits.data?.limits.find((l) => l.kind === LimitKind.PER_TRANSACTION)?.limit?.amountMinor;
     if (perWithdrawal !== undefined && amount > perWithdrawal) return setError(t("overPerWithdrawal", { limit: formatMoney(perWithdrawal, WALLET_CURRENCY) }));
-    // Refused here, before the biometric prompt and the key's signature, as the gateway would refuse it.
-    if (balance.data && amount > available) return setError(t("overAvailable", { available: formatMoney(available, WALLET_CURRENCY) }));
+    // Over the balance or what is left of a limit (today's, this month's, M-Pesa's): refused here, before the
+    // biometric prompt and the key's signature, as the gateway and wallet would refuse it after them.
+    const over = withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
+    if (over) {
+      const left = formatMoney(over.leftMinor, WALLET_CURRENCY);
+      return setError(over.kind === "balance" ? t("overAvailable", { available: left }) : t("overLimitLeft", { limit: t(LIMITS[over.limit.kind] ?? "limitOther"), left }));
+    }
     const typed = phoneText.trim();
     const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
     if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));

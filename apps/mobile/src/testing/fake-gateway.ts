@@ -40,6 +40,8 @@ export class FakeGateway {
   heldMinor = 0n;
   /** Wallet's limit per withdrawal, KES minor units; undefined: wallet sends no limits. */
   perWithdrawalMinor: bigint | undefined;
+  /** What is left of wallet's limit for today, KES minor units; undefined: no daily limit sent. */
+  todayLeftMinor: bigint | undefined;
   tips: Tip[] = [];
   qrCodes: QrCode[] = [];
   readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
@@ -48,6 +50,15 @@ export class FakeGateway {
   readonly stepUpTokens = new Set<string>();
   readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
+
+  /** Wallet's limits as GetWithdrawalLimits sends them: those the test set. */
+  withdrawalLimits() {
+    const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
+    const limits = [];
+    if (this.perWithdrawalMinor !== undefined) limits.push({ kind: LimitKind.PER_TRANSACTION, limit: kes(this.perWithdrawalMinor), remaining: kes(this.perWithdrawalMinor) });
+    if (this.todayLeftMinor !== undefined) limits.push({ kind: LimitKind.DAILY, limit: kes(50_000_00n), remaining: kes(this.todayLeftMinor) });
+    return limits;
+  }
   readonly statementsAsked: string[] = [];
   inbox: InAppNotification[] = [];
   preferences: Preferences = create(PreferencesSchema, { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] }] });
@@ -178,7 +189,7 @@ export class FakeGateway {
             gw.authed(ctx);
             return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
           },
-          getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: gw.perWithdrawalMinor === undefined ? [] : [{ kind: LimitKind.PER_TRANSACTION, limit: { amountMinor: gw.perWithdrawalMinor, currency: "KES" }, remaining: { amountMinor: gw.perWithdrawalMinor, currency: "KES" } }] }),
+          getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: gw.withdrawalLimits() }),
           getStatement: (req, ctx) => {
             gw.authed(ctx);
             gw.statementsAsked.push(`${req.year}-${req.month}`);

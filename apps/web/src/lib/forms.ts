@@ -3,7 +3,7 @@
 // once and no call is made. Each returns the message key of the first
 // problem, or the clean values.
 import { normaliseKenyanPhone } from "./phone";
-import { parseWholeUnits } from "./money";
+import { MPESA_MAX_UNITS, parseWholeUnits } from "./money";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 const bad = <T>(problem: string): Checked<T> => ({ ok: false, problem });
@@ -73,9 +73,9 @@ export function checkNotifications(quietStart: string, quietEnd: string, email: 
 
 /**
  * RequestPayout: whole shillings from PAYOUT_MIN_UNITS to `maxUnits` (the per-withdrawal limit the wallet reports;
- * M-Pesa's 250,000 until it is known); the number empty (payout number) or Kenyan.
+ * M-Pesa's most per transaction until it is known); the number empty (payout number) or Kenyan.
  */
-export function checkWithdrawal(amount: string, phone: string, maxUnits = 250_000): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
+export function checkWithdrawal(amount: string, phone: string, maxUnits = MPESA_MAX_UNITS): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
   const amountMinor = parseWholeUnits(amount, maxUnits);
   if (!amountMinor || amountMinor < BigInt(PAYOUT_MIN_UNITS) * 100n) return bad("err_amount");
   const typed = phone.trim();

@@ -1,5 +1,6 @@
 // Money on screen: int64 minor units in the currency the service sent, never a float out. The one
 // formatter of every screen (the web app, the admin console and the phone app share this file).
+import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
 
 /** An amount as the services send it (ttip.common.v1.Money). */
 export interface Amount {
@@ -56,12 +57,15 @@ export function formatAmount(amount: Amount | undefined, asked: string): string 
 /** The currency of the screen's money: KES, the only one a worker's wallet holds today. */
 export const WALLET_CURRENCY = "KES";
 
+/** The most M-Pesa moves in one transaction, in whole shillings (runtime's MPESA_LIMITS, what the services check). */
+export const MPESA_MAX_UNITS = Number(MPESA_LIMITS.perTransactionMinor / 100n);
+
 /**
  * Whole shillings typed by a person ("250", "1,000") as minor units, or
  * undefined when it is not a whole positive number within `max` units.
  * M-Pesa moves whole shillings only, as the contract says.
  */
-export function parseWholeUnits(text: string, max = 250_000): bigint | undefined {
+export function parseWholeUnits(text: string, max = MPESA_MAX_UNITS): bigint | undefined {
   const t = text.replace(/[\s,]/g, "");
   if (!/^[0-9]{1,7}$/.test(t)) return undefined;
   const units = BigInt(t);

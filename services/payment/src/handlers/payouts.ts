@@ -21,10 +21,18 @@ function payoutAmount(money: MoneyAmount | undefined, field: string): bigint {
   return amountMinor;
 }
 
+/**
+ * The automatic payout minimum that applies (autoPayout never pays under B2C's least): the stored one, or KES 10
+ * when none is stored or one under it is (the table's default, KES 1, or one set before KES 10 was enforced).
+ */
+function minimumInForce(stored: bigint | undefined): bigint {
+  return stored !== undefined && stored > B2C_MIN_MINOR ? stored : B2C_MIN_MINOR;
+}
+
 function settingsMessage(s: PayoutSettings | undefined) {
   return create(PayoutSettingsSchema, {
     autoPayout: s?.auto_payout ?? false,
-    autoPayoutMinimum: kes(s?.auto_payout_minimum_minor ?? 100n),
+    autoPayoutMinimum: kes(minimumInForce(s?.auto_payout_minimum_minor)),
     payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
   });
 }
@@ -174,7 +182,7 @@ function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayo
     const caller = requireCaller(ctx);
     const settings = await withTransaction(h.pool, async (tx) => {
       const current = await payoutSettingsOf(tx, caller.subject, true);
-      const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
+      const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : minimumInForce(current?.auto_payout_minimum_minor);
       const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
       if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
       const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone);

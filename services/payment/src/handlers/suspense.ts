@@ -1,11 +1,12 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, keysetPage, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, formatMoney, idempotentRequest, keysetPage, mpesaAmount, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { tipMessage, toCallback } from "../convert.js";
+import { payoutMessage, tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
+import { resolveHeldPayout, type StatementOutcome } from "../held-payouts.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
 import { suspensePayments } from "../stores/suspense.js";
@@ -30,12 +31,13 @@ function suspenseMessage(r: C2bRow) {
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
 
-/** Money an admin must place: C2B payments in suspense, callbacks that matched nothing, card refunds. */
+/** Money an admin must place: C2B payments in suspense, callbacks that matched nothing, card refunds, payouts held for their amount. */
 export function suspenseHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
     listSuspensePayments: listSuspensePaymentsHandler(h),
     resolveSuspensePayment: resolveSuspensePaymentHandler(h),
     refundTip: refundTipHandler(h),
+    resolveHeldPayout: resolveHeldPayoutHandler(h),
     listUnmatchedCallbacks: listUnmatchedCallbacksHandler(h),
   };
 }
@@ -84,6 +86,27 @@ function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
       record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
     });
     return { tip: tipMessage(tipOf(r.tip), locale(ctx)), refundId: r.refundId };
+  };
+}
+
+/** What the request says M-Pesa's statement shows; INVALID_ARGUMENT naming the field for an amount M-Pesa cannot have paid. */
+function statementOutcome(req: Parameters<Impl["resolveHeldPayout"]>[0]): StatementOutcome {
+  if (req.outcome.case !== "paid") return { paid: false };
+  return { paid: true, paidMinor: mpesaAmount(req.outcome.value.paidAmount, "paid.paid_amount"), receipt: req.outcome.value.mpesaReceipt };
+}
+
+function resolveHeldPayoutHandler(h: PaymentHandlerContext): Impl["resolveHeldPayout"] {
+  return async (req, ctx) => {
+    const admin = requireCaller(ctx);
+    const outcome = statementOutcome(req);
+    const said = outcome.paid ? `paid ${formatMoney(outcome.paidMinor, "KES")} (${outcome.receipt})` : "not paid";
+    const payout = await resolveHeldPayout(h.deps, {
+      payoutId: req.payoutId, outcome, note: req.note, admin: admin.subject,
+      claim: async (tx) => (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.payoutId)) !== undefined,
+      record: (tx, workerId) =>
+        auditAdminAction(tx, "payment", ctx, { action: AuditAction.HELD_PAYOUT_RESOLVED, target: `payout:${req.payoutId}`, userId: workerId, detail: `${said}: ${req.note}` }),
+    });
+    return { payout: payoutMessage(payout) };
   };
 }
 

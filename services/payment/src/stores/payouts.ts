@@ -30,6 +30,7 @@ export interface PayoutRow {
   result_code: string;
   result_message: string;
   mpesa_receipt: string | null;
+  paid_minor?: bigint | string | null;
   status_queries: number;
   created_at: Date;
   completed_at: Date | null;
@@ -57,6 +58,8 @@ export interface Payout {
   resultCode: string;
   resultMessage: string;
   mpesaReceipt: string | null;
+  /** What M-Pesa's statement shows paid, as an admin resolving a payout held for its amount said; null otherwise. */
+  paidMinor: bigint | null;
   statusQueries: number;
   createdAt: Date;
   completedAt: Date | null;
@@ -86,6 +89,7 @@ export function payoutOf(r: PayoutRow): Payout {
     resultCode: r.result_code,
     resultMessage: r.result_message,
     mpesaReceipt: r.mpesa_receipt,
+    paidMinor: r.paid_minor == null ? null : BigInt(r.paid_minor),
     statusQueries: Number(r.status_queries),
     createdAt: r.created_at,
     completedAt: r.completed_at,

@@ -10,11 +10,12 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
-import { formatAmount, formatMoney, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
+import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useWrite } from "../../../lib/use-write";
+import { withdrawalOver } from "../../../lib/withdrawal-check";
 import { useT } from "../use-t";
 import { limitWord, payoutWord } from "../words";
 
@@ -59,10 +60,7 @@ function useLivePayout(payoutId: string): Payout | undefined {
 /** The inputs a check's problem or a refusal's field is about. */
 const INPUTS = { err_amount: "amount", amount: "amount", "amount.amount_minor": "amount", err_mpesa: "phone", mpesa_phone: "phone" };
 
-/** M-Pesa's most for one payment, in whole shillings: the limit until the wallet's are known. */
-const MPESA_MAX_UNITS = 250_000;
-
-/** The most one withdrawal may be, in whole shillings: the smaller of the wallet's and M-Pesa's per-withdrawal limits. */
+/** The most one withdrawal may be, in whole shillings: the smaller of the wallet's and M-Pesa's per-withdrawal limits (M-Pesa's until the wallet's are known). */
 function perWithdrawalUnits(limits: readonly WithdrawalLimit[] | undefined): number {
   const per = (limits ?? []).filter((l) => l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION);
   return per.reduce((max, l) => Math.min(max, Number((l.limit?.amountMinor ?? 0n) / 100n) || max), MPESA_MAX_UNITS);
@@ -97,12 +95,20 @@ export default function Withdraw() {
   const busy = write.busy;
   const formRef = useRef<HTMLFormElement>(null);
   const maxUnits = perWithdrawalUnits(limits.data?.limits);
+  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const onSubmit = write.onSubmit(async (form, send) => {
     setError("");
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
     if (!checked.ok) {
       setError(t(checked.problem as WorkerKey, { max: unitsText(BigInt(maxUnits) * 100n, WALLET_CURRENCY) }));
       return focusProblem(formRef.current, INPUTS, checked.problem);
+    }
+    // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
+    const over = withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
+    if (over) {
+      const left = formatMoney(over.leftMinor, WALLET_CURRENCY);
+      setError(over.kind === "balance" ? t("err_over_available", { left }) : t("err_over_limit", { limit: limitWord(t, over.limit.kind), left }));
+      return focusProblem(formRef.current, INPUTS, "amount");
     }
     const session = loadSession();
     if (!session) return setError(t("err_session"));
@@ -128,7 +134,6 @@ export default function Withdraw() {
     focusProblem(formRef.current, INPUTS, refusedField(x));
   });
 
-  const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
     <>
       <WorkerNav />

@@ -691,7 +691,8 @@ func (x *RateTipResponse) GetTip() *Tip {
 type RequestPayoutRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Amount         *v1.Money              `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Whole Kenya shillings, at least KES 10 (the least a B2C pays out; under it INVALID_ARGUMENT naming amount, nothing held or sent).
+	Amount *v1.Money `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Defaults to the worker's registered number when empty.
 	MpesaPhone string `protobuf:"bytes,3,opt,name=mpesa_phone,json=mpesaPhone,proto3" json:"mpesa_phone,omitempty"`
 	// From AuthService.VerifyDeviceChallenge: proves the device's biometric unlock.
@@ -2848,6 +2849,215 @@ func (x *RefundTipResponse) GetRefundId() string {
 	return ""
 }
 
+type ResolveHeldPayoutRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	// A retry with the same key and request gets the first answer; another request under the key is refused.
+	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// What M-Pesa's statement shows for the payout.
+	//
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*ResolveHeldPayoutRequest_Paid
+	//	*ResolveHeldPayoutRequest_NotPaid
+	Outcome       isResolveHeldPayoutRequest_Outcome `protobuf_oneof:"outcome"`
+	Note          string                             `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveHeldPayoutRequest) Reset() {
+	*x = ResolveHeldPayoutRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveHeldPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveHeldPayoutRequest) ProtoMessage() {}
+
+func (x *ResolveHeldPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveHeldPayoutRequest.ProtoReflect.Descriptor instead.
+func (*ResolveHeldPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ResolveHeldPayoutRequest) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+func (x *ResolveHeldPayoutRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *ResolveHeldPayoutRequest) GetOutcome() isResolveHeldPayoutRequest_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *ResolveHeldPayoutRequest) GetPaid() *HeldPayoutPaid {
+	if x != nil {
+		if x, ok := x.Outcome.(*ResolveHeldPayoutRequest_Paid); ok {
+			return x.Paid
+		}
+	}
+	return nil
+}
+
+func (x *ResolveHeldPayoutRequest) GetNotPaid() bool {
+	if x != nil {
+		if x, ok := x.Outcome.(*ResolveHeldPayoutRequest_NotPaid); ok {
+			return x.NotPaid
+		}
+	}
+	return false
+}
+
+func (x *ResolveHeldPayoutRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type isResolveHeldPayoutRequest_Outcome interface {
+	isResolveHeldPayoutRequest_Outcome()
+}
+
+type ResolveHeldPayoutRequest_Paid struct {
+	Paid *HeldPayoutPaid `protobuf:"bytes,3,opt,name=paid,proto3,oneof"`
+}
+
+type ResolveHeldPayoutRequest_NotPaid struct {
+	// The statement shows no such payment: nothing left the paybill.
+	NotPaid bool `protobuf:"varint,4,opt,name=not_paid,json=notPaid,proto3,oneof"`
+}
+
+func (*ResolveHeldPayoutRequest_Paid) isResolveHeldPayoutRequest_Outcome() {}
+
+func (*ResolveHeldPayoutRequest_NotPaid) isResolveHeldPayoutRequest_Outcome() {}
+
+// A held payout M-Pesa's statement shows paid.
+type HeldPayoutPaid struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What left the paybill (KES, whole shillings).
+	PaidAmount *v1.Money `protobuf:"bytes,1,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
+	// The statement's M-Pesa receipt for it.
+	MpesaReceipt  string `protobuf:"bytes,2,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldPayoutPaid) Reset() {
+	*x = HeldPayoutPaid{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldPayoutPaid) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldPayoutPaid) ProtoMessage() {}
+
+func (x *HeldPayoutPaid) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldPayoutPaid.ProtoReflect.Descriptor instead.
+func (*HeldPayoutPaid) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *HeldPayoutPaid) GetPaidAmount() *v1.Money {
+	if x != nil {
+		return x.PaidAmount
+	}
+	return nil
+}
+
+func (x *HeldPayoutPaid) GetMpesaReceipt() string {
+	if x != nil {
+		return x.MpesaReceipt
+	}
+	return ""
+}
+
+type ResolveHeldPayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveHeldPayoutResponse) Reset() {
+	*x = ResolveHeldPayoutResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveHeldPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveHeldPayoutResponse) ProtoMessage() {}
+
+func (x *ResolveHeldPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveHeldPayoutResponse.ProtoReflect.Descriptor instead.
+func (*ResolveHeldPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ResolveHeldPayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
 type ReconcileCardBalanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most this many balance transactions in one pass.
@@ -2858,7 +3068,7 @@ type ReconcileCardBalanceRequest struct {
 
 func (x *ReconcileCardBalanceRequest) Reset() {
 	*x = ReconcileCardBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3080,7 @@ func (x *ReconcileCardBalanceRequest) String() string {
 func (*ReconcileCardBalanceRequest) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3093,7 @@ func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReconcileCardBalanceRequest) GetLimit() int32 {
@@ -2909,7 +3119,7 @@ type ReconcileCardBalanceResponse struct {
 
 func (x *ReconcileCardBalanceResponse) Reset() {
 	*x = ReconcileCardBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3131,7 @@ func (x *ReconcileCardBalanceResponse) String() string {
 func (*ReconcileCardBalanceResponse) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3144,7 @@ func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReconcileCardBalanceResponse) GetMatched() int32 {
@@ -2974,7 +3184,7 @@ type GetTipForReceiptRequest struct {
 
 func (x *GetTipForReceiptRequest) Reset() {
 	*x = GetTipForReceiptRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3196,7 @@ func (x *GetTipForReceiptRequest) String() string {
 func (*GetTipForReceiptRequest) ProtoMessage() {}
 
 func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3209,7 @@ func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetTipForReceiptRequest) GetTipId() string {
@@ -3021,7 +3231,7 @@ type GetTipForReceiptResponse struct {
 
 func (x *GetTipForReceiptResponse) Reset() {
 	*x = GetTipForReceiptResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3243,7 @@ func (x *GetTipForReceiptResponse) String() string {
 func (*GetTipForReceiptResponse) ProtoMessage() {}
 
 func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3256,7 @@ func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetTipForReceiptResponse) GetTip() *Tip {
@@ -3099,7 +3309,7 @@ type SearchTipsRequest struct {
 
 func (x *SearchTipsRequest) Reset() {
 	*x = SearchTipsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3321,7 @@ func (x *SearchTipsRequest) String() string {
 func (*SearchTipsRequest) ProtoMessage() {}
 
 func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3334,7 @@ func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
 func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
@@ -3207,7 +3417,7 @@ type SearchTipsResponse struct {
 
 func (x *SearchTipsResponse) Reset() {
 	*x = SearchTipsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3219,7 +3429,7 @@ func (x *SearchTipsResponse) String() string {
 func (*SearchTipsResponse) ProtoMessage() {}
 
 func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3232,7 +3442,7 @@ func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
 func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SearchTipsResponse) GetTips() []*Tip {
@@ -3268,7 +3478,7 @@ type SearchPayoutsRequest struct {
 
 func (x *SearchPayoutsRequest) Reset() {
 	*x = SearchPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3490,7 @@ func (x *SearchPayoutsRequest) String() string {
 func (*SearchPayoutsRequest) ProtoMessage() {}
 
 func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3503,7 @@ func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
@@ -3369,7 +3579,7 @@ type SearchPayoutsResponse struct {
 
 func (x *SearchPayoutsResponse) Reset() {
 	*x = SearchPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3381,7 +3591,7 @@ func (x *SearchPayoutsResponse) String() string {
 func (*SearchPayoutsResponse) ProtoMessage() {}
 
 func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3394,7 +3604,7 @@ func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
@@ -3424,7 +3634,7 @@ type GetPaymentDetailRequest struct {
 
 func (x *GetPaymentDetailRequest) Reset() {
 	*x = GetPaymentDetailRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3646,7 @@ func (x *GetPaymentDetailRequest) String() string {
 func (*GetPaymentDetailRequest) ProtoMessage() {}
 
 func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3659,7 @@ func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
@@ -3515,7 +3725,7 @@ type GetPaymentDetailResponse struct {
 
 func (x *GetPaymentDetailResponse) Reset() {
 	*x = GetPaymentDetailResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3527,7 +3737,7 @@ func (x *GetPaymentDetailResponse) String() string {
 func (*GetPaymentDetailResponse) ProtoMessage() {}
 
 func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3540,7 +3750,7 @@ func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetPaymentDetailResponse) GetTip() *Tip {
@@ -3619,7 +3829,7 @@ type RequeryPaymentRequest struct {
 
 func (x *RequeryPaymentRequest) Reset() {
 	*x = RequeryPaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3631,7 +3841,7 @@ func (x *RequeryPaymentRequest) String() string {
 func (*RequeryPaymentRequest) ProtoMessage() {}
 
 func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3644,7 +3854,7 @@ func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
@@ -3699,7 +3909,7 @@ type RequeryPaymentResponse struct {
 
 func (x *RequeryPaymentResponse) Reset() {
 	*x = RequeryPaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3921,7 @@ func (x *RequeryPaymentResponse) String() string {
 func (*RequeryPaymentResponse) ProtoMessage() {}
 
 func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3934,7 @@ func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RequeryPaymentResponse) GetTip() *Tip {
@@ -3749,7 +3959,7 @@ type CheckMpesaBalanceRequest struct {
 
 func (x *CheckMpesaBalanceRequest) Reset() {
 	*x = CheckMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3971,7 @@ func (x *CheckMpesaBalanceRequest) String() string {
 func (*CheckMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3984,7 @@ func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
 }
 
 type CheckMpesaBalanceResponse struct {
@@ -3786,7 +3996,7 @@ type CheckMpesaBalanceResponse struct {
 
 func (x *CheckMpesaBalanceResponse) Reset() {
 	*x = CheckMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +4008,7 @@ func (x *CheckMpesaBalanceResponse) String() string {
 func (*CheckMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +4021,7 @@ func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CheckMpesaBalanceResponse) GetCheckId() string {
@@ -3830,7 +4040,7 @@ type GetMpesaBalanceRequest struct {
 
 func (x *GetMpesaBalanceRequest) Reset() {
 	*x = GetMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +4052,7 @@ func (x *GetMpesaBalanceRequest) String() string {
 func (*GetMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4065,7 @@ func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetMpesaBalanceRequest) GetCheckId() string {
@@ -3880,7 +4090,7 @@ type MpesaAccountBalance struct {
 
 func (x *MpesaAccountBalance) Reset() {
 	*x = MpesaAccountBalance{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4102,7 @@ func (x *MpesaAccountBalance) String() string {
 func (*MpesaAccountBalance) ProtoMessage() {}
 
 func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4115,7 @@ func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
 func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *MpesaAccountBalance) GetName() string {
@@ -3967,7 +4177,7 @@ type GetMpesaBalanceResponse struct {
 
 func (x *GetMpesaBalanceResponse) Reset() {
 	*x = GetMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4189,7 @@ func (x *GetMpesaBalanceResponse) String() string {
 func (*GetMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4202,7 @@ func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetMpesaBalanceResponse) GetCheckId() string {
@@ -4066,7 +4276,7 @@ type GetFraudRulesRequest struct {
 
 func (x *GetFraudRulesRequest) Reset() {
 	*x = GetFraudRulesRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4288,7 @@ func (x *GetFraudRulesRequest) String() string {
 func (*GetFraudRulesRequest) ProtoMessage() {}
 
 func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4301,7 @@ func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{73}
 }
 
 type GetFraudRulesResponse struct {
@@ -4103,7 +4313,7 @@ type GetFraudRulesResponse struct {
 
 func (x *GetFraudRulesResponse) Reset() {
 	*x = GetFraudRulesResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4115,7 +4325,7 @@ func (x *GetFraudRulesResponse) String() string {
 func (*GetFraudRulesResponse) ProtoMessage() {}
 
 func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4128,7 +4338,7 @@ func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetFraudRulesResponse) GetRules() []*FraudRule {
@@ -4219,13 +4429,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x1a\n" +
 	"\x18GetPayoutSettingsRequest\"X\n" +
 	"\x19GetPayoutSettingsResponse\x12;\n" +
-	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\x97\x03\n" +
+	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\xb4\x03\n" +
 	"\x1bUpdatePayoutSettingsRequest\x12\x1f\n" +
 	"\vauto_payout\x18\x01 \x01(\bR\n" +
 	"autoPayout\x12E\n" +
 	"\x13auto_payout_minimum\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12=\n" +
-	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone:\xd0\x01\xbaH\xcc\x01\x1a\xc9\x01\n" +
-	"\x1eupdate_payout_settings.minimum\x12Aauto_payout_minimum must be at least 1 KES when auto_payout is on\x1ad!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 100)\"[\n" +
+	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone:\xed\x01\xbaH\xe9\x01\x1a\xe6\x01\n" +
+	"\x1eupdate_payout_settings.minimum\x12]auto_payout_minimum must be at least 10 KES (the least a B2C pays out) when auto_payout is on\x1ae!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 1000)\"[\n" +
 	"\x1cUpdatePayoutSettingsResponse\x12;\n" +
 	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\x1b\n" +
 	"\x19ListPaymentMethodsRequest\"e\n" +
@@ -4323,7 +4533,22 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"X\n" +
 	"\x11RefundTipResponse\x12&\n" +
 	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12\x1b\n" +
-	"\trefund_id\x18\x02 \x01(\tR\brefundId\"?\n" +
+	"\trefund_id\x18\x02 \x01(\tR\brefundId\"\x85\x02\n" +
+	"\x18ResolveHeldPayoutRequest\x12%\n" +
+	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\x123\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x125\n" +
+	"\x04paid\x18\x03 \x01(\v2\x1f.ttip.payment.v1.HeldPayoutPaidH\x00R\x04paid\x12$\n" +
+	"\bnot_paid\x18\x04 \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\anotPaid\x12\x1e\n" +
+	"\x04note\x18\x05 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04noteB\x10\n" +
+	"\aoutcome\x12\x05\xbaH\x02\b\x01\"\x84\x01\n" +
+	"\x0eHeldPayoutPaid\x126\n" +
+	"\vpaid_amount\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyR\n" +
+	"paidAmount\x12:\n" +
+	"\rmpesa_receipt\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$R\fmpesaReceipt\"L\n" +
+	"\x19ResolveHeldPayoutResponse\x12/\n" +
+	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\"?\n" +
 	"\x1bReconcileCardBalanceRequest\x12 \n" +
 	"\x05limit\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\x05limit\"\x95\x01\n" +
@@ -4444,7 +4669,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\b\x02\x12\x06worker\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x8e\x12\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xfa\x12\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
@@ -4456,7 +4681,8 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x97\x01\n" +
 	"\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
 	"\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n" +
-	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x12y\n" +
+	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x12j\n" +
+	"\x11ResolveHeldPayout\x12).ttip.payment.v1.ResolveHeldPayoutRequest\x1a*.ttip.payment.v1.ResolveHeldPayoutResponse\x12y\n" +
 	"\n" +
 	"SearchTips\x12\".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +
 	"\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8b\x01\n" +
@@ -4483,7 +4709,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -4538,193 +4764,201 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*ReconcilePendingResponse)(nil),       // 50: ttip.payment.v1.ReconcilePendingResponse
 	(*RefundTipRequest)(nil),               // 51: ttip.payment.v1.RefundTipRequest
 	(*RefundTipResponse)(nil),              // 52: ttip.payment.v1.RefundTipResponse
-	(*ReconcileCardBalanceRequest)(nil),    // 53: ttip.payment.v1.ReconcileCardBalanceRequest
-	(*ReconcileCardBalanceResponse)(nil),   // 54: ttip.payment.v1.ReconcileCardBalanceResponse
-	(*GetTipForReceiptRequest)(nil),        // 55: ttip.payment.v1.GetTipForReceiptRequest
-	(*GetTipForReceiptResponse)(nil),       // 56: ttip.payment.v1.GetTipForReceiptResponse
-	(*SearchTipsRequest)(nil),              // 57: ttip.payment.v1.SearchTipsRequest
-	(*SearchTipsResponse)(nil),             // 58: ttip.payment.v1.SearchTipsResponse
-	(*SearchPayoutsRequest)(nil),           // 59: ttip.payment.v1.SearchPayoutsRequest
-	(*SearchPayoutsResponse)(nil),          // 60: ttip.payment.v1.SearchPayoutsResponse
-	(*GetPaymentDetailRequest)(nil),        // 61: ttip.payment.v1.GetPaymentDetailRequest
-	(*GetPaymentDetailResponse)(nil),       // 62: ttip.payment.v1.GetPaymentDetailResponse
-	(*RequeryPaymentRequest)(nil),          // 63: ttip.payment.v1.RequeryPaymentRequest
-	(*RequeryPaymentResponse)(nil),         // 64: ttip.payment.v1.RequeryPaymentResponse
-	(*CheckMpesaBalanceRequest)(nil),       // 65: ttip.payment.v1.CheckMpesaBalanceRequest
-	(*CheckMpesaBalanceResponse)(nil),      // 66: ttip.payment.v1.CheckMpesaBalanceResponse
-	(*GetMpesaBalanceRequest)(nil),         // 67: ttip.payment.v1.GetMpesaBalanceRequest
-	(*MpesaAccountBalance)(nil),            // 68: ttip.payment.v1.MpesaAccountBalance
-	(*GetMpesaBalanceResponse)(nil),        // 69: ttip.payment.v1.GetMpesaBalanceResponse
-	(*GetFraudRulesRequest)(nil),           // 70: ttip.payment.v1.GetFraudRulesRequest
-	(*GetFraudRulesResponse)(nil),          // 71: ttip.payment.v1.GetFraudRulesResponse
-	(*v1.Money)(nil),                       // 72: ttip.common.v1.Money
-	(CardProvider)(0),                      // 73: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 74: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 75: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 76: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 77: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 78: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 79: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 80: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 81: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 82: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 83: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 84: ttip.payment.v1.FraudAlert
-	(*timestamppb.Timestamp)(nil),          // 85: google.protobuf.Timestamp
-	(*UnmatchedCallback)(nil),              // 86: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 87: ttip.payment.v1.SuspensePayment
-	(PaymentMethodKind)(0),                 // 88: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 89: ttip.payment.v1.FraudRule
+	(*ResolveHeldPayoutRequest)(nil),       // 53: ttip.payment.v1.ResolveHeldPayoutRequest
+	(*HeldPayoutPaid)(nil),                 // 54: ttip.payment.v1.HeldPayoutPaid
+	(*ResolveHeldPayoutResponse)(nil),      // 55: ttip.payment.v1.ResolveHeldPayoutResponse
+	(*ReconcileCardBalanceRequest)(nil),    // 56: ttip.payment.v1.ReconcileCardBalanceRequest
+	(*ReconcileCardBalanceResponse)(nil),   // 57: ttip.payment.v1.ReconcileCardBalanceResponse
+	(*GetTipForReceiptRequest)(nil),        // 58: ttip.payment.v1.GetTipForReceiptRequest
+	(*GetTipForReceiptResponse)(nil),       // 59: ttip.payment.v1.GetTipForReceiptResponse
+	(*SearchTipsRequest)(nil),              // 60: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 61: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 62: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 63: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 64: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 65: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 66: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 67: ttip.payment.v1.RequeryPaymentResponse
+	(*CheckMpesaBalanceRequest)(nil),       // 68: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 69: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 70: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 71: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 72: ttip.payment.v1.GetMpesaBalanceResponse
+	(*GetFraudRulesRequest)(nil),           // 73: ttip.payment.v1.GetFraudRulesRequest
+	(*GetFraudRulesResponse)(nil),          // 74: ttip.payment.v1.GetFraudRulesResponse
+	(*v1.Money)(nil),                       // 75: ttip.common.v1.Money
+	(CardProvider)(0),                      // 76: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 77: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 78: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 79: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 80: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 81: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 82: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 83: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 84: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 85: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 86: ttip.payment.v1.FraudReason
+	(*FraudAlert)(nil),                     // 87: ttip.payment.v1.FraudAlert
+	(*timestamppb.Timestamp)(nil),          // 88: google.protobuf.Timestamp
+	(*UnmatchedCallback)(nil),              // 89: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 90: ttip.payment.v1.SuspensePayment
+	(PaymentMethodKind)(0),                 // 91: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 92: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	72,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	73,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	74,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	74,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	74,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	76,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	74,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	77,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	74,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	72,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	78,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	78,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	78,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	78,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	77,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	80,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	72,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	80,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	81,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	81,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	75,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	83,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	84,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	77,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	74,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	76,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	77,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	78,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	77,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	80,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	81,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	81,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	81,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	78,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	81,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	80,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	83,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	75,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	83,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	84,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	84,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	78,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	85,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	86,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	87,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	80,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
 	38,  // 29: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
-	85,  // 30: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
-	75,  // 31: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	86,  // 32: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	77,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	75,  // 34: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	87,  // 35: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	77,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	87,  // 37: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	74,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	72,  // 39: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	74,  // 40: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	74,  // 41: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	72,  // 42: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	75,  // 43: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	76,  // 44: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	85,  // 45: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	85,  // 46: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	88,  // 47: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	74,  // 48: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	77,  // 49: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	75,  // 50: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 51: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	85,  // 52: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	85,  // 53: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	78,  // 54: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	77,  // 55: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	74,  // 56: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	78,  // 57: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	86,  // 58: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	84,  // 59: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	74,  // 60: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	78,  // 61: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	72,  // 62: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	72,  // 63: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	72,  // 64: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	72,  // 65: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	85,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	85,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	68,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	72,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	72,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	72,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	89,  // 72: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 73: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 74: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 75: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 76: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 77: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 78: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 79: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 80: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 81: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 82: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 83: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 84: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 85: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 86: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 87: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 88: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 89: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 90: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 91: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 92: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 93: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 94: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 95: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 96: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 97: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	57,  // 98: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	59,  // 99: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	61,  // 100: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	63,  // 101: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	65,  // 102: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	67,  // 103: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	70,  // 104: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 105: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	55,  // 106: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	53,  // 107: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 108: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 109: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 110: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 111: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 112: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 113: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 114: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 115: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 116: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 117: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 118: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 119: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 120: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 121: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 122: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 123: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 124: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 125: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 126: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 127: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 128: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 129: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 130: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 131: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 132: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	58,  // 133: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	60,  // 134: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	62,  // 135: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	64,  // 136: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	66,  // 137: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	69,  // 138: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	71,  // 139: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 140: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	56,  // 141: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	54,  // 142: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	108, // [108:143] is the sub-list for method output_type
-	73,  // [73:108] is the sub-list for method input_type
-	73,  // [73:73] is the sub-list for extension type_name
-	73,  // [73:73] is the sub-list for extension extendee
-	0,   // [0:73] is the sub-list for field type_name
+	88,  // 30: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
+	78,  // 31: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	89,  // 32: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	80,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	78,  // 34: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	90,  // 35: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	80,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	90,  // 37: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	77,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 39: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	77,  // 40: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	54,  // 41: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
+	75,  // 42: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
+	81,  // 43: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	77,  // 44: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 45: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	78,  // 46: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 47: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	88,  // 48: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	88,  // 49: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	91,  // 50: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	77,  // 51: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	80,  // 52: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	78,  // 53: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 54: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	88,  // 55: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	88,  // 56: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	81,  // 57: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	80,  // 58: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 59: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 60: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	89,  // 61: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	87,  // 62: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	77,  // 63: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 64: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 65: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	75,  // 66: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	75,  // 67: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	75,  // 68: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	88,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	88,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	71,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	75,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	75,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	92,  // 75: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 76: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 77: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 78: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 79: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 80: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 81: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 82: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 83: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 84: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 85: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 86: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 87: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 88: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 89: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 90: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 91: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 92: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 93: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 94: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 95: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 96: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 97: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 98: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 99: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 100: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	53,  // 101: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	60,  // 102: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	62,  // 103: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	64,  // 104: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	66,  // 105: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	68,  // 106: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	70,  // 107: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	73,  // 108: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 109: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	58,  // 110: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	56,  // 111: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 112: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 113: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 114: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 115: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 116: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 117: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 118: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 119: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 120: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 121: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 122: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 123: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 124: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 125: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 126: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 127: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 128: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 129: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 130: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 131: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 132: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 133: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 134: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 135: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 136: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	55,  // 137: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	61,  // 138: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	63,  // 139: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	65,  // 140: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	67,  // 141: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	69,  // 142: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	72,  // 143: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	74,  // 144: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 145: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	59,  // 146: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	57,  // 147: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	112, // [112:148] is the sub-list for method output_type
+	76,  // [76:112] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -4743,11 +4977,15 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*ResolveSuspensePaymentRequest_MatchAccountReference)(nil),
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[61].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[53].OneofWrappers = []any{
+		(*ResolveHeldPayoutRequest_Paid)(nil),
+		(*ResolveHeldPayoutRequest_NotPaid)(nil),
+	}
+	file_ttip_payment_v1_payment_service_proto_msgTypes[64].OneofWrappers = []any{
 		(*GetPaymentDetailRequest_TipId)(nil),
 		(*GetPaymentDetailRequest_PayoutId)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[63].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[66].OneofWrappers = []any{
 		(*RequeryPaymentRequest_TipId)(nil),
 		(*RequeryPaymentRequest_PayoutId)(nil),
 	}
@@ -4757,7 +4995,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -108,6 +108,9 @@ const (
 	// PaymentAdminServiceRefundTipProcedure is the fully-qualified name of the PaymentAdminService's
 	// RefundTip RPC.
 	PaymentAdminServiceRefundTipProcedure = "/ttip.payment.v1.PaymentAdminService/RefundTip"
+	// PaymentAdminServiceResolveHeldPayoutProcedure is the fully-qualified name of the
+	// PaymentAdminService's ResolveHeldPayout RPC.
+	PaymentAdminServiceResolveHeldPayoutProcedure = "/ttip.payment.v1.PaymentAdminService/ResolveHeldPayout"
 	// PaymentAdminServiceSearchTipsProcedure is the fully-qualified name of the PaymentAdminService's
 	// SearchTips RPC.
 	PaymentAdminServiceSearchTipsProcedure = "/ttip.payment.v1.PaymentAdminService/SearchTips"
@@ -625,6 +628,14 @@ type PaymentAdminServiceClient interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
+	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+	// amount than its own, by what support found on M-Pesa's statement: paid
+	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+	// any difference booked to the platform's fees account) or not paid (the
+	// hold released, payout FAILED). Never sends a B2C. A retry under the same
+	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+	// is not held for that reason.
+	ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
 	// Payouts across all workers, newest first, with filters.
@@ -732,6 +743,12 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("RefundTip")),
 			connect.WithClientOptions(opts...),
 		),
+		resolveHeldPayout: connect.NewClient[v1.ResolveHeldPayoutRequest, v1.ResolveHeldPayoutResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceResolveHeldPayoutProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveHeldPayout")),
+			connect.WithClientOptions(opts...),
+		),
 		searchTips: connect.NewClient[v1.SearchTipsRequest, v1.SearchTipsResponse](
 			httpClient,
 			baseURL+PaymentAdminServiceSearchTipsProcedure,
@@ -795,6 +812,7 @@ type paymentAdminServiceClient struct {
 	listSuspensePayments   *connect.Client[v1.ListSuspensePaymentsRequest, v1.ListSuspensePaymentsResponse]
 	resolveSuspensePayment *connect.Client[v1.ResolveSuspensePaymentRequest, v1.ResolveSuspensePaymentResponse]
 	refundTip              *connect.Client[v1.RefundTipRequest, v1.RefundTipResponse]
+	resolveHeldPayout      *connect.Client[v1.ResolveHeldPayoutRequest, v1.ResolveHeldPayoutResponse]
 	searchTips             *connect.Client[v1.SearchTipsRequest, v1.SearchTipsResponse]
 	searchPayouts          *connect.Client[v1.SearchPayoutsRequest, v1.SearchPayoutsResponse]
 	getPaymentDetail       *connect.Client[v1.GetPaymentDetailRequest, v1.GetPaymentDetailResponse]
@@ -857,6 +875,11 @@ func (c *paymentAdminServiceClient) ResolveSuspensePayment(ctx context.Context, 
 // RefundTip calls ttip.payment.v1.PaymentAdminService.RefundTip.
 func (c *paymentAdminServiceClient) RefundTip(ctx context.Context, req *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error) {
 	return c.refundTip.CallUnary(ctx, req)
+}
+
+// ResolveHeldPayout calls ttip.payment.v1.PaymentAdminService.ResolveHeldPayout.
+func (c *paymentAdminServiceClient) ResolveHeldPayout(ctx context.Context, req *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error) {
+	return c.resolveHeldPayout.CallUnary(ctx, req)
 }
 
 // SearchTips calls ttip.payment.v1.PaymentAdminService.SearchTips.
@@ -922,6 +945,14 @@ type PaymentAdminServiceHandler interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
+	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+	// amount than its own, by what support found on M-Pesa's statement: paid
+	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+	// any difference booked to the platform's fees account) or not paid (the
+	// hold released, payout FAILED). Never sends a B2C. A retry under the same
+	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+	// is not held for that reason.
+	ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
 	// Payouts across all workers, newest first, with filters.
@@ -1025,6 +1056,12 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		connect.WithSchema(paymentAdminServiceMethods.ByName("RefundTip")),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentAdminServiceResolveHeldPayoutHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceResolveHeldPayoutProcedure,
+		svc.ResolveHeldPayout,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveHeldPayout")),
+		connect.WithHandlerOptions(opts...),
+	)
 	paymentAdminServiceSearchTipsHandler := connect.NewUnaryHandler(
 		PaymentAdminServiceSearchTipsProcedure,
 		svc.SearchTips,
@@ -1096,6 +1133,8 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceResolveSuspensePaymentHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceRefundTipProcedure:
 			paymentAdminServiceRefundTipHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceResolveHeldPayoutProcedure:
+			paymentAdminServiceResolveHeldPayoutHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceSearchTipsProcedure:
 			paymentAdminServiceSearchTipsHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceSearchPayoutsProcedure:
@@ -1161,6 +1200,10 @@ func (UnimplementedPaymentAdminServiceHandler) ResolveSuspensePayment(context.Co
 
 func (UnimplementedPaymentAdminServiceHandler) RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.RefundTip is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.ResolveHeldPayout is not implemented"))
 }
 
 func (UnimplementedPaymentAdminServiceHandler) SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error) {

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveHeldPayoutRequest, ResolveHeldPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1253,6 +1253,18 @@ class PaymentAdminService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def resolve_held_payout(self, request: ResolveHeldPayoutRequest, ctx: RequestContext[ResolveHeldPayoutRequest, ResolveHeldPayoutResponse], /) -> ResolveHeldPayoutResponse:
+        """
+        Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+        amount than its own, by what support found on M-Pesa's statement: paid
+        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+        any difference booked to the platform's fees account) or not paid (the
+        hold released, payout FAILED). Never sends a B2C. A retry under the same
+        key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+        is not held for that reason.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
         """
         Tips across all workers, newest first, with filters.
@@ -1443,6 +1455,17 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.refund_tip,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/ResolveHeldPayout": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResolveHeldPayout",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=ResolveHeldPayoutRequest,
+                        output=ResolveHeldPayoutResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resolve_held_payout,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/SearchTips": Endpoint.unary(
                     method=MethodInfo(
@@ -1796,6 +1819,35 @@ class PaymentAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def resolve_held_payout(
+        self,
+        request: ResolveHeldPayoutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResolveHeldPayoutResponse:
+        """
+        Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+        amount than its own, by what support found on M-Pesa's statement: paid
+        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+        any difference booked to the platform's fees account) or not paid (the
+        hold released, payout FAILED). Never sends a B2C. A retry under the same
+        key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+        is not held for that reason.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResolveHeldPayout",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=ResolveHeldPayoutRequest,
+                output=ResolveHeldPayoutResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def search_tips(
         self,
         request: SearchTipsRequest,
@@ -2045,6 +2097,18 @@ class PaymentAdminServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def resolve_held_payout(self, request: ResolveHeldPayoutRequest, ctx: RequestContext[ResolveHeldPayoutRequest, ResolveHeldPayoutResponse], /) -> ResolveHeldPayoutResponse:
+        """
+        Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+        amount than its own, by what support found on M-Pesa's statement: paid
+        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+        any difference booked to the platform's fees account) or not paid (the
+        hold released, payout FAILED). Never sends a B2C. A retry under the same
+        key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+        is not held for that reason.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
         """
         Tips across all workers, newest first, with filters.
@@ -2233,6 +2297,17 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.refund_tip,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/ResolveHeldPayout": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ResolveHeldPayout",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=ResolveHeldPayoutRequest,
+                        output=ResolveHeldPayoutResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.resolve_held_payout,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/SearchTips": EndpointSync.unary(
                     method=MethodInfo(
@@ -2580,6 +2655,35 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.payment.v1.PaymentAdminService",
                 input=RefundTipRequest,
                 output=RefundTipResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resolve_held_payout(
+        self,
+        request: ResolveHeldPayoutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResolveHeldPayoutResponse:
+        """
+        Ends a payout held ON_HOLD because M-Pesa reported it paid in another
+        amount than its own, by what support found on M-Pesa's statement: paid
+        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
+        any difference booked to the platform's fees account) or not paid (the
+        hold released, payout FAILED). Never sends a B2C. A retry under the same
+        key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
+        is not held for that reason.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResolveHeldPayout",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=ResolveHeldPayoutRequest,
+                output=ResolveHeldPayoutResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -1,0 +1,78 @@
+// The admin's way out of a payout held for the amount M-Pesa reported (payouts.ts, holdForAmountMismatch): support
+// reads M-Pesa's statement and says what was paid. The outcome is recorded with its event in one transaction; the
+// wallet's hold is then settled (with any difference booked) or released, and retried by reconciliation if the
+// wallet does not answer now. Nothing here sends a B2C.
+import { formatMoney, InvalidStateError, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
+import { paymentMetrics } from "./metrics.js";
+import { announceOutcome, payoutChangeKey, resolveHold, type Finish, type PayoutDeps } from "./payouts.js";
+import { loadPayout, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
+
+/** What M-Pesa's statement shows for the payout. */
+export type StatementOutcome = { paid: true; paidMinor: bigint; receipt: string } | { paid: false };
+
+export interface HeldPayoutResolution {
+  payoutId: string;
+  outcome: StatementOutcome;
+  note: string;
+  admin: string;
+  /** Claims the call's idempotency key in the resolution's transaction: true when an earlier call under it did. */
+  claim: (tx: Queryable) => Promise<boolean>;
+  /** The audit record, in the same transaction, about the payout's worker. */
+  record: (tx: Queryable, workerId: string) => Promise<unknown>;
+}
+
+/** The resolution's outcome as the payout records it (and the worker reads it). */
+function finishOf(p: Payout, o: StatementOutcome): Finish {
+  if (!o.paid) {
+    return { success: false, code: "not_paid", message: "M-Pesa's statement shows nothing sent for this payout (checked by support); the amount is back in your wallet" };
+  }
+  const asked = p.amount.amountMinor;
+  const message = o.paidMinor === asked
+    ? `Sent to M-Pesa: ${formatMoney(asked, "KES")}, confirmed on M-Pesa's statement by support`
+    : `Sent to M-Pesa: M-Pesa's statement shows ${formatMoney(o.paidMinor, "KES")} sent for this ${formatMoney(asked, "KES")} payout (checked by support); `
+      + `your wallet is charged ${formatMoney(asked, "KES")}, the platform bears the difference`;
+  return { success: true, code: "0", message, receipt: o.receipt };
+}
+
+/**
+ * Ends a payout on hold for an amount mismatch as the statement says: recorded with its event, its alert closed and
+ * the audit record written in one transaction (all or nothing: a refusal changes nothing), then its hold settled or
+ * released. A retry under the same key gets the payout as it is, its hold driven again if still open.
+ */
+export async function resolveHeldPayout(deps: PayoutDeps, r: HeldPayoutResolution): Promise<Payout> {
+  const first = await withTransaction(deps.ctx.pool, async (tx) => {
+    if (await r.claim(tx)) return false;
+    const { rows: [row] } = await tx.query<PayoutRow & { mismatch: boolean }>(
+      `SELECT p.*, EXISTS (SELECT 1 FROM payment.payout_alerts a WHERE a.payout_id = p.payout_id AND a.kind = 'amount_mismatch') AS mismatch
+         FROM payment.payouts p WHERE p.payout_id = $1 FOR UPDATE OF p`,
+      [r.payoutId],
+    );
+    if (!row) throw new NotFoundError(`payout_id: no payout ${r.payoutId}`);
+    const p = payoutOf(row);
+    if (p.status !== "on_hold" || !row.mismatch || p.holdState !== "held") {
+      throw new InvalidStateError(`payout_id: payout ${r.payoutId} is ${p.status} (its hold ${p.holdState}), not held for an amount M-Pesa reported; nothing changed`);
+    }
+    const f = finishOf(p, r.outcome);
+    const { rows: [done] } = await tx.query<PayoutRow>(
+      `UPDATE payment.payouts SET status = $2, result_code = $3, result_message = $4, mpesa_receipt = COALESCE($5, mpesa_receipt), paid_minor = $6,
+              completed_at = now() WHERE payout_id = $1 AND status = 'on_hold' RETURNING *`,
+      [r.payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null, r.outcome.paid ? r.outcome.paidMinor : null],
+    );
+    await announceOutcome(tx, payoutOf(done), f);
+    await tx.query(
+      `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
+        WHERE payout_id = $1 AND reason = 'CALLBACK_MISMATCH' AND status = 'open'`,
+      [r.payoutId, r.outcome.paid ? "approved" : "rejected", r.admin, r.note],
+    );
+    await r.record(tx, p.workerId);
+    return true;
+  });
+  await resolveHold(deps, r.payoutId);
+  if (first) {
+    paymentMetrics(deps.ctx.metrics).payouts.inc({ status: r.outcome.paid ? "succeeded" : "failed" });
+    deps.changes.announce(payoutChangeKey(r.payoutId));
+  }
+  const p = await loadPayout(deps.ctx.pool, r.payoutId);
+  if (!p) throw new NotFoundError(`payout_id: no payout ${r.payoutId}`);
+  return p;
+}
