@@ -310,13 +310,22 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     };
     assert.ok((await stepUp()).stepUpToken, "the other phone's key approves before it is removed");
 
-    // This browser's key: its first withdrawal registers it (the payout itself is refused: nothing to withdraw yet).
+    // This browser's key: its first withdrawal registers it (a tip first, so there is something to withdraw).
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 30_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+    });
     const mine = await h.tokens(worker);
+    const wallet = h.api(WalletService, mine.accessToken);
+    await eventually("the tip available", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) >= 10_000n);
     const page = await h.signedInAs(mine);
     await page.goto(`${h.url}/w/withdraw`);
     await page.getByLabel("Amount (KES, whole shillings)").fill("100");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
     await page.getByRole("button", { name: "Withdraw" }).click();
-    await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 });
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
     const auth = h.api(AuthService, mine.accessToken);
     const ownDevice = (await auth.listDevices({})).devices.find((d) => d.deviceId !== otherDevice!.deviceId);
     assert.ok(ownDevice, "the withdrawal registered this browser's key");
@@ -328,7 +337,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal(await deviceRows.count(), 2);
     const otherRow = deviceRows.filter({ hasNotText: "(this browser)" });
     assert.match(await otherRow.innerText(), /^Android\nAdded .+\nLast used .+/, "the phone's name, readable, and when");
-    assert.match(await deviceRows.filter({ hasText: "(this browser)" }).innerText(), /Not used yet|Last used/);
+    assert.match(await deviceRows.filter({ hasText: "(this browser)" }).innerText(), /\nLast used .+/, "its withdrawal used it");
     const sessionRows = page.getByTestId("list-sessions").getByTestId("sessions-row");
     assert.equal(await sessionRows.count(), 2);
     assert.equal(await sessionRows.filter({ hasText: "(this one)" }).count(), 1);
