@@ -32,6 +32,17 @@ interface Draft {
   effectiveFrom: string;
 }
 
+/**
+ * Whole basis points from 0 to 10,000 (empty is 0), or undefined. Not parseInt, which read "2.5"
+ * (meant as 2.5%) as 2 bps and "25abc" as 25, and scheduled that.
+ */
+function basisPointsOf(text: string): number | undefined {
+  const t = text.trim() || "0";
+  if (!/^[0-9]{1,5}$/.test(t)) return undefined;
+  const bps = Number(t);
+  return bps <= 10_000 ? bps : undefined;
+}
+
 export function FeeSchedules({ session }: { session: Session }) {
   const [all, setAll] = useState<FeeSchedule[]>([]);
   const [currency, setCurrency] = useState(FIRST_CURRENCY);
@@ -56,15 +67,18 @@ export function FeeSchedules({ session }: { session: Session }) {
     const amounts = { min: minorOf(draft.min, currency), cap: minorOf(draft.cap, currency), cardFixed: minorOf(draft.cardFixed || "0", currency) };
     const bad = Object.entries(amounts).find(([, v]) => v === undefined);
     if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
+    const bps = { "platform fee (bps)": basisPointsOf(draft.platformFeeBps), "card fee (bps)": basisPointsOf(draft.cardFeeBps) };
+    const badBps = Object.entries(bps).find(([, v]) => v === undefined);
+    if (badBps) return setError(`Check the input: ${badBps[0]} must be whole basis points from 0 to 10000 (250 is 2.5%)`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
     if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
     const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
     setPending({
       currency,
-      platformFeeBps: Number.parseInt(draft.platformFeeBps || "0", 10),
+      platformFeeBps: bps["platform fee (bps)"]!,
       platformFeeMinMinor: amounts.min!,
       platformFeeCapMinor: amounts.cap!,
-      cardFeeBps: Number.parseInt(draft.cardFeeBps || "0", 10),
+      cardFeeBps: bps["card fee (bps)"]!,
       cardFeeFixedMinor: amounts.cardFixed!,
       // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
       mpesaB2cBands: latest?.mpesaB2cBands ?? [],

@@ -69,6 +69,23 @@ describe("admin console states in chromium", () => {
     assert.equal(released.detail, "bank confirmed the card holder");
     assert.ok(released.occurredAt, "when");
   });
+  test("a fee in basis points typed as a percentage (2.5) or with letters is refused naming the field: nothing asked, nothing sent", async () => {
+    const calls = () => h.rpcs.filter((r) => r.path.endsWith("/CreateFeeSchedule")).length;
+    const before = calls();
+    await page.getByRole("link", { name: "Money" }).click();
+    const form = page.getByRole("form", { name: "New fee schedule" });
+    await form.getByLabel("Minimum fee (KES)").fill("5");
+    await form.getByLabel("Fee cap (KES)").fill("1500");
+    await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${new Date().getUTCFullYear() + 3}-01-02T00:00`);
+    for (const [field, typed] of [["Platform fee (bps)", "2.5"], ["Card fee (bps)", "290abc"], ["Platform fee (bps)", "10001"]] as const) {
+      await form.getByLabel("Platform fee (bps)").fill(field === "Platform fee (bps)" ? typed : "250");
+      await form.getByLabel("Card fee (bps)").fill(field === "Card fee (bps)" ? typed : "290");
+      await form.getByRole("button", { name: "Schedule new version" }).click();
+      await page.getByRole("alert").filter({ hasText: `Check the input: ${field.toLowerCase()} must be whole basis points from 0 to 10000` }).waitFor();
+      assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, `${typed}: nothing to confirm`);
+    }
+    assert.equal(calls(), before, "nothing sent");
+  });
   test("scheduling a fee version, unblocking a number and activating a template ask first: Cancel sends nothing, a double click on Confirm sends one call", async () => {
     const calls = (method: string) => h.rpcs.filter((r) => r.path.endsWith(`/${method}`)).length;
     // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.

@@ -303,7 +303,9 @@ async function holdForAmountMismatch(deps: PayoutDeps, p: Payout, paid: bigint, 
         WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
       [p.payoutId, `${said}; held for review by support`, receipt ?? null],
     );
-    const now = row ? "held for review, its wallet hold kept (neither settled nor released)" : `already ${p.status}, its hold ${p.holdState}`;
+    // Not open any more: as it is now (another result may have ended it since it was read).
+    const ended = row ? undefined : await loadPayout(tx, p.payoutId);
+    const now = ended ? `already ${ended.status}, its hold ${ended.holdState}` : "held for review, its wallet hold kept (neither settled nor released)";
     await alertOncePerPayout(tx, "amount_mismatch", {
       reason: "CALLBACK_MISMATCH", action: row ? "hold" : "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
       detail: `${said} (receipt ${receipt ?? "unknown"}): the payout is ${now}; told once per payout`,

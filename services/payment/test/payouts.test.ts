@@ -328,6 +328,15 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     (await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] }).getPaymentDetail({ subject: { case: "payoutId", value: payoutId } }))
       .alerts.filter((a) => a.reason === FraudReason.CALLBACK_MISMATCH);
 
+  /** Posts to the payout's result URL a success in Daraja's Result envelope, paying `kes` under `receipt`. */
+  async function postPaidResult(payoutId: string, kes: number, receipt: string): Promise<number> {
+    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [payoutId]);
+    const body = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: payoutId,
+      ConversationID: `AG_20260101_${receipt}`, TransactionID: receipt,
+      ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: kes }, { Key: "TransactionReceipt", Value: receipt }] } } };
+    return (await h.post(callbackUrl("", "b2c/result", token), body)).status;
+  }
+
   test("a B2C result paying another amount than the payout: held for review, its wallet hold neither settled nor released, one admin alert however often it comes", async () => {
     const p = phone("5631");
     h.sim.script({ phone: msisdn(p) }, { b2c: "amount_mismatch" }); // KES 95 asked, KES 96 sent
@@ -355,16 +364,29 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1, "sent once");
   });
 
+  test("a result in another amount for a payout already paid and settled is flagged once, the payout left as it ended", async () => {
+    const p = phone("5634");
+    const worker = await tippedWorker(p);
+    const done = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status === PayoutStatus.SUCCEEDED && x;
+    }, "paid");
+    await eventually(async () => (await holdState(done.payoutId)) === "settled", "hold settled");
+    for (let i = 0; i < 2; i++) assert.equal(await postPaidResult(done.payoutId, 96, done.mpesaReceipt), 200);
+    const alerts = await mismatchAlerts(done.payoutId);
+    assert.equal(alerts.length, 1, "one alert per payout");
+    assert.equal(FraudAction[alerts[0].action], FraudAction[FraudAction.FLAG]);
+    assert.match(alerts[0].detail, /KES 96.*KES 95.*already succeeded, its hold settled/);
+    assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+  });
+
   test("M-Pesa reporting paid a payout already ended as failed (its hold released) alerts support once per payout, however often it says so", async () => {
     const p = phone("0006"); // queue timeout: never executed; the status query then ends it failed
     const worker = await tippedWorker(p);
     const failed = await reconcileUntil(worker, (x) => x.status === PayoutStatus.FAILED);
     await eventually(async () => (await holdState(failed.payoutId)) === "released", "hold released");
-    const { rows: [{ callback_token: token }] } = await h.t.db.pool.query("SELECT callback_token FROM payment.payouts WHERE payout_id = $1", [failed.payoutId]);
-    // A success result for it, as Daraja's Result envelope carries one, posted three times.
-    const paid = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: failed.payoutId,
-      ConversationID: "AG_20260101_late", TransactionID: "SLATE00001", ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: 95 }, { Key: "TransactionReceipt", Value: "SLATE00001" }] } } };
-    for (let i = 0; i < 3; i++) assert.equal((await h.post(callbackUrl("", "b2c/result", token), paid)).status, 200);
+    // A success result for it, posted three times.
+    for (let i = 0; i < 3; i++) assert.equal(await postPaidResult(failed.payoutId, 95, "SLATE00001"), 200);
     // Before, one alert at each repeat.
     const alerts = await mismatchAlerts(failed.payoutId);
     assert.equal(alerts.length, 1, "one alert per payout");
