@@ -266,7 +266,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     const again = await payApi.requestPayout({ idempotencyKey: payoutKey, amount: KES(200), mpesaPhone: workerPhone, stepUpToken: proof.stepUpToken });
     assert.equal(again.payout!.payoutId, payout!.payoutId);
     // The step-up token is spent.
-    await assert.rejects(payApi.requestPayout({ idempotencyKey: randomUUID(), amount: KES(1), mpesaPhone: workerPhone, stepUpToken: proof.stepUpToken }), /step_up_token/);
+    await assert.rejects(payApi.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: workerPhone, stepUpToken: proof.stepUpToken }), /step_up_token/);
 
     // 10. B2C settles.
     const paid = await eventually("the payout", async () => {

@@ -1,7 +1,7 @@
 // Payments: tips and payouts across all workers with filters (amounts in the
 // chosen currency's minor digits, sent with it) and paging; a
 // payment's detail with its raw callbacks, alerts and ledger entry; re-query
-// of a stuck M-Pesa attempt.
+// of a stuck M-Pesa attempt; a payout held for the amount M-Pesa reported resolved by its statement.
 import { useEffect, useState, type FormEvent } from "react";
 import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -10,6 +10,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
 import { CurrencyChoice, minorOf } from "./currencies";
+import { ResolveHeldPayout } from "./held-payout";
 import { MoreButton, usePages, type Page } from "./paging";
 import { Action, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
 
@@ -188,6 +189,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
         <dt>Phone</dt><dd>{t?.customerPhoneMasked ?? p?.recipientPhoneMasked}</dd>
         {p && <><dt>Hold</dt><dd>{detail.holdState} {detail.holdId}</dd><dt>Queries</dt><dd>{detail.statusQueries}</dd></>}
       </dl>
+      {p?.status === PayoutStatus.ON_HOLD && <ResolveHeldPayout payout={p} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
       <Section title="Ledger">
         {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}

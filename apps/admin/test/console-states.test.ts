@@ -23,12 +23,7 @@ describe("admin console states in chromium", () => {
 
   before(async () => {
     await h.start();
-    page = await h.page();
-    await h.signIn(page, testPhone(), "7391");
-    await page.getByLabel(/Setup token/).fill(await h.setupToken());
-    await page.getByRole("button", { name: "Become the first admin" }).click();
-    await page.getByRole("heading", { name: "Users" }).waitFor();
-    adminToken = await h.tokenOf(page);
+    ({ page, token: adminToken } = await h.firstAdmin(testPhone()));
     adminId = JSON.parse(Buffer.from(adminToken.split(".")[1], "base64url").toString()).sub as string;
     await h.api(AuthService, adminToken).updateProfile({ displayName: "Wanjiru Admin" });
   });

@@ -164,6 +164,16 @@ export class AdminHarness {
     await this.providers.close();
   }
 
+  /** A new page signed in as a new person who becomes the first admin by the setup token; answers the page and the admin's access token. */
+  async firstAdmin(phone: string, pin = "7391"): Promise<{ page: Page; token: string }> {
+    const page = await this.page();
+    await this.signIn(page, phone, pin);
+    await page.getByLabel(/Setup token/).fill(await this.setupToken());
+    await page.getByRole("button", { name: "Become the first admin" }).click();
+    await page.getByRole("heading", { name: "Users" }).waitFor();
+    return { page, token: await this.tokenOf(page) };
+  }
+
   setupToken(): Promise<string> {
     return issueSetupToken(this.db.pool, "by test").then((s) => s!.token);
   }

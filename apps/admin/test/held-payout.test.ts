@@ -1,0 +1,74 @@
+// A payout held because M-Pesa reported it paid in another amount (the Daraja simulator's amount_mismatch
+// B2C) resolved in the console: the payment detail shows why it is held and a Resolve form; what M-Pesa's
+// statement shows is sent with the device step-up, and the worker's payout ends, its hold settled once.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import type { Page } from "playwright-core";
+import { testPhone } from "@ttip/runtime/testing";
+import { AdminHarness, eventually } from "./harness.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+
+describe("admin console: a payout held for the amount M-Pesa reported", () => {
+  const h = new AdminHarness();
+  let page: Page;
+  let adminToken: string;
+
+  before(async () => {
+    await h.start();
+    ({ page, token: adminToken } = await h.firstAdmin(testPhone()));
+  });
+  after(() => h.stop());
+
+  test("the detail shows the mismatch and a Resolve form; paid KES 96 for the KES 95 payout is sent with the step-up: SUCCEEDED, the worker charged KES 95, audited", async () => {
+    const worker = await h.signUp(testPhone());
+    const payoutPhone = testPhone();
+    h.daraja.script({ phone: payoutPhone }, { b2c: "amount_mismatch" }); // KES 95 asked, KES 96 sent
+    const pay = h.api(PaymentService, worker.accessToken);
+    await pay.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: `0${payoutPhone.slice(3)}` });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.userId }, amount: KES(100), payment: { case: "mpesaPhone", value: testPhone() },
+    });
+    await eventually("the tip paid", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    const held = await eventually("the payout held for its amount", async () => (await pay.listPayouts({})).payouts.find((p) => p.status === PayoutStatus.ON_HOLD));
+
+    await page.getByRole("link", { name: "Payments" }).click();
+    await page.getByLabel("Kind").selectOption("payouts");
+    await page.getByLabel("Worker id").fill(worker.userId);
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator(`tr[data-payout-id="${held.payoutId}"]`).getByRole("button").click();
+    const detail = page.getByLabel("Payment detail");
+    await detail.getByTestId("payment-status").filter({ hasText: "on hold" }).waitFor();
+    // Before, nothing on screen ended it: no Resolve form.
+    const form = detail.getByLabel("Resolve held payout");
+    await form.getByRole("note").filter({ hasText: /KES 96.*KES 95/ }).waitFor();
+    assert.equal(await form.getByLabel("M-Pesa receipt").inputValue(), held.mpesaReceipt, "the reported receipt, to check on the statement");
+
+    // Not whole shillings: said on screen, nothing sent.
+    await form.getByLabel("Paid amount (KES)").fill("95.5");
+    await form.getByRole("button", { name: "Resolve as paid" }).click();
+    await form.getByLabel("Note (Resolve as paid)").fill("statement checked");
+    await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
+    await form.getByRole("alert").filter({ hasText: "whole shillings" }).waitFor();
+    assert.equal((await pay.getPayout({ payoutId: held.payoutId })).payout?.status, PayoutStatus.ON_HOLD);
+
+    await form.getByLabel("Paid amount (KES)").fill("96");
+    await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
+    await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
+    assert.equal(await detail.getByLabel("Resolve held payout").count(), 0, "nothing left to resolve");
+
+    const done = (await pay.getPayout({ payoutId: held.payoutId })).payout!;
+    assert.equal(PayoutStatus[done.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+    assert.match(done.resultMessage, /KES 96 sent for this KES 95 payout/);
+    const balance = await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" });
+    assert.equal(balance.balances[0]?.ledger?.amountMinor, 0n, "the worker charged the payout's KES 95 alone");
+    await eventually("the resolution audited", async () =>
+      (await h.api(AuthAdminService, adminToken).listAuditEvents({ actions: [AuditAction.HELD_PAYOUT_RESOLVED] })).events.some((e) => e.target === `payout:${held.payoutId}` && /paid KES 96/.test(e.detail)));
+  });
+});
