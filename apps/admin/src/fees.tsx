@@ -67,6 +67,8 @@ export function FeeSchedules({ session }: { session: Session }) {
     const amounts = { min: minorOf(draft.min, currency), cap: minorOf(draft.cap, currency), cardFixed: minorOf(draft.cardFixed || "0", currency) };
     const bad = Object.entries(amounts).find(([, v]) => v === undefined);
     if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
+    // Wallet refuses it too, but only after the confirmation and the device's step-up.
+    if (amounts.cap! < amounts.min!) return setError(`Check the input: cap must be at least the minimum fee (${currency} ${draft.min.trim()})`);
     const bps = { "platform fee (bps)": basisPointsOf(draft.platformFeeBps), "card fee (bps)": basisPointsOf(draft.cardFeeBps) };
     const badBps = Object.entries(bps).find(([, v]) => v === undefined);
     if (badBps) return setError(`Check the input: ${badBps[0]} must be whole basis points from 0 to 10000 (250 is 2.5%)`);

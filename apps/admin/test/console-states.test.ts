@@ -69,7 +69,7 @@ describe("admin console states in chromium", () => {
     assert.equal(released.detail, "bank confirmed the card holder");
     assert.ok(released.occurredAt, "when");
   });
-  test("a fee in basis points typed as a percentage (2.5) or with letters is refused naming the field: nothing asked, nothing sent", async () => {
+  test("a fee schedule's wrong input (basis points typed as 2.5 or with letters, a cap below the minimum) is refused naming the field: nothing asked, nothing sent", async () => {
     const calls = () => h.rpcs.filter((r) => r.path.endsWith("/CreateFeeSchedule")).length;
     const before = calls();
     await page.getByRole("link", { name: "Money" }).click();
@@ -84,6 +84,14 @@ describe("admin console states in chromium", () => {
       await page.getByRole("alert").filter({ hasText: `Check the input: ${field.toLowerCase()} must be whole basis points from 0 to 10000` }).waitFor();
       assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, `${typed}: nothing to confirm`);
     }
+    // A cap below the minimum: refused before the confirmation and the step-up, naming the cap.
+    await form.getByLabel("Platform fee (bps)").fill("250");
+    await form.getByLabel("Card fee (bps)").fill("290");
+    await form.getByLabel("Minimum fee (KES)").fill("1500");
+    await form.getByLabel("Fee cap (KES)").fill("5");
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    await page.getByRole("alert").filter({ hasText: "Check the input: cap must be at least the minimum fee (KES 1500)" }).waitFor();
+    assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, "a cap below the minimum: nothing to confirm");
     assert.equal(calls(), before, "nothing sent");
   });
   test("scheduling a fee version, unblocking a number and activating a template ask first: Cancel sends nothing, a double click on Confirm sends one call", async () => {
