@@ -12,6 +12,7 @@ import { checkNotifications, checkPayout, checkPhotoFile, checkPinChange, checkP
 import { roleDictionaries, roleLabel, WORKER_ROLES } from "../src/lib/roles.js";
 import { makePdf } from "../src/lib/pdf.js";
 import { statementPdf } from "../src/lib/statement-pdf.js";
+import { readableAgent } from "../src/lib/user-agent.js";
 import { workerDictionaries, workerLocale, workerT } from "../src/lib/worker-i18n.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { limitWord } from "../src/app/w/words.js";
@@ -99,6 +100,19 @@ test("English and Swahili have the same keys, no empty text, and the same {place
     assert.deepEqual(holes(swText), holes(v), `${k}: same placeholders`);
   }
   assert.equal(workerT("sw")("leftOf", { left: "KES 5", limit: "KES 10" }), "KES 5 zimebaki kati ya KES 10");
+});
+
+test("a device's user agent as a person reads it: browser and system when named, the system alone when the stored 60 characters end before the browser, else the text shortened", () => {
+  const sw = workerT("sw");
+  const words = { browserOn: (browser: string, os: string) => sw("browserOn", { browser, os }), unknown: sw("unknownDevice") };
+  const android = "Mozilla/5.0 (Linux; Android 13; SM-A145F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+  assert.equal(readableAgent(android, words), "Chrome kwenye Android");
+  assert.equal(readableAgent(android.slice(0, 60), words), "Android");
+  assert.equal(readableAgent("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", words), "Safari kwenye iPhone");
+  assert.equal(readableAgent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36 Edg/124.0", words), "Edge kwenye Windows");
+  assert.equal(readableAgent("connect-es/2.2.0", words), "connect-es/2.2.0");
+  assert.equal(readableAgent("x".repeat(80), words), `${"x".repeat(39)}…`);
+  assert.equal(readableAgent("  ", words), "Kifaa kisichojulikana");
 });
 
 test("language: the chosen cookie wins, then the browser's first English or Swahili, else English", () => {

@@ -39,6 +39,22 @@ describe("the venue's staff invitation form (chromium)", () => {
     }
   });
 
+  test("inviting a number already on the staff says so, naming the phone, not 'That was already done.'", async () => {
+    const venue = await h.venue("Tamarind Dhow");
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    for (const name of ["Baraka", "Baraka again"]) {
+      await page.getByLabel("Phone number", { exact: true }).fill(phone);
+      await page.getByLabel("Name", { exact: true }).fill(name);
+      await page.getByRole("button", { name: "Send invitation" }).click();
+      if (name === "Baraka") await page.getByRole("status").filter({ hasText: "Baraka was invited by SMS." }).waitFor({ timeout: 30_000 });
+    }
+    await page.getByRole("alert").filter({ hasText: "Please check the phone: this number is already on the venue's staff." }).waitFor();
+    const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
+    assert.deepEqual(members.filter((m) => m.displayName.startsWith("Baraka")).map((m) => m.displayName), ["Baraka"]);
+  });
+
   test("a new venue's split rule page says no rule is in force yet (not a refusal), in English and Swahili", async () => {
     const venue = await h.venue("Jacaranda Lounge");
     for (const [locale, words] of [

@@ -2,10 +2,11 @@
 // withdrawing, the statement as PDF, the home's live stream and its charts:
 // a real browser at phone size against the platform as make run serves it.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, afterEach, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -291,5 +292,91 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
       assert.deepEqual([...hosts], [new URL(h.url).host], "nothing from another host");
       await h.screenshot(customer, `tip-page-role-photo-${locale}`);
     }
+  });
+
+  test("settings: the devices that can approve withdrawals and the places signed in, this browser's marked; another phone's key and session taken away", async () => {
+    const worker = await h.worker("Imani");
+    // Just the two sessions below: the sign-up's own goes first.
+    await h.api(AuthService, worker.token).revokeAllSessions({});
+    const other = await h.tokens(worker);
+    const otherAuth = h.api(AuthService, other.accessToken);
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    // As the withdraw screen registers a phone: its user agent's first 60 characters.
+    const androidAgent = "Mozilla/5.0 (Linux; Android 13; SM-A145F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36";
+    const { device: otherDevice } = await otherAuth.registerDevice({ name: androidAgent.slice(0, 60), publicKeyJwk: JSON.stringify(publicKey.export({ format: "jwk" })) });
+    const stepUp = async () => {
+      const c = await otherAuth.createDeviceChallenge({ deviceId: otherDevice!.deviceId, purpose: "payout" });
+      return otherAuth.verifyDeviceChallenge({ challengeId: c.challengeId, signature: sign("sha256", c.challenge, { key: privateKey, dsaEncoding: "ieee-p1363" }) });
+    };
+    assert.ok((await stepUp()).stepUpToken, "the other phone's key approves before it is removed");
+
+    // This browser's key: its first withdrawal registers it (a tip first, so there is something to withdraw).
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 30_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    const mine = await h.tokens(worker);
+    const wallet = h.api(WalletService, mine.accessToken);
+    await eventually("the tip available", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) >= 10_000n);
+    const page = await h.signedInAs(mine);
+    await page.goto(`${h.url}/w/withdraw`);
+    await page.getByLabel("Amount (KES, whole shillings)").fill("100");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    const auth = h.api(AuthService, mine.accessToken);
+    const ownDevice = (await auth.listDevices({})).devices.find((d) => d.deviceId !== otherDevice!.deviceId);
+    assert.ok(ownDevice, "the withdrawal registered this browser's key");
+
+    await page.goto(`${h.url}/w/settings`);
+    const devices = page.getByTestId("list-devices");
+    const deviceRows = devices.getByTestId("devices-row");
+    await deviceRows.nth(1).waitFor();
+    assert.equal(await deviceRows.count(), 2);
+    const otherRow = deviceRows.filter({ hasNotText: "(this browser)" });
+    assert.match(await otherRow.innerText(), /^Android\nAdded .+\nLast used .+/, "the phone's name, readable, and when");
+    assert.match(await deviceRows.filter({ hasText: "(this browser)" }).innerText(), /\nLast used .+/, "its withdrawal used it");
+    const sessionRows = page.getByTestId("list-sessions").getByTestId("sessions-row");
+    assert.equal(await sessionRows.count(), 2);
+    assert.equal(await sessionRows.filter({ hasText: "(this one)" }).count(), 1);
+    assert.equal(await sessionRows.filter({ hasText: "(this one)" }).getByRole("button").count(), 0, "this session signs out from the home");
+    await h.screenshot(page, "worker-settings-devices");
+
+    // Asked once more; "No" keeps it.
+    await otherRow.getByRole("button", { name: "Remove" }).click();
+    await otherRow.getByRole("button", { name: "No, keep it" }).click();
+    assert.equal((await auth.listDevices({})).devices.length, 2, "kept");
+    await otherRow.getByRole("button", { name: "Remove" }).click();
+    await otherRow.getByText("Remove Android? It can no longer approve withdrawals.").waitFor();
+    await otherRow.getByRole("button", { name: "Yes, remove it" }).click();
+    await eventually("one device listed", async () => (await deviceRows.count()) === 1);
+    assert.deepEqual((await auth.listDevices({})).devices.map((d) => d.deviceId), [ownDevice.deviceId]);
+    await assert.rejects(stepUp(), (e) => ConnectError.from(e).code === Code.NotFound, "a step-up from the removed phone is refused");
+
+    // The other session: signed out, its refresh token refused.
+    await sessionRows.filter({ hasNotText: "(this one)" }).getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Yes, sign it out" }).click();
+    await eventually("one session listed", async () => (await sessionRows.count()) === 1);
+    await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: other.refreshToken }), (e) => ConnectError.from(e).code === Code.Unauthenticated);
+    assert.deepEqual((await auth.listSessions({})).sessions.map((s) => s.current), [true]);
+
+    // This browser's own key: removed at auth and forgotten here, so the next withdrawal registers a new one.
+    await deviceRows.getByRole("button", { name: "Remove" }).click();
+    await devices.getByText("Remove this browser? It can no longer approve withdrawals; your next withdrawal here adds it again.").waitFor();
+    await devices.getByRole("button", { name: "Yes, remove it" }).click();
+    await devices.getByText("None yet: your first withdrawal from a phone or browser adds it here.").waitFor();
+    assert.equal((await auth.listDevices({})).devices.length, 0);
+    const kept = await page.evaluate((userId) => new Promise<unknown>((resolve, reject) => {
+      const open = indexedDB.open("ttip-device", 1);
+      open.onsuccess = () => {
+        const get = open.result.transaction("keys", "readonly").objectStore("keys").get(userId);
+        get.onsuccess = () => resolve(get.result ?? null);
+        get.onerror = () => reject(get.error);
+      };
+      open.onerror = () => reject(open.error);
+    }), worker.id);
+    assert.equal(kept, null, "the key is forgotten in this browser");
   });
 });

@@ -68,7 +68,8 @@ export function plainError(err: unknown, locale: Locale = "en"): string {
     case Code.NotFound:
       return w.notFound;
     case Code.AlreadyExists:
-      return w.exists;
+      // A refusal naming what exists ("phone: this number is already on the venue's staff") says so.
+      return field ? w.field(field.replace(/\[\d+\]/g, "").replace(/[_.]/g, " "), detail) : w.exists;
     case Code.Unimplemented:
       return w.unimplemented;
     case Code.Unavailable:

@@ -17,6 +17,7 @@ import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
+import { DeviceKeys, SignedIn, useAccessLists } from "./access";
 import { Section, type Refusal } from "./section";
 
 // The kinds a worker may tune (sign-in codes and fraud holds always go out;
@@ -40,7 +41,8 @@ const NOTIFY: Inputs = {
  * an uploaded photo (scaled down here, kept by qr, served by this app),
  * language (the app, auth's profile and notification's messages), payout
  * number and automatic payout, PIN change, and notification channels per
- * kind with quiet hours and an e-mail address.
+ * kind with quiet hours and an e-mail address; the devices that can approve
+ * withdrawals and the places signed in, each removable.
  */
 export default function Settings() {
   const { t, err, locale } = useT();
@@ -56,10 +58,11 @@ export default function Settings() {
   const changePin = useMutation(AuthService.method.changePin);
   const updatePayout = useMutation(PaymentService.method.updatePayoutSettings);
   const updatePrefs = useMutation(NotificationService.method.updatePreferences);
+  const access = useAccessLists();
   const user = me.data?.user;
   const shown = qrProfile.data?.profile;
   const p = payout.data?.settings;
-  const loaded = me.isFetched && payout.isFetched && prefs.isFetched && (qrProfile.isFetched || !session);
+  const loaded = me.isFetched && payout.isFetched && prefs.isFetched && (qrProfile.isFetched || !session) && access.loaded;
   const attempt = async (f: () => Promise<unknown>, inputs: Inputs = {}): Promise<Refusal | undefined> => {
     try {
       await f();
@@ -259,6 +262,9 @@ export default function Settings() {
         <label className="field" htmlFor="email">{t("email")}</label>
         <input id="email" name="email" type="email" autoComplete="email" defaultValue={prefs.data?.preferences?.email ?? ""} />
       </Section>
+
+      <DeviceKeys devices={access.devices} />
+      <SignedIn sessions={access.sessions} />
     </>
   );
 }
