@@ -486,6 +486,32 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       assert.equal(await h.trialBalanced(), true);
     });
 
+    test("the wallet not answering the settlement: the resolution stands (SUCCEEDED, hold still held), and reconciliation settles it with the difference booked once", async () => {
+      const { held, receipt } = await heldPayout("5647");
+      const fee = held.transferFee!.amountMinor;
+      const admin = finance();
+      const holder = await h.t.db.pool.connect();
+      let resolved: Payout | undefined;
+      try {
+        await holder.query("BEGIN");
+        // Wallet's statements on its holds wait for this lock, with no lock timeout of their own: the settlement is not answered.
+        await holder.query("LOCK TABLE wallet.holds IN ACCESS EXCLUSIVE MODE");
+        resolved = (await admin.resolveHeldPayout({ payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(96, receipt), note: "statement shows KES 96" })).payout;
+      } finally {
+        await holder.query("ROLLBACK");
+        holder.release();
+      }
+      assert.equal(PayoutStatus[resolved!.status], PayoutStatus[PayoutStatus.SUCCEEDED], "decided and announced");
+      assert.equal(await holdState(held.payoutId), "held", "the settlement left to reconciliation");
+      await eventually(async () => {
+        await internal.reconcilePending({ limit: 100 });
+        return (await holdState(held.payoutId)) === "settled";
+      }, "settled by reconciliation", 20_000);
+      assert.deepEqual(await movedFor(held.payoutId), { WORKER_WALLET: -9500n, PAYOUT_CLEARING: 9500n + fee + 100n, PLATFORM_FEES: -fee - 100n });
+      assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
+      assert.equal(await h.trialBalanced(), true);
+    });
+
     test("not paid at all: the hold released (the money back in the wallet), FAILED and announced, its alert closed as rejected", async () => {
       const { p, worker, held } = await heldPayout("5644");
       const { payout } = await finance().resolveHeldPayout({ payoutId: held.payoutId, idempotencyKey: key(), outcome: { case: "notPaid", value: true }, note: "nothing on the statement" });
