@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, money, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, money, MPESA_LIMITS, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -48,7 +48,6 @@ function toHold(r: HoldRow): Hold {
   });
 }
 
-/** M-Pesa's own limits on what one number may receive (KES, minor units). */
 /**
  * A withdrawal limit would be passed: RESOURCE_EXHAUSTED (payment tells it
  * apart from insufficient funds by that code) with the limit as a detail.
@@ -70,8 +69,6 @@ export class WithdrawalLimitError extends DomainError {
     return err;
   }
 }
-
-export const MPESA_LIMITS = { perTransaction: 25_000_000n, daily: 50_000_000n } as const;
 
 /** Limit days and months start at midnight in Nairobi. */
 export function eatPeriodStarts(now = new Date()): { day: Date; month: Date } {
@@ -120,7 +117,7 @@ export async function withdrawalLimits(
     );
   }
   if (currency === "KES") {
-    limits.push(limit(LimitKind.MPESA_PER_TRANSACTION, MPESA_LIMITS.perTransaction, 0n), limit(LimitKind.MPESA_DAILY, MPESA_LIMITS.daily, usedDay));
+    limits.push(limit(LimitKind.MPESA_PER_TRANSACTION, MPESA_LIMITS.perTransactionMinor, 0n), limit(LimitKind.MPESA_DAILY, MPESA_LIMITS.dailyMinor, usedDay));
   }
   return { tier, limits };
 }

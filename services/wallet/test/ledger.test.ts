@@ -22,7 +22,7 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent, IdempotencyConflictError, nairobiMonthOf, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
+import { decodeEvent, IdempotencyConflictError, MPESA_LIMITS, nairobiMonthOf, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
 import { eventually, kesMinor, type TestService } from "@ttip/runtime/testing";
 import { placeHold, releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
@@ -712,6 +712,9 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const { tier, limits } = await t.client(WalletService, { subject: workerId, roles: ["worker"] }).getWithdrawalLimits({ currency: "KES" });
     assert.equal(tier, UserTier.BASIC);
     assert.equal(limits.find((l) => l.kind === LimitKind.DAILY)!.remaining!.amountMinor, 5_000_000n);
+    // M-Pesa's own limits are the runtime's, the numbers the apps and the other services check too.
+    assert.equal(limits.find((l) => l.kind === LimitKind.MPESA_PER_TRANSACTION)!.limit!.amountMinor, MPESA_LIMITS.perTransactionMinor);
+    assert.equal(limits.find((l) => l.kind === LimitKind.MPESA_DAILY)!.limit!.amountMinor, MPESA_LIMITS.dailyMinor);
     assert.equal((await admin.listAccounts({ ownerId: workerId })).accounts.length, 0);
   });
 
