@@ -1,13 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { registerInBackground } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { ChangeFeed } from "./changes.js";
 import { createCardHub } from "./cards/hub.js";
 import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
-import { DarajaClient } from "./daraja/client.js";
+import { currentDarajaClient } from "./daraja/current-client.js";
 import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
 import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
@@ -61,23 +61,11 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
     ledger: new Ledger(ctx, () => config().walletEnsureAccountTimeoutMs ?? ENSURE_ACCOUNT_TIMEOUT_MS, () => config().walletPostEntryTimeoutMs ?? POST_ENTRY_TIMEOUT_MS),
     changes: new ChangeFeed(ctx.bus),
     background: new Set(),
-    daraja: darajaClientOf(config, () => clockOf(ctx)),
+    daraja: currentDarajaClient(() => config().daraja, () => clockOf(ctx)),
   };
   deps.cards = createCardHub(deps.ledger, () => config().cards);
   deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
   return deps;
-}
-
-/** The Daraja client for the configured credentials: one client (and so one cached token) per set of credentials. */
-function darajaClientOf(config: () => PaymentConfig, clock: () => Clock): () => DarajaClient {
-  let client: { key: string; client: DarajaClient } | undefined;
-  return () => {
-    const c = config().daraja;
-    if (!c) throw new Error("Daraja is not configured");
-    const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
-    if (client?.key !== key) client = { key, client: new DarajaClient(c, clock()) };
-    return client.client;
-  };
 }
 
 /** Plain HTTP payment answers: Daraja's callbacks, the offline tip pages, the card providers' webhooks. */

@@ -3,6 +3,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
+import { currentDarajaClient } from "../src/daraja/current-client.js";
 import { PHONE_SUFFIX_SCRIPTS, startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
 import { AdjustableClock, httpRequest } from "@ttip/runtime";
 import { isSimulatorMarker, PLAIN_PHONE_SUFFIX_FROM } from "@ttip/runtime/testing";
@@ -205,6 +206,20 @@ describe("Daraja client against the simulator", () => {
       dropping.closeAllConnections();
       await new Promise((r) => dropping.close(r));
     }
+  });
+
+  test("the service's client follows a change of the Daraja timeout alone, and is kept while nothing changes", async () => {
+    let current: DarajaConfig = { ...config(), timeoutMs: 300 };
+    const clientOf = currentDarajaClient(() => current, () => new AdjustableClock());
+    const first = clientOf();
+    assert.equal(clientOf(), first, "an unchanged configuration keeps its client and its OAuth token");
+    current = { ...current };
+    assert.equal(clientOf(), first, "a copy with the same fields is the same configuration");
+    // The answer comes after 1 s: past the old 300 ms, within the new 5 s.
+    sim.script({ phone: "254712349931" }, { b2c: "slow_ack", delayMs: 1000 });
+    current = { ...current, timeoutMs: 5_000 };
+    const r = await clientOf().b2c({ originatorConversationId: "p-new-timeout", phone: "254712349931", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` });
+    assert.equal(r.OriginatorConversationID, "p-new-timeout", "answered: the new timeout applied");
   });
 
   test("a B2C without an answer is 'unknown' and is not retried", async () => {
