@@ -1,18 +1,15 @@
 // The currencies the platform takes money in (M-Pesa's KES and card tips'): payment's one list, so a
 // currency payment starts taking is offered here too. Figures are per currency, never summed across.
 import { CARD_CURRENCIES } from "../../../services/payment/src/cards/currencies";
-import { minorExponent } from "../../web/src/lib/money";
+import { parseUnits } from "../../web/src/lib/money";
 
 /** What money screens open on: M-Pesa's currency. */
 export const FIRST_CURRENCY = "KES";
 export const PLATFORM_CURRENCIES: readonly string[] = CARD_CURRENCIES;
 
-/** "1,250.50" → 125050n in KES (by the currency's minor digits); undefined when it is not an amount with at most that many decimals. */
+/** "1,250.50" → 125050n in KES (by the currency's minor digits); undefined when it is not an amount: the apps' one strict parser. */
 export function minorOf(text: string, currency: string): bigint | undefined {
-  const digits = minorExponent(currency);
-  const m = /^(\d{1,12})(?:\.(\d+))?$/.exec(text.replace(/[,\s]/g, ""));
-  if (!m || (m[2] ?? "").length > digits) return undefined;
-  return BigInt(m[1]) * 10n ** BigInt(digits) + BigInt((m[2] ?? "").padEnd(digits, "0") || "0");
+  return parseUnits(text, currency);
 }
 
 /** A currency select; with `anyLabel`, an empty choice first (no currency: every one). */

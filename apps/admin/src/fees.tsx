@@ -2,11 +2,12 @@
 // version with when it applies, and a new version scheduled from a date (admin
 // only, with the device step-up; audited by wallet). Amounts are typed in the
 // chosen currency and sent as integer minor units.
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { minorExponent } from "../../web/src/lib/money";
+import { focusInput } from "../../web/src/lib/focus";
 import { useWrite } from "../../web/src/lib/use-write";
 import { api, errorText, hasRole, stepUp, type Session } from "./api";
 import { FIRST_CURRENCY, minorOf } from "./currencies";
@@ -61,26 +62,31 @@ export function FeeSchedules({ session }: { session: Session }) {
 
   // Checked and shown before it is sent: the versions apply to every tip from their date, and cannot be taken back.
   const [pending, setPending] = useState<PendingSchedule>();
+  const form = useRef<HTMLFormElement>(null);
+  // Refused before the confirmation and the step-up, naming the field, with the focus on it.
+  const refuse = (field: keyof Draft, text: string) => (setError(`Check the input: ${text}`), focusInput(form.current, field));
   const ask = () => {
     setError("");
     setDone("");
     const amounts = { min: minorOf(draft.min, currency), cap: minorOf(draft.cap, currency), cardFixed: minorOf(draft.cardFixed || "0", currency) };
-    const bad = Object.entries(amounts).find(([, v]) => v === undefined);
-    if (bad) return setError(`Check the input: ${bad[0]} must be an amount in ${currency}, at most ${minorExponent(currency)} decimals`);
+    const named = { min: `minimum fee (${currency})`, cap: `fee cap (${currency})`, cardFixed: `card fixed fee (${currency})` };
+    const bad = (Object.keys(amounts) as Array<keyof typeof amounts>).find((k) => amounts[k] === undefined);
+    if (bad) return refuse(bad, `${named[bad]} must be an amount in ${currency} like 1,250.50, at most ${minorExponent(currency)} decimals`);
     // Wallet refuses it too, but only after the confirmation and the device's step-up.
-    if (amounts.cap! < amounts.min!) return setError(`Check the input: cap must be at least the minimum fee (${currency} ${draft.min.trim()})`);
-    const bps = { "platform fee (bps)": basisPointsOf(draft.platformFeeBps), "card fee (bps)": basisPointsOf(draft.cardFeeBps) };
-    const badBps = Object.entries(bps).find(([, v]) => v === undefined);
-    if (badBps) return setError(`Check the input: ${badBps[0]} must be whole basis points from 0 to 10000 (250 is 2.5%)`);
+    if (amounts.cap! < amounts.min!) return refuse("cap", `cap must be at least the minimum fee (${currency} ${draft.min.trim()})`);
+    const bps = { platformFeeBps: basisPointsOf(draft.platformFeeBps), cardFeeBps: basisPointsOf(draft.cardFeeBps) };
+    const bpsNamed = { platformFeeBps: "platform fee (bps)", cardFeeBps: "card fee (bps)" };
+    const badBps = (Object.keys(bps) as Array<keyof typeof bps>).find((k) => bps[k] === undefined);
+    if (badBps) return refuse(badBps, `${bpsNamed[badBps]} must be whole basis points from 0 to 10000 (250 is 2.5%)`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
-    if (!effectiveFrom) return setError("Check the input: choose when the new version applies");
+    if (!effectiveFrom) return refuse("effectiveFrom", "choose when the new version applies");
     const latest = [...schedules].sort((a, b) => b.version - a.version)[0];
     setPending({
       currency,
-      platformFeeBps: bps["platform fee (bps)"]!,
+      platformFeeBps: bps.platformFeeBps!,
       platformFeeMinMinor: amounts.min!,
       platformFeeCapMinor: amounts.cap!,
-      cardFeeBps: bps["card fee (bps)"]!,
+      cardFeeBps: bps.cardFeeBps!,
       cardFeeFixedMinor: amounts.cardFixed!,
       // M-Pesa's B2C tariff is Safaricom's: a new version keeps the bands in force.
       mpesaB2cBands: latest?.mpesaB2cBands ?? [],
@@ -122,13 +128,13 @@ export function FeeSchedules({ session }: { session: Session }) {
           ))}
         </tbody>
       </table>
-      <form className="inline" aria-label="New fee schedule" onSubmit={(e) => (e.preventDefault(), ask())}>
-        <input aria-label="Platform fee (bps)" inputMode="numeric" placeholder="Platform fee (bps)" value={draft.platformFeeBps} onChange={set("platformFeeBps")} />
-        <input aria-label={`Minimum fee (${currency})`} placeholder={`Min (${currency})`} value={draft.min} onChange={set("min")} />
-        <input aria-label={`Fee cap (${currency})`} placeholder={`Cap (${currency})`} value={draft.cap} onChange={set("cap")} />
-        <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} onChange={set("cardFeeBps")} />
-        <input aria-label={`Card fixed fee (${currency})`} placeholder={`Card fixed (${currency})`} value={draft.cardFixed} onChange={set("cardFixed")} />
-        <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} onChange={set("effectiveFrom")} /></label>
+      <form ref={form} className="inline" aria-label="New fee schedule" noValidate onSubmit={(e) => (e.preventDefault(), ask())}>
+        <input aria-label="Platform fee (bps)" inputMode="numeric" placeholder="Platform fee (bps)" value={draft.platformFeeBps} name="platformFeeBps" onChange={set("platformFeeBps")} />
+        <input aria-label={`Minimum fee (${currency})`} placeholder={`Min (${currency})`} value={draft.min} name="min" onChange={set("min")} />
+        <input aria-label={`Fee cap (${currency})`} placeholder={`Cap (${currency})`} value={draft.cap} name="cap" onChange={set("cap")} />
+        <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} name="cardFeeBps" onChange={set("cardFeeBps")} />
+        <input aria-label={`Card fixed fee (${currency})`} placeholder={`Card fixed (${currency})`} value={draft.cardFixed} name="cardFixed" onChange={set("cardFixed")} />
+        <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} name="effectiveFrom" onChange={set("effectiveFrom")} /></label>
         <button disabled={!!notAdmin || write.busy}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}
       </form>

@@ -16,6 +16,15 @@ function unmatchable(p: SuspensePayment): string | undefined {
   return p.amount.amountMinor < MPESA_LIMITS.minMinor ? "below KES 1, no money: refund to close" : undefined;
 }
 
+const codeInputId = (receipt: string) => `suspense-code-${receipt}`;
+
+/** Why Match cannot be sent for this code box (it is empty), with the focus put on it; undefined when it can. */
+function missingCode(receipt: string, code: string): string | undefined {
+  if (code) return undefined;
+  document.getElementById(codeInputId(receipt))?.focus();
+  return "Worker code: type the code this payment was meant for (or Refund it). Nothing was sent.";
+}
+
 export function Suspense({ session }: { session: Session }) {
   const [payments, setPayments] = useState<SuspensePayment[]>([]);
   const [all, setAll] = useState(false);
@@ -32,6 +41,8 @@ export function Suspense({ session }: { session: Session }) {
     }
   };
   useEffect(() => void load(), [all]);
+  // What the row's box holds (the server's best guess until the admin types), as sent.
+  const codeOf = (p: SuspensePayment) => (codes[p.receipt] ?? p.suggestions[0] ?? "").trim();
   return (
     <div>
       <label className="check"><input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> include resolved</label>
@@ -51,9 +62,9 @@ export function Suspense({ session }: { session: Session }) {
                 {p.resolution === "open" && (
                   <>
                     {unmatchable(p) ? <span>{unmatchable(p)}</span> : <>
-                      <input aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codes[p.receipt] ?? p.suggestions[0] ?? ""} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
-                      <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()}
-                        run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: (codes[p.receipt] ?? p.suggestions[0] ?? "").trim() }, note }, await stepUp()))} />
+                      <input id={codeInputId(p.receipt)} aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codeOf(p)} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
+                      <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()} precheck={() => missingCode(p.receipt, codeOf(p))}
+                        run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: codeOf(p) }, note }, await stepUp()))} />
                     </>}
                     <Action label="Refund" reason="Reason" danger disabledWhy={noMoney} done={() => void load()}
                       run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()))} />

@@ -89,14 +89,21 @@ export function money(m: Amount | undefined): string {
  * with `confirm` (an action that moves money or cuts someone off), it first
  * says what will happen and runs only on "Confirm …".
  * `disabledWhy` disables it and says why (e.g. a role the user lacks).
+ * `precheck` says what is wrong with the row's own input (naming the field, which it
+ * focuses) before anything is asked or sent: no reason typed, no device step-up, for nothing.
  */
-export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void }) {
+export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void; precheck?: () => string | undefined }) {
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState("");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string }>();
   const write = useWrite();
   const busy = write.busy;
-  const go = () => write.run(async (send) => {
+  const refused = (): boolean => {
+    const problem = props.precheck?.();
+    if (problem) (setOutcome({ ok: false, text: problem }), setAsking(false));
+    return !!problem;
+  };
+  const go = () => !refused() && write.run(async (send) => {
     setOutcome(undefined);
     const text = await props.run(reason.trim(), send);
     setOutcome({ ok: true, text: text || "Done." });
@@ -118,7 +125,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
           disabled={busy || !!props.disabledWhy}
           title={props.disabledWhy}
           className={props.danger ? "danger" : undefined}
-          onClick={() => (props.reason || props.confirm ? setAsking(true) : void go())}
+          onClick={() => (refused() ? undefined : props.reason || props.confirm ? (setOutcome(undefined), setAsking(true)) : void go())}
         >
           {props.label}
         </button>

@@ -94,6 +94,34 @@ describe("admin console states in chromium", () => {
     assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, "a cap below the minimum: nothing to confirm");
     assert.equal(calls(), before, "nothing sent");
   });
+
+  test("a fee amount with stray commas (\"1,2,3\") is refused naming the field, the focus on it, not read as KES 123; \"1,250.50\" is read as written", async () => {
+    const calls = () => h.rpcs.filter((r) => r.path.endsWith("/CreateFeeSchedule")).length;
+    const before = calls();
+    await page.getByRole("link", { name: "Money" }).click();
+    const form = page.getByRole("form", { name: "New fee schedule" });
+    await form.getByLabel("Platform fee (bps)").fill("250");
+    await form.getByLabel("Card fee (bps)").fill("290");
+    await form.getByLabel("Fee cap (KES)").fill("1500");
+    await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${new Date().getUTCFullYear() + 3}-01-02T00:00`);
+    for (const [label, typed] of [["Minimum fee (KES)", "1,2,3"], ["Fee cap (KES)", "1,50,0"], ["Card fixed fee (KES)", "12,5"]] as const) {
+      const box = form.getByLabel(label);
+      const kept = await box.inputValue();
+      await box.fill(typed);
+      await form.getByRole("button", { name: "Schedule new version" }).click();
+      // Before, every comma was dropped: KES 123 went to the confirmation as the minimum fee.
+      await page.getByRole("alert").filter({ hasText: `Check the input: ${label.toLowerCase()} must be an amount in KES` }).waitFor();
+      assert.equal(await page.getByRole("note").filter({ hasText: "A new KES version" }).count(), 0, `${typed}: nothing to confirm`);
+      assert.ok(await box.evaluate((el) => el === document.activeElement), `the focus on ${label}`);
+      await box.fill(kept);
+    }
+    await form.getByLabel("Minimum fee (KES)").fill("1,250.50");
+    await form.getByLabel("Fee cap (KES)").fill("2,000");
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    await page.getByRole("note").filter({ hasText: "(min KES 1,250.50, cap KES 2,000.00)" }).waitFor();
+    await page.getByRole("button", { name: "Cancel" }).click();
+    assert.equal(calls(), before, "nothing sent");
+  });
   test("scheduling a fee version, unblocking a number and activating a template ask first: Cancel sends nothing, a double click on Confirm sends one call", async () => {
     const calls = (method: string) => h.rpcs.filter((r) => r.path.endsWith(`/${method}`)).length;
     // Two clicks in one frame, as a double tap lands: the second before the screen re-renders.
@@ -231,5 +259,35 @@ describe("admin console states in chromium", () => {
     await belowRow.getByText("below KES 1, no money: refund to close").waitFor();
     assert.deepEqual([await belowRow.getByRole("button", { name: "Match" }).count(), await belowRow.getByLabel(`Code for ${below.transId}`).count()], [0, 0], "no Match offered");
     await belowRow.getByRole("button", { name: "Refund" }).waitFor();
+  });
+
+  test("suspense: Match with the code box empty is refused at once naming the field, the focus on the box: no reason asked, no device step-up, nothing sent", async () => {
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH8", amount: 300, skipValidation: true });
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "Suspense" }).click();
+    const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
+    const code = row.getByLabel(`Code for ${paid.transId}`);
+    const sent = h.rpcs.length;
+    const moneyCalls = () => h.rpcs.slice(sent).map((r) => r.path).filter((p) => /DeviceChallenge|ResolveSuspensePayment/.test(p));
+    const focused = () => code.evaluate((el) => el === document.activeElement);
+
+    await code.fill("  ");
+    await row.getByRole("button", { name: "Match" }).click();
+    // Before, the reason was asked, then the device signed a step-up, and only then did the server refuse the code.
+    await row.getByRole("alert").filter({ hasText: "Worker code: type the code" }).waitFor();
+    assert.equal(await row.getByLabel("Reason (Match)").count(), 0, "no reason asked");
+    assert.ok(await focused(), "the focus on the code box");
+
+    // Cleared after the reason was typed: refused on Confirm the same way.
+    await code.fill("QX7");
+    await row.getByRole("button", { name: "Match" }).click();
+    await row.getByLabel("Reason (Match)").fill("customer called");
+    await code.fill("");
+    await row.getByRole("button", { name: "Confirm match" }).click();
+    await row.getByRole("alert").filter({ hasText: "Worker code: type the code" }).waitFor();
+    assert.ok(await focused(), "the focus on the code box");
+    assert.deepEqual(moneyCalls(), [], "no step-up asked, nothing sent");
+    const { payments } = await h.api(PaymentAdminService, adminToken).listSuspensePayments({ includeResolved: false, page: { pageSize: 100 } });
+    assert.equal(payments.find((p) => p.receipt === paid.transId)?.resolution, "open");
   });
 });

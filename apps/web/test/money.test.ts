@@ -2,7 +2,7 @@
 // came with, minor units by that currency's ISO 4217 exponent.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { formatAmount, formatMoney, minorExponent, unitsText } from "../src/lib/money.js";
+import { formatAmount, formatMoney, minorExponent, parseUnits, parseWholeUnits, unitsText } from "../src/lib/money.js";
 
 describe("formatMoney", () => {
   test("by the currency sent: two minor digits for KES and USD, none for UGX and JPY, three for BHD", () => {
@@ -29,5 +29,30 @@ describe("formatMoney", () => {
     assert.equal(formatAmount({ amountMinor: 1_000n, currency: "USD" }, "KES"), "USD 10");
     assert.equal(formatAmount(undefined, "KES"), "KES 0");
     assert.equal(formatAmount({ amountMinor: 500n, currency: "" }, "KES"), "KES 5", "no currency sent: the one asked for, never a lost amount");
+  });
+});
+
+describe("typed amounts", () => {
+  test("commas (or spaces) only between groups of three: \"1,2,3\" is a typo, not 123", () => {
+    for (const typo of ["1,2,3", "12,5", "1,0000", "1,000 000", ",100", "100,", "1 2"]) {
+      assert.equal(parseUnits(typo, "KES"), undefined, typo);
+      assert.equal(parseWholeUnits(typo), undefined, typo);
+    }
+    assert.equal(parseUnits("1,250.50", "KES"), 125_050n);
+    assert.equal(parseUnits(" 12 500 ", "KES"), 1_250_000n);
+    assert.equal(parseUnits("1234567", "KES"), 123_456_700n);
+    assert.equal(parseWholeUnits("1,000"), 100_000n);
+    assert.equal(parseWholeUnits("250"), 25_000n);
+  });
+
+  test("at most the currency's minor digits; nothing half-typed, signed or empty", () => {
+    assert.equal(parseUnits("20.5", "USD"), 2_050n);
+    assert.equal(parseUnits("1.250", "BHD"), 1_250n);
+    assert.equal(parseUnits("5,000", "UGX"), 5_000n);
+    for (const [text, currency] of [["20.505", "USD"], ["5.0", "UGX"], ["12.", "KES"], [".5", "KES"], ["-5", "KES"], ["", "KES"], ["1.2.3", "KES"], ["1e3", "KES"], ["1,000,000,000,000", "KES"]]) {
+      assert.equal(parseUnits(text, currency), undefined, `${text} ${currency}`);
+    }
+    assert.equal(parseWholeUnits("50.5"), undefined, "M-Pesa moves whole shillings");
+    assert.equal(parseWholeUnits("0"), undefined);
   });
 });

@@ -61,14 +61,37 @@ export const WALLET_CURRENCY = "KES";
 export const MPESA_MAX_UNITS = Number(MPESA_LIMITS.perTransactionMinor / 100n);
 
 /**
+ * Whole units written by a person: digits, or digits grouped in threes by commas ("12,500") or by
+ * spaces ("12 500"), one kind throughout. Separators anywhere else are a typo, not a grouping:
+ * "1,2,3" is refused rather than read as 123.
+ */
+const GROUPED_WHOLE = /^(?:\d+|\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+)$/;
+
+/** The most whole digits a typed amount may have (a trillion units: past any tip, payout or fee). */
+const MAX_WHOLE_DIGITS = 12;
+
+/**
+ * An amount typed by a person in `currency`'s units ("1,250.50", "250", "1 000") as that currency's
+ * minor units (ISO 4217 exponent); undefined when it is not a non-negative amount with at most
+ * `currency`'s minor digits. The one parser of typed money: every screen reads "1,2,3" the same way (not at all).
+ */
+export function parseUnits(text: string, currency: string): bigint | undefined {
+  const digits = minorExponent(currency);
+  const [whole, fraction = "", extra] = text.trim().split(".");
+  if (extra !== undefined || !GROUPED_WHOLE.test(whole) || !/^\d*$/.test(fraction) || fraction.length > digits) return undefined;
+  if (text.includes(".") && !fraction) return undefined; // "12." is half-typed
+  const plain = whole.replace(/[, ]/g, "");
+  if (plain.length > MAX_WHOLE_DIGITS) return undefined;
+  return BigInt(plain) * 10n ** BigInt(digits) + BigInt(fraction.padEnd(digits, "0") || "0");
+}
+
+/**
  * Whole shillings typed by a person ("250", "1,000") as minor units, or
  * undefined when it is not a whole positive number within `max` units.
  * M-Pesa moves whole shillings only, as the contract says.
  */
 export function parseWholeUnits(text: string, max = MPESA_MAX_UNITS): bigint | undefined {
-  const t = text.replace(/[\s,]/g, "");
-  if (!/^[0-9]{1,7}$/.test(t)) return undefined;
-  const units = BigInt(t);
-  if (units <= 0n || units > BigInt(max)) return undefined;
-  return units * 100n;
+  const minor = text.includes(".") ? undefined : parseUnits(text, WALLET_CURRENCY);
+  if (minor === undefined || minor <= 0n || minor > BigInt(max) * 100n) return undefined;
+  return minor;
 }
