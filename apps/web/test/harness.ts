@@ -362,14 +362,15 @@ export class WebHarness {
   }
 
   /** A venue manager signed up over the API, and the venue they created (qr's profile). */
-  async venue(displayName: string): Promise<{ id: string; managerToken: string }> {
+  /** A venue in qr, managed by a new venue manager signed up by OTP from `managerPhone` (07…). */
+  async venue(displayName: string): Promise<{ id: string; managerToken: string; managerPhone: string }> {
     const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
     const auth = this.api(AuthService);
     const { challengeId } = await auth.startPhoneVerification({ phone });
     const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: Role.VENUE_MANAGER });
     const id = randomUUID();
     await this.api(QrService, tokens!.accessToken).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: id, displayName, currency: "KES", city: "Nairobi" });
-    return { id, managerToken: tokens!.accessToken };
+    return { id, managerToken: tokens!.accessToken, managerPhone: phone };
   }
 
   /** A code of the venue itself (a table's, with parameters.table): tips to it go to the venue's pool. */

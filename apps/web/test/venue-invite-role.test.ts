@@ -2,10 +2,11 @@
 // never a manager's (the venue's roles list managers first, and a form that picked
 // the first one would grant manager rights to a waiter invited without a second look).
 import assert from "node:assert/strict";
-import { randomInt } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { WebHarness } from "./harness.js";
+import type { Page } from "playwright-core";
+import { eventually, WebHarness } from "./harness.js";
 
 describe("the venue's staff invitation form (chromium)", () => {
   const h = new WebHarness();
@@ -65,6 +66,57 @@ describe("the venue's staff invitation form (chromium)", () => {
       await page.goto(`${h.url}/v/${venue.id}/rules`);
       await page.getByTestId("rule-in-force").getByText(words).waitFor({ timeout: 30_000 });
       await h.screenshot(page, `venue-no-rule-${locale}`);
+    }
+  });
+
+  test("a start date years ahead is refused in the form, and the manager's own number by the server, each naming its field with the focus on it; nothing is added", async () => {
+    const venue = await h.venue("Acacia Court");
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    await page.getByLabel("Role", { exact: true }).locator("option").nth(1).waitFor({ state: "attached", timeout: 30_000 });
+    const focusedOn = (p: Page) => p.evaluate(() => document.activeElement?.getAttribute("name"));
+    await page.getByLabel("Phone number", { exact: true }).fill(`07${randomInt(10_000_000, 99_999_999)}`);
+    await page.getByLabel("Name", { exact: true }).fill("Wanjiku");
+    // A typo'd year: before, the invitation was sent and she counted for no split for years.
+    await page.getByLabel("Counts for splits from (empty: now)", { exact: true }).fill(`${new Date().getUTCFullYear() + 3}-01-05T08:00`);
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await page.getByRole("alert").filter({ hasText: "They can start at most 90 days from today" }).waitFor();
+    assert.equal(await focusedOn(page), "joinedAt");
+
+    // Their own number (as the SMS to them was addressed): refused by the server, naming the phone.
+    await page.getByLabel("Counts for splits from (empty: now)", { exact: true }).fill("");
+    await page.getByLabel("Phone number", { exact: true }).fill(venue.managerPhone);
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await page.getByRole("alert").filter({ hasText: "Please check the phone: this is your own number" }).waitFor({ timeout: 30_000 });
+    assert.equal(await focusedOn(page), "phone");
+    assert.deepEqual((await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members, [], "nothing added");
+  });
+
+  test("a worker who opens a second invitation to a venue whose staff they are on reads a worker's sentence and a link home, not a token to check", async () => {
+    const venue = await h.venue("Mango Tree Cafe");
+    const venueApi = h.api(VenueService, venue.managerToken);
+    const akinyi = await h.worker("Akinyi");
+    const tokenFor = (phone: string) => eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    await venueApi.inviteMember({ venueId: venue.id, phone: akinyi.phone, displayName: "Akinyi", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    await h.api(VenueService, akinyi.token).acceptInvitation({ token: await tokenFor(akinyi.phone) });
+    // The manager invited her other number too; she opens that link signed in as herself.
+    const other = `07${randomInt(10_000_000, 99_999_999)}`;
+    await venueApi.inviteMember({ venueId: venue.id, phone: other, displayName: "Akinyi (2nd line)", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    for (const [locale, join, said, home] of [
+      ["en-KE", "Join Mango Tree Cafe", "You're already on Mango Tree Cafe's staff.", "Go to your home"],
+      ["sw-KE", "Jiunge na Mango Tree Cafe", "Tayari uko kwenye wafanyakazi wa Mango Tree Cafe.", "Nenda mwanzo"],
+    ] as const) {
+      const page = await h.signedInPhone(akinyi, { locale });
+      await page.goto(`${h.url}/join/${await tokenFor(other)}`);
+      await page.getByRole("button", { name: join }).click({ timeout: 30_000 });
+      // Before: "Please check the token: you are already on this venue's staff."
+      const status = page.getByRole("status").filter({ hasText: said });
+      await status.waitFor();
+      assert.equal(await page.getByRole("alert").filter({ hasText: /token|staff|wafanyakazi/ }).count(), 0, `${locale}: no refusal`);
+      assert.equal(await status.getByRole("link", { name: home }).getAttribute("href"), "/w");
     }
   });
 });

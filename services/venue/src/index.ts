@@ -24,7 +24,7 @@ export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
   return {
     name: "venue",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
-    calls: ["qr", "wallet", "notification"],
+    calls: ["qr", "wallet", "notification", "auth"],
     services: [VenueService],
     async start(ctx) {
       const cfg = (config ??= loadConfig(venueConfigShape, options.env));

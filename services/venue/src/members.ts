@@ -1,13 +1,14 @@
 // Staff: invitations by phone, acceptance by the signed-in worker, roles,
 // joined and left dates. One worker may be on several venues' staff.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, optionalTimestamp, parseKenyanMobile, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -30,6 +31,19 @@ async function requireRole(db: Queryable, venueId: string, roleId: string, field
   if (!rowCount) throw fieldError(`${field}`, `no role ${roleId} at this venue (PutRole adds one)`);
 }
 
+/** How far ahead a member may be invited to start: a hire agreed for next month, not a typo'd year. */
+export const MAX_START_AHEAD_DAYS = 90;
+const DAY_MS = 86_400_000;
+
+/** When an invited member starts counting for splits: now when unset; refused naming joined_at when past the limit ahead. */
+function startOf(joinedAt: Date | undefined, now: number): Date {
+  if (!joinedAt) return new Date(now);
+  if (joinedAt.getTime() > now + MAX_START_AHEAD_DAYS * DAY_MS) {
+    throw fieldError("joined_at", `at most ${MAX_START_AHEAD_DAYS} days from today; invite them nearer the day they start`);
+  }
+  return joinedAt;
+}
+
 export interface MembersConfig {
   /** The page the invitation links to; the token is appended as a path segment. */
   joinUrl: string;
@@ -40,10 +54,14 @@ export class Members {
   private readonly logger: Logger;
   private readonly notification: Client<typeof NotificationInternalService>;
   private readonly qr: Client<typeof QrService>;
+  private readonly auth: Client<typeof AuthInternalService>;
+  private readonly clock: Clock;
 
   constructor(ctx: ServiceContext, private readonly config: () => MembersConfig) {
     this.pool = ctx.pool;
     this.logger = ctx.logger;
+    this.clock = clockOf(ctx);
+    this.auth = createClient(AuthInternalService, ctx.peers("auth"));
     this.notification = createClient(NotificationInternalService, ctx.peers("notification"));
     this.qr = createClient(QrService, ctx.peers("qr"));
   }
@@ -54,7 +72,10 @@ export class Members {
    */
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
-    const joinedAt = input.joinedAt ?? new Date();
+    const joinedAt = startOf(input.joinedAt, this.clock.now());
+    if (phone === (await this.phoneOf(caller.subject))) {
+      throw fieldError("phone", "this is your own number: a venue's manager is not invited to its staff (their share of the pool would be theirs to set)");
+    }
     const token = randomBytes(24).toString("base64url");
     const member = await withTransaction(this.pool, async (tx) => {
       await ensureDefaultRoles(tx, venue.venueId);
@@ -93,6 +114,16 @@ export class Members {
       this.logger.warn({ memberId: member.member_id, err: (err as Error).message }, "invitation SMS not sent; inviting again resends it");
     }
     return { member, sent };
+  }
+
+  /** The caller's own number as auth holds it (2547…); undefined for a caller auth does not know. */
+  private async phoneOf(userId: string): Promise<string | undefined> {
+    try {
+      return parseKenyanMobile((await this.auth.getUserById({ userId }, { timeoutMs: 5_000 })).phone);
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw err;
+    }
   }
 
   /** The venue an invitation is from (its id only: the caller names it), for anyone holding the link. */

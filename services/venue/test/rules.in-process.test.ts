@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
@@ -13,16 +14,25 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { callerHeaders, violationsOf, type Role } from "@ttip/runtime";
 import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
 import { createQrModule } from "@ttip/qr";
+import { createAuth } from "@ttip/auth";
+import { Role as AuthRole } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { testPhone } from "@ttip/runtime/testing";
 import { createVenueModule } from "../src/index.js";
 
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
 
-describe("venue rules, in process (with qr)", () => {
+describe("venue rules, in process (with qr and auth)", () => {
   let s: InProcessService;
+  // The SMS edge: the codes auth would text, by number.
+  const codes = new Map<string, string>();
 
   before(async () => {
     s = await startInProcessService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0" } }), {
-      with: [createQrModule({ env: { QR_SIGNING_KEY: "test-signing-key-0123456789abcdef-qr", QR_TIP_BASE_URL: "https://tips.example/t" } })],
+      with: [
+        createQrModule({ env: { QR_SIGNING_KEY: "test-signing-key-0123456789abcdef-qr", QR_TIP_BASE_URL: "https://tips.example/t" } }),
+        createAuth({ env: {}, otpSender: { send: async (m) => void codes.set(m.phone, m.code) } }),
+      ],
     });
   });
   after(() => s?.close());
@@ -48,6 +58,40 @@ describe("venue rules, in process (with qr)", () => {
     assert.deepEqual(fieldsOf(points), ["points"]);
     assert.equal((await v.api.listMembers({ venueId: v.venueId })).members.length, 0);
     assert.equal((await v.api.listSplitRules({ venueId: v.venueId })).rules.length, 0);
+  });
+
+  test("an invitation starting more than 90 days ahead, or naming the manager's own number, is refused naming the field; nothing is added", async () => {
+    // A manager who signed up by OTP: auth holds their number.
+    const managerPhone = testPhone({ format: "07" });
+    const auth = createClient(AuthService, s.ctx.peers("auth"));
+    const { challengeId } = await auth.startPhoneVerification({ phone: managerPhone });
+    const code = [...codes].find(([to]) => to.endsWith(managerPhone.slice(1)))?.[1];
+    assert.ok(code, "the OTP sent");
+    const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: code, role: AuthRole.VENUE_MANAGER });
+    const managerId = JSON.parse(Buffer.from(tokens!.accessToken.split(".")[1], "base64url").toString()).sub as string;
+    const venueId = randomUUID();
+    await createClient(QrService, s.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Tamarind" }, { headers: callerHeaders(managerId, "venue_manager") });
+    const api = s.client(VenueService, { subject: managerId, roles: ["venue_manager"] });
+    const invite = (phone: string, joinedAt?: Date) =>
+      api.inviteMember({ venueId, phone, displayName: "Amina", roleId: "kitchen", joinedAt: joinedAt && timestampFromDate(joinedAt), idempotencyKey: randomUUID() });
+
+    // Their own number, however it is written: before, they were invited to their own staff.
+    for (const typed of [managerPhone, `+254${managerPhone.slice(1)}`]) {
+      const own = await refusal(invite(typed));
+      assert.equal(own.code, Code.InvalidArgument, typed);
+      assert.deepEqual(violationsOf(own).map((v) => v.field), ["phone"]);
+      assert.match(own.rawMessage, /your own number/);
+    }
+    // Years ahead (a typo'd year): before, accepted, and they counted for no split until then.
+    const day = 86_400_000;
+    const later = await refusal(invite(testPhone({ format: "07" }), new Date(Date.now() + 3 * 365 * day)));
+    assert.equal(later.code, Code.InvalidArgument);
+    assert.deepEqual(violationsOf(later).map((v) => [v.field, v.message]), [["joined_at", "at most 90 days from today; invite them nearer the day they start"]]);
+    assert.equal((await refusal(invite(testPhone({ format: "07" }), new Date(Date.now() + 91 * day)))).code, Code.InvalidArgument);
+    assert.equal((await api.listMembers({ venueId })).members.length, 0, "nothing added");
+    // Within the limit, and another's number: invited.
+    const { member } = await invite(testPhone({ format: "07" }), new Date(Date.now() + 89 * day));
+    assert.ok(member?.memberId);
   });
 
   test("access: signed out is refused before the handler; only this venue's manager manages it", async () => {

@@ -1,9 +1,10 @@
-// The venue service with the real wallet, qr and notification services on the
+// The venue service with the real wallet, qr, notification and auth services on the
 // harness's PostgreSQL, Redis and NATS; SMS go to the provider simulator.
 import { createHash, randomInt, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
+import { createAuth } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
@@ -56,7 +57,8 @@ export async function startHarness(): Promise<Harness> {
     contacts: async () => null,
   });
   const t = await startTestService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" } }), {
-    with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), notification],
+    // auth: the inviting manager's own number (these managers are not in auth: nothing to compare).
+    with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), notification, createAuth({ env: {}, otpSender: { send: async () => undefined } })],
   });
   const qr = createClient(QrService, t.ctx.peers("qr"));
   const walletInternal = createClient(WalletInternalService, t.ctx.peers("wallet"));

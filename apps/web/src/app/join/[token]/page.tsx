@@ -20,6 +20,8 @@ export default function Join() {
   const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
   const [error, setError] = useState("");
   const [venue, setVenue] = useState("");
+  // Accepted under another invitation already (their other number): a worker's sentence, not a token to check.
+  const [already, setAlready] = useState(false);
   const write = useWrite();
   if (!session) {
     return (
@@ -36,6 +38,8 @@ export default function Join() {
       {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : null}
       {venue ? (
         <p role="status">{t("joined", { venue })} <Link href="/w/shares">{t("navShares")}</Link></p>
+      ) : already ? (
+        <p role="status">{venueName ? t("joinAlready", { venue: venueName }) : t("joinAlreadyAny")} <Link href="/w">{t("joinAlreadyHome")}</Link></p>
       ) : gone ? null : (
         <button
           type="button"
@@ -44,7 +48,7 @@ export default function Join() {
             setError("");
             const { member } = await accept.mutateAsync({ token });
             setVenue(member?.venueName ?? "");
-          }, (x) => setError(err(x)))}
+          }, (x) => (ConnectError.from(x).code === Code.AlreadyExists ? setAlready(true) : setError(err(x))))}
         >
           {t("acceptInvite", { venue: venueName }).trim()}
         </button>

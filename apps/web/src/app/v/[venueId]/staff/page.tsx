@@ -4,12 +4,19 @@ import { useParams } from "next/navigation";
 import { useState, type FormEvent } from "react";
 import { MemberStatus, type Member, type Role } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { focusInput, refusedField } from "../../../../lib/focus";
 import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { useWrite, type Send } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
+
+/** How far ahead an invitation may start (venue's MAX_START_AHEAD_DAYS): a later date is a typo'd year, refused before it is sent. */
+const MAX_START_AHEAD_MS = 90 * 86_400_000;
+
+/** The invitation's input each refused field of InviteMember is typed in. */
+const INVITE_INPUTS: Readonly<Record<string, string>> = { phone: "phone", display_name: "name", joined_at: "joinedAt", role_id: "role" };
 
 const STATUS: Record<MemberStatus, VenueKey | ""> = {
   [MemberStatus.UNSPECIFIED]: "",
@@ -52,19 +59,28 @@ export default function Staff() {
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
-    const f = new FormData(e.currentTarget);
+    const form = e.currentTarget;
+    const f = new FormData(form);
+    // Said in words with the focus on the input to correct, as the server's refusals below are.
+    const refuse = (input: string, text: string) => (setNote(""), setError(text), focusInput(form, input));
     const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
     const name = String(f.get("name") ?? "").trim();
-    if (!phone) return setError(t("v_errPhone"));
-    if (!name) return setError(t("v_errName"));
+    if (!phone) return refuse("phone", t("v_errPhone"));
+    if (!name) return refuse("name", t("v_errName"));
     const typedJoined = String(f.get("joinedAt") ?? "");
     const joinedAt = typedJoined ? localTime(typedJoined) : undefined;
-    if (typedJoined && !joinedAt) return setError(t("v_errJoined"));
-    const form = e.currentTarget;
+    if (typedJoined && !joinedAt) return refuse("joinedAt", t("v_errJoined"));
+    if (joinedAt && Number(joinedAt.seconds) * 1000 > Date.now() + MAX_START_AHEAD_MS) return refuse("joinedAt", t("v_errJoinedAhead"));
     void run(async (send) => {
-      const res = await send((key) => invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, roleId: String(f.get("role")), joinedAt, idempotencyKey: key }));
-      form.reset();
-      return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
+      try {
+        const res = await send((key) => invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, roleId: String(f.get("role")), joinedAt, idempotencyKey: key }));
+        form.reset();
+        return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
+      } catch (err) {
+        const field = refusedField(err);
+        focusInput(form, field && INVITE_INPUTS[field]);
+        throw err;
+      }
     });
   };
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
