@@ -817,9 +817,13 @@ type Payout struct {
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	// For the worker, e.g. why an automatic payout sent less than the balance and what is left for later.
-	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Note string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	// The receipt M-Pesa's own result named, kept when support resolved the payout (held for the
+	// amount M-Pesa reported) with the receipt on M-Pesa's statement, which mpesa_receipt then is;
+	// empty for every other payout.
+	ReportedMpesaReceipt string `protobuf:"bytes,14,opt,name=reported_mpesa_receipt,json=reportedMpesaReceipt,proto3" json:"reported_mpesa_receipt,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Payout) Reset() {
@@ -939,6 +943,13 @@ func (x *Payout) GetCompletedAt() *timestamppb.Timestamp {
 func (x *Payout) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *Payout) GetReportedMpesaReceipt() string {
+	if x != nil {
+		return x.ReportedMpesaReceipt
 	}
 	return ""
 }
@@ -1590,7 +1601,7 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x0fnext_action_url\x18\x1d \x01(\tR\rnextActionUrl\x12<\n" +
 	"\n" +
 	"card_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n" +
-	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\"\xb1\x04\n" +
+	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\"\xe7\x04\n" +
 	"\x06Payout\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12-\n" +
@@ -1607,7 +1618,8 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n" +
 	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x12\n" +
-	"\x04note\x18\r \x01(\tR\x04note\"\xa8\x01\n" +
+	"\x04note\x18\r \x01(\tR\x04note\x124\n" +
+	"\x16reported_mpesa_receipt\x18\x0e \x01(\tR\x14reportedMpesaReceipt\"\xa8\x01\n" +
 	"\x0ePayoutSettings\x12\x1f\n" +
 	"\vauto_payout\x18\x01 \x01(\bR\n" +
 	"autoPayout\x12E\n" +
