@@ -314,18 +314,23 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
-      amount: { amountMinor: 30_000n, currency: "KES" },
+      amount: { amountMinor: 100_000n, currency: "KES" },
       payment: { case: "mpesaPhone", value: successNumber() },
     });
     const mine = await h.tokens(worker);
     const wallet = h.api(WalletService, mine.accessToken);
     await eventually("the tip available", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) >= 10_000n);
     const page = await h.signedInAs(mine);
-    await page.goto(`${h.url}/w/withdraw`);
-    await page.getByLabel("Amount (KES, whole shillings)").fill("100");
-    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
-    await page.getByRole("button", { name: "Withdraw" }).click();
-    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    const withdraw = async () => {
+      await page.goto(`${h.url}/w/withdraw`);
+      await page.getByLabel("Amount (KES, whole shillings)").fill("100");
+      await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
+      await page.getByRole("button", { name: "Withdraw" }).click();
+      await page.getByTestId("payout-status").waitFor({ timeout: 20_000 }).catch(async (e) => {
+        throw new Error(`${(e as Error).message}\nthe page says: ${await page.locator("main").innerText()}`);
+      });
+    };
+    await withdraw();
     const auth = h.api(AuthService, mine.accessToken);
     const ownDevice = (await auth.listDevices({})).devices.find((d) => d.deviceId !== otherDevice!.deviceId);
     assert.ok(ownDevice, "the withdrawal registered this browser's key");
@@ -378,5 +383,14 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
       open.onerror = () => reject(open.error);
     }), worker.id);
     assert.equal(kept, null, "the key is forgotten in this browser");
+
+    // The next withdrawal here registers a new key; one removed elsewhere (another phone's settings) is replaced too, and the withdrawal goes on.
+    await withdraw();
+    const [second] = (await auth.listDevices({})).devices;
+    assert.ok(second && second.deviceId !== ownDevice.deviceId, "a new key for this browser");
+    await h.api(AuthService, (await h.tokens(worker)).accessToken).removeDevice({ deviceId: second.deviceId });
+    await withdraw();
+    const [third] = (await auth.listDevices({})).devices;
+    assert.ok(third && third.deviceId !== second.deviceId, "the removed key replaced");
   });
 });

@@ -96,6 +96,25 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a key removed from the account (on another phone) is replaced at the next withdrawal, which goes on", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  await startWithdrawal("100");
+  expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  const [first] = gw.devices.keys();
+  gw.devices.delete(first!); // RemoveDevice, from settings elsewhere
+
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  await fireEvent.changeText(await screen.findByTestId("amount"), "200");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  expect(await screen.findByText(/Withdrawal of KES 200: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.count("RegisterDevice")).toBe(2);
+  expect(gw.devices.size).toBe(1);
+  expect(gw.payouts.size).toBe(2);
+});
+
 test("a refused biometric sends nothing", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

@@ -3,6 +3,7 @@
 // confirms, the biometric prompt unlocks the key, it signs auth's fresh challenge,
 // and the step-up token goes with the payout. One idempotency key per attempt: a
 // retried tap or a lost answer never sends the money twice.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -99,16 +100,24 @@ export function Withdraw() {
         return setError(t("biometricFailed"));
       }
       const keys = await keyring();
-      let deviceId = await keys.deviceId(session.userId);
-      if (!deviceId) {
+      const registerKey = async () => {
         setStage({ kind: "working", note: t("settingUpKey") });
         const made = await keys.create(session.userId);
         const { device } = await register.mutateAsync({ name: `TTIP app (${Platform.OS})`, publicKeyJwk: made.publicJwk });
-        deviceId = device!.deviceId;
-        await made.keep(deviceId);
-      }
+        await made.keep(device!.deviceId);
+        return device!.deviceId;
+      };
+      let deviceId = (await keys.deviceId(session.userId)) ?? (await registerKey());
       setStage({ kind: "working", note: t("signingKey") });
-      const c = await challenge.mutateAsync({ deviceId, purpose: "payout" });
+      const ask = () => challenge.mutateAsync({ deviceId, purpose: "payout" });
+      // A key removed from the account (in settings, perhaps on another phone) is forgotten here and a new one made, once.
+      const c = await ask().catch(async (err: unknown) => {
+        if (ConnectError.from(err).code !== Code.NotFound) throw err;
+        await keys.forget(session.userId);
+        deviceId = await registerKey();
+        setStage({ kind: "working", note: t("signingKey") });
+        return ask();
+      });
       const signature = await keys.sign(session.userId, c.challenge);
       const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
       setStage({ kind: "working", note: t("sending") });

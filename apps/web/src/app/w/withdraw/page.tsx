@@ -1,5 +1,5 @@
 "use client";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -7,7 +7,7 @@ import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_p
 import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
+import { forgetDeviceKey, loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge, type DeviceKey } from "../../../lib/device-key";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
 import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
@@ -112,16 +112,25 @@ export default function Withdraw() {
     }
     const session = loadSession();
     if (!session) return setError(t("err_session"));
-    let device = await loadDeviceKey(session.userId);
-    if (!device) {
+    const registerKey = async (): Promise<DeviceKey> => {
       setStep(t("stepKey"));
       const made = await newDeviceKey();
       const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
-      device = { deviceId: registered!.deviceId, privateKey: made.privateKey };
-      await saveDeviceKey(session.userId, device);
-    }
+      const key = { deviceId: registered!.deviceId, privateKey: made.privateKey };
+      await saveDeviceKey(session.userId, key);
+      return key;
+    };
+    let device = (await loadDeviceKey(session.userId)) ?? (await registerKey());
     setStep(t("stepConfirm"));
-    const c = await challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
+    const ask = () => challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
+    // A key removed from the account (in settings, perhaps on another phone) is forgotten here and a new one made, once.
+    const c = await ask().catch(async (x: unknown) => {
+      if (ConnectError.from(x).code !== Code.NotFound) throw x;
+      await forgetDeviceKey(session.userId);
+      device = await registerKey();
+      setStep(t("stepConfirm"));
+      return ask();
+    });
     const signature = await signChallenge(device.privateKey, c.challenge);
     const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
     setStep(t("stepSend"));
