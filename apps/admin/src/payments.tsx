@@ -185,6 +185,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
         <dt>Status</dt><dd data-testid="payment-status">{t ? words(TipStatus[t.status]) : words(PayoutStatus[p!.status])}</dd>
         <dt>Result</dt><dd>{t?.resultCode ?? p?.resultCode} {t?.resultMessage ?? p?.resultMessage}</dd>
         <dt>Receipt</dt><dd>{t?.mpesaReceipt ?? p?.mpesaReceipt}</dd>
+        {p?.reportedMpesaReceipt && p.reportedMpesaReceipt !== p.mpesaReceipt && <><dt>Receipt M-Pesa reported</dt><dd data-testid="reported-receipt">{p.reportedMpesaReceipt}</dd></>}
         <dt>Worker</dt><dd><code>{t?.workerId ?? p?.workerId}</code></dd>
         <dt>Phone</dt><dd>{t?.customerPhoneMasked ?? p?.recipientPhoneMasked}</dd>
         {p && <><dt>Hold</dt><dd>{detail.holdState} {detail.holdId}</dd><dt>Queries</dt><dd>{detail.statusQueries}</dd></>}

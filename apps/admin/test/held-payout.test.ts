@@ -26,7 +26,8 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
   });
   after(() => h.stop());
 
-  test("the detail shows the mismatch and a Resolve form; paid KES 96 for the KES 95 payout is sent with the step-up: SUCCEEDED, the worker charged KES 95, audited", async () => {
+  /** A worker's automatic payout held for its amount (KES 95 asked, KES 96 sent), opened in the console's payment detail. */
+  async function heldPayoutOnScreen() {
     const worker = await h.signUp(testPhone());
     const payoutPhone = testPhone();
     h.daraja.script({ phone: payoutPhone }, { b2c: "amount_mismatch" }); // KES 95 asked, KES 96 sent
@@ -45,6 +46,11 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     await page.locator(`tr[data-payout-id="${held.payoutId}"]`).getByRole("button").click();
     const detail = page.getByLabel("Payment detail");
     await detail.getByTestId("payment-status").filter({ hasText: "on hold" }).waitFor();
+    return { worker, pay, held, detail };
+  }
+
+  test("the detail shows the mismatch and a Resolve form; paid KES 96 for the KES 95 payout is sent with the step-up: SUCCEEDED, the worker charged KES 95, audited", async () => {
+    const { worker, pay, held, detail } = await heldPayoutOnScreen();
     // Before, nothing on screen ended it: no Resolve form.
     const form = detail.getByLabel("Resolve held payout");
     await form.getByRole("note").filter({ hasText: /KES 96.*KES 95/ }).waitFor();
@@ -70,5 +76,34 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     assert.equal(balance.balances[0]?.ledger?.amountMinor, 0n, "the worker charged the payout's KES 95 alone");
     await eventually("the resolution audited", async () =>
       (await h.api(AuthAdminService, adminToken).listAuditEvents({ actions: [AuditAction.HELD_PAYOUT_RESOLVED] })).events.some((e) => e.target === `payout:${held.payoutId}` && /paid KES 96/.test(e.detail)));
+  });
+
+  test("the difference is shown as it is typed; over KES 50 it is sent only once ticked for that very figure, and M-Pesa's receipt is kept beside the statement's", async () => {
+    const { pay, held, detail } = await heldPayoutOnScreen();
+    const form = detail.getByLabel("Resolve held payout");
+    const difference = form.getByTestId("paid-difference");
+    const box = form.getByLabel(/I checked the statement/);
+    // Before, a typo of 9600 for 96 went straight to the service, which booked KES 9,505 to the platform's fees.
+    await form.getByLabel("Paid amount (KES)").fill("9600");
+    await difference.filter({ hasText: "Difference: KES 9,505.00, more than the payout" }).waitFor();
+    await box.check();
+    // Another figure: the tick was for KES 9,505, not this one.
+    await form.getByLabel("Paid amount (KES)").fill("200");
+    await difference.filter({ hasText: "Difference: KES 105.00" }).waitFor();
+    assert.equal(await box.isChecked(), false, "a confirmation does not carry over to another difference");
+    await form.getByLabel("M-Pesa receipt").fill("SUPPORT002");
+    await form.getByRole("button", { name: "Resolve as paid" }).click();
+    await form.getByLabel("Note (Resolve as paid)").fill("statement shows KES 200");
+    await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
+    await form.getByRole("alert").filter({ hasText: "tick the box" }).waitFor();
+    assert.equal((await pay.getPayout({ payoutId: held.payoutId })).payout?.status, PayoutStatus.ON_HOLD, "nothing sent unticked");
+
+    await box.check();
+    await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
+    await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
+    assert.equal(await detail.getByTestId("reported-receipt").textContent(), held.mpesaReceipt, "the receipt M-Pesa reported, kept");
+    const done = (await pay.getPayout({ payoutId: held.payoutId })).payout!;
+    assert.equal(done.mpesaReceipt, "SUPPORT002");
+    assert.match(done.resultMessage, /KES 200 sent for this KES 95 payout/);
   });
 });

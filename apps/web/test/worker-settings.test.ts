@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, afterEach, before, describe, test } from "node:test";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -17,7 +17,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
-import { nairobiMonthOf, nairobiMonthStart } from "../src/lib/nairobi-time.js";
+import { nairobiDateTime, nairobiMonthOf, nairobiMonthStart } from "../src/lib/nairobi-time.js";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 import { drawPng } from "./pictures.js";
 import { formatMoney } from "../src/lib/money.js";
@@ -209,6 +209,14 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal(payout.autoPayout, true);
     assert.equal(payout.autoPayoutMinimum!.amountMinor, 50_000n);
     assert.match(payout.payoutPhoneMasked, /^2547.*78$/);
+    // A number replacing it: automatic payouts to it wait a day, and the screen says until when.
+    assert.equal(await page.getByTestId("payout-cooling").count(), 0, "a first number waits for nothing");
+    await page.getByLabel("Payout M-Pesa number").fill("0722 345 679");
+    await page.getByRole("button", { name: "Save payout settings" }).click();
+    const cooling = page.getByTestId("payout-cooling");
+    await cooling.filter({ hasText: "Automatic payouts to this new number start" }).waitFor();
+    const from = (await h.api(PaymentService, worker.token).getPayoutSettings({})).settings!.automaticPayoutsFrom!;
+    assert.ok((await cooling.textContent())!.includes(nairobiDateTime(timestampDate(from)).slice(0, 16)), "the time the service gave, in Nairobi");
 
     // PIN: a wrong current PIN is a sentence from auth; the right one changes it.
     await page.getByLabel("Current PIN").fill("1357");

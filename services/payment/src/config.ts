@@ -5,6 +5,7 @@ import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
 import { bannedUrlWord, type DarajaConfig } from "./daraja/client.js";
 import { ENSURE_ACCOUNT_TIMEOUT_MS, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
+import { PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
 
 /**
  * Safaricom's published Daraja callback source addresses: the default
@@ -57,6 +58,11 @@ export interface PaymentConfig {
    * rather than holding a card webhook, a suspense entry or reconciliation for as long as wallet is stuck.
    */
   walletPostEntryTimeoutMs?: number;
+  /**
+   * How long a payout number that replaced another receives no automatic payout (PAYOUT_NUMBER_COOLING_OFF_MS,
+   * default 24 hours: payout-number-cooling.ts); automatic payouts to it are held back, not failed, until then.
+   */
+  payoutNumberCoolingOffMs?: number;
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
   /**
@@ -129,6 +135,7 @@ const shape = {
   WALLET_POST_ENTRY_TIMEOUT_MS: env.duration(POST_ENTRY_TIMEOUT_MS),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
   RECONCILE_LEASE_MS: env.duration(120_000),
+  PAYOUT_NUMBER_COOLING_OFF_MS: env.duration(PAYOUT_NUMBER_COOLING_OFF_MS),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
   FRAUD_WORKER_PER_10MIN: z.coerce.number().int().positive().default(30),
   FRAUD_OUTLIER_KES: z.coerce.number().int().positive().default(20_000),
@@ -177,6 +184,7 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
     walletPostEntryTimeoutMs: c.WALLET_POST_ENTRY_TIMEOUT_MS,
     reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
     reconcileLeaseMs: c.RECONCILE_LEASE_MS,
+    payoutNumberCoolingOffMs: c.PAYOUT_NUMBER_COOLING_OFF_MS,
     fraud: {
       phonePerWindow: c.FRAUD_PHONE_PER_10MIN,
       workerPerWindow: c.FRAUD_WORKER_PER_10MIN,

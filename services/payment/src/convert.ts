@@ -90,6 +90,7 @@ export function payoutMessage(p: Payout): PayoutMessage {
     resultCode: p.resultCode,
     resultMessage: p.resultMessage,
     mpesaReceipt: p.mpesaReceipt ?? "",
+    reportedMpesaReceipt: p.reportedMpesaReceipt ?? "",
     automatic: p.automatic,
     createdAt: timestampFromDate(p.createdAt),
     completedAt: optionalTimestamp(p.completedAt),

@@ -227,7 +227,8 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
   // Each row as the driver made it, its payout_ columns left on: a copy without them (~60 columns) cost ~4 us and ~5 KiB per tip (bench/payment-tip-steps.ts).
   for (const row of rows) {
     const settings = row.payout_auto_payout === null ? null
-      : { auto_payout: row.payout_auto_payout, auto_payout_minimum_minor: row.payout_auto_payout_minimum_minor!, payout_phone: row.payout_payout_phone!, payouts_on_hold: row.payout_payouts_on_hold! };
+      : { auto_payout: row.payout_auto_payout, auto_payout_minimum_minor: row.payout_auto_payout_minimum_minor!, payout_phone: row.payout_payout_phone!, payouts_on_hold: row.payout_payouts_on_hold!,
+        payout_phone_changed_at: row.payout_payout_phone_changed_at };
     recorded.set(row.tip_id, { row, settings });
   }
   return recorded;

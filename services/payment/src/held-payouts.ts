@@ -2,13 +2,38 @@
 // reads M-Pesa's statement and says what was paid. The outcome is recorded with its event in one transaction; the
 // wallet's hold is then settled (with any difference booked) or released, and retried by reconciliation if the
 // wallet does not answer now. Nothing here sends a B2C.
-import { formatMoney, InvalidStateError, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
+import { fieldError, formatMoney, InvalidStateError, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
+import { HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR } from "@ttip/runtime/mpesa-limits";
 import { paymentMetrics } from "./metrics.js";
 import { announceOutcome, payoutChangeKey, resolveHold, type Finish, type PayoutDeps } from "./payouts.js";
 import { loadPayout, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 
-/** What M-Pesa's statement shows for the payout. */
-export type StatementOutcome = { paid: true; paidMinor: bigint; receipt: string } | { paid: false };
+/**
+ * What M-Pesa's statement shows for the payout; when paid, the difference from the payout's amount the admin
+ * confirmed (paid minus the payout, as the console showed it), if any.
+ */
+export type StatementOutcome = { paid: true; paidMinor: bigint; receipt: string; confirmedDifferenceMinor?: bigint } | { paid: false };
+
+/** The request's field that confirms a difference over the limit. */
+const CONFIRMATION_FIELD = "paid.confirmed_difference";
+
+/**
+ * A paid amount differing from the payout's by more than HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR either way is
+ * taken only with that exact difference confirmed: the platform's fees account books it, and a typo (9600 for 96)
+ * would book thousands. INVALID_ARGUMENT naming the confirmation field otherwise.
+ */
+function requireConfirmedDifference(p: Payout, o: StatementOutcome): void {
+  if (!o.paid) return;
+  const asked = p.amount.amountMinor;
+  const difference = o.paidMinor - asked;
+  if ((difference < 0n ? -difference : difference) <= HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR) return;
+  if (o.confirmedDifferenceMinor === difference) return;
+  const said = `${formatMoney(o.paidMinor, "KES")} paid for this ${formatMoney(asked, "KES")} payout is a difference of ${formatMoney(difference, "KES")} `
+    + `for the platform's fees account, over the ${formatMoney(HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR, "KES")} taken unconfirmed`;
+  throw fieldError(CONFIRMATION_FIELD, o.confirmedDifferenceMinor === undefined
+    ? `${said}: check the paid amount, and confirm that difference here if it is right; nothing changed`
+    : `confirms ${formatMoney(o.confirmedDifferenceMinor, "KES")}, but ${said}; nothing changed`);
+}
 
 export interface HeldPayoutResolution {
   payoutId: string;
@@ -52,10 +77,12 @@ export async function resolveHeldPayout(deps: PayoutDeps, r: HeldPayoutResolutio
     if (p.status !== "on_hold" || !row.mismatch || p.holdState !== "held") {
       throw new InvalidStateError(`payout_id: payout ${r.payoutId} is ${p.status} (its hold ${p.holdState}), not held for an amount M-Pesa reported; nothing changed`);
     }
+    requireConfirmedDifference(p, r.outcome);
     const f = finishOf(p, r.outcome);
+    // The receipt M-Pesa's result named is kept beside the statement's that replaces it (the old value, as SET reads it).
     const { rows: [done] } = await tx.query<PayoutRow>(
-      `UPDATE payment.payouts SET status = $2, result_code = $3, result_message = $4, mpesa_receipt = COALESCE($5, mpesa_receipt), paid_minor = $6,
-              completed_at = now() WHERE payout_id = $1 AND status = 'on_hold' RETURNING *`,
+      `UPDATE payment.payouts SET status = $2, result_code = $3, result_message = $4, reported_mpesa_receipt = mpesa_receipt,
+              mpesa_receipt = COALESCE($5, mpesa_receipt), paid_minor = $6, completed_at = now() WHERE payout_id = $1 AND status = 'on_hold' RETURNING *`,
       [r.payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null, r.outcome.paid ? r.outcome.paidMinor : null],
     );
     await announceOutcome(tx, payoutOf(done), f);

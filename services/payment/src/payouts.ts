@@ -14,7 +14,8 @@ import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/clie
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
-import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
+import { clearAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
+import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
 import type { Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
@@ -520,15 +521,19 @@ const autoPayoutsStarting = new WeakMap<PayoutDeps, Map<string, Promise<void>>>(
 
 /** After a tip reached the worker: pays out the available balance if the worker asked for it, one at a time per worker. */
 export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
-  const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
-  if (!workerId) return Promise.resolve();
+  if (!tip.worker_id) return Promise.resolve();
+  return queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
+}
+
+/** Starts the worker's automatic payout under `idempotencyKey` after the one before in this replica. */
+function queueAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<void> {
   let starting = autoPayoutsStarting.get(deps);
   if (!starting) autoPayoutsStarting.set(deps, (starting = new Map()));
   const before = starting.get(workerId);
   // Settings read with the credit are fresh only at once: after the wait for the one before (a B2C
   // call), read again, so that a hold or a new payout number set meanwhile counts.
-  const mine = before ? before.then(() => startAutoPayout(deps, workerId, tip)) : startAutoPayout(deps, workerId, tip, known);
+  const mine = before ? before.then(() => startAutoPayout(deps, workerId, idempotencyKey)) : startAutoPayout(deps, workerId, idempotencyKey, known);
   const settled = mine.then(() => undefined, () => undefined);
   const inReplica = starting;
   inReplica.set(workerId, settled);
@@ -538,10 +543,31 @@ export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings
   return mine;
 }
 
-async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
+/**
+ * The automatic payouts held back by a payout number's cooling-off that are due now: each started under a key of
+ * its due time, so replicas running the pass at once, or a pass retried after a crash, start it once. Each is
+ * marked done only after its start, so one that failed is tried again by the next pass. Returns how many were due.
+ */
+export async function startDueAutoPayouts(deps: PayoutDeps, limit: number): Promise<number> {
+  const due = await dueAutoPayouts(deps.ctx.pool, new Date(clockOf(deps.ctx).now()), limit);
+  for (const { worker_id: workerId, auto_payout_due_at: dueAt } of due) {
+    try {
+      await queueAutoPayout(deps, workerId, `auto-after-cooling-off-${dueAt.toISOString()}`);
+      await clearAutoPayoutDue(deps.ctx.pool, workerId, dueAt);
+    } catch (err) {
+      deps.ctx.logger.warn({ workerId, err }, "automatic payout after the payout number's cooling-off not started; the next pass tries again");
+    }
+  }
+  return due.length;
+}
+
+async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<void> {
   // Read with the credit when it was recorded (one round trip less per tip), else now.
   const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
+  // A number that replaced another waits out its cooling-off: held back (due then, for reconciliation), not failed.
+  const from = automaticPayoutsFrom(s, deps.config().payoutNumberCoolingOffMs ?? PAYOUT_NUMBER_COOLING_OFF_MS, clockOf(deps.ctx).now());
+  if (from) return markAutoPayoutDue(deps.ctx.pool, workerId, from);
   // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
   // The time is taken before the balance is read: startAutomaticPayout refuses if a payout ended since.
   const { rows: [open] } = await deps.ctx.pool.query<{ read_at: Date; open: boolean }>(
@@ -556,5 +582,5 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, 
   if (amount < s.auto_payout_minimum_minor || amount < B2C_MIN_MINOR) return;
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
-  await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true, note }, open.read_at);
+  await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey, automatic: true, note }, open.read_at);
 }

@@ -403,7 +403,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     };
     const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
     for (const t of [first, second]) assert.equal(await postCredit(b, t.tip_id, t), true);
-    const readWithCredit = { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false };
+    const readWithCredit = { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false, payout_phone_changed_at: null };
     const startedByA = autoPayout(a, first, readWithCredit);
     await aRead;
     await autoPayout(b, second, readWithCredit);
@@ -452,7 +452,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const replica = (ledger: Ledger) => Object.assign(depsWith(ledger).deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
     const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
     assert.equal(await postCredit(b, tip.tip_id, tip), true);
-    const startedByA = autoPayout(a, tip, { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false });
+    const startedByA = autoPayout(a, tip, { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false, payout_phone_changed_at: null });
     await atHold;
     const payouts = async () =>
       (await h.t.db.pool.query<{ automatic: boolean; status: string; result_code: string | null }>("SELECT automatic, status, result_code FROM payment.payouts WHERE worker_id = $1 ORDER BY automatic DESC", [worker])).rows;
@@ -508,7 +508,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     for (const t of [first, second]) assert.equal(await postCredit(deps, t.tip_id, t), true);
     const full = Object.assign(deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
     // The settings as each credit's statement read them.
-    const readWithCredit = { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false };
+    const readWithCredit = { auto_payout: true, auto_payout_minimum_minor: 100n, payout_phone: payoutPhone, payouts_on_hold: false, payout_phone_changed_at: null };
     const started = [autoPayout(full, first, readWithCredit), autoPayout(full, second, readWithCredit)];
     await read;
     await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true, hold_reason = 'under review' WHERE worker_id = $1", [worker]);

@@ -7,7 +7,7 @@ import { AlertStatus, FraudAction, FraudReason, PayoutStatus, TipStatus, type Pa
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { asConnectError, httpRequest, maskPhone, normalisePhone } from "@ttip/runtime";
+import { asConnectError, httpRequest, maskPhone, normalisePhone, violationsOf } from "@ttip/runtime";
 import { callbackUrl, type CallbackKind } from "../src/callback-paths.js";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
@@ -482,6 +482,48 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
         assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
         assert.equal(b2cTo(p).length, 1, "never sent again");
         assert.equal(await h.balance(worker), 0n, "the worker's balance moved by the payout alone");
+      }
+      assert.equal(await h.trialBalanced(), true);
+    });
+
+    test("a paid amount over KES 50 from the payout's needs that difference confirmed: the typo 9600 for 96 refused naming paid.confirmed_difference, nothing changed", async () => {
+      const { p, worker, held, receipt } = await heldPayout("5648");
+      const admin = finance();
+      const typo = { payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(9600, receipt), note: "statement shows KES 96" };
+      // Before, this was taken: SUCCEEDED, KES 9,505 booked to the platform's fees.
+      for (const confirmedDifference of [undefined, KES(9400)]) {
+        const e = await refusal(admin.resolveHeldPayout({ ...typo, idempotencyKey: key(), outcome: { case: "paid", value: { ...typo.outcome.value, confirmedDifference } } }));
+        assert.equal(Code[e.code], Code[Code.InvalidArgument]);
+        assert.deepEqual(violationsOf(e).map((v) => v.field), ["paid.confirmed_difference"]);
+        assert.match(e.rawMessage, /KES 9,600 paid for this KES 95 payout is a difference of KES 9,505/);
+      }
+      const usd = await refusal(admin.resolveHeldPayout({ ...typo, idempotencyKey: key(), outcome: { case: "paid", value: { ...typo.outcome.value, confirmedDifference: { currency: "USD", amountMinor: 950_500n } } } }));
+      assert.deepEqual(violationsOf(usd).map((v) => v.field), ["paid.confirmed_difference"]);
+      assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.ON_HOLD]);
+      assert.equal(await holdState(held.payoutId), "held");
+      assert.deepEqual(await movedFor(held.payoutId), {}, "nothing booked");
+      assert.equal(await events("ttip.payment.admin_action", held.payoutId), 0, "nothing audited");
+      assert.deepEqual(await alertStatus(held.payoutId), ["OPEN"]);
+      // Corrected: KES 96, within KES 50 of the payout, needs no confirmation; the statement's receipt replaces M-Pesa's, which is kept.
+      const { payout } = await admin.resolveHeldPayout({ ...typo, outcome: { case: "paid", value: { paidAmount: KES(96), mpesaReceipt: "SUPPORT001" } } });
+      assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+      assert.equal(payout!.mpesaReceipt, "SUPPORT001");
+      assert.equal(payout!.reportedMpesaReceipt, receipt, "the receipt M-Pesa's result named, kept");
+      assert.equal((await h.t.db.pool.query("SELECT reported_mpesa_receipt FROM payment.payouts WHERE payout_id = $1", [held.payoutId])).rows[0].reported_mpesa_receipt, receipt);
+      assert.equal(b2cTo(p).length, 1, "never sent again");
+    });
+
+    test("a difference over KES 50 confirmed exactly, more or less paid, is taken and booked once", async () => {
+      for (const [last4, paidKes] of [["5649", 200], ["5640", 40]] as const) {
+        const { held, receipt } = await heldPayout(last4);
+        const fee = held.transferFee!.amountMinor;
+        const difference = BigInt(paidKes - 95) * 100n;
+        const { payout } = await finance().resolveHeldPayout({
+          payoutId: held.payoutId, idempotencyKey: key(), note: `statement shows KES ${paidKes}`,
+          outcome: { case: "paid", value: { paidAmount: KES(paidKes), mpesaReceipt: receipt, confirmedDifference: { currency: "KES", amountMinor: difference } } },
+        });
+        assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED], `paid KES ${paidKes}`);
+        assert.deepEqual(await movedFor(held.payoutId), { WORKER_WALLET: -9500n, PAYOUT_CLEARING: 9500n + fee + difference, PLATFORM_FEES: -fee - difference }, `paid KES ${paidKes}`);
       }
       assert.equal(await h.trialBalanced(), true);
     });

@@ -9,3 +9,12 @@ export const MPESA_LIMITS = Object.freeze({
   perTransactionMinor: 250_000_00n,
   dailyMinor: 500_000_00n,
 });
+
+/**
+ * The most a held payout's resolution may book to the platform's fees account (paid on M-Pesa's statement
+ * minus the payout's amount, either way) without the admin confirming that difference: KES 50. A digit typed
+ * too many (9600 for 96) makes a difference of at least 9 times the payout, KES 90 or more for the smallest
+ * payout sent (KES 10), so it is always over; what slips through unconfirmed is at most KES 50, a small loss
+ * next to the KES 9,504 of that typo. One place, so the console asks exactly when the service would refuse.
+ */
+export const HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR = 50_00n;

@@ -4,31 +4,19 @@ import { CardLedger } from "./ledger.js";
 import type { CardProvider, CardProviderName } from "./provider.js";
 import { PayPalCardProvider } from "./paypal.js";
 import { StripeCardProvider } from "./stripe.js";
+import { perConfiguration } from "../per-configuration.js";
 
-/** The configured card providers (one client per set of credentials) and the card side of the ledger. */
+/** The configured card providers (one client per configuration: per-configuration.ts) and the card side of the ledger. */
 export interface CardHub {
   provider(name: CardProviderName): CardProvider | undefined;
   ledger: CardLedger;
 }
 
 export function createCardHub(ledger: Ledger, config: () => CardsConfig | undefined): CardHub {
-  let stripe: { key: string; provider: StripeCardProvider } | undefined;
-  let paypal: { key: string; provider: PayPalCardProvider } | undefined;
+  const stripe = perConfiguration(() => config()?.stripe, (c) => new StripeCardProvider(c));
+  const paypal = perConfiguration(() => config()?.paypal, (c) => new PayPalCardProvider(c));
   return {
     ledger: new CardLedger(ledger),
-    provider(name) {
-      const c = config();
-      if (name === "stripe" && c?.stripe) {
-        const key = JSON.stringify(c.stripe);
-        if (stripe?.key !== key) stripe = { key, provider: new StripeCardProvider(c.stripe) };
-        return stripe.provider;
-      }
-      if (name === "paypal" && c?.paypal) {
-        const key = JSON.stringify(c.paypal);
-        if (paypal?.key !== key) paypal = { key, provider: new PayPalCardProvider(c.paypal) };
-        return paypal.provider;
-      }
-      return undefined;
-    },
+    provider: (name) => (name === "stripe" ? stripe() : name === "paypal" ? paypal() : undefined),
   };
 }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, emitEvent, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, emitEvent, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, NotFoundError, optionalTimestamp, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -9,6 +9,7 @@ import { PAYOUT_STATUS_CODE, payoutMessage } from "../convert.js";
 import { B2C_MIN_KES, B2C_MIN_MINOR } from "../daraja/client.js";
 import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
+import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "../payout-number-cooling.js";
 import { payoutChangeKey, startPayout } from "../payouts.js";
 import { payoutSettingsOf, putPayoutSettings, type PayoutSettings } from "../stores/payout-settings.js";
 import { loadPayout, payoutByIdempotencyKey, workerPayouts } from "../stores/payouts.js";
@@ -29,11 +30,14 @@ function minimumInForce(stored: bigint | undefined): bigint {
   return stored !== undefined && stored > B2C_MIN_MINOR ? stored : B2C_MIN_MINOR;
 }
 
-function settingsMessage(s: PayoutSettings | undefined) {
+function settingsMessage(h: PaymentHandlerContext, s: PayoutSettings | undefined) {
+  const { config, ctx } = h.deps;
+  const from = automaticPayoutsFrom(s, config().payoutNumberCoolingOffMs ?? PAYOUT_NUMBER_COOLING_OFF_MS, clockOf(ctx).now());
   return create(PayoutSettingsSchema, {
     autoPayout: s?.auto_payout ?? false,
     autoPayoutMinimum: kes(minimumInForce(s?.auto_payout_minimum_minor)),
     payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
+    automaticPayoutsFrom: optionalTimestamp(from),
   });
 }
 
@@ -173,7 +177,7 @@ function getPayoutSettingsHandler(h: PaymentHandlerContext): Impl["getPayoutSett
   return async (_req, ctx) => {
     const { pool } = h;
     const caller = requireCaller(ctx);
-    return { settings: settingsMessage(await payoutSettingsOf(pool, caller.subject)) };
+    return { settings: settingsMessage(h, await payoutSettingsOf(pool, caller.subject)) };
   };
 }
 
@@ -185,7 +189,7 @@ function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayo
       const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : minimumInForce(current?.auto_payout_minimum_minor);
       const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
       if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
-      const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone);
+      const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone, new Date(clockOf(h.deps.ctx).now()));
       // Told to the worker at the account's own number (notification): someone else holding the session could
       // otherwise send every later payout, automatic ones without a device proof, to their number unseen.
       const before = current?.payout_phone ?? "";
@@ -196,6 +200,6 @@ function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayo
       }
       return saved;
     });
-    return { settings: settingsMessage(settings) };
+    return { settings: settingsMessage(h, settings) };
   };
 }

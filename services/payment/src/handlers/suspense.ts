@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, formatMoney, idempotentRequest, keysetPage, mpesaAmount, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, fieldError, formatMoney, idempotentRequest, keysetPage, mpesaAmount, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { payoutMessage, tipMessage, toCallback } from "../convert.js";
@@ -89,10 +89,15 @@ function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
   };
 }
 
-/** What the request says M-Pesa's statement shows; INVALID_ARGUMENT naming the field for an amount M-Pesa cannot have paid. */
+/**
+ * What the request says M-Pesa's statement shows; INVALID_ARGUMENT naming the field for an amount M-Pesa cannot
+ * have paid or a confirmed difference not in KES. Whether the difference needed confirming is known with the payout.
+ */
 function statementOutcome(req: Parameters<Impl["resolveHeldPayout"]>[0]): StatementOutcome {
   if (req.outcome.case !== "paid") return { paid: false };
-  return { paid: true, paidMinor: mpesaAmount(req.outcome.value.paidAmount, "paid.paid_amount"), receipt: req.outcome.value.mpesaReceipt };
+  const { paidAmount, mpesaReceipt, confirmedDifference } = req.outcome.value;
+  if (confirmedDifference && confirmedDifference.currency !== "KES") throw fieldError("paid.confirmed_difference", "a difference in KES, the payout's currency");
+  return { paid: true, paidMinor: mpesaAmount(paidAmount, "paid.paid_amount"), receipt: mpesaReceipt, confirmedDifferenceMinor: confirmedDifference?.amountMinor };
 }
 
 function resolveHeldPayoutHandler(h: PaymentHandlerContext): Impl["resolveHeldPayout"] {

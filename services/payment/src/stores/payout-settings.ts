@@ -6,10 +6,12 @@ export interface PayoutSettings {
   auto_payout_minimum_minor: bigint;
   payout_phone: string;
   payouts_on_hold: boolean;
+  /** When payout_phone replaced another number (the service's clock); null for a first number or none. */
+  payout_phone_changed_at: Date | null;
 }
 
 /** The columns PayoutSettings holds, by name (a statement selecting `*` is not prepared). */
-export const PAYOUT_SETTINGS_COLUMNS = ["auto_payout", "auto_payout_minimum_minor", "payout_phone", "payouts_on_hold"] as const satisfies readonly (keyof PayoutSettings)[];
+export const PAYOUT_SETTINGS_COLUMNS = ["auto_payout", "auto_payout_minimum_minor", "payout_phone", "payouts_on_hold", "payout_phone_changed_at"] as const satisfies readonly (keyof PayoutSettings)[];
 
 /** `forUpdate`: the row locked until the transaction ends, for a change decided on what it holds. */
 export async function payoutSettingsOf(db: Queryable, workerId: string, forUpdate = false): Promise<PayoutSettings | undefined> {
@@ -17,16 +19,37 @@ export async function payoutSettingsOf(db: Queryable, workerId: string, forUpdat
   return (await db.query<PayoutSettings>(`SELECT ${PAYOUT_SETTINGS_COLUMNS.join(", ")} FROM payment.payout_settings WHERE worker_id = $1${lock}`, [workerId])).rows[0];
 }
 
-/** The worker's own choices; an admin's hold stays as it is. */
-export async function putPayoutSettings(db: Queryable, workerId: string, autoPayout: boolean, minimumMinor: bigint, phone: string): Promise<PayoutSettings> {
+/**
+ * The worker's own choices; an admin's hold stays as it is. A number replacing another is stamped `now` (the
+ * service's clock): automatic payouts to it wait out the cooling-off from then (payouts.ts).
+ */
+export async function putPayoutSettings(db: Queryable, workerId: string, autoPayout: boolean, minimumMinor: bigint, phone: string, now: Date): Promise<PayoutSettings> {
   const { rows } = await db.query<PayoutSettings>(
     `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
      VALUES ($1, $2, $3, $4)
-     ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now()
-     RETURNING *`,
-    [workerId, autoPayout, minimumMinor, phone],
+     ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now(),
+       payout_phone_changed_at = CASE WHEN payout_settings.payout_phone NOT IN ('', $4) THEN $5::timestamptz ELSE payout_settings.payout_phone_changed_at END
+     RETURNING ${PAYOUT_SETTINGS_COLUMNS.join(", ")}`,
+    [workerId, autoPayout, minimumMinor, phone, now],
   );
   return rows[0];
+}
+
+/** An automatic payout held back by the cooling-off falls due at `dueAt` (the latest hold-back's end wins). */
+export async function markAutoPayoutDue(db: Queryable, workerId: string, dueAt: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1", [workerId, dueAt]);
+}
+
+/** Workers with an automatic payout held back that is due at `now`, the longest waiting first. */
+export async function dueAutoPayouts(db: Queryable, now: Date, limit: number): Promise<{ worker_id: string; auto_payout_due_at: Date }[]> {
+  const { rows } = await db.query<{ worker_id: string; auto_payout_due_at: Date }>(
+    "SELECT worker_id, auto_payout_due_at FROM payment.payout_settings WHERE auto_payout_due_at <= $1 ORDER BY auto_payout_due_at LIMIT $2", [now, limit]);
+  return rows;
+}
+
+/** Done with the due automatic payout of `dueAt`; one marked since (a newer number) stays. */
+export async function clearAutoPayoutDue(db: Queryable, workerId: string, dueAt: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = NULL WHERE worker_id = $1 AND auto_payout_due_at = $2", [workerId, dueAt]);
 }
 
 /** A worker's payout hold: when, by whom (null for a hold older than the column) and why. */

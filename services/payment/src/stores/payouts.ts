@@ -31,6 +31,7 @@ export interface PayoutRow {
   result_message: string;
   mpesa_receipt: string | null;
   paid_minor?: bigint | string | null;
+  reported_mpesa_receipt?: string | null;
   status_queries: number;
   created_at: Date;
   completed_at: Date | null;
@@ -60,6 +61,8 @@ export interface Payout {
   mpesaReceipt: string | null;
   /** What M-Pesa's statement shows paid, as an admin resolving a payout held for its amount said; null otherwise. */
   paidMinor: bigint | null;
+  /** The receipt M-Pesa's result named, kept when support resolved the held payout with the statement's (mpesaReceipt); null otherwise. */
+  reportedMpesaReceipt: string | null;
   statusQueries: number;
   createdAt: Date;
   completedAt: Date | null;
@@ -90,6 +93,7 @@ export function payoutOf(r: PayoutRow): Payout {
     resultMessage: r.result_message,
     mpesaReceipt: r.mpesa_receipt,
     paidMinor: r.paid_minor == null ? null : BigInt(r.paid_minor),
+    reportedMpesaReceipt: r.reported_mpesa_receipt ?? null,
     statusQueries: Number(r.status_queries),
     createdAt: r.created_at,
     completedAt: r.completed_at,

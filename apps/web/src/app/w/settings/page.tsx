@@ -1,4 +1,5 @@
 "use client";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useState } from "react";
 import { Locale as AuthLocale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -13,6 +14,7 @@ import { checkNotifications, checkPayout, checkPinChange, checkProfile } from ".
 import { pickedPhoto } from "../../../lib/photo";
 import { isWorkerRole, roleLabel, WORKER_ROLES } from "../../../lib/roles";
 import { unitsText, WALLET_CURRENCY } from "../../../lib/money";
+import { nairobiDateTime } from "../../../lib/nairobi-time";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -196,6 +198,7 @@ export default function Settings() {
         <label className="field" htmlFor="payoutPhone">{t("payoutNumber")}</label>
         <input id="payoutPhone" name="payoutPhone" type="tel" inputMode="tel" autoComplete="tel" />
         {p?.payoutPhoneMasked ? <p className="muted" data-testid="payout-phone">{t("payoutNumberNow", { phone: p.payoutPhoneMasked })}</p> : null}
+        {p?.automaticPayoutsFrom ? <p role="note" data-testid="payout-cooling">{t("payoutNumberCooling", { when: nairobiDateTime(timestampDate(p.automaticPayoutsFrom)).slice(0, 16) })}</p> : null}
         <label className="check"><input type="checkbox" name="auto" defaultChecked={p?.autoPayout ?? false} /> {t("autoPayout")}</label>
         <label className="field" htmlFor="minimum">{t("autoMinimum")}</label>
         <input id="minimum" name="minimum" type="text" inputMode="numeric" defaultValue={p?.autoPayoutMinimum ? unitsText(p.autoPayoutMinimum.amountMinor, p.autoPayoutMinimum.currency || WALLET_CURRENCY).replace(/,/g, "") : ""} />

@@ -817,9 +817,13 @@ type Payout struct {
 	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	// For the worker, e.g. why an automatic payout sent less than the balance and what is left for later.
-	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Note string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	// The receipt M-Pesa's own result named, kept when support resolved the payout (held for the
+	// amount M-Pesa reported) with the receipt on M-Pesa's statement, which mpesa_receipt then is;
+	// empty for every other payout.
+	ReportedMpesaReceipt string `protobuf:"bytes,14,opt,name=reported_mpesa_receipt,json=reportedMpesaReceipt,proto3" json:"reported_mpesa_receipt,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Payout) Reset() {
@@ -943,6 +947,13 @@ func (x *Payout) GetNote() string {
 	return ""
 }
 
+func (x *Payout) GetReportedMpesaReceipt() string {
+	if x != nil {
+		return x.ReportedMpesaReceipt
+	}
+	return ""
+}
+
 // The worker's standing payout instructions.
 type PayoutSettings struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -950,8 +961,12 @@ type PayoutSettings struct {
 	// Auto payout waits until the available balance reaches this.
 	AutoPayoutMinimum *v1.Money `protobuf:"bytes,2,opt,name=auto_payout_minimum,json=autoPayoutMinimum,proto3" json:"auto_payout_minimum,omitempty"`
 	PayoutPhoneMasked string    `protobuf:"bytes,3,opt,name=payout_phone_masked,json=payoutPhoneMasked,proto3" json:"payout_phone_masked,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set while the payout number replaced another less than the cooling-off ago (24 hours unless
+	// the deployment says otherwise): automatic payouts wait until then, held back, not failed (a
+	// withdrawal, with the device's step-up, may go to it at once).
+	AutomaticPayoutsFrom *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=automatic_payouts_from,json=automaticPayoutsFrom,proto3" json:"automatic_payouts_from,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *PayoutSettings) Reset() {
@@ -1003,6 +1018,13 @@ func (x *PayoutSettings) GetPayoutPhoneMasked() string {
 		return x.PayoutPhoneMasked
 	}
 	return ""
+}
+
+func (x *PayoutSettings) GetAutomaticPayoutsFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AutomaticPayoutsFrom
+	}
+	return nil
 }
 
 // A saved M-Pesa number.
@@ -1590,7 +1612,7 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x0fnext_action_url\x18\x1d \x01(\tR\rnextActionUrl\x12<\n" +
 	"\n" +
 	"card_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n" +
-	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\"\xb1\x04\n" +
+	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\"\xe7\x04\n" +
 	"\x06Payout\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12-\n" +
@@ -1607,12 +1629,14 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n" +
 	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x12\n" +
-	"\x04note\x18\r \x01(\tR\x04note\"\xa8\x01\n" +
+	"\x04note\x18\r \x01(\tR\x04note\x124\n" +
+	"\x16reported_mpesa_receipt\x18\x0e \x01(\tR\x14reportedMpesaReceipt\"\xfa\x01\n" +
 	"\x0ePayoutSettings\x12\x1f\n" +
 	"\vauto_payout\x18\x01 \x01(\bR\n" +
 	"autoPayout\x12E\n" +
 	"\x13auto_payout_minimum\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12.\n" +
-	"\x13payout_phone_masked\x18\x03 \x01(\tR\x11payoutPhoneMasked\"\x86\x02\n" +
+	"\x13payout_phone_masked\x18\x03 \x01(\tR\x11payoutPhoneMasked\x12P\n" +
+	"\x16automatic_payouts_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x14automaticPayoutsFrom\"\x86\x02\n" +
 	"\rPaymentMethod\x12*\n" +
 	"\x11payment_method_id\x18\x01 \x01(\tR\x0fpaymentMethodId\x126\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\".ttip.payment.v1.PaymentMethodKindR\x04kind\x12!\n" +
@@ -1785,25 +1809,26 @@ var file_ttip_payment_v1_payment_proto_depIdxs = []int32{
 	17, // 15: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
 	17, // 16: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
 	16, // 17: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	1,  // 18: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
-	17, // 19: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 20: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 21: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
-	7,  // 22: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
-	17, // 23: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
-	17, // 24: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
-	5,  // 25: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 26: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
-	16, // 27: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
-	16, // 28: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
-	17, // 29: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
-	17, // 30: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
-	17, // 31: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	17, // 18: ttip.payment.v1.PayoutSettings.automatic_payouts_from:type_name -> google.protobuf.Timestamp
+	1,  // 19: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
+	17, // 20: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 21: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
+	6,  // 22: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
+	7,  // 23: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
+	17, // 24: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
+	17, // 25: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
+	5,  // 26: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
+	6,  // 27: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
+	16, // 28: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
+	16, // 29: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
+	17, // 30: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
+	17, // 31: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
+	17, // 32: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_proto_init() }

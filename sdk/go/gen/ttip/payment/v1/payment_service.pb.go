@@ -2964,10 +2964,17 @@ type HeldPayoutPaid struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What left the paybill (KES, whole shillings).
 	PaidAmount *v1.Money `protobuf:"bytes,1,opt,name=paid_amount,json=paidAmount,proto3" json:"paid_amount,omitempty"`
-	// The statement's M-Pesa receipt for it.
-	MpesaReceipt  string `protobuf:"bytes,2,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The statement's M-Pesa receipt for it. The receipt M-Pesa's own result named is kept
+	// beside it (Payout.reported_mpesa_receipt).
+	MpesaReceipt string `protobuf:"bytes,2,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
+	// The difference paid_amount minus the payout's amount (negative when less was paid), as
+	// the console showed it to the admin, who so confirms the platform's fees account books it.
+	// Required when that difference is over KES 50 either way (a typo such as 9600 for 96 would
+	// book KES 9,504 to the platform): INVALID_ARGUMENT naming paid.confirmed_difference when it
+	// is missing then, or is not exactly that difference; nothing changes.
+	ConfirmedDifference *v1.Money `protobuf:"bytes,3,opt,name=confirmed_difference,json=confirmedDifference,proto3" json:"confirmed_difference,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeldPayoutPaid) Reset() {
@@ -3012,6 +3019,13 @@ func (x *HeldPayoutPaid) GetMpesaReceipt() string {
 		return x.MpesaReceipt
 	}
 	return ""
+}
+
+func (x *HeldPayoutPaid) GetConfirmedDifference() *v1.Money {
+	if x != nil {
+		return x.ConfirmedDifference
+	}
+	return nil
 }
 
 type ResolveHeldPayoutResponse struct {
@@ -4542,11 +4556,12 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\bnot_paid\x18\x04 \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\anotPaid\x12\x1e\n" +
 	"\x04note\x18\x05 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04noteB\x10\n" +
-	"\aoutcome\x12\x05\xbaH\x02\b\x01\"\x84\x01\n" +
+	"\aoutcome\x12\x05\xbaH\x02\b\x01\"\xce\x01\n" +
 	"\x0eHeldPayoutPaid\x126\n" +
 	"\vpaid_amount\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyR\n" +
 	"paidAmount\x12:\n" +
-	"\rmpesa_receipt\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$R\fmpesaReceipt\"L\n" +
+	"\rmpesa_receipt\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$R\fmpesaReceipt\x12H\n" +
+	"\x14confirmed_difference\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\x13confirmedDifference\"L\n" +
 	"\x19ResolveHeldPayoutResponse\x12/\n" +
 	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\"?\n" +
 	"\x1bReconcileCardBalanceRequest\x12 \n" +
@@ -4849,116 +4864,117 @@ var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
 	77,  // 40: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
 	54,  // 41: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
 	75,  // 42: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
-	81,  // 43: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	77,  // 44: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 45: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	78,  // 46: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 47: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	88,  // 48: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	88,  // 49: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	91,  // 50: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	77,  // 51: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	80,  // 52: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	78,  // 53: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 54: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	88,  // 55: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	88,  // 56: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	81,  // 57: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	80,  // 58: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 59: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 60: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	89,  // 61: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	87,  // 62: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	77,  // 63: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 64: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 65: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	75,  // 66: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	75,  // 67: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	75,  // 68: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	88,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	88,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	71,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	75,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	75,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	92,  // 75: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 76: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 77: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 78: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 79: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 80: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 81: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 82: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 83: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 84: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 85: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 86: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 87: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 88: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 89: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 90: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 91: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 92: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 93: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 94: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 95: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 96: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 97: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 98: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 99: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 100: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	53,  // 101: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
-	60,  // 102: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	62,  // 103: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	64,  // 104: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	66,  // 105: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	68,  // 106: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	70,  // 107: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	73,  // 108: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 109: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	58,  // 110: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	56,  // 111: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 112: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 113: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 114: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 115: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 116: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 117: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 118: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 119: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 120: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 121: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 122: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 123: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 124: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 125: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 126: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 127: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 128: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 129: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 130: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 131: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 132: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 133: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 134: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 135: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 136: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	55,  // 137: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
-	61,  // 138: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	63,  // 139: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	65,  // 140: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	67,  // 141: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	69,  // 142: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	72,  // 143: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	74,  // 144: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 145: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	59,  // 146: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	57,  // 147: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	112, // [112:148] is the sub-list for method output_type
-	76,  // [76:112] is the sub-list for method input_type
-	76,  // [76:76] is the sub-list for extension type_name
-	76,  // [76:76] is the sub-list for extension extendee
-	0,   // [0:76] is the sub-list for field type_name
+	75,  // 43: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
+	81,  // 44: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	77,  // 45: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 46: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	78,  // 47: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 48: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	88,  // 49: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	88,  // 50: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	91,  // 51: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	77,  // 52: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	80,  // 53: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	78,  // 54: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 55: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	88,  // 56: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	88,  // 57: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	81,  // 58: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	80,  // 59: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 60: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 61: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	89,  // 62: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	87,  // 63: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	77,  // 64: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 65: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 66: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	75,  // 67: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	75,  // 68: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	75,  // 69: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	88,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	88,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	71,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	75,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	75,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	92,  // 76: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 77: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 78: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 79: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 80: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 81: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 82: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 83: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 84: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 85: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 86: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 87: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 88: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 89: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 90: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 91: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 92: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 93: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 94: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 95: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 96: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 97: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 98: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 99: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 100: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 101: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	53,  // 102: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	60,  // 103: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	62,  // 104: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	64,  // 105: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	66,  // 106: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	68,  // 107: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	70,  // 108: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	73,  // 109: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 110: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	58,  // 111: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	56,  // 112: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 113: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 114: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 115: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 116: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 117: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 118: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 119: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 120: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 121: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 122: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 123: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 124: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 125: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 126: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 127: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 128: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 129: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 130: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 131: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 132: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 133: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 134: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 135: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 136: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 137: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	55,  // 138: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	61,  // 139: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	63,  // 140: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	65,  // 141: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	67,  // 142: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	69,  // 143: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	72,  // 144: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	74,  // 145: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 146: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	59,  // 147: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	57,  // 148: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	113, // [113:149] is the sub-list for method output_type
+	77,  // [77:113] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }

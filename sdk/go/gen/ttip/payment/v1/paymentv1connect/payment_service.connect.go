@@ -631,7 +631,8 @@ type PaymentAdminServiceClient interface {
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid
 	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-	// any difference booked to the platform's fees account) or not paid (the
+	// any difference booked to the platform's fees account; a difference over
+	// KES 50 only with paid.confirmed_difference) or not paid (the
 	// hold released, payout FAILED). Never sends a B2C. A retry under the same
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
 	// is not held for that reason.
@@ -948,7 +949,8 @@ type PaymentAdminServiceHandler interface {
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid
 	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-	// any difference booked to the platform's fees account) or not paid (the
+	// any difference booked to the platform's fees account; a difference over
+	// KES 50 only with paid.confirmed_difference) or not paid (the
 	// hold released, payout FAILED). Never sends a B2C. A retry under the same
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
 	// is not held for that reason.
