@@ -617,7 +617,7 @@ describe("admin console in chromium", () => {
     const typed = `${year}-12-02T00:00`;
     await form.getByLabel("Applies from (Nairobi time, EAT)").fill(typed);
     await form.getByRole("button", { name: "Schedule new version" }).click();
-    await adminPage.getByRole("alert").filter({ hasText: "cap must be an amount in KES" }).waitFor();
+    await adminPage.getByRole("alert").filter({ hasText: "fee cap (KES) must be an amount in KES" }).waitFor();
     await form.getByLabel("Fee cap (KES)").fill("1,500.50");
     await form.getByRole("button", { name: "Schedule new version" }).click();
     await adminPage.getByRole("button", { name: "Confirm schedule" }).click();
