@@ -9,7 +9,7 @@ import { AuditAction, type AuditEvent } from "@ttip/proto/ttip/auth/v1/auth_pb.j
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText } from "./api";
 import { MoreButton, usePages, type Page } from "./paging";
-import { nairobiDayInput, useDateFields, when } from "./ui";
+import { focusRefused, nairobiDayInput, useDateFields, when } from "./ui";
 
 /** Rows one export may hold: beyond that, narrow the filters (the message says so). */
 export const MAX_EXPORT_ROWS = 10_000;
@@ -100,6 +100,7 @@ export function Audit() {
       await (more ? pages.more() : pages.first(pagesOf(filters)));
     } catch (err) {
       setError(errorText(err));
+      focusRefused(document.forms.namedItem("audit-search"), err);
     }
   };
 
@@ -123,24 +124,25 @@ export function Audit() {
     } catch (err) {
       setExporting("");
       setError(errorText(err));
+      focusRefused(document.forms.namedItem("audit-search"), err);
     }
   };
 
   useEffect(() => void load(), []);
   return (
     <div>
-      <form className="inline" aria-label="Audit search" noValidate onSubmit={(e) => (e.preventDefault(), void load())}>
-        <input aria-label="Actor id" placeholder="Actor (admin id)" value={filters.actorUserId} onChange={set("actorUserId")} />
-        <input aria-label="User id" placeholder="User id" value={filters.userId} onChange={set("userId")} />
-        <input aria-label="Target" placeholder="Target, e.g. worker:<id>" value={filters.target} onChange={set("target")} />
+      <form name="audit-search" className="inline" aria-label="Audit search" noValidate onSubmit={(e) => (e.preventDefault(), void load())}>
+        <input data-field="actor_user_id" aria-label="Actor id" placeholder="Actor (admin id)" value={filters.actorUserId} onChange={set("actorUserId")} />
+        <input data-field="user_id" aria-label="User id" placeholder="User id" value={filters.userId} onChange={set("userId")} />
+        <input data-field="target" aria-label="Target" placeholder="Target, e.g. worker:<id>" value={filters.target} onChange={set("target")} />
         <select aria-label="Action" value={filters.action} onChange={set("action")}>
           <option value="">any action</option>
           {ACTIONS.map((a) => (
             <option key={a} value={a}>{actionName(a)}</option>
           ))}
         </select>
-        <label>From <input type="date" {...dates.field(FROM)} value={filters.from} onChange={set("from")} /></label>
-        <label>To <input type="date" {...dates.field(TO)} value={filters.to} onChange={set("to")} /></label>
+        <label>From <input type="date" data-field="from" {...dates.field(FROM)} value={filters.from} onChange={set("from")} /></label>
+        <label>To <input type="date" data-field="to" {...dates.field(TO)} value={filters.to} onChange={set("to")} /></label>
         <button>Search</button>
         <button type="button" onClick={() => void exportCsv()}>Export CSV</button>
       </form>

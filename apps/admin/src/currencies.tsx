@@ -13,9 +13,9 @@ export function minorOf(text: string, currency: string): bigint | undefined {
 }
 
 /** A currency select; with `anyLabel`, an empty choice first (no currency: every one). */
-export function CurrencyChoice({ label, value, onChange, anyLabel }: { label: string; value: string; onChange: (currency: string) => void; anyLabel?: string }) {
+export function CurrencyChoice({ label, value, onChange, anyLabel, field }: { label: string; value: string; onChange: (currency: string) => void; anyLabel?: string; field?: string }) {
   return (
-    <select aria-label={label} value={value} onChange={(e) => onChange(e.target.value)}>
+    <select aria-label={label} data-field={field} value={value} onChange={(e) => onChange(e.target.value)}>
       {anyLabel !== undefined && <option value="">{anyLabel}</option>}
       {PLATFORM_CURRENCIES.map((c) => <option key={c} value={c}>{c}</option>)}
     </select>

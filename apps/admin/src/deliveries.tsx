@@ -6,7 +6,7 @@ import { Channel, DeliveryStatus, TemplateKey, type Delivery, type ProviderHealt
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { api, errorText } from "./api";
 import { MoreButton, usePages, type Page } from "./paging";
-import { Section, when, words } from "./ui";
+import { focusRefused, Section, when, words } from "./ui";
 
 
 export function Deliveries() {
@@ -36,12 +36,13 @@ function DeliveryLog() {
       if (!more) setSearched(userId.trim());
     } catch (err) {
       setError(errorText(err));
+      focusRefused(document.forms.namedItem("delivery-search"), err);
     }
   };
   return (
     <Section title="Delivery log">
-      <form className="inline" aria-label="Delivery search" onSubmit={(e) => (e.preventDefault(), void load())}>
-        <input aria-label="Delivery user id" placeholder="User id" value={userId} onChange={(e) => setUserId(e.target.value)} />
+      <form name="delivery-search" className="inline" aria-label="Delivery search" onSubmit={(e) => (e.preventDefault(), void load())}>
+        <input data-field="user_id" aria-label="Delivery user id" placeholder="User id" value={userId} onChange={(e) => setUserId(e.target.value)} />
         <button>Show deliveries</button>
       </form>
       {error && <p role="alert" className="error">{error}</p>}

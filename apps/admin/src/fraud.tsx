@@ -5,6 +5,7 @@ import { AlertStatus, FraudAction, FraudReason, PaymentMethodKind, TipStatus, ty
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { MoreButton, usePages, type Page } from "./paging";
+import { normaliseKenyanPhone } from "../../web/src/lib/phone";
 import { Action, money, Section, when, words } from "./ui";
 
 
@@ -14,6 +15,8 @@ export function Fraud({ session }: { session: Session }) {
   const alerts = pages.rows;
   const [error, setError] = useState("");
   const [phone, setPhone] = useState("");
+  // Refused before a reason is asked (nothing sent), naming the field as the API does.
+  const payerProblem = () => (normaliseKenyanPhone(phone) ? undefined : "phone: type the payer's Kenyan mobile number, like 0712 345 678");
   const payment = api(PaymentAdminService);
   const noMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
 
@@ -74,9 +77,9 @@ export function Fraud({ session }: { session: Session }) {
       </Section>
 
       <Section title="Payer numbers">
-        <input aria-label="Payer phone number" placeholder="0712 345 678" value={phone} onChange={(e) => setPhone(e.target.value)} />
-        <Action label="Block number" reason="Reason" danger disabledWhy={noMoney} run={async (reason) => void (await payment.blockPhoneNumber({ phone: phone.replace(/\s/g, ""), reason }))} />
-        <Action label="Unblock number" confirm={`Tips paid from ${phone.trim() || "this number"} will be accepted again.`} disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
+        <input data-field="phone" aria-label="Payer phone number" placeholder="0712 345 678" value={phone} onChange={(e) => setPhone(e.target.value)} />
+        <Action label="Block number" reason="Reason" danger disabledWhy={noMoney} precheck={payerProblem} run={async (reason) => void (await payment.blockPhoneNumber({ phone: phone.replace(/\s/g, ""), reason }))} />
+        <Action label="Unblock number" precheck={payerProblem} confirm={`Tips paid from ${phone.trim() || "this number"} will be accepted again.`} disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
       </Section>
 
       <RulesInForce />

@@ -32,7 +32,7 @@ export function Partners({ session }: { session: Session }) {
   return (
     <div>
       <Section title="Issue a key">
-        <input aria-label="Partner name" placeholder="Partner name" value={name} onChange={(e) => setName(e.target.value)} />
+        <input data-field="partner_name" aria-label="Partner name" placeholder="Partner name" value={name} onChange={(e) => setName(e.target.value)} />
         {SCOPES.map((s) => (
           <label key={s} className="check">
             <input type="checkbox" checked={scopes.includes(s)} onChange={(e) => setScopes(e.target.checked ? [...scopes, s] : scopes.filter((x) => x !== s))} /> {s}

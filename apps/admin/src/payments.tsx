@@ -2,7 +2,7 @@
 // chosen currency's minor digits, sent with it) and paging; a
 // payment's detail with its raw callbacks, alerts and ledger entry; re-query
 // of a stuck M-Pesa attempt; a payout held for the amount M-Pesa reported resolved by its statement.
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -12,7 +12,7 @@ import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
 import { CurrencyChoice, minorOf } from "./currencies";
 import { ResolveHeldPayout } from "./held-payout";
 import { MoreButton, usePages, type Page } from "./paging";
-import { Action, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
+import { Action, focusRefused, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
 
 const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
 
@@ -55,6 +55,7 @@ export function Payments({ session }: { session: Session }) {
   const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string }>();
   const payment = api(PaymentAdminService);
   const dates = useDateFields([FROM, TO]);
+  const form = useRef<HTMLFormElement>(null);
 
   const load = async (more = false) => {
     setError("");
@@ -88,6 +89,7 @@ export function Payments({ session }: { session: Session }) {
       }
     } catch (err) {
       setError(errorText(err));
+      focusRefused(form.current, err);
     }
   };
   useEffect(() => void load(), [filter.kind]);
@@ -96,7 +98,7 @@ export function Payments({ session }: { session: Session }) {
   return (
     <div className="split">
       <div>
-        <form className="inline" aria-label="Payment filters" noValidate onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
+        <form ref={form} className="inline" aria-label="Payment filters" noValidate onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
           <select aria-label="Kind" value={filter.kind} onChange={(e) => (dates.clear(), setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] }))}>
             <option value="tips">Tips</option>
             <option value="payouts">Payouts</option>
@@ -111,13 +113,13 @@ export function Payments({ session }: { session: Session }) {
               {enumOptions(PaymentMethodKind).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
             </select>
           )}
-          <input {...dates.field(FROM)} type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
-          <input {...dates.field(TO)} type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
-          <CurrencyChoice label="Currency" anyLabel="any currency" value={filter.currency} onChange={(currency) => set({ currency })} />
-          <input aria-label={`Min ${filter.currency || "amount"}`} placeholder={`min ${filter.currency || "amount"}`} size={7} value={filter.min} onChange={(e) => set({ min: e.target.value })} />
-          <input aria-label={`Max ${filter.currency || "amount"}`} placeholder={`max ${filter.currency || "amount"}`} size={7} value={filter.max} onChange={(e) => set({ max: e.target.value })} />
-          <input aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
-          <input aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
+          <input {...dates.field(FROM)} data-field="from" type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
+          <input {...dates.field(TO)} data-field="to" type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
+          <CurrencyChoice label="Currency" field="currency" anyLabel="any currency" value={filter.currency} onChange={(currency) => set({ currency })} />
+          <input data-field="min_amount min_amount_minor" aria-label={`Min ${filter.currency || "amount"}`} placeholder={`min ${filter.currency || "amount"}`} size={7} value={filter.min} onChange={(e) => set({ min: e.target.value })} />
+          <input data-field="max_amount max_amount_minor" aria-label={`Max ${filter.currency || "amount"}`} placeholder={`max ${filter.currency || "amount"}`} size={7} value={filter.max} onChange={(e) => set({ max: e.target.value })} />
+          <input data-field="result_code" aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
+          <input data-field="worker_id" aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
           <button>Filter</button>
         </form>
         {dates.message}

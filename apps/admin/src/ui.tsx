@@ -2,9 +2,11 @@
 // Every time the console shows or reads is Nairobi's wall clock (EAT, UTC+3 all year), whatever zone the
 // admin's laptop is set to: fees, filters and records are Kenyan, and a laptop left on UTC would move them by 3 h.
 import { useId, useRef, useState, type ReactNode, type SyntheticEvent } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { formatMoney, type Amount } from "../../web/src/lib/money";
 import { fromNairobiWallTime, nairobiDateTime } from "../../web/src/lib/nairobi-time";
+import { messageField } from "../../web/src/lib/errors";
 import { useWrite, type Send } from "../../web/src/lib/use-write";
 import { errorText } from "./api";
 
@@ -73,6 +75,26 @@ export function useDateFields<L extends string>(labels: readonly L[]) {
   return { field, check, clear, message };
 }
 
+/**
+ * The field a refusal names: the API's INVALID_ARGUMENT ("worker_id: must be a valid UUID") or the
+ * console's own check ("min_amount: an amount in KES"), without list indexes; undefined otherwise.
+ */
+export function refusedField(err: unknown): string | undefined {
+  const text = err instanceof ConnectError ? (err.code === Code.InvalidArgument ? err.rawMessage : "") : err instanceof Error ? err.message : "";
+  return messageField(text)?.replace(/\[\d+\]/g, "");
+}
+
+/**
+ * After a refusal, the focus goes to the input to correct: the one of `root` whose data-field lists
+ * the field named (inputs list the API's names, e.g. data-field="min_amount min_amount_minor").
+ * The button that sent it kept the focus before, and the admin had to find the field again.
+ */
+export function focusRefused(root: ParentNode | null | undefined, err: unknown): void {
+  const field = refusedField(err);
+  const input = field ? root?.querySelector<HTMLElement>(`[data-field~="${CSS.escape(field)}"]`) : null;
+  input?.focus();
+}
+
 /** An enum value's name as words: "PAYOUT_SENT" reads "payout sent". */
 export function words(name: string | undefined): string {
   return (name ?? "").toLowerCase().replace(/_/g, " ");
@@ -96,11 +118,12 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState("");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string }>();
+  const here = useRef<HTMLSpanElement>(null);
   const write = useWrite();
   const busy = write.busy;
   const refused = (): boolean => {
     const problem = props.precheck?.();
-    if (problem) (setOutcome({ ok: false, text: problem }), setAsking(false));
+    if (problem) (setOutcome({ ok: false, text: problem }), setAsking(false), focusRefused(here.current?.closest("tr, form, section"), new Error(problem)));
     return !!problem;
   };
   const go = () => !refused() && write.run(async (send) => {
@@ -110,9 +133,13 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
     setAsking(false);
     setReason("");
     props.done?.();
-  }, (err) => setOutcome({ ok: false, text: errorText(err) }));
+  }, (err) => {
+    setOutcome({ ok: false, text: errorText(err) });
+    // The field to correct is in the action's row, form or section.
+    focusRefused(here.current?.closest("tr, form, section"), err);
+  });
   return (
-    <span className="action">
+    <span className="action" ref={here}>
       {asking ? (
         <form onSubmit={(e) => (e.preventDefault(), void go())} className="inline">
           {props.confirm && <span role="note">{props.confirm}</span>}
@@ -131,7 +158,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
         </button>
       )}
       {props.disabledWhy && <small className="muted"> {props.disabledWhy}</small>}
-      {outcome && <span role={outcome.ok ? "status" : "alert"} className={outcome.ok ? "ok" : "error"}> {outcome.text}</span>}
+      {outcome && <> <span role={outcome.ok ? "status" : "alert"} className={outcome.ok ? "ok" : "error"}>{outcome.text}</span></>}
     </span>
   );
 }

@@ -5,7 +5,7 @@ import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
 import { MoreButton, usePages, type Page } from "./paging";
-import { Action, Section, when } from "./ui";
+import { Action, focusRefused, Section, when } from "./ui";
 
 const ROLE_NAMES: Array<[Role, string]> = [
   [Role.ADMIN, "admin"],
@@ -40,6 +40,7 @@ export function Users({ session }: { session: Session }) {
       await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
+      focusRefused(document.forms.namedItem("user-search"), err);
     }
   };
   useEffect(() => void search(), []);
@@ -47,8 +48,8 @@ export function Users({ session }: { session: Session }) {
   return (
     <div className="split">
       <div>
-        <form onSubmit={(e: FormEvent) => (e.preventDefault(), void search())} className="inline" aria-label="Search users">
-          <input name="query" value={query} onChange={(e) => setQuery(e.target.value)} placeholder="Phone, name or user id" aria-label="Search" />
+        <form name="user-search" onSubmit={(e: FormEvent) => (e.preventDefault(), void search())} className="inline" aria-label="Search users">
+          <input name="query" data-field="query" value={query} onChange={(e) => setQuery(e.target.value)} placeholder="Phone, name or user id" aria-label="Search" />
           <button>Search</button>
         </form>
         {error && <p role="alert" className="error">{error}</p>}

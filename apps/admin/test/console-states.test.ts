@@ -290,4 +290,55 @@ describe("admin console states in chromium", () => {
     const { payments } = await h.api(PaymentAdminService, adminToken).listSuspensePayments({ includeResolved: false, page: { pageSize: 100 } });
     assert.equal(payments.find((p) => p.receipt === paid.transId)?.resolution, "open");
   });
+
+  test("a refusal puts the focus on the field it names, on every search and form: users, payments, fraud's payer number, partners, notifications", async () => {
+    const focusedLabel = () => page.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.tagName);
+    const refused = async (said: RegExp | string, label: string) => {
+      await page.getByRole("alert").filter({ hasText: said }).first().waitFor();
+      // Before, the focus stayed on the button that sent it (or fell to the page).
+      assert.equal(await focusedLabel(), label, `${String(said)}: the focus`);
+    };
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("textbox", { name: "Search" }).fill("x".repeat(300));
+    await page.getByRole("button", { name: "Search" }).click();
+    await refused("query: must be at most 100 characters", "Search");
+
+    await page.getByRole("link", { name: "Payments" }).click();
+    const filters = page.getByRole("form", { name: "Payment filters" });
+    await filters.getByLabel("Worker id").fill("not-a-worker");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await refused("worker_id: must be a valid UUID", "Worker id");
+    await filters.getByLabel("Worker id").fill("");
+    await filters.getByLabel("Min amount").fill("20");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await refused(/^currency: /, "Currency");
+    await filters.getByLabel("Currency").selectOption("KES");
+    await filters.getByLabel("Min KES").fill("1,2,3");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await refused(/^min_amount: /, "Min KES");
+    await filters.getByLabel("Min KES").fill("500");
+    await filters.getByLabel("Max KES").fill("100");
+    await filters.getByRole("button", { name: "Filter" }).click();
+    await refused("max_amount_minor: must not be below min_amount_minor", "Max KES");
+    await filters.getByLabel("Min KES").fill("");
+    await filters.getByLabel("Max KES").fill("");
+    await filters.getByLabel("Currency").selectOption("");
+
+    // A number that is not one: said at once, no reason asked for a block the server would refuse.
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    await page.getByLabel("Payer phone number").fill("0812");
+    await page.getByRole("button", { name: "Block number", exact: true }).click();
+    await refused("phone: type the payer's Kenyan mobile number", "Payer phone number");
+    assert.equal(await page.getByLabel("Reason (Block number)").count(), 0, "no reason asked");
+
+    await page.getByRole("link", { name: "Partners" }).click();
+    await page.getByLabel("Partner name").fill("");
+    await page.getByRole("button", { name: "Issue key" }).click();
+    await refused("partner_name: must be at least 2 characters", "Partner name");
+
+    await page.getByRole("link", { name: "Notifications" }).click();
+    await page.getByLabel("Delivery user id").fill("someone");
+    await page.getByRole("button", { name: "Show deliveries" }).click();
+    await refused(/user_id: /, "Delivery user id");
+  });
 });
