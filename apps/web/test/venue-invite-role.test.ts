@@ -119,4 +119,53 @@ describe("the venue's staff invitation form (chromium)", () => {
       assert.equal(await status.getByRole("link", { name: home }).getAttribute("href"), "/w");
     }
   });
+
+  test("the venue's forms put the focus on the field to correct; a period typed backwards is said at once on Shifts and Reports, and the server is not asked", async () => {
+    const venue = await h.venue("Savannah Grill");
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    const focusedId = () => page.evaluate(() => document.activeElement?.id);
+    const refused = async (said: string, id: string) => {
+      await page.getByRole("alert").filter({ hasText: said }).waitFor({ timeout: 30_000 });
+      // Before, the focus stayed on the button that sent the form.
+      assert.equal(await focusedId(), id, `${said}: the focus`);
+    };
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    await page.getByLabel("Role id").fill("Bar Staff");
+    await page.getByRole("button", { name: "Save role" }).click();
+    await refused("A role's id is 2 to 32 lower-case letters", "roleId");
+    await page.getByLabel("Role id").fill("barista");
+    await page.getByLabel("Points").fill("2.5");
+    await page.getByRole("button", { name: "Save role" }).click();
+    await refused("Points are a whole number from 0 to 1000.", "points");
+
+    await page.goto(`${h.url}/v/${venue.id}/shifts`);
+    await page.getByLabel("Start", { exact: true }).fill("2026-12-02T18:00");
+    await page.getByLabel("End", { exact: true }).fill("2026-12-02T10:00");
+    await page.getByRole("button", { name: "Record shift" }).click();
+    await refused("The shift must end after it starts.", "end");
+    // Before: "Please check the period end: must be after period.start.", from the server at each keystroke.
+    const periodCalls: string[] = [];
+    page.on("request", (r) => /GetHours|ListShifts|GetPeriodReport/.test(r.url()) && periodCalls.push(r.url()));
+    for (const screen of ["shifts", "reports"]) {
+      if (screen === "reports") {
+        await page.goto(`${h.url}/v/${venue.id}/reports`);
+        await page.getByText("Collected KES 0").waitFor({ timeout: 30_000 });
+      }
+      periodCalls.length = 0;
+      await page.getByLabel("Until", { exact: true }).fill("2020-01-01T00:00");
+      await page.getByRole("alert").filter({ hasText: "The period must end after it starts." }).waitFor();
+      await page.waitForTimeout(300);
+      assert.deepEqual(periodCalls, [], `${screen}: the server not asked`);
+      assert.equal(await page.getByRole("alert").filter({ hasText: "period.start" }).count(), 0);
+    }
+
+    await page.goto(`${h.url}/v/${venue.id}/distributions`);
+    await page.getByLabel(/Period until/).fill("2020-01-01T00:00:00");
+    await page.getByRole("button", { name: "Preview the split" }).click();
+    await refused("The period must end after it starts.", "end");
+
+    await page.goto(`${h.url}/v/${venue.id}`);
+    await page.getByRole("button", { name: "Make a table code" }).click();
+    await refused("Name the table (1 to 20 characters)", "table");
+  });
 });

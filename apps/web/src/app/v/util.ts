@@ -7,8 +7,23 @@ import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import type { Locale } from "../../lib/i18n";
 import { fromNairobiWallTime, NAIROBI_ZONE, nairobiWallTime } from "../../lib/nairobi-time";
 import type { VenueKey } from "../../lib/venue-i18n";
+import { refusedField } from "../../lib/focus";
 
 export { plainError } from "../../lib/errors";
+
+/**
+ * After a refusal said in words, the focus goes to the input to correct (by its id): the button that
+ * sent it kept the focus, and the manager (or a screen reader) had to find the field again.
+ */
+export function focusField(id: string | undefined): void {
+  if (id) document.getElementById(id)?.focus();
+}
+
+/** The input id a server refusal's field is typed in, from `inputs` (API field → id); undefined when it names none of them. */
+export function refusedInput(err: unknown, inputs: Readonly<Record<string, string>>): string | undefined {
+  const field = refusedField(err);
+  return field === undefined ? undefined : inputs[field];
+}
 
 /** "2026-11-29T14:00" or "…T14:00:30" (a datetime-local input, Nairobi time) as a Timestamp, or undefined when empty or malformed. */
 export function localTime(value: string): Timestamp | undefined {

@@ -15,7 +15,7 @@ import { useLiveFigures } from "../../../lib/live-figures";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { useWrite } from "../../../lib/use-write";
 import { VenueNav } from "../nav";
-import { funnelFigure } from "../util";
+import { focusField, funnelFigure } from "../util";
 import { useVT } from "../use-vt";
 import type { VenueKey } from "../../../lib/venue-i18n";
 
@@ -69,7 +69,7 @@ export default function Dashboard() {
   const addTable = tableWrite.onSubmit(async (f, send) => {
     setError("");
     const table = String(f.get("table") ?? "").trim();
-    if (!table || table.length > 20) return setError(t("v_errTable"));
+    if (!table || table.length > 20) return (setError(t("v_errTable")), focusField("table"));
     await send((key) => createCode.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: key, parameters: { table } }));
     await codes.refetch();
   }, (e) => setError(plainError(e)));

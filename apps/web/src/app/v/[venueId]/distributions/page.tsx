@@ -8,7 +8,7 @@ import { formatAmount, formatMoney, WALLET_CURRENCY } from "../../../../lib/mone
 import { useWrite } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { nairobiDayStart } from "../../../../lib/nairobi-time";
-import { hours, inputTime, localTime, methodName, shown } from "../../util";
+import { focusField, hours, inputTime, localTime, methodName, shown } from "../../util";
 import { noteText, shareHow } from "../../share-words";
 import { useVT } from "../../use-vt";
 import type { VenueKey } from "../../../../lib/venue-i18n";
@@ -97,8 +97,8 @@ export default function Distributions() {
     e.preventDefault();
     const s = localTime(start);
     const u = localTime(end);
-    if (!s || !u) return setError(t("v_errPeriod"));
-    if (s.seconds >= u.seconds) return setError(t("v_errPeriodOrder"));
+    if (!s || !u) return (setError(t("v_errPeriod")), focusField(s ? "end" : "start"));
+    if (s.seconds >= u.seconds) return (setError(t("v_errPeriodOrder")), focusField("end"));
     const p = { start: s, end: u } as Period;
     void run(async () => {
       const { distribution } = await previewM.mutateAsync({ venueId, period: p });

@@ -28,7 +28,9 @@ export default function Reports() {
   const s = localTime(start);
   const e = localTime(end);
   const period = s && e ? { start: s, end: e } : { start: timestampFromDate(new Date(0)), end: timestampFromDate(new Date(1)) };
-  const report = useQuery(VenueService.method.getPeriodReport, { venueId, period, format: ReportFormat.ROWS }, { enabled: !!(s && e) });
+  // A period typed backwards is said here, as the manager types it; the server is not asked.
+  const backwards = !!(s && e) && s.seconds >= e.seconds;
+  const report = useQuery(VenueService.method.getPeriodReport, { venueId, period, format: ReportFormat.ROWS }, { enabled: !!(s && e) && !backwards });
   const audit = useQuery(VenueService.method.listAuditRecords, { venueId, page: { pageSize: 50 } });
   const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const [me] = useState(() => loadSession()?.userId);
@@ -54,7 +56,7 @@ export default function Reports() {
       <input id="start" type="datetime-local" value={start} onChange={(x) => setStart(x.target.value)} />
       <label className="field" htmlFor="end">{t("v_until")}</label>
       <input id="end" type="datetime-local" value={end} onChange={(x) => setEnd(x.target.value)} />
-      {report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
+      {backwards ? <p className="error" role="alert">{t("v_errPeriodOrder")}</p> : report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <p>{t("v_collectedDistributed", { collected: formatAmount(report.data?.collected, WALLET_CURRENCY), distributed: formatAmount(report.data?.distributed, WALLET_CURRENCY) })}</p>
       <div className="table-box"><table data-testid="report">

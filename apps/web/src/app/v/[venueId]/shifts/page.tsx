@@ -7,7 +7,7 @@ import { VenueService, type ImportShiftsResponse } from "@ttip/proto/ttip/venue/
 import { VenueNav } from "../../nav";
 import { useWrite } from "../../../../lib/use-write";
 import { fromNairobiWallTime, nairobiDayStart } from "../../../../lib/nairobi-time";
-import { hours, inputTime, localTime, shown } from "../../util";
+import { focusField, hours, inputTime, localTime, refusedInput, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { useRoleName } from "../../use-role-name";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -29,9 +29,11 @@ export default function Shifts() {
     if (at) setRange({ ...range, [which]: at });
   };
   const period = { start: timestampFromDate(range.start), end: timestampFromDate(range.end) };
+  // A period typed backwards is said here, as the manager types it; the server is not asked.
+  const backwards = range.end.getTime() <= range.start.getTime();
   const members = useQuery(VenueService.method.listMembers, { venueId });
-  const hoursQ = useQuery(VenueService.method.getHours, { venueId, period });
-  const shifts = useQuery(VenueService.method.listShifts, { venueId, period });
+  const hoursQ = useQuery(VenueService.method.getHours, { venueId, period }, { enabled: !backwards });
+  const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { enabled: !backwards });
   const record = useMutation(VenueService.method.recordShift);
   const importShifts = useMutation(VenueService.method.importShifts);
   const [error, setError] = useState("");
@@ -46,12 +48,12 @@ export default function Shifts() {
     setNote("");
     const startedAt = localTime(String(f.get("start") ?? ""));
     const endedAt = localTime(String(f.get("end") ?? ""));
-    if (!startedAt || !endedAt) return setError(t("v_errShift"));
-    if (startedAt.seconds >= endedAt.seconds) return setError(t("v_errOrder"));
+    if (!startedAt || !endedAt) return (setError(t("v_errShift")), focusField(startedAt ? "end" : "start"));
+    if (startedAt.seconds >= endedAt.seconds) return (setError(t("v_errOrder")), focusField("end"));
     await send((key) => record.mutateAsync({ venueId, memberId: String(f.get("member")), startedAt, endedAt, idempotencyKey: key }));
     setNote(t("v_shiftRecorded"));
     await refresh();
-  }, (x) => setError(plainError(x)));
+  }, (x) => (setError(plainError(x)), focusField(refusedInput(x, { member_id: "member", started_at: "start", ended_at: "end" }))));
 
   const importWrite = useWrite();
   const onImport = importWrite.onSubmit(async (f) => {
@@ -79,7 +81,7 @@ export default function Shifts() {
         <label className="field" htmlFor="to">{t("v_until")}</label>
         <input id="to" type="datetime-local" value={inputTime(range.end)} onChange={(e) => setRangeBound("end", e.target.value)} />
       </div>
-      {hoursQ.error ? <p className="error" role="alert">{plainError(hoursQ.error)}</p> : null}
+      {backwards ? <p className="error" role="alert">{t("v_errPeriodOrder")}</p> : hoursQ.error ? <p className="error" role="alert">{plainError(hoursQ.error)}</p> : null}
       <h2>{t("v_hoursPeriod")}</h2>
       <div className="table-box"><table data-testid="hours">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th></tr></thead>

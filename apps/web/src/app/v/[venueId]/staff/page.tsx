@@ -8,7 +8,7 @@ import { focusInput, refusedField } from "../../../../lib/focus";
 import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { useWrite, type Send } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
-import { localTime, shown } from "../../util";
+import { focusField, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
 import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
 
@@ -100,8 +100,9 @@ export default function Staff() {
     const f = new FormData(e.currentTarget);
     const roleId = String(f.get("roleId") ?? "").trim();
     const points = Number(String(f.get("points") ?? ""));
-    if (!/^[a-z][a-z0-9_]{1,31}$/.test(roleId)) return setError(t("v_errRoleId"));
-    if (!Number.isInteger(points) || points < 0 || points > 1000) return setError(t("v_errPoints"));
+    setNote("");
+    if (!/^[a-z][a-z0-9_]{1,31}$/.test(roleId)) return (setError(t("v_errRoleId")), focusField("roleId"));
+    if (!Number.isInteger(points) || points < 0 || points > 1000) return (setError(t("v_errPoints")), focusField("points"));
     void run(async () => {
       await putRole.mutateAsync({ venueId, roleId, name: String(f.get("roleName") ?? "").trim() || roleId, points, isManager: f.get("isManager") === "on" });
       return t("v_roleSaved");
