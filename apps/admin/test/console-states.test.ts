@@ -8,6 +8,7 @@ import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { AlertStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Page } from "playwright-core";
 import { AdminHarness, eventually } from "./harness.js";
@@ -340,5 +341,33 @@ describe("admin console states in chromium", () => {
     await page.getByLabel("Delivery user id").fill("someone");
     await page.getByRole("button", { name: "Show deliveries" }).click();
     await refused(/user_id: /, "Delivery user id");
+  });
+
+  test("a paybill payment resolved in Suspense leaves the Fraud queue: its alert closes with the admin's note (refunded: rejected; matched: approved)", async () => {
+    const payment = h.api(PaymentAdminService, adminToken);
+    const alertOf = async (receipt: string) =>
+      (await payment.listFraudAlerts({ page: { pageSize: 100 } })).alerts.find((a) => a.detail.startsWith(`paybill payment ${receipt} `));
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH10", amount: 70, skipValidation: true });
+    const open = await eventually("the suspense alert", () => alertOf(paid.transId));
+    assert.equal(open.status, AlertStatus.OPEN);
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    const alertRow = page.locator("tr").filter({ hasText: `paybill payment ${paid.transId}` });
+    await alertRow.waitFor();
+
+    await page.getByRole("link", { name: "Suspense" }).click();
+    const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
+    await row.getByRole("button", { name: "Refund" }).click();
+    await row.getByLabel("Reason (Refund)").fill("customer called, refunded by M-Pesa reversal");
+    await row.getByRole("button", { name: "Confirm refund" }).click();
+    await row.waitFor({ state: "detached" });
+
+    // Before, the alert stayed open (and counted as held) with nothing left to do about it.
+    const closed = await alertOf(paid.transId);
+    assert.equal(AlertStatus[closed!.status], AlertStatus[AlertStatus.REJECTED]);
+    assert.match(closed!.detail, /review: customer called, refunded by M-Pesa reversal$/);
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    await page.getByRole("heading", { name: "Alerts" }).waitFor();
+    await page.waitForTimeout(300);
+    assert.equal(await alertRow.count(), 0, "not in the open queue");
   });
 });

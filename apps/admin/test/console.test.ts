@@ -16,7 +16,7 @@ import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { ListAllWebhookDeliveriesResponseSchema, PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { partnerCallSigner } from "@ttip/auth/testing";
-import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AlertStatus, FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { ListFraudAlertsRequestSchema, ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -269,6 +269,10 @@ describe("admin console in chromium", () => {
     // The tip named whole: a tip's id is in time order (UUID version 7), its first 8 digits the same for every tip of a minute.
     const { rows: [matched] } = await h.db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.c2b_payments WHERE trans_id = $1", [paid.transId]);
     await row.getByText(`matched → tip ${matched.tip_id}`).waitFor();
+    // Its alert leaves the Fraud queue, closed as approved with the admin's reason.
+    const alert = (await h.api(PaymentAdminService, adminToken).listFraudAlerts({ page: { pageSize: 100 } })).alerts.find((x) => x.detail.startsWith(`paybill payment ${paid.transId} `));
+    assert.equal(AlertStatus[alert!.status], AlertStatus[AlertStatus.APPROVED]);
+    assert.match(alert!.detail, /review: customer called: typo in the code$/);
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");

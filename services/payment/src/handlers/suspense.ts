@@ -9,6 +9,7 @@ import { refundCardTip } from "../cards/aftercare.js";
 import { resolveHeldPayout, type StatementOutcome } from "../held-payouts.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
+import { closeSuspenseAlerts } from "../stores/fraud-alerts.js";
 import { suspensePayments } from "../stores/suspense.js";
 import { tipOf } from "../stores/tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
@@ -66,12 +67,14 @@ function resolveSuspensePaymentHandler(h: PaymentHandlerContext): Impl["resolveS
       refund: req.action.case === "refund",
       note: req.note,
       admin: admin.subject,
-      record: (tx, refunded) =>
-        auditAdminAction(tx, "payment", ctx, {
+      record: async (tx, refunded) => {
+        await auditAdminAction(tx, "payment", ctx, {
           action: refunded ? AuditAction.SUSPENSE_REFUNDED : AuditAction.SUSPENSE_MATCHED,
           target: `receipt:${req.receipt}`,
           detail: refunded ? req.note : `to ${req.action.value}: ${req.note}`,
-        }),
+        });
+        await closeSuspenseAlerts(tx, req.receipt, refunded ? "rejected" : "approved", admin.subject, req.note);
+      },
     });
     return { payment: suspenseMessage(row), tip: tip ? tipOut(tipOf(tip), locale(ctx)) : undefined };
   };

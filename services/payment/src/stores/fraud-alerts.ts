@@ -17,6 +17,19 @@ export async function alertsOf(db: Queryable, column: "tip_id" | "payout_id", id
   return rows;
 }
 
+/**
+ * Closes the alert that parked a paybill payment in suspense (c2b.ts' unplacedAlert, which names the
+ * receipt first) once an admin has matched it (approved) or refunded it (rejected), with their note:
+ * left open, it stayed in the Fraud queue and its held count for good, with nothing there to do.
+ */
+export async function closeSuspenseAlerts(tx: Queryable, receipt: string, decision: "approved" | "rejected", reviewer: string, note: string): Promise<void> {
+  await tx.query(
+    `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
+      WHERE reason = 'UNKNOWN_CALLBACK' AND action = 'hold' AND status = 'open' AND tip_id IS NULL AND starts_with(detail, 'paybill payment ' || $1 || ' ')`,
+    [receipt, decision, reviewer, note],
+  );
+}
+
 /** Closes a tip's open alerts with the reviewer's decision and note. */
 export async function closeTipAlerts(tx: Queryable, tipId: string, decision: "approved" | "rejected", reviewer: string, note: string): Promise<void> {
   await tx.query(
