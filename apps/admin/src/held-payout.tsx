@@ -7,14 +7,21 @@ import { useState } from "react";
 import { HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR } from "@ttip/runtime/mpesa-limits";
 import type { Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { parseWholeUnits } from "../../web/src/lib/money";
 import { api, stepUp } from "./api";
 import { Action, money } from "./ui";
 
-/** Whole shillings as typed ("96") in minor units, or an error naming the field: M-Pesa moves whole shillings. */
+/** The most a paid amount may be typed as: M-Pesa sends less in one payment. */
+const MAX_PAID_UNITS = 999_999;
+
+/**
+ * Whole shillings as typed ("96", "1,200") in minor units, or an error naming the field: M-Pesa moves whole
+ * shillings. The apps' one strict parser: "9,6" is a typo to correct, not KES 96.
+ */
 function paidMinor(typed: string): bigint {
-  const t = typed.trim().replace(/,/g, "");
-  if (!/^\d{1,6}$/.test(t) || t === "0") throw new Error("Paid amount: whole shillings M-Pesa sent, e.g. 96.");
-  return BigInt(t) * 100n;
+  const minor = parseWholeUnits(typed, MAX_PAID_UNITS);
+  if (minor === undefined) throw new Error("Paid amount: whole shillings M-Pesa sent, e.g. 96.");
+  return minor;
 }
 
 /** The typed paid amount minus the payout's, or undefined while the amount is not whole shillings. */

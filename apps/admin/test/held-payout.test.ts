@@ -63,6 +63,11 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
     await form.getByRole("alert").filter({ hasText: "whole shillings" }).waitFor();
     assert.equal((await pay.getPayout({ payoutId: held.payoutId })).payout?.status, PayoutStatus.ON_HOLD);
+    // A stray comma is a typo, not KES 96 (before, every comma was dropped and this resolved the payout).
+    await form.getByLabel("Paid amount (KES)").fill("9,6");
+    await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
+    await form.getByRole("alert").filter({ hasText: "Paid amount: whole shillings" }).waitFor();
+    assert.equal((await pay.getPayout({ payoutId: held.payoutId })).payout?.status, PayoutStatus.ON_HOLD);
 
     await form.getByLabel("Paid amount (KES)").fill("96");
     await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
