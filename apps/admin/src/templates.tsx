@@ -79,11 +79,11 @@ function TemplateEditor({ template, versions, canEdit, changed }: { template: Te
     <div className="detail" aria-label="Template editor">
       <h2>{words(TemplateKey[template.key])} · {words(Channel[template.channel])} · {template.locale}</h2>
       {template.channel === Channel.EMAIL || template.channel === Channel.PUSH ? (
-        <label>Subject <input aria-label="Subject" value={subject} onChange={(e) => setSubject(e.target.value)} disabled={!canEdit} /></label>
+        <label>Subject <input data-field="subject" aria-label="Subject" value={subject} onChange={(e) => setSubject(e.target.value)} disabled={!canEdit} /></label>
       ) : null}
       <label>
         Text (placeholders: {placeholders(template.body).map((p) => `{{${p}}}`).join(" ") || "none"})
-        <textarea aria-label="Template text" rows={5} value={body} onChange={(e) => setBody(e.target.value)} disabled={!canEdit} />
+        <textarea data-field="body" aria-label="Template text" rows={5} value={body} onChange={(e) => setBody(e.target.value)} disabled={!canEdit} />
       </label>
       <Action
         label="Save as new version"

@@ -123,7 +123,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
   const busy = write.busy;
   const refused = (): boolean => {
     const problem = props.precheck?.();
-    if (problem) (setOutcome({ ok: false, text: problem }), setAsking(false), focusRefused(here.current?.closest("tr, form, section"), new Error(problem)));
+    if (problem) (setOutcome({ ok: false, text: problem }), setAsking(false), focusRefused(here.current?.closest("tr, form, section, .detail"), new Error(problem)));
     return !!problem;
   };
   const go = () => !refused() && write.run(async (send) => {
@@ -135,8 +135,8 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
     props.done?.();
   }, (err) => {
     setOutcome({ ok: false, text: errorText(err) });
-    // The field to correct is in the action's row, form or section.
-    focusRefused(here.current?.closest("tr, form, section"), err);
+    // The field to correct is in the action's row, form, section or detail pane.
+    focusRefused(here.current?.closest("tr, form, section, .detail"), err);
   });
   return (
     <span className="action" ref={here}>

@@ -370,4 +370,16 @@ describe("admin console states in chromium", () => {
     await page.waitForTimeout(300);
     assert.equal(await alertRow.count(), 0, "not in the open queue");
   });
+
+  test("an OTP template without {{code}} is refused naming the text, with the focus on it: nothing saved that would sign nobody in", async () => {
+    await page.getByRole("link", { name: "Templates" }).click();
+    await page.locator('tr[data-template="OTP-SMS-en"]').getByRole("button").click();
+    const editor = page.getByLabel("Template editor");
+    await editor.getByLabel("Template text").fill("Welcome back to TTIP. It expires in {{minutes}} minutes.");
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    // Before, "Saved as v2 (not active yet)": one click on Activate from every sign-in SMS coming without its code.
+    await editor.getByRole("alert").filter({ hasText: "body: OTP must use {{code}}" }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-label")), "Template text");
+    assert.equal(await editor.locator("tr[data-version]").count(), 1, "no new version");
+  });
 });

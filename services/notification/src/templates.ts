@@ -21,6 +21,21 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.DEVICE_ADDED]: [],
 };
 
+/**
+ * The variables a version must use (in its subject or text), or the message fails what it is sent for:
+ * an OTP without its code signs nobody in, an invitation without its link joins nobody.
+ */
+export const TEMPLATE_REQUIRED: Partial<Record<TemplateKey, readonly string[]>> = {
+  [TemplateKey.OTP]: ["code"],
+  [TemplateKey.STAFF_INVITE]: ["link"],
+};
+
+/** The required variables the texts leave out; empty when all are used. */
+export function missingRequired(key: TemplateKey, ...texts: string[]): string[] {
+  const used = new Set(texts.flatMap(placeholders));
+  return (TEMPLATE_REQUIRED[key] ?? []).filter((v) => !used.has(v));
+}
+
 /** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
 export const TEMPLATE_DEFAULTS: Partial<Record<TemplateKey, Record<string, string>>> = {
   [TemplateKey.OTP]: { minutes: "5" },

@@ -59,6 +59,22 @@ describe("notification rules, in process (with auth)", () => {
     assert.equal(deliveries.length, 0, "no delivery was written");
   });
 
+  test("a template version without the variable its message exists for (an OTP's {{code}}, an invitation's {{link}}) is refused naming body; nothing is saved", async () => {
+    const templates = s.client(NotificationAdminService, admin);
+    const versions = async () => (await s.ctx.pool.query<{ n: string }>("SELECT count(*) AS n FROM notification.templates")).rows[0].n;
+    const before = await versions();
+    // Before, saved: activated, every sign-in SMS would have come without its code.
+    const otp = await refusal(templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "", body: "Welcome back to TTIP. It expires in {{minutes}} minutes." }));
+    assert.equal(otp.code, Code.InvalidArgument);
+    assert.deepEqual(violationsOf(otp).map((v) => [v.field, v.message]), [["body", "OTP must use {{code}}: without it the message is of no use to whoever gets it"]]);
+    const invite = await refusal(templates.createTemplateVersion({ key: TemplateKey.STAFF_INVITE, channel: Channel.SMS, locale: "sw", subject: "", body: "{{venue}} imekualika." }));
+    assert.deepEqual(fieldsOf(invite), ["body"]);
+    assert.match(invite.rawMessage, /STAFF_INVITE must use \{\{link\}\}/);
+    assert.equal(await versions(), before, "nothing saved");
+    // With it (in the subject counts too, for e-mail), saved.
+    await templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.EMAIL, locale: "en", subject: "Code {{code}}", body: "Use the code above." });
+  });
+
   test("access by role: signed out and a worker at the admin service are refused before the handler", async () => {
     assert.equal((await refusal(s.client(NotificationService).getPreferences({}))).code, Code.Unauthenticated);
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };

@@ -4,7 +4,7 @@ import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { auditAdminAction, fieldError, NotFoundError, withTransaction } from "@ttip/runtime";
 import { activateTemplateVersion, findTemplate, forgetActiveTemplates, insertTemplateVersion, listTemplates, toTemplate } from "../stores/templates.js";
-import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
+import { missingRequired, MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** Message templates: versions, activation and a preview render, each change audited. */
@@ -31,6 +31,10 @@ function createTemplateVersionHandler(h: NotificationHandlerContext): ServiceImp
     const unknown = unknownVariables(req.key, req.subject, req.body);
     if (unknown.length) {
       throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
+    }
+    const missing = missingRequired(req.key, req.subject, req.body);
+    if (missing.length) {
+      throw fieldError("body", `${TemplateKey[req.key]} must use ${missing.map((v) => `{{${v}}}`).join(", ")}: without it the message is of no use to whoever gets it`);
     }
     const row = await withTransaction(pool, async (tx) => {
       const created = await insertTemplateVersion(tx, req, req.subject, req.body);
