@@ -12,10 +12,17 @@ export function chartRange(now = new Date()): { from: Date; to: Date } {
   return { from: new Date(tomorrow - CHART_DAYS * DAY_MS), to: new Date(tomorrow) };
 }
 
-/** The revenue table's months: from this Nairobi month a year ago to now. */
+/** The revenue table's months: twelve Nairobi months, this one the last. */
+export const REVENUE_MONTHS = 12;
+
+/**
+ * The revenue table's range: from the start of the Nairobi month eleven months back to now, at most
+ * 366 days (analytics' limit on a range). From this month a year ago, it was up to 13 months, which
+ * analytics refused on every day but a month's first: the month view showed only a refusal.
+ */
 export function monthsRange(now = new Date()): { from: Date; to: Date } {
   const { year, month } = nairobiMonthOf(now);
-  return { from: nairobiMonthBegins(year - 1, month), to: now };
+  return { from: nairobiMonthBegins(year, month - (REVENUE_MONTHS - 1)), to: now };
 }
 
 /** A period's label from its start: its Nairobi date, YYYY-MM-DD, or YYYY-MM for a month. */

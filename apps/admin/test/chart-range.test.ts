@@ -32,10 +32,15 @@ describe("the platform charts' range", () => {
     assert.equal(chartDayLabel(at("2026-12-31T21:00:00Z")), "01-01");
   });
 
-  test("the revenue table's months start at midnight in Nairobi, a year before this Nairobi month, and are labelled with Nairobi's month", () => {
-    // 21:20 UTC on 30 November is December in Nairobi: from 1 December a year ago.
-    assert.equal(monthsRange(at("2026-11-30T21:20:00Z")).from.toISOString(), "2025-11-30T21:00:00.000Z");
-    assert.equal(monthsRange(at("2027-01-01T00:20:00Z")).from.toISOString(), "2025-12-31T21:00:00.000Z");
+  test("the revenue table's months: twelve Nairobi months, this one the last, starting at midnight in Nairobi, labelled with Nairobi's month", () => {
+    // 21:20 UTC on 30 November is December in Nairobi: from 1 January, December the twelfth month.
+    assert.equal(monthsRange(at("2026-11-30T21:20:00Z")).from.toISOString(), "2025-12-31T21:00:00.000Z");
+    assert.equal(monthsRange(at("2027-01-01T00:20:00Z")).from.toISOString(), "2026-01-31T21:00:00.000Z");
+    // Within analytics' 366 days on the last minute of any month (before: 13 months, refused).
+    for (const end of ["2026-12-31T20:59:00Z", "2024-02-29T20:59:00Z", "2027-01-31T20:59:00Z"]) {
+      const { from, to } = monthsRange(at(end));
+      assert.ok(to.getTime() - from.getTime() <= 366 * 86_400_000, `${end}: ${from.toISOString()} to ${to.toISOString()}`);
+    }
     assert.equal(periodLabel(at("2026-11-30T21:00:00Z"), true), "2026-12");
     assert.equal(periodLabel(at("2026-11-30T21:00:00Z"), false), "2026-12-01");
   });
