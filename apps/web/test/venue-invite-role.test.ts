@@ -168,4 +168,29 @@ describe("the venue's staff invitation form (chromium)", () => {
     await page.getByRole("button", { name: "Make a table code" }).click();
     await refused("Name the table (1 to 20 characters)", "table");
   });
+
+  test("fixed percentages: a percentage that is not one, or a total that is not 100%, is said with the focus on the member's box", async () => {
+    const venue = await h.venue("Baobab Court");
+    const venueApi = h.api(VenueService, venue.managerToken);
+    const zawadi = await h.worker("Zawadi");
+    await venueApi.inviteMember({ venueId: venue.id, phone: zawadi.phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    const token = await eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${zawadi.phone.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    await h.api(VenueService, zawadi.token).acceptInvitation({ token });
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/rules`);
+    await page.getByLabel("How the pool is split").selectOption({ label: "Fixed percentages" });
+    const box = page.getByLabel("Zawadi", { exact: true });
+    const focused = () => box.evaluate((el) => el === document.activeElement);
+    await box.fill("12.345");
+    await page.getByRole("button", { name: "Put this rule in force" }).click();
+    await page.getByRole("alert").filter({ hasText: "Zawadi's percentage: a number from 0 to 100" }).waitFor({ timeout: 30_000 });
+    assert.ok(await focused(), "the focus on Zawadi's percentage");
+    await box.fill("60");
+    await page.getByRole("button", { name: "Put this rule in force" }).click();
+    await page.getByRole("alert").filter({ hasText: "The percentages add up to 60%" }).waitFor();
+    assert.ok(await focused(), "the focus on the first percentage");
+  });
 });

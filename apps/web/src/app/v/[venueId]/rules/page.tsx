@@ -8,7 +8,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { useWrite } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { ruleHow, ruleText, type MemberName } from "../../share-words";
-import { basisPoints, METHODS, shown } from "../../util";
+import { basisPoints, focusField, METHODS, shown } from "../../util";
 import { useVT } from "../../use-vt";
 
 /** The split rule in force (what every member sees), its earlier versions, and a new version. */
@@ -36,11 +36,11 @@ export default function Rules() {
         const typed = String(f.get(`pct-${m.memberId}`) ?? "").trim();
         if (!typed) continue;
         const bp = basisPoints(typed);
-        if (bp === undefined) return setError(t("v_errPct", { name: m.displayName }));
+        if (bp === undefined) return (setError(t("v_errPct", { name: m.displayName })), focusField(`pct-${m.memberId}`));
         if (bp > 0) fixedShares.push({ memberId: m.memberId, basisPoints: bp });
       }
       const total = fixedShares.reduce((s, x) => s + x.basisPoints, 0);
-      if (total !== 10_000) return setError(t("v_errPctTotal", { total: total / 100 }));
+      if (total !== 10_000) return (setError(t("v_errPctTotal", { total: total / 100 })), focusField(active[0] && `pct-${active[0].memberId}`));
     }
     const { rule } = await send((key) => set.mutateAsync({
       venueId,
