@@ -33,9 +33,9 @@ export function Partners({ session }: { session: Session }) {
     <div>
       <Section title="Issue a key">
         <input data-field="partner_name" aria-label="Partner name" placeholder="Partner name" value={name} onChange={(e) => setName(e.target.value)} />
-        {SCOPES.map((s) => (
+        {SCOPES.map((s, i) => (
           <label key={s} className="check">
-            <input type="checkbox" checked={scopes.includes(s)} onChange={(e) => setScopes(e.target.checked ? [...scopes, s] : scopes.filter((x) => x !== s))} /> {s}
+            <input type="checkbox" data-field={i === 0 ? "scopes" : undefined} checked={scopes.includes(s)} onChange={(e) => setScopes(e.target.checked ? [...scopes, s] : scopes.filter((x) => x !== s))} /> {s}
           </label>
         ))}
         <Action

@@ -143,7 +143,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
       {asking ? (
         <form onSubmit={(e) => (e.preventDefault(), void go())} className="inline">
           {props.confirm && <span role="note">{props.confirm}</span>}
-          {props.reason && <input aria-label={`${props.reason} (${props.label})`} placeholder={props.reason} value={reason} onChange={(e) => setReason(e.target.value)} autoFocus />}
+          {props.reason && <input data-field="reason note" aria-label={`${props.reason} (${props.label})`} placeholder={props.reason} value={reason} onChange={(e) => setReason(e.target.value)} autoFocus />}
           <button disabled={busy} className={props.danger ? "danger" : undefined}>Confirm {props.label.toLowerCase()}</button>
           <button type="button" className="link" onClick={() => setAsking(false)}>Cancel</button>
         </form>

@@ -331,11 +331,22 @@ describe("admin console states in chromium", () => {
     await page.getByRole("button", { name: "Block number", exact: true }).click();
     await refused("phone: type the payer's Kenyan mobile number", "Payer phone number");
     assert.equal(await page.getByLabel("Reason (Block number)").count(), 0, "no reason asked");
+    // A reason too short: the server names it, and the focus goes back to the reason's box.
+    await page.getByLabel("Payer phone number").fill("0711 222 333");
+    await page.getByRole("button", { name: "Block number", exact: true }).click();
+    await page.getByRole("button", { name: "Confirm block number" }).click();
+    await refused("reason: must be at least 3 characters", "Reason (Block number)");
+    await page.getByRole("button", { name: "Cancel" }).click();
 
     await page.getByRole("link", { name: "Partners" }).click();
     await page.getByLabel("Partner name").fill("");
     await page.getByRole("button", { name: "Issue key" }).click();
     await refused("partner_name: must be at least 2 characters", "Partner name");
+    await page.getByLabel("Partner name").fill("Acme POS");
+    for (const box of await page.getByRole("checkbox").all()) await box.uncheck();
+    await page.getByRole("button", { name: "Issue key" }).click();
+    await refused("scopes: must contain at least 1 item", "INPUT");
+    assert.equal(await page.evaluate(() => (document.activeElement as HTMLInputElement | null)?.type), "checkbox", "the focus on the first scope");
 
     await page.getByRole("link", { name: "Notifications" }).click();
     await page.getByLabel("Delivery user id").fill("someone");
