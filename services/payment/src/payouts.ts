@@ -355,6 +355,9 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
   if (!p) return "unknown";
   const about = r.parameters.get("OriginatorConversationID");
   if (about !== undefined && about !== payoutId) return "unknown";
+  // Counted here, whatever it says: it can come before the pass that sent its query has counted it (its 30 ms
+  // on a loaded machine), and a paid or failed answer ends the payout, after which the pass's count finds nothing.
+  const asked = await countStatusQuery(deps, payoutId);
   if (r.resultCode === "0") {
     const status = String(r.parameters.get("TransactionStatus") ?? "");
     const receipt = String(r.parameters.get("ReceiptNo") ?? r.transactionId ?? "");
@@ -371,8 +374,6 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     deps.ctx.logger.error({ payoutId, resultCode: r.resultCode, resultDesc: r.resultDesc }, "transaction status query failed; payout still unresolved");
     return "query_failed";
   }
-  // Counted here too: the answer can come before the pass that sent its query has counted it (once a result wait).
-  const asked = await countStatusQuery(deps, payoutId);
   if (asked !== undefined && asked >= NO_RECORD_AFTER_QUERIES) {
     return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
   }

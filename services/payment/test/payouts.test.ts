@@ -747,6 +747,29 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
   });
 
+  test("a status answer that comes before its pass counted the query counts it: support sees M-Pesa asked once, the pass's count after it adds none", async () => {
+    const support = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId, workerId } = await onlyPayout(await tippedWorker(p));
+    const asked = async () => (await support.getPaymentDetail({ subject: { case: "payoutId", value: payoutId } })).statusQueries;
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.payouts WHERE payout_id = $1 AND b2c_state = 'sent'", [payoutId])).rowCount === 1, "sent");
+    const { rows: [{ token }] } = await h.t.db.pool.query(
+      "UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1 RETURNING callback_token AS token", [payoutId, new Date(h.clock.now())]);
+    // As a pass does before asking: its status query on its way.
+    // Its answer, as Daraja sends it (30 ms after the query: on a loaded machine, before the pass's count after sending).
+    const tx = b2cTo(p)[0];
+    const answer = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request has been accepted successfully.", OriginatorConversationID: randomUUID(),
+      ConversationID: `AG_20260101_${tx.receipt}`, TransactionID: tx.receipt, ReferenceData: { ReferenceItem: { Key: "Occasion" } },
+      ResultParameters: { ResultParameter: [{ Key: "ReceiptNo", Value: tx.receipt }, { Key: "TransactionStatus", Value: "Completed" }, { Key: "ResultCode", Value: 0 },
+        { Key: "Amount", Value: tx.amount }, { Key: "OriginatorConversationID", Value: payoutId }] } } };
+    assert.equal((await h.post(callbackUrl("", "status/result", token), answer)).status, 200);
+    assert.equal(PayoutStatus[(await onlyPayout(workerId)).status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+    // Before, 0: only the pass counted, and its count finds the payout ended.
+    assert.equal(await asked(), 1, "asked once");
+    assert.equal((await h.post(callbackUrl("", "status/result", token), answer)).status, 200);
+    assert.equal(await asked(), 1, "the same answer again counts nothing");
+  });
+
   test("a pass whose step outlived its lease lets go of no later pass's lease: the payout stays with the replica that leased it since", async () => {
     const p = phone("0003"); // lost_result: paid, its result never sent
     const worker = await tippedWorker(p);
