@@ -2,7 +2,7 @@
 // through the real gateway to the real payment and qr services (PostgreSQL,
 // Redis, JetStream; Daraja simulated), allowed for its own, refused for others.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -16,11 +16,9 @@ import { createPaymentModule } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders, Metrics, type RedisCache, type Role, type RunningServer } from "@ttip/runtime";
-import { captureLogger, failure, KES, startTestService, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, failure, KES, startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startGateway } from "../src/index.js";
-
-const phone = () => `07${String(randomInt(100_000_000)).padStart(8, "0")}`;
 
 describe("partner keys act only for the workers and venues linked to them", () => {
   let sim: DarajaSimulator;
@@ -82,7 +80,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     return id;
   };
   const tipFor = (k: PartnerKey, workerId: string) =>
-    pay(k).createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: KES(150), payment: { case: "mpesaPhone", value: phone() } });
+    pay(k).createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: KES(150), payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) } });
   const workerCode = (k: PartnerKey, workerId: string, venueId = "") =>
     codes(k).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, venueId, idempotencyKey: randomUUID() });
 
@@ -176,7 +174,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     assert.equal((await workerCode(key, staff, venue)).qrCode!.venueId, venue);
     const venueCode = (await codes(key).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venue, idempotencyKey: randomUUID() })).qrCode!;
     // A tip by the venue's code goes to its pool, through the venue's link.
-    const pooled = (await pay(key).createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: venueCode.shortCode }, amount: KES(200), payment: { case: "mpesaPhone", value: phone() } })).tip!;
+    const pooled = (await pay(key).createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: venueCode.shortCode }, amount: KES(200), payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) } })).tip!;
     assert.equal(pooled.venueId, venue);
 
     assert.match((await failure(tipFor(key, outsider))).message, new RegExp(`not linked to worker ${outsider}`));

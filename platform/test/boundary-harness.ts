@@ -1,7 +1,6 @@
 // The whole platform behind its gateway on the real PostgreSQL, Redis and
 // JetStream of `make test`, with the outside world simulated, for the tests
 // that attack it from outside (boundary tests and the fuzz suite).
-import { randomInt } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -16,13 +15,11 @@ import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { qr } from "@ttip/qr";
 import { JetStreamBus, Metrics, RedisCache, type Logger } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import { venue } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform, type PlatformOptions } from "../src/platform.js";
 
-/** Numbers ending 5678: the Daraja simulator's plain success. */
-export const kenyanNumber = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
 export const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
 
 export interface BoundaryPlatform {
@@ -95,7 +92,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
   }
 
   async function signUp(role: "worker" | "admin") {
-    const phone = kenyanNumber();
+    const phone = testPhone();
     const auth = api(AuthService);
     const { challengeId } = await auth.startPhoneVerification({ phone });
     const otp = /\b(\d{6})\b/.exec(sms.lastTo(phone)!.message)![1];

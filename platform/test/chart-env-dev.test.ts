@@ -9,7 +9,7 @@
 // STK push to the simulators' Daraja, its callback to payment, the credit in the wallet.
 import assert from "node:assert/strict";
 import path from "node:path";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -21,7 +21,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer, testPhone } from "@ttip/runtime/testing";
 import { ensureWebBuild } from "@ttip/web";
 import { builtPlatform } from "./built-platform.js";
 import { CHART, RenderedProcess, renderChart, resolveEnv, startWebApp, stopPlatform, type RenderedChart } from "./chart-env-harness.js";
@@ -121,7 +121,7 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
   });
 
   test("a worker signs up with the OTP from the simulators' SMS API, and a customer's simulated STK tip is credited", async () => {
-    const phone = `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const phone = testPhone();
     const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
     // What a person on a dev cluster reads: GET /simulator/messages on the simulators' Service.
     const sms = await eventually("the OTP at the simulators' SMS API", async () => {
@@ -145,7 +145,7 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
       idempotencyKey: randomUUID(),
       recipient: { case: "qrCode", value: qrCode!.shortCode },
       amount: { currency: "KES", amountMinor: 25_000n },
-      payment: { case: "mpesaPhone", value: `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678` },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     let last = created.tip!;
     for await (const m of api(PaymentService).watchTip({ tipId: last.tipId })) last = m.tip!;

@@ -11,7 +11,7 @@
 // every process exports its spans to a loopback OTLP collector (otel.endpoint).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -25,7 +25,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startOtlpReceiver, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startOtlpReceiver, startRedis, type TestDatabase, type TestServer, testPhone } from "@ttip/runtime/testing";
 import { RenderedProcess, renderChart, resolveEnv, startIngress, startWebApp, stopPlatform, type EnvVar } from "./chart-env-harness.js";
 import { ensureWebBuild } from "@ttip/web";
 import { builtPlatform } from "./built-platform.js";
@@ -173,7 +173,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   });
 
   test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {
-    const phone = `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const phone = testPhone();
     const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
     // auth -> notification -> the SMS provider (Africa's Talking's API, simulated).
     const sms = await eventually("the OTP SMS", () => providers.sent.find((m) => m.to.replace(/^\+/, "") === phone));
@@ -204,7 +204,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(rpc.headers.get("content-type"), "application/json", "a Connect error, not a web page");
     await rpc.arrayBuffer();
 
-    const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const customerPhone = testPhone({ format: "07" });
     const traceId = randomUUID().replaceAll("-", "");
     const created = await api(PaymentService).createTip(
       {

@@ -7,13 +7,13 @@
 // is credited exactly once, nothing else is, no payout is sent twice, and the
 // ledger balances.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { SimScript as Script, SimTransaction } from "@ttip/payment/testing";
-import { KES, startNats, startPostgres, startRedis, type TestServer, eventually } from "@ttip/runtime/testing";
+import { KES, startNats, startPostgres, startRedis, type TestServer, eventually, testPhone } from "@ttip/runtime/testing";
 import { builtPlatform } from "./built-platform.js";
 import { Cluster } from "./cluster-harness.js";
 
@@ -85,7 +85,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
   };
   /** A fresh number; `script` decides what M-Pesa does with its push. */
   const newPhone = (script?: Script) => {
-    const msisdn = `2547${String(randomInt(1e8)).padStart(8, "0")}`;
+    const msisdn = testPhone();
     if (script) cluster().sim.script({ phone: msisdn }, script);
     return msisdn;
   };

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
@@ -8,7 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
-import { createTestDatabase, PlatformProcess, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, PlatformProcess, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
 import { builtPlatform } from "./built-platform.js";
@@ -85,7 +85,7 @@ describe("replicas: the whole platform twice behind one port", () => {
         idempotencyKey: randomUUID(),
         recipient: { case: "workerId", value: randomUUID() },
         amount: { currency: "KES", amountMinor: 5_000n },
-        payment: { case: "mpesaPhone", value: `+2547${String(randomInt(1e8)).padStart(8, "0")}` },
+        payment: { case: "mpesaPhone", value: testPhone({ format: "+254" }) },
       },
       { timeoutMs: 30_000 },
     );
@@ -106,7 +106,7 @@ describe("replicas: the whole platform twice behind one port", () => {
           idempotencyKey: randomUUID(),
           recipient: { case: "workerId", value: worker },
           amount: { currency: "KES", amountMinor: 10_000n },
-          payment: { case: "mpesaPhone", value: `+2547${String(randomInt(1e8)).padStart(8, "0")}` },
+          payment: { case: "mpesaPhone", value: testPhone({ format: "+254" }) },
         });
         for await (const m of pay.watchTip({ tipId: tip!.tipId })) assert.notEqual(m.tip!.status, TipStatus.FAILED, `tip ${tip!.tipId} failed`);
         return tip!.tipId;

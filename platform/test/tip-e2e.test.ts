@@ -5,7 +5,7 @@
 // is simulated: the SMS API auth sends OTPs through, the notification
 // providers, and M-Pesa (Daraja).
 import assert from "node:assert/strict";
-import { generateKeyPairSync, randomInt, randomUUID, sign } from "node:crypto";
+import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { DescService } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -30,12 +30,10 @@ import { AccountKind, PaymentRail, TransactionKind } from "@ttip/proto/ttip/wall
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
 import { AdjustableClock, formatMoney, JetStreamBus, Metrics, nairobiMonthOf, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, KES, testEnv, type TestDatabase, uniqueName, eventually } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, KES, testEnv, type TestDatabase, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform } from "../src/platform.js";
 
-/** Numbers ending 5678: the Daraja simulator's plain success (other endings script failures). */
-const kenyanNumber = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
 const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
 
 describe("a tip end to end through the gateway (all six services, real PostgreSQL, Redis, JetStream)", () => {
@@ -124,7 +122,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
 
   test("sign-up, QR code, STK tip, credit less fees, notification, withdrawal with device step-up, history, trial balance", async () => {
     // 1. The worker signs up by phone OTP and sets a PIN.
-    const workerPhone = kenyanNumber();
+    const workerPhone = testPhone();
     const signup = await verifyPhone(workerPhone, Role.WORKER);
     assert.equal(signup.newUser, true);
     assert.equal(signup.pinRequired, false);
@@ -142,7 +140,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
 
     // 2. An admin (the first one is bootstrapped in the database, as every deployment's first is;
     //    the rest goes through the gateway) sees the worker and their role.
-    const root = await verifyPhone(kenyanNumber());
+    const root = await verifyPhone(testPhone());
     const rootId = subjectOf(root.tokens!.accessToken);
     await db.pool.query("UPDATE auth.users SET roles = ARRAY['admin'] WHERE user_id = $1", [rootId]);
     const adminToken = (await api(AuthService).refreshSession({ refreshToken: root.tokens!.refreshToken })).tokens!.accessToken;
@@ -188,7 +186,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     assert.equal(quote!.workerReceives!.amountMinor, 25_000n - feeMinor);
     const netMinor = quote!.workerReceives!.amountMinor;
 
-    const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const customerPhone = testPhone({ format: "07" });
     const tipKey = randomUUID();
     // The callback waits for the test: on a busy machine 20 ms can pass before CreateTip answers, and the tip is then already paid.
     const stkCallbacks = daraja.hold("stk");

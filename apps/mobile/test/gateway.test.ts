@@ -9,7 +9,8 @@ import { after, before, describe, test } from "node:test";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "../../web/test/harness.js";
 import { startGatewayRecorder } from "./gateway-recorder.js";
 import { runJest } from "./run-jest.js";
 
@@ -38,7 +39,7 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
       amount: { amountMinor: 40_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const wallet = h.api(WalletService, worker.token);
     const available = await eventually("the tip credited", async () => {
@@ -89,7 +90,7 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
       amount: { amountMinor: 7_700n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const push = await eventually("a push for the tip to the app's token", () =>
       h.providers.sentBy("fcm").find((m) => m.to === PUSH_TOKEN && /77/.test(m.body)),

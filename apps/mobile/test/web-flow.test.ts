@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "../../web/test/harness.js";
 import { startGatewayRecorder } from "./gateway-recorder.js";
 import { ensureMobileWebBuild, serveMobileWeb } from "./web-build.js";
 
@@ -53,7 +54,7 @@ describe("the mobile app's web build (chromium at phone size)", () => {
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
       amount: { amountMinor: 30_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await page.getByText("New tip: KES 300").waitFor({ timeout: 20_000 }).catch((e) => fail(e, "mobile-web-tip-failed"));
     await page.getByTestId("latest-tips").getByText("KES 300").waitFor();

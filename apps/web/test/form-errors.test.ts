@@ -7,7 +7,8 @@ import { after, afterEach, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { eventually, successNumber, WebHarness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "./harness.js";
 
 /** The id (else name) of the element holding the focus. */
 const focused = (page: Page) => page.evaluate(() => document.activeElement?.id || document.activeElement?.getAttribute("name") || document.activeElement?.tagName || "");
@@ -98,7 +99,7 @@ describe("refused forms and loading pages (chromium at phone size)", () => {
     const code = await h.qrCode(worker);
     const { tip } = await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: code.shortCode },
-      amount: { amountMinor: 100_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+      amount: { amountMinor: 100_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
     // The payment service fails to store this tip's feedback (a trigger on its row alone): the form is refused.

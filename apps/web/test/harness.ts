@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
@@ -32,7 +32,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { AdjustableClock, type BusMessage, JetStreamBus, Metrics, normalisePhone, RedisCache, systemClock, type Clock } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
@@ -43,21 +43,6 @@ export const PHONE: BrowserContextOptions = { viewport: { width: 360, height: 74
 export const ARTIFACTS = path.resolve(fileURLToPath(new URL("../../../test-artifacts/web", import.meta.url)));
 /** The secret path segment of the paybill URLs registered with the simulator. */
 const C2B_PATH_TOKEN = "web-test-c2b-path-token-0123456789";
-
-/**
- * Numbers successNumber gave in this process: the stage's Daraja simulator keeps each number's
- * scripts (a lost or cancelled prompt) and pushes across the files of a group, so none is given twice.
- */
-const givenNumbers = new Set<string>();
-
-/** A number the Daraja simulator answers with plain success (ending 5678), unique in this process. */
-export function successNumber(): string {
-  if (givenNumbers.size >= 8_000) throw new Error("successNumber: nearly every number of its 8,100 given in this process");
-  for (;;) {
-    const phone = `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
-    if (!givenNumbers.has(phone)) return givenNumbers.add(phone), phone;
-  }
-}
 
 /** The runtime's eventually, with the longer default these browser tests need. */
 export const eventually = <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> =>
@@ -312,7 +297,7 @@ export class WebHarness {
 
   /** A worker signed up over the API (OTP, PIN) with a tip-page profile. */
   async worker(displayName: string): Promise<Worker> {
-    const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
+    const phone = testPhone({ format: "07" });
     const auth = this.api(AuthService);
     const { challengeId } = await auth.startPhoneVerification({ phone });
     const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: Role.WORKER });
@@ -364,7 +349,7 @@ export class WebHarness {
   /** A venue manager signed up over the API, and the venue they created (qr's profile). */
   /** A venue in qr, managed by a new venue manager signed up by OTP from `managerPhone` (07…). */
   async venue(displayName: string): Promise<{ id: string; managerToken: string; managerPhone: string }> {
-    const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
+    const phone = testPhone({ format: "07" });
     const auth = this.api(AuthService);
     const { challengeId } = await auth.startPhoneVerification({ phone });
     const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: Role.VENUE_MANAGER });

@@ -7,7 +7,8 @@ import type { Page } from "playwright-core";
 import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { buildEvent } from "@ttip/runtime";
-import { eventually, successNumber, WebHarness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "./harness.js";
 
 describe("live figures per currency (chromium at phone size)", () => {
   const h = new WebHarness();
@@ -42,7 +43,7 @@ describe("live figures per currency (chromium at phone size)", () => {
     const pay = h.api(PaymentService);
     await pay.createTip({
       idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id },
-      amount: { amountMinor: 300_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+      amount: { amountMinor: 300_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const card = await pay.createTip({
       idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id },
@@ -75,7 +76,7 @@ describe("live figures per currency (chromium at phone size)", () => {
     const pay = h.api(PaymentService);
     await pay.createTip({
       idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: code.shortCode },
-      amount: { amountMinor: 500_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: successNumber() },
+      amount: { amountMinor: 500_00n, currency: "KES" }, payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const page = await h.signedInAs({ accessToken: venue.managerToken });
     const streams = watchRequests(page);

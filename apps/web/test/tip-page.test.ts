@@ -6,7 +6,8 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { eventually, successNumber, WebHarness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "./harness.js";
 
 describe("the customer's tip page (chromium at phone size)", () => {
   const h = new WebHarness();
@@ -30,7 +31,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await h.screenshot(page, "tip-page");
     await page.getByRole("radio", { name: /KES 100/ }).check();
     assert.equal(await page.getByLabel(/Cover the fee so Wanjiku gets it all/).isChecked(), true, "covering the fee is on by default");
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     await page.getByLabel("M-Pesa phone number").fill(phone);
     const pay = page.getByRole("button", { name: /Pay KES 1\d\d with M-Pesa/ });
     const total = /Pay (KES [\d,]+) with M-Pesa/.exec((await pay.textContent()) ?? "")![1];
@@ -69,7 +70,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   test("no prompt on the phone: the page gives the paybill and this tip's account; paid from the menu, this very tip is received, once", async () => {
     const worker = await h.worker("Kamau");
     const code = await h.qrCode(worker);
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "lost" });
 
     const page = await h.phone();
@@ -94,7 +95,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const worker = await h.worker("Otieno");
     const code = await h.qrCode(worker);
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "cancelled" });
 
     const page = await h.phone();
@@ -125,7 +126,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   async function scriptlessTip(name: string) {
     const worker = await h.worker(name);
     const code = await h.qrCode(worker);
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     const page = await h.phone({ javaScriptEnabled: false });
     await page.goto(code.url);
     await page.getByRole("radio", { name: /KES 50\b/ }).check();
@@ -178,7 +179,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.goto(code.url);
     await page.getByRole("radio", { name: "Other" }).check();
     await page.getByRole("textbox", { name: "Other amount (KES)" }).fill("150");
-    await page.getByLabel("M-Pesa phone number").fill(successNumber());
+    await page.getByLabel("M-Pesa phone number").fill(testPhone({ format: "07" }));
     await page.getByRole("button", { name: /with M-Pesa/ }).click();
     // A typed amount's fee is shown before paying: the second step.
     await page.getByText(/Fee KES \d+ · You pay KES 1\d\d/).waitFor();
@@ -228,7 +229,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.getByRole("button", { name: /with M-Pesa/ }).click();
     await page.getByText("Enter a Kenyan M-Pesa number, for example 0712 345 678.").waitFor();
     assert.equal(await page.getByRole("radio", { name: /KES 200/ }).isChecked(), true, "the amount chosen is still chosen after the refusal");
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     await page.getByLabel("M-Pesa phone number").fill(phone);
     const pay = page.getByRole("button", { name: /Pay KES 2\d\d with M-Pesa/ });
     const total = /Pay (KES [\d,]+) with M-Pesa/.exec((await pay.textContent()) ?? "")![1];
@@ -245,7 +246,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const page = await h.phone();
     await page.goto(code.url);
     await page.getByLabel("Other amount (KES)").fill("250000");
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     await page.getByLabel("M-Pesa phone number").fill(phone);
     await page.getByRole("button", { name: /Pay KES 250,\d{3} with M-Pesa/ }).click();
     await page.getByText("With the fee, this is over M-Pesa's KES 250,000 for one payment. Choose a smaller amount, or untick covering the fee.").waitFor({ timeout: 20_000 });
@@ -268,7 +269,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await h.screenshot(page, "tip-page-sw");
 
     // Daraja's answer in Swahili too.
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "wrong_pin" });
     await page.getByLabel("Nambari ya simu ya M-Pesa").fill(phone);
     await page.getByRole("button", { name: /kwa M-Pesa/ }).click();
@@ -294,7 +295,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.doesNotMatch(await page.locator("form").first().innerText(), /USD/);
     await page.getByRole("textbox", { name: "Other amount (KES)" }).fill("150");
     assert.equal(await page.getByLabel("Currency").inputValue(), "USD");
-    await page.getByLabel("M-Pesa phone number").fill(successNumber());
+    await page.getByLabel("M-Pesa phone number").fill(testPhone({ format: "07" }));
     await page.getByRole("button", { name: /Pay KES 1\d\d with M-Pesa/ }).click();
     await page.getByRole("heading", { name: "Thank you! Odhiambo received your tip." }).waitFor({ timeout: 20_000 });
 
@@ -321,7 +322,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(await page.getByText(/USD 500/).count(), 0);
     assert.equal(await page.getByLabel("Currency").inputValue(), "KES", "the card, too, pays the code's KES 500");
     assert.equal(await page.getByLabel("Amount", { exact: true }).inputValue(), "500");
-    const phone = successNumber();
+    const phone = testPhone({ format: "07" });
     await page.getByLabel("M-Pesa phone number").fill(phone);
     await page.getByRole("button", { name: /Pay KES 5\d\d with M-Pesa/ }).click();
     await page.getByRole("heading", { name: "Thank you! Nafula received your tip." }).waitFor({ timeout: 20_000 });

@@ -2,11 +2,12 @@
 // never a manager's (the venue's roles list managers first, and a form that picked
 // the first one would grant manager rights to a waiter invited without a second look).
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import type { Page } from "playwright-core";
 import { eventually, WebHarness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
 
 describe("the venue's staff invitation form (chromium)", () => {
   const h = new WebHarness();
@@ -28,7 +29,7 @@ describe("the venue's staff invitation form (chromium)", () => {
       await role.locator("option").nth(1).waitFor({ state: "attached", timeout: 30_000 });
       assert.equal(await role.inputValue(), "front_of_house", `${locale}: the role offered first`);
       const name = `Waiter ${locale}`;
-      await page.getByLabel(phoneLabel, { exact: true }).fill(`07${randomInt(10_000_000, 99_999_999)}`);
+      await page.getByLabel(phoneLabel, { exact: true }).fill(testPhone({ format: "07" }));
       await page.getByLabel(nameLabel, { exact: true }).fill(name);
       await page.getByRole("button", { name: send }).click();
       await page.getByRole("status").filter({ hasText: name }).waitFor({ timeout: 30_000 });
@@ -44,7 +45,7 @@ describe("the venue's staff invitation form (chromium)", () => {
     const venue = await h.venue("Tamarind Dhow");
     const page = await h.signedInAs({ accessToken: venue.managerToken });
     await page.goto(`${h.url}/v/${venue.id}/staff`);
-    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const phone = testPhone({ format: "07" });
     for (const name of ["Baraka", "Baraka again"]) {
       await page.getByLabel("Phone number", { exact: true }).fill(phone);
       await page.getByLabel("Name", { exact: true }).fill(name);
@@ -75,7 +76,7 @@ describe("the venue's staff invitation form (chromium)", () => {
     await page.goto(`${h.url}/v/${venue.id}/staff`);
     await page.getByLabel("Role", { exact: true }).locator("option").nth(1).waitFor({ state: "attached", timeout: 30_000 });
     const focusedOn = (p: Page) => p.evaluate(() => document.activeElement?.getAttribute("name"));
-    await page.getByLabel("Phone number", { exact: true }).fill(`07${randomInt(10_000_000, 99_999_999)}`);
+    await page.getByLabel("Phone number", { exact: true }).fill(testPhone({ format: "07" }));
     await page.getByLabel("Name", { exact: true }).fill("Wanjiku");
     // A typo'd year: before, the invitation was sent and she counted for no split for years.
     await page.getByLabel("Counts for splits from (empty: now)", { exact: true }).fill(`${new Date().getUTCFullYear() + 3}-01-05T08:00`);
@@ -103,7 +104,7 @@ describe("the venue's staff invitation form (chromium)", () => {
     await venueApi.inviteMember({ venueId: venue.id, phone: akinyi.phone, displayName: "Akinyi", roleId: "front_of_house", idempotencyKey: randomUUID() });
     await h.api(VenueService, akinyi.token).acceptInvitation({ token: await tokenFor(akinyi.phone) });
     // The manager invited her other number too; she opens that link signed in as herself.
-    const other = `07${randomInt(10_000_000, 99_999_999)}`;
+    const other = testPhone({ format: "07" });
     await venueApi.inviteMember({ venueId: venue.id, phone: other, displayName: "Akinyi (2nd line)", roleId: "front_of_house", idempotencyKey: randomUUID() });
     for (const [locale, join, said, home] of [
       ["en-KE", "Join Mango Tree Cafe", "You're already on Mango Tree Cafe's staff.", "Go to your home"],

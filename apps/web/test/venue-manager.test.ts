@@ -5,7 +5,7 @@
 // once and reversed with a reason, the reports and audit trail, the venue's
 // charts equal to its CSV, and the member seeing their share and the rule.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -20,7 +20,8 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { DistributionNoteKind, DistributionNoteSchema, DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ListDistributionsResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { REMAINDER_RULE } from "@ttip/venue/rounding-rule";
-import { eventually, successNumber, WebHarness } from "./harness.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "./harness.js";
 
 /** A datetime-local value as the venue screens read it: Nairobi's wall clock, whatever the browser's zone, to the second. */
 const local = (d: Date) => new Date(d.getTime() + 3 * 3_600_000).toISOString().slice(0, 19);
@@ -42,7 +43,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
 
   test("venue, table code, staff by invitation, shifts from CSV, a new rule, a distribution confirmed once then reversed, reports, charts equal to the CSV; the member sees the rule and their share", async () => {
     // A venue manager signed in (OTP; no PIN yet), as the managers' sign-in leaves them.
-    const managerPhone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const managerPhone = testPhone({ format: "07" });
     const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: managerPhone });
     const { tokens } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(managerPhone), role: Role.VENUE_MANAGER });
     const managerToken = tokens!.accessToken;
@@ -132,7 +133,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       idempotencyKey: randomUUID(),
       recipient: { case: "qrCode", value: new URL(tableCode.url).searchParams.get("p")! },
       amount: { amountMinor: 50_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
       customerCoversFee: true,
     });
     await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED);
@@ -326,7 +327,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const venue = await h.venue("Marula Lodge");
     const venueApi = h.api(VenueService, venue.managerToken);
     for (const displayName of ["Baraka", "Chebet"]) {
-      await venueApi.inviteMember({ venueId: venue.id, phone: `07${randomInt(10_000_000, 99_999_999)}`, displayName, roleId: "front_of_house", idempotencyKey: randomUUID() });
+      await venueApi.inviteMember({ venueId: venue.id, phone: testPhone({ format: "07" }), displayName, roleId: "front_of_house", idempotencyKey: randomUUID() });
     }
     const page = await h.signedInAs({ accessToken: venue.managerToken });
     await page.goto(`${h.url}/v/${venue.id}/staff`);
@@ -381,7 +382,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
 
   test("an invitation link opened signed out names its venue (and only that) in English and Swahili; a link that no longer works says so", async () => {
     const venue = await h.venue("Kilimanjaro Grill");
-    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const phone = testPhone({ format: "07" });
     await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
     const token = await eventually("the invitation SMS", () => {
       const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).pop();
@@ -414,7 +415,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
     });
     await h.api(VenueService, akinyi.token).acceptInvitation({ token });
-    const { member: baraka } = await invite(`07${randomInt(10_000_000, 99_999_999)}`, "Baraka");
+    const { member: baraka } = await invite(testPhone({ format: "07" }), "Baraka");
     await venueApi.setSplitRule({
       venueId: venue.id,
       method: SplitMethod.FIXED_PERCENTAGES,

@@ -1,7 +1,7 @@
 // The worker's web app in a real browser at phone size, against the platform
 // as make run serves it.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -11,8 +11,8 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { eventually as waitUntil } from "@ttip/runtime/testing";
-import { successNumber, WebHarness } from "./harness.js";
+import { eventually as waitUntil, testPhone } from "@ttip/runtime/testing";
+import { WebHarness } from "./harness.js";
 
 describe("the worker's web app (chromium at phone size)", () => {
   const h = new WebHarness();
@@ -37,7 +37,7 @@ describe("the worker's web app (chromium at phone size)", () => {
   });
 
   test("a worker signs in (OTP, then a new PIN), sees a tip arrive live, withdraws with the browser's device key and downloads a statement", async () => {
-    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const phone = testPhone({ format: "07" });
     const page = await h.phone({ acceptDownloads: true });
     await page.goto(`${h.url}/w`);
     await page.waitForURL(/\/w\/signin/);
@@ -58,7 +58,7 @@ describe("the worker's web app (chromium at phone size)", () => {
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: workerId },
       amount: { amountMinor: 30_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await page.getByTestId("latest-tips").getByText("KES 300 · received").waitFor({ timeout: 20_000 });
     await page.getByTestId("available").filter({ hasNotText: "KES 0" }).waitFor();

@@ -2,12 +2,12 @@
 // code, OTP and PIN, and the withdrawal's device-key registration and step-up
 // challenge. A withdrawal the server refused can still be retried.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
-import { eventually as waitUntil } from "@ttip/runtime/testing";
+import { eventually as waitUntil, testPhone } from "@ttip/runtime/testing";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { successNumber, WebHarness } from "./harness.js";
+import { WebHarness } from "./harness.js";
 
 /** The auth and payment calls the page sends, by method name, as they leave the browser. */
 function countCalls(page: Page): Map<string, number> {
@@ -26,7 +26,7 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
   after(() => h.stop());
 
   test("sign-in sends one code, one OTP check and one new PIN; withdraw registers one device key and asks one challenge, and a failed withdrawal can be retried", async () => {
-    const phone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const phone = testPhone({ format: "07" });
     const page = await h.phone();
     const calls = countCalls(page);
     await page.goto(`${h.url}/w/signin`);
@@ -49,7 +49,7 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: workerId },
       amount: { amountMinor: 30_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await page.getByTestId("available").filter({ hasNotText: "KES 0" }).waitFor({ timeout: 20_000 });
     await page.getByRole("link", { name: "Withdraw" }).click();

@@ -17,8 +17,9 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
+import { testPhone } from "@ttip/runtime/testing";
 import { nairobiDateTime, nairobiMonthOf, nairobiMonthStart } from "../src/lib/nairobi-time.js";
-import { eventually, successNumber, WebHarness } from "./harness.js";
+import { eventually, WebHarness } from "./harness.js";
 import { drawPng } from "./pictures.js";
 import { formatMoney } from "../src/lib/money.js";
 
@@ -59,7 +60,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
       amount: { amountMinor: 30_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await page.getByTestId("latest-tips").getByText("KES 300 · imepokelewa").waitFor({ timeout: 20_000 });
     assert.ok(listCalls.length >= 1, "the stream's snapshot made the list refresh");
@@ -323,7 +324,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
       amount: { amountMinor: 100_000n, currency: "KES" },
-      payment: { case: "mpesaPhone", value: successNumber() },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     const mine = await h.tokens(worker);
     const wallet = h.api(WalletService, mine.accessToken);

@@ -3,7 +3,7 @@
 // payouts some of which fail. Analytics' figures, built only from the event
 // stream, must equal payment's own tables and the wallet's ledger.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
@@ -15,13 +15,13 @@ import { createQrModule } from "@ttip/qr";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { callerHeaders, signingInterceptor } from "@ttip/runtime";
-import { KES, startTestService, type TestService, eventually } from "@ttip/runtime/testing";
+import { KES, startTestService, testPhone, type TestService, eventually } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createAnalyticsModule } from "../src/index.js";
 import { rng } from "./events.js";
 
-/** A Safaricom-style number; its last four digits script the simulator (5678 pays, 1032 cancels, 0001 no funds, 2001 wrong PIN). */
-const phone = (suffix: string) => `07${String(randomInt(10_000)).padStart(4, "0")}${suffix}`;
+/** A fresh Safaricom-style number; its last four digits script the simulator (5678 pays, 1032 cancels, 0001 no funds, 2001 wrong PIN). */
+const phone = (suffix: string) => testPhone({ format: "07", suffix });
 
 describe("analytics equals payment and the ledger after a generated day (payment, wallet, qr, analytics; real PostgreSQL and JetStream)", () => {
   let t: TestService;

@@ -98,7 +98,7 @@ export const eventually = <T>(check: () => Promise<T | undefined | false>, what:
 export { KES } from "@ttip/runtime/testing";
 
 /**
- * A fresh Safaricom-style number (07…) ending in `suffix`, which scripts the simulator; never the same
+ * A fresh Safaricom-style number (07…), plain or ending in `suffix` (a marker scripts the simulator); never the same
  * twice in one test file (tests count the simulator's pushes by number): the runtime's testPhone.
  */
-export const phone = (suffix = "5678"): string => testPhone({ format: "07", suffix });
+export const phone = (suffix?: string): string => testPhone({ format: "07", suffix });

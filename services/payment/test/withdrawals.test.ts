@@ -5,6 +5,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createAuth } from "@ttip/auth";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { testPhone } from "@ttip/runtime/testing";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 
@@ -30,7 +31,7 @@ describe("withdrawals by RequestPayout", () => {
     const worker = randomUUID();
     const device = randomUUID();
     const db = h.t.db.pool;
-    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, `2547${randomBytes(4).readUInt32BE() % 100_000_000}`.padEnd(12, "0")]);
+    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, testPhone()]);
     await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker]);
     return {
       worker,

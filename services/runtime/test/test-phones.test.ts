@@ -1,7 +1,13 @@
 // The tests' phone numbers: one generator for every service's tests (see testing/phones.ts).
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { test } from "node:test";
-import { isSimulatorMarker, PLAIN_PHONE_SUFFIX_FROM, testPhone } from "../src/testing/index.js";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { isSimulatorMarker, PLAIN_PHONE_SUFFIX_FROM, TEST_PHONES_DIR_ENV, testPhone } from "../src/testing/index.js";
 
 test("testPhone: Safaricom-shaped in the three ways tests write numbers, never twice, never ending as a simulator's marker", () => {
   assert.match(testPhone({ format: "07" }), /^07\d{8}$/);
@@ -20,4 +26,17 @@ test("testPhone with a marker: ends in it, still never twice, whatever the forma
   assert.equal(new Set(lost.map((n) => n.slice(-9))).size, lost.length);
   assert.throws(() => testPhone({ suffix: "3" }), /a phone suffix is four digits, not "3"/);
   assert.deepEqual(["0000", "0003", "1032", "2001", "4999", "5000", "5678"].map(isSimulatorMarker), [true, true, true, true, true, false, false]);
+});
+
+test("testPhone in two test files' processes of one run: never the same number in both", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-phones-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const drawer = fileURLToPath(new URL("./fixtures/draw-phones.ts", import.meta.url));
+  // 3,000 each of a marker's 10,000 numbers: two independent draws would share about 900.
+  const draw = () =>
+    promisify(execFile)(process.execPath, [...process.execArgv, drawer, "3000", "0003"], { env: { ...process.env, [TEST_PHONES_DIR_ENV]: dir } })
+      .then(({ stdout }) => JSON.parse(stdout) as string[]);
+  const [a, b] = await Promise.all([draw(), draw()]);
+  assert.equal(a.length + b.length, 6000);
+  assert.equal(new Set([...a, ...b]).size, 6000, "no number in both files");
 });

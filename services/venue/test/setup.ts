@@ -1,6 +1,6 @@
 // The venue service with the real wallet, qr, notification and auth services on the
 // harness's PostgreSQL, Redis and NATS; SMS go to the provider simulator.
-import { createHash, randomInt, randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -9,7 +9,7 @@ import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { startTestService, type TestService, testPhone } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -37,10 +37,6 @@ export interface Harness {
   walletBalance(workerId: string): Promise<bigint>;
   trialBalanced(): Promise<boolean>;
   close(): Promise<void>;
-}
-
-export function kenyanPhone(): string {
-  return `07${String(randomInt(10_000_000, 99_999_999))}`;
 }
 
 export async function startHarness(): Promise<Harness> {
@@ -80,7 +76,7 @@ export async function startHarness(): Promise<Harness> {
     },
     asWorker: (workerId) => t.client(VenueService, { subject: workerId, roles: ["worker"] }),
     async join(v, name, roleId = "front_of_house", joinedAt) {
-      const phone = kenyanPhone();
+      const phone = testPhone({ format: "07" });
       const invite = { venueId: v.venueId, phone, displayName: name, roleId, idempotencyKey: randomUUID(),
         joinedAt: joinedAt ? { seconds: BigInt(Math.floor(joinedAt.getTime() / 1000)), nanos: (joinedAt.getTime() % 1000) * 1e6 } : undefined };
       let { member, invitationSent } = await v.api.inviteMember(invite);

@@ -4,7 +4,8 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DistributionNoteKind, DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { eventually, KES, kenyanPhone, period, startHarness, ts, type Harness } from "./setup.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, KES, period, startHarness, ts, type Harness } from "./setup.js";
 
 const HOUR = 3600_000;
 const rejects = (code: Code, field: RegExp) => (e: ConnectError) => {
@@ -54,7 +55,7 @@ describe("venue staff, shifts and pooled tips", () => {
 
   test("an invitation's link names its venue to anyone holding it (the join page before sign-in), and nothing of the member; not once the membership has ended", async () => {
     const v = await h.newVenue("Kilimanjaro Grill");
-    const phone = kenyanPhone();
+    const phone = testPhone({ format: "07" });
     const { member } = await v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
     const token = await eventually(async () => {
       const sms = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).pop();

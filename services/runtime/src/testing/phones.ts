@@ -1,8 +1,13 @@
 // Phone numbers for tests: Safaricom-shaped (7 and eight digits after 254), never the same twice in a
 // test process, and never one a simulator acts on unless asked. A number drawn twice in a file mixes
 // two tests' pushes, texts or sign-ins; one ending as a simulator's marker gets a scripted reply
-// (Daraja: a lost callback, a failed payout; SMS: a refusal) the test did not ask for.
+// (Daraja: a lost callback, a failed payout; SMS: a refusal) the test did not ask for. Files run in
+// parallel share the test servers (Redis's per-number OTP budgets and rate limits, NATS), so a number
+// is also never issued twice in one `make test` run: run-tests.ts names a folder where each file's
+// process claims its numbers.
 import { randomInt } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import path from "node:path";
 
 /**
  * The simulators act on a number by its last four digits, and keep their markers below this:
@@ -24,6 +29,21 @@ export interface TestPhoneOptions {
 const MIDDLES = 10_000;
 /** The subscriber digits (7 and eight) issued in this process, whatever their format. */
 const issued = new Set<string>();
+/** Set by run-tests.ts for the files it runs: one empty file per number issued in the run. */
+export const TEST_PHONES_DIR_ENV = "TTIP_TEST_PHONES_DIR";
+
+/** Whether no other process of this run holds `subscriber`: claims it if so (creating its file is atomic). */
+function claimInRun(subscriber: string): boolean {
+  const dir = process.env[TEST_PHONES_DIR_ENV];
+  if (!dir) return true;
+  try {
+    closeSync(openSync(path.join(dir, subscriber), "wx"));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  }
+}
 
 function fourDigits(suffix: string): string {
   if (!/^\d{4}$/.test(suffix)) throw new Error(`a phone suffix is four digits, not ${JSON.stringify(suffix)}`);
@@ -33,7 +53,7 @@ function fourDigits(suffix: string): string {
 /** Whether a simulator may act on a number ending in these four digits (plain test numbers never do). */
 export const isSimulatorMarker = (suffix: string): boolean => Number(fourDigits(suffix)) < PLAIN_PHONE_SUFFIX_FROM;
 
-/** A fresh number: random, plain unless `suffix` asks for a marker, never one this process issued before. */
+/** A fresh number: random, plain unless `suffix` asks for a marker, never one this process (or this run) issued before. */
 export function testPhone(options: TestPhoneOptions = {}): string {
   const { format = "254", suffix } = options;
   if (suffix !== undefined) fourDigits(suffix);
@@ -43,6 +63,7 @@ export function testPhone(options: TestPhoneOptions = {}): string {
     const subscriber = `7${String(randomInt(MIDDLES)).padStart(4, "0")}${end}`;
     if (issued.has(subscriber)) continue;
     issued.add(subscriber);
+    if (!claimInRun(subscriber)) continue;
     return format === "07" ? `0${subscriber}` : `${format}${subscriber}`;
   }
   throw new Error(`no fresh test phone number left${suffix ? ` ending in ${suffix}` : ""}`);

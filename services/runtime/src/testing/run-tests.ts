@@ -7,6 +7,7 @@ import { finished } from "node:stream/promises";
 import { run } from "node:test";
 import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
+import { TEST_PHONES_DIR_ENV } from "./phones.js";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 import { cpuAccountLine, machineCpu, readFileCpu, selfCpu, ServerCpuShares } from "./suite-cpu.js";
 import { runTogether, splitBeside } from "./test-lanes.js";
@@ -46,6 +47,10 @@ const reportDir = mkdtempSync(path.join(os.tmpdir(), "ttip-test-report-"));
 const cpuDir = path.join(reportDir, "cpu");
 mkdirSync(cpuDir);
 process.env.TTIP_TEST_CPU_DIR = cpuDir;
+// Each file's process claims its test phone numbers here (phones.ts): never one number in two files.
+const phonesDir = path.join(reportDir, "phones");
+mkdirSync(phonesDir);
+process.env[TEST_PHONES_DIR_ENV] = phonesDir;
 const FILE_CPU = fileURLToPath(new URL("./file-cpu.ts", import.meta.url));
 const serverCpu = new ServerCpuShares();
 const machineAtStart = machineCpu();
