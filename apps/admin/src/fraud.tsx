@@ -9,6 +9,10 @@ import { normaliseKenyanPhone } from "../../web/src/lib/phone";
 import { Action, money, Section, when, words } from "./ui";
 
 
+/** An open alert for a paybill payment parked in suspense (no tip yet): matched or refunded on the Suspense screen. */
+const inSuspense = (a: FraudAlert) =>
+  a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && a.reason === FraudReason.UNKNOWN_CALLBACK && !a.tipId && !a.payoutId;
+
 export function Fraud({ session }: { session: Session }) {
   const [status, setStatus] = useState<AlertStatus>(AlertStatus.OPEN);
   const pages = usePages<FraudAlert>();
@@ -60,6 +64,8 @@ export function Fraud({ session }: { session: Session }) {
                       <Action label="Refuse" reason="Note" danger disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: false, note }, await stepUp()))} done={() => void load()} />
                     </>
                   )}
+                  {/* A paybill payment parked in suspense is decided there (its alert closes then): say where. */}
+                  {inSuspense(a) && <a href="/admin/suspense">Resolve in Suspense</a>}
                 </td>
                 <td>{when(a.createdAt)}</td>
                 <td>{words(FraudReason[a.reason])}</td>

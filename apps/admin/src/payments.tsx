@@ -99,7 +99,7 @@ export function Payments({ session }: { session: Session }) {
     <div className="split">
       <div>
         <form ref={form} className="inline" aria-label="Payment filters" noValidate onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
-          <select aria-label="Kind" value={filter.kind} onChange={(e) => (dates.clear(), setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] }))}>
+          <select aria-label="Kind" value={filter.kind} onChange={(e) => (dates.clear(), setSelected(undefined), setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] }))}>
             <option value="tips">Tips</option>
             <option value="payouts">Payouts</option>
           </select>

@@ -365,7 +365,9 @@ describe("admin console states in chromium", () => {
     const alertRow = page.locator("tr").filter({ hasText: `paybill payment ${paid.transId}` });
     await alertRow.waitFor();
 
-    await page.getByRole("link", { name: "Suspense" }).click();
+    // The alert says where it is decided (before, its Review cell was empty).
+    await alertRow.getByRole("link", { name: "Resolve in Suspense" }).click();
+    await page.waitForURL(/\/admin\/suspense$/);
     const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
     await row.getByRole("button", { name: "Refund" }).click();
     await row.getByLabel("Reason (Refund)").fill("customer called, refunded by M-Pesa reversal");

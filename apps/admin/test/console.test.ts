@@ -112,6 +112,14 @@ describe("admin console in chromium", () => {
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
     assert.ok((await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").count()) >= 2, "a balanced entry has two postings or more");
     await detail.getByText(/Callbacks \([1-9]/).waitFor();
+    // Another kind of payment: the tip's detail closes (before, it stayed open beside the payouts).
+    await adminPage.getByLabel("Kind").selectOption("payouts");
+    await detail.waitFor({ state: "detached" });
+    await adminPage.getByLabel("Kind").selectOption("tips");
+    await adminPage.getByLabel("Worker id").fill(worker.userId);
+    await adminPage.getByRole("button", { name: "Filter" }).click();
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+    await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     // Times are Nairobi's on a Los Angeles laptop: the row shows the tip's Nairobi time, and a
     // From/To typed as Nairobi's wall clock around it finds it; a From a minute after it does not.
     const created = timestampDate(tip.createdAt!);

@@ -194,4 +194,31 @@ describe("the venue's staff invitation form (chromium)", () => {
     await page.getByRole("alert").filter({ hasText: "The percentages add up to 60%" }).waitFor();
     assert.ok(await focused(), "the focus on the first percentage");
   });
+
+  test("a new venue's empty screens say what is empty, in English and Swahili; Record shift with no one on the staff says so, not \"member id: must be a valid UUID\"", async () => {
+    const venue = await h.venue("Mvule Terrace");
+    for (const [locale, staff, shifts, noMember, distributions, record] of [
+      ["en-KE", "No one is on the staff yet: invite them by phone below.", "No shifts in this period.", "No one has joined the staff yet", "No distribution yet: preview a period above, then confirm it.", "Record shift"],
+      ["sw-KE", "Bado hakuna mfanyakazi: waalike kwa namba ya simu hapa chini.", "Hakuna zamu katika kipindi hiki.", "Bado hakuna aliyejiunga na wafanyakazi", "Bado hakuna mgao: hakiki kipindi hapo juu, kisha ukithibitishe.", undefined],
+    ] as const) {
+      const page = await h.signedInAs({ accessToken: venue.managerToken }, { locale });
+      // Before, empty tables with their headings only.
+      await page.goto(`${h.url}/v/${venue.id}/staff`);
+      await page.getByTestId("no-staff").filter({ hasText: staff }).waitFor({ timeout: 30_000 });
+      await page.goto(`${h.url}/v/${venue.id}/shifts`);
+      await page.getByText(shifts).first().waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByText(shifts).count(), 2, `${locale}: the hours and the shifts`);
+      // Before, Record shift sent an empty member and read "Please check the member id: must be a valid UUID".
+      await page.getByTestId("no-member-to-record").filter({ hasText: noMember }).waitFor();
+      if (record) {
+        await page.getByLabel("Start", { exact: true }).fill("2026-12-02T08:00");
+        await page.getByLabel("End", { exact: true }).fill("2026-12-02T16:00");
+        await page.getByRole("button", { name: record }).click();
+        await page.getByRole("alert").filter({ hasText: noMember }).waitFor();
+        assert.equal(await page.getByRole("alert").filter({ hasText: "member id" }).count(), 0);
+      }
+      await page.goto(`${h.url}/v/${venue.id}/distributions`);
+      await page.getByTestId("no-distributions").filter({ hasText: distributions }).waitFor({ timeout: 30_000 });
+    }
+  });
 });

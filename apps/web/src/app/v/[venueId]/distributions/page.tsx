@@ -144,6 +144,7 @@ export default function Distributions() {
 
       <h2>{t("v_earlierD")}</h2>
       {list.error ? <p className="error" role="alert">{plainError(list.error)}</p> : null}
+      {list.data && !list.data.distributions.length ? <p className="muted" data-testid="no-distributions">{t("v_noDistributions")}</p> : null}
       <ul data-testid="distributions" className="plain">
         {(list.data?.distributions ?? []).map((d) => (
           <li key={d.distributionId} className="notice">

@@ -39,6 +39,8 @@ export default function Shifts() {
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
   const [report, setReport] = useState<ImportShiftsResponse & { dryRun: boolean }>();
+  // Those a shift may be recorded for: members who accepted their invitation and have not left.
+  const joined = (members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
   const name = (memberId: string) => members.data?.members.find((m) => m.memberId === memberId)?.displayName ?? memberId.slice(0, 8);
   const refresh = () => Promise.all([hoursQ.refetch(), shifts.refetch()]);
 
@@ -50,6 +52,7 @@ export default function Shifts() {
     const endedAt = localTime(String(f.get("end") ?? ""));
     if (!startedAt || !endedAt) return (setError(t("v_errShift")), focusField(startedAt ? "end" : "start"));
     if (startedAt.seconds >= endedAt.seconds) return (setError(t("v_errOrder")), focusField("end"));
+    if (!f.get("member")) return setError(t("v_noMemberToRecord"));
     await send((key) => record.mutateAsync({ venueId, memberId: String(f.get("member")), startedAt, endedAt, idempotencyKey: key }));
     setNote(t("v_shiftRecorded"));
     await refresh();
@@ -91,6 +94,7 @@ export default function Shifts() {
           ))}
         </tbody>
       </table></div>
+      {hoursQ.data && !hoursQ.data.hours.length ? <p className="muted">{t("v_noShifts")}</p> : null}
       <h2>{t("v_shifts")}</h2>
       <div className="table-box"><table data-testid="shifts">
         <thead><tr><th>{t("v_member")}</th><th>{t("v_start")}</th><th>{t("v_end")}</th><th>{t("v_hours")}</th></tr></thead>
@@ -100,6 +104,7 @@ export default function Shifts() {
           ))}
         </tbody>
       </table></div>
+      {shifts.data && !shifts.data.shifts.length ? <p className="muted">{t("v_noShifts")}</p> : null}
 
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
@@ -108,12 +113,14 @@ export default function Shifts() {
         <h2>{t("v_recordH")}</h2>
         <label className="field" htmlFor="member">{t("v_member")}</label>
         <select id="member" name="member">
-          {(members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE).map((m) => <option key={m.memberId} value={m.memberId}>{m.displayName}</option>)}
+          {joined.map((m) => <option key={m.memberId} value={m.memberId}>{m.displayName}</option>)}
         </select>
         <label className="field" htmlFor="start">{t("v_start")}</label>
         <input id="start" name="start" type="datetime-local" />
         <label className="field" htmlFor="end">{t("v_end")}</label>
         <input id="end" name="end" type="datetime-local" />
+        {/* No one to record a shift for: said, rather than sent and refused as "member id: must be a valid UUID". */}
+        {members.data && !joined.length ? <p className="muted" data-testid="no-member-to-record">{t("v_noMemberToRecord")}</p> : null}
         <button type="submit" className="secondary" disabled={recordWrite.busy}>{t("v_record")}</button>
       </form>
 

@@ -145,6 +145,7 @@ export default function Staff() {
           ))}
         </tbody>
       </table></div>
+      {members.data && !list.length ? <p className="muted" data-testid="no-staff">{t("v_noStaff")}</p> : null}
       {leaving ? (
         <form onSubmit={onLeave} noValidate data-testid="leaving">
           <h2>{t("v_leavingH", { name: leaving.displayName })}</h2>
