@@ -10,6 +10,9 @@ set -euo pipefail
 HELM_VERSION=v3.16.3
 
 have() { command -v "$1" >/dev/null 2>&1; }
+# Node 24 for the tests and the mobile app comes from PyPI into a venv (deploy/node24/install.sh):
+# Debian splits venv's ensurepip into python3-venv, which a new machine does not have.
+have_python_venv() { have python3 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 have_initdb() { have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_chromium() { [ -x /usr/bin/chromium ] || have chromium; }
 
@@ -22,6 +25,10 @@ have_chromium || need+=(chromium)
 have chromium-headless-shell || ! apt-cache show chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
 # The chart's cluster test: etcd under a real kube-apiserver.
 have etcd || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+have python3 || need+=(python3)
+have_python_venv || need+=(python3-venv)
+# The HTTP client's TLS tests make a throwaway certificate with it (not in a minimal Debian).
+have openssl || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
   install_cmd="apt-get install -y --no-install-recommends ${need[*]}"
@@ -51,14 +58,21 @@ fi
 # Go tools come from the module proxy, into GOPATH/bin, where the tests look when a tool is
 # not on PATH. go_tool NAME MODULE VERSION: installs NAME unless it is there already.
 gobin() { echo "$(go env GOPATH)/bin"; }
+# The Go the harness's modules are written for (deploy/kube-harness/go.mod and sdk/go/go.mod say the
+# same): Debian 12's golang-go is 1.19, which builds none of them, so it is not the package to install.
+GO_MIN=1.26
+go_too_old() { [ "$(printf '%s\n' "$GO_MIN" "$(go env GOVERSION | sed 's/^go//')" | sort -V | head -n1)" != "$GO_MIN" ]; }
+no_go() {
+  echo "make test needs Go $GO_MIN or later (https://go.dev/dl; Debian 12's golang-go is 1.19, too old)$1." >&2
+  echo "Put its bin folder on PATH, then run make test again." >&2
+  exit 1
+}
+if ! have go; then no_go " for helm, stripe-mock, kube-score, the chart's Kubernetes control plane and the Go SDK"
+elif go_too_old; then no_go ", not $(go env GOVERSION)"
+fi
 go_tool() {
   local name=$1 module=$2 version=$3
-  if have "$name" || { have go && [ -x "$(gobin)/$name" ]; }; then return; fi
-  if ! have go; then
-    echo "make test needs $name. Install Go (https://go.dev/dl or apt-get install golang-go), then:" >&2
-    echo "  go install $module@$version" >&2
-    exit 1
-  fi
+  if have "$name" || [ -x "$(gobin)/$name" ]; then return; fi
   echo "make test: installing $name $version with go install"
   GOBIN="$(gobin)" go install "$module@$version"
 }
@@ -102,15 +116,18 @@ fi
 
 # The Kubernetes control plane and kwok for charts/test/kube.test.ts: built from source
 # once per machine (minutes, niced) and cached outside the repo; later runs take a second.
+# (Each result assigned before it is printed: a failure inside echo's argument would not stop set -e.)
 kube_build="$(dirname "$0")/../../../../deploy/kube-harness/build.sh"
-if have go && [ -f "$kube_build" ]; then
-  echo "make test: Kubernetes control plane for the chart test in $(bash "$kube_build")"
+if [ -f "$kube_build" ]; then
+  kube_dir=$(bash "$kube_build")
+  echo "make test: Kubernetes control plane for the chart test in $kube_dir"
 fi
 
 # The Go and Python SDKs' generators, runtimes and pytest (sdk/tools.sh: the Go plugins with
 # go install, a pip venv, cached per machine), and the Go SDK's modules, for sdk/test/*.test.ts.
 sdk_dir="$(dirname "$0")/../../../../sdk"
 if [ -f "$sdk_dir/tools.sh" ]; then
-  echo "make test: SDK toolchains in $(bash "$sdk_dir/tools.sh")"
+  sdk_tools=$(bash "$sdk_dir/tools.sh")
+  echo "make test: SDK toolchains in $sdk_tools"
   (cd "$sdk_dir/go" && go mod download)
 fi
