@@ -50,7 +50,7 @@ function runOn(m: Machine): { code: number | null; out: string; apt: string } {
     exe(path.join(repo, "deploy/kube-harness/build.sh"), m.kubeBuilds === false ? "echo 'go build: failed' >&2; exit 1" : `echo ${dir}/kube`);
     exe(path.join(repo, "sdk/tools.sh"), `echo ${dir}/sdk`);
     const run = spawnSync(path.join(bin, "bash"), [path.join(testing, "install-test-tools.sh")], {
-      env: { PATH: bin, HOME: dir }, encoding: "utf8", timeout: 30_000,
+      env: { NODE_ENV: "test", PATH: bin, HOME: dir }, encoding: "utf8", timeout: 30_000,
     });
     let installed = "";
     try {
