@@ -12,7 +12,7 @@ import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
-import { waitBrieflyForLocks } from "./requery-lock.js";
+import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { clearAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
@@ -403,8 +403,11 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
  */
 export async function requeryPayout(deps: PayoutDeps, payoutId: string): Promise<boolean> {
   const { payouts: [p], lease } = await leaseDuePayouts(deps, 1, payoutId);
-  if (p) await reconcilePayout(deps, p, lease);
-  return p !== undefined;
+  if (!p) return false;
+  const failure = await reconcilePayout(deps, p, lease);
+  // The pass only logs a failed step and retries it; an admin who asked is told that M-Pesa was not asked.
+  if (failure) throw requeryFailure("payout_id", "payout status query", failure);
+  return true;
 }
 
 /**
@@ -454,8 +457,12 @@ async function renewPayoutLease(deps: PayoutDeps, payoutId: string, lease: strin
   return row && { payout: payoutOf(row), lease: row.lease };
 }
 
-/** One leased payout's step (settle its hold, send it if it never left, or ask its status), then its lease let go with its next check. */
-async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Promise<void> {
+/**
+ * One leased payout's step (settle its hold, send it if it never left, or ask its status), then its lease let go with
+ * its next check. A step that failed is logged and retried at that check; its error is returned for a caller who
+ * must say so (an admin's re-query).
+ */
+async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Promise<unknown> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   try {
@@ -477,6 +484,7 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
     }
   } catch (err) {
     logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
+    return err;
   } finally {
     // Only this pass's own lease: a step that outlived it (a slow Daraja call) finds the payout leased by
     // another replica since, whose lease let go here would let a third work on it beside that one.

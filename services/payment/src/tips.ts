@@ -16,7 +16,7 @@ import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
-import { waitBrieflyForLocks } from "./requery-lock.js";
+import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -913,7 +913,7 @@ export interface ReconcileCounts {
  */
 export async function reconcileTips(deps: Deps, limit: number): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
-  const counts = await queryDueTips(deps, limit);
+  const { counts } = await queryDueTips(deps, limit);
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   // All at once: they go to wallet in one call and are recorded by one statement (credits.ts).
   const uncredited = await uncreditedTips(pool, "mpesa", limit);
@@ -933,7 +933,9 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
  * False when it was not due or a pass holds it now.
  */
 export async function requeryTip(deps: Deps, tipId: string): Promise<boolean> {
-  const { settled, stillPending } = await queryDueTips(deps, 1, tipId);
+  const { counts: { settled, stillPending }, failure } = await queryDueTips(deps, 1, tipId);
+  // The pass only logs a failed query and asks again later; an admin who asked is told that M-Pesa was not asked.
+  if (failure && !settled) throw requeryFailure("tip_id", "STK query", failure);
   return settled + stillPending > 0;
 }
 
@@ -945,8 +947,14 @@ export const dueMpesaTipsSql = (oneTip: boolean) => `SELECT * FROM payment.tips
   WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())${oneTip ? " AND tip_id = $3" : ""}
   ORDER BY next_check_at LIMIT $1 FOR UPDATE${oneTip ? "" : " SKIP LOCKED"}`;
 
+/** A pass's queries: what they settled, and the last STK query that failed (logged, asked again at the next check). */
+interface TipQueries {
+  counts: ReconcileCounts;
+  failure?: DarajaError;
+}
+
 /** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
-async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<ReconcileCounts> {
+async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<TipQueries> {
   const { pool } = deps.ctx;
   const config = deps.config();
   // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
@@ -958,6 +966,7 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
     return { tips: rows, lease: await leaseTips(tx, rows, config.reconcileLeaseMs) };
   });
   const counts: ReconcileCounts = { queried: 0, settled: 0, stillPending: 0 };
+  let failure: DarajaError | undefined;
   for (const leased of tips) {
     // The queries before (a slow Daraja) may have outlived the pass's lease, and another replica leased this tip
     // meanwhile: it is asked about only while still this pass's, as it is now (its lease renewed for the query).
@@ -984,8 +993,11 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
           if (settled) outcome = `query_${r}`;
         } catch (err) {
           if (!(err instanceof DarajaError)) throw err;
-          if (err.kind !== "processing") outcome = "query_failed";
-          if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
+          if (err.kind !== "processing") {
+            outcome = "query_failed";
+            failure = err;
+            deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
+          }
         }
       }
       if (!settled && clock.now() >= expiresAt) {
@@ -1007,7 +1019,7 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
     else counts.stillPending++;
     paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
-  return counts;
+  return { counts, failure };
 }
 
 /**

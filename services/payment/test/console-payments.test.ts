@@ -10,8 +10,9 @@ import { PaymentMethodKind, PayoutStatus, TipStatus } from "@ttip/proto/ttip/pay
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
+import { freePort } from "@ttip/runtime/testing";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
-import { eventually, KES, phone } from "./setup.js";
+import { darajaRefusing, eventually, KES, phone } from "./setup.js";
 
 const message = (p: Promise<unknown>) => p.then(() => "", (e) => `${Code[ConnectError.from(e).code]} ${ConnectError.from(e).rawMessage}`);
 
@@ -189,6 +190,29 @@ describe("payments in the admin console", () => {
     assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
     assert.equal(queries(), 1);
     await eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credited");
+  });
+
+  test("re-query of a tip that M-Pesa could not be asked about says so (refused, or no answer) instead of answering pending as if asked; once it answers, settled", async () => {
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    const tipId = await tip(worker, 125, lost);
+    const daraja = h.config.daraja!;
+    try {
+      // Daraja refuses the STK query itself.
+      h.config.daraja = darajaRefusing(daraja, "/stkpushquery/", "400.002.02", "Bad Request - Invalid CheckoutRequestID");
+      // Before, both answered OK with the tip pending, as if M-Pesa had been asked about it.
+      assert.match(await message(finance.requeryPayment({ subject: { case: "tipId", value: tipId } })),
+        /^FailedPrecondition tip_id: M-Pesa refused the STK query: .*400\.002\.02.*; nothing was learnt; the reconciliation pass asks again later$/);
+      // Daraja unreachable: a port nothing listens on.
+      h.config.daraja = { ...daraja, baseUrl: `http://127.0.0.1:${await freePort()}` };
+      assert.match(await message(finance.requeryPayment({ subject: { case: "tipId", value: tipId } })),
+        /^Unavailable tip_id: M-Pesa did not answer the STK query \(.+\); nothing was learnt/);
+      assert.equal(await statusOf(tipId), TipStatus.PENDING);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    const r = await finance.requeryPayment({ subject: { case: "tipId", value: tipId } });
+    assert.equal(TipStatus[r.tip!.status], TipStatus[TipStatus.SUCCEEDED]);
   });
 
   test("re-query asks about that tip alone: another tip whose recording PostgreSQL refuses on every try does not answer the admin an error", async () => {

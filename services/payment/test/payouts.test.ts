@@ -8,11 +8,12 @@ import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { asConnectError, httpRequest, maskPhone, normalisePhone, violationsOf } from "@ttip/runtime";
+import { freePort } from "@ttip/runtime/testing";
 import { callbackUrl, type CallbackKind } from "../src/callback-paths.js";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
 import { Ledger } from "../src/ledger.js";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { darajaRefusing, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 
 describe("B2C payouts: held in the wallet, sent once, settled or released by the result", () => {
@@ -718,6 +719,34 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal((await row()).status_queries, 1, "asked once let go");
     await eventually(async () => (await onlyPayout(workerId)).status === PayoutStatus.SUCCEEDED, "the status result settled it");
     await eventually(async () => (await holdState(payoutId)) === "settled", "hold settled");
+  });
+
+  test("an admin's re-query of a payout that M-Pesa could not be asked about says so (refused, or no answer) instead of answering as if asked; the pass asks later", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const p = phone("0003"); // lost_result: paid, only a status query tells
+    const { payoutId } = await onlyPayout(await tippedWorker(p));
+    const row = async () => (await h.t.db.pool.query("SELECT b2c_state, status_queries, lease_until FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as
+      { b2c_state: string; status_queries: number; lease_until: Date | null };
+    await eventually(async () => (await row()).b2c_state === "sent", "sent");
+    const requery = () => finance.requeryPayment({ subject: { case: "payoutId", value: payoutId } }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    const daraja = h.config.daraja!;
+    try {
+      // Daraja refuses the query itself (its synchronous answer).
+      h.config.daraja = darajaRefusing(daraja, "/transactionstatus/", "400.002.02", "Bad Request - Invalid TransactionID");
+      // Before, both answered OK with the payout as it was, as if M-Pesa had been asked about it.
+      const refused = await requery();
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, /^payout_id: M-Pesa refused the payout status query: .*400\.002\.02.*; nothing was learnt; the reconciliation pass asks again later$/);
+      // Daraja unreachable: a port nothing listens on.
+      h.config.daraja = { ...daraja, baseUrl: `http://127.0.0.1:${await freePort()}` };
+      const unanswered = await requery();
+      assert.equal(unanswered?.code, Code.Unavailable, String(unanswered));
+      assert.match(unanswered.rawMessage, /^payout_id: M-Pesa did not answer the payout status query \(.+\); nothing was learnt/);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    const after = await row();
+    assert.deepEqual([after.b2c_state, after.status_queries, after.lease_until], ["sent", 0, null], "still sent, nothing counted as asked, its lease let go for the pass");
   });
 
   test("an admin's re-query of a payout whose row another transaction holds waits for the row, and past a short wait is refused as busy, nothing asked; once free, asked", async () => {

@@ -2,12 +2,13 @@
 // service, on the harness's PostgreSQL/Redis/NATS, against the Daraja simulator.
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { AdjustableClock, callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createLogger, httpRequest, type ServiceModule } from "@ttip/runtime";
 import { startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
 import { createPaymentModule, type PaymentConfig } from "../src/index.js";
+import type { DarajaConfig } from "../src/daraja/client.js";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
 
 export interface Harness {
@@ -102,3 +103,16 @@ export { KES } from "@ttip/runtime/testing";
  * twice in one test file (tests count the simulator's pushes by number): the runtime's testPhone.
  */
 export const phone = (suffix?: string): string => testPhone({ format: "07", suffix });
+
+/**
+ * `daraja` with its calls to paths containing `path` refused as Daraja refuses a request (HTTP 400, its error JSON),
+ * never sent on to the simulator (whose answer would settle what the test wants left open); other calls go through.
+ */
+export function darajaRefusing(daraja: DarajaConfig, path: string, errorCode: string, errorMessage: string): DarajaConfig {
+  const refusal = JSON.stringify({ requestId: "1234-5678", errorCode, errorMessage });
+  const headers = { get: (name: string) => (name.toLowerCase() === "content-type" ? "application/json" : null) };
+  return { ...daraja, request: async (url, call) => {
+    if (!url.pathname.includes(path)) return httpRequest(url, call);
+    return { status: 400, ok: false, statusText: "Bad Request", headers, text: async () => refusal };
+  } };
+}
