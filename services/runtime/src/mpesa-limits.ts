@@ -6,6 +6,12 @@
  */
 export const MPESA_LIMITS = Object.freeze({
   minMinor: 100n,
+  /**
+   * The least a payout (B2C) may pay: KES 10. Safaricom's portal pages, as our Daraja notes record them, confirm a
+   * KES 1 minimum without naming the API, and B2C result code 2 is "below minimum" without saying which; payout
+   * providers on M-Pesa state KES 10. Unsettled, so the safe side: a payout M-Pesa may refuse is never held and sent.
+   */
+  payoutMinMinor: 10_00n,
   perTransactionMinor: 250_000_00n,
   dailyMinor: 500_000_00n,
 });

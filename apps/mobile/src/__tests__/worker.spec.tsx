@@ -162,6 +162,17 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   expect(gw.payouts.size).toBe(1);
 });
 
+/** Typed, submitted and refused on the screen: no biometric prompt, no device challenge, no payout. */
+async function expectRefusedBeforePrompt(gw: FakeGateway, phone: ReturnType<typeof newPhone>, typed: string, message: string) {
+  await fireEvent.changeText(await screen.findByTestId("amount"), typed);
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent(message);
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.count("CreateDeviceChallenge")).toBe(0);
+  expect(gw.payouts.size).toBe(0);
+}
+
 test("more than the balance shown is refused at once, naming it: no biometric prompt, no key, nothing sent", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();
@@ -169,15 +180,19 @@ test("more than the balance shown is refused at once, naming it: no biometric pr
   await signIn(gw);
   await openTab("withdraw");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
-  await fireEvent.changeText(await screen.findByTestId("amount"), "2000");
-  await fireEvent.press(screen.getByTestId("withdraw-submit"));
-  expect(await screen.findByRole("alert")).toHaveTextContent("That is more than your available balance of KES 1,500. Enter KES 1,500 or less.");
-  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
-  expect(phone.biometricPrompts).toEqual([]);
-  expect(gw.count("CreateDeviceChallenge")).toBe(0);
-  expect(gw.payouts.size).toBe(0);
+  await expectRefusedBeforePrompt(gw, phone, "2000", "That is more than your available balance of KES 1,500. Enter KES 1,500 or less.");
 });
 
+test("less than M-Pesa's least payout is refused at once, naming it: no biometric prompt, nothing sent", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  // Before, the fingerprint was asked for first and payment refused the withdrawal after it.
+  await expectRefusedBeforePrompt(gw, phone, "9", "M-Pesa pays out at least KES 10. Enter KES 10 or more.");
+});
 
 test("more than wallet's limit per withdrawal is refused at once, naming the limit: no biometric prompt, nothing sent", async () => {
   const gw = new FakeGateway();
@@ -189,12 +204,7 @@ test("more than wallet's limit per withdrawal is refused at once, naming the lim
   await openTab("withdraw");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 100,000"));
   await screen.findByText("Per withdrawal");
-  await fireEvent.changeText(await screen.findByTestId("amount"), "80000");
-  await fireEvent.press(screen.getByTestId("withdraw-submit"));
-  expect(await screen.findByRole("alert")).toHaveTextContent("That is more than the limit of KES 70,000 per withdrawal. Enter KES 70,000 or less.");
-  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
-  expect(phone.biometricPrompts).toEqual([]);
-  expect(gw.payouts.size).toBe(0);
+  await expectRefusedBeforePrompt(gw, phone, "80000", "That is more than the limit of KES 70,000 per withdrawal. Enter KES 70,000 or less.");
 });
 
 test("more than what is left of today's limit is refused at once, naming it: no biometric prompt, nothing sent", async () => {
@@ -206,12 +216,7 @@ test("more than what is left of today's limit is refused at once, naming it: no 
   await openTab("withdraw");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
   await screen.findByText("Today");
-  await fireEvent.changeText(await screen.findByTestId("amount"), "1200");
-  await fireEvent.press(screen.getByTestId("withdraw-submit"));
-  expect(await screen.findByRole("alert")).toHaveTextContent("Today: only KES 1,000 left to withdraw. Enter KES 1,000 or less.");
-  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
-  expect(phone.biometricPrompts).toEqual([]);
-  expect(gw.payouts.size).toBe(0);
+  await expectRefusedBeforePrompt(gw, phone, "1200", "Today: only KES 1,000 left to withdraw. Enter KES 1,000 or less.");
 });
 
 test("offline, home and history show the saved balance and tips marked with their time", async () => {

@@ -11,7 +11,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatAmount, formatMoney, parseWholeUnits, WALLET_CURRENCY } from "@ttip/web-lib/money";
+import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { useEffect, useRef, useState } from "react";
@@ -61,6 +61,9 @@ export function Withdraw() {
     setError("");
     const amount = parseWholeUnits(amountText, MAX_TYPED_UNITS);
     if (!amount) return setError(t("amountInvalid"));
+    // M-Pesa's least payout: refused here, before the biometric prompt, as payment would refuse it after it.
+    const least = BigInt(PAYOUT_MIN_UNITS) * 100n;
+    if (amount < least) return setError(t("underPayoutMinimum", { least: formatMoney(least, WALLET_CURRENCY) }));
     // The limit per withdrawal is wallet's, named with its amount; refused here as wallet would.
     const perWithdrawal = limits.data?.limits.find((l) => l.kind === LimitKind.PER_TRANSACTION)?.limit?.amountMinor;
     if (perWithdrawal !== undefined && amount > perWithdrawal) return setError(t("overPerWithdrawal", { limit: formatMoney(perWithdrawal, WALLET_CURRENCY) }));

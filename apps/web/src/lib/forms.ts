@@ -3,7 +3,7 @@
 // once and no call is made. Each returns the message key of the first
 // problem, or the clean values.
 import { normaliseKenyanPhone } from "./phone";
-import { MPESA_MAX_UNITS, parseWholeUnits } from "./money";
+import { MPESA_MAX_UNITS, parseWholeUnits, PAYOUT_MIN_UNITS } from "./money";
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 const bad = <T>(problem: string): Checked<T> => ({ ok: false, problem });
@@ -43,9 +43,6 @@ export function checkPinChange(current: string, next: string, again: string): Ch
   if (current === next) return bad("err_samePin");
   return good({ currentPin: current, newPin: next });
 }
-
-/** The least M-Pesa pays out (B2C), in whole shillings, as payment refuses below it. */
-export const PAYOUT_MIN_UNITS = 10;
 
 /** UpdatePayoutSettings: a Kenyan number (or empty: unchanged); auto payout needs a minimum of at least PAYOUT_MIN_UNITS. */
 export function checkPayout(phone: string, auto: boolean, minimum: string): Checked<{ payoutPhone: string; autoPayout: boolean; minimumMinor: bigint }> {

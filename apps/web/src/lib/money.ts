@@ -60,6 +60,9 @@ export const WALLET_CURRENCY = "KES";
 /** The most M-Pesa moves in one transaction, in whole shillings (runtime's MPESA_LIMITS, what the services check). */
 export const MPESA_MAX_UNITS = Number(MPESA_LIMITS.perTransactionMinor / 100n);
 
+/** The least M-Pesa pays out (B2C), in whole shillings, as payment refuses below it (runtime's MPESA_LIMITS). */
+export const PAYOUT_MIN_UNITS = Number(MPESA_LIMITS.payoutMinMinor / 100n);
+
 /**
  * Whole units written by a person: digits, or digits grouped in threes by commas ("12,500") or by
  * spaces ("12 500"), one kind throughout. Separators anywhere else are a typo, not a grouping:

@@ -3,6 +3,7 @@
 // credentials change.
 import { X509Certificate, constants, publicEncrypt } from "node:crypto";
 import { HTTP_NOT_SENT, httpRequest, systemClock, type Clock, type HttpCall, type HttpReply } from "@ttip/runtime";
+import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
 
 export interface DarajaConfig {
   /** e.g. https://api.safaricom.co.ke, or the simulator's URL. */
@@ -136,13 +137,9 @@ export interface C2bRegisterResponse {
  */
 export const TRANSACTION_NOT_FOUND = "2032";
 
-/**
- * The least a B2C may pay, whole shillings. Safaricom's portal pages, as our Daraja notes record them, confirm a
- * KES 1 minimum without naming the API, and B2C result code 2 is "below minimum" without saying which; payout
- * providers on M-Pesa state KES 10. Unsettled, so the safe side: a payout M-Pesa may refuse is never held and sent.
- */
-export const B2C_MIN_KES = 10;
-export const B2C_MIN_MINOR = BigInt(B2C_MIN_KES) * 100n;
+/** The least a B2C may pay (the runtime's MPESA_LIMITS.payoutMinMinor says why), and in whole shillings. */
+export const B2C_MIN_MINOR = MPESA_LIMITS.payoutMinMinor;
+export const B2C_MIN_KES = Number(B2C_MIN_MINOR / 100n);
 
 /**
  * Words Safaricom refuses anywhere in a registered URL, in any case (its
