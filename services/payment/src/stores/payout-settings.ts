@@ -40,7 +40,17 @@ export async function markAutoPayoutDue(db: Queryable, workerId: string, dueAt: 
   await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1", [workerId, dueAt]);
 }
 
-/** Workers with an automatic payout held back that is due at `now`, the longest waiting first. */
+/** An automatic payout deferred behind an open payout falls due at `dueAt`, unless one is due already (it covers this one). */
+export async function markAutoPayoutDueUnlessDue(db: Queryable, workerId: string, dueAt: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1 AND auto_payout_due_at IS NULL", [workerId, dueAt]);
+}
+
+/** The due automatic payout of `dueAt` deferred again, to `until`; one marked since (a newer number) stays. */
+export async function deferAutoPayoutDue(db: Queryable, workerId: string, dueAt: Date, until: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $3 WHERE worker_id = $1 AND auto_payout_due_at = $2", [workerId, dueAt, until]);
+}
+
+/** Workers with an automatic payout held back or deferred that is due at `now`, the longest waiting first. */
 export async function dueAutoPayouts(db: Queryable, now: Date, limit: number): Promise<{ worker_id: string; auto_payout_due_at: Date }[]> {
   const { rows } = await db.query<{ worker_id: string; auto_payout_due_at: Date }>(
     "SELECT worker_id, auto_payout_due_at FROM payment.payout_settings WHERE auto_payout_due_at <= $1 ORDER BY auto_payout_due_at LIMIT $2", [now, limit]);
