@@ -20,7 +20,7 @@ describe("a new payout number's cooling-off", () => {
 
   before(async () => {
     // Auth verifies the step-up of the withdrawals the automatic payouts wait behind.
-    h = await startHarness({}, [createAuth({ env: { AUTH_OTP_SENDER: "sms" } })]);
+    h = await startHarness({ payoutNumberCoolingOffMs: PAYOUT_NUMBER_COOLING_OFF_MS }, [createAuth({ env: { AUTH_OTP_SENDER: "sms" } })]);
     pay = h.t.client(PaymentService);
     internal = h.t.client(PaymentInternalService);
   });
@@ -37,11 +37,11 @@ describe("a new payout number's cooling-off", () => {
     (await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0].auto_payout_due_at;
 
   test("a number replacing another gets no automatic payout for 24 hours: held back (not failed), told to the worker, then sent once", async () => {
-    const worker = randomUUID();
-    const [first, second] = [phone(), phone()];
+    const { worker, signInPhone: first } = await workerWithStepUp(h);
+    const second = phone();
     const me = asWorker(worker);
     const set = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
-    assert.equal(set.settings!.automaticPayoutsFrom, undefined, "a first number waits for nothing");
+    assert.equal(set.settings!.automaticPayoutsFrom, undefined, "a first number that is the sign-in phone waits for nothing");
     const changedAt = h.clock.now();
     const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
 
@@ -126,9 +126,9 @@ describe("a new payout number's cooling-off", () => {
   };
 
   test("an automatic payout falling due while a withdrawal is open is not dropped: it waits for the withdrawal's end, then pays what it left, once", async () => {
-    const { worker, stepUp } = await workerWithStepUp(h);
+    const { worker, stepUp, signInPhone: first } = await workerWithStepUp(h);
     const me = asWorker(worker);
-    const [first, second] = [phone(), phone()];
+    const second = phone();
     await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
     const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
     await tipped(worker);
@@ -146,17 +146,36 @@ describe("a new payout number's cooling-off", () => {
   });
 
   test("a tip credited while a withdrawal is open is paid out automatically after the withdrawal ends, with no other tip coming, once", async () => {
-    const { worker, stepUp } = await workerWithStepUp(h);
+    const { worker, stepUp, signInPhone: to } = await workerWithStepUp(h);
     const me = asWorker(worker);
-    const to = phone();
     await tipped(worker);
     const withdrawal = await openWithdrawal(me, stepUp);
-    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: to }); // a first number: no cooling-off
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: to }); // the sign-in phone as first number: no cooling-off
     await tipped(worker);
     await reconcile();
     assert.equal(b2cTo(to).length, 0, "nothing sent beside the open withdrawal");
 
     // Before, the tip's automatic payout found the withdrawal open and left its money to a next tip that never came.
     await paidOutOnceAfter(withdrawal, worker, to);
+  });
+
+  test("a first payout number other than the sign-in phone waits out the cooling-off too, held back, not sent; a number replacing it waits again", async () => {
+    const { worker, signInPhone } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const other = phone();
+    const changedAt = h.clock.now();
+    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: other });
+    // Before, a first number waited for nothing: a stolen session setting its own number for a worker who had none got every automatic payout at once.
+    assert.ok(settings!.automaticPayoutsFrom, "told until when");
+    const from = timestampDate(settings!.automaticPayoutsFrom!).getTime();
+    assert.ok(from >= changedAt + PAYOUT_NUMBER_COOLING_OFF_MS && from <= h.clock.now() + PAYOUT_NUMBER_COOLING_OFF_MS, "a day from the change");
+    await tipped(worker);
+    await eventually(async () => (b2cTo(other).length ? "sent" : (await dueAt(worker)) ? "held back" : undefined), "the automatic payout sent or held back")
+      .then((outcome) => assert.equal(outcome, "held back"));
+    await reconcile();
+    assert.equal(b2cTo(other).length, 0, "nothing sent to the first number");
+    // The worker's own, OTP-verified number replacing it is a replacement like any other: it waits too.
+    const replaced = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: signInPhone });
+    assert.ok(replaced.settings!.automaticPayoutsFrom, "a replacing number waits, whichever it is");
   });
 });

@@ -3,7 +3,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { AdjustableClock, callerHeaders, createLogger, httpRequest, type ServiceModule } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createLogger, httpRequest, normalisePhone, type ServiceModule } from "@ttip/runtime";
 import { startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -45,6 +45,8 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
     daraja: { ...sim.clientConfig(), timeoutMs: DARAJA_TIMEOUT_MS },
     stkDeadlineMs: 100,
     payoutResultWaitMs: 100,
+    // These workers are unknown to auth: each first payout number would wait a day (payout-number-cooling.test.ts sets it).
+    payoutNumberCoolingOffMs: 0,
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   });
@@ -123,14 +125,16 @@ export function darajaRefusing(daraja: DarajaConfig, path: string, errorCode: st
  * AuthService.VerifyDeviceChallenge issues after the device signed its challenge (that exchange is auth's own
  * test; here the proof is seeded).
  */
-export async function workerWithStepUp(h: Harness): Promise<{ worker: string; stepUp: () => Promise<string> }> {
+export async function workerWithStepUp(h: Harness): Promise<{ worker: string; signInPhone: string; stepUp: () => Promise<string> }> {
   const worker = randomUUID();
   const device = randomUUID();
   const db = h.t.db.pool;
-  await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, testPhone()]);
+  const signInPhone = phone();
+  await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, normalisePhone(signInPhone)]);
   await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker]);
   return {
     worker,
+    signInPhone,
     stepUp: async () => {
       const token = `su_${randomBytes(24).toString("base64url")}`;
       await db.query(
