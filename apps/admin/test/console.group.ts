@@ -7,3 +7,4 @@ import "./console.test.js";
 import "./console-states.test.js";
 import "./phone.test.js";
 import "./held-payout.test.js";
+import "./payout-requery.test.js";

@@ -237,6 +237,16 @@ export class AdminHarness {
     return createClient(service, createConnectTransport({ baseUrl: this.url, httpVersion: "1.1", interceptors: [headers] }));
   }
 
+  /** The console's payment detail of a worker's payout, found by the Payments screen's filters. */
+  async payoutDetail(page: Page, workerId: string, payoutId: string) {
+    await page.getByRole("link", { name: "Payments" }).click();
+    await page.getByLabel("Kind").selectOption("payouts");
+    await page.getByLabel("Worker id").fill(workerId);
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator(`tr[data-payout-id="${payoutId}"]`).getByRole("button").click();
+    return page.getByLabel("Payment detail");
+  }
+
   /** A user signed up by OTP through the gateway (a worker by default), with a PIN. */
   async signUp(phone: string, pin = "2580", name = ""): Promise<{ userId: string; accessToken: string; refreshToken: string }> {
     const auth = this.api(AuthService);

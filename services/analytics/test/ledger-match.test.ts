@@ -43,6 +43,8 @@ describe("analytics equals payment and the ledger after a generated day (payment
     sim = await startDarajaSimulator({ callbackDelayMs: 20 });
     const config: PaymentConfig = simulatedPaymentConfig(sim, {
       fraud: { phonePerWindow: 5, workerPerWindow: 10_000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+      // The workers are unknown to auth (not in this test): each first payout number would wait a day.
+      payoutNumberCoolingOffMs: 0,
     });
     t = await startTestService(createAnalyticsModule({ weekly: false }), { with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), createPaymentModule({ config: () => config })] });
     config.callbackBaseUrl = t.urls.get("payment")!;

@@ -1,4 +1,5 @@
-// The cooling-off of a payout number that replaced another: automatic payouts to it wait, a withdrawal does not.
+// The cooling-off of a payout number that replaced another, or of a first one that is not the account's sign-in
+// phone: automatic payouts to it wait, a withdrawal does not.
 import type { PayoutSettings } from "./stores/payout-settings.js";
 
 /**
@@ -11,9 +12,12 @@ import type { PayoutSettings } from "./stores/payout-settings.js";
 export const PAYOUT_NUMBER_COOLING_OFF_MS = 24 * 3600_000;
 
 /**
- * Until when automatic payouts to the worker's payout number wait (it replaced another less than `coolingOffMs`
- * before `now`), or undefined when they may go. A first number waits for nothing: there is no earlier one to
- * protect, and every new worker's first payouts would wait a day.
+ * Until when automatic payouts to the worker's payout number wait (it was stamped less than `coolingOffMs` before
+ * `now`: it replaced another, or was a first number other than the sign-in phone), or undefined when they may go.
+ * A first number that is the sign-in phone waits for nothing: auth verified it by OTP at sign-up, and most workers'
+ * first payouts would otherwise wait a day. Any other first number waits: a stolen session setting one for a
+ * worker who had none would otherwise receive every later automatic payout at once (the takeover the cooling-off
+ * is for, with no earlier number to replace).
  */
 export function automaticPayoutsFrom(s: Pick<PayoutSettings, "payout_phone_changed_at"> | undefined | null, coolingOffMs: number, now: number): Date | undefined {
   const changed = s?.payout_phone_changed_at;

@@ -14,7 +14,7 @@ import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/clie
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
-import { clearAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
+import { clearAutoPayoutDue, deferAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, markAutoPayoutDueUnlessDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
 import type { Deps, TipRow } from "./tips.js";
 
@@ -119,7 +119,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
  * only if no payout of the worker is open and none finished since: checked and inserted under a lock per
  * worker, so two replicas paying out one worker's balance at once create one payout, not one that pays and
  * one that fails to hold what the first holds (a failed payout told to the worker). A payout created before
- * holds its amount before it finishes, so a balance read before its end is read again with a later tip.
+ * holds its amount before it finishes, so a balance read before its end is read again after it (autoPayout).
  * Undefined when another payout had the balance.
  */
 async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadAt: Date): Promise<Payout | undefined> {
@@ -528,15 +528,31 @@ async function countStatusQuery(deps: PayoutDeps, payoutId: string): Promise<num
  */
 const autoPayoutsStarting = new WeakMap<PayoutDeps, Map<string, Promise<void>>>();
 
-/** After a tip reached the worker: pays out the available balance if the worker asked for it, one at a time per worker. */
-export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
+/**
+ * What an automatic payout's start came to: started (or found started under its key), nothing to pay (none asked,
+ * held, under the minimum, or held back by a cooling-off, marked due then), or deferred: another payout of the
+ * worker was open, or ended after the balance was read, and this one is left for after it.
+ */
+type AutoPayoutStart = "started" | "nothing" | "deferred";
+
+/**
+ * After a tip reached the worker: pays out the available balance if the worker asked for it, one at a time per
+ * worker. Deferred behind an open payout, it is marked due a result wait on (unless one is due already): the open
+ * payout may end without another tip coming (a withdrawal that failed and gave its hold back, one that took part of
+ * the balance), and reconciliation's pass then pays out what it left.
+ */
+export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   // A shared tip waits in the venue's pool for its distribution.
-  if (!tip.worker_id) return Promise.resolve();
-  return queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
+  if (!tip.worker_id) return;
+  const started = await queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
+  if (started === "deferred") await markAutoPayoutDueUnlessDue(deps.ctx.pool, tip.worker_id, afterOpenPayout(deps));
 }
 
+/** When an automatic payout deferred behind an open payout is tried again: that payout's result wait on. */
+const afterOpenPayout = (deps: PayoutDeps) => new Date(clockOf(deps.ctx).now() + deps.config().payoutResultWaitMs);
+
 /** Starts the worker's automatic payout under `idempotencyKey` after the one before in this replica. */
-function queueAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<void> {
+function queueAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<AutoPayoutStart> {
   let starting = autoPayoutsStarting.get(deps);
   if (!starting) autoPayoutsStarting.set(deps, (starting = new Map()));
   const before = starting.get(workerId);
@@ -553,43 +569,47 @@ function queueAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: str
 }
 
 /**
- * The automatic payouts held back by a payout number's cooling-off that are due now: each started under a key of
- * its due time, so replicas running the pass at once, or a pass retried after a crash, start it once. Each is
- * marked done only after its start, so one that failed is tried again by the next pass. Returns how many were due.
+ * The automatic payouts due now (held back by a payout number's cooling-off, or deferred behind an open payout):
+ * each started under a key of its due time, so replicas running the pass at once, or a pass retried after a crash,
+ * start it once. Each is marked done only after its start, so one that failed is tried again by the next pass; one
+ * deferred again (a payout still open) is moved a result wait on, not dropped, and not left at the head of the
+ * queue before workers it would keep waiting. Returns how many were due.
  */
 export async function startDueAutoPayouts(deps: PayoutDeps, limit: number): Promise<number> {
   const due = await dueAutoPayouts(deps.ctx.pool, new Date(clockOf(deps.ctx).now()), limit);
   for (const { worker_id: workerId, auto_payout_due_at: dueAt } of due) {
     try {
-      await queueAutoPayout(deps, workerId, `auto-after-cooling-off-${dueAt.toISOString()}`);
-      await clearAutoPayoutDue(deps.ctx.pool, workerId, dueAt);
+      const started = await queueAutoPayout(deps, workerId, `auto-due-${dueAt.toISOString()}`);
+      if (started === "deferred") await deferAutoPayoutDue(deps.ctx.pool, workerId, dueAt, afterOpenPayout(deps));
+      else await clearAutoPayoutDue(deps.ctx.pool, workerId, dueAt);
     } catch (err) {
-      deps.ctx.logger.warn({ workerId, err }, "automatic payout after the payout number's cooling-off not started; the next pass tries again");
+      deps.ctx.logger.warn({ workerId, err }, "due automatic payout not started; the next pass tries again");
     }
   }
   return due.length;
 }
 
-async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<void> {
+async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<AutoPayoutStart> {
   // Read with the credit when it was recorded (one round trip less per tip), else now.
   const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
-  if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
+  if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return "nothing";
   // A number that replaced another waits out its cooling-off: held back (due then, for reconciliation), not failed.
   const from = automaticPayoutsFrom(s, deps.config().payoutNumberCoolingOffMs ?? PAYOUT_NUMBER_COOLING_OFF_MS, clockOf(deps.ctx).now());
-  if (from) return markAutoPayoutDue(deps.ctx.pool, workerId, from);
-  // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
+  if (from) return (await markAutoPayoutDue(deps.ctx.pool, workerId, from), "nothing");
+  // One at a time: a payout in flight already holds the balance; what it leaves is paid out after it (deferred).
   // The time is taken before the balance is read: startAutomaticPayout refuses if a payout ended since.
   const { rows: [open] } = await deps.ctx.pool.query<{ read_at: Date; open: boolean }>(
     "SELECT clock_timestamp() AS read_at, EXISTS (SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving')) AS open", [workerId]);
-  if (open.open) return;
+  if (open.open) return "deferred";
   const available = await deps.ledger.available(workerId);
   // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.
   const room = await deps.ledger.withdrawalRoom(workerId);
   const capped = room !== undefined && room < available;
   const amount = ((capped ? room : available) / 100n) * 100n;
   // Below B2C's least (whatever the worker's minimum, set before it was enforced) it waits for more tips.
-  if (amount < s.auto_payout_minimum_minor || amount < B2C_MIN_MINOR) return;
+  if (amount < s.auto_payout_minimum_minor || amount < B2C_MIN_MINOR) return "nothing";
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
-  await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey, automatic: true, note }, open.read_at);
+  const started = await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey, automatic: true, note }, open.read_at);
+  return started ? "started" : "deferred";
 }

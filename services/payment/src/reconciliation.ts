@@ -8,8 +8,8 @@ import { reconcileTips, type Deps, type ReconcileCounts } from "./tips.js";
 
 /**
  * M-Pesa tips (queries, credits, paybill confirmations, receipts), payouts, card tips, card authorisations left to
- * cancel, card refunds left debited, review claims left by a stopped process, then automatic payouts a new payout
- * number's cooling-off held back that are due. Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try
+ * cancel, card refunds left debited, review claims left by a stopped process, then automatic payouts that are due (a new payout
+ * number's cooling-off held them back, or an open payout deferred them). Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try
  * would otherwise stop every pass before payouts, card tips and reviews); the pass fails after, with the first error.
  */
 export async function reconcileAll(deps: Deps, limit: number): Promise<ReconcileCounts> {

@@ -1,5 +1,6 @@
 // A payout number that replaced another receives no automatic payout for the cooling-off (24 hours): the payout
-// is held back, not failed, and reconciliation sends it once when the time is up. On its own harness: the test
+// is held back, not failed, and reconciliation sends it once when the time is up. An automatic payout due while
+// another payout of the worker is open waits for it, and is paid once after it. On its own harness: the test
 // moves the services' clock a day on, which the other payout tests' timings would not survive.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -9,7 +10,8 @@ import type { Client } from "@connectrpc/connect";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PAYOUT_NUMBER_COOLING_OFF_MS } from "../src/payout-number-cooling.js";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { createAuth } from "@ttip/auth";
+import { eventually, KES, phone, startHarness, workerWithStepUp, type Harness } from "./setup.js";
 
 describe("a new payout number's cooling-off", () => {
   let h: Harness;
@@ -17,7 +19,8 @@ describe("a new payout number's cooling-off", () => {
   let internal: Client<typeof PaymentInternalService>;
 
   before(async () => {
-    h = await startHarness();
+    // Auth verifies the step-up of the withdrawals the automatic payouts wait behind.
+    h = await startHarness({ payoutNumberCoolingOffMs: PAYOUT_NUMBER_COOLING_OFF_MS }, [createAuth({ env: { AUTH_OTP_SENDER: "sms" } })]);
     pay = h.t.client(PaymentService);
     internal = h.t.client(PaymentInternalService);
   });
@@ -34,11 +37,11 @@ describe("a new payout number's cooling-off", () => {
     (await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0].auto_payout_due_at;
 
   test("a number replacing another gets no automatic payout for 24 hours: held back (not failed), told to the worker, then sent once", async () => {
-    const worker = randomUUID();
-    const [first, second] = [phone(), phone()];
+    const { worker, signInPhone: first } = await workerWithStepUp(h);
+    const second = phone();
     const me = asWorker(worker);
     const set = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
-    assert.equal(set.settings!.automaticPayoutsFrom, undefined, "a first number waits for nothing");
+    assert.equal(set.settings!.automaticPayoutsFrom, undefined, "a first number that is the sign-in phone waits for nothing");
     const changedAt = h.clock.now();
     const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
 
@@ -77,5 +80,102 @@ describe("a new payout number's cooling-off", () => {
     assert.equal((await me.getPayoutSettings({})).settings!.automaticPayoutsFrom, undefined);
     assert.equal(await h.balance(worker), 0n);
     assert.ok(await h.trialBalanced());
+  });
+
+  /** A withdrawal of KES 50 to a number of its own, left open: M-Pesa paid it, and each status query about it fails. */
+  async function openWithdrawal(me: Client<typeof PaymentService>, stepUp: () => Promise<string>) {
+    const to = phone();
+    h.sim.script({ phone: `254${to.slice(1)}` }, { b2c: "lost_result", statusError: "SFC_IC0003" });
+    const { payout } = await me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: to, stepUpToken: await stepUp() });
+    assert.ok(payout!.status === PayoutStatus.PENDING || payout!.status === PayoutStatus.RESOLVING, PayoutStatus[payout!.status]);
+    return {
+      /** M-Pesa answers its status queries again: the next passes find it paid. */
+      end: async () => {
+        h.sim.script({ phone: `254${to.slice(1)}` }, { b2c: "lost_result" });
+        h.clock.advance(15 * 60_000); // past its next check
+        await reconcile();
+        await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "the withdrawal succeeded");
+      },
+    };
+  }
+
+  /**
+   * Once the open withdrawal ends, reconciliation pays out to `to` what it left in the wallet (its whole shillings),
+   * once, by passes of three replicas, twice, and again later; nothing stays due.
+   */
+  async function paidOutOnceAfter(withdrawal: { end(): Promise<void> }, worker: string, to: string) {
+    await withdrawal.end();
+    const left = await h.balance(worker);
+    assert.ok(left >= 10n * 100n, `the withdrawal left ${left}`);
+    h.clock.advance(60_000);
+    await reconcile();
+    await reconcile();
+    assert.equal(b2cTo(to).length, 1, "paid out once the withdrawal ended");
+    assert.equal(BigInt(b2cTo(to)[0].amount) * 100n, (left / 100n) * 100n, "what the withdrawal left");
+    await eventually(async () => (await asWorker(worker).listPayouts({})).payouts.find((p) => p.automatic)?.status === PayoutStatus.SUCCEEDED, "the automatic payout succeeded");
+    assert.equal(await dueAt(worker), null, "nothing due any more");
+    h.clock.advance(60_000);
+    await reconcile();
+    assert.equal(b2cTo(to).length, 1, "not paid again");
+    assert.ok(await h.trialBalanced());
+  }
+
+  const tipped = async (worker: string) => {
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
+  };
+
+  test("an automatic payout falling due while a withdrawal is open is not dropped: it waits for the withdrawal's end, then pays what it left, once", async () => {
+    const { worker, stepUp, signInPhone: first } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const second = phone();
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
+    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
+    await tipped(worker);
+    await eventually(async () => (await dueAt(worker)) !== null, "held back by the cooling-off");
+    const withdrawal = await openWithdrawal(me, stepUp);
+
+    h.clock.advance(timestampDate(settings!.automaticPayoutsFrom!).getTime() - h.clock.now() + 1_000);
+    await reconcile();
+    await reconcile();
+    assert.equal(b2cTo(second).length, 0, "nothing sent beside the open withdrawal");
+    // Before, the pass found the withdrawal open, started nothing and marked the payout done: dropped until another tip.
+    assert.ok(await dueAt(worker), "still due");
+
+    await paidOutOnceAfter(withdrawal, worker, second);
+  });
+
+  test("a tip credited while a withdrawal is open is paid out automatically after the withdrawal ends, with no other tip coming, once", async () => {
+    const { worker, stepUp, signInPhone: to } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    await tipped(worker);
+    const withdrawal = await openWithdrawal(me, stepUp);
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: to }); // the sign-in phone as first number: no cooling-off
+    await tipped(worker);
+    await reconcile();
+    assert.equal(b2cTo(to).length, 0, "nothing sent beside the open withdrawal");
+
+    // Before, the tip's automatic payout found the withdrawal open and left its money to a next tip that never came.
+    await paidOutOnceAfter(withdrawal, worker, to);
+  });
+
+  test("a first payout number other than the sign-in phone waits out the cooling-off too, held back, not sent; a number replacing it waits again", async () => {
+    const { worker, signInPhone } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const other = phone();
+    const changedAt = h.clock.now();
+    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: other });
+    // Before, a first number waited for nothing: a stolen session setting its own number for a worker who had none got every automatic payout at once.
+    assert.ok(settings!.automaticPayoutsFrom, "told until when");
+    const from = timestampDate(settings!.automaticPayoutsFrom!).getTime();
+    assert.ok(from >= changedAt + PAYOUT_NUMBER_COOLING_OFF_MS && from <= h.clock.now() + PAYOUT_NUMBER_COOLING_OFF_MS, "a day from the change");
+    await tipped(worker);
+    await eventually(async () => (b2cTo(other).length ? "sent" : (await dueAt(worker)) ? "held back" : undefined), "the automatic payout sent or held back")
+      .then((outcome) => assert.equal(outcome, "held back"));
+    await reconcile();
+    assert.equal(b2cTo(other).length, 0, "nothing sent to the first number");
+    // The worker's own, OTP-verified number replacing it is a replacement like any other: it waits too.
+    const replaced = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: signInPhone });
+    assert.ok(replaced.settings!.automaticPayoutsFrom, "a replacing number waits, whichever it is");
   });
 });

@@ -1,8 +1,9 @@
 // Shared by the payment tests: the payment service with the real wallet
 // service, on the harness's PostgreSQL/Redis/NATS, against the Daraja simulator.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { AdjustableClock, callerHeaders, createLogger, httpRequest, type ServiceModule } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createLogger, httpRequest, normalisePhone, type ServiceModule } from "@ttip/runtime";
 import { startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -44,6 +45,8 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
     daraja: { ...sim.clientConfig(), timeoutMs: DARAJA_TIMEOUT_MS },
     stkDeadlineMs: 100,
     payoutResultWaitMs: 100,
+    // These workers are unknown to auth: each first payout number would wait a day (payout-number-cooling.test.ts sets it).
+    payoutNumberCoolingOffMs: 0,
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   });
@@ -115,4 +118,30 @@ export function darajaRefusing(daraja: DarajaConfig, path: string, errorCode: st
     if (!url.pathname.includes(path)) return httpRequest(url, call);
     return { status: 400, ok: false, statusText: "Bad Request", headers, text: async () => refusal };
   } };
+}
+
+/**
+ * A worker known to auth (its module in the harness) with one device, and a fresh step-up token as
+ * AuthService.VerifyDeviceChallenge issues after the device signed its challenge (that exchange is auth's own
+ * test; here the proof is seeded).
+ */
+export async function workerWithStepUp(h: Harness): Promise<{ worker: string; signInPhone: string; stepUp: () => Promise<string> }> {
+  const worker = randomUUID();
+  const device = randomUUID();
+  const db = h.t.db.pool;
+  const signInPhone = phone();
+  await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, normalisePhone(signInPhone)]);
+  await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker]);
+  return {
+    worker,
+    signInPhone,
+    stepUp: async () => {
+      const token = `su_${randomBytes(24).toString("base64url")}`;
+      await db.query(
+        "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')",
+        [createHash("sha256").update(token).digest(), worker, device],
+      );
+      return token;
+    },
+  };
 }

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createAuth } from "@ttip/auth";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { testPhone } from "@ttip/runtime/testing";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, workerWithStepUp, type Harness } from "./setup.js";
 
 
 // Manual withdrawals, with the real auth service verifying the step-up token.
@@ -22,29 +21,7 @@ describe("withdrawals by RequestPayout", () => {
     await h.close();
   });
 
-  /**
-   * A worker known to auth with one device, and a fresh step-up token as
-   * AuthService.VerifyDeviceChallenge issues after the device signed its
-   * challenge (that exchange is auth's own test; here the proof is seeded).
-   */
-  async function workerWithDevice(): Promise<{ worker: string; stepUp: () => Promise<string> }> {
-    const worker = randomUUID();
-    const device = randomUUID();
-    const db = h.t.db.pool;
-    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, testPhone()]);
-    await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker]);
-    return {
-      worker,
-      stepUp: async () => {
-        const token = `su_${randomBytes(24).toString("base64url")}`;
-        await db.query(
-          "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')",
-          [createHash("sha256").update(token).digest(), worker, device],
-        );
-        return token;
-      },
-    };
-  }
+  const workerWithDevice = () => workerWithStepUp(h);
 
   /** A worker with a device, KES 95 in the wallet (a KES 100 tip's share), and the worker's own client. */
   async function tippedWorkerWithDevice() {

@@ -118,6 +118,7 @@ export function transactionStatus(sim: DarajaSimState, b: Body, res: http.Server
   const tx = sim.txs.find(
     (t) => t.kind === "b2c" && ((b.TransactionID && t.receipt === b.TransactionID) || (b.OriginalConversationID && t.originatorConversationId === b.OriginalConversationID)),
   );
+  if (tx && sim.scriptFor(tx.phone, tx.amount).statusOutage) return void res.writeHead(503, { "content-type": "text/plain" }).end("upstream unavailable");
   if (tx) tx.queries++;
   const statusError = tx && sim.scriptFor(tx.phone, tx.amount).statusError;
   const conversation = conversationId();

@@ -58,6 +58,8 @@ export interface Script {
    * live: "SFC_IC0003", receiver party invalid; 2001, initiator invalid), which says nothing of the payout.
    */
   statusError?: string;
+  /** B2C: every Transaction Status request about it is answered 503 with no Daraja body (an outage past its gateway). */
+  statusOutage?: boolean;
 }
 
 export interface SimTransaction {

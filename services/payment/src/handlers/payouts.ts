@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, clockOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, emitEvent, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, NotFoundError, optionalTimestamp, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, emitEvent, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, type MoneyAmount, mpesaAmount, normalisePhone, NotFoundError, optionalTimestamp, pageSize, PermissionDeniedError, RateLimitedError, refusalOfField, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -181,15 +181,37 @@ function getPayoutSettingsHandler(h: PaymentHandlerContext): Impl["getPayoutSett
   };
 }
 
+/** How long auth has to tell a worker's sign-in phone (one lookup by id), when a first payout number is set. */
+const SIGN_IN_PHONE_TIMEOUT_MS = 5_000;
+
+/**
+ * The account's sign-in phone (verified by OTP), from auth; undefined when auth cannot tell it now. Then a first
+ * payout number is cooled as any other would be: the worker's honest number waits a day, a thief's gets nothing.
+ */
+async function signInPhoneOf(h: PaymentHandlerContext, userId: string): Promise<string | undefined> {
+  try {
+    const { phone } = await createClient(AuthInternalService, h.deps.ctx.peers("auth")).getUserById({ userId }, { timeoutMs: SIGN_IN_PHONE_TIMEOUT_MS });
+    return phone ? normalisePhone(phone) : undefined;
+  } catch (err) {
+    h.deps.ctx.logger.warn({ err, userId }, "sign-in phone not known; a first payout number is cooled off");
+    return undefined;
+  }
+}
+
 function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayoutSettings"] {
   return async (req, ctx) => {
     const caller = requireCaller(ctx);
+    const asked = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : undefined;
+    const newPhone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : "";
+    // Asked before the row's lock, not under it: a first number is cooled unless it is the sign-in phone.
+    const first = newPhone !== "" && !(await payoutSettingsOf(h.pool, caller.subject))?.payout_phone;
+    const signInPhone = first ? await signInPhoneOf(h, caller.subject) : undefined;
     const settings = await withTransaction(h.pool, async (tx) => {
       const current = await payoutSettingsOf(tx, caller.subject, true);
-      const minimum = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : minimumInForce(current?.auto_payout_minimum_minor);
-      const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+      const minimum = asked ?? minimumInForce(current?.auto_payout_minimum_minor);
+      const phone = newPhone || (current?.payout_phone ?? "");
       if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
-      const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone, new Date(clockOf(h.deps.ctx).now()));
+      const saved = await putPayoutSettings(tx, caller.subject, req.autoPayout, minimum, phone, new Date(clockOf(h.deps.ctx).now()), phone !== signInPhone);
       // Told to the worker at the account's own number (notification): someone else holding the session could
       // otherwise send every later payout, automatic ones without a device proof, to their number unseen.
       const before = current?.payout_phone ?? "";

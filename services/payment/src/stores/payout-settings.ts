@@ -6,7 +6,10 @@ export interface PayoutSettings {
   auto_payout_minimum_minor: bigint;
   payout_phone: string;
   payouts_on_hold: boolean;
-  /** When payout_phone replaced another number (the service's clock); null for a first number or none. */
+  /**
+   * When payout_phone replaced another number, or was set as the first one while not the account's sign-in phone
+   * (the service's clock); null for a first number that is the sign-in phone, or none.
+   */
   payout_phone_changed_at: Date | null;
 }
 
@@ -21,16 +24,18 @@ export async function payoutSettingsOf(db: Queryable, workerId: string, forUpdat
 
 /**
  * The worker's own choices; an admin's hold stays as it is. A number replacing another is stamped `now` (the
- * service's clock): automatic payouts to it wait out the cooling-off from then (payouts.ts).
+ * service's clock), and so is a first number when `coolFirst` (it is not the account's sign-in phone): automatic
+ * payouts to it wait out the cooling-off from then (payouts.ts).
  */
-export async function putPayoutSettings(db: Queryable, workerId: string, autoPayout: boolean, minimumMinor: bigint, phone: string, now: Date): Promise<PayoutSettings> {
+export async function putPayoutSettings(db: Queryable, workerId: string, autoPayout: boolean, minimumMinor: bigint, phone: string, now: Date, coolFirst: boolean): Promise<PayoutSettings> {
   const { rows } = await db.query<PayoutSettings>(
-    `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
-     VALUES ($1, $2, $3, $4)
+    `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone, payout_phone_changed_at)
+     VALUES ($1, $2, $3, $4, CASE WHEN $4 <> '' AND $6::boolean THEN $5::timestamptz END)
      ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now(),
-       payout_phone_changed_at = CASE WHEN payout_settings.payout_phone NOT IN ('', $4) THEN $5::timestamptz ELSE payout_settings.payout_phone_changed_at END
+       payout_phone_changed_at = CASE WHEN payout_settings.payout_phone NOT IN ('', $4) THEN $5::timestamptz
+         WHEN payout_settings.payout_phone = '' AND $4 <> '' AND $6::boolean THEN $5::timestamptz ELSE payout_settings.payout_phone_changed_at END
      RETURNING ${PAYOUT_SETTINGS_COLUMNS.join(", ")}`,
-    [workerId, autoPayout, minimumMinor, phone, now],
+    [workerId, autoPayout, minimumMinor, phone, now, coolFirst],
   );
   return rows[0];
 }
@@ -40,7 +45,17 @@ export async function markAutoPayoutDue(db: Queryable, workerId: string, dueAt: 
   await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1", [workerId, dueAt]);
 }
 
-/** Workers with an automatic payout held back that is due at `now`, the longest waiting first. */
+/** An automatic payout deferred behind an open payout falls due at `dueAt`, unless one is due already (it covers this one). */
+export async function markAutoPayoutDueUnlessDue(db: Queryable, workerId: string, dueAt: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1 AND auto_payout_due_at IS NULL", [workerId, dueAt]);
+}
+
+/** The due automatic payout of `dueAt` deferred again, to `until`; one marked since (a newer number) stays. */
+export async function deferAutoPayoutDue(db: Queryable, workerId: string, dueAt: Date, until: Date): Promise<void> {
+  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $3 WHERE worker_id = $1 AND auto_payout_due_at = $2", [workerId, dueAt, until]);
+}
+
+/** Workers with an automatic payout held back or deferred that is due at `now`, the longest waiting first. */
 export async function dueAutoPayouts(db: Queryable, now: Date, limit: number): Promise<{ worker_id: string; auto_payout_due_at: Date }[]> {
   const { rows } = await db.query<{ worker_id: string; auto_payout_due_at: Date }>(
     "SELECT worker_id, auto_payout_due_at FROM payment.payout_settings WHERE auto_payout_due_at <= $1 ORDER BY auto_payout_due_at LIMIT $2", [now, limit]);
