@@ -125,7 +125,7 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
         {user.blockedAt ? (
           <Action label="Unblock" reason="Reason" disabledWhy={notAdmin} run={async (reason) => void (await admin.unblockUser({ userId, reason }))} done={load} />
         ) : (
-          <Action label="Block" reason="Reason" danger disabledWhy={notAdmin} run={async (reason) => `Blocked; ${(await admin.blockUser({ userId, reason })).sessionsRevoked} sessions ended.`} done={load} />
+          <Action label="Block" reason="Reason" danger disabledWhy={notAdmin ?? (userId === session.userId ? "you can't block your own account" : undefined)} run={async (reason) => `Blocked; ${(await admin.blockUser({ userId, reason })).sessionsRevoked} sessions ended.`} done={load} />
         )}
         <Action label="Unlock PIN" reason="Reason" disabledWhy={notAdmin} run={async (reason) => void (await admin.unlockUser({ userId, reason }))} done={load} />
       </Section>

@@ -80,6 +80,15 @@ describe("admin console in chromium", () => {
     assert.ok(user!.blockedAt);
     const audit = await h.api(AuthAdminService, adminToken).listAuditEvents({ userId: worker.userId });
     assert.ok(audit.events.some((e) => /reported stolen phone/.test(e.detail) && e.actorUserId === JSON.parse(Buffer.from(adminToken.split(".")[1], "base64url").toString()).sub));
+
+    // Auth refuses an admin blocking themselves: the console does not offer it, and says why.
+    await adminPage.getByRole("textbox", { name: "Search" }).fill(adminPhone);
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    const adminId = JSON.parse(Buffer.from(adminToken.split(".")[1], "base64url").toString()).sub;
+    await adminPage.locator(`tr[data-user-id="${adminId}"]`).getByRole("button").click();
+    const own = adminPage.getByLabel("User detail");
+    await own.getByText("you can't block your own account").waitFor();
+    assert.equal(await own.getByRole("button", { name: "Block" }).isDisabled(), true);
   });
 
   test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
