@@ -42,8 +42,18 @@ function bound(text: string, currency: string, field: string): bigint {
   return minor;
 }
 
+/** A payout's payment detail by link (the Fraud screen's held payouts). */
+export const payoutPath = (payoutId: string) => `/admin/payments/payout/${payoutId}`;
+
+/** The payout a link opened (payoutPath), if the page's path is one. */
+function linkedPayout(): { case: "payoutId"; value: string } | undefined {
+  const id = /^\/admin\/payments\/payout\/([0-9a-f-]{36})$/.exec(window.location.pathname)?.[1];
+  return id ? { case: "payoutId", value: id } : undefined;
+}
+
 export function Payments({ session }: { session: Session }) {
-  const [filter, setFilter] = useState<Filter>(EMPTY);
+  const [linked] = useState(linkedPayout);
+  const [filter, setFilter] = useState<Filter>(linked ? { ...EMPTY, kind: "payouts" } : EMPTY);
   // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
   // token is a position only, so the form's edited filters would append another search's rows).
   const [shown, setShown] = useState<Filter>(EMPTY);
@@ -52,7 +62,7 @@ export function Payments({ session }: { session: Session }) {
   const tips = tipPages.rows;
   const payouts = payoutPages.rows;
   const [error, setError] = useState("");
-  const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string }>();
+  const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string } | undefined>(linked);
   const payment = api(PaymentAdminService);
   const dates = useDateFields([FROM, TO]);
   const form = useRef<HTMLFormElement>(null);

@@ -107,4 +107,15 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     assert.equal(done.mpesaReceipt, "SUPPORT002");
     assert.match(done.resultMessage, /KES 200 sent for this KES 95 payout/);
   });
+  test("the Fraud queue's alert for a held payout links to where it is resolved: that payout's detail, with its Resolve form", async () => {
+    const { held } = await heldPayoutOnScreen();
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    const row = page.locator("tr").filter({ hasText: held.payoutId });
+    // Before, the alert's Review cell was empty: nothing said where a held payout is resolved.
+    await row.getByRole("link", { name: "Resolve in Payments" }).click();
+    const detail = page.getByLabel("Payment detail");
+    await detail.getByLabel("Resolve held payout").waitFor();
+    assert.equal(await detail.getByTestId("payment-status").textContent(), "on hold");
+    assert.ok(page.url().endsWith(`/admin/payments/payout/${held.payoutId}`));
+  });
 });
