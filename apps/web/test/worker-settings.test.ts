@@ -217,6 +217,9 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByRole("button", { name: "Save payout settings" }).click();
     const cooling = page.getByTestId("payout-cooling");
     await cooling.filter({ hasText: "Automatic payouts to this new number start" }).waitFor();
+    // Replaced with this browser's device proof for that number (before, the session alone redirected the payouts).
+    const { rows: proofs } = await h.sql("SELECT count(*)::int AS n FROM auth.step_up_tokens WHERE user_id = $1 AND purpose = 'payout_number' AND used_at IS NOT NULL", [worker.id]);
+    assert.equal(proofs[0].n, 1, "one payout_number step-up spent");
     const from = (await h.api(PaymentService, worker.token).getPayoutSettings({})).settings!.automaticPayoutsFrom!;
     assert.ok((await cooling.textContent())!.includes(nairobiDateTime(timestampDate(from)).slice(0, 16)), "the time the service gave, in Nairobi");
 

@@ -1,12 +1,16 @@
 // A payout number that replaced another receives no automatic payout for the cooling-off (24 hours): the payout
 // is held back, not failed, and reconciliation sends it once when the time is up. An automatic payout due while
 // another payout of the worker is open waits for it, and is paid once after it. On its own harness: the test
-// moves the services' clock a day on, which the other payout tests' timings would not survive.
+// moves the services' clock a day on, which the other payout tests' timings would not survive. Replacing the number
+// needs the device's step-up (auth is in this harness), and every change is told to the worker through the outbox.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { maskPhone, normalisePhone } from "@ttip/runtime";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PAYOUT_NUMBER_COOLING_OFF_MS } from "../src/payout-number-cooling.js";
@@ -37,13 +41,13 @@ describe("a new payout number's cooling-off", () => {
     (await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0].auto_payout_due_at;
 
   test("a number replacing another gets no automatic payout for 24 hours: held back (not failed), told to the worker, then sent once", async () => {
-    const { worker, signInPhone: first } = await workerWithStepUp(h);
+    const { worker, signInPhone: first, stepUp } = await workerWithStepUp(h);
     const second = phone();
     const me = asWorker(worker);
     const set = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
     assert.equal(set.settings!.automaticPayoutsFrom, undefined, "a first number that is the sign-in phone waits for nothing");
     const changedAt = h.clock.now();
-    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
+    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second, stepUpToken: await stepUp("payout_number") });
 
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
     await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
@@ -130,7 +134,7 @@ describe("a new payout number's cooling-off", () => {
     const me = asWorker(worker);
     const second = phone();
     await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
-    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second });
+    const { settings } = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second, stepUpToken: await stepUp("payout_number") });
     await tipped(worker);
     await eventually(async () => (await dueAt(worker)) !== null, "held back by the cooling-off");
     const withdrawal = await openWithdrawal(me, stepUp);
@@ -160,7 +164,7 @@ describe("a new payout number's cooling-off", () => {
   });
 
   test("a first payout number other than the sign-in phone waits out the cooling-off too, held back, not sent; a number replacing it waits again", async () => {
-    const { worker, signInPhone } = await workerWithStepUp(h);
+    const { worker, signInPhone, stepUp } = await workerWithStepUp(h);
     const me = asWorker(worker);
     const other = phone();
     const changedAt = h.clock.now();
@@ -175,7 +179,51 @@ describe("a new payout number's cooling-off", () => {
     await reconcile();
     assert.equal(b2cTo(other).length, 0, "nothing sent to the first number");
     // The worker's own, OTP-verified number replacing it is a replacement like any other: it waits too.
-    const replaced = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: signInPhone });
+    const replaced = await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: signInPhone, stepUpToken: await stepUp("payout_number") });
     assert.ok(replaced.settings!.automaticPayoutsFrom, "a replacing number waits, whichever it is");
   });
+
+  test("a payout number set or changed is told to the worker through the outbox, once per change: the same number again or another setting tells nothing", async () => {
+    const { worker, stepUp } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const told = async () =>
+      (await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.payout_number_changed' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq", [worker]))
+        .rows.map((r) => fromBinary(PayoutNumberChangedSchema, r.payload)).map((e) => [e.phoneMasked, e.previousPhoneMasked]);
+    const [first, second] = [phone(), phone()];
+    await me.updatePayoutSettings({ autoPayout: false, payoutPhone: first });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20) });
+    assert.deepEqual(await told(), [[maskPhone(normalisePhone(first)), ""]], "set once; the same number and the minimum tell nothing");
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20), payoutPhone: second, stepUpToken: await stepUp("payout_number") });
+    assert.deepEqual((await told())[1], [maskPhone(normalisePhone(second)), maskPhone(normalisePhone(first))]);
+    // Refused input changes nothing and tells nothing.
+    await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: "0812" }), (e: ConnectError) => e.code === Code.InvalidArgument);
+    assert.equal((await told()).length, 2);
+  });
+
+  test("replacing the payout number needs the device's step-up for that number: none is FAILED_PRECONDITION, a withdrawal's or another number's PERMISSION_DENIED, each naming its field, and nothing changes", async () => {
+    const { worker, signInPhone: first, stepUp } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const stored = async () => (await h.t.db.pool.query("SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payout_phone;
+    const refusal = (req: Parameters<typeof me.updatePayoutSettings>[0]) => me.updatePayoutSettings(req).then(() => "accepted", (e) => { const c = ConnectError.from(e); return `${Code[c.code]} ${c.rawMessage.split(":")[0]}`; });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first }); // a first number needs none
+    const [second, third] = [phone(), phone()];
+    const change = { autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second };
+    // Before, the session alone redirected every later payout to another number.
+    assert.equal(await refusal(change), "FailedPrecondition step_up_token");
+    assert.equal(await refusal({ ...change, stepUpToken: await stepUp("payout") }), "PermissionDenied step_up_token", "a withdrawal's proof is not this one");
+    assert.equal(await stored(), normalisePhone(first), "unchanged");
+
+    const token = await stepUp("payout_number");
+    await me.updatePayoutSettings({ ...change, stepUpToken: token });
+    assert.equal(await stored(), normalisePhone(second));
+    // The same change retried with its proof (a lost answer) is accepted; the proof does not carry to another number.
+    assert.equal(await refusal({ ...change, stepUpToken: token }), "accepted");
+    assert.equal(await refusal({ ...change, payoutPhone: third, stepUpToken: token }), "PermissionDenied payout_phone");
+    assert.equal(await stored(), normalisePhone(second));
+    // The same number again, or the other settings alone, need none.
+    assert.equal(await refusal({ autoPayout: false, payoutPhone: second }), "accepted");
+    assert.equal(await refusal({ autoPayout: true, autoPayoutMinimum: KES(50) }), "accepted");
+  });
+
 });

@@ -5,9 +5,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AlertStatus, FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { fromBinary } from "@bufbuild/protobuf";
-import { PayoutNumberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { asConnectError, httpRequest, maskPhone, normalisePhone, violationsOf } from "@ttip/runtime";
+import { asConnectError, httpRequest, violationsOf } from "@ttip/runtime";
 import { freePort } from "@ttip/runtime/testing";
 import { callbackUrl, type CallbackKind } from "../src/callback-paths.js";
 import { stepUpVerifyFailure } from "../src/handlers/payouts.js";
@@ -634,24 +632,6 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal((await me.listPayouts({})).payouts.length, 0);
     const s = await me.getPayoutSettings({});
     assert.equal(s.settings!.autoPayout, false);
-  });
-
-  test("a payout number set or changed is told to the worker through the outbox, once per change: the same number again or another setting tells nothing", async () => {
-    const worker = randomUUID();
-    const me = asWorker(worker);
-    const told = async () =>
-      (await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.payout_number_changed' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq", [worker]))
-        .rows.map((r) => fromBinary(PayoutNumberChangedSchema, r.payload)).map((e) => [e.phoneMasked, e.previousPhoneMasked]);
-    const [first, second] = [phone(), phone()];
-    await me.updatePayoutSettings({ autoPayout: false, payoutPhone: first });
-    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
-    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20) });
-    assert.deepEqual(await told(), [[maskPhone(normalisePhone(first)), ""]], "set once; the same number and the minimum tell nothing");
-    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(20), payoutPhone: second });
-    assert.deepEqual((await told())[1], [maskPhone(normalisePhone(second)), maskPhone(normalisePhone(first))]);
-    // Refused input changes nothing and tells nothing.
-    await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: "0812" }), (e: ConnectError) => e.code === Code.InvalidArgument);
-    assert.equal((await told()).length, 2);
   });
 
   test("an admin's re-query asks about that payout alone: another due payout whose lease PostgreSQL refuses to let go does not answer the admin an error", async () => {

@@ -125,7 +125,7 @@ export function darajaRefusing(daraja: DarajaConfig, path: string, errorCode: st
  * AuthService.VerifyDeviceChallenge issues after the device signed its challenge (that exchange is auth's own
  * test; here the proof is seeded).
  */
-export async function workerWithStepUp(h: Harness): Promise<{ worker: string; signInPhone: string; stepUp: () => Promise<string> }> {
+export async function workerWithStepUp(h: Harness): Promise<{ worker: string; signInPhone: string; stepUp: (purpose?: "payout" | "payout_number") => Promise<string> }> {
   const worker = randomUUID();
   const device = randomUUID();
   const db = h.t.db.pool;
@@ -135,11 +135,11 @@ export async function workerWithStepUp(h: Harness): Promise<{ worker: string; si
   return {
     worker,
     signInPhone,
-    stepUp: async () => {
+    stepUp: async (purpose = "payout") => {
       const token = `su_${randomBytes(24).toString("base64url")}`;
       await db.query(
-        "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')",
-        [createHash("sha256").update(token).digest(), worker, device],
+        "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, now() + interval '5 minutes')",
+        [createHash("sha256").update(token).digest(), worker, device, purpose],
       );
       return token;
     },

@@ -54,10 +54,13 @@ const VERIFY_STEP_UP_TIMEOUT_MS = 5_000;
 /** This call's field for each VerifyStepUpTokenRequest field auth's message may name (spend_amount, spend_phone: a spent token's terms). */
 const STEP_UP_TERMS: Record<string, string> = { step_up_token: "step_up_token", spend_key: "idempotency_key", spend_amount: "amount", spend_phone: "mpesa_phone" };
 
+/** The same for UpdatePayoutSettings: the number a payout_number step-up was spent on is its payout_phone. */
+const NUMBER_STEP_UP_TERMS: Record<string, string> = { step_up_token: "step_up_token", spend_phone: "payout_phone" };
+
 /** Auth's message said of this call's field: the one auth named (spend_amount, spend_phone) as this call names it, else step_up_token. */
-function inOurTerms(message: string): { field: string; message: string } {
+function inOurTerms(message: string, terms: Record<string, string>): { field: string; message: string } {
   const [named, ...rest] = message.split(": ");
-  const ours = STEP_UP_TERMS[named];
+  const ours = terms[named];
   return ours ? { field: ours, message: `${ours}: ${rest.join(": ")}` } : { field: "step_up_token", message: `step_up_token: ${message}` };
 }
 
@@ -68,9 +71,9 @@ function inOurTerms(message: string): { field: string; message: string } {
  * else says auth could not judge the proof now (it is down, slow, failing, or refused this service's
  * own credentials): UNAVAILABLE, to retry, never a refusal the worker would read as a bad proof.
  */
-export function stepUpVerifyFailure(err: unknown): Error {
+export function stepUpVerifyFailure(err: unknown, terms = STEP_UP_TERMS): Error {
   const e = asConnectError(err, Code.Unavailable);
-  const ours = inOurTerms(e.rawMessage);
+  const ours = inOurTerms(e.rawMessage, terms);
   if (e.code === Code.PermissionDenied) return new PermissionDeniedError(ours.message);
   if (e.code === Code.ResourceExhausted) return new RateLimitedError(ours.message);
   const said = refusalOfField(new ConnectError(ours.message, e.code), ours.field);
@@ -198,16 +201,42 @@ async function signInPhoneOf(h: PaymentHandlerContext, userId: string): Promise<
   }
 }
 
+/** Whether `next` replaces a payout number money goes to now: the redirect a stolen session would make. */
+const replacesNumber = (current: string, next: string) => current !== "" && next !== "" && next !== current;
+
+/**
+ * The device's step-up for replacing the payout number (purpose payout_number), spent on the new number: a retry
+ * of the same change verifies again, another number needs a new proof. Returns the number it was proved for.
+ */
+async function verifyNumberStepUp(h: PaymentHandlerContext, userId: string, stepUpToken: string, phone: string): Promise<string> {
+  if (!stepUpToken) {
+    throw new InvalidStateError("step_up_token: replacing the payout number needs the device's step-up (purpose payout_number), as a withdrawal does");
+  }
+  try {
+    await createClient(AuthInternalService, h.deps.ctx.peers("auth")).verifyStepUpToken(
+      { stepUpToken, userId, purpose: "payout_number", spendKey: "payout_number", spendPhone: phone }, { timeoutMs: VERIFY_STEP_UP_TIMEOUT_MS });
+  } catch (err) {
+    throw stepUpVerifyFailure(err, NUMBER_STEP_UP_TERMS);
+  }
+  return phone;
+}
+
 function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayoutSettings"] {
   return async (req, ctx) => {
     const caller = requireCaller(ctx);
     const asked = req.autoPayoutMinimum ? payoutAmount(req.autoPayoutMinimum, "auto_payout_minimum") : undefined;
     const newPhone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : "";
-    // Asked before the row's lock, not under it: a first number is cooled unless it is the sign-in phone.
-    const first = newPhone !== "" && !(await payoutSettingsOf(h.pool, caller.subject))?.payout_phone;
+    // Asked before the row's lock, not under it: a first number is cooled unless it is the sign-in phone, and a
+    // replacing one needs the device's step-up (verified again under the lock if the number changed meanwhile).
+    const stored = newPhone ? (await payoutSettingsOf(h.pool, caller.subject))?.payout_phone ?? "" : "";
+    const first = newPhone !== "" && !stored;
     const signInPhone = first ? await signInPhoneOf(h, caller.subject) : undefined;
+    let provedFor = replacesNumber(stored, newPhone) ? await verifyNumberStepUp(h, caller.subject, req.stepUpToken, newPhone) : "";
     const settings = await withTransaction(h.pool, async (tx) => {
       const current = await payoutSettingsOf(tx, caller.subject, true);
+      if (replacesNumber(current?.payout_phone ?? "", newPhone) && provedFor !== newPhone) {
+        provedFor = await verifyNumberStepUp(h, caller.subject, req.stepUpToken, newPhone);
+      }
       const minimum = asked ?? minimumInForce(current?.auto_payout_minimum_minor);
       const phone = newPhone || (current?.payout_phone ?? "");
       if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");

@@ -9,6 +9,7 @@ import { NotificationService } from "@ttip/proto/ttip/notification/v1/notificati
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { asksForStepUp, useDeviceStepUp } from "../../../lib/device-step-up";
 import { refusedField } from "../../../lib/focus";
 import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
 import { pickedPhoto } from "../../../lib/photo";
@@ -59,6 +60,7 @@ export default function Settings() {
   const [ownRole, setOwnRole] = useState<boolean>();
   const changePin = useMutation(AuthService.method.changePin);
   const updatePayout = useMutation(PaymentService.method.updatePayoutSettings);
+  const stepUp = useDeviceStepUp();
   const updatePrefs = useMutation(NotificationService.method.updatePreferences);
   const access = useAccessLists();
   const user = me.data?.user;
@@ -186,10 +188,15 @@ export default function Settings() {
           const c = checkPayout(String(f.get("payoutPhone") ?? ""), f.get("auto") === "on", String(f.get("minimum") ?? ""));
           if (!c.ok) return refused(c.problem, PAYOUT);
           return attempt(async () => {
-            await updatePayout.mutateAsync({
+            const change = {
               payoutPhone: c.value.payoutPhone,
               autoPayout: c.value.autoPayout,
               autoPayoutMinimum: c.value.minimumMinor ? { amountMinor: c.value.minimumMinor, currency: "KES" } : undefined,
+            };
+            // Replacing the number payouts go to needs this device's proof: asked for only then, and the change sent again with it.
+            await updatePayout.mutateAsync(change).catch(async (x: unknown) => {
+              if (!asksForStepUp(x) || !session) throw x;
+              await updatePayout.mutateAsync({ ...change, stepUpToken: await stepUp(session.userId, "payout_number") });
             });
             await payout.refetch();
           }, PAYOUT);

@@ -1,13 +1,12 @@
 "use client";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
-import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { forgetDeviceKey, loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge, type DeviceKey } from "../../../lib/device-key";
+import { useDeviceStepUp } from "../../../lib/device-step-up";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
 import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
@@ -77,9 +76,7 @@ export default function Withdraw() {
   const { t, err } = useT();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
-  const register = useMutation(AuthService.method.registerDevice);
-  const challenge = useMutation(AuthService.method.createDeviceChallenge);
-  const verify = useMutation(AuthService.method.verifyDeviceChallenge);
+  const stepUp = useDeviceStepUp();
   const payout = useMutation(PaymentService.method.requestPayout);
   const [error, setError] = useState("");
   const [step, setStep] = useState("");
@@ -112,27 +109,7 @@ export default function Withdraw() {
     }
     const session = loadSession();
     if (!session) return setError(t("err_session"));
-    const registerKey = async (): Promise<DeviceKey> => {
-      setStep(t("stepKey"));
-      const made = await newDeviceKey();
-      const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
-      const key = { deviceId: registered!.deviceId, privateKey: made.privateKey };
-      await saveDeviceKey(session.userId, key);
-      return key;
-    };
-    let device = (await loadDeviceKey(session.userId)) ?? (await registerKey());
-    setStep(t("stepConfirm"));
-    const ask = () => challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
-    // A key removed from the account (in settings, perhaps on another phone) is forgotten here and a new one made, once.
-    const c = await ask().catch(async (x: unknown) => {
-      if (ConnectError.from(x).code !== Code.NotFound) throw x;
-      await forgetDeviceKey(session.userId);
-      device = await registerKey();
-      setStep(t("stepConfirm"));
-      return ask();
-    });
-    const signature = await signChallenge(device.privateKey, c.challenge);
-    const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
+    const stepUpToken = await stepUp(session.userId, "payout", (stage) => setStep(t(stage === "key" ? "stepKey" : "stepConfirm")));
     setStep(t("stepSend"));
     const res = await send((key) => payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken }));
     setPayoutId(res.payout!.payoutId);

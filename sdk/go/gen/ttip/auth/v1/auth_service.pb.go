@@ -4028,10 +4028,10 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\adevices\x18\x01 \x03(\v2\x14.ttip.auth.v1.DeviceR\adevices\"<\n" +
 	"\x13RemoveDeviceRequest\x12%\n" +
 	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\"\x16\n" +
-	"\x14RemoveDeviceResponse\"}\n" +
+	"\x14RemoveDeviceResponse\"\x8c\x01\n" +
 	"\x1cCreateDeviceChallengeRequest\x12%\n" +
-	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\x126\n" +
-	"\apurpose\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\"\x9b\x01\n" +
+	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\x12E\n" +
+	"\apurpose\x18\x02 \x01(\tB+\xbaH(r&R\x06unlockR\x06payoutR\rpayout_numberR\x05adminR\apurpose\"\x9b\x01\n" +
 	"\x1dCreateDeviceChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x129\n" +
@@ -4127,12 +4127,12 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x17GetPartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"I\n" +
 	"\x18GetPartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xb0\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xbf\x02\n" +
 	"\x18VerifyStepUpTokenRequest\x12.\n" +
 	"\rstep_up_token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken\x12!\n" +
-	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x126\n" +
-	"\apurpose\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\x12%\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12E\n" +
+	"\apurpose\x18\x03 \x01(\tB+\xbaH(r&R\x06unlockR\x06payoutR\rpayout_numberR\x05adminR\apurpose\x12%\n" +
 	"\tspend_key\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\bspendKey\x128\n" +
 	"\fspend_amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\vspendAmount\x12(\n" +
 	"\vspend_phone\x18\x06 \x01(\tB\a\xbaH\x04r\x02\x18\x14R\n" +

@@ -1168,8 +1168,15 @@ type UpdatePayoutSettingsRequest struct {
 	AutoPayout        bool                   `protobuf:"varint,1,opt,name=auto_payout,json=autoPayout,proto3" json:"auto_payout,omitempty"`
 	AutoPayoutMinimum *v1.Money              `protobuf:"bytes,2,opt,name=auto_payout_minimum,json=autoPayoutMinimum,proto3" json:"auto_payout_minimum,omitempty"`
 	PayoutPhone       string                 `protobuf:"bytes,3,opt,name=payout_phone,json=payoutPhone,proto3" json:"payout_phone,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Needed when payout_phone replaces the number payouts go to now: from
+	// AuthService.VerifyDeviceChallenge with purpose "payout_number", spent on
+	// that new number (a retry of the same change may send it again). Without
+	// it such a change is FAILED_PRECONDITION, with a bad one PERMISSION_DENIED,
+	// each naming step_up_token, and nothing changes. A first number, the same
+	// number again and the other settings need none.
+	StepUpToken   string `protobuf:"bytes,4,opt,name=step_up_token,json=stepUpToken,proto3" json:"step_up_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdatePayoutSettingsRequest) Reset() {
@@ -1219,6 +1226,13 @@ func (x *UpdatePayoutSettingsRequest) GetAutoPayoutMinimum() *v1.Money {
 func (x *UpdatePayoutSettingsRequest) GetPayoutPhone() string {
 	if x != nil {
 		return x.PayoutPhone
+	}
+	return ""
+}
+
+func (x *UpdatePayoutSettingsRequest) GetStepUpToken() string {
+	if x != nil {
+		return x.StepUpToken
 	}
 	return ""
 }
@@ -4443,12 +4457,14 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x1a\n" +
 	"\x18GetPayoutSettingsRequest\"X\n" +
 	"\x19GetPayoutSettingsResponse\x12;\n" +
-	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\xb4\x03\n" +
+	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\xe7\x03\n" +
 	"\x1bUpdatePayoutSettingsRequest\x12\x1f\n" +
 	"\vauto_payout\x18\x01 \x01(\bR\n" +
 	"autoPayout\x12E\n" +
 	"\x13auto_payout_minimum\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12=\n" +
-	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone:\xed\x01\xbaH\xe9\x01\x1a\xe6\x01\n" +
+	"\fpayout_phone\x18\x03 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\vpayoutPhone\x121\n" +
+	"\rstep_up_token\x18\x04 \x01(\tB\r\xbaH\n" +
+	"\xd8\x01\x01r\x05\x10\x10\x18\x80 R\vstepUpToken:\xed\x01\xbaH\xe9\x01\x1a\xe6\x01\n" +
 	"\x1eupdate_payout_settings.minimum\x12]auto_payout_minimum must be at least 10 KES (the least a B2C pays out) when auto_payout is on\x1ae!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 1000)\"[\n" +
 	"\x1cUpdatePayoutSettingsResponse\x12;\n" +
 	"\bsettings\x18\x01 \x01(\v2\x1f.ttip.payment.v1.PayoutSettingsR\bsettings\"\x1b\n" +
