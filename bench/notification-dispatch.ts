@@ -27,7 +27,8 @@ import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
-import { defaultTemplates, render, smsSize, TEMPLATE_VARIABLES } from "../services/notification/src/templates.js";
+import { smsSize } from "@ttip/runtime/sms-size";
+import { defaultTemplates, render, TEMPLATE_VARIABLES } from "../services/notification/src/templates.js";
 import { cpuMs } from "./process-cpu.js";
 
 const count = Number(process.argv[2] ?? 200);

@@ -3,6 +3,7 @@
 import { useEffect, useState } from "react";
 import { Channel, TemplateKey, type Template } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService, type RenderTemplateResponse } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { SMS_TEMPLATE_MAX_SEGMENTS, smsSize, smsTemplateTooLong } from "@ttip/runtime/sms-size";
 import { api, errorText, hasRole, type Session } from "./api";
 import { Action, Section, when, words } from "./ui";
 
@@ -58,6 +59,12 @@ function TemplateEditor({ template, versions, canEdit, changed }: { template: Te
   const admin = api(NotificationAdminService);
   const notAdmin = canEdit ? undefined : "needs the admin role";
   const id = { key: template.key, channel: template.channel };
+  // An SMS's parts as it is typed, and too many refused before it is sent, as notification refuses them.
+  const sms = template.channel === Channel.SMS ? smsSize(body) : undefined;
+  const tooLong = () => {
+    const problem = sms && smsTemplateTooLong(body);
+    return problem ? `body: ${problem}` : undefined;
+  };
 
   // Both languages of one version, with each placeholder shown by name.
   const preview = async (version: number) => {
@@ -85,9 +92,11 @@ function TemplateEditor({ template, versions, canEdit, changed }: { template: Te
         Text (placeholders: {placeholders(template.body).map((p) => `{{${p}}}`).join(" ") || "none"})
         <textarea data-field="body" aria-label="Template text" rows={5} value={body} onChange={(e) => setBody(e.target.value)} disabled={!canEdit} />
       </label>
+      {sms ? <p className="muted" data-testid="sms-size">{sms.units} SMS characters, {sms.segments} SMS part{sms.segments === 1 ? "" : "s"} (at most {SMS_TEMPLATE_MAX_SEGMENTS})</p> : null}
       <Action
         label="Save as new version"
         disabledWhy={notAdmin}
+        precheck={tooLong}
         run={async () => {
           const { template: t } = await admin.createTemplateVersion({ ...id, locale: template.locale, subject, body });
           await changed();

@@ -396,6 +396,23 @@ describe("admin console states in chromium", () => {
     assert.equal(await editor.locator("tr[data-version]").count(), 1, "no new version");
   });
 
+  test("an SMS template's parts are counted as it is typed; over 3 is refused before anything is sent, naming the text, with the focus on it", async () => {
+    await page.getByRole("link", { name: "Templates" }).click();
+    await page.locator('tr[data-template="OTP-SMS-en"]').getByRole("button").click();
+    const editor = page.getByLabel("Template editor");
+    const saves = () => h.rpcs.filter((r) => r.path.endsWith("/CreateTemplateVersion")).length;
+    const savedBefore = saves();
+    await editor.getByLabel("Template text").fill(`Your code is {{code}}. ${"Keep it to yourself. ".repeat(25)}`);
+    await editor.getByTestId("sms-size").filter({ hasText: "552 SMS characters, 4 SMS parts (at most 3)" }).waitFor();
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    // Before, sent and saved: each sign-in code as 4 billed SMS parts.
+    await editor.getByRole("alert").filter({ hasText: "body: an SMS template may take at most 3 SMS parts (459 plain characters); this one takes 4" }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("aria-label")), "Template text");
+    assert.equal(saves(), savedBefore, "nothing sent");
+    await editor.getByLabel("Template text").fill("Your code is {{code}}.");
+    await editor.getByTestId("sms-size").filter({ hasText: "26 SMS characters, 1 SMS part (at most 3)" }).waitFor();
+  });
+
   test("Money's revenue by month asks analytics for twelve months it takes: a table or its empty state, never a refusal of the console's own range", async () => {
     await page.getByRole("link", { name: "Money" }).click();
     const revenue = page.locator("section").filter({ has: page.getByRole("heading", { name: "Revenue (platform fees)" }) });

@@ -12,7 +12,6 @@ import { startTriggers } from "./triggers.js";
 import { webhooks } from "./webhooks.js";
 
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
-export { smsSize } from "./templates.js";
 export type { Contact, ContactLookup, StaffDirectory } from "./contacts.js";
 
 export interface NotificationOptions extends ModuleOptions {

@@ -1,4 +1,4 @@
-import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { BoundedMap } from "@ttip/runtime";
 
 export const LOCALES = ["en", "sw"] as const;
@@ -188,47 +188,6 @@ function compiled(text: string): CompiledText {
   known = { pieces, names: placeholders(text) };
   compiledTexts.set(text, known);
   return known;
-}
-
-// The GSM 03.38 default alphabet, and its extension table (each costs an escape plus the character).
-const GSM7_BASIC = new Set(
-  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
-);
-const GSM7_EXTENSION = new Set("\f^{}\\[~]|€");
-
-export interface SmsSize {
-  encoding: SmsEncoding;
-  /** Septets for GSM-7, UTF-16 code units for UCS-2. */
-  units: number;
-  segments: number;
-}
-
-/**
- * How many SMS segments a text takes: GSM-7 fits 160 septets in one message
- * or 153 per part of a concatenated one (extension characters take two, and
- * are never split across parts); otherwise UCS-2 fits 70 or 67 UTF-16 units
- * (a surrogate pair is never split).
- */
-export function smsSize(text: string): SmsSize {
-  const chars = [...text];
-  const gsm = chars.every((c) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c));
-  const cost = gsm ? (c: string) => (GSM7_EXTENSION.has(c) ? 2 : 1) : (c: string) => c.length;
-  const [single, part] = gsm ? [160, 153] : [70, 67];
-  const units = chars.reduce((n, c) => n + cost(c), 0);
-  const encoding = gsm ? SmsEncoding.GSM7 : SmsEncoding.UCS2;
-  if (units === 0) return { encoding, units, segments: 0 };
-  if (units <= single) return { encoding, units, segments: 1 };
-  let segments = 1;
-  let used = 0;
-  for (const c of chars) {
-    const n = cost(c);
-    if (used + n > part) {
-      segments++;
-      used = 0;
-    }
-    used += n;
-  }
-  return { encoding, units, segments };
 }
 
 /** The locale templates are looked up in: en and sw exist, anything else falls back to en. */

@@ -75,6 +75,22 @@ describe("notification rules, in process (with auth)", () => {
     await templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.EMAIL, locale: "en", subject: "Code {{code}}", body: "Use the code above." });
   });
 
+  test("an SMS template over 3 SMS parts (a 3,000-character one) is refused naming body, the parts it takes said; the same text by e-mail is saved", async () => {
+    const templates = s.client(NotificationAdminService, admin);
+    const versions = async () => (await s.ctx.pool.query<{ n: string }>("SELECT count(*) AS n FROM notification.templates")).rows[0].n;
+    const before = await versions();
+    const long = `Your code is {{code}}. ${"Keep it to yourself. ".repeat(150)}`.slice(0, 3_000);
+    // Before, saved: once active, each sign-in code went as 20 billed SMS parts.
+    const refused = await refusal(templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "", body: long }));
+    assert.equal(refused.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(refused), ["body"]);
+    assert.match(refused.rawMessage, /at most 3 SMS parts \(459 plain characters\); this one takes 20 \(3004 GSM-7 units\)/); // a brace counts 2 (GSM-7 extension table)
+    assert.equal(await versions(), before, "nothing saved");
+    // Three parts exactly (459 units: the four braces count two) is kept; e-mail has no parts.
+    await templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "", body: long.slice(0, 455) });
+    await templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.EMAIL, locale: "en", subject: "Code {{code}}", body: long });
+  });
+
   test("access by role: signed out and a worker at the admin service are refused before the handler", async () => {
     assert.equal((await refusal(s.client(NotificationService).getPreferences({}))).code, Code.Unauthenticated);
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };

@@ -5,13 +5,13 @@ import { quietUntil } from "../src/delivery.js";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { checkSendgridSignature, checkTwilioSignature, sameSecret, twilioSignature } from "../src/signatures.js";
 import { formatMoney, maskPhone, type Queryable } from "@ttip/runtime";
+import { SMS_TEMPLATE_MAX_SEGMENTS, smsSize, smsTemplateTooLong } from "@ttip/runtime/sms-size";
 import { findTemplate, forgetActiveTemplates } from "../src/stores/templates.js";
 import {
   defaultTemplates,
   MissingVariablesError,
   render,
   resolveLocale,
-  smsSize,
   TEMPLATE_VARIABLES,
   unknownVariables,
 } from "../src/templates.js";
@@ -42,6 +42,14 @@ describe("SMS segments", () => {
     assert.equal(smsSize("ç".repeat(135)).segments, 3);
     assert.equal(smsSize("🙂").units, 2);
     assert.equal(smsSize(`${"a".repeat(66)}🙂${"a".repeat(3)}`).segments, 2);
+  });
+
+  test("an SMS template may take 3 parts: 459 GSM-7 characters, 201 UCS-2 units", () => {
+    assert.equal(SMS_TEMPLATE_MAX_SEGMENTS, 3);
+    assert.equal(smsTemplateTooLong("a".repeat(459)), undefined);
+    assert.match(smsTemplateTooLong("a".repeat(460))!, /takes 4 \(460 GSM-7 units\)/);
+    assert.equal(smsTemplateTooLong("ç".repeat(201)), undefined);
+    assert.match(smsTemplateTooLong("ç".repeat(202))!, /201 characters when it has any beyond.*takes 4 \(202 UCS-2 units\)/);
   });
 
   test("every default SMS template fits GSM-7 (Swahili included)", () => {

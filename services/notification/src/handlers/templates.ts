@@ -4,7 +4,8 @@ import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { auditAdminAction, fieldError, NotFoundError, withTransaction } from "@ttip/runtime";
 import { activateTemplateVersion, findTemplate, forgetActiveTemplates, insertTemplateVersion, listTemplates, toTemplate } from "../stores/templates.js";
-import { missingRequired, MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
+import { smsSize, smsTemplateTooLong } from "@ttip/runtime/sms-size";
+import { missingRequired, MissingVariablesError, render, resolveLocale, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** Message templates: versions, activation and a preview render, each change audited. */
@@ -36,6 +37,8 @@ function createTemplateVersionHandler(h: NotificationHandlerContext): ServiceImp
     if (missing.length) {
       throw fieldError("body", `${TemplateKey[req.key]} must use ${missing.map((v) => `{{${v}}}`).join(", ")}: without it the message is of no use to whoever gets it`);
     }
+    const tooLong = req.channel === Channel.SMS ? smsTemplateTooLong(req.body) : undefined;
+    if (tooLong) throw fieldError("body", tooLong);
     const row = await withTransaction(pool, async (tx) => {
       const created = await insertTemplateVersion(tx, req, req.subject, req.body);
       await auditAdminAction(tx, "notification", hc, {
