@@ -56,7 +56,8 @@ export function Suspense({ session }: { session: Session }) {
               <td><code>{p.receipt}</code></td>
               <td>{money(p.amount)}</td>
               <td>{p.accountReference}</td>
-              <td>{p.reason}{p.suggestions.length ? ` (did they mean ${p.suggestions.join(", ")}?)` : ""}</td>
+              {/* The reason names the codes one slip away already; the first fills the code box. */}
+              <td data-testid="why">{p.reason}</td>
               <td>{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}</td>
               <td>
                 {p.resolution === "open" && (

@@ -272,10 +272,15 @@ describe("admin console in chromium", () => {
     const worker = await h.signUp(phone, "2580", "Baraka Mwangi");
     await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
     const { qrCode } = await h.api(QrService, worker.accessToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, idempotencyKey: randomUUID() });
-    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
+    // The code with its last character left out: one slip away from it, so suggested.
+    const paid = await h.daraja.c2b.pay({ billRefNumber: qrCode!.shortCode.slice(0, -1), amount: 400, skipValidation: true });
     Object.assign(acted, { workerId: worker.userId, receipt: paid.transId });
     await adminPage.getByRole("link", { name: "Suspense" }).click();
     const row = adminPage.locator(`tr[data-receipt="${paid.transId}"]`);
+    // Why says the suggestion once (before, the reason's "close to" and the console's "did they mean" both did).
+    const why = (await row.getByTestId("why").textContent())!;
+    assert.equal(why.split(qrCode!.shortCode).length - 1, 1, why);
+    assert.equal(await row.getByLabel(`Code for ${paid.transId}`).inputValue(), qrCode!.shortCode, "the suggestion in the code box");
     await row.getByLabel(`Code for ${paid.transId}`).fill(qrCode!.shortCode);
     await row.getByRole("button", { name: "Match" }).click();
     await row.getByLabel("Reason (Match)").fill("customer called: typo in the code");
