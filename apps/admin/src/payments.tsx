@@ -5,7 +5,8 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { AccountKind, OwnerKind, type Account, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
@@ -168,9 +169,31 @@ export function Payments({ session }: { session: Session }) {
   );
 }
 
+/** What a ledger account is, for people: its kind, and whose (a worker by name, else masked phone; a venue by id). */
+async function accountLabel(a: Account): Promise<string> {
+  const kind = words(AccountKind[a.kind]);
+  if (a.ownerKind === OwnerKind.WORKER) {
+    const { user } = await api(AuthAdminService).getUser({ userId: a.ownerId }).catch(() => ({ user: undefined }));
+    return `${kind} · ${user?.displayName || user?.phoneMasked || a.ownerId}`;
+  }
+  if (a.ownerKind === OwnerKind.VENUE) return `${kind} · venue ${a.ownerId}`;
+  return `${kind} (${a.currency})`;
+}
+
+/** Each posting's account by label (accountLabel); an account wallet cannot tell now is left as its id. */
+async function accountLabels(entry: JournalEntry): Promise<Record<string, string>> {
+  const ids = [...new Set(entry.postings.map((x) => x.accountId))];
+  const labels = await Promise.all(ids.map(async (accountId) => {
+    const { account } = await api(WalletAdminService).getAccount({ accountId }).catch(() => ({ account: undefined }));
+    return [accountId, account ? await accountLabel(account) : accountId] as const;
+  }));
+  return Object.fromEntries(labels);
+}
+
 function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payoutId"; value: string }; session: Session }) {
   const [detail, setDetail] = useState<GetPaymentDetailResponse>();
   const [entry, setEntry] = useState<JournalEntry>();
+  const [labels, setLabels] = useState<Record<string, string>>({});
   const [error, setError] = useState("");
   const moneyRole = hasRole(session, ...MONEY_ROLES);
   const load = async () => {
@@ -178,7 +201,11 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       const d = await api(PaymentAdminService).getPaymentDetail({ subject });
       setDetail(d);
       // The ledger is finance's and admin's to read.
-      if (d.ledgerEntryId && moneyRole) setEntry((await api(WalletAdminService).getJournalEntry({ entryId: d.ledgerEntryId })).entry);
+      if (d.ledgerEntryId && moneyRole) {
+        const { entry } = await api(WalletAdminService).getJournalEntry({ entryId: d.ledgerEntryId });
+        setEntry(entry);
+        if (entry) setLabels(await accountLabels(entry));
+      }
     } catch (err) {
       setError(errorText(err));
     }
@@ -210,7 +237,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
         {entry && (
           <table aria-label="Ledger entry">
             <thead><tr><th>Account</th><th>Amount</th><th>Memo</th></tr></thead>
-            <tbody>{entry.postings.map((x, i) => <tr key={i}><td><code>{x.accountId}</code></td><td>{money(x.amount)}</td><td>{x.memo}</td></tr>)}</tbody>
+            <tbody>{entry.postings.map((x, i) => <tr key={i}><td title={x.accountId} data-testid="ledger-account">{labels[x.accountId] ?? <code>{x.accountId}</code>}</td><td>{money(x.amount)}</td><td>{x.memo}</td></tr>)}</tbody>
           </table>
         )}
       </Section>

@@ -120,6 +120,9 @@ describe("admin console in chromium", () => {
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
     assert.ok((await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").count()) >= 2, "a balanced entry has two postings or more");
+    // A held tip's money waits in suspense: its entry's accounts said as what they are (before, their UUIDs).
+    await detail.getByTestId("ledger-account").filter({ hasText: "suspense (KES)" }).waitFor();
+    assert.deepEqual(await detail.getByTestId("ledger-account").allTextContents(), ["mpesa clearing (KES)", "suspense (KES)"]);
     await detail.getByText(/Callbacks \([1-9]/).waitFor();
     // Another kind of payment: the tip's detail closes (before, it stayed open beside the payouts).
     await adminPage.getByLabel("Kind").selectOption("payouts");

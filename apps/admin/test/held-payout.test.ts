@@ -42,7 +42,7 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
 
     const detail = await h.payoutDetail(page, worker.userId, held.payoutId);
     await detail.getByTestId("payment-status").filter({ hasText: "on hold" }).waitFor();
-    return { worker, pay, held, detail };
+    return { worker, pay, held, detail, tip: tip! };
   }
 
   test("the detail shows the mismatch and a Resolve form; paid KES 96 for the KES 95 payout is sent with the step-up: SUCCEEDED, the worker charged KES 95, audited", async () => {
@@ -117,5 +117,19 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     await detail.getByLabel("Resolve held payout").waitFor();
     assert.equal(await detail.getByTestId("payment-status").textContent(), "on hold");
     assert.ok(page.url().endsWith(`/admin/payments/payout/${held.payoutId}`));
+  });
+  test("a tip's ledger entry names its accounts: the worker's wallet by phone, platform fees, M-Pesa clearing; each id kept in its title", async () => {
+    const { worker, tip } = await heldPayoutOnScreen();
+    await page.getByLabel("Kind").selectOption("tips");
+    await page.getByLabel("Worker id").fill(worker.userId);
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+    const accounts = page.getByLabel("Payment detail").getByTestId("ledger-account");
+    const { user } = await h.api(AuthAdminService, adminToken).getUser({ userId: worker.userId });
+    // Before, each row was the account's UUID alone.
+    await accounts.filter({ hasText: `worker wallet · ${user!.phoneMasked}` }).waitFor();
+    const said = await accounts.allTextContents();
+    assert.ok(said.includes("platform fees (KES)") && said.includes("mpesa clearing (KES)"), said.join(" | "));
+    assert.ok((await accounts.evaluateAll((tds) => tds.map((td) => td.getAttribute("title")))).every((id) => /^[0-9a-f-]{36}$/.test(id ?? "")), "the ids in the titles");
   });
 });
