@@ -1,6 +1,6 @@
 // The mobile app's screens (jest-expo, on the mobile toolchain's Node) against the
 // platform as make run serves it: the phone's software device key against the real
-// auth service, the payout against the Daraja simulator.
+// auth service, the payout against the Daraja simulator, a new payout number against payment.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import http from "node:http";
@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { maskPhone } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
 import { eventually, WebHarness } from "../../web/test/harness.js";
 import { startGatewayRecorder } from "./gateway-recorder.js";
@@ -59,6 +60,9 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
     // The OTP resend wait (1 s in the harness) after the sign-up's own code: the clock moves past it.
     h.clock.advance(1_100);
 
+    // Payouts go to the sign-in phone (a first number, no step-up); the app replaces it with this one.
+    await h.api(PaymentService, worker.token).updatePayoutSettings({ payoutPhone: worker.phone });
+    const newPayoutPhone = testPhone({ format: "07" });
     const whole = available / 100n;
     const result = await runJest("src/__gateway__/", {
       // The app reaches the gateway through the recorder, which notes how it spoke.
@@ -67,6 +71,7 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
       TTIP_WORKER_PHONE: worker.phone,
       TTIP_WORKER_PIN: worker.pin,
       TTIP_WORKER_ID: worker.id,
+      TTIP_NEW_PAYOUT_PHONE: newPayoutPhone,
       TTIP_EXPECT_AVAILABLE: `KES ${whole.toLocaleString("en")}${available % 100n ? `.${String(available % 100n).padStart(2, "0")}` : ""}`,
     });
     assert.equal(result.numTotalTests, 1, result.testResults.map((r) => r.message).join("\n"));
@@ -84,6 +89,11 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
     // The worker's own payouts: the stage's simulator also holds the browser files' (they run in one process).
     const b2c = h.payoutsTo(worker.phone);
     assert.deepEqual(b2c.map((tx) => tx.amount), [150], "one B2C payout of KES 150");
+    // Payment holds the new payout number, cooling off; auth spent one step-up for it.
+    const { settings } = await h.api(PaymentService, worker.token).getPayoutSettings({});
+    assert.equal(settings?.payoutPhoneMasked, maskPhone(newPayoutPhone));
+    assert.ok(settings?.automaticPayoutsFrom, "a replaced number waits out the cooling-off");
+    assert.equal(rpcs.filter((c) => c.path.endsWith("/VerifyDeviceChallenge")).length, 2, "one step-up for the payout, one for the number");
 
     // The app registered the phone's push token at sign-in: the next tip arrives as a push (FCM, simulated).
     await h.api(PaymentService).createTip({

@@ -1,6 +1,7 @@
 // Against the real gateway and services: the phone's own device key (P-256 from
 // @noble/curves, the secret in the secure store) is registered with the real auth
-// service, signs its challenge, and the payout goes to the Daraja simulator.
+// service, signs its challenge, and the payout goes to the Daraja simulator; then the same
+// key proves a new payout number to the real payment service.
 import { createClient } from "@connectrpc/connect";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react-native";
@@ -92,6 +93,16 @@ test("a worker signs in on the phone and withdraws with the phone's device key, 
   await fireEvent.press(await screen.findByTestId("withdraw-confirm", {}, { timeout: 20_000 }));
   await waitFor(() => expect(screen.getByTestId("payout")).toHaveTextContent(/Withdrawal of KES 150: sent/), { timeout: 60_000 });
   expect(screen.getByTestId("receipt")).toHaveTextContent(/M-Pesa receipt \w+/);
-  expect(prompts).toEqual(["Confirm the withdrawal of KES 150"]);
   expect(secure.data.get(`device_key.${env("TTIP_WORKER_ID")}`)).toMatch(/"deviceId":"[0-9a-f-]{36}"/);
+
+  // Payouts go to another number from now: payment asks for the device's step-up, the same key gives it.
+  const newNumber = env("TTIP_NEW_PAYOUT_PHONE");
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getByTestId("payout-phone")).toHaveTextContent(/Payouts go to 2547\*{6}\d{2}\./), { timeout: 20_000 });
+  await fireEvent.changeText(screen.getByTestId("payout-phone-new"), newNumber);
+  await fireEvent.press(screen.getByTestId("save-payout"));
+  await waitFor(() => expect(screen.getByTestId("payout-note")).toHaveTextContent("Saved."), { timeout: 20_000 });
+  expect(screen.getByTestId("payout-phone")).toHaveTextContent(`Payouts go to 2547******${newNumber.slice(-2)}.`);
+  expect(screen.getByTestId("payout-cooling")).toHaveTextContent(/^Automatic payouts to this new number start on/);
+  expect(prompts).toEqual(["Confirm the withdrawal of KES 150", `Confirm payouts to ${newNumber.slice(0, 4)} ${newNumber.slice(4, 7)} ${newNumber.slice(7)}`]);
 }, 120_000);

@@ -25,3 +25,9 @@ export function when(t: Timestamp | Date | undefined, locale: Locale): string {
   const d = t instanceof Date ? t : timestampDate(t);
   return d.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: NAIROBI_ZONE });
 }
+
+/** 2547XXXXXXXX as the worker reads their number: 07XX XXX XXX (a confirmation says where the money goes). */
+export function localPhone(daraja: string): string {
+  const local = `0${daraja.slice(3)}`;
+  return `${local.slice(0, 4)} ${local.slice(4, 7)} ${local.slice(7)}`;
+}

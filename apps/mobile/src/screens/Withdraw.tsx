@@ -1,11 +1,7 @@
-// Withdraw to M-Pesa. The step-up is this phone's device key, guarded by the phone's
-// biometrics: made once and registered with auth, then for each payout the worker
-// confirms, the biometric prompt unlocks the key, it signs auth's fresh challenge,
-// and the step-up token goes with the payout. One idempotency key per attempt: a
-// retried tap or a lost answer never sends the money twice.
-import { Code, ConnectError } from "@connectrpc/connect";
+// Withdraw to M-Pesa. Each payout the worker confirms passes the phone's biometric prompt,
+// then the device's step-up (lib/device-step-up), whose token goes with the payout. One
+// idempotency key per attempt: a retried tap or a lost answer never sends the money twice.
 import { useMutation, useQuery } from "@connectrpc/connect-query";
-import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -15,9 +11,10 @@ import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CU
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { useEffect, useRef, useState } from "react";
-import { Platform, Text, View } from "react-native";
+import { Text, View } from "react-native";
 import { useApp } from "../app-context";
-import { payoutStatus } from "../lib/format";
+import { useDeviceStepUp, type StepUpStage } from "../lib/device-step-up";
+import { localPhone, payoutStatus } from "../lib/format";
 import { useI18n, type MessageKey } from "../lib/i18n";
 import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
 
@@ -35,13 +32,11 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; payoutId: string };
 
 export function Withdraw() {
-  const { sessions, keyring, biometric, newKey } = useApp();
+  const { sessions, biometric, newKey } = useApp();
   const { t, locale } = useI18n();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
-  const register = useMutation(AuthService.method.registerDevice);
-  const challenge = useMutation(AuthService.method.createDeviceChallenge);
-  const verify = useMutation(AuthService.method.verifyDeviceChallenge);
+  const stepUp = useDeviceStepUp();
   const payout = useMutation(PaymentService.method.requestPayout);
   const [amountText, setAmountText] = useState("");
   const [phoneText, setPhoneText] = useState("");
@@ -102,27 +97,8 @@ export function Withdraw() {
       if (!(await biometric.confirm(t("biometricPrompt", { amount: formatMoney(amount, WALLET_CURRENCY) })))) {
         return setError(t("biometricFailed"));
       }
-      const keys = await keyring();
-      const registerKey = async () => {
-        setStage({ kind: "working", note: t("settingUpKey") });
-        const made = await keys.create(session.userId);
-        const { device } = await register.mutateAsync({ name: `TTIP app (${Platform.OS})`, publicKeyJwk: made.publicJwk });
-        await made.keep(device!.deviceId);
-        return device!.deviceId;
-      };
-      let deviceId = (await keys.deviceId(session.userId)) ?? (await registerKey());
-      setStage({ kind: "working", note: t("signingKey") });
-      const ask = () => challenge.mutateAsync({ deviceId, purpose: "payout" });
-      // A key removed from the account (in settings, perhaps on another phone) is forgotten here and a new one made, once.
-      const c = await ask().catch(async (err: unknown) => {
-        if (ConnectError.from(err).code !== Code.NotFound) throw err;
-        await keys.forget(session.userId);
-        deviceId = await registerKey();
-        setStage({ kind: "working", note: t("signingKey") });
-        return ask();
-      });
-      const signature = await keys.sign(session.userId, c.challenge);
-      const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
+      const working = (stage: StepUpStage) => setStage({ kind: "working", note: t(stage === "key" ? "settingUpKey" : "signingKey") });
+      const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken });
       setStage({ kind: "sent", payoutId: res.payout!.payoutId });
@@ -178,10 +154,4 @@ export function Withdraw() {
       )}
     </Screen>
   );
-}
-
-/** 2547XXXXXXXX as the worker reads their number: 07XX XXX XXX (the confirmation says where the money goes). */
-function localPhone(daraja: string): string {
-  const local = `0${daraja.slice(3)}`;
-  return `${local.slice(0, 4)} ${local.slice(4, 7)} ${local.slice(7)}`;
 }

@@ -46,10 +46,14 @@ export class FakeGateway {
   qrCodes: QrCode[] = [];
   readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
   readonly devices = new Map<string, string>(); // deviceId → public JWK
-  readonly challenges = new Map<string, { deviceId: string; challenge: Uint8Array }>();
-  readonly stepUpTokens = new Set<string>();
+  readonly challenges = new Map<string, { deviceId: string; challenge: Uint8Array; purpose: string }>();
+  /** Unspent step-up tokens by the purpose their challenge was made for. */
+  readonly stepUpTokens = new Map<string, string>();
+  private stepUpsMade = 0;
   readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
+  /** Payment's payout settings for the worker; `phone` in Daraja's form, "" when none is set. */
+  payoutSettings = { phone: "", autoPayout: false, minimumMinor: 0n, automaticPayoutsFrom: undefined as Date | undefined };
 
   /** Wallet's limits as GetWithdrawalLimits sends them: those the test set. */
   withdrawalLimits() {
@@ -104,6 +108,24 @@ export class FakeGateway {
       throw new ConnectError(`wrong PIN; ${PIN_MAX_FAILURES - this.pinFailures} tries left before a lockout`, Code.PermissionDenied);
     }
     this.pinFailures = 0;
+  }
+
+  /** Auth's one spend of a step-up token, for the purpose its challenge named. */
+  private spendStepUp(token: string, purpose: string): void {
+    const madeFor = this.stepUpTokens.get(token);
+    if (madeFor === undefined) throw new ConnectError("step_up_token: missing or used", Code.PermissionDenied);
+    if (madeFor !== purpose) throw new ConnectError(`step_up_token: made for ${madeFor}, not ${purpose}`, Code.PermissionDenied);
+    this.stepUpTokens.delete(token);
+  }
+
+  payoutSettingsMessage() {
+    const s = this.payoutSettings;
+    return {
+      payoutPhoneMasked: s.phone ? `${s.phone.slice(0, 4)}******${s.phone.slice(-2)}` : "",
+      autoPayout: s.autoPayout,
+      autoPayoutMinimum: s.minimumMinor ? { amountMinor: s.minimumMinor, currency: "KES" } : undefined,
+      automaticPayoutsFrom: s.automaticPayoutsFrom ? timestampFromDate(s.automaticPayoutsFrom) : undefined,
+    };
   }
 
   private authed(ctx: HandlerContext): void {
@@ -164,7 +186,7 @@ export class FakeGateway {
             if (!gw.devices.has(req.deviceId)) throw new ConnectError("device_id: unknown device", Code.NotFound);
             const challenge = crypto.getRandomValues(new Uint8Array(32));
             const challengeId = `ch-${gw.challenges.size + 1}`;
-            gw.challenges.set(challengeId, { deviceId: req.deviceId, challenge });
+            gw.challenges.set(challengeId, { deviceId: req.deviceId, challenge, purpose: req.purpose });
             return { challengeId, challenge };
           },
           verifyDeviceChallenge: (req, ctx) => {
@@ -177,8 +199,8 @@ export class FakeGateway {
             if (!p256.verify(req.signature, c.challenge, point, { prehash: true, lowS: false })) {
               throw new ConnectError("signature: does not match the device key", Code.PermissionDenied);
             }
-            const stepUpToken = `step-up-${gw.stepUpTokens.size + 1}-abcdef`;
-            gw.stepUpTokens.add(stepUpToken);
+            const stepUpToken = `step-up-${++gw.stepUpsMade}-abcdef`;
+            gw.stepUpTokens.set(stepUpToken, c.purpose);
             return { stepUpToken };
           },
           logout: () => ({}),
@@ -221,7 +243,7 @@ export class FakeGateway {
               gw.failNextPayout = undefined;
               throw err;
             }
-            if (!gw.stepUpTokens.delete(req.stepUpToken)) throw new ConnectError("step_up_token: missing or used", Code.PermissionDenied);
+            gw.spendStepUp(req.stepUpToken, "payout");
             const seen = gw.payouts.get(req.idempotencyKey);
             if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" } } };
             const amountMinor = req.amount!.amountMinor;
@@ -230,6 +252,24 @@ export class FakeGateway {
             const payoutId = `payout-${gw.payouts.size + 1}`;
             gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0 });
             return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
+          },
+          getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),
+          // Payment's rules (services/payment/src/handlers/payouts.ts): replacing the number in force needs a
+          // payout_number step-up and starts the cooling-off; automatic payout needs a number and at least KES 10.
+          updatePayoutSettings: (req, ctx) => {
+            gw.authed(ctx);
+            const s = gw.payoutSettings;
+            const min = req.autoPayoutMinimum?.amountMinor ?? 0n;
+            if (req.autoPayout && min < 1_000n) throw new ConnectError("auto_payout_minimum must be at least 10 KES (the least a B2C pays out) when auto_payout is on", Code.InvalidArgument);
+            const replaces = req.payoutPhone !== "" && s.phone !== "" && req.payoutPhone !== s.phone;
+            if (replaces && !req.stepUpToken) throw new ConnectError("step_up_token: replacing the payout number needs the device's step-up (purpose payout_number), as a withdrawal does", Code.FailedPrecondition);
+            if (replaces) gw.spendStepUp(req.stepUpToken, "payout_number");
+            if (req.autoPayout && !(req.payoutPhone || s.phone)) throw new ConnectError("payout_phone: automatic payout needs a payout number", Code.InvalidArgument);
+            if (replaces) s.automaticPayoutsFrom = new Date(Date.now() + 86_400_000);
+            s.phone = req.payoutPhone || s.phone;
+            s.autoPayout = req.autoPayout;
+            s.minimumMinor = min;
+            return { settings: gw.payoutSettingsMessage() };
           },
           getPayout: (req, ctx) => {
             gw.authed(ctx);

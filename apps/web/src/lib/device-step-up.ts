@@ -7,19 +7,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { forgetDeviceKey, loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge, type DeviceKey } from "./device-key";
-import { messageField } from "./errors";
 
 /** What a proof is for, as auth binds it into the challenge: a withdrawal, or replacing the payout number. */
 export type StepUpPurpose = "payout" | "payout_number";
 /** Where the step-up is, to say on screen: making and registering the key, or signing the challenge. */
 export type StepUpStage = "key" | "confirm";
 export type DeviceStepUp = (userId: string, purpose: StepUpPurpose, onStage?: (stage: StepUpStage) => void) => Promise<string>;
-
-/** A refusal asking for the device's step-up (FAILED_PRECONDITION naming step_up_token): the same request, proved, goes. */
-export function asksForStepUp(err: unknown): boolean {
-  const e = ConnectError.from(err);
-  return e.code === Code.FailedPrecondition && messageField(e.rawMessage) === "step_up_token";
-}
 
 export function useDeviceStepUp(): DeviceStepUp {
   const register = useMutation(AuthService.method.registerDevice);

@@ -49,6 +49,12 @@ export function messageField(rawMessage: string): string | undefined {
   return /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):/.exec(rawMessage)?.[1];
 }
 
+/** A refusal asking for the device's step-up (FAILED_PRECONDITION naming step_up_token): the same request, proved, goes. */
+export function asksForStepUp(err: unknown): boolean {
+  const e = ConnectError.from(err);
+  return e.code === Code.FailedPrecondition && messageField(e.rawMessage) === "step_up_token";
+}
+
 export function plainError(err: unknown, locale: Locale = "en"): string {
   const w = words[locale];
   const e = ConnectError.from(err);

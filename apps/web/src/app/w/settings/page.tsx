@@ -9,7 +9,8 @@ import { NotificationService } from "@ttip/proto/ttip/notification/v1/notificati
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asksForStepUp, useDeviceStepUp } from "../../../lib/device-step-up";
+import { useDeviceStepUp } from "../../../lib/device-step-up";
+import { asksForStepUp } from "../../../lib/errors";
 import { refusedField } from "../../../lib/focus";
 import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
 import { pickedPhoto } from "../../../lib/photo";

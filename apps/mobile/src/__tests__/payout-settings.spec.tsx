@@ -1,0 +1,78 @@
+import { fireEvent, screen, waitFor } from "@testing-library/react-native";
+import { FakeGateway } from "../testing/fake-gateway";
+import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { resetPushRegistration } from "../screens/push-registration";
+
+afterEach(() => resetPushRegistration());
+
+async function openPayoutSettings(gw: FakeGateway) {
+  await signIn(gw);
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getByTestId("payout-phone")).toBeTruthy());
+}
+
+async function savePayout(number: string, auto?: boolean, minimum?: string) {
+  await fireEvent.changeText(screen.getByTestId("payout-phone-new"), number);
+  if (auto !== undefined) await fireEvent(screen.getByTestId("auto-payout"), "valueChange", auto);
+  if (minimum !== undefined) await fireEvent.changeText(screen.getByTestId("auto-minimum"), minimum);
+  await fireEvent.press(screen.getByTestId("save-payout"));
+}
+
+test("a first payout number and automatic payout are saved without a step-up; a bad number or a minimum under KES 10 is refused before any call", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await openPayoutSettings(gw);
+  expect(screen.getByTestId("payout-phone")).toHaveTextContent("No payout number yet: set one to pay out automatically.");
+
+  await savePayout("0712 345", true, "50");
+  expect(await screen.findByRole("alert")).toHaveTextContent("Enter a Kenyan mobile number, for example 0712 345 678.");
+  await savePayout("0712 345 678", true, "9");
+  expect(await screen.findByRole("alert")).toHaveTextContent("Enter the minimum in whole shillings, at least 10.");
+  expect(gw.count("UpdatePayoutSettings")).toBe(0);
+
+  await savePayout("0712 345 678", true, "500");
+  expect(await screen.findByTestId("payout-note")).toHaveTextContent("Saved.");
+  expect(gw.payoutSettings).toMatchObject({ phone: "254712345678", autoPayout: true, minimumMinor: 500_00n });
+  expect(screen.getByTestId("payout-phone")).toHaveTextContent("Payouts go to 2547******78.");
+  expect(screen.getByTestId("auto-minimum").props.value).toBe("500");
+  expect(screen.queryByTestId("payout-cooling")).toBeNull();
+  expect(phone.biometricPrompts).toEqual([]);
+  expect(gw.count("CreateDeviceChallenge")).toBe(0);
+});
+
+test("replacing the payout number asks the fingerprint for the new number and sends the change with a payout_number step-up", async () => {
+  const gw = new FakeGateway();
+  gw.payoutSettings.phone = "254712345678";
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await openPayoutSettings(gw);
+  expect(screen.getByTestId("payout-phone")).toHaveTextContent("Payouts go to 2547******78.");
+
+  await savePayout("0722 000 111");
+  expect(await screen.findByTestId("payout-note")).toHaveTextContent("Saved.");
+  expect(phone.biometricPrompts).toEqual(["Confirm payouts to 0722 000 111"]);
+  expect(gw.last("CreateDeviceChallenge").purpose).toBe("payout_number");
+  expect(gw.count("UpdatePayoutSettings")).toBe(2);
+  expect(gw.last("UpdatePayoutSettings")).toMatchObject({ payoutPhone: "254722000111", stepUpToken: expect.stringMatching(/^step-up-/) });
+  expect(gw.stepUpTokens.size).toBe(0);
+  expect(gw.payoutSettings.phone).toBe("254722000111");
+  expect(screen.getByTestId("payout-phone")).toHaveTextContent("Payouts go to 2547******11.");
+  expect(screen.getByTestId("payout-cooling")).toHaveTextContent(/^Automatic payouts to this new number start on \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(Nairobi time\)/);
+  expect(screen.getByTestId("payout-phone-new").props.value).toBe("");
+});
+
+test("a new payout number not confirmed by the fingerprint changes nothing and asks auth for nothing", async () => {
+  const gw = new FakeGateway();
+  gw.payoutSettings.phone = "254712345678";
+  const phone = newPhone();
+  phone.biometricAnswers.push(false);
+  await renderApp(gw, phone);
+  await openPayoutSettings(gw);
+  await savePayout("0722 000 111");
+  expect(await screen.findByRole("alert")).toHaveTextContent("The new number was not confirmed on this phone. Nothing changed.");
+  expect(gw.payoutSettings.phone).toBe("254712345678");
+  expect(gw.count("CreateDeviceChallenge")).toBe(0);
+  expect(gw.count("RegisterDevice")).toBe(0);
+  expect(screen.getByTestId("payout-phone-new").props.value).toBe("0722 000 111");
+});
