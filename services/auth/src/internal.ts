@@ -77,7 +77,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
           RETURNING t.device_id`,
         terms,
       );
-      if (!rows[0]) throw await stepUpRefusal(pool, terms, req.spendKey);
+      if (!rows[0]) throw await stepUpRefusal(pool, terms, req.spendKey, req.purpose);
       return { deviceId: rows[0].device_id };
     },
   };
@@ -87,12 +87,15 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
 const SAME_TERMS = `(t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6))
             AND (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7)`;
 
+/** What a token of each purpose is spent on, as a refusal names it (a purpose auth does not word: "request"). */
+const SPENT_ON: Readonly<Record<string, string>> = { payout: "payout", payout_number: "payout number change" };
+
 /**
- * Why a step-up token was refused: spent under this payout's key on another amount or number (naming
- * spend_amount or spend_phone: the caller changed the payout, not the proof), else invalid, expired or
- * spent on another payout. Read only once refused.
+ * Why a step-up token was refused: spent under this spend key on another amount or number (naming
+ * spend_amount or spend_phone: the caller changed the payout or the number, not the proof), else invalid,
+ * expired or spent on another payout (or number change). Read only once refused.
  */
-async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string): Promise<PermissionDeniedError> {
+async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string, purpose: string): Promise<PermissionDeniedError> {
   const { rows } = await pool.query<{ same_amount: boolean; same_phone: boolean }>(
     `SELECT (t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6)) AS same_amount,
             (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7) AS same_phone
@@ -101,7 +104,11 @@ async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string
     terms,
   );
   const spent = rows[0];
-  if (spent && !spent.same_amount) return new PermissionDeniedError("spend_amount: the step-up token was spent on this payout's key for another amount; another amount needs a new step-up");
-  if (spent && !spent.same_phone) return new PermissionDeniedError("spend_phone: the step-up token was spent on this payout's key for another number; another number needs a new step-up");
-  return new PermissionDeniedError(`step-up token is invalid, expired or already spent${spendKey ? " on another payout" : ""}`);
+  const what = SPENT_ON[purpose] ?? "request";
+  if (spent && !spent.same_amount) return new PermissionDeniedError(`spend_amount: the step-up token was spent on this ${what}'s key for another amount; another amount needs a new step-up`);
+  if (spent && !spent.same_phone) {
+    if (purpose === "payout_number") return new PermissionDeniedError("spend_phone: the step-up token was spent on another payout number; this number needs a new step-up");
+    return new PermissionDeniedError(`spend_phone: the step-up token was spent on this ${what}'s key for another number; another number needs a new step-up`);
+  }
+  return new PermissionDeniedError(`step-up token is invalid, expired or already spent${spendKey ? ` on another ${what}` : ""}`);
 }

@@ -219,7 +219,8 @@ describe("a new payout number's cooling-off", () => {
     assert.equal(await stored(), normalisePhone(second));
     // The same change retried with its proof (a lost answer) is accepted; the proof does not carry to another number.
     assert.equal(await refusal({ ...change, stepUpToken: token }), "accepted");
-    assert.equal(await refusal({ ...change, payoutPhone: third, stepUpToken: token }), "PermissionDenied payout_phone");
+    await assert.rejects(me.updatePayoutSettings({ ...change, payoutPhone: third, stepUpToken: token }), (e: ConnectError) =>
+      e.code === Code.PermissionDenied && e.rawMessage === "payout_phone: the step-up token was spent on another payout number; this number needs a new step-up");
     assert.equal(await stored(), normalisePhone(second));
     // The same number again, or the other settings alone, need none.
     assert.equal(await refusal({ autoPayout: false, payoutPhone: second }), "accepted");
