@@ -46,6 +46,9 @@ export class FakeGateway {
   qrCodes: QrCode[] = [];
   readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
   readonly devices = new Map<string, string>(); // deviceId → public JWK
+  /** What ListDevices says of each device key besides its JWK. */
+  readonly deviceInfo = new Map<string, { name: string; registeredAt: Date; lastVerifiedAt?: Date }>();
+  private devicesMade = 0;
   readonly challenges = new Map<string, { deviceId: string; challenge: Uint8Array; purpose: string }>();
   /** Unspent step-up tokens by the purpose their challenge was made for. */
   readonly stepUpTokens = new Map<string, string>();
@@ -177,9 +180,25 @@ export class FakeGateway {
           },
           registerDevice: (req, ctx) => {
             gw.authed(ctx);
-            const deviceId = `dev-${gw.devices.size + 1}`;
+            const deviceId = `dev-${++gw.devicesMade}`;
             gw.devices.set(deviceId, req.publicKeyJwk);
+            gw.deviceInfo.set(deviceId, { name: req.name, registeredAt: new Date() });
             return { device: { deviceId, name: req.name, publicKeyJwk: req.publicKeyJwk } };
+          },
+          listDevices: (_req, ctx) => {
+            gw.authed(ctx);
+            return {
+              devices: [...gw.devices].map(([deviceId, publicKeyJwk]) => {
+                const info = gw.deviceInfo.get(deviceId);
+                return { deviceId, publicKeyJwk, name: info?.name ?? "", registeredAt: timestampFromDate(info?.registeredAt ?? new Date()), lastVerifiedAt: info?.lastVerifiedAt && timestampFromDate(info.lastVerifiedAt) };
+              }),
+            };
+          },
+          removeDevice: (req, ctx) => {
+            gw.authed(ctx);
+            if (!gw.devices.delete(req.deviceId)) throw new ConnectError("device_id: no such device of yours", Code.NotFound);
+            gw.deviceInfo.delete(req.deviceId);
+            return {};
           },
           createDeviceChallenge: (req, ctx) => {
             gw.authed(ctx);
@@ -199,6 +218,8 @@ export class FakeGateway {
             if (!p256.verify(req.signature, c.challenge, point, { prehash: true, lowS: false })) {
               throw new ConnectError("signature: does not match the device key", Code.PermissionDenied);
             }
+            const info = gw.deviceInfo.get(c.deviceId);
+            if (info) info.lastVerifiedAt = new Date();
             const stepUpToken = `step-up-${++gw.stepUpsMade}-abcdef`;
             gw.stepUpTokens.set(stepUpToken, c.purpose);
             return { stepUpToken };

@@ -1,3 +1,4 @@
+// Settings for money: where payouts go (a new number proved by the device step-up) and which devices may approve them.
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { FakeGateway } from "../testing/fake-gateway";
 import { newPhone, renderApp, signIn } from "../testing/render-app";
@@ -75,4 +76,40 @@ test("a new payout number not confirmed by the fingerprint changes nothing and a
   expect(gw.count("CreateDeviceChallenge")).toBe(0);
   expect(gw.count("RegisterDevice")).toBe(0);
   expect(screen.getByTestId("payout-phone-new").props.value).toBe("0722 000 111");
+});
+
+test("devices that can approve withdrawals: this phone's key is marked; another is removed after a yes, and removing this phone's forgets its key here", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  // A withdrawal registers this phone's key; a browser's was registered elsewhere.
+  await fireEvent.press(screen.getByTestId("tab-withdraw"));
+  await fireEvent.changeText(await screen.findByTestId("amount"), "100");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await screen.findByTestId("payout");
+  gw.devices.set("dev-browser", gw.devices.get("dev-1")!);
+  gw.deviceInfo.set("dev-browser", { name: "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36", registeredAt: new Date() });
+
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getAllByTestId("device-row")).toHaveLength(2));
+  const [mine, browser] = screen.getAllByTestId("device-row");
+  expect(mine).toHaveTextContent(/^TTIP app \(\w+\) \(this phone\)Added .+Last used .+Remove$/);
+  expect(browser).toHaveTextContent(/^Chrome on AndroidAdded .+Not used yetRemove$/);
+
+  await fireEvent.press(screen.getByLabelText("Remove: Chrome on Android"));
+  expect(screen.getByTestId("device-remove-ask")).toHaveTextContent("Remove Chrome on Android? It can no longer approve withdrawals.Yes, remove itNo, keep it");
+  expect(gw.count("RemoveDevice")).toBe(0);
+  await fireEvent.press(screen.getByTestId("device-remove-yes"));
+  await waitFor(() => expect(screen.getAllByTestId("device-row")).toHaveLength(1));
+  expect([...gw.devices.keys()]).toEqual(["dev-1"]);
+  expect(phone.secure.data.get(`device_key.${gw.userId}`)).toMatch(/"deviceId":"dev-1"/);
+
+  await fireEvent.press(screen.getByLabelText(/^Remove: TTIP app \(\w+\) \(this phone\)$/));
+  expect(screen.getByTestId("device-remove-ask")).toHaveTextContent(/^Remove this phone\? It can no longer approve withdrawals; your next withdrawal here adds it again\./);
+  await fireEvent.press(screen.getByTestId("device-remove-yes"));
+  expect(await screen.findByText("None yet: your first withdrawal from a phone or browser adds it here.")).toBeTruthy();
+  expect(gw.devices.size).toBe(0);
+  expect(phone.secure.data.has(`device_key.${gw.userId}`)).toBe(false);
 });
