@@ -102,15 +102,20 @@ test("English and Swahili have the same keys, no empty text, and the same {place
   assert.equal(workerT("sw")("leftOf", { left: "KES 5", limit: "KES 10" }), "KES 5 zimebaki kati ya KES 10");
 });
 
-test("a device's user agent as a person reads it: browser and system when named, the system alone when the stored 60 characters end before the browser, else the text shortened", () => {
+test("a device's user agent as a person reads it: browser and system when named, the system alone when the stored 60 characters end before the browser, the phone app as itself, else the text shortened", () => {
   const sw = workerT("sw");
-  const words = { browserOn: (browser: string, os: string) => sw("browserOn", { browser, os }), unknown: sw("unknownDevice") };
+  const words = { browserOn: (browser: string, os: string) => sw("browserOn", { browser, os }), appOn: (os: string) => sw("appOn", { os }), unknown: sw("unknownDevice") };
   const android = "Mozilla/5.0 (Linux; Android 13; SM-A145F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
   assert.equal(readableAgent(android, words), "Chrome kwenye Android");
   assert.equal(readableAgent(android.slice(0, 60), words), "Android");
   assert.equal(readableAgent("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", words), "Safari kwenye iPhone");
   assert.equal(readableAgent("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36 Edg/124.0", words), "Edge kwenye Windows");
   assert.equal(readableAgent("connect-es/2.2.0", words), "connect-es/2.2.0");
+  // The phone app's device key and its requests (React Native's HTTP clients), not a library's name.
+  assert.equal(readableAgent("TTIP app (android)", words), "Programu ya TTIP kwenye Android");
+  assert.equal(readableAgent("okhttp/4.12.0", words), "Programu ya TTIP kwenye Android");
+  assert.equal(readableAgent("TTIP/57 CFNetwork/1568.100.1 Darwin/24.0.0", words), "Programu ya TTIP kwenye iPhone");
+  assert.equal(readableAgent("TTIP app (web)", words), "TTIP app (web)");
   assert.equal(readableAgent("x".repeat(80), words), `${"x".repeat(39)}…`);
   assert.equal(readableAgent("  ", words), "Kifaa kisichojulikana");
 });

@@ -1,4 +1,4 @@
-// Settings for money: where payouts go (a new number proved by the device step-up) and which devices may approve them.
+// Settings for money and access: where payouts go (a new number proved by the device step-up), which devices may approve them, where the worker is signed in.
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { FakeGateway } from "../testing/fake-gateway";
 import { newPhone, renderApp, signIn } from "../testing/render-app";
@@ -95,21 +95,42 @@ test("devices that can approve withdrawals: this phone's key is marked; another 
   await fireEvent.press(screen.getByTestId("tab-settings"));
   await waitFor(() => expect(screen.getAllByTestId("device-row")).toHaveLength(2));
   const [mine, browser] = screen.getAllByTestId("device-row");
-  expect(mine).toHaveTextContent(/^TTIP app \(\w+\) \(this phone\)Added .+Last used .+Remove$/);
+  expect(mine).toHaveTextContent(/^TTIP app on (Android|iPhone) \(this phone\)Added .+Last used .+Remove$/);
   expect(browser).toHaveTextContent(/^Chrome on AndroidAdded .+Not used yetRemove$/);
 
   await fireEvent.press(screen.getByLabelText("Remove: Chrome on Android"));
-  expect(screen.getByTestId("device-remove-ask")).toHaveTextContent("Remove Chrome on Android? It can no longer approve withdrawals.Yes, remove itNo, keep it");
+  expect(screen.getByTestId("device-ask")).toHaveTextContent("Remove Chrome on Android? It can no longer approve withdrawals.Yes, remove itNo, keep it");
   expect(gw.count("RemoveDevice")).toBe(0);
-  await fireEvent.press(screen.getByTestId("device-remove-yes"));
+  await fireEvent.press(screen.getByTestId("device-yes"));
   await waitFor(() => expect(screen.getAllByTestId("device-row")).toHaveLength(1));
   expect([...gw.devices.keys()]).toEqual(["dev-1"]);
   expect(phone.secure.data.get(`device_key.${gw.userId}`)).toMatch(/"deviceId":"dev-1"/);
 
-  await fireEvent.press(screen.getByLabelText(/^Remove: TTIP app \(\w+\) \(this phone\)$/));
-  expect(screen.getByTestId("device-remove-ask")).toHaveTextContent(/^Remove this phone\? It can no longer approve withdrawals; your next withdrawal here adds it again\./);
-  await fireEvent.press(screen.getByTestId("device-remove-yes"));
+  await fireEvent.press(screen.getByLabelText(/^Remove: TTIP app on (Android|iPhone) \(this phone\)$/));
+  expect(screen.getByTestId("device-ask")).toHaveTextContent(/^Remove this phone\? It can no longer approve withdrawals; your next withdrawal here adds it again\./);
+  await fireEvent.press(screen.getByTestId("device-yes"));
   expect(await screen.findByText("None yet: your first withdrawal from a phone or browser adds it here.")).toBeTruthy();
   expect(gw.devices.size).toBe(0);
   expect(phone.secure.data.has(`device_key.${gw.userId}`)).toBe(false);
+});
+
+test("where the worker is signed in: this session is marked and kept; another is signed out after a yes", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  const elsewhere = gw.tokens().accessToken;
+  gw.sessions[1]!.userAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getAllByTestId("session-row")).toHaveLength(2));
+  const [here, browser] = screen.getAllByTestId("session-row");
+  expect(here).toHaveTextContent(/^TTIP app on Android \(this one\)Signed in .+Last used .+$/);
+  expect(browser).toHaveTextContent(/^Chrome on WindowsSigned in .+Last used .+Sign out$/);
+
+  await fireEvent.press(screen.getByLabelText("Sign out: Chrome on Windows"));
+  expect(screen.getByTestId("session-ask")).toHaveTextContent(/^Sign out Chrome on Windows\? It will have to sign in again with your number and PIN\./);
+  expect(gw.count("RevokeSession")).toBe(0);
+  await fireEvent.press(screen.getByTestId("session-yes"));
+  await waitFor(() => expect(screen.getAllByTestId("session-row")).toHaveLength(1));
+  expect(gw.validAccess.has(elsewhere)).toBe(false);
+  expect(gw.sessions.map((x) => x.sessionId)).toEqual(["session-1"]);
 });

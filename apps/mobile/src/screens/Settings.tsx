@@ -1,4 +1,4 @@
-// Settings: language, notifications on this phone, payouts, the devices that approve them, the PIN, sign out (here or everywhere).
+// Settings: language, notifications on this phone, payouts, the devices that approve them and where the worker is signed in, the PIN, sign out (here or everywhere).
 import { useMutation } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { useState } from "react";
@@ -8,7 +8,7 @@ import { useI18n } from "../lib/i18n";
 import { Button, Notice, Screen, Title, styles } from "../ui";
 import { usePushRegistration } from "./push-registration";
 import { ChangePin } from "./ChangePin";
-import { DeviceKeys } from "./DeviceKeys";
+import { DeviceKeys, SignedIn } from "./AccessLists";
 import { PayoutSettings } from "./PayoutSettings";
 import { TipSmsSetting } from "./TipSmsSetting";
 
@@ -42,6 +42,7 @@ export function Settings() {
       <TipSmsSetting />
       <PayoutSettings />
       <DeviceKeys />
+      <SignedIn />
       <ChangePin />
       <Button testID="sign-out" kind="secondary" title={t("signOut")} disabled={busy} onPress={() => void signOut(false)} />
       <Button testID="sign-out-all" kind="secondary" title={t("signOutAll")} disabled={busy} onPress={() => void signOut(true)} />

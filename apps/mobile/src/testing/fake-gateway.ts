@@ -55,6 +55,8 @@ export class FakeGateway {
   private stepUpsMade = 0;
   readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
+  /** Auth's sessions, one per sign-in or refresh, with the access token each was given. */
+  sessions: { sessionId: string; deviceId: string; userAgent: string; ipAddress: string; createdAt: Date; accessToken: string }[] = [];
   /** Payment's payout settings for the worker; `phone` in Daraja's form, "" when none is set. */
   payoutSettings = { phone: "", autoPayout: false, minimumMinor: 0n, automaticPayoutsFrom: undefined as Date | undefined };
 
@@ -78,6 +80,7 @@ export class FakeGateway {
     this.issued++;
     const accessToken = fakeJwt(this.userId, this.issued);
     this.validAccess.add(accessToken);
+    this.sessions.push({ sessionId: `session-${this.issued}`, deviceId: "", userAgent: "okhttp/4.12.0", ipAddress: "", createdAt: new Date(), accessToken });
     return { accessToken, refreshToken: `refresh-${this.issued}-0123456789` };
   }
 
@@ -223,6 +226,21 @@ export class FakeGateway {
             const stepUpToken = `step-up-${++gw.stepUpsMade}-abcdef`;
             gw.stepUpTokens.set(stepUpToken, c.purpose);
             return { stepUpToken };
+          },
+          listSessions: (_req, ctx) => {
+            gw.authed(ctx);
+            const current = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "");
+            return {
+              sessions: gw.sessions.map(({ accessToken, createdAt, ...x }) => ({ ...x, createdAt: timestampFromDate(createdAt), lastUsedAt: timestampFromDate(createdAt), current: accessToken === current })),
+            };
+          },
+          revokeSession: (req, ctx) => {
+            gw.authed(ctx);
+            const s = gw.sessions.find((x) => x.sessionId === req.sessionId);
+            if (!s) throw new ConnectError("session_id: no such session of yours", Code.NotFound);
+            gw.sessions = gw.sessions.filter((x) => x !== s);
+            gw.validAccess.delete(s.accessToken);
+            return {};
           },
           logout: () => ({}),
           revokeAllSessions: () => ({ revoked: 1 }),

@@ -11,6 +11,12 @@ const BROWSERS: readonly [RegExp, string][] = [
   [/\b(Firefox|FxiOS)\//, "Firefox"],
   [/\bVersion\/[\d.]+.*\bSafari\//, "Safari"],
 ];
+// The phone app: its device keys are named "TTIP app (<platform>)", and its requests carry React Native's
+// HTTP client's agent (okhttp on Android, CFNetwork on iOS), which would read as a library's name.
+const APP_SYSTEMS: readonly [RegExp, string][] = [
+  [/^TTIP app \(android\)$|^okhttp\//, "Android"],
+  [/^TTIP app \(ios\)$|\bCFNetwork\/.*\bDarwin\//, "iPhone"],
+];
 const SYSTEMS: readonly [RegExp, string][] = [
   [/\bAndroid\b/, "Android"],
   [/\biPhone\b/, "iPhone"],
@@ -25,6 +31,8 @@ const RAW_MAX = 40;
 export interface AgentWords {
   /** "{browser} on {os}" in the screen's language. */
   browserOn(browser: string, os: string): string;
+  /** "TTIP app on {os}": the phone app. */
+  appOn(os: string): string;
   unknown: string;
 }
 
@@ -36,6 +44,8 @@ function first(list: readonly [RegExp, string][], ua: string): string | undefine
 export function readableAgent(ua: string, words: AgentWords): string {
   const text = ua.trim();
   if (!text) return words.unknown;
+  const app = first(APP_SYSTEMS, text);
+  if (app) return words.appOn(app);
   const browser = first(BROWSERS, text);
   const os = first(SYSTEMS, text);
   if (browser && os) return words.browserOn(browser, os);

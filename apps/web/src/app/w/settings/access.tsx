@@ -5,19 +5,9 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { forgetDeviceKey, loadDeviceKey } from "../../../lib/device-key";
 import { loadSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
-import { readableAgent, type AgentWords } from "../../../lib/user-agent";
-import type { WorkerT } from "../../../lib/worker-i18n";
+import { deviceRows, sessionRows, type AccessRow, type RemovableProps } from "../../../lib/access-rows";
 import { shown } from "../../v/util";
 import { useT } from "../use-t";
-
-/** One thing the worker may take away: what it is, when, whether it is this browser's own, and the question asked before. */
-interface Row {
-  id: string;
-  name: string;
-  when: string[];
-  mine: string;
-  ask: string;
-}
 
 type Devices = ReturnType<typeof useDevices>;
 type Sessions = ReturnType<typeof useSessions>;
@@ -51,18 +41,7 @@ function useSessions() {
 export function DeviceKeys({ devices }: { devices: Devices }) {
   const { t, locale } = useT();
   const remove = useMutation(AuthService.method.removeDevice);
-  const words = agentWords(t);
-  const rows: Row[] = (devices.list.data?.devices ?? []).map((d) => {
-    const name = readableAgent(d.name, words);
-    const mine = d.deviceId === devices.own;
-    return {
-      id: d.deviceId,
-      name,
-      when: [t("addedAt", { when: shown(d.registeredAt, locale) }), d.lastVerifiedAt ? t("usedAt", { when: shown(d.lastVerifiedAt, locale) }) : t("neverUsed")],
-      mine: mine ? t("thisBrowser") : "",
-      ask: mine ? t("removeDeviceOwnAsk") : t("removeDeviceAsk", { name }),
-    };
-  });
+  const rows = deviceRows(devices.list.data?.devices ?? [], devices.own, t("thisBrowser"), t, (ts) => shown(ts, locale));
   return (
     <Removable
       id="devices" title={t("devices")} intro={t("devicesIntro")} empty={t("noDevices")} rows={rows} error={devices.list.error}
@@ -85,17 +64,7 @@ export function DeviceKeys({ devices }: { devices: Devices }) {
 export function SignedIn({ sessions }: { sessions: Sessions }) {
   const { t, locale } = useT();
   const revoke = useMutation(AuthService.method.revokeSession);
-  const words = agentWords(t);
-  const rows: Row[] = (sessions.data?.sessions ?? []).map((s) => {
-    const name = readableAgent(s.userAgent, words);
-    return {
-      id: s.sessionId,
-      name,
-      when: [t("signedInAt", { when: shown(s.createdAt, locale) }), t("usedAt", { when: shown(s.lastUsedAt, locale) })],
-      mine: s.current ? t("thisSession") : "",
-      ask: t("signOutAsk", { name }),
-    };
-  });
+  const rows = sessionRows(sessions.data?.sessions ?? [], t, (ts) => shown(ts, locale));
   return (
     <Removable
       id="sessions" title={t("sessions")} empty={t("none")} rows={rows} error={sessions.error}
@@ -108,31 +77,13 @@ export function SignedIn({ sessions }: { sessions: Sessions }) {
   );
 }
 
-function agentWords(t: WorkerT): AgentWords {
-  return { browserOn: (browser, os) => t("browserOn", { browser, os }), unknown: t("unknownDevice") };
-}
-
-interface RemovableProps {
-  id: string;
-  title: string;
-  intro?: string;
-  empty: string;
-  rows: Row[];
-  error: unknown;
-  action: string;
-  yes: string;
-  /** The caller's own row has no button. */
-  keepMine?: boolean;
-  onConfirm(row: Row): Promise<void>;
-}
-
 /** A list whose rows go only after a second, explicit yes; a refusal is said in words and the row stays. */
 function Removable({ id, title, intro, empty, rows, error, action, yes, keepMine, onConfirm }: RemovableProps) {
   const { t, err } = useT();
   const [asking, setAsking] = useState<string>();
   const [problem, setProblem] = useState("");
   const write = useWrite();
-  const confirm = (row: Row) => write.run(async () => {
+  const confirm = (row: AccessRow) => write.run(async () => {
     setProblem("");
     await onConfirm(row);
     setAsking(undefined);
@@ -142,9 +93,9 @@ function Removable({ id, title, intro, empty, rows, error, action, yes, keepMine
       <h2 id={id}>{title}</h2>
       {intro ? <p className="muted">{intro}</p> : null}
       {error ? <p className="error" role="alert">{err(error)}</p> : null}
-      {!error && rows.length === 0 ? <p className="muted">{empty}</p> : null}
+      {!error && rows?.length === 0 ? <p className="muted">{empty}</p> : null}
       <ul className="plain">
-        {rows.map((row) => (
+        {rows?.map((row) => (
           <li key={row.id} className="notice" data-testid={`${id}-row`}>
             <strong>{row.name}</strong>{row.mine ? <span className="muted"> ({row.mine})</span> : null}
             {row.when.map((w) => <div key={w} className="muted">{w}</div>)}
