@@ -83,7 +83,7 @@ describe("live figures per currency (chromium at phone size)", () => {
     await page.goto(`${h.url}/v/${venue.id}`);
     const live = page.getByTestId("venue-live");
     await live.getByText("KES 500").waitFor({ timeout: 30_000 });
-    // A staff member's USD card tip at the venue's table (a venue's pool takes M-Pesa only), as payment announces
+    // A staff member's USD card tip at the venue (by the staff member's own code), as payment announces
     // it: tip_succeeded alone (no tip_created for a card tip), its net credited in KES to the worker's wallet.
     const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
     await h.publish(buildEvent("payment", TipSucceededSchema, {

@@ -31,7 +31,7 @@ export interface PaymentModuleOptions extends ModuleOptions {
 /**
  * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
  * callbacks, B2C payouts, saved M-Pesa numbers and fraud checks before money
- * moves; card tips by Stripe (cards/). M-Pesa tips to a venue's pool too; card tips to a pool are not built (UNIMPLEMENTED).
+ * moves; card tips by Stripe and PayPal (cards/); tips to a venue's pool by either.
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig(options.env ?? process.env, options.callbackBaseUrl);

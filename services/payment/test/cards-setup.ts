@@ -1,7 +1,7 @@
 // The payment service with card tips on, against the Stripe simulator (state,
 // 3-D Secure, webhooks, disputes) and the real wallet.
 import { createClient } from "@connectrpc/connect";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, type ServiceModule } from "@ttip/runtime";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { startStripeSimulator, type StripeSimulator } from "../src/testing.js";
@@ -21,7 +21,8 @@ export interface CardHarness extends Harness {
   withdraw(workerId: string, amountMinor: bigint): Promise<void>;
 }
 
-export async function startCardHarness(rules: Partial<CardRules> = {}, overrides: Partial<PaymentConfig> = {}): Promise<CardHarness> {
+/** `extra`: other services in the same process (qr, for tips by a venue's code). */
+export async function startCardHarness(rules: Partial<CardRules> = {}, overrides: Partial<PaymentConfig> = {}, extra: ServiceModule[] = []): Promise<CardHarness> {
   const stripe = await startStripeSimulator({ webhookDelayMs: 10, disputeDelayMs: 50 });
   const paypal = await startPayPalSimulator({ webhookDelayMs: 10 });
   const h = await startHarness({
@@ -37,7 +38,7 @@ export async function startCardHarness(rules: Partial<CardRules> = {}, overrides
       checkAfterMs: 0,
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 3, perCardDailyKesMinor: 150_000_00n, countryMismatch: "hold", ...rules },
     },
-  });
+  }, extra);
   stripe.setWebhookUrl(`${h.t.service.server.url}/stripe/webhook`);
   paypal.setWebhookUrl(`${h.t.service.server.url}/paypal/webhook`);
   const walletUser = createClient(WalletService, h.t.ctx.peers("wallet"));

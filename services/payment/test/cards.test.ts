@@ -6,10 +6,13 @@ import { callerHeaders } from "@ttip/runtime";
 import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { CardTipRow } from "../src/cards/convert.js";
 import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
 import { StripeCardProvider } from "../src/cards/stripe.js";
+import { createQrModule } from "@ttip/qr";
+import { OwnerKind as QrOwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { splitOf } from "../src/cards/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
@@ -26,7 +29,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   let internal: Client<typeof PaymentInternalService>;
 
   before(async () => {
-    h = await startCardHarness({ perCardPerHour: 3 });
+    h = await startCardHarness({ perCardPerHour: 3 }, {}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
     pay = h.t.client(PaymentService);
     adminClient = h.t.client(PaymentAdminService, admin);
     internal = h.t.client(PaymentInternalService);
@@ -103,7 +106,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const cards = new CardLedger(ledger);
     const worker = randomUUID();
     const paymentId = `pi_${randomUUID().replaceAll("-", "")}`;
-    const split: CardSplit = { tipId: randomUUID(), workerId: worker, paymentId, provider: "stripe", currency: "KES", chargedMinor: 10_000n, shareMinor: 9_000n, walletCurrency: "KES", walletMinor: 9_000n };
+    const split: CardSplit = { tipId: randomUUID(), workerId: worker, venueId: "", paymentId, provider: "stripe", currency: "KES", chargedMinor: 10_000n, shareMinor: 9_000n, walletCurrency: "KES", walletMinor: 9_000n };
     const receipt = `R${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
     const parked = { key: `c2b:${receipt}`, receipt, amountMinor: 5_000n, description: "parked by the test" };
     // Their accounts made first: the entries are the only calls left to wait.
@@ -115,7 +118,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       await holder.query("BEGIN");
       // Wallet's statements posting an entry wait for this lock, with no lock timeout of their own: wallet answers nothing.
       await holder.query("LOCK TABLE wallet.entries IN ACCESS EXCLUSIVE MODE");
-      outcomes = await Promise.all([cards.credit(split, "worker"), ledger.toSuspense(parked)].map((p) => p.then(() => "posted", (err: unknown) => err)));
+      outcomes = await Promise.all([cards.credit(split, "recipient"), ledger.toSuspense(parked)].map((p) => p.then(() => "posted", (err: unknown) => err)));
     } finally {
       await holder.query("ROLLBACK");
       holder.release();
@@ -126,7 +129,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     }
     deadline.ms = POST_ENTRY_TIMEOUT_MS;
     // Retried (twice: a repeat after a lost answer), each is posted once.
-    const credited = [await cards.credit(split, "worker"), await cards.credit(split, "worker")];
+    const credited = [await cards.credit(split, "recipient"), await cards.credit(split, "recipient")];
     assert.ok(credited[0] && credited[0] === credited[1], "one card entry");
     const suspended = [await ledger.toSuspense(parked), await ledger.toSuspense(parked)];
     assert.ok(suspended[0] && suspended[0] === suspended[1], "one suspense entry");
@@ -480,6 +483,57 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.deepEqual(rows.map((a) => a.reason), ["CARD_COUNTRY_MISMATCH"]);
     assert.equal(await entriesFor(paymentId), 1, "credited once, into suspense");
     assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("a USD card tip by a venue's table code lands in the venue's pool in KES, once; a refund and a lost chargeback take their shares back from the pool", async () => {
+    const venue = randomUUID();
+    const manager = { headers: callerHeaders(randomUUID(), "venue_manager") };
+    const qr = createClient(QrService, h.t.ctx.peers("qr"));
+    await qr.putProfile({ ownerKind: QrOwnerKind.VENUE, ownerId: venue, displayName: "Tamarind" }, manager);
+    const { qrCode } = await qr.createQrCode({ ownerKind: QrOwnerKind.VENUE, ownerId: venue, idempotencyKey: randomUUID(), parameters: { table: "T4" } }, manager);
+    const asAdmin = { headers: callerHeaders("admin-1", "admin") };
+    const walletAdmin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+    const pool = async () => {
+      const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venue }, asAdmin);
+      return accounts[0] ? (await walletAdmin.getAccount({ accountId: accounts[0].accountId }, asAdmin)).balance!.ledger!.amountMinor : 0n;
+    };
+    const byCode = async () => {
+      const r = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: qrCode!.shortCode }, amount: USD(1000), payment: { case: "card", value: true } });
+      assert.equal((await h.confirm(r.stripeClientSecret, `pm_card_visa_${++cards}`)).status, 200);
+      const t = await until(r.tip!.tipId, "card tip settled", (t) => t.status !== TipStatus.PENDING);
+      await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
+      return t;
+    };
+
+    // Before, a card tip by a venue's code was UNIMPLEMENTED.
+    const tip = await byCode();
+    assert.equal(tip.status, TipStatus.SUCCEEDED);
+    assert.equal(tip.shared, true);
+    assert.equal(tip.workerId, "");
+    assert.equal(tip.venueId, venue);
+    assert.deepEqual([tip.workerReceives!.currency, tip.workerReceives!.amountMinor], ["KES", 115117n], "as a worker's: USD 8.91 at 129.20");
+    assert.equal(await pool(), 115117n);
+    const stored = await row(tip.tipId);
+    assert.deepEqual([stored.worker_id, stored.credit_kind], [null, "venue"]);
+    assert.equal((await entryConversions(stored.credit_entry_id)).length, 1);
+    const succeeded = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [tip.tipId]);
+    assert.equal(succeeded.rows[0].n, 1);
+
+    // A refund of USD 4 takes its share of the pool first.
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: USD(400), reason: "customer asked" });
+    const refunded = (115117n * 400n) / 1000n;
+    assert.equal(await pool(), 115117n - refunded);
+
+    // A chargeback on another: its share set aside from the pool, then, lost, taken.
+    const disputed = await byCode();
+    assert.equal(await pool(), 2n * 115117n - refunded);
+    const du = await h.stripe.openDispute(disputed.providerPaymentId);
+    await until(disputed.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await eventually(async () => (await pool()) === 115117n - refunded, "the disputed share set aside");
+    await h.stripe.closeDispute(du, "lost");
+    await until(disputed.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await pool(), 115117n - refunded);
+    assert.ok(await h.trialBalanced());
   });
 
   test("an admin refund takes the worker's share back first, then refunds at Stripe, once per key", async () => {

@@ -56,13 +56,16 @@ describe("qr rules, in process", () => {
     assert.equal(notTheirs.code, Code.PermissionDenied);
   });
 
-  test("a venue's shared code is paid into the pool by M-Pesa: a fixed amount in another currency than KES is refused, naming the field", async () => {
+  test("a venue's shared code may fix its amount in the venue's currency, USD too (paid by card into the pool); another currency is refused, naming the field", async () => {
     const venueId = randomUUID();
     await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Safari Lodge", currency: "USD" });
-    const usd = await refusal(as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { fixedAmount: { amountMinor: 1_000n, currency: "USD" } } }));
-    assert.equal(usd.code, Code.InvalidArgument);
-    assert.deepEqual(violationsOf(usd).map((v) => v.field), ["parameters.fixed_amount.currency"]);
-    assert.match(usd.rawMessage, /in KES only/);
+    // Before, a pool's fixed amount in USD was refused: card tips to a pool were not taken.
+    const { qrCode: table } = await as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { table: "2", fixedAmount: { amountMinor: 1_000n, currency: "USD" } } });
+    const { target: usdTarget } = await s.client(QrService).resolveQrCode({ code: { case: "shortCode", value: table!.shortCode } });
+    assert.deepEqual([usdTarget?.shared, usdTarget?.fixedAmount?.currency, usdTarget?.fixedAmount?.amountMinor], [true, "USD", 1_000n]);
+    const eur = await refusal(as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { fixedAmount: { amountMinor: 1_000n, currency: "EUR" } } }));
+    assert.equal(eur.code, Code.InvalidArgument);
+    assert.deepEqual(violationsOf(eur).map((v) => v.field), ["parameters.fixed_amount.currency"]);
     // Open amounts stay possible (the customer types KES), and a worker's USD code is paid by card.
     const { qrCode } = await as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem(), parameters: { table: "4" } });
     assert.ok(qrCode);

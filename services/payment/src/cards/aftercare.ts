@@ -1,7 +1,7 @@
 // After a card tip is paid: refunds (asked by an admin) and chargebacks
 // (reported by the provider). The worker's share is taken back from the
-// wallet before money leaves; only a lost chargeback may leave the worker's
-// balance below zero, and later tips pay it back first.
+// wallet (a venue tip's from the pool) before money leaves; only a lost
+// chargeback may leave the balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
@@ -137,7 +137,9 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
       const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'new'", [refund.refund_id, "worker balance too low"]);
       if (rowCount) await shareBackToDispute(tx, tip, refund.wallet_minor);
     });
-    throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
+    throw new InvalidStateError(tip.worker_id
+      ? "tip_id: the worker's balance no longer covers this refund (already withdrawn)"
+      : "tip_id: the venue's pool no longer covers this refund (already distributed)");
   }
   await withTransaction(pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
@@ -239,7 +241,7 @@ async function markRefundSent(deps: Deps, tip: CardTipRow, refund: RefundRow, pr
     if (now.status !== "failed") return false;
     // Recorded on the refund, so that balance reconciliation matches the provider's refund to it.
     await tx.query("UPDATE payment.card_refunds SET provider_refund_id = $2 WHERE refund_id = $1 AND provider_refund_id IS NULL", [refund.refund_id, providerRefundId]);
-    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
       detail: `${tip.card_provider} refunded ${formatMoney(refund.amount_minor, tip.currency)} (${providerRefundId}) after the refund was marked failed (${refund.failure}) and the worker's share given back: take the share back by hand` });
     return true;
   });
@@ -316,7 +318,7 @@ export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "
       [tip.tip_id, outside],
     );
     if (!more) return "refund_outside_flagged_before";
-    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
       detail: `${tip.card_provider} reports ${formatMoney(ev.refundedMinor, ev.currency)} refunded, TTIP refunded ${formatMoney(now.refunded_minor, tip.currency)}: `
         + `${formatMoney(outside, ev.currency)} refunded outside TTIP; the worker's share was not taken back` });
     return "refund_outside";
@@ -339,7 +341,7 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
   if (!row) {
     // Only what is there can be set aside; the rest is taken if the dispute is lost. A tip that reached the worker:
     // credited to them, or held for review and approved (its credit went to suspense, its approval paid them).
-    const available = tip.status === "succeeded" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
+    const available = tip.status === "succeeded" && tip.credit_entry_id ? await recipientHas(deps, tip, tip.worker_receives_minor) : 0n;
     await withTransaction(pool, async (tx) => {
       const wallet = await disputedWalletShare(tx, tip, ev.amountMinor);
       const held = available <= 0n ? 0n : available < wallet ? available : wallet;
@@ -349,8 +351,8 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
         [ev.disputeId, tip.card_provider, tip.tip_id, ev.amountMinor, ev.currency, wallet, held, ev.reason ?? ""],
       );
       if (rowCount) {
-        await recordAlert(tx, { reason: "CARD_DISPUTE", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
-          detail: `chargeback ${ev.disputeId} (${ev.reason ?? "no reason"}) for ${ev.currency} ${ev.amountMinor}; ${held} of the worker's ${wallet} set aside` });
+        await recordAlert(tx, { reason: "CARD_DISPUTE", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+          detail: `chargeback ${ev.disputeId} (${ev.reason ?? "no reason"}) for ${ev.currency} ${ev.amountMinor}; ${held} of the ${tip.worker_id ? "worker's" : "pool's"} ${wallet} set aside` });
       }
     });
     row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
@@ -380,6 +382,15 @@ async function disputedWalletShare(tx: Queryable, tip: CardTipRow, amountMinor: 
   return share < left ? share : left;
 }
 
+/**
+ * What the tip's recipient has to set a disputed amount aside from: the worker's available balance. A venue's pool
+ * has no balance read here: `poolTry` is what is tried (its whole share first, nothing once refused), and what is not
+ * set aside is taken from the pool if the dispute is lost, as from a wallet.
+ */
+async function recipientHas(deps: Deps, tip: CardTipRow, poolTry: bigint): Promise<bigint> {
+  return tip.worker_id ? deps.ledger.available(tip.worker_id, tip.wallet_currency) : poolTry;
+}
+
 /** Tries of setAside: each refusal lowers the amount to what the worker has then. */
 const SET_ASIDE_TRIES = 3;
 
@@ -398,7 +409,7 @@ async function setAside(deps: Deps, tip: CardTipRow, row: DisputeRow): Promise<D
     } catch (err) {
       if (tries >= SET_ASIDE_TRIES || asConnectError(err).code !== Code.FailedPrecondition) throw err;
     }
-    const available = await deps.ledger.available(tip.worker_id, tip.wallet_currency);
+    const available = await recipientHas(deps, tip, 0n);
     const held = available <= 0n ? 0n : available < row.held_wallet_minor ? available : row.held_wallet_minor;
     // Only over the amount this try read: a delivery that lowered it first decided, and its amount is moved.
     await pool.query("UPDATE payment.card_disputes SET held_wallet_minor = $2 WHERE dispute_id = $1 AND held_wallet_minor = $3", [row.dispute_id, held, row.held_wallet_minor]);

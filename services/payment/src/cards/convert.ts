@@ -27,7 +27,7 @@ export interface CardColumns {
   refunded_minor: bigint;
   reversed_wallet_minor: bigint;
 }
-export type CardTipRow = Omit<TipRow, "worker_id"> & CardColumns & { worker_id: string };
+export type CardTipRow = TipRow & CardColumns;
 
 const STATE: Record<CardColumns["card_state"], CardTipState> = {
   none: CardTipState.NONE,

@@ -1,6 +1,6 @@
 // Card money in the wallet's ledger. A card tip is paid in the customer's
 // currency and lands in the worker's wallet, in its currency (KES as a rule,
-// whatever the worker holds otherwise): the entry balances per
+// whatever the worker holds otherwise), or in a venue's pool (KES): the entry balances per
 // currency through the platform's FX position, and carries the rate, its
 // source and its time. Every write has an idempotency key derived from the
 // provider's ids, so a webhook applied twice posts once.
@@ -11,7 +11,9 @@ import type { Ledger } from "../ledger.js";
 /** What a card tip moved, from its row. */
 export interface CardSplit {
   tipId: string;
+  /** "" for a tip to a venue's pool. */
   workerId: string;
+  venueId: string;
   paymentId: string;
   provider: "stripe" | "paypal";
   /** The tip's (customer's) currency and what was charged in it. */
@@ -37,19 +39,26 @@ const clearingKind = (p: "stripe" | "paypal") => (p === "stripe" ? AccountKind.S
 
 type Leg = { kind: AccountKind; owner?: string; currency: string; amount: bigint; memo: string };
 
+/** Where a card tip's share lands and is taken back from: the worker's wallet, or the venue's pool for a tip by its code. */
+const shareKind = (s: CardSplit) => (s.workerId ? AccountKind.WORKER_WALLET : AccountKind.VENUE_POOL);
+
+function shareLeg(s: CardSplit, amount: bigint, memo: string): Leg {
+  return { kind: shareKind(s), owner: s.workerId || s.venueId, currency: s.walletCurrency, amount, memo };
+}
+
 /** Card entries go through the Ledger's PostEntry, with its deadline. */
 export class CardLedger {
   constructor(private readonly ledger: Ledger) {}
 
   /**
-   * The legs of a card payment of `p` reaching `dest` (the worker, or suspense):
+   * The legs of a card payment of `p` reaching `dest` (the worker or the venue's pool, or suspense):
    * the provider's clearing account gives what the card paid, the platform
    * keeps its fees in that currency, and the worker's share crosses to the
    * wallet's currency through the FX position.
    */
-  private legs(s: CardSplit, p: Portion, dest: "worker" | "suspense"): Leg[] {
-    const destLeg: Leg = dest === "worker"
-      ? { kind: AccountKind.WORKER_WALLET, owner: s.workerId, currency: s.walletCurrency, amount: p.walletMinor, memo: "card tip" }
+  private legs(s: CardSplit, p: Portion, dest: "recipient" | "suspense"): Leg[] {
+    const destLeg: Leg = dest === "recipient"
+      ? shareLeg(s, p.walletMinor, "card tip")
       : { kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: p.walletMinor, memo: "card tip held for review" };
     const clearing: Leg = { kind: clearingKind(s.provider), currency: s.currency, amount: -p.chargedMinor, memo: `${s.provider} ${s.paymentId}` };
     if (s.currency === s.walletCurrency) {
@@ -97,22 +106,22 @@ export class CardLedger {
     });
   }
 
-  /** The whole charge credited: to the worker, or to suspense when a rule holds it. */
-  credit(s: CardSplit, dest: "worker" | "suspense"): Promise<string> {
+  /** The whole charge credited: to the worker (or the venue's pool), or to suspense when a rule holds it. */
+  credit(s: CardSplit, dest: "recipient" | "suspense"): Promise<string> {
     const whole = { chargedMinor: s.chargedMinor, shareMinor: s.shareMinor, walletMinor: s.walletMinor };
     return this.post(`card:${s.paymentId}`, s, this.legs(s, whole, dest), `Card tip ${s.tipId} (${s.provider} ${s.paymentId})`, this.conversions(s, whole));
   }
 
   /** Gives back part of a credit taken back before (a refund the provider refused). */
   restore(key: string, s: CardSplit, p: Portion, description: string): Promise<string> {
-    return this.post(key, s, this.legs(s, p, "worker"), description, this.conversions(s, p));
+    return this.post(key, s, this.legs(s, p, "recipient"), description, this.conversions(s, p));
   }
 
-  /** A held card tip an admin approved: suspense pays the worker. */
+  /** A held card tip an admin approved: suspense pays the worker (or the venue's pool). */
   releaseFromSuspense(s: CardSplit): Promise<string> {
     return this.post(`card:${s.paymentId}:approved`, s, [
       { kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: -s.walletMinor, memo: "review approved" },
-      { kind: AccountKind.WORKER_WALLET, owner: s.workerId, currency: s.walletCurrency, amount: s.walletMinor, memo: "card tip" },
+      shareLeg(s, s.walletMinor, "card tip"),
     ], `Card tip ${s.tipId} approved`);
   }
 
@@ -128,18 +137,18 @@ export class CardLedger {
    */
   reverse(key: string, s: CardSplit, p: Portion, opts: { fromHeld?: bigint; allowOwnerDebt?: boolean; description: string }): Promise<string> {
     const held = opts.fromHeld ?? 0n;
-    const legs = this.legs(s, p, "worker").map((l) => ({ ...l, amount: -l.amount }));
-    const worker = legs.find((l) => l.kind === AccountKind.WORKER_WALLET)!;
-    worker.amount += held;
+    const legs = this.legs(s, p, "recipient").map((l) => ({ ...l, amount: -l.amount }));
+    const share = legs.find((l) => l.kind === shareKind(s))!;
+    share.amount += held;
     if (held) legs.push({ kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: -held, memo: "disputed amount set aside" });
     return this.post(key, s, legs, opts.description, this.conversions(s, p).map((c) => ({ ...c, from: c.to, to: c.from })), opts.allowOwnerDebt);
   }
 
-  /** Sets a disputed amount aside (worker → suspense), or gives it back (`back`). */
+  /** Sets a disputed amount aside (worker or pool → suspense), or gives it back (`back`). */
   moveDisputed(key: string, s: CardSplit, amountMinor: bigint, back: boolean): Promise<string> {
     const sign = back ? 1n : -1n;
     return this.post(key, s, [
-      { kind: AccountKind.WORKER_WALLET, owner: s.workerId, currency: s.walletCurrency, amount: sign * amountMinor, memo: back ? "dispute won" : "dispute opened" },
+      shareLeg(s, sign * amountMinor, back ? "dispute won" : "dispute opened"),
       { kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: -sign * amountMinor, memo: back ? "dispute won" : "disputed amount set aside" },
     ], `Card tip ${s.tipId} ${back ? "dispute won" : "disputed"}`);
   }

@@ -1,6 +1,7 @@
 // Card tips: created for a quote in the customer's currency, authorised by the
 // provider (3-D Secure when the bank asks), checked by the card rules, then
-// captured or cancelled, and credited once in the worker's wallet currency at the quoted rate.
+// captured or cancelled, and credited once in the worker's wallet currency at the quoted rate
+// (a tip by a venue's own code: in the venue's pool, in KES).
 import { createHash, randomBytes } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
@@ -22,6 +23,7 @@ const MAX_CARD_MINOR = 10_000_000_00n;
 
 export interface NewCardTip {
   idempotencyKey: string;
+  /** "" for a tip to a venue's pool (venueId). */
   workerId: string;
   venueId?: string;
   qrCodeId?: string;
@@ -60,7 +62,8 @@ export function providerFor(deps: Deps, name: CardProviderName): CardProvider {
 export function splitOf(t: CardTipRow): CardSplit {
   return {
     tipId: t.tip_id,
-    workerId: t.worker_id,
+    workerId: t.worker_id ?? "",
+    venueId: t.venue_id,
     paymentId: t.provider_payment_id!,
     provider: t.card_provider!,
     currency: t.currency,
@@ -148,7 +151,7 @@ async function insertCardTip(db: Queryable, t: NewCardTip, v: CardTipValues): Pr
        $17::timestamptz, $29::timestamptz, $18, $19,
        $20, $21, $22, $23, $24, $25, $26, $27, $28, $30)
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
-    [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
+    [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
       pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
       randomBytes(24).toString("base64url"), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
@@ -159,7 +162,7 @@ async function insertCardTip(db: Queryable, t: NewCardTip, v: CardTipValues): Pr
 
 async function emitCardTipCreated(tx: Queryable, t: CardTipRow) {
   await emitEvent(tx, "payment", TipCreatedSchema, {
-    tipId: t.tip_id, workerId: t.worker_id, venueId: t.venue_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
+    tipId: t.tip_id, workerId: t.worker_id ?? "", venueId: t.venue_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
     method: PaymentMethod.CARD, createdBy: t.customer_subject,
   }, t.tip_id);
 }
@@ -172,7 +175,7 @@ async function emitCardTipCreated(tx: Queryable, t: CardTipRow) {
  */
 async function quoteCard(deps: Deps, t: NewCardTip): Promise<{ quote: FeeQuote; paysKes: bigint }> {
   try {
-    const quote = await deps.ledger.quote(t.amount, PaymentRail.CARD, { workerId: t.workerId }, t.customerCoversFee);
+    const quote = await deps.ledger.quote(t.amount, PaymentRail.CARD, t.workerId ? { workerId: t.workerId } : { venueId: t.venueId! }, t.customerCoversFee);
     const pays = quote.customerPays!;
     const walletMinor = quote.workerReceives!.amountMinor;
     const share = quote.conversion?.from?.amountMinor ?? walletMinor;
@@ -244,7 +247,7 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
 
 async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
   await emitEvent(tx, "payment", TipFailedSchema, {
-    tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
+    tipId: t.tip_id, workerId: t.worker_id ?? "", venueId: t.venue_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
     method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message, createdBy: t.customer_subject,
   }, t.tip_id);
 }
@@ -304,7 +307,7 @@ async function decideAuthorisation(deps: Deps, tipId: string, full: CardPayment)
         WHERE tip_id = $1`,
       [t.tip_id, full.card?.fingerprint ?? null, full.card?.country ?? null, verdict.action, full.chargeId ?? null],
     );
-    for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: t.tip_id, workerId: t.worker_id });
+    for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: t.tip_id, workerId: t.worker_id ?? undefined });
     if (verdict.action !== "refuse") return "capture";
     refused = await failCardTip(deps, t.tip_id, verdict.code, tx);
     return cancelDue(deps, tx, t);
@@ -377,11 +380,11 @@ async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): 
     if (t.credit_key) return undefined;
     const toSuspense = problems.length > 0 || t.fraud_action === "hold";
     if (problems.length) {
-      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: t.tip_id, workerId: t.worker_id, detail: `card payment does not match the tip: ${problems.join("; ")}` });
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: t.tip_id, workerId: t.worker_id ?? undefined, detail: `card payment does not match the tip: ${problems.join("; ")}` });
     }
     if (t.status !== "pending") {
       // We had ended it (expired, refused) but the money was taken anyway: still credited, and flagged.
-      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: t.tip_id, workerId: t.worker_id, detail: `card payment ${payment.id} succeeded after the tip was ${t.status}; credited` });
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: t.tip_id, workerId: t.worker_id ?? undefined, detail: `card payment ${payment.id} succeeded after the tip was ${t.status}; credited` });
     }
     const { rows: updated } = await tx.query<CardTipRow>(
       `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, credit_key = $4, credit_kind = $5, completed_at = now(),
@@ -389,7 +392,7 @@ async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): 
          card_fingerprint = COALESCE(card_fingerprint, $7), card_country = COALESCE(card_country, $8)
         WHERE tip_id = $1 RETURNING *`,
       [t.tip_id, toSuspense ? "held_for_review" : "succeeded", cardResultMessage(toSuspense ? "review" : "0"), `card:${payment.id}`,
-        toSuspense ? "suspense" : "worker", payment.chargeId ?? null, payment.card?.fingerprint ?? null, payment.card?.country ?? null],
+        toSuspense ? "suspense" : t.worker_id ? "worker" : "venue", payment.chargeId ?? null, payment.card?.fingerprint ?? null, payment.card?.country ?? null],
     );
     return updated[0];
   });
@@ -408,7 +411,7 @@ export async function postCardCredit(deps: Deps, tipId: string, committed?: Card
   if (!tip?.credit_key || tip.credit_entry_id || !deps.cards) return false;
   let entryId: string;
   try {
-    entryId = await deps.cards.ledger.credit(splitOf(tip), tip.credit_kind === "suspense" ? "suspense" : "worker");
+    entryId = await deps.cards.ledger.credit(splitOf(tip), tip.credit_kind === "suspense" ? "suspense" : "recipient");
   } catch (err) {
     deps.ctx.logger.warn({ tipId, err }, "card credit failed; reconciliation will retry");
     return false;
@@ -419,11 +422,11 @@ export async function postCardCredit(deps: Deps, tipId: string, committed?: Card
       [tipId, entryId || "posted"],
     );
     const t = rows[0];
-    if (t && t.credit_kind === "worker") await emitCardTipSucceeded(tx, t);
+    if (t && t.credit_kind !== "suspense") await emitCardTipSucceeded(tx, t);
     return t;
   });
   if (recorded) observeCardCredit(deps, recorded);
-  if (recorded?.credit_kind === "worker") runAfterCredit(deps, recorded);
+  if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
   return Boolean(recorded);
 }
 
@@ -450,7 +453,7 @@ export function tipInKesMinor(t: Pick<CardTipRow, "currency" | "amount_minor" | 
 export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
   await emitEvent(tx, "payment", TipSucceededSchema, {
     tipId: t.tip_id,
-    workerId: t.worker_id,
+    workerId: t.worker_id ?? "",
     venueId: t.venue_id,
     qrCodeId: t.qr_code_id,
     amount: { currency: t.currency, amountMinor: t.amount_minor },

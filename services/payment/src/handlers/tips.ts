@@ -1,5 +1,5 @@
 import { Code, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
+import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -69,7 +69,6 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
     // Before anything is charged or stored: a partner tips only for its linked workers and venues.
     if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
     if (card) {
-      if (!recipient.workerId) throw new UnimplementedError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code");
       const created = await createCardTip(deps, {
         idempotencyKey: req.idempotencyKey,
         ...recipient,

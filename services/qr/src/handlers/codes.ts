@@ -52,7 +52,7 @@ function createQrCodeHandler(h: QrHandlerContext): Impl["createQrCode"] {
       }
     }
     const params = req.parameters ?? create(DynamicParametersSchema);
-    validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue), req.ownerKind === OwnerKind.VENUE);
+    validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue));
     const idempotent = idempotentRequest("qr", ctx, req, caller.subject);
     const id = randomUUID();
     const code = await withTransaction(pool, async (tx) => {

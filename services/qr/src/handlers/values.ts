@@ -20,20 +20,14 @@ function validateMoney(m: Money, field: string, currency: string) {
   if (currency === "KES" && m.amountMinor % 100n !== 0n) throw fieldError(`${field}.amount_minor`, "KES amounts must be whole shillings (a multiple of 100)");
 }
 
-/** The only currency a team's pool is tipped in: shared tips go by M-Pesa (card tips to a pool are refused). */
-const POOL_CURRENCY = "KES";
-
-export function validateParameters(p: DynamicParameters | undefined, currency: string, shared = false) {
+/** A fixed amount in another currency than KES is paid by card (M-Pesa moves KES only), a venue's shared code's too. */
+export function validateParameters(p: DynamicParameters | undefined, currency: string) {
   if (!p) return;
   if (p.suggestedAmounts.length > MAX_SUGGESTED) throw fieldError("parameters.suggested_amounts", `at most ${MAX_SUGGESTED} amounts`);
   p.suggestedAmounts.forEach((m, i) => validateMoney(m, `parameters.suggested_amounts[${i}]`, currency));
   if (p.fixedAmount) {
     if (p.suggestedAmounts.length) throw fieldError("parameters.fixed_amount", "give suggested_amounts or fixed_amount, not both");
     validateMoney(p.fixedAmount, "parameters.fixed_amount", currency);
-    // Else a printed code no customer can pay: M-Pesa moves KES only and the card form takes no pool tips.
-    if (shared && p.fixedAmount.currency !== POOL_CURRENCY) {
-      throw fieldError("parameters.fixed_amount.currency", `a venue's shared code is tipped by M-Pesa, in ${POOL_CURRENCY} only (card tips to a pool are not taken); leave the amount open or fix it in ${POOL_CURRENCY}`);
-    }
   }
   for (const [name, value] of [["table", p.table], ["shift", p.shift], ["campaign", p.campaign]] as const) {
     if (value.length > MAX_LABEL) throw fieldError(`parameters.${name}`, `at most ${MAX_LABEL} characters`);

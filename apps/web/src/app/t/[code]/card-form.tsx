@@ -24,11 +24,13 @@ const WORDS = {
     amount: "Amount", currency: "Currency", start: "Pay by card", pay: (a: string) => `Pay ${a} by card`, loading: "Loading the card form…",
     amountBad: "Enter a whole amount.", limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
     generic: "Something went wrong. Please try again.", busy: "TTIP is busy right now. Nothing was charged; please try again in a few seconds.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
+    poolNote: "Paid in your currency; the team's pool receives Kenya shillings at today's rate.",
   },
   sw: {
     amount: "Kiasi", currency: "Sarafu", start: "Lipa kwa kadi", pay: (a: string) => `Lipa ${a} kwa kadi`, loading: "Inapakia fomu ya kadi…",
     amountBad: "Weka kiasi kamili.", limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
     generic: "Hitilafu imetokea. Tafadhali jaribu tena.", busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna pesa iliyotozwa; tafadhali jaribu tena baada ya sekunde chache.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
+    poolNote: "Unalipa kwa sarafu yako; mfuko wa timu unapokea shilingi za Kenya kwa bei ya leo.",
   },
 };
 
@@ -43,8 +45,8 @@ function loadScript(src: string): Promise<void> {
   });
 }
 
-/** `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay. */
-export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency, fixedUnits }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string; fixedUnits?: string }) {
+/** `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay; `shared`: a venue's pool is tipped. */
+export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency, fixedUnits, shared }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string; fixedUnits?: string; shared: boolean }) {
   const w = WORDS[locale];
   const router = useRouter();
   const [amount, setAmount] = useState(fixedUnits ?? "");
@@ -88,7 +90,7 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
 
   return (
     <form onSubmit={start} className="card-form">
-      <p className="muted">{w.note}</p>
+      <p className="muted">{shared ? w.poolNote : w.note}</p>
       <label className="field">
         {w.amount}
         <input type="text" name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} readOnly={fixedUnits !== undefined} required />

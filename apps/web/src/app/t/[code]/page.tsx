@@ -49,10 +49,6 @@ export default async function TipPage({ params, searchParams }: { params: Promis
   // and the M-Pesa form takes a typed amount in KES (a fixed amount in another currency cannot be paid by M-Pesa).
   const currency = MPESA_CURRENCY;
   const fixedElsewhere = fixedAmount !== undefined && fixed === undefined;
-  // A team's pool takes no card tips: a shared code's amount in another currency (qr refuses new ones;
-  // a printed card stays on the table) cannot be paid at all, and the page says what the customer can do.
-  const poolFixedElsewhere = fixedElsewhere && target.shared;
-  const mpesaFixedElsewhere = fixedElsewhere && !target.shared;
   const amounts = fixedAmount ? (fixed ? [fixed] : []) : target.suggestedAmounts.filter((m) => (m.currency || asked) === MPESA_CURRENCY && m.amountMinor > 0n).map((m) => m.amountMinor).slice(0, 6);
   // The card pays a fixed amount as it is (in whole units, as the card form takes them).
   const cardFixed = fixedAmount && CARD_CURRENCIES.includes(fixedAmount.currency) && fixedAmount.minor % 100n === 0n ? fixedAmount : undefined;
@@ -78,9 +74,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       <LanguageSwitch locale={locale} back={here} t={t} />
       <WhoCard target={target} t={t} locale={locale} heading={t("tipFor")} />
       {target.shared ? <p className="notice">{t("sharedTip", { venue: target.displayName })}</p> : null}
-      {poolFixedElsewhere ? (
-        <p className="notice bad" role="alert">{t("poolKesOnly", { amount: formatMoney(fixedAmount.minor, fixedAmount.currency), venue: target.displayName })}</p>
-      ) : mpesaFixedElsewhere ? (
+      {fixedElsewhere ? (
         <p className="notice">{t("mpesaKesOnly", { amount: formatMoney(fixedAmount.minor, fixedAmount.currency) })}</p>
       ) : recipientId ? (
         <TipForm
@@ -99,17 +93,13 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       ) : (
         <p className="notice bad">{t("problem_other")}</p>
       )}
-      {poolFixedElsewhere ? null : (
+      {recipientId ? (
         <section aria-labelledby="card-heading">
           <h2 id="card-heading">{t("cardHeading")}</h2>
-          {target.workerId ? (
-            <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency={cardCurrency}
-              fixedUnits={cardFixed && String(cardFixed.minor / 100n)} />
-          ) : (
-            <p className="muted">{t("cardSoon")}</p>
-          )}
+          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency={cardCurrency}
+            fixedUnits={cardFixed && String(cardFixed.minor / 100n)} shared={target.shared} />
         </section>
-      )}
+      ) : null}
     </main>
   );
 }
