@@ -485,7 +485,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), 0n);
   });
 
-  test("a USD card tip by a venue's table code lands in the venue's pool in KES, once; a refund and a lost chargeback take their shares back from the pool", async () => {
+  test("a USD card tip by a venue's table code lands in the venue's pool in KES, once; a refund and a lost chargeback take their shares back from the pool; a held one reaches it when approved", async () => {
     const venue = randomUUID();
     const manager = { headers: callerHeaders(randomUUID(), "venue_manager") };
     const qr = createClient(QrService, h.t.ctx.peers("qr"));
@@ -497,9 +497,9 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venue }, asAdmin);
       return accounts[0] ? (await walletAdmin.getAccount({ accountId: accounts[0].accountId }, asAdmin)).balance!.ledger!.amountMinor : 0n;
     };
-    const byCode = async () => {
-      const r = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: qrCode!.shortCode }, amount: USD(1000), payment: { case: "card", value: true } });
-      assert.equal((await h.confirm(r.stripeClientSecret, `pm_card_visa_${++cards}`)).status, 200);
+    const byCode = async (pm = `pm_card_visa_${++cards}`, customerCountry = "") => {
+      const r = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: qrCode!.shortCode }, amount: USD(1000), payment: { case: "card", value: true }, customerCountry });
+      assert.equal((await h.confirm(r.stripeClientSecret, pm)).status, 200);
       const t = await until(r.tip!.tipId, "card tip settled", (t) => t.status !== TipStatus.PENDING);
       await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
       return t;
@@ -533,6 +533,13 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await h.stripe.closeDispute(du, "lost");
     await until(disputed.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     assert.equal(await pool(), 115117n - refunded);
+
+    // Held by a rule (a British card, a Kenyan customer): in suspense, not the pool, until an admin approves it.
+    const held = await byCode(`pm_card_gb_${++cards}`, "KE");
+    assert.equal(held.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal(await pool(), 115117n - refunded);
+    await adminClient.reviewTip({ tipId: held.tipId, approve: true, note: "tourist, fine" });
+    assert.equal(await pool(), 2n * 115117n - refunded);
     assert.ok(await h.trialBalanced());
   });
 
