@@ -9,9 +9,17 @@ import { currentMemberOf, type MemberRow } from "./store.js";
 export interface VenueInfo {
   venueId: string;
   name: string;
+  /** The pool's currency, which distributions split: KES whatever the tip page's (see POOL_CURRENCY). */
   currency: string;
   active: boolean;
 }
+
+/**
+ * Tips to a venue's pool land in KES whatever currency its tip page shows: M-Pesa moves KES, and a card tip is
+ * converted at its quote (wallet holds a venue no other currency's pool). A distribution of the profile's currency
+ * (a lodge's USD) would read a pool no tip reaches.
+ */
+const POOL_CURRENCY = "KES";
 
 export class Access {
   private readonly qr: Client<typeof QrInternalService>;
@@ -31,7 +39,7 @@ export class Access {
   async venue(venueId: string): Promise<VenueInfo> {
     const a = await this.ask(venueId, "");
     if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    return { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+    return { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
   }
 
   /** The caller, who must manage the venue (or be an admin). */
@@ -39,7 +47,7 @@ export class Access {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
     if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+    const venue = { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
     if (caller.roles.includes("admin")) return { caller, venue };
     if (!(a.isManager && caller.roles.includes("venue_manager"))) {
       throw new PermissionDeniedError("only a manager of this venue may do this");
@@ -52,7 +60,7 @@ export class Access {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
     if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+    const venue = { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
     const manager = caller.roles.includes("admin") || (a.isManager && caller.roles.includes("venue_manager"));
     const member = await currentMemberOf(db, venueId, caller.subject);
     if (!manager && !member) throw new PermissionDeniedError("only the venue's staff and managers may see this");

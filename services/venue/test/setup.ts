@@ -26,7 +26,8 @@ export interface Harness {
   sim: ProviderSimulator;
   walletInternal: Client<typeof WalletInternalService>;
   /** A venue with a manager who may call VenueService as such. */
-  newVenue(name?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
+  /** `currency`: the venue profile's (its tip page's), KES unless given. */
+  newVenue(name?: string, currency?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
   /** The venue service as a signed-in worker. */
   asWorker(workerId: string): Client<typeof VenueService>;
   /** Invites `phone` and accepts as a new worker, through the SMS link. */
@@ -68,10 +69,10 @@ export async function startHarness(): Promise<Harness> {
     t,
     sim,
     walletInternal,
-    async newVenue(name = "Java House") {
+    async newVenue(name = "Java House", currency = "") {
       const venueId = randomUUID();
       const managerId = randomUUID();
-      await qr.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name }, { headers: callerHeaders(managerId, "venue_manager") });
+      await qr.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name, currency }, { headers: callerHeaders(managerId, "venue_manager") });
       return { venueId, managerId, api: t.client(VenueService, { subject: managerId, roles: ["venue_manager"] }) };
     },
     asWorker: (workerId) => t.client(VenueService, { subject: workerId, roles: ["worker"] }),

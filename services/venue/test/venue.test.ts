@@ -271,6 +271,22 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(paged, [d.distributionId, d.distributionId, redo.distribution!.distributionId]);
   });
 
+  test("a venue whose tip page is in USD splits its pool in KES, where its tips land (M-Pesa's, and cards' at their quoted rate)", async () => {
+    const start = new Date(Date.now() - 4 * HOUR);
+    const v = await h.newVenue("Safari Lodge", "USD");
+    const m = await h.join(v, "Wanjiku", "front_of_house", new Date(start.getTime() - HOUR));
+    await v.api.recordShift({ venueId: v.venueId, memberId: m.memberId, startedAt: ts(start), endedAt: ts(new Date(start.getTime() + 3 * HOUR)), idempotencyKey: randomUUID() });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, 50000n);
+    // Before, the USD venue's period read its USD pool, where no tip lands: nothing to distribute.
+    const preview = (await v.api.previewDistribution({ venueId: v.venueId, period: period(start, new Date()) })).distribution!;
+    assert.deepEqual([preview.collected!.currency, preview.collected!.amountMinor], ["KES", 50000n]);
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(start, new Date()), expectedCollected: { currency: "KES", amountMinor: 50000n } });
+    assert.equal(distribution!.distributed!.amountMinor, 50000n);
+    assert.equal(await h.walletBalance(m.workerId), 50000n);
+    assert.equal(await h.poolBalance(v.venueId), 0n);
+  });
+
   test("tips arriving while a period is distributed are not lost: they fall in the next period", async () => {
     const start = new Date(Date.now() - 4 * HOUR);
     const v = await h.newVenue();
