@@ -13,4 +13,5 @@ import "./worker-double-submit.test.js";
 import "./worker-settings.test.js";
 import "./live-currencies.test.js";
 import "./form-errors.test.js";
+import "./keyboard.test.js";
 import "../../mobile/test/gateway.test.js";

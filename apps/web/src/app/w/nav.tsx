@@ -3,6 +3,7 @@ import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
 import { useEffect } from "react";
 import { loadSession } from "../../lib/session";
+import { ContentStart, SkipToContent } from "../skip-to-content";
 import { useT } from "./use-t";
 
 /** The worker's tabs and the language switch; sends a visitor without a session to sign in. */
@@ -14,15 +15,19 @@ export function WorkerNav() {
     if (!loadSession()) router.replace("/w/signin");
   }, [router]);
   return (
-    <nav className="tabs" aria-label={t("navLabel")}>
-      <Link href="/w">{t("navHome")}</Link>
-      <Link href="/w/history">{t("navHistory")}</Link>
-      <Link href="/w/withdraw">{t("navWithdraw")}</Link>
-      <Link href="/w/statements">{t("navStatements")}</Link>
-      <Link href="/w/qr">{t("navQr")}</Link>
-      <Link href="/w/shares">{t("navShares")}</Link>
-      <Link href="/w/settings">{t("navSettings")}</Link>
-      <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(path)}`} lang={locale === "sw" ? "en" : "sw"}>{t("switchLanguage")}</a>
-    </nav>
+    <>
+      <SkipToContent label={t("skipToContent")} />
+      <nav className="tabs" aria-label={t("navLabel")}>
+        <Link href="/w">{t("navHome")}</Link>
+        <Link href="/w/history">{t("navHistory")}</Link>
+        <Link href="/w/withdraw">{t("navWithdraw")}</Link>
+        <Link href="/w/statements">{t("navStatements")}</Link>
+        <Link href="/w/qr">{t("navQr")}</Link>
+        <Link href="/w/shares">{t("navShares")}</Link>
+        <Link href="/w/settings">{t("navSettings")}</Link>
+        <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(path)}`} lang={locale === "sw" ? "en" : "sw"}>{t("switchLanguage")}</a>
+      </nav>
+      <ContentStart />
+    </>
   );
 }
