@@ -87,6 +87,8 @@ function App() {
   const current = SCREENS[screen];
   return (
     <>
+      {/* Keyboard users pass the header's screens at once (WCAG 2.4.1). */}
+      <a className="skip" href="#screen">Skip to the screen</a>
       <header>
         <strong>TTIP admin</strong>
         <nav>
@@ -104,7 +106,7 @@ function App() {
           {session.roles.filter((r) => CONSOLE_ROLES.includes(r)).join(", ")} · <button className="link" onClick={signOut}>Sign out</button>
         </span>
       </header>
-      <main>
+      <main id="screen" tabIndex={-1}>
         <h1>{current.title}</h1>
         {hasRole(session, ...current.roles) ? current.render(session) : <p className="error">Your role cannot see this screen.</p>}
       </main>

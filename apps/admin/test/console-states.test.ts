@@ -413,6 +413,23 @@ describe("admin console states in chromium", () => {
     await editor.getByTestId("sms-size").filter({ hasText: "26 SMS characters, 1 SMS part (at most 3)" }).waitFor();
   });
 
+  test("by keyboard: the first Tab stop skips the header's screens to the screen's own first control, each showing the focus", async () => {
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.reload(); // Tab from the top of the page, as it opens
+    await page.getByRole("textbox", { name: "Search" }).waitFor();
+    await page.keyboard.press("Tab");
+    const focus = () => page.evaluate(() => {
+      const e = document.activeElement as HTMLElement;
+      const style = getComputedStyle(e);
+      return { what: `${e.tagName.toLowerCase()} ${e.getAttribute("aria-label") || e.innerText}`, inHeader: Boolean(e.closest("header")), outline: `${style.outlineStyle} ${style.outlineWidth}` };
+    });
+    // Before, the first stops were the header's dozen screens and Sign out.
+    assert.deepEqual(await focus(), { what: "a Skip to the screen", inHeader: false, outline: "solid 3px" });
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("Tab");
+    assert.deepEqual(await focus(), { what: "input Search", inHeader: false, outline: "solid 3px" });
+  });
+
   test("Money's revenue by month asks analytics for twelve months it takes: a table or its empty state, never a refusal of the console's own range", async () => {
     await page.getByRole("link", { name: "Money" }).click();
     const revenue = page.locator("section").filter({ has: page.getByRole("heading", { name: "Revenue (platform fees)" }) });
