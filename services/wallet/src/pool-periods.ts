@@ -1,7 +1,7 @@
 // A venue pool split per period. The venue service decides who gets what;
 // the ledger guarantees the money side: only a finished period's takings are
 // split, exactly all of them, once, and a correction is a reversing entry.
-import { fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
@@ -108,6 +108,7 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   if (total !== takings.collectedMinor) {
     throw new InvalidStateError(`shares: add up to ${total} minor units but the pool took ${takings.collectedMinor} in the period; preview again`);
   }
+  await refuseOwingPool(tx, pool.account_id, total, input.currency);
   const postings = splitLines(pool.account_id, wallets, input);
   const result = await postEntry(tx, {
     idempotencyKey: input.idempotencyKey,
@@ -121,6 +122,19 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
     [result.entry.entryId, pool.account_id, input.distributionId, input.start, input.end, total],
   );
   return result;
+}
+
+/**
+ * A period's takings the pool no longer holds: refunds or lost chargebacks of tips already split left it owing
+ * (their own period took less than nothing, so no split netted them). Said as such, under the pool's lock, rather
+ * than as the posting's "balance too low" on an account id: a split of a period covering them nets them.
+ */
+async function refuseOwingPool(tx: Queryable, poolAccountId: string, total: bigint, currency: string): Promise<void> {
+  const { rows: [pool] } = await tx.query<{ available: bigint }>("SELECT balance_minor - held_minor AS available FROM wallet.accounts WHERE account_id = $1", [poolAccountId]);
+  const available = BigInt(pool.available);
+  if (available >= total) return;
+  throw new InvalidStateError(`shares: the pool holds ${formatMoney(available, currency)} but the period took ${formatMoney(total, currency)}: `
+    + `it owes ${formatMoney(total - available, currency)} from refunds or chargebacks after earlier splits; split a period that also covers them`);
 }
 
 /** The split's lines: the pool pays out the shares' total, each worker's wallet takes its share. */

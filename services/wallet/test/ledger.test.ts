@@ -333,6 +333,31 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     }
   });
 
+  test("a pool left owing (a chargeback after its takings were split) refuses a later split it cannot pay, saying what it owes and what to do; nothing moves", async () => {
+    const { venueId, pool, start } = await poolWithTip();
+    const workers = [randomUUID(), randomUUID()];
+    await splitPool(venueId, start, await periodEnd(), workers);
+    // A chargeback on a tip already split: the pool owes it (as a lost dispute may leave it), its period takes nothing.
+    const owing = new Date();
+    await internal.postEntry({
+      idempotencyKey: `chargeback-${randomUUID()}`, cause: tipCause(), allowOwnerDebt: true, description: "Card dispute lost",
+      postings: [{ accountId: pool, amount: kesMinor(-1_500n) }, { accountId: clearing, amount: kesMinor(1_500n) }],
+    });
+    const later = await periodEnd();
+    await tip(pool, 2_000n, 0n);
+    const end = await periodEnd();
+    const takings = await internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(later), end: timestampFromDate(end) });
+    assert.equal(takings.collected!.amountMinor, 2_000n);
+    const before = await balanceOf(pool);
+    const refused = await failure(splitPool(venueId, later, end, workers));
+    assert.equal(refused.code, Code.FailedPrecondition);
+    assert.equal(refused.rawMessage, "shares: the pool holds KES 5 but the period took KES 20: it owes KES 15 from refunds or chargebacks after earlier splits; split a period that also covers them");
+    assert.deepEqual(await balanceOf(pool), before);
+    // The period holding the chargeback too nets it: KES 5 split.
+    const both = await internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(owing), end: timestampFromDate(end) });
+    assert.equal(both.collected!.amountMinor, 500n);
+  });
+
   test("a pool split reversed by an admin's ReverseEntry frees its period: the period is split again", async () => {
     const { venueId, start } = await poolWithTip();
     const end = await periodEnd();
