@@ -67,6 +67,13 @@ describe("keyboard and 320 px (chromium)", () => {
     await check(page, "/w/withdraw", /^input Amount/);
     await check(page, "/w/settings", /^input Your name/);
     await check(page, "/w/history", /^select Show/);
+    // A tap on a tab: the router focuses the new page's first element, the skip link, which stays off screen
+    // (shown on any focus, it covered the tabs and took the next tap).
+    await page.getByRole("link", { name: "Withdraw" }).click();
+    await page.waitForURL(/\/w\/withdraw$/);
+    await page.getByRole("link", { name: "Settings" }).click();
+    await page.waitForURL(/\/w\/settings$/);
+    assert.ok((await page.locator("a.skip").boundingBox())!.x < 0, "the skip link stays off screen after a tap");
   });
 
   test("the venue manager's screens likewise", async () => {
