@@ -21,6 +21,12 @@ export interface VenueInfo {
  */
 const POOL_CURRENCY = "KES";
 
+/** The venue qr answered for, or NOT_FOUND. */
+function venueOf(venueId: string, a: { venueExists: boolean; displayName: string; active: boolean }): VenueInfo {
+  if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
+  return { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
+}
+
 export class Access {
   private readonly qr: Client<typeof QrInternalService>;
 
@@ -37,17 +43,14 @@ export class Access {
   }
 
   async venue(venueId: string): Promise<VenueInfo> {
-    const a = await this.ask(venueId, "");
-    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    return { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
+    return venueOf(venueId, await this.ask(venueId, ""));
   }
 
   /** The caller, who must manage the venue (or be an admin). */
   async requireManager(hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo }> {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
-    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    const venue = { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
+    const venue = venueOf(venueId, a);
     if (caller.roles.includes("admin")) return { caller, venue };
     if (!(a.isManager && caller.roles.includes("venue_manager"))) {
       throw new PermissionDeniedError("only a manager of this venue may do this");
@@ -59,8 +62,7 @@ export class Access {
   async requireMemberOrManager(db: Queryable, hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo; member?: MemberRow; manager: boolean }> {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
-    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    const venue = { venueId, name: a.displayName, currency: POOL_CURRENCY, active: a.active };
+    const venue = venueOf(venueId, a);
     const manager = caller.roles.includes("admin") || (a.isManager && caller.roles.includes("venue_manager"));
     const member = await currentMemberOf(db, venueId, caller.subject);
     if (!manager && !member) throw new PermissionDeniedError("only the venue's staff and managers may see this");
