@@ -691,7 +691,7 @@ async function decideSuccess(
      marked AS (${MARK_DECIDED_CALLBACK})
      SELECT ${TIP_COLUMNS} FROM decided`,
     [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
-      toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
+      creditKindOf(tip, toSuspense), receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
   );
   // Decided without a receipt (a query's success): its payment's C2B confirmation, naming nothing we know, finds it (receiptless.ts).
   if (!o.receipt) await rememberReceiptless(tx, tip);
@@ -789,6 +789,11 @@ function refuseRuleLimitedRepeat(recent: TipPrecheck["ruleLimited"], chargedMino
  * Starts the automatic payout without holding up the caller (a Daraja
  * callback waits for our answer; a slow B2C must not delay it).
  */
+/** Where a confirmed tip's money goes: suspense when a rule holds it, else its worker's wallet or its venue's pool. */
+export function creditKindOf(tip: { worker_id: string | null }, held: boolean): NonNullable<TipRow["credit_kind"]> {
+  return held ? "suspense" : tip.worker_id ? "worker" : "venue";
+}
+
 export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSettings | null): void {
   // The row in hand says what the receipt needs (one is owed when the tip has a paying number).
   const work: Promise<unknown>[] = [tip.phone ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];

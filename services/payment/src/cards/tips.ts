@@ -10,7 +10,7 @@ import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } 
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { leaseTips, loadTip, renewTipLease, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
+import { creditKindOf, leaseTips, loadTip, renewTipLease, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { CARD_CURRENCIES } from "./currencies.js";
@@ -392,7 +392,7 @@ async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): 
          card_fingerprint = COALESCE(card_fingerprint, $7), card_country = COALESCE(card_country, $8)
         WHERE tip_id = $1 RETURNING *`,
       [t.tip_id, toSuspense ? "held_for_review" : "succeeded", cardResultMessage(toSuspense ? "review" : "0"), `card:${payment.id}`,
-        toSuspense ? "suspense" : t.worker_id ? "worker" : "venue", payment.chargeId ?? null, payment.card?.fingerprint ?? null, payment.card?.country ?? null],
+        creditKindOf(t, toSuspense), payment.chargeId ?? null, payment.card?.fingerprint ?? null, payment.card?.country ?? null],
     );
     return updated[0];
   });
