@@ -27,10 +27,10 @@ export function VenueNav({ venueId }: { venueId?: string }) {
             <Link href={`/v/${venueId}/distributions`}>{t("v_distributions")}</Link>
             <Link href={`/v/${venueId}/reports`}>{t("v_reports")}</Link>
           </>
-      ) : null}
-      <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(typeof window === "undefined" ? "/v" : window.location.pathname)}`} lang={locale === "sw" ? "en" : "sw"}>{t("v_switch")}</a>
-    </nav>
-    <ContentStart />
+        ) : null}
+        <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(typeof window === "undefined" ? "/v" : window.location.pathname)}`} lang={locale === "sw" ? "en" : "sw"}>{t("v_switch")}</a>
+      </nav>
+      <ContentStart />
     </>
   );
 }
