@@ -7,7 +7,7 @@ import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, Venu
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
 import { REMAINDER_RULE } from "./split.js";
@@ -22,7 +22,6 @@ import {
   toDistribution,
   toShareLine,
   type DistributionRow,
-  type RuleRow,
   type ShareRow,
 } from "./store.js";
 
@@ -59,24 +58,32 @@ export class Distributions {
     return (await this.takings(venue, p)).collected?.amountMinor ?? 0n;
   }
 
-  private async plan(db: Queryable, venue: VenueInfo, p: Period): Promise<{ rule: RuleRow; plan: Plan; collected: bigint; credits: bigint; overlapping: string }> {
+  private async plan(db: Queryable, venue: VenueInfo, p: Period) {
     const rule = await ruleInForce(db, venue.venueId);
     if (!rule) throw new InvalidStateError("venue_id: set a split rule first (SetSplitRule)");
     const t = await this.takings(venue, p);
     const collected = t.collected?.amountMinor ?? 0n;
     const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), await shiftsIn(db, venue.venueId, p.start, p.end), p);
-    return { rule, plan, collected, credits: t.credits, overlapping: t.overlappingDistributionId };
+    // An older wallet does not say what the pool holds: nothing is known to be owed.
+    const available = t.available?.amountMinor ?? collected;
+    const owes = collected > 0n && available < collected ? collected - available : 0n;
+    return { rule, plan, collected, credits: t.credits, overlapping: t.overlappingDistributionId, owes };
   }
 
   /** Who would get what; saves nothing. */
   async preview(venue: VenueInfo, p: Period): Promise<Distribution> {
-    const { rule, plan, collected, credits, overlapping } = await this.plan(this.pool, venue, p);
+    const { rule, plan, collected, credits, overlapping, owes } = await this.plan(this.pool, venue, p);
+    const shown = (minor: bigint) => formatMoney(minor, venue.currency);
     // Each note as a fact for screens to word, and in English for the summary.
     const notes: Array<{ note: MessageInitShape<typeof DistributionNoteSchema>; words: string }> = [
       ...plan.excluded.map((x) => ({ note: { kind: x.kind, displayName: x.displayName, detail: x.detail }, words: `${x.displayName}: ${x.reason}` })),
       ...(overlapping ? [{ note: { kind: Note.OVERLAPS, detail: overlapping }, words: `distribution ${overlapping} already covers part of this period` }] : []),
       ...(p.end.getTime() > Date.now() ? [{ note: { kind: Note.PERIOD_NOT_OVER }, words: "the period is not over: more tips may still arrive in it" }] : []),
       ...(collected > 0n && !plan.lines.length ? [{ note: { kind: Note.NOBODY_ELIGIBLE }, words: "nobody is eligible: record shifts or change the rule" }] : []),
+      ...(owes ? [{
+        note: { kind: Note.POOL_OWES, amount: money(owes, venue.currency) },
+        words: `the pool holds ${shown(collected - owes)} but the period took ${shown(collected)}: it owes ${shown(owes)} from refunds or chargebacks after earlier splits; split a period that also covers them`,
+      }] : []),
     ];
     const shares = plan.lines.map((l, i) => toShareLine(shareRow("", i, l), venue.currency));
     return create(DistributionSchema, {

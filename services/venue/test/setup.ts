@@ -34,6 +34,8 @@ export interface Harness {
   join(v: { venueId: string; api: Client<typeof VenueService> }, name: string, roleId?: string, joinedAt?: Date): Promise<{ memberId: string; workerId: string }>;
   /** A tip credited to the venue's pool as payment credits it (clearing -> pool), now. */
   tipPool(venueId: string, minor: bigint): Promise<void>;
+  /** A refund or lost chargeback taken back from the pool (pool -> clearing), now; it may leave the pool owing. */
+  takeFromPool(venueId: string, minor: bigint): Promise<void>;
   poolBalance(venueId: string): Promise<bigint>;
   walletBalance(workerId: string): Promise<bigint>;
   trialBalanced(): Promise<boolean>;
@@ -64,6 +66,30 @@ export async function startHarness(): Promise<Harness> {
   const asAdmin = { headers: callerHeaders("admin-1", "admin") };
   const accountOf = async (kind: AccountKind, ownerKind: WalletOwner, ownerId: string) =>
     (await walletInternal.ensureAccount({ kind, ownerKind, ownerId, currency: "KES" })).account!.accountId;
+
+  /** `minor` from clearing to the pool (negative: back), under its own receipt. */
+  async function postToPool(venueId: string, minor: bigint, description: string) {
+    const [clearing, pool] = await Promise.all([
+      accountOf(AccountKind.MPESA_CLEARING, WalletOwner.PLATFORM, ""),
+      accountOf(AccountKind.VENUE_POOL, WalletOwner.VENUE, venueId),
+    ]);
+    const receipt = `R${randomUUID().slice(0, 9).toUpperCase()}`;
+    const { entry } = await walletInternal.postEntry({
+      idempotencyKey: receipt,
+      cause: { cause: { case: "mpesaReceipt", value: receipt } },
+      allowOwnerDebt: minor < 0n,
+      postings: [
+        { accountId: clearing, amount: { amountMinor: -minor, currency: "KES" }, memo: `M-Pesa ${receipt}` },
+        { accountId: pool, amount: { amountMinor: minor, currency: "KES" }, memo: description },
+      ],
+      description,
+    });
+    // A posting is timed to the microsecond, a period's end to the millisecond: a period
+    // ending at `new Date()` taken within the posting's millisecond would leave it out
+    // (it falls in the next period). Return once the clock has passed that millisecond.
+    const postedMs = timestampDate(entry!.postedAt!).getTime();
+    while (Date.now() <= postedMs) await sleep(1);
+  }
 
   const h: Harness = {
     t,
@@ -96,27 +122,8 @@ export async function startHarness(): Promise<Harness> {
       await h.asWorker(workerId).acceptInvitation({ token });
       return { memberId: member!.memberId, workerId };
     },
-    async tipPool(venueId, minor) {
-      const [clearing, pool] = await Promise.all([
-        accountOf(AccountKind.MPESA_CLEARING, WalletOwner.PLATFORM, ""),
-        accountOf(AccountKind.VENUE_POOL, WalletOwner.VENUE, venueId),
-      ]);
-      const receipt = `R${randomUUID().slice(0, 9).toUpperCase()}`;
-      const { entry } = await walletInternal.postEntry({
-        idempotencyKey: receipt,
-        cause: { cause: { case: "mpesaReceipt", value: receipt } },
-        postings: [
-          { accountId: clearing, amount: { amountMinor: -minor, currency: "KES" }, memo: `M-Pesa ${receipt}` },
-          { accountId: pool, amount: { amountMinor: minor, currency: "KES" }, memo: "shared tip" },
-        ],
-        description: "Shared tip",
-      });
-      // A posting is timed to the microsecond, a period's end to the millisecond: a period
-      // ending at `new Date()` taken within the posting's millisecond would leave it out
-      // (it falls in the next period). Return once the clock has passed that millisecond.
-      const postedMs = timestampDate(entry!.postedAt!).getTime();
-      while (Date.now() <= postedMs) await sleep(1);
-    },
+    tipPool: (venueId, minor) => postToPool(venueId, minor, "Shared tip"),
+    takeFromPool: (venueId, minor) => postToPool(venueId, -minor, "Card dispute lost"),
     async poolBalance(venueId) {
       const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venueId }, asAdmin);
       if (!accounts[0]) return 0n;

@@ -287,6 +287,32 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(await h.poolBalance(v.venueId), 0n);
   });
 
+  test("a preview says what a pool owes (a chargeback after its takings were split) before Confirm refuses it; a period covering the chargeback nets it", async () => {
+    const v = await h.newVenue();
+    const m = await h.join(v, "Akinyi", "front_of_house");
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.FIXED_PERCENTAGES, fixedShares: [{ memberId: m.memberId, basisPoints: 10_000 }], idempotencyKey: randomUUID() });
+    const start = new Date();
+    await h.tipPool(v.venueId, 2_000n);
+    const split = new Date();
+    await v.api.confirmDistribution({ venueId: v.venueId, period: period(start, split) });
+    await h.takeFromPool(v.venueId, 1_500n);
+    const later = new Date();
+    await h.tipPool(v.venueId, 2_000n);
+    const end = new Date();
+
+    const owing = (await v.api.previewDistribution({ venueId: v.venueId, period: period(later, end) })).distribution!;
+    assert.equal(owing.collected!.amountMinor, 2_000n);
+    assert.deepEqual(owing.notes.map((n) => [DistributionNoteKind[n.kind], n.amount?.amountMinor, n.amount?.currency]), [["POOL_OWES", 1_500n, "KES"]]);
+    assert.match(owing.summary, /the pool holds KES 5 but the period took KES 20: it owes KES 15 from refunds or chargebacks after earlier splits/);
+    await assert.rejects(v.api.confirmDistribution({ venueId: v.venueId, period: period(later, end) }), rejects(Code.FailedPrecondition, /it owes KES 15/));
+    // The period that also holds the chargeback owes nothing: its KES 5 is split.
+    const netted = (await v.api.previewDistribution({ venueId: v.venueId, period: period(split, end) })).distribution!;
+    assert.deepEqual([netted.collected!.amountMinor, netted.notes.length], [500n, 0]);
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(split, end) });
+    assert.equal(distribution!.distributed!.amountMinor, 500n);
+    assert.equal(await h.poolBalance(v.venueId), 0n);
+  });
+
   test("tips arriving while a period is distributed are not lost: they fall in the next period", async () => {
     const start = new Date(Date.now() - 4 * HOUR);
     const v = await h.newVenue();

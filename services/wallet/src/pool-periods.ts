@@ -15,6 +15,12 @@ export interface Takings {
   overlappingDistributionId: string;
 }
 
+/** What the pool may pay out now (its balance less holds). */
+async function poolAvailable(db: Queryable, poolAccountId: string): Promise<bigint> {
+  const { rows: [pool] } = await db.query<{ available: bigint }>("SELECT balance_minor - held_minor AS available FROM wallet.accounts WHERE account_id = $1", [poolAccountId]);
+  return BigInt(pool.available);
+}
+
 function checkPeriod(start: Date, end: Date): void {
   if (!(start.getTime() < end.getTime())) throw fieldError("end", "must be after start");
   if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw fieldError("end", "a period covers at most 32 days");
@@ -44,11 +50,16 @@ export async function poolTakings(db: Queryable, accountId: string, start: Date,
   return { collectedMinor: t.collected, credits: t.credits, overlappingDistributionId: overlap?.distribution_id ?? "" };
 }
 
-export async function getPoolTakings(db: Queryable, venueId: string, currency: string, start: Date, end: Date): Promise<Takings> {
+/**
+ * The takings and what the pool holds, read after them: a tip landing in between raises the holding,
+ * never makes a pool that owes nothing look as if it did.
+ */
+export async function getPoolTakings(db: Queryable, venueId: string, currency: string, start: Date, end: Date): Promise<Takings & { availableMinor: bigint }> {
   assertCurrency(currency, "currency");
   checkPeriod(start, end);
   const pool = await ensureAccount(db, AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId, currency);
-  return poolTakings(db, pool.account_id, start, end);
+  const takings = await poolTakings(db, pool.account_id, start, end);
+  return { ...takings, availableMinor: await poolAvailable(db, pool.account_id) };
 }
 
 export interface PoolDistributionInput {
@@ -130,8 +141,7 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
  * than as the posting's "balance too low" on an account id: a split of a period covering them nets them.
  */
 async function refuseOwingPool(tx: Queryable, poolAccountId: string, total: bigint, currency: string): Promise<void> {
-  const { rows: [pool] } = await tx.query<{ available: bigint }>("SELECT balance_minor - held_minor AS available FROM wallet.accounts WHERE account_id = $1", [poolAccountId]);
-  const available = BigInt(pool.available);
+  const available = await poolAvailable(tx, poolAccountId);
   if (available >= total) return;
   throw new InvalidStateError(`shares: the pool holds ${formatMoney(available, currency)} but the period took ${formatMoney(total, currency)}: `
     + `it owes ${formatMoney(total - available, currency)} from refunds or chargebacks after earlier splits; split a period that also covers them`);

@@ -348,6 +348,8 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const end = await periodEnd();
     const takings = await internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(later), end: timestampFromDate(end) });
     assert.equal(takings.collected!.amountMinor, 2_000n);
+    // What a preview shows the manager before any Confirm: the pool holds KES 5 of the KES 20.
+    assert.deepEqual([takings.available!.amountMinor, takings.available!.currency], [500n, "KES"]);
     const before = await balanceOf(pool);
     const refused = await failure(splitPool(venueId, later, end, workers));
     assert.equal(refused.code, Code.FailedPrecondition);

@@ -36,7 +36,12 @@ function getPoolTakingsHandler(h: WalletHandlerContext): ServiceImpl<typeof Wall
   const { pool } = h;
   return async function (req) {
     const t = await getPoolTakings(pool, req.venueId, req.currency, timestampDate(req.start!), timestampDate(req.end!));
-    return { collected: money(t.collectedMinor, req.currency), credits: t.credits, overlappingDistributionId: t.overlappingDistributionId };
+    return {
+      collected: money(t.collectedMinor, req.currency),
+      credits: t.credits,
+      overlappingDistributionId: t.overlappingDistributionId,
+      available: money(t.availableMinor, req.currency),
+    };
   };
 }
 

@@ -29,7 +29,8 @@ export function shareHow(t: VenueT, line: ShareLine, pool: Amount | undefined): 
  */
 export function noteText(t: VenueT, note: DistributionNote): string {
   const key = `v_note_${DistributionNoteKind[note.kind]}`;
-  if (key in venueDictionaries.en) return t(key as VenueKey, { name: note.displayName, detail: note.detail });
+  const amount = note.amount ? formatMoney(note.amount.amountMinor, note.amount.currency) : "";
+  if (key in venueDictionaries.en) return t(key as VenueKey, { name: note.displayName, detail: note.detail, amount });
   const text = [note.displayName, t("v_noteOther", { kind: note.kind }), note.detail].filter(Boolean).join(": ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }

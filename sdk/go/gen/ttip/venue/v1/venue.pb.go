@@ -268,6 +268,9 @@ const (
 	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER DistributionNoteKind = 9
 	// Tips were collected but nobody is eligible under the rule.
 	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE DistributionNoteKind = 10
+	// The pool holds less than the period took: refunds or chargebacks of tips already split left it
+	// owing `amount`. Confirming is refused; a period that also covers them nets them.
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_POOL_OWES DistributionNoteKind = 11
 )
 
 // Enum value maps for DistributionNoteKind.
@@ -284,6 +287,7 @@ var (
 		8:  "DISTRIBUTION_NOTE_KIND_OVERLAPS",
 		9:  "DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER",
 		10: "DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE",
+		11: "DISTRIBUTION_NOTE_KIND_POOL_OWES",
 	}
 	DistributionNoteKind_value = map[string]int32{
 		"DISTRIBUTION_NOTE_KIND_UNSPECIFIED":             0,
@@ -297,6 +301,7 @@ var (
 		"DISTRIBUTION_NOTE_KIND_OVERLAPS":                8,
 		"DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER":         9,
 		"DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE":         10,
+		"DISTRIBUTION_NOTE_KIND_POOL_OWES":               11,
 	}
 )
 
@@ -1291,7 +1296,9 @@ type DistributionNote struct {
 	// The member it is about (member notes), else empty.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The member's role (ROLE_WITHOUT_POINTS) or the overlapping distribution's id (OVERLAPS), else empty.
-	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// What the pool owes (POOL_OWES), else unset.
+	Amount        *v1.Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,6 +1352,13 @@ func (x *DistributionNote) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *DistributionNote) GetAmount() *v1.Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
 }
 
 // A worker's view of one share: the distribution's facts and their own line.
@@ -1817,11 +1831,12 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\asummary\x18\x13 \x01(\tR\asummary\x12!\n" +
 	"\fmember_count\x18\x14 \x01(\x05R\vmemberCount\x128\n" +
 	"\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n" +
-	"\x05notes\x18\x16 \x03(\v2\x1f.ttip.venue.v1.DistributionNoteR\x05notes\"\x86\x01\n" +
+	"\x05notes\x18\x16 \x03(\v2\x1f.ttip.venue.v1.DistributionNoteR\x05notes\"\xb5\x01\n" +
 	"\x10DistributionNote\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xf3\x03\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12-\n" +
+	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\"\xf3\x03\n" +
 	"\aMyShare\x12\x19\n" +
 	"\bvenue_id\x18\x01 \x01(\tR\avenueId\x12\x1d\n" +
 	"\n" +
@@ -1878,7 +1893,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n" +
 	"\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n" +
 	"\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n" +
-	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\x86\x04\n" +
+	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\xac\x04\n" +
 	"\x14DistributionNoteKind\x12&\n" +
 	"\"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n" +
 	")DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n" +
@@ -1891,7 +1906,8 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x1fDISTRIBUTION_NOTE_KIND_OVERLAPS\x10\b\x12*\n" +
 	"&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n" +
 	"&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\n" +
-	"B\xac\x01\n" +
+	"\x12$\n" +
+	" DISTRIBUTION_NOTE_KIND_POOL_OWES\x10\vB\xac\x01\n" +
 	"\x11com.ttip.venue.v1B\n" +
 	"VenueProtoP\x01Z5github.com/ttip/ttip/sdk/go/gen/ttip/venue/v1;venuev1\xa2\x02\x03TVX\xaa\x02\rTtip.Venue.V1\xca\x02\rTtip\\Venue\\V1\xe2\x02\x19Ttip\\Venue\\V1\\GPBMetadata\xea\x02\x0fTtip::Venue::V1b\x06proto3"
 
@@ -1956,19 +1972,20 @@ var file_ttip_venue_v1_venue_proto_depIdxs = []int32{
 	19, // 20: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
 	14, // 21: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
 	4,  // 22: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
-	8,  // 23: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
-	2,  // 24: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
-	20, // 25: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
-	12, // 26: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
-	3,  // 27: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
-	19, // 28: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
-	19, // 29: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	20, // 30: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	20, // 23: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
+	8,  // 24: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
+	2,  // 25: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
+	20, // 26: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
+	12, // 27: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
+	3,  // 28: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
+	19, // 29: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
+	19, // 30: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	20, // 31: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_proto_init() }

@@ -3252,8 +3252,11 @@ type GetPoolTakingsResponse struct {
 	Credits int64 `protobuf:"varint,2,opt,name=credits,proto3" json:"credits,omitempty"`
 	// An unreversed distribution already covering part of the range, if any.
 	OverlappingDistributionId string `protobuf:"bytes,3,opt,name=overlapping_distribution_id,json=overlappingDistributionId,proto3" json:"overlapping_distribution_id,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// What the pool holds now, read after the takings: below `collected` when refunds or lost
+	// chargebacks of tips already split left it owing (PostPoolDistribution then refuses the split).
+	Available     *v1.Money `protobuf:"bytes,4,opt,name=available,proto3" json:"available,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetPoolTakingsResponse) Reset() {
@@ -3305,6 +3308,13 @@ func (x *GetPoolTakingsResponse) GetOverlappingDistributionId() string {
 		return x.OverlappingDistributionId
 	}
 	return ""
+}
+
+func (x *GetPoolTakingsResponse) GetAvailable() *v1.Money {
+	if x != nil {
+		return x.Available
+	}
+	return nil
 }
 
 type PoolShareAmount struct {
@@ -3851,11 +3861,12 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x02 \x01(\tB\x11\xbaH\x0er\f2\n" +
 	"^[A-Z]{3}$R\bcurrency\x128\n" +
 	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x05start\x124\n" +
-	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x03end\"\xa7\x01\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x03end\"\xdc\x01\n" +
 	"\x16GetPoolTakingsResponse\x123\n" +
 	"\tcollected\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyR\tcollected\x12\x18\n" +
 	"\acredits\x18\x02 \x01(\x03R\acredits\x12>\n" +
-	"\x1boverlapping_distribution_id\x18\x03 \x01(\tR\x19overlappingDistributionId\"\x8d\x01\n" +
+	"\x1boverlapping_distribution_id\x18\x03 \x01(\tR\x19overlappingDistributionId\x123\n" +
+	"\tavailable\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\tavailable\"\x8d\x01\n" +
 	"\x0fPoolShareAmount\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\x125\n" +
 	"\x06amount\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyB\x06\xbaH\x03\xc8\x01\x01R\x06amount\x12\x1c\n" +
@@ -4111,81 +4122,82 @@ var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
 	70,  // 71: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
 	70,  // 72: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
 	73,  // 73: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	73,  // 74: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	70,  // 75: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	70,  // 76: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	62,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	82,  // 78: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	82,  // 79: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 80: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 81: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 82: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 83: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	11,  // 84: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	9,   // 85: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
-	13,  // 86: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	15,  // 87: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	17,  // 88: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	19,  // 89: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	21,  // 90: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	23,  // 91: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	25,  // 92: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	29,  // 93: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	31,  // 94: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	33,  // 95: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	35,  // 96: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	37,  // 97: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
-	40,  // 98: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	42,  // 99: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	44,  // 100: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	46,  // 101: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	48,  // 102: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	50,  // 103: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	52,  // 104: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	54,  // 105: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	56,  // 106: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	60,  // 107: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	63,  // 108: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	65,  // 109: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	27,  // 110: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
-	58,  // 111: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 112: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 113: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 114: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 115: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	12,  // 116: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	10,  // 117: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
-	14,  // 118: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	16,  // 119: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	18,  // 120: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	20,  // 121: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	22,  // 122: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	24,  // 123: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	26,  // 124: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	30,  // 125: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	32,  // 126: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	34,  // 127: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	36,  // 128: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	38,  // 129: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
-	41,  // 130: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	43,  // 131: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	45,  // 132: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	47,  // 133: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	49,  // 134: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	51,  // 135: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	53,  // 136: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	55,  // 137: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	57,  // 138: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	61,  // 139: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	64,  // 140: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	66,  // 141: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	28,  // 142: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
-	59,  // 143: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	112, // [112:144] is the sub-list for method output_type
-	80,  // [80:112] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	73,  // 74: ttip.wallet.v1.GetPoolTakingsResponse.available:type_name -> ttip.common.v1.Money
+	73,  // 75: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	70,  // 76: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	70,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	62,  // 78: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	82,  // 79: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	82,  // 80: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 81: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 82: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 83: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 84: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 85: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 86: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 87: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 88: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 89: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 90: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 91: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	23,  // 92: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	25,  // 93: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	29,  // 94: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	31,  // 95: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	33,  // 96: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	35,  // 97: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	37,  // 98: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
+	40,  // 99: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	42,  // 100: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	44,  // 101: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	46,  // 102: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	48,  // 103: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	50,  // 104: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	52,  // 105: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	54,  // 106: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	56,  // 107: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	60,  // 108: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	63,  // 109: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	65,  // 110: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	27,  // 111: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
+	58,  // 112: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 113: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 114: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 115: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 116: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 117: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 118: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 119: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 120: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 121: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 122: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 123: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	24,  // 124: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	26,  // 125: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	30,  // 126: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	32,  // 127: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	34,  // 128: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	36,  // 129: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	38,  // 130: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
+	41,  // 131: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	43,  // 132: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	45,  // 133: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	47,  // 134: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	49,  // 135: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	51,  // 136: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	53,  // 137: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	55,  // 138: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	57,  // 139: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	61,  // 140: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	64,  // 141: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	66,  // 142: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	28,  // 143: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
+	59,  // 144: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	113, // [113:145] is the sub-list for method output_type
+	81,  // [81:113] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }

@@ -2,7 +2,7 @@
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { Fragment, useState, type FormEvent } from "react";
-import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DistributionNoteKind, DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatAmount, formatMoney, WALLET_CURRENCY } from "../../../../lib/money";
 import { useWrite } from "../../../../lib/use-write";
@@ -126,7 +126,8 @@ export default function Distributions() {
           {preview.status === DistributionStatus.PREVIEW ? (
             <button
               type="button"
-              disabled={write.busy}
+              // The service refuses a pool that owes: the note above says why and what to do instead.
+              disabled={write.busy || preview.notes.some((n) => n.kind === DistributionNoteKind.POOL_OWES)}
               onClick={() =>
                 run(async () => {
                   const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected });
