@@ -374,6 +374,15 @@ export class Ledger {
     return room === undefined ? undefined : room < 0n ? 0n : room;
   }
 
+  /** What a venue's pool could pay out now; undefined from a wallet that does not say (older than this call's answer). */
+  async poolAvailable(venueId: string, currency = "KES"): Promise<bigint | undefined> {
+    const { balance } = await this.internal.ensureAccount(
+      { kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency },
+      { timeoutMs: PAYOUT_CALL_TIMEOUT_MS },
+    );
+    return balance?.available?.amountMinor;
+  }
+
   /** What the worker could withdraw now, asked as the worker (a trusted in-cluster call). */
   async available(workerId: string, currency = "KES"): Promise<bigint> {
     const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: PAYOUT_CALL_TIMEOUT_MS });

@@ -485,7 +485,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), 0n);
   });
 
-  test("a USD card tip by a venue's table code lands in the venue's pool in KES, once; a refund and a lost chargeback take their shares back from the pool; a held one reaches it when approved", async () => {
+  test("a USD card tip by a venue's table code lands in the venue's pool in KES, once; a refund and a lost chargeback take their shares back from the pool; a held one reaches it when approved; a chargeback after a split sets aside what the pool holds", async () => {
     const venue = randomUUID();
     const manager = { headers: callerHeaders(randomUUID(), "venue_manager") };
     const qr = createClient(QrService, h.t.ctx.peers("qr"));
@@ -540,6 +540,29 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await pool(), 115117n - refunded);
     await adminClient.reviewTip({ tipId: held.tipId, approve: true, note: "tourist, fine" });
     assert.equal(await pool(), 2n * 115117n - refunded);
+
+    // A chargeback on a tip whose share the venue has split, all but KES 1.17: that much is set aside, the rest taken once lost.
+    const split = await byCode();
+    const walletInternal = createClient(WalletInternalService, h.t.ctx.peers("wallet"));
+    const accountOf = async (kind: AccountKind, ownerKind: OwnerKind, ownerId: string) =>
+      (await walletInternal.ensureAccount({ kind, ownerKind, ownerId, currency: "KES" })).account!.accountId;
+    const paidOut = (await pool()) - 117n;
+    await walletInternal.postEntry({
+      idempotencyKey: `split-${randomUUID()}`, cause: { cause: { case: "poolDistributionId", value: randomUUID() } }, description: "Tip pool share",
+      postings: [
+        { accountId: await accountOf(AccountKind.VENUE_POOL, OwnerKind.VENUE, venue), amount: { amountMinor: -paidOut, currency: "KES" } },
+        { accountId: await accountOf(AccountKind.WORKER_WALLET, OwnerKind.WORKER, randomUUID()), amount: { amountMinor: paidOut, currency: "KES" } },
+      ],
+    });
+    const du2 = await h.stripe.openDispute(split.providerPaymentId);
+    await until(split.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    // Before, the pool's whole share was tried, refused, and nothing set aside: its KES 1.17 was left to split.
+    const { rows: [dispute] } = await h.t.db.pool.query("SELECT wallet_minor, held_wallet_minor FROM payment.card_disputes WHERE dispute_id = $1", [du2]);
+    assert.deepEqual([dispute.wallet_minor, dispute.held_wallet_minor], [115117n, 117n]);
+    assert.equal(await pool(), 0n);
+    await h.stripe.closeDispute(du2, "lost");
+    await until(split.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await pool(), -115000n, "the pool owes the rest of the share");
     assert.ok(await h.trialBalanced());
   });
 

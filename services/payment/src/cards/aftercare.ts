@@ -383,12 +383,13 @@ async function disputedWalletShare(tx: Queryable, tip: CardTipRow, amountMinor: 
 }
 
 /**
- * What the tip's recipient has to set a disputed amount aside from: the worker's available balance. A venue's pool
- * has no balance read here: `poolTry` is what is tried (its whole share first, nothing once refused), and what is not
- * set aside is taken from the pool if the dispute is lost, as from a wallet.
+ * What the tip's recipient has to set a disputed amount aside from: the worker's or the venue's pool's available
+ * balance. A wallet that does not say what a pool holds (an older one) gets `poolUnknown` tried: the whole share first,
+ * nothing once refused. What is not set aside is taken from the recipient if the dispute is lost.
  */
-async function recipientHas(deps: Deps, tip: CardTipRow, poolTry: bigint): Promise<bigint> {
-  return tip.worker_id ? deps.ledger.available(tip.worker_id, tip.wallet_currency) : poolTry;
+async function recipientHas(deps: Deps, tip: CardTipRow, poolUnknown: bigint): Promise<bigint> {
+  if (tip.worker_id) return deps.ledger.available(tip.worker_id, tip.wallet_currency);
+  return (await deps.ledger.poolAvailable(tip.venue_id, tip.wallet_currency)) ?? poolUnknown;
 }
 
 /** Tries of setAside: each refusal lowers the amount to what the worker has then. */

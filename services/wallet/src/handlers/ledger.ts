@@ -85,7 +85,8 @@ function ensureAccountHandler(h: WalletHandlerContext): ServiceImpl<typeof Walle
   const { pool } = h;
   return async function (req) {
     // Alone (autocommit), so its lock wait can be bounded without bounding a transaction's.
-    return { account: toAccount(await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency, ENSURE_ACCOUNT_LOCK_TIMEOUT_MS)) };
+    const row = await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency, ENSURE_ACCOUNT_LOCK_TIMEOUT_MS);
+    return { account: toAccount(row), balance: toBalance(row) };
   };
 }
 

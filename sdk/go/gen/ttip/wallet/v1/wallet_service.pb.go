@@ -1789,8 +1789,10 @@ func (x *EnsureAccountRequest) GetCurrency() string {
 }
 
 type EnsureAccountResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Account       *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// Its balance as the call read it: for a service with no owner to ask GetBalance as (a venue's pool).
+	Balance       *Balance `protobuf:"bytes,2,opt,name=balance,proto3" json:"balance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1828,6 +1830,13 @@ func (*EnsureAccountResponse) Descriptor() ([]byte, []int) {
 func (x *EnsureAccountResponse) GetAccount() *Account {
 	if x != nil {
 		return x.Account
+	}
+	return nil
+}
+
+func (x *EnsureAccountResponse) GetBalance() *Balance {
+	if x != nil {
+		return x.Balance
 	}
 	return nil
 }
@@ -3756,9 +3765,10 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\townerKind\x12&\n" +
 	"\bowner_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\aownerId\x12-\n" +
 	"\bcurrency\x18\x04 \x01(\tB\x11\xbaH\x0er\f2\n" +
-	"^[A-Z]{3}$R\bcurrency\"J\n" +
+	"^[A-Z]{3}$R\bcurrency\"}\n" +
 	"\x15EnsureAccountResponse\x121\n" +
-	"\aaccount\x18\x01 \x01(\v2\x17.ttip.wallet.v1.AccountR\aaccount\"\xd8\x02\n" +
+	"\aaccount\x18\x01 \x01(\v2\x17.ttip.wallet.v1.AccountR\aaccount\x121\n" +
+	"\abalance\x18\x02 \x01(\v2\x17.ttip.wallet.v1.BalanceR\abalance\"\xd8\x02\n" +
 	"\x10PostEntryRequest\x123\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x128\n" +
@@ -4091,113 +4101,114 @@ var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
 	81,  // 40: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
 	84,  // 41: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
 	80,  // 42: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	86,  // 43: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
-	87,  // 44: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
-	88,  // 45: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
-	82,  // 46: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	35,  // 47: ttip.wallet.v1.PostEntriesRequest.entries:type_name -> ttip.wallet.v1.PostEntryRequest
-	39,  // 48: ttip.wallet.v1.PostEntriesResponse.results:type_name -> ttip.wallet.v1.PostEntryResult
-	82,  // 49: ttip.wallet.v1.PostEntryResult.entry:type_name -> ttip.wallet.v1.JournalEntry
-	73,  // 50: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
-	89,  // 51: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	67,  // 52: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
-	73,  // 53: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
-	89,  // 54: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	82,  // 55: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	89,  // 56: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	73,  // 57: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
-	75,  // 58: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	76,  // 59: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	73,  // 60: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
-	88,  // 61: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
-	90,  // 62: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
-	91,  // 63: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	91,  // 64: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	82,  // 65: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	73,  // 66: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
-	84,  // 67: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	85,  // 68: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	73,  // 69: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
-	73,  // 70: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
-	70,  // 71: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
-	70,  // 72: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
-	73,  // 73: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	73,  // 74: ttip.wallet.v1.GetPoolTakingsResponse.available:type_name -> ttip.common.v1.Money
-	73,  // 75: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	70,  // 76: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	70,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	62,  // 78: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	82,  // 79: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	82,  // 80: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 81: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 82: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 83: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 84: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	11,  // 85: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	9,   // 86: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
-	13,  // 87: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	15,  // 88: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	17,  // 89: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	19,  // 90: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	21,  // 91: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	23,  // 92: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	25,  // 93: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	29,  // 94: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	31,  // 95: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	33,  // 96: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	35,  // 97: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	37,  // 98: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
-	40,  // 99: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	42,  // 100: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	44,  // 101: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	46,  // 102: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	48,  // 103: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	50,  // 104: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	52,  // 105: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	54,  // 106: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	56,  // 107: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	60,  // 108: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	63,  // 109: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	65,  // 110: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	27,  // 111: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
-	58,  // 112: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 113: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 114: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 115: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 116: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	12,  // 117: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	10,  // 118: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
-	14,  // 119: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	16,  // 120: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	18,  // 121: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	20,  // 122: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	22,  // 123: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	24,  // 124: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	26,  // 125: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	30,  // 126: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	32,  // 127: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	34,  // 128: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	36,  // 129: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	38,  // 130: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
-	41,  // 131: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	43,  // 132: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	45,  // 133: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	47,  // 134: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	49,  // 135: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	51,  // 136: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	53,  // 137: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	55,  // 138: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	57,  // 139: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	61,  // 140: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	64,  // 141: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	66,  // 142: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	28,  // 143: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
-	59,  // 144: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	113, // [113:145] is the sub-list for method output_type
-	81,  // [81:113] is the sub-list for method input_type
-	81,  // [81:81] is the sub-list for extension type_name
-	81,  // [81:81] is the sub-list for extension extendee
-	0,   // [0:81] is the sub-list for field type_name
+	67,  // 43: ttip.wallet.v1.EnsureAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	86,  // 44: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
+	87,  // 45: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
+	88,  // 46: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
+	82,  // 47: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	35,  // 48: ttip.wallet.v1.PostEntriesRequest.entries:type_name -> ttip.wallet.v1.PostEntryRequest
+	39,  // 49: ttip.wallet.v1.PostEntriesResponse.results:type_name -> ttip.wallet.v1.PostEntryResult
+	82,  // 50: ttip.wallet.v1.PostEntryResult.entry:type_name -> ttip.wallet.v1.JournalEntry
+	73,  // 51: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
+	89,  // 52: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	67,  // 53: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
+	73,  // 54: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
+	89,  // 55: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	82,  // 56: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	89,  // 57: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	73,  // 58: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 59: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	76,  // 60: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	73,  // 61: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
+	88,  // 62: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
+	90,  // 63: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
+	91,  // 64: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	91,  // 65: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	82,  // 66: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	73,  // 67: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
+	84,  // 68: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	85,  // 69: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	73,  // 70: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
+	73,  // 71: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
+	70,  // 72: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
+	70,  // 73: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
+	73,  // 74: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
+	73,  // 75: ttip.wallet.v1.GetPoolTakingsResponse.available:type_name -> ttip.common.v1.Money
+	73,  // 76: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	70,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	70,  // 78: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	62,  // 79: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	82,  // 80: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	82,  // 81: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 82: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 83: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 84: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 85: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 86: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 87: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 88: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 89: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 90: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 91: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 92: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	23,  // 93: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	25,  // 94: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	29,  // 95: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	31,  // 96: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	33,  // 97: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	35,  // 98: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	37,  // 99: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
+	40,  // 100: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	42,  // 101: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	44,  // 102: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	46,  // 103: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	48,  // 104: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	50,  // 105: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	52,  // 106: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	54,  // 107: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	56,  // 108: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	60,  // 109: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	63,  // 110: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	65,  // 111: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	27,  // 112: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
+	58,  // 113: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 114: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 115: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 116: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 117: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 118: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 119: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 120: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 121: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 122: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 123: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 124: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	24,  // 125: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	26,  // 126: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	30,  // 127: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	32,  // 128: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	34,  // 129: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	36,  // 130: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	38,  // 131: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
+	41,  // 132: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	43,  // 133: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	45,  // 134: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	47,  // 135: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	49,  // 136: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	51,  // 137: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	53,  // 138: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	55,  // 139: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	57,  // 140: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	61,  // 141: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	64,  // 142: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	66,  // 143: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	28,  // 144: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
+	59,  // 145: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	114, // [114:146] is the sub-list for method output_type
+	82,  // [82:114] is the sub-list for method input_type
+	82,  // [82:82] is the sub-list for extension type_name
+	82,  // [82:82] is the sub-list for extension extendee
+	0,   // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }
