@@ -13,11 +13,11 @@ export const TIP_OUTCOME_WORDS: Record<string, { en: string; sw: string }> = {
 // Daraja result codes in words a customer understands (English and Swahili).
 const MESSAGES: Record<string, { en: string; sw: string }> = {
   ...TIP_OUTCOME_WORDS,
-  "1": { en: "Your M-Pesa balance is too low for this tip.", sw: "Salio lako la M-Pesa halitoshi kwa tip hii." },
-  "1001": { en: "M-Pesa is busy with another transaction on your phone. Try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Jaribu tena baada ya dakika moja." },
-  "1019": { en: "The M-Pesa request expired. Please try again.", sw: "Ombi la M-Pesa limepitwa na muda. Tafadhali jaribu tena." },
-  "1025": { en: "M-Pesa could not send the payment prompt. Please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Tafadhali jaribu tena." },
-  "9999": { en: "M-Pesa could not send the payment prompt. Please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Tafadhali jaribu tena." },
+  "1": { en: "Your M-Pesa balance is too low for this tip. Nothing was charged; top up or choose a smaller amount.", sw: "Salio lako la M-Pesa halitoshi kwa tip hii. Hakuna pesa iliyotozwa; ongeza salio au chagua kiasi kidogo." },
+  "1001": { en: "M-Pesa is busy with another transaction on your phone. Nothing was charged; try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Hakuna pesa iliyotozwa; jaribu tena baada ya dakika moja." },
+  "1019": { en: "The M-Pesa request expired. Nothing was charged; please try again.", sw: "Ombi la M-Pesa limepitwa na muda. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  "1025": { en: "M-Pesa could not send the payment prompt. Nothing was charged; please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  "9999": { en: "M-Pesa could not send the payment prompt. Nothing was charged; please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
   "1032": { en: "You cancelled the M-Pesa payment. Nothing was charged.", sw: "Umesitisha malipo ya M-Pesa. Hakuna pesa iliyotozwa." },
   "1037": { en: "We could not reach your phone, or the prompt was not answered in time. Nothing was charged.", sw: "Hatukuweza kufikia simu yako, au ombi halikujibiwa kwa wakati. Hakuna pesa iliyotozwa." },
   "2001": { en: "The M-Pesa PIN was wrong. Nothing was charged.", sw: "PIN ya M-Pesa si sahihi. Hakuna pesa iliyotozwa." },
