@@ -31,7 +31,8 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByLabel("Amount (KES, whole shillings)").fill("500");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill("0712345678");
     await page.getByRole("button", { name: "Withdraw" }).click();
-    await page.getByRole("alert").filter({ hasText: "That is more than your available balance of KES 0. Enter KES 0 or less." }).waitFor();
+    // Not "enter KES 0 or less": no amount would do.
+    await page.getByRole("alert").filter({ hasText: "Your available balance is KES 0, less than the least M-Pesa pays out (KES 10): nothing can be withdrawn yet." }).waitFor();
     assert.deepEqual(keyCalls, []);
     assert.equal(await page.evaluate(() => document.activeElement?.id), "amount");
   });

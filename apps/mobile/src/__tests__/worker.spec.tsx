@@ -173,23 +173,26 @@ async function expectRefusedBeforePrompt(gw: FakeGateway, phone: ReturnType<type
   expect(gw.payouts.size).toBe(0);
 }
 
-test("more than the balance shown is refused at once, naming it: no biometric prompt, no key, nothing sent", async () => {
-  const gw = new FakeGateway();
+/** Signed in on the Withdraw tab once it shows `available` (and the limit named `limit`, when given). */
+async function withdrawTab(gw: FakeGateway, available: string, limit?: string) {
   const phone = newPhone();
   await renderApp(gw, phone);
   await signIn(gw);
   await openTab("withdraw");
-  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent(available));
+  if (limit) await screen.findByText(limit);
+  return phone;
+}
+
+test("more than the balance shown is refused at once, naming it: no biometric prompt, no key, nothing sent", async () => {
+  const gw = new FakeGateway();
+  const phone = await withdrawTab(gw, "KES 1,500");
   await expectRefusedBeforePrompt(gw, phone, "2000", "That is more than your available balance of KES 1,500. Enter KES 1,500 or less.");
 });
 
 test("less than M-Pesa's least payout is refused at once, naming it: no biometric prompt, nothing sent", async () => {
   const gw = new FakeGateway();
-  const phone = newPhone();
-  await renderApp(gw, phone);
-  await signIn(gw);
-  await openTab("withdraw");
-  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  const phone = await withdrawTab(gw, "KES 1,500");
   // Before, the fingerprint was asked for first and payment refused the withdrawal after it.
   await expectRefusedBeforePrompt(gw, phone, "9", "M-Pesa pays out at least KES 10. Enter KES 10 or more.");
 });
@@ -198,25 +201,29 @@ test("more than wallet's limit per withdrawal is refused at once, naming the lim
   const gw = new FakeGateway();
   gw.availableMinor = 100_000_00n;
   gw.perWithdrawalMinor = 70_000_00n;
-  const phone = newPhone();
-  await renderApp(gw, phone);
-  await signIn(gw);
-  await openTab("withdraw");
-  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 100,000"));
-  await screen.findByText("Per withdrawal");
+  const phone = await withdrawTab(gw, "KES 100,000", "Per withdrawal");
   await expectRefusedBeforePrompt(gw, phone, "80000", "That is more than the limit of KES 70,000 per withdrawal. Enter KES 70,000 or less.");
 });
 
 test("more than what is left of today's limit is refused at once, naming it: no biometric prompt, nothing sent", async () => {
   const gw = new FakeGateway();
   gw.todayLeftMinor = 1_000_00n;
-  const phone = newPhone();
-  await renderApp(gw, phone);
-  await signIn(gw);
-  await openTab("withdraw");
-  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
-  await screen.findByText("Today");
+  const phone = await withdrawTab(gw, "KES 1,500", "Today");
   await expectRefusedBeforePrompt(gw, phone, "1200", "Today: only KES 1,000 left to withdraw. Enter KES 1,000 or less.");
+});
+
+test("a balance under M-Pesa's least payout says nothing can be withdrawn yet, not \"enter KES 5 or less\"", async () => {
+  const gw = new FakeGateway();
+  gw.availableMinor = 5_00n;
+  const phone = await withdrawTab(gw, "KES 5");
+  await expectRefusedBeforePrompt(gw, phone, "10", "Your available balance is KES 5, less than the least M-Pesa pays out (KES 10): nothing can be withdrawn yet.");
+});
+
+test("what is left of today's limit under M-Pesa's least payout says nothing more can be withdrawn under it", async () => {
+  const gw = new FakeGateway();
+  gw.todayLeftMinor = 8_00n;
+  const phone = await withdrawTab(gw, "KES 1,500", "Today");
+  await expectRefusedBeforePrompt(gw, phone, "10", "Today: only KES 8 left, less than the least M-Pesa pays out (KES 10). Nothing more can be withdrawn under this limit for now.");
 });
 
 test("offline, home and history show the saved balance and tips marked with their time", async () => {

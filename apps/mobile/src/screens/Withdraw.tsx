@@ -67,8 +67,9 @@ export function Withdraw() {
     // biometric prompt and the key's signature, as the gateway and wallet would refuse it after them.
     const over = withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
-      const left = formatMoney(over.leftMinor, WALLET_CURRENCY);
-      return setError(over.kind === "balance" ? t("overAvailable", { available: left }) : t("overLimitLeft", { limit: t(LIMITS[over.limit.kind] ?? "limitOther"), left }));
+      const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(least, WALLET_CURRENCY) };
+      if (over.kind === "balance") return setError(over.belowPayoutMinimum ? t("availableUnderMinimum", words) : t("overAvailable", { available: words.left }));
+      return setError(t(over.belowPayoutMinimum ? "limitUnderMinimum" : "overLimitLeft", { ...words, limit: t(LIMITS[over.limit.kind] ?? "limitOther") }));
     }
     const typed = phoneText.trim();
     const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";

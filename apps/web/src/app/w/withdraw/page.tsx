@@ -9,7 +9,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { useDeviceStepUp } from "../../../lib/device-step-up";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
-import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, unitsText, WALLET_CURRENCY } from "../../../lib/money";
+import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, PAYOUT_MIN_UNITS, unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -103,8 +103,9 @@ export default function Withdraw() {
     // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
     const over = withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
-      const left = formatMoney(over.leftMinor, WALLET_CURRENCY);
-      setError(over.kind === "balance" ? t("err_over_available", { left }) : t("err_over_limit", { limit: limitWord(t, over.limit.kind), left }));
+      const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(BigInt(PAYOUT_MIN_UNITS) * 100n, WALLET_CURRENCY) };
+      if (over.kind === "balance") setError(t(over.belowPayoutMinimum ? "err_available_under_min" : "err_over_available", words));
+      else setError(t(over.belowPayoutMinimum ? "err_limit_under_min" : "err_over_limit", { ...words, limit: limitWord(t, over.limit.kind) }));
       return focusProblem(formRef.current, INPUTS, "amount");
     }
     const session = loadSession();
