@@ -124,11 +124,12 @@ export function Payments({ session }: { session: Session }) {
               {enumOptions(PaymentMethodKind).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
             </select>
           )}
-          <input {...dates.field(FROM)} data-field="from" type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
-          <input {...dates.field(TO)} data-field="to" type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
+          {/* Said on the screen too: two blank date fields side by side do not say which one is which. */}
+          <label>From <input {...dates.field(FROM)} data-field="from" type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} /></label>
+          <label>To <input {...dates.field(TO)} data-field="to" type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} /></label>
           <CurrencyChoice label="Currency" field="currency" anyLabel="any currency" value={filter.currency} onChange={(currency) => set({ currency })} />
-          <input data-field="min_amount min_amount_minor" aria-label={`Min ${filter.currency || "amount"}`} placeholder={`min ${filter.currency || "amount"}`} size={7} value={filter.min} onChange={(e) => set({ min: e.target.value })} />
-          <input data-field="max_amount max_amount_minor" aria-label={`Max ${filter.currency || "amount"}`} placeholder={`max ${filter.currency || "amount"}`} size={7} value={filter.max} onChange={(e) => set({ max: e.target.value })} />
+          <input data-field="min_amount min_amount_minor" aria-label={`Min ${filter.currency || "amount"}`} placeholder={`min ${filter.currency || "amount"}`} size={10} value={filter.min} onChange={(e) => set({ min: e.target.value })} />
+          <input data-field="max_amount max_amount_minor" aria-label={`Max ${filter.currency || "amount"}`} placeholder={`max ${filter.currency || "amount"}`} size={10} value={filter.max} onChange={(e) => set({ max: e.target.value })} />
           <input data-field="result_code" aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
           <input data-field="worker_id" aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
           <button>Filter</button>

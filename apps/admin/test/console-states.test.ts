@@ -306,6 +306,8 @@ describe("admin console states in chromium", () => {
 
     await page.getByRole("link", { name: "Payments" }).click();
     const filters = page.getByRole("form", { name: "Payment filters" });
+    // The two times say on the screen which is which (before, two blank date fields side by side).
+    assert.deepEqual(await filters.locator("label").allInnerTexts(), ["From", "To"]);
     await filters.getByLabel("Worker id").fill("not-a-worker");
     await filters.getByRole("button", { name: "Filter" }).click();
     await refused("worker_id: must be a valid UUID", "Worker id");
