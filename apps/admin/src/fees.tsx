@@ -129,11 +129,12 @@ export function FeeSchedules({ session }: { session: Session }) {
         </tbody>
       </table>
       <form ref={form} className="inline" aria-label="New fee schedule" noValidate onSubmit={(e) => (e.preventDefault(), ask())}>
-        <input aria-label="Platform fee (bps)" inputMode="numeric" placeholder="Platform fee (bps)" value={draft.platformFeeBps} name="platformFeeBps" onChange={set("platformFeeBps")} />
-        <input aria-label={`Minimum fee (${currency})`} placeholder={`Min (${currency})`} value={draft.min} name="min" onChange={set("min")} />
-        <input aria-label={`Fee cap (${currency})`} placeholder={`Cap (${currency})`} value={draft.cap} name="cap" onChange={set("cap")} />
-        <input aria-label="Card fee (bps)" inputMode="numeric" placeholder="Card fee (bps)" value={draft.cardFeeBps} name="cardFeeBps" onChange={set("cardFeeBps")} />
-        <input aria-label={`Card fixed fee (${currency})`} placeholder={`Card fixed (${currency})`} value={draft.cardFixed} name="cardFixed" onChange={set("cardFixed")} />
+        {/* Labels on the screen, not placeholders: once five figures are typed, a placeholder no longer says which is the cap. */}
+        <label>Platform fee (bps) <input aria-label="Platform fee (bps)" inputMode="numeric" size={6} value={draft.platformFeeBps} name="platformFeeBps" onChange={set("platformFeeBps")} /></label>
+        <label>Minimum fee ({currency}) <input aria-label={`Minimum fee (${currency})`} size={8} value={draft.min} name="min" onChange={set("min")} /></label>
+        <label>Fee cap ({currency}) <input aria-label={`Fee cap (${currency})`} size={8} value={draft.cap} name="cap" onChange={set("cap")} /></label>
+        <label>Card fee (bps) <input aria-label="Card fee (bps)" inputMode="numeric" size={6} value={draft.cardFeeBps} name="cardFeeBps" onChange={set("cardFeeBps")} /></label>
+        <label>Card fixed fee ({currency}) <input aria-label={`Card fixed fee (${currency})`} size={8} value={draft.cardFixed} name="cardFixed" onChange={set("cardFixed")} /></label>
         <label>Applies from ({ZONE_LABEL}) <input type="datetime-local" aria-label={`Applies from (${ZONE_LABEL})`} value={draft.effectiveFrom} name="effectiveFrom" onChange={set("effectiveFrom")} /></label>
         <button disabled={!!notAdmin || write.busy}>Schedule new version</button>
         {notAdmin && <small className="muted"> {notAdmin}</small>}

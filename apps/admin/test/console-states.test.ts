@@ -75,6 +75,8 @@ describe("admin console states in chromium", () => {
     const before = calls();
     await page.getByRole("link", { name: "Money" }).click();
     const form = page.getByRole("form", { name: "New fee schedule" });
+    // Each figure's name stays on the screen once typed (before, placeholders only).
+    assert.deepEqual(await form.locator("label").allInnerTexts(), ["Platform fee (bps)", "Minimum fee (KES)", "Fee cap (KES)", "Card fee (bps)", "Card fixed fee (KES)", "Applies from (Nairobi time, EAT)"]);
     await form.getByLabel("Minimum fee (KES)").fill("5");
     await form.getByLabel("Fee cap (KES)").fill("1500");
     await form.getByLabel("Applies from (Nairobi time, EAT)").fill(`${new Date().getUTCFullYear() + 3}-01-02T00:00`);
