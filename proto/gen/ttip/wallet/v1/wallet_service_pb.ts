@@ -1436,8 +1436,9 @@ export type GetPoolTakingsResponse = Message<"ttip.wallet.v1.GetPoolTakingsRespo
   overlappingDistributionId: string;
 
   /**
-   * What the pool holds now, read after the takings: below `collected` when refunds or lost
-   * chargebacks of tips already split left it owing (PostPoolDistribution then refuses the split).
+   * What the pool holds now (less holds), read after the takings: below `collected`, even negative,
+   * when refunds or lost chargebacks of tips already split left it owing (PostPoolDistribution then
+   * refuses the split).
    *
    * @generated from field: ttip.common.v1.Money available = 4;
    */

@@ -3261,8 +3261,9 @@ type GetPoolTakingsResponse struct {
 	Credits int64 `protobuf:"varint,2,opt,name=credits,proto3" json:"credits,omitempty"`
 	// An unreversed distribution already covering part of the range, if any.
 	OverlappingDistributionId string `protobuf:"bytes,3,opt,name=overlapping_distribution_id,json=overlappingDistributionId,proto3" json:"overlapping_distribution_id,omitempty"`
-	// What the pool holds now, read after the takings: below `collected` when refunds or lost
-	// chargebacks of tips already split left it owing (PostPoolDistribution then refuses the split).
+	// What the pool holds now (less holds), read after the takings: below `collected`, even negative,
+	// when refunds or lost chargebacks of tips already split left it owing (PostPoolDistribution then
+	// refuses the split).
 	Available     *v1.Money `protobuf:"bytes,4,opt,name=available,proto3" json:"available,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

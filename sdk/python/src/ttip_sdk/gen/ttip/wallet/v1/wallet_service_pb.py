@@ -2166,8 +2166,9 @@ class GetPoolTakingsResponse(Message[_GetPoolTakingsResponseFields]):
             string overlapping_distribution_id = 3;
             ```
         available:
-            What the pool holds now, read after the takings: below `collected` when refunds or lost
-            chargebacks of tips already split left it owing (PostPoolDistribution then refuses the split).
+            What the pool holds now (less holds), read after the takings: below `collected`, even negative,
+            when refunds or lost chargebacks of tips already split left it owing (PostPoolDistribution then
+            refuses the split).
 
             ```proto
             optional ttip.common.v1.Money available = 4;
