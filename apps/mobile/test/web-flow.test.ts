@@ -99,6 +99,10 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     assert.equal(key.extractable, false, "the private key cannot leave the browser");
     assert.equal(key.curve, "P-256");
     assert.match(key.deviceId, /^[0-9a-f-]{36}$/, "registered with auth");
+    // Listed as the browser it is (its agent cut to 60 characters names the system only), as the web app's keys
+    // are: before, "TTIP app (web)", shown as written.
+    await page.getByRole("tab", { name: "Settings" }).click();
+    await page.getByText(/^Linux \(this phone\)$/).waitFor();
     const b2c = h.payoutsTo(worker.phone).filter((t) => t.amount === 200);
     assert.equal(b2c.length, 1, "one B2C payout of KES 200");
     // The page spoke binary protobuf to the gateway: every call it made, sign-in to payout.

@@ -2,7 +2,7 @@
 // auth) runs the one step-up flow (apps/web's step-up-flow). The screen asks for the biometric prompt first.
 import { useMutation } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { proveDevice, type DeviceStepUp } from "@ttip/web-lib/step-up-flow";
+import { browserKeyName, proveDevice, type DeviceStepUp } from "@ttip/web-lib/step-up-flow";
 import { Platform } from "react-native";
 import { useApp } from "../app-context";
 
@@ -17,7 +17,9 @@ export function useDeviceStepUp(): DeviceStepUp {
       deviceId: () => keys.deviceId(userId),
       register: async () => {
         const made = await keys.create(userId);
-        const { device } = await register.mutateAsync({ name: `TTIP app (${Platform.OS})`, publicKeyJwk: made.publicJwk });
+        // In the app's web build the key is the browser's, named as the web app names its keys.
+        const name = Platform.OS === "web" ? browserKeyName() : `TTIP app (${Platform.OS})`;
+        const { device } = await register.mutateAsync({ name, publicKeyJwk: made.publicJwk });
         await made.keep(device!.deviceId);
         return device!.deviceId;
       },

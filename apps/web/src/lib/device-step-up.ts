@@ -4,7 +4,7 @@
 import { useMutation } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { forgetDeviceKey, loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge, type DeviceKey } from "./device-key";
-import { proveDevice, type DeviceStepUp } from "./step-up-flow";
+import { browserKeyName, proveDevice, type DeviceStepUp } from "./step-up-flow";
 
 export function useDeviceStepUp(): DeviceStepUp {
   const register = useMutation(AuthService.method.registerDevice);
@@ -16,7 +16,7 @@ export function useDeviceStepUp(): DeviceStepUp {
       deviceId: async () => (device = await loadDeviceKey(userId))?.deviceId,
       register: async () => {
         const made = await newDeviceKey();
-        const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
+        const { device: registered } = await register.mutateAsync({ name: browserKeyName(), publicKeyJwk: made.publicJwk });
         device = { deviceId: registered!.deviceId, privateKey: made.privateKey };
         await saveDeviceKey(userId, device);
         return device.deviceId;

@@ -6,6 +6,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 /** What a proof is for, as auth binds it into the challenge: a withdrawal, or replacing the payout number. */
 export type StepUpPurpose = "payout" | "payout_number";
+
+/** A browser's key as auth lists it: its user agent, cut to what the lists keep (readableAgent words it). */
+export const browserKeyName = (): string => navigator.userAgent.slice(0, 60) || "browser";
 /** Where the step-up is, to say on screen: making and registering the key, or signing the challenge. */
 export type StepUpStage = "key" | "confirm";
 export type DeviceStepUp = (userId: string, purpose: StepUpPurpose, onStage?: (stage: StepUpStage) => void) => Promise<string>;
