@@ -223,6 +223,9 @@ function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
   const n = Number(step);
   if (Number.isInteger(n) && n >= 1 && n <= options.length) return { at: "confirm", target, amountKes: options[n - 1] };
   if (n === options.length + 1) return { at: "other", target };
+  // Whole shillings typed instead of an option's number ("100" for "2. KES 100"): read as the amount typed, which
+  // the confirmation shows before anything is charged. Numbers up to the options' own stay options.
+  if (/^\d{1,6}$/.test(step) && n > options.length + 1) return otherAmountEntered(d, target, step);
   return { at: "amount", target, note: say("badChoice", d.lang) };
 }
 

@@ -94,6 +94,25 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(sms.body, `Risiti ya TTIP: umetoa bakshishi ya KES 150 kwa Baraka. Kumb. ${mpesa_receipt}. Asante!`);
   });
 
+  test("shillings typed at the amounts instead of an option's number are read as that amount, confirmed before anything is charged; an option's number stays the option", async () => {
+    const w = await worker("Imani");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    await s.dial();
+    await s.reply("1");
+    await s.reply(w.code);
+    // Before, "Invalid choice." and the menu again.
+    assert.match(await s.reply("100"), /^CON Tip Imani KES 100 by M-Pesa\?\n1\. Yes, pay/);
+    assert.match(await s.reply("0"), /^CON Tip Imani:\n1\. KES 50/);
+    assert.match(await s.reply("150"), /^CON Tip Imani KES 150 by M-Pesa\?/, "an amount not listed too");
+    await s.reply("0");
+    assert.equal(await s.reply("300000"), "CON The amount must be from KES 1 to 250,000.\nEnter the amount in KES (1 - 250,000):\n0. Back", "over M-Pesa's limit: said, on the typed-amount screen");
+    await s.reply("0");
+    assert.match(await s.reply("4"), /^CON Tip Imani KES 500 by M-Pesa\?/, "4 is the fourth option, not KES 4");
+    assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 500/);
+    assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [500], "only the amount confirmed is charged");
+  });
+
   test("0 goes back a screen: from the amounts to the code (a wrong but valid code), from the confirmation to the amounts; only the last choice is charged", async () => {
     const wrong = await worker("Gideon");
     const w = await worker("Halima");
