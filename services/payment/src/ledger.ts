@@ -94,6 +94,8 @@ export class Ledger {
     private readonly ensureAccountTimeoutMs: () => number = () => ENSURE_ACCOUNT_TIMEOUT_MS,
     /** PostEntry's and PostEntries' deadline, read per call. */
     private readonly postEntryTimeoutMs: () => number = () => POST_ENTRY_TIMEOUT_MS,
+    /** The deadline of a payout's calls (its hold, its reads of balance and limits), read per call. */
+    private readonly payoutCallTimeoutMs: () => number = () => PAYOUT_CALL_TIMEOUT_MS,
   ) {
     this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
     this.user = createClient(WalletService, ctx.peers("wallet"));
@@ -341,7 +343,7 @@ export class Ledger {
 
   async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {
     const accountId = await this.account(AccountKind.WORKER_WALLET, workerId);
-    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
+    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: this.payoutCallTimeoutMs() });
     if (!hold?.holdId) throw new Error("wallet PlaceHold answered without a hold");
     return { holdId: hold.holdId, accountId };
   }
@@ -356,16 +358,16 @@ export class Ledger {
   }
 
   async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
-    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
+    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: this.payoutCallTimeoutMs() });
   }
 
   async releaseHold(holdId: string, reason: string): Promise<void> {
-    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) }, { timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
+    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) }, { timeoutMs: this.payoutCallTimeoutMs() });
   }
 
   /** The most the worker may withdraw now under every withdrawal limit (undefined: no limits set). */
   async withdrawalRoom(workerId: string, currency = "KES"): Promise<bigint | undefined> {
-    const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
+    const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: this.payoutCallTimeoutMs() });
     let room: bigint | undefined;
     for (const l of limits) {
       const remaining = l.remaining?.amountMinor;
@@ -378,14 +380,14 @@ export class Ledger {
   async poolAvailable(venueId: string, currency = "KES"): Promise<bigint | undefined> {
     const { balance } = await this.internal.ensureAccount(
       { kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency },
-      { timeoutMs: PAYOUT_CALL_TIMEOUT_MS },
+      { timeoutMs: this.payoutCallTimeoutMs() },
     );
     return balance?.available?.amountMinor;
   }
 
   /** What the worker could withdraw now, asked as the worker (a trusted in-cluster call). */
   async available(workerId: string, currency = "KES"): Promise<bigint> {
-    const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: PAYOUT_CALL_TIMEOUT_MS });
+    const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: this.payoutCallTimeoutMs() });
     return balances[0]?.available?.amountMinor ?? 0n;
   }
 }

@@ -69,7 +69,8 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
 
   test("a wallet stuck on a payout's hold: the call gives up past its deadline (to be retried), rather than holding the payout", async () => {
     const worker = randomUUID();
-    const ledger = new Ledger(h.t.ctx);
+    // A deadline of 300 ms, not the 5 s in force: the test waits it out (wall time, no CPU).
+    const ledger = new Ledger(h.t.ctx, undefined, undefined, () => 300);
     // Its wallet made first: the hold is the only call left to wait.
     await ledger.account(AccountKind.WORKER_WALLET, worker);
     const holder = await h.t.db.pool.connect();
@@ -89,7 +90,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
 
   test("a wallet stuck on the reads an automatic payout's amount comes from: they give up past their deadline, rather than queueing the worker's later payouts behind them", async () => {
     const worker = randomUUID();
-    const ledger = new Ledger(h.t.ctx);
+    const ledger = new Ledger(h.t.ctx, undefined, undefined, () => 300);
     await ledger.account(AccountKind.WORKER_WALLET, worker);
     const holder = await h.t.db.pool.connect();
     let outcomes: unknown[];
