@@ -600,7 +600,7 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKe
   // The time is taken before the balance is read: startAutomaticPayout refuses if a payout ended since.
   const { rows: [open] } = await deps.ctx.pool.query<{ read_at: Date; open: boolean }>(
     "SELECT clock_timestamp() AS read_at, EXISTS (SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving')) AS open", [workerId]);
-  if (open.open) return "deferred";
+  if (open.open) return (await startedUnder(deps, workerId, idempotencyKey)) ? "started" : "deferred";
   const available = await deps.ledger.available(workerId);
   // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.
   const room = await deps.ledger.withdrawalRoom(workerId);
@@ -611,5 +611,15 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKe
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
   const started = await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey, automatic: true, note }, open.read_at);
-  return started ? "started" : "deferred";
+  return started || (await startedUnder(deps, workerId, idempotencyKey)) ? "started" : "deferred";
+}
+
+/**
+ * Whether a payout under this key exists: another replica's pass started this very one (three passes take the same
+ * due payout at once). It is this start's, not a payout to wait behind: read as deferred, the due was moved on
+ * beside that replica's clearing of it, and stayed due after the payout had paid the balance out.
+ */
+async function startedUnder(deps: PayoutDeps, workerId: string, idempotencyKey: string): Promise<boolean> {
+  const { rowCount } = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [workerId, idempotencyKey]);
+  return rowCount === 1;
 }

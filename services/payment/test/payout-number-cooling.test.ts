@@ -149,6 +149,26 @@ describe("a new payout number's cooling-off", () => {
     await paidOutOnceAfter(withdrawal, worker, second);
   });
 
+  test("a due automatic payout another replica's pass started under its key is this pass's too: done, not moved on to fall due again", async () => {
+    const { worker, stepUp, signInPhone: first } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    const second = phone();
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: first });
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: second, stepUpToken: await stepUp("payout_number") });
+    await tipped(worker);
+    const due = (await eventually(() => dueAt(worker), "held back by the cooling-off"))!;
+    h.clock.advance(due.getTime() - h.clock.now() + 1_000);
+    // Where three passes taking the same due payout at once leave this one: another's payout under the due's key, ended.
+    await h.t.db.pool.query(
+      `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note, completed_at)
+       VALUES ($1, $2, $3, 'KES', 9500, $4, $5, true, 'failed', $6, now(), 0, '', now() - interval '1 second')`,
+      [randomUUID(), worker, `auto-due-${due.toISOString()}`, normalisePhone(second), maskPhone(normalisePhone(second)), randomUUID()]);
+    await internal.reconcilePending({ limit: 100 });
+    // Before, read as a payout to wait behind: the due moved on a result wait, beside the other pass clearing it.
+    assert.equal(await dueAt(worker), null);
+    assert.equal(b2cTo(second).length, 0, "not started a second time");
+  });
+
   test("a tip credited while a withdrawal is open is paid out automatically after the withdrawal ends, with no other tip coming, once", async () => {
     const { worker, stepUp, signInPhone: to } = await workerWithStepUp(h);
     const me = asWorker(worker);
