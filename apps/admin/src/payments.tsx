@@ -34,6 +34,16 @@ const FROM = `From (${ZONE_LABEL})`;
 const TO = `To (${ZONE_LABEL})`;
 const EMPTY: Filter = { kind: "tips", status: 0, method: 0, from: "", to: "", currency: "", min: "", max: "", resultCode: "", workerId: "" };
 
+/** A row's worker, which filters the list by that worker (none for a tip to a venue's pool). */
+function WorkerCell({ workerId, onPick }: { workerId: string; onPick: (workerId: string) => void }) {
+  if (!workerId) return null;
+  return (
+    <button className="link" title={`Only worker ${workerId}`} aria-label={`Only worker ${workerId.slice(0, 8)}`} onClick={() => onPick(workerId)}>
+      <code>{workerId.slice(0, 8)}</code>
+    </button>
+  );
+}
+
 /** A bound as typed, in the chosen currency's minor units (0 when empty); refused naming the field, as the API would. */
 function bound(text: string, currency: string, field: string): bigint {
   if (!text.trim()) return 0n;
@@ -68,10 +78,11 @@ export function Payments({ session }: { session: Session }) {
   const dates = useDateFields([FROM, TO]);
   const form = useRef<HTMLFormElement>(null);
 
-  const load = async (more = false) => {
+  /** `next`: a filter set in the same event (a worker picked from a row), not yet in state. */
+  const load = async (more = false, next?: Filter) => {
     setError("");
     if (!more && !dates.check()) return;
-    const asked = more ? shown : filter;
+    const asked = more ? shown : (next ?? filter);
     try {
       const common = (pageToken: string) => ({
         page: { pageSize: 25, pageToken },
@@ -105,6 +116,12 @@ export function Payments({ session }: { session: Session }) {
   };
   useEffect(() => void load(), [filter.kind]);
   const set = (patch: Partial<Filter>) => setFilter({ ...filter, ...patch });
+  // The list shows 8 characters of a worker's id; the filter needs all 36: a row's worker fills it and searches.
+  const byWorker = (workerId: string) => {
+    const next = { ...filter, workerId };
+    setFilter(next);
+    void load(false, next);
+  };
 
   return (
     <div className="split">
@@ -143,7 +160,7 @@ export function Payments({ session }: { session: Session }) {
               {tips.map((t) => (
                 <tr key={t.tipId} data-tip-id={t.tipId} className={selected?.value === t.tipId ? "selected" : undefined}>
                   <td><button className="link" onClick={() => setSelected({ case: "tipId", value: t.tipId })}>{when(t.createdAt)}</button></td>
-                  <td>{money(t.amount)}</td><td>{words(PaymentMethodKind[t.method])}</td><td>{words(TipStatus[t.status])}</td><td>{t.resultCode}</td><td><code>{t.workerId.slice(0, 8)}</code></td>
+                  <td>{money(t.amount)}</td><td>{words(PaymentMethodKind[t.method])}</td><td>{words(TipStatus[t.status])}</td><td>{t.resultCode}</td><td><WorkerCell workerId={t.workerId} onPick={byWorker} /></td>
                 </tr>
               ))}
             </tbody>
@@ -155,7 +172,7 @@ export function Payments({ session }: { session: Session }) {
               {payouts.map((p) => (
                 <tr key={p.payoutId} data-payout-id={p.payoutId} className={selected?.value === p.payoutId ? "selected" : undefined}>
                   <td><button className="link" onClick={() => setSelected({ case: "payoutId", value: p.payoutId })}>{when(p.createdAt)}</button></td>
-                  <td>{money(p.amount)}</td><td>{words(PayoutStatus[p.status])}</td><td>{p.resultCode}</td><td><code>{p.workerId.slice(0, 8)}</code></td>
+                  <td>{money(p.amount)}</td><td>{words(PayoutStatus[p.status])}</td><td>{p.resultCode}</td><td><WorkerCell workerId={p.workerId} onPick={byWorker} /></td>
                 </tr>
               ))}
             </tbody>

@@ -115,7 +115,7 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("link", { name: "Payments" }).click();
     await adminPage.getByLabel("Worker id").fill(worker.userId);
     await adminPage.getByRole("button", { name: "Filter" }).click();
-    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").first().click();
     const detail = adminPage.getByLabel("Payment detail");
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
@@ -128,9 +128,15 @@ describe("admin console in chromium", () => {
     await adminPage.getByLabel("Kind").selectOption("payouts");
     await detail.waitFor({ state: "detached" });
     await adminPage.getByLabel("Kind").selectOption("tips");
-    await adminPage.getByLabel("Worker id").fill(worker.userId);
+    // The row's worker (8 characters of the id) fills the filter with the whole id and searches (the list
+    // first narrowed to the tip's minute, not its worker, so that the tip is on its first page).
+    await adminPage.getByLabel("From (Nairobi time, EAT)").fill(nairobiWallTime(timestampDate(tip.createdAt!)));
     await adminPage.getByRole("button", { name: "Filter" }).click();
-    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button", { name: `Only worker ${worker.userId.slice(0, 8)}` }).click();
+    assert.equal(await adminPage.getByLabel("Worker id").inputValue(), worker.userId);
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).waitFor();
+    assert.deepEqual([...new Set(await adminPage.locator("tr[data-tip-id] td:last-child").allInnerTexts())], [worker.userId.slice(0, 8)]);
+    await adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").first().click();
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     // Times are Nairobi's on a Los Angeles laptop: the row shows the tip's Nairobi time, and a
     // From/To typed as Nairobi's wall clock around it finds it; a From a minute after it does not.

@@ -243,7 +243,7 @@ export class AdminHarness {
     await page.getByLabel("Kind").selectOption("payouts");
     await page.getByLabel("Worker id").fill(workerId);
     await page.getByRole("button", { name: "Filter" }).click();
-    await page.locator(`tr[data-payout-id="${payoutId}"]`).getByRole("button").click();
+    await page.locator(`tr[data-payout-id="${payoutId}"]`).getByRole("button").first().click();
     return page.getByLabel("Payment detail");
   }
 

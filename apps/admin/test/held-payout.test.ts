@@ -123,7 +123,7 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     await page.getByLabel("Kind").selectOption("tips");
     await page.getByLabel("Worker id").fill(worker.userId);
     await page.getByRole("button", { name: "Filter" }).click();
-    await page.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+    await page.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").first().click();
     const accounts = page.getByLabel("Payment detail").getByTestId("ledger-account");
     const { user } = await h.api(AuthAdminService, adminToken).getUser({ userId: worker.userId });
     // Before, each row was the account's UUID alone.

@@ -68,7 +68,7 @@ describe("the admin console at phone size (chromium, 390×844)", () => {
         await p.getByLabel("User detail").getByText("Achieng Otieno").waitFor();
       }],
       ["Payments", async (p) => {
-        await p.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").click();
+        await p.locator(`tr[data-tip-id="${tip.tipId}"]`).getByRole("button").first().click();
         await p.getByLabel("Payment detail").getByTestId("payment-status").waitFor();
       }],
       ["Fraud", (p) => p.locator(`tr[data-tip-id="${tip.tipId}"]`).first().waitFor()],
