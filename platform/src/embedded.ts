@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import {
   createLogger,
   createPool,
   env,
+  freePort,
   InProcessBus,
   loadConfig,
   MemoryCache,
@@ -333,14 +333,6 @@ function describeSimulators(
   if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
   if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
   return { simulators, offline };
-}
-
-async function freePort(host: string): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, host, resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { randomUUID } from "node:crypto";
@@ -46,6 +47,14 @@ describe("embedded platform (make run)", () => {
       const health = createClient(Health, transport);
       for (const service of names) assert.equal((await health.check({ service })).status, Status.SERVING, service);
     }
+  });
+
+  test("PORT=0 takes a port below the kernel's ephemeral range, which the services binding port 0 after it cannot be given", async () => {
+    const firstEphemeral = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    const port = Number(new URL(platform.gatewayUrl).port);
+    // Before, listen(0): an ephemeral port, released, then handed to a service or simulator before the gateway took it.
+    assert.ok(port >= 10_000 && port < firstEphemeral, `the gateway on ${port}, the ephemeral range from ${firstEphemeral}`);
+    for (const s of platform.services) assert.ok(Number(new URL(s.server.url).port) >= firstEphemeral, `${s.name} on ${s.server.url}`);
   });
 
   test("the simulators a person reads are listed and answer", async () => {

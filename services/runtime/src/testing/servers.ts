@@ -2,14 +2,16 @@
 // from local binaries on free loopback ports in a temp folder and stopped by
 // process id. Nothing here talks to anything but 127.0.0.1.
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
-import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { appendFile, chown, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { freePort } from "../free-port.js";
+
+export { freePort };
 
 const execFileAsync = promisify(execFile);
 
@@ -25,39 +27,6 @@ export interface TestServer {
   restart(options?: { downMs?: number }): Promise<void>;
 }
 
-/**
- * A loopback port nothing listens on, picked at random BELOW the kernel's ephemeral range:
- * a port from listen(0) is an ephemeral one, and an outgoing connection of any process may
- * take it between picking and the server's bind (seen on busy machines: the gateway, started
- * after the services, found its port taken). Outgoing connections never use ports below the range.
- */
-export async function freePort(): Promise<number> {
-  const [low, high] = [10_000, ephemeralRangeStart() - 1];
-  assert.ok(high - low >= 1_000, `too few ports below the ephemeral range (${low}..${high})`);
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = low + Math.floor(Math.random() * (high - low + 1));
-    if (await canListen(port)) return port;
-  }
-  throw new Error(`no free loopback port in ${low}..${high} after 100 tries`);
-}
-
-function ephemeralRangeStart(): number {
-  try {
-    const start = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    if (Number.isInteger(start) && start > 11_000) return start;
-  } catch {
-    // Not Linux: IANA's dynamic range starts at 49152.
-  }
-  return 49_152;
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
-}
 
 /** Finds a server binary on PATH or in its usual Debian folders, or says which package to install. */
 export function findBinary(name: string, debianPackage: string, extraDirs: string[] = []): string {
