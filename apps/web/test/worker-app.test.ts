@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema, ListShiftsResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually as waitUntil, testPhone } from "@ttip/runtime/testing";
 import { WebHarness } from "./harness.js";
 
@@ -224,6 +224,8 @@ describe("the worker's web app (chromium at phone size)", () => {
       route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListMyVenuesResponseSchema, create(ListMyVenuesResponseSchema, { memberships: [member] }))) }));
     await page.route("**/ttip.venue.v1.VenueService/GetSplitRule", (route) =>
       route.fulfill({ status: 404, contentType: "application/json", body: JSON.stringify({ code: "not_found", message: "venue_id: the venue has no split rule yet" }) }));
+    await page.route("**/ttip.venue.v1.VenueService/ListShifts", (route) =>
+      route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListShiftsResponseSchema, create(ListShiftsResponseSchema, {}))) }));
     await page.goto(`${h.url}/w/shares`);
     const card = page.getByTestId(`venue-${member.venueId}`);
     await card.getByText("No rule is in force yet: the venue's manager sets how the pool is split.").waitFor({ timeout: 20_000 });
@@ -231,6 +233,45 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
     await page.reload();
     await card.getByText("Bado hakuna kanuni inayotumika: meneja wa eneo huweka jinsi mfuko unavyogawanywa.").waitFor({ timeout: 20_000 });
+  });
+
+  test("venue shares: a clock-in is read back from the service (the page opened again), so the worker can clock out; one left open over 24 hours says to ask the manager, offers no button, in English and Swahili", async () => {
+    const venue = await h.venue("Mama Oliech");
+    const worker = await h.worker("Atieno");
+    const { member } = await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone: worker.phone, displayName: "Atieno", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    assert.ok(member);
+    const token = await waitUntil("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${worker.phone.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    await h.api(VenueService, worker.token).acceptInvitation({ token });
+    const page = await h.signedInPhone(worker);
+    const card = page.getByTestId(`venue-${venue.id}`);
+    await page.goto(`${h.url}/w/shares`);
+    await card.getByRole("button", { name: "Clock in" }).click();
+    await card.getByTestId("clocked-in").waitFor({ timeout: 20_000 });
+
+    // Opened again: still clocked in, and the way out offered.
+    await page.reload();
+    await card.getByRole("button", { name: "Clock out" }).waitFor({ timeout: 20_000 });
+    assert.match(await card.getByTestId("clocked-in").innerText(), /^Clocked in since /);
+    await card.getByRole("button", { name: "Clock out" }).click();
+    await card.getByRole("button", { name: "Clock in" }).waitFor({ timeout: 20_000 });
+    const window = { start: timestampFromDate(new Date(Date.now() - 3_600_000)), end: timestampFromDate(new Date(Date.now() + 60_000)) };
+    const { shifts } = await h.api(VenueService, worker.token).listShifts({ venueId: venue.id, period: window });
+    assert.deepEqual(shifts.map((s) => Boolean(s.endedAt)), [true], "the shift ended by the screen");
+
+    // Clocked in two days ago and never out: only the manager can end it, and the screen says so.
+    const { shift } = await h.api(VenueService, worker.token).clockIn({ venueId: venue.id });
+    await h.sql("UPDATE venue.shifts SET started_at = now() - interval '2 days' WHERE shift_id = $1", [shift!.shiftId]);
+    await page.reload();
+    await card.getByText(/did not clock out within 24 hours/).waitFor({ timeout: 20_000 });
+    assert.match(await card.getByTestId("clocked-in").innerText(), /^You clocked in on \d{1,2} \w{3} \d{4}, \d{2}:\d{2} and did not clock out within 24 hours, so that shift cannot be ended here: ask your manager/);
+    assert.equal(await card.getByRole("button").count(), 0, "no Clock out the service would refuse, no Clock in");
+    await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
+    await page.reload();
+    await card.getByText(/hukuimaliza ndani ya saa 24/).waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "worker-shares-stale-clock-in-sw");
   });
 });
 

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
@@ -24,16 +24,29 @@ async function emitFinished(tx: Queryable, s: ShiftRow) {
   }, s.shift_id);
 }
 
-/** Why a finished shift cannot be recorded for this member, or undefined when it can. */
-async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date): Promise<string | undefined> {
+/**
+ * A clock-in left open over 24 hours: its worker forgot to clock out and ClockOut no longer ends it (a
+ * day's hours are not taken on the worker's word). A manager's recorded shift replaces it; until then
+ * it keeps the worker from clocking in there again.
+ */
+async function staleOpenShift(db: Queryable, memberId: string): Promise<ShiftRow | undefined> {
+  const { rows } = await db.query<ShiftRow>(
+    `SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL AND started_at < now() - interval '24 hours' FOR UPDATE`,
+    [memberId],
+  );
+  return rows[0];
+}
+
+/** Why a finished shift cannot be recorded for this member, or undefined when it can. `replacing`: a stale open shift it replaces. */
+async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date, replacing?: string): Promise<string | undefined> {
   if (end.getTime() <= start.getTime()) return "end is not after start";
   if (end.getTime() - start.getTime() > DAY_MS) return "longer than 24 hours";
   if (end.getTime() > Date.now() + 60_000) return "ends in the future";
   if (end.getTime() <= m.joined_at.getTime()) return "ends before the member joined";
   if (m.left_at && start.getTime() >= m.left_at.getTime()) return "starts after the member left";
   const { rows } = await db.query<{ shift_id: string }>(
-    `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 LIMIT 1`,
-    [m.member_id, start, end],
+    `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 AND shift_id IS DISTINCT FROM $4 LIMIT 1`,
+    [m.member_id, start, end, replacing ?? null],
   );
   return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
 }
@@ -43,8 +56,11 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string): Pr
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
-    const open = await tx.query(`SELECT 1 FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
-    if (open.rowCount) throw new InvalidStateError("venue_id: you are already clocked in here; clock out first");
+    const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
+    if (open[0] && Date.now() - open[0].started_at.getTime() > DAY_MS) {
+      throw new InvalidStateError(`venue_id: your clock-in of ${eatTime(open[0].started_at)} was never clocked out; ask a manager to record that shift, then clock in`);
+    }
+    if (open[0]) throw new InvalidStateError("venue_id: you are already clocked in here; clock out first");
     const { rows } = await tx.query<ShiftRow>(
       `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, source, recorded_by) VALUES ($1, $2, $3, now(), $4, $5) RETURNING *`,
       [randomUUID(), venueId, m.member_id, ShiftSource.CLOCK, workerId],
@@ -84,17 +100,32 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
     if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${memberId}`]);
-    const problem = await shiftProblem(tx, ms[0], start, end);
+    // The stale clock-in this shift covers (it ends after the clock-in began) becomes this shift.
+    const stale = await staleOpenShift(tx, memberId);
+    const replaced = stale && end.getTime() > stale.started_at.getTime() ? stale : undefined;
+    const problem = await shiftProblem(tx, ms[0], start, end, replaced?.shift_id);
     if (problem) throw fieldError("ended_at", problem);
-    const { rows } = await tx.query<ShiftRow>(
-      `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by, idempotency_key)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
-      [randomUUID(), venueId, memberId, start, end, ShiftSource.MANAGER, actor, key],
-    );
+    const { rows } = replaced
+      ? await tx.query<ShiftRow>(
+        `UPDATE venue.shifts SET started_at = $2, ended_at = $3, source = $4, recorded_by = $5, idempotency_key = $6 WHERE shift_id = $1 RETURNING *`,
+        [replaced.shift_id, start, end, ShiftSource.MANAGER, actor, key],
+      )
+      : await tx.query<ShiftRow>(
+        `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+        [randomUUID(), venueId, memberId, start, end, ShiftSource.MANAGER, actor, key],
+      );
     await emitFinished(tx, rows[0]);
-    await audit(tx, venueId, actor, "shift.recorded", { shift_id: rows[0].shift_id, member_id: memberId, started_at: start, ended_at: end });
+    await audit(tx, venueId, actor, "shift.recorded", {
+      shift_id: rows[0].shift_id, member_id: memberId, started_at: start, ended_at: end, ...(replaced ? { replaced_clock_in_at: replaced.started_at } : {}),
+    });
     return rows[0];
   });
+}
+
+/** "2026-11-24 08:00 EAT": a time as the venue keeps it. */
+function eatTime(d: Date): string {
+  return `${new Date(d.getTime() + NAIROBI_OFFSET_MS).toISOString().slice(0, 16).replace("T", " ")} EAT`;
 }
 
 /** ISO 8601 with an offset, or "YYYY-MM-DD HH:MM[:SS]" read in East Africa Time. */

@@ -122,6 +122,37 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(own.hours.map((x) => x.displayName), ["Amina"]);
   });
 
+  test("a clock-in never clocked out: after 24 hours neither clock-out nor clock-in ends it; the manager's recorded shift replaces it and the worker clocks in again", async () => {
+    const v = await h.newVenue();
+    const amina = await h.join(v, "Amina", "front_of_house", new Date(Date.now() - 72 * HOUR));
+    const w = h.asWorker(amina.workerId);
+    const { shift } = await w.clockIn({ venueId: v.venueId });
+    // Forgotten: clocked in 30 hours ago (08:00 EAT on that day), never out.
+    const clockedIn = new Date(Math.floor((Date.now() - 30 * HOUR) / HOUR) * HOUR);
+    await h.t.db.pool.query("UPDATE venue.shifts SET started_at = $2 WHERE shift_id = $1", [shift!.shiftId, clockedIn]);
+    await assert.rejects(w.clockOut({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /more than 24 hours; ask a manager/));
+    const eat = new Date(clockedIn.getTime() + 3 * HOUR).toISOString().slice(0, 16).replace("T", " ");
+    await assert.rejects(w.clockIn({ venueId: v.venueId }), rejects(Code.FailedPrecondition, new RegExp(`clock-in of ${eat} EAT was never clocked out; ask a manager`)));
+
+    // The manager records what was worked (an hour earlier to eight hours later): the stale clock-in becomes that shift.
+    const recorded = { venueId: v.venueId, memberId: amina.memberId, startedAt: ts(new Date(clockedIn.getTime() - HOUR)), endedAt: ts(new Date(clockedIn.getTime() + 8 * HOUR)), idempotencyKey: randomUUID() };
+    const { shift: replaced } = await v.api.recordShift(recorded);
+    assert.equal(replaced!.shiftId, shift!.shiftId, "the clock-in's row, now the recorded shift");
+    assert.equal(replaced!.minutes, 540n);
+    assert.equal((await v.api.recordShift(recorded)).shift!.shiftId, shift!.shiftId, "the same key answers the same shift");
+    const { shifts } = await v.api.listShifts({ venueId: v.venueId, period: period(new Date(clockedIn.getTime() - 2 * HOUR), new Date()) });
+    assert.deepEqual(shifts.map((s) => [s.shiftId, s.minutes, Boolean(s.endedAt)]), [[shift!.shiftId, 540n, true]], "one shift, none open");
+    const { hours } = await v.api.getHours({ venueId: v.venueId, period: period(new Date(clockedIn.getTime() - 2 * HOUR), new Date()) });
+    assert.deepEqual(hours.map((x) => x.minutes), [540n]);
+    // Free to clock in again; a fresh clock-in is not replaced by a shift recorded beside it.
+    const { shift: next } = await w.clockIn({ venueId: v.venueId });
+    assert.notEqual(next!.shiftId, shift!.shiftId);
+    await assert.rejects(
+      v.api.recordShift({ ...recorded, startedAt: ts(new Date(Date.now() - 2 * HOUR)), endedAt: ts(new Date()), idempotencyKey: randomUUID() }),
+      rejects(Code.InvalidArgument, /overlaps/),
+    );
+  });
+
   test("split rules are versioned, visible to members, fixed percentages add to 100%, pooling individual tips is not built", async () => {
     const v = await h.newVenue();
     const m = await h.join(v, "Chebet");

@@ -1,7 +1,7 @@
 "use client";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useInfiniteQuery, useMutation, useQuery } from "@connectrpc/connect-query";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useMemo, useState } from "react";
 import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
@@ -26,12 +26,29 @@ function distinctShares(pages: readonly ListMySharesResponse[]): MyShare[] {
   return pages.flatMap((p) => p.shares).filter((s) => !seen.has(s.distributionId) && Boolean(seen.add(s.distributionId)));
 }
 
+/** How long the service lets a clock-in run before only a manager may end it (venue's shifts.ts). */
+const CLOCK_OUT_WITHIN_MS = 24 * 3_600_000;
+
+/**
+ * The member's open shift as the service has it: clocked in on another visit, another device or
+ * yesterday. Every open shift touches a period of a moment around now.
+ */
+function useOpenShift(venueId: string) {
+  const [period] = useState(() => ({ start: timestampFromDate(new Date(Date.now() - 1_000)), end: timestampFromDate(new Date(Date.now() + 1_000)) }));
+  const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { retry: false });
+  const open = shifts.data?.shifts.find((s) => !s.endedAt)?.startedAt;
+  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, refetch: shifts.refetch };
+}
+
 /** One venue: the rule in force (every member may read it) and clocking in and out. */
 function VenueCard({ m }: { m: Member }) {
   const { t, err, locale } = useT();
   const vt = useMemo(() => venueT(locale), [locale]);
   const rule = useQuery(VenueService.method.getSplitRule, { venueId: m.venueId, version: 0 }, { retry: false });
-  const [open, setOpen] = useState<Date>();
+  const shift = useOpenShift(m.venueId);
+  // What this screen's own clocking did, until the service is asked again.
+  const [clocked, setClocked] = useState<{ open?: Date }>();
+  const open = clocked ? clocked.open : shift.open;
   const [error, setError] = useState("");
   const clockIn = useMutation(VenueService.method.clockIn);
   const clockOut = useMutation(VenueService.method.clockOut);
@@ -40,12 +57,19 @@ function VenueCard({ m }: { m: Member }) {
     setError("");
     if (inOut === "in") {
       const { shift } = await clockIn.mutateAsync({ venueId: m.venueId });
-      setOpen(shift?.startedAt ? timestampDate(shift.startedAt) : new Date());
+      setClocked({ open: shift?.startedAt ? timestampDate(shift.startedAt) : new Date() });
     } else {
       await clockOut.mutateAsync({ venueId: m.venueId });
-      setOpen(undefined);
+      setClocked({});
     }
-  }, (x) => setError(err(x)));
+  }, (x) => {
+    // Refused (clocked in or out elsewhere meanwhile): the service's state is shown again, with why.
+    setError(err(x));
+    setClocked(undefined);
+    void shift.refetch();
+  });
+  const stale = open && Date.now() - open.getTime() > CLOCK_OUT_WITHIN_MS;
+  const since = open?.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE, ...(stale ? { dateStyle: "medium", timeStyle: "short" } : { timeStyle: "short" }) });
   const r = rule.data?.rule;
   return (
     <section className="notice" data-testid={`venue-${m.venueId}`}>
@@ -53,9 +77,13 @@ function VenueCard({ m }: { m: Member }) {
       {r ? <p data-testid="rule-summary">{ruleText(vt, r, (memberId) => (memberId === m.memberId ? vt("v_fixedYou") : undefined))}</p> : null}
       {/* A venue without a rule yet is no error to its members. */}
       {rule.error ? (ConnectError.from(rule.error).code === Code.NotFound ? <p data-testid="rule-none">{t("ruleNone")}</p> : <p className="error">{err(rule.error)}</p>) : null}
-      {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) })}</p> : null}
+      {shift.error ? <p className="error" role="alert">{err(shift.error)}</p> : null}
+      {open ? <p role="status" data-testid="clocked-in">{t(stale ? "clockedInStale" : "clockedIn", { time: since! })}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <button type="button" className="secondary" disabled={write.busy} onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
+      {/* No button the service would refuse: a stale clock-in is ended by the manager's record. */}
+      {stale ? null : (
+        <button type="button" className="secondary" disabled={write.busy || !shift.known} onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
+      )}
     </section>
   );
 }
