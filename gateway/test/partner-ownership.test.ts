@@ -126,6 +126,34 @@ describe("partner keys act only for the workers and venues linked to them", () =
     assert.equal((await failure(pay(key).getTip({ tipId: theirs.tipId }))).code, Code.PermissionDenied);
   });
 
+  test("a partner's idempotency keys are its own: two partners' same invoice number are two tips, each retry answered its own; a tip keyed before keys were scoped is still its creator's", async () => {
+    const mine = await worker();
+    const { client, opts } = qrAs(mine, "worker");
+    for (const k of [key, other]) await client.linkPartner({ keyId: k.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts);
+    const phone = testPhone({ format: "07" });
+    const invoice = (k: PartnerKey, idempotencyKey: string, amount = 150) =>
+      pay(k).createTip({ idempotencyKey, recipient: { case: "workerId", value: mine }, amount: KES(amount), payment: { case: "mpesaPhone", value: phone } });
+    const number = `INV-${randomUUID().slice(0, 8)}`;
+    const first = (await invoice(key, number)).tip!;
+    const second = (await invoice(other, number, 160)).tip!;
+    assert.notEqual(second.tipId, first.tipId, "the other partner's tip, not ALREADY_EXISTS for a key it never used");
+    assert.equal((await invoice(other, number, 160)).tip!.tipId, second.tipId, "its retry answers its own tip");
+    assert.equal((await invoice(key, number)).tip!.tipId, first.tipId);
+    assert.equal((await failure(invoice(key, number, 170))).code, Code.AlreadyExists, "another tip under its own key is still refused");
+
+    // A tip stored under the bare key (before keys were scoped) is found by its creator, and only by it.
+    const legacy = `INV-${randomUUID().slice(0, 8)}`;
+    const old = (await invoice(key, legacy, 180)).tip!;
+    await t.ctx.pool.query("UPDATE payment.tips SET idempotency_key = $2 WHERE tip_id = $1", [old.tipId, legacy]);
+    assert.equal((await invoice(key, legacy, 180)).tip!.tipId, old.tipId, "the creator's retry finds its tip under the bare key");
+    assert.notEqual((await invoice(other, legacy, 190)).tip!.tipId, old.tipId);
+
+    // Nobody else may write in the partners' key space.
+    const anonymous = createClient(PaymentService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
+    const squat = await failure(anonymous.createTip({ idempotencyKey: `partner:${key.keyId}:${number}`, recipient: { case: "workerId", value: mine }, amount: KES(150), payment: { case: "mpesaPhone", value: phone } }));
+    assert.deepEqual(squat, { code: Code.InvalidArgument, message: 'idempotency_key: must not begin with "partner:"' });
+  });
+
   test("only a live key is linked: an unknown or revoked key is refused, naming key_id, and nothing is stored", async () => {
     const mine = await worker();
     const { client, opts } = qrAs(mine, "worker");

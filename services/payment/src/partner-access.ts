@@ -1,4 +1,4 @@
-import { DependencyUnavailableError, partnerNotLinkedError, type Principal } from "@ttip/runtime";
+import { DependencyUnavailableError, fieldError, partnerNotLinkedError, type Principal, type Queryable } from "@ttip/runtime";
 import { qrInternalClient } from "./peer-clients.js";
 import type { Deps } from "./tips.js";
 
@@ -21,4 +21,23 @@ export async function partnerLinked(deps: Deps, keyId: string, workerId: string,
  */
 export async function requirePartnerLinked(deps: Deps, keyId: string, workerId: string, venueId: string): Promise<void> {
   if (!(await partnerLinked(deps, keyId, workerId, venueId))) throw partnerNotLinkedError(keyId, workerId || null, venueId || null);
+}
+
+/** Where a partner's tip keys begin: a key space no other caller may write in. */
+const PARTNER_KEY_SPACE = "partner:";
+
+/**
+ * The key a CreateTip is stored under. A partner's keys are its own, as qr and auth keep theirs: two
+ * partners both sending their invoice number "INV-1001" make two tips, and neither is answered the
+ * other's tip (its card's client secret with it). A tip a partner created before keys were scoped is
+ * still found under its bare key by that partner. Other callers' keys (the tip page's random ids)
+ * stay bare, and may not begin in the partners' space.
+ */
+export async function tipKeyOf(db: Queryable, caller: Principal | undefined, key: string): Promise<string> {
+  if (!isPartner(caller)) {
+    if (key.startsWith(PARTNER_KEY_SPACE)) throw fieldError("idempotency_key", `must not begin with "${PARTNER_KEY_SPACE}"`);
+    return key;
+  }
+  const { rowCount } = await db.query("SELECT 1 FROM payment.tips WHERE idempotency_key = $1 AND customer_subject = $2", [key, caller.subject]);
+  return rowCount ? key : `${PARTNER_KEY_SPACE}${caller.subject}:${key}`;
 }

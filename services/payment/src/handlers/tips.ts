@@ -5,7 +5,7 @@ import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import { createCardTip } from "../cards/tips.js";
-import { isPartner, requirePartnerLinked } from "../partner-access.js";
+import { isPartner, requirePartnerLinked, tipKeyOf } from "../partner-access.js";
 import { qrClient } from "../peer-clients.js";
 import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
 import { createTip, isFinal, type Deps, type TipRow } from "../tips.js";
@@ -68,9 +68,10 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
     const caller = callerOf(ctx);
     // Before anything is charged or stored: a partner tips only for its linked workers and venues.
     if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
+    const idempotencyKey = await tipKeyOf(deps.ctx.pool, caller, req.idempotencyKey);
     if (card) {
       const created = await createCardTip(deps, {
-        idempotencyKey: req.idempotencyKey,
+        idempotencyKey,
         ...recipient,
         amount: { currency: req.amount!.currency, amountMinor },
         provider: req.cardProvider === CardProvider.PAYPAL ? "paypal" : "stripe",
@@ -90,7 +91,7 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
       };
     }
     const tip = await createTip(deps, {
-      idempotencyKey: req.idempotencyKey,
+      idempotencyKey,
       workerId: recipient.workerId,
       venueId: recipient.venueId,
       qrCodeId: recipient.qrCodeId,
