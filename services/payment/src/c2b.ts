@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
@@ -86,7 +87,7 @@ type Target =
   /** paid: the tip already has its money (a new payment to it would be a second one). */
   | { kind: "stk_tip"; tipId: string; paid: boolean }
   /** workerId empty: the venue's pool (a venue's own code). */
-  | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string }
+  | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string; quote: FeeQuote }
   | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer };
 
 /**
@@ -135,8 +136,15 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
     const state = match.status === QrCodeStatus.REVOKED ? "revoked" : match.status === QrCodeStatus.ROTATED ? "replaced by a newer code" : "not active";
     return suspense(`code ${ref} is ${state}`, C2B_RESULT.invalidAccount);
   }
+  // An amount the fee takes whole (KES 1 under a KES 1 minimum fee) credits no one: refused at validation; confirmed
+  // (the money taken), parked for support to refund, not retried as a confirmation that failed.
+  const quote = await deps.ledger.quoteTip(amount, false).catch((err: unknown) => {
+    if (asConnectError(err).code === Code.InvalidArgument) return undefined;
+    throw err;
+  });
+  if (!quote) return suspense(`${formatMoney(amount, "KES")} does not cover the tip's fee: nothing would reach the ${match.workerId ? "worker" : "venue"}; refund it`, C2B_RESULT.invalidAmount);
   // A venue's own code: the tip goes to the venue's pool, as a scanned venue code's STK tip does.
-  return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId };
+  return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId, quote };
 }
 
 /**
@@ -304,7 +312,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
 
   // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
   const paid = p.amountMinor!;
-  const quote = await deps.ledger.quoteTip(paid, false);
+  const { quote } = target;
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = timeOrderedUuid();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {

@@ -126,6 +126,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a paybill payment the fee would take whole (KES 1 under a KES 1 minimum fee) is refused at validation; confirmed anyway, it waits in suspense for a refund, told to support, never lost", async () => {
+    const w = await worker();
+    const refused = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 1 });
+    assert.equal(refused.completed, false, "M-Pesa keeps the customer's shilling");
+    assert.ok("resultCode" in refused.validation && refused.validation.resultCode === "C2B00013");
+    // A short code without external validation: the money is taken, and recorded at once.
+    const paid = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 1, skipValidation: true });
+    const row = await c2bRow(paid.transId);
+    assert.ok(row, "the payment recorded (before: nothing, retried by every pass)");
+    assert.deepEqual([row.outcome, row.resolution, row.amount_minor], ["suspense", "open", 100n]);
+    assert.match(row.reason, /^KES 1 does not cover the tip's fee: nothing would reach the worker; refund it$/);
+    const told = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE position($1 in detail) > 0", [paid.transId]);
+    assert.equal(told.rows[0].n, 1, "support is told");
+    await eventually(async () => (await c2bRow(paid.transId)).suspense_entry_id !== null, "the shilling parked in suspense in the ledger");
+    assert.equal(await h.balance(w.id), 0n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a payment naming no payer comes from one number that fits no tip's, in v2 (masked) as in v1 (hashed): no earlier test's tip can take it", async () => {
     const payerOf = async (transId: string) => {
       const { rows } = await h.t.db.pool.query<{ raw_body: Buffer }>(
