@@ -879,26 +879,27 @@ export function tipSucceededEvent(t: TipRow) {
 
 /**
  * Ends a still-pending tip nobody answered for: in one statement when its push
- * was answered (`checkoutRequestId`, as leased), else in a transaction that
- * also flags it (the usual tip has one).
+ * was answered (`checkoutRequestId`, as leased) and M-Pesa said it was not paid
+ * yet, else in a transaction that also flags it: no CheckoutRequestID to ask
+ * about, or the last STK query failed (`queryFailure`), so the customer may have
+ * paid (the usual tip is neither).
  */
-async function expireTip(deps: Deps, tipId: string, checkoutRequestId: string | null): Promise<boolean> {
-  const done = checkoutRequestId
+async function expireTip(deps: Deps, tipId: string, checkoutRequestId: string | null, queryFailure?: DarajaError): Promise<boolean> {
+  const done = checkoutRequestId && !queryFailure
     ? Boolean(await endPushedTip(deps.ctx.pool, tipId, checkoutRequestId, "expired", "expired", resultMessage("expired")))
     : await withTransaction(deps.ctx.pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(
-      `UPDATE payment.tips SET status = 'expired', result_code = 'expired', result_message = $2, completed_at = now()
-        WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
-      [tipId, resultMessage("expired")],
-    );
-    if (rows[0]) await emitTipFailed(tx, rows[0]);
-    if (rows[0] && !rows[0].checkout_request_id) {
+    const row = checkoutRequestId
+      ? await endPushedTip(tx, tipId, checkoutRequestId, "expired", "expired", resultMessage("expired"))
+      : await expireUnpushedTip(tx, tipId);
+    if (!row) return false;
+    const detail = row.checkout_request_id
+      // Its callback never came and M-Pesa could not say: a payment only a late callback or the paybill statement shows.
+      ? `tip expired while M-Pesa's STK query could not say whether it was paid (${queryFailure!.message.slice(0, 160)}): the customer may have paid; match it against the paybill statement`
       // The push's answer never reached us (the process stopped or the answer timed out) and no
       // callback came: nothing can be asked by STK query, yet the customer may have paid.
-      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: rows[0].worker_id ?? undefined, phoneMasked: rows[0].phone_masked,
-        detail: "tip expired without a CheckoutRequestID: the push may have reached the customer; match it against the paybill statement" });
-    }
-    return rows.length > 0;
+      : "tip expired without a CheckoutRequestID: the push may have reached the customer; match it against the paybill statement";
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: row.worker_id ?? undefined, phoneMasked: row.phone_masked, detail });
+    return true;
   });
   if (done) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "expired", method: "mpesa" });
   deps.changes.announce(tipId);
@@ -959,6 +960,17 @@ interface TipQueries {
 }
 
 /** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
+/** Expires a pending tip whose push was never answered (no CheckoutRequestID), with its event. */
+async function expireUnpushedTip(tx: Queryable, tipId: string): Promise<TipRow | undefined> {
+  const { rows } = await tx.query<TipRow>(
+    `UPDATE payment.tips SET status = 'expired', result_code = 'expired', result_message = $2, completed_at = now()
+      WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
+    [tipId, resultMessage("expired")],
+  );
+  if (rows[0]) await emitTipFailed(tx, rows[0]);
+  return rows[0];
+}
+
 async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<TipQueries> {
   const { pool } = deps.ctx;
   const config = deps.config();
@@ -981,6 +993,7 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
     let outcome: string | undefined;
+    let queryFailure: DarajaError | undefined;
     try {
       if (tip.checkout_request_id && config.daraja) {
         counts.queried++;
@@ -1000,13 +1013,13 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
           if (!(err instanceof DarajaError)) throw err;
           if (err.kind !== "processing") {
             outcome = "query_failed";
-            failure = err;
+            failure = queryFailure = err;
             deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
           }
         }
       }
       if (!settled && clock.now() >= expiresAt) {
-        settled = await expireTip(deps, tip.tip_id, tip.checkout_request_id);
+        settled = await expireTip(deps, tip.tip_id, tip.checkout_request_id, queryFailure);
         if (settled) outcome = "expired";
       }
     } finally {

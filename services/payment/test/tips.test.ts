@@ -392,6 +392,23 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
   });
 
+  test("a paid push whose callback was lost, while every STK query fails, expires flagged: M-Pesa never said it was unpaid", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    // Paid, no callback, and each query answered without a ResultCode (nothing final said).
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "lost", blankQueryResult: true });
+    const { tip: t } = await tip(worker, p);
+    assert.ok((await row(t!.tipId)).checkout_request_id, "the push was answered");
+    await reconcilePastExpiry();
+    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    const alert = alerts.find((a) => a.tipId === t!.tipId);
+    assert.ok(alert, "flagged for matching against the paybill statement (before: expired silently)");
+    assert.match(alert!.detail, /STK query could not say whether it was paid \(.*ResultCode.*\): the customer may have paid/);
+    assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
+    assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+  });
+
   /**
    * Runs `steps` with STK callbacks held until it lets them go (or ends): a callback meant to come after
    * a reconciliation pass does, however slow the machine (one 800 ms or 1.5 s after its push came first at load 45).
