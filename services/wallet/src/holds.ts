@@ -222,14 +222,21 @@ interface TakenHold extends HoldRow {
  */
 const TAKE_HOLD = `WITH h AS (SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE hold_id = $1 FOR UPDATE),
 freed AS (
-  UPDATE wallet.accounts a SET held_minor = a.held_minor - h.amount_minor FROM h WHERE a.account_id = h.account_id AND h.status = $2)
+  UPDATE wallet.accounts a SET held_minor = a.held_minor - h.amount_minor,
+    debt_allowed_minor = CASE WHEN $6::boolean THEN LEAST(a.debt_allowed_minor, GREATEST(0, a.held_minor - h.amount_minor - a.balance_minor)) ELSE a.debt_allowed_minor END
+    FROM h WHERE a.account_id = h.account_id AND h.status = $2)
 SELECT h.*,
        (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $3 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS float_account_id,
        (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $4 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS fees_account_id
   FROM h`;
 
-async function takeHold(tx: Queryable, holdId: string): Promise<TakenHold> {
-  const { rows } = await tx.query<TakenHold>(TAKE_HOLD, [holdId, HoldStatus.HELD, AccountKind.PAYOUT_CLEARING, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM]);
+/**
+ * `releasing`: a debt allowed while the hold stood (a lost chargeback meanwhile) was the hold's shortfall; what
+ * it no longer holds the wallet may no longer owe, or a later plain debit could take it below zero. Settling
+ * keeps the allowance: its withdrawal is the debit that uses it.
+ */
+async function takeHold(tx: Queryable, holdId: string, releasing: boolean): Promise<TakenHold> {
+  const { rows } = await tx.query<TakenHold>(TAKE_HOLD, [holdId, HoldStatus.HELD, AccountKind.PAYOUT_CLEARING, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM, releasing]);
   if (!rows[0]) throw new NotFoundError(`hold_id: no hold ${holdId}`);
   return rows[0];
 }
@@ -261,7 +268,7 @@ async function resolveHold(tx: Queryable, hold: HoldRow, status: HoldStatus, rea
  */
 export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
   if (transferFee !== undefined && transferFee < 0n) throw fieldError("transfer_fee", "must not be negative");
-  const hold = await takeHold(tx, holdId);
+  const hold = await takeHold(tx, holdId, false);
   if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
   if (hold.status === HoldStatus.RELEASED) throw new InvalidStateError(`hold ${holdId} was released; it cannot be settled`);
   const currency = hold.currency.trim();
@@ -299,7 +306,7 @@ export async function settleHold(tx: Queryable, holdId: string, externalReferenc
 
 /** B2C failed: the held money is available again. Releasing twice returns the first release. Two statements. */
 export async function releaseHold(tx: Queryable, holdId: string, reason: string): Promise<Hold> {
-  const hold = await takeHold(tx, holdId);
+  const hold = await takeHold(tx, holdId, true);
   if (hold.status === HoldStatus.RELEASED) return toHold(hold);
   if (hold.status === HoldStatus.SETTLED) throw new InvalidStateError(`hold ${holdId} was settled; it cannot be released`);
   const event = buildEvent("wallet", PayoutReleasedSchema, {

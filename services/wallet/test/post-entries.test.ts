@@ -282,6 +282,25 @@ describe("PostEntries: many journal entries in one call, each as PostEntry would
     assert.equal(await balance(w.accountId), -120n - 1_000n + 95n);
   });
 
+  test("a debt allowed while a payout held the balance ends with the hold's release: a plain debit then cannot take the wallet below zero", async () => {
+    const w = await worker();
+    await ledger.internal.postEntry(credit(w.accountId, 1_000n));
+    const payoutId = randomUUID();
+    const { hold } = await ledger.internal.placeHold({ accountId: w.accountId, amount: kes(950n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    // A lost chargeback while the withdrawal is out: the wallet may owe it.
+    await ledger.internal.postEntry({ ...debit(w.accountId, 800n), allowOwnerDebt: true });
+    assert.equal(await balance(w.accountId), 150n);
+    // The withdrawal failed: nothing is held, KES 1.50 is available and nothing is owed any more.
+    await ledger.internal.releaseHold({ holdId: hold!.holdId, reason: "b2c failed" });
+    const refused = await ledger.internal.postEntries({ entries: [debit(w.accountId, 900n)] });
+    assert.deepEqual(refused.results.map(codeName), ["FailedPrecondition"], "a refund's take-back over what the wallet holds (before: posted, the wallet at -7.50)");
+    await assert.rejects(ledger.internal.postEntry(debit(w.accountId, 900n)), (e: ConnectError) => e.code === Code.FailedPrecondition);
+    assert.equal(await balance(w.accountId), 150n);
+    // What it holds can still go out.
+    await ledger.internal.postEntry(debit(w.accountId, 150n));
+    assert.equal(await balance(w.accountId), 0n);
+  });
+
   test("two batches over the same wallets and keys in opposite orders, with PostEntry calls among them: no deadlock, each key once", async () => {
     const ws = await Promise.all(Array.from({ length: 6 }, () => worker()));
     for (const w of ws) await ledger.internal.postEntry(credit(w.accountId, 100_000n));
