@@ -5,7 +5,7 @@
 // (all three printed by `make run`). It subscribes a webhook receiver on
 // loopback, creates tips at checkout with the simulator's scripted phone
 // numbers, and prints each webhook as it arrives, its signature checked.
-import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
@@ -25,6 +25,8 @@ export type SandboxKey = PartnerKey;
 
 /** Retried starts get the same key back (the data directory keeps it between runs). */
 const SANDBOX_KEY_IDEMPOTENCY = "make-run-partner-sandbox-key-v1";
+/** Revoked sandbox keys followed one after another at a start: past this many something else is wrong. */
+const MAX_REVOKED_SANDBOX_KEYS = 100;
 /** Who issued it, in auth's audit log: the platform itself, not a person. */
 const SANDBOX_ISSUER = "00000000-0000-4000-8000-000000000001";
 /** The sandbox's worker, linked to the sandbox key: a key tips only for workers and venues linked to it. */
@@ -47,11 +49,17 @@ export async function issueSandboxKey(authUrl: string, qrUrl: string): Promise<S
     return next(req);
   };
   const as = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [asPlatform, signingInterceptor()] });
-  const issued = await createClient(AuthAdminService, as(authUrl)).issuePartnerApiKey({
-    partnerName: "Sandbox partner (make run)",
-    scopes: allPartnerScopes(),
-    idempotencyKey: SANDBOX_KEY_IDEMPOTENCY,
-  });
+  const admin = createClient(AuthAdminService, as(authUrl));
+  const scopes = allPartnerScopes();
+  // The scopes name the key: contracts that add one get a key with it (the same key under another request is refused).
+  let idempotencyKey = `${SANDBOX_KEY_IDEMPOTENCY}:${createHash("sha256").update(scopes.join(" ")).digest("hex").slice(0, 16)}`;
+  let issued = await admin.issuePartnerApiKey({ partnerName: "Sandbox partner (make run)", scopes, idempotencyKey });
+  // A key revoked (trying revocation in the console) is followed by one of its own, found again by the next start.
+  for (let revoked = 0; issued.key!.revokedAt; revoked++) {
+    if (revoked === MAX_REVOKED_SANDBOX_KEYS) throw new Error(`the partner sandbox's last ${revoked} keys are revoked; start with PARTNER_SANDBOX=off`);
+    idempotencyKey = `${SANDBOX_KEY_IDEMPOTENCY}:after:${issued.key!.keyId}`;
+    issued = await admin.issuePartnerApiKey({ partnerName: "Sandbox partner (make run)", scopes, idempotencyKey });
+  }
   const qr = createClient(QrService, as(qrUrl));
   await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER, displayName: "Sandbox worker" });
   await qr.linkPartner({ keyId: issued.key!.keyId, ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER });

@@ -2,7 +2,11 @@
 // the M-Pesa simulator) gives a key; tips the key creates at checkout settle on
 // the simulator's scripts and come back as signed webhooks to a loopback receiver.
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { callerHeaders, signingInterceptor } from "@ttip/runtime";
 import { after, before, describe, test } from "node:test";
 import { eventually, initializedPgliteFolder, type PgliteFolder } from "@ttip/runtime/testing";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
@@ -40,6 +44,27 @@ describe("partner sandbox on the simulators", () => {
     } finally {
       await run.close();
     }
+  });
+
+  test("a sandbox key revoked in the console does not stop the next start: a live key follows it, the same on every start after", async () => {
+    const revoked = platform.partnerSandbox!;
+    const asAdmin: Interceptor = (next) => (req) => {
+      for (const [k, v] of Object.entries(callerHeaders(randomUUID(), "admin"))) req.header.set(k, v);
+      return next(req);
+    };
+    const authUrl = platform.services.find((s) => s.name === "auth")!.server.url;
+    await createClient(AuthAdminService, createGrpcTransport({ baseUrl: authUrl, interceptors: [asAdmin, signingInterceptor()] })).revokePartnerApiKey({ keyId: revoked.keyId });
+    const restart = async () => {
+      await platform.close();
+      platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
+      return platform.partnerSandbox!;
+    };
+    const next = await restart();
+    assert.notEqual(next.keyId, revoked.keyId, "a fresh key (before: the start failed, the revoked key could not be linked)");
+    const { keys } = await createClient(AuthAdminService, createGrpcTransport({ baseUrl: platform.services.find((s) => s.name === "auth")!.server.url, interceptors: [asAdmin, signingInterceptor()] }))
+      .listPartnerApiKeys({ page: { pageSize: 100 } });
+    assert.deepEqual(keys.filter((k) => k.keyId === next.keyId).map((k) => Boolean(k.revokedAt)), [false], "live");
+    assert.deepEqual(await restart(), next, "found again on the start after");
   });
 
   test("the receiver's check refuses a body or a secret other than the signed ones", () => {
