@@ -103,6 +103,19 @@ describe("the worker's web app (chromium at phone size)", () => {
     const b2c = h.payoutsTo(phone).filter((t) => t.amount === 200);
     assert.equal(b2c.length, 1, "one B2C payout of KES 200");
     assert.notEqual(available, "KES 0");
+    // Its words are the app's ("succeeded" says it; not M-Pesa's or payment's English), and the balance is read again.
+    assert.equal(await page.getByTestId("payout-outcome").count(), 0);
+    await page.getByTestId("withdraw-available").filter({ hasText: "KES 85" }).waitFor({ timeout: 20_000 });
+
+    // Another withdrawal, which M-Pesa fails on TTIP's side (its account short): said so, not "The balance is insufficient".
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { b2c: "insufficient_funds" });
+    await page.getByRole("button", { name: "Make another withdrawal" }).click();
+    await page.getByLabel("Amount (KES, whole shillings)").fill("50");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(phone);
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.getByTestId("payout-status").filter({ hasText: "failed" }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByTestId("payout-outcome").innerText(), "M-Pesa could not send it from TTIP's account; this is not about your balance. The amount is back in your balance; try again later.");
+    await page.getByTestId("withdraw-available").filter({ hasText: "KES 85" }).waitFor({ timeout: 20_000 });
 
     // This month's statement as CSV.
     await page.getByRole("link", { name: "Statements" }).click();

@@ -115,6 +115,32 @@ test("a key removed from the account (on another phone) is replaced at the next 
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a withdrawal M-Pesa fails is said in the app's words (the web app's), not M-Pesa's English", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  // TTIP's own M-Pesa account short: M-Pesa says "The balance is insufficient", which a worker reads as theirs.
+  gw.payoutResult = { code: "1", desc: "The balance is insufficient for the transaction." };
+  await startWithdrawal("100");
+  expect(await screen.findByText(/Withdrawal of KES 100: failed/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(screen.getByTestId("payout-outcome")).toHaveTextContent("M-Pesa could not send it from TTIP's account; this is not about your balance. The amount is back in your balance; try again later.");
+  expect(screen.queryByText(/insufficient/)).toBeNull();
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,500"));
+  // A number M-Pesa cannot pay.
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  gw.payoutResult = { code: "2040", desc: "Credit Party customer type (Unregistered or Registered Customer) can't be supported by the service." };
+  await startWithdrawal("200");
+  expect(await screen.findByText(/Withdrawal of KES 200: failed/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(screen.getByTestId("payout-outcome")).toHaveTextContent(/^M-Pesa cannot pay this number: it is not registered for M-Pesa\./);
+  // A paid one says nothing beyond its status and receipt (not "Sent to M-Pesa").
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  gw.payoutResult = { code: "0", desc: "The service request is processed successfully." };
+  await startWithdrawal("300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(screen.queryByTestId("payout-outcome")).toBeNull();
+  expect(screen.queryByText("Sent to M-Pesa")).toBeNull();
+});
+
 test("a refused biometric sends nothing", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

@@ -8,6 +8,15 @@ export type Locale = "en" | "sw";
 
 /** This app's key -> the web app's, for the words both worker apps say: one catalogue, one Swahili. */
 const SHARED = {
+  // A withdrawal's outcome (@ttip/web-lib/payout-outcome), keyed as there.
+  po_limit: "po_limit",
+  po_unregistered: "po_unregistered",
+  po_ourSide: "po_ourSide",
+  po_balance: "po_balance",
+  po_walletLimit: "po_walletLimit",
+  po_nothingSent: "po_nothingSent",
+  po_other: "po_other",
+  po_onHold: "po_onHold",
   signInTitle: "signIn",
   phoneLabel: "yourPhone",
   phoneInvalid: "err_phone",

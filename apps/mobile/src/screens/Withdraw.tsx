@@ -8,6 +8,7 @@ import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CURRENCY } from "@ttip/web-lib/money";
+import { payoutFinal, payoutOutcomeKey } from "@ttip/web-lib/payout-outcome";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { useEffect, useRef, useState } from "react";
@@ -21,7 +22,6 @@ import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
 
 /** What the amount field reads at most (seven digits); the limits that apply are wallet's. */
 const MAX_TYPED_UNITS = 9_999_999;
-const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
   [LimitKind.PER_TRANSACTION]: "limitPerWithdrawal",
   [LimitKind.DAILY]: "limitToday",
@@ -50,7 +50,7 @@ export function Withdraw() {
   const payoutId = stage.kind === "sent" ? stage.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "",
-    refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 1000),
+    refetchInterval: (q) => (payoutFinal(q.state.data?.payout) ? false : 1000),
   });
 
   const review = () => {
@@ -111,11 +111,12 @@ export function Withdraw() {
   };
 
   const p = status.data?.payout;
-  const final = p !== undefined && FINAL.has(p.status);
+  const final = payoutFinal(p);
+  const outcome = p && payoutOutcomeKey(p.status, p.resultCode);
   const { refetch: refetchBalance } = balance;
   const { refetch: refetchLimits } = limits;
   useEffect(() => {
-    // A settled or released payout changes the balance and what is left of the limits.
+    // A settled or released payout changes the balance and what is left of the limits (React hooks stay in each app: the phone has its own React).
     if (final) void Promise.all([refetchBalance(), refetchLimits()]);
   }, [final, refetchBalance, refetchLimits]);
   return (
@@ -134,7 +135,7 @@ export function Withdraw() {
             {t("payoutStatus", { amount: formatAmount(p?.amount, WALLET_CURRENCY), status: p ? payoutStatus(p.status, locale) : payoutStatus(PayoutStatus.PENDING, locale) })}
           </Text>
           {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</Text> : null}
-          {p?.resultMessage ? <Text style={styles.text}>{p.resultMessage}</Text> : null}
+          {outcome ? <Text testID="payout-outcome" style={styles.text}>{t(outcome)}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
           <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))} />
         </Notice>

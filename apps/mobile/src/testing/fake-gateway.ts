@@ -53,7 +53,7 @@ export class FakeGateway {
   /** Unspent step-up tokens by the purpose their challenge was made for. */
   readonly stepUpTokens = new Map<string, string>();
   private stepUpsMade = 0;
-  readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
+  readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number; result: { code: string; desc: string } }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
   /** Auth's sessions, one per sign-in or refresh, with the access token each was given. */
   sessions: { sessionId: string; deviceId: string; userAgent: string; ipAddress: string; createdAt: Date; accessToken: string }[] = [];
@@ -75,6 +75,8 @@ export class FakeGateway {
   private issued = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
+  /** M-Pesa's B2C result for payouts made from now on, with its own English text ("0": paid). */
+  payoutResult = { code: "0", desc: "The service request is processed successfully." };
 
   tokens() {
     this.issued++;
@@ -289,7 +291,7 @@ export class FakeGateway {
             if (amountMinor > gw.availableMinor) throw new ConnectError("amount: more than your available balance", Code.FailedPrecondition);
             gw.availableMinor -= amountMinor;
             const payoutId = `payout-${gw.payouts.size + 1}`;
-            gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0 });
+            gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0, result: gw.payoutResult });
             return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
           },
           getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),
@@ -316,7 +318,12 @@ export class FakeGateway {
             if (!p) throw new ConnectError("payout_id: unknown", Code.NotFound);
             p.polls++;
             const done = p.polls > 1;
-            return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status: done ? PayoutStatus.SUCCEEDED : PayoutStatus.PENDING, mpesaReceipt: done ? "SIM123ABC" : "" } };
+            const paid = p.result.code === "0";
+            // Failed: its hold released, the amount back in the balance (once).
+            if (p.polls === 2 && !paid) gw.availableMinor += p.amountMinor;
+            const status = !done ? PayoutStatus.PENDING : paid ? PayoutStatus.SUCCEEDED : PayoutStatus.FAILED;
+            return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status, mpesaReceipt: done && paid ? "SIM123ABC" : "",
+              resultCode: done ? p.result.code : "", resultMessage: done ? (paid ? "Sent to M-Pesa" : p.result.desc) : "" } };
           },
         });
         router.service(QrService, {

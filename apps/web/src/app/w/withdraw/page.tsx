@@ -2,7 +2,7 @@
 import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
-import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import type { Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -10,6 +10,7 @@ import { useDeviceStepUp } from "../../../lib/device-step-up";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
 import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, PAYOUT_MIN_UNITS, unitsText, WALLET_CURRENCY } from "../../../lib/money";
+import { payoutFinal, payoutOutcomeKey } from "../../../lib/payout-outcome";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
@@ -18,8 +19,6 @@ import { withdrawalOver } from "../../../lib/withdrawal-check";
 import { useT } from "../use-t";
 import { limitWord, payoutWord } from "../words";
 
-const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
-
 /**
  * The payout as payment's WatchPayout streams it, each change as it happens;
  * GetPayout every 2 s only while the stream is down (it reconnects after 3 s).
@@ -27,10 +26,10 @@ const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 function useLivePayout(payoutId: string): Payout | undefined {
   const transport = useTransport();
   const [live, setLive] = useState<{ payout?: Payout; down: boolean }>({ down: false });
-  const final = !!live.payout && FINAL.has(live.payout.status);
+  const final = payoutFinal(live.payout);
   const polled = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "" && live.down && !final,
-    refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 2000),
+    refetchInterval: (q) => (payoutFinal(q.state.data?.payout) ? false : 2000),
   });
   useEffect(() => {
     if (!payoutId) return;
@@ -41,7 +40,7 @@ function useLivePayout(payoutId: string): Payout | undefined {
         try {
           for await (const { payout } of client.watchPayout({ payoutId }, { signal: stop.signal })) {
             setLive({ payout, down: false });
-            if (payout && FINAL.has(payout.status)) return;
+            if (payoutFinal(payout)) return;
           }
         } catch {
           // Dropped or refused (an expired token is refreshed by the next unary call): poll meanwhile, retry.
@@ -85,6 +84,14 @@ export default function Withdraw() {
   const typedMinor = parseWholeUnits(typed);
   const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
   const p = useLivePayout(payoutId);
+  const final = payoutFinal(p);
+  const outcome = p && payoutOutcomeKey(p.status, p.resultCode);
+  const { refetch: refetchBalance } = balance;
+  const { refetch: refetchLimits } = limits;
+  useEffect(() => {
+    // A settled or released payout changes the balance and what is left of the limits (React hooks stay in each app: the phone has its own React).
+    if (final) void Promise.all([refetchBalance(), refetchLimits()]);
+  }, [final, refetchBalance, refetchLimits]);
 
   // Guarded from the tap itself: a double tap would otherwise register two device keys and ask two challenges.
   // The payout's key is the guard's: kept after a lost answer, so a retry pays out once.
@@ -125,7 +132,7 @@ export default function Withdraw() {
     <>
       <WorkerNav />
       <h1>{t("withdrawTitle")}</h1>
-      <p>{t("available")}: <strong>{formatMoney(available, WALLET_CURRENCY)}</strong></p>
+      <p>{t("available")}: <strong data-testid="withdraw-available">{formatMoney(available, WALLET_CURRENCY)}</strong></p>
       {limits.data ? (
         <div className="table-box"><table aria-label={t("limitsLabel")}>
           <tbody>
@@ -139,8 +146,10 @@ export default function Withdraw() {
         <section role="status" aria-live="polite" className="notice">
           <p>{t("withdrawal", { amount: formatAmount(p?.amount, WALLET_CURRENCY), phone: p?.recipientPhoneMasked ?? "" })} <strong data-testid="payout-status">{p ? payoutWord(t, p.status) : t("ps_other")}</strong></p>
           {p?.transferFee ? <p className="muted">{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</p> : null}
-          {p?.resultMessage ? <p>{p.resultMessage}</p> : null}
+          {outcome ? <p data-testid="payout-outcome">{t(outcome)}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
+          {/* Once M-Pesa has answered: the form again (a failed one to try with another number or amount). */}
+          {final ? <button type="button" className="secondary" onClick={() => (setPayoutId(""), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
         </section>
       ) : (
         <form ref={formRef} onSubmit={onSubmit} noValidate>
