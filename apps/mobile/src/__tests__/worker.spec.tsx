@@ -39,7 +39,19 @@ test("home announces a tip that arrives while it is open and adds it to the bala
   expect(within(screen.getByTestId("latest-tips")).getAllByText(/received/)).toHaveLength(2);
 });
 
-test("home's today and this week are Nairobi's day and Monday-to-Sunday week, whatever the phone's zone", async () => {
+test("home's today and this week are analytics' figures: what reached the worker (not the amount tipped), over every tip (not the 50 listed)", async () => {
+  const gw = new FakeGateway();
+  // 60 tips today, each KES 300 of which KES 285 reached the wallet (the customer did not cover the fee).
+  for (let i = 0; i < 60; i++) gw.addTip(300_00n, TipStatus.SUCCEEDED, new Date(), 285_00n);
+  gw.addTip(500_00n, TipStatus.FAILED);
+  await renderApp(gw);
+  await signIn(gw);
+  // Before: "Today: KES 15,000" (50 listed tips' amounts).
+  expect(await screen.findByText("Today: KES 17,100 · This week: KES 17,100")).toBeTruthy();
+  expect(gw.count("GetWorkerEarnings")).toBeGreaterThan(0);
+});
+
+test("home's today and this week are Nairobi's day and Monday-to-Sunday week (analytics'), whatever the phone's zone", async () => {
   const gw = new FakeGateway();
   const now = new Date();
   const day = nairobiDayStart(now).getTime();

@@ -2,13 +2,14 @@
 // Monday-to-Sunday week, whatever the phone's zone), the latest tips.
 // New tips appear without a reload (polled every 3 s; a push also refreshes) and the
 // newest one is announced; offline, the saved copies are shown with their time.
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatAmount, formatMoney, WALLET_CURRENCY } from "@ttip/web-lib/money";
-import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
+import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
+import { nairobiMonthStart } from "@ttip/web-lib/nairobi-time";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
 import { tipStatus, when } from "../lib/format";
@@ -20,24 +21,18 @@ import { OfflineNotice } from "./OfflineNotice";
 
 export const POLL_MS = 3000;
 
-/** A tip in the wallet's currency: as tipped, or (a card tip in another currency) what reached the worker. */
-const inWallet = (t: Tip): bigint =>
-  (t.amount?.currency || WALLET_CURRENCY) === WALLET_CURRENCY ? t.amount?.amountMinor ?? 0n : t.workerReceives?.currency === WALLET_CURRENCY ? t.workerReceives.amountMinor : 0n;
-
-/** Sums in the wallet's currency only: a USD 10 card tip added as 1,000 minor units would read KES 10. */
-const sum = (tips: Tip[], since: Date) =>
-  tips
-    .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since)
-    .reduce((a, t) => a + inWallet(t), 0n);
-
 export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
   const { t, locale } = useI18n();
   const balance = useOfflineQuery(WalletService.method.getBalance, { currency: "KES" }, "balance", { refetchInterval: POLL_MS });
   const tips = useOfflineQuery(PaymentService.method.listTips, { page: { pageSize: 50 } }, "tips", { refetchInterval: POLL_MS });
+  // Today and this week as the web app shows them: analytics' net (what reached the worker, in KES, by Nairobi's day
+  // and week), over every tip, not the latest page's amounts summed here.
+  const [range] = useState(() => ({ from: timestampFromDate(nairobiMonthStart(new Date())), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
+  const earnings = useOfflineQuery(AnalyticsService.method.getWorkerEarnings, { range, currency: "KES" }, "earnings", { refetchInterval: POLL_MS });
+  const e = earnings.data?.earnings;
   const list = tips.data?.tips ?? [];
   const b = balance.data?.balances[0];
   const arrived = useArrivals(list, tips.data !== undefined);
-  const now = new Date();
   const offline = balance.offline || tips.offline;
   const unread = useUnreadCount(POLL_MS);
   return (
@@ -55,7 +50,7 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
         <Text testID="available" style={styles.big}>{formatAmount(b?.available, WALLET_CURRENCY)}</Text>
         <Text style={styles.muted}>{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</Text>
         <Text style={styles.text}>
-          {t("today")}: {formatMoney(sum(list, nairobiDayStart(now)), WALLET_CURRENCY)} · {t("thisWeek")}: {formatMoney(sum(list, nairobiWeekStart(now)), WALLET_CURRENCY)}
+          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : "…"}
         </Text>
       </Notice>
       <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox} />

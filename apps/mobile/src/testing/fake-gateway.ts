@@ -2,7 +2,9 @@
 // generated service descriptors with in-memory state. Its auth checks device
 // signatures for real (P-256 over the challenge), so the app's key code is exercised.
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
 import { p256 } from "@noble/curves/nist.js";
 import { Code, ConnectError, createRouterTransport, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -86,11 +88,21 @@ export class FakeGateway {
     return { accessToken, refreshToken: `refresh-${this.issued}-0123456789` };
   }
 
-  addTip(amountMinor: bigint, status = TipStatus.SUCCEEDED, at = new Date()): Tip {
-    const tip = create(TipSchema, { tipId: `tip-${this.tips.length + 1}`, workerId: this.userId, amount: { amountMinor, currency: "KES" }, status, createdAt: timestampFromDate(at) });
+  /** A KES tip; `workerReceives`: what reached the wallet (the amount, unless a fee was taken). */
+  addTip(amountMinor: bigint, status = TipStatus.SUCCEEDED, at = new Date(), workerReceives = amountMinor): Tip {
+    const tip = create(TipSchema, {
+      tipId: `tip-${this.tips.length + 1}`, workerId: this.userId, amount: { amountMinor, currency: "KES" }, workerReceives: { amountMinor: workerReceives, currency: "KES" }, status, createdAt: timestampFromDate(at),
+    });
     this.tips.unshift(tip);
-    if (status === TipStatus.SUCCEEDED) this.availableMinor += amountMinor;
+    if (status === TipStatus.SUCCEEDED) this.availableMinor += workerReceives;
     return tip;
+  }
+
+  /** Analytics' net since `start`: what reached the wallet (KES) of every succeeded tip, however many. */
+  netSince(start: Date): bigint {
+    return this.tips
+      .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= start && t.workerReceives?.currency === "KES")
+      .reduce((sum, t) => sum + t.workerReceives!.amountMinor, 0n);
   }
 
   notify(title: string, body: string): InAppNotification {
@@ -324,6 +336,15 @@ export class FakeGateway {
             const status = !done ? PayoutStatus.PENDING : paid ? PayoutStatus.SUCCEEDED : PayoutStatus.FAILED;
             return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status, mpesaReceipt: done && paid ? "SIM123ABC" : "",
               resultCode: done ? p.result.code : "", resultMessage: done ? (paid ? "Sent to M-Pesa" : p.result.desc) : "" } };
+          },
+        });
+        // Analytics' rules (services/analytics): today and this week are Nairobi's day and Monday-to-Sunday week.
+        router.service(AnalyticsService, {
+          getWorkerEarnings: (_req, ctx) => {
+            gw.authed(ctx);
+            const now = new Date();
+            const period = (start: Date) => ({ net: { amountMinor: gw.netSince(start), currency: "KES" } });
+            return { earnings: { workerId: gw.userId, today: period(nairobiDayStart(now)), thisWeek: period(nairobiWeekStart(now)) } };
           },
         });
         router.service(QrService, {
