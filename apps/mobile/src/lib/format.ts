@@ -1,9 +1,11 @@
 // Shown times (Nairobi's, whatever the phone's zone) and statuses in the worker's language.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { NAIROBI_ZONE } from "@ttip/web-lib/nairobi-time";
-import type { Locale } from "./i18n";
+import { cardStateKey } from "@ttip/web-lib/card-tip-state";
+import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
+import type { Locale, Translate } from "./i18n";
 
 const TIP_STATUS: Record<Locale, Partial<Record<TipStatus, string>>> = {
   en: { [TipStatus.SUCCEEDED]: "received", [TipStatus.FAILED]: "failed", [TipStatus.PENDING]: "waiting", [TipStatus.EXPIRED]: "expired", [TipStatus.HELD_FOR_REVIEW]: "under review" },
@@ -18,6 +20,12 @@ const PAYOUT_STATUS: Record<Locale, Partial<Record<PayoutStatus, string>>> = {
 const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 
 export const tipStatus = (s: TipStatus, l: Locale) => TIP_STATUS[l][s] ?? words(TipStatus[s]);
+
+/** A tip's state as the worker reads it: a card tip refunded or charged back says so, in the web app's words, not "received". */
+export function tipState(tip: Tip, locale: Locale, t: Translate): string {
+  const card = cardStateKey(tip);
+  return card ? t(card, { amount: formatAmount(tip.refunded, WALLET_CURRENCY) }) : tipStatus(tip.status, locale);
+}
 export const payoutStatus = (s: PayoutStatus, l: Locale) => PAYOUT_STATUS[l][s] ?? words(PayoutStatus[s]);
 
 export function when(t: Timestamp | Date | undefined, locale: Locale): string {

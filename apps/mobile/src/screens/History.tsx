@@ -6,7 +6,7 @@ import { plainError } from "../lib/errors";
 import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { useState } from "react";
 import { Text, View } from "react-native";
-import { tipStatus, when } from "../lib/format";
+import { tipState, when } from "../lib/format";
 import { useI18n, type MessageKey } from "../lib/i18n";
 import { useOfflineQuery } from "../lib/offline";
 import { Button, ErrorText, Screen, Title, styles } from "../ui";
@@ -45,7 +45,7 @@ export function History({ onOpenStatements }: { onOpenStatements(): void }) {
         {tips.map((tip) => (
           <View key={tip.tipId} style={styles.row}>
             <Text style={styles.text}>{formatAmount(tip.amount, WALLET_CURRENCY)}</Text>
-            <Text style={styles.muted}>{tipStatus(tip.status, locale)} · {when(tip.createdAt, locale)}</Text>
+            <Text style={styles.muted}>{tipState(tip, locale, t)} · {when(tip.createdAt, locale)}</Text>
           </View>
         ))}
       </View>

@@ -12,7 +12,7 @@ import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { nairobiMonthStart } from "@ttip/web-lib/nairobi-time";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
-import { tipStatus, when } from "../lib/format";
+import { tipState, when } from "../lib/format";
 import { useI18n } from "../lib/i18n";
 import { useOfflineQuery } from "../lib/offline";
 import { Button, ErrorText, Notice, Screen, Title, styles } from "../ui";
@@ -59,7 +59,7 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
         {list.slice(0, 10).map((tip) => (
           <View key={tip.tipId} style={styles.row} testID={`tip-${tip.tipId}`}>
             <Text style={styles.text}>{formatAmount(tip.amount, WALLET_CURRENCY)}{tip.rating ? ` · ${tip.rating}★` : ""}</Text>
-            <Text style={styles.muted}>{tipStatus(tip.status, locale)} · {when(tip.createdAt, locale)}</Text>
+            <Text style={styles.muted}>{tipState(tip, locale, t)} · {when(tip.createdAt, locale)}</Text>
           </View>
         ))}
         {list.length === 0 && !tips.isLoading && !offline ? <Text style={styles.muted}>{t("noTips")}</Text> : null}

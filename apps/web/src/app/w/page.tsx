@@ -16,7 +16,7 @@ import { clearSession, loadSession } from "../../lib/session";
 import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
 import { useT } from "./use-t";
-import { statusWord } from "./words";
+import { tipWord } from "./words";
 
 /**
  * Home: balance (available and held), today, this week and this month, what customers tipped today in
@@ -62,7 +62,7 @@ export default function Home() {
         {list.map((tip) => (
           <li key={tip.tipId}>
             <Link href={`/w/tips/${tip.tipId}`}>
-              {formatAmount(tip.amount, WALLET_CURRENCY)} · {statusWord(t, tip.status)}
+              {formatAmount(tip.amount, WALLET_CURRENCY)} · {tipWord(t, tip)}
               {tip.rating ? ` · ${tip.rating}★` : ""}
             </Link>
           </li>

@@ -9,7 +9,7 @@ import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
 import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
-import { statusWord } from "../words";
+import { tipWord } from "../words";
 
 /** Every tip, newest first, by status, a page at a time. */
 export default function History() {
@@ -36,7 +36,7 @@ export default function History() {
             <tr key={tip.tipId}>
               <td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleDateString(locale === "sw" ? "sw-KE" : "en-KE", { timeZone: NAIROBI_ZONE }) : ""}</td>
               <td><Link href={`/w/tips/${tip.tipId}`}>{formatAmount(tip.amount, WALLET_CURRENCY)}</Link></td>
-              <td>{statusWord(t, tip.status)}</td>
+              <td>{tipWord(t, tip)}</td>
             </tr>
           ))}
         </tbody>

@@ -7,7 +7,7 @@ import { formatAmount, WALLET_CURRENCY } from "../../../../lib/money";
 import { NAIROBI_ZONE } from "../../../../lib/nairobi-time";
 import { WorkerNav } from "../../nav";
 import { useT } from "../../use-t";
-import { statusWord } from "../../words";
+import { tipWord } from "../../words";
 
 /** A tip's detail: amount, fee, rating, message, the payer's number masked. */
 export default function TipDetail() {
@@ -25,7 +25,7 @@ export default function TipDetail() {
           <tbody>
             <tr><th>{t("amount")}</th><td>{formatAmount(tip.amount, WALLET_CURRENCY)}</td></tr>
             <tr><th>{t("fee")}</th><td>{formatAmount(tip.fee, WALLET_CURRENCY)}</td></tr>
-            <tr><th>{t("status")}</th><td>{statusWord(t, tip.status)}</td></tr>
+            <tr><th>{t("status")}</th><td data-testid="tip-state">{tipWord(t, tip)}</td></tr>
             <tr><th>{t("from")}</th><td>{tip.customerPhoneMasked}</td></tr>
             <tr><th>{t("rating")}</th><td>{tip.rating ? t("ratingOf", { n: tip.rating }) : t("none")}</td></tr>
             <tr><th>{t("message")}</th><td>{tip.message || t("none")}</td></tr>
