@@ -187,6 +187,11 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal(prefs.email, "baraka@example.com");
     assert.ok(prefs.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)!.channels.includes(Channel.EMAIL));
     assert.ok(!prefs.kinds.find((k) => k.key === TemplateKey.WEEKLY_SUMMARY)!.channels.includes(Channel.SMS));
+    // The field emptied removes the address (before: "Saved.", and the address kept).
+    await page.getByLabel("E-mail for messages (optional)").fill("");
+    await page.getByRole("button", { name: "Save notifications" }).click();
+    await eventually("the address removed", async () => (await notifications.getPreferences({})).preferences!.email === "");
+    await saved(page, "form-notifications");
 
     // Profile: auth's and the tip page's (qr) names change together.
     await page.getByLabel("Your name (as customers see it)").fill("Baraka O.");

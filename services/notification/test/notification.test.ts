@@ -1434,6 +1434,22 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("an e-mail address is kept by an empty email and removed by remove_email; remove_email with an address is refused naming it, changing nothing", async () => {
+    const workerId = randomUUID();
+    await internal().upsertContact({ userId: workerId, phone: testPhone({ format: "+254" }) });
+    const me = asUser(workerId);
+    await me.updatePreferences({ preferences: { email: "wanjiru@example.com" } });
+    assert.equal((await me.updatePreferences({ preferences: { quietHoursStart: "22:00", quietHoursEnd: "06:00" } })).preferences!.email, "wanjiru@example.com", "an empty email keeps it");
+    await assert.rejects(
+      me.updatePreferences({ preferences: { email: "other@example.com" }, removeEmail: true }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^\[invalid_argument\] remove_email: /.test(e.message),
+    );
+    assert.equal((await me.getPreferences({})).preferences!.email, "wanjiru@example.com", "the refused call changed nothing");
+    const removed = await me.updatePreferences({ preferences: { quietHoursStart: "22:00", quietHoursEnd: "06:00" }, removeEmail: true });
+    assert.equal(removed.preferences!.email, "");
+    assert.equal((await me.getPreferences({})).preferences!.quietHoursStart, "22:00", "the rest as given");
+  });
+
   test("preferences choose channels per kind; quiet hours hold SMS but not in-app, nor a payout number's change or a device added", async () => {
     const workerId = randomUUID();
     const phone = testPhone({ format: "+254" });

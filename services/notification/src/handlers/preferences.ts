@@ -35,6 +35,7 @@ function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<ty
     if (!start !== !end) throw fieldError(start ? "preferences.quiet_hours_end" : "preferences.quiet_hours_start", "quiet hours need both a start and an end");
     if (p.locale && !["en", "sw"].includes(p.locale)) throw fieldError("preferences.locale", 'must be "en" or "sw"');
     if (p.email && !EMAIL.test(p.email)) throw fieldError("preferences.email", "not an e-mail address");
+    if (p.email && req.removeEmail) throw fieldError("remove_email", "removes the e-mail address stored: give no preferences.email with it");
     const kinds: Record<string, number[]> = {};
     for (const [i, k] of p.kinds.entries()) {
       if (!KEYS.includes(k.key)) throw fieldError(`preferences.kinds[${i}].key`, "must be a defined template key");
@@ -42,7 +43,7 @@ function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<ty
       if (k.key === TemplateKey.OTP && !k.channels.includes(Channel.SMS)) throw fieldError(`preferences.kinds[${i}].channels`, "sign-in codes always go by SMS");
       kinds[String(k.key)] = [...new Set(k.channels)];
     }
-    await upsertPreferences(pool, caller.subject, { email: p.email, locale: p.locale, kinds, quietStart: start, quietEnd: end });
+    await upsertPreferences(pool, caller.subject, { email: p.email, removeEmail: req.removeEmail, locale: p.locale, kinds, quietStart: start, quietEnd: end });
     return { preferences: await preferencesOf(pool, caller.subject) };
   };
 }

@@ -59,6 +59,8 @@ export async function upsertContact(db: Queryable, c: ContactChange): Promise<vo
 /** The user's own choices; kinds merge into the stored ones, an empty e-mail or locale keeps what is stored. */
 export interface PreferenceChange {
   email: string;
+  /** The stored e-mail removed (`email` then empty). */
+  removeEmail: boolean;
   locale: string;
   kinds: Record<string, number[]>;
   quietStart: string;
@@ -68,9 +70,9 @@ export interface PreferenceChange {
 export async function upsertPreferences(db: Queryable, userId: string, p: PreferenceChange): Promise<void> {
   await db.query(
     `INSERT INTO notification.recipients (user_id, email, locale, kinds, quiet_start, quiet_end) VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6)
-     ON CONFLICT (user_id) DO UPDATE SET email = COALESCE(NULLIF($2, ''), recipients.email),
+     ON CONFLICT (user_id) DO UPDATE SET email = CASE WHEN $7 THEN NULL ELSE COALESCE(NULLIF($2, ''), recipients.email) END,
        locale = CASE WHEN $3 = '' THEN recipients.locale ELSE $3 END,
        kinds = recipients.kinds || $4::jsonb, quiet_start = $5, quiet_end = $6, updated_at = now()`,
-    [userId, p.email, p.locale, JSON.stringify(p.kinds), p.quietStart, p.quietEnd],
+    [userId, p.email, p.locale, JSON.stringify(p.kinds), p.quietStart, p.quietEnd, p.removeEmail],
   );
 }

@@ -239,7 +239,9 @@ export default function Settings() {
           if (!c.ok) return refused(c.problem, NOTIFY);
           const kinds = KINDS.map((key) => ({ key, channels: CHANNELS.filter((ch) => f.get(`k${key}-c${ch}`) === "on") }));
           return attempt(async () => {
-            await updatePrefs.mutateAsync({ preferences: { kinds, ...c.value, locale: "" } });
+            // An emptied field removes the address kept: an empty e-mail alone keeps it.
+            const removeEmail = !c.value.email && !!prefs.data?.preferences?.email;
+            await updatePrefs.mutateAsync({ preferences: { kinds, ...c.value, locale: "" }, removeEmail });
             await prefs.refetch();
           }, NOTIFY);
         }}

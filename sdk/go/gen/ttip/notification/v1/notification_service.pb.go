@@ -104,8 +104,12 @@ func (x *GetPreferencesResponse) GetPreferences() *Preferences {
 }
 
 type UpdatePreferencesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Preferences   *Preferences           `protobuf:"bytes,1,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An empty email (or locale) keeps the one stored.
+	Preferences *Preferences `protobuf:"bytes,1,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	// Removes the e-mail address stored: nothing is e-mailed until one is given
+	// again. INVALID_ARGUMENT naming remove_email with a preferences.email.
+	RemoveEmail   bool `protobuf:"varint,2,opt,name=remove_email,json=removeEmail,proto3" json:"remove_email,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +149,13 @@ func (x *UpdatePreferencesRequest) GetPreferences() *Preferences {
 		return x.Preferences
 	}
 	return nil
+}
+
+func (x *UpdatePreferencesRequest) GetRemoveEmail() bool {
+	if x != nil {
+		return x.RemoveEmail
+	}
+	return false
 }
 
 type UpdatePreferencesResponse struct {
@@ -1872,9 +1883,10 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"/ttip/notification/v1/notification_service.proto\x12\x14ttip.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19ttip/common/v1/page.proto\x1a'ttip/notification/v1/notification.proto\x1a\x1cttip/common/v1/options.proto\"\x17\n" +
 	"\x15GetPreferencesRequest\"]\n" +
 	"\x16GetPreferencesResponse\x12C\n" +
-	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesR\vpreferences\"g\n" +
+	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesR\vpreferences\"\x8a\x01\n" +
 	"\x18UpdatePreferencesRequest\x12K\n" +
-	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesB\x06\xbaH\x03\xc8\x01\x01R\vpreferences\"`\n" +
+	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesB\x06\xbaH\x03\xc8\x01\x01R\vpreferences\x12!\n" +
+	"\fremove_email\x18\x02 \x01(\bR\vremoveEmail\"`\n" +
 	"\x19UpdatePreferencesResponse\x12C\n" +
 	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesR\vpreferences\"q\n" +
 	"\x1dListInAppNotificationsRequest\x12/\n" +
