@@ -17,8 +17,8 @@ import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { DistributionNoteKind, DistributionNoteSchema, DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { ListDistributionsResponseSchema, PreviewDistributionResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { AuditRecordSchema, DistributionNoteKind, DistributionNoteSchema, DistributionSchema, DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { ListAuditRecordsRequestSchema, ListAuditRecordsResponseSchema, ListDistributionsRequestSchema, ListDistributionsResponseSchema, PreviewDistributionResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { REMAINDER_RULE } from "@ttip/venue/rounding-rule";
 import { testPhone } from "@ttip/runtime/testing";
 import { eventually, WebHarness } from "./harness.js";
@@ -315,6 +315,46 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     // Today's figures arrive over the live stream.
     await see(page, page.getByTestId("venue-live").getByText("KES 500"));
     await h.screenshot(page, "venue-dashboard");
+  });
+
+  test("distributions and the audit trail past their first page: Older asks for the next from the page token, and every one is shown once", async () => {
+    const venue = await h.venue("Nyama Choma Place");
+    const page = await h.signedInAs({ accessToken: venue.managerToken }, { viewport: { width: 1000, height: 900 }, isMobile: false });
+    const day = (n: number) => ({ start: timestampFromDate(new Date(Date.now() - (n + 1) * 86_400_000)), end: timestampFromDate(new Date(Date.now() - n * 86_400_000)) });
+    const distribution = (n: number) => create(DistributionSchema, {
+      distributionId: randomUUID(), venueId: venue.id, period: day(n), status: DistributionStatus.CONFIRMED, collected: { amountMinor: BigInt(n + 1) * 100_00n, currency: "KES" },
+    });
+    const record = (n: number) => create(AuditRecordSchema, { sequence: BigInt(100 - n), venueId: venue.id, at: day(n).end, actor: randomUUID(), action: "shift.recorded", detail: `{"n":${n}}` });
+    const asked: Record<string, string[]> = { ListDistributions: [], ListAuditRecords: [] };
+    // The service's answers replaced: two pages each, the second asked for by the first's token.
+    await page.route("**/ttip.venue.v1.VenueService/ListDistributions", async (route) => {
+      const { page: ask } = fromBinary(ListDistributionsRequestSchema, route.request().postDataBuffer()!);
+      asked.ListDistributions.push(ask?.pageToken ?? "");
+      const answer = ask?.pageToken === "d2" ? { distributions: [distribution(2)] } : { distributions: [distribution(0), distribution(1)], page: { nextPageToken: "d2" } };
+      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListDistributionsResponseSchema, create(ListDistributionsResponseSchema, answer))) });
+    });
+    await page.route("**/ttip.venue.v1.VenueService/ListAuditRecords", async (route) => {
+      const { page: ask } = fromBinary(ListAuditRecordsRequestSchema, route.request().postDataBuffer()!);
+      asked.ListAuditRecords.push(ask?.pageToken ?? "");
+      const answer = ask?.pageToken === "a2" ? { records: [record(2)] } : { records: [record(0), record(1)], page: { nextPageToken: "a2" } };
+      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListAuditRecordsResponseSchema, create(ListAuditRecordsResponseSchema, answer))) });
+    });
+    await page.goto(`${h.url}/v/${venue.id}/distributions`);
+    const cards = page.getByTestId("distributions").locator(":scope > li");
+    await see(page, page.getByRole("button", { name: "Older" }));
+    assert.equal(await cards.count(), 2);
+    await page.getByRole("button", { name: "Older" }).click();
+    await eventually("the older distribution", async () => (await cards.count()) === 3);
+    assert.equal(await page.getByRole("button", { name: "Older" }).count(), 0, "no Older after the last page");
+    assert.deepEqual(asked.ListDistributions, ["", "d2"]);
+
+    await page.goto(`${h.url}/v/${venue.id}/reports`);
+    const rows = page.getByTestId("audit").locator("tbody tr");
+    await see(page, page.getByRole("button", { name: "Older" }));
+    assert.equal(await rows.count(), 2);
+    await page.getByRole("button", { name: "Older" }).click();
+    await eventually("the older record", async () => (await rows.count()) === 3);
+    assert.deepEqual(asked.ListAuditRecords, ["", "a2"]);
   });
 
   test("tips paid with no scan counted: the funnel gives counts, not shares of zero scans (\"1 (0%)\"), in English and Swahili", async () => {

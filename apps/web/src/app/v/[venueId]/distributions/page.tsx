@@ -1,5 +1,5 @@
 "use client";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { useInfiniteQuery, useMutation } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { Fragment, useState, type FormEvent } from "react";
 import { DistributionNoteKind, DistributionStatus, type Distribution, type Period } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
@@ -12,6 +12,9 @@ import { focusField, hours, inputTime, localTime, methodName, shown } from "../.
 import { noteText, shareHow } from "../../share-words";
 import { useVT } from "../../use-vt";
 import type { VenueKey } from "../../../../lib/venue-i18n";
+
+/** Distributions asked for at a time (three weeks of daily splits); "Older" asks for the next as many. */
+const PAGE_SIZE = 20;
 
 const STATUS: Record<DistributionStatus, VenueKey> = {
   [DistributionStatus.UNSPECIFIED]: "v_mUnknown",
@@ -81,7 +84,13 @@ export default function Distributions() {
   // Yesterday in Nairobi.
   const [start, setStart] = useState(() => inputTime(new Date(nairobiDayStart(new Date()).getTime() - 86_400_000)));
   const [end, setEnd] = useState(() => inputTime(nairobiDayStart(new Date())));
-  const list = useQuery(VenueService.method.listDistributions, { venueId, page: { pageSize: 20 } });
+  // "Older" continues from the last page's token: every distribution stays on the screen to read or reverse.
+  const list = useInfiniteQuery(
+    VenueService.method.listDistributions,
+    { venueId, page: { pageSize: PAGE_SIZE, pageToken: "" } },
+    { pageParamKey: "page.pageToken", getNextPageParam: (last) => last.page?.nextPageToken || undefined },
+  );
+  const distributions = (list.data?.pages ?? []).flatMap((p) => p.distributions);
   const previewM = useMutation(VenueService.method.previewDistribution);
   const confirm = useMutation(VenueService.method.confirmDistribution);
   const reverse = useMutation(VenueService.method.reverseDistribution);
@@ -145,9 +154,9 @@ export default function Distributions() {
 
       <h2>{t("v_earlierD")}</h2>
       {list.error ? <p className="error" role="alert">{plainError(list.error)}</p> : null}
-      {list.data && !list.data.distributions.length ? <p className="muted" data-testid="no-distributions">{t("v_noDistributions")}</p> : null}
+      {list.isSuccess && !distributions.length ? <p className="muted" data-testid="no-distributions">{t("v_noDistributions")}</p> : null}
       <ul data-testid="distributions" className="plain">
-        {(list.data?.distributions ?? []).map((d) => (
+        {distributions.map((d) => (
           <li key={d.distributionId} className="notice">
             <Shares d={d} />
             {d.status === DistributionStatus.CONFIRMED ? (
@@ -172,6 +181,10 @@ export default function Distributions() {
           </li>
         ))}
       </ul>
+      {/* One page on its way at a time: a second tap while it comes sends nothing. */}
+      {list.hasNextPage ? (
+        <button type="button" className="secondary" disabled={list.isFetching} onClick={() => void list.fetchNextPage({ cancelRefetch: false })}>{t("v_more")}</button>
+      ) : null}
     </>
   );
 }

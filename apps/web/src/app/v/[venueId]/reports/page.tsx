@@ -1,5 +1,5 @@
 "use client";
-import { useQuery, useTransport } from "@connectrpc/connect-query";
+import { useInfiniteQuery, useQuery, useTransport } from "@connectrpc/connect-query";
 import { createClient } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useParams } from "next/navigation";
@@ -31,7 +31,12 @@ export default function Reports() {
   // A period typed backwards is said here, as the manager types it; the server is not asked.
   const backwards = !!(s && e) && s.seconds >= e.seconds;
   const report = useQuery(VenueService.method.getPeriodReport, { venueId, period, format: ReportFormat.ROWS }, { enabled: !!(s && e) && !backwards });
-  const audit = useQuery(VenueService.method.listAuditRecords, { venueId, page: { pageSize: 50 } });
+  // "Older" continues from the last page's token.
+  const audit = useInfiniteQuery(
+    VenueService.method.listAuditRecords,
+    { venueId, page: { pageSize: 50, pageToken: "" } },
+    { pageParamKey: "page.pageToken", getNextPageParam: (last) => last.page?.nextPageToken || undefined },
+  );
   const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const [me] = useState(() => loadSession()?.userId);
   const names: AuditNames = {
@@ -72,11 +77,14 @@ export default function Reports() {
       <div className="table-box"><table data-testid="audit">
         <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th></tr></thead>
         <tbody>
-          {(audit.data?.records ?? []).map((r) => (
+          {(audit.data?.pages ?? []).flatMap((p) => p.records).map((r) => (
             <AuditRow key={String(r.sequence)} at={shown(r.at, locale)} text={auditText(t, r, names, locale)} who={auditActor(t, r.actor, names)} action={r.action} detail={r.detail} />
           ))}
         </tbody>
       </table></div>
+      {audit.hasNextPage ? (
+        <button type="button" className="secondary" disabled={audit.isFetching} onClick={() => void audit.fetchNextPage({ cancelRefetch: false })}>{t("v_more")}</button>
+      ) : null}
     </>
   );
 }
