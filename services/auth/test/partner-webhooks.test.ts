@@ -2,6 +2,8 @@
 // events from JetStream, deliveries to a real HTTP server on loopback.
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
@@ -337,5 +339,30 @@ describe("partner webhooks", () => {
     assert.equal(await pruneDeliveries(h.db.pool, config), 0);
     assert.deepEqual((await ids()).map((r) => r.delivery_id).sort(), [oldPending, recent].sort());
     assert.equal(await attemptsOf([old1, old2, old3, old4, oldFailed]), 0, "their attempts went with them");
+  });
+
+  test("a receiver that never answers holds one sending slot until its timeout, not everyone's deliveries: another key's event is sent meanwhile", async () => {
+    // Another key's receiver takes the request and never answers (the sender gives up after AUTH_WEBHOOK_TIMEOUT_MS, 2 s).
+    const held = { at: 0, closedAt: 0 };
+    const silent = createServer((req) => {
+      held.at = Date.now();
+      req.socket.on("close", () => (held.closedAt = Date.now()));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      const slow = await h.issueKey("Slow POS", ["webhooks:read", "webhooks:write"]);
+      await h.partner(slow).createWebhookSubscription({
+        url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/hooks`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}`,
+      });
+      await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: slow.keyId });
+      await eventually("the silent receiver holding a delivery", () => held.at > 0);
+      const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(7000n), createdBy: pos.keyId });
+      const [got] = await eventually("the other key's delivery", () => h.receiver.forEvent(eventId).length > 0 && h.receiver.forEvent(eventId));
+      assert.equal(held.closedAt, 0, "sent while the silent one was still held (before: after its timeout ended the round)");
+      assert.ok(got.at >= held.at);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });

@@ -60,6 +60,8 @@ export class WebhookSender {
   private timer: NodeJS.Timeout | undefined;
   private kick: (() => void) | undefined;
   private running: Promise<void> | undefined;
+  /** Sends started and not yet ended: at most MAX_IN_FLIGHT. */
+  private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
   private again = false;
 
@@ -73,7 +75,9 @@ export class WebhookSender {
     this.running = (async () => {
       while (!this.stopped) {
         try {
-          while (!this.stopped && (await this.sendDue()) > 0);
+          // Each slot is refilled as its send ends: a receiver that never answers holds one slot until the
+          // timeout, not a round of everyone's deliveries behind it.
+          while (!this.stopped && this.inFlight.size < MAX_IN_FLIGHT && (await this.startDue()) > 0);
         } catch (err) {
           this.o.logger.warn({ err }, "webhook sender failed; will retry");
         }
@@ -88,6 +92,7 @@ export class WebhookSender {
         clearTimeout(this.timer);
         this.kick = undefined;
       }
+      await Promise.all(this.inFlight);
     })();
   }
 
@@ -103,14 +108,29 @@ export class WebhookSender {
     await this.running;
   }
 
-  /** Claims and sends one round of due deliveries; returns how many were sent. */
+  /** Claims due deliveries for the free slots and starts sending them; returns how many. */
+  private async startDue(): Promise<number> {
+    const claimed = await this.claim(MAX_IN_FLIGHT - this.inFlight.size);
+    for (const d of claimed) {
+      const sending: Promise<void> = this.send(d)
+        .catch((err: unknown) => this.o.logger.warn({ err, deliveryId: d.delivery_id }, "webhook send failed; claimed again when its lease ends"))
+        .finally(() => {
+          this.inFlight.delete(sending);
+          this.wake();
+        });
+      this.inFlight.add(sending);
+    }
+    return claimed.length;
+  }
+
+  /** Claims and sends one round of due deliveries, waiting for them all; returns how many were sent. */
   async sendDue(): Promise<number> {
-    const claimed = await this.claim();
+    const claimed = await this.claim(MAX_IN_FLIGHT);
     await Promise.all(claimed.map((d) => this.send(d)));
     return claimed.length;
   }
 
-  private async claim(): Promise<Claimed[]> {
+  private async claim(limit: number): Promise<Claimed[]> {
     const leaseMs = this.o.config.timeoutMs + 5_000;
     const { rows } = await this.o.pool.query<Claimed>(
       `WITH due AS (
@@ -125,7 +145,7 @@ export class WebhookSender {
        RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
-      [MAX_IN_FLIGHT, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now())],
+      [limit, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now())],
     );
     return rows;
   }
