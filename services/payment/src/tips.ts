@@ -959,7 +959,6 @@ interface TipQueries {
   failure?: DarajaError;
 }
 
-/** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
 /** Expires a pending tip whose push was never answered (no CheckoutRequestID), with its event. */
 async function expireUnpushedTip(tx: Queryable, tipId: string): Promise<TipRow | undefined> {
   const { rows } = await tx.query<TipRow>(
@@ -971,6 +970,7 @@ async function expireUnpushedTip(tx: Queryable, tipId: string): Promise<TipRow |
   return rows[0];
 }
 
+/** Pending tips past their deadline (or `tipId` alone, if due), leased, asked about by STK query and settled or expired. */
 async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<TipQueries> {
   const { pool } = deps.ctx;
   const config = deps.config();
