@@ -6,7 +6,7 @@
 // after the tip succeeded is; it no longer waits for the wallet. An approval again (another admin's at
 // the same time, or after the process stopped between steps) finishes the claimed one under the same
 // key: the wallet posts once, one record wins.
-import { clockOf, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
+import { clockOf, formatMoney, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
 import { closeSuspenseMatch, refuseSpentReceiptApproval, spentApprovalRefusal, spentReceiptOf } from "./c2b.js";
 import { recordAlert } from "./fraud.js";
 import { approvalRefused } from "./ledger.js";
@@ -63,6 +63,11 @@ export async function claimApproval(deps: Deps, tipId: string, by?: Reviewer, se
     if (tip.approval_receipt) return claimedBefore(tx, tip as ClaimedApproval["tip"]);
     if (!by) return undefined;
     if (!settle) await refuseSpentReceiptApproval(tx, tip);
+    // Nothing would reach the worker (the wallet refuses a zero line, and the claim would be retried for ever).
+    if (!settle && approvedSplit(tip).workerMinor === 0n) {
+      throw new InvalidStateError(`tip_id: M-Pesa took ${formatMoney(tip.received_minor ?? tip.charged_minor, "KES")}, which does not cover the tip's fee of ` +
+        `${formatMoney(tip.charged_minor - tip.worker_receives_minor, "KES")}: nothing would reach the worker; reject it, and the payment goes back to support to refund`);
+    }
     const spent = settle && (await spentReceiptOf(tx, tip));
     const claimed = await markClaimed(tx, tipId, "approval", by, new Date(clockOf(deps.ctx).now()), settle && (spent || "plain"));
     await by.record(tx);
