@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
 import { AnalyticsService, GetVenueAnalyticsResponseSchema } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
@@ -326,19 +326,16 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     });
     const record = (n: number) => create(AuditRecordSchema, { sequence: BigInt(100 - n), venueId: venue.id, at: day(n).end, actor: randomUUID(), action: "shift.recorded", detail: `{"n":${n}}` });
     const asked: Record<string, string[]> = { ListDistributions: [], ListAuditRecords: [] };
-    // The service's answers replaced: two pages each, the second asked for by the first's token.
-    await page.route("**/ttip.venue.v1.VenueService/ListDistributions", async (route) => {
-      const { page: ask } = fromBinary(ListDistributionsRequestSchema, route.request().postDataBuffer()!);
-      asked.ListDistributions.push(ask?.pageToken ?? "");
-      const answer = ask?.pageToken === "d2" ? { distributions: [distribution(2)] } : { distributions: [distribution(0), distribution(1)], page: { nextPageToken: "d2" } };
-      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListDistributionsResponseSchema, create(ListDistributionsResponseSchema, answer))) });
-    });
-    await page.route("**/ttip.venue.v1.VenueService/ListAuditRecords", async (route) => {
-      const { page: ask } = fromBinary(ListAuditRecordsRequestSchema, route.request().postDataBuffer()!);
-      asked.ListAuditRecords.push(ask?.pageToken ?? "");
-      const answer = ask?.pageToken === "a2" ? { records: [record(2)] } : { records: [record(0), record(1)], page: { nextPageToken: "a2" } };
-      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListAuditRecordsResponseSchema, create(ListAuditRecordsResponseSchema, answer))) });
-    });
+    /** The service's answer to `method` replaced by two pages: `first` says there is more (token "next"), asked for by that token `rest`. */
+    const twoPages = <Req extends DescMessage, Res extends DescMessage>(method: string, request: Req, response: Res, first: MessageInitShape<Res>, rest: MessageInitShape<Res>) =>
+      page.route(`**/ttip.venue.v1.VenueService/${method}`, async (route) => {
+        const token = (fromBinary(request, route.request().postDataBuffer()!) as { page?: { pageToken: string } }).page?.pageToken ?? "";
+        asked[method].push(token);
+        const answer = token === "next" ? rest : { ...first, page: { nextPageToken: "next" } };
+        await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(response, create(response, answer))) });
+      });
+    await twoPages("ListDistributions", ListDistributionsRequestSchema, ListDistributionsResponseSchema, { distributions: [distribution(0), distribution(1)] }, { distributions: [distribution(2)] });
+    await twoPages("ListAuditRecords", ListAuditRecordsRequestSchema, ListAuditRecordsResponseSchema, { records: [record(0), record(1)] }, { records: [record(2)] });
     await page.goto(`${h.url}/v/${venue.id}/distributions`);
     const cards = page.getByTestId("distributions").locator(":scope > li");
     await see(page, page.getByRole("button", { name: "Older" }));
@@ -346,7 +343,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await page.getByRole("button", { name: "Older" }).click();
     await eventually("the older distribution", async () => (await cards.count()) === 3);
     assert.equal(await page.getByRole("button", { name: "Older" }).count(), 0, "no Older after the last page");
-    assert.deepEqual(asked.ListDistributions, ["", "d2"]);
+    assert.deepEqual(asked.ListDistributions, ["", "next"]);
 
     await page.goto(`${h.url}/v/${venue.id}/reports`);
     const rows = page.getByTestId("audit").locator("tbody tr");
@@ -354,7 +351,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.equal(await rows.count(), 2);
     await page.getByRole("button", { name: "Older" }).click();
     await eventually("the older record", async () => (await rows.count()) === 3);
-    assert.deepEqual(asked.ListAuditRecords, ["", "a2"]);
+    assert.deepEqual(asked.ListAuditRecords, ["", "next"]);
   });
 
   test("tips paid with no scan counted: the funnel gives counts, not shares of zero scans (\"1 (0%)\"), in English and Swahili", async () => {

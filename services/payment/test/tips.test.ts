@@ -599,23 +599,16 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
 
   test("a held tip whose payment does not cover its fee cannot be approved (nothing would reach the worker): refused saying so, left held, and rejected as any other", async () => {
     const worker = randomUUID();
-    const { tip: t } = await tip(worker, phone("0003")); // its real callback is lost
-    const r = await eventually(async () => {
-      const x = await row(t!.tipId);
-      return x.checkout_request_id && x;
-    }, "push answered");
+    const p = await pushedNoCallback(worker);
     // A callback saying M-Pesa took KES 5 of the KES 100 asked: the quoted fee (KES 5) takes it all.
-    const short = { Body: { stkCallback: { MerchantRequestID: r.merchant_request_id, CheckoutRequestID: r.checkout_request_id, ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: [
-      { Name: "Amount", Value: 5 }, { Name: "MpesaReceiptNumber", Value: "SHORT12345" }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(`254${r.phone.slice(3)}`) },
-    ] } } } };
-    assert.equal((await h.post(`/mpesa/stk/${r.callback_token}`, short)).status, 200);
-    assert.equal((await settled(t!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
-    const refused = await adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "customer confirmed" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal((await h.post(`/mpesa/stk/${p.token}`, successBody(p.checkout, p.receipt, p.phone, 5))).status, 200);
+    assert.equal((await settled(p.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    const refused = await adminClient.reviewTip({ tipId: p.tipId, approve: true, note: "customer confirmed" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
     assert.equal(refused?.code, Code.FailedPrecondition, "before: the approval's claim was kept and retried every pass");
     assert.equal(refused?.rawMessage, "tip_id: M-Pesa took KES 5, which does not cover the tip's fee of KES 5: nothing would reach the worker; reject it, and the payment goes back to support to refund");
-    const held = await row(t!.tipId);
+    const held = await row(p.tipId);
     assert.deepEqual([held.status, held.approval_receipt], ["held_for_review", null], "still held, nothing claimed");
-    assert.equal((await adminClient.reviewTip({ tipId: t!.tipId, approve: false, note: "short payment" })).tip!.status, TipStatus.FAILED);
+    assert.equal((await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "short payment" })).tip!.status, TipStatus.FAILED);
     assert.equal(await h.balance(worker), 0n);
     assert.ok(await h.trialBalanced());
   });
