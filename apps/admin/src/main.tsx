@@ -38,17 +38,23 @@ function screenFromPath(): ScreenName {
   return name in SCREENS ? (name as ScreenName) : "users";
 }
 
-/** Open alerts that hold a tip or payout: the console's alert to whoever is signed in, refreshed every 15 s. */
-function useHeldCount(session: Session | undefined): number {
-  const [held, setHeld] = useState(0);
+/** The badge's most: past it, "100+" (one page asked, however many wait). */
+const HELD_SHOWN_MAX = 100;
+
+/**
+ * Open alerts that hold a tip or payout: the console's alert to whoever is signed in, refreshed every 15 s.
+ * Asked by action on the server: open flags (nothing closes them) would otherwise fill the page.
+ */
+function useHeldCount(session: Session | undefined): string {
+  const [held, setHeld] = useState("");
   const signedIn = hasRole(session, ...CONSOLE_ROLES);
   useEffect(() => {
     if (!signedIn) return;
     let stopped = false;
     const poll = async () => {
       try {
-        const { alerts } = await api(PaymentAdminService).listFraudAlerts({ status: AlertStatus.OPEN, page: { pageSize: 100 } });
-        if (!stopped) setHeld(alerts.filter((a) => a.action === FraudAction.HOLD).length);
+        const { alerts, page } = await api(PaymentAdminService).listFraudAlerts({ status: AlertStatus.OPEN, action: FraudAction.HOLD, page: { pageSize: HELD_SHOWN_MAX } });
+        if (!stopped) setHeld(page?.nextPageToken ? `${HELD_SHOWN_MAX}+` : alerts.length ? String(alerts.length) : "");
       } catch {
         // The next poll tries again; the Fraud screen shows errors.
       }
@@ -97,7 +103,7 @@ function App() {
             .map((n) => (
               <a key={n} href={`/admin/${n}`} aria-current={n === screen ? "page" : undefined} onClick={(e) => (e.preventDefault(), go(n))}>
                 {SCREENS[n].title}
-                {n === "fraud" && held > 0 && <span className="badge" role="status" aria-label={`${held} held for review`}>{held}</span>}
+                {n === "fraud" && held && <span className="badge" role="status" aria-label={`${held} held for review`}>{held}</span>}
               </a>
             ))}
         </nav>

@@ -6,6 +6,7 @@ import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service
 import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { MoreButton, usePages, type Page } from "./paging";
 import { Action, money, when } from "./ui";
 
 /** Why a payment cannot be matched (M-Pesa cannot have moved its amount) and what support does instead; undefined when it can. */
@@ -26,16 +27,22 @@ function missingCode(receipt: string, code: string): string | undefined {
 }
 
 export function Suspense({ session }: { session: Session }) {
-  const [payments, setPayments] = useState<SuspensePayment[]>([]);
+  // Newest first, a page at a time: the oldest open payments (waiting longest) are reached with More.
+  const pages = usePages<SuspensePayment>();
+  const payments = pages.rows;
   const [all, setAll] = useState(false);
   const [codes, setCodes] = useState<Record<string, string>>({});
   const [error, setError] = useState("");
   const payment = api(PaymentAdminService);
   const noMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
-  const load = async () => {
+  const fetchPage = async (pageToken: string): Promise<Page<SuspensePayment>> => {
+    const r = await payment.listSuspensePayments({ includeResolved: all, page: { pageSize: 50, pageToken } });
+    return { rows: r.payments, next: r.page?.nextPageToken ?? "" };
+  };
+  const load = async (more = false) => {
     setError("");
     try {
-      setPayments((await payment.listSuspensePayments({ includeResolved: all, page: { pageSize: 50 } })).payments);
+      await (more ? pages.more() : pages.first(fetchPage));
     } catch (err) {
       setError(errorText(err));
     }
@@ -77,6 +84,7 @@ export function Suspense({ session }: { session: Session }) {
         </tbody>
       </table>
       {!payments.length && !error && <p className="muted">Nothing in suspense.</p>}
+      <MoreButton pages={pages} onClick={() => void load(true)} />
     </div>
   );
 }

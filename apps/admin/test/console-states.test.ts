@@ -8,7 +8,7 @@ import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AlertStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Page } from "playwright-core";
 import { AdminHarness, eventually } from "./harness.js";
@@ -292,6 +292,43 @@ describe("admin console states in chromium", () => {
     assert.deepEqual(moneyCalls(), [], "no step-up asked, nothing sent");
     const { payments } = await h.api(PaymentAdminService, adminToken).listSuspensePayments({ includeResolved: false, page: { pageSize: 100 } });
     assert.equal(payments.find((p) => p.receipt === paid.transId)?.resolution, "open");
+  });
+
+  test("suspense: past the 50 newest payments, More shows the older ones: the one waiting longest can be resolved", async () => {
+    const oldest = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH9", amount: 120, skipValidation: true });
+    for (let i = 0; i < 50; i++) await h.daraja.c2b.pay({ billRefNumber: `NOSUCH${i}X`, amount: 100, skipValidation: true });
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "Suspense" }).click();
+    const row = page.locator(`tr[data-receipt="${oldest.transId}"]`);
+    await page.locator("tr[data-receipt]").nth(49).waitFor();
+    assert.equal(await row.count(), 0, "the oldest is past the first page");
+    // Before, the first 50 were all there was: no More, and the oldest payment out of reach.
+    await page.getByRole("button", { name: "More" }).click();
+    await row.getByRole("button", { name: "Refund" }).waitFor();
+    assert.equal(await page.locator(`tr[data-receipt="${oldest.transId}"]`).count(), 1, "shown once");
+  });
+
+  test("the Fraud badge counts every held item, however many open flags (which nothing closes) came after them", async () => {
+    const worker = await h.signUp(testPhone(), "2580", "Otieno Flags");
+    await h.heldTip(worker.userId);
+    // 100 open flags newer than the hold: before, the badge read the newest 100 open alerts and found no hold among them.
+    await h.db.pool.query(
+      `INSERT INTO payment.fraud_alerts (alert_id, reason, action, worker_id, detail)
+       SELECT gen_random_uuid(), 'CALLBACK_MISMATCH', 'flag', $1, 'flag ' || n FROM generate_series(1, 100) AS n`,
+      [worker.userId],
+    );
+    const payment = h.api(PaymentAdminService, adminToken);
+    let held = 0;
+    for (let token = "", first = true; first || token; first = false) {
+      const { alerts, page: next } = await payment.listFraudAlerts({ status: AlertStatus.OPEN, page: { pageSize: 100, pageToken: token } });
+      held += alerts.filter((a) => a.action === FraudAction.HOLD).length;
+      token = next?.nextPageToken ?? "";
+    }
+    assert.ok(held >= 1 && held < 100, `${held} held`);
+    await page.reload();
+    await page.getByRole("status", { name: `${held} held for review` }).waitFor();
+    const listed = await payment.listFraudAlerts({ status: AlertStatus.OPEN, action: FraudAction.HOLD, page: { pageSize: 100 } });
+    assert.equal(listed.alerts.length, held, "asked by action: only the holds");
   });
 
   test("a refusal puts the focus on the field it names, on every search and form: users, payments, fraud's payer number, partners, notifications", async () => {

@@ -3,7 +3,7 @@ import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, idempotentReq
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
+import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
 import { claimApproval, finishApproval, settleOlderApproval } from "../approvals.js";
@@ -38,9 +38,9 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
     const { pool } = h;
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
-    const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
-    const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
-    const rows = await fraudAlerts(pool, status ?? null, reason ?? null, cursor, size + 1);
+    const named = <T>(names: Record<string, T>, value: T) => (value ? Object.entries(names).find(([, v]) => v === value)?.[0] ?? null : null);
+    const filter = { status: named(ALERT_STATUS, req.status), reason: named(FRAUD_REASON, req.reason), action: named(FRAUD_ACTION, req.action) };
+    const rows = await fraudAlerts(pool, filter, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.alert_id]);
     return {
       alerts: items.map(fraudAlertMessage),

@@ -3,10 +3,18 @@ import type { Queryable } from "@ttip/runtime";
 import type { FraudAlertRow } from "../convert.js";
 import { keysetRows, type Cursor, type PageRow } from "./page.js";
 
-/** Up to `limit` alerts, filtered by status and reason (null = any), newest first. */
-export async function fraudAlerts(db: Queryable, status: string | null, reason: string | null, cursor: Cursor, limit: number): Promise<PageRow<FraudAlertRow>[]> {
+/** What alerts a list keeps (null = any). */
+export interface FraudAlertFilter {
+  status: string | null;
+  reason: string | null;
+  action: string | null;
+}
+
+/** Up to `limit` alerts matching `filter`, newest first. */
+export async function fraudAlerts(db: Queryable, filter: FraudAlertFilter, cursor: Cursor, limit: number): Promise<PageRow<FraudAlertRow>[]> {
+  const where = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2) AND ($3::text IS NULL OR action = $3)";
   return keysetRows<FraudAlertRow>(
-    db, { table: "fraud_alerts", time: "created_at", id: "alert_id", where: "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)", params: [status, reason] },
+    db, { table: "fraud_alerts", time: "created_at", id: "alert_id", where, params: [filter.status, filter.reason, filter.action] },
     cursor, limit,
   );
 }

@@ -1546,10 +1546,12 @@ func (*RemovePaymentMethodResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListFraudAlertsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Page          *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
-	Status        AlertStatus            `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.AlertStatus" json:"status,omitempty"`
-	Reason        FraudReason            `protobuf:"varint,3,opt,name=reason,proto3,enum=ttip.payment.v1.FraudReason" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Page   *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	Status AlertStatus            `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.AlertStatus" json:"status,omitempty"`
+	Reason FraudReason            `protobuf:"varint,3,opt,name=reason,proto3,enum=ttip.payment.v1.FraudReason" json:"reason,omitempty"`
+	// Only alerts with this action (unset: any); the console counts what is held with OPEN and HOLD.
+	Action        FraudAction `protobuf:"varint,4,opt,name=action,proto3,enum=ttip.payment.v1.FraudAction" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1603,6 +1605,13 @@ func (x *ListFraudAlertsRequest) GetReason() FraudReason {
 		return x.Reason
 	}
 	return FraudReason_FRAUD_REASON_UNSPECIFIED
+}
+
+func (x *ListFraudAlertsRequest) GetAction() FraudAction {
+	if x != nil {
+		return x.Action
+	}
+	return FraudAction_FRAUD_ACTION_UNSPECIFIED
 }
 
 type ListFraudAlertsResponse struct {
@@ -4480,11 +4489,12 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x0epayment_method\x18\x01 \x01(\v2\x1e.ttip.payment.v1.PaymentMethodR\rpaymentMethod\"R\n" +
 	"\x1aRemovePaymentMethodRequest\x124\n" +
 	"\x11payment_method_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0fpaymentMethodId\"\x1d\n" +
-	"\x1bRemovePaymentMethodResponse\"\xc9\x01\n" +
+	"\x1bRemovePaymentMethodResponse\"\x89\x02\n" +
 	"\x16ListFraudAlertsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12>\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.AlertStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12>\n" +
-	"\x06reason\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06reason\"\x80\x01\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06reason\x12>\n" +
+	"\x06action\x18\x04 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06action\"\x80\x01\n" +
 	"\x17ListFraudAlertsResponse\x123\n" +
 	"\x06alerts\x18\x01 \x03(\v2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x120\n" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"m\n" +
@@ -4829,12 +4839,13 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*PaymentMethod)(nil),                  // 84: ttip.payment.v1.PaymentMethod
 	(AlertStatus)(0),                       // 85: ttip.payment.v1.AlertStatus
 	(FraudReason)(0),                       // 86: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 87: ttip.payment.v1.FraudAlert
-	(*timestamppb.Timestamp)(nil),          // 88: google.protobuf.Timestamp
-	(*UnmatchedCallback)(nil),              // 89: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 90: ttip.payment.v1.SuspensePayment
-	(PaymentMethodKind)(0),                 // 91: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 92: ttip.payment.v1.FraudRule
+	(FraudAction)(0),                       // 87: ttip.payment.v1.FraudAction
+	(*FraudAlert)(nil),                     // 88: ttip.payment.v1.FraudAlert
+	(*timestamppb.Timestamp)(nil),          // 89: google.protobuf.Timestamp
+	(*UnmatchedCallback)(nil),              // 90: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 91: ttip.payment.v1.SuspensePayment
+	(PaymentMethodKind)(0),                 // 92: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 93: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
 	75,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
@@ -4863,134 +4874,135 @@ var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
 	78,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
 	85,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
 	86,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	87,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	80,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	38,  // 29: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
-	88,  // 30: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
-	78,  // 31: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	89,  // 32: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	80,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	78,  // 34: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	90,  // 35: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	80,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	90,  // 37: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	77,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 39: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	77,  // 40: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	54,  // 41: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
-	75,  // 42: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
-	75,  // 43: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
-	81,  // 44: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	77,  // 45: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 46: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	78,  // 47: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 48: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	88,  // 49: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	88,  // 50: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	91,  // 51: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	77,  // 52: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	80,  // 53: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	78,  // 54: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 55: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	88,  // 56: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	88,  // 57: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	81,  // 58: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	80,  // 59: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 60: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 61: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	89,  // 62: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	87,  // 63: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	77,  // 64: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 65: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 66: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	75,  // 67: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	75,  // 68: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	75,  // 69: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	88,  // 70: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	88,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	71,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	75,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	75,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	92,  // 76: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 77: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 78: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 79: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 80: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 81: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 82: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 83: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 84: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 85: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 86: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 87: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 88: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 89: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 90: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 91: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 92: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 93: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 94: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 95: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 96: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 97: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 98: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 99: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 100: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 101: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	53,  // 102: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
-	60,  // 103: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	62,  // 104: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	64,  // 105: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	66,  // 106: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	68,  // 107: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	70,  // 108: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	73,  // 109: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 110: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	58,  // 111: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	56,  // 112: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 113: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 114: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 115: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 116: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 117: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 118: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 119: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 120: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 121: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 122: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 123: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 124: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 125: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 126: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 127: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 128: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 129: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 130: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 131: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 132: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 133: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 134: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 135: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 136: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 137: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	55,  // 138: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
-	61,  // 139: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	63,  // 140: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	65,  // 141: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	67,  // 142: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	69,  // 143: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	72,  // 144: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	74,  // 145: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 146: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	59,  // 147: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	57,  // 148: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	113, // [113:149] is the sub-list for method output_type
-	77,  // [77:113] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	87,  // 26: ttip.payment.v1.ListFraudAlertsRequest.action:type_name -> ttip.payment.v1.FraudAction
+	88,  // 27: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	80,  // 28: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 29: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	38,  // 30: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
+	89,  // 31: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
+	78,  // 32: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	90,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	80,  // 34: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	78,  // 35: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	91,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	80,  // 37: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	91,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	77,  // 39: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 40: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	77,  // 41: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	54,  // 42: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
+	75,  // 43: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
+	75,  // 44: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
+	81,  // 45: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	77,  // 46: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 47: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	78,  // 48: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 49: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	89,  // 50: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	89,  // 51: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	92,  // 52: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	77,  // 53: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	80,  // 54: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	78,  // 55: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 56: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	89,  // 57: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	89,  // 58: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	81,  // 59: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	80,  // 60: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 61: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 62: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	90,  // 63: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	88,  // 64: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	77,  // 65: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 66: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 67: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	75,  // 68: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	75,  // 69: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	75,  // 70: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	89,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	89,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	71,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	75,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	75,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	93,  // 77: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 78: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 79: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 80: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 81: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 82: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 83: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 84: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 85: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 86: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 87: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 88: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 89: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 90: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 91: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 92: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 93: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 94: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 95: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 96: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 97: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 98: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 99: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 100: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 101: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 102: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	53,  // 103: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	60,  // 104: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	62,  // 105: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	64,  // 106: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	66,  // 107: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	68,  // 108: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	70,  // 109: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	73,  // 110: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 111: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	58,  // 112: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	56,  // 113: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 114: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 115: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 116: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 117: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 118: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 119: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 120: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 121: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 122: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 123: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 124: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 125: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 126: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 127: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 128: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 129: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 130: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 131: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 132: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 133: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 134: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 135: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 136: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 137: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 138: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	55,  // 139: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	61,  // 140: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	63,  // 141: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	65,  // 142: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	67,  // 143: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	69,  // 144: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	72,  // 145: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	74,  // 146: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 147: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	59,  // 148: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	57,  // 149: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	114, // [114:150] is the sub-list for method output_type
+	78,  // [78:114] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
