@@ -10,6 +10,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
+import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService, GetVenueAnalyticsResponseSchema } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -284,6 +285,19 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await see(sw, swAudit.getByRole("row").filter({ hasText: "Mgao umerudishwa: “wrong period”." }).filter({ hasText: "Wewe" }));
     assert.doesNotMatch(await swAudit.innerText(), /distribution\.|member\.|rule\.|\{"|\b[0-9a-f]{8}\b|Distribution|invited|joined/);
 
+    // A tip to Akinyi's own code at the venue: a bar of the per-staff chart.
+    const { qrCode: akinyiCode } = await h.api(QrService, worker.token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.id, venueId, idempotencyKey: randomUUID() });
+    const { tip: staffTip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "qrCode", value: new URL(akinyiCode!.url).searchParams.get("p")! },
+      amount: { amountMinor: 20_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
+    });
+    await eventually("the staff tip received", async () => (await h.api(PaymentService).getTip({ tipId: staffTip!.tipId })).tip!.status === TipStatus.SUCCEEDED);
+    const last30 = { from: timestampFromDate(new Date(Date.now() - 30 * 86_400_000)), to: timestampFromDate(new Date(Date.now() + 3_600_000)) };
+    await eventually("the staff tip in the venue's figures", async () =>
+      (await h.api(AnalyticsService, managerToken).getVenueAnalytics({ venueId, range: last30, granularity: Granularity.DAY, currency: "KES" })).workers.length > 0);
+
     // The dashboard's charts: analytics' figures, bar for bar the rows of its CSV export.
     await page.getByRole("link", { name: "Dashboard" }).click();
     await see(page, page.getByTestId("chart-tables").locator("g[data-value]").first(), 30_000);
@@ -295,6 +309,9 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const bars = (id: string) => page.getByTestId(id).locator("g[data-value]").evaluateAll((gs) => gs.map((g) => g.getAttribute("data-value")));
     assert.deepEqual(await bars("chart-tables"), rows.filter((r) => r[0] === "qr_code").map((r) => r[3]));
     assert.deepEqual(await bars("chart-staff"), rows.filter((r) => r[0] === "staff").map((r) => r[3]));
+    // Each staff bar is named as the venue knows the member: before, the first 8 characters of the worker's id.
+    const staffLabels = await page.getByTestId("chart-staff").locator("g[data-label]").evaluateAll((gs) => gs.map((g) => g.getAttribute("data-label")));
+    assert.deepEqual(staffLabels, ["Akinyi"]);
     assert.deepEqual(await bars("chart-funnel"), rows.filter((r) => r[0] === "funnel").map((r) => r[2]));
     assert.ok((await bars("chart-funnel")).some((v) => v !== "0"), "the funnel counts the tip");
     // One scan reads "1 scan", not "1 scans": each table's figure set to one on its way to the screen.
@@ -312,8 +329,8 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.ok(scanWords.length > 0);
     for (const words of scanWords) assert.match(words, / · 1 scan$/);
     await page.unroute(venueFigures);
-    // Today's figures arrive over the live stream.
-    await see(page, page.getByTestId("venue-live").getByText("KES 500"));
+    // Today's figures arrive over the live stream: the table's KES 500 and Akinyi's KES 200.
+    await see(page, page.getByTestId("venue-live").getByText("KES 700"));
     await h.screenshot(page, "venue-dashboard");
   });
 

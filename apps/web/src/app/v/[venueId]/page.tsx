@@ -9,6 +9,7 @@ import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { RowChart } from "../../../components/charts";
 import { saveBytes } from "../../../lib/download";
 import { useLiveFigures } from "../../../lib/live-figures";
@@ -37,6 +38,9 @@ export default function Dashboard() {
   const [currency, setCurrency] = useState<string>(WALLET_CURRENCY);
   // The figures shown stay on screen while another currency's load (the chooser with them).
   const figures = useQuery(AnalyticsService.method.getVenueAnalytics, { venueId, range, granularity: Granularity.DAY, currency }, { placeholderData: keepPreviousData });
+  // Staff are named as the venue knows them (analytics keeps ids only); those who left still have their tips in the range.
+  const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
+  const staffName = (workerId: string) => members.data?.members.find((m) => m.workerId === workerId)?.displayName || workerId.slice(0, 8);
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.VENUE, ownerId: venueId, includeInactive: true, page: { pageSize: 100 } });
   const createCode = useMutation(QrService.method.createQrCode);
   const [error, setError] = useState("");
@@ -103,7 +107,7 @@ export default function Dashboard() {
             title={t("v_perStaff")}
             testId="chart-staff"
             empty={t("v_noStaffTips")}
-            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, currency)} (${w.tips})` }))}
+            bars={f.workers.map((w) => ({ label: w.displayName || staffName(w.workerId), value: w.volume?.amountMinor ?? 0n, text: `${formatAmount(w.volume, currency)} (${w.tips})` }))}
           />
           <RowChart
             title={t("v_perTable")}
