@@ -136,6 +136,8 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
     const state = match.status === QrCodeStatus.REVOKED ? "revoked" : match.status === QrCodeStatus.ROTATED ? "replaced by a newer code" : "not active";
     return suspense(`code ${ref} is ${state}`, C2B_RESULT.invalidAccount);
   }
+  // Refused as a scan of it is (an admin may still match the payment): money must not reach a worker switched off.
+  if (match.closedReason) return suspense(`code ${ref} takes no tips: ${match.closedReason}`, C2B_RESULT.invalidAccount);
   // An amount the fee takes whole (KES 1 under a KES 1 minimum fee) credits no one: refused at validation; confirmed
   // (the money taken), parked for support to refund, not retried as a confirmation that failed.
   const quote = await deps.ledger.quoteTip(amount, false).catch((err: unknown) => {

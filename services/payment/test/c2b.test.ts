@@ -1075,6 +1075,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.deepEqual(mine.find((p) => p.accountReference === slip)!.suggestions, [code]);
   });
 
+  test("a code that takes no tips (its worker switched off, or the code expired) is refused at validation and parked in suspense when confirmed: nothing credited", async () => {
+    const off = await worker("Switched Off");
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: off.id, displayName: "Switched Off", active: false }, { headers: callerHeaders(admin.subject, "admin") });
+    const expired = await worker("Expired Card");
+    await h.t.db.pool.query("UPDATE qr.qr_codes SET expires_at = now() - interval '1 minute' WHERE qr_code_id = $1", [expired.code.qrCodeId]);
+    for (const [w, why] of [[off, /its worker is not taking tips/], [expired, /the code has expired/]] as const) {
+      const refused = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 100, msisdn: NO_TIP_PAYER });
+      assert.ok("resultCode" in refused.validation && refused.validation.resultCode === "C2B00012", `validation of ${w.code.shortCode}`);
+      // Before, both were credited: a paybill tip to a code the tip page refuses.
+      const paid = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER });
+      const row = await c2bRow(paid.transId);
+      assert.deepEqual([row.outcome, row.resolution], ["suspense", "open"]);
+      assert.match(row.reason, why);
+      assert.equal(await h.balance(w.id), 0n);
+    }
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a suspense payment whose posting fails every pass waits behind the others: passes of one each post the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 200, skipValidation: true, msisdn: NO_TIP_PAYER })];
     // Both unposted and older than any other: stuck's amount no longer what the wallet holds under its key (refused every

@@ -4,7 +4,7 @@ import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js"
 import { NotFoundError } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
-import { activeAccountReferences, codeByAccountReference } from "../stores/codes.js";
+import { activeAccountReferences, codeByAccountReference, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
 import { isVenueManager } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
@@ -35,13 +35,24 @@ function matchAccountReferenceHandler(h: QrHandlerContext): Impl["matchAccountRe
     const { pool } = h;
     const code = await codeByAccountReference(pool, normalizeShortCode(req.accountReference));
     if (!code) throw new NotFoundError(`account_reference: no code has the reference ${req.accountReference}`);
+    const venueId = code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? "");
     return {
       workerId: code.ownerKind === WORKER ? code.ownerId : "",
       qrCodeId: code.id,
-      venueId: code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? ""),
+      venueId,
       status: code.status as QrCodeStatus,
+      closedReason: await closedReason(h, code, venueId),
     };
   };
+}
+
+/** Why a code takes no new tips though it may be active (the tip page's checks after its status), or "". */
+async function closedReason(h: QrHandlerContext, code: CodeRecord, venueId: string): Promise<string> {
+  if (code.expiresAt !== null && code.expiresAt <= Date.now()) return "the code has expired";
+  const owner = await profileOf(h.pool, code.ownerKind, code.ownerId);
+  if (!owner?.active) return code.ownerKind === VENUE ? "its venue is not taking tips" : "its worker is not taking tips";
+  if (code.ownerKind === WORKER && venueId && !(await profileOf(h.pool, VENUE, venueId))?.active) return "its venue is not taking tips";
+  return "";
 }
 
 function suggestAccountReferencesHandler(h: QrHandlerContext): Impl["suggestAccountReferences"] {

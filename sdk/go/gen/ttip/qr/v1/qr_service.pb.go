@@ -1354,7 +1354,10 @@ type MatchAccountReferenceResponse struct {
 	// Set for a venue's code (worker_id is then empty) and for a worker's code at a venue.
 	VenueId string `protobuf:"bytes,3,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	// A payment already made is matched whatever the code's status; the caller decides.
-	Status        QrCodeStatus `protobuf:"varint,4,opt,name=status,proto3,enum=ttip.qr.v1.QrCodeStatus" json:"status,omitempty"`
+	Status QrCodeStatus `protobuf:"varint,4,opt,name=status,proto3,enum=ttip.qr.v1.QrCodeStatus" json:"status,omitempty"`
+	// Why an active code takes no new tips (it expired; its worker or venue is not taking tips), as the
+	// tip page refuses it; empty when it takes them. An admin may still match a payment already made.
+	ClosedReason  string `protobuf:"bytes,5,opt,name=closed_reason,json=closedReason,proto3" json:"closed_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,6 +1418,13 @@ func (x *MatchAccountReferenceResponse) GetStatus() QrCodeStatus {
 		return x.Status
 	}
 	return QrCodeStatus_QR_CODE_STATUS_UNSPECIFIED
+}
+
+func (x *MatchAccountReferenceResponse) GetClosedReason() string {
+	if x != nil {
+		return x.ClosedReason
+	}
+	return ""
 }
 
 type SuggestAccountReferencesRequest struct {
@@ -2790,13 +2800,14 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x14GetScanStatsResponse\x12+\n" +
 	"\x05stats\x18\x01 \x03(\v2\x15.ttip.qr.v1.ScanStatsR\x05stats\"V\n" +
 	"\x1cMatchAccountReferenceRequest\x126\n" +
-	"\x11account_reference\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14R\x10accountReference\"\xa7\x01\n" +
+	"\x11account_reference\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14R\x10accountReference\"\xcc\x01\n" +
 	"\x1dMatchAccountReferenceResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1c\n" +
 	"\n" +
 	"qr_code_id\x18\x02 \x01(\tR\bqrCodeId\x12\x19\n" +
 	"\bvenue_id\x18\x03 \x01(\tR\avenueId\x120\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\"Y\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\x12#\n" +
+	"\rclosed_reason\x18\x05 \x01(\tR\fclosedReason\"Y\n" +
 	"\x1fSuggestAccountReferencesRequest\x126\n" +
 	"\x11account_reference\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14R\x10accountReference\"Q\n" +
 	" SuggestAccountReferencesResponse\x12-\n" +
