@@ -223,7 +223,7 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.ok(!(refund instanceof Error), String(refund));
     assert.equal(await h.balance(worker), 0n, "the refund took the worker's share");
     await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
-    await h.paypal.resolveDispute(disputeId as string, "lost");
+    await h.paypal.resolveDispute(disputeId as string, "RESOLVED_BUYER_FAVOUR");
     await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     // Before, the dispute counted the share the tip had when it read it (all of it) and took it again: the worker owed it.
     assert.equal(await h.ledgerBalance(worker), 0n, "the share taken back once");
@@ -244,10 +244,26 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.ok(refund instanceof ConnectError && refund.code === Code.FailedPrecondition && /disputed/.test(refund.rawMessage), String(refund));
     assert.equal(h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0].status, "COMPLETED", "nothing refunded at PayPal");
     await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
-    await h.paypal.resolveDispute(disputeId as string, "lost");
+    await h.paypal.resolveDispute(disputeId as string, "RESOLVED_BUYER_FAVOUR");
     await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     assert.equal(await h.ledgerBalance(worker), other.workerReceives!.amountMinor, "only the disputed tip's share taken back");
     assert.equal(share, other.workerReceives!.amountMinor);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a PayPal dispute closed as ACCEPTED (the merchant accepted the claim: the customer refunded) is lost; one DENIED is won", async () => {
+    const worker = randomUUID();
+    const [accepted, denied] = [await paidTip(worker), await paidTip(worker)];
+    const share = denied.workerReceives!.amountMinor;
+    for (const [paid, outcome] of [[accepted, "ACCEPTED"], [denied, "DENIED"]] as const) {
+      const du = await h.paypal.openDispute(paid.providerPaymentId);
+      await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+      await h.paypal.resolveDispute(du, outcome);
+    }
+    // Before, ACCEPTED read as won: the worker kept the share the customer had back.
+    await until(accepted.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    await until(denied.tipId, "dispute won", (t) => t.cardState === CardTipState.DISPUTE_WON);
+    assert.equal(await h.ledgerBalance(worker), share, "only the denied dispute's tip left with the worker");
     assert.ok(await h.trialBalanced());
   });
 
@@ -263,7 +279,7 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
 
     const du = await h.paypal.openDispute(paid.providerPaymentId);
     await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
-    await h.paypal.resolveDispute(du, "lost");
+    await h.paypal.resolveDispute(du, "RESOLVED_BUYER_FAVOUR");
     await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     assert.equal(await h.ledgerBalance(worker), 0n, "refund and lost dispute took back the whole share");
     assert.ok(await h.trialBalanced());

@@ -158,10 +158,13 @@ export async function openDispute(sim: PayPalSimState, orderId: string): Promise
   return d.dispute_id;
 }
 
-export async function resolveDispute(sim: PayPalSimState, disputeId: string, outcome: "won" | "lost"): Promise<void> {
+/** PayPal's dispute_outcome.outcome_code values. */
+export type PayPalDisputeOutcome = "RESOLVED_BUYER_FAVOUR" | "RESOLVED_SELLER_FAVOUR" | "RESOLVED_WITH_PAYOUT" | "CANCELED_BY_BUYER" | "ACCEPTED" | "DENIED" | "NONE";
+
+export async function resolveDispute(sim: PayPalSimState, disputeId: string, outcome: PayPalDisputeOutcome): Promise<void> {
   const d = sim.disputes.get(disputeId);
   if (!d) throw new Error(`no dispute ${disputeId}`);
   d.status = "RESOLVED";
-  d.dispute_outcome = { outcome_code: outcome === "won" ? "RESOLVED_SELLER_FAVOUR" : "RESOLVED_BUYER_FAVOUR" };
+  d.dispute_outcome = { outcome_code: outcome };
   sim.emit("CUSTOMER.DISPUTE.RESOLVED", "dispute", d);
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { closeServer, listen, readBody, ReplayStore, sendJson, type SimReply } from "../simulator-http.js";
-import { approve, openDispute, paypalApi, resolveDispute, VERIFY_WEBHOOK_PATH, type Payer } from "./paypal-sim-routes.js";
+import { approve, openDispute, paypalApi, resolveDispute, VERIFY_WEBHOOK_PATH, type Payer, type PayPalDisputeOutcome } from "./paypal-sim-routes.js";
 import { paypalError, PayPalSimState, type Json, type PayPalRequest, type PayPalSimulatorOptions } from "./paypal-sim-state.js";
 
 export interface PayPalSimulator {
@@ -29,7 +29,7 @@ export interface PayPalSimulator {
    */
   holdWrites(match: (path: string) => boolean): { held(): number; release(): void };
   openDispute(orderId: string): Promise<string>;
-  resolveDispute(disputeId: string, outcome: "won" | "lost"): Promise<void>;
+  resolveDispute(disputeId: string, outcome: PayPalDisputeOutcome): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -241,6 +241,14 @@ function toPayment(o: Order): CardPayment {
   };
 }
 
+/**
+ * A closed dispute's outcome_code by who kept the money. Lost: the customer was refunded, by PayPal's decision
+ * or because the merchant accepted the claim (ACCEPTED). Won: the merchant kept it. Any other code (a payout
+ * PayPal funded, NONE) debits no merchant and closes as won does.
+ */
+const DISPUTE_LOST = new Set(["RESOLVED_BUYER_FAVOUR", "ACCEPTED"]);
+const DISPUTE_WON = new Set(["RESOLVED_SELLER_FAVOUR", "CANCELED_BY_BUYER", "DENIED"]);
+
 function toCardEvent(e: { id: string; event_type: string; resource: Record<string, unknown> }): CardEvent {
   const base = { eventId: e.id, type: e.event_type };
   const r = e.resource as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -273,7 +281,7 @@ function toCardEvent(e: { id: string; event_type: string; resource: Record<strin
       const amountMinor = paypalMinor(r.dispute_amount?.value ?? "0", currency);
       if (e.event_type === "CUSTOMER.DISPUTE.CREATED") return { kind: "dispute_opened", ...base, paymentId: orderId, chargeId, disputeId: r.dispute_id, amountMinor, currency, reason: r.reason ?? "" };
       const code = r.dispute_outcome?.outcome_code ?? "";
-      const outcome = code === "RESOLVED_SELLER_FAVOUR" ? "won" : code === "RESOLVED_BUYER_FAVOUR" ? "lost" : "other";
+      const outcome = DISPUTE_LOST.has(code) ? "lost" : DISPUTE_WON.has(code) ? "won" : "other";
       return { kind: "dispute_closed", ...base, paymentId: orderId, chargeId, disputeId: r.dispute_id, amountMinor, currency, outcome };
     }
     default:
