@@ -224,15 +224,19 @@ function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
 function changePinHandler(core: AuthCore): Impl["changePin"] {
   const { pool } = core.ctx;
   return async function (req, ctx) {
-    const { caller, ip } = await requireSession(core, ctx);
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
     const user = await getUser(pool, caller.subject);
     weakPin("new_pin", req.newPin, user.birth_year);
     await checkPin(core, caller.subject, req.currentPin, ip);
     const pinHash = await hashPin(req.newPin);
-    await withTransaction(pool, async (tx) => {
+    const revoked = await withTransaction(pool, async (tx) => {
       await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
-      await audit(tx, AuditAction.PIN_CHANGED, { userId: caller.subject, actorUserId: caller.subject, ip });
+      // A PIN is changed because someone else may know it: the sessions they opened with it end (this one stays).
+      const revoked = await revokeSessions(tx, "user_id = $1 AND session_id IS DISTINCT FROM $2", [caller.subject, sessionId ?? null], "PIN changed");
+      await audit(tx, AuditAction.PIN_CHANGED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `${revoked.length} other sessions revoked` });
+      return revoked;
     });
+    await forgetSessions(core, revoked);
     return {};
   };
 }

@@ -212,13 +212,21 @@ describe("auth: phone OTP, PIN and lockout", () => {
     }
   });
 
-  test("ChangePin needs the current PIN (wrong tries count toward the lockout)", async () => {
+  test("ChangePin needs the current PIN (wrong tries count toward the lockout); every other session opened with the old PIN ends", async () => {
     const phone = testPhone();
     const { tokens } = await h.signUpWithPin(phone, "4826");
     const me = h.api(tokens.accessToken);
+    // Someone else who knew the PIN signed in too.
+    h.clock.advance(OTP_RESEND_MS);
+    const other = await h.loginWithPin(phone, "4826");
     assert.equal(await fails(me.changePin({ currentPin: "1357", newPin: "5193" })), Code.PermissionDenied);
     assert.equal(await fails(me.changePin({ currentPin: "4826", newPin: "2222" })), Code.InvalidArgument);
     await me.changePin({ currentPin: "4826", newPin: "5193" });
+    // Before, the other session kept refreshing for 30 days, its PIN proved (enough to register a device and withdraw).
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: other.refreshToken })), Code.Unauthenticated);
+    assert.equal(await fails(h.api(other.accessToken).getMe({})), Code.Unauthenticated);
+    assert.ok((await me.getMe({})).user?.userId, "the session that changed it goes on");
+    h.clock.advance(OTP_RESEND_MS);
     await h.loginWithPin(phone, "5193");
   });
 

@@ -105,7 +105,7 @@ test("Change PIN: a mismatch or the same PIN is refused before any call, a wrong
   expect(await screen.findByRole("alert")).toHaveTextContent("Wrong PIN. 4 tries left before your PIN is locked.");
   expect(gw.pin).toBe("2580");
   await fill("2580", "4321", "4321");
-  expect(await screen.findByTestId("pin-changed")).toHaveTextContent("Your PIN was changed.");
+  expect(await screen.findByTestId("pin-changed")).toHaveTextContent("Your PIN was changed. Any other phone or browser signed in to your account was signed out.");
   expect(gw.pin).toBe("4321");
   expect(screen.getByTestId("current-pin").props.value).toBe("");
 });

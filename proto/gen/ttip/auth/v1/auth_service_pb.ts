@@ -1754,6 +1754,8 @@ export const AuthService: GenService<{
     output: typeof VerifyPinResponseSchema;
   },
   /**
+   * Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
+   *
    * @generated from rpc ttip.auth.v1.AuthService.ChangePin
    */
   changePin: {

@@ -162,6 +162,7 @@ type AuthServiceClient interface {
 	// Completes login with the PIN. PERMISSION_DENIED for a wrong PIN;
 	// RESOURCE_EXHAUSTED with the time left while locked out.
 	VerifyPin(context.Context, *connect.Request[v1.VerifyPinRequest]) (*connect.Response[v1.VerifyPinResponse], error)
+	// Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
 	ChangePin(context.Context, *connect.Request[v1.ChangePinRequest]) (*connect.Response[v1.ChangePinResponse], error)
 	// Needs a fresh OTP challenge verified for the same phone.
 	ResetPin(context.Context, *connect.Request[v1.ResetPinRequest]) (*connect.Response[v1.ResetPinResponse], error)
@@ -468,6 +469,7 @@ type AuthServiceHandler interface {
 	// Completes login with the PIN. PERMISSION_DENIED for a wrong PIN;
 	// RESOURCE_EXHAUSTED with the time left while locked out.
 	VerifyPin(context.Context, *connect.Request[v1.VerifyPinRequest]) (*connect.Response[v1.VerifyPinResponse], error)
+	// Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
 	ChangePin(context.Context, *connect.Request[v1.ChangePinRequest]) (*connect.Response[v1.ChangePinResponse], error)
 	// Needs a fresh OTP challenge verified for the same phone.
 	ResetPin(context.Context, *connect.Request[v1.ResetPinRequest]) (*connect.Response[v1.ResetPinResponse], error)

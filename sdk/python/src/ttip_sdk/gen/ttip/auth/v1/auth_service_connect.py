@@ -62,6 +62,9 @@ class AuthService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def change_pin(self, request: ChangePinRequest, ctx: RequestContext[ChangePinRequest, ChangePinResponse], /) -> ChangePinResponse:
+        """
+        Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def reset_pin(self, request: ResetPinRequest, ctx: RequestContext[ResetPinRequest, ResetPinResponse], /) -> ResetPinResponse:
@@ -493,6 +496,9 @@ class AuthServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> ChangePinResponse:
+        """
+        Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -874,6 +880,9 @@ class AuthServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def change_pin(self, request: ChangePinRequest, ctx: RequestContext[ChangePinRequest, ChangePinResponse], /) -> ChangePinResponse:
+        """
+        Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def reset_pin(self, request: ResetPinRequest, ctx: RequestContext[ResetPinRequest, ResetPinResponse], /) -> ResetPinResponse:
@@ -1303,6 +1312,9 @@ class AuthServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> ChangePinResponse:
+        """
+        Needs the current PIN; every other session of the user ends (whoever else knew the PIN is signed out).
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
