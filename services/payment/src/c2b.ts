@@ -104,8 +104,9 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   if (p.amountMinor < MPESA_LIMITS.minMinor) return suspense(`an amount of ${p.amountMinor} cents is below KES 1: no payment to apply`, C2B_RESULT.invalidAmount);
   // Whatever the reference, a tip's too: no consumer can pay it (a forged or corrupted confirmation), so it is never money to place.
   if (overCap(p.amountMinor)) return suspense(overCapReason(p.amountMinor), C2B_RESULT.invalidAmount);
-  // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
-  if (/^T\d+$/.test(ref)) {
+  // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost). T and seven or
+  // more digits: longer than a six-character code, which may also be T and digits (T23456 is a worker's code).
+  if (/^T\d{7,}$/.test(ref)) {
     const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(
       "SELECT tip_id, credit_key IS NOT NULL AS paid FROM payment.tips WHERE account_reference = $1",
       [ref],

@@ -1093,6 +1093,17 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a worker's code that is T and five digits (T23456) is a code, not a tip's reference: paid by paybill, it is credited", async () => {
+    const w = await worker("Tabitha");
+    await h.t.db.pool.query("UPDATE qr.qr_codes SET short_code = 'T23456', account_reference = 'T23456' WHERE qr_code_id = $1", [w.code.qrCodeId]);
+    const paid = await h.sim.c2b.pay({ billRefNumber: "T23456", amount: 200 });
+    // Before, it was looked up as a tip's reference: refused at validation, or parked in suspense when confirmed.
+    assert.ok("resultCode" in paid.validation && paid.validation.resultCode === "0", JSON.stringify(paid.validation));
+    const row = await c2bRow(paid.transId);
+    assert.equal(row.outcome, "tip", row.reason);
+    await eventually(async () => (await h.balance(w.id)) === 19000n, "worker credited KES 190");
+  });
+
   test("a suspense payment whose posting fails every pass waits behind the others: passes of one each post the rest", async () => {
     const [stuck, next] = [await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 100, skipValidation: true, msisdn: NO_TIP_PAYER }), await h.sim.c2b.pay({ billRefNumber: "QQQQQQ8", amount: 200, skipValidation: true, msisdn: NO_TIP_PAYER })];
     // Both unposted and older than any other: stuck's amount no longer what the wallet holds under its key (refused every
