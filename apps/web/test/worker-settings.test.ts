@@ -179,6 +179,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByLabel("E-mail for messages (optional)").fill("baraka@example.com");
     await page.getByLabel("A tip arrives: E-mail").check();
     await page.getByLabel("Weekly summary: SMS").uncheck();
+    // A pool share's channels are chosen too (before, not offered: the service refused the kind).
+    await page.getByLabel("A share of the venue's pool arrives: SMS").uncheck();
     await page.getByRole("button", { name: "Save notifications" }).click();
     await saved(page, "form-notifications");
     const prefs = (await notifications.getPreferences({})).preferences!;
@@ -187,6 +189,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal(prefs.email, "baraka@example.com");
     assert.ok(prefs.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)!.channels.includes(Channel.EMAIL));
     assert.ok(!prefs.kinds.find((k) => k.key === TemplateKey.WEEKLY_SUMMARY)!.channels.includes(Channel.SMS));
+    assert.deepEqual(prefs.kinds.find((k) => k.key === TemplateKey.POOL_SHARE)?.channels, [Channel.PUSH, Channel.IN_APP]);
     // The field emptied removes the address (before: "Saved.", and the address kept).
     await page.getByLabel("E-mail for messages (optional)").fill("");
     await page.getByRole("button", { name: "Save notifications" }).click();
@@ -238,15 +241,17 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByLabel("Current PIN").fill(worker.pin);
     await page.getByRole("button", { name: "Change PIN" }).click();
     await saved(page, "form-pin");
-    await h.tokens({ phone: worker.phone, pin: "5931" });
+    const signedInAgain = await h.tokens({ phone: worker.phone, pin: "5931" });
+    // The worker's other session (the test's own) ended with the change; this browser's, which made it, goes on.
+    assert.equal(await h.api(AuthService, worker.token).getMe({}).then(() => undefined, (e) => ConnectError.from(e).code), Code.Unauthenticated);
     await h.screenshot(page, "worker-settings");
 
     // Language: the screens, auth's profile and notification's messages.
     await page.getByLabel("Language for the app and messages").selectOption("sw");
     await page.getByRole("button", { name: "Save language" }).click();
     await page.getByRole("heading", { name: "Mipangilio" }).waitFor();
-    assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.locale, Locale.SW);
-    await eventually("messages in Swahili", async () => (await notifications.getPreferences({})).preferences!.locale === "sw");
+    assert.equal((await h.api(AuthService, signedInAgain.accessToken).getMe({})).user!.locale, Locale.SW);
+    await eventually("messages in Swahili", async () => (await h.api(NotificationService, signedInAgain.accessToken).getPreferences({})).preferences!.locale === "sw");
     // The alerts table's Swahili headings ("Ndani ya programu") are wider than the English: the page still fits a 360 px phone.
     await page.getByRole("columnheader", { name: "Ndani ya programu" }).waitFor();
     assert.deepEqual(await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth })), { page: 360, screen: 360 });

@@ -13,6 +13,7 @@ import {
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
   TipSucceededSchema,
+  VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, DeliveryStatus, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import {
@@ -1502,6 +1503,23 @@ describe("notification service against Postgres, JetStream and the provider simu
     clock.advance(2 * 3_600_000);
     const sms = await eventually("the held SMS", () => smsTo(phone).find((m) => m.body.startsWith("Kwa usalama")));
     assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
+  });
+
+  test("a worker chooses the channels of pool-share messages: set to in-app, a share comes in the app and sends no SMS", async () => {
+    const workerId = randomUUID();
+    const phone = testPhone({ format: "+254" });
+    await internal().upsertContact({ userId: workerId, phone });
+    const me = asUser(workerId);
+    // Before, refused: "preferences.kinds[0].key: must be a defined template key".
+    const updated = await me.updatePreferences({ preferences: { kinds: [{ key: TemplateKey.POOL_SHARE, channels: [Channel.IN_APP] }] } });
+    assert.deepEqual(updated.preferences!.kinds.find((k) => k.key === TemplateKey.POOL_SHARE)?.channels, [Channel.IN_APP]);
+    await publish(t.ctx.bus, "ttip.venue.share_allocated", VenueShareAllocatedSchema, {
+      venueId: randomUUID(), venueName: "Java House", distributionId: randomUUID(), memberId: randomUUID(), workerId, amount: kesMinor(125_000n), ruleVersion: 3, method: 1,
+    });
+    await eventually("the in-app pool share", async () => (await me.listInAppNotifications({})).unreadCount === 1);
+    const sms = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+    assert.equal(sms.rows[0].n, 0, "no SMS queued");
+    assert.equal(smsTo(phone).length, 0);
   });
 
   test("the in-app inbox streams new notifications live and counts unread ones", async () => {

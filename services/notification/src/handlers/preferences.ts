@@ -48,7 +48,11 @@ function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<ty
   };
 }
 
-const KEYS = [1, 2, 3, 4, 5, 6, 7] as TemplateKey[];
+/** The kinds a user chooses channels for (a pool share too); invitations, admin notices and security notices are not chosen. */
+const KEYS = [
+  TemplateKey.OTP, TemplateKey.TIP_RECEIVED, TemplateKey.RECEIPT, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED,
+  TemplateKey.FRAUD_HOLD, TemplateKey.WEEKLY_SUMMARY, TemplateKey.POOL_SHARE,
+];
 
 async function preferencesOf(pool: Pool, userId: string): Promise<Preferences> {
   const r = await findRecipient(pool, userId);

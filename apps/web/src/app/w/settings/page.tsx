@@ -26,7 +26,7 @@ import { Section, type Refusal } from "./section";
 
 // The kinds a worker may tune (sign-in codes and fraud holds always go out;
 // notification does not take preferences for venue invitations and pool shares yet).
-const KINDS = [TemplateKey.TIP_RECEIVED, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED, TemplateKey.WEEKLY_SUMMARY];
+const KINDS = [TemplateKey.TIP_RECEIVED, TemplateKey.POOL_SHARE, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED, TemplateKey.WEEKLY_SUMMARY];
 const CHANNELS = [Channel.SMS, Channel.EMAIL, Channel.PUSH, Channel.IN_APP];
 
 // Each form's inputs by the problem a check or a refusal names: the focus goes there after it.
