@@ -924,6 +924,19 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), 115117n);
   });
 
+  test("card rules: a card's 24-hour limit counts what it was charged in KES: KES 100,000 then KES 51,000 is over KES 150,000, and the second is cancelled", async () => {
+    const card = `pm_card_visa_limit_${Date.now()}`;
+    const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+    const first = (await paid(randomUUID(), card, KES(100_000))).tip;
+    assert.equal(first.status, TipStatus.SUCCEEDED);
+    // Before, the limit summed what workers received, the fees taken off: under KES 150,000 here.
+    assert.ok(first.workerReceives!.amountMinor + (first.workerReceives!.amountMinor * 51n) / 100n < 150_000_00n);
+    const { created, tip } = await paid(randomUUID(), card, KES(51_000));
+    assert.deepEqual([tip.status, tip.resultCode], [TipStatus.FAILED, "card_limit"]);
+    await eventually(async () => h.stripe.paymentIntent(created.tip!.providerPaymentId)!.status === "canceled", "authorisation cancelled");
+    assert.equal((await row(tip.tipId)).charged_kes_minor, 5_100_000n, "what the card was to be charged, in KES");
+  });
+
   test("card rules: a card tipping too often is cancelled, not charged; a foreign card is held for review", async () => {
     const worker = randomUUID();
     const card = `pm_card_visa_${Date.now()}`;

@@ -26,6 +26,8 @@ export interface CardColumns {
   card_state: "none" | "refunded" | "disputed" | "dispute_won" | "dispute_lost";
   refunded_minor: bigint;
   reversed_wallet_minor: bigint;
+  /** What the card was charged in KES (null for a tip from before it was kept). */
+  charged_kes_minor: bigint | null;
 }
 export type CardTipRow = TipRow & CardColumns;
 

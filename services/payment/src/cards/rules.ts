@@ -15,7 +15,7 @@ export interface CardVerdict {
 }
 
 /**
- * Velocity per card (tips in the last hour), the card's daily total in KES,
+ * Velocity per card (tips in the last hour), what the card was charged in 24 hours in KES,
  * and the issuing country against the customer's. Serialised per card by an
  * advisory lock, so two tips racing on one card both count.
  */
@@ -26,14 +26,15 @@ export async function checkAuthorisation(tx: Queryable, rules: CardRules, tip: C
     await tx.query("SELECT pg_advisory_xact_lock(hashtext('card:' || $1))", [card.fingerprint]);
     const { rows } = await tx.query<{ last_hour: string; today_minor: string | null }>(
       `SELECT count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
-              sum(worker_receives_minor) AS today_minor
+              sum(coalesce(charged_kes_minor, worker_receives_minor)) AS today_minor
          FROM payment.tips
         WHERE card_fingerprint = $1 AND tip_id <> $2 AND created_at > now() - interval '24 hours'
           AND (status IN ('succeeded', 'held_for_review') OR (status = 'pending' AND fraud_action <> 'refuse'))`,
       [card.fingerprint, tip.tip_id],
     );
     const lastHour = Number(rows[0].last_hour);
-    const today = BigInt(rows[0].today_minor ?? 0) + tip.worker_receives_minor;
+    // What the card was charged, in KES (a tip from before that was kept counts its worker's share, as it did).
+    const today = BigInt(rows[0].today_minor ?? 0) + (tip.charged_kes_minor ?? tip.worker_receives_minor);
     if (lastHour >= rules.perCardPerHour) {
       hits.push({ reason: "CARD_VELOCITY", action: "refuse", detail: `${lastHour} card tips from this card within an hour (limit ${rules.perCardPerHour}); authorisation cancelled` });
       code ||= "card_velocity";

@@ -116,7 +116,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   const now = clockOf(deps.ctx).now();
   // The tip and its tip_created (the customer chose an amount and asked to pay, as for M-Pesa) in one commit.
   const inserted = await withTransaction(pool, async (tx) => {
-    const row = await insertCardTip(tx, t, { tipId, fp, quote, pays, share, walletMinor, now, config });
+    const row = await insertCardTip(tx, t, { tipId, fp, quote, pays, paysKes, share, walletMinor, now, config });
     if (row) await emitCardTipCreated(tx, row);
     return row;
   });
@@ -131,6 +131,8 @@ interface CardTipValues {
   fp: string;
   quote: FeeQuote;
   pays: bigint;
+  /** What the card is charged, in KES: the amount the per-card daily limit counts. */
+  paysKes: bigint;
   share: bigint;
   walletMinor: bigint;
   /** The service's clock, as reconcileCardTips reads the deadline and the first check. */
@@ -140,22 +142,23 @@ interface CardTipValues {
 
 /** The card tip's row, unless its key has one already (then undefined). */
 async function insertCardTip(db: Queryable, t: NewCardTip, v: CardTipValues): Promise<CardTipRow | undefined> {
-  const { tipId, fp, quote, pays, share, walletMinor, now, config } = v;
+  const { tipId, fp, quote, pays, paysKes, share, walletMinor, now, config } = v;
   const fx = quote.conversion;
   const { rows } = await db.query<CardTipRow>(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
        fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
        customer_email, status, callback_token, deadline_at, next_check_at, venue_id, qr_code_id,
-       card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, locale)
+       card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, locale,
+       charged_kes_minor)
      VALUES ($1, $2, $3, $4, $5, 'card', $6, $7, $8, $9, $10, $11, $12, '', '', $13, $14, $15, 'pending', $16,
        $17::timestamptz, $29::timestamptz, $18, $19,
-       $20, $21, $22, $23, $24, $25, $26, $27, $28, $30)
+       $20, $21, $22, $23, $24, $25, $26, $27, $28, $30, $31)
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
     [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
       pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
       randomBytes(24).toString("base64url"), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
-      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs), t.locale ?? ""],
+      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs), t.locale ?? "", paysKes],
   );
   return rows[0];
 }
