@@ -29,7 +29,7 @@ export function signInErrorText(err: unknown): string {
   const r = signInRefusal(err);
   switch (r?.kind) {
     case "otpWrong": return `That code is wrong. ${triesLeft(r.triesLeft)}.`;
-    case "otpSpent": return "That code can no longer be used (expired, used or too many tries). Use another number, or the same one, to get a new code.";
+    case "otpSpent": return "That code can no longer be used (expired, used, too many tries, or a newer code was sent). Use another number, or the same one, to get a new code.";
     case "pinWrong": return `Wrong PIN. ${triesLeft(r.triesLeft)} before it is locked.`;
     case "pinLocked": return `Your PIN is locked after too many wrong tries. Try again in ${waitWords(r.waitSeconds)}, or ask another admin to unlock it.`;
     case "wait": return `Too many tries. Wait ${waitWords(r.waitSeconds)}, then try again.`;

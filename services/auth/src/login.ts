@@ -44,7 +44,7 @@ async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: st
     [challengeId, OTP_MAX_TRIES, new Date(clockOf(core.ctx).now())],
   );
   const ch = rows[0];
-  if (!ch) throw new InvalidStateError("this code has expired, was used, or had too many tries: ask for a new one");
+  if (!ch) throw new InvalidStateError("this code has expired, was used, had too many tries, or a newer one was sent: use the newest code or ask for a new one");
   if (!sameBytes(otpDigest(core, challengeId, otp), ch.code_hash)) {
     const user = await userByPhone(core, ch.phone);
     await audit(core.ctx.pool, AuditAction.LOGIN_FAILED, { userId: user?.user_id, ip, detail: `wrong OTP (${ch.attempts} of ${OTP_MAX_TRIES})` });
@@ -99,9 +99,14 @@ function startPhoneVerificationHandler(core: AuthCore): Impl["startPhoneVerifica
     const now = clockOf(core.ctx).now();
     const expiresAt = new Date(now + OTP_TTL_MS);
     const locale = req.locale === Locale.SW ? Locale.SW : Locale.EN;
+    // A new code ends the number's earlier ones not yet verified: each had its own tries, so codes asked for
+    // one after another gave an attacker without the phone five guesses per code at once.
     await pool.query(
-      "INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
-      [challengeId, phone, locale, otpDigest(core, challengeId, code), expiresAt],
+      `WITH replaced AS (
+         UPDATE auth.otp_challenges SET expires_at = $6 WHERE phone = $2 AND consumed_at IS NULL AND verified_at IS NULL AND expires_at > $6
+       )
+       INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+      [challengeId, phone, locale, otpDigest(core, challengeId, code), expiresAt, new Date(now)],
     );
     try {
       await core.otpSender.send({ phone, code, locale: locale === Locale.SW ? "sw" : "en", challengeId });

@@ -85,6 +85,19 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(failures.rows[0].n >= 5);
   });
 
+  test("a new code ends the number's earlier ones: codes asked for one after another do not each give five more guesses at once", async () => {
+    const phone = testPhone();
+    const first = await h.startVerification(phone);
+    h.clock.advance(OTP_RESEND_MS);
+    const second = await h.startVerification(phone);
+    // Before, the first code still took guesses (and its right code) beside the second's.
+    const refused = await h.api().verifyPhoneOtp({ challengeId: first.challengeId, otp: first.otp }).then(() => undefined, (e) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.FailedPrecondition);
+    assert.match(refused!.rawMessage, /a newer one was sent: use the newest code/);
+    const signedIn = await h.api().verifyPhoneOtp({ challengeId: second.challengeId, otp: second.otp });
+    assert.ok(signedIn.newUser && signedIn.tokens?.accessToken, "the newest code signs in");
+  });
+
   test("resend cool-down, per-phone and per-IP limits answer RESOURCE_EXHAUSTED", async () => {
     const phone = testPhone();
     await h.api().startPhoneVerification({ phone });

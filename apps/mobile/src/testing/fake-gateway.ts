@@ -181,7 +181,7 @@ export class FakeGateway {
             return {};
           },
           resetPin: (req) => {
-            if (req.challengeId !== CHALLENGE_ID || req.otp !== gw.otp) throw new ConnectError("this code has expired, was used, or had too many tries: ask for a new one", Code.FailedPrecondition);
+            if (req.challengeId !== CHALLENGE_ID || req.otp !== gw.otp) throw new ConnectError("this code has expired, was used, had too many tries, or a newer one was sent: use the newest code or ask for a new one", Code.FailedPrecondition);
             gw.pin = req.newPin;
             gw.pinFailures = 0;
             return { tokens: gw.tokens() };
