@@ -1,6 +1,7 @@
 "use client";
 import { useRouter } from "next/navigation";
 import { useEffect } from "react";
+import { pollForChange } from "../../../../../lib/poll-for-change";
 import { waitForTipChange } from "./watch";
 
 /**
@@ -11,19 +12,9 @@ export function LiveStatus({ tipId, status }: { tipId: string; status: number })
   const router = useRouter();
   useEffect(() => {
     let stopped = false;
-    (async () => {
-      for (let attempt = 0; attempt < 40 && !stopped; attempt++) {
-        const now = await waitForTipChange(tipId, status).catch(async () => {
-          await new Promise((r) => setTimeout(r, 2000));
-          return status;
-        });
-        if (stopped) return;
-        if (now !== status) {
-          router.refresh();
-          return;
-        }
-      }
-    })();
+    // 40 long polls of ~25 s: about a quarter of an hour, each at least 2 s after the one before.
+    void pollForChange(status, () => waitForTipChange(tipId, status), { attempts: 40, minIntervalMs: 2_000, stopped: () => stopped })
+      .then((changed) => changed !== undefined && router.refresh());
     return () => {
       stopped = true;
     };
