@@ -985,6 +985,21 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await assert.rejects(cards.releaseFromSuspense(splitOf((await row(rejected.tip.tipId)) as CardTipRow)), (e: ConnectError) => e.code === Code.AlreadyExists);
     assert.equal(await h.balance(other), 0n);
     assert.ok(await h.trialBalanced());
+
+    // The customer was told their payment would be refunded: support refunds it, out of suspense. Before, refused
+    // ("not a paid, credited card tip"), and the charge stayed in suspense.
+    const refunded = await adminClient.refundTip({ tipId: rejected.tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "rejected: stolen card" });
+    assert.equal(refunded.tip!.refunded!.amountMinor, 1000n, "the whole charge");
+    const stored = await row(rejected.tip.tipId);
+    const charge = (await (await fetch(`${h.stripe.url}/v1/charges/${stored.provider_charge_id}`, { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { amount_refunded: number };
+    assert.equal(charge.amount_refunded, 1000, "the card refunded at Stripe");
+    const { rows: legs } = await h.t.db.pool.query<{ kind: number; amount_minor: bigint }>(
+      `SELECT a.kind, p.amount_minor FROM payment.card_refunds r JOIN wallet.entries e ON e.idempotency_key = 'card-refund:' || r.refund_id
+         JOIN wallet.postings p USING (entry_id) JOIN wallet.accounts a USING (account_id) WHERE r.tip_id = $1`, [rejected.tip.tipId]);
+    assert.deepEqual(legs.filter((l) => l.kind === AccountKind.SUSPENSE).map((l) => l.amount_minor < 0n ? -l.amount_minor : l.amount_minor), [stored.worker_receives_minor], "the worker's part taken out of suspense");
+    assert.equal(legs.filter((l) => l.kind === AccountKind.WORKER_WALLET).length, 0, "nothing from a wallet");
+    assert.equal(await h.balance(other), 0n, "the worker was never credited");
+    assert.ok(await h.trialBalanced());
   });
 
   test("bad card input is refused naming the field, and changes nothing", async () => {

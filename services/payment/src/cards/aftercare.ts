@@ -86,7 +86,9 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
   const { pool } = deps.ctx;
   const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
   if (refund) return refund;
-  if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
+  if (!(tip.status === "succeeded" || rejectedInSuspense(tip)) || !tip.credit_entry_id) {
+    throw new InvalidStateError("tip_id: the tip is not a paid card tip (credited, or rejected after review with its money in suspense)");
+  }
   // Under the tip's row lock (which a refund's move to debited and a dispute's opening take too): its
   // refunded amounts as they are now, no dispute of it (the chargeback decides; opened first, it did not
   // count this refund), and no refund of it unfinished, whose share the wallet may have taken already
@@ -119,11 +121,19 @@ function newRefund(tip: CardTipRow, input: RefundInput): Portion {
   return portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
 }
 
+/**
+ * A held card tip an admin rejected: the card was charged, and the worker's part waits in suspense (the rejection
+ * closed its approval, so it cannot be paid out) until it is refunded to the card, as the customer was told.
+ */
+const rejectedInSuspense = (tip: CardTipRow) => tip.status === "failed" && tip.result_code === "review_rejected" && tip.credit_kind === "suspense";
+
 /** new → debited: the worker's share first, so a refund is never paid out of money already withdrawn. */
 async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, record: RefundInput["record"]): Promise<void> {
   const { pool } = deps.ctx;
+  // A rejected tip's worker part comes out of suspense, where it waits: the worker never had it.
+  const fromHeld = rejectedInSuspense(tip) ? portion.walletMinor : undefined;
   try {
-    await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
+    await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { fromHeld, description: `Refund of card tip ${tip.tip_id}` });
   } catch (err) {
     const e = asConnectError(err);
     if (e.code === Code.AlreadyExists) {
