@@ -122,6 +122,34 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.deepEqual(tips.tips.map((t) => t.status).sort(), [TipStatus.SUCCEEDED, TipStatus.FAILED].sort());
   });
 
+  test("refusals the customer can act on are said as such: M-Pesa's 2-minute rule beside the amount, a blocked number beside the number; not 'this code cannot take tips' or 'press Pay again'", async () => {
+    const worker = await h.worker("Wairimu");
+    const code = await h.qrCode(worker);
+    const phone = testPhone({ format: "07" });
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "rule_limited" });
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 200/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });
+    // The same amount again within 2 minutes: payment refuses it before M-Pesa would.
+    await page.getByRole("link", { name: "Try again" }).click();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByText("M-Pesa refuses the same amount from the same number within 2 minutes. Nothing was charged: wait 2 minutes, or tip another amount.").waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByText("This QR code cannot take tips right now").count(), 0);
+    assert.equal(h.pushesTo(phone).length, 1, "no second prompt");
+
+    const blocked = testPhone({ format: "07" });
+    await h.sql("INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, 'chargebacks', 'test')", [`254${blocked.slice(1)}`]);
+    await page.getByLabel("M-Pesa phone number").fill(blocked);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByText("This number cannot be used for tips. Nothing was charged. Please contact TTIP support.").waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByText(/press Pay again/).count(), 0);
+    assert.equal(h.pushesTo(blocked).length, 0);
+  });
+
   /** A KES 50 tip paid from a browser without scripts: the form's post as the browser sent it (to send again) and its tip. */
   async function scriptlessTip(name: string) {
     const worker = await h.worker(name);

@@ -5,6 +5,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { cookies } from "next/headers";
 import { redirect } from "next/navigation";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -103,6 +104,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     if (e.code === Code.InvalidArgument && /^amount:.*per transaction/.test(e.rawMessage) && values.cover) return { ...state, errors: { amount: "err_amountOverMpesa" } };
     if (e.code === Code.InvalidArgument && /amount/.test(e.rawMessage)) return { ...state, errors: { amount: "err_amount" } };
     if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };
+    const refused = customerRefusal(e);
+    if (refused) return { ...state, errors: refused };
     if (e.code === Code.ResourceExhausted) return { ...state, errors: { form: "err_rate" } };
     if (e.code === Code.Unimplemented) return { ...state, errors: { form: "err_card" } };
     // Refused before anything ran: the key posted stays (not settled), so pressing Pay again is the retry.
@@ -116,4 +119,18 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
   if (values.remember) jar.set("ttip_phone", values.phone, { path: "/t", maxAge: 180 * 86400, httpOnly: true, sameSite: "lax" });
   else jar.delete({ name: "ttip_phone", path: "/t" });
   redirect(`/t/${encodeURIComponent(shortCode)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`);
+}
+
+/** The fraud rules on a payer's number (payment names the rule), as the USSD menu words them. */
+const NUMBER_REFUSALS: Record<string, keyof Messages> = { BLOCKED_NUMBER: "err_numberBlocked", PIN_FAILURES: "err_pinLimited", VELOCITY_PHONE: "err_phoneLimited" };
+
+/**
+ * A refusal the customer can act on, on the field to change: M-Pesa's 2-minute rule on a repeated amount
+ * (before: "this QR code cannot take tips"), and a fraud rule on the number (before: "press Pay again").
+ */
+function customerRefusal(e: ConnectError): TipFormState["errors"] | undefined {
+  const info = e.findDetails(DomainErrorInfoSchema)[0]?.metadata ?? {};
+  if (e.code === Code.FailedPrecondition && info.wait_seconds) return { amount: "err_ruleLimited" };
+  const number = info.fraud_rule ? NUMBER_REFUSALS[info.fraud_rule] : undefined;
+  return number ? { phone: number } : undefined;
 }
