@@ -67,17 +67,22 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(mine.message, "Asante, great service!");
   });
 
-  test("no prompt on the phone: the page gives the paybill and this tip's account; paid from the menu, this very tip is received, once", async () => {
-    const worker = await h.worker("Kamau");
+  /** A tip of `amount` shillings sent from the page by a fresh number the Daraja simulator answers as `stk`. */
+  async function pushFromPage(name: string, amount: number, stk: "lost" | "cancelled" | "rule_limited") {
+    const worker = await h.worker(name);
     const code = await h.qrCode(worker);
     const phone = testPhone({ format: "07" });
-    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "lost" });
-
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk });
     const page = await h.phone();
     await page.goto(code.url);
-    await page.getByRole("radio", { name: /KES 100/ }).check();
+    await page.getByRole("radio", { name: new RegExp(`KES ${amount}\\b`) }).check();
     await page.getByLabel("M-Pesa phone number").fill(phone);
     await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    return { worker, phone, page };
+  }
+
+  test("no prompt on the phone: the page gives the paybill and this tip's account; paid from the menu, this very tip is received, once", async () => {
+    const { worker, page } = await pushFromPage("Kamau", 100, "lost");
     await page.getByRole("heading", { name: "No prompt on your phone?" }).waitFor({ timeout: 20_000 });
     const [, paybill, account] = /^Paybill (\d+), account (\w+)$/.exec(((await page.getByText(/^Paybill \d+, account/).textContent()) ?? "").trim())!;
     assert.equal(paybill, h.daraja.options.shortcode);
@@ -93,16 +98,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   });
 
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
-    const worker = await h.worker("Otieno");
-    const code = await h.qrCode(worker);
-    const phone = testPhone({ format: "07" });
-    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "cancelled" });
-
-    const page = await h.phone();
-    await page.goto(code.url);
-    await page.getByRole("radio", { name: /KES 200/ }).check();
-    await page.getByLabel("M-Pesa phone number").fill(phone);
-    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });
     await page.getByText("You cancelled the M-Pesa payment. Nothing was charged.").waitFor();
     await h.screenshot(page, "tip-cancelled");
@@ -123,15 +119,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
   });
 
   test("refusals the customer can act on are said as such: M-Pesa's 2-minute rule beside the amount, a blocked number beside the number; not 'this code cannot take tips' or 'press Pay again'", async () => {
-    const worker = await h.worker("Wairimu");
-    const code = await h.qrCode(worker);
-    const phone = testPhone({ format: "07" });
-    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "rule_limited" });
-    const page = await h.phone();
-    await page.goto(code.url);
-    await page.getByRole("radio", { name: /KES 200/ }).check();
-    await page.getByLabel("M-Pesa phone number").fill(phone);
-    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    const { phone, page } = await pushFromPage("Wairimu", 200, "rule_limited");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });
     // The same amount again within 2 minutes: payment refuses it before M-Pesa would.
     await page.getByRole("link", { name: "Try again" }).click();
