@@ -70,14 +70,16 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
   let total = 0;
   for (;;) {
     if (!(await takeLease(ctx, o))) return total;
-    const { rows } = await ctx.pool.query<{ worker_id: string; tips: bigint; volume: bigint; currency: string | null }>(
-      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.amount_minor), 0)::int8 AS volume, min(r.currency) AS currency
+    // Tips in any currency (a USD card tip too), and what reached the worker in KES (a card tip's net is in the KES
+    // rows, its count in its own currency's), as the apps show earnings.
+    const { rows } = await ctx.pool.query<{ worker_id: string; tips: bigint; net: bigint }>(
+      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.net_minor) FILTER (WHERE r.currency = 'KES'), 0)::int8 AS net
          FROM (SELECT worker_id FROM analytics.workers
                 WHERE COALESCE(registered_at, first_seen_at) < $2
                   AND NOT EXISTS (SELECT 1 FROM analytics.weekly_summaries s WHERE s.worker_id = workers.worker_id AND s.week_start = $3)
                 ORDER BY worker_id LIMIT $4) w
          LEFT JOIN analytics.rollups r
-           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND r.succeeded > 0 AND r.currency = 'KES'
+           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND (r.succeeded > 0 OR r.net_minor <> 0)
         GROUP BY w.worker_id ORDER BY w.worker_id`,
       [monday, new Date(monday.getTime() + 7 * DAY_MS), weekStart, o.batchSize],
     );
@@ -88,7 +90,7 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
           idempotencyKey: `weekly-summary:${r.worker_id}:${weekStart}`,
           recipient: { case: "userId", value: r.worker_id },
           templateKey: TemplateKey.WEEKLY_SUMMARY,
-          variables: { week: weekLabel(monday), count: String(r.tips), total: formatKes(r.volume) },
+          variables: { week: weekLabel(monday), count: String(r.tips), total: formatKes(r.net) },
         }).catch((err) => {
           // ALREADY_EXISTS: an earlier pass sent this week's summary (its figures since grew) and lost the answer.
           if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;

@@ -51,10 +51,15 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
       let total = 0n;
       for (let k = 0; k < n; k++) {
         const amount = BigInt(100 + 50 * k) * 100n;
-        total += amount;
+        // What reached the worker counts: the second tip's fee comes off; the third is a USD card tip credited in KES.
+        const fee = k === 1 ? 500n : 0n;
+        const card = k === 2;
+        const net = card ? 116_280n : amount - fee;
+        total += net;
         await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(lastWeek + (k + 1) * DAY + 5 * 3_600_000), {
-          tipId: randomUUID(), workerId: w, method: PaymentMethod.MPESA, amount: { amountMinor: amount, currency: "KES" },
-          fee: { amountMinor: 0n, currency: "KES" }, net: { amountMinor: amount, currency: "KES" },
+          tipId: randomUUID(), workerId: w, method: card ? PaymentMethod.CARD : PaymentMethod.MPESA,
+          amount: card ? { amountMinor: 1_000n, currency: "USD" } : { amountMinor: amount, currency: "KES" },
+          fee: card ? { amountMinor: 100n, currency: "USD" } : { amountMinor: fee, currency: "KES" }, net: { amountMinor: net, currency: "KES" },
         }));
       }
       // A tip this week is not last week's.
@@ -102,9 +107,9 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
       assert.equal(r.n, 1, `worker ${i} got exactly one`);
       assert.equal(r.locale, i % 2 ? "en" : "sw");
       const { count, total } = tips.get(w)!;
-      const shillings = (total / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-      if (i % 2) assert.match(r.body, new RegExp(`${count} tips, KES ${shillings}\\.00 in total`));
-      else assert.match(r.body, new RegExp(`bakshishi ${count}, jumla KES ${shillings}\\.00`));
+      const kes = `KES ${(total / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",")}\\.${String(total % 100n).padStart(2, "0")}`;
+      if (i % 2) assert.match(r.body, new RegExp(`${count} tips, ${kes} in total`));
+      else assert.match(r.body, new RegExp(`bakshishi ${count}, jumla ${kes}`));
     }
     const weeks = await t.db.pool.query<{ week_start: Date }>("SELECT DISTINCT week_start FROM analytics.weekly_summaries");
     assert.equal(weeks.rows.length, 1);
