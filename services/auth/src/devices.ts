@@ -2,7 +2,7 @@ import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } fro
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { emitEvent, fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
+import { clockOf, emitEvent, fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
 import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -118,7 +118,7 @@ function createDeviceChallengeHandler(core: AuthCore): Impl["createDeviceChallen
     await ownDevice(pool, req.deviceId, caller.subject);
     const challengeId = randomUUID();
     const challenge = randomBytes(32);
-    const expiresAt = new Date(Date.now() + CHALLENGE_TTL_MS);
+    const expiresAt = new Date(clockOf(core.ctx).now() + CHALLENGE_TTL_MS);
     await pool.query(
       "INSERT INTO auth.device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
       [challengeId, req.deviceId, caller.subject, req.purpose, challenge, expiresAt],
@@ -137,10 +137,10 @@ function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallen
     const { rows } = await pool.query(
       `UPDATE auth.device_challenges c SET used_at = now()
          FROM auth.devices d
-        WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > now()
+        WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > $2
           AND d.device_id = c.device_id AND d.removed_at IS NULL
         RETURNING c.device_id, c.purpose, c.challenge, d.public_key_jwk`,
-      [req.challengeId],
+      [req.challengeId, new Date(clockOf(core.ctx).now())],
     );
     const ch = rows[0];
     if (!ch) throw new InvalidStateError("this challenge was used or has expired: ask for a new one");
@@ -151,7 +151,7 @@ function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallen
       throw new PermissionDeniedError("the signature does not match this device's key");
     }
     const stepUpToken = opaqueToken("su");
-    const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);
+    const expiresAt = new Date(clockOf(core.ctx).now() + STEP_UP_TTL_MS);
     await withTransaction(pool, async (tx) => {
       await tx.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
         sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,

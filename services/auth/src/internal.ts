@@ -6,7 +6,7 @@ import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
 import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
-import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
+import { clockOf, DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
@@ -64,14 +64,14 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       // payout's retry is accepted: its caller may have given up before we answered (payment waits 5 s),
       // and we may have spent the token after that.
       const terms = [sha256(req.stepUpToken), req.userId, req.purpose, req.spendKey || null, req.spendAmount?.amountMinor ?? null, req.spendAmount?.currency || null,
-        req.spendPhone ? sha256(req.spendPhone) : null];
+        req.spendPhone ? sha256(req.spendPhone) : null, new Date(clockOf(core.ctx).now())];
       const { rows } = await pool.query(
         `UPDATE auth.step_up_tokens t SET used_at = COALESCE(t.used_at, now()), spend_key = COALESCE(t.spend_key, $4),
              spend_amount_minor = CASE WHEN t.used_at IS NULL THEN $5 ELSE t.spend_amount_minor END,
              spend_currency = CASE WHEN t.used_at IS NULL THEN $6 ELSE t.spend_currency END,
              spend_phone_sha256 = CASE WHEN t.used_at IS NULL THEN $7 ELSE t.spend_phone_sha256 END
            FROM auth.devices d
-          WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > now()
+          WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > $8
             AND (t.used_at IS NULL OR (t.spend_key = $4 AND ${SAME_TERMS}))
             AND d.device_id = t.device_id AND d.removed_at IS NULL
           RETURNING t.device_id`,
@@ -100,7 +100,7 @@ async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string
     `SELECT (t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6)) AS same_amount,
             (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7) AS same_phone
        FROM auth.step_up_tokens t
-      WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > now() AND t.used_at IS NOT NULL AND t.spend_key = $4`,
+      WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > $8 AND t.used_at IS NOT NULL AND t.spend_key = $4`,
     terms,
   );
   const spent = rows[0];

@@ -158,7 +158,7 @@ function verifyPhoneOtpHandler(core: AuthCore): Impl["verifyPhoneOtp"] {
         // stays unconsumed so ResetPin can still use it for a forgotten PIN.
         const pinSessionId = randomUUID();
         await tx.query("INSERT INTO auth.pin_sessions (pin_session_id, user_id, expires_at) VALUES ($1, $2, $3)", [
-          pinSessionId, user!.user_id, new Date(Date.now() + PIN_SESSION_TTL_MS),
+          pinSessionId, user!.user_id, new Date(clockOf(core.ctx).now() + PIN_SESSION_TTL_MS),
         ]);
         return { kind: "pin" as const, pinSessionId };
       }
@@ -202,8 +202,8 @@ function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
   return async function (req, ctx) {
     const ip = clientAddressOf(ctx);
     const { rows } = await pool.query(
-      "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
-      [req.pinSessionId],
+      "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > $2",
+      [req.pinSessionId, new Date(clockOf(core.ctx).now())],
     );
     if (!rows[0]) throw new InvalidStateError("this PIN step has expired or was used: verify the phone again");
     const userId: string = rows[0].user_id;

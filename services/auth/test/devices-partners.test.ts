@@ -74,6 +74,10 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     // An expired challenge is refused.
     await h.t.db.pool.query("UPDATE auth.device_challenges SET expires_at = now() - interval '1 second' WHERE challenge_id = $1", [ch3.challengeId]);
     assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: ch3.challengeId, signature: key.sign(ch3.challenge) })), Code.FailedPrecondition);
+    // Its 2 minutes are the service's (before, the database's clock decided, and this one was still open).
+    const late = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    h.clock.advance(2 * 60_000 + 1_000);
+    assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: late.challengeId, signature: key.sign(late.challenge) })), Code.FailedPrecondition);
 
     // A PIN login may name the device; removing it ends its proofs.
     const ch4 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });

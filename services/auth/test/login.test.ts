@@ -243,6 +243,20 @@ describe("auth: phone OTP, PIN and lockout", () => {
     await h.loginWithPin(phone, "5193");
   });
 
+  test("the PIN step after the code expires after 5 minutes by the service's clock, as the code itself does", async () => {
+    const phone = testPhone();
+    await h.signUpWithPin(phone, "4826");
+    h.clock.advance(OTP_RESEND_MS);
+    const { challengeId, otp } = await h.startVerification(phone);
+    const step = await h.api().verifyPhoneOtp({ challengeId, otp });
+    assert.ok(step.pinRequired && step.pinSessionId);
+    h.clock.advance(5 * 60_000 + 1_000);
+    // Before, the database's clock decided: the step was still open however far the service's clock had moved.
+    const late = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" }).then(() => undefined, (e) => ConnectError.from(e));
+    assert.equal(late?.code, Code.FailedPrecondition);
+    assert.match(late!.rawMessage, /PIN step has expired/);
+  });
+
   test("the audit log is append-only", async () => {
     await h.signUp(testPhone());
     await assert.rejects(h.t.db.pool.query("UPDATE auth.audit_events SET detail = 'x'"), /append-only/);
