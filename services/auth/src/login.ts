@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { clockOf, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
+import { clockOf, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -153,6 +153,9 @@ function verifyPhoneOtpHandler(core: AuthCore): Impl["verifyPhoneOtp"] {
           });
         }
       }
+      // Refused before any PIN is tried: a PIN step would let the phone's holder test PIN guesses (a right one
+      // answered "blocked", a wrong one "wrong PIN") and clear the lockout with the right one.
+      if (user!.blocked_at) throw new PermissionDeniedError("this account is blocked: contact support");
       if (user!.pin_hash) {
         // The OTP proved the phone; the PIN is the second step. The challenge
         // stays unconsumed so ResetPin can still use it for a forgotten PIN.
@@ -207,6 +210,8 @@ function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
     );
     if (!rows[0]) throw new InvalidStateError("this PIN step has expired or was used: verify the phone again");
     const userId: string = rows[0].user_id;
+    // Blocked since the code was verified: no PIN is tried either.
+    if ((await getUser(pool, userId)).blocked_at) throw new PermissionDeniedError("this account is blocked: contact support");
     if (req.deviceId) {
       const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
       if (!device.rowCount) throw fieldError("device_id", "no such device on this account");

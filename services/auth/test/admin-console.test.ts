@@ -107,6 +107,10 @@ describe("admin console: first admin, roles, users", () => {
     assert.equal(await fails(h.api(u.tokens.accessToken).getMe({})), "Unauthenticated");
     assert.equal(await fails(h.api().refreshSession({ refreshToken: u.tokens.refreshToken })), "Unauthenticated");
     assert.equal(await fails(h.loginWithPin(phone, "4826")), "PermissionDenied");
+    // Refused at the code, with no PIN step: before, the PIN step answered a wrong PIN "wrong PIN" and the right one
+    // "blocked" (and reset the lockout), so the phone's holder could test guesses.
+    const { challengeId, otp } = await h.startVerification(phone);
+    assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp })), "PermissionDenied");
     assert.equal(await fails(admin.blockUser({ userId: adminId, reason: "oops" })), "FailedPrecondition", "not oneself");
 
     await admin.unblockUser({ userId: u.userId, reason: "cleared" });
