@@ -1716,16 +1716,28 @@ export async function redispatchStranded(pool: Pool, clock: Clock = systemClock,
   }
 }
 
-/** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */
+/** Why a held delivery is not sent when its quiet hours end. */
+const TURNED_OFF = "the recipient turned this channel off for this kind while it waited for quiet hours to end";
+
+/**
+ * Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. One whose
+ * channel the recipient has since turned off for its kind (their preferences as they are now) fails instead.
+ */
 export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise<number> {
   return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<DeliveryRow>(
-      `UPDATE notification.deliveries SET parked = false, updated_at = now()
-        WHERE id IN (SELECT id FROM notification.deliveries WHERE parked AND next_attempt_at <= $1 LIMIT 100 FOR UPDATE SKIP LOCKED)
-        RETURNING id, user_id, channel, template_key, attempts`,
-      [new Date(clock.now())],
+    const { rows } = await tx.query<DeliveryRow & { turned_off: boolean }>(
+      `WITH due AS (
+         SELECT d.id, EXISTS (SELECT 1 FROM notification.recipients r WHERE r.user_id = d.user_id AND r.kinds ? d.template_key::text
+                               AND NOT (r.kinds -> d.template_key::text) @> to_jsonb(d.channel)) AS turned_off
+           FROM notification.deliveries d WHERE d.parked AND d.next_attempt_at <= $1 LIMIT 100 FOR UPDATE SKIP LOCKED)
+       UPDATE notification.deliveries d SET parked = false, updated_at = now(),
+              status = CASE WHEN due.turned_off THEN 'failed' ELSE d.status END,
+              last_error = CASE WHEN due.turned_off THEN $2 ELSE d.last_error END
+         FROM due WHERE d.id = due.id
+        RETURNING d.id, d.user_id, d.channel, d.template_key, d.attempts, due.turned_off`,
+      [new Date(clock.now()), TURNED_OFF],
     );
-    for (const d of rows) await emitQueued(tx, d);
+    for (const d of rows) await (d.turned_off ? emitUpdate(tx, d, "failed") : emitQueued(tx, d));
     return rows.length;
   });
 }

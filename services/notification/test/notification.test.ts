@@ -1522,6 +1522,29 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 0);
   });
 
+  test("an SMS held for quiet hours is not sent when they end if the worker has meanwhile turned SMS off for its kind", async () => {
+    const workerId = randomUUID();
+    const phone = testPhone({ format: "+254" });
+    await internal().upsertContact({ userId: workerId, phone });
+    const me = asUser(workerId);
+    // Quiet from the hour before to two hours on (East Africa Time, the service's clock): at least an hour left.
+    const eat = (h: number) => `${String((new Date(clock.now()).getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
+    await me.updatePreferences({ preferences: { quietHoursStart: eat(-1), quietHoursEnd: eat(2) } });
+    await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(5000n), net: kesMinor(4750n) });
+    const sms = "SELECT status, parked, last_error FROM notification.deliveries WHERE user_id = $1 AND channel = $2";
+    await eventually("the tip's SMS held", async () => (await t.db.pool.query(sms, [workerId, Channel.SMS])).rows[0]?.parked);
+    await me.updatePreferences({ preferences: { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.IN_APP] }] } });
+    clock.advance(3 * 3_600_000);
+    // Before, the SMS the worker had turned off went out at the end of the quiet hours.
+    const ended = await eventually("the held SMS dropped", async () => {
+      const r = (await t.db.pool.query(sms, [workerId, Channel.SMS])).rows[0];
+      return !r.parked && r;
+    });
+    assert.equal(ended.status, "failed");
+    assert.match(ended.last_error, /turned this channel off/);
+    assert.equal(smsTo(phone).length, 0);
+  });
+
   test("the in-app inbox streams new notifications live and counts unread ones", async () => {
     const workerId = randomUUID();
     const me = asUser(workerId);
