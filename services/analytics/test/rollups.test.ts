@@ -181,7 +181,9 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(res.failures.reduce((n, f) => n + Number(f.count), 0), v.created - v.succeeded);
 
     const { csv, fileName } = await t.client(AnalyticsService, admin).exportEarnings({ range: dayRange, scope: { case: "venueId", value: venue } });
-    assert.match(fileName, /\.csv$/);
+    // Named by its Nairobi days (it starts at Nairobi's midnight, 21:00 UTC the evening before; before, the UTC dates).
+    const nairobi = (d: Date) => new Date(d.getTime() + EAT).toISOString().slice(0, 10);
+    assert.equal(fileName, `ttip-venue-${venue.slice(0, 8)}-${nairobi(day)}_${nairobi(new Date(day.getTime() + DAY))}.csv`);
     const rows = parseCsv(new TextDecoder().decode(csv));
     const daily = await t.client(AnalyticsService, admin).getVenueAnalytics({ venueId: venue, range: dayRange, granularity: Granularity.DAY });
     assert.deepEqual(rows.filter((r) => r[0] === "funnel").map((r) => [r[1], r[2]]), daily.funnel.map((s) => [s.step, String(s.count)]));

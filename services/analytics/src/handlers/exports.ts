@@ -3,7 +3,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { ReportKind, type PlatformSummary as PlatformSummaryMessage, type WorkerEarnings as WorkerEarningsMessage } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService, GetVenueAnalyticsResponseSchema, type GetVenueAnalyticsResponse } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { fieldError } from "@ttip/runtime";
+import { fieldError, nairobiDay } from "@ttip/runtime";
 import { toCsv, type Cell } from "../csv.js";
 import { Dim } from "../facts.js";
 import * as q from "../queries.js";
@@ -179,5 +179,5 @@ function earningsWindow(range: q.Range, now: Date): q.Range {
   return { from, to };
 }
 
-/** A range in an export's file name, e.g. 2026-01-01_2026-02-01. */
-const stamp = (r: q.Range) => `${r.from.toISOString().slice(0, 10)}_${r.to.toISOString().slice(0, 10)}`;
+/** A range in an export's file name by its Nairobi days, e.g. 2026-11-01_2026-12-01 for November (the end exclusive). */
+const stamp = (r: q.Range) => `${nairobiDay(r.from)}_${nairobiDay(r.to)}`;
