@@ -138,8 +138,9 @@ export async function workerWithStepUp(h: Harness): Promise<{ worker: string; si
     stepUp: async (purpose = "payout") => {
       const token = `su_${randomBytes(24).toString("base64url")}`;
       await db.query(
-        "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, now() + interval '5 minutes')",
-        [createHash("sha256").update(token).digest(), worker, device, purpose],
+        // Its 5 minutes on the services' clock, which auth reads it by (a test may have moved it a day on).
+        "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        [createHash("sha256").update(token).digest(), worker, device, purpose, new Date(h.clock.now() + 5 * 60_000)],
       );
       return token;
     },
