@@ -20,6 +20,25 @@ export interface JwtOptions {
   audience: string;
 }
 
+/** The key set could not be fetched (auth restarting or slow): the token is not known to be bad. */
+class KeySetUnavailable extends Error {}
+
+/**
+ * The remote key set, its own failures told apart from a token's: a key the set lacks is the token's fault
+ * ("invalid token"), a fetch that failed or timed out is not, and is answered UNAVAILABLE (retried) rather
+ * than UNAUTHENTICATED, which signs every user out.
+ */
+function keySetOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err;
+      throw new KeySetUnavailable("the key set could not be fetched", { cause: err });
+    }
+  };
+}
+
 /**
  * Verifies bearer tokens against auth's JWKS (EdDSA or ES256 only, so
  * "alg":"none" and HMAC confusion are refused). A call without a token goes on
@@ -28,7 +47,7 @@ export interface JwtOptions {
 export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (sessionId: string) => Promise<boolean>): Interceptor {
   let keys: JWTVerifyGetKey | undefined;
   if (options?.jwks) keys = createLocalJWKSet(options.jwks);
-  else if (options?.jwksUrl) keys = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 });
+  else if (options?.jwksUrl) keys = keySetOrUnavailable(createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 }));
   const verified = verifiedTokens();
   const verify = async (token: string): Promise<GatewayPrincipal> => {
     const known = verified.get(token);
@@ -48,6 +67,7 @@ export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (se
       return principal;
     } catch (err) {
       if (err instanceof ConnectError) throw err;
+      if (err instanceof KeySetUnavailable) throw new ConnectError("cannot check the token right now; retry shortly", Code.Unavailable, undefined, undefined, err.cause);
       const reason = err instanceof errors.JWTExpired ? "token expired" : "invalid token";
       throw new ConnectError(reason, Code.Unauthenticated);
     }

@@ -223,7 +223,8 @@ export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = l
     try {
       await (partner ? partnerLimiter : limiter).consume(key);
     } catch (rejection) {
-      if (rejection instanceof Error) throw rejection; // the store failed, not the budget
+      // The store failed, not the budget: transient (retried), not the caller's nor a bug, as the revocation check says it.
+      if (rejection instanceof Error) throw new ConnectError("cannot check the request budget right now; retry shortly", Code.Unavailable, undefined, undefined, rejection);
       const retryAfter = Math.max(1, Math.ceil((rejection as OverBudget).msBeforeNext / 1000));
       throw new ConnectError(`rate limit exceeded; retry in ${retryAfter} s`, Code.ResourceExhausted, {
         "retry-after": String(retryAfter),

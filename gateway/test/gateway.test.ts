@@ -18,6 +18,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
 import {
   createPeers,
+  freePort,
   InProcessBus,
   Metrics,
   RedisCache,
@@ -484,5 +485,41 @@ describe("gateway rate limit (Redis)", () => {
     assert.equal(await state(afterFailure), "waiting");
     await release();
     assert.equal(await state(afterFailure), "redis down");
+  });
+});
+
+describe("gateway: what auth's key set or the budget store failing answers", () => {
+  let cache: RedisCache;
+  const gateways: RunningServer[] = [];
+  before(() => void (cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`)));
+  after(async () => {
+    for (const g of gateways) await g.close();
+    await cache.close();
+  });
+  const started = async (options: Partial<Parameters<typeof startGateway>[0]>) => {
+    const g = await startGateway({ logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: "http://127.0.0.1:9" }], rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: [], ...options });
+    gateways.push(g);
+    return createClient(QrService, createConnectTransport({ baseUrl: g.url, httpVersion: "1.1" }));
+  };
+
+  test("auth's key set out of reach: a signed token is UNAVAILABLE (retried), not 'invalid token' (which signs every user out)", async () => {
+    const keys = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    // Nothing listens there: the key set cannot be fetched.
+    const client = await started({ jwt: { jwksUrl: `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" } });
+    const token = await new SignJWT({ roles: ["worker"] }).setProtectedHeader({ alg: "EdDSA", kid: "k1" }).setIssuer("ttip-auth").setAudience("ttip")
+      .setSubject("worker-1").setIssuedAt().setExpirationTime("5m").sign(keys.privateKey);
+    const refused = await client.getQrCode(VALID, { headers: { authorization: `Bearer ${token}` } }).then(() => undefined, (e) => ConnectError.from(e));
+    // Before, UNAUTHENTICATED "invalid token".
+    assert.equal(refused?.code, Code.Unavailable);
+    assert.match(refused!.rawMessage, /cannot check the token right now/);
+  });
+
+  test("the budget store down: a call is UNAVAILABLE (retried), not INTERNAL", async () => {
+    const failing = Object.assign(Object.create(cache) as RedisCache, { chargeBudgets: async () => Promise.reject(new Error("redis down")) });
+    const client = await started({ cache: failing, rateLimit: { points: 3, durationSeconds: 60 } });
+    const refused = await client.getQrCode(VALID).then(() => undefined, (e) => ConnectError.from(e));
+    // Before, INTERNAL "internal error", logged as a bug.
+    assert.equal(refused?.code, Code.Unavailable);
+    assert.match(refused!.rawMessage, /cannot check the request budget right now/);
   });
 });
