@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Counter } from "prom-client";
@@ -296,13 +297,11 @@ export class Resolver {
       throw problem(Code.FailedPrecondition, "this QR code has expired", QrProblemKind.EXPIRED, code.id);
     }
     const { owner, venue, venueId } = await this.profilesOf(code, prefetched);
-    if (!owner?.active) {
-      const kind = code.ownerKind === 2 ? QrProblemKind.VENUE_INACTIVE : QrProblemKind.OWNER_INACTIVE;
-      throw problem(Code.FailedPrecondition, code.ownerKind === 2 ? "this venue is not taking tips" : "this worker is not taking tips", kind, code.id);
+    const inactive = inactiveProblem(code.ownerKind, owner, venueId, venue);
+    if (inactive !== undefined) {
+      throw problem(Code.FailedPrecondition, inactive === QrProblemKind.OWNER_INACTIVE ? "this worker is not taking tips" : "this venue is not taking tips", inactive, code.id);
     }
-    if (venueId && !venue?.active) {
-      throw problem(Code.FailedPrecondition, "this venue is not taking tips", QrProblemKind.VENUE_INACTIVE, code.id);
-    }
+    assert(owner, "an owner taking tips was read");
     parameters ??= fromBinary(DynamicParametersSchema, Buffer.from(code.parameters, "base64"));
     const currency = targetCurrency(owner, venue);
     // A fixed amount leaves nothing to choose; otherwise the code's amounts or the configured ones.
@@ -334,6 +333,15 @@ export class Resolver {
 }
 
 /** Tips are asked in the venue's currency when a venue is involved, else the worker's. */
+/**
+ * Whether a code's owner, or the venue a worker's code is at, is switched off (OWNER_INACTIVE or VENUE_INACTIVE);
+ * undefined when both take tips. One rule for a scan and for a paybill payment (MatchAccountReference).
+ */
+export function inactiveProblem(ownerKind: number, owner: ProfileRecord | undefined, venueId: string | null | undefined, venue: ProfileRecord | undefined): QrProblemKind | undefined {
+  if (!owner?.active) return ownerKind === 2 ? QrProblemKind.VENUE_INACTIVE : QrProblemKind.OWNER_INACTIVE;
+  return venueId && !venue?.active ? QrProblemKind.VENUE_INACTIVE : undefined;
+}
+
 export function targetCurrency(owner: ProfileRecord | undefined, venue: ProfileRecord | undefined): string {
   return venue?.currency ?? owner?.currency ?? "KES";
 }

@@ -1,8 +1,9 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrCodeStatus, QrProblemKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { NotFoundError } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
+import { inactiveProblem } from "../resolver.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
 import { activeAccountReferences, codeByAccountReference, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
@@ -41,18 +42,19 @@ function matchAccountReferenceHandler(h: QrHandlerContext): Impl["matchAccountRe
       qrCodeId: code.id,
       venueId,
       status: code.status as QrCodeStatus,
-      closedReason: await closedReason(h, code, venueId),
+      closedReason: await closedReason(h, code),
     };
   };
 }
 
-/** Why a code takes no new tips though it may be active (the tip page's checks after its status), or "". */
-async function closedReason(h: QrHandlerContext, code: CodeRecord, venueId: string): Promise<string> {
+/** Why a code takes no new tips though it may be active (the tip page's checks after its status: inactiveProblem), or "". */
+async function closedReason(h: QrHandlerContext, code: CodeRecord): Promise<string> {
   if (code.expiresAt !== null && code.expiresAt <= Date.now()) return "the code has expired";
   const owner = await profileOf(h.pool, code.ownerKind, code.ownerId);
-  if (!owner?.active) return code.ownerKind === VENUE ? "its venue is not taking tips" : "its worker is not taking tips";
-  if (code.ownerKind === WORKER && venueId && !(await profileOf(h.pool, VENUE, venueId))?.active) return "its venue is not taking tips";
-  return "";
+  const venue = owner?.active && code.ownerKind === WORKER && code.venueId ? await profileOf(h.pool, VENUE, code.venueId) : undefined;
+  const inactive = inactiveProblem(code.ownerKind, owner, code.ownerKind === WORKER ? code.venueId : null, venue);
+  if (inactive === undefined) return "";
+  return inactive === QrProblemKind.OWNER_INACTIVE ? "its worker is not taking tips" : "its venue is not taking tips";
 }
 
 function suggestAccountReferencesHandler(h: QrHandlerContext): Impl["suggestAccountReferences"] {
