@@ -119,7 +119,7 @@ const hours = (minutes: bigint) => {
  */
 export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec, roster: RosterMember[], shifts: ShiftSpan[], period: Period): Plan {
   const excluded: Plan["excluded"] = [];
-  const candidates: { m: RosterMember; weight: bigint; minutes: bigint; basis: string }[] = [];
+  const candidates: Candidate[] = [];
   const fixed = new Map(rule.fixedShares.map((f) => [f.memberId, f.basisPoints]));
   for (const m of roster) {
     const minutes = minutesWorked(m, shifts, period);
@@ -160,6 +160,41 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
         throw new Error(`unknown split method ${rule.method}`);
     }
   }
+  const merged = onePerWorker(candidates, rule.method);
+  // A worker with a line is not also "excluded" for another of their memberships (one they left, say).
+  const paid = new Set(merged.map((c) => c.m.workerId));
+  const notes = excluded.filter((e) => !paid.has(roster.find((m) => m.memberId === e.memberId)?.workerId ?? null));
+  return cutPlan(amountMinor, currency, merged, notes);
+}
+
+type Candidate = { m: RosterMember; weight: bigint; minutes: bigint; basis: string };
+
+/**
+ * A worker who left and rejoined holds two memberships, and the wallet pays a
+ * worker once per split: their memberships become one line, under the latest
+ * (the roster is in joining order), with minutes and weights added. An equal
+ * share stays one share: it is per person, not per membership.
+ */
+function onePerWorker(candidates: Candidate[], method: SplitMethod): Candidate[] {
+  const byWorker = new Map<string, Candidate>();
+  for (const c of candidates) {
+    const prior = byWorker.get(c.m.workerId!);
+    if (!prior) {
+      byWorker.set(c.m.workerId!, c);
+      continue;
+    }
+    const minutes = prior.minutes + c.minutes;
+    byWorker.set(
+      c.m.workerId!,
+      method === SplitMethod.EQUAL_ON_SHIFT
+        ? { m: c.m, weight: 1n, minutes, basis: `worked ${hours(minutes)}; one equal share` }
+        : { m: c.m, weight: prior.weight + c.weight, minutes, basis: `${prior.basis} + ${c.basis}` },
+    );
+  }
+  return [...byWorker.values()];
+}
+
+function cutPlan(amountMinor: bigint, currency: string, candidates: Candidate[], excluded: Plan["excluded"]): Plan {
   if (!candidates.length || amountMinor <= 0n) return { lines: [], excluded };
   const totalWeight = candidates.reduce((s, c) => s + c.weight, 0n);
   const cut = cutByWeights(amountMinor, candidates.map((c) => c.weight));

@@ -30,8 +30,8 @@ export interface Harness {
   newVenue(name?: string, currency?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
   /** The venue service as a signed-in worker. */
   asWorker(workerId: string): Client<typeof VenueService>;
-  /** Invites `phone` and accepts as a new worker, through the SMS link. */
-  join(v: { venueId: string; api: Client<typeof VenueService> }, name: string, roleId?: string, joinedAt?: Date): Promise<{ memberId: string; workerId: string }>;
+  /** Invites a new number and accepts through the SMS link: as a new worker, or as `workerId` coming back. */
+  join(v: { venueId: string; api: Client<typeof VenueService> }, name: string, roleId?: string, joinedAt?: Date, workerId?: string): Promise<{ memberId: string; workerId: string }>;
   /** A tip credited to the venue's pool as payment credits it (clearing -> pool), now. */
   tipPool(venueId: string, minor: bigint): Promise<void>;
   /** A refund or lost chargeback taken back from the pool (pool -> clearing), now; it may leave the pool owing. */
@@ -102,7 +102,7 @@ export async function startHarness(): Promise<Harness> {
       return { venueId, managerId, api: t.client(VenueService, { subject: managerId, roles: ["venue_manager"] }) };
     },
     asWorker: (workerId) => t.client(VenueService, { subject: workerId, roles: ["worker"] }),
-    async join(v, name, roleId = "front_of_house", joinedAt) {
+    async join(v, name, roleId = "front_of_house", joinedAt, workerId = randomUUID()) {
       const phone = testPhone({ format: "07" });
       const invite = { venueId: v.venueId, phone, displayName: name, roleId, idempotencyKey: randomUUID(),
         joinedAt: joinedAt ? { seconds: BigInt(Math.floor(joinedAt.getTime() / 1000)), nanos: (joinedAt.getTime() % 1000) * 1e6 } : undefined };
@@ -118,7 +118,6 @@ export async function startHarness(): Promise<Harness> {
         const links = sim.sent.filter((m) => m.to === msisdn || m.to === msisdn.slice(1)).map((m) => /\/join\/([A-Za-z0-9_-]+)/.exec(m.body)?.[1]);
         return links.find((link) => link && createHash("sha256").update(link).digest("hex") === row?.invite_token_hash);
       }, "invitation SMS");
-      const workerId = randomUUID();
       await h.asWorker(workerId).acceptInvitation({ token });
       return { memberId: member!.memberId, workerId };
     },

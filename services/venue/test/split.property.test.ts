@@ -39,7 +39,7 @@ describe("splits add up", () => {
     }
   });
 
-  test("planSplit: over random rosters, shifts and rules the lines sum to the takings or there are none", () => {
+  test("planSplit: over random rosters (some members came back), shifts and rules the lines sum to the takings or there are none, one line per worker", () => {
     const r = rng(42);
     const start = new Date("2026-11-20T00:00:00Z");
     const end = new Date(start.getTime() + 24 * HOUR);
@@ -54,6 +54,8 @@ describe("splits add up", () => {
         joinedAt: new Date(start.getTime() + (r.int(-48, 30)) * HOUR),
         leftAt: r.int(0, 4) === 0 ? new Date(start.getTime() + r.int(-10, 30) * HOUR) : null,
       })).map((m) => (m.leftAt && m.leftAt < m.joinedAt ? { ...m, leftAt: m.joinedAt } : m));
+      // Some came back: a second membership of the worker before them in the roster.
+      for (let k = 1; k < roster.length; k++) if (r.int(0, 3) === 0) roster[k].workerId = roster[k - 1].workerId;
       const shifts: ShiftSpan[] = roster.flatMap((m) =>
         Array.from({ length: r.int(0, 3) }, () => {
           const s = start.getTime() + r.int(-6 * 60, 26 * 60) * 60_000;
@@ -69,6 +71,7 @@ describe("splits add up", () => {
       const plan = planSplit(amount, "KES", { version: 1, method, includeManagers: r.int(0, 1) === 1, fixedShares }, roster, shifts, { start, end });
       const total = plan.lines.reduce((s, l) => s + l.amountMinor, 0n);
       if (plan.lines.length) assert.equal(total, amount, `case ${i}`);
+      assert.equal(new Set(plan.lines.map((l) => l.workerId)).size, plan.lines.length, `case ${i}: the wallet pays a worker once per split`);
       for (const l of plan.lines) {
         const m = roster.find((x) => x.memberId === l.memberId)!;
         assert.ok(m.workerId, "an invited member who has not accepted is never paid");

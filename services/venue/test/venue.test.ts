@@ -302,6 +302,42 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(paged, [d.distributionId, d.distributionId, redo.distribution!.distributionId]);
   });
 
+  test("a worker who left and came back within the period is one line, their hours added, and the split is confirmed", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Mama Oliech");
+    const baraka = await h.join(v, "Baraka", "front_of_house", at(-1));
+    const neema = await h.join(v, "Neema", "kitchen", at(-1));
+    const shift = (memberId: string, from: number, to: number) =>
+      v.api.recordShift({ venueId: v.venueId, memberId, startedAt: ts(at(from)), endedAt: ts(at(to)), idempotencyKey: randomUUID() });
+    await shift(baraka.memberId, 0, 2);
+    await v.api.removeMember({ venueId: v.venueId, memberId: baraka.memberId, leftAt: ts(at(3)) });
+    const back = await h.join(v, "Baraka", "front_of_house", at(4), baraka.workerId);
+    assert.equal(back.workerId, baraka.workerId);
+    await shift(back.memberId, 5, 6);
+    await shift(neema.memberId, 0, 3);
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(600).amountMinor);
+    const p = period(start, new Date());
+
+    const preview = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    // Baraka 2 h + 1 h, Neema 3 h: half each, and no note that Baraka "left" (he is paid).
+    assert.deepEqual(preview.shares.map((s) => [s.displayName, s.amount!.amountMinor]).sort(), [["Baraka", 30000n], ["Neema", 30000n]]);
+    assert.deepEqual(preview.notes, []);
+    assert.match(preview.shares.find((s) => s.displayName === "Baraka")!.explanation, /120 minutes worked \+ 60 minutes worked: 180 of 360/);
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(600) });
+    assert.equal(distribution!.status, DistributionStatus.CONFIRMED);
+    assert.equal(await h.walletBalance(baraka.workerId), 30000n);
+    assert.equal(await h.walletBalance(neema.workerId), 30000n);
+
+    // Under equal shares he is one person: one share of two, not two of three.
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    await v.api.reverseDistribution({ venueId: v.venueId, distributionId: distribution!.distributionId, reason: "equal shares agreed" });
+    const equal = (await v.api.confirmDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.deepEqual(equal.shares.map((s) => s.amount!.amountMinor), [30000n, 30000n]);
+    assert.equal(await h.walletBalance(baraka.workerId), 30000n);
+  });
+
   test("a venue whose tip page is in USD splits its pool in KES, where its tips land (M-Pesa's, and cards' at their quoted rate)", async () => {
     const start = new Date(Date.now() - 4 * HOUR);
     const v = await h.newVenue("Safari Lodge", "USD");
