@@ -6,6 +6,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
@@ -267,6 +268,23 @@ export class Distributions {
     return done;
   }
 
+  /** The ledger's reversal of the distribution's entry: posted now, or found if an admin reversed the entry in the wallet. */
+  private async reverseInLedger(distributionId: string, entryId: string, reason: string): Promise<string> {
+    try {
+      const { reversal } = await this.wallet.reversePoolDistribution({ entryId, idempotencyKey: `venue-reversal:${distributionId}`, reason }, { timeoutMs: 15_000 });
+      return reversal!.entryId;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      const info = e.findDetails(DomainErrorInfoSchema)[0];
+      // The money is back in the pool already; recording that reversal frees the period to be split again.
+      if (info?.reason === "ALREADY_REVERSED" && info.metadata.reversal_entry_id) return info.metadata.reversal_entry_id;
+      if (e.code === Code.FailedPrecondition) {
+        throw new InvalidStateError(`distribution_id: cannot be reversed: ${e.rawMessage} (a member may have withdrawn their share already)`);
+      }
+      throw new DependencyUnavailableError(`the ledger cannot reverse it now (${e.rawMessage}); try again`);
+    }
+  }
+
   /** Undoes a confirmed distribution with a reversing entry; the period may be split again. */
   async reverse(venueId: string, distributionId: string, reason: string, actor: string): Promise<Distribution> {
     const loaded = await loadDistribution(this.pool, distributionId);
@@ -274,17 +292,7 @@ export class Distributions {
     const { d, shares } = loaded;
     if (d.status === "reversed") return toDistribution(d, shares);
     if (d.status !== "confirmed" || !d.entry_id) throw new InvalidStateError(`distribution_id: only a confirmed distribution can be reversed (this one is ${d.status})`);
-    let reversalId: string;
-    try {
-      const { reversal } = await this.wallet.reversePoolDistribution({ entryId: d.entry_id, idempotencyKey: `venue-reversal:${d.distribution_id}`, reason }, { timeoutMs: 15_000 });
-      reversalId = reversal!.entryId;
-    } catch (err) {
-      const e = ConnectError.from(err);
-      if (e.code === Code.FailedPrecondition) {
-        throw new InvalidStateError(`distribution_id: cannot be reversed: ${e.rawMessage} (a member may have withdrawn their share already)`);
-      }
-      throw new DependencyUnavailableError(`the ledger cannot reverse it now (${e.rawMessage}); try again`);
-    }
+    const reversalId = await this.reverseInLedger(d.distribution_id, d.entry_id, reason);
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<DistributionRow>(
         `UPDATE venue.distributions SET status = 'reversed', reversal_entry_id = $2, reversal_reason = $3, reversed_at = now(), reversed_by = $4

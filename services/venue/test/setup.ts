@@ -8,7 +8,7 @@ import { createAuth } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
 import { startTestService, type TestService, testPhone } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -36,6 +36,8 @@ export interface Harness {
   tipPool(venueId: string, minor: bigint): Promise<void>;
   /** A refund or lost chargeback taken back from the pool (pool -> clearing), now; it may leave the pool owing. */
   takeFromPool(venueId: string, minor: bigint): Promise<void>;
+  /** An admin's ReverseEntry in the wallet, behind the venue's back; the reversal's entry id. */
+  reverseInWallet(entryId: string, reason: string): Promise<string>;
   poolBalance(venueId: string): Promise<bigint>;
   walletBalance(workerId: string): Promise<bigint>;
   trialBalanced(): Promise<boolean>;
@@ -123,6 +125,10 @@ export async function startHarness(): Promise<Harness> {
     },
     tipPool: (venueId, minor) => postToPool(venueId, minor, "Shared tip"),
     takeFromPool: (venueId, minor) => postToPool(venueId, -minor, "Card dispute lost"),
+    async reverseInWallet(entryId, reason) {
+      const steppedUp = { headers: { ...asAdmin.headers, ...stepUpHeaders() } };
+      return (await walletAdmin.reverseEntry({ entryId, idempotencyKey: randomUUID(), reason }, steppedUp)).reversal!.entryId;
+    },
     async poolBalance(venueId) {
       const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venueId }, asAdmin);
       if (!accounts[0]) return 0n;

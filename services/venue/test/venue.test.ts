@@ -338,6 +338,28 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(await h.walletBalance(baraka.workerId), 30000n);
   });
 
+  test("a split an admin reversed in the wallet is reversed in the venue when asked, and its period can be split again", async () => {
+    const start = new Date(Date.now() - 4 * HOUR);
+    const v = await h.newVenue("Carnivore");
+    const wambui = await h.join(v, "Wambui", "front_of_house", new Date(start.getTime() - HOUR));
+    await v.api.recordShift({ venueId: v.venueId, memberId: wambui.memberId, startedAt: ts(start), endedAt: ts(new Date(start.getTime() + HOUR)), idempotencyKey: randomUUID() });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(200).amountMinor);
+    const p = period(start, new Date());
+    const d = (await v.api.confirmDistribution({ venueId: v.venueId, period: p })).distribution!;
+    const reversalId = await h.reverseInWallet(d.entryId, "posted to the wrong venue");
+    assert.equal(await h.poolBalance(v.venueId), 20000n);
+
+    const reversed = (await v.api.reverseDistribution({ venueId: v.venueId, distributionId: d.distributionId, reason: "reversed by support" })).distribution!;
+    assert.equal(reversed.status, DistributionStatus.REVERSED);
+    assert.equal(reversed.reversalEntryId, reversalId, "the wallet's reversal, not a second one");
+    assert.equal(await h.poolBalance(v.venueId), 20000n);
+    const redo = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
+    assert.deepEqual([redo.created, redo.distribution!.revision], [true, 1]);
+    assert.equal(await h.walletBalance(wambui.workerId), 20000n);
+    assert.equal(await h.trialBalanced(), true);
+  });
+
   test("a venue whose tip page is in USD splits its pool in KES, where its tips land (M-Pesa's, and cards' at their quoted rate)", async () => {
     const start = new Date(Date.now() - 4 * HOUR);
     const v = await h.newVenue("Safari Lodge", "USD");
