@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createContextKey, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { rawRequestBodyKey } from "@ttip/runtime";
+import { isUuid, rawRequestBodyKey } from "@ttip/runtime";
 import { nextSettled, principalKey } from "./auth.js";
 
 /**
@@ -59,7 +59,6 @@ export interface PartnerOptions {
   countCall?: (keyId: string, code: Code | undefined) => void;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const refused = (why: string) => new ConnectError(`partner signature refused: ${why}`, Code.Unauthenticated);
 
 /** Asks auth, over its internal service, whether a signed call is genuine and fresh. */
@@ -101,7 +100,7 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     if (req.stream) throw refused("partner keys sign unary calls only");
 
     const keyId = req.header.get(PARTNER_HEADERS.keyId)!;
-    if (!UUID.test(keyId)) throw refused(`${PARTNER_HEADERS.keyId} is not a key id (a UUID)`);
+    if (!isUuid(keyId)) throw refused(`${PARTNER_HEADERS.keyId} is not a key id (a UUID)`);
     const stamp = req.header.get(PARTNER_HEADERS.timestamp)!;
     if (!/^\d{1,12}$/.test(stamp)) throw refused(`${PARTNER_HEADERS.timestamp} must be unix seconds`);
     const skew = Math.round(Number(stamp) - now() / 1000);

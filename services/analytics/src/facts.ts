@@ -18,7 +18,7 @@ import {
   VenueShareAllocatedSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { subjectMatches, subjectOf } from "@ttip/runtime";
+import { isUuid, subjectMatches, subjectOf } from "@ttip/runtime";
 
 /** Additive figures of a rollup row, in column order. */
 export const MEASURES = [
@@ -58,8 +58,7 @@ export enum Dim {
 }
 
 export const NIL = "00000000-0000-0000-0000-000000000000";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isId = (v: string | undefined): v is string => !!v && UUID.test(v) && v !== NIL;
+const isId = (v: string | undefined): v is string => !!v && isUuid(v) && v !== NIL;
 
 /** One event's contribution: the same figures under every dimension it names. */
 export interface Fact {

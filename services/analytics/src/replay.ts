@@ -3,6 +3,7 @@
 // applied again, once. The same events give the same figures, so a replay
 // over untouched data changes nothing.
 import type { EventBus, Logger, Pool, PoolClient } from "@ttip/runtime";
+import { isUuid } from "@ttip/runtime";
 import { consumerName, dayOf, factsOf, SUBJECTS } from "./facts.js";
 import { REBUILD_LOCK } from "./ingest.js";
 import { clearFrom, RollupBatch } from "./store.js";
@@ -30,7 +31,6 @@ export interface ReplayResult {
   applied: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface Pending {
   id: string;
@@ -109,7 +109,7 @@ async function applyBatch(client: PoolClient, events: Pending[]): Promise<number
   for (const e of events) {
     if (!fresh.delete(e.id)) continue;
     batch.add(e.applied);
-    if (UUID.test(e.id)) inbox.push(e);
+    if (isUuid(e.id)) inbox.push(e);
   }
   await batch.write(client);
   if (inbox.length) {

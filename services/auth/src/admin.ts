@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -232,7 +232,6 @@ function rotateSigningKeyHandler(core: AuthCore): Impl["rotateSigningKey"] {
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A page of users is at most this many; each search is one bounded query. */
 const MAX_SESSIONS_LISTED = 100;
 
@@ -260,7 +259,7 @@ function searchUsersHandler(core: AuthCore): Impl["searchUsers"] {
       params.push(...v);
       where.push(sql.replace(/\?/g, () => `$${++i}`));
     };
-    if (UUID.test(q)) add("user_id = ?::uuid", q);
+    if (isUuid(q)) add("user_id = ?::uuid", q);
     else if (/^\+?[0-9 ]+$/.test(q)) {
       const digits = q.replace(/\D/g, "");
       if (digits.length < 3) throw fieldError("query", "give at least 3 digits of a phone number");

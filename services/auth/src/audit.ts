@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ADMIN_ACTION_EVENTS, ADMIN_ACTION_SUBJECT, consumeEvents, decodeEvent, type DeliveredMessage, type Logger, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { ADMIN_ACTION_EVENTS, ADMIN_ACTION_SUBJECT, consumeEvents, decodeEvent, type DeliveredMessage, isUuid, type Logger, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 
 export { AuditAction };
@@ -20,8 +20,7 @@ export async function audit(
 /** The inbox's (and the durable consumer's) name. */
 export const ADMIN_AUDIT_CONSUMER = "auth-admin-audit";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const uuidOrNull = (v: string) => (UUID.test(v) ? v : null);
+const uuidOrNull = (v: string) => (isUuid(v) ? v : null);
 
 /**
  * Appends another service's admin action to the audit log, under the event's

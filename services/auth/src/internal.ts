@@ -6,7 +6,7 @@ import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
 import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
-import { clockOf, DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
+import { clockOf, DependencyUnavailableError, isUuid, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
@@ -32,7 +32,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const timestamp = timestampDate(req.timestamp!);
       const skew = Math.abs(Date.now() - timestamp.getTime()) / 1000;
       if (skew > core.config.partnerReplayWindowSeconds) throw refused("timestamp outside the replay window");
-      if (!/^[0-9a-f-]{36}$/i.test(req.keyId)) throw refused("unknown key");
+      if (!isUuid(req.keyId)) throw refused("unknown key");
       const { rows } = await pool.query("SELECT partner_name, scopes, secret_hash, secret_sealed FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
       const key = rows[0];
       if (!key) throw refused("unknown or revoked key");

@@ -1,11 +1,11 @@
 import type { HandlerContext } from "@connectrpc/connect";
-import { CLIENT_ADDRESS_HEADER, SESSION_HEADER } from "@ttip/runtime";
+import { CLIENT_ADDRESS_HEADER, isUuid, SESSION_HEADER } from "@ttip/runtime";
 
 type Ctx = Pick<HandlerContext, "requestHeader">;
 
 export function sessionIdOf(ctx: Ctx): string | undefined {
   const sid = ctx.requestHeader.get(SESSION_HEADER);
-  return sid && /^[0-9a-f-]{36}$/i.test(sid) ? sid : undefined;
+  return sid && isUuid(sid) ? sid : undefined;
 }
 
 export function clientAddressOf(ctx: Ctx): string {

@@ -12,6 +12,7 @@ import {
   DependencyUnavailableError,
   fieldError,
   InvalidStateError,
+  isUuid,
   keysetPage,
   keysetTime,
   NotFoundError,
@@ -34,7 +35,7 @@ export interface LinkVia {
   id: string;
 }
 
-const isUuid = (s: string | null): s is string => s !== null && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
+const isId = (s: string | null): s is string => s !== null && isUuid(s);
 
 /**
  * The live link through which `keyId` may act for a worker (at a venue, when
@@ -42,7 +43,7 @@ const isUuid = (s: string | null): s is string => s !== null && /^[0-9a-f]{8}-[0
  * (any venue when none is given) that has the worker on its staff.
  */
 export async function partnerLinkOf(db: Queryable, keyId: string, workerId: string | null, venueId: string | null): Promise<LinkVia | undefined> {
-  if (!isUuid(keyId) || (!isUuid(workerId) && !isUuid(venueId))) return undefined;
+  if (!isId(keyId) || (!isId(workerId) && !isId(venueId))) return undefined;
   const { rows } = await db.query<{ owner_kind: number; owner_id: string }>(
     `SELECT l.owner_kind, l.owner_id FROM qr.partner_links l
       WHERE l.key_id = $1 AND l.unlinked_at IS NULL
@@ -50,7 +51,7 @@ export async function partnerLinkOf(db: Queryable, keyId: string, workerId: stri
           OR (l.owner_kind = 2 AND ($3::uuid IS NULL OR l.owner_id = $3::uuid)
               AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM qr.venue_staff s WHERE s.venue_id = l.owner_id AND s.worker_id = $2::uuid))))
       ORDER BY l.owner_kind, l.linked_at LIMIT 1`,
-    [keyId, isUuid(workerId) ? workerId : null, isUuid(venueId) ? venueId : null],
+    [keyId, isId(workerId) ? workerId : null, isId(venueId) ? venueId : null],
   );
   return rows[0] ? { kind: rows[0].owner_kind, id: rows[0].owner_id } : undefined;
 }

@@ -1,9 +1,8 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TipSucceededCodeViewSchema, TipSucceededSchema, type TipSucceededCodeView } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { consumeEventBatches, subjectOf, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Counts tips per code from payment's TipSucceeded events, for scan-to-tip
@@ -25,7 +24,7 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     effectCte: (messages, first) => {
       const tips = messages
         .map((m) => countedTip(m.data))
-        .filter((tip) => tip.tipId && UUID.test(tip.qrCodeId))
+        .filter((tip) => tip.tipId && isUuid(tip.qrCodeId))
         .map((tip) => ({ tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
       if (!tips.length) return undefined;
       const [tipIds, codes, times] = [0, 1, 2].map((i) => `$${first + i}`);

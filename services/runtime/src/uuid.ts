@@ -20,6 +20,14 @@ const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1");
 const DIGITS_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const text = Buffer.alloc(36, "-", "latin1");
 
+/** A UUID's text, any version, either case: what a uuid column takes (a 36-character id of other dashes and digits fails its cast). */
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True when `s` is a UUID's text: check an id from a client before a query casts it to uuid. */
+export function isUuid(s: string): boolean {
+  return UUID_TEXT.test(s);
+}
+
 /** A random UUID (RFC 9562 version 4) in lower case, as crypto.randomUUID() gives one. */
 export function uuidV4(): string {
   return written(4);

@@ -18,6 +18,7 @@ import {
   type FieldRules,
 } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { patternMatch } from "./pattern-match.js";
+import { isUuid } from "./uuid.js";
 
 /** True when the value certainly keeps the rules; false: ask protovalidate. */
 type Check = (value: unknown) => boolean;
@@ -307,7 +308,6 @@ function onlyKnown(rules: Message, known: readonly string[]): boolean {
 }
 
 const STRING_RULES = ["const", "len", "minLen", "maxLen", "lenBytes", "minBytes", "maxBytes", "pattern", "prefix", "suffix", "contains", "notContains", "in", "notIn", "uuid", "tuuid"] as const;
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const TUUID = /^[0-9a-fA-F]{32}$/;
 
 function stringCheck(r: Obj): Check {
@@ -341,7 +341,7 @@ function stringCheck(r: Obj): Check {
   const uuid = rule<boolean>("uuid");
   const tuuid = rule<boolean>("tuuid");
   if (uuid === false || tuuid === false) return unsure;
-  if (uuid) tests.push((s) => UUID.test(s));
+  if (uuid) tests.push(isUuid);
   if (tuuid) tests.push((s) => TUUID.test(s));
   return (x) => {
     if (typeof x !== "string") return false;

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, isUuid, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -169,7 +169,6 @@ export function fingerprint(input: EntryInput): string {
   return createHash("sha256").update(canonical).digest("hex");
 }
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function invalid(field: string, why: string) {
   return fieldError(field, why);
@@ -181,7 +180,7 @@ function checkBalanced(input: EntryInput): void {
   if (input.postings.length < 2) throw invalid("postings", "an entry needs at least two postings");
   const nets = new Map<string, bigint>();
   input.postings.forEach((p, i) => {
-    if (!UUID.test(p.accountId)) throw invalid(`postings[${i}].account_id`, "must be a UUID");
+    if (!isUuid(p.accountId)) throw invalid(`postings[${i}].account_id`, "must be a UUID");
     if (p.amountMinor === 0n) throw invalid(`postings[${i}].amount`, "must not be zero");
     assertCurrency(p.currency, `postings[${i}].amount.currency`);
     nets.set(p.currency, (nets.get(p.currency) ?? 0n) + p.amountMinor);

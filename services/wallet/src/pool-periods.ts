@@ -1,9 +1,9 @@
 // A venue pool split per period. The venue service decides who gets what;
 // the ledger guarantees the money side: only a finished period's takings are
 // split, exactly all of them, once, and a correction is a reversing entry.
-import { fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, isUuid, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
+import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
 
 /** Longest period one distribution may cover: a month and a bit. */
@@ -88,7 +88,7 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   checkPeriod(input.start, input.end);
   const seen = new Set<string>();
   input.shares.forEach((s, i) => {
-    if (!UUID.test(s.workerId)) throw fieldError(`shares[${i}].worker_id`, `must be a UUID`);
+    if (!isUuid(s.workerId)) throw fieldError(`shares[${i}].worker_id`, `must be a UUID`);
     if (seen.has(s.workerId)) throw fieldError(`shares[${i}].worker_id`, `${s.workerId} is listed twice`);
     if (s.amountMinor <= 0n) throw fieldError(`shares[${i}].amount`, `must be greater than zero`);
     seen.add(s.workerId);

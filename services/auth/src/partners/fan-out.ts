@@ -12,7 +12,7 @@ import {
   TipSucceededSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
+import { isUuid, subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
 
 /** The events partners may subscribe to, all published by payment. */
 export const WEBHOOK_SOURCE_SUBJECT = "ttip.payment.>";
@@ -27,7 +27,6 @@ interface Mapped {
   data: WebhookEvent["data"];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const money = (m: Money | undefined) => (m ? { amountMinor: m.amountMinor, currency: m.currency } : undefined);
 
 const tip = (v: MessageInitShape<typeof WebhookTipSchema>): WebhookEvent["data"] => ({ case: "tip", value: create(WebhookTipSchema, v) });
@@ -99,7 +98,7 @@ const AUDIENCE_FIELDS = new Map<string, number>([
  */
 export function mayReachPartner(m: DeliveredMessage): boolean {
   const fieldNo = AUDIENCE_FIELDS.get(m.subject);
-  return fieldNo !== undefined && UUID.test(stringField(m.data, fieldNo));
+  return fieldNo !== undefined && isUuid(stringField(m.data, fieldNo));
 }
 
 /**
@@ -123,7 +122,7 @@ export function stringField(data: Uint8Array, fieldNo: number): string {
 async function subscribers(tx: Queryable, type: WebhookEventType, audience: Audience): Promise<Array<{ subscription_id: string; key_id: string }>> {
   if (audience.kind === "tip") {
     // Anonymous and signed-in customers' tips carry no key id.
-    if (!UUID.test(audience.createdBy)) return [];
+    if (!isUuid(audience.createdBy)) return [];
     const { rows } = await tx.query(
       `SELECT s.subscription_id, s.key_id FROM auth.partner_webhook_subscriptions s JOIN auth.partner_api_keys k USING (key_id)
         WHERE s.key_id = $1::uuid AND s.deleted_at IS NULL AND k.revoked_at IS NULL AND $2::smallint = ANY (s.event_types)`,
@@ -131,7 +130,7 @@ async function subscribers(tx: Queryable, type: WebhookEventType, audience: Audi
     );
     return rows;
   }
-  if (!UUID.test(audience.workerId)) return [];
+  if (!isUuid(audience.workerId)) return [];
   const { rows } = await tx.query(
     `SELECT s.subscription_id, s.key_id FROM auth.partner_consents c
        JOIN auth.partner_webhook_subscriptions s ON s.key_id = c.key_id

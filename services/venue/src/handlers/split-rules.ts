@@ -3,7 +3,7 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { emitEvent, fieldError, IdempotencyConflictError, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, isUuid, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { audit, insertRule, lockRules, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
@@ -27,7 +27,7 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
     if (req.method === SplitMethod.FIXED_PERCENTAGES) {
       const seen = new Set<string>();
       fixed.forEach((f, i) => {
-        if (!/^[0-9a-f-]{36}$/i.test(f.member_id)) throw fieldError(`fixed_shares[${i}].member_id`, "must be a member id");
+        if (!isUuid(f.member_id)) throw fieldError(`fixed_shares[${i}].member_id`, "must be a member id");
         if (f.basis_points <= 0 || f.basis_points > 10_000) throw fieldError(`fixed_shares[${i}].basis_points`, "must be 1 to 10000");
         if (seen.has(f.member_id)) throw fieldError(`fixed_shares[${i}].member_id`, "listed twice");
         seen.add(f.member_id);
