@@ -102,12 +102,17 @@ describe("venue staff, shifts and pooled tips", () => {
       `${amina.memberId},yesterday,${eat(at(2))}`,
       `${amina.memberId},${eat(at(3))},${eat(at(4))}`,
       `${baraka.memberId},${eat(at(9))},${eat(at(40))}`,
+      // No 31 April: read as 1 May, it was imported as a shift nobody worked.
+      `${amina.memberId},2026-04-31 08:00,2026-04-31 10:00`,
+      `${amina.memberId},2026-05-02T08:00:00+03:00,2026-05-02T24:00:00+03:00`,
     ].join("\n");
     const dry = await v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(csv), dryRun: true });
     assert.equal(dry.imported, 2);
     const r = await v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(csv) });
     assert.equal(r.imported, 2);
-    assert.deepEqual(r.rejected.map((x) => x.line), [4, 5, 6, 7]);
+    assert.deepEqual(r.rejected.map((x) => x.line), [4, 5, 6, 7, 8, 9]);
+    assert.match(r.rejected[4].reason, /^start: "2026-04-31 08:00" is not a time/);
+    assert.match(r.rejected[5].reason, /^end: "2026-05-02T24:00:00\+03:00" is not a time/);
     assert.match(r.rejected[0].reason, /member/);
     assert.match(r.rejected[1].reason, /start/);
     assert.match(r.rejected[2].reason, /overlap/);
