@@ -84,9 +84,14 @@ test("two replicas relaying together, one crashing between publish and delete an
     // being sent: the transaction rolls back after four were published) and loses one ack (the
     // bus took the event, the relay heard a failure).
     let calls = 0;
+    // The other replica joins once both faults happened: on a loaded machine it could otherwise
+    // relay everything first, and the faults under test never occur.
+    let faultsDone!: () => void;
+    const afterFaults = new Promise<void>((r) => (faultsDone = r));
     const crashing = {
       publish: (m: BusMessage) => {
         calls++;
+        if (calls === 15) faultsDone();
         if (calls === 5) throw new Error("crashed after publishing four");
         const sent = buses[0].publish(m);
         return calls === 15 ? sent.then(() => Promise.reject(new Error("ack lost"))) : sent;
@@ -99,7 +104,7 @@ test("two replicas relaying together, one crashing between publish and delete an
     const drain = async (relay: OutboxRelay) => {
       for (let i = 0; i < 100; i++) await relay.flush().catch(() => 0);
     };
-    await Promise.all(relays.map(drain));
+    await Promise.all([drain(relays[0]), afterFaults.then(() => drain(relays[1]))]);
     await eventually("the outbox emptied", async () => {
       for (const relay of relays) await relay.flush();
       return (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM payment.outbox WHERE published_at IS NULL")).rows[0].n === 0;
