@@ -44,7 +44,7 @@ function keySetOrUnavailable(remote: JWTVerifyGetKey): JWTVerifyGetKey {
  * "alg":"none" and HMAC confusion are refused). A call without a token goes on
  * as anonymous; per-RPC role rules decide what anonymous callers may do.
  */
-export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (sessionId: string) => Promise<boolean>): Interceptor {
+export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (sessionId: string) => Promise<boolean>, streamRecheckMs = STREAM_RECHECK_MS): Interceptor {
   let keys: JWTVerifyGetKey | undefined;
   if (options?.jwks) keys = createLocalJWKSet(options.jwks);
   else if (options?.jwksUrl) keys = keySetOrUnavailable(createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 }));
@@ -92,9 +92,50 @@ export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (se
       const revoked = await isRevoked(principal.sessionId).catch(() => {
         throw new ConnectError("cannot check the session right now; retry shortly", Code.Unavailable);
       });
-      if (revoked) throw new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
+      if (revoked) throw revokedError();
     }
-    return next(req);
+    const res = await next(req);
+    if (!res.stream || !principal.sessionId || !isRevoked) return res;
+    const sessionId = principal.sessionId;
+    return { ...res, message: whileSessionLives(res.message, () => isRevoked(sessionId), streamRecheckMs) };
+  }
+}
+
+const revokedError = () => new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
+
+/** How often an open stream's session is asked about again: a revoked session's stream ends within this. */
+const STREAM_RECHECK_MS = 5_000;
+
+/**
+ * A signed-in stream's messages until its session is revoked: asked again when a message comes
+ * `everyMs` after the last ask, and after `everyMs` of quiet (a notification stream is idle for hours).
+ * If the store cannot answer, the stream goes on (the call was allowed, and a blip must not cut
+ * every open stream); it is asked again next time.
+ */
+async function* whileSessionLives<T>(messages: AsyncIterable<T>, isRevoked: () => Promise<boolean>, everyMs: number): AsyncGenerator<T> {
+  const source = messages[Symbol.asyncIterator]();
+  let pending = source.next();
+  let askedAt = Date.now();
+  try {
+    for (;;) {
+      const dueInMs = askedAt + everyMs - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const got = dueInMs > 0 ? await Promise.race([pending, new Promise<undefined>((wake) => (timer = setTimeout(() => wake(undefined), dueInMs)))]) : undefined;
+      clearTimeout(timer);
+      if (!got) {
+        if (await isRevoked().catch(() => false)) throw revokedError();
+        askedAt = Date.now();
+        continue;
+      }
+      if (got.done) return;
+      yield got.value;
+      pending = source.next();
+    }
+  } finally {
+    // The call's end aborts its signal, which cancels the service's stream; a return() queued behind a
+    // pending next() would wait for a message that may never come, so it is not awaited.
+    pending.catch(() => undefined);
+    source.return?.()?.catch(() => undefined);
   }
 }
 

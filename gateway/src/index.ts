@@ -91,6 +91,8 @@ export interface GatewayOptions {
   trustedProxies?: string[];
   /** Serves every path that is not an RPC (the web app's pages and assets), in this process. */
   web?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  /** How often a signed-in stream's session is asked about again (default 5 s): a revoked one's streams end within it. */
+  streamRecheckMs?: number;
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
@@ -192,7 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     // Input rules are enforced once, by the service that owns them.
     validate: false,
     interceptors: [
-      authInterceptor(options.jwt, revocationChecker(options.cache)),
+      authInterceptor(options.jwt, revocationChecker(options.cache), options.streamRecheckMs),
       partnerInterceptor(partners),
       rateLimitInterceptor(limiter, partnerLimiter),
       policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),

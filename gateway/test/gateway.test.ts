@@ -13,6 +13,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
@@ -20,6 +21,7 @@ import {
   createPeers,
   freePort,
   InProcessBus,
+  markSessionRevoked,
   Metrics,
   RedisCache,
   startService,
@@ -260,6 +262,100 @@ describe("gateway", () => {
     });
     assert.equal(other.headers.get("access-control-allow-origin"), null);
   });
+});
+
+describe("gateway: a revoked session's open streams", () => {
+  let db: TestDatabase;
+  let cache: RedisCache;
+  let backend: RunningService;
+  let gateway: RunningServer;
+  let privateKey: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
+  /** Streams the backend saw end, by subject. */
+  const ended = new Set<string>();
+  /** A notification service whose stream sends a message every 50 ms to subject "busy-*", one and then nothing to others. */
+  const notifications: ServiceModule = {
+    name: "notification",
+    services: [NotificationService],
+    routes: (router) =>
+      void router.service(NotificationService, {
+        async *watchInAppNotifications(_req, ctx) {
+          const subject = ctx.requestHeader.get(PRINCIPAL_HEADERS.subject) ?? "";
+          try {
+            do {
+              yield {};
+              // Until the next message is due, or the call is cancelled.
+              await new Promise<void>((r) => {
+                const due = setTimeout(r, subject.startsWith("busy-") ? 50 : 3_600_000);
+                ctx.signal.addEventListener("abort", () => (clearTimeout(due), r()), { once: true });
+              });
+            } while (!ctx.signal.aborted);
+          } finally {
+            ended.add(subject);
+          }
+        },
+      }),
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    const ctx = { logger, pool: db.pool, bus: new InProcessBus(logger), cache, metrics: new Metrics(), peers: createPeers(() => undefined) };
+    backend = await startService(notifications, ctx);
+    const keys = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    privateKey = keys.privateKey;
+    const publicJwk = { ...(await exportJWK(keys.publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
+    gateway = await startGateway({
+      logger,
+      metrics: new Metrics(),
+      cache,
+      backends: [{ service: NotificationService, url: backend.server.url }],
+      jwt: { jwks: { keys: [publicJwk] }, issuer: "ttip-auth", audience: "ttip" },
+      rateLimit: { points: 1000, durationSeconds: 60 },
+      corsOrigins: [],
+      streamRecheckMs: 200,
+    });
+  });
+  after(async () => {
+    await gateway?.close();
+    await backend?.close();
+    await cache?.close();
+    await db?.drop();
+  });
+
+  const protocols: Record<string, () => Transport> = {
+    "Connect binary (forwarded as bytes)": () => createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true }),
+    gRPC: () => createGrpcTransport({ baseUrl: gateway.url }),
+  };
+  for (const [protocol, transport] of Object.entries(protocols)) {
+    for (const kind of ["busy", "idle"]) {
+      test(`${protocol}, ${kind}: the stream ends UNAUTHENTICATED once its session is revoked, and the service's stream with it`, async () => {
+        const subject = `${kind}-${randomUUID()}`;
+        const sessionId = randomUUID();
+        const token = await new SignJWT({ roles: ["worker"], sid: sessionId })
+          .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+          .setIssuer("ttip-auth")
+          .setAudience("ttip")
+          .setSubject(subject)
+          .setIssuedAt()
+          .setExpirationTime("15m")
+          .sign(privateKey);
+        const client = createClient(NotificationService, transport());
+        // Bounded: a stream the gateway never ends fails the test at its deadline instead of running on.
+        const stream = client.watchInAppNotifications({}, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 10_000 })[Symbol.asyncIterator]();
+        assert.equal((await stream.next()).done, false, "the first message arrives");
+        // Still open past several checks while the session lives.
+        await new Promise((r) => setTimeout(r, 700));
+        assert.equal(ended.has(subject), false);
+        await markSessionRevoked(cache, sessionId);
+        const end = await (async () => {
+          for (;;) if ((await stream.next()).done) return "ended without an error";
+        })().catch((e: ConnectError) => e);
+        assert.ok(end instanceof ConnectError, String(end));
+        assert.deepEqual([Code[end.code], end.rawMessage], ["Unauthenticated", "this session was revoked: sign in again"]);
+        await eventually("the service's stream cancelled", async () => ended.has(subject));
+      });
+    }
+  }
 });
 
 describe("gateway rate limit (Redis)", () => {
