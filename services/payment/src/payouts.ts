@@ -13,7 +13,7 @@ import type { ParsedResult } from "./callbacks.js";
 import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
-import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
+import { loadPayout, payoutByIdempotencyKey, payoutOf, type B2cState, type Payout, type PayoutRow } from "./stores/payouts.js";
 import { clearAutoPayoutDue, deferAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, markAutoPayoutDueUnlessDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
 import type { Deps, TipRow } from "./tips.js";
@@ -136,6 +136,9 @@ async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadA
   return payout;
 }
 
+/** How long a payout Daraja could not be sent (nothing left) is tried again before it fails and its hold goes back. */
+const UNSENT_RETRY_MS = 60 * 60_000;
+
 /** Holds the money, then sends B2C exactly once. */
 async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
   const { pool, logger } = deps.ctx;
@@ -157,9 +160,19 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       throw new DependencyUnavailableError(`the wallet could not hold the amount: ${e.rawMessage}`);
     }
   }
-  // The point of no return: once 'sending' is committed, this payout is never sent again.
-  const claimed = await pool.query("UPDATE payment.payouts SET b2c_state = 'sending' WHERE payout_id = $1 AND b2c_state = 'new' AND status = 'pending'", [payout.payoutId]);
-  if (!claimed.rowCount) return;
+  // The point of no return: once 'sending' is committed, this payout is never sent again. An admin's hold on the
+  // worker's payouts, placed since the payout was made (its first send failed, reconciliation sends it now), stops it.
+  const { rows: [claimed] } = await pool.query<{ b2c_state: B2cState }>(
+    `UPDATE payment.payouts p SET b2c_state = CASE WHEN s.payouts_on_hold THEN 'refused' ELSE 'sending' END
+       FROM (SELECT bool_or(payouts_on_hold) IS TRUE AS payouts_on_hold FROM payment.payout_settings WHERE worker_id = $2) s
+      WHERE p.payout_id = $1 AND p.b2c_state = 'new' AND p.status = 'pending' RETURNING p.b2c_state`,
+    [payout.payoutId, payout.workerId],
+  );
+  if (!claimed) return;
+  if (claimed.b2c_state === "refused") {
+    await finishPayout(deps, payout.payoutId, { success: false, code: "on_hold", message: "payouts are on hold for this account; nothing was sent; contact support" });
+    return;
+  }
   const base = config.callbackBaseUrl;
   try {
     const r = await deps.daraja().b2c({
@@ -176,6 +189,17 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       [payout.payoutId, r.ConversationID, resultDueAt(deps)],
     );
   } catch (err) {
+    if (err instanceof DarajaError && err.kind === "unavailable") {
+      // It never left (Daraja asked us to slow down, no token, no connection): back to 'new', which reconciliation
+      // sends at the payout's next check, for an hour (its age on the database's clock, which made it). Failing it
+      // at once would tell the worker M-Pesa refused it, for an outage.
+      const retried = await pool.query(
+        `UPDATE payment.payouts SET b2c_state = 'new' WHERE payout_id = $1 AND b2c_state = 'sending'
+          AND created_at > now() - make_interval(secs => $2::double precision / 1000)`,
+        [payout.payoutId, UNSENT_RETRY_MS],
+      );
+      if (retried.rowCount) return void logger.warn({ payoutId: payout.payoutId, err: err.message }, "B2C not sent; sent again later");
+    }
     if (err instanceof DarajaError && (err.kind === "rejected" || err.kind === "unavailable")) {
       // Daraja refused it (or it never left): nothing was paid, the hold goes back.
       await pool.query("UPDATE payment.payouts SET b2c_state = 'refused' WHERE payout_id = $1", [payout.payoutId]);

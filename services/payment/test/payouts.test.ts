@@ -603,6 +603,36 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     });
   });
 
+  test("a B2C Daraja could not be sent (nothing left) is sent later, not failed; one an admin held meanwhile is never sent, its money back in the wallet", async () => {
+    const daraja = h.config.daraja!;
+    const refusedConnection = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    const row = async (payoutId: string) =>
+      (await h.t.db.pool.query("SELECT b2c_state, status, hold_state FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status: string; hold_state: string };
+    const [sent, held] = [phone(), phone()];
+    let workers: string[];
+    try {
+      h.config.daraja = { ...daraja, request: async (url, call) => (url.pathname.includes("/b2c/") ? Promise.reject(refusedConnection) : httpRequest(url, call)) };
+      workers = [await tippedWorker(sent), await tippedWorker(held)];
+      for (const w of workers) {
+        const p = await onlyPayout(w);
+        await eventually(async () => (await row(p.payoutId)).hold_state === "held", "held in the wallet");
+        assert.deepEqual(await row(p.payoutId), { b2c_state: "new", status: "pending", hold_state: "held" }, "to be sent again, not failed");
+      }
+    } finally {
+      h.config.daraja = daraja;
+    }
+    await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"] }).holdPayouts({ workerId: workers[1], reason: "phone reported stolen", idempotencyKey: `hold-${workers[1]}` });
+    h.clock.advance(h.config.payoutResultWaitMs + 1_000);
+    const paid = await reconcileUntil(workers[0], (p) => p.status === PayoutStatus.SUCCEEDED);
+    assert.equal(b2cTo(sent).length, 1);
+    assert.equal(paid.amount!.amountMinor, 9500n);
+    const stopped = await reconcileUntil(workers[1], (p) => p.status === PayoutStatus.FAILED);
+    assert.match(stopped.resultMessage, /on hold/);
+    assert.equal(b2cTo(held).length, 0, "never sent");
+    await eventually(async () => (await row(stopped.payoutId)).hold_state === "released", "its hold released");
+    assert.equal(await h.balance(workers[1]), 9500n);
+  });
+
   test("payouts on hold by an admin are not made automatically", async () => {
     const p = phone();
     const worker = randomUUID();
