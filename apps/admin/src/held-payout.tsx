@@ -1,7 +1,7 @@
 // A payout held because M-Pesa reported it paid in another amount than its own: support checks M-Pesa's
 // statement and says what was paid (the amount and its receipt) or that nothing was, after a device step-up.
 // The service settles or releases the worker's hold; it never sends the payout again. The difference from the
-// payout's amount, which the platform's fees account books, is shown as the amount is typed; over the limit the
+// payout's amount (more: the platform's fees account bears it; less: back to the worker) is shown as the amount is typed; over the limit the
 // service takes it only confirmed, so a typo (9600 for 96) is caught here before it is sent.
 import { useState } from "react";
 import { HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR } from "@ttip/runtime/mpesa-limits";
@@ -39,7 +39,7 @@ const kes = (amountMinor: bigint) => money({ currency: "KES", amountMinor });
 /** The difference shown as it is typed; over the limit, a box that confirms that very figure (another amount unticks it). */
 function Difference({ difference, confirmed, confirm }: { difference: bigint | undefined; confirmed: boolean; confirm: (on: boolean) => void }) {
   if (difference === undefined || difference === 0n) return null;
-  const words = difference > 0n ? "more than the payout: the platform's fees account bears it" : "less than the payout: the platform's fees account keeps it";
+  const words = difference > 0n ? "more than the payout: the platform's fees account bears it" : "less than the payout: it goes back to the worker's wallet";
   return (
     <p data-testid="paid-difference">
       Difference: {kes(difference)}, {words}.

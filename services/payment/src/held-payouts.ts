@@ -19,8 +19,8 @@ const CONFIRMATION_FIELD = "paid.confirmed_difference";
 
 /**
  * A paid amount differing from the payout's by more than HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR either way is
- * taken only with that exact difference confirmed: the platform's fees account books it, and a typo (9600 for 96)
- * would book thousands. INVALID_ARGUMENT naming the confirmation field otherwise.
+ * taken only with that exact difference confirmed: the platform's fees account or the worker's wallet books it, and
+ * a typo (9600 for 96) would book thousands. INVALID_ARGUMENT naming the confirmation field otherwise.
  */
 function requireConfirmedDifference(p: Payout, o: StatementOutcome): void {
   if (!o.paid) return;
@@ -29,7 +29,7 @@ function requireConfirmedDifference(p: Payout, o: StatementOutcome): void {
   if ((difference < 0n ? -difference : difference) <= HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR) return;
   if (o.confirmedDifferenceMinor === difference) return;
   const said = `${formatMoney(o.paidMinor, "KES")} paid for this ${formatMoney(asked, "KES")} payout is a difference of ${formatMoney(difference, "KES")} `
-    + `for the platform's fees account, over the ${formatMoney(HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR, "KES")} taken unconfirmed`;
+    + `for ${difference > 0n ? "the platform's fees account" : "the worker's wallet"}, over the ${formatMoney(HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR, "KES")} taken unconfirmed`;
   throw fieldError(CONFIRMATION_FIELD, o.confirmedDifferenceMinor === undefined
     ? `${said}: check the paid amount, and confirm that difference here if it is right; nothing changed`
     : `confirms ${formatMoney(o.confirmedDifferenceMinor, "KES")}, but ${said}; nothing changed`);
@@ -55,7 +55,9 @@ function finishOf(p: Payout, o: StatementOutcome): Finish {
   const message = o.paidMinor === asked
     ? `Sent to M-Pesa: ${formatMoney(asked, "KES")}, confirmed on M-Pesa's statement by support`
     : `Sent to M-Pesa: M-Pesa's statement shows ${formatMoney(o.paidMinor, "KES")} sent for this ${formatMoney(asked, "KES")} payout (checked by support); `
-      + `your wallet is charged ${formatMoney(asked, "KES")}, the platform bears the difference`;
+      + (o.paidMinor > asked
+        ? `your wallet is charged ${formatMoney(asked, "KES")}, the platform bears the difference`
+        : `your wallet is charged ${formatMoney(o.paidMinor, "KES")}, the ${formatMoney(asked - o.paidMinor, "KES")} not sent is back in it`);
   return { success: true, code: "0", message, receipt: o.receipt };
 }
 

@@ -321,20 +321,23 @@ export class Ledger {
   }
 
   /**
-   * What M-Pesa paid for a payout beyond (or short of) its amount, `differenceMinor` (paid − amount), booked between
-   * the platform's fees account and payout clearing, as the B2C charge is: more sent is the platform's loss (fees →
-   * clearing), less is its gain (clearing → fees). The worker's wallet is not in it: the worker asked for the payout's
-   * amount, and the hold's settlement debits that. Posted once per payout by its key.
+   * What M-Pesa paid for a payout beyond (or short of) its amount, `differenceMinor` (paid − amount), out of payout
+   * clearing or into it, as the hold's settlement debited the payout's amount. More sent is the platform's loss
+   * (fees → clearing): the worker asked for the payout's amount. Less sent is the worker's, back in their wallet
+   * (clearing → wallet): they are charged what reached them. Posted once per payout by its key.
    */
-  async payoutPaidDifference(input: { payoutId: string; receipt: string; differenceMinor: bigint }): Promise<string> {
+  async payoutPaidDifference(input: { payoutId: string; workerId: string; receipt: string; differenceMinor: bigint }): Promise<string> {
     assert(input.differenceMinor !== 0n, "a difference to book");
-    const [fees, clearing] = await Promise.all([this.account(AccountKind.PLATFORM_FEES), this.account(AccountKind.PAYOUT_CLEARING)]);
     const more = input.differenceMinor > 0n;
+    const [other, clearing] = await Promise.all([
+      more ? this.account(AccountKind.PLATFORM_FEES) : this.account(AccountKind.WORKER_WALLET, input.workerId),
+      this.account(AccountKind.PAYOUT_CLEARING),
+    ]);
     return this.postEntry({
       idempotencyKey: `payout:${input.payoutId}:paid-difference`,
       cause: { cause: { case: "payoutId", value: input.payoutId } },
       postings: [
-        { accountId: fees, amount: kes(-input.differenceMinor), memo: more ? "B2C paid more than the payout" : "B2C paid less than the payout" },
+        { accountId: other, amount: kes(-input.differenceMinor), memo: more ? "B2C paid more than the payout" : "B2C paid less than the payout: the rest back" },
         { accountId: clearing, amount: kes(input.differenceMinor), memo: `B2C ${input.receipt}` },
       ],
       description: `Payout ${input.payoutId}: M-Pesa paid ${more ? "more" : "less"} than the payout's amount (${input.receipt})`,

@@ -280,7 +280,7 @@ export async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<v
   if (!p || p.holdState !== "held" || !p.holdId || (p.status !== "succeeded" && p.status !== "failed")) return;
   try {
     if (p.status === "succeeded" && p.paidMinor !== null && p.paidMinor !== p.amount.amountMinor) {
-      await deps.ledger.payoutPaidDifference({ payoutId, receipt: p.mpesaReceipt ?? payoutId, differenceMinor: p.paidMinor - p.amount.amountMinor });
+      await deps.ledger.payoutPaidDifference({ payoutId, workerId: p.workerId, receipt: p.mpesaReceipt ?? payoutId, differenceMinor: p.paidMinor - p.amount.amountMinor });
     }
     if (p.status === "succeeded") await deps.ledger.settleHold(p.holdId, p.mpesaReceipt ?? p.payoutId, p.transferFee.amountMinor);
     else await deps.ledger.releaseHold(p.holdId, p.resultMessage || p.resultCode);

@@ -1327,7 +1327,8 @@ export type HeldPayoutPaid = Message<"ttip.payment.v1.HeldPayoutPaid"> & {
 
   /**
    * The difference paid_amount minus the payout's amount (negative when less was paid), as
-   * the console showed it to the admin, who so confirms the platform's fees account books it.
+   * the console showed it to the admin, who so confirms it is booked (more: to the platform's
+   * fees account; less: back to the worker's wallet).
    * Required when that difference is over KES 50 either way (a typo such as 9600 for 96 would
    * book KES 9,504 to the platform): INVALID_ARGUMENT naming paid.confirmed_difference when it
    * is missing then, or is not exactly that difference; nothing changes.
@@ -2241,8 +2242,8 @@ export const PaymentAdminService: GenService<{
   /**
    * Ends a payout held ON_HOLD because M-Pesa reported it paid in another
    * amount than its own, by what support found on M-Pesa's statement: paid
-   * (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-   * any difference booked to the platform's fees account; a difference over
+   * (in any amount: payout SUCCEEDED; more than its amount is booked to the
+   * platform's fees account, less goes back to the worker's wallet; a difference over
    * KES 50 only with paid.confirmed_difference) or not paid (the
    * hold released, payout FAILED). Never sends a B2C. A retry under the same
    * key gets the payout; FAILED_PRECONDITION naming payout_id when the payout

@@ -2991,7 +2991,8 @@ type HeldPayoutPaid struct {
 	// beside it (Payout.reported_mpesa_receipt).
 	MpesaReceipt string `protobuf:"bytes,2,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
 	// The difference paid_amount minus the payout's amount (negative when less was paid), as
-	// the console showed it to the admin, who so confirms the platform's fees account books it.
+	// the console showed it to the admin, who so confirms it is booked (more: to the platform's
+	// fees account; less: back to the worker's wallet).
 	// Required when that difference is over KES 50 either way (a typo such as 9600 for 96 would
 	// book KES 9,504 to the platform): INVALID_ARGUMENT naming paid.confirmed_difference when it
 	// is missing then, or is not exactly that difference; nothing changes.

@@ -630,8 +630,8 @@ type PaymentAdminServiceClient interface {
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid
-	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-	// any difference booked to the platform's fees account; a difference over
+	// (in any amount: payout SUCCEEDED; more than its amount is booked to the
+	// platform's fees account, less goes back to the worker's wallet; a difference over
 	// KES 50 only with paid.confirmed_difference) or not paid (the
 	// hold released, payout FAILED). Never sends a B2C. A retry under the same
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
@@ -948,8 +948,8 @@ type PaymentAdminServiceHandler interface {
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid
-	// (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-	// any difference booked to the platform's fees account; a difference over
+	// (in any amount: payout SUCCEEDED; more than its amount is booked to the
+	// platform's fees account, less goes back to the worker's wallet; a difference over
 	// KES 50 only with paid.confirmed_difference) or not paid (the
 	// hold released, payout FAILED). Never sends a B2C. A retry under the same
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout

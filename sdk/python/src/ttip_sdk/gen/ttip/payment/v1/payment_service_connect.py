@@ -1257,8 +1257,8 @@ class PaymentAdminService(Protocol):
         """
         Ends a payout held ON_HOLD because M-Pesa reported it paid in another
         amount than its own, by what support found on M-Pesa's statement: paid
-        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-        any difference booked to the platform's fees account; a difference over
+        (in any amount: payout SUCCEEDED; more than its amount is booked to the
+        platform's fees account, less goes back to the worker's wallet; a difference over
         KES 50 only with paid.confirmed_difference) or not paid (the
         hold released, payout FAILED). Never sends a B2C. A retry under the same
         key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
@@ -1830,8 +1830,8 @@ class PaymentAdminServiceClient(ConnectClient):
         """
         Ends a payout held ON_HOLD because M-Pesa reported it paid in another
         amount than its own, by what support found on M-Pesa's statement: paid
-        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-        any difference booked to the platform's fees account; a difference over
+        (in any amount: payout SUCCEEDED; more than its amount is booked to the
+        platform's fees account, less goes back to the worker's wallet; a difference over
         KES 50 only with paid.confirmed_difference) or not paid (the
         hold released, payout FAILED). Never sends a B2C. A retry under the same
         key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
@@ -2103,8 +2103,8 @@ class PaymentAdminServiceSync(Protocol):
         """
         Ends a payout held ON_HOLD because M-Pesa reported it paid in another
         amount than its own, by what support found on M-Pesa's statement: paid
-        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-        any difference booked to the platform's fees account; a difference over
+        (in any amount: payout SUCCEEDED; more than its amount is booked to the
+        platform's fees account, less goes back to the worker's wallet; a difference over
         KES 50 only with paid.confirmed_difference) or not paid (the
         hold released, payout FAILED). Never sends a B2C. A retry under the same
         key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
@@ -2674,8 +2674,8 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         """
         Ends a payout held ON_HOLD because M-Pesa reported it paid in another
         amount than its own, by what support found on M-Pesa's statement: paid
-        (in any amount: the hold settled at the payout's amount, payout SUCCEEDED,
-        any difference booked to the platform's fees account; a difference over
+        (in any amount: payout SUCCEEDED; more than its amount is booked to the
+        platform's fees account, less goes back to the worker's wallet; a difference over
         KES 50 only with paid.confirmed_difference) or not paid (the
         hold released, payout FAILED). Never sends a B2C. A retry under the same
         key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
