@@ -35,6 +35,14 @@ function requireConfirmedDifference(p: Payout, o: StatementOutcome): void {
     : `confirms ${formatMoney(o.confirmedDifferenceMinor, "KES")}, but ${said}; nothing changed`);
 }
 
+/** A receipt is one payout's: another's (a neighbouring statement line) is refused naming the field, not left to the unique index. */
+async function requireReceiptUnused(tx: Queryable, payoutId: string, receipt: string): Promise<void> {
+  const { rows: [other] } = await tx.query<{ payout_id: string }>(
+    "SELECT payout_id FROM payment.payouts WHERE mpesa_receipt = $1 AND payout_id <> $2", [receipt, payoutId],
+  );
+  if (other) throw fieldError("paid.mpesa_receipt", `${receipt} is the receipt of payout ${other.payout_id}; check the statement line; nothing changed`);
+}
+
 export interface HeldPayoutResolution {
   payoutId: string;
   outcome: StatementOutcome;
@@ -80,6 +88,7 @@ export async function resolveHeldPayout(deps: PayoutDeps, r: HeldPayoutResolutio
       throw new InvalidStateError(`payout_id: payout ${r.payoutId} is ${p.status} (its hold ${p.holdState}), not held for an amount M-Pesa reported; nothing changed`);
     }
     requireConfirmedDifference(p, r.outcome);
+    if (r.outcome.paid) await requireReceiptUnused(tx, r.payoutId, r.outcome.receipt);
     const f = finishOf(p, r.outcome);
     // The receipt M-Pesa's result named is kept beside the statement's that replaces it (the old value, as SET reads it).
     const { rows: [done] } = await tx.query<PayoutRow>(

@@ -589,6 +589,8 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
         ["paid.paid_amount", { case: "paid", value: { mpesaReceipt: receipt } }],
         ["mpesa_receipt", { case: "paid", value: { paidAmount: KES(95), mpesaReceipt: "not-a-receipt" } }],
         ["outcome", { case: undefined }],
+        // Another payout's receipt (a neighbouring statement line): was INTERNAL, the unique index's refusal.
+        ["paid.mpesa_receipt", { case: "paid", value: { paidAmount: KES(95), mpesaReceipt: paidOut.mpesaReceipt } }],
       ] as const) {
         const e = await refusal(admin.resolveHeldPayout({ ...base, outcome } as Parameters<typeof admin.resolveHeldPayout>[0]));
         assert.equal(Code[e.code], Code[Code.InvalidArgument], field);
