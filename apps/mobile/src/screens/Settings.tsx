@@ -21,9 +21,11 @@ export function Settings() {
   const [busy, setBusy] = useState(false);
   const signOut = async (everywhere: boolean) => {
     setBusy(true);
-    // The server side may be unreachable: the phone forgets the session anyway.
-    await (everywhere ? revokeAll.mutateAsync({}) : logout.mutateAsync({})).catch(() => undefined);
+    // The push token first, while the session may still ask: after Logout the gateway refuses it, and the phone
+    // would go on showing this worker's tips to whoever holds it next. The server side may be unreachable: the
+    // phone forgets the session anyway.
     await push.unregister().catch(() => undefined);
+    await (everywhere ? revokeAll.mutateAsync({}) : logout.mutateAsync({})).catch(() => undefined);
     await sessions.clear();
   };
   return (

@@ -75,6 +75,8 @@ export class FakeGateway {
   preferences: Preferences = create(PreferencesSchema, { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] }] });
   validAccess = new Set<string>();
   private issued = 0;
+  /** Refresh tokens issued up to this count were revoked by a sign-out (auth refuses them). */
+  private revokedThrough = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
   /** M-Pesa's B2C result for payouts made from now on, with its own English text ("0": paid). */
@@ -148,6 +150,13 @@ export class FakeGateway {
     };
   }
 
+  /** As auth ends a session: its access token refused by the gateway from now on, its refresh token by auth. */
+  private signOut(ctx: HandlerContext): void {
+    this.authed(ctx);
+    this.validAccess.delete(ctx.requestHeader.get("authorization")!.replace(/^Bearer /, ""));
+    this.revokedThrough = this.issued;
+  }
+
   private authed(ctx: HandlerContext): void {
     const token = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "";
     if (!this.validAccess.has(token)) throw new ConnectError("access token missing or expired", Code.Unauthenticated);
@@ -192,7 +201,9 @@ export class FakeGateway {
             return {};
           },
           refreshSession: (req) => {
-            if (!/^refresh-/.test(req.refreshToken)) throw new ConnectError("refresh token unknown", Code.Unauthenticated);
+            const issued = /^refresh-(\d+)-/.exec(req.refreshToken);
+            if (!issued) throw new ConnectError("refresh token unknown", Code.Unauthenticated);
+            if (Number(issued[1]) <= gw.revokedThrough) throw new ConnectError("session revoked", Code.Unauthenticated);
             return { tokens: gw.tokens() };
           },
           registerDevice: (req, ctx) => {
@@ -256,8 +267,15 @@ export class FakeGateway {
             gw.validAccess.delete(s.accessToken);
             return {};
           },
-          logout: () => ({}),
-          revokeAllSessions: () => ({ revoked: 1 }),
+          // As auth does: the session ends, and the gateway refuses its access token from then on.
+          logout: (_req, ctx) => {
+            gw.signOut(ctx);
+            return {};
+          },
+          revokeAllSessions: (_req, ctx) => {
+            gw.signOut(ctx);
+            return { revoked: 1 };
+          },
         });
         router.service(WalletService, {
           getBalance: (_req, ctx) => {
@@ -375,7 +393,8 @@ export class FakeGateway {
             return { preferences: gw.preferences };
           },
           registerPushToken: (req, ctx) => (gw.authed(ctx), gw.pushTokens.add(`${req.platform}:${req.token}`), {}),
-          unregisterPushToken: (req) => {
+          unregisterPushToken: (req, ctx) => {
+            gw.authed(ctx);
             for (const t of gw.pushTokens) if (t.endsWith(`:${req.token}`)) gw.pushTokens.delete(t);
             return {};
           },
