@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { requestKey } from "../src/lib/request-key.js";
-import { formIntent, WriteKey } from "../src/lib/write-key.js";
+import { formIntent } from "../src/lib/form-intent.js";
+import { WriteKey } from "../src/lib/write-key.js";
 
 const form = (fields: Record<string, string>) => {
   const f = new FormData();

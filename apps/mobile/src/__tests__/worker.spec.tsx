@@ -222,6 +222,27 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a payout whose answer was lost, asked for again after Cancel and another tab, is the same payout; another amount is a new one", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal("300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  await fireEvent.press(screen.getByText("Cancel"));
+  await openTab("home");
+  // The same withdrawal asked for again: before, a new key, and a second payout of KES 300.
+  await startWithdrawal("300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  await fireEvent.changeText(await screen.findByTestId("amount"), "300");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(2);
+});
+
 /** Typed, submitted and refused on the screen: no biometric prompt, no device challenge, no payout. */
 async function expectRefusedBeforePrompt(gw: FakeGateway, phone: ReturnType<typeof newPhone>, typed: string, message: string) {
   await fireEvent.changeText(await screen.findByTestId("amount"), typed);

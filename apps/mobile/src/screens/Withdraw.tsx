@@ -1,6 +1,6 @@
 // Withdraw to M-Pesa. Each payout the worker confirms passes the phone's biometric prompt,
 // then the device's step-up (lib/device-step-up), whose token goes with the payout. One
-// idempotency key per attempt: a retried tap or a lost answer never sends the money twice.
+// idempotency key per withdrawal: a retried tap or a lost answer never sends the money twice.
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -11,6 +11,7 @@ import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CU
 import { payoutFinal, payoutOutcomeKey } from "@ttip/web-lib/payout-outcome";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
+import { settlesWrite, WriteKey } from "@ttip/web-lib/write-key";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
 import { useApp } from "../app-context";
@@ -29,6 +30,18 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
   [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesaPerTransaction",
   [LimitKind.MPESA_DAILY]: "limitMpesaDaily",
 };
+
+/**
+ * Per signed-in worker, the key of the withdrawal last asked for, kept until the service answers for it, and past
+ * this screen (Cancel, another tab unmounts it): the same withdrawal asked for again after a lost answer is the same
+ * payout, never a second one. Another amount or number is another withdrawal, with a new key.
+ */
+const payoutKeys = new Map<string, WriteKey>();
+function payoutKeyOf(userId: string, make: () => string): WriteKey {
+  let keys = payoutKeys.get(userId);
+  if (!keys) payoutKeys.set(userId, (keys = new WriteKey(undefined, make)));
+  return keys;
+}
 
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; payoutId: string };
 
@@ -74,8 +87,9 @@ export function Withdraw() {
     const typed = phoneText.trim();
     const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
     if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
-    // One key per reviewed withdrawal, kept across its retries.
-    setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey: newKey() });
+    const session = sessions.get();
+    if (!session) return setError(t("sessionEnded"));
+    setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey: payoutKeyOf(session.userId, newKey).use(`${amount}|${mpesaPhone}`) });
   };
 
   const send = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
@@ -102,7 +116,12 @@ export function Withdraw() {
       const working = (stage: StepUpStage) => setStage({ kind: "working", note: t(stage === "key" ? "settingUpKey" : "signingKey") });
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
-      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken });
+      const keys = payoutKeyOf(session.userId, newKey);
+      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch((err: unknown) => {
+        if (settlesWrite(err)) keys.settle(idempotencyKey);
+        throw err;
+      });
+      keys.settle(idempotencyKey);
       setStage({ kind: "sent", payoutId: res.payout!.payoutId });
     } catch (err) {
       setStage(attempt);

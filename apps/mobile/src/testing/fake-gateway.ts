@@ -79,6 +79,8 @@ export class FakeGateway {
   private revokedThrough = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
+  /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
+  loseNextPayoutAnswer = false;
   /** M-Pesa's B2C result for payouts made from now on, with its own English text ("0": paid). */
   payoutResult = { code: "0", desc: "The service request is processed successfully." };
 
@@ -322,6 +324,10 @@ export class FakeGateway {
             gw.availableMinor -= amountMinor;
             const payoutId = `payout-${gw.payouts.size + 1}`;
             gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0, result: gw.payoutResult });
+            if (gw.loseNextPayoutAnswer) {
+              gw.loseNextPayoutAnswer = false;
+              throw new ConnectError("the answer was lost on the way", Code.DeadlineExceeded);
+            }
             return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
           },
           getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),

@@ -2,7 +2,8 @@
 // One guard for every form that writes: the worker's, the venue manager's,
 // the tip page's card form and the admin console's.
 import { useRef, useState, type FormEvent } from "react";
-import { formIntent, settlesWrite, WriteKey } from "./write-key";
+import { formIntent } from "./form-intent";
+import { settlesWrite, WriteKey } from "./write-key";
 
 /** Sends the keyed call of an attempt; `settled` says whether a value (not an error) answered it, as a server action's "try again" does not. */
 export type Send = <T>(call: (key: string) => Promise<T>, settled?: (answer: T) => boolean) => Promise<T>;

@@ -29,14 +29,15 @@ export class WriteKey {
   /** The request the key was last sent for; undefined while it was never sent, or when the caller did not say. */
   private sentFor: string | undefined;
 
-  constructor(first?: string) {
-    this.key = first ?? newWriteKey();
+  /** `make`: where new keys come from (the phone's tests give numbered ones). */
+  constructor(first?: string, private readonly make: () => string = newWriteKey) {
+    this.key = first ?? make();
   }
 
   /** The key to send a request with; `intent` says what the request asks (its fields, without the key). */
   use(intent?: string): string {
     if (intent === undefined) return this.key;
-    if (this.sentFor !== undefined && this.sentFor !== intent) this.key = newWriteKey();
+    if (this.sentFor !== undefined && this.sentFor !== intent) this.key = this.make();
     this.sentFor = intent;
     return this.key;
   }
@@ -44,14 +45,9 @@ export class WriteKey {
   /** The service answered for `used`: the next write is a new one. */
   settle(used: string): void {
     if (this.key !== used) return;
-    this.key = newWriteKey();
+    this.key = this.make();
     this.sentFor = undefined;
   }
-}
-
-/** What a form asks: its text fields, in order (a file by its name and size). */
-export function formIntent(form: FormData): string {
-  return JSON.stringify(Array.from(form.entries(), ([k, v]) => [k, typeof v === "string" ? v : `${v.name}:${v.size}`]));
 }
 
 /**
