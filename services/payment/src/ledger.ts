@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, DependencyUnavailableError, InvalidStateError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
-import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { AccountKind, LimitKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
 import { kes } from "./money.js";
@@ -369,14 +369,13 @@ export class Ledger {
   }
 
   /** The most the worker may withdraw now under every withdrawal limit (undefined: no limits set). */
-  async withdrawalRoom(workerId: string, currency = "KES"): Promise<bigint | undefined> {
+  async withdrawalRoom(workerId: string, currency = "KES"): Promise<{ room?: bigint; perWithdrawal?: bigint }> {
     const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker"), timeoutMs: this.payoutCallTimeoutMs() });
-    let room: bigint | undefined;
-    for (const l of limits) {
-      const remaining = l.remaining?.amountMinor;
-      if (remaining !== undefined && (room === undefined || remaining < room)) room = remaining;
-    }
-    return room === undefined ? undefined : room < 0n ? 0n : room;
+    const least = (values: (bigint | undefined)[]) => values.reduce<bigint | undefined>((a, v) => (v === undefined || (a !== undefined && a <= v) ? a : v), undefined);
+    const room = least(limits.map((l) => l.remaining?.amountMinor));
+    // The most one withdrawal may ever be (the tier's and M-Pesa's), whatever is used today.
+    const perWithdrawal = least(limits.filter((l) => l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION).map((l) => l.limit?.amountMinor));
+    return { room: room === undefined ? undefined : room < 0n ? 0n : room, perWithdrawal };
   }
 
   /** What a venue's pool could pay out now; undefined from a wallet that does not say (older than this call's answer). */

@@ -627,11 +627,13 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKe
   if (open.open) return (await startedUnder(deps, workerId, idempotencyKey)) ? "started" : "deferred";
   const available = await deps.ledger.available(workerId);
   // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.
-  const room = await deps.ledger.withdrawalRoom(workerId);
+  const { room, perWithdrawal } = await deps.ledger.withdrawalRoom(workerId);
   const capped = room !== undefined && room < available;
   const amount = ((capped ? room : available) / 100n) * 100n;
-  // Below B2C's least (whatever the worker's minimum, set before it was enforced) it waits for more tips.
-  if (amount < s.auto_payout_minimum_minor || amount < B2C_MIN_MINOR) return "nothing";
+  // Below the worker's minimum, or B2C's least (whatever minimum was set before it was enforced), it waits for more
+  // tips. A minimum over what one withdrawal may be is read as that limit: else it would never be reached.
+  const minimum = perWithdrawal !== undefined && perWithdrawal < s.auto_payout_minimum_minor ? perWithdrawal : s.auto_payout_minimum_minor;
+  if (amount < minimum || amount < B2C_MIN_MINOR) return "nothing";
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
   const started = await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey, automatic: true, note }, open.read_at);

@@ -135,6 +135,23 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 0);
   });
 
+  test("a minimum over what one withdrawal may be is read as that limit: the automatic payout pays up to it, the rest left with a note", async () => {
+    const p = phone();
+    const worker = randomUUID();
+    // A tier of its own whose withdrawals are at most KES 50 (basic's is KES 20,000: the same case, with smaller tips).
+    await h.t.db.pool.query("INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES (77, 'KES', 5000, 100000, 1000000) ON CONFLICT DO NOTHING");
+    await h.t.db.pool.query("INSERT INTO wallet.user_tiers (owner_id, tier) VALUES ($1, 77)", [worker]);
+    await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(60), payoutPhone: p });
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
+    // Before, KES 50 (the most one withdrawal may be) was under the KES 60 minimum every time: never paid out.
+    const payout = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(payout.amount!.amountMinor, 5000n);
+    assert.match(payout.note, /^KES 45 left in your wallet: your withdrawal limit allows KES 50 now/);
+    assert.equal(b2cTo(p).length, 1);
+    assert.equal(await h.balance(worker), 4500n);
+  });
+
   test("no automatic payout below B2C's KES 10, whatever minimum the worker stored before it was enforced; a minimum under it is refused naming the field", async () => {
     const p = phone();
     const worker = randomUUID();
