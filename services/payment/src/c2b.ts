@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { asConnectError, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
@@ -796,6 +796,7 @@ async function matchOf(deps: Deps, ref: string) {
   } catch (err) {
     const e = asConnectError(err);
     if (e.code === Code.NotFound) throw new NotFoundError(`match_account_reference: no code has the reference ${ref}`);
+    if (e.code === Code.InvalidArgument) throw fieldError("match_account_reference", `qr refuses the reference ${JSON.stringify(ref)}: ${e.rawMessage}`);
     throw new DependencyUnavailableError(`match_account_reference: cannot be checked now (${e.rawMessage})`);
   }
 }
@@ -830,6 +831,8 @@ export async function resolveSuspense(
     return { row: r, tip };
   };
   const ref = normaliseReference(input.matchAccountReference ?? "");
+  // " - " passes the contract's length and is nothing once read as a reference: the admin's mistake, not an outage.
+  if (!input.refund && !ref) throw fieldError("match_account_reference", "names no code once spaces and punctuation are taken out; type the code or reference from the card");
   if (row.resolution !== "open") {
     // A match again is answered with the one recorded only if it names the same code (qr says which).
     const asked = !input.refund && row.resolution === "matched" ? (await matchOf(deps, ref)).qrCodeId : undefined;

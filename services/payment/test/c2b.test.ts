@@ -1073,6 +1073,15 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const mine = payments.filter((p) => cases.some((c) => c.ref && p.accountReference === c.ref));
     assert.equal(mine.length, 4);
     assert.deepEqual(mine.find((p) => p.accountReference === slip)!.suggestions, [code]);
+    // An admin's match naming nothing once read as a reference is their mistake, named, not an outage (UNAVAILABLE).
+    const open = mine.find((p) => p.accountReference === "QQQQQQ9")!;
+    for (const typed of [" - ", "--"]) {
+      const e = await adminClient.resolveSuspensePayment({ receipt: open.receipt, action: { case: "matchAccountReference", value: typed }, note: "meant for someone" }).then(
+        () => assert.fail("accepted"), (err: unknown) => ConnectError.from(err));
+      assert.equal(Code[e.code], Code[Code.InvalidArgument], typed);
+      assert.match(e.rawMessage, /^match_account_reference: /);
+    }
+    assert.equal((await c2bRow(open.receipt)).resolution, "open");
   });
 
   test("a code that takes no tips (its worker switched off, or the code expired) is refused at validation and parked in suspense when confirmed: nothing credited", async () => {
