@@ -47,6 +47,27 @@ test("a settings change made offline waits on the phone and is sent when the con
   await waitFor(() => expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false));
 });
 
+test("settings not loaded (offline): the switch waits, so it cannot clear quiet hours or channels set elsewhere; loaded again, a change keeps them", async () => {
+  const gw = new FakeGateway();
+  gw.preferences.quietHoursStart = "22:00";
+  gw.preferences.quietHoursEnd = "06:00";
+  gw.preferences.kinds[0].channels = [Channel.SMS, Channel.IN_APP];
+  await renderApp(gw);
+  await signIn(gw);
+  gw.offline = true;
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  expect(await screen.findByTestId("tip-sms-not-loaded")).toHaveTextContent(/could not be loaded/);
+  expect(screen.getByTestId("tip-sms").props.disabled).toBe(true);
+  gw.offline = false;
+  await fireEvent.press(screen.getByText("Load them again"));
+  await waitFor(() => expect(screen.getByTestId("tip-sms").props.disabled).toBe(false));
+  expect(screen.queryByTestId("tip-sms-not-loaded")).toBeNull();
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  expect(await screen.findByTestId("tip-sms-note")).toHaveTextContent("Saved.");
+  expect([gw.preferences.quietHoursStart, gw.preferences.quietHoursEnd]).toEqual(["22:00", "06:00"]);
+  expect(gw.preferences.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels).toEqual([Channel.IN_APP]);
+});
+
 test("online, the setting is saved at once", async () => {
   const gw = new FakeGateway();
   await renderApp(gw);

@@ -12,7 +12,7 @@ import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
 import { isUnreachable } from "../lib/offline";
 import { pendingPreferences, queuePreferences } from "../lib/pending-settings";
-import { ErrorText, styles } from "../ui";
+import { Button, ErrorText, styles } from "../ui";
 
 const smsOn = (p: Preferences | undefined) => p?.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS) ?? true;
 
@@ -35,6 +35,8 @@ export function TipSmsSetting() {
   const [prefs, setPrefs] = useState<Preferences>();
   const [note, setNote] = useState("");
   const [error, setError] = useState("");
+  const [notLoaded, setNotLoaded] = useState(false);
+  const [loads, setLoads] = useState(0);
   useEffect(() => {
     let alive = true;
     void (async () => {
@@ -42,10 +44,14 @@ export function TipSmsSetting() {
       const pending = await pendingPreferences(cache, userId);
       if (pending) return alive && (setPrefs(pending), setNote(t("prefQueued")));
       const res = await createClient(NotificationService, transport).getPreferences({}).catch(() => undefined);
-      if (alive) setPrefs(res?.preferences ?? create(PreferencesSchema));
+      if (!alive) return;
+      // Not loaded, the switch waits: a change sends the whole preferences, and an empty stand-in would clear the
+      // quiet hours and other channels the worker set elsewhere.
+      setNotLoaded(!res);
+      if (res) setPrefs(res.preferences ?? create(PreferencesSchema));
     })();
     return () => void (alive = false);
-  }, [cache, userId, transport, t]);
+  }, [cache, userId, transport, t, loads]);
 
   const change = async (on: boolean) => {
     if (!prefs) return;
@@ -69,6 +75,12 @@ export function TipSmsSetting() {
         <Switch testID="tip-sms" accessibilityLabel={t("tipSms")} disabled={!prefs} value={smsOn(prefs)} onValueChange={(v) => void change(v)} />
       </View>
       {note ? <Text testID="tip-sms-note" role="status" style={styles.muted}>{note}</Text> : null}
+      {notLoaded ? (
+        <View testID="tip-sms-not-loaded" style={{ gap: 4 }}>
+          <Text role="alert" style={styles.muted}>{t("prefNotLoaded")}</Text>
+          <Button kind="secondary" title={t("prefLoadAgain")} onPress={() => setLoads((n) => n + 1)} />
+        </View>
+      ) : null}
       <ErrorText>{error}</ErrorText>
     </View>
   );
