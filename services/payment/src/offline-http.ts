@@ -35,7 +35,8 @@ export function offlineFilter(deps: Deps): HttpFilter {
     void work.catch((err) => {
       deps.ctx.logger.error({ err, path: path.replace(/\/[A-Za-z0-9_-]{16,64}/, "/[token]") }, "offline path handling failed");
       if (c2b) reply(res, 500, { ResultCode: "C2B00016", ResultDesc: "Temporary failure" });
-      else text(res, 200, "END Sorry, something went wrong. Nothing was charged.");
+      // Not "nothing was charged": whether a prompt went out is not known here.
+      else text(res, 200, "END Sorry, something went wrong. If an M-Pesa prompt comes, it is your tip; if none comes, please dial again.");
     });
     return true;
   };

@@ -121,14 +121,22 @@ export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest)
   if (session.idle_ms > config.sessionTimeoutMs) return end(say("expired", session.locale as Lang));
   // The same request again (the gateway re-sent it): the same screen.
   if (session.last_answer && session.last_text === r.text) {
-    await pool.query("UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
+    await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
     return session.last_answer;
   }
   const { answer, lang } = await screen(deps, config, r, phone);
-  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
+  await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
     r.sessionId, r.text, answer, lang, new Date(clockOf(deps.ctx).now()),
   ]);
   return answer;
+}
+
+/**
+ * The session's record of the screen, best effort: the screen is the truth the customer must read (a prompt may
+ * be on its way). Unrecorded, a repeat of the request works it out again, and the tip's key (the session's) charges once.
+ */
+async function recordScreen(deps: Deps, sessionId: string, sql: string, values: unknown[]): Promise<void> {
+  await deps.ctx.pool.query(sql, values).catch((err: unknown) => deps.ctx.logger.warn({ err, sessionId }, "USSD screen not recorded"));
 }
 
 type State =

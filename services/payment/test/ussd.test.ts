@@ -73,6 +73,30 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.match(sms.body, new RegExp(tip.mpesa_receipt));
   });
 
+  test("the session's record failing after the push went out: the customer still reads that a prompt is coming, never 'nothing was charged'", async () => {
+    const w = await worker("Otieno");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    const fn = `payment.refuse_${s.sessionId.replace(/[^A-Za-z0-9]/g, "_")}`.slice(0, 60);
+    // The database refuses only this session's last record (the final screen), after the push was sent.
+    await h.t.db.pool.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'connection lost'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER refuse_final BEFORE UPDATE ON payment.ussd_sessions FOR EACH ROW
+      WHEN (NEW.session_id = '${s.sessionId}' AND NEW.last_answer LIKE 'END%') EXECUTE FUNCTION ${fn}()`);
+    try {
+      await s.dial();
+      await s.reply("1");
+      await s.reply(w.code);
+      await s.reply("2");
+      const last = await s.reply("1");
+      // Before: "END Sorry, something went wrong. Nothing was charged." with the prompt on the phone: dialled again, tipped twice.
+      assert.match(last, /^END You will get an M-Pesa prompt for KES 100 to tip Otieno/);
+      assert.equal(pushesTo(p.msisdn).length, 1);
+    } finally {
+      await h.t.db.pool.query("DROP TRIGGER refuse_final ON payment.ussd_sessions");
+      await h.t.db.pool.query(`DROP FUNCTION ${fn}()`);
+    }
+  });
+
   test("in Swahili, with a typed amount and a wrong entry on the way", async () => {
     const w = await worker("Baraka");
     const p = dialler();
