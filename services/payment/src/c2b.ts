@@ -88,14 +88,15 @@ type Target =
   | { kind: "stk_tip"; tipId: string; paid: boolean }
   /** workerId empty: the venue's pool (a venue's own code). */
   | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string; quote: FeeQuote }
-  | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer };
+  /** namesNothing: no code or tip has the reference (or there is none), as a receiptless tip's payment may name. */
+  | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer; namesNothing: boolean };
 
 /**
  * Where a payment belongs. Throws only when a lookup could not be made (the
  * qr service is down): the caller keeps the raw body and tries again later.
  */
 async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: number): Promise<Target> {
-  const suspense = (reason: string, validation: C2bAnswer, suggestions: string[] = []): Target => ({ kind: "suspense", reason, suggestions, validation });
+  const suspense = (reason: string, validation: C2bAnswer, suggestions: string[] = [], namesNothing = false): Target => ({ kind: "suspense", reason, suggestions, validation, namesNothing });
   if (!c2b.shortCodes.includes(p.businessShortCode)) return suspense(`paid to short code ${p.businessShortCode}, which is not ours`, C2B_RESULT.invalidShortCode);
   const ref = normaliseReference(p.billRefNumber);
   if (p.amountMinor === undefined) return suspense("TransAmount is not a plain amount", C2B_RESULT.invalidAmount);
@@ -112,13 +113,13 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
       [ref],
     );
     if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id, paid: rows[0].paid };
-    return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount);
+    return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount, [], true);
   }
   const amount = p.amountMinor;
   if (amount === undefined || amount % 100n !== 0n || amount < MPESA_LIMITS.minMinor) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
   const outlier = deps.config().fraud.outlierMinor;
   if (amount > outlier) return suspense(`KES ${amount / 100n} is over the tip limit of KES ${outlier / 100n}; an admin decides`, C2B_RESULT.invalidAmount);
-  if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
+  if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount, [], true);
   if (ref.length > 20) return suspense(`reference ${ref.slice(0, 24)}… is longer than any code`, C2B_RESULT.invalidAccount);
 
   const qr = qrInternalClient(deps.ctx);
@@ -131,7 +132,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
       .suggestAccountReferences({ accountReference: ref }, { timeoutMs })
       .then((r) => r.accountReferences, () => [] as string[]);
     const hint = suggestions.length ? `; close to ${suggestions.join(", ")} (not applied: an admin decides)` : "";
-    return suspense(`no code has the reference ${ref}${hint}`, C2B_RESULT.invalidAccount, suggestions);
+    return suspense(`no code has the reference ${ref}${hint}`, C2B_RESULT.invalidAccount, suggestions, true);
   }
   if (match.status !== QrCodeStatus.ACTIVE) {
     const state = match.status === QrCodeStatus.REVOKED ? "revoked" : match.status === QrCodeStatus.ROTATED ? "replaced by a newer code" : "not active";
@@ -311,7 +312,9 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     if (!recorded) return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
     return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
   }
-  if (target.kind === "suspense") return parkInSuspense(deps, p, callbackId, insertRow, row, target.reason, target.suggestions, true);
+  // Only a payment naming nothing we know may be a receiptless tip's: one naming a code (revoked, closed) is a paybill
+  // payment of its own, which support must see in suspense.
+  if (target.kind === "suspense") return parkInSuspense(deps, p, callbackId, insertRow, row, target.reason, target.suggestions, target.namesNothing);
 
   // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
   const paid = p.amountMinor!;

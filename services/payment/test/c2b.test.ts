@@ -390,6 +390,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a push reported paid by STK query first (no receipt), then a paybill payment of the same amount from the same number to another worker's revoked code: parked in suspense for support, not taken as the tip's payment", async () => {
+    const { w, push } = await paidByQueryFirst();
+    const other = await worker();
+    await qr.revokeQrCode({ qrCodeId: other.code.qrCodeId, reason: "card lost" }, other.as);
+    const paid = await h.sim.c2b.pay({ billRefNumber: other.code.shortCode, amount: 100, msisdn: push.payer, skipValidation: true });
+    const row = await c2bRow(paid.transId);
+    // Before: recorded as a duplicate of the tip, which took its receipt; nothing in suspense for support to match or refund.
+    assert.deepEqual([row.outcome, row.resolution], ["suspense", "open"]);
+    assert.match(row.reason, /revoked/);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, null);
+    assert.deepEqual([await h.balance(w.id), await h.balance(other.id)], [9500n, 0n]);
+    // The tip's own confirmation still finds it (and no receiptless tip of this number is left for later tests' payments).
+    const { account_reference: reference } = await tipRow(push.tipId);
+    await h.sim.c2b.pay({ billRefNumber: reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, push.receipt);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a push whose callback is lost, reported paid by STK query first (credited from clearing, no receipt), then its C2B confirmation naming the tip's reference: recorded as the tip's payment, which takes its receipt; credited once", async () => {
     const { w, push } = await paidByQueryFirst();
     const { account_reference: reference } = await tipRow(push.tipId);
