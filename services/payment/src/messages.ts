@@ -15,6 +15,8 @@ const MESSAGES: Record<string, { en: string; sw: string }> = {
   ...TIP_OUTCOME_WORDS,
   "1": { en: "Your M-Pesa balance is too low for this tip. Nothing was charged; top up or choose a smaller amount.", sw: "Salio lako la M-Pesa halitoshi kwa tip hii. Hakuna pesa iliyotozwa; ongeza salio au chagua kiasi kidogo." },
   "1001": { en: "M-Pesa is busy with another transaction on your phone. Nothing was charged; try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Hakuna pesa iliyotozwa; jaribu tena baada ya dakika moja." },
+  // Daraja's synchronous refusal of a push while another transaction is in process on the phone: 1001's words.
+  "500.001.1001": { en: "M-Pesa is busy with another transaction on your phone. Nothing was charged; try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Hakuna pesa iliyotozwa; jaribu tena baada ya dakika moja." },
   "1019": { en: "The M-Pesa request expired. Nothing was charged; please try again.", sw: "Ombi la M-Pesa limepitwa na muda. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
   "1025": { en: "M-Pesa could not send the payment prompt. Nothing was charged; please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
   "9999": { en: "M-Pesa could not send the payment prompt. Nothing was charged; please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },

@@ -250,7 +250,7 @@ async function pushStk(deps: Deps, inserted: TipRow, charged: bigint, callbackBa
       deps.ctx.logger.warn({ tipId, err }, "STK push unanswered; left pending for its callback or expiry");
     } else {
       deps.ctx.logger.warn({ tipId, err }, "STK push refused");
-      await failTip(deps, tipId, err.details.errorCode ?? "unavailable", err.kind === "rejected" ? "17" : "unavailable");
+      await failTip(deps, tipId, err.details.errorCode ?? "unavailable", pushRefusalMessage(err));
     }
   }
   return (await loadTip(deps.ctx.pool, tipId))!;
@@ -287,6 +287,15 @@ function sameRequest(row: TipRow, fp: string): TipRow {
 }
 
 /** Ends a pending tip that never reached the customer (Daraja refused the push). */
+/**
+ * The customer's words for a push Daraja refused at once (its synchronous answer; 17, the two-minute rule, comes only
+ * in a callback): a transaction already in process on the customer's phone (500.001.1001), or the prompt not sent.
+ */
+function pushRefusalMessage(err: DarajaError): string {
+  if (err.kind !== "rejected") return "unavailable";
+  return err.details.errorCode === "500.001.1001" ? "1001" : "9999";
+}
+
 async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey: string): Promise<void> {
   await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(

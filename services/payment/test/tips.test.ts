@@ -11,7 +11,7 @@ import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.j
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
-import { DARAJA_LATE_MS, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { DARAJA_LATE_MS, darajaRefusing, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 import { Ledger } from "../src/ledger.js";
 
@@ -54,6 +54,28 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     h.clock.advance(h.config.stkDeadlineMs + h.config.stkExpireAfterMs + 20);
     return internal.reconcilePending({ limit: 100 });
   };
+
+  test("a push Daraja refuses at once is failed in the customer's words for that refusal, not as M-Pesa's two-minute rule (a callback's result 17)", async () => {
+    const daraja = h.config.daraja!;
+    try {
+      for (const [errorCode, errorMessage, said] of [
+        ["500.001.1001", "Unable to lock subscriber, a transaction is already in process for the current subscriber", /busy with another transaction on your phone/],
+        ["400.002.02", "Bad Request - Invalid PhoneNumber", /could not send the payment prompt/],
+      ] as const) {
+        h.config.daraja = darajaRefusing(daraja, "/stkpush/v1/processrequest", errorCode, errorMessage);
+        const { tip: t } = await tip(randomUUID(), phone());
+        const failed = await settled(t!.tipId);
+        assert.equal(failed.status, TipStatus.FAILED, errorCode);
+        // Before: "M-Pesa refused a repeat of the same amount from this number within 2 minutes" for both, as the
+        // reason its TipFailed event carries (a partner's webhook); the customer read the generic words for the first.
+        assert.match((await row(t!.tipId)).result_message, said, errorCode);
+        if (errorCode === "500.001.1001") assert.match(failed.resultMessage, said);
+        assert.equal(failed.resultCode, errorCode);
+      }
+    } finally {
+      h.config.daraja = daraja;
+    }
+  });
 
   test("a tip is pushed, called back, credited once and watched live", async () => {
     const worker = randomUUID();
