@@ -1,5 +1,5 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
+import { budgetNetwork, MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { partnerKey } from "./partner.js";
 
@@ -213,13 +213,13 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
 
 /**
  * Per-client request budget: a partner by key, a signed-in caller by subject,
- * anyone else by address. Over budget answers RESOURCE_EXHAUSTED with retry-after seconds.
+ * anyone else by address (an IPv6 one by its /64). Over budget answers RESOURCE_EXHAUSTED with retry-after seconds.
  */
 export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = limiter): Interceptor {
   return (next) => async (req) => {
     const partner = req.contextValues.get(partnerKey);
     const principal = req.contextValues.get(principalKey);
-    const key = partner ? `key:${partner.keyId}` : principal ? `sub:${principal.subject}` : `ip:${req.contextValues.get(clientAddressKey)}`;
+    const key = partner ? `key:${partner.keyId}` : principal ? `sub:${principal.subject}` : `ip:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
     try {
       await (partner ? partnerLimiter : limiter).consume(key);
     } catch (rejection) {

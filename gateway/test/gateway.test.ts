@@ -401,6 +401,25 @@ describe("gateway rate limit (Redis)", () => {
     assert.equal(keys.length, 1);
   });
 
+  test("an IPv6 client is budgeted by its /64: addresses rotated within it share one budget; another /64 has its own", async () => {
+    const behindProxy = await startGateway({
+      logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: "http://127.0.0.1:9" }],
+      rateLimit: { points: 3, durationSeconds: 60 }, corsOrigins: [], trustedProxies: ["127.0.0.1/32", "::1/128"],
+    });
+    try {
+      const client = createClient(QrService, createConnectTransport({ baseUrl: behindProxy.url, httpVersion: "1.1" }));
+      const prefix = `2001:db8:${Math.floor(Math.random() * 0xffff).toString(16)}:7`;
+      const from = (address: string) => client.getQrCode(VALID, { headers: { "x-forwarded-for": address } }).then(() => undefined, (e: ConnectError) => e.code);
+      const codes = [];
+      for (const host of ["::a", "::b", "::c", ":ffff:1:2:3"]) codes.push(await from(`${prefix}${host}`));
+      // Before, each address had a budget of its own: a client rotating through its /64 was never refused.
+      assert.deepEqual(codes.map((c) => c === Code.ResourceExhausted), [false, false, false, true]);
+      assert.notEqual(await from(`2001:db8:ffff:8::a`), Code.ResourceExhausted, "another /64");
+    } finally {
+      await behindProxy.close();
+    }
+  });
+
   test("two replicas share one budget: exactly the budget passes, one call at a time and in a burst, and Redis counts every call", async () => {
     const sharedPrefix = `${uniqueName()}:`;
     const shared = new RedisCache(testEnv().redisUrl, sharedPrefix);

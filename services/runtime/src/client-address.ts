@@ -49,3 +49,16 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | s
   }
   return hops[0] ?? direct;
 }
+
+/**
+ * What a per-address budget is kept for: an IPv6 client by its /64 ("2001:db8:1:2::/64"), the network one
+ * subscriber is given, whose 2^64 addresses are theirs to rotate through call by call; any other by itself.
+ */
+export function budgetNetwork(address: string): string {
+  const plain = plainAddress(address).replace(/%.*$/, "");
+  if (isIP(plain) !== 6) return address;
+  const [head, tail] = plain.split("::");
+  const groups = (part: string | undefined) => (part ? part.split(":") : []);
+  const written = tail === undefined ? groups(head) : [...groups(head), ...Array<string>(8 - groups(head).length - groups(tail).length).fill("0"), ...groups(tail)];
+  return `${written.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
+}
