@@ -243,6 +243,24 @@ test("a payout whose answer was lost, asked for again after Cancel and another t
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a balance or a payout that cannot be read says so: never 'Available: KES 0' nor 'Withdrawal of KES 0'", async () => {
+  const gw = new FakeGateway();
+  gw.failReads = new ConnectError("wallet not answering", Code.Internal);
+  await renderApp(gw);
+  await signIn(gw);
+  await openTab("withdraw");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("—"), AFTER_POLLS);
+  expect(screen.getAllByRole("alert").some((a) => /Something went wrong on our side/.test(String(a.props.children)))).toBe(true);
+  gw.failReads = undefined;
+  await fireEvent.changeText(await screen.findByTestId("amount"), "300");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  gw.failReads = new ConnectError("payment not answering", Code.Unavailable);
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  // Before: "Withdrawal of KES 0: sending" for as long as GetPayout failed, and no reason.
+  expect(await screen.findByText(/Withdrawal of KES 300: /)).toBeTruthy();
+  expect(await screen.findByText("We cannot reach TTIP right now. Check your connection and try again.", {}, AFTER_POLLS)).toBeTruthy();
+});
+
 /** Typed, submitted and refused on the screen: no biometric prompt, no device challenge, no payout. */
 async function expectRefusedBeforePrompt(gw: FakeGateway, phone: ReturnType<typeof newPhone>, typed: string, message: string) {
   await fireEvent.changeText(await screen.findByTestId("amount"), typed);

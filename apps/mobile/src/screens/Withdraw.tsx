@@ -2,7 +2,7 @@
 // then the device's step-up (lib/device-step-up), whose token goes with the payout. One
 // idempotency key per withdrawal: a retried tap or a lost answer never sends the money twice.
 import { useMutation, useQuery } from "@connectrpc/connect-query";
-import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -43,7 +43,7 @@ function payoutKeyOf(userId: string, make: () => string): WriteKey {
   return keys;
 }
 
-type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; payoutId: string };
+type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
 
 export function Withdraw() {
   const { sessions, biometric, newKey } = useApp();
@@ -60,7 +60,7 @@ export function Withdraw() {
   const sending = useRef(false);
   const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
-  const payoutId = stage.kind === "sent" ? stage.payoutId : "";
+  const payoutId = stage.kind === "sent" ? stage.requested.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "",
     refetchInterval: (q) => (payoutFinal(q.state.data?.payout) ? false : 1000),
@@ -122,14 +122,15 @@ export function Withdraw() {
         throw err;
       });
       keys.settle(idempotencyKey);
-      setStage({ kind: "sent", payoutId: res.payout!.payoutId });
+      setStage({ kind: "sent", requested: res.payout! });
     } catch (err) {
       setStage(attempt);
       setError(plainError(err, locale));
     }
   };
 
-  const p = status.data?.payout;
+  // The payout as RequestPayout answered it until GetPayout does: never "KES 0".
+  const p = status.data?.payout ?? (stage.kind === "sent" ? stage.requested : undefined);
   const final = payoutFinal(p);
   const outcome = p && payoutOutcomeKey(p.status, p.resultCode);
   const { refetch: refetchBalance } = balance;
@@ -141,7 +142,9 @@ export function Withdraw() {
   return (
     <Screen testID="withdraw">
       <Title>{t("withdrawTitle")}</Title>
-      <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{formatMoney(available, WALLET_CURRENCY)}</Text></Text>
+      {/* Not known is not KES 0: "…" while loading, the reason when it failed. */}
+      <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{balance.data ? formatMoney(available, WALLET_CURRENCY) : balance.error ? "—" : "…"}</Text></Text>
+      {balance.error || limits.error ? <ErrorText>{plainError(balance.error ?? limits.error, locale)}</ErrorText> : null}
       {limits.data?.limits.map((l) => (
         <View key={l.kind} style={styles.row}>
           <Text style={styles.muted}>{t(LIMITS[l.kind] ?? "limitOther")}</Text>
@@ -156,6 +159,7 @@ export function Withdraw() {
           {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</Text> : null}
           {outcome ? <Text testID="payout-outcome" style={styles.text}>{t(outcome)}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
+          {status.error && !final ? <ErrorText>{plainError(status.error, locale)}</ErrorText> : null}
           <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))} />
         </Notice>
       ) : stage.kind === "confirm" ? (

@@ -79,6 +79,8 @@ export class FakeGateway {
   private revokedThrough = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
+  /** GetBalance and GetPayout refuse with this while set. */
+  failReads: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
   loseNextPayoutAnswer = false;
   /** M-Pesa's B2C result for payouts made from now on, with its own English text ("0": paid). */
@@ -282,6 +284,7 @@ export class FakeGateway {
         router.service(WalletService, {
           getBalance: (_req, ctx) => {
             gw.authed(ctx);
+            if (gw.failReads) throw gw.failReads;
             return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
           },
           getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: gw.withdrawalLimits() }),
@@ -350,6 +353,7 @@ export class FakeGateway {
           },
           getPayout: (req, ctx) => {
             gw.authed(ctx);
+            if (gw.failReads) throw gw.failReads;
             const p = [...gw.payouts.values()].find((x) => x.payoutId === req.payoutId);
             if (!p) throw new ConnectError("payout_id: unknown", Code.NotFound);
             p.polls++;
