@@ -67,7 +67,8 @@ describe("the mobile app's web build (chromium at phone size)", () => {
 
     // Withdraw: review, confirm, the device key is made, registered and signs.
     await page.getByRole("tab", { name: "Withdraw" }).click();
-    await page.getByTestId("withdraw-available").filter({ hasNotText: "KES 0" }).waitFor();
+    // Loaded: an amount, not "…" (loading) nor KES 0.
+    await page.getByTestId("withdraw-available").filter({ hasText: /^KES [1-9]/ }).waitFor();
     const availableBefore = await page.getByTestId("withdraw-available").innerText();
     await page.getByLabel("Amount (KES, whole shillings)").fill("200");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
