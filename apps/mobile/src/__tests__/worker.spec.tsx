@@ -261,6 +261,16 @@ test("a balance or a payout that cannot be read says so: never 'Available: KES 0
   expect(await screen.findByText("We cannot reach TTIP right now. Check your connection and try again.", {}, AFTER_POLLS)).toBeTruthy();
 });
 
+test("earnings that cannot be read say so on Home: the reason, and a dash, not a loading mark forever", async () => {
+  const gw = new FakeGateway();
+  gw.failEarnings = new ConnectError("analytics not answering", Code.Internal);
+  await renderApp(gw);
+  await signIn(gw);
+  // Before: "Today: … · This week: …" for good, and no error.
+  expect(await screen.findByText(/Today: — · This week: —/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(screen.getAllByRole("alert").some((a) => /Something went wrong on our side/.test(String(a.props.children)))).toBe(true);
+});
+
 /** Typed, submitted and refused on the screen: no biometric prompt, no device challenge, no payout. */
 async function expectRefusedBeforePrompt(gw: FakeGateway, phone: ReturnType<typeof newPhone>, typed: string, message: string) {
   await fireEvent.changeText(await screen.findByTestId("amount"), typed);

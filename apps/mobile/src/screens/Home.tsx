@@ -33,13 +33,13 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
   const list = tips.data?.tips ?? [];
   const b = balance.data?.balances[0];
   const arrived = useArrivals(list, tips.data !== undefined);
-  const offline = balance.offline || tips.offline;
+  const offline = balance.offline || tips.offline || earnings.offline;
   const unread = useUnreadCount(POLL_MS);
   return (
     <Screen testID="home">
       <Title>{t("homeTitle")}</Title>
       {offline ? <OfflineNotice savedAt={balance.savedAt ?? tips.savedAt} hasData={!!b || list.length > 0} /> : null}
-      <ErrorText>{balance.error ? plainError(balance.error, locale) : tips.error ? plainError(tips.error, locale) : ""}</ErrorText>
+      <ErrorText>{[balance.error, tips.error, earnings.error].filter(Boolean).map((err) => plainError(err, locale))[0] ?? ""}</ErrorText>
       {arrived ? (
         <Notice testID="new-tip">
           <Text role="status" aria-live="polite" style={styles.text}>{t("newTip", { amount: formatAmount(arrived.amount, WALLET_CURRENCY) })}</Text>
@@ -50,7 +50,8 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
         <Text testID="available" style={styles.big}>{formatAmount(b?.available, WALLET_CURRENCY)}</Text>
         <Text style={styles.muted}>{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</Text>
         <Text style={styles.text}>
-          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : "…"}
+          {/* Not known is not "…" forever: "—" when the call failed (the reason is above). */}
+          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : earnings.error ? "—" : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : earnings.error ? "—" : "…"}
         </Text>
       </Notice>
       <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox} />

@@ -79,6 +79,8 @@ export class FakeGateway {
   private revokedThrough = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
+  /** GetWorkerEarnings refuses with this while set. */
+  failEarnings: ConnectError | undefined;
   /** GetBalance and GetPayout refuse with this while set. */
   failReads: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
@@ -370,6 +372,7 @@ export class FakeGateway {
         router.service(AnalyticsService, {
           getWorkerEarnings: (_req, ctx) => {
             gw.authed(ctx);
+            if (gw.failEarnings) throw gw.failEarnings;
             const now = new Date();
             const period = (start: Date) => ({ net: { amountMinor: gw.netSince(start), currency: "KES" } });
             return { earnings: { workerId: gw.userId, today: period(nairobiDayStart(now)), thisWeek: period(nairobiWeekStart(now)) } };
