@@ -43,7 +43,7 @@ export interface TracingOptions {
 }
 
 export interface Tracing {
-  /** Exports what is pending. */
+  /** Exports what is pending: every span ended before the call has reached the collector. */
   flush(): Promise<void>;
   /** Exports what is pending and turns tracing off. */
   stop(): Promise<void>;
@@ -104,7 +104,12 @@ export async function startTracing(options: TracingOptions): Promise<Tracing> {
   on = started;
   setLogTraceApi(api.trace);
   return {
-    flush: () => provider.forceFlush(),
+    // The processor's flush sends what is buffered but does not wait for an export its timer
+    // already began; the exporter's waits for every send in flight.
+    flush: async () => {
+      await provider.forceFlush();
+      await exporter.forceFlush();
+    },
     stop: async () => {
       if (on === started) {
         on = undefined;

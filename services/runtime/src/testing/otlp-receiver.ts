@@ -21,14 +21,17 @@ export function spanAttribute(span: ReceivedSpan, key: string): string {
   return span.attributes?.find((a) => a.key === key)?.value.stringValue ?? "";
 }
 
-/** An OTLP/HTTP collector on loopback: keeps the spans of every JSON export it receives. */
-export async function startOtlpReceiver() {
+/**
+ * An OTLP/HTTP collector on loopback: keeps the spans of every JSON export it receives.
+ * holdMs keeps each export that long before taking it (a slow network or collector).
+ */
+export async function startOtlpReceiver(options: { holdMs?: number } = {}) {
   const spans: ReceivedSpan[] = [];
   let exports = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", () => setTimeout(() => {
       exports++;
       assert.equal(req.url, "/v1/traces");
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
@@ -37,7 +40,7 @@ export async function startOtlpReceiver() {
         for (const ss of rs.scopeSpans ?? []) for (const span of ss.spans) spans.push({ ...span, service });
       }
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
+    }, options.holdMs ?? 0));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
