@@ -1472,9 +1472,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(5000n), net: kesMinor(4750n) });
     await eventually("the in-app tip", async () => (await me.listInAppNotifications({})).unreadCount === 1);
 
-    // Quiet from an hour ago to an hour ahead, East Africa Time.
-    const eat = (h: number) => `${String((new Date().getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
-    await me.updatePreferences({ preferences: { quietHoursStart: eat(-1), quietHoursEnd: eat(1) } });
+    // Quiet from the hour before to two hours on (East Africa Time, the service's clock): at least an
+    // hour left, so the hour turning while the test runs cannot end them early.
+    const eat = (h: number) => `${String((new Date(clock.now()).getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
+    await me.updatePreferences({ preferences: { quietHoursStart: eat(-1), quietHoursEnd: eat(2) } });
     await publish(t.ctx.bus, "ttip.payment.fraud_alert", FraudAlertSchema, { alertId: randomUUID(), reasonCode: "VELOCITY_PHONE", payoutId: randomUUID(), workerId, action: "held" });
     await eventually("the in-app hold notice", async () => (await me.listInAppNotifications({})).unreadCount === 2);
     const held = await eventually("the SMS delivery parked", async () => {
@@ -1499,8 +1500,8 @@ describe("notification service against Postgres, JetStream and the provider simu
       "the notice cannot be turned off",
     );
 
-    // The quiet hours end (the service's clock two hours on): the sweeper queues it again and it goes out.
-    clock.advance(2 * 3_600_000);
+    // The quiet hours end (the service's clock three hours on): the sweeper queues it again and it goes out.
+    clock.advance(3 * 3_600_000);
     const sms = await eventually("the held SMS", () => smsTo(phone).find((m) => m.body.startsWith("Kwa usalama")));
     assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
   });
