@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { emitEvent, fieldError, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { emitEvent, fieldError, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -92,6 +92,11 @@ export async function createSchedule(
     const b = bands[i];
     if (b.minMinor <= 0n || b.maxMinor < b.minMinor || b.feeMinor < 0n) throw bad(`mpesa_b2c_bands[${i}]`, "needs 0 < min <= max and fee >= 0");
     if (i > 0 && b.minMinor !== bands[i - 1].maxMinor + 1n) throw bad(`mpesa_b2c_bands[${i}]`, "bands must be contiguous, without gaps or overlaps");
+  }
+  // Every KES payout is priced from these bands (b2cFee refuses an amount none covers): a KES
+  // schedule without them would refuse every withdrawal until the next version.
+  if (s.currency === "KES" && !(bands.length > 0 && bands[0].minMinor <= MPESA_LIMITS.payoutMinMinor && bands.at(-1)!.maxMinor >= MPESA_LIMITS.perTransactionMinor)) {
+    throw bad("mpesa_b2c_bands", `must cover every payout M-Pesa allows, ${MPESA_LIMITS.payoutMinMinor} to ${MPESA_LIMITS.perTransactionMinor} minor units`);
   }
   const effectiveFrom = s.effectiveFrom ? timestampDate(s.effectiveFrom) : new Date();
   if (effectiveFrom.getTime() < Date.now() - 60_000) throw bad("effective_from", "must not be in the past");

@@ -698,9 +698,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const q1 = await t.client(WalletService).quoteFees({ amount: kesMinor(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q1.quote!.feeScheduleVersion, 1);
     assert.equal(q1.quote!.platformFee!.amountMinor, 500n);
+    const { mpesaB2cBands } = (await admin.listFeeSchedules({ currency: "KES" })).schedules[0];
+    // A KES schedule without M-Pesa's B2C tariff, or one short of M-Pesa's largest payout, would
+    // price no withdrawal (b2cFee refuses an amount no band covers): refused, naming the field.
+    for (const bands of [[], mpesaB2cBands.filter((b) => b.maxMinor <= 15_000_000n)]) {
+      const short = await failure(admin.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { currency: "KES", platformFeeCapMinor: 1n, mpesaB2cBands: bands } }));
+      assert.equal(short.code, Code.InvalidArgument);
+      assert.equal(short.rawMessage, "schedule.mpesa_b2c_bands: must cover every payout M-Pesa allows, 1000 to 25000000 minor units");
+    }
+    assert.equal((await admin.listFeeSchedules({ currency: "KES" })).schedules.length, 1, "the refused schedules were not created");
     const request = {
       idempotencyKey: `fees-${randomUUID()}`,
-      schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290 },
+      schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290, mpesaB2cBands },
     };
     // It changes what every tip pays: without the device step-up the service itself refuses it.
     const adminId = randomUUID();
