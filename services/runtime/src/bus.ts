@@ -17,6 +17,7 @@ export interface ReadStoredOptions {
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { systemClock, type Clock } from "./clock.js";
+import { isUuid } from "./uuid.js";
 
 /** An event as it travels: the id is also the bus's deduplication id. */
 export interface BusMessage {
@@ -129,12 +130,6 @@ const REDELIVERY_DELAY_MS = 1_000;
 const PUBLISH_TIMEOUT_MS = 5_000;
 
 /**
- * An event id as every outbox writes it and every inbox records it (both columns are uuid):
- * the Nats-Msg-Id of each message the platform publishes.
- */
-const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
  * A stored message without an event id in its Nats-Msg-Id (missing, or not a UUID) was not
  * published by an outbox, and no inbox can record it: handed to a consumer, it fails there and
  * comes back forever (it was: a nak each delivery); given an id made up here, it could not be
@@ -143,7 +138,7 @@ const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
  * Returns whether it did.
  */
 function withoutEventId(m: JsMsg, id: string, consumer: string, logger: Logger, metrics: Metrics | undefined): boolean {
-  if (EVENT_ID.test(id)) return false;
+  if (isUuid(id)) return false;
   m.term();
   terminatedWithoutId({ consumer, subject: m.subject, streamSeq: m.seq, msgId: id }, logger, metrics);
   return true;
@@ -635,7 +630,7 @@ export class JetStreamBus implements EventBus {
       for await (const m of messages) {
         const { id } = eventHeaders(m);
         // Skipped as live consumers skip it (withoutEventId): a rebuild counts what they applied.
-        if (!EVENT_ID.test(id)) this.logger.warn({ subject: m.subject, streamSeq: m.seq }, "stored message without an event id skipped");
+        if (!isUuid(id)) this.logger.warn({ subject: m.subject, streamSeq: m.seq }, "stored message without an event id skipped");
         else {
           await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, storedAt: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
           count++;
@@ -935,9 +930,9 @@ export class InProcessBus implements EventBus {
   /** The messages of a batch with an event id; the others terminated (logged and counted on their first delivery only). */
   private withEventIds(found: { batch: StoredMessage[]; seqs: number[] }, consumer: string, metrics: Metrics | undefined, first: boolean): StoredMessage[] {
     const { batch, seqs } = found;
-    if (batch.every((m) => EVENT_ID.test(m.id))) return batch;
+    if (batch.every((m) => isUuid(m.id))) return batch;
     return batch.filter((m, i) => {
-      if (EVENT_ID.test(m.id)) return true;
+      if (isUuid(m.id)) return true;
       if (first) terminatedWithoutId({ consumer, subject: m.subject, streamSeq: seqs[i], msgId: m.id }, this.logger, metrics);
       return false;
     });
@@ -967,7 +962,7 @@ export class InProcessBus implements EventBus {
       const m = this.log[i];
       if (m.storedAt < options.since || !subjectMatches(options.subject, m.subject)) continue;
       // Skipped as live consumers skip it (withoutEventId), as on JetStream.
-      if (!EVENT_ID.test(m.id)) {
+      if (!isUuid(m.id)) {
         this.logger.warn({ subject: m.subject, streamSeq: this.base + i }, "stored message without an event id skipped");
         continue;
       }

@@ -1,6 +1,7 @@
 // Keyset pages as proto/ttip/common/v1/page.proto defines them: page_size 0 means 50, at
 // most 500; page_token is opaque to callers and names the last row served.
 import { fieldError } from "./field-errors.js";
+import { isUuid } from "./uuid.js";
 
 export const PAGE_SIZE_DEFAULT = 50;
 export const PAGE_SIZE_MAX = 500;
@@ -67,7 +68,7 @@ export function decodeTimeIdToken(token: string | undefined): { at: string; id: 
 
 /** Parsers for common position parts. */
 export const positionParts = {
-  uuid: (s: string | undefined) => (s !== undefined && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s) ? s : undefined),
+  uuid: (s: string | undefined) => (s !== undefined && isUuid(s) ? s : undefined),
   timestamp: (s: string | undefined) => (s !== undefined && !Number.isNaN(Date.parse(s)) ? s : undefined),
   integer: (s: string | undefined) => (s !== undefined && /^\d{1,18}$/.test(s) ? BigInt(s) : undefined),
 };

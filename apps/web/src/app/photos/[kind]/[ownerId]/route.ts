@@ -4,19 +4,19 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { isUuid } from "@ttip/runtime/uuid";
 import { serverClient } from "../../../../lib/api";
 
 export const dynamic = "force-dynamic";
 
 const KINDS: Record<string, OwnerKind> = { worker: OwnerKind.WORKER, venue: OwnerKind.VENUE };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const missing = () => new Response("no such photo\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
 
 export async function GET(_req: Request, { params }: { params: Promise<{ kind: string; ownerId: string }> }): Promise<Response> {
   const { kind, ownerId } = await params;
   const ownerKind = KINDS[kind];
-  if (!ownerKind || !UUID.test(ownerId)) return missing();
+  if (!ownerKind || !isUuid(ownerId)) return missing();
   try {
     const photo = await serverClient(QrService).getProfilePhoto({ ownerKind, ownerId });
     return new Response(Buffer.from(photo.image), {
