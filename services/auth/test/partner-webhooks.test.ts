@@ -209,10 +209,19 @@ describe("partner webhooks", () => {
     assert.equal(noTypes.code, Code.InvalidArgument);
     assert.match(noTypes.message, /event_types/);
 
+    // Payout events need what ListWorkerPayouts needs: before, a key without payouts:read was sent
+    // every consenting worker's payouts by webhook.
+    const payoutsUnread = await failure(h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED, WebhookEventType.PAYOUT_FAILED], idempotencyKey: `sub-${randomUUID()}` }));
+    assert.deepEqual(payoutsUnread, { code: Code.PermissionDenied, message: "event_types: PAYOUT_FAILED needs the key's scope payouts:read, which this key does not have" });
+
+    // A retry is answered as the first call was, though the host resolves elsewhere by now (before: refused as private).
+    const { port } = new URL(h.receiver.url);
+    h.dns.set("hooks.retry.test", ["127.0.0.1"]);
     const key = `sub-${randomUUID()}`;
-    const req = { url: h.receiver.url, eventTypes: [WebhookEventType.PAYOUT_FAILED, WebhookEventType.TIP_CREATED], idempotencyKey: key };
+    const req = { url: `http://hooks.retry.test:${port}/x`, eventTypes: [WebhookEventType.TIP_FAILED, WebhookEventType.TIP_CREATED], idempotencyKey: key };
     const a = await h.partner(other).createWebhookSubscription(req);
-    const b = await h.partner(other).createWebhookSubscription({ ...req, eventTypes: [WebhookEventType.TIP_CREATED, WebhookEventType.PAYOUT_FAILED] });
+    h.dns.set("hooks.retry.test", ["10.0.0.7"]);
+    const b = await h.partner(other).createWebhookSubscription({ ...req, eventTypes: [WebhookEventType.TIP_CREATED, WebhookEventType.TIP_FAILED] });
     assert.equal(b.subscription!.subscriptionId, a.subscription!.subscriptionId);
     assert.equal(b.signingSecret, a.signingSecret);
     assert.equal((await failure(h.partner(other).createWebhookSubscription({ ...req, url: `${h.receiver.url}/2` }))).code, Code.AlreadyExists);

@@ -128,16 +128,25 @@ export function idempotencyRace(err: unknown, schema: string): boolean {
  * call with the same key waits on the primary key until the first commits or rolls back.
  */
 export async function claimIdempotencyKey(tx: Queryable, request: IdempotentRequest, resultId: string): Promise<string | undefined> {
-  const caller = request.caller ?? "";
-  const table = `${ident(request.schema)}.idempotent_requests`;
   const claim = claimingCte(request, resultId, 1);
   const inserted = await tx.query(`WITH ${claim.sql} SELECT result_id FROM claimed`, claim.values);
   if (inserted.rowCount === 1) return undefined;
-  const { rows } = await tx.query<{ fingerprint: string | null; result_id: string }>(
-    `SELECT fingerprint, result_id FROM ${table} WHERE operation = $1 AND caller = $2 AND key = $3`,
-    [request.operation, caller, request.key],
+  return (await priorIdempotentResult(tx, request))!;
+}
+
+/**
+ * The result id `request.key` was claimed for, or undefined when it is unused; throws
+ * IdempotencyConflictError when it was used for a different request. For a handler that must
+ * answer a retry before what only a first request checks (a lookup whose answer may have
+ * changed since): the claim, in the writing transaction, still decides a race.
+ */
+export async function priorIdempotentResult(db: Queryable, request: IdempotentRequest): Promise<string | undefined> {
+  const { rows } = await db.query<{ fingerprint: string | null; result_id: string }>(
+    `SELECT fingerprint, result_id FROM ${ident(request.schema)}.idempotent_requests WHERE operation = $1 AND caller = $2 AND key = $3`,
+    [request.operation, request.caller ?? "", request.key],
   );
   const first = rows[0];
+  if (!first) return undefined;
   if (first.fingerprint !== null && first.fingerprint !== request.fingerprint) {
     throw new IdempotencyConflictError(request.key, request.operation);
   }

@@ -13,6 +13,7 @@ import {
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { isUuid, subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
+import { PAYOUT_EVENTS_SCOPE } from "./rows.js";
 
 /** The events partners may subscribe to, all published by payment. */
 export const WEBHOOK_SOURCE_SUBJECT = "ttip.payment.>";
@@ -136,8 +137,8 @@ async function subscribers(tx: Queryable, type: WebhookEventType, audience: Audi
        JOIN auth.partner_webhook_subscriptions s ON s.key_id = c.key_id
        JOIN auth.partner_api_keys k ON k.key_id = c.key_id
       WHERE c.worker_id = $1::uuid AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes)
-        AND s.deleted_at IS NULL AND k.revoked_at IS NULL AND $2::smallint = ANY (s.event_types)`,
-    [audience.workerId, type, ConsentScope.PAYOUTS],
+        AND s.deleted_at IS NULL AND k.revoked_at IS NULL AND $2::smallint = ANY (s.event_types) AND $4 = ANY (k.scopes)`,
+    [audience.workerId, type, ConsentScope.PAYOUTS, PAYOUT_EVENTS_SCOPE],
   );
   return rows;
 }

@@ -12,6 +12,13 @@ import {
   type WebhookSubscription,
 } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 
+/**
+ * The key scope a payout webhook needs: ListWorkerPayouts's (partner_service.proto), so a key
+ * is sent no more by webhook than it may read by call. A tip event goes only to the key that
+ * created the tip: its own.
+ */
+export const PAYOUT_EVENTS_SCOPE = "payouts:read";
+
 // The rows' columns are named in the statements, never `*`: the runtime sends a
 // statement with a column wildcard unprepared (parsed and planned on every call).
 

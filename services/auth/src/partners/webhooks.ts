@@ -1,38 +1,55 @@
 import { randomUUID } from "node:crypto";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, priorIdempotentResult, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import type { AuthCore } from "../core.js";
 import { opaqueToken } from "../crypto.js";
 import { checkWebhookUrl, type HostResolver } from "./destination.js";
-import { deliveryColumns, deliveryState, SUBSCRIPTION_COLUMNS, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
+import { deliveryColumns, deliveryState, PAYOUT_EVENTS_SCOPE, SUBSCRIPTION_COLUMNS, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
 
 /** Live subscriptions a key may hold: each event is fanned out to at most this many URLs per key. */
 export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
 
+const PAYOUT_EVENTS = new Set([WebhookEventType.PAYOUT_SUCCEEDED, WebhookEventType.PAYOUT_FAILED]);
+
 /** The partner key calling: a live key, never a user who merely holds the role partner. */
-export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ keyId: string; partnerName: string }> {
+export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ keyId: string; partnerName: string; scopes: string[] }> {
   const caller = requireCaller(ctx);
-  const { rows } = await db.query("SELECT key_id, partner_name FROM auth.partner_api_keys WHERE key_id::text = $1 AND revoked_at IS NULL", [caller.subject]);
+  const { rows } = await db.query("SELECT key_id, partner_name, scopes FROM auth.partner_api_keys WHERE key_id::text = $1 AND revoked_at IS NULL", [caller.subject]);
   if (!rows[0]) throw new PermissionDeniedError(`${ctx.method.parent.typeName} is for partner keys: sign the call with a live key`);
-  return { keyId: rows[0].key_id, partnerName: rows[0].partner_name };
+  return { keyId: rows[0].key_id, partnerName: rows[0].partner_name, scopes: rows[0].scopes };
+}
+
+async function loadSubscription(db: Queryable, subscriptionId: string): Promise<SubscriptionRow> {
+  return (await db.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1`, [subscriptionId])).rows[0];
 }
 
 /** A partner key's webhook subscriptions and delivery log. */
 export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<ServiceImpl<typeof PartnerService>> {
   const { pool } = core.ctx;
+  // A retry gets the same secret back: the first answer may never have arrived.
+  const answered = (row: SubscriptionRow) => ({ subscription: toSubscription(row), signingSecret: core.sealer.open(row.secret_sealed) });
   return {
     async createWebhookSubscription(req, ctx) {
       const key = await callingKey(pool, ctx);
-      const url = await checkWebhookUrl(req.url, core.config.webhooks, resolve);
       const eventTypes = [...new Set(req.eventTypes)].sort((a, b) => a - b);
       // The same request with the types in another order is the same request.
       const idempotent = idempotentRequest("auth", ctx, { ...req, eventTypes }, key.keyId);
+      // A retry is answered before the URL is resolved again: its host may resolve otherwise (or
+      // not at all) by now, and the subscription it made is live, its secret shown only here.
+      const prior = await priorIdempotentResult(pool, idempotent);
+      if (prior) return answered(await loadSubscription(pool, prior));
+      const needsScope = eventTypes.find((t) => PAYOUT_EVENTS.has(t));
+      if (needsScope && !key.scopes.includes(PAYOUT_EVENTS_SCOPE)) {
+        throw new PermissionDeniedError(`event_types: ${WebhookEventType[needsScope]} needs the key's scope ${PAYOUT_EVENTS_SCOPE}, which this key does not have`);
+      }
+      const url = await checkWebhookUrl(req.url, core.config.webhooks, resolve);
       const subscriptionId = randomUUID();
       const secret = opaqueToken("ttip_whsec");
       const row = await withTransaction(pool, async (tx) => {
         const first = await claimIdempotencyKey(tx, idempotent, subscriptionId);
-        if (first) return (await tx.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1`, [first])).rows[0];
+        if (first) return loadSubscription(tx, first);
         // Serialises a key's creations, so the limit holds under concurrent calls.
         await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [key.keyId]);
         const live = await tx.query("SELECT count(*)::int AS n FROM auth.partner_webhook_subscriptions WHERE key_id = $1 AND deleted_at IS NULL", [key.keyId]);
@@ -46,8 +63,7 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
         );
         return rows[0];
       });
-      // A retry gets the same secret back: the first answer may never have arrived.
-      return { subscription: toSubscription(row), signingSecret: core.sealer.open(row.secret_sealed) };
+      return answered(row);
     },
 
     async listWebhookSubscriptions(req, ctx) {

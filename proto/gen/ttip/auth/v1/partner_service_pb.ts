@@ -521,7 +521,9 @@ export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDelive
  */
 export const PartnerService: GenService<{
   /**
-   * Scope webhooks:write. The signing secret is in the answer only: keep it.
+   * Scope webhooks:write; payout event types need payouts:read too. The
+   * signing secret is in the answer only: keep it (a retry with the same
+   * idempotency key answers it again).
    *
    * @generated from rpc ttip.auth.v1.PartnerService.CreateWebhookSubscription
    */

@@ -74,7 +74,9 @@ const (
 
 // PartnerServiceClient is a client for the ttip.auth.v1.PartnerService service.
 type PartnerServiceClient interface {
-	// Scope webhooks:write. The signing secret is in the answer only: keep it.
+	// Scope webhooks:write; payout event types need payouts:read too. The
+	// signing secret is in the answer only: keep it (a retry with the same
+	// idempotency key answers it again).
 	CreateWebhookSubscription(context.Context, *connect.Request[v1.CreateWebhookSubscriptionRequest]) (*connect.Response[v1.CreateWebhookSubscriptionResponse], error)
 	// Scope webhooks:read. This key's subscriptions, deleted ones included.
 	ListWebhookSubscriptions(context.Context, *connect.Request[v1.ListWebhookSubscriptionsRequest]) (*connect.Response[v1.ListWebhookSubscriptionsResponse], error)
@@ -184,7 +186,9 @@ func (c *partnerServiceClient) GetWorkerStatement(ctx context.Context, req *conn
 
 // PartnerServiceHandler is an implementation of the ttip.auth.v1.PartnerService service.
 type PartnerServiceHandler interface {
-	// Scope webhooks:write. The signing secret is in the answer only: keep it.
+	// Scope webhooks:write; payout event types need payouts:read too. The
+	// signing secret is in the answer only: keep it (a retry with the same
+	// idempotency key answers it again).
 	CreateWebhookSubscription(context.Context, *connect.Request[v1.CreateWebhookSubscriptionRequest]) (*connect.Response[v1.CreateWebhookSubscriptionResponse], error)
 	// Scope webhooks:read. This key's subscriptions, deleted ones included.
 	ListWebhookSubscriptions(context.Context, *connect.Request[v1.ListWebhookSubscriptionsRequest]) (*connect.Response[v1.ListWebhookSubscriptionsResponse], error)

@@ -38,7 +38,9 @@ class PartnerService(Protocol):
     """
     async def create_webhook_subscription(self, request: CreateWebhookSubscriptionRequest, ctx: RequestContext[CreateWebhookSubscriptionRequest, CreateWebhookSubscriptionResponse], /) -> CreateWebhookSubscriptionResponse:
         """
-        Scope webhooks:write. The signing secret is in the answer only: keep it.
+        Scope webhooks:write; payout event types need payouts:read too. The
+        signing secret is in the answer only: keep it (a retry with the same
+        idempotency key answers it again).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -184,7 +186,9 @@ class PartnerServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> CreateWebhookSubscriptionResponse:
         """
-        Scope webhooks:write. The signing secret is in the answer only: keep it.
+        Scope webhooks:write; payout event types need payouts:read too. The
+        signing secret is in the answer only: keep it (a retry with the same
+        idempotency key answers it again).
         """
         return await self.execute_unary(
             request=request,
@@ -332,7 +336,9 @@ class PartnerServiceSync(Protocol):
     """
     def create_webhook_subscription(self, request: CreateWebhookSubscriptionRequest, ctx: RequestContext[CreateWebhookSubscriptionRequest, CreateWebhookSubscriptionResponse], /) -> CreateWebhookSubscriptionResponse:
         """
-        Scope webhooks:write. The signing secret is in the answer only: keep it.
+        Scope webhooks:write; payout event types need payouts:read too. The
+        signing secret is in the answer only: keep it (a retry with the same
+        idempotency key answers it again).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -476,7 +482,9 @@ class PartnerServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> CreateWebhookSubscriptionResponse:
         """
-        Scope webhooks:write. The signing secret is in the answer only: keep it.
+        Scope webhooks:write; payout event types need payouts:read too. The
+        signing secret is in the answer only: keep it (a retry with the same
+        idempotency key answers it again).
         """
         return self.execute_unary(
             request=request,
