@@ -290,16 +290,18 @@ export interface SeriesPoint {
 /**
  * The bucket expression for a period: hours are stored, and the platform's days (hasDayRows);
  * other days, and weeks and months, are the stored rows summed by the period they start in (EAT).
+ * Day rows only for a range of whole days (grainFor): one starting at 03:00 would else drop its
+ * first day's 21 hours and add 21 after its end.
  */
-function periodSql(period: Period, dim: Dim): { grain: "h" | "d"; expr: string } {
-  const grain = period !== "hour" && hasDayRows(dim) ? "d" : "h";
+function periodSql(period: Period, dim: Dim, range: Range): { grain: "h" | "d"; expr: string } {
+  const grain = period !== "hour" ? grainFor(range, dim) : "h";
   if (period === "hour" || (period === "day" && grain === "d")) return { grain, expr: "bucket" };
   return { grain, expr: `(date_trunc('${period}', bucket AT TIME ZONE 'UTC' + interval '3 hours') - interval '3 hours') AT TIME ZONE 'UTC'` };
 }
 
 /** Volume, fees, payouts and tips per period, oldest first. */
 export async function series(db: Queryable, scope: Scope, range: Range, period: Period, currency: string): Promise<SeriesPoint[]> {
-  const p = periodSql(period, scope.dim);
+  const p = periodSql(period, scope.dim, range);
   const { rows } = await db.query<{ start: Date; tips: bigint; volume: bigint; fees: bigint; payouts: bigint }>(
     `SELECT ${p.expr} AS start, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(fee_minor)::int8 AS fees,
             sum(payout_minor)::int8 AS payouts
@@ -321,7 +323,7 @@ export interface CurrencySeriesPoint extends SeriesPoint {
  * period then currency. Amounts are never summed across currencies.
  */
 export async function seriesByCurrency(db: Queryable, scope: Scope, range: Range, period: Period): Promise<CurrencySeriesPoint[]> {
-  const p = periodSql(period, scope.dim);
+  const p = periodSql(period, scope.dim, range);
   const { rows } = await db.query<CurrencySeriesPoint>(
     `SELECT ${p.expr} AS start, currency, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(fee_minor)::int8 AS fees,
             sum(payout_minor)::int8 AS payouts
@@ -344,7 +346,7 @@ export interface SuccessPoint {
 
 /** Ended tips per period and method, with failures by result code. */
 export async function successRates(db: Queryable, scope: Scope, range: Range, period: Period): Promise<SuccessPoint[]> {
-  const p = periodSql(period, scope.dim);
+  const p = periodSql(period, scope.dim, range);
   const { rows } = await db.query<{ start: Date; method: string; result_code: string; succeeded: bigint; failed: bigint }>(
     `SELECT ${p.expr} AS start, method, result_code, sum(succeeded)::int8 AS succeeded, sum(failed)::int8 AS failed
        FROM analytics.rollups

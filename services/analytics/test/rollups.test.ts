@@ -224,6 +224,18 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     );
   });
 
+  test("a range not at Nairobi midnight: the series and success rates by day hold what the summary does, no whole day's rows around it", async () => {
+    const admins = t.client(AnalyticsAdminService, admin);
+    // 00:00 UTC to 00:00 UTC, as a finance tool asks: before, the day rows that start in it (none) were read.
+    const shifted = range(new Date(day.getTime() + EAT), new Date(day.getTime() + DAY + EAT));
+    const { summary } = await admins.getPlatformSummary({ range: shifted });
+    assert.ok(summary!.volume!.amountMinor > 0n && summary!.volume!.amountMinor < expected.amount, "the first three hours left out");
+    const revenue = await admins.getRevenueMetrics({ range: shifted, granularity: Granularity.DAY, currency: "KES" });
+    assert.equal(revenue.series.reduce((n, p) => n + (p.tipVolume?.amountMinor ?? 0n), 0n), summary!.volume!.amountMinor);
+    const rates = await admins.getPaymentSuccessRates({ range: shifted, granularity: Granularity.DAY });
+    assert.equal(rates.series.reduce((n, p) => n + p.attempted, 0n), summary!.attempts);
+  });
+
   test("a replay from any day rebuilds the same rollups, whatever was there", async () => {
     const snapshot = async () =>
       (await t.db.pool.query("SELECT * FROM analytics.rollups ORDER BY dim, id, grain, bucket, sub, method, result_code, currency")).rows;
