@@ -30,7 +30,7 @@ import { forwardService } from "./forward.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor } from "./policy.js";
 import { rawForwarding, rawRoutes } from "./raw-forward.js";
-import { clientAddressKey, rateLimitInterceptor, sharedBudget } from "./rate-limit.js";
+import { clientAddressKey, rateLimitInterceptor, refusedCredentialsInterceptor, sharedBudget } from "./rate-limit.js";
 
 export {
   authInterceptor,
@@ -194,6 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     // Input rules are enforced once, by the service that owns them.
     validate: false,
     interceptors: [
+      refusedCredentialsInterceptor(limiter),
       authInterceptor(options.jwt, revocationChecker(options.cache), options.streamRecheckMs),
       partnerInterceptor(partners),
       rateLimitInterceptor(limiter, partnerLimiter),

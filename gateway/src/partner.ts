@@ -22,7 +22,7 @@ const REQUIRED_HEADERS = [PARTNER_HEADERS.keyId, PARTNER_HEADERS.timestamp, PART
 const PARTNER_HEADER_NAMES = Object.values(PARTNER_HEADERS);
 
 /** Whether a call carries any of a partner's headers (listed once, looked for in place). */
-function signsAsPartner(header: Headers): boolean {
+export function signsAsPartner(header: Headers): boolean {
   for (const name of PARTNER_HEADER_NAMES) if (header.has(name)) return true;
   return false;
 }

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { budgetNetwork, MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
-import { principalKey } from "./auth.js";
-import { partnerKey } from "./partner.js";
+import { BoundedMap, budgetNetwork, MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
+import { nextSettled, principalKey } from "./auth.js";
+import { partnerKey, signsAsPartner } from "./partner.js";
 
 /** The caller's network address, set per request by the HTTP layer. */
 export const clientAddressKey = createContextKey<string>("unknown", { description: "client address" });
@@ -225,11 +225,46 @@ export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = l
     } catch (rejection) {
       // The store failed, not the budget: transient (retried), not the caller's nor a bug, as the revocation check says it.
       if (rejection instanceof Error) throw new ConnectError("cannot check the request budget right now; retry shortly", Code.Unavailable, undefined, undefined, rejection);
-      const retryAfter = Math.max(1, Math.ceil((rejection as OverBudget).msBeforeNext / 1000));
-      throw new ConnectError(`rate limit exceeded; retry in ${retryAfter} s`, Code.ResourceExhausted, {
-        "retry-after": String(retryAfter),
-      });
+      throw overBudget((rejection as OverBudget).msBeforeNext);
     }
     return next(req);
+  };
+}
+
+function overBudget(msBeforeNext: number): ConnectError {
+  const retryAfter = Math.max(1, Math.ceil(msBeforeNext / 1000));
+  return new ConnectError(`rate limit exceeded; retry in ${retryAfter} s`, Code.ResourceExhausted, { "retry-after": String(retryAfter) });
+}
+
+/** Addresses remembered over their budget by refusedCredentialsInterceptor, at most (the oldest forgotten first). */
+const MAX_OVER_BUDGET_ADDRESSES = 10_000;
+
+/**
+ * A call whose credentials the gateway refuses (a bad or expired token, a bad partner signature)
+ * is charged to its address's budget, as an anonymous call is: before, it was charged to none,
+ * and each cost a verification (a partner's: a round trip to auth and a query). An address over
+ * its budget has its calls with credentials refused before they are checked, until its window
+ * frees points (known here from the store's answer). Goes before the checks it counts.
+ */
+export function refusedCredentialsInterceptor(limiter: Budget): Interceptor {
+  const overUntil = new BoundedMap<string, number>(MAX_OVER_BUDGET_ADDRESSES);
+  return (next) => (req) => {
+    if (!req.header.has("authorization") && !signsAsPartner(req.header)) return nextSettled(next, req);
+    const key = `ip:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
+    const until = overUntil.get(key) ?? 0;
+    if (until > Date.now()) return Promise.reject(overBudget(until - Date.now()));
+    return nextSettled(next, req).catch(async (err: unknown) => {
+      if (!(err instanceof ConnectError) || err.code !== Code.Unauthenticated) throw err;
+      try {
+        await limiter.consume(key);
+      } catch (rejection) {
+        // The store failing does not turn a refusal into something else.
+        if (rejection instanceof Error) throw err;
+        const { msBeforeNext } = rejection as OverBudget;
+        overUntil.set(key, Date.now() + msBeforeNext);
+        throw overBudget(msBeforeNext);
+      }
+      throw err;
+    });
   };
 }

@@ -30,7 +30,7 @@ import {
   type ServiceModule,
 } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
-import { CLIENT_ADDRESS_HEADER, PRINCIPAL_HEADERS, SESSION_HEADER, startGateway } from "../src/index.js";
+import { CLIENT_ADDRESS_HEADER, PARTNER_HEADERS, PRINCIPAL_HEADERS, SESSION_HEADER, startGateway } from "../src/index.js";
 import { sharedBudget } from "../src/rate-limit.js";
 
 const exec = promisify(execFile);
@@ -415,6 +415,38 @@ describe("gateway rate limit (Redis)", () => {
       // Before, each address had a budget of its own: a client rotating through its /64 was never refused.
       assert.deepEqual(codes.map((c) => c === Code.ResourceExhausted), [false, false, false, true]);
       assert.notEqual(await from(`2001:db8:ffff:8::a`), Code.ResourceExhausted, "another /64");
+    } finally {
+      await behindProxy.close();
+    }
+  });
+
+  test("refused credentials are charged to the address: over its budget, a bad token or partner signature is refused before it is checked", async () => {
+    let verifications = 0;
+    const behindProxy = await startGateway({
+      logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: "http://127.0.0.1:9" }],
+      rateLimit: { points: 3, durationSeconds: 60 }, corsOrigins: [], trustedProxies: ["127.0.0.1/32", "::1/128"],
+      partners: {
+        verify: async () => {
+          verifications++;
+          throw new ConnectError("partner signature refused: unknown or revoked key", Code.Unauthenticated);
+        },
+      },
+    });
+    try {
+      const client = createClient(QrService, createConnectTransport({ baseUrl: behindProxy.url, httpVersion: "1.1", useBinaryFormat: true }));
+      const address = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
+      const signed = () => ({
+        [PARTNER_HEADERS.keyId]: randomUUID(), [PARTNER_HEADERS.timestamp]: String(Math.floor(Date.now() / 1000)), [PARTNER_HEADERS.signature]: "0".repeat(64),
+      });
+      const call = (headers: Record<string, string>, from = address) =>
+        client.getQrCode(VALID, { headers: { ...headers, "x-forwarded-for": from } }).then(() => undefined, (e: ConnectError) => e.code);
+      const codes = [];
+      for (let i = 0; i < 5; i++) codes.push(await call(i % 2 ? { authorization: "Bearer not.a.token" } : signed()));
+      // Before, none was charged: every call was checked (a partner's: a round trip to auth) and refused, without end.
+      assert.deepEqual(codes, [Code.Unauthenticated, Code.Unauthenticated, Code.Unauthenticated, Code.ResourceExhausted, Code.ResourceExhausted]);
+      assert.equal(verifications, 2, "the signatures over budget were not checked");
+      assert.equal(await call({}), Code.ResourceExhausted, "the address's budget is an anonymous call's");
+      assert.equal(await call(signed(), "203.0.113.255"), Code.Unauthenticated, "another address has its own");
     } finally {
       await behindProxy.close();
     }
