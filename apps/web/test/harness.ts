@@ -137,6 +137,8 @@ class Stage {
       modules,
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
+        // The web app's server calls from loopback on behalf of its customers, as a web pod does from the pods' network.
+        trustedProxies: ["127.0.0.1/32", "::1/128"],
         corsOrigins: ["*"],
         host: "127.0.0.1",
         port,
@@ -149,6 +151,11 @@ class Stage {
     // The card form loads Stripe.js from the simulator, never from the internet.
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl, stripeJsUrl: `${this.stripe.url}/v3/` });
     mkdirSync(ARTIFACTS, { recursive: true });
+  }
+
+  /** Whether the gateway has charged a call to `address`'s budget (an anonymous caller's). */
+  async budgetCharged(address: string): Promise<boolean> {
+    return (await this.cache!.redis.exists(`${this.cachePrefix}rl:gateway:ip:${address}`)) === 1;
   }
 
   /**
@@ -247,6 +254,11 @@ export class WebHarness {
     await s.pages.giveBack();
     s.user = undefined;
     this.stage = undefined;
+  }
+
+  /** Whether the gateway has charged a call to `address`'s budget (an anonymous caller's). */
+  budgetCharged(address: string): Promise<boolean> {
+    return this.stage!.budgetCharged(address);
   }
 
   /** A statement on the platform's database: a row as an older version left it (tests' setup only). */

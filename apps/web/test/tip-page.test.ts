@@ -26,6 +26,12 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.match(html, /Table 12/);
     assert.match(html, /KES 100<small>fee KES \d+<\/small>/);
 
+    // The page's server asks the gateway for the customer, by the customer's address: before, every customer of
+    // the tip page shared the web server's budget (600 calls a minute for the whole platform).
+    const customer = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
+    assert.equal((await fetch(code.url, { headers: { "x-forwarded-for": customer } })).status, 200);
+    await eventually("the page's calls charged to the customer's address", () => h.budgetCharged(customer));
+
     const page = await h.phone();
     await page.goto(code.url);
     await h.screenshot(page, "tip-page");
