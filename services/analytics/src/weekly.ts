@@ -71,15 +71,15 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
   for (;;) {
     if (!(await takeLease(ctx, o))) return total;
     // Tips in any currency (a USD card tip too), and what reached the worker in KES (a card tip's net is in the KES
-    // rows, its count in its own currency's), as the apps show earnings.
+    // rows, its count in its own currency's) with their pool shares, as the apps show earnings.
     const { rows } = await ctx.pool.query<{ worker_id: string; tips: bigint; net: bigint }>(
-      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.net_minor) FILTER (WHERE r.currency = 'KES'), 0)::int8 AS net
+      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.net_minor + r.pooled_minor) FILTER (WHERE r.currency = 'KES'), 0)::int8 AS net
          FROM (SELECT worker_id FROM analytics.workers
                 WHERE COALESCE(registered_at, first_seen_at) < $2
                   AND NOT EXISTS (SELECT 1 FROM analytics.weekly_summaries s WHERE s.worker_id = workers.worker_id AND s.week_start = $3)
                 ORDER BY worker_id LIMIT $4) w
          LEFT JOIN analytics.rollups r
-           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND (r.succeeded > 0 OR r.net_minor <> 0)
+           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND (r.succeeded > 0 OR r.net_minor <> 0 OR r.pooled_minor <> 0)
         GROUP BY w.worker_id ORDER BY w.worker_id`,
       [monday, new Date(monday.getTime() + 7 * DAY_MS), weekStart, o.batchSize],
     );

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { PaymentMethod, TipSucceededSchema, UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentMethod, TipSucceededSchema, UserRegisteredSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
@@ -62,6 +62,14 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
           fee: card ? { amountMinor: 100n, currency: "USD" } : { amountMinor: fee, currency: "KES" }, net: { amountMinor: net, currency: "KES" },
         }));
       }
+      // A pool share is earnings too: a waiter at a venue tipped at its table code got KES 2,000 of them and no tip
+      // (before, "0 tips, KES 0.00 in total").
+      if (n === 0) {
+        total += 200_000n;
+        await t.ctx.bus.publish(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, new Date(lastWeek + 2 * DAY), {
+          venueId: randomUUID(), distributionId: randomUUID(), memberId: randomUUID(), workerId: w, amount: { amountMinor: 200_000n, currency: "KES" },
+        }));
+      }
       // A tip this week is not last week's.
       await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(monday + 3_600_000), {
         tipId: randomUUID(), workerId: w, method: PaymentMethod.MPESA, amount: { amountMinor: 99_900n, currency: "KES" },
@@ -69,11 +77,12 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
       }));
       tips.set(w, { count: n, total });
     }
-    const published = workers.length * 2 + [...tips.values()].reduce((a, x) => a + x.count, 0);
+    const shares = [...tips.values()].filter((x) => x.count === 0).length;
+    const published = workers.length * 2 + [...tips.values()].reduce((a, x) => a + x.count, 0) + shares;
     await eventually("last week's events applied", async () => {
       // (notification's own delivery events come in too; only these are counted)
       const { rows } = await t.db.pool.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM analytics.inbox WHERE subject IN ('ttip.auth.user_registered', 'ttip.payment.tip_succeeded')",
+        "SELECT count(*)::int AS n FROM analytics.inbox WHERE subject IN ('ttip.auth.user_registered', 'ttip.payment.tip_succeeded', 'ttip.venue.share_allocated')",
       );
       return rows[0].n === published;
     });
