@@ -350,25 +350,30 @@ describe("partner webhooks", () => {
     assert.equal(await attemptsOf([old1, old2, old3, old4, oldFailed]), 0, "their attempts went with them");
   });
 
-  test("a receiver that never answers holds one sending slot until its timeout, not everyone's deliveries: another key's event is sent meanwhile", async () => {
-    // Another key's receiver takes the request and never answers (the sender gives up after AUTH_WEBHOOK_TIMEOUT_MS, 2 s).
-    const held = { at: 0, closedAt: 0 };
+  test("a receiver that never answers holds a few sending slots until its timeout, not everyone's deliveries: another key's event is sent meanwhile", async () => {
+    // Another key's receivers take the requests and never answer (the sender gives up after AUTH_WEBHOOK_TIMEOUT_MS, 2 s).
+    const held = { at: 0, closedAt: 0, count: 0 };
     const silent = createServer((req) => {
-      held.at = Date.now();
-      req.socket.on("close", () => (held.closedAt = Date.now()));
+      held.at ||= Date.now();
+      held.count++;
+      req.socket.on("close", () => (held.closedAt ||= Date.now()));
     });
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     try {
+      // Ten subscriptions and two events: twenty hung deliveries, more than a process's sixteen slots. Before, they took them all.
       const slow = await h.issueKey("Slow POS", ["webhooks:read", "webhooks:write"]);
-      await h.partner(slow).createWebhookSubscription({
-        url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/hooks`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}`,
-      });
-      await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: slow.keyId });
-      await eventually("the silent receiver holding a delivery", () => held.at > 0);
+      for (let i = 0; i < 10; i++) {
+        await h.partner(slow).createWebhookSubscription({
+          url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/hooks/${i}`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}`,
+        });
+      }
+      for (let i = 0; i < 2; i++) await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: slow.keyId });
+      await eventually("the silent receivers holding a key's share of the slots", () => held.count >= 4);
       const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(7000n), createdBy: pos.keyId });
       const [got] = await eventually("the other key's delivery", () => h.receiver.forEvent(eventId).length > 0 && h.receiver.forEvent(eventId));
-      assert.equal(held.closedAt, 0, "sent while the silent one was still held (before: after its timeout ended the round)");
+      assert.equal(held.closedAt, 0, "sent while the silent ones were still held (before: after their timeout freed slots)");
       assert.ok(got.at >= held.at);
+      assert.equal(held.count, 4, "one key holds four slots at most");
     } finally {
       silent.closeAllConnections();
       await new Promise((r) => silent.close(r));

@@ -12,6 +12,13 @@ export const WEBHOOK_SIGNATURE_HEADER = "x-ttip-webhook-signature";
 export const WEBHOOK_DELIVERY_HEADER = "x-ttip-delivery-id";
 /** Deliveries sent at once by one process; the rest wait for the next round. */
 const MAX_IN_FLIGHT = 16;
+/**
+ * Of them, one key's at most: a key whose receivers hang (up to 10 subscriptions, each held to
+ * the timeout) holds a quarter of the slots, never every key's deliveries behind its own.
+ */
+const MAX_IN_FLIGHT_PER_KEY = 4;
+/** Due deliveries a claim looks at to fill its slots within each key's room: a busy key's oldest do not hide the others'. */
+const CLAIM_LOOKAHEAD = 4;
 /** What is kept of an error or an answer, in the log. */
 const MAX_ERROR_CHARS = 300;
 
@@ -62,6 +69,8 @@ export class WebhookSender {
   private running: Promise<void> | undefined;
   /** Sends started and not yet ended: at most MAX_IN_FLIGHT. */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Of them, by key: at most MAX_IN_FLIGHT_PER_KEY each. */
+  private readonly inFlightByKey = new Map<string, number>();
   private stopped = false;
   private again = false;
 
@@ -112,10 +121,14 @@ export class WebhookSender {
   private async startDue(): Promise<number> {
     const claimed = await this.claim(MAX_IN_FLIGHT - this.inFlight.size);
     for (const d of claimed) {
+      this.inFlightByKey.set(d.key_id, (this.inFlightByKey.get(d.key_id) ?? 0) + 1);
       const sending: Promise<void> = this.send(d)
         .catch((err: unknown) => this.o.logger.warn({ err, deliveryId: d.delivery_id }, "webhook send failed; claimed again when its lease ends"))
         .finally(() => {
           this.inFlight.delete(sending);
+          const left = this.inFlightByKey.get(d.key_id)! - 1;
+          if (left > 0) this.inFlightByKey.set(d.key_id, left);
+          else this.inFlightByKey.delete(d.key_id);
           this.wake();
         });
       this.inFlight.add(sending);
@@ -130,13 +143,27 @@ export class WebhookSender {
     return claimed.length;
   }
 
+  /**
+   * Claims up to `limit` due deliveries, oldest first, within each key's room (MAX_IN_FLIGHT_PER_KEY
+   * less its sends in flight here): keys with none left are not looked at, and of the oldest due
+   * ones a claim takes a key's first few only (FOR UPDATE admits no window function: ranked after).
+   */
   private async claim(limit: number): Promise<Claimed[]> {
     const leaseMs = this.o.config.timeoutMs + 5_000;
+    const busy = [...this.inFlightByKey.keys()];
+    const room = busy.map((k) => MAX_IN_FLIGHT_PER_KEY - this.inFlightByKey.get(k)!);
     const { rows } = await this.o.pool.query<Claimed>(
-      `WITH due AS (
-         SELECT delivery_id FROM auth.partner_webhook_deliveries
+      `WITH candidates AS (
+         SELECT delivery_id, key_id, next_attempt_at FROM auth.partner_webhook_deliveries
           WHERE status = 'pending' AND next_attempt_at <= $4
-          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+            AND key_id <> ALL (SELECT b.key_id FROM unnest($5::uuid[], $6::int[]) AS b(key_id, room) WHERE b.room <= 0)
+          ORDER BY next_attempt_at LIMIT $1 * ${CLAIM_LOOKAHEAD} FOR UPDATE SKIP LOCKED),
+       due AS (
+         SELECT delivery_id FROM (
+           SELECT c.delivery_id, c.next_attempt_at, c.key_id, row_number() OVER (PARTITION BY c.key_id ORDER BY c.next_attempt_at) AS nth
+             FROM candidates c) ranked
+          WHERE nth <= COALESCE((SELECT b.room FROM unnest($5::uuid[], $6::int[]) AS b(key_id, room) WHERE b.key_id = ranked.key_id), ${MAX_IN_FLIGHT_PER_KEY})
+          ORDER BY next_attempt_at LIMIT $1)
        UPDATE auth.partner_webhook_deliveries d
           SET attempts = d.attempts + 1, budget_used = d.budget_used + 1,
               next_attempt_at = $4::timestamptz + make_interval(secs => $2::double precision / 1000)
@@ -145,7 +172,7 @@ export class WebhookSender {
        RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
-      [limit, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now())],
+      [limit, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now()), busy, room],
     );
     return rows;
   }
