@@ -436,7 +436,7 @@ export async function topWorkersByCurrency(db: Queryable, range: Range, limit = 
        FROM analytics.rollups
       WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency <> '' AND succeeded > 0
       GROUP BY id, currency ORDER BY currency <> $5, currency, volume DESC, id LIMIT $4`,
-    [grainFor(range, Dim.Worker), range.from, range.to, Math.min(limit, 10_000), HOME_CURRENCY],
+    [grainFor(range, Dim.Worker), range.from, range.to, limit, HOME_CURRENCY],
   );
   return rows.map((r) => ({ id: r.id, currency: r.currency, scans: 0n, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }
@@ -508,7 +508,7 @@ export interface PayoutLine {
 }
 
 /** Payouts that ended in the range, oldest first (the PAYOUTS report). */
-export async function payouts(db: Queryable, range: Range, limit = 100_000): Promise<PayoutLine[]> {
+export async function payouts(db: Queryable, range: Range, limit: number): Promise<PayoutLine[]> {
   const { rows } = await db.query<PayoutLine>(
     `SELECT r.payout_id, r.worker_id, r.succeeded, r.result_code, r.currency, r.amount_minor, q.requested_at, r.completed_at
        FROM analytics.payout_results r LEFT JOIN analytics.payout_requests q USING (payout_id)

@@ -10,7 +10,8 @@ import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, failure, startTestService, type TestService } from "@ttip/runtime/testing";
+import { Dim } from "../src/facts.js";
 import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
 import { cast, event, generateDay, percentileCont, type Cast, type Expected } from "./events.js";
 
@@ -234,6 +235,26 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(revenue.series.reduce((n, p) => n + (p.tipVolume?.amountMinor ?? 0n), 0n), summary!.volume!.amountMinor);
     const rates = await admins.getPaymentSuccessRates({ range: shifted, granularity: Granularity.DAY });
     assert.equal(rates.series.reduce((n, p) => n + p.attempted, 0n), summary!.attempts);
+  });
+
+  test("a WORKERS report over more rows than it holds is refused naming the range, not cut short", async () => {
+    const admins = t.client(AnalyticsAdminService, admin);
+    // 10,000 KES rows and one in USD (listed last) in the day's first hour: before, the file held 10,000 rows, the USD one left out, and said nothing.
+    const at = new Date(day.getTime() + 30 * 60_000);
+    const { rows } = await t.db.pool.query<{ id: string }>(
+      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, succeeded, amount_minor)
+       SELECT ${Dim.Worker}, gen_random_uuid(), '00000000-0000-0000-0000-000000000000', 'h', date_trunc('hour', $1::timestamptz), 'mpesa', '0', CASE WHEN n = 0 THEN 'USD' ELSE 'KES' END, 1, 100
+         FROM generate_series(0, 10000) n RETURNING id`,
+      [at],
+    );
+    try {
+      const refused = await failure(admins.exportReport({ kind: ReportKind.WORKERS, range: dayRange }));
+      assert.deepEqual(refused, { code: Code.InvalidArgument, message: "range: the WORKERS report holds at most 10,000 rows and this range has more: narrow it" });
+    } finally {
+      await t.db.pool.query("DELETE FROM analytics.rollups WHERE dim = $1 AND id = ANY($2::uuid[])", [Dim.Worker, rows.map((r) => r.id)]);
+    }
+    const csv = parseCsv(new TextDecoder().decode((await admins.exportReport({ kind: ReportKind.WORKERS, range: dayRange })).csv));
+    assert.ok(csv.length > 1 && csv.length <= 10_001, "the day's own workers, whole");
   });
 
   test("a replay from any day rebuilds the same rollups, whatever was there", async () => {

@@ -69,7 +69,7 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
         };
       }
       case ReportKind.PAYOUTS: {
-        const lines = await q.payouts(ctx.pool, range);
+        const lines = whole("PAYOUTS", await q.payouts(ctx.pool, range, PAYOUTS_REPORT_ROWS + 1), PAYOUTS_REPORT_ROWS);
         return {
           csv: toCsv(
             ["payout_id", "worker_id", "status", "result_code", "amount_minor", "currency", "requested_at", "completed_at", "latency_ms"],
@@ -81,7 +81,7 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
       }
       case ReportKind.WORKERS: {
         // A row per worker and currency: a worker tipped in KES and USD has two, never one summed.
-        const workers = await q.topWorkersByCurrency(ctx.pool, range, 10_000);
+        const workers = whole("WORKERS", await q.topWorkersByCurrency(ctx.pool, range, WORKERS_REPORT_ROWS + 1), WORKERS_REPORT_ROWS);
         return {
           csv: toCsv(
             ["worker_id", "tips", "volume_minor", "average_tip_minor", "average_rating_x100", "currency"],
@@ -102,6 +102,16 @@ function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof Ana
         throw fieldError("kind", "choose a report");
     }
   };
+}
+
+/** Rows a report holds at most (a file one answer carries); a range with more is refused, never cut short. */
+const WORKERS_REPORT_ROWS = 10_000;
+const PAYOUTS_REPORT_ROWS = 100_000;
+
+/** The rows, read with one more than `max`: all of them, or a refusal naming the range. */
+function whole<T>(kind: string, rows: T[], max: number): T[] {
+  if (rows.length > max) throw fieldError("range", `the ${kind} report holds at most ${max.toLocaleString("en")} rows and this range has more: narrow it`);
+  return rows;
 }
 
 const amount = (minor: bigint) => minor;
