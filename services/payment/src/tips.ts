@@ -1021,7 +1021,8 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
         } catch (err) {
           if (!(err instanceof DarajaError)) throw err;
           if (err.kind !== "processing") {
-            outcome = "query_failed";
+            // Not "query_failed" (the query found the tip failed, a callback lost): the query itself did not answer.
+            outcome = "query_error";
             failure = queryFailure = err;
             deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
           }

@@ -277,6 +277,28 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1);
   });
 
+  test("an STK query Daraja refuses is counted as query_error, not as a tip the query found failed (a lost callback, which pages)", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003")); // the callback is lost
+    await h.sim.idle();
+    const outcomes = async () => {
+      const { values } = await h.t.ctx.metrics.registry.getSingleMetric("ttip_payment_stk_reconciliation_total")!.get();
+      return Object.fromEntries(values.map((v) => [v.labels.outcome, v.value]));
+    };
+    const before = await outcomes();
+    const daraja = h.config.daraja!;
+    h.config.daraja = darajaRefusing(daraja, "/stkpushquery/v1/query", "500.003.02", "System is busy. Please try again in few minutes.");
+    try {
+      await reconcile();
+    } finally {
+      h.config.daraja = daraja;
+    }
+    const after = await outcomes();
+    assert.equal((after.query_error ?? 0) - (before.query_error ?? 0), 1);
+    assert.equal(after.query_failed ?? 0, before.query_failed ?? 0, "before: query_failed, which TTIPCallbacksLost counts");
+    assert.equal((await status(t!.tipId)).status, TipStatus.PENDING, "still pending: the next pass asks again");
+  });
+
   test("a pass whose STK query outlived its lease lets go of no later pass's lease, and the tip's check is counted once, by the pass holding it", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003")); // the callback is lost: success comes by query
