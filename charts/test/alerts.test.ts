@@ -133,6 +133,20 @@ describe("the chart's alerts under Prometheus' rule engine", () => {
         alert_rule_test: [{ eval_time: "65m", alertname: "TTIPTipCompletionBudgetBurnFast", exp_alerts: [] }],
       },
       {
+        // Every M-Pesa tip settles; most card tips are left at the card form and expire (abandoned
+        // checkouts): no burn, no success-rate page. Before, both paged.
+        interval: "1m",
+        input_series: [
+          { series: tips("succeeded"), values: counter(10, 70) },
+          { series: 'ttip_payment_tips_total{status="succeeded",method="card"}', values: counter(1, 70) },
+          { series: 'ttip_payment_tips_total{status="expired",method="card"}', values: counter(8, 70) },
+        ],
+        alert_rule_test: [
+          { eval_time: "65m", alertname: "TTIPTipCompletionBudgetBurnFast", exp_alerts: [] },
+          { eval_time: "65m", alertname: "TTIPTipSuccessRateDrop", exp_alerts: [] },
+        ],
+      },
+      {
         // 25% of credits take longer than 30 s for 70 minutes.
         interval: "1m",
         input_series: [
