@@ -169,6 +169,13 @@ describe("helm chart", () => {
     const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
     assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
     assert.deepEqual(keys(full, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
+    // OTPs by SMS: the API's key from the Secret, its username beside it (before: the sandbox's, and every OTP refused).
+    assert.deepEqual(keys(plain, "auth"), [shared, "AUTH_KEY_ENCRYPTION_SECRET"]);
+    const sms = await render("auth.otpSender=sms", "auth.otpSmsUrl=https://api.africastalking.com", "auth.otpSmsUsername=ttip");
+    assert.deepEqual(keys(sms, "auth"), [shared, "AUTH_KEY_ENCRYPTION_SECRET", "AUTH_SMS_API_KEY"]);
+    const authEnv = sms.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === "auth")!.spec.template.spec.containers[0].env;
+    assert.equal(authEnv.find((e: any) => e.name === "AUTH_SMS_USERNAME")?.value, "ttip");
+    await assert.rejects(render("auth.otpSender=sms", "auth.otpSmsUrl=https://api.africastalking.com"), /otpSmsUsername/, "no username: refused by the schema");
   });
 
   test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {

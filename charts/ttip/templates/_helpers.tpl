@@ -91,6 +91,7 @@ default
 {{- /* Every component signs or verifies the caller's identity on the internal hop with the same key. */ -}}
 {{- $keys := list "INTERNAL_SIGNING_KEY" -}}
 {{- if eq .name "auth" }}{{ $keys = append $keys "AUTH_KEY_ENCRYPTION_SECRET" }}{{ end -}}
+{{- if and (eq .name "auth") (eq $v.auth.otpSender "sms") (not $v.simulators.enabled) }}{{ $keys = append $keys "AUTH_SMS_API_KEY" }}{{ end -}}
 {{- if eq .name "qr" }}{{ $keys = append $keys "QR_SIGNING_KEY" }}{{ end -}}
 {{- if and (eq .name "payment") (or $v.mpesa.enabled $v.simulators.enabled) -}}
 {{- $keys = concat $keys (list "DARAJA_CONSUMER_KEY" "DARAJA_CONSUMER_SECRET" "DARAJA_PASSKEY") -}}

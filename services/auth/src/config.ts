@@ -90,6 +90,9 @@ export function loadAuthConfig(vars: Env = process.env): AuthConfig {
   if (production && !c.AUTH_KEY_ENCRYPTION_SECRET) {
     throw new ConfigError(["AUTH_KEY_ENCRYPTION_SECRET: is required in production (it seals signing keys and partner secrets)"]);
   }
+  if (production && c.AUTH_OTP_SENDER === "sms" && (c.AUTH_SMS_USERNAME === "sandbox" || c.AUTH_SMS_API_KEY === "sandbox-key")) {
+    throw new ConfigError(["AUTH_SMS_USERNAME, AUTH_SMS_API_KEY: production sends OTPs by SMS with its own account, not the sandbox's"]);
+  }
   if (production && c.AUTH_WEBHOOK_ALLOW_LOOPBACK) {
     throw new ConfigError(["AUTH_WEBHOOK_ALLOW_LOOPBACK: is for the sandbox and tests; production sends webhooks to public addresses only"]);
   }
