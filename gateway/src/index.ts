@@ -27,6 +27,7 @@ import {
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
+import { metricsGuard } from "./metrics-guard.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor } from "./policy.js";
 import { rawForwarding, rawRoutes } from "./raw-forward.js";
@@ -240,7 +241,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     logger: options.logger,
   });
   const cors = corsFilter(options.corsOrigins);
-  const server = await startServer({ ...serverOptions, httpFilter: cors, rpcFilter: raw });
+  const metricsFromInside = metricsGuard();
+  const server = await startServer({ ...serverOptions, httpFilter: (req, res) => metricsFromInside(req, res) || cors(req, res), rpcFilter: raw });
   return {
     ...server,
     close: async () => {

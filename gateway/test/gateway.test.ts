@@ -420,6 +420,28 @@ describe("gateway rate limit (Redis)", () => {
     }
   });
 
+  test("/metrics answers the cluster (a private peer, no proxy), not a request an ingress forwarded: that gets 404", async () => {
+    const g = await startGateway({
+      logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: "http://127.0.0.1:9" }],
+      rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: ["*"], trustedProxies: ["127.0.0.1/32"],
+    });
+    try {
+      const scrape = await fetch(`${g.url}/metrics`);
+      assert.equal(scrape.status, 200);
+      assert.match(await scrape.text(), /^# HELP /m);
+      // Before, the ingress's catch-all route served the platform's call counts to anyone.
+      const proxied: Record<string, string>[] = [{ "x-forwarded-for": "203.0.113.9" }, { "x-forwarded-for": "10.2.3.4" }, { forwarded: "for=198.51.100.7" }, { "x-forwarded-for": "203.0.113.9", origin: "https://ttip.example" }];
+      for (const headers of proxied) {
+        const res = await fetch(`${g.url}/metrics`, { headers });
+        assert.equal(res.status, 404, JSON.stringify(headers));
+        assert.doesNotMatch(await res.text(), /HELP/);
+      }
+      assert.equal((await fetch(`${g.url}/healthz`, { headers: { "x-forwarded-for": "203.0.113.9" } })).status, 200, "the health check still answers");
+    } finally {
+      await g.close();
+    }
+  });
+
   test("refused credentials are charged to the address: over its budget, a bad token or partner signature is refused before it is checked", async () => {
     let verifications = 0;
     const behindProxy = await startGateway({
