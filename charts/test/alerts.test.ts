@@ -147,6 +147,17 @@ describe("the chart's alerts under Prometheus' rule engine", () => {
         ],
       },
       {
+        // The wallet refuses every credit for an hour: no credit lands, so the latency histogram stays flat
+        // (its percentile is no number), while the oldest paid tip waits ever longer. Before, nothing paged.
+        interval: "1m",
+        input_series: [
+          { series: credit("30"), values: "100x70" },
+          { series: credit("+Inf"), values: "100x70" },
+          { series: "ttip_payment_oldest_uncredited_seconds{method=\"mpesa\"}", values: "0+60x70" },
+        ],
+        alert_rule_test: [{ eval_time: "65m", alertname: "TTIPCallbackToCreditSlow", exp_alerts: [{ exp_labels: { severity: "page" } }] }],
+      },
+      {
         // 25% of credits take longer than 30 s for 70 minutes.
         interval: "1m",
         input_series: [

@@ -12,6 +12,7 @@ import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
 import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
 import { autoPayout } from "./payouts.js";
+import { watchUncredited } from "./metrics.js";
 import { reconcileAll } from "./reconciliation.js";
 import { type Deps } from "./tips.js";
 
@@ -83,6 +84,7 @@ function paymentHttp(deps: Deps): HttpFilter {
  * them and waits for work still in flight.
  */
 async function startPayment(deps: Deps): Promise<() => Promise<void>> {
+  watchUncredited(deps.ctx.metrics, deps.ctx.pool);
   const stopWatchWakes = await deps.changes.listen();
   const stopFollowingFees = await deps.ledger.feeSchedules.follow(deps.ctx.bus, deps.ctx.logger);
   const stopListening = async () => {

@@ -1,5 +1,5 @@
 // Payment's business figures on /metrics, beside the runtime's gRPC, outbox and pool ones.
-import type { Metrics } from "@ttip/runtime";
+import type { Metrics, Queryable } from "@ttip/runtime";
 
 /** payment's metrics on a registry, made once per registry: every tip created and credited counts on them. */
 export function paymentMetrics(m: Metrics): PaymentMetrics {
@@ -36,3 +36,29 @@ function makePaymentMetrics(m: Metrics) {
 }
 
 export type PaymentMetrics = ReturnType<typeof makePaymentMetrics>;
+
+const watched = new WeakSet<Metrics>();
+
+/**
+ * Reports at each scrape how long the oldest paid tip has waited for its wallet credit
+ * (payment.uncredited), by method, 0 when none waits. The credit latency histogram is observed
+ * only when a credit lands: while the wallet refuses or is down it shows nothing; this grows.
+ * Read from the table, so every replica reports the same; once per registry.
+ */
+export function watchUncredited(m: Metrics, pool: Queryable): void {
+  if (watched.has(m)) return;
+  watched.add(m);
+  const oldest = m.gauge("ttip_payment_oldest_uncredited_seconds", "Age of the oldest paid tip not yet credited to its wallet (0 when none), by method.", ["method"]);
+  (oldest as unknown as { collect?: () => Promise<void> }).collect = async () => {
+    try {
+      const { rows } = await pool.query<{ method: string; age: number }>(
+        `SELECT method, COALESCE(EXTRACT(EPOCH FROM now() - min(completed_at)), 0)::float8 AS age FROM payment.uncredited GROUP BY method`,
+      );
+      const age = new Map(rows.map((r) => [r.method, r.age]));
+      for (const method of ["mpesa", "card"]) oldest.set({ method }, age.get(method) ?? 0);
+    } catch {
+      // The database is unreachable: report nothing rather than stale figures.
+      oldest.reset();
+    }
+  };
+}

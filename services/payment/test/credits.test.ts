@@ -242,6 +242,11 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(await h.balance(worker), others.reduce((s, t) => s + t.worker_receives_minor, 0n));
     assert.equal((await row(refused.tip_id)).credit_entry_id, null, "the refused one still waits, for support");
     assert.equal((await h.t.db.pool.query("SELECT attempts FROM payment.uncredited WHERE tip_id = $1", [refused.tip_id])).rows[0].attempts, 1);
+    // /metrics says how long it has waited (the credit latency histogram sees only credits that land): ten minutes.
+    await h.t.db.pool.query("UPDATE payment.uncredited SET completed_at = now() - interval '10 minutes' WHERE tip_id = $1", [refused.tip_id]);
+    const { values } = await h.t.ctx.metrics.registry.getSingleMetric("ttip_payment_oldest_uncredited_seconds")!.get();
+    const mpesa = values.find((v) => v.labels.method === "mpesa")!.value;
+    assert.ok(mpesa >= 600 && mpesa < 86_400, `oldest uncredited: ${mpesa} s`);
   });
 
   test("a tip whose row changed since the decision (rated, its receipt learned late) is recorded from the row as it is, once", async () => {
