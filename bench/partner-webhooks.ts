@@ -60,7 +60,8 @@ try {
   const key = await createClient(AuthAdminService, as(randomUUID(), "admin")).issuePartnerApiKey({ partnerName: "Bench POS", scopes: ["webhooks:write"], idempotencyKey: randomUUID() });
   const keyId = key.key!.keyId;
   for (let i = 0; i < subscriptions; i++) {
-    await createClient(PartnerService, as(keyId, "partner")).createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: randomUUID() });
+    // One URL per subscription: the same one twice is refused (each event would arrive there twice).
+    await createClient(PartnerService, as(keyId, "partner")).createWebhookSubscription({ url: `${url}/${i}`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: randomUUID() });
   }
   const expected = events * subscriptions;
 

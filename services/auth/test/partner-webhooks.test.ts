@@ -239,10 +239,17 @@ describe("partner webhooks", () => {
     assert.equal(list.subscriptions.length, 1);
     assert.equal(list.page!.nextPageToken, "");
 
-    for (let i = 0; i < 10; i++) {
-      await h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-${i}-${randomUUID()}` });
+    // One URL, one subscription per event type: before, a second one brought each event to it twice, under two delivery ids.
+    const first = await h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-0-${randomUUID()}` });
+    assert.deepEqual(await failure(h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_FAILED, WebhookEventType.TIP_CREATED], idempotencyKey: `twice-${randomUUID()}` })), {
+      code: Code.AlreadyExists,
+      message: `url: subscription ${first.subscription!.subscriptionId} already sends TIP_CREATED to this URL; delete it first (or use another URL)`,
+    });
+    await h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_FAILED], idempotencyKey: `cap-1-${randomUUID()}` });
+    for (let i = 2; i < 10; i++) {
+      await h.partner(other).createWebhookSubscription({ url: `${h.receiver.url}/cap-${i}`, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-${i}-${randomUUID()}` });
     }
-    const capped = await failure(h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-x-${randomUUID()}` }));
+    const capped = await failure(h.partner(other).createWebhookSubscription({ url: `${h.receiver.url}/cap-x`, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-x-${randomUUID()}` }));
     assert.equal(capped.code, Code.ResourceExhausted);
   });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, priorIdempotentResult, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, priorIdempotentResult, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
 import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import type { AuthCore } from "../core.js";
@@ -55,6 +55,17 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
         const live = await tx.query("SELECT count(*)::int AS n FROM auth.partner_webhook_subscriptions WHERE key_id = $1 AND deleted_at IS NULL", [key.keyId]);
         if (live.rows[0].n >= MAX_SUBSCRIPTIONS_PER_KEY) {
           throw new RateLimitedError(`a key holds at most ${MAX_SUBSCRIPTIONS_PER_KEY} live webhook subscriptions; delete one first`);
+        }
+        // Each subscription gets its own delivery of an event: two to one URL would bring it twice, under two
+        // delivery ids, and a receiver deduplicating on the id (as told) would book it twice.
+        const same = await tx.query<{ subscription_id: string; event_types: number[] }>(
+          `SELECT subscription_id, event_types FROM auth.partner_webhook_subscriptions
+            WHERE key_id = $1 AND url = $2 AND deleted_at IS NULL AND event_types && $3::smallint[] LIMIT 1`,
+          [key.keyId, url, eventTypes],
+        );
+        if (same.rows[0]) {
+          const both = eventTypes.filter((t) => same.rows[0].event_types.includes(t)).map((t) => WebhookEventType[t]).join(", ");
+          throw new AlreadyExistsError(`url: subscription ${same.rows[0].subscription_id} already sends ${both} to this URL; delete it first (or use another URL)`);
         }
         const { rows } = await tx.query<SubscriptionRow>(
           `INSERT INTO auth.partner_webhook_subscriptions (subscription_id, key_id, url, event_types, secret_sealed)
