@@ -226,8 +226,19 @@ function tipSucceededFigures(data: Uint8Array): Applied {
   const facts: Fact[] = [{ ...key, currency, measures }];
   // A card tip credited in another currency (the wallet's, KES): its net in that currency's rows, a row holding one currency's money.
   if (netCurrency !== currency) facts.push({ ...key, currency: netCurrency, measures: { net_minor: net } });
+  if (e.replacedFailureAt) facts.push(failureTakenBack(e, currency));
   const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
   return { facts, records };
+}
+
+/**
+ * A tip announced failed whose money came after all: its tip_failed counted a failure (and, for a card, the
+ * amount chosen), and this success counts the tip again. Taken back where it was counted (the failure's time and
+ * code, as tipFailedFigures keys it), so the tip is one attempt, paid.
+ */
+function failureTakenBack(e: MessageShape<typeof TipSucceededSchema>, currency: string): Fact {
+  const measures: Measures = { failed: -1n, ...(e.method === PaymentMethod.CARD ? { created: -1n } : {}) };
+  return { at: timestampDate(e.replacedFailureAt!), ...ids(e), method: methodName(e.method), resultCode: e.replacedFailureCode || "unknown", currency, measures };
 }
 
 /**

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { type DescMessage } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   DeliveryUpdatedSchema,
   PaymentMethod,
@@ -135,11 +136,20 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number,
     const done = new Date(t.getTime() + 500);
     const roll = rand();
     if (roll < 0.7) {
+      // Some are paid after payment declared them expired (a late callback): announced failed, then paid, one attempt.
+      const late = rand() < 0.05 && done.getTime() + 11 * 60_000 < dayStart.getTime() + spanMs;
+      const paidAt = late ? new Date(done.getTime() + 60_000 + Math.floor(rand() * 600_000)) : done;
+      if (late) {
+        events.push(event("ttip.payment.tip_failed", TipFailedSchema, done, {
+          tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kesMinor(amount), method: PaymentMethod.MPESA, resultCode: "expired", reason: "No answer in time",
+        }));
+      }
       const fee = (amount * 3n) / 100n;
       const rating = rand() < 0.6 ? 1 + Math.floor(rand() * 5) : 0;
-      events.push(event("ttip.payment.tip_succeeded", TipSucceededSchema, done, {
+      events.push(event("ttip.payment.tip_succeeded", TipSucceededSchema, paidAt, {
         tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kesMinor(amount), fee: kesMinor(fee), net: kesMinor(amount - fee),
         method: PaymentMethod.MPESA, mpesaReceipt: `R${i}`, rating,
+        ...(late ? { replacedFailureAt: timestampFromDate(done), replacedFailureCode: "expired" } : {}),
       }));
       e.succeeded++;
       e.amount += amount;
@@ -156,16 +166,16 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number,
         wf.ratingSum += rating;
         wf.ratingCount++;
       }
-      wf.byHour[new Date(done.getTime() + 3 * 3_600_000).getUTCHours()]++;
+      wf.byHour[new Date(paidAt.getTime() + 3 * 3_600_000).getUTCHours()]++;
       if (rand() < 0.8) {
-        events.push(event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, done, { deliveryId: randomUUID(), userId: worker, channel: "sms", status: "sent", templateKey: "TIP_RECEIVED", attempt: 1 }));
+        events.push(event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, paidAt, { deliveryId: randomUUID(), userId: worker, channel: "sms", status: "sent", templateKey: "TIP_RECEIVED", attempt: 1 }));
         e.smsSent++;
       }
       if (rand() < 0.3) {
         const payoutId = randomUUID();
         const latency = 1_000 + Math.floor(rand() * 20_000);
-        events.push(event("ttip.wallet.payout_held", PayoutHeldSchema, done, { holdId: randomUUID(), payoutId, ownerId: worker, amount: kesMinor(amount - fee) }));
-        const end = new Date(done.getTime() + latency);
+        events.push(event("ttip.wallet.payout_held", PayoutHeldSchema, paidAt, { holdId: randomUUID(), payoutId, ownerId: worker, amount: kesMinor(amount - fee) }));
+        const end = new Date(paidAt.getTime() + latency);
         if (rand() < 0.85) {
           events.push(event("ttip.payment.payout_succeeded", PayoutSucceededSchema, end, { payoutId, workerId: worker, amount: kesMinor(amount - fee), transferFee: kesMinor(0n), mpesaReceipt: `P${i}` }));
           e.payoutsSucceeded++;

@@ -7,6 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, MPESA_LIMITS, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
 import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import { storeCheckoutIds } from "./checkout-ids.js";
@@ -74,7 +75,18 @@ export interface TipRow {
   completed_at: Date | null;
   /** Set while a held tip is being approved: the receipt its approval's wallet entry names (0028). */
   approval_receipt: string | null;
+  /** A tip announced failed whose money came after all: when that failure was decided, and its code (0059). */
+  replaced_failure_at: Date | null;
+  replaced_failure_code: string | null;
 }
+
+/**
+ * SET items a success writes into its UPDATE of a tip (read from the row before it): a tip that had failed or
+ * expired keeps when and why, for its tip_succeeded (tipSucceededEvent) to take that failure back.
+ */
+export const KEEP_REPLACED_FAILURE =
+  "replaced_failure_at = CASE WHEN status IN ('failed', 'expired') THEN completed_at END, " +
+  "replaced_failure_code = CASE WHEN status IN ('failed', 'expired') THEN result_code END";
 
 export interface Deps {
   ctx: ServiceContext;
@@ -125,7 +137,8 @@ export const TIP_COLUMNS =
   "result_message, callback_token, merchant_request_id, checkout_request_id, mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, " +
   "next_check_at, checks, lease_until, auto_payout_done, created_at, completed_at, account_reference, channel, card_provider, provider_payment_id, " +
   "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
-  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt, locale";
+  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt, locale, " +
+  "replaced_failure_at, replaced_failure_code";
 /** TIP_COLUMNS of the row aliased `t`. */
 export const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
 
@@ -696,7 +709,8 @@ async function decideSuccess(
   const { rows } = await tx.query<TipRow>(
     `WITH decided AS (
        UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
-         credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}),
+         credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), ${KEEP_REPLACED_FAILURE}, completed_at = now()
+        WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}),
      marked AS (${MARK_DECIDED_CALLBACK})
      SELECT ${TIP_COLUMNS} FROM decided`,
     [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
@@ -839,7 +853,7 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string, by
         `soon after the push and is taken for it; approve to credit this tip from suspense; if they are two payments, reject it and place the paybill payment` });
   const { rows: updated } = await tx.query<TipRow>(
     `UPDATE payment.tips SET status = 'held_for_review', result_code = '0', result_message = $2, mpesa_receipt = $3, credit_key = $4,
-       credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), completed_at = now(),
+       credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), ${KEEP_REPLACED_FAILURE}, completed_at = now(),
        received_minor = NULLIF($6::bigint, charged_minor) WHERE tip_id = $1 RETURNING *`,
     [tip.tip_id, resultMessage("review"), receipt, `c2b:${receipt}`, c2b.suspense_entry_id ?? `c2b:${receipt}`, c2b.amount_minor],
   );
@@ -883,7 +897,14 @@ export function tipSucceededEvent(t: TipRow) {
     rating: t.rating,
     message: t.message,
     createdBy: t.customer_subject,
+    ...replacedFailure(t),
   }, t.tip_id);
+}
+
+/** A tip_succeeded's replaced failure (KEEP_REPLACED_FAILURE), when the tip had one. */
+export function replacedFailure(t: Pick<TipRow, "replaced_failure_at" | "replaced_failure_code">) {
+  if (!t.replaced_failure_at) return {};
+  return { replacedFailureAt: timestampFromDate(t.replaced_failure_at), replacedFailureCode: t.replaced_failure_code ?? "" };
 }
 
 /**

@@ -4,8 +4,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { FraudAlertSchema, PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { FraudAlertSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -497,12 +498,18 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const expired = await status(t!.tipId);
     assert.equal(expired.status, TipStatus.EXPIRED, "the query said 'processing' and the deadline passed");
     assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+    const expiredAt = (await row(t!.tipId)).completed_at as Date;
     await letGo(); // the late callback arrives
     assert.equal(await callbacksSent(t!.tipId), 1);
     const done = await status(t!.tipId);
     assert.equal(done.status, TipStatus.SUCCEEDED);
     assert.ok(done.mpesaReceipt);
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    // Its tip_succeeded says which failure it replaces (analytics takes it back: one attempt, paid).
+    const { rows } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [t!.tipId]);
+    const succeeded = fromBinary(TipSucceededSchema, rows[0].payload);
+    assert.equal(succeeded.replacedFailureCode, "expired");
+    assert.equal(timestampDate(succeeded.replacedFailureAt!).getTime(), expiredAt.getTime());
     await reconcile();
     assert.equal(await h.walletEntries(worker), 1);
   }));

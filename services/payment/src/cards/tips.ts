@@ -10,7 +10,7 @@ import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } 
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { creditKindOf, leaseTips, loadTip, renewTipLease, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
+import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { CARD_CURRENCIES } from "./currencies.js";
@@ -390,7 +390,7 @@ async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): 
       await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: t.tip_id, workerId: t.worker_id ?? undefined, detail: `card payment ${payment.id} succeeded after the tip was ${t.status}; credited` });
     }
     const { rows: updated } = await tx.query<CardTipRow>(
-      `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, credit_key = $4, credit_kind = $5, completed_at = now(),
+      `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, credit_key = $4, credit_kind = $5, ${KEEP_REPLACED_FAILURE}, completed_at = now(),
          next_action_url = '', provider_charge_id = COALESCE(provider_charge_id, $6),
          card_fingerprint = COALESCE(card_fingerprint, $7), card_country = COALESCE(card_country, $8)
         WHERE tip_id = $1 RETURNING *`,
@@ -467,6 +467,7 @@ export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
     rating: t.rating,
     message: t.message,
     createdBy: t.customer_subject,
+    ...replacedFailure(t),
   }, t.tip_id);
 }
 

@@ -169,9 +169,15 @@ type TipSucceeded struct {
 	Message             string `protobuf:"bytes,14,opt,name=message,proto3" json:"message,omitempty"`
 	// Who created the tip: the signed-in user's id or the partner key's id
 	// (partner webhooks follow it); empty for an anonymous customer.
-	CreatedBy     string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedBy string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Set when this tip had been announced failed (its tip_failed) before its
+	// money came after all (a late M-Pesa callback, a card paid after expiry):
+	// when that failure was decided and its result_code. One attempt, paid: a
+	// reader counting attempts takes that failure back.
+	ReplacedFailureAt   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=replaced_failure_at,json=replacedFailureAt,proto3" json:"replaced_failure_at,omitempty"`
+	ReplacedFailureCode string                 `protobuf:"bytes,17,opt,name=replaced_failure_code,json=replacedFailureCode,proto3" json:"replaced_failure_code,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *TipSucceeded) Reset() {
@@ -305,6 +311,20 @@ func (x *TipSucceeded) GetMessage() string {
 func (x *TipSucceeded) GetCreatedBy() string {
 	if x != nil {
 		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *TipSucceeded) GetReplacedFailureAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReplacedFailureAt
+	}
+	return nil
+}
+
+func (x *TipSucceeded) GetReplacedFailureCode() string {
+	if x != nil {
+		return x.ReplacedFailureCode
 	}
 	return ""
 }
@@ -2694,7 +2714,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1a\n" +
 	"\bproducer\x18\x03 \x01(\tR\bproducer\x12%\n" +
-	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\xd8\x04\n" +
+	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\xd8\x05\n" +
 	"\fTipSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2713,7 +2733,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n" +
 	"\amessage\x18\x0e \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x0f \x01(\tR\tcreatedBy:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"z\n" +
+	"created_by\x18\x0f \x01(\tR\tcreatedBy\x12J\n" +
+	"\x13replaced_failure_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x11replacedFailureAt\x122\n" +
+	"\x15replaced_failure_code\x18\x11 \x01(\tR\x13replacedFailureCode:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"z\n" +
 	"\x14TipSucceededCodeView\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1c\n" +
@@ -3000,69 +3022,70 @@ var file_ttip_events_v1_events_proto_depIdxs = []int32{
 	31, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
 	31, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 6: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 7: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 8: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
-	0,  // 9: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 10: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 11: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
-	0,  // 12: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 13: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 14: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	31, // 15: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
-	1,  // 16: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 17: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
-	1,  // 18: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 19: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 20: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
-	1,  // 21: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 22: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	31, // 23: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 24: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 25: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	31, // 26: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 27: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 28: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
-	1,  // 29: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 30: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
-	1,  // 31: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 32: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 33: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 34: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
-	1,  // 35: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 36: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 37: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 38: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 39: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 40: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 41: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	30, // 42: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	31, // 43: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 44: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 45: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	31, // 46: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	30, // 47: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	30, // 48: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 49: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 50: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 51: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 52: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	30, // 53: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 54: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 55: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	30, // 56: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	32, // 57: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 58: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 59: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 60: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 61: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 62: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 63: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	30, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
+	1,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
+	1,  // 14: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 15: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	31, // 16: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	1,  // 17: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 18: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	1,  // 19: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 20: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 21: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	1,  // 22: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 23: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	31, // 24: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 25: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 26: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	31, // 27: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 28: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 29: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	1,  // 30: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 31: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	1,  // 32: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 33: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	1,  // 34: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 35: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	1,  // 36: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 37: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 38: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 39: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 40: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 41: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 42: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	30, // 43: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	31, // 44: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 45: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 46: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	31, // 47: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	30, // 48: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	30, // 49: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 50: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 51: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 52: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 53: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	30, // 54: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 55: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 56: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	30, // 57: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	32, // 58: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 59: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 60: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 61: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 62: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 63: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 64: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
