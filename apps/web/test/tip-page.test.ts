@@ -103,6 +103,22 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.deepEqual(tips.map((x) => x.status), [TipStatus.SUCCEEDED], "one tip, received once");
   });
 
+  test("a URL naming one code in its path and another's short code in ?p= pays the worker the page names", async () => {
+    const named = await h.worker("Achieng");
+    const other = await h.worker("Kamau");
+    const [a, b] = [await h.qrCode(named), await h.qrCode(other)];
+    const page = await h.phone();
+    await page.goto(`${h.url}/t/${a.shortCode}?p=${b.shortCode}`);
+    await page.getByRole("heading", { name: "Achieng" }).waitFor();
+    await page.getByRole("radio", { name: /KES 100/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(testPhone({ format: "07" }));
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "Thank you! Achieng received your tip." }).waitFor({ timeout: 20_000 });
+    // Before, the page showed Achieng and the payment went to Kamau (the ?p= value, whatever its length, was the recipient).
+    assert.equal((await h.api(PaymentService, named.token).listTips({})).tips.length, 1);
+    assert.equal((await h.api(PaymentService, other.token).listTips({})).tips.length, 0);
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });

@@ -16,6 +16,7 @@ import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { requestKey } from "../../../lib/request-key";
 import { newWriteKey, settlesWrite } from "../../../lib/write-key";
+import { recipientOf } from "./target";
 
 export interface TipFormState {
   /** Per field, a message key; "form" for the whole form. */
@@ -79,7 +80,7 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     }
   }
 
-  const recipient = payload || shortCode;
+  const recipient = recipientOf(shortCode, payload);
   // The key follows what is asked: a retry of this request replays it, an edited one is a new tip.
   // A page from before seeds posts its key, sent as it is (as that page's server did).
   const key = state.seed ? requestKey(state.seed, JSON.stringify([recipient, amountMinor!.toString(), currency, phone, values.cover, values.email])) : text(form, "key");

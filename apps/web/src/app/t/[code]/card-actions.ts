@@ -9,6 +9,7 @@ import { overloaded } from "../../../lib/errors";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
 import { settlesWrite } from "../../../lib/write-key";
+import { recipientOf } from "./target";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 
@@ -24,7 +25,7 @@ export async function startCardTip(input: { code: string; payload: string; amoun
   try {
     const r = await serverClient(PaymentService, { locale: input.locale }).createTip({
       idempotencyKey: input.key,
-      recipient: { case: "qrCode", value: input.payload || input.code },
+      recipient: { case: "qrCode", value: recipientOf(input.code, input.payload) },
       amount: { amountMinor, currency },
       payment: { case: "card", value: true },
       // The page's language, for the e-mailed receipt (the client says which: only ours are passed on).

@@ -24,6 +24,12 @@ export function codeOf(shortCode: string, payload: string | undefined) {
     : ({ case: "shortCode", value: shortCode } as const);
 }
 
+/**
+ * What a tip from the page names as its recipient: the code the page resolved and showed (codeOf), never
+ * another. A short ?p= (another code's short code) would otherwise show one worker and pay another.
+ */
+export const recipientOf = (shortCode: string, payload: string | undefined): string => codeOf(shortCode, payload).value;
+
 /** Resolves the code; `scan` also records the scan (the page's first view), as analytics counts scans. */
 export async function resolveTarget(shortCode: string, payload: string | undefined, scan?: { userAgent: string; referrer: string }): Promise<Resolved> {
   const qr = serverClient(QrService);
