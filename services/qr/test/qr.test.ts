@@ -129,6 +129,8 @@ describe("qr service", () => {
         await rejects(as(worker).createQrCode({ ...base, parameters, idempotencyKey: idem() }), Code.InvalidArgument, undefined, message);
       }
       await rejects(as(worker).createQrCode({ ...base, expiresAt: timestampFromMs(Date.now() - 1000), idempotencyKey: idem() }), Code.InvalidArgument, undefined, /expires_at/);
+      // Past what the signed payload's 32 bits hold: before, stored, then INTERNAL on the create and on every list of its owner.
+      await rejects(as(worker).createQrCode({ ...base, expiresAt: timestampFromMs(Date.UTC(2200, 0, 1)), idempotencyKey: idem() }), Code.InvalidArgument, undefined, /expires_at/);
       await rejects(as(worker).createQrCode({ ...base, ownerId: "nope", idempotencyKey: idem() }), Code.InvalidArgument, undefined, /owner_id/);
       const after = await as(worker).listQrCodes({ ...base, includeInactive: true, page: { pageSize: 500 } });
       assert.equal(after.qrCodes.length, before.qrCodes.length);

@@ -158,8 +158,10 @@ type CreateQrCodeRequest struct {
 	OwnerKind OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
 	OwnerId   string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	// A worker's code at this venue (optional).
-	VenueId        string                 `protobuf:"bytes,3,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
-	Parameters     *DynamicParameters     `protobuf:"bytes,4,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	VenueId    string             `protobuf:"bytes,3,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	Parameters *DynamicParameters `protobuf:"bytes,4,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// In the future, and at most ten years ahead (the signed payload holds it
+	// in 32 bits); a code that should not expire leaves it unset.
 	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
@@ -2707,7 +2709,7 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"is_manager\x18\x02 \x01(\bR\tisManager\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1a\n" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x16\n" +
-	"\x06active\x18\x05 \x01(\bR\x06active\"\xdd\x02\n" +
+	"\x06active\x18\x05 \x01(\bR\x06active\"\xe5\x02\n" +
 	"\x13CreateQrCodeRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
@@ -2716,9 +2718,10 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\bvenue_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\avenueId\x12=\n" +
 	"\n" +
 	"parameters\x18\x04 \x01(\v2\x1d.ttip.qr.v1.DynamicParametersR\n" +
-	"parameters\x12C\n" +
+	"parameters\x12K\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\b\xbaH\x05\xb2\x01\x02@\x01R\texpiresAt\x123\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x10\xbaH\r\xb2\x01\n" +
+	"J\x06\b\xc0\x9d\xbd\x96\x01@\x01R\texpiresAt\x123\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"C\n" +
 	"\x14CreateQrCodeResponse\x12+\n" +
