@@ -182,7 +182,11 @@ export class Members {
     });
   }
 
-  /** From left_at on, nothing is theirs; an open shift is closed at that time. */
+  /**
+   * From left_at on, nothing is theirs; an open shift is closed at that time. A clock-in open over 24 hours by
+   * then is left open (staleOpenShift): a day's hours are not taken on the worker's word, and the manager's
+   * RecordShift replaces it with the shift worked.
+   */
   async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string): Promise<MemberRow> {
     const at = leftAt ?? new Date();
     if (at.getTime() > Date.now() + 60_000) throw fieldError("left_at", "must not be in the future");
@@ -193,8 +197,8 @@ export class Members {
       if (at.getTime() < m.joined_at.getTime()) throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
       const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);
       await tx.query(
-        `UPDATE venue.shifts SET ended_at = LEAST(GREATEST($2, started_at + interval '1 minute'), started_at + interval '24 hours')
-          WHERE member_id = $1 AND ended_at IS NULL`,
+        `UPDATE venue.shifts SET ended_at = GREATEST($2, started_at + interval '1 minute')
+          WHERE member_id = $1 AND ended_at IS NULL AND started_at >= $2::timestamptz - interval '24 hours'`,
         [memberId, at],
       );
       await memberEvent(tx, rows[0], "left");

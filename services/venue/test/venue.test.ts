@@ -158,6 +158,22 @@ describe("venue staff, shifts and pooled tips", () => {
     );
   });
 
+  test("removing a member whose clock-in was never clocked out counts no day on its word: the manager records the real shift, even after", async () => {
+    const v = await h.newVenue();
+    const baraka = await h.join(v, "Baraka", "front_of_house", new Date(Date.now() - 72 * HOUR));
+    const { shift } = await h.asWorker(baraka.workerId).clockIn({ venueId: v.venueId });
+    const clockedIn = new Date(Math.floor((Date.now() - 30 * HOUR) / HOUR) * HOUR);
+    await h.t.db.pool.query("UPDATE venue.shifts SET started_at = $2 WHERE shift_id = $1", [shift!.shiftId, clockedIn]);
+    await v.api.removeMember({ venueId: v.venueId, memberId: baraka.memberId, reason: "left" });
+    const span = period(new Date(clockedIn.getTime() - 2 * HOUR), new Date());
+    // Before, removal closed it 24 hours after the clock-in: a day of hours in the split, and no way to correct it.
+    const minutes = async () => (await v.api.getHours({ venueId: v.venueId, period: span })).hours.reduce((sum, x) => sum + x.minutes, 0n);
+    assert.equal(await minutes(), 0n);
+    const recorded = { venueId: v.venueId, memberId: baraka.memberId, startedAt: ts(clockedIn), endedAt: ts(new Date(clockedIn.getTime() + 6 * HOUR)), idempotencyKey: randomUUID() };
+    assert.equal((await v.api.recordShift(recorded)).shift!.shiftId, shift!.shiftId, "the clock-in's row, now the recorded shift");
+    assert.equal(await minutes(), 360n);
+  });
+
   test("split rules are versioned, visible to members, fixed percentages add to 100%, pooling individual tips is not built", async () => {
     const v = await h.newVenue();
     const m = await h.join(v, "Chebet");
