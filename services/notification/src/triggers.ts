@@ -101,9 +101,14 @@ const TRIGGERS = [
   trigger({
     durable: "notification-fraud-alert",
     schema: FraudAlertSchema,
-    // Only a hold concerns the worker; refusals and flags are for admins.
-    sends: (e, id) =>
-      e.action === "held" && e.workerId ? toWorker(id, e, TemplateKey.FRAUD_HOLD, { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) }) : [],
+    // Only a hold concerns the worker; refusals and flags are for admins. Keyed by what is held, not the
+    // event: a tip held by two rules (or again when its callback disagrees) is told once, as to the staff.
+    sends: (e, id) => {
+      if (e.action !== "held" || !e.workerId) return [];
+      const [send] = toWorker(id, e, TemplateKey.FRAUD_HOLD, { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) });
+      const held = e.payoutId ? `hold-notice:payout:${e.payoutId}` : e.tipId ? `hold-notice:tip:${e.tipId}` : send.sourceKey;
+      return [{ ...send, sourceKey: held }];
+    },
   }),
   trigger({
     durable: "notification-fraud-alert-staff",

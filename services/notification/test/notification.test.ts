@@ -468,6 +468,26 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(await dispatchMessages(byPush.id), 1, "the push's dispatch message");
   });
 
+  test("a tip held by two rules, and held again when its callback disagrees, tells its worker once", async () => {
+    const workerId = randomUUID();
+    const phone = testPhone({ format: "+254" });
+    await internal().upsertContact({ userId: workerId, phone });
+    const tipId = randomUUID();
+    const eventIds: string[] = [];
+    for (const reasonCode of ["SELF_TIP", "AMOUNT_OUTLIER", "CALLBACK_MISMATCH"]) {
+      eventIds.push(await publish(t.ctx.bus, "ttip.payment.fraud_alert", FraudAlertSchema, { alertId: randomUUID(), reasonCode, tipId, workerId, action: "held" }));
+    }
+    await eventually("the three alerts consumed", async () => {
+      const r = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-fraud-alert' AND event_id = ANY($1::uuid[])", [eventIds]);
+      return r.rows[0].n === 3;
+    });
+    await eventually("the hold SMS", () => smsTo(phone).length > 0);
+    // Before, one SMS and one in-app notice per alert: three for one paused tip.
+    const { rows } = await t.db.pool.query("SELECT channel FROM notification.deliveries WHERE user_id = $1 AND template_key = $2", [workerId, TemplateKey.FRAUD_HOLD]);
+    assert.deepEqual(rows.map((r) => r.channel).sort(), [Channel.SMS, Channel.IN_APP].sort());
+    assert.equal(smsTo(phone).length, 1);
+  });
+
   test("an Africa's Talking outage fails over to Twilio after the allowed retries", async () => {
     sim.outage.add("africastalking");
     try {
