@@ -1678,6 +1678,12 @@ export async function expireUnmatchedReports(db: Queryable, retentionMs = UNMATC
 
 /** How far back redispatchStranded looks, by creation: a rollout takes minutes. */
 const STRANDED_WINDOW_MS = 3_600_000;
+/**
+ * How far back a running replica's periodic look goes (every few minutes): a stranded delivery is found
+ * two minutes after it was last touched, so a quarter of an hour covers several looks while reading a
+ * quarter of the rows the look at start does.
+ */
+export const RECENT_STRANDED_WINDOW_MS = 15 * 60_000;
 /** An open delivery due and untouched this long has no dispatcher on it (a send's lease and backoff are shorter than this plus the lease). */
 const STRANDED_AFTER_MS = 120_000;
 /** Deliveries redispatchStranded gives work to per transaction: a page, then the next. */
@@ -1688,13 +1694,15 @@ const STRANDED_PAGE = 1_000;
  * parked, created in the last hour, due and untouched for two minutes. Those queued by a
  * version whose dispatchers read the public facts (durables notification-dispatch-N) and
  * not yet sent when its last replica stopped are such, and so is one claimed by the statement
- * that wrote it whose send a crash cut off (its claim then finds the attempt in doubt). Run at start; a delivery that had
+ * that wrote it whose send a crash cut off (its claim then finds the attempt in doubt). Run at start and every few
+ * minutes (over `windowMs`, RECENT_STRANDED_WINDOW_MS); a delivery that had
  * its message after all is still sent once (the claim is a compare-and-set). Pages through
  * them by (created_at, id), as a page's rows are left as they were and would be read again.
  * Returns how many were given work.
  */
-export async function redispatchStranded(pool: Pool, clock: Clock = systemClock, pageSize = STRANDED_PAGE): Promise<number> {
+export async function redispatchStranded(pool: Pool, clock: Clock = systemClock, pageSize = STRANDED_PAGE, windowMs = STRANDED_WINDOW_MS): Promise<number> {
   assert(pageSize > 0 && pageSize <= STRANDED_PAGE, "page size out of range");
+  assert(windowMs > STRANDED_AFTER_MS && windowMs <= STRANDED_WINDOW_MS, "window out of range");
   let after: { created_at: Date; id: string } | undefined;
   let total = 0;
   for (;;) {
@@ -1705,7 +1713,7 @@ export async function redispatchStranded(pool: Pool, clock: Clock = systemClock,
             AND next_attempt_at <= $2 AND updated_at < now() - make_interval(secs => $3::double precision / 1000)
             AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid))
           ORDER BY created_at, id LIMIT $4`,
-        [STRANDED_WINDOW_MS, new Date(clock.now()), STRANDED_AFTER_MS, pageSize, after?.created_at ?? null, after?.id ?? null],
+        [windowMs, new Date(clock.now()), STRANDED_AFTER_MS, pageSize, after?.created_at ?? null, after?.id ?? null],
       );
       for (const d of rows) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
       return rows;

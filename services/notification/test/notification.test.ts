@@ -740,6 +740,26 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1, "the receipt sent once the crash was found");
   });
 
+  test("a running replica looks for stranded sends every few minutes: one claimed by a statement whose answer was lost is sent, with no replica starting", async () => {
+    const phone = testPhone({ format: "+254" });
+    const replica = await startService(createNotificationModule({ config, sweepIntervalMs: 100, strandedLookMs: 200, redispatchAgainMs: REDISPATCH_AGAIN_MS }), t.ctx);
+    try {
+      // Its look at start is over (it reads a few rows); what is stranded from now on only a running look finds.
+      await new Promise((r) => setTimeout(r, 500));
+      const claim = { schema: "notification", operation: "test/lost-answer", caller: "", key: `lost-${randomUUID()}`, fingerprint: "f" };
+      const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+      const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${claim.key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim }], new Date(), dispatcherWith(createProviders(config.providers, 3_000)).firstProviders());
+      const [{ delivery: { id } }] = claimed;
+      await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 minute' WHERE delivery_id = $1", [id]);
+      await t.db.pool.query("UPDATE notification.deliveries SET updated_at = now() - interval '3 minutes' WHERE id = $1", [id]);
+      // Before, only a replica starting (or its one look after the rollout) sent it: in a replica running on, never.
+      await eventually("the receipt, from the running look", () => smsTo(phone).length === 1);
+      await deliveryIn(id, DeliveryStatus.SENT);
+    } finally {
+      await replica.close();
+    }
+  });
+
   test("a send claimed by a batch that commits after stopping gave up (a trigger's batch cut off at the stop's deadline) is not made then: left 'sending', the look sends it once", async () => {
     const phone = testPhone({ format: "+254" });
     const { dispatcher, lines } = watchedDispatcher({});
