@@ -10,6 +10,8 @@ import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.j
 const DAY_MS = 24 * 3600_000;
 /** Rows one import may carry: a month of a large venue's shifts. */
 export const MAX_IMPORT_ROWS = 5_000;
+/** Members one import may name: each holds a lock to its commit (PostgreSQL's lock table is shared and small). */
+export const MAX_IMPORT_MEMBERS = 500;
 /** Venues keep East Africa Time (UTC+3, no daylight saving): local times in a CSV are read in it. */
 const EAT_OFFSET = "+03:00";
 
@@ -166,6 +168,10 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
     const byId = new Map(staff.map((m) => [m.member_id, m]));
     const result: ImportResult = { imported: 0, rejected: [] };
     const accepted: { member: string; start: number; end: number }[] = [];
+    // Each member's shift lock, as RecordShift and ClockIn take it, before the overlap check reads their shifts:
+    // one of theirs committing meanwhile is seen, not imported beside. Taken in the file's order; nothing else
+    // holds two of them, and imports of a venue wait for each other (the lock above): no deadlock.
+    const locked = new Set<string>();
     for (const r of rows) {
       const reject = (reason: string) => result.rejected.push({ line: r.line, content: r.raw, reason });
       const who = (r.fields[mi] ?? "").trim();
@@ -188,6 +194,11 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
       if (!end) {
         reject(`end: "${(r.fields[ei] ?? "").trim()}" is not a time like 2026-11-24 17:00 or 2026-11-24T17:00:00+03:00`);
         continue;
+      }
+      if (!locked.has(m.member_id)) {
+        if (locked.size === MAX_IMPORT_MEMBERS) throw fieldError("csv", `at most ${MAX_IMPORT_MEMBERS} members per import; split the file`);
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
+        locked.add(m.member_id);
       }
       const problem = await shiftProblem(tx, m, start, end);
       if (problem) {

@@ -127,6 +127,33 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(own.hours.map((x) => x.displayName), ["Amina"]);
   });
 
+  test("an import waits for a shift being recorded for the same member, and refuses its row as overlapping it: the hours are counted once", async () => {
+    const v = await h.newVenue();
+    const zuri = await h.join(v, "Zuri", "front_of_house", new Date(Date.now() - 72 * HOUR));
+    const start = new Date(Math.floor((Date.now() - 30 * HOUR) / HOUR) * HOUR);
+    const end = new Date(start.getTime() + 8 * HOUR);
+    // A RecordShift (or ClockIn) for Zuri, between its lock and its commit.
+    const recording = await h.t.db.pool.connect();
+    try {
+      await recording.query("BEGIN");
+      await recording.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`venue.shifts.${zuri.memberId}`]);
+      await recording.query("INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by) VALUES ($1, $2, $3, $4, $5, 2, $6)",
+        [randomUUID(), v.venueId, zuri.memberId, start, end, randomUUID()]);
+      const csv = `member,start,end\n${zuri.memberId},${start.toISOString()},${end.toISOString()}\n`;
+      const imported = v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(csv) });
+      await new Promise((r) => setTimeout(r, 300));
+      await recording.query("COMMIT");
+      // Before, the import's overlap check did not wait and saw nothing: both went in, 16 hours for 8.
+      const r = await imported;
+      assert.equal(r.imported, 0);
+      assert.match(r.rejected[0]?.reason ?? "", /overlaps/);
+    } finally {
+      recording.release();
+    }
+    const { hours } = await v.api.getHours({ venueId: v.venueId, period: period(new Date(start.getTime() - HOUR), new Date()) });
+    assert.deepEqual(hours.map((x) => x.minutes), [480n]);
+  });
+
   test("a clock-in never clocked out: after 24 hours neither clock-out nor clock-in ends it; the manager's recorded shift replaces it and the worker clocks in again", async () => {
     const v = await h.newVenue();
     const amina = await h.join(v, "Amina", "front_of_house", new Date(Date.now() - 72 * HOUR));
