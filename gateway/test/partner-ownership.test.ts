@@ -200,6 +200,10 @@ describe("partner keys act only for the workers and venues linked to them", () =
 
     assert.equal((await tipFor(key, staff)).tip!.workerId, staff);
     assert.equal((await workerCode(key, staff, venue)).qrCode!.venueId, venue);
+    // A staff member's personal code (no venue) is theirs alone: before, the venue's link revoked it and made more.
+    const personal = (await w.client.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: staff, idempotencyKey: randomUUID() }, w.opts)).qrCode!;
+    assert.equal((await failure(codes(key).revokeQrCode({ qrCodeId: personal.qrCodeId }))).code, Code.PermissionDenied);
+    assert.equal((await failure(workerCode(key, staff))).code, Code.PermissionDenied);
     const venueCode = (await codes(key).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venue, idempotencyKey: randomUUID() })).qrCode!;
     // A tip by the venue's code goes to its pool, through the venue's link.
     const pooled = (await pay(key).createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: venueCode.shortCode }, amount: KES(200), payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) } })).tip!;

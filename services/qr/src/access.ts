@@ -20,7 +20,10 @@ export async function canManage(db: Queryable, caller: Principal, ownerKind: num
   if (isAdmin(caller)) return true;
   if (caller.roles.includes("partner")) {
     const workerId = ownerKind === WORKER ? ownerId : null;
-    return (await partnerLinkOf(db, caller.subject, workerId, ownerKind === WORKER ? venueId : ownerId)) !== undefined;
+    const link = await partnerLinkOf(db, caller.subject, workerId, ownerKind === WORKER ? venueId : ownerId);
+    // A worker's personal code (no venue) is theirs alone: a venue's link covers its staff's codes at that venue only.
+    if (ownerKind === WORKER && venueId === null) return link?.kind === WORKER;
+    return link !== undefined;
   }
   if (ownerKind === WORKER) {
     if (caller.subject === ownerId && caller.roles.includes("worker")) return true;
