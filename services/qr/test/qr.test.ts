@@ -672,6 +672,30 @@ describe("qr service", () => {
       await anon().resolveQrCode({ code: { case: "shortCode", value: own.shortCode } });
       await rejects(as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() }), Code.FailedPrecondition);
     });
+
+    test("a code made or rotated while the worker is being removed from the staff is refused, not left active at the venue", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      await as(w).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName: "Racing" });
+      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
+      const code = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() })).qrCode!;
+      // RemoveVenueStaff's transaction, between its delete and its revoke, while a create and a rotate come in.
+      const removal = await t.db.pool.connect();
+      try {
+        await removal.query("BEGIN");
+        await removal.query("DELETE FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2", [venueId, w.subject]);
+        const created = as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() }).then(() => "made", (e) => ConnectError.from(e).code);
+        const rotated = as(manager).rotateQrCode({ qrCodeId: code.qrCodeId, idempotencyKey: idem() }).then(() => "made", (e) => ConnectError.from(e).code);
+        await new Promise((r) => setTimeout(r, 300));
+        await removal.query("UPDATE qr.qr_codes SET status = 3, revoked_reason = 'removed from the venue staff', status_changed_at = now() WHERE owner_kind = 1 AND owner_id = $1 AND venue_id = $2 AND status = 1", [w.subject, venueId]);
+        await removal.query("COMMIT");
+        // Before, both went ahead on a read of the staff outside their transactions: two active codes after the removal.
+        assert.deepEqual([await created, await rotated], [Code.FailedPrecondition, Code.FailedPrecondition]);
+      } finally {
+        removal.release();
+      }
+      const { rows } = await t.db.pool.query("SELECT count(*)::int AS n FROM qr.qr_codes WHERE owner_id = $1 AND venue_id = $2 AND status = 1", [w.subject, venueId]);
+      assert.equal(rows[0].n, 0);
+    });
   });
 
   describe("role and uploaded photo", () => {

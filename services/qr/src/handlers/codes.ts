@@ -4,14 +4,14 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { DynamicParametersSchema, ImageFormat, OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, pageSize, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, pageSize, requireCaller, type Queryable, withTransaction } from "@ttip/runtime";
 import { requireManage, VENUE, WORKER } from "../access.js";
 import { partnerLinkOf } from "../partner-links.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText } from "../render.js";
 import { cacheKeys, targetCurrency } from "../resolver.js";
 import { codeById, codesOfOwner, setStatus } from "../stores/codes.js";
 import { profileOf, type ProfileRecord } from "../stores/profiles.js";
-import { isVenueStaff } from "../stores/venues.js";
+import { lockVenueStaff } from "../stores/venues.js";
 import { EC, validateParameters } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -47,9 +47,6 @@ function createQrCodeHandler(h: QrHandlerContext): Impl["createQrCode"] {
     if (venueId) {
       venue = await profileOf(pool, VENUE, venueId);
       if (!venue) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-      if (!(await isVenueStaff(pool, venueId, req.ownerId))) {
-        throw new InvalidStateError(`worker ${req.ownerId} is not on the staff of venue ${venueId}`);
-      }
     }
     const params = req.parameters ?? create(DynamicParametersSchema);
     validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue));
@@ -58,6 +55,7 @@ function createQrCodeHandler(h: QrHandlerContext): Impl["createQrCode"] {
     const code = await withTransaction(pool, async (tx) => {
       const firstId = await claimIdempotencyKey(tx, idempotent, id);
       if (firstId) return (await codeById(tx, firstId))!;
+      if (venueId) await requireStaff(tx, venueId, req.ownerId);
       return insertWithFreshShortCode(tx, {
         id,
         ownerKind: req.ownerKind,
@@ -145,6 +143,9 @@ function rotateQrCodeHandler(h: QrHandlerContext): Impl["rotateQrCode"] {
     const caller = requireCaller(ctx);
     const freshId = randomUUID();
     const { fresh, old } = await withTransaction(pool, async (tx) => {
+      // The staff row's lock before the code's (a removal takes them in that order).
+      const seen = await codeById(tx, req.qrCodeId);
+      if (seen?.ownerKind === WORKER && seen.venueId && seen.status === 1) await requireStaff(tx, seen.venueId, seen.ownerId);
       const old = await managedCode(tx, ctx, req.qrCodeId, true);
       const firstId = await claimIdempotencyKey(tx, idempotentRequest("qr", ctx, req, caller.subject), freshId);
       if (firstId) return { fresh: (await codeById(tx, firstId))!, old };
@@ -197,4 +198,9 @@ function getOfflinePayloadHandler(h: QrHandlerContext): Impl["getOfflinePayload"
       },
     };
   };
+}
+
+/** A worker's code at a venue needs them on its staff, checked under lockVenueStaff's lock. */
+async function requireStaff(tx: Queryable, venueId: string, workerId: string): Promise<void> {
+  if (!(await lockVenueStaff(tx, venueId, workerId))) throw new InvalidStateError(`worker ${workerId} is not on the staff of venue ${venueId}`);
 }

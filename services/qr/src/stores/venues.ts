@@ -19,8 +19,13 @@ export async function isVenueManager(db: Queryable, venueId: string, userId: str
   return (rowCount ?? 0) > 0;
 }
 
-export async function isVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<boolean> {
-  const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [venueId, workerId]);
+/**
+ * Whether the worker is on the venue's staff, the row share-locked to the transaction's end: a removal (its delete
+ * first, then its revoke of their codes there) waits for a code made or rotated under it and revokes that too, or
+ * goes first and this finds the worker gone. Called before any code's row lock (a removal takes them after).
+ */
+export async function lockVenueStaff(tx: Queryable, venueId: string, workerId: string): Promise<boolean> {
+  const { rowCount } = await tx.query(`SELECT 1 FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2 FOR SHARE`, [venueId, workerId]);
   return (rowCount ?? 0) > 0;
 }
 
