@@ -843,6 +843,13 @@ const SENT_RECORD_RETRY_MAX_MS = 5_000;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
+/**
+ * After a failed contact lookup this dispatcher asks auth again only after a pause, doubled after each
+ * failure up to the most: every delivery waiting on a number comes back each second (the bus's redelivery),
+ * and asking for each would hammer auth while it recovers.
+ */
+const LOOKUP_PAUSE_MS = 1_000;
+const LOOKUP_PAUSE_MAX_MS = 30_000;
 
 /**
  * Sends one delivery through its channel's providers. Each attempt is
@@ -868,6 +875,8 @@ export class Dispatcher {
   /** drain() has returned: a send claimed from now on is not made (sendClaimed). */
   private drained = false;
   private readonly waitingForSlot: (() => void)[] = [];
+  /** No contact lookup before `until` (the last failed); `ms`: the pause it set (LOOKUP_PAUSE_MS). */
+  private lookupPause = { until: 0, ms: 0 };
 
   constructor(private readonly o: DispatcherOptions) {
     // Each record between tries waits on it (recordSent): as many as the groups of records out at once.
@@ -1226,9 +1235,16 @@ export class Dispatcher {
   private async resolveAddress(id: string, pending: PendingLookup): Promise<void> {
     let contact: Awaited<ReturnType<ContactLookup>> = null;
     let error = "no phone number on file";
+    const paused = Date.now() < this.lookupPause.until;
     try {
+      if (paused) throw new Error(`a lookup failed moments ago; the next after ${new Date(this.lookupPause.until).toISOString()}`);
       contact = this.o.contacts ? await this.o.contacts(pending.userId) : null;
+      this.lookupPause = { until: 0, ms: 0 };
     } catch (err) {
+      if (!paused) {
+        const ms = Math.min(LOOKUP_PAUSE_MAX_MS, Math.max(LOOKUP_PAUSE_MS, this.lookupPause.ms * 2));
+        this.lookupPause = { until: Date.now() + ms, ms };
+      }
       if (Date.now() - pending.createdAt.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
       error = "phone lookup kept failing";
     }

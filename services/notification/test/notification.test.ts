@@ -1717,6 +1717,31 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(sentBefore)).attempts.length, 1, "the one sent before is not sent again");
   });
 
+  test("while auth cannot say a user's number, a dispatcher asks it less and less often, not once a second per delivery", async () => {
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    for (const id of ids) {
+      await t.db.pool.query(
+        `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, body, status)
+         VALUES ($1, $2, $3::text, $4, $3::uuid, '', '', $5, 1, 'en', 'hello', 'queued')`,
+        [id, `rpc:${id}`, randomUUID(), Channel.SMS, TemplateKey.RECEIPT],
+      );
+    }
+    let asked = 0;
+    const contacts = async () => {
+      asked++;
+      throw new ConnectError("auth is down", Code.Unavailable);
+    };
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", contacts });
+    // As the bus brings each back: every 100 ms for 2.5 s, each time told to retry later.
+    for (const until = Date.now() + 2_500; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      for (const id of ids) await assert.rejects(dispatcher.run(id), RetryLater);
+    }
+    // Before, each delivery asked each time: about 125 calls. Now the first, then after 1 s, then after 2 s more.
+    assert.ok(asked <= 3, `auth asked ${asked} times`);
+    assert.ok(asked >= 2, "asked again after the pause");
+    for (const id of ids) assert.equal((await delivery(id)).status, DeliveryStatus.QUEUED, "still waiting for a number, not failed");
+  });
+
   test("two dispatchers that both find a user's number missing fail the delivery once, with one failed fact", async () => {
     const id = randomUUID();
     const userId = randomUUID();
