@@ -580,6 +580,22 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(tokens.rowCount, 0);
   });
 
+  test("a retried send to a user answers what the first made: an e-mail address added in between gets nothing", async () => {
+    const workerId = randomUUID();
+    await internal().upsertContact({ userId: workerId, phone: testPhone({ format: "+254" }) });
+    const req = { idempotencyKey: `weekly-${randomUUID()}`, recipient: { case: "userId" as const, value: workerId }, templateKey: TemplateKey.WEEKLY_SUMMARY, variables: { week: "17-23 Nov", count: "12", total: "KES 2,400" } };
+    const first = await internal().sendNotification(req);
+    const email = `w-${workerId}@example.com`;
+    await asUser(workerId).updatePreferences({ preferences: { email } });
+    const again = await internal().sendNotification(req);
+    // Before, the retry planned the message again by the settings of now: a new e-mail delivery, sent.
+    assert.deepEqual([...again.deliveryIds].sort(), [...first.deliveryIds].sort());
+    const { rows } = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = $1", [`rpc:${req.idempotencyKey}`]);
+    assert.equal(rows[0].n, first.deliveryIds.length);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(sim.sentBy("sendgrid").filter((m) => m.to === email).length, 0);
+  });
+
   test("delivery reports from Africa's Talking (token) and SendGrid (signed) update the state", async () => {
     const phone = testPhone({ format: "+254" });
     const sms = await sendReceipt(phone, { amount: "KES 50", worker: "Wanjiru", reference: "QK3" });

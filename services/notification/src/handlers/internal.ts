@@ -111,7 +111,11 @@ async function sendOne(h: NotificationHandlerContext, sender: Sender, req: SendN
   }
   const ids = await withTransaction(h.pool, async (tx) => {
     // The key's deliveries are found again by their source key; the claim refuses another request under it.
-    await claimIdempotencyKey(tx, idempotent, send.sourceKey);
+    // A retry answers them, not a new plan by the user's settings of now (an e-mail address added since would get one).
+    if (await claimIdempotencyKey(tx, idempotent, send.sourceKey)) {
+      const { rows } = await tx.query<{ id: string }>("SELECT id::text FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [send.sourceKey]);
+      return rows.map((r) => r.id);
+    }
     return (await enqueueMany(tx, [send], new Date(clockOf(h).now())))[0];
   });
   return { deliveryIds: ids };
