@@ -243,6 +243,27 @@ test("a payout whose answer was lost, asked for again after Cancel and another t
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a payout whose answer was lost, then another amount reviewed and cancelled, then the first amount again, is the same payout", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal("300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  await fireEvent.press(screen.getByText("Cancel"));
+  // KES 500 reviewed, not sent.
+  await fireEvent.changeText(await screen.findByTestId("amount"), "500");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await screen.findByTestId("withdraw-confirm");
+  await fireEvent.press(screen.getByText("Cancel"));
+  // Before, the review of 500 had let go of the 300's key: asked again, a second payout of KES 300.
+  await fireEvent.changeText(await screen.findByTestId("amount"), "300");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a balance or a payout that cannot be read says so: never 'Available: KES 0' nor 'Withdrawal of KES 0'", async () => {
   const gw = new FakeGateway();
   gw.failReads = new ConnectError("wallet not answering", Code.Internal);

@@ -18,16 +18,23 @@ export function newWriteKey(): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** Unanswered writes a WriteKey remembers (the oldest forgotten first): a form's few edits back and forth. */
+const MAX_UNANSWERED = 16;
+
 /**
- * The key of one intended write, kept until the service answers for it. A
+ * The keys of intended writes, each kept until the service answers for it. A
  * changed request (an amount edited after a lost answer) is another intended
  * write and gets a new key: under the kept one the service would refuse it
- * (its fingerprint differs) or answer with the first write's result.
+ * (its fingerprint differs) or answer with the first write's result. Going
+ * back to a request still unanswered is that write again, under its own key:
+ * the first may have gone through, and a new key would make it twice.
  */
 export class WriteKey {
   private key: string;
   /** The request the key was last sent for; undefined while it was never sent, or when the caller did not say. */
   private sentFor: string | undefined;
+  /** Keys sent and not answered for yet, by the request (its fields, without the key), oldest first. */
+  private readonly unanswered = new Map<string, string>();
 
   /** `make`: where new keys come from (the phone's tests give numbered ones). */
   constructor(first?: string, private readonly make: () => string = newWriteKey) {
@@ -36,14 +43,21 @@ export class WriteKey {
 
   /** The key to send a request with; `intent` says what the request asks (its fields, without the key). */
   use(intent?: string): string {
-    if (intent === undefined) return this.key;
-    if (this.sentFor !== undefined && this.sentFor !== intent) this.key = this.make();
+    if (intent === undefined || intent === this.sentFor) return this.key;
+    const kept = this.unanswered.get(intent);
+    if (kept !== undefined) this.key = kept;
+    else {
+      if (this.sentFor !== undefined) this.key = this.make();
+      this.unanswered.set(intent, this.key);
+      if (this.unanswered.size > MAX_UNANSWERED) this.unanswered.delete(this.unanswered.keys().next().value!);
+    }
     this.sentFor = intent;
     return this.key;
   }
 
-  /** The service answered for `used`: the next write is a new one. */
+  /** The service answered for `used`: that write is done, and the same request again is a new one. */
   settle(used: string): void {
+    for (const [intent, key] of this.unanswered) if (key === used) this.unanswered.delete(intent);
     if (this.key !== used) return;
     this.key = this.make();
     this.sentFor = undefined;
