@@ -22,6 +22,18 @@ async function startWithdrawal(amount: string) {
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
 }
 
+/** A signed-in worker's withdrawal of `amount` whose answer was lost (the payout made), its error shown, then Cancel. */
+async function withdrawalAnswerLost(amount: string): Promise<FakeGateway> {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal(amount);
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  await fireEvent.press(screen.getByText("Cancel"));
+  return gw;
+}
+
 test("home announces a tip that arrives while it is open and adds it to the balance", async () => {
   const gw = new FakeGateway();
   gw.addTip(200_00n);
@@ -223,13 +235,7 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
 });
 
 test("a payout whose answer was lost, asked for again after Cancel and another tab, is the same payout; another amount is a new one", async () => {
-  const gw = new FakeGateway();
-  await renderApp(gw);
-  await signIn(gw);
-  gw.loseNextPayoutAnswer = true;
-  await startWithdrawal("300");
-  expect(await screen.findByRole("alert")).toBeTruthy();
-  await fireEvent.press(screen.getByText("Cancel"));
+  const gw = await withdrawalAnswerLost("300");
   await openTab("home");
   // The same withdrawal asked for again: before, a new key, and a second payout of KES 300.
   await startWithdrawal("300");
@@ -244,13 +250,7 @@ test("a payout whose answer was lost, asked for again after Cancel and another t
 });
 
 test("a payout whose answer was lost, then another amount reviewed and cancelled, then the first amount again, is the same payout", async () => {
-  const gw = new FakeGateway();
-  await renderApp(gw);
-  await signIn(gw);
-  gw.loseNextPayoutAnswer = true;
-  await startWithdrawal("300");
-  expect(await screen.findByRole("alert")).toBeTruthy();
-  await fireEvent.press(screen.getByText("Cancel"));
+  const gw = await withdrawalAnswerLost("300");
   // KES 500 reviewed, not sent.
   await fireEvent.changeText(await screen.findByTestId("amount"), "500");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
