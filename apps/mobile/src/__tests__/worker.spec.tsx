@@ -264,6 +264,21 @@ test("a payout whose answer was lost, then another amount reviewed and cancelled
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a payout whose answer was lost, asked for again after the app restarted, is the same payout", async () => {
+  const gw = new FakeGateway();
+  const first = await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal("300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  await first.unmount();
+  // Before, the key lived in the app's memory only: a new one after the restart, and a second payout of KES 300.
+  await renderApp(gw, first.phone);
+  await startWithdrawal("300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a balance or a payout that cannot be read says so: never 'Available: KES 0' nor 'Withdrawal of KES 0'", async () => {
   const gw = new FakeGateway();
   gw.failReads = new ConnectError("wallet not answering", Code.Internal);

@@ -14,7 +14,7 @@ import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { settlesWrite, WriteKey } from "@ttip/web-lib/write-key";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
-import { useApp } from "../app-context";
+import { type AppServices, useApp } from "../app-context";
 import type { StepUpStage } from "@ttip/web-lib/step-up-flow";
 import { useDeviceStepUp } from "../lib/device-step-up";
 import { localPhone, payoutStatus } from "../lib/format";
@@ -32,21 +32,44 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
 };
 
 /**
- * Per signed-in worker, the key of the withdrawal last asked for, kept until the service answers for it, and past
- * this screen (Cancel, another tab unmounts it): the same withdrawal asked for again after a lost answer is the same
- * payout, never a second one. Another amount or number is another withdrawal, with a new key.
+ * Per signed-in worker, the keys of the withdrawals asked for, each kept until the service answers for it, past this
+ * screen (Cancel, another tab unmounts it) and past the app's restart (saved on the phone): the same withdrawal asked
+ * for again after a lost answer is the same payout, never a second one. Another amount or number is another
+ * withdrawal, with a new key. Read from the phone once per app start (its services) and worker.
  */
-const payoutKeys = new Map<string, WriteKey>();
-function payoutKeyOf(userId: string, make: () => string): WriteKey {
-  let keys = payoutKeys.get(userId);
-  if (!keys) payoutKeys.set(userId, (keys = new WriteKey(undefined, make)));
+const payoutKeys = new WeakMap<AppServices, Map<string, Promise<WriteKey>>>();
+const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
+
+function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
+  let ofApp = payoutKeys.get(app);
+  if (!ofApp) payoutKeys.set(app, (ofApp = new Map()));
+  let keys = ofApp.get(userId);
+  if (!keys) ofApp.set(userId, (keys = loadPayoutKeys(app, userId)));
   return keys;
+}
+
+async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKey> {
+  const saved = await app.cache.get(payoutKeysSlot(userId)).catch(() => undefined);
+  let writes: [string, string][] = [];
+  try {
+    const parsed: unknown = saved ? JSON.parse(saved) : [];
+    if (Array.isArray(parsed)) writes = parsed.filter((w): w is [string, string] => Array.isArray(w) && typeof w[0] === "string" && typeof w[1] === "string");
+  } catch {
+    // An unreadable copy is no copy: this app start's keys still hold.
+  }
+  return new WriteKey(undefined, app.newKey, writes);
+}
+
+/** Saved after every change; a failed save leaves this app start's keys (in memory) to hold. */
+async function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<void> {
+  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).catch(() => undefined);
 }
 
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
 
 export function Withdraw() {
-  const { sessions, biometric, newKey } = useApp();
+  const app = useApp();
+  const { sessions, biometric } = app;
   const { t, locale } = useI18n();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
@@ -66,7 +89,7 @@ export function Withdraw() {
     refetchInterval: (q) => (payoutFinal(q.state.data?.payout) ? false : 1000),
   });
 
-  const review = () => {
+  const review = async () => {
     setError("");
     const amount = parseWholeUnits(amountText, MAX_TYPED_UNITS);
     if (!amount) return setError(t("amountInvalid"));
@@ -89,7 +112,10 @@ export function Withdraw() {
     if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
-    setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey: payoutKeyOf(session.userId, newKey).use(`${amount}|${mpesaPhone}`) });
+    const keys = await payoutKeysOf(app, session.userId);
+    const idempotencyKey = keys.use(`${amount}|${mpesaPhone}`);
+    await savePayoutKeys(app, session.userId, keys);
+    setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey });
   };
 
   const send = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
@@ -116,12 +142,13 @@ export function Withdraw() {
       const working = (stage: StepUpStage) => setStage({ kind: "working", note: t(stage === "key" ? "settingUpKey" : "signingKey") });
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
-      const keys = payoutKeyOf(session.userId, newKey);
-      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch((err: unknown) => {
-        if (settlesWrite(err)) keys.settle(idempotencyKey);
+      const keys = await payoutKeysOf(app, session.userId);
+      const settle = () => (keys.settle(idempotencyKey), savePayoutKeys(app, session.userId, keys));
+      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
+        if (settlesWrite(err)) await settle();
         throw err;
       });
-      keys.settle(idempotencyKey);
+      await settle();
       setStage({ kind: "sent", requested: res.payout! });
     } catch (err) {
       setStage(attempt);

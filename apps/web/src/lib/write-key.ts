@@ -36,9 +36,18 @@ export class WriteKey {
   /** Keys sent and not answered for yet, by the request (its fields, without the key), oldest first. */
   private readonly unanswered = new Map<string, string>();
 
-  /** `make`: where new keys come from (the phone's tests give numbered ones). */
-  constructor(first?: string, private readonly make: () => string = newWriteKey) {
+  /**
+   * `make`: where new keys come from (the phone's tests give numbered ones); `unanswered`: writes still unanswered
+   * when this was last saved (unansweredWrites), so a request asked again after a restart is the same write.
+   */
+  constructor(first?: string, private readonly make: () => string = newWriteKey, unanswered: Iterable<[string, string]> = []) {
     this.key = first ?? make();
+    for (const [intent, key] of unanswered) this.unanswered.set(intent, key);
+  }
+
+  /** The writes asked for and not answered for yet, as [intent, key], oldest first: what to save. */
+  unansweredWrites(): [string, string][] {
+    return [...this.unanswered];
   }
 
   /** The key to send a request with; `intent` says what the request asks (its fields, without the key). */
