@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, isUuid, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, InvalidStateError, isUuid, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -554,10 +554,20 @@ export function causeOf(kind: string, ref: string): EntryCause {
   return create(EntryCauseSchema, { cause: { case: kind, value: ref } as EntryCause["cause"] });
 }
 
+/**
+ * A pool split's reversal freed the split's period (it may have been split again since): reversing it would pay
+ * the split's shares again while nothing claims the period, the same tips split twice. The venue splits again.
+ */
+async function refuseReversingASplitsReversal(db: Queryable, entryId: string): Promise<void> {
+  const { rows } = await db.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.pool_distributions WHERE reversal_entry_id = $1`, [entryId]);
+  if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} reverses pool split ${rows[0].entry_id}, whose period it freed; split the period again instead`);
+}
+
 /** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
+  await refuseReversingASplitsReversal(tx, entryId);
   await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.reverse.${entryId}`]);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,

@@ -375,6 +375,19 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(again.created, true);
   });
 
+  test("a pool split's reversal is not reversed: its period was freed (and may be split again), so the split would be paid twice", async () => {
+    const { venueId, start } = await poolWithTip();
+    const end = await periodEnd();
+    const { entry } = await splitPool(venueId, start, end, [randomUUID(), randomUUID()]);
+    const { reversal } = await admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev-${entry!.entryId}`, reason: "wrong shares" });
+    // Before, this paid the split again while its period stayed free: a second split of the same tips went through.
+    await assert.rejects(
+      admin.reverseEntry({ entryId: reversal!.entryId, idempotencyKey: `rev-${reversal!.entryId}`, reason: "undo" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && new RegExp(`entry_id: .*pool split ${entry!.entryId}`).test(e.rawMessage),
+    );
+    assert.equal((await internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(start), end: timestampFromDate(end) })).collected!.amountMinor, 2_000n);
+  });
+
   test("a pool split's key: the same split again (however worded) answers the first entry; another split under it is ALREADY_EXISTS naming the key, and moves nothing", async () => {
     const { venueId, pool, start } = await poolWithTip();
     const end = await periodEnd();
