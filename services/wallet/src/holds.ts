@@ -266,12 +266,13 @@ async function resolveHold(tx: Queryable, hold: HoldRow, status: HoldStatus, rea
  * returns the first settlement. Three statements when the caller names the fee
  * (payment does): the hold taken, the entry posted, the hold resolved.
  */
-export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
+export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint, feeCurrency?: string): Promise<{ hold: Hold; entry: JournalEntry }> {
   if (transferFee !== undefined && transferFee < 0n) throw fieldError("transfer_fee", "must not be negative");
   const hold = await takeHold(tx, holdId, false);
   if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
   if (hold.status === HoldStatus.RELEASED) throw new InvalidStateError(`hold ${holdId} was released; it cannot be settled`);
   const currency = hold.currency.trim();
+  if (feeCurrency !== undefined && feeCurrency !== currency) throw fieldError("transfer_fee.currency", `the hold is in ${currency}`);
   let transferFeeMinor = transferFee;
   if (transferFeeMinor === undefined) {
     const schedule = await currentSchedule(tx, currency);

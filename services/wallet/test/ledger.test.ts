@@ -471,6 +471,10 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(limits.tier, UserTier.BASIC);
     assert.equal(limits.limits.find((l) => l.kind === LimitKind.DAILY)!.used!.amountMinor, 4_000_000n);
 
+    // A fee in another currency than the hold's: before, its number was posted as shillings and the hold settled.
+    const otherCurrency = await failure(internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: { amountMinor: 1_100n, currency: "USD" } }));
+    assert.equal(otherCurrency.code, Code.InvalidArgument);
+    assert.match(otherCurrency.rawMessage, /^transfer_fee\.currency: /);
     const settled = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kesMinor(1_100n) });
     assert.equal(settled.hold!.status, HoldStatus.SETTLED);
     assert.equal(settled.entry!.postings.length, 4);

@@ -34,7 +34,7 @@ function placeHoldHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInt
 function settleHoldHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["settleHold"] {
   const { tx } = h;
   return async function (req) {
-    return tx((db) => settleHold(db, req.holdId, req.externalReference, req.transferFee?.amountMinor));
+    return tx((db) => settleHold(db, req.holdId, req.externalReference, req.transferFee?.amountMinor, req.transferFee?.currency));
   };
 }
 
