@@ -34,6 +34,13 @@ export interface NewPayout {
 }
 
 /**
+ * A worker's payout still able to move their balance: open, or failed with its hold not given back yet (the release
+ * follows the failure's commit, and a slow wallet leaves it to a later pass). An automatic payout waits for it:
+ * its amount read before the release would leave the money released with nothing due to pay it out.
+ */
+const MOVING_PAYOUT = "(status IN ('pending', 'resolving') OR (status = 'failed' AND hold_state = 'held'))";
+
+/**
  * Inserts a payout unless one under its key exists (then nothing: undefined). With `onlyIfUntouchedSince`
  * (an automatic payout's), also unless the worker has a payout open, or one finished at or after that
  * time: the balance its amount was read from may have moved since.
@@ -43,7 +50,7 @@ async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, first
     `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note)
      SELECT $1::uuid, $2::uuid, $3::text, 'KES', $4::bigint, $5::text, $6::text, $7::boolean, 'pending', $8::text, $9::timestamptz, $10::bigint, $11::text
       WHERE $12::timestamptz IS NULL OR NOT EXISTS (
-        SELECT 1 FROM payment.payouts WHERE worker_id = $2::uuid AND (status IN ('pending', 'resolving') OR completed_at >= $12::timestamptz))
+        SELECT 1 FROM payment.payouts WHERE worker_id = $2::uuid AND (${MOVING_PAYOUT} OR completed_at >= $12::timestamptz))
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
     [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), firstCheckAt, feeMinor, p.note ?? "",
       onlyIfUntouchedSince ?? null],
@@ -623,7 +630,7 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKe
   // One at a time: a payout in flight already holds the balance; what it leaves is paid out after it (deferred).
   // The time is taken before the balance is read: startAutomaticPayout refuses if a payout ended since.
   const { rows: [open] } = await deps.ctx.pool.query<{ read_at: Date; open: boolean }>(
-    "SELECT clock_timestamp() AS read_at, EXISTS (SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving')) AS open", [workerId]);
+    `SELECT clock_timestamp() AS read_at, EXISTS (SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND ${MOVING_PAYOUT}) AS open`, [workerId]);
   if (open.open) return (await startedUnder(deps, workerId, idempotencyKey)) ? "started" : "deferred";
   const available = await deps.ledger.available(workerId);
   // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.

@@ -93,6 +93,7 @@ describe("a new payout number's cooling-off", () => {
     const { payout } = await me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: to, stepUpToken: await stepUp() });
     assert.ok(payout!.status === PayoutStatus.PENDING || payout!.status === PayoutStatus.RESOLVING, PayoutStatus[payout!.status]);
     return {
+      payoutId: payout!.payoutId,
       /** M-Pesa answers its status queries again: the next passes find it paid. */
       end: async () => {
         h.sim.script({ phone: `254${to.slice(1)}` }, { b2c: "lost_result" });
@@ -183,6 +184,25 @@ describe("a new payout number's cooling-off", () => {
 
     // Before, the tip's automatic payout found the withdrawal open and left its money to a next tip that never came.
     await paidOutOnceAfter(withdrawal, worker, to);
+  });
+
+  test("a withdrawal failed whose hold is not given back yet holds the automatic payout back until it is; then all is paid out", async () => {
+    const { worker, stepUp, signInPhone: to } = await workerWithStepUp(h);
+    const me = asWorker(worker);
+    await tipped(worker);
+    const withdrawal = await openWithdrawal(me, stepUp);
+    await me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: to });
+    // Its failure recorded, its hold not released yet (the wallet slow to answer): the first step of a failure alone.
+    await h.t.db.pool.query("UPDATE payment.payouts SET status = 'failed', result_code = '2001', completed_at = now() WHERE payout_id = $1", [withdrawal.payoutId]);
+    await tipped(worker);
+    h.clock.advance(15 * 60_000);
+    await reconcile();
+    h.clock.advance(15 * 60_000);
+    await reconcile();
+    // Before, the tip's payout read the balance beside the held KES 50 and sent the rest; the 50 came back with nothing due.
+    await eventually(async () => (await asWorker(worker).listPayouts({})).payouts.filter((p) => p.automatic).every((p) => p.status === PayoutStatus.SUCCEEDED), "the automatic payouts ended");
+    assert.ok((await h.balance(worker)) < 100n, `all paid out (${await h.balance(worker)} left)`);
+    assert.equal(await dueAt(worker), null);
   });
 
   test("a first payout number other than the sign-in phone waits out the cooling-off too, held back, not sent; a number replacing it waits again", async () => {
