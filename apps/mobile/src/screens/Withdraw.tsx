@@ -150,6 +150,8 @@ export function Withdraw() {
       });
       await settle();
       setStage({ kind: "sent", requested: res.payout! });
+      // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.
+      void Promise.all([balance.refetch(), limits.refetch()]);
     } catch (err) {
       setStage(attempt);
       setError(plainError(err, locale));
