@@ -47,6 +47,26 @@ test("a settings change made offline waits on the phone and is sent when the con
   await waitFor(() => expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false));
 });
 
+test("a change made online just after one made offline is the one that stays: the older copy waiting is not sent after it", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
+  gw.offline = true;
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  await screen.findByText("Saved on this phone: it will be sent when you are back online.");
+  gw.offline = false;
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", true);
+  await screen.findByText(/^Saved/);
+  expect(tipSms(gw)).toBe(true);
+  // Before, the retry timer then sent the older "off" copy: the service said off while the switch said on.
+  await new Promise((r) => setTimeout(r, 6_000));
+  expect(tipSms(gw)).toBe(true);
+  expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false);
+}, 20_000);
+
 test("settings not loaded (offline): the switch waits, so it cannot clear quiet hours or channels set elsewhere; loaded again, a change keeps them", async () => {
   const gw = new FakeGateway();
   gw.preferences.quietHoursStart = "22:00";

@@ -8,9 +8,11 @@ import type { NotificationService } from "@ttip/proto/ttip/notification/v1/notif
 import type { KeyValue } from "./key-value";
 
 const slot = (userId: string) => `${userId}:pending:preferences`;
+const serialised = (prefs: Preferences) => JSON.stringify(toJson(PreferencesSchema, prefs));
 
+/** Keeps `prefs` as the latest choice, replacing any older one waiting. */
 export async function queuePreferences(cache: KeyValue, userId: string, prefs: Preferences): Promise<void> {
-  await cache.set(slot(userId), JSON.stringify(toJson(PreferencesSchema, prefs)));
+  await cache.set(slot(userId), serialised(prefs));
 }
 
 export async function pendingPreferences(cache: KeyValue, userId: string): Promise<Preferences | undefined> {
@@ -18,11 +20,20 @@ export async function pendingPreferences(cache: KeyValue, userId: string): Promi
   return raw ? fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true }) : undefined;
 }
 
-/** Sends the waiting change, if any; throws (and keeps it) when the gateway cannot be reached. */
+/** Drops `prefs` if it is still the one waiting (the service refused it); a newer choice stays. */
+export async function dropPreferences(cache: KeyValue, userId: string, prefs: Preferences): Promise<void> {
+  if ((await cache.get(slot(userId))) === serialised(prefs)) await cache.delete(slot(userId));
+}
+
+/**
+ * Sends the waiting change, if any; throws (and keeps it) when the gateway cannot be reached. Once sent, the copy
+ * goes only if it is still the one sent: a choice made meanwhile waits to be sent in turn, not deleted unsent.
+ */
 export async function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
-  const prefs = await pendingPreferences(cache, userId);
-  if (!prefs) return false;
+  const raw = await cache.get(slot(userId));
+  if (!raw) return false;
+  const prefs = fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true });
   await client.updatePreferences({ preferences: create(PreferencesSchema, prefs) });
-  await cache.delete(slot(userId));
+  if ((await cache.get(slot(userId))) === raw) await cache.delete(slot(userId));
   return true;
 }

@@ -11,7 +11,7 @@ import { Switch, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
 import { isUnreachable } from "../lib/offline";
-import { pendingPreferences, queuePreferences } from "../lib/pending-settings";
+import { dropPreferences, flushPreferences, pendingPreferences, queuePreferences } from "../lib/pending-settings";
 import { Button, ErrorText, styles } from "../ui";
 
 const smsOn = (p: Preferences | undefined) => p?.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS) ?? true;
@@ -58,13 +58,17 @@ export function TipSmsSetting() {
     const next = withTipSms(prefs, on);
     setPrefs(next);
     setError("");
+    // Through the phone's copy: the latest choice is what any send (this one, or the retry timer's) sends, and an
+    // older copy still waiting is replaced, never sent after it.
+    await queuePreferences(cache, userId, next);
     try {
-      await createClient(NotificationService, transport).updatePreferences({ preferences: next });
+      await flushPreferences(cache, userId, createClient(NotificationService, transport));
       setNote(t("prefSaved"));
     } catch (err) {
-      if (!isUnreachable(err)) return (setPrefs(prefs), setError(plainError(err, locale)));
-      await queuePreferences(cache, userId, next);
-      setNote(t("prefQueued"));
+      if (isUnreachable(err)) return setNote(t("prefQueued"));
+      await dropPreferences(cache, userId, next);
+      setPrefs(prefs);
+      setError(plainError(err, locale));
     }
   };
 
