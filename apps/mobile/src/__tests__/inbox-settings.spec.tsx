@@ -26,7 +26,8 @@ test("home counts unread messages; the inbox lists them and marks them read", as
   expect(await screen.findByText("Messages", {}, AFTER_POLLS)).toBeTruthy();
 });
 
-test("a settings change made offline waits on the phone and is sent when the connection returns", async () => {
+/** Signed in on Settings, tip SMS turned off while offline (still offline). */
+async function tipSmsTurnedOffOffline() {
   const gw = new FakeGateway();
   const phone = newPhone();
   await renderApp(gw, phone);
@@ -35,6 +36,11 @@ test("a settings change made offline waits on the phone and is sent when the con
   await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
   gw.offline = true;
   await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  return { gw, phone };
+}
+
+test("a settings change made offline waits on the phone and is sent when the connection returns", async () => {
+  const { gw, phone } = await tipSmsTurnedOffOffline();
   expect(await screen.findByTestId("tip-sms-note")).toHaveTextContent("Saved on this phone: it will be sent when you are back online.");
   expect(screen.getByTestId("tip-sms").props.value).toBe(false);
   expect(tipSms(gw)).toBe(true);
@@ -48,14 +54,7 @@ test("a settings change made offline waits on the phone and is sent when the con
 });
 
 test("a change made online just after one made offline is the one that stays: the older copy waiting is not sent after it", async () => {
-  const gw = new FakeGateway();
-  const phone = newPhone();
-  await renderApp(gw, phone);
-  await signIn(gw);
-  await fireEvent.press(screen.getByTestId("tab-settings"));
-  await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
-  gw.offline = true;
-  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  const { gw, phone } = await tipSmsTurnedOffOffline();
   await screen.findByText("Saved on this phone: it will be sent when you are back online.");
   gw.offline = false;
   await fireEvent(screen.getByTestId("tip-sms"), "valueChange", true);
