@@ -99,7 +99,8 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     if (req.contextValues.get(principalKey)) throw refused("send a partner signature or a bearer token, not both");
     if (req.stream) throw refused("partner keys sign unary calls only");
 
-    const keyId = req.header.get(PARTNER_HEADERS.keyId)!;
+    // One spelling of the key: the services see it as the caller (tip keys, budgets, usage are kept under it).
+    const keyId = req.header.get(PARTNER_HEADERS.keyId)!.toLowerCase();
     if (!isUuid(keyId)) throw refused(`${PARTNER_HEADERS.keyId} is not a key id (a UUID)`);
     const stamp = req.header.get(PARTNER_HEADERS.timestamp)!;
     if (!/^\d{1,12}$/.test(stamp)) throw refused(`${PARTNER_HEADERS.timestamp} must be unix seconds`);

@@ -162,6 +162,11 @@ describe("partner calls through the gateway", () => {
       code: Code.Unauthenticated,
       message: "partner signature refused: request replayed",
     });
+    // The key id is not signed: written in capitals it is the same key, and the same request. Before, accepted again.
+    assert.deepEqual(await failure(qr([signer({ ...reader, keyId: reader.keyId.toUpperCase() }, "connect", { at })]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: "partner signature refused: request replayed",
+    });
 
     const noSignature: Interceptor = (next) => (r) => {
       r.header.set(PARTNER_HEADERS.keyId, reader.keyId);

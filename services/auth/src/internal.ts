@@ -33,7 +33,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const skew = Math.abs(Date.now() - timestamp.getTime()) / 1000;
       if (skew > core.config.partnerReplayWindowSeconds) throw refused("timestamp outside the replay window");
       if (!isUuid(req.keyId)) throw refused("unknown key");
-      const { rows } = await pool.query("SELECT partner_name, scopes, secret_hash, secret_sealed FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
+      const { rows } = await pool.query("SELECT key_id::text, partner_name, scopes, secret_hash, secret_sealed FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
       const key = rows[0];
       if (!key) throw refused("unknown or revoked key");
       const secret = core.sealer.open(key.secret_sealed);
@@ -43,12 +43,13 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       // A nonce is spent once inside the window (kept in Redis twice as long);
       // without one, the signature is: the same bytes in the same second are a replay.
       // A store that cannot answer is not a replay: UNAVAILABLE, and the partner retries.
-      const spent = req.nonce ? `${req.keyId}:nonce:${req.nonce}` : `${req.keyId}:${req.signature}`;
+      // Under the key's own id: the request's, in capitals, is the same key (a uuid compares so) and is not signed.
+      const spent = req.nonce ? `${key.key_id}:nonce:${req.nonce}` : `${key.key_id}:${req.signature}`;
       await consumeOrRefuse(core.limits.partnerReplay, spent, "this signed request was already used").catch((err) => {
         if (err instanceof RateLimitedError) throw refused(req.nonce ? "request replayed (this nonce was already used)" : "request replayed");
         throw new DependencyUnavailableError("cannot check for replays right now; retry shortly");
       });
-      await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
+      await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [key.key_id]);
       return { partnerName: key.partner_name, scopes: key.scopes };
     },
 

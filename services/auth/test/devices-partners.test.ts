@@ -171,6 +171,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(ok.partnerName, "Savanna POS");
     assert.deepEqual(ok.scopes, ["statements:read", "tips:create"]);
     assert.equal(await fails(h.internal.verifyPartnerSignature(signed(now))), Code.Unauthenticated, "replayed");
+    assert.equal(await fails(h.internal.verifyPartnerSignature({ ...signed(now), keyId: keyId.toUpperCase() })), Code.Unauthenticated, "replayed under the key id in capitals");
     assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() - 10 * 60_000)))), Code.Unauthenticated, "too old");
     assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 1000), "/v1/payouts"))), Code.Unauthenticated, "other path");
     const otherBody = createHash("sha256").update("{}").digest();
