@@ -68,6 +68,39 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     assert.equal(calls.get("CreateDeviceChallenge"), 2, "the retry asks a fresh challenge");
     assert.equal(calls.get("RegisterDevice"), 1, "the retry reuses the registered key");
   });
+
+  test("a withdrawal whose answer was lost, asked for again with the amount written another way, is the same payout", async () => {
+    const worker = await h.worker("Akinyi");
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 300_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
+    });
+    const page = await h.signedInPhone(worker);
+    const calls = countCalls(page);
+    await page.goto(`${h.url}/w/withdraw`);
+    await page.getByText(/KES 2,\d{3}/).first().waitFor({ timeout: 20_000 }); // the tip credited: room for two payouts
+    // The first payout reaches payment, and its answer is lost on the way back.
+    let lose = true;
+    await page.route("**/ttip.payment.v1.PaymentService/RequestPayout", async (route) => {
+      if (!lose) return route.continue();
+      lose = false;
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    const amount = page.getByLabel("Amount (KES, whole shillings)");
+    await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
+    await amount.fill("1,000");
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 });
+    await amount.fill("1000");
+    await page.getByRole("button", { name: "Withdraw" }).click();
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    assert.equal(calls.get("RequestPayout"), 2);
+    // Before, "1000" was another request than "1,000": a new key, and a second payout of KES 1,000.
+    assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
+  });
 });
 
 function waitForOtp(h: WebHarness, phone: string): Promise<string> {

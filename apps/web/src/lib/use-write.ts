@@ -18,8 +18,11 @@ export interface WriteGuard {
    * when it differs from the last attempt's, the write gets a new key.
    */
   run(attempt: (send: Send) => Promise<unknown>, failed?: (err: unknown) => void, intent?: string): Promise<void>;
-  /** `run` as a form's submit handler; the form's fields, read before anything is awaited, are the intent. */
-  onSubmit(attempt: (form: FormData, send: Send) => Promise<unknown>, failed?: (err: unknown) => void): (e: FormEvent<HTMLFormElement>) => void;
+  /**
+   * `run` as a form's submit handler; the form's fields, read before anything is awaited, are the intent, or what
+   * `intentOf` makes of them: the values the write sends (a payout's "1,000" and "1000" are one request).
+   */
+  onSubmit(attempt: (form: FormData, send: Send) => Promise<unknown>, failed?: (err: unknown) => void, intentOf?: (form: FormData) => string): (e: FormEvent<HTMLFormElement>) => void;
 }
 
 /**
@@ -65,10 +68,10 @@ export function useWrite(firstKey?: string): WriteGuard {
       setBusy(false);
     }
   };
-  const onSubmit: WriteGuard["onSubmit"] = (attempt, failed) => (e) => {
+  const onSubmit: WriteGuard["onSubmit"] = (attempt, failed, intentOf = formIntent) => (e) => {
     e.preventDefault();
     const form = new FormData(e.currentTarget);
-    void run((s) => attempt(form, s), failed, formIntent(form));
+    void run((s) => attempt(form, s), failed, intentOf(form));
   };
   return { busy, run, onSubmit };
 }

@@ -9,6 +9,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { useDeviceStepUp } from "../../../lib/device-step-up";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
+import { formIntent } from "../../../lib/form-intent";
 import { formatAmount, formatMoney, MPESA_MAX_UNITS, parseWholeUnits, PAYOUT_MIN_UNITS, unitsText, WALLET_CURRENCY } from "../../../lib/money";
 import { payoutFinal, payoutOutcomeKey } from "../../../lib/payout-outcome";
 import { loadSession } from "../../../lib/session";
@@ -126,6 +127,10 @@ export default function Withdraw() {
     setStep("");
     setError(err(x));
     focusProblem(formRef.current, INPUTS, refusedField(x));
+  }, (form) => {
+    // The payout's key follows what it sends, as the phone's does: "1,000" retyped "1000" after a lost answer is that payout.
+    const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
+    return checked.ok ? `${checked.value.amountMinor}|${checked.value.mpesaPhone}` : formIntent(form);
   });
 
   return (
