@@ -57,6 +57,29 @@ describe("the venue's staff invitation form (chromium)", () => {
     assert.deepEqual(members.filter((m) => m.displayName.startsWith("Baraka")).map((m) => m.displayName), ["Baraka"]);
   });
 
+  test("an invitation whose answer was lost, then another person's, invites the other person: not 'check the idempotency key'", async () => {
+    const venue = await h.venue("Mvule Grill");
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    let lose = true;
+    await page.route("**/ttip.venue.v1.VenueService/InviteMember", async (route) => {
+      if (!lose) return route.continue();
+      lose = false;
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    for (const name of ["Neema", "Jabari"]) {
+      await page.getByLabel("Phone number", { exact: true }).fill(testPhone({ format: "07" }));
+      await page.getByLabel("Name", { exact: true }).fill(name);
+      await page.getByRole("button", { name: "Send invitation" }).click();
+      if (name === "Neema") await page.getByRole("alert").waitFor({ timeout: 30_000 });
+    }
+    // Before, the second form went under the first's key: refused, naming a field the manager cannot see.
+    await page.getByRole("status").filter({ hasText: "Jabari" }).waitFor({ timeout: 30_000 });
+    const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
+    assert.deepEqual(members.map((m) => m.displayName).filter((n) => n === "Neema" || n === "Jabari").sort(), ["Jabari", "Neema"]);
+  });
+
   test("a new venue's split rule page says no rule is in force yet (not a refusal), in English and Swahili", async () => {
     const venue = await h.venue("Jacaranda Lounge");
     for (const [locale, words] of [

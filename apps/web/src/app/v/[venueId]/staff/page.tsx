@@ -48,13 +48,14 @@ export default function Staff() {
   const [leaving, setLeaving] = useState<Member>();
   // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
   const write = useWrite();
-  const run = (f: (send: Send) => Promise<string | void>) => write.run(async (send) => {
+  // `intent`: what a keyed write asks; another request than the last unanswered one gets its own key.
+  const run = (f: (send: Send) => Promise<string | void>, intent?: string) => write.run(async (send) => {
     setError("");
     setNote("");
     const said = await f(send);
     if (said) setNote(said);
     await Promise.all([members.refetch(), roles.refetch()]);
-  }, (x) => setError(plainError(x)));
+  }, (x) => setError(plainError(x)), intent);
   const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
@@ -81,7 +82,7 @@ export default function Staff() {
         focusInput(form, field && INVITE_INPUTS[field]);
         throw err;
       }
-    });
+    }, JSON.stringify([phone, name, String(f.get("role")), typedJoined]));
   };
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
   const onLeave = (e: FormEvent<HTMLFormElement>) => {
