@@ -488,13 +488,21 @@ describe("gateway rate limit (Redis)", () => {
       // One at a time, alternating replicas: each knows the other's calls only from Redis's answers.
       const sequential: boolean[] = [];
       for (let i = 0; i < 30; i++) sequential.push(await refused(clients[i % 2].getQrCode(VALID)));
+      // One more on each, its charge sent and answered before the next (a flush is 50 ms): each replica then knows
+      // the store's count within the margin. Before, a replica's last answer could be a few of the other's calls old,
+      // and past the margin by them it admitted those at once in the burst (as designed): 14 passed in one run.
+      for (const client of clients) {
+        await new Promise((r) => setTimeout(r, 400));
+        sequential.push(await refused(client.getQrCode(VALID)));
+      }
+      await new Promise((r) => setTimeout(r, 400));
       assert.equal(sequential.filter(Boolean).length, 0);
-      // Then 30 at once, on both: the 10 left pass, whatever the interleaving.
+      // Then 30 at once, on both: the 8 left pass, whatever the interleaving.
       const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => refused(clients[i % 2].getQrCode(VALID))));
-      assert.equal(burst.filter((r) => !r).length, 10, `passed ${burst.filter((r) => !r).length}`);
+      assert.equal(burst.filter((r) => !r).length, 8, `passed ${burst.filter((r) => !r).length}`);
       const [key, ...others] = await shared.redis.keys(`${sharedPrefix}rl:gateway*`);
       assert.equal(others.length, 0);
-      assert.equal(Number(await shared.redis.get(key)), 60);
+      assert.equal(Number(await shared.redis.get(key)), 62);
     } finally {
       for (const r of replicas) await r.close();
       await shared.close();
