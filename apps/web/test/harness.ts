@@ -48,6 +48,17 @@ const C2B_PATH_TOKEN = "web-test-c2b-path-token-0123456789";
 export const eventually = <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> =>
   waitUntil(what, check, { timeoutMs, everyMs: 50 });
 
+/** The page's first call of `rpc` ("ttip.venue.v1.VenueService/InviteMember") reaches the platform, and its answer is lost. */
+export async function loseFirstAnswer(page: Page, rpc: string): Promise<void> {
+  let lose = true;
+  await page.route(`**/${rpc}`, async (route) => {
+    if (!lose) return route.continue();
+    lose = false;
+    await route.fetch();
+    await route.abort("connectionreset");
+  });
+}
+
 async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));

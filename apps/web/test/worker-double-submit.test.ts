@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
 import { eventually as waitUntil, testPhone } from "@ttip/runtime/testing";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { WebHarness } from "./harness.js";
+import { loseFirstAnswer, WebHarness } from "./harness.js";
 
 /** The auth and payment calls the page sends, by method name, as they leave the browser. */
 function countCalls(page: Page): Map<string, number> {
@@ -82,13 +82,7 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await page.goto(`${h.url}/w/withdraw`);
     await page.getByText(/KES 2,\d{3}/).first().waitFor({ timeout: 20_000 }); // the tip credited: room for two payouts
     // The first payout reaches payment, and its answer is lost on the way back.
-    let lose = true;
-    await page.route("**/ttip.payment.v1.PaymentService/RequestPayout", async (route) => {
-      if (!lose) return route.continue();
-      lose = false;
-      await route.fetch();
-      await route.abort("connectionreset");
-    });
+    await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
     const amount = page.getByLabel("Amount (KES, whole shillings)");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
     await amount.fill("1,000");

@@ -74,7 +74,8 @@ export default function Rules() {
       <form onSubmit={submit} noValidate>
         <h2>{t("v_newVersion")}</h2>
         <label className="field" htmlFor="method">{t("v_howSplit")}</label>
-        <select id="method" value={method} onChange={(e) => setMethod(Number(e.target.value))}>
+        {/* Named: the method is part of what the form asks, so another method after a lost answer is another write (its own key). */}
+        <select id="method" name="method" value={method} onChange={(e) => setMethod(Number(e.target.value))}>
           {METHODS.map(([m, label]) => <option key={m} value={m}>{t(label)}</option>)}
         </select>
         {method === SplitMethod.FIXED_PERCENTAGES ? (
