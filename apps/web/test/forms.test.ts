@@ -197,6 +197,9 @@ test("API errors read as sentences naming the field, in the person's language, n
   assert.equal(plainError(new ConnectError("amount: must be whole shillings", Code.InvalidArgument), "sw"), "Tafadhali angalia amount: must be whole shillings.");
   assert.equal(plainError(new ConnectError("x", Code.Unauthenticated), "sw"), "Muda wako umekwisha. Tafadhali ingia tena.");
   assert.equal(plainError(new ConnectError("boom", Code.Internal)), "Something went wrong on our side. Please try again.");
+  // A call lost to a concurrent change says what the service said of it: before, "Something went wrong on our side".
+  const aborted = new ConnectError("an automatic payout is placing its hold on your balance; ask again shortly", Code.Aborted);
+  assert.equal(plainError(aborted), "That could not be done just now: an automatic payout is placing its hold on your balance; ask again shortly.");
 });
 
 test("fixed percentages: typed as 12.5 and kept as basis points, never a float; over 100 or three decimals refused", async () => {

@@ -16,6 +16,7 @@ const words = {
     unimplemented: "That is not available yet.",
     unavailable: "We cannot reach TTIP right now. Check your connection and try again.",
     busy: "TTIP is busy right now. Nothing was done; please try again in a few seconds.",
+    aborted: (d: string) => `That could not be done just now: ${d}.`,
     other: "Something went wrong on our side. Please try again.",
   },
   // The service's own detail stays in English (it names the field); the sentence around it is Swahili.
@@ -31,6 +32,7 @@ const words = {
     unimplemented: "Hilo bado halipatikani.",
     unavailable: "Hatuwezi kufikia TTIP sasa. Angalia mtandao wako ujaribu tena.",
     busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna kilichofanyika; tafadhali jaribu tena baada ya sekunde chache.",
+    aborted: (d: string) => `Hilo halikuweza kufanyika sasa hivi: ${d}.`,
     other: "Kuna hitilafu upande wetu. Tafadhali jaribu tena.",
   },
 };
@@ -82,6 +84,9 @@ export function plainError(err: unknown, locale: Locale = "en"): string {
       return overloaded(e) ? w.busy : w.unavailable;
     case Code.DeadlineExceeded:
       return w.unavailable;
+    case Code.Aborted:
+      // Lost to a concurrent change (an automatic payout placing its hold): the service says when to ask again.
+      return w.aborted(detail);
     default:
       return w.other;
   }
