@@ -149,7 +149,9 @@ export interface PlaceHoldInput {
  * when limits and the available balance are checked.
  */
 export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{ hold: Hold; account: AccountRow }> {
-  const account = await getAccount(tx, input.accountId, true);
+  // With the key's and the payout's locks (the account's covers neither: one key may come for two accounts), so the
+  // look below sees a hold placed under either by a transaction that got there first. Only this takes them.
+  const account = await getAccount(tx, input.accountId, true, [`wallet.hold-key.${input.idempotencyKey}`, `wallet.hold-payout.${input.payoutId}`]);
   if (!account) throw new NotFoundError(`account_id: no account ${input.accountId}`);
   const prior = await tx.query<HoldRow>(`SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE idempotency_key = $1 OR payout_id = $2`, [input.idempotencyKey, input.payoutId]);
   if (prior.rows[0]) {

@@ -112,10 +112,15 @@ export function systemAccount(db: Queryable, kind: AccountKind, currency: string
   return ensureAccount(db, kind, OwnerKind.PLATFORM, "", currency);
 }
 
-export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
+/**
+ * An account, its row locked when `lock`; `advisoryLocks`: names whose transaction-long advisory locks the same
+ * statement takes (one round trip), so the caller's next statement sees what their holders committed.
+ */
+export async function getAccount(db: Queryable, accountId: string, lock = false, advisoryLocks: readonly string[] = []): Promise<AccountRow | undefined> {
+  const locks = advisoryLocks.map((_, i) => `, pg_advisory_xact_lock(hashtext($${i + 2}))`).join("");
   const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
-    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
-    [accountId],
+    `SELECT ${ACCOUNT_COLUMNS}${locks} FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
+    [accountId, ...advisoryLocks],
   );
   const account = rows[0];
   if (account?.may_go_negative) account.balance_minor = await accountBalance(db, accountId);

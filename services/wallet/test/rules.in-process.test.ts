@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AccountKind, EntryCauseSchema, LimitKind, OwnerKind, PaymentRail, WithdrawalLimitSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
@@ -125,6 +125,21 @@ describe("wallet rules, in process", () => {
     assert.equal(conflictingKeyOf(samePayout), undefined, "a second hold for one payout is not a key conflict");
     const { balance } = await s.client(WalletAdminService, admin).getAccount({ accountId: w.accountId });
     assert.equal(balance!.held!.amountMinor, 40_000n);
+  });
+
+  test("one hold key sent at once for two accounts: one hold, the other ALREADY_EXISTS naming the key, never INTERNAL", async () => {
+    const [a, b] = [await workerWith(100_000n), await workerWith(100_000n)];
+    for (let i = 0; i < 8; i++) {
+      const payoutId = randomUUID();
+      const idempotencyKey = `hold-${payoutId}`;
+      const results = await Promise.allSettled([a, b].map((w) => internal().placeHold({ accountId: w.accountId, amount: kesMinor(1_000n), payoutId, idempotencyKey })));
+      // Before, both passed the look for an earlier hold (each under its own account's lock) and the second insert's
+      // unique key answered INTERNAL.
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+      const refused = ConnectError.from((results.find((r) => r.status === "rejected") as PromiseRejectedResult).reason);
+      assert.equal(refused.code, Code.AlreadyExists, refused.rawMessage);
+      assert.equal(conflictingKeyOf(refused), idempotencyKey);
+    }
   });
 
   test("domain refusals: insufficient funds, the per-withdrawal limit, an overdrawing entry, an unknown hold, a second reversal", async () => {
