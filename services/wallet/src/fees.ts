@@ -100,6 +100,8 @@ export async function createSchedule(
   }
   const effectiveFrom = s.effectiveFrom ? timestampDate(s.effectiveFrom) : new Date();
   if (effectiveFrom.getTime() < Date.now() - 60_000) throw bad("effective_from", "must not be in the past");
+  // One new version of a currency at a time: each takes the highest plus one, seen after the one before committed.
+  await db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`wallet.fee-schedule.${s.currency}`]);
   const { rows } = await db.query<ScheduleRow>(
     `INSERT INTO wallet.fee_schedules
        (currency, version, platform_fee_bps, platform_fee_min_minor, platform_fee_cap_minor, mpesa_b2c_bands,

@@ -99,6 +99,14 @@ describe("wallet rules, in process", () => {
     assert.equal(schedules.length, 1, "the refused schedule was not created");
   });
 
+  test("two fee schedules for one currency created at once: both made, one version after the other, never INTERNAL", async () => {
+    const create = () => s.client(WalletAdminService, admin).createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { currency: "GBP", platformFeeBps: 100, platformFeeCapMinor: 20_000n, cardFeeBps: 290 } });
+    // Before, both took the highest version plus one, and the second insert's key answered INTERNAL.
+    const made = await Promise.all([create(), create(), create()]);
+    const versions = made.map((m) => m.schedule!.version).sort((a, b) => a - b);
+    assert.deepEqual(versions, [versions[0], versions[0] + 1, versions[0] + 2]);
+  });
+
   test("an entry's key: another request under it is ALREADY_EXISTS naming the key; the same request answers the first entry; money moves once", async () => {
     const w = await workerWith(0n);
     const first = await internal().postEntry(credit(w.accountId, 5_000n));
