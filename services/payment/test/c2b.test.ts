@@ -549,8 +549,8 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       const rejected = (await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "the same payment" })).tip!;
       assert.deepEqual([rejected.status, rejected.resultCode], [TipStatus.FAILED, fate]);
       assert.deepEqual(await clearingAndSuspense(), beforeHold, "clearing and suspense back where they were before the hold");
-      // Retried: refused (the tip is no longer held), and the reversal under the tip's key posts nothing more.
-      await assert.rejects(adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "again" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+      // Retried (its answer lost, say): the rejected tip again, and the reversal under the tip's key posts nothing more.
+      assert.deepEqual((await adminClient.reviewTip({ tipId: push.tipId, approve: false, note: "again" })).tip!.status, TipStatus.FAILED);
       const ledger = new Ledger(h.t.ctx);
       await ledger.suspenseToClearing({ key: `${row.credit_key}:spent`, receipt: row.credit_key, amountMinor: 10000n, description: `Tip ${push.tipId} rejected: its hold was the payment support had already placed` });
       assert.deepEqual(await clearingAndSuspense(), beforeHold, "posted once");

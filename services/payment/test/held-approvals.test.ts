@@ -218,6 +218,20 @@ describe("held tips' approvals, against the Daraja simulator, the real qr servic
     assert.ok(await h.trialBalanced());
   });
 
+  test("an approval asked again after its answer was lost answers the approved tip; the other decision is still refused", async () => {
+    const w = await worker();
+    const held = await heldFromParked(w);
+    assert.equal((await approve(held.tipId) as { status: TipStatus }).status, TipStatus.SUCCEEDED);
+    // Before, "the tip is not held for review": read as a colleague's refusal, the admin might refund it by hand.
+    const again = await approve(held.tipId);
+    assert.ok(!(again instanceof Error), String(again));
+    assert.equal((again as { status: TipStatus; tipId: string }).tipId, held.tipId);
+    assert.equal((again as { status: TipStatus }).status, TipStatus.SUCCEEDED);
+    const otherDecision = await reject(held.tipId);
+    assert.ok(otherDecision instanceof ConnectError && otherDecision.code === Code.FailedPrecondition && /not held for review/.test(otherDecision.rawMessage), String(otherDecision));
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id), await succeededEvents(held.tipId)], [9500n, 1, 1]);
+  });
+
   test("two admins approving the same tip at once pay it once: one is answered succeeded, the other that it was reviewed meanwhile", async () => {
     const w = await worker();
     const held = await heldFromParked(w);
