@@ -110,7 +110,9 @@ function HeldTip({ tipId }: { tipId: string }) {
   }, [tipId]);
   if (error) return <p role="alert" className="error">Amount not shown: {error}</p>;
   if (!tip) return <p className="muted">Loading the tip…</p>;
-  return <p data-testid="held-amount"><strong>{money(tip.amount)}</strong> {words(PaymentMethodKind[tip.method])}, {words(TipStatus[tip.status])}</p>;
+  // M-Pesa took another amount than asked (why it was held): approving books what it took, so that is what shows.
+  const taken = tip.received ? <> taken by M-Pesa ({money(tip.charged)} asked)</> : null;
+  return <p data-testid="held-amount"><strong>{money(tip.received ?? tip.amount)}</strong>{taken} {words(PaymentMethodKind[tip.method])}, {words(TipStatus[tip.status])}</p>;
 }
 
 /** The rules and thresholds payment applies now, as it reports them (GetFraudRules). */

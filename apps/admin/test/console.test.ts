@@ -100,8 +100,9 @@ describe("admin console in chromium", () => {
     await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
     await adminPage.getByRole("link", { name: /Fraud/ }).click();
     const row = adminPage.locator(`tr[data-tip-id="${tip.tipId}"]`).filter({ hasText: "hold" });
-    // What approving releases is on the row: the tip's amount in its currency (the alert has none).
-    await row.getByTestId("held-amount").filter({ hasText: "KES 100.00 mpesa, held for review" }).waitFor();
+    // What approving releases is on the row, in its currency (the alert has none): the KES 99 M-Pesa took of the 100
+    // asked, which the approval books. Before, the 100 asked.
+    await row.getByTestId("held-amount").filter({ hasText: "KES 99.00 taken by M-Pesa (KES 100.00 asked) mpesa, held for review" }).waitFor();
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
     await row.getByRole("button", { name: "Confirm approve" }).click();

@@ -62,6 +62,7 @@ export function tipMessage(t: Tip, locale = "en", paybill = ""): TipMessage {
   };
   // Message fields left unset are absent, as create() leaves them.
   if (t.completedAt) tip.completedAt = timestampFromDate(t.completedAt);
+  if (t.received) tip.received = moneyMessage(t.received);
   return t.card ? withCardFields(tip, t, t.card, locale) : tip;
 }
 

@@ -549,7 +549,11 @@ type Tip struct {
 	NextActionUrl string       `protobuf:"bytes,29,opt,name=next_action_url,json=nextActionUrl,proto3" json:"next_action_url,omitempty"`
 	CardState     CardTipState `protobuf:"varint,30,opt,name=card_state,json=cardState,proto3,enum=ttip.payment.v1.CardTipState" json:"card_state,omitempty"`
 	// Refunded so far, in the tip's currency.
-	Refunded      *v1.Money `protobuf:"bytes,31,opt,name=refunded,proto3" json:"refunded,omitempty"`
+	Refunded *v1.Money `protobuf:"bytes,31,opt,name=refunded,proto3" json:"refunded,omitempty"`
+	// What M-Pesa reported taking when it differed from what was charged (the
+	// tip is then held for review): what approving it books, before the fee.
+	// Unset when M-Pesa took the amount charged.
+	Received      *v1.Money `protobuf:"bytes,32,opt,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -797,6 +801,13 @@ func (x *Tip) GetCardState() CardTipState {
 func (x *Tip) GetRefunded() *v1.Money {
 	if x != nil {
 		return x.Refunded
+	}
+	return nil
+}
+
+func (x *Tip) GetReceived() *v1.Money {
+	if x != nil {
+		return x.Received
 	}
 	return nil
 }
@@ -1573,8 +1584,7 @@ var File_ttip_payment_v1_payment_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\xd0\n" +
-	"\n" +
+	"\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\x83\v\n" +
 	"\x03Tip\x12\x15\n" +
 	"\x06tip_id\x18\x01 \x01(\tR\x05tipId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x19\n" +
@@ -1612,7 +1622,8 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x0fnext_action_url\x18\x1d \x01(\tR\rnextActionUrl\x12<\n" +
 	"\n" +
 	"card_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n" +
-	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\"\xe7\x04\n" +
+	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\x121\n" +
+	"\breceived\x18  \x01(\v2\x15.ttip.common.v1.MoneyR\breceived\"\xe7\x04\n" +
 	"\x06Payout\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12-\n" +
@@ -1803,32 +1814,33 @@ var file_ttip_payment_v1_payment_proto_depIdxs = []int32{
 	17, // 9: ttip.payment.v1.Tip.fx_rate_time:type_name -> google.protobuf.Timestamp
 	3,  // 10: ttip.payment.v1.Tip.card_state:type_name -> ttip.payment.v1.CardTipState
 	16, // 11: ttip.payment.v1.Tip.refunded:type_name -> ttip.common.v1.Money
-	16, // 12: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
-	16, // 13: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
-	4,  // 14: ttip.payment.v1.Payout.status:type_name -> ttip.payment.v1.PayoutStatus
-	17, // 15: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
-	17, // 16: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
-	16, // 17: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	17, // 18: ttip.payment.v1.PayoutSettings.automatic_payouts_from:type_name -> google.protobuf.Timestamp
-	1,  // 19: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
-	17, // 20: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 21: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 22: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
-	7,  // 23: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
-	17, // 24: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
-	17, // 25: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
-	5,  // 26: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 27: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
-	16, // 28: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
-	16, // 29: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
-	17, // 30: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
-	17, // 31: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
-	17, // 32: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	16, // 12: ttip.payment.v1.Tip.received:type_name -> ttip.common.v1.Money
+	16, // 13: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
+	16, // 14: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
+	4,  // 15: ttip.payment.v1.Payout.status:type_name -> ttip.payment.v1.PayoutStatus
+	17, // 16: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
+	17, // 17: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	16, // 18: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	17, // 19: ttip.payment.v1.PayoutSettings.automatic_payouts_from:type_name -> google.protobuf.Timestamp
+	1,  // 20: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
+	17, // 21: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 22: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
+	6,  // 23: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
+	7,  // 24: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
+	17, // 25: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
+	17, // 26: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
+	5,  // 27: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
+	6,  // 28: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
+	16, // 29: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
+	16, // 30: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
+	17, // 31: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
+	17, // 32: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
+	17, // 33: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_proto_init() }
