@@ -682,6 +682,9 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       (e: ConnectError) => e.code === Code.InvalidArgument,
     );
     await assert.rejects(pay.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), stepUpToken: "x".repeat(32) }), (e: ConnectError) => e.code === Code.Unauthenticated);
+    // The platform's own keys (a tip's automatic payout is "auto-<tip id>"): before, such a withdrawal was taken for that payout.
+    await assert.rejects(me.requestPayout({ idempotencyKey: `auto-${randomUUID()}`, amount: KES(50), mpesaPhone: phone(), stepUpToken: "x".repeat(32) }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^idempotency_key: /.test(e.rawMessage));
     await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10) }), (e: ConnectError) => e.code === Code.InvalidArgument && /payout_phone/.test(e.message));
     await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: { currency: "KES", amountMinor: 150n }, payoutPhone: phone() }), (e: ConnectError) => e.code === Code.InvalidArgument);
     assert.equal(h.sim.transactions().length, before);

@@ -98,6 +98,8 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
   return async (req, ctx) => {
     const { deps, pool } = h;
     const caller = requireCaller(ctx);
+    // A tip's automatic payout is keyed auto-<tip id>: a withdrawal under such a key would be taken for it.
+    if (req.idempotencyKey.startsWith("auto-")) throw fieldError("idempotency_key", "keys starting with \"auto-\" are the platform's own (automatic payouts); use another");
     const amountMinor = payoutAmount(req.amount, "amount");
     const settings = await payoutSettingsOf(pool, caller.subject);
     const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
