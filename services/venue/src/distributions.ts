@@ -28,6 +28,8 @@ import {
 
 /** How many plans left 'posting' one background pass finishes. */
 const FINISH_BATCH = 20;
+/** How long a confirm waits for another finish of its plan (the ledger call, 15 s at most, and its record). */
+const FINISH_WAIT_MS = 20_000;
 
 /** The wallet posts at most 100 lines per entry: the pool's and 98 shares, with room to spare. */
 export const MAX_PAID_MEMBERS = 98;
@@ -163,11 +165,21 @@ export class Distributions {
   }
 
   /** Posts a saved plan to the wallet (idempotent on its id) and records the entry and its events, once. */
-  async finish(distributionId: string, venueName: string): Promise<Distribution> {
+  async finish(distributionId: string, venueName: string, waitForOther = true): Promise<Distribution> {
     const loaded = await loadDistribution(this.pool, distributionId);
     if (!loaded) throw new NotFoundError(`distribution_id: no distribution ${distributionId}`);
     const { d, shares } = loaded;
     if (d.status !== "posting") return toDistribution(d, shares);
+    // Another finish asking the ledger now records its answer (this one's refusal could abandon a plan it posted):
+    // a confirm waits for it (a double tap answers the outcome); the background pass moves on.
+    let claim = await this.claimFinish(distributionId);
+    for (const until = Date.now() + FINISH_WAIT_MS; !claim && waitForOther && Date.now() < until;) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = (await loadDistribution(this.pool, distributionId))!;
+      if (now.d.status !== "posting") return toDistribution(now.d, now.shares);
+      claim = await this.claimFinish(distributionId);
+    }
+    if (!claim) return toDistribution(d, shares);
     let entryId: string;
     try {
       const { entry } = await this.wallet.postPoolDistribution(
@@ -202,7 +214,8 @@ export class Distributions {
         });
         throw new InvalidStateError(`period: the ledger refused the distribution: ${e.rawMessage}`);
       }
-      // Unknown outcome (timeout, wallet down): left 'posting'; a retry or the background pass finishes it.
+      // Unknown outcome (timeout, wallet down): left 'posting' and let go; a retry or the background pass finishes it.
+      await this.pool.query("UPDATE venue.distributions SET finishing_until = NULL WHERE distribution_id = $1 AND finishing_until = $2::timestamptz", [distributionId, claim]);
       throw new DependencyUnavailableError(`the distribution is saved but not posted yet (${e.rawMessage}); confirming again finishes it`);
     }
     return withTransaction(this.pool, async (tx) => {
@@ -240,12 +253,26 @@ export class Distributions {
    */
   private async deferKeyConflict(distributionId: string, reason: string): Promise<void> {
     const { rows: [r] } = await this.pool.query<{ key_conflicts: number; next_try_at: Date }>(
-      `UPDATE venue.distributions SET key_conflicts = key_conflicts + 1,
+      `UPDATE venue.distributions SET key_conflicts = key_conflicts + 1, finishing_until = NULL,
          next_try_at = now() + least(interval '1 day', interval '1 minute' * power(2, least(key_conflicts, 11)))
         WHERE distribution_id = $1 AND status = 'posting' RETURNING key_conflicts, next_try_at`,
       [distributionId],
     );
     if (r) this.logger.error({ distributionId, refusals: r.key_conflicts, nextTryAt: r.next_try_at, reason }, "the ledger holds another split under this distribution's key; support must look");
+  }
+
+  /**
+   * Claims the plan's finish: the ledger call (15 s at most) and its record. Lapses after a minute, should the process
+   * stop in between. The claim (its time), or undefined when another finish holds it or the plan is no longer posting.
+   */
+  private async claimFinish(distributionId: string): Promise<string | undefined> {
+    // As text, to the microsecond: it names this claim when it is let go.
+    const { rows } = await this.pool.query<{ claim: string }>(
+      `UPDATE venue.distributions SET finishing_until = now() + interval '1 minute'
+        WHERE distribution_id = $1 AND status = 'posting' AND (finishing_until IS NULL OR finishing_until < now()) RETURNING finishing_until::text AS claim`,
+      [distributionId],
+    );
+    return rows[0]?.claim;
   }
 
   /** Finishes plans left 'posting' by a crash or a wallet outage, oldest first; at most `limit` per pass. */
@@ -259,7 +286,7 @@ export class Distributions {
     let done = 0;
     for (const r of rows) {
       try {
-        await this.finish(r.distribution_id, await this.nameOf(r.venue_id).catch(() => ""));
+        await this.finish(r.distribution_id, await this.nameOf(r.venue_id).catch(() => ""), false);
         done++;
       } catch (err) {
         this.logger.warn({ distributionId: r.distribution_id, err: (err as Error).message }, "pending distribution not finished yet");

@@ -159,6 +159,46 @@ describe("distributions finished after a failure, once", () => {
     assert.equal(await shareEvents(d.distribution_id), 0);
   });
 
+  test("two finishes of one plan at once: one asks the ledger and records its answer; a refusal never abandons a plan whose money moved", async () => {
+    const { v, p } = await readyVenue();
+    await assert.rejects(withoutWallet().confirm({ venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true }, p, "manager-1"));
+    const { rows: [d] } = await h.t.db.pool.query("SELECT distribution_id FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
+    // The first post waits, then is refused (as a pool owing money is); a second goes to the ledger, and its answer
+    // waits until the first's refusal is recorded.
+    let posts = 0;
+    let refuseFirst = () => undefined as void;
+    let answerSecond = () => undefined as void;
+    const [firstHeld, secondHeld] = [new Promise<void>((r) => (refuseFirst = r)), new Promise<void>((r) => (answerSecond = r))];
+    const live = h.t.ctx.peers("wallet");
+    const wallet: Transport = {
+      unary: async (method, signal, timeoutMs, header, input, ...rest) => {
+        if (method.name !== "PostPoolDistribution") return live.unary(method, signal, timeoutMs, header, input, ...rest);
+        if (++posts === 1) {
+          await firstHeld;
+          throw new ConnectError("the pool owes KES 50", Code.FailedPrecondition);
+        }
+        const answer = await live.unary(method, signal, timeoutMs, header, input, ...rest);
+        await secondHeld;
+        return answer;
+      },
+      stream: live.stream,
+    };
+    const distributions = new Distributions({ ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet : h.t.ctx.peers(name)) });
+    const first = distributions.finish(d.distribution_id, "Resume Bar").catch(() => undefined);
+    while (posts === 0) await new Promise((r) => setTimeout(r, 10));
+    const second = distributions.finish(d.distribution_id, "Resume Bar").catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    refuseFirst();
+    await first;
+    answerSecond();
+    await second;
+    const { rows: [after] } = await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id]);
+    const moved = await entries(d.distribution_id);
+    // Before, the first's refusal abandoned the plan after the second had posted it: workers paid, never told, the period stuck.
+    assert.deepEqual([after.status, moved], moved ? ["confirmed", 1] : ["abandoned", 0]);
+    assert.equal(posts, 1, "one finish at a time asks the ledger");
+  });
+
   test("a second, overlapping distribution is refused by the ledger itself, even past the venue service's own check", async () => {
     const { v, p } = await readyVenue();
     await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
