@@ -572,7 +572,8 @@ async function refuseReversingASplitsReversal(db: Queryable, entryId: string): P
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
-  await refuseReversingASplitsReversal(tx, entryId);
+  // Only a reversal can be a split's reversal: other entries need no look.
+  if (original.cause?.cause.case === "reversedEntryId") await refuseReversingASplitsReversal(tx, entryId);
   await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.reverse.${entryId}`]);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,

@@ -10,7 +10,7 @@ import { claimApproval, finishApproval, settleOlderApproval } from "../approvals
 import { postFundingSuspense } from "../c2b.js";
 import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
-import { fraudAlerts } from "../stores/fraud-alerts.js";
+import { closedByReviewer, fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, payoutHoldOf, releasePayouts } from "../stores/payout-settings.js";
 import type { Reviewer } from "../stores/review-claims.js";
 import { tipOf } from "../stores/tips.js";
@@ -57,7 +57,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     if (tip.status !== "held_for_review") {
       // The same admin's same decision, asked again after its answer was lost, answers the tip as that review left it.
-      if (await reviewedAlike(pool, tip.tip_id, req.approve, admin.subject)) return { tip: tipOut(tipOf(tip), locale(ctx)) };
+      if (await closedByReviewer(pool, tip.tip_id, req.approve ? "approved" : "rejected", admin.subject)) return { tip: tipOut(tipOf(tip), locale(ctx)) };
       throw new InvalidStateError("tip_id: the tip is not held for review");
     }
     if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
@@ -74,13 +74,6 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     if (req.approve) runAfterCredit(deps, ended);
     return { tip: tipOut(tipOf(ended), locale(ctx)) };
   };
-}
-
-/** Whether `reviewer` closed the tip's hold with this decision (closeTipAlerts). */
-async function reviewedAlike(db: Queryable, tipId: string, approve: boolean, reviewer: string): Promise<boolean> {
-  const { rowCount } = await db.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold' AND status = $2 AND reviewed_by = $3 LIMIT 1",
-    [tipId, approve ? "approved" : "rejected", reviewer]);
-  return (rowCount ?? 0) > 0;
 }
 
 /**

@@ -46,3 +46,10 @@ export async function closeTipAlerts(tx: Queryable, tipId: string, decision: "ap
     [tipId, decision, reviewer, note],
   );
 }
+
+/** Whether `reviewer` closed the tip's hold with `decision` (closeTipAlerts). */
+export async function closedByReviewer(db: Queryable, tipId: string, decision: "approved" | "rejected", reviewer: string): Promise<boolean> {
+  const { rowCount } = await db.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold' AND status = $2 AND reviewed_by = $3 LIMIT 1",
+    [tipId, decision, reviewer]);
+  return (rowCount ?? 0) > 0;
+}
