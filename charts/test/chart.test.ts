@@ -265,7 +265,7 @@ describe("helm chart", () => {
     assert.equal(c.image, `ghcr.io/ttip-platform/ttip-web@sha256:${"b".repeat(64)}`);
     assert.equal(c.args, undefined, "Next's standalone server, not a platform role");
     const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
-    assert.equal(env.TTIP_API_URL, "http://t-ttip-gateway:8080", "server-side rendering calls the gateway inside the cluster");
+    assert.equal(env.TTIP_API_URL, "http://t-ttip-gateway:80", "server-side rendering calls the gateway inside the cluster, on its Service's port");
     assert.equal(env.PORT, "8080");
     for (const probe of ["startupProbe", "readinessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
     assert.deepEqual(c.livenessProbe.tcpSocket, { port: "http" }, "liveness differs from readiness: a slow render is not a restart");
@@ -281,6 +281,12 @@ describe("helm chart", () => {
     assert.deepEqual(policy.egress.map((e: any) => e.to?.map((t: any) => t.podSelector?.matchLabels?.["app.kubernetes.io/component"])), [[undefined], ["gateway"]], "DNS and the gateway, nothing else");
     const gateway = docs.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === "t-ttip-gateway")!.spec;
     assert.ok(gateway.ingress.some((r: any) => r.from?.some((f: any) => f.podSelector?.matchLabels?.["app.kubernetes.io/component"] === "web")), "the gateway lets the web app in");
+    // The gateway's Service on another port: the web app calls that one (its only port).
+    const moved = await render("gateway.service.port=8443");
+    const movedEnv = Object.fromEntries(moved.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-web")!.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+    const gatewayService = moved.find((d) => d.kind === "Service" && d.metadata.name === "t-ttip-gateway")!;
+    assert.deepEqual(gatewayService.spec.ports.map((p: any) => p.port), [8443]);
+    assert.equal(movedEnv.TTIP_API_URL, "http://t-ttip-gateway:8443");
     // Off: nothing of it, and the ingress sends everything to the gateway as before.
     const off = await render("gateway.ingress.enabled=true", "web.enabled=false");
     assert.equal(off.filter((d) => d.metadata.labels?.["app.kubernetes.io/component"] === "web").length, 0);

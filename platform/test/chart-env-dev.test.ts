@@ -76,8 +76,9 @@ describe("the dev values: every rendered Deployment as a process takes a simulat
       const backend = /^[a-z]+:\/\/(?:[^@/]*@)?t-ttip-(postgres|redis|nats):\d+(?:\/[^/]*)?$/.exec(value)?.[1] as keyof typeof servers | undefined;
       if (backend) return servers[backend];
       return value.replace(/http:\/\/t-ttip-([a-z]+):(\d+)/g, (whole, c: string, p: string) => {
-        assert.ok(ports.has(`${c}:${p}`), `${whole}: no Deployment listens there`);
-        return local(c, Number(p));
+        const target = chart.servicePorts.get(`${c}:${p}`);
+        assert.ok(target !== undefined && ports.has(`${c}:${target}`), `${whole}: no Service port of a Deployment there`);
+        return local(c, target);
       });
     };
     const envOf = (component: string) => resolveEnv(component, chart.deployments.get(component)!.env, toLocal, (ref) => {

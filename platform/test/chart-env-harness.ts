@@ -79,6 +79,11 @@ export interface RenderedChart {
   routes: { path: string; type: "Exact" | "Prefix"; role: string }[];
   /** Every rendered Secret's stringData, by Secret name. */
   secrets: Map<string, Record<string, string>>;
+  /**
+   * Each Service's ports (`component:port`, as in-cluster URLs name them) to the containerPort they
+   * send to: a URL naming a port its Service does not have reaches nothing in a cluster.
+   */
+  servicePorts: Map<string, number>;
 }
 
 const container = (c: any): RenderedContainer => ({ env: c.env ?? [], args: c.args ?? [], ports: (c.ports ?? []).map((p: any) => p.containerPort) });
@@ -93,7 +98,15 @@ export async function renderChart(args: string[]): Promise<RenderedChart> {
   const ing = docs.find((x: any) => x.kind === "Ingress");
   const routes = ing ? ing.spec.rules[0].http.paths.map((p: any) => ({ path: p.path, type: p.pathType, role: p.backend.service.name.replace(/^t-ttip-/, "") })) : [];
   const secrets = new Map<string, Record<string, string>>(docs.filter((x: any) => x.kind === "Secret").map((s: any) => [s.metadata.name, s.stringData ?? {}]));
-  return { docs, deployments, job: job && container(job.spec.template.spec.containers[0]), routes, secrets };
+  const servicePorts = new Map<string, number>();
+  for (const svc of docs.filter((x: any) => x.kind === "Service")) {
+    const pod = docs.find((x: any) => x.kind === "Deployment" && x.metadata.name === svc.metadata.name)?.spec.template.spec.containers[0].ports ?? [];
+    for (const p of svc.spec.ports) {
+      const target = typeof p.targetPort === "string" ? pod.find((c: any) => c.name === p.targetPort)?.containerPort : (p.targetPort ?? p.port);
+      if (target !== undefined) servicePorts.set(`${svc.metadata.name.replace(/^t-ttip-/, "")}:${p.port}`, target);
+    }
+  }
+  return { docs, deployments, job: job && container(job.spec.template.spec.containers[0]), routes, secrets, servicePorts };
 }
 
 /**

@@ -4,7 +4,7 @@
 // JetStream, behind a small ingress that routes as the chart's Ingress does.
 // Each runs the image's compiled bundle (platform/build.ts) with plain node, the
 // migration Job's role first. Only what a single machine forces is changed: each in-cluster address
-// (http://t-ttip-<role>:8080) becomes the role's loopback port, and the public
+// (http://t-ttip-<role>:<its Service's port>) becomes the role's loopback port, and the public
 // https address becomes the local ingress. Then a tip goes end to end: worker
 // sign-up by SMS OTP (auth -> notification -> the SMS provider), a QR code, an
 // STK push, Daraja's callback through the ingress, the credit in the wallet;
@@ -106,7 +106,10 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     for (const role of [...ROLES, "web"]) ports.set(role, await freePort());
     ingress = await startIngress(routes.map((r) => ({ path: r.path, type: r.type, port: () => ports.get(r.role as RoleName)! })));
     const local = (value: string) =>
-      value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url).replaceAll(COLLECTOR, collector.url);
+      value.replace(/http:\/\/t-ttip-([a-z]+):(\d+)/g, (whole, role: RoleName, port: string) => {
+        assert.ok(chart.servicePorts.has(`${role}:${port}`), `${whole}: its Service has no such port`);
+        return `http://127.0.0.1:${ports.get(role)}`;
+      }).replaceAll(PUBLIC, ingress.url).replaceAll(COLLECTOR, collector.url);
     // A real install's Secrets, here the test values above (whatever Secret the key is read from).
     const envOf = (role: string, vars: EnvVar[]) => resolveEnv(role, vars, local, (ref) => secrets[ref.key]);
     // The pre-install hook: the Job's arguments and environment, before any service starts.

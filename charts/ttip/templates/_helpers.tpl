@@ -80,9 +80,10 @@ default
 {{- end -}}
 {{- end -}}
 
-{{/* In-cluster address of a component's gRPC port. */}}
+{{/* In-cluster address of a component's gRPC port: its Service's port (the gateway's is gateway.service.port). */}}
 {{- define "ttip.componentUrl" -}}
-{{- printf "http://%s:8080" (include "ttip.componentName" .) -}}
+{{- $port := ternary .root.Values.gateway.service.port 8080 (eq .name "gateway") -}}
+{{- printf "http://%s:%d" (include "ttip.componentName" .) (int $port) -}}
 {{- end -}}
 
 {{/* The Secret keys a component reads: its own, for the providers enabled. */}}
