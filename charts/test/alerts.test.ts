@@ -29,7 +29,7 @@ type Group = { name: string; rules: Rule[] };
 
 /** The rendered rule groups; `json` values go through --set-json (helm's --set leaves decimals as strings). */
 async function renderGroups(json: Record<string, unknown> = {}): Promise<Group[]> {
-  const args = ["template", "t", chart, "--kube-version", "1.33.0", "--set", "publicUrl=https://tips.example.co.ke", "--set", "metrics.prometheusRule.enabled=true"];
+  const args = ["template", "t", chart, "--kube-version", "1.33.0", "--set", "publicUrl=https://tips.example.co.ke", "--set", "notification.africastalking.username=ttip", "--set", "metrics.prometheusRule.enabled=true"];
   const { stdout } = await execGo(helmBinary(), [...args, ...Object.entries(json).flatMap(([k, v]) => ["--set-json", `${k}=${JSON.stringify(v)}`])]);
   const rule = parseAllDocuments(stdout).map((d) => d.toJSON()).find((d) => d?.kind === "PrometheusRule");
   return rule.spec.groups;

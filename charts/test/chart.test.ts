@@ -9,8 +9,8 @@ import { execGo, helmBinary, kubeScoreBinary } from "./helm.js";
 
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
 const KUBE = ["--kube-version", "1.33.0"];
-/** The one value without a default: where the deployment is reached. */
-const BASE = ["publicUrl=https://tips.example.co.ke"];
+/** The values without a default: where the deployment is reached, the SMS provider's account. */
+const BASE = ["publicUrl=https://tips.example.co.ke", "notification.africastalking.username=ttip"];
 
 type Doc = { kind: string; metadata: { name: string; labels: Record<string, string> }; spec: any };
 
@@ -38,7 +38,7 @@ const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {
-    const { stdout } = await execGo(helmBinary(), ["lint", chart, "--strict", ...KUBE, "--set", BASE[0]]);
+    const { stdout } = await execGo(helmBinary(), ["lint", chart, "--strict", ...KUBE, ...BASE.flatMap((s) => ["--set", s])]);
     assert.match(stdout, /0 chart\(s\) failed/);
   });
 
@@ -148,6 +148,13 @@ describe("helm chart", () => {
     await assert.rejects(render("simulators.enabled=true"), /simulators/, "no simulators in production");
     await assert.rejects(render("mpesa.enabled=true"), /mpesa.shortcode/);
     await assert.rejects(render("notification.africastalking.enabled=false"), /smsPrimary is africastalking/);
+    // notification refuses to start without its primary SMS provider's account (a pod crash-looping, sign-up OTPs unsent).
+    await assert.rejects(render("notification.africastalking.username="), /notification.africastalking.username/);
+    await assert.rejects(render("notification.smsPrimary=twilio", "notification.twilio.enabled=true", "notification.twilio.accountSid=AC1"), /notification.twilio.from/);
+    await assert.rejects(render("notification.smsPrimary=twilio", "notification.twilio.enabled=true", "notification.twilio.from=TTIP"), /notification.twilio.accountSid/);
+    assert.ok(await render("notification.smsPrimary=twilio", "notification.twilio.enabled=true", "notification.twilio.accountSid=AC1", "notification.twilio.from=TTIP"));
+    // The hook would wait for a PostgreSQL that the release only creates after it.
+    await assert.rejects(render("environment=staging", "devBackends.enabled=true", "secrets.create=true"), /migrations.enabled: the migration Job is a pre-install hook/);
     await assert.rejects(render("database.walCompression=gzip"), /walCompression/);
     await assert.rejects(execGo(helmBinary(), ["template", "t", chart, ...KUBE]), /publicUrl/, "publicUrl is required");
   });
@@ -295,7 +302,7 @@ describe("helm chart", () => {
   });
 
   test("kube-score: no critical but the two values.yaml justifies (no CPU limit, IfNotPresent pulls)", async () => {
-    const { stdout: manifests } = await execGo(helmBinary(), ["template", "t", chart, ...KUBE, "--set", BASE[0], "--set", "gateway.ingress.enabled=true"]);
+    const { stdout: manifests } = await execGo(helmBinary(), ["template", "t", chart, ...KUBE, ...BASE.flatMap((s) => ["--set", s]), "--set", "gateway.ingress.enabled=true"]);
     const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-kube-score-"));
     try {
       writeFileSync(path.join(dir, "chart.yaml"), manifests);

@@ -32,6 +32,7 @@ const VALUES = {
   publicUrl: "https://tips.example.co.ke",
   mpesa: { enabled: true, shortcode: "600100", b2cShortcode: "600200", initiatorName: "ttip-api", initiatorCertificate: { existingSecret: "mpesa-initiator", key: "initiator.cer" } },
   admin: { allowedNetworks: ["10.20.0.0/16"] },
+  notification: { africastalking: { username: "ttip" } },
   gateway: { ingress: { enabled: true, className: "nginx" } },
   metrics: { serviceMonitor: { enabled: true }, grafanaDashboard: { enabled: true }, prometheusRule: { enabled: true } },
   otel: { endpoint: "http://otel-collector.monitoring:4318", sampleRatio: 0.1 },

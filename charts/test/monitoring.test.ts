@@ -11,7 +11,7 @@ import { execGo, helmBinary } from "./helm.js";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const chart = path.resolve(here, "../ttip");
 const root = path.resolve(here, "../..");
-const ARGS = ["--kube-version", "1.33.0", "--set", "publicUrl=https://tips.example.co.ke"];
+const ARGS = ["--kube-version", "1.33.0", "--set", "publicUrl=https://tips.example.co.ke", "--set", "notification.africastalking.username=ttip"];
 
 async function render(...set: string[]) {
   const { stdout } = await execGo(helmBinary(), ["template", "t", chart, ...ARGS, ...set.flatMap((s) => ["--set", s])]);
