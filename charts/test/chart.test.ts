@@ -252,6 +252,15 @@ describe("helm chart", () => {
     assert.ok(ports("payment").includes(443) && ports("notification").includes(443), "providers");
     assert.ok(ports("auth").includes(443), "auth: partners' webhook receivers");
     assert.ok(!ports("wallet").includes(443), "wallet talks to no provider");
+    // Redis on another port (a managed one's TLS port): the gateway's one backend rule names it. A rule without
+    // ports would allow every port to every address.
+    const moved = await render("networkPolicy.egress.backends.ports={5432,6380,4222}", "networkPolicy.egress.backends.redisPort=6380");
+    const movedGateway = moved.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === "t-ttip-gateway")!.spec;
+    assert.ok(movedGateway.egress.every((e: any) => e.ports?.length > 0), "every egress rule of the gateway names its ports");
+    assert.deepEqual(movedGateway.egress.flatMap((e: any) => e.ports.map((p: any) => p.port)).sort((a: number, b: number) => a - b), [53, 53, 6380, 8080]);
+    await assert.rejects(render("networkPolicy.egress.backends.ports={5432,6380,4222}"), /networkPolicy.egress.backends.redisPort \(6379\) is not one of/);
+    await assert.rejects(render("networkPolicy.egress.providers.ports={}"), /networkPolicy.egress.providers.ports/);
+    await assert.rejects(render("networkPolicy.egress.backends.ports=null"), /ports/);
   });
 
   test("the ingress sends Daraja callbacks to payment and provider webhooks to notification", async () => {
