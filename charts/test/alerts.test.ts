@@ -66,9 +66,9 @@ describe("the chart's alerts under Prometheus' rule engine", () => {
 
   test("burn-rate alerts: fast burns page, slow burns open a ticket, a burn that stopped stops paging", async () => {
     // Availability: 0.999 over the gateway's calls (a budget of 0.1%).
-    const ok = 'grpc_server_handled_total{component="gateway",grpc_service="ttip.qr.v1.QrService",grpc_code="OK"}';
-    const bad = 'grpc_server_handled_total{component="gateway",grpc_service="ttip.qr.v1.QrService",grpc_code="Unavailable"}';
-    const service = 'grpc_server_handled_total{component="qr",grpc_service="ttip.qr.v1.QrService",grpc_code="Unavailable"}';
+    const ok = 'grpc_server_handled_total{role="gateway",grpc_service="ttip.qr.v1.QrService",grpc_code="OK"}';
+    const bad = 'grpc_server_handled_total{role="gateway",grpc_service="ttip.qr.v1.QrService",grpc_code="Unavailable"}';
+    const service = 'grpc_server_handled_total{role="qr",grpc_service="ttip.qr.v1.QrService",grpc_code="Unavailable"}';
     // Tip completion: 0.99 of ended tips reach an outcome (expired ones did not).
     const tips = (status: string) => `ttip_payment_tips_total{status="${status}",method="mpesa"}`;
     // Callback to credit: 0.99 within 30 s.
@@ -87,7 +87,7 @@ describe("the chart's alerts under Prometheus' rule engine", () => {
       },
       {
         // 0.5% for 3 hours: 5x the budget's rate, a ticket (3x over 1d and 2h) but no page (6x and 14.4x not
-        // reached). The service's own count of failures (component="qr") is not the gateway's: it must not add.
+        // reached). The service's own count of failures (role="qr") is not the gateway's: it must not add.
         interval: "1m",
         input_series: [
           { series: ok, values: counter(995, 180) },

@@ -51,6 +51,10 @@ describe("helm chart monitoring", () => {
     assert.match(rules.find((r: { alert: string }) => r.alert === "TTIPOutboxLag").expr, / > 90$/m);
     const known = registeredMetricNames();
     for (const r of rules) for (const m of metricsIn(r.expr)) assert.ok(known.has(m), `${r.alert} uses ${m}, which no service registers`);
+    // The processes label their series with their role themselves: alerts that needed a label only the
+    // ServiceMonitor's relabeling adds would never fire where Prometheus finds the pods otherwise (annotations).
+    for (const r of rules) assert.doesNotMatch(r.expr, /\bcomponent\s*!?=/, `${r.alert ?? (r as { record?: string }).record} selects on role, not on a scrape-time label`);
+    assert.ok(rules.some((r: { expr: string }) => r.expr.includes('role="gateway"')), "the availability SLO counts the gateway's calls");
     await assert.rejects(render("metrics.prometheusRule.thresholds.tipSuccessRateMin=2"), /tipSuccessRateMin/);
   });
 

@@ -235,6 +235,13 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     });
     assert.equal(credited.ledger!.amountMinor, 10_000n - created.tip!.fee!.amountMinor, "the tip less the quoted fee");
 
+    // What Prometheus scrapes (however it finds the pods): each process names its role itself, the label
+    // the chart's SLO alerts and dashboards tell the gateway's count of a public call from the service's by.
+    for (const role of ["gateway", "payment"]) {
+      const scraped = await (await fetch(`${procs.get(role)!.url}/metrics`)).text();
+      assert.match(scraped, new RegExp(`^grpc_server_handled_total\\{[^}]*grpc_service="ttip.payment.v1.PaymentService"[^}]*role="${role}"`, "m"), `${role}'s /metrics`);
+    }
+
     // Traces, as otel.endpoint renders them, exported by the compiled bundle of each process: the
     // caller's trace through the gateway into payment (its statements as client spans); Daraja's
     // callback starts a trace of its own that reaches the wallet's credit and tip_succeeded's consumers.
