@@ -50,6 +50,8 @@ export class UssdSession {
 
   /** The first request of a session (text empty, or the digits dialled after the service code). */
   dial(dialled = ""): Promise<string> {
+    // A phone's keypad dials digits, * and # only: a dial string with a letter never reaches the network.
+    if (!/^[0-9*]*$/.test(dialled)) throw new Error(`a phone cannot dial ${this.options.serviceCode ?? "*483*123#"} with "${dialled}": only 0-9 and * are dialled`);
     if (dialled) this.answers.push(dialled);
     return this.send();
   }
@@ -62,6 +64,12 @@ export class UssdSession {
       throw new UssdSessionEnded("the network ended the session: no answer in time");
     }
     this.answers.push(input);
+    return this.send();
+  }
+
+  /** A request with `text` as the session's whole text (a gateway replaying a dialogue's answers so far). */
+  replayText(text: string): Promise<string> {
+    this.answers.splice(0, this.answers.length, text);
     return this.send();
   }
 

@@ -193,7 +193,7 @@ async function advance(d: Dialogue, state: State, step: string): Promise<Advance
   if (step === BACK && state.at !== "lang" && state.at !== "code") return { back: true };
   switch (state.at) {
     case "lang":
-      if (step !== "1" && step !== "2") return { state: { at: "code" }, replay: true }; // dialled with the code in the string (*483*123*CODE#): English, and this step is the code
+      if (step !== "1" && step !== "2") return { state: { at: "code" }, replay: true }; // dialled with the code in the string (*483*123*<the code's digits>#, as cards print it): English, and this step is the code
       d.lang = step === "2" ? "sw" : "en";
       return { state: { at: "code" } };
     case "code":

@@ -218,7 +218,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     // Even a request replaying the whole dialogue under the same session id finds the tip made.
     const replay = new UssdSession(url, p.at, { sessionId: s.sessionId });
     replay.ended = false;
-    assert.equal(await replay.dial(`1*${w.code}*3*1`), paid);
+    assert.equal(await replay.replayText(`1*${w.code}*3*1`), paid);
     assert.equal(pushesTo(p.msisdn).length, 1, "one STK push");
     await eventually(async () => (await h.balance(w.id)) === 19000n, "credited KES 190 once");
     await h.sim.idle();
@@ -229,7 +229,12 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const w = await worker("Dalmas");
     const p = dialler();
     const direct = new UssdSession(url, p.at);
-    assert.match(await direct.dial(w.code), /^CON Tip Dalmas:/);
+    // As the card prints it (a keypad dials no letters: the simulator refuses the short code itself).
+    const { offline } = await qr.getOfflinePayload({ qrCodeId: w.qrCodeId }, w.as);
+    const dialled = /^\*483\*123\*(\d+)#$/.exec(offline!.ussdCode)?.[1];
+    assert.ok(dialled, offline!.ussdCode);
+    assert.throws(() => new UssdSession(url, p.at).dial(w.code), /only 0-9 and \*/);
+    assert.match(await direct.dial(dialled), /^CON Tip Dalmas:/);
     await direct.reply("1");
     assert.equal(await direct.reply("2"), "END Cancelled. Nothing was charged.");
     await assert.rejects(direct.reply("1"), UssdSessionEnded);
@@ -237,6 +242,11 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     await qr.revokeQrCode({ qrCodeId: revoked.qrCodeId, reason: "left" }, revoked.as);
     const s = await playDialogue(url, p.at, ["1", revoked.code]);
     assert.match(s.screens.at(-1)!.answer, /^CON Code .* is no longer in use\./);
+    // The card's digits with one typed wrong name nobody (their check digit), not another worker.
+    const slip = dialled.slice(0, 3) + ((Number(dialled[3]) + 1) % 10) + dialled.slice(4);
+    const slipped = new UssdSession(url, p.at);
+    assert.match(await slipped.dial(slip), new RegExp(`^CON Code ${slip} was not found\\.`));
+    assert.equal(slipped.screens.length, 1);
     assert.equal(pushesTo(p.msisdn).length, 0);
   });
 

@@ -12,7 +12,7 @@ import {
   type TipTarget,
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrConfig } from "./config.js";
-import { normalizeShortCode } from "./shortcode.js";
+import { normalizeShortCode, shortCodeFromDigits } from "./shortcode.js";
 import { PayloadError, type PayloadSigner } from "./signing.js";
 import { photoUrlOf } from "./photo.js";
 import { codeById, codeIdByShortCode, type CodeRecord } from "./stores/codes.js";
@@ -270,7 +270,9 @@ export class Resolver {
       if (!code) throw problem(Code.NotFound, "no such QR code", QrProblemKind.UNKNOWN_CODE, claims.qrCodeId);
       parameters = claims.parameters;
     } else {
-      const shortCode = normalizeShortCode(input.value);
+      const typed = normalizeShortCode(input.value);
+      // Dialled as digits from a card's USSD string (a phone dials no letters), or typed as printed.
+      const shortCode = shortCodeFromDigits(typed) ?? typed;
       lookup = `short:${shortCode}`;
       const hint = this.keyHints.get(lookup);
       if (hint) {

@@ -538,7 +538,10 @@ describe("qr service", () => {
       const { offline } = await as(worker).getOfflinePayload({ qrCodeId: c.qrCodeId });
       assert.equal(offline?.paybillOrTill, "174379");
       assert.equal(offline?.accountReference, c.shortCode);
-      assert.equal(offline?.ussdCode, `*483*123*${c.shortCode}#`);
+      // Dialled on a keypad (0-9, * and # only), its digits name the code.
+      const dialled = /^\*483\*123\*(\d{11})#$/.exec(offline!.ussdCode)?.[1];
+      assert.ok(dialled, `a keypad can dial ${offline?.ussdCode}`);
+      assert.equal((await as(worker).resolveQrCode({ code: { case: "shortCode", value: dialled } })).target?.qrCodeId, c.qrCodeId);
       const d = decodeEmvco(offline!.emvcoPayload);
       assert.ok(d.crcOk, "CRC16-CCITT in tag 63");
       assert.equal(d.tags.get("53"), "404");
@@ -607,7 +610,7 @@ describe("qr service", () => {
         assert.match(card, new RegExp(`Code ${code.shortCode}`));
         assert.match(card, /Java House Kimathi/);
         assert.match(card, new RegExp(`Paybill 174379 Account ${code.shortCode}`));
-        assert.ok(card.includes(`Dial *483*123*${code.shortCode}#`));
+        assert.ok(card.includes(`Dial ${offline!.ussdCode}`) && /^\*483\*123\*\d{11}#$/.test(offline!.ussdCode), "a USSD string a keypad dials");
       }
     });
 

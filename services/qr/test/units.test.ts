@@ -6,7 +6,7 @@ import { TipSucceededCodeViewSchema, TipSucceededSchema } from "@ttip/proto/ttip
 import { buildEvent } from "@ttip/runtime";
 import { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { buildKeQrPayload, crc16CcittFalse, emvText, tlv } from "../src/emvco.js";
-import { newShortCode, normalizeShortCode, oneSlipAway, SHORT_CODE_ALPHABET } from "../src/shortcode.js";
+import { newShortCode, normalizeShortCode, oneSlipAway, SHORT_CODE_ALPHABET, shortCodeDigits, shortCodeFromDigits } from "../src/shortcode.js";
 import { PayloadError, PayloadSigner } from "../src/signing.js";
 import { countedTip } from "../src/tips.js";
 import { crc16, decodeEmvco, parseTlv } from "./emvco-decoder.js";
@@ -43,7 +43,7 @@ describe("EMVCo CRC and TLV", () => {
       merchantName: "Wanjiku Kamau, Head Waiter at Java House",
       city: "Nairobi",
       merchantCategoryCode: "5812",
-      ussdCode: "*483*123*K7M4QX#",
+      ussdCode: "*483*123*05762935970#",
       issuedAt: new Date(Date.UTC(2026, 10, 25, 9, 5, 7)),
     });
     const d = decodeEmvco(payload);
@@ -63,7 +63,7 @@ describe("EMVCo CRC and TLV", () => {
     assert.equal(account.get("00"), "ke.go.qr");
     assert.equal(account.get("01"), "174379");
     assert.equal(parseTlv(t.get("62")!).get("05"), "K7M4QX");
-    assert.equal(parseTlv(t.get("81")!).get("01"), "*483*123*K7M4QX#");
+    assert.equal(parseTlv(t.get("81")!).get("01"), "*483*123*05762935970#");
     assert.equal(parseTlv(t.get("82")!).get("01"), "25112026 090507");
     assert.equal(parseTlv(t.get("83")!).get("01"), "04");
   });
@@ -76,7 +76,7 @@ describe("EMVCo CRC and TLV", () => {
       merchantName: "Java",
       city: "Mombasa",
       merchantCategoryCode: "5812",
-      ussdCode: "*483*123*ABCD23#",
+      ussdCode: "*483*123*02782115857#",
       fixedAmountMinor: 25050n,
       issuedAt: new Date(),
     });
@@ -113,6 +113,27 @@ describe("short codes", () => {
     }
     assert.ok(seen.size > 1990, "codes are random");
     assert.equal(normalizeShortCode(" k7m-4qx "), "K7M4QX");
+  });
+
+  test("as digits for a USSD string: eleven keypad digits that give the code back, and a digit typed wrong or two swapped give none", () => {
+    const edges = ["222222", "ZZZZZZ", "K7M4QX"];
+    for (const code of [...edges, ...Array.from({ length: 500 }, () => newShortCode())]) {
+      const digits = shortCodeDigits(code);
+      assert.match(digits, /^\d{11}$/, code);
+      assert.equal(shortCodeFromDigits(digits), code);
+      for (let i = 0; i < digits.length; i++) {
+        for (let d = 0; d <= 9; d++) {
+          if (String(d) === digits[i]) continue;
+          assert.equal(shortCodeFromDigits(digits.slice(0, i) + d + digits.slice(i + 1)), undefined, `${digits}: digit ${i} as ${d}`);
+        }
+        const swapped = digits.slice(0, i) + digits[i + 1] + digits[i] + digits.slice(i + 2);
+        // The one swap a Luhn digit misses is 09 <-> 90.
+        if (i + 1 < digits.length && digits[i] !== digits[i + 1] && !/^(09|90)$/.test(digits[i] + digits[i + 1])) assert.equal(shortCodeFromDigits(swapped), undefined, `${digits}: ${i} swapped`);
+      }
+    }
+    assert.equal(shortCodeDigits("222222"), "00000000000");
+    assert.equal(shortCodeFromDigits("10737418243"), undefined, "past the largest code, its check digit right (32^6 - 1 = 1073741823)");
+    for (const notDigits of ["K7M4QX", "0712345678", "071234567890", "1234567890a"]) assert.equal(shortCodeFromDigits(notDigits), undefined, notDigits);
   });
 });
 

@@ -8,7 +8,7 @@ import type { QrConfig } from "../config.js";
 import type { ActiveKeyCheck } from "../partner-links.js";
 import { buildKeQrPayload } from "../emvco.js";
 import { type Resolver } from "../resolver.js";
-import { newShortCode } from "../shortcode.js";
+import { newShortCode, shortCodeDigits } from "../shortcode.js";
 import type { PayloadSigner } from "../signing.js";
 import { codeById, insertCode, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
@@ -59,7 +59,7 @@ export function qrHandlerContext(deps: QrDeps) {
       parameters: fromBinary(DynamicParametersSchema, Buffer.from(c.parameters, "base64")),
     });
   const urlOf = (c: CodeRecord) => `${cfg.QR_TIP_BASE_URL.replace(/\/+$/, "")}/${c.shortCode}?p=${payloadOf(c)}`;
-  const ussdOf = (c: CodeRecord) => `${cfg.QR_USSD_PREFIX}*${c.shortCode}#`;
+  const ussdOf = (c: CodeRecord) => `${cfg.QR_USSD_PREFIX}*${shortCodeDigits(c.shortCode)}#`;
 
   function qrMessage(c: CodeRecord): QrCode {
     return create(QrCodeSchema, {

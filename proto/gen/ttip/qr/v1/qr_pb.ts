@@ -253,7 +253,9 @@ export type OfflinePayload = Message<"ttip.qr.v1.OfflinePayload"> & {
   accountReference: string;
 
   /**
-   * e.g. "*483*123*K7M4QX#".
+   * e.g. "*483*123*05762935970#": keypad digits only (a phone dials no letters),
+   * the short code's value in base 32 and a Luhn check digit. ResolveQrCode takes
+   * those eleven digits as a short code.
    *
    * @generated from field: string ussd_code = 4;
    */

@@ -673,7 +673,9 @@ type OfflinePayload struct {
 	PaybillOrTill string `protobuf:"bytes,2,opt,name=paybill_or_till,json=paybillOrTill,proto3" json:"paybill_or_till,omitempty"`
 	// Identifies the worker on C2B confirmations.
 	AccountReference string `protobuf:"bytes,3,opt,name=account_reference,json=accountReference,proto3" json:"account_reference,omitempty"`
-	// e.g. "*483*123*K7M4QX#".
+	// e.g. "*483*123*05762935970#": keypad digits only (a phone dials no letters),
+	// the short code's value in base 32 and a Luhn check digit. ResolveQrCode takes
+	// those eleven digits as a short code.
 	UssdCode      string `protobuf:"bytes,4,opt,name=ussd_code,json=ussdCode,proto3" json:"ussd_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -321,7 +321,9 @@ class OfflinePayload(Message[_OfflinePayloadFields]):
             string account_reference = 3;
             ```
         ussd_code:
-            e.g. "*483*123*K7M4QX#".
+            e.g. "*483*123*05762935970#": keypad digits only (a phone dials no letters),
+            the short code's value in base 32 and a Luhn check digit. ResolveQrCode takes
+            those eleven digits as a short code.
 
             ```proto
             string ussd_code = 4;
