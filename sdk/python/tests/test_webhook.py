@@ -30,8 +30,10 @@ def test_a_genuine_delivery_returns_its_body() -> None:
         ("whsec_vector", BODY, "t=1767225600", "malformed x-ttip-webhook-signature header"),
         ("whsec_vector", BODY, None, "malformed x-ttip-webhook-signature header"),
         ("whsec_vector", BODY, sign_webhook("whsec_vector", BODY, now=AT - 600), r"stale timestamp: 600 s old \(at most 300 s\)"),
+        ("whsec_vector", BODY, f"t={AT},v1=" + "\xe9" * 64, "signature does not match"),
+        ("whsec_vector", BODY, f"t={AT},v1=" + "\ud800" * 64, "signature does not match"),
     ],
-    ids=["tampered body", "another secret", "no timestamp", "no signature", "no header", "stale timestamp"],
+    ids=["tampered body", "another secret", "no timestamp", "no signature", "no header", "stale timestamp", "latin-1 signature", "lone surrogate signature"],
 )
 def test_a_delivery_is_refused_saying_why(secret: str, body: bytes, header: str | None, message: str) -> None:
     with pytest.raises(WebhookVerificationError, match=f"^{message}$"):

@@ -48,7 +48,9 @@ def verify_webhook(
     if abs(age) > tolerance_seconds:
         raise WebhookVerificationError(f"stale timestamp: {age} s old (at most {tolerance_seconds} s)")
     expected = hmac_sha256_hex(secret, stamp.encode() + b"." + raw)
-    if not any(hmac.compare_digest(s, expected) for s in signatures):
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError), and frameworks hand
+    # header values over as latin-1 text, so a forged header could answer 500 instead of this refusal.
+    if not any(hmac.compare_digest(s.encode("utf-8", "replace"), expected.encode()) for s in signatures):
         raise WebhookVerificationError("signature does not match")
     return raw
 
