@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { ADMIN_ROLE_LOCK } from "./bootstrap.js";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -73,7 +74,7 @@ function setUserRolesHandler(core: AuthCore): Impl["setUserRoles"] {
     const roles = req.roles.map(roleName);
     const { user, revoked } = await withTransaction(pool, async (tx) => {
       // The console locks everyone out once no admin is left: the last one keeps the role.
-      await tx.query("SELECT pg_advisory_xact_lock(hashtext('ttip.auth.first_admin'))");
+      await lockForTransaction(tx, ADMIN_ROLE_LOCK);
       const before = await getUser(tx, req.userId, true);
       if (before.roles.includes("admin") && !roles.includes("admin")) {
         const others = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND user_id <> $1 LIMIT 1", [req.userId]);

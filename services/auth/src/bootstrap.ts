@@ -5,7 +5,7 @@
 // becomes admin. Both steps are audited; once an admin exists no token is
 // issued or accepted again.
 import { type HandlerContext } from "@connectrpc/connect";
-import { InvalidStateError, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { InvalidStateError, lockForTransaction, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
@@ -16,7 +16,8 @@ import { getUser, USER_COLUMNS, type UserRow } from "./users.js";
 export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
 
 // Both issuing and claiming take this lock, so a claim and a new token never cross.
-const lock = (tx: Queryable) => tx.query("SELECT pg_advisory_xact_lock(hashtext('ttip.auth.first_admin'))");
+export const ADMIN_ROLE_LOCK = "ttip.auth.first_admin";
+const lock = (tx: Queryable) => lockForTransaction(tx, ADMIN_ROLE_LOCK);
 
 async function adminExists(tx: Queryable): Promise<boolean> {
   const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) LIMIT 1");

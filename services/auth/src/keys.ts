@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
-import { systemClock, withTransaction, type Clock, type Pool, type Queryable } from "@ttip/runtime";
+import { type Clock, lockForTransaction, type Pool, type Queryable, systemClock, withTransaction } from "@ttip/runtime";
 import type { Sealer } from "./crypto.js";
 
 export const ISSUER = "ttip-auth";
 export const AUDIENCE = "ttip";
 const ALG = "EdDSA";
-const LOCK = "SELECT pg_advisory_xact_lock(hashtext('ttip.auth.signing_keys'))";
+const LOCK = "ttip.auth.signing_keys";
 // $1 is the service clock's now: activation and retirement are rules, read on the clock a test moves.
 const ACTIVE = `SELECT kid, private_sealed, activates_at FROM auth.signing_keys
                  WHERE activates_at <= $1 AND (retired_at IS NULL OR retired_at > $1)
@@ -82,7 +82,7 @@ export class SigningKeys {
   /** Publishes a new key that signs after the activation delay, and retires the current one then (admin RPC). */
   async rotate(): Promise<string> {
     const kid = await withTransaction(this.pool, async (tx) => {
-      await tx.query(LOCK);
+      await lockForTransaction(tx, LOCK);
       return this.insertKey(tx, this.opts.activationSeconds, new Date(this.clock.now()));
     });
     this.validUntil = 0;
@@ -93,7 +93,7 @@ export class SigningKeys {
     // Re-read now and then, and exactly when a pending key activates, so rotations by any replica are seen.
     if (this.current && this.clock.now() < this.validUntil) return this.current;
     const row = await withTransaction(this.pool, async (tx) => {
-      await tx.query(LOCK);
+      await lockForTransaction(tx, LOCK);
       const now = new Date(this.clock.now());
       let active = (await tx.query(ACTIVE, [now])).rows[0];
       if (!active) {

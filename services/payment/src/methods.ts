@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { maskPhone, NotFoundError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { lockForTransaction, maskPhone, NotFoundError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { PaymentMethodKind, PaymentMethodSchema, type PaymentMethod } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 
 interface MethodRow {
@@ -37,7 +37,7 @@ export async function listMethods(db: Queryable, ownerId: string): Promise<Payme
 export async function addMethod(pool: Pool, ownerId: string, phone: string, label: string, makeDefault: boolean): Promise<PaymentMethod> {
   return withTransaction(pool, async (tx) => {
     // Serialises one owner's changes so "exactly one default" holds under concurrent calls.
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment_methods:${ownerId}`]);
+    await lockForTransaction(tx, `payment_methods:${ownerId}`);
     const { rows: existing } = await tx.query<{ count: bigint }>("SELECT count(*) AS count FROM payment.payment_methods WHERE owner_id = $1", [ownerId]);
     const becomesDefault = makeDefault || existing[0].count === 0n;
     if (becomesDefault) await tx.query("UPDATE payment.payment_methods SET is_default = false WHERE owner_id = $1 AND is_default AND phone <> $2", [ownerId, phone]);
@@ -53,7 +53,7 @@ export async function addMethod(pool: Pool, ownerId: string, phone: string, labe
 
 export async function removeMethod(pool: Pool, ownerId: string, id: string): Promise<void> {
   await withTransaction(pool, async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment_methods:${ownerId}`]);
+    await lockForTransaction(tx, `payment_methods:${ownerId}`);
     const { rows } = await tx.query<MethodRow>("DELETE FROM payment.payment_methods WHERE payment_method_id = $1 AND owner_id = $2 RETURNING *", [id, ownerId]);
     if (!rows[0]) throw new NotFoundError("payment_method_id: no such payment method");
     // The oldest remaining number takes over as default.

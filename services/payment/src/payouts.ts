@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, lockForTransaction, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -90,7 +90,7 @@ async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint
   const until = Date.now() + AUTO_HOLD_WAIT_MS;
   for (;;) {
     const attempt: { payout?: Payout; holding?: { payout_id: string; amount_minor: bigint } } = await withTransaction(deps.ctx.pool, async (tx) => {
-      await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
+      await lockForTransaction(tx, payoutLockKey(p.workerId));
       const { rows: [holding] } = await tx.query<{ payout_id: string; amount_minor: bigint }>(
         `SELECT payout_id, amount_minor FROM payment.payouts
           WHERE worker_id = $1 AND automatic AND status IN ('pending', 'resolving') AND hold_state = 'none' LIMIT 1`, [p.workerId]);
@@ -134,7 +134,7 @@ async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadA
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [payoutLockKey(p.workerId)]);
+    await lockForTransaction(tx, payoutLockKey(p.workerId));
     return insertPayout(tx, p, fee, resultDueAt(deps), balanceReadAt);
   });
   if (!payout) return undefined;

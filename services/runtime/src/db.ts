@@ -504,6 +504,17 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 }
 
 /**
+ * Waits for the advisory lock named `key`, held until withTransaction's transaction `tx` ends: the
+ * services' way to serialize writers of one thing that has no row to lock yet (a worker's payouts, a
+ * venue's rules). Names hash to PostgreSQL's 32-bit keys: two names may share a lock, which only
+ * serializes more, never less. Outside a transaction the lock would end with its own statement.
+ */
+export async function lockForTransaction(tx: Queryable, key: string): Promise<void> {
+  assert(transactionClients.has(tx), "an advisory lock is taken inside withTransaction");
+  await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [key]);
+}
+
+/**
  * Runs a statement as the last of withTransaction's transaction `tx`, with COMMIT behind it in
  * the same write (as withTransactionBracketed's closing): one round trip fewer. Once it has
  * answered, the transaction has committed; withTransaction sends no COMMIT, and any statement

@@ -8,7 +8,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, lockForTransaction, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
 import { REMAINDER_RULE } from "./split.js";
@@ -119,7 +119,7 @@ export class Distributions {
       throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
     const saved = await withTransaction(this.pool, async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.distribute.${venue.venueId}`]);
+      await lockForTransaction(tx, `venue.distribute.${venue.venueId}`);
       const { rows: existing } = await tx.query<DistributionRow>(
         `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status IN ('posting', 'confirmed') AND period_start < $3 AND period_end > $2`,
         [venue.venueId, p.start, p.end],

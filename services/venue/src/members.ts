@@ -8,7 +8,7 @@ import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/no
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, optionalTimestamp, parseKenyanMobile, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, parseKenyanMobile, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -80,7 +80,7 @@ export class Members {
     const member = await withTransaction(this.pool, async (tx) => {
       await ensureDefaultRoles(tx, venue.venueId);
       await requireRole(tx, venue.venueId, input.roleId, "role_id");
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.members.${venue.venueId}`]);
+      await lockForTransaction(tx, `venue.members.${venue.venueId}`);
       const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior[0]) {
         if (prior[0].phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
@@ -57,7 +57,7 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string): Pr
   return withTransaction(pool, async (tx) => {
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
+    await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
     if (open[0] && Date.now() - open[0].started_at.getTime() > DAY_MS) {
       throw new InvalidStateError(`venue_id: your clock-in of ${eatTime(open[0].started_at)} was never clocked out; ask a manager to record that shift, then clock in`);
@@ -101,7 +101,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     }
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
     if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${memberId}`]);
+    await lockForTransaction(tx, `venue.shifts.${memberId}`);
     // The stale clock-in this shift covers (it ends after the clock-in began) becomes this shift.
     const stale = await staleOpenShift(tx, memberId);
     const replaced = stale && end.getTime() > stale.started_at.getTime() ? stale : undefined;
@@ -163,7 +163,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
   const [mi, si, ei] = ["member", "start", "end"].map((c) => cols.indexOf(c));
   if (mi < 0 || si < 0 || ei < 0) throw fieldError("csv", 'the first line must name the columns "member", "start" and "end"');
   return withTransaction(pool, async (tx) => {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.import.${venueId}`]);
+    await lockForTransaction(tx, `venue.import.${venueId}`);
     const { rows: staff } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 ORDER BY joined_at DESC`, [venueId]);
     const byId = new Map(staff.map((m) => [m.member_id, m]));
     const result: ImportResult = { imported: 0, rejected: [] };
@@ -197,7 +197,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
       }
       if (!locked.has(m.member_id)) {
         if (locked.size === MAX_IMPORT_MEMBERS) throw fieldError("csv", `at most ${MAX_IMPORT_MEMBERS} members per import; split the file`);
-        await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
+        await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
         locked.add(m.member_id);
       }
       const problem = await shiftProblem(tx, m, start, end);

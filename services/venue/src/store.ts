@@ -1,7 +1,7 @@
 // Rows of the venue schema and how they read as messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { keysetTime, maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
+import { keysetTime, lockForTransaction, maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import {
   DistributionSchema,
   DistributionStatus,
@@ -256,7 +256,7 @@ export async function ruleVersions(db: Queryable, venueId: string): Promise<Rule
 
 /** Serialises rule changes at a venue until the caller's transaction ends, so versions stay gapless. */
 export async function lockRules(tx: Queryable, venueId: string): Promise<void> {
-  await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.rules.${venueId}`]);
+  await lockForTransaction(tx, `venue.rules.${venueId}`);
 }
 
 /** The version an earlier request under this idempotency key made, with that request's hash. */

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { emitEvent, fieldError, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { emitEvent, fieldError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -101,7 +101,7 @@ export async function createSchedule(
   const effectiveFrom = s.effectiveFrom ? timestampDate(s.effectiveFrom) : new Date();
   if (effectiveFrom.getTime() < Date.now() - 60_000) throw bad("effective_from", "must not be in the past");
   // One new version of a currency at a time: each takes the highest plus one, seen after the one before committed.
-  await db.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`wallet.fee-schedule.${s.currency}`]);
+  await lockForTransaction(db, `wallet.fee-schedule.${s.currency}`);
   const { rows } = await db.query<ScheduleRow>(
     `INSERT INTO wallet.fee_schedules
        (currency, version, platform_fee_bps, platform_fee_min_minor, platform_fee_cap_minor, mpesa_b2c_bands,

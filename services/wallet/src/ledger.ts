@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, InvalidStateError, isUuid, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, ident, InsufficientFundsError, InvalidStateError, isUuid, lockForTransaction, money, NotFoundError, type Queryable, timeOrderedUuid } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -574,7 +574,7 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
   // Only a reversal can be a split's reversal: other entries need no look.
   if (original.cause?.cause.case === "reversedEntryId") await refuseReversingASplitsReversal(tx, entryId);
-  await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.reverse.${entryId}`]);
+  await lockForTransaction(tx, `wallet.reverse.${entryId}`);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,
     [entryId],

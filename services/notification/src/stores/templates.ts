@@ -4,7 +4,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Channel, TemplateKey, TemplateSchema, type Template } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import type { Queryable } from "@ttip/runtime";
+import { lockForTransaction, type Queryable } from "@ttip/runtime";
 import { defaultTemplates, FALLBACK_LOCALE } from "../templates.js";
 
 export interface TemplateRecord {
@@ -92,7 +92,7 @@ export async function listTemplates(db: Queryable, key: TemplateKey, locale: str
 /** Adds the next version, inactive. Inside the caller's transaction: the lock holds until it ends. */
 export async function insertTemplateVersion(tx: Queryable, slot: TemplateSlot, subject: string, body: string): Promise<TemplateRecord> {
   // Serialises concurrent creations for the same template so versions stay gapless.
-  await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`template:${slot.key}:${slot.locale}:${slot.channel}`]);
+  await lockForTransaction(tx, `template:${slot.key}:${slot.locale}:${slot.channel}`);
   const { rows } = await tx.query<TemplateRecord>(
     `INSERT INTO notification.templates (key, locale, channel, version, subject, body, active)
      SELECT $1, $2, $3, COALESCE(max(version), 0) + 1, $4, $5, false FROM notification.templates WHERE key = $1 AND locale = $2 AND channel = $3

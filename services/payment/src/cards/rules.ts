@@ -1,6 +1,6 @@
 // Card fraud rules, run on the authorisation (before any money is taken):
 // the card's fingerprint and issuing country are known only then.
-import type { Queryable } from "@ttip/runtime";
+import { lockForTransaction, type Queryable } from "@ttip/runtime";
 import type { FraudActionCode, FraudReasonCode } from "../fraud.js";
 import type { CardRules } from "./config.js";
 import type { CardTipRow } from "./convert.js";
@@ -23,7 +23,7 @@ export async function checkAuthorisation(tx: Queryable, rules: CardRules, tip: C
   const hits: CardVerdict["hits"] = [];
   let code = "";
   if (card?.fingerprint) {
-    await tx.query("SELECT pg_advisory_xact_lock(hashtext('card:' || $1))", [card.fingerprint]);
+    await lockForTransaction(tx, `card:${card.fingerprint}`);
     const { rows } = await tx.query<{ last_hour: string; today_minor: string | null }>(
       `SELECT count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS last_hour,
               sum(coalesce(charged_kes_minor, worker_receives_minor)) AS today_minor
