@@ -587,6 +587,21 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("another amount under a refund's key is another request: ALREADY_EXISTS, nothing more refunded", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" });
+    const sent = h.stripe.requests().filter((q) => q.path === "/v1/refunds").length;
+    for (const amount of [USD(300), { currency: "EUR", amountMinor: 400n }]) {
+      await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount, reason: "customer asked" }),
+        (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.rawMessage), `${amount.currency} ${amount.amountMinor}`);
+    }
+    const { tip: now } = await pay.getTip({ tipId: tip.tipId });
+    assert.equal(now!.refunded!.amountMinor, 400n);
+    assert.equal(h.stripe.requests().filter((q) => q.path === "/v1/refunds").length, sent, "nothing more sent to Stripe");
+  });
+
   /** A USD 4.00 refund of the USD 10.00 tip `tipId` ("customer asked") that stopped once the wallet took the worker's share back: its row in `status`. */
   const refundStopped = async (tipId: string, key: string, status: "new" | "debited") => {
     const refundId = randomUUID();
@@ -715,7 +730,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       // Meanwhile its claim lapsed, another sender took it, was refused, and gave the share back (its statements' effects).
       const tipRow = (await row(tip.tipId)) as CardTipRow;
       const portion = { chargedMinor: 400n, shareMinor: (tipRow.worker_share_minor * 400n) / 1000n, walletMinor: share };
-      await new CardLedger(new Ledger(h.t.ctx)).restore(`card-refund-undo:${refundId}`, splitOf(tipRow), portion, "refused");
+      await new CardLedger(new Ledger(h.t.ctx)).restore(`card-refund-undo:${refundId}`, splitOf(tipRow), portion, "recipient", "refused");
       await h.t.db.pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = 'refused', sending_until = NULL WHERE refund_id = $1", [refundId]);
       await h.t.db.pool.query("UPDATE payment.tips SET refunded_minor = 0, reversed_wallet_minor = 0, card_state = 'none' WHERE tip_id = $1", [tip.tipId]);
       proxy.releaseOldest();
@@ -1069,6 +1084,28 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   });
 
   // Near the end: the service's clock moved on by a cancel's grace.
+  test("a rejected tip's refund that Stripe refuses puts the worker's part back in suspense, never in a wallet", async () => {
+    const other = randomUUID();
+    const rejected = await paid(other, `pm_card_gb_${Date.now()}_refused`, USD(1000), "KE");
+    await adminClient.reviewTip({ tipId: rejected.tip.tipId, approve: false, note: "stolen card" });
+    // USD 3 refunded at Stripe outside TTIP (its dashboard): the whole charge can no longer be refunded. (After the
+    // balance reconciliation's test, which counts what it cannot match: this refund is one.)
+    const outside = await fetch(`${h.stripe.url}/v1/refunds`, { method: "POST", headers: { authorization: `Bearer ${h.stripe.secretKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ payment_intent: rejected.tip.providerPaymentId, amount: "300" }) });
+    assert.equal(outside.status, 200);
+    await assert.rejects(adminClient.refundTip({ tipId: rejected.tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "rejected: stolen card" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /refused the refund/.test(e.rawMessage));
+    // Before, the undo paid the worker's part into their wallet: a tip they never had, which they could withdraw.
+    assert.equal(await h.balance(other), 0n);
+    const { rows: legs } = await h.t.db.pool.query<{ kind: number; amount_minor: bigint }>(
+      `SELECT a.kind, p.amount_minor FROM payment.card_refunds r JOIN wallet.entries e ON e.idempotency_key = 'card-refund-undo:' || r.refund_id
+         JOIN wallet.postings p USING (entry_id) JOIN wallet.accounts a USING (account_id) WHERE r.tip_id = $1`, [rejected.tip.tipId]);
+    const stored = await row(rejected.tip.tipId);
+    assert.deepEqual(legs.filter((l) => l.kind === AccountKind.SUSPENSE).map((l) => l.amount_minor), [BigInt(stored.worker_receives_minor)], "back to suspense");
+    assert.equal(legs.filter((l) => l.kind === AccountKind.WORKER_WALLET).length, 0, "nothing to a wallet");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refused authorisation whose cancel never reached Stripe is cancelled by a reconciliation pass, once the request's grace is past: the card is not held until it lapses", async () => {
     const worker = randomUUID();
     const card = `pm_card_visa_${Date.now()}_refused`;

@@ -4,7 +4,7 @@
 // chargeback may leave the balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
@@ -85,7 +85,12 @@ export const TIP_DISPUTED_SQL = "SELECT 1 FROM payment.card_disputes WHERE tip_i
 async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): Promise<RefundRow> {
   const { pool } = deps.ctx;
   const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
-  if (refund) return refund;
+  if (refund) {
+    // Another amount under the key is another request (its words may differ: the reason is not compared).
+    const asked = input.amount?.amountMinor ? input.amount : undefined;
+    if (asked && (asked.currency !== tip.currency || asked.amountMinor !== refund.amount_minor)) throw new IdempotencyConflictError(input.idempotencyKey, "RefundTip");
+    return refund;
+  }
   if (!(tip.status === "succeeded" || rejectedInSuspense(tip)) || !tip.credit_entry_id) {
     throw new InvalidStateError("tip_id: the tip is not a paid card tip (credited, or rejected after review with its money in suspense)");
   }
@@ -283,7 +288,9 @@ async function claimRefund(deps: Deps, tip: CardTipRow, refund: RefundRow): Prom
 
 /** The provider refused: the worker's share is restored and the tip's refunded amounts taken back down. */
 async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, refusal: string): Promise<void> {
-  await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
+  // Back where the refund took it from: a rejected tip's worker part to suspense (the worker never had it).
+  const to = rejectedInSuspense(tip) ? "suspense" : "recipient";
+  await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, to, `Refund of card tip ${tip.tip_id} refused by the provider`);
   await withTransaction(deps.ctx.pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
     if (rowCount) {

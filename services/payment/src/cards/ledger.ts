@@ -112,9 +112,9 @@ export class CardLedger {
     return this.post(`card:${s.paymentId}`, s, this.legs(s, whole, dest), `Card tip ${s.tipId} (${s.provider} ${s.paymentId})`, this.conversions(s, whole));
   }
 
-  /** Gives back part of a credit taken back before (a refund the provider refused). */
-  restore(key: string, s: CardSplit, p: Portion, description: string): Promise<string> {
-    return this.post(key, s, this.legs(s, p, "recipient"), description, this.conversions(s, p));
+  /** Gives back part of a credit taken back before (a refund the provider refused), to where it was taken from. */
+  restore(key: string, s: CardSplit, p: Portion, to: "recipient" | "suspense", description: string): Promise<string> {
+    return this.post(key, s, this.legs(s, p, to), description, this.conversions(s, p));
   }
 
   /** A held card tip an admin approved: suspense pays the worker (or the venue's pool). */
