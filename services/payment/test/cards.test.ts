@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, InvalidStateError } from "@ttip/runtime";
 import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -14,6 +14,8 @@ import { createQrModule } from "@ttip/qr";
 import { OwnerKind as QrOwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { splitOf } from "../src/cards/tips.js";
+import { reviewCardTip } from "../src/cards/review.js";
+import type { Deps } from "../src/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
@@ -909,6 +911,19 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "won" })).tip!.status, TipStatus.SUCCEEDED);
     assert.equal(await h.balance(worker), 115117n);
     assert.ok(await h.trialBalanced());
+  });
+
+  test("an approval whose tip was loaded before its chargeback opened is refused: the disputes are read as they are when the wallet is asked", async () => {
+    const worker = randomUUID();
+    const held = await paid(worker, `pm_card_gb_${Date.now()}_stale`, USD(1000), "KE");
+    const loaded = (await row(held.tip.tipId)) as CardTipRow;
+    await h.stripe.openDispute(held.tip.providerPaymentId);
+    await until(held.tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    const deps = { ctx: h.t.ctx, ledger: new Ledger(h.t.ctx), cards: { ledger: new CardLedger(new Ledger(h.t.ctx)) }, changes: { announce: () => undefined } } as unknown as Deps;
+    // Before, the loaded row's card_state ('none') let it through: the worker paid out of suspense with the chargeback open, nothing set aside.
+    await assert.rejects(reviewCardTip(deps, loaded, true, randomUUID(), "tourist, fine", async () => undefined),
+      (e: Error) => e instanceof InvalidStateError && /chargeback is open/.test(e.message));
+    assert.equal(await h.ledgerBalance(worker), 0n);
   });
 
   test("a dispute on a tip held for review and approved sets the worker's amount aside as for any paid tip; won, it goes back", async () => {

@@ -15,7 +15,7 @@ export async function reviewCardTip(
   record: (tx: Queryable) => Promise<void>,
 ): Promise<CardTipRow> {
   if (approve) {
-    refuseApprovalUnderChargeback(tip);
+    await refuseApprovalUnderChargeback(deps, tip);
     await deps.cards!.ledger.releaseFromSuspense(splitOf(tip)).catch(approvalRefused);
   } else await deps.cards!.ledger.closeApproval(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
@@ -43,9 +43,13 @@ export async function reviewCardTip(
 
 /**
  * A chargeback decides a disputed tip's money: approved while one is open, the worker could withdraw
- * it before a lost dispute takes it back from the wallet, below zero; after a lost one it is gone.
+ * it before a lost dispute takes it back from the wallet, below zero (a dispute opened while the tip was
+ * held set nothing aside: the money was in suspense); after a lost one it is gone. Read as the disputes
+ * are now, just before the wallet is asked: the row the request loaded may predate a dispute's opening.
  */
-function refuseApprovalUnderChargeback(tip: CardTipRow): void {
-  if (tip.card_state === "disputed") throw new InvalidStateError("tip_id: a chargeback is open on this payment; approve or reject once it is decided");
-  if (tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment was charged back; the tip can only be rejected");
+async function refuseApprovalUnderChargeback(deps: Deps, tip: CardTipRow): Promise<void> {
+  const { rows } = await deps.ctx.pool.query<{ status: "open" | "lost" }>("SELECT DISTINCT status FROM payment.card_disputes WHERE tip_id = $1 AND status IN ('open', 'lost')", [tip.tip_id]);
+  const statuses = new Set(rows.map((r) => r.status));
+  if (statuses.has("lost") || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment was charged back; the tip can only be rejected");
+  if (statuses.has("open") || tip.card_state === "disputed") throw new InvalidStateError("tip_id: a chargeback is open on this payment; approve or reject once it is decided");
 }
