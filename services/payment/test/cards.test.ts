@@ -621,6 +621,23 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     return { refundId, share };
   };
 
+  test("a refund left new, retried after its tip's chargeback was lost, which Stripe refuses: the share the dispute left to it is taken, not given back", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    // The wallet took the share; the answer was lost, so the refund stays 'new' and the dispute leaves its share to it.
+    await refundStopped(tip.tipId, key, "new");
+    const du = await h.stripe.openDispute(tip.providerPaymentId);
+    await until(tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await h.stripe.closeDispute(du, "lost");
+    await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /refused the refund/.test(e.rawMessage));
+    // Before, the refused refund gave its share back to a worker whose whole charge was charged back: 46046 kept.
+    assert.equal(await h.ledgerBalance(worker), 0n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose worker's share the wallet took but whose answer was lost: another refund waits for it to be retried by its key, not counting that share twice", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

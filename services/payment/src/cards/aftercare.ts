@@ -291,17 +291,41 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
   // Back where the refund took it from: a rejected tip's worker part to suspense (the worker never had it).
   const to = rejectedInSuspense(tip) ? "suspense" : "recipient";
   await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, to, `Refund of card tip ${tip.tip_id} refused by the provider`);
+  const lost = await lostDisputeShort(deps.ctx.pool, tip, refund.wallet_minor);
+  if (lost) {
+    // A dispute lost already left this refund's share to it: taken now, as that dispute would have (below zero if need be).
+    await deps.cards!.ledger.reverse(`card-dispute-lost-share:${refund.refund_id}`, splitOf(tip), { chargedMinor: 0n, shareMinor: (portion.shareMinor * lost.minor) / portion.walletMinor, walletMinor: lost.minor },
+      { fromHeld: to === "suspense" ? lost.minor : undefined, allowOwnerDebt: true, description: `Chargeback ${lost.disputeId} lost on card tip ${tip.tip_id}: the share a refused refund left to it` });
+  }
   await withTransaction(deps.ctx.pool, async (tx) => {
+    await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
-    if (rowCount) {
-      await tx.query(
-        `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
-           card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1`,
-        [tip.tip_id, refund.amount_minor, refund.wallet_minor],
-      );
-      await shareBackToDispute(tx, tip, refund.wallet_minor);
-    }
+    if (!rowCount) return;
+    // A dispute lost between the read above and here: the refund stays debited and its next try takes the share.
+    const short = await lostDisputeShort(tx, tip, refund.wallet_minor);
+    if (short && short.disputeId !== lost?.disputeId) throw new ConcurrentChangeError("tip_id: a chargeback of this tip was decided meanwhile; retry with the same idempotency key");
+    await tx.query(
+      `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3 + $4,
+         card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+      [tip.tip_id, refund.amount_minor, refund.wallet_minor, lost?.minor ?? 0n],
+    );
+    if (lost) await tx.query("UPDATE payment.card_disputes SET wallet_minor = wallet_minor + $2 WHERE dispute_id = $1", [lost.disputeId, lost.minor]);
+    else await shareBackToDispute(tx, tip, refund.wallet_minor);
   });
+}
+
+/**
+ * A lost dispute of `tip` that took less than its proportion of the worker's part because a refund of `walletMinor`
+ * was under way (it leaves a refund's share to the refund): what of that share it is short, up to its proportion.
+ * Under the tip's row lock when `db` is the transaction's.
+ */
+async function lostDisputeShort(db: Queryable, tip: CardTipRow, walletMinor: bigint): Promise<{ disputeId: string; minor: bigint } | undefined> {
+  const { rows: [d] } = await db.query<{ dispute_id: string; short: bigint }>(
+    `SELECT dispute_id, LEAST($2::bigint, div($3::numeric * amount_minor, $4)::bigint - wallet_minor) AS short
+       FROM payment.card_disputes WHERE tip_id = $1 AND status = 'lost' ORDER BY closed_at, dispute_id LIMIT 1`,
+    [tip.tip_id, walletMinor, tip.worker_receives_minor, tip.charged_minor],
+  );
+  return d && BigInt(d.short) > 0n ? { disputeId: d.dispute_id, minor: BigInt(d.short) } : undefined;
 }
 
 /**
