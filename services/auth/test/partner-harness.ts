@@ -142,6 +142,7 @@ export interface PartnerHarness {
   issueKey(name: string, scopes: string[]): Promise<PartnerKey>;
   /** Scripted DNS answers for webhook hosts (what auth's resolver sees); other hosts go to the system resolver. */
   dns: Map<string, string[]>;
+  dnsSilent: Set<string>;
   /** PartnerService through the gateway, each call signed with `key`. */
   partner(key: PartnerKey): Client<typeof PartnerService>;
   /** A worker's consent RPCs, as the gateway would pass a verified worker token. */
@@ -171,7 +172,9 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     others.push(s);
   }
   const dns = new Map<string, string[]>();
-  const webhookResolver = async (host: string) => dns.get(host) ?? systemResolver(host);
+  // A host in `dnsSilent` never answers, as a name server that drops the query.
+  const dnsSilent = new Set<string>();
+  const webhookResolver = async (host: string) => (dnsSilent.has(host) ? new Promise<string[]>(() => {}) : (dns.get(host) ?? systemResolver(host)));
   const authModule = createAuth({ env: { ...WEBHOOK_ENV, ...options.env }, otpSender: { send: async () => undefined } as never, webhookResolver });
   let auth: RunningService | undefined = await startService(authModule, ctx);
   // A fixed port, so the gateway's backend address survives restarts.
@@ -217,6 +220,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     stopAuth,
     startAuth,
     dns,
+    dnsSilent,
     async restartAuth(between) {
       await stopAuth();
       await between?.();

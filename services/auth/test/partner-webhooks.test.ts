@@ -305,6 +305,11 @@ describe("partner webhooks", () => {
     // An IPv4-mapped IPv6 address is judged as the IPv4 address it hides.
     await assert.rejects(checkWebhookUrl("https://[::ffff:127.0.0.1]/ttip", strict, resolver), /::ffff:7f00:1 is a loopback address/);
     await assert.rejects(checkWebhookUrl("https://[::ffff:10.0.0.1]/ttip", strict, resolver), /::ffff:a00:1 is a private address/);
+    // So is an address of NAT64's well-known prefix (64:ff9b::/96), which a NAT64 gateway sends to the IPv4 address in its last 32 bits.
+    await assert.rejects(checkWebhookUrl("https://[64:ff9b::10.0.0.5]/ttip", strict, resolver), /64:ff9b::a00:5 is a private address/);
+    await assert.rejects(checkWebhookUrl("https://[64:ff9b::a9fe:a9fe]/ttip", strict, resolver), /64:ff9b::a9fe:a9fe is a private address/);
+    await assert.rejects(checkWebhookUrl("https://[64:ff9b::127.0.0.1]/ttip", strict, resolver), /64:ff9b::7f00:1 is a loopback address/);
+    assert.equal(await checkWebhookUrl("https://[64:ff9b::5db8:d822]/ttip", strict, resolver), "https://[64:ff9b::5db8:d822]/ttip");
   });
 
   test("DNS rebinding: each delivery resolves the host again, connects only to what it checked, and is not sent when the answer turned private", async () => {
@@ -324,6 +329,27 @@ describe("partner webhooks", () => {
     assert.equal(refused.lastResponseStatus, 0);
     assert.equal(refused.status, WebhookDeliveryStatus.PENDING, "retried later, in case the partner fixes its DNS");
     assert.equal(h.receiver.forEvent(second).length, 0, "nothing was sent");
+  });
+
+  test("a destination whose name server never answers: the send gives up on the lookup, logs why and retries, delivered once it answers", async () => {
+    const key = await h.issueKey("Silent DNS POS", ["webhooks:read", "webhooks:write"]);
+    const host = "hooks.silent-dns.test";
+    h.dns.set(host, ["127.0.0.1"]);
+    await h.partner(key).createWebhookSubscription({ url: h.receiver.url.replace("127.0.0.1", host), eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+    h.dnsSilent.add(host);
+    try {
+      const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: key.keyId });
+      // Before: the send waited on the lookup for good, holding its slot, and nothing was logged.
+      const stuck = await eventually("the attempt logged", async () => (await logOf(key)).find((d) => d.eventId === eventId && d.lastError), 15_000);
+      assert.equal(stuck.lastError, `not sent: cannot resolve ${host} right now (ETIMEOUT); retry shortly`);
+      assert.equal(stuck.status, WebhookDeliveryStatus.PENDING);
+      h.dnsSilent.delete(host);
+      const delivered = await eventually("delivered once the name server answers", async () => (await logOf(key, WebhookDeliveryStatus.DELIVERED)).find((d) => d.eventId === eventId), 15_000);
+      assert.equal(h.receiver.forEvent(eventId).length, 1);
+      assert.ok(delivered.attempts >= 2);
+    } finally {
+      h.dnsSilent.delete(host);
+    }
   });
 
   test("retention: final deliveries older than the period go with their attempts, in bounded batches; pending and recent ones stay", async () => {
@@ -355,6 +381,46 @@ describe("partner webhooks", () => {
     assert.equal(await pruneDeliveries(h.db.pool, config), 0);
     assert.deepEqual((await ids()).map((r) => r.delivery_id).sort(), [oldPending, recent].sort());
     assert.equal(await attemptsOf([old1, old2, old3, old4, oldFailed]), 0, "their attempts went with them");
+  });
+
+  test("a receiver's answer is taken as it comes: a 2xx whose body never ends is delivered, a refusal with a NUL byte in its body is retried and given up on", async () => {
+    // One receiver, two ways of answering: 200 with a body held open, 500 with a byte PostgreSQL's text cannot hold.
+    const odd = createServer((req, res) => {
+      req.resume();
+      if (req.url === "/open") {
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.write("ok, and more to come");
+      } else res.writeHead(500, { "content-type": "text/plain" }).end("bad\u0000answer");
+    });
+    await new Promise<void>((r) => odd.listen(0, "127.0.0.1", r));
+    try {
+      const base = `http://127.0.0.1:${(odd.address() as AddressInfo).port}`;
+      const subscribed = async (path: string) => {
+        const key = await h.issueKey(`Odd POS ${path}`, ["webhooks:read", "webhooks:write"]);
+        await h.partner(key).createWebhookSubscription({ url: `${base}${path}`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+        return key;
+      };
+      const [open, nul] = [await subscribed("/open"), await subscribed("/nul")];
+      const openEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: open.keyId });
+      const nulEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: nul.keyId });
+
+      // Before: the answer waited for the body's end, so the 200 became "no answer" at the timeout and was sent again.
+      const delivered = await eventually("the open answer delivered", async () => (await logOf(open)).find((x) => x.eventId === openEvent && x.status !== WebhookDeliveryStatus.PENDING), 20_000);
+      assert.equal(delivered.status, WebhookDeliveryStatus.DELIVERED);
+      assert.equal(delivered.attempts, 1);
+      assert.equal(delivered.lastResponseStatus, 200);
+
+      // Before: writing the answer's text failed its transaction, so the delivery was claimed again every lease, never given up on.
+      const max = Number(WEBHOOK_ENV.AUTH_WEBHOOK_MAX_ATTEMPTS);
+      const failed = await eventually("the refused one given up on", async () => (await logOf(nul, WebhookDeliveryStatus.FAILED)).find((x) => x.eventId === nulEvent), 20_000);
+      assert.equal(failed.attempts, max);
+      assert.equal(failed.lastError, "HTTP 500: bad\ufffdanswer");
+      const logged = await h.db.pool.query("SELECT count(*)::int AS n FROM auth.partner_webhook_attempts WHERE delivery_id = $1", [failed.deliveryId]);
+      assert.equal(logged.rows[0].n, max, "every attempt logged");
+    } finally {
+      odd.closeAllConnections();
+      await new Promise((r) => odd.close(r));
+    }
   });
 
   test("a receiver that never answers holds a few sending slots until its timeout, not everyone's deliveries: another key's event is sent meanwhile", async () => {

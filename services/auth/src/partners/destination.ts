@@ -40,10 +40,28 @@ const PRIVATE = blockList(
 
 export type AddressKind = "public" | "loopback" | "private";
 
+/**
+ * NAT64's well-known prefix: a NAT64 gateway (an IPv6-only cluster's way out) connects to the IPv4
+ * address in the last 32 bits, so such an address is what that IPv4 address is.
+ */
+const NAT64 = blockList([], ["64:ff9b::/96"]);
+
+/** The IPv4 address in an IPv6 address's last 32 bits. */
+function embeddedIpv4(ip: string): string {
+  // The URL parser writes the address in its canonical form: hex groups, at most one "::".
+  const canonical = new URL(`http://[${ip}]`).hostname.slice(1, -1);
+  const [head, tail] = canonical.split("::");
+  const front = head ? head.split(":") : [];
+  const back = tail === undefined ? [] : tail ? tail.split(":") : [];
+  const groups = [...front, ...Array(8 - front.length - back.length).fill("0"), ...back].map((g) => parseInt(g, 16));
+  return [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
+}
+
 export function addressKind(ip: string): AddressKind {
   const v = isIP(ip);
   if (v === 0) return "private";
   const family = v === 4 ? "ipv4" : "ipv6";
+  if (family === "ipv6" && NAT64.check(ip, "ipv6")) return addressKind(embeddedIpv4(ip));
   if (LOOPBACK.check(ip, family)) return "loopback";
   return PRIVATE.check(ip, family) ? "private" : "public";
 }

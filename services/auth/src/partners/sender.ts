@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { hmacSha256, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { DependencyUnavailableError, hmacSha256, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
@@ -19,6 +19,12 @@ const MAX_IN_FLIGHT = 16;
 const MAX_IN_FLIGHT_PER_KEY = 4;
 /** Due deliveries a claim looks at to fill its slots within each key's room: a busy key's oldest do not hide the others'. */
 const CLAIM_LOOKAHEAD = 4;
+/**
+ * How long a destination's host may take to resolve at a send. The system resolver has no deadline
+ * of its own (a partner's name server that never answers held the send, its slot and the lease
+ * beyond their ends); within the lease, with the request's timeout after it.
+ */
+const RESOLVE_DEADLINE_MS = 4_000;
 /** What is kept of an error or an answer, in the log. */
 const MAX_ERROR_CHARS = 300;
 
@@ -149,7 +155,7 @@ export class WebhookSender {
    * ones a claim takes a key's first few only (FOR UPDATE admits no window function: ranked after).
    */
   private async claim(limit: number): Promise<Claimed[]> {
-    const leaseMs = this.o.config.timeoutMs + 5_000;
+    const leaseMs = RESOLVE_DEADLINE_MS + this.o.config.timeoutMs + 1_000;
     const busy = [...this.inFlightByKey.keys()];
     const room = busy.map((k) => MAX_IN_FLIGHT_PER_KEY - this.inFlightByKey.get(k)!);
     const { rows } = await this.o.pool.query<Claimed>(
@@ -190,6 +196,9 @@ export class WebhookSender {
     }
     const started = new Date();
     const outcome = await this.post(d);
+    // A receiver's words are stored as text, which cannot hold U+0000: a NUL in them failed the
+    // outcome's write, so the delivery was claimed again every lease and never given up on.
+    outcome.error = outcome.error.replaceAll("\u0000", "\ufffd");
     const durationMs = Date.now() - started.getTime();
     const delivered = outcome.status >= 200 && outcome.status < 300;
     const gaveUp = !delivered && d.budget_used >= this.o.config.maxAttempts;
@@ -229,7 +238,7 @@ export class WebhookSender {
     try {
       // Resolved and checked again now (the answer may have changed since the
       // subscription), and the request connects only to what was checked.
-      const to = await resolveDestination(d.url, this.o.config, this.o.resolve);
+      const to = await resolveDestination(d.url, this.o.config, withDeadline(this.o.resolve, RESOLVE_DEADLINE_MS));
       const res = await postOnce(to, d.body, this.o.config.timeoutMs, {
         "content-type": "application/json",
         "user-agent": "ttip-webhooks/1",
@@ -239,7 +248,8 @@ export class WebhookSender {
       const ok = res.status >= 200 && res.status < 300;
       return { status: res.status, error: ok ? "" : `HTTP ${res.status}${res.text ? `: ${res.text}` : ""}`.slice(0, MAX_ERROR_CHARS) };
     } catch (err) {
-      if (err instanceof DestinationRefused) return { status: 0, error: `not sent: ${err.message}`.slice(0, MAX_ERROR_CHARS) };
+      // DependencyUnavailableError: the host could not be resolved now (its code is gRPC's, not the network's).
+      if (err instanceof DestinationRefused || err instanceof DependencyUnavailableError) return { status: 0, error: `not sent: ${err.message}`.slice(0, MAX_ERROR_CHARS) };
       const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
       const why = e.name === "TimeoutError" || e.name === "AbortError" ? `no answer within ${this.o.config.timeoutMs} ms` : (e.code ?? e.cause?.code ?? e.cause?.message ?? e.message);
       return { status: 0, error: String(why).slice(0, MAX_ERROR_CHARS) };
@@ -247,28 +257,48 @@ export class WebhookSender {
   }
 }
 
+/** The resolver, failing with ETIMEOUT when it has not answered within `ms` (the lookup itself cannot be cancelled). */
+function withDeadline(resolve: HostResolver, ms: number): HostResolver {
+  return (hostname) =>
+    new Promise((resolved, rejected) => {
+      const timer = setTimeout(() => rejected(Object.assign(new Error(`no answer within ${ms} ms`), { code: "ETIMEOUT" })), ms);
+      resolve(hostname).then(resolved, rejected).finally(() => clearTimeout(timer));
+    });
+}
+
 /**
  * One POST to a checked destination, connecting only to its checked addresses.
  * A redirect is not an answer (it is not followed): the receiver must be at the
- * URL it registered. Keeps the first 120 characters of the answer.
+ * URL it registered. A 2xx is the answer as soon as its status arrives (its body
+ * is not read); another status keeps the first 120 characters of its body, or what
+ * came of it: a receiver that holds its body open does not turn an answer into
+ * "no answer" at the timeout (a 200 sent again and again, a slot held meanwhile).
  */
 function postOnce(to: Destination, body: string, timeoutMs: number, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   const request = to.url.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
+    let answer: (() => void) | undefined;
     const req = request(
       to.url,
       { method: "POST", headers: { ...headers, "content-length": Buffer.byteLength(body) }, lookup: pinnedLookup(to.addresses), signal: AbortSignal.timeout(timeoutMs) },
       (res) => {
+        const status = res.statusCode ?? 0;
         let text = "";
+        answer = () => {
+          resolve({ status, text: text.slice(0, 120) });
+          res.destroy();
+        };
+        if (status >= 200 && status < 300) return answer();
         res.setEncoding("utf8");
         res.on("data", (chunk: string) => {
-          if (text.length < 120) text += chunk;
+          text += chunk;
+          if (text.length >= 120) answer!();
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: text.slice(0, 120) }));
-        res.on("error", reject);
+        res.on("end", answer);
+        res.on("error", answer);
       },
     );
-    req.on("error", reject);
+    req.on("error", (err) => (answer ? answer() : reject(err)));
     req.end(body);
   });
 }
