@@ -2,7 +2,7 @@
 // over the payout tables). One function per screen; the RPCs and the CSV
 // exports both call these, so an export always equals its screen.
 import type { Queryable } from "@ttip/runtime";
-import { DAY_MS, Dim, EAT_OFFSET_MS, HOUR_MS, NIL, dayOf, hasDayRows } from "./facts.js";
+import { DAY_MS, Dim, EAT_OFFSET_MS, NIL, dayOf, hasDayRows } from "./facts.js";
 
 export interface Range {
   from: Date;
@@ -16,7 +16,6 @@ export const MAX_RANGE_MS = 366 * DAY_MS;
 const MAX_LIST = 500;
 
 const isDayAligned = (d: Date) => (d.getTime() + EAT_OFFSET_MS) % DAY_MS === 0;
-const isHourAligned = (d: Date) => d.getTime() % HOUR_MS === 0;
 
 /**
  * Day rows when the dimension has them (hasDayRows: the platform's) and the range starts and
@@ -25,14 +24,6 @@ const isHourAligned = (d: Date) => d.getTime() % HOUR_MS === 0;
  */
 export function grainFor(range: Range, dim: Dim): "h" | "d" {
   return hasDayRows(dim) && isDayAligned(range.from) && isDayAligned(range.to) ? "d" : "h";
-}
-
-/** A range widened to whole hours, the finest rollup grain. */
-export function toHours(range: Range): Range {
-  return {
-    from: isHourAligned(range.from) ? range.from : new Date(Math.floor(range.from.getTime() / HOUR_MS) * HOUR_MS),
-    to: isHourAligned(range.to) ? range.to : new Date(Math.ceil(range.to.getTime() / HOUR_MS) * HOUR_MS),
-  };
 }
 
 export interface Totals {
@@ -208,7 +199,6 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     if (r.bucket >= starts.week) add(e.week, r);
     if (r.bucket >= starts.month) add(e.month, r);
   }
-  const hours = toHours(range);
   const slots = await db.query<{ hour: number; weekday: number; tips: bigint; volume: bigint; net: bigint; pool: bigint; rating_sum: bigint; rating_count: bigint; r1: bigint; r2: bigint; r3: bigint; r4: bigint; r5: bigint }>({
     name: "analytics.worker_hours",
     text: `SELECT EXTRACT(HOUR FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS hour,
@@ -219,7 +209,9 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
        FROM analytics.rollups
       WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
       GROUP BY 1, 2`,
-    values: [workerId, hours.from, hours.to, currency],
+    // The hours that start in the range, as totals reads them (not widened: an hour begun before
+    // `from` counted tips made before it, so earnings and performance disagreed).
+    values: [workerId, range.from, range.to, currency],
   });
   let ratingSum = 0n;
   let ratingCount = 0n;

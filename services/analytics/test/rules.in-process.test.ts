@@ -277,6 +277,25 @@ describe("analytics rules, in process (with qr)", () => {
     }
   });
 
+  test("a range not on the hour: earnings count the hours that start in it, as performance does", async () => {
+    const workerId = randomUUID();
+    const hour = Math.floor((Date.now() - 2 * DAY) / 3_600_000) * 3_600_000;
+    const at = (minutes: number) => new Date(hour + minutes * 60_000);
+    await s.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, at(15), {
+      tipId: randomUUID(), workerId, method: PaymentMethod.MPESA, amount: kesMinor(300_00n), fee: kesMinor(9_00n), net: kesMinor(291_00n),
+    }));
+    const admin = s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    const figures = async (from: number, to: number) => {
+      const range = { from: timestampFromDate(at(from)), to: timestampFromDate(at(to)) };
+      const [earnings, performance] = await Promise.all([admin.getWorkerEarnings({ range, workerId }), admin.getWorkerPerformance({ range, workerId })]);
+      return [earnings.earnings!.inRange!.tips, performance.performance!.tips];
+    };
+    await eventually("the tip counted", async () => (await figures(0, 60))[1] === 1n);
+    // Its hour starts at :00, inside [-30, 20) and not inside [30, 120). Before, earnings widened 30 down to 0 and counted it.
+    assert.deepEqual(await figures(-30, 20), [1n, 1n]);
+    assert.deepEqual(await figures(30, 120), [0n, 0n]);
+  });
+
   test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {
     assert.equal((await refusal(s.client(AnalyticsService).getWorkerEarnings({ range: lastDay() }))).code, Code.Unauthenticated);
     const worker = randomUUID();
