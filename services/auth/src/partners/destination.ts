@@ -17,9 +17,23 @@ export const systemResolver: HostResolver = async (hostname) => (await dnsLookup
 /** At most this many addresses are checked per host; more is not a receiver's DNS. */
 const MAX_ADDRESSES = 32;
 
+/**
+ * An IPv4 range as NAT64's well-known prefix carries it (64:ff9b::/96): a NAT64 gateway (an
+ * IPv6-only cluster's way out) connects to the IPv4 address in the last 32 bits.
+ */
+function nat64(address: string, prefix: number): [string, number] {
+  const [a, b, c, d] = address.split(".").map(Number);
+  return [`64:ff9b::${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`, 96 + prefix];
+}
+
+/** The ranges, each IPv4 one also in its NAT64 form. */
 function blockList(v4: string[], v6: string[]): BlockList {
   const list = new BlockList();
-  for (const cidr of v4) list.addSubnet(cidr.split("/")[0], Number(cidr.split("/")[1]), "ipv4");
+  for (const cidr of v4) {
+    const [address, prefix] = [cidr.split("/")[0], Number(cidr.split("/")[1])];
+    list.addSubnet(address, prefix, "ipv4");
+    list.addSubnet(...nat64(address, prefix), "ipv6");
+  }
   for (const cidr of v6) list.addSubnet(cidr.split("/")[0], Number(cidr.split("/")[1]), "ipv6");
   return list;
 }
@@ -31,7 +45,8 @@ const LOOPBACK = blockList(["127.0.0.0/8"], ["::1/128"]);
  * 169.254.169.254), documentation, benchmarking, multicast and reserved;
  * IPv6 unspecified, unique local, link-local, multicast and documentation.
  * BlockList also matches IPv4-mapped IPv6 addresses (::ffff:10.0.0.1) against
- * the IPv4 ranges, so a mapped address is judged as the IPv4 one it hides.
+ * the IPv4 ranges, so a mapped address is judged as the IPv4 one it hides;
+ * blockList adds each IPv4 range's NAT64 form for the same reason.
  */
 const PRIVATE = blockList(
   ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3"],
@@ -40,28 +55,10 @@ const PRIVATE = blockList(
 
 export type AddressKind = "public" | "loopback" | "private";
 
-/**
- * NAT64's well-known prefix: a NAT64 gateway (an IPv6-only cluster's way out) connects to the IPv4
- * address in the last 32 bits, so such an address is what that IPv4 address is.
- */
-const NAT64 = blockList([], ["64:ff9b::/96"]);
-
-/** The IPv4 address in an IPv6 address's last 32 bits. */
-function embeddedIpv4(ip: string): string {
-  // The URL parser writes the address in its canonical form: hex groups, at most one "::".
-  const canonical = new URL(`http://[${ip}]`).hostname.slice(1, -1);
-  const [head, tail] = canonical.split("::");
-  const front = head ? head.split(":") : [];
-  const back = tail === undefined ? [] : tail ? tail.split(":") : [];
-  const groups = [...front, ...Array(8 - front.length - back.length).fill("0"), ...back].map((g) => parseInt(g, 16));
-  return [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
-}
-
 export function addressKind(ip: string): AddressKind {
   const v = isIP(ip);
   if (v === 0) return "private";
   const family = v === 4 ? "ipv4" : "ipv6";
-  if (family === "ipv6" && NAT64.check(ip, "ipv6")) return addressKind(embeddedIpv4(ip));
   if (LOOPBACK.check(ip, family)) return "loopback";
   return PRIVATE.check(ip, family) ? "private" : "public";
 }
