@@ -12,6 +12,8 @@ import {
   QrScannedSchema,
   TipCreatedSchema,
   TipFailedSchema,
+  TipReversalKind,
+  TipReversedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
   VenueDistributionReversedSchema,
@@ -92,6 +94,7 @@ const S = {
   tipCreated: subjectOf(TipCreatedSchema),
   tipSucceeded: subjectOf(TipSucceededSchema),
   tipFailed: subjectOf(TipFailedSchema),
+  tipReversed: subjectOf(TipReversedSchema),
   payoutSucceeded: subjectOf(PayoutSucceededSchema),
   payoutFailed: subjectOf(PayoutFailedSchema),
   payoutHeld: subjectOf(PayoutHeldSchema),
@@ -172,6 +175,7 @@ const FIGURES = new Map<string, (data: Uint8Array) => Applied>([
   [S.tipCreated, tipCreatedFigures],
   [S.tipSucceeded, tipSucceededFigures],
   [S.tipFailed, tipFailedFigures],
+  [S.tipReversed, tipReversedFigures],
   [S.payoutSucceeded, payoutSucceededFigures],
   [S.payoutFailed, payoutFailedFigures],
   [S.payoutHeld, payoutHeldFigures],
@@ -216,19 +220,24 @@ function tipSucceededFigures(data: Uint8Array): Applied {
   const netCurrency = e.net?.currency || currency;
   const net = e.net?.amountMinor ?? 0n;
   const measures: Measures = { ...cardCreated(e.method), succeeded: 1n, amount_minor: e.amount?.amountMinor ?? 0n, fee_minor: e.fee?.amountMinor ?? 0n };
-  if (netCurrency === currency) measures.net_minor = net;
   if (rating) {
     measures.rating_sum = BigInt(rating);
     measures.rating_count = 1n;
     measures[`rated_${rating}` as Measure] = 1n;
   }
-  const key = { at, ...ids(e), method: methodName(e.method), resultCode: "0" };
-  const facts: Fact[] = [{ ...key, currency, measures }];
-  // A card tip credited in another currency (the wallet's, KES): its net in that currency's rows, a row holding one currency's money.
-  if (netCurrency !== currency) facts.push({ ...key, currency: netCurrency, measures: { net_minor: net } });
+  const facts = withNet({ at, ...ids(e), method: methodName(e.method), resultCode: "0" }, currency, measures, netCurrency, net);
   if (e.replacedFailureAt) facts.push(failureTakenBack(e, currency));
   const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
   return { facts, records };
+}
+
+/**
+ * A tip's figures with its net: in the same row when credited in the tip's currency; else (a card tip credited in
+ * the wallet's, KES) in that currency's rows, a row holding one currency's money.
+ */
+function withNet(key: Omit<Fact, "currency" | "measures">, currency: string, measures: Measures, netCurrency: string, net: bigint): Fact[] {
+  if (netCurrency === currency) return [{ ...key, currency, measures: { ...measures, net_minor: net } }];
+  return [{ ...key, currency, measures }, { ...key, currency: netCurrency, measures: { net_minor: net } }];
 }
 
 /**
@@ -239,6 +248,28 @@ function tipSucceededFigures(data: Uint8Array): Applied {
 function failureTakenBack(e: MessageShape<typeof TipSucceededSchema>, currency: string): Fact {
   const measures: Measures = { failed: -1n, ...(e.method === PaymentMethod.CARD ? { created: -1n } : {}) };
   return { at: timestampDate(e.replacedFailureAt!), ...ids(e), method: methodName(e.method), resultCode: e.replacedFailureCode || "unknown", currency, measures };
+}
+
+/** A reversal's rows, by result code: apart from the tips' own ("0"), so a screen can tell them apart. */
+const REVERSAL_CODES: Record<TipReversalKind, string> = {
+  [TipReversalKind.UNSPECIFIED]: "reversed",
+  [TipReversalKind.REFUND]: "refund",
+  [TipReversalKind.REFUND_REFUSED]: "refund_refused",
+  [TipReversalKind.CHARGEBACK]: "chargeback",
+};
+
+/**
+ * Money of a paid tip going back to the card (or, a refund refused, coming back): taken off the tip's
+ * money when it happens, as a distribution reversed is, and off nothing else (the tip was paid: it
+ * still counts as a success and its rating stands). Its net in the wallet's currency, as the tip's.
+ */
+function tipReversedFigures(data: Uint8Array): Applied {
+  const e = decode(TipReversedSchema, data);
+  const currency = e.amount?.currency ?? "KES";
+  const netCurrency = e.net?.currency || currency;
+  const key = { at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: REVERSAL_CODES[e.kind] ?? "reversed" };
+  const measures: Measures = { amount_minor: -(e.amount?.amountMinor ?? 0n), fee_minor: -(e.fee?.amountMinor ?? 0n) };
+  return { facts: withNet(key, currency, measures, netCurrency, -(e.net?.amountMinor ?? 0n)), records: [] };
 }
 
 /**

@@ -111,7 +111,7 @@ export async function currenciesOf(db: Queryable, scope: Scope, range: Range): P
   const { rows } = await db.query<{ currency: string }>(
     `SELECT DISTINCT currency FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency NOT IN ('', $6)
-        AND (succeeded > 0 OR pooled_minor <> 0 OR payout_minor <> 0 OR ($1 = ${Dim.Worker} AND net_minor <> 0))
+        AND (succeeded > 0 OR amount_minor <> 0 OR pooled_minor <> 0 OR payout_minor <> 0 OR ($1 = ${Dim.Worker} AND net_minor <> 0))
       ORDER BY currency LIMIT 50`,
     [scope.dim, scope.id, grainFor(range, scope.dim), range.from, range.to, HOME_CURRENCY],
   );
@@ -173,7 +173,7 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
             sum(pooled_minor)::int8 AS pool
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR amount_minor <> 0 OR net_minor <> 0 OR pooled_minor <> 0)
       GROUP BY bucket`,
     values: [workerId, since, currency],
   });
@@ -207,7 +207,7 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
             sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count,
             sum(rated_1)::int8 AS r1, sum(rated_2)::int8 AS r2, sum(rated_3)::int8 AS r3, sum(rated_4)::int8 AS r4, sum(rated_5)::int8 AS r5
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR net_minor <> 0 OR pooled_minor <> 0)
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR amount_minor <> 0 OR net_minor <> 0 OR pooled_minor <> 0)
       GROUP BY 1, 2`,
     // The hours that start in the range, as totals reads them (not widened: an hour begun before
     // `from` counted tips made before it, so earnings and performance disagreed).
@@ -299,7 +299,7 @@ export async function series(db: Queryable, scope: Scope, range: Range, period: 
             sum(payout_minor)::int8 AS payouts
        FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency = $6
-        AND (succeeded > 0 OR payouts_succeeded > 0)
+        AND (succeeded > 0 OR amount_minor <> 0 OR payouts_succeeded > 0)
       GROUP BY 1 ORDER BY 1 LIMIT 9000`,
     [scope.dim, scope.id, p.grain, range.from, range.to, currency],
   );
@@ -321,7 +321,7 @@ export async function seriesByCurrency(db: Queryable, scope: Scope, range: Range
             sum(payout_minor)::int8 AS payouts
        FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND currency <> ''
-        AND (succeeded > 0 OR payouts_succeeded > 0)
+        AND (succeeded > 0 OR amount_minor <> 0 OR payouts_succeeded > 0)
       GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 9000`,
     [scope.dim, scope.id, p.grain, range.from, range.to],
   );
@@ -426,7 +426,7 @@ export async function topWorkersByCurrency(db: Queryable, range: Range, limit = 
   const { rows } = await db.query<{ id: string; currency: string; tips: bigint; volume: bigint; rating_sum: bigint; rating_count: bigint }>(
     `SELECT id, currency, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency <> '' AND succeeded > 0
+      WHERE dim = ${Dim.Worker} AND grain = $1 AND bucket >= $2 AND bucket < $3 AND currency <> '' AND (succeeded > 0 OR amount_minor <> 0)
       GROUP BY id, currency ORDER BY currency <> $5, currency, volume DESC, id LIMIT $4`,
     [grainFor(range, Dim.Worker), range.from, range.to, limit, HOME_CURRENCY],
   );

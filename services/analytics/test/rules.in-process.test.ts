@@ -10,7 +10,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { type DashboardSnapshot, Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AdjustableClock, type BatchSubscribeOptions, callerHeaders, InProcessBus, Metrics, violationsOf, type DeliveredMessage, type Role } from "@ttip/runtime";
@@ -275,6 +275,54 @@ describe("analytics rules, in process (with qr)", () => {
       assert.equal(err.code, Code.InvalidArgument);
       assert.deepEqual(fieldsOf(err), ["currency"]);
     }
+  });
+
+  test("card money going back (refunds, a refund refused, a chargeback) comes off the worker's earnings, the venue's volume and the platform's revenue when it goes, in each currency; the tips still count", async () => {
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    // A day of its own (42 days back), so the other tests' tips are not in it.
+    const day = new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - 42 * DAY);
+    const hour = (h: number) => new Date(day.getTime() + h * 3_600_000);
+    const [workerId, venueId, usdTip, kesTip] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
+    const paid = (tipId: string, amount: { currency: string; amountMinor: bigint }, fee: bigint, net: bigint) => event("ttip.payment.tip_succeeded", TipSucceededSchema, hour(9), {
+      tipId, workerId, venueId, method: PaymentMethod.CARD, amount, fee: { currency: amount.currency, amountMinor: fee }, net: kesMinor(net), rating: 5,
+    });
+    const reversed = (tipId: string, at: number, kind: TipReversalKind, amount: { currency: string; amountMinor: bigint }, fee: bigint, net: bigint) =>
+      event("ttip.payment.tip_reversed", TipReversedSchema, hour(at), {
+        tipId, workerId, venueId, method: PaymentMethod.CARD, kind, reversalId: randomUUID(), amount, fee: { currency: amount.currency, amountMinor: fee }, net: kesMinor(net),
+      });
+    // USD 10.00 (fee 0.50) credited KES 1,151.17: USD 4.00 refunded, that refund refused (given back), refunded again; USD 6.00 stays.
+    await s.ctx.bus.publish(paid(usdTip, usd(10_00n), 50n, 1_151_17n));
+    await s.ctx.bus.publish(reversed(usdTip, 10, TipReversalKind.REFUND, usd(4_00n), 20n, 460_46n));
+    await s.ctx.bus.publish(reversed(usdTip, 11, TipReversalKind.REFUND_REFUSED, usd(-4_00n), -20n, -460_46n));
+    await s.ctx.bus.publish(reversed(usdTip, 12, TipReversalKind.REFUND, usd(4_00n), 20n, 460_46n));
+    // KES 500.00 (fee 15.00, net 485.00), all of it charged back.
+    await s.ctx.bus.publish(paid(kesTip, kesMinor(500_00n), 15_00n, 485_00n));
+    await s.ctx.bus.publish(reversed(kesTip, 13, TipReversalKind.CHARGEBACK, kesMinor(500_00n), 15_00n, 485_00n));
+    const range = { from: timestampFromDate(day), to: timestampFromDate(new Date(day.getTime() + DAY)) };
+    const earnings = async (currency: string) => {
+      const p = (await asWorker(workerId).getWorkerEarnings({ range, currency })).earnings!.inRange!;
+      return [p.tips, p.volume?.amountMinor, p.net?.amountMinor];
+    };
+    // The USD tip's net is the KES row's: KES 1,151.17 less 460.46.
+    await eventually("every reversal counted", async () => (await earnings("KES"))[2] === 690_71n);
+    assert.deepEqual(await earnings("KES"), [1n, 0n, 690_71n], "the charged-back tip still counts, its money gone");
+    assert.deepEqual(await earnings("USD"), [1n, 6_00n, 0n]);
+
+    const revenue = async (currency: string) =>
+      (await admin.getRevenueMetrics({ range, granularity: Granularity.HOUR, currency })).series.map((p) => [p.periodStart?.seconds, p.tips, p.tipVolume?.amountMinor, p.platformFees?.amountMinor]);
+    const at = (h: number) => BigInt(hour(h).getTime() / 1000);
+    // Each reversal in its own hour, when the money went: a period holding only a refund shows it (the version before dropped hours without a tip).
+    assert.deepEqual(await revenue("USD"), [[at(9), 1n, 10_00n, 50n], [at(10), 0n, -4_00n, -20n], [at(11), 0n, 4_00n, 20n], [at(12), 0n, -4_00n, -20n]]);
+    assert.deepEqual(await revenue("KES"), [[at(9), 1n, 500_00n, 15_00n], [at(13), 0n, -500_00n, -15_00n]]);
+    const { summary } = await admin.getPlatformSummary({ range, currency: "USD" });
+    assert.deepEqual([summary!.tips, summary!.volume?.amountMinor, summary!.fees?.amountMinor], [1n, 6_00n, 30n]);
+
+    const venue = await s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] }).getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "USD" });
+    assert.deepEqual(venue.workers.map((w) => [w.tips, w.volume?.amountMinor]), [[1n, 6_00n]]);
+    const csvOf = (bytes: Uint8Array) => parseCsv(new TextDecoder().decode(bytes));
+    const workers = csvOf((await admin.exportReport({ kind: ReportKind.WORKERS, range })).csv).filter((r) => r[0] === workerId);
+    assert.deepEqual(workers.map((r) => [r[1], r[2], r.at(-1)]), [["1", "0", "KES"], ["1", "600", "USD"]]);
   });
 
   test("a range not on the hour: earnings count the hours that start in it, as performance does", async () => {

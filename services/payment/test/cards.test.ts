@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
 import { callerHeaders, InvalidStateError } from "@ttip/runtime";
+import { TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -51,6 +53,20 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     return ok(t) && t;
   }, what);
   const row = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+  /** What payment's outbox announced of `tipId`'s money: its success (amount, fee, net), and its reversals' kinds and sums. */
+  const announced = async (tipId: string) => {
+    const { rows } = await h.t.db.pool.query<{ subject: string; payload: Uint8Array }>(
+      `SELECT subject, payload FROM payment.outbox WHERE subject IN ('ttip.payment.tip_succeeded', 'ttip.payment.tip_reversed')
+          AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq`, [tipId]);
+    const paid = rows.filter((r) => r.subject === "ttip.payment.tip_succeeded").map((r) => fromBinary(TipSucceededSchema, r.payload));
+    const reversals = rows.filter((r) => r.subject === "ttip.payment.tip_reversed").map((r) => fromBinary(TipReversedSchema, r.payload));
+    const sum = (of: (e: (typeof reversals)[number]) => { amountMinor: bigint } | undefined) => reversals.reduce((n, e) => n + (of(e)?.amountMinor ?? 0n), 0n);
+    return {
+      paid: paid.map((e) => [e.amount?.amountMinor, e.fee?.amountMinor, e.net?.amountMinor]),
+      kinds: reversals.map((e) => e.kind),
+      reversed: [sum((e) => e.amount), sum((e) => e.fee), sum((e) => e.net)],
+    };
+  };
   const entryConversions = async (entryId: string) =>
     (await h.t.db.pool.query("SELECT * FROM wallet.entry_conversions WHERE entry_id = $1", [entryId])).rows;
   const entriesFor = async (paymentId: string) =>
@@ -579,9 +595,17 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), 115117n - (115117n * 400n) / 1000n);
     const again = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" });
     assert.equal(again.refundId, partial.refundId);
+    // Announced once, with the refund's share of the tip's figures (analytics takes it off earnings, volume and revenue).
+    const { charged_minor: charged } = (await row(tip.tipId)) as CardTipRow;
+    const [[amount, fee, net]] = (await announced(tip.tipId)).paid as bigint[][];
+    assert.deepEqual(await announced(tip.tipId), {
+      paid: [[amount, fee, net]], kinds: [TipReversalKind.REFUND], reversed: [(amount * 400n) / charged, (fee * 400n) / charged, (115117n * 400n) / 1000n],
+    });
     const rest = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "the rest" });
     assert.equal(rest.tip!.refunded!.amountMinor, 1000n);
     assert.equal(await h.balance(worker), 0n);
+    // All of it refunded: the reversals add up to the tip's figures, no minor unit lost to rounding.
+    assert.deepEqual(await announced(tip.tipId), { paid: [[amount, fee, net]], kinds: [TipReversalKind.REFUND, TipReversalKind.REFUND], reversed: [amount, fee, net] });
     const ch = h.stripe.paymentIntent(tip.providerPaymentId)!;
     assert.equal(ch.status, "succeeded");
     await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "too much" }),
@@ -635,6 +659,10 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       (e: ConnectError) => e.code === Code.FailedPrecondition && /refused the refund/.test(e.rawMessage));
     // Before, the refused refund gave its share back to a worker whose whole charge was charged back: 46046 kept.
     assert.equal(await h.ledgerBalance(worker), 0n);
+    // Announced as the wallet moved: the chargeback (less the refund's share), the refund, the refusal giving back all but what the dispute took.
+    const figures = await announced(tip.tipId);
+    assert.deepEqual(figures.kinds, [TipReversalKind.CHARGEBACK, TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED]);
+    assert.deepEqual(figures.reversed, figures.paid[0]);
     assert.ok(await h.trialBalanced());
   });
 
@@ -865,6 +893,9 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     // Before, the dispute had counted the share as the refund's and took nothing: the worker kept money charged back.
     assert.equal(await h.ledgerBalance(worker), 0n, "the share taken back once, by the dispute");
+    const figures = await announced(tip.tipId);
+    assert.deepEqual(figures.kinds, [TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED, TipReversalKind.CHARGEBACK]);
+    assert.deepEqual(figures.reversed, figures.paid[0], "the tip's figures taken back once, by the chargeback");
     assert.ok(await h.trialBalanced());
   });
 
@@ -912,6 +943,8 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.ledgerBalance(worker), 0n, "the charged-back money is not paid out of suspense");
     assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "charged back" })).tip!.status, TipStatus.FAILED);
     assert.ok(await h.trialBalanced());
+    // Never announced paid, so nothing to take back from the figures.
+    assert.deepEqual(await announced(held.tip.tipId), { paid: [], kinds: [], reversed: [0n, 0n, 0n] });
   });
 
   test("a tip held for review cannot be approved while its chargeback is open: nothing paid out of suspense; once won, it can", async () => {

@@ -10,6 +10,7 @@ import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
 import type { Portion } from "./ledger.js";
 import { CardProviderError, type CardEvent, type CardProvider } from "./provider.js";
+import { emitTipReversed, TipReversalKind } from "./reversals.js";
 import { loadCardTip, providerFor, splitOf } from "./tips.js";
 
 /** The tip an event is about, by the provider's payment id or, for PayPal's refunds and disputes, its capture id. */
@@ -159,12 +160,13 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
   await withTransaction(pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
     if (rowCount) {
-      await tx.query(
+      const { rows: [now] } = await tx.query<CardTipRow>(
         // A dispute opened since this refund began shows still: it is what decides now.
         `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3,
-           card_state = CASE WHEN card_state IN ('disputed', 'dispute_lost') THEN card_state ELSE 'refunded' END WHERE tip_id = $1`,
+           card_state = CASE WHEN card_state IN ('disputed', 'dispute_lost') THEN card_state ELSE 'refunded' END WHERE tip_id = $1 RETURNING *`,
         [tip.tip_id, refund.amount_minor, refund.wallet_minor],
       );
+      await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND, reversalId: refund.refund_id, chargedMinor: refund.amount_minor, walletMinor: refund.wallet_minor });
       await record?.(tx, formatMoney(refund.amount_minor, tip.currency));
     }
   });
@@ -304,11 +306,13 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
     // A dispute lost between the read above and here: the refund stays debited and its next try takes the share.
     const short = await lostDisputeShort(tx, tip, refund.wallet_minor);
     if (short && short.disputeId !== lost?.disputeId) throw new ConcurrentChangeError("tip_id: a chargeback of this tip was decided meanwhile; retry with the same idempotency key");
-    await tx.query(
+    const { rows: [now] } = await tx.query<CardTipRow>(
       `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3 + $4,
-         card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+         card_state = CASE WHEN refunded_minor - $2 = 0 AND card_state = 'refunded' THEN 'none' ELSE card_state END WHERE tip_id = $1 RETURNING *`,
       [tip.tip_id, refund.amount_minor, refund.wallet_minor, lost?.minor ?? 0n],
     );
+    // The refund's share back, less what a lost dispute took of it: the wallet's change.
+    await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: refund.refund_id, chargedMinor: -refund.amount_minor, walletMinor: (lost?.minor ?? 0n) - refund.wallet_minor });
     if (lost) await tx.query("UPDATE payment.card_disputes SET wallet_minor = wallet_minor + $2 WHERE dispute_id = $1", [lost.disputeId, lost.minor]);
     else await shareBackToDispute(tx, tip, refund.wallet_minor);
   });
@@ -508,10 +512,13 @@ export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { ki
   await withTransaction(pool, async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.card_disputes SET status = $2, closed_at = now() WHERE dispute_id = $1 AND status = 'open'", [row.dispute_id, status]);
     if (rowCount) {
-      await tx.query(
-        `UPDATE payment.tips SET card_state = $2, reversed_wallet_minor = reversed_wallet_minor + $3 WHERE tip_id = $1`,
+      const { rows: [now] } = await tx.query<CardTipRow>(
+        `UPDATE payment.tips SET card_state = $2, reversed_wallet_minor = reversed_wallet_minor + $3 WHERE tip_id = $1 RETURNING *`,
         [tip.tip_id, status === "lost" ? "dispute_lost" : "dispute_won", status === "lost" ? row.wallet_minor : 0n],
       );
+      if (status === "lost") {
+        await emitTipReversed(tx, now, { kind: TipReversalKind.CHARGEBACK, reversalId: row.dispute_id, chargedMinor: row.amount_minor, walletMinor: row.wallet_minor });
+      }
     }
   });
   deps.changes.announce(tip.tip_id);

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/events/v1/events.proto.
  */
 export const file_ttip_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkinAQKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJEhIKCmNyZWF0ZWRfYnkYDyABKAkSNwoTcmVwbGFjZWRfZmFpbHVyZV9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVcmVwbGFjZWRfZmFpbHVyZV9jb2RlGBEgASgJOh7K8xgadHRpcC5wYXltZW50LnRpcF9zdWNjZWVkZWQiYwoUVGlwU3VjY2VlZGVkQ29kZVZpZXcSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIOCgZ0aXBfaWQYAiABKAkSEgoKcXJfY29kZV9pZBgFIAEoCSKGAgoKVGlwQ3JlYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYByABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhIKCmNyZWF0ZWRfYnkYCCABKAk6HMrzGBh0dGlwLnBheW1lbnQudGlwX2NyZWF0ZWQivwIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgSEgoKY3JlYXRlZF9ieRgLIAEoCTobyvMYF3R0aXAucGF5bWVudC50aXBfZmFpbGVkIo4CCg9QYXlvdXRTdWNjZWVkZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDW1wZXNhX3JlY2VpcHQYBiABKAkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgHIAEoCTohyvMYHXR0aXAucGF5bWVudC5wYXlvdXRfc3VjY2VlZGVkIskBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCToeyvMYGnR0aXAucGF5bWVudC5wYXlvdXRfZmFpbGVkIq4BChNQYXlvdXROdW1iZXJDaGFuZ2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEQoJd29ya2VyX2lkGAIgASgJEhQKDHBob25lX21hc2tlZBgDIAEoCRIdChVwcmV2aW91c19waG9uZV9tYXNrZWQYBCABKAk6JsrzGCJ0dGlwLnBheW1lbnQucGF5b3V0X251bWJlcl9jaGFuZ2VkIvsBCgpGcmF1ZEFsZXJ0EicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIYWxlcnRfaWQYAiABKAkSEwoLcmVhc29uX2NvZGUYAyABKAkSDgoGdGlwX2lkGAQgASgJEhEKCXBheW91dF9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSDgoGYWN0aW9uGAcgASgJEg4KBmRldGFpbBgIIAEoCRIpCgp0aXBfYW1vdW50GAkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HMrzGBh0dGlwLnBheW1lbnQuZnJhdWRfYWxlcnQi8gEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAk6GMrzGBR0dGlwLndhbGxldC5jcmVkaXRlZCLwAQoNV2FsbGV0RGViaXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCmFjY291bnRfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEAoIZW50cnlfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSLAoNYmFsYW5jZV9hZnRlchgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhAKCGNhdXNlX2lkGAcgASgJOhfK8xgTdHRpcC53YWxsZXQuZGViaXRlZCLDAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6G8rzGBd0dGlwLndhbGxldC5wYXlvdXRfaGVsZCK1AQoNUGF5b3V0U2V0dGxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Oh7K8xgadHRpcC53YWxsZXQucGF5b3V0X3NldHRsZWQitQEKDlBheW91dFJlbGVhc2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSDgoGcmVhc29uGAUgASgJOh/K8xgbdHRpcC53YWxsZXQucGF5b3V0X3JlbGVhc2VkIroBChJGZWVTY2hlZHVsZUNyZWF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghjdXJyZW5jeRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEjIKDmVmZmVjdGl2ZV9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDokyvMYIHR0aXAud2FsbGV0LmZlZV9zY2hlZHVsZV9jcmVhdGVkIr0BCglRclNjYW5uZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgpxcl9jb2RlX2lkGAIgASgJEhIKCnNob3J0X2NvZGUYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEhAKCHZlbnVlX2lkGAUgASgJEhAKCHJlZmVycmVyGAYgASgJEhMKC2RldmljZV9oYXNoGAcgASgJOhPK8xgPdHRpcC5xci5zY2FubmVkIocBCg5Vc2VyUmVnaXN0ZXJlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3VzZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIOCgZsb2NhbGUYBCABKAk6HcrzGBl0dGlwLmF1dGgudXNlcl9yZWdpc3RlcmVkIo4BChBEZXZpY2VSZWdpc3RlcmVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHdXNlcl9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSDAoEbmFtZRgEIAEoCTofyvMYG3R0aXAuYXV0aC5kZXZpY2VfcmVnaXN0ZXJlZCLQAQoPRGVsaXZlcnlVcGRhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEwoLZGVsaXZlcnlfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIPCgdjaGFubmVsGAQgASgJEg4KBnN0YXR1cxgFIAEoCRIUCgx0ZW1wbGF0ZV9rZXkYBiABKAkSDwoHYXR0ZW1wdBgHIAEoBTomyvMYInR0aXAubm90aWZpY2F0aW9uLmRlbGl2ZXJ5X3VwZGF0ZWQi1QEKFVZlbnVlU3BsaXRSdWxlQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAUSDgoGbWV0aG9kGAQgASgFEhgKEGluY2x1ZGVfbWFuYWdlcnMYBSABKAgSEgoKY2hhbmdlZF9ieRgGIAEoCRIPCgdzdW1tYXJ5GAcgASgJOiHK8xgddHRpcC52ZW51ZS5zcGxpdF9ydWxlX2NoYW5nZWQihgMKGlZlbnVlRGlzdHJpYnV0aW9uQ29uZmlybWVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAMgASgJEjAKDHBlcmlvZF9zdGFydBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAYgASgFEg4KBm1ldGhvZBgHIAEoBRIqCgtkaXN0cmlidXRlZBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhQKDG1lbWJlcnNfcGFpZBgJIAEoBRIRCgl0aXBfY291bnQYCiABKAMSEAoIZW50cnlfaWQYCyABKAk6JcrzGCF0dGlwLnZlbnVlLmRpc3RyaWJ1dGlvbl9jb25maXJtZWQisgMKE1ZlbnVlU2hhcmVBbGxvY2F0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRISCgp2ZW51ZV9uYW1lGAMgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgEIAEoCRIRCgltZW1iZXJfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEiUKBmFtb3VudBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EikKCnBvb2xfdG90YWwYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIwCgxwZXJpb2Rfc3RhcnQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHJ1bGVfdmVyc2lvbhgLIAEoBRIOCgZtZXRob2QYDCABKAUSEwoLZXhwbGFuYXRpb24YDSABKAk6HsrzGBp0dGlwLnZlbnVlLnNoYXJlX2FsbG9jYXRlZCLnAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6JMrzGCB0dGlwLnZlbnVlLmRpc3RyaWJ1dGlvbl9yZXZlcnNlZCKRAgoSVmVudWVNZW1iZXJDaGFuZ2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEQoJbWVtYmVyX2lkGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCRIOCgZjaGFuZ2UYBSABKAkSDwoHcm9sZV9pZBgGIAEoCRItCglqb2luZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2xlZnRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOh3K8xgZdHRpcC52ZW51ZS5tZW1iZXJfY2hhbmdlZCKBAgoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAU6HcrzGBl0dGlwLnZlbnVlLnNoaWZ0X3JlY29yZGVkIpQBCgtBZG1pbkFjdGlvbhIpCgZhY3Rpb24YASABKA4yGS50dGlwLmF1dGgudjEuQXVkaXRBY3Rpb24SFQoNYWN0b3JfdXNlcl9pZBgCIAEoCRISCgppcF9hZGRyZXNzGAMgASgJEg4KBnRhcmdldBgEIAEoCRIPCgd1c2VyX2lkGAUgASgJEg4KBmRldGFpbBgGIAEoCSKOAQoXUGF5bWVudEFkbWluQWN0aW9uVGFrZW4SJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIrCgZhY3Rpb24YAiABKAsyGy50dGlwLmV2ZW50cy52MS5BZG1pbkFjdGlvbjodyvMYGXR0aXAucGF5bWVudC5hZG1pbl9hY3Rpb24ijAEKFldhbGxldEFkbWluQWN0aW9uVGFrZW4SJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIrCgZhY3Rpb24YAiABKAsyGy50dGlwLmV2ZW50cy52MS5BZG1pbkFjdGlvbjocyvMYGHR0aXAud2FsbGV0LmFkbWluX2FjdGlvbiKYAQocTm90aWZpY2F0aW9uQWRtaW5BY3Rpb25UYWtlbhInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEisKBmFjdGlvbhgCIAEoCzIbLnR0aXAuZXZlbnRzLnYxLkFkbWluQWN0aW9uOiLK8xgedHRpcC5ub3RpZmljYXRpb24uYWRtaW5fYWN0aW9uKmIKDVBheW1lbnRNZXRob2QSHgoaUEFZTUVOVF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRQQVlNRU5UX01FVEhPRF9NUEVTQRABEhcKE1BBWU1FTlRfTUVUSE9EX0NBUkQQAmIGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_auth_v1_auth, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkinAQKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJEhIKCmNyZWF0ZWRfYnkYDyABKAkSNwoTcmVwbGFjZWRfZmFpbHVyZV9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVcmVwbGFjZWRfZmFpbHVyZV9jb2RlGBEgASgJOh7K8xgadHRpcC5wYXltZW50LnRpcF9zdWNjZWVkZWQiYwoUVGlwU3VjY2VlZGVkQ29kZVZpZXcSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIOCgZ0aXBfaWQYAiABKAkSEgoKcXJfY29kZV9pZBgFIAEoCSKGAgoKVGlwQ3JlYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYByABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhIKCmNyZWF0ZWRfYnkYCCABKAk6HMrzGBh0dGlwLnBheW1lbnQudGlwX2NyZWF0ZWQivwIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgSEgoKY3JlYXRlZF9ieRgLIAEoCTobyvMYF3R0aXAucGF5bWVudC50aXBfZmFpbGVkIoADCgtUaXBSZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEi0KBGtpbmQYByABKA4yHy50dGlwLmV2ZW50cy52MS5UaXBSZXZlcnNhbEtpbmQSEwoLcmV2ZXJzYWxfaWQYCCABKAkSJQoGYW1vdW50GAkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSIgoDZmVlGAogASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSIgoDbmV0GAsgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HcrzGBl0dGlwLnBheW1lbnQudGlwX3JldmVyc2VkIo4CCg9QYXlvdXRTdWNjZWVkZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDW1wZXNhX3JlY2VpcHQYBiABKAkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgHIAEoCTohyvMYHXR0aXAucGF5bWVudC5wYXlvdXRfc3VjY2VlZGVkIskBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCToeyvMYGnR0aXAucGF5bWVudC5wYXlvdXRfZmFpbGVkIq4BChNQYXlvdXROdW1iZXJDaGFuZ2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEQoJd29ya2VyX2lkGAIgASgJEhQKDHBob25lX21hc2tlZBgDIAEoCRIdChVwcmV2aW91c19waG9uZV9tYXNrZWQYBCABKAk6JsrzGCJ0dGlwLnBheW1lbnQucGF5b3V0X251bWJlcl9jaGFuZ2VkIvsBCgpGcmF1ZEFsZXJ0EicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIYWxlcnRfaWQYAiABKAkSEwoLcmVhc29uX2NvZGUYAyABKAkSDgoGdGlwX2lkGAQgASgJEhEKCXBheW91dF9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSDgoGYWN0aW9uGAcgASgJEg4KBmRldGFpbBgIIAEoCRIpCgp0aXBfYW1vdW50GAkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HMrzGBh0dGlwLnBheW1lbnQuZnJhdWRfYWxlcnQi8gEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAk6GMrzGBR0dGlwLndhbGxldC5jcmVkaXRlZCLwAQoNV2FsbGV0RGViaXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCmFjY291bnRfaWQYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEAoIZW50cnlfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSLAoNYmFsYW5jZV9hZnRlchgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhAKCGNhdXNlX2lkGAcgASgJOhfK8xgTdHRpcC53YWxsZXQuZGViaXRlZCLDAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6G8rzGBd0dGlwLndhbGxldC5wYXlvdXRfaGVsZCK1AQoNUGF5b3V0U2V0dGxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Oh7K8xgadHRpcC53YWxsZXQucGF5b3V0X3NldHRsZWQitQEKDlBheW91dFJlbGVhc2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSDgoGcmVhc29uGAUgASgJOh/K8xgbdHRpcC53YWxsZXQucGF5b3V0X3JlbGVhc2VkIroBChJGZWVTY2hlZHVsZUNyZWF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCghjdXJyZW5jeRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEjIKDmVmZmVjdGl2ZV9mcm9tGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDokyvMYIHR0aXAud2FsbGV0LmZlZV9zY2hlZHVsZV9jcmVhdGVkIr0BCglRclNjYW5uZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgpxcl9jb2RlX2lkGAIgASgJEhIKCnNob3J0X2NvZGUYAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEhAKCHZlbnVlX2lkGAUgASgJEhAKCHJlZmVycmVyGAYgASgJEhMKC2RldmljZV9oYXNoGAcgASgJOhPK8xgPdHRpcC5xci5zY2FubmVkIocBCg5Vc2VyUmVnaXN0ZXJlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB3VzZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIOCgZsb2NhbGUYBCABKAk6HcrzGBl0dGlwLmF1dGgudXNlcl9yZWdpc3RlcmVkIo4BChBEZXZpY2VSZWdpc3RlcmVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHdXNlcl9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSDAoEbmFtZRgEIAEoCTofyvMYG3R0aXAuYXV0aC5kZXZpY2VfcmVnaXN0ZXJlZCLQAQoPRGVsaXZlcnlVcGRhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEwoLZGVsaXZlcnlfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRIPCgdjaGFubmVsGAQgASgJEg4KBnN0YXR1cxgFIAEoCRIUCgx0ZW1wbGF0ZV9rZXkYBiABKAkSDwoHYXR0ZW1wdBgHIAEoBTomyvMYInR0aXAubm90aWZpY2F0aW9uLmRlbGl2ZXJ5X3VwZGF0ZWQi1QEKFVZlbnVlU3BsaXRSdWxlQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEg8KB3ZlcnNpb24YAyABKAUSDgoGbWV0aG9kGAQgASgFEhgKEGluY2x1ZGVfbWFuYWdlcnMYBSABKAgSEgoKY2hhbmdlZF9ieRgGIAEoCRIPCgdzdW1tYXJ5GAcgASgJOiHK8xgddHRpcC52ZW51ZS5zcGxpdF9ydWxlX2NoYW5nZWQihgMKGlZlbnVlRGlzdHJpYnV0aW9uQ29uZmlybWVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAMgASgJEjAKDHBlcmlvZF9zdGFydBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAYgASgFEg4KBm1ldGhvZBgHIAEoBRIqCgtkaXN0cmlidXRlZBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhQKDG1lbWJlcnNfcGFpZBgJIAEoBRIRCgl0aXBfY291bnQYCiABKAMSEAoIZW50cnlfaWQYCyABKAk6JcrzGCF0dGlwLnZlbnVlLmRpc3RyaWJ1dGlvbl9jb25maXJtZWQisgMKE1ZlbnVlU2hhcmVBbGxvY2F0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRISCgp2ZW51ZV9uYW1lGAMgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgEIAEoCRIRCgltZW1iZXJfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEiUKBmFtb3VudBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EikKCnBvb2xfdG90YWwYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIwCgxwZXJpb2Rfc3RhcnQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHJ1bGVfdmVyc2lvbhgLIAEoBRIOCgZtZXRob2QYDCABKAUSEwoLZXhwbGFuYXRpb24YDSABKAk6HsrzGBp0dGlwLnZlbnVlLnNoYXJlX2FsbG9jYXRlZCLnAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6JMrzGCB0dGlwLnZlbnVlLmRpc3RyaWJ1dGlvbl9yZXZlcnNlZCKRAgoSVmVudWVNZW1iZXJDaGFuZ2VkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEQoJbWVtYmVyX2lkGAMgASgJEhEKCXdvcmtlcl9pZBgEIAEoCRIOCgZjaGFuZ2UYBSABKAkSDwoHcm9sZV9pZBgGIAEoCRItCglqb2luZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2xlZnRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wOh3K8xgZdHRpcC52ZW51ZS5tZW1iZXJfY2hhbmdlZCKBAgoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAU6HcrzGBl0dGlwLnZlbnVlLnNoaWZ0X3JlY29yZGVkIpQBCgtBZG1pbkFjdGlvbhIpCgZhY3Rpb24YASABKA4yGS50dGlwLmF1dGgudjEuQXVkaXRBY3Rpb24SFQoNYWN0b3JfdXNlcl9pZBgCIAEoCRISCgppcF9hZGRyZXNzGAMgASgJEg4KBnRhcmdldBgEIAEoCRIPCgd1c2VyX2lkGAUgASgJEg4KBmRldGFpbBgGIAEoCSKOAQoXUGF5bWVudEFkbWluQWN0aW9uVGFrZW4SJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIrCgZhY3Rpb24YAiABKAsyGy50dGlwLmV2ZW50cy52MS5BZG1pbkFjdGlvbjodyvMYGXR0aXAucGF5bWVudC5hZG1pbl9hY3Rpb24ijAEKFldhbGxldEFkbWluQWN0aW9uVGFrZW4SJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIrCgZhY3Rpb24YAiABKAsyGy50dGlwLmV2ZW50cy52MS5BZG1pbkFjdGlvbjocyvMYGHR0aXAud2FsbGV0LmFkbWluX2FjdGlvbiKYAQocTm90aWZpY2F0aW9uQWRtaW5BY3Rpb25UYWtlbhInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEisKBmFjdGlvbhgCIAEoCzIbLnR0aXAuZXZlbnRzLnYxLkFkbWluQWN0aW9uOiLK8xgedHRpcC5ub3RpZmljYXRpb24uYWRtaW5fYWN0aW9uKmIKDVBheW1lbnRNZXRob2QSHgoaUEFZTUVOVF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRQQVlNRU5UX01FVEhPRF9NUEVTQRABEhcKE1BBWU1FTlRfTUVUSE9EX0NBUkQQAiqaAQoPVGlwUmV2ZXJzYWxLaW5kEiEKHVRJUF9SRVZFUlNBTF9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYVElQX1JFVkVSU0FMX0tJTkRfUkVGVU5EEAESJAogVElQX1JFVkVSU0FMX0tJTkRfUkVGVU5EX1JFRlVTRUQQAhIgChxUSVBfUkVWRVJTQUxfS0lORF9DSEFSR0VCQUNLEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_auth_v1_auth, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.events.v1.EventMeta
@@ -340,6 +340,83 @@ export const TipFailedSchema: GenMessage<TipFailed> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 4);
 
 /**
+ * Money of a tip announced succeeded that went back to the card holder (a
+ * refund, a lost chargeback), or came back (a refund the provider refused):
+ * written with the state that moved it. The amounts are what leaves the tip's
+ * figures of its TipSucceeded, each in that one's currency: positive taken off,
+ * negative given back. Over all of a tip's reversals, amount and fee come to
+ * what is reversed of the charge in proportion, rounded down, and net to what
+ * its wallet (or pool) gave back.
+ *
+ * @generated from message ttip.events.v1.TipReversed
+ */
+export type TipReversed = Message<"ttip.events.v1.TipReversed"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string tip_id = 2;
+   */
+  tipId: string;
+
+  /**
+   * @generated from field: string worker_id = 3;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string venue_id = 4;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string qr_code_id = 5;
+   */
+  qrCodeId: string;
+
+  /**
+   * @generated from field: ttip.events.v1.PaymentMethod method = 6;
+   */
+  method: PaymentMethod;
+
+  /**
+   * @generated from field: ttip.events.v1.TipReversalKind kind = 7;
+   */
+  kind: TipReversalKind;
+
+  /**
+   * The refund's or the dispute's id.
+   *
+   * @generated from field: string reversal_id = 8;
+   */
+  reversalId: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 9;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * @generated from field: ttip.common.v1.Money fee = 10;
+   */
+  fee?: Money | undefined;
+
+  /**
+   * @generated from field: ttip.common.v1.Money net = 11;
+   */
+  net?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.events.v1.TipReversed.
+ * Use `create(TipReversedSchema)` to create a new message.
+ */
+export const TipReversedSchema: GenMessage<TipReversed> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 5);
+
+/**
  * @generated from message ttip.events.v1.PayoutSucceeded
  */
 export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
@@ -384,7 +461,7 @@ export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
  * Use `create(PayoutSucceededSchema)` to create a new message.
  */
 export const PayoutSucceededSchema: GenMessage<PayoutSucceeded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 5);
+  messageDesc(file_ttip_events_v1_events, 6);
 
 /**
  * @generated from message ttip.events.v1.PayoutFailed
@@ -426,7 +503,7 @@ export type PayoutFailed = Message<"ttip.events.v1.PayoutFailed"> & {
  * Use `create(PayoutFailedSchema)` to create a new message.
  */
 export const PayoutFailedSchema: GenMessage<PayoutFailed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 6);
+  messageDesc(file_ttip_events_v1_events, 7);
 
 /**
  * The number a worker's withdrawals go to was set or changed (UpdatePayoutSettings).
@@ -464,7 +541,7 @@ export type PayoutNumberChanged = Message<"ttip.events.v1.PayoutNumberChanged"> 
  * Use `create(PayoutNumberChangedSchema)` to create a new message.
  */
 export const PayoutNumberChangedSchema: GenMessage<PayoutNumberChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 7);
+  messageDesc(file_ttip_events_v1_events, 8);
 
 /**
  * @generated from message ttip.events.v1.FraudAlert
@@ -527,7 +604,7 @@ export type FraudAlert = Message<"ttip.events.v1.FraudAlert"> & {
  * Use `create(FraudAlertSchema)` to create a new message.
  */
 export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 8);
+  messageDesc(file_ttip_events_v1_events, 9);
 
 /**
  * @generated from message ttip.events.v1.WalletCredited
@@ -576,7 +653,7 @@ export type WalletCredited = Message<"ttip.events.v1.WalletCredited"> & {
  * Use `create(WalletCreditedSchema)` to create a new message.
  */
 export const WalletCreditedSchema: GenMessage<WalletCredited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 9);
+  messageDesc(file_ttip_events_v1_events, 10);
 
 /**
  * @generated from message ttip.events.v1.WalletDebited
@@ -623,7 +700,7 @@ export type WalletDebited = Message<"ttip.events.v1.WalletDebited"> & {
  * Use `create(WalletDebitedSchema)` to create a new message.
  */
 export const WalletDebitedSchema: GenMessage<WalletDebited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 10);
+  messageDesc(file_ttip_events_v1_events, 11);
 
 /**
  * @generated from message ttip.events.v1.PayoutHeld
@@ -665,7 +742,7 @@ export type PayoutHeld = Message<"ttip.events.v1.PayoutHeld"> & {
  * Use `create(PayoutHeldSchema)` to create a new message.
  */
 export const PayoutHeldSchema: GenMessage<PayoutHeld> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 11);
+  messageDesc(file_ttip_events_v1_events, 12);
 
 /**
  * @generated from message ttip.events.v1.PayoutSettled
@@ -702,7 +779,7 @@ export type PayoutSettled = Message<"ttip.events.v1.PayoutSettled"> & {
  * Use `create(PayoutSettledSchema)` to create a new message.
  */
 export const PayoutSettledSchema: GenMessage<PayoutSettled> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 12);
+  messageDesc(file_ttip_events_v1_events, 13);
 
 /**
  * @generated from message ttip.events.v1.PayoutReleased
@@ -739,7 +816,7 @@ export type PayoutReleased = Message<"ttip.events.v1.PayoutReleased"> & {
  * Use `create(PayoutReleasedSchema)` to create a new message.
  */
 export const PayoutReleasedSchema: GenMessage<PayoutReleased> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 13);
+  messageDesc(file_ttip_events_v1_events, 14);
 
 /**
  * A fee schedule version was added (wallet's CreateFeeSchedule). Services that
@@ -775,7 +852,7 @@ export type FeeScheduleCreated = Message<"ttip.events.v1.FeeScheduleCreated"> & 
  * Use `create(FeeScheduleCreatedSchema)` to create a new message.
  */
 export const FeeScheduleCreatedSchema: GenMessage<FeeScheduleCreated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 14);
+  messageDesc(file_ttip_events_v1_events, 15);
 
 /**
  * @generated from message ttip.events.v1.QrScanned
@@ -824,7 +901,7 @@ export type QrScanned = Message<"ttip.events.v1.QrScanned"> & {
  * Use `create(QrScannedSchema)` to create a new message.
  */
 export const QrScannedSchema: GenMessage<QrScanned> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 15);
+  messageDesc(file_ttip_events_v1_events, 16);
 
 /**
  * @generated from message ttip.events.v1.UserRegistered
@@ -856,7 +933,7 @@ export type UserRegistered = Message<"ttip.events.v1.UserRegistered"> & {
  * Use `create(UserRegisteredSchema)` to create a new message.
  */
 export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 16);
+  messageDesc(file_ttip_events_v1_events, 17);
 
 /**
  * A device key was added to a user's account (RegisterDevice): from now on it can
@@ -894,7 +971,7 @@ export type DeviceRegistered = Message<"ttip.events.v1.DeviceRegistered"> & {
  * Use `create(DeviceRegisteredSchema)` to create a new message.
  */
 export const DeviceRegisteredSchema: GenMessage<DeviceRegistered> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 17);
+  messageDesc(file_ttip_events_v1_events, 18);
 
 /**
  * A delivery's outcome: published when a delivery is sent, delivered or fails, not
@@ -952,7 +1029,7 @@ export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
  * Use `create(DeliveryUpdatedSchema)` to create a new message.
  */
 export const DeliveryUpdatedSchema: GenMessage<DeliveryUpdated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 18);
+  messageDesc(file_ttip_events_v1_events, 19);
 
 /**
  * @generated from message ttip.events.v1.VenueSplitRuleChanged
@@ -1001,7 +1078,7 @@ export type VenueSplitRuleChanged = Message<"ttip.events.v1.VenueSplitRuleChange
  * Use `create(VenueSplitRuleChangedSchema)` to create a new message.
  */
 export const VenueSplitRuleChangedSchema: GenMessage<VenueSplitRuleChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 19);
+  messageDesc(file_ttip_events_v1_events, 20);
 
 /**
  * Once per venue, period and revision.
@@ -1070,7 +1147,7 @@ export type VenueDistributionConfirmed = Message<"ttip.events.v1.VenueDistributi
  * Use `create(VenueDistributionConfirmedSchema)` to create a new message.
  */
 export const VenueDistributionConfirmedSchema: GenMessage<VenueDistributionConfirmed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 20);
+  messageDesc(file_ttip_events_v1_events, 21);
 
 /**
  * One per member paid by a distribution.
@@ -1151,7 +1228,7 @@ export type VenueShareAllocated = Message<"ttip.events.v1.VenueShareAllocated"> 
  * Use `create(VenueShareAllocatedSchema)` to create a new message.
  */
 export const VenueShareAllocatedSchema: GenMessage<VenueShareAllocated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 21);
+  messageDesc(file_ttip_events_v1_events, 22);
 
 /**
  * @generated from message ttip.events.v1.VenueDistributionReversed
@@ -1193,7 +1270,7 @@ export type VenueDistributionReversed = Message<"ttip.events.v1.VenueDistributio
  * Use `create(VenueDistributionReversedSchema)` to create a new message.
  */
 export const VenueDistributionReversedSchema: GenMessage<VenueDistributionReversed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 22);
+  messageDesc(file_ttip_events_v1_events, 23);
 
 /**
  * Invited, joined, role changed, left.
@@ -1251,7 +1328,7 @@ export type VenueMemberChanged = Message<"ttip.events.v1.VenueMemberChanged"> & 
  * Use `create(VenueMemberChangedSchema)` to create a new message.
  */
 export const VenueMemberChangedSchema: GenMessage<VenueMemberChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 23);
+  messageDesc(file_ttip_events_v1_events, 24);
 
 /**
  * A finished shift.
@@ -1302,7 +1379,7 @@ export type VenueShiftRecorded = Message<"ttip.events.v1.VenueShiftRecorded"> & 
  * Use `create(VenueShiftRecordedSchema)` to create a new message.
  */
 export const VenueShiftRecordedSchema: GenMessage<VenueShiftRecorded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 24);
+  messageDesc(file_ttip_events_v1_events, 25);
 
 /**
  * What an admin did in a service other than auth (a payout hold, a review, a
@@ -1359,7 +1436,7 @@ export type AdminAction = Message<"ttip.events.v1.AdminAction"> & {
  * Use `create(AdminActionSchema)` to create a new message.
  */
 export const AdminActionSchema: GenMessage<AdminAction> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 25);
+  messageDesc(file_ttip_events_v1_events, 26);
 
 /**
  * @generated from message ttip.events.v1.PaymentAdminActionTaken
@@ -1381,7 +1458,7 @@ export type PaymentAdminActionTaken = Message<"ttip.events.v1.PaymentAdminAction
  * Use `create(PaymentAdminActionTakenSchema)` to create a new message.
  */
 export const PaymentAdminActionTakenSchema: GenMessage<PaymentAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 26);
+  messageDesc(file_ttip_events_v1_events, 27);
 
 /**
  * @generated from message ttip.events.v1.WalletAdminActionTaken
@@ -1403,7 +1480,7 @@ export type WalletAdminActionTaken = Message<"ttip.events.v1.WalletAdminActionTa
  * Use `create(WalletAdminActionTakenSchema)` to create a new message.
  */
 export const WalletAdminActionTakenSchema: GenMessage<WalletAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 27);
+  messageDesc(file_ttip_events_v1_events, 28);
 
 /**
  * @generated from message ttip.events.v1.NotificationAdminActionTaken
@@ -1425,7 +1502,7 @@ export type NotificationAdminActionTaken = Message<"ttip.events.v1.NotificationA
  * Use `create(NotificationAdminActionTakenSchema)` to create a new message.
  */
 export const NotificationAdminActionTakenSchema: GenMessage<NotificationAdminActionTaken> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 28);
+  messageDesc(file_ttip_events_v1_events, 29);
 
 /**
  * @generated from enum ttip.events.v1.PaymentMethod
@@ -1452,4 +1529,41 @@ export enum PaymentMethod {
  */
 export const PaymentMethodSchema: GenEnum<PaymentMethod> = /*@__PURE__*/
   enumDesc(file_ttip_events_v1_events, 0);
+
+/**
+ * @generated from enum ttip.events.v1.TipReversalKind
+ */
+export enum TipReversalKind {
+  /**
+   * @generated from enum value: TIP_REVERSAL_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An admin's refund (RefundTip), once the worker's share is taken back.
+   *
+   * @generated from enum value: TIP_REVERSAL_KIND_REFUND = 1;
+   */
+  REFUND = 1,
+
+  /**
+   * The card provider refused a refund: what it took is given back.
+   *
+   * @generated from enum value: TIP_REVERSAL_KIND_REFUND_REFUSED = 2;
+   */
+  REFUND_REFUSED = 2,
+
+  /**
+   * A chargeback the platform lost.
+   *
+   * @generated from enum value: TIP_REVERSAL_KIND_CHARGEBACK = 3;
+   */
+  CHARGEBACK = 3,
+}
+
+/**
+ * Describes the enum ttip.events.v1.TipReversalKind.
+ */
+export const TipReversalKindSchema: GenEnum<TipReversalKind> = /*@__PURE__*/
+  enumDesc(file_ttip_events_v1_events, 1);
 

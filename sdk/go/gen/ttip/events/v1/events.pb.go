@@ -79,6 +79,61 @@ func (PaymentMethod) EnumDescriptor() ([]byte, []int) {
 	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{0}
 }
 
+type TipReversalKind int32
+
+const (
+	TipReversalKind_TIP_REVERSAL_KIND_UNSPECIFIED TipReversalKind = 0
+	// An admin's refund (RefundTip), once the worker's share is taken back.
+	TipReversalKind_TIP_REVERSAL_KIND_REFUND TipReversalKind = 1
+	// The card provider refused a refund: what it took is given back.
+	TipReversalKind_TIP_REVERSAL_KIND_REFUND_REFUSED TipReversalKind = 2
+	// A chargeback the platform lost.
+	TipReversalKind_TIP_REVERSAL_KIND_CHARGEBACK TipReversalKind = 3
+)
+
+// Enum value maps for TipReversalKind.
+var (
+	TipReversalKind_name = map[int32]string{
+		0: "TIP_REVERSAL_KIND_UNSPECIFIED",
+		1: "TIP_REVERSAL_KIND_REFUND",
+		2: "TIP_REVERSAL_KIND_REFUND_REFUSED",
+		3: "TIP_REVERSAL_KIND_CHARGEBACK",
+	}
+	TipReversalKind_value = map[string]int32{
+		"TIP_REVERSAL_KIND_UNSPECIFIED":    0,
+		"TIP_REVERSAL_KIND_REFUND":         1,
+		"TIP_REVERSAL_KIND_REFUND_REFUSED": 2,
+		"TIP_REVERSAL_KIND_CHARGEBACK":     3,
+	}
+)
+
+func (x TipReversalKind) Enum() *TipReversalKind {
+	p := new(TipReversalKind)
+	*p = x
+	return p
+}
+
+func (x TipReversalKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TipReversalKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_ttip_events_v1_events_proto_enumTypes[1].Descriptor()
+}
+
+func (TipReversalKind) Type() protoreflect.EnumType {
+	return &file_ttip_events_v1_events_proto_enumTypes[1]
+}
+
+func (x TipReversalKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TipReversalKind.Descriptor instead.
+func (TipReversalKind) EnumDescriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
 type EventMeta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUID; also the JetStream message id.
@@ -629,6 +684,138 @@ func (x *TipFailed) GetCreatedBy() string {
 	return ""
 }
 
+// Money of a tip announced succeeded that went back to the card holder (a
+// refund, a lost chargeback), or came back (a refund the provider refused):
+// written with the state that moved it. The amounts are what leaves the tip's
+// figures of its TipSucceeded, each in that one's currency: positive taken off,
+// negative given back. Over all of a tip's reversals, amount and fee come to
+// what is reversed of the charge in proportion, rounded down, and net to what
+// its wallet (or pool) gave back.
+type TipReversed struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	TipId    string                 `protobuf:"bytes,2,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	WorkerId string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	VenueId  string                 `protobuf:"bytes,4,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	QrCodeId string                 `protobuf:"bytes,5,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
+	Method   PaymentMethod          `protobuf:"varint,6,opt,name=method,proto3,enum=ttip.events.v1.PaymentMethod" json:"method,omitempty"`
+	Kind     TipReversalKind        `protobuf:"varint,7,opt,name=kind,proto3,enum=ttip.events.v1.TipReversalKind" json:"kind,omitempty"`
+	// The refund's or the dispute's id.
+	ReversalId    string    `protobuf:"bytes,8,opt,name=reversal_id,json=reversalId,proto3" json:"reversal_id,omitempty"`
+	Amount        *v1.Money `protobuf:"bytes,9,opt,name=amount,proto3" json:"amount,omitempty"`
+	Fee           *v1.Money `protobuf:"bytes,10,opt,name=fee,proto3" json:"fee,omitempty"`
+	Net           *v1.Money `protobuf:"bytes,11,opt,name=net,proto3" json:"net,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TipReversed) Reset() {
+	*x = TipReversed{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TipReversed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TipReversed) ProtoMessage() {}
+
+func (x *TipReversed) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TipReversed.ProtoReflect.Descriptor instead.
+func (*TipReversed) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TipReversed) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *TipReversed) GetTipId() string {
+	if x != nil {
+		return x.TipId
+	}
+	return ""
+}
+
+func (x *TipReversed) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *TipReversed) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *TipReversed) GetQrCodeId() string {
+	if x != nil {
+		return x.QrCodeId
+	}
+	return ""
+}
+
+func (x *TipReversed) GetMethod() PaymentMethod {
+	if x != nil {
+		return x.Method
+	}
+	return PaymentMethod_PAYMENT_METHOD_UNSPECIFIED
+}
+
+func (x *TipReversed) GetKind() TipReversalKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TipReversalKind_TIP_REVERSAL_KIND_UNSPECIFIED
+}
+
+func (x *TipReversed) GetReversalId() string {
+	if x != nil {
+		return x.ReversalId
+	}
+	return ""
+}
+
+func (x *TipReversed) GetAmount() *v1.Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *TipReversed) GetFee() *v1.Money {
+	if x != nil {
+		return x.Fee
+	}
+	return nil
+}
+
+func (x *TipReversed) GetNet() *v1.Money {
+	if x != nil {
+		return x.Net
+	}
+	return nil
+}
+
 type PayoutSucceeded struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Meta                 *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -644,7 +831,7 @@ type PayoutSucceeded struct {
 
 func (x *PayoutSucceeded) Reset() {
 	*x = PayoutSucceeded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +843,7 @@ func (x *PayoutSucceeded) String() string {
 func (*PayoutSucceeded) ProtoMessage() {}
 
 func (x *PayoutSucceeded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[5]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +856,7 @@ func (x *PayoutSucceeded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSucceeded.ProtoReflect.Descriptor instead.
 func (*PayoutSucceeded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PayoutSucceeded) GetMeta() *EventMeta {
@@ -735,7 +922,7 @@ type PayoutFailed struct {
 
 func (x *PayoutFailed) Reset() {
 	*x = PayoutFailed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +934,7 @@ func (x *PayoutFailed) String() string {
 func (*PayoutFailed) ProtoMessage() {}
 
 func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[6]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +947,7 @@ func (x *PayoutFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutFailed.ProtoReflect.Descriptor instead.
 func (*PayoutFailed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PayoutFailed) GetMeta() *EventMeta {
@@ -821,7 +1008,7 @@ type PayoutNumberChanged struct {
 
 func (x *PayoutNumberChanged) Reset() {
 	*x = PayoutNumberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1020,7 @@ func (x *PayoutNumberChanged) String() string {
 func (*PayoutNumberChanged) ProtoMessage() {}
 
 func (x *PayoutNumberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[7]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1033,7 @@ func (x *PayoutNumberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutNumberChanged.ProtoReflect.Descriptor instead.
 func (*PayoutNumberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PayoutNumberChanged) GetMeta() *EventMeta {
@@ -897,7 +1084,7 @@ type FraudAlert struct {
 
 func (x *FraudAlert) Reset() {
 	*x = FraudAlert{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1096,7 @@ func (x *FraudAlert) String() string {
 func (*FraudAlert) ProtoMessage() {}
 
 func (x *FraudAlert) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[8]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1109,7 @@ func (x *FraudAlert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudAlert.ProtoReflect.Descriptor instead.
 func (*FraudAlert) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FraudAlert) GetMeta() *EventMeta {
@@ -1004,7 +1191,7 @@ type WalletCredited struct {
 
 func (x *WalletCredited) Reset() {
 	*x = WalletCredited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1203,7 @@ func (x *WalletCredited) String() string {
 func (*WalletCredited) ProtoMessage() {}
 
 func (x *WalletCredited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[9]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1216,7 @@ func (x *WalletCredited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletCredited.ProtoReflect.Descriptor instead.
 func (*WalletCredited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WalletCredited) GetMeta() *EventMeta {
@@ -1096,7 +1283,7 @@ type WalletDebited struct {
 
 func (x *WalletDebited) Reset() {
 	*x = WalletDebited{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1295,7 @@ func (x *WalletDebited) String() string {
 func (*WalletDebited) ProtoMessage() {}
 
 func (x *WalletDebited) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[10]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1308,7 @@ func (x *WalletDebited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletDebited.ProtoReflect.Descriptor instead.
 func (*WalletDebited) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WalletDebited) GetMeta() *EventMeta {
@@ -1187,7 +1374,7 @@ type PayoutHeld struct {
 
 func (x *PayoutHeld) Reset() {
 	*x = PayoutHeld{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1386,7 @@ func (x *PayoutHeld) String() string {
 func (*PayoutHeld) ProtoMessage() {}
 
 func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[11]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1399,7 @@ func (x *PayoutHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutHeld.ProtoReflect.Descriptor instead.
 func (*PayoutHeld) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayoutHeld) GetMeta() *EventMeta {
@@ -1270,7 +1457,7 @@ type PayoutSettled struct {
 
 func (x *PayoutSettled) Reset() {
 	*x = PayoutSettled{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1469,7 @@ func (x *PayoutSettled) String() string {
 func (*PayoutSettled) ProtoMessage() {}
 
 func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1482,7 @@ func (x *PayoutSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutSettled.ProtoReflect.Descriptor instead.
 func (*PayoutSettled) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PayoutSettled) GetMeta() *EventMeta {
@@ -1346,7 +1533,7 @@ type PayoutReleased struct {
 
 func (x *PayoutReleased) Reset() {
 	*x = PayoutReleased{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1545,7 @@ func (x *PayoutReleased) String() string {
 func (*PayoutReleased) ProtoMessage() {}
 
 func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1558,7 @@ func (x *PayoutReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutReleased.ProtoReflect.Descriptor instead.
 func (*PayoutReleased) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PayoutReleased) GetMeta() *EventMeta {
@@ -1424,7 +1611,7 @@ type FeeScheduleCreated struct {
 
 func (x *FeeScheduleCreated) Reset() {
 	*x = FeeScheduleCreated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1623,7 @@ func (x *FeeScheduleCreated) String() string {
 func (*FeeScheduleCreated) ProtoMessage() {}
 
 func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1636,7 @@ func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeeScheduleCreated.ProtoReflect.Descriptor instead.
 func (*FeeScheduleCreated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeeScheduleCreated) GetMeta() *EventMeta {
@@ -1496,7 +1683,7 @@ type QrScanned struct {
 
 func (x *QrScanned) Reset() {
 	*x = QrScanned{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1695,7 @@ func (x *QrScanned) String() string {
 func (*QrScanned) ProtoMessage() {}
 
 func (x *QrScanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1708,7 @@ func (x *QrScanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QrScanned.ProtoReflect.Descriptor instead.
 func (*QrScanned) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *QrScanned) GetMeta() *EventMeta {
@@ -1585,7 +1772,7 @@ type UserRegistered struct {
 
 func (x *UserRegistered) Reset() {
 	*x = UserRegistered{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1784,7 @@ func (x *UserRegistered) String() string {
 func (*UserRegistered) ProtoMessage() {}
 
 func (x *UserRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1797,7 @@ func (x *UserRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRegistered.ProtoReflect.Descriptor instead.
 func (*UserRegistered) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UserRegistered) GetMeta() *EventMeta {
@@ -1657,7 +1844,7 @@ type DeviceRegistered struct {
 
 func (x *DeviceRegistered) Reset() {
 	*x = DeviceRegistered{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1856,7 @@ func (x *DeviceRegistered) String() string {
 func (*DeviceRegistered) ProtoMessage() {}
 
 func (x *DeviceRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1869,7 @@ func (x *DeviceRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceRegistered.ProtoReflect.Descriptor instead.
 func (*DeviceRegistered) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeviceRegistered) GetMeta() *EventMeta {
@@ -1736,7 +1923,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1935,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1948,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -1829,7 +2016,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2028,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2041,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -1926,7 +2113,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2125,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2138,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -2054,7 +2241,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2253,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2266,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -2187,7 +2374,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2386,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2399,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2276,7 +2463,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2475,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2488,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2377,7 +2564,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2576,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2589,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2478,7 +2665,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2677,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2690,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2558,7 +2745,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2757,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2770,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2610,7 +2797,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2809,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2822,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2662,7 +2849,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2861,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2874,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -2768,7 +2955,22 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\fpush_refused\x18\n" +
 	" \x01(\bR\vpushRefused\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\v \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xe1\x02\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xd6\x03\n" +
+	"\vTipReversed\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
+	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
+	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12\x19\n" +
+	"\bvenue_id\x18\x04 \x01(\tR\avenueId\x12\x1c\n" +
+	"\n" +
+	"qr_code_id\x18\x05 \x01(\tR\bqrCodeId\x125\n" +
+	"\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x123\n" +
+	"\x04kind\x18\a \x01(\x0e2\x1f.ttip.events.v1.TipReversalKindR\x04kind\x12\x1f\n" +
+	"\vreversal_id\x18\b \x01(\tR\n" +
+	"reversalId\x12-\n" +
+	"\x06amount\x18\t \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12'\n" +
+	"\x03fee\x18\n" +
+	" \x01(\v2\x15.ttip.common.v1.MoneyR\x03fee\x12'\n" +
+	"\x03net\x18\v \x01(\v2\x15.ttip.common.v1.MoneyR\x03net:\x1d\xca\xf3\x18\x19ttip.payment.tip_reversed\"\xe1\x02\n" +
 	"\x0fPayoutSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
 	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x1b\n" +
@@ -2963,7 +3165,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n" +
-	"\x13PAYMENT_METHOD_CARD\x10\x02B\xb4\x01\n" +
+	"\x13PAYMENT_METHOD_CARD\x10\x02*\x9a\x01\n" +
+	"\x0fTipReversalKind\x12!\n" +
+	"\x1dTIP_REVERSAL_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18TIP_REVERSAL_KIND_REFUND\x10\x01\x12$\n" +
+	" TIP_REVERSAL_KIND_REFUND_REFUSED\x10\x02\x12 \n" +
+	"\x1cTIP_REVERSAL_KIND_CHARGEBACK\x10\x03B\xb4\x01\n" +
 	"\x12com.ttip.events.v1B\vEventsProtoP\x01Z7github.com/ttip/ttip/sdk/go/gen/ttip/events/v1;eventsv1\xa2\x02\x03TEX\xaa\x02\x0eTtip.Events.V1\xca\x02\x0eTtip\\Events\\V1\xe2\x02\x1aTtip\\Events\\V1\\GPBMetadata\xea\x02\x10Ttip::Events::V1b\x06proto3"
 
 var (
@@ -2978,114 +3185,122 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_ttip_events_v1_events_proto_rawDescData
 }
 
-var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
-	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
-	(*TipSucceeded)(nil),                 // 2: ttip.events.v1.TipSucceeded
-	(*TipSucceededCodeView)(nil),         // 3: ttip.events.v1.TipSucceededCodeView
-	(*TipCreated)(nil),                   // 4: ttip.events.v1.TipCreated
-	(*TipFailed)(nil),                    // 5: ttip.events.v1.TipFailed
-	(*PayoutSucceeded)(nil),              // 6: ttip.events.v1.PayoutSucceeded
-	(*PayoutFailed)(nil),                 // 7: ttip.events.v1.PayoutFailed
-	(*PayoutNumberChanged)(nil),          // 8: ttip.events.v1.PayoutNumberChanged
-	(*FraudAlert)(nil),                   // 9: ttip.events.v1.FraudAlert
-	(*WalletCredited)(nil),               // 10: ttip.events.v1.WalletCredited
-	(*WalletDebited)(nil),                // 11: ttip.events.v1.WalletDebited
-	(*PayoutHeld)(nil),                   // 12: ttip.events.v1.PayoutHeld
-	(*PayoutSettled)(nil),                // 13: ttip.events.v1.PayoutSettled
-	(*PayoutReleased)(nil),               // 14: ttip.events.v1.PayoutReleased
-	(*FeeScheduleCreated)(nil),           // 15: ttip.events.v1.FeeScheduleCreated
-	(*QrScanned)(nil),                    // 16: ttip.events.v1.QrScanned
-	(*UserRegistered)(nil),               // 17: ttip.events.v1.UserRegistered
-	(*DeviceRegistered)(nil),             // 18: ttip.events.v1.DeviceRegistered
-	(*DeliveryUpdated)(nil),              // 19: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 20: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 21: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 22: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 23: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 24: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 25: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 26: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 27: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 28: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 29: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 31: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 32: ttip.auth.v1.AuditAction
+	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
+	(*EventMeta)(nil),                    // 2: ttip.events.v1.EventMeta
+	(*TipSucceeded)(nil),                 // 3: ttip.events.v1.TipSucceeded
+	(*TipSucceededCodeView)(nil),         // 4: ttip.events.v1.TipSucceededCodeView
+	(*TipCreated)(nil),                   // 5: ttip.events.v1.TipCreated
+	(*TipFailed)(nil),                    // 6: ttip.events.v1.TipFailed
+	(*TipReversed)(nil),                  // 7: ttip.events.v1.TipReversed
+	(*PayoutSucceeded)(nil),              // 8: ttip.events.v1.PayoutSucceeded
+	(*PayoutFailed)(nil),                 // 9: ttip.events.v1.PayoutFailed
+	(*PayoutNumberChanged)(nil),          // 10: ttip.events.v1.PayoutNumberChanged
+	(*FraudAlert)(nil),                   // 11: ttip.events.v1.FraudAlert
+	(*WalletCredited)(nil),               // 12: ttip.events.v1.WalletCredited
+	(*WalletDebited)(nil),                // 13: ttip.events.v1.WalletDebited
+	(*PayoutHeld)(nil),                   // 14: ttip.events.v1.PayoutHeld
+	(*PayoutSettled)(nil),                // 15: ttip.events.v1.PayoutSettled
+	(*PayoutReleased)(nil),               // 16: ttip.events.v1.PayoutReleased
+	(*FeeScheduleCreated)(nil),           // 17: ttip.events.v1.FeeScheduleCreated
+	(*QrScanned)(nil),                    // 18: ttip.events.v1.QrScanned
+	(*UserRegistered)(nil),               // 19: ttip.events.v1.UserRegistered
+	(*DeviceRegistered)(nil),             // 20: ttip.events.v1.DeviceRegistered
+	(*DeliveryUpdated)(nil),              // 21: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 22: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 23: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 24: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 25: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 26: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 27: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 28: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 29: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 30: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 31: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 33: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 34: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	30, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	31, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	31, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	32, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	33, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	33, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	30, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	32, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
-	1,  // 14: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 15: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	31, // 16: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
-	1,  // 17: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 18: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
-	1,  // 19: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 20: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 21: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
-	1,  // 22: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 23: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	31, // 24: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 25: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 26: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	31, // 27: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 28: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 29: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
-	1,  // 30: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 31: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
-	1,  // 32: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 33: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 34: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 35: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
-	1,  // 36: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 37: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 38: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 39: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 40: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 41: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 42: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	30, // 43: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	31, // 44: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 45: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 46: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	31, // 47: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	30, // 48: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	30, // 49: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 50: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 51: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 52: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 53: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	30, // 54: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 55: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 56: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	30, // 57: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	32, // 58: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 59: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 60: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 61: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 62: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 63: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 64: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
+	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
+	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
+	33, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	33, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	33, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	33, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	33, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	33, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 45: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 46: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 47: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	32, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	33, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	2,  // 51: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	33, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	32, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	32, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	2,  // 56: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	2,  // 58: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 59: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	32, // 60: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	2,  // 61: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 62: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	32, // 63: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	34, // 64: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	2,  // 65: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 66: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 67: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 68: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 69: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 70: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3098,8 +3313,8 @@ func file_ttip_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   29,
+			NumEnums:      2,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

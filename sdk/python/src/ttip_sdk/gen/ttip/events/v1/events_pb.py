@@ -431,6 +431,104 @@ class TipFailed(Message[_TipFailedFields]):
         push_refused: bool
         created_by: str
 
+_TipReversedFields: TypeAlias = Literal["meta", "tip_id", "worker_id", "venue_id", "qr_code_id", "method", "kind", "reversal_id", "amount", "fee", "net"]
+
+class TipReversed(Message[_TipReversedFields]):
+    """
+    Money of a tip announced succeeded that went back to the card holder (a
+    refund, a lost chargeback), or came back (a refund the provider refused):
+    written with the state that moved it. The amounts are what leaves the tip's
+    figures of its TipSucceeded, each in that one's currency: positive taken off,
+    negative given back. Over all of a tip's reversals, amount and fee come to
+    what is reversed of the charge in proportion, rounded down, and net to what
+    its wallet (or pool) gave back.
+
+    ```proto
+    message ttip.events.v1.TipReversed
+    ```
+
+    Attributes:
+        meta:
+            ```proto
+            optional ttip.events.v1.EventMeta meta = 1;
+            ```
+        tip_id:
+            ```proto
+            string tip_id = 2;
+            ```
+        worker_id:
+            ```proto
+            string worker_id = 3;
+            ```
+        venue_id:
+            ```proto
+            string venue_id = 4;
+            ```
+        qr_code_id:
+            ```proto
+            string qr_code_id = 5;
+            ```
+        method:
+            ```proto
+            ttip.events.v1.PaymentMethod method = 6;
+            ```
+        kind:
+            ```proto
+            ttip.events.v1.TipReversalKind kind = 7;
+            ```
+        reversal_id:
+            The refund's or the dispute's id.
+
+            ```proto
+            string reversal_id = 8;
+            ```
+        amount:
+            ```proto
+            optional ttip.common.v1.Money amount = 9;
+            ```
+        fee:
+            ```proto
+            optional ttip.common.v1.Money fee = 10;
+            ```
+        net:
+            ```proto
+            optional ttip.common.v1.Money net = 11;
+            ```
+    """
+
+    __slots__ = ("meta", "tip_id", "worker_id", "venue_id", "qr_code_id", "method", "kind", "reversal_id", "amount", "fee", "net")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            meta: EventMeta | None = None,
+            tip_id: str = "",
+            worker_id: str = "",
+            venue_id: str = "",
+            qr_code_id: str = "",
+            method: PaymentMethod | None = None,
+            kind: TipReversalKind | None = None,
+            reversal_id: str = "",
+            amount: Money | None = None,
+            fee: Money | None = None,
+            net: Money | None = None,
+        ) -> None:
+            pass
+
+        meta: EventMeta | None
+        tip_id: str
+        worker_id: str
+        venue_id: str
+        qr_code_id: str
+        method: PaymentMethod
+        kind: TipReversalKind
+        reversal_id: str
+        amount: Money | None
+        fee: Money | None
+        net: Money | None
+
 _PayoutSucceededFields: TypeAlias = Literal["meta", "payout_id", "worker_id", "amount", "transfer_fee", "mpesa_receipt", "recipient_phone_masked"]
 
 class PayoutSucceeded(Message[_PayoutSucceededFields]):
@@ -1930,9 +2028,45 @@ class PaymentMethod(Enum):
     MPESA = 1
     CARD = 2
 
+class TipReversalKind(Enum):
+    """
+    ```proto
+    enum ttip.events.v1.TipReversalKind
+    ```
+
+    Attributes:
+        UNSPECIFIED:
+            ```proto
+            TIP_REVERSAL_KIND_UNSPECIFIED = 0
+            ```
+        REFUND:
+            An admin's refund (RefundTip), once the worker's share is taken back.
+
+            ```proto
+            TIP_REVERSAL_KIND_REFUND = 1
+            ```
+        REFUND_REFUSED:
+            The card provider refused a refund: what it took is given back.
+
+            ```proto
+            TIP_REVERSAL_KIND_REFUND_REFUSED = 2
+            ```
+        CHARGEBACK:
+            A chargeback the platform lost.
+
+            ```proto
+            TIP_REVERSAL_KIND_CHARGEBACK = 3
+            ```
+    """
+
+    UNSPECIFIED = 0
+    REFUND = 1
+    REFUND_REFUSED = 2
+    CHARGEBACK = 3
+
 
 _DESC = file_desc(
-    b'\n\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x1cttip/common/v1/options.proto"\x9b\x01\n\tEventMeta\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0boccurred_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt\x12\x1a\n\x08producer\x18\x03 \x01(\tR\x08producer\x12%\n\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId"\xd8\x05\n\x0cTipSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12\'\n\x03net\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03net\x125\n\x06method\x18\t \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12#\n\rmpesa_receipt\x18\n \x01(\tR\x0cmpesaReceipt\x12*\n\x11stripe_payment_id\x18\x0b \x01(\tR\x0fstripePaymentId\x122\n\x15customer_phone_masked\x18\x0c \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x0e \x01(\tR\x07message\x12\x1d\n\ncreated_by\x18\x0f \x01(\tR\tcreatedBy\x12J\n\x13replaced_failure_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11replacedFailureAt\x122\n\x15replaced_failure_code\x18\x11 \x01(\tR\x13replacedFailureCode:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded"z\n\x14TipSucceededCodeView\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId"\xcb\x02\n\nTipCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x07 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy:\x1c\xca\xf3\x18\x18ttip.payment.tip_created"\xa5\x03\n\tTipFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x19\n\x08venue_id\x18\t \x01(\tR\x07venueId\x12!\n\x0cpush_refused\x18\n \x01(\x08R\x0bpushRefused\x12\x1d\n\ncreated_by\x18\x0b \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed"\xe1\x02\n\x0fPayoutSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x12#\n\rmpesa_receipt\x18\x06 \x01(\tR\x0cmpesaReceipt\x124\n\x16recipient_phone_masked\x18\x07 \x01(\tR\x14recipientPhoneMasked:!\xca\xf3\x18\x1dttip.payment.payout_succeeded"\xff\x01\n\x0cPayoutFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n\x0bresult_code\x18\x05 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed"\xe0\x01\n\x13PayoutNumberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cphone_masked\x18\x03 \x01(\tR\x0bphoneMasked\x122\n\x15previous_phone_masked\x18\x04 \x01(\tR\x13previousPhoneMasked:&\xca\xf3\x18"ttip.payment.payout_number_changed"\xcc\x02\n\nFraudAlert\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08alert_id\x18\x02 \x01(\tR\x07alertId\x12\x1f\n\x0breason_code\x18\x03 \x01(\tR\nreasonCode\x12\x15\n\x06tip_id\x18\x04 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x05 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12\x16\n\x06action\x18\x07 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail\x124\n\ntip_amount\x18\t \x01(\x0b2\x15.ttip.common.v1.MoneyR\ttipAmount:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert"\xb4\x02\n\x0eWalletCredited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x18\xca\xf3\x18\x14ttip.wallet.credited"\xb2\x02\n\rWalletDebited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x17\xca\xf3\x18\x13ttip.wallet.debited"\xf7\x01\n\nPayoutHeld\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x1d\n\naccount_id\x18\x04 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x05 \x01(\tR\x07ownerId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1b\xca\xf3\x18\x17ttip.wallet.payout_held"\xde\x01\n\rPayoutSettled\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1e\xca\xf3\x18\x1attip.wallet.payout_settled"\xdd\x01\n\x0ePayoutReleased\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released"\xe2\x01\n\x12FeeScheduleCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1a\n\x08currency\x18\x02 \x01(\tR\x08currency\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12A\n\x0eeffective_from\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\reffectiveFrom:$\xca\xf3\x18 ttip.wallet.fee_schedule_created"\x81\x02\n\tQrScanned\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x03 \x01(\tR\tshortCode\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12\x1a\n\x08referrer\x18\x06 \x01(\tR\x08referrer\x12\x1f\n\x0bdevice_hash\x18\x07 \x01(\tR\ndeviceHash:\x13\xca\xf3\x18\x0fttip.qr.scanned"\xa3\x01\n\x0eUserRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered"\xac\x01\n\x10DeviceRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x03 \x01(\tR\x08deviceId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered"\x91\x02\n\x0fDeliveryUpdated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n\x0bdelivery_id\x18\x02 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x18\n\x07channel\x18\x04 \x01(\tR\x07channel\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12!\n\x0ctemplate_key\x18\x06 \x01(\tR\x0btemplateKey\x12\x18\n\x07attempt\x18\x07 \x01(\x05R\x07attempt:&\xca\xf3\x18"ttip.notification.delivery_updated"\x9a\x02\n\x15VenueSplitRuleChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12\x16\n\x06method\x18\x04 \x01(\x05R\x06method\x12)\n\x10include_managers\x18\x05 \x01(\x08R\x0fincludeManagers\x12\x1d\n\nchanged_by\x18\x06 \x01(\tR\tchangedBy\x12\x18\n\x07summary\x18\x07 \x01(\tR\x07summary:!\xca\xf3\x18\x1dttip.venue.split_rule_changed"\xff\x03\n\x1aVenueDistributionConfirmed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12=\n\x0cperiod_start\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x07 \x01(\x05R\x06method\x127\n\x0bdistributed\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12!\n\x0cmembers_paid\x18\t \x01(\x05R\x0bmembersPaid\x12\x1b\n\ttip_count\x18\n \x01(\x03R\x08tipCount\x12\x19\n\x08entry_id\x18\x0b \x01(\tR\x07entryId:%\xca\xf3\x18!ttip.venue.distribution_confirmed"\xbd\x04\n\x13VenueShareAllocated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x04 \x01(\tR\x0edistributionId\x12\x1b\n\tmember_id\x18\x05 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x124\n\npool_total\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12=\n\x0cperiod_start\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x0b \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x0c \x01(\x05R\x06method\x12 \n\x0bexplanation\x18\r \x01(\tR\x0bexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated"\xa7\x02\n\x19VenueDistributionReversed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed"\xd6\x02\n\x12VenueMemberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x16\n\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x127\n\tjoined_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed"\xbf\x02\n\x12VenueShiftRecorded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x19\n\x08shift_id\x18\x03 \x01(\tR\x07shiftId\x12\x1b\n\tmember_id\x18\x04 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x12\x16\n\x06source\x18\x07 \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded"\xcc\x01\n\x0bAdminAction\x121\n\x06action\x18\x01 \x01(\x0e2\x19.ttip.auth.v1.AuditActionR\x06action\x12"\n\ractor_user_id\x18\x02 \x01(\tR\x0bactorUserId\x12\x1d\n\nip_address\x18\x03 \x01(\tR\tipAddress\x12\x16\n\x06target\x18\x04 \x01(\tR\x06target\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\x9c\x01\n\x17PaymentAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:\x1d\xca\xf3\x18\x19ttip.payment.admin_action"\x9a\x01\n\x16WalletAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:\x1c\xca\xf3\x18\x18ttip.wallet.admin_action"\xa6\x01\n\x1cNotificationAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:"\xca\xf3\x18\x1ettip.notification.admin_action*b\n\rPaymentMethod\x12\x1e\n\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n\x13PAYMENT_METHOD_CARD\x10\x02b\x06proto3',
+    b'\n\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x1cttip/common/v1/options.proto"\x9b\x01\n\tEventMeta\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0boccurred_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt\x12\x1a\n\x08producer\x18\x03 \x01(\tR\x08producer\x12%\n\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId"\xd8\x05\n\x0cTipSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12\'\n\x03net\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03net\x125\n\x06method\x18\t \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12#\n\rmpesa_receipt\x18\n \x01(\tR\x0cmpesaReceipt\x12*\n\x11stripe_payment_id\x18\x0b \x01(\tR\x0fstripePaymentId\x122\n\x15customer_phone_masked\x18\x0c \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x0e \x01(\tR\x07message\x12\x1d\n\ncreated_by\x18\x0f \x01(\tR\tcreatedBy\x12J\n\x13replaced_failure_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11replacedFailureAt\x122\n\x15replaced_failure_code\x18\x11 \x01(\tR\x13replacedFailureCode:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded"z\n\x14TipSucceededCodeView\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId"\xcb\x02\n\nTipCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x07 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy:\x1c\xca\xf3\x18\x18ttip.payment.tip_created"\xa5\x03\n\tTipFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x19\n\x08venue_id\x18\t \x01(\tR\x07venueId\x12!\n\x0cpush_refused\x18\n \x01(\x08R\x0bpushRefused\x12\x1d\n\ncreated_by\x18\x0b \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed"\xd6\x03\n\x0bTipReversed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x125\n\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x123\n\x04kind\x18\x07 \x01(\x0e2\x1f.ttip.events.v1.TipReversalKindR\x04kind\x12\x1f\n\x0breversal_id\x18\x08 \x01(\tR\nreversalId\x12-\n\x06amount\x18\t \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\n \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12\'\n\x03net\x18\x0b \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03net:\x1d\xca\xf3\x18\x19ttip.payment.tip_reversed"\xe1\x02\n\x0fPayoutSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x12#\n\rmpesa_receipt\x18\x06 \x01(\tR\x0cmpesaReceipt\x124\n\x16recipient_phone_masked\x18\x07 \x01(\tR\x14recipientPhoneMasked:!\xca\xf3\x18\x1dttip.payment.payout_succeeded"\xff\x01\n\x0cPayoutFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n\x0bresult_code\x18\x05 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed"\xe0\x01\n\x13PayoutNumberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cphone_masked\x18\x03 \x01(\tR\x0bphoneMasked\x122\n\x15previous_phone_masked\x18\x04 \x01(\tR\x13previousPhoneMasked:&\xca\xf3\x18"ttip.payment.payout_number_changed"\xcc\x02\n\nFraudAlert\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08alert_id\x18\x02 \x01(\tR\x07alertId\x12\x1f\n\x0breason_code\x18\x03 \x01(\tR\nreasonCode\x12\x15\n\x06tip_id\x18\x04 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x05 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12\x16\n\x06action\x18\x07 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail\x124\n\ntip_amount\x18\t \x01(\x0b2\x15.ttip.common.v1.MoneyR\ttipAmount:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert"\xb4\x02\n\x0eWalletCredited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x18\xca\xf3\x18\x14ttip.wallet.credited"\xb2\x02\n\rWalletDebited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x17\xca\xf3\x18\x13ttip.wallet.debited"\xf7\x01\n\nPayoutHeld\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x1d\n\naccount_id\x18\x04 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x05 \x01(\tR\x07ownerId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1b\xca\xf3\x18\x17ttip.wallet.payout_held"\xde\x01\n\rPayoutSettled\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1e\xca\xf3\x18\x1attip.wallet.payout_settled"\xdd\x01\n\x0ePayoutReleased\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released"\xe2\x01\n\x12FeeScheduleCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1a\n\x08currency\x18\x02 \x01(\tR\x08currency\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12A\n\x0eeffective_from\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\reffectiveFrom:$\xca\xf3\x18 ttip.wallet.fee_schedule_created"\x81\x02\n\tQrScanned\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x03 \x01(\tR\tshortCode\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12\x1a\n\x08referrer\x18\x06 \x01(\tR\x08referrer\x12\x1f\n\x0bdevice_hash\x18\x07 \x01(\tR\ndeviceHash:\x13\xca\xf3\x18\x0fttip.qr.scanned"\xa3\x01\n\x0eUserRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered"\xac\x01\n\x10DeviceRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n\tdevice_id\x18\x03 \x01(\tR\x08deviceId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered"\x91\x02\n\x0fDeliveryUpdated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n\x0bdelivery_id\x18\x02 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x18\n\x07channel\x18\x04 \x01(\tR\x07channel\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12!\n\x0ctemplate_key\x18\x06 \x01(\tR\x0btemplateKey\x12\x18\n\x07attempt\x18\x07 \x01(\x05R\x07attempt:&\xca\xf3\x18"ttip.notification.delivery_updated"\x9a\x02\n\x15VenueSplitRuleChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12\x16\n\x06method\x18\x04 \x01(\x05R\x06method\x12)\n\x10include_managers\x18\x05 \x01(\x08R\x0fincludeManagers\x12\x1d\n\nchanged_by\x18\x06 \x01(\tR\tchangedBy\x12\x18\n\x07summary\x18\x07 \x01(\tR\x07summary:!\xca\xf3\x18\x1dttip.venue.split_rule_changed"\xff\x03\n\x1aVenueDistributionConfirmed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12=\n\x0cperiod_start\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x07 \x01(\x05R\x06method\x127\n\x0bdistributed\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12!\n\x0cmembers_paid\x18\t \x01(\x05R\x0bmembersPaid\x12\x1b\n\ttip_count\x18\n \x01(\x03R\x08tipCount\x12\x19\n\x08entry_id\x18\x0b \x01(\tR\x07entryId:%\xca\xf3\x18!ttip.venue.distribution_confirmed"\xbd\x04\n\x13VenueShareAllocated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x04 \x01(\tR\x0edistributionId\x12\x1b\n\tmember_id\x18\x05 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x124\n\npool_total\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12=\n\x0cperiod_start\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x0b \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x0c \x01(\x05R\x06method\x12 \n\x0bexplanation\x18\r \x01(\tR\x0bexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated"\xa7\x02\n\x19VenueDistributionReversed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed"\xd6\x02\n\x12VenueMemberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x16\n\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x127\n\tjoined_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed"\xbf\x02\n\x12VenueShiftRecorded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x19\n\x08shift_id\x18\x03 \x01(\tR\x07shiftId\x12\x1b\n\tmember_id\x18\x04 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x12\x16\n\x06source\x18\x07 \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded"\xcc\x01\n\x0bAdminAction\x121\n\x06action\x18\x01 \x01(\x0e2\x19.ttip.auth.v1.AuditActionR\x06action\x12"\n\ractor_user_id\x18\x02 \x01(\tR\x0bactorUserId\x12\x1d\n\nip_address\x18\x03 \x01(\tR\tipAddress\x12\x16\n\x06target\x18\x04 \x01(\tR\x06target\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\x9c\x01\n\x17PaymentAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:\x1d\xca\xf3\x18\x19ttip.payment.admin_action"\x9a\x01\n\x16WalletAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:\x1c\xca\xf3\x18\x18ttip.wallet.admin_action"\xa6\x01\n\x1cNotificationAdminActionTaken\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n\x06action\x18\x02 \x01(\x0b2\x1b.ttip.events.v1.AdminActionR\x06action:"\xca\xf3\x18\x1ettip.notification.admin_action*b\n\rPaymentMethod\x12\x1e\n\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n\x13PAYMENT_METHOD_CARD\x10\x02*\x9a\x01\n\x0fTipReversalKind\x12!\n\x1dTIP_REVERSAL_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TIP_REVERSAL_KIND_REFUND\x10\x01\x12$\n TIP_REVERSAL_KIND_REFUND_REFUSED\x10\x02\x12 \n\x1cTIP_REVERSAL_KIND_CHARGEBACK\x10\x03b\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
@@ -1945,6 +2079,7 @@ _DESC = file_desc(
         "TipSucceededCodeView": TipSucceededCodeView,
         "TipCreated": TipCreated,
         "TipFailed": TipFailed,
+        "TipReversed": TipReversed,
         "PayoutSucceeded": PayoutSucceeded,
         "PayoutFailed": PayoutFailed,
         "PayoutNumberChanged": PayoutNumberChanged,
@@ -1970,6 +2105,7 @@ _DESC = file_desc(
         "WalletAdminActionTaken": WalletAdminActionTaken,
         "NotificationAdminActionTaken": NotificationAdminActionTaken,
         "PaymentMethod": PaymentMethod,
+        "TipReversalKind": TipReversalKind,
     },
 )
 
