@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, storableJson, storableText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -1481,7 +1481,7 @@ export class Dispatcher {
    */
   private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome, withoutBusMessage = false): Promise<DeliveryState | "failed over"> {
     // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
-    const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
+    const outcome: SendOutcome = result.ok ? result : { ...result, error: storableText(scrubText(result.error)) };
     // The delivery locked first (the sub-select runs before the attempt is read), as claim() locks them.
     const { rowCount } = await tx.query(
       `UPDATE notification.delivery_attempts SET status = $3, provider_message_id = $4, error = $5, finished_at = now()
@@ -1601,7 +1601,8 @@ export async function applyStatusReport(
   // Nothing to apply (a status we do not act on, an event without a message id): nothing kept.
   if (!report.status || !report.messageId) return "ignored";
   const status = report.status;
-  const kept = [report.provider, report.kind, report.messageId, status, JSON.stringify(report.payload)];
+  // The provider's words as storable text: a NUL in them failed the report's write, answered 500, and it came again.
+  const kept = [report.provider, report.kind, storableText(report.messageId), status, storableJson(report.payload)];
   return withTransaction(pool, async (tx) => {
     const { rows: [r] } = await tx.query<{ found: boolean; id: string | null } & Omit<DeliveryRef, "id">>(
       `WITH target AS (${MESSAGE_DELIVERY("$1", "$3")} LIMIT 1),
@@ -1610,7 +1611,7 @@ export async function applyStatusReport(
          INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload)
          SELECT $1, $2, $3, $4, $5::jsonb WHERE NOT EXISTS (SELECT 1 FROM target))
        SELECT EXISTS (SELECT 1 FROM target) AS found, m.id, m.user_id, m.channel, m.template_key, m.attempts FROM (SELECT) AS one LEFT JOIN moved m ON true`,
-      [...kept, report.error ?? null, movesFrom(status)],
+      [...kept, report.error === undefined ? null : storableText(report.error), movesFrom(status)],
     );
     if (!r.found) return "pending";
     if (r.id === null) return "ignored";

@@ -61,6 +61,8 @@ export class ProviderSimulator {
   readonly messageIds = new Map<string, string>();
   /** Numbers the SMS providers reject as invalid (AT 403, Twilio 21211). */
   readonly invalidNumbers = new Set<string>();
+  /** Numbers Africa's Talking rejects (403) in these words instead of InvalidPhoneNumber: a provider's words may hold anything. */
+  readonly refusalWords = new Map<string, string>();
   /** Push tokens FCM answers UNREGISTERED for. */
   readonly deadPushTokens = new Set<string>();
   /** The account-level callback URLs the real consoles configure. */
@@ -149,9 +151,10 @@ export class ProviderSimulator {
     const to = form.get("to") ?? "";
     const message = form.get("message") ?? "";
     if (!to || !message) return reply(res, 400, "Request is missing required form field 'to'");
-    if (this.invalidNumbers.has(to)) {
+    if (this.invalidNumbers.has(to) || this.refusalWords.has(to)) {
+      const status = this.refusalWords.get(to) ?? "InvalidPhoneNumber";
       return reply(res, 201, {
-        SMSMessageData: { Message: "Sent to 0/1 Total Cost: 0", Recipients: [{ statusCode: 403, number: to, status: "InvalidPhoneNumber", cost: "0", messageId: "None" }] },
+        SMSMessageData: { Message: "Sent to 0/1 Total Cost: 0", Recipients: [{ statusCode: 403, number: to, status, cost: "0", messageId: "None" }] },
       });
     }
     const messageId = this.messageIds.get(to) ?? `ATXid_${randomBytes(12).toString("hex")}`;

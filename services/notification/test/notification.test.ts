@@ -580,6 +580,30 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(tokens.rowCount, 0);
   });
 
+  test("a provider's words holding a NUL are stored with U+FFFD: a refusal fails its delivery once (not sent again for ever), a delivery report is applied (not answered 500 for ever)", async () => {
+    const phone = testPhone({ format: "+254" });
+    sim.refusalWords.set(phone, "Invalid\u0000PhoneNumber");
+    const calls = sim.calls.africastalking;
+    const { deliveryIds } = await sendReceipt(phone, { amount: "KES 20", worker: "Otieno", reference: "QK4" });
+    const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
+    assert.deepEqual(d.attempts.map((a) => a.error), ["403 Invalid\ufffdPhoneNumber"]);
+    assert.equal(sim.calls.africastalking - calls, 1, "asked once");
+
+    const reported = testPhone({ format: "+254" });
+    const sms = await sendReceipt(reported, { amount: "KES 50", worker: "Wanjiru", reference: "QK3" });
+    const [sent] = await eventually("the SMS", () => smsTo(reported).length > 0 && smsTo(reported));
+    await deliveryIn(sms.deliveryIds[0], DeliveryStatus.SENT);
+    const report = await fetch(`${serviceUrl}/webhooks/africastalking/delivery?token=at-callback-secret`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ id: sent.id, status: "Rejected", failureReason: "Blacklisted\u0000", "network\u0000Code": "63902" }),
+    });
+    assert.equal(report.status, 200);
+    assert.equal((await delivery(sms.deliveryIds[0])).status, DeliveryStatus.FAILED);
+    const { rows: [kept] } = await t.db.pool.query<{ last_error: string }>("SELECT last_error FROM notification.deliveries WHERE id = $1", [sms.deliveryIds[0]]);
+    assert.equal(kept.last_error, "Blacklisted\ufffd");
+  });
+
   test("a retried send to a user answers what the first made: an e-mail address added in between gets nothing", async () => {
     const workerId = randomUUID();
     await internal().upsertContact({ userId: workerId, phone: testPhone({ format: "+254" }) });

@@ -52,6 +52,7 @@ export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./startup.js";
 export * from "./step-up.js";
+export * from "./stored-text.js";
 export * from "./timestamps.js";
 export * from "./tracing.js";
 export * from "./pattern-match.js";

@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { DependencyUnavailableError, hmacSha256, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { DependencyUnavailableError, hmacSha256, storableText, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
@@ -196,9 +196,8 @@ export class WebhookSender {
     }
     const started = new Date();
     const outcome = await this.post(d);
-    // A receiver's words are stored as text, which cannot hold U+0000: a NUL in them failed the
-    // outcome's write, so the delivery was claimed again every lease and never given up on.
-    outcome.error = outcome.error.replaceAll("\u0000", "\ufffd");
+    // A NUL in a receiver's words failed the outcome's write: claimed again every lease, never given up on.
+    outcome.error = storableText(outcome.error);
     const durationMs = Date.now() - started.getTime();
     const delivered = outcome.status >= 200 && outcome.status < 300;
     const gaveUp = !delivered && d.budget_used >= this.o.config.maxAttempts;
