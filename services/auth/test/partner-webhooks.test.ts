@@ -453,3 +453,55 @@ describe("partner webhooks", () => {
     }
   });
 });
+
+describe("partner webhooks to a receiver that does not answer", () => {
+  let h: PartnerHarness;
+  const TIMEOUT_MS = 300;
+
+  before(async () => {
+    // A minute's retry, so what waits for it is seen waiting.
+    h = await startPartnerHarness({ env: { AUTH_WEBHOOK_RETRY_BASE_MS: "60000", AUTH_WEBHOOK_RETRY_CAP_MS: "60000", AUTH_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS) } });
+  });
+  after(() => h?.close());
+
+  test("it is tried by the deliveries in flight, not its whole backlog: the rest wait for its retry, the key's other subscription is sent meanwhile, and nothing is lost once it answers", async () => {
+    const silent = { requests: 0, answers: false };
+    const server = createServer((req, res) => {
+      silent.requests++;
+      if (silent.answers) req.resume().on("end", () => res.end());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const key = await h.issueKey("Hanging POS", ["webhooks:read", "webhooks:write"]);
+      const subscribe = (url: string) =>
+        h.partner(key).createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+      const hanging = (await subscribe(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`)).subscription!.subscriptionId;
+      await subscribe(h.receiver.url);
+      const events: string[] = [];
+      for (let i = 0; i < 8; i++) events.push(await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: key.keyId }));
+      await eventually("the answering subscription's eight", () => events.every((e) => h.receiver.forEvent(e).length === 1));
+      const noAnswers = async () =>
+        (await h.db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM auth.partner_webhook_attempts a JOIN auth.partner_webhook_deliveries d USING (delivery_id)
+            WHERE d.subscription_id = $1 AND a.response_status = 0`, [hanging])).rows[0].n;
+      await eventually("the first send given up at its timeout", async () => (await noAnswers()) > 0);
+      // Five timeouts on: before, each freed slot took the next of its eight at once, all of them sent within two timeouts.
+      await new Promise((r) => setTimeout(r, 5 * TIMEOUT_MS));
+      assert.ok(silent.requests <= 4, `${silent.requests} sent to it: the ones in flight (a key's four at most) when the first got no answer`);
+      const { rows: waiting } = await h.db.pool.query<{ attempts: number; wait_ms: number }>(
+        `SELECT attempts, EXTRACT(EPOCH FROM next_attempt_at - now()) * 1000 AS wait_ms FROM auth.partner_webhook_deliveries
+          WHERE subscription_id = $1 AND status = 'pending'`, [hanging]);
+      assert.equal(waiting.length, 8, "all eight still pending");
+      for (const w of waiting.filter((x) => x.attempts === 0)) assert.ok(w.wait_ms > 30_000, `an untried one waits for the retry (${w.wait_ms} ms)`);
+
+      // It answers again: at the retry, each of the eight is delivered.
+      silent.answers = true;
+      h.clock.advance(61_000);
+      await eventually("all eight delivered", async () => (await h.db.pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM auth.partner_webhook_deliveries WHERE subscription_id = $1 AND status = 'delivered'", [hanging])).rows[0].n === 8);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { DependencyUnavailableError, hmacSha256, storableText, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { DependencyUnavailableError, hmacSha256, storableText, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool, type Queryable } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
@@ -25,6 +25,14 @@ const CLAIM_LOOKAHEAD = 4;
  * beyond their ends); within the lease, with the request's timeout after it.
  */
 const RESOLVE_DEADLINE_MS = 4_000;
+/**
+ * When a send gets no answer (a timeout, a refused connection, a host that does not resolve), the
+ * subscription's other pending deliveries wait as its retry does, this long at most: a receiver
+ * that hangs is tried by the deliveries in flight, not by its whole backlog, each holding a
+ * sending slot to the timeout. At most, so that one delivery the receiver hangs on (and answers
+ * others) delays the rest by no more than this at each of its failures.
+ */
+const HOLD_BACK_MAX_MS = 60_000;
 /** What is kept of an error or an answer, in the log. */
 const MAX_ERROR_CHARS = 300;
 
@@ -214,6 +222,7 @@ export class WebhookSender {
           WHERE delivery_id = $1 AND attempts = $2 AND (replay_requested = $7 OR $3 = 'delivered')`,
         [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay, d.replay_requested, new Date(this.clock.now())],
       );
+      if (outcome.status === 0 && !delivered) await holdBackSubscription(tx, d, new Date(this.clock.now() + Math.min(delay, HOLD_BACK_MAX_MS)));
       // The attempt happened whoever owns the outcome: it is logged either way.
       await tx.query(
         `INSERT INTO auth.partner_webhook_attempts (delivery_id, attempt, started_at, duration_ms, response_status, error, replay)
@@ -254,6 +263,15 @@ export class WebhookSender {
       return { status: 0, error: String(why).slice(0, MAX_ERROR_CHARS) };
     }
   }
+}
+
+/** The subscription's other pending deliveries due before `until` wait until then (see HOLD_BACK_MAX_MS). */
+async function holdBackSubscription(tx: Queryable, d: Claimed, until: Date): Promise<void> {
+  await tx.query(
+    `UPDATE auth.partner_webhook_deliveries SET next_attempt_at = $3
+      WHERE subscription_id = $1 AND status = 'pending' AND next_attempt_at < $3 AND delivery_id <> $2`,
+    [d.subscription_id, d.delivery_id, until],
+  );
 }
 
 /** The resolver, failing with ETIMEOUT when it has not answered within `ms` (the lookup itself cannot be cancelled). */
