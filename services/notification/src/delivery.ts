@@ -41,6 +41,8 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: [Channel.SMS, Channel.IN_APP],
   [TemplateKey.DEVICE_ADDED]: [Channel.SMS, Channel.IN_APP],
+  [TemplateKey.TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
 };
 
 /**

@@ -19,6 +19,8 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
   [TemplateKey.DEVICE_ADDED]: [],
+  [TemplateKey.TIP_REVERSED]: ["amount", "reference"],
+  [TemplateKey.TIP_REVERSAL_UNDONE]: ["amount", "reference"],
 };
 
 /**
@@ -101,6 +103,14 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.DEVICE_ADDED]: {
     en: { title: "New device added", text: "A new device can now approve withdrawals from your TTIP account. If you did not add it, contact TTIP support at once." },
     sw: { title: "Kifaa kipya kimeongezwa", text: "Kifaa kipya sasa kinaweza kuidhinisha utoaji wa pesa kwenye akaunti yako ya TTIP. Kama hukukiongeza, wasiliana na TTIP mara moja." },
+  },
+  [TemplateKey.TIP_REVERSED]: {
+    en: { title: "Card tip returned", text: "{{amount}} of a card tip (ref {{reference}}) went back to the customer's card and was taken from your TTIP balance." },
+    sw: { title: "Bakshishi ya kadi imerudishwa", text: "{{amount}} ya bakshishi ya kadi (kumb. {{reference}}) imerudishwa kwa kadi ya mteja na kutolewa kwenye salio lako la TTIP." },
+  },
+  [TemplateKey.TIP_REVERSAL_UNDONE]: {
+    en: { title: "Refund not made", text: "The refund of {{amount}} of a card tip (ref {{reference}}) was not made: the money is back in your TTIP balance." },
+    sw: { title: "Marejesho hayakufanyika", text: "Marejesho ya {{amount}} ya bakshishi ya kadi (kumb. {{reference}}) hayakufanyika: pesa imerudi kwenye salio lako la TTIP." },
   },
 };
 

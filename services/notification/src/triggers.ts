@@ -9,6 +9,7 @@ import {
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
+  TipReversedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
   VenueShareAllocatedSchema,
@@ -77,6 +78,20 @@ const TRIGGERS = [
             message: e.message ? `"${e.message}"` : "",
           })
         : [],
+  }),
+  trigger({
+    durable: "notification-tip-reversed",
+    schema: TipReversedSchema,
+    // What the worker's balance gave (a refund, a chargeback) or got back (a refund refused); a pool's is its venue's.
+    sends: (e, id) => {
+      const net = e.net?.amountMinor ?? 0n;
+      if (!e.workerId || net === 0n) return [];
+      const taken = net > 0n;
+      return toWorker(id, e, taken ? TemplateKey.TIP_REVERSED : TemplateKey.TIP_REVERSAL_UNDONE, {
+        amount: formatMoney(taken ? net : -net, e.net!.currency),
+        reference: shortRef(e.tipId),
+      });
+    },
   }),
   trigger({
     durable: "notification-payout-succeeded",

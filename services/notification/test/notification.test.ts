@@ -12,6 +12,8 @@ import {
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
+  TipReversalKind,
+  TipReversedSchema,
   TipSucceededSchema,
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -29,6 +31,7 @@ import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
+import { shortRef } from "../src/triggers.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -180,9 +183,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.ADMIN_TIP_HELD]: { amount: "KES 15,000", worker: "Amina Wanjiru", reason: "amount outlier", link: "https://tips.example.co.ke/admin" },
       [TemplateKey.PAYOUT_NUMBER_CHANGED]: { phone: "2547******78" },
       [TemplateKey.DEVICE_ADDED]: {},
+      [TemplateKey.TIP_REVERSED]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B" },
+      [TemplateKey.TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -192,7 +197,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 24, "each kind reads differently in each language");
+    assert.equal(bodies.size, 28, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -466,6 +471,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(await dispatchMessages(bySms.id), 0, "no dispatch message for the SMS");
     assert.deepEqual((await deliveryIn(bySms.id, DeliveryStatus.SENT)).attempts.map((a) => [a.provider, a.status]), [["africastalking", DeliveryStatus.SENT]]);
     assert.equal(await dispatchMessages(byPush.id), 1, "the push's dispatch message");
+  });
+
+  test("a card tip's money going back tells its worker what left their balance, and a refund refused that it is back; a pool's tells no one", async () => {
+    const workerId = randomUUID();
+    const phone = testPhone({ format: "+254" });
+    await internal().upsertContact({ userId: workerId, phone, locale: "en" });
+    await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
+    const tipId = randomUUID();
+    const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
+    const reversal = (kind: TipReversalKind, sign: bigint, workerOf: string = workerId) => ({
+      tipId, workerId: workerOf, venueId: randomUUID(), kind, reversalId: randomUUID(), amount: usd(sign * 400n), fee: usd(sign * 20n), net: kesMinor(sign * 46046n),
+    });
+    const events = [
+      await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.REFUND, 1n)),
+      await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.REFUND_REFUSED, -1n)),
+      // A venue's pool tip (no worker): nobody's balance of its own, so no message.
+      await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.CHARGEBACK, 1n, "")),
+    ];
+    const texts = await eventually("both SMS", () => smsTo(phone).length >= 2 && smsTo(phone).map((m) => m.body).sort());
+    const ref = shortRef(tipId);
+    assert.deepEqual(texts, [
+      `KES 460.46 of a card tip (ref ${ref}) went back to the customer's card and was taken from your TTIP balance.`,
+      `The refund of KES 460.46 of a card tip (ref ${ref}) was not made: the money is back in your TTIP balance.`,
+    ]);
+    await eventually("the three applied", async () =>
+      (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-tip-reversed'")).rows[0].n === 3);
+    const { rows } = await t.db.pool.query<{ source_key: string; n: number }>(
+      "SELECT source_key, count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1) GROUP BY source_key", [events.map((e) => `event:${e}`)]);
+    assert.deepEqual(new Map(rows.map((r) => [r.source_key, r.n])), new Map(events.slice(0, 2).map((e) => [`event:${e}`, 3])), "by SMS, push and in-app; none for the pool's");
   });
 
   test("a tip held by two rules, and held again when its callback disagrees, tells its worker once", async () => {

@@ -101,6 +101,12 @@ const (
 	// To a user: a device key was added to the account (it can approve
 	// withdrawals). Always by SMS, outside quiet hours too.
 	TemplateKey_TEMPLATE_KEY_DEVICE_ADDED TemplateKey = 12
+	// To a worker: money of a card tip went back to the customer's card (a
+	// refund, a chargeback) and was taken from their balance.
+	TemplateKey_TEMPLATE_KEY_TIP_REVERSED TemplateKey = 13
+	// To a worker: a refund taken from their balance was not made (the card
+	// provider refused it); the money is back.
+	TemplateKey_TEMPLATE_KEY_TIP_REVERSAL_UNDONE TemplateKey = 14
 )
 
 // Enum value maps for TemplateKey.
@@ -119,6 +125,8 @@ var (
 		10: "TEMPLATE_KEY_ADMIN_TIP_HELD",
 		11: "TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED",
 		12: "TEMPLATE_KEY_DEVICE_ADDED",
+		13: "TEMPLATE_KEY_TIP_REVERSED",
+		14: "TEMPLATE_KEY_TIP_REVERSAL_UNDONE",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":           0,
@@ -134,6 +142,8 @@ var (
 		"TEMPLATE_KEY_ADMIN_TIP_HELD":        10,
 		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED": 11,
 		"TEMPLATE_KEY_DEVICE_ADDED":          12,
+		"TEMPLATE_KEY_TIP_REVERSED":          13,
+		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":   14,
 	}
 )
 
@@ -953,7 +963,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\x9a\x03\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xdf\x03\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -968,7 +978,9 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x1bTEMPLATE_KEY_ADMIN_TIP_HELD\x10\n" +
 	"\x12&\n" +
 	"\"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED\x10\v\x12\x1d\n" +
-	"\x19TEMPLATE_KEY_DEVICE_ADDED\x10\f*Y\n" +
+	"\x19TEMPLATE_KEY_DEVICE_ADDED\x10\f\x12\x1d\n" +
+	"\x19TEMPLATE_KEY_TIP_REVERSED\x10\r\x12$\n" +
+	" TEMPLATE_KEY_TIP_REVERSAL_UNDONE\x10\x0e*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
