@@ -5,7 +5,8 @@ import { createHmac, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { captureLogger, failure, kesMinor, eventually } from "@ttip/runtime/testing";
@@ -17,13 +18,19 @@ import { WebhookSender } from "../src/partners/sender.js";
 import { startPartnerHarness, WEBHOOK_ENV, type PartnerHarness, type PartnerKey, type Received } from "./partner-harness.js";
 
 
-/** The documented check (the SDK's verifyWebhook does the same): HMAC-SHA256 of "<t>.<raw body>". */
-function verifies(secret: string, r: Received): boolean {
+/** The signatures of a delivery: its t= and each v1= (one per secret that signs it). */
+function signaturesOf(r: Received): { t: string; v1: string[] } | undefined {
   const header = String(r.headers["x-ttip-webhook-signature"] ?? "");
-  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
-  if (!m) return false;
-  const fresh = Math.abs(Date.now() / 1000 - Number(m[1])) <= 300;
-  return fresh && createHmac("sha256", secret).update(`${m[1]}.${r.body}`).digest("hex") === m[2];
+  const m = /^t=(\d+)((?:,v1=[0-9a-f]{64})+)$/.exec(header);
+  return m ? { t: m[1], v1: m[2].split(",v1=").slice(1) } : undefined;
+}
+
+/** The documented check (the SDK's verifyWebhook does the same): HMAC-SHA256 of "<t>.<raw body>", any v1= matching. */
+function verifies(secret: string, r: Received): boolean {
+  const sig = signaturesOf(r);
+  if (!sig) return false;
+  const fresh = Math.abs(Date.now() / 1000 - Number(sig.t)) <= 300;
+  return fresh && sig.v1.includes(createHmac("sha256", secret).update(`${sig.t}.${r.body}`).digest("hex"));
 }
 
 describe("partner webhooks", () => {
@@ -253,6 +260,53 @@ describe("partner webhooks", () => {
     assert.equal(capped.code, Code.ResourceExhausted);
   });
 
+  test("a rotated secret signs beside the one it replaced until that one's time is up; a retry answers the same secret; unknown, deleted and over-long are refused naming the field", async () => {
+    const key = await h.issueKey("Rotating POS", ["webhooks:read", "webhooks:write"]);
+    const partner = h.partner(key);
+    const created = await partner.createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+    const subscriptionId = created.subscription!.subscriptionId;
+    const delivered = async () => {
+      const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(3000n), createdBy: key.keyId });
+      const [got] = await eventually("the delivery", () => h.receiver.forEvent(eventId).length > 0 && h.receiver.forEvent(eventId));
+      return got;
+    };
+    const first = created.signingSecret;
+    const rotation = { subscriptionId, previousSecretValidSeconds: 3600, idempotencyKey: `rotate-${randomUUID()}` };
+    const rotated = await partner.rotateWebhookSecret(rotation);
+    const second = rotated.signingSecret;
+    assert.match(second, /^ttip_whsec_/);
+    assert.notEqual(second, first);
+    const until = timestampDate(rotated.subscription!.previousSecretExpiresAt!).getTime();
+    assert.ok(Math.abs(until - (h.clock.now() + 3_600_000)) < 60_000, "the old secret signs for the hour asked");
+    assert.equal((await partner.rotateWebhookSecret(rotation)).signingSecret, second, "a retry answers the same secret");
+
+    // Meanwhile both sign: a receiver still on the old secret and one moved to the new accept it.
+    const during = await delivered();
+    assert.equal(signaturesOf(during)?.v1.length, 2);
+    assert.ok(verifies(second, during) && verifies(first, during));
+    // Its time up, the old one signs nothing.
+    h.clock.advance(3_601_000);
+    const after = await delivered();
+    assert.equal(signaturesOf(after)?.v1.length, 1);
+    assert.ok(verifies(second, after) && !verifies(first, after));
+    // A secret that leaked: replaced with no time for it.
+    const third = (await partner.rotateWebhookSecret({ subscriptionId, previousSecretValidSeconds: 0, idempotencyKey: `rotate-${randomUUID()}` })).signingSecret;
+    const now = await delivered();
+    assert.ok(verifies(third, now) && !verifies(second, now));
+
+    const refused = async (req: Partial<typeof rotation>, code: Code, field: string) => {
+      const e = await failure(partner.rotateWebhookSecret({ ...rotation, idempotencyKey: `rotate-${randomUUID()}`, ...req }));
+      assert.equal(e.code, code, e.message);
+      assert.match(e.message, new RegExp(field));
+    };
+    await refused({ previousSecretValidSeconds: 8 * 86_400 }, Code.InvalidArgument, "previous_secret_valid_seconds");
+    await refused({ subscriptionId: randomUUID() }, Code.NotFound, "subscription_id");
+    await partner.deleteWebhookSubscription({ subscriptionId });
+    await refused({}, Code.FailedPrecondition, "subscription_id");
+    // Another key's subscription is as unknown as a missing one.
+    await assert.rejects(h.partner(pos).rotateWebhookSecret({ ...rotation, idempotencyKey: `rotate-${randomUUID()}` }), (e: ConnectError) => e.code === Code.NotFound);
+  });
+
   test("the gateway holds webhook RPCs to their scopes", async () => {
     const readOnly = await h.issueKey("Read Only", ["webhooks:read"]);
     assert.equal((await h.partner(readOnly).listWebhookDeliveries({})).deliveries.length, 0);
@@ -260,6 +314,7 @@ describe("partner webhooks", () => {
       await failure(h.partner(readOnly).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `sub-${randomUUID()}` })),
       { code: Code.PermissionDenied, message: "missing scope: ttip.auth.v1.PartnerService/CreateWebhookSubscription needs the scope webhooks:write, which this key does not have" },
     );
+    assert.equal((await failure(h.partner(readOnly).rotateWebhookSecret({ subscriptionId, idempotencyKey: `rotate-${randomUUID()}` }))).code, Code.PermissionDenied);
   });
 
   test("payout events go only to keys the worker consented to, and stop when the consent is withdrawn", async () => {

@@ -23,7 +23,7 @@ export const PAYOUT_EVENTS_SCOPE = "payouts:read";
 // statement with a column wildcard unprepared (parsed and planned on every call).
 
 /** A SubscriptionRow's columns. */
-export const SUBSCRIPTION_COLUMNS = "subscription_id, key_id, url, event_types, secret_sealed, created_at, deleted_at";
+export const SUBSCRIPTION_COLUMNS = "subscription_id, key_id, url, event_types, secret_sealed, created_at, deleted_at, previous_secret_expires_at";
 
 export interface SubscriptionRow {
   subscription_id: string;
@@ -33,6 +33,8 @@ export interface SubscriptionRow {
   secret_sealed: string;
   created_at: Date;
   deleted_at: Date | null;
+  /** Until when the secret a rotation replaced signs deliveries too. */
+  previous_secret_expires_at: Date | null;
 }
 
 const DELIVERY_COLUMN_NAMES = [
@@ -83,6 +85,7 @@ export function toSubscription(r: SubscriptionRow): WebhookSubscription {
     eventTypes: r.event_types as WebhookEventType[],
     createdAt: optionalTimestamp(r.created_at),
     deletedAt: optionalTimestamp(r.deleted_at),
+    previousSecretExpiresAt: optionalTimestamp(r.previous_secret_expires_at),
   });
 }
 

@@ -36,9 +36,12 @@ const HOLD_BACK_MAX_MS = 60_000;
 /** What is kept of an error or an answer, in the log. */
 const MAX_ERROR_CHARS = 300;
 
-/** HMAC-SHA256 of "<t>.<body>" under the subscription's secret, as @ttip/sdk's verifyWebhook checks it. */
-export function webhookSignature(secret: string, body: string, unixSeconds: number): string {
-  return `t=${unixSeconds},v1=${hmacSha256(secret, `${unixSeconds}.${body}`, "hex")}`;
+/**
+ * HMAC-SHA256 of "<t>.<body>" under the subscription's secret, as @ttip/sdk's verifyWebhook checks it; then under
+ * each secret a rotation replaced that still signs (a v1= each: the verifiers accept the delivery if any matches).
+ */
+export function webhookSignature(secret: string, body: string, unixSeconds: number, ...previous: string[]): string {
+  return [secret, ...previous].reduce((header, s) => `${header},v1=${hmacSha256(s, `${unixSeconds}.${body}`, "hex")}`, `t=${unixSeconds}`);
 }
 
 /** The wait before attempt n + 1 after n failed ones: base * 2^(n-1), at most the cap, less up to a fifth at random (replicas and partners recovering together do not all retry at once). */
@@ -53,6 +56,8 @@ const CLAIMED_COLUMNS = deliveryColumns("d");
 interface Claimed extends DeliveryRow {
   url: string;
   secret_sealed: string;
+  /** The secret a rotation replaced, while it still signs. */
+  previous_secret_sealed: string | null;
   key_revoked: boolean;
   subscription_deleted: boolean;
   consent_held: boolean;
@@ -183,7 +188,7 @@ export class WebhookSender {
               next_attempt_at = $4::timestamptz + make_interval(secs => $2::double precision / 1000)
          FROM due, auth.partner_webhook_subscriptions s, auth.partner_api_keys k
         WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id AND k.key_id = d.key_id
-       RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
+       RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, CASE WHEN s.previous_secret_expires_at > $4 THEN s.previous_secret_sealed END AS previous_secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
       [limit, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now()), busy, room],
@@ -236,9 +241,9 @@ export class WebhookSender {
   }
 
   private async post(d: Claimed): Promise<{ status: number; error: string }> {
-    let secret: string;
+    let secrets: string[];
     try {
-      secret = this.o.sealer.open(d.secret_sealed);
+      secrets = [d.secret_sealed, ...(d.previous_secret_sealed ? [d.previous_secret_sealed] : [])].map((sealed) => this.o.sealer.open(sealed));
     } catch {
       return { status: 0, error: "the subscription's secret cannot be opened (AUTH_KEY_ENCRYPTION_SECRET changed?)" };
     }
@@ -250,7 +255,7 @@ export class WebhookSender {
       const res = await postOnce(to, d.body, this.o.config.timeoutMs, {
         "content-type": "application/json",
         "user-agent": "ttip-webhooks/1",
-        [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(secret, d.body, unix),
+        [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(secrets[0], d.body, unix, ...secrets.slice(1)),
         [WEBHOOK_DELIVERY_HEADER]: d.delivery_id,
       });
       const ok = res.status >= 200 && res.status < 300;

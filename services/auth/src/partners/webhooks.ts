@@ -1,12 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { AlreadyExistsError, claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, priorIdempotentResult, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, claimIdempotencyKey, clockOf, decodeTimeIdToken, InvalidStateError, idempotentRequest, priorIdempotentResult, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
 import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import type { AuthCore } from "../core.js";
 import { opaqueToken } from "../crypto.js";
 import { checkWebhookUrl, type HostResolver } from "./destination.js";
 import { deliveryColumns, deliveryState, PAYOUT_EVENTS_SCOPE, SUBSCRIPTION_COLUMNS, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
+
+/** How long the secret a rotation replaced still signs deliveries when the request does not say. */
+const DEFAULT_PREVIOUS_SECRET_VALID_SECONDS = 24 * 60 * 60;
 
 /** Live subscriptions a key may hold: each event is fanned out to at most this many URLs per key. */
 export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
@@ -73,6 +76,38 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
           [subscriptionId, key.keyId, url, eventTypes, core.sealer.seal(secret)],
         );
         return rows[0];
+      });
+      return answered(row);
+    },
+
+    async rotateWebhookSecret(req, ctx) {
+      const key = await callingKey(pool, ctx);
+      const idempotent = idempotentRequest("auth", ctx, req, key.keyId);
+      // A retry gets the secret in force (this rotation's, unless the key rotated it again since).
+      const prior = await priorIdempotentResult(pool, idempotent);
+      if (prior) return answered(await loadSubscription(pool, prior));
+      const validMs = (req.previousSecretValidSeconds ?? DEFAULT_PREVIOUS_SECRET_VALID_SECONDS) * 1000;
+      const secret = opaqueToken("ttip_whsec");
+      const row = await withTransaction(pool, async (tx) => {
+        const first = await claimIdempotencyKey(tx, idempotent, req.subscriptionId);
+        if (first) return loadSubscription(tx, first);
+        const { rows } = await tx.query<SubscriptionRow & { live: boolean }>(
+          "SELECT deleted_at IS NULL AS live FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1 AND key_id = $2 FOR UPDATE",
+          [req.subscriptionId, key.keyId],
+        );
+        // Another key's subscription is as unknown as a missing one.
+        if (!rows[0]) throw new NotFoundError(`subscription_id: no subscription ${req.subscriptionId} for this key`);
+        if (!rows[0].live) throw new InvalidStateError("subscription_id: the subscription was deleted; it sends nothing to sign");
+        // The secret replaced signs beside the new one until then; with no time given it signs nothing more.
+        const { rows: [rotated] } = await tx.query<SubscriptionRow>(
+          `UPDATE auth.partner_webhook_subscriptions
+              SET previous_secret_sealed = CASE WHEN $3::bigint > 0 THEN secret_sealed END,
+                  previous_secret_expires_at = CASE WHEN $3::bigint > 0 THEN $4::timestamptz + make_interval(secs => $3::double precision / 1000) END,
+                  secret_sealed = $2
+            WHERE subscription_id = $1 RETURNING ${SUBSCRIPTION_COLUMNS}`,
+          [req.subscriptionId, core.sealer.seal(secret), validMs, new Date(clockOf(core.ctx).now())],
+        );
+        return rotated;
       });
       return answered(row);
     },

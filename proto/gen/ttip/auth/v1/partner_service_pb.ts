@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/auth/v1/partner_service.proto.
  */
 export const file_ttip_auth_v1_partner_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0dGlwL2F1dGgvdjEvcGFydG5lcl9zZXJ2aWNlLnByb3RvEgx0dGlwLmF1dGgudjEirQEKIENyZWF0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXF1ZXN0EhgKA3VybBgBIAEoCUILukgIcgYYgBCIAQESSgoLZXZlbnRfdHlwZXMYAiADKA4yHi50dGlwLmF1dGgudjEuV2ViaG9va0V2ZW50VHlwZUIVukgSkgEPCAEQEBgBIgeCAQQQASAAEiMKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUIKukgHcgUQCBiAASJ0CiFDcmVhdGVXZWJob29rU3Vic2NyaXB0aW9uUmVzcG9uc2USNwoMc3Vic2NyaXB0aW9uGAEgASgLMiEudHRpcC5hdXRoLnYxLldlYmhvb2tTdWJzY3JpcHRpb24SFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiTAofTGlzdFdlYmhvb2tTdWJzY3JpcHRpb25zUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiiAEKIExpc3RXZWJob29rU3Vic2NyaXB0aW9uc1Jlc3BvbnNlEjgKDXN1YnNjcmlwdGlvbnMYASADKAsyIS50dGlwLmF1dGgudjEuV2ViaG9va1N1YnNjcmlwdGlvbhIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIkUKIERlbGV0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXF1ZXN0EiEKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiXAohRGVsZXRlV2ViaG9va1N1YnNjcmlwdGlvblJlc3BvbnNlEjcKDHN1YnNjcmlwdGlvbhgBIAEoCzIhLnR0aXAuYXV0aC52MS5XZWJob29rU3Vic2NyaXB0aW9uIq4BChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBIkCg9zdWJzY3JpcHRpb25faWQYAiABKAlCC7pICNgBAXIDsAEBEj0KBnN0YXR1cxgDIAEoDjIjLnR0aXAuYXV0aC52MS5XZWJob29rRGVsaXZlcnlTdGF0dXNCCLpIBYIBAhABIn4KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjEKCmRlbGl2ZXJpZXMYASADKAsyHS50dGlwLmF1dGgudjEuV2ViaG9va0RlbGl2ZXJ5EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UimwEKGExpc3RXb3JrZXJQYXlvdXRzUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEikKBHBhZ2UYAiABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI3CgZzdGF0dXMYAyABKA4yHS50dGlwLnBheW1lbnQudjEuUGF5b3V0U3RhdHVzQgi6SAWCAQIQASJxChlMaXN0V29ya2VyUGF5b3V0c1Jlc3BvbnNlEigKB3BheW91dHMYASADKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UizwEKGUdldFdvcmtlclN0YXRlbWVudFJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIZCgR5ZWFyGAIgASgFQgu6SAgaBhi0ECjoDxIYCgVtb250aBgDIAEoBUIJukgGGgQYDCgBEiMKCGN1cnJlbmN5GAQgASgJQhG6SA5yDDIKXltBLVpdezN9JBI7CgZmb3JtYXQYBSABKA4yHy50dGlwLndhbGxldC52MS5TdGF0ZW1lbnRGb3JtYXRCCrpIB4IBBBABIAAiVQoaR2V0V29ya2VyU3RhdGVtZW50UmVzcG9uc2USNwoJc3RhdGVtZW50GAEgASgLMiQudHRpcC53YWxsZXQudjEuR2V0U3RhdGVtZW50UmVzcG9uc2UieQoaR3JhbnRQYXJ0bmVyQ29uc2VudFJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARJBCgZzY29wZXMYAiADKA4yGi50dGlwLmF1dGgudjEuQ29uc2VudFNjb3BlQhW6SBKSAQ8IARAEGAEiB4IBBBABIAAiTAobR3JhbnRQYXJ0bmVyQ29uc2VudFJlc3BvbnNlEi0KB2NvbnNlbnQYASABKAsyHC50dGlwLmF1dGgudjEuUGFydG5lckNvbnNlbnQiNwobUmV2b2tlUGFydG5lckNvbnNlbnRSZXF1ZXN0EhgKBmtleV9pZBgBIAEoCUIIukgFcgOwAQEiTQocUmV2b2tlUGFydG5lckNvbnNlbnRSZXNwb25zZRItCgdjb25zZW50GAEgASgLMhwudHRpcC5hdXRoLnYxLlBhcnRuZXJDb25zZW50IkcKGkxpc3RQYXJ0bmVyQ29uc2VudHNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJ5ChtMaXN0UGFydG5lckNvbnNlbnRzUmVzcG9uc2USLgoIY29uc2VudHMYASADKAsyHC50dGlwLmF1dGgudjEuUGFydG5lckNvbnNlbnQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKoAQofTGlzdEFsbFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSGwoGa2V5X2lkGAIgASgJQgu6SAjYAQFyA7ABARI9CgZzdGF0dXMYAyABKA4yIy50dGlwLmF1dGgudjEuV2ViaG9va0RlbGl2ZXJ5U3RhdHVzQgi6SAWCAQIQASKBAQogTGlzdEFsbFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2USMQoKZGVsaXZlcmllcxgBIAMoCzIdLnR0aXAuYXV0aC52MS5XZWJob29rRGVsaXZlcnkSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJZChxSZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0Eh0KC2RlbGl2ZXJ5X2lkGAEgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAMY9AMiUAodUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVzcG9uc2USLwoIZGVsaXZlcnkYASABKAsyHS50dGlwLmF1dGgudjEuV2ViaG9va0RlbGl2ZXJ5MuYGCg5QYXJ0bmVyU2VydmljZRKUAQoZQ3JlYXRlV2ViaG9va1N1YnNjcmlwdGlvbhIuLnR0aXAuYXV0aC52MS5DcmVhdGVXZWJob29rU3Vic2NyaXB0aW9uUmVxdWVzdBovLnR0aXAuYXV0aC52MS5DcmVhdGVXZWJob29rU3Vic2NyaXB0aW9uUmVzcG9uc2UiFsrzGBIIBRoOd2ViaG9va3M6d3JpdGUSkwEKGExpc3RXZWJob29rU3Vic2NyaXB0aW9ucxItLnR0aXAuYXV0aC52MS5MaXN0V2ViaG9va1N1YnNjcmlwdGlvbnNSZXF1ZXN0Gi4udHRpcC5hdXRoLnYxLkxpc3RXZWJob29rU3Vic2NyaXB0aW9uc1Jlc3BvbnNlIhiQAgHK8xgRCAUaDXdlYmhvb2tzOnJlYWQSlAEKGURlbGV0ZVdlYmhvb2tTdWJzY3JpcHRpb24SLi50dGlwLmF1dGgudjEuRGVsZXRlV2ViaG9va1N1YnNjcmlwdGlvblJlcXVlc3QaLy50dGlwLmF1dGgudjEuRGVsZXRlV2ViaG9va1N1YnNjcmlwdGlvblJlc3BvbnNlIhbK8xgSCAUaDndlYmhvb2tzOndyaXRlEooBChVMaXN0V2ViaG9va0RlbGl2ZXJpZXMSKi50dGlwLmF1dGgudjEuTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBorLnR0aXAuYXV0aC52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZSIYkAIByvMYEQgFGg13ZWJob29rczpyZWFkEn0KEUxpc3RXb3JrZXJQYXlvdXRzEiYudHRpcC5hdXRoLnYxLkxpc3RXb3JrZXJQYXlvdXRzUmVxdWVzdBonLnR0aXAuYXV0aC52MS5MaXN0V29ya2VyUGF5b3V0c1Jlc3BvbnNlIheQAgHK8xgQCAUaDHBheW91dHM6cmVhZBKDAQoSR2V0V29ya2VyU3RhdGVtZW50EicudHRpcC5hdXRoLnYxLkdldFdvcmtlclN0YXRlbWVudFJlcXVlc3QaKC50dGlwLmF1dGgudjEuR2V0V29ya2VyU3RhdGVtZW50UmVzcG9uc2UiGpACAcrzGBMIBRoPc3RhdGVtZW50czpyZWFkMvMCChVQYXJ0bmVyQ29uc2VudFNlcnZpY2USagoTR3JhbnRQYXJ0bmVyQ29uc2VudBIoLnR0aXAuYXV0aC52MS5HcmFudFBhcnRuZXJDb25zZW50UmVxdWVzdBopLnR0aXAuYXV0aC52MS5HcmFudFBhcnRuZXJDb25zZW50UmVzcG9uc2USbQoUUmV2b2tlUGFydG5lckNvbnNlbnQSKS50dGlwLmF1dGgudjEuUmV2b2tlUGFydG5lckNvbnNlbnRSZXF1ZXN0GioudHRpcC5hdXRoLnYxLlJldm9rZVBhcnRuZXJDb25zZW50UmVzcG9uc2USbwoTTGlzdFBhcnRuZXJDb25zZW50cxIoLnR0aXAuYXV0aC52MS5MaXN0UGFydG5lckNvbnNlbnRzUmVxdWVzdBopLnR0aXAuYXV0aC52MS5MaXN0UGFydG5lckNvbnNlbnRzUmVzcG9uc2UiA5ACARoOyvMYCggCEgZ3b3JrZXIyrwIKE1BhcnRuZXJBZG1pblNlcnZpY2USnQEKGExpc3RBbGxXZWJob29rRGVsaXZlcmllcxItLnR0aXAuYXV0aC52MS5MaXN0QWxsV2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0Gi4udHRpcC5hdXRoLnYxLkxpc3RBbGxXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlIiKQAgHK8xgbCAMSBWFkbWluEgdzdXBwb3J0EgdmaW5hbmNlEnAKFVJlcGxheVdlYmhvb2tEZWxpdmVyeRIqLnR0aXAuYXV0aC52MS5SZXBsYXlXZWJob29rRGVsaXZlcnlSZXF1ZXN0GisudHRpcC5hdXRoLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlc3BvbnNlGgbK8xgCCANiBnByb3RvMw", [file_buf_validate_validate, file_ttip_auth_v1_partner, file_ttip_common_v1_options, file_ttip_common_v1_page, file_ttip_payment_v1_payment, file_ttip_wallet_v1_wallet_service]);
+  fileDesc("CiJ0dGlwL2F1dGgvdjEvcGFydG5lcl9zZXJ2aWNlLnByb3RvEgx0dGlwLmF1dGgudjEirQEKIENyZWF0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXF1ZXN0EhgKA3VybBgBIAEoCUILukgIcgYYgBCIAQESSgoLZXZlbnRfdHlwZXMYAiADKA4yHi50dGlwLmF1dGgudjEuV2ViaG9va0V2ZW50VHlwZUIVukgSkgEPCAEQEBgBIgeCAQQQASAAEiMKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUIKukgHcgUQCBiAASJ0CiFDcmVhdGVXZWJob29rU3Vic2NyaXB0aW9uUmVzcG9uc2USNwoMc3Vic2NyaXB0aW9uGAEgASgLMiEudHRpcC5hdXRoLnYxLldlYmhvb2tTdWJzY3JpcHRpb24SFgoOc2lnbmluZ19zZWNyZXQYAiABKAkiTAofTGlzdFdlYmhvb2tTdWJzY3JpcHRpb25zUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiiAEKIExpc3RXZWJob29rU3Vic2NyaXB0aW9uc1Jlc3BvbnNlEjgKDXN1YnNjcmlwdGlvbnMYASADKAsyIS50dGlwLmF1dGgudjEuV2ViaG9va1N1YnNjcmlwdGlvbhIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIkUKIERlbGV0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXF1ZXN0EiEKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiXAohRGVsZXRlV2ViaG9va1N1YnNjcmlwdGlvblJlc3BvbnNlEjcKDHN1YnNjcmlwdGlvbhgBIAEoCzIhLnR0aXAuYXV0aC52MS5XZWJob29rU3Vic2NyaXB0aW9uIr0BChpSb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBIhCg9zdWJzY3JpcHRpb25faWQYASABKAlCCLpIBXIDsAEBEjUKHXByZXZpb3VzX3NlY3JldF92YWxpZF9zZWNvbmRzGAIgASgNQgm6SAYqBBiA9SRIAIgBARIjCg9pZGVtcG90ZW5jeV9rZXkYAyABKAlCCrpIB3IFEAgYgAFCIAoeX3ByZXZpb3VzX3NlY3JldF92YWxpZF9zZWNvbmRzIm4KG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRI3CgxzdWJzY3JpcHRpb24YASABKAsyIS50dGlwLmF1dGgudjEuV2ViaG9va1N1YnNjcmlwdGlvbhIWCg5zaWduaW5nX3NlY3JldBgCIAEoCSKuAQocTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSJAoPc3Vic2NyaXB0aW9uX2lkGAIgASgJQgu6SAjYAQFyA7ABARI9CgZzdGF0dXMYAyABKA4yIy50dGlwLmF1dGgudjEuV2ViaG9va0RlbGl2ZXJ5U3RhdHVzQgi6SAWCAQIQASJ+Ch1MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRIxCgpkZWxpdmVyaWVzGAEgAygLMh0udHRpcC5hdXRoLnYxLldlYmhvb2tEZWxpdmVyeRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIpsBChhMaXN0V29ya2VyUGF5b3V0c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIpCgRwYWdlGAIgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNwoGc3RhdHVzGAMgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1c0IIukgFggECEAEicQoZTGlzdFdvcmtlclBheW91dHNSZXNwb25zZRIoCgdwYXlvdXRzGAEgAygLMhcudHRpcC5wYXltZW50LnYxLlBheW91dBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIs8BChlHZXRXb3JrZXJTdGF0ZW1lbnRSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESGQoEeWVhchgCIAEoBUILukgIGgYYtBAo6A8SGAoFbW9udGgYAyABKAVCCbpIBhoEGAwoARIjCghjdXJyZW5jeRgEIAEoCUIRukgOcgwyCl5bQS1aXXszfSQSOwoGZm9ybWF0GAUgASgOMh8udHRpcC53YWxsZXQudjEuU3RhdGVtZW50Rm9ybWF0Qgq6SAeCAQQQASAAIlUKGkdldFdvcmtlclN0YXRlbWVudFJlc3BvbnNlEjcKCXN0YXRlbWVudBgBIAEoCzIkLnR0aXAud2FsbGV0LnYxLkdldFN0YXRlbWVudFJlc3BvbnNlInkKGkdyYW50UGFydG5lckNvbnNlbnRSZXF1ZXN0EhgKBmtleV9pZBgBIAEoCUIIukgFcgOwAQESQQoGc2NvcGVzGAIgAygOMhoudHRpcC5hdXRoLnYxLkNvbnNlbnRTY29wZUIVukgSkgEPCAEQBBgBIgeCAQQQASAAIkwKG0dyYW50UGFydG5lckNvbnNlbnRSZXNwb25zZRItCgdjb25zZW50GAEgASgLMhwudHRpcC5hdXRoLnYxLlBhcnRuZXJDb25zZW50IjcKG1Jldm9rZVBhcnRuZXJDb25zZW50UmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBIk0KHFJldm9rZVBhcnRuZXJDb25zZW50UmVzcG9uc2USLQoHY29uc2VudBgBIAEoCzIcLnR0aXAuYXV0aC52MS5QYXJ0bmVyQ29uc2VudCJHChpMaXN0UGFydG5lckNvbnNlbnRzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QieQobTGlzdFBhcnRuZXJDb25zZW50c1Jlc3BvbnNlEi4KCGNvbnNlbnRzGAEgAygLMhwudHRpcC5hdXRoLnYxLlBhcnRuZXJDb25zZW50EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiqAEKH0xpc3RBbGxXZWJob29rRGVsaXZlcmllc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EhsKBmtleV9pZBgCIAEoCUILukgI2AEBcgOwAQESPQoGc3RhdHVzGAMgASgOMiMudHRpcC5hdXRoLnYxLldlYmhvb2tEZWxpdmVyeVN0YXR1c0IIukgFggECEAEigQEKIExpc3RBbGxXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjEKCmRlbGl2ZXJpZXMYASADKAsyHS50dGlwLmF1dGgudjEuV2ViaG9va0RlbGl2ZXJ5EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiWQocUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVxdWVzdBIdCgtkZWxpdmVyeV9pZBgBIAEoCUIIukgFcgOwAQESGgoGcmVhc29uGAIgASgJQgq6SAdyBRADGPQDIlAKHVJlcGxheVdlYmhvb2tEZWxpdmVyeVJlc3BvbnNlEi8KCGRlbGl2ZXJ5GAEgASgLMh0udHRpcC5hdXRoLnYxLldlYmhvb2tEZWxpdmVyeTLrBwoOUGFydG5lclNlcnZpY2USlAEKGUNyZWF0ZVdlYmhvb2tTdWJzY3JpcHRpb24SLi50dGlwLmF1dGgudjEuQ3JlYXRlV2ViaG9va1N1YnNjcmlwdGlvblJlcXVlc3QaLy50dGlwLmF1dGgudjEuQ3JlYXRlV2ViaG9va1N1YnNjcmlwdGlvblJlc3BvbnNlIhbK8xgSCAUaDndlYmhvb2tzOndyaXRlEpMBChhMaXN0V2ViaG9va1N1YnNjcmlwdGlvbnMSLS50dGlwLmF1dGgudjEuTGlzdFdlYmhvb2tTdWJzY3JpcHRpb25zUmVxdWVzdBouLnR0aXAuYXV0aC52MS5MaXN0V2ViaG9va1N1YnNjcmlwdGlvbnNSZXNwb25zZSIYkAIByvMYEQgFGg13ZWJob29rczpyZWFkEpQBChlEZWxldGVXZWJob29rU3Vic2NyaXB0aW9uEi4udHRpcC5hdXRoLnYxLkRlbGV0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXF1ZXN0Gi8udHRpcC5hdXRoLnYxLkRlbGV0ZVdlYmhvb2tTdWJzY3JpcHRpb25SZXNwb25zZSIWyvMYEggFGg53ZWJob29rczp3cml0ZRKCAQoTUm90YXRlV2ViaG9va1NlY3JldBIoLnR0aXAuYXV0aC52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBopLnR0aXAuYXV0aC52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVzcG9uc2UiFsrzGBIIBRoOd2ViaG9va3M6d3JpdGUSigEKFUxpc3RXZWJob29rRGVsaXZlcmllcxIqLnR0aXAuYXV0aC52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GisudHRpcC5hdXRoLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlIhiQAgHK8xgRCAUaDXdlYmhvb2tzOnJlYWQSfQoRTGlzdFdvcmtlclBheW91dHMSJi50dGlwLmF1dGgudjEuTGlzdFdvcmtlclBheW91dHNSZXF1ZXN0GicudHRpcC5hdXRoLnYxLkxpc3RXb3JrZXJQYXlvdXRzUmVzcG9uc2UiF5ACAcrzGBAIBRoMcGF5b3V0czpyZWFkEoMBChJHZXRXb3JrZXJTdGF0ZW1lbnQSJy50dGlwLmF1dGgudjEuR2V0V29ya2VyU3RhdGVtZW50UmVxdWVzdBooLnR0aXAuYXV0aC52MS5HZXRXb3JrZXJTdGF0ZW1lbnRSZXNwb25zZSIakAIByvMYEwgFGg9zdGF0ZW1lbnRzOnJlYWQy8wIKFVBhcnRuZXJDb25zZW50U2VydmljZRJqChNHcmFudFBhcnRuZXJDb25zZW50EigudHRpcC5hdXRoLnYxLkdyYW50UGFydG5lckNvbnNlbnRSZXF1ZXN0GikudHRpcC5hdXRoLnYxLkdyYW50UGFydG5lckNvbnNlbnRSZXNwb25zZRJtChRSZXZva2VQYXJ0bmVyQ29uc2VudBIpLnR0aXAuYXV0aC52MS5SZXZva2VQYXJ0bmVyQ29uc2VudFJlcXVlc3QaKi50dGlwLmF1dGgudjEuUmV2b2tlUGFydG5lckNvbnNlbnRSZXNwb25zZRJvChNMaXN0UGFydG5lckNvbnNlbnRzEigudHRpcC5hdXRoLnYxLkxpc3RQYXJ0bmVyQ29uc2VudHNSZXF1ZXN0GikudHRpcC5hdXRoLnYxLkxpc3RQYXJ0bmVyQ29uc2VudHNSZXNwb25zZSIDkAIBGg7K8xgKCAISBndvcmtlcjKvAgoTUGFydG5lckFkbWluU2VydmljZRKdAQoYTGlzdEFsbFdlYmhvb2tEZWxpdmVyaWVzEi0udHRpcC5hdXRoLnYxLkxpc3RBbGxXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaLi50dGlwLmF1dGgudjEuTGlzdEFsbFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2UiIpACAcrzGBsIAxIFYWRtaW4SB3N1cHBvcnQSB2ZpbmFuY2UScAoVUmVwbGF5V2ViaG9va0RlbGl2ZXJ5EioudHRpcC5hdXRoLnYxLlJlcGxheVdlYmhvb2tEZWxpdmVyeVJlcXVlc3QaKy50dGlwLmF1dGgudjEuUmVwbGF5V2ViaG9va0RlbGl2ZXJ5UmVzcG9uc2UaBsrzGAIIA2IGcHJvdG8z", [file_buf_validate_validate, file_ttip_auth_v1_partner, file_ttip_common_v1_options, file_ttip_common_v1_page, file_ttip_payment_v1_payment, file_ttip_wallet_v1_wallet_service]);
 
 /**
  * @generated from message ttip.auth.v1.CreateWebhookSubscriptionRequest
@@ -150,6 +150,62 @@ export const DeleteWebhookSubscriptionResponseSchema: GenMessage<DeleteWebhookSu
   messageDesc(file_ttip_auth_v1_partner_service, 5);
 
 /**
+ * @generated from message ttip.auth.v1.RotateWebhookSecretRequest
+ */
+export type RotateWebhookSecretRequest = Message<"ttip.auth.v1.RotateWebhookSecretRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * How long the secret replaced still signs deliveries: at most 7 days;
+   * unset, 24 hours; 0, not at all (a secret that leaked).
+   *
+   * @generated from field: optional uint32 previous_secret_valid_seconds = 2;
+   */
+  previousSecretValidSeconds?: number | undefined;
+
+  /**
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message ttip.auth.v1.RotateWebhookSecretRequest.
+ * Use `create(RotateWebhookSecretRequestSchema)` to create a new message.
+ */
+export const RotateWebhookSecretRequestSchema: GenMessage<RotateWebhookSecretRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_auth_v1_partner_service, 6);
+
+/**
+ * @generated from message ttip.auth.v1.RotateWebhookSecretResponse
+ */
+export type RotateWebhookSecretResponse = Message<"ttip.auth.v1.RotateWebhookSecretResponse"> & {
+  /**
+   * Its previous_secret_expires_at says until when the secret replaced signs too.
+   *
+   * @generated from field: ttip.auth.v1.WebhookSubscription subscription = 1;
+   */
+  subscription?: WebhookSubscription | undefined;
+
+  /**
+   * The new secret deliveries are signed with; shown here only.
+   *
+   * @generated from field: string signing_secret = 2;
+   */
+  signingSecret: string;
+};
+
+/**
+ * Describes the message ttip.auth.v1.RotateWebhookSecretResponse.
+ * Use `create(RotateWebhookSecretResponseSchema)` to create a new message.
+ */
+export const RotateWebhookSecretResponseSchema: GenMessage<RotateWebhookSecretResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_auth_v1_partner_service, 7);
+
+/**
  * @generated from message ttip.auth.v1.ListWebhookDeliveriesRequest
  */
 export type ListWebhookDeliveriesRequest = Message<"ttip.auth.v1.ListWebhookDeliveriesRequest"> & {
@@ -178,7 +234,7 @@ export type ListWebhookDeliveriesRequest = Message<"ttip.auth.v1.ListWebhookDeli
  * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 6);
+  messageDesc(file_ttip_auth_v1_partner_service, 8);
 
 /**
  * @generated from message ttip.auth.v1.ListWebhookDeliveriesResponse
@@ -200,7 +256,7 @@ export type ListWebhookDeliveriesResponse = Message<"ttip.auth.v1.ListWebhookDel
  * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
  */
 export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 7);
+  messageDesc(file_ttip_auth_v1_partner_service, 9);
 
 /**
  * @generated from message ttip.auth.v1.ListWorkerPayoutsRequest
@@ -227,7 +283,7 @@ export type ListWorkerPayoutsRequest = Message<"ttip.auth.v1.ListWorkerPayoutsRe
  * Use `create(ListWorkerPayoutsRequestSchema)` to create a new message.
  */
 export const ListWorkerPayoutsRequestSchema: GenMessage<ListWorkerPayoutsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 8);
+  messageDesc(file_ttip_auth_v1_partner_service, 10);
 
 /**
  * @generated from message ttip.auth.v1.ListWorkerPayoutsResponse
@@ -249,7 +305,7 @@ export type ListWorkerPayoutsResponse = Message<"ttip.auth.v1.ListWorkerPayoutsR
  * Use `create(ListWorkerPayoutsResponseSchema)` to create a new message.
  */
 export const ListWorkerPayoutsResponseSchema: GenMessage<ListWorkerPayoutsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 9);
+  messageDesc(file_ttip_auth_v1_partner_service, 11);
 
 /**
  * @generated from message ttip.auth.v1.GetWorkerStatementRequest
@@ -286,7 +342,7 @@ export type GetWorkerStatementRequest = Message<"ttip.auth.v1.GetWorkerStatement
  * Use `create(GetWorkerStatementRequestSchema)` to create a new message.
  */
 export const GetWorkerStatementRequestSchema: GenMessage<GetWorkerStatementRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 10);
+  messageDesc(file_ttip_auth_v1_partner_service, 12);
 
 /**
  * @generated from message ttip.auth.v1.GetWorkerStatementResponse
@@ -303,7 +359,7 @@ export type GetWorkerStatementResponse = Message<"ttip.auth.v1.GetWorkerStatemen
  * Use `create(GetWorkerStatementResponseSchema)` to create a new message.
  */
 export const GetWorkerStatementResponseSchema: GenMessage<GetWorkerStatementResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 11);
+  messageDesc(file_ttip_auth_v1_partner_service, 13);
 
 /**
  * @generated from message ttip.auth.v1.GrantPartnerConsentRequest
@@ -327,7 +383,7 @@ export type GrantPartnerConsentRequest = Message<"ttip.auth.v1.GrantPartnerConse
  * Use `create(GrantPartnerConsentRequestSchema)` to create a new message.
  */
 export const GrantPartnerConsentRequestSchema: GenMessage<GrantPartnerConsentRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 12);
+  messageDesc(file_ttip_auth_v1_partner_service, 14);
 
 /**
  * @generated from message ttip.auth.v1.GrantPartnerConsentResponse
@@ -344,7 +400,7 @@ export type GrantPartnerConsentResponse = Message<"ttip.auth.v1.GrantPartnerCons
  * Use `create(GrantPartnerConsentResponseSchema)` to create a new message.
  */
 export const GrantPartnerConsentResponseSchema: GenMessage<GrantPartnerConsentResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 13);
+  messageDesc(file_ttip_auth_v1_partner_service, 15);
 
 /**
  * @generated from message ttip.auth.v1.RevokePartnerConsentRequest
@@ -361,7 +417,7 @@ export type RevokePartnerConsentRequest = Message<"ttip.auth.v1.RevokePartnerCon
  * Use `create(RevokePartnerConsentRequestSchema)` to create a new message.
  */
 export const RevokePartnerConsentRequestSchema: GenMessage<RevokePartnerConsentRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 14);
+  messageDesc(file_ttip_auth_v1_partner_service, 16);
 
 /**
  * @generated from message ttip.auth.v1.RevokePartnerConsentResponse
@@ -378,7 +434,7 @@ export type RevokePartnerConsentResponse = Message<"ttip.auth.v1.RevokePartnerCo
  * Use `create(RevokePartnerConsentResponseSchema)` to create a new message.
  */
 export const RevokePartnerConsentResponseSchema: GenMessage<RevokePartnerConsentResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 15);
+  messageDesc(file_ttip_auth_v1_partner_service, 17);
 
 /**
  * @generated from message ttip.auth.v1.ListPartnerConsentsRequest
@@ -395,7 +451,7 @@ export type ListPartnerConsentsRequest = Message<"ttip.auth.v1.ListPartnerConsen
  * Use `create(ListPartnerConsentsRequestSchema)` to create a new message.
  */
 export const ListPartnerConsentsRequestSchema: GenMessage<ListPartnerConsentsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 16);
+  messageDesc(file_ttip_auth_v1_partner_service, 18);
 
 /**
  * @generated from message ttip.auth.v1.ListPartnerConsentsResponse
@@ -417,7 +473,7 @@ export type ListPartnerConsentsResponse = Message<"ttip.auth.v1.ListPartnerConse
  * Use `create(ListPartnerConsentsResponseSchema)` to create a new message.
  */
 export const ListPartnerConsentsResponseSchema: GenMessage<ListPartnerConsentsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 17);
+  messageDesc(file_ttip_auth_v1_partner_service, 19);
 
 /**
  * @generated from message ttip.auth.v1.ListAllWebhookDeliveriesRequest
@@ -446,7 +502,7 @@ export type ListAllWebhookDeliveriesRequest = Message<"ttip.auth.v1.ListAllWebho
  * Use `create(ListAllWebhookDeliveriesRequestSchema)` to create a new message.
  */
 export const ListAllWebhookDeliveriesRequestSchema: GenMessage<ListAllWebhookDeliveriesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 18);
+  messageDesc(file_ttip_auth_v1_partner_service, 20);
 
 /**
  * @generated from message ttip.auth.v1.ListAllWebhookDeliveriesResponse
@@ -468,7 +524,7 @@ export type ListAllWebhookDeliveriesResponse = Message<"ttip.auth.v1.ListAllWebh
  * Use `create(ListAllWebhookDeliveriesResponseSchema)` to create a new message.
  */
 export const ListAllWebhookDeliveriesResponseSchema: GenMessage<ListAllWebhookDeliveriesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 19);
+  messageDesc(file_ttip_auth_v1_partner_service, 21);
 
 /**
  * @generated from message ttip.auth.v1.ReplayWebhookDeliveryRequest
@@ -492,7 +548,7 @@ export type ReplayWebhookDeliveryRequest = Message<"ttip.auth.v1.ReplayWebhookDe
  * Use `create(ReplayWebhookDeliveryRequestSchema)` to create a new message.
  */
 export const ReplayWebhookDeliveryRequestSchema: GenMessage<ReplayWebhookDeliveryRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 20);
+  messageDesc(file_ttip_auth_v1_partner_service, 22);
 
 /**
  * @generated from message ttip.auth.v1.ReplayWebhookDeliveryResponse
@@ -509,7 +565,7 @@ export type ReplayWebhookDeliveryResponse = Message<"ttip.auth.v1.ReplayWebhookD
  * Use `create(ReplayWebhookDeliveryResponseSchema)` to create a new message.
  */
 export const ReplayWebhookDeliveryResponseSchema: GenMessage<ReplayWebhookDeliveryResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_auth_v1_partner_service, 21);
+  messageDesc(file_ttip_auth_v1_partner_service, 23);
 
 /**
  * What a partner key does about itself, signed with the key (x-ttip-key-id,
@@ -551,6 +607,20 @@ export const PartnerService: GenService<{
     methodKind: "unary";
     input: typeof DeleteWebhookSubscriptionRequestSchema;
     output: typeof DeleteWebhookSubscriptionResponseSchema;
+  },
+  /**
+   * Scope webhooks:write. A new signing secret for the subscription, in the
+   * answer only (a retry with the same idempotency key answers it again).
+   * The secret replaced still signs deliveries, beside the new one (a second
+   * v1= in the signature header, which the SDKs' verifiers accept), for
+   * previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+   *
+   * @generated from rpc ttip.auth.v1.PartnerService.RotateWebhookSecret
+   */
+  rotateWebhookSecret: {
+    methodKind: "unary";
+    input: typeof RotateWebhookSecretRequestSchema;
+    output: typeof RotateWebhookSecretResponseSchema;
   },
   /**
    * Scope webhooks:read. This key's deliveries, newest first.

@@ -207,9 +207,12 @@ type WebhookSubscription struct {
 	EventTypes []WebhookEventType     `protobuf:"varint,4,rep,packed,name=event_types,json=eventTypes,proto3,enum=ttip.auth.v1.WebhookEventType" json:"event_types,omitempty"`
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Set once deleted; nothing more is sent, the delivery log stays.
-	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeletedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	// Until then deliveries are signed with the secret a rotation replaced too
+	// (RotateWebhookSecret); unset when none is.
+	PreviousSecretExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=previous_secret_expires_at,json=previousSecretExpiresAt,proto3" json:"previous_secret_expires_at,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *WebhookSubscription) Reset() {
@@ -280,6 +283,13 @@ func (x *WebhookSubscription) GetCreatedAt() *timestamppb.Timestamp {
 func (x *WebhookSubscription) GetDeletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.DeletedAt
+	}
+	return nil
+}
+
+func (x *WebhookSubscription) GetPreviousSecretExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousSecretExpiresAt
 	}
 	return nil
 }
@@ -849,7 +859,7 @@ var File_ttip_auth_v1_partner_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_partner_proto_rawDesc = "" +
 	"\n" +
-	"\x1attip/auth/v1/partner.proto\x12\fttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\x9e\x02\n" +
+	"\x1attip/auth/v1/partner.proto\x12\fttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\xf7\x02\n" +
 	"\x13WebhookSubscription\x12'\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x10\n" +
@@ -859,7 +869,8 @@ const file_ttip_auth_v1_partner_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"deleted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\xc6\x04\n" +
+	"deleted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\x12W\n" +
+	"\x1aprevious_secret_expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x17previousSecretExpiresAt\"\xc6\x04\n" +
 	"\x0fWebhookDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12'\n" +
@@ -971,28 +982,29 @@ var file_ttip_auth_v1_partner_proto_depIdxs = []int32{
 	0,  // 0: ttip.auth.v1.WebhookSubscription.event_types:type_name -> ttip.auth.v1.WebhookEventType
 	9,  // 1: ttip.auth.v1.WebhookSubscription.created_at:type_name -> google.protobuf.Timestamp
 	9,  // 2: ttip.auth.v1.WebhookSubscription.deleted_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: ttip.auth.v1.WebhookDelivery.event_type:type_name -> ttip.auth.v1.WebhookEventType
-	1,  // 4: ttip.auth.v1.WebhookDelivery.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
-	9,  // 5: ttip.auth.v1.WebhookDelivery.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 6: ttip.auth.v1.WebhookDelivery.next_attempt_at:type_name -> google.protobuf.Timestamp
-	9,  // 7: ttip.auth.v1.WebhookDelivery.delivered_at:type_name -> google.protobuf.Timestamp
-	0,  // 8: ttip.auth.v1.WebhookEvent.type:type_name -> ttip.auth.v1.WebhookEventType
-	9,  // 9: ttip.auth.v1.WebhookEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	6,  // 10: ttip.auth.v1.WebhookEvent.tip:type_name -> ttip.auth.v1.WebhookTip
-	7,  // 11: ttip.auth.v1.WebhookEvent.payout:type_name -> ttip.auth.v1.WebhookPayout
-	10, // 12: ttip.auth.v1.WebhookTip.amount:type_name -> ttip.common.v1.Money
-	10, // 13: ttip.auth.v1.WebhookTip.fee:type_name -> ttip.common.v1.Money
-	10, // 14: ttip.auth.v1.WebhookTip.net:type_name -> ttip.common.v1.Money
-	10, // 15: ttip.auth.v1.WebhookPayout.amount:type_name -> ttip.common.v1.Money
-	10, // 16: ttip.auth.v1.WebhookPayout.transfer_fee:type_name -> ttip.common.v1.Money
-	2,  // 17: ttip.auth.v1.PartnerConsent.scopes:type_name -> ttip.auth.v1.ConsentScope
-	9,  // 18: ttip.auth.v1.PartnerConsent.granted_at:type_name -> google.protobuf.Timestamp
-	9,  // 19: ttip.auth.v1.PartnerConsent.revoked_at:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	9,  // 3: ttip.auth.v1.WebhookSubscription.previous_secret_expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: ttip.auth.v1.WebhookDelivery.event_type:type_name -> ttip.auth.v1.WebhookEventType
+	1,  // 5: ttip.auth.v1.WebhookDelivery.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
+	9,  // 6: ttip.auth.v1.WebhookDelivery.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 7: ttip.auth.v1.WebhookDelivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: ttip.auth.v1.WebhookDelivery.delivered_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: ttip.auth.v1.WebhookEvent.type:type_name -> ttip.auth.v1.WebhookEventType
+	9,  // 10: ttip.auth.v1.WebhookEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	6,  // 11: ttip.auth.v1.WebhookEvent.tip:type_name -> ttip.auth.v1.WebhookTip
+	7,  // 12: ttip.auth.v1.WebhookEvent.payout:type_name -> ttip.auth.v1.WebhookPayout
+	10, // 13: ttip.auth.v1.WebhookTip.amount:type_name -> ttip.common.v1.Money
+	10, // 14: ttip.auth.v1.WebhookTip.fee:type_name -> ttip.common.v1.Money
+	10, // 15: ttip.auth.v1.WebhookTip.net:type_name -> ttip.common.v1.Money
+	10, // 16: ttip.auth.v1.WebhookPayout.amount:type_name -> ttip.common.v1.Money
+	10, // 17: ttip.auth.v1.WebhookPayout.transfer_fee:type_name -> ttip.common.v1.Money
+	2,  // 18: ttip.auth.v1.PartnerConsent.scopes:type_name -> ttip.auth.v1.ConsentScope
+	9,  // 19: ttip.auth.v1.PartnerConsent.granted_at:type_name -> google.protobuf.Timestamp
+	9,  // 20: ttip.auth.v1.PartnerConsent.revoked_at:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_partner_proto_init() }

@@ -324,6 +324,122 @@ func (x *DeleteWebhookSubscriptionResponse) GetSubscription() *WebhookSubscripti
 	return nil
 }
 
+type RotateWebhookSecretRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// How long the secret replaced still signs deliveries: at most 7 days;
+	// unset, 24 hours; 0, not at all (a secret that leaked).
+	PreviousSecretValidSeconds *uint32 `protobuf:"varint,2,opt,name=previous_secret_valid_seconds,json=previousSecretValidSeconds,proto3,oneof" json:"previous_secret_valid_seconds,omitempty"`
+	IdempotencyKey             string  `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretRequest) Reset() {
+	*x = RotateWebhookSecretRequest{}
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretRequest) ProtoMessage() {}
+
+func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RotateWebhookSecretRequest) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *RotateWebhookSecretRequest) GetPreviousSecretValidSeconds() uint32 {
+	if x != nil && x.PreviousSecretValidSeconds != nil {
+		return *x.PreviousSecretValidSeconds
+	}
+	return 0
+}
+
+func (x *RotateWebhookSecretRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type RotateWebhookSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its previous_secret_expires_at says until when the secret replaced signs too.
+	Subscription *WebhookSubscription `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// The new secret deliveries are signed with; shown here only.
+	SigningSecret string `protobuf:"bytes,2,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretResponse) Reset() {
+	*x = RotateWebhookSecretResponse{}
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretResponse) ProtoMessage() {}
+
+func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RotateWebhookSecretResponse) GetSubscription() *WebhookSubscription {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *RotateWebhookSecretResponse) GetSigningSecret() string {
+	if x != nil {
+		return x.SigningSecret
+	}
+	return ""
+}
+
 type ListWebhookDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Page  *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
@@ -337,7 +453,7 @@ type ListWebhookDeliveriesRequest struct {
 
 func (x *ListWebhookDeliveriesRequest) Reset() {
 	*x = ListWebhookDeliveriesRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[6]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +465,7 @@ func (x *ListWebhookDeliveriesRequest) String() string {
 func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[6]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +478,7 @@ func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{6}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListWebhookDeliveriesRequest) GetPage() *v1.PageRequest {
@@ -396,7 +512,7 @@ type ListWebhookDeliveriesResponse struct {
 
 func (x *ListWebhookDeliveriesResponse) Reset() {
 	*x = ListWebhookDeliveriesResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[7]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +524,7 @@ func (x *ListWebhookDeliveriesResponse) String() string {
 func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[7]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +537,7 @@ func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{7}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
@@ -449,7 +565,7 @@ type ListWorkerPayoutsRequest struct {
 
 func (x *ListWorkerPayoutsRequest) Reset() {
 	*x = ListWorkerPayoutsRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[8]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +577,7 @@ func (x *ListWorkerPayoutsRequest) String() string {
 func (*ListWorkerPayoutsRequest) ProtoMessage() {}
 
 func (x *ListWorkerPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[8]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +590,7 @@ func (x *ListWorkerPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkerPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkerPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListWorkerPayoutsRequest) GetWorkerId() string {
@@ -508,7 +624,7 @@ type ListWorkerPayoutsResponse struct {
 
 func (x *ListWorkerPayoutsResponse) Reset() {
 	*x = ListWorkerPayoutsResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[9]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +636,7 @@ func (x *ListWorkerPayoutsResponse) String() string {
 func (*ListWorkerPayoutsResponse) ProtoMessage() {}
 
 func (x *ListWorkerPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[9]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +649,7 @@ func (x *ListWorkerPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkerPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkerPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListWorkerPayoutsResponse) GetPayouts() []*v11.Payout {
@@ -563,7 +679,7 @@ type GetWorkerStatementRequest struct {
 
 func (x *GetWorkerStatementRequest) Reset() {
 	*x = GetWorkerStatementRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[10]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +691,7 @@ func (x *GetWorkerStatementRequest) String() string {
 func (*GetWorkerStatementRequest) ProtoMessage() {}
 
 func (x *GetWorkerStatementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[10]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +704,7 @@ func (x *GetWorkerStatementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerStatementRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkerStatementRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetWorkerStatementRequest) GetWorkerId() string {
@@ -635,7 +751,7 @@ type GetWorkerStatementResponse struct {
 
 func (x *GetWorkerStatementResponse) Reset() {
 	*x = GetWorkerStatementResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[11]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +763,7 @@ func (x *GetWorkerStatementResponse) String() string {
 func (*GetWorkerStatementResponse) ProtoMessage() {}
 
 func (x *GetWorkerStatementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[11]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +776,7 @@ func (x *GetWorkerStatementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkerStatementResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkerStatementResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetWorkerStatementResponse) GetStatement() *v12.GetStatementResponse {
@@ -681,7 +797,7 @@ type GrantPartnerConsentRequest struct {
 
 func (x *GrantPartnerConsentRequest) Reset() {
 	*x = GrantPartnerConsentRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[12]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +809,7 @@ func (x *GrantPartnerConsentRequest) String() string {
 func (*GrantPartnerConsentRequest) ProtoMessage() {}
 
 func (x *GrantPartnerConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[12]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +822,7 @@ func (x *GrantPartnerConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantPartnerConsentRequest.ProtoReflect.Descriptor instead.
 func (*GrantPartnerConsentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GrantPartnerConsentRequest) GetKeyId() string {
@@ -732,7 +848,7 @@ type GrantPartnerConsentResponse struct {
 
 func (x *GrantPartnerConsentResponse) Reset() {
 	*x = GrantPartnerConsentResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[13]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +860,7 @@ func (x *GrantPartnerConsentResponse) String() string {
 func (*GrantPartnerConsentResponse) ProtoMessage() {}
 
 func (x *GrantPartnerConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[13]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +873,7 @@ func (x *GrantPartnerConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantPartnerConsentResponse.ProtoReflect.Descriptor instead.
 func (*GrantPartnerConsentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GrantPartnerConsentResponse) GetConsent() *PartnerConsent {
@@ -776,7 +892,7 @@ type RevokePartnerConsentRequest struct {
 
 func (x *RevokePartnerConsentRequest) Reset() {
 	*x = RevokePartnerConsentRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[14]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +904,7 @@ func (x *RevokePartnerConsentRequest) String() string {
 func (*RevokePartnerConsentRequest) ProtoMessage() {}
 
 func (x *RevokePartnerConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[14]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +917,7 @@ func (x *RevokePartnerConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokePartnerConsentRequest.ProtoReflect.Descriptor instead.
 func (*RevokePartnerConsentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokePartnerConsentRequest) GetKeyId() string {
@@ -820,7 +936,7 @@ type RevokePartnerConsentResponse struct {
 
 func (x *RevokePartnerConsentResponse) Reset() {
 	*x = RevokePartnerConsentResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[15]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +948,7 @@ func (x *RevokePartnerConsentResponse) String() string {
 func (*RevokePartnerConsentResponse) ProtoMessage() {}
 
 func (x *RevokePartnerConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[15]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +961,7 @@ func (x *RevokePartnerConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokePartnerConsentResponse.ProtoReflect.Descriptor instead.
 func (*RevokePartnerConsentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokePartnerConsentResponse) GetConsent() *PartnerConsent {
@@ -864,7 +980,7 @@ type ListPartnerConsentsRequest struct {
 
 func (x *ListPartnerConsentsRequest) Reset() {
 	*x = ListPartnerConsentsRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[16]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +992,7 @@ func (x *ListPartnerConsentsRequest) String() string {
 func (*ListPartnerConsentsRequest) ProtoMessage() {}
 
 func (x *ListPartnerConsentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[16]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +1005,7 @@ func (x *ListPartnerConsentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerConsentsRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnerConsentsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPartnerConsentsRequest) GetPage() *v1.PageRequest {
@@ -909,7 +1025,7 @@ type ListPartnerConsentsResponse struct {
 
 func (x *ListPartnerConsentsResponse) Reset() {
 	*x = ListPartnerConsentsResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[17]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1037,7 @@ func (x *ListPartnerConsentsResponse) String() string {
 func (*ListPartnerConsentsResponse) ProtoMessage() {}
 
 func (x *ListPartnerConsentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[17]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1050,7 @@ func (x *ListPartnerConsentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerConsentsResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnerConsentsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListPartnerConsentsResponse) GetConsents() []*PartnerConsent {
@@ -963,7 +1079,7 @@ type ListAllWebhookDeliveriesRequest struct {
 
 func (x *ListAllWebhookDeliveriesRequest) Reset() {
 	*x = ListAllWebhookDeliveriesRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[18]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1091,7 @@ func (x *ListAllWebhookDeliveriesRequest) String() string {
 func (*ListAllWebhookDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListAllWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[18]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1104,7 @@ func (x *ListAllWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAllWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAllWebhookDeliveriesRequest) GetPage() *v1.PageRequest {
@@ -1022,7 +1138,7 @@ type ListAllWebhookDeliveriesResponse struct {
 
 func (x *ListAllWebhookDeliveriesResponse) Reset() {
 	*x = ListAllWebhookDeliveriesResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[19]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1150,7 @@ func (x *ListAllWebhookDeliveriesResponse) String() string {
 func (*ListAllWebhookDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListAllWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[19]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1163,7 @@ func (x *ListAllWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAllWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAllWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
@@ -1075,7 +1191,7 @@ type ReplayWebhookDeliveryRequest struct {
 
 func (x *ReplayWebhookDeliveryRequest) Reset() {
 	*x = ReplayWebhookDeliveryRequest{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[20]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1203,7 @@ func (x *ReplayWebhookDeliveryRequest) String() string {
 func (*ReplayWebhookDeliveryRequest) ProtoMessage() {}
 
 func (x *ReplayWebhookDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[20]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1216,7 @@ func (x *ReplayWebhookDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayWebhookDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*ReplayWebhookDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReplayWebhookDeliveryRequest) GetDeliveryId() string {
@@ -1126,7 +1242,7 @@ type ReplayWebhookDeliveryResponse struct {
 
 func (x *ReplayWebhookDeliveryResponse) Reset() {
 	*x = ReplayWebhookDeliveryResponse{}
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[21]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1254,7 @@ func (x *ReplayWebhookDeliveryResponse) String() string {
 func (*ReplayWebhookDeliveryResponse) ProtoMessage() {}
 
 func (x *ReplayWebhookDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[21]
+	mi := &file_ttip_auth_v1_partner_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1267,7 @@ func (x *ReplayWebhookDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayWebhookDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*ReplayWebhookDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_auth_v1_partner_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReplayWebhookDeliveryResponse) GetDelivery() *WebhookDelivery {
@@ -1183,7 +1299,16 @@ const file_ttip_auth_v1_partner_service_proto_rawDesc = "" +
 	" DeleteWebhookSubscriptionRequest\x121\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0esubscriptionId\"j\n" +
 	"!DeleteWebhookSubscriptionResponse\x12E\n" +
-	"\fsubscription\x18\x01 \x01(\v2!.ttip.auth.v1.WebhookSubscriptionR\fsubscription\"\xcc\x01\n" +
+	"\fsubscription\x18\x01 \x01(\v2!.ttip.auth.v1.WebhookSubscriptionR\fsubscription\"\xf9\x01\n" +
+	"\x1aRotateWebhookSecretRequest\x121\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x0esubscriptionId\x12Q\n" +
+	"\x1dprevious_secret_valid_seconds\x18\x02 \x01(\rB\t\xbaH\x06*\x04\x18\x80\xf5$H\x00R\x1apreviousSecretValidSeconds\x88\x01\x01\x123\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKeyB \n" +
+	"\x1e_previous_secret_valid_seconds\"\x8b\x01\n" +
+	"\x1bRotateWebhookSecretResponse\x12E\n" +
+	"\fsubscription\x18\x01 \x01(\v2!.ttip.auth.v1.WebhookSubscriptionR\fsubscription\x12%\n" +
+	"\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret\"\xcc\x01\n" +
 	"\x1cListWebhookDeliveriesRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x124\n" +
 	"\x0fsubscription_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x0esubscriptionId\x12E\n" +
@@ -1239,11 +1364,12 @@ const file_ttip_auth_v1_partner_service_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"Z\n" +
 	"\x1dReplayWebhookDeliveryResponse\x129\n" +
-	"\bdelivery\x18\x01 \x01(\v2\x1d.ttip.auth.v1.WebhookDeliveryR\bdelivery2\xe6\x06\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1d.ttip.auth.v1.WebhookDeliveryR\bdelivery2\xeb\a\n" +
 	"\x0ePartnerService\x12\x94\x01\n" +
 	"\x19CreateWebhookSubscription\x12..ttip.auth.v1.CreateWebhookSubscriptionRequest\x1a/.ttip.auth.v1.CreateWebhookSubscriptionResponse\"\x16\xca\xf3\x18\x12\b\x05\x1a\x0ewebhooks:write\x12\x93\x01\n" +
 	"\x18ListWebhookSubscriptions\x12-.ttip.auth.v1.ListWebhookSubscriptionsRequest\x1a..ttip.auth.v1.ListWebhookSubscriptionsResponse\"\x18\xca\xf3\x18\x11\b\x05\x1a\rwebhooks:read\x90\x02\x01\x12\x94\x01\n" +
-	"\x19DeleteWebhookSubscription\x12..ttip.auth.v1.DeleteWebhookSubscriptionRequest\x1a/.ttip.auth.v1.DeleteWebhookSubscriptionResponse\"\x16\xca\xf3\x18\x12\b\x05\x1a\x0ewebhooks:write\x12\x8a\x01\n" +
+	"\x19DeleteWebhookSubscription\x12..ttip.auth.v1.DeleteWebhookSubscriptionRequest\x1a/.ttip.auth.v1.DeleteWebhookSubscriptionResponse\"\x16\xca\xf3\x18\x12\b\x05\x1a\x0ewebhooks:write\x12\x82\x01\n" +
+	"\x13RotateWebhookSecret\x12(.ttip.auth.v1.RotateWebhookSecretRequest\x1a).ttip.auth.v1.RotateWebhookSecretResponse\"\x16\xca\xf3\x18\x12\b\x05\x1a\x0ewebhooks:write\x12\x8a\x01\n" +
 	"\x15ListWebhookDeliveries\x12*.ttip.auth.v1.ListWebhookDeliveriesRequest\x1a+.ttip.auth.v1.ListWebhookDeliveriesResponse\"\x18\xca\xf3\x18\x11\b\x05\x1a\rwebhooks:read\x90\x02\x01\x12}\n" +
 	"\x11ListWorkerPayouts\x12&.ttip.auth.v1.ListWorkerPayoutsRequest\x1a'.ttip.auth.v1.ListWorkerPayoutsResponse\"\x17\xca\xf3\x18\x10\b\x05\x1a\fpayouts:read\x90\x02\x01\x12\x83\x01\n" +
 	"\x12GetWorkerStatement\x12'.ttip.auth.v1.GetWorkerStatementRequest\x1a(.ttip.auth.v1.GetWorkerStatementResponse\"\x1a\xca\xf3\x18\x13\b\x05\x1a\x0fstatements:read\x90\x02\x012\xf3\x02\n" +
@@ -1269,7 +1395,7 @@ func file_ttip_auth_v1_partner_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_partner_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_partner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_ttip_auth_v1_partner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_ttip_auth_v1_partner_service_proto_goTypes = []any{
 	(*CreateWebhookSubscriptionRequest)(nil),  // 0: ttip.auth.v1.CreateWebhookSubscriptionRequest
 	(*CreateWebhookSubscriptionResponse)(nil), // 1: ttip.auth.v1.CreateWebhookSubscriptionResponse
@@ -1277,90 +1403,95 @@ var file_ttip_auth_v1_partner_service_proto_goTypes = []any{
 	(*ListWebhookSubscriptionsResponse)(nil),  // 3: ttip.auth.v1.ListWebhookSubscriptionsResponse
 	(*DeleteWebhookSubscriptionRequest)(nil),  // 4: ttip.auth.v1.DeleteWebhookSubscriptionRequest
 	(*DeleteWebhookSubscriptionResponse)(nil), // 5: ttip.auth.v1.DeleteWebhookSubscriptionResponse
-	(*ListWebhookDeliveriesRequest)(nil),      // 6: ttip.auth.v1.ListWebhookDeliveriesRequest
-	(*ListWebhookDeliveriesResponse)(nil),     // 7: ttip.auth.v1.ListWebhookDeliveriesResponse
-	(*ListWorkerPayoutsRequest)(nil),          // 8: ttip.auth.v1.ListWorkerPayoutsRequest
-	(*ListWorkerPayoutsResponse)(nil),         // 9: ttip.auth.v1.ListWorkerPayoutsResponse
-	(*GetWorkerStatementRequest)(nil),         // 10: ttip.auth.v1.GetWorkerStatementRequest
-	(*GetWorkerStatementResponse)(nil),        // 11: ttip.auth.v1.GetWorkerStatementResponse
-	(*GrantPartnerConsentRequest)(nil),        // 12: ttip.auth.v1.GrantPartnerConsentRequest
-	(*GrantPartnerConsentResponse)(nil),       // 13: ttip.auth.v1.GrantPartnerConsentResponse
-	(*RevokePartnerConsentRequest)(nil),       // 14: ttip.auth.v1.RevokePartnerConsentRequest
-	(*RevokePartnerConsentResponse)(nil),      // 15: ttip.auth.v1.RevokePartnerConsentResponse
-	(*ListPartnerConsentsRequest)(nil),        // 16: ttip.auth.v1.ListPartnerConsentsRequest
-	(*ListPartnerConsentsResponse)(nil),       // 17: ttip.auth.v1.ListPartnerConsentsResponse
-	(*ListAllWebhookDeliveriesRequest)(nil),   // 18: ttip.auth.v1.ListAllWebhookDeliveriesRequest
-	(*ListAllWebhookDeliveriesResponse)(nil),  // 19: ttip.auth.v1.ListAllWebhookDeliveriesResponse
-	(*ReplayWebhookDeliveryRequest)(nil),      // 20: ttip.auth.v1.ReplayWebhookDeliveryRequest
-	(*ReplayWebhookDeliveryResponse)(nil),     // 21: ttip.auth.v1.ReplayWebhookDeliveryResponse
-	(WebhookEventType)(0),                     // 22: ttip.auth.v1.WebhookEventType
-	(*WebhookSubscription)(nil),               // 23: ttip.auth.v1.WebhookSubscription
-	(*v1.PageRequest)(nil),                    // 24: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                   // 25: ttip.common.v1.PageResponse
-	(WebhookDeliveryStatus)(0),                // 26: ttip.auth.v1.WebhookDeliveryStatus
-	(*WebhookDelivery)(nil),                   // 27: ttip.auth.v1.WebhookDelivery
-	(v11.PayoutStatus)(0),                     // 28: ttip.payment.v1.PayoutStatus
-	(*v11.Payout)(nil),                        // 29: ttip.payment.v1.Payout
-	(v12.StatementFormat)(0),                  // 30: ttip.wallet.v1.StatementFormat
-	(*v12.GetStatementResponse)(nil),          // 31: ttip.wallet.v1.GetStatementResponse
-	(ConsentScope)(0),                         // 32: ttip.auth.v1.ConsentScope
-	(*PartnerConsent)(nil),                    // 33: ttip.auth.v1.PartnerConsent
+	(*RotateWebhookSecretRequest)(nil),        // 6: ttip.auth.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil),       // 7: ttip.auth.v1.RotateWebhookSecretResponse
+	(*ListWebhookDeliveriesRequest)(nil),      // 8: ttip.auth.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),     // 9: ttip.auth.v1.ListWebhookDeliveriesResponse
+	(*ListWorkerPayoutsRequest)(nil),          // 10: ttip.auth.v1.ListWorkerPayoutsRequest
+	(*ListWorkerPayoutsResponse)(nil),         // 11: ttip.auth.v1.ListWorkerPayoutsResponse
+	(*GetWorkerStatementRequest)(nil),         // 12: ttip.auth.v1.GetWorkerStatementRequest
+	(*GetWorkerStatementResponse)(nil),        // 13: ttip.auth.v1.GetWorkerStatementResponse
+	(*GrantPartnerConsentRequest)(nil),        // 14: ttip.auth.v1.GrantPartnerConsentRequest
+	(*GrantPartnerConsentResponse)(nil),       // 15: ttip.auth.v1.GrantPartnerConsentResponse
+	(*RevokePartnerConsentRequest)(nil),       // 16: ttip.auth.v1.RevokePartnerConsentRequest
+	(*RevokePartnerConsentResponse)(nil),      // 17: ttip.auth.v1.RevokePartnerConsentResponse
+	(*ListPartnerConsentsRequest)(nil),        // 18: ttip.auth.v1.ListPartnerConsentsRequest
+	(*ListPartnerConsentsResponse)(nil),       // 19: ttip.auth.v1.ListPartnerConsentsResponse
+	(*ListAllWebhookDeliveriesRequest)(nil),   // 20: ttip.auth.v1.ListAllWebhookDeliveriesRequest
+	(*ListAllWebhookDeliveriesResponse)(nil),  // 21: ttip.auth.v1.ListAllWebhookDeliveriesResponse
+	(*ReplayWebhookDeliveryRequest)(nil),      // 22: ttip.auth.v1.ReplayWebhookDeliveryRequest
+	(*ReplayWebhookDeliveryResponse)(nil),     // 23: ttip.auth.v1.ReplayWebhookDeliveryResponse
+	(WebhookEventType)(0),                     // 24: ttip.auth.v1.WebhookEventType
+	(*WebhookSubscription)(nil),               // 25: ttip.auth.v1.WebhookSubscription
+	(*v1.PageRequest)(nil),                    // 26: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                   // 27: ttip.common.v1.PageResponse
+	(WebhookDeliveryStatus)(0),                // 28: ttip.auth.v1.WebhookDeliveryStatus
+	(*WebhookDelivery)(nil),                   // 29: ttip.auth.v1.WebhookDelivery
+	(v11.PayoutStatus)(0),                     // 30: ttip.payment.v1.PayoutStatus
+	(*v11.Payout)(nil),                        // 31: ttip.payment.v1.Payout
+	(v12.StatementFormat)(0),                  // 32: ttip.wallet.v1.StatementFormat
+	(*v12.GetStatementResponse)(nil),          // 33: ttip.wallet.v1.GetStatementResponse
+	(ConsentScope)(0),                         // 34: ttip.auth.v1.ConsentScope
+	(*PartnerConsent)(nil),                    // 35: ttip.auth.v1.PartnerConsent
 }
 var file_ttip_auth_v1_partner_service_proto_depIdxs = []int32{
-	22, // 0: ttip.auth.v1.CreateWebhookSubscriptionRequest.event_types:type_name -> ttip.auth.v1.WebhookEventType
-	23, // 1: ttip.auth.v1.CreateWebhookSubscriptionResponse.subscription:type_name -> ttip.auth.v1.WebhookSubscription
-	24, // 2: ttip.auth.v1.ListWebhookSubscriptionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	23, // 3: ttip.auth.v1.ListWebhookSubscriptionsResponse.subscriptions:type_name -> ttip.auth.v1.WebhookSubscription
-	25, // 4: ttip.auth.v1.ListWebhookSubscriptionsResponse.page:type_name -> ttip.common.v1.PageResponse
-	23, // 5: ttip.auth.v1.DeleteWebhookSubscriptionResponse.subscription:type_name -> ttip.auth.v1.WebhookSubscription
-	24, // 6: ttip.auth.v1.ListWebhookDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
-	26, // 7: ttip.auth.v1.ListWebhookDeliveriesRequest.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
-	27, // 8: ttip.auth.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> ttip.auth.v1.WebhookDelivery
-	25, // 9: ttip.auth.v1.ListWebhookDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
-	24, // 10: ttip.auth.v1.ListWorkerPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	28, // 11: ttip.auth.v1.ListWorkerPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	29, // 12: ttip.auth.v1.ListWorkerPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	25, // 13: ttip.auth.v1.ListWorkerPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	30, // 14: ttip.auth.v1.GetWorkerStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
-	31, // 15: ttip.auth.v1.GetWorkerStatementResponse.statement:type_name -> ttip.wallet.v1.GetStatementResponse
-	32, // 16: ttip.auth.v1.GrantPartnerConsentRequest.scopes:type_name -> ttip.auth.v1.ConsentScope
-	33, // 17: ttip.auth.v1.GrantPartnerConsentResponse.consent:type_name -> ttip.auth.v1.PartnerConsent
-	33, // 18: ttip.auth.v1.RevokePartnerConsentResponse.consent:type_name -> ttip.auth.v1.PartnerConsent
-	24, // 19: ttip.auth.v1.ListPartnerConsentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	33, // 20: ttip.auth.v1.ListPartnerConsentsResponse.consents:type_name -> ttip.auth.v1.PartnerConsent
-	25, // 21: ttip.auth.v1.ListPartnerConsentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	24, // 22: ttip.auth.v1.ListAllWebhookDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
-	26, // 23: ttip.auth.v1.ListAllWebhookDeliveriesRequest.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
-	27, // 24: ttip.auth.v1.ListAllWebhookDeliveriesResponse.deliveries:type_name -> ttip.auth.v1.WebhookDelivery
-	25, // 25: ttip.auth.v1.ListAllWebhookDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
-	27, // 26: ttip.auth.v1.ReplayWebhookDeliveryResponse.delivery:type_name -> ttip.auth.v1.WebhookDelivery
-	0,  // 27: ttip.auth.v1.PartnerService.CreateWebhookSubscription:input_type -> ttip.auth.v1.CreateWebhookSubscriptionRequest
-	2,  // 28: ttip.auth.v1.PartnerService.ListWebhookSubscriptions:input_type -> ttip.auth.v1.ListWebhookSubscriptionsRequest
-	4,  // 29: ttip.auth.v1.PartnerService.DeleteWebhookSubscription:input_type -> ttip.auth.v1.DeleteWebhookSubscriptionRequest
-	6,  // 30: ttip.auth.v1.PartnerService.ListWebhookDeliveries:input_type -> ttip.auth.v1.ListWebhookDeliveriesRequest
-	8,  // 31: ttip.auth.v1.PartnerService.ListWorkerPayouts:input_type -> ttip.auth.v1.ListWorkerPayoutsRequest
-	10, // 32: ttip.auth.v1.PartnerService.GetWorkerStatement:input_type -> ttip.auth.v1.GetWorkerStatementRequest
-	12, // 33: ttip.auth.v1.PartnerConsentService.GrantPartnerConsent:input_type -> ttip.auth.v1.GrantPartnerConsentRequest
-	14, // 34: ttip.auth.v1.PartnerConsentService.RevokePartnerConsent:input_type -> ttip.auth.v1.RevokePartnerConsentRequest
-	16, // 35: ttip.auth.v1.PartnerConsentService.ListPartnerConsents:input_type -> ttip.auth.v1.ListPartnerConsentsRequest
-	18, // 36: ttip.auth.v1.PartnerAdminService.ListAllWebhookDeliveries:input_type -> ttip.auth.v1.ListAllWebhookDeliveriesRequest
-	20, // 37: ttip.auth.v1.PartnerAdminService.ReplayWebhookDelivery:input_type -> ttip.auth.v1.ReplayWebhookDeliveryRequest
-	1,  // 38: ttip.auth.v1.PartnerService.CreateWebhookSubscription:output_type -> ttip.auth.v1.CreateWebhookSubscriptionResponse
-	3,  // 39: ttip.auth.v1.PartnerService.ListWebhookSubscriptions:output_type -> ttip.auth.v1.ListWebhookSubscriptionsResponse
-	5,  // 40: ttip.auth.v1.PartnerService.DeleteWebhookSubscription:output_type -> ttip.auth.v1.DeleteWebhookSubscriptionResponse
-	7,  // 41: ttip.auth.v1.PartnerService.ListWebhookDeliveries:output_type -> ttip.auth.v1.ListWebhookDeliveriesResponse
-	9,  // 42: ttip.auth.v1.PartnerService.ListWorkerPayouts:output_type -> ttip.auth.v1.ListWorkerPayoutsResponse
-	11, // 43: ttip.auth.v1.PartnerService.GetWorkerStatement:output_type -> ttip.auth.v1.GetWorkerStatementResponse
-	13, // 44: ttip.auth.v1.PartnerConsentService.GrantPartnerConsent:output_type -> ttip.auth.v1.GrantPartnerConsentResponse
-	15, // 45: ttip.auth.v1.PartnerConsentService.RevokePartnerConsent:output_type -> ttip.auth.v1.RevokePartnerConsentResponse
-	17, // 46: ttip.auth.v1.PartnerConsentService.ListPartnerConsents:output_type -> ttip.auth.v1.ListPartnerConsentsResponse
-	19, // 47: ttip.auth.v1.PartnerAdminService.ListAllWebhookDeliveries:output_type -> ttip.auth.v1.ListAllWebhookDeliveriesResponse
-	21, // 48: ttip.auth.v1.PartnerAdminService.ReplayWebhookDelivery:output_type -> ttip.auth.v1.ReplayWebhookDeliveryResponse
-	38, // [38:49] is the sub-list for method output_type
-	27, // [27:38] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	24, // 0: ttip.auth.v1.CreateWebhookSubscriptionRequest.event_types:type_name -> ttip.auth.v1.WebhookEventType
+	25, // 1: ttip.auth.v1.CreateWebhookSubscriptionResponse.subscription:type_name -> ttip.auth.v1.WebhookSubscription
+	26, // 2: ttip.auth.v1.ListWebhookSubscriptionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	25, // 3: ttip.auth.v1.ListWebhookSubscriptionsResponse.subscriptions:type_name -> ttip.auth.v1.WebhookSubscription
+	27, // 4: ttip.auth.v1.ListWebhookSubscriptionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	25, // 5: ttip.auth.v1.DeleteWebhookSubscriptionResponse.subscription:type_name -> ttip.auth.v1.WebhookSubscription
+	25, // 6: ttip.auth.v1.RotateWebhookSecretResponse.subscription:type_name -> ttip.auth.v1.WebhookSubscription
+	26, // 7: ttip.auth.v1.ListWebhookDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
+	28, // 8: ttip.auth.v1.ListWebhookDeliveriesRequest.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
+	29, // 9: ttip.auth.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> ttip.auth.v1.WebhookDelivery
+	27, // 10: ttip.auth.v1.ListWebhookDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
+	26, // 11: ttip.auth.v1.ListWorkerPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	30, // 12: ttip.auth.v1.ListWorkerPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	31, // 13: ttip.auth.v1.ListWorkerPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	27, // 14: ttip.auth.v1.ListWorkerPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	32, // 15: ttip.auth.v1.GetWorkerStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
+	33, // 16: ttip.auth.v1.GetWorkerStatementResponse.statement:type_name -> ttip.wallet.v1.GetStatementResponse
+	34, // 17: ttip.auth.v1.GrantPartnerConsentRequest.scopes:type_name -> ttip.auth.v1.ConsentScope
+	35, // 18: ttip.auth.v1.GrantPartnerConsentResponse.consent:type_name -> ttip.auth.v1.PartnerConsent
+	35, // 19: ttip.auth.v1.RevokePartnerConsentResponse.consent:type_name -> ttip.auth.v1.PartnerConsent
+	26, // 20: ttip.auth.v1.ListPartnerConsentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	35, // 21: ttip.auth.v1.ListPartnerConsentsResponse.consents:type_name -> ttip.auth.v1.PartnerConsent
+	27, // 22: ttip.auth.v1.ListPartnerConsentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	26, // 23: ttip.auth.v1.ListAllWebhookDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
+	28, // 24: ttip.auth.v1.ListAllWebhookDeliveriesRequest.status:type_name -> ttip.auth.v1.WebhookDeliveryStatus
+	29, // 25: ttip.auth.v1.ListAllWebhookDeliveriesResponse.deliveries:type_name -> ttip.auth.v1.WebhookDelivery
+	27, // 26: ttip.auth.v1.ListAllWebhookDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
+	29, // 27: ttip.auth.v1.ReplayWebhookDeliveryResponse.delivery:type_name -> ttip.auth.v1.WebhookDelivery
+	0,  // 28: ttip.auth.v1.PartnerService.CreateWebhookSubscription:input_type -> ttip.auth.v1.CreateWebhookSubscriptionRequest
+	2,  // 29: ttip.auth.v1.PartnerService.ListWebhookSubscriptions:input_type -> ttip.auth.v1.ListWebhookSubscriptionsRequest
+	4,  // 30: ttip.auth.v1.PartnerService.DeleteWebhookSubscription:input_type -> ttip.auth.v1.DeleteWebhookSubscriptionRequest
+	6,  // 31: ttip.auth.v1.PartnerService.RotateWebhookSecret:input_type -> ttip.auth.v1.RotateWebhookSecretRequest
+	8,  // 32: ttip.auth.v1.PartnerService.ListWebhookDeliveries:input_type -> ttip.auth.v1.ListWebhookDeliveriesRequest
+	10, // 33: ttip.auth.v1.PartnerService.ListWorkerPayouts:input_type -> ttip.auth.v1.ListWorkerPayoutsRequest
+	12, // 34: ttip.auth.v1.PartnerService.GetWorkerStatement:input_type -> ttip.auth.v1.GetWorkerStatementRequest
+	14, // 35: ttip.auth.v1.PartnerConsentService.GrantPartnerConsent:input_type -> ttip.auth.v1.GrantPartnerConsentRequest
+	16, // 36: ttip.auth.v1.PartnerConsentService.RevokePartnerConsent:input_type -> ttip.auth.v1.RevokePartnerConsentRequest
+	18, // 37: ttip.auth.v1.PartnerConsentService.ListPartnerConsents:input_type -> ttip.auth.v1.ListPartnerConsentsRequest
+	20, // 38: ttip.auth.v1.PartnerAdminService.ListAllWebhookDeliveries:input_type -> ttip.auth.v1.ListAllWebhookDeliveriesRequest
+	22, // 39: ttip.auth.v1.PartnerAdminService.ReplayWebhookDelivery:input_type -> ttip.auth.v1.ReplayWebhookDeliveryRequest
+	1,  // 40: ttip.auth.v1.PartnerService.CreateWebhookSubscription:output_type -> ttip.auth.v1.CreateWebhookSubscriptionResponse
+	3,  // 41: ttip.auth.v1.PartnerService.ListWebhookSubscriptions:output_type -> ttip.auth.v1.ListWebhookSubscriptionsResponse
+	5,  // 42: ttip.auth.v1.PartnerService.DeleteWebhookSubscription:output_type -> ttip.auth.v1.DeleteWebhookSubscriptionResponse
+	7,  // 43: ttip.auth.v1.PartnerService.RotateWebhookSecret:output_type -> ttip.auth.v1.RotateWebhookSecretResponse
+	9,  // 44: ttip.auth.v1.PartnerService.ListWebhookDeliveries:output_type -> ttip.auth.v1.ListWebhookDeliveriesResponse
+	11, // 45: ttip.auth.v1.PartnerService.ListWorkerPayouts:output_type -> ttip.auth.v1.ListWorkerPayoutsResponse
+	13, // 46: ttip.auth.v1.PartnerService.GetWorkerStatement:output_type -> ttip.auth.v1.GetWorkerStatementResponse
+	15, // 47: ttip.auth.v1.PartnerConsentService.GrantPartnerConsent:output_type -> ttip.auth.v1.GrantPartnerConsentResponse
+	17, // 48: ttip.auth.v1.PartnerConsentService.RevokePartnerConsent:output_type -> ttip.auth.v1.RevokePartnerConsentResponse
+	19, // 49: ttip.auth.v1.PartnerConsentService.ListPartnerConsents:output_type -> ttip.auth.v1.ListPartnerConsentsResponse
+	21, // 50: ttip.auth.v1.PartnerAdminService.ListAllWebhookDeliveries:output_type -> ttip.auth.v1.ListAllWebhookDeliveriesResponse
+	23, // 51: ttip.auth.v1.PartnerAdminService.ReplayWebhookDelivery:output_type -> ttip.auth.v1.ReplayWebhookDeliveryResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_partner_service_proto_init() }
@@ -1369,13 +1500,14 @@ func file_ttip_auth_v1_partner_service_proto_init() {
 		return
 	}
 	file_ttip_auth_v1_partner_proto_init()
+	file_ttip_auth_v1_partner_service_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_partner_service_proto_rawDesc), len(file_ttip_auth_v1_partner_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

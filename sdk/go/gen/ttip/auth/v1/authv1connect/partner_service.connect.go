@@ -46,6 +46,9 @@ const (
 	// PartnerServiceDeleteWebhookSubscriptionProcedure is the fully-qualified name of the
 	// PartnerService's DeleteWebhookSubscription RPC.
 	PartnerServiceDeleteWebhookSubscriptionProcedure = "/ttip.auth.v1.PartnerService/DeleteWebhookSubscription"
+	// PartnerServiceRotateWebhookSecretProcedure is the fully-qualified name of the PartnerService's
+	// RotateWebhookSecret RPC.
+	PartnerServiceRotateWebhookSecretProcedure = "/ttip.auth.v1.PartnerService/RotateWebhookSecret"
 	// PartnerServiceListWebhookDeliveriesProcedure is the fully-qualified name of the PartnerService's
 	// ListWebhookDeliveries RPC.
 	PartnerServiceListWebhookDeliveriesProcedure = "/ttip.auth.v1.PartnerService/ListWebhookDeliveries"
@@ -82,6 +85,12 @@ type PartnerServiceClient interface {
 	ListWebhookSubscriptions(context.Context, *connect.Request[v1.ListWebhookSubscriptionsRequest]) (*connect.Response[v1.ListWebhookSubscriptionsResponse], error)
 	// Scope webhooks:write. Stops deliveries at once; pending ones are dropped.
 	DeleteWebhookSubscription(context.Context, *connect.Request[v1.DeleteWebhookSubscriptionRequest]) (*connect.Response[v1.DeleteWebhookSubscriptionResponse], error)
+	// Scope webhooks:write. A new signing secret for the subscription, in the
+	// answer only (a retry with the same idempotency key answers it again).
+	// The secret replaced still signs deliveries, beside the new one (a second
+	// v1= in the signature header, which the SDKs' verifiers accept), for
+	// previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+	RotateWebhookSecret(context.Context, *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error)
 	// Scope webhooks:read. This key's deliveries, newest first.
 	ListWebhookDeliveries(context.Context, *connect.Request[v1.ListWebhookDeliveriesRequest]) (*connect.Response[v1.ListWebhookDeliveriesResponse], error)
 	// Scope payouts:read, and the worker's consent CONSENT_SCOPE_PAYOUTS to this key.
@@ -120,6 +129,12 @@ func NewPartnerServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(partnerServiceMethods.ByName("DeleteWebhookSubscription")),
 			connect.WithClientOptions(opts...),
 		),
+		rotateWebhookSecret: connect.NewClient[v1.RotateWebhookSecretRequest, v1.RotateWebhookSecretResponse](
+			httpClient,
+			baseURL+PartnerServiceRotateWebhookSecretProcedure,
+			connect.WithSchema(partnerServiceMethods.ByName("RotateWebhookSecret")),
+			connect.WithClientOptions(opts...),
+		),
 		listWebhookDeliveries: connect.NewClient[v1.ListWebhookDeliveriesRequest, v1.ListWebhookDeliveriesResponse](
 			httpClient,
 			baseURL+PartnerServiceListWebhookDeliveriesProcedure,
@@ -149,6 +164,7 @@ type partnerServiceClient struct {
 	createWebhookSubscription *connect.Client[v1.CreateWebhookSubscriptionRequest, v1.CreateWebhookSubscriptionResponse]
 	listWebhookSubscriptions  *connect.Client[v1.ListWebhookSubscriptionsRequest, v1.ListWebhookSubscriptionsResponse]
 	deleteWebhookSubscription *connect.Client[v1.DeleteWebhookSubscriptionRequest, v1.DeleteWebhookSubscriptionResponse]
+	rotateWebhookSecret       *connect.Client[v1.RotateWebhookSecretRequest, v1.RotateWebhookSecretResponse]
 	listWebhookDeliveries     *connect.Client[v1.ListWebhookDeliveriesRequest, v1.ListWebhookDeliveriesResponse]
 	listWorkerPayouts         *connect.Client[v1.ListWorkerPayoutsRequest, v1.ListWorkerPayoutsResponse]
 	getWorkerStatement        *connect.Client[v1.GetWorkerStatementRequest, v1.GetWorkerStatementResponse]
@@ -167,6 +183,11 @@ func (c *partnerServiceClient) ListWebhookSubscriptions(ctx context.Context, req
 // DeleteWebhookSubscription calls ttip.auth.v1.PartnerService.DeleteWebhookSubscription.
 func (c *partnerServiceClient) DeleteWebhookSubscription(ctx context.Context, req *connect.Request[v1.DeleteWebhookSubscriptionRequest]) (*connect.Response[v1.DeleteWebhookSubscriptionResponse], error) {
 	return c.deleteWebhookSubscription.CallUnary(ctx, req)
+}
+
+// RotateWebhookSecret calls ttip.auth.v1.PartnerService.RotateWebhookSecret.
+func (c *partnerServiceClient) RotateWebhookSecret(ctx context.Context, req *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error) {
+	return c.rotateWebhookSecret.CallUnary(ctx, req)
 }
 
 // ListWebhookDeliveries calls ttip.auth.v1.PartnerService.ListWebhookDeliveries.
@@ -194,6 +215,12 @@ type PartnerServiceHandler interface {
 	ListWebhookSubscriptions(context.Context, *connect.Request[v1.ListWebhookSubscriptionsRequest]) (*connect.Response[v1.ListWebhookSubscriptionsResponse], error)
 	// Scope webhooks:write. Stops deliveries at once; pending ones are dropped.
 	DeleteWebhookSubscription(context.Context, *connect.Request[v1.DeleteWebhookSubscriptionRequest]) (*connect.Response[v1.DeleteWebhookSubscriptionResponse], error)
+	// Scope webhooks:write. A new signing secret for the subscription, in the
+	// answer only (a retry with the same idempotency key answers it again).
+	// The secret replaced still signs deliveries, beside the new one (a second
+	// v1= in the signature header, which the SDKs' verifiers accept), for
+	// previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+	RotateWebhookSecret(context.Context, *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error)
 	// Scope webhooks:read. This key's deliveries, newest first.
 	ListWebhookDeliveries(context.Context, *connect.Request[v1.ListWebhookDeliveriesRequest]) (*connect.Response[v1.ListWebhookDeliveriesResponse], error)
 	// Scope payouts:read, and the worker's consent CONSENT_SCOPE_PAYOUTS to this key.
@@ -228,6 +255,12 @@ func NewPartnerServiceHandler(svc PartnerServiceHandler, opts ...connect.Handler
 		connect.WithSchema(partnerServiceMethods.ByName("DeleteWebhookSubscription")),
 		connect.WithHandlerOptions(opts...),
 	)
+	partnerServiceRotateWebhookSecretHandler := connect.NewUnaryHandler(
+		PartnerServiceRotateWebhookSecretProcedure,
+		svc.RotateWebhookSecret,
+		connect.WithSchema(partnerServiceMethods.ByName("RotateWebhookSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
 	partnerServiceListWebhookDeliveriesHandler := connect.NewUnaryHandler(
 		PartnerServiceListWebhookDeliveriesProcedure,
 		svc.ListWebhookDeliveries,
@@ -257,6 +290,8 @@ func NewPartnerServiceHandler(svc PartnerServiceHandler, opts ...connect.Handler
 			partnerServiceListWebhookSubscriptionsHandler.ServeHTTP(w, r)
 		case PartnerServiceDeleteWebhookSubscriptionProcedure:
 			partnerServiceDeleteWebhookSubscriptionHandler.ServeHTTP(w, r)
+		case PartnerServiceRotateWebhookSecretProcedure:
+			partnerServiceRotateWebhookSecretHandler.ServeHTTP(w, r)
 		case PartnerServiceListWebhookDeliveriesProcedure:
 			partnerServiceListWebhookDeliveriesHandler.ServeHTTP(w, r)
 		case PartnerServiceListWorkerPayoutsProcedure:
@@ -282,6 +317,10 @@ func (UnimplementedPartnerServiceHandler) ListWebhookSubscriptions(context.Conte
 
 func (UnimplementedPartnerServiceHandler) DeleteWebhookSubscription(context.Context, *connect.Request[v1.DeleteWebhookSubscriptionRequest]) (*connect.Response[v1.DeleteWebhookSubscriptionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.PartnerService.DeleteWebhookSubscription is not implemented"))
+}
+
+func (UnimplementedPartnerServiceHandler) RotateWebhookSecret(context.Context, *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.PartnerService.RotateWebhookSecret is not implemented"))
 }
 
 func (UnimplementedPartnerServiceHandler) ListWebhookDeliveries(context.Context, *connect.Request[v1.ListWebhookDeliveriesRequest]) (*connect.Response[v1.ListWebhookDeliveriesResponse], error) {

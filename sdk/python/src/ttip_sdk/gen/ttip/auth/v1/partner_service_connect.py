@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.auth.v1 import partner_service_pb
-from ttip_sdk.gen.ttip.auth.v1.partner_service_pb import CreateWebhookSubscriptionRequest, CreateWebhookSubscriptionResponse, DeleteWebhookSubscriptionRequest, DeleteWebhookSubscriptionResponse, GetWorkerStatementRequest, GetWorkerStatementResponse, GrantPartnerConsentRequest, GrantPartnerConsentResponse, ListAllWebhookDeliveriesRequest, ListAllWebhookDeliveriesResponse, ListPartnerConsentsRequest, ListPartnerConsentsResponse, ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, ListWebhookSubscriptionsRequest, ListWebhookSubscriptionsResponse, ListWorkerPayoutsRequest, ListWorkerPayoutsResponse, ReplayWebhookDeliveryRequest, ReplayWebhookDeliveryResponse, RevokePartnerConsentRequest, RevokePartnerConsentResponse
+from ttip_sdk.gen.ttip.auth.v1.partner_service_pb import CreateWebhookSubscriptionRequest, CreateWebhookSubscriptionResponse, DeleteWebhookSubscriptionRequest, DeleteWebhookSubscriptionResponse, GetWorkerStatementRequest, GetWorkerStatementResponse, GrantPartnerConsentRequest, GrantPartnerConsentResponse, ListAllWebhookDeliveriesRequest, ListAllWebhookDeliveriesResponse, ListPartnerConsentsRequest, ListPartnerConsentsResponse, ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, ListWebhookSubscriptionsRequest, ListWebhookSubscriptionsResponse, ListWorkerPayoutsRequest, ListWorkerPayoutsResponse, ReplayWebhookDeliveryRequest, ReplayWebhookDeliveryResponse, RevokePartnerConsentRequest, RevokePartnerConsentResponse, RotateWebhookSecretRequest, RotateWebhookSecretResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -53,6 +53,16 @@ class PartnerService(Protocol):
     async def delete_webhook_subscription(self, request: DeleteWebhookSubscriptionRequest, ctx: RequestContext[DeleteWebhookSubscriptionRequest, DeleteWebhookSubscriptionResponse], /) -> DeleteWebhookSubscriptionResponse:
         """
         Scope webhooks:write. Stops deliveries at once; pending ones are dropped.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def rotate_webhook_secret(self, request: RotateWebhookSecretRequest, ctx: RequestContext[RotateWebhookSecretRequest, RotateWebhookSecretResponse], /) -> RotateWebhookSecretResponse:
+        """
+        Scope webhooks:write. A new signing secret for the subscription, in the
+        answer only (a retry with the same idempotency key answers it again).
+        The secret replaced still signs deliveries, beside the new one (a second
+        v1= in the signature header, which the SDKs' verifiers accept), for
+        previous_secret_valid_seconds: receivers move to the new secret meanwhile.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -124,6 +134,17 @@ class PartnerServiceASGIApplication(ConnectASGIApplication[PartnerService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.delete_webhook_subscription,
+                ),
+                "/ttip.auth.v1.PartnerService/RotateWebhookSecret": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RotateWebhookSecret",
+                        service_name="ttip.auth.v1.PartnerService",
+                        input=RotateWebhookSecretRequest,
+                        output=RotateWebhookSecretResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.rotate_webhook_secret,
                 ),
                 "/ttip.auth.v1.PartnerService/ListWebhookDeliveries": Endpoint.unary(
                     method=MethodInfo(
@@ -251,6 +272,33 @@ class PartnerServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def rotate_webhook_secret(
+        self,
+        request: RotateWebhookSecretRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RotateWebhookSecretResponse:
+        """
+        Scope webhooks:write. A new signing secret for the subscription, in the
+        answer only (a retry with the same idempotency key answers it again).
+        The secret replaced still signs deliveries, beside the new one (a second
+        v1= in the signature header, which the SDKs' verifiers accept), for
+        previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RotateWebhookSecret",
+                service_name="ttip.auth.v1.PartnerService",
+                input=RotateWebhookSecretRequest,
+                output=RotateWebhookSecretResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def list_webhook_deliveries(
         self,
         request: ListWebhookDeliveriesRequest,
@@ -354,6 +402,16 @@ class PartnerServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def rotate_webhook_secret(self, request: RotateWebhookSecretRequest, ctx: RequestContext[RotateWebhookSecretRequest, RotateWebhookSecretResponse], /) -> RotateWebhookSecretResponse:
+        """
+        Scope webhooks:write. A new signing secret for the subscription, in the
+        answer only (a retry with the same idempotency key answers it again).
+        The secret replaced still signs deliveries, beside the new one (a second
+        v1= in the signature header, which the SDKs' verifiers accept), for
+        previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_webhook_deliveries(self, request: ListWebhookDeliveriesRequest, ctx: RequestContext[ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse], /) -> ListWebhookDeliveriesResponse:
         """
         Scope webhooks:read. This key's deliveries, newest first.
@@ -420,6 +478,17 @@ class PartnerServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.delete_webhook_subscription,
+                ),
+                "/ttip.auth.v1.PartnerService/RotateWebhookSecret": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RotateWebhookSecret",
+                        service_name="ttip.auth.v1.PartnerService",
+                        input=RotateWebhookSecretRequest,
+                        output=RotateWebhookSecretResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.rotate_webhook_secret,
                 ),
                 "/ttip.auth.v1.PartnerService/ListWebhookDeliveries": EndpointSync.unary(
                     method=MethodInfo(
@@ -541,6 +610,33 @@ class PartnerServiceClientSync(ConnectClientSync):
                 service_name="ttip.auth.v1.PartnerService",
                 input=DeleteWebhookSubscriptionRequest,
                 output=DeleteWebhookSubscriptionResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def rotate_webhook_secret(
+        self,
+        request: RotateWebhookSecretRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RotateWebhookSecretResponse:
+        """
+        Scope webhooks:write. A new signing secret for the subscription, in the
+        answer only (a retry with the same idempotency key answers it again).
+        The secret replaced still signs deliveries, beside the new one (a second
+        v1= in the signature header, which the SDKs' verifiers accept), for
+        previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RotateWebhookSecret",
+                service_name="ttip.auth.v1.PartnerService",
+                input=RotateWebhookSecretRequest,
+                output=RotateWebhookSecretResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

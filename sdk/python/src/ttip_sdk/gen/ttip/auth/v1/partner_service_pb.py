@@ -224,6 +224,87 @@ class DeleteWebhookSubscriptionResponse(Message[_DeleteWebhookSubscriptionRespon
 
         subscription: WebhookSubscription | None
 
+_RotateWebhookSecretRequestFields: TypeAlias = Literal["subscription_id", "previous_secret_valid_seconds", "idempotency_key"]
+
+class RotateWebhookSecretRequest(Message[_RotateWebhookSecretRequestFields]):
+    """
+    ```proto
+    message ttip.auth.v1.RotateWebhookSecretRequest
+    ```
+
+    Attributes:
+        subscription_id:
+            ```proto
+            string subscription_id = 1;
+            ```
+        previous_secret_valid_seconds:
+            How long the secret replaced still signs deliveries: at most 7 days;
+            unset, 24 hours; 0, not at all (a secret that leaked).
+
+            ```proto
+            optional uint32 previous_secret_valid_seconds = 2;
+            ```
+        idempotency_key:
+            ```proto
+            string idempotency_key = 3;
+            ```
+    """
+
+    __slots__ = ("subscription_id", "previous_secret_valid_seconds", "idempotency_key")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            subscription_id: str = "",
+            previous_secret_valid_seconds: int | None = None,
+            idempotency_key: str = "",
+        ) -> None:
+            pass
+
+        subscription_id: str
+        previous_secret_valid_seconds: int
+        idempotency_key: str
+
+_RotateWebhookSecretResponseFields: TypeAlias = Literal["subscription", "signing_secret"]
+
+class RotateWebhookSecretResponse(Message[_RotateWebhookSecretResponseFields]):
+    """
+    ```proto
+    message ttip.auth.v1.RotateWebhookSecretResponse
+    ```
+
+    Attributes:
+        subscription:
+            Its previous_secret_expires_at says until when the secret replaced signs too.
+
+            ```proto
+            optional ttip.auth.v1.WebhookSubscription subscription = 1;
+            ```
+        signing_secret:
+            The new secret deliveries are signed with; shown here only.
+
+            ```proto
+            string signing_secret = 2;
+            ```
+    """
+
+    __slots__ = ("subscription", "signing_secret")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            subscription: WebhookSubscription | None = None,
+            signing_secret: str = "",
+        ) -> None:
+            pass
+
+        subscription: WebhookSubscription | None
+        signing_secret: str
+
 _ListWebhookDeliveriesRequestFields: TypeAlias = Literal["page", "subscription_id", "status"]
 
 class ListWebhookDeliveriesRequest(Message[_ListWebhookDeliveriesRequestFields]):
@@ -780,7 +861,7 @@ class ReplayWebhookDeliveryResponse(Message[_ReplayWebhookDeliveryResponseFields
 
 
 _DESC = file_desc(
-    b'\n"ttip/auth/v1/partner_service.proto\x12\x0cttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1attip/auth/v1/partner.proto\x1a\x1cttip/common/v1/options.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a#ttip/wallet/v1/wallet_service.proto"\xce\x01\n CreateWebhookSubscriptionRequest\x12\x1d\n\x03url\x18\x01 \x01(\tR\x03urlB\x0b\xbaH\x08r\x06\x18\x80\x10\x88\x01\x01\x12V\n\x0bevent_types\x18\x02 \x03(\x0e2\x1e.ttip.auth.v1.WebhookEventTypeR\neventTypesB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\x10\x18\x01"\x07\x82\x01\x04\x10\x01 \x00\x123\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"\x91\x01\n!CreateWebhookSubscriptionResponse\x12E\n\x0csubscription\x18\x01 \x01(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\x0csubscription\x12%\n\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret"R\n\x1fListWebhookSubscriptionsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x9d\x01\n ListWebhookSubscriptionsResponse\x12G\n\rsubscriptions\x18\x01 \x03(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\rsubscriptions\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"U\n DeleteWebhookSubscriptionRequest\x121\n\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionIdB\x08\xbaH\x05r\x03\xb0\x01\x01"j\n!DeleteWebhookSubscriptionResponse\x12E\n\x0csubscription\x18\x01 \x01(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\x0csubscription"\xcc\x01\n\x1cListWebhookDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x124\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12E\n\x06status\x18\x03 \x01(\x0e2#.ttip.auth.v1.WebhookDeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x90\x01\n\x1dListWebhookDeliveriesResponse\x12=\n\ndeliveries\x18\x01 \x03(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xb3\x01\n\x18ListWorkerPayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x03 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x80\x01\n\x19ListWorkerPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xf8\x01\n\x19GetWorkerStatementRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x04year\x18\x02 \x01(\x05R\x04yearB\x0b\xbaH\x08\x1a\x06\x18\xb4\x10(\xe8\x0f\x12\x1f\n\x05month\x18\x03 \x01(\x05R\x05monthB\t\xbaH\x06\x1a\x04\x18\x0c(\x01\x12-\n\x08currency\x18\x04 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$\x12C\n\x06format\x18\x05 \x01(\x0e2\x1f.ttip.wallet.v1.StatementFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"`\n\x1aGetWorkerStatementResponse\x12B\n\tstatement\x18\x01 \x01(\x0b2$.ttip.wallet.v1.GetStatementResponseR\tstatement"\x88\x01\n\x1aGrantPartnerConsentRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12I\n\x06scopes\x18\x02 \x03(\x0e2\x1a.ttip.auth.v1.ConsentScopeR\x06scopesB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\x04\x18\x01"\x07\x82\x01\x04\x10\x01 \x00"U\n\x1bGrantPartnerConsentResponse\x126\n\x07consent\x18\x01 \x01(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x07consent">\n\x1bRevokePartnerConsentRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01"V\n\x1cRevokePartnerConsentResponse\x126\n\x07consent\x18\x01 \x01(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x07consent"M\n\x1aListPartnerConsentsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x89\x01\n\x1bListPartnerConsentsResponse\x128\n\x08consents\x18\x01 \x03(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x08consents\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xbd\x01\n\x1fListAllWebhookDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12"\n\x06key_id\x18\x02 \x01(\tR\x05keyIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12E\n\x06status\x18\x03 \x01(\x0e2#.ttip.auth.v1.WebhookDeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x93\x01\n ListAllWebhookDeliveriesResponse\x12=\n\ndeliveries\x18\x01 \x03(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"m\n\x1cReplayWebhookDeliveryRequest\x12)\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"Z\n\x1dReplayWebhookDeliveryResponse\x129\n\x08delivery\x18\x01 \x01(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\x08delivery2\xe6\x06\n\x0ePartnerService\x12\x94\x01\n\x19CreateWebhookSubscription\x12..ttip.auth.v1.CreateWebhookSubscriptionRequest\x1a/.ttip.auth.v1.CreateWebhookSubscriptionResponse"\x16\xca\xf3\x18\x12\x08\x05\x1a\x0ewebhooks:write\x12\x93\x01\n\x18ListWebhookSubscriptions\x12-.ttip.auth.v1.ListWebhookSubscriptionsRequest\x1a..ttip.auth.v1.ListWebhookSubscriptionsResponse"\x18\x90\x02\x01\xca\xf3\x18\x11\x08\x05\x1a\rwebhooks:read\x12\x94\x01\n\x19DeleteWebhookSubscription\x12..ttip.auth.v1.DeleteWebhookSubscriptionRequest\x1a/.ttip.auth.v1.DeleteWebhookSubscriptionResponse"\x16\xca\xf3\x18\x12\x08\x05\x1a\x0ewebhooks:write\x12\x8a\x01\n\x15ListWebhookDeliveries\x12*.ttip.auth.v1.ListWebhookDeliveriesRequest\x1a+.ttip.auth.v1.ListWebhookDeliveriesResponse"\x18\x90\x02\x01\xca\xf3\x18\x11\x08\x05\x1a\rwebhooks:read\x12}\n\x11ListWorkerPayouts\x12&.ttip.auth.v1.ListWorkerPayoutsRequest\x1a\'.ttip.auth.v1.ListWorkerPayoutsResponse"\x17\x90\x02\x01\xca\xf3\x18\x10\x08\x05\x1a\x0cpayouts:read\x12\x83\x01\n\x12GetWorkerStatement\x12\'.ttip.auth.v1.GetWorkerStatementRequest\x1a(.ttip.auth.v1.GetWorkerStatementResponse"\x1a\x90\x02\x01\xca\xf3\x18\x13\x08\x05\x1a\x0fstatements:read2\xf3\x02\n\x15PartnerConsentService\x12j\n\x13GrantPartnerConsent\x12(.ttip.auth.v1.GrantPartnerConsentRequest\x1a).ttip.auth.v1.GrantPartnerConsentResponse\x12m\n\x14RevokePartnerConsent\x12).ttip.auth.v1.RevokePartnerConsentRequest\x1a*.ttip.auth.v1.RevokePartnerConsentResponse\x12o\n\x13ListPartnerConsents\x12(.ttip.auth.v1.ListPartnerConsentsRequest\x1a).ttip.auth.v1.ListPartnerConsentsResponse"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n\x08\x02\x12\x06worker2\xaf\x02\n\x13PartnerAdminService\x12\x9d\x01\n\x18ListAllWebhookDeliveries\x12-.ttip.auth.v1.ListAllWebhookDeliveriesRequest\x1a..ttip.auth.v1.ListAllWebhookDeliveriesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12p\n\x15ReplayWebhookDelivery\x12*.ttip.auth.v1.ReplayWebhookDeliveryRequest\x1a+.ttip.auth.v1.ReplayWebhookDeliveryResponse\x1a\x06\xca\xf3\x18\x02\x08\x03b\x06proto3',
+    b'\n"ttip/auth/v1/partner_service.proto\x12\x0cttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1attip/auth/v1/partner.proto\x1a\x1cttip/common/v1/options.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a#ttip/wallet/v1/wallet_service.proto"\xce\x01\n CreateWebhookSubscriptionRequest\x12\x1d\n\x03url\x18\x01 \x01(\tR\x03urlB\x0b\xbaH\x08r\x06\x18\x80\x10\x88\x01\x01\x12V\n\x0bevent_types\x18\x02 \x03(\x0e2\x1e.ttip.auth.v1.WebhookEventTypeR\neventTypesB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\x10\x18\x01"\x07\x82\x01\x04\x10\x01 \x00\x123\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"\x91\x01\n!CreateWebhookSubscriptionResponse\x12E\n\x0csubscription\x18\x01 \x01(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\x0csubscription\x12%\n\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret"R\n\x1fListWebhookSubscriptionsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x9d\x01\n ListWebhookSubscriptionsResponse\x12G\n\rsubscriptions\x18\x01 \x03(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\rsubscriptions\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"U\n DeleteWebhookSubscriptionRequest\x121\n\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionIdB\x08\xbaH\x05r\x03\xb0\x01\x01"j\n!DeleteWebhookSubscriptionResponse\x12E\n\x0csubscription\x18\x01 \x01(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\x0csubscription"\xf9\x01\n\x1aRotateWebhookSecretRequest\x121\n\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12Q\n\x1dprevious_secret_valid_seconds\x18\x02 \x01(\rH\x00R\x1apreviousSecretValidSecondsB\t\xbaH\x06*\x04\x18\x80\xf5$\x88\x01\x01\x123\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01B \n\x1e_previous_secret_valid_seconds"\x8b\x01\n\x1bRotateWebhookSecretResponse\x12E\n\x0csubscription\x18\x01 \x01(\x0b2!.ttip.auth.v1.WebhookSubscriptionR\x0csubscription\x12%\n\x0esigning_secret\x18\x02 \x01(\tR\rsigningSecret"\xcc\x01\n\x1cListWebhookDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x124\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12E\n\x06status\x18\x03 \x01(\x0e2#.ttip.auth.v1.WebhookDeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x90\x01\n\x1dListWebhookDeliveriesResponse\x12=\n\ndeliveries\x18\x01 \x03(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xb3\x01\n\x18ListWorkerPayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x03 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x80\x01\n\x19ListWorkerPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xf8\x01\n\x19GetWorkerStatementRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x04year\x18\x02 \x01(\x05R\x04yearB\x0b\xbaH\x08\x1a\x06\x18\xb4\x10(\xe8\x0f\x12\x1f\n\x05month\x18\x03 \x01(\x05R\x05monthB\t\xbaH\x06\x1a\x04\x18\x0c(\x01\x12-\n\x08currency\x18\x04 \x01(\tR\x08currencyB\x11\xbaH\x0er\x0c2\n^[A-Z]{3}$\x12C\n\x06format\x18\x05 \x01(\x0e2\x1f.ttip.wallet.v1.StatementFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"`\n\x1aGetWorkerStatementResponse\x12B\n\tstatement\x18\x01 \x01(\x0b2$.ttip.wallet.v1.GetStatementResponseR\tstatement"\x88\x01\n\x1aGrantPartnerConsentRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12I\n\x06scopes\x18\x02 \x03(\x0e2\x1a.ttip.auth.v1.ConsentScopeR\x06scopesB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\x04\x18\x01"\x07\x82\x01\x04\x10\x01 \x00"U\n\x1bGrantPartnerConsentResponse\x126\n\x07consent\x18\x01 \x01(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x07consent">\n\x1bRevokePartnerConsentRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01"V\n\x1cRevokePartnerConsentResponse\x126\n\x07consent\x18\x01 \x01(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x07consent"M\n\x1aListPartnerConsentsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x89\x01\n\x1bListPartnerConsentsResponse\x128\n\x08consents\x18\x01 \x03(\x0b2\x1c.ttip.auth.v1.PartnerConsentR\x08consents\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xbd\x01\n\x1fListAllWebhookDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12"\n\x06key_id\x18\x02 \x01(\tR\x05keyIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12E\n\x06status\x18\x03 \x01(\x0e2#.ttip.auth.v1.WebhookDeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x93\x01\n ListAllWebhookDeliveriesResponse\x12=\n\ndeliveries\x18\x01 \x03(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"m\n\x1cReplayWebhookDeliveryRequest\x12)\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"Z\n\x1dReplayWebhookDeliveryResponse\x129\n\x08delivery\x18\x01 \x01(\x0b2\x1d.ttip.auth.v1.WebhookDeliveryR\x08delivery2\xeb\x07\n\x0ePartnerService\x12\x94\x01\n\x19CreateWebhookSubscription\x12..ttip.auth.v1.CreateWebhookSubscriptionRequest\x1a/.ttip.auth.v1.CreateWebhookSubscriptionResponse"\x16\xca\xf3\x18\x12\x08\x05\x1a\x0ewebhooks:write\x12\x93\x01\n\x18ListWebhookSubscriptions\x12-.ttip.auth.v1.ListWebhookSubscriptionsRequest\x1a..ttip.auth.v1.ListWebhookSubscriptionsResponse"\x18\x90\x02\x01\xca\xf3\x18\x11\x08\x05\x1a\rwebhooks:read\x12\x94\x01\n\x19DeleteWebhookSubscription\x12..ttip.auth.v1.DeleteWebhookSubscriptionRequest\x1a/.ttip.auth.v1.DeleteWebhookSubscriptionResponse"\x16\xca\xf3\x18\x12\x08\x05\x1a\x0ewebhooks:write\x12\x82\x01\n\x13RotateWebhookSecret\x12(.ttip.auth.v1.RotateWebhookSecretRequest\x1a).ttip.auth.v1.RotateWebhookSecretResponse"\x16\xca\xf3\x18\x12\x08\x05\x1a\x0ewebhooks:write\x12\x8a\x01\n\x15ListWebhookDeliveries\x12*.ttip.auth.v1.ListWebhookDeliveriesRequest\x1a+.ttip.auth.v1.ListWebhookDeliveriesResponse"\x18\x90\x02\x01\xca\xf3\x18\x11\x08\x05\x1a\rwebhooks:read\x12}\n\x11ListWorkerPayouts\x12&.ttip.auth.v1.ListWorkerPayoutsRequest\x1a\'.ttip.auth.v1.ListWorkerPayoutsResponse"\x17\x90\x02\x01\xca\xf3\x18\x10\x08\x05\x1a\x0cpayouts:read\x12\x83\x01\n\x12GetWorkerStatement\x12\'.ttip.auth.v1.GetWorkerStatementRequest\x1a(.ttip.auth.v1.GetWorkerStatementResponse"\x1a\x90\x02\x01\xca\xf3\x18\x13\x08\x05\x1a\x0fstatements:read2\xf3\x02\n\x15PartnerConsentService\x12j\n\x13GrantPartnerConsent\x12(.ttip.auth.v1.GrantPartnerConsentRequest\x1a).ttip.auth.v1.GrantPartnerConsentResponse\x12m\n\x14RevokePartnerConsent\x12).ttip.auth.v1.RevokePartnerConsentRequest\x1a*.ttip.auth.v1.RevokePartnerConsentResponse\x12o\n\x13ListPartnerConsents\x12(.ttip.auth.v1.ListPartnerConsentsRequest\x1a).ttip.auth.v1.ListPartnerConsentsResponse"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n\x08\x02\x12\x06worker2\xaf\x02\n\x13PartnerAdminService\x12\x9d\x01\n\x18ListAllWebhookDeliveries\x12-.ttip.auth.v1.ListAllWebhookDeliveriesRequest\x1a..ttip.auth.v1.ListAllWebhookDeliveriesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12p\n\x15ReplayWebhookDelivery\x12*.ttip.auth.v1.ReplayWebhookDeliveryRequest\x1a+.ttip.auth.v1.ReplayWebhookDeliveryResponse\x1a\x06\xca\xf3\x18\x02\x08\x03b\x06proto3',
     [
         validate_pb.desc(),
         partner_pb.desc(),
@@ -796,6 +877,8 @@ _DESC = file_desc(
         "ListWebhookSubscriptionsResponse": ListWebhookSubscriptionsResponse,
         "DeleteWebhookSubscriptionRequest": DeleteWebhookSubscriptionRequest,
         "DeleteWebhookSubscriptionResponse": DeleteWebhookSubscriptionResponse,
+        "RotateWebhookSecretRequest": RotateWebhookSecretRequest,
+        "RotateWebhookSecretResponse": RotateWebhookSecretResponse,
         "ListWebhookDeliveriesRequest": ListWebhookDeliveriesRequest,
         "ListWebhookDeliveriesResponse": ListWebhookDeliveriesResponse,
         "ListWorkerPayoutsRequest": ListWorkerPayoutsRequest,
