@@ -84,9 +84,9 @@ describe("gateway per-RPC policy", () => {
     const scoped = rpcs.filter((m) => ruleFor(m)!.partnerScope);
     assert.deepEqual(scoped.filter((m) => /(Admin|Internal)Service$/.test(m.parent.typeName)), []);
     // The partner scopes the gateway opened before the contracts declared them (9), and the
-    // partner service's own (webhooks, consented reads), and a key's own links (ListPartnerLinks):
-    // none lost, none added unnoticed.
-    assert.equal(scoped.length, 16);
+    // partner service's own (webhooks and their secret's rotation, consented reads), and a key's own
+    // links (ListPartnerLinks): none lost, none added unnoticed.
+    assert.equal(scoped.length, 17);
     // Every …AdminService RPC is an admin RPC, every …InternalService RPC internal.
     for (const m of rpcs) {
       if (m.parent.typeName.endsWith("AdminService")) assert.equal(ruleFor(m)!.access, "admin", `${m.parent.typeName}/${m.name}`);
