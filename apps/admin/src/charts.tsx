@@ -91,7 +91,7 @@ export function PlatformCharts() {
             <RowChart
               title="Money out"
               testId="chart-money"
-              bars={([["Payouts", summary.payouts], ["SMS spend", summary.smsSpend], ["Pools paid", summary.poolsDistributed]] as const)
+              bars={([["Payouts", summary.payouts], ["SMS spend", summary.smsSpend], ["Pools paid", summary.poolsDistributed], ["Refunded", summary.refunded], ["Charged back", summary.chargedBack]] as const)
                 .filter(([, m]) => !m || m.currency === currency)
                 .map(([label, m]) => amountBar(label, m))}
             />

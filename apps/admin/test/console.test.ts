@@ -803,7 +803,8 @@ describe("admin console in chromium", () => {
         "chart-failures": s.failures.map((f) => [f.resultCode || "(none)", String(f.count)]),
         "chart-latency": s.payoutsSucceeded + s.payoutsFailed > 0n ? [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]] : [],
         "chart-growth": [["New workers", String(s.newWorkers)], ["Active workers", String(s.activeWorkers)], ["Active venues", String(s.activeVenues)]],
-        "chart-money": [["Payouts", String(s.payouts?.amountMinor ?? 0n)], ["SMS spend", String(s.smsSpend?.amountMinor ?? 0n)], ["Pools paid", String(s.poolsDistributed?.amountMinor ?? 0n)]],
+        "chart-money": [["Payouts", String(s.payouts?.amountMinor ?? 0n)], ["SMS spend", String(s.smsSpend?.amountMinor ?? 0n)], ["Pools paid", String(s.poolsDistributed?.amountMinor ?? 0n)],
+          ["Refunded", String(s.refunded?.amountMinor ?? 0n)], ["Charged back", String(s.chargedBack?.amountMinor ?? 0n)]],
       } as Record<string, string[][]>;
     };
     const todayOf = (figures: Record<string, string[][]>, chart: string) => BigInt(figures[chart].find(([label]) => label === today)?.[1] ?? "0");
@@ -845,7 +846,7 @@ describe("admin console in chromium", () => {
     const csvName: Record<string, string> = {
       "Take rate": "take_rate_bps", "Success rate": "success_rate_bps", p50: "payout_latency_p50_ms", p95: "payout_latency_p95_ms",
       "New workers": "new_workers", "Active workers": "active_workers", "Active venues": "active_venues",
-      Payouts: "payouts_minor", "SMS spend": "sms_spend_minor", "Pools paid": "pools_distributed_minor",
+      Payouts: "payouts_minor", "SMS spend": "sms_spend_minor", "Pools paid": "pools_distributed_minor", Refunded: "refunded_minor", "Charged back": "charged_back_minor",
     };
     const summaryCharts = ["chart-rates", "chart-latency", "chart-growth", "chart-money"];
     const agreesWithCsv = (page: Record<string, string[][]>, figures: Map<string, string>) =>
@@ -926,7 +927,7 @@ describe("admin console in chromium", () => {
     assert.deepEqual(await bars("chart-fees"), [[day, String(fee.amountMinor), `${day}: ${formatMoney(fee.amountMinor, "USD", true)}`]]);
     assert.deepEqual(await bars("chart-tips"), [[day, "1", `${day}: 1 tips`]]);
     // No USD payouts or pools; SMS, bought in KES, is not drawn on a USD scale.
-    assert.deepEqual((await bars("chart-money")).map(([, , title]) => title), ["Payouts: USD 0.00", "Pools paid: USD 0.00"]);
+    assert.deepEqual((await bars("chart-money")).map(([, , title]) => title), ["Payouts: USD 0.00", "Pools paid: USD 0.00", "Refunded: USD 0.00", "Charged back: USD 0.00"]);
   });
 
   test("the payments search's amounts are in the chosen currency: USD 20.00 finds the USD card tip and not a KES 20 tip, and KES 20 the other way round; bounds need a currency", async () => {

@@ -251,7 +251,7 @@ function failureTakenBack(e: MessageShape<typeof TipSucceededSchema>, currency: 
 }
 
 /** A reversal's rows, by result code: apart from the tips' own ("0"), so a screen can tell them apart. */
-const REVERSAL_CODES: Record<TipReversalKind, string> = {
+export const REVERSAL_CODES: Record<TipReversalKind, string> = {
   [TipReversalKind.UNSPECIFIED]: "reversed",
   [TipReversalKind.REFUND]: "refund",
   [TipReversalKind.REFUND_REFUSED]: "refund_refused",

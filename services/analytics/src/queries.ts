@@ -2,7 +2,8 @@
 // over the payout tables). One function per screen; the RPCs and the CSV
 // exports both call these, so an export always equals its screen.
 import type { Queryable } from "@ttip/runtime";
-import { DAY_MS, Dim, EAT_OFFSET_MS, NIL, dayOf, hasDayRows } from "./facts.js";
+import { DAY_MS, Dim, EAT_OFFSET_MS, NIL, REVERSAL_CODES, dayOf, hasDayRows } from "./facts.js";
+import { TipReversalKind } from "@ttip/proto/ttip/events/v1/events_pb.js";
 
 export interface Range {
   from: Date;
@@ -446,6 +447,8 @@ export interface PlatformSummary {
   activeWorkers: bigint;
   smsSent: bigint;
   smsSpend: bigint;
+  refunded: bigint;
+  chargedBack: bigint;
 }
 
 export async function platformSummary(db: Queryable, range: Range, currency: string, smsPriceMinor: bigint): Promise<PlatformSummary> {
@@ -462,6 +465,14 @@ export async function platformSummary(db: Queryable, range: Range, currency: str
       WHERE dim IN (${Dim.Worker}, ${Dim.Venue}) AND grain = 'h' AND bucket >= $1 AND bucket < $2 AND succeeded > 0
       GROUP BY dim`,
     [range.from, range.to],
+  );
+  // What went back to cards (the reversals' rows, their amounts taken off the tips'): refunds less those refused, and chargebacks.
+  const reversed = await db.query<{ refunded: bigint; charged_back: bigint }>(
+    `SELECT COALESCE(-sum(amount_minor) FILTER (WHERE result_code IN ($5, $6)), 0)::int8 AS refunded,
+            COALESCE(-sum(amount_minor) FILTER (WHERE result_code = $7), 0)::int8 AS charged_back
+       FROM analytics.rollups WHERE dim = ${Dim.Platform} AND id = $1 AND grain = $2 AND bucket >= $3 AND bucket < $4 AND currency = $8
+        AND result_code IN ($5, $6, $7)`,
+    [NIL, grain, range.from, range.to, REVERSAL_CODES[TipReversalKind.REFUND], REVERSAL_CODES[TipReversalKind.REFUND_REFUSED], REVERSAL_CODES[TipReversalKind.CHARGEBACK], currency],
   );
   const latency = await db.query<{ p50: number | null; p95: number | null }>(
     `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95
@@ -485,6 +496,8 @@ export async function platformSummary(db: Queryable, range: Range, currency: str
     activeWorkers: active.rows.find((r) => r.dim === Dim.Worker)?.n ?? 0n,
     smsSent,
     smsSpend: smsSent * smsPriceMinor,
+    refunded: reversed.rows[0].refunded,
+    chargedBack: reversed.rows[0].charged_back,
   };
 }
 

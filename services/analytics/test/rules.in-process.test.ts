@@ -315,8 +315,17 @@ describe("analytics rules, in process (with qr)", () => {
     // Each reversal in its own hour, when the money went: a period holding only a refund shows it (the version before dropped hours without a tip).
     assert.deepEqual(await revenue("USD"), [[at(9), 1n, 10_00n, 50n], [at(10), 0n, -4_00n, -20n], [at(11), 0n, 4_00n, 20n], [at(12), 0n, -4_00n, -20n]]);
     assert.deepEqual(await revenue("KES"), [[at(9), 1n, 500_00n, 15_00n], [at(13), 0n, -500_00n, -15_00n]]);
-    const { summary } = await admin.getPlatformSummary({ range, currency: "USD" });
-    assert.deepEqual([summary!.tips, summary!.volume?.amountMinor, summary!.fees?.amountMinor], [1n, 6_00n, 30n]);
+    // What went back to cards, beside the net volume: USD 4.00 refunded (one refund refused), KES 500.00 charged back.
+    const summary = async (currency: string) => {
+      const s = (await admin.getPlatformSummary({ range, currency })).summary!;
+      return [s.tips, s.volume?.amountMinor, s.fees?.amountMinor, s.refunded?.amountMinor, s.chargedBack?.amountMinor];
+    };
+    assert.deepEqual(await summary("USD"), [1n, 6_00n, 30n, 4_00n, 0n]);
+    assert.deepEqual(await summary("KES"), [1n, 0n, 0n, 0n, 500_00n]);
+    const platform = parseCsv(new TextDecoder().decode((await admin.exportReport({ kind: ReportKind.PLATFORM, range })).csv));
+    assert.deepEqual(platform.filter((r) => r[0] === "refunded_minor" || r[0] === "charged_back_minor"), [
+      ["refunded_minor", "0", "", "KES"], ["charged_back_minor", "50000", "", "KES"], ["refunded_minor", "400", "", "USD"], ["charged_back_minor", "0", "", "USD"],
+    ]);
 
     const venue = await s.client(AnalyticsService, { subject: randomUUID(), roles: ["admin"] as Role[] }).getVenueAnalytics({ venueId, range, granularity: Granularity.DAY, currency: "USD" });
     assert.deepEqual(venue.workers.map((w) => [w.tips, w.volume?.amountMinor]), [[1n, 6_00n]]);

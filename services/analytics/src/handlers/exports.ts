@@ -129,6 +129,7 @@ export function platformCsv(all: PlatformSummaryMessage[]): Uint8Array {
       ["tips", s.tips, "", cur], ["attempts", s.attempts, "", cur], ["volume_minor", s.volume?.amountMinor, "", cur], ["fees_minor", s.fees?.amountMinor, "", cur],
       ["take_rate_bps", s.takeRateBps, "", cur], ["success_rate_bps", s.successRateBps, "", cur], ["payouts_succeeded", s.payoutsSucceeded, "", cur],
       ["payouts_failed", s.payoutsFailed, "", cur], ["payouts_minor", s.payouts?.amountMinor, "", cur], ["pools_distributed_minor", s.poolsDistributed?.amountMinor, "", cur],
+      ["refunded_minor", s.refunded?.amountMinor, "", cur], ["charged_back_minor", s.chargedBack?.amountMinor, "", cur],
     );
   }
   const s = all[0]!;

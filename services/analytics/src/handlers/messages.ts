@@ -47,6 +47,8 @@ export function summaryMessage(s: q.PlatformSummary, currency: string, smsCurren
     smsSent: s.smsSent,
     smsSpend: money(s.smsSpend, smsCurrency),
     poolsDistributed: money(s.totals.pooled, currency),
+    refunded: money(s.refunded, currency),
+    chargedBack: money(s.chargedBack, currency),
   });
 }
 

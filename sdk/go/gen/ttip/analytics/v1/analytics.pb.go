@@ -1067,8 +1067,13 @@ type PlatformSummary struct {
 	SmsSpend *v1.Money `protobuf:"bytes,18,opt,name=sms_spend,json=smsSpend,proto3" json:"sms_spend,omitempty"`
 	// Venue tip pools distributed to staff, less reversals.
 	PoolsDistributed *v1.Money `protobuf:"bytes,19,opt,name=pools_distributed,json=poolsDistributed,proto3" json:"pools_distributed,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Card tips' money refunded to the cardholder (less refunds the provider
+	// refused), and lost to chargebacks, in the range: volume and fees are
+	// already net of both.
+	Refunded      *v1.Money `protobuf:"bytes,20,opt,name=refunded,proto3" json:"refunded,omitempty"`
+	ChargedBack   *v1.Money `protobuf:"bytes,21,opt,name=charged_back,json=chargedBack,proto3" json:"charged_back,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PlatformSummary) Reset() {
@@ -1234,6 +1239,20 @@ func (x *PlatformSummary) GetPoolsDistributed() *v1.Money {
 	return nil
 }
 
+func (x *PlatformSummary) GetRefunded() *v1.Money {
+	if x != nil {
+		return x.Refunded
+	}
+	return nil
+}
+
+func (x *PlatformSummary) GetChargedBack() *v1.Money {
+	if x != nil {
+		return x.ChargedBack
+	}
+	return nil
+}
+
 var File_ttip_analytics_v1_analytics_proto protoreflect.FileDescriptor
 
 const file_ttip_analytics_v1_analytics_proto_rawDesc = "" +
@@ -1322,7 +1341,7 @@ const file_ttip_analytics_v1_analytics_proto_rawDesc = "" +
 	"\vresult_code\x18\x01 \x01(\tR\n" +
 	"resultCode\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count\"\xa8\x06\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"\x95\a\n" +
 	"\x0fPlatformSummary\x12\x12\n" +
 	"\x04tips\x18\x01 \x01(\x03R\x04tips\x12\x1a\n" +
 	"\battempts\x18\x02 \x01(\x03R\battempts\x12-\n" +
@@ -1344,7 +1363,9 @@ const file_ttip_analytics_v1_analytics_proto_rawDesc = "" +
 	"\x05scans\x18\x10 \x01(\x03R\x05scans\x12\x19\n" +
 	"\bsms_sent\x18\x11 \x01(\x03R\asmsSent\x122\n" +
 	"\tsms_spend\x18\x12 \x01(\v2\x15.ttip.common.v1.MoneyR\bsmsSpend\x12B\n" +
-	"\x11pools_distributed\x18\x13 \x01(\v2\x15.ttip.common.v1.MoneyR\x10poolsDistributed*\x82\x01\n" +
+	"\x11pools_distributed\x18\x13 \x01(\v2\x15.ttip.common.v1.MoneyR\x10poolsDistributed\x121\n" +
+	"\brefunded\x18\x14 \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\x128\n" +
+	"\fcharged_back\x18\x15 \x01(\v2\x15.ttip.common.v1.MoneyR\vchargedBack*\x82\x01\n" +
 	"\vGranularity\x12\x1b\n" +
 	"\x17GRANULARITY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10GRANULARITY_HOUR\x10\x01\x12\x13\n" +
@@ -1427,11 +1448,13 @@ var file_ttip_analytics_v1_analytics_proto_depIdxs = []int32{
 	16, // 28: ttip.analytics.v1.PlatformSummary.payouts:type_name -> ttip.common.v1.Money
 	16, // 29: ttip.analytics.v1.PlatformSummary.sms_spend:type_name -> ttip.common.v1.Money
 	16, // 30: ttip.analytics.v1.PlatformSummary.pools_distributed:type_name -> ttip.common.v1.Money
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	16, // 31: ttip.analytics.v1.PlatformSummary.refunded:type_name -> ttip.common.v1.Money
+	16, // 32: ttip.analytics.v1.PlatformSummary.charged_back:type_name -> ttip.common.v1.Money
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_ttip_analytics_v1_analytics_proto_init() }
