@@ -12,7 +12,6 @@ import {
   QrScannedSchema,
   TipCreatedSchema,
   TipFailedSchema,
-  TipReversalKind,
   TipReversedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
@@ -20,7 +19,7 @@ import {
   VenueShareAllocatedSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { isUuid, subjectMatches, subjectOf } from "@ttip/runtime";
+import { isUuid, reversalCode, subjectMatches, subjectOf } from "@ttip/runtime";
 
 /** Additive figures of a rollup row, in column order. */
 export const MEASURES = [
@@ -250,14 +249,6 @@ function failureTakenBack(e: MessageShape<typeof TipSucceededSchema>, currency: 
   return { at: timestampDate(e.replacedFailureAt!), ...ids(e), method: methodName(e.method), resultCode: e.replacedFailureCode || "unknown", currency, measures };
 }
 
-/** A reversal's rows, by result code: apart from the tips' own ("0"), so a screen can tell them apart. */
-export const REVERSAL_CODES: Record<TipReversalKind, string> = {
-  [TipReversalKind.UNSPECIFIED]: "reversed",
-  [TipReversalKind.REFUND]: "refund",
-  [TipReversalKind.REFUND_REFUSED]: "refund_refused",
-  [TipReversalKind.CHARGEBACK]: "chargeback",
-};
-
 /**
  * Money of a paid tip going back to the card (or, a refund refused, coming back): taken off the tip's
  * money when it happens, as a distribution reversed is, and off nothing else (the tip was paid: it
@@ -267,7 +258,7 @@ function tipReversedFigures(data: Uint8Array): Applied {
   const e = decode(TipReversedSchema, data);
   const currency = e.amount?.currency ?? "KES";
   const netCurrency = e.net?.currency || currency;
-  const key = { at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: REVERSAL_CODES[e.kind] ?? "reversed" };
+  const key = { at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: reversalCode(e.kind) };
   const measures: Measures = { amount_minor: -(e.amount?.amountMinor ?? 0n), fee_minor: -(e.fee?.amountMinor ?? 0n) };
   return { facts: withNet(key, currency, measures, netCurrency, -(e.net?.amountMinor ?? 0n)), records: [] };
 }

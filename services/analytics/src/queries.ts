@@ -1,8 +1,8 @@
 // Read side: every figure is a sum over rollup rows (or, for payout latency,
 // over the payout tables). One function per screen; the RPCs and the CSV
 // exports both call these, so an export always equals its screen.
-import type { Queryable } from "@ttip/runtime";
-import { DAY_MS, Dim, EAT_OFFSET_MS, NIL, REVERSAL_CODES, dayOf, hasDayRows } from "./facts.js";
+import { reversalCode, type Queryable } from "@ttip/runtime";
+import { DAY_MS, Dim, EAT_OFFSET_MS, NIL, dayOf, hasDayRows } from "./facts.js";
 import { TipReversalKind } from "@ttip/proto/ttip/events/v1/events_pb.js";
 
 export interface Range {
@@ -472,7 +472,7 @@ export async function platformSummary(db: Queryable, range: Range, currency: str
             COALESCE(-sum(amount_minor) FILTER (WHERE result_code = $7), 0)::int8 AS charged_back
        FROM analytics.rollups WHERE dim = ${Dim.Platform} AND id = $1 AND grain = $2 AND bucket >= $3 AND bucket < $4 AND currency = $8
         AND result_code IN ($5, $6, $7)`,
-    [NIL, grain, range.from, range.to, REVERSAL_CODES[TipReversalKind.REFUND], REVERSAL_CODES[TipReversalKind.REFUND_REFUSED], REVERSAL_CODES[TipReversalKind.CHARGEBACK], currency],
+    [NIL, grain, range.from, range.to, reversalCode(TipReversalKind.REFUND), reversalCode(TipReversalKind.REFUND_REFUSED), reversalCode(TipReversalKind.CHARGEBACK), currency],
   );
   const latency = await db.query<{ p50: number | null; p95: number | null }>(
     `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95

@@ -8,7 +8,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
-import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PayoutSucceededSchema, TipFailedSchema, TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { captureLogger, failure, kesMinor, eventually } from "@ttip/runtime/testing";
 import { loadAuthConfig } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
@@ -100,6 +100,28 @@ describe("partner webhooks", () => {
     assert.equal(log.deliveries[0].lastResponseStatus, 200);
     // The other key sees none of it.
     assert.equal((await h.partner(other).listWebhookDeliveries({})).deliveries.length, 0);
+  });
+
+  test("a card tip's money going back reaches the key that created the tip as TIP_REVERSED: what was taken back, negative when a refund was refused", async () => {
+    const key = await h.issueKey("Refunding POS", ["webhooks:read", "webhooks:write"]);
+    const mine = await h.partner(key).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_REVERSED], idempotencyKey: `sub-${randomUUID()}` });
+    const tipId = randomUUID();
+    const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
+    const reversed = (kind: TipReversalKind, sign: bigint, createdBy = key.keyId) => h.publish(TipReversedSchema, {
+      tipId, workerId: randomUUID(), kind, reversalId: randomUUID(), amount: usd(sign * 400n), fee: usd(sign * 20n), net: kesMinor(sign * 46046n), createdBy,
+    });
+    // Another key's tip: not this key's to hear of (pos has no TIP_REVERSED subscription either).
+    await reversed(TipReversalKind.CHARGEBACK, 1n, pos.keyId);
+    const bodyOf = async (eventId: string) => JSON.parse((await eventually("the delivery", () => h.receiver.forEvent(eventId)[0]))!.body);
+    const refund = await bodyOf(await reversed(TipReversalKind.REFUND, 1n));
+    assert.equal(refund.type, "WEBHOOK_EVENT_TYPE_TIP_REVERSED");
+    assert.deepEqual([refund.tip.tipId, refund.tip.resultCode, refund.tip.amount, refund.tip.fee, refund.tip.net], [
+      tipId, "refund", { amountMinor: "400", currency: "USD" }, { amountMinor: "20", currency: "USD" }, { amountMinor: "46046", currency: "KES" },
+    ]);
+    const refused = await bodyOf(await reversed(TipReversalKind.REFUND_REFUSED, -1n));
+    assert.deepEqual([refused.tip.resultCode, refused.tip.amount], ["refund_refused", { amountMinor: "-400", currency: "USD" }]);
+    const log = await h.partner(key).listWebhookDeliveries({ subscriptionId: mine.subscription!.subscriptionId });
+    assert.equal(log.deliveries.length, 2, "the other key's chargeback was not sent here");
   });
 
   test("answered 500, a delivery is retried with growing waits under the same delivery id until a 2xx", async () => {

@@ -1,7 +1,7 @@
 import { create, fromBinary, getOption, hasOption, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { event_subject } from "@ttip/proto/ttip/common/v1/options_pb.js";
-import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { EventMetaSchema, TipReversalKind } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage, DeliveredMessage } from "./bus.js";
 import type { Queryable } from "./db.js";
 import { metaIsFirst, withMetaFirst } from "./event-meta.js";
@@ -94,4 +94,13 @@ const DOT = 46;
 /** Decodes a delivered event's payload. */
 export function decodeEvent<Desc extends DescMessage>(schema: Desc, message: DeliveredMessage): MessageShape<Desc> {
   return fromBinary(schema, message.data);
+}
+
+/**
+ * A tip reversal's kind as analytics' rows and partners' webhooks name it (a result code): its
+ * enum name in lower case, "refund", "refund_refused", "chargeback"; "reversed" for a kind newer
+ * than this code.
+ */
+export function reversalCode(kind: TipReversalKind): string {
+  return TipReversalKind[kind]?.toLowerCase() ?? "reversed";
 }

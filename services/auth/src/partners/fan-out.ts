@@ -9,10 +9,11 @@ import {
   PayoutSucceededSchema,
   TipCreatedSchema,
   TipFailedSchema,
+  TipReversedSchema,
   TipSucceededSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { isUuid, subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
+import { isUuid, reversalCode, subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
 import { PAYOUT_EVENTS_SCOPE } from "./rows.js";
 
 /** The events partners may subscribe to, all published by payment. */
@@ -61,6 +62,13 @@ export function mapEvent(m: DeliveredMessage): Mapped | undefined {
         data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), resultCode: e.resultCode, reason: e.reason }),
       };
     }
+    case subjectOf(TipReversedSchema): {
+      const e = decoded(TipReversedSchema, m);
+      return {
+        type: WebhookEventType.TIP_REVERSED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
+        data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), fee: money(e.fee), net: money(e.net), resultCode: reversalCode(e.kind) }),
+      };
+    }
     case subjectOf(PayoutSucceededSchema): {
       const e = decoded(PayoutSucceededSchema, m);
       return {
@@ -85,6 +93,7 @@ const AUDIENCE_FIELDS = new Map<string, number>([
   [subjectOf(TipCreatedSchema), TipCreatedSchema.field.createdBy.number],
   [subjectOf(TipSucceededSchema), TipSucceededSchema.field.createdBy.number],
   [subjectOf(TipFailedSchema), TipFailedSchema.field.createdBy.number],
+  [subjectOf(TipReversedSchema), TipReversedSchema.field.createdBy.number],
   [subjectOf(PayoutSucceededSchema), PayoutSucceededSchema.field.workerId.number],
   [subjectOf(PayoutFailedSchema), PayoutFailedSchema.field.workerId.number],
 ]);

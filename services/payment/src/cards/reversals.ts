@@ -56,5 +56,6 @@ export async function emitTipReversed(tx: Queryable, tip: CardTipRow, r: Reversa
     amount: { currency: tip.currency, amountMinor: taken(tip.amount_minor) },
     fee: { currency: tip.currency, amountMinor: taken(tip.fee_minor) },
     net: { currency: tip.wallet_currency, amountMinor: r.walletMinor },
+    createdBy: tip.customer_subject,
   }, tip.tip_id);
 }

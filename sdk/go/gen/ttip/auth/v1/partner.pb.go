@@ -40,6 +40,10 @@ const (
 	WebhookEventType_WEBHOOK_EVENT_TYPE_PAYOUT_SUCCEEDED WebhookEventType = 4
 	// A worker's payout failed; the amount is back in their wallet.
 	WebhookEventType_WEBHOOK_EVENT_TYPE_PAYOUT_FAILED WebhookEventType = 5
+	// Money of a paid card tip went back to the card: result_code "refund" or
+	// "chargeback", amount, fee and net what was taken back; or came back,
+	// "refund_refused" (the provider refused a refund), the amounts negative.
+	WebhookEventType_WEBHOOK_EVENT_TYPE_TIP_REVERSED WebhookEventType = 6
 )
 
 // Enum value maps for WebhookEventType.
@@ -51,6 +55,7 @@ var (
 		3: "WEBHOOK_EVENT_TYPE_TIP_FAILED",
 		4: "WEBHOOK_EVENT_TYPE_PAYOUT_SUCCEEDED",
 		5: "WEBHOOK_EVENT_TYPE_PAYOUT_FAILED",
+		6: "WEBHOOK_EVENT_TYPE_TIP_REVERSED",
 	}
 	WebhookEventType_value = map[string]int32{
 		"WEBHOOK_EVENT_TYPE_UNSPECIFIED":      0,
@@ -59,6 +64,7 @@ var (
 		"WEBHOOK_EVENT_TYPE_TIP_FAILED":       3,
 		"WEBHOOK_EVENT_TYPE_PAYOUT_SUCCEEDED": 4,
 		"WEBHOOK_EVENT_TYPE_PAYOUT_FAILED":    5,
+		"WEBHOOK_EVENT_TYPE_TIP_REVERSED":     6,
 	}
 )
 
@@ -932,14 +938,15 @@ const file_ttip_auth_v1_partner_proto_rawDesc = "" +
 	"\n" +
 	"granted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt*\xf2\x01\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt*\x97\x02\n" +
 	"\x10WebhookEventType\x12\"\n" +
 	"\x1eWEBHOOK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eWEBHOOK_EVENT_TYPE_TIP_CREATED\x10\x01\x12$\n" +
 	" WEBHOOK_EVENT_TYPE_TIP_SUCCEEDED\x10\x02\x12!\n" +
 	"\x1dWEBHOOK_EVENT_TYPE_TIP_FAILED\x10\x03\x12'\n" +
 	"#WEBHOOK_EVENT_TYPE_PAYOUT_SUCCEEDED\x10\x04\x12$\n" +
-	" WEBHOOK_EVENT_TYPE_PAYOUT_FAILED\x10\x05*\xb0\x01\n" +
+	" WEBHOOK_EVENT_TYPE_PAYOUT_FAILED\x10\x05\x12#\n" +
+	"\x1fWEBHOOK_EVENT_TYPE_TIP_REVERSED\x10\x06*\xb0\x01\n" +
 	"\x15WebhookDeliveryStatus\x12'\n" +
 	"#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n" +

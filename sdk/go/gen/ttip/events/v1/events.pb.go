@@ -701,10 +701,12 @@ type TipReversed struct {
 	Method   PaymentMethod          `protobuf:"varint,6,opt,name=method,proto3,enum=ttip.events.v1.PaymentMethod" json:"method,omitempty"`
 	Kind     TipReversalKind        `protobuf:"varint,7,opt,name=kind,proto3,enum=ttip.events.v1.TipReversalKind" json:"kind,omitempty"`
 	// The refund's or the dispute's id.
-	ReversalId    string    `protobuf:"bytes,8,opt,name=reversal_id,json=reversalId,proto3" json:"reversal_id,omitempty"`
-	Amount        *v1.Money `protobuf:"bytes,9,opt,name=amount,proto3" json:"amount,omitempty"`
-	Fee           *v1.Money `protobuf:"bytes,10,opt,name=fee,proto3" json:"fee,omitempty"`
-	Net           *v1.Money `protobuf:"bytes,11,opt,name=net,proto3" json:"net,omitempty"`
+	ReversalId string    `protobuf:"bytes,8,opt,name=reversal_id,json=reversalId,proto3" json:"reversal_id,omitempty"`
+	Amount     *v1.Money `protobuf:"bytes,9,opt,name=amount,proto3" json:"amount,omitempty"`
+	Fee        *v1.Money `protobuf:"bytes,10,opt,name=fee,proto3" json:"fee,omitempty"`
+	Net        *v1.Money `protobuf:"bytes,11,opt,name=net,proto3" json:"net,omitempty"`
+	// As TipSucceeded.created_by (partner webhooks follow it).
+	CreatedBy     string `protobuf:"bytes,12,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +816,13 @@ func (x *TipReversed) GetNet() *v1.Money {
 		return x.Net
 	}
 	return nil
+}
+
+func (x *TipReversed) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
 }
 
 type PayoutSucceeded struct {
@@ -2955,7 +2964,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\fpush_refused\x18\n" +
 	" \x01(\bR\vpushRefused\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\v \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xd6\x03\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xf5\x03\n" +
 	"\vTipReversed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2970,7 +2979,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\t \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12'\n" +
 	"\x03fee\x18\n" +
 	" \x01(\v2\x15.ttip.common.v1.MoneyR\x03fee\x12'\n" +
-	"\x03net\x18\v \x01(\v2\x15.ttip.common.v1.MoneyR\x03net:\x1d\xca\xf3\x18\x19ttip.payment.tip_reversed\"\xe1\x02\n" +
+	"\x03net\x18\v \x01(\v2\x15.ttip.common.v1.MoneyR\x03net\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\f \x01(\tR\tcreatedBy:\x1d\xca\xf3\x18\x19ttip.payment.tip_reversed\"\xe1\x02\n" +
 	"\x0fPayoutSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
 	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x1b\n" +
