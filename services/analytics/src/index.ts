@@ -8,7 +8,7 @@ import { startConsumers } from "./ingest.js";
 import { ensurePartitionsAround } from "./store.js";
 import { startWeeklySummary, type WeeklyOptions } from "./weekly.js";
 
-export { replay, type ReplayOptions, type ReplayResult } from "./replay.js";
+export { replay, ReplayBeyondStreamError, type ReplayOptions, type ReplayResult } from "./replay.js";
 export { parseCsv } from "./csv.js";
 export { factsOf, SUBJECTS, consumerName } from "./facts.js";
 export { runWeeklySummary, weekOwed, type WeeklyOptions } from "./weekly.js";

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { ConfigError, createLogger, createPool, env, JetStreamBus, loadConfig, migrate } from "@ttip/runtime";
 import { fileURLToPath } from "node:url";
-import { replay } from "./replay.js";
+import { replay, ReplayBeyondStreamError } from "./replay.js";
 
 const from = new Date(`${process.argv[2] ?? ""}T00:00:00+03:00`);
 if (!/^\d{4}-\d{2}-\d{2}$/.test(process.argv[2] ?? "") || Number.isNaN(from.getTime())) {
@@ -32,6 +32,10 @@ try {
   if (err instanceof ConfigError) {
     console.error(err.message);
     process.exit(78);
+  }
+  if (err instanceof ReplayBeyondStreamError) {
+    console.error(`nothing changed: ${err.message}`);
+    process.exit(2);
   }
   throw err;
 }

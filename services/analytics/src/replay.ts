@@ -4,7 +4,7 @@
 // over untouched data changes nothing.
 import type { EventBus, Logger, Pool, PoolClient } from "@ttip/runtime";
 import { isUuid } from "@ttip/runtime";
-import { consumerName, dayOf, factsOf, SUBJECTS } from "./facts.js";
+import { consumerName, DAY_MS, dayOf, EAT_OFFSET_MS, factsOf, SUBJECTS } from "./facts.js";
 import { REBUILD_LOCK } from "./ingest.js";
 import { clearFrom, RollupBatch } from "./store.js";
 
@@ -31,6 +31,27 @@ export interface ReplayResult {
   applied: number;
 }
 
+/**
+ * The stream no longer holds every event from the replay's start (it drops what is older than its
+ * max age): clearing the rollups from there would lose figures nothing can rebuild.
+ */
+export class ReplayBeyondStreamError extends Error {
+  constructor(
+    readonly from: Date,
+    /** The stored time of the oldest event the stream still holds. */
+    readonly wholeSince: Date,
+    /** The first day (midnight East Africa Time) a replay can rebuild. */
+    readonly earliest: Date,
+  ) {
+    super(
+      `the stream holds events stored from ${wholeSince.toISOString()} on (its retention dropped older ones): a replay from ` +
+        `${eatDay(from)} would clear figures it cannot rebuild; the earliest day it can rebuild is ${eatDay(earliest)} (East Africa Time)`,
+    );
+    this.name = "ReplayBeyondStreamError";
+  }
+}
+
+const eatDay = (midnight: Date) => new Date(midnight.getTime() + EAT_OFFSET_MS).toISOString().slice(0, 10);
 
 interface Pending {
   id: string;
@@ -46,6 +67,7 @@ interface Pending {
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   if (!options.bus.readStored) throw new Error("this bus cannot read back stored events");
   const from = dayOf(options.from);
+  const since = new Date(from.getTime() - (options.slackMs ?? 15 * 60_000));
   const batchSize = options.batchSize ?? 500;
   const client = await options.pool.connect();
   let broken: Error | undefined;
@@ -54,6 +76,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     await client.query("SELECT pg_advisory_lock(hashtext($1))", [REBUILD_LOCK]);
     await client.query("CREATE TEMP TABLE IF NOT EXISTS replay_seen (event_id text PRIMARY KEY)");
     await client.query("TRUNCATE replay_seen");
+    await assertStreamHolds(options.bus, from, from.getTime() - since.getTime());
     await inTransaction(client, () => clearFrom(client, from));
     let read = 0;
     let applied = 0;
@@ -66,7 +89,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     };
     await options.bus.readStored({
       subject: "ttip.>",
-      since: new Date(from.getTime() - (options.slackMs ?? 15 * 60_000)),
+      since,
       handler: async (m) => {
         read++;
         if (!SUBJECTS.includes(m.subject)) return;
@@ -83,6 +106,15 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     await client.query("SELECT pg_advisory_unlock(hashtext($1))", [REBUILD_LOCK]).catch(() => undefined);
     client.release(broken);
   }
+}
+
+/** Refuses before anything is cleared when the stream has dropped events a replay from `from` reads. */
+async function assertStreamHolds(bus: EventBus, from: Date, slackMs: number): Promise<void> {
+  const wholeSince = await bus.storedWholeSince?.();
+  if (!wholeSince || wholeSince.getTime() <= from.getTime() - slackMs) return;
+  const first = new Date(wholeSince.getTime() + slackMs);
+  const day = dayOf(first);
+  throw new ReplayBeyondStreamError(from, wholeSince, day.getTime() === first.getTime() ? day : new Date(day.getTime() + DAY_MS));
 }
 
 async function inTransaction<T>(client: PoolClient, fn: () => Promise<T>): Promise<T> {

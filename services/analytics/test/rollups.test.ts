@@ -8,11 +8,12 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, QrScannedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
+import { InProcessBus } from "@ttip/runtime";
 import { eventually, failure, startTestService, type TestService } from "@ttip/runtime/testing";
 import { Dim } from "../src/facts.js";
-import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
+import { createAnalyticsModule, parseCsv, replay, ReplayBeyondStreamError } from "../src/index.js";
 import { cast, event, generateDay, percentileCont, type Cast, type Expected } from "./events.js";
 
 const DAY = 86_400_000;
@@ -275,6 +276,23 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.deepEqual(await snapshot(), before);
     const { summary } = await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: dayRange });
     assert.equal(summary?.payoutsSucceeded, BigInt(expected.payoutsSucceeded));
+  });
+
+  test("a replay from before the oldest event the stream holds is refused and clears nothing; from the day it names it runs", async () => {
+    const snapshot = async () => (await t.db.pool.query("SELECT * FROM analytics.rollups ORDER BY dim, id, grain, bucket, sub, method, result_code, currency")).rows;
+    const before = await snapshot();
+    // A stream whose limits dropped its oldest event (JetStream's max age does it to a week-old one).
+    const stream = new InProcessBus(t.ctx.logger, 50, { maxMessages: 1 });
+    for (let n = 0; n < 2; n++) await stream.publish(event("ttip.qr.scanned", QrScannedSchema, new Date(), { qrCodeId: c.codes.get(c.workers[0]), workerId: c.workers[0], shortCode: "ABC" }));
+    const refused = await replay({ pool: t.db.pool, bus: stream, logger: t.ctx.logger, from: day }).catch((err: unknown) => err);
+    assert.ok(refused instanceof ReplayBeyondStreamError, `refused, got ${String(refused)}`);
+    assert.deepEqual(await snapshot(), before, "nothing cleared");
+    const heldFrom = (await stream.storedWholeSince())!.getTime();
+    assert.ok(refused.earliest.getTime() - 15 * 60_000 >= heldFrom && refused.earliest.getTime() - heldFrom <= DAY + 15 * 60_000, "the first midnight whose replay the stream holds whole");
+    assert.equal((refused.earliest.getTime() + EAT) % DAY, 0, "a midnight, East Africa Time");
+    assert.match(refused.message, /^the stream holds events stored from .* a replay from \d{4}-\d{2}-\d{2} would clear figures it cannot rebuild; the earliest day it can rebuild is \d{4}-\d{2}-\d{2} \(East Africa Time\)$/);
+    assert.equal((await replay({ pool: t.db.pool, bus: stream, logger: t.ctx.logger, from: refused.earliest })).applied, 0, "the day it names is accepted");
+    await stream.close();
   });
 
   test("live dashboard: today's snapshot, then a new one when a tip lands", async () => {

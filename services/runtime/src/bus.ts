@@ -119,6 +119,12 @@ export interface EventBus {
    * any time, and consumers' inboxes are kept whole (InboxRetention).
    */
   storedMaxAgeMs?(): Promise<number | undefined>;
+  /**
+   * Once the bus has dropped stored messages (its age, size or count limits): the stored time of
+   * the oldest it still holds, from which on it holds them all (now if it holds none); undefined
+   * while it has dropped none. A rebuild reading from earlier would miss events.
+   */
+  storedWholeSince?(): Promise<Date | undefined>;
   close(): Promise<void>;
 }
 
@@ -486,6 +492,12 @@ export class JetStreamBus implements EventBus {
     return ns > 0 ? ns / 1_000_000 : undefined;
   }
 
+  async storedWholeSince(): Promise<Date | undefined> {
+    const { state } = await (await this.nc.jetstreamManager()).streams.info(this.stream);
+    if (state.first_seq <= 1) return undefined;
+    return state.messages > 0 ? new Date(state.first_ts) : new Date();
+  }
+
   async publish(message: BusMessage): Promise<void> {
     await this.acks.publish(this.toWire(message.subject), message.data, publishHeaders(message.id, message.traceparent));
   }
@@ -833,6 +845,11 @@ export class InProcessBus implements EventBus {
       if (now - at < this.limits.duplicateWindowMs && this.seen.size < this.limits.maxIds) break;
       this.seen.delete(id);
     }
+  }
+
+  async storedWholeSince(): Promise<Date | undefined> {
+    if (this.base === 0) return undefined;
+    return this.log[0]?.storedAt ?? new Date();
   }
 
   /** Drops the oldest messages beyond maxMessages; a consumer that had not read them skips them, as on JetStream. */

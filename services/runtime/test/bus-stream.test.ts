@@ -3,7 +3,7 @@ import { statfs } from "node:fs/promises";
 import os from "node:os";
 import { test } from "node:test";
 import { connect } from "nats";
-import { JetStreamBus } from "../src/bus.js";
+import { InProcessBus, JetStreamBus } from "../src/bus.js";
 import { captureLogger, testEnv, uniqueName } from "../src/testing/index.js";
 
 test("the stream gets the configured limits, and a restart keeps what an operator set since", async () => {
@@ -100,5 +100,53 @@ test("the test server takes a stream whose limit is more than the free disk, as 
     await (await nc.jetstreamManager()).streams.delete(stream); // its reservation would count against the next one's
   } finally {
     await nc.close();
+  }
+});
+
+test("storedWholeSince: nothing while a stream has dropped nothing, then the oldest message it holds, then now once it holds none", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("WHOLE").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("wh").replace(/[^a-z0-9]/g, "");
+  const nc = await connect({ servers: natsUrl });
+  const jsm = await nc.jetstreamManager();
+  const bus = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger: captureLogger("silent").logger });
+  const publish = (n: number) => bus.publish({ id: `00000000-0000-4000-8000-00000000000${n}`, subject: "ttip.x.y", data: new Uint8Array([n]) });
+  try {
+    assert.equal(await bus.storedWholeSince(), undefined, "an empty stream");
+    await publish(1);
+    await publish(2);
+    assert.equal(await bus.storedWholeSince(), undefined, "nothing dropped");
+    const beforeThird = Date.now();
+    await publish(3);
+    const afterThird = Date.now();
+    // An operator's count limit drops the two oldest, as an age limit would.
+    await jsm.streams.update(stream, { ...(await jsm.streams.info(stream)).config, max_msgs: 1 });
+    const since = await bus.storedWholeSince();
+    assert.ok(since, "messages dropped");
+    assert.ok(since.getTime() >= beforeThird - 1_000 && since.getTime() <= afterThird + 1_000, `the third message's stored time, got ${since.toISOString()}`);
+    await jsm.streams.purge(stream);
+    const purgedAt = Date.now();
+    const empty = await bus.storedWholeSince();
+    assert.ok(empty && Math.abs(empty.getTime() - purgedAt) < 5_000, "holding none: from now on");
+  } finally {
+    await bus.close();
+    await jsm.streams.delete(stream).catch(() => undefined);
+    await nc.close();
+  }
+});
+
+test("storedWholeSince on the in-process bus: nothing until maxMessages drops one, then the oldest held", async () => {
+  const bus = new InProcessBus(captureLogger("silent").logger, 50, { maxMessages: 2 });
+  try {
+    const times: number[] = [];
+    for (let n = 1; n <= 3; n++) {
+      if (n === 3) assert.equal(await bus.storedWholeSince(), undefined, "two held, none dropped");
+      times.push(Date.now());
+      await bus.publish({ id: `00000000-0000-4000-8000-00000000000${n}`, subject: "ttip.x.y", data: new Uint8Array([n]) });
+    }
+    const since = await bus.storedWholeSince();
+    assert.ok(since && since.getTime() >= times[1] && since.getTime() <= Date.now(), "the second message's stored time");
+  } finally {
+    await bus.close();
   }
 });
