@@ -11,6 +11,7 @@ import { Code } from "@connectrpc/connect";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { asConnectError, clockOf, formatMoney, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import { gsm7Text } from "@ttip/runtime/sms-size";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
 import { qrClient } from "./peer-clients.js";
@@ -267,8 +268,9 @@ function draw(d: Dialogue, state: State): string {
   }
 }
 
+/** The name as a USSD screen can show it (GSM-7 only: see gsm7Text). */
 function nameOf(t: TipTarget): string {
-  return (t.displayName || "the worker").slice(0, 30);
+  return gsm7Text(t.displayName, 30) || "the worker";
 }
 
 function amountOptions(config: UssdConfig, t: TipTarget): number[] {

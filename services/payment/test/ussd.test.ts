@@ -7,6 +7,8 @@ import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
+import { smsSize } from "@ttip/runtime/sms-size";
+import { SmsEncoding } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { DynamicParametersSchema, OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -71,6 +73,17 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const sms = await eventually(async () => providers.sent.find((m) => m.to.replace(/^\+/, "") === p.msisdn), "SMS receipt to the dialling phone");
     assert.match(sms.body, /KES 100/);
     assert.match(sms.body, new RegExp(tip.mpesa_receipt));
+  });
+
+  test("a name outside SMS's plain alphabet (curly apostrophes, ũ, an emoji) is shown in it: one character beyond turns a USSD screen to UCS-2, which networks cut short", async () => {
+    const w = await worker("Ng’ang’a Wanjirũ 🌟");
+    const s = new UssdSession(url, dialler().at);
+    await s.dial();
+    await s.reply("1");
+    assert.match(await s.reply(w.code), /^CON Tip Ng'ang'a Wanjiru:\n1\. KES 50/);
+    assert.match(await s.reply("1"), /^CON Tip Ng'ang'a Wanjiru KES 50 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel\n0\. Back$/);
+    assert.match(await s.reply("2"), /^END Cancelled/);
+    for (const screen of s.screens) assert.equal(smsSize(screen.answer).encoding, SmsEncoding.GSM7, screen.answer);
   });
 
   test("the session's record failing after the push went out: the customer still reads that a prompt is coming, never 'nothing was charged'", async () => {

@@ -57,3 +57,24 @@ export function smsTemplateTooLong(text: string): string | undefined {
   const most = size.encoding === SmsEncoding.GSM7 ? "459 plain characters" : "201 characters when it has any beyond SMS's plain alphabet (emoji, curly quotes)";
   return `an SMS template may take at most ${SMS_TEMPLATE_MAX_SEGMENTS} SMS parts (${most}); this one takes ${size.segments} (${size.units} ${size.encoding === SmsEncoding.GSM7 ? "GSM-7" : "UCS-2"} units)`;
 }
+
+/** What phones' keyboards type in place of GSM-7 characters: curly quotes, dashes, the ellipsis, a no-break space. */
+const GSM7_LOOKALIKES: Record<string, string> = {
+  "\u2018": "'", "\u2019": "'", "\u02BC": "'", "\u201C": '"', "\u201D": '"', "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00A0": " ",
+};
+const isGsm7 = (c: string) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c);
+
+/**
+ * A text as GSM-7 alone carries it, for screens that cannot fall back to UCS-2 (USSD: one character
+ * outside the alphabet turns the whole screen to UCS-2, which networks cut short or garble): look-alikes
+ * replaced, accents dropped where only the bare letter is in the alphabet (ũ as u), anything else (emoji)
+ * left out, line breaks and runs of spaces made one space; at most `maxChars` characters, never half of one.
+ */
+export function gsm7Text(text: string, maxChars: number): string {
+  let out = "";
+  for (const ch of text.normalize("NFC")) {
+    const c = GSM7_LOOKALIKES[ch] ?? (isGsm7(ch) ? ch : ch.normalize("NFD").replace(/\p{M}/gu, ""));
+    for (const d of c) if (isGsm7(d)) out += d;
+  }
+  return [...out.replace(/\s+/g, " ").trim()].slice(0, maxChars).join("").trimEnd();
+}
