@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { normalisePhone, type ServiceContext } from "@ttip/runtime";
 
 export interface Contact {
@@ -65,6 +66,28 @@ export function authStaffDirectory(ctx: ServiceContext): StaffDirectory {
         if (e.code === Code.NotFound) return "";
         throw e;
       }
+    },
+  };
+}
+
+/** A venue as messages about its pool need it: its name and who manages it. */
+export interface VenueManagers {
+  name: string;
+  managerIds: string[];
+}
+
+/** Who is told of a venue's pool; null for a venue qr does not know; throws when qr cannot answer now. */
+export interface VenueDirectory {
+  managers(venueId: string): Promise<VenueManagers | null>;
+}
+
+/** Qr keeps the venues' profiles and their managers (GetVenueAccess). */
+export function qrVenueDirectory(ctx: ServiceContext): VenueDirectory {
+  const client = createClient(QrInternalService, ctx.peers("qr"));
+  return {
+    async managers(venueId) {
+      const r = await client.getVenueAccess({ venueId, withManagers: true }, { timeoutMs: 5_000 });
+      return r.venueExists ? { name: r.displayName, managerIds: r.managerIds } : null;
     },
   };
 }

@@ -43,6 +43,8 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.DEVICE_ADDED]: [Channel.SMS, Channel.IN_APP],
   [TemplateKey.TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.POOL_TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
 };
 
 /**

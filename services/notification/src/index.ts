@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, DEFAULT_STOP_SENDS_MS, loadEnvConfig, type NotificationConfig } from "./config.js";
-import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
+import { authContacts, authStaffDirectory, type ContactLookup, qrVenueDirectory, type StaffDirectory, type VenueDirectory } from "./contacts.js";
 import { applyStrandedReports, Dispatcher, expireUnmatchedReports, RECENT_STRANDED_WINDOW_MS, redispatchStranded, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
@@ -29,6 +29,8 @@ export interface NotificationOptions extends ModuleOptions {
   contacts?: ContactLookup;
   /** Who is alerted of a held tip; auth's ListUsersWithRoles by default. */
   staff?: StaffDirectory;
+  /** Who manages a venue, told of its pool; qr's GetVenueAccess by default. */
+  venues?: VenueDirectory;
 }
 
 /**
@@ -45,8 +47,8 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
   };
   return {
     name: "notification",
-    // Auth owns phone numbers; events carry masked ones only.
-    calls: ["auth"],
+    // Auth owns phone numbers (events carry masked ones only); qr, who manages a venue.
+    calls: ["auth", "qr"],
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
     services: [NotificationService, NotificationAdminService, NotificationInternalService],
     async start(ctx) {
@@ -77,7 +79,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         clock: clockOf(ctx),
       });
       const sends = dispatcher;
-      const stopTriggers = await startTriggers(ctx, sends, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
+      const stopTriggers = await startTriggers(ctx, sends, { staff: options.staff ?? authStaffDirectory(ctx), venues: options.venues ?? qrVenueDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
       // Deliveries left without a dispatcher's message (see redispatchStranded): at start, and
       // again once the rollout that started this replica is over (a replica of the former
       // version stopping meanwhile may have left some).

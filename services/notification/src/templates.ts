@@ -21,6 +21,8 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.DEVICE_ADDED]: [],
   [TemplateKey.TIP_REVERSED]: ["amount", "reference"],
   [TemplateKey.TIP_REVERSAL_UNDONE]: ["amount", "reference"],
+  [TemplateKey.POOL_TIP_REVERSED]: ["amount", "reference", "venue"],
+  [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: ["amount", "reference", "venue"],
 };
 
 /**
@@ -111,6 +113,14 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.TIP_REVERSAL_UNDONE]: {
     en: { title: "Refund not made", text: "The refund of {{amount}} of a card tip (ref {{reference}}) was not made: the money is back in your TTIP balance." },
     sw: { title: "Marejesho hayakufanyika", text: "Marejesho ya {{amount}} ya bakshishi ya kadi (kumb. {{reference}}) hayakufanyika: pesa imerudi kwenye salio lako la TTIP." },
+  },
+  [TemplateKey.POOL_TIP_REVERSED]: {
+    en: { title: "Pool card tip returned", text: "{{amount}} of a card tip to {{venue}}'s pool (ref {{reference}}) went back to the customer's card and was taken from the pool." },
+    sw: { title: "Bakshishi ya kadi ya mfuko imerudishwa", text: "{{amount}} ya bakshishi ya kadi kwa mfuko wa {{venue}} (kumb. {{reference}}) imerudishwa kwa kadi ya mteja na kutolewa kwenye mfuko." },
+  },
+  [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: {
+    en: { title: "Pool refund not made", text: "The refund of {{amount}} of a card tip to {{venue}}'s pool (ref {{reference}}) was not made: the money is back in the pool." },
+    sw: { title: "Marejesho ya mfuko hayakufanyika", text: "Marejesho ya {{amount}} ya bakshishi ya kadi kwa mfuko wa {{venue}} (kumb. {{reference}}) hayakufanyika: pesa imerudi kwenye mfuko." },
   },
 };
 

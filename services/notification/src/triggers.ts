@@ -17,7 +17,7 @@ import {
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, nairobiDay, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
-import type { StaffDirectory } from "./contacts.js";
+import type { StaffDirectory, VenueDirectory, VenueManagers } from "./contacts.js";
 import { type ClaimedAtEnqueue, deliveryRace, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -48,6 +48,7 @@ type Trigger<D extends DescMessage, A = undefined> = {
 
 export interface TriggerDeps {
   staff: StaffDirectory;
+  venues: VenueDirectory;
   /** The service's clock: quiet hours are measured from it (a test moves it past them). */
   clock: Clock;
   /** The admin console's address, for staff alerts. */
@@ -82,15 +83,32 @@ const TRIGGERS = [
   trigger({
     durable: "notification-tip-reversed",
     schema: TipReversedSchema,
-    // What the worker's balance gave (a refund, a chargeback) or got back (a refund refused); a pool's is its venue's.
+    // What the worker's balance gave (a refund, a chargeback) or got back (a refund refused).
     sends: (e, id) => {
-      const net = e.net?.amountMinor ?? 0n;
-      if (!e.workerId || net === 0n) return [];
-      const taken = net > 0n;
-      return toWorker(id, e, taken ? TemplateKey.TIP_REVERSED : TemplateKey.TIP_REVERSAL_UNDONE, {
-        amount: formatMoney(taken ? net : -net, e.net!.currency),
-        reference: shortRef(e.tipId),
-      });
+      const r = reversalWords(e);
+      if (!e.workerId || !r) return [];
+      return toWorker(id, e, r.taken ? TemplateKey.TIP_REVERSED : TemplateKey.TIP_REVERSAL_UNDONE, r.variables);
+    },
+  }),
+  trigger({
+    durable: "notification-tip-reversed-venue",
+    schema: TipReversedSchema,
+    // A pool's tip: what the venue's pool gave or got back, told to its managers (qr's, asked before the batch's transaction).
+    ask: async (events, deps) => {
+      const venues = [...new Set(events.filter((e) => isPoolReversal(e)).map((e) => e.venueId))];
+      return new Map(await Promise.all(venues.map(async (v) => [v, await deps.venues.managers(v)] as const)));
+    },
+    sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) => {
+      const r = reversalWords(e);
+      const venue = isPoolReversal(e) ? asked.get(e.venueId) : undefined;
+      if (!r || !venue) return [];
+      return venue.managerIds.map((userId) => ({
+        sourceKey: `event:${id}`,
+        to: { userId },
+        templateKey: r.taken ? TemplateKey.POOL_TIP_REVERSED : TemplateKey.POOL_TIP_REVERSAL_UNDONE,
+        variables: { ...r.variables, venue: venue.name || "your venue" },
+        correlationId: e.meta?.correlationId,
+      }));
     },
   }),
   trigger({
@@ -182,6 +200,17 @@ const TRIGGERS = [
     },
   }),
 ];
+
+/** A reversal's words: taken (a refund, a chargeback) or given back (a refund refused), its amount and the tip's reference; none when nothing moved. */
+function reversalWords(e: MessageShape<typeof TipReversedSchema>): { taken: boolean; variables: Record<string, string> } | undefined {
+  const net = e.net?.amountMinor ?? 0n;
+  if (net === 0n) return undefined;
+  const taken = net > 0n;
+  return { taken, variables: { amount: formatMoney(taken ? net : -net, e.net!.currency), reference: shortRef(e.tipId) } };
+}
+
+/** A reversal of a tip to a venue's pool (no worker's): the venue's managers hear of it. */
+const isPoolReversal = (e: MessageShape<typeof TipReversedSchema>) => !e.workerId && !!e.venueId;
 
 /** A hold of a tip, which its reviewers hear of. */
 const isStaffHold = (e: MessageShape<typeof FraudAlertSchema>) => e.action === "held" && !!e.tipId;

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   DeliveryUpdatedSchema,
   DeviceRegisteredSchema,
@@ -24,7 +24,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
 import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -32,6 +32,9 @@ import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { shortRef } from "../src/triggers.js";
+import { createQrModule } from "@ttip/qr";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -158,7 +161,8 @@ describe("notification service against Postgres, JetStream and the provider simu
   before(async () => {
     await sim.start();
     config = testConfig(sim, () => serviceUrl);
-    t = await startTestService(createNotificationModule({ config, sweepIntervalMs: 100 }), { clock });
+    // qr keeps who manages a venue (told of its pool's reversals).
+    t = await startTestService(createNotificationModule({ config, sweepIntervalMs: 100 }), { clock, with: [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })] });
     serviceUrl = t.service.server.url;
     sim.atDeliveryReportUrl = `${serviceUrl}/webhooks/africastalking/delivery?token=at-callback-secret`;
     sim.sendgridEventWebhookUrl = `${serviceUrl}/webhooks/sendgrid/events`;
@@ -185,9 +189,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.DEVICE_ADDED]: {},
       [TemplateKey.TIP_REVERSED]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B" },
       [TemplateKey.TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B" },
+      [TemplateKey.POOL_TIP_REVERSED]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
+      [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -197,7 +203,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 28, "each kind reads differently in each language");
+    assert.equal(bodies.size, 32, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -473,21 +479,30 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(await dispatchMessages(byPush.id), 1, "the push's dispatch message");
   });
 
-  test("a card tip's money going back tells its worker what left their balance, and a refund refused that it is back; a pool's tells no one", async () => {
+  test("a card tip's money going back tells its worker what left their balance, and a refund refused that it is back; a pool's tells its venue's managers", async () => {
     const workerId = randomUUID();
     const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "en" });
     await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
+    // A venue with two managers in qr, one reading Swahili: its creator, and one written beside (no RPC adds a second yet).
+    const venueId = randomUUID();
+    const managers = [{ id: randomUUID(), phone: testPhone({ format: "+254" }), locale: "en" }, { id: randomUUID(), phone: testPhone({ format: "+254" }), locale: "sw" }];
+    await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House" }, { headers: callerHeaders(managers[0].id, "venue_manager") });
+    await t.db.pool.query("INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2)", [venueId, managers[1].id]);
+    for (const m of managers) await internal().upsertContact({ userId: m.id, phone: m.phone, locale: m.locale });
     const tipId = randomUUID();
     const usd = (amountMinor: bigint) => ({ currency: "USD", amountMinor });
     const reversal = (kind: TipReversalKind, sign: bigint, workerOf: string = workerId) => ({
-      tipId, workerId: workerOf, venueId: randomUUID(), kind, reversalId: randomUUID(), amount: usd(sign * 400n), fee: usd(sign * 20n), net: kesMinor(sign * 46046n),
+      tipId, workerId: workerOf, venueId, kind, reversalId: randomUUID(), amount: usd(sign * 400n), fee: usd(sign * 20n), net: kesMinor(sign * 46046n),
     });
     const events = [
       await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.REFUND, 1n)),
       await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.REFUND_REFUSED, -1n)),
-      // A venue's pool tip (no worker): nobody's balance of its own, so no message.
+    ];
+    // A venue's pool tip (no worker): the pool's money, so its managers are told.
+    const pooled = [
       await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.CHARGEBACK, 1n, "")),
+      await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, reversal(TipReversalKind.REFUND_REFUSED, -1n, "")),
     ];
     const texts = await eventually("both SMS", () => smsTo(phone).length >= 2 && smsTo(phone).map((m) => m.body).sort());
     const ref = shortRef(tipId);
@@ -495,11 +510,27 @@ describe("notification service against Postgres, JetStream and the provider simu
       `KES 460.46 of a card tip (ref ${ref}) went back to the customer's card and was taken from your TTIP balance.`,
       `The refund of KES 460.46 of a card tip (ref ${ref}) was not made: the money is back in your TTIP balance.`,
     ]);
-    await eventually("the three applied", async () =>
-      (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-tip-reversed'")).rows[0].n === 3);
-    const { rows } = await t.db.pool.query<{ source_key: string; n: number }>(
-      "SELECT source_key, count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1) GROUP BY source_key", [events.map((e) => `event:${e}`)]);
-    assert.deepEqual(new Map(rows.map((r) => [r.source_key, r.n])), new Map(events.slice(0, 2).map((e) => [`event:${e}`, 3])), "by SMS, push and in-app; none for the pool's");
+    const managerTexts = await eventually("each manager's two SMS", () => managers.every((m) => smsTo(m.phone).length >= 2) && managers.map((m) => smsTo(m.phone).map((s) => s.body).sort()));
+    assert.deepEqual(managerTexts, [
+      [
+        `KES 460.46 of a card tip to Java House's pool (ref ${ref}) went back to the customer's card and was taken from the pool.`,
+        `The refund of KES 460.46 of a card tip to Java House's pool (ref ${ref}) was not made: the money is back in the pool.`,
+      ],
+      [
+        `KES 460.46 ya bakshishi ya kadi kwa mfuko wa Java House (kumb. ${ref}) imerudishwa kwa kadi ya mteja na kutolewa kwenye mfuko.`,
+        `Marejesho ya KES 460.46 ya bakshishi ya kadi kwa mfuko wa Java House (kumb. ${ref}) hayakufanyika: pesa imerudi kwenye mfuko.`,
+      ].sort(),
+    ]);
+    await eventually("each event applied by both consumers", async () => (await t.db.pool.query(
+      "SELECT count(*)::int AS n FROM notification.inbox WHERE consumer IN ('notification-tip-reversed', 'notification-tip-reversed-venue') AND event_id = ANY($1::uuid[])",
+      [[...events, ...pooled]])).rows[0].n === 8);
+    const { rows } = await t.db.pool.query<{ source_key: string; n: number; users: string[] }>(
+      "SELECT source_key, count(*)::int AS n, array_agg(DISTINCT user_id::text ORDER BY user_id::text) AS users FROM notification.deliveries WHERE source_key = ANY($1) GROUP BY source_key",
+      [[...events, ...pooled].map((e) => `event:${e}`)]);
+    const byKey = new Map(rows.map((r) => [r.source_key, [r.n, r.users]]));
+    for (const e of events) assert.deepEqual(byKey.get(`event:${e}`), [3, [workerId]], "the worker's by SMS, push and in-app; no manager's");
+    // SMS and in-app each (no push token registered), to each manager; none to the worker.
+    for (const e of pooled) assert.deepEqual(byKey.get(`event:${e}`), [4, managers.map((m) => m.id).sort()], "the managers'");
   });
 
   test("a tip held by two rules, and held again when its callback disagrees, tells its worker once", async () => {

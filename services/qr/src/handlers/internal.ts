@@ -7,7 +7,7 @@ import { inactiveProblem } from "../resolver.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
 import { activeAccountReferences, codeByAccountReference, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
-import { isVenueManager } from "../stores/venues.js";
+import { isVenueManager, venueManagers } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof QrInternalService>;
@@ -25,9 +25,10 @@ function getVenueAccessHandler(h: QrHandlerContext): Impl["getVenueAccess"] {
   return async (req) => {
     const { pool } = h;
     const venue = await profileOf(pool, VENUE, req.venueId);
-    if (!venue) return { venueExists: false, isManager: false, displayName: "", currency: "", active: false };
+    if (!venue) return { venueExists: false, isManager: false, displayName: "", currency: "", active: false, managerIds: [] };
     const isManager = req.userId ? await isVenueManager(pool, req.venueId, req.userId) : false;
-    return { venueExists: true, isManager, displayName: venue.displayName, currency: venue.currency, active: venue.active };
+    const managerIds = req.withManagers ? await venueManagers(pool, req.venueId) : [];
+    return { venueExists: true, isManager, displayName: venue.displayName, currency: venue.currency, active: venue.active, managerIds };
   };
 }
 

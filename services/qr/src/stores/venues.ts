@@ -19,6 +19,15 @@ export async function isVenueManager(db: Queryable, venueId: string, userId: str
   return (rowCount ?? 0) > 0;
 }
 
+/** The users who manage a venue, the oldest first; bounded like any list. */
+export async function venueManagers(db: Queryable, venueId: string, limit = 100): Promise<string[]> {
+  const { rows } = await db.query<{ manager_id: string }>(
+    `SELECT manager_id FROM qr.venue_managers WHERE venue_id = $1 ORDER BY added_at, manager_id LIMIT $2`,
+    [venueId, limit],
+  );
+  return rows.map((r) => r.manager_id);
+}
+
 /**
  * Whether the worker is on the venue's staff, the row share-locked to the transaction's end: a removal (its delete
  * first, then its revoke of their codes there) waits for a code made or rotated under it and revokes that too, or

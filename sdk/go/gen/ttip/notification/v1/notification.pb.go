@@ -107,6 +107,12 @@ const (
 	// To a worker: a refund taken from their balance was not made (the card
 	// provider refused it); the money is back.
 	TemplateKey_TEMPLATE_KEY_TIP_REVERSAL_UNDONE TemplateKey = 14
+	// To a venue's managers: money of a card tip to the venue's pool went back
+	// to the customer's card (a refund, a chargeback) and was taken from the pool.
+	TemplateKey_TEMPLATE_KEY_POOL_TIP_REVERSED TemplateKey = 15
+	// To a venue's managers: a refund taken from the pool was not made (the
+	// card provider refused it); the money is back in the pool.
+	TemplateKey_TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE TemplateKey = 16
 )
 
 // Enum value maps for TemplateKey.
@@ -127,23 +133,27 @@ var (
 		12: "TEMPLATE_KEY_DEVICE_ADDED",
 		13: "TEMPLATE_KEY_TIP_REVERSED",
 		14: "TEMPLATE_KEY_TIP_REVERSAL_UNDONE",
+		15: "TEMPLATE_KEY_POOL_TIP_REVERSED",
+		16: "TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE",
 	}
 	TemplateKey_value = map[string]int32{
-		"TEMPLATE_KEY_UNSPECIFIED":           0,
-		"TEMPLATE_KEY_OTP":                   1,
-		"TEMPLATE_KEY_TIP_RECEIVED":          2,
-		"TEMPLATE_KEY_RECEIPT":               3,
-		"TEMPLATE_KEY_PAYOUT_SENT":           4,
-		"TEMPLATE_KEY_PAYOUT_FAILED":         5,
-		"TEMPLATE_KEY_FRAUD_HOLD":            6,
-		"TEMPLATE_KEY_WEEKLY_SUMMARY":        7,
-		"TEMPLATE_KEY_STAFF_INVITE":          8,
-		"TEMPLATE_KEY_POOL_SHARE":            9,
-		"TEMPLATE_KEY_ADMIN_TIP_HELD":        10,
-		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED": 11,
-		"TEMPLATE_KEY_DEVICE_ADDED":          12,
-		"TEMPLATE_KEY_TIP_REVERSED":          13,
-		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":   14,
+		"TEMPLATE_KEY_UNSPECIFIED":              0,
+		"TEMPLATE_KEY_OTP":                      1,
+		"TEMPLATE_KEY_TIP_RECEIVED":             2,
+		"TEMPLATE_KEY_RECEIPT":                  3,
+		"TEMPLATE_KEY_PAYOUT_SENT":              4,
+		"TEMPLATE_KEY_PAYOUT_FAILED":            5,
+		"TEMPLATE_KEY_FRAUD_HOLD":               6,
+		"TEMPLATE_KEY_WEEKLY_SUMMARY":           7,
+		"TEMPLATE_KEY_STAFF_INVITE":             8,
+		"TEMPLATE_KEY_POOL_SHARE":               9,
+		"TEMPLATE_KEY_ADMIN_TIP_HELD":           10,
+		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED":    11,
+		"TEMPLATE_KEY_DEVICE_ADDED":             12,
+		"TEMPLATE_KEY_TIP_REVERSED":             13,
+		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":      14,
+		"TEMPLATE_KEY_POOL_TIP_REVERSED":        15,
+		"TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE": 16,
 	}
 )
 
@@ -963,7 +973,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xdf\x03\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xae\x04\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -980,7 +990,9 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED\x10\v\x12\x1d\n" +
 	"\x19TEMPLATE_KEY_DEVICE_ADDED\x10\f\x12\x1d\n" +
 	"\x19TEMPLATE_KEY_TIP_REVERSED\x10\r\x12$\n" +
-	" TEMPLATE_KEY_TIP_REVERSAL_UNDONE\x10\x0e*Y\n" +
+	" TEMPLATE_KEY_TIP_REVERSAL_UNDONE\x10\x0e\x12\"\n" +
+	"\x1eTEMPLATE_KEY_POOL_TIP_REVERSED\x10\x0f\x12)\n" +
+	"%TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE\x10\x10*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +

@@ -28,7 +28,9 @@ type GetVenueAccessRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	VenueId string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	// Empty to ask only about the venue.
-	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Also list the venue's managers (manager_ids), e.g. to tell them of its pool.
+	WithManagers  bool `protobuf:"varint,3,opt,name=with_managers,json=withManagers,proto3" json:"with_managers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,13 +79,23 @@ func (x *GetVenueAccessRequest) GetUserId() string {
 	return ""
 }
 
+func (x *GetVenueAccessRequest) GetWithManagers() bool {
+	if x != nil {
+		return x.WithManagers
+	}
+	return false
+}
+
 type GetVenueAccessResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VenueExists   bool                   `protobuf:"varint,1,opt,name=venue_exists,json=venueExists,proto3" json:"venue_exists,omitempty"`
-	IsManager     bool                   `protobuf:"varint,2,opt,name=is_manager,json=isManager,proto3" json:"is_manager,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Currency      string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
-	Active        bool                   `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	VenueExists bool                   `protobuf:"varint,1,opt,name=venue_exists,json=venueExists,proto3" json:"venue_exists,omitempty"`
+	IsManager   bool                   `protobuf:"varint,2,opt,name=is_manager,json=isManager,proto3" json:"is_manager,omitempty"`
+	DisplayName string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Currency    string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	Active      bool                   `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	// With with_managers: the users who manage the venue, at most 100 (the
+	// oldest first); empty otherwise.
+	ManagerIds    []string `protobuf:"bytes,6,rep,name=manager_ids,json=managerIds,proto3" json:"manager_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +163,13 @@ func (x *GetVenueAccessResponse) GetActive() bool {
 		return x.Active
 	}
 	return false
+}
+
+func (x *GetVenueAccessResponse) GetManagerIds() []string {
+	if x != nil {
+		return x.ManagerIds
+	}
+	return nil
 }
 
 type CreateQrCodeRequest struct {
@@ -2699,17 +2718,20 @@ var File_ttip_qr_v1_qr_service_proto protoreflect.FileDescriptor
 const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1bttip/qr/v1/qr_service.proto\x12\n" +
-	"ttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\x1a\x1cttip/common/v1/options.proto\"_\n" +
+	"ttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\x1a\x1cttip/common/v1/options.proto\"\x84\x01\n" +
 	"\x15GetVenueAccessRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
-	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06userId\"\xb1\x01\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06userId\x12#\n" +
+	"\rwith_managers\x18\x03 \x01(\bR\fwithManagers\"\xd2\x01\n" +
 	"\x16GetVenueAccessResponse\x12!\n" +
 	"\fvenue_exists\x18\x01 \x01(\bR\vvenueExists\x12\x1d\n" +
 	"\n" +
 	"is_manager\x18\x02 \x01(\bR\tisManager\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1a\n" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x16\n" +
-	"\x06active\x18\x05 \x01(\bR\x06active\"\xe5\x02\n" +
+	"\x06active\x18\x05 \x01(\bR\x06active\x12\x1f\n" +
+	"\vmanager_ids\x18\x06 \x03(\tR\n" +
+	"managerIds\"\xe5\x02\n" +
 	"\x13CreateQrCodeRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
