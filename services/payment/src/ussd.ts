@@ -259,18 +259,18 @@ function draw(d: Dialogue, state: State): string {
       const options = amountOptions(d.config, state.target);
       const lines = options.map((a, i) => `${i + 1}. KES ${a.toLocaleString("en-KE")}`);
       lines.push(`${options.length + 1}. ${say("other", lang)}`, say("back", lang));
-      return con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`);
+      return con(`${note}${say("pickAmount", lang, { name: nameOf(state.target, lang) })}\n${lines.join("\n")}`);
     }
     case "other":
       return con(`${note}${say("askAmount", lang)}\n${say("back", lang)}`);
     case "confirm":
-      return con(`${note}${say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") })}\n${say("back", lang)}`);
+      return con(`${note}${say("confirm", lang, { name: nameOf(state.target, lang), amount: state.amountKes.toLocaleString("en-KE") })}\n${say("back", lang)}`);
   }
 }
 
-/** The name as a USSD screen can show it (GSM-7 only: see gsm7Text). */
-function nameOf(t: TipTarget): string {
-  return gsm7Text(t.displayName, 30) || "the worker";
+/** The name as a USSD screen can show it (GSM-7 only: see gsm7Text), or the worker in the customer's language. */
+function nameOf(t: TipTarget, lang: Lang): string {
+  return gsm7Text(t.displayName, 30) || (lang === "sw" ? "mhudumu" : "the worker");
 }
 
 function amountOptions(config: UssdConfig, t: TipTarget): number[] {
@@ -298,7 +298,7 @@ async function resolveCode(deps: Deps, code: string): Promise<TipTarget | string
 
 /** The push, once per session: a repeat finds the tip made under the session's key. */
 async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget, amountKes: number, lang: Lang): Promise<string> {
-  const vars = { name: nameOf(target), amount: amountKes.toLocaleString("en-KE") };
+  const vars = { name: nameOf(target, lang), amount: amountKes.toLocaleString("en-KE") };
   try {
     const tip = await createTip(deps, {
       idempotencyKey: `ussd:${r.sessionId}`,

@@ -84,6 +84,12 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.match(await s.reply("1"), /^CON Tip Ng'ang'a Wanjiru KES 50 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel\n0\. Back$/);
     assert.match(await s.reply("2"), /^END Cancelled/);
     for (const screen of s.screens) assert.equal(smsSize(screen.answer).encoding, SmsEncoding.GSM7, screen.answer);
+    // Nothing of the name left: the worker, in the customer's language.
+    const emoji = await worker("🌟🌟");
+    const sw = new UssdSession(url, dialler().at);
+    await sw.dial();
+    await sw.reply("2");
+    assert.match(await sw.reply(emoji.code), /^CON Mpe mhudumu tip:\n1\. KES 50/);
   });
 
   test("the session's record failing after the push went out: the customer still reads that a prompt is coming, never 'nothing was charged'", async () => {
