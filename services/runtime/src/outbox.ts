@@ -1,5 +1,6 @@
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
 import { ident, onOutboxCommitted, opaqueArray, opaqueUnnest, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "./log.js";
 import type { DurationSeries, Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -440,6 +441,11 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    */
   beforeTransaction?: (messages: DeliveredMessage[]) => Promise<Prepared>;
   /**
+   * How long a batch whose beforeTransaction failed again waits before it goes back (ASK_RETRY_WAIT_MS
+   * by default): nothing after a first failure, then `firstMs` doubling to `maxMs` while it keeps failing.
+   */
+  askRetryWaitMs?: { firstMs: number; maxMs: number };
+  /**
    * Applies the events not applied before (duplicates removed), inside the transaction that records
    * them in the inbox; `prepared` is what beforeTransaction answered for the batch (undefined without it).
    */
@@ -646,7 +652,23 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   // state: it goes to the transaction with the rest, where it fails alone (applyOrSplit), instead
   // of failing its whole batch here, again with each batch it comes back in.
   const changesState = judged ? (m: DeliveredMessage) => mayChange(judged, m) : () => true;
-  const prepare = (messages: DeliveredMessage[]) => (options.beforeTransaction ? options.beforeTransaction(messages) : Promise.resolve(undefined as Prepared));
+  // A peer that cannot answer is asked less and less often, not once per redelivery (a second at most) for as long as it is down.
+  const stopping = new AbortController();
+  const askWait = options.askRetryWaitMs ?? ASK_RETRY_WAIT_MS;
+  let askFailures = 0;
+  const prepare = async (messages: DeliveredMessage[]): Promise<Prepared> => {
+    if (!options.beforeTransaction) return undefined as Prepared;
+    try {
+      const prepared = await options.beforeTransaction(messages);
+      askFailures = 0;
+      return prepared;
+    } catch (err) {
+      askFailures++;
+      const waitMs = askFailures < 2 ? 0 : Math.min(askWait.firstMs * 2 ** Math.min(askFailures - 2, 30), askWait.maxMs);
+      if (waitMs > 0) await sleep(waitMs, undefined, { signal: stopping.signal }).catch(() => undefined);
+      throw err;
+    }
+  };
   const applyBatch = async (delivered: DeliveredMessage[]): Promise<void> => {
     const applied = new Set<string>();
     const messages: DeliveredMessage[] = [];
@@ -660,11 +682,23 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     if (failed) throw applied.size ? new BatchPartlyApplied(applied, failed.err) : failed.err;
   };
   const { bus } = options;
-  if (bus.subscribeBatches) {
-    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, replaces: options.replaces, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics });
-  }
-  return bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
+  const subscription = bus.subscribeBatches
+    ? await bus.subscribeBatches({ durable: options.consumer, subject: options.subject, replaces: options.replaces, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics })
+    : await bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
+  return {
+    stop: async () => {
+      // A batch waiting to go back goes back now: stopping does not wait out its wait.
+      stopping.abort();
+      await subscription.stop();
+    },
+  };
 }
+
+/**
+ * A failing beforeTransaction's waits: under JetStream's ack wait (30 s) even twice over, so a batch
+ * waiting with the next one queued behind it is not redelivered by the server meanwhile.
+ */
+export const ASK_RETRY_WAIT_MS = { firstMs: 1_000, maxMs: 10_000 };
 
 function mayChange(changesState: (message: DeliveredMessage) => boolean, message: DeliveredMessage): boolean {
   try {

@@ -277,6 +277,50 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.ok(batches.every((b) => b >= 1002 && b <= 1000 + asks), `each applied with the answer of its own delivery's ask, none with the failed first: ${[...new Set(batches)]}`);
   });
 
+  test("beforeTransaction failing again and again is asked less and less often, not at each redelivery; a stop does not wait out the wait", async () => {
+    const id = randomUUID();
+    await bus.publish({ id, subject: "ttip.x.w", data: new Uint8Array([1]) });
+    let down = true;
+    const asked: number[] = [];
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c-wait", subject: "ttip.x.w", logger, maxBatch: 8,
+      askRetryWaitMs: { firstMs: 100, maxMs: 200 },
+      beforeTransaction: async () => {
+        asked.push(Date.now());
+        if (down) throw new Error("peer unavailable");
+      },
+      handleBatch: async (messages, tx) => {
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 77", [messages.map((m) => m.id)]);
+      },
+    });
+    await new Promise((r) => setTimeout(r, 1_500));
+    const whileDown = asked.length;
+    // The bus brings the batch back every 50 ms: 30 asks in 1.5 s before; with the waits (0, 100, 200, 200 ms...) at most ~8.
+    assert.ok(whileDown >= 3 && whileDown <= 10, `asked ${whileDown} times in 1.5 s`);
+    const gaps = asked.slice(1).map((t, i) => t - asked[i]);
+    assert.ok(gaps.slice(2).every((g) => g >= 200), `from the third failure on, each ask waits the longest wait: ${gaps}`);
+    down = false;
+    await eventually("applied once the peer answers", async () => (await db.pool.query("SELECT 1 FROM batches.applied WHERE event_id = $1", [id])).rowCount === 1, 10_000);
+    await sub.stop();
+
+    // A minute's wait under way: stop ends it.
+    await bus.publish({ id: randomUUID(), subject: "ttip.x.w2", data: new Uint8Array([1]) });
+    let failures = 0;
+    const waiting = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c-wait2", subject: "ttip.x.w2", logger, maxBatch: 8,
+      askRetryWaitMs: { firstMs: 60_000, maxMs: 60_000 },
+      beforeTransaction: async () => {
+        failures++;
+        throw new Error("peer unavailable");
+      },
+      handleBatch: async () => undefined,
+    });
+    await eventually("the second failure, now waiting a minute", async () => failures >= 2, 10_000);
+    const stopAt = Date.now();
+    await waiting.stop();
+    assert.ok(Date.now() - stopAt < 10_000, `stopped in ${Date.now() - stopAt} ms`);
+  });
+
   test("an event that cannot be applied holds back none of the others in its batch", async () => {
     const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
     const poison = ids[37];
