@@ -44,6 +44,11 @@ type Trigger<D extends DescMessage, A = undefined> = {
   sends?: (event: MessageShape<D>, eventId: string, deps: TriggerDeps, asked: A) => SendRequest[];
   /** Or what it writes itself, in the batch's transaction. */
   apply?: (event: MessageShape<D>, eventId: string, tx: Queryable, deps: TriggerDeps) => Promise<void>;
+  /**
+   * Added after events it reads were stored: its durable starts with the events stored once it is made,
+   * so its first start does not send a week's old events' messages at once.
+   */
+  fromNow?: true;
 };
 
 export interface TriggerDeps {
@@ -93,6 +98,7 @@ const TRIGGERS = [
   trigger({
     durable: "notification-tip-reversed-venue",
     schema: TipReversedSchema,
+    fromNow: true,
     // A pool's tip: what the venue's pool gave or got back, told to its managers (qr's, asked before the batch's transaction).
     ask: async (events, deps) => {
       const venues = [...new Set(events.filter((e) => isPoolReversal(e)).map((e) => e.venueId))];
@@ -251,6 +257,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: TRIGGER_BATCH,
+        fromNow: t.fromNow,
         // A re-published copy of an event applied at the same time by another replica: run again, the batch finds its deliveries.
         raced: deliveryRace,
         // One that cannot be read is left to fail in handleBatch, where the batch is split around it.

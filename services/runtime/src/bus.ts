@@ -42,6 +42,12 @@ export interface SubscribeOptions {
   handler: (message: DeliveredMessage) => Promise<void>;
   /** Counts the messages the bus terminated undelivered (see withoutEventId). */
   metrics?: Metrics;
+  /**
+   * Made now (it did not exist), it starts with the messages stored from then on, not the stream's
+   * start: for a consumer added after messages it reads were stored, that must not act on them late
+   * (a new kind of message about old events). Not with replaces.
+   */
+  fromNow?: boolean;
 }
 
 export interface BatchSubscribeOptions {
@@ -54,6 +60,8 @@ export interface BatchSubscribeOptions {
    * another replica): only what is left of them is deleted.
    */
   replaces?: readonly string[];
+  /** As SubscribeOptions.fromNow. */
+  fromNow?: boolean;
   /** At most this many messages per call (what is already waiting, never a wait for more). */
   maxBatch: number;
   /**
@@ -510,13 +518,15 @@ export class JetStreamBus implements EventBus {
    * another's batch not yet applied (lost if that one crashes), and a batch applied after a nak
    * would acknowledge the message nak'd before it came again.
    */
-  private async durableConsumer(durable: string, subject: string, replaces: readonly string[] = []) {
+  private async durableConsumer(durable: string, subject: string, replaces: readonly string[] = [], fromNow = false) {
+    if (fromNow && replaces.length) throw new Error(`${durable}: fromNow or replaces, not both`);
     const jsm = await this.nc.jetstreamManager();
     const config = {
       durable_name: durable,
       filter_subject: this.toWire(subject),
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      // New: from the messages stored once it is made (made again with the same config, it keeps its place).
+      deliver_policy: fromNow ? DeliverPolicy.New : DeliverPolicy.All,
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     };
@@ -553,7 +563,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions) {
-    const consumer = await this.durableConsumer(options.durable, options.subject);
+    const consumer = await this.durableConsumer(options.durable, options.subject, [], options.fromNow);
     const deliveries = await QueuedDeliveries.start(consumer, 64, 64);
     const done = (async () => {
       while (await deliveries.waitForMore()) {
@@ -584,7 +594,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async subscribeBatches(options: BatchSubscribeOptions) {
-    const consumer = await this.durableConsumer(options.durable, options.subject, options.replaces);
+    const consumer = await this.durableConsumer(options.durable, options.subject, options.replaces, options.fromNow);
     // Bounded: at most two batches wait unacknowledged in this process (and what the requests out bring).
     const deliveries = await QueuedDeliveries.start(consumer, Math.max(64, options.maxBatch), options.maxBatch * 2);
     const worker = (async () => {
@@ -866,6 +876,7 @@ export class InProcessBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions) {
+    if (options.fromNow) this.startFromNow(options.durable);
     return this.consume(options.durable, options.subject, 1, (batch) => options.handler(batch[0]), options.metrics);
   }
 
@@ -874,6 +885,8 @@ export class InProcessBus implements EventBus {
    * consumer then applies them in one transaction, as it does from JetStream.
    */
   async subscribeBatches(options: BatchSubscribeOptions) {
+    if (options.fromNow && options.replaces?.length) throw new Error(`${options.durable}: fromNow or replaces, not both`);
+    if (options.fromNow) this.startFromNow(options.durable);
     if (options.replaces?.length && !this.consumers.has(options.durable)) {
       // Where the earliest of those it takes over had got to (the start of what is kept for one there is not).
       const positions = options.replaces.map((d) => this.consumers.get(d)?.position ?? this.base);
@@ -881,6 +894,11 @@ export class InProcessBus implements EventBus {
     }
     for (const d of options.replaces ?? []) this.consumers.delete(d);
     return this.consume(options.durable, options.subject, Math.max(1, options.maxBatch), options.handler, options.metrics);
+  }
+
+  /** A durable not made yet starts after the messages stored so far (fromNow). */
+  private startFromNow(durable: string): void {
+    if (!this.consumers.has(durable)) this.consumers.set(durable, { position: this.base + this.log.length, wake: () => undefined });
   }
 
   /**

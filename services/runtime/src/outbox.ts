@@ -419,6 +419,8 @@ export interface ConsumeOptions {
 export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeOptions, "handle" | "before"> {
   /** At most this many events per transaction (default 200). */
   maxBatch?: number;
+  /** The durable, made now, starts with the events stored from then on (SubscribeOptions.fromNow). */
+  fromNow?: boolean;
   /**
    * An advisory lock (by name) each batch holds shared to its end, taken by the inbox's own
    * statement, not one of its own; whoever must see no batch land (a rebuild) takes it exclusively.
@@ -683,8 +685,8 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   };
   const { bus } = options;
   const subscription = bus.subscribeBatches
-    ? await bus.subscribeBatches({ durable: options.consumer, subject: options.subject, replaces: options.replaces, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics })
-    : await bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
+    ? await bus.subscribeBatches({ durable: options.consumer, subject: options.subject, replaces: options.replaces, fromNow: options.fromNow, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics })
+    : await bus.subscribe({ durable: options.consumer, subject: options.subject, fromNow: options.fromNow, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
   return {
     stop: async () => {
       // A batch waiting to go back goes back now: stopping does not wait out its wait.

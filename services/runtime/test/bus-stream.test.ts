@@ -4,7 +4,7 @@ import os from "node:os";
 import { test } from "node:test";
 import { connect } from "nats";
 import { InProcessBus, JetStreamBus } from "../src/bus.js";
-import { captureLogger, testEnv, uniqueName } from "../src/testing/index.js";
+import { captureLogger, eventually, testEnv, uniqueName } from "../src/testing/index.js";
 
 test("the stream gets the configured limits, and a restart keeps what an operator set since", async () => {
   const { natsUrl } = testEnv();
@@ -148,5 +148,36 @@ test("storedWholeSince on the in-process bus: nothing until maxMessages drops on
     assert.ok(since && since.getTime() >= times[1] && since.getTime() <= Date.now(), "the second message's stored time");
   } finally {
     await bus.close();
+  }
+});
+
+test("fromNow: a durable made now reads only what is stored after, on JetStream and in process; made again, it keeps its place", async () => {
+  const { natsUrl } = testEnv();
+  const logger = captureLogger("silent").logger;
+  const jetStream = await JetStreamBus.connect({
+    servers: natsUrl, stream: uniqueName("FROMNOW").toUpperCase().replace(/[^A-Z0-9_]/g, "_"), subjectPrefix: uniqueName("fn").replace(/[^a-z0-9]/g, ""), logger,
+  });
+  const inProcess = new InProcessBus(logger, 50);
+  try {
+    for (const bus of [jetStream, inProcess]) {
+      const id = (n: number) => `00000000-0000-4000-8000-0000000000${String(n).padStart(2, "0")}`;
+      await bus.publish({ id: id(1), subject: "ttip.x.n", data: new Uint8Array([1]) });
+      const seen: string[] = [];
+      const subscribe = () => bus.subscribeBatches({ durable: "fresh", subject: "ttip.x.n", fromNow: true, maxBatch: 10, handler: async (ms) => void seen.push(...ms.map((m) => m.id)) });
+      let sub = await subscribe();
+      await bus.publish({ id: id(2), subject: "ttip.x.n", data: new Uint8Array([2]) });
+      await eventually("the message stored after", async () => seen.length === 1);
+      await sub.stop();
+      // Stored while it was stopped: read when it starts again (its place kept, not "now" again).
+      await bus.publish({ id: id(3), subject: "ttip.x.n", data: new Uint8Array([3]) });
+      sub = await subscribe();
+      await eventually("the message stored while stopped", async () => seen.length === 2);
+      await sub.stop();
+      assert.deepEqual(seen, [id(2), id(3)], bus.constructor.name);
+      await assert.rejects(bus.subscribeBatches({ durable: "both", subject: "ttip.x.n", fromNow: true, replaces: ["fresh"], maxBatch: 1, handler: async () => undefined }), /fromNow or replaces/);
+    }
+  } finally {
+    await jetStream.close();
+    await inProcess.close();
   }
 });
