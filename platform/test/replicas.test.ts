@@ -8,7 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
-import { createTestDatabase, PlatformProcess, type TestDatabase, testPhone } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, PlatformProcess, type TestDatabase, testPhone } from "@ttip/runtime/testing";
 import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
 import { builtPlatform } from "./built-platform.js";
@@ -131,14 +131,20 @@ describe("replicas: the whole platform twice behind one port", () => {
     assert.equal(charged.length, tips, "M-Pesa charged every tip once");
     for (const r of rows) assert.equal(r.status, "succeeded", `tip ${r.tip_id}`);
     // Exactly once per charge: one journal entry under its receipt or its CheckoutRequestID, never both.
-    const entries = await db.pool.query<{ cause_ref: string; n: number }>(
-      "SELECT cause_ref, count(*)::int AS n FROM wallet.entries WHERE cause_kind = 'mpesaReceipt' GROUP BY cause_ref",
-    );
-    const refs = new Map(entries.rows.map((e) => [e.cause_ref, e.n]));
-    for (const t of charged) {
-      const n = (refs.get(t.receipt!) ?? 0) + (refs.get(`stk-${t.checkoutRequestId}`) ?? 0);
-      assert.equal(n, 1, `charge ${t.receipt} has ${n} journal entries`);
-    }
+    // The wallet posts a credit after the tip is decided SUCCEEDED (tens of milliseconds later under load): all posted first.
+    const postedPerCharge = async () => {
+      const entries = await db.pool.query<{ cause_ref: string; n: number }>(
+        "SELECT cause_ref, count(*)::int AS n FROM wallet.entries WHERE cause_kind = 'mpesaReceipt' GROUP BY cause_ref",
+      );
+      return new Map(entries.rows.map((e) => [e.cause_ref, e.n]));
+    };
+    const entriesOf = (refs: Map<string, number>, t: (typeof charged)[number]) => (refs.get(t.receipt!) ?? 0) + (refs.get(`stk-${t.checkoutRequestId}`) ?? 0);
+    await eventually("every charge's credit posted", async () => {
+      const refs = await postedPerCharge();
+      return charged.every((t) => entriesOf(refs, t) > 0);
+    });
+    const refs = await postedPerCharge();
+    for (const t of charged) assert.equal(entriesOf(refs, t), 1, `charge ${t.receipt} has ${entriesOf(refs, t)} journal entries`);
     assert.equal([...refs.values()].reduce((a, b) => a + b, 0), tips, "nothing credited that M-Pesa did not charge");
   });
 
