@@ -67,7 +67,8 @@ interface Pending {
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   if (!options.bus.readStored) throw new Error("this bus cannot read back stored events");
   const from = dayOf(options.from);
-  const since = new Date(from.getTime() - (options.slackMs ?? 15 * 60_000));
+  const slackMs = options.slackMs ?? 15 * 60_000;
+  const since = new Date(from.getTime() - slackMs);
   const batchSize = options.batchSize ?? 500;
   const client = await options.pool.connect();
   let broken: Error | undefined;
@@ -76,7 +77,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     await client.query("SELECT pg_advisory_lock(hashtext($1))", [REBUILD_LOCK]);
     await client.query("CREATE TEMP TABLE IF NOT EXISTS replay_seen (event_id text PRIMARY KEY)");
     await client.query("TRUNCATE replay_seen");
-    await assertStreamHolds(options.bus, from, from.getTime() - since.getTime());
+    await assertStreamHolds(options.bus, from, slackMs);
     await inTransaction(client, () => clearFrom(client, from));
     let read = 0;
     let applied = 0;

@@ -1,6 +1,6 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
 import { ident, onOutboxCommitted, opaqueArray, opaqueUnnest, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "./log.js";
 import type { DurationSeries, Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";

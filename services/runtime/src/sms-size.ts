@@ -7,6 +7,7 @@ const GSM7_BASIC = new Set(
   "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
 );
 const GSM7_EXTENSION = new Set("\f^{}\\[~]|€");
+const isGsm7 = (c: string) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c);
 
 export interface SmsSize {
   encoding: SmsEncoding;
@@ -23,7 +24,7 @@ export interface SmsSize {
  */
 export function smsSize(text: string): SmsSize {
   const chars = [...text];
-  const gsm = chars.every((c) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c));
+  const gsm = chars.every(isGsm7);
   const cost = gsm ? (c: string) => (GSM7_EXTENSION.has(c) ? 2 : 1) : (c: string) => c.length;
   const [single, part] = gsm ? [160, 153] : [70, 67];
   const units = chars.reduce((n, c) => n + cost(c), 0);
@@ -62,7 +63,6 @@ export function smsTemplateTooLong(text: string): string | undefined {
 const GSM7_LOOKALIKES: Record<string, string> = {
   "\u2018": "'", "\u2019": "'", "\u02BC": "'", "\u201C": '"', "\u201D": '"', "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00A0": " ",
 };
-const isGsm7 = (c: string) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c);
 
 /**
  * A text as GSM-7 alone carries it, for screens that cannot fall back to UCS-2 (USSD: one character
