@@ -8,6 +8,7 @@ import "./card-tip.test.js";
 import "./venue-tip.test.js";
 import "./venue-manager.test.js";
 import "./venue-invite-role.test.js";
+import "./venue-managers.test.js";
 import "./worker-app.test.js";
 import "./worker-double-submit.test.js";
 import "./worker-settings.test.js";

@@ -6,7 +6,8 @@ import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
 import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
-import { clockOf, DependencyUnavailableError, isUuid, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
+import { audit, AuditAction } from "./audit.js";
+import { clockOf, DependencyUnavailableError, InvalidStateError, isUuid, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError, withTransaction } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
@@ -16,6 +17,20 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
     async getUserById(req) {
       const user = await getUser(pool, req.userId);
       return { user: toUser(user), phone: `+${user.phone}` };
+    },
+
+    async grantVenueManagerRole(req) {
+      return withTransaction(pool, async (tx) => {
+        const user = await getUser(tx, req.userId, true);
+        if (user.blocked_at) throw new InvalidStateError("user_id: this account is blocked");
+        if (user.roles.includes("venue_manager")) return { granted: false };
+        await tx.query("UPDATE auth.users SET roles = array_append(roles, 'venue_manager'), updated_at = now() WHERE user_id = $1", [req.userId]);
+        await audit(tx, AuditAction.ROLES_CHANGED, {
+          userId: req.userId, ip: "",
+          detail: `roles ${user.roles.join(",")} -> ${[...user.roles, "venue_manager"].join(",")}; a venue's manager invitation accepted`,
+        });
+        return { granted: true };
+      });
     },
 
     async listUsersWithRoles(req) {

@@ -36,6 +36,7 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.FRAUD_HOLD]: [Channel.SMS, Channel.IN_APP],
   [TemplateKey.WEEKLY_SUMMARY]: [Channel.EMAIL, Channel.IN_APP],
   [TemplateKey.STAFF_INVITE]: [Channel.SMS],
+  [TemplateKey.MANAGER_INVITE]: [Channel.SMS],
   [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],

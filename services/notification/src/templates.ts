@@ -15,6 +15,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.FRAUD_HOLD]: ["reference", "reason"],
   [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
   [TemplateKey.STAFF_INVITE]: ["venue", "link"],
+  [TemplateKey.MANAGER_INVITE]: ["venue", "link"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
@@ -32,6 +33,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
 export const TEMPLATE_REQUIRED: Partial<Record<TemplateKey, readonly string[]>> = {
   [TemplateKey.OTP]: ["code"],
   [TemplateKey.STAFF_INVITE]: ["link"],
+  [TemplateKey.MANAGER_INVITE]: ["link"],
 };
 
 /** The required variables the texts leave out; empty when all are used. */
@@ -89,6 +91,10 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.STAFF_INVITE]: {
     en: { title: "Join your team on TTIP", text: "{{venue}} added you to its team on TTIP, to share its tips. Accept: {{link}}" },
     sw: { title: "Jiunge na timu yako kwenye TTIP", text: "{{venue}} imekuongeza kwenye timu yake ya TTIP, mgawane bakshishi. Kubali: {{link}}" },
+  },
+  [TemplateKey.MANAGER_INVITE]: {
+    en: { title: "Manage a venue on TTIP", text: "{{venue}} invites you to manage it on TTIP. Accept, signed in with this number: {{link}}" },
+    sw: { title: "Simamia biashara kwenye TTIP", text: "{{venue}} inakualika uisimamie kwenye TTIP. Kubali kwa kuingia na namba hii: {{link}}" },
   },
   [TemplateKey.POOL_SHARE]: {
     en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },

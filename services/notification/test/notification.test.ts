@@ -191,9 +191,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B" },
       [TemplateKey.POOL_TIP_REVERSED]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
       [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
+      // A token as venue's invitations make them (24 random bytes, base64url).
+      [TemplateKey.MANAGER_INVITE]: { venue: "Java House Kimathi", link: "https://ttip.example/join/manage/Xk2v9QpL0aB7cD4eF1gH3iJ5kL6mN8oP" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -203,7 +205,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 32, "each kind reads differently in each language");
+    assert.equal(bodies.size, 34, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });

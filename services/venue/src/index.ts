@@ -5,10 +5,11 @@ import { env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceM
 import { Access } from "./access.js";
 import { Distributions } from "./distributions.js";
 import { registerHandlers, type VenueDeps } from "./handlers/index.js";
+import { Managers } from "./managers.js";
 import { Members } from "./members.js";
 
 export const venueConfigShape = {
-  // The web page an invitation links to; the token is its last path segment.
+  // The web page an invitation links to; the token is its last path segment (a manager's: after /manage).
   VENUE_JOIN_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/join"),
   // How often distributions left half-posted (a crash, a wallet outage) are finished; 0 turns it off.
   VENUE_RESUME_INTERVAL_MS: z.coerce.number().int().min(0).default(10_000),
@@ -30,7 +31,9 @@ export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
       const cfg = (config ??= loadConfig(venueConfigShape, options.env));
       const access = new Access(ctx);
       const distributions = new Distributions(ctx, async (venueId) => (await access.venue(venueId)).name);
-      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, () => ({ joinUrl: cfg.VENUE_JOIN_URL })), distributions });
+      const links = () => ({ joinUrl: cfg.VENUE_JOIN_URL });
+      const managers = new Managers(ctx, links);
+      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers), managers, distributions });
       if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
       let running: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {

@@ -1,15 +1,15 @@
 // Staff: invitations by phone, acceptance by the signed-in worker, roles,
 // joined and left dates. One worker may be on several venues' staff.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, parseKenyanMobile, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
+import type { Managers } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -54,14 +54,12 @@ export class Members {
   private readonly logger: Logger;
   private readonly notification: Client<typeof NotificationInternalService>;
   private readonly qr: Client<typeof QrService>;
-  private readonly auth: Client<typeof AuthInternalService>;
   private readonly clock: Clock;
 
-  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig) {
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers) {
     this.pool = ctx.pool;
     this.logger = ctx.logger;
     this.clock = clockOf(ctx);
-    this.auth = createClient(AuthInternalService, ctx.peers("auth"));
     this.notification = createClient(NotificationInternalService, ctx.peers("notification"));
     this.qr = createClient(QrService, ctx.peers("qr"));
   }
@@ -73,8 +71,11 @@ export class Members {
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
     const joinedAt = startOf(input.joinedAt, this.clock.now());
-    if (phone === (await this.phoneOf(caller.subject))) {
+    if (phone === (await this.managers.account(caller.subject))?.phone) {
       throw fieldError("phone", "this is your own number: a venue's manager is not invited to its staff (their share of the pool would be theirs to set)");
+    }
+    if (await this.managers.managesByPhone(venue.venueId, phone)) {
+      throw new InvalidStateError("phone: this number manages the venue, and a manager is not on its staff (their share of the pool would be theirs to set)");
     }
     const token = randomBytes(24).toString("base64url");
     const member = await withTransaction(this.pool, async (tx) => {
@@ -116,16 +117,6 @@ export class Members {
     return { member, sent };
   }
 
-  /** The caller's own number as auth holds it (2547…); undefined for a caller auth does not know. */
-  private async phoneOf(userId: string): Promise<string | undefined> {
-    try {
-      return parseKenyanMobile((await this.auth.getUserById({ userId }, { timeoutMs: 5_000 })).phone);
-    } catch (err) {
-      if (ConnectError.from(err).code === Code.NotFound) return undefined;
-      throw err;
-    }
-  }
-
   /** The venue an invitation is from (its id only: the caller names it), for anyone holding the link. */
   async invitationVenue(token: string): Promise<string> {
     const { rows } = await this.pool.query<{ venue_id: string; left_at: Date | null }>(`SELECT venue_id, left_at FROM venue.members WHERE invite_token_hash = $1`, [hashToken(token)]);
@@ -143,6 +134,9 @@ export class Members {
       if (m.worker_id) {
         if (m.worker_id !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { member: m, fresh: false };
+      }
+      if ((await this.managers.managerIds(m.venue_id)).includes(caller.subject)) {
+        throw new InvalidStateError("token: you manage this venue, and a manager is not on its staff (your share of the pool would be yours to set)");
       }
       const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
       if (other.rowCount) throw new AlreadyExistsError("token: you are already on this venue's staff");

@@ -260,6 +260,14 @@ const en = {
   joinTitleVenue: "Join the staff of {venue} on TTIP",
   joinWhyVenue: "{venue} has invited you to its staff on TTIP, to share in its tips. Sign in with the phone number the invitation SMS was sent to, then accept the invitation here.",
   joinGone: "This invitation link no longer works: a newer invitation replaced it, or the membership has ended. Ask the venue's manager to invite you again.",
+  manageTitle: "Manage a venue on TTIP",
+  manageTitleVenue: "Manage {venue} on TTIP",
+  manageWhy: "A venue has invited you to manage it on TTIP: its staff, its split rule and its shared tips. Sign in with the phone number the invitation SMS was sent to, then accept here.",
+  manageWhyVenue: "{venue} has invited you to manage it on TTIP: its staff, its split rule and its shared tips. Sign in with the phone number the invitation SMS was sent to, then accept here.",
+  manageAccept: "Manage {venue}",
+  manageDone: "You now manage {venue}.",
+  manageOpen: "Open the venue",
+  manageGone: "This invitation link no longer works: a newer invitation replaced it, it was cancelled, or it was accepted. Ask the venue's manager to invite you again.",
 };
 
 export type WorkerMessages = typeof en;
@@ -511,6 +519,14 @@ const sw: WorkerMessages = {
   joinTitleVenue: "Jiunge na wafanyakazi wa {venue} kwenye TTIP",
   joinWhyVenue: "{venue} imekualika kwenye wafanyakazi wake kwenye TTIP, ili upate sehemu ya tip zake. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali mwaliko hapa.",
   joinGone: "Kiungo hiki cha mwaliko hakifanyi kazi tena: mwaliko mpya umekichukua nafasi, au uanachama umeisha. Muombe meneja wa eneo akualike tena.",
+  manageTitle: "Simamia biashara kwenye TTIP",
+  manageTitleVenue: "Simamia {venue} kwenye TTIP",
+  manageWhy: "Biashara imekualika uisimamie kwenye TTIP: wafanyakazi wake, kanuni yake ya mgao na bakshishi zake za pamoja. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali hapa.",
+  manageWhyVenue: "{venue} imekualika uisimamie kwenye TTIP: wafanyakazi wake, kanuni yake ya mgao na bakshishi zake za pamoja. Ingia kwa namba ya simu ambayo SMS ya mwaliko ilitumwa, kisha ukubali hapa.",
+  manageAccept: "Simamia {venue}",
+  manageDone: "Sasa unasimamia {venue}.",
+  manageOpen: "Fungua biashara",
+  manageGone: "Kiungo hiki cha mwaliko hakifanyi kazi tena: mwaliko mpya umekibadilisha, umefutwa, au umeshakubaliwa. Mwombe meneja akualike tena.",
 };
 
 const DICTS: Record<Locale, WorkerMessages> = { en, sw };

@@ -1,13 +1,13 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { QrCodeStatus, QrProblemKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { NotFoundError } from "@ttip/runtime";
+import { InvalidStateError, lockForTransaction, NotFoundError, withTransaction } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
 import { inactiveProblem } from "../resolver.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
 import { activeAccountReferences, codeByAccountReference, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
-import { isVenueManager, venueManagers } from "../stores/venues.js";
+import { addVenueManager, isVenueManager, removeVenueManager, venueManagers, venueManagersLock } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof QrInternalService>;
@@ -16,6 +16,8 @@ type Impl = ServiceImpl<typeof QrInternalService>;
 export function internalHandlers(h: QrHandlerContext): Partial<Impl> {
   return {
     getVenueAccess: getVenueAccessHandler(h),
+    addVenueManager: addVenueManagerHandler(h),
+    removeVenueManager: removeVenueManagerHandler(h),
     matchAccountReference: matchAccountReferenceHandler(h),
     suggestAccountReferences: suggestAccountReferencesHandler(h),
   };
@@ -29,6 +31,25 @@ function getVenueAccessHandler(h: QrHandlerContext): Impl["getVenueAccess"] {
     const isManager = req.userId ? await isVenueManager(pool, req.venueId, req.userId) : false;
     const managerIds = req.withManagers ? await venueManagers(pool, req.venueId) : [];
     return { venueExists: true, isManager, displayName: venue.displayName, currency: venue.currency, active: venue.active, managerIds };
+  };
+}
+
+function addVenueManagerHandler(h: QrHandlerContext): Impl["addVenueManager"] {
+  return async (req) => {
+    if (!(await profileOf(h.pool, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
+    return { added: await addVenueManager(h.pool, req.venueId, req.userId) };
+  };
+}
+
+function removeVenueManagerHandler(h: QrHandlerContext): Impl["removeVenueManager"] {
+  return async (req) => {
+    const outcome = await withTransaction(h.pool, async (tx) => {
+      await lockForTransaction(tx, venueManagersLock(req.venueId));
+      return removeVenueManager(tx, req.venueId, req.userId);
+    });
+    if (outcome === "none") throw new NotFoundError(`user_id: ${req.userId} does not manage venue ${req.venueId}`);
+    if (outcome === "last") throw new InvalidStateError("user_id: this is the venue's last manager; add another manager first");
+    return {};
   };
 }
 

@@ -39,9 +39,22 @@ export async function lockVenueStaff(tx: Queryable, venueId: string, workerId: s
 }
 
 
-/** Whoever creates a venue manages it. */
-export async function addVenueManager(db: Queryable, venueId: string, managerId: string): Promise<void> {
-  await db.query(`INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [venueId, managerId]);
+/** Whoever creates a venue manages it, and whoever accepts a manager's invitation to it; false if they did already. */
+export async function addVenueManager(db: Queryable, venueId: string, managerId: string): Promise<boolean> {
+  const { rowCount } = await db.query(`INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [venueId, managerId]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** The lock two removals take in turn, so that both together cannot take a venue's last two managers. */
+export const venueManagersLock = (venueId: string) => `qr.venue_managers.${venueId}`;
+
+/** Ends a user's management of a venue unless they are its last manager; "last" and "none" change nothing. */
+export async function removeVenueManager(tx: Queryable, venueId: string, managerId: string): Promise<"removed" | "last" | "none"> {
+  const { rows } = await tx.query<{ manager_id: string }>(`SELECT manager_id FROM qr.venue_managers WHERE venue_id = $1`, [venueId]);
+  if (!rows.some((r) => r.manager_id === managerId)) return "none";
+  if (rows.length === 1) return "last";
+  await tx.query(`DELETE FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2`, [venueId, managerId]);
+  return "removed";
 }
 
 export async function addVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<void> {

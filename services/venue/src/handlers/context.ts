@@ -2,12 +2,14 @@ import { type HandlerContext } from "@connectrpc/connect";
 import { type Pool } from "@ttip/runtime";
 import type { Access } from "../access.js";
 import type { Distributions } from "../distributions.js";
+import type { Managers } from "../managers.js";
 import type { Members } from "../members.js";
 
 export interface VenueDeps {
   pool: Pool;
   access: Access;
   members: Members;
+  managers: Managers;
   distributions: Distributions;
 }
 

@@ -2,6 +2,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { venueHandlerContext, type VenueDeps } from "./context.js";
 import { distributionHandlers } from "./distributions.js";
+import { managerHandlers } from "./managers.js";
 import { memberHandlers } from "./members.js";
 import { reportHandlers } from "./reports.js";
 import { roleHandlers } from "./roles.js";
@@ -16,6 +17,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
   router.service(VenueService, {
     ...roleHandlers(h),
     ...memberHandlers(h),
+    ...managerHandlers(h),
     ...shiftHandlers(h),
     ...splitRuleHandlers(h),
     ...distributionHandlers(h),

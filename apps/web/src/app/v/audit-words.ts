@@ -43,6 +43,10 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "distribution.confirmed": (t, d, _n, l) => t("v_aConfirmed", { amount: amount(d, "collected_minor"), start: when(d, "period_start", l), end: when(d, "period_end", l) }),
   "distribution.reversed": (t, d) => t("v_aReversed", { reason: str(d, "reason") }),
   "distribution.abandoned": (t) => t("v_aAbandoned"),
+  "manager.invited": (t, d) => t("v_aManagerInvited", { name: str(d, "display_name") }),
+  "manager.joined": (t, d) => t("v_aManagerJoined", { name: str(d, "display_name") }),
+  "manager.invitation_cancelled": (t, d) => t("v_aManagerInvitationCancelled", { name: str(d, "display_name") }),
+  "manager.removed": (t, d, n) => t("v_aManagerRemoved", { name: n.user(str(d, "user_id")) ?? t("v_aSomeManager") }),
 };
 
 /**

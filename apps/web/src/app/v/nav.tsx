@@ -22,6 +22,7 @@ export function VenueNav({ venueId }: { venueId?: string }) {
           <>
             <Link href={`/v/${venueId}`}>{t("v_dashboard")}</Link>
             <Link href={`/v/${venueId}/staff`}>{t("v_staff")}</Link>
+            <Link href={`/v/${venueId}/managers`}>{t("v_managers")}</Link>
             <Link href={`/v/${venueId}/shifts`}>{t("v_shifts")}</Link>
             <Link href={`/v/${venueId}/rules`}>{t("v_rule")}</Link>
             <Link href={`/v/${venueId}/distributions`}>{t("v_distributions")}</Link>

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiZQoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAARIVCg13aXRoX21hbmFnZXJzGAMgASgIIo8BChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEwoLbWFuYWdlcl9pZHMYBiADKAkioQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSQAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCELpIDbIBCkoGCMCdvZYBQAESIwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJQgq6SAdyBRAIGIABIjsKFENyZWF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSIwChBHZXRRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIjgKEUdldFFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSKsAQoSTGlzdFFyQ29kZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBEhgKEGluY2x1ZGVfaW5hY3RpdmUYBCABKAgiZwoTTGlzdFFyQ29kZXNSZXNwb25zZRIkCghxcl9jb2RlcxgBIAMoCzISLnR0aXAucXIudjEuUXJDb2RlEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UidgoUUmVzb2x2ZVFyQ29kZVJlcXVlc3QSMAoKc2hvcnRfY29kZRgBIAEoCUIaukgXchUyE15bQS1aYS16MC05XXs0LDEyfSRIABIdCgdwYXlsb2FkGAIgASgJQgq6SAdyBRAQGIAQSABCDQoEY29kZRIFukgCCAEiPgoVUmVzb2x2ZVFyQ29kZVJlc3BvbnNlEiUKBnRhcmdldBgBIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0ItQBChNSZW5kZXJRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEjMKBmZvcm1hdBgCIAEoDjIXLnR0aXAucXIudjEuSW1hZ2VGb3JtYXRCCrpIB4IBBBABIAASGAoEc2l6ZRgDIAEoBUIKukgHGgUYgCAoABI/ChBlcnJvcl9jb3JyZWN0aW9uGAQgASgOMhsudHRpcC5xci52MS5FcnJvckNvcnJlY3Rpb25CCLpIBYIBAhABEg8KB2NhcHRpb24YBSABKAgiPQoUUmVuZGVyUXJDb2RlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkiWAoTUm90YXRlUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIjCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCrpIB3IFEAgYgAEiOwoUUm90YXRlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIk0KE1Jldm9rZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI7ChRSZXZva2VRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiOAoYR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIkgKGUdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2USKwoHb2ZmbGluZRgBIAEoCzIaLnR0aXAucXIudjEuT2ZmbGluZVBheWxvYWQiygEKEVJlY29yZFNjYW5SZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAEhoKCHJlZmVycmVyGAMgASgJQgi6SAVyAxiAEBIcCgp1c2VyX2FnZW50GAQgASgJQgi6SAVyAxiABBIbCglkZXZpY2VfaWQYBSABKAlCCLpIBXIDGIABQg0KBGNvZGUSBbpIAggBIkwKElJlY29yZFNjYW5SZXNwb25zZRIPCgdzY2FuX2lkGAEgASgJEiUKBnRhcmdldBgCIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0IucCChNHZXRTY2FuU3RhdHNSZXF1ZXN0Eh8KCnFyX2NvZGVfaWQYASABKAlCC7pICNgBAXIDsAEBEh0KCG93bmVyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIwCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOq0BukipARpiChVnZXRfc2Nhbl9zdGF0cy50YXJnZXQSG2dpdmUgcXJfY29kZV9pZCBvciBvd25lcl9pZBosdGhpcy5xcl9jb2RlX2lkICE9ICcnIHx8IHRoaXMub3duZXJfaWQgIT0gJycaQwoUZ2V0X3NjYW5fc3RhdHMucmFuZ2USFmZyb20gbXVzdCBiZSBiZWZvcmUgdG8aE3RoaXMuZnJvbSA8IHRoaXMudG8iPAoUR2V0U2NhblN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASADKAsyFS50dGlwLnFyLnYxLlNjYW5TdGF0cyJEChxNYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQimQEKHU1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRISCgpxcl9jb2RlX2lkGAIgASgJEhAKCHZlbnVlX2lkGAMgASgJEigKBnN0YXR1cxgEIAEoDjIYLnR0aXAucXIudjEuUXJDb2RlU3RhdHVzEhUKDWNsb3NlZF9yZWFzb24YBSABKAkiRwofU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIj4KIFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlEhoKEmFjY291bnRfcmVmZXJlbmNlcxgBIAMoCSK/AgoRUHV0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAyABKAlCCbpIBnIEEAEYUBIhCglwaG90b191cmwYBCABKAlCDrpIC9gBAXIGGIAQiAEBEhMKBmFjdGl2ZRgFIAEoCEgAiAEBEiYKCGN1cnJlbmN5GAYgASgJQhS6SBHYAQFyDDIKXltBLVpdezN9JBIVCgRjaXR5GAcgASgJQge6SARyAhgoEisKBHJvbGUYCCABKAlCGLpIFXITGCgyD15bXlx4MDAtXHgxZl0qJEgBiAEBQgkKB19hY3RpdmVCBwoFX3JvbGUiOgoSUHV0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUihQEKFlB1dFByb2ZpbGVQaG90b1JlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIYCgVpbWFnZRgDIAEoDEIJukgGegQYgIAgIj8KF1B1dFByb2ZpbGVQaG90b1Jlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUiawoWR2V0UHJvZmlsZVBob3RvUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIk4KF0dldFByb2ZpbGVQaG90b1Jlc3BvbnNlEg0KBWltYWdlGAEgASgMEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZgoRR2V0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABASI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJPChRBZGRWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVBZGRWZW51ZVN0YWZmUmVzcG9uc2UiUgoXUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQEiMQoYUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUiGgoYTGlzdE1hbmFnZWRWZW51ZXNSZXF1ZXN0IkAKGUxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2USIwoGdmVudWVzGAEgAygLMhMudHRpcC5xci52MS5Qcm9maWxlIoEBChJMaW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIjwKE0xpbmtQYXJ0bmVyUmVzcG9uc2USJQoEbGluaxgBIAEoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsigwEKFFVubGlua1BhcnRuZXJSZXF1ZXN0EhgKBmtleV9pZBgBIAEoCUIIukgFcgOwAQESNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABASI+ChVVbmxpbmtQYXJ0bmVyUmVzcG9uc2USJQoEbGluaxgBIAEoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsimAEKF0xpc3RQYXJ0bmVyTGlua3NSZXF1ZXN0EjMKCm93bmVyX2tpbmQYASABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIIukgFggECEAESHQoIb3duZXJfaWQYAiABKAlCC7pICNgBAXIDsAEBEikKBHBhZ2UYAyABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJuChhMaXN0UGFydG5lckxpbmtzUmVzcG9uc2USJgoFbGlua3MYASADKAsyFy50dGlwLnFyLnYxLlBhcnRuZXJMaW5rEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UicgoXQ2hlY2tQYXJ0bmVyTGlua1JlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARIeCgl3b3JrZXJfaWQYAiABKAlCC7pICNgBAXIDsAEBEh0KCHZlbnVlX2lkGAMgASgJQgu6SAjYAQFyA7ABASJjChhDaGVja1BhcnRuZXJMaW5rUmVzcG9uc2USDgoGbGlua2VkGAEgASgIEicKCHZpYV9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmQSDgoGdmlhX2lkGAMgASgJMqQQCglRclNlcnZpY2USgQEKDENyZWF0ZVFyQ29kZRIfLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVzcG9uc2UiLsrzGCoIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhoIcXI6d3JpdGUSXAoJR2V0UXJDb2RlEhwudHRpcC5xci52MS5HZXRRckNvZGVSZXF1ZXN0Gh0udHRpcC5xci52MS5HZXRRckNvZGVSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkEmIKC0xpc3RRckNvZGVzEh4udHRpcC5xci52MS5MaXN0UXJDb2Rlc1JlcXVlc3QaHy50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVzcG9uc2UiEpACAcrzGAsIARoHcXI6cmVhZBJZCg1SZXNvbHZlUXJDb2RlEiAudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVxdWVzdBohLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlc3BvbnNlIgOQAgESZQoMUmVuZGVyUXJDb2RlEh8udHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkEmMKDFJvdGF0ZVFyQ29kZRIfLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVzcG9uc2UiEMrzGAwIARoIcXI6d3JpdGUSYwoMUmV2b2tlUXJDb2RlEh8udHRpcC5xci52MS5SZXZva2VRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZXZva2VRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJlChFHZXRPZmZsaW5lUGF5bG9hZBIkLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0GiUudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlIgOQAgESSwoKUmVjb3JkU2NhbhIdLnR0aXAucXIudjEuUmVjb3JkU2NhblJlcXVlc3QaHi50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXNwb25zZRJWCgxHZXRTY2FuU3RhdHMSHy50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1JlcXVlc3QaIC50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1Jlc3BvbnNlIgOQAgESUAoKUHV0UHJvZmlsZRIdLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLlB1dFByb2ZpbGVSZXNwb25zZSIDkAICEl8KD1B1dFByb2ZpbGVQaG90bxIiLnR0aXAucXIudjEuUHV0UHJvZmlsZVBob3RvUmVxdWVzdBojLnR0aXAucXIudjEuUHV0UHJvZmlsZVBob3RvUmVzcG9uc2UiA5ACAhJfCg9HZXRQcm9maWxlUGhvdG8SIi50dGlwLnFyLnYxLkdldFByb2ZpbGVQaG90b1JlcXVlc3QaIy50dGlwLnFyLnYxLkdldFByb2ZpbGVQaG90b1Jlc3BvbnNlIgOQAgESUAoKR2V0UHJvZmlsZRIdLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXNwb25zZSIDkAIBElkKDUFkZFZlbnVlU3RhZmYSIC50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXF1ZXN0GiEudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJiChBSZW1vdmVWZW51ZVN0YWZmEiMudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBokLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISgQEKEUxpc3RNYW5hZ2VkVmVudWVzEiQudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QaJS50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2UiH5ACAcrzGBgIAhINdmVudWVfbWFuYWdlchIFYWRtaW4SdwoLTGlua1BhcnRuZXISHi50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVxdWVzdBofLnR0aXAucXIudjEuTGlua1BhcnRuZXJSZXNwb25zZSInkAICyvMYIAgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluEn0KDVVubGlua1BhcnRuZXISIC50dGlwLnFyLnYxLlVubGlua1BhcnRuZXJSZXF1ZXN0GiEudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhKPAQoQTGlzdFBhcnRuZXJMaW5rcxIjLnR0aXAucXIudjEuTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QaJC50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXNwb25zZSIwkAIByvMYKQgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGgdxcjpyZWFkGgbK8xgCCAEyzAMKEVFySW50ZXJuYWxTZXJ2aWNlEnEKFU1hdGNoQWNjb3VudFJlZmVyZW5jZRIoLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBopLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVzcG9uc2UiA5ACARJ6ChhTdWdnZXN0QWNjb3VudFJlZmVyZW5jZXMSKy50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1JlcXVlc3QaLC50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlIgOQAgESXAoOR2V0VmVudWVBY2Nlc3MSIS50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVxdWVzdBoiLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXNwb25zZSIDkAIBEmIKEENoZWNrUGFydG5lckxpbmsSIy50dGlwLnFyLnYxLkNoZWNrUGFydG5lckxpbmtSZXF1ZXN0GiQudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVzcG9uc2UiA5ACARoGyvMYAggEYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiZQoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAARIVCg13aXRoX21hbmFnZXJzGAMgASgIIo8BChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEwoLbWFuYWdlcl9pZHMYBiADKAkiTwoWQWRkVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiKAoXQWRkVmVudWVNYW5hZ2VyUmVzcG9uc2USDQoFYWRkZWQYASABKAgiUgoZUmVtb3ZlVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiHAoaUmVtb3ZlVmVudWVNYW5hZ2VyUmVzcG9uc2UioQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSQAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCELpIDbIBCkoGCMCdvZYBQAESIwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJQgq6SAdyBRAIGIABIjsKFENyZWF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSIwChBHZXRRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIjgKEUdldFFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSKsAQoSTGlzdFFyQ29kZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBEhgKEGluY2x1ZGVfaW5hY3RpdmUYBCABKAgiZwoTTGlzdFFyQ29kZXNSZXNwb25zZRIkCghxcl9jb2RlcxgBIAMoCzISLnR0aXAucXIudjEuUXJDb2RlEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UidgoUUmVzb2x2ZVFyQ29kZVJlcXVlc3QSMAoKc2hvcnRfY29kZRgBIAEoCUIaukgXchUyE15bQS1aYS16MC05XXs0LDEyfSRIABIdCgdwYXlsb2FkGAIgASgJQgq6SAdyBRAQGIAQSABCDQoEY29kZRIFukgCCAEiPgoVUmVzb2x2ZVFyQ29kZVJlc3BvbnNlEiUKBnRhcmdldBgBIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0ItQBChNSZW5kZXJRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEjMKBmZvcm1hdBgCIAEoDjIXLnR0aXAucXIudjEuSW1hZ2VGb3JtYXRCCrpIB4IBBBABIAASGAoEc2l6ZRgDIAEoBUIKukgHGgUYgCAoABI/ChBlcnJvcl9jb3JyZWN0aW9uGAQgASgOMhsudHRpcC5xci52MS5FcnJvckNvcnJlY3Rpb25CCLpIBYIBAhABEg8KB2NhcHRpb24YBSABKAgiPQoUUmVuZGVyUXJDb2RlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkiWAoTUm90YXRlUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIjCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCrpIB3IFEAgYgAEiOwoUUm90YXRlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIk0KE1Jldm9rZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI7ChRSZXZva2VRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiOAoYR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIkgKGUdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2USKwoHb2ZmbGluZRgBIAEoCzIaLnR0aXAucXIudjEuT2ZmbGluZVBheWxvYWQiygEKEVJlY29yZFNjYW5SZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAEhoKCHJlZmVycmVyGAMgASgJQgi6SAVyAxiAEBIcCgp1c2VyX2FnZW50GAQgASgJQgi6SAVyAxiABBIbCglkZXZpY2VfaWQYBSABKAlCCLpIBXIDGIABQg0KBGNvZGUSBbpIAggBIkwKElJlY29yZFNjYW5SZXNwb25zZRIPCgdzY2FuX2lkGAEgASgJEiUKBnRhcmdldBgCIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0IucCChNHZXRTY2FuU3RhdHNSZXF1ZXN0Eh8KCnFyX2NvZGVfaWQYASABKAlCC7pICNgBAXIDsAEBEh0KCG93bmVyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIwCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOq0BukipARpiChVnZXRfc2Nhbl9zdGF0cy50YXJnZXQSG2dpdmUgcXJfY29kZV9pZCBvciBvd25lcl9pZBosdGhpcy5xcl9jb2RlX2lkICE9ICcnIHx8IHRoaXMub3duZXJfaWQgIT0gJycaQwoUZ2V0X3NjYW5fc3RhdHMucmFuZ2USFmZyb20gbXVzdCBiZSBiZWZvcmUgdG8aE3RoaXMuZnJvbSA8IHRoaXMudG8iPAoUR2V0U2NhblN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASADKAsyFS50dGlwLnFyLnYxLlNjYW5TdGF0cyJEChxNYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQimQEKHU1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRISCgpxcl9jb2RlX2lkGAIgASgJEhAKCHZlbnVlX2lkGAMgASgJEigKBnN0YXR1cxgEIAEoDjIYLnR0aXAucXIudjEuUXJDb2RlU3RhdHVzEhUKDWNsb3NlZF9yZWFzb24YBSABKAkiRwofU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIj4KIFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlEhoKEmFjY291bnRfcmVmZXJlbmNlcxgBIAMoCSK/AgoRUHV0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAyABKAlCCbpIBnIEEAEYUBIhCglwaG90b191cmwYBCABKAlCDrpIC9gBAXIGGIAQiAEBEhMKBmFjdGl2ZRgFIAEoCEgAiAEBEiYKCGN1cnJlbmN5GAYgASgJQhS6SBHYAQFyDDIKXltBLVpdezN9JBIVCgRjaXR5GAcgASgJQge6SARyAhgoEisKBHJvbGUYCCABKAlCGLpIFXITGCgyD15bXlx4MDAtXHgxZl0qJEgBiAEBQgkKB19hY3RpdmVCBwoFX3JvbGUiOgoSUHV0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUihQEKFlB1dFByb2ZpbGVQaG90b1JlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIYCgVpbWFnZRgDIAEoDEIJukgGegQYgIAgIj8KF1B1dFByb2ZpbGVQaG90b1Jlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUiawoWR2V0UHJvZmlsZVBob3RvUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIk4KF0dldFByb2ZpbGVQaG90b1Jlc3BvbnNlEg0KBWltYWdlGAEgASgMEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZgoRR2V0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABASI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJPChRBZGRWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVBZGRWZW51ZVN0YWZmUmVzcG9uc2UiUgoXUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQEiMQoYUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUiGgoYTGlzdE1hbmFnZWRWZW51ZXNSZXF1ZXN0IkAKGUxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2USIwoGdmVudWVzGAEgAygLMhMudHRpcC5xci52MS5Qcm9maWxlIoEBChJMaW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIjwKE0xpbmtQYXJ0bmVyUmVzcG9uc2USJQoEbGluaxgBIAEoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsigwEKFFVubGlua1BhcnRuZXJSZXF1ZXN0EhgKBmtleV9pZBgBIAEoCUIIukgFcgOwAQESNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABASI+ChVVbmxpbmtQYXJ0bmVyUmVzcG9uc2USJQoEbGluaxgBIAEoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsimAEKF0xpc3RQYXJ0bmVyTGlua3NSZXF1ZXN0EjMKCm93bmVyX2tpbmQYASABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIIukgFggECEAESHQoIb3duZXJfaWQYAiABKAlCC7pICNgBAXIDsAEBEikKBHBhZ2UYAyABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJuChhMaXN0UGFydG5lckxpbmtzUmVzcG9uc2USJgoFbGlua3MYASADKAsyFy50dGlwLnFyLnYxLlBhcnRuZXJMaW5rEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UicgoXQ2hlY2tQYXJ0bmVyTGlua1JlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARIeCgl3b3JrZXJfaWQYAiABKAlCC7pICNgBAXIDsAEBEh0KCHZlbnVlX2lkGAMgASgJQgu6SAjYAQFyA7ABASJjChhDaGVja1BhcnRuZXJMaW5rUmVzcG9uc2USDgoGbGlua2VkGAEgASgIEicKCHZpYV9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmQSDgoGdmlhX2lkGAMgASgJMqQQCglRclNlcnZpY2USgQEKDENyZWF0ZVFyQ29kZRIfLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVzcG9uc2UiLsrzGCoIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhoIcXI6d3JpdGUSXAoJR2V0UXJDb2RlEhwudHRpcC5xci52MS5HZXRRckNvZGVSZXF1ZXN0Gh0udHRpcC5xci52MS5HZXRRckNvZGVSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkEmIKC0xpc3RRckNvZGVzEh4udHRpcC5xci52MS5MaXN0UXJDb2Rlc1JlcXVlc3QaHy50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVzcG9uc2UiEpACAcrzGAsIARoHcXI6cmVhZBJZCg1SZXNvbHZlUXJDb2RlEiAudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVxdWVzdBohLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlc3BvbnNlIgOQAgESZQoMUmVuZGVyUXJDb2RlEh8udHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkEmMKDFJvdGF0ZVFyQ29kZRIfLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVzcG9uc2UiEMrzGAwIARoIcXI6d3JpdGUSYwoMUmV2b2tlUXJDb2RlEh8udHRpcC5xci52MS5SZXZva2VRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZXZva2VRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJlChFHZXRPZmZsaW5lUGF5bG9hZBIkLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0GiUudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlIgOQAgESSwoKUmVjb3JkU2NhbhIdLnR0aXAucXIudjEuUmVjb3JkU2NhblJlcXVlc3QaHi50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXNwb25zZRJWCgxHZXRTY2FuU3RhdHMSHy50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1JlcXVlc3QaIC50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1Jlc3BvbnNlIgOQAgESUAoKUHV0UHJvZmlsZRIdLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLlB1dFByb2ZpbGVSZXNwb25zZSIDkAICEl8KD1B1dFByb2ZpbGVQaG90bxIiLnR0aXAucXIudjEuUHV0UHJvZmlsZVBob3RvUmVxdWVzdBojLnR0aXAucXIudjEuUHV0UHJvZmlsZVBob3RvUmVzcG9uc2UiA5ACAhJfCg9HZXRQcm9maWxlUGhvdG8SIi50dGlwLnFyLnYxLkdldFByb2ZpbGVQaG90b1JlcXVlc3QaIy50dGlwLnFyLnYxLkdldFByb2ZpbGVQaG90b1Jlc3BvbnNlIgOQAgESUAoKR2V0UHJvZmlsZRIdLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXNwb25zZSIDkAIBElkKDUFkZFZlbnVlU3RhZmYSIC50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXF1ZXN0GiEudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJiChBSZW1vdmVWZW51ZVN0YWZmEiMudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBokLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISgQEKEUxpc3RNYW5hZ2VkVmVudWVzEiQudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QaJS50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2UiH5ACAcrzGBgIAhINdmVudWVfbWFuYWdlchIFYWRtaW4SdwoLTGlua1BhcnRuZXISHi50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVxdWVzdBofLnR0aXAucXIudjEuTGlua1BhcnRuZXJSZXNwb25zZSInkAICyvMYIAgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluEn0KDVVubGlua1BhcnRuZXISIC50dGlwLnFyLnYxLlVubGlua1BhcnRuZXJSZXF1ZXN0GiEudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhKPAQoQTGlzdFBhcnRuZXJMaW5rcxIjLnR0aXAucXIudjEuTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QaJC50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXNwb25zZSIwkAIByvMYKQgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGgdxcjpyZWFkGgbK8xgCCAEykgUKEVFySW50ZXJuYWxTZXJ2aWNlEnEKFU1hdGNoQWNjb3VudFJlZmVyZW5jZRIoLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBopLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVzcG9uc2UiA5ACARJ6ChhTdWdnZXN0QWNjb3VudFJlZmVyZW5jZXMSKy50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1JlcXVlc3QaLC50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlIgOQAgESXAoOR2V0VmVudWVBY2Nlc3MSIS50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVxdWVzdBoiLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXNwb25zZSIDkAIBEmIKEENoZWNrUGFydG5lckxpbmsSIy50dGlwLnFyLnYxLkNoZWNrUGFydG5lckxpbmtSZXF1ZXN0GiQudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVzcG9uc2UiA5ACARJfCg9BZGRWZW51ZU1hbmFnZXISIi50dGlwLnFyLnYxLkFkZFZlbnVlTWFuYWdlclJlcXVlc3QaIy50dGlwLnFyLnYxLkFkZFZlbnVlTWFuYWdlclJlc3BvbnNlIgOQAgISYwoSUmVtb3ZlVmVudWVNYW5hZ2VyEiUudHRpcC5xci52MS5SZW1vdmVWZW51ZU1hbmFnZXJSZXF1ZXN0GiYudHRpcC5xci52MS5SZW1vdmVWZW51ZU1hbmFnZXJSZXNwb25zZRoGyvMYAggEYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.qr.v1.GetVenueAccessRequest
@@ -97,6 +97,82 @@ export const GetVenueAccessResponseSchema: GenMessage<GetVenueAccessResponse> = 
   messageDesc(file_ttip_qr_v1_qr_service, 1);
 
 /**
+ * @generated from message ttip.qr.v1.AddVenueManagerRequest
+ */
+export type AddVenueManagerRequest = Message<"ttip.qr.v1.AddVenueManagerRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.AddVenueManagerRequest.
+ * Use `create(AddVenueManagerRequestSchema)` to create a new message.
+ */
+export const AddVenueManagerRequestSchema: GenMessage<AddVenueManagerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 2);
+
+/**
+ * @generated from message ttip.qr.v1.AddVenueManagerResponse
+ */
+export type AddVenueManagerResponse = Message<"ttip.qr.v1.AddVenueManagerResponse"> & {
+  /**
+   * False when they already managed it.
+   *
+   * @generated from field: bool added = 1;
+   */
+  added: boolean;
+};
+
+/**
+ * Describes the message ttip.qr.v1.AddVenueManagerResponse.
+ * Use `create(AddVenueManagerResponseSchema)` to create a new message.
+ */
+export const AddVenueManagerResponseSchema: GenMessage<AddVenueManagerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 3);
+
+/**
+ * @generated from message ttip.qr.v1.RemoveVenueManagerRequest
+ */
+export type RemoveVenueManagerRequest = Message<"ttip.qr.v1.RemoveVenueManagerRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.RemoveVenueManagerRequest.
+ * Use `create(RemoveVenueManagerRequestSchema)` to create a new message.
+ */
+export const RemoveVenueManagerRequestSchema: GenMessage<RemoveVenueManagerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 4);
+
+/**
+ * @generated from message ttip.qr.v1.RemoveVenueManagerResponse
+ */
+export type RemoveVenueManagerResponse = Message<"ttip.qr.v1.RemoveVenueManagerResponse"> & {
+};
+
+/**
+ * Describes the message ttip.qr.v1.RemoveVenueManagerResponse.
+ * Use `create(RemoveVenueManagerResponseSchema)` to create a new message.
+ */
+export const RemoveVenueManagerResponseSchema: GenMessage<RemoveVenueManagerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 5);
+
+/**
  * @generated from message ttip.qr.v1.CreateQrCodeRequest
  */
 export type CreateQrCodeRequest = Message<"ttip.qr.v1.CreateQrCodeRequest"> & {
@@ -141,7 +217,7 @@ export type CreateQrCodeRequest = Message<"ttip.qr.v1.CreateQrCodeRequest"> & {
  * Use `create(CreateQrCodeRequestSchema)` to create a new message.
  */
 export const CreateQrCodeRequestSchema: GenMessage<CreateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 2);
+  messageDesc(file_ttip_qr_v1_qr_service, 6);
 
 /**
  * @generated from message ttip.qr.v1.CreateQrCodeResponse
@@ -158,7 +234,7 @@ export type CreateQrCodeResponse = Message<"ttip.qr.v1.CreateQrCodeResponse"> & 
  * Use `create(CreateQrCodeResponseSchema)` to create a new message.
  */
 export const CreateQrCodeResponseSchema: GenMessage<CreateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 3);
+  messageDesc(file_ttip_qr_v1_qr_service, 7);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeRequest
@@ -175,7 +251,7 @@ export type GetQrCodeRequest = Message<"ttip.qr.v1.GetQrCodeRequest"> & {
  * Use `create(GetQrCodeRequestSchema)` to create a new message.
  */
 export const GetQrCodeRequestSchema: GenMessage<GetQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 4);
+  messageDesc(file_ttip_qr_v1_qr_service, 8);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeResponse
@@ -192,7 +268,7 @@ export type GetQrCodeResponse = Message<"ttip.qr.v1.GetQrCodeResponse"> & {
  * Use `create(GetQrCodeResponseSchema)` to create a new message.
  */
 export const GetQrCodeResponseSchema: GenMessage<GetQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 5);
+  messageDesc(file_ttip_qr_v1_qr_service, 9);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesRequest
@@ -224,7 +300,7 @@ export type ListQrCodesRequest = Message<"ttip.qr.v1.ListQrCodesRequest"> & {
  * Use `create(ListQrCodesRequestSchema)` to create a new message.
  */
 export const ListQrCodesRequestSchema: GenMessage<ListQrCodesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 6);
+  messageDesc(file_ttip_qr_v1_qr_service, 10);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesResponse
@@ -246,7 +322,7 @@ export type ListQrCodesResponse = Message<"ttip.qr.v1.ListQrCodesResponse"> & {
  * Use `create(ListQrCodesResponseSchema)` to create a new message.
  */
 export const ListQrCodesResponseSchema: GenMessage<ListQrCodesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 7);
+  messageDesc(file_ttip_qr_v1_qr_service, 11);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeRequest
@@ -279,7 +355,7 @@ export type ResolveQrCodeRequest = Message<"ttip.qr.v1.ResolveQrCodeRequest"> & 
  * Use `create(ResolveQrCodeRequestSchema)` to create a new message.
  */
 export const ResolveQrCodeRequestSchema: GenMessage<ResolveQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 8);
+  messageDesc(file_ttip_qr_v1_qr_service, 12);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeResponse
@@ -296,7 +372,7 @@ export type ResolveQrCodeResponse = Message<"ttip.qr.v1.ResolveQrCodeResponse"> 
  * Use `create(ResolveQrCodeResponseSchema)` to create a new message.
  */
 export const ResolveQrCodeResponseSchema: GenMessage<ResolveQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 9);
+  messageDesc(file_ttip_qr_v1_qr_service, 13);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeRequest
@@ -337,7 +413,7 @@ export type RenderQrCodeRequest = Message<"ttip.qr.v1.RenderQrCodeRequest"> & {
  * Use `create(RenderQrCodeRequestSchema)` to create a new message.
  */
 export const RenderQrCodeRequestSchema: GenMessage<RenderQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 10);
+  messageDesc(file_ttip_qr_v1_qr_service, 14);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeResponse
@@ -361,7 +437,7 @@ export type RenderQrCodeResponse = Message<"ttip.qr.v1.RenderQrCodeResponse"> & 
  * Use `create(RenderQrCodeResponseSchema)` to create a new message.
  */
 export const RenderQrCodeResponseSchema: GenMessage<RenderQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 11);
+  messageDesc(file_ttip_qr_v1_qr_service, 15);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeRequest
@@ -383,7 +459,7 @@ export type RotateQrCodeRequest = Message<"ttip.qr.v1.RotateQrCodeRequest"> & {
  * Use `create(RotateQrCodeRequestSchema)` to create a new message.
  */
 export const RotateQrCodeRequestSchema: GenMessage<RotateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 12);
+  messageDesc(file_ttip_qr_v1_qr_service, 16);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeResponse
@@ -400,7 +476,7 @@ export type RotateQrCodeResponse = Message<"ttip.qr.v1.RotateQrCodeResponse"> & 
  * Use `create(RotateQrCodeResponseSchema)` to create a new message.
  */
 export const RotateQrCodeResponseSchema: GenMessage<RotateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 13);
+  messageDesc(file_ttip_qr_v1_qr_service, 17);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeRequest
@@ -422,7 +498,7 @@ export type RevokeQrCodeRequest = Message<"ttip.qr.v1.RevokeQrCodeRequest"> & {
  * Use `create(RevokeQrCodeRequestSchema)` to create a new message.
  */
 export const RevokeQrCodeRequestSchema: GenMessage<RevokeQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 14);
+  messageDesc(file_ttip_qr_v1_qr_service, 18);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeResponse
@@ -439,7 +515,7 @@ export type RevokeQrCodeResponse = Message<"ttip.qr.v1.RevokeQrCodeResponse"> & 
  * Use `create(RevokeQrCodeResponseSchema)` to create a new message.
  */
 export const RevokeQrCodeResponseSchema: GenMessage<RevokeQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 15);
+  messageDesc(file_ttip_qr_v1_qr_service, 19);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadRequest
@@ -456,7 +532,7 @@ export type GetOfflinePayloadRequest = Message<"ttip.qr.v1.GetOfflinePayloadRequ
  * Use `create(GetOfflinePayloadRequestSchema)` to create a new message.
  */
 export const GetOfflinePayloadRequestSchema: GenMessage<GetOfflinePayloadRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 16);
+  messageDesc(file_ttip_qr_v1_qr_service, 20);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadResponse
@@ -473,7 +549,7 @@ export type GetOfflinePayloadResponse = Message<"ttip.qr.v1.GetOfflinePayloadRes
  * Use `create(GetOfflinePayloadResponseSchema)` to create a new message.
  */
 export const GetOfflinePayloadResponseSchema: GenMessage<GetOfflinePayloadResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 17);
+  messageDesc(file_ttip_qr_v1_qr_service, 21);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanRequest
@@ -520,7 +596,7 @@ export type RecordScanRequest = Message<"ttip.qr.v1.RecordScanRequest"> & {
  * Use `create(RecordScanRequestSchema)` to create a new message.
  */
 export const RecordScanRequestSchema: GenMessage<RecordScanRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 18);
+  messageDesc(file_ttip_qr_v1_qr_service, 22);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanResponse
@@ -544,7 +620,7 @@ export type RecordScanResponse = Message<"ttip.qr.v1.RecordScanResponse"> & {
  * Use `create(RecordScanResponseSchema)` to create a new message.
  */
 export const RecordScanResponseSchema: GenMessage<RecordScanResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 19);
+  messageDesc(file_ttip_qr_v1_qr_service, 23);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsRequest
@@ -578,7 +654,7 @@ export type GetScanStatsRequest = Message<"ttip.qr.v1.GetScanStatsRequest"> & {
  * Use `create(GetScanStatsRequestSchema)` to create a new message.
  */
 export const GetScanStatsRequestSchema: GenMessage<GetScanStatsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 20);
+  messageDesc(file_ttip_qr_v1_qr_service, 24);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsResponse
@@ -595,7 +671,7 @@ export type GetScanStatsResponse = Message<"ttip.qr.v1.GetScanStatsResponse"> & 
  * Use `create(GetScanStatsResponseSchema)` to create a new message.
  */
 export const GetScanStatsResponseSchema: GenMessage<GetScanStatsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 21);
+  messageDesc(file_ttip_qr_v1_qr_service, 25);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceRequest
@@ -612,7 +688,7 @@ export type MatchAccountReferenceRequest = Message<"ttip.qr.v1.MatchAccountRefer
  * Use `create(MatchAccountReferenceRequestSchema)` to create a new message.
  */
 export const MatchAccountReferenceRequestSchema: GenMessage<MatchAccountReferenceRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 22);
+  messageDesc(file_ttip_qr_v1_qr_service, 26);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceResponse
@@ -656,7 +732,7 @@ export type MatchAccountReferenceResponse = Message<"ttip.qr.v1.MatchAccountRefe
  * Use `create(MatchAccountReferenceResponseSchema)` to create a new message.
  */
 export const MatchAccountReferenceResponseSchema: GenMessage<MatchAccountReferenceResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 23);
+  messageDesc(file_ttip_qr_v1_qr_service, 27);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesRequest
@@ -673,7 +749,7 @@ export type SuggestAccountReferencesRequest = Message<"ttip.qr.v1.SuggestAccount
  * Use `create(SuggestAccountReferencesRequestSchema)` to create a new message.
  */
 export const SuggestAccountReferencesRequestSchema: GenMessage<SuggestAccountReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 24);
+  messageDesc(file_ttip_qr_v1_qr_service, 28);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesResponse
@@ -692,7 +768,7 @@ export type SuggestAccountReferencesResponse = Message<"ttip.qr.v1.SuggestAccoun
  * Use `create(SuggestAccountReferencesResponseSchema)` to create a new message.
  */
 export const SuggestAccountReferencesResponseSchema: GenMessage<SuggestAccountReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 25);
+  messageDesc(file_ttip_qr_v1_qr_service, 29);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileRequest
@@ -748,7 +824,7 @@ export type PutProfileRequest = Message<"ttip.qr.v1.PutProfileRequest"> & {
  * Use `create(PutProfileRequestSchema)` to create a new message.
  */
 export const PutProfileRequestSchema: GenMessage<PutProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 26);
+  messageDesc(file_ttip_qr_v1_qr_service, 30);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileResponse
@@ -765,7 +841,7 @@ export type PutProfileResponse = Message<"ttip.qr.v1.PutProfileResponse"> & {
  * Use `create(PutProfileResponseSchema)` to create a new message.
  */
 export const PutProfileResponseSchema: GenMessage<PutProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 27);
+  messageDesc(file_ttip_qr_v1_qr_service, 31);
 
 /**
  * @generated from message ttip.qr.v1.PutProfilePhotoRequest
@@ -797,7 +873,7 @@ export type PutProfilePhotoRequest = Message<"ttip.qr.v1.PutProfilePhotoRequest"
  * Use `create(PutProfilePhotoRequestSchema)` to create a new message.
  */
 export const PutProfilePhotoRequestSchema: GenMessage<PutProfilePhotoRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 28);
+  messageDesc(file_ttip_qr_v1_qr_service, 32);
 
 /**
  * @generated from message ttip.qr.v1.PutProfilePhotoResponse
@@ -814,7 +890,7 @@ export type PutProfilePhotoResponse = Message<"ttip.qr.v1.PutProfilePhotoRespons
  * Use `create(PutProfilePhotoResponseSchema)` to create a new message.
  */
 export const PutProfilePhotoResponseSchema: GenMessage<PutProfilePhotoResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 29);
+  messageDesc(file_ttip_qr_v1_qr_service, 33);
 
 /**
  * @generated from message ttip.qr.v1.GetProfilePhotoRequest
@@ -836,7 +912,7 @@ export type GetProfilePhotoRequest = Message<"ttip.qr.v1.GetProfilePhotoRequest"
  * Use `create(GetProfilePhotoRequestSchema)` to create a new message.
  */
 export const GetProfilePhotoRequestSchema: GenMessage<GetProfilePhotoRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 30);
+  messageDesc(file_ttip_qr_v1_qr_service, 34);
 
 /**
  * @generated from message ttip.qr.v1.GetProfilePhotoResponse
@@ -867,7 +943,7 @@ export type GetProfilePhotoResponse = Message<"ttip.qr.v1.GetProfilePhotoRespons
  * Use `create(GetProfilePhotoResponseSchema)` to create a new message.
  */
 export const GetProfilePhotoResponseSchema: GenMessage<GetProfilePhotoResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 31);
+  messageDesc(file_ttip_qr_v1_qr_service, 35);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileRequest
@@ -889,7 +965,7 @@ export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
  * Use `create(GetProfileRequestSchema)` to create a new message.
  */
 export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 32);
+  messageDesc(file_ttip_qr_v1_qr_service, 36);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileResponse
@@ -906,7 +982,7 @@ export type GetProfileResponse = Message<"ttip.qr.v1.GetProfileResponse"> & {
  * Use `create(GetProfileResponseSchema)` to create a new message.
  */
 export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 33);
+  messageDesc(file_ttip_qr_v1_qr_service, 37);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffRequest
@@ -928,7 +1004,7 @@ export type AddVenueStaffRequest = Message<"ttip.qr.v1.AddVenueStaffRequest"> & 
  * Use `create(AddVenueStaffRequestSchema)` to create a new message.
  */
 export const AddVenueStaffRequestSchema: GenMessage<AddVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 34);
+  messageDesc(file_ttip_qr_v1_qr_service, 38);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffResponse
@@ -941,7 +1017,7 @@ export type AddVenueStaffResponse = Message<"ttip.qr.v1.AddVenueStaffResponse"> 
  * Use `create(AddVenueStaffResponseSchema)` to create a new message.
  */
 export const AddVenueStaffResponseSchema: GenMessage<AddVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 35);
+  messageDesc(file_ttip_qr_v1_qr_service, 39);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffRequest
@@ -963,7 +1039,7 @@ export type RemoveVenueStaffRequest = Message<"ttip.qr.v1.RemoveVenueStaffReques
  * Use `create(RemoveVenueStaffRequestSchema)` to create a new message.
  */
 export const RemoveVenueStaffRequestSchema: GenMessage<RemoveVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 36);
+  messageDesc(file_ttip_qr_v1_qr_service, 40);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffResponse
@@ -982,7 +1058,7 @@ export type RemoveVenueStaffResponse = Message<"ttip.qr.v1.RemoveVenueStaffRespo
  * Use `create(RemoveVenueStaffResponseSchema)` to create a new message.
  */
 export const RemoveVenueStaffResponseSchema: GenMessage<RemoveVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 37);
+  messageDesc(file_ttip_qr_v1_qr_service, 41);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesRequest
@@ -995,7 +1071,7 @@ export type ListManagedVenuesRequest = Message<"ttip.qr.v1.ListManagedVenuesRequ
  * Use `create(ListManagedVenuesRequestSchema)` to create a new message.
  */
 export const ListManagedVenuesRequestSchema: GenMessage<ListManagedVenuesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 38);
+  messageDesc(file_ttip_qr_v1_qr_service, 42);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesResponse
@@ -1014,7 +1090,7 @@ export type ListManagedVenuesResponse = Message<"ttip.qr.v1.ListManagedVenuesRes
  * Use `create(ListManagedVenuesResponseSchema)` to create a new message.
  */
 export const ListManagedVenuesResponseSchema: GenMessage<ListManagedVenuesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 39);
+  messageDesc(file_ttip_qr_v1_qr_service, 43);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerRequest
@@ -1045,7 +1121,7 @@ export type LinkPartnerRequest = Message<"ttip.qr.v1.LinkPartnerRequest"> & {
  * Use `create(LinkPartnerRequestSchema)` to create a new message.
  */
 export const LinkPartnerRequestSchema: GenMessage<LinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 40);
+  messageDesc(file_ttip_qr_v1_qr_service, 44);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerResponse
@@ -1062,7 +1138,7 @@ export type LinkPartnerResponse = Message<"ttip.qr.v1.LinkPartnerResponse"> & {
  * Use `create(LinkPartnerResponseSchema)` to create a new message.
  */
 export const LinkPartnerResponseSchema: GenMessage<LinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 41);
+  messageDesc(file_ttip_qr_v1_qr_service, 45);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerRequest
@@ -1089,7 +1165,7 @@ export type UnlinkPartnerRequest = Message<"ttip.qr.v1.UnlinkPartnerRequest"> & 
  * Use `create(UnlinkPartnerRequestSchema)` to create a new message.
  */
 export const UnlinkPartnerRequestSchema: GenMessage<UnlinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 42);
+  messageDesc(file_ttip_qr_v1_qr_service, 46);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerResponse
@@ -1106,7 +1182,7 @@ export type UnlinkPartnerResponse = Message<"ttip.qr.v1.UnlinkPartnerResponse"> 
  * Use `create(UnlinkPartnerResponseSchema)` to create a new message.
  */
 export const UnlinkPartnerResponseSchema: GenMessage<UnlinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 43);
+  messageDesc(file_ttip_qr_v1_qr_service, 47);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksRequest
@@ -1135,7 +1211,7 @@ export type ListPartnerLinksRequest = Message<"ttip.qr.v1.ListPartnerLinksReques
  * Use `create(ListPartnerLinksRequestSchema)` to create a new message.
  */
 export const ListPartnerLinksRequestSchema: GenMessage<ListPartnerLinksRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 44);
+  messageDesc(file_ttip_qr_v1_qr_service, 48);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksResponse
@@ -1157,7 +1233,7 @@ export type ListPartnerLinksResponse = Message<"ttip.qr.v1.ListPartnerLinksRespo
  * Use `create(ListPartnerLinksResponseSchema)` to create a new message.
  */
 export const ListPartnerLinksResponseSchema: GenMessage<ListPartnerLinksResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 45);
+  messageDesc(file_ttip_qr_v1_qr_service, 49);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkRequest
@@ -1188,7 +1264,7 @@ export type CheckPartnerLinkRequest = Message<"ttip.qr.v1.CheckPartnerLinkReques
  * Use `create(CheckPartnerLinkRequestSchema)` to create a new message.
  */
 export const CheckPartnerLinkRequestSchema: GenMessage<CheckPartnerLinkRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 46);
+  messageDesc(file_ttip_qr_v1_qr_service, 50);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkResponse
@@ -1217,7 +1293,7 @@ export type CheckPartnerLinkResponse = Message<"ttip.qr.v1.CheckPartnerLinkRespo
  * Use `create(CheckPartnerLinkResponseSchema)` to create a new message.
  */
 export const CheckPartnerLinkResponseSchema: GenMessage<CheckPartnerLinkResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 47);
+  messageDesc(file_ttip_qr_v1_qr_service, 51);
 
 /**
  * QR codes for workers and venues, their renders and offline forms, and scans.
@@ -1486,6 +1562,28 @@ export const QrInternalService: GenService<{
     methodKind: "unary";
     input: typeof CheckPartnerLinkRequestSchema;
     output: typeof CheckPartnerLinkResponseSchema;
+  },
+  /**
+   * Makes a user a manager of a venue (the venue service's accepted
+   * invitations). Idempotent. NOT_FOUND if no such venue.
+   *
+   * @generated from rpc ttip.qr.v1.QrInternalService.AddVenueManager
+   */
+  addVenueManager: {
+    methodKind: "unary";
+    input: typeof AddVenueManagerRequestSchema;
+    output: typeof AddVenueManagerResponseSchema;
+  },
+  /**
+   * Ends a user's management of a venue. FAILED_PRECONDITION for its last
+   * manager (a venue always has one); NOT_FOUND if they do not manage it.
+   *
+   * @generated from rpc ttip.qr.v1.QrInternalService.RemoveVenueManager
+   */
+  removeVenueManager: {
+    methodKind: "unary";
+    input: typeof RemoveVenueManagerRequestSchema;
+    output: typeof RemoveVenueManagerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 1);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/venue/v1/venue.proto.
  */
 export const file_ttip_venue_v1_venue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0dGlwL3ZlbnVlL3YxL3ZlbnVlLnByb3RvEg10dGlwLnZlbnVlLnYxIkkKBFJvbGUSDwoHcm9sZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnBvaW50cxgDIAEoBRISCgppc19tYW5hZ2VyGAQgASgIIsoCCgZNZW1iZXISEQoJbWVtYmVyX2lkGAEgASgJEhAKCHZlbnVlX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMcGhvbmVfbWFza2VkGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSKwoGc3RhdHVzGAcgASgOMhsudHRpcC52ZW51ZS52MS5NZW1iZXJTdGF0dXMSLQoJam9pbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgppbnZpdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp2ZW51ZV9uYW1lGAsgASgJIu4BCgVTaGlmdBIQCghzaGlmdF9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIRCgltZW1iZXJfaWQYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnNvdXJjZRgGIAEoDjIaLnR0aXAudmVudWUudjEuU2hpZnRTb3VyY2USDwoHbWludXRlcxgHIAEoAxITCgtyZWNvcmRlZF9ieRgIIAEoCSJcCgZQZXJpb2QSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiaAoLTWVtYmVySG91cnMSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFIjUKCkZpeGVkU2hhcmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGJhc2lzX3BvaW50cxgCIAEoBSKmAgoJU3BsaXRSdWxlEhAKCHZlbnVlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSKgoGbWV0aG9kGAMgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIYChBpbmNsdWRlX21hbmFnZXJzGAQgASgIEi8KDGZpeGVkX3NoYXJlcxgFIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZRIcChRwb29sX2luZGl2aWR1YWxfdGlwcxgGIAEoCBIMCgRub3RlGAcgASgJEhIKCmNyZWF0ZWRfYnkYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VtbWFyeRgKIAEoCSLkAQoJU2hhcmVMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEg8KB3JvbGVfaWQYBCABKAkSDgoGd2VpZ2h0GAUgASgDEhQKDHRvdGFsX3dlaWdodBgGIAEoAxIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIPCgdtaW51dGVzGAggASgDEhMKC2V4cGxhbmF0aW9uGAkgASgJEhcKD3JlbWFpbmRlcl9taW5vchgKIAEoAyLKBQoMRGlzdHJpYnV0aW9uEhcKD2Rpc3RyaWJ1dGlvbl9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIlCgZwZXJpb2QYAyABKAsyFS50dGlwLnZlbnVlLnYxLlBlcmlvZBIUCgxydWxlX3ZlcnNpb24YBCABKAUSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIoCgljb2xsZWN0ZWQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIqCgtkaXN0cmlidXRlZBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhEKCXRpcF9jb3VudBgIIAEoAxIoCgZzaGFyZXMYCSADKAsyGC50dGlwLnZlbnVlLnYxLlNoYXJlTGluZRIWCg5yZW1haW5kZXJfcnVsZRgKIAEoCRIxCgZzdGF0dXMYCyABKA4yIS50dGlwLnZlbnVlLnYxLkRpc3RyaWJ1dGlvblN0YXR1cxIQCghlbnRyeV9pZBgMIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgNIAEoCRIXCg9yZXZlcnNhbF9yZWFzb24YDiABKAkSFAoMY29uZmlybWVkX2J5GA8gASgJEjAKDGNvbmZpcm1lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2ZXJzZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGBIgASgFEg8KB3N1bW1hcnkYEyABKAkSFAoMbWVtYmVyX2NvdW50GBQgASgFEiAKGHJvdW5kaW5nX3JlbWFpbmRlcl9taW5vchgVIAEoAxIuCgVub3RlcxgWIAMoCzIfLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uTm90ZSKSAQoQRGlzdHJpYnV0aW9uTm90ZRIxCgRraW5kGAEgASgOMiMudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb25Ob3RlS2luZBIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGZGV0YWlsGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Iv8CCgdNeVNoYXJlEhAKCHZlbnVlX2lkGAEgASgJEhIKCnZlbnVlX25hbWUYAiABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAMgASgJEiUKBnBlcmlvZBgEIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kEioKBm1ldGhvZBgFIAEoDjIaLnR0aXAudmVudWUudjEuU3BsaXRNZXRob2QSFAoMcnVsZV92ZXJzaW9uGAYgASgFEikKCnBvb2xfdG90YWwYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIUCgxtZW1iZXJzX3BhaWQYCCABKAUSJgoEbGluZRgJIAEoCzIYLnR0aXAudmVudWUudjEuU2hhcmVMaW5lEjEKBnN0YXR1cxgKIAEoDjIhLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uU3RhdHVzEjAKDGNvbmZpcm1lZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKC0F1ZGl0UmVjb3JkEhAKCHNlcXVlbmNlGAEgASgDEhAKCHZlbnVlX2lkGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGZGV0YWlsGAYgASgJIqUBCgpSZXBvcnRMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDwoHcm9sZV9pZBgDIAEoCRIPCgdtaW51dGVzGAQgASgDEg4KBnNoaWZ0cxgFIAEoBRIlCgZzaGFyZXMYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIVCg1kaXN0cmlidXRpb25zGAcgASgFIjwKC1JlamVjdGVkUm93EgwKBGxpbmUYASABKAUSDwoHY29udGVudBgCIAEoCRIOCgZyZWFzb24YAyABKAkqegoMTWVtYmVyU3RhdHVzEh0KGU1FTUJFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVNRU1CRVJfU1RBVFVTX0lOVklURUQQARIYChRNRU1CRVJfU1RBVFVTX0FDVElWRRACEhYKEk1FTUJFUl9TVEFUVVNfTEVGVBADKnYKC1NoaWZ0U291cmNlEhwKGFNISUZUX1NPVVJDRV9VTlNQRUNJRklFRBAAEhYKElNISUZUX1NPVVJDRV9DTE9DSxABEhgKFFNISUZUX1NPVVJDRV9NQU5BR0VSEAISFwoTU0hJRlRfU09VUkNFX0lNUE9SVBADKqwBCgtTcGxpdE1ldGhvZBIcChhTUExJVF9NRVRIT0RfVU5TUEVDSUZJRUQQABIfChtTUExJVF9NRVRIT0RfRVFVQUxfT05fU0hJRlQQARIZChVTUExJVF9NRVRIT0RfQllfSE9VUlMQAhIfChtTUExJVF9NRVRIT0RfQllfUk9MRV9QT0lOVFMQAxIiCh5TUExJVF9NRVRIT0RfRklYRURfUEVSQ0VOVEFHRVMQBCrAAQoSRGlzdHJpYnV0aW9uU3RhdHVzEiMKH0RJU1RSSUJVVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtESVNUUklCVVRJT05fU1RBVFVTX1BSRVZJRVcQARIfChtESVNUUklCVVRJT05fU1RBVFVTX1BPU1RJTkcQAhIhCh1ESVNUUklCVVRJT05fU1RBVFVTX0NPTkZJUk1FRBADEiAKHERJU1RSSUJVVElPTl9TVEFUVVNfUkVWRVJTRUQQBCqsBAoURGlzdHJpYnV0aW9uTm90ZUtpbmQSJgoiRElTVFJJQlVUSU9OX05PVEVfS0lORF9VTlNQRUNJRklFRBAAEi0KKURJU1RSSUJVVElPTl9OT1RFX0tJTkRfTEVGVF9CRUZPUkVfUEVSSU9EEAESLgoqRElTVFJJQlVUSU9OX05PVEVfS0lORF9KT0lORURfQUZURVJfUEVSSU9EEAISLgoqRElTVFJJQlVUSU9OX05PVEVfS0lORF9NQU5BR0VSX05PVF9JTl9QT09MEAMSMgouRElTVFJJQlVUSU9OX05PVEVfS0lORF9JTlZJVEFUSU9OX05PVF9BQ0NFUFRFRBAEEiwKKERJU1RSSUJVVElPTl9OT1RFX0tJTkRfTk9fRklOSVNIRURfU0hJRlQQBRIuCipESVNUUklCVVRJT05fTk9URV9LSU5EX1JPTEVfV0lUSE9VVF9QT0lOVFMQBhIoCiRESVNUUklCVVRJT05fTk9URV9LSU5EX05PX1BFUkNFTlRBR0UQBxIjCh9ESVNUUklCVVRJT05fTk9URV9LSU5EX09WRVJMQVBTEAgSKgomRElTVFJJQlVUSU9OX05PVEVfS0lORF9QRVJJT0RfTk9UX09WRVIQCRIqCiZESVNUUklCVVRJT05fTk9URV9LSU5EX05PQk9EWV9FTElHSUJMRRAKEiQKIERJU1RSSUJVVElPTl9OT1RFX0tJTkRfUE9PTF9PV0VTEAtiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Chl0dGlwL3ZlbnVlL3YxL3ZlbnVlLnByb3RvEg10dGlwLnZlbnVlLnYxIkkKBFJvbGUSDwoHcm9sZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnBvaW50cxgDIAEoBRISCgppc19tYW5hZ2VyGAQgASgIIsoCCgZNZW1iZXISEQoJbWVtYmVyX2lkGAEgASgJEhAKCHZlbnVlX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMcGhvbmVfbWFza2VkGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSKwoGc3RhdHVzGAcgASgOMhsudHRpcC52ZW51ZS52MS5NZW1iZXJTdGF0dXMSLQoJam9pbmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgppbnZpdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgp2ZW51ZV9uYW1lGAsgASgJIlYKB01hbmFnZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSFAoMcGhvbmVfbWFza2VkGAMgASgJEg4KBmlzX3lvdRgEIAEoCCKYAQoRTWFuYWdlckludml0YXRpb24SFQoNaW52aXRhdGlvbl9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSFAoMcGhvbmVfbWFza2VkGAQgASgJEi4KCmludml0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIu4BCgVTaGlmdBIQCghzaGlmdF9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIRCgltZW1iZXJfaWQYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnNvdXJjZRgGIAEoDjIaLnR0aXAudmVudWUudjEuU2hpZnRTb3VyY2USDwoHbWludXRlcxgHIAEoAxITCgtyZWNvcmRlZF9ieRgIIAEoCSJcCgZQZXJpb2QSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA2VuZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiaAoLTWVtYmVySG91cnMSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIPCgdyb2xlX2lkGAMgASgJEg8KB21pbnV0ZXMYBCABKAMSDgoGc2hpZnRzGAUgASgFIjUKCkZpeGVkU2hhcmUSEQoJbWVtYmVyX2lkGAEgASgJEhQKDGJhc2lzX3BvaW50cxgCIAEoBSKmAgoJU3BsaXRSdWxlEhAKCHZlbnVlX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSKgoGbWV0aG9kGAMgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIYChBpbmNsdWRlX21hbmFnZXJzGAQgASgIEi8KDGZpeGVkX3NoYXJlcxgFIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZRIcChRwb29sX2luZGl2aWR1YWxfdGlwcxgGIAEoCBIMCgRub3RlGAcgASgJEhIKCmNyZWF0ZWRfYnkYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VtbWFyeRgKIAEoCSLkAQoJU2hhcmVMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEg8KB3JvbGVfaWQYBCABKAkSDgoGd2VpZ2h0GAUgASgDEhQKDHRvdGFsX3dlaWdodBgGIAEoAxIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIPCgdtaW51dGVzGAggASgDEhMKC2V4cGxhbmF0aW9uGAkgASgJEhcKD3JlbWFpbmRlcl9taW5vchgKIAEoAyLKBQoMRGlzdHJpYnV0aW9uEhcKD2Rpc3RyaWJ1dGlvbl9pZBgBIAEoCRIQCgh2ZW51ZV9pZBgCIAEoCRIlCgZwZXJpb2QYAyABKAsyFS50dGlwLnZlbnVlLnYxLlBlcmlvZBIUCgxydWxlX3ZlcnNpb24YBCABKAUSKgoGbWV0aG9kGAUgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZBIoCgljb2xsZWN0ZWQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIqCgtkaXN0cmlidXRlZBgHIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhEKCXRpcF9jb3VudBgIIAEoAxIoCgZzaGFyZXMYCSADKAsyGC50dGlwLnZlbnVlLnYxLlNoYXJlTGluZRIWCg5yZW1haW5kZXJfcnVsZRgKIAEoCRIxCgZzdGF0dXMYCyABKA4yIS50dGlwLnZlbnVlLnYxLkRpc3RyaWJ1dGlvblN0YXR1cxIQCghlbnRyeV9pZBgMIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgNIAEoCRIXCg9yZXZlcnNhbF9yZWFzb24YDiABKAkSFAoMY29uZmlybWVkX2J5GA8gASgJEjAKDGNvbmZpcm1lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2ZXJzZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGBIgASgFEg8KB3N1bW1hcnkYEyABKAkSFAoMbWVtYmVyX2NvdW50GBQgASgFEiAKGHJvdW5kaW5nX3JlbWFpbmRlcl9taW5vchgVIAEoAxIuCgVub3RlcxgWIAMoCzIfLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uTm90ZSKSAQoQRGlzdHJpYnV0aW9uTm90ZRIxCgRraW5kGAEgASgOMiMudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb25Ob3RlS2luZBIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGZGV0YWlsGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Iv8CCgdNeVNoYXJlEhAKCHZlbnVlX2lkGAEgASgJEhIKCnZlbnVlX25hbWUYAiABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAMgASgJEiUKBnBlcmlvZBgEIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kEioKBm1ldGhvZBgFIAEoDjIaLnR0aXAudmVudWUudjEuU3BsaXRNZXRob2QSFAoMcnVsZV92ZXJzaW9uGAYgASgFEikKCnBvb2xfdG90YWwYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIUCgxtZW1iZXJzX3BhaWQYCCABKAUSJgoEbGluZRgJIAEoCzIYLnR0aXAudmVudWUudjEuU2hhcmVMaW5lEjEKBnN0YXR1cxgKIAEoDjIhLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uU3RhdHVzEjAKDGNvbmZpcm1lZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiAEKC0F1ZGl0UmVjb3JkEhAKCHNlcXVlbmNlGAEgASgDEhAKCHZlbnVlX2lkGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgEIAEoCRIOCgZhY3Rpb24YBSABKAkSDgoGZGV0YWlsGAYgASgJIqUBCgpSZXBvcnRMaW5lEhEKCW1lbWJlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDwoHcm9sZV9pZBgDIAEoCRIPCgdtaW51dGVzGAQgASgDEg4KBnNoaWZ0cxgFIAEoBRIlCgZzaGFyZXMYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIVCg1kaXN0cmlidXRpb25zGAcgASgFIjwKC1JlamVjdGVkUm93EgwKBGxpbmUYASABKAUSDwoHY29udGVudBgCIAEoCRIOCgZyZWFzb24YAyABKAkqegoMTWVtYmVyU3RhdHVzEh0KGU1FTUJFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVNRU1CRVJfU1RBVFVTX0lOVklURUQQARIYChRNRU1CRVJfU1RBVFVTX0FDVElWRRACEhYKEk1FTUJFUl9TVEFUVVNfTEVGVBADKnYKC1NoaWZ0U291cmNlEhwKGFNISUZUX1NPVVJDRV9VTlNQRUNJRklFRBAAEhYKElNISUZUX1NPVVJDRV9DTE9DSxABEhgKFFNISUZUX1NPVVJDRV9NQU5BR0VSEAISFwoTU0hJRlRfU09VUkNFX0lNUE9SVBADKqwBCgtTcGxpdE1ldGhvZBIcChhTUExJVF9NRVRIT0RfVU5TUEVDSUZJRUQQABIfChtTUExJVF9NRVRIT0RfRVFVQUxfT05fU0hJRlQQARIZChVTUExJVF9NRVRIT0RfQllfSE9VUlMQAhIfChtTUExJVF9NRVRIT0RfQllfUk9MRV9QT0lOVFMQAxIiCh5TUExJVF9NRVRIT0RfRklYRURfUEVSQ0VOVEFHRVMQBCrAAQoSRGlzdHJpYnV0aW9uU3RhdHVzEiMKH0RJU1RSSUJVVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIfChtESVNUUklCVVRJT05fU1RBVFVTX1BSRVZJRVcQARIfChtESVNUUklCVVRJT05fU1RBVFVTX1BPU1RJTkcQAhIhCh1ESVNUUklCVVRJT05fU1RBVFVTX0NPTkZJUk1FRBADEiAKHERJU1RSSUJVVElPTl9TVEFUVVNfUkVWRVJTRUQQBCqsBAoURGlzdHJpYnV0aW9uTm90ZUtpbmQSJgoiRElTVFJJQlVUSU9OX05PVEVfS0lORF9VTlNQRUNJRklFRBAAEi0KKURJU1RSSUJVVElPTl9OT1RFX0tJTkRfTEVGVF9CRUZPUkVfUEVSSU9EEAESLgoqRElTVFJJQlVUSU9OX05PVEVfS0lORF9KT0lORURfQUZURVJfUEVSSU9EEAISLgoqRElTVFJJQlVUSU9OX05PVEVfS0lORF9NQU5BR0VSX05PVF9JTl9QT09MEAMSMgouRElTVFJJQlVUSU9OX05PVEVfS0lORF9JTlZJVEFUSU9OX05PVF9BQ0NFUFRFRBAEEiwKKERJU1RSSUJVVElPTl9OT1RFX0tJTkRfTk9fRklOSVNIRURfU0hJRlQQBRIuCipESVNUUklCVVRJT05fTk9URV9LSU5EX1JPTEVfV0lUSE9VVF9QT0lOVFMQBhIoCiRESVNUUklCVVRJT05fTk9URV9LSU5EX05PX1BFUkNFTlRBR0UQBxIjCh9ESVNUUklCVVRJT05fTk9URV9LSU5EX09WRVJMQVBTEAgSKgomRElTVFJJQlVUSU9OX05PVEVfS0lORF9QRVJJT0RfTk9UX09WRVIQCRIqCiZESVNUUklCVVRJT05fTk9URV9LSU5EX05PQk9EWV9FTElHSUJMRRAKEiQKIERJU1RSSUJVVElPTl9OT1RFX0tJTkRfUE9PTF9PV0VTEAtiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A job at a venue. Every venue starts with "manager" (is_manager) and may
@@ -135,6 +135,85 @@ export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
   messageDesc(file_ttip_venue_v1_venue, 1);
 
 /**
+ * A user who manages a venue: its creator, or whoever accepted a manager's invitation.
+ *
+ * @generated from message ttip.venue.v1.Manager
+ */
+export type Manager = Message<"ttip.venue.v1.Manager"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * As their invitation named them, else as their account does; may be empty.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * e.g. "2547******78"; empty when their account cannot be read now.
+   *
+   * @generated from field: string phone_masked = 3;
+   */
+  phoneMasked: string;
+
+  /**
+   * The caller.
+   *
+   * @generated from field: bool is_you = 4;
+   */
+  isYou: boolean;
+};
+
+/**
+ * Describes the message ttip.venue.v1.Manager.
+ * Use `create(ManagerSchema)` to create a new message.
+ */
+export const ManagerSchema: GenMessage<Manager> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue, 2);
+
+/**
+ * A manager's invitation not yet accepted.
+ *
+ * @generated from message ttip.venue.v1.ManagerInvitation
+ */
+export type ManagerInvitation = Message<"ttip.venue.v1.ManagerInvitation"> & {
+  /**
+   * @generated from field: string invitation_id = 1;
+   */
+  invitationId: string;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string phone_masked = 4;
+   */
+  phoneMasked: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp invited_at = 5;
+   */
+  invitedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.venue.v1.ManagerInvitation.
+ * Use `create(ManagerInvitationSchema)` to create a new message.
+ */
+export const ManagerInvitationSchema: GenMessage<ManagerInvitation> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue, 3);
+
+/**
  * @generated from message ttip.venue.v1.Shift
  */
 export type Shift = Message<"ttip.venue.v1.Shift"> & {
@@ -188,7 +267,7 @@ export type Shift = Message<"ttip.venue.v1.Shift"> & {
  * Use `create(ShiftSchema)` to create a new message.
  */
 export const ShiftSchema: GenMessage<Shift> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 2);
+  messageDesc(file_ttip_venue_v1_venue, 4);
 
 /**
  * A half-open time range [start, end).
@@ -212,7 +291,7 @@ export type Period = Message<"ttip.venue.v1.Period"> & {
  * Use `create(PeriodSchema)` to create a new message.
  */
 export const PeriodSchema: GenMessage<Period> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 3);
+  messageDesc(file_ttip_venue_v1_venue, 5);
 
 /**
  * Minutes worked by one member within a period (shifts clipped to the period
@@ -252,7 +331,7 @@ export type MemberHours = Message<"ttip.venue.v1.MemberHours"> & {
  * Use `create(MemberHoursSchema)` to create a new message.
  */
 export const MemberHoursSchema: GenMessage<MemberHours> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 4);
+  messageDesc(file_ttip_venue_v1_venue, 6);
 
 /**
  * @generated from message ttip.venue.v1.FixedShare
@@ -276,7 +355,7 @@ export type FixedShare = Message<"ttip.venue.v1.FixedShare"> & {
  * Use `create(FixedShareSchema)` to create a new message.
  */
 export const FixedShareSchema: GenMessage<FixedShare> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 5);
+  messageDesc(file_ttip_venue_v1_venue, 7);
 
 /**
  * One version of a venue's split rule. Versions are never edited: a change is a new version.
@@ -349,7 +428,7 @@ export type SplitRule = Message<"ttip.venue.v1.SplitRule"> & {
  * Use `create(SplitRuleSchema)` to create a new message.
  */
 export const SplitRuleSchema: GenMessage<SplitRule> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 6);
+  messageDesc(file_ttip_venue_v1_venue, 8);
 
 /**
  * One member's share of a distribution and how it was reached.
@@ -423,7 +502,7 @@ export type ShareLine = Message<"ttip.venue.v1.ShareLine"> & {
  * Use `create(ShareLineSchema)` to create a new message.
  */
 export const ShareLineSchema: GenMessage<ShareLine> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 7);
+  messageDesc(file_ttip_venue_v1_venue, 9);
 
 /**
  * A period's pool takings split among the staff.
@@ -568,7 +647,7 @@ export type Distribution = Message<"ttip.venue.v1.Distribution"> & {
  * Use `create(DistributionSchema)` to create a new message.
  */
 export const DistributionSchema: GenMessage<Distribution> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 8);
+  messageDesc(file_ttip_venue_v1_venue, 10);
 
 /**
  * One fact about a distribution, for a screen to word in its own language.
@@ -608,7 +687,7 @@ export type DistributionNote = Message<"ttip.venue.v1.DistributionNote"> & {
  * Use `create(DistributionNoteSchema)` to create a new message.
  */
 export const DistributionNoteSchema: GenMessage<DistributionNote> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 9);
+  messageDesc(file_ttip_venue_v1_venue, 11);
 
 /**
  * A worker's view of one share: the distribution's facts and their own line.
@@ -677,7 +756,7 @@ export type MyShare = Message<"ttip.venue.v1.MyShare"> & {
  * Use `create(MyShareSchema)` to create a new message.
  */
 export const MyShareSchema: GenMessage<MyShare> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 10);
+  messageDesc(file_ttip_venue_v1_venue, 12);
 
 /**
  * One line of the audit trail (kept at least three years).
@@ -728,7 +807,7 @@ export type AuditRecord = Message<"ttip.venue.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 11);
+  messageDesc(file_ttip_venue_v1_venue, 13);
 
 /**
  * One member's line of a period report.
@@ -779,7 +858,7 @@ export type ReportLine = Message<"ttip.venue.v1.ReportLine"> & {
  * Use `create(ReportLineSchema)` to create a new message.
  */
 export const ReportLineSchema: GenMessage<ReportLine> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 12);
+  messageDesc(file_ttip_venue_v1_venue, 14);
 
 /**
  * A CSV row that was not imported, and why.
@@ -810,7 +889,7 @@ export type RejectedRow = Message<"ttip.venue.v1.RejectedRow"> & {
  * Use `create(RejectedRowSchema)` to create a new message.
  */
 export const RejectedRowSchema: GenMessage<RejectedRow> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue, 13);
+  messageDesc(file_ttip_venue_v1_venue, 15);
 
 /**
  * @generated from enum ttip.venue.v1.MemberStatus

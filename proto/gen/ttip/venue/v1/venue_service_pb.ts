@@ -11,7 +11,7 @@ import type { Money } from "../../common/v1/money_pb.js";
 import { file_ttip_common_v1_money } from "../../common/v1/money_pb.js";
 import type { PageRequest, PageResponse } from "../../common/v1/page_pb.js";
 import { file_ttip_common_v1_page } from "../../common/v1/page_pb.js";
-import type { AuditRecord, Distribution, FixedShare, Member, MemberHours, MyShare, Period, RejectedRow, ReportLine, Role, Shift, SplitMethod, SplitRule } from "./venue_pb.js";
+import type { AuditRecord, Distribution, FixedShare, Manager, ManagerInvitation, Member, MemberHours, MyShare, Period, RejectedRow, ReportLine, Role, Shift, SplitMethod, SplitRule } from "./venue_pb.js";
 import { file_ttip_venue_v1_venue } from "./venue_pb.js";
 import { file_ttip_common_v1_options } from "../../common/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/venue/v1/venue_service.proto.
  */
 export const file_ttip_venue_v1_venue_service: GenFile = /*@__PURE__*/
-  fileDesc("CiF0dGlwL3ZlbnVlL3YxL3ZlbnVlX3NlcnZpY2UucHJvdG8SDXR0aXAudmVudWUudjEipQEKDlB1dFJvbGVSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIuCgdyb2xlX2lkGAIgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIXCgRuYW1lGAMgASgJQgm6SAZyBBABGDwSGgoGcG9pbnRzGAQgASgFQgq6SAcaBRjoBygAEhIKCmlzX21hbmFnZXIYBSABKAgiNAoPUHV0Um9sZVJlc3BvbnNlEiEKBHJvbGUYASABKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUiLgoQTGlzdFJvbGVzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQEiNwoRTGlzdFJvbGVzUmVzcG9uc2USIgoFcm9sZXMYASADKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUi8AEKE0ludml0ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhgKBXBob25lGAIgASgJQgm6SAZyBBAJGBASHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGFASLgoHcm9sZV9pZBgEIAEoCUIdukgachgyFl5bYS16XVthLXowLTlfXXsxLDMxfSQSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCrpIB3IFEAgYgAEiVgoUSW52aXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXISFwoPaW52aXRhdGlvbl9zZW50GAIgASgIIjEKFEdldEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIisKFUdldEludml0YXRpb25SZXNwb25zZRISCgp2ZW51ZV9uYW1lGAEgASgJIjQKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIkEKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciKgAQoTVXBkYXRlTWVtYmVyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJbWVtYmVyX2lkGAIgASgJQgi6SAVyA7ABARIxCgdyb2xlX2lkGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIdCgxkaXNwbGF5X25hbWUYBCABKAlCB7pIBHICGFAiPQoUVXBkYXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIilQEKE1JlbW92ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCW1lbWJlcl9pZBgCIAEoCUIIukgFcgOwAQESKwoHbGVmdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoGcmVhc29uGAQgASgJQgi6SAVyAxj0AyI9ChRSZW1vdmVNZW1iZXJSZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciJGChJMaXN0TWVtYmVyc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhQKDGluY2x1ZGVfbGVmdBgCIAEoCCI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciIVChNMaXN0TXlWZW51ZXNSZXF1ZXN0IkIKFExpc3RNeVZlbnVlc1Jlc3BvbnNlEioKC21lbWJlcnNoaXBzGAEgAygLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIiLAoOQ2xvY2tJblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBIjYKD0Nsb2NrSW5SZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiLQoPQ2xvY2tPdXRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASI3ChBDbG9ja091dFJlc3BvbnNlEiMKBXNoaWZ0GAEgASgLMhQudHRpcC52ZW51ZS52MS5TaGlmdCK/AgoSUmVjb3JkU2hpZnRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgltZW1iZXJfaWQYAiABKAlCCLpIBXIDsAEBEjYKCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESIwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgq6SAdyBRAIGIABOl26SFoaWAoScmVjb3JkX3NoaWZ0Lm9yZGVyEiFlbmRlZF9hdCBtdXN0IGJlIGFmdGVyIHN0YXJ0ZWRfYXQaH3RoaXMuc3RhcnRlZF9hdCA8IHRoaXMuZW5kZWRfYXQiOgoTUmVjb3JkU2hpZnRSZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiXAoTSW1wb3J0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoDY3N2GAIgASgMQgu6SAh6BhABGICAQBIPCgdkcnlfcnVuGAMgASgIIlYKFEltcG9ydFNoaWZ0c1Jlc3BvbnNlEhAKCGltcG9ydGVkGAEgASgFEiwKCHJlamVjdGVkGAIgAygLMhoudHRpcC52ZW51ZS52MS5SZWplY3RlZFJvdyJ+ChFMaXN0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIeCgltZW1iZXJfaWQYAyABKAlCC7pICNgBAXIDsAEBIjoKEkxpc3RTaGlmdHNSZXNwb25zZRIkCgZzaGlmdHMYASADKAsyFC50dGlwLnZlbnVlLnYxLlNoaWZ0IlwKD0dldEhvdXJzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBASI9ChBHZXRIb3Vyc1Jlc3BvbnNlEikKBWhvdXJzGAEgAygLMhoudHRpcC52ZW51ZS52MS5NZW1iZXJIb3VycyKaAgoTU2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESNgoGbWV0aG9kGAIgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZEIKukgHggEEEAEgABIYChBpbmNsdWRlX21hbmFnZXJzGAMgASgIEjoKDGZpeGVkX3NoYXJlcxgEIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZUIJukgGkgEDEPQDEhwKFHBvb2xfaW5kaXZpZHVhbF90aXBzGAUgASgIEhYKBG5vdGUYBiABKAlCCLpIBXIDGPQDEiMKD2lkZW1wb3RlbmN5X2tleRgHIAEoCUIKukgHcgUQCBiAASI+ChRTZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiSwoTR2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoHdmVyc2lvbhgCIAEoBUIHukgEGgIoACI+ChRHZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiMwoVTGlzdFNwbGl0UnVsZXNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASJBChZMaXN0U3BsaXRSdWxlc1Jlc3BvbnNlEicKBXJ1bGVzGAEgAygLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiZwoaUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEi0KBnBlcmlvZBgCIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kQga6SAPIAQEiUAobUHJldmlld0Rpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIpoBChpDb25maXJtRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIxChJleHBlY3RlZF9jb2xsZWN0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSJhChtDb25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SDwoHY3JlYXRlZBgCIAEoCCJ3ChpSZXZlcnNlRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESIQoPZGlzdHJpYnV0aW9uX2lkGAIgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAyABKAlCCrpIB3IFEAMY9AMiUAobUmV2ZXJzZURpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIlcKFkdldERpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEiEKD2Rpc3RyaWJ1dGlvbl9pZBgCIAEoCUIIukgFcgOwAQEiTAoXR2V0RGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24iYQoYTGlzdERpc3RyaWJ1dGlvbnNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIpCgRwYWdlGAIgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiewoZTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZRIyCg1kaXN0cmlidXRpb25zGAEgAygLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJAChNMaXN0TXlTaGFyZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJqChRMaXN0TXlTaGFyZXNSZXNwb25zZRImCgZzaGFyZXMYASADKAsyFi50dGlwLnZlbnVlLnYxLk15U2hhcmUSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKcAQoWR2V0UGVyaW9kUmVwb3J0UmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARI3CgZmb3JtYXQYAyABKA4yGy50dGlwLnZlbnVlLnYxLlJlcG9ydEZvcm1hdEIKukgHggEEEAEgACKmAQoXR2V0UGVyaW9kUmVwb3J0UmVzcG9uc2USKAoFbGluZXMYASADKAsyGS50dGlwLnZlbnVlLnYxLlJlcG9ydExpbmUSKAoJY29sbGVjdGVkGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLZGlzdHJpYnV0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRILCgNjc3YYBCABKAwiYAoXTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEikKBHBhZ2UYAiABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJzChhMaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USKwoHcmVjb3JkcxgBIAMoCzIaLnR0aXAudmVudWUudjEuQXVkaXRSZWNvcmQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSpcCgxSZXBvcnRGb3JtYXQSHQoZUkVQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9GT1JNQVRfUk9XUxABEhUKEVJFUE9SVF9GT1JNQVRfQ1NWEAIy1RMKDFZlbnVlU2VydmljZRJNCgdQdXRSb2xlEh0udHRpcC52ZW51ZS52MS5QdXRSb2xlUmVxdWVzdBoeLnR0aXAudmVudWUudjEuUHV0Um9sZVJlc3BvbnNlIgOQAgISUwoJTGlzdFJvbGVzEh8udHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXF1ZXN0GiAudHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXNwb25zZSIDkAIBElcKDEludml0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USZQoNR2V0SW52aXRhdGlvbhIjLnR0aXAudmVudWUudjEuR2V0SW52aXRhdGlvblJlcXVlc3QaJC50dGlwLnZlbnVlLnYxLkdldEludml0YXRpb25SZXNwb25zZSIJkAIByvMYAggBEnMKEEFjY2VwdEludml0YXRpb24SJi50dGlwLnZlbnVlLnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GicudHRpcC52ZW51ZS52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2UiDsrzGAoIAhIGd29ya2VyElcKDFVwZGF0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJZCgtMaXN0TWVtYmVycxIhLnR0aXAudmVudWUudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlIgOQAgESXAoMTGlzdE15VmVudWVzEiIudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXNwb25zZSIDkAIBEkgKB0Nsb2NrSW4SHS50dGlwLnZlbnVlLnYxLkNsb2NrSW5SZXF1ZXN0Gh4udHRpcC52ZW51ZS52MS5DbG9ja0luUmVzcG9uc2USSwoIQ2xvY2tPdXQSHi50dGlwLnZlbnVlLnYxLkNsb2NrT3V0UmVxdWVzdBofLnR0aXAudmVudWUudjEuQ2xvY2tPdXRSZXNwb25zZRJUCgtSZWNvcmRTaGlmdBIhLnR0aXAudmVudWUudjEuUmVjb3JkU2hpZnRSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5SZWNvcmRTaGlmdFJlc3BvbnNlElcKDEltcG9ydFNoaWZ0cxIiLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVzcG9uc2USVgoKTGlzdFNoaWZ0cxIgLnR0aXAudmVudWUudjEuTGlzdFNoaWZ0c1JlcXVlc3QaIS50dGlwLnZlbnVlLnYxLkxpc3RTaGlmdHNSZXNwb25zZSIDkAIBElAKCEdldEhvdXJzEh4udHRpcC52ZW51ZS52MS5HZXRIb3Vyc1JlcXVlc3QaHy50dGlwLnZlbnVlLnYxLkdldEhvdXJzUmVzcG9uc2UiA5ACARJXCgxTZXRTcGxpdFJ1bGUSIi50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlcXVlc3QaIy50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlc3BvbnNlElwKDEdldFNwbGl0UnVsZRIiLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVxdWVzdBojLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVzcG9uc2UiA5ACARJiCg5MaXN0U3BsaXRSdWxlcxIkLnR0aXAudmVudWUudjEuTGlzdFNwbGl0UnVsZXNSZXF1ZXN0GiUudHRpcC52ZW51ZS52MS5MaXN0U3BsaXRSdWxlc1Jlc3BvbnNlIgOQAgEScQoTUHJldmlld0Rpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlByZXZpZXdEaXN0cmlidXRpb25SZXNwb25zZSIDkAIBEmwKE0NvbmZpcm1EaXN0cmlidXRpb24SKS50dGlwLnZlbnVlLnYxLkNvbmZpcm1EaXN0cmlidXRpb25SZXF1ZXN0GioudHRpcC52ZW51ZS52MS5Db25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USbAoTUmV2ZXJzZURpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUmV2ZXJzZURpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlJldmVyc2VEaXN0cmlidXRpb25SZXNwb25zZRJlCg9HZXREaXN0cmlidXRpb24SJS50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlc3BvbnNlIgOQAgESawoRTGlzdERpc3RyaWJ1dGlvbnMSJy50dGlwLnZlbnVlLnYxLkxpc3REaXN0cmlidXRpb25zUmVxdWVzdBooLnR0aXAudmVudWUudjEuTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZSIDkAIBElwKDExpc3RNeVNoYXJlcxIiLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVxdWVzdBojLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVzcG9uc2UiA5ACARJlCg9HZXRQZXJpb2RSZXBvcnQSJS50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlc3BvbnNlIgOQAgESaAoQTGlzdEF1ZGl0UmVjb3JkcxImLnR0aXAudmVudWUudjEuTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QaJy50dGlwLnZlbnVlLnYxLkxpc3RBdWRpdFJlY29yZHNSZXNwb25zZSIDkAIBGiTK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW5iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_venue_v1_venue, file_ttip_common_v1_options]);
+  fileDesc("CiF0dGlwL3ZlbnVlL3YxL3ZlbnVlX3NlcnZpY2UucHJvdG8SDXR0aXAudmVudWUudjEipQEKDlB1dFJvbGVSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIuCgdyb2xlX2lkGAIgASgJQh26SBpyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIXCgRuYW1lGAMgASgJQgm6SAZyBBABGDwSGgoGcG9pbnRzGAQgASgFQgq6SAcaBRjoBygAEhIKCmlzX21hbmFnZXIYBSABKAgiNAoPUHV0Um9sZVJlc3BvbnNlEiEKBHJvbGUYASABKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUiLgoQTGlzdFJvbGVzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQEiNwoRTGlzdFJvbGVzUmVzcG9uc2USIgoFcm9sZXMYASADKAsyEy50dGlwLnZlbnVlLnYxLlJvbGUi8AEKE0ludml0ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhgKBXBob25lGAIgASgJQgm6SAZyBBAJGBASHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGFASLgoHcm9sZV9pZBgEIAEoCUIdukgachgyFl5bYS16XVthLXowLTlfXXsxLDMxfSQSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIjCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCrpIB3IFEAgYgAEiVgoUSW52aXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXISFwoPaW52aXRhdGlvbl9zZW50GAIgASgIIjEKFEdldEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIisKFUdldEludml0YXRpb25SZXNwb25zZRISCgp2ZW51ZV9uYW1lGAEgASgJIjQKF0FjY2VwdEludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIkEKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciKgAQoTVXBkYXRlTWVtYmVyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJbWVtYmVyX2lkGAIgASgJQgi6SAVyA7ABARIxCgdyb2xlX2lkGAMgASgJQiC6SB3YAQFyGDIWXlthLXpdW2EtejAtOV9dezEsMzF9JBIdCgxkaXNwbGF5X25hbWUYBCABKAlCB7pIBHICGFAiPQoUVXBkYXRlTWVtYmVyUmVzcG9uc2USJQoGbWVtYmVyGAEgASgLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIilQEKE1JlbW92ZU1lbWJlclJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCW1lbWJlcl9pZBgCIAEoCUIIukgFcgOwAQESKwoHbGVmdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoGcmVhc29uGAQgASgJQgi6SAVyAxj0AyI9ChRSZW1vdmVNZW1iZXJSZXNwb25zZRIlCgZtZW1iZXIYASABKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciJGChJMaXN0TWVtYmVyc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhQKDGluY2x1ZGVfbGVmdBgCIAEoCCI9ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEiYKB21lbWJlcnMYASADKAsyFS50dGlwLnZlbnVlLnYxLk1lbWJlciIVChNMaXN0TXlWZW51ZXNSZXF1ZXN0IkIKFExpc3RNeVZlbnVlc1Jlc3BvbnNlEioKC21lbWJlcnNoaXBzGAEgAygLMhUudHRpcC52ZW51ZS52MS5NZW1iZXIikgEKFEludml0ZU1hbmFnZXJSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIYCgVwaG9uZRgCIAEoCUIJukgGcgQQCRgQEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiMKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIKukgHcgUQCBiAASJmChVJbnZpdGVNYW5hZ2VyUmVzcG9uc2USNAoKaW52aXRhdGlvbhgBIAEoCzIgLnR0aXAudmVudWUudjEuTWFuYWdlckludml0YXRpb24SFwoPaW52aXRhdGlvbl9zZW50GAIgASgIIjgKG0dldE1hbmFnZXJJbnZpdGF0aW9uUmVxdWVzdBIZCgV0b2tlbhgBIAEoCUIKukgHcgUQEBiAASIyChxHZXRNYW5hZ2VySW52aXRhdGlvblJlc3BvbnNlEhIKCnZlbnVlX25hbWUYASABKAkiOwoeQWNjZXB0TWFuYWdlckludml0YXRpb25SZXF1ZXN0EhkKBXRva2VuGAEgASgJQgq6SAdyBRAQGIABIkcKH0FjY2VwdE1hbmFnZXJJbnZpdGF0aW9uUmVzcG9uc2USEAoIdmVudWVfaWQYASABKAkSEgoKdmVudWVfbmFtZRgCIAEoCSJdCh5DYW5jZWxNYW5hZ2VySW52aXRhdGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEh8KDWludml0YXRpb25faWQYAiABKAlCCLpIBXIDsAEBIiEKH0NhbmNlbE1hbmFnZXJJbnZpdGF0aW9uUmVzcG9uc2UiMQoTTGlzdE1hbmFnZXJzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQEidwoUTGlzdE1hbmFnZXJzUmVzcG9uc2USKAoIbWFuYWdlcnMYASADKAsyFi50dGlwLnZlbnVlLnYxLk1hbmFnZXISNQoLaW52aXRhdGlvbnMYAiADKAsyIC50dGlwLnZlbnVlLnYxLk1hbmFnZXJJbnZpdGF0aW9uIk0KFFJlbW92ZU1hbmFnZXJSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVSZW1vdmVNYW5hZ2VyUmVzcG9uc2UiLAoOQ2xvY2tJblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBIjYKD0Nsb2NrSW5SZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiLQoPQ2xvY2tPdXRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASI3ChBDbG9ja091dFJlc3BvbnNlEiMKBXNoaWZ0GAEgASgLMhQudHRpcC52ZW51ZS52MS5TaGlmdCK/AgoSUmVjb3JkU2hpZnRSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgltZW1iZXJfaWQYAiABKAlCCLpIBXIDsAEBEjYKCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESIwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgq6SAdyBRAIGIABOl26SFoaWAoScmVjb3JkX3NoaWZ0Lm9yZGVyEiFlbmRlZF9hdCBtdXN0IGJlIGFmdGVyIHN0YXJ0ZWRfYXQaH3RoaXMuc3RhcnRlZF9hdCA8IHRoaXMuZW5kZWRfYXQiOgoTUmVjb3JkU2hpZnRSZXNwb25zZRIjCgVzaGlmdBgBIAEoCzIULnR0aXAudmVudWUudjEuU2hpZnQiXAoTSW1wb3J0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoDY3N2GAIgASgMQgu6SAh6BhABGICAQBIPCgdkcnlfcnVuGAMgASgIIlYKFEltcG9ydFNoaWZ0c1Jlc3BvbnNlEhAKCGltcG9ydGVkGAEgASgFEiwKCHJlamVjdGVkGAIgAygLMhoudHRpcC52ZW51ZS52MS5SZWplY3RlZFJvdyJ+ChFMaXN0U2hpZnRzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIeCgltZW1iZXJfaWQYAyABKAlCC7pICNgBAXIDsAEBIjoKEkxpc3RTaGlmdHNSZXNwb25zZRIkCgZzaGlmdHMYASADKAsyFC50dGlwLnZlbnVlLnYxLlNoaWZ0IlwKD0dldEhvdXJzUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBASI9ChBHZXRIb3Vyc1Jlc3BvbnNlEikKBWhvdXJzGAEgAygLMhoudHRpcC52ZW51ZS52MS5NZW1iZXJIb3VycyKaAgoTU2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESNgoGbWV0aG9kGAIgASgOMhoudHRpcC52ZW51ZS52MS5TcGxpdE1ldGhvZEIKukgHggEEEAEgABIYChBpbmNsdWRlX21hbmFnZXJzGAMgASgIEjoKDGZpeGVkX3NoYXJlcxgEIAMoCzIZLnR0aXAudmVudWUudjEuRml4ZWRTaGFyZUIJukgGkgEDEPQDEhwKFHBvb2xfaW5kaXZpZHVhbF90aXBzGAUgASgIEhYKBG5vdGUYBiABKAlCCLpIBXIDGPQDEiMKD2lkZW1wb3RlbmN5X2tleRgHIAEoCUIKukgHcgUQCBiAASI+ChRTZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiSwoTR2V0U3BsaXRSdWxlUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGAoHdmVyc2lvbhgCIAEoBUIHukgEGgIoACI+ChRHZXRTcGxpdFJ1bGVSZXNwb25zZRImCgRydWxlGAEgASgLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiMwoVTGlzdFNwbGl0UnVsZXNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABASJBChZMaXN0U3BsaXRSdWxlc1Jlc3BvbnNlEicKBXJ1bGVzGAEgAygLMhgudHRpcC52ZW51ZS52MS5TcGxpdFJ1bGUiZwoaUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEi0KBnBlcmlvZBgCIAEoCzIVLnR0aXAudmVudWUudjEuUGVyaW9kQga6SAPIAQEiUAobUHJldmlld0Rpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIpoBChpDb25maXJtRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARIxChJleHBlY3RlZF9jb2xsZWN0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSJhChtDb25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SDwoHY3JlYXRlZBgCIAEoCCJ3ChpSZXZlcnNlRGlzdHJpYnV0aW9uUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESIQoPZGlzdHJpYnV0aW9uX2lkGAIgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAyABKAlCCrpIB3IFEAMY9AMiUAobUmV2ZXJzZURpc3RyaWJ1dGlvblJlc3BvbnNlEjEKDGRpc3RyaWJ1dGlvbhgBIAEoCzIbLnR0aXAudmVudWUudjEuRGlzdHJpYnV0aW9uIlcKFkdldERpc3RyaWJ1dGlvblJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEiEKD2Rpc3RyaWJ1dGlvbl9pZBgCIAEoCUIIukgFcgOwAQEiTAoXR2V0RGlzdHJpYnV0aW9uUmVzcG9uc2USMQoMZGlzdHJpYnV0aW9uGAEgASgLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24iYQoYTGlzdERpc3RyaWJ1dGlvbnNSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIpCgRwYWdlGAIgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QiewoZTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZRIyCg1kaXN0cmlidXRpb25zGAEgAygLMhsudHRpcC52ZW51ZS52MS5EaXN0cmlidXRpb24SKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJAChNMaXN0TXlTaGFyZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJqChRMaXN0TXlTaGFyZXNSZXNwb25zZRImCgZzaGFyZXMYASADKAsyFi50dGlwLnZlbnVlLnYxLk15U2hhcmUSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSKcAQoWR2V0UGVyaW9kUmVwb3J0UmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESLQoGcGVyaW9kGAIgASgLMhUudHRpcC52ZW51ZS52MS5QZXJpb2RCBrpIA8gBARI3CgZmb3JtYXQYAyABKA4yGy50dGlwLnZlbnVlLnYxLlJlcG9ydEZvcm1hdEIKukgHggEEEAEgACKmAQoXR2V0UGVyaW9kUmVwb3J0UmVzcG9uc2USKAoFbGluZXMYASADKAsyGS50dGlwLnZlbnVlLnYxLlJlcG9ydExpbmUSKAoJY29sbGVjdGVkGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLZGlzdHJpYnV0ZWQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRILCgNjc3YYBCABKAwiYAoXTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEikKBHBhZ2UYAiABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdCJzChhMaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USKwoHcmVjb3JkcxgBIAMoCzIaLnR0aXAudmVudWUudjEuQXVkaXRSZWNvcmQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSpcCgxSZXBvcnRGb3JtYXQSHQoZUkVQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9GT1JNQVRfUk9XUxABEhUKEVJFUE9SVF9GT1JNQVRfQ1NWEAIy+xgKDFZlbnVlU2VydmljZRJNCgdQdXRSb2xlEh0udHRpcC52ZW51ZS52MS5QdXRSb2xlUmVxdWVzdBoeLnR0aXAudmVudWUudjEuUHV0Um9sZVJlc3BvbnNlIgOQAgISUwoJTGlzdFJvbGVzEh8udHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXF1ZXN0GiAudHRpcC52ZW51ZS52MS5MaXN0Um9sZXNSZXNwb25zZSIDkAIBElcKDEludml0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USZQoNR2V0SW52aXRhdGlvbhIjLnR0aXAudmVudWUudjEuR2V0SW52aXRhdGlvblJlcXVlc3QaJC50dGlwLnZlbnVlLnYxLkdldEludml0YXRpb25SZXNwb25zZSIJkAIByvMYAggBEnMKEEFjY2VwdEludml0YXRpb24SJi50dGlwLnZlbnVlLnYxLkFjY2VwdEludml0YXRpb25SZXF1ZXN0GicudHRpcC52ZW51ZS52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2UiDsrzGAoIAhIGd29ya2VyElcKDFVwZGF0ZU1lbWJlchIiLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVxdWVzdBojLnR0aXAudmVudWUudjEuVXBkYXRlTWVtYmVyUmVzcG9uc2USVwoMUmVtb3ZlTWVtYmVyEiIudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJZCgtMaXN0TWVtYmVycxIhLnR0aXAudmVudWUudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlIgOQAgESXAoMTGlzdE15VmVudWVzEiIudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXF1ZXN0GiMudHRpcC52ZW51ZS52MS5MaXN0TXlWZW51ZXNSZXNwb25zZSIDkAIBEloKDUludml0ZU1hbmFnZXISIy50dGlwLnZlbnVlLnYxLkludml0ZU1hbmFnZXJSZXF1ZXN0GiQudHRpcC52ZW51ZS52MS5JbnZpdGVNYW5hZ2VyUmVzcG9uc2USegoUR2V0TWFuYWdlckludml0YXRpb24SKi50dGlwLnZlbnVlLnYxLkdldE1hbmFnZXJJbnZpdGF0aW9uUmVxdWVzdBorLnR0aXAudmVudWUudjEuR2V0TWFuYWdlckludml0YXRpb25SZXNwb25zZSIJkAIByvMYAggBEpcBChdBY2NlcHRNYW5hZ2VySW52aXRhdGlvbhItLnR0aXAudmVudWUudjEuQWNjZXB0TWFuYWdlckludml0YXRpb25SZXF1ZXN0Gi4udHRpcC52ZW51ZS52MS5BY2NlcHRNYW5hZ2VySW52aXRhdGlvblJlc3BvbnNlIh3K8xgZCAISBndvcmtlchINdmVudWVfbWFuYWdlchJ4ChdDYW5jZWxNYW5hZ2VySW52aXRhdGlvbhItLnR0aXAudmVudWUudjEuQ2FuY2VsTWFuYWdlckludml0YXRpb25SZXF1ZXN0Gi4udHRpcC52ZW51ZS52MS5DYW5jZWxNYW5hZ2VySW52aXRhdGlvblJlc3BvbnNlElwKDExpc3RNYW5hZ2VycxIiLnR0aXAudmVudWUudjEuTGlzdE1hbmFnZXJzUmVxdWVzdBojLnR0aXAudmVudWUudjEuTGlzdE1hbmFnZXJzUmVzcG9uc2UiA5ACARJaCg1SZW1vdmVNYW5hZ2VyEiMudHRpcC52ZW51ZS52MS5SZW1vdmVNYW5hZ2VyUmVxdWVzdBokLnR0aXAudmVudWUudjEuUmVtb3ZlTWFuYWdlclJlc3BvbnNlEkgKB0Nsb2NrSW4SHS50dGlwLnZlbnVlLnYxLkNsb2NrSW5SZXF1ZXN0Gh4udHRpcC52ZW51ZS52MS5DbG9ja0luUmVzcG9uc2USSwoIQ2xvY2tPdXQSHi50dGlwLnZlbnVlLnYxLkNsb2NrT3V0UmVxdWVzdBofLnR0aXAudmVudWUudjEuQ2xvY2tPdXRSZXNwb25zZRJUCgtSZWNvcmRTaGlmdBIhLnR0aXAudmVudWUudjEuUmVjb3JkU2hpZnRSZXF1ZXN0GiIudHRpcC52ZW51ZS52MS5SZWNvcmRTaGlmdFJlc3BvbnNlElcKDEltcG9ydFNoaWZ0cxIiLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVxdWVzdBojLnR0aXAudmVudWUudjEuSW1wb3J0U2hpZnRzUmVzcG9uc2USVgoKTGlzdFNoaWZ0cxIgLnR0aXAudmVudWUudjEuTGlzdFNoaWZ0c1JlcXVlc3QaIS50dGlwLnZlbnVlLnYxLkxpc3RTaGlmdHNSZXNwb25zZSIDkAIBElAKCEdldEhvdXJzEh4udHRpcC52ZW51ZS52MS5HZXRIb3Vyc1JlcXVlc3QaHy50dGlwLnZlbnVlLnYxLkdldEhvdXJzUmVzcG9uc2UiA5ACARJXCgxTZXRTcGxpdFJ1bGUSIi50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlcXVlc3QaIy50dGlwLnZlbnVlLnYxLlNldFNwbGl0UnVsZVJlc3BvbnNlElwKDEdldFNwbGl0UnVsZRIiLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVxdWVzdBojLnR0aXAudmVudWUudjEuR2V0U3BsaXRSdWxlUmVzcG9uc2UiA5ACARJiCg5MaXN0U3BsaXRSdWxlcxIkLnR0aXAudmVudWUudjEuTGlzdFNwbGl0UnVsZXNSZXF1ZXN0GiUudHRpcC52ZW51ZS52MS5MaXN0U3BsaXRSdWxlc1Jlc3BvbnNlIgOQAgEScQoTUHJldmlld0Rpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUHJldmlld0Rpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlByZXZpZXdEaXN0cmlidXRpb25SZXNwb25zZSIDkAIBEmwKE0NvbmZpcm1EaXN0cmlidXRpb24SKS50dGlwLnZlbnVlLnYxLkNvbmZpcm1EaXN0cmlidXRpb25SZXF1ZXN0GioudHRpcC52ZW51ZS52MS5Db25maXJtRGlzdHJpYnV0aW9uUmVzcG9uc2USbAoTUmV2ZXJzZURpc3RyaWJ1dGlvbhIpLnR0aXAudmVudWUudjEuUmV2ZXJzZURpc3RyaWJ1dGlvblJlcXVlc3QaKi50dGlwLnZlbnVlLnYxLlJldmVyc2VEaXN0cmlidXRpb25SZXNwb25zZRJlCg9HZXREaXN0cmlidXRpb24SJS50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldERpc3RyaWJ1dGlvblJlc3BvbnNlIgOQAgESawoRTGlzdERpc3RyaWJ1dGlvbnMSJy50dGlwLnZlbnVlLnYxLkxpc3REaXN0cmlidXRpb25zUmVxdWVzdBooLnR0aXAudmVudWUudjEuTGlzdERpc3RyaWJ1dGlvbnNSZXNwb25zZSIDkAIBElwKDExpc3RNeVNoYXJlcxIiLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVxdWVzdBojLnR0aXAudmVudWUudjEuTGlzdE15U2hhcmVzUmVzcG9uc2UiA5ACARJlCg9HZXRQZXJpb2RSZXBvcnQSJS50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlcXVlc3QaJi50dGlwLnZlbnVlLnYxLkdldFBlcmlvZFJlcG9ydFJlc3BvbnNlIgOQAgESaAoQTGlzdEF1ZGl0UmVjb3JkcxImLnR0aXAudmVudWUudjEuTGlzdEF1ZGl0UmVjb3Jkc1JlcXVlc3QaJy50dGlwLnZlbnVlLnYxLkxpc3RBdWRpdFJlY29yZHNSZXNwb25zZSIDkAIBGiTK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW5iBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_venue_v1_venue, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.venue.v1.PutRoleRequest
@@ -420,6 +420,246 @@ export const ListMyVenuesResponseSchema: GenMessage<ListMyVenuesResponse> = /*@_
   messageDesc(file_ttip_venue_v1_venue_service, 17);
 
 /**
+ * @generated from message ttip.venue.v1.InviteManagerRequest
+ */
+export type InviteManagerRequest = Message<"ttip.venue.v1.InviteManagerRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * Kenyan mobile number: 07..., 01..., +254... or 254...
+   *
+   * @generated from field: string phone = 2;
+   */
+  phone: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.InviteManagerRequest.
+ * Use `create(InviteManagerRequestSchema)` to create a new message.
+ */
+export const InviteManagerRequestSchema: GenMessage<InviteManagerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 18);
+
+/**
+ * @generated from message ttip.venue.v1.InviteManagerResponse
+ */
+export type InviteManagerResponse = Message<"ttip.venue.v1.InviteManagerResponse"> & {
+  /**
+   * @generated from field: ttip.venue.v1.ManagerInvitation invitation = 1;
+   */
+  invitation?: ManagerInvitation | undefined;
+
+  /**
+   * False when the SMS could not be sent now: inviting again resends it.
+   *
+   * @generated from field: bool invitation_sent = 2;
+   */
+  invitationSent: boolean;
+};
+
+/**
+ * Describes the message ttip.venue.v1.InviteManagerResponse.
+ * Use `create(InviteManagerResponseSchema)` to create a new message.
+ */
+export const InviteManagerResponseSchema: GenMessage<InviteManagerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 19);
+
+/**
+ * @generated from message ttip.venue.v1.GetManagerInvitationRequest
+ */
+export type GetManagerInvitationRequest = Message<"ttip.venue.v1.GetManagerInvitationRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.GetManagerInvitationRequest.
+ * Use `create(GetManagerInvitationRequestSchema)` to create a new message.
+ */
+export const GetManagerInvitationRequestSchema: GenMessage<GetManagerInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 20);
+
+/**
+ * @generated from message ttip.venue.v1.GetManagerInvitationResponse
+ */
+export type GetManagerInvitationResponse = Message<"ttip.venue.v1.GetManagerInvitationResponse"> & {
+  /**
+   * @generated from field: string venue_name = 1;
+   */
+  venueName: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.GetManagerInvitationResponse.
+ * Use `create(GetManagerInvitationResponseSchema)` to create a new message.
+ */
+export const GetManagerInvitationResponseSchema: GenMessage<GetManagerInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 21);
+
+/**
+ * @generated from message ttip.venue.v1.AcceptManagerInvitationRequest
+ */
+export type AcceptManagerInvitationRequest = Message<"ttip.venue.v1.AcceptManagerInvitationRequest"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.AcceptManagerInvitationRequest.
+ * Use `create(AcceptManagerInvitationRequestSchema)` to create a new message.
+ */
+export const AcceptManagerInvitationRequestSchema: GenMessage<AcceptManagerInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 22);
+
+/**
+ * @generated from message ttip.venue.v1.AcceptManagerInvitationResponse
+ */
+export type AcceptManagerInvitationResponse = Message<"ttip.venue.v1.AcceptManagerInvitationResponse"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string venue_name = 2;
+   */
+  venueName: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.AcceptManagerInvitationResponse.
+ * Use `create(AcceptManagerInvitationResponseSchema)` to create a new message.
+ */
+export const AcceptManagerInvitationResponseSchema: GenMessage<AcceptManagerInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 23);
+
+/**
+ * @generated from message ttip.venue.v1.CancelManagerInvitationRequest
+ */
+export type CancelManagerInvitationRequest = Message<"ttip.venue.v1.CancelManagerInvitationRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string invitation_id = 2;
+   */
+  invitationId: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.CancelManagerInvitationRequest.
+ * Use `create(CancelManagerInvitationRequestSchema)` to create a new message.
+ */
+export const CancelManagerInvitationRequestSchema: GenMessage<CancelManagerInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 24);
+
+/**
+ * @generated from message ttip.venue.v1.CancelManagerInvitationResponse
+ */
+export type CancelManagerInvitationResponse = Message<"ttip.venue.v1.CancelManagerInvitationResponse"> & {
+};
+
+/**
+ * Describes the message ttip.venue.v1.CancelManagerInvitationResponse.
+ * Use `create(CancelManagerInvitationResponseSchema)` to create a new message.
+ */
+export const CancelManagerInvitationResponseSchema: GenMessage<CancelManagerInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 25);
+
+/**
+ * @generated from message ttip.venue.v1.ListManagersRequest
+ */
+export type ListManagersRequest = Message<"ttip.venue.v1.ListManagersRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.ListManagersRequest.
+ * Use `create(ListManagersRequestSchema)` to create a new message.
+ */
+export const ListManagersRequestSchema: GenMessage<ListManagersRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 26);
+
+/**
+ * @generated from message ttip.venue.v1.ListManagersResponse
+ */
+export type ListManagersResponse = Message<"ttip.venue.v1.ListManagersResponse"> & {
+  /**
+   * @generated from field: repeated ttip.venue.v1.Manager managers = 1;
+   */
+  managers: Manager[];
+
+  /**
+   * @generated from field: repeated ttip.venue.v1.ManagerInvitation invitations = 2;
+   */
+  invitations: ManagerInvitation[];
+};
+
+/**
+ * Describes the message ttip.venue.v1.ListManagersResponse.
+ * Use `create(ListManagersResponseSchema)` to create a new message.
+ */
+export const ListManagersResponseSchema: GenMessage<ListManagersResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 27);
+
+/**
+ * @generated from message ttip.venue.v1.RemoveManagerRequest
+ */
+export type RemoveManagerRequest = Message<"ttip.venue.v1.RemoveManagerRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message ttip.venue.v1.RemoveManagerRequest.
+ * Use `create(RemoveManagerRequestSchema)` to create a new message.
+ */
+export const RemoveManagerRequestSchema: GenMessage<RemoveManagerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 28);
+
+/**
+ * @generated from message ttip.venue.v1.RemoveManagerResponse
+ */
+export type RemoveManagerResponse = Message<"ttip.venue.v1.RemoveManagerResponse"> & {
+};
+
+/**
+ * Describes the message ttip.venue.v1.RemoveManagerResponse.
+ * Use `create(RemoveManagerResponseSchema)` to create a new message.
+ */
+export const RemoveManagerResponseSchema: GenMessage<RemoveManagerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_venue_v1_venue_service, 29);
+
+/**
  * @generated from message ttip.venue.v1.ClockInRequest
  */
 export type ClockInRequest = Message<"ttip.venue.v1.ClockInRequest"> & {
@@ -434,7 +674,7 @@ export type ClockInRequest = Message<"ttip.venue.v1.ClockInRequest"> & {
  * Use `create(ClockInRequestSchema)` to create a new message.
  */
 export const ClockInRequestSchema: GenMessage<ClockInRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 18);
+  messageDesc(file_ttip_venue_v1_venue_service, 30);
 
 /**
  * @generated from message ttip.venue.v1.ClockInResponse
@@ -451,7 +691,7 @@ export type ClockInResponse = Message<"ttip.venue.v1.ClockInResponse"> & {
  * Use `create(ClockInResponseSchema)` to create a new message.
  */
 export const ClockInResponseSchema: GenMessage<ClockInResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 19);
+  messageDesc(file_ttip_venue_v1_venue_service, 31);
 
 /**
  * @generated from message ttip.venue.v1.ClockOutRequest
@@ -468,7 +708,7 @@ export type ClockOutRequest = Message<"ttip.venue.v1.ClockOutRequest"> & {
  * Use `create(ClockOutRequestSchema)` to create a new message.
  */
 export const ClockOutRequestSchema: GenMessage<ClockOutRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 20);
+  messageDesc(file_ttip_venue_v1_venue_service, 32);
 
 /**
  * @generated from message ttip.venue.v1.ClockOutResponse
@@ -485,7 +725,7 @@ export type ClockOutResponse = Message<"ttip.venue.v1.ClockOutResponse"> & {
  * Use `create(ClockOutResponseSchema)` to create a new message.
  */
 export const ClockOutResponseSchema: GenMessage<ClockOutResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 21);
+  messageDesc(file_ttip_venue_v1_venue_service, 33);
 
 /**
  * @generated from message ttip.venue.v1.RecordShiftRequest
@@ -522,7 +762,7 @@ export type RecordShiftRequest = Message<"ttip.venue.v1.RecordShiftRequest"> & {
  * Use `create(RecordShiftRequestSchema)` to create a new message.
  */
 export const RecordShiftRequestSchema: GenMessage<RecordShiftRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 22);
+  messageDesc(file_ttip_venue_v1_venue_service, 34);
 
 /**
  * @generated from message ttip.venue.v1.RecordShiftResponse
@@ -539,7 +779,7 @@ export type RecordShiftResponse = Message<"ttip.venue.v1.RecordShiftResponse"> &
  * Use `create(RecordShiftResponseSchema)` to create a new message.
  */
 export const RecordShiftResponseSchema: GenMessage<RecordShiftResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 23);
+  messageDesc(file_ttip_venue_v1_venue_service, 35);
 
 /**
  * @generated from message ttip.venue.v1.ImportShiftsRequest
@@ -571,7 +811,7 @@ export type ImportShiftsRequest = Message<"ttip.venue.v1.ImportShiftsRequest"> &
  * Use `create(ImportShiftsRequestSchema)` to create a new message.
  */
 export const ImportShiftsRequestSchema: GenMessage<ImportShiftsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 24);
+  messageDesc(file_ttip_venue_v1_venue_service, 36);
 
 /**
  * @generated from message ttip.venue.v1.ImportShiftsResponse
@@ -595,7 +835,7 @@ export type ImportShiftsResponse = Message<"ttip.venue.v1.ImportShiftsResponse">
  * Use `create(ImportShiftsResponseSchema)` to create a new message.
  */
 export const ImportShiftsResponseSchema: GenMessage<ImportShiftsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 25);
+  messageDesc(file_ttip_venue_v1_venue_service, 37);
 
 /**
  * @generated from message ttip.venue.v1.ListShiftsRequest
@@ -624,7 +864,7 @@ export type ListShiftsRequest = Message<"ttip.venue.v1.ListShiftsRequest"> & {
  * Use `create(ListShiftsRequestSchema)` to create a new message.
  */
 export const ListShiftsRequestSchema: GenMessage<ListShiftsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 26);
+  messageDesc(file_ttip_venue_v1_venue_service, 38);
 
 /**
  * @generated from message ttip.venue.v1.ListShiftsResponse
@@ -641,7 +881,7 @@ export type ListShiftsResponse = Message<"ttip.venue.v1.ListShiftsResponse"> & {
  * Use `create(ListShiftsResponseSchema)` to create a new message.
  */
 export const ListShiftsResponseSchema: GenMessage<ListShiftsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 27);
+  messageDesc(file_ttip_venue_v1_venue_service, 39);
 
 /**
  * @generated from message ttip.venue.v1.GetHoursRequest
@@ -663,7 +903,7 @@ export type GetHoursRequest = Message<"ttip.venue.v1.GetHoursRequest"> & {
  * Use `create(GetHoursRequestSchema)` to create a new message.
  */
 export const GetHoursRequestSchema: GenMessage<GetHoursRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 28);
+  messageDesc(file_ttip_venue_v1_venue_service, 40);
 
 /**
  * @generated from message ttip.venue.v1.GetHoursResponse
@@ -680,7 +920,7 @@ export type GetHoursResponse = Message<"ttip.venue.v1.GetHoursResponse"> & {
  * Use `create(GetHoursResponseSchema)` to create a new message.
  */
 export const GetHoursResponseSchema: GenMessage<GetHoursResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 29);
+  messageDesc(file_ttip_venue_v1_venue_service, 41);
 
 /**
  * @generated from message ttip.venue.v1.SetSplitRuleRequest
@@ -727,7 +967,7 @@ export type SetSplitRuleRequest = Message<"ttip.venue.v1.SetSplitRuleRequest"> &
  * Use `create(SetSplitRuleRequestSchema)` to create a new message.
  */
 export const SetSplitRuleRequestSchema: GenMessage<SetSplitRuleRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 30);
+  messageDesc(file_ttip_venue_v1_venue_service, 42);
 
 /**
  * @generated from message ttip.venue.v1.SetSplitRuleResponse
@@ -744,7 +984,7 @@ export type SetSplitRuleResponse = Message<"ttip.venue.v1.SetSplitRuleResponse">
  * Use `create(SetSplitRuleResponseSchema)` to create a new message.
  */
 export const SetSplitRuleResponseSchema: GenMessage<SetSplitRuleResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 31);
+  messageDesc(file_ttip_venue_v1_venue_service, 43);
 
 /**
  * @generated from message ttip.venue.v1.GetSplitRuleRequest
@@ -768,7 +1008,7 @@ export type GetSplitRuleRequest = Message<"ttip.venue.v1.GetSplitRuleRequest"> &
  * Use `create(GetSplitRuleRequestSchema)` to create a new message.
  */
 export const GetSplitRuleRequestSchema: GenMessage<GetSplitRuleRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 32);
+  messageDesc(file_ttip_venue_v1_venue_service, 44);
 
 /**
  * @generated from message ttip.venue.v1.GetSplitRuleResponse
@@ -785,7 +1025,7 @@ export type GetSplitRuleResponse = Message<"ttip.venue.v1.GetSplitRuleResponse">
  * Use `create(GetSplitRuleResponseSchema)` to create a new message.
  */
 export const GetSplitRuleResponseSchema: GenMessage<GetSplitRuleResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 33);
+  messageDesc(file_ttip_venue_v1_venue_service, 45);
 
 /**
  * @generated from message ttip.venue.v1.ListSplitRulesRequest
@@ -802,7 +1042,7 @@ export type ListSplitRulesRequest = Message<"ttip.venue.v1.ListSplitRulesRequest
  * Use `create(ListSplitRulesRequestSchema)` to create a new message.
  */
 export const ListSplitRulesRequestSchema: GenMessage<ListSplitRulesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 34);
+  messageDesc(file_ttip_venue_v1_venue_service, 46);
 
 /**
  * @generated from message ttip.venue.v1.ListSplitRulesResponse
@@ -819,7 +1059,7 @@ export type ListSplitRulesResponse = Message<"ttip.venue.v1.ListSplitRulesRespon
  * Use `create(ListSplitRulesResponseSchema)` to create a new message.
  */
 export const ListSplitRulesResponseSchema: GenMessage<ListSplitRulesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 35);
+  messageDesc(file_ttip_venue_v1_venue_service, 47);
 
 /**
  * @generated from message ttip.venue.v1.PreviewDistributionRequest
@@ -841,7 +1081,7 @@ export type PreviewDistributionRequest = Message<"ttip.venue.v1.PreviewDistribut
  * Use `create(PreviewDistributionRequestSchema)` to create a new message.
  */
 export const PreviewDistributionRequestSchema: GenMessage<PreviewDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 36);
+  messageDesc(file_ttip_venue_v1_venue_service, 48);
 
 /**
  * @generated from message ttip.venue.v1.PreviewDistributionResponse
@@ -858,7 +1098,7 @@ export type PreviewDistributionResponse = Message<"ttip.venue.v1.PreviewDistribu
  * Use `create(PreviewDistributionResponseSchema)` to create a new message.
  */
 export const PreviewDistributionResponseSchema: GenMessage<PreviewDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 37);
+  messageDesc(file_ttip_venue_v1_venue_service, 49);
 
 /**
  * @generated from message ttip.venue.v1.ConfirmDistributionRequest
@@ -887,7 +1127,7 @@ export type ConfirmDistributionRequest = Message<"ttip.venue.v1.ConfirmDistribut
  * Use `create(ConfirmDistributionRequestSchema)` to create a new message.
  */
 export const ConfirmDistributionRequestSchema: GenMessage<ConfirmDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 38);
+  messageDesc(file_ttip_venue_v1_venue_service, 50);
 
 /**
  * @generated from message ttip.venue.v1.ConfirmDistributionResponse
@@ -911,7 +1151,7 @@ export type ConfirmDistributionResponse = Message<"ttip.venue.v1.ConfirmDistribu
  * Use `create(ConfirmDistributionResponseSchema)` to create a new message.
  */
 export const ConfirmDistributionResponseSchema: GenMessage<ConfirmDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 39);
+  messageDesc(file_ttip_venue_v1_venue_service, 51);
 
 /**
  * @generated from message ttip.venue.v1.ReverseDistributionRequest
@@ -938,7 +1178,7 @@ export type ReverseDistributionRequest = Message<"ttip.venue.v1.ReverseDistribut
  * Use `create(ReverseDistributionRequestSchema)` to create a new message.
  */
 export const ReverseDistributionRequestSchema: GenMessage<ReverseDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 40);
+  messageDesc(file_ttip_venue_v1_venue_service, 52);
 
 /**
  * @generated from message ttip.venue.v1.ReverseDistributionResponse
@@ -955,7 +1195,7 @@ export type ReverseDistributionResponse = Message<"ttip.venue.v1.ReverseDistribu
  * Use `create(ReverseDistributionResponseSchema)` to create a new message.
  */
 export const ReverseDistributionResponseSchema: GenMessage<ReverseDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 41);
+  messageDesc(file_ttip_venue_v1_venue_service, 53);
 
 /**
  * @generated from message ttip.venue.v1.GetDistributionRequest
@@ -977,7 +1217,7 @@ export type GetDistributionRequest = Message<"ttip.venue.v1.GetDistributionReque
  * Use `create(GetDistributionRequestSchema)` to create a new message.
  */
 export const GetDistributionRequestSchema: GenMessage<GetDistributionRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 42);
+  messageDesc(file_ttip_venue_v1_venue_service, 54);
 
 /**
  * @generated from message ttip.venue.v1.GetDistributionResponse
@@ -994,7 +1234,7 @@ export type GetDistributionResponse = Message<"ttip.venue.v1.GetDistributionResp
  * Use `create(GetDistributionResponseSchema)` to create a new message.
  */
 export const GetDistributionResponseSchema: GenMessage<GetDistributionResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 43);
+  messageDesc(file_ttip_venue_v1_venue_service, 55);
 
 /**
  * @generated from message ttip.venue.v1.ListDistributionsRequest
@@ -1016,7 +1256,7 @@ export type ListDistributionsRequest = Message<"ttip.venue.v1.ListDistributionsR
  * Use `create(ListDistributionsRequestSchema)` to create a new message.
  */
 export const ListDistributionsRequestSchema: GenMessage<ListDistributionsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 44);
+  messageDesc(file_ttip_venue_v1_venue_service, 56);
 
 /**
  * @generated from message ttip.venue.v1.ListDistributionsResponse
@@ -1038,7 +1278,7 @@ export type ListDistributionsResponse = Message<"ttip.venue.v1.ListDistributions
  * Use `create(ListDistributionsResponseSchema)` to create a new message.
  */
 export const ListDistributionsResponseSchema: GenMessage<ListDistributionsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 45);
+  messageDesc(file_ttip_venue_v1_venue_service, 57);
 
 /**
  * @generated from message ttip.venue.v1.ListMySharesRequest
@@ -1055,7 +1295,7 @@ export type ListMySharesRequest = Message<"ttip.venue.v1.ListMySharesRequest"> &
  * Use `create(ListMySharesRequestSchema)` to create a new message.
  */
 export const ListMySharesRequestSchema: GenMessage<ListMySharesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 46);
+  messageDesc(file_ttip_venue_v1_venue_service, 58);
 
 /**
  * @generated from message ttip.venue.v1.ListMySharesResponse
@@ -1077,7 +1317,7 @@ export type ListMySharesResponse = Message<"ttip.venue.v1.ListMySharesResponse">
  * Use `create(ListMySharesResponseSchema)` to create a new message.
  */
 export const ListMySharesResponseSchema: GenMessage<ListMySharesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 47);
+  messageDesc(file_ttip_venue_v1_venue_service, 59);
 
 /**
  * @generated from message ttip.venue.v1.GetPeriodReportRequest
@@ -1104,7 +1344,7 @@ export type GetPeriodReportRequest = Message<"ttip.venue.v1.GetPeriodReportReque
  * Use `create(GetPeriodReportRequestSchema)` to create a new message.
  */
 export const GetPeriodReportRequestSchema: GenMessage<GetPeriodReportRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 48);
+  messageDesc(file_ttip_venue_v1_venue_service, 60);
 
 /**
  * @generated from message ttip.venue.v1.GetPeriodReportResponse
@@ -1138,7 +1378,7 @@ export type GetPeriodReportResponse = Message<"ttip.venue.v1.GetPeriodReportResp
  * Use `create(GetPeriodReportResponseSchema)` to create a new message.
  */
 export const GetPeriodReportResponseSchema: GenMessage<GetPeriodReportResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 49);
+  messageDesc(file_ttip_venue_v1_venue_service, 61);
 
 /**
  * @generated from message ttip.venue.v1.ListAuditRecordsRequest
@@ -1160,7 +1400,7 @@ export type ListAuditRecordsRequest = Message<"ttip.venue.v1.ListAuditRecordsReq
  * Use `create(ListAuditRecordsRequestSchema)` to create a new message.
  */
 export const ListAuditRecordsRequestSchema: GenMessage<ListAuditRecordsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 50);
+  messageDesc(file_ttip_venue_v1_venue_service, 62);
 
 /**
  * @generated from message ttip.venue.v1.ListAuditRecordsResponse
@@ -1182,7 +1422,7 @@ export type ListAuditRecordsResponse = Message<"ttip.venue.v1.ListAuditRecordsRe
  * Use `create(ListAuditRecordsResponseSchema)` to create a new message.
  */
 export const ListAuditRecordsResponseSchema: GenMessage<ListAuditRecordsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_venue_v1_venue_service, 51);
+  messageDesc(file_ttip_venue_v1_venue_service, 63);
 
 /**
  * @generated from enum ttip.venue.v1.ReportFormat
@@ -1305,6 +1545,79 @@ export const VenueService: GenService<{
     methodKind: "unary";
     input: typeof ListMyVenuesRequestSchema;
     output: typeof ListMyVenuesResponseSchema;
+  },
+  /**
+   * Invites a co-manager by phone: an SMS carries a link; they sign in with
+   * that number and accept. A manager manages the venue as fully as whoever
+   * created it. A repeat of the same key (or a new invitation to the same
+   * number) texts a fresh link and the older one stops working.
+   * FAILED_PRECONDITION for a number on the venue's staff: managers are not
+   * on the staff (their share of the pool would be theirs to set).
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.InviteManager
+   */
+  inviteManager: {
+    methodKind: "unary";
+    input: typeof InviteManagerRequestSchema;
+    output: typeof InviteManagerResponseSchema;
+  },
+  /**
+   * The venue a manager's invitation link is from, for its page before its
+   * reader signs in: the venue's name only. NOT_FOUND for a token naming no
+   * pending invitation (unknown, replaced, cancelled or accepted).
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.GetManagerInvitation
+   */
+  getManagerInvitation: {
+    methodKind: "unary";
+    input: typeof GetManagerInvitationRequestSchema;
+    output: typeof GetManagerInvitationResponseSchema;
+  },
+  /**
+   * The signed-in user becomes a manager of the venue, if signed in with the
+   * number the invitation was sent to (PERMISSION_DENIED otherwise: a
+   * forwarded link manages nothing). Their account gains the venue_manager
+   * role, which their tokens carry from the next session refresh.
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.AcceptManagerInvitation
+   */
+  acceptManagerInvitation: {
+    methodKind: "unary";
+    input: typeof AcceptManagerInvitationRequestSchema;
+    output: typeof AcceptManagerInvitationResponseSchema;
+  },
+  /**
+   * Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+   * is not pending.
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.CancelManagerInvitation
+   */
+  cancelManagerInvitation: {
+    methodKind: "unary";
+    input: typeof CancelManagerInvitationRequestSchema;
+    output: typeof CancelManagerInvitationResponseSchema;
+  },
+  /**
+   * The venue's managers, the oldest first, and its pending invitations.
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.ListManagers
+   */
+  listManagers: {
+    methodKind: "unary";
+    input: typeof ListManagersRequestSchema;
+    output: typeof ListManagersResponseSchema;
+  },
+  /**
+   * Ends a user's management of the venue (a manager may step down).
+   * FAILED_PRECONDITION for its last manager: a venue always has one.
+   * NOT_FOUND if they do not manage it.
+   *
+   * @generated from rpc ttip.venue.v1.VenueService.RemoveManager
+   */
+  removeManager: {
+    methodKind: "unary";
+    input: typeof RemoveManagerRequestSchema;
+    output: typeof RemoveManagerResponseSchema;
   },
   /**
    * The signed-in member starts a shift. FAILED_PRECONDITION if one is open.

@@ -2870,6 +2870,95 @@ func (x *GetUserByIdResponse) GetPhone() string {
 	return ""
 }
 
+type GrantVenueManagerRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantVenueManagerRoleRequest) Reset() {
+	*x = GrantVenueManagerRoleRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantVenueManagerRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantVenueManagerRoleRequest) ProtoMessage() {}
+
+func (x *GrantVenueManagerRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantVenueManagerRoleRequest.ProtoReflect.Descriptor instead.
+func (*GrantVenueManagerRoleRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GrantVenueManagerRoleRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type GrantVenueManagerRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when they had it already.
+	Granted       bool `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantVenueManagerRoleResponse) Reset() {
+	*x = GrantVenueManagerRoleResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantVenueManagerRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantVenueManagerRoleResponse) ProtoMessage() {}
+
+func (x *GrantVenueManagerRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantVenueManagerRoleResponse.ProtoReflect.Descriptor instead.
+func (*GrantVenueManagerRoleResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GrantVenueManagerRoleResponse) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
+}
+
 type ListUsersWithRolesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Roles []Role                 `protobuf:"varint,1,rep,packed,name=roles,proto3,enum=ttip.auth.v1.Role" json:"roles,omitempty"`
@@ -2881,7 +2970,7 @@ type ListUsersWithRolesRequest struct {
 
 func (x *ListUsersWithRolesRequest) Reset() {
 	*x = ListUsersWithRolesRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +2982,7 @@ func (x *ListUsersWithRolesRequest) String() string {
 func (*ListUsersWithRolesRequest) ProtoMessage() {}
 
 func (x *ListUsersWithRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +2995,7 @@ func (x *ListUsersWithRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersWithRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersWithRolesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListUsersWithRolesRequest) GetRoles() []Role {
@@ -2934,7 +3023,7 @@ type ListUsersWithRolesResponse struct {
 
 func (x *ListUsersWithRolesResponse) Reset() {
 	*x = ListUsersWithRolesResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3035,7 @@ func (x *ListUsersWithRolesResponse) String() string {
 func (*ListUsersWithRolesResponse) ProtoMessage() {}
 
 func (x *ListUsersWithRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3048,7 @@ func (x *ListUsersWithRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersWithRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersWithRolesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListUsersWithRolesResponse) GetUsers() []*User {
@@ -2995,7 +3084,7 @@ type VerifyPartnerSignatureRequest struct {
 
 func (x *VerifyPartnerSignatureRequest) Reset() {
 	*x = VerifyPartnerSignatureRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3096,7 @@ func (x *VerifyPartnerSignatureRequest) String() string {
 func (*VerifyPartnerSignatureRequest) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3109,7 @@ func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *VerifyPartnerSignatureRequest) GetKeyId() string {
@@ -3082,7 +3171,7 @@ type VerifyPartnerSignatureResponse struct {
 
 func (x *VerifyPartnerSignatureResponse) Reset() {
 	*x = VerifyPartnerSignatureResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3183,7 @@ func (x *VerifyPartnerSignatureResponse) String() string {
 func (*VerifyPartnerSignatureResponse) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3196,7 @@ func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureResponse.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *VerifyPartnerSignatureResponse) GetPartnerName() string {
@@ -3133,7 +3222,7 @@ type GetPartnerApiKeyRequest struct {
 
 func (x *GetPartnerApiKeyRequest) Reset() {
 	*x = GetPartnerApiKeyRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3234,7 @@ func (x *GetPartnerApiKeyRequest) String() string {
 func (*GetPartnerApiKeyRequest) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3247,7 @@ func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetPartnerApiKeyRequest) GetKeyId() string {
@@ -3177,7 +3266,7 @@ type GetPartnerApiKeyResponse struct {
 
 func (x *GetPartnerApiKeyResponse) Reset() {
 	*x = GetPartnerApiKeyResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3278,7 @@ func (x *GetPartnerApiKeyResponse) String() string {
 func (*GetPartnerApiKeyResponse) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3291,7 @@ func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetPartnerApiKeyResponse) GetKey() *PartnerApiKey {
@@ -3239,7 +3328,7 @@ type VerifyStepUpTokenRequest struct {
 
 func (x *VerifyStepUpTokenRequest) Reset() {
 	*x = VerifyStepUpTokenRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +3340,7 @@ func (x *VerifyStepUpTokenRequest) String() string {
 func (*VerifyStepUpTokenRequest) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3264,7 +3353,7 @@ func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *VerifyStepUpTokenRequest) GetStepUpToken() string {
@@ -3318,7 +3407,7 @@ type VerifyStepUpTokenResponse struct {
 
 func (x *VerifyStepUpTokenResponse) Reset() {
 	*x = VerifyStepUpTokenResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3419,7 @@ func (x *VerifyStepUpTokenResponse) String() string {
 func (*VerifyStepUpTokenResponse) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3432,7 @@ func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *VerifyStepUpTokenResponse) GetDeviceId() string {
@@ -3362,7 +3451,7 @@ type ClaimFirstAdminRequest struct {
 
 func (x *ClaimFirstAdminRequest) Reset() {
 	*x = ClaimFirstAdminRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3463,7 @@ func (x *ClaimFirstAdminRequest) String() string {
 func (*ClaimFirstAdminRequest) ProtoMessage() {}
 
 func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3476,7 @@ func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminRequest.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ClaimFirstAdminRequest) GetSetupToken() string {
@@ -3406,7 +3495,7 @@ type ClaimFirstAdminResponse struct {
 
 func (x *ClaimFirstAdminResponse) Reset() {
 	*x = ClaimFirstAdminResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3418,7 +3507,7 @@ func (x *ClaimFirstAdminResponse) String() string {
 func (*ClaimFirstAdminResponse) ProtoMessage() {}
 
 func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3431,7 +3520,7 @@ func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminResponse.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ClaimFirstAdminResponse) GetUser() *User {
@@ -3452,7 +3541,7 @@ type SearchUsersRequest struct {
 
 func (x *SearchUsersRequest) Reset() {
 	*x = SearchUsersRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3553,7 @@ func (x *SearchUsersRequest) String() string {
 func (*SearchUsersRequest) ProtoMessage() {}
 
 func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3566,7 @@ func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersRequest.ProtoReflect.Descriptor instead.
 func (*SearchUsersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *SearchUsersRequest) GetQuery() string {
@@ -3504,7 +3593,7 @@ type SearchUsersResponse struct {
 
 func (x *SearchUsersResponse) Reset() {
 	*x = SearchUsersResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3605,7 @@ func (x *SearchUsersResponse) String() string {
 func (*SearchUsersResponse) ProtoMessage() {}
 
 func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3618,7 @@ func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersResponse.ProtoReflect.Descriptor instead.
 func (*SearchUsersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *SearchUsersResponse) GetUsers() []*User {
@@ -3556,7 +3645,7 @@ type BlockUserRequest struct {
 
 func (x *BlockUserRequest) Reset() {
 	*x = BlockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3568,7 +3657,7 @@ func (x *BlockUserRequest) String() string {
 func (*BlockUserRequest) ProtoMessage() {}
 
 func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3581,7 +3670,7 @@ func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
 func (*BlockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *BlockUserRequest) GetUserId() string {
@@ -3608,7 +3697,7 @@ type BlockUserResponse struct {
 
 func (x *BlockUserResponse) Reset() {
 	*x = BlockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3620,7 +3709,7 @@ func (x *BlockUserResponse) String() string {
 func (*BlockUserResponse) ProtoMessage() {}
 
 func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3633,7 +3722,7 @@ func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
 func (*BlockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *BlockUserResponse) GetUser() *User {
@@ -3660,7 +3749,7 @@ type UnblockUserRequest struct {
 
 func (x *UnblockUserRequest) Reset() {
 	*x = UnblockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3672,7 +3761,7 @@ func (x *UnblockUserRequest) String() string {
 func (*UnblockUserRequest) ProtoMessage() {}
 
 func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3685,7 +3774,7 @@ func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
 func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *UnblockUserRequest) GetUserId() string {
@@ -3711,7 +3800,7 @@ type UnblockUserResponse struct {
 
 func (x *UnblockUserResponse) Reset() {
 	*x = UnblockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3723,7 +3812,7 @@ func (x *UnblockUserResponse) String() string {
 func (*UnblockUserResponse) ProtoMessage() {}
 
 func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3736,7 +3825,7 @@ func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
 func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{74}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *UnblockUserResponse) GetUser() *User {
@@ -3755,7 +3844,7 @@ type ListUserSessionsRequest struct {
 
 func (x *ListUserSessionsRequest) Reset() {
 	*x = ListUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3767,7 +3856,7 @@ func (x *ListUserSessionsRequest) String() string {
 func (*ListUserSessionsRequest) ProtoMessage() {}
 
 func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3780,7 +3869,7 @@ func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{75}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListUserSessionsRequest) GetUserId() string {
@@ -3800,7 +3889,7 @@ type ListUserSessionsResponse struct {
 
 func (x *ListUserSessionsResponse) Reset() {
 	*x = ListUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3901,7 @@ func (x *ListUserSessionsResponse) String() string {
 func (*ListUserSessionsResponse) ProtoMessage() {}
 
 func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3914,7 @@ func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{76}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListUserSessionsResponse) GetSessions() []*Session {
@@ -3847,7 +3936,7 @@ type RevokeUserSessionsRequest struct {
 
 func (x *RevokeUserSessionsRequest) Reset() {
 	*x = RevokeUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3859,7 +3948,7 @@ func (x *RevokeUserSessionsRequest) String() string {
 func (*RevokeUserSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3872,7 +3961,7 @@ func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{77}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RevokeUserSessionsRequest) GetUserId() string {
@@ -3905,7 +3994,7 @@ type RevokeUserSessionsResponse struct {
 
 func (x *RevokeUserSessionsResponse) Reset() {
 	*x = RevokeUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4006,7 @@ func (x *RevokeUserSessionsResponse) String() string {
 func (*RevokeUserSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4019,7 @@ func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{78}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
@@ -4103,7 +4192,11 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"S\n" +
 	"\x13GetUserByIdResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\x12\x14\n" +
-	"\x05phone\x18\x02 \x01(\tR\x05phone\"~\n" +
+	"\x05phone\x18\x02 \x01(\tR\x05phone\"A\n" +
+	"\x1cGrantVenueManagerRoleRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"9\n" +
+	"\x1dGrantVenueManagerRoleResponse\x12\x18\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\"~\n" +
 	"\x19ListUsersWithRolesRequest\x12?\n" +
 	"\x05roles\x18\x01 \x03(\x0e2\x12.ttip.auth.v1.RoleB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10\b\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x05roles\x12 \n" +
 	"\x05limit\x18\x02 \x01(\x05B\n" +
@@ -4212,13 +4305,14 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\tBlockUser\x12\x1e.ttip.auth.v1.BlockUserRequest\x1a\x1f.ttip.auth.v1.BlockUserResponse\x12R\n" +
 	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12\x85\x01\n" +
 	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12g\n" +
-	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xa7\x04\n" +
+	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\x9e\x05\n" +
 	"\x13AuthInternalService\x12W\n" +
 	"\vGetUserById\x12 .ttip.auth.v1.GetUserByIdRequest\x1a!.ttip.auth.v1.GetUserByIdResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x16VerifyPartnerSignature\x12+.ttip.auth.v1.VerifyPartnerSignatureRequest\x1a,.ttip.auth.v1.VerifyPartnerSignatureResponse\x12d\n" +
 	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponse\x12f\n" +
 	"\x10GetPartnerApiKey\x12%.ttip.auth.v1.GetPartnerApiKeyRequest\x1a&.ttip.auth.v1.GetPartnerApiKeyResponse\"\x03\x90\x02\x01\x12l\n" +
-	"\x12ListUsersWithRoles\x12'.ttip.auth.v1.ListUsersWithRolesRequest\x1a(.ttip.auth.v1.ListUsersWithRolesResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
+	"\x12ListUsersWithRoles\x12'.ttip.auth.v1.ListUsersWithRolesRequest\x1a(.ttip.auth.v1.ListUsersWithRolesResponse\"\x03\x90\x02\x01\x12u\n" +
+	"\x15GrantVenueManagerRole\x12*.ttip.auth.v1.GrantVenueManagerRoleRequest\x1a+.ttip.auth.v1.GrantVenueManagerRoleResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
 	"\x10com.ttip.auth.v1B\x10AuthServiceProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (
@@ -4233,7 +4327,7 @@ func file_ttip_auth_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_auth_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*StartPhoneVerificationRequest)(nil),  // 0: ttip.auth.v1.StartPhoneVerificationRequest
 	(*StartPhoneVerificationResponse)(nil), // 1: ttip.auth.v1.StartPhoneVerificationResponse
@@ -4294,85 +4388,87 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*RotateSigningKeyResponse)(nil),       // 56: ttip.auth.v1.RotateSigningKeyResponse
 	(*GetUserByIdRequest)(nil),             // 57: ttip.auth.v1.GetUserByIdRequest
 	(*GetUserByIdResponse)(nil),            // 58: ttip.auth.v1.GetUserByIdResponse
-	(*ListUsersWithRolesRequest)(nil),      // 59: ttip.auth.v1.ListUsersWithRolesRequest
-	(*ListUsersWithRolesResponse)(nil),     // 60: ttip.auth.v1.ListUsersWithRolesResponse
-	(*VerifyPartnerSignatureRequest)(nil),  // 61: ttip.auth.v1.VerifyPartnerSignatureRequest
-	(*VerifyPartnerSignatureResponse)(nil), // 62: ttip.auth.v1.VerifyPartnerSignatureResponse
-	(*GetPartnerApiKeyRequest)(nil),        // 63: ttip.auth.v1.GetPartnerApiKeyRequest
-	(*GetPartnerApiKeyResponse)(nil),       // 64: ttip.auth.v1.GetPartnerApiKeyResponse
-	(*VerifyStepUpTokenRequest)(nil),       // 65: ttip.auth.v1.VerifyStepUpTokenRequest
-	(*VerifyStepUpTokenResponse)(nil),      // 66: ttip.auth.v1.VerifyStepUpTokenResponse
-	(*ClaimFirstAdminRequest)(nil),         // 67: ttip.auth.v1.ClaimFirstAdminRequest
-	(*ClaimFirstAdminResponse)(nil),        // 68: ttip.auth.v1.ClaimFirstAdminResponse
-	(*SearchUsersRequest)(nil),             // 69: ttip.auth.v1.SearchUsersRequest
-	(*SearchUsersResponse)(nil),            // 70: ttip.auth.v1.SearchUsersResponse
-	(*BlockUserRequest)(nil),               // 71: ttip.auth.v1.BlockUserRequest
-	(*BlockUserResponse)(nil),              // 72: ttip.auth.v1.BlockUserResponse
-	(*UnblockUserRequest)(nil),             // 73: ttip.auth.v1.UnblockUserRequest
-	(*UnblockUserResponse)(nil),            // 74: ttip.auth.v1.UnblockUserResponse
-	(*ListUserSessionsRequest)(nil),        // 75: ttip.auth.v1.ListUserSessionsRequest
-	(*ListUserSessionsResponse)(nil),       // 76: ttip.auth.v1.ListUserSessionsResponse
-	(*RevokeUserSessionsRequest)(nil),      // 77: ttip.auth.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil),     // 78: ttip.auth.v1.RevokeUserSessionsResponse
-	(Locale)(0),                            // 79: ttip.auth.v1.Locale
-	(*timestamppb.Timestamp)(nil),          // 80: google.protobuf.Timestamp
-	(Role)(0),                              // 81: ttip.auth.v1.Role
-	(*TokenPair)(nil),                      // 82: ttip.auth.v1.TokenPair
-	(*User)(nil),                           // 83: ttip.auth.v1.User
-	(*Session)(nil),                        // 84: ttip.auth.v1.Session
-	(*Device)(nil),                         // 85: ttip.auth.v1.Device
-	(*PartnerApiKey)(nil),                  // 86: ttip.auth.v1.PartnerApiKey
-	(*v1.PageRequest)(nil),                 // 87: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 88: ttip.common.v1.PageResponse
-	(AuditAction)(0),                       // 89: ttip.auth.v1.AuditAction
-	(*AuditEvent)(nil),                     // 90: ttip.auth.v1.AuditEvent
-	(*v1.Money)(nil),                       // 91: ttip.common.v1.Money
+	(*GrantVenueManagerRoleRequest)(nil),   // 59: ttip.auth.v1.GrantVenueManagerRoleRequest
+	(*GrantVenueManagerRoleResponse)(nil),  // 60: ttip.auth.v1.GrantVenueManagerRoleResponse
+	(*ListUsersWithRolesRequest)(nil),      // 61: ttip.auth.v1.ListUsersWithRolesRequest
+	(*ListUsersWithRolesResponse)(nil),     // 62: ttip.auth.v1.ListUsersWithRolesResponse
+	(*VerifyPartnerSignatureRequest)(nil),  // 63: ttip.auth.v1.VerifyPartnerSignatureRequest
+	(*VerifyPartnerSignatureResponse)(nil), // 64: ttip.auth.v1.VerifyPartnerSignatureResponse
+	(*GetPartnerApiKeyRequest)(nil),        // 65: ttip.auth.v1.GetPartnerApiKeyRequest
+	(*GetPartnerApiKeyResponse)(nil),       // 66: ttip.auth.v1.GetPartnerApiKeyResponse
+	(*VerifyStepUpTokenRequest)(nil),       // 67: ttip.auth.v1.VerifyStepUpTokenRequest
+	(*VerifyStepUpTokenResponse)(nil),      // 68: ttip.auth.v1.VerifyStepUpTokenResponse
+	(*ClaimFirstAdminRequest)(nil),         // 69: ttip.auth.v1.ClaimFirstAdminRequest
+	(*ClaimFirstAdminResponse)(nil),        // 70: ttip.auth.v1.ClaimFirstAdminResponse
+	(*SearchUsersRequest)(nil),             // 71: ttip.auth.v1.SearchUsersRequest
+	(*SearchUsersResponse)(nil),            // 72: ttip.auth.v1.SearchUsersResponse
+	(*BlockUserRequest)(nil),               // 73: ttip.auth.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),              // 74: ttip.auth.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),             // 75: ttip.auth.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),            // 76: ttip.auth.v1.UnblockUserResponse
+	(*ListUserSessionsRequest)(nil),        // 77: ttip.auth.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),       // 78: ttip.auth.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),      // 79: ttip.auth.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),     // 80: ttip.auth.v1.RevokeUserSessionsResponse
+	(Locale)(0),                            // 81: ttip.auth.v1.Locale
+	(*timestamppb.Timestamp)(nil),          // 82: google.protobuf.Timestamp
+	(Role)(0),                              // 83: ttip.auth.v1.Role
+	(*TokenPair)(nil),                      // 84: ttip.auth.v1.TokenPair
+	(*User)(nil),                           // 85: ttip.auth.v1.User
+	(*Session)(nil),                        // 86: ttip.auth.v1.Session
+	(*Device)(nil),                         // 87: ttip.auth.v1.Device
+	(*PartnerApiKey)(nil),                  // 88: ttip.auth.v1.PartnerApiKey
+	(*v1.PageRequest)(nil),                 // 89: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 90: ttip.common.v1.PageResponse
+	(AuditAction)(0),                       // 91: ttip.auth.v1.AuditAction
+	(*AuditEvent)(nil),                     // 92: ttip.auth.v1.AuditEvent
+	(*v1.Money)(nil),                       // 93: ttip.common.v1.Money
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
-	79, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
-	80, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
-	80, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
-	81, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
-	82, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	82, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	82, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	82, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	83, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
-	79, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
-	83, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
-	84, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	85, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
-	85, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
-	80, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	80, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	83, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
-	81, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	83, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	86, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	87, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	86, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	88, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	86, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	81, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
+	82, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	82, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
+	83, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
+	84, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	84, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	84, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	84, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	85, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
+	81, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
+	85, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
+	86, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	87, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
+	87, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
+	82, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	82, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	85, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
+	83, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	85, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	88, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	89, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	88, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	90, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	88, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
 	52, // 24: ttip.auth.v1.GetPartnerKeyUsageResponse.days:type_name -> ttip.auth.v1.PartnerKeyUsageDay
-	87, // 25: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	89, // 26: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	80, // 27: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	80, // 28: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	90, // 29: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	88, // 30: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	83, // 31: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	81, // 32: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	83, // 33: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
-	80, // 34: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	86, // 35: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	91, // 36: ttip.auth.v1.VerifyStepUpTokenRequest.spend_amount:type_name -> ttip.common.v1.Money
-	83, // 37: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	87, // 38: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	83, // 39: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	88, // 40: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	83, // 41: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	83, // 42: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	84, // 43: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	89, // 25: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	91, // 26: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	82, // 27: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	82, // 28: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	92, // 29: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	90, // 30: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	85, // 31: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	83, // 32: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	85, // 33: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
+	82, // 34: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	88, // 35: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	93, // 36: ttip.auth.v1.VerifyStepUpTokenRequest.spend_amount:type_name -> ttip.common.v1.Money
+	85, // 37: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	89, // 38: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	85, // 39: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	90, // 40: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	85, // 41: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	85, // 42: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	86, // 43: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
 	0,  // 44: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
 	2,  // 45: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
 	4,  // 46: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
@@ -4392,7 +4488,7 @@ var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
 	32, // 60: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
 	34, // 61: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
 	36, // 62: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	67, // 63: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	69, // 63: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
 	38, // 64: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
 	40, // 65: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
 	42, // 66: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
@@ -4402,57 +4498,59 @@ var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
 	50, // 70: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
 	53, // 71: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
 	55, // 72: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	69, // 73: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	71, // 74: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	73, // 75: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	75, // 76: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	77, // 77: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	71, // 73: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	73, // 74: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	75, // 75: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	77, // 76: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	79, // 77: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
 	57, // 78: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	61, // 79: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	65, // 80: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	63, // 81: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
-	59, // 82: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
-	1,  // 83: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 84: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 85: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 86: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 87: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 88: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 89: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 90: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 91: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 92: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 93: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 94: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 95: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 96: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 97: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 98: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 99: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 100: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 101: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	68, // 102: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 103: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 104: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 105: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 106: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 107: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 108: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 109: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
-	54, // 110: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	56, // 111: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	70, // 112: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	72, // 113: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	74, // 114: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	76, // 115: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	78, // 116: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	58, // 117: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	62, // 118: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	66, // 119: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	64, // 120: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
-	60, // 121: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
-	83, // [83:122] is the sub-list for method output_type
-	44, // [44:83] is the sub-list for method input_type
+	63, // 79: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	67, // 80: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	65, // 81: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	61, // 82: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
+	59, // 83: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:input_type -> ttip.auth.v1.GrantVenueManagerRoleRequest
+	1,  // 84: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 85: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 86: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 87: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 88: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 89: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 90: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 91: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 92: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 93: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 94: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 95: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 96: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 97: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 98: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 99: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 100: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 101: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 102: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	70, // 103: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 104: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 105: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 106: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 107: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 108: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 109: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 110: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
+	54, // 111: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	56, // 112: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	72, // 113: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	74, // 114: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	76, // 115: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	78, // 116: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	80, // 117: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	58, // 118: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	64, // 119: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	68, // 120: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	66, // 121: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	62, // 122: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
+	60, // 123: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:output_type -> ttip.auth.v1.GrantVenueManagerRoleResponse
+	84, // [84:124] is the sub-list for method output_type
+	44, // [44:84] is the sub-list for method input_type
 	44, // [44:44] is the sub-list for extension type_name
 	44, // [44:44] is the sub-list for extension extendee
 	0,  // [0:44] is the sub-list for field type_name
@@ -4470,7 +4568,7 @@ func file_ttip_auth_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_auth_service_proto_rawDesc), len(file_ttip_auth_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   79,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

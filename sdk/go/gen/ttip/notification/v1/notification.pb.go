@@ -113,6 +113,8 @@ const (
 	// To a venue's managers: a refund taken from the pool was not made (the
 	// card provider refused it); the money is back in the pool.
 	TemplateKey_TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE TemplateKey = 16
+	// A venue's invitation to manage it, with the link to accept.
+	TemplateKey_TEMPLATE_KEY_MANAGER_INVITE TemplateKey = 17
 )
 
 // Enum value maps for TemplateKey.
@@ -135,6 +137,7 @@ var (
 		14: "TEMPLATE_KEY_TIP_REVERSAL_UNDONE",
 		15: "TEMPLATE_KEY_POOL_TIP_REVERSED",
 		16: "TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE",
+		17: "TEMPLATE_KEY_MANAGER_INVITE",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":              0,
@@ -154,6 +157,7 @@ var (
 		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":      14,
 		"TEMPLATE_KEY_POOL_TIP_REVERSED":        15,
 		"TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE": 16,
+		"TEMPLATE_KEY_MANAGER_INVITE":           17,
 	}
 )
 
@@ -973,7 +977,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xae\x04\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xcf\x04\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -992,7 +996,8 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x19TEMPLATE_KEY_TIP_REVERSED\x10\r\x12$\n" +
 	" TEMPLATE_KEY_TIP_REVERSAL_UNDONE\x10\x0e\x12\"\n" +
 	"\x1eTEMPLATE_KEY_POOL_TIP_REVERSED\x10\x0f\x12)\n" +
-	"%TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE\x10\x10*Y\n" +
+	"%TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE\x10\x10\x12\x1f\n" +
+	"\x1bTEMPLATE_KEY_MANAGER_INVITE\x10\x11*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +

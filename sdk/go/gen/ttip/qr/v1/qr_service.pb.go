@@ -172,6 +172,191 @@ func (x *GetVenueAccessResponse) GetManagerIds() []string {
 	return nil
 }
 
+type AddVenueManagerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVenueManagerRequest) Reset() {
+	*x = AddVenueManagerRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVenueManagerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVenueManagerRequest) ProtoMessage() {}
+
+func (x *AddVenueManagerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVenueManagerRequest.ProtoReflect.Descriptor instead.
+func (*AddVenueManagerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AddVenueManagerRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *AddVenueManagerRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type AddVenueManagerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when they already managed it.
+	Added         bool `protobuf:"varint,1,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddVenueManagerResponse) Reset() {
+	*x = AddVenueManagerResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddVenueManagerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddVenueManagerResponse) ProtoMessage() {}
+
+func (x *AddVenueManagerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddVenueManagerResponse.ProtoReflect.Descriptor instead.
+func (*AddVenueManagerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AddVenueManagerResponse) GetAdded() bool {
+	if x != nil {
+		return x.Added
+	}
+	return false
+}
+
+type RemoveVenueManagerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVenueManagerRequest) Reset() {
+	*x = RemoveVenueManagerRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVenueManagerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVenueManagerRequest) ProtoMessage() {}
+
+func (x *RemoveVenueManagerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVenueManagerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVenueManagerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveVenueManagerRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *RemoveVenueManagerRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type RemoveVenueManagerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVenueManagerResponse) Reset() {
+	*x = RemoveVenueManagerResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVenueManagerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVenueManagerResponse) ProtoMessage() {}
+
+func (x *RemoveVenueManagerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVenueManagerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVenueManagerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{5}
+}
+
 type CreateQrCodeRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	OwnerKind OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
@@ -189,7 +374,7 @@ type CreateQrCodeRequest struct {
 
 func (x *CreateQrCodeRequest) Reset() {
 	*x = CreateQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[2]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +386,7 @@ func (x *CreateQrCodeRequest) String() string {
 func (*CreateQrCodeRequest) ProtoMessage() {}
 
 func (x *CreateQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[2]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +399,7 @@ func (x *CreateQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*CreateQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{2}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateQrCodeRequest) GetOwnerKind() OwnerKind {
@@ -268,7 +453,7 @@ type CreateQrCodeResponse struct {
 
 func (x *CreateQrCodeResponse) Reset() {
 	*x = CreateQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[3]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +465,7 @@ func (x *CreateQrCodeResponse) String() string {
 func (*CreateQrCodeResponse) ProtoMessage() {}
 
 func (x *CreateQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[3]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +478,7 @@ func (x *CreateQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*CreateQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{3}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateQrCodeResponse) GetQrCode() *QrCode {
@@ -312,7 +497,7 @@ type GetQrCodeRequest struct {
 
 func (x *GetQrCodeRequest) Reset() {
 	*x = GetQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[4]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +509,7 @@ func (x *GetQrCodeRequest) String() string {
 func (*GetQrCodeRequest) ProtoMessage() {}
 
 func (x *GetQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[4]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +522,7 @@ func (x *GetQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*GetQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{4}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetQrCodeRequest) GetQrCodeId() string {
@@ -356,7 +541,7 @@ type GetQrCodeResponse struct {
 
 func (x *GetQrCodeResponse) Reset() {
 	*x = GetQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[5]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +553,7 @@ func (x *GetQrCodeResponse) String() string {
 func (*GetQrCodeResponse) ProtoMessage() {}
 
 func (x *GetQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[5]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +566,7 @@ func (x *GetQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*GetQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{5}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetQrCodeResponse) GetQrCode() *QrCode {
@@ -403,7 +588,7 @@ type ListQrCodesRequest struct {
 
 func (x *ListQrCodesRequest) Reset() {
 	*x = ListQrCodesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +600,7 @@ func (x *ListQrCodesRequest) String() string {
 func (*ListQrCodesRequest) ProtoMessage() {}
 
 func (x *ListQrCodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +613,7 @@ func (x *ListQrCodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQrCodesRequest.ProtoReflect.Descriptor instead.
 func (*ListQrCodesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{6}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListQrCodesRequest) GetPage() *v1.PageRequest {
@@ -469,7 +654,7 @@ type ListQrCodesResponse struct {
 
 func (x *ListQrCodesResponse) Reset() {
 	*x = ListQrCodesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +666,7 @@ func (x *ListQrCodesResponse) String() string {
 func (*ListQrCodesResponse) ProtoMessage() {}
 
 func (x *ListQrCodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +679,7 @@ func (x *ListQrCodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQrCodesResponse.ProtoReflect.Descriptor instead.
 func (*ListQrCodesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{7}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListQrCodesResponse) GetQrCodes() []*QrCode {
@@ -524,7 +709,7 @@ type ResolveQrCodeRequest struct {
 
 func (x *ResolveQrCodeRequest) Reset() {
 	*x = ResolveQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +721,7 @@ func (x *ResolveQrCodeRequest) String() string {
 func (*ResolveQrCodeRequest) ProtoMessage() {}
 
 func (x *ResolveQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +734,7 @@ func (x *ResolveQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*ResolveQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResolveQrCodeRequest) GetCode() isResolveQrCodeRequest_Code {
@@ -604,7 +789,7 @@ type ResolveQrCodeResponse struct {
 
 func (x *ResolveQrCodeResponse) Reset() {
 	*x = ResolveQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +801,7 @@ func (x *ResolveQrCodeResponse) String() string {
 func (*ResolveQrCodeResponse) ProtoMessage() {}
 
 func (x *ResolveQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +814,7 @@ func (x *ResolveQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*ResolveQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResolveQrCodeResponse) GetTarget() *TipTarget {
@@ -654,7 +839,7 @@ type RenderQrCodeRequest struct {
 
 func (x *RenderQrCodeRequest) Reset() {
 	*x = RenderQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +851,7 @@ func (x *RenderQrCodeRequest) String() string {
 func (*RenderQrCodeRequest) ProtoMessage() {}
 
 func (x *RenderQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +864,7 @@ func (x *RenderQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RenderQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenderQrCodeRequest) GetQrCodeId() string {
@@ -728,7 +913,7 @@ type RenderQrCodeResponse struct {
 
 func (x *RenderQrCodeResponse) Reset() {
 	*x = RenderQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +925,7 @@ func (x *RenderQrCodeResponse) String() string {
 func (*RenderQrCodeResponse) ProtoMessage() {}
 
 func (x *RenderQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +938,7 @@ func (x *RenderQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RenderQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenderQrCodeResponse) GetContent() []byte {
@@ -780,7 +965,7 @@ type RotateQrCodeRequest struct {
 
 func (x *RotateQrCodeRequest) Reset() {
 	*x = RotateQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +977,7 @@ func (x *RotateQrCodeRequest) String() string {
 func (*RotateQrCodeRequest) ProtoMessage() {}
 
 func (x *RotateQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +990,7 @@ func (x *RotateQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RotateQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateQrCodeRequest) GetQrCodeId() string {
@@ -831,7 +1016,7 @@ type RotateQrCodeResponse struct {
 
 func (x *RotateQrCodeResponse) Reset() {
 	*x = RotateQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1028,7 @@ func (x *RotateQrCodeResponse) String() string {
 func (*RotateQrCodeResponse) ProtoMessage() {}
 
 func (x *RotateQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1041,7 @@ func (x *RotateQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RotateQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RotateQrCodeResponse) GetQrCode() *QrCode {
@@ -876,7 +1061,7 @@ type RevokeQrCodeRequest struct {
 
 func (x *RevokeQrCodeRequest) Reset() {
 	*x = RevokeQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1073,7 @@ func (x *RevokeQrCodeRequest) String() string {
 func (*RevokeQrCodeRequest) ProtoMessage() {}
 
 func (x *RevokeQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1086,7 @@ func (x *RevokeQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeQrCodeRequest) GetQrCodeId() string {
@@ -927,7 +1112,7 @@ type RevokeQrCodeResponse struct {
 
 func (x *RevokeQrCodeResponse) Reset() {
 	*x = RevokeQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1124,7 @@ func (x *RevokeQrCodeResponse) String() string {
 func (*RevokeQrCodeResponse) ProtoMessage() {}
 
 func (x *RevokeQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1137,7 @@ func (x *RevokeQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeQrCodeResponse) GetQrCode() *QrCode {
@@ -971,7 +1156,7 @@ type GetOfflinePayloadRequest struct {
 
 func (x *GetOfflinePayloadRequest) Reset() {
 	*x = GetOfflinePayloadRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1168,7 @@ func (x *GetOfflinePayloadRequest) String() string {
 func (*GetOfflinePayloadRequest) ProtoMessage() {}
 
 func (x *GetOfflinePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1181,7 @@ func (x *GetOfflinePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOfflinePayloadRequest.ProtoReflect.Descriptor instead.
 func (*GetOfflinePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetOfflinePayloadRequest) GetQrCodeId() string {
@@ -1015,7 +1200,7 @@ type GetOfflinePayloadResponse struct {
 
 func (x *GetOfflinePayloadResponse) Reset() {
 	*x = GetOfflinePayloadResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1212,7 @@ func (x *GetOfflinePayloadResponse) String() string {
 func (*GetOfflinePayloadResponse) ProtoMessage() {}
 
 func (x *GetOfflinePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1225,7 @@ func (x *GetOfflinePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOfflinePayloadResponse.ProtoReflect.Descriptor instead.
 func (*GetOfflinePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetOfflinePayloadResponse) GetOffline() *OfflinePayload {
@@ -1068,7 +1253,7 @@ type RecordScanRequest struct {
 
 func (x *RecordScanRequest) Reset() {
 	*x = RecordScanRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1265,7 @@ func (x *RecordScanRequest) String() string {
 func (*RecordScanRequest) ProtoMessage() {}
 
 func (x *RecordScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1278,7 @@ func (x *RecordScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordScanRequest.ProtoReflect.Descriptor instead.
 func (*RecordScanRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RecordScanRequest) GetCode() isRecordScanRequest_Code {
@@ -1169,7 +1354,7 @@ type RecordScanResponse struct {
 
 func (x *RecordScanResponse) Reset() {
 	*x = RecordScanResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1366,7 @@ func (x *RecordScanResponse) String() string {
 func (*RecordScanResponse) ProtoMessage() {}
 
 func (x *RecordScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1379,7 @@ func (x *RecordScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordScanResponse.ProtoReflect.Descriptor instead.
 func (*RecordScanResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RecordScanResponse) GetScanId() string {
@@ -1224,7 +1409,7 @@ type GetScanStatsRequest struct {
 
 func (x *GetScanStatsRequest) Reset() {
 	*x = GetScanStatsRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1421,7 @@ func (x *GetScanStatsRequest) String() string {
 func (*GetScanStatsRequest) ProtoMessage() {}
 
 func (x *GetScanStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1434,7 @@ func (x *GetScanStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetScanStatsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetScanStatsRequest) GetQrCodeId() string {
@@ -1289,7 +1474,7 @@ type GetScanStatsResponse struct {
 
 func (x *GetScanStatsResponse) Reset() {
 	*x = GetScanStatsResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1486,7 @@ func (x *GetScanStatsResponse) String() string {
 func (*GetScanStatsResponse) ProtoMessage() {}
 
 func (x *GetScanStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1499,7 @@ func (x *GetScanStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetScanStatsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetScanStatsResponse) GetStats() []*ScanStats {
@@ -1333,7 +1518,7 @@ type MatchAccountReferenceRequest struct {
 
 func (x *MatchAccountReferenceRequest) Reset() {
 	*x = MatchAccountReferenceRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1530,7 @@ func (x *MatchAccountReferenceRequest) String() string {
 func (*MatchAccountReferenceRequest) ProtoMessage() {}
 
 func (x *MatchAccountReferenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1543,7 @@ func (x *MatchAccountReferenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAccountReferenceRequest.ProtoReflect.Descriptor instead.
 func (*MatchAccountReferenceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MatchAccountReferenceRequest) GetAccountReference() string {
@@ -1385,7 +1570,7 @@ type MatchAccountReferenceResponse struct {
 
 func (x *MatchAccountReferenceResponse) Reset() {
 	*x = MatchAccountReferenceResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1582,7 @@ func (x *MatchAccountReferenceResponse) String() string {
 func (*MatchAccountReferenceResponse) ProtoMessage() {}
 
 func (x *MatchAccountReferenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1595,7 @@ func (x *MatchAccountReferenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAccountReferenceResponse.ProtoReflect.Descriptor instead.
 func (*MatchAccountReferenceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MatchAccountReferenceResponse) GetWorkerId() string {
@@ -1457,7 +1642,7 @@ type SuggestAccountReferencesRequest struct {
 
 func (x *SuggestAccountReferencesRequest) Reset() {
 	*x = SuggestAccountReferencesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1654,7 @@ func (x *SuggestAccountReferencesRequest) String() string {
 func (*SuggestAccountReferencesRequest) ProtoMessage() {}
 
 func (x *SuggestAccountReferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1667,7 @@ func (x *SuggestAccountReferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestAccountReferencesRequest.ProtoReflect.Descriptor instead.
 func (*SuggestAccountReferencesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SuggestAccountReferencesRequest) GetAccountReference() string {
@@ -1502,7 +1687,7 @@ type SuggestAccountReferencesResponse struct {
 
 func (x *SuggestAccountReferencesResponse) Reset() {
 	*x = SuggestAccountReferencesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1699,7 @@ func (x *SuggestAccountReferencesResponse) String() string {
 func (*SuggestAccountReferencesResponse) ProtoMessage() {}
 
 func (x *SuggestAccountReferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1712,7 @@ func (x *SuggestAccountReferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestAccountReferencesResponse.ProtoReflect.Descriptor instead.
 func (*SuggestAccountReferencesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SuggestAccountReferencesResponse) GetAccountReferences() []string {
@@ -1555,7 +1740,7 @@ type PutProfileRequest struct {
 
 func (x *PutProfileRequest) Reset() {
 	*x = PutProfileRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1752,7 @@ func (x *PutProfileRequest) String() string {
 func (*PutProfileRequest) ProtoMessage() {}
 
 func (x *PutProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1765,7 @@ func (x *PutProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfileRequest.ProtoReflect.Descriptor instead.
 func (*PutProfileRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutProfileRequest) GetOwnerKind() OwnerKind {
@@ -1648,7 +1833,7 @@ type PutProfileResponse struct {
 
 func (x *PutProfileResponse) Reset() {
 	*x = PutProfileResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1845,7 @@ func (x *PutProfileResponse) String() string {
 func (*PutProfileResponse) ProtoMessage() {}
 
 func (x *PutProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1858,7 @@ func (x *PutProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfileResponse.ProtoReflect.Descriptor instead.
 func (*PutProfileResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PutProfileResponse) GetProfile() *Profile {
@@ -1698,7 +1883,7 @@ type PutProfilePhotoRequest struct {
 
 func (x *PutProfilePhotoRequest) Reset() {
 	*x = PutProfilePhotoRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1895,7 @@ func (x *PutProfilePhotoRequest) String() string {
 func (*PutProfilePhotoRequest) ProtoMessage() {}
 
 func (x *PutProfilePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1908,7 @@ func (x *PutProfilePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfilePhotoRequest.ProtoReflect.Descriptor instead.
 func (*PutProfilePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutProfilePhotoRequest) GetOwnerKind() OwnerKind {
@@ -1756,7 +1941,7 @@ type PutProfilePhotoResponse struct {
 
 func (x *PutProfilePhotoResponse) Reset() {
 	*x = PutProfilePhotoResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1953,7 @@ func (x *PutProfilePhotoResponse) String() string {
 func (*PutProfilePhotoResponse) ProtoMessage() {}
 
 func (x *PutProfilePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1966,7 @@ func (x *PutProfilePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfilePhotoResponse.ProtoReflect.Descriptor instead.
 func (*PutProfilePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PutProfilePhotoResponse) GetProfile() *Profile {
@@ -1801,7 +1986,7 @@ type GetProfilePhotoRequest struct {
 
 func (x *GetProfilePhotoRequest) Reset() {
 	*x = GetProfilePhotoRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1998,7 @@ func (x *GetProfilePhotoRequest) String() string {
 func (*GetProfilePhotoRequest) ProtoMessage() {}
 
 func (x *GetProfilePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2011,7 @@ func (x *GetProfilePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilePhotoRequest.ProtoReflect.Descriptor instead.
 func (*GetProfilePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetProfilePhotoRequest) GetOwnerKind() OwnerKind {
@@ -1856,7 +2041,7 @@ type GetProfilePhotoResponse struct {
 
 func (x *GetProfilePhotoResponse) Reset() {
 	*x = GetProfilePhotoResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2053,7 @@ func (x *GetProfilePhotoResponse) String() string {
 func (*GetProfilePhotoResponse) ProtoMessage() {}
 
 func (x *GetProfilePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2066,7 @@ func (x *GetProfilePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilePhotoResponse.ProtoReflect.Descriptor instead.
 func (*GetProfilePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetProfilePhotoResponse) GetImage() []byte {
@@ -1915,7 +2100,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2112,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2125,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetProfileRequest) GetOwnerKind() OwnerKind {
@@ -1966,7 +2151,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2163,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2176,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetProfileResponse) GetProfile() *Profile {
@@ -2011,7 +2196,7 @@ type AddVenueStaffRequest struct {
 
 func (x *AddVenueStaffRequest) Reset() {
 	*x = AddVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2208,7 @@ func (x *AddVenueStaffRequest) String() string {
 func (*AddVenueStaffRequest) ProtoMessage() {}
 
 func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2221,7 @@ func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AddVenueStaffRequest) GetVenueId() string {
@@ -2061,7 +2246,7 @@ type AddVenueStaffResponse struct {
 
 func (x *AddVenueStaffResponse) Reset() {
 	*x = AddVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2258,7 @@ func (x *AddVenueStaffResponse) String() string {
 func (*AddVenueStaffResponse) ProtoMessage() {}
 
 func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2271,7 @@ func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
 }
 
 type RemoveVenueStaffRequest struct {
@@ -2099,7 +2284,7 @@ type RemoveVenueStaffRequest struct {
 
 func (x *RemoveVenueStaffRequest) Reset() {
 	*x = RemoveVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2296,7 @@ func (x *RemoveVenueStaffRequest) String() string {
 func (*RemoveVenueStaffRequest) ProtoMessage() {}
 
 func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2309,7 @@ func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveVenueStaffRequest) GetVenueId() string {
@@ -2151,7 +2336,7 @@ type RemoveVenueStaffResponse struct {
 
 func (x *RemoveVenueStaffResponse) Reset() {
 	*x = RemoveVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2348,7 @@ func (x *RemoveVenueStaffResponse) String() string {
 func (*RemoveVenueStaffResponse) ProtoMessage() {}
 
 func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2361,7 @@ func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveVenueStaffResponse) GetRevokedCodes() int32 {
@@ -2194,7 +2379,7 @@ type ListManagedVenuesRequest struct {
 
 func (x *ListManagedVenuesRequest) Reset() {
 	*x = ListManagedVenuesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2391,7 @@ func (x *ListManagedVenuesRequest) String() string {
 func (*ListManagedVenuesRequest) ProtoMessage() {}
 
 func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2404,7 @@ func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
 }
 
 type ListManagedVenuesResponse struct {
@@ -2232,7 +2417,7 @@ type ListManagedVenuesResponse struct {
 
 func (x *ListManagedVenuesResponse) Reset() {
 	*x = ListManagedVenuesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2429,7 @@ func (x *ListManagedVenuesResponse) String() string {
 func (*ListManagedVenuesResponse) ProtoMessage() {}
 
 func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2442,7 @@ func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListManagedVenuesResponse) GetVenues() []*Profile {
@@ -2280,7 +2465,7 @@ type LinkPartnerRequest struct {
 
 func (x *LinkPartnerRequest) Reset() {
 	*x = LinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2477,7 @@ func (x *LinkPartnerRequest) String() string {
 func (*LinkPartnerRequest) ProtoMessage() {}
 
 func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2490,7 @@ func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*LinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LinkPartnerRequest) GetKeyId() string {
@@ -2338,7 +2523,7 @@ type LinkPartnerResponse struct {
 
 func (x *LinkPartnerResponse) Reset() {
 	*x = LinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2535,7 @@ func (x *LinkPartnerResponse) String() string {
 func (*LinkPartnerResponse) ProtoMessage() {}
 
 func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2548,7 @@ func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*LinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LinkPartnerResponse) GetLink() *PartnerLink {
@@ -2384,7 +2569,7 @@ type UnlinkPartnerRequest struct {
 
 func (x *UnlinkPartnerRequest) Reset() {
 	*x = UnlinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2396,7 +2581,7 @@ func (x *UnlinkPartnerRequest) String() string {
 func (*UnlinkPartnerRequest) ProtoMessage() {}
 
 func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2409,7 +2594,7 @@ func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnlinkPartnerRequest) GetKeyId() string {
@@ -2442,7 +2627,7 @@ type UnlinkPartnerResponse struct {
 
 func (x *UnlinkPartnerResponse) Reset() {
 	*x = UnlinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2454,7 +2639,7 @@ func (x *UnlinkPartnerResponse) String() string {
 func (*UnlinkPartnerResponse) ProtoMessage() {}
 
 func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2467,7 +2652,7 @@ func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UnlinkPartnerResponse) GetLink() *PartnerLink {
@@ -2489,7 +2674,7 @@ type ListPartnerLinksRequest struct {
 
 func (x *ListPartnerLinksRequest) Reset() {
 	*x = ListPartnerLinksRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2501,7 +2686,7 @@ func (x *ListPartnerLinksRequest) String() string {
 func (*ListPartnerLinksRequest) ProtoMessage() {}
 
 func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2514,7 +2699,7 @@ func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListPartnerLinksRequest) GetOwnerKind() OwnerKind {
@@ -2548,7 +2733,7 @@ type ListPartnerLinksResponse struct {
 
 func (x *ListPartnerLinksResponse) Reset() {
 	*x = ListPartnerLinksResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2745,7 @@ func (x *ListPartnerLinksResponse) String() string {
 func (*ListPartnerLinksResponse) ProtoMessage() {}
 
 func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2758,7 @@ func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListPartnerLinksResponse) GetLinks() []*PartnerLink {
@@ -2603,7 +2788,7 @@ type CheckPartnerLinkRequest struct {
 
 func (x *CheckPartnerLinkRequest) Reset() {
 	*x = CheckPartnerLinkRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2800,7 @@ func (x *CheckPartnerLinkRequest) String() string {
 func (*CheckPartnerLinkRequest) ProtoMessage() {}
 
 func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2813,7 @@ func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkRequest.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CheckPartnerLinkRequest) GetKeyId() string {
@@ -2664,7 +2849,7 @@ type CheckPartnerLinkResponse struct {
 
 func (x *CheckPartnerLinkResponse) Reset() {
 	*x = CheckPartnerLinkResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2861,7 @@ func (x *CheckPartnerLinkResponse) String() string {
 func (*CheckPartnerLinkResponse) ProtoMessage() {}
 
 func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2874,7 @@ func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkResponse.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CheckPartnerLinkResponse) GetLinked() bool {
@@ -2731,7 +2916,16 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12\x16\n" +
 	"\x06active\x18\x05 \x01(\bR\x06active\x12\x1f\n" +
 	"\vmanager_ids\x18\x06 \x03(\tR\n" +
-	"managerIds\"\xe5\x02\n" +
+	"managerIds\"`\n" +
+	"\x16AddVenueManagerRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"/\n" +
+	"\x17AddVenueManagerResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x01(\bR\x05added\"c\n" +
+	"\x19RemoveVenueManagerRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1c\n" +
+	"\x1aRemoveVenueManagerResponse\"\xe5\x02\n" +
 	"\x13CreateQrCodeRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
@@ -2944,12 +3138,14 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x12w\n" +
 	"\vLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12}\n" +
 	"\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12\x8f\x01\n" +
-	"\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse\"0\xca\xf3\x18)\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\aqr:read\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\xcc\x03\n" +
+	"\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse\"0\xca\xf3\x18)\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\aqr:read\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\x92\x05\n" +
 	"\x11QrInternalService\x12q\n" +
 	"\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse\"\x03\x90\x02\x01\x12\\\n" +
 	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01\x12b\n" +
-	"\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
+	"\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse\"\x03\x90\x02\x01\x12_\n" +
+	"\x0fAddVenueManager\x12\".ttip.qr.v1.AddVenueManagerRequest\x1a#.ttip.qr.v1.AddVenueManagerResponse\"\x03\x90\x02\x02\x12c\n" +
+	"\x12RemoveVenueManager\x12%.ttip.qr.v1.RemoveVenueManagerRequest\x1a&.ttip.qr.v1.RemoveVenueManagerResponse\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
 	"\x0ecom.ttip.qr.v1B\x0eQrServiceProtoP\x01Z/github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1;qrv1\xa2\x02\x03TQX\xaa\x02\n" +
 	"Ttip.Qr.V1\xca\x02\n" +
 	"Ttip\\Qr\\V1\xe2\x02\x16Ttip\\Qr\\V1\\GPBMetadata\xea\x02\fTtip::Qr::V1b\x06proto3"
@@ -2966,159 +3162,167 @@ func file_ttip_qr_v1_qr_service_proto_rawDescGZIP() []byte {
 	return file_ttip_qr_v1_qr_service_proto_rawDescData
 }
 
-var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*GetVenueAccessRequest)(nil),            // 0: ttip.qr.v1.GetVenueAccessRequest
 	(*GetVenueAccessResponse)(nil),           // 1: ttip.qr.v1.GetVenueAccessResponse
-	(*CreateQrCodeRequest)(nil),              // 2: ttip.qr.v1.CreateQrCodeRequest
-	(*CreateQrCodeResponse)(nil),             // 3: ttip.qr.v1.CreateQrCodeResponse
-	(*GetQrCodeRequest)(nil),                 // 4: ttip.qr.v1.GetQrCodeRequest
-	(*GetQrCodeResponse)(nil),                // 5: ttip.qr.v1.GetQrCodeResponse
-	(*ListQrCodesRequest)(nil),               // 6: ttip.qr.v1.ListQrCodesRequest
-	(*ListQrCodesResponse)(nil),              // 7: ttip.qr.v1.ListQrCodesResponse
-	(*ResolveQrCodeRequest)(nil),             // 8: ttip.qr.v1.ResolveQrCodeRequest
-	(*ResolveQrCodeResponse)(nil),            // 9: ttip.qr.v1.ResolveQrCodeResponse
-	(*RenderQrCodeRequest)(nil),              // 10: ttip.qr.v1.RenderQrCodeRequest
-	(*RenderQrCodeResponse)(nil),             // 11: ttip.qr.v1.RenderQrCodeResponse
-	(*RotateQrCodeRequest)(nil),              // 12: ttip.qr.v1.RotateQrCodeRequest
-	(*RotateQrCodeResponse)(nil),             // 13: ttip.qr.v1.RotateQrCodeResponse
-	(*RevokeQrCodeRequest)(nil),              // 14: ttip.qr.v1.RevokeQrCodeRequest
-	(*RevokeQrCodeResponse)(nil),             // 15: ttip.qr.v1.RevokeQrCodeResponse
-	(*GetOfflinePayloadRequest)(nil),         // 16: ttip.qr.v1.GetOfflinePayloadRequest
-	(*GetOfflinePayloadResponse)(nil),        // 17: ttip.qr.v1.GetOfflinePayloadResponse
-	(*RecordScanRequest)(nil),                // 18: ttip.qr.v1.RecordScanRequest
-	(*RecordScanResponse)(nil),               // 19: ttip.qr.v1.RecordScanResponse
-	(*GetScanStatsRequest)(nil),              // 20: ttip.qr.v1.GetScanStatsRequest
-	(*GetScanStatsResponse)(nil),             // 21: ttip.qr.v1.GetScanStatsResponse
-	(*MatchAccountReferenceRequest)(nil),     // 22: ttip.qr.v1.MatchAccountReferenceRequest
-	(*MatchAccountReferenceResponse)(nil),    // 23: ttip.qr.v1.MatchAccountReferenceResponse
-	(*SuggestAccountReferencesRequest)(nil),  // 24: ttip.qr.v1.SuggestAccountReferencesRequest
-	(*SuggestAccountReferencesResponse)(nil), // 25: ttip.qr.v1.SuggestAccountReferencesResponse
-	(*PutProfileRequest)(nil),                // 26: ttip.qr.v1.PutProfileRequest
-	(*PutProfileResponse)(nil),               // 27: ttip.qr.v1.PutProfileResponse
-	(*PutProfilePhotoRequest)(nil),           // 28: ttip.qr.v1.PutProfilePhotoRequest
-	(*PutProfilePhotoResponse)(nil),          // 29: ttip.qr.v1.PutProfilePhotoResponse
-	(*GetProfilePhotoRequest)(nil),           // 30: ttip.qr.v1.GetProfilePhotoRequest
-	(*GetProfilePhotoResponse)(nil),          // 31: ttip.qr.v1.GetProfilePhotoResponse
-	(*GetProfileRequest)(nil),                // 32: ttip.qr.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),               // 33: ttip.qr.v1.GetProfileResponse
-	(*AddVenueStaffRequest)(nil),             // 34: ttip.qr.v1.AddVenueStaffRequest
-	(*AddVenueStaffResponse)(nil),            // 35: ttip.qr.v1.AddVenueStaffResponse
-	(*RemoveVenueStaffRequest)(nil),          // 36: ttip.qr.v1.RemoveVenueStaffRequest
-	(*RemoveVenueStaffResponse)(nil),         // 37: ttip.qr.v1.RemoveVenueStaffResponse
-	(*ListManagedVenuesRequest)(nil),         // 38: ttip.qr.v1.ListManagedVenuesRequest
-	(*ListManagedVenuesResponse)(nil),        // 39: ttip.qr.v1.ListManagedVenuesResponse
-	(*LinkPartnerRequest)(nil),               // 40: ttip.qr.v1.LinkPartnerRequest
-	(*LinkPartnerResponse)(nil),              // 41: ttip.qr.v1.LinkPartnerResponse
-	(*UnlinkPartnerRequest)(nil),             // 42: ttip.qr.v1.UnlinkPartnerRequest
-	(*UnlinkPartnerResponse)(nil),            // 43: ttip.qr.v1.UnlinkPartnerResponse
-	(*ListPartnerLinksRequest)(nil),          // 44: ttip.qr.v1.ListPartnerLinksRequest
-	(*ListPartnerLinksResponse)(nil),         // 45: ttip.qr.v1.ListPartnerLinksResponse
-	(*CheckPartnerLinkRequest)(nil),          // 46: ttip.qr.v1.CheckPartnerLinkRequest
-	(*CheckPartnerLinkResponse)(nil),         // 47: ttip.qr.v1.CheckPartnerLinkResponse
-	(OwnerKind)(0),                           // 48: ttip.qr.v1.OwnerKind
-	(*DynamicParameters)(nil),                // 49: ttip.qr.v1.DynamicParameters
-	(*timestamppb.Timestamp)(nil),            // 50: google.protobuf.Timestamp
-	(*QrCode)(nil),                           // 51: ttip.qr.v1.QrCode
-	(*v1.PageRequest)(nil),                   // 52: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                  // 53: ttip.common.v1.PageResponse
-	(*TipTarget)(nil),                        // 54: ttip.qr.v1.TipTarget
-	(ImageFormat)(0),                         // 55: ttip.qr.v1.ImageFormat
-	(ErrorCorrection)(0),                     // 56: ttip.qr.v1.ErrorCorrection
-	(*OfflinePayload)(nil),                   // 57: ttip.qr.v1.OfflinePayload
-	(*ScanStats)(nil),                        // 58: ttip.qr.v1.ScanStats
-	(QrCodeStatus)(0),                        // 59: ttip.qr.v1.QrCodeStatus
-	(*Profile)(nil),                          // 60: ttip.qr.v1.Profile
-	(*PartnerLink)(nil),                      // 61: ttip.qr.v1.PartnerLink
+	(*AddVenueManagerRequest)(nil),           // 2: ttip.qr.v1.AddVenueManagerRequest
+	(*AddVenueManagerResponse)(nil),          // 3: ttip.qr.v1.AddVenueManagerResponse
+	(*RemoveVenueManagerRequest)(nil),        // 4: ttip.qr.v1.RemoveVenueManagerRequest
+	(*RemoveVenueManagerResponse)(nil),       // 5: ttip.qr.v1.RemoveVenueManagerResponse
+	(*CreateQrCodeRequest)(nil),              // 6: ttip.qr.v1.CreateQrCodeRequest
+	(*CreateQrCodeResponse)(nil),             // 7: ttip.qr.v1.CreateQrCodeResponse
+	(*GetQrCodeRequest)(nil),                 // 8: ttip.qr.v1.GetQrCodeRequest
+	(*GetQrCodeResponse)(nil),                // 9: ttip.qr.v1.GetQrCodeResponse
+	(*ListQrCodesRequest)(nil),               // 10: ttip.qr.v1.ListQrCodesRequest
+	(*ListQrCodesResponse)(nil),              // 11: ttip.qr.v1.ListQrCodesResponse
+	(*ResolveQrCodeRequest)(nil),             // 12: ttip.qr.v1.ResolveQrCodeRequest
+	(*ResolveQrCodeResponse)(nil),            // 13: ttip.qr.v1.ResolveQrCodeResponse
+	(*RenderQrCodeRequest)(nil),              // 14: ttip.qr.v1.RenderQrCodeRequest
+	(*RenderQrCodeResponse)(nil),             // 15: ttip.qr.v1.RenderQrCodeResponse
+	(*RotateQrCodeRequest)(nil),              // 16: ttip.qr.v1.RotateQrCodeRequest
+	(*RotateQrCodeResponse)(nil),             // 17: ttip.qr.v1.RotateQrCodeResponse
+	(*RevokeQrCodeRequest)(nil),              // 18: ttip.qr.v1.RevokeQrCodeRequest
+	(*RevokeQrCodeResponse)(nil),             // 19: ttip.qr.v1.RevokeQrCodeResponse
+	(*GetOfflinePayloadRequest)(nil),         // 20: ttip.qr.v1.GetOfflinePayloadRequest
+	(*GetOfflinePayloadResponse)(nil),        // 21: ttip.qr.v1.GetOfflinePayloadResponse
+	(*RecordScanRequest)(nil),                // 22: ttip.qr.v1.RecordScanRequest
+	(*RecordScanResponse)(nil),               // 23: ttip.qr.v1.RecordScanResponse
+	(*GetScanStatsRequest)(nil),              // 24: ttip.qr.v1.GetScanStatsRequest
+	(*GetScanStatsResponse)(nil),             // 25: ttip.qr.v1.GetScanStatsResponse
+	(*MatchAccountReferenceRequest)(nil),     // 26: ttip.qr.v1.MatchAccountReferenceRequest
+	(*MatchAccountReferenceResponse)(nil),    // 27: ttip.qr.v1.MatchAccountReferenceResponse
+	(*SuggestAccountReferencesRequest)(nil),  // 28: ttip.qr.v1.SuggestAccountReferencesRequest
+	(*SuggestAccountReferencesResponse)(nil), // 29: ttip.qr.v1.SuggestAccountReferencesResponse
+	(*PutProfileRequest)(nil),                // 30: ttip.qr.v1.PutProfileRequest
+	(*PutProfileResponse)(nil),               // 31: ttip.qr.v1.PutProfileResponse
+	(*PutProfilePhotoRequest)(nil),           // 32: ttip.qr.v1.PutProfilePhotoRequest
+	(*PutProfilePhotoResponse)(nil),          // 33: ttip.qr.v1.PutProfilePhotoResponse
+	(*GetProfilePhotoRequest)(nil),           // 34: ttip.qr.v1.GetProfilePhotoRequest
+	(*GetProfilePhotoResponse)(nil),          // 35: ttip.qr.v1.GetProfilePhotoResponse
+	(*GetProfileRequest)(nil),                // 36: ttip.qr.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),               // 37: ttip.qr.v1.GetProfileResponse
+	(*AddVenueStaffRequest)(nil),             // 38: ttip.qr.v1.AddVenueStaffRequest
+	(*AddVenueStaffResponse)(nil),            // 39: ttip.qr.v1.AddVenueStaffResponse
+	(*RemoveVenueStaffRequest)(nil),          // 40: ttip.qr.v1.RemoveVenueStaffRequest
+	(*RemoveVenueStaffResponse)(nil),         // 41: ttip.qr.v1.RemoveVenueStaffResponse
+	(*ListManagedVenuesRequest)(nil),         // 42: ttip.qr.v1.ListManagedVenuesRequest
+	(*ListManagedVenuesResponse)(nil),        // 43: ttip.qr.v1.ListManagedVenuesResponse
+	(*LinkPartnerRequest)(nil),               // 44: ttip.qr.v1.LinkPartnerRequest
+	(*LinkPartnerResponse)(nil),              // 45: ttip.qr.v1.LinkPartnerResponse
+	(*UnlinkPartnerRequest)(nil),             // 46: ttip.qr.v1.UnlinkPartnerRequest
+	(*UnlinkPartnerResponse)(nil),            // 47: ttip.qr.v1.UnlinkPartnerResponse
+	(*ListPartnerLinksRequest)(nil),          // 48: ttip.qr.v1.ListPartnerLinksRequest
+	(*ListPartnerLinksResponse)(nil),         // 49: ttip.qr.v1.ListPartnerLinksResponse
+	(*CheckPartnerLinkRequest)(nil),          // 50: ttip.qr.v1.CheckPartnerLinkRequest
+	(*CheckPartnerLinkResponse)(nil),         // 51: ttip.qr.v1.CheckPartnerLinkResponse
+	(OwnerKind)(0),                           // 52: ttip.qr.v1.OwnerKind
+	(*DynamicParameters)(nil),                // 53: ttip.qr.v1.DynamicParameters
+	(*timestamppb.Timestamp)(nil),            // 54: google.protobuf.Timestamp
+	(*QrCode)(nil),                           // 55: ttip.qr.v1.QrCode
+	(*v1.PageRequest)(nil),                   // 56: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                  // 57: ttip.common.v1.PageResponse
+	(*TipTarget)(nil),                        // 58: ttip.qr.v1.TipTarget
+	(ImageFormat)(0),                         // 59: ttip.qr.v1.ImageFormat
+	(ErrorCorrection)(0),                     // 60: ttip.qr.v1.ErrorCorrection
+	(*OfflinePayload)(nil),                   // 61: ttip.qr.v1.OfflinePayload
+	(*ScanStats)(nil),                        // 62: ttip.qr.v1.ScanStats
+	(QrCodeStatus)(0),                        // 63: ttip.qr.v1.QrCodeStatus
+	(*Profile)(nil),                          // 64: ttip.qr.v1.Profile
+	(*PartnerLink)(nil),                      // 65: ttip.qr.v1.PartnerLink
 }
 var file_ttip_qr_v1_qr_service_proto_depIdxs = []int32{
-	48, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	49, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
-	50, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	51, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	52, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
-	48, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	51, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
-	53, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
-	54, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
-	55, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
-	56, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
-	51, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	51, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	57, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
-	54, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
-	50, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
-	50, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
-	58, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
-	59, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
-	48, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	60, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	48, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	60, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
-	48, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	48, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	60, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	60, // 27: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	48, // 28: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	61, // 29: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	48, // 30: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	61, // 31: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	48, // 32: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	52, // 33: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
-	61, // 34: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
-	53, // 35: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
-	48, // 36: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
-	2,  // 37: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
-	4,  // 38: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
-	6,  // 39: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
-	8,  // 40: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
-	10, // 41: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
-	12, // 42: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
-	14, // 43: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
-	16, // 44: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
-	18, // 45: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
-	20, // 46: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
-	26, // 47: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
-	28, // 48: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
-	30, // 49: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
-	32, // 50: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
-	34, // 51: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
-	36, // 52: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
-	38, // 53: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
-	40, // 54: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
-	42, // 55: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
-	44, // 56: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
-	22, // 57: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
-	24, // 58: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
+	52, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	53, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
+	54, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	55, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	56, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
+	52, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	55, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
+	57, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
+	58, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
+	59, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
+	60, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
+	55, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	55, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	61, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
+	58, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
+	54, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
+	54, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
+	62, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
+	63, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
+	52, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	64, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	52, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	64, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
+	52, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	52, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	64, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	64, // 27: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	52, // 28: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	65, // 29: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	52, // 30: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	65, // 31: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	52, // 32: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	56, // 33: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
+	65, // 34: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
+	57, // 35: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
+	52, // 36: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
+	6,  // 37: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
+	8,  // 38: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
+	10, // 39: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
+	12, // 40: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
+	14, // 41: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
+	16, // 42: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
+	18, // 43: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
+	20, // 44: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
+	22, // 45: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
+	24, // 46: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
+	30, // 47: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
+	32, // 48: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
+	34, // 49: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
+	36, // 50: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
+	38, // 51: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
+	40, // 52: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
+	42, // 53: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
+	44, // 54: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
+	46, // 55: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
+	48, // 56: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
+	26, // 57: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
+	28, // 58: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
 	0,  // 59: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
-	46, // 60: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
-	3,  // 61: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
-	5,  // 62: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
-	7,  // 63: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
-	9,  // 64: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
-	11, // 65: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
-	13, // 66: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
-	15, // 67: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
-	17, // 68: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
-	19, // 69: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
-	21, // 70: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
-	27, // 71: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
-	29, // 72: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
-	31, // 73: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
-	33, // 74: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
-	35, // 75: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
-	37, // 76: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
-	39, // 77: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
-	41, // 78: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
-	43, // 79: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
-	45, // 80: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
-	23, // 81: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
-	25, // 82: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
-	1,  // 83: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
-	47, // 84: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
-	61, // [61:85] is the sub-list for method output_type
-	37, // [37:61] is the sub-list for method input_type
+	50, // 60: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
+	2,  // 61: ttip.qr.v1.QrInternalService.AddVenueManager:input_type -> ttip.qr.v1.AddVenueManagerRequest
+	4,  // 62: ttip.qr.v1.QrInternalService.RemoveVenueManager:input_type -> ttip.qr.v1.RemoveVenueManagerRequest
+	7,  // 63: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
+	9,  // 64: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
+	11, // 65: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
+	13, // 66: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
+	15, // 67: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
+	17, // 68: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
+	19, // 69: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
+	21, // 70: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
+	23, // 71: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
+	25, // 72: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
+	31, // 73: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
+	33, // 74: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
+	35, // 75: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
+	37, // 76: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
+	39, // 77: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
+	41, // 78: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
+	43, // 79: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
+	45, // 80: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
+	47, // 81: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
+	49, // 82: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
+	27, // 83: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
+	29, // 84: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
+	1,  // 85: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
+	51, // 86: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
+	3,  // 87: ttip.qr.v1.QrInternalService.AddVenueManager:output_type -> ttip.qr.v1.AddVenueManagerResponse
+	5,  // 88: ttip.qr.v1.QrInternalService.RemoveVenueManager:output_type -> ttip.qr.v1.RemoveVenueManagerResponse
+	63, // [63:89] is the sub-list for method output_type
+	37, // [37:63] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -3130,22 +3334,22 @@ func file_ttip_qr_v1_qr_service_proto_init() {
 		return
 	}
 	file_ttip_qr_v1_qr_proto_init()
-	file_ttip_qr_v1_qr_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_ttip_qr_v1_qr_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*ResolveQrCodeRequest_ShortCode)(nil),
 		(*ResolveQrCodeRequest_Payload)(nil),
 	}
-	file_ttip_qr_v1_qr_service_proto_msgTypes[18].OneofWrappers = []any{
+	file_ttip_qr_v1_qr_service_proto_msgTypes[22].OneofWrappers = []any{
 		(*RecordScanRequest_ShortCode)(nil),
 		(*RecordScanRequest_Payload)(nil),
 	}
-	file_ttip_qr_v1_qr_service_proto_msgTypes[26].OneofWrappers = []any{}
+	file_ttip_qr_v1_qr_service_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_service_proto_rawDesc), len(file_ttip_qr_v1_qr_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -534,6 +534,155 @@ func (x *Member) GetVenueName() string {
 	return ""
 }
 
+// A user who manages a venue: its creator, or whoever accepted a manager's invitation.
+type Manager struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// As their invitation named them, else as their account does; may be empty.
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// e.g. "2547******78"; empty when their account cannot be read now.
+	PhoneMasked string `protobuf:"bytes,3,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
+	// The caller.
+	IsYou         bool `protobuf:"varint,4,opt,name=is_you,json=isYou,proto3" json:"is_you,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Manager) Reset() {
+	*x = Manager{}
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Manager) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Manager) ProtoMessage() {}
+
+func (x *Manager) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Manager.ProtoReflect.Descriptor instead.
+func (*Manager) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Manager) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Manager) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Manager) GetPhoneMasked() string {
+	if x != nil {
+		return x.PhoneMasked
+	}
+	return ""
+}
+
+func (x *Manager) GetIsYou() bool {
+	if x != nil {
+		return x.IsYou
+	}
+	return false
+}
+
+// A manager's invitation not yet accepted.
+type ManagerInvitation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	InvitationId  string                 `protobuf:"bytes,1,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	VenueId       string                 `protobuf:"bytes,2,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	DisplayName   string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	PhoneMasked   string                 `protobuf:"bytes,4,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
+	InvitedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManagerInvitation) Reset() {
+	*x = ManagerInvitation{}
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManagerInvitation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManagerInvitation) ProtoMessage() {}
+
+func (x *ManagerInvitation) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManagerInvitation.ProtoReflect.Descriptor instead.
+func (*ManagerInvitation) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ManagerInvitation) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+func (x *ManagerInvitation) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *ManagerInvitation) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *ManagerInvitation) GetPhoneMasked() string {
+	if x != nil {
+		return x.PhoneMasked
+	}
+	return ""
+}
+
+func (x *ManagerInvitation) GetInvitedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.InvitedAt
+	}
+	return nil
+}
+
 type Shift struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ShiftId   string                 `protobuf:"bytes,1,opt,name=shift_id,json=shiftId,proto3" json:"shift_id,omitempty"`
@@ -552,7 +701,7 @@ type Shift struct {
 
 func (x *Shift) Reset() {
 	*x = Shift{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[2]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +713,7 @@ func (x *Shift) String() string {
 func (*Shift) ProtoMessage() {}
 
 func (x *Shift) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[2]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +726,7 @@ func (x *Shift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Shift.ProtoReflect.Descriptor instead.
 func (*Shift) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{2}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Shift) GetShiftId() string {
@@ -647,7 +796,7 @@ type Period struct {
 
 func (x *Period) Reset() {
 	*x = Period{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[3]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +808,7 @@ func (x *Period) String() string {
 func (*Period) ProtoMessage() {}
 
 func (x *Period) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[3]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +821,7 @@ func (x *Period) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Period.ProtoReflect.Descriptor instead.
 func (*Period) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{3}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Period) GetStart() *timestamppb.Timestamp {
@@ -704,7 +853,7 @@ type MemberHours struct {
 
 func (x *MemberHours) Reset() {
 	*x = MemberHours{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[4]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +865,7 @@ func (x *MemberHours) String() string {
 func (*MemberHours) ProtoMessage() {}
 
 func (x *MemberHours) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[4]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +878,7 @@ func (x *MemberHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberHours.ProtoReflect.Descriptor instead.
 func (*MemberHours) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{4}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MemberHours) GetMemberId() string {
@@ -778,7 +927,7 @@ type FixedShare struct {
 
 func (x *FixedShare) Reset() {
 	*x = FixedShare{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[5]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +939,7 @@ func (x *FixedShare) String() string {
 func (*FixedShare) ProtoMessage() {}
 
 func (x *FixedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[5]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +952,7 @@ func (x *FixedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FixedShare.ProtoReflect.Descriptor instead.
 func (*FixedShare) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{5}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FixedShare) GetMemberId() string {
@@ -844,7 +993,7 @@ type SplitRule struct {
 
 func (x *SplitRule) Reset() {
 	*x = SplitRule{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[6]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1005,7 @@ func (x *SplitRule) String() string {
 func (*SplitRule) ProtoMessage() {}
 
 func (x *SplitRule) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[6]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1018,7 @@ func (x *SplitRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRule.ProtoReflect.Descriptor instead.
 func (*SplitRule) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{6}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SplitRule) GetVenueId() string {
@@ -966,7 +1115,7 @@ type ShareLine struct {
 
 func (x *ShareLine) Reset() {
 	*x = ShareLine{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[7]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1127,7 @@ func (x *ShareLine) String() string {
 func (*ShareLine) ProtoMessage() {}
 
 func (x *ShareLine) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[7]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1140,7 @@ func (x *ShareLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLine.ProtoReflect.Descriptor instead.
 func (*ShareLine) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{7}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ShareLine) GetMemberId() string {
@@ -1107,7 +1256,7 @@ type Distribution struct {
 
 func (x *Distribution) Reset() {
 	*x = Distribution{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1268,7 @@ func (x *Distribution) String() string {
 func (*Distribution) ProtoMessage() {}
 
 func (x *Distribution) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1281,7 @@ func (x *Distribution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Distribution.ProtoReflect.Descriptor instead.
 func (*Distribution) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{8}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Distribution) GetDistributionId() string {
@@ -1305,7 +1454,7 @@ type DistributionNote struct {
 
 func (x *DistributionNote) Reset() {
 	*x = DistributionNote{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1466,7 @@ func (x *DistributionNote) String() string {
 func (*DistributionNote) ProtoMessage() {}
 
 func (x *DistributionNote) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1479,7 @@ func (x *DistributionNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionNote.ProtoReflect.Descriptor instead.
 func (*DistributionNote) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{9}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DistributionNote) GetKind() DistributionNoteKind {
@@ -1381,7 +1530,7 @@ type MyShare struct {
 
 func (x *MyShare) Reset() {
 	*x = MyShare{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1542,7 @@ func (x *MyShare) String() string {
 func (*MyShare) ProtoMessage() {}
 
 func (x *MyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1555,7 @@ func (x *MyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyShare.ProtoReflect.Descriptor instead.
 func (*MyShare) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{10}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MyShare) GetVenueId() string {
@@ -1505,7 +1654,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1666,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1679,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{11}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuditRecord) GetSequence() int64 {
@@ -1592,7 +1741,7 @@ type ReportLine struct {
 
 func (x *ReportLine) Reset() {
 	*x = ReportLine{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1753,7 @@ func (x *ReportLine) String() string {
 func (*ReportLine) ProtoMessage() {}
 
 func (x *ReportLine) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1766,7 @@ func (x *ReportLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportLine.ProtoReflect.Descriptor instead.
 func (*ReportLine) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{12}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportLine) GetMemberId() string {
@@ -1682,7 +1831,7 @@ type RejectedRow struct {
 
 func (x *RejectedRow) Reset() {
 	*x = RejectedRow{}
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1843,7 @@ func (x *RejectedRow) String() string {
 func (*RejectedRow) ProtoMessage() {}
 
 func (x *RejectedRow) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1856,7 @@ func (x *RejectedRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRow.ProtoReflect.Descriptor instead.
 func (*RejectedRow) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{13}
+	return file_ttip_venue_v1_venue_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RejectedRow) GetLine() int32 {
@@ -1756,7 +1905,19 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"invited_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n" +
 	"\n" +
-	"venue_name\x18\v \x01(\tR\tvenueName\"\xbb\x02\n" +
+	"venue_name\x18\v \x01(\tR\tvenueName\"\x7f\n" +
+	"\aManager\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12!\n" +
+	"\fphone_masked\x18\x03 \x01(\tR\vphoneMasked\x12\x15\n" +
+	"\x06is_you\x18\x04 \x01(\bR\x05isYou\"\xd4\x01\n" +
+	"\x11ManagerInvitation\x12#\n" +
+	"\rinvitation_id\x18\x01 \x01(\tR\finvitationId\x12\x19\n" +
+	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12!\n" +
+	"\fphone_masked\x18\x04 \x01(\tR\vphoneMasked\x129\n" +
+	"\n" +
+	"invited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\"\xbb\x02\n" +
 	"\x05Shift\x12\x19\n" +
 	"\bshift_id\x18\x01 \x01(\tR\ashiftId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -1924,7 +2085,7 @@ func file_ttip_venue_v1_venue_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_venue_v1_venue_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ttip_venue_v1_venue_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ttip_venue_v1_venue_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ttip_venue_v1_venue_proto_goTypes = []any{
 	(MemberStatus)(0),             // 0: ttip.venue.v1.MemberStatus
 	(ShiftSource)(0),              // 1: ttip.venue.v1.ShiftSource
@@ -1933,59 +2094,62 @@ var file_ttip_venue_v1_venue_proto_goTypes = []any{
 	(DistributionNoteKind)(0),     // 4: ttip.venue.v1.DistributionNoteKind
 	(*Role)(nil),                  // 5: ttip.venue.v1.Role
 	(*Member)(nil),                // 6: ttip.venue.v1.Member
-	(*Shift)(nil),                 // 7: ttip.venue.v1.Shift
-	(*Period)(nil),                // 8: ttip.venue.v1.Period
-	(*MemberHours)(nil),           // 9: ttip.venue.v1.MemberHours
-	(*FixedShare)(nil),            // 10: ttip.venue.v1.FixedShare
-	(*SplitRule)(nil),             // 11: ttip.venue.v1.SplitRule
-	(*ShareLine)(nil),             // 12: ttip.venue.v1.ShareLine
-	(*Distribution)(nil),          // 13: ttip.venue.v1.Distribution
-	(*DistributionNote)(nil),      // 14: ttip.venue.v1.DistributionNote
-	(*MyShare)(nil),               // 15: ttip.venue.v1.MyShare
-	(*AuditRecord)(nil),           // 16: ttip.venue.v1.AuditRecord
-	(*ReportLine)(nil),            // 17: ttip.venue.v1.ReportLine
-	(*RejectedRow)(nil),           // 18: ttip.venue.v1.RejectedRow
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*v1.Money)(nil),              // 20: ttip.common.v1.Money
+	(*Manager)(nil),               // 7: ttip.venue.v1.Manager
+	(*ManagerInvitation)(nil),     // 8: ttip.venue.v1.ManagerInvitation
+	(*Shift)(nil),                 // 9: ttip.venue.v1.Shift
+	(*Period)(nil),                // 10: ttip.venue.v1.Period
+	(*MemberHours)(nil),           // 11: ttip.venue.v1.MemberHours
+	(*FixedShare)(nil),            // 12: ttip.venue.v1.FixedShare
+	(*SplitRule)(nil),             // 13: ttip.venue.v1.SplitRule
+	(*ShareLine)(nil),             // 14: ttip.venue.v1.ShareLine
+	(*Distribution)(nil),          // 15: ttip.venue.v1.Distribution
+	(*DistributionNote)(nil),      // 16: ttip.venue.v1.DistributionNote
+	(*MyShare)(nil),               // 17: ttip.venue.v1.MyShare
+	(*AuditRecord)(nil),           // 18: ttip.venue.v1.AuditRecord
+	(*ReportLine)(nil),            // 19: ttip.venue.v1.ReportLine
+	(*RejectedRow)(nil),           // 20: ttip.venue.v1.RejectedRow
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*v1.Money)(nil),              // 22: ttip.common.v1.Money
 }
 var file_ttip_venue_v1_venue_proto_depIdxs = []int32{
 	0,  // 0: ttip.venue.v1.Member.status:type_name -> ttip.venue.v1.MemberStatus
-	19, // 1: ttip.venue.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	19, // 2: ttip.venue.v1.Member.left_at:type_name -> google.protobuf.Timestamp
-	19, // 3: ttip.venue.v1.Member.invited_at:type_name -> google.protobuf.Timestamp
-	19, // 4: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
-	19, // 5: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
-	1,  // 6: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
-	19, // 7: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
-	19, // 8: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
-	2,  // 9: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
-	10, // 10: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	19, // 11: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
-	20, // 12: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
-	8,  // 13: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
-	2,  // 14: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
-	20, // 15: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
-	20, // 16: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
-	12, // 17: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
-	3,  // 18: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
-	19, // 19: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
-	19, // 20: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
-	14, // 21: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
-	4,  // 22: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
-	20, // 23: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
-	8,  // 24: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
-	2,  // 25: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
-	20, // 26: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
-	12, // 27: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
-	3,  // 28: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
-	19, // 29: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
-	19, // 30: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	20, // 31: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	21, // 1: ttip.venue.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	21, // 2: ttip.venue.v1.Member.left_at:type_name -> google.protobuf.Timestamp
+	21, // 3: ttip.venue.v1.Member.invited_at:type_name -> google.protobuf.Timestamp
+	21, // 4: ttip.venue.v1.ManagerInvitation.invited_at:type_name -> google.protobuf.Timestamp
+	21, // 5: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
+	21, // 6: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
+	21, // 8: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
+	21, // 9: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
+	2,  // 10: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
+	12, // 11: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	21, // 12: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
+	22, // 13: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
+	10, // 14: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
+	2,  // 15: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 16: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
+	22, // 17: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
+	14, // 18: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
+	3,  // 19: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 20: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 21: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
+	16, // 22: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
+	4,  // 23: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
+	22, // 24: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
+	10, // 25: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
+	2,  // 26: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 27: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
+	14, // 28: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
+	3,  // 29: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 30: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 31: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	22, // 32: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_proto_init() }
@@ -1999,7 +2163,7 @@ func file_ttip_venue_v1_venue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_venue_v1_venue_proto_rawDesc), len(file_ttip_venue_v1_venue_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

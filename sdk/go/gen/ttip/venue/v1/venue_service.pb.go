@@ -998,6 +998,584 @@ func (x *ListMyVenuesResponse) GetMemberships() []*Member {
 	return nil
 }
 
+type InviteManagerRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	VenueId string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	// Kenyan mobile number: 07..., 01..., +254... or 254...
+	Phone          string `protobuf:"bytes,2,opt,name=phone,proto3" json:"phone,omitempty"`
+	DisplayName    string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InviteManagerRequest) Reset() {
+	*x = InviteManagerRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteManagerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteManagerRequest) ProtoMessage() {}
+
+func (x *InviteManagerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteManagerRequest.ProtoReflect.Descriptor instead.
+func (*InviteManagerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *InviteManagerRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *InviteManagerRequest) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *InviteManagerRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *InviteManagerRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type InviteManagerResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Invitation *ManagerInvitation     `protobuf:"bytes,1,opt,name=invitation,proto3" json:"invitation,omitempty"`
+	// False when the SMS could not be sent now: inviting again resends it.
+	InvitationSent bool `protobuf:"varint,2,opt,name=invitation_sent,json=invitationSent,proto3" json:"invitation_sent,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InviteManagerResponse) Reset() {
+	*x = InviteManagerResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteManagerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteManagerResponse) ProtoMessage() {}
+
+func (x *InviteManagerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteManagerResponse.ProtoReflect.Descriptor instead.
+func (*InviteManagerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InviteManagerResponse) GetInvitation() *ManagerInvitation {
+	if x != nil {
+		return x.Invitation
+	}
+	return nil
+}
+
+func (x *InviteManagerResponse) GetInvitationSent() bool {
+	if x != nil {
+		return x.InvitationSent
+	}
+	return false
+}
+
+type GetManagerInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManagerInvitationRequest) Reset() {
+	*x = GetManagerInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManagerInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManagerInvitationRequest) ProtoMessage() {}
+
+func (x *GetManagerInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManagerInvitationRequest.ProtoReflect.Descriptor instead.
+func (*GetManagerInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetManagerInvitationRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type GetManagerInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueName     string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManagerInvitationResponse) Reset() {
+	*x = GetManagerInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManagerInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManagerInvitationResponse) ProtoMessage() {}
+
+func (x *GetManagerInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManagerInvitationResponse.ProtoReflect.Descriptor instead.
+func (*GetManagerInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetManagerInvitationResponse) GetVenueName() string {
+	if x != nil {
+		return x.VenueName
+	}
+	return ""
+}
+
+type AcceptManagerInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptManagerInvitationRequest) Reset() {
+	*x = AcceptManagerInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptManagerInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptManagerInvitationRequest) ProtoMessage() {}
+
+func (x *AcceptManagerInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptManagerInvitationRequest.ProtoReflect.Descriptor instead.
+func (*AcceptManagerInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AcceptManagerInvitationRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type AcceptManagerInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	VenueName     string                 `protobuf:"bytes,2,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptManagerInvitationResponse) Reset() {
+	*x = AcceptManagerInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptManagerInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptManagerInvitationResponse) ProtoMessage() {}
+
+func (x *AcceptManagerInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptManagerInvitationResponse.ProtoReflect.Descriptor instead.
+func (*AcceptManagerInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AcceptManagerInvitationResponse) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *AcceptManagerInvitationResponse) GetVenueName() string {
+	if x != nil {
+		return x.VenueName
+	}
+	return ""
+}
+
+type CancelManagerInvitationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	InvitationId  string                 `protobuf:"bytes,2,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelManagerInvitationRequest) Reset() {
+	*x = CancelManagerInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelManagerInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelManagerInvitationRequest) ProtoMessage() {}
+
+func (x *CancelManagerInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelManagerInvitationRequest.ProtoReflect.Descriptor instead.
+func (*CancelManagerInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CancelManagerInvitationRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *CancelManagerInvitationRequest) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+type CancelManagerInvitationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelManagerInvitationResponse) Reset() {
+	*x = CancelManagerInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelManagerInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelManagerInvitationResponse) ProtoMessage() {}
+
+func (x *CancelManagerInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelManagerInvitationResponse.ProtoReflect.Descriptor instead.
+func (*CancelManagerInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
+}
+
+type ListManagersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManagersRequest) Reset() {
+	*x = ListManagersRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManagersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManagersRequest) ProtoMessage() {}
+
+func (x *ListManagersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManagersRequest.ProtoReflect.Descriptor instead.
+func (*ListManagersRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListManagersRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+type ListManagersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Managers      []*Manager             `protobuf:"bytes,1,rep,name=managers,proto3" json:"managers,omitempty"`
+	Invitations   []*ManagerInvitation   `protobuf:"bytes,2,rep,name=invitations,proto3" json:"invitations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListManagersResponse) Reset() {
+	*x = ListManagersResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListManagersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListManagersResponse) ProtoMessage() {}
+
+func (x *ListManagersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListManagersResponse.ProtoReflect.Descriptor instead.
+func (*ListManagersResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListManagersResponse) GetManagers() []*Manager {
+	if x != nil {
+		return x.Managers
+	}
+	return nil
+}
+
+func (x *ListManagersResponse) GetInvitations() []*ManagerInvitation {
+	if x != nil {
+		return x.Invitations
+	}
+	return nil
+}
+
+type RemoveManagerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveManagerRequest) Reset() {
+	*x = RemoveManagerRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveManagerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveManagerRequest) ProtoMessage() {}
+
+func (x *RemoveManagerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveManagerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveManagerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RemoveManagerRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *RemoveManagerRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type RemoveManagerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveManagerResponse) Reset() {
+	*x = RemoveManagerResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveManagerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveManagerResponse) ProtoMessage() {}
+
+func (x *RemoveManagerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveManagerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveManagerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
+}
+
 type ClockInRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	VenueId       string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
@@ -1007,7 +1585,7 @@ type ClockInRequest struct {
 
 func (x *ClockInRequest) Reset() {
 	*x = ClockInRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1597,7 @@ func (x *ClockInRequest) String() string {
 func (*ClockInRequest) ProtoMessage() {}
 
 func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1610,7 @@ func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInRequest.ProtoReflect.Descriptor instead.
 func (*ClockInRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClockInRequest) GetVenueId() string {
@@ -1051,7 +1629,7 @@ type ClockInResponse struct {
 
 func (x *ClockInResponse) Reset() {
 	*x = ClockInResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1641,7 @@ func (x *ClockInResponse) String() string {
 func (*ClockInResponse) ProtoMessage() {}
 
 func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1654,7 @@ func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInResponse.ProtoReflect.Descriptor instead.
 func (*ClockInResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClockInResponse) GetShift() *Shift {
@@ -1095,7 +1673,7 @@ type ClockOutRequest struct {
 
 func (x *ClockOutRequest) Reset() {
 	*x = ClockOutRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1685,7 @@ func (x *ClockOutRequest) String() string {
 func (*ClockOutRequest) ProtoMessage() {}
 
 func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1698,7 @@ func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutRequest.ProtoReflect.Descriptor instead.
 func (*ClockOutRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClockOutRequest) GetVenueId() string {
@@ -1139,7 +1717,7 @@ type ClockOutResponse struct {
 
 func (x *ClockOutResponse) Reset() {
 	*x = ClockOutResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1729,7 @@ func (x *ClockOutResponse) String() string {
 func (*ClockOutResponse) ProtoMessage() {}
 
 func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1742,7 @@ func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutResponse.ProtoReflect.Descriptor instead.
 func (*ClockOutResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClockOutResponse) GetShift() *Shift {
@@ -1187,7 +1765,7 @@ type RecordShiftRequest struct {
 
 func (x *RecordShiftRequest) Reset() {
 	*x = RecordShiftRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1777,7 @@ func (x *RecordShiftRequest) String() string {
 func (*RecordShiftRequest) ProtoMessage() {}
 
 func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1790,7 @@ func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftRequest.ProtoReflect.Descriptor instead.
 func (*RecordShiftRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecordShiftRequest) GetVenueId() string {
@@ -1259,7 +1837,7 @@ type RecordShiftResponse struct {
 
 func (x *RecordShiftResponse) Reset() {
 	*x = RecordShiftResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1849,7 @@ func (x *RecordShiftResponse) String() string {
 func (*RecordShiftResponse) ProtoMessage() {}
 
 func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1862,7 @@ func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftResponse.ProtoReflect.Descriptor instead.
 func (*RecordShiftResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecordShiftResponse) GetShift() *Shift {
@@ -1308,7 +1886,7 @@ type ImportShiftsRequest struct {
 
 func (x *ImportShiftsRequest) Reset() {
 	*x = ImportShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1898,7 @@ func (x *ImportShiftsRequest) String() string {
 func (*ImportShiftsRequest) ProtoMessage() {}
 
 func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1911,7 @@ func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ImportShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ImportShiftsRequest) GetVenueId() string {
@@ -1368,7 +1946,7 @@ type ImportShiftsResponse struct {
 
 func (x *ImportShiftsResponse) Reset() {
 	*x = ImportShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1958,7 @@ func (x *ImportShiftsResponse) String() string {
 func (*ImportShiftsResponse) ProtoMessage() {}
 
 func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1971,7 @@ func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ImportShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ImportShiftsResponse) GetImported() int32 {
@@ -1422,7 +2000,7 @@ type ListShiftsRequest struct {
 
 func (x *ListShiftsRequest) Reset() {
 	*x = ListShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +2012,7 @@ func (x *ListShiftsRequest) String() string {
 func (*ListShiftsRequest) ProtoMessage() {}
 
 func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +2025,7 @@ func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ListShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListShiftsRequest) GetVenueId() string {
@@ -1480,7 +2058,7 @@ type ListShiftsResponse struct {
 
 func (x *ListShiftsResponse) Reset() {
 	*x = ListShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +2070,7 @@ func (x *ListShiftsResponse) String() string {
 func (*ListShiftsResponse) ProtoMessage() {}
 
 func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +2083,7 @@ func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ListShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListShiftsResponse) GetShifts() []*Shift {
@@ -1525,7 +2103,7 @@ type GetHoursRequest struct {
 
 func (x *GetHoursRequest) Reset() {
 	*x = GetHoursRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +2115,7 @@ func (x *GetHoursRequest) String() string {
 func (*GetHoursRequest) ProtoMessage() {}
 
 func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +2128,7 @@ func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursRequest.ProtoReflect.Descriptor instead.
 func (*GetHoursRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetHoursRequest) GetVenueId() string {
@@ -1576,7 +2154,7 @@ type GetHoursResponse struct {
 
 func (x *GetHoursResponse) Reset() {
 	*x = GetHoursResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +2166,7 @@ func (x *GetHoursResponse) String() string {
 func (*GetHoursResponse) ProtoMessage() {}
 
 func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +2179,7 @@ func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursResponse.ProtoReflect.Descriptor instead.
 func (*GetHoursResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetHoursResponse) GetHours() []*MemberHours {
@@ -1626,7 +2204,7 @@ type SetSplitRuleRequest struct {
 
 func (x *SetSplitRuleRequest) Reset() {
 	*x = SetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +2216,7 @@ func (x *SetSplitRuleRequest) String() string {
 func (*SetSplitRuleRequest) ProtoMessage() {}
 
 func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +2229,7 @@ func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetSplitRuleRequest) GetVenueId() string {
@@ -1712,7 +2290,7 @@ type SetSplitRuleResponse struct {
 
 func (x *SetSplitRuleResponse) Reset() {
 	*x = SetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +2302,7 @@ func (x *SetSplitRuleResponse) String() string {
 func (*SetSplitRuleResponse) ProtoMessage() {}
 
 func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +2315,7 @@ func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetSplitRuleResponse) GetRule() *SplitRule {
@@ -1758,7 +2336,7 @@ type GetSplitRuleRequest struct {
 
 func (x *GetSplitRuleRequest) Reset() {
 	*x = GetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2348,7 @@ func (x *GetSplitRuleRequest) String() string {
 func (*GetSplitRuleRequest) ProtoMessage() {}
 
 func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2361,7 @@ func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetSplitRuleRequest) GetVenueId() string {
@@ -1809,7 +2387,7 @@ type GetSplitRuleResponse struct {
 
 func (x *GetSplitRuleResponse) Reset() {
 	*x = GetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +2399,7 @@ func (x *GetSplitRuleResponse) String() string {
 func (*GetSplitRuleResponse) ProtoMessage() {}
 
 func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +2412,7 @@ func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetSplitRuleResponse) GetRule() *SplitRule {
@@ -1853,7 +2431,7 @@ type ListSplitRulesRequest struct {
 
 func (x *ListSplitRulesRequest) Reset() {
 	*x = ListSplitRulesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +2443,7 @@ func (x *ListSplitRulesRequest) String() string {
 func (*ListSplitRulesRequest) ProtoMessage() {}
 
 func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2456,7 @@ func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSplitRulesRequest) GetVenueId() string {
@@ -1897,7 +2475,7 @@ type ListSplitRulesResponse struct {
 
 func (x *ListSplitRulesResponse) Reset() {
 	*x = ListSplitRulesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2487,7 @@ func (x *ListSplitRulesResponse) String() string {
 func (*ListSplitRulesResponse) ProtoMessage() {}
 
 func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2500,7 @@ func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSplitRulesResponse) GetRules() []*SplitRule {
@@ -1942,7 +2520,7 @@ type PreviewDistributionRequest struct {
 
 func (x *PreviewDistributionRequest) Reset() {
 	*x = PreviewDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2532,7 @@ func (x *PreviewDistributionRequest) String() string {
 func (*PreviewDistributionRequest) ProtoMessage() {}
 
 func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2545,7 @@ func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PreviewDistributionRequest) GetVenueId() string {
@@ -1993,7 +2571,7 @@ type PreviewDistributionResponse struct {
 
 func (x *PreviewDistributionResponse) Reset() {
 	*x = PreviewDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2583,7 @@ func (x *PreviewDistributionResponse) String() string {
 func (*PreviewDistributionResponse) ProtoMessage() {}
 
 func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2596,7 @@ func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PreviewDistributionResponse) GetDistribution() *Distribution {
@@ -2040,7 +2618,7 @@ type ConfirmDistributionRequest struct {
 
 func (x *ConfirmDistributionRequest) Reset() {
 	*x = ConfirmDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2630,7 @@ func (x *ConfirmDistributionRequest) String() string {
 func (*ConfirmDistributionRequest) ProtoMessage() {}
 
 func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2643,7 @@ func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ConfirmDistributionRequest) GetVenueId() string {
@@ -2100,7 +2678,7 @@ type ConfirmDistributionResponse struct {
 
 func (x *ConfirmDistributionResponse) Reset() {
 	*x = ConfirmDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2690,7 @@ func (x *ConfirmDistributionResponse) String() string {
 func (*ConfirmDistributionResponse) ProtoMessage() {}
 
 func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2703,7 @@ func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ConfirmDistributionResponse) GetDistribution() *Distribution {
@@ -2153,7 +2731,7 @@ type ReverseDistributionRequest struct {
 
 func (x *ReverseDistributionRequest) Reset() {
 	*x = ReverseDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2743,7 @@ func (x *ReverseDistributionRequest) String() string {
 func (*ReverseDistributionRequest) ProtoMessage() {}
 
 func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2756,7 @@ func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReverseDistributionRequest) GetVenueId() string {
@@ -2211,7 +2789,7 @@ type ReverseDistributionResponse struct {
 
 func (x *ReverseDistributionResponse) Reset() {
 	*x = ReverseDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2801,7 @@ func (x *ReverseDistributionResponse) String() string {
 func (*ReverseDistributionResponse) ProtoMessage() {}
 
 func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2814,7 @@ func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReverseDistributionResponse) GetDistribution() *Distribution {
@@ -2256,7 +2834,7 @@ type GetDistributionRequest struct {
 
 func (x *GetDistributionRequest) Reset() {
 	*x = GetDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2846,7 @@ func (x *GetDistributionRequest) String() string {
 func (*GetDistributionRequest) ProtoMessage() {}
 
 func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2859,7 @@ func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionRequest.ProtoReflect.Descriptor instead.
 func (*GetDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetDistributionRequest) GetVenueId() string {
@@ -2307,7 +2885,7 @@ type GetDistributionResponse struct {
 
 func (x *GetDistributionResponse) Reset() {
 	*x = GetDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2897,7 @@ func (x *GetDistributionResponse) String() string {
 func (*GetDistributionResponse) ProtoMessage() {}
 
 func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2910,7 @@ func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionResponse.ProtoReflect.Descriptor instead.
 func (*GetDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetDistributionResponse) GetDistribution() *Distribution {
@@ -2352,7 +2930,7 @@ type ListDistributionsRequest struct {
 
 func (x *ListDistributionsRequest) Reset() {
 	*x = ListDistributionsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2942,7 @@ func (x *ListDistributionsRequest) String() string {
 func (*ListDistributionsRequest) ProtoMessage() {}
 
 func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2955,7 @@ func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDistributionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListDistributionsRequest) GetVenueId() string {
@@ -2404,7 +2982,7 @@ type ListDistributionsResponse struct {
 
 func (x *ListDistributionsResponse) Reset() {
 	*x = ListDistributionsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2994,7 @@ func (x *ListDistributionsResponse) String() string {
 func (*ListDistributionsResponse) ProtoMessage() {}
 
 func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +3007,7 @@ func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDistributionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListDistributionsResponse) GetDistributions() []*Distribution {
@@ -2455,7 +3033,7 @@ type ListMySharesRequest struct {
 
 func (x *ListMySharesRequest) Reset() {
 	*x = ListMySharesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +3045,7 @@ func (x *ListMySharesRequest) String() string {
 func (*ListMySharesRequest) ProtoMessage() {}
 
 func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +3058,7 @@ func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesRequest.ProtoReflect.Descriptor instead.
 func (*ListMySharesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListMySharesRequest) GetPage() *v1.PageRequest {
@@ -2500,7 +3078,7 @@ type ListMySharesResponse struct {
 
 func (x *ListMySharesResponse) Reset() {
 	*x = ListMySharesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +3090,7 @@ func (x *ListMySharesResponse) String() string {
 func (*ListMySharesResponse) ProtoMessage() {}
 
 func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +3103,7 @@ func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesResponse.ProtoReflect.Descriptor instead.
 func (*ListMySharesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListMySharesResponse) GetShares() []*MyShare {
@@ -2553,7 +3131,7 @@ type GetPeriodReportRequest struct {
 
 func (x *GetPeriodReportRequest) Reset() {
 	*x = GetPeriodReportRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +3143,7 @@ func (x *GetPeriodReportRequest) String() string {
 func (*GetPeriodReportRequest) ProtoMessage() {}
 
 func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +3156,7 @@ func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportRequest.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetPeriodReportRequest) GetVenueId() string {
@@ -2615,7 +3193,7 @@ type GetPeriodReportResponse struct {
 
 func (x *GetPeriodReportResponse) Reset() {
 	*x = GetPeriodReportResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +3205,7 @@ func (x *GetPeriodReportResponse) String() string {
 func (*GetPeriodReportResponse) ProtoMessage() {}
 
 func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +3218,7 @@ func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportResponse.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetPeriodReportResponse) GetLines() []*ReportLine {
@@ -2681,7 +3259,7 @@ type ListAuditRecordsRequest struct {
 
 func (x *ListAuditRecordsRequest) Reset() {
 	*x = ListAuditRecordsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +3271,7 @@ func (x *ListAuditRecordsRequest) String() string {
 func (*ListAuditRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +3284,7 @@ func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListAuditRecordsRequest) GetVenueId() string {
@@ -2733,7 +3311,7 @@ type ListAuditRecordsResponse struct {
 
 func (x *ListAuditRecordsResponse) Reset() {
 	*x = ListAuditRecordsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3323,7 @@ func (x *ListAuditRecordsResponse) String() string {
 func (*ListAuditRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +3336,7 @@ func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListAuditRecordsResponse) GetRecords() []*AuditRecord {
@@ -2837,7 +3415,44 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\amembers\x18\x01 \x03(\v2\x15.ttip.venue.v1.MemberR\amembers\"\x15\n" +
 	"\x13ListMyVenuesRequest\"O\n" +
 	"\x14ListMyVenuesResponse\x127\n" +
-	"\vmemberships\x18\x01 \x03(\v2\x15.ttip.venue.v1.MemberR\vmemberships\"5\n" +
+	"\vmemberships\x18\x01 \x03(\v2\x15.ttip.venue.v1.MemberR\vmemberships\"\xbf\x01\n" +
+	"\x14InviteManagerRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12\x1f\n" +
+	"\x05phone\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\t\x18\x10R\x05phone\x12,\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18PR\vdisplayName\x123\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"\x82\x01\n" +
+	"\x15InviteManagerResponse\x12@\n" +
+	"\n" +
+	"invitation\x18\x01 \x01(\v2 .ttip.venue.v1.ManagerInvitationR\n" +
+	"invitation\x12'\n" +
+	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\"?\n" +
+	"\x1bGetManagerInvitationRequest\x12 \n" +
+	"\x05token\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"=\n" +
+	"\x1cGetManagerInvitationResponse\x12\x1d\n" +
+	"\n" +
+	"venue_name\x18\x01 \x01(\tR\tvenueName\"B\n" +
+	"\x1eAcceptManagerInvitationRequest\x12 \n" +
+	"\x05token\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"[\n" +
+	"\x1fAcceptManagerInvitationResponse\x12\x19\n" +
+	"\bvenue_id\x18\x01 \x01(\tR\avenueId\x12\x1d\n" +
+	"\n" +
+	"venue_name\x18\x02 \x01(\tR\tvenueName\"t\n" +
+	"\x1eCancelManagerInvitationRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12-\n" +
+	"\rinvitation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\"!\n" +
+	"\x1fCancelManagerInvitationResponse\":\n" +
+	"\x13ListManagersRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\"\x8e\x01\n" +
+	"\x14ListManagersResponse\x122\n" +
+	"\bmanagers\x18\x01 \x03(\v2\x16.ttip.venue.v1.ManagerR\bmanagers\x12B\n" +
+	"\vinvitations\x18\x02 \x03(\v2 .ttip.venue.v1.ManagerInvitationR\vinvitations\"^\n" +
+	"\x14RemoveManagerRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x17\n" +
+	"\x15RemoveManagerResponse\"5\n" +
 	"\x0eClockInRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\"=\n" +
 	"\x0fClockInResponse\x12*\n" +
@@ -2950,7 +3565,7 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
-	"\x11REPORT_FORMAT_CSV\x10\x022\xd5\x13\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x022\xfb\x18\n" +
 	"\fVenueService\x12M\n" +
 	"\aPutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse\"\x03\x90\x02\x02\x12S\n" +
 	"\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse\"\x03\x90\x02\x01\x12W\n" +
@@ -2961,7 +3576,13 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fUpdateMember\x12\".ttip.venue.v1.UpdateMemberRequest\x1a#.ttip.venue.v1.UpdateMemberResponse\x12W\n" +
 	"\fRemoveMember\x12\".ttip.venue.v1.RemoveMemberRequest\x1a#.ttip.venue.v1.RemoveMemberResponse\x12Y\n" +
 	"\vListMembers\x12!.ttip.venue.v1.ListMembersRequest\x1a\".ttip.venue.v1.ListMembersResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\fListMyVenues\x12\".ttip.venue.v1.ListMyVenuesRequest\x1a#.ttip.venue.v1.ListMyVenuesResponse\"\x03\x90\x02\x01\x12H\n" +
+	"\fListMyVenues\x12\".ttip.venue.v1.ListMyVenuesRequest\x1a#.ttip.venue.v1.ListMyVenuesResponse\"\x03\x90\x02\x01\x12Z\n" +
+	"\rInviteManager\x12#.ttip.venue.v1.InviteManagerRequest\x1a$.ttip.venue.v1.InviteManagerResponse\x12z\n" +
+	"\x14GetManagerInvitation\x12*.ttip.venue.v1.GetManagerInvitationRequest\x1a+.ttip.venue.v1.GetManagerInvitationResponse\"\t\xca\xf3\x18\x02\b\x01\x90\x02\x01\x12\x97\x01\n" +
+	"\x17AcceptManagerInvitation\x12-.ttip.venue.v1.AcceptManagerInvitationRequest\x1a..ttip.venue.v1.AcceptManagerInvitationResponse\"\x1d\xca\xf3\x18\x19\b\x02\x12\x06worker\x12\rvenue_manager\x12x\n" +
+	"\x17CancelManagerInvitation\x12-.ttip.venue.v1.CancelManagerInvitationRequest\x1a..ttip.venue.v1.CancelManagerInvitationResponse\x12\\\n" +
+	"\fListManagers\x12\".ttip.venue.v1.ListManagersRequest\x1a#.ttip.venue.v1.ListManagersResponse\"\x03\x90\x02\x01\x12Z\n" +
+	"\rRemoveManager\x12#.ttip.venue.v1.RemoveManagerRequest\x1a$.ttip.venue.v1.RemoveManagerResponse\x12H\n" +
 	"\aClockIn\x12\x1d.ttip.venue.v1.ClockInRequest\x1a\x1e.ttip.venue.v1.ClockInResponse\x12K\n" +
 	"\bClockOut\x12\x1e.ttip.venue.v1.ClockOutRequest\x1a\x1f.ttip.venue.v1.ClockOutResponse\x12T\n" +
 	"\vRecordShift\x12!.ttip.venue.v1.RecordShiftRequest\x1a\".ttip.venue.v1.RecordShiftResponse\x12W\n" +
@@ -2995,183 +3616,212 @@ func file_ttip_venue_v1_venue_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_venue_v1_venue_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_ttip_venue_v1_venue_service_proto_goTypes = []any{
-	(ReportFormat)(0),                   // 0: ttip.venue.v1.ReportFormat
-	(*PutRoleRequest)(nil),              // 1: ttip.venue.v1.PutRoleRequest
-	(*PutRoleResponse)(nil),             // 2: ttip.venue.v1.PutRoleResponse
-	(*ListRolesRequest)(nil),            // 3: ttip.venue.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),           // 4: ttip.venue.v1.ListRolesResponse
-	(*InviteMemberRequest)(nil),         // 5: ttip.venue.v1.InviteMemberRequest
-	(*InviteMemberResponse)(nil),        // 6: ttip.venue.v1.InviteMemberResponse
-	(*GetInvitationRequest)(nil),        // 7: ttip.venue.v1.GetInvitationRequest
-	(*GetInvitationResponse)(nil),       // 8: ttip.venue.v1.GetInvitationResponse
-	(*AcceptInvitationRequest)(nil),     // 9: ttip.venue.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),    // 10: ttip.venue.v1.AcceptInvitationResponse
-	(*UpdateMemberRequest)(nil),         // 11: ttip.venue.v1.UpdateMemberRequest
-	(*UpdateMemberResponse)(nil),        // 12: ttip.venue.v1.UpdateMemberResponse
-	(*RemoveMemberRequest)(nil),         // 13: ttip.venue.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),        // 14: ttip.venue.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),          // 15: ttip.venue.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),         // 16: ttip.venue.v1.ListMembersResponse
-	(*ListMyVenuesRequest)(nil),         // 17: ttip.venue.v1.ListMyVenuesRequest
-	(*ListMyVenuesResponse)(nil),        // 18: ttip.venue.v1.ListMyVenuesResponse
-	(*ClockInRequest)(nil),              // 19: ttip.venue.v1.ClockInRequest
-	(*ClockInResponse)(nil),             // 20: ttip.venue.v1.ClockInResponse
-	(*ClockOutRequest)(nil),             // 21: ttip.venue.v1.ClockOutRequest
-	(*ClockOutResponse)(nil),            // 22: ttip.venue.v1.ClockOutResponse
-	(*RecordShiftRequest)(nil),          // 23: ttip.venue.v1.RecordShiftRequest
-	(*RecordShiftResponse)(nil),         // 24: ttip.venue.v1.RecordShiftResponse
-	(*ImportShiftsRequest)(nil),         // 25: ttip.venue.v1.ImportShiftsRequest
-	(*ImportShiftsResponse)(nil),        // 26: ttip.venue.v1.ImportShiftsResponse
-	(*ListShiftsRequest)(nil),           // 27: ttip.venue.v1.ListShiftsRequest
-	(*ListShiftsResponse)(nil),          // 28: ttip.venue.v1.ListShiftsResponse
-	(*GetHoursRequest)(nil),             // 29: ttip.venue.v1.GetHoursRequest
-	(*GetHoursResponse)(nil),            // 30: ttip.venue.v1.GetHoursResponse
-	(*SetSplitRuleRequest)(nil),         // 31: ttip.venue.v1.SetSplitRuleRequest
-	(*SetSplitRuleResponse)(nil),        // 32: ttip.venue.v1.SetSplitRuleResponse
-	(*GetSplitRuleRequest)(nil),         // 33: ttip.venue.v1.GetSplitRuleRequest
-	(*GetSplitRuleResponse)(nil),        // 34: ttip.venue.v1.GetSplitRuleResponse
-	(*ListSplitRulesRequest)(nil),       // 35: ttip.venue.v1.ListSplitRulesRequest
-	(*ListSplitRulesResponse)(nil),      // 36: ttip.venue.v1.ListSplitRulesResponse
-	(*PreviewDistributionRequest)(nil),  // 37: ttip.venue.v1.PreviewDistributionRequest
-	(*PreviewDistributionResponse)(nil), // 38: ttip.venue.v1.PreviewDistributionResponse
-	(*ConfirmDistributionRequest)(nil),  // 39: ttip.venue.v1.ConfirmDistributionRequest
-	(*ConfirmDistributionResponse)(nil), // 40: ttip.venue.v1.ConfirmDistributionResponse
-	(*ReverseDistributionRequest)(nil),  // 41: ttip.venue.v1.ReverseDistributionRequest
-	(*ReverseDistributionResponse)(nil), // 42: ttip.venue.v1.ReverseDistributionResponse
-	(*GetDistributionRequest)(nil),      // 43: ttip.venue.v1.GetDistributionRequest
-	(*GetDistributionResponse)(nil),     // 44: ttip.venue.v1.GetDistributionResponse
-	(*ListDistributionsRequest)(nil),    // 45: ttip.venue.v1.ListDistributionsRequest
-	(*ListDistributionsResponse)(nil),   // 46: ttip.venue.v1.ListDistributionsResponse
-	(*ListMySharesRequest)(nil),         // 47: ttip.venue.v1.ListMySharesRequest
-	(*ListMySharesResponse)(nil),        // 48: ttip.venue.v1.ListMySharesResponse
-	(*GetPeriodReportRequest)(nil),      // 49: ttip.venue.v1.GetPeriodReportRequest
-	(*GetPeriodReportResponse)(nil),     // 50: ttip.venue.v1.GetPeriodReportResponse
-	(*ListAuditRecordsRequest)(nil),     // 51: ttip.venue.v1.ListAuditRecordsRequest
-	(*ListAuditRecordsResponse)(nil),    // 52: ttip.venue.v1.ListAuditRecordsResponse
-	(*Role)(nil),                        // 53: ttip.venue.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 54: google.protobuf.Timestamp
-	(*Member)(nil),                      // 55: ttip.venue.v1.Member
-	(*Shift)(nil),                       // 56: ttip.venue.v1.Shift
-	(*RejectedRow)(nil),                 // 57: ttip.venue.v1.RejectedRow
-	(*Period)(nil),                      // 58: ttip.venue.v1.Period
-	(*MemberHours)(nil),                 // 59: ttip.venue.v1.MemberHours
-	(SplitMethod)(0),                    // 60: ttip.venue.v1.SplitMethod
-	(*FixedShare)(nil),                  // 61: ttip.venue.v1.FixedShare
-	(*SplitRule)(nil),                   // 62: ttip.venue.v1.SplitRule
-	(*Distribution)(nil),                // 63: ttip.venue.v1.Distribution
-	(*v1.Money)(nil),                    // 64: ttip.common.v1.Money
-	(*v1.PageRequest)(nil),              // 65: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),             // 66: ttip.common.v1.PageResponse
-	(*MyShare)(nil),                     // 67: ttip.venue.v1.MyShare
-	(*ReportLine)(nil),                  // 68: ttip.venue.v1.ReportLine
-	(*AuditRecord)(nil),                 // 69: ttip.venue.v1.AuditRecord
+	(ReportFormat)(0),                       // 0: ttip.venue.v1.ReportFormat
+	(*PutRoleRequest)(nil),                  // 1: ttip.venue.v1.PutRoleRequest
+	(*PutRoleResponse)(nil),                 // 2: ttip.venue.v1.PutRoleResponse
+	(*ListRolesRequest)(nil),                // 3: ttip.venue.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),               // 4: ttip.venue.v1.ListRolesResponse
+	(*InviteMemberRequest)(nil),             // 5: ttip.venue.v1.InviteMemberRequest
+	(*InviteMemberResponse)(nil),            // 6: ttip.venue.v1.InviteMemberResponse
+	(*GetInvitationRequest)(nil),            // 7: ttip.venue.v1.GetInvitationRequest
+	(*GetInvitationResponse)(nil),           // 8: ttip.venue.v1.GetInvitationResponse
+	(*AcceptInvitationRequest)(nil),         // 9: ttip.venue.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),        // 10: ttip.venue.v1.AcceptInvitationResponse
+	(*UpdateMemberRequest)(nil),             // 11: ttip.venue.v1.UpdateMemberRequest
+	(*UpdateMemberResponse)(nil),            // 12: ttip.venue.v1.UpdateMemberResponse
+	(*RemoveMemberRequest)(nil),             // 13: ttip.venue.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),            // 14: ttip.venue.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),              // 15: ttip.venue.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),             // 16: ttip.venue.v1.ListMembersResponse
+	(*ListMyVenuesRequest)(nil),             // 17: ttip.venue.v1.ListMyVenuesRequest
+	(*ListMyVenuesResponse)(nil),            // 18: ttip.venue.v1.ListMyVenuesResponse
+	(*InviteManagerRequest)(nil),            // 19: ttip.venue.v1.InviteManagerRequest
+	(*InviteManagerResponse)(nil),           // 20: ttip.venue.v1.InviteManagerResponse
+	(*GetManagerInvitationRequest)(nil),     // 21: ttip.venue.v1.GetManagerInvitationRequest
+	(*GetManagerInvitationResponse)(nil),    // 22: ttip.venue.v1.GetManagerInvitationResponse
+	(*AcceptManagerInvitationRequest)(nil),  // 23: ttip.venue.v1.AcceptManagerInvitationRequest
+	(*AcceptManagerInvitationResponse)(nil), // 24: ttip.venue.v1.AcceptManagerInvitationResponse
+	(*CancelManagerInvitationRequest)(nil),  // 25: ttip.venue.v1.CancelManagerInvitationRequest
+	(*CancelManagerInvitationResponse)(nil), // 26: ttip.venue.v1.CancelManagerInvitationResponse
+	(*ListManagersRequest)(nil),             // 27: ttip.venue.v1.ListManagersRequest
+	(*ListManagersResponse)(nil),            // 28: ttip.venue.v1.ListManagersResponse
+	(*RemoveManagerRequest)(nil),            // 29: ttip.venue.v1.RemoveManagerRequest
+	(*RemoveManagerResponse)(nil),           // 30: ttip.venue.v1.RemoveManagerResponse
+	(*ClockInRequest)(nil),                  // 31: ttip.venue.v1.ClockInRequest
+	(*ClockInResponse)(nil),                 // 32: ttip.venue.v1.ClockInResponse
+	(*ClockOutRequest)(nil),                 // 33: ttip.venue.v1.ClockOutRequest
+	(*ClockOutResponse)(nil),                // 34: ttip.venue.v1.ClockOutResponse
+	(*RecordShiftRequest)(nil),              // 35: ttip.venue.v1.RecordShiftRequest
+	(*RecordShiftResponse)(nil),             // 36: ttip.venue.v1.RecordShiftResponse
+	(*ImportShiftsRequest)(nil),             // 37: ttip.venue.v1.ImportShiftsRequest
+	(*ImportShiftsResponse)(nil),            // 38: ttip.venue.v1.ImportShiftsResponse
+	(*ListShiftsRequest)(nil),               // 39: ttip.venue.v1.ListShiftsRequest
+	(*ListShiftsResponse)(nil),              // 40: ttip.venue.v1.ListShiftsResponse
+	(*GetHoursRequest)(nil),                 // 41: ttip.venue.v1.GetHoursRequest
+	(*GetHoursResponse)(nil),                // 42: ttip.venue.v1.GetHoursResponse
+	(*SetSplitRuleRequest)(nil),             // 43: ttip.venue.v1.SetSplitRuleRequest
+	(*SetSplitRuleResponse)(nil),            // 44: ttip.venue.v1.SetSplitRuleResponse
+	(*GetSplitRuleRequest)(nil),             // 45: ttip.venue.v1.GetSplitRuleRequest
+	(*GetSplitRuleResponse)(nil),            // 46: ttip.venue.v1.GetSplitRuleResponse
+	(*ListSplitRulesRequest)(nil),           // 47: ttip.venue.v1.ListSplitRulesRequest
+	(*ListSplitRulesResponse)(nil),          // 48: ttip.venue.v1.ListSplitRulesResponse
+	(*PreviewDistributionRequest)(nil),      // 49: ttip.venue.v1.PreviewDistributionRequest
+	(*PreviewDistributionResponse)(nil),     // 50: ttip.venue.v1.PreviewDistributionResponse
+	(*ConfirmDistributionRequest)(nil),      // 51: ttip.venue.v1.ConfirmDistributionRequest
+	(*ConfirmDistributionResponse)(nil),     // 52: ttip.venue.v1.ConfirmDistributionResponse
+	(*ReverseDistributionRequest)(nil),      // 53: ttip.venue.v1.ReverseDistributionRequest
+	(*ReverseDistributionResponse)(nil),     // 54: ttip.venue.v1.ReverseDistributionResponse
+	(*GetDistributionRequest)(nil),          // 55: ttip.venue.v1.GetDistributionRequest
+	(*GetDistributionResponse)(nil),         // 56: ttip.venue.v1.GetDistributionResponse
+	(*ListDistributionsRequest)(nil),        // 57: ttip.venue.v1.ListDistributionsRequest
+	(*ListDistributionsResponse)(nil),       // 58: ttip.venue.v1.ListDistributionsResponse
+	(*ListMySharesRequest)(nil),             // 59: ttip.venue.v1.ListMySharesRequest
+	(*ListMySharesResponse)(nil),            // 60: ttip.venue.v1.ListMySharesResponse
+	(*GetPeriodReportRequest)(nil),          // 61: ttip.venue.v1.GetPeriodReportRequest
+	(*GetPeriodReportResponse)(nil),         // 62: ttip.venue.v1.GetPeriodReportResponse
+	(*ListAuditRecordsRequest)(nil),         // 63: ttip.venue.v1.ListAuditRecordsRequest
+	(*ListAuditRecordsResponse)(nil),        // 64: ttip.venue.v1.ListAuditRecordsResponse
+	(*Role)(nil),                            // 65: ttip.venue.v1.Role
+	(*timestamppb.Timestamp)(nil),           // 66: google.protobuf.Timestamp
+	(*Member)(nil),                          // 67: ttip.venue.v1.Member
+	(*ManagerInvitation)(nil),               // 68: ttip.venue.v1.ManagerInvitation
+	(*Manager)(nil),                         // 69: ttip.venue.v1.Manager
+	(*Shift)(nil),                           // 70: ttip.venue.v1.Shift
+	(*RejectedRow)(nil),                     // 71: ttip.venue.v1.RejectedRow
+	(*Period)(nil),                          // 72: ttip.venue.v1.Period
+	(*MemberHours)(nil),                     // 73: ttip.venue.v1.MemberHours
+	(SplitMethod)(0),                        // 74: ttip.venue.v1.SplitMethod
+	(*FixedShare)(nil),                      // 75: ttip.venue.v1.FixedShare
+	(*SplitRule)(nil),                       // 76: ttip.venue.v1.SplitRule
+	(*Distribution)(nil),                    // 77: ttip.venue.v1.Distribution
+	(*v1.Money)(nil),                        // 78: ttip.common.v1.Money
+	(*v1.PageRequest)(nil),                  // 79: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                 // 80: ttip.common.v1.PageResponse
+	(*MyShare)(nil),                         // 81: ttip.venue.v1.MyShare
+	(*ReportLine)(nil),                      // 82: ttip.venue.v1.ReportLine
+	(*AuditRecord)(nil),                     // 83: ttip.venue.v1.AuditRecord
 }
 var file_ttip_venue_v1_venue_service_proto_depIdxs = []int32{
-	53, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
-	53, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
-	54, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
-	55, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
-	55, // 4: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
-	55, // 5: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
-	54, // 6: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
-	55, // 7: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
-	55, // 8: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
-	55, // 9: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
-	56, // 10: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
-	56, // 11: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
-	54, // 12: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
-	54, // 13: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
-	56, // 14: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
-	57, // 15: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
-	58, // 16: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
-	56, // 17: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
-	58, // 18: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
-	59, // 19: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
-	60, // 20: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
-	61, // 21: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	62, // 22: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	62, // 23: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	62, // 24: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
-	58, // 25: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	63, // 26: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	58, // 27: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	64, // 28: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
-	63, // 29: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	63, // 30: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	63, // 31: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	65, // 32: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	63, // 33: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
-	66, // 34: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
-	65, // 35: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 36: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
-	66, // 37: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
-	58, // 38: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
-	0,  // 39: ttip.venue.v1.GetPeriodReportRequest.format:type_name -> ttip.venue.v1.ReportFormat
-	68, // 40: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
-	64, // 41: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
-	64, // 42: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
-	65, // 43: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
-	69, // 44: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
-	66, // 45: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
-	1,  // 46: ttip.venue.v1.VenueService.PutRole:input_type -> ttip.venue.v1.PutRoleRequest
-	3,  // 47: ttip.venue.v1.VenueService.ListRoles:input_type -> ttip.venue.v1.ListRolesRequest
-	5,  // 48: ttip.venue.v1.VenueService.InviteMember:input_type -> ttip.venue.v1.InviteMemberRequest
-	7,  // 49: ttip.venue.v1.VenueService.GetInvitation:input_type -> ttip.venue.v1.GetInvitationRequest
-	9,  // 50: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
-	11, // 51: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
-	13, // 52: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
-	15, // 53: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
-	17, // 54: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
-	19, // 55: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
-	21, // 56: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
-	23, // 57: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
-	25, // 58: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
-	27, // 59: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
-	29, // 60: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
-	31, // 61: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
-	33, // 62: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
-	35, // 63: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
-	37, // 64: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
-	39, // 65: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
-	41, // 66: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
-	43, // 67: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
-	45, // 68: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
-	47, // 69: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
-	49, // 70: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
-	51, // 71: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
-	2,  // 72: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
-	4,  // 73: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
-	6,  // 74: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
-	8,  // 75: ttip.venue.v1.VenueService.GetInvitation:output_type -> ttip.venue.v1.GetInvitationResponse
-	10, // 76: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
-	12, // 77: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
-	14, // 78: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
-	16, // 79: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
-	18, // 80: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
-	20, // 81: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
-	22, // 82: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
-	24, // 83: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
-	26, // 84: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
-	28, // 85: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
-	30, // 86: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
-	32, // 87: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
-	34, // 88: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
-	36, // 89: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
-	38, // 90: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
-	40, // 91: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
-	42, // 92: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
-	44, // 93: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
-	46, // 94: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
-	48, // 95: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
-	50, // 96: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
-	52, // 97: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
-	72, // [72:98] is the sub-list for method output_type
-	46, // [46:72] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	65, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
+	65, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
+	66, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
+	67, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
+	67, // 4: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
+	67, // 5: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
+	66, // 6: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
+	67, // 7: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
+	67, // 8: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
+	67, // 9: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
+	68, // 10: ttip.venue.v1.InviteManagerResponse.invitation:type_name -> ttip.venue.v1.ManagerInvitation
+	69, // 11: ttip.venue.v1.ListManagersResponse.managers:type_name -> ttip.venue.v1.Manager
+	68, // 12: ttip.venue.v1.ListManagersResponse.invitations:type_name -> ttip.venue.v1.ManagerInvitation
+	70, // 13: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
+	70, // 14: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
+	66, // 15: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
+	66, // 16: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
+	70, // 17: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
+	71, // 18: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
+	72, // 19: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
+	70, // 20: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
+	72, // 21: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
+	73, // 22: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
+	74, // 23: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
+	75, // 24: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	76, // 25: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	76, // 26: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	76, // 27: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
+	72, // 28: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	77, // 29: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	72, // 30: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	78, // 31: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
+	77, // 32: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	77, // 33: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	77, // 34: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	79, // 35: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	77, // 36: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
+	80, // 37: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79, // 38: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
+	81, // 39: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
+	80, // 40: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
+	72, // 41: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
+	0,  // 42: ttip.venue.v1.GetPeriodReportRequest.format:type_name -> ttip.venue.v1.ReportFormat
+	82, // 43: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
+	78, // 44: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
+	78, // 45: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
+	79, // 46: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
+	83, // 47: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
+	80, // 48: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
+	1,  // 49: ttip.venue.v1.VenueService.PutRole:input_type -> ttip.venue.v1.PutRoleRequest
+	3,  // 50: ttip.venue.v1.VenueService.ListRoles:input_type -> ttip.venue.v1.ListRolesRequest
+	5,  // 51: ttip.venue.v1.VenueService.InviteMember:input_type -> ttip.venue.v1.InviteMemberRequest
+	7,  // 52: ttip.venue.v1.VenueService.GetInvitation:input_type -> ttip.venue.v1.GetInvitationRequest
+	9,  // 53: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
+	11, // 54: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
+	13, // 55: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
+	15, // 56: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
+	17, // 57: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
+	19, // 58: ttip.venue.v1.VenueService.InviteManager:input_type -> ttip.venue.v1.InviteManagerRequest
+	21, // 59: ttip.venue.v1.VenueService.GetManagerInvitation:input_type -> ttip.venue.v1.GetManagerInvitationRequest
+	23, // 60: ttip.venue.v1.VenueService.AcceptManagerInvitation:input_type -> ttip.venue.v1.AcceptManagerInvitationRequest
+	25, // 61: ttip.venue.v1.VenueService.CancelManagerInvitation:input_type -> ttip.venue.v1.CancelManagerInvitationRequest
+	27, // 62: ttip.venue.v1.VenueService.ListManagers:input_type -> ttip.venue.v1.ListManagersRequest
+	29, // 63: ttip.venue.v1.VenueService.RemoveManager:input_type -> ttip.venue.v1.RemoveManagerRequest
+	31, // 64: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
+	33, // 65: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
+	35, // 66: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
+	37, // 67: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
+	39, // 68: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
+	41, // 69: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
+	43, // 70: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
+	45, // 71: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
+	47, // 72: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
+	49, // 73: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
+	51, // 74: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
+	53, // 75: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
+	55, // 76: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
+	57, // 77: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
+	59, // 78: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
+	61, // 79: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
+	63, // 80: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
+	2,  // 81: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
+	4,  // 82: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
+	6,  // 83: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
+	8,  // 84: ttip.venue.v1.VenueService.GetInvitation:output_type -> ttip.venue.v1.GetInvitationResponse
+	10, // 85: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
+	12, // 86: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
+	14, // 87: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
+	16, // 88: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
+	18, // 89: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
+	20, // 90: ttip.venue.v1.VenueService.InviteManager:output_type -> ttip.venue.v1.InviteManagerResponse
+	22, // 91: ttip.venue.v1.VenueService.GetManagerInvitation:output_type -> ttip.venue.v1.GetManagerInvitationResponse
+	24, // 92: ttip.venue.v1.VenueService.AcceptManagerInvitation:output_type -> ttip.venue.v1.AcceptManagerInvitationResponse
+	26, // 93: ttip.venue.v1.VenueService.CancelManagerInvitation:output_type -> ttip.venue.v1.CancelManagerInvitationResponse
+	28, // 94: ttip.venue.v1.VenueService.ListManagers:output_type -> ttip.venue.v1.ListManagersResponse
+	30, // 95: ttip.venue.v1.VenueService.RemoveManager:output_type -> ttip.venue.v1.RemoveManagerResponse
+	32, // 96: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
+	34, // 97: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
+	36, // 98: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
+	38, // 99: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
+	40, // 100: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
+	42, // 101: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
+	44, // 102: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
+	46, // 103: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
+	48, // 104: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
+	50, // 105: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
+	52, // 106: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
+	54, // 107: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
+	56, // 108: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
+	58, // 109: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
+	60, // 110: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
+	62, // 111: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
+	64, // 112: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
+	81, // [81:113] is the sub-list for method output_type
+	49, // [49:81] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_service_proto_init() }
@@ -3186,7 +3836,7 @@ func file_ttip_venue_v1_venue_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_venue_v1_venue_service_proto_rawDesc), len(file_ttip_venue_v1_venue_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,10 +38,12 @@ export default function Reports() {
     { pageParamKey: "page.pageToken", getNextPageParam: (last) => last.page?.nextPageToken || undefined },
   );
   const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
+  const managers = useQuery(VenueService.method.listManagers, { venueId });
   const [me] = useState(() => loadSession()?.userId);
   const names: AuditNames = {
     member: (id) => members.data?.members.find((m) => m.memberId === id)?.displayName,
-    user: (id) => (id === me ? t("v_aYou") : members.data?.members.find((m) => m.workerId === id)?.displayName),
+    user: (id) => (id === me ? t("v_aYou") : members.data?.members.find((m) => m.workerId === id)?.displayName
+      ?? (managers.data?.managers.find((m) => m.userId === id)?.displayName || undefined)),
     role: roleName,
   };
   const csv = async () => {

@@ -6,9 +6,9 @@ import { MemberStatus, type Member, type Role } from "@ttip/proto/ttip/venue/v1/
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { focusInput, refusedField } from "../../../../lib/focus";
 import { normaliseKenyanPhone } from "../../../../lib/phone";
-import { useWrite, type Send } from "../../../../lib/use-write";
 import { VenueNav } from "../../nav";
 import { focusField, localTime, shown } from "../../util";
+import { useSaidWrite } from "../../use-said-write";
 import { useVT } from "../../use-vt";
 import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
 
@@ -43,19 +43,10 @@ export default function Staff() {
   const update = useMutation(VenueService.method.updateMember);
   const remove = useMutation(VenueService.method.removeMember);
   const putRole = useMutation(VenueService.method.putRole);
-  const [error, setError] = useState("");
-  const [note, setNote] = useState("");
   const [leaving, setLeaving] = useState<Member>();
   // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
-  const write = useWrite();
-  // `intent`: what a keyed write asks; another request than the last unanswered one gets its own key.
-  const run = (f: (send: Send) => Promise<string | void>, intent?: string) => write.run(async (send) => {
-    setError("");
-    setNote("");
-    const said = await f(send);
-    if (said) setNote(said);
-    await Promise.all([members.refetch(), roles.refetch()]);
-  }, (x) => setError(plainError(x)), intent);
+  const write = useSaidWrite(() => Promise.all([members.refetch(), roles.refetch()]));
+  const { run, error, setError, note, setNote } = write;
   const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {

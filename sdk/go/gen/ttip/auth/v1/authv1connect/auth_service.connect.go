@@ -146,6 +146,9 @@ const (
 	// AuthInternalServiceListUsersWithRolesProcedure is the fully-qualified name of the
 	// AuthInternalService's ListUsersWithRoles RPC.
 	AuthInternalServiceListUsersWithRolesProcedure = "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles"
+	// AuthInternalServiceGrantVenueManagerRoleProcedure is the fully-qualified name of the
+	// AuthInternalService's GrantVenueManagerRole RPC.
+	AuthInternalServiceGrantVenueManagerRoleProcedure = "/ttip.auth.v1.AuthInternalService/GrantVenueManagerRole"
 )
 
 // AuthServiceClient is a client for the ttip.auth.v1.AuthService service.
@@ -1215,6 +1218,11 @@ type AuthInternalServiceClient interface {
 	// The users holding any of the given roles, not blocked, oldest first, at
 	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
 	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
+	// Adds the venue_manager role to a user who accepted a venue's manager
+	// invitation (anyone may sign up with it: it grants no venue by itself).
+	// Idempotent; sessions keep going and carry it from their next refresh.
+	// NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
+	GrantVenueManagerRole(context.Context, *connect.Request[v1.GrantVenueManagerRoleRequest]) (*connect.Response[v1.GrantVenueManagerRoleResponse], error)
 }
 
 // NewAuthInternalServiceClient constructs a client for the ttip.auth.v1.AuthInternalService
@@ -1261,6 +1269,13 @@ func NewAuthInternalServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		grantVenueManagerRole: connect.NewClient[v1.GrantVenueManagerRoleRequest, v1.GrantVenueManagerRoleResponse](
+			httpClient,
+			baseURL+AuthInternalServiceGrantVenueManagerRoleProcedure,
+			connect.WithSchema(authInternalServiceMethods.ByName("GrantVenueManagerRole")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1271,6 +1286,7 @@ type authInternalServiceClient struct {
 	verifyStepUpToken      *connect.Client[v1.VerifyStepUpTokenRequest, v1.VerifyStepUpTokenResponse]
 	getPartnerApiKey       *connect.Client[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse]
 	listUsersWithRoles     *connect.Client[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse]
+	grantVenueManagerRole  *connect.Client[v1.GrantVenueManagerRoleRequest, v1.GrantVenueManagerRoleResponse]
 }
 
 // GetUserById calls ttip.auth.v1.AuthInternalService.GetUserById.
@@ -1298,6 +1314,11 @@ func (c *authInternalServiceClient) ListUsersWithRoles(ctx context.Context, req 
 	return c.listUsersWithRoles.CallUnary(ctx, req)
 }
 
+// GrantVenueManagerRole calls ttip.auth.v1.AuthInternalService.GrantVenueManagerRole.
+func (c *authInternalServiceClient) GrantVenueManagerRole(ctx context.Context, req *connect.Request[v1.GrantVenueManagerRoleRequest]) (*connect.Response[v1.GrantVenueManagerRoleResponse], error) {
+	return c.grantVenueManagerRole.CallUnary(ctx, req)
+}
+
 // AuthInternalServiceHandler is an implementation of the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceHandler interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
@@ -1315,6 +1336,11 @@ type AuthInternalServiceHandler interface {
 	// The users holding any of the given roles, not blocked, oldest first, at
 	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
 	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
+	// Adds the venue_manager role to a user who accepted a venue's manager
+	// invitation (anyone may sign up with it: it grants no venue by itself).
+	// Idempotent; sessions keep going and carry it from their next refresh.
+	// NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
+	GrantVenueManagerRole(context.Context, *connect.Request[v1.GrantVenueManagerRoleRequest]) (*connect.Response[v1.GrantVenueManagerRoleResponse], error)
 }
 
 // NewAuthInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -1357,6 +1383,13 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	authInternalServiceGrantVenueManagerRoleHandler := connect.NewUnaryHandler(
+		AuthInternalServiceGrantVenueManagerRoleProcedure,
+		svc.GrantVenueManagerRole,
+		connect.WithSchema(authInternalServiceMethods.ByName("GrantVenueManagerRole")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthInternalServiceGetUserByIdProcedure:
@@ -1369,6 +1402,8 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 			authInternalServiceGetPartnerApiKeyHandler.ServeHTTP(w, r)
 		case AuthInternalServiceListUsersWithRolesProcedure:
 			authInternalServiceListUsersWithRolesHandler.ServeHTTP(w, r)
+		case AuthInternalServiceGrantVenueManagerRoleProcedure:
+			authInternalServiceGrantVenueManagerRoleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1396,4 +1431,8 @@ func (UnimplementedAuthInternalServiceHandler) GetPartnerApiKey(context.Context,
 
 func (UnimplementedAuthInternalServiceHandler) ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.ListUsersWithRoles is not implemented"))
+}
+
+func (UnimplementedAuthInternalServiceHandler) GrantVenueManagerRole(context.Context, *connect.Request[v1.GrantVenueManagerRoleRequest]) (*connect.Response[v1.GrantVenueManagerRoleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.GrantVenueManagerRole is not implemented"))
 }

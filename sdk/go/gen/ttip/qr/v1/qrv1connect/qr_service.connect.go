@@ -93,6 +93,12 @@ const (
 	// QrInternalServiceCheckPartnerLinkProcedure is the fully-qualified name of the QrInternalService's
 	// CheckPartnerLink RPC.
 	QrInternalServiceCheckPartnerLinkProcedure = "/ttip.qr.v1.QrInternalService/CheckPartnerLink"
+	// QrInternalServiceAddVenueManagerProcedure is the fully-qualified name of the QrInternalService's
+	// AddVenueManager RPC.
+	QrInternalServiceAddVenueManagerProcedure = "/ttip.qr.v1.QrInternalService/AddVenueManager"
+	// QrInternalServiceRemoveVenueManagerProcedure is the fully-qualified name of the
+	// QrInternalService's RemoveVenueManager RPC.
+	QrInternalServiceRemoveVenueManagerProcedure = "/ttip.qr.v1.QrInternalService/RemoveVenueManager"
 )
 
 // QrServiceClient is a client for the ttip.qr.v1.QrService service.
@@ -771,6 +777,12 @@ type QrInternalServiceClient interface {
 	// Whether a partner key may act for a worker (at a venue) or a venue: a
 	// live link to the worker, or to the venue (the worker on its staff).
 	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
+	// Makes a user a manager of a venue (the venue service's accepted
+	// invitations). Idempotent. NOT_FOUND if no such venue.
+	AddVenueManager(context.Context, *connect.Request[v1.AddVenueManagerRequest]) (*connect.Response[v1.AddVenueManagerResponse], error)
+	// Ends a user's management of a venue. FAILED_PRECONDITION for its last
+	// manager (a venue always has one); NOT_FOUND if they do not manage it.
+	RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error)
 }
 
 // NewQrInternalServiceClient constructs a client for the ttip.qr.v1.QrInternalService service. By
@@ -812,6 +824,19 @@ func NewQrInternalServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		addVenueManager: connect.NewClient[v1.AddVenueManagerRequest, v1.AddVenueManagerResponse](
+			httpClient,
+			baseURL+QrInternalServiceAddVenueManagerProcedure,
+			connect.WithSchema(qrInternalServiceMethods.ByName("AddVenueManager")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		removeVenueManager: connect.NewClient[v1.RemoveVenueManagerRequest, v1.RemoveVenueManagerResponse](
+			httpClient,
+			baseURL+QrInternalServiceRemoveVenueManagerProcedure,
+			connect.WithSchema(qrInternalServiceMethods.ByName("RemoveVenueManager")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -821,6 +846,8 @@ type qrInternalServiceClient struct {
 	suggestAccountReferences *connect.Client[v1.SuggestAccountReferencesRequest, v1.SuggestAccountReferencesResponse]
 	getVenueAccess           *connect.Client[v1.GetVenueAccessRequest, v1.GetVenueAccessResponse]
 	checkPartnerLink         *connect.Client[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse]
+	addVenueManager          *connect.Client[v1.AddVenueManagerRequest, v1.AddVenueManagerResponse]
+	removeVenueManager       *connect.Client[v1.RemoveVenueManagerRequest, v1.RemoveVenueManagerResponse]
 }
 
 // MatchAccountReference calls ttip.qr.v1.QrInternalService.MatchAccountReference.
@@ -843,6 +870,16 @@ func (c *qrInternalServiceClient) CheckPartnerLink(ctx context.Context, req *con
 	return c.checkPartnerLink.CallUnary(ctx, req)
 }
 
+// AddVenueManager calls ttip.qr.v1.QrInternalService.AddVenueManager.
+func (c *qrInternalServiceClient) AddVenueManager(ctx context.Context, req *connect.Request[v1.AddVenueManagerRequest]) (*connect.Response[v1.AddVenueManagerResponse], error) {
+	return c.addVenueManager.CallUnary(ctx, req)
+}
+
+// RemoveVenueManager calls ttip.qr.v1.QrInternalService.RemoveVenueManager.
+func (c *qrInternalServiceClient) RemoveVenueManager(ctx context.Context, req *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error) {
+	return c.removeVenueManager.CallUnary(ctx, req)
+}
+
 // QrInternalServiceHandler is an implementation of the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceHandler interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -857,6 +894,12 @@ type QrInternalServiceHandler interface {
 	// Whether a partner key may act for a worker (at a venue) or a venue: a
 	// live link to the worker, or to the venue (the worker on its staff).
 	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
+	// Makes a user a manager of a venue (the venue service's accepted
+	// invitations). Idempotent. NOT_FOUND if no such venue.
+	AddVenueManager(context.Context, *connect.Request[v1.AddVenueManagerRequest]) (*connect.Response[v1.AddVenueManagerResponse], error)
+	// Ends a user's management of a venue. FAILED_PRECONDITION for its last
+	// manager (a venue always has one); NOT_FOUND if they do not manage it.
+	RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error)
 }
 
 // NewQrInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -894,6 +937,19 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrInternalServiceAddVenueManagerHandler := connect.NewUnaryHandler(
+		QrInternalServiceAddVenueManagerProcedure,
+		svc.AddVenueManager,
+		connect.WithSchema(qrInternalServiceMethods.ByName("AddVenueManager")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrInternalServiceRemoveVenueManagerHandler := connect.NewUnaryHandler(
+		QrInternalServiceRemoveVenueManagerProcedure,
+		svc.RemoveVenueManager,
+		connect.WithSchema(qrInternalServiceMethods.ByName("RemoveVenueManager")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrInternalServiceMatchAccountReferenceProcedure:
@@ -904,6 +960,10 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 			qrInternalServiceGetVenueAccessHandler.ServeHTTP(w, r)
 		case QrInternalServiceCheckPartnerLinkProcedure:
 			qrInternalServiceCheckPartnerLinkHandler.ServeHTTP(w, r)
+		case QrInternalServiceAddVenueManagerProcedure:
+			qrInternalServiceAddVenueManagerHandler.ServeHTTP(w, r)
+		case QrInternalServiceRemoveVenueManagerProcedure:
+			qrInternalServiceRemoveVenueManagerHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -927,4 +987,12 @@ func (UnimplementedQrInternalServiceHandler) GetVenueAccess(context.Context, *co
 
 func (UnimplementedQrInternalServiceHandler) CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.CheckPartnerLink is not implemented"))
+}
+
+func (UnimplementedQrInternalServiceHandler) AddVenueManager(context.Context, *connect.Request[v1.AddVenueManagerRequest]) (*connect.Response[v1.AddVenueManagerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.AddVenueManager is not implemented"))
+}
+
+func (UnimplementedQrInternalServiceHandler) RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.RemoveVenueManager is not implemented"))
 }

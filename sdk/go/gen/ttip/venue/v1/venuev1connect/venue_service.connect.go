@@ -58,6 +58,24 @@ const (
 	// VenueServiceListMyVenuesProcedure is the fully-qualified name of the VenueService's ListMyVenues
 	// RPC.
 	VenueServiceListMyVenuesProcedure = "/ttip.venue.v1.VenueService/ListMyVenues"
+	// VenueServiceInviteManagerProcedure is the fully-qualified name of the VenueService's
+	// InviteManager RPC.
+	VenueServiceInviteManagerProcedure = "/ttip.venue.v1.VenueService/InviteManager"
+	// VenueServiceGetManagerInvitationProcedure is the fully-qualified name of the VenueService's
+	// GetManagerInvitation RPC.
+	VenueServiceGetManagerInvitationProcedure = "/ttip.venue.v1.VenueService/GetManagerInvitation"
+	// VenueServiceAcceptManagerInvitationProcedure is the fully-qualified name of the VenueService's
+	// AcceptManagerInvitation RPC.
+	VenueServiceAcceptManagerInvitationProcedure = "/ttip.venue.v1.VenueService/AcceptManagerInvitation"
+	// VenueServiceCancelManagerInvitationProcedure is the fully-qualified name of the VenueService's
+	// CancelManagerInvitation RPC.
+	VenueServiceCancelManagerInvitationProcedure = "/ttip.venue.v1.VenueService/CancelManagerInvitation"
+	// VenueServiceListManagersProcedure is the fully-qualified name of the VenueService's ListManagers
+	// RPC.
+	VenueServiceListManagersProcedure = "/ttip.venue.v1.VenueService/ListManagers"
+	// VenueServiceRemoveManagerProcedure is the fully-qualified name of the VenueService's
+	// RemoveManager RPC.
+	VenueServiceRemoveManagerProcedure = "/ttip.venue.v1.VenueService/RemoveManager"
 	// VenueServiceClockInProcedure is the fully-qualified name of the VenueService's ClockIn RPC.
 	VenueServiceClockInProcedure = "/ttip.venue.v1.VenueService/ClockIn"
 	// VenueServiceClockOutProcedure is the fully-qualified name of the VenueService's ClockOut RPC.
@@ -128,6 +146,31 @@ type VenueServiceClient interface {
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// The caller's memberships, every venue.
 	ListMyVenues(context.Context, *connect.Request[v1.ListMyVenuesRequest]) (*connect.Response[v1.ListMyVenuesResponse], error)
+	// Invites a co-manager by phone: an SMS carries a link; they sign in with
+	// that number and accept. A manager manages the venue as fully as whoever
+	// created it. A repeat of the same key (or a new invitation to the same
+	// number) texts a fresh link and the older one stops working.
+	// FAILED_PRECONDITION for a number on the venue's staff: managers are not
+	// on the staff (their share of the pool would be theirs to set).
+	InviteManager(context.Context, *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error)
+	// The venue a manager's invitation link is from, for its page before its
+	// reader signs in: the venue's name only. NOT_FOUND for a token naming no
+	// pending invitation (unknown, replaced, cancelled or accepted).
+	GetManagerInvitation(context.Context, *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error)
+	// The signed-in user becomes a manager of the venue, if signed in with the
+	// number the invitation was sent to (PERMISSION_DENIED otherwise: a
+	// forwarded link manages nothing). Their account gains the venue_manager
+	// role, which their tokens carry from the next session refresh.
+	AcceptManagerInvitation(context.Context, *connect.Request[v1.AcceptManagerInvitationRequest]) (*connect.Response[v1.AcceptManagerInvitationResponse], error)
+	// Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+	// is not pending.
+	CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error)
+	// The venue's managers, the oldest first, and its pending invitations.
+	ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error)
+	// Ends a user's management of the venue (a manager may step down).
+	// FAILED_PRECONDITION for its last manager: a venue always has one.
+	// NOT_FOUND if they do not manage it.
+	RemoveManager(context.Context, *connect.Request[v1.RemoveManagerRequest]) (*connect.Response[v1.RemoveManagerResponse], error)
 	// The signed-in member starts a shift. FAILED_PRECONDITION if one is open.
 	ClockIn(context.Context, *connect.Request[v1.ClockInRequest]) (*connect.Response[v1.ClockInResponse], error)
 	// Ends the caller's open shift. FAILED_PRECONDITION if none is open.
@@ -233,6 +276,44 @@ func NewVenueServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			baseURL+VenueServiceListMyVenuesProcedure,
 			connect.WithSchema(venueServiceMethods.ByName("ListMyVenues")),
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		inviteManager: connect.NewClient[v1.InviteManagerRequest, v1.InviteManagerResponse](
+			httpClient,
+			baseURL+VenueServiceInviteManagerProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("InviteManager")),
+			connect.WithClientOptions(opts...),
+		),
+		getManagerInvitation: connect.NewClient[v1.GetManagerInvitationRequest, v1.GetManagerInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceGetManagerInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("GetManagerInvitation")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		acceptManagerInvitation: connect.NewClient[v1.AcceptManagerInvitationRequest, v1.AcceptManagerInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceAcceptManagerInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("AcceptManagerInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		cancelManagerInvitation: connect.NewClient[v1.CancelManagerInvitationRequest, v1.CancelManagerInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceCancelManagerInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("CancelManagerInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		listManagers: connect.NewClient[v1.ListManagersRequest, v1.ListManagersResponse](
+			httpClient,
+			baseURL+VenueServiceListManagersProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("ListManagers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		removeManager: connect.NewClient[v1.RemoveManagerRequest, v1.RemoveManagerResponse](
+			httpClient,
+			baseURL+VenueServiceRemoveManagerProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("RemoveManager")),
 			connect.WithClientOptions(opts...),
 		),
 		clockIn: connect.NewClient[v1.ClockInRequest, v1.ClockInResponse](
@@ -352,32 +433,38 @@ func NewVenueServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 
 // venueServiceClient implements VenueServiceClient.
 type venueServiceClient struct {
-	putRole             *connect.Client[v1.PutRoleRequest, v1.PutRoleResponse]
-	listRoles           *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
-	inviteMember        *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
-	getInvitation       *connect.Client[v1.GetInvitationRequest, v1.GetInvitationResponse]
-	acceptInvitation    *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
-	updateMember        *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
-	removeMember        *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
-	listMembers         *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
-	listMyVenues        *connect.Client[v1.ListMyVenuesRequest, v1.ListMyVenuesResponse]
-	clockIn             *connect.Client[v1.ClockInRequest, v1.ClockInResponse]
-	clockOut            *connect.Client[v1.ClockOutRequest, v1.ClockOutResponse]
-	recordShift         *connect.Client[v1.RecordShiftRequest, v1.RecordShiftResponse]
-	importShifts        *connect.Client[v1.ImportShiftsRequest, v1.ImportShiftsResponse]
-	listShifts          *connect.Client[v1.ListShiftsRequest, v1.ListShiftsResponse]
-	getHours            *connect.Client[v1.GetHoursRequest, v1.GetHoursResponse]
-	setSplitRule        *connect.Client[v1.SetSplitRuleRequest, v1.SetSplitRuleResponse]
-	getSplitRule        *connect.Client[v1.GetSplitRuleRequest, v1.GetSplitRuleResponse]
-	listSplitRules      *connect.Client[v1.ListSplitRulesRequest, v1.ListSplitRulesResponse]
-	previewDistribution *connect.Client[v1.PreviewDistributionRequest, v1.PreviewDistributionResponse]
-	confirmDistribution *connect.Client[v1.ConfirmDistributionRequest, v1.ConfirmDistributionResponse]
-	reverseDistribution *connect.Client[v1.ReverseDistributionRequest, v1.ReverseDistributionResponse]
-	getDistribution     *connect.Client[v1.GetDistributionRequest, v1.GetDistributionResponse]
-	listDistributions   *connect.Client[v1.ListDistributionsRequest, v1.ListDistributionsResponse]
-	listMyShares        *connect.Client[v1.ListMySharesRequest, v1.ListMySharesResponse]
-	getPeriodReport     *connect.Client[v1.GetPeriodReportRequest, v1.GetPeriodReportResponse]
-	listAuditRecords    *connect.Client[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse]
+	putRole                 *connect.Client[v1.PutRoleRequest, v1.PutRoleResponse]
+	listRoles               *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
+	inviteMember            *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
+	getInvitation           *connect.Client[v1.GetInvitationRequest, v1.GetInvitationResponse]
+	acceptInvitation        *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
+	updateMember            *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
+	removeMember            *connect.Client[v1.RemoveMemberRequest, v1.RemoveMemberResponse]
+	listMembers             *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
+	listMyVenues            *connect.Client[v1.ListMyVenuesRequest, v1.ListMyVenuesResponse]
+	inviteManager           *connect.Client[v1.InviteManagerRequest, v1.InviteManagerResponse]
+	getManagerInvitation    *connect.Client[v1.GetManagerInvitationRequest, v1.GetManagerInvitationResponse]
+	acceptManagerInvitation *connect.Client[v1.AcceptManagerInvitationRequest, v1.AcceptManagerInvitationResponse]
+	cancelManagerInvitation *connect.Client[v1.CancelManagerInvitationRequest, v1.CancelManagerInvitationResponse]
+	listManagers            *connect.Client[v1.ListManagersRequest, v1.ListManagersResponse]
+	removeManager           *connect.Client[v1.RemoveManagerRequest, v1.RemoveManagerResponse]
+	clockIn                 *connect.Client[v1.ClockInRequest, v1.ClockInResponse]
+	clockOut                *connect.Client[v1.ClockOutRequest, v1.ClockOutResponse]
+	recordShift             *connect.Client[v1.RecordShiftRequest, v1.RecordShiftResponse]
+	importShifts            *connect.Client[v1.ImportShiftsRequest, v1.ImportShiftsResponse]
+	listShifts              *connect.Client[v1.ListShiftsRequest, v1.ListShiftsResponse]
+	getHours                *connect.Client[v1.GetHoursRequest, v1.GetHoursResponse]
+	setSplitRule            *connect.Client[v1.SetSplitRuleRequest, v1.SetSplitRuleResponse]
+	getSplitRule            *connect.Client[v1.GetSplitRuleRequest, v1.GetSplitRuleResponse]
+	listSplitRules          *connect.Client[v1.ListSplitRulesRequest, v1.ListSplitRulesResponse]
+	previewDistribution     *connect.Client[v1.PreviewDistributionRequest, v1.PreviewDistributionResponse]
+	confirmDistribution     *connect.Client[v1.ConfirmDistributionRequest, v1.ConfirmDistributionResponse]
+	reverseDistribution     *connect.Client[v1.ReverseDistributionRequest, v1.ReverseDistributionResponse]
+	getDistribution         *connect.Client[v1.GetDistributionRequest, v1.GetDistributionResponse]
+	listDistributions       *connect.Client[v1.ListDistributionsRequest, v1.ListDistributionsResponse]
+	listMyShares            *connect.Client[v1.ListMySharesRequest, v1.ListMySharesResponse]
+	getPeriodReport         *connect.Client[v1.GetPeriodReportRequest, v1.GetPeriodReportResponse]
+	listAuditRecords        *connect.Client[v1.ListAuditRecordsRequest, v1.ListAuditRecordsResponse]
 }
 
 // PutRole calls ttip.venue.v1.VenueService.PutRole.
@@ -423,6 +510,36 @@ func (c *venueServiceClient) ListMembers(ctx context.Context, req *connect.Reque
 // ListMyVenues calls ttip.venue.v1.VenueService.ListMyVenues.
 func (c *venueServiceClient) ListMyVenues(ctx context.Context, req *connect.Request[v1.ListMyVenuesRequest]) (*connect.Response[v1.ListMyVenuesResponse], error) {
 	return c.listMyVenues.CallUnary(ctx, req)
+}
+
+// InviteManager calls ttip.venue.v1.VenueService.InviteManager.
+func (c *venueServiceClient) InviteManager(ctx context.Context, req *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error) {
+	return c.inviteManager.CallUnary(ctx, req)
+}
+
+// GetManagerInvitation calls ttip.venue.v1.VenueService.GetManagerInvitation.
+func (c *venueServiceClient) GetManagerInvitation(ctx context.Context, req *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error) {
+	return c.getManagerInvitation.CallUnary(ctx, req)
+}
+
+// AcceptManagerInvitation calls ttip.venue.v1.VenueService.AcceptManagerInvitation.
+func (c *venueServiceClient) AcceptManagerInvitation(ctx context.Context, req *connect.Request[v1.AcceptManagerInvitationRequest]) (*connect.Response[v1.AcceptManagerInvitationResponse], error) {
+	return c.acceptManagerInvitation.CallUnary(ctx, req)
+}
+
+// CancelManagerInvitation calls ttip.venue.v1.VenueService.CancelManagerInvitation.
+func (c *venueServiceClient) CancelManagerInvitation(ctx context.Context, req *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error) {
+	return c.cancelManagerInvitation.CallUnary(ctx, req)
+}
+
+// ListManagers calls ttip.venue.v1.VenueService.ListManagers.
+func (c *venueServiceClient) ListManagers(ctx context.Context, req *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error) {
+	return c.listManagers.CallUnary(ctx, req)
+}
+
+// RemoveManager calls ttip.venue.v1.VenueService.RemoveManager.
+func (c *venueServiceClient) RemoveManager(ctx context.Context, req *connect.Request[v1.RemoveManagerRequest]) (*connect.Response[v1.RemoveManagerResponse], error) {
+	return c.removeManager.CallUnary(ctx, req)
 }
 
 // ClockIn calls ttip.venue.v1.VenueService.ClockIn.
@@ -531,6 +648,31 @@ type VenueServiceHandler interface {
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// The caller's memberships, every venue.
 	ListMyVenues(context.Context, *connect.Request[v1.ListMyVenuesRequest]) (*connect.Response[v1.ListMyVenuesResponse], error)
+	// Invites a co-manager by phone: an SMS carries a link; they sign in with
+	// that number and accept. A manager manages the venue as fully as whoever
+	// created it. A repeat of the same key (or a new invitation to the same
+	// number) texts a fresh link and the older one stops working.
+	// FAILED_PRECONDITION for a number on the venue's staff: managers are not
+	// on the staff (their share of the pool would be theirs to set).
+	InviteManager(context.Context, *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error)
+	// The venue a manager's invitation link is from, for its page before its
+	// reader signs in: the venue's name only. NOT_FOUND for a token naming no
+	// pending invitation (unknown, replaced, cancelled or accepted).
+	GetManagerInvitation(context.Context, *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error)
+	// The signed-in user becomes a manager of the venue, if signed in with the
+	// number the invitation was sent to (PERMISSION_DENIED otherwise: a
+	// forwarded link manages nothing). Their account gains the venue_manager
+	// role, which their tokens carry from the next session refresh.
+	AcceptManagerInvitation(context.Context, *connect.Request[v1.AcceptManagerInvitationRequest]) (*connect.Response[v1.AcceptManagerInvitationResponse], error)
+	// Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+	// is not pending.
+	CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error)
+	// The venue's managers, the oldest first, and its pending invitations.
+	ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error)
+	// Ends a user's management of the venue (a manager may step down).
+	// FAILED_PRECONDITION for its last manager: a venue always has one.
+	// NOT_FOUND if they do not manage it.
+	RemoveManager(context.Context, *connect.Request[v1.RemoveManagerRequest]) (*connect.Response[v1.RemoveManagerResponse], error)
 	// The signed-in member starts a shift. FAILED_PRECONDITION if one is open.
 	ClockIn(context.Context, *connect.Request[v1.ClockInRequest]) (*connect.Response[v1.ClockInResponse], error)
 	// Ends the caller's open shift. FAILED_PRECONDITION if none is open.
@@ -632,6 +774,44 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 		svc.ListMyVenues,
 		connect.WithSchema(venueServiceMethods.ByName("ListMyVenues")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceInviteManagerHandler := connect.NewUnaryHandler(
+		VenueServiceInviteManagerProcedure,
+		svc.InviteManager,
+		connect.WithSchema(venueServiceMethods.ByName("InviteManager")),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceGetManagerInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceGetManagerInvitationProcedure,
+		svc.GetManagerInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("GetManagerInvitation")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceAcceptManagerInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceAcceptManagerInvitationProcedure,
+		svc.AcceptManagerInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("AcceptManagerInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceCancelManagerInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceCancelManagerInvitationProcedure,
+		svc.CancelManagerInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("CancelManagerInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceListManagersHandler := connect.NewUnaryHandler(
+		VenueServiceListManagersProcedure,
+		svc.ListManagers,
+		connect.WithSchema(venueServiceMethods.ByName("ListManagers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceRemoveManagerHandler := connect.NewUnaryHandler(
+		VenueServiceRemoveManagerProcedure,
+		svc.RemoveManager,
+		connect.WithSchema(venueServiceMethods.ByName("RemoveManager")),
 		connect.WithHandlerOptions(opts...),
 	)
 	venueServiceClockInHandler := connect.NewUnaryHandler(
@@ -766,6 +946,18 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 			venueServiceListMembersHandler.ServeHTTP(w, r)
 		case VenueServiceListMyVenuesProcedure:
 			venueServiceListMyVenuesHandler.ServeHTTP(w, r)
+		case VenueServiceInviteManagerProcedure:
+			venueServiceInviteManagerHandler.ServeHTTP(w, r)
+		case VenueServiceGetManagerInvitationProcedure:
+			venueServiceGetManagerInvitationHandler.ServeHTTP(w, r)
+		case VenueServiceAcceptManagerInvitationProcedure:
+			venueServiceAcceptManagerInvitationHandler.ServeHTTP(w, r)
+		case VenueServiceCancelManagerInvitationProcedure:
+			venueServiceCancelManagerInvitationHandler.ServeHTTP(w, r)
+		case VenueServiceListManagersProcedure:
+			venueServiceListManagersHandler.ServeHTTP(w, r)
+		case VenueServiceRemoveManagerProcedure:
+			venueServiceRemoveManagerHandler.ServeHTTP(w, r)
 		case VenueServiceClockInProcedure:
 			venueServiceClockInHandler.ServeHTTP(w, r)
 		case VenueServiceClockOutProcedure:
@@ -843,6 +1035,30 @@ func (UnimplementedVenueServiceHandler) ListMembers(context.Context, *connect.Re
 
 func (UnimplementedVenueServiceHandler) ListMyVenues(context.Context, *connect.Request[v1.ListMyVenuesRequest]) (*connect.Response[v1.ListMyVenuesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.ListMyVenues is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) InviteManager(context.Context, *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.InviteManager is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) GetManagerInvitation(context.Context, *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.GetManagerInvitation is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) AcceptManagerInvitation(context.Context, *connect.Request[v1.AcceptManagerInvitationRequest]) (*connect.Response[v1.AcceptManagerInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.AcceptManagerInvitation is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.CancelManagerInvitation is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.ListManagers is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) RemoveManager(context.Context, *connect.Request[v1.RemoveManagerRequest]) (*connect.Response[v1.RemoveManagerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.RemoveManager is not implemented"))
 }
 
 func (UnimplementedVenueServiceHandler) ClockIn(context.Context, *connect.Request[v1.ClockInRequest]) (*connect.Response[v1.ClockInResponse], error) {

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.auth.v1 import auth_service_pb
-from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, ListUsersWithRolesRequest, ListUsersWithRolesResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
+from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, GrantVenueManagerRoleRequest, GrantVenueManagerRoleResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, ListUsersWithRolesRequest, ListUsersWithRolesResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -2840,6 +2840,15 @@ class AuthInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def grant_venue_manager_role(self, request: GrantVenueManagerRoleRequest, ctx: RequestContext[GrantVenueManagerRoleRequest, GrantVenueManagerRoleResponse], /) -> GrantVenueManagerRoleResponse:
+        """
+        Adds the venue_manager role to a user who accepted a venue's manager
+        invitation (anyone may sign up with it: it grants no venue by itself).
+        Idempotent; sessions keep going and carry it from their next refresh.
+        NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -2912,6 +2921,17 @@ class AuthInternalServiceASGIApplication(ConnectASGIApplication[AuthInternalServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_users_with_roles,
+                ),
+                "/ttip.auth.v1.AuthInternalService/GrantVenueManagerRole": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GrantVenueManagerRole",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=GrantVenueManagerRoleRequest,
+                        output=GrantVenueManagerRoleResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.grant_venue_manager_role,
                 ),
             },
             interceptors=interceptors,
@@ -3054,6 +3074,32 @@ class AuthInternalServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def grant_venue_manager_role(
+        self,
+        request: GrantVenueManagerRoleRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GrantVenueManagerRoleResponse:
+        """
+        Adds the venue_manager role to a user who accepted a venue's manager
+        invitation (anyone may sign up with it: it grants no venue by itself).
+        Idempotent; sessions keep going and carry it from their next refresh.
+        NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GrantVenueManagerRole",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=GrantVenueManagerRoleRequest,
+                output=GrantVenueManagerRoleResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AuthInternalServiceSync(Protocol):
     """
@@ -3089,6 +3135,15 @@ class AuthInternalServiceSync(Protocol):
         """
         The users holding any of the given roles, not blocked, oldest first, at
         most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def grant_venue_manager_role(self, request: GrantVenueManagerRoleRequest, ctx: RequestContext[GrantVenueManagerRoleRequest, GrantVenueManagerRoleResponse], /) -> GrantVenueManagerRoleResponse:
+        """
+        Adds the venue_manager role to a user who accepted a venue's manager
+        invitation (anyone may sign up with it: it grants no venue by itself).
+        Idempotent; sessions keep going and carry it from their next refresh.
+        NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -3162,6 +3217,17 @@ class AuthInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_users_with_roles,
+                ),
+                "/ttip.auth.v1.AuthInternalService/GrantVenueManagerRole": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GrantVenueManagerRole",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=GrantVenueManagerRoleRequest,
+                        output=GrantVenueManagerRoleResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.grant_venue_manager_role,
                 ),
             },
             interceptors=interceptors,
@@ -3303,4 +3369,30 @@ class AuthInternalServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    def grant_venue_manager_role(
+        self,
+        request: GrantVenueManagerRoleRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GrantVenueManagerRoleResponse:
+        """
+        Adds the venue_manager role to a user who accepted a venue's manager
+        invitation (anyone may sign up with it: it grants no venue by itself).
+        Idempotent; sessions keep going and carry it from their next refresh.
+        NOT_FOUND if no such user; FAILED_PRECONDITION if they are blocked.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GrantVenueManagerRole",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=GrantVenueManagerRoleRequest,
+                output=GrantVenueManagerRoleResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )

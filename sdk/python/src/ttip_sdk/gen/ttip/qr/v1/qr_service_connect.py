@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueManagerRequest, AddVenueManagerResponse, AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueManagerRequest, RemoveVenueManagerResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -1798,6 +1798,20 @@ class QrInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def add_venue_manager(self, request: AddVenueManagerRequest, ctx: RequestContext[AddVenueManagerRequest, AddVenueManagerResponse], /) -> AddVenueManagerResponse:
+        """
+        Makes a user a manager of a venue (the venue service's accepted
+        invitations). Idempotent. NOT_FOUND if no such venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def remove_venue_manager(self, request: RemoveVenueManagerRequest, ctx: RequestContext[RemoveVenueManagerRequest, RemoveVenueManagerResponse], /) -> RemoveVenueManagerResponse:
+        """
+        Ends a user's management of a venue. FAILED_PRECONDITION for its last
+        manager (a venue always has one); NOT_FOUND if they do not manage it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -1859,6 +1873,28 @@ class QrInternalServiceASGIApplication(ConnectASGIApplication[QrInternalService]
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.check_partner_link,
+                ),
+                "/ttip.qr.v1.QrInternalService/AddVenueManager": Endpoint.unary(
+                    method=MethodInfo(
+                        name="AddVenueManager",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=AddVenueManagerRequest,
+                        output=AddVenueManagerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.add_venue_manager,
+                ),
+                "/ttip.qr.v1.QrInternalService/RemoveVenueManager": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RemoveVenueManager",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=RemoveVenueManagerRequest,
+                        output=RemoveVenueManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.remove_venue_manager,
                 ),
             },
             interceptors=interceptors,
@@ -1981,6 +2017,54 @@ class QrInternalServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def add_venue_manager(
+        self,
+        request: AddVenueManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AddVenueManagerResponse:
+        """
+        Makes a user a manager of a venue (the venue service's accepted
+        invitations). Idempotent. NOT_FOUND if no such venue.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AddVenueManager",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=AddVenueManagerRequest,
+                output=AddVenueManagerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def remove_venue_manager(
+        self,
+        request: RemoveVenueManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RemoveVenueManagerResponse:
+        """
+        Ends a user's management of a venue. FAILED_PRECONDITION for its last
+        manager (a venue always has one); NOT_FOUND if they do not manage it.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RemoveVenueManager",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=RemoveVenueManagerRequest,
+                output=RemoveVenueManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class QrInternalServiceSync(Protocol):
     """
@@ -2011,6 +2095,20 @@ class QrInternalServiceSync(Protocol):
         """
         Whether a partner key may act for a worker (at a venue) or a venue: a
         live link to the worker, or to the venue (the worker on its staff).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def add_venue_manager(self, request: AddVenueManagerRequest, ctx: RequestContext[AddVenueManagerRequest, AddVenueManagerResponse], /) -> AddVenueManagerResponse:
+        """
+        Makes a user a manager of a venue (the venue service's accepted
+        invitations). Idempotent. NOT_FOUND if no such venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def remove_venue_manager(self, request: RemoveVenueManagerRequest, ctx: RequestContext[RemoveVenueManagerRequest, RemoveVenueManagerResponse], /) -> RemoveVenueManagerResponse:
+        """
+        Ends a user's management of a venue. FAILED_PRECONDITION for its last
+        manager (a venue always has one); NOT_FOUND if they do not manage it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2073,6 +2171,28 @@ class QrInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.check_partner_link,
+                ),
+                "/ttip.qr.v1.QrInternalService/AddVenueManager": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="AddVenueManager",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=AddVenueManagerRequest,
+                        output=AddVenueManagerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.add_venue_manager,
+                ),
+                "/ttip.qr.v1.QrInternalService/RemoveVenueManager": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RemoveVenueManager",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=RemoveVenueManagerRequest,
+                        output=RemoveVenueManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.remove_venue_manager,
                 ),
             },
             interceptors=interceptors,
@@ -2194,4 +2314,52 @@ class QrInternalServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    def add_venue_manager(
+        self,
+        request: AddVenueManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AddVenueManagerResponse:
+        """
+        Makes a user a manager of a venue (the venue service's accepted
+        invitations). Idempotent. NOT_FOUND if no such venue.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AddVenueManager",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=AddVenueManagerRequest,
+                output=AddVenueManagerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def remove_venue_manager(
+        self,
+        request: RemoveVenueManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RemoveVenueManagerResponse:
+        """
+        Ends a user's management of a venue. FAILED_PRECONDITION for its last
+        manager (a venue always has one); NOT_FOUND if they do not manage it.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RemoveVenueManager",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=RemoveVenueManagerRequest,
+                output=RemoveVenueManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )

@@ -175,6 +175,114 @@ class Member(Message[_MemberFields]):
         invited_at: Timestamp | None
         venue_name: str
 
+_ManagerFields: TypeAlias = Literal["user_id", "display_name", "phone_masked", "is_you"]
+
+class Manager(Message[_ManagerFields]):
+    """
+    A user who manages a venue: its creator, or whoever accepted a manager's invitation.
+
+    ```proto
+    message ttip.venue.v1.Manager
+    ```
+
+    Attributes:
+        user_id:
+            ```proto
+            string user_id = 1;
+            ```
+        display_name:
+            As their invitation named them, else as their account does; may be empty.
+
+            ```proto
+            string display_name = 2;
+            ```
+        phone_masked:
+            e.g. "2547******78"; empty when their account cannot be read now.
+
+            ```proto
+            string phone_masked = 3;
+            ```
+        is_you:
+            The caller.
+
+            ```proto
+            bool is_you = 4;
+            ```
+    """
+
+    __slots__ = ("user_id", "display_name", "phone_masked", "is_you")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            user_id: str = "",
+            display_name: str = "",
+            phone_masked: str = "",
+            is_you: bool = False,
+        ) -> None:
+            pass
+
+        user_id: str
+        display_name: str
+        phone_masked: str
+        is_you: bool
+
+_ManagerInvitationFields: TypeAlias = Literal["invitation_id", "venue_id", "display_name", "phone_masked", "invited_at"]
+
+class ManagerInvitation(Message[_ManagerInvitationFields]):
+    """
+    A manager's invitation not yet accepted.
+
+    ```proto
+    message ttip.venue.v1.ManagerInvitation
+    ```
+
+    Attributes:
+        invitation_id:
+            ```proto
+            string invitation_id = 1;
+            ```
+        venue_id:
+            ```proto
+            string venue_id = 2;
+            ```
+        display_name:
+            ```proto
+            string display_name = 3;
+            ```
+        phone_masked:
+            ```proto
+            string phone_masked = 4;
+            ```
+        invited_at:
+            ```proto
+            optional google.protobuf.Timestamp invited_at = 5;
+            ```
+    """
+
+    __slots__ = ("invitation_id", "venue_id", "display_name", "phone_masked", "invited_at")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            invitation_id: str = "",
+            venue_id: str = "",
+            display_name: str = "",
+            phone_masked: str = "",
+            invited_at: Timestamp | None = None,
+        ) -> None:
+            pass
+
+        invitation_id: str
+        venue_id: str
+        display_name: str
+        phone_masked: str
+        invited_at: Timestamp | None
+
 _ShiftFields: TypeAlias = Literal["shift_id", "venue_id", "member_id", "started_at", "ended_at", "source", "minutes", "recorded_by"]
 
 class Shift(Message[_ShiftFields]):
@@ -1300,7 +1408,7 @@ class DistributionNoteKind(Enum):
 
 
 _DESC = file_desc(
-    b'\n\x19ttip/venue/v1/venue.proto\x12\rttip.venue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"j\n\x04Role\x12\x17\n\x07role_id\x18\x01 \x01(\tR\x06roleId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n\nis_manager\x18\x04 \x01(\x08R\tisManager"\xb9\x03\n\x06Member\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x05 \x01(\tR\x0bphoneMasked\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x123\n\x06status\x18\x07 \x01(\x0e2\x1b.ttip.venue.v1.MemberStatusR\x06status\x127\n\tjoined_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x129\n\ninvited_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n\nvenue_name\x18\x0b \x01(\tR\tvenueName"\xbb\x02\n\x05Shift\x12\x19\n\x08shift_id\x18\x01 \x01(\tR\x07shiftId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x122\n\x06source\x18\x06 \x01(\x0e2\x1a.ttip.venue.v1.ShiftSourceR\x06source\x12\x18\n\x07minutes\x18\x07 \x01(\x03R\x07minutes\x12\x1f\n\x0brecorded_by\x18\x08 \x01(\tR\nrecordedBy"h\n\x06Period\x120\n\x05start\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03end\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x03end"\x98\x01\n\x0bMemberHours\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts"L\n\nFixedShare\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cbasis_points\x18\x02 \x01(\x05R\x0bbasisPoints"\x97\x03\n\tSplitRule\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x122\n\x06method\x18\x03 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12)\n\x10include_managers\x18\x04 \x01(\x08R\x0fincludeManagers\x12<\n\x0cfixed_shares\x18\x05 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedShares\x120\n\x14pool_individual_tips\x18\x06 \x01(\x08R\x12poolIndividualTips\x12\x12\n\x04note\x18\x07 \x01(\tR\x04note\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07summary\x18\n \x01(\tR\x07summary"\xd0\x02\n\tShareLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x04 \x01(\tR\x06roleId\x12\x16\n\x06weight\x18\x05 \x01(\x03R\x06weight\x12!\n\x0ctotal_weight\x18\x06 \x01(\x03R\x0btotalWeight\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07minutes\x18\x08 \x01(\x03R\x07minutes\x12 \n\x0bexplanation\x18\t \x01(\tR\x0bexplanation\x12\'\n\x0fremainder_minor\x18\n \x01(\x03R\x0eremainderMinor"\xd0\x07\n\x0cDistribution\x12\'\n\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12-\n\x06period\x18\x03 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x12!\n\x0crule_version\x18\x04 \x01(\x05R\x0bruleVersion\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x123\n\tcollected\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x1b\n\ttip_count\x18\x08 \x01(\x03R\x08tipCount\x120\n\x06shares\x18\t \x03(\x0b2\x18.ttip.venue.v1.ShareLineR\x06shares\x12%\n\x0eremainder_rule\x18\n \x01(\tR\rremainderRule\x129\n\x06status\x18\x0b \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12\x19\n\x08entry_id\x18\x0c \x01(\tR\x07entryId\x12*\n\x11reversal_entry_id\x18\r \x01(\tR\x0freversalEntryId\x12\'\n\x0freversal_reason\x18\x0e \x01(\tR\x0ereversalReason\x12!\n\x0cconfirmed_by\x18\x0f \x01(\tR\x0bconfirmedBy\x12=\n\x0cconfirmed_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt\x12;\n\x0breversed_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreversedAt\x12\x1a\n\x08revision\x18\x12 \x01(\x05R\x08revision\x12\x18\n\x07summary\x18\x13 \x01(\tR\x07summary\x12!\n\x0cmember_count\x18\x14 \x01(\x05R\x0bmemberCount\x128\n\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n\x05notes\x18\x16 \x03(\x0b2\x1f.ttip.venue.v1.DistributionNoteR\x05notes"\xb5\x01\n\x10DistributionNote\x127\n\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x16\n\x06detail\x18\x03 \x01(\tR\x06detail\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount"\xf3\x03\n\x07MyShare\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12-\n\x06period\x18\x04 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x124\n\npool_total\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12!\n\x0cmembers_paid\x18\x08 \x01(\x05R\x0bmembersPaid\x12,\n\x04line\x18\t \x01(\x0b2\x18.ttip.venue.v1.ShareLineR\x04line\x129\n\x06status\x18\n \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12=\n\x0cconfirmed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb6\x01\n\x0bAuditRecord\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12*\n\x02at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\xec\x01\n\nReportLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts\x12-\n\x06shares\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06shares\x12$\n\rdistributions\x18\x07 \x01(\x05R\rdistributions"S\n\x0bRejectedRow\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x18\n\x07content\x18\x02 \x01(\tR\x07content\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason*z\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x03*v\n\x0bShiftSource\x12\x1c\n\x18SHIFT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHIFT_SOURCE_CLOCK\x10\x01\x12\x18\n\x14SHIFT_SOURCE_MANAGER\x10\x02\x12\x17\n\x13SHIFT_SOURCE_IMPORT\x10\x03*\xac\x01\n\x0bSplitMethod\x12\x1c\n\x18SPLIT_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPLIT_METHOD_EQUAL_ON_SHIFT\x10\x01\x12\x19\n\x15SPLIT_METHOD_BY_HOURS\x10\x02\x12\x1f\n\x1bSPLIT_METHOD_BY_ROLE_POINTS\x10\x03\x12"\n\x1eSPLIT_METHOD_FIXED_PERCENTAGES\x10\x04*\xc0\x01\n\x12DistributionStatus\x12#\n\x1fDISTRIBUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\xac\x04\n\x14DistributionNoteKind\x12&\n"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n)DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n*DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD\x10\x02\x12.\n*DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL\x10\x03\x122\n.DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED\x10\x04\x12,\n(DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT\x10\x05\x12.\n*DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS\x10\x06\x12(\n$DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE\x10\x07\x12#\n\x1fDISTRIBUTION_NOTE_KIND_OVERLAPS\x10\x08\x12*\n&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\n\x12$\n DISTRIBUTION_NOTE_KIND_POOL_OWES\x10\x0bb\x06proto3',
+    b'\n\x19ttip/venue/v1/venue.proto\x12\rttip.venue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"j\n\x04Role\x12\x17\n\x07role_id\x18\x01 \x01(\tR\x06roleId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n\nis_manager\x18\x04 \x01(\x08R\tisManager"\xb9\x03\n\x06Member\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x05 \x01(\tR\x0bphoneMasked\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x123\n\x06status\x18\x07 \x01(\x0e2\x1b.ttip.venue.v1.MemberStatusR\x06status\x127\n\tjoined_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x129\n\ninvited_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n\nvenue_name\x18\x0b \x01(\tR\tvenueName"\x7f\n\x07Manager\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x03 \x01(\tR\x0bphoneMasked\x12\x15\n\x06is_you\x18\x04 \x01(\x08R\x05isYou"\xd4\x01\n\x11ManagerInvitation\x12#\n\rinvitation_id\x18\x01 \x01(\tR\x0cinvitationId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12!\n\x0cphone_masked\x18\x04 \x01(\tR\x0bphoneMasked\x129\n\ninvited_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tinvitedAt"\xbb\x02\n\x05Shift\x12\x19\n\x08shift_id\x18\x01 \x01(\tR\x07shiftId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x122\n\x06source\x18\x06 \x01(\x0e2\x1a.ttip.venue.v1.ShiftSourceR\x06source\x12\x18\n\x07minutes\x18\x07 \x01(\x03R\x07minutes\x12\x1f\n\x0brecorded_by\x18\x08 \x01(\tR\nrecordedBy"h\n\x06Period\x120\n\x05start\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05start\x12,\n\x03end\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x03end"\x98\x01\n\x0bMemberHours\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts"L\n\nFixedShare\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cbasis_points\x18\x02 \x01(\x05R\x0bbasisPoints"\x97\x03\n\tSplitRule\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x02 \x01(\x05R\x07version\x122\n\x06method\x18\x03 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12)\n\x10include_managers\x18\x04 \x01(\x08R\x0fincludeManagers\x12<\n\x0cfixed_shares\x18\x05 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedShares\x120\n\x14pool_individual_tips\x18\x06 \x01(\x08R\x12poolIndividualTips\x12\x12\n\x04note\x18\x07 \x01(\tR\x04note\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07summary\x18\n \x01(\tR\x07summary"\xd0\x02\n\tShareLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x04 \x01(\tR\x06roleId\x12\x16\n\x06weight\x18\x05 \x01(\x03R\x06weight\x12!\n\x0ctotal_weight\x18\x06 \x01(\x03R\x0btotalWeight\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07minutes\x18\x08 \x01(\x03R\x07minutes\x12 \n\x0bexplanation\x18\t \x01(\tR\x0bexplanation\x12\'\n\x0fremainder_minor\x18\n \x01(\x03R\x0eremainderMinor"\xd0\x07\n\x0cDistribution\x12\'\n\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12-\n\x06period\x18\x03 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x12!\n\x0crule_version\x18\x04 \x01(\x05R\x0bruleVersion\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x123\n\tcollected\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x1b\n\ttip_count\x18\x08 \x01(\x03R\x08tipCount\x120\n\x06shares\x18\t \x03(\x0b2\x18.ttip.venue.v1.ShareLineR\x06shares\x12%\n\x0eremainder_rule\x18\n \x01(\tR\rremainderRule\x129\n\x06status\x18\x0b \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12\x19\n\x08entry_id\x18\x0c \x01(\tR\x07entryId\x12*\n\x11reversal_entry_id\x18\r \x01(\tR\x0freversalEntryId\x12\'\n\x0freversal_reason\x18\x0e \x01(\tR\x0ereversalReason\x12!\n\x0cconfirmed_by\x18\x0f \x01(\tR\x0bconfirmedBy\x12=\n\x0cconfirmed_at\x18\x10 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt\x12;\n\x0breversed_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreversedAt\x12\x1a\n\x08revision\x18\x12 \x01(\x05R\x08revision\x12\x18\n\x07summary\x18\x13 \x01(\tR\x07summary\x12!\n\x0cmember_count\x18\x14 \x01(\x05R\x0bmemberCount\x128\n\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n\x05notes\x18\x16 \x03(\x0b2\x1f.ttip.venue.v1.DistributionNoteR\x05notes"\xb5\x01\n\x10DistributionNote\x127\n\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x16\n\x06detail\x18\x03 \x01(\tR\x06detail\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount"\xf3\x03\n\x07MyShare\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12-\n\x06period\x18\x04 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06period\x122\n\x06method\x18\x05 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06method\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x124\n\npool_total\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12!\n\x0cmembers_paid\x18\x08 \x01(\x05R\x0bmembersPaid\x12,\n\x04line\x18\t \x01(\x0b2\x18.ttip.venue.v1.ShareLineR\x04line\x129\n\x06status\x18\n \x01(\x0e2!.ttip.venue.v1.DistributionStatusR\x06status\x12=\n\x0cconfirmed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb6\x01\n\x0bAuditRecord\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12*\n\x02at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n\x05actor\x18\x04 \x01(\tR\x05actor\x12\x16\n\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail"\xec\x01\n\nReportLine\x12\x1b\n\tmember_id\x18\x01 \x01(\tR\x08memberId\x12!\n\x0cdisplay_name\x18\x02 \x01(\tR\x0bdisplayName\x12\x17\n\x07role_id\x18\x03 \x01(\tR\x06roleId\x12\x18\n\x07minutes\x18\x04 \x01(\x03R\x07minutes\x12\x16\n\x06shifts\x18\x05 \x01(\x05R\x06shifts\x12-\n\x06shares\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06shares\x12$\n\rdistributions\x18\x07 \x01(\x05R\rdistributions"S\n\x0bRejectedRow\x12\x12\n\x04line\x18\x01 \x01(\x05R\x04line\x12\x18\n\x07content\x18\x02 \x01(\tR\x07content\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason*z\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x03*v\n\x0bShiftSource\x12\x1c\n\x18SHIFT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHIFT_SOURCE_CLOCK\x10\x01\x12\x18\n\x14SHIFT_SOURCE_MANAGER\x10\x02\x12\x17\n\x13SHIFT_SOURCE_IMPORT\x10\x03*\xac\x01\n\x0bSplitMethod\x12\x1c\n\x18SPLIT_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPLIT_METHOD_EQUAL_ON_SHIFT\x10\x01\x12\x19\n\x15SPLIT_METHOD_BY_HOURS\x10\x02\x12\x1f\n\x1bSPLIT_METHOD_BY_ROLE_POINTS\x10\x03\x12"\n\x1eSPLIT_METHOD_FIXED_PERCENTAGES\x10\x04*\xc0\x01\n\x12DistributionStatus\x12#\n\x1fDISTRIBUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\xac\x04\n\x14DistributionNoteKind\x12&\n"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n)DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n*DISTRIBUTION_NOTE_KIND_JOINED_AFTER_PERIOD\x10\x02\x12.\n*DISTRIBUTION_NOTE_KIND_MANAGER_NOT_IN_POOL\x10\x03\x122\n.DISTRIBUTION_NOTE_KIND_INVITATION_NOT_ACCEPTED\x10\x04\x12,\n(DISTRIBUTION_NOTE_KIND_NO_FINISHED_SHIFT\x10\x05\x12.\n*DISTRIBUTION_NOTE_KIND_ROLE_WITHOUT_POINTS\x10\x06\x12(\n$DISTRIBUTION_NOTE_KIND_NO_PERCENTAGE\x10\x07\x12#\n\x1fDISTRIBUTION_NOTE_KIND_OVERLAPS\x10\x08\x12*\n&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\n\x12$\n DISTRIBUTION_NOTE_KIND_POOL_OWES\x10\x0bb\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
@@ -1308,6 +1416,8 @@ _DESC = file_desc(
     {
         "Role": Role,
         "Member": Member,
+        "Manager": Manager,
+        "ManagerInvitation": ManagerInvitation,
         "Shift": Shift,
         "Period": Period,
         "MemberHours": MemberHours,

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.venue.v1 import venue_service_pb
-from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetInvitationRequest, GetInvitationResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveMemberRequest, RemoveMemberResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
+from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, AcceptManagerInvitationRequest, AcceptManagerInvitationResponse, CancelManagerInvitationRequest, CancelManagerInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetInvitationRequest, GetInvitationResponse, GetManagerInvitationRequest, GetManagerInvitationResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteManagerRequest, InviteManagerResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListManagersRequest, ListManagersResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveManagerRequest, RemoveManagerResponse, RemoveMemberRequest, RemoveMemberResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -81,6 +81,55 @@ class VenueService(Protocol):
     async def list_my_venues(self, request: ListMyVenuesRequest, ctx: RequestContext[ListMyVenuesRequest, ListMyVenuesResponse], /) -> ListMyVenuesResponse:
         """
         The caller's memberships, every venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def invite_manager(self, request: InviteManagerRequest, ctx: RequestContext[InviteManagerRequest, InviteManagerResponse], /) -> InviteManagerResponse:
+        """
+        Invites a co-manager by phone: an SMS carries a link; they sign in with
+        that number and accept. A manager manages the venue as fully as whoever
+        created it. A repeat of the same key (or a new invitation to the same
+        number) texts a fresh link and the older one stops working.
+        FAILED_PRECONDITION for a number on the venue's staff: managers are not
+        on the staff (their share of the pool would be theirs to set).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_manager_invitation(self, request: GetManagerInvitationRequest, ctx: RequestContext[GetManagerInvitationRequest, GetManagerInvitationResponse], /) -> GetManagerInvitationResponse:
+        """
+        The venue a manager's invitation link is from, for its page before its
+        reader signs in: the venue's name only. NOT_FOUND for a token naming no
+        pending invitation (unknown, replaced, cancelled or accepted).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def accept_manager_invitation(self, request: AcceptManagerInvitationRequest, ctx: RequestContext[AcceptManagerInvitationRequest, AcceptManagerInvitationResponse], /) -> AcceptManagerInvitationResponse:
+        """
+        The signed-in user becomes a manager of the venue, if signed in with the
+        number the invitation was sent to (PERMISSION_DENIED otherwise: a
+        forwarded link manages nothing). Their account gains the venue_manager
+        role, which their tokens carry from the next session refresh.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def cancel_manager_invitation(self, request: CancelManagerInvitationRequest, ctx: RequestContext[CancelManagerInvitationRequest, CancelManagerInvitationResponse], /) -> CancelManagerInvitationResponse:
+        """
+        Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+        is not pending.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_managers(self, request: ListManagersRequest, ctx: RequestContext[ListManagersRequest, ListManagersResponse], /) -> ListManagersResponse:
+        """
+        The venue's managers, the oldest first, and its pending invitations.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def remove_manager(self, request: RemoveManagerRequest, ctx: RequestContext[RemoveManagerRequest, RemoveManagerResponse], /) -> RemoveManagerResponse:
+        """
+        Ends a user's management of the venue (a manager may step down).
+        FAILED_PRECONDITION for its last manager: a venue always has one.
+        NOT_FOUND if they do not manage it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -295,6 +344,72 @@ class VenueServiceASGIApplication(ConnectASGIApplication[VenueService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_my_venues,
+                ),
+                "/ttip.venue.v1.VenueService/InviteManager": Endpoint.unary(
+                    method=MethodInfo(
+                        name="InviteManager",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=InviteManagerRequest,
+                        output=InviteManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.invite_manager,
+                ),
+                "/ttip.venue.v1.VenueService/GetManagerInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=GetManagerInvitationRequest,
+                        output=GetManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/AcceptManagerInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="AcceptManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=AcceptManagerInvitationRequest,
+                        output=AcceptManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.accept_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/CancelManagerInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CancelManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=CancelManagerInvitationRequest,
+                        output=CancelManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.cancel_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/ListManagers": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListManagers",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ListManagersRequest,
+                        output=ListManagersResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_managers,
+                ),
+                "/ttip.venue.v1.VenueService/RemoveManager": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RemoveManager",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=RemoveManagerRequest,
+                        output=RemoveManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.remove_manager,
                 ),
                 "/ttip.venue.v1.VenueService/ClockIn": Endpoint.unary(
                     method=MethodInfo(
@@ -711,6 +826,161 @@ class VenueServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    async def invite_manager(
+        self,
+        request: InviteManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> InviteManagerResponse:
+        """
+        Invites a co-manager by phone: an SMS carries a link; they sign in with
+        that number and accept. A manager manages the venue as fully as whoever
+        created it. A repeat of the same key (or a new invitation to the same
+        number) texts a fresh link and the older one stops working.
+        FAILED_PRECONDITION for a number on the venue's staff: managers are not
+        on the staff (their share of the pool would be theirs to set).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="InviteManager",
+                service_name="ttip.venue.v1.VenueService",
+                input=InviteManagerRequest,
+                output=InviteManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_manager_invitation(
+        self,
+        request: GetManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetManagerInvitationResponse:
+        """
+        The venue a manager's invitation link is from, for its page before its
+        reader signs in: the venue's name only. NOT_FOUND for a token naming no
+        pending invitation (unknown, replaced, cancelled or accepted).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=GetManagerInvitationRequest,
+                output=GetManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def accept_manager_invitation(
+        self,
+        request: AcceptManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AcceptManagerInvitationResponse:
+        """
+        The signed-in user becomes a manager of the venue, if signed in with the
+        number the invitation was sent to (PERMISSION_DENIED otherwise: a
+        forwarded link manages nothing). Their account gains the venue_manager
+        role, which their tokens carry from the next session refresh.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AcceptManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=AcceptManagerInvitationRequest,
+                output=AcceptManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def cancel_manager_invitation(
+        self,
+        request: CancelManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelManagerInvitationResponse:
+        """
+        Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+        is not pending.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=CancelManagerInvitationRequest,
+                output=CancelManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_managers(
+        self,
+        request: ListManagersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListManagersResponse:
+        """
+        The venue's managers, the oldest first, and its pending invitations.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListManagers",
+                service_name="ttip.venue.v1.VenueService",
+                input=ListManagersRequest,
+                output=ListManagersResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def remove_manager(
+        self,
+        request: RemoveManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RemoveManagerResponse:
+        """
+        Ends a user's management of the venue (a manager may step down).
+        FAILED_PRECONDITION for its last manager: a venue always has one.
+        NOT_FOUND if they do not manage it.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RemoveManager",
+                service_name="ttip.venue.v1.VenueService",
+                input=RemoveManagerRequest,
+                output=RemoveManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )
     async def clock_in(
         self,
@@ -1172,6 +1442,55 @@ class VenueServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def invite_manager(self, request: InviteManagerRequest, ctx: RequestContext[InviteManagerRequest, InviteManagerResponse], /) -> InviteManagerResponse:
+        """
+        Invites a co-manager by phone: an SMS carries a link; they sign in with
+        that number and accept. A manager manages the venue as fully as whoever
+        created it. A repeat of the same key (or a new invitation to the same
+        number) texts a fresh link and the older one stops working.
+        FAILED_PRECONDITION for a number on the venue's staff: managers are not
+        on the staff (their share of the pool would be theirs to set).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_manager_invitation(self, request: GetManagerInvitationRequest, ctx: RequestContext[GetManagerInvitationRequest, GetManagerInvitationResponse], /) -> GetManagerInvitationResponse:
+        """
+        The venue a manager's invitation link is from, for its page before its
+        reader signs in: the venue's name only. NOT_FOUND for a token naming no
+        pending invitation (unknown, replaced, cancelled or accepted).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def accept_manager_invitation(self, request: AcceptManagerInvitationRequest, ctx: RequestContext[AcceptManagerInvitationRequest, AcceptManagerInvitationResponse], /) -> AcceptManagerInvitationResponse:
+        """
+        The signed-in user becomes a manager of the venue, if signed in with the
+        number the invitation was sent to (PERMISSION_DENIED otherwise: a
+        forwarded link manages nothing). Their account gains the venue_manager
+        role, which their tokens carry from the next session refresh.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def cancel_manager_invitation(self, request: CancelManagerInvitationRequest, ctx: RequestContext[CancelManagerInvitationRequest, CancelManagerInvitationResponse], /) -> CancelManagerInvitationResponse:
+        """
+        Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+        is not pending.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_managers(self, request: ListManagersRequest, ctx: RequestContext[ListManagersRequest, ListManagersResponse], /) -> ListManagersResponse:
+        """
+        The venue's managers, the oldest first, and its pending invitations.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def remove_manager(self, request: RemoveManagerRequest, ctx: RequestContext[RemoveManagerRequest, RemoveManagerResponse], /) -> RemoveManagerResponse:
+        """
+        Ends a user's management of the venue (a manager may step down).
+        FAILED_PRECONDITION for its last manager: a venue always has one.
+        NOT_FOUND if they do not manage it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def clock_in(self, request: ClockInRequest, ctx: RequestContext[ClockInRequest, ClockInResponse], /) -> ClockInResponse:
         """
         The signed-in member starts a shift. FAILED_PRECONDITION if one is open.
@@ -1381,6 +1700,72 @@ class VenueServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_my_venues,
+                ),
+                "/ttip.venue.v1.VenueService/InviteManager": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="InviteManager",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=InviteManagerRequest,
+                        output=InviteManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.invite_manager,
+                ),
+                "/ttip.venue.v1.VenueService/GetManagerInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=GetManagerInvitationRequest,
+                        output=GetManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/AcceptManagerInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="AcceptManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=AcceptManagerInvitationRequest,
+                        output=AcceptManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.accept_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/CancelManagerInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CancelManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=CancelManagerInvitationRequest,
+                        output=CancelManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.cancel_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/ListManagers": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListManagers",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ListManagersRequest,
+                        output=ListManagersResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_managers,
+                ),
+                "/ttip.venue.v1.VenueService/RemoveManager": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RemoveManager",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=RemoveManagerRequest,
+                        output=RemoveManagerResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.remove_manager,
                 ),
                 "/ttip.venue.v1.VenueService/ClockIn": EndpointSync.unary(
                     method=MethodInfo(
@@ -1797,6 +2182,161 @@ class VenueServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    def invite_manager(
+        self,
+        request: InviteManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> InviteManagerResponse:
+        """
+        Invites a co-manager by phone: an SMS carries a link; they sign in with
+        that number and accept. A manager manages the venue as fully as whoever
+        created it. A repeat of the same key (or a new invitation to the same
+        number) texts a fresh link and the older one stops working.
+        FAILED_PRECONDITION for a number on the venue's staff: managers are not
+        on the staff (their share of the pool would be theirs to set).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="InviteManager",
+                service_name="ttip.venue.v1.VenueService",
+                input=InviteManagerRequest,
+                output=InviteManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_manager_invitation(
+        self,
+        request: GetManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetManagerInvitationResponse:
+        """
+        The venue a manager's invitation link is from, for its page before its
+        reader signs in: the venue's name only. NOT_FOUND for a token naming no
+        pending invitation (unknown, replaced, cancelled or accepted).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=GetManagerInvitationRequest,
+                output=GetManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def accept_manager_invitation(
+        self,
+        request: AcceptManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AcceptManagerInvitationResponse:
+        """
+        The signed-in user becomes a manager of the venue, if signed in with the
+        number the invitation was sent to (PERMISSION_DENIED otherwise: a
+        forwarded link manages nothing). Their account gains the venue_manager
+        role, which their tokens carry from the next session refresh.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="AcceptManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=AcceptManagerInvitationRequest,
+                output=AcceptManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def cancel_manager_invitation(
+        self,
+        request: CancelManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelManagerInvitationResponse:
+        """
+        Withdraws a pending invitation: its link stops working. NOT_FOUND if it
+        is not pending.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=CancelManagerInvitationRequest,
+                output=CancelManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_managers(
+        self,
+        request: ListManagersRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListManagersResponse:
+        """
+        The venue's managers, the oldest first, and its pending invitations.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListManagers",
+                service_name="ttip.venue.v1.VenueService",
+                input=ListManagersRequest,
+                output=ListManagersResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def remove_manager(
+        self,
+        request: RemoveManagerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RemoveManagerResponse:
+        """
+        Ends a user's management of the venue (a manager may step down).
+        FAILED_PRECONDITION for its last manager: a venue always has one.
+        NOT_FOUND if they do not manage it.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RemoveManager",
+                service_name="ttip.venue.v1.VenueService",
+                input=RemoveManagerRequest,
+                output=RemoveManagerResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )
     def clock_in(
         self,

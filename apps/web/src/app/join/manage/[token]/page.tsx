@@ -1,0 +1,61 @@
+"use client";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import Link from "next/link";
+import { useParams } from "next/navigation";
+import { useState } from "react";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { loadSession, saveSession } from "../../../../lib/session";
+import { useWrite } from "../../../../lib/use-write";
+import { useT } from "../../../w/use-t";
+
+/**
+ * Accepting an invitation to manage a venue: signed in with the invited number first (a new account signs up as a
+ * manager), then accept. The session is refreshed at once after: its tokens carry the manager's role from then on.
+ */
+export default function ManageInvitation() {
+  const { token } = useParams<{ token: string }>();
+  const { t, err } = useT();
+  const [session] = useState(() => loadSession());
+  const accept = useMutation(VenueService.method.acceptManagerInvitation);
+  const refresh = useMutation(AuthService.method.refreshSession);
+  const invitation = useQuery(VenueService.method.getManagerInvitation, { token }, { retry: false });
+  const venueName = invitation.data?.venueName ?? "";
+  const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
+  const [error, setError] = useState("");
+  const [done, setDone] = useState<{ venueId: string; venueName: string }>();
+  const write = useWrite();
+  const title = venueName ? t("manageTitleVenue", { venue: venueName }) : t("manageTitle");
+  if (!session) {
+    return (
+      <>
+        <h1>{title}</h1>
+        {gone ? <p className="notice bad" role="alert">{t("manageGone")}</p> : <p>{venueName ? t("manageWhyVenue", { venue: venueName }) : t("manageWhy")}</p>}
+        <p><Link href={`/w/signin?as=manager&next=${encodeURIComponent(`/join/manage/${token}`)}`} className="button">{t("signIn")}</Link></p>
+      </>
+    );
+  }
+  const onAccept = () => write.run(async () => {
+    setError("");
+    const res = await accept.mutateAsync({ token });
+    const s = loadSession();
+    if (s) {
+      const { tokens } = await refresh.mutateAsync({ refreshToken: s.refreshToken });
+      if (tokens) saveSession(tokens);
+    }
+    setDone({ venueId: res.venueId, venueName: res.venueName });
+  }, (x) => setError(err(x)));
+  return (
+    <>
+      <h1>{title}</h1>
+      {gone && !done ? <p className="notice bad" role="alert">{t("manageGone")}</p> : null}
+      {done ? (
+        <p role="status">{t("manageDone", { venue: done.venueName })} <Link href={`/v/${done.venueId}`}>{t("manageOpen")}</Link></p>
+      ) : gone ? null : (
+        <button type="button" disabled={write.busy} onClick={onAccept}>{t("manageAccept", { venue: venueName }).trim()}</button>
+      )}
+      {error ? <p className="error" role="alert">{error}</p> : null}
+    </>
+  );
+}

@@ -1,0 +1,95 @@
+// A venue's co-managers in a real browser: the managers' page invites one by phone, a forwarded
+// link manages nothing, the invited worker accepts through the SMS link and opens the venue at
+// once (their session refreshed to carry the manager's role), and the venue's creator steps down.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, afterEach, before, describe, test } from "node:test";
+import type { Page } from "playwright-core";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, WebHarness } from "./harness.js";
+
+/** Fails with what the page shows instead of what was awaited. */
+async function see(page: Page, what: ReturnType<Page["getByText"]>, timeout = 30_000): Promise<void> {
+  await what.waitFor({ timeout }).catch(async (err) => {
+    throw new Error(`${(err as Error).message}\nthe page says: ${(await page.locator("main").innerText()).slice(0, 2000)}`);
+  });
+}
+
+describe("a venue's co-managers (chromium)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  afterEach(() => h.closePages());
+  after(() => h.stop());
+
+  test("invited on the managers' page, accepted through the SMS link by the invited number only, the new manager opens the venue at once; its creator steps down", async () => {
+    // The venue's creator, signed up as a manager (with a refresh token, as the sign-in screen leaves it).
+    const creatorPhone = testPhone({ format: "07" });
+    const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: creatorPhone });
+    const { tokens: creator } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(creatorPhone), role: Role.VENUE_MANAGER });
+    const venueId = randomUUID();
+    await h.api(QrService, creator!.accessToken).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Tamarind Mombasa", currency: "KES", city: "Mombasa" });
+    const page = await h.signedInAs(creator!, { viewport: { width: 1000, height: 900 }, isMobile: false });
+    await page.goto(`${h.url}/v/${venueId}`);
+    await page.getByRole("link", { name: "Managers" }).click();
+    await see(page, page.getByTestId("managers").getByRole("cell", { name: "(you)" }));
+    await see(page, page.getByTestId("last-manager"));
+    assert.equal(await page.getByRole("button", { name: "Step down" }).count(), 0, "the only manager cannot step down");
+
+    // A bad number is refused before any call; then the invitation.
+    const wairimu = await h.worker("Wairimu");
+    await page.getByLabel("Phone number").fill("0812");
+    await page.getByLabel("Name", { exact: true }).fill("Wairimu");
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await see(page, page.getByRole("alert").filter({ hasText: "Enter a Kenyan mobile number" }));
+    await page.getByLabel("Phone number").fill(wairimu.phone);
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "Wairimu was invited by SMS." }));
+    await see(page, page.getByTestId("manager-invitations").getByRole("cell", { name: "Wairimu", exact: true }));
+    const msisdn = `254${wairimu.phone.slice(1)}`;
+    const token = await eventually("the manager invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === msisdn).pop();
+      return sms ? /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+
+    // Signed out, the link names the venue and asks for the invited number, in the phone's language.
+    for (const [locale, title] of [["en-KE", "Manage Tamarind Mombasa on TTIP"], ["sw-KE", "Simamia Tamarind Mombasa kwenye TTIP"]] as const) {
+      const out = await h.phone({ locale });
+      await out.goto(`${h.url}/join/manage/${token}`);
+      await see(out, out.getByRole("heading", { name: title }));
+      assert.match(await out.getByRole("link", { name: locale === "en-KE" ? "Sign in" : /Ingia/ }).getAttribute("href") ?? "", /^\/w\/signin\?as=manager&next=%2Fjoin%2Fmanage%2F/);
+    }
+
+    // Forwarded to another worker, the link manages nothing.
+    const other = await h.signedInPhone(await h.worker("Otieno"));
+    await other.goto(`${h.url}/join/manage/${token}`);
+    await other.getByRole("button", { name: "Manage Tamarind Mombasa" }).click();
+    await see(other, other.getByRole("alert").filter({ hasText: "sent to another number" }));
+
+    // The invited worker accepts and opens the venue: the refreshed session carries the manager's role.
+    const phone = await h.signedInPhone(wairimu);
+    await phone.goto(`${h.url}/join/manage/${token}`);
+    await phone.getByRole("button", { name: "Manage Tamarind Mombasa" }).click();
+    await see(phone, phone.getByRole("status").filter({ hasText: "You now manage Tamarind Mombasa." }));
+    await phone.getByRole("link", { name: "Open the venue" }).click();
+    await phone.getByRole("link", { name: "Managers" }).click();
+    await see(phone, phone.getByTestId("managers").getByRole("cell", { name: "Wairimu (you)" }));
+    await h.screenshot(phone, "venue-managers");
+
+    // The creator sees them, and steps down: the venue is no longer theirs to open.
+    await page.reload();
+    await see(page, page.getByTestId("managers").getByRole("cell", { name: "Wairimu", exact: true }));
+    assert.equal(await page.getByTestId("manager-invitations").count(), 0, "no invitation pending");
+    await see(page, page.getByRole("button", { name: "Remove Wairimu" }));
+    await page.getByRole("button", { name: "Step down" }).click();
+    await page.getByRole("button", { name: "Confirm: I step down" }).click();
+    await page.waitForURL(/\/v$/);
+    await see(page, page.getByText("No venue yet."));
+    const { managers } = await h.api(VenueService, (await h.tokens(wairimu)).accessToken).listManagers({ venueId });
+    assert.deepEqual(managers.map((m) => m.displayName), ["Wairimu"]);
+  });
+});

@@ -1,0 +1,215 @@
+// Co-managers: invited by phone, made managers when the holder of that number accepts, signed in.
+// qr keeps who manages a venue (every access check reads it); this keeps the invitations, the
+// names they gave and the audit trail. A venue always keeps one manager (qr refuses its last's removal).
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { AlreadyExistsError, DependencyUnavailableError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
+import type { VenueInfo } from "./access.js";
+import type { MembersConfig } from "./members.js";
+import { audit, currentMemberOf } from "./store.js";
+
+interface InvitationRow {
+  invitation_id: string;
+  venue_id: string;
+  phone: string;
+  display_name: string;
+  token_hash: string | null;
+  invite_key: string;
+  invited_by: string;
+  invited_at: Date;
+  accepted_by: string | null;
+  accepted_at: Date | null;
+  cancelled_at: Date | null;
+}
+
+const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+const CALL = { timeoutMs: 5_000 };
+/** qr lists at most this many managers of a venue; a venue's names and numbers are read for each. */
+const MAX_MANAGERS = 100;
+
+export const toInvitation = (r: InvitationRow): ManagerInvitation => create(ManagerInvitationSchema, {
+  invitationId: r.invitation_id,
+  venueId: r.venue_id,
+  displayName: r.display_name,
+  phoneMasked: maskPhone(r.phone),
+  invitedAt: timestampFromDate(r.invited_at),
+});
+
+/** A peer's refusal passes on as it is (it names the field); its absence is UNAVAILABLE, to retry. */
+function unavailable(what: string) {
+  return (err: unknown): never => {
+    const e = ConnectError.from(err);
+    if ([Code.NotFound, Code.FailedPrecondition, Code.InvalidArgument, Code.PermissionDenied].includes(e.code)) throw e;
+    throw new DependencyUnavailableError(`${what} cannot be done now (${e.rawMessage}); retry`);
+  };
+}
+
+export class Managers {
+  private readonly pool: Pool;
+  private readonly logger: Logger;
+  private readonly auth: Client<typeof AuthInternalService>;
+  private readonly qr: Client<typeof QrInternalService>;
+  private readonly notification: Client<typeof NotificationInternalService>;
+
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig) {
+    this.pool = ctx.pool;
+    this.logger = ctx.logger;
+    this.auth = createClient(AuthInternalService, ctx.peers("auth"));
+    this.qr = createClient(QrInternalService, ctx.peers("qr"));
+    this.notification = createClient(NotificationInternalService, ctx.peers("notification"));
+  }
+
+  /** A user's number as auth holds it (2547…) and their account's name; undefined for a user auth does not know. */
+  async account(userId: string): Promise<{ phone: string; name: string } | undefined> {
+    try {
+      const { user, phone } = await this.auth.getUserById({ userId }, CALL);
+      return { phone: parseKenyanMobile(phone) ?? phone.replace(/^\+/, ""), name: user?.displayName ?? "" };
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw new DependencyUnavailableError(`accounts cannot be read now (${ConnectError.from(err).rawMessage}); retry`);
+    }
+  }
+
+  /** The users who manage the venue, the oldest first. */
+  async managerIds(venueId: string): Promise<string[]> {
+    const a = await this.qr.getVenueAccess({ venueId, withManagers: true }, CALL).catch(unavailable("managers"));
+    return a.managerIds.slice(0, MAX_MANAGERS);
+  }
+
+  /** Whether the number belongs to one of the venue's managers (whose accounts auth knows). */
+  async managesByPhone(venueId: string, phone: string): Promise<boolean> {
+    const accounts = await Promise.all((await this.managerIds(venueId)).map((id) => this.account(id)));
+    return accounts.some((a) => a?.phone === phone);
+  }
+
+  /**
+   * Records an invitation (or, for a repeat of its key or another to the same number, finds it) and texts a
+   * fresh link: the one sent before stops working. Only the link's hash is kept.
+   */
+  async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; key: string }): Promise<{ invitation: InvitationRow; sent: boolean }> {
+    const phone = requireKenyanMobile(input.phone, "phone");
+    if (await this.managesByPhone(venue.venueId, phone)) throw new AlreadyExistsError("phone: this number already manages the venue");
+    const token = randomBytes(24).toString("base64url");
+    const invitation = await withTransaction(this.pool, async (tx) => {
+      await lockForTransaction(tx, `venue.manager_invitations.${venue.venueId}`);
+      const { rowCount: staff } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
+      if (staff) throw new InvalidStateError("phone: this number is on the venue's staff, and a manager is not (their share of the pool would be theirs to set): end their membership first");
+      const { rows: [prior] } = await tx.query<InvitationRow>(`SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
+      if (prior && prior.phone !== phone) throw new IdempotencyConflictError(input.key, "manager invitation");
+      if (prior && (prior.accepted_at || prior.cancelled_at)) return prior;
+      const pending = prior ?? (await tx.query<InvitationRow>(
+        `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
+      if (pending) {
+        const { rows } = await tx.query<InvitationRow>(
+          `UPDATE venue.manager_invitations SET token_hash = $2, display_name = $3 WHERE invitation_id = $1 RETURNING *`,
+          [pending.invitation_id, hashToken(token), input.displayName]);
+        return rows[0];
+      }
+      const { rows } = await tx.query<InvitationRow>(
+        `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+        [randomUUID(), venue.venueId, phone, input.displayName, hashToken(token), input.key, caller.subject]);
+      await audit(tx, venue.venueId, caller.subject, "manager.invited", { invitation_id: rows[0].invitation_id, display_name: input.displayName });
+      return rows[0];
+    });
+    if (invitation.accepted_at || invitation.cancelled_at) return { invitation, sent: false };
+    return { invitation, sent: await this.text(venue, invitation, token) };
+  }
+
+  private async text(venue: VenueInfo, invitation: InvitationRow, token: string): Promise<boolean> {
+    try {
+      await this.notification.sendNotification({
+        idempotencyKey: `venue-manager-invite:${invitation.invitation_id}:${hashToken(token).slice(0, 16)}`,
+        recipient: { case: "phone", value: invitation.phone },
+        templateKey: TemplateKey.MANAGER_INVITE,
+        variables: { venue: venue.name, link: `${this.config().joinUrl.replace(/\/$/, "")}/manage/${token}` },
+        channels: [Channel.SMS],
+      }, CALL);
+      return true;
+    } catch (err) {
+      this.logger.warn({ invitationId: invitation.invitation_id, err: (err as Error).message }, "manager invitation SMS not sent; inviting again resends it");
+      return false;
+    }
+  }
+
+  /** The venue a pending invitation is from (its id only: the caller names it), for anyone holding the link. */
+  async invitationVenue(token: string): Promise<string> {
+    const { rows: [row] } = await this.pool.query<InvitationRow>(
+      `SELECT venue_id FROM venue.manager_invitations WHERE token_hash = $1 AND accepted_at IS NULL AND cancelled_at IS NULL`, [hashToken(token)]);
+    if (!row) throw new NotFoundError("token: no such invitation (it may have been replaced, cancelled or accepted)");
+    return row.venue_id;
+  }
+
+  /**
+   * The signed-in holder of the invited number becomes a manager: auth's role, then qr's list, then the
+   * invitation marked, under its row lock (a cancel waits). Both calls are idempotent, so a retry after any
+   * failure finishes what was begun; a repeat by the same user answers the same.
+   */
+  async accept(caller: Principal, token: string): Promise<{ venueId: string }> {
+    return withTransaction(this.pool, async (tx) => {
+      const { rows: [inv] } = await tx.query<InvitationRow>(`SELECT * FROM venue.manager_invitations WHERE token_hash = $1 FOR UPDATE`, [hashToken(token)]);
+      if (!inv) throw new NotFoundError("token: no such invitation (it may have been replaced or cancelled)");
+      if (inv.accepted_by) {
+        if (inv.accepted_by !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
+        return { venueId: inv.venue_id };
+      }
+      if ((await this.account(caller.subject))?.phone !== inv.phone) {
+        throw new PermissionDeniedError("this invitation was sent to another number: sign in with that number to accept it");
+      }
+      if (await currentMemberOf(tx, inv.venue_id, caller.subject)) {
+        throw new InvalidStateError("token: you are on this venue's staff, and a manager is not (your share of the pool would be yours to set): ask a manager to end your membership first");
+      }
+      await this.auth.grantVenueManagerRole({ userId: caller.subject }, CALL).catch(unavailable("the manager's role"));
+      await this.qr.addVenueManager({ venueId: inv.venue_id, userId: caller.subject }, CALL).catch(unavailable("the venue's managers"));
+      await tx.query(`UPDATE venue.manager_invitations SET accepted_by = $2, accepted_at = now() WHERE invitation_id = $1`, [inv.invitation_id, caller.subject]);
+      await audit(tx, inv.venue_id, caller.subject, "manager.joined", { invitation_id: inv.invitation_id, display_name: inv.display_name });
+      return { venueId: inv.venue_id };
+    });
+  }
+
+  async cancel(venueId: string, caller: Principal, invitationId: string): Promise<void> {
+    await withTransaction(this.pool, async (tx) => {
+      const { rows: [cancelled] } = await tx.query<InvitationRow>(
+        `UPDATE venue.manager_invitations SET cancelled_at = now(), token_hash = NULL
+          WHERE venue_id = $1 AND invitation_id = $2 AND accepted_at IS NULL AND cancelled_at IS NULL RETURNING display_name`, [venueId, invitationId]);
+      if (!cancelled) throw new NotFoundError(`invitation_id: no pending invitation ${invitationId} at this venue`);
+      await audit(tx, venueId, caller.subject, "manager.invitation_cancelled", { invitation_id: invitationId, display_name: cancelled.display_name });
+    });
+  }
+
+  /** The venue's managers (named as their invitations did, else as their accounts do) and its pending invitations. */
+  async list(venueId: string, caller: Principal): Promise<{ managers: Manager[]; invitations: ManagerInvitation[] }> {
+    const ids = await this.managerIds(venueId);
+    const [accounts, named, pending] = await Promise.all([
+      Promise.all(ids.map((id) => this.account(id).catch(() => undefined))),
+      this.pool.query<{ accepted_by: string; display_name: string }>(
+        `SELECT DISTINCT ON (accepted_by) accepted_by::text, display_name FROM venue.manager_invitations
+          WHERE venue_id = $1 AND accepted_by::text = ANY($2::text[]) ORDER BY accepted_by, accepted_at DESC`, [venueId, ids]),
+      this.pool.query<InvitationRow>(
+        `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND accepted_at IS NULL AND cancelled_at IS NULL ORDER BY invited_at LIMIT $2`, [venueId, MAX_MANAGERS]),
+    ]);
+    const names = new Map(named.rows.map((r) => [r.accepted_by, r.display_name]));
+    const managers = ids.map((userId, i) => create(ManagerSchema, {
+      userId,
+      displayName: names.get(userId) || accounts[i]?.name || "",
+      phoneMasked: accounts[i] ? maskPhone(accounts[i].phone) : "",
+      isYou: userId === caller.subject,
+    }));
+    return { managers, invitations: pending.rows.map(toInvitation) };
+  }
+
+  /** Ends a user's management: recorded, then asked of qr, whose refusal (their last manager) undoes the record. */
+  async remove(venueId: string, caller: Principal, userId: string): Promise<void> {
+    await withTransaction(this.pool, async (tx) => {
+      await audit(tx, venueId, caller.subject, "manager.removed", { user_id: userId });
+      await this.qr.removeVenueManager({ venueId, userId }, CALL).catch(unavailable("the venue's managers"));
+    });
+  }
+}

@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { createHash, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import type { Role } from "@ttip/runtime";
+import { testPhone } from "@ttip/runtime/testing";
+import { eventually, startHarness, type Harness } from "./setup.js";
+
+const rejects = (code: Code, message: RegExp) => (e: ConnectError) => {
+  assert.equal(Code[e.code], Code[code], e.message);
+  assert.match(e.message, message);
+  return true;
+};
+
+describe("a venue's co-managers", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  /** A user with an account in auth (as sign-up makes one), by their number "07…". */
+  async function account(roles: Role[] = ["worker"]) {
+    const phone = testPhone({ format: "07" });
+    const userId = randomUUID();
+    await h.t.db.pool.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, $3)", [userId, `254${phone.slice(1)}`, roles]);
+    return { userId, phone, api: h.t.client(VenueService, { subject: userId, roles: [...roles, "venue_manager"] }) };
+  }
+
+  /** Invites a number to manage the venue; the link its SMS carries (the last one sent to that number). */
+  async function inviteManager(v: { venueId: string; api: Client<typeof VenueService> }, phone: string, name: string, key = randomUUID()) {
+    const req = { venueId: v.venueId, phone, displayName: name, idempotencyKey: key };
+    let res = await v.api.inviteManager(req);
+    // Its SMS call has a 5 s deadline, which a loaded machine can miss: a manager invites again under the same key.
+    for (let again = 0; !res.invitationSent && again < 5; again++) res = await v.api.inviteManager(req);
+    assert.ok(res.invitationSent, "invitation sent");
+    const msisdn = phone.replace(/^\+/, "").replace(/^0/, "254");
+    // The link the invitation holds now: an earlier SMS to the number carries one since replaced.
+    const token = await eventually(async () => {
+      const { rows: [row] } = await h.t.db.pool.query("SELECT token_hash FROM venue.manager_invitations WHERE invitation_id = $1", [res.invitation!.invitationId]);
+      const links = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === msisdn).map((m) => /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(m.body)?.[1]);
+      return links.find((link) => link && createHash("sha256").update(link).digest("hex") === row?.token_hash);
+    }, "manager invitation SMS");
+    return { invitation: res.invitation!, token };
+  }
+
+  test("invited by SMS, accepted only by the invited number's holder, who manages the venue as fully; a venue keeps its last manager", async () => {
+    const v = await h.newVenue("Java House Kimathi");
+    const njeri = await account();
+    const other = await account();
+    const { invitation, token } = await inviteManager(v, njeri.phone, "Njeri");
+    assert.equal(invitation.phoneMasked, `2547******${njeri.phone.slice(-2)}`);
+    const anyone = h.t.client(VenueService);
+    assert.equal((await anyone.getManagerInvitation({ token })).venueName, "Java House Kimathi");
+    await assert.rejects(anyone.acceptManagerInvitation({ token }), (e: ConnectError) => e.code === Code.Unauthenticated);
+    await assert.rejects(njeri.api.listMembers({ venueId: v.venueId }), rejects(Code.PermissionDenied, /manager/));
+    // A forwarded link manages nothing.
+    await assert.rejects(other.api.acceptManagerInvitation({ token }), rejects(Code.PermissionDenied, /another number/));
+
+    const accepted = await njeri.api.acceptManagerInvitation({ token });
+    assert.deepEqual([accepted.venueId, accepted.venueName], [v.venueId, "Java House Kimathi"]);
+    const { rows: [roles] } = await h.t.db.pool.query("SELECT roles FROM auth.users WHERE user_id = $1", [njeri.userId]);
+    assert.deepEqual(roles.roles, ["worker", "venue_manager"]);
+    // A repeat (a lost answer) answers the same; the link is spent for anyone else.
+    assert.equal((await njeri.api.acceptManagerInvitation({ token })).venueId, v.venueId);
+    await assert.rejects(other.api.acceptManagerInvitation({ token }), rejects(Code.FailedPrecondition, /someone else/));
+    await assert.rejects(anyone.getManagerInvitation({ token }), rejects(Code.NotFound, /token/));
+
+    // As fully as the venue's creator: its staff, its split rules, its managers.
+    await njeri.api.inviteMember({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Otieno", roleId: "kitchen", idempotencyKey: randomUUID() });
+    assert.equal((await njeri.api.listMembers({ venueId: v.venueId })).members.length, 1);
+    const seen = await njeri.api.listManagers({ venueId: v.venueId });
+    assert.deepEqual(seen.managers.map((m) => [m.userId, m.displayName, m.isYou]), [[v.managerId, "", false], [njeri.userId, "Njeri", true]]);
+    assert.equal(seen.managers[1].phoneMasked, invitation.phoneMasked);
+    assert.deepEqual(seen.invitations, []);
+
+    // The creator steps down; the last manager cannot.
+    await v.api.removeManager({ venueId: v.venueId, userId: v.managerId });
+    await assert.rejects(v.api.listMembers({ venueId: v.venueId }), rejects(Code.PermissionDenied, /manager/));
+    await assert.rejects(njeri.api.removeManager({ venueId: v.venueId, userId: njeri.userId }), rejects(Code.FailedPrecondition, /last manager/));
+    await assert.rejects(njeri.api.removeManager({ venueId: v.venueId, userId: other.userId }), rejects(Code.NotFound, /user_id/));
+    const { records } = await njeri.api.listAuditRecords({ venueId: v.venueId });
+    const actions = records.map((r) => r.action);
+    for (const a of ["manager.invited", "manager.joined", "manager.removed"]) assert.ok(actions.includes(a), `${a} in ${actions}`);
+    assert.equal(actions.filter((a) => a === "manager.removed").length, 1, "the refused removal left no record");
+  });
+
+  test("a new invitation to the same number replaces the link; a cancelled one opens nothing; bad input changes nothing", async () => {
+    const v = await h.newVenue("Artcaffe Westgate");
+    const amina = await account();
+    const first = await inviteManager(v, amina.phone, "Amina");
+    const second = await inviteManager(v, `+254${amina.phone.slice(1)}`, "Amina W.");
+    assert.equal(second.invitation.invitationId, first.invitation.invitationId, "one pending invitation per number");
+    assert.notEqual(second.token, first.token);
+    await assert.rejects(amina.api.acceptManagerInvitation({ token: first.token }), rejects(Code.NotFound, /token/));
+    const listed = await v.api.listManagers({ venueId: v.venueId });
+    assert.deepEqual(listed.invitations.map((i) => i.displayName), ["Amina W."]);
+
+    await v.api.cancelManagerInvitation({ venueId: v.venueId, invitationId: second.invitation.invitationId });
+    await assert.rejects(amina.api.acceptManagerInvitation({ token: second.token }), rejects(Code.NotFound, /token/));
+    await assert.rejects(v.api.cancelManagerInvitation({ venueId: v.venueId, invitationId: second.invitation.invitationId }), rejects(Code.NotFound, /invitation_id/));
+    assert.deepEqual((await v.api.listManagers({ venueId: v.venueId })).invitations, []);
+
+    const key = randomUUID();
+    await v.api.inviteManager({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Baraka", idempotencyKey: key });
+    const before = await h.t.db.pool.query("SELECT count(*)::int AS n FROM venue.manager_invitations WHERE venue_id = $1", [v.venueId]);
+    await assert.rejects(v.api.inviteManager({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Baraka", idempotencyKey: key }), (e: ConnectError) => e.code !== Code.Internal && /key/.test(e.message));
+    await assert.rejects(v.api.inviteManager({ venueId: v.venueId, phone: "0812", displayName: "x", idempotencyKey: randomUUID() }), rejects(Code.InvalidArgument, /phone/));
+    await assert.rejects(v.api.inviteManager({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "", idempotencyKey: randomUUID() }), rejects(Code.InvalidArgument, /display_name/));
+    const outsider = await account();
+    await assert.rejects(outsider.api.inviteManager({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "x", idempotencyKey: randomUUID() }), rejects(Code.PermissionDenied, /manager/));
+    await assert.rejects(outsider.api.listManagers({ venueId: v.venueId }), rejects(Code.PermissionDenied, /manager/));
+    const after = await h.t.db.pool.query("SELECT count(*)::int AS n FROM venue.manager_invitations WHERE venue_id = $1", [v.venueId]);
+    assert.equal(after.rows[0].n, before.rows[0].n);
+
+    // A blocked account is refused before the venue is theirs.
+    const blocked = await account();
+    const link = await inviteManager(v, blocked.phone, "Blocked");
+    await h.t.db.pool.query("UPDATE auth.users SET blocked_at = now() WHERE user_id = $1", [blocked.userId]);
+    await assert.rejects(blocked.api.acceptManagerInvitation({ token: link.token }), rejects(Code.FailedPrecondition, /blocked/));
+    assert.deepEqual((await v.api.listManagers({ venueId: v.venueId })).managers.map((m) => m.userId), [v.managerId]);
+  });
+
+  test("a manager is not on the venue's staff, and a member of its staff is not its manager: neither invitation crosses", async () => {
+    const v = await h.newVenue("Nyama Mama");
+    // A number invited to the staff is not invited to manage.
+    const staffPhone = testPhone({ format: "07" });
+    await v.api.inviteMember({ venueId: v.venueId, phone: staffPhone, displayName: "Kamau", roleId: "bar", idempotencyKey: randomUUID() });
+    await assert.rejects(v.api.inviteManager({ venueId: v.venueId, phone: staffPhone, displayName: "Kamau", idempotencyKey: randomUUID() }), rejects(Code.FailedPrecondition, /phone: .*staff/));
+    // A manager's number is not invited to the staff.
+    const wambui = await account();
+    await wambui.api.acceptManagerInvitation({ token: (await inviteManager(v, wambui.phone, "Wambui")).token });
+    await assert.rejects(v.api.inviteMember({ venueId: v.venueId, phone: wambui.phone, displayName: "Wambui", roleId: "bar", idempotencyKey: randomUUID() }), rejects(Code.FailedPrecondition, /phone: .*manages/));
+    // Nor does a manager take a staff invitation sent to another number (a staff link does not check the number).
+    const { member } = await v.api.inviteMember({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Wambui 2", roleId: "bar", idempotencyKey: randomUUID() });
+    const staffToken = await eventually(async () => {
+      const { rows: [row] } = await h.t.db.pool.query("SELECT phone FROM venue.members WHERE member_id = $1", [member!.memberId]);
+      const sms = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === row.phone).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    }, "staff invitation SMS");
+    await assert.rejects(wambui.api.acceptInvitation({ token: staffToken }), rejects(Code.FailedPrecondition, /you manage this venue/));
+    // A member of the staff does not take a manager's invitation sent to their number.
+    const juma = await account();
+    const managerLink = await inviteManager(v, juma.phone, "Juma");
+    await juma.api.acceptInvitation({ token: staffToken });
+    await assert.rejects(juma.api.acceptManagerInvitation({ token: managerLink.token }), rejects(Code.FailedPrecondition, /staff/));
+    const { managers } = await v.api.listManagers({ venueId: v.venueId });
+    assert.deepEqual(managers.map((m) => m.userId), [v.managerId, wambui.userId]);
+  });
+});
