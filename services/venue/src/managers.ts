@@ -42,6 +42,12 @@ export const toInvitation = (r: InvitationRow): ManagerInvitation => create(Mana
   invitedAt: timestampFromDate(r.invited_at),
 });
 
+/**
+ * The lock both acceptances (the staff's and a manager's) take for one person at one venue before checking the
+ * other: two accepted at once would each find the other not yet done, and make a manager a member of the staff.
+ */
+export const personAtVenueLock = (venueId: string, userId: string) => `venue.person.${venueId}.${userId}`;
+
 /** A peer's refusal passes on as it is (it names the field); its absence is UNAVAILABLE, to retry. */
 function unavailable(what: string) {
   return (err: unknown): never => {
@@ -160,6 +166,7 @@ export class Managers {
         if (inv.accepted_by !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { venueId: inv.venue_id };
       }
+      await lockForTransaction(tx, personAtVenueLock(inv.venue_id, caller.subject));
       if ((await this.account(caller.subject))?.phone !== inv.phone) {
         throw new PermissionDeniedError("this invitation was sent to another number: sign in with that number to accept it");
       }

@@ -9,7 +9,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
-import type { Managers } from "./managers.js";
+import { type Managers, personAtVenueLock } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -135,6 +135,7 @@ export class Members {
         if (m.worker_id !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { member: m, fresh: false };
       }
+      await lockForTransaction(tx, personAtVenueLock(m.venue_id, caller.subject));
       if ((await this.managers.managerIds(m.venue_id)).includes(caller.subject)) {
         throw new InvalidStateError("token: you manage this venue, and a manager is not on its staff (your share of the pool would be yours to set)");
       }

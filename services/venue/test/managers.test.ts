@@ -30,6 +30,13 @@ describe("a venue's co-managers", () => {
     return { userId, phone, api: h.t.client(VenueService, { subject: userId, roles: [...roles, "venue_manager"] }) };
   }
 
+  /** The link a staff invitation's SMS carries (a staff link does not check who accepts it). */
+  const staffLink = (memberId: string) => eventually(async () => {
+    const { rows: [row] } = await h.t.db.pool.query("SELECT phone FROM venue.members WHERE member_id = $1", [memberId]);
+    const sms = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === row.phone).pop();
+    return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+  }, "staff invitation SMS");
+
   /** Invites a number to manage the venue; the link its SMS carries (the last one sent to that number). */
   async function inviteManager(v: { venueId: string; api: Client<typeof VenueService> }, phone: string, name: string, key = randomUUID()) {
     const req = { venueId: v.venueId, phone, displayName: name, idempotencyKey: key };
@@ -136,11 +143,7 @@ describe("a venue's co-managers", () => {
     await assert.rejects(v.api.inviteMember({ venueId: v.venueId, phone: wambui.phone, displayName: "Wambui", roleId: "bar", idempotencyKey: randomUUID() }), rejects(Code.FailedPrecondition, /phone: .*manages/));
     // Nor does a manager take a staff invitation sent to another number (a staff link does not check the number).
     const { member } = await v.api.inviteMember({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Wambui 2", roleId: "bar", idempotencyKey: randomUUID() });
-    const staffToken = await eventually(async () => {
-      const { rows: [row] } = await h.t.db.pool.query("SELECT phone FROM venue.members WHERE member_id = $1", [member!.memberId]);
-      const sms = h.sim.sent.filter((m) => m.to.replace(/^\+/, "") === row.phone).pop();
-      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
-    }, "staff invitation SMS");
+    const staffToken = await staffLink(member!.memberId);
     await assert.rejects(wambui.api.acceptInvitation({ token: staffToken }), rejects(Code.FailedPrecondition, /you manage this venue/));
     // A member of the staff does not take a manager's invitation sent to their number.
     const juma = await account();
@@ -149,5 +152,17 @@ describe("a venue's co-managers", () => {
     await assert.rejects(juma.api.acceptManagerInvitation({ token: managerLink.token }), rejects(Code.FailedPrecondition, /staff/));
     const { managers } = await v.api.listManagers({ venueId: v.venueId });
     assert.deepEqual(managers.map((m) => m.userId), [v.managerId, wambui.userId]);
+  });
+
+  test("both invitations accepted at once by one person: one of them is refused", async () => {
+    for (let round = 0; round < 3; round++) {
+      const v = await h.newVenue(`Mwembe Tayari ${round}`);
+      const kioko = await account();
+      const { member } = await v.api.inviteMember({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Kioko", roleId: "bar", idempotencyKey: randomUUID() });
+      const staffToken = await staffLink(member!.memberId);
+      const { token } = await inviteManager(v, kioko.phone, "Kioko");
+      const outcomes = await Promise.allSettled([kioko.api.acceptInvitation({ token: staffToken }), kioko.api.acceptManagerInvitation({ token })]);
+      assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1, `round ${round}: ${outcomes.map((o) => o.status === "rejected" ? (o.reason as Error).message : "ok")}`);
+    }
   });
 });
