@@ -44,55 +44,65 @@ export interface TestServiceOptions {
  */
 export async function startTestService(module: ServiceModule, options: TestServiceOptions = {}): Promise<TestService> {
   const logger = options.logger ?? captureLogger("silent").logger;
-  // Already migrated (a template's copy): the starts below find every file applied and check its checksum.
-  const db = await createTestDatabase({ migrated: [...(options.with ?? []), module] });
-  const bus: EventBus =
-    options.bus === "in-process"
-      ? new InProcessBus(logger, 50)
-      : await JetStreamBus.connect({
-          servers: testEnv().natsUrl,
-          stream: uniqueName("S").toUpperCase(),
-          subjectPrefix: uniqueName("ev"),
-          logger,
-          redeliveryDelayMs: 100,
-        });
-  const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
-  const urls = new Map<string, string>();
-  const peers = createPeers((name) => urls.get(name));
-  const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
-  const others: RunningService[] = [];
-  for (const m of options.with ?? []) {
-    const s = await startService(m, ctx);
-    urls.set(m.name, s.server.url);
-    others.push(s);
-  }
-  const service = await startService(module, ctx);
-  urls.set(module.name, service.server.url);
-  // Signed like a peer service's calls, so direct calls in tests are believed.
-  const transport = createGrpcTransport({ baseUrl: service.server.url, interceptors: [signingInterceptor()] });
-  return {
-    db,
-    ctx,
-    service,
-    transport,
-    urls,
-    client: (desc, as) =>
-      createClient(
-        desc,
-        as
-          ? createGrpcTransport({
-              baseUrl: service.server.url,
-              interceptors: [asCaller(as), signingInterceptor()],
-            })
-          : transport,
-      ),
-    close: async () => {
-      await service.close();
-      for (const s of others) await s.close();
-      peers.close();
-      await bus.close();
-      await cache.close();
-      await db.drop();
-    },
+  // What is open so far, closed newest first: a start that fails part way closes it all before it throws, or its
+  // connections (the pool, the bus, Redis, the modules already started) keep the test file's process from exiting.
+  const opened: (() => Promise<void> | void)[] = [];
+  const closeAll = async () => {
+    const failures: unknown[] = [];
+    for (const close of opened.splice(0).reverse()) await Promise.resolve().then(close).catch((err) => failures.push(err));
+    if (failures.length) throw failures[0];
   };
+  try {
+    // Already migrated (a template's copy): the starts below find every file applied and check its checksum.
+    const db = await createTestDatabase({ migrated: [...(options.with ?? []), module] });
+    opened.push(() => db.drop());
+    const bus: EventBus =
+      options.bus === "in-process"
+        ? new InProcessBus(logger, 50)
+        : await JetStreamBus.connect({
+            servers: testEnv().natsUrl,
+            stream: uniqueName("S").toUpperCase(),
+            subjectPrefix: uniqueName("ev"),
+            logger,
+            redeliveryDelayMs: 100,
+          });
+    opened.push(() => bus.close());
+    const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    opened.push(() => cache.close());
+    const urls = new Map<string, string>();
+    const peers = createPeers((name) => urls.get(name));
+    opened.push(() => peers.close());
+    const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
+    for (const m of options.with ?? []) {
+      const s = await startService(m, ctx);
+      opened.push(() => s.close());
+      urls.set(m.name, s.server.url);
+    }
+    const service = await startService(module, ctx);
+    opened.push(() => service.close());
+    urls.set(module.name, service.server.url);
+    // Signed like a peer service's calls, so direct calls in tests are believed.
+    const transport = createGrpcTransport({ baseUrl: service.server.url, interceptors: [signingInterceptor()] });
+    return {
+      db,
+      ctx,
+      service,
+      transport,
+      urls,
+      client: (desc, as) =>
+        createClient(
+          desc,
+          as
+            ? createGrpcTransport({
+                baseUrl: service.server.url,
+                interceptors: [asCaller(as), signingInterceptor()],
+              })
+            : transport,
+        ),
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll().catch((closing) => logger.warn({ err: closing }, "closing what a failed test service start had opened"));
+    throw err;
+  }
 }
