@@ -37,6 +37,9 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.WEEKLY_SUMMARY]: [Channel.EMAIL, Channel.IN_APP],
   [TemplateKey.STAFF_INVITE]: [Channel.SMS],
   [TemplateKey.MANAGER_INVITE]: [Channel.SMS],
+  [TemplateKey.MANAGER_JOINED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.MANAGER_REMOVED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.REMOVED_AS_MANAGER]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],

@@ -16,6 +16,9 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
   [TemplateKey.STAFF_INVITE]: ["venue", "link"],
   [TemplateKey.MANAGER_INVITE]: ["venue", "link"],
+  [TemplateKey.MANAGER_JOINED]: ["name", "venue"],
+  [TemplateKey.MANAGER_REMOVED]: ["name", "venue"],
+  [TemplateKey.REMOVED_AS_MANAGER]: ["venue"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
@@ -95,6 +98,18 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.MANAGER_INVITE]: {
     en: { title: "Manage a venue on TTIP", text: "{{venue}} invites you to manage it on TTIP. Accept, signed in with this number: {{link}}" },
     sw: { title: "Simamia biashara kwenye TTIP", text: "{{venue}} inakualika uisimamie kwenye TTIP. Kubali kwa kuingia na namba hii: {{link}}" },
+  },
+  [TemplateKey.MANAGER_JOINED]: {
+    en: { title: "A new manager", text: "{{name}} now manages {{venue}} on TTIP. If you did not expect this, remove them on the venue's Managers page." },
+    sw: { title: "Meneja mpya", text: "{{name}} sasa anasimamia {{venue}} kwenye TTIP. Kama hukutarajia hili, mwondoe kwenye ukurasa wa Mameneja." },
+  },
+  [TemplateKey.MANAGER_REMOVED]: {
+    en: { title: "A manager left", text: "{{name}} no longer manages {{venue}} on TTIP." },
+    sw: { title: "Meneja ameondoka", text: "{{name}} hasimamii tena {{venue}} kwenye TTIP." },
+  },
+  [TemplateKey.REMOVED_AS_MANAGER]: {
+    en: { title: "You no longer manage a venue", text: "You no longer manage {{venue}} on TTIP: another manager removed you. Ask them if you did not expect this." },
+    sw: { title: "Husimamii biashara tena", text: "Husimamii tena {{venue}} kwenye TTIP: meneja mwingine amekuondoa. Waulize kama hukutarajia hili." },
   },
   [TemplateKey.POOL_SHARE]: {
     en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },

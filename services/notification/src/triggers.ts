@@ -12,6 +12,7 @@ import {
   TipReversedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
+  VenueManagerChangedSchema,
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
@@ -71,6 +72,11 @@ function toWorker(id: string, e: { workerId: string; meta?: { correlationId: str
   return [{ sourceKey: `event:${id}`, to: { userId: e.workerId }, templateKey, variables, correlationId: e.meta?.correlationId }];
 }
 
+/** Each venue's name and managers (qr's), asked once per venue of a batch. */
+async function venueManagersOf(venueIds: string[], deps: TriggerDeps): Promise<Map<string, VenueManagers | null>> {
+  return new Map(await Promise.all([...new Set(venueIds)].map(async (v) => [v, await deps.venues.managers(v)] as const)));
+}
+
 const TRIGGERS = [
   trigger({
     durable: "notification-tip-succeeded",
@@ -100,10 +106,7 @@ const TRIGGERS = [
     schema: TipReversedSchema,
     fromNow: true,
     // A pool's tip: what the venue's pool gave or got back, told to its managers (qr's, asked before the batch's transaction).
-    ask: async (events, deps) => {
-      const venues = [...new Set(events.filter((e) => isPoolReversal(e)).map((e) => e.venueId))];
-      return new Map(await Promise.all(venues.map(async (v) => [v, await deps.venues.managers(v)] as const)));
-    },
+    ask: (events, deps) => venueManagersOf(events.filter((e) => isPoolReversal(e)).map((e) => e.venueId), deps),
     sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) => {
       const r = reversalWords(e);
       const venue = isPoolReversal(e) ? asked.get(e.venueId) : undefined;
@@ -115,6 +118,29 @@ const TRIGGERS = [
         variables: { ...r.variables, venue: venue.name || "your venue" },
         correlationId: e.meta?.correlationId,
       }));
+    },
+  }),
+  trigger({
+    durable: "notification-venue-manager-changed",
+    schema: VenueManagerChangedSchema,
+    fromNow: true,
+    // A venue's managers are told who joined or left them (not whoever did it: they know), and a manager removed
+    // by another is told too: a venue's money is theirs to split. Its managers as qr lists them when sent.
+    ask: (events, deps) => venueManagersOf(events.map((e) => e.venueId), deps),
+    sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) => {
+      const venue = asked.get(e.venueId);
+      if (!venue || (e.change !== "joined" && e.change !== "removed")) return [];
+      const to = (userId: string, templateKey: TemplateKey): SendRequest => ({
+        sourceKey: `event:${id}`,
+        to: { userId },
+        templateKey,
+        variables: { name: e.displayName || "-", venue: venue.name || "-" },
+        correlationId: e.meta?.correlationId,
+      });
+      const told = venue.managerIds.filter((m) => m !== e.actorId && m !== e.userId);
+      const sends = told.map((m) => to(m, e.change === "joined" ? TemplateKey.MANAGER_JOINED : TemplateKey.MANAGER_REMOVED));
+      if (e.change === "removed" && e.userId !== e.actorId) sends.push(to(e.userId, TemplateKey.REMOVED_AS_MANAGER));
+      return sends;
     },
   }),
   trigger({

@@ -15,6 +15,7 @@ import {
   TipReversalKind,
   TipReversedSchema,
   TipSucceededSchema,
+  VenueManagerChangedSchema,
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, DeliveryStatus, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -193,9 +194,12 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: { amount: "KES 1,151.17", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
       // A token as venue's invitations make them (24 random bytes, base64url).
       [TemplateKey.MANAGER_INVITE]: { venue: "Java House Kimathi", link: "https://ttip.example/join/manage/Xk2v9QpL0aB7cD4eF1gH3iJ5kL6mN8oP" },
+      [TemplateKey.MANAGER_JOINED]: { name: "Njeri Wambui Kamau", venue: "Java House Kimathi" },
+      [TemplateKey.MANAGER_REMOVED]: { name: "Njeri Wambui Kamau", venue: "Java House Kimathi" },
+      [TemplateKey.REMOVED_AS_MANAGER]: { venue: "Java House Kimathi" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -205,7 +209,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 34, "each kind reads differently in each language");
+    assert.equal(bodies.size, 40, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -486,7 +490,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "en" });
     await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
-    // A venue with two managers in qr, one reading Swahili: its creator, and one written beside (no RPC adds a second yet).
+    // A venue with two managers in qr, one reading Swahili: its creator, and one written beside (as AddVenueManager writes it).
     const venueId = randomUUID();
     const managers = [{ id: randomUUID(), phone: testPhone({ format: "+254" }), locale: "en" }, { id: randomUUID(), phone: testPhone({ format: "+254" }), locale: "sw" }];
     await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House" }, { headers: callerHeaders(managers[0].id, "venue_manager") });
@@ -533,6 +537,43 @@ describe("notification service against Postgres, JetStream and the provider simu
     for (const e of events) assert.deepEqual(byKey.get(`event:${e}`), [3, [workerId]], "the worker's by SMS, push and in-app; no manager's");
     // SMS and in-app each (no push token registered), to each manager; none to the worker.
     for (const e of pooled) assert.deepEqual(byKey.get(`event:${e}`), [4, managers.map((m) => m.id).sort()], "the managers'");
+  });
+
+  test("a venue's managers are told who joined or left them, never the one who did it; a manager removed by another is told", async () => {
+    const venueId = randomUUID();
+    const [amina, baraka, chebet] = ["en", "sw", "en"].map((locale) => ({ id: randomUUID(), phone: testPhone({ format: "+254" }), locale }));
+    await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House" }, { headers: callerHeaders(amina.id, "venue_manager") });
+    for (const m of [amina, baraka, chebet]) await internal().upsertContact({ userId: m.id, phone: m.phone, locale: m.locale });
+    const manages = (m: { id: string }) => t.db.pool.query("INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2)", [venueId, m.id]);
+    const managesNoMore = (m: { id: string }) => t.db.pool.query("DELETE FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2", [venueId, m.id]);
+    const changed = (userId: string, change: string, actorId: string) => publish(t.ctx.bus, "ttip.venue.manager_changed", VenueManagerChangedSchema, { venueId, userId, displayName: "Chebet", change, actorId });
+    /** Who an event's messages went to, by user. */
+    const recipients = async (eventId: string) => (await t.db.pool.query<{ user_id: string }>(
+      "SELECT DISTINCT user_id::text FROM notification.deliveries WHERE source_key = $1 ORDER BY 1", [`event:${eventId}`])).rows.map((r) => r.user_id);
+
+    // Chebet accepts an invitation: the managers before them are told, Chebet is not.
+    await manages(baraka);
+    await manages(chebet);
+    const joined = await changed(chebet.id, "joined", chebet.id);
+    assert.deepEqual(await eventually("both told of the new manager", () => smsTo(amina.phone).length >= 1 && smsTo(baraka.phone).length >= 1 && [smsTo(amina.phone)[0].body, smsTo(baraka.phone)[0].body]), [
+      "Chebet now manages Java House on TTIP. If you did not expect this, remove them on the venue's Managers page.",
+      "Chebet sasa anasimamia Java House kwenye TTIP. Kama hukutarajia hili, mwondoe kwenye ukurasa wa Mameneja.",
+    ]);
+    assert.deepEqual(await recipients(joined), [amina.id, baraka.id].sort());
+
+    // Amina removes Chebet: Baraka and Chebet are told, Amina is not.
+    await managesNoMore(chebet);
+    const removed = await changed(chebet.id, "removed", amina.id);
+    assert.equal(await eventually("Chebet told", () => smsTo(chebet.phone)[0]?.body), "You no longer manage Java House on TTIP: another manager removed you. Ask them if you did not expect this.");
+    assert.equal(await eventually("Baraka told", () => smsTo(baraka.phone)[1]?.body), "Chebet hasimamii tena Java House kwenye TTIP.");
+    assert.deepEqual(await recipients(removed), [baraka.id, chebet.id].sort());
+
+    // Baraka steps down (removed by themself): Amina is told, Baraka gets no "removed you".
+    await managesNoMore(baraka);
+    const steppedDown = await changed(baraka.id, "removed", baraka.id);
+    await eventually("Amina told", () => smsTo(amina.phone).length >= 2);
+    assert.deepEqual(await recipients(steppedDown), [amina.id]);
+    assert.equal(smsTo(baraka.phone).length, 2, "no message to Baraka of their own stepping down");
   });
 
   test("a tip held by two rules, and held again when its callback disagrees, tells its worker once", async () => {

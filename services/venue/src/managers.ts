@@ -6,11 +6,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { AlreadyExistsError, DependencyUnavailableError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
@@ -55,6 +56,11 @@ function unavailable(what: string) {
     if ([Code.NotFound, Code.FailedPrecondition, Code.InvalidArgument, Code.PermissionDenied].includes(e.code)) throw e;
     throw new DependencyUnavailableError(`${what} cannot be done now (${e.rawMessage}); retry`);
   };
+}
+
+/** Told to the venue's managers (notification), in the transaction that made the change. */
+async function managerEvent(tx: Queryable, e: { venueId: string; userId: string; displayName: string; change: "joined" | "removed"; actorId: string }) {
+  await emitEvent(tx, "venue", VenueManagerChangedSchema, e, e.venueId);
 }
 
 export class Managers {
@@ -177,6 +183,7 @@ export class Managers {
       await this.qr.addVenueManager({ venueId: inv.venue_id, userId: caller.subject }, CALL).catch(unavailable("the venue's managers"));
       await tx.query(`UPDATE venue.manager_invitations SET accepted_by = $2, accepted_at = now() WHERE invitation_id = $1`, [inv.invitation_id, caller.subject]);
       await audit(tx, inv.venue_id, caller.subject, "manager.joined", { invitation_id: inv.invitation_id, display_name: inv.display_name });
+      await managerEvent(tx, { venueId: inv.venue_id, userId: caller.subject, displayName: inv.display_name, change: "joined", actorId: caller.subject });
       return { venueId: inv.venue_id };
     });
   }
@@ -212,10 +219,23 @@ export class Managers {
     return { managers, invitations: pending.rows.map(toInvitation) };
   }
 
+  /**
+   * How the managers' messages name a manager: as their accepted invitation did, else (the venue's creator) as
+   * their account does, else by their masked number; "" when auth cannot say now (the message still goes).
+   */
+  private async nameOf(db: Queryable, venueId: string, userId: string): Promise<string> {
+    const { rows: [row] } = await db.query<{ display_name: string }>(
+      `SELECT display_name FROM venue.manager_invitations WHERE venue_id = $1 AND accepted_by::text = $2 ORDER BY accepted_at DESC LIMIT 1`, [venueId, userId]);
+    if (row) return row.display_name;
+    const account = await this.account(userId).catch(() => undefined);
+    return account?.name || (account ? maskPhone(account.phone) : "");
+  }
+
   /** Ends a user's management: recorded, then asked of qr, whose refusal (their last manager) undoes the record. */
   async remove(venueId: string, caller: Principal, userId: string): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
       await audit(tx, venueId, caller.subject, "manager.removed", { user_id: userId });
+      await managerEvent(tx, { venueId, userId, displayName: await this.nameOf(tx, venueId, userId), change: "removed", actorId: caller.subject });
       await this.qr.removeVenueManager({ venueId, userId }, CALL).catch(unavailable("the venue's managers"));
     });
   }

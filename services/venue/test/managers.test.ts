@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import type { Role } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
@@ -93,6 +95,13 @@ describe("a venue's co-managers", () => {
     const actions = records.map((r) => r.action);
     for (const a of ["manager.invited", "manager.joined", "manager.removed"]) assert.ok(actions.includes(a), `${a} in ${actions}`);
     assert.equal(actions.filter((a) => a === "manager.removed").length, 1, "the refused removal left no record");
+    // Told to the managers (notification) through the outbox: the joining and the stepping down, not the refused removal.
+    const { rows: announced } = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM venue.outbox WHERE subject = 'ttip.venue.manager_changed' ORDER BY seq");
+    const told = announced.map((r) => fromBinary(VenueManagerChangedSchema, r.payload)).filter((e) => e.venueId === v.venueId);
+    assert.deepEqual(told.map((e) => [e.change, e.userId, e.displayName, e.actorId]), [
+      ["joined", njeri.userId, "Njeri", njeri.userId],
+      ["removed", v.managerId, "", v.managerId],
+    ]);
   });
 
   test("a new invitation to the same number replaces the link; a cancelled one opens nothing; bad input changes nothing", async () => {

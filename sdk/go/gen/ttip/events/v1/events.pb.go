@@ -2556,6 +2556,98 @@ func (x *VenueMemberChanged) GetLeftAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// A user became a manager of a venue (accepted an invitation) or stopped
+// being one (removed, or stepped down). Its managers are told, and whoever
+// was removed: a venue's money is theirs to split.
+type VenueManagerChanged struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Meta    *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	VenueId string                 `protobuf:"bytes,2,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	// The manager who joined or left.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// As their invitation named them; may be empty.
+	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// "joined" or "removed".
+	Change string `protobuf:"bytes,5,opt,name=change,proto3" json:"change,omitempty"`
+	// Who did it: the new manager accepting, the manager removing (the same
+	// user when stepping down), or an admin.
+	ActorId       string `protobuf:"bytes,6,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VenueManagerChanged) Reset() {
+	*x = VenueManagerChanged{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VenueManagerChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VenueManagerChanged) ProtoMessage() {}
+
+func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VenueManagerChanged.ProtoReflect.Descriptor instead.
+func (*VenueManagerChanged) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *VenueManagerChanged) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VenueManagerChanged) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *VenueManagerChanged) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *VenueManagerChanged) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *VenueManagerChanged) GetChange() string {
+	if x != nil {
+		return x.Change
+	}
+	return ""
+}
+
+func (x *VenueManagerChanged) GetActorId() string {
+	if x != nil {
+		return x.ActorId
+	}
+	return ""
+}
+
 // A finished shift.
 type VenueShiftRecorded struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2573,7 +2665,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2677,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2690,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2674,7 +2766,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2778,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2791,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2754,7 +2846,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2858,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2871,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2806,7 +2898,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2910,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2923,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2858,7 +2950,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2962,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +2975,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -3146,7 +3238,14 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n" +
 	"\arole_id\x18\x06 \x01(\tR\x06roleId\x127\n" +
 	"\tjoined_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x123\n" +
-	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed\"\xbf\x02\n" +
+	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed\"\xee\x01\n" +
+	"\x13VenueManagerChanged\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
+	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12!\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12\x16\n" +
+	"\x06change\x18\x05 \x01(\tR\x06change\x12\x19\n" +
+	"\bactor_id\x18\x06 \x01(\tR\aactorId:\x1e\xca\xf3\x18\x1attip.venue.manager_changed\"\xbf\x02\n" +
 	"\x12VenueShiftRecorded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x19\n" +
@@ -3197,7 +3296,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
@@ -3226,92 +3325,94 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*VenueShareAllocated)(nil),          // 24: ttip.events.v1.VenueShareAllocated
 	(*VenueDistributionReversed)(nil),    // 25: ttip.events.v1.VenueDistributionReversed
 	(*VenueMemberChanged)(nil),           // 26: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 27: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 28: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 29: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 30: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 31: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 33: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 34: ttip.auth.v1.AuditAction
+	(*VenueManagerChanged)(nil),          // 27: ttip.events.v1.VenueManagerChanged
+	(*VenueShiftRecorded)(nil),           // 28: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 29: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 30: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 31: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 32: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 34: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 35: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	32, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	33, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	33, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	33, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	34, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	34, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	34, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	32, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	33, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	34, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	34, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
 	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
-	33, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
-	33, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
-	33, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	34, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	34, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	34, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
 	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	33, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	34, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	34, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	34, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	34, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	33, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	34, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	34, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	33, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	34, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	34, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	34, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	34, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	34, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	32, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	33, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 45: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 46: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 47: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	32, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	32, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	33, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	33, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	33, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	34, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
 	2,  // 51: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	33, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	32, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	32, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	34, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	34, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	33, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	33, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
 	2,  // 56: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	34, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
 	2,  // 58: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	32, // 59: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	32, // 60: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	2,  // 61: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	32, // 62: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	32, // 63: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	34, // 64: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	2,  // 65: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 66: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 67: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 68: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 69: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	28, // 70: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	33, // 59: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	33, // 60: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	2,  // 61: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 62: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	33, // 63: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	33, // 64: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	35, // 65: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	2,  // 66: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 67: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 68: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 69: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 70: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	29, // 71: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3325,7 +3426,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -115,6 +115,12 @@ const (
 	TemplateKey_TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE TemplateKey = 16
 	// A venue's invitation to manage it, with the link to accept.
 	TemplateKey_TEMPLATE_KEY_MANAGER_INVITE TemplateKey = 17
+	// To a venue's managers: someone became a manager of the venue.
+	TemplateKey_TEMPLATE_KEY_MANAGER_JOINED TemplateKey = 18
+	// To a venue's managers: someone no longer manages the venue.
+	TemplateKey_TEMPLATE_KEY_MANAGER_REMOVED TemplateKey = 19
+	// To whoever was removed as a venue's manager by another.
+	TemplateKey_TEMPLATE_KEY_REMOVED_AS_MANAGER TemplateKey = 20
 )
 
 // Enum value maps for TemplateKey.
@@ -138,6 +144,9 @@ var (
 		15: "TEMPLATE_KEY_POOL_TIP_REVERSED",
 		16: "TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE",
 		17: "TEMPLATE_KEY_MANAGER_INVITE",
+		18: "TEMPLATE_KEY_MANAGER_JOINED",
+		19: "TEMPLATE_KEY_MANAGER_REMOVED",
+		20: "TEMPLATE_KEY_REMOVED_AS_MANAGER",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":              0,
@@ -158,6 +167,9 @@ var (
 		"TEMPLATE_KEY_POOL_TIP_REVERSED":        15,
 		"TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE": 16,
 		"TEMPLATE_KEY_MANAGER_INVITE":           17,
+		"TEMPLATE_KEY_MANAGER_JOINED":           18,
+		"TEMPLATE_KEY_MANAGER_REMOVED":          19,
+		"TEMPLATE_KEY_REMOVED_AS_MANAGER":       20,
 	}
 )
 
@@ -977,7 +989,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xcf\x04\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xb7\x05\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -997,7 +1009,10 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	" TEMPLATE_KEY_TIP_REVERSAL_UNDONE\x10\x0e\x12\"\n" +
 	"\x1eTEMPLATE_KEY_POOL_TIP_REVERSED\x10\x0f\x12)\n" +
 	"%TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE\x10\x10\x12\x1f\n" +
-	"\x1bTEMPLATE_KEY_MANAGER_INVITE\x10\x11*Y\n" +
+	"\x1bTEMPLATE_KEY_MANAGER_INVITE\x10\x11\x12\x1f\n" +
+	"\x1bTEMPLATE_KEY_MANAGER_JOINED\x10\x12\x12 \n" +
+	"\x1cTEMPLATE_KEY_MANAGER_REMOVED\x10\x13\x12#\n" +
+	"\x1fTEMPLATE_KEY_REMOVED_AS_MANAGER\x10\x14*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
