@@ -72,10 +72,16 @@ describe("a venue's co-managers (chromium)", () => {
 
     // The invited worker accepts and opens the venue: the refreshed session carries the manager's role.
     const phone = await h.signedInPhone(wairimu);
+    await phone.goto(`${h.url}/w`);
+    await see(phone, phone.getByRole("link", { name: "Settings" }));
+    assert.equal(await phone.getByRole("link", { name: "Venues you manage" }).count(), 0, "a worker who manages nothing has no venues' link");
     await phone.goto(`${h.url}/join/manage/${token}`);
     await phone.getByRole("button", { name: "Manage Tamarind Mombasa" }).click();
     await see(phone, phone.getByRole("status").filter({ hasText: "You now manage Tamarind Mombasa." }));
-    await phone.getByRole("link", { name: "Open the venue" }).click();
+    assert.equal(await phone.getByRole("link", { name: "Open the venue" }).getAttribute("href"), `/v/${venueId}`);
+    await phone.goto(`${h.url}/w`);
+    await phone.getByRole("link", { name: "Venues you manage" }).click();
+    await phone.getByRole("link", { name: "Tamarind Mombasa" }).click();
     await phone.getByRole("link", { name: "Managers" }).click();
     await see(phone, phone.getByTestId("managers").getByRole("cell", { name: "Wairimu (you)" }));
     await h.screenshot(phone, "venue-managers");

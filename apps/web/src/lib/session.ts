@@ -19,6 +19,17 @@ export function loadSession(): Session | undefined {
   }
 }
 
+/** The roles the session's access token carries (its payload, not verified: it only chooses what to show). */
+export function sessionRoles(s: Session | undefined): string[] {
+  if (!s) return [];
+  try {
+    const roles: unknown = JSON.parse(atob(s.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).roles;
+    return Array.isArray(roles) ? roles.filter((r): r is string => typeof r === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 export function saveSession(tokens: { accessToken: string; refreshToken: string }): Session {
   const userId = JSON.parse(atob(tokens.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub as string;
   const s = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, userId };

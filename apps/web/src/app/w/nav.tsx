@@ -1,8 +1,8 @@
 "use client";
 import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
-import { useEffect } from "react";
-import { loadSession } from "../../lib/session";
+import { useEffect, useState } from "react";
+import { loadSession, sessionRoles } from "../../lib/session";
 import { ContentStart, SkipToContent } from "../skip-to-content";
 import { useT } from "./use-t";
 
@@ -11,6 +11,8 @@ export function WorkerNav() {
   const router = useRouter();
   const path = usePathname();
   const { t, locale } = useT();
+  // A worker who also manages a venue (a manager's invitation accepted) finds its screens from here.
+  const [manages] = useState(() => sessionRoles(loadSession()).includes("venue_manager"));
   useEffect(() => {
     if (!loadSession()) router.replace("/w/signin");
   }, [router]);
@@ -25,6 +27,7 @@ export function WorkerNav() {
         <Link href="/w/qr">{t("navQr")}</Link>
         <Link href="/w/shares">{t("navShares")}</Link>
         <Link href="/w/settings">{t("navSettings")}</Link>
+        {manages ? <Link href="/v">{t("navVenues")}</Link> : null}
         <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(path)}`} lang={locale === "sw" ? "en" : "sw"}>{t("switchLanguage")}</a>
       </nav>
       <ContentStart />
