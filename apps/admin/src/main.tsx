@@ -1,4 +1,4 @@
-// The admin console: sign-in, then Users, Fraud, Money and the Audit log.
+// The admin console: sign-in, then Users, Fraud, Money, Venues and the Audit log.
 // Each screen calls the public API with the signed-in admin's token; what a
 // role may do is decided by the gateway and the services (buttons a role
 // cannot use are disabled, with the reason, but nothing relies on that).
@@ -18,6 +18,7 @@ import { ClaimFirstAdmin, SignIn } from "./signin";
 import { Suspense } from "./suspense";
 import { Templates } from "./templates";
 import { Users } from "./users";
+import { Venues } from "./venues";
 import "./styles.css";
 
 const SCREENS = {
@@ -29,6 +30,7 @@ const SCREENS = {
   templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
   notifications: { title: "Notifications", roles: CONSOLE_ROLES, render: () => <Deliveries /> },
   partners: { title: "Partners", roles: CONSOLE_ROLES, render: (s: Session) => <Partners session={s} /> },
+  venues: { title: "Venues", roles: ["admin"], render: () => <Venues /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;
 type ScreenName = keyof typeof SCREENS;

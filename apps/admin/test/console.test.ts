@@ -21,6 +21,7 @@ import { ListFraudAlertsRequestSchema, ListFraudAlertsResponseSchema, PaymentAdm
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { ListDeliveriesResponseSchema, NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
@@ -1060,6 +1061,55 @@ describe("admin console in chromium", () => {
     const keyId = (await h.api(AuthAdminService, adminToken).listPartnerApiKeys({ page: { pageSize: 100 } })).keys.find((k) => k.partnerName === "Nyama Choma POS")!.keyId;
     const usage = await h.api(AuthAdminService, await h.tokenOf(supportPage)).getPartnerKeyUsage({ keyId, days: 1 });
     assert.deepEqual(usage.days.map((d) => [d.day, d.ok, d.clientErrors, d.serverErrors]), [[day, 2n, 0n, 0n]]);
+  });
+
+  test("an admin acts for a venue whose manager is gone: finds it by name, invites a new manager by SMS, and removes the old one once the new one accepted; support has no Venues screen", async () => {
+    const oldPhone = testPhone();
+    const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: oldPhone });
+    const { tokens: gone } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(oldPhone), role: Role.VENUE_MANAGER });
+    const venueId = randomUUID();
+    await h.api(QrService, gone!.accessToken).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Kilimanjaro Grill Thika", city: "Thika" });
+
+    await adminPage.getByRole("link", { name: "Venues" }).click();
+    await adminPage.getByLabel("Venue name").fill("grill thika");
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.getByRole("button", { name: "Managers of Kilimanjaro Grill Thika" }).click();
+    const managers = adminPage.getByTestId("venue-managers");
+    await managers.getByRole("cell", { name: `2547******${oldPhone.slice(-2)}` }).first().waitFor();
+    // The last manager is not removed, even by an admin.
+    assert.equal(await managers.getByRole("button", { name: "Remove" }).isDisabled(), true);
+
+    const newPhone = testPhone();
+    await adminPage.getByLabel("New manager's phone").fill(newPhone);
+    await adminPage.getByLabel("New manager's name").fill("Wangari");
+    await adminPage.getByRole("button", { name: "Invite as manager" }).click();
+    await adminPage.getByRole("status").filter({ hasText: "Invited by SMS" }).waitFor();
+    await adminPage.getByTestId("venue-manager-invitations").getByRole("cell", { name: "Wangari" }).waitFor();
+    const token = await eventually("the invitation SMS", async () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === newPhone).pop();
+      return sms ? /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    const wangari = await h.signUp(newPhone, "2580", "Wangari");
+    const accepted = await h.api(VenueService, wangari.accessToken).acceptManagerInvitation({ token });
+    assert.equal(accepted.venueId, venueId);
+
+    // The old manager is removed now that the venue has another.
+    await adminPage.reload();
+    await adminPage.getByLabel("Venue name").fill("grill thika");
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.getByRole("button", { name: "Managers of Kilimanjaro Grill Thika" }).click();
+    const oldRow = managers.getByRole("row").filter({ hasText: `2547******${oldPhone.slice(-2)}` });
+    await oldRow.getByRole("button", { name: "Remove" }).click();
+    await oldRow.getByRole("button", { name: "Confirm remove" }).click();
+    await managers.getByRole("row").filter({ hasText: `2547******${oldPhone.slice(-2)}` }).waitFor({ state: "detached" });
+    // Her session carries the manager's role from its refresh (she signed up as a worker).
+    const { tokens: refreshed } = await h.api(AuthService).refreshSession({ refreshToken: wangari.refreshToken });
+    const { managers: left } = await h.api(VenueService, refreshed!.accessToken).listManagers({ venueId });
+    assert.deepEqual(left.map((m) => m.displayName), ["Wangari"]);
+    await assert.rejects(h.api(VenueService, gone!.accessToken).listMembers({ venueId }), (e: ConnectError) => e.code === Code.PermissionDenied);
+    // Support has no Venues screen, and qr refuses them the search.
+    assert.equal(await supportPage.getByRole("link", { name: "Venues" }).count(), 0);
+    assert.equal(await codeOf(h.api(QrService, await h.tokenOf(supportPage)).searchVenues({ query: "grill" })), "PermissionDenied");
   });
 
   test("the console spoke binary protobuf to the gateway: every RPC its pages sent in the tests before was application/proto, none JSON", () => {

@@ -24,6 +24,7 @@ import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, testPhone, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
 import { launchChromium, newBrowserContext } from "../../web/test/browser.js";
@@ -127,6 +128,8 @@ export class AdminHarness {
       wallet,
       analytics,
       createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+      // The Venues screen acts through it (a venue's managers).
+      createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0" } }),
     ];
     // A copy of a database these schemas were migrated into once per test server: each start's migrate() finds them applied.
     this.db = await createTestDatabase({ migrated: modules });

@@ -85,6 +85,20 @@ describe("qr service", () => {
     });
   });
 
+  test("admins find venues by a part of their name, any case, a % in it matching only a %; nobody else may search", async () => {
+    const percent = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
+    const percentVenue = randomUUID();
+    await as(percent).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: percentVenue, displayName: "100% Java Juice" });
+    const names = async (query: string) => (await as(admin).searchVenues({ query })).venues.map((v) => v.displayName);
+    assert.deepEqual(await names("java"), ["100% Java Juice", "Java House Kimathi"]);
+    assert.deepEqual(await names("HOUSE KIM"), ["Java House Kimathi"]);
+    assert.deepEqual(await names("0%"), ["100% Java Juice"]);
+    assert.deepEqual(await names("a%J"), [], "a % is a character, not a wildcard");
+    assert.deepEqual(await names("Wanjiku"), [], "workers are not venues");
+    await rejects(as(manager).searchVenues({ query: "java" }), Code.PermissionDenied);
+    await rejects(as(admin).searchVenues({ query: "j" }), Code.InvalidArgument, undefined, /query/);
+  });
+
   describe("creating codes", () => {
     test("a worker's own code: short code, URL with a signed payload, default parameters", async () => {
       const { qrCode } = await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() });

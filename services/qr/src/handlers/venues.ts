@@ -5,7 +5,7 @@ import { requireVenueManager, VENUE } from "../access.js";
 import { cacheKeys } from "../resolver.js";
 import { revokeStaffCodes } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
-import { addVenueStaff, managedVenues, removeVenueStaff } from "../stores/venues.js";
+import { addVenueStaff, managedVenues, removeVenueStaff, venuesNamed } from "../stores/venues.js";
 import { profileMessage } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -17,6 +17,7 @@ export function venueHandlers(h: QrHandlerContext): Partial<Impl> {
     addVenueStaff: addVenueStaffHandler(h),
     removeVenueStaff: removeVenueStaffHandler(h),
     listManagedVenues: listManagedVenuesHandler(h),
+    searchVenues: searchVenuesHandler(h),
   };
 }
 
@@ -53,5 +54,12 @@ function listManagedVenuesHandler(h: QrHandlerContext): Impl["listManagedVenues"
     const { pool, cfg } = h;
     const caller = requireCaller(ctx);
     return { venues: (await managedVenues(pool, caller.subject)).map((v) => profileMessage(v, cfg.QR_TIP_BASE_URL)) };
+  };
+}
+
+function searchVenuesHandler(h: QrHandlerContext): Impl["searchVenues"] {
+  return async (req) => {
+    const { pool, cfg } = h;
+    return { venues: (await venuesNamed(pool, req.query.trim())).map((v) => profileMessage(v, cfg.QR_TIP_BASE_URL)) };
   };
 }

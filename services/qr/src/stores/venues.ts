@@ -14,6 +14,17 @@ export async function managedVenues(db: Queryable, userId: string, limit = 100):
   return rows.map(profileFromRow);
 }
 
+/** Venues whose name holds `query` (LIKE's wildcards in it taken as plain characters), by name; bounded. */
+export async function venuesNamed(db: Queryable, query: string, limit = 50): Promise<ProfileRecord[]> {
+  const { rows } = await db.query(
+    `SELECT ${PROFILE_COLUMNS}
+       FROM qr.profiles p LEFT JOIN qr.profile_photos ph USING (owner_kind, owner_id)
+      WHERE p.owner_kind = 2 AND p.display_name ILIKE '%' || $1 || '%' ORDER BY p.display_name, p.owner_id LIMIT $2`,
+    [query.replace(/[\\%_]/g, (c) => `\\${c}`), limit],
+  );
+  return rows.map(profileFromRow);
+}
+
 export async function isVenueManager(db: Queryable, venueId: string, userId: string): Promise<boolean> {
   const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2`, [venueId, userId]);
   return (rowCount ?? 0) > 0;

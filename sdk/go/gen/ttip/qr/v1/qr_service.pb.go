@@ -2371,6 +2371,95 @@ func (x *RemoveVenueStaffResponse) GetRevokedCodes() int32 {
 	return 0
 }
 
+type SearchVenuesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Query         string                 `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchVenuesRequest) Reset() {
+	*x = SearchVenuesRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchVenuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchVenuesRequest) ProtoMessage() {}
+
+func (x *SearchVenuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchVenuesRequest.ProtoReflect.Descriptor instead.
+func (*SearchVenuesRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SearchVenuesRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+type SearchVenuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 50.
+	Venues        []*Profile `protobuf:"bytes,1,rep,name=venues,proto3" json:"venues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchVenuesResponse) Reset() {
+	*x = SearchVenuesResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchVenuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchVenuesResponse) ProtoMessage() {}
+
+func (x *SearchVenuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchVenuesResponse.ProtoReflect.Descriptor instead.
+func (*SearchVenuesResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SearchVenuesResponse) GetVenues() []*Profile {
+	if x != nil {
+		return x.Venues
+	}
+	return nil
+}
+
 type ListManagedVenuesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2379,7 +2468,7 @@ type ListManagedVenuesRequest struct {
 
 func (x *ListManagedVenuesRequest) Reset() {
 	*x = ListManagedVenuesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2480,7 @@ func (x *ListManagedVenuesRequest) String() string {
 func (*ListManagedVenuesRequest) ProtoMessage() {}
 
 func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2493,7 @@ func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
 }
 
 type ListManagedVenuesResponse struct {
@@ -2417,7 +2506,7 @@ type ListManagedVenuesResponse struct {
 
 func (x *ListManagedVenuesResponse) Reset() {
 	*x = ListManagedVenuesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2518,7 @@ func (x *ListManagedVenuesResponse) String() string {
 func (*ListManagedVenuesResponse) ProtoMessage() {}
 
 func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2531,7 @@ func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListManagedVenuesResponse) GetVenues() []*Profile {
@@ -2465,7 +2554,7 @@ type LinkPartnerRequest struct {
 
 func (x *LinkPartnerRequest) Reset() {
 	*x = LinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2566,7 @@ func (x *LinkPartnerRequest) String() string {
 func (*LinkPartnerRequest) ProtoMessage() {}
 
 func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2579,7 @@ func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*LinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LinkPartnerRequest) GetKeyId() string {
@@ -2523,7 +2612,7 @@ type LinkPartnerResponse struct {
 
 func (x *LinkPartnerResponse) Reset() {
 	*x = LinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2624,7 @@ func (x *LinkPartnerResponse) String() string {
 func (*LinkPartnerResponse) ProtoMessage() {}
 
 func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2637,7 @@ func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*LinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LinkPartnerResponse) GetLink() *PartnerLink {
@@ -2569,7 +2658,7 @@ type UnlinkPartnerRequest struct {
 
 func (x *UnlinkPartnerRequest) Reset() {
 	*x = UnlinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2670,7 @@ func (x *UnlinkPartnerRequest) String() string {
 func (*UnlinkPartnerRequest) ProtoMessage() {}
 
 func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2683,7 @@ func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UnlinkPartnerRequest) GetKeyId() string {
@@ -2627,7 +2716,7 @@ type UnlinkPartnerResponse struct {
 
 func (x *UnlinkPartnerResponse) Reset() {
 	*x = UnlinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2639,7 +2728,7 @@ func (x *UnlinkPartnerResponse) String() string {
 func (*UnlinkPartnerResponse) ProtoMessage() {}
 
 func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2652,7 +2741,7 @@ func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UnlinkPartnerResponse) GetLink() *PartnerLink {
@@ -2674,7 +2763,7 @@ type ListPartnerLinksRequest struct {
 
 func (x *ListPartnerLinksRequest) Reset() {
 	*x = ListPartnerLinksRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2775,7 @@ func (x *ListPartnerLinksRequest) String() string {
 func (*ListPartnerLinksRequest) ProtoMessage() {}
 
 func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2788,7 @@ func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListPartnerLinksRequest) GetOwnerKind() OwnerKind {
@@ -2733,7 +2822,7 @@ type ListPartnerLinksResponse struct {
 
 func (x *ListPartnerLinksResponse) Reset() {
 	*x = ListPartnerLinksResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2834,7 @@ func (x *ListPartnerLinksResponse) String() string {
 func (*ListPartnerLinksResponse) ProtoMessage() {}
 
 func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2847,7 @@ func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListPartnerLinksResponse) GetLinks() []*PartnerLink {
@@ -2788,7 +2877,7 @@ type CheckPartnerLinkRequest struct {
 
 func (x *CheckPartnerLinkRequest) Reset() {
 	*x = CheckPartnerLinkRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2889,7 @@ func (x *CheckPartnerLinkRequest) String() string {
 func (*CheckPartnerLinkRequest) ProtoMessage() {}
 
 func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2902,7 @@ func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkRequest.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CheckPartnerLinkRequest) GetKeyId() string {
@@ -2849,7 +2938,7 @@ type CheckPartnerLinkResponse struct {
 
 func (x *CheckPartnerLinkResponse) Reset() {
 	*x = CheckPartnerLinkResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +2950,7 @@ func (x *CheckPartnerLinkResponse) String() string {
 func (*CheckPartnerLinkResponse) ProtoMessage() {}
 
 func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +2963,7 @@ func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkResponse.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CheckPartnerLinkResponse) GetLinked() bool {
@@ -3079,7 +3168,11 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12%\n" +
 	"\tworker_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\"?\n" +
 	"\x18RemoveVenueStaffResponse\x12#\n" +
-	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes\"\x1a\n" +
+	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes\"6\n" +
+	"\x13SearchVenuesRequest\x12\x1f\n" +
+	"\x05query\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x02\x18PR\x05query\"C\n" +
+	"\x14SearchVenuesResponse\x12+\n" +
+	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues\"\x1a\n" +
 	"\x18ListManagedVenuesRequest\"H\n" +
 	"\x19ListManagedVenuesResponse\x12+\n" +
 	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues\"\x9c\x01\n" +
@@ -3114,7 +3207,7 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x18CheckPartnerLinkResponse\x12\x16\n" +
 	"\x06linked\x18\x01 \x01(\bR\x06linked\x120\n" +
 	"\bvia_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\aviaKind\x12\x15\n" +
-	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xa4\x10\n" +
+	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\x89\x11\n" +
 	"\tQrService\x12\x81\x01\n" +
 	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
@@ -3134,7 +3227,8 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\n" +
 	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x03\x90\x02\x02\x12b\n" +
-	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x02\x12\x81\x01\n" +
+	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x02\x12c\n" +
+	"\fSearchVenues\x12\x1f.ttip.qr.v1.SearchVenuesRequest\x1a .ttip.qr.v1.SearchVenuesResponse\"\x10\xca\xf3\x18\t\b\x02\x12\x05admin\x90\x02\x01\x12\x81\x01\n" +
 	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x12w\n" +
 	"\vLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12}\n" +
 	"\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12\x8f\x01\n" +
@@ -3162,7 +3256,7 @@ func file_ttip_qr_v1_qr_service_proto_rawDescGZIP() []byte {
 	return file_ttip_qr_v1_qr_service_proto_rawDescData
 }
 
-var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*GetVenueAccessRequest)(nil),            // 0: ttip.qr.v1.GetVenueAccessRequest
 	(*GetVenueAccessResponse)(nil),           // 1: ttip.qr.v1.GetVenueAccessResponse
@@ -3206,126 +3300,131 @@ var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*AddVenueStaffResponse)(nil),            // 39: ttip.qr.v1.AddVenueStaffResponse
 	(*RemoveVenueStaffRequest)(nil),          // 40: ttip.qr.v1.RemoveVenueStaffRequest
 	(*RemoveVenueStaffResponse)(nil),         // 41: ttip.qr.v1.RemoveVenueStaffResponse
-	(*ListManagedVenuesRequest)(nil),         // 42: ttip.qr.v1.ListManagedVenuesRequest
-	(*ListManagedVenuesResponse)(nil),        // 43: ttip.qr.v1.ListManagedVenuesResponse
-	(*LinkPartnerRequest)(nil),               // 44: ttip.qr.v1.LinkPartnerRequest
-	(*LinkPartnerResponse)(nil),              // 45: ttip.qr.v1.LinkPartnerResponse
-	(*UnlinkPartnerRequest)(nil),             // 46: ttip.qr.v1.UnlinkPartnerRequest
-	(*UnlinkPartnerResponse)(nil),            // 47: ttip.qr.v1.UnlinkPartnerResponse
-	(*ListPartnerLinksRequest)(nil),          // 48: ttip.qr.v1.ListPartnerLinksRequest
-	(*ListPartnerLinksResponse)(nil),         // 49: ttip.qr.v1.ListPartnerLinksResponse
-	(*CheckPartnerLinkRequest)(nil),          // 50: ttip.qr.v1.CheckPartnerLinkRequest
-	(*CheckPartnerLinkResponse)(nil),         // 51: ttip.qr.v1.CheckPartnerLinkResponse
-	(OwnerKind)(0),                           // 52: ttip.qr.v1.OwnerKind
-	(*DynamicParameters)(nil),                // 53: ttip.qr.v1.DynamicParameters
-	(*timestamppb.Timestamp)(nil),            // 54: google.protobuf.Timestamp
-	(*QrCode)(nil),                           // 55: ttip.qr.v1.QrCode
-	(*v1.PageRequest)(nil),                   // 56: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                  // 57: ttip.common.v1.PageResponse
-	(*TipTarget)(nil),                        // 58: ttip.qr.v1.TipTarget
-	(ImageFormat)(0),                         // 59: ttip.qr.v1.ImageFormat
-	(ErrorCorrection)(0),                     // 60: ttip.qr.v1.ErrorCorrection
-	(*OfflinePayload)(nil),                   // 61: ttip.qr.v1.OfflinePayload
-	(*ScanStats)(nil),                        // 62: ttip.qr.v1.ScanStats
-	(QrCodeStatus)(0),                        // 63: ttip.qr.v1.QrCodeStatus
-	(*Profile)(nil),                          // 64: ttip.qr.v1.Profile
-	(*PartnerLink)(nil),                      // 65: ttip.qr.v1.PartnerLink
+	(*SearchVenuesRequest)(nil),              // 42: ttip.qr.v1.SearchVenuesRequest
+	(*SearchVenuesResponse)(nil),             // 43: ttip.qr.v1.SearchVenuesResponse
+	(*ListManagedVenuesRequest)(nil),         // 44: ttip.qr.v1.ListManagedVenuesRequest
+	(*ListManagedVenuesResponse)(nil),        // 45: ttip.qr.v1.ListManagedVenuesResponse
+	(*LinkPartnerRequest)(nil),               // 46: ttip.qr.v1.LinkPartnerRequest
+	(*LinkPartnerResponse)(nil),              // 47: ttip.qr.v1.LinkPartnerResponse
+	(*UnlinkPartnerRequest)(nil),             // 48: ttip.qr.v1.UnlinkPartnerRequest
+	(*UnlinkPartnerResponse)(nil),            // 49: ttip.qr.v1.UnlinkPartnerResponse
+	(*ListPartnerLinksRequest)(nil),          // 50: ttip.qr.v1.ListPartnerLinksRequest
+	(*ListPartnerLinksResponse)(nil),         // 51: ttip.qr.v1.ListPartnerLinksResponse
+	(*CheckPartnerLinkRequest)(nil),          // 52: ttip.qr.v1.CheckPartnerLinkRequest
+	(*CheckPartnerLinkResponse)(nil),         // 53: ttip.qr.v1.CheckPartnerLinkResponse
+	(OwnerKind)(0),                           // 54: ttip.qr.v1.OwnerKind
+	(*DynamicParameters)(nil),                // 55: ttip.qr.v1.DynamicParameters
+	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
+	(*QrCode)(nil),                           // 57: ttip.qr.v1.QrCode
+	(*v1.PageRequest)(nil),                   // 58: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                  // 59: ttip.common.v1.PageResponse
+	(*TipTarget)(nil),                        // 60: ttip.qr.v1.TipTarget
+	(ImageFormat)(0),                         // 61: ttip.qr.v1.ImageFormat
+	(ErrorCorrection)(0),                     // 62: ttip.qr.v1.ErrorCorrection
+	(*OfflinePayload)(nil),                   // 63: ttip.qr.v1.OfflinePayload
+	(*ScanStats)(nil),                        // 64: ttip.qr.v1.ScanStats
+	(QrCodeStatus)(0),                        // 65: ttip.qr.v1.QrCodeStatus
+	(*Profile)(nil),                          // 66: ttip.qr.v1.Profile
+	(*PartnerLink)(nil),                      // 67: ttip.qr.v1.PartnerLink
 }
 var file_ttip_qr_v1_qr_service_proto_depIdxs = []int32{
-	52, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	53, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
-	54, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	55, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	56, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
-	52, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	55, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
-	57, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
-	58, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
-	59, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
-	60, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
-	55, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	55, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	61, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
-	58, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
-	54, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
-	54, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
-	62, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
-	63, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
-	52, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	64, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	52, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	64, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
-	52, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	52, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	64, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	64, // 27: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	52, // 28: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	65, // 29: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	52, // 30: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	65, // 31: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	52, // 32: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	56, // 33: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
-	65, // 34: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
-	57, // 35: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
-	52, // 36: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
-	6,  // 37: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
-	8,  // 38: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
-	10, // 39: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
-	12, // 40: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
-	14, // 41: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
-	16, // 42: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
-	18, // 43: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
-	20, // 44: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
-	22, // 45: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
-	24, // 46: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
-	30, // 47: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
-	32, // 48: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
-	34, // 49: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
-	36, // 50: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
-	38, // 51: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
-	40, // 52: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
-	42, // 53: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
-	44, // 54: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
-	46, // 55: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
-	48, // 56: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
-	26, // 57: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
-	28, // 58: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
-	0,  // 59: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
-	50, // 60: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
-	2,  // 61: ttip.qr.v1.QrInternalService.AddVenueManager:input_type -> ttip.qr.v1.AddVenueManagerRequest
-	4,  // 62: ttip.qr.v1.QrInternalService.RemoveVenueManager:input_type -> ttip.qr.v1.RemoveVenueManagerRequest
-	7,  // 63: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
-	9,  // 64: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
-	11, // 65: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
-	13, // 66: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
-	15, // 67: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
-	17, // 68: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
-	19, // 69: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
-	21, // 70: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
-	23, // 71: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
-	25, // 72: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
-	31, // 73: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
-	33, // 74: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
-	35, // 75: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
-	37, // 76: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
-	39, // 77: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
-	41, // 78: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
-	43, // 79: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
-	45, // 80: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
-	47, // 81: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
-	49, // 82: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
-	27, // 83: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
-	29, // 84: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
-	1,  // 85: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
-	51, // 86: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
-	3,  // 87: ttip.qr.v1.QrInternalService.AddVenueManager:output_type -> ttip.qr.v1.AddVenueManagerResponse
-	5,  // 88: ttip.qr.v1.QrInternalService.RemoveVenueManager:output_type -> ttip.qr.v1.RemoveVenueManagerResponse
-	63, // [63:89] is the sub-list for method output_type
-	37, // [37:63] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	54, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	55, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
+	56, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	57, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	58, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
+	54, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	57, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
+	59, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
+	60, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
+	61, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
+	62, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
+	57, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	57, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	63, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
+	60, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
+	56, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
+	56, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
+	64, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
+	65, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
+	54, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	66, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	54, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	66, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
+	54, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	54, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	66, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	66, // 27: ttip.qr.v1.SearchVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	66, // 28: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	54, // 29: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	67, // 30: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	54, // 31: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	67, // 32: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	54, // 33: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	58, // 34: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
+	67, // 35: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
+	59, // 36: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
+	54, // 37: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
+	6,  // 38: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
+	8,  // 39: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
+	10, // 40: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
+	12, // 41: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
+	14, // 42: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
+	16, // 43: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
+	18, // 44: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
+	20, // 45: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
+	22, // 46: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
+	24, // 47: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
+	30, // 48: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
+	32, // 49: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
+	34, // 50: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
+	36, // 51: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
+	38, // 52: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
+	40, // 53: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
+	42, // 54: ttip.qr.v1.QrService.SearchVenues:input_type -> ttip.qr.v1.SearchVenuesRequest
+	44, // 55: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
+	46, // 56: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
+	48, // 57: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
+	50, // 58: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
+	26, // 59: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
+	28, // 60: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
+	0,  // 61: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
+	52, // 62: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
+	2,  // 63: ttip.qr.v1.QrInternalService.AddVenueManager:input_type -> ttip.qr.v1.AddVenueManagerRequest
+	4,  // 64: ttip.qr.v1.QrInternalService.RemoveVenueManager:input_type -> ttip.qr.v1.RemoveVenueManagerRequest
+	7,  // 65: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
+	9,  // 66: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
+	11, // 67: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
+	13, // 68: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
+	15, // 69: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
+	17, // 70: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
+	19, // 71: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
+	21, // 72: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
+	23, // 73: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
+	25, // 74: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
+	31, // 75: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
+	33, // 76: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
+	35, // 77: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
+	37, // 78: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
+	39, // 79: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
+	41, // 80: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
+	43, // 81: ttip.qr.v1.QrService.SearchVenues:output_type -> ttip.qr.v1.SearchVenuesResponse
+	45, // 82: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
+	47, // 83: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
+	49, // 84: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
+	51, // 85: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
+	27, // 86: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
+	29, // 87: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
+	1,  // 88: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
+	53, // 89: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
+	3,  // 90: ttip.qr.v1.QrInternalService.AddVenueManager:output_type -> ttip.qr.v1.AddVenueManagerResponse
+	5,  // 91: ttip.qr.v1.QrInternalService.RemoveVenueManager:output_type -> ttip.qr.v1.RemoveVenueManagerResponse
+	65, // [65:92] is the sub-list for method output_type
+	38, // [38:65] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_ttip_qr_v1_qr_service_proto_init() }
@@ -3349,7 +3448,7 @@ func file_ttip_qr_v1_qr_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_service_proto_rawDesc), len(file_ttip_qr_v1_qr_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -71,6 +71,8 @@ const (
 	// QrServiceRemoveVenueStaffProcedure is the fully-qualified name of the QrService's
 	// RemoveVenueStaff RPC.
 	QrServiceRemoveVenueStaffProcedure = "/ttip.qr.v1.QrService/RemoveVenueStaff"
+	// QrServiceSearchVenuesProcedure is the fully-qualified name of the QrService's SearchVenues RPC.
+	QrServiceSearchVenuesProcedure = "/ttip.qr.v1.QrService/SearchVenues"
 	// QrServiceListManagedVenuesProcedure is the fully-qualified name of the QrService's
 	// ListManagedVenues RPC.
 	QrServiceListManagedVenuesProcedure = "/ttip.qr.v1.QrService/ListManagedVenues"
@@ -142,6 +144,9 @@ type QrServiceClient interface {
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
 	// Removes a worker from a venue's staff and revokes their codes at that venue.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
+	// Venues whose name holds `query` (any case), by name, at most 50: for the
+	// console's admins, who act for a venue that lost its managers.
+	SearchVenues(context.Context, *connect.Request[v1.SearchVenuesRequest]) (*connect.Response[v1.SearchVenuesResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
 	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
@@ -277,6 +282,13 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		searchVenues: connect.NewClient[v1.SearchVenuesRequest, v1.SearchVenuesResponse](
+			httpClient,
+			baseURL+QrServiceSearchVenuesProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("SearchVenues")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listManagedVenues: connect.NewClient[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse](
 			httpClient,
 			baseURL+QrServiceListManagedVenuesProcedure,
@@ -326,6 +338,7 @@ type qrServiceClient struct {
 	getProfile        *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
 	addVenueStaff     *connect.Client[v1.AddVenueStaffRequest, v1.AddVenueStaffResponse]
 	removeVenueStaff  *connect.Client[v1.RemoveVenueStaffRequest, v1.RemoveVenueStaffResponse]
+	searchVenues      *connect.Client[v1.SearchVenuesRequest, v1.SearchVenuesResponse]
 	listManagedVenues *connect.Client[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse]
 	linkPartner       *connect.Client[v1.LinkPartnerRequest, v1.LinkPartnerResponse]
 	unlinkPartner     *connect.Client[v1.UnlinkPartnerRequest, v1.UnlinkPartnerResponse]
@@ -412,6 +425,11 @@ func (c *qrServiceClient) RemoveVenueStaff(ctx context.Context, req *connect.Req
 	return c.removeVenueStaff.CallUnary(ctx, req)
 }
 
+// SearchVenues calls ttip.qr.v1.QrService.SearchVenues.
+func (c *qrServiceClient) SearchVenues(ctx context.Context, req *connect.Request[v1.SearchVenuesRequest]) (*connect.Response[v1.SearchVenuesResponse], error) {
+	return c.searchVenues.CallUnary(ctx, req)
+}
+
 // ListManagedVenues calls ttip.qr.v1.QrService.ListManagedVenues.
 func (c *qrServiceClient) ListManagedVenues(ctx context.Context, req *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error) {
 	return c.listManagedVenues.CallUnary(ctx, req)
@@ -473,6 +491,9 @@ type QrServiceHandler interface {
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
 	// Removes a worker from a venue's staff and revokes their codes at that venue.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
+	// Venues whose name holds `query` (any case), by name, at most 50: for the
+	// console's admins, who act for a venue that lost its managers.
+	SearchVenues(context.Context, *connect.Request[v1.SearchVenuesRequest]) (*connect.Response[v1.SearchVenuesResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
 	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
@@ -604,6 +625,13 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServiceSearchVenuesHandler := connect.NewUnaryHandler(
+		QrServiceSearchVenuesProcedure,
+		svc.SearchVenues,
+		connect.WithSchema(qrServiceMethods.ByName("SearchVenues")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	qrServiceListManagedVenuesHandler := connect.NewUnaryHandler(
 		QrServiceListManagedVenuesProcedure,
 		svc.ListManagedVenues,
@@ -666,6 +694,8 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceAddVenueStaffHandler.ServeHTTP(w, r)
 		case QrServiceRemoveVenueStaffProcedure:
 			qrServiceRemoveVenueStaffHandler.ServeHTTP(w, r)
+		case QrServiceSearchVenuesProcedure:
+			qrServiceSearchVenuesHandler.ServeHTTP(w, r)
 		case QrServiceListManagedVenuesProcedure:
 			qrServiceListManagedVenuesHandler.ServeHTTP(w, r)
 		case QrServiceLinkPartnerProcedure:
@@ -745,6 +775,10 @@ func (UnimplementedQrServiceHandler) AddVenueStaff(context.Context, *connect.Req
 
 func (UnimplementedQrServiceHandler) RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.RemoveVenueStaff is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) SearchVenues(context.Context, *connect.Request[v1.SearchVenuesRequest]) (*connect.Response[v1.SearchVenuesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.SearchVenues is not implemented"))
 }
 
 func (UnimplementedQrServiceHandler) ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error) {

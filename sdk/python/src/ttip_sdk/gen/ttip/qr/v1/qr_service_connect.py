@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueManagerRequest, AddVenueManagerResponse, AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueManagerRequest, RemoveVenueManagerResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueManagerRequest, AddVenueManagerResponse, AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueManagerRequest, RemoveVenueManagerResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SearchVenuesRequest, SearchVenuesResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -125,6 +125,13 @@ class QrService(Protocol):
     async def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
         Removes a worker from a venue's staff and revokes their codes at that venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def search_venues(self, request: SearchVenuesRequest, ctx: RequestContext[SearchVenuesRequest, SearchVenuesResponse], /) -> SearchVenuesResponse:
+        """
+        Venues whose name holds `query` (any case), by name, at most 50: for the
+        console's admins, who act for a venue that lost its managers.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -351,6 +358,17 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.remove_venue_staff,
+                ),
+                "/ttip.qr.v1.QrService/SearchVenues": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SearchVenues",
+                        service_name="ttip.qr.v1.QrService",
+                        input=SearchVenuesRequest,
+                        output=SearchVenuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.search_venues,
                 ),
                 "/ttip.qr.v1.QrService/ListManagedVenues": Endpoint.unary(
                     method=MethodInfo(
@@ -796,6 +814,32 @@ class QrServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def search_venues(
+        self,
+        request: SearchVenuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchVenuesResponse:
+        """
+        Venues whose name holds `query` (any case), by name, at most 50: for the
+        console's admins, who act for a venue that lost its managers.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchVenues",
+                service_name="ttip.qr.v1.QrService",
+                input=SearchVenuesRequest,
+                output=SearchVenuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def list_managed_venues(
         self,
         request: ListManagedVenuesRequest,
@@ -995,6 +1039,13 @@ class QrServiceSync(Protocol):
     def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
         Removes a worker from a venue's staff and revokes their codes at that venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def search_venues(self, request: SearchVenuesRequest, ctx: RequestContext[SearchVenuesRequest, SearchVenuesResponse], /) -> SearchVenuesResponse:
+        """
+        Venues whose name holds `query` (any case), by name, at most 50: for the
+        console's admins, who act for a venue that lost its managers.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1219,6 +1270,17 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.remove_venue_staff,
+                ),
+                "/ttip.qr.v1.QrService/SearchVenues": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SearchVenues",
+                        service_name="ttip.qr.v1.QrService",
+                        input=SearchVenuesRequest,
+                        output=SearchVenuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.search_venues,
                 ),
                 "/ttip.qr.v1.QrService/ListManagedVenues": EndpointSync.unary(
                     method=MethodInfo(
@@ -1663,6 +1725,32 @@ class QrServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def search_venues(
+        self,
+        request: SearchVenuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchVenuesResponse:
+        """
+        Venues whose name holds `query` (any case), by name, at most 50: for the
+        console's admins, who act for a venue that lost its managers.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchVenues",
+                service_name="ttip.qr.v1.QrService",
+                input=SearchVenuesRequest,
+                output=SearchVenuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def list_managed_venues(
         self,
