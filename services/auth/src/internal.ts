@@ -26,7 +26,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
         if (user.roles.includes("venue_manager")) return { granted: false };
         await tx.query("UPDATE auth.users SET roles = array_append(roles, 'venue_manager'), updated_at = now() WHERE user_id = $1", [req.userId]);
         await audit(tx, AuditAction.ROLES_CHANGED, {
-          userId: req.userId, ip: "",
+          userId: req.userId,
           detail: `roles ${user.roles.join(",")} -> ${[...user.roles, "venue_manager"].join(",")}; a venue's manager invitation accepted`,
         });
         return { granted: true };
