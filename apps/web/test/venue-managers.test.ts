@@ -69,6 +69,12 @@ describe("a venue's co-managers (chromium)", () => {
     await other.goto(`${h.url}/join/manage/${token}`);
     await other.getByRole("button", { name: "Manage Tamarind Mombasa" }).click();
     await see(other, other.getByRole("alert").filter({ hasText: "sent to another number" }));
+    // It offers to end that session and sign in with the invited number, the invitation kept as where to go next.
+    const otherSession = JSON.parse((await other.evaluate(() => window.localStorage.getItem("ttip_session")))!) as { refreshToken: string };
+    await other.getByRole("button", { name: "Sign out, and sign in with the invited number" }).click();
+    await other.waitForURL(/\/w\/signin\?as=manager&next=%2Fjoin%2Fmanage%2F/);
+    assert.equal(await other.evaluate(() => window.localStorage.getItem("ttip_session")), null, "the other number's session is gone from the browser");
+    await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: otherSession.refreshToken }), "and ended at auth");
 
     // The invited worker accepts and opens the venue: the refreshed session carries the manager's role.
     const phone = await h.signedInPhone(wairimu);

@@ -269,6 +269,7 @@ const en = {
   manageDone: "You now manage {venue}.",
   manageOpen: "Open the venue",
   manageGone: "This invitation link no longer works: a newer invitation replaced it, it was cancelled, or it was accepted. Ask the venue's manager to invite you again.",
+  manageOtherNumber: "Sign out, and sign in with the invited number",
 };
 
 export type WorkerMessages = typeof en;
@@ -529,6 +530,7 @@ const sw: WorkerMessages = {
   manageDone: "Sasa unasimamia {venue}.",
   manageOpen: "Fungua biashara",
   manageGone: "Kiungo hiki cha mwaliko hakifanyi kazi tena: mwaliko mpya umekibadilisha, umefutwa, au umeshakubaliwa. Mwombe meneja akualike tena.",
+  manageOtherNumber: "Toka, kisha uingie kwa namba iliyoalikwa",
 };
 
 const DICTS: Record<Locale, WorkerMessages> = { en, sw };

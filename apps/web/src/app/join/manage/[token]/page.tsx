@@ -2,11 +2,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
-import { useParams } from "next/navigation";
+import { useParams, useRouter } from "next/navigation";
 import { useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { loadSession, saveSession } from "../../../../lib/session";
+import { clearSession, loadSession, saveSession } from "../../../../lib/session";
 import { useWrite } from "../../../../lib/use-write";
 import { useT } from "../../../w/use-t";
 
@@ -20,11 +20,16 @@ export default function ManageInvitation() {
   const [session] = useState(() => loadSession());
   const accept = useMutation(VenueService.method.acceptManagerInvitation);
   const refresh = useMutation(AuthService.method.refreshSession);
+  const logout = useMutation(AuthService.method.logout);
+  const router = useRouter();
   const invitation = useQuery(VenueService.method.getManagerInvitation, { token }, { retry: false });
   const venueName = invitation.data?.venueName ?? "";
   const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
   const [error, setError] = useState("");
   const [done, setDone] = useState<{ venueId: string; venueName: string }>();
+  // Signed in with another number than the invitation's: this session ends, and the invited number signs in.
+  const [otherNumber, setOtherNumber] = useState(false);
+  const signIn = `/w/signin?as=manager&next=${encodeURIComponent(`/join/manage/${token}`)}`;
   const write = useWrite();
   const title = venueName ? t("manageTitleVenue", { venue: venueName }) : t("manageTitle");
   if (!session) {
@@ -32,7 +37,7 @@ export default function ManageInvitation() {
       <>
         <h1>{title}</h1>
         {gone ? <p className="notice bad" role="alert">{t("manageGone")}</p> : <p>{venueName ? t("manageWhyVenue", { venue: venueName }) : t("manageWhy")}</p>}
-        <p><Link href={`/w/signin?as=manager&next=${encodeURIComponent(`/join/manage/${token}`)}`} className="button">{t("signIn")}</Link></p>
+        <p><Link href={signIn} className="button">{t("signIn")}</Link></p>
       </>
     );
   }
@@ -45,7 +50,10 @@ export default function ManageInvitation() {
       if (tokens) saveSession(tokens);
     }
     setDone({ venueId: res.venueId, venueName: res.venueName });
-  }, (x) => setError(err(x)));
+  }, (x) => {
+    setError(err(x));
+    setOtherNumber(ConnectError.from(x).code === Code.PermissionDenied);
+  });
   return (
     <>
       <h1>{title}</h1>
@@ -56,6 +64,13 @@ export default function ManageInvitation() {
         <button type="button" disabled={write.busy} onClick={onAccept}>{t("manageAccept", { venue: venueName }).trim()}</button>
       )}
       {error ? <p className="error" role="alert">{error}</p> : null}
+      {otherNumber ? (
+        <button type="button" className="secondary" onClick={async () => {
+          await logout.mutateAsync({}).catch(() => undefined);
+          clearSession();
+          router.push(signIn);
+        }}>{t("manageOtherNumber")}</button>
+      ) : null}
     </>
   );
 }
