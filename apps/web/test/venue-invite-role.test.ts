@@ -257,4 +257,22 @@ describe("the venue's staff invitation form (chromium)", () => {
       await page.getByTestId("no-distributions").filter({ hasText: distributions }).waitFor({ timeout: 30_000 });
     }
   });
+
+  test("a staff link accepted from another number than the invited one: the staff list says which number joined", async () => {
+    const venue = await h.venue("Mama Rocks");
+    const invited = testPhone({ format: "07" });
+    await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone: invited, displayName: "Achieng", roleId: "bar", idempotencyKey: randomUUID() });
+    const token = await eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${invited.slice(1)}`).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    // Her account is on her other SIM.
+    const achieng = await h.worker("Achieng");
+    await h.api(VenueService, achieng.token).acceptInvitation({ token });
+    const page = await h.signedInAs({ accessToken: venue.managerToken }, { viewport: { width: 1000, height: 900 }, isMobile: false });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    const row = page.getByTestId("staff").getByRole("row").filter({ hasText: "Achieng" });
+    await row.getByText(`accepted from 2547******${achieng.phone.slice(-2)}`).waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), new RegExp(`2547\\*{6}${invited.slice(-2)}`), "the invited number still shown");
+  });
 });

@@ -141,7 +141,10 @@ export class Members {
       }
       const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
       if (other.rowCount) throw new AlreadyExistsError("token: you are already on this venue's staff");
-      const { rows: done } = await tx.query<MemberRow>(`UPDATE venue.members SET worker_id = $2, accepted_at = now() WHERE member_id = $1 RETURNING *`, [m.member_id, caller.subject]);
+      const from = (await this.managers.account(caller.subject))?.phone;
+      const { rows: done } = await tx.query<MemberRow>(
+        `UPDATE venue.members SET worker_id = $2, accepted_at = now(), accepted_phone = NULLIF($3, phone) WHERE member_id = $1 RETURNING *`,
+        [m.member_id, caller.subject, from ?? null]);
       await memberEvent(tx, done[0], "joined");
       await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
       return { member: done[0], fresh: true };

@@ -74,6 +74,8 @@ export interface MemberRow {
   role_id: string;
   invited_at: Date;
   accepted_at: Date | null;
+  /** Set only when it differs from `phone`. */
+  accepted_phone: string | null;
   joined_at: Date;
   left_at: Date | null;
 }
@@ -96,6 +98,7 @@ export function toMember(m: MemberRow, venueName = ""): Member {
     leftAt: optionalTimestamp(m.left_at),
     invitedAt: timestampFromDate(m.invited_at),
     venueName,
+    acceptedPhoneMasked: m.accepted_phone ? maskPhone(m.accepted_phone) : "",
   });
 }
 

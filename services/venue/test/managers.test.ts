@@ -158,6 +158,13 @@ describe("a venue's co-managers", () => {
     const juma = await account();
     const managerLink = await inviteManager(v, juma.phone, "Juma");
     await juma.api.acceptInvitation({ token: staffToken });
+    // The staff list says which number accepted the link sent to another: shares go to that account.
+    const joinedFrom = (await v.api.listMembers({ venueId: v.venueId })).members.find((m) => m.memberId === member!.memberId);
+    assert.equal(joinedFrom?.acceptedPhoneMasked, `2547******${juma.phone.slice(-2)}`);
+    const same = await account();
+    const { member: sameMember } = await v.api.inviteMember({ venueId: v.venueId, phone: same.phone, displayName: "Same", roleId: "bar", idempotencyKey: randomUUID() });
+    await same.api.acceptInvitation({ token: await staffLink(sameMember!.memberId) });
+    assert.equal((await v.api.listMembers({ venueId: v.venueId })).members.find((m) => m.memberId === sameMember!.memberId)?.acceptedPhoneMasked, "", "accepted from the invited number: nothing to say");
     await assert.rejects(juma.api.acceptManagerInvitation({ token: managerLink.token }), rejects(Code.FailedPrecondition, /staff/));
     const { managers } = await v.api.listManagers({ venueId: v.venueId });
     assert.deepEqual(managers.map((m) => m.userId), [v.managerId, wambui.userId]);

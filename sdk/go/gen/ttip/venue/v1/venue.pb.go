@@ -420,11 +420,15 @@ type Member struct {
 	// Counts for splits from this time.
 	JoinedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
 	// Set when the member left: nothing after it is theirs.
-	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
-	InvitedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
-	VenueName     string                 `protobuf:"bytes,11,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeftAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	InvitedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
+	VenueName string                 `protobuf:"bytes,11,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	// The number of the account that accepted the invitation, masked, when it
+	// is not the invited one (a link is accepted from any account: a worker's
+	// other SIM, or whoever the SMS reached); shares go to that account.
+	AcceptedPhoneMasked string `protobuf:"bytes,12,opt,name=accepted_phone_masked,json=acceptedPhoneMasked,proto3" json:"accepted_phone_masked,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -530,6 +534,13 @@ func (x *Member) GetInvitedAt() *timestamppb.Timestamp {
 func (x *Member) GetVenueName() string {
 	if x != nil {
 		return x.VenueName
+	}
+	return ""
+}
+
+func (x *Member) GetAcceptedPhoneMasked() string {
+	if x != nil {
+		return x.AcceptedPhoneMasked
 	}
 	return ""
 }
@@ -1890,7 +1901,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n" +
 	"\n" +
-	"is_manager\x18\x04 \x01(\bR\tisManager\"\xb9\x03\n" +
+	"is_manager\x18\x04 \x01(\bR\tisManager\"\xed\x03\n" +
 	"\x06Member\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -1905,7 +1916,8 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"invited_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n" +
 	"\n" +
-	"venue_name\x18\v \x01(\tR\tvenueName\"\x7f\n" +
+	"venue_name\x18\v \x01(\tR\tvenueName\x122\n" +
+	"\x15accepted_phone_masked\x18\f \x01(\tR\x13acceptedPhoneMasked\"\x7f\n" +
 	"\aManager\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12!\n" +

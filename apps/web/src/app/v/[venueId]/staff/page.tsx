@@ -115,7 +115,7 @@ export default function Staff() {
           {list.map((m: Member) => (
             <tr key={m.memberId}>
               <td>{m.displayName}</td>
-              <td>{m.phoneMasked}</td>
+              <td>{m.phoneMasked}{m.acceptedPhoneMasked ? <><br /><small className="muted">{t("v_acceptedFrom", { phone: m.acceptedPhoneMasked })}</small></> : null}</td>
               <td>
                 {m.status === MemberStatus.LEFT ? roleName(m.roleId) : (
                   <select aria-label={t("v_roleOf", { name: m.displayName })} value={m.roleId} onChange={(e) => run(() => update.mutateAsync({ venueId, memberId: m.memberId, roleId: e.target.value }).then(() => t("v_nowRole", { name: m.displayName, role: roleName(e.target.value) })))}>
