@@ -101,7 +101,26 @@ describe("a venue's co-managers (chromium)", () => {
     await page.getByRole("button", { name: "Confirm: I step down" }).click();
     await page.waitForURL(/\/v$/);
     await see(page, page.getByText("No venue yet."));
-    const { managers } = await h.api(VenueService, (await h.tokens(wairimu)).accessToken).listManagers({ venueId });
+    const asWairimu = h.api(VenueService, (await h.tokens(wairimu)).accessToken);
+    const { managers } = await asWairimu.listManagers({ venueId });
     assert.deepEqual(managers.map((m) => m.displayName), ["Wairimu"]);
+
+    // Handed back: the creator, invited again, removes Wairimu; her worker app no longer offers the venues (her
+    // session still carries the role, which grants nothing by itself).
+    await asWairimu.inviteManager({ venueId, phone: creatorPhone, displayName: "Owner", idempotencyKey: randomUUID() });
+    const back = await eventually("the creator's invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${creatorPhone.slice(1)}`).pop();
+      return sms ? /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+    const asCreator = h.api(VenueService, creator!.accessToken);
+    await asCreator.acceptManagerInvitation({ token: back });
+    await asCreator.removeManager({ venueId, userId: (await asWairimu.listManagers({ venueId })).managers.find((m) => m.displayName === "Wairimu")!.userId });
+    const asked = phone.waitForResponse((r) => r.url().endsWith("/ttip.qr.v1.QrService/ListManagedVenues"));
+    await phone.goto(`${h.url}/w`);
+    await see(phone, phone.getByRole("link", { name: "Settings" }));
+    assert.equal((await asked).status(), 200);
+    // Drawn from that answer in the next render.
+    await phone.waitForTimeout(300);
+    assert.equal(await phone.getByRole("link", { name: "Venues you manage" }).count(), 0, "no venue left to manage");
   });
 });

@@ -1,7 +1,9 @@
 "use client";
+import { useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
 import { useEffect, useState } from "react";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { loadSession, sessionRoles } from "../../lib/session";
 import { ContentStart, SkipToContent } from "../skip-to-content";
 import { useT } from "./use-t";
@@ -11,8 +13,11 @@ export function WorkerNav() {
   const router = useRouter();
   const path = usePathname();
   const { t, locale } = useT();
-  // A worker who also manages a venue (a manager's invitation accepted) finds its screens from here.
-  const [manages] = useState(() => sessionRoles(loadSession()).includes("venue_manager"));
+  // A worker who also manages a venue (a manager's invitation accepted) finds its screens from here; asked only of a
+  // session with the role, which stays after the last venue is gone (it grants nothing by itself).
+  const [managerRole] = useState(() => sessionRoles(loadSession()).includes("venue_manager"));
+  const managed = useQuery(QrService.method.listManagedVenues, {}, { enabled: managerRole });
+  const manages = (managed.data?.venues.length ?? 0) > 0;
   useEffect(() => {
     if (!loadSession()) router.replace("/w/signin");
   }, [router]);
