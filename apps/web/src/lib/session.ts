@@ -19,11 +19,16 @@ export function loadSession(): Session | undefined {
   }
 }
 
-/** The roles the session's access token carries (its payload, not verified: it only chooses what to show). */
+/** An access token's payload (base64url JSON), not verified: the browser only reads who it is and what to show. */
+function claims(accessToken: string): { sub: string; roles?: unknown } {
+  return JSON.parse(atob(accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+}
+
+/** The roles the session's access token carries. */
 export function sessionRoles(s: Session | undefined): string[] {
   if (!s) return [];
   try {
-    const roles: unknown = JSON.parse(atob(s.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).roles;
+    const roles = claims(s.accessToken).roles;
     return Array.isArray(roles) ? roles.filter((r): r is string => typeof r === "string") : [];
   } catch {
     return [];
@@ -31,7 +36,7 @@ export function sessionRoles(s: Session | undefined): string[] {
 }
 
 export function saveSession(tokens: { accessToken: string; refreshToken: string }): Session {
-  const userId = JSON.parse(atob(tokens.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub as string;
+  const userId = claims(tokens.accessToken).sub;
   const s = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, userId };
   window.localStorage.setItem(KEY, JSON.stringify(s));
   return s;
