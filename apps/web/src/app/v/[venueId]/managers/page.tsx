@@ -4,10 +4,9 @@ import { useParams, useRouter } from "next/navigation";
 import { useState, type FormEvent } from "react";
 import type { Manager } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { focusInput, refusedField } from "../../../../lib/focus";
-import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { VenueNav } from "../../nav";
 import { shown } from "../../util";
+import { useInvitationForm } from "../../use-invitation-form";
 import { useSaidWrite } from "../../use-said-write";
 import { useVT } from "../../use-vt";
 
@@ -25,29 +24,16 @@ export default function Managers() {
   const remove = useMutation(VenueService.method.removeManager);
   const [removing, setRemoving] = useState<Manager>();
   const write = useSaidWrite(() => list.refetch());
-  const { run, error, setError, note, setNote } = write;
+  const { run, error, note } = write;
+  const inviting = useInvitationForm(write, INVITE_INPUTS);
   const nameOf = (m: Manager) => m.displayName || m.phoneMasked || t("v_aSomeManager");
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const form = e.currentTarget;
-    const f = new FormData(form);
-    const refuse = (input: string, text: string) => (setNote(""), setError(text), focusInput(form, input));
-    const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
-    const name = String(f.get("name") ?? "").trim();
-    if (!phone) return refuse("phone", t("v_errPhone"));
-    if (!name) return refuse("name", t("v_errName"));
-    void run(async (send) => {
-      try {
-        const res = await send((key) => invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, idempotencyKey: key }));
-        form.reset();
-        return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
-      } catch (err) {
-        const field = refusedField(err);
-        focusInput(form, field && INVITE_INPUTS[field]);
-        throw err;
-      }
-    }, JSON.stringify([phone, name]));
+    const who = inviting.invitee(form, new FormData(form));
+    if (!who) return;
+    inviting.send(form, who.name, [who.phone, who.name], (key) => invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, idempotencyKey: key }));
   };
   // Removal takes the venue from them at once: asked once more. Stepping down takes it from the caller, who then
   // has nothing here to see.

@@ -4,10 +4,9 @@ import { useParams } from "next/navigation";
 import { useState, type FormEvent } from "react";
 import { MemberStatus, type Member, type Role } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { focusInput, refusedField } from "../../../../lib/focus";
-import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { VenueNav } from "../../nav";
 import { focusField, localTime, shown } from "../../util";
+import { useInvitationForm } from "../../use-invitation-form";
 import { useSaidWrite } from "../../use-said-write";
 import { useVT } from "../../use-vt";
 import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
@@ -47,33 +46,23 @@ export default function Staff() {
   // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
   const write = useSaidWrite(() => Promise.all([members.refetch(), roles.refetch()]));
   const { run, error, setError, note, setNote } = write;
+  const inviting = useInvitationForm(write, INVITE_INPUTS);
   const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const form = e.currentTarget;
     const f = new FormData(form);
-    // Said in words with the focus on the input to correct, as the server's refusals below are.
-    const refuse = (input: string, text: string) => (setNote(""), setError(text), focusInput(form, input));
-    const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
-    const name = String(f.get("name") ?? "").trim();
-    if (!phone) return refuse("phone", t("v_errPhone"));
-    if (!name) return refuse("name", t("v_errName"));
+    // Said in words with the focus on the input to correct, as the server's refusals are.
+    const who = inviting.invitee(form, f);
+    if (!who) return;
     const typedJoined = String(f.get("joinedAt") ?? "");
     const joinedAt = typedJoined ? localTime(typedJoined) : undefined;
-    if (typedJoined && !joinedAt) return refuse("joinedAt", t("v_errJoined"));
-    if (joinedAt && Number(joinedAt.seconds) * 1000 > Date.now() + MAX_START_AHEAD_MS) return refuse("joinedAt", t("v_errJoinedAhead"));
-    void run(async (send) => {
-      try {
-        const res = await send((key) => invite.mutateAsync({ venueId, phone: `0${phone.slice(3)}`, displayName: name, roleId: String(f.get("role")), joinedAt, idempotencyKey: key }));
-        form.reset();
-        return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
-      } catch (err) {
-        const field = refusedField(err);
-        focusInput(form, field && INVITE_INPUTS[field]);
-        throw err;
-      }
-    }, JSON.stringify([phone, name, String(f.get("role")), typedJoined]));
+    if (typedJoined && !joinedAt) return inviting.refuse(form, "joinedAt", t("v_errJoined"));
+    if (joinedAt && Number(joinedAt.seconds) * 1000 > Date.now() + MAX_START_AHEAD_MS) return inviting.refuse(form, "joinedAt", t("v_errJoinedAhead"));
+    const roleId = String(f.get("role"));
+    inviting.send(form, who.name, [who.phone, who.name, roleId, typedJoined], (key) =>
+      invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, roleId, joinedAt, idempotencyKey: key }));
   };
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
   const onLeave = (e: FormEvent<HTMLFormElement>) => {
