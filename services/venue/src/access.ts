@@ -34,9 +34,9 @@ export class Access {
     this.qr = createClient(QrInternalService, ctx.peers("qr"));
   }
 
-  private async ask(venueId: string, userId: string) {
+  private async ask(venueId: string, userId: string, withManagers = false) {
     try {
-      return await this.qr.getVenueAccess({ venueId, userId }, { timeoutMs: 5_000 });
+      return await this.qr.getVenueAccess({ venueId, userId, withManagers }, { timeoutMs: 5_000 });
     } catch (err) {
       throw new DependencyUnavailableError(`venue_id: cannot be checked now (${ConnectError.from(err).rawMessage})`);
     }
@@ -44,6 +44,16 @@ export class Access {
 
   async venue(venueId: string): Promise<VenueInfo> {
     return venueOf(venueId, await this.ask(venueId, ""));
+  }
+
+  /** Whether the user manages the venue (false for a venue qr does not know). */
+  async manages(venueId: string, userId: string): Promise<boolean> {
+    return (await this.ask(venueId, userId)).isManager;
+  }
+
+  /** The users who manage the venue, the oldest first (qr lists at most 100). */
+  async managerIds(venueId: string): Promise<string[]> {
+    return (await this.ask(venueId, "", true)).managerIds;
   }
 
   /** The caller, who must manage the venue (or be an admin). */

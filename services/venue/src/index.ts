@@ -32,8 +32,8 @@ export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
       const access = new Access(ctx);
       const distributions = new Distributions(ctx, async (venueId) => (await access.venue(venueId)).name);
       const links = () => ({ joinUrl: cfg.VENUE_JOIN_URL });
-      const managers = new Managers(ctx, links);
-      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers), managers, distributions });
+      const managers = new Managers(ctx, links, access);
+      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers, access), managers, distributions });
       if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
       let running: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {

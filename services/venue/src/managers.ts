@@ -12,7 +12,7 @@ import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/no
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { AlreadyExistsError, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
-import type { VenueInfo } from "./access.js";
+import type { Access, VenueInfo } from "./access.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
 
@@ -32,8 +32,8 @@ interface InvitationRow {
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 const CALL = { timeoutMs: 5_000 };
-/** qr lists at most this many managers of a venue; a venue's names and numbers are read for each. */
-const MAX_MANAGERS = 100;
+/** A venue's pending manager invitations listed at most (qr lists at most as many managers). */
+const MAX_PENDING = 100;
 
 export const toInvitation = (r: InvitationRow): ManagerInvitation => create(ManagerInvitationSchema, {
   invitationId: r.invitation_id,
@@ -70,7 +70,7 @@ export class Managers {
   private readonly qr: Client<typeof QrInternalService>;
   private readonly notification: Client<typeof NotificationInternalService>;
 
-  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig) {
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly access: Access) {
     this.pool = ctx.pool;
     this.logger = ctx.logger;
     this.auth = createClient(AuthInternalService, ctx.peers("auth"));
@@ -89,15 +89,9 @@ export class Managers {
     }
   }
 
-  /** The users who manage the venue, the oldest first. */
-  async managerIds(venueId: string): Promise<string[]> {
-    const a = await this.qr.getVenueAccess({ venueId, withManagers: true }, CALL).catch(unavailable("managers"));
-    return a.managerIds.slice(0, MAX_MANAGERS);
-  }
-
   /** Whether the number belongs to one of the venue's managers (whose accounts auth knows). */
   async managesByPhone(venueId: string, phone: string): Promise<boolean> {
-    const accounts = await Promise.all((await this.managerIds(venueId)).map((id) => this.account(id)));
+    const accounts = await Promise.all((await this.access.managerIds(venueId)).map((id) => this.account(id)));
     return accounts.some((a) => a?.phone === phone);
   }
 
@@ -200,14 +194,14 @@ export class Managers {
 
   /** The venue's managers (named as their invitations did, else as their accounts do) and its pending invitations. */
   async list(venueId: string, caller: Principal): Promise<{ managers: Manager[]; invitations: ManagerInvitation[] }> {
-    const ids = await this.managerIds(venueId);
+    const ids = await this.access.managerIds(venueId);
     const [accounts, named, pending] = await Promise.all([
       Promise.all(ids.map((id) => this.account(id).catch(() => undefined))),
       this.pool.query<{ accepted_by: string; display_name: string }>(
         `SELECT DISTINCT ON (accepted_by) accepted_by::text, display_name FROM venue.manager_invitations
           WHERE venue_id = $1 AND accepted_by::text = ANY($2::text[]) ORDER BY accepted_by, accepted_at DESC`, [venueId, ids]),
       this.pool.query<InvitationRow>(
-        `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND accepted_at IS NULL AND cancelled_at IS NULL ORDER BY invited_at LIMIT $2`, [venueId, MAX_MANAGERS]),
+        `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND accepted_at IS NULL AND cancelled_at IS NULL ORDER BY invited_at LIMIT $2`, [venueId, MAX_PENDING]),
     ]);
     const names = new Map(named.rows.map((r) => [r.accepted_by, r.display_name]));
     const managers = ids.map((userId, i) => create(ManagerSchema, {

@@ -8,7 +8,7 @@ import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/no
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
-import type { VenueInfo } from "./access.js";
+import type { Access, VenueInfo } from "./access.js";
 import { type Managers, personAtVenueLock } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -56,7 +56,7 @@ export class Members {
   private readonly qr: Client<typeof QrService>;
   private readonly clock: Clock;
 
-  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers) {
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers, private readonly access: Access) {
     this.pool = ctx.pool;
     this.logger = ctx.logger;
     this.clock = clockOf(ctx);
@@ -136,7 +136,7 @@ export class Members {
         return { member: m, fresh: false };
       }
       await lockForTransaction(tx, personAtVenueLock(m.venue_id, caller.subject));
-      if ((await this.managers.managerIds(m.venue_id)).includes(caller.subject)) {
+      if (await this.access.manages(m.venue_id, caller.subject)) {
         throw new InvalidStateError("token: you manage this venue, and a manager is not on its staff (your share of the pool would be yours to set)");
       }
       const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
