@@ -364,9 +364,16 @@ describe("payment's per-tip statements, by their plans", () => {
    * their ids' order: whichever way the statement is planned, only locking in the ids' order passes.
    */
   async function lockedInTipOrder(prefix: string, group: (lo: PendingTip, hi: PendingTip) => Promise<void>): Promise<void> {
-    const tips = await pendingTips(6);
-    const { rows: onDisk } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY ctid", [tips.map((t) => t.tipId)]);
-    const at = onDisk.findIndex((r, i) => i > 0 && r.tip_id < onDisk[i - 1].tip_id);
+    // Six random ids lie on disk all in their own order once in 720 draws (a CI run met it): drawn again, up to
+    // four times, with the ones before, until two lie the other way round.
+    const tips: PendingTip[] = [];
+    let onDisk: { tip_id: string }[] = [];
+    let at = -1;
+    for (let draw = 0; at <= 0 && draw < 4; draw++) {
+      tips.push(...(await pendingTips(6)));
+      ({ rows: onDisk } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY ctid", [tips.map((t) => t.tipId)]));
+      at = onDisk.findIndex((r, i) => i > 0 && r.tip_id < onDisk[i - 1].tip_id);
+    }
     assert.ok(at > 0, "six random ids are not all in order");
     const [hi, lo] = [onDisk[at - 1], onDisk[at]].map((r) => tips.find((t) => t.tipId === r.tip_id)!);
     const other = await db.pool.connect();
