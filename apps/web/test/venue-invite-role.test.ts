@@ -42,7 +42,7 @@ describe("the venue's staff invitation form (chromium)", () => {
     }
   });
 
-  test("inviting a number already on the staff says so, naming the phone, not 'That was already done.'", async () => {
+  test("inviting a number already invited says so, naming the phone and where to send it again, not 'That was already done.'", async () => {
     const venue = await h.venue("Tamarind Dhow");
     const page = await h.signedInAs({ accessToken: venue.managerToken });
     await page.goto(`${h.url}/v/${venue.id}/staff`);
@@ -53,7 +53,7 @@ describe("the venue's staff invitation form (chromium)", () => {
       await page.getByRole("button", { name: "Send invitation" }).click();
       if (name === "Baraka") await page.getByRole("status").filter({ hasText: "Baraka was invited by SMS." }).waitFor({ timeout: 30_000 });
     }
-    await page.getByRole("alert").filter({ hasText: "Please check the phone: this number is already on the venue's staff." }).waitFor();
+    await page.getByRole("alert").filter({ hasText: "Please check the phone: this number is already invited to the venue's staff: send its invitation again from the staff list." }).waitFor();
     const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
     assert.deepEqual(members.filter((m) => m.displayName.startsWith("Baraka")).map((m) => m.displayName), ["Baraka"]);
   });
@@ -274,5 +274,46 @@ describe("the venue's staff invitation form (chromium)", () => {
     const row = page.getByTestId("staff").getByRole("row").filter({ hasText: "Achieng" });
     await row.getByText(`accepted from 2547******${achieng.phone.slice(-2)}`).waitFor({ timeout: 30_000 });
     assert.match(await row.innerText(), new RegExp(`2547\\*{6}${invited.slice(-2)}`), "the invited number still shown");
+  });
+
+  test("an invitation is sent again from the staff list: a new link, the old one no longer works; an expired link says when it stopped, with no button to press", async () => {
+    const venue = await h.venue("Pilipili Grill");
+    const phone = testPhone({ format: "07" });
+    await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone, displayName: "Pendo", roleId: "bar", idempotencyKey: randomUUID() });
+    const links = () => h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).map((m) => /\/join\/([A-Za-z0-9_-]+)/.exec(m.body)?.[1]);
+    const first = await eventually("the invitation SMS", () => links()[0]);
+    const page = await h.signedInAs({ accessToken: venue.managerToken }, { viewport: { width: 1100, height: 900 }, isMobile: false });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    const row = page.getByTestId("staff").getByRole("row").filter({ hasText: "Pendo" });
+    await row.getByText(/link works until/).waitFor({ timeout: 30_000 });
+    // Within a minute of the first SMS: refused in words, nothing sent.
+    await row.getByRole("button", { name: "Send Pendo's invitation again" }).click();
+    await page.locator("p.error[role=alert]").filter({ hasText: "less than a minute ago" }).waitFor({ timeout: 30_000 });
+    assert.equal(links().length, 1);
+
+    // A minute on (as if), the manager sends it again: a new link, and the first says it no longer works.
+    await h.sql("UPDATE venue.members SET invite_sent_at = invite_sent_at - interval '2 minutes' WHERE phone = $1", [`254${phone.slice(1)}`]);
+    await row.getByRole("button", { name: "Send Pendo's invitation again" }).click();
+    await page.getByRole("status").filter({ hasText: "Pendo has a new link by SMS; the one before no longer works." }).waitFor({ timeout: 30_000 });
+    const second = await eventually("the second SMS", () => links()[1]);
+    assert.notEqual(second, first);
+    const worker = await h.worker("Pendo");
+    const joining = await h.signedInPhone(worker);
+    await joining.goto(`${h.url}/join/${first}`);
+    await joining.getByText("This invitation link no longer works").waitFor({ timeout: 30_000 });
+
+    // Fourteen days on (as if): the list says so, and the link's page says since when, in English and Swahili.
+    await h.sql("UPDATE venue.members SET invite_expires_at = now() - interval '1 day' WHERE phone = $1", [`254${phone.slice(1)}`]);
+    await page.reload();
+    await row.getByTestId("link-expired").filter({ hasText: "link stopped working" }).waitFor({ timeout: 30_000 });
+    await joining.goto(`${h.url}/join/${second}`);
+    await joining.getByRole("alert").filter({ hasText: /This invitation's link stopped working on .+\. Ask Pilipili Grill's manager to send it again/ }).waitFor({ timeout: 30_000 });
+    assert.equal(await joining.getByRole("button", { name: "Join Pilipili Grill" }).count(), 0, "no accept button under an expired link");
+    await h.screenshot(joining, "join-expired-en");
+    const swahili = await h.phone({ locale: "sw-KE" });
+    await swahili.goto(`${h.url}/join/${second}`);
+    await swahili.getByRole("alert").filter({ hasText: /Kiungo cha mwaliko huu kiliacha kufanya kazi tarehe .+\. Muombe meneja wa Pilipili Grill akutumie tena/ }).waitFor({ timeout: 30_000 });
+    const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
+    assert.deepEqual(members.map((m) => [m.displayName, m.workerId]), [["Pendo", ""]], "nothing accepted");
   });
 });

@@ -123,4 +123,28 @@ describe("a venue's co-managers (chromium)", () => {
     await phone.waitForTimeout(300);
     assert.equal(await phone.getByRole("link", { name: "Venues you manage" }).count(), 0, "no venue left to manage");
   });
+
+  test("a manager's invitation is sent again from the managers' page: a new link, the one before no longer works", async () => {
+    const venue = await h.venue("Kaloleni Kitchen");
+    const phone = testPhone({ format: "07" });
+    await h.api(VenueService, venue.managerToken).inviteManager({ venueId: venue.id, phone, displayName: "Kamau", idempotencyKey: randomUUID() });
+    const links = () => h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`).map((m) => /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(m.body)?.[1]);
+    const first = await eventually("the invitation SMS", () => links()[0]);
+    // A minute on (as if): a new link waits that long after the last texted.
+    await h.sql("UPDATE venue.manager_invitations SET sent_at = sent_at - interval '2 minutes' WHERE phone = $1", [`254${phone.slice(1)}`]);
+    const page = await h.signedInAs({ accessToken: venue.managerToken }, { viewport: { width: 1100, height: 900 }, isMobile: false });
+    await page.goto(`${h.url}/v/${venue.id}/managers`);
+    const row = page.getByTestId("manager-invitations").getByRole("row").filter({ hasText: "Kamau" });
+    await see(page, row.getByText(/link works until/));
+    await row.getByRole("button", { name: "Send Kamau's invitation again" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "Kamau has a new link by SMS; the one before no longer works." }));
+    const second = await eventually("the second SMS", () => links()[1]);
+    assert.notEqual(second, first);
+    const out = await h.phone();
+    await out.goto(`${h.url}/join/manage/${first}`);
+    await see(out, out.getByRole("alert").filter({ hasText: "This invitation link no longer works" }));
+    await out.goto(`${h.url}/join/manage/${second}`);
+    await see(out, out.getByRole("heading", { name: "Manage Kaloleni Kitchen on TTIP" }));
+    assert.equal(await out.getByRole("alert").filter({ hasText: "no longer works" }).count(), 0, "the new link works");
+  });
 });

@@ -1,18 +1,19 @@
 // Co-managers: invited by phone, made managers when the holder of that number accepts, signed in.
 // qr keeps who manages a venue (every access check reads it); this keeps the invitations, the
 // names they gave and the audit trail. A venue always keeps one manager (qr refuses its last's removal).
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { AlreadyExistsError, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, type Clock, clockOf, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
+import { hashToken, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
 
@@ -28,9 +29,13 @@ interface InvitationRow {
   accepted_by: string | null;
   accepted_at: Date | null;
   cancelled_at: Date | null;
+  /** The current link's (see invitation-link.ts). */
+  sent_at: Date | null;
+  expires_at: Date | null;
+  send_key: string | null;
+  texted: boolean;
 }
 
-const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 const CALL = { timeoutMs: 5_000 };
 /** A venue's pending manager invitations listed at most (qr lists at most as many managers). */
 const MAX_PENDING = 100;
@@ -41,7 +46,17 @@ export const toInvitation = (r: InvitationRow): ManagerInvitation => create(Mana
   displayName: r.display_name,
   phoneMasked: maskPhone(r.phone),
   invitedAt: timestampFromDate(r.invited_at),
+  expiresAt: optionalTimestamp(r.expires_at),
 });
+
+/** The invitation's new link, under the key that asked for it, not yet texted. */
+async function replaceLink(tx: Queryable, inv: InvitationRow, link: InvitationLink, key: string, displayName = inv.display_name): Promise<InvitationRow> {
+  const { rows: [row] } = await tx.query<InvitationRow>(
+    `UPDATE venue.manager_invitations SET token_hash = $2, sent_at = $3, expires_at = $4, send_key = $5, texted = false, display_name = $6
+      WHERE invitation_id = $1 RETURNING *`,
+    [inv.invitation_id, link.hash, link.sentAt, link.expiresAt, key, displayName]);
+  return row;
+}
 
 /**
  * The lock both acceptances (the staff's and a manager's) take for one person at one venue before checking the
@@ -69,9 +84,11 @@ export class Managers {
   private readonly auth: Client<typeof AuthInternalService>;
   private readonly qr: Client<typeof QrInternalService>;
   private readonly notification: Client<typeof NotificationInternalService>;
+  private readonly clock: Clock;
 
   constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly access: Access) {
     this.pool = ctx.pool;
+    this.clock = clockOf(ctx);
     this.logger = ctx.logger;
     this.auth = createClient(AuthInternalService, ctx.peers("auth"));
     this.qr = createClient(QrInternalService, ctx.peers("qr"));
@@ -102,7 +119,7 @@ export class Managers {
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; key: string }): Promise<{ invitation: InvitationRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
     if (await this.managesByPhone(venue.venueId, phone)) throw new AlreadyExistsError("phone: this number already manages the venue");
-    const token = randomBytes(24).toString("base64url");
+    const link = newLink(this.clock.now());
     const invitation = await withTransaction(this.pool, async (tx) => {
       await lockForTransaction(tx, `venue.manager_invitations.${venue.venueId}`);
       const { rowCount: staff } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
@@ -112,45 +129,51 @@ export class Managers {
       if (prior && (prior.accepted_at || prior.cancelled_at)) return prior;
       const pending = prior ?? (await tx.query<InvitationRow>(
         `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
-      if (pending) {
-        const { rows } = await tx.query<InvitationRow>(
-          `UPDATE venue.manager_invitations SET token_hash = $2, display_name = $3 WHERE invitation_id = $1 RETURNING *`,
-          [pending.invitation_id, hashToken(token), input.displayName]);
-        return rows[0];
-      }
+      if (pending) return replaceLink(tx, pending, link, input.key, input.displayName);
       const { rows } = await tx.query<InvitationRow>(
-        `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
-        [randomUUID(), venue.venueId, phone, input.displayName, hashToken(token), input.key, caller.subject]);
+        `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by, sent_at, expires_at, send_key, texted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6, false) RETURNING *`,
+        [randomUUID(), venue.venueId, phone, input.displayName, link.hash, input.key, caller.subject, link.sentAt, link.expiresAt]);
       await audit(tx, venue.venueId, caller.subject, "manager.invited", { invitation_id: rows[0].invitation_id, display_name: input.displayName });
       return rows[0];
     });
     if (invitation.accepted_at || invitation.cancelled_at) return { invitation, sent: false };
-    return { invitation, sent: await this.text(venue, invitation, token) };
+    return { invitation, sent: await this.text(venue, invitation, link) };
   }
 
-  private async text(venue: VenueInfo, invitation: InvitationRow, token: string): Promise<boolean> {
-    try {
-      await this.notification.sendNotification({
-        idempotencyKey: `venue-manager-invite:${invitation.invitation_id}:${hashToken(token).slice(0, 16)}`,
-        recipient: { case: "phone", value: invitation.phone },
-        templateKey: TemplateKey.MANAGER_INVITE,
-        variables: { venue: venue.name, link: `${this.config().joinUrl.replace(/\/$/, "")}/manage/${token}` },
-        channels: [Channel.SMS],
-      }, CALL);
-      return true;
-    } catch (err) {
-      this.logger.warn({ invitationId: invitation.invitation_id, err: (err as Error).message }, "manager invitation SMS not sent; inviting again resends it");
-      return false;
-    }
+  /**
+   * Texts a pending invitation a new link; the one before stops working. A repeat of `key` texts nothing more
+   * once its link was texted (and a new link if its SMS was not sent).
+   */
+  async resend(venue: VenueInfo, caller: Principal, invitationId: string, key: string): Promise<{ invitation: InvitationRow; sent: boolean }> {
+    const now = this.clock.now();
+    const link = newLink(now);
+    const { invitation, made } = await withTransaction(this.pool, async (tx) => {
+      const { rows: [inv] } = await tx.query<InvitationRow>(
+        `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND invitation_id = $2 FOR UPDATE`, [venue.venueId, invitationId]);
+      if (!inv) throw new NotFoundError(`invitation_id: no invitation ${invitationId} at this venue`);
+      if (inv.accepted_at) throw new InvalidStateError("invitation_id: this invitation was accepted already");
+      if (inv.cancelled_at) throw new InvalidStateError("invitation_id: this invitation was cancelled: invite them again");
+      if (inv.send_key === key && inv.texted) return { invitation: inv, made: false };
+      if (inv.send_key !== key) requireResendDue(inv.sent_at, inv.texted, now);
+      await audit(tx, venue.venueId, caller.subject, "manager.invitation_resent", { invitation_id: inv.invitation_id, display_name: inv.display_name });
+      return { invitation: await replaceLink(tx, inv, link, key), made: true };
+    });
+    return { invitation, sent: made ? await this.text(venue, invitation, link) : true };
   }
 
-  /** The venue a pending invitation is from (its id only: the caller names it), for anyone holding the link. */
-  async invitationVenue(token: string): Promise<string> {
+  private text(venue: VenueInfo, invitation: InvitationRow, link: InvitationLink): Promise<boolean> {
+    const url = `${this.config().joinUrl.replace(/\/$/, "")}/manage/${link.token}`;
+    return textLink(this.notification, this.logger, { key: `venue-manager-invite:${invitation.invitation_id}:${link.hash.slice(0, 16)}`, phone: invitation.phone, template: TemplateKey.MANAGER_INVITE, venueName: venue.name, url },
+      () => this.pool.query(`UPDATE venue.manager_invitations SET texted = true WHERE invitation_id = $1 AND token_hash = $2`, [invitation.invitation_id, link.hash]));
+  }
+
+  /** The venue a pending invitation is from (its id only: the caller names it) and when its link stops, for anyone holding it. */
+  async invitationVenue(token: string): Promise<{ venueId: string; expiresAt: Date | null; expired: boolean }> {
     const { rows: [row] } = await this.pool.query<InvitationRow>(
-      `SELECT venue_id FROM venue.manager_invitations WHERE token_hash = $1 AND accepted_at IS NULL AND cancelled_at IS NULL`, [hashToken(token)]);
+      `SELECT venue_id, expires_at FROM venue.manager_invitations WHERE token_hash = $1 AND accepted_at IS NULL AND cancelled_at IS NULL`, [hashToken(token)]);
     if (!row) throw new NotFoundError("token: no such invitation (it may have been replaced, cancelled or accepted)");
-    return row.venue_id;
+    return { venueId: row.venue_id, expiresAt: row.expires_at, expired: linkExpired(row.expires_at, this.clock.now()) };
   }
 
   /**
@@ -166,6 +189,7 @@ export class Managers {
         if (inv.accepted_by !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { venueId: inv.venue_id };
       }
+      requireLinkLive(inv.expires_at, this.clock.now());
       await lockForTransaction(tx, personAtVenueLock(inv.venue_id, caller.subject));
       if ((await this.account(caller.subject))?.phone !== inv.phone) {
         throw new PermissionDeniedError("this invitation was sent to another number: sign in with that number to accept it");

@@ -1,18 +1,17 @@
 // Staff: invitations by phone, acceptance by the signed-in worker, roles,
 // joined and left dates. One worker may be on several venues' staff.
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
 import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
+import { hashToken, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
-
-const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 
 async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
   await emitEvent(tx, "venue", VenueMemberChangedSchema, {
@@ -42,6 +41,15 @@ function startOf(joinedAt: Date | undefined, now: number): Date {
     throw fieldError("joined_at", `at most ${MAX_START_AHEAD_DAYS} days from today; invite them nearer the day they start`);
   }
   return joinedAt;
+}
+
+/** The invitation's new link, under the key that asked for it, not yet texted. */
+async function replaceLink(tx: Queryable, m: MemberRow, link: InvitationLink, key: string): Promise<MemberRow> {
+  const { rows } = await tx.query<MemberRow>(
+    `UPDATE venue.members SET invite_token_hash = $2, invite_sent_at = $3, invite_expires_at = $4, invite_send_key = $5, invite_texted = false
+      WHERE member_id = $1 RETURNING *`,
+    [m.member_id, link.hash, link.sentAt, link.expiresAt, key]);
+  return rows[0];
 }
 
 export interface MembersConfig {
@@ -77,7 +85,7 @@ export class Members {
     if (await this.managers.managesByPhone(venue.venueId, phone)) {
       throw new InvalidStateError("phone: this number manages the venue, and a manager is not on its staff (their share of the pool would be theirs to set)");
     }
-    const token = randomBytes(24).toString("base64url");
+    const link = newLink(this.clock.now());
     const member = await withTransaction(this.pool, async (tx) => {
       await ensureDefaultRoles(tx, venue.venueId);
       await requireRole(tx, venue.venueId, input.roleId, "role_id");
@@ -85,43 +93,58 @@ export class Members {
       const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior[0]) {
         if (prior[0].phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
-        if (prior[0].worker_id) return prior[0];
-        const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET invite_token_hash = $2 WHERE member_id = $1 RETURNING *`, [prior[0].member_id, hashToken(token)]);
-        return rows[0];
+        if (prior[0].worker_id || prior[0].left_at) return prior[0];
+        return replaceLink(tx, prior[0], link, input.key);
       }
-      const { rowCount } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
-      if (rowCount) throw new AlreadyExistsError("phone: this number is already on the venue's staff");
+      const { rows: current } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
+      if (current[0]?.worker_id) throw new AlreadyExistsError("phone: this number is already on the venue's staff");
+      if (current[0]) throw new AlreadyExistsError("phone: this number is already invited to the venue's staff: send its invitation again from the staff list");
       const { rows } = await tx.query<MemberRow>(
-        `INSERT INTO venue.members (member_id, venue_id, phone, display_name, role_id, invite_token_hash, invite_key, invited_by, joined_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
-        [randomUUID(), venue.venueId, phone, input.displayName, input.roleId, hashToken(token), input.key, caller.subject, joinedAt],
+        `INSERT INTO venue.members (member_id, venue_id, phone, display_name, role_id, invite_token_hash, invite_key, invited_by, joined_at,
+                                    invite_sent_at, invite_expires_at, invite_send_key, invite_texted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $7, false) RETURNING *`,
+        [randomUUID(), venue.venueId, phone, input.displayName, input.roleId, link.hash, input.key, caller.subject, joinedAt, link.sentAt, link.expiresAt],
       );
       await memberEvent(tx, rows[0], "invited");
       await audit(tx, venue.venueId, caller.subject, "member.invited", { member_id: rows[0].member_id, role_id: input.roleId, joined_at: joinedAt });
       return rows[0];
     });
-    if (member.worker_id) return { member, sent: false };
-    let sent = true;
-    try {
-      await this.notification.sendNotification({
-        idempotencyKey: `venue-invite:${member.member_id}:${hashToken(token).slice(0, 16)}`,
-        recipient: { case: "phone", value: phone },
-        templateKey: TemplateKey.STAFF_INVITE,
-        variables: { venue: venue.name, link: `${this.config().joinUrl.replace(/\/$/, "")}/${token}` },
-        channels: [Channel.SMS],
-      }, { timeoutMs: 5_000 });
-    } catch (err) {
-      sent = false;
-      this.logger.warn({ memberId: member.member_id, err: (err as Error).message }, "invitation SMS not sent; inviting again resends it");
-    }
-    return { member, sent };
+    if (member.worker_id || member.left_at) return { member, sent: false };
+    return { member, sent: await this.text(venue, member, link) };
   }
 
-  /** The venue an invitation is from (its id only: the caller names it), for anyone holding the link. */
-  async invitationVenue(token: string): Promise<string> {
-    const { rows } = await this.pool.query<{ venue_id: string; left_at: Date | null }>(`SELECT venue_id, left_at FROM venue.members WHERE invite_token_hash = $1`, [hashToken(token)]);
+  /**
+   * Texts an invited member a new link; the one before stops working. A repeat of `key` texts nothing more once
+   * its link was texted (and a new link if its SMS was not sent).
+   */
+  async resend(venue: VenueInfo, caller: Principal, memberId: string, key: string): Promise<{ member: MemberRow; sent: boolean }> {
+    const now = this.clock.now();
+    const link = newLink(now);
+    const { member, made } = await withTransaction(this.pool, async (tx) => {
+      const m = await memberById(tx, venue.venueId, memberId, true);
+      if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+      if (m.left_at) throw new InvalidStateError("member_id: this membership has ended: invite them again");
+      if (m.worker_id) throw new InvalidStateError("member_id: they accepted the invitation already");
+      if (m.invite_send_key === key && m.invite_texted) return { member: m, made: false };
+      if (m.invite_send_key !== key) requireResendDue(m.invite_sent_at, m.invite_texted, now);
+      await audit(tx, venue.venueId, caller.subject, "member.invitation_resent", { member_id: m.member_id });
+      return { member: await replaceLink(tx, m, link, key), made: true };
+    });
+    return { member, sent: made ? await this.text(venue, member, link) : true };
+  }
+
+  private text(venue: VenueInfo, member: MemberRow, link: InvitationLink): Promise<boolean> {
+    const url = `${this.config().joinUrl.replace(/\/$/, "")}/${link.token}`;
+    return textLink(this.notification, this.logger, { key: `venue-invite:${member.member_id}:${link.hash.slice(0, 16)}`, phone: member.phone, template: TemplateKey.STAFF_INVITE, venueName: venue.name, url },
+      () => this.pool.query(`UPDATE venue.members SET invite_texted = true WHERE member_id = $1 AND invite_token_hash = $2`, [member.member_id, link.hash]));
+  }
+
+  /** The venue an invitation is from (its id only: the caller names it) and when its link stops, for anyone holding it. */
+  async invitationVenue(token: string): Promise<{ venueId: string; expiresAt: Date | null; expired: boolean }> {
+    const { rows } = await this.pool.query<MemberRow>(`SELECT venue_id, left_at, invite_expires_at FROM venue.members WHERE invite_token_hash = $1`, [hashToken(token)]);
     if (!rows[0] || rows[0].left_at) throw new NotFoundError("token: no such invitation (it may have been replaced by a newer one, or the membership has ended)");
-    return rows[0].venue_id;
+    const expiresAt = rows[0].invite_expires_at;
+    return { venueId: rows[0].venue_id, expiresAt, expired: linkExpired(expiresAt, this.clock.now()) };
   }
 
   /** The signed-in worker takes the invitation; the venue's managers may then issue their codes at the venue. */
@@ -135,6 +158,7 @@ export class Members {
         if (m.worker_id !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { member: m, fresh: false };
       }
+      requireLinkLive(m.invite_expires_at, this.clock.now());
       await lockForTransaction(tx, personAtVenueLock(m.venue_id, caller.subject));
       if (await this.access.manages(m.venue_id, caller.subject)) {
         throw new InvalidStateError("token: you manage this venue, and a manager is not on its staff (your share of the pool would be yours to set)");

@@ -78,6 +78,11 @@ export interface MemberRow {
   accepted_phone: string | null;
   joined_at: Date;
   left_at: Date | null;
+  /** The current link's (see invitation-link.ts); NULL once accepted or ended before links expired. */
+  invite_sent_at: Date | null;
+  invite_expires_at: Date | null;
+  invite_send_key: string | null;
+  invite_texted: boolean;
 }
 
 export function memberStatus(m: MemberRow, now = Date.now()): MemberStatus {
@@ -99,6 +104,7 @@ export function toMember(m: MemberRow, venueName = ""): Member {
     invitedAt: timestampFromDate(m.invited_at),
     venueName,
     acceptedPhoneMasked: m.accepted_phone ? maskPhone(m.accepted_phone) : "",
+    invitationExpiresAt: !m.worker_id && !m.left_at ? optionalTimestamp(m.invite_expires_at) : undefined,
   });
 }
 

@@ -8,7 +8,7 @@ import { createAuth } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
+import { callerHeaders, type Clock, stepUpHeaders } from "@ttip/runtime";
 import { startTestService, type TestService, testPhone } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -44,7 +44,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(): Promise<Harness> {
+/** `clock`: the services' (a test moves it forward past a link's expiry); the system's when absent. */
+export async function startHarness(options: { clock?: Clock } = {}): Promise<Harness> {
   const sim = new ProviderSimulator();
   await sim.start();
   let notificationUrl = "";
@@ -58,6 +59,7 @@ export async function startHarness(): Promise<Harness> {
     contacts: async () => null,
   });
   const t = await startTestService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" } }), {
+    clock: options.clock,
     // auth: the inviting manager's own number (these managers are not in auth: nothing to compare).
     with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), notification, createAuth({ env: {}, otpSender: { send: async () => undefined } })],
   });

@@ -53,7 +53,7 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal((await a.api.listMembers({ venueId: a.venueId, includeLeft: true })).members.length, 1);
   });
 
-  test("an invitation's link names its venue to anyone holding it (the join page before sign-in), and nothing of the member; not once the membership has ended", async () => {
+  test("an invitation's link names its venue and its expiry to anyone holding it (the join page before sign-in), and nothing of the member; not once the membership has ended", async () => {
     const v = await h.newVenue("Kilimanjaro Grill");
     const phone = testPhone({ format: "07" });
     const { member } = await v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Zawadi", roleId: "front_of_house", idempotencyKey: randomUUID() });
@@ -64,7 +64,7 @@ describe("venue staff, shifts and pooled tips", () => {
     const anyone = h.t.client(VenueService);
     const found = await anyone.getInvitation({ token });
     assert.equal(found.venueName, "Kilimanjaro Grill");
-    assert.deepEqual(Object.keys(found).filter((k) => k !== "$typeName"), ["venueName"], "the venue's name, nothing else");
+    assert.deepEqual(Object.keys(found).filter((k) => k !== "$typeName"), ["venueName", "expired", "expiresAt"], "the venue's name and the link's expiry, nothing else");
     // Accepting still needs a signed-in worker.
     await assert.rejects(anyone.acceptInvitation({ token }), (e: ConnectError) => e.code === Code.Unauthenticated);
     await assert.rejects(anyone.getInvitation({ token: "x".repeat(32) }), rejects(Code.NotFound, /token/));

@@ -8,6 +8,11 @@ const NAIROBI_OFFSET_MS = 3 * 3_600_000;
 /** The zone for toLocaleString's timeZone: dates and times shown to workers and managers are Nairobi's. */
 export const NAIROBI_ZONE = "Africa/Nairobi";
 
+/** An instant as a worker or manager reads it: Nairobi's clock, in the screen's language (month names differ). */
+export function nairobiShown(instant: Date, locale: "en" | "sw"): string {
+  return instant.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE });
+}
+
 /** The Nairobi calendar month an instant falls in (month 1–12). */
 export function nairobiMonthOf(instant: Date): { year: number; month: number } {
   const local = new Date(instant.getTime() + NAIROBI_OFFSET_MS);

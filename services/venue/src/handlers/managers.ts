@@ -1,6 +1,6 @@
 import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { requireCaller } from "@ttip/runtime";
+import { optionalTimestamp, requireCaller } from "@ttip/runtime";
 import { toInvitation } from "../managers.js";
 import type { VenueHandlerContext } from "./context.js";
 
@@ -13,6 +13,7 @@ export function managerHandlers(h: VenueHandlerContext): Partial<Impl> {
     getManagerInvitation: getManagerInvitationHandler(h),
     acceptManagerInvitation: acceptManagerInvitationHandler(h),
     cancelManagerInvitation: cancelManagerInvitationHandler(h),
+    resendManagerInvitation: resendManagerInvitationHandler(h),
     listManagers: listManagersHandler(h),
     removeManager: removeManagerHandler(h),
   };
@@ -31,7 +32,8 @@ function inviteManagerHandler(h: VenueHandlerContext): Impl["inviteManager"] {
 function getManagerInvitationHandler(h: VenueHandlerContext): Impl["getManagerInvitation"] {
   const { access, managers } = h;
   return async function (req) {
-    return { venueName: (await access.venue(await managers.invitationVenue(req.token))).name };
+    const { venueId, expiresAt, expired } = await managers.invitationVenue(req.token);
+    return { venueName: (await access.venue(venueId)).name, expired, expiresAt: optionalTimestamp(expiresAt) };
   };
 }
 
@@ -50,6 +52,15 @@ function cancelManagerInvitationHandler(h: VenueHandlerContext): Impl["cancelMan
     const { caller } = await manager(ctx, req.venueId);
     await managers.cancel(req.venueId, caller, req.invitationId);
     return {};
+  };
+}
+
+function resendManagerInvitationHandler(h: VenueHandlerContext): Impl["resendManagerInvitation"] {
+  const { managers, manager } = h;
+  return async function (req, ctx) {
+    const { caller, venue } = await manager(ctx, req.venueId);
+    const { invitation, sent } = await managers.resend(venue, caller, req.invitationId, req.idempotencyKey);
+    return { invitation: toInvitation(invitation), invitationSent: sent };
   };
 }
 

@@ -1,7 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { requireCaller } from "@ttip/runtime";
+import { optionalTimestamp, requireCaller } from "@ttip/runtime";
 import { membersOf, membershipsOf, toMember } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
@@ -9,6 +9,7 @@ import type { VenueHandlerContext } from "./context.js";
 export function memberHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeof VenueService>> {
   return {
     inviteMember: inviteMemberHandler(h),
+    resendInvitation: resendInvitationHandler(h),
     getInvitation: getInvitationHandler(h),
     acceptInvitation: acceptInvitationHandler(h),
     updateMember: updateMemberHandler(h),
@@ -33,12 +34,21 @@ function inviteMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
   };
 }
 
+function resendInvitationHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["resendInvitation"] {
+  const { members, manager } = h;
+  return async function (req, ctx) {
+    const { caller, venue } = await manager(ctx, req.venueId);
+    const { member, sent } = await members.resend(venue, caller, req.memberId, req.idempotencyKey);
+    return { member: toMember(member, venue.name), invitationSent: sent };
+  };
+}
+
 /** Public: the link's holder learns the venue's name, as the invitation SMS gave it, and nothing of the member. */
 function getInvitationHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["getInvitation"] {
   const { access, members } = h;
   return async function (req) {
-    const venue = await access.venue(await members.invitationVenue(req.token));
-    return { venueName: venue.name };
+    const { venueId, expiresAt, expired } = await members.invitationVenue(req.token);
+    return { venueName: (await access.venue(venueId)).name, expired, expiresAt: optionalTimestamp(expiresAt) };
   };
 }
 

@@ -35,6 +35,7 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "rule.changed": (t, d) => t("v_aRuleChanged", { v: str(d, "version"), method: t(methodName(Number(d.method))) }),
   "role.changed": (t, d, n) => t("v_aRoleChanged", { role: n.role(str(d, "role_id")), points: str(d, "points") }),
   "member.invited": (t, d, n) => t("v_aInvited", { name: memberName(t, d, n), role: n.role(str(d, "role_id")) }),
+  "member.invitation_resent": (t, d, n) => t("v_aInvitationResent", { name: memberName(t, d, n) }),
   "member.joined": (t, d, n) => t("v_aJoined", { name: memberName(t, d, n) }),
   "member.updated": (t, d, n) => t("v_aRoleOf", { name: memberName(t, d, n), from: n.role(str(d, "from_role_id")), role: n.role(str(d, "role_id")) }),
   "member.left": (t, d, n) => (leftReason(d) ? t("v_aLeftWhy", { name: memberName(t, d, n), reason: leftReason(d) }) : t("v_aLeft", { name: memberName(t, d, n) })),
@@ -46,6 +47,7 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "manager.invited": (t, d) => t("v_aManagerInvited", { name: str(d, "display_name") }),
   "manager.joined": (t, d) => t("v_aManagerJoined", { name: str(d, "display_name") }),
   "manager.invitation_cancelled": (t, d) => t("v_aManagerInvitationCancelled", { name: str(d, "display_name") }),
+  "manager.invitation_resent": (t, d) => t("v_aManagerInvitationResent", { name: str(d, "display_name") }),
   "manager.removed": (t, d, n) => t("v_aManagerRemoved", { name: n.user(str(d, "user_id")) ?? t("v_aSomeManager") }),
 };
 

@@ -5,7 +5,7 @@
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import type { Locale } from "../../lib/i18n";
-import { fromNairobiWallTime, NAIROBI_ZONE, nairobiWallTime } from "../../lib/nairobi-time";
+import { fromNairobiWallTime, nairobiShown, nairobiWallTime } from "../../lib/nairobi-time";
 import type { VenueKey } from "../../lib/venue-i18n";
 import { refusedField } from "../../lib/focus";
 
@@ -38,7 +38,7 @@ export function inputTime(d: Date): string {
 
 /** A moment as the manager reads it: Nairobi's clock, in the screen's language (month names differ). */
 export function shown(ts: Timestamp | undefined, locale: Locale): string {
-  return ts ? timestampDate(ts).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "";
+  return ts ? nairobiShown(timestampDate(ts), locale) : "";
 }
 
 /** A funnel step's figure: its count and its share of the scans, or the count alone when no scan was counted (a tip paid without one is not "0%"). */

@@ -7,17 +7,19 @@ import { useState } from "react";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { loadSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
+import { linkExpiredSentence } from "../link-expired";
 import { useT } from "../../w/use-t";
 
 /** Accepting a venue's invitation: sign in with the invited phone first, then join. The venue is named from the link (its public lookup). */
 export default function Join() {
   const { token } = useParams<{ token: string }>();
-  const { t, err } = useT();
+  const { t, err, locale } = useT();
   const [session] = useState(() => loadSession());
   const accept = useMutation(VenueService.method.acceptInvitation);
   const invitation = useQuery(VenueService.method.getInvitation, { token }, { retry: false });
   const venueName = invitation.data?.venueName ?? "";
   const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
+  const expired = linkExpiredSentence(t, locale, venueName, invitation.data);
   const [error, setError] = useState("");
   const [venue, setVenue] = useState("");
   // Accepted under another invitation already (their other number): a worker's sentence, not a token to check.
@@ -27,7 +29,7 @@ export default function Join() {
     return (
       <>
         <h1>{venueName ? t("joinTitleVenue", { venue: venueName }) : t("joinTitle")}</h1>
-        {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : <p>{venueName ? t("joinWhyVenue", { venue: venueName }) : t("joinWhy")}</p>}
+        {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : expired ? <p className="notice bad" role="alert">{expired}</p> : <p>{venueName ? t("joinWhyVenue", { venue: venueName }) : t("joinWhy")}</p>}
         <p><Link href={`/w/signin?next=${encodeURIComponent(`/join/${token}`)}`} className="button">{t("signIn")}</Link></p>
       </>
     );
@@ -36,11 +38,12 @@ export default function Join() {
     <>
       <h1>{venueName ? t("joinTitleVenue", { venue: venueName }) : t("joinTitle")}</h1>
       {gone ? <p className="notice bad" role="alert">{t("joinGone")}</p> : null}
+      {expired && !venue ? <p className="notice bad" role="alert">{expired}</p> : null}
       {venue ? (
         <p role="status">{t("joined", { venue })} <Link href="/w/shares">{t("navShares")}</Link></p>
       ) : already ? (
         <p role="status">{venueName ? t("joinAlready", { venue: venueName }) : t("joinAlreadyAny")} <Link href="/w">{t("joinAlreadyHome")}</Link></p>
-      ) : gone ? null : (
+      ) : gone || expired ? null : (
         <button
           type="button"
           disabled={write.busy}

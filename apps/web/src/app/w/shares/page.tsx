@@ -6,7 +6,7 @@ import { useMemo, useState } from "react";
 import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
-import { NAIROBI_ZONE } from "../../../lib/nairobi-time";
+import { NAIROBI_ZONE, nairobiShown } from "../../../lib/nairobi-time";
 import { useWrite } from "../../../lib/use-write";
 import { venueT } from "../../../lib/venue-i18n";
 import { ruleText, shareHow } from "../../v/share-words";
@@ -104,7 +104,7 @@ export default function Shares() {
     { pageParamKey: "page.pageToken", getNextPageParam: (last) => last.page?.nextPageToken || undefined },
   );
   const rows = useMemo(() => distinctShares(shares.data?.pages ?? []), [shares.data]);
-  const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? timestampDate(ts as never).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short", timeZone: NAIROBI_ZONE }) : "");
+  const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? nairobiShown(timestampDate(ts as never), locale) : "");
   const current = (venues.data?.memberships ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
   return (
     <>

@@ -427,6 +427,9 @@ type Member struct {
 	// is not the invited one (a link is accepted from any account: a worker's
 	// other SIM, or whoever the SMS reached); shares go to that account.
 	AcceptedPhoneMasked string `protobuf:"bytes,12,opt,name=accepted_phone_masked,json=acceptedPhoneMasked,proto3" json:"accepted_phone_masked,omitempty"`
+	// While invited: when the link last texted stops working (ResendInvitation
+	// texts a new one).
+	InvitationExpiresAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=invitation_expires_at,json=invitationExpiresAt,proto3" json:"invitation_expires_at,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -545,6 +548,13 @@ func (x *Member) GetAcceptedPhoneMasked() string {
 	return ""
 }
 
+func (x *Member) GetInvitationExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.InvitationExpiresAt
+	}
+	return nil
+}
+
 // A user who manages a venue: its creator, or whoever accepted a manager's invitation.
 type Manager struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -619,12 +629,15 @@ func (x *Manager) GetIsYou() bool {
 
 // A manager's invitation not yet accepted.
 type ManagerInvitation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	InvitationId  string                 `protobuf:"bytes,1,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
-	VenueId       string                 `protobuf:"bytes,2,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	PhoneMasked   string                 `protobuf:"bytes,4,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
-	InvitedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	InvitationId string                 `protobuf:"bytes,1,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	VenueId      string                 `protobuf:"bytes,2,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	DisplayName  string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	PhoneMasked  string                 `protobuf:"bytes,4,opt,name=phone_masked,json=phoneMasked,proto3" json:"phone_masked,omitempty"`
+	InvitedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
+	// When the link last texted stops working (ResendManagerInvitation texts a
+	// new one).
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +703,13 @@ func (x *ManagerInvitation) GetPhoneMasked() string {
 func (x *ManagerInvitation) GetInvitedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.InvitedAt
+	}
+	return nil
+}
+
+func (x *ManagerInvitation) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
 	}
 	return nil
 }
@@ -1901,7 +1921,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x05R\x06points\x12\x1d\n" +
 	"\n" +
-	"is_manager\x18\x04 \x01(\bR\tisManager\"\xed\x03\n" +
+	"is_manager\x18\x04 \x01(\bR\tisManager\"\xbd\x04\n" +
 	"\x06Member\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -1917,19 +1937,22 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\x12\x1d\n" +
 	"\n" +
 	"venue_name\x18\v \x01(\tR\tvenueName\x122\n" +
-	"\x15accepted_phone_masked\x18\f \x01(\tR\x13acceptedPhoneMasked\"\x7f\n" +
+	"\x15accepted_phone_masked\x18\f \x01(\tR\x13acceptedPhoneMasked\x12N\n" +
+	"\x15invitation_expires_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x13invitationExpiresAt\"\x7f\n" +
 	"\aManager\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12!\n" +
 	"\fphone_masked\x18\x03 \x01(\tR\vphoneMasked\x12\x15\n" +
-	"\x06is_you\x18\x04 \x01(\bR\x05isYou\"\xd4\x01\n" +
+	"\x06is_you\x18\x04 \x01(\bR\x05isYou\"\x8f\x02\n" +
 	"\x11ManagerInvitation\x12#\n" +
 	"\rinvitation_id\x18\x01 \x01(\tR\finvitationId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12!\n" +
 	"\fphone_masked\x18\x04 \x01(\tR\vphoneMasked\x129\n" +
 	"\n" +
-	"invited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\"\xbb\x02\n" +
+	"invited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xbb\x02\n" +
 	"\x05Shift\x12\x19\n" +
 	"\bshift_id\x18\x01 \x01(\tR\ashiftId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -2128,40 +2151,42 @@ var file_ttip_venue_v1_venue_proto_depIdxs = []int32{
 	21, // 1: ttip.venue.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	21, // 2: ttip.venue.v1.Member.left_at:type_name -> google.protobuf.Timestamp
 	21, // 3: ttip.venue.v1.Member.invited_at:type_name -> google.protobuf.Timestamp
-	21, // 4: ttip.venue.v1.ManagerInvitation.invited_at:type_name -> google.protobuf.Timestamp
-	21, // 5: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
-	21, // 6: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
-	21, // 8: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
-	21, // 9: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
-	2,  // 10: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
-	12, // 11: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	21, // 12: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
-	22, // 13: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
-	10, // 14: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
-	2,  // 15: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
-	22, // 16: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
-	22, // 17: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
-	14, // 18: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
-	3,  // 19: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
-	21, // 20: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
-	21, // 21: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
-	16, // 22: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
-	4,  // 23: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
-	22, // 24: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
-	10, // 25: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
-	2,  // 26: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
-	22, // 27: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
-	14, // 28: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
-	3,  // 29: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
-	21, // 30: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
-	21, // 31: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	22, // 32: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	21, // 4: ttip.venue.v1.Member.invitation_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 5: ttip.venue.v1.ManagerInvitation.invited_at:type_name -> google.protobuf.Timestamp
+	21, // 6: ttip.venue.v1.ManagerInvitation.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 7: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
+	21, // 8: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
+	1,  // 9: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
+	21, // 10: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
+	21, // 11: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
+	2,  // 12: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
+	12, // 13: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	21, // 14: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
+	22, // 15: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
+	10, // 16: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
+	2,  // 17: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 18: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
+	22, // 19: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
+	14, // 20: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
+	3,  // 21: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 22: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 23: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
+	16, // 24: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
+	4,  // 25: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
+	22, // 26: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
+	10, // 27: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
+	2,  // 28: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 29: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
+	14, // 30: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
+	3,  // 31: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 32: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 33: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	22, // 34: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_proto_init() }

@@ -465,8 +465,12 @@ func (x *GetInvitationRequest) GetToken() string {
 }
 
 type GetInvitationResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VenueName     string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VenueName string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	// The link no longer works (expires_at has passed): the venue's manager may
+	// text a new one.
+	Expired       bool                   `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -508,6 +512,133 @@ func (x *GetInvitationResponse) GetVenueName() string {
 	return ""
 }
 
+func (x *GetInvitationResponse) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
+func (x *GetInvitationResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type ResendInvitationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	VenueId        string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	MemberId       string                 `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResendInvitationRequest) Reset() {
+	*x = ResendInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendInvitationRequest) ProtoMessage() {}
+
+func (x *ResendInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendInvitationRequest.ProtoReflect.Descriptor instead.
+func (*ResendInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResendInvitationRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *ResendInvitationRequest) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *ResendInvitationRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type ResendInvitationResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// False when the SMS could not be sent now: a repeat of the key tries again.
+	InvitationSent bool `protobuf:"varint,2,opt,name=invitation_sent,json=invitationSent,proto3" json:"invitation_sent,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResendInvitationResponse) Reset() {
+	*x = ResendInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendInvitationResponse) ProtoMessage() {}
+
+func (x *ResendInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendInvitationResponse.ProtoReflect.Descriptor instead.
+func (*ResendInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ResendInvitationResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *ResendInvitationResponse) GetInvitationSent() bool {
+	if x != nil {
+		return x.InvitationSent
+	}
+	return false
+}
+
 type AcceptInvitationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -517,7 +648,7 @@ type AcceptInvitationRequest struct {
 
 func (x *AcceptInvitationRequest) Reset() {
 	*x = AcceptInvitationRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +660,7 @@ func (x *AcceptInvitationRequest) String() string {
 func (*AcceptInvitationRequest) ProtoMessage() {}
 
 func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[8]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +673,7 @@ func (x *AcceptInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AcceptInvitationRequest) GetToken() string {
@@ -561,7 +692,7 @@ type AcceptInvitationResponse struct {
 
 func (x *AcceptInvitationResponse) Reset() {
 	*x = AcceptInvitationResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +704,7 @@ func (x *AcceptInvitationResponse) String() string {
 func (*AcceptInvitationResponse) ProtoMessage() {}
 
 func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[9]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +717,7 @@ func (x *AcceptInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInvitationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AcceptInvitationResponse) GetMember() *Member {
@@ -609,7 +740,7 @@ type UpdateMemberRequest struct {
 
 func (x *UpdateMemberRequest) Reset() {
 	*x = UpdateMemberRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +752,7 @@ func (x *UpdateMemberRequest) String() string {
 func (*UpdateMemberRequest) ProtoMessage() {}
 
 func (x *UpdateMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[10]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +765,7 @@ func (x *UpdateMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMemberRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMemberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateMemberRequest) GetVenueId() string {
@@ -674,7 +805,7 @@ type UpdateMemberResponse struct {
 
 func (x *UpdateMemberResponse) Reset() {
 	*x = UpdateMemberResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +817,7 @@ func (x *UpdateMemberResponse) String() string {
 func (*UpdateMemberResponse) ProtoMessage() {}
 
 func (x *UpdateMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[11]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +830,7 @@ func (x *UpdateMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMemberResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMemberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateMemberResponse) GetMember() *Member {
@@ -722,7 +853,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +865,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[12]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +878,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveMemberRequest) GetVenueId() string {
@@ -787,7 +918,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +930,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[13]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +943,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RemoveMemberResponse) GetMember() *Member {
@@ -832,7 +963,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +975,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[14]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +988,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListMembersRequest) GetVenueId() string {
@@ -883,7 +1014,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1026,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[15]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1039,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -926,7 +1057,7 @@ type ListMyVenuesRequest struct {
 
 func (x *ListMyVenuesRequest) Reset() {
 	*x = ListMyVenuesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1069,7 @@ func (x *ListMyVenuesRequest) String() string {
 func (*ListMyVenuesRequest) ProtoMessage() {}
 
 func (x *ListMyVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[16]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1082,7 @@ func (x *ListMyVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
 }
 
 type ListMyVenuesResponse struct {
@@ -963,7 +1094,7 @@ type ListMyVenuesResponse struct {
 
 func (x *ListMyVenuesResponse) Reset() {
 	*x = ListMyVenuesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1106,7 @@ func (x *ListMyVenuesResponse) String() string {
 func (*ListMyVenuesResponse) ProtoMessage() {}
 
 func (x *ListMyVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[17]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1119,7 @@ func (x *ListMyVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListMyVenuesResponse) GetMemberships() []*Member {
@@ -1011,7 +1142,7 @@ type InviteManagerRequest struct {
 
 func (x *InviteManagerRequest) Reset() {
 	*x = InviteManagerRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1154,7 @@ func (x *InviteManagerRequest) String() string {
 func (*InviteManagerRequest) ProtoMessage() {}
 
 func (x *InviteManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[18]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1167,7 @@ func (x *InviteManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteManagerRequest.ProtoReflect.Descriptor instead.
 func (*InviteManagerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InviteManagerRequest) GetVenueId() string {
@@ -1078,7 +1209,7 @@ type InviteManagerResponse struct {
 
 func (x *InviteManagerResponse) Reset() {
 	*x = InviteManagerResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1221,7 @@ func (x *InviteManagerResponse) String() string {
 func (*InviteManagerResponse) ProtoMessage() {}
 
 func (x *InviteManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[19]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1234,7 @@ func (x *InviteManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteManagerResponse.ProtoReflect.Descriptor instead.
 func (*InviteManagerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InviteManagerResponse) GetInvitation() *ManagerInvitation {
@@ -1129,7 +1260,7 @@ type GetManagerInvitationRequest struct {
 
 func (x *GetManagerInvitationRequest) Reset() {
 	*x = GetManagerInvitationRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1272,7 @@ func (x *GetManagerInvitationRequest) String() string {
 func (*GetManagerInvitationRequest) ProtoMessage() {}
 
 func (x *GetManagerInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[20]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1285,7 @@ func (x *GetManagerInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManagerInvitationRequest.ProtoReflect.Descriptor instead.
 func (*GetManagerInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetManagerInvitationRequest) GetToken() string {
@@ -1165,15 +1296,19 @@ func (x *GetManagerInvitationRequest) GetToken() string {
 }
 
 type GetManagerInvitationResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VenueName     string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VenueName string                 `protobuf:"bytes,1,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	// The link no longer works (expires_at has passed): a manager of the venue
+	// may text a new one.
+	Expired       bool                   `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetManagerInvitationResponse) Reset() {
 	*x = GetManagerInvitationResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1320,7 @@ func (x *GetManagerInvitationResponse) String() string {
 func (*GetManagerInvitationResponse) ProtoMessage() {}
 
 func (x *GetManagerInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[21]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1333,7 @@ func (x *GetManagerInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManagerInvitationResponse.ProtoReflect.Descriptor instead.
 func (*GetManagerInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetManagerInvitationResponse) GetVenueName() string {
@@ -1206,6 +1341,20 @@ func (x *GetManagerInvitationResponse) GetVenueName() string {
 		return x.VenueName
 	}
 	return ""
+}
+
+func (x *GetManagerInvitationResponse) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
+func (x *GetManagerInvitationResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
 }
 
 type AcceptManagerInvitationRequest struct {
@@ -1217,7 +1366,7 @@ type AcceptManagerInvitationRequest struct {
 
 func (x *AcceptManagerInvitationRequest) Reset() {
 	*x = AcceptManagerInvitationRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1378,7 @@ func (x *AcceptManagerInvitationRequest) String() string {
 func (*AcceptManagerInvitationRequest) ProtoMessage() {}
 
 func (x *AcceptManagerInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[22]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1391,7 @@ func (x *AcceptManagerInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptManagerInvitationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptManagerInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AcceptManagerInvitationRequest) GetToken() string {
@@ -1262,7 +1411,7 @@ type AcceptManagerInvitationResponse struct {
 
 func (x *AcceptManagerInvitationResponse) Reset() {
 	*x = AcceptManagerInvitationResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1423,7 @@ func (x *AcceptManagerInvitationResponse) String() string {
 func (*AcceptManagerInvitationResponse) ProtoMessage() {}
 
 func (x *AcceptManagerInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[23]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1436,7 @@ func (x *AcceptManagerInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptManagerInvitationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptManagerInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AcceptManagerInvitationResponse) GetVenueId() string {
@@ -1314,7 +1463,7 @@ type CancelManagerInvitationRequest struct {
 
 func (x *CancelManagerInvitationRequest) Reset() {
 	*x = CancelManagerInvitationRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1475,7 @@ func (x *CancelManagerInvitationRequest) String() string {
 func (*CancelManagerInvitationRequest) ProtoMessage() {}
 
 func (x *CancelManagerInvitationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[24]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1488,7 @@ func (x *CancelManagerInvitationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelManagerInvitationRequest.ProtoReflect.Descriptor instead.
 func (*CancelManagerInvitationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelManagerInvitationRequest) GetVenueId() string {
@@ -1364,7 +1513,7 @@ type CancelManagerInvitationResponse struct {
 
 func (x *CancelManagerInvitationResponse) Reset() {
 	*x = CancelManagerInvitationResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1376,7 +1525,7 @@ func (x *CancelManagerInvitationResponse) String() string {
 func (*CancelManagerInvitationResponse) ProtoMessage() {}
 
 func (x *CancelManagerInvitationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[25]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1389,7 +1538,120 @@ func (x *CancelManagerInvitationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelManagerInvitationResponse.ProtoReflect.Descriptor instead.
 func (*CancelManagerInvitationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
+}
+
+type ResendManagerInvitationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	VenueId        string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	InvitationId   string                 `protobuf:"bytes,2,opt,name=invitation_id,json=invitationId,proto3" json:"invitation_id,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResendManagerInvitationRequest) Reset() {
+	*x = ResendManagerInvitationRequest{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendManagerInvitationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendManagerInvitationRequest) ProtoMessage() {}
+
+func (x *ResendManagerInvitationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendManagerInvitationRequest.ProtoReflect.Descriptor instead.
+func (*ResendManagerInvitationRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ResendManagerInvitationRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *ResendManagerInvitationRequest) GetInvitationId() string {
+	if x != nil {
+		return x.InvitationId
+	}
+	return ""
+}
+
+func (x *ResendManagerInvitationRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type ResendManagerInvitationResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Invitation *ManagerInvitation     `protobuf:"bytes,1,opt,name=invitation,proto3" json:"invitation,omitempty"`
+	// False when the SMS could not be sent now: a repeat of the key tries again.
+	InvitationSent bool `protobuf:"varint,2,opt,name=invitation_sent,json=invitationSent,proto3" json:"invitation_sent,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ResendManagerInvitationResponse) Reset() {
+	*x = ResendManagerInvitationResponse{}
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendManagerInvitationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendManagerInvitationResponse) ProtoMessage() {}
+
+func (x *ResendManagerInvitationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendManagerInvitationResponse.ProtoReflect.Descriptor instead.
+func (*ResendManagerInvitationResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ResendManagerInvitationResponse) GetInvitation() *ManagerInvitation {
+	if x != nil {
+		return x.Invitation
+	}
+	return nil
+}
+
+func (x *ResendManagerInvitationResponse) GetInvitationSent() bool {
+	if x != nil {
+		return x.InvitationSent
+	}
+	return false
 }
 
 type ListManagersRequest struct {
@@ -1401,7 +1663,7 @@ type ListManagersRequest struct {
 
 func (x *ListManagersRequest) Reset() {
 	*x = ListManagersRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1675,7 @@ func (x *ListManagersRequest) String() string {
 func (*ListManagersRequest) ProtoMessage() {}
 
 func (x *ListManagersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[26]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1688,7 @@ func (x *ListManagersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagersRequest.ProtoReflect.Descriptor instead.
 func (*ListManagersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListManagersRequest) GetVenueId() string {
@@ -1446,7 +1708,7 @@ type ListManagersResponse struct {
 
 func (x *ListManagersResponse) Reset() {
 	*x = ListManagersResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1720,7 @@ func (x *ListManagersResponse) String() string {
 func (*ListManagersResponse) ProtoMessage() {}
 
 func (x *ListManagersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[27]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1733,7 @@ func (x *ListManagersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagersResponse.ProtoReflect.Descriptor instead.
 func (*ListManagersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListManagersResponse) GetManagers() []*Manager {
@@ -1498,7 +1760,7 @@ type RemoveManagerRequest struct {
 
 func (x *RemoveManagerRequest) Reset() {
 	*x = RemoveManagerRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1772,7 @@ func (x *RemoveManagerRequest) String() string {
 func (*RemoveManagerRequest) ProtoMessage() {}
 
 func (x *RemoveManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[28]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1785,7 @@ func (x *RemoveManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveManagerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveManagerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveManagerRequest) GetVenueId() string {
@@ -1548,7 +1810,7 @@ type RemoveManagerResponse struct {
 
 func (x *RemoveManagerResponse) Reset() {
 	*x = RemoveManagerResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1822,7 @@ func (x *RemoveManagerResponse) String() string {
 func (*RemoveManagerResponse) ProtoMessage() {}
 
 func (x *RemoveManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[29]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1835,7 @@ func (x *RemoveManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveManagerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveManagerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
 }
 
 type ClockInRequest struct {
@@ -1585,7 +1847,7 @@ type ClockInRequest struct {
 
 func (x *ClockInRequest) Reset() {
 	*x = ClockInRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1859,7 @@ func (x *ClockInRequest) String() string {
 func (*ClockInRequest) ProtoMessage() {}
 
 func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[30]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1872,7 @@ func (x *ClockInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInRequest.ProtoReflect.Descriptor instead.
 func (*ClockInRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClockInRequest) GetVenueId() string {
@@ -1629,7 +1891,7 @@ type ClockInResponse struct {
 
 func (x *ClockInResponse) Reset() {
 	*x = ClockInResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1903,7 @@ func (x *ClockInResponse) String() string {
 func (*ClockInResponse) ProtoMessage() {}
 
 func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[31]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1916,7 @@ func (x *ClockInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockInResponse.ProtoReflect.Descriptor instead.
 func (*ClockInResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClockInResponse) GetShift() *Shift {
@@ -1673,7 +1935,7 @@ type ClockOutRequest struct {
 
 func (x *ClockOutRequest) Reset() {
 	*x = ClockOutRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1947,7 @@ func (x *ClockOutRequest) String() string {
 func (*ClockOutRequest) ProtoMessage() {}
 
 func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[32]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1960,7 @@ func (x *ClockOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutRequest.ProtoReflect.Descriptor instead.
 func (*ClockOutRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClockOutRequest) GetVenueId() string {
@@ -1717,7 +1979,7 @@ type ClockOutResponse struct {
 
 func (x *ClockOutResponse) Reset() {
 	*x = ClockOutResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1991,7 @@ func (x *ClockOutResponse) String() string {
 func (*ClockOutResponse) ProtoMessage() {}
 
 func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[33]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2004,7 @@ func (x *ClockOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockOutResponse.ProtoReflect.Descriptor instead.
 func (*ClockOutResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClockOutResponse) GetShift() *Shift {
@@ -1765,7 +2027,7 @@ type RecordShiftRequest struct {
 
 func (x *RecordShiftRequest) Reset() {
 	*x = RecordShiftRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2039,7 @@ func (x *RecordShiftRequest) String() string {
 func (*RecordShiftRequest) ProtoMessage() {}
 
 func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[34]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2052,7 @@ func (x *RecordShiftRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftRequest.ProtoReflect.Descriptor instead.
 func (*RecordShiftRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RecordShiftRequest) GetVenueId() string {
@@ -1837,7 +2099,7 @@ type RecordShiftResponse struct {
 
 func (x *RecordShiftResponse) Reset() {
 	*x = RecordShiftResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2111,7 @@ func (x *RecordShiftResponse) String() string {
 func (*RecordShiftResponse) ProtoMessage() {}
 
 func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[35]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2124,7 @@ func (x *RecordShiftResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordShiftResponse.ProtoReflect.Descriptor instead.
 func (*RecordShiftResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RecordShiftResponse) GetShift() *Shift {
@@ -1886,7 +2148,7 @@ type ImportShiftsRequest struct {
 
 func (x *ImportShiftsRequest) Reset() {
 	*x = ImportShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2160,7 @@ func (x *ImportShiftsRequest) String() string {
 func (*ImportShiftsRequest) ProtoMessage() {}
 
 func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[36]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2173,7 @@ func (x *ImportShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ImportShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ImportShiftsRequest) GetVenueId() string {
@@ -1946,7 +2208,7 @@ type ImportShiftsResponse struct {
 
 func (x *ImportShiftsResponse) Reset() {
 	*x = ImportShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2220,7 @@ func (x *ImportShiftsResponse) String() string {
 func (*ImportShiftsResponse) ProtoMessage() {}
 
 func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[37]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2233,7 @@ func (x *ImportShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ImportShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ImportShiftsResponse) GetImported() int32 {
@@ -2000,7 +2262,7 @@ type ListShiftsRequest struct {
 
 func (x *ListShiftsRequest) Reset() {
 	*x = ListShiftsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2274,7 @@ func (x *ListShiftsRequest) String() string {
 func (*ListShiftsRequest) ProtoMessage() {}
 
 func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[38]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2287,7 @@ func (x *ListShiftsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsRequest.ProtoReflect.Descriptor instead.
 func (*ListShiftsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListShiftsRequest) GetVenueId() string {
@@ -2058,7 +2320,7 @@ type ListShiftsResponse struct {
 
 func (x *ListShiftsResponse) Reset() {
 	*x = ListShiftsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2332,7 @@ func (x *ListShiftsResponse) String() string {
 func (*ListShiftsResponse) ProtoMessage() {}
 
 func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[39]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2345,7 @@ func (x *ListShiftsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShiftsResponse.ProtoReflect.Descriptor instead.
 func (*ListShiftsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListShiftsResponse) GetShifts() []*Shift {
@@ -2103,7 +2365,7 @@ type GetHoursRequest struct {
 
 func (x *GetHoursRequest) Reset() {
 	*x = GetHoursRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2377,7 @@ func (x *GetHoursRequest) String() string {
 func (*GetHoursRequest) ProtoMessage() {}
 
 func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[40]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2390,7 @@ func (x *GetHoursRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursRequest.ProtoReflect.Descriptor instead.
 func (*GetHoursRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetHoursRequest) GetVenueId() string {
@@ -2154,7 +2416,7 @@ type GetHoursResponse struct {
 
 func (x *GetHoursResponse) Reset() {
 	*x = GetHoursResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2428,7 @@ func (x *GetHoursResponse) String() string {
 func (*GetHoursResponse) ProtoMessage() {}
 
 func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[41]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2441,7 @@ func (x *GetHoursResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHoursResponse.ProtoReflect.Descriptor instead.
 func (*GetHoursResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetHoursResponse) GetHours() []*MemberHours {
@@ -2204,7 +2466,7 @@ type SetSplitRuleRequest struct {
 
 func (x *SetSplitRuleRequest) Reset() {
 	*x = SetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2478,7 @@ func (x *SetSplitRuleRequest) String() string {
 func (*SetSplitRuleRequest) ProtoMessage() {}
 
 func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[42]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2491,7 @@ func (x *SetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetSplitRuleRequest) GetVenueId() string {
@@ -2290,7 +2552,7 @@ type SetSplitRuleResponse struct {
 
 func (x *SetSplitRuleResponse) Reset() {
 	*x = SetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2564,7 @@ func (x *SetSplitRuleResponse) String() string {
 func (*SetSplitRuleResponse) ProtoMessage() {}
 
 func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[43]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2577,7 @@ func (x *SetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*SetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetSplitRuleResponse) GetRule() *SplitRule {
@@ -2336,7 +2598,7 @@ type GetSplitRuleRequest struct {
 
 func (x *GetSplitRuleRequest) Reset() {
 	*x = GetSplitRuleRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2610,7 @@ func (x *GetSplitRuleRequest) String() string {
 func (*GetSplitRuleRequest) ProtoMessage() {}
 
 func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[44]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2623,7 @@ func (x *GetSplitRuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleRequest.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetSplitRuleRequest) GetVenueId() string {
@@ -2387,7 +2649,7 @@ type GetSplitRuleResponse struct {
 
 func (x *GetSplitRuleResponse) Reset() {
 	*x = GetSplitRuleResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2661,7 @@ func (x *GetSplitRuleResponse) String() string {
 func (*GetSplitRuleResponse) ProtoMessage() {}
 
 func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[45]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2674,7 @@ func (x *GetSplitRuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSplitRuleResponse.ProtoReflect.Descriptor instead.
 func (*GetSplitRuleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetSplitRuleResponse) GetRule() *SplitRule {
@@ -2431,7 +2693,7 @@ type ListSplitRulesRequest struct {
 
 func (x *ListSplitRulesRequest) Reset() {
 	*x = ListSplitRulesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2705,7 @@ func (x *ListSplitRulesRequest) String() string {
 func (*ListSplitRulesRequest) ProtoMessage() {}
 
 func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[46]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2718,7 @@ func (x *ListSplitRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListSplitRulesRequest) GetVenueId() string {
@@ -2475,7 +2737,7 @@ type ListSplitRulesResponse struct {
 
 func (x *ListSplitRulesResponse) Reset() {
 	*x = ListSplitRulesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2749,7 @@ func (x *ListSplitRulesResponse) String() string {
 func (*ListSplitRulesResponse) ProtoMessage() {}
 
 func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[47]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2762,7 @@ func (x *ListSplitRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSplitRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSplitRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListSplitRulesResponse) GetRules() []*SplitRule {
@@ -2520,7 +2782,7 @@ type PreviewDistributionRequest struct {
 
 func (x *PreviewDistributionRequest) Reset() {
 	*x = PreviewDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2532,7 +2794,7 @@ func (x *PreviewDistributionRequest) String() string {
 func (*PreviewDistributionRequest) ProtoMessage() {}
 
 func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[48]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2545,7 +2807,7 @@ func (x *PreviewDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PreviewDistributionRequest) GetVenueId() string {
@@ -2571,7 +2833,7 @@ type PreviewDistributionResponse struct {
 
 func (x *PreviewDistributionResponse) Reset() {
 	*x = PreviewDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2845,7 @@ func (x *PreviewDistributionResponse) String() string {
 func (*PreviewDistributionResponse) ProtoMessage() {}
 
 func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[49]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2858,7 @@ func (x *PreviewDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PreviewDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PreviewDistributionResponse) GetDistribution() *Distribution {
@@ -2618,7 +2880,7 @@ type ConfirmDistributionRequest struct {
 
 func (x *ConfirmDistributionRequest) Reset() {
 	*x = ConfirmDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2892,7 @@ func (x *ConfirmDistributionRequest) String() string {
 func (*ConfirmDistributionRequest) ProtoMessage() {}
 
 func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[50]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2905,7 @@ func (x *ConfirmDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ConfirmDistributionRequest) GetVenueId() string {
@@ -2678,7 +2940,7 @@ type ConfirmDistributionResponse struct {
 
 func (x *ConfirmDistributionResponse) Reset() {
 	*x = ConfirmDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2952,7 @@ func (x *ConfirmDistributionResponse) String() string {
 func (*ConfirmDistributionResponse) ProtoMessage() {}
 
 func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[51]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2965,7 @@ func (x *ConfirmDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ConfirmDistributionResponse) GetDistribution() *Distribution {
@@ -2731,7 +2993,7 @@ type ReverseDistributionRequest struct {
 
 func (x *ReverseDistributionRequest) Reset() {
 	*x = ReverseDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +3005,7 @@ func (x *ReverseDistributionRequest) String() string {
 func (*ReverseDistributionRequest) ProtoMessage() {}
 
 func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[52]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +3018,7 @@ func (x *ReverseDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReverseDistributionRequest) GetVenueId() string {
@@ -2789,7 +3051,7 @@ type ReverseDistributionResponse struct {
 
 func (x *ReverseDistributionResponse) Reset() {
 	*x = ReverseDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +3063,7 @@ func (x *ReverseDistributionResponse) String() string {
 func (*ReverseDistributionResponse) ProtoMessage() {}
 
 func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[53]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +3076,7 @@ func (x *ReverseDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReverseDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReverseDistributionResponse) GetDistribution() *Distribution {
@@ -2834,7 +3096,7 @@ type GetDistributionRequest struct {
 
 func (x *GetDistributionRequest) Reset() {
 	*x = GetDistributionRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3108,7 @@ func (x *GetDistributionRequest) String() string {
 func (*GetDistributionRequest) ProtoMessage() {}
 
 func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[54]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3121,7 @@ func (x *GetDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionRequest.ProtoReflect.Descriptor instead.
 func (*GetDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetDistributionRequest) GetVenueId() string {
@@ -2885,7 +3147,7 @@ type GetDistributionResponse struct {
 
 func (x *GetDistributionResponse) Reset() {
 	*x = GetDistributionResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +3159,7 @@ func (x *GetDistributionResponse) String() string {
 func (*GetDistributionResponse) ProtoMessage() {}
 
 func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[55]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +3172,7 @@ func (x *GetDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDistributionResponse.ProtoReflect.Descriptor instead.
 func (*GetDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetDistributionResponse) GetDistribution() *Distribution {
@@ -2930,7 +3192,7 @@ type ListDistributionsRequest struct {
 
 func (x *ListDistributionsRequest) Reset() {
 	*x = ListDistributionsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3204,7 @@ func (x *ListDistributionsRequest) String() string {
 func (*ListDistributionsRequest) ProtoMessage() {}
 
 func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[56]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3217,7 @@ func (x *ListDistributionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDistributionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListDistributionsRequest) GetVenueId() string {
@@ -2982,7 +3244,7 @@ type ListDistributionsResponse struct {
 
 func (x *ListDistributionsResponse) Reset() {
 	*x = ListDistributionsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3256,7 @@ func (x *ListDistributionsResponse) String() string {
 func (*ListDistributionsResponse) ProtoMessage() {}
 
 func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[57]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3269,7 @@ func (x *ListDistributionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDistributionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDistributionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListDistributionsResponse) GetDistributions() []*Distribution {
@@ -3033,7 +3295,7 @@ type ListMySharesRequest struct {
 
 func (x *ListMySharesRequest) Reset() {
 	*x = ListMySharesRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3307,7 @@ func (x *ListMySharesRequest) String() string {
 func (*ListMySharesRequest) ProtoMessage() {}
 
 func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[58]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3320,7 @@ func (x *ListMySharesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesRequest.ProtoReflect.Descriptor instead.
 func (*ListMySharesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListMySharesRequest) GetPage() *v1.PageRequest {
@@ -3078,7 +3340,7 @@ type ListMySharesResponse struct {
 
 func (x *ListMySharesResponse) Reset() {
 	*x = ListMySharesResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3352,7 @@ func (x *ListMySharesResponse) String() string {
 func (*ListMySharesResponse) ProtoMessage() {}
 
 func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[59]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3365,7 @@ func (x *ListMySharesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMySharesResponse.ProtoReflect.Descriptor instead.
 func (*ListMySharesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListMySharesResponse) GetShares() []*MyShare {
@@ -3131,7 +3393,7 @@ type GetPeriodReportRequest struct {
 
 func (x *GetPeriodReportRequest) Reset() {
 	*x = GetPeriodReportRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3143,7 +3405,7 @@ func (x *GetPeriodReportRequest) String() string {
 func (*GetPeriodReportRequest) ProtoMessage() {}
 
 func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[60]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3156,7 +3418,7 @@ func (x *GetPeriodReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportRequest.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetPeriodReportRequest) GetVenueId() string {
@@ -3193,7 +3455,7 @@ type GetPeriodReportResponse struct {
 
 func (x *GetPeriodReportResponse) Reset() {
 	*x = GetPeriodReportResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3467,7 @@ func (x *GetPeriodReportResponse) String() string {
 func (*GetPeriodReportResponse) ProtoMessage() {}
 
 func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[61]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3480,7 @@ func (x *GetPeriodReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeriodReportResponse.ProtoReflect.Descriptor instead.
 func (*GetPeriodReportResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetPeriodReportResponse) GetLines() []*ReportLine {
@@ -3259,7 +3521,7 @@ type ListAuditRecordsRequest struct {
 
 func (x *ListAuditRecordsRequest) Reset() {
 	*x = ListAuditRecordsRequest{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3533,7 @@ func (x *ListAuditRecordsRequest) String() string {
 func (*ListAuditRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[62]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3546,7 @@ func (x *ListAuditRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListAuditRecordsRequest) GetVenueId() string {
@@ -3311,7 +3573,7 @@ type ListAuditRecordsResponse struct {
 
 func (x *ListAuditRecordsResponse) Reset() {
 	*x = ListAuditRecordsResponse{}
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3585,7 @@ func (x *ListAuditRecordsResponse) String() string {
 func (*ListAuditRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[63]
+	mi := &file_ttip_venue_v1_venue_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3598,7 @@ func (x *ListAuditRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_venue_v1_venue_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListAuditRecordsResponse) GetRecords() []*AuditRecord {
@@ -3385,10 +3647,21 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\"8\n" +
 	"\x14GetInvitationRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"6\n" +
+	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"\x8b\x01\n" +
 	"\x15GetInvitationResponse\x12\x1d\n" +
 	"\n" +
-	"venue_name\x18\x01 \x01(\tR\tvenueName\";\n" +
+	"venue_name\x18\x01 \x01(\tR\tvenueName\x12\x18\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x9a\x01\n" +
+	"\x17ResendInvitationRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12%\n" +
+	"\tmember_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bmemberId\x123\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"r\n" +
+	"\x18ResendInvitationResponse\x12-\n" +
+	"\x06member\x18\x01 \x01(\v2\x15.ttip.venue.v1.MemberR\x06member\x12'\n" +
+	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\";\n" +
 	"\x17AcceptInvitationRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"I\n" +
@@ -3429,10 +3702,13 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\"?\n" +
 	"\x1bGetManagerInvitationRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"=\n" +
+	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"\x92\x01\n" +
 	"\x1cGetManagerInvitationResponse\x12\x1d\n" +
 	"\n" +
-	"venue_name\x18\x01 \x01(\tR\tvenueName\"B\n" +
+	"venue_name\x18\x01 \x01(\tR\tvenueName\x12\x18\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"B\n" +
 	"\x1eAcceptManagerInvitationRequest\x12 \n" +
 	"\x05token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80\x01R\x05token\"[\n" +
@@ -3443,7 +3719,17 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\x1eCancelManagerInvitationRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12-\n" +
 	"\rinvitation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\"!\n" +
-	"\x1fCancelManagerInvitationResponse\":\n" +
+	"\x1fCancelManagerInvitationResponse\"\xa9\x01\n" +
+	"\x1eResendManagerInvitationRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12-\n" +
+	"\rinvitation_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\finvitationId\x123\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"\x8c\x01\n" +
+	"\x1fResendManagerInvitationResponse\x12@\n" +
+	"\n" +
+	"invitation\x18\x01 \x01(\v2 .ttip.venue.v1.ManagerInvitationR\n" +
+	"invitation\x12'\n" +
+	"\x0finvitation_sent\x18\x02 \x01(\bR\x0einvitationSent\":\n" +
 	"\x13ListManagersRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\"\x8e\x01\n" +
 	"\x14ListManagersResponse\x122\n" +
@@ -3565,11 +3851,12 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
-	"\x11REPORT_FORMAT_CSV\x10\x022\xfb\x18\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x022\xda\x1a\n" +
 	"\fVenueService\x12M\n" +
 	"\aPutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse\"\x03\x90\x02\x02\x12S\n" +
 	"\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12e\n" +
+	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12c\n" +
+	"\x10ResendInvitation\x12&.ttip.venue.v1.ResendInvitationRequest\x1a'.ttip.venue.v1.ResendInvitationResponse\x12e\n" +
 	"\rGetInvitation\x12#.ttip.venue.v1.GetInvitationRequest\x1a$.ttip.venue.v1.GetInvitationResponse\"\t\xca\xf3\x18\x02\b\x01\x90\x02\x01\x12s\n" +
 	"\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a'.ttip.venue.v1.AcceptInvitationResponse\"\x0e\xca\xf3\x18\n" +
 	"\b\x02\x12\x06worker\x12W\n" +
@@ -3580,7 +3867,8 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\rInviteManager\x12#.ttip.venue.v1.InviteManagerRequest\x1a$.ttip.venue.v1.InviteManagerResponse\x12z\n" +
 	"\x14GetManagerInvitation\x12*.ttip.venue.v1.GetManagerInvitationRequest\x1a+.ttip.venue.v1.GetManagerInvitationResponse\"\t\xca\xf3\x18\x02\b\x01\x90\x02\x01\x12\x97\x01\n" +
 	"\x17AcceptManagerInvitation\x12-.ttip.venue.v1.AcceptManagerInvitationRequest\x1a..ttip.venue.v1.AcceptManagerInvitationResponse\"\x1d\xca\xf3\x18\x19\b\x02\x12\x06worker\x12\rvenue_manager\x12x\n" +
-	"\x17CancelManagerInvitation\x12-.ttip.venue.v1.CancelManagerInvitationRequest\x1a..ttip.venue.v1.CancelManagerInvitationResponse\x12\\\n" +
+	"\x17CancelManagerInvitation\x12-.ttip.venue.v1.CancelManagerInvitationRequest\x1a..ttip.venue.v1.CancelManagerInvitationResponse\x12x\n" +
+	"\x17ResendManagerInvitation\x12-.ttip.venue.v1.ResendManagerInvitationRequest\x1a..ttip.venue.v1.ResendManagerInvitationResponse\x12\\\n" +
 	"\fListManagers\x12\".ttip.venue.v1.ListManagersRequest\x1a#.ttip.venue.v1.ListManagersResponse\"\x03\x90\x02\x01\x12Z\n" +
 	"\rRemoveManager\x12#.ttip.venue.v1.RemoveManagerRequest\x1a$.ttip.venue.v1.RemoveManagerResponse\x12H\n" +
 	"\aClockIn\x12\x1d.ttip.venue.v1.ClockInRequest\x1a\x1e.ttip.venue.v1.ClockInResponse\x12K\n" +
@@ -3616,7 +3904,7 @@ func file_ttip_venue_v1_venue_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_venue_v1_venue_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_ttip_venue_v1_venue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_ttip_venue_v1_venue_service_proto_goTypes = []any{
 	(ReportFormat)(0),                       // 0: ttip.venue.v1.ReportFormat
 	(*PutRoleRequest)(nil),                  // 1: ttip.venue.v1.PutRoleRequest
@@ -3627,201 +3915,213 @@ var file_ttip_venue_v1_venue_service_proto_goTypes = []any{
 	(*InviteMemberResponse)(nil),            // 6: ttip.venue.v1.InviteMemberResponse
 	(*GetInvitationRequest)(nil),            // 7: ttip.venue.v1.GetInvitationRequest
 	(*GetInvitationResponse)(nil),           // 8: ttip.venue.v1.GetInvitationResponse
-	(*AcceptInvitationRequest)(nil),         // 9: ttip.venue.v1.AcceptInvitationRequest
-	(*AcceptInvitationResponse)(nil),        // 10: ttip.venue.v1.AcceptInvitationResponse
-	(*UpdateMemberRequest)(nil),             // 11: ttip.venue.v1.UpdateMemberRequest
-	(*UpdateMemberResponse)(nil),            // 12: ttip.venue.v1.UpdateMemberResponse
-	(*RemoveMemberRequest)(nil),             // 13: ttip.venue.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),            // 14: ttip.venue.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),              // 15: ttip.venue.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),             // 16: ttip.venue.v1.ListMembersResponse
-	(*ListMyVenuesRequest)(nil),             // 17: ttip.venue.v1.ListMyVenuesRequest
-	(*ListMyVenuesResponse)(nil),            // 18: ttip.venue.v1.ListMyVenuesResponse
-	(*InviteManagerRequest)(nil),            // 19: ttip.venue.v1.InviteManagerRequest
-	(*InviteManagerResponse)(nil),           // 20: ttip.venue.v1.InviteManagerResponse
-	(*GetManagerInvitationRequest)(nil),     // 21: ttip.venue.v1.GetManagerInvitationRequest
-	(*GetManagerInvitationResponse)(nil),    // 22: ttip.venue.v1.GetManagerInvitationResponse
-	(*AcceptManagerInvitationRequest)(nil),  // 23: ttip.venue.v1.AcceptManagerInvitationRequest
-	(*AcceptManagerInvitationResponse)(nil), // 24: ttip.venue.v1.AcceptManagerInvitationResponse
-	(*CancelManagerInvitationRequest)(nil),  // 25: ttip.venue.v1.CancelManagerInvitationRequest
-	(*CancelManagerInvitationResponse)(nil), // 26: ttip.venue.v1.CancelManagerInvitationResponse
-	(*ListManagersRequest)(nil),             // 27: ttip.venue.v1.ListManagersRequest
-	(*ListManagersResponse)(nil),            // 28: ttip.venue.v1.ListManagersResponse
-	(*RemoveManagerRequest)(nil),            // 29: ttip.venue.v1.RemoveManagerRequest
-	(*RemoveManagerResponse)(nil),           // 30: ttip.venue.v1.RemoveManagerResponse
-	(*ClockInRequest)(nil),                  // 31: ttip.venue.v1.ClockInRequest
-	(*ClockInResponse)(nil),                 // 32: ttip.venue.v1.ClockInResponse
-	(*ClockOutRequest)(nil),                 // 33: ttip.venue.v1.ClockOutRequest
-	(*ClockOutResponse)(nil),                // 34: ttip.venue.v1.ClockOutResponse
-	(*RecordShiftRequest)(nil),              // 35: ttip.venue.v1.RecordShiftRequest
-	(*RecordShiftResponse)(nil),             // 36: ttip.venue.v1.RecordShiftResponse
-	(*ImportShiftsRequest)(nil),             // 37: ttip.venue.v1.ImportShiftsRequest
-	(*ImportShiftsResponse)(nil),            // 38: ttip.venue.v1.ImportShiftsResponse
-	(*ListShiftsRequest)(nil),               // 39: ttip.venue.v1.ListShiftsRequest
-	(*ListShiftsResponse)(nil),              // 40: ttip.venue.v1.ListShiftsResponse
-	(*GetHoursRequest)(nil),                 // 41: ttip.venue.v1.GetHoursRequest
-	(*GetHoursResponse)(nil),                // 42: ttip.venue.v1.GetHoursResponse
-	(*SetSplitRuleRequest)(nil),             // 43: ttip.venue.v1.SetSplitRuleRequest
-	(*SetSplitRuleResponse)(nil),            // 44: ttip.venue.v1.SetSplitRuleResponse
-	(*GetSplitRuleRequest)(nil),             // 45: ttip.venue.v1.GetSplitRuleRequest
-	(*GetSplitRuleResponse)(nil),            // 46: ttip.venue.v1.GetSplitRuleResponse
-	(*ListSplitRulesRequest)(nil),           // 47: ttip.venue.v1.ListSplitRulesRequest
-	(*ListSplitRulesResponse)(nil),          // 48: ttip.venue.v1.ListSplitRulesResponse
-	(*PreviewDistributionRequest)(nil),      // 49: ttip.venue.v1.PreviewDistributionRequest
-	(*PreviewDistributionResponse)(nil),     // 50: ttip.venue.v1.PreviewDistributionResponse
-	(*ConfirmDistributionRequest)(nil),      // 51: ttip.venue.v1.ConfirmDistributionRequest
-	(*ConfirmDistributionResponse)(nil),     // 52: ttip.venue.v1.ConfirmDistributionResponse
-	(*ReverseDistributionRequest)(nil),      // 53: ttip.venue.v1.ReverseDistributionRequest
-	(*ReverseDistributionResponse)(nil),     // 54: ttip.venue.v1.ReverseDistributionResponse
-	(*GetDistributionRequest)(nil),          // 55: ttip.venue.v1.GetDistributionRequest
-	(*GetDistributionResponse)(nil),         // 56: ttip.venue.v1.GetDistributionResponse
-	(*ListDistributionsRequest)(nil),        // 57: ttip.venue.v1.ListDistributionsRequest
-	(*ListDistributionsResponse)(nil),       // 58: ttip.venue.v1.ListDistributionsResponse
-	(*ListMySharesRequest)(nil),             // 59: ttip.venue.v1.ListMySharesRequest
-	(*ListMySharesResponse)(nil),            // 60: ttip.venue.v1.ListMySharesResponse
-	(*GetPeriodReportRequest)(nil),          // 61: ttip.venue.v1.GetPeriodReportRequest
-	(*GetPeriodReportResponse)(nil),         // 62: ttip.venue.v1.GetPeriodReportResponse
-	(*ListAuditRecordsRequest)(nil),         // 63: ttip.venue.v1.ListAuditRecordsRequest
-	(*ListAuditRecordsResponse)(nil),        // 64: ttip.venue.v1.ListAuditRecordsResponse
-	(*Role)(nil),                            // 65: ttip.venue.v1.Role
-	(*timestamppb.Timestamp)(nil),           // 66: google.protobuf.Timestamp
-	(*Member)(nil),                          // 67: ttip.venue.v1.Member
-	(*ManagerInvitation)(nil),               // 68: ttip.venue.v1.ManagerInvitation
-	(*Manager)(nil),                         // 69: ttip.venue.v1.Manager
-	(*Shift)(nil),                           // 70: ttip.venue.v1.Shift
-	(*RejectedRow)(nil),                     // 71: ttip.venue.v1.RejectedRow
-	(*Period)(nil),                          // 72: ttip.venue.v1.Period
-	(*MemberHours)(nil),                     // 73: ttip.venue.v1.MemberHours
-	(SplitMethod)(0),                        // 74: ttip.venue.v1.SplitMethod
-	(*FixedShare)(nil),                      // 75: ttip.venue.v1.FixedShare
-	(*SplitRule)(nil),                       // 76: ttip.venue.v1.SplitRule
-	(*Distribution)(nil),                    // 77: ttip.venue.v1.Distribution
-	(*v1.Money)(nil),                        // 78: ttip.common.v1.Money
-	(*v1.PageRequest)(nil),                  // 79: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                 // 80: ttip.common.v1.PageResponse
-	(*MyShare)(nil),                         // 81: ttip.venue.v1.MyShare
-	(*ReportLine)(nil),                      // 82: ttip.venue.v1.ReportLine
-	(*AuditRecord)(nil),                     // 83: ttip.venue.v1.AuditRecord
+	(*ResendInvitationRequest)(nil),         // 9: ttip.venue.v1.ResendInvitationRequest
+	(*ResendInvitationResponse)(nil),        // 10: ttip.venue.v1.ResendInvitationResponse
+	(*AcceptInvitationRequest)(nil),         // 11: ttip.venue.v1.AcceptInvitationRequest
+	(*AcceptInvitationResponse)(nil),        // 12: ttip.venue.v1.AcceptInvitationResponse
+	(*UpdateMemberRequest)(nil),             // 13: ttip.venue.v1.UpdateMemberRequest
+	(*UpdateMemberResponse)(nil),            // 14: ttip.venue.v1.UpdateMemberResponse
+	(*RemoveMemberRequest)(nil),             // 15: ttip.venue.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),            // 16: ttip.venue.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),              // 17: ttip.venue.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),             // 18: ttip.venue.v1.ListMembersResponse
+	(*ListMyVenuesRequest)(nil),             // 19: ttip.venue.v1.ListMyVenuesRequest
+	(*ListMyVenuesResponse)(nil),            // 20: ttip.venue.v1.ListMyVenuesResponse
+	(*InviteManagerRequest)(nil),            // 21: ttip.venue.v1.InviteManagerRequest
+	(*InviteManagerResponse)(nil),           // 22: ttip.venue.v1.InviteManagerResponse
+	(*GetManagerInvitationRequest)(nil),     // 23: ttip.venue.v1.GetManagerInvitationRequest
+	(*GetManagerInvitationResponse)(nil),    // 24: ttip.venue.v1.GetManagerInvitationResponse
+	(*AcceptManagerInvitationRequest)(nil),  // 25: ttip.venue.v1.AcceptManagerInvitationRequest
+	(*AcceptManagerInvitationResponse)(nil), // 26: ttip.venue.v1.AcceptManagerInvitationResponse
+	(*CancelManagerInvitationRequest)(nil),  // 27: ttip.venue.v1.CancelManagerInvitationRequest
+	(*CancelManagerInvitationResponse)(nil), // 28: ttip.venue.v1.CancelManagerInvitationResponse
+	(*ResendManagerInvitationRequest)(nil),  // 29: ttip.venue.v1.ResendManagerInvitationRequest
+	(*ResendManagerInvitationResponse)(nil), // 30: ttip.venue.v1.ResendManagerInvitationResponse
+	(*ListManagersRequest)(nil),             // 31: ttip.venue.v1.ListManagersRequest
+	(*ListManagersResponse)(nil),            // 32: ttip.venue.v1.ListManagersResponse
+	(*RemoveManagerRequest)(nil),            // 33: ttip.venue.v1.RemoveManagerRequest
+	(*RemoveManagerResponse)(nil),           // 34: ttip.venue.v1.RemoveManagerResponse
+	(*ClockInRequest)(nil),                  // 35: ttip.venue.v1.ClockInRequest
+	(*ClockInResponse)(nil),                 // 36: ttip.venue.v1.ClockInResponse
+	(*ClockOutRequest)(nil),                 // 37: ttip.venue.v1.ClockOutRequest
+	(*ClockOutResponse)(nil),                // 38: ttip.venue.v1.ClockOutResponse
+	(*RecordShiftRequest)(nil),              // 39: ttip.venue.v1.RecordShiftRequest
+	(*RecordShiftResponse)(nil),             // 40: ttip.venue.v1.RecordShiftResponse
+	(*ImportShiftsRequest)(nil),             // 41: ttip.venue.v1.ImportShiftsRequest
+	(*ImportShiftsResponse)(nil),            // 42: ttip.venue.v1.ImportShiftsResponse
+	(*ListShiftsRequest)(nil),               // 43: ttip.venue.v1.ListShiftsRequest
+	(*ListShiftsResponse)(nil),              // 44: ttip.venue.v1.ListShiftsResponse
+	(*GetHoursRequest)(nil),                 // 45: ttip.venue.v1.GetHoursRequest
+	(*GetHoursResponse)(nil),                // 46: ttip.venue.v1.GetHoursResponse
+	(*SetSplitRuleRequest)(nil),             // 47: ttip.venue.v1.SetSplitRuleRequest
+	(*SetSplitRuleResponse)(nil),            // 48: ttip.venue.v1.SetSplitRuleResponse
+	(*GetSplitRuleRequest)(nil),             // 49: ttip.venue.v1.GetSplitRuleRequest
+	(*GetSplitRuleResponse)(nil),            // 50: ttip.venue.v1.GetSplitRuleResponse
+	(*ListSplitRulesRequest)(nil),           // 51: ttip.venue.v1.ListSplitRulesRequest
+	(*ListSplitRulesResponse)(nil),          // 52: ttip.venue.v1.ListSplitRulesResponse
+	(*PreviewDistributionRequest)(nil),      // 53: ttip.venue.v1.PreviewDistributionRequest
+	(*PreviewDistributionResponse)(nil),     // 54: ttip.venue.v1.PreviewDistributionResponse
+	(*ConfirmDistributionRequest)(nil),      // 55: ttip.venue.v1.ConfirmDistributionRequest
+	(*ConfirmDistributionResponse)(nil),     // 56: ttip.venue.v1.ConfirmDistributionResponse
+	(*ReverseDistributionRequest)(nil),      // 57: ttip.venue.v1.ReverseDistributionRequest
+	(*ReverseDistributionResponse)(nil),     // 58: ttip.venue.v1.ReverseDistributionResponse
+	(*GetDistributionRequest)(nil),          // 59: ttip.venue.v1.GetDistributionRequest
+	(*GetDistributionResponse)(nil),         // 60: ttip.venue.v1.GetDistributionResponse
+	(*ListDistributionsRequest)(nil),        // 61: ttip.venue.v1.ListDistributionsRequest
+	(*ListDistributionsResponse)(nil),       // 62: ttip.venue.v1.ListDistributionsResponse
+	(*ListMySharesRequest)(nil),             // 63: ttip.venue.v1.ListMySharesRequest
+	(*ListMySharesResponse)(nil),            // 64: ttip.venue.v1.ListMySharesResponse
+	(*GetPeriodReportRequest)(nil),          // 65: ttip.venue.v1.GetPeriodReportRequest
+	(*GetPeriodReportResponse)(nil),         // 66: ttip.venue.v1.GetPeriodReportResponse
+	(*ListAuditRecordsRequest)(nil),         // 67: ttip.venue.v1.ListAuditRecordsRequest
+	(*ListAuditRecordsResponse)(nil),        // 68: ttip.venue.v1.ListAuditRecordsResponse
+	(*Role)(nil),                            // 69: ttip.venue.v1.Role
+	(*timestamppb.Timestamp)(nil),           // 70: google.protobuf.Timestamp
+	(*Member)(nil),                          // 71: ttip.venue.v1.Member
+	(*ManagerInvitation)(nil),               // 72: ttip.venue.v1.ManagerInvitation
+	(*Manager)(nil),                         // 73: ttip.venue.v1.Manager
+	(*Shift)(nil),                           // 74: ttip.venue.v1.Shift
+	(*RejectedRow)(nil),                     // 75: ttip.venue.v1.RejectedRow
+	(*Period)(nil),                          // 76: ttip.venue.v1.Period
+	(*MemberHours)(nil),                     // 77: ttip.venue.v1.MemberHours
+	(SplitMethod)(0),                        // 78: ttip.venue.v1.SplitMethod
+	(*FixedShare)(nil),                      // 79: ttip.venue.v1.FixedShare
+	(*SplitRule)(nil),                       // 80: ttip.venue.v1.SplitRule
+	(*Distribution)(nil),                    // 81: ttip.venue.v1.Distribution
+	(*v1.Money)(nil),                        // 82: ttip.common.v1.Money
+	(*v1.PageRequest)(nil),                  // 83: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                 // 84: ttip.common.v1.PageResponse
+	(*MyShare)(nil),                         // 85: ttip.venue.v1.MyShare
+	(*ReportLine)(nil),                      // 86: ttip.venue.v1.ReportLine
+	(*AuditRecord)(nil),                     // 87: ttip.venue.v1.AuditRecord
 }
 var file_ttip_venue_v1_venue_service_proto_depIdxs = []int32{
-	65, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
-	65, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
-	66, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
-	67, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
-	67, // 4: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
-	67, // 5: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
-	66, // 6: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
-	67, // 7: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
-	67, // 8: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
-	67, // 9: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
-	68, // 10: ttip.venue.v1.InviteManagerResponse.invitation:type_name -> ttip.venue.v1.ManagerInvitation
-	69, // 11: ttip.venue.v1.ListManagersResponse.managers:type_name -> ttip.venue.v1.Manager
-	68, // 12: ttip.venue.v1.ListManagersResponse.invitations:type_name -> ttip.venue.v1.ManagerInvitation
-	70, // 13: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
-	70, // 14: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
-	66, // 15: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
-	66, // 16: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
-	70, // 17: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
-	71, // 18: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
-	72, // 19: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
-	70, // 20: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
-	72, // 21: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
-	73, // 22: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
-	74, // 23: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
-	75, // 24: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	76, // 25: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	76, // 26: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
-	76, // 27: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
-	72, // 28: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	77, // 29: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	72, // 30: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
-	78, // 31: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
-	77, // 32: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	77, // 33: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	77, // 34: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
-	79, // 35: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	77, // 36: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
-	80, // 37: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79, // 38: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
-	81, // 39: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
-	80, // 40: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
-	72, // 41: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
-	0,  // 42: ttip.venue.v1.GetPeriodReportRequest.format:type_name -> ttip.venue.v1.ReportFormat
-	82, // 43: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
-	78, // 44: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
-	78, // 45: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
-	79, // 46: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
-	83, // 47: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
-	80, // 48: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
-	1,  // 49: ttip.venue.v1.VenueService.PutRole:input_type -> ttip.venue.v1.PutRoleRequest
-	3,  // 50: ttip.venue.v1.VenueService.ListRoles:input_type -> ttip.venue.v1.ListRolesRequest
-	5,  // 51: ttip.venue.v1.VenueService.InviteMember:input_type -> ttip.venue.v1.InviteMemberRequest
-	7,  // 52: ttip.venue.v1.VenueService.GetInvitation:input_type -> ttip.venue.v1.GetInvitationRequest
-	9,  // 53: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
-	11, // 54: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
-	13, // 55: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
-	15, // 56: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
-	17, // 57: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
-	19, // 58: ttip.venue.v1.VenueService.InviteManager:input_type -> ttip.venue.v1.InviteManagerRequest
-	21, // 59: ttip.venue.v1.VenueService.GetManagerInvitation:input_type -> ttip.venue.v1.GetManagerInvitationRequest
-	23, // 60: ttip.venue.v1.VenueService.AcceptManagerInvitation:input_type -> ttip.venue.v1.AcceptManagerInvitationRequest
-	25, // 61: ttip.venue.v1.VenueService.CancelManagerInvitation:input_type -> ttip.venue.v1.CancelManagerInvitationRequest
-	27, // 62: ttip.venue.v1.VenueService.ListManagers:input_type -> ttip.venue.v1.ListManagersRequest
-	29, // 63: ttip.venue.v1.VenueService.RemoveManager:input_type -> ttip.venue.v1.RemoveManagerRequest
-	31, // 64: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
-	33, // 65: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
-	35, // 66: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
-	37, // 67: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
-	39, // 68: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
-	41, // 69: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
-	43, // 70: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
-	45, // 71: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
-	47, // 72: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
-	49, // 73: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
-	51, // 74: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
-	53, // 75: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
-	55, // 76: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
-	57, // 77: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
-	59, // 78: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
-	61, // 79: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
-	63, // 80: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
-	2,  // 81: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
-	4,  // 82: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
-	6,  // 83: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
-	8,  // 84: ttip.venue.v1.VenueService.GetInvitation:output_type -> ttip.venue.v1.GetInvitationResponse
-	10, // 85: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
-	12, // 86: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
-	14, // 87: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
-	16, // 88: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
-	18, // 89: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
-	20, // 90: ttip.venue.v1.VenueService.InviteManager:output_type -> ttip.venue.v1.InviteManagerResponse
-	22, // 91: ttip.venue.v1.VenueService.GetManagerInvitation:output_type -> ttip.venue.v1.GetManagerInvitationResponse
-	24, // 92: ttip.venue.v1.VenueService.AcceptManagerInvitation:output_type -> ttip.venue.v1.AcceptManagerInvitationResponse
-	26, // 93: ttip.venue.v1.VenueService.CancelManagerInvitation:output_type -> ttip.venue.v1.CancelManagerInvitationResponse
-	28, // 94: ttip.venue.v1.VenueService.ListManagers:output_type -> ttip.venue.v1.ListManagersResponse
-	30, // 95: ttip.venue.v1.VenueService.RemoveManager:output_type -> ttip.venue.v1.RemoveManagerResponse
-	32, // 96: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
-	34, // 97: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
-	36, // 98: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
-	38, // 99: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
-	40, // 100: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
-	42, // 101: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
-	44, // 102: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
-	46, // 103: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
-	48, // 104: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
-	50, // 105: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
-	52, // 106: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
-	54, // 107: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
-	56, // 108: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
-	58, // 109: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
-	60, // 110: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
-	62, // 111: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
-	64, // 112: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
-	81, // [81:113] is the sub-list for method output_type
-	49, // [49:81] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	69, // 0: ttip.venue.v1.PutRoleResponse.role:type_name -> ttip.venue.v1.Role
+	69, // 1: ttip.venue.v1.ListRolesResponse.roles:type_name -> ttip.venue.v1.Role
+	70, // 2: ttip.venue.v1.InviteMemberRequest.joined_at:type_name -> google.protobuf.Timestamp
+	71, // 3: ttip.venue.v1.InviteMemberResponse.member:type_name -> ttip.venue.v1.Member
+	70, // 4: ttip.venue.v1.GetInvitationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	71, // 5: ttip.venue.v1.ResendInvitationResponse.member:type_name -> ttip.venue.v1.Member
+	71, // 6: ttip.venue.v1.AcceptInvitationResponse.member:type_name -> ttip.venue.v1.Member
+	71, // 7: ttip.venue.v1.UpdateMemberResponse.member:type_name -> ttip.venue.v1.Member
+	70, // 8: ttip.venue.v1.RemoveMemberRequest.left_at:type_name -> google.protobuf.Timestamp
+	71, // 9: ttip.venue.v1.RemoveMemberResponse.member:type_name -> ttip.venue.v1.Member
+	71, // 10: ttip.venue.v1.ListMembersResponse.members:type_name -> ttip.venue.v1.Member
+	71, // 11: ttip.venue.v1.ListMyVenuesResponse.memberships:type_name -> ttip.venue.v1.Member
+	72, // 12: ttip.venue.v1.InviteManagerResponse.invitation:type_name -> ttip.venue.v1.ManagerInvitation
+	70, // 13: ttip.venue.v1.GetManagerInvitationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	72, // 14: ttip.venue.v1.ResendManagerInvitationResponse.invitation:type_name -> ttip.venue.v1.ManagerInvitation
+	73, // 15: ttip.venue.v1.ListManagersResponse.managers:type_name -> ttip.venue.v1.Manager
+	72, // 16: ttip.venue.v1.ListManagersResponse.invitations:type_name -> ttip.venue.v1.ManagerInvitation
+	74, // 17: ttip.venue.v1.ClockInResponse.shift:type_name -> ttip.venue.v1.Shift
+	74, // 18: ttip.venue.v1.ClockOutResponse.shift:type_name -> ttip.venue.v1.Shift
+	70, // 19: ttip.venue.v1.RecordShiftRequest.started_at:type_name -> google.protobuf.Timestamp
+	70, // 20: ttip.venue.v1.RecordShiftRequest.ended_at:type_name -> google.protobuf.Timestamp
+	74, // 21: ttip.venue.v1.RecordShiftResponse.shift:type_name -> ttip.venue.v1.Shift
+	75, // 22: ttip.venue.v1.ImportShiftsResponse.rejected:type_name -> ttip.venue.v1.RejectedRow
+	76, // 23: ttip.venue.v1.ListShiftsRequest.period:type_name -> ttip.venue.v1.Period
+	74, // 24: ttip.venue.v1.ListShiftsResponse.shifts:type_name -> ttip.venue.v1.Shift
+	76, // 25: ttip.venue.v1.GetHoursRequest.period:type_name -> ttip.venue.v1.Period
+	77, // 26: ttip.venue.v1.GetHoursResponse.hours:type_name -> ttip.venue.v1.MemberHours
+	78, // 27: ttip.venue.v1.SetSplitRuleRequest.method:type_name -> ttip.venue.v1.SplitMethod
+	79, // 28: ttip.venue.v1.SetSplitRuleRequest.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	80, // 29: ttip.venue.v1.SetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	80, // 30: ttip.venue.v1.GetSplitRuleResponse.rule:type_name -> ttip.venue.v1.SplitRule
+	80, // 31: ttip.venue.v1.ListSplitRulesResponse.rules:type_name -> ttip.venue.v1.SplitRule
+	76, // 32: ttip.venue.v1.PreviewDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	81, // 33: ttip.venue.v1.PreviewDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	76, // 34: ttip.venue.v1.ConfirmDistributionRequest.period:type_name -> ttip.venue.v1.Period
+	82, // 35: ttip.venue.v1.ConfirmDistributionRequest.expected_collected:type_name -> ttip.common.v1.Money
+	81, // 36: ttip.venue.v1.ConfirmDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	81, // 37: ttip.venue.v1.ReverseDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	81, // 38: ttip.venue.v1.GetDistributionResponse.distribution:type_name -> ttip.venue.v1.Distribution
+	83, // 39: ttip.venue.v1.ListDistributionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	81, // 40: ttip.venue.v1.ListDistributionsResponse.distributions:type_name -> ttip.venue.v1.Distribution
+	84, // 41: ttip.venue.v1.ListDistributionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	83, // 42: ttip.venue.v1.ListMySharesRequest.page:type_name -> ttip.common.v1.PageRequest
+	85, // 43: ttip.venue.v1.ListMySharesResponse.shares:type_name -> ttip.venue.v1.MyShare
+	84, // 44: ttip.venue.v1.ListMySharesResponse.page:type_name -> ttip.common.v1.PageResponse
+	76, // 45: ttip.venue.v1.GetPeriodReportRequest.period:type_name -> ttip.venue.v1.Period
+	0,  // 46: ttip.venue.v1.GetPeriodReportRequest.format:type_name -> ttip.venue.v1.ReportFormat
+	86, // 47: ttip.venue.v1.GetPeriodReportResponse.lines:type_name -> ttip.venue.v1.ReportLine
+	82, // 48: ttip.venue.v1.GetPeriodReportResponse.collected:type_name -> ttip.common.v1.Money
+	82, // 49: ttip.venue.v1.GetPeriodReportResponse.distributed:type_name -> ttip.common.v1.Money
+	83, // 50: ttip.venue.v1.ListAuditRecordsRequest.page:type_name -> ttip.common.v1.PageRequest
+	87, // 51: ttip.venue.v1.ListAuditRecordsResponse.records:type_name -> ttip.venue.v1.AuditRecord
+	84, // 52: ttip.venue.v1.ListAuditRecordsResponse.page:type_name -> ttip.common.v1.PageResponse
+	1,  // 53: ttip.venue.v1.VenueService.PutRole:input_type -> ttip.venue.v1.PutRoleRequest
+	3,  // 54: ttip.venue.v1.VenueService.ListRoles:input_type -> ttip.venue.v1.ListRolesRequest
+	5,  // 55: ttip.venue.v1.VenueService.InviteMember:input_type -> ttip.venue.v1.InviteMemberRequest
+	9,  // 56: ttip.venue.v1.VenueService.ResendInvitation:input_type -> ttip.venue.v1.ResendInvitationRequest
+	7,  // 57: ttip.venue.v1.VenueService.GetInvitation:input_type -> ttip.venue.v1.GetInvitationRequest
+	11, // 58: ttip.venue.v1.VenueService.AcceptInvitation:input_type -> ttip.venue.v1.AcceptInvitationRequest
+	13, // 59: ttip.venue.v1.VenueService.UpdateMember:input_type -> ttip.venue.v1.UpdateMemberRequest
+	15, // 60: ttip.venue.v1.VenueService.RemoveMember:input_type -> ttip.venue.v1.RemoveMemberRequest
+	17, // 61: ttip.venue.v1.VenueService.ListMembers:input_type -> ttip.venue.v1.ListMembersRequest
+	19, // 62: ttip.venue.v1.VenueService.ListMyVenues:input_type -> ttip.venue.v1.ListMyVenuesRequest
+	21, // 63: ttip.venue.v1.VenueService.InviteManager:input_type -> ttip.venue.v1.InviteManagerRequest
+	23, // 64: ttip.venue.v1.VenueService.GetManagerInvitation:input_type -> ttip.venue.v1.GetManagerInvitationRequest
+	25, // 65: ttip.venue.v1.VenueService.AcceptManagerInvitation:input_type -> ttip.venue.v1.AcceptManagerInvitationRequest
+	27, // 66: ttip.venue.v1.VenueService.CancelManagerInvitation:input_type -> ttip.venue.v1.CancelManagerInvitationRequest
+	29, // 67: ttip.venue.v1.VenueService.ResendManagerInvitation:input_type -> ttip.venue.v1.ResendManagerInvitationRequest
+	31, // 68: ttip.venue.v1.VenueService.ListManagers:input_type -> ttip.venue.v1.ListManagersRequest
+	33, // 69: ttip.venue.v1.VenueService.RemoveManager:input_type -> ttip.venue.v1.RemoveManagerRequest
+	35, // 70: ttip.venue.v1.VenueService.ClockIn:input_type -> ttip.venue.v1.ClockInRequest
+	37, // 71: ttip.venue.v1.VenueService.ClockOut:input_type -> ttip.venue.v1.ClockOutRequest
+	39, // 72: ttip.venue.v1.VenueService.RecordShift:input_type -> ttip.venue.v1.RecordShiftRequest
+	41, // 73: ttip.venue.v1.VenueService.ImportShifts:input_type -> ttip.venue.v1.ImportShiftsRequest
+	43, // 74: ttip.venue.v1.VenueService.ListShifts:input_type -> ttip.venue.v1.ListShiftsRequest
+	45, // 75: ttip.venue.v1.VenueService.GetHours:input_type -> ttip.venue.v1.GetHoursRequest
+	47, // 76: ttip.venue.v1.VenueService.SetSplitRule:input_type -> ttip.venue.v1.SetSplitRuleRequest
+	49, // 77: ttip.venue.v1.VenueService.GetSplitRule:input_type -> ttip.venue.v1.GetSplitRuleRequest
+	51, // 78: ttip.venue.v1.VenueService.ListSplitRules:input_type -> ttip.venue.v1.ListSplitRulesRequest
+	53, // 79: ttip.venue.v1.VenueService.PreviewDistribution:input_type -> ttip.venue.v1.PreviewDistributionRequest
+	55, // 80: ttip.venue.v1.VenueService.ConfirmDistribution:input_type -> ttip.venue.v1.ConfirmDistributionRequest
+	57, // 81: ttip.venue.v1.VenueService.ReverseDistribution:input_type -> ttip.venue.v1.ReverseDistributionRequest
+	59, // 82: ttip.venue.v1.VenueService.GetDistribution:input_type -> ttip.venue.v1.GetDistributionRequest
+	61, // 83: ttip.venue.v1.VenueService.ListDistributions:input_type -> ttip.venue.v1.ListDistributionsRequest
+	63, // 84: ttip.venue.v1.VenueService.ListMyShares:input_type -> ttip.venue.v1.ListMySharesRequest
+	65, // 85: ttip.venue.v1.VenueService.GetPeriodReport:input_type -> ttip.venue.v1.GetPeriodReportRequest
+	67, // 86: ttip.venue.v1.VenueService.ListAuditRecords:input_type -> ttip.venue.v1.ListAuditRecordsRequest
+	2,  // 87: ttip.venue.v1.VenueService.PutRole:output_type -> ttip.venue.v1.PutRoleResponse
+	4,  // 88: ttip.venue.v1.VenueService.ListRoles:output_type -> ttip.venue.v1.ListRolesResponse
+	6,  // 89: ttip.venue.v1.VenueService.InviteMember:output_type -> ttip.venue.v1.InviteMemberResponse
+	10, // 90: ttip.venue.v1.VenueService.ResendInvitation:output_type -> ttip.venue.v1.ResendInvitationResponse
+	8,  // 91: ttip.venue.v1.VenueService.GetInvitation:output_type -> ttip.venue.v1.GetInvitationResponse
+	12, // 92: ttip.venue.v1.VenueService.AcceptInvitation:output_type -> ttip.venue.v1.AcceptInvitationResponse
+	14, // 93: ttip.venue.v1.VenueService.UpdateMember:output_type -> ttip.venue.v1.UpdateMemberResponse
+	16, // 94: ttip.venue.v1.VenueService.RemoveMember:output_type -> ttip.venue.v1.RemoveMemberResponse
+	18, // 95: ttip.venue.v1.VenueService.ListMembers:output_type -> ttip.venue.v1.ListMembersResponse
+	20, // 96: ttip.venue.v1.VenueService.ListMyVenues:output_type -> ttip.venue.v1.ListMyVenuesResponse
+	22, // 97: ttip.venue.v1.VenueService.InviteManager:output_type -> ttip.venue.v1.InviteManagerResponse
+	24, // 98: ttip.venue.v1.VenueService.GetManagerInvitation:output_type -> ttip.venue.v1.GetManagerInvitationResponse
+	26, // 99: ttip.venue.v1.VenueService.AcceptManagerInvitation:output_type -> ttip.venue.v1.AcceptManagerInvitationResponse
+	28, // 100: ttip.venue.v1.VenueService.CancelManagerInvitation:output_type -> ttip.venue.v1.CancelManagerInvitationResponse
+	30, // 101: ttip.venue.v1.VenueService.ResendManagerInvitation:output_type -> ttip.venue.v1.ResendManagerInvitationResponse
+	32, // 102: ttip.venue.v1.VenueService.ListManagers:output_type -> ttip.venue.v1.ListManagersResponse
+	34, // 103: ttip.venue.v1.VenueService.RemoveManager:output_type -> ttip.venue.v1.RemoveManagerResponse
+	36, // 104: ttip.venue.v1.VenueService.ClockIn:output_type -> ttip.venue.v1.ClockInResponse
+	38, // 105: ttip.venue.v1.VenueService.ClockOut:output_type -> ttip.venue.v1.ClockOutResponse
+	40, // 106: ttip.venue.v1.VenueService.RecordShift:output_type -> ttip.venue.v1.RecordShiftResponse
+	42, // 107: ttip.venue.v1.VenueService.ImportShifts:output_type -> ttip.venue.v1.ImportShiftsResponse
+	44, // 108: ttip.venue.v1.VenueService.ListShifts:output_type -> ttip.venue.v1.ListShiftsResponse
+	46, // 109: ttip.venue.v1.VenueService.GetHours:output_type -> ttip.venue.v1.GetHoursResponse
+	48, // 110: ttip.venue.v1.VenueService.SetSplitRule:output_type -> ttip.venue.v1.SetSplitRuleResponse
+	50, // 111: ttip.venue.v1.VenueService.GetSplitRule:output_type -> ttip.venue.v1.GetSplitRuleResponse
+	52, // 112: ttip.venue.v1.VenueService.ListSplitRules:output_type -> ttip.venue.v1.ListSplitRulesResponse
+	54, // 113: ttip.venue.v1.VenueService.PreviewDistribution:output_type -> ttip.venue.v1.PreviewDistributionResponse
+	56, // 114: ttip.venue.v1.VenueService.ConfirmDistribution:output_type -> ttip.venue.v1.ConfirmDistributionResponse
+	58, // 115: ttip.venue.v1.VenueService.ReverseDistribution:output_type -> ttip.venue.v1.ReverseDistributionResponse
+	60, // 116: ttip.venue.v1.VenueService.GetDistribution:output_type -> ttip.venue.v1.GetDistributionResponse
+	62, // 117: ttip.venue.v1.VenueService.ListDistributions:output_type -> ttip.venue.v1.ListDistributionsResponse
+	64, // 118: ttip.venue.v1.VenueService.ListMyShares:output_type -> ttip.venue.v1.ListMySharesResponse
+	66, // 119: ttip.venue.v1.VenueService.GetPeriodReport:output_type -> ttip.venue.v1.GetPeriodReportResponse
+	68, // 120: ttip.venue.v1.VenueService.ListAuditRecords:output_type -> ttip.venue.v1.ListAuditRecordsResponse
+	87, // [87:121] is the sub-list for method output_type
+	53, // [53:87] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_service_proto_init() }
@@ -3836,7 +4136,7 @@ func file_ttip_venue_v1_venue_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_venue_v1_venue_service_proto_rawDesc), len(file_ttip_venue_v1_venue_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   64,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

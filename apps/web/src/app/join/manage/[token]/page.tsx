@@ -8,6 +8,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { clearSession, loadSession, saveSession } from "../../../../lib/session";
 import { useWrite } from "../../../../lib/use-write";
+import { linkExpiredSentence } from "../../link-expired";
 import { useT } from "../../../w/use-t";
 
 /**
@@ -16,7 +17,7 @@ import { useT } from "../../../w/use-t";
  */
 export default function ManageInvitation() {
   const { token } = useParams<{ token: string }>();
-  const { t, err } = useT();
+  const { t, err, locale } = useT();
   const [session] = useState(() => loadSession());
   const accept = useMutation(VenueService.method.acceptManagerInvitation);
   const refresh = useMutation(AuthService.method.refreshSession);
@@ -25,6 +26,7 @@ export default function ManageInvitation() {
   const invitation = useQuery(VenueService.method.getManagerInvitation, { token }, { retry: false });
   const venueName = invitation.data?.venueName ?? "";
   const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
+  const expired = linkExpiredSentence(t, locale, venueName, invitation.data);
   const [error, setError] = useState("");
   const [done, setDone] = useState<{ venueId: string; venueName: string }>();
   // Signed in with another number than the invitation's: this session ends, and the invited number signs in.
@@ -36,7 +38,7 @@ export default function ManageInvitation() {
     return (
       <>
         <h1>{title}</h1>
-        {gone ? <p className="notice bad" role="alert">{t("manageGone")}</p> : <p>{venueName ? t("manageWhyVenue", { venue: venueName }) : t("manageWhy")}</p>}
+        {gone ? <p className="notice bad" role="alert">{t("manageGone")}</p> : expired ? <p className="notice bad" role="alert">{expired}</p> : <p>{venueName ? t("manageWhyVenue", { venue: venueName }) : t("manageWhy")}</p>}
         <p><Link href={signIn} className="button">{t("signIn")}</Link></p>
       </>
     );
@@ -58,9 +60,10 @@ export default function ManageInvitation() {
     <>
       <h1>{title}</h1>
       {gone && !done ? <p className="notice bad" role="alert">{t("manageGone")}</p> : null}
+      {expired && !done ? <p className="notice bad" role="alert">{expired}</p> : null}
       {done ? (
         <p role="status">{t("manageDone", { venue: done.venueName })} <Link href={`/v/${done.venueId}`}>{t("manageOpen")}</Link></p>
-      ) : gone ? null : (
+      ) : gone || expired ? null : (
         <button type="button" disabled={write.busy} onClick={onAccept}>{t("manageAccept", { venue: venueName }).trim()}</button>
       )}
       {error ? <p className="error" role="alert">{error}</p> : null}

@@ -2,9 +2,10 @@
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useParams, useRouter } from "next/navigation";
 import { useState, type FormEvent } from "react";
-import type { Manager } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import type { Manager, ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
+import { LinkState } from "../../link-state";
 import { shown } from "../../util";
 import { useInvitationForm } from "../../use-invitation-form";
 import { useSaidWrite } from "../../use-said-write";
@@ -21,6 +22,7 @@ export default function Managers() {
   const list = useQuery(VenueService.method.listManagers, { venueId });
   const invite = useMutation(VenueService.method.inviteManager);
   const cancel = useMutation(VenueService.method.cancelManagerInvitation);
+  const resend = useMutation(VenueService.method.resendManagerInvitation);
   const remove = useMutation(VenueService.method.removeManager);
   const [removing, setRemoving] = useState<Manager>();
   const write = useSaidWrite(() => list.refetch());
@@ -47,6 +49,12 @@ export default function Managers() {
       return t("v_managerRemoved", { name: nameOf(who) });
     });
   };
+
+  // A new link by SMS (the old one stops working), under its key: a retry of a lost answer texts once.
+  const onResend = (i: ManagerInvitation) => void run(async (send) => {
+    const res = await send((key) => resend.mutateAsync({ venueId, invitationId: i.invitationId, idempotencyKey: key }));
+    return res.invitationSent ? t("v_sentAgain", { name: i.displayName }) : t("v_sentAgainNoSms", { name: i.displayName });
+  }, JSON.stringify(["resend", i.invitationId]));
 
   const managers = list.data?.managers ?? [];
   const invitations = list.data?.invitations ?? [];
@@ -96,8 +104,9 @@ export default function Managers() {
                 <tr key={i.invitationId}>
                   <td>{i.displayName}</td>
                   <td>{i.phoneMasked}</td>
-                  <td>{shown(i.invitedAt, locale)}</td>
+                  <td>{shown(i.invitedAt, locale)}<br /><LinkState expiresAt={i.expiresAt} /></td>
                   <td>
+                    <button type="button" className="secondary" disabled={write.busy} onClick={() => onResend(i)}>{t("v_sendAgain", { name: i.displayName })}</button>
                     <button type="button" className="secondary" disabled={write.busy} onClick={() => run(async () => {
                       await cancel.mutateAsync({ venueId, invitationId: i.invitationId });
                       return t("v_invitationCancelled", { name: i.displayName });

@@ -6,6 +6,7 @@ import { MemberStatus, type Member, type Role } from "@ttip/proto/ttip/venue/v1/
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
 import { focusField, localTime, shown } from "../../util";
+import { LinkState } from "../../link-state";
 import { useInvitationForm } from "../../use-invitation-form";
 import { useSaidWrite } from "../../use-said-write";
 import { useVT } from "../../use-vt";
@@ -41,6 +42,7 @@ export default function Staff() {
   const invite = useMutation(VenueService.method.inviteMember);
   const update = useMutation(VenueService.method.updateMember);
   const remove = useMutation(VenueService.method.removeMember);
+  const resend = useMutation(VenueService.method.resendInvitation);
   const putRole = useMutation(VenueService.method.putRole);
   const [leaving, setLeaving] = useState<Member>();
   // One change at a time; an invitation's key survives a lost answer, so a retry invites once.
@@ -64,6 +66,11 @@ export default function Staff() {
     inviting.send(form, who.name, [who.phone, who.name, roleId, typedJoined], (key) =>
       invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, roleId, joinedAt, idempotencyKey: key }));
   };
+  // A new link by SMS (the old one stops working), under its key: a retry of a lost answer texts once.
+  const onResend = (m: Member) => void run(async (send) => {
+    const res = await send((key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
+    return res.invitationSent ? t("v_sentAgain", { name: m.displayName }) : t("v_sentAgainNoSms", { name: m.displayName });
+  }, JSON.stringify(["resend", m.memberId]));
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
   const onLeave = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -112,10 +119,16 @@ export default function Staff() {
                   </select>
                 )}
               </td>
-              <td>{STATUS[m.status] ? t(STATUS[m.status] as VenueKey) : ""}</td>
+              <td>
+                {STATUS[m.status] ? t(STATUS[m.status] as VenueKey) : ""}
+                {m.status === MemberStatus.INVITED ? <><br /><LinkState expiresAt={m.invitationExpiresAt} /></> : null}
+              </td>
               <td>{shown(m.joinedAt, locale)}</td>
               <td>{shown(m.leftAt, locale)}</td>
               <td>
+                {m.status === MemberStatus.INVITED ? (
+                  <button type="button" className="secondary" disabled={write.busy} onClick={() => onResend(m)}>{t("v_sendAgain", { name: m.displayName })}</button>
+                ) : null}
                 {m.status !== MemberStatus.LEFT ? (
                   <button type="button" className="secondary" disabled={write.busy} aria-expanded={leaving?.memberId === m.memberId} onClick={() => setLeaving(m)}>
                     {t("v_leftStaff")}

@@ -40,6 +40,9 @@ const (
 	// VenueServiceInviteMemberProcedure is the fully-qualified name of the VenueService's InviteMember
 	// RPC.
 	VenueServiceInviteMemberProcedure = "/ttip.venue.v1.VenueService/InviteMember"
+	// VenueServiceResendInvitationProcedure is the fully-qualified name of the VenueService's
+	// ResendInvitation RPC.
+	VenueServiceResendInvitationProcedure = "/ttip.venue.v1.VenueService/ResendInvitation"
 	// VenueServiceGetInvitationProcedure is the fully-qualified name of the VenueService's
 	// GetInvitation RPC.
 	VenueServiceGetInvitationProcedure = "/ttip.venue.v1.VenueService/GetInvitation"
@@ -70,6 +73,9 @@ const (
 	// VenueServiceCancelManagerInvitationProcedure is the fully-qualified name of the VenueService's
 	// CancelManagerInvitation RPC.
 	VenueServiceCancelManagerInvitationProcedure = "/ttip.venue.v1.VenueService/CancelManagerInvitation"
+	// VenueServiceResendManagerInvitationProcedure is the fully-qualified name of the VenueService's
+	// ResendManagerInvitation RPC.
+	VenueServiceResendManagerInvitationProcedure = "/ttip.venue.v1.VenueService/ResendManagerInvitation"
 	// VenueServiceListManagersProcedure is the fully-qualified name of the VenueService's ListManagers
 	// RPC.
 	VenueServiceListManagersProcedure = "/ttip.venue.v1.VenueService/ListManagers"
@@ -131,12 +137,21 @@ type VenueServiceClient interface {
 	PutRole(context.Context, *connect.Request[v1.PutRoleRequest]) (*connect.Response[v1.PutRoleResponse], error)
 	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
 	// Invites a person by phone: an SMS carries a link; they sign in with the
-	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+	// or invited to it (ResendInvitation texts an invited number again). A link
+	// works for 14 days.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// Texts an invited member a new link (the one before stops working) that
+	// works for 14 days. A repeat of the same key texts nothing more once its
+	// link was texted. FAILED_PRECONDITION once the invitation is accepted or
+	// the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+	// texted (its SMS may still be on its way).
+	ResendInvitation(context.Context, *connect.Request[v1.ResendInvitationRequest]) (*connect.Response[v1.ResendInvitationResponse], error)
 	// The venue an invitation link is from, for the join page before its reader
 	// signs in: the venue's name only (the invitation SMS names it too), nothing
 	// about the member. NOT_FOUND for a token naming no invitation (unknown or
-	// replaced by a newer one) or a membership that has ended.
+	// replaced by a newer one) or a membership that has ended. An expired link
+	// answers with expired set (accepting it is FAILED_PRECONDITION).
 	GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error)
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
@@ -149,13 +164,15 @@ type VenueServiceClient interface {
 	// Invites a co-manager by phone: an SMS carries a link; they sign in with
 	// that number and accept. A manager manages the venue as fully as whoever
 	// created it. A repeat of the same key (or a new invitation to the same
-	// number) texts a fresh link and the older one stops working.
+	// number) texts a fresh link and the older one stops working. A link works
+	// for 14 days.
 	// FAILED_PRECONDITION for a number on the venue's staff: managers are not
 	// on the staff (their share of the pool would be theirs to set).
 	InviteManager(context.Context, *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error)
 	// The venue a manager's invitation link is from, for its page before its
 	// reader signs in: the venue's name only. NOT_FOUND for a token naming no
-	// pending invitation (unknown, replaced, cancelled or accepted).
+	// pending invitation (unknown, replaced, cancelled or accepted). An expired
+	// link answers with expired set (accepting it is FAILED_PRECONDITION).
 	GetManagerInvitation(context.Context, *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error)
 	// The signed-in user becomes a manager of the venue, if signed in with the
 	// number the invitation was sent to (PERMISSION_DENIED otherwise: a
@@ -165,6 +182,9 @@ type VenueServiceClient interface {
 	// Withdraws a pending invitation: its link stops working. NOT_FOUND if it
 	// is not pending.
 	CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error)
+	// Texts a pending invitation a new link, as ResendInvitation does for the
+	// staff's.
+	ResendManagerInvitation(context.Context, *connect.Request[v1.ResendManagerInvitationRequest]) (*connect.Response[v1.ResendManagerInvitationResponse], error)
 	// The venue's managers, the oldest first, and its pending invitations.
 	ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error)
 	// Ends a user's management of the venue (a manager may step down).
@@ -239,6 +259,12 @@ func NewVenueServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(venueServiceMethods.ByName("InviteMember")),
 			connect.WithClientOptions(opts...),
 		),
+		resendInvitation: connect.NewClient[v1.ResendInvitationRequest, v1.ResendInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceResendInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("ResendInvitation")),
+			connect.WithClientOptions(opts...),
+		),
 		getInvitation: connect.NewClient[v1.GetInvitationRequest, v1.GetInvitationResponse](
 			httpClient,
 			baseURL+VenueServiceGetInvitationProcedure,
@@ -301,6 +327,12 @@ func NewVenueServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			httpClient,
 			baseURL+VenueServiceCancelManagerInvitationProcedure,
 			connect.WithSchema(venueServiceMethods.ByName("CancelManagerInvitation")),
+			connect.WithClientOptions(opts...),
+		),
+		resendManagerInvitation: connect.NewClient[v1.ResendManagerInvitationRequest, v1.ResendManagerInvitationResponse](
+			httpClient,
+			baseURL+VenueServiceResendManagerInvitationProcedure,
+			connect.WithSchema(venueServiceMethods.ByName("ResendManagerInvitation")),
 			connect.WithClientOptions(opts...),
 		),
 		listManagers: connect.NewClient[v1.ListManagersRequest, v1.ListManagersResponse](
@@ -436,6 +468,7 @@ type venueServiceClient struct {
 	putRole                 *connect.Client[v1.PutRoleRequest, v1.PutRoleResponse]
 	listRoles               *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
 	inviteMember            *connect.Client[v1.InviteMemberRequest, v1.InviteMemberResponse]
+	resendInvitation        *connect.Client[v1.ResendInvitationRequest, v1.ResendInvitationResponse]
 	getInvitation           *connect.Client[v1.GetInvitationRequest, v1.GetInvitationResponse]
 	acceptInvitation        *connect.Client[v1.AcceptInvitationRequest, v1.AcceptInvitationResponse]
 	updateMember            *connect.Client[v1.UpdateMemberRequest, v1.UpdateMemberResponse]
@@ -446,6 +479,7 @@ type venueServiceClient struct {
 	getManagerInvitation    *connect.Client[v1.GetManagerInvitationRequest, v1.GetManagerInvitationResponse]
 	acceptManagerInvitation *connect.Client[v1.AcceptManagerInvitationRequest, v1.AcceptManagerInvitationResponse]
 	cancelManagerInvitation *connect.Client[v1.CancelManagerInvitationRequest, v1.CancelManagerInvitationResponse]
+	resendManagerInvitation *connect.Client[v1.ResendManagerInvitationRequest, v1.ResendManagerInvitationResponse]
 	listManagers            *connect.Client[v1.ListManagersRequest, v1.ListManagersResponse]
 	removeManager           *connect.Client[v1.RemoveManagerRequest, v1.RemoveManagerResponse]
 	clockIn                 *connect.Client[v1.ClockInRequest, v1.ClockInResponse]
@@ -480,6 +514,11 @@ func (c *venueServiceClient) ListRoles(ctx context.Context, req *connect.Request
 // InviteMember calls ttip.venue.v1.VenueService.InviteMember.
 func (c *venueServiceClient) InviteMember(ctx context.Context, req *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error) {
 	return c.inviteMember.CallUnary(ctx, req)
+}
+
+// ResendInvitation calls ttip.venue.v1.VenueService.ResendInvitation.
+func (c *venueServiceClient) ResendInvitation(ctx context.Context, req *connect.Request[v1.ResendInvitationRequest]) (*connect.Response[v1.ResendInvitationResponse], error) {
+	return c.resendInvitation.CallUnary(ctx, req)
 }
 
 // GetInvitation calls ttip.venue.v1.VenueService.GetInvitation.
@@ -530,6 +569,11 @@ func (c *venueServiceClient) AcceptManagerInvitation(ctx context.Context, req *c
 // CancelManagerInvitation calls ttip.venue.v1.VenueService.CancelManagerInvitation.
 func (c *venueServiceClient) CancelManagerInvitation(ctx context.Context, req *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error) {
 	return c.cancelManagerInvitation.CallUnary(ctx, req)
+}
+
+// ResendManagerInvitation calls ttip.venue.v1.VenueService.ResendManagerInvitation.
+func (c *venueServiceClient) ResendManagerInvitation(ctx context.Context, req *connect.Request[v1.ResendManagerInvitationRequest]) (*connect.Response[v1.ResendManagerInvitationResponse], error) {
+	return c.resendManagerInvitation.CallUnary(ctx, req)
 }
 
 // ListManagers calls ttip.venue.v1.VenueService.ListManagers.
@@ -633,12 +677,21 @@ type VenueServiceHandler interface {
 	PutRole(context.Context, *connect.Request[v1.PutRoleRequest]) (*connect.Response[v1.PutRoleResponse], error)
 	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
 	// Invites a person by phone: an SMS carries a link; they sign in with the
-	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+	// or invited to it (ResendInvitation texts an invited number again). A link
+	// works for 14 days.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
+	// Texts an invited member a new link (the one before stops working) that
+	// works for 14 days. A repeat of the same key texts nothing more once its
+	// link was texted. FAILED_PRECONDITION once the invitation is accepted or
+	// the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+	// texted (its SMS may still be on its way).
+	ResendInvitation(context.Context, *connect.Request[v1.ResendInvitationRequest]) (*connect.Response[v1.ResendInvitationResponse], error)
 	// The venue an invitation link is from, for the join page before its reader
 	// signs in: the venue's name only (the invitation SMS names it too), nothing
 	// about the member. NOT_FOUND for a token naming no invitation (unknown or
-	// replaced by a newer one) or a membership that has ended.
+	// replaced by a newer one) or a membership that has ended. An expired link
+	// answers with expired set (accepting it is FAILED_PRECONDITION).
 	GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error)
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
@@ -651,13 +704,15 @@ type VenueServiceHandler interface {
 	// Invites a co-manager by phone: an SMS carries a link; they sign in with
 	// that number and accept. A manager manages the venue as fully as whoever
 	// created it. A repeat of the same key (or a new invitation to the same
-	// number) texts a fresh link and the older one stops working.
+	// number) texts a fresh link and the older one stops working. A link works
+	// for 14 days.
 	// FAILED_PRECONDITION for a number on the venue's staff: managers are not
 	// on the staff (their share of the pool would be theirs to set).
 	InviteManager(context.Context, *connect.Request[v1.InviteManagerRequest]) (*connect.Response[v1.InviteManagerResponse], error)
 	// The venue a manager's invitation link is from, for its page before its
 	// reader signs in: the venue's name only. NOT_FOUND for a token naming no
-	// pending invitation (unknown, replaced, cancelled or accepted).
+	// pending invitation (unknown, replaced, cancelled or accepted). An expired
+	// link answers with expired set (accepting it is FAILED_PRECONDITION).
 	GetManagerInvitation(context.Context, *connect.Request[v1.GetManagerInvitationRequest]) (*connect.Response[v1.GetManagerInvitationResponse], error)
 	// The signed-in user becomes a manager of the venue, if signed in with the
 	// number the invitation was sent to (PERMISSION_DENIED otherwise: a
@@ -667,6 +722,9 @@ type VenueServiceHandler interface {
 	// Withdraws a pending invitation: its link stops working. NOT_FOUND if it
 	// is not pending.
 	CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error)
+	// Texts a pending invitation a new link, as ResendInvitation does for the
+	// staff's.
+	ResendManagerInvitation(context.Context, *connect.Request[v1.ResendManagerInvitationRequest]) (*connect.Response[v1.ResendManagerInvitationResponse], error)
 	// The venue's managers, the oldest first, and its pending invitations.
 	ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error)
 	// Ends a user's management of the venue (a manager may step down).
@@ -737,6 +795,12 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(venueServiceMethods.ByName("InviteMember")),
 		connect.WithHandlerOptions(opts...),
 	)
+	venueServiceResendInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceResendInvitationProcedure,
+		svc.ResendInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("ResendInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
 	venueServiceGetInvitationHandler := connect.NewUnaryHandler(
 		VenueServiceGetInvitationProcedure,
 		svc.GetInvitation,
@@ -799,6 +863,12 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 		VenueServiceCancelManagerInvitationProcedure,
 		svc.CancelManagerInvitation,
 		connect.WithSchema(venueServiceMethods.ByName("CancelManagerInvitation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	venueServiceResendManagerInvitationHandler := connect.NewUnaryHandler(
+		VenueServiceResendManagerInvitationProcedure,
+		svc.ResendManagerInvitation,
+		connect.WithSchema(venueServiceMethods.ByName("ResendManagerInvitation")),
 		connect.WithHandlerOptions(opts...),
 	)
 	venueServiceListManagersHandler := connect.NewUnaryHandler(
@@ -934,6 +1004,8 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 			venueServiceListRolesHandler.ServeHTTP(w, r)
 		case VenueServiceInviteMemberProcedure:
 			venueServiceInviteMemberHandler.ServeHTTP(w, r)
+		case VenueServiceResendInvitationProcedure:
+			venueServiceResendInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceGetInvitationProcedure:
 			venueServiceGetInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceAcceptInvitationProcedure:
@@ -954,6 +1026,8 @@ func NewVenueServiceHandler(svc VenueServiceHandler, opts ...connect.HandlerOpti
 			venueServiceAcceptManagerInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceCancelManagerInvitationProcedure:
 			venueServiceCancelManagerInvitationHandler.ServeHTTP(w, r)
+		case VenueServiceResendManagerInvitationProcedure:
+			venueServiceResendManagerInvitationHandler.ServeHTTP(w, r)
 		case VenueServiceListManagersProcedure:
 			venueServiceListManagersHandler.ServeHTTP(w, r)
 		case VenueServiceRemoveManagerProcedure:
@@ -1013,6 +1087,10 @@ func (UnimplementedVenueServiceHandler) InviteMember(context.Context, *connect.R
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.InviteMember is not implemented"))
 }
 
+func (UnimplementedVenueServiceHandler) ResendInvitation(context.Context, *connect.Request[v1.ResendInvitationRequest]) (*connect.Response[v1.ResendInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.ResendInvitation is not implemented"))
+}
+
 func (UnimplementedVenueServiceHandler) GetInvitation(context.Context, *connect.Request[v1.GetInvitationRequest]) (*connect.Response[v1.GetInvitationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.GetInvitation is not implemented"))
 }
@@ -1051,6 +1129,10 @@ func (UnimplementedVenueServiceHandler) AcceptManagerInvitation(context.Context,
 
 func (UnimplementedVenueServiceHandler) CancelManagerInvitation(context.Context, *connect.Request[v1.CancelManagerInvitationRequest]) (*connect.Response[v1.CancelManagerInvitationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.CancelManagerInvitation is not implemented"))
+}
+
+func (UnimplementedVenueServiceHandler) ResendManagerInvitation(context.Context, *connect.Request[v1.ResendManagerInvitationRequest]) (*connect.Response[v1.ResendManagerInvitationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.venue.v1.VenueService.ResendManagerInvitation is not implemented"))
 }
 
 func (UnimplementedVenueServiceHandler) ListManagers(context.Context, *connect.Request[v1.ListManagersRequest]) (*connect.Response[v1.ListManagersResponse], error) {

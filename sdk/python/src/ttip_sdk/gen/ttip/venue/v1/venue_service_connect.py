@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.venue.v1 import venue_service_pb
-from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, AcceptManagerInvitationRequest, AcceptManagerInvitationResponse, CancelManagerInvitationRequest, CancelManagerInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetInvitationRequest, GetInvitationResponse, GetManagerInvitationRequest, GetManagerInvitationResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteManagerRequest, InviteManagerResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListManagersRequest, ListManagersResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveManagerRequest, RemoveManagerResponse, RemoveMemberRequest, RemoveMemberResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
+from ttip_sdk.gen.ttip.venue.v1.venue_service_pb import AcceptInvitationRequest, AcceptInvitationResponse, AcceptManagerInvitationRequest, AcceptManagerInvitationResponse, CancelManagerInvitationRequest, CancelManagerInvitationResponse, ClockInRequest, ClockInResponse, ClockOutRequest, ClockOutResponse, ConfirmDistributionRequest, ConfirmDistributionResponse, GetDistributionRequest, GetDistributionResponse, GetHoursRequest, GetHoursResponse, GetInvitationRequest, GetInvitationResponse, GetManagerInvitationRequest, GetManagerInvitationResponse, GetPeriodReportRequest, GetPeriodReportResponse, GetSplitRuleRequest, GetSplitRuleResponse, ImportShiftsRequest, ImportShiftsResponse, InviteManagerRequest, InviteManagerResponse, InviteMemberRequest, InviteMemberResponse, ListAuditRecordsRequest, ListAuditRecordsResponse, ListDistributionsRequest, ListDistributionsResponse, ListManagersRequest, ListManagersResponse, ListMembersRequest, ListMembersResponse, ListMySharesRequest, ListMySharesResponse, ListMyVenuesRequest, ListMyVenuesResponse, ListRolesRequest, ListRolesResponse, ListShiftsRequest, ListShiftsResponse, ListSplitRulesRequest, ListSplitRulesResponse, PreviewDistributionRequest, PreviewDistributionResponse, PutRoleRequest, PutRoleResponse, RecordShiftRequest, RecordShiftResponse, RemoveManagerRequest, RemoveManagerResponse, RemoveMemberRequest, RemoveMemberResponse, ResendInvitationRequest, ResendInvitationResponse, ResendManagerInvitationRequest, ResendManagerInvitationResponse, ReverseDistributionRequest, ReverseDistributionResponse, SetSplitRuleRequest, SetSplitRuleResponse, UpdateMemberRequest, UpdateMemberResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -47,7 +47,19 @@ class VenueService(Protocol):
     async def invite_member(self, request: InviteMemberRequest, ctx: RequestContext[InviteMemberRequest, InviteMemberResponse], /) -> InviteMemberResponse:
         """
         Invites a person by phone: an SMS carries a link; they sign in with the
-        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+        or invited to it (ResendInvitation texts an invited number again). A link
+        works for 14 days.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def resend_invitation(self, request: ResendInvitationRequest, ctx: RequestContext[ResendInvitationRequest, ResendInvitationResponse], /) -> ResendInvitationResponse:
+        """
+        Texts an invited member a new link (the one before stops working) that
+        works for 14 days. A repeat of the same key texts nothing more once its
+        link was texted. FAILED_PRECONDITION once the invitation is accepted or
+        the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+        texted (its SMS may still be on its way).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -56,7 +68,8 @@ class VenueService(Protocol):
         The venue an invitation link is from, for the join page before its reader
         signs in: the venue's name only (the invitation SMS names it too), nothing
         about the member. NOT_FOUND for a token naming no invitation (unknown or
-        replaced by a newer one) or a membership that has ended.
+        replaced by a newer one) or a membership that has ended. An expired link
+        answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -89,7 +102,8 @@ class VenueService(Protocol):
         Invites a co-manager by phone: an SMS carries a link; they sign in with
         that number and accept. A manager manages the venue as fully as whoever
         created it. A repeat of the same key (or a new invitation to the same
-        number) texts a fresh link and the older one stops working.
+        number) texts a fresh link and the older one stops working. A link works
+        for 14 days.
         FAILED_PRECONDITION for a number on the venue's staff: managers are not
         on the staff (their share of the pool would be theirs to set).
         """
@@ -99,7 +113,8 @@ class VenueService(Protocol):
         """
         The venue a manager's invitation link is from, for its page before its
         reader signs in: the venue's name only. NOT_FOUND for a token naming no
-        pending invitation (unknown, replaced, cancelled or accepted).
+        pending invitation (unknown, replaced, cancelled or accepted). An expired
+        link answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -116,6 +131,13 @@ class VenueService(Protocol):
         """
         Withdraws a pending invitation: its link stops working. NOT_FOUND if it
         is not pending.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def resend_manager_invitation(self, request: ResendManagerInvitationRequest, ctx: RequestContext[ResendManagerInvitationRequest, ResendManagerInvitationResponse], /) -> ResendManagerInvitationResponse:
+        """
+        Texts a pending invitation a new link, as ResendInvitation does for the
+        staff's.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -279,6 +301,17 @@ class VenueServiceASGIApplication(ConnectASGIApplication[VenueService]):
                     ),
                     function=svc.invite_member,
                 ),
+                "/ttip.venue.v1.VenueService/ResendInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResendInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ResendInvitationRequest,
+                        output=ResendInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resend_invitation,
+                ),
                 "/ttip.venue.v1.VenueService/GetInvitation": Endpoint.unary(
                     method=MethodInfo(
                         name="GetInvitation",
@@ -388,6 +421,17 @@ class VenueServiceASGIApplication(ConnectASGIApplication[VenueService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.cancel_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/ResendManagerInvitation": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResendManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ResendManagerInvitationRequest,
+                        output=ResendManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resend_manager_invitation,
                 ),
                 "/ttip.venue.v1.VenueService/ListManagers": Endpoint.unary(
                     method=MethodInfo(
@@ -671,7 +715,9 @@ class VenueServiceClient(ConnectClient):
     ) -> InviteMemberResponse:
         """
         Invites a person by phone: an SMS carries a link; they sign in with the
-        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+        or invited to it (ResendInvitation texts an invited number again). A link
+        works for 14 days.
         """
         return await self.execute_unary(
             request=request,
@@ -680,6 +726,33 @@ class VenueServiceClient(ConnectClient):
                 service_name="ttip.venue.v1.VenueService",
                 input=InviteMemberRequest,
                 output=InviteMemberResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def resend_invitation(
+        self,
+        request: ResendInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResendInvitationResponse:
+        """
+        Texts an invited member a new link (the one before stops working) that
+        works for 14 days. A repeat of the same key texts nothing more once its
+        link was texted. FAILED_PRECONDITION once the invitation is accepted or
+        the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+        texted (its SMS may still be on its way).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResendInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=ResendInvitationRequest,
+                output=ResendInvitationResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -698,7 +771,8 @@ class VenueServiceClient(ConnectClient):
         The venue an invitation link is from, for the join page before its reader
         signs in: the venue's name only (the invitation SMS names it too), nothing
         about the member. NOT_FOUND for a token naming no invitation (unknown or
-        replaced by a newer one) or a membership that has ended.
+        replaced by a newer one) or a membership that has ended. An expired link
+        answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         return await self.execute_unary(
             request=request,
@@ -838,7 +912,8 @@ class VenueServiceClient(ConnectClient):
         Invites a co-manager by phone: an SMS carries a link; they sign in with
         that number and accept. A manager manages the venue as fully as whoever
         created it. A repeat of the same key (or a new invitation to the same
-        number) texts a fresh link and the older one stops working.
+        number) texts a fresh link and the older one stops working. A link works
+        for 14 days.
         FAILED_PRECONDITION for a number on the venue's staff: managers are not
         on the staff (their share of the pool would be theirs to set).
         """
@@ -866,7 +941,8 @@ class VenueServiceClient(ConnectClient):
         """
         The venue a manager's invitation link is from, for its page before its
         reader signs in: the venue's name only. NOT_FOUND for a token naming no
-        pending invitation (unknown, replaced, cancelled or accepted).
+        pending invitation (unknown, replaced, cancelled or accepted). An expired
+        link answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         return await self.execute_unary(
             request=request,
@@ -926,6 +1002,30 @@ class VenueServiceClient(ConnectClient):
                 service_name="ttip.venue.v1.VenueService",
                 input=CancelManagerInvitationRequest,
                 output=CancelManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def resend_manager_invitation(
+        self,
+        request: ResendManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResendManagerInvitationResponse:
+        """
+        Texts a pending invitation a new link, as ResendInvitation does for the
+        staff's.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResendManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=ResendManagerInvitationRequest,
+                output=ResendManagerInvitationResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -1405,7 +1505,19 @@ class VenueServiceSync(Protocol):
     def invite_member(self, request: InviteMemberRequest, ctx: RequestContext[InviteMemberRequest, InviteMemberResponse], /) -> InviteMemberResponse:
         """
         Invites a person by phone: an SMS carries a link; they sign in with the
-        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+        or invited to it (ResendInvitation texts an invited number again). A link
+        works for 14 days.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def resend_invitation(self, request: ResendInvitationRequest, ctx: RequestContext[ResendInvitationRequest, ResendInvitationResponse], /) -> ResendInvitationResponse:
+        """
+        Texts an invited member a new link (the one before stops working) that
+        works for 14 days. A repeat of the same key texts nothing more once its
+        link was texted. FAILED_PRECONDITION once the invitation is accepted or
+        the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+        texted (its SMS may still be on its way).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1414,7 +1526,8 @@ class VenueServiceSync(Protocol):
         The venue an invitation link is from, for the join page before its reader
         signs in: the venue's name only (the invitation SMS names it too), nothing
         about the member. NOT_FOUND for a token naming no invitation (unknown or
-        replaced by a newer one) or a membership that has ended.
+        replaced by a newer one) or a membership that has ended. An expired link
+        answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1447,7 +1560,8 @@ class VenueServiceSync(Protocol):
         Invites a co-manager by phone: an SMS carries a link; they sign in with
         that number and accept. A manager manages the venue as fully as whoever
         created it. A repeat of the same key (or a new invitation to the same
-        number) texts a fresh link and the older one stops working.
+        number) texts a fresh link and the older one stops working. A link works
+        for 14 days.
         FAILED_PRECONDITION for a number on the venue's staff: managers are not
         on the staff (their share of the pool would be theirs to set).
         """
@@ -1457,7 +1571,8 @@ class VenueServiceSync(Protocol):
         """
         The venue a manager's invitation link is from, for its page before its
         reader signs in: the venue's name only. NOT_FOUND for a token naming no
-        pending invitation (unknown, replaced, cancelled or accepted).
+        pending invitation (unknown, replaced, cancelled or accepted). An expired
+        link answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1474,6 +1589,13 @@ class VenueServiceSync(Protocol):
         """
         Withdraws a pending invitation: its link stops working. NOT_FOUND if it
         is not pending.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def resend_manager_invitation(self, request: ResendManagerInvitationRequest, ctx: RequestContext[ResendManagerInvitationRequest, ResendManagerInvitationResponse], /) -> ResendManagerInvitationResponse:
+        """
+        Texts a pending invitation a new link, as ResendInvitation does for the
+        staff's.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1635,6 +1757,17 @@ class VenueServiceWSGIApplication(ConnectWSGIApplication):
                     ),
                     function=service.invite_member,
                 ),
+                "/ttip.venue.v1.VenueService/ResendInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ResendInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ResendInvitationRequest,
+                        output=ResendInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.resend_invitation,
+                ),
                 "/ttip.venue.v1.VenueService/GetInvitation": EndpointSync.unary(
                     method=MethodInfo(
                         name="GetInvitation",
@@ -1744,6 +1877,17 @@ class VenueServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.cancel_manager_invitation,
+                ),
+                "/ttip.venue.v1.VenueService/ResendManagerInvitation": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ResendManagerInvitation",
+                        service_name="ttip.venue.v1.VenueService",
+                        input=ResendManagerInvitationRequest,
+                        output=ResendManagerInvitationResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.resend_manager_invitation,
                 ),
                 "/ttip.venue.v1.VenueService/ListManagers": EndpointSync.unary(
                     method=MethodInfo(
@@ -2027,7 +2171,9 @@ class VenueServiceClientSync(ConnectClientSync):
     ) -> InviteMemberResponse:
         """
         Invites a person by phone: an SMS carries a link; they sign in with the
-        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff.
+        usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
+        or invited to it (ResendInvitation texts an invited number again). A link
+        works for 14 days.
         """
         return self.execute_unary(
             request=request,
@@ -2036,6 +2182,33 @@ class VenueServiceClientSync(ConnectClientSync):
                 service_name="ttip.venue.v1.VenueService",
                 input=InviteMemberRequest,
                 output=InviteMemberResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resend_invitation(
+        self,
+        request: ResendInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResendInvitationResponse:
+        """
+        Texts an invited member a new link (the one before stops working) that
+        works for 14 days. A repeat of the same key texts nothing more once its
+        link was texted. FAILED_PRECONDITION once the invitation is accepted or
+        the membership ended; RESOURCE_EXHAUSTED within a minute of the last link
+        texted (its SMS may still be on its way).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResendInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=ResendInvitationRequest,
+                output=ResendInvitationResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -2054,7 +2227,8 @@ class VenueServiceClientSync(ConnectClientSync):
         The venue an invitation link is from, for the join page before its reader
         signs in: the venue's name only (the invitation SMS names it too), nothing
         about the member. NOT_FOUND for a token naming no invitation (unknown or
-        replaced by a newer one) or a membership that has ended.
+        replaced by a newer one) or a membership that has ended. An expired link
+        answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         return self.execute_unary(
             request=request,
@@ -2194,7 +2368,8 @@ class VenueServiceClientSync(ConnectClientSync):
         Invites a co-manager by phone: an SMS carries a link; they sign in with
         that number and accept. A manager manages the venue as fully as whoever
         created it. A repeat of the same key (or a new invitation to the same
-        number) texts a fresh link and the older one stops working.
+        number) texts a fresh link and the older one stops working. A link works
+        for 14 days.
         FAILED_PRECONDITION for a number on the venue's staff: managers are not
         on the staff (their share of the pool would be theirs to set).
         """
@@ -2222,7 +2397,8 @@ class VenueServiceClientSync(ConnectClientSync):
         """
         The venue a manager's invitation link is from, for its page before its
         reader signs in: the venue's name only. NOT_FOUND for a token naming no
-        pending invitation (unknown, replaced, cancelled or accepted).
+        pending invitation (unknown, replaced, cancelled or accepted). An expired
+        link answers with expired set (accepting it is FAILED_PRECONDITION).
         """
         return self.execute_unary(
             request=request,
@@ -2282,6 +2458,30 @@ class VenueServiceClientSync(ConnectClientSync):
                 service_name="ttip.venue.v1.VenueService",
                 input=CancelManagerInvitationRequest,
                 output=CancelManagerInvitationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resend_manager_invitation(
+        self,
+        request: ResendManagerInvitationRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResendManagerInvitationResponse:
+        """
+        Texts a pending invitation a new link, as ResendInvitation does for the
+        staff's.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResendManagerInvitation",
+                service_name="ttip.venue.v1.VenueService",
+                input=ResendManagerInvitationRequest,
+                output=ResendManagerInvitationResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -288,7 +288,7 @@ class GetInvitationRequest(Message[_GetInvitationRequestFields]):
 
         token: str
 
-_GetInvitationResponseFields: TypeAlias = Literal["venue_name"]
+_GetInvitationResponseFields: TypeAlias = Literal["venue_name", "expired", "expires_at"]
 
 class GetInvitationResponse(Message[_GetInvitationResponseFields]):
     """
@@ -301,9 +301,20 @@ class GetInvitationResponse(Message[_GetInvitationResponseFields]):
             ```proto
             string venue_name = 1;
             ```
+        expired:
+            The link no longer works (expires_at has passed): the venue's manager may
+            text a new one.
+
+            ```proto
+            bool expired = 2;
+            ```
+        expires_at:
+            ```proto
+            optional google.protobuf.Timestamp expires_at = 3;
+            ```
     """
 
-    __slots__ = ("venue_name",)
+    __slots__ = ("venue_name", "expired", "expires_at")
 
     if TYPE_CHECKING:
 
@@ -311,10 +322,90 @@ class GetInvitationResponse(Message[_GetInvitationResponseFields]):
             self,
             *,
             venue_name: str = "",
+            expired: bool = False,
+            expires_at: Timestamp | None = None,
         ) -> None:
             pass
 
         venue_name: str
+        expired: bool
+        expires_at: Timestamp | None
+
+_ResendInvitationRequestFields: TypeAlias = Literal["venue_id", "member_id", "idempotency_key"]
+
+class ResendInvitationRequest(Message[_ResendInvitationRequestFields]):
+    """
+    ```proto
+    message ttip.venue.v1.ResendInvitationRequest
+    ```
+
+    Attributes:
+        venue_id:
+            ```proto
+            string venue_id = 1;
+            ```
+        member_id:
+            ```proto
+            string member_id = 2;
+            ```
+        idempotency_key:
+            ```proto
+            string idempotency_key = 3;
+            ```
+    """
+
+    __slots__ = ("venue_id", "member_id", "idempotency_key")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            venue_id: str = "",
+            member_id: str = "",
+            idempotency_key: str = "",
+        ) -> None:
+            pass
+
+        venue_id: str
+        member_id: str
+        idempotency_key: str
+
+_ResendInvitationResponseFields: TypeAlias = Literal["member", "invitation_sent"]
+
+class ResendInvitationResponse(Message[_ResendInvitationResponseFields]):
+    """
+    ```proto
+    message ttip.venue.v1.ResendInvitationResponse
+    ```
+
+    Attributes:
+        member:
+            ```proto
+            optional ttip.venue.v1.Member member = 1;
+            ```
+        invitation_sent:
+            False when the SMS could not be sent now: a repeat of the key tries again.
+
+            ```proto
+            bool invitation_sent = 2;
+            ```
+    """
+
+    __slots__ = ("member", "invitation_sent")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            member: Member | None = None,
+            invitation_sent: bool = False,
+        ) -> None:
+            pass
+
+        member: Member | None
+        invitation_sent: bool
 
 _AcceptInvitationRequestFields: TypeAlias = Literal["token"]
 
@@ -744,7 +835,7 @@ class GetManagerInvitationRequest(Message[_GetManagerInvitationRequestFields]):
 
         token: str
 
-_GetManagerInvitationResponseFields: TypeAlias = Literal["venue_name"]
+_GetManagerInvitationResponseFields: TypeAlias = Literal["venue_name", "expired", "expires_at"]
 
 class GetManagerInvitationResponse(Message[_GetManagerInvitationResponseFields]):
     """
@@ -757,9 +848,20 @@ class GetManagerInvitationResponse(Message[_GetManagerInvitationResponseFields])
             ```proto
             string venue_name = 1;
             ```
+        expired:
+            The link no longer works (expires_at has passed): a manager of the venue
+            may text a new one.
+
+            ```proto
+            bool expired = 2;
+            ```
+        expires_at:
+            ```proto
+            optional google.protobuf.Timestamp expires_at = 3;
+            ```
     """
 
-    __slots__ = ("venue_name",)
+    __slots__ = ("venue_name", "expired", "expires_at")
 
     if TYPE_CHECKING:
 
@@ -767,10 +869,14 @@ class GetManagerInvitationResponse(Message[_GetManagerInvitationResponseFields])
             self,
             *,
             venue_name: str = "",
+            expired: bool = False,
+            expires_at: Timestamp | None = None,
         ) -> None:
             pass
 
         venue_name: str
+        expired: bool
+        expires_at: Timestamp | None
 
 _AcceptManagerInvitationRequestFields: TypeAlias = Literal["token"]
 
@@ -885,6 +991,82 @@ class CancelManagerInvitationResponse(Message[_CancelManagerInvitationResponseFi
             self,
         ) -> None:
             pass
+
+_ResendManagerInvitationRequestFields: TypeAlias = Literal["venue_id", "invitation_id", "idempotency_key"]
+
+class ResendManagerInvitationRequest(Message[_ResendManagerInvitationRequestFields]):
+    """
+    ```proto
+    message ttip.venue.v1.ResendManagerInvitationRequest
+    ```
+
+    Attributes:
+        venue_id:
+            ```proto
+            string venue_id = 1;
+            ```
+        invitation_id:
+            ```proto
+            string invitation_id = 2;
+            ```
+        idempotency_key:
+            ```proto
+            string idempotency_key = 3;
+            ```
+    """
+
+    __slots__ = ("venue_id", "invitation_id", "idempotency_key")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            venue_id: str = "",
+            invitation_id: str = "",
+            idempotency_key: str = "",
+        ) -> None:
+            pass
+
+        venue_id: str
+        invitation_id: str
+        idempotency_key: str
+
+_ResendManagerInvitationResponseFields: TypeAlias = Literal["invitation", "invitation_sent"]
+
+class ResendManagerInvitationResponse(Message[_ResendManagerInvitationResponseFields]):
+    """
+    ```proto
+    message ttip.venue.v1.ResendManagerInvitationResponse
+    ```
+
+    Attributes:
+        invitation:
+            ```proto
+            optional ttip.venue.v1.ManagerInvitation invitation = 1;
+            ```
+        invitation_sent:
+            False when the SMS could not be sent now: a repeat of the key tries again.
+
+            ```proto
+            bool invitation_sent = 2;
+            ```
+    """
+
+    __slots__ = ("invitation", "invitation_sent")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            invitation: ManagerInvitation | None = None,
+            invitation_sent: bool = False,
+        ) -> None:
+            pass
+
+        invitation: ManagerInvitation | None
+        invitation_sent: bool
 
 _ListManagersRequestFields: TypeAlias = Literal["venue_id"]
 
@@ -2200,7 +2382,7 @@ class ReportFormat(Enum):
 
 
 _DESC = file_desc(
-    b'\n!ttip/venue/v1/venue_service.proto\x12\rttip.venue.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x19ttip/venue/v1/venue.proto\x1a\x1cttip/common/v1/options.proto"\xcf\x01\n\x0ePutRoleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x126\n\x07role_id\x18\x02 \x01(\tR\x06roleIdB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,31}$\x12\x1d\n\x04name\x18\x03 \x01(\tR\x04nameB\t\xbaH\x06r\x04\x10\x01\x18<\x12"\n\x06points\x18\x04 \x01(\x05R\x06pointsB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1d\n\nis_manager\x18\x05 \x01(\x08R\tisManager":\n\x0fPutRoleResponse\x12\'\n\x04role\x18\x01 \x01(\x0b2\x13.ttip.venue.v1.RoleR\x04role"7\n\x10ListRolesRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01">\n\x11ListRolesResponse\x12)\n\x05roles\x18\x01 \x03(\x0b2\x13.ttip.venue.v1.RoleR\x05roles"\xaf\x02\n\x13InviteMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x05phone\x18\x02 \x01(\tR\x05phoneB\t\xbaH\x06r\x04\x10\t\x18\x10\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x126\n\x07role_id\x18\x04 \x01(\tR\x06roleIdB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,31}$\x127\n\tjoined_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"n\n\x14InviteMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent"8\n\x14GetInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"6\n\x15GetInvitationResponse\x12\x1d\n\nvenue_name\x18\x01 \x01(\tR\tvenueName";\n\x17AcceptInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"I\n\x18AcceptInvitationResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\xc8\x01\n\x13UpdateMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x129\n\x07role_id\x18\x03 \x01(\tR\x06roleIdB \xbaH\x1d\xd8\x01\x01r\x182\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayNameB\x07\xbaH\x04r\x02\x18P"E\n\x14UpdateMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\xb8\x01\n\x13RemoveMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x07left_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x12 \n\x06reason\x18\x04 \x01(\tR\x06reasonB\x08\xbaH\x05r\x03\x18\xf4\x03"E\n\x14RemoveMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\\\n\x12ListMembersRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x0cinclude_left\x18\x02 \x01(\x08R\x0bincludeLeft"F\n\x13ListMembersResponse\x12/\n\x07members\x18\x01 \x03(\x0b2\x15.ttip.venue.v1.MemberR\x07members"\x15\n\x13ListMyVenuesRequest"O\n\x14ListMyVenuesResponse\x127\n\x0bmemberships\x18\x01 \x03(\x0b2\x15.ttip.venue.v1.MemberR\x0bmemberships"\xbf\x01\n\x14InviteManagerRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x05phone\x18\x02 \x01(\tR\x05phoneB\t\xbaH\x06r\x04\x10\t\x18\x10\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x123\n\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"\x82\x01\n\x15InviteManagerResponse\x12@\n\ninvitation\x18\x01 \x01(\x0b2 .ttip.venue.v1.ManagerInvitationR\ninvitation\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent"?\n\x1bGetManagerInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"=\n\x1cGetManagerInvitationResponse\x12\x1d\n\nvenue_name\x18\x01 \x01(\tR\tvenueName"B\n\x1eAcceptManagerInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"[\n\x1fAcceptManagerInvitationResponse\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName"t\n\x1eCancelManagerInvitationRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12-\n\rinvitation_id\x18\x02 \x01(\tR\x0cinvitationIdB\x08\xbaH\x05r\x03\xb0\x01\x01"!\n\x1fCancelManagerInvitationResponse":\n\x13ListManagersRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x8e\x01\n\x14ListManagersResponse\x122\n\x08managers\x18\x01 \x03(\x0b2\x16.ttip.venue.v1.ManagerR\x08managers\x12B\n\x0binvitations\x18\x02 \x03(\x0b2 .ttip.venue.v1.ManagerInvitationR\x0binvitations"^\n\x14RemoveManagerRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x17\n\x15RemoveManagerResponse"5\n\x0eClockInRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"=\n\x0fClockInResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"6\n\x0fClockOutRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01">\n\x10ClockOutResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"\xf6\x02\n\x12RecordShiftRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12A\n\nstarted_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAtB\x06\xbaH\x03\xc8\x01\x01\x12=\n\x08ended_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAtB\x06\xbaH\x03\xc8\x01\x01\x123\n\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01:]\xbaHZ\x1aX\n\x12record_shift.order\x12!ended_at must be after started_at\x1a\x1fthis.started_at < this.ended_at"A\n\x13RecordShiftResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"r\n\x13ImportShiftsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x03csv\x18\x02 \x01(\x0cR\x03csvB\x0b\xbaH\x08z\x06\x10\x01\x18\x80\x80@\x12\x17\n\x07dry_run\x18\x03 \x01(\x08R\x06dryRun"j\n\x14ImportShiftsResponse\x12\x1a\n\x08imported\x18\x01 \x01(\x05R\x08imported\x126\n\x08rejected\x18\x02 \x03(\x0b2\x1a.ttip.venue.v1.RejectedRowR\x08rejected"\x99\x01\n\x11ListShiftsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tmember_id\x18\x03 \x01(\tR\x08memberIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"B\n\x12ListShiftsResponse\x12,\n\x06shifts\x18\x01 \x03(\x0b2\x14.ttip.venue.v1.ShiftR\x06shifts"m\n\x0fGetHoursRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01"D\n\x10GetHoursResponse\x120\n\x05hours\x18\x01 \x03(\x0b2\x1a.ttip.venue.v1.MemberHoursR\x05hours"\xf3\x02\n\x13SetSplitRuleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12>\n\x06method\x18\x02 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06methodB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12)\n\x10include_managers\x18\x03 \x01(\x08R\x0fincludeManagers\x12G\n\x0cfixed_shares\x18\x04 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedSharesB\t\xbaH\x06\x92\x01\x03\x10\xf4\x03\x120\n\x14pool_individual_tips\x18\x05 \x01(\x08R\x12poolIndividualTips\x12\x1c\n\x04note\x18\x06 \x01(\tR\x04noteB\x08\xbaH\x05r\x03\x18\xf4\x03\x123\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"D\n\x14SetSplitRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b2\x18.ttip.venue.v1.SplitRuleR\x04rule"]\n\x13GetSplitRuleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07version\x18\x02 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02(\x00"D\n\x14GetSplitRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b2\x18.ttip.venue.v1.SplitRuleR\x04rule"<\n\x15ListSplitRulesRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"H\n\x16ListSplitRulesResponse\x12.\n\x05rules\x18\x01 \x03(\x0b2\x18.ttip.venue.v1.SplitRuleR\x05rules"x\n\x1aPreviewDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01"^\n\x1bPreviewDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"\xbe\x01\n\x1aConfirmDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12D\n\x12expected_collected\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11expectedCollected"x\n\x1bConfirmDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution\x12\x18\n\x07created\x18\x02 \x01(\x08R\x07created"\x98\x01\n\x1aReverseDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x121\n\x0fdistribution_id\x18\x02 \x01(\tR\x0edistributionIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x03 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"^\n\x1bReverseDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"p\n\x16GetDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x121\n\x0fdistribution_id\x18\x02 \x01(\tR\x0edistributionIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Z\n\x17GetDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"p\n\x18ListDistributionsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x90\x01\n\x19ListDistributionsResponse\x12A\n\rdistributions\x18\x01 \x03(\x0b2\x1b.ttip.venue.v1.DistributionR\rdistributions\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"F\n\x13ListMySharesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"x\n\x14ListMySharesResponse\x12.\n\x06shares\x18\x01 \x03(\x0b2\x16.ttip.venue.v1.MyShareR\x06shares\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xb5\x01\n\x16GetPeriodReportRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12?\n\x06format\x18\x03 \x01(\x0e2\x1b.ttip.venue.v1.ReportFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"\xca\x01\n\x17GetPeriodReportResponse\x12/\n\x05lines\x18\x01 \x03(\x0b2\x19.ttip.venue.v1.ReportLineR\x05lines\x123\n\tcollected\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x10\n\x03csv\x18\x04 \x01(\x0cR\x03csv"o\n\x17ListAuditRecordsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x82\x01\n\x18ListAuditRecordsResponse\x124\n\x07records\x18\x01 \x03(\x0b2\x1a.ttip.venue.v1.AuditRecordR\x07records\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page*\\\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n\x11REPORT_FORMAT_CSV\x10\x022\xfb\x18\n\x0cVenueService\x12M\n\x07PutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse"\x03\x90\x02\x02\x12S\n\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse"\x03\x90\x02\x01\x12W\n\x0cInviteMember\x12".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12e\n\rGetInvitation\x12#.ttip.venue.v1.GetInvitationRequest\x1a$.ttip.venue.v1.GetInvitationResponse"\t\x90\x02\x01\xca\xf3\x18\x02\x08\x01\x12s\n\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a\'.ttip.venue.v1.AcceptInvitationResponse"\x0e\xca\xf3\x18\n\x08\x02\x12\x06worker\x12W\n\x0cUpdateMember\x12".ttip.venue.v1.UpdateMemberRequest\x1a#.ttip.venue.v1.UpdateMemberResponse\x12W\n\x0cRemoveMember\x12".ttip.venue.v1.RemoveMemberRequest\x1a#.ttip.venue.v1.RemoveMemberResponse\x12Y\n\x0bListMembers\x12!.ttip.venue.v1.ListMembersRequest\x1a".ttip.venue.v1.ListMembersResponse"\x03\x90\x02\x01\x12\\\n\x0cListMyVenues\x12".ttip.venue.v1.ListMyVenuesRequest\x1a#.ttip.venue.v1.ListMyVenuesResponse"\x03\x90\x02\x01\x12Z\n\rInviteManager\x12#.ttip.venue.v1.InviteManagerRequest\x1a$.ttip.venue.v1.InviteManagerResponse\x12z\n\x14GetManagerInvitation\x12*.ttip.venue.v1.GetManagerInvitationRequest\x1a+.ttip.venue.v1.GetManagerInvitationResponse"\t\x90\x02\x01\xca\xf3\x18\x02\x08\x01\x12\x97\x01\n\x17AcceptManagerInvitation\x12-.ttip.venue.v1.AcceptManagerInvitationRequest\x1a..ttip.venue.v1.AcceptManagerInvitationResponse"\x1d\xca\xf3\x18\x19\x08\x02\x12\x06worker\x12\rvenue_manager\x12x\n\x17CancelManagerInvitation\x12-.ttip.venue.v1.CancelManagerInvitationRequest\x1a..ttip.venue.v1.CancelManagerInvitationResponse\x12\\\n\x0cListManagers\x12".ttip.venue.v1.ListManagersRequest\x1a#.ttip.venue.v1.ListManagersResponse"\x03\x90\x02\x01\x12Z\n\rRemoveManager\x12#.ttip.venue.v1.RemoveManagerRequest\x1a$.ttip.venue.v1.RemoveManagerResponse\x12H\n\x07ClockIn\x12\x1d.ttip.venue.v1.ClockInRequest\x1a\x1e.ttip.venue.v1.ClockInResponse\x12K\n\x08ClockOut\x12\x1e.ttip.venue.v1.ClockOutRequest\x1a\x1f.ttip.venue.v1.ClockOutResponse\x12T\n\x0bRecordShift\x12!.ttip.venue.v1.RecordShiftRequest\x1a".ttip.venue.v1.RecordShiftResponse\x12W\n\x0cImportShifts\x12".ttip.venue.v1.ImportShiftsRequest\x1a#.ttip.venue.v1.ImportShiftsResponse\x12V\n\nListShifts\x12 .ttip.venue.v1.ListShiftsRequest\x1a!.ttip.venue.v1.ListShiftsResponse"\x03\x90\x02\x01\x12P\n\x08GetHours\x12\x1e.ttip.venue.v1.GetHoursRequest\x1a\x1f.ttip.venue.v1.GetHoursResponse"\x03\x90\x02\x01\x12W\n\x0cSetSplitRule\x12".ttip.venue.v1.SetSplitRuleRequest\x1a#.ttip.venue.v1.SetSplitRuleResponse\x12\\\n\x0cGetSplitRule\x12".ttip.venue.v1.GetSplitRuleRequest\x1a#.ttip.venue.v1.GetSplitRuleResponse"\x03\x90\x02\x01\x12b\n\x0eListSplitRules\x12$.ttip.venue.v1.ListSplitRulesRequest\x1a%.ttip.venue.v1.ListSplitRulesResponse"\x03\x90\x02\x01\x12q\n\x13PreviewDistribution\x12).ttip.venue.v1.PreviewDistributionRequest\x1a*.ttip.venue.v1.PreviewDistributionResponse"\x03\x90\x02\x01\x12l\n\x13ConfirmDistribution\x12).ttip.venue.v1.ConfirmDistributionRequest\x1a*.ttip.venue.v1.ConfirmDistributionResponse\x12l\n\x13ReverseDistribution\x12).ttip.venue.v1.ReverseDistributionRequest\x1a*.ttip.venue.v1.ReverseDistributionResponse\x12e\n\x0fGetDistribution\x12%.ttip.venue.v1.GetDistributionRequest\x1a&.ttip.venue.v1.GetDistributionResponse"\x03\x90\x02\x01\x12k\n\x11ListDistributions\x12\'.ttip.venue.v1.ListDistributionsRequest\x1a(.ttip.venue.v1.ListDistributionsResponse"\x03\x90\x02\x01\x12\\\n\x0cListMyShares\x12".ttip.venue.v1.ListMySharesRequest\x1a#.ttip.venue.v1.ListMySharesResponse"\x03\x90\x02\x01\x12e\n\x0fGetPeriodReport\x12%.ttip.venue.v1.GetPeriodReportRequest\x1a&.ttip.venue.v1.GetPeriodReportResponse"\x03\x90\x02\x01\x12h\n\x10ListAuditRecords\x12&.ttip.venue.v1.ListAuditRecordsRequest\x1a\'.ttip.venue.v1.ListAuditRecordsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05adminb\x06proto3',
+    b'\n!ttip/venue/v1/venue_service.proto\x12\rttip.venue.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x19ttip/venue/v1/venue.proto\x1a\x1cttip/common/v1/options.proto"\xcf\x01\n\x0ePutRoleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x126\n\x07role_id\x18\x02 \x01(\tR\x06roleIdB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,31}$\x12\x1d\n\x04name\x18\x03 \x01(\tR\x04nameB\t\xbaH\x06r\x04\x10\x01\x18<\x12"\n\x06points\x18\x04 \x01(\x05R\x06pointsB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x00\x12\x1d\n\nis_manager\x18\x05 \x01(\x08R\tisManager":\n\x0fPutRoleResponse\x12\'\n\x04role\x18\x01 \x01(\x0b2\x13.ttip.venue.v1.RoleR\x04role"7\n\x10ListRolesRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01">\n\x11ListRolesResponse\x12)\n\x05roles\x18\x01 \x03(\x0b2\x13.ttip.venue.v1.RoleR\x05roles"\xaf\x02\n\x13InviteMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x05phone\x18\x02 \x01(\tR\x05phoneB\t\xbaH\x06r\x04\x10\t\x18\x10\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x126\n\x07role_id\x18\x04 \x01(\tR\x06roleIdB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,31}$\x127\n\tjoined_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"n\n\x14InviteMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent"8\n\x14GetInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"\x8b\x01\n\x15GetInvitationResponse\x12\x1d\n\nvenue_name\x18\x01 \x01(\tR\tvenueName\x12\x18\n\x07expired\x18\x02 \x01(\x08R\x07expired\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x9a\x01\n\x17ResendInvitationRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"r\n\x18ResendInvitationResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent";\n\x17AcceptInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"I\n\x18AcceptInvitationResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\xc8\x01\n\x13UpdateMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x129\n\x07role_id\x18\x03 \x01(\tR\x06roleIdB \xbaH\x1d\xd8\x01\x01r\x182\x16^[a-z][a-z0-9_]{1,31}$\x12*\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayNameB\x07\xbaH\x04r\x02\x18P"E\n\x14UpdateMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\xb8\x01\n\x13RemoveMemberRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x07left_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt\x12 \n\x06reason\x18\x04 \x01(\tR\x06reasonB\x08\xbaH\x05r\x03\x18\xf4\x03"E\n\x14RemoveMemberResponse\x12-\n\x06member\x18\x01 \x01(\x0b2\x15.ttip.venue.v1.MemberR\x06member"\\\n\x12ListMembersRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x0cinclude_left\x18\x02 \x01(\x08R\x0bincludeLeft"F\n\x13ListMembersResponse\x12/\n\x07members\x18\x01 \x03(\x0b2\x15.ttip.venue.v1.MemberR\x07members"\x15\n\x13ListMyVenuesRequest"O\n\x14ListMyVenuesResponse\x127\n\x0bmemberships\x18\x01 \x03(\x0b2\x15.ttip.venue.v1.MemberR\x0bmemberships"\xbf\x01\n\x14InviteManagerRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x05phone\x18\x02 \x01(\tR\x05phoneB\t\xbaH\x06r\x04\x10\t\x18\x10\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x123\n\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"\x82\x01\n\x15InviteManagerResponse\x12@\n\ninvitation\x18\x01 \x01(\x0b2 .ttip.venue.v1.ManagerInvitationR\ninvitation\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent"?\n\x1bGetManagerInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"\x92\x01\n\x1cGetManagerInvitationResponse\x12\x1d\n\nvenue_name\x18\x01 \x01(\tR\tvenueName\x12\x18\n\x07expired\x18\x02 \x01(\x08R\x07expired\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"B\n\x1eAcceptManagerInvitationRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01"[\n\x1fAcceptManagerInvitationResponse\x12\x19\n\x08venue_id\x18\x01 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x02 \x01(\tR\tvenueName"t\n\x1eCancelManagerInvitationRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12-\n\rinvitation_id\x18\x02 \x01(\tR\x0cinvitationIdB\x08\xbaH\x05r\x03\xb0\x01\x01"!\n\x1fCancelManagerInvitationResponse"\xa9\x01\n\x1eResendManagerInvitationRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12-\n\rinvitation_id\x18\x02 \x01(\tR\x0cinvitationIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"\x8c\x01\n\x1fResendManagerInvitationResponse\x12@\n\ninvitation\x18\x01 \x01(\x0b2 .ttip.venue.v1.ManagerInvitationR\ninvitation\x12\'\n\x0finvitation_sent\x18\x02 \x01(\x08R\x0einvitationSent":\n\x13ListManagersRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x8e\x01\n\x14ListManagersResponse\x122\n\x08managers\x18\x01 \x03(\x0b2\x16.ttip.venue.v1.ManagerR\x08managers\x12B\n\x0binvitations\x18\x02 \x03(\x0b2 .ttip.venue.v1.ManagerInvitationR\x0binvitations"^\n\x14RemoveManagerRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x17\n\x15RemoveManagerResponse"5\n\x0eClockInRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"=\n\x0fClockInResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"6\n\x0fClockOutRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01">\n\x10ClockOutResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"\xf6\x02\n\x12RecordShiftRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tmember_id\x18\x02 \x01(\tR\x08memberIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12A\n\nstarted_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAtB\x06\xbaH\x03\xc8\x01\x01\x12=\n\x08ended_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAtB\x06\xbaH\x03\xc8\x01\x01\x123\n\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01:]\xbaHZ\x1aX\n\x12record_shift.order\x12!ended_at must be after started_at\x1a\x1fthis.started_at < this.ended_at"A\n\x13RecordShiftResponse\x12*\n\x05shift\x18\x01 \x01(\x0b2\x14.ttip.venue.v1.ShiftR\x05shift"r\n\x13ImportShiftsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x03csv\x18\x02 \x01(\x0cR\x03csvB\x0b\xbaH\x08z\x06\x10\x01\x18\x80\x80@\x12\x17\n\x07dry_run\x18\x03 \x01(\x08R\x06dryRun"j\n\x14ImportShiftsResponse\x12\x1a\n\x08imported\x18\x01 \x01(\x05R\x08imported\x126\n\x08rejected\x18\x02 \x03(\x0b2\x1a.ttip.venue.v1.RejectedRowR\x08rejected"\x99\x01\n\x11ListShiftsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12(\n\tmember_id\x18\x03 \x01(\tR\x08memberIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"B\n\x12ListShiftsResponse\x12,\n\x06shifts\x18\x01 \x03(\x0b2\x14.ttip.venue.v1.ShiftR\x06shifts"m\n\x0fGetHoursRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01"D\n\x10GetHoursResponse\x120\n\x05hours\x18\x01 \x03(\x0b2\x1a.ttip.venue.v1.MemberHoursR\x05hours"\xf3\x02\n\x13SetSplitRuleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12>\n\x06method\x18\x02 \x01(\x0e2\x1a.ttip.venue.v1.SplitMethodR\x06methodB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12)\n\x10include_managers\x18\x03 \x01(\x08R\x0fincludeManagers\x12G\n\x0cfixed_shares\x18\x04 \x03(\x0b2\x19.ttip.venue.v1.FixedShareR\x0bfixedSharesB\t\xbaH\x06\x92\x01\x03\x10\xf4\x03\x120\n\x14pool_individual_tips\x18\x05 \x01(\x08R\x12poolIndividualTips\x12\x1c\n\x04note\x18\x06 \x01(\tR\x04noteB\x08\xbaH\x05r\x03\x18\xf4\x03\x123\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"D\n\x14SetSplitRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b2\x18.ttip.venue.v1.SplitRuleR\x04rule"]\n\x13GetSplitRuleRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07version\x18\x02 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02(\x00"D\n\x14GetSplitRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b2\x18.ttip.venue.v1.SplitRuleR\x04rule"<\n\x15ListSplitRulesRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01"H\n\x16ListSplitRulesResponse\x12.\n\x05rules\x18\x01 \x03(\x0b2\x18.ttip.venue.v1.SplitRuleR\x05rules"x\n\x1aPreviewDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01"^\n\x1bPreviewDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"\xbe\x01\n\x1aConfirmDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12D\n\x12expected_collected\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11expectedCollected"x\n\x1bConfirmDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution\x12\x18\n\x07created\x18\x02 \x01(\x08R\x07created"\x98\x01\n\x1aReverseDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x121\n\x0fdistribution_id\x18\x02 \x01(\tR\x0edistributionIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x03 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"^\n\x1bReverseDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"p\n\x16GetDistributionRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x121\n\x0fdistribution_id\x18\x02 \x01(\tR\x0edistributionIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Z\n\x17GetDistributionResponse\x12?\n\x0cdistribution\x18\x01 \x01(\x0b2\x1b.ttip.venue.v1.DistributionR\x0cdistribution"p\n\x18ListDistributionsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x90\x01\n\x19ListDistributionsResponse\x12A\n\rdistributions\x18\x01 \x03(\x0b2\x1b.ttip.venue.v1.DistributionR\rdistributions\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"F\n\x13ListMySharesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"x\n\x14ListMySharesResponse\x12.\n\x06shares\x18\x01 \x03(\x0b2\x16.ttip.venue.v1.MyShareR\x06shares\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xb5\x01\n\x16GetPeriodReportRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06period\x18\x02 \x01(\x0b2\x15.ttip.venue.v1.PeriodR\x06periodB\x06\xbaH\x03\xc8\x01\x01\x12?\n\x06format\x18\x03 \x01(\x0e2\x1b.ttip.venue.v1.ReportFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00"\xca\x01\n\x17GetPeriodReportResponse\x12/\n\x05lines\x18\x01 \x03(\x0b2\x19.ttip.venue.v1.ReportLineR\x05lines\x123\n\tcollected\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tcollected\x127\n\x0bdistributed\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12\x10\n\x03csv\x18\x04 \x01(\x0cR\x03csv"o\n\x17ListAuditRecordsRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x04page\x18\x02 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"\x82\x01\n\x18ListAuditRecordsResponse\x124\n\x07records\x18\x01 \x03(\x0b2\x1a.ttip.venue.v1.AuditRecordR\x07records\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page*\\\n\x0cReportFormat\x12\x1d\n\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n\x11REPORT_FORMAT_CSV\x10\x022\xda\x1a\n\x0cVenueService\x12M\n\x07PutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse"\x03\x90\x02\x02\x12S\n\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse"\x03\x90\x02\x01\x12W\n\x0cInviteMember\x12".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12c\n\x10ResendInvitation\x12&.ttip.venue.v1.ResendInvitationRequest\x1a\'.ttip.venue.v1.ResendInvitationResponse\x12e\n\rGetInvitation\x12#.ttip.venue.v1.GetInvitationRequest\x1a$.ttip.venue.v1.GetInvitationResponse"\t\x90\x02\x01\xca\xf3\x18\x02\x08\x01\x12s\n\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a\'.ttip.venue.v1.AcceptInvitationResponse"\x0e\xca\xf3\x18\n\x08\x02\x12\x06worker\x12W\n\x0cUpdateMember\x12".ttip.venue.v1.UpdateMemberRequest\x1a#.ttip.venue.v1.UpdateMemberResponse\x12W\n\x0cRemoveMember\x12".ttip.venue.v1.RemoveMemberRequest\x1a#.ttip.venue.v1.RemoveMemberResponse\x12Y\n\x0bListMembers\x12!.ttip.venue.v1.ListMembersRequest\x1a".ttip.venue.v1.ListMembersResponse"\x03\x90\x02\x01\x12\\\n\x0cListMyVenues\x12".ttip.venue.v1.ListMyVenuesRequest\x1a#.ttip.venue.v1.ListMyVenuesResponse"\x03\x90\x02\x01\x12Z\n\rInviteManager\x12#.ttip.venue.v1.InviteManagerRequest\x1a$.ttip.venue.v1.InviteManagerResponse\x12z\n\x14GetManagerInvitation\x12*.ttip.venue.v1.GetManagerInvitationRequest\x1a+.ttip.venue.v1.GetManagerInvitationResponse"\t\x90\x02\x01\xca\xf3\x18\x02\x08\x01\x12\x97\x01\n\x17AcceptManagerInvitation\x12-.ttip.venue.v1.AcceptManagerInvitationRequest\x1a..ttip.venue.v1.AcceptManagerInvitationResponse"\x1d\xca\xf3\x18\x19\x08\x02\x12\x06worker\x12\rvenue_manager\x12x\n\x17CancelManagerInvitation\x12-.ttip.venue.v1.CancelManagerInvitationRequest\x1a..ttip.venue.v1.CancelManagerInvitationResponse\x12x\n\x17ResendManagerInvitation\x12-.ttip.venue.v1.ResendManagerInvitationRequest\x1a..ttip.venue.v1.ResendManagerInvitationResponse\x12\\\n\x0cListManagers\x12".ttip.venue.v1.ListManagersRequest\x1a#.ttip.venue.v1.ListManagersResponse"\x03\x90\x02\x01\x12Z\n\rRemoveManager\x12#.ttip.venue.v1.RemoveManagerRequest\x1a$.ttip.venue.v1.RemoveManagerResponse\x12H\n\x07ClockIn\x12\x1d.ttip.venue.v1.ClockInRequest\x1a\x1e.ttip.venue.v1.ClockInResponse\x12K\n\x08ClockOut\x12\x1e.ttip.venue.v1.ClockOutRequest\x1a\x1f.ttip.venue.v1.ClockOutResponse\x12T\n\x0bRecordShift\x12!.ttip.venue.v1.RecordShiftRequest\x1a".ttip.venue.v1.RecordShiftResponse\x12W\n\x0cImportShifts\x12".ttip.venue.v1.ImportShiftsRequest\x1a#.ttip.venue.v1.ImportShiftsResponse\x12V\n\nListShifts\x12 .ttip.venue.v1.ListShiftsRequest\x1a!.ttip.venue.v1.ListShiftsResponse"\x03\x90\x02\x01\x12P\n\x08GetHours\x12\x1e.ttip.venue.v1.GetHoursRequest\x1a\x1f.ttip.venue.v1.GetHoursResponse"\x03\x90\x02\x01\x12W\n\x0cSetSplitRule\x12".ttip.venue.v1.SetSplitRuleRequest\x1a#.ttip.venue.v1.SetSplitRuleResponse\x12\\\n\x0cGetSplitRule\x12".ttip.venue.v1.GetSplitRuleRequest\x1a#.ttip.venue.v1.GetSplitRuleResponse"\x03\x90\x02\x01\x12b\n\x0eListSplitRules\x12$.ttip.venue.v1.ListSplitRulesRequest\x1a%.ttip.venue.v1.ListSplitRulesResponse"\x03\x90\x02\x01\x12q\n\x13PreviewDistribution\x12).ttip.venue.v1.PreviewDistributionRequest\x1a*.ttip.venue.v1.PreviewDistributionResponse"\x03\x90\x02\x01\x12l\n\x13ConfirmDistribution\x12).ttip.venue.v1.ConfirmDistributionRequest\x1a*.ttip.venue.v1.ConfirmDistributionResponse\x12l\n\x13ReverseDistribution\x12).ttip.venue.v1.ReverseDistributionRequest\x1a*.ttip.venue.v1.ReverseDistributionResponse\x12e\n\x0fGetDistribution\x12%.ttip.venue.v1.GetDistributionRequest\x1a&.ttip.venue.v1.GetDistributionResponse"\x03\x90\x02\x01\x12k\n\x11ListDistributions\x12\'.ttip.venue.v1.ListDistributionsRequest\x1a(.ttip.venue.v1.ListDistributionsResponse"\x03\x90\x02\x01\x12\\\n\x0cListMyShares\x12".ttip.venue.v1.ListMySharesRequest\x1a#.ttip.venue.v1.ListMySharesResponse"\x03\x90\x02\x01\x12e\n\x0fGetPeriodReport\x12%.ttip.venue.v1.GetPeriodReportRequest\x1a&.ttip.venue.v1.GetPeriodReportResponse"\x03\x90\x02\x01\x12h\n\x10ListAuditRecords\x12&.ttip.venue.v1.ListAuditRecordsRequest\x1a\'.ttip.venue.v1.ListAuditRecordsResponse"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05adminb\x06proto3',
     [
         validate_pb.desc(),
         timestamp_pb.desc(),
@@ -2218,6 +2400,8 @@ _DESC = file_desc(
         "InviteMemberResponse": InviteMemberResponse,
         "GetInvitationRequest": GetInvitationRequest,
         "GetInvitationResponse": GetInvitationResponse,
+        "ResendInvitationRequest": ResendInvitationRequest,
+        "ResendInvitationResponse": ResendInvitationResponse,
         "AcceptInvitationRequest": AcceptInvitationRequest,
         "AcceptInvitationResponse": AcceptInvitationResponse,
         "UpdateMemberRequest": UpdateMemberRequest,
@@ -2236,6 +2420,8 @@ _DESC = file_desc(
         "AcceptManagerInvitationResponse": AcceptManagerInvitationResponse,
         "CancelManagerInvitationRequest": CancelManagerInvitationRequest,
         "CancelManagerInvitationResponse": CancelManagerInvitationResponse,
+        "ResendManagerInvitationRequest": ResendManagerInvitationRequest,
+        "ResendManagerInvitationResponse": ResendManagerInvitationResponse,
         "ListManagersRequest": ListManagersRequest,
         "ListManagersResponse": ListManagersResponse,
         "RemoveManagerRequest": RemoveManagerRequest,

@@ -1,0 +1,76 @@
+// An invitation's link (to the staff, to manage a venue): a random token of which only the hash is kept, working
+// for a fixed time, texted again at most once a minute. Shared by both kinds of invitation.
+import { createHash, randomBytes } from "node:crypto";
+import type { Client } from "@connectrpc/connect";
+import { Channel, type TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import type { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { InvalidStateError, type Logger, RateLimitedError } from "@ttip/runtime";
+
+/** How long a link works: two weeks to read an SMS and sign in, not a link found in an old phone a year on. */
+export const LINK_TTL_MS = 14 * 86_400_000;
+/** A new link no sooner than this after the last texted: its SMS may still be on its way, and a new one voids it. */
+export const RESEND_SPACING_MS = 60_000;
+
+export const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+export interface InvitationLink {
+  /** Goes in the SMS only. */
+  token: string;
+  hash: string;
+  sentAt: Date;
+  expiresAt: Date;
+}
+
+export function newLink(now: number): InvitationLink {
+  const token = randomBytes(24).toString("base64url");
+  return { token, hash: hashToken(token), sentAt: new Date(now), expiresAt: new Date(now + LINK_TTL_MS) };
+}
+
+/** Whether the link has stopped working (NULL: no link is pending, nothing to expire). */
+export const linkExpired = (expiresAt: Date | null, now: number) => expiresAt !== null && expiresAt.getTime() <= now;
+
+/** Refuses accepting an expired link, saying when it stopped and what to do. */
+export function requireLinkLive(expiresAt: Date | null, now: number): void {
+  if (linkExpired(expiresAt, now)) {
+    throw new InvalidStateError(`token: this invitation's link stopped working on ${expiresAt!.toISOString().slice(0, 10)}; ask the venue's manager to send it again`);
+  }
+}
+
+/** Refuses a new link within RESEND_SPACING_MS of the last one texted. */
+export function requireResendDue(sentAt: Date | null, texted: boolean, now: number): void {
+  if (!sentAt || !texted) return;
+  const waitMs = sentAt.getTime() + RESEND_SPACING_MS - now;
+  if (waitMs > 0) {
+    throw new RateLimitedError(`the invitation was texted less than a minute ago (its SMS may still be on its way); send it again in ${Math.ceil(waitMs / 1000)} s`, Math.ceil(waitMs / 1000));
+  }
+}
+
+export interface LinkSms {
+  /** Notification's idempotency key: one SMS per link. */
+  key: string;
+  phone: string;
+  template: TemplateKey;
+  venueName: string;
+  url: string;
+}
+
+/**
+ * Texts a link; once notification has taken the SMS, `markTexted` records it (a resend's spacing counts from it).
+ * False when it could not be sent now: sending again retries, with a new link.
+ */
+export async function textLink(notification: Client<typeof NotificationInternalService>, logger: Logger, sms: LinkSms, markTexted: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await notification.sendNotification({
+      idempotencyKey: sms.key,
+      recipient: { case: "phone", value: sms.phone },
+      templateKey: sms.template,
+      variables: { venue: sms.venueName, link: sms.url },
+      channels: [Channel.SMS],
+    }, { timeoutMs: 5_000 });
+  } catch (err) {
+    logger.warn({ key: sms.key, err: (err as Error).message }, "invitation SMS not sent; sending it again retries");
+    return false;
+  }
+  await markTexted();
+  return true;
+}

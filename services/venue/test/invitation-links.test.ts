@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { createHash, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { MemberStatus } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { AdjustableClock } from "@ttip/runtime";
+import { testPhone } from "@ttip/runtime/testing";
+import { LINK_TTL_MS, RESEND_SPACING_MS } from "../src/invitation-link.js";
+import { eventually, startHarness, type Harness } from "./setup.js";
+
+const rejects = (code: Code, message: RegExp) => (e: ConnectError) => {
+  assert.equal(Code[e.code], Code[code], e.message);
+  assert.match(e.message, message);
+  return true;
+};
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+describe("invitation links: they expire, and a pending invitation is texted a new one", () => {
+  const clock = new AdjustableClock();
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ clock });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  /** The links texted to a number "07…", oldest first (`path`: "" for the staff's, "manage/" for a manager's). */
+  const linksTo = (phone: string, path: "" | "manage/") => h.sim.sent
+    .filter((m) => m.to.replace(/^\+/, "") === `254${phone.slice(1)}`)
+    .map((m) => new RegExp(`/join/${path}([A-Za-z0-9_-]{16,})`).exec(m.body)?.[1])
+    .filter((link): link is string => !!link);
+  /** The link the row holds now, once its SMS has arrived. */
+  const currentLink = (phone: string, path: "" | "manage/", hashNow: () => Promise<string | null>) =>
+    eventually(async () => {
+      const hash = await hashNow();
+      return linksTo(phone, path).find((link) => sha256(link) === hash);
+    }, "the invitation's SMS");
+  const staffHash = (memberId: string) => async () =>
+    (await h.t.db.pool.query("SELECT invite_token_hash FROM venue.members WHERE member_id = $1", [memberId])).rows[0]?.invite_token_hash ?? null;
+  const managerHash = (invitationId: string) => async () =>
+    (await h.t.db.pool.query("SELECT token_hash FROM venue.manager_invitations WHERE invitation_id = $1", [invitationId])).rows[0]?.token_hash ?? null;
+
+  test("staff: invited again from the list, a new link voids the old, at most once a minute, a repeat of its key texts nothing; an expired link is refused and a new one works", async () => {
+    const v = await h.newVenue("Kilimanjaro Bar");
+    const phone = testPhone({ format: "07" });
+    const invited = await v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Wanjiru", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    assert.ok(invited.invitationSent);
+    const memberId = invited.member!.memberId;
+    const sentAt = clock.now();
+    const expires = timestampDate(invited.member!.invitationExpiresAt!).getTime();
+    assert.ok(Math.abs(expires - (sentAt + LINK_TTL_MS)) < 5_000, `expires ${new Date(expires).toISOString()}`);
+    const first = await currentLink(phone, "", staffHash(memberId));
+    const anyone = h.t.client(VenueService);
+    assert.deepEqual([(await anyone.getInvitation({ token: first })).venueName, (await anyone.getInvitation({ token: first })).expired], ["Kilimanjaro Bar", false]);
+
+    // Inviting the number again under a new key is refused, naming where to send it again (before, it said "on the staff").
+    await assert.rejects(v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Wanjiru", roleId: "front_of_house", idempotencyKey: randomUUID() }),
+      rejects(Code.AlreadyExists, /^\[already_exists\] phone: this number is already invited .*send its invitation again/));
+
+    // Within a minute of the first SMS: refused, with when to retry; nothing changed.
+    const key = randomUUID();
+    await assert.rejects(v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: key }), (e: ConnectError) => {
+      rejects(Code.ResourceExhausted, /less than a minute ago/)(e);
+      assert.ok(Number(e.metadata.get("retry-after")) > 0 && Number(e.metadata.get("retry-after")) <= RESEND_SPACING_MS / 1000);
+      return true;
+    });
+    assert.equal(await staffHash(memberId)(), sha256(first));
+
+    clock.advance(RESEND_SPACING_MS);
+    const resent = await v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: key });
+    assert.ok(resent.invitationSent);
+    assert.equal(resent.member!.status, MemberStatus.INVITED);
+    const second = await currentLink(phone, "", staffHash(memberId));
+    assert.notEqual(second, first);
+    await assert.rejects(anyone.getInvitation({ token: first }), rejects(Code.NotFound, /token/));
+    // A repeat of the key (a lost answer) texts nothing more and keeps the link.
+    const texted = linksTo(phone, "").length;
+    assert.ok((await v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: key })).invitationSent);
+    assert.equal(await staffHash(memberId)(), sha256(second));
+    assert.equal(linksTo(phone, "").length, texted);
+
+    // Fourteen days on, the link says so (publicly, with its date) and accepting it changes nothing.
+    clock.advance(LINK_TTL_MS);
+    const lookedUp = await anyone.getInvitation({ token: second });
+    assert.equal(lookedUp.expired, true);
+    assert.ok(timestampDate(lookedUp.expiresAt!).getTime() <= clock.now());
+    const worker = h.asWorker(randomUUID());
+    await assert.rejects(worker.acceptInvitation({ token: second }), rejects(Code.FailedPrecondition, /^\[failed_precondition\] token: this invitation's link stopped working on \d{4}-\d\d-\d\d; ask the venue's manager/));
+    const [listed] = (await v.api.listMembers({ venueId: v.venueId })).members;
+    assert.deepEqual([listed.status, listed.workerId], [MemberStatus.INVITED, ""]);
+
+    // A new link works for another fourteen days, and once accepted there is nothing to send again.
+    await v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: randomUUID() });
+    const third = await currentLink(phone, "", staffHash(memberId));
+    assert.equal((await anyone.getInvitation({ token: third })).expired, false);
+    assert.equal((await worker.acceptInvitation({ token: third })).member!.status, MemberStatus.ACTIVE);
+    const [joined] = (await v.api.listMembers({ venueId: v.venueId })).members;
+    assert.equal(joined.invitationExpiresAt, undefined);
+    clock.advance(RESEND_SPACING_MS);
+    await assert.rejects(v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: randomUUID() }), rejects(Code.FailedPrecondition, /^\[failed_precondition\] member_id: they accepted/));
+    await assert.rejects(v.api.resendInvitation({ venueId: v.venueId, memberId: randomUUID(), idempotencyKey: randomUUID() }), rejects(Code.NotFound, /^\[not_found\] member_id/));
+    const { rows: audit } = await h.t.db.pool.query("SELECT action FROM venue.audit_records WHERE venue_id = $1 AND action = 'member.invitation_resent'", [v.venueId]);
+    assert.equal(audit.length, 2);
+  });
+
+  test("a manager's invitation: expired, refused to its own number; texted again, accepted; a cancelled one is not sent again", async () => {
+    const v = await h.newVenue("Nyama Mama");
+    const phone = testPhone({ format: "07" });
+    const userId = randomUUID();
+    await h.t.db.pool.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, $3)", [userId, `254${phone.slice(1)}`, ["worker"]]);
+    const invitee = h.t.client(VenueService, { subject: userId, roles: ["worker"] });
+    const { invitation } = await v.api.inviteManager({ venueId: v.venueId, phone, displayName: "Otieno", idempotencyKey: randomUUID() });
+    const first = await currentLink(phone, "manage/", managerHash(invitation!.invitationId));
+    const listedExpiry = (await v.api.listManagers({ venueId: v.venueId })).invitations[0].expiresAt;
+    assert.equal(timestampDate(listedExpiry!).getTime(), timestampDate(invitation!.expiresAt!).getTime());
+
+    clock.advance(LINK_TTL_MS + 1_000);
+    assert.equal((await h.t.client(VenueService).getManagerInvitation({ token: first })).expired, true);
+    await assert.rejects(invitee.acceptManagerInvitation({ token: first }), rejects(Code.FailedPrecondition, /stopped working/));
+    const { rows: [roles] } = await h.t.db.pool.query("SELECT roles FROM auth.users WHERE user_id = $1", [userId]);
+    assert.deepEqual(roles.roles, ["worker"]);
+
+    const resent = await v.api.resendManagerInvitation({ venueId: v.venueId, invitationId: invitation!.invitationId, idempotencyKey: randomUUID() });
+    assert.ok(timestampDate(resent.invitation!.expiresAt!).getTime() > clock.now() + LINK_TTL_MS - 60_000);
+    const second = await currentLink(phone, "manage/", managerHash(invitation!.invitationId));
+    await assert.rejects(invitee.acceptManagerInvitation({ token: first }), rejects(Code.NotFound, /token/));
+    assert.equal((await invitee.acceptManagerInvitation({ token: second })).venueId, v.venueId);
+    await assert.rejects(v.api.resendManagerInvitation({ venueId: v.venueId, invitationId: invitation!.invitationId, idempotencyKey: randomUUID() }),
+      rejects(Code.FailedPrecondition, /^\[failed_precondition\] invitation_id: this invitation was accepted/));
+
+    const other = await v.api.inviteManager({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Akinyi", idempotencyKey: randomUUID() });
+    await v.api.cancelManagerInvitation({ venueId: v.venueId, invitationId: other.invitation!.invitationId });
+    await assert.rejects(v.api.resendManagerInvitation({ venueId: v.venueId, invitationId: other.invitation!.invitationId, idempotencyKey: randomUUID() }),
+      rejects(Code.FailedPrecondition, /cancelled/));
+  });
+});
