@@ -276,7 +276,7 @@ describe("the venue's staff invitation form (chromium)", () => {
     assert.match(await row.innerText(), new RegExp(`2547\\*{6}${invited.slice(-2)}`), "the invited number still shown");
   });
 
-  test("an invitation is sent again from the staff list: a new link, the old one no longer works; an expired link says when it stopped, with no button to press", async () => {
+  test("an invitation is sent again from the staff list: a new link, the old one no longer works; an expired link says when it stopped, with no button to press; then it is cancelled", async () => {
     const venue = await h.venue("Pilipili Grill");
     const phone = testPhone({ format: "07" });
     await h.api(VenueService, venue.managerToken).inviteMember({ venueId: venue.id, phone, displayName: "Pendo", roleId: "bar", idempotencyKey: randomUUID() });
@@ -315,5 +315,11 @@ describe("the venue's staff invitation form (chromium)", () => {
     await swahili.getByRole("alert").filter({ hasText: /Kiungo cha mwaliko huu kiliacha kufanya kazi tarehe .+\. Muombe meneja wa Pilipili Grill akutumie tena/ }).waitFor({ timeout: 30_000 });
     const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
     assert.deepEqual(members.map((m) => [m.displayName, m.workerId]), [["Pendo", ""]], "nothing accepted");
+
+    // Withdrawn from the list: the row says so, with nothing left to press.
+    await row.getByRole("button", { name: "Cancel Pendo's invitation" }).click();
+    await page.getByRole("status").filter({ hasText: "Pendo's invitation is cancelled: its link no longer works." }).waitFor({ timeout: 30_000 });
+    await row.getByText("invitation cancelled").waitFor({ timeout: 30_000 });
+    assert.equal(await row.getByRole("button").count(), 0, "nothing to send again or cancel");
   });
 });

@@ -52,6 +52,13 @@ async function replaceLink(tx: Queryable, m: MemberRow, link: InvitationLink, ke
   return rows[0];
 }
 
+/** When a removal takes effect: as asked, or at their start when that is still ahead (a membership that never begins). */
+function endOf(m: MemberRow, asked: Date, now: number): Date {
+  if (asked.getTime() >= m.joined_at.getTime()) return asked;
+  if (m.joined_at.getTime() > now) return m.joined_at;
+  throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
+}
+
 export interface MembersConfig {
   /** The page the invitation links to; the token is appended as a path segment. */
   joinUrl: string;
@@ -207,16 +214,18 @@ export class Members {
   /**
    * From left_at on, nothing is theirs; an open shift is closed at that time. A clock-in open over 24 hours by
    * then is left open (staleOpenShift): a day's hours are not taken on the worker's word, and the manager's
-   * RecordShift replaces it with the shift worked.
+   * RecordShift replaces it with the shift worked. Before their start date, the membership ends at it (it never
+   * begins: a hire that fell through); an invitation not yet accepted is withdrawn, its link voided.
    */
   async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string): Promise<MemberRow> {
-    const at = leftAt ?? new Date();
-    if (at.getTime() > Date.now() + 60_000) throw fieldError("left_at", "must not be in the future");
+    const now = Date.now();
+    const asked = leftAt ?? new Date(now);
+    if (asked.getTime() > now + 60_000) throw fieldError("left_at", "must not be in the future");
     const m = await withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
       if (m.left_at) return m;
-      if (at.getTime() < m.joined_at.getTime()) throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
+      const at = endOf(m, asked, now);
       const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);
       await tx.query(
         `UPDATE venue.shifts SET ended_at = GREATEST($2, started_at + interval '1 minute')
@@ -224,7 +233,8 @@ export class Members {
         [memberId, at],
       );
       await memberEvent(tx, rows[0], "left");
-      await audit(tx, venueId, caller.subject, "member.left", { member_id: memberId, left_at: at, reason });
+      const action = m.worker_id ? "member.left" : "member.invitation_cancelled";
+      await audit(tx, venueId, caller.subject, action, { member_id: memberId, left_at: at, reason });
       return rows[0];
     });
     await this.syncQrStaff(m, "remove");

@@ -85,8 +85,18 @@ export interface MemberRow {
   invite_texted: boolean;
 }
 
+/**
+ * A membership is current until it ends: at left_at, or at once when it ends at or before its start (removed
+ * before their first day: it never began). The SQL twin of memberEnded.
+ */
+const CURRENT_MEMBERSHIP = "(left_at IS NULL OR (left_at > now() AND left_at > joined_at))";
+
+function memberEnded(m: MemberRow, now: number): boolean {
+  return !!m.left_at && (m.left_at.getTime() <= now || m.left_at.getTime() <= m.joined_at.getTime());
+}
+
 export function memberStatus(m: MemberRow, now = Date.now()): MemberStatus {
-  if (m.left_at && m.left_at.getTime() <= now) return MemberStatus.LEFT;
+  if (memberEnded(m, now)) return m.worker_id ? MemberStatus.LEFT : MemberStatus.CANCELLED;
   return m.worker_id ? MemberStatus.ACTIVE : MemberStatus.INVITED;
 }
 
@@ -111,7 +121,7 @@ export function toMember(m: MemberRow, venueName = ""): Member {
 /** The caller's current (not left) membership of the venue, if any. */
 export async function currentMemberOf(db: Queryable, venueId: string, workerId: string): Promise<MemberRow | undefined> {
   const { rows } = await db.query<MemberRow>(
-    `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND (left_at IS NULL OR left_at > now())`,
+    `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND ${CURRENT_MEMBERSHIP}`,
     [venueId, workerId],
   );
   return rows[0];
@@ -125,7 +135,7 @@ export async function memberById(db: Queryable, venueId: string, memberId: strin
 /** The venue's staff in joining order; those who left only when asked. */
 export async function membersOf(db: Queryable, venueId: string, includeLeft: boolean): Promise<MemberRow[]> {
   const { rows } = await db.query<MemberRow>(
-    `SELECT * FROM venue.members WHERE venue_id = $1 AND ($2 OR left_at IS NULL OR left_at > now()) ORDER BY joined_at, member_id`,
+    `SELECT * FROM venue.members WHERE venue_id = $1 AND ($2 OR ${CURRENT_MEMBERSHIP}) ORDER BY joined_at, member_id`,
     [venueId, includeLeft],
   );
   return rows;
@@ -178,11 +188,14 @@ export async function shiftsTouching(db: Queryable, venueId: string, memberId: s
   return rows;
 }
 
-/** Everyone who was ever on the staff before the period ended, in joining order (the last tie-break of a split). */
+/**
+ * Everyone who was ever on the staff before the period ended, in joining order (the last tie-break of a split);
+ * not a membership that ended before it began (no time on the staff: nothing to say of it in a split).
+ */
 export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date): Promise<RosterMember[]> {
   const { rows } = await db.query<MemberRow & { points: number; is_manager: boolean }>(
     `SELECT m.*, r.points, r.is_manager FROM venue.members m JOIN venue.roles r USING (venue_id, role_id)
-      WHERE m.venue_id = $1 AND m.joined_at < $2 ORDER BY m.joined_at, m.member_id`,
+      WHERE m.venue_id = $1 AND m.joined_at < $2 AND (m.left_at IS NULL OR m.left_at > m.joined_at) ORDER BY m.joined_at, m.member_id`,
     [venueId, periodEnd],
   );
   return rows.map((m) => ({

@@ -113,6 +113,7 @@ const en = {
   v_stInvited: "invited",
   v_stActive: "active",
   v_stLeft: "left",
+  v_stCancelled: "invitation cancelled",
   v_errCsv: "Choose a CSV file or paste its lines (header: member,start,end).",
   v_errShift: "Give the shift's start and end as a date and time.",
   v_refusedRows: "Refused rows",
@@ -253,6 +254,7 @@ const en = {
   v_aManagerInvitationCancelled: "Cancelled {name}'s invitation to manage the venue.",
   v_aManagerInvitationResent: "Sent {name} a new link to manage the venue.",
   v_aInvitationResent: "Sent {name} a new link to join the staff.",
+  v_aInvitationCancelled: "Cancelled {name}'s invitation to the staff.",
   v_aManagerRemoved: "{name} no longer manages the venue.",
   v_aSomeManager: "A manager",
 };
@@ -370,6 +372,7 @@ const sw: VenueMessages = {
   v_stInvited: "amealikwa",
   v_stActive: "yupo kazini",
   v_stLeft: "ameondoka",
+  v_stCancelled: "mwaliko umefutwa",
   v_errCsv: "Chagua faili la CSV au bandika mistari yake (kichwa: member,start,end).",
   v_errShift: "Weka mwanzo na mwisho wa zamu kama tarehe na saa.",
   v_refusedRows: "Mistari iliyokataliwa",
@@ -509,6 +512,7 @@ const sw: VenueMessages = {
   v_aManagerInvitationCancelled: "Amefuta mwaliko wa {name} wa kusimamia biashara.",
   v_aManagerInvitationResent: "Amemtumia {name} kiungo kipya cha kusimamia biashara.",
   v_aInvitationResent: "Amemtumia {name} kiungo kipya cha kujiunga na wafanyakazi.",
+  v_aInvitationCancelled: "Amefuta mwaliko wa {name} wa kujiunga na wafanyakazi.",
   v_aManagerRemoved: "{name} si meneja wa biashara tena.",
   v_aSomeManager: "Meneja",
 };

@@ -36,6 +36,7 @@ const SENTENCES: Partial<Record<string, (t: T, d: Detail, n: AuditNames, locale:
   "role.changed": (t, d, n) => t("v_aRoleChanged", { role: n.role(str(d, "role_id")), points: str(d, "points") }),
   "member.invited": (t, d, n) => t("v_aInvited", { name: memberName(t, d, n), role: n.role(str(d, "role_id")) }),
   "member.invitation_resent": (t, d, n) => t("v_aInvitationResent", { name: memberName(t, d, n) }),
+  "member.invitation_cancelled": (t, d, n) => t("v_aInvitationCancelled", { name: memberName(t, d, n) }),
   "member.joined": (t, d, n) => t("v_aJoined", { name: memberName(t, d, n) }),
   "member.updated": (t, d, n) => t("v_aRoleOf", { name: memberName(t, d, n), from: n.role(str(d, "from_role_id")), role: n.role(str(d, "role_id")) }),
   "member.left": (t, d, n) => (leftReason(d) ? t("v_aLeftWhy", { name: memberName(t, d, n), reason: leftReason(d) }) : t("v_aLeft", { name: memberName(t, d, n) })),

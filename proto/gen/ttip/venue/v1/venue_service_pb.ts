@@ -1664,7 +1664,10 @@ export const VenueService: GenService<{
     output: typeof UpdateMemberResponseSchema;
   },
   /**
-   * Records that a member left (from left_at); their codes at the venue are revoked.
+   * Records that a member left (from left_at); their codes at the venue are
+   * revoked. Before their start date, the membership ends at it: it never
+   * begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+   * its link stops working.
    *
    * @generated from rpc ttip.venue.v1.VenueService.RemoveMember
    */

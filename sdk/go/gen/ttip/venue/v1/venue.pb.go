@@ -31,6 +31,9 @@ const (
 	MemberStatus_MEMBER_STATUS_INVITED MemberStatus = 1
 	MemberStatus_MEMBER_STATUS_ACTIVE  MemberStatus = 2
 	MemberStatus_MEMBER_STATUS_LEFT    MemberStatus = 3
+	// Invited, and the invitation withdrawn (RemoveMember) before it was
+	// accepted: never on the staff.
+	MemberStatus_MEMBER_STATUS_CANCELLED MemberStatus = 4
 )
 
 // Enum value maps for MemberStatus.
@@ -40,12 +43,14 @@ var (
 		1: "MEMBER_STATUS_INVITED",
 		2: "MEMBER_STATUS_ACTIVE",
 		3: "MEMBER_STATUS_LEFT",
+		4: "MEMBER_STATUS_CANCELLED",
 	}
 	MemberStatus_value = map[string]int32{
 		"MEMBER_STATUS_UNSPECIFIED": 0,
 		"MEMBER_STATUS_INVITED":     1,
 		"MEMBER_STATUS_ACTIVE":      2,
 		"MEMBER_STATUS_LEFT":        3,
+		"MEMBER_STATUS_CANCELLED":   4,
 	}
 )
 
@@ -2067,12 +2072,13 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\vRejectedRow\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason*z\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason*\x97\x01\n" +
 	"\fMemberStatus\x12\x1d\n" +
 	"\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15MEMBER_STATUS_INVITED\x10\x01\x12\x18\n" +
 	"\x14MEMBER_STATUS_ACTIVE\x10\x02\x12\x16\n" +
-	"\x12MEMBER_STATUS_LEFT\x10\x03*v\n" +
+	"\x12MEMBER_STATUS_LEFT\x10\x03\x12\x1b\n" +
+	"\x17MEMBER_STATUS_CANCELLED\x10\x04*v\n" +
 	"\vShiftSource\x12\x1c\n" +
 	"\x18SHIFT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SHIFT_SOURCE_CLOCK\x10\x01\x12\x18\n" +

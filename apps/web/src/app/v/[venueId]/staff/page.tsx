@@ -23,7 +23,11 @@ const STATUS: Record<MemberStatus, VenueKey | ""> = {
   [MemberStatus.INVITED]: "v_stInvited",
   [MemberStatus.ACTIVE]: "v_stActive",
   [MemberStatus.LEFT]: "v_stLeft",
+  [MemberStatus.CANCELLED]: "v_stCancelled",
 };
+
+/** Ended: nothing to change on the row (its role is shown as it was). */
+const ended = (m: Member) => m.status === MemberStatus.LEFT || m.status === MemberStatus.CANCELLED;
 
 /**
  * The role an invitation offers before the manager picks one: front of house, else the first role that is not a
@@ -71,6 +75,11 @@ export default function Staff() {
     const res = await send((key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
     return res.invitationSent ? t("v_sentAgain", { name: m.displayName }) : t("v_sentAgainNoSms", { name: m.displayName });
   }, JSON.stringify(["resend", m.memberId]));
+  // Withdrawn at once, as a manager's invitation is: nothing of theirs at the venue yet.
+  const onCancel = (m: Member) => void run(async () => {
+    await remove.mutateAsync({ venueId, memberId: m.memberId });
+    return t("v_invitationCancelled", { name: m.displayName });
+  });
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
   const onLeave = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -113,7 +122,7 @@ export default function Staff() {
               <td>{m.displayName}</td>
               <td>{m.phoneMasked}{m.acceptedPhoneMasked ? <><br /><small className="muted">{t("v_acceptedFrom", { phone: m.acceptedPhoneMasked })}</small></> : null}</td>
               <td>
-                {m.status === MemberStatus.LEFT ? roleName(m.roleId) : (
+                {ended(m) ? roleName(m.roleId) : (
                   <select aria-label={t("v_roleOf", { name: m.displayName })} value={m.roleId} onChange={(e) => run(() => update.mutateAsync({ venueId, memberId: m.memberId, roleId: e.target.value }).then(() => t("v_nowRole", { name: m.displayName, role: roleName(e.target.value) })))}>
                     {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
                   </select>
@@ -127,9 +136,12 @@ export default function Staff() {
               <td>{shown(m.leftAt, locale)}</td>
               <td>
                 {m.status === MemberStatus.INVITED ? (
-                  <button type="button" className="secondary" disabled={write.busy} onClick={() => onResend(m)}>{t("v_sendAgain", { name: m.displayName })}</button>
+                  <>
+                    <button type="button" className="secondary" disabled={write.busy} onClick={() => onResend(m)}>{t("v_sendAgain", { name: m.displayName })}</button>
+                    <button type="button" className="secondary" disabled={write.busy} onClick={() => onCancel(m)}>{t("v_cancelInvitation", { name: m.displayName })}</button>
+                  </>
                 ) : null}
-                {m.status !== MemberStatus.LEFT ? (
+                {m.status === MemberStatus.ACTIVE ? (
                   <button type="button" className="secondary" disabled={write.busy} aria-expanded={leaving?.memberId === m.memberId} onClick={() => setLeaving(m)}>
                     {t("v_leftStaff")}
                   </button>

@@ -156,7 +156,10 @@ type VenueServiceClient interface {
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
 	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
-	// Records that a member left (from left_at); their codes at the venue are revoked.
+	// Records that a member left (from left_at); their codes at the venue are
+	// revoked. Before their start date, the membership ends at it: it never
+	// begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+	// its link stops working.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// The caller's memberships, every venue.
@@ -696,7 +699,10 @@ type VenueServiceHandler interface {
 	// The signed-in worker accepts an invitation (the token from the SMS link).
 	AcceptInvitation(context.Context, *connect.Request[v1.AcceptInvitationRequest]) (*connect.Response[v1.AcceptInvitationResponse], error)
 	UpdateMember(context.Context, *connect.Request[v1.UpdateMemberRequest]) (*connect.Response[v1.UpdateMemberResponse], error)
-	// Records that a member left (from left_at); their codes at the venue are revoked.
+	// Records that a member left (from left_at); their codes at the venue are
+	// revoked. Before their start date, the membership ends at it: it never
+	// begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+	// its link stops working.
 	RemoveMember(context.Context, *connect.Request[v1.RemoveMemberRequest]) (*connect.Response[v1.RemoveMemberResponse], error)
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// The caller's memberships, every venue.

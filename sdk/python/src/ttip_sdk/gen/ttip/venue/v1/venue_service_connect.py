@@ -84,7 +84,10 @@ class VenueService(Protocol):
 
     async def remove_member(self, request: RemoveMemberRequest, ctx: RequestContext[RemoveMemberRequest, RemoveMemberResponse], /) -> RemoveMemberResponse:
         """
-        Records that a member left (from left_at); their codes at the venue are revoked.
+        Records that a member left (from left_at); their codes at the venue are
+        revoked. Before their start date, the membership ends at it: it never
+        begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+        its link stops working.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -839,7 +842,10 @@ class VenueServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RemoveMemberResponse:
         """
-        Records that a member left (from left_at); their codes at the venue are revoked.
+        Records that a member left (from left_at); their codes at the venue are
+        revoked. Before their start date, the membership ends at it: it never
+        begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+        its link stops working.
         """
         return await self.execute_unary(
             request=request,
@@ -1542,7 +1548,10 @@ class VenueServiceSync(Protocol):
 
     def remove_member(self, request: RemoveMemberRequest, ctx: RequestContext[RemoveMemberRequest, RemoveMemberResponse], /) -> RemoveMemberResponse:
         """
-        Records that a member left (from left_at); their codes at the venue are revoked.
+        Records that a member left (from left_at); their codes at the venue are
+        revoked. Before their start date, the membership ends at it: it never
+        begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+        its link stops working.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2295,7 +2304,10 @@ class VenueServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RemoveMemberResponse:
         """
-        Records that a member left (from left_at); their codes at the venue are revoked.
+        Records that a member left (from left_at); their codes at the venue are
+        revoked. Before their start date, the membership ends at it: it never
+        begins. An invitation not yet accepted is withdrawn (status CANCELLED):
+        its link stops working.
         """
         return self.execute_unary(
             request=request,
