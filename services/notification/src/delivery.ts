@@ -40,6 +40,9 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.MANAGER_JOINED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.MANAGER_REMOVED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.REMOVED_AS_MANAGER]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  // Told in the app: the manager who invited them expects it, and an SMS per hire would cost more than it tells.
+  [TemplateKey.STAFF_JOINED]: [Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.REMOVED_FROM_STAFF]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],

@@ -19,6 +19,8 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.MANAGER_JOINED]: ["name", "venue"],
   [TemplateKey.MANAGER_REMOVED]: ["name", "venue"],
   [TemplateKey.REMOVED_AS_MANAGER]: ["venue"],
+  [TemplateKey.STAFF_JOINED]: ["name", "venue"],
+  [TemplateKey.REMOVED_FROM_STAFF]: ["venue"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
@@ -110,6 +112,14 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.REMOVED_AS_MANAGER]: {
     en: { title: "You no longer manage a venue", text: "You no longer manage {{venue}} on TTIP: another manager removed you. Ask them if you did not expect this." },
     sw: { title: "Husimamii biashara tena", text: "Husimamii tena {{venue}} kwenye TTIP: meneja mwingine amekuondoa. Waulize kama hukutarajia hili." },
+  },
+  [TemplateKey.STAFF_JOINED]: {
+    en: { title: "Invitation accepted", text: "{{name}} accepted your invitation and is now on {{venue}}'s staff on TTIP." },
+    sw: { title: "Mwaliko umekubaliwa", text: "{{name}} amekubali mwaliko wako na sasa yuko kwenye wafanyakazi wa {{venue}} kwenye TTIP." },
+  },
+  [TemplateKey.REMOVED_FROM_STAFF]: {
+    en: { title: "No longer on a venue's staff", text: "{{venue}} ended your place on its staff on TTIP: its codes no longer tip you. Shares paid stay yours; tips to your own code still reach you." },
+    sw: { title: "Haupo tena kwenye wafanyakazi", text: "{{venue}} imemaliza nafasi yako kwa wafanyakazi wa TTIP; misimbo yake haikuletei bakshishi tena. Mgao uliolipwa na msimbo wako binafsi ni vyako." },
   },
   [TemplateKey.POOL_SHARE]: {
     en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },

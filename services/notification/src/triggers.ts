@@ -13,7 +13,9 @@ import {
   TipSucceededSchema,
   UserRegisteredSchema,
   VenueManagerChangedSchema,
+  VenueMemberChangedSchema,
   VenueShareAllocatedSchema,
+  type VenueMemberChanged,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -71,6 +73,9 @@ function trigger<D extends DescMessage, A = undefined>(t: Trigger<D, A>): Trigge
 function toWorker(id: string, e: { workerId: string; meta?: { correlationId: string } }, templateKey: TemplateKey, variables: Record<string, string>): SendRequest[] {
   return [{ sourceKey: `event:${id}`, to: { userId: e.workerId }, templateKey, variables, correlationId: e.meta?.correlationId }];
 }
+
+/** A staff change someone is told of: an invitation accepted (its managers), an accepted member's place ended (them). */
+const concernsSomeone = (e: VenueMemberChanged) => e.change === "joined" || (e.change === "left" && !!e.workerId);
 
 /** Each venue's name and managers (qr's), asked once per venue of a batch. */
 async function venueManagersOf(venueIds: string[], deps: TriggerDeps): Promise<Map<string, VenueManagers | null>> {
@@ -141,6 +146,26 @@ const TRIGGERS = [
       const sends = told.map((m) => to(m, e.change === "joined" ? TemplateKey.MANAGER_JOINED : TemplateKey.MANAGER_REMOVED));
       if (e.change === "removed" && e.userId !== e.actorId) sends.push(to(e.userId, TemplateKey.REMOVED_AS_MANAGER));
       return sends;
+    },
+  }),
+  trigger({
+    durable: "notification-venue-member-changed",
+    schema: VenueMemberChangedSchema,
+    fromNow: true,
+    // A venue's managers are told who accepted their invitation; a worker whose place on the staff a manager ended
+    // is told (the venue's codes stop tipping them). Invitations withdrawn before acceptance concern no one.
+    ask: (events, deps) => venueManagersOf(events.filter(concernsSomeone).map((e) => e.venueId), deps),
+    sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) => {
+      const venue = concernsSomeone(e) ? asked.get(e.venueId) : undefined;
+      if (!venue) return [];
+      if (e.change === "left") return toWorker(id, e, TemplateKey.REMOVED_FROM_STAFF, { venue: venue.name || "-" });
+      return venue.managerIds.map((userId) => ({
+        sourceKey: `event:${id}`,
+        to: { userId },
+        templateKey: TemplateKey.STAFF_JOINED,
+        variables: { name: e.displayName || "-", venue: venue.name || "-" },
+        correlationId: e.meta?.correlationId,
+      }));
     },
   }),
   trigger({

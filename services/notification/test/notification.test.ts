@@ -16,6 +16,7 @@ import {
   TipReversedSchema,
   TipSucceededSchema,
   VenueManagerChangedSchema,
+  VenueMemberChangedSchema,
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, DeliveryStatus, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -197,9 +198,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.MANAGER_JOINED]: { name: "Njeri Wambui Kamau", venue: "Java House Kimathi" },
       [TemplateKey.MANAGER_REMOVED]: { name: "Njeri Wambui Kamau", venue: "Java House Kimathi" },
       [TemplateKey.REMOVED_AS_MANAGER]: { venue: "Java House Kimathi" },
+      [TemplateKey.STAFF_JOINED]: { name: "Wanjiru Kamau", venue: "Java House Kimathi" },
+      [TemplateKey.REMOVED_FROM_STAFF]: { venue: "Java House Kimathi" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -209,7 +212,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 40, "each kind reads differently in each language");
+    assert.equal(bodies.size, 44, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -574,6 +577,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     await eventually("Amina told", () => smsTo(amina.phone).length >= 2);
     assert.deepEqual(await recipients(steppedDown), [amina.id]);
     assert.equal(smsTo(baraka.phone).length, 2, "no message to Baraka of their own stepping down");
+  });
+
+  test("a venue's managers are told who accepted their staff invitation (in the app); a worker whose place a manager ended is told; invitations and withdrawn ones tell no one", async () => {
+    const venueId = randomUUID();
+    const [amina, baraka, wanjiru] = ["en", "sw", "en"].map((locale) => ({ id: randomUUID(), phone: testPhone({ format: "+254" }), locale }));
+    await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Mama Oliech" }, { headers: callerHeaders(amina.id, "venue_manager") });
+    await t.db.pool.query("INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2)", [venueId, baraka.id]);
+    for (const u of [amina, baraka, wanjiru]) await internal().upsertContact({ userId: u.id, phone: u.phone, locale: u.locale });
+    const changed = (change: string, workerId: string) =>
+      publish(t.ctx.bus, "ttip.venue.member_changed", VenueMemberChangedSchema, { venueId, memberId: randomUUID(), workerId, change, displayName: "Wanjiru", roleId: "bar" });
+    const told = async (eventId: string) => (await t.db.pool.query<{ user_id: string; template_key: number; channel: number }>(
+      "SELECT user_id::text, template_key, channel FROM notification.deliveries WHERE source_key = $1 ORDER BY 1, 3", [`event:${eventId}`])).rows;
+    const consumed = (ids: string[]) => eventually("the events consumed", async () => (await t.db.pool.query(
+      "SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-venue-member-changed' AND event_id = ANY($1::uuid[])", [ids])).rows[0].n === ids.length);
+
+    const quiet = [await changed("invited", ""), await changed("left", ""), await changed("updated", wanjiru.id)];
+    const joined = await changed("joined", wanjiru.id);
+    await consumed([...quiet, joined]);
+    for (const e of quiet) assert.deepEqual(await told(e), [], "an invitation, a withdrawn one, a role changed: no one told");
+    // In the app only (no push token registered): no SMS per hire.
+    assert.deepEqual(await told(joined), [amina, baraka].map((m) => ({ user_id: m.id, template_key: TemplateKey.STAFF_JOINED, channel: Channel.IN_APP })).sort((a, b) => a.user_id.localeCompare(b.user_id)));
+    const { notifications } = await t.client(NotificationService, { subject: baraka.id, roles: ["venue_manager"] }).listInAppNotifications({});
+    assert.equal(notifications[0]?.body, "Wanjiru amekubali mwaliko wako na sasa yuko kwenye wafanyakazi wa Mama Oliech kwenye TTIP.");
+
+    const left = await changed("left", wanjiru.id);
+    assert.equal(await eventually("Wanjiru told", () => smsTo(wanjiru.phone)[0]?.body),
+      "Mama Oliech ended your place on its staff on TTIP: its codes no longer tip you. Shares paid stay yours; tips to your own code still reach you.");
+    assert.deepEqual([...new Set((await told(left)).map((r) => r.user_id))], [wanjiru.id], "the worker only");
+    assert.equal(smsTo(amina.phone).length + smsTo(baraka.phone).length, 0, "no SMS to the managers");
   });
 
   test("a tip held by two rules, and held again when its callback disagrees, tells its worker once", async () => {

@@ -22,6 +22,7 @@ async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joi
     roleId: m.role_id,
     joinedAt: timestampFromDate(m.joined_at),
     leftAt: optionalTimestamp(m.left_at),
+    displayName: m.display_name,
   }, m.member_id);
 }
 

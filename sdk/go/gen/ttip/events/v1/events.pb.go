@@ -2462,10 +2462,12 @@ type VenueMemberChanged struct {
 	// Empty until the invitation is accepted.
 	WorkerId string `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// "invited", "joined", "updated" or "left".
-	Change        string                 `protobuf:"bytes,5,opt,name=change,proto3" json:"change,omitempty"`
-	RoleId        string                 `protobuf:"bytes,6,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
-	JoinedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
-	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	Change   string                 `protobuf:"bytes,5,opt,name=change,proto3" json:"change,omitempty"`
+	RoleId   string                 `protobuf:"bytes,6,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	JoinedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	LeftAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	// As the invitation named them (told to the venue's managers when they join).
+	DisplayName   string `protobuf:"bytes,9,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2554,6 +2556,13 @@ func (x *VenueMemberChanged) GetLeftAt() *timestamppb.Timestamp {
 		return x.LeftAt
 	}
 	return nil
+}
+
+func (x *VenueMemberChanged) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
 }
 
 // A user became a manager of a venue (accepted an invitation) or stopped
@@ -3229,7 +3238,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n" +
 	"\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n" +
-	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed\"\xd6\x02\n" +
+	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed\"\xf9\x02\n" +
 	"\x12VenueMemberChanged\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -3238,7 +3247,8 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n" +
 	"\arole_id\x18\x06 \x01(\tR\x06roleId\x127\n" +
 	"\tjoined_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x123\n" +
-	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed\"\xee\x01\n" +
+	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\x12!\n" +
+	"\fdisplay_name\x18\t \x01(\tR\vdisplayName:\x1d\xca\xf3\x18\x19ttip.venue.member_changed\"\xee\x01\n" +
 	"\x13VenueManagerChanged\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x17\n" +

@@ -121,6 +121,10 @@ const (
 	TemplateKey_TEMPLATE_KEY_MANAGER_REMOVED TemplateKey = 19
 	// To whoever was removed as a venue's manager by another.
 	TemplateKey_TEMPLATE_KEY_REMOVED_AS_MANAGER TemplateKey = 20
+	// To a venue's managers: an invited person accepted and is on the staff.
+	TemplateKey_TEMPLATE_KEY_STAFF_JOINED TemplateKey = 21
+	// To a worker whose place on a venue's staff a manager ended.
+	TemplateKey_TEMPLATE_KEY_REMOVED_FROM_STAFF TemplateKey = 22
 )
 
 // Enum value maps for TemplateKey.
@@ -147,6 +151,8 @@ var (
 		18: "TEMPLATE_KEY_MANAGER_JOINED",
 		19: "TEMPLATE_KEY_MANAGER_REMOVED",
 		20: "TEMPLATE_KEY_REMOVED_AS_MANAGER",
+		21: "TEMPLATE_KEY_STAFF_JOINED",
+		22: "TEMPLATE_KEY_REMOVED_FROM_STAFF",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":              0,
@@ -170,6 +176,8 @@ var (
 		"TEMPLATE_KEY_MANAGER_JOINED":           18,
 		"TEMPLATE_KEY_MANAGER_REMOVED":          19,
 		"TEMPLATE_KEY_REMOVED_AS_MANAGER":       20,
+		"TEMPLATE_KEY_STAFF_JOINED":             21,
+		"TEMPLATE_KEY_REMOVED_FROM_STAFF":       22,
 	}
 )
 
@@ -989,7 +997,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xb7\x05\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xfb\x05\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -1012,7 +1020,9 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x1bTEMPLATE_KEY_MANAGER_INVITE\x10\x11\x12\x1f\n" +
 	"\x1bTEMPLATE_KEY_MANAGER_JOINED\x10\x12\x12 \n" +
 	"\x1cTEMPLATE_KEY_MANAGER_REMOVED\x10\x13\x12#\n" +
-	"\x1fTEMPLATE_KEY_REMOVED_AS_MANAGER\x10\x14*Y\n" +
+	"\x1fTEMPLATE_KEY_REMOVED_AS_MANAGER\x10\x14\x12\x1d\n" +
+	"\x19TEMPLATE_KEY_STAFF_JOINED\x10\x15\x12#\n" +
+	"\x1fTEMPLATE_KEY_REMOVED_FROM_STAFF\x10\x16*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
