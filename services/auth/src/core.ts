@@ -1,5 +1,5 @@
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
-import { clockOf, RateLimitedError, type ServiceContext } from "@ttip/runtime";
+import { clockOf, rateLimitRefusal, type ServiceContext } from "@ttip/runtime";
 import type { AuthConfig } from "./config.js";
 import { Sealer } from "./crypto.js";
 import { SigningKeys } from "./keys.js";
@@ -48,22 +48,6 @@ export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: O
   };
 }
 
-/** Takes one point from a limiter; RESOURCE_EXHAUSTED with retry-after when none is left. */
-export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string, what: string): Promise<void> {
-  try {
-    await limiter.consume(key);
-  } catch (rejection) {
-    if (rejection instanceof Error) throw rejection; // the store failed, not the budget
-    throw refusal(what, (rejection as { msBeforeNext: number }).msBeforeNext);
-  }
-}
-
-/** RESOURCE_EXHAUSTED saying `what` and the whole seconds (at least one) before a retry may succeed. */
-function refusal(what: string, msLeft: number): RateLimitedError {
-  const retryAfter = Math.max(1, Math.ceil(msLeft / 1000));
-  return new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
-}
-
 /**
  * Claims a cool-down on `key` (one per `seconds`), timed by the service's
  * clock so a test moves it on instead of sleeping; RESOURCE_EXHAUSTED with
@@ -72,5 +56,5 @@ function refusal(what: string, msLeft: number): RateLimitedError {
 export async function coolDownOrRefuse(ctx: ServiceContext, key: string, seconds: number, what: string): Promise<void> {
   const leftMs = await ctx.cache.claimCooldown(key, clockOf(ctx).now(), seconds * 1000);
   if (leftMs === 0) return;
-  throw refusal(what, leftMs);
+  throw rateLimitRefusal(what, leftMs);
 }

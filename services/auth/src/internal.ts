@@ -1,13 +1,13 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import type { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { consumeOrRefuse, type AuthCore } from "./core.js";
+import type { AuthCore } from "./core.js";
 import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
 import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
 import { audit, AuditAction } from "./audit.js";
-import { clockOf, DependencyUnavailableError, InvalidStateError, isUuid, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError, withTransaction } from "@ttip/runtime";
+import { clockOf, consumeOrRefuse, DependencyUnavailableError, InvalidStateError, isUuid, NotFoundError, PermissionDeniedError, type Queryable, RateLimitedError, UnauthenticatedError, withTransaction } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {

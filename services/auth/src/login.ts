@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { clockOf, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, withTransaction } from "@ttip/runtime";
+import { clockOf, consumeOrRefuse, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { audit, AuditAction } from "./audit.js";
-import { consumeOrRefuse, coolDownOrRefuse, type AuthCore } from "./core.js";
+import { coolDownOrRefuse, type AuthCore } from "./core.js";
 import { sameBytes, sixDigitCode } from "./crypto.js";
 import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";

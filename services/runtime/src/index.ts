@@ -17,6 +17,7 @@ export type { RpcExchange } from "./rpc-exchange.js";
 export * from "./db.js";
 export * from "./db-answers.js";
 export * from "./domain-errors.js";
+export * from "./rate-limits.js";
 export * from "./events.js";
 export * from "./fees.js";
 export * from "./free-port.js";

@@ -5,6 +5,7 @@ import { env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceM
 import { Access } from "./access.js";
 import { Distributions } from "./distributions.js";
 import { registerHandlers, type VenueDeps } from "./handlers/index.js";
+import { InvitationBudgets } from "./invitation-link.js";
 import { Managers } from "./managers.js";
 import { Members } from "./members.js";
 
@@ -13,6 +14,11 @@ export const venueConfigShape = {
   VENUE_JOIN_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/join"),
   // How often distributions left half-posted (a crash, a wallet outage) are finished; 0 turns it off.
   VENUE_RESUME_INTERVAL_MS: z.coerce.number().int().min(0).default(10_000),
+  // Invitation SMS a day (staff's and managers', first and sent again): to one number, from one venue, from one
+  // inviting account. A venue hiring its whole staff in a day sends dozens; a spammer with free accounts, thousands.
+  VENUE_INVITES_PER_NUMBER_PER_DAY: z.coerce.number().int().min(1).default(5),
+  VENUE_INVITES_PER_VENUE_PER_DAY: z.coerce.number().int().min(1).default(200),
+  VENUE_INVITES_PER_INVITER_PER_DAY: z.coerce.number().int().min(1).default(300),
 };
 
 export { cutByWeights, REMAINDER_RULE } from "./split.js";
@@ -32,8 +38,13 @@ export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
       const access = new Access(ctx);
       const distributions = new Distributions(ctx, async (venueId) => (await access.venue(venueId)).name);
       const links = () => ({ joinUrl: cfg.VENUE_JOIN_URL });
-      const managers = new Managers(ctx, links, access);
-      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers, access), managers, distributions });
+      const budgets = new InvitationBudgets(ctx.cache, {
+        perNumber: cfg.VENUE_INVITES_PER_NUMBER_PER_DAY,
+        perVenue: cfg.VENUE_INVITES_PER_VENUE_PER_DAY,
+        perInviter: cfg.VENUE_INVITES_PER_INVITER_PER_DAY,
+      });
+      const managers = new Managers(ctx, links, access, budgets);
+      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers, access, budgets), managers, distributions });
       if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
       let running: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {

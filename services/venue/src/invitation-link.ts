@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
 import { Channel, type TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import type { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { InvalidStateError, type Logger, RateLimitedError } from "@ttip/runtime";
+import { type Cache, consumeOrRefuse, InvalidStateError, type Logger, RateLimitedError } from "@ttip/runtime";
 
 /** How long a link works: two weeks to read an SMS and sign in, not a link found in an old phone a year on. */
 export const LINK_TTL_MS = 14 * 86_400_000;
@@ -73,4 +73,35 @@ export async function textLink(notification: Client<typeof NotificationInternalS
   }
   await markTexted();
   return true;
+}
+
+/** Invitation SMS a day: to one number (no one is pestered by venues), from one venue, from one inviting account. */
+export interface InvitationLimits {
+  perNumber: number;
+  perVenue: number;
+  perInviter: number;
+}
+
+/**
+ * The daily budgets every invitation SMS is charged to, shared by the replicas (Redis): a free account may create
+ * venues and invite any number, and each invitation is an SMS the platform pays for and someone receives.
+ */
+export class InvitationBudgets {
+  private readonly perNumber: ReturnType<Cache["rateLimiter"]>;
+  private readonly perVenue: ReturnType<Cache["rateLimiter"]>;
+  private readonly perInviter: ReturnType<Cache["rateLimiter"]>;
+
+  constructor(cache: Cache, limits: InvitationLimits) {
+    const daily = (keyPrefix: string, points: number) => cache.rateLimiter({ keyPrefix, points, durationSeconds: 86_400 });
+    this.perNumber = daily("venue-invites-number", limits.perNumber);
+    this.perVenue = daily("venue-invites-venue", limits.perVenue);
+    this.perInviter = daily("venue-invites-inviter", limits.perInviter);
+  }
+
+  /** Charges one SMS about to be texted, or refuses it (RESOURCE_EXHAUSTED) naming the budget spent. */
+  async charge(phone: string, venueId: string, inviter: string): Promise<void> {
+    await consumeOrRefuse(this.perNumber, phone, "phone: this number has had as many invitations today as a day allows");
+    await consumeOrRefuse(this.perVenue, venueId, "the venue has sent as many invitations today as a day allows");
+    await consumeOrRefuse(this.perInviter, inviter, "you have sent as many invitations today as a day allows");
+  }
 }

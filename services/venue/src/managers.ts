@@ -13,7 +13,7 @@ import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { AlreadyExistsError, type Clock, clockOf, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
-import { hashToken, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
+import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
 
@@ -86,7 +86,7 @@ export class Managers {
   private readonly notification: Client<typeof NotificationInternalService>;
   private readonly clock: Clock;
 
-  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly access: Access) {
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly access: Access, private readonly budgets: InvitationBudgets) {
     this.pool = ctx.pool;
     this.clock = clockOf(ctx);
     this.logger = ctx.logger;
@@ -127,6 +127,7 @@ export class Managers {
       const { rows: [prior] } = await tx.query<InvitationRow>(`SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior && prior.phone !== phone) throw new IdempotencyConflictError(input.key, "manager invitation");
       if (prior && (prior.accepted_at || prior.cancelled_at)) return prior;
+      await this.budgets.charge(phone, venue.venueId, caller.subject);
       const pending = prior ?? (await tx.query<InvitationRow>(
         `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
       if (pending) return replaceLink(tx, pending, link, input.key, input.displayName);
@@ -156,6 +157,7 @@ export class Managers {
       if (inv.cancelled_at) throw new InvalidStateError("invitation_id: this invitation was cancelled: invite them again");
       if (inv.send_key === key && inv.texted) return { invitation: inv, made: false };
       if (inv.send_key !== key) requireResendDue(inv.sent_at, inv.texted, now);
+      await this.budgets.charge(inv.phone, venue.venueId, caller.subject);
       await audit(tx, venue.venueId, caller.subject, "manager.invitation_resent", { invitation_id: inv.invitation_id, display_name: inv.display_name });
       return { invitation: await replaceLink(tx, inv, link, key), made: true };
     });

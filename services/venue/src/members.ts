@@ -9,7 +9,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
-import { hashToken, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
+import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -72,7 +72,8 @@ export class Members {
   private readonly qr: Client<typeof QrService>;
   private readonly clock: Clock;
 
-  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers, private readonly access: Access) {
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers, private readonly access: Access,
+    private readonly budgets: InvitationBudgets) {
     this.pool = ctx.pool;
     this.logger = ctx.logger;
     this.clock = clockOf(ctx);
@@ -102,11 +103,13 @@ export class Members {
       if (prior[0]) {
         if (prior[0].phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
         if (prior[0].worker_id || prior[0].left_at) return prior[0];
+        await this.budgets.charge(phone, venue.venueId, caller.subject);
         return replaceLink(tx, prior[0], link, input.key);
       }
       const { rows: current } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
       if (current[0]?.worker_id) throw new AlreadyExistsError("phone: this number is already on the venue's staff");
       if (current[0]) throw new AlreadyExistsError("phone: this number is already invited to the venue's staff: send its invitation again from the staff list");
+      await this.budgets.charge(phone, venue.venueId, caller.subject);
       const { rows } = await tx.query<MemberRow>(
         `INSERT INTO venue.members (member_id, venue_id, phone, display_name, role_id, invite_token_hash, invite_key, invited_by, joined_at,
                                     invite_sent_at, invite_expires_at, invite_send_key, invite_texted)
@@ -135,6 +138,7 @@ export class Members {
       if (m.worker_id) throw new InvalidStateError("member_id: they accepted the invitation already");
       if (m.invite_send_key === key && m.invite_texted) return { member: m, made: false };
       if (m.invite_send_key !== key) requireResendDue(m.invite_sent_at, m.invite_texted, now);
+      await this.budgets.charge(m.phone, venue.venueId, caller.subject);
       await audit(tx, venue.venueId, caller.subject, "member.invitation_resent", { member_id: m.member_id });
       return { member: await replaceLink(tx, m, link, key), made: true };
     });

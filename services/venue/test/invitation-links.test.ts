@@ -175,3 +175,47 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
       rejects(Code.FailedPrecondition, /cancelled/));
   });
 });
+
+describe("invitation SMS a day: to one number, from one venue, from one inviting account", () => {
+  const clock = new AdjustableClock();
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ clock, env: { VENUE_INVITES_PER_NUMBER_PER_DAY: "2", VENUE_INVITES_PER_VENUE_PER_DAY: "3", VENUE_INVITES_PER_INVITER_PER_DAY: "4" } });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test("each budget, once spent, refuses the next SMS naming what is spent and when to retry, and changes nothing", async () => {
+    const v = await h.newVenue("Carnivore");
+    const invite = (phone: string, api = v.api, venueId = v.venueId) =>
+      api.inviteMember({ venueId, phone, displayName: "Someone", roleId: "bar", idempotencyKey: randomUUID() });
+    const spent = (what: RegExp) => (e: ConnectError) => {
+      rejects(Code.ResourceExhausted, what)(e);
+      assert.match(e.message, /retry in \d+ h$/);
+      assert.ok(Number(e.metadata.get("retry-after")) > 23 * 3_600, "retry-after: the day's window");
+      return true;
+    };
+    const first = testPhone({ format: "07" });
+    const { member } = await invite(first);
+    clock.advance(RESEND_SPACING_MS);
+    await v.api.resendInvitation({ venueId: v.venueId, memberId: member!.memberId, idempotencyKey: randomUUID() });
+    const hashBefore = (await h.t.db.pool.query("SELECT invite_token_hash FROM venue.members WHERE member_id = $1", [member!.memberId])).rows[0].invite_token_hash;
+    clock.advance(RESEND_SPACING_MS);
+    await assert.rejects(v.api.resendInvitation({ venueId: v.venueId, memberId: member!.memberId, idempotencyKey: randomUUID() }),
+      spent(/^\[resource_exhausted\] phone: this number has had as many invitations today as a day allows/));
+    assert.equal((await h.t.db.pool.query("SELECT invite_token_hash FROM venue.members WHERE member_id = $1", [member!.memberId])).rows[0].invite_token_hash, hashBefore, "the link unchanged");
+
+    await invite(testPhone({ format: "07" }));
+    const refused = testPhone({ format: "07" });
+    await assert.rejects(invite(refused), spent(/the venue has sent as many invitations today/));
+    const { rows } = await h.t.db.pool.query("SELECT 1 FROM venue.members WHERE phone = $1", [`254${refused.slice(1)}`]);
+    assert.equal(rows.length, 0, "no one invited");
+
+    // The same manager's second venue: their own budget (three texted from the first) has one left.
+    const other = await h.newVenue("Carnivore Two", "", v.managerId);
+    await other.api.inviteManager({ venueId: other.venueId, phone: testPhone({ format: "07" }), displayName: "Njoroge", idempotencyKey: randomUUID() });
+    await assert.rejects(invite(testPhone({ format: "07" }), other.api, other.venueId), spent(/you have sent as many invitations today/));
+  });
+});
+

@@ -27,7 +27,8 @@ export interface Harness {
   walletInternal: Client<typeof WalletInternalService>;
   /** A venue with a manager who may call VenueService as such. */
   /** `currency`: the venue profile's (its tip page's), KES unless given. */
-  newVenue(name?: string, currency?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
+  /** `managerId`: its creator (a new user unless given). */
+  newVenue(name?: string, currency?: string, managerId?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
   /** The venue service as a signed-in worker. */
   asWorker(workerId: string): Client<typeof VenueService>;
   /** Invites a new number and accepts through the SMS link: as a new worker, or as `workerId` coming back. */
@@ -44,8 +45,8 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** `clock`: the services' (a test moves it forward past a link's expiry); the system's when absent. */
-export async function startHarness(options: { clock?: Clock } = {}): Promise<Harness> {
+/** `clock`: the services' (a test moves it forward past a link's expiry); the system's when absent. `env`: the venue's, over these tests'. */
+export async function startHarness(options: { clock?: Clock; env?: Record<string, string> } = {}): Promise<Harness> {
   const sim = new ProviderSimulator();
   await sim.start();
   let notificationUrl = "";
@@ -58,7 +59,7 @@ export async function startHarness(options: { clock?: Clock } = {}): Promise<Har
     sweepIntervalMs: 100,
     contacts: async () => null,
   });
-  const t = await startTestService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" } }), {
+  const t = await startTestService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join", ...options.env } }), {
     clock: options.clock,
     // auth: the inviting manager's own number (these managers are not in auth: nothing to compare).
     with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), notification, createAuth({ env: {}, otpSender: { send: async () => undefined } })],
@@ -99,9 +100,8 @@ export async function startHarness(options: { clock?: Clock } = {}): Promise<Har
     t,
     sim,
     walletInternal,
-    async newVenue(name = "Java House", currency = "") {
+    async newVenue(name = "Java House", currency = "", managerId = randomUUID()) {
       const venueId = randomUUID();
-      const managerId = randomUUID();
       await qr.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name, currency }, { headers: callerHeaders(managerId, "venue_manager") });
       return { venueId, managerId, api: t.client(VenueService, { subject: managerId, roles: ["venue_manager"] }) };
     },

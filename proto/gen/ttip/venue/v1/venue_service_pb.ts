@@ -1608,7 +1608,9 @@ export const VenueService: GenService<{
    * Invites a person by phone: an SMS carries a link; they sign in with the
    * usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
    * or invited to it (ResendInvitation texts an invited number again). A link
-   * works for 14 days.
+   * works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+   * once the day's invitation SMS to the number, from the venue or from the
+   * caller are spent; so for every invitation SMS below.
    *
    * @generated from rpc ttip.venue.v1.VenueService.InviteMember
    */

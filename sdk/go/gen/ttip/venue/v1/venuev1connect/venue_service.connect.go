@@ -139,7 +139,9 @@ type VenueServiceClient interface {
 	// Invites a person by phone: an SMS carries a link; they sign in with the
 	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
 	// or invited to it (ResendInvitation texts an invited number again). A link
-	// works for 14 days.
+	// works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+	// once the day's invitation SMS to the number, from the venue or from the
+	// caller are spent; so for every invitation SMS below.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
 	// Texts an invited member a new link (the one before stops working) that
 	// works for 14 days. A repeat of the same key texts nothing more once its
@@ -682,7 +684,9 @@ type VenueServiceHandler interface {
 	// Invites a person by phone: an SMS carries a link; they sign in with the
 	// usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
 	// or invited to it (ResendInvitation texts an invited number again). A link
-	// works for 14 days.
+	// works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+	// once the day's invitation SMS to the number, from the venue or from the
+	// caller are spent; so for every invitation SMS below.
 	InviteMember(context.Context, *connect.Request[v1.InviteMemberRequest]) (*connect.Response[v1.InviteMemberResponse], error)
 	// Texts an invited member a new link (the one before stops working) that
 	// works for 14 days. A repeat of the same key texts nothing more once its

@@ -49,7 +49,9 @@ class VenueService(Protocol):
         Invites a person by phone: an SMS carries a link; they sign in with the
         usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
         or invited to it (ResendInvitation texts an invited number again). A link
-        works for 14 days.
+        works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+        once the day's invitation SMS to the number, from the venue or from the
+        caller are spent; so for every invitation SMS below.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -720,7 +722,9 @@ class VenueServiceClient(ConnectClient):
         Invites a person by phone: an SMS carries a link; they sign in with the
         usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
         or invited to it (ResendInvitation texts an invited number again). A link
-        works for 14 days.
+        works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+        once the day's invitation SMS to the number, from the venue or from the
+        caller are spent; so for every invitation SMS below.
         """
         return await self.execute_unary(
             request=request,
@@ -1513,7 +1517,9 @@ class VenueServiceSync(Protocol):
         Invites a person by phone: an SMS carries a link; they sign in with the
         usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
         or invited to it (ResendInvitation texts an invited number again). A link
-        works for 14 days.
+        works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+        once the day's invitation SMS to the number, from the venue or from the
+        caller are spent; so for every invitation SMS below.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2182,7 +2188,9 @@ class VenueServiceClientSync(ConnectClientSync):
         Invites a person by phone: an SMS carries a link; they sign in with the
         usual OTP and accept. ALREADY_EXISTS if the phone is already on the staff
         or invited to it (ResendInvitation texts an invited number again). A link
-        works for 14 days.
+        works for 14 days. RESOURCE_EXHAUSTED (with retry-after, nothing changed)
+        once the day's invitation SMS to the number, from the venue or from the
+        caller are spent; so for every invitation SMS below.
         """
         return self.execute_unary(
             request=request,

@@ -1,0 +1,23 @@
+// A limiter's refusal as the caller reads it: RESOURCE_EXHAUSTED saying what is spent and when to retry.
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
+import { RateLimitedError } from "./domain-errors.js";
+
+/** Takes one point from a limiter; RESOURCE_EXHAUSTED with retry-after when none is left. */
+export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string, what: string): Promise<void> {
+  try {
+    await limiter.consume(key);
+  } catch (rejection) {
+    if (rejection instanceof Error) throw rejection; // the store failed, not the budget
+    throw rateLimitRefusal(what, (rejection as { msBeforeNext: number }).msBeforeNext);
+  }
+}
+
+/**
+ * RESOURCE_EXHAUSTED saying `what` and when a retry may succeed: in words, in the unit a person reads ("retry in
+ * 40 s", "in 17 min", "in 23 h"; never "in 84213 s"), and exactly in retry-after (whole seconds, at least one).
+ */
+export function rateLimitRefusal(what: string, msLeft: number): RateLimitedError {
+  const retryAfter = Math.max(1, Math.ceil(msLeft / 1000));
+  const when = retryAfter < 120 ? `${retryAfter} s` : retryAfter < 7_200 ? `${Math.ceil(retryAfter / 60)} min` : `${Math.ceil(retryAfter / 3_600)} h`;
+  return new RateLimitedError(`${what}; retry in ${when}`, retryAfter);
+}
