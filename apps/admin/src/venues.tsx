@@ -1,6 +1,7 @@
 // Venues, for admins acting for one whose managers are gone (left the business, lost their number): find it by
 // name, see its managers and pending invitations, invite a new manager by phone, remove one. The venue service
 // answers as it answers a manager: the SMS link, the invited number's check and the last manager kept.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useState } from "react";
 import type { Profile } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -86,12 +87,18 @@ function VenueManagers({ venue }: { venue: Profile }) {
       </table>
       {!!list?.invitations.length && (
         <table data-testid="venue-manager-invitations">
-          <thead><tr><th>Invited</th><th>Phone</th><th>On</th><th /></tr></thead>
+          <thead><tr><th>Invited</th><th>Phone</th><th>On</th><th>Link</th><th /></tr></thead>
           <tbody>
             {list.invitations.map((i) => (
               <tr key={i.invitationId}>
                 <td>{i.displayName}</td><td>{i.phoneMasked}</td><td>{when(i.invitedAt)}</td>
-                <td><Action label="Cancel invitation" run={async () => {
+                <td>{i.expiresAt ? `${timestampDate(i.expiresAt).getTime() <= Date.now() ? "stopped working" : "works until"} ${when(i.expiresAt)}` : ""}</td>
+                <td><Action label="Send again" run={async (_, send) => {
+                  const r = await send((key) => api(VenueService).resendManagerInvitation({ venueId, invitationId: i.invitationId, idempotencyKey: key }));
+                  await load();
+                  return r.invitationSent ? "A new link went by SMS; the one before no longer works." : "A new link is ready, but the SMS could not be sent now: send it again.";
+                }} />
+                <Action label="Cancel invitation" run={async () => {
                   await api(VenueService).cancelManagerInvitation({ venueId, invitationId: i.invitationId });
                   await load();
                   return "Cancelled: its link no longer works.";
@@ -107,7 +114,7 @@ function VenueManagers({ venue }: { venue: Profile }) {
         <Action label="Invite as manager" run={async (_, send) => {
           const r = await send((key) => api(VenueService).inviteManager({ venueId, phone: phone.trim(), displayName: name.trim(), idempotencyKey: key }));
           await load();
-          return r.invitationSent ? `Invited by SMS; they accept signed in with that number.` : "Invited, but the SMS could not be sent now: invite again to resend.";
+          return r.invitationSent ? `Invited by SMS; they accept signed in with that number.` : "Invited, but the SMS could not be sent now: send it again from the list.";
         }} />
       </form>
     </Section>

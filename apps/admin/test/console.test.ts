@@ -1072,7 +1072,7 @@ describe("admin console in chromium", () => {
     assert.deepEqual(usage.days.map((d) => [d.day, d.ok, d.clientErrors, d.serverErrors]), [[day, 2n, 0n, 0n]]);
   });
 
-  test("an admin acts for a venue whose manager is gone: finds it by name, invites a new manager by SMS, and removes the old one once the new one accepted; support has no Venues screen", async () => {
+  test("an admin acts for a venue whose manager is gone: finds it by name, invites a new manager by SMS (not sent again within the minute), and removes the old one once the new one accepted; support has no Venues screen", async () => {
     const oldPhone = testPhone();
     const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: oldPhone });
     const { tokens: gone } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(oldPhone), role: Role.VENUE_MANAGER });
@@ -1093,7 +1093,11 @@ describe("admin console in chromium", () => {
     await adminPage.getByLabel("New manager's name").fill("Wangari");
     await adminPage.getByRole("button", { name: "Invite as manager" }).click();
     await adminPage.getByRole("status").filter({ hasText: "Invited by SMS" }).waitFor();
-    await adminPage.getByTestId("venue-manager-invitations").getByRole("cell", { name: "Wangari" }).waitFor();
+    const invitation = adminPage.getByTestId("venue-manager-invitations").getByRole("row").filter({ hasText: "Wangari" });
+    await invitation.getByRole("cell", { name: /^works until / }).waitFor();
+    // Sent again at once: refused in words (its SMS may still be on its way), the link kept.
+    await invitation.getByRole("button", { name: "Send again" }).click();
+    await invitation.getByText(/texted less than a minute ago/).waitFor();
     const token = await eventually("the invitation SMS", async () => {
       const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === newPhone).pop();
       return sms ? /\/join\/manage\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
