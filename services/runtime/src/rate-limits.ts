@@ -1,13 +1,16 @@
 // A limiter's refusal as the caller reads it: RESOURCE_EXHAUSTED saying what is spent and when to retry.
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
-import { RateLimitedError } from "./domain-errors.js";
+import { DependencyUnavailableError, RateLimitedError } from "./domain-errors.js";
 
-/** Takes one point from a limiter; RESOURCE_EXHAUSTED with retry-after when none is left. */
+/**
+ * Takes one point from a limiter; RESOURCE_EXHAUSTED with retry-after when none is left, UNAVAILABLE (to retry, not
+ * INTERNAL) when its store cannot be reached: the request is refused uncounted rather than let through unlimited.
+ */
 export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string, what: string): Promise<void> {
   try {
     await limiter.consume(key);
   } catch (rejection) {
-    if (rejection instanceof Error) throw rejection; // the store failed, not the budget
+    if (rejection instanceof Error) throw new DependencyUnavailableError(`the limits on this request cannot be checked now (${rejection.message}); retry`);
     throw rateLimitRefusal(what, (rejection as { msBeforeNext: number }).msBeforeNext);
   }
 }
