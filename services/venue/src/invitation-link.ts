@@ -36,8 +36,18 @@ export function requireLinkLive(expiresAt: Date | null, now: number): void {
   }
 }
 
+/**
+ * Whether a resend under `key` makes a new link: not for a repeat of the key whose link was texted (a lost answer),
+ * a new one for a repeat whose SMS did not go, and for another key only RESEND_SPACING_MS after the last one texted.
+ */
+export function resendMakesLink(current: { sentAt: Date | null; sendKey: string | null; texted: boolean }, key: string, now: number): boolean {
+  if (current.sendKey === key) return !current.texted;
+  requireResendDue(current.sentAt, current.texted, now);
+  return true;
+}
+
 /** Refuses a new link within RESEND_SPACING_MS of the last one texted. */
-export function requireResendDue(sentAt: Date | null, texted: boolean, now: number): void {
+function requireResendDue(sentAt: Date | null, texted: boolean, now: number): void {
   if (!sentAt || !texted) return;
   const waitMs = sentAt.getTime() + RESEND_SPACING_MS - now;
   if (waitMs > 0) {

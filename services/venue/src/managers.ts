@@ -13,7 +13,7 @@ import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { AlreadyExistsError, type Clock, clockOf, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
-import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
+import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
 
@@ -155,8 +155,7 @@ export class Managers {
       if (!inv) throw new NotFoundError(`invitation_id: no invitation ${invitationId} at this venue`);
       if (inv.accepted_at) throw new InvalidStateError("invitation_id: this invitation was accepted already");
       if (inv.cancelled_at) throw new InvalidStateError("invitation_id: this invitation was cancelled: invite them again");
-      if (inv.send_key === key && inv.texted) return { invitation: inv, made: false };
-      if (inv.send_key !== key) requireResendDue(inv.sent_at, inv.texted, now);
+      if (!resendMakesLink({ sentAt: inv.sent_at, sendKey: inv.send_key, texted: inv.texted }, key, now)) return { invitation: inv, made: false };
       await this.budgets.charge(inv.phone, venue.venueId, caller.subject);
       await audit(tx, venue.venueId, caller.subject, "manager.invitation_resent", { invitation_id: inv.invitation_id, display_name: inv.display_name });
       return { invitation: await replaceLink(tx, inv, link, key), made: true };

@@ -9,7 +9,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
-import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, requireResendDue, textLink } from "./invitation-link.js";
+import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock } from "./managers.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -136,8 +136,7 @@ export class Members {
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
       if (m.left_at) throw new InvalidStateError("member_id: this membership has ended: invite them again");
       if (m.worker_id) throw new InvalidStateError("member_id: they accepted the invitation already");
-      if (m.invite_send_key === key && m.invite_texted) return { member: m, made: false };
-      if (m.invite_send_key !== key) requireResendDue(m.invite_sent_at, m.invite_texted, now);
+      if (!resendMakesLink({ sentAt: m.invite_sent_at, sendKey: m.invite_send_key, texted: m.invite_texted }, key, now)) return { member: m, made: false };
       await this.budgets.charge(m.phone, venue.venueId, caller.subject);
       await audit(tx, venue.venueId, caller.subject, "member.invitation_resent", { member_id: m.member_id });
       return { member: await replaceLink(tx, m, link, key), made: true };

@@ -33,5 +33,8 @@ export function useInvitationForm(write: ReturnType<typeof useSaidWrite>, inputs
         throw err;
       }
     }, JSON.stringify(intent));
-  return { refuse, invitee, send };
+  /** Texts a pending invitation (`id`) a new link under its key: a retry of a lost answer texts once. */
+  const sendAgain = (name: string, id: string, call: (key: string) => Promise<{ invitationSent: boolean }>) =>
+    void write.run(async (send) => ((await send(call)).invitationSent ? t("v_sentAgain", { name }) : t("v_sentAgainNoSms", { name })), JSON.stringify(["resend", id]));
+  return { refuse, invitee, send, sendAgain };
 }

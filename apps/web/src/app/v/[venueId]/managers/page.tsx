@@ -50,11 +50,8 @@ export default function Managers() {
     });
   };
 
-  // A new link by SMS (the old one stops working), under its key: a retry of a lost answer texts once.
-  const onResend = (i: ManagerInvitation) => void run(async (send) => {
-    const res = await send((key) => resend.mutateAsync({ venueId, invitationId: i.invitationId, idempotencyKey: key }));
-    return res.invitationSent ? t("v_sentAgain", { name: i.displayName }) : t("v_sentAgainNoSms", { name: i.displayName });
-  }, JSON.stringify(["resend", i.invitationId]));
+  // A new link by SMS; the old one stops working.
+  const onResend = (i: ManagerInvitation) => inviting.sendAgain(i.displayName, i.invitationId, (key) => resend.mutateAsync({ venueId, invitationId: i.invitationId, idempotencyKey: key }));
 
   const managers = list.data?.managers ?? [];
   const invitations = list.data?.invitations ?? [];

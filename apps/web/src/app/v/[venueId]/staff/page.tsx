@@ -70,11 +70,8 @@ export default function Staff() {
     inviting.send(form, who.name, [who.phone, who.name, roleId, typedJoined], (key) =>
       invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, roleId, joinedAt, idempotencyKey: key }));
   };
-  // A new link by SMS (the old one stops working), under its key: a retry of a lost answer texts once.
-  const onResend = (m: Member) => void run(async (send) => {
-    const res = await send((key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
-    return res.invitationSent ? t("v_sentAgain", { name: m.displayName }) : t("v_sentAgainNoSms", { name: m.displayName });
-  }, JSON.stringify(["resend", m.memberId]));
+  // A new link by SMS; the old one stops working.
+  const onResend = (m: Member) => inviting.sendAgain(m.displayName, m.memberId, (key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
   // Withdrawn at once, as a manager's invitation is: nothing of theirs at the venue yet.
   const onCancel = (m: Member) => void run(async () => {
     await remove.mutateAsync({ venueId, memberId: m.memberId });
