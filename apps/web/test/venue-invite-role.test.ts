@@ -295,6 +295,12 @@ describe("the venue's staff invitation form (chromium)", () => {
     await h.sql("UPDATE venue.members SET invite_sent_at = invite_sent_at - interval '2 minutes' WHERE phone = $1", [`254${phone.slice(1)}`]);
     await row.getByRole("button", { name: "Send Pendo's invitation again" }).click();
     await page.getByRole("status").filter({ hasText: "Pendo has a new link by SMS; the one before no longer works." }).waitFor({ timeout: 30_000 });
+    const onPhone = await h.signedInAs({ accessToken: venue.managerToken });
+    await onPhone.goto(`${h.url}/v/${venue.id}/staff`);
+    await onPhone.getByTestId("staff").getByRole("button", { name: "Send Pendo's invitation again" }).waitFor({ timeout: 30_000 });
+    await h.screenshot(onPhone, "venue-staff-invited-phone");
+    await onPhone.getByTestId("staff").evaluate((t) => t.parentElement!.scrollBy(1000, 0));
+    await h.screenshot(onPhone, "venue-staff-invited-phone-scrolled");
     const second = await eventually("the second SMS", () => links()[1]);
     assert.notEqual(second, first);
     const worker = await h.worker("Pendo");
