@@ -52,7 +52,7 @@ const pending: Tip = {
   amount: kes(10_000n), fee: kes(0n), charged: kes(10_000n), workerReceives: kes(10_000n), received: null,
   phoneMasked: "2547******78", customerEmail: null, rating: 5, message: "asante", ratedAt: null, status: "pending",
   resultCode: "", resultMessage: "", checkoutRequestId: "ws_CO_011220252230001234", mpesaReceipt: null, accountReference: "T7K2M9",
-  creditKind: null as never, creditEntryId: null, card: null, createdAt: new Date(), completedAt: null,
+  creditKind: null as never, creditEntryId: null, card: null, mpesaReversal: { state: "none", refunded: { currency: "KES", amountMinor: 0n } }, createdAt: new Date(), completedAt: null,
 };
 const succeeded: Tip = { ...pending, status: "succeeded", resultCode: "0", mpesaReceipt: "TLL1ABCDEF", completedAt: new Date(), creditEntryId: "e" };
 const tips = [pending, succeeded];

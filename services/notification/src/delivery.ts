@@ -52,6 +52,10 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.POOL_TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.MPESA_TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.MPESA_TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.POOL_MPESA_TIP_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
 };
 
 /**

@@ -29,6 +29,10 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.TIP_REVERSAL_UNDONE]: ["amount", "reference"],
   [TemplateKey.POOL_TIP_REVERSED]: ["amount", "reference", "venue"],
   [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: ["amount", "reference", "venue"],
+  [TemplateKey.MPESA_TIP_REVERSED]: ["amount", "reference"],
+  [TemplateKey.MPESA_TIP_REVERSAL_UNDONE]: ["amount", "reference"],
+  [TemplateKey.POOL_MPESA_TIP_REVERSED]: ["amount", "reference", "venue"],
+  [TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE]: ["amount", "reference", "venue"],
 };
 
 /**
@@ -152,6 +156,22 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.POOL_TIP_REVERSAL_UNDONE]: {
     en: { title: "Pool refund not made", text: "The refund of {{amount}} of a card tip to {{venue}}'s pool (ref {{reference}}) was not made: the money is back in the pool." },
     sw: { title: "Marejesho ya mfuko hayakufanyika", text: "Marejesho ya {{amount}} ya bakshishi ya kadi kwa mfuko wa {{venue}} (kumb. {{reference}}) hayakufanyika: pesa imerudi kwenye mfuko." },
+  },
+  [TemplateKey.MPESA_TIP_REVERSED]: {
+    en: { title: "M-Pesa tip reversed", text: "{{amount}} of an M-Pesa tip (ref {{reference}}) went back to the customer's M-Pesa and was taken from your TTIP balance." },
+    sw: { title: "Bakshishi ya M-Pesa imerudishwa", text: "{{amount}} ya bakshishi ya M-Pesa (kumb. {{reference}}) imerudishwa kwa M-Pesa ya mteja na kutolewa kwenye salio lako la TTIP." },
+  },
+  [TemplateKey.MPESA_TIP_REVERSAL_UNDONE]: {
+    en: { title: "Reversal not made", text: "The reversal of {{amount}} of an M-Pesa tip (ref {{reference}}) was not made: the money is back in your TTIP balance." },
+    sw: { title: "Urejeshaji haukufanyika", text: "Urejeshaji wa {{amount}} ya bakshishi ya M-Pesa (kumb. {{reference}}) haukufanyika: pesa imerudi kwenye salio lako la TTIP." },
+  },
+  [TemplateKey.POOL_MPESA_TIP_REVERSED]: {
+    en: { title: "Pool M-Pesa tip reversed", text: "{{amount}} of an M-Pesa tip to {{venue}}'s pool (ref {{reference}}) went back to the customer's M-Pesa and was taken from the pool." },
+    sw: { title: "Bakshishi ya M-Pesa ya mfuko imerudishwa", text: "{{amount}} ya bakshishi ya M-Pesa kwa mfuko wa {{venue}} (kumb. {{reference}}) imerudishwa kwa M-Pesa ya mteja na kutolewa kwenye mfuko." },
+  },
+  [TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE]: {
+    en: { title: "Pool reversal not made", text: "The reversal of {{amount}} of an M-Pesa tip to {{venue}}'s pool (ref {{reference}}) was not made: the money is back in the pool." },
+    sw: { title: "Urejeshaji wa mfuko haukufanyika", text: "Urejeshaji wa {{amount}} ya bakshishi ya M-Pesa kwa mfuko wa {{venue}} (kumb. {{reference}}) haukufanyika: pesa imerudi kwenye mfuko." },
   },
 };
 

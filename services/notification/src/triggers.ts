@@ -6,6 +6,7 @@ import {
   DeliveryUpdatedSchema,
   DeviceRegisteredSchema,
   FraudAlertSchema,
+  PaymentMethod,
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
@@ -103,7 +104,7 @@ const TRIGGERS = [
     sends: (e, id) => {
       const r = reversalWords(e);
       if (!e.workerId || !r) return [];
-      return toWorker(id, e, r.taken ? TemplateKey.TIP_REVERSED : TemplateKey.TIP_REVERSAL_UNDONE, r.variables);
+      return toWorker(id, e, r.templateKey, r.variables);
     },
   }),
   trigger({
@@ -119,7 +120,7 @@ const TRIGGERS = [
       return venue.managerIds.map((userId) => ({
         sourceKey: `event:${id}`,
         to: { userId },
-        templateKey: r.taken ? TemplateKey.POOL_TIP_REVERSED : TemplateKey.POOL_TIP_REVERSAL_UNDONE,
+        templateKey: r.poolTemplateKey,
         variables: { ...r.variables, venue: venue.name || "your venue" },
         correlationId: e.meta?.correlationId,
       }));
@@ -258,12 +259,22 @@ const TRIGGERS = [
   }),
 ];
 
-/** A reversal's words: taken (a refund, a chargeback) or given back (a refund refused), its amount and the tip's reference; none when nothing moved. */
-function reversalWords(e: MessageShape<typeof TipReversedSchema>): { taken: boolean; variables: Record<string, string> } | undefined {
+/** Which words tell a reversal, by the tip's method and whether money was taken or given back. */
+const REVERSAL_TEMPLATES = {
+  card: { taken: [TemplateKey.TIP_REVERSED, TemplateKey.POOL_TIP_REVERSED], back: [TemplateKey.TIP_REVERSAL_UNDONE, TemplateKey.POOL_TIP_REVERSAL_UNDONE] },
+  mpesa: { taken: [TemplateKey.MPESA_TIP_REVERSED, TemplateKey.POOL_MPESA_TIP_REVERSED], back: [TemplateKey.MPESA_TIP_REVERSAL_UNDONE, TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE] },
+} as const;
+
+/**
+ * A reversal's words: taken (a refund, a chargeback, an M-Pesa reversal) or given back (a refund or reversal refused),
+ * for the worker and for a pool's managers, with its amount and the tip's reference; none when nothing moved.
+ */
+function reversalWords(e: MessageShape<typeof TipReversedSchema>): { templateKey: TemplateKey; poolTemplateKey: TemplateKey; variables: Record<string, string> } | undefined {
   const net = e.net?.amountMinor ?? 0n;
   if (net === 0n) return undefined;
   const taken = net > 0n;
-  return { taken, variables: { amount: formatMoney(taken ? net : -net, e.net!.currency), reference: shortRef(e.tipId) } };
+  const [templateKey, poolTemplateKey] = REVERSAL_TEMPLATES[e.method === PaymentMethod.MPESA ? "mpesa" : "card"][taken ? "taken" : "back"];
+  return { templateKey, poolTemplateKey, variables: { amount: formatMoney(taken ? net : -net, e.net!.currency), reference: shortRef(e.tipId) } };
 }
 
 /** A reversal of a tip to a venue's pool (no worker's): the venue's managers hear of it. */

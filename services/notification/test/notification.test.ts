@@ -9,6 +9,7 @@ import {
   DeliveryUpdatedSchema,
   DeviceRegisteredSchema,
   FraudAlertSchema,
+  PaymentMethod,
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
@@ -200,9 +201,13 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.REMOVED_AS_MANAGER]: { venue: "Java House Kimathi" },
       [TemplateKey.STAFF_JOINED]: { name: "Wanjiru Kamau", venue: "Java House Kimathi" },
       [TemplateKey.REMOVED_FROM_STAFF]: { venue: "Java House Kimathi" },
+      [TemplateKey.MPESA_TIP_REVERSED]: { amount: "KES 15,000", reference: "7E3F9A2C4B" },
+      [TemplateKey.MPESA_TIP_REVERSAL_UNDONE]: { amount: "KES 15,000", reference: "7E3F9A2C4B" },
+      [TemplateKey.POOL_MPESA_TIP_REVERSED]: { amount: "KES 15,000", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
+      [TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE]: { amount: "KES 15,000", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -212,7 +217,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 44, "each kind reads differently in each language");
+    assert.equal(bodies.size, 52, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
@@ -540,6 +545,31 @@ describe("notification service against Postgres, JetStream and the provider simu
     for (const e of events) assert.deepEqual(byKey.get(`event:${e}`), [3, [workerId]], "the worker's by SMS, push and in-app; no manager's");
     // SMS and in-app each (no push token registered), to each manager; none to the worker.
     for (const e of pooled) assert.deepEqual(byKey.get(`event:${e}`), [4, managers.map((m) => m.id).sort()], "the managers'");
+  });
+
+  test("an M-Pesa tip reversed tells its worker it went back to the customer's M-Pesa (not a card), in their language; a reversal refused, that it is back", async () => {
+    const tipId = randomUUID();
+    const workers = ["en", "sw"].map((locale) => ({ id: randomUUID(), phone: testPhone({ format: "+254" }), locale }));
+    for (const w of workers) {
+      await internal().upsertContact({ userId: w.id, phone: w.phone, locale: w.locale });
+      for (const [kind, sign] of [[TipReversalKind.REFUND, 1n], [TipReversalKind.REFUND_REFUSED, -1n]] as const) {
+        await publish(t.ctx.bus, "ttip.payment.tip_reversed", TipReversedSchema, {
+          tipId, workerId: w.id, method: PaymentMethod.MPESA, kind, reversalId: randomUUID(), amount: kesMinor(sign * 10000n), fee: kesMinor(sign * 500n), net: kesMinor(sign * 9500n),
+        });
+      }
+    }
+    const ref = shortRef(tipId);
+    const texts = await eventually("each worker's two SMS", () => workers.every((w) => smsTo(w.phone).length >= 2) && workers.map((w) => smsTo(w.phone).map((m) => m.body).sort()));
+    assert.deepEqual(texts, [
+      [
+        `KES 95 of an M-Pesa tip (ref ${ref}) went back to the customer's M-Pesa and was taken from your TTIP balance.`,
+        `The reversal of KES 95 of an M-Pesa tip (ref ${ref}) was not made: the money is back in your TTIP balance.`,
+      ],
+      [
+        `KES 95 ya bakshishi ya M-Pesa (kumb. ${ref}) imerudishwa kwa M-Pesa ya mteja na kutolewa kwenye salio lako la TTIP.`,
+        `Urejeshaji wa KES 95 ya bakshishi ya M-Pesa (kumb. ${ref}) haukufanyika: pesa imerudi kwenye salio lako la TTIP.`,
+      ],
+    ]);
   });
 
   test("a venue's managers are told who joined or left them, never the one who did it; a manager removed by another is told", async () => {

@@ -4,14 +4,14 @@
 // keeps them out. The old /mpesa/ prefix is still served: attempts pushed
 // before the change carry it until they settle.
 
-export type CallbackKind = "stk" | "b2c/result" | "b2c/timeout" | "status/result" | "status/timeout" | "balance/result" | "balance/timeout";
+export type CallbackKind = "stk" | "b2c/result" | "b2c/timeout" | "status/result" | "status/timeout" | "balance/result" | "balance/timeout" | "reversal/result" | "reversal/timeout";
 
 /** The prefix of every callback URL handed to Daraja now. */
 export const CALLBACK_PREFIX = "/daraja/";
 /** Served for callbacks of attempts made before the prefix changed. */
 export const LEGACY_CALLBACK_PREFIX = "/mpesa/";
 
-export const CALLBACK_ROUTE = /^\/(?:daraja|mpesa)\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout|balance\/result|balance\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
+export const CALLBACK_ROUTE = /^\/(?:daraja|mpesa)\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout|balance\/result|balance\/timeout|reversal\/result|reversal\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
 
 export function isCallbackPath(path: string): boolean {
   return path.startsWith(CALLBACK_PREFIX) || path.startsWith(LEGACY_CALLBACK_PREFIX);

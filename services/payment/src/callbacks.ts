@@ -11,6 +11,7 @@ import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
+import { applyReversalResult } from "./mpesa-reversals.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
 import { applyStkOutcomeTo, markCallback, storeAndCreditStk, storeAndFailStk, type Deps, type RawCallback, type StkFailure, type StkSuccess } from "./tips.js";
 
@@ -76,7 +77,8 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { body, truncated } = await readBody(req);
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = CALLBACK_ROUTE.exec(path);
-  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance" : "mpesa_status";
+  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance"
+    : match?.[1].startsWith("reversal") ? "mpesa_reversal" : "mpesa_status";
   // In time order (UUID version 7): payment.callbacks_pkey grows at its end, where a random id put
   // each callback on a leaf page of its own, a full-page image after every checkpoint on a grown table.
   const callbackId = timeOrderedUuid();
@@ -163,7 +165,7 @@ async function applyStk(deps: Deps, callbackId: string, token: string, json: unk
   return { status: 200, body: ACCEPTED };
 }
 
-/** A Result body: a B2C result or queue timeout, a transaction status result, an account balance. */
+/** A Result body: a B2C result or queue timeout, a transaction status result, an account balance, a reversal's result or queue timeout. */
 async function applyResult(deps: Deps & PayoutDeps, callbackId: string, kind: string, token: string, json: unknown): Promise<Answer> {
   const { pool } = deps.ctx;
   const outcome = (o: string, extra: { ref?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
@@ -175,6 +177,12 @@ async function applyResult(deps: Deps & PayoutDeps, callbackId: string, kind: st
   if (kind.startsWith("balance/")) {
     const applied = await applyBalanceResult(pool, token, result, kind === "balance/timeout");
     await outcome(applied ? "balance" : "unknown", { ref: result.conversationId, matched: applied });
+    return { status: 200, body: ACCEPTED };
+  }
+  if (kind.startsWith("reversal/")) {
+    const applied = await applyReversalResult(deps, token, result, kind === "reversal/timeout");
+    if (applied === "unknown") await unknownCallback(deps, callbackId, "mpesa_reversal", result.originatorConversationId || result.conversationId);
+    await outcome(applied, { ref: result.transactionId || result.conversationId, matched: applied !== "unknown" });
     return { status: 200, body: ACCEPTED };
   }
   const { rows } = await pool.query<{ payout_id: string; worker_id: string }>("SELECT payout_id, worker_id FROM payment.payouts WHERE callback_token = $1", [token]);

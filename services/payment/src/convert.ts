@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { optionalTimestamp, type MoneyAmount } from "@ttip/runtime";
 import type { Money as MoneyMessage } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import {
-  AlertStatus, CardProvider, CardTipState, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipStatus, type Payout as PayoutMessage, type Tip as TipMessage,
+  AlertStatus, CardProvider, CardTipState, FraudAction, FraudReason, MpesaReversalState, PaymentMethodKind, PayoutSchema, PayoutStatus, TipStatus, type Payout as PayoutMessage, type Tip as TipMessage,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { resultMessage } from "./messages.js";
 import type { Payout, PayoutStatusCode } from "./stores/payouts.js";
@@ -59,10 +59,15 @@ export function tipMessage(t: Tip, locale = "en", paybill = ""): TipMessage {
     fxRateSource: "",
     nextActionUrl: "",
     cardState: CardTipState.UNSPECIFIED,
+    mpesaReversal: MpesaReversalState.UNSPECIFIED,
   };
   // Message fields left unset are absent, as create() leaves them.
   if (t.completedAt) tip.completedAt = timestampFromDate(t.completedAt);
   if (t.received) tip.received = moneyMessage(t.received);
+  if (t.mpesaReversal) {
+    tip.mpesaReversal = MPESA_REVERSAL[t.mpesaReversal.state];
+    if (t.mpesaReversal.refunded.amountMinor > 0n) tip.refunded = moneyMessage(t.mpesaReversal.refunded);
+  }
   return t.card ? withCardFields(tip, t, t.card, locale) : tip;
 }
 
@@ -70,6 +75,13 @@ export function tipMessage(t: Tip, locale = "en", paybill = ""): TipMessage {
 function moneyMessage(m: MoneyAmount): MoneyMessage {
   return { $typeName: "ttip.common.v1.Money", amountMinor: m.amountMinor, currency: m.currency };
 }
+
+const MPESA_REVERSAL: Record<NonNullable<Tip["mpesaReversal"]>["state"], MpesaReversalState> = {
+  none: MpesaReversalState.NONE,
+  pending: MpesaReversalState.PENDING,
+  reversed: MpesaReversalState.REVERSED,
+  failed: MpesaReversalState.FAILED,
+};
 
 export const PAYOUT_STATUS: Record<PayoutStatusCode, PayoutStatus> = {
   pending: PayoutStatus.PENDING,

@@ -186,6 +186,11 @@ export class Ledger {
       : this.account(AccountKind.VENUE_POOL, recipient.venueId);
   }
 
+  /** The accounts an M-Pesa tip's money moves between: M-Pesa clearing, the recipient's, the platform's fees. */
+  private tipAccounts(recipient: TipRecipient): Promise<[string, string, string]> {
+    return Promise.all([this.account(AccountKind.MPESA_CLEARING), this.recipientAccount(recipient), this.account(AccountKind.PLATFORM_FEES)]);
+  }
+
   /**
    * A confirmed M-Pesa payment's entry: the clearing account gives what the
    * customer paid, the worker (or the venue's pool) gets the tip net of fees
@@ -193,11 +198,7 @@ export class Ledger {
    * asks again: STK callbacks, STK queries and C2B confirmations all credit through here.
    */
   async tipCreditEntry(input: { key: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<EntryToPost> {
-    const [clearing, recipient, fees] = await Promise.all([
-      this.account(AccountKind.MPESA_CLEARING),
-      this.recipientAccount(input.recipient),
-      this.account(AccountKind.PLATFORM_FEES),
-    ]);
+    const [clearing, recipient, fees] = await this.tipAccounts(input.recipient);
     const feeMinor = input.chargedMinor - input.workerMinor;
     return {
       idempotencyKey: input.key,
@@ -206,6 +207,26 @@ export class Ledger {
         { accountId: clearing, amount: kes(-input.chargedMinor), memo: `M-Pesa ${input.receipt}` },
         { accountId: recipient, amount: kes(input.workerMinor), memo: "workerId" in input.recipient ? "tip" : "shared tip" },
         ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
+      ],
+      description: input.description,
+    };
+  }
+
+  /**
+   * An M-Pesa tip's credit (tipCreditEntry) the other way, for its reversal: M-Pesa gives the payer all of it
+   * back, so the recipient's part and the platform's fee both go back to clearing. Refused by wallet
+   * (FAILED_PRECONDITION) when the recipient's balance no longer holds their part.
+   */
+  async tipReversalEntry(input: { key: string; creditEntryId: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<EntryToPost> {
+    const [clearing, recipient, fees] = await this.tipAccounts(input.recipient);
+    const feeMinor = input.chargedMinor - input.workerMinor;
+    return {
+      idempotencyKey: input.key,
+      cause: { cause: { case: "reversedEntryId", value: input.creditEntryId } },
+      postings: [
+        { accountId: clearing, amount: kes(input.chargedMinor), memo: `M-Pesa ${input.receipt} reversed` },
+        { accountId: recipient, amount: kes(-input.workerMinor), memo: "tip reversed" },
+        ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(-feeMinor), memo: "platform fee given back" }] : []),
       ],
       description: input.description,
     };

@@ -78,6 +78,8 @@ export interface TipRow {
   /** A tip announced failed whose money came after all: when that failure was decided, and its code (0059). */
   replaced_failure_at: Date | null;
   replaced_failure_code: string | null;
+  /** An M-Pesa tip's reversal as Tip.mpesa_reversal shows it (mpesa-reversals.ts; 0060). */
+  mpesa_reversal: "none" | "pending" | "reversed" | "failed";
 }
 
 /**
@@ -138,7 +140,7 @@ export const TIP_COLUMNS =
   "next_check_at, checks, lease_until, auto_payout_done, created_at, completed_at, account_reference, channel, card_provider, provider_payment_id, " +
   "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
   "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor, approval_receipt, locale, " +
-  "replaced_failure_at, replaced_failure_code";
+  "replaced_failure_at, replaced_failure_code, mpesa_reversal";
 /** TIP_COLUMNS of the row aliased `t`. */
 export const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
 

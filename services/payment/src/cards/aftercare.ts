@@ -61,7 +61,7 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   const { pool } = deps.ctx;
   const tip = await loadCardTip(pool, input.tipId);
   if (!tip) throw new NotFoundError("tip_id: no such tip");
-  if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process");
+  if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here (an M-Pesa tip is reversed: mpesa-reversals.ts)");
   const provider = providerFor(deps, tip.card_provider!);
   const refund = await refundUnderKey(deps, tip, input);
   const portion = refundPortion(tip, refund);

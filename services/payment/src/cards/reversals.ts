@@ -1,9 +1,13 @@
-// What a refund, a refund refused or a lost chargeback changes of a paid card tip's figures, announced
-// (TipReversed) in the transaction that records it, so what counts a tip's success (analytics'
-// earnings, volume and revenue) also counts its money going back.
+// What a refund, a refund refused or a lost chargeback changes of a paid card tip's figures (and an
+// M-Pesa tip's reversal, or its refusal), announced (TipReversed) in the transaction that records it,
+// so what counts a tip's success (analytics' earnings, volume and revenue) also counts its money going back.
 import { emitEvent, type Queryable } from "@ttip/runtime";
 import { PaymentMethod, TipReversalKind, TipReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import type { CardTipRow } from "./convert.js";
+import type { TipRow } from "../tips.js";
+import type { CardColumns } from "./convert.js";
+
+/** What the figures of a reversal are read from: the tip's row with its refunded amounts. */
+type ReversedTip = TipRow & Pick<CardColumns, "refunded_minor" | "wallet_currency">;
 
 export { TipReversalKind };
 
@@ -22,7 +26,7 @@ export interface Reversal {
  * What of the charge the tip row `tip` has reversed: its refunds (refunded_minor, as the transaction
  * has it) and its lost chargebacks. Under the tip's row lock, which every change of either takes.
  */
-async function reversedCharge(tx: Queryable, tip: CardTipRow): Promise<bigint> {
+async function reversedCharge(tx: Queryable, tip: ReversedTip): Promise<bigint> {
   const { rows: [lost] } = await tx.query<{ minor: bigint }>(
     "SELECT COALESCE(sum(amount_minor), 0)::int8 AS minor FROM payment.card_disputes WHERE tip_id = $1 AND status = 'lost'", [tip.tip_id]);
   return tip.refunded_minor + BigInt(lost.minor);
@@ -40,7 +44,7 @@ function partReversed(part: bigint, reversed: bigint, charged: bigint): bigint {
  * reversals add up to its share of the charge reversed without a minor unit lost to rounding each.
  * A tip whose success was never announced (held for review, or rejected) counted nothing to take off.
  */
-export async function emitTipReversed(tx: Queryable, tip: CardTipRow, r: Reversal): Promise<void> {
+export async function emitTipReversed(tx: Queryable, tip: ReversedTip, r: Reversal): Promise<void> {
   if (tip.status !== "succeeded" || (r.chargedMinor === 0n && r.walletMinor === 0n)) return;
   const after = await reversedCharge(tx, tip);
   const before = after - r.chargedMinor;
@@ -50,7 +54,7 @@ export async function emitTipReversed(tx: Queryable, tip: CardTipRow, r: Reversa
     workerId: tip.worker_id ?? "",
     venueId: tip.venue_id,
     qrCodeId: tip.qr_code_id,
-    method: PaymentMethod.CARD,
+    method: tip.method === "card" ? PaymentMethod.CARD : PaymentMethod.MPESA,
     kind: r.kind,
     reversalId: r.reversalId,
     amount: { currency: tip.currency, amountMinor: taken(tip.amount_minor) },

@@ -108,6 +108,16 @@ export interface AccountBalanceRequest {
   remarks?: string;
 }
 
+export interface ReversalRequest {
+  /** The M-Pesa receipt of the payment to give back. */
+  transactionId: string;
+  /** Whole shillings: the payment's amount (M-Pesa reverses a payment whole). */
+  amount: number;
+  resultUrl: string;
+  queueTimeoutUrl: string;
+  remarks: string;
+}
+
 export interface TransactionStatusResponse {
   ConversationID: string;
   OriginatorConversationID: string;
@@ -176,6 +186,12 @@ const STILL_PROCESSING = "500.001.1001";
 /** Spike arrest (too many requests a second) and quota violation: Daraja ran nothing and wants us slower. */
 const SLOW_DOWN = new Set(["500.003.02", "500.003.03"]);
 const MAX_BACKOFF_MS = 60_000;
+
+/** Daraja's refusal with a server error (5xx) of a request that moves money: it does not say that none moved, so it is in doubt. */
+function serverErrorInDoubt(err: unknown): never {
+  if (err instanceof DarajaError && err.kind === "rejected" && (err.details.httpStatus ?? 0) >= 500) throw new DarajaError("unknown", err.message, err.details);
+  throw err;
+}
 
 export class DarajaClient {
   private token: { value: string; refreshAt: number; expiresAt: number } | undefined;
@@ -292,10 +308,7 @@ export class DarajaClient {
    * gateway) does not say that no money moved: it is in doubt ("unknown"), settled by transactionStatus too.
    */
   async b2c(req: B2cRequest): Promise<B2cResponse> {
-    const body = await this.b2cCall(req).catch((err: unknown) => {
-      if (err instanceof DarajaError && err.kind === "rejected" && (err.details.httpStatus ?? 0) >= 500) throw new DarajaError("unknown", err.message, err.details);
-      throw err;
-    });
+    const body = await this.b2cCall(req).catch(serverErrorInDoubt);
     return expectAccepted<B2cResponse>(body, ["ConversationID"], "B2C");
   }
 
@@ -333,6 +346,29 @@ export class DarajaClient {
       Occasion: "",
     }, { retries: 2 });
     return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "transaction status");
+  }
+
+  /**
+   * Asks M-Pesa to give a payment to our short code back to its payer; the result arrives at resultUrl. Never
+   * retried, as a B2C: a second request for the same payment is refused ("already reversed"), and that refusal,
+   * read as the first's, would hide a reversal made. 5xx answers are in doubt ("unknown") as the B2C's are.
+   */
+  async reversal(req: ReversalRequest): Promise<TransactionStatusResponse> {
+    const body = await this.call("/mpesa/reversal/v1/request", {
+      Initiator: this.requireB2c("initiatorName"),
+      SecurityCredential: this.credential(),
+      CommandID: "TransactionReversal",
+      TransactionID: req.transactionId,
+      Amount: String(req.amount),
+      ReceiverParty: this.config.shortcode,
+      // Spelled so by Daraja; 11 names the receiving party as an organisation's short code.
+      RecieverIdentifierType: "11",
+      ResultURL: req.resultUrl,
+      QueueTimeOutURL: req.queueTimeoutUrl,
+      Remarks: req.remarks.slice(0, 100),
+      Occasion: "",
+    }, { retries: 0 }).catch(serverErrorInDoubt);
+    return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "reversal");
   }
 
   /** Asks for the short code's account balances; the answer arrives at resultUrl. Safe to repeat. */

@@ -39,9 +39,15 @@ export type B2cOutcome =
   | "lost_result" // executed, result never sent (only a status query tells)
   | "amount_mismatch"; // executed for one shilling more than asked: the result and status queries report what was sent
 
+/** What M-Pesa does with a request to reverse a payment from this number (default: it reverses it). */
+export type ReversalOutcome =
+  | "refused" // ResultCode 1: the short code's balance cannot cover it
+  | "queue_timeout"; // never executed; QueueTimeOutURL is called
+
 export interface Script {
   stk?: StkOutcome;
   b2c?: B2cOutcome;
+  reversal?: ReversalOutcome;
   /** Overrides the default callback delay. */
   delayMs?: number;
   /** STK: the push is taken (and the customer charged) at once, but its answer comes this late. */
@@ -63,7 +69,7 @@ export interface Script {
 }
 
 export interface SimTransaction {
-  kind: "stk" | "b2c";
+  kind: "stk" | "b2c" | "reversal";
   id: string;
   phone: string;
   amount: number;
@@ -78,6 +84,8 @@ export interface SimTransaction {
   /** B2C */
   originatorConversationId?: string;
   conversationId?: string;
+  /** A payment (STK) reversed: the reversal's receipt. A reversal: the receipt of the payment it gave back. */
+  reversal?: string;
   /** Callbacks actually delivered to the integrator. */
   callbacksSent: number;
   /** When the last callback was sent (epoch ms, fractional): benchmarks measure from here to the tip's credit. */
@@ -240,14 +248,14 @@ export class DarajaSimState {
   /**
    * The short code's utility account as M-Pesa would report it: the opening
    * balance, plus every STK payment taken and every paybill payment, less every
-   * B2C sent (whatever became of their callbacks). Whole shillings.
+   * B2C sent and payment reversed (whatever became of their callbacks). Whole shillings.
    */
   utilityBalance(): number {
     let total = this.o.openingBalance;
     for (const t of this.txs) {
       // What the customer really paid: the mismatch callback's amount is the true one.
       if (t.kind === "stk" && t.receipt) total += t.outcome === "amount_mismatch" ? t.amount - 1 : t.amount;
-      if (t.kind === "b2c" && t.receipt) total -= t.amount;
+      if ((t.kind === "b2c" || t.kind === "reversal") && t.receipt) total -= t.amount;
     }
     for (const amount of this.paybillPaid.values()) total += amount;
     return total;

@@ -1,5 +1,5 @@
 // A Daraja simulator: Safaricom's paths and JSON (OAuth, STK push and query,
-// B2C, transaction status) and the callbacks they cause, with outcomes
+// B2C, transaction status, reversal) and the callbacks they cause, with outcomes
 // scripted per phone number or amount. Tests and `make run` start it on a
 // loopback port; GET /__sim/transactions tells what "really" happened.
 import http from "node:http";
@@ -7,6 +7,7 @@ import type { C2bPayRequest, C2bSim } from "./c2b-simulator.js";
 import type { DarajaConfig } from "./client.js";
 import { closeServer, findRoute, listen, readBody, sendJson, type SimRoute } from "../simulator-http.js";
 import { accountBalance, b2cPayment, transactionStatus } from "./simulator-b2c.js";
+import { reversal } from "./simulator-reversal.js";
 import { darajaError } from "./simulator-replies.js";
 import {
   DarajaSimState,
@@ -108,6 +109,7 @@ const ROUTES: SimRoute<DarajaEndpoint>[] = [
   { method: "POST", path: "/mpesa/b2c/v3/paymentrequest", handle: withToken(b2cPayment) },
   { method: "POST", path: "/mpesa/transactionstatus/v1/query", handle: withToken(transactionStatus) },
   { method: "POST", path: "/mpesa/accountbalance/v1/query", handle: withToken(accountBalance) },
+  { method: "POST", path: "/mpesa/reversal/v1/request", handle: withToken(reversal) },
   { method: "POST", path: /^\/mpesa\/c2b\//, handle: c2bApi },
   // What tests and `make run` read and script.
   { method: "GET", path: "/__sim/transactions", handle: (sim, { res }) => sendJson(res, 200, { transactions: sim.txs }) },

@@ -1,17 +1,19 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, fieldError, formatMoney, idempotentRequest, keysetPage, mpesaAmount, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, fieldError, formatMoney, idempotentRequest, keysetPage, mpesaAmount, NotFoundError, optionalTimestamp, pageSize, requireCaller, type Queryable } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { payoutMessage, tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
 import { resolveHeldPayout, type StatementOutcome } from "../held-payouts.js";
+import { reverseMpesaTip } from "../mpesa-reversals.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
 import { closeSuspenseAlerts } from "../stores/fraud-alerts.js";
 import { suspensePayments } from "../stores/suspense.js";
 import { tipOf } from "../stores/tips.js";
+import { loadTip } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 function suspenseMessage(r: C2bRow) {
@@ -84,10 +86,17 @@ function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
   return async (req, ctx) => {
     const { deps } = h;
     const admin = requireCaller(ctx);
-    const r = await refundCardTip(deps, {
+    const input = {
       tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
-      record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
-    });
+      record: (tx: Queryable, amount: string) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
+    };
+    const tip = await loadTip(deps.ctx.pool, req.tipId);
+    if (!tip) throw new NotFoundError("tip_id: no such tip");
+    if (tip.method === "mpesa") {
+      const r = await reverseMpesaTip(deps, tip as Parameters<typeof reverseMpesaTip>[1], input);
+      return { tip: tipMessage(tipOf(r.tip), locale(ctx)), refundId: r.reversalId };
+    }
+    const r = await refundCardTip(deps, input);
     return { tip: tipMessage(tipOf(r.tip), locale(ctx)), refundId: r.refundId };
   };
 }

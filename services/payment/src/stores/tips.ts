@@ -60,6 +60,8 @@ export interface Tip {
   creditEntryId: string | null;
   /** Null for an M-Pesa tip. */
   card: CardTipPart | null;
+  /** An M-Pesa tip's reversal and what it gives back; null for a card tip. */
+  mpesaReversal: { state: TipRow["mpesa_reversal"]; refunded: MoneyAmount } | null;
   createdAt: Date;
   completedAt: Date | null;
 }
@@ -110,6 +112,7 @@ export function tipOf(r: TipRow): Tip {
           refunded: money(c.refunded_minor ?? 0n),
         }
       : null,
+    mpesaReversal: card ? null : { state: r.mpesa_reversal ?? "none", refunded: money(c.refunded_minor ?? 0n) },
     createdAt: r.created_at,
     completedAt: r.completed_at,
   };

@@ -1213,7 +1213,8 @@ export type RefundTipRequest = Message<"ttip.payment.v1.RefundTipRequest"> & {
   idempotencyKey: string;
 
   /**
-   * In the tip's currency; unset refunds what is left of the charge.
+   * In the tip's currency; unset refunds what is left of the charge (all of it
+   * for an M-Pesa tip, which is reversed whole).
    *
    * @generated from field: ttip.common.v1.Money amount = 3;
    */
@@ -2231,6 +2232,10 @@ export const PaymentAdminService: GenService<{
    * Refunds a card tip in full or in part through its provider; the worker's
    * share is taken back from the wallet first. FAILED_PRECONDITION when the tip
    * is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+   * An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+   * payment goes back to the number that paid), its share taken back first;
+   * M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+   * back. INVALID_ARGUMENT for a part of an M-Pesa tip.
    *
    * @generated from rpc ttip.payment.v1.PaymentAdminService.RefundTip
    */

@@ -125,6 +125,12 @@ const (
 	TemplateKey_TEMPLATE_KEY_STAFF_JOINED TemplateKey = 21
 	// To a worker whose place on a venue's staff a manager ended.
 	TemplateKey_TEMPLATE_KEY_REMOVED_FROM_STAFF TemplateKey = 22
+	// As TIP_REVERSED and TIP_REVERSAL_UNDONE, and their pool's, for an M-Pesa
+	// tip: its payment reversed to the customer's M-Pesa, or the reversal refused.
+	TemplateKey_TEMPLATE_KEY_MPESA_TIP_REVERSED             TemplateKey = 23
+	TemplateKey_TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE      TemplateKey = 24
+	TemplateKey_TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED        TemplateKey = 25
+	TemplateKey_TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE TemplateKey = 26
 )
 
 // Enum value maps for TemplateKey.
@@ -153,31 +159,39 @@ var (
 		20: "TEMPLATE_KEY_REMOVED_AS_MANAGER",
 		21: "TEMPLATE_KEY_STAFF_JOINED",
 		22: "TEMPLATE_KEY_REMOVED_FROM_STAFF",
+		23: "TEMPLATE_KEY_MPESA_TIP_REVERSED",
+		24: "TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE",
+		25: "TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED",
+		26: "TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE",
 	}
 	TemplateKey_value = map[string]int32{
-		"TEMPLATE_KEY_UNSPECIFIED":              0,
-		"TEMPLATE_KEY_OTP":                      1,
-		"TEMPLATE_KEY_TIP_RECEIVED":             2,
-		"TEMPLATE_KEY_RECEIPT":                  3,
-		"TEMPLATE_KEY_PAYOUT_SENT":              4,
-		"TEMPLATE_KEY_PAYOUT_FAILED":            5,
-		"TEMPLATE_KEY_FRAUD_HOLD":               6,
-		"TEMPLATE_KEY_WEEKLY_SUMMARY":           7,
-		"TEMPLATE_KEY_STAFF_INVITE":             8,
-		"TEMPLATE_KEY_POOL_SHARE":               9,
-		"TEMPLATE_KEY_ADMIN_TIP_HELD":           10,
-		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED":    11,
-		"TEMPLATE_KEY_DEVICE_ADDED":             12,
-		"TEMPLATE_KEY_TIP_REVERSED":             13,
-		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":      14,
-		"TEMPLATE_KEY_POOL_TIP_REVERSED":        15,
-		"TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE": 16,
-		"TEMPLATE_KEY_MANAGER_INVITE":           17,
-		"TEMPLATE_KEY_MANAGER_JOINED":           18,
-		"TEMPLATE_KEY_MANAGER_REMOVED":          19,
-		"TEMPLATE_KEY_REMOVED_AS_MANAGER":       20,
-		"TEMPLATE_KEY_STAFF_JOINED":             21,
-		"TEMPLATE_KEY_REMOVED_FROM_STAFF":       22,
+		"TEMPLATE_KEY_UNSPECIFIED":                    0,
+		"TEMPLATE_KEY_OTP":                            1,
+		"TEMPLATE_KEY_TIP_RECEIVED":                   2,
+		"TEMPLATE_KEY_RECEIPT":                        3,
+		"TEMPLATE_KEY_PAYOUT_SENT":                    4,
+		"TEMPLATE_KEY_PAYOUT_FAILED":                  5,
+		"TEMPLATE_KEY_FRAUD_HOLD":                     6,
+		"TEMPLATE_KEY_WEEKLY_SUMMARY":                 7,
+		"TEMPLATE_KEY_STAFF_INVITE":                   8,
+		"TEMPLATE_KEY_POOL_SHARE":                     9,
+		"TEMPLATE_KEY_ADMIN_TIP_HELD":                 10,
+		"TEMPLATE_KEY_PAYOUT_NUMBER_CHANGED":          11,
+		"TEMPLATE_KEY_DEVICE_ADDED":                   12,
+		"TEMPLATE_KEY_TIP_REVERSED":                   13,
+		"TEMPLATE_KEY_TIP_REVERSAL_UNDONE":            14,
+		"TEMPLATE_KEY_POOL_TIP_REVERSED":              15,
+		"TEMPLATE_KEY_POOL_TIP_REVERSAL_UNDONE":       16,
+		"TEMPLATE_KEY_MANAGER_INVITE":                 17,
+		"TEMPLATE_KEY_MANAGER_JOINED":                 18,
+		"TEMPLATE_KEY_MANAGER_REMOVED":                19,
+		"TEMPLATE_KEY_REMOVED_AS_MANAGER":             20,
+		"TEMPLATE_KEY_STAFF_JOINED":                   21,
+		"TEMPLATE_KEY_REMOVED_FROM_STAFF":             22,
+		"TEMPLATE_KEY_MPESA_TIP_REVERSED":             23,
+		"TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE":      24,
+		"TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED":        25,
+		"TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE": 26,
 	}
 )
 
@@ -997,7 +1011,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xfb\x05\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xa7\a\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -1022,7 +1036,11 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x1cTEMPLATE_KEY_MANAGER_REMOVED\x10\x13\x12#\n" +
 	"\x1fTEMPLATE_KEY_REMOVED_AS_MANAGER\x10\x14\x12\x1d\n" +
 	"\x19TEMPLATE_KEY_STAFF_JOINED\x10\x15\x12#\n" +
-	"\x1fTEMPLATE_KEY_REMOVED_FROM_STAFF\x10\x16*Y\n" +
+	"\x1fTEMPLATE_KEY_REMOVED_FROM_STAFF\x10\x16\x12#\n" +
+	"\x1fTEMPLATE_KEY_MPESA_TIP_REVERSED\x10\x17\x12*\n" +
+	"&TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE\x10\x18\x12(\n" +
+	"$TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED\x10\x19\x12/\n" +
+	"+TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE\x10\x1a*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +

@@ -248,6 +248,67 @@ func (CardTipState) EnumDescriptor() ([]byte, []int) {
 	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{3}
 }
 
+// An M-Pesa tip's reversal (RefundTip): M-Pesa gives the whole payment back
+// to the paying number; the worker's share is taken back first.
+type MpesaReversalState int32
+
+const (
+	MpesaReversalState_MPESA_REVERSAL_STATE_UNSPECIFIED MpesaReversalState = 0
+	MpesaReversalState_MPESA_REVERSAL_STATE_NONE        MpesaReversalState = 1
+	// The worker's share is taken back and M-Pesa has the request; its result
+	// has not come (or its request's answer was lost: support is alerted).
+	MpesaReversalState_MPESA_REVERSAL_STATE_PENDING MpesaReversalState = 2
+	// M-Pesa reversed the payment (Tip.refunded says how much).
+	MpesaReversalState_MPESA_REVERSAL_STATE_REVERSED MpesaReversalState = 3
+	// M-Pesa refused; the worker's share was given back.
+	MpesaReversalState_MPESA_REVERSAL_STATE_FAILED MpesaReversalState = 4
+)
+
+// Enum value maps for MpesaReversalState.
+var (
+	MpesaReversalState_name = map[int32]string{
+		0: "MPESA_REVERSAL_STATE_UNSPECIFIED",
+		1: "MPESA_REVERSAL_STATE_NONE",
+		2: "MPESA_REVERSAL_STATE_PENDING",
+		3: "MPESA_REVERSAL_STATE_REVERSED",
+		4: "MPESA_REVERSAL_STATE_FAILED",
+	}
+	MpesaReversalState_value = map[string]int32{
+		"MPESA_REVERSAL_STATE_UNSPECIFIED": 0,
+		"MPESA_REVERSAL_STATE_NONE":        1,
+		"MPESA_REVERSAL_STATE_PENDING":     2,
+		"MPESA_REVERSAL_STATE_REVERSED":    3,
+		"MPESA_REVERSAL_STATE_FAILED":      4,
+	}
+)
+
+func (x MpesaReversalState) Enum() *MpesaReversalState {
+	p := new(MpesaReversalState)
+	*p = x
+	return p
+}
+
+func (x MpesaReversalState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MpesaReversalState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ttip_payment_v1_payment_proto_enumTypes[4].Descriptor()
+}
+
+func (MpesaReversalState) Type() protoreflect.EnumType {
+	return &file_ttip_payment_v1_payment_proto_enumTypes[4]
+}
+
+func (x MpesaReversalState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MpesaReversalState.Descriptor instead.
+func (MpesaReversalState) EnumDescriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{4}
+}
+
 type PayoutStatus int32
 
 const (
@@ -292,11 +353,11 @@ func (x PayoutStatus) String() string {
 }
 
 func (PayoutStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_ttip_payment_v1_payment_proto_enumTypes[4].Descriptor()
+	return file_ttip_payment_v1_payment_proto_enumTypes[5].Descriptor()
 }
 
 func (PayoutStatus) Type() protoreflect.EnumType {
-	return &file_ttip_payment_v1_payment_proto_enumTypes[4]
+	return &file_ttip_payment_v1_payment_proto_enumTypes[5]
 }
 
 func (x PayoutStatus) Number() protoreflect.EnumNumber {
@@ -305,7 +366,7 @@ func (x PayoutStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PayoutStatus.Descriptor instead.
 func (PayoutStatus) EnumDescriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{4}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{5}
 }
 
 type FraudReason int32
@@ -375,11 +436,11 @@ func (x FraudReason) String() string {
 }
 
 func (FraudReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_ttip_payment_v1_payment_proto_enumTypes[5].Descriptor()
+	return file_ttip_payment_v1_payment_proto_enumTypes[6].Descriptor()
 }
 
 func (FraudReason) Type() protoreflect.EnumType {
-	return &file_ttip_payment_v1_payment_proto_enumTypes[5]
+	return &file_ttip_payment_v1_payment_proto_enumTypes[6]
 }
 
 func (x FraudReason) Number() protoreflect.EnumNumber {
@@ -388,7 +449,7 @@ func (x FraudReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FraudReason.Descriptor instead.
 func (FraudReason) EnumDescriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{5}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{6}
 }
 
 type FraudAction int32
@@ -429,11 +490,11 @@ func (x FraudAction) String() string {
 }
 
 func (FraudAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_ttip_payment_v1_payment_proto_enumTypes[6].Descriptor()
+	return file_ttip_payment_v1_payment_proto_enumTypes[7].Descriptor()
 }
 
 func (FraudAction) Type() protoreflect.EnumType {
-	return &file_ttip_payment_v1_payment_proto_enumTypes[6]
+	return &file_ttip_payment_v1_payment_proto_enumTypes[7]
 }
 
 func (x FraudAction) Number() protoreflect.EnumNumber {
@@ -442,7 +503,7 @@ func (x FraudAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FraudAction.Descriptor instead.
 func (FraudAction) EnumDescriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{6}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{7}
 }
 
 type AlertStatus int32
@@ -481,11 +542,11 @@ func (x AlertStatus) String() string {
 }
 
 func (AlertStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_ttip_payment_v1_payment_proto_enumTypes[7].Descriptor()
+	return file_ttip_payment_v1_payment_proto_enumTypes[8].Descriptor()
 }
 
 func (AlertStatus) Type() protoreflect.EnumType {
-	return &file_ttip_payment_v1_payment_proto_enumTypes[7]
+	return &file_ttip_payment_v1_payment_proto_enumTypes[8]
 }
 
 func (x AlertStatus) Number() protoreflect.EnumNumber {
@@ -494,7 +555,7 @@ func (x AlertStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AlertStatus.Descriptor instead.
 func (AlertStatus) EnumDescriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{7}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{8}
 }
 
 // A customer's tip and where it stands.
@@ -548,12 +609,15 @@ type Tip struct {
 	// Where the customer must go to finish paying (3-D Secure page, PayPal approval); empty otherwise.
 	NextActionUrl string       `protobuf:"bytes,29,opt,name=next_action_url,json=nextActionUrl,proto3" json:"next_action_url,omitempty"`
 	CardState     CardTipState `protobuf:"varint,30,opt,name=card_state,json=cardState,proto3,enum=ttip.payment.v1.CardTipState" json:"card_state,omitempty"`
-	// Refunded so far, in the tip's currency.
+	// Refunded so far, in the tip's currency (an M-Pesa tip's once its reversal
+	// is pending or done).
 	Refunded *v1.Money `protobuf:"bytes,31,opt,name=refunded,proto3" json:"refunded,omitempty"`
 	// What M-Pesa reported taking when it differed from what was charged (the
 	// tip is then held for review): what approving it books, before the fee.
 	// Unset when M-Pesa took the amount charged.
-	Received      *v1.Money `protobuf:"bytes,32,opt,name=received,proto3" json:"received,omitempty"`
+	Received *v1.Money `protobuf:"bytes,32,opt,name=received,proto3" json:"received,omitempty"`
+	// An M-Pesa tip's reversal; UNSPECIFIED for a card tip (see card_state).
+	MpesaReversal MpesaReversalState `protobuf:"varint,33,opt,name=mpesa_reversal,json=mpesaReversal,proto3,enum=ttip.payment.v1.MpesaReversalState" json:"mpesa_reversal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -810,6 +874,13 @@ func (x *Tip) GetReceived() *v1.Money {
 		return x.Received
 	}
 	return nil
+}
+
+func (x *Tip) GetMpesaReversal() MpesaReversalState {
+	if x != nil {
+		return x.MpesaReversal
+	}
+	return MpesaReversalState_MPESA_REVERSAL_STATE_UNSPECIFIED
 }
 
 type Payout struct {
@@ -1584,7 +1655,7 @@ var File_ttip_payment_v1_payment_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\x83\v\n" +
+	"\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\xcf\v\n" +
 	"\x03Tip\x12\x15\n" +
 	"\x06tip_id\x18\x01 \x01(\tR\x05tipId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x19\n" +
@@ -1623,7 +1694,8 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
 	"card_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n" +
 	"\brefunded\x18\x1f \x01(\v2\x15.ttip.common.v1.MoneyR\brefunded\x121\n" +
-	"\breceived\x18  \x01(\v2\x15.ttip.common.v1.MoneyR\breceived\"\xe7\x04\n" +
+	"\breceived\x18  \x01(\v2\x15.ttip.common.v1.MoneyR\breceived\x12J\n" +
+	"\x0empesa_reversal\x18! \x01(\x0e2#.ttip.payment.v1.MpesaReversalStateR\rmpesaReversal\"\xe7\x04\n" +
 	"\x06Payout\x12\x1b\n" +
 	"\tpayout_id\x18\x01 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12-\n" +
@@ -1732,7 +1804,13 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x17CARD_TIP_STATE_REFUNDED\x10\x02\x12\x1b\n" +
 	"\x17CARD_TIP_STATE_DISPUTED\x10\x03\x12\x1e\n" +
 	"\x1aCARD_TIP_STATE_DISPUTE_WON\x10\x04\x12\x1f\n" +
-	"\x1bCARD_TIP_STATE_DISPUTE_LOST\x10\x05*\xb7\x01\n" +
+	"\x1bCARD_TIP_STATE_DISPUTE_LOST\x10\x05*\xbf\x01\n" +
+	"\x12MpesaReversalState\x12$\n" +
+	" MPESA_REVERSAL_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19MPESA_REVERSAL_STATE_NONE\x10\x01\x12 \n" +
+	"\x1cMPESA_REVERSAL_STATE_PENDING\x10\x02\x12!\n" +
+	"\x1dMPESA_REVERSAL_STATE_REVERSED\x10\x03\x12\x1f\n" +
+	"\x1bMPESA_REVERSAL_STATE_FAILED\x10\x04*\xb7\x01\n" +
 	"\fPayoutStatus\x12\x1d\n" +
 	"\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PAYOUT_STATUS_PENDING\x10\x01\x12\x1b\n" +
@@ -1779,68 +1857,70 @@ func file_ttip_payment_v1_payment_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_ttip_payment_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
 var file_ttip_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ttip_payment_v1_payment_proto_goTypes = []any{
 	(TipStatus)(0),                // 0: ttip.payment.v1.TipStatus
 	(PaymentMethodKind)(0),        // 1: ttip.payment.v1.PaymentMethodKind
 	(CardProvider)(0),             // 2: ttip.payment.v1.CardProvider
 	(CardTipState)(0),             // 3: ttip.payment.v1.CardTipState
-	(PayoutStatus)(0),             // 4: ttip.payment.v1.PayoutStatus
-	(FraudReason)(0),              // 5: ttip.payment.v1.FraudReason
-	(FraudAction)(0),              // 6: ttip.payment.v1.FraudAction
-	(AlertStatus)(0),              // 7: ttip.payment.v1.AlertStatus
-	(*Tip)(nil),                   // 8: ttip.payment.v1.Tip
-	(*Payout)(nil),                // 9: ttip.payment.v1.Payout
-	(*PayoutSettings)(nil),        // 10: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),         // 11: ttip.payment.v1.PaymentMethod
-	(*FraudAlert)(nil),            // 12: ttip.payment.v1.FraudAlert
-	(*FraudRule)(nil),             // 13: ttip.payment.v1.FraudRule
-	(*SuspensePayment)(nil),       // 14: ttip.payment.v1.SuspensePayment
-	(*UnmatchedCallback)(nil),     // 15: ttip.payment.v1.UnmatchedCallback
-	(*v1.Money)(nil),              // 16: ttip.common.v1.Money
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(MpesaReversalState)(0),       // 4: ttip.payment.v1.MpesaReversalState
+	(PayoutStatus)(0),             // 5: ttip.payment.v1.PayoutStatus
+	(FraudReason)(0),              // 6: ttip.payment.v1.FraudReason
+	(FraudAction)(0),              // 7: ttip.payment.v1.FraudAction
+	(AlertStatus)(0),              // 8: ttip.payment.v1.AlertStatus
+	(*Tip)(nil),                   // 9: ttip.payment.v1.Tip
+	(*Payout)(nil),                // 10: ttip.payment.v1.Payout
+	(*PayoutSettings)(nil),        // 11: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),         // 12: ttip.payment.v1.PaymentMethod
+	(*FraudAlert)(nil),            // 13: ttip.payment.v1.FraudAlert
+	(*FraudRule)(nil),             // 14: ttip.payment.v1.FraudRule
+	(*SuspensePayment)(nil),       // 15: ttip.payment.v1.SuspensePayment
+	(*UnmatchedCallback)(nil),     // 16: ttip.payment.v1.UnmatchedCallback
+	(*v1.Money)(nil),              // 17: ttip.common.v1.Money
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_ttip_payment_v1_payment_proto_depIdxs = []int32{
-	16, // 0: ttip.payment.v1.Tip.amount:type_name -> ttip.common.v1.Money
-	16, // 1: ttip.payment.v1.Tip.fee:type_name -> ttip.common.v1.Money
-	16, // 2: ttip.payment.v1.Tip.charged:type_name -> ttip.common.v1.Money
+	17, // 0: ttip.payment.v1.Tip.amount:type_name -> ttip.common.v1.Money
+	17, // 1: ttip.payment.v1.Tip.fee:type_name -> ttip.common.v1.Money
+	17, // 2: ttip.payment.v1.Tip.charged:type_name -> ttip.common.v1.Money
 	1,  // 3: ttip.payment.v1.Tip.method:type_name -> ttip.payment.v1.PaymentMethodKind
 	0,  // 4: ttip.payment.v1.Tip.status:type_name -> ttip.payment.v1.TipStatus
-	17, // 5: ttip.payment.v1.Tip.created_at:type_name -> google.protobuf.Timestamp
-	17, // 6: ttip.payment.v1.Tip.completed_at:type_name -> google.protobuf.Timestamp
+	18, // 5: ttip.payment.v1.Tip.created_at:type_name -> google.protobuf.Timestamp
+	18, // 6: ttip.payment.v1.Tip.completed_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.payment.v1.Tip.card_provider:type_name -> ttip.payment.v1.CardProvider
-	16, // 8: ttip.payment.v1.Tip.worker_receives:type_name -> ttip.common.v1.Money
-	17, // 9: ttip.payment.v1.Tip.fx_rate_time:type_name -> google.protobuf.Timestamp
+	17, // 8: ttip.payment.v1.Tip.worker_receives:type_name -> ttip.common.v1.Money
+	18, // 9: ttip.payment.v1.Tip.fx_rate_time:type_name -> google.protobuf.Timestamp
 	3,  // 10: ttip.payment.v1.Tip.card_state:type_name -> ttip.payment.v1.CardTipState
-	16, // 11: ttip.payment.v1.Tip.refunded:type_name -> ttip.common.v1.Money
-	16, // 12: ttip.payment.v1.Tip.received:type_name -> ttip.common.v1.Money
-	16, // 13: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
-	16, // 14: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
-	4,  // 15: ttip.payment.v1.Payout.status:type_name -> ttip.payment.v1.PayoutStatus
-	17, // 16: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
-	17, // 17: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
-	16, // 18: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	17, // 19: ttip.payment.v1.PayoutSettings.automatic_payouts_from:type_name -> google.protobuf.Timestamp
-	1,  // 20: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
-	17, // 21: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 22: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 23: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
-	7,  // 24: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
-	17, // 25: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
-	17, // 26: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
-	5,  // 27: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
-	6,  // 28: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
-	16, // 29: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
-	16, // 30: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
-	17, // 31: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
-	17, // 32: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
-	17, // 33: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	17, // 11: ttip.payment.v1.Tip.refunded:type_name -> ttip.common.v1.Money
+	17, // 12: ttip.payment.v1.Tip.received:type_name -> ttip.common.v1.Money
+	4,  // 13: ttip.payment.v1.Tip.mpesa_reversal:type_name -> ttip.payment.v1.MpesaReversalState
+	17, // 14: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
+	17, // 15: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
+	5,  // 16: ttip.payment.v1.Payout.status:type_name -> ttip.payment.v1.PayoutStatus
+	18, // 17: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
+	18, // 18: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	17, // 19: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	18, // 20: ttip.payment.v1.PayoutSettings.automatic_payouts_from:type_name -> google.protobuf.Timestamp
+	1,  // 21: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
+	18, // 22: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 23: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
+	7,  // 24: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
+	8,  // 25: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
+	18, // 26: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
+	18, // 27: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
+	6,  // 28: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
+	7,  // 29: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
+	17, // 30: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
+	17, // 31: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
+	18, // 32: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
+	18, // 33: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
+	18, // 34: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_proto_init() }
@@ -1853,7 +1933,7 @@ func file_ttip_payment_v1_payment_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_proto_rawDesc), len(file_ttip_payment_v1_payment_proto_rawDesc)),
-			NumEnums:      8,
+			NumEnums:      9,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,

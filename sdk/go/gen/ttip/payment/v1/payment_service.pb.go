@@ -2755,7 +2755,8 @@ type RefundTipRequest struct {
 	TipId string                 `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
 	// The same key returns the same refund.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// In the tip's currency; unset refunds what is left of the charge.
+	// In the tip's currency; unset refunds what is left of the charge (all of it
+	// for an M-Pesa tip, which is reversed whole).
 	Amount        *v1.Money `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	Reason        string    `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -627,6 +627,10 @@ type PaymentAdminServiceClient interface {
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+	// An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+	// payment goes back to the number that paid), its share taken back first;
+	// M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+	// back. INVALID_ARGUMENT for a part of an M-Pesa tip.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid
@@ -945,6 +949,10 @@ type PaymentAdminServiceHandler interface {
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+	// An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+	// payment goes back to the number that paid), its share taken back first;
+	// M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+	// back. INVALID_ARGUMENT for a part of an M-Pesa tip.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
 	// Ends a payout held ON_HOLD because M-Pesa reported it paid in another
 	// amount than its own, by what support found on M-Pesa's statement: paid

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ttip_sdk.gen.ttip.common.v1.money_pb import Money
 
 
-_TipFields: TypeAlias = Literal["tip_id", "worker_id", "venue_id", "qr_code_id", "amount", "fee", "charged", "method", "status", "result_code", "result_message", "mpesa_receipt", "stripe_payment_intent_id", "customer_phone_masked", "rating", "message", "created_at", "completed_at", "shared", "paybill_number", "paybill_account_reference", "channel", "card_provider", "provider_payment_id", "worker_receives", "fx_rate", "fx_rate_source", "fx_rate_time", "next_action_url", "card_state", "refunded", "received"]
+_TipFields: TypeAlias = Literal["tip_id", "worker_id", "venue_id", "qr_code_id", "amount", "fee", "charged", "method", "status", "result_code", "result_message", "mpesa_receipt", "stripe_payment_intent_id", "customer_phone_masked", "rating", "message", "created_at", "completed_at", "shared", "paybill_number", "paybill_account_reference", "channel", "card_provider", "provider_payment_id", "worker_receives", "fx_rate", "fx_rate_source", "fx_rate_time", "next_action_url", "card_state", "refunded", "received", "mpesa_reversal"]
 
 class Tip(Message[_TipFields]):
     """
@@ -183,7 +183,8 @@ class Tip(Message[_TipFields]):
             ttip.payment.v1.CardTipState card_state = 30;
             ```
         refunded:
-            Refunded so far, in the tip's currency.
+            Refunded so far, in the tip's currency (an M-Pesa tip's once its reversal
+            is pending or done).
 
             ```proto
             optional ttip.common.v1.Money refunded = 31;
@@ -196,9 +197,15 @@ class Tip(Message[_TipFields]):
             ```proto
             optional ttip.common.v1.Money received = 32;
             ```
+        mpesa_reversal:
+            An M-Pesa tip's reversal; UNSPECIFIED for a card tip (see card_state).
+
+            ```proto
+            ttip.payment.v1.MpesaReversalState mpesa_reversal = 33;
+            ```
     """
 
-    __slots__ = ("tip_id", "worker_id", "venue_id", "qr_code_id", "amount", "fee", "charged", "method", "status", "result_code", "result_message", "mpesa_receipt", "stripe_payment_intent_id", "customer_phone_masked", "rating", "message", "created_at", "completed_at", "shared", "paybill_number", "paybill_account_reference", "channel", "card_provider", "provider_payment_id", "worker_receives", "fx_rate", "fx_rate_source", "fx_rate_time", "next_action_url", "card_state", "refunded", "received")
+    __slots__ = ("tip_id", "worker_id", "venue_id", "qr_code_id", "amount", "fee", "charged", "method", "status", "result_code", "result_message", "mpesa_receipt", "stripe_payment_intent_id", "customer_phone_masked", "rating", "message", "created_at", "completed_at", "shared", "paybill_number", "paybill_account_reference", "channel", "card_provider", "provider_payment_id", "worker_receives", "fx_rate", "fx_rate_source", "fx_rate_time", "next_action_url", "card_state", "refunded", "received", "mpesa_reversal")
 
     if TYPE_CHECKING:
 
@@ -237,6 +244,7 @@ class Tip(Message[_TipFields]):
             card_state: CardTipState | None = None,
             refunded: Money | None = None,
             received: Money | None = None,
+            mpesa_reversal: MpesaReversalState | None = None,
         ) -> None:
             pass
 
@@ -272,6 +280,7 @@ class Tip(Message[_TipFields]):
         card_state: CardTipState
         refunded: Money | None
         received: Money | None
+        mpesa_reversal: MpesaReversalState
 
 _PayoutFields: TypeAlias = Literal["payout_id", "worker_id", "amount", "transfer_fee", "recipient_phone_masked", "status", "result_code", "result_message", "mpesa_receipt", "automatic", "created_at", "completed_at", "note", "reported_mpesa_receipt"]
 
@@ -996,6 +1005,51 @@ class CardTipState(Enum):
     DISPUTE_WON = 4
     DISPUTE_LOST = 5
 
+class MpesaReversalState(Enum):
+    """
+    An M-Pesa tip's reversal (RefundTip): M-Pesa gives the whole payment back
+    to the paying number; the worker's share is taken back first.
+
+    ```proto
+    enum ttip.payment.v1.MpesaReversalState
+    ```
+
+    Attributes:
+        UNSPECIFIED:
+            ```proto
+            MPESA_REVERSAL_STATE_UNSPECIFIED = 0
+            ```
+        NONE:
+            ```proto
+            MPESA_REVERSAL_STATE_NONE = 1
+            ```
+        PENDING:
+            The worker's share is taken back and M-Pesa has the request; its result
+            has not come (or its request's answer was lost: support is alerted).
+
+            ```proto
+            MPESA_REVERSAL_STATE_PENDING = 2
+            ```
+        REVERSED:
+            M-Pesa reversed the payment (Tip.refunded says how much).
+
+            ```proto
+            MPESA_REVERSAL_STATE_REVERSED = 3
+            ```
+        FAILED:
+            M-Pesa refused; the worker's share was given back.
+
+            ```proto
+            MPESA_REVERSAL_STATE_FAILED = 4
+            ```
+    """
+
+    UNSPECIFIED = 0
+    NONE = 1
+    PENDING = 2
+    REVERSED = 3
+    FAILED = 4
+
 class PayoutStatus(Enum):
     """
     ```proto
@@ -1189,7 +1243,7 @@ class AlertStatus(Enum):
 
 
 _DESC = file_desc(
-    b'\n\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\x83\x0b\n\x03Tip\x12\x15\n\x06tip_id\x18\x01 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x03 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12/\n\x07charged\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x07charged\x12:\n\x06method\x18\x08 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x06method\x122\n\x06status\x18\t \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06status\x12\x1f\n\x0bresult_code\x18\n \x01(\tR\nresultCode\x12%\n\x0eresult_message\x18\x0b \x01(\tR\rresultMessage\x12#\n\rmpesa_receipt\x18\x0c \x01(\tR\x0cmpesaReceipt\x127\n\x18stripe_payment_intent_id\x18\r \x01(\tR\x15stripePaymentIntentId\x122\n\x15customer_phone_masked\x18\x0e \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\x0f \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x10 \x01(\tR\x07message\x129\n\ncreated_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0ccompleted_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcompletedAt\x12\x16\n\x06shared\x18\x13 \x01(\x08R\x06shared\x12%\n\x0epaybill_number\x18\x14 \x01(\tR\rpaybillNumber\x12:\n\x19paybill_account_reference\x18\x15 \x01(\tR\x17paybillAccountReference\x12\x18\n\x07channel\x18\x16 \x01(\tR\x07channel\x12B\n\rcard_provider\x18\x17 \x01(\x0e2\x1d.ttip.payment.v1.CardProviderR\x0ccardProvider\x12.\n\x13provider_payment_id\x18\x18 \x01(\tR\x11providerPaymentId\x12>\n\x0fworker_receives\x18\x19 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0eworkerReceives\x12\x17\n\x07fx_rate\x18\x1a \x01(\tR\x06fxRate\x12$\n\x0efx_rate_source\x18\x1b \x01(\tR\x0cfxRateSource\x12<\n\x0cfx_rate_time\x18\x1c \x01(\x0b2\x1a.google.protobuf.TimestampR\nfxRateTime\x12&\n\x0fnext_action_url\x18\x1d \x01(\tR\rnextActionUrl\x12<\n\ncard_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n\x08refunded\x18\x1f \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08refunded\x121\n\x08received\x18  \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08received"\xe7\x04\n\x06Payout\x12\x1b\n\tpayout_id\x18\x01 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x124\n\x16recipient_phone_masked\x18\x05 \x01(\tR\x14recipientPhoneMasked\x125\n\x06status\x18\x06 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06status\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12%\n\x0eresult_message\x18\x08 \x01(\tR\rresultMessage\x12#\n\rmpesa_receipt\x18\t \x01(\tR\x0cmpesaReceipt\x12\x1c\n\tautomatic\x18\n \x01(\x08R\tautomatic\x129\n\ncreated_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0ccompleted_at\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcompletedAt\x12\x12\n\x04note\x18\r \x01(\tR\x04note\x124\n\x16reported_mpesa_receipt\x18\x0e \x01(\tR\x14reportedMpesaReceipt"\xfa\x01\n\x0ePayoutSettings\x12\x1f\n\x0bauto_payout\x18\x01 \x01(\x08R\nautoPayout\x12E\n\x13auto_payout_minimum\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12.\n\x13payout_phone_masked\x18\x03 \x01(\tR\x11payoutPhoneMasked\x12P\n\x16automatic_payouts_from\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14automaticPayoutsFrom"\x86\x02\n\rPaymentMethod\x12*\n\x11payment_method_id\x18\x01 \x01(\tR\x0fpaymentMethodId\x126\n\x04kind\x18\x02 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x04kind\x12!\n\x0cphone_masked\x18\x03 \x01(\tR\x0bphoneMasked\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x1d\n\nis_default\x18\x05 \x01(\x08R\tisDefault\x129\n\ncreated_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xcb\x03\n\nFraudAlert\x12\x19\n\x08alert_id\x18\x01 \x01(\tR\x07alertId\x124\n\x06reason\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reason\x124\n\x06action\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionR\x06action\x124\n\x06status\x18\x04 \x01(\x0e2\x1c.ttip.payment.v1.AlertStatusR\x06status\x12\x15\n\x06tip_id\x18\x05 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x06 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x07 \x01(\tR\x08workerId\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n\x0breviewed_by\x18\n \x01(\tR\nreviewedBy\x12;\n\x0breviewed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\nreviewedAt"\xb9\x02\n\tFraudRule\x124\n\x06reason\x18\x01 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reason\x124\n\x06action\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionR\x06action\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\x12%\n\x0ewindow_seconds\x18\x05 \x01(\x03R\rwindowSeconds\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07enabled\x18\x07 \x01(\x08R\x07enabled\x12\x18\n\x07setting\x18\x08 \x01(\tR\x07setting"\xc3\x03\n\x0fSuspensePayment\x12\x18\n\x07receipt\x18\x01 \x01(\tR\x07receipt\x12-\n\x06amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12.\n\x13business_short_code\x18\x04 \x01(\tR\x11businessShortCode\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n\x0bsuggestions\x18\x06 \x03(\tR\x0bsuggestions\x12\x1e\n\nresolution\x18\x07 \x01(\tR\nresolution\x12\x15\n\x06tip_id\x18\x08 \x01(\tR\x05tipId\x12;\n\x0breceived_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x1f\n\x0bresolved_by\x18\n \x01(\tR\nresolvedBy\x12;\n\x0bresolved_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\nresolvedAt"\x96\x02\n\x11UnmatchedCallback\x12\x1f\n\x0bcallback_id\x18\x01 \x01(\tR\ncallbackId\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12-\n\x12external_reference\x18\x03 \x01(\tR\x11externalReference\x12%\n\x0eremote_address\x18\x04 \x01(\tR\rremoteAddress\x12\x19\n\x08raw_body\x18\x05 \x01(\x0cR\x07rawBody\x12;\n\x0breceived_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x1a\n\x08resolved\x18\x07 \x01(\x08R\x08resolved*\xa8\x01\n\tTipStatus\x12\x1a\n\x16TIP_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TIP_STATUS_PENDING\x10\x01\x12\x18\n\x14TIP_STATUS_SUCCEEDED\x10\x02\x12\x15\n\x11TIP_STATUS_FAILED\x10\x03\x12\x16\n\x12TIP_STATUS_EXPIRED\x10\x04\x12\x1e\n\x1aTIP_STATUS_HELD_FOR_REVIEW\x10\x05*u\n\x11PaymentMethodKind\x12#\n\x1fPAYMENT_METHOD_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19PAYMENT_METHOD_KIND_MPESA\x10\x01\x12\x1c\n\x18PAYMENT_METHOD_KIND_CARD\x10\x02*a\n\x0cCardProvider\x12\x1d\n\x19CARD_PROVIDER_UNSPECIFIED\x10\x00\x12\x18\n\x14CARD_PROVIDER_STRIPE\x10\x01\x12\x18\n\x14CARD_PROVIDER_PAYPAL\x10\x02*\xc2\x01\n\x0cCardTipState\x12\x1e\n\x1aCARD_TIP_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13CARD_TIP_STATE_NONE\x10\x01\x12\x1b\n\x17CARD_TIP_STATE_REFUNDED\x10\x02\x12\x1b\n\x17CARD_TIP_STATE_DISPUTED\x10\x03\x12\x1e\n\x1aCARD_TIP_STATE_DISPUTE_WON\x10\x04\x12\x1f\n\x1bCARD_TIP_STATE_DISPUTE_LOST\x10\x05*\xb7\x01\n\x0cPayoutStatus\x12\x1d\n\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYOUT_STATUS_PENDING\x10\x01\x12\x1b\n\x17PAYOUT_STATUS_SUCCEEDED\x10\x02\x12\x18\n\x14PAYOUT_STATUS_FAILED\x10\x03\x12\x1b\n\x17PAYOUT_STATUS_RESOLVING\x10\x04\x12\x19\n\x15PAYOUT_STATUS_ON_HOLD\x10\x05*\xb5\x03\n\x0bFraudReason\x12\x1c\n\x18FRAUD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bFRAUD_REASON_VELOCITY_PHONE\x10\x01\x12 \n\x1cFRAUD_REASON_VELOCITY_WORKER\x10\x02\x12\x1f\n\x1bFRAUD_REASON_AMOUNT_OUTLIER\x10\x03\x12\x19\n\x15FRAUD_REASON_SELF_TIP\x10\x04\x12\x1f\n\x1bFRAUD_REASON_BLOCKED_NUMBER\x10\x05\x12\x1d\n\x19FRAUD_REASON_PIN_FAILURES\x10\x06\x12"\n\x1eFRAUD_REASON_CALLBACK_MISMATCH\x10\x07\x12!\n\x1dFRAUD_REASON_UNKNOWN_CALLBACK\x10\x08\x12\x1e\n\x1aFRAUD_REASON_CARD_VELOCITY\x10\t\x12&\n"FRAUD_REASON_CARD_COUNTRY_MISMATCH\x10\n\x12\x1b\n\x17FRAUD_REASON_CARD_LIMIT\x10\x0b\x12\x1d\n\x19FRAUD_REASON_CARD_DISPUTE\x10\x0c*r\n\x0bFraudAction\x12\x1c\n\x18FRAUD_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11FRAUD_ACTION_FLAG\x10\x01\x12\x15\n\x11FRAUD_ACTION_HOLD\x10\x02\x12\x17\n\x13FRAUD_ACTION_REFUSE\x10\x03*x\n\x0bAlertStatus\x12\x1c\n\x18ALERT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11ALERT_STATUS_OPEN\x10\x01\x12\x19\n\x15ALERT_STATUS_APPROVED\x10\x02\x12\x19\n\x15ALERT_STATUS_REJECTED\x10\x03b\x06proto3',
+    b'\n\x1dttip/payment/v1/payment.proto\x12\x0fttip.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\xcf\x0b\n\x03Tip\x12\x15\n\x06tip_id\x18\x01 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x03 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12/\n\x07charged\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x07charged\x12:\n\x06method\x18\x08 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x06method\x122\n\x06status\x18\t \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06status\x12\x1f\n\x0bresult_code\x18\n \x01(\tR\nresultCode\x12%\n\x0eresult_message\x18\x0b \x01(\tR\rresultMessage\x12#\n\rmpesa_receipt\x18\x0c \x01(\tR\x0cmpesaReceipt\x127\n\x18stripe_payment_intent_id\x18\r \x01(\tR\x15stripePaymentIntentId\x122\n\x15customer_phone_masked\x18\x0e \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\x0f \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x10 \x01(\tR\x07message\x129\n\ncreated_at\x18\x11 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0ccompleted_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcompletedAt\x12\x16\n\x06shared\x18\x13 \x01(\x08R\x06shared\x12%\n\x0epaybill_number\x18\x14 \x01(\tR\rpaybillNumber\x12:\n\x19paybill_account_reference\x18\x15 \x01(\tR\x17paybillAccountReference\x12\x18\n\x07channel\x18\x16 \x01(\tR\x07channel\x12B\n\rcard_provider\x18\x17 \x01(\x0e2\x1d.ttip.payment.v1.CardProviderR\x0ccardProvider\x12.\n\x13provider_payment_id\x18\x18 \x01(\tR\x11providerPaymentId\x12>\n\x0fworker_receives\x18\x19 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0eworkerReceives\x12\x17\n\x07fx_rate\x18\x1a \x01(\tR\x06fxRate\x12$\n\x0efx_rate_source\x18\x1b \x01(\tR\x0cfxRateSource\x12<\n\x0cfx_rate_time\x18\x1c \x01(\x0b2\x1a.google.protobuf.TimestampR\nfxRateTime\x12&\n\x0fnext_action_url\x18\x1d \x01(\tR\rnextActionUrl\x12<\n\ncard_state\x18\x1e \x01(\x0e2\x1d.ttip.payment.v1.CardTipStateR\tcardState\x121\n\x08refunded\x18\x1f \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08refunded\x121\n\x08received\x18  \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08received\x12J\n\x0empesa_reversal\x18! \x01(\x0e2#.ttip.payment.v1.MpesaReversalStateR\rmpesaReversal"\xe7\x04\n\x06Payout\x12\x1b\n\tpayout_id\x18\x01 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x02 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x124\n\x16recipient_phone_masked\x18\x05 \x01(\tR\x14recipientPhoneMasked\x125\n\x06status\x18\x06 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06status\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12%\n\x0eresult_message\x18\x08 \x01(\tR\rresultMessage\x12#\n\rmpesa_receipt\x18\t \x01(\tR\x0cmpesaReceipt\x12\x1c\n\tautomatic\x18\n \x01(\x08R\tautomatic\x129\n\ncreated_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0ccompleted_at\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcompletedAt\x12\x12\n\x04note\x18\r \x01(\tR\x04note\x124\n\x16reported_mpesa_receipt\x18\x0e \x01(\tR\x14reportedMpesaReceipt"\xfa\x01\n\x0ePayoutSettings\x12\x1f\n\x0bauto_payout\x18\x01 \x01(\x08R\nautoPayout\x12E\n\x13auto_payout_minimum\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12.\n\x13payout_phone_masked\x18\x03 \x01(\tR\x11payoutPhoneMasked\x12P\n\x16automatic_payouts_from\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14automaticPayoutsFrom"\x86\x02\n\rPaymentMethod\x12*\n\x11payment_method_id\x18\x01 \x01(\tR\x0fpaymentMethodId\x126\n\x04kind\x18\x02 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x04kind\x12!\n\x0cphone_masked\x18\x03 \x01(\tR\x0bphoneMasked\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x1d\n\nis_default\x18\x05 \x01(\x08R\tisDefault\x129\n\ncreated_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xcb\x03\n\nFraudAlert\x12\x19\n\x08alert_id\x18\x01 \x01(\tR\x07alertId\x124\n\x06reason\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reason\x124\n\x06action\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionR\x06action\x124\n\x06status\x18\x04 \x01(\x0e2\x1c.ttip.payment.v1.AlertStatusR\x06status\x12\x15\n\x06tip_id\x18\x05 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x06 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x07 \x01(\tR\x08workerId\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n\x0breviewed_by\x18\n \x01(\tR\nreviewedBy\x12;\n\x0breviewed_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\nreviewedAt"\xb9\x02\n\tFraudRule\x124\n\x06reason\x18\x01 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reason\x124\n\x06action\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionR\x06action\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\x12%\n\x0ewindow_seconds\x18\x05 \x01(\x03R\rwindowSeconds\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n\x07enabled\x18\x07 \x01(\x08R\x07enabled\x12\x18\n\x07setting\x18\x08 \x01(\tR\x07setting"\xc3\x03\n\x0fSuspensePayment\x12\x18\n\x07receipt\x18\x01 \x01(\tR\x07receipt\x12-\n\x06amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12.\n\x13business_short_code\x18\x04 \x01(\tR\x11businessShortCode\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12 \n\x0bsuggestions\x18\x06 \x03(\tR\x0bsuggestions\x12\x1e\n\nresolution\x18\x07 \x01(\tR\nresolution\x12\x15\n\x06tip_id\x18\x08 \x01(\tR\x05tipId\x12;\n\x0breceived_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x1f\n\x0bresolved_by\x18\n \x01(\tR\nresolvedBy\x12;\n\x0bresolved_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\nresolvedAt"\x96\x02\n\x11UnmatchedCallback\x12\x1f\n\x0bcallback_id\x18\x01 \x01(\tR\ncallbackId\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12-\n\x12external_reference\x18\x03 \x01(\tR\x11externalReference\x12%\n\x0eremote_address\x18\x04 \x01(\tR\rremoteAddress\x12\x19\n\x08raw_body\x18\x05 \x01(\x0cR\x07rawBody\x12;\n\x0breceived_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nreceivedAt\x12\x1a\n\x08resolved\x18\x07 \x01(\x08R\x08resolved*\xa8\x01\n\tTipStatus\x12\x1a\n\x16TIP_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TIP_STATUS_PENDING\x10\x01\x12\x18\n\x14TIP_STATUS_SUCCEEDED\x10\x02\x12\x15\n\x11TIP_STATUS_FAILED\x10\x03\x12\x16\n\x12TIP_STATUS_EXPIRED\x10\x04\x12\x1e\n\x1aTIP_STATUS_HELD_FOR_REVIEW\x10\x05*u\n\x11PaymentMethodKind\x12#\n\x1fPAYMENT_METHOD_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19PAYMENT_METHOD_KIND_MPESA\x10\x01\x12\x1c\n\x18PAYMENT_METHOD_KIND_CARD\x10\x02*a\n\x0cCardProvider\x12\x1d\n\x19CARD_PROVIDER_UNSPECIFIED\x10\x00\x12\x18\n\x14CARD_PROVIDER_STRIPE\x10\x01\x12\x18\n\x14CARD_PROVIDER_PAYPAL\x10\x02*\xc2\x01\n\x0cCardTipState\x12\x1e\n\x1aCARD_TIP_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13CARD_TIP_STATE_NONE\x10\x01\x12\x1b\n\x17CARD_TIP_STATE_REFUNDED\x10\x02\x12\x1b\n\x17CARD_TIP_STATE_DISPUTED\x10\x03\x12\x1e\n\x1aCARD_TIP_STATE_DISPUTE_WON\x10\x04\x12\x1f\n\x1bCARD_TIP_STATE_DISPUTE_LOST\x10\x05*\xbf\x01\n\x12MpesaReversalState\x12$\n MPESA_REVERSAL_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19MPESA_REVERSAL_STATE_NONE\x10\x01\x12 \n\x1cMPESA_REVERSAL_STATE_PENDING\x10\x02\x12!\n\x1dMPESA_REVERSAL_STATE_REVERSED\x10\x03\x12\x1f\n\x1bMPESA_REVERSAL_STATE_FAILED\x10\x04*\xb7\x01\n\x0cPayoutStatus\x12\x1d\n\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15PAYOUT_STATUS_PENDING\x10\x01\x12\x1b\n\x17PAYOUT_STATUS_SUCCEEDED\x10\x02\x12\x18\n\x14PAYOUT_STATUS_FAILED\x10\x03\x12\x1b\n\x17PAYOUT_STATUS_RESOLVING\x10\x04\x12\x19\n\x15PAYOUT_STATUS_ON_HOLD\x10\x05*\xb5\x03\n\x0bFraudReason\x12\x1c\n\x18FRAUD_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bFRAUD_REASON_VELOCITY_PHONE\x10\x01\x12 \n\x1cFRAUD_REASON_VELOCITY_WORKER\x10\x02\x12\x1f\n\x1bFRAUD_REASON_AMOUNT_OUTLIER\x10\x03\x12\x19\n\x15FRAUD_REASON_SELF_TIP\x10\x04\x12\x1f\n\x1bFRAUD_REASON_BLOCKED_NUMBER\x10\x05\x12\x1d\n\x19FRAUD_REASON_PIN_FAILURES\x10\x06\x12"\n\x1eFRAUD_REASON_CALLBACK_MISMATCH\x10\x07\x12!\n\x1dFRAUD_REASON_UNKNOWN_CALLBACK\x10\x08\x12\x1e\n\x1aFRAUD_REASON_CARD_VELOCITY\x10\t\x12&\n"FRAUD_REASON_CARD_COUNTRY_MISMATCH\x10\n\x12\x1b\n\x17FRAUD_REASON_CARD_LIMIT\x10\x0b\x12\x1d\n\x19FRAUD_REASON_CARD_DISPUTE\x10\x0c*r\n\x0bFraudAction\x12\x1c\n\x18FRAUD_ACTION_UNSPECIFIED\x10\x00\x12\x15\n\x11FRAUD_ACTION_FLAG\x10\x01\x12\x15\n\x11FRAUD_ACTION_HOLD\x10\x02\x12\x17\n\x13FRAUD_ACTION_REFUSE\x10\x03*x\n\x0bAlertStatus\x12\x1c\n\x18ALERT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11ALERT_STATUS_OPEN\x10\x01\x12\x19\n\x15ALERT_STATUS_APPROVED\x10\x02\x12\x19\n\x15ALERT_STATUS_REJECTED\x10\x03b\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
@@ -1207,6 +1261,7 @@ _DESC = file_desc(
         "PaymentMethodKind": PaymentMethodKind,
         "CardProvider": CardProvider,
         "CardTipState": CardTipState,
+        "MpesaReversalState": MpesaReversalState,
         "PayoutStatus": PayoutStatus,
         "FraudReason": FraudReason,
         "FraudAction": FraudAction,

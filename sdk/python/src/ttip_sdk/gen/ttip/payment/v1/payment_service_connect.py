@@ -1250,6 +1250,10 @@ class PaymentAdminService(Protocol):
         Refunds a card tip in full or in part through its provider; the worker's
         share is taken back from the wallet first. FAILED_PRECONDITION when the tip
         is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+        An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+        payment goes back to the number that paid), its share taken back first;
+        M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+        back. INVALID_ARGUMENT for a part of an M-Pesa tip.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1806,6 +1810,10 @@ class PaymentAdminServiceClient(ConnectClient):
         Refunds a card tip in full or in part through its provider; the worker's
         share is taken back from the wallet first. FAILED_PRECONDITION when the tip
         is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+        An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+        payment goes back to the number that paid), its share taken back first;
+        M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+        back. INVALID_ARGUMENT for a part of an M-Pesa tip.
         """
         return await self.execute_unary(
             request=request,
@@ -2096,6 +2104,10 @@ class PaymentAdminServiceSync(Protocol):
         Refunds a card tip in full or in part through its provider; the worker's
         share is taken back from the wallet first. FAILED_PRECONDITION when the tip
         is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+        An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+        payment goes back to the number that paid), its share taken back first;
+        M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+        back. INVALID_ARGUMENT for a part of an M-Pesa tip.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2650,6 +2662,10 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         Refunds a card tip in full or in part through its provider; the worker's
         share is taken back from the wallet first. FAILED_PRECONDITION when the tip
         is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+        An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
+        payment goes back to the number that paid), its share taken back first;
+        M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
+        back. INVALID_ARGUMENT for a part of an M-Pesa tip.
         """
         return self.execute_unary(
             request=request,

@@ -1744,7 +1744,8 @@ class RefundTipRequest(Message[_RefundTipRequestFields]):
             string idempotency_key = 2;
             ```
         amount:
-            In the tip's currency; unset refunds what is left of the charge.
+            In the tip's currency; unset refunds what is left of the charge (all of it
+            for an M-Pesa tip, which is reversed whole).
 
             ```proto
             optional ttip.common.v1.Money amount = 3;

@@ -1,0 +1,236 @@
+// An M-Pesa tip given back to the number that paid it (RefundTip on an M-Pesa tip), by Daraja's
+// TransactionReversal: whole, as M-Pesa reverses a payment. The worker's share (a venue tip's pool's)
+// is taken back first, so a reversal is never paid out of money already withdrawn; M-Pesa's result
+// comes later to the ResultURL, and a refusal gives the share back. A reversal moves
+// new → debited → sending → sent → reversed | failed, and its one request is never sent twice:
+// M-Pesa refuses a second reversal of a payment, and that refusal, read as the first's, would give the
+// share back while the payer has the money. A request whose answer was lost stays in doubt for support.
+import { randomBytes, randomUUID } from "node:crypto";
+import { Code } from "@connectrpc/connect";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, withTransaction, type Queryable } from "@ttip/runtime";
+import { callbackUrl } from "./callback-paths.js";
+import type { ParsedResult } from "./callbacks.js";
+import type { CardColumns } from "./cards/convert.js";
+import { emitTipReversed, TipReversalKind } from "./cards/reversals.js";
+import { DarajaError } from "./daraja/client.js";
+import { recordAlert } from "./fraud.js";
+import { loadTip, TIP_COLUMNS, type Deps, type TipRow } from "./tips.js";
+
+/** A tip row with the amounts its reversals change. */
+type ReversibleTip = TipRow & Pick<CardColumns, "refunded_minor" | "reversed_wallet_minor" | "wallet_currency">;
+
+interface ReversalRow {
+  reversal_id: string;
+  tip_id: string;
+  idempotency_key: string;
+  receipt: string;
+  amount_minor: bigint;
+  wallet_minor: bigint;
+  status: "new" | "debited" | "sending" | "sent" | "reversed" | "failed";
+  reason: string;
+  callback_token: string;
+  result_desc: string;
+}
+
+export interface ReverseInput {
+  idempotencyKey: string;
+  amount?: { currency: string; amountMinor: bigint };
+  reason: string;
+  requestedBy: string;
+  /** Records the admin's action in the transaction that takes the share back, once per reversal. */
+  record?: (tx: Queryable, amount: string) => Promise<void>;
+}
+
+/** Daraja's result code for a payment reversed already (by support on M-Pesa's portal, say): the payer has the money. */
+const ALREADY_REVERSED = "R000001";
+
+const pool = (deps: Deps) => deps.ctx.pool;
+
+const loadReversible = async (db: Queryable, tipId: string) => (await loadTip(db, tipId)) as ReversibleTip | undefined;
+
+async function reversalByKey(db: Queryable, tipId: string, key: string): Promise<ReversalRow | undefined> {
+  return (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 AND idempotency_key = $2", [tipId, key])).rows[0];
+}
+
+/** Reverses a paid M-Pesa tip, once per idempotency key; a retry resumes from the step its reversal reached. */
+export async function reverseMpesaTip(deps: Deps, tip: ReversibleTip, input: ReverseInput): Promise<{ tip: TipRow; reversalId: string }> {
+  const config = deps.config();
+  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
+  const reversal = await reversalUnderKey(deps, tip, input);
+  if (reversal.status === "new") await takeBackShare(deps, tip, reversal, input.record);
+  if (reversal.status === "debited") await sendReversal(deps, tip, reversal);
+  if (reversal.status === "failed") throw new InvalidStateError(`tip_id: this reversal failed (${reversal.result_desc}); nothing is taken from the worker`);
+  deps.changes.announce(tip.tip_id);
+  return { tip: (await loadTip(deps.ctx.pool, tip.tip_id))!, reversalId: reversal.reversal_id };
+}
+
+/** The reversal made under the key before, else a new one of the whole payment, checked against the tip. */
+async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseInput): Promise<ReversalRow> {
+  const { pool } = deps.ctx;
+  const asked = input.amount?.amountMinor ? input.amount : undefined;
+  const made = await reversalByKey(pool, tip.tip_id, input.idempotencyKey);
+  if (made) {
+    if (asked && (asked.currency !== "KES" || asked.amountMinor !== made.amount_minor)) throw new IdempotencyConflictError(input.idempotencyKey, "RefundTip");
+    return made;
+  }
+  if (asked?.currency !== undefined && asked.currency !== "KES") throw fieldError("amount", "the tip was paid in KES");
+  if (asked && asked.amountMinor !== tip.charged_minor) throw fieldError("amount", `M-Pesa gives a payment back whole: ${formatMoney(tip.charged_minor, "KES")}, or leave it unset`);
+  requireReversible(tip);
+  await withTransaction(pool, async (tx) => {
+    await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rows: [live] } = await tx.query<{ idempotency_key: string; status: string }>(
+      "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' LIMIT 1", [tip.tip_id]);
+    if (live) {
+      throw new InvalidStateError(live.status === "reversed"
+        ? "tip_id: this tip's payment was reversed already"
+        : `tip_id: this tip's payment is being reversed; retry with its idempotency key "${live.idempotency_key}" to follow it`);
+    }
+    await tx.query(
+      `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
+       VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
+      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, tip.charged_minor, tip.worker_receives_minor, input.reason, input.requestedBy, randomBytes(24).toString("base64url")],
+    );
+  });
+  return (await reversalByKey(pool, tip.tip_id, input.idempotencyKey))!;
+}
+
+/** FAILED_PRECONDITION unless the tip's payment is one M-Pesa took as charged and the tip credited it. */
+function requireReversible(tip: ReversibleTip): void {
+  if (tip.status !== "succeeded" || !tip.mpesa_receipt || !(tip.credit_kind === "worker" || tip.credit_kind === "venue")) {
+    throw new InvalidStateError("tip_id: only a paid M-Pesa tip is reversed (a held tip is rejected with ReviewTip)");
+  }
+  if (!tip.credit_entry_id) throw new ConcurrentChangeError("tip_id: the tip's credit is still being posted; retry in a moment");
+  if (tip.received_minor !== null && tip.received_minor !== tip.charged_minor) {
+    throw new InvalidStateError("tip_id: M-Pesa took another amount than was charged; support reverses this payment by hand");
+  }
+  // M-Pesa moves whole shillings: a payment it took is one.
+  if (tip.charged_minor % 100n !== 0n) throw new InvalidStateError("tip_id: the payment is not in whole shillings");
+}
+
+const recipientOf = (tip: TipRow) => (tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id });
+
+/** new → debited: the worker's share (or the pool's) back to clearing with the platform's fee, and the tip counts it. */
+async function takeBackShare(deps: Deps, tip: ReversibleTip, reversal: ReversalRow, record: ReverseInput["record"]): Promise<void> {
+  const entry = await deps.ledger.tipReversalEntry({
+    key: `mpesa-reversal:${reversal.reversal_id}`, creditEntryId: tip.credit_entry_id!, receipt: reversal.receipt, recipient: recipientOf(tip),
+    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} (${reversal.receipt})`,
+  });
+  try {
+    await deps.ledger.postEntry(entry);
+  } catch (err) {
+    const e = asConnectError(err);
+    if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the share back now (${e.rawMessage}); retry with the same idempotency key`);
+    await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status = 'new'",
+      [reversal.reversal_id, "the recipient's balance no longer held their share"]);
+    throw new InvalidStateError(tip.worker_id
+      ? "tip_id: the worker's balance no longer covers this reversal (already withdrawn); nothing was sent to M-Pesa"
+      : "tip_id: the venue's pool no longer covers this reversal (already distributed); nothing was sent to M-Pesa");
+  }
+  await withTransaction(pool(deps), async (tx) => {
+    const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET status = 'debited' WHERE reversal_id = $1 AND status = 'new'", [reversal.reversal_id]);
+    if (!rowCount) return;
+    const now = await moveTip(tx, tip.tip_id, reversal, "pending");
+    await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND, reversalId: reversal.reversal_id, chargedMinor: reversal.amount_minor, walletMinor: reversal.wallet_minor });
+    await record?.(tx, formatMoney(reversal.amount_minor, "KES"));
+  });
+  reversal.status = "debited";
+}
+
+/** The tip's reversal state, and its refunded amounts by the reversal's (taken off again when `state` is failed). */
+async function moveTip(tx: Queryable, tipId: string, reversal: ReversalRow, state: "pending" | "failed"): Promise<ReversibleTip> {
+  const sign = state === "failed" ? -1n : 1n;
+  const { rows: [now] } = await tx.query<ReversibleTip>(
+    `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, mpesa_reversal = $4
+      WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}`,
+    [tipId, sign * reversal.amount_minor, sign * reversal.wallet_minor, state],
+  );
+  return now;
+}
+
+/**
+ * debited → sending → sent: the one request to M-Pesa, claimed first so that no two requests send it. Refused:
+ * the share goes back. Never left (no connection): debited again, to retry. Its answer lost: in doubt, left sending.
+ */
+async function sendReversal(deps: Deps, tip: ReversibleTip, reversal: ReversalRow): Promise<void> {
+  const { rows: [claimed] } = await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sending' WHERE reversal_id = $1 AND status = 'debited' RETURNING 1", [reversal.reversal_id]);
+  if (!claimed) return void Object.assign(reversal, await reversalByKey(pool(deps), tip.tip_id, reversal.idempotency_key));
+  const base = deps.config().callbackBaseUrl!;
+  try {
+    const answer = await deps.daraja().reversal({
+      transactionId: reversal.receipt, amount: Number(reversal.amount_minor / 100n),
+      resultUrl: callbackUrl(base, "reversal/result", reversal.callback_token), queueTimeoutUrl: callbackUrl(base, "reversal/timeout", reversal.callback_token),
+      remarks: `TTIP tip ${tip.tip_id.slice(0, 8)} reversed`,
+    });
+    await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sent', conversation_id = $2 WHERE reversal_id = $1 AND status = 'sending'", [reversal.reversal_id, answer.ConversationID]);
+    reversal.status = "sent";
+  } catch (err) {
+    if (!(err instanceof DarajaError) || err.kind === "unknown") {
+      await alertInDoubt(deps, tip, reversal, `its request's answer was lost (${(err as Error).message})`);
+      throw new DependencyUnavailableError("M-Pesa's answer to the reversal was lost: it may be under way, and its result will show on the tip; it is not sent again (support is alerted)");
+    }
+    if (err.kind !== "rejected") {
+      await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'debited' WHERE reversal_id = $1 AND status = 'sending'", [reversal.reversal_id]);
+      throw new DependencyUnavailableError(`M-Pesa could not be reached (${err.message}); nothing was sent: retry with the same idempotency key`);
+    }
+    await giveShareBack(deps, reversal, `M-Pesa refused the request: ${err.message}`);
+    throw new InvalidStateError(`tip_id: M-Pesa refused the reversal (${err.message}); the worker's share was given back`);
+  }
+}
+
+async function alertInDoubt(deps: Deps, tip: TipRow, reversal: ReversalRow, why: string): Promise<void> {
+  await withTransaction(pool(deps), (tx) => recordAlert(tx, {
+    reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+    detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. The share stays taken back; check M-Pesa's statement`,
+  }));
+}
+
+/** Refused: the share back to the recipient (once, by its key), the reversal failed and the tip's figures back with an event. */
+async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string): Promise<void> {
+  const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
+  const credit = await deps.ledger.tipCreditEntry({
+    key: `mpesa-reversal-undo:${reversal.reversal_id}`, receipt: reversal.receipt, recipient: recipientOf(tip),
+    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} refused by M-Pesa`,
+  });
+  await deps.ledger.postEntry(credit);
+  await withTransaction(pool(deps), async (tx) => {
+    await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rowCount } = await tx.query(
+      "UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status IN ('sending', 'sent')",
+      [reversal.reversal_id, why.slice(0, 300)]);
+    if (!rowCount) return;
+    const now = await moveTip(tx, tip.tip_id, reversal, "failed");
+    await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: reversal.reversal_id, chargedMinor: -reversal.amount_minor, walletMinor: -reversal.wallet_minor });
+  });
+  Object.assign(reversal, { status: "failed", result_desc: why });
+}
+
+/**
+ * M-Pesa's result for the reversal the token names: reversed (or reversed already), refused (the share goes back),
+ * or timed out in its queue (in doubt: support is alerted). What the callback is marked; "unknown" when no reversal has the token.
+ */
+export async function applyReversalResult(deps: Deps, token: string, result: ParsedResult, queueTimeout: boolean): Promise<string> {
+  const { rows: [reversal] } = await pool(deps).query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE callback_token = $1", [token]);
+  if (!reversal) return "unknown";
+  const tip = (await loadTip(pool(deps), reversal.tip_id))!;
+  if (queueTimeout) {
+    await alertInDoubt(deps, tip, reversal, "it timed out in M-Pesa's queue");
+    return "reversal_in_doubt";
+  }
+  const code = result.resultCode.trim();
+  if (code === "0" || code === ALREADY_REVERSED) {
+    const decided = await withTransaction(pool(deps), async (tx) => {
+      const { rowCount } = await tx.query(
+        `UPDATE payment.mpesa_reversals SET status = 'reversed', result_code = $2, result_desc = $3, reversal_receipt = NULLIF($4, ''), decided_at = now()
+          WHERE reversal_id = $1 AND status IN ('sending', 'sent')`,
+        [reversal.reversal_id, code, result.resultDesc, result.transactionId]);
+      if (rowCount) await tx.query("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [tip.tip_id]);
+      return rowCount;
+    });
+    if (!decided && reversal.status === "failed") await alertInDoubt(deps, tip, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the share given back: take the share back by hand`);
+    deps.changes.announce(tip.tip_id);
+    return "reversed";
+  }
+  if (reversal.status === "sending" || reversal.status === "sent") await giveShareBack(deps, reversal, `M-Pesa refused: ${code} ${result.resultDesc}`);
+  deps.changes.announce(tip.tip_id);
+  return "reversal_refused";
+}

@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, type Client } from "@connectrpc/connect";
+import { TipReversalKind, TipReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { MpesaReversalState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { asConnectError } from "@ttip/runtime";
+import { callbackUrl } from "../src/callback-paths.js";
+import { Ledger } from "../src/ledger.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+
+describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pesa's result decides", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+  let admin: Client<typeof PaymentAdminService>;
+
+  before(async () => {
+    h = await startHarness();
+    pay = h.t.client(PaymentService);
+    admin = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const msisdn = (p: string) => `254${p.slice(1)}`;
+  const reversalsOf = (receipt: string) => h.sim.transactions().filter((t) => t.kind === "reversal" && t.reversal === receipt);
+  const tipNow = async (tipId: string) => (await pay.getTip({ tipId })).tip!;
+  const reversalNow = (tipId: string, state: MpesaReversalState) =>
+    eventually(async () => (await tipNow(tipId)).mpesaReversal === state, `reversal ${MpesaReversalState[state]}`);
+  const row = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 ORDER BY created_at", [tipId])).rows;
+  /** Kinds and sums (amount, fee, net) of what payment's outbox announced reversed of `tipId`. */
+  const announced = async (tipId: string) => {
+    const { rows } = await h.t.db.pool.query<{ payload: Uint8Array }>(
+      "SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_reversed' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq", [tipId]);
+    const events = rows.map((r) => fromBinary(TipReversedSchema, r.payload));
+    const sum = (of: (e: (typeof events)[number]) => bigint | undefined) => events.reduce((n, e) => n + (of(e) ?? 0n), 0n);
+    return { kinds: events.map((e) => e.kind), reversed: [sum((e) => e.amount?.amountMinor), sum((e) => e.fee?.amountMinor), sum((e) => e.net?.amountMinor)] };
+  };
+
+  /** A KES 100 M-Pesa tip credited to a new worker (KES 95 after the fee), from `payer`. */
+  async function paidTip(payer = phone()): Promise<{ worker: string; tip: Tip }> {
+    const worker = randomUUID();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: payer } });
+    await eventually(async () => (await tipNow(tip!.tipId)).status === TipStatus.SUCCEEDED && (await h.balance(worker)) === 9500n, "tip credited");
+    return { worker, tip: await tipNow(tip!.tipId) };
+  }
+  const reverse = (tipId: string, idempotencyKey = `reversal-${randomUUID()}`) => admin.refundTip({ tipId, idempotencyKey, reason: "tipped the wrong person" });
+
+  test("a tip is reversed whole: the share leaves the wallet before M-Pesa is asked, once, whatever is retried; the payer gets it all back", async () => {
+    const { worker, tip } = await paidTip();
+    const key = `reversal-${randomUUID()}`;
+    const first = await reverse(tip.tipId, key);
+    assert.equal(first.tip!.mpesaReversal, MpesaReversalState.PENDING);
+    assert.equal(await h.balance(worker), 0n, "the worker's KES 95 taken back at once");
+    await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
+    const reversed = await tipNow(tip.tipId);
+    assert.deepEqual([reversed.status, reversed.refunded?.amountMinor], [TipStatus.SUCCEEDED, 10000n], "the tip stays paid, its KES 100 given back");
+    const sent = reversalsOf(tip.mpesaReceipt);
+    assert.deepEqual(sent.map((t) => [t.amount, t.resultCode]), [[100, 0]], "one request to M-Pesa, for the whole payment");
+    assert.equal((await row(tip.tipId))[0].reversal_receipt, sent[0].receipt, "M-Pesa's own id of the reversal kept");
+    assert.deepEqual(await announced(tip.tipId), { kinds: [TipReversalKind.REFUND], reversed: [10000n, 500n, 9500n] });
+
+    const again = await reverse(tip.tipId, key);
+    assert.equal(again.refundId, first.refundId, "the same reversal under the same key");
+    const other = await reverse(tip.tipId).catch(asConnectError);
+    assert.equal(Code[(other as { code: Code }).code], Code[Code.FailedPrecondition]);
+    assert.match((other as Error).message, /reversed already/);
+    assert.deepEqual([reversalsOf(tip.mpesaReceipt).length, await h.balance(worker), (await announced(tip.tipId)).kinds.length], [1, 0n, 1], "nothing more sent, taken or announced");
+    assert.ok(await h.trialBalanced(), "the ledger balances");
+  });
+
+  test("a part of the payment, or another currency, is INVALID_ARGUMENT naming amount; nothing is taken or sent", async () => {
+    const { worker, tip } = await paidTip();
+    for (const amount of [KES(50), { currency: "USD", amountMinor: 10000n }]) {
+      const err = asConnectError(await admin.refundTip({ tipId: tip.tipId, idempotencyKey: `reversal-${randomUUID()}`, amount, reason: "asked" }).catch((e: unknown) => e));
+      assert.equal(Code[err.code], Code[Code.InvalidArgument]);
+      assert.match(err.rawMessage, /^amount: /);
+    }
+    assert.deepEqual([await h.balance(worker), reversalsOf(tip.mpesaReceipt).length, (await row(tip.tipId)).length], [9500n, 0, 0]);
+  });
+
+  test("a share already withdrawn: FAILED_PRECONDITION saying so, and M-Pesa is never asked", async () => {
+    const { worker, tip } = await paidTip();
+    // KES 90 leaves the wallet as a payout would (the simulator's B2C is not what this is about).
+    const ledger = new Ledger(h.t.ctx);
+    await ledger.postEntry({
+      idempotencyKey: `withdrawn-${worker}`, cause: { cause: { case: "adjustmentTicket", value: `withdrawn-${worker}` } }, description: "withdrawn",
+      postings: [
+        { accountId: await ledger.account(AccountKind.WORKER_WALLET, worker), amount: KES(-90), memo: "withdrawn" },
+        { accountId: await ledger.account(AccountKind.PAYOUT_CLEARING), amount: KES(90), memo: "withdrawn" },
+      ],
+    });
+    const err = asConnectError(await reverse(tip.tipId).catch((e: unknown) => e));
+    assert.equal(Code[err.code], Code[Code.FailedPrecondition]);
+    assert.match(err.rawMessage, /worker's balance no longer covers this reversal/);
+    assert.deepEqual([await h.balance(worker), reversalsOf(tip.mpesaReceipt).length, (await tipNow(tip.tipId)).mpesaReversal], [500n, 0, MpesaReversalState.NONE]);
+    assert.deepEqual((await announced(tip.tipId)).kinds, [], "nothing announced");
+  });
+
+  test("M-Pesa refuses: the share goes back to the worker and the tip says so; a refusal repeated gives nothing more", async () => {
+    const payer = phone();
+    h.sim.script({ phone: msisdn(payer) }, { reversal: "refused" });
+    const { worker, tip } = await paidTip(payer);
+    await reverse(tip.tipId);
+    await reversalNow(tip.tipId, MpesaReversalState.FAILED);
+    assert.equal(await h.balance(worker), 9500n, "the KES 95 back");
+    assert.equal((await tipNow(tip.tipId)).refunded, undefined, "nothing refunded");
+    assert.deepEqual(await announced(tip.tipId), { kinds: [TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED], reversed: [0n, 0n, 0n] });
+    const [r] = await row(tip.tipId);
+    const refusal = { Result: { ResultType: 0, ResultCode: 1, ResultDesc: "The balance is insufficient for the transaction.", OriginatorConversationID: randomUUID(), ConversationID: r.conversation_id, TransactionID: "SXXXXXXXXX" } };
+    assert.equal((await h.post(new URL(callbackUrl(h.config.callbackBaseUrl!, "reversal/result", r.callback_token)).pathname, refusal)).status, 200);
+    assert.deepEqual([await h.balance(worker), (await announced(tip.tipId)).kinds.length], [9500n, 2], "given back once");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refusal arriving after M-Pesa reversed the payment gives nothing back; a result for no reversal is stored as unknown", async () => {
+    const { worker, tip } = await paidTip();
+    await reverse(tip.tipId);
+    await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
+    const [r] = await row(tip.tipId);
+    const late = { Result: { ResultType: 0, ResultCode: "R000002", ResultDesc: "The OriginalTransactionID is invalid.", OriginatorConversationID: randomUUID(), ConversationID: r.conversation_id, TransactionID: "" } };
+    await h.post(new URL(callbackUrl(h.config.callbackBaseUrl!, "reversal/result", r.callback_token)).pathname, late);
+    assert.deepEqual([await h.balance(worker), (await tipNow(tip.tipId)).mpesaReversal], [0n, MpesaReversalState.REVERSED]);
+    await h.post(new URL(callbackUrl(h.config.callbackBaseUrl!, "reversal/result", "x".repeat(32))).pathname, late);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'mpesa_reversal' ORDER BY received_at DESC LIMIT 1");
+    assert.equal(rows[0].outcome, "unknown");
+  });
+
+  test("timed out in M-Pesa's queue: in doubt, so the share stays taken back, nothing is sent again, and support is alerted", async () => {
+    const payer = phone();
+    h.sim.script({ phone: msisdn(payer) }, { reversal: "queue_timeout" });
+    const { worker, tip } = await paidTip(payer);
+    await reverse(tip.tipId);
+    const alert = await eventually(async () => (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rows[0], "support alerted");
+    assert.match(alert.detail, /in doubt: it timed out in M-Pesa's queue/);
+    assert.deepEqual([await h.balance(worker), (await tipNow(tip.tipId)).mpesaReversal, reversalsOf(tip.mpesaReceipt).length], [0n, MpesaReversalState.PENDING, 1]);
+  });
+});
