@@ -3,7 +3,7 @@
 // payment's detail with its raw callbacks, alerts and ledger entry; re-query
 // of a stuck M-Pesa attempt; a payout held for the amount M-Pesa reported resolved by its statement.
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { MpesaReversalState, PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { AccountKind, OwnerKind, type Account, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -11,6 +11,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
 import { CurrencyChoice, minorOf } from "./currencies";
+import { GiveBack } from "./give-back";
 import { ResolveHeldPayout } from "./held-payout";
 import { MoreButton, usePages, type Page } from "./paging";
 import { Action, focusRefused, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
@@ -245,9 +246,12 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
         {p?.reportedMpesaReceipt && p.reportedMpesaReceipt !== p.mpesaReceipt && <><dt>Receipt M-Pesa reported</dt><dd data-testid="reported-receipt">{p.reportedMpesaReceipt}</dd></>}
         <dt>Worker</dt><dd><code>{t?.workerId ?? p?.workerId}</code></dd>
         <dt>Phone</dt><dd>{t?.customerPhoneMasked ?? p?.recipientPhoneMasked}</dd>
+        {t && t.mpesaReversal > MpesaReversalState.NONE && <><dt>Reversal</dt><dd data-testid="mpesa-reversal">{words(MpesaReversalState[t.mpesaReversal])}</dd></>}
+        {t?.refunded && <><dt>Given back</dt><dd data-testid="refunded">{money(t.refunded)}</dd></>}
         {p && <><dt>Hold</dt><dd>{detail.holdState} {detail.holdId}</dd><dt>Queries</dt><dd>{detail.statusQueries}</dd></>}
       </dl>
       {p?.status === PayoutStatus.ON_HOLD && <ResolveHeldPayout payout={p} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
+      {t && <GiveBack tip={t} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
       <Section title="Ledger">
         {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}

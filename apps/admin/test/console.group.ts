@@ -8,3 +8,4 @@ import "./console-states.test.js";
 import "./phone.test.js";
 import "./held-payout.test.js";
 import "./payout-requery.test.js";
+import "./give-back.test.js";

@@ -241,12 +241,21 @@ export class AdminHarness {
   }
 
   /** The console's payment detail of a worker's payout, found by the Payments screen's filters. */
-  async payoutDetail(page: Page, workerId: string, payoutId: string) {
+  payoutDetail(page: Page, workerId: string, payoutId: string) {
+    return this.paymentDetail(page, "payouts", workerId, payoutId);
+  }
+
+  /** The console's payment detail of a worker's tip, found by the Payments screen's filters. */
+  tipDetail(page: Page, workerId: string, tipId: string) {
+    return this.paymentDetail(page, "tips", workerId, tipId);
+  }
+
+  private async paymentDetail(page: Page, kind: "tips" | "payouts", workerId: string, id: string) {
     await page.getByRole("link", { name: "Payments" }).click();
-    await page.getByLabel("Kind").selectOption("payouts");
+    await page.getByLabel("Kind").selectOption(kind);
     await page.getByLabel("Worker id").fill(workerId);
     await page.getByRole("button", { name: "Filter" }).click();
-    await page.locator(`tr[data-payout-id="${payoutId}"]`).getByRole("button").first().click();
+    await page.locator(`tr[data-${kind === "tips" ? "tip" : "payout"}-id="${id}"]`).getByRole("button").first().click();
     return page.getByLabel("Payment detail");
   }
 

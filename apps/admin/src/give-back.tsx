@@ -1,0 +1,42 @@
+// A paid tip's money given back to whoever paid it, after a device step-up: an M-Pesa tip is reversed whole by
+// M-Pesa (its result comes later and shows on the tip), a card tip refunded of what is left of its charge. Either
+// way the service takes the worker's share (a pool tip's, the pool's) back first and refuses when it is gone.
+import { CardTipState, MpesaReversalState, PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { api, stepUp } from "./api";
+import { Action, money } from "./ui";
+
+/** Why the tip has no money to give back now, by what the service would refuse; undefined when it has. */
+function nothingToGiveBack(tip: Tip): string | undefined {
+  if (tip.method === PaymentMethodKind.MPESA) {
+    if (tip.mpesaReversal === MpesaReversalState.PENDING) return "its reversal waits for M-Pesa's answer";
+    if (tip.mpesaReversal === MpesaReversalState.REVERSED) return "M-Pesa reversed it already";
+    return undefined;
+  }
+  if (tip.cardState === CardTipState.DISPUTED || tip.cardState === CardTipState.DISPUTE_LOST) return "a chargeback decides it";
+  return (tip.refunded?.amountMinor ?? 0n) < (tip.charged?.amountMinor ?? 0n) ? undefined : "refunded in full already";
+}
+
+/** Shown for a paid tip; disabled, saying why, once nothing is left to give back (its last outcome stays in view). */
+export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: string; done: () => void }) {
+  if (tip.status !== TipStatus.SUCCEEDED) return null;
+  const mpesa = tip.method === PaymentMethodKind.MPESA;
+  const share = tip.shared ? "the venue pool's share" : "the worker's share";
+  return (
+    <Action
+      label={mpesa ? "Reverse on M-Pesa" : "Refund to the card"}
+      reason="Reason"
+      danger
+      disabledWhy={disabledWhy ?? nothingToGiveBack(tip)}
+      confirm={mpesa
+        ? `M-Pesa gives all ${money(tip.charged)} back to ${tip.customerPhoneMasked}; ${share} leaves the balance first.`
+        : `What is left of the ${money(tip.charged)} charge goes back to the card; ${share} leaves the balance first.`}
+      run={async (reason, send) => {
+        const proof = await stepUp();
+        const r = await send((key) => api(PaymentAdminService).refundTip({ tipId: tip.tipId, idempotencyKey: `give-back-${key}`, reason }, proof));
+        return mpesa ? "Sent to M-Pesa; its answer shows here as the reversal's state." : `Refunded to the card (${r.refundId}).`;
+      }}
+      done={done}
+    />
+  );
+}

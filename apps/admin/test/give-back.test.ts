@@ -1,0 +1,54 @@
+// An admin gives an M-Pesa tip back from its payment detail: the reason is asked, a device step-up proves the
+// admin, the worker's share leaves their balance at once, and M-Pesa's reversal (the Daraja simulator's) shows
+// on the tip when its result comes. Without a reason, the service's words name the field and nothing moves.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import type { Page } from "playwright-core";
+import { testPhone } from "@ttip/runtime/testing";
+import { AdminHarness, eventually } from "./harness.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+
+describe("admin console: giving an M-Pesa tip back", () => {
+  const h = new AdminHarness();
+  let page: Page;
+
+  before(async () => {
+    await h.start();
+    ({ page } = await h.firstAdmin(testPhone()));
+  });
+  after(() => h.stop());
+
+  test("Reverse on M-Pesa asks a reason, takes the worker's share at once and shows M-Pesa's reversal; without a reason nothing moves", async () => {
+    const worker = await h.signUp(testPhone());
+    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.userId }, amount: KES(100), payment: { case: "mpesaPhone", value: testPhone() },
+    });
+    await eventually("the tip paid and credited", async () =>
+      (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED && (await balance()) === 9500n);
+
+    const detail = await h.tipDetail(page, worker.userId, tip!.tipId);
+    await detail.getByRole("button", { name: "Reverse on M-Pesa" }).click();
+    assert.match((await detail.getByRole("note").textContent())!, /M-Pesa gives all KES 100\.00 back to .+; the worker's share leaves the balance first\./);
+    await detail.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
+    await detail.getByRole("alert").filter({ hasText: "Check the input: reason:" }).waitFor();
+    assert.equal(await balance(), 9500n, "nothing taken");
+
+    await detail.getByLabel("Reason (Reverse on M-Pesa)").fill("customer tipped the wrong waiter");
+    await detail.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
+    await detail.getByRole("status").filter({ hasText: "Sent to M-Pesa; its answer shows here as the reversal's state." }).waitFor();
+    assert.equal(await balance(), 0n, "the worker's KES 95 taken back");
+    await eventually("M-Pesa reversed it", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.mpesaReversal === MpesaReversalState.REVERSED);
+
+    const again = await h.tipDetail(page, worker.userId, tip!.tipId);
+    await again.getByTestId("mpesa-reversal").filter({ hasText: "reversed" }).waitFor();
+    assert.equal(await again.getByTestId("refunded").textContent(), "KES 100.00");
+    const button = again.getByRole("button", { name: "Reverse on M-Pesa" });
+    assert.deepEqual([await button.isDisabled(), await button.getAttribute("title")], [true, "M-Pesa reversed it already"], "nothing left to give back");
+  });
+});
