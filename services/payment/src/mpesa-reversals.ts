@@ -79,7 +79,7 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
   await withTransaction(pool, async (tx) => {
     await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
     const { rows: [live] } = await tx.query<{ idempotency_key: string; status: string }>(
-      "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' LIMIT 1", [tip.tip_id]);
+      "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' AND idempotency_key <> $2 LIMIT 1", [tip.tip_id, input.idempotencyKey]);
     if (live) {
       throw new InvalidStateError(live.status === "reversed"
         ? "tip_id: this tip's payment was reversed already"
@@ -177,11 +177,51 @@ async function sendReversal(deps: Deps, tip: ReversibleTip, reversal: ReversalRo
   }
 }
 
+/** Tells support, once per reversal, that M-Pesa's word on it is missing: the share stays taken back meanwhile. */
 async function alertInDoubt(deps: Deps, tip: TipRow, reversal: ReversalRow, why: string): Promise<void> {
-  await withTransaction(pool(deps), (tx) => recordAlert(tx, {
-    reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
-    detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. The share stays taken back; check M-Pesa's statement`,
-  }));
+  await withTransaction(pool(deps), async (tx) => {
+    const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND alerted_at IS NULL", [reversal.reversal_id]);
+    if (!rowCount) return;
+    await recordAlert(tx, {
+      reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+      detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. The share stays taken back; check M-Pesa's statement`,
+    });
+  });
+}
+
+/** How long after its request a reversal may wait for M-Pesa's result before support is told (M-Pesa answers in seconds as a rule). */
+const RESULT_WAIT_MINUTES = 60;
+/** How old a reversal left debited is before the pass sends it: the admin's own request sends it first as a rule. */
+const RESUME_AFTER_SECONDS = 30;
+
+/**
+ * The reconciliation pass's: reversals left debited (the share taken, the request never sent: a crash, M-Pesa not
+ * reached) are sent; reversals with no result RESULT_WAIT_MINUTES after they began are told to support, once.
+ * Answers how many it sent.
+ */
+export async function followUpReversals(deps: Deps, limit: number): Promise<number> {
+  const config = deps.config();
+  if (!config.daraja || !config.callbackBaseUrl) return 0;
+  const { rows: unsent } = await pool(deps).query<ReversalRow>(
+    "SELECT * FROM payment.mpesa_reversals WHERE status = 'debited' AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1",
+    [limit, RESUME_AFTER_SECONDS]);
+  let sent = 0;
+  for (const reversal of unsent) {
+    const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
+    try {
+      await sendReversal(deps, tip, reversal);
+      if (reversal.status !== "debited") sent++;
+    } catch (err) {
+      deps.ctx.logger.warn({ tipId: tip.tip_id, reversalId: reversal.reversal_id, err: (err as Error).message }, "M-Pesa reversal left unsent not sent; next pass tries again");
+    }
+    deps.changes.announce(tip.tip_id);
+  }
+  const { rows: silent } = await pool(deps).query<ReversalRow>(
+    `SELECT * FROM payment.mpesa_reversals WHERE status IN ('sending', 'sent') AND alerted_at IS NULL
+        AND created_at < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
+    [limit, RESULT_WAIT_MINUTES]);
+  for (const reversal of silent) await alertInDoubt(deps, (await loadTip(pool(deps), reversal.tip_id))!, reversal, `M-Pesa has sent no result for ${RESULT_WAIT_MINUTES} minutes`);
+  return sent;
 }
 
 /** Refused: the share back to the recipient (once, by its key), the reversal failed and the tip's figures back with an event. */

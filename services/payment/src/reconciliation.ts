@@ -2,13 +2,14 @@
 import { resumeDebitedRefunds } from "./cards/aftercare.js";
 import { cancelDueAuthorisations } from "./cards/cancels.js";
 import { reconcileCardTips } from "./cards/tips.js";
+import { followUpReversals } from "./mpesa-reversals.js";
 import { reconcilePayouts, startDueAutoPayouts } from "./payouts.js";
 import { resumeReviewClaims } from "./review-resumer.js";
 import { reconcileTips, type Deps, type ReconcileCounts } from "./tips.js";
 
 /**
  * M-Pesa tips (queries, credits, paybill confirmations, receipts), payouts, card tips, card authorisations left to
- * cancel, card refunds left debited, review claims left by a stopped process, then automatic payouts that are due (a new payout
+ * cancel, card refunds left debited, M-Pesa reversals left unsent or unanswered, review claims left by a stopped process, then automatic payouts that are due (a new payout
  * number's cooling-off held them back, or an open payout deferred them). Each step runs whatever another failed on (a tip whose recording PostgreSQL refuses on every try
  * would otherwise stop every pass before payouts, card tips and reviews); the pass fails after, with the first error.
  */
@@ -20,6 +21,7 @@ export async function reconcileAll(deps: Deps, limit: number): Promise<Reconcile
   const cards = await step(() => reconcileCardTips(deps, limit));
   await step(() => cancelDueAuthorisations(deps, limit));
   await step(() => resumeDebitedRefunds(deps, limit));
+  await step(() => followUpReversals(deps, limit));
   await step(() => resumeReviewClaims(deps, limit));
   await step(() => startDueAutoPayouts(deps, limit));
   if (failures.length) throw failures[0];

@@ -4,23 +4,25 @@ import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, type Client } from "@connectrpc/connect";
 import { TipReversalKind, TipReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { MpesaReversalState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { asConnectError } from "@ttip/runtime";
+import { asConnectError, httpRequest } from "@ttip/runtime";
 import { callbackUrl } from "../src/callback-paths.js";
 import { Ledger } from "../src/ledger.js";
-import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+import { darajaRefusing, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pesa's result decides", () => {
   let h: Harness;
   let pay: Client<typeof PaymentService>;
   let admin: Client<typeof PaymentAdminService>;
+  let internal: Client<typeof PaymentInternalService>;
 
   before(async () => {
     h = await startHarness();
     pay = h.t.client(PaymentService);
     admin = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
+    internal = h.t.client(PaymentInternalService);
   });
   after(async () => {
     await h.close();
@@ -130,6 +132,47 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.equal(rows[0].outcome, "unknown");
   });
 
+  test("Daraja refuses the request (400): the share goes back at once and the admin hears M-Pesa's words", async () => {
+    const { worker, tip } = await paidTip();
+    const daraja = h.config.daraja!;
+    h.config.daraja = darajaRefusing(daraja, "/reversal/", "400.002.02", "Bad Request - Invalid TransactionID");
+    try {
+      const err = asConnectError(await reverse(tip.tipId).catch((e: unknown) => e));
+      assert.equal(Code[err.code], Code[Code.FailedPrecondition]);
+      assert.match(err.rawMessage, /M-Pesa refused the reversal \(.*Invalid TransactionID.*\); the worker's share was given back/);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    assert.deepEqual([await h.balance(worker), (await tipNow(tip.tipId)).mpesaReversal, reversalsOf(tip.mpesaReceipt).length], [9500n, MpesaReversalState.FAILED, 0]);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("M-Pesa not reached (it asks for fewer requests): nothing sent, UNAVAILABLE to retry; the reconciliation pass sends it later, once", async () => {
+    const { worker, tip } = await paidTip();
+    const daraja = h.config.daraja!;
+    const slowDown = JSON.stringify({ requestId: "1234-5678", errorCode: "500.003.02", errorMessage: "Spike arrest violation" });
+    h.config.daraja = { ...daraja, request: async (url, call) => url.pathname.includes("/reversal/")
+      ? { status: 500, ok: false, statusText: "Internal Server Error", headers: { get: (n: string) => (n.toLowerCase() === "content-type" ? "application/json" : null) }, text: async () => slowDown }
+      : httpRequest(url, call) };
+    try {
+      const err = asConnectError(await reverse(tip.tipId).catch((e: unknown) => e));
+      assert.equal(Code[err.code], Code[Code.Unavailable]);
+      assert.match(err.rawMessage, /nothing was sent: retry with the same idempotency key/);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    assert.deepEqual([await h.balance(worker), (await row(tip.tipId))[0].status, reversalsOf(tip.mpesaReceipt).length], [0n, "debited", 0], "the share taken, nothing sent");
+    // Past the time an admin's own retry has to send it first.
+    await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '1 minute' WHERE tip_id = $1", [tip.tipId]);
+    await Promise.all([1, 2].map(() => internal.reconcilePending({ limit: 100 })));
+    await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
+    assert.equal(reversalsOf(tip.mpesaReceipt).length, 1, "sent once by two passes at once");
+    // An hour on with no result would tell support; this one has its result, so nothing is told.
+    await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await h.t.db.pool.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rowCount, 0);
+  });
+
   test("timed out in M-Pesa's queue: in doubt, so the share stays taken back, nothing is sent again, and support is alerted", async () => {
     const payer = phone();
     h.sim.script({ phone: msisdn(payer) }, { reversal: "queue_timeout" });
@@ -138,5 +181,26 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     const alert = await eventually(async () => (await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rows[0], "support alerted");
     assert.match(alert.detail, /in doubt: it timed out in M-Pesa's queue/);
     assert.deepEqual([await h.balance(worker), (await tipNow(tip.tipId)).mpesaReversal, reversalsOf(tip.mpesaReceipt).length], [0n, MpesaReversalState.PENDING, 1]);
+    // A pass an hour on neither sends it again nor tells support a second time.
+    await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
+    await internal.reconcilePending({ limit: 100 });
+    assert.deepEqual([reversalsOf(tip.mpesaReceipt).length, (await h.t.db.pool.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rowCount], [1, 1]);
+  });
+
+  test("a reversal sent with no result for an hour is told to support once", async () => {
+    const payer = phone();
+    const { tip } = await paidTip(payer);
+    const held = h.sim.hold("reversal");
+    try {
+      await reverse(tip.tipId);
+      await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
+      await internal.reconcilePending({ limit: 100 });
+      await internal.reconcilePending({ limit: 100 });
+      const { rows } = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId]);
+      assert.equal(rows.length, 1);
+      assert.match(rows[0].detail, /in doubt: M-Pesa has sent no result for 60 minutes/);
+    } finally {
+      await held.release();
+    }
   });
 });

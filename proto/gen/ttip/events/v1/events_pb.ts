@@ -340,9 +340,10 @@ export const TipFailedSchema: GenMessage<TipFailed> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 4);
 
 /**
- * Money of a tip announced succeeded that went back to the card holder (a
- * refund, a lost chargeback), or came back (a refund the provider refused):
- * written with the state that moved it. The amounts are what leaves the tip's
+ * Money of a tip announced succeeded that went back to the card holder or
+ * the paying M-Pesa number (a refund, a reversal, a lost chargeback), or came
+ * back (a refund the provider or M-Pesa refused): written with the state that
+ * moved it. The amounts are what leaves the tip's
  * figures of its TipSucceeded, each in that one's currency: positive taken off,
  * negative given back. Over all of a tip's reversals, amount and fee come to
  * what is reversed of the charge in proportion, rounded down, and net to what
@@ -1609,14 +1610,14 @@ export enum TipReversalKind {
   UNSPECIFIED = 0,
 
   /**
-   * An admin's refund (RefundTip), once the worker's share is taken back.
+   * An admin's refund (RefundTip; an M-Pesa tip's reversal), once the worker's share is taken back.
    *
    * @generated from enum value: TIP_REVERSAL_KIND_REFUND = 1;
    */
   REFUND = 1,
 
   /**
-   * The card provider refused a refund: what it took is given back.
+   * The card provider (or M-Pesa) refused a refund: what it took is given back.
    *
    * @generated from enum value: TIP_REVERSAL_KIND_REFUND_REFUSED = 2;
    */

@@ -435,9 +435,10 @@ _TipReversedFields: TypeAlias = Literal["meta", "tip_id", "worker_id", "venue_id
 
 class TipReversed(Message[_TipReversedFields]):
     """
-    Money of a tip announced succeeded that went back to the card holder (a
-    refund, a lost chargeback), or came back (a refund the provider refused):
-    written with the state that moved it. The amounts are what leaves the tip's
+    Money of a tip announced succeeded that went back to the card holder or
+    the paying M-Pesa number (a refund, a reversal, a lost chargeback), or came
+    back (a refund the provider or M-Pesa refused): written with the state that
+    moved it. The amounts are what leaves the tip's
     figures of its TipSucceeded, each in that one's currency: positive taken off,
     negative given back. Over all of a tip's reversals, amount and fee come to
     what is reversed of the charge in proportion, rounded down, and net to what
@@ -2127,13 +2128,13 @@ class TipReversalKind(Enum):
             TIP_REVERSAL_KIND_UNSPECIFIED = 0
             ```
         REFUND:
-            An admin's refund (RefundTip), once the worker's share is taken back.
+            An admin's refund (RefundTip; an M-Pesa tip's reversal), once the worker's share is taken back.
 
             ```proto
             TIP_REVERSAL_KIND_REFUND = 1
             ```
         REFUND_REFUSED:
-            The card provider refused a refund: what it took is given back.
+            The card provider (or M-Pesa) refused a refund: what it took is given back.
 
             ```proto
             TIP_REVERSAL_KIND_REFUND_REFUSED = 2
