@@ -8,7 +8,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { CardTipState, TipSchema, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardTipState, MpesaReversalState, PaymentMethodKind, TipSchema, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { GetTipResponseSchema, ListTipsResponseSchema, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema, ListShiftsResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
@@ -249,14 +249,19 @@ describe("the worker's web app (chromium at phone size)", () => {
     await card.getByText("Bado hakuna kanuni inayotumika: meneja wa eneo huweka jinsi mfuko unavyogawanywa.").waitFor({ timeout: 20_000 });
   });
 
-  test("card tips refunded or charged back read so in the history and the tip's detail, not \"received\", in English and Swahili", async () => {
+  test("tips refunded, charged back or reversed read so in the history and the tip's detail, not \"received\", in English and Swahili", async () => {
     const worker = await h.worker("Njeri");
     const page = await h.signedInPhone(worker);
     const card = (cardState: CardTipState, refundedMinor = 0n) => create(TipSchema, {
       tipId: randomUUID(), workerId: worker.id, status: TipStatus.SUCCEEDED, cardState, amount: { amountMinor: 10_00n, currency: "USD" },
       refunded: { amountMinor: refundedMinor, currency: "USD" }, createdAt: timestampFromDate(new Date()),
     });
-    const tips = [card(CardTipState.REFUNDED, 10_00n), card(CardTipState.REFUNDED, 4_00n), card(CardTipState.DISPUTED), card(CardTipState.DISPUTE_LOST), card(CardTipState.DISPUTE_WON)];
+    const mpesa = (mpesaReversal: MpesaReversalState) => create(TipSchema, {
+      tipId: randomUUID(), workerId: worker.id, status: TipStatus.SUCCEEDED, method: PaymentMethodKind.MPESA, mpesaReversal, amount: { amountMinor: 100_00n, currency: "KES" },
+      refunded: { amountMinor: mpesaReversal === MpesaReversalState.FAILED ? 0n : 100_00n, currency: "KES" }, createdAt: timestampFromDate(new Date()),
+    });
+    const tips = [card(CardTipState.REFUNDED, 10_00n), card(CardTipState.REFUNDED, 4_00n), card(CardTipState.DISPUTED), card(CardTipState.DISPUTE_LOST), card(CardTipState.DISPUTE_WON),
+      mpesa(MpesaReversalState.PENDING), mpesa(MpesaReversalState.REVERSED), mpesa(MpesaReversalState.FAILED)];
     // The service's answers replaced: these tips are the worker's.
     await page.route("**/ttip.payment.v1.PaymentService/ListTips", (route) =>
       route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(ListTipsResponseSchema, create(ListTipsResponseSchema, { tips }))) }));
@@ -264,14 +269,16 @@ describe("the worker's web app (chromium at phone size)", () => {
       route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(GetTipResponseSchema, create(GetTipResponseSchema, { tip: tips[1] }))) }));
     await page.goto(`${h.url}/w/history`);
     const states = () => page.locator("tbody tr td:nth-child(3)").allInnerTexts();
-    await page.getByText("refunded to the customer").waitFor({ timeout: 20_000 });
-    assert.deepEqual(await states(), ["refunded to the customer", "partly refunded (USD 4)", "disputed by the card holder: set aside", "taken back: the card holder won a dispute", "received"]);
+    await page.getByText("refunded to the customer").first().waitFor({ timeout: 20_000 });
+    assert.deepEqual(await states(), ["refunded to the customer", "partly refunded (USD 4)", "disputed by the card holder: set aside", "taken back: the card holder won a dispute", "received",
+      "being given back to the customer's M-Pesa", "refunded to the customer", "received"]);
     await page.goto(`${h.url}/w/tips/${tips[1].tipId}`);
     assert.equal(await page.getByTestId("tip-state").innerText({ timeout: 20_000 }), "partly refunded (USD 4)");
     await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
     await page.goto(`${h.url}/w/history`);
-    await page.getByText("imerudishwa kwa mteja").waitFor({ timeout: 20_000 });
+    await page.getByText("imerudishwa kwa mteja").first().waitFor({ timeout: 20_000 });
     assert.deepEqual((await states()).slice(0, 2), ["imerudishwa kwa mteja", "imerudishwa kwa sehemu (USD 4)"]);
+    assert.deepEqual((await states()).slice(5, 7), ["inarudishwa kwa M-Pesa ya mteja", "imerudishwa kwa mteja"]);
   });
 
   test("venue shares: a clock-in is read back from the service (the page opened again), so the worker can clock out; one left open over 24 hours says to ask the manager, offers no button, in English and Swahili", async () => {

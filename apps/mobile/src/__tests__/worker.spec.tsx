@@ -2,7 +2,7 @@ import { fireEvent, screen, waitFor, within } from "@testing-library/react-nativ
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { CardTipState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardTipState, MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
 import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
@@ -89,7 +89,7 @@ test("a card tip paid in USD reads USD 10 in the list, and today's total adds wh
   expect(within(screen.getByTestId("latest-tips")).getByText("USD 10")).toBeTruthy();
 });
 
-test("card tips refunded or charged back say so in the lists, in the web app's words, not \"received\"", async () => {
+test("tips refunded, charged back or reversed say so in the lists, in the web app's words, not \"received\"", async () => {
   const gw = new FakeGateway();
   const card = (state: CardTipState, refundedMinor = 0n) => {
     const tip = gw.addTip(0n);
@@ -103,12 +103,13 @@ test("card tips refunded or charged back say so in the lists, in the web app's w
   card(CardTipState.DISPUTED);
   card(CardTipState.DISPUTE_LOST);
   card(CardTipState.DISPUTE_WON);
+  gw.addTip(0n).mpesaReversal = MpesaReversalState.PENDING;
   await renderApp(gw);
   await signIn(gw);
   const list = await screen.findByTestId("latest-tips");
   await waitFor(() => expect(within(list).getAllByText(/USD 10/)).toHaveLength(5));
   const lines = within(list).getAllByText(/ · /).map((n) => String(n.props.children[0]));
-  expect(lines).toEqual(["received", "taken back: the card holder won a dispute", "disputed by the card holder: set aside", "partly refunded (USD 4)", "refunded to the customer"]);
+  expect(lines).toEqual(["being given back to the customer's M-Pesa", "received", "taken back: the card holder won a dispute", "disputed by the card holder: set aside", "partly refunded (USD 4)", "refunded to the customer"]);
 });
 
 test("a withdrawal asks for the biometric, registers the phone's key once, signs auth's challenge and pays out once", async () => {

@@ -3,7 +3,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { NAIROBI_ZONE } from "@ttip/web-lib/nairobi-time";
-import { cardStateKey } from "@ttip/web-lib/card-tip-state";
+import { paidTipStateKey } from "@ttip/web-lib/paid-tip-state";
 import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import type { Locale, Translate } from "./i18n";
 
@@ -21,10 +21,10 @@ const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/
 
 export const tipStatus = (s: TipStatus, l: Locale) => TIP_STATUS[l][s] ?? words(TipStatus[s]);
 
-/** A tip's state as the worker reads it: a card tip refunded or charged back says so, in the web app's words, not "received". */
+/** A tip's state as the worker reads it: a tip refunded, charged back or reversed says so, in the web app's words, not "received". */
 export function tipState(tip: Tip, locale: Locale, t: Translate): string {
-  const card = cardStateKey(tip);
-  return card ? t(card, { amount: formatAmount(tip.refunded, WALLET_CURRENCY) }) : tipStatus(tip.status, locale);
+  const after = paidTipStateKey(tip);
+  return after ? t(after, { amount: formatAmount(tip.refunded, WALLET_CURRENCY) }) : tipStatus(tip.status, locale);
 }
 export const payoutStatus = (s: PayoutStatus, l: Locale) => PAYOUT_STATUS[l][s] ?? words(PayoutStatus[s]);
 

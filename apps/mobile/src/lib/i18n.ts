@@ -8,11 +8,12 @@ export type Locale = "en" | "sw";
 
 /** This app's key -> the web app's, for the words both worker apps say: one catalogue, one Swahili. */
 const SHARED = {
-  // A card tip refunded or charged back (@ttip/web-lib/card-tip-state), keyed as there.
+  // A tip refunded, charged back or reversed (@ttip/web-lib/paid-tip-state), keyed as there.
   cs_refunded: "cs_refunded",
   cs_partlyRefunded: "cs_partlyRefunded",
   cs_disputed: "cs_disputed",
   cs_reversed: "cs_reversed",
+  cs_reversalPending: "cs_reversalPending",
   // A withdrawal's outcome (@ttip/web-lib/payout-outcome), keyed as there.
   po_limit: "po_limit",
   po_unregistered: "po_unregistered",

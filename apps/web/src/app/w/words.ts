@@ -1,6 +1,6 @@
 import { PayoutStatus, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { cardStateKey } from "../../lib/card-tip-state";
+import { paidTipStateKey } from "../../lib/paid-tip-state";
 import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import type { WorkerKey } from "../../lib/worker-i18n";
 
@@ -11,10 +11,10 @@ export function statusWord(t: T, status: TipStatus): string {
   return ["SUCCEEDED", "FAILED", "PENDING", "EXPIRED", "HELD_FOR_REVIEW"].includes(name) ? t(`st_${name}` as WorkerKey) : t("st_other");
 }
 
-/** A tip's state as the worker reads it: a card tip refunded or charged back says so, not "received". */
-export function tipWord(t: T, tip: Pick<Tip, "status" | "cardState" | "refunded" | "amount">): string {
-  const card = cardStateKey(tip);
-  return card ? t(card, { amount: formatAmount(tip.refunded, WALLET_CURRENCY) }) : statusWord(t, tip.status);
+/** A tip's state as the worker reads it: a tip refunded, charged back or reversed says so, not "received". */
+export function tipWord(t: T, tip: Pick<Tip, "status" | "cardState" | "mpesaReversal" | "refunded" | "amount">): string {
+  const after = paidTipStateKey(tip);
+  return after ? t(after, { amount: formatAmount(tip.refunded, WALLET_CURRENCY) }) : statusWord(t, tip.status);
 }
 
 export function payoutWord(t: T, status: PayoutStatus): string {
