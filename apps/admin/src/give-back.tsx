@@ -1,6 +1,8 @@
 // A paid tip's money given back to whoever paid it, after a device step-up: an M-Pesa tip is reversed whole by
 // M-Pesa (its result comes later and shows on the tip), a card tip refunded of what is left of its charge. Either
 // way the service takes the worker's share (a pool tip's, the pool's) back first and refuses when it is gone.
+// A reversal whose result never came is ended by what M-Pesa's statement shows, never sent again.
+import { useState } from "react";
 import { CardTipState, MpesaReversalState, PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, stepUp } from "./api";
@@ -38,5 +40,26 @@ export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: s
       }}
       done={done}
     />
+  );
+}
+
+/** A reversal waiting for M-Pesa: once support is alerted (no answer within the hour), ended by M-Pesa's statement. */
+export function ResolveReversal({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: string; done: () => void }) {
+  const [receipt, setReceipt] = useState("");
+  if (tip.mpesaReversal !== MpesaReversalState.PENDING) return null;
+  const resolve = async (outcome: { case: "reversalReceipt"; value: string } | { case: "notReversed"; value: true }, note: string) => {
+    const proof = await stepUp();
+    await api(PaymentAdminService).resolveMpesaReversal({ tipId: tip.tipId, outcome, note }, proof);
+  };
+  return (
+    <section aria-label="Resolve reversal">
+      <h2>Reversal in doubt</h2>
+      <p role="note">When M-Pesa has not answered within the hour (support is alerted), check M-Pesa's statement and say what it shows. The reversal is never sent again.</p>
+      <label>Reversal receipt <input aria-label="Reversal receipt" size={12} value={receipt} onChange={(e) => setReceipt(e.target.value.toUpperCase())} /></label>{" "}
+      <Action label="Reversed on the statement" reason="Note" disabledWhy={disabledWhy} done={done}
+        run={(note) => resolve({ case: "reversalReceipt", value: receipt.trim() }, note)} />
+      <Action label="Not reversed on the statement" reason="Note" danger disabledWhy={disabledWhy} done={done}
+        run={(note) => resolve({ case: "notReversed", value: true }, note)} />
+    </section>
   );
 }

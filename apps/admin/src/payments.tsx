@@ -11,7 +11,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { minorExponent } from "../../web/src/lib/money";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
 import { CurrencyChoice, minorOf } from "./currencies";
-import { GiveBack } from "./give-back";
+import { GiveBack, ResolveReversal } from "./give-back";
 import { ResolveHeldPayout } from "./held-payout";
 import { MoreButton, usePages, type Page } from "./paging";
 import { Action, focusRefused, nairobiInput, Section, money, useDateFields, when, words, ZONE_LABEL } from "./ui";
@@ -252,6 +252,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       </dl>
       {p?.status === PayoutStatus.ON_HOLD && <ResolveHeldPayout payout={p} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {t && <GiveBack tip={t} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
+      {t && <ResolveReversal tip={t} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
       <Section title="Ledger">
         {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}

@@ -51,4 +51,31 @@ describe("admin console: giving an M-Pesa tip back", () => {
     const button = again.getByRole("button", { name: "Reverse on M-Pesa" });
     assert.deepEqual([await button.isDisabled(), await button.getAttribute("title")], [true, "M-Pesa reversed it already"], "nothing left to give back");
   });
+
+  test("a reversal timed out in M-Pesa's queue is ended by the statement: 'Not reversed' gives the worker's share back and the tip can be reversed again", async () => {
+    const worker = await h.signUp(testPhone());
+    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    const payer = testPhone();
+    h.daraja.script({ phone: payer }, { reversal: "queue_timeout" });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.userId }, amount: KES(100), payment: { case: "mpesaPhone", value: payer },
+    });
+    await eventually("the tip credited", async () => (await balance()) === 9500n);
+    const detail = await h.tipDetail(page, worker.userId, tip!.tipId);
+    await detail.getByRole("button", { name: "Reverse on M-Pesa" }).click();
+    await detail.getByLabel("Reason (Reverse on M-Pesa)").fill("asked by the customer");
+    await detail.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
+    await detail.getByRole("status").filter({ hasText: "Sent to M-Pesa" }).waitFor();
+    // M-Pesa's queue timeout arrives, and support is alerted: only then is the statement's word taken.
+    await eventually("support alerted", async () => (await h.db.pool.query("SELECT 1 FROM payment.mpesa_reversals WHERE tip_id = $1 AND alerted_at IS NOT NULL", [tip!.tipId])).rowCount === 1);
+    const resolve = detail.getByLabel("Resolve reversal");
+    await resolve.getByRole("button", { name: "Not reversed on the statement" }).click();
+    await resolve.getByLabel("Note (Not reversed on the statement)").fill("statement shows the KES 100 still in");
+    await resolve.getByRole("button", { name: "Confirm not reversed on the statement" }).click();
+    await eventually("the share back", async () => (await balance()) === 9500n);
+    const again = await h.tipDetail(page, worker.userId, tip!.tipId);
+    await again.getByTestId("mpesa-reversal").filter({ hasText: "failed" }).waitFor();
+    assert.equal(await again.getByRole("button", { name: "Reverse on M-Pesa" }).isDisabled(), false, "it may be reversed again");
+    assert.equal(await again.getByLabel("Resolve reversal").count(), 0);
+  });
 });

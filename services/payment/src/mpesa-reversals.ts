@@ -224,24 +224,51 @@ export async function followUpReversals(deps: Deps, limit: number): Promise<numb
   return sent;
 }
 
-/** Refused: the share back to the recipient (once, by its key), the reversal failed and the tip's figures back with an event. */
-async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string): Promise<void> {
+/**
+ * Refused (or not made, by M-Pesa's statement): the share back to the recipient (once, by its key), the reversal failed
+ * and the tip's figures back with an event. Decided reversed meanwhile (a result racing support's word): the share
+ * went back all the same, and support is told to take it back by hand.
+ */
+async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string, record?: (tx: Queryable) => Promise<void>): Promise<void> {
   const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
   const credit = await deps.ledger.tipCreditEntry({
     key: `mpesa-reversal-undo:${reversal.reversal_id}`, receipt: reversal.receipt, recipient: recipientOf(tip),
-    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} refused by M-Pesa`,
+    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} not made`,
   });
   await deps.ledger.postEntry(credit);
-  await withTransaction(pool(deps), async (tx) => {
+  const raced = await withTransaction(pool(deps), async (tx) => {
     await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
     const { rowCount } = await tx.query(
       "UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status IN ('sending', 'sent')",
       [reversal.reversal_id, why.slice(0, 300)]);
-    if (!rowCount) return;
+    if (!rowCount) {
+      const { rows: [now] } = await tx.query<{ status: string }>("SELECT status FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversal.reversal_id]);
+      if (now.status !== "reversed") return false;
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+        detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} was found reversed as its share went back (${why}): take ${formatMoney(reversal.wallet_minor, "KES")} back by hand` });
+      return true;
+    }
     const now = await moveTip(tx, tip.tip_id, reversal, "failed");
     await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: reversal.reversal_id, chargedMinor: -reversal.amount_minor, walletMinor: -reversal.wallet_minor });
+    await record?.(tx);
+    return false;
   });
+  if (raced) throw new InvalidStateError("tip_id: M-Pesa's result said reversed meanwhile; the share went back all the same and support is alerted to take it back");
   Object.assign(reversal, { status: "failed", result_desc: why });
+}
+
+/** sending | sent → reversed, the tip saying so, with M-Pesa's receipt of the reversal; false when it was decided already. */
+async function markReversed(deps: Deps, reversal: ReversalRow, receipt: string, by: { code: string; desc: string }, record?: (tx: Queryable) => Promise<void>): Promise<boolean> {
+  return withTransaction(pool(deps), async (tx) => {
+    const { rowCount } = await tx.query(
+      `UPDATE payment.mpesa_reversals SET status = 'reversed', result_code = $2, result_desc = $3, reversal_receipt = NULLIF($4, ''), decided_at = now()
+        WHERE reversal_id = $1 AND status IN ('sending', 'sent')`,
+      [reversal.reversal_id, by.code, by.desc.slice(0, 300), receipt]);
+    if (!rowCount) return false;
+    await tx.query("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [reversal.tip_id]);
+    await record?.(tx);
+    return true;
+  });
 }
 
 /**
@@ -258,14 +285,7 @@ export async function applyReversalResult(deps: Deps, token: string, result: Par
   }
   const code = result.resultCode.trim();
   if (code === "0" || code === ALREADY_REVERSED) {
-    const decided = await withTransaction(pool(deps), async (tx) => {
-      const { rowCount } = await tx.query(
-        `UPDATE payment.mpesa_reversals SET status = 'reversed', result_code = $2, result_desc = $3, reversal_receipt = NULLIF($4, ''), decided_at = now()
-          WHERE reversal_id = $1 AND status IN ('sending', 'sent')`,
-        [reversal.reversal_id, code, result.resultDesc, result.transactionId]);
-      if (rowCount) await tx.query("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [tip.tip_id]);
-      return rowCount;
-    });
+    const decided = await markReversed(deps, reversal, result.transactionId, { code, desc: result.resultDesc });
     if (!decided && reversal.status === "failed") await alertInDoubt(deps, tip, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the share given back: take the share back by hand`);
     deps.changes.announce(tip.tip_id);
     return "reversed";
@@ -273,4 +293,32 @@ export async function applyReversalResult(deps: Deps, token: string, result: Par
   if (reversal.status === "sending" || reversal.status === "sent") await giveShareBack(deps, reversal, `M-Pesa refused: ${code} ${result.resultDesc}`);
   deps.changes.announce(tip.tip_id);
   return "reversal_refused";
+}
+
+export interface ResolveInput {
+  tipId: string;
+  /** What M-Pesa's statement shows: the reversal's receipt, or that nothing went back. */
+  outcome: { reversed: true; receipt: string } | { reversed: false };
+  note: string;
+  /** Records the admin's action in the transaction that decides the reversal. */
+  record: (tx: Queryable) => Promise<void>;
+}
+
+/**
+ * Ends a reversal in doubt (support alerted) by M-Pesa's statement, never asking M-Pesa: reversed, as a result
+ * would have ended it, or not (the share given back, failed). The same outcome again answers the tip as it is.
+ */
+export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): Promise<TipRow> {
+  const { rows: [reversal] } = await pool(deps).query<ReversalRow & { alerted_at: Date | null; reversal_receipt: string | null }>(
+    "SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 ORDER BY created_at DESC LIMIT 1", [input.tipId]);
+  if (!reversal) throw new InvalidStateError("tip_id: the tip has no M-Pesa reversal");
+  const same = input.outcome.reversed ? reversal.status === "reversed" && reversal.reversal_receipt === input.outcome.receipt : reversal.status === "failed";
+  if (!same) {
+    if (!(reversal.status === "sending" || reversal.status === "sent")) throw new InvalidStateError(`tip_id: its reversal is not in doubt: it is ${reversal.status}`);
+    if (!reversal.alerted_at) throw new InvalidStateError("tip_id: its reversal waits for M-Pesa's result; support is alerted if none comes within the hour");
+    if (input.outcome.reversed) await markReversed(deps, reversal, input.outcome.receipt, { code: "support", desc: `reversed, by M-Pesa's statement (support: ${input.note})` }, input.record);
+    else await giveShareBack(deps, reversal, `not reversed, by M-Pesa's statement (support: ${input.note})`, input.record);
+    deps.changes.announce(input.tipId);
+  }
+  return (await loadTip(pool(deps), input.tipId))!;
 }

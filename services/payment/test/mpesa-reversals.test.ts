@@ -185,11 +185,19 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
     await internal.reconcilePending({ limit: 100 });
     assert.deepEqual([reversalsOf(tip.mpesaReceipt).length, (await h.t.db.pool.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rowCount], [1, 1]);
+    // Support reads M-Pesa's statement: nothing went back. The share returns, and the tip may be reversed again.
+    const resolved = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
+    assert.deepEqual([resolved.tip!.mpesaReversal, await h.balance(worker)], [MpesaReversalState.FAILED, 9500n]);
+    const again = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
+    assert.deepEqual([again.tip!.mpesaReversal, await h.balance(worker)], [MpesaReversalState.FAILED, 9500n], "the same word again changes nothing");
+    const other = asConnectError(await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "reversalReceipt", value: "SAB1234567" }, note: "x".repeat(5) }).catch((e: unknown) => e));
+    assert.equal(Code[other.code], Code[Code.FailedPrecondition]);
+    assert.deepEqual((await announced(tip.tipId)).kinds, [TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED]);
+    assert.ok(await h.trialBalanced());
   });
 
-  test("a reversal sent with no result for an hour is told to support once", async () => {
-    const payer = phone();
-    const { tip } = await paidTip(payer);
+  test("a reversal sent with no result for an hour is told to support once, who may say M-Pesa reversed it", async () => {
+    const { worker, tip } = await paidTip();
     const held = h.sim.hold("reversal");
     try {
       await reverse(tip.tipId);
@@ -199,6 +207,25 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
       const { rows } = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId]);
       assert.equal(rows.length, 1);
       assert.match(rows[0].detail, /in doubt: M-Pesa has sent no result for 60 minutes/);
+      // Support reads the reversal on M-Pesa's statement; its result, when it comes at last, changes nothing more.
+      const { tip: resolved } = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "reversalReceipt", value: "SREV123456" }, note: "on the statement" });
+      assert.deepEqual([resolved!.mpesaReversal, resolved!.refunded?.amountMinor, (await row(tip.tipId))[0].reversal_receipt], [MpesaReversalState.REVERSED, 10000n, "SREV123456"]);
+    } finally {
+      await held.release();
+    }
+    await h.sim.idle();
+    assert.deepEqual([(await tipNow(tip.tipId)).mpesaReversal, (await row(tip.tipId))[0].reversal_receipt, await h.balance(worker)], [MpesaReversalState.REVERSED, "SREV123456", 0n]);
+  });
+
+  test("a reversal still within M-Pesa's hour is not resolved by hand: FAILED_PRECONDITION, nothing changes", async () => {
+    const { worker, tip } = await paidTip();
+    const held = h.sim.hold("reversal");
+    try {
+      await reverse(tip.tipId);
+      const err = asConnectError(await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "impatient" }).catch((e: unknown) => e));
+      assert.equal(Code[err.code], Code[Code.FailedPrecondition]);
+      assert.match(err.rawMessage, /^tip_id: its reversal waits for M-Pesa's result/);
+      assert.deepEqual([await h.balance(worker), (await tipNow(tip.tipId)).mpesaReversal], [0n, MpesaReversalState.PENDING]);
     } finally {
       await held.release();
     }

@@ -7,7 +7,7 @@ import { payoutMessage, tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
 import { resolveHeldPayout, type StatementOutcome } from "../held-payouts.js";
-import { reverseMpesaTip } from "../mpesa-reversals.js";
+import { resolveReversalInDoubt, reverseMpesaTip } from "../mpesa-reversals.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
 import { closeSuspenseAlerts } from "../stores/fraud-alerts.js";
@@ -34,13 +34,14 @@ function suspenseMessage(r: C2bRow) {
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
 
-/** Money an admin must place: C2B payments in suspense, callbacks that matched nothing, card refunds, payouts held for their amount. */
+/** Money an admin must place: C2B payments in suspense, callbacks that matched nothing, refunds and reversals, payouts held for their amount. */
 export function suspenseHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
     listSuspensePayments: listSuspensePaymentsHandler(h),
     resolveSuspensePayment: resolveSuspensePaymentHandler(h),
     refundTip: refundTipHandler(h),
     resolveHeldPayout: resolveHeldPayoutHandler(h),
+    resolveMpesaReversal: resolveMpesaReversalHandler(h),
     listUnmatchedCallbacks: listUnmatchedCallbacksHandler(h),
   };
 }
@@ -124,6 +125,19 @@ function resolveHeldPayoutHandler(h: PaymentHandlerContext): Impl["resolveHeldPa
         auditAdminAction(tx, "payment", ctx, { action: AuditAction.HELD_PAYOUT_RESOLVED, target: `payout:${req.payoutId}`, userId: workerId, detail: `${said}: ${req.note}` }),
     });
     return { payout: payoutMessage(payout) };
+  };
+}
+
+function resolveMpesaReversalHandler(h: PaymentHandlerContext): Impl["resolveMpesaReversal"] {
+  return async (req, ctx) => {
+    requireCaller(ctx);
+    const outcome = req.outcome.case === "reversalReceipt" ? { reversed: true as const, receipt: req.outcome.value } : { reversed: false as const };
+    const said = outcome.reversed ? `reversed (${outcome.receipt})` : "not reversed";
+    const tip = await resolveReversalInDoubt(h.deps, {
+      tipId: req.tipId, outcome, note: req.note,
+      record: (tx) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.MPESA_REVERSAL_RESOLVED, target: `tip:${req.tipId}`, detail: `${said}: ${req.note}` }),
+    });
+    return { tip: tipMessage(tipOf(tip), locale(ctx)) };
   };
 }
 

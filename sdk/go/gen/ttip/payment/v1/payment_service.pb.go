@@ -2873,6 +2873,152 @@ func (x *RefundTipResponse) GetRefundId() string {
 	return ""
 }
 
+type ResolveMpesaReversalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	TipId string                 `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	// What M-Pesa's statement shows for the tip's payment.
+	//
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*ResolveMpesaReversalRequest_ReversalReceipt
+	//	*ResolveMpesaReversalRequest_NotReversed
+	Outcome       isResolveMpesaReversalRequest_Outcome `protobuf_oneof:"outcome"`
+	Note          string                                `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveMpesaReversalRequest) Reset() {
+	*x = ResolveMpesaReversalRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveMpesaReversalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveMpesaReversalRequest) ProtoMessage() {}
+
+func (x *ResolveMpesaReversalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveMpesaReversalRequest.ProtoReflect.Descriptor instead.
+func (*ResolveMpesaReversalRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ResolveMpesaReversalRequest) GetTipId() string {
+	if x != nil {
+		return x.TipId
+	}
+	return ""
+}
+
+func (x *ResolveMpesaReversalRequest) GetOutcome() isResolveMpesaReversalRequest_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *ResolveMpesaReversalRequest) GetReversalReceipt() string {
+	if x != nil {
+		if x, ok := x.Outcome.(*ResolveMpesaReversalRequest_ReversalReceipt); ok {
+			return x.ReversalReceipt
+		}
+	}
+	return ""
+}
+
+func (x *ResolveMpesaReversalRequest) GetNotReversed() bool {
+	if x != nil {
+		if x, ok := x.Outcome.(*ResolveMpesaReversalRequest_NotReversed); ok {
+			return x.NotReversed
+		}
+	}
+	return false
+}
+
+func (x *ResolveMpesaReversalRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type isResolveMpesaReversalRequest_Outcome interface {
+	isResolveMpesaReversalRequest_Outcome()
+}
+
+type ResolveMpesaReversalRequest_ReversalReceipt struct {
+	// Reversed: M-Pesa's receipt of the reversal, as the statement shows it.
+	ReversalReceipt string `protobuf:"bytes,2,opt,name=reversal_receipt,json=reversalReceipt,proto3,oneof"`
+}
+
+type ResolveMpesaReversalRequest_NotReversed struct {
+	// The statement shows the payment still with us: nothing went back.
+	NotReversed bool `protobuf:"varint,3,opt,name=not_reversed,json=notReversed,proto3,oneof"`
+}
+
+func (*ResolveMpesaReversalRequest_ReversalReceipt) isResolveMpesaReversalRequest_Outcome() {}
+
+func (*ResolveMpesaReversalRequest_NotReversed) isResolveMpesaReversalRequest_Outcome() {}
+
+type ResolveMpesaReversalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tip           *Tip                   `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveMpesaReversalResponse) Reset() {
+	*x = ResolveMpesaReversalResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveMpesaReversalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveMpesaReversalResponse) ProtoMessage() {}
+
+func (x *ResolveMpesaReversalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveMpesaReversalResponse.ProtoReflect.Descriptor instead.
+func (*ResolveMpesaReversalResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ResolveMpesaReversalResponse) GetTip() *Tip {
+	if x != nil {
+		return x.Tip
+	}
+	return nil
+}
+
 type ResolveHeldPayoutRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	PayoutId string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
@@ -2892,7 +3038,7 @@ type ResolveHeldPayoutRequest struct {
 
 func (x *ResolveHeldPayoutRequest) Reset() {
 	*x = ResolveHeldPayoutRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3050,7 @@ func (x *ResolveHeldPayoutRequest) String() string {
 func (*ResolveHeldPayoutRequest) ProtoMessage() {}
 
 func (x *ResolveHeldPayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3063,7 @@ func (x *ResolveHeldPayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldPayoutRequest.ProtoReflect.Descriptor instead.
 func (*ResolveHeldPayoutRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ResolveHeldPayoutRequest) GetPayoutId() string {
@@ -3004,7 +3150,7 @@ type HeldPayoutPaid struct {
 
 func (x *HeldPayoutPaid) Reset() {
 	*x = HeldPayoutPaid{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3162,7 @@ func (x *HeldPayoutPaid) String() string {
 func (*HeldPayoutPaid) ProtoMessage() {}
 
 func (x *HeldPayoutPaid) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3175,7 @@ func (x *HeldPayoutPaid) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldPayoutPaid.ProtoReflect.Descriptor instead.
 func (*HeldPayoutPaid) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HeldPayoutPaid) GetPaidAmount() *v1.Money {
@@ -3062,7 +3208,7 @@ type ResolveHeldPayoutResponse struct {
 
 func (x *ResolveHeldPayoutResponse) Reset() {
 	*x = ResolveHeldPayoutResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3220,7 @@ func (x *ResolveHeldPayoutResponse) String() string {
 func (*ResolveHeldPayoutResponse) ProtoMessage() {}
 
 func (x *ResolveHeldPayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3233,7 @@ func (x *ResolveHeldPayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldPayoutResponse.ProtoReflect.Descriptor instead.
 func (*ResolveHeldPayoutResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ResolveHeldPayoutResponse) GetPayout() *Payout {
@@ -3107,7 +3253,7 @@ type ReconcileCardBalanceRequest struct {
 
 func (x *ReconcileCardBalanceRequest) Reset() {
 	*x = ReconcileCardBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3265,7 @@ func (x *ReconcileCardBalanceRequest) String() string {
 func (*ReconcileCardBalanceRequest) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3278,7 @@ func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReconcileCardBalanceRequest) GetLimit() int32 {
@@ -3158,7 +3304,7 @@ type ReconcileCardBalanceResponse struct {
 
 func (x *ReconcileCardBalanceResponse) Reset() {
 	*x = ReconcileCardBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3316,7 @@ func (x *ReconcileCardBalanceResponse) String() string {
 func (*ReconcileCardBalanceResponse) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3329,7 @@ func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReconcileCardBalanceResponse) GetMatched() int32 {
@@ -3223,7 +3369,7 @@ type GetTipForReceiptRequest struct {
 
 func (x *GetTipForReceiptRequest) Reset() {
 	*x = GetTipForReceiptRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3381,7 @@ func (x *GetTipForReceiptRequest) String() string {
 func (*GetTipForReceiptRequest) ProtoMessage() {}
 
 func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3394,7 @@ func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetTipForReceiptRequest) GetTipId() string {
@@ -3270,7 +3416,7 @@ type GetTipForReceiptResponse struct {
 
 func (x *GetTipForReceiptResponse) Reset() {
 	*x = GetTipForReceiptResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3428,7 @@ func (x *GetTipForReceiptResponse) String() string {
 func (*GetTipForReceiptResponse) ProtoMessage() {}
 
 func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3441,7 @@ func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetTipForReceiptResponse) GetTip() *Tip {
@@ -3348,7 +3494,7 @@ type SearchTipsRequest struct {
 
 func (x *SearchTipsRequest) Reset() {
 	*x = SearchTipsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3506,7 @@ func (x *SearchTipsRequest) String() string {
 func (*SearchTipsRequest) ProtoMessage() {}
 
 func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3519,7 @@ func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
 func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
@@ -3456,7 +3602,7 @@ type SearchTipsResponse struct {
 
 func (x *SearchTipsResponse) Reset() {
 	*x = SearchTipsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3614,7 @@ func (x *SearchTipsResponse) String() string {
 func (*SearchTipsResponse) ProtoMessage() {}
 
 func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3627,7 @@ func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
 func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SearchTipsResponse) GetTips() []*Tip {
@@ -3517,7 +3663,7 @@ type SearchPayoutsRequest struct {
 
 func (x *SearchPayoutsRequest) Reset() {
 	*x = SearchPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3675,7 @@ func (x *SearchPayoutsRequest) String() string {
 func (*SearchPayoutsRequest) ProtoMessage() {}
 
 func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3688,7 @@ func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
@@ -3618,7 +3764,7 @@ type SearchPayoutsResponse struct {
 
 func (x *SearchPayoutsResponse) Reset() {
 	*x = SearchPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3776,7 @@ func (x *SearchPayoutsResponse) String() string {
 func (*SearchPayoutsResponse) ProtoMessage() {}
 
 func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3789,7 @@ func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
@@ -3673,7 +3819,7 @@ type GetPaymentDetailRequest struct {
 
 func (x *GetPaymentDetailRequest) Reset() {
 	*x = GetPaymentDetailRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3831,7 @@ func (x *GetPaymentDetailRequest) String() string {
 func (*GetPaymentDetailRequest) ProtoMessage() {}
 
 func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3844,7 @@ func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
@@ -3764,7 +3910,7 @@ type GetPaymentDetailResponse struct {
 
 func (x *GetPaymentDetailResponse) Reset() {
 	*x = GetPaymentDetailResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3776,7 +3922,7 @@ func (x *GetPaymentDetailResponse) String() string {
 func (*GetPaymentDetailResponse) ProtoMessage() {}
 
 func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3789,7 +3935,7 @@ func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetPaymentDetailResponse) GetTip() *Tip {
@@ -3868,7 +4014,7 @@ type RequeryPaymentRequest struct {
 
 func (x *RequeryPaymentRequest) Reset() {
 	*x = RequeryPaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +4026,7 @@ func (x *RequeryPaymentRequest) String() string {
 func (*RequeryPaymentRequest) ProtoMessage() {}
 
 func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4039,7 @@ func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
@@ -3948,7 +4094,7 @@ type RequeryPaymentResponse struct {
 
 func (x *RequeryPaymentResponse) Reset() {
 	*x = RequeryPaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4106,7 @@ func (x *RequeryPaymentResponse) String() string {
 func (*RequeryPaymentResponse) ProtoMessage() {}
 
 func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4119,7 @@ func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RequeryPaymentResponse) GetTip() *Tip {
@@ -3998,7 +4144,7 @@ type CheckMpesaBalanceRequest struct {
 
 func (x *CheckMpesaBalanceRequest) Reset() {
 	*x = CheckMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4010,7 +4156,7 @@ func (x *CheckMpesaBalanceRequest) String() string {
 func (*CheckMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4023,7 +4169,7 @@ func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
 }
 
 type CheckMpesaBalanceResponse struct {
@@ -4035,7 +4181,7 @@ type CheckMpesaBalanceResponse struct {
 
 func (x *CheckMpesaBalanceResponse) Reset() {
 	*x = CheckMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4047,7 +4193,7 @@ func (x *CheckMpesaBalanceResponse) String() string {
 func (*CheckMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4060,7 +4206,7 @@ func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CheckMpesaBalanceResponse) GetCheckId() string {
@@ -4079,7 +4225,7 @@ type GetMpesaBalanceRequest struct {
 
 func (x *GetMpesaBalanceRequest) Reset() {
 	*x = GetMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4237,7 @@ func (x *GetMpesaBalanceRequest) String() string {
 func (*GetMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4250,7 @@ func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetMpesaBalanceRequest) GetCheckId() string {
@@ -4129,7 +4275,7 @@ type MpesaAccountBalance struct {
 
 func (x *MpesaAccountBalance) Reset() {
 	*x = MpesaAccountBalance{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4287,7 @@ func (x *MpesaAccountBalance) String() string {
 func (*MpesaAccountBalance) ProtoMessage() {}
 
 func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4300,7 @@ func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
 func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *MpesaAccountBalance) GetName() string {
@@ -4216,7 +4362,7 @@ type GetMpesaBalanceResponse struct {
 
 func (x *GetMpesaBalanceResponse) Reset() {
 	*x = GetMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4228,7 +4374,7 @@ func (x *GetMpesaBalanceResponse) String() string {
 func (*GetMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4241,7 +4387,7 @@ func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{72}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetMpesaBalanceResponse) GetCheckId() string {
@@ -4315,7 +4461,7 @@ type GetFraudRulesRequest struct {
 
 func (x *GetFraudRulesRequest) Reset() {
 	*x = GetFraudRulesRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4327,7 +4473,7 @@ func (x *GetFraudRulesRequest) String() string {
 func (*GetFraudRulesRequest) ProtoMessage() {}
 
 func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4340,7 +4486,7 @@ func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{73}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{75}
 }
 
 type GetFraudRulesResponse struct {
@@ -4352,7 +4498,7 @@ type GetFraudRulesResponse struct {
 
 func (x *GetFraudRulesResponse) Reset() {
 	*x = GetFraudRulesResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4364,7 +4510,7 @@ func (x *GetFraudRulesResponse) String() string {
 func (*GetFraudRulesResponse) ProtoMessage() {}
 
 func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4377,7 +4523,7 @@ func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{74}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GetFraudRulesResponse) GetRules() []*FraudRule {
@@ -4575,7 +4721,16 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"X\n" +
 	"\x11RefundTipResponse\x12&\n" +
 	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12\x1b\n" +
-	"\trefund_id\x18\x02 \x01(\tR\brefundId\"\x85\x02\n" +
+	"\trefund_id\x18\x02 \x01(\tR\brefundId\"\xe2\x01\n" +
+	"\x1bResolveMpesaReversalRequest\x12\x1f\n" +
+	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05tipId\x12B\n" +
+	"\x10reversal_receipt\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$H\x00R\x0freversalReceipt\x12,\n" +
+	"\fnot_reversed\x18\x03 \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\vnotReversed\x12\x1e\n" +
+	"\x04note\x18\x04 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04noteB\x10\n" +
+	"\aoutcome\x12\x05\xbaH\x02\b\x01\"F\n" +
+	"\x1cResolveMpesaReversalResponse\x12&\n" +
+	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\"\x85\x02\n" +
 	"\x18ResolveHeldPayoutRequest\x12%\n" +
 	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
@@ -4712,7 +4867,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\b\x02\x12\x06worker\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xfa\x12\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xef\x13\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
@@ -4725,7 +4880,8 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
 	"\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n" +
 	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x12j\n" +
-	"\x11ResolveHeldPayout\x12).ttip.payment.v1.ResolveHeldPayoutRequest\x1a*.ttip.payment.v1.ResolveHeldPayoutResponse\x12y\n" +
+	"\x11ResolveHeldPayout\x12).ttip.payment.v1.ResolveHeldPayoutRequest\x1a*.ttip.payment.v1.ResolveHeldPayoutResponse\x12s\n" +
+	"\x14ResolveMpesaReversal\x12,.ttip.payment.v1.ResolveMpesaReversalRequest\x1a-.ttip.payment.v1.ResolveMpesaReversalResponse\x12y\n" +
 	"\n" +
 	"SearchTips\x12\".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +
 	"\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8b\x01\n" +
@@ -4752,7 +4908,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -4807,204 +4963,209 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*ReconcilePendingResponse)(nil),       // 50: ttip.payment.v1.ReconcilePendingResponse
 	(*RefundTipRequest)(nil),               // 51: ttip.payment.v1.RefundTipRequest
 	(*RefundTipResponse)(nil),              // 52: ttip.payment.v1.RefundTipResponse
-	(*ResolveHeldPayoutRequest)(nil),       // 53: ttip.payment.v1.ResolveHeldPayoutRequest
-	(*HeldPayoutPaid)(nil),                 // 54: ttip.payment.v1.HeldPayoutPaid
-	(*ResolveHeldPayoutResponse)(nil),      // 55: ttip.payment.v1.ResolveHeldPayoutResponse
-	(*ReconcileCardBalanceRequest)(nil),    // 56: ttip.payment.v1.ReconcileCardBalanceRequest
-	(*ReconcileCardBalanceResponse)(nil),   // 57: ttip.payment.v1.ReconcileCardBalanceResponse
-	(*GetTipForReceiptRequest)(nil),        // 58: ttip.payment.v1.GetTipForReceiptRequest
-	(*GetTipForReceiptResponse)(nil),       // 59: ttip.payment.v1.GetTipForReceiptResponse
-	(*SearchTipsRequest)(nil),              // 60: ttip.payment.v1.SearchTipsRequest
-	(*SearchTipsResponse)(nil),             // 61: ttip.payment.v1.SearchTipsResponse
-	(*SearchPayoutsRequest)(nil),           // 62: ttip.payment.v1.SearchPayoutsRequest
-	(*SearchPayoutsResponse)(nil),          // 63: ttip.payment.v1.SearchPayoutsResponse
-	(*GetPaymentDetailRequest)(nil),        // 64: ttip.payment.v1.GetPaymentDetailRequest
-	(*GetPaymentDetailResponse)(nil),       // 65: ttip.payment.v1.GetPaymentDetailResponse
-	(*RequeryPaymentRequest)(nil),          // 66: ttip.payment.v1.RequeryPaymentRequest
-	(*RequeryPaymentResponse)(nil),         // 67: ttip.payment.v1.RequeryPaymentResponse
-	(*CheckMpesaBalanceRequest)(nil),       // 68: ttip.payment.v1.CheckMpesaBalanceRequest
-	(*CheckMpesaBalanceResponse)(nil),      // 69: ttip.payment.v1.CheckMpesaBalanceResponse
-	(*GetMpesaBalanceRequest)(nil),         // 70: ttip.payment.v1.GetMpesaBalanceRequest
-	(*MpesaAccountBalance)(nil),            // 71: ttip.payment.v1.MpesaAccountBalance
-	(*GetMpesaBalanceResponse)(nil),        // 72: ttip.payment.v1.GetMpesaBalanceResponse
-	(*GetFraudRulesRequest)(nil),           // 73: ttip.payment.v1.GetFraudRulesRequest
-	(*GetFraudRulesResponse)(nil),          // 74: ttip.payment.v1.GetFraudRulesResponse
-	(*v1.Money)(nil),                       // 75: ttip.common.v1.Money
-	(CardProvider)(0),                      // 76: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 77: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 78: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 79: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 80: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 81: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 82: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 83: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 84: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 85: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 86: ttip.payment.v1.FraudReason
-	(FraudAction)(0),                       // 87: ttip.payment.v1.FraudAction
-	(*FraudAlert)(nil),                     // 88: ttip.payment.v1.FraudAlert
-	(*timestamppb.Timestamp)(nil),          // 89: google.protobuf.Timestamp
-	(*UnmatchedCallback)(nil),              // 90: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 91: ttip.payment.v1.SuspensePayment
-	(PaymentMethodKind)(0),                 // 92: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 93: ttip.payment.v1.FraudRule
+	(*ResolveMpesaReversalRequest)(nil),    // 53: ttip.payment.v1.ResolveMpesaReversalRequest
+	(*ResolveMpesaReversalResponse)(nil),   // 54: ttip.payment.v1.ResolveMpesaReversalResponse
+	(*ResolveHeldPayoutRequest)(nil),       // 55: ttip.payment.v1.ResolveHeldPayoutRequest
+	(*HeldPayoutPaid)(nil),                 // 56: ttip.payment.v1.HeldPayoutPaid
+	(*ResolveHeldPayoutResponse)(nil),      // 57: ttip.payment.v1.ResolveHeldPayoutResponse
+	(*ReconcileCardBalanceRequest)(nil),    // 58: ttip.payment.v1.ReconcileCardBalanceRequest
+	(*ReconcileCardBalanceResponse)(nil),   // 59: ttip.payment.v1.ReconcileCardBalanceResponse
+	(*GetTipForReceiptRequest)(nil),        // 60: ttip.payment.v1.GetTipForReceiptRequest
+	(*GetTipForReceiptResponse)(nil),       // 61: ttip.payment.v1.GetTipForReceiptResponse
+	(*SearchTipsRequest)(nil),              // 62: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 63: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 64: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 65: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 66: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 67: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 68: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 69: ttip.payment.v1.RequeryPaymentResponse
+	(*CheckMpesaBalanceRequest)(nil),       // 70: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 71: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 72: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 73: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 74: ttip.payment.v1.GetMpesaBalanceResponse
+	(*GetFraudRulesRequest)(nil),           // 75: ttip.payment.v1.GetFraudRulesRequest
+	(*GetFraudRulesResponse)(nil),          // 76: ttip.payment.v1.GetFraudRulesResponse
+	(*v1.Money)(nil),                       // 77: ttip.common.v1.Money
+	(CardProvider)(0),                      // 78: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 79: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 80: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 81: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 82: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 83: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 84: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 85: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 86: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 87: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 88: ttip.payment.v1.FraudReason
+	(FraudAction)(0),                       // 89: ttip.payment.v1.FraudAction
+	(*FraudAlert)(nil),                     // 90: ttip.payment.v1.FraudAlert
+	(*timestamppb.Timestamp)(nil),          // 91: google.protobuf.Timestamp
+	(*UnmatchedCallback)(nil),              // 92: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 93: ttip.payment.v1.SuspensePayment
+	(PaymentMethodKind)(0),                 // 94: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 95: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	75,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	76,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	77,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	78,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	77,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	80,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	81,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	81,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	81,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	78,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	81,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	80,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	83,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	75,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	83,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	84,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	84,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	78,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	85,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	86,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	87,  // 26: ttip.payment.v1.ListFraudAlertsRequest.action:type_name -> ttip.payment.v1.FraudAction
-	88,  // 27: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	80,  // 28: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 29: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	78,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	79,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	80,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	81,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	79,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	82,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	83,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	83,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	83,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	80,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	84,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	83,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	82,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	85,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	77,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	85,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	86,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	86,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	80,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	87,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	88,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	89,  // 26: ttip.payment.v1.ListFraudAlertsRequest.action:type_name -> ttip.payment.v1.FraudAction
+	90,  // 27: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	82,  // 28: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 29: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
 	38,  // 30: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
-	89,  // 31: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
-	78,  // 32: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	90,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	80,  // 34: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	78,  // 35: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	91,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	80,  // 37: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	91,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	77,  // 39: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 40: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	77,  // 41: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	54,  // 42: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
-	75,  // 43: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
-	75,  // 44: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
-	81,  // 45: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	77,  // 46: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	75,  // 47: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	78,  // 48: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	79,  // 49: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	89,  // 50: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	89,  // 51: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	92,  // 52: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	77,  // 53: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	80,  // 54: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	78,  // 55: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82,  // 56: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	89,  // 57: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	89,  // 58: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	81,  // 59: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	80,  // 60: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 61: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 62: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	90,  // 63: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	88,  // 64: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	77,  // 65: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	81,  // 66: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	75,  // 67: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	75,  // 68: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	75,  // 69: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	75,  // 70: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	89,  // 71: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	89,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	71,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	75,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	75,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	75,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	93,  // 77: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 78: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 79: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 80: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 81: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 82: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 83: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 84: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 85: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 86: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 87: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 88: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 89: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 90: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 91: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 92: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 93: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 94: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 95: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 96: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 97: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 98: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 99: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 100: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 101: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 102: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	53,  // 103: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
-	60,  // 104: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	62,  // 105: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	64,  // 106: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	66,  // 107: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	68,  // 108: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	70,  // 109: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	73,  // 110: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 111: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	58,  // 112: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	56,  // 113: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 114: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 115: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 116: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 117: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 118: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 119: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 120: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 121: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 122: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 123: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 124: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 125: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 126: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 127: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 128: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 129: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 130: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 131: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 132: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 133: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 134: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 135: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 136: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 137: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 138: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	55,  // 139: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
-	61,  // 140: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	63,  // 141: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	65,  // 142: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	67,  // 143: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	69,  // 144: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	72,  // 145: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	74,  // 146: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 147: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	59,  // 148: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	57,  // 149: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	114, // [114:150] is the sub-list for method output_type
-	78,  // [78:114] is the sub-list for method input_type
-	78,  // [78:78] is the sub-list for extension type_name
-	78,  // [78:78] is the sub-list for extension extendee
-	0,   // [0:78] is the sub-list for field type_name
+	91,  // 31: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
+	80,  // 32: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	92,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	82,  // 34: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	80,  // 35: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	93,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	82,  // 37: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	93,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	79,  // 39: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 40: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	79,  // 41: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 42: ttip.payment.v1.ResolveMpesaReversalResponse.tip:type_name -> ttip.payment.v1.Tip
+	56,  // 43: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
+	77,  // 44: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
+	77,  // 45: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
+	83,  // 46: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	79,  // 47: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 48: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	80,  // 49: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	81,  // 50: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	91,  // 51: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	91,  // 52: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	94,  // 53: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	79,  // 54: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	82,  // 55: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	80,  // 56: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	84,  // 57: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	91,  // 58: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	91,  // 59: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	83,  // 60: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	82,  // 61: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 62: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	83,  // 63: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	92,  // 64: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	90,  // 65: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	79,  // 66: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	83,  // 67: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	77,  // 68: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	77,  // 69: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	77,  // 70: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	77,  // 71: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	91,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	91,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	73,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	77,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	77,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	77,  // 77: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	95,  // 78: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 79: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 80: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 81: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 82: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 83: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 84: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 85: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 86: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 87: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 88: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 89: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 90: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 91: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 92: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 93: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 94: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 95: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 96: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 97: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 98: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 99: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 100: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 101: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 102: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 103: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	55,  // 104: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	53,  // 105: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:input_type -> ttip.payment.v1.ResolveMpesaReversalRequest
+	62,  // 106: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	64,  // 107: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	66,  // 108: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	68,  // 109: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	70,  // 110: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	72,  // 111: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	75,  // 112: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 113: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	60,  // 114: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	58,  // 115: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 116: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 117: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 118: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 119: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 120: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 121: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 122: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 123: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 124: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 125: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 126: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 127: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 128: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 129: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 130: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 131: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 132: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 133: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 134: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 135: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 136: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 137: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 138: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 139: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 140: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	57,  // 141: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	54,  // 142: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:output_type -> ttip.payment.v1.ResolveMpesaReversalResponse
+	63,  // 143: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	65,  // 144: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	67,  // 145: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	69,  // 146: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	71,  // 147: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	74,  // 148: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	76,  // 149: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 150: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	61,  // 151: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	59,  // 152: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	116, // [116:153] is the sub-list for method output_type
+	79,  // [79:116] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -5024,14 +5185,18 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
 	file_ttip_payment_v1_payment_service_proto_msgTypes[53].OneofWrappers = []any{
+		(*ResolveMpesaReversalRequest_ReversalReceipt)(nil),
+		(*ResolveMpesaReversalRequest_NotReversed)(nil),
+	}
+	file_ttip_payment_v1_payment_service_proto_msgTypes[55].OneofWrappers = []any{
 		(*ResolveHeldPayoutRequest_Paid)(nil),
 		(*ResolveHeldPayoutRequest_NotPaid)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[64].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[66].OneofWrappers = []any{
 		(*GetPaymentDetailRequest_TipId)(nil),
 		(*GetPaymentDetailRequest_PayoutId)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[66].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[68].OneofWrappers = []any{
 		(*RequeryPaymentRequest_TipId)(nil),
 		(*RequeryPaymentRequest_PayoutId)(nil),
 	}
@@ -5041,7 +5206,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   75,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -111,6 +111,9 @@ const (
 	// PaymentAdminServiceResolveHeldPayoutProcedure is the fully-qualified name of the
 	// PaymentAdminService's ResolveHeldPayout RPC.
 	PaymentAdminServiceResolveHeldPayoutProcedure = "/ttip.payment.v1.PaymentAdminService/ResolveHeldPayout"
+	// PaymentAdminServiceResolveMpesaReversalProcedure is the fully-qualified name of the
+	// PaymentAdminService's ResolveMpesaReversal RPC.
+	PaymentAdminServiceResolveMpesaReversalProcedure = "/ttip.payment.v1.PaymentAdminService/ResolveMpesaReversal"
 	// PaymentAdminServiceSearchTipsProcedure is the fully-qualified name of the PaymentAdminService's
 	// SearchTips RPC.
 	PaymentAdminServiceSearchTipsProcedure = "/ttip.payment.v1.PaymentAdminService/SearchTips"
@@ -641,6 +644,14 @@ type PaymentAdminServiceClient interface {
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
 	// is not held for that reason.
 	ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error)
+	// Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+	// out in M-Pesa's queue, or no result within an hour: support was alerted)
+	// by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+	// or not (the worker's share given back, the reversal FAILED: RefundTip may
+	// try again). Never sends a request to M-Pesa. The same outcome again gets
+	// the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+	// doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+	ResolveMpesaReversal(context.Context, *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
 	// Payouts across all workers, newest first, with filters.
@@ -754,6 +765,12 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveHeldPayout")),
 			connect.WithClientOptions(opts...),
 		),
+		resolveMpesaReversal: connect.NewClient[v1.ResolveMpesaReversalRequest, v1.ResolveMpesaReversalResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceResolveMpesaReversalProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveMpesaReversal")),
+			connect.WithClientOptions(opts...),
+		),
 		searchTips: connect.NewClient[v1.SearchTipsRequest, v1.SearchTipsResponse](
 			httpClient,
 			baseURL+PaymentAdminServiceSearchTipsProcedure,
@@ -818,6 +835,7 @@ type paymentAdminServiceClient struct {
 	resolveSuspensePayment *connect.Client[v1.ResolveSuspensePaymentRequest, v1.ResolveSuspensePaymentResponse]
 	refundTip              *connect.Client[v1.RefundTipRequest, v1.RefundTipResponse]
 	resolveHeldPayout      *connect.Client[v1.ResolveHeldPayoutRequest, v1.ResolveHeldPayoutResponse]
+	resolveMpesaReversal   *connect.Client[v1.ResolveMpesaReversalRequest, v1.ResolveMpesaReversalResponse]
 	searchTips             *connect.Client[v1.SearchTipsRequest, v1.SearchTipsResponse]
 	searchPayouts          *connect.Client[v1.SearchPayoutsRequest, v1.SearchPayoutsResponse]
 	getPaymentDetail       *connect.Client[v1.GetPaymentDetailRequest, v1.GetPaymentDetailResponse]
@@ -885,6 +903,11 @@ func (c *paymentAdminServiceClient) RefundTip(ctx context.Context, req *connect.
 // ResolveHeldPayout calls ttip.payment.v1.PaymentAdminService.ResolveHeldPayout.
 func (c *paymentAdminServiceClient) ResolveHeldPayout(ctx context.Context, req *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error) {
 	return c.resolveHeldPayout.CallUnary(ctx, req)
+}
+
+// ResolveMpesaReversal calls ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal.
+func (c *paymentAdminServiceClient) ResolveMpesaReversal(ctx context.Context, req *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error) {
+	return c.resolveMpesaReversal.CallUnary(ctx, req)
 }
 
 // SearchTips calls ttip.payment.v1.PaymentAdminService.SearchTips.
@@ -963,6 +986,14 @@ type PaymentAdminServiceHandler interface {
 	// key gets the payout; FAILED_PRECONDITION naming payout_id when the payout
 	// is not held for that reason.
 	ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error)
+	// Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+	// out in M-Pesa's queue, or no result within an hour: support was alerted)
+	// by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+	// or not (the worker's share given back, the reversal FAILED: RefundTip may
+	// try again). Never sends a request to M-Pesa. The same outcome again gets
+	// the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+	// doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+	ResolveMpesaReversal(context.Context, *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
 	// Payouts across all workers, newest first, with filters.
@@ -1072,6 +1103,12 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveHeldPayout")),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentAdminServiceResolveMpesaReversalHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceResolveMpesaReversalProcedure,
+		svc.ResolveMpesaReversal,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("ResolveMpesaReversal")),
+		connect.WithHandlerOptions(opts...),
+	)
 	paymentAdminServiceSearchTipsHandler := connect.NewUnaryHandler(
 		PaymentAdminServiceSearchTipsProcedure,
 		svc.SearchTips,
@@ -1145,6 +1182,8 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceRefundTipHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceResolveHeldPayoutProcedure:
 			paymentAdminServiceResolveHeldPayoutHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceResolveMpesaReversalProcedure:
+			paymentAdminServiceResolveMpesaReversalHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceSearchTipsProcedure:
 			paymentAdminServiceSearchTipsHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceSearchPayoutsProcedure:
@@ -1214,6 +1253,10 @@ func (UnimplementedPaymentAdminServiceHandler) RefundTip(context.Context, *conne
 
 func (UnimplementedPaymentAdminServiceHandler) ResolveHeldPayout(context.Context, *connect.Request[v1.ResolveHeldPayoutRequest]) (*connect.Response[v1.ResolveHeldPayoutResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.ResolveHeldPayout is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) ResolveMpesaReversal(context.Context, *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal is not implemented"))
 }
 
 func (UnimplementedPaymentAdminServiceHandler) SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error) {

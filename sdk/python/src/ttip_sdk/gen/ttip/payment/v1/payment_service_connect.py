@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveHeldPayoutRequest, ResolveHeldPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveHeldPayoutRequest, ResolveHeldPayoutResponse, ResolveMpesaReversalRequest, ResolveMpesaReversalResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1270,6 +1270,18 @@ class PaymentAdminService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def resolve_mpesa_reversal(self, request: ResolveMpesaReversalRequest, ctx: RequestContext[ResolveMpesaReversalRequest, ResolveMpesaReversalResponse], /) -> ResolveMpesaReversalResponse:
+        """
+        Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+        out in M-Pesa's queue, or no result within an hour: support was alerted)
+        by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+        or not (the worker's share given back, the reversal FAILED: RefundTip may
+        try again). Never sends a request to M-Pesa. The same outcome again gets
+        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
         """
         Tips across all workers, newest first, with filters.
@@ -1471,6 +1483,17 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.resolve_held_payout,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/ResolveMpesaReversal": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ResolveMpesaReversal",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=ResolveMpesaReversalRequest,
+                        output=ResolveMpesaReversalResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.resolve_mpesa_reversal,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/SearchTips": Endpoint.unary(
                     method=MethodInfo(
@@ -1858,6 +1881,35 @@ class PaymentAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def resolve_mpesa_reversal(
+        self,
+        request: ResolveMpesaReversalRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResolveMpesaReversalResponse:
+        """
+        Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+        out in M-Pesa's queue, or no result within an hour: support was alerted)
+        by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+        or not (the worker's share given back, the reversal FAILED: RefundTip may
+        try again). Never sends a request to M-Pesa. The same outcome again gets
+        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResolveMpesaReversal",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=ResolveMpesaReversalRequest,
+                output=ResolveMpesaReversalResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def search_tips(
         self,
         request: SearchTipsRequest,
@@ -2124,6 +2176,18 @@ class PaymentAdminServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def resolve_mpesa_reversal(self, request: ResolveMpesaReversalRequest, ctx: RequestContext[ResolveMpesaReversalRequest, ResolveMpesaReversalResponse], /) -> ResolveMpesaReversalResponse:
+        """
+        Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+        out in M-Pesa's queue, or no result within an hour: support was alerted)
+        by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+        or not (the worker's share given back, the reversal FAILED: RefundTip may
+        try again). Never sends a request to M-Pesa. The same outcome again gets
+        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
         """
         Tips across all workers, newest first, with filters.
@@ -2323,6 +2387,17 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.resolve_held_payout,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/ResolveMpesaReversal": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ResolveMpesaReversal",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=ResolveMpesaReversalRequest,
+                        output=ResolveMpesaReversalResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.resolve_mpesa_reversal,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/SearchTips": EndpointSync.unary(
                     method=MethodInfo(
@@ -2704,6 +2779,35 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.payment.v1.PaymentAdminService",
                 input=ResolveHeldPayoutRequest,
                 output=ResolveHeldPayoutResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resolve_mpesa_reversal(
+        self,
+        request: ResolveMpesaReversalRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ResolveMpesaReversalResponse:
+        """
+        Ends an M-Pesa tip's reversal in doubt (its request's answer lost, timed
+        out in M-Pesa's queue, or no result within an hour: support was alerted)
+        by what M-Pesa's statement shows: reversed (with the reversal's receipt),
+        or not (the worker's share given back, the reversal FAILED: RefundTip may
+        try again). Never sends a request to M-Pesa. The same outcome again gets
+        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
+        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ResolveMpesaReversal",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=ResolveMpesaReversalRequest,
+                output=ResolveMpesaReversalResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
