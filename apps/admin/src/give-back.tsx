@@ -1,4 +1,4 @@
-// A paid tip's money given back to whoever paid it, after a device step-up: an M-Pesa tip is reversed whole by
+// A paid tip's money (or a declined M-Pesa tip's, waiting in suspense) given back to whoever paid it, after a device step-up: an M-Pesa tip is reversed whole by
 // M-Pesa (its result comes later and shows on the tip), a card tip refunded of what is left of its charge. Either
 // way the service takes the worker's share (a pool tip's, the pool's) back first and refuses when it is gone.
 // A reversal whose result never came is ended by what M-Pesa's statement shows, never sent again.
@@ -19,11 +19,14 @@ function nothingToGiveBack(tip: Tip): string | undefined {
   return (tip.refunded?.amountMinor ?? 0n) < (tip.charged?.amountMinor ?? 0n) ? undefined : "refunded in full already";
 }
 
-/** Shown for a paid tip; disabled, saying why, once nothing is left to give back (its last outcome stays in view). */
+/** An M-Pesa tip declined after review: its money waits in suspense, its customer told it will be refunded. */
+const declined = (tip: Tip) => tip.method === PaymentMethodKind.MPESA && tip.status === TipStatus.FAILED && tip.resultCode === "review_rejected";
+
+/** Shown for a paid tip (or a declined one); disabled, saying why, once nothing is left to give back (its last outcome stays in view). */
 export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: string; done: () => void }) {
-  if (tip.status !== TipStatus.SUCCEEDED) return null;
+  if (tip.status !== TipStatus.SUCCEEDED && !declined(tip)) return null;
   const mpesa = tip.method === PaymentMethodKind.MPESA;
-  const share = tip.shared ? "the venue pool's share" : "the worker's share";
+  const share = declined(tip) ? "it comes out of suspense, where it waits" : tip.shared ? "the venue pool's share leaves the balance first" : "the worker's share leaves the balance first";
   return (
     <Action
       label={mpesa ? "Reverse on M-Pesa" : "Refund to the card"}
@@ -31,8 +34,8 @@ export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: s
       danger
       disabledWhy={disabledWhy ?? nothingToGiveBack(tip)}
       confirm={mpesa
-        ? `M-Pesa gives all ${money(tip.charged)} back to ${tip.customerPhoneMasked}; ${share} leaves the balance first.`
-        : `What is left of the ${money(tip.charged)} charge goes back to the card; ${share} leaves the balance first.`}
+        ? `M-Pesa gives all ${money(tip.received ?? tip.charged)} back to ${tip.customerPhoneMasked}; ${share}.`
+        : `What is left of the ${money(tip.charged)} charge goes back to the card; ${share}.`}
       run={async (reason, send) => {
         const proof = await stepUp();
         const r = await send((key) => api(PaymentAdminService).refundTip({ tipId: tip.tipId, idempotencyKey: `give-back-${key}`, reason }, proof));

@@ -233,14 +233,14 @@ export class Ledger {
   }
 
   /** Money that arrived but cannot be credited as asked (mismatch, held tip): its entry parking it in suspense. */
-  async suspenseEntry(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<EntryToPost> {
+  async suspenseEntry(input: { key: string; receipt: string; amountMinor: bigint; description: string; memo?: string }): Promise<EntryToPost> {
     const [clearing, suspense] = await Promise.all([this.account(AccountKind.MPESA_CLEARING), this.account(AccountKind.SUSPENSE)]);
     return {
       idempotencyKey: input.key,
       cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
       postings: [
         { accountId: clearing, amount: kes(-input.amountMinor), memo: `M-Pesa ${input.receipt}` },
-        { accountId: suspense, amount: kes(input.amountMinor), memo: "awaiting review" },
+        { accountId: suspense, amount: kes(input.amountMinor), memo: input.memo ?? "awaiting review" },
       ],
       description: input.description,
     };
@@ -250,13 +250,13 @@ export class Ledger {
    * A held tip's parking in suspense (suspenseEntry) undone: the amount back from suspense to M-Pesa clearing,
    * for a hold whose payment never reached clearing a second time. Posted once per key; answers the entry's id.
    */
-  async suspenseToClearing(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+  async suspenseToClearing(input: { key: string; receipt: string; amountMinor: bigint; description: string; memo?: string }): Promise<string> {
     const [clearing, suspense] = await Promise.all([this.account(AccountKind.MPESA_CLEARING), this.account(AccountKind.SUSPENSE)]);
     return this.postEntry({
       idempotencyKey: input.key,
       cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
       postings: [
-        { accountId: suspense, amount: kes(-input.amountMinor), memo: "hold reversed: the same payment" },
+        { accountId: suspense, amount: kes(-input.amountMinor), memo: input.memo ?? "hold reversed: the same payment" },
         { accountId: clearing, amount: kes(input.amountMinor), memo: `M-Pesa ${input.receipt}` },
       ],
       description: input.description,
@@ -264,7 +264,7 @@ export class Ledger {
   }
 
   /** Parks money in suspense (suspenseEntry) at once; answers the entry's id. */
-  async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+  async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string; memo?: string }): Promise<string> {
     return this.postEntry(await this.suspenseEntry(input));
   }
 

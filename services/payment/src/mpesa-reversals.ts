@@ -1,6 +1,7 @@
 // An M-Pesa tip given back to the number that paid it (RefundTip on an M-Pesa tip), by Daraja's
 // TransactionReversal: whole, as M-Pesa reverses a payment. The worker's share (a venue tip's pool's)
-// is taken back first, so a reversal is never paid out of money already withdrawn; M-Pesa's result
+// is taken back first, so a reversal is never paid out of money already withdrawn (a held tip declined
+// after review never reached them: its money comes out of suspense, where it waits); M-Pesa's result
 // comes later to the ResultURL, and a refusal gives the share back. A reversal moves
 // new → debited → sending → sent → reversed | failed, and its one request is never sent twice:
 // M-Pesa refuses a second reversal of a payment, and that refusal, read as the first's, would give the
@@ -8,6 +9,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, withTransaction, type Queryable } from "@ttip/runtime";
+import { spentReceiptOf } from "./c2b.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import type { CardColumns } from "./cards/convert.js";
@@ -73,11 +75,15 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     if (asked && (asked.currency !== "KES" || asked.amountMinor !== made.amount_minor)) throw new IdempotencyConflictError(input.idempotencyKey, "RefundTip");
     return made;
   }
+  const paid = reversibleAmount(tip);
   if (asked?.currency !== undefined && asked.currency !== "KES") throw fieldError("amount", "the tip was paid in KES");
-  if (asked && asked.amountMinor !== tip.charged_minor) throw fieldError("amount", `M-Pesa gives a payment back whole: ${formatMoney(tip.charged_minor, "KES")}, or leave it unset`);
-  requireReversible(tip);
+  if (asked && asked.amountMinor !== paid) throw fieldError("amount", `M-Pesa gives a payment back whole: ${formatMoney(paid, "KES")}, or leave it unset`);
   await withTransaction(pool, async (tx) => {
-    await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rows: [locked] } = await tx.query<{ rejection_claim: string | null }>("SELECT rejection_claim FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    // A declined tip's money spent otherwise meanwhile (support refunded its paybill payment, or credited it as another tip).
+    if (declinedInSuspense(tip) && (locked.rejection_claim !== "plain" || (await spentReceiptOf(tx, tip)))) {
+      throw new InvalidStateError("tip_id: the declined tip's payment was refunded by support or credited as another tip already");
+    }
     const { rows: [live] } = await tx.query<{ idempotency_key: string; status: string }>(
       "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' AND idempotency_key <> $2 LIMIT 1", [tip.tip_id, input.idempotencyKey]);
     if (live) {
@@ -88,35 +94,51 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     await tx.query(
       `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
        VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
-      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, tip.charged_minor, tip.worker_receives_minor, input.reason, input.requestedBy, randomBytes(24).toString("base64url")],
+      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, randomBytes(24).toString("base64url")],
     );
   });
   return (await reversalByKey(pool, tip.tip_id, input.idempotencyKey))!;
 }
 
-/** FAILED_PRECONDITION unless the tip's payment is one M-Pesa took as charged and the tip credited it. */
-function requireReversible(tip: ReversibleTip): void {
-  if (tip.status !== "succeeded" || !tip.mpesa_receipt || !(tip.credit_kind === "worker" || tip.credit_kind === "venue")) {
-    throw new InvalidStateError("tip_id: only a paid M-Pesa tip is reversed (a held tip is rejected with ReviewTip)");
+/**
+ * A held tip declined after review whose money waits in suspense, its customer told it will be refunded: what
+ * rejections.ts records as "review_rejected" (not a paybill payment back on support's list, not money spent elsewhere).
+ */
+const declinedInSuspense = (tip: TipRow) => tip.status === "failed" && tip.result_code === "review_rejected" && tip.credit_kind === "suspense";
+
+/**
+ * What M-Pesa took of the tip's payment, to give back; FAILED_PRECONDITION unless it is a paid tip M-Pesa took as
+ * charged and the tip credited, or a declined one whose money waits in suspense.
+ */
+function reversibleAmount(tip: ReversibleTip): bigint {
+  const credited = tip.status === "succeeded" && (tip.credit_kind === "worker" || tip.credit_kind === "venue");
+  if (!tip.mpesa_receipt || !(credited || declinedInSuspense(tip))) {
+    throw new InvalidStateError("tip_id: only a paid M-Pesa tip, or one declined after review, is reversed (a held tip is decided with ReviewTip first)");
   }
   if (!tip.credit_entry_id) throw new ConcurrentChangeError("tip_id: the tip's credit is still being posted; retry in a moment");
-  if (tip.received_minor !== null && tip.received_minor !== tip.charged_minor) {
+  const paid = declinedInSuspense(tip) ? (tip.received_minor ?? tip.charged_minor) : tip.charged_minor;
+  if (credited && tip.received_minor !== null && tip.received_minor !== tip.charged_minor) {
     throw new InvalidStateError("tip_id: M-Pesa took another amount than was charged; support reverses this payment by hand");
   }
   // M-Pesa moves whole shillings: a payment it took is one.
-  if (tip.charged_minor % 100n !== 0n) throw new InvalidStateError("tip_id: the payment is not in whole shillings");
+  if (paid % 100n !== 0n) throw new InvalidStateError("tip_id: the payment is not in whole shillings");
+  return paid;
 }
 
 const recipientOf = (tip: TipRow) => (tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id });
 
-/** new → debited: the worker's share (or the pool's) back to clearing with the platform's fee, and the tip counts it. */
+/** new → debited: the worker's share (or the pool's) back to clearing with the platform's fee (a declined tip's money from suspense), and the tip counts it. */
 async function takeBackShare(deps: Deps, tip: ReversibleTip, reversal: ReversalRow, record: ReverseInput["record"]): Promise<void> {
-  const entry = await deps.ledger.tipReversalEntry({
-    key: `mpesa-reversal:${reversal.reversal_id}`, creditEntryId: tip.credit_entry_id!, receipt: reversal.receipt, recipient: recipientOf(tip),
-    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} (${reversal.receipt})`,
-  });
+  const key = `mpesa-reversal:${reversal.reversal_id}`;
+  const description = `Reversal of M-Pesa tip ${tip.tip_id} (${reversal.receipt})`;
   try {
-    await deps.ledger.postEntry(entry);
+    if (declinedInSuspense(tip)) {
+      await deps.ledger.suspenseToClearing({ key, receipt: reversal.receipt, amountMinor: reversal.amount_minor, description, memo: "declined tip reversed to its payer" });
+    } else {
+      await deps.ledger.postEntry(await deps.ledger.tipReversalEntry({
+        key, creditEntryId: tip.credit_entry_id!, receipt: reversal.receipt, recipient: recipientOf(tip), chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description,
+      }));
+    }
   } catch (err) {
     const e = asConnectError(err);
     if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the share back now (${e.rawMessage}); retry with the same idempotency key`);
@@ -231,11 +253,9 @@ export async function followUpReversals(deps: Deps, limit: number): Promise<numb
  */
 async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string, record?: (tx: Queryable) => Promise<void>): Promise<void> {
   const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
-  const credit = await deps.ledger.tipCreditEntry({
-    key: `mpesa-reversal-undo:${reversal.reversal_id}`, receipt: reversal.receipt, recipient: recipientOf(tip),
-    chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description: `Reversal of M-Pesa tip ${tip.tip_id} not made`,
-  });
-  await deps.ledger.postEntry(credit);
+  const back = { key: `mpesa-reversal-undo:${reversal.reversal_id}`, receipt: reversal.receipt, description: `Reversal of M-Pesa tip ${tip.tip_id} not made` };
+  if (declinedInSuspense(tip)) await deps.ledger.toSuspense({ ...back, amountMinor: reversal.amount_minor, memo: "declined tip: its reversal not made" });
+  else await deps.ledger.postEntry(await deps.ledger.tipCreditEntry({ ...back, recipient: recipientOf(tip), chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor }));
   const raced = await withTransaction(pool(deps), async (tx) => {
     await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
     const { rowCount } = await tx.query(

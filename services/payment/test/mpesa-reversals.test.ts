@@ -75,6 +75,25 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.ok(await h.trialBalanced(), "the ledger balances");
   });
 
+  test("a held tip declined after review is given back from suspense, where its money waits: the worker never had it, nothing is announced", async () => {
+    const worker = randomUUID();
+    const { tip: held } = await h.t.client(PaymentService, { subject: worker, roles: ["worker"] }).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() },
+    });
+    await eventually(async () => (await tipNow(held!.tipId)).status === TipStatus.HELD_FOR_REVIEW, "held: a worker tipping themself");
+    const before = await reverse(held!.tipId).catch(asConnectError);
+    assert.equal(Code[(before as { code: Code }).code], Code[Code.FailedPrecondition], "held: decided by review first");
+    const declined = (await admin.reviewTip({ tipId: held!.tipId, approve: false, note: "tipped themself" })).tip!;
+    assert.equal(declined.status, TipStatus.FAILED);
+    await reverse(held!.tipId);
+    await reversalNow(held!.tipId, MpesaReversalState.REVERSED);
+    const tip = await tipNow(held!.tipId);
+    assert.deepEqual([tip.status, tip.refunded?.amountMinor, reversalsOf(tip.mpesaReceipt).map((t) => t.amount)], [TipStatus.FAILED, 10000n, [100]]);
+    assert.deepEqual([await h.balance(worker), (await row(tip.tipId))[0].wallet_minor], [0n, 0n], "nothing taken from the worker");
+    assert.deepEqual((await announced(tip.tipId)).kinds, [], "its success was never announced, so no reversal is");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a part of the payment, or another currency, is INVALID_ARGUMENT naming amount; nothing is taken or sent", async () => {
     const { worker, tip } = await paidTip();
     for (const amount of [KES(50), { currency: "USD", amountMinor: 10000n }]) {

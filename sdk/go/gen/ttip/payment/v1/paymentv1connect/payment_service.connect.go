@@ -631,7 +631,8 @@ type PaymentAdminServiceClient interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	// An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
-	// payment goes back to the number that paid), its share taken back first;
+	// payment goes back to the number that paid), its share taken back first
+	// (a held tip declined after review: from suspense, where its money waits);
 	// M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
 	// back. INVALID_ARGUMENT for a part of an M-Pesa tip.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
@@ -973,7 +974,8 @@ type PaymentAdminServiceHandler interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	// An M-Pesa tip is reversed in full (M-Pesa's TransactionReversal: the
-	// payment goes back to the number that paid), its share taken back first;
+	// payment goes back to the number that paid), its share taken back first
+	// (a held tip declined after review: from suspense, where its money waits);
 	// M-Pesa answers later (Tip.mpesa_reversal), and a refusal gives the share
 	// back. INVALID_ARGUMENT for a part of an M-Pesa tip.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
