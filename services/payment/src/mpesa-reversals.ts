@@ -195,7 +195,7 @@ async function sendReversal(deps: Deps, tip: ReversibleTip, reversal: ReversalRo
       throw new DependencyUnavailableError(`M-Pesa could not be reached (${err.message}); nothing was sent: retry with the same idempotency key`);
     }
     await giveShareBack(deps, reversal, `M-Pesa refused the request: ${err.message}`);
-    throw new InvalidStateError(`tip_id: M-Pesa refused the reversal (${err.message}); the worker's share was given back`);
+    throw new InvalidStateError(`tip_id: M-Pesa refused the reversal (${err.message}); ${declinedInSuspense(tip) ? "its money waits in suspense again" : "the worker's share was given back"}`);
   }
 }
 
