@@ -1,6 +1,7 @@
 // The customer's tip page in a real browser at phone size, against the
 // platform as make run serves it.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -291,6 +292,29 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await h.screenshot(page, "tip-over-mpesa-limit");
     assert.equal(h.pushesTo(phone).length, 0, "nothing asked of M-Pesa");
     assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 0, "no tip made");
+  });
+
+  test("a tip support gave back says so on its page: being given back, then given back to the customer's M-Pesa, in English and Swahili", async () => {
+    const worker = await h.worker("Achieng");
+    const code = await h.qrCode(worker);
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id }, qrCodeId: code.qrCodeId, amount: { currency: "KES", amountMinor: 100_00n },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
+    });
+    await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    const url = `${h.url}/t/${code.shortCode}/tips/${tip!.tipId}`;
+    const page = await h.phone();
+    // The reversal's states as payment records them (its flow is payment's own test): its row, and then M-Pesa's word.
+    await h.sql("UPDATE payment.tips SET mpesa_reversal = 'pending', refunded_minor = charged_minor WHERE tip_id = $1", [tip!.tipId]);
+    await page.goto(url);
+    assert.match(await page.getByTestId("given-back").innerText(), /^KES 1\d\d is being given back to your M-Pesa\.$/);
+    await h.sql("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [tip!.tipId]);
+    await page.reload();
+    assert.match(await page.getByTestId("given-back").innerText(), /^KES 1\d\d was given back to your M-Pesa\.$/);
+    await h.screenshot(page, "tip-given-back");
+    await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
+    await page.reload();
+    assert.match(await page.getByTestId("given-back").innerText(), /^KES 1\d\d imerudishwa kwenye M-Pesa yako\.$/);
   });
 
   test("in Swahili by the browser's language, with a switch back to English", async () => {

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { cookies, headers } from "next/headers";
 import { notFound } from "next/navigation";
-import { PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { MpesaReversalState, PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../../../lib/api";
 import { pickLocale, translator, type Translate } from "../../../../../lib/i18n";
@@ -57,6 +57,7 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
         <h2 id="status-heading" className="sr-only">{t("liveStatus")}</h2>
         <div role="status" aria-live="polite" aria-atomic="true">
           <Status tip={tip} t={t} name={name} total={total} />
+          <GivenBack tip={tip} t={t} />
         </div>
       </section>
       {pending ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
@@ -69,6 +70,14 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
       ) : null}
     </main>
   );
+}
+
+/** An M-Pesa payment support gave back (a refund the customer asked for, a declined tip): whole, as M-Pesa reverses it. */
+function GivenBack({ tip, t }: { tip: Tip; t: Translate }) {
+  const total = formatMoney(tip.refunded?.amountMinor ?? 0n, tip.refunded?.currency || "KES");
+  if (tip.mpesaReversal === MpesaReversalState.PENDING) return <p className="notice" data-testid="given-back">{t("reversalPending", { total })}</p>;
+  if (tip.mpesaReversal === MpesaReversalState.REVERSED) return <p className="notice" data-testid="given-back">{t("reversed", { total })}</p>;
+  return null;
 }
 
 function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string; total: string }) {
