@@ -78,4 +78,26 @@ describe("admin console: giving an M-Pesa tip back", () => {
     assert.equal(await again.getByRole("button", { name: "Reverse on M-Pesa" }).isDisabled(), false, "it may be reversed again");
     assert.equal(await again.getByLabel("Resolve reversal").count(), 0);
   });
+
+  test("a held tip refused after review is reversed from its detail too: the KES 99 M-Pesa took goes back, the worker never had it", async () => {
+    const worker = await h.signUp(testPhone());
+    const held = await h.heldTip(worker.userId);
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    const row = page.locator(`tr[data-tip-id="${held.tipId}"]`).filter({ hasText: "hold" });
+    await row.getByRole("button", { name: "Refuse" }).click();
+    await row.getByLabel("Note (Refuse)").fill("not the customer's payment");
+    await row.getByRole("button", { name: "Confirm refuse" }).click();
+    await eventually("the tip declined", async () => (await h.api(PaymentService).getTip({ tipId: held.tipId })).tip?.status === TipStatus.FAILED);
+
+    const detail = await h.tipDetail(page, worker.userId, held.tipId);
+    await detail.getByRole("button", { name: "Reverse on M-Pesa" }).click();
+    assert.match((await detail.getByRole("note").textContent())!, /M-Pesa gives all KES 99\.00 back to .+; it comes out of suspense, where it waits\./);
+    await detail.getByLabel("Reason (Reverse on M-Pesa)").fill("declined after review");
+    await detail.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
+    await detail.getByRole("status").filter({ hasText: "Sent to M-Pesa" }).waitFor();
+    await eventually("M-Pesa reversed it", async () => (await h.api(PaymentService).getTip({ tipId: held.tipId })).tip?.mpesaReversal === MpesaReversalState.REVERSED);
+    const reversals = h.daraja.transactions().filter((t) => t.kind === "reversal" && t.reversal === held.mpesaReceipt);
+    assert.deepEqual(reversals.map((t) => [t.amount, t.resultCode]), [[99, 0]], "what M-Pesa took, given back once");
+    assert.equal((await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n, 0n);
+  });
 });

@@ -298,7 +298,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const worker = await h.worker("Achieng");
     const code = await h.qrCode(worker);
     const { tip } = await h.api(PaymentService).createTip({
-      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id }, qrCodeId: code.qrCodeId, amount: { currency: "KES", amountMinor: 100_00n },
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.id }, amount: { currency: "KES", amountMinor: 100_00n },
       payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
     });
     await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
