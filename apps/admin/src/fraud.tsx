@@ -4,7 +4,7 @@ import { useEffect, useState } from "react";
 import { AlertStatus, FraudAction, FraudReason, PaymentMethodKind, TipStatus, type FraudAlert, type FraudRule, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
-import { payoutPath } from "./payments";
+import { payoutPath, tipPath } from "./payments";
 import { MoreButton, usePages, type Page } from "./paging";
 import { normaliseKenyanPhone } from "../../web/src/lib/phone";
 import { Action, money, Section, when, words } from "./ui";
@@ -16,6 +16,9 @@ const inSuspense = (a: FraudAlert) =>
 
 /** An open alert holding a payout (M-Pesa reported another amount): resolved on the payout's payment detail. */
 const heldPayout = (a: FraudAlert) => a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && !!a.payoutId;
+
+/** An open alert flagging a tip's money (a reversal in doubt, a refund M-Pesa or a card provider answered late): looked at on the tip's detail. */
+const flaggedTip = (a: FraudAlert) => a.status === AlertStatus.OPEN && a.action === FraudAction.FLAG && !!a.tipId && !a.payoutId;
 
 export function Fraud({ session }: { session: Session }) {
   const [status, setStatus] = useState<AlertStatus>(AlertStatus.OPEN);
@@ -71,6 +74,7 @@ export function Fraud({ session }: { session: Session }) {
                   {/* A paybill payment parked in suspense is decided there (its alert closes then): say where. */}
                   {inSuspense(a) && <a href="/admin/suspense">Resolve in Suspense</a>}
                   {heldPayout(a) && <a href={payoutPath(a.payoutId)}>Resolve in Payments</a>}
+                  {flaggedTip(a) && <a href={tipPath(a.tipId)}>Open this tip</a>}
                 </td>
                 <td>{when(a.createdAt)}</td>
                 <td>{words(FraudReason[a.reason])}</td>

@@ -56,16 +56,18 @@ function bound(text: string, currency: string, field: string): bigint {
 
 /** A payout's payment detail by link (the Fraud screen's held payouts). */
 export const payoutPath = (payoutId: string) => `/admin/payments/payout/${payoutId}`;
+/** A tip's payment detail by link (the Fraud screen's alerts about a tip's money, a reversal in doubt among them). */
+export const tipPath = (tipId: string) => `/admin/payments/tip/${tipId}`;
 
-/** The payout a link opened (payoutPath), if the page's path is one. */
-function linkedPayout(): { case: "payoutId"; value: string } | undefined {
-  const id = /^\/admin\/payments\/payout\/([0-9a-f-]{36})$/.exec(window.location.pathname)?.[1];
-  return id ? { case: "payoutId", value: id } : undefined;
+/** The payout or tip a link opened (payoutPath, tipPath), if the page's path is one. */
+function linkedPayment(): { case: "payoutId" | "tipId"; value: string } | undefined {
+  const [, kind, id] = /^\/admin\/payments\/(payout|tip)\/([0-9a-f-]{36})$/.exec(window.location.pathname) ?? [];
+  return id ? { case: kind === "tip" ? "tipId" : "payoutId", value: id } : undefined;
 }
 
 export function Payments({ session }: { session: Session }) {
-  const [linked] = useState(linkedPayout);
-  const [filter, setFilter] = useState<Filter>(linked ? { ...EMPTY, kind: "payouts" } : EMPTY);
+  const [linked] = useState(linkedPayment);
+  const [filter, setFilter] = useState<Filter>(linked?.case === "payoutId" ? { ...EMPTY, kind: "payouts" } : EMPTY);
   // The filters of the rows on screen: More continues that search, whatever the form holds now (a page
   // token is a position only, so the form's edited filters would append another search's rows).
   const [shown, setShown] = useState<Filter>(EMPTY);

@@ -68,7 +68,11 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await detail.getByRole("status").filter({ hasText: "Sent to M-Pesa" }).waitFor();
     // M-Pesa's queue timeout arrives, and support is alerted: only then is the statement's word taken.
     await eventually("support alerted", async () => (await h.db.pool.query("SELECT 1 FROM payment.mpesa_reversals WHERE tip_id = $1 AND alerted_at IS NOT NULL", [tip!.tipId])).rowCount === 1);
-    const resolve = detail.getByLabel("Resolve reversal");
+    // Support finds it in the Fraud queue, whose alert links to the tip's detail.
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    await page.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "in doubt" }).getByRole("link", { name: "Open this tip" }).click();
+    assert.ok(page.url().endsWith(`/admin/payments/tip/${tip!.tipId}`));
+    const resolve = page.getByLabel("Payment detail").getByLabel("Resolve reversal");
     await resolve.getByRole("button", { name: "Not reversed on the statement" }).click();
     await resolve.getByLabel("Note (Not reversed on the statement)").fill("statement shows the KES 100 still in");
     await resolve.getByRole("button", { name: "Confirm not reversed on the statement" }).click();

@@ -251,7 +251,7 @@ export class AdminHarness {
   }
 
   private async paymentDetail(page: Page, kind: "tips" | "payouts", workerId: string, id: string) {
-    await page.getByRole("link", { name: "Payments" }).click();
+    await page.getByRole("link", { name: "Payments", exact: true }).click();
     await page.getByLabel("Kind").selectOption(kind);
     await page.getByLabel("Worker id").fill(workerId);
     await page.getByRole("button", { name: "Filter" }).click();
