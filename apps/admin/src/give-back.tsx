@@ -1,7 +1,8 @@
-// A paid tip's money (or a declined M-Pesa tip's, waiting in suspense) given back to whoever paid it, after a device step-up: an M-Pesa tip is reversed whole by
-// M-Pesa (its result comes later and shows on the tip), a card tip refunded of what is left of its charge. Either
-// way the service takes the worker's share (a pool tip's, the pool's) back first and refuses when it is gone.
-// A reversal whose result never came is ended by what M-Pesa's statement shows, never sent again.
+// A paid tip's money (or a declined M-Pesa tip's, waiting in suspense) given back to whoever paid it, after a
+// device step-up: an M-Pesa tip is reversed whole by M-Pesa (its result comes later and shows on the tip), a card
+// tip refunded of what is left of its charge. Either way the service takes the worker's share (a pool tip's, the
+// pool's) back first and refuses when it is gone. A reversal whose result never came is ended by what M-Pesa's
+// statement shows, never sent again.
 import { useState } from "react";
 import { CardTipState, MpesaReversalState, PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";

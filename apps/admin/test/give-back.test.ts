@@ -104,4 +104,22 @@ describe("admin console: giving an M-Pesa tip back", () => {
     assert.deepEqual(reversals.map((t) => [t.amount, t.resultCode]), [[99, 0]], "what M-Pesa took, given back once");
     assert.equal((await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n, 0n);
   });
+
+  test("Refund to the card refunds what is left of a card tip from its detail, the worker's share first; then the button says it is refunded in full", async () => {
+    const worker = await h.signUp(testPhone());
+    const tip = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 10_00n });
+    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    await eventually("the card tip credited", async () => (await balance()) > 0n);
+    const detail = await h.tipDetail(page, worker.userId, tip.tipId);
+    await detail.getByRole("button", { name: "Refund to the card" }).click();
+    assert.match((await detail.getByRole("note").textContent())!, /What is left of the USD 10\.00 charge goes back to the card; the worker's share leaves the balance first\./);
+    await detail.getByLabel("Reason (Refund to the card)").fill("customer asked");
+    await detail.getByRole("button", { name: "Confirm refund to the card" }).click();
+    await detail.getByRole("status").filter({ hasText: /^Refunded to the card \(re_/ }).waitFor();
+    assert.equal(await balance(), 0n, "the worker's share taken back");
+    const again = await h.tipDetail(page, worker.userId, tip.tipId);
+    assert.equal(await again.getByTestId("refunded").textContent(), "USD 10.00");
+    const button = again.getByRole("button", { name: "Refund to the card" });
+    assert.deepEqual([await button.isDisabled(), await button.getAttribute("title")], [true, "refunded in full already"]);
+  });
 });
