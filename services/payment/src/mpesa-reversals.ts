@@ -32,6 +32,10 @@ interface ReversalRow {
   reason: string;
   callback_token: string;
   result_desc: string;
+  /** M-Pesa's receipt of the reversal itself, once it reported it made. */
+  reversal_receipt: string | null;
+  /** When support was told it is in doubt (0061). */
+  alerted_at: Date | null;
 }
 
 export interface ReverseInput {
@@ -211,6 +215,14 @@ async function alertInDoubt(deps: Deps, tip: TipRow, reversal: ReversalRow, why:
   });
 }
 
+/** Tells support that M-Pesa reversed a payment whose share went back to the recipient all the same: theirs to take back. */
+async function alertTakeBackByHand(tx: Queryable, tip: TipRow, reversal: ReversalRow, why: string): Promise<void> {
+  await recordAlert(tx, {
+    reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+    detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt}: ${why}; take ${formatMoney(reversal.wallet_minor, "KES")} back by hand`,
+  });
+}
+
 /** How long after its request a reversal may wait for M-Pesa's result before support is told (M-Pesa answers in seconds as a rule). */
 const RESULT_WAIT_MINUTES = 60;
 /** How old a reversal left debited is before the pass sends it: the admin's own request sends it first as a rule. */
@@ -264,8 +276,7 @@ async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string, rec
     if (!rowCount) {
       const { rows: [now] } = await tx.query<{ status: string }>("SELECT status FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversal.reversal_id]);
       if (now.status !== "reversed") return false;
-      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
-        detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} was found reversed as its share went back (${why}): take ${formatMoney(reversal.wallet_minor, "KES")} back by hand` });
+      await alertTakeBackByHand(tx, tip, reversal, `it was found reversed as its share went back (${why})`);
       return true;
     }
     const now = await moveTip(tx, tip.tip_id, reversal, "failed");
@@ -306,13 +317,27 @@ export async function applyReversalResult(deps: Deps, token: string, result: Par
   const code = result.resultCode.trim();
   if (code === "0" || code === ALREADY_REVERSED) {
     const decided = await markReversed(deps, reversal, result.transactionId, { code, desc: result.resultDesc });
-    if (!decided && reversal.status === "failed") await alertInDoubt(deps, tip, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the share given back: take the share back by hand`);
+    if (!decided) await reversedAfterFailing(deps, tip, reversal, result.transactionId);
     deps.changes.announce(tip.tip_id);
     return "reversed";
   }
   if (reversal.status === "sending" || reversal.status === "sent") await giveShareBack(deps, reversal, `M-Pesa refused: ${code} ${result.resultDesc}`);
   deps.changes.announce(tip.tip_id);
   return "reversal_refused";
+}
+
+/**
+ * M-Pesa reported reversed a reversal already failed, its share given back (a refusal or support's word came first):
+ * its receipt kept on the row and support told once, however often M-Pesa repeats it. Not the once-per-reversal
+ * in-doubt alert: one may have gone before, and this one asks for money back.
+ */
+async function reversedAfterFailing(deps: Deps, tip: TipRow, reversal: ReversalRow, receipt: string): Promise<void> {
+  await withTransaction(pool(deps), async (tx) => {
+    const { rowCount } = await tx.query(
+      "UPDATE payment.mpesa_reversals SET reversal_receipt = $2 WHERE reversal_id = $1 AND status = 'failed' AND reversal_receipt IS NULL",
+      [reversal.reversal_id, receipt || "unknown"]);
+    if (rowCount) await alertTakeBackByHand(tx, tip, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the share given back`);
+  });
 }
 
 export interface ResolveInput {
@@ -329,7 +354,7 @@ export interface ResolveInput {
  * would have ended it, or not (the share given back, failed). The same outcome again answers the tip as it is.
  */
 export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): Promise<TipRow> {
-  const { rows: [reversal] } = await pool(deps).query<ReversalRow & { alerted_at: Date | null; reversal_receipt: string | null }>(
+  const { rows: [reversal] } = await pool(deps).query<ReversalRow>(
     "SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 ORDER BY created_at DESC LIMIT 1", [input.tipId]);
   if (!reversal) throw new InvalidStateError("tip_id: the tip has no M-Pesa reversal");
   const same = input.outcome.reversed ? reversal.status === "reversed" && reversal.reversal_receipt === input.outcome.receipt : reversal.status === "failed";

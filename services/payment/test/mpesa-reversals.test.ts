@@ -213,6 +213,16 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.equal(Code[other.code], Code[Code.FailedPrecondition]);
     assert.deepEqual((await announced(tip.tipId)).kinds, [TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED]);
     assert.ok(await h.trialBalanced());
+
+    // M-Pesa's word comes after all: reversed. The share already went back, so support is told (beside the in-doubt
+    // alert sent before) to take it back by hand, once however often M-Pesa repeats it; nothing moves by itself.
+    const [r] = await row(tip.tipId);
+    const late = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: randomUUID(), ConversationID: "AG_late", TransactionID: "SLATE12345" } };
+    for (let i = 0; i < 2; i++) await h.post(new URL(callbackUrl(h.config.callbackBaseUrl!, "reversal/result", r.callback_token)).pathname, late);
+    const { rows: alerts } = await h.t.db.pool.query<{ detail: string }>("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 ORDER BY created_at", [tip.tipId]);
+    assert.equal(alerts.length, 2, alerts.map((a) => a.detail).join(" | "));
+    assert.match(alerts[1].detail, /reported it reversed after it was marked failed .*; take KES 95(\.00)? back by hand$/);
+    assert.deepEqual([(await row(tip.tipId))[0].reversal_receipt, (await row(tip.tipId))[0].status, await h.balance(worker)], ["SLATE12345", "failed", 9500n]);
   });
 
   test("a reversal sent with no result for an hour is told to support once, who may say M-Pesa reversed it", async () => {
