@@ -8,10 +8,9 @@ import { MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payme
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
-import { testPhone } from "@ttip/runtime/testing";
+import { KES, testPhone } from "@ttip/runtime/testing";
 import { AdminHarness, eventually } from "./harness.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 describe("admin console: giving an M-Pesa tip back", () => {
   const h = new AdminHarness();
@@ -23,9 +22,13 @@ describe("admin console: giving an M-Pesa tip back", () => {
   });
   after(() => h.stop());
 
+  /** The worker's available KES balance, as their wallet answers them. */
+  const balanceOf = async (worker: { accessToken: string }) =>
+    (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+
   test("Reverse on M-Pesa asks a reason, takes the worker's share at once and shows M-Pesa's reversal; without a reason nothing moves", async () => {
     const worker = await h.signUp(testPhone());
-    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    const balance = () => balanceOf(worker);
     const { tip } = await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker.userId }, amount: KES(100), payment: { case: "mpesaPhone", value: testPhone() },
     });
@@ -54,7 +57,7 @@ describe("admin console: giving an M-Pesa tip back", () => {
 
   test("a reversal timed out in M-Pesa's queue is ended by the statement: 'Not reversed' gives the worker's share back and the tip can be reversed again", async () => {
     const worker = await h.signUp(testPhone());
-    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    const balance = () => balanceOf(worker);
     const payer = testPhone();
     h.daraja.script({ phone: payer }, { reversal: "queue_timeout" });
     const { tip } = await h.api(PaymentService).createTip({
@@ -102,13 +105,13 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await eventually("M-Pesa reversed it", async () => (await h.api(PaymentService).getTip({ tipId: held.tipId })).tip?.mpesaReversal === MpesaReversalState.REVERSED);
     const reversals = h.daraja.transactions().filter((t) => t.kind === "reversal" && t.reversal === held.mpesaReceipt);
     assert.deepEqual(reversals.map((t) => [t.amount, t.resultCode]), [[99, 0]], "what M-Pesa took, given back once");
-    assert.equal((await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n, 0n);
+    assert.equal(await balanceOf(worker), 0n);
   });
 
   test("Refund to the card refunds what is left of a card tip from its detail, the worker's share first; then the button says it is refunded in full", async () => {
     const worker = await h.signUp(testPhone());
     const tip = await h.cardTip(worker.userId, { currency: "USD", amountMinor: 10_00n });
-    const balance = async () => (await h.api(WalletService, worker.accessToken).getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+    const balance = () => balanceOf(worker);
     await eventually("the card tip credited", async () => (await balance()) > 0n);
     const detail = await h.tipDetail(page, worker.userId, tip.tipId);
     await detail.getByRole("button", { name: "Refund to the card" }).click();

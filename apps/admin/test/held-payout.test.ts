@@ -10,10 +10,9 @@ import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
-import { testPhone } from "@ttip/runtime/testing";
+import { KES, testPhone } from "@ttip/runtime/testing";
 import { AdminHarness, eventually } from "./harness.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 describe("admin console: a payout held for the amount M-Pesa reported", () => {
   const h = new AdminHarness();

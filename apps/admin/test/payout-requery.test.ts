@@ -7,10 +7,9 @@ import { after, before, describe, test } from "node:test";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Page } from "playwright-core";
-import { testPhone } from "@ttip/runtime/testing";
+import { KES, testPhone } from "@ttip/runtime/testing";
 import { AdminHarness, eventually } from "./harness.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 describe("admin console: re-querying a payout while M-Pesa cannot be asked", () => {
   const h = new AdminHarness();

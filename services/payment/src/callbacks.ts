@@ -77,8 +77,8 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { body, truncated } = await readBody(req);
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = CALLBACK_ROUTE.exec(path);
-  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance"
-    : match?.[1].startsWith("reversal") ? "mpesa_reversal" : "mpesa_status";
+  // The route's first word names the source (mpesa_stk, mpesa_b2c, mpesa_status, mpesa_balance, mpesa_reversal); an unknown path is filed as status.
+  const source = `mpesa_${match?.[1].split("/")[0] ?? "status"}`;
   // In time order (UUID version 7): payment.callbacks_pkey grows at its end, where a random id put
   // each callback on a leaf page of its own, a full-page image after every checkpoint on a grown table.
   const callbackId = timeOrderedUuid();

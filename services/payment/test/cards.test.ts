@@ -21,7 +21,7 @@ import type { Deps } from "../src/tips.js";
 import { Ledger, POST_ENTRY_TIMEOUT_MS } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
-import { eventually } from "./setup.js";
+import { eventually, KES } from "./setup.js";
 
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 const USD = (cents: number) => ({ currency: "USD", amountMinor: BigInt(cents) });
@@ -1006,7 +1006,6 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
 
   test("card rules: a card's 24-hour limit counts what it was charged in KES: KES 100,000 then KES 51,000 is over KES 150,000, and the second is cancelled", async () => {
     const card = `pm_card_visa_limit_${Date.now()}`;
-    const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
     const first = (await paid(randomUUID(), card, KES(100_000))).tip;
     assert.equal(first.status, TipStatus.SUCCEEDED);
     // Before, the limit summed what workers received, the fees taken off: under KES 150,000 here.
