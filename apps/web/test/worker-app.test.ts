@@ -272,6 +272,7 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByText("refunded to the customer").first().waitFor({ timeout: 20_000 });
     assert.deepEqual(await states(), ["refunded to the customer", "partly refunded (USD 4)", "disputed by the card holder: set aside", "taken back: the card holder won a dispute", "received",
       "being given back to the customer's M-Pesa", "refunded to the customer", "received"]);
+    await h.screenshot(page, "worker-history-refunded-reversed");
     await page.goto(`${h.url}/w/tips/${tips[1].tipId}`);
     assert.equal(await page.getByTestId("tip-state").innerText({ timeout: 20_000 }), "partly refunded (USD 4)");
     await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);

@@ -168,7 +168,7 @@ async function applyStk(deps: Deps, callbackId: string, token: string, json: unk
 /** A Result body: a B2C result or queue timeout, a transaction status result, an account balance, a reversal's result or queue timeout. */
 async function applyResult(deps: Deps & PayoutDeps, callbackId: string, kind: string, token: string, json: unknown): Promise<Answer> {
   const { pool } = deps.ctx;
-  const outcome = (o: string, extra: { ref?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
+  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
   const result = parseResult(json);
   if (!result) {
     await outcome("malformed");
@@ -180,9 +180,9 @@ async function applyResult(deps: Deps & PayoutDeps, callbackId: string, kind: st
     return { status: 200, body: ACCEPTED };
   }
   if (kind.startsWith("reversal/")) {
-    const applied = await applyReversalResult(deps, token, result, kind === "reversal/timeout");
+    const { outcome: applied, tipId } = await applyReversalResult(deps, token, result, kind === "reversal/timeout");
     if (applied === "unknown") await unknownCallback(deps, callbackId, "mpesa_reversal", result.originatorConversationId || result.conversationId);
-    await outcome(applied, { ref: result.transactionId || result.conversationId, matched: applied !== "unknown" });
+    await outcome(applied, { ref: result.transactionId || result.conversationId, tipId, matched: applied !== "unknown" });
     return { status: 200, body: ACCEPTED };
   }
   const { rows } = await pool.query<{ payout_id: string; worker_id: string }>("SELECT payout_id, worker_id FROM payment.payouts WHERE callback_token = $1", [token]);

@@ -304,12 +304,17 @@ async function markReversed(deps: Deps, reversal: ReversalRow, receipt: string, 
 
 /**
  * M-Pesa's result for the reversal the token names: reversed (or reversed already), refused (the share goes back),
- * or timed out in its queue (in doubt: support is alerted). What the callback is marked; "unknown" when no reversal has the token.
+ * or timed out in its queue (in doubt: support is alerted). What the callback is marked, and the tip it is filed under
+ * (the tip's payment detail lists it); "unknown" when no reversal has the token.
  */
-export async function applyReversalResult(deps: Deps, token: string, result: ParsedResult, queueTimeout: boolean): Promise<string> {
+export async function applyReversalResult(deps: Deps, token: string, result: ParsedResult, queueTimeout: boolean): Promise<{ outcome: string; tipId?: string }> {
   const { rows: [reversal] } = await pool(deps).query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE callback_token = $1", [token]);
-  if (!reversal) return "unknown";
+  if (!reversal) return { outcome: "unknown" };
   const tip = (await loadTip(pool(deps), reversal.tip_id))!;
+  return { outcome: await applyToReversal(deps, tip, reversal, result, queueTimeout), tipId: tip.tip_id };
+}
+
+async function applyToReversal(deps: Deps, tip: TipRow, reversal: ReversalRow, result: ParsedResult, queueTimeout: boolean): Promise<string> {
   if (queueTimeout) {
     await alertInDoubt(deps, tip, reversal, "it timed out in M-Pesa's queue");
     return "reversal_in_doubt";
