@@ -14,6 +14,7 @@ import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
+import { claimSuspenseReversal, reverseRefundedPayment, reversesOnRefund, suspenseReversalOf } from "./mpesa-reversals.js";
 import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
 import { giveReceipt, lockTiesOfAmount, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
@@ -805,6 +806,17 @@ async function matchOf(deps: Deps, ref: string) {
 }
 
 /**
+ * A refund asked again: a reversal M-Pesa refused (its money back in suspense) is tried again, once however many
+ * ask at once; one on its way is followed. A refund recorded without a reversal (by hand) stays so.
+ */
+async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note: string }): Promise<void> {
+  const last = await suspenseReversalOf(deps.ctx.pool, row.trans_id);
+  if (!last || !reversesOnRefund(deps, row)) return;
+  if (last.status === "failed") await claimSuspenseReversal(deps.ctx.pool, row, { requestedBy: input.admin, reason: input.note });
+  await reverseRefundedPayment(deps, row.trans_id);
+}
+
+/**
  * An admin's decision on a payment in suspense: credit the worker of a code
  * (from suspense, less the fee, as a paybill tip) or leave it for a refund.
  * Repeating the same decision answers the same; another one is refused.
@@ -831,6 +843,7 @@ export async function resolveSuspense(
     const tip = await tipOf(r);
     const same = input.refund ? r.resolution === "refund" : r.resolution === "matched" && tip?.channel === "paybill" && tip.qr_code_id === matchedCode;
     if (!same) throw new InvalidStateError(`receipt: already resolved (${r.resolution}${r.resolved_by ? ` by ${r.resolved_by}` : ""})`);
+    if (input.refund) await refundAgain(deps, r, input);
     return { row: r, tip };
   };
   const ref = normaliseReference(input.matchAccountReference ?? "");
@@ -843,6 +856,10 @@ export async function resolveSuspense(
   }
 
   if (input.refund) {
+    // Its money is taken out of suspense by the reversal: in suspense first, as a match needs it.
+    const reverses = reversesOnRefund(deps, row);
+    if (reverses && !row.suspense_entry_id) await postSuspense(deps, row.trans_id);
+    if (reverses && !(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
     // A match posts under this key before it records itself: one posted (its answer lost, or another
     // admin's match still recording) refuses the refund; one on its way can no longer post.
     await deps.ledger.closeApproval(matchKey(row.trans_id, row.match_round), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
@@ -860,9 +877,13 @@ export async function resolveSuspense(
         [input.receipt, input.admin, input.note, row.match_round],
       );
       if (rows[0]) await input.record(tx, true);
+      if (rows[0] && reverses) await claimSuspenseReversal(tx, rows[0], { requestedBy: input.admin, reason: input.note });
       return rows[0];
     });
-    if (refunded) return { row: refunded };
+    if (refunded) {
+      await reverseRefundedPayment(deps, input.receipt);
+      return { row: refunded };
+    }
     const now = (await load(pool))!;
     if (now.resolution === "open") throw new ConcurrentChangeError("receipt: the payment was reopened while this refund was being decided; decide again");
     return settled(now);

@@ -1,15 +1,16 @@
-// An M-Pesa tip given back to the number that paid it (RefundTip on an M-Pesa tip), by Daraja's
-// TransactionReversal: whole, as M-Pesa reverses a payment. The worker's share (a venue tip's pool's)
+// A payment given back to the number that paid it by Daraja's TransactionReversal: whole, as M-Pesa
+// reverses a payment. Two kinds: an M-Pesa tip (RefundTip), whose worker's share (a venue tip's pool's)
 // is taken back first, so a reversal is never paid out of money already withdrawn (a held tip declined
-// after review never reached them: its money comes out of suspense, where it waits); M-Pesa's result
-// comes later to the ResultURL, and a refusal gives the share back. A reversal moves
+// after review never reached them: its money comes out of suspense, where it waits); and a paybill
+// payment in suspense that support refunds (ResolveSuspensePayment), out of suspense. M-Pesa's result
+// comes later to the ResultURL, and a refusal puts the money back. A reversal moves
 // new → debited → sending → sent → reversed | failed, and its one request is never sent twice:
 // M-Pesa refuses a second reversal of a payment, and that refusal, read as the first's, would give the
-// share back while the payer has the money. A request whose answer was lost stays in doubt for support.
+// money back while the payer has it. A request whose answer was lost stays in doubt for support.
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, withTransaction, type Queryable } from "@ttip/runtime";
-import { spentReceiptOf } from "./c2b.js";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, MPESA_LIMITS, NotConfiguredError, withTransaction, type Queryable } from "@ttip/runtime";
+import { spentReceiptOf, type C2bRow } from "./c2b.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import type { CardColumns } from "./cards/convert.js";
@@ -21,9 +22,12 @@ import { loadTip, TIP_COLUMNS, type Deps, type TipRow } from "./tips.js";
 /** A tip row with the amounts its reversals change. */
 type ReversibleTip = TipRow & Pick<CardColumns, "refunded_minor" | "reversed_wallet_minor" | "wallet_currency">;
 
-interface ReversalRow {
+export interface ReversalRow {
   reversal_id: string;
-  tip_id: string;
+  /** The tip whose payment it gives back; null for a refunded suspense payment's (suspense_receipt). */
+  tip_id: string | null;
+  /** The refunded suspense payment it gives back (0062); null for a tip's. */
+  suspense_receipt: string | null;
   idempotency_key: string;
   receipt: string;
   amount_minor: bigint;
@@ -47,6 +51,30 @@ export interface ReverseInput {
   record?: (tx: Queryable, amount: string) => Promise<void>;
 }
 
+/**
+ * What one reversal gives back and what its moves change beside its own row: a tip's payment (its worker's share,
+ * the tip's figures and events) or a refunded suspense payment (suspense alone: its state is read from its reversals).
+ */
+interface Reversed {
+  /** Names it in ledger descriptions, alerts and M-Pesa's remarks. */
+  label: string;
+  /** Where support's alerts about it point. */
+  alert: { tipId?: string; workerId?: string };
+  /** The money back to M-Pesa clearing (new → debited); the wallet's FAILED_PRECONDITION when the balance no longer holds it. */
+  takeBack(reversal: ReversalRow, key: string): Promise<void>;
+  /** The money back where it was: the reversal not made. */
+  giveBack(reversal: ReversalRow, key: string): Promise<void>;
+  /** In the transaction of each move (its row locked first by `lock`). */
+  lock(tx: Queryable): Promise<void>;
+  debited(tx: Queryable, reversal: ReversalRow): Promise<void>;
+  failed(tx: Queryable, reversal: ReversalRow): Promise<void>;
+  reversed(tx: Queryable, reversal: ReversalRow): Promise<void>;
+  /** What the FAILED_PRECONDITION of a refusal says happened to the money. */
+  moneyBack: string;
+  /** Tells clients following it of a move. */
+  announce(): void;
+}
+
 /** Daraja's result code for a payment reversed already (by support on M-Pesa's portal, say): the payer has the money. */
 const ALREADY_REVERSED = "R000001";
 
@@ -58,15 +86,23 @@ async function reversalByKey(db: Queryable, tipId: string, key: string): Promise
   return (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 AND idempotency_key = $2", [tipId, key])).rows[0];
 }
 
+const reversalById = async (db: Queryable, reversalId: string) =>
+  (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversalId])).rows[0]!;
+
+const mpesaConfigured = (deps: Deps) => {
+  const config = deps.config();
+  return Boolean(config.daraja && config.callbackBaseUrl);
+};
+
 /** Reverses a paid M-Pesa tip, once per idempotency key; a retry resumes from the step its reversal reached. */
 export async function reverseMpesaTip(deps: Deps, tip: ReversibleTip, input: ReverseInput): Promise<{ tip: TipRow; reversalId: string }> {
-  const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
+  if (!mpesaConfigured(deps)) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
   const reversal = await reversalUnderKey(deps, tip, input);
-  if (reversal.status === "new") await takeBackShare(deps, tip, reversal, input.record);
-  if (reversal.status === "debited") await sendReversal(deps, tip, reversal);
+  const subject = tipReversed(deps, tip);
+  if (reversal.status === "new") await takeBack(deps, subject, reversal, (tx) => input.record?.(tx, formatMoney(reversal.amount_minor, "KES")));
+  if (reversal.status === "debited") await sendReversal(deps, subject, reversal);
   if (reversal.status === "failed") throw new InvalidStateError(`tip_id: this reversal failed (${reversal.result_desc}); nothing is taken from the worker`);
-  deps.changes.announce(tip.tip_id);
+  subject.announce();
   return { tip: (await loadTip(deps.ctx.pool, tip.tip_id))!, reversalId: reversal.reversal_id };
 }
 
@@ -98,11 +134,14 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     await tx.query(
       `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
        VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
-      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, randomBytes(24).toString("base64url")],
+      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, callbackToken()],
     );
   });
   return (await reversalByKey(pool, tip.tip_id, input.idempotencyKey))!;
 }
+
+/** In the ResultURL and QueueTimeOutURL handed to Daraja: a result is taken only for its own reversal. */
+const callbackToken = () => randomBytes(24).toString("base64url");
 
 /**
  * A held tip declined after review whose money waits in suspense, its customer told it will be refunded: what
@@ -131,33 +170,87 @@ function reversibleAmount(tip: ReversibleTip): bigint {
 
 const recipientOf = (tip: TipRow) => (tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id });
 
-/** new → debited: the worker's share (or the pool's) back to clearing with the platform's fee (a declined tip's money from suspense), and the tip counts it. */
-async function takeBackShare(deps: Deps, tip: ReversibleTip, reversal: ReversalRow, record: ReverseInput["record"]): Promise<void> {
-  const key = `mpesa-reversal:${reversal.reversal_id}`;
-  const description = `Reversal of M-Pesa tip ${tip.tip_id} (${reversal.receipt})`;
-  try {
-    if (declinedInSuspense(tip)) {
-      await deps.ledger.suspenseToClearing({ key, receipt: reversal.receipt, amountMinor: reversal.amount_minor, description, memo: "declined tip reversed to its payer" });
-    } else {
+/** A tip's reversal: the worker's share (or the pool's) and the platform's fee (a declined tip's money: suspense) moved, the tip's figures kept. */
+function tipReversed(deps: Deps, tip: ReversibleTip): Reversed {
+  const label = `M-Pesa tip ${tip.tip_id}`;
+  const declined = declinedInSuspense(tip);
+  return {
+    label,
+    alert: { tipId: tip.tip_id, workerId: tip.worker_id ?? undefined },
+    takeBack: async (reversal, key) => {
+      const description = `Reversal of ${label} (${reversal.receipt})`;
+      if (declined) return void (await deps.ledger.suspenseToClearing({ key, receipt: reversal.receipt, amountMinor: reversal.amount_minor, description, memo: "declined tip reversed to its payer" }));
       await deps.ledger.postEntry(await deps.ledger.tipReversalEntry({
         key, creditEntryId: tip.credit_entry_id!, receipt: reversal.receipt, recipient: recipientOf(tip), chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor, description,
       }));
-    }
+    },
+    giveBack: async (reversal, key) => {
+      const back = { key, receipt: reversal.receipt, description: `Reversal of ${label} not made` };
+      if (declined) return void (await deps.ledger.toSuspense({ ...back, amountMinor: reversal.amount_minor, memo: "declined tip: its reversal not made" }));
+      await deps.ledger.postEntry(await deps.ledger.tipCreditEntry({ ...back, recipient: recipientOf(tip), chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor }));
+    },
+    lock: async (tx) => void (await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id])),
+    debited: async (tx, reversal) => {
+      const now = await moveTip(tx, tip.tip_id, reversal, "pending");
+      await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND, reversalId: reversal.reversal_id, chargedMinor: reversal.amount_minor, walletMinor: reversal.wallet_minor });
+    },
+    failed: async (tx, reversal) => {
+      const now = await moveTip(tx, tip.tip_id, reversal, "failed");
+      await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: reversal.reversal_id, chargedMinor: -reversal.amount_minor, walletMinor: -reversal.wallet_minor });
+    },
+    reversed: async (tx) => void (await tx.query("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [tip.tip_id])),
+    moneyBack: declined ? "its money waits in suspense again" : "the worker's share was given back",
+    announce: () => deps.changes.announce(tip.tip_id),
+  };
+}
+
+/** A refunded suspense payment's reversal: its money out of suspense and back; nothing else keeps its state. */
+function suspenseReversed(deps: Deps, receipt: string): Reversed {
+  const label = `paybill payment ${receipt}`;
+  const nothing = async () => undefined;
+  return {
+    label,
+    alert: {},
+    takeBack: async (reversal, key) =>
+      void (await deps.ledger.suspenseToClearing({ key, receipt, amountMinor: reversal.amount_minor, description: `Refund of ${label} from suspense`, memo: "refunded to its payer" })),
+    giveBack: async (reversal, key) =>
+      void (await deps.ledger.toSuspense({ key, receipt, amountMinor: reversal.amount_minor, description: `Refund of ${label} not made`, memo: "its refund's reversal not made" })),
+    lock: async (tx) => void (await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 FOR UPDATE", [receipt])),
+    debited: nothing,
+    failed: nothing,
+    reversed: nothing,
+    moneyBack: "its money waits in suspense again: refund it again to retry",
+    announce: () => undefined,
+  };
+}
+
+/** What a reversal row gives back. */
+async function subjectOf(deps: Deps, reversal: ReversalRow): Promise<Reversed> {
+  if (reversal.suspense_receipt) return suspenseReversed(deps, reversal.suspense_receipt);
+  return tipReversed(deps, (await loadReversible(pool(deps), reversal.tip_id!))!);
+}
+
+/** new → debited: the money back to clearing, then the reversal and its subject say so (`record` in that transaction). */
+async function takeBack(deps: Deps, subject: Reversed, reversal: ReversalRow, record?: (tx: Queryable) => Promise<void> | undefined): Promise<void> {
+  try {
+    await subject.takeBack(reversal, `mpesa-reversal:${reversal.reversal_id}`);
   } catch (err) {
     const e = asConnectError(err);
-    if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the share back now (${e.rawMessage}); retry with the same idempotency key`);
+    if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the money back now (${e.rawMessage}); retry with the same idempotency key`);
     await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status = 'new'",
-      [reversal.reversal_id, "the recipient's balance no longer held their share"]);
-    throw new InvalidStateError(tip.worker_id
+      [reversal.reversal_id, "the balance no longer held the money"]);
+    reversal.status = "failed";
+    throw new InvalidStateError(subject.alert.workerId
       ? "tip_id: the worker's balance no longer covers this reversal (already withdrawn); nothing was sent to M-Pesa"
-      : "tip_id: the venue's pool no longer covers this reversal (already distributed); nothing was sent to M-Pesa");
+      : subject.alert.tipId
+        ? "tip_id: the venue's pool no longer covers this reversal (already distributed); nothing was sent to M-Pesa"
+        : `${subject.label}: suspense no longer holds it; nothing was sent to M-Pesa`);
   }
   await withTransaction(pool(deps), async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET status = 'debited' WHERE reversal_id = $1 AND status = 'new'", [reversal.reversal_id]);
     if (!rowCount) return;
-    const now = await moveTip(tx, tip.tip_id, reversal, "pending");
-    await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND, reversalId: reversal.reversal_id, chargedMinor: reversal.amount_minor, walletMinor: reversal.wallet_minor });
-    await record?.(tx, formatMoney(reversal.amount_minor, "KES"));
+    await subject.debited(tx, reversal);
+    await record?.(tx);
   });
   reversal.status = "debited";
 }
@@ -175,178 +268,179 @@ async function moveTip(tx: Queryable, tipId: string, reversal: ReversalRow, stat
 
 /**
  * debited → sending → sent: the one request to M-Pesa, claimed first so that no two requests send it. Refused:
- * the share goes back. Never left (no connection): debited again, to retry. Its answer lost: in doubt, left sending.
+ * the money goes back. Never left (no connection): debited again, to retry. Its answer lost: in doubt, left sending.
  */
-async function sendReversal(deps: Deps, tip: ReversibleTip, reversal: ReversalRow): Promise<void> {
+async function sendReversal(deps: Deps, subject: Reversed, reversal: ReversalRow): Promise<void> {
   const { rows: [claimed] } = await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sending' WHERE reversal_id = $1 AND status = 'debited' RETURNING 1", [reversal.reversal_id]);
-  if (!claimed) return void Object.assign(reversal, await reversalByKey(pool(deps), tip.tip_id, reversal.idempotency_key));
+  if (!claimed) return void Object.assign(reversal, await reversalById(pool(deps), reversal.reversal_id));
   const base = deps.config().callbackBaseUrl!;
   try {
     const answer = await deps.daraja().reversal({
       transactionId: reversal.receipt, amount: Number(reversal.amount_minor / 100n),
       resultUrl: callbackUrl(base, "reversal/result", reversal.callback_token), queueTimeoutUrl: callbackUrl(base, "reversal/timeout", reversal.callback_token),
-      remarks: `TTIP tip ${tip.tip_id.slice(0, 8)} reversed`,
+      remarks: reversal.tip_id ? `TTIP tip ${reversal.tip_id.slice(0, 8)} reversed` : `TTIP payment ${reversal.receipt} refunded`,
     });
     await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sent', conversation_id = $2 WHERE reversal_id = $1 AND status = 'sending'", [reversal.reversal_id, answer.ConversationID]);
     reversal.status = "sent";
   } catch (err) {
     if (!(err instanceof DarajaError) || err.kind === "unknown") {
-      await alertInDoubt(deps, tip, reversal, `its request's answer was lost (${(err as Error).message})`);
-      throw new DependencyUnavailableError("M-Pesa's answer to the reversal was lost: it may be under way, and its result will show on the tip; it is not sent again (support is alerted)");
+      await alertInDoubt(deps, subject, reversal, `its request's answer was lost (${(err as Error).message})`);
+      throw new DependencyUnavailableError("M-Pesa's answer to the reversal was lost: it may be under way, and its result will show; it is not sent again (support is alerted)");
     }
     if (err.kind !== "rejected") {
       await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'debited' WHERE reversal_id = $1 AND status = 'sending'", [reversal.reversal_id]);
       throw new DependencyUnavailableError(`M-Pesa could not be reached (${err.message}); nothing was sent: retry with the same idempotency key`);
     }
-    await giveShareBack(deps, reversal, `M-Pesa refused the request: ${err.message}`);
-    throw new InvalidStateError(`tip_id: M-Pesa refused the reversal (${err.message}); ${declinedInSuspense(tip) ? "its money waits in suspense again" : "the worker's share was given back"}`);
+    await giveBack(deps, subject, reversal, `M-Pesa refused the request: ${err.message}`);
+    throw new InvalidStateError(`${reversal.tip_id ? "tip_id" : "receipt"}: M-Pesa refused the reversal (${err.message}); ${subject.moneyBack}`);
   }
 }
 
-/** Tells support, once per reversal, that M-Pesa's word on it is missing: the share stays taken back meanwhile. */
-async function alertInDoubt(deps: Deps, tip: TipRow, reversal: ReversalRow, why: string): Promise<void> {
+/** Tells support, once per reversal, that M-Pesa's word on it is missing: the money stays taken back meanwhile. */
+async function alertInDoubt(deps: Deps, subject: Reversed, reversal: ReversalRow, why: string): Promise<void> {
   await withTransaction(pool(deps), async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND alerted_at IS NULL", [reversal.reversal_id]);
     if (!rowCount) return;
     await recordAlert(tx, {
-      reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
-      detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. The share stays taken back; check M-Pesa's statement`,
+      reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
+      detail: `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. ` +
+        "The money stays taken back; check M-Pesa's statement",
     });
   });
 }
 
-/** Tells support that M-Pesa reversed a payment whose share went back to the recipient all the same: theirs to take back. */
-async function alertTakeBackByHand(tx: Queryable, tip: TipRow, reversal: ReversalRow, why: string): Promise<void> {
+/** Tells support that M-Pesa reversed a payment whose money went back all the same: theirs to take back. */
+async function alertTakeBackByHand(tx: Queryable, subject: Reversed, reversal: ReversalRow, why: string): Promise<void> {
   await recordAlert(tx, {
-    reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
-    detail: `M-Pesa reversal ${reversal.reversal_id} of ${reversal.receipt}: ${why}; take ${formatMoney(reversal.wallet_minor, "KES")} back by hand`,
+    reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
+    detail: `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt}: ${why}; ` +
+      (reversal.suspense_receipt ? `take ${formatMoney(reversal.amount_minor, "KES")} out of suspense by hand` : `take ${formatMoney(reversal.wallet_minor, "KES")} back by hand`),
   });
 }
 
 /** How long after its request a reversal may wait for M-Pesa's result before support is told (M-Pesa answers in seconds as a rule). */
 const RESULT_WAIT_MINUTES = 60;
-/** How old a reversal left debited is before the pass sends it: the admin's own request sends it first as a rule. */
+/** How old a reversal left new (a refund's) or debited is before the pass moves it: the request that made it moves it first as a rule. */
 const RESUME_AFTER_SECONDS = 30;
 
 /**
- * The reconciliation pass's: reversals left debited (the share taken, the request never sent: a crash, M-Pesa not
- * reached) are sent; reversals with no result RESULT_WAIT_MINUTES after they began are told to support, once.
- * Answers how many it sent.
+ * The reconciliation pass's: reversals left debited (the money taken, the request never sent: a crash, M-Pesa not
+ * reached) are sent, and refunds' reversals left new (decided, the money never taken) taken and sent; reversals with
+ * no result RESULT_WAIT_MINUTES after they began are told to support, once. Answers how many it sent.
  */
 export async function followUpReversals(deps: Deps, limit: number): Promise<number> {
-  const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) return 0;
+  if (!mpesaConfigured(deps)) return 0;
+  // A tip's reversal left new is its admin's to retry (its wallet step may have been refused for good); a refund's is decided.
   const { rows: unsent } = await pool(deps).query<ReversalRow>(
-    "SELECT * FROM payment.mpesa_reversals WHERE status = 'debited' AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1",
+    `SELECT * FROM payment.mpesa_reversals WHERE (status = 'debited' OR (status = 'new' AND suspense_receipt IS NOT NULL))
+        AND created_at < now() - make_interval(secs => $2) ORDER BY created_at LIMIT $1`,
     [limit, RESUME_AFTER_SECONDS]);
   let sent = 0;
   for (const reversal of unsent) {
-    const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
+    const subject = await subjectOf(deps, reversal);
     try {
-      await sendReversal(deps, tip, reversal);
+      if (reversal.status === "new") await takeBack(deps, subject, reversal);
+      await sendReversal(deps, subject, reversal);
       if (reversal.status !== "debited") sent++;
     } catch (err) {
-      deps.ctx.logger.warn({ tipId: tip.tip_id, reversalId: reversal.reversal_id, err: (err as Error).message }, "M-Pesa reversal left unsent not sent; next pass tries again");
+      deps.ctx.logger.warn({ tipId: reversal.tip_id, reversalId: reversal.reversal_id, err: (err as Error).message }, "M-Pesa reversal left unsent not sent; next pass tries again");
     }
-    deps.changes.announce(tip.tip_id);
+    subject.announce();
   }
   const { rows: silent } = await pool(deps).query<ReversalRow>(
     `SELECT * FROM payment.mpesa_reversals WHERE status IN ('sending', 'sent') AND alerted_at IS NULL
         AND created_at < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
     [limit, RESULT_WAIT_MINUTES]);
-  for (const reversal of silent) await alertInDoubt(deps, (await loadTip(pool(deps), reversal.tip_id))!, reversal, `M-Pesa has sent no result for ${RESULT_WAIT_MINUTES} minutes`);
+  for (const reversal of silent) await alertInDoubt(deps, await subjectOf(deps, reversal), reversal, `M-Pesa has sent no result for ${RESULT_WAIT_MINUTES} minutes`);
   return sent;
 }
 
 /**
- * Refused (or not made, by M-Pesa's statement): the share back to the recipient (once, by its key), the reversal failed
- * and the tip's figures back with an event. Decided reversed meanwhile (a result racing support's word): the share
- * went back all the same, and support is told to take it back by hand.
+ * Refused (or not made, by M-Pesa's statement): the money back (once, by its key), the reversal failed and its
+ * subject told (a tip's figures back with an event). Decided reversed meanwhile (a result racing support's word):
+ * the money went back all the same, and support is told to take it back by hand.
  */
-async function giveShareBack(deps: Deps, reversal: ReversalRow, why: string, record?: (tx: Queryable) => Promise<void>): Promise<void> {
-  const tip = (await loadReversible(pool(deps), reversal.tip_id))!;
-  const back = { key: `mpesa-reversal-undo:${reversal.reversal_id}`, receipt: reversal.receipt, description: `Reversal of M-Pesa tip ${tip.tip_id} not made` };
-  if (declinedInSuspense(tip)) await deps.ledger.toSuspense({ ...back, amountMinor: reversal.amount_minor, memo: "declined tip: its reversal not made" });
-  else await deps.ledger.postEntry(await deps.ledger.tipCreditEntry({ ...back, recipient: recipientOf(tip), chargedMinor: reversal.amount_minor, workerMinor: reversal.wallet_minor }));
+async function giveBack(deps: Deps, subject: Reversed, reversal: ReversalRow, why: string, record?: (tx: Queryable) => Promise<void>): Promise<void> {
+  await subject.giveBack(reversal, `mpesa-reversal-undo:${reversal.reversal_id}`);
   const raced = await withTransaction(pool(deps), async (tx) => {
-    await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    await subject.lock(tx);
     const { rowCount } = await tx.query(
       "UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status IN ('sending', 'sent')",
       [reversal.reversal_id, why.slice(0, 300)]);
     if (!rowCount) {
       const { rows: [now] } = await tx.query<{ status: string }>("SELECT status FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversal.reversal_id]);
       if (now.status !== "reversed") return false;
-      await alertTakeBackByHand(tx, tip, reversal, `it was found reversed as its share went back (${why})`);
+      await alertTakeBackByHand(tx, subject, reversal, `it was found reversed as its money went back (${why})`);
       return true;
     }
-    const now = await moveTip(tx, tip.tip_id, reversal, "failed");
-    await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: reversal.reversal_id, chargedMinor: -reversal.amount_minor, walletMinor: -reversal.wallet_minor });
+    await subject.failed(tx, reversal);
     await record?.(tx);
     return false;
   });
-  if (raced) throw new InvalidStateError("tip_id: M-Pesa's result said reversed meanwhile; the share went back all the same and support is alerted to take it back");
+  if (raced) throw new InvalidStateError(`${reversal.tip_id ? "tip_id" : "suspense_receipt"}: M-Pesa's result said reversed meanwhile; the money went back all the same and support is alerted to take it back`);
   Object.assign(reversal, { status: "failed", result_desc: why });
 }
 
-/** sending | sent → reversed, the tip saying so, with M-Pesa's receipt of the reversal; false when it was decided already. */
-async function markReversed(deps: Deps, reversal: ReversalRow, receipt: string, by: { code: string; desc: string }, record?: (tx: Queryable) => Promise<void>): Promise<boolean> {
+/** sending | sent → reversed, its subject saying so, with M-Pesa's receipt of the reversal; false when it was decided already. */
+async function markReversed(deps: Deps, subject: Reversed, reversal: ReversalRow, receipt: string, by: { code: string; desc: string }, record?: (tx: Queryable) => Promise<void>): Promise<boolean> {
   return withTransaction(pool(deps), async (tx) => {
     const { rowCount } = await tx.query(
       `UPDATE payment.mpesa_reversals SET status = 'reversed', result_code = $2, result_desc = $3, reversal_receipt = NULLIF($4, ''), decided_at = now()
         WHERE reversal_id = $1 AND status IN ('sending', 'sent')`,
       [reversal.reversal_id, by.code, by.desc.slice(0, 300), receipt]);
     if (!rowCount) return false;
-    await tx.query("UPDATE payment.tips SET mpesa_reversal = 'reversed' WHERE tip_id = $1", [reversal.tip_id]);
+    await subject.reversed(tx, reversal);
     await record?.(tx);
     return true;
   });
 }
 
 /**
- * M-Pesa's result for the reversal the token names: reversed (or reversed already), refused (the share goes back),
+ * M-Pesa's result for the reversal the token names: reversed (or reversed already), refused (the money goes back),
  * or timed out in its queue (in doubt: support is alerted). What the callback is marked, and the tip it is filed under
  * (the tip's payment detail lists it); "unknown" when no reversal has the token.
  */
 export async function applyReversalResult(deps: Deps, token: string, result: ParsedResult, queueTimeout: boolean): Promise<{ outcome: string; tipId?: string }> {
   const { rows: [reversal] } = await pool(deps).query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE callback_token = $1", [token]);
   if (!reversal) return { outcome: "unknown" };
-  const tip = (await loadTip(pool(deps), reversal.tip_id))!;
-  return { outcome: await applyToReversal(deps, tip, reversal, result, queueTimeout), tipId: tip.tip_id };
+  const subject = await subjectOf(deps, reversal);
+  return { outcome: await applyToReversal(deps, subject, reversal, result, queueTimeout), tipId: reversal.tip_id ?? undefined };
 }
 
-async function applyToReversal(deps: Deps, tip: TipRow, reversal: ReversalRow, result: ParsedResult, queueTimeout: boolean): Promise<string> {
+async function applyToReversal(deps: Deps, subject: Reversed, reversal: ReversalRow, result: ParsedResult, queueTimeout: boolean): Promise<string> {
   if (queueTimeout) {
-    await alertInDoubt(deps, tip, reversal, "it timed out in M-Pesa's queue");
+    await alertInDoubt(deps, subject, reversal, "it timed out in M-Pesa's queue");
     return "reversal_in_doubt";
   }
   const code = result.resultCode.trim();
   if (code === "0" || code === ALREADY_REVERSED) {
-    const decided = await markReversed(deps, reversal, result.transactionId, { code, desc: result.resultDesc });
-    if (!decided) await reversedAfterFailing(deps, tip, reversal, result.transactionId);
-    deps.changes.announce(tip.tip_id);
+    const decided = await markReversed(deps, subject, reversal, result.transactionId, { code, desc: result.resultDesc });
+    if (!decided) await reversedAfterFailing(deps, subject, reversal, result.transactionId);
+    subject.announce();
     return "reversed";
   }
-  if (reversal.status === "sending" || reversal.status === "sent") await giveShareBack(deps, reversal, `M-Pesa refused: ${code} ${result.resultDesc}`);
-  deps.changes.announce(tip.tip_id);
+  if (reversal.status === "sending" || reversal.status === "sent") await giveBack(deps, subject, reversal, `M-Pesa refused: ${code} ${result.resultDesc}`);
+  subject.announce();
   return "reversal_refused";
 }
 
 /**
- * M-Pesa reported reversed a reversal already failed, its share given back (a refusal or support's word came first):
+ * M-Pesa reported reversed a reversal already failed, its money given back (a refusal or support's word came first):
  * its receipt kept on the row and support told once, however often M-Pesa repeats it. Not the once-per-reversal
  * in-doubt alert: one may have gone before, and this one asks for money back.
  */
-async function reversedAfterFailing(deps: Deps, tip: TipRow, reversal: ReversalRow, receipt: string): Promise<void> {
+async function reversedAfterFailing(deps: Deps, subject: Reversed, reversal: ReversalRow, receipt: string): Promise<void> {
   await withTransaction(pool(deps), async (tx) => {
     const { rowCount } = await tx.query(
       "UPDATE payment.mpesa_reversals SET reversal_receipt = $2 WHERE reversal_id = $1 AND status = 'failed' AND reversal_receipt IS NULL",
       [reversal.reversal_id, receipt || "unknown"]);
-    if (rowCount) await alertTakeBackByHand(tx, tip, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the share given back`);
+    if (rowCount) await alertTakeBackByHand(tx, subject, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the money given back`);
   });
 }
 
 export interface ResolveInput {
-  tipId: string;
+  /** The reversal's payment: a tip's, or a refunded suspense payment's. */
+  of: { tipId: string } | { suspenseReceipt: string };
   /** What M-Pesa's statement shows: the reversal's receipt, or that nothing went back. */
   outcome: { reversed: true; receipt: string } | { reversed: false };
   note: string;
@@ -356,19 +450,60 @@ export interface ResolveInput {
 
 /**
  * Ends a reversal in doubt (support alerted) by M-Pesa's statement, never asking M-Pesa: reversed, as a result
- * would have ended it, or not (the share given back, failed). The same outcome again answers the tip as it is.
+ * would have ended it, or not (the money given back, failed). The same outcome again answers as it is.
  */
-export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): Promise<TipRow> {
+export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): Promise<void> {
+  const [column, id, field] = "tipId" in input.of ? ["tip_id", input.of.tipId, "tip_id"] : ["suspense_receipt", input.of.suspenseReceipt, "suspense_receipt"];
   const { rows: [reversal] } = await pool(deps).query<ReversalRow>(
-    "SELECT * FROM payment.mpesa_reversals WHERE tip_id = $1 ORDER BY created_at DESC LIMIT 1", [input.tipId]);
-  if (!reversal) throw new InvalidStateError("tip_id: the tip has no M-Pesa reversal");
+    `SELECT * FROM payment.mpesa_reversals WHERE ${column} = $1 ORDER BY created_at DESC LIMIT 1`, [id]);
+  if (!reversal) throw new InvalidStateError(`${field}: it has no M-Pesa reversal`);
   const same = input.outcome.reversed ? reversal.status === "reversed" && reversal.reversal_receipt === input.outcome.receipt : reversal.status === "failed";
-  if (!same) {
-    if (!(reversal.status === "sending" || reversal.status === "sent")) throw new InvalidStateError(`tip_id: its reversal is not in doubt: it is ${reversal.status}`);
-    if (!reversal.alerted_at) throw new InvalidStateError("tip_id: its reversal waits for M-Pesa's result; support is alerted if none comes within the hour");
-    if (input.outcome.reversed) await markReversed(deps, reversal, input.outcome.receipt, { code: "support", desc: `reversed, by M-Pesa's statement (support: ${input.note})` }, input.record);
-    else await giveShareBack(deps, reversal, `not reversed, by M-Pesa's statement (support: ${input.note})`, input.record);
-    deps.changes.announce(input.tipId);
+  if (same) return;
+  if (!(reversal.status === "sending" || reversal.status === "sent")) throw new InvalidStateError(`${field}: its reversal is not in doubt: it is ${reversal.status}`);
+  if (!reversal.alerted_at) throw new InvalidStateError(`${field}: its reversal waits for M-Pesa's result; support is alerted if none comes within the hour`);
+  const subject = await subjectOf(deps, reversal);
+  if (input.outcome.reversed) await markReversed(deps, subject, reversal, input.outcome.receipt, { code: "support", desc: `reversed, by M-Pesa's statement (support: ${input.note})` }, input.record);
+  else await giveBack(deps, subject, reversal, `not reversed, by M-Pesa's statement (support: ${input.note})`, input.record);
+  subject.announce();
+}
+
+/** Whether a refund of this suspense payment is reversed on M-Pesa: money M-Pesa can have moved, with M-Pesa configured. */
+export function reversesOnRefund(deps: Deps, row: Pick<C2bRow, "amount_minor">): boolean {
+  const amount = row.amount_minor;
+  return mpesaConfigured(deps) && amount >= MPESA_LIMITS.minMinor && amount <= MPESA_LIMITS.perTransactionMinor && amount % 100n === 0n;
+}
+
+/**
+ * A refunded suspense payment's reversal, made in the refund's transaction (or a refund again after one failed), so that
+ * a refund decided is a reversal on its way whatever crashes next. One attempt per key (`refund:<n>`, the n-th): two
+ * retries at once make one; none while another is live.
+ */
+export async function claimSuspenseReversal(db: Queryable, row: Pick<C2bRow, "trans_id" | "amount_minor">, input: { requestedBy: string; reason: string }): Promise<void> {
+  const { rows: [made] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM payment.mpesa_reversals WHERE suspense_receipt = $1", [row.trans_id]);
+  await db.query(
+    `INSERT INTO payment.mpesa_reversals (reversal_id, suspense_receipt, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
+     VALUES ($1, $2, $3, $2, $4, 0, 'new', $5, $6, $7) ON CONFLICT DO NOTHING`,
+    [randomUUID(), row.trans_id, `refund:${made.n}`, row.amount_minor, input.reason, input.requestedBy, callbackToken()]);
+}
+
+/** The latest reversal of a refunded suspense payment, if any. */
+export async function suspenseReversalOf(db: Queryable, receipt: string): Promise<ReversalRow | undefined> {
+  return (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE suspense_receipt = $1 ORDER BY created_at DESC LIMIT 1", [receipt])).rows[0];
+}
+
+/**
+ * Moves a refunded suspense payment's live reversal as far as it goes now: its money out of suspense, its request sent.
+ * The refund is decided already, so what stops it is logged, not thrown: the reconciliation pass sends one left behind,
+ * a refusal shows on the payment (FAILED, M-Pesa's words), and one in doubt is alerted.
+ */
+export async function reverseRefundedPayment(deps: Deps, receipt: string): Promise<void> {
+  const reversal = await suspenseReversalOf(pool(deps), receipt);
+  if (!reversal || !(reversal.status === "new" || reversal.status === "debited")) return;
+  const subject = suspenseReversed(deps, receipt);
+  try {
+    if (reversal.status === "new") await takeBack(deps, subject, reversal);
+    await sendReversal(deps, subject, reversal);
+  } catch (err) {
+    deps.ctx.logger.warn({ receipt, reversalId: reversal.reversal_id, err: (err as Error).message }, "a refund's M-Pesa reversal stopped; its state shows on the payment");
   }
-  return (await loadTip(pool(deps), input.tipId))!;
 }

@@ -2,21 +2,29 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, fieldError, formatMoney, idempotentRequest, keysetPage, mpesaAmount, NotFoundError, optionalTimestamp, pageSize, requireCaller, type Queryable } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { MpesaReversalState } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { payoutMessage, tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
 import { resolveHeldPayout, type StatementOutcome } from "../held-payouts.js";
-import { resolveReversalInDoubt, reverseMpesaTip } from "../mpesa-reversals.js";
+import { resolveReversalInDoubt, reverseMpesaTip, type ReversalRow } from "../mpesa-reversals.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
 import { closeSuspenseAlerts } from "../stores/fraud-alerts.js";
-import { suspensePayments } from "../stores/suspense.js";
+import { latestSuspenseReversals, suspensePayments, suspenseRows } from "../stores/suspense.js";
 import { tipOf } from "../stores/tips.js";
 import { loadTip } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
-function suspenseMessage(r: C2bRow) {
+/** A payment's refund reversal as the contract states it; NONE without one (not refunded, or refunded by hand). */
+function reversalState(r: Pick<ReversalRow, "status"> | undefined): MpesaReversalState {
+  if (!r) return MpesaReversalState.NONE;
+  if (r.status === "reversed") return MpesaReversalState.REVERSED;
+  return r.status === "failed" ? MpesaReversalState.FAILED : MpesaReversalState.PENDING;
+}
+
+function suspenseMessage(r: C2bRow, reversal: ReversalRow | undefined) {
   return {
     receipt: r.trans_id,
     amount: kes(r.amount_minor),
@@ -29,7 +37,15 @@ function suspenseMessage(r: C2bRow) {
     receivedAt: timestampFromDate(r.received_at),
     resolvedBy: r.resolved_by,
     resolvedAt: optionalTimestamp(r.resolved_at),
+    mpesaReversal: reversalState(reversal),
+    mpesaReversalResult: reversal?.result_desc ?? "",
   };
+}
+
+/** The messages of these payments, each with its latest refund reversal. */
+async function suspenseMessages(db: Queryable, rows: C2bRow[]) {
+  const reversals = await latestSuspenseReversals(db, rows.map((r) => r.trans_id));
+  return rows.map((r) => suspenseMessage(r, reversals.get(r.trans_id)));
 }
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -54,7 +70,7 @@ function listSuspensePaymentsHandler(h: PaymentHandlerContext): Impl["listSuspen
     const rows = await suspensePayments(pool, req.includeResolved, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
     return {
-      payments: items.map(suspenseMessage),
+      payments: await suspenseMessages(pool, items),
       page: { nextPageToken },
     };
   };
@@ -79,7 +95,8 @@ function resolveSuspensePaymentHandler(h: PaymentHandlerContext): Impl["resolveS
         await closeSuspenseAlerts(tx, req.receipt, refunded ? "rejected" : "approved", admin.subject, req.note);
       },
     });
-    return { payment: suspenseMessage(row), tip: tip ? tipOut(tipOf(tip), locale(ctx)) : undefined };
+    const [payment] = await suspenseMessages(h.pool, [row]);
+    return { payment, tip: tip ? tipOut(tipOf(tip), locale(ctx)) : undefined };
   };
 }
 
@@ -131,13 +148,17 @@ function resolveHeldPayoutHandler(h: PaymentHandlerContext): Impl["resolveHeldPa
 function resolveMpesaReversalHandler(h: PaymentHandlerContext): Impl["resolveMpesaReversal"] {
   return async (req, ctx) => {
     requireCaller(ctx);
+    if (Boolean(req.tipId) === Boolean(req.suspenseReceipt)) throw fieldError("tip_id", "name the tip, or set suspense_receipt to the refunded suspense payment, not both");
     const outcome = req.outcome.case === "reversalReceipt" ? { reversed: true as const, receipt: req.outcome.value } : { reversed: false as const };
     const said = outcome.reversed ? `reversed (${outcome.receipt})` : "not reversed";
-    const tip = await resolveReversalInDoubt(h.deps, {
-      tipId: req.tipId, outcome, note: req.note,
-      record: (tx) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.MPESA_REVERSAL_RESOLVED, target: `tip:${req.tipId}`, detail: `${said}: ${req.note}` }),
+    const [of, target] = req.tipId ? [{ tipId: req.tipId }, `tip:${req.tipId}`] : [{ suspenseReceipt: req.suspenseReceipt }, `receipt:${req.suspenseReceipt}`];
+    await resolveReversalInDoubt(h.deps, {
+      of, outcome, note: req.note,
+      record: (tx) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.MPESA_REVERSAL_RESOLVED, target, detail: `${said}: ${req.note}` }),
     });
-    return { tip: tipMessage(tipOf(tip), locale(ctx)) };
+    if (req.tipId) return { tip: tipMessage(tipOf((await loadTip(h.pool, req.tipId))!), locale(ctx)) };
+    const [row] = await suspenseRows(h.pool, [req.suspenseReceipt]);
+    return { payment: (await suspenseMessages(h.pool, [row]))[0] };
   };
 }
 

@@ -255,12 +255,13 @@ type MpesaReversalState int32
 const (
 	MpesaReversalState_MPESA_REVERSAL_STATE_UNSPECIFIED MpesaReversalState = 0
 	MpesaReversalState_MPESA_REVERSAL_STATE_NONE        MpesaReversalState = 1
-	// The worker's share is taken back and M-Pesa has the request; its result
-	// has not come (or its request's answer was lost: support is alerted).
+	// The worker's share (a suspense payment's money) is taken back and M-Pesa
+	// has the request; its result has not come (or its request's answer was
+	// lost: support is alerted).
 	MpesaReversalState_MPESA_REVERSAL_STATE_PENDING MpesaReversalState = 2
 	// M-Pesa reversed the payment (Tip.refunded says how much).
 	MpesaReversalState_MPESA_REVERSAL_STATE_REVERSED MpesaReversalState = 3
-	// M-Pesa refused; the worker's share was given back.
+	// M-Pesa refused; the worker's share (a suspense payment's money) was given back.
 	MpesaReversalState_MPESA_REVERSAL_STATE_FAILED MpesaReversalState = 4
 )
 
@@ -1442,12 +1443,20 @@ type SuspensePayment struct {
 	// "open", "matched" or "refund".
 	Resolution string `protobuf:"bytes,7,opt,name=resolution,proto3" json:"resolution,omitempty"`
 	// The tip a match credited.
-	TipId         string                 `protobuf:"bytes,8,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
-	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
-	ResolvedBy    string                 `protobuf:"bytes,10,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
-	ResolvedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TipId      string                 `protobuf:"bytes,8,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	ResolvedBy string                 `protobuf:"bytes,10,opt,name=resolved_by,json=resolvedBy,proto3" json:"resolved_by,omitempty"`
+	ResolvedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=resolved_at,json=resolvedAt,proto3" json:"resolved_at,omitempty"`
+	// A refund's reversal on M-Pesa (the whole payment back to the number that
+	// paid, out of suspense): PENDING until M-Pesa's result, FAILED when M-Pesa
+	// refused (the money waits in suspense again: refund again to retry). NONE
+	// when not refunded, when the payment carries no money, or when refunded by
+	// hand (before reversals were sent, or with M-Pesa not configured).
+	MpesaReversal MpesaReversalState `protobuf:"varint,12,opt,name=mpesa_reversal,json=mpesaReversal,proto3,enum=ttip.payment.v1.MpesaReversalState" json:"mpesa_reversal,omitempty"`
+	// M-Pesa's words on the reversal's result: why it refused, say.
+	MpesaReversalResult string `protobuf:"bytes,13,opt,name=mpesa_reversal_result,json=mpesaReversalResult,proto3" json:"mpesa_reversal_result,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SuspensePayment) Reset() {
@@ -1555,6 +1564,20 @@ func (x *SuspensePayment) GetResolvedAt() *timestamppb.Timestamp {
 		return x.ResolvedAt
 	}
 	return nil
+}
+
+func (x *SuspensePayment) GetMpesaReversal() MpesaReversalState {
+	if x != nil {
+		return x.MpesaReversal
+	}
+	return MpesaReversalState_MPESA_REVERSAL_STATE_UNSPECIFIED
+}
+
+func (x *SuspensePayment) GetMpesaReversalResult() string {
+	if x != nil {
+		return x.MpesaReversalResult
+	}
+	return ""
 }
 
 // A provider callback that matched no payment (stored raw, never credited).
@@ -1754,7 +1777,7 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x0ewindow_seconds\x18\x05 \x01(\x03R\rwindowSeconds\x12-\n" +
 	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n" +
 	"\aenabled\x18\a \x01(\bR\aenabled\x12\x18\n" +
-	"\asetting\x18\b \x01(\tR\asetting\"\xc3\x03\n" +
+	"\asetting\x18\b \x01(\tR\asetting\"\xc3\x04\n" +
 	"\x0fSuspensePayment\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\tR\areceipt\x12-\n" +
 	"\x06amount\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12+\n" +
@@ -1772,7 +1795,9 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"resolvedBy\x12;\n" +
 	"\vresolved_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"resolvedAt\"\x96\x02\n" +
+	"resolvedAt\x12J\n" +
+	"\x0empesa_reversal\x18\f \x01(\x0e2#.ttip.payment.v1.MpesaReversalStateR\rmpesaReversal\x122\n" +
+	"\x15mpesa_reversal_result\x18\r \x01(\tR\x13mpesaReversalResult\"\x96\x02\n" +
 	"\x11UnmatchedCallback\x12\x1f\n" +
 	"\vcallback_id\x18\x01 \x01(\tR\n" +
 	"callbackId\x12\x16\n" +
@@ -1915,12 +1940,13 @@ var file_ttip_payment_v1_payment_proto_depIdxs = []int32{
 	17, // 31: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
 	18, // 32: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
 	18, // 33: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
-	18, // 34: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	4,  // 34: ttip.payment.v1.SuspensePayment.mpesa_reversal:type_name -> ttip.payment.v1.MpesaReversalState
+	18, // 35: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_proto_init() }

@@ -2387,9 +2387,11 @@ func (x *ListUnmatchedCallbacksResponse) GetPage() *v1.PageResponse {
 }
 
 type ListSuspensePaymentsRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Page            *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
-	IncludeResolved bool                   `protobuf:"varint,2,opt,name=include_resolved,json=includeResolved,proto3" json:"include_resolved,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Page  *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	// Unset: the payments that need support, open ones and refunds whose
+	// reversal M-Pesa refused (none on its way since) or left in doubt.
+	IncludeResolved bool `protobuf:"varint,2,opt,name=include_resolved,json=includeResolved,proto3" json:"include_resolved,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2583,7 +2585,8 @@ type ResolveSuspensePaymentRequest_MatchAccountReference struct {
 }
 
 type ResolveSuspensePaymentRequest_Refund struct {
-	// Leave it to finance to reverse with M-Pesa; nothing is credited.
+	// Give it back to the number that paid (M-Pesa's TransactionReversal);
+	// nothing is credited.
 	Refund bool `protobuf:"varint,3,opt,name=refund,proto3,oneof"`
 }
 
@@ -2875,8 +2878,11 @@ func (x *RefundTipResponse) GetRefundId() string {
 
 type ResolveMpesaReversalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	TipId string                 `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
-	// What M-Pesa's statement shows for the tip's payment.
+	// The tip whose reversal is in doubt; or set suspense_receipt.
+	TipId string `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	// The receipt (TransID) of a refunded suspense payment whose reversal is in doubt.
+	SuspenseReceipt string `protobuf:"bytes,5,opt,name=suspense_receipt,json=suspenseReceipt,proto3" json:"suspense_receipt,omitempty"`
+	// What M-Pesa's statement shows for the payment.
 	//
 	// Types that are valid to be assigned to Outcome:
 	//
@@ -2921,6 +2927,13 @@ func (*ResolveMpesaReversalRequest) Descriptor() ([]byte, []int) {
 func (x *ResolveMpesaReversalRequest) GetTipId() string {
 	if x != nil {
 		return x.TipId
+	}
+	return ""
+}
+
+func (x *ResolveMpesaReversalRequest) GetSuspenseReceipt() string {
+	if x != nil {
+		return x.SuspenseReceipt
 	}
 	return ""
 }
@@ -2976,8 +2989,11 @@ func (*ResolveMpesaReversalRequest_ReversalReceipt) isResolveMpesaReversalReques
 func (*ResolveMpesaReversalRequest_NotReversed) isResolveMpesaReversalRequest_Outcome() {}
 
 type ResolveMpesaReversalResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tip           *Tip                   `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when the request named a tip.
+	Tip *Tip `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
+	// Set when the request named a suspense payment.
+	Payment       *SuspensePayment `protobuf:"bytes,2,opt,name=payment,proto3" json:"payment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3015,6 +3031,13 @@ func (*ResolveMpesaReversalResponse) Descriptor() ([]byte, []int) {
 func (x *ResolveMpesaReversalResponse) GetTip() *Tip {
 	if x != nil {
 		return x.Tip
+	}
+	return nil
+}
+
+func (x *ResolveMpesaReversalResponse) GetPayment() *SuspensePayment {
+	if x != nil {
+		return x.Payment
 	}
 	return nil
 }
@@ -4721,16 +4744,18 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"X\n" +
 	"\x11RefundTipResponse\x12&\n" +
 	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12\x1b\n" +
-	"\trefund_id\x18\x02 \x01(\tR\brefundId\"\xe2\x01\n" +
-	"\x1bResolveMpesaReversalRequest\x12\x1f\n" +
-	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05tipId\x12B\n" +
+	"\trefund_id\x18\x02 \x01(\tR\brefundId\"\xaa\x02\n" +
+	"\x1bResolveMpesaReversalRequest\x12\"\n" +
+	"\x06tip_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x05tipId\x12C\n" +
+	"\x10suspense_receipt\x18\x05 \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[A-Z0-9]{10}$R\x0fsuspenseReceipt\x12B\n" +
 	"\x10reversal_receipt\x18\x02 \x01(\tB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$H\x00R\x0freversalReceipt\x12,\n" +
 	"\fnot_reversed\x18\x03 \x01(\bB\a\xbaH\x04j\x02\b\x01H\x00R\vnotReversed\x12\x1e\n" +
 	"\x04note\x18\x04 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04noteB\x10\n" +
-	"\aoutcome\x12\x05\xbaH\x02\b\x01\"F\n" +
+	"\aoutcome\x12\x05\xbaH\x02\b\x01\"\x82\x01\n" +
 	"\x1cResolveMpesaReversalResponse\x12&\n" +
-	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\"\x85\x02\n" +
+	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12:\n" +
+	"\apayment\x18\x02 \x01(\v2 .ttip.payment.v1.SuspensePaymentR\apayment\"\x85\x02\n" +
 	"\x18ResolveHeldPayoutRequest\x12%\n" +
 	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
@@ -5051,121 +5076,122 @@ var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
 	77,  // 40: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
 	79,  // 41: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
 	79,  // 42: ttip.payment.v1.ResolveMpesaReversalResponse.tip:type_name -> ttip.payment.v1.Tip
-	56,  // 43: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
-	77,  // 44: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
-	77,  // 45: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
-	83,  // 46: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	79,  // 47: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 48: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	80,  // 49: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	81,  // 50: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	91,  // 51: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	91,  // 52: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	94,  // 53: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	79,  // 54: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	82,  // 55: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	80,  // 56: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	84,  // 57: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	91,  // 58: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	91,  // 59: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	83,  // 60: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	82,  // 61: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79,  // 62: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	83,  // 63: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	92,  // 64: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	90,  // 65: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	79,  // 66: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	83,  // 67: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	77,  // 68: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	77,  // 69: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	77,  // 70: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	77,  // 71: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	91,  // 72: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	91,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	73,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	77,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	77,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	77,  // 77: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	95,  // 78: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 79: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 80: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 81: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 82: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 83: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 84: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 85: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 86: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 87: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 88: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 89: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 90: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 91: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 92: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 93: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 94: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 95: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 96: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 97: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 98: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 99: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 100: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 101: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 102: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 103: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	55,  // 104: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
-	53,  // 105: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:input_type -> ttip.payment.v1.ResolveMpesaReversalRequest
-	62,  // 106: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	64,  // 107: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	66,  // 108: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	68,  // 109: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	70,  // 110: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	72,  // 111: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	75,  // 112: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 113: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	60,  // 114: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	58,  // 115: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 116: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 117: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 118: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 119: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 120: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 121: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 122: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 123: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 124: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 125: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 126: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 127: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 128: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 129: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 130: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 131: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 132: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 133: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 134: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 135: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 136: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 137: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 138: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 139: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 140: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	57,  // 141: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
-	54,  // 142: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:output_type -> ttip.payment.v1.ResolveMpesaReversalResponse
-	63,  // 143: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	65,  // 144: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	67,  // 145: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	69,  // 146: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	71,  // 147: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	74,  // 148: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	76,  // 149: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 150: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	61,  // 151: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	59,  // 152: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	116, // [116:153] is the sub-list for method output_type
-	79,  // [79:116] is the sub-list for method input_type
-	79,  // [79:79] is the sub-list for extension type_name
-	79,  // [79:79] is the sub-list for extension extendee
-	0,   // [0:79] is the sub-list for field type_name
+	93,  // 43: ttip.payment.v1.ResolveMpesaReversalResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	56,  // 44: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
+	77,  // 45: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
+	77,  // 46: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
+	83,  // 47: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	79,  // 48: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	77,  // 49: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	80,  // 50: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	81,  // 51: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	91,  // 52: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	91,  // 53: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	94,  // 54: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	79,  // 55: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	82,  // 56: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	80,  // 57: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	84,  // 58: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	91,  // 59: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	91,  // 60: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	83,  // 61: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	82,  // 62: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 63: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	83,  // 64: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	92,  // 65: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	90,  // 66: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	79,  // 67: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	83,  // 68: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	77,  // 69: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	77,  // 70: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	77,  // 71: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	77,  // 72: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	91,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	91,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	73,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	77,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	77,  // 77: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	77,  // 78: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	95,  // 79: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 80: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 81: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 82: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 83: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 84: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 85: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 86: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 87: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 88: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 89: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 90: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 91: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 92: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 93: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 94: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 95: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 96: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 97: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 98: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	39,  // 99: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	41,  // 100: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	43,  // 101: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	45,  // 102: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	47,  // 103: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	51,  // 104: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	55,  // 105: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	53,  // 106: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:input_type -> ttip.payment.v1.ResolveMpesaReversalRequest
+	62,  // 107: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	64,  // 108: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	66,  // 109: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	68,  // 110: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	70,  // 111: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	72,  // 112: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	75,  // 113: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	49,  // 114: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	60,  // 115: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	58,  // 116: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 117: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 118: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 119: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 120: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 121: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 122: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 123: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 124: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 125: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 126: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 127: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 128: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 129: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 130: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 131: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 132: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 133: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 134: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 135: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	40,  // 136: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	42,  // 137: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	44,  // 138: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	46,  // 139: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	48,  // 140: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	52,  // 141: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	57,  // 142: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	54,  // 143: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:output_type -> ttip.payment.v1.ResolveMpesaReversalResponse
+	63,  // 144: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	65,  // 145: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	67,  // 146: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	69,  // 147: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	71,  // 148: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	74,  // 149: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	76,  // 150: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	50,  // 151: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	61,  // 152: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	59,  // 153: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	117, // [117:154] is the sub-list for method output_type
+	80,  // [80:117] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }

@@ -624,8 +624,11 @@ type PaymentAdminServiceClient interface {
 	// venue or over-limit references), newest first, with suggested codes.
 	ListSuspensePayments(context.Context, *connect.Request[v1.ListSuspensePaymentsRequest]) (*connect.Response[v1.ListSuspensePaymentsResponse], error)
 	// Matches a suspense payment to the worker of an account reference (credited
-	// as a paybill tip, less the fees) or marks it for refund. Repeating the same
-	// resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+	// as a paybill tip, less the fees) or refunds it: the whole payment is
+	// reversed on M-Pesa to the number that paid, its money out of suspense
+	// (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+	// tries again). Repeating the same resolution returns the same answer;
+	// another resolution is FAILED_PRECONDITION.
 	ResolveSuspensePayment(context.Context, *connect.Request[v1.ResolveSuspensePaymentRequest]) (*connect.Response[v1.ResolveSuspensePaymentResponse], error)
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
@@ -649,9 +652,12 @@ type PaymentAdminServiceClient interface {
 	// out in M-Pesa's queue, or no result within an hour: support was alerted)
 	// by what M-Pesa's statement shows: reversed (with the reversal's receipt),
 	// or not (the worker's share given back, the reversal FAILED: RefundTip may
-	// try again). Never sends a request to M-Pesa. The same outcome again gets
-	// the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-	// doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+	// try again). A refunded suspense payment's reversal is named by its receipt
+	// instead (not reversed: its money back in suspense, a refund again tries
+	// again). Never sends a request to M-Pesa. The same outcome again gets the
+	// tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+	// its reversal is not in doubt (none, decided otherwise, or still within the
+	// hour M-Pesa answers in).
 	ResolveMpesaReversal(context.Context, *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
@@ -967,8 +973,11 @@ type PaymentAdminServiceHandler interface {
 	// venue or over-limit references), newest first, with suggested codes.
 	ListSuspensePayments(context.Context, *connect.Request[v1.ListSuspensePaymentsRequest]) (*connect.Response[v1.ListSuspensePaymentsResponse], error)
 	// Matches a suspense payment to the worker of an account reference (credited
-	// as a paybill tip, less the fees) or marks it for refund. Repeating the same
-	// resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+	// as a paybill tip, less the fees) or refunds it: the whole payment is
+	// reversed on M-Pesa to the number that paid, its money out of suspense
+	// (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+	// tries again). Repeating the same resolution returns the same answer;
+	// another resolution is FAILED_PRECONDITION.
 	ResolveSuspensePayment(context.Context, *connect.Request[v1.ResolveSuspensePaymentRequest]) (*connect.Response[v1.ResolveSuspensePaymentResponse], error)
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
@@ -992,9 +1001,12 @@ type PaymentAdminServiceHandler interface {
 	// out in M-Pesa's queue, or no result within an hour: support was alerted)
 	// by what M-Pesa's statement shows: reversed (with the reversal's receipt),
 	// or not (the worker's share given back, the reversal FAILED: RefundTip may
-	// try again). Never sends a request to M-Pesa. The same outcome again gets
-	// the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-	// doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+	// try again). A refunded suspense payment's reversal is named by its receipt
+	// instead (not reversed: its money back in suspense, a refund again tries
+	// again). Never sends a request to M-Pesa. The same outcome again gets the
+	// tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+	// its reversal is not in doubt (none, decided otherwise, or still within the
+	// hour M-Pesa answers in).
 	ResolveMpesaReversal(context.Context, *connect.Request[v1.ResolveMpesaReversalRequest]) (*connect.Response[v1.ResolveMpesaReversalResponse], error)
 	// Tips across all workers, newest first, with filters.
 	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)

@@ -1240,8 +1240,11 @@ class PaymentAdminService(Protocol):
     async def resolve_suspense_payment(self, request: ResolveSuspensePaymentRequest, ctx: RequestContext[ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse], /) -> ResolveSuspensePaymentResponse:
         """
         Matches a suspense payment to the worker of an account reference (credited
-        as a paybill tip, less the fees) or marks it for refund. Repeating the same
-        resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+        as a paybill tip, less the fees) or refunds it: the whole payment is
+        reversed on M-Pesa to the number that paid, its money out of suspense
+        (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+        tries again). Repeating the same resolution returns the same answer;
+        another resolution is FAILED_PRECONDITION.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1277,9 +1280,12 @@ class PaymentAdminService(Protocol):
         out in M-Pesa's queue, or no result within an hour: support was alerted)
         by what M-Pesa's statement shows: reversed (with the reversal's receipt),
         or not (the worker's share given back, the reversal FAILED: RefundTip may
-        try again). Never sends a request to M-Pesa. The same outcome again gets
-        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        try again). A refunded suspense payment's reversal is named by its receipt
+        instead (not reversed: its money back in suspense, a refund again tries
+        again). Never sends a request to M-Pesa. The same outcome again gets the
+        tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+        its reversal is not in doubt (none, decided otherwise, or still within the
+        hour M-Pesa answers in).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1807,8 +1813,11 @@ class PaymentAdminServiceClient(ConnectClient):
     ) -> ResolveSuspensePaymentResponse:
         """
         Matches a suspense payment to the worker of an account reference (credited
-        as a paybill tip, less the fees) or marks it for refund. Repeating the same
-        resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+        as a paybill tip, less the fees) or refunds it: the whole payment is
+        reversed on M-Pesa to the number that paid, its money out of suspense
+        (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+        tries again). Repeating the same resolution returns the same answer;
+        another resolution is FAILED_PRECONDITION.
         """
         return await self.execute_unary(
             request=request,
@@ -1895,9 +1904,12 @@ class PaymentAdminServiceClient(ConnectClient):
         out in M-Pesa's queue, or no result within an hour: support was alerted)
         by what M-Pesa's statement shows: reversed (with the reversal's receipt),
         or not (the worker's share given back, the reversal FAILED: RefundTip may
-        try again). Never sends a request to M-Pesa. The same outcome again gets
-        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        try again). A refunded suspense payment's reversal is named by its receipt
+        instead (not reversed: its money back in suspense, a refund again tries
+        again). Never sends a request to M-Pesa. The same outcome again gets the
+        tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+        its reversal is not in doubt (none, decided otherwise, or still within the
+        hour M-Pesa answers in).
         """
         return await self.execute_unary(
             request=request,
@@ -2148,8 +2160,11 @@ class PaymentAdminServiceSync(Protocol):
     def resolve_suspense_payment(self, request: ResolveSuspensePaymentRequest, ctx: RequestContext[ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse], /) -> ResolveSuspensePaymentResponse:
         """
         Matches a suspense payment to the worker of an account reference (credited
-        as a paybill tip, less the fees) or marks it for refund. Repeating the same
-        resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+        as a paybill tip, less the fees) or refunds it: the whole payment is
+        reversed on M-Pesa to the number that paid, its money out of suspense
+        (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+        tries again). Repeating the same resolution returns the same answer;
+        another resolution is FAILED_PRECONDITION.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2185,9 +2200,12 @@ class PaymentAdminServiceSync(Protocol):
         out in M-Pesa's queue, or no result within an hour: support was alerted)
         by what M-Pesa's statement shows: reversed (with the reversal's receipt),
         or not (the worker's share given back, the reversal FAILED: RefundTip may
-        try again). Never sends a request to M-Pesa. The same outcome again gets
-        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        try again). A refunded suspense payment's reversal is named by its receipt
+        instead (not reversed: its money back in suspense, a refund again tries
+        again). Never sends a request to M-Pesa. The same outcome again gets the
+        tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+        its reversal is not in doubt (none, decided otherwise, or still within the
+        hour M-Pesa answers in).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2713,8 +2731,11 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
     ) -> ResolveSuspensePaymentResponse:
         """
         Matches a suspense payment to the worker of an account reference (credited
-        as a paybill tip, less the fees) or marks it for refund. Repeating the same
-        resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+        as a paybill tip, less the fees) or refunds it: the whole payment is
+        reversed on M-Pesa to the number that paid, its money out of suspense
+        (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
+        tries again). Repeating the same resolution returns the same answer;
+        another resolution is FAILED_PRECONDITION.
         """
         return self.execute_unary(
             request=request,
@@ -2801,9 +2822,12 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         out in M-Pesa's queue, or no result within an hour: support was alerted)
         by what M-Pesa's statement shows: reversed (with the reversal's receipt),
         or not (the worker's share given back, the reversal FAILED: RefundTip may
-        try again). Never sends a request to M-Pesa. The same outcome again gets
-        the tip; FAILED_PRECONDITION naming tip_id when its reversal is not in
-        doubt (none, decided otherwise, or still within the hour M-Pesa answers in).
+        try again). A refunded suspense payment's reversal is named by its receipt
+        instead (not reversed: its money back in suspense, a refund again tries
+        again). Never sends a request to M-Pesa. The same outcome again gets the
+        tip (or payment); FAILED_PRECONDITION naming tip_id (suspense_receipt) when
+        its reversal is not in doubt (none, decided otherwise, or still within the
+        hour M-Pesa answers in).
         """
         return self.execute_unary(
             request=request,
