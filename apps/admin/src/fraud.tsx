@@ -14,6 +14,10 @@ import { Action, money, Section, when, words } from "./ui";
 const inSuspense = (a: FraudAlert) =>
   a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && a.reason === FraudReason.UNKNOWN_CALLBACK && !a.tipId && !a.payoutId;
 
+/** An open alert about a refunded suspense payment's reversal (in doubt, or made after it was given up): resolved in Suspense. */
+const suspenseReversal = (a: FraudAlert) =>
+  a.status === AlertStatus.OPEN && a.action === FraudAction.FLAG && !a.tipId && !a.payoutId && / of paybill payment [A-Z0-9]{10}, /.test(a.detail);
+
 /** An open alert holding a payout (M-Pesa reported another amount): resolved on the payout's payment detail. */
 const heldPayout = (a: FraudAlert) => a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && !!a.payoutId;
 
@@ -72,7 +76,7 @@ export function Fraud({ session }: { session: Session }) {
                     </>
                   )}
                   {/* A paybill payment parked in suspense is decided there (its alert closes then): say where. */}
-                  {inSuspense(a) && <a href="/admin/suspense">Resolve in Suspense</a>}
+                  {(inSuspense(a) || suspenseReversal(a)) && <a href="/admin/suspense">Resolve in Suspense</a>}
                   {heldPayout(a) && <a href={payoutPath(a.payoutId)}>Resolve in Payments</a>}
                   {flaggedTip(a) && <a href={tipPath(a.tipId)}>Open this tip</a>}
                 </td>

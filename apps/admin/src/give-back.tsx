@@ -47,17 +47,22 @@ export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: s
   );
 }
 
-/** A reversal waiting for M-Pesa: once support is alerted (no answer within the hour), ended by M-Pesa's statement. */
-export function ResolveReversal({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: string; done: () => void }) {
+/**
+ * A reversal waiting for M-Pesa (a tip's, or a refunded suspense payment's): once support is alerted (no answer
+ * within the hour), ended by M-Pesa's statement. `heading` false inside a table row.
+ */
+export function ResolveReversal({ of, state, heading = true, disabledWhy, done }: {
+  of: { tipId: string } | { suspenseReceipt: string }; state: MpesaReversalState; heading?: boolean; disabledWhy?: string; done: () => void;
+}) {
   const [receipt, setReceipt] = useState("");
-  if (tip.mpesaReversal !== MpesaReversalState.PENDING) return null;
+  if (state !== MpesaReversalState.PENDING) return null;
   const resolve = async (outcome: { case: "reversalReceipt"; value: string } | { case: "notReversed"; value: true }, note: string) => {
     const proof = await stepUp();
-    await api(PaymentAdminService).resolveMpesaReversal({ tipId: tip.tipId, outcome, note }, proof);
+    await api(PaymentAdminService).resolveMpesaReversal({ ...of, outcome, note }, proof);
   };
   return (
     <section aria-label="Resolve reversal">
-      <h2>Reversal in doubt</h2>
+      {heading && <h2>Reversal in doubt</h2>}
       <p role="note">When M-Pesa has not answered within the hour (support is alerted), check M-Pesa's statement and say what it shows. The reversal is never sent again.</p>
       <label>Reversal receipt <input aria-label="Reversal receipt" size={12} value={receipt} onChange={(e) => setReceipt(e.target.value.toUpperCase())} /></label>{" "}
       <Action label="Reversed on the statement" reason="Note" disabledWhy={disabledWhy} done={done}

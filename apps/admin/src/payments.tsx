@@ -254,7 +254,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       </dl>
       {p?.status === PayoutStatus.ON_HOLD && <ResolveHeldPayout payout={p} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {t && <GiveBack tip={t} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
-      {t && <ResolveReversal tip={t} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
+      {t && <ResolveReversal of={{ tipId: t.tipId }} state={t.mpesaReversal} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
       <Section title="Ledger">
         {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}

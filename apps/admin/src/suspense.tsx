@@ -1,13 +1,25 @@
 // Suspense: paybill payments that could not be credited as they came; an
-// admin or finance matches one to a worker's code or marks it for refund,
-// with a reason (the audit trail), after a device step-up.
+// admin or finance matches one to a worker's code or refunds it (M-Pesa
+// reverses it to its payer), with a reason (the audit trail), after a device
+// step-up. A refund whose reversal M-Pesa refused, or left in doubt, stays here.
 import { useEffect, useState } from "react";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { MpesaReversalState, type SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { ResolveReversal } from "./give-back";
 import { MoreButton, usePages, type Page } from "./paging";
 import { Action, money, when } from "./ui";
+
+/** What became of a refund on M-Pesa, in words; empty for a payment not refunded, or refunded by hand. */
+function reversalWords(p: SuspensePayment): string {
+  switch (p.mpesaReversal) {
+    case MpesaReversalState.PENDING: return "reversal waiting for M-Pesa";
+    case MpesaReversalState.REVERSED: return "reversed to the payer";
+    case MpesaReversalState.FAILED: return `M-Pesa refused the reversal (${p.mpesaReversalResult}); the money is in suspense again`;
+    default: return "";
+  }
+}
 
 /** Why a payment cannot be matched (M-Pesa cannot have moved its amount) and what support does instead; undefined when it can. */
 function unmatchable(p: SuspensePayment): string | undefined {
@@ -48,6 +60,8 @@ export function Suspense({ session }: { session: Session }) {
     }
   };
   useEffect(() => void load(), [all]);
+  const refund = async (p: SuspensePayment, note: string) =>
+    void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()));
   // What the row's box holds (the server's best guess until the admin types), as sent.
   const codeOf = (p: SuspensePayment) => (codes[p.receipt] ?? p.suggestions[0] ?? "").trim();
   return (
@@ -65,7 +79,7 @@ export function Suspense({ session }: { session: Session }) {
               <td>{p.accountReference}</td>
               {/* The reason names the codes one slip away already; the first fills the code box. */}
               <td data-testid="why">{p.reason}</td>
-              <td>{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}</td>
+              <td data-testid="state">{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}{reversalWords(p) && `: ${reversalWords(p)}`}</td>
               <td>
                 {p.resolution === "open" && (
                   <>
@@ -74,9 +88,14 @@ export function Suspense({ session }: { session: Session }) {
                       <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()} precheck={() => missingCode(p.receipt, codeOf(p))}
                         run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: codeOf(p) }, note }, await stepUp()))} />
                     </>}
-                    <Action label="Refund" reason="Reason" danger disabledWhy={noMoney} done={() => void load()}
-                      run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()))} />
+                    <Action label="Refund" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)} />
                   </>
+                )}
+                {p.resolution === "refund" && p.mpesaReversal === MpesaReversalState.FAILED && (
+                  <Action label="Refund again" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)} />
+                )}
+                {p.resolution === "refund" && (
+                  <ResolveReversal of={{ suspenseReceipt: p.receipt }} state={p.mpesaReversal} heading={false} disabledWhy={noMoney} done={() => void load()} />
                 )}
               </td>
             </tr>

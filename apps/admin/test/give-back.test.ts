@@ -1,6 +1,7 @@
 // An admin gives an M-Pesa tip back from its payment detail: the reason is asked, a device step-up proves the
 // admin, the worker's share leaves their balance at once, and M-Pesa's reversal (the Daraja simulator's) shows
-// on the tip when its result comes. Without a reason, the service's words name the field and nothing moves.
+// on the tip when its result comes. Without a reason, the service's words name the field and nothing moves. A
+// paybill payment refunded in Suspense goes back the same way, out of suspense.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -124,5 +125,52 @@ describe("admin console: giving an M-Pesa tip back", () => {
     assert.equal(await again.getByTestId("refunded").textContent(), "USD 10.00");
     const button = again.getByRole("button", { name: "Refund to the card" });
     assert.deepEqual([await button.isDisabled(), await button.getAttribute("title")], [true, "refunded in full already"]);
+  });
+
+  test("a paybill payment refunded in Suspense goes back on M-Pesa: refused, it stays there with M-Pesa's words; in doubt, the Fraud queue leads back to it; Refund again reverses it", async () => {
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH77", amount: 263, skipValidation: true });
+    const reversals = async () => (await h.db.pool.query<{ status: string; alerted: boolean }>(
+      "SELECT status, alerted_at IS NOT NULL AS alerted FROM payment.mpesa_reversals WHERE suspense_receipt = $1 ORDER BY created_at", [paid.transId])).rows;
+    const openSuspense = async () => {
+      await page.getByRole("link", { name: "Users" }).click();
+      await page.getByRole("link", { name: "Suspense" }).click();
+      return page.locator(`tr[data-receipt="${paid.transId}"]`);
+    };
+    const refund = async (button: string, reason: string) => {
+      const row = await openSuspense();
+      await row.getByRole("button", { name: button }).click();
+      await row.getByLabel(`Reason (${button})`).fill(reason);
+      await row.getByRole("button", { name: `Confirm ${button.toLowerCase()}` }).click();
+    };
+
+    h.daraja.script({ amount: 263 }, { reversal: "refused" });
+    await refund("Refund", "the customer paid the wrong paybill");
+    await eventually("M-Pesa refused", async () => (await reversals())[0]?.status === "failed");
+    // Before, a refund left the list at once, marked for someone to reverse by hand, its money in suspense for good.
+    await (await openSuspense()).getByTestId("state").filter({ hasText: /M-Pesa refused the reversal \(.+\); the money is in suspense again/ }).waitFor();
+
+    h.daraja.script({ amount: 263 }, { reversal: "queue_timeout" });
+    await refund("Refund again", "utility account topped up");
+    await eventually("support alerted", async () => (await reversals())[1]?.alerted === true);
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    await page.locator("tr").filter({ hasText: `of paybill payment ${paid.transId}, ` }).getByRole("link", { name: "Resolve in Suspense" }).click();
+    await page.waitForURL(/\/admin\/suspense$/);
+    const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
+    await row.getByTestId("state").filter({ hasText: "reversal waiting for M-Pesa" }).waitFor();
+    const resolve = row.getByLabel("Resolve reversal");
+    await resolve.getByRole("button", { name: "Not reversed on the statement" }).click();
+    await resolve.getByLabel("Note (Not reversed on the statement)").fill("statement shows the KES 263 still in");
+    await resolve.getByRole("button", { name: "Confirm not reversed on the statement" }).click();
+    await eventually("not reversed, by the statement", async () => (await reversals())[1]?.status === "failed");
+
+    h.daraja.script({ amount: 263 }, {});
+    await refund("Refund again", "sent once more");
+    await eventually("M-Pesa reversed it", async () => (await reversals())[2]?.status === "reversed");
+    const reversed = await openSuspense();
+    await page.getByLabel("include resolved").check();
+    await reversed.getByTestId("state").filter({ hasText: "refund: reversed to the payer" }).waitFor();
+    await page.getByLabel("include resolved").uncheck();
+    await reversed.waitFor({ state: "detached" });
+    assert.deepEqual(h.daraja.transactions().filter((t) => t.kind === "reversal" && t.reversal === paid.transId).map((t) => t.amount), [263, 263, 263], "three requests, one per refund, none repeated");
   });
 });
