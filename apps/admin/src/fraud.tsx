@@ -55,7 +55,7 @@ export function Fraud({ session }: { session: Session }) {
         <label>
           Status{" "}
           <select aria-label="Alert status" value={status} onChange={(e) => setStatus(Number(e.target.value) as AlertStatus)}>
-            {[AlertStatus.OPEN, AlertStatus.APPROVED, AlertStatus.REJECTED, AlertStatus.UNSPECIFIED].map((s) => (
+            {[AlertStatus.OPEN, AlertStatus.APPROVED, AlertStatus.REJECTED, AlertStatus.CLOSED, AlertStatus.UNSPECIFIED].map((s) => (
               <option key={s} value={s}>{s === AlertStatus.UNSPECIFIED ? "all" : words(AlertStatus[s])}</option>
             ))}
           </select>
@@ -79,6 +79,10 @@ export function Fraud({ session }: { session: Session }) {
                   {(inSuspense(a) || suspenseReversal(a)) && <a href="/admin/suspense">Resolve in Suspense</a>}
                   {heldPayout(a) && <a href={payoutPath(a.payoutId)}>Resolve in Payments</a>}
                   {flaggedTip(a) && <a href={tipPath(a.tipId)}>Open this tip</a>}
+                  {/* A flag or a refusal holds nothing: once looked at, it is closed with a note (a hold closes with its decision). */}
+                  {a.status === AlertStatus.OPEN && a.action !== FraudAction.HOLD && (
+                    <Action label="Close" reason="Note" run={async (note) => void (await payment.closeFraudAlert({ alertId: a.alertId, note }))} done={() => void load()} />
+                  )}
                 </td>
                 <td>{when(a.createdAt)}</td>
                 <td>{words(FraudReason[a.reason])}</td>

@@ -85,6 +85,28 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await again.getByTestId("mpesa-reversal").filter({ hasText: "failed" }).waitFor();
     assert.equal(await again.getByRole("button", { name: "Reverse on M-Pesa" }).isDisabled(), false, "it may be reversed again");
     assert.equal(await again.getByLabel("Resolve reversal").count(), 0);
+    // Its alert ended with it: before, it stayed in the open queue for good, asking for what was done.
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    await page.getByRole("heading", { name: "Alerts" }).waitFor();
+    await page.locator(`tr[data-tip-id="${tip!.tipId}"]`).waitFor({ state: "detached" });
+  });
+
+  test("an alert that holds nothing (a callback for no payment) is closed from the Fraud queue with a note, and leaves the open queue", async () => {
+    const conversation = `AG_${randomUUID()}`;
+    const stray = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "done", OriginatorConversationID: conversation, ConversationID: conversation, TransactionID: "SXXXXXXXXX" } };
+    const answer = await fetch(`${h.platform.urls.get("payment")}/daraja/reversal/result/${"z".repeat(32)}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(stray) });
+    assert.equal(answer.status, 200);
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: /Fraud/ }).click();
+    const row = page.locator("tr").filter({ hasText: conversation });
+    await row.getByRole("button", { name: "Close" }).click();
+    await row.getByLabel("Note (Close)").fill("Safaricom's sandbox test call");
+    await row.getByRole("button", { name: "Confirm close" }).click();
+    await row.waitFor({ state: "detached" });
+    await page.getByLabel("Alert status").selectOption({ label: "closed" });
+    await page.locator("tr").filter({ hasText: conversation }).getByTestId("alert-status").filter({ hasText: "closed" }).waitFor();
+    // Off the queue, so the next visit loads it afresh (with the open alerts).
+    await page.getByRole("link", { name: "Users" }).click();
   });
 
   test("a held tip refused after review is reversed from its detail too: the KES 99 M-Pesa took goes back, the worker never had it", async () => {

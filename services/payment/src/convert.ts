@@ -126,7 +126,7 @@ export const FRAUD_REASON: Record<string, FraudReason> = {
   CARD_DISPUTE: FraudReason.CARD_DISPUTE,
 };
 export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
-export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };
+export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED, closed: AlertStatus.CLOSED };
 
 /** A payment.fraud_alerts row, as the console lists and details it. */
 export interface FraudAlertRow {

@@ -17,6 +17,7 @@ import type { CardColumns } from "./cards/convert.js";
 import { emitTipReversed, TipReversalKind } from "./cards/reversals.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
+import { closeReversalAlerts } from "./stores/fraud-alerts.js";
 import { loadTip, TIP_COLUMNS, type Deps, type TipRow } from "./tips.js";
 
 /** A tip row with the amounts its reversals change. */
@@ -444,6 +445,8 @@ export interface ResolveInput {
   /** What M-Pesa's statement shows: the reversal's receipt, or that nothing went back. */
   outcome: { reversed: true; receipt: string } | { reversed: false };
   note: string;
+  /** Who said it: the reversal's alerts close in their name. */
+  admin: string;
   /** Records the admin's action in the transaction that decides the reversal. */
   record: (tx: Queryable) => Promise<void>;
 }
@@ -462,8 +465,14 @@ export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): P
   if (!(reversal.status === "sending" || reversal.status === "sent")) throw new InvalidStateError(`${field}: its reversal is not in doubt: it is ${reversal.status}`);
   if (!reversal.alerted_at) throw new InvalidStateError(`${field}: its reversal waits for M-Pesa's result; support is alerted if none comes within the hour`);
   const subject = await subjectOf(deps, reversal);
-  if (input.outcome.reversed) await markReversed(deps, subject, reversal, input.outcome.receipt, { code: "support", desc: `reversed, by M-Pesa's statement (support: ${input.note})` }, input.record);
-  else await giveBack(deps, subject, reversal, `not reversed, by M-Pesa's statement (support: ${input.note})`, input.record);
+  const said = input.outcome.reversed ? `reversed (${input.outcome.receipt}), by M-Pesa's statement` : "not reversed, by M-Pesa's statement";
+  // Its in-doubt alert ends with it: left open, the Fraud queue would ask for what is done.
+  const record = async (tx: Queryable) => {
+    await input.record(tx);
+    await closeReversalAlerts(tx, reversal.reversal_id, input.admin, `${said}: ${input.note}`);
+  };
+  if (input.outcome.reversed) await markReversed(deps, subject, reversal, input.outcome.receipt, { code: "support", desc: `${said} (support: ${input.note})` }, record);
+  else await giveBack(deps, subject, reversal, `${said} (support: ${input.note})`, record);
   subject.announce();
 }
 

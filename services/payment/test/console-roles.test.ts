@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
@@ -138,5 +139,32 @@ describe("payment admin RPCs by console role", () => {
     // One hold and one release happened: one audit record each, the retries recorded nothing.
     const actions = (await adminActions(h)).filter((a) => a.target === `worker:${worker}`);
     assert.deepEqual(actions.map((a) => [AuditAction[a.action], a.detail]), [["PAYOUTS_HELD", "check"], ["PAYOUTS_RELEASED", "bank confirmed"]]);
+  });
+
+  test("support closes an alert that holds nothing (a flag) with a note, once, audited; a hold is refused, as it closes with its decision", async () => {
+    const support = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] });
+    // A reversal result for no reversal: stored, and flagged for someone to look at.
+    const late = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "done", OriginatorConversationID: randomUUID(), ConversationID: `AG_${randomUUID()}`, TransactionID: "SXXXXXXXXX" } };
+    assert.equal((await h.post(`/daraja/reversal/result/${"z".repeat(32)}`, late)).status, 200);
+    const open = async () => (await support.listFraudAlerts({ status: AlertStatus.OPEN, page: { pageSize: 100 } })).alerts;
+    const flag = (await open()).find((a) => a.detail.includes(late.Result.OriginatorConversationID))!;
+    assert.equal(FraudAction[flag.action], "FLAG");
+
+    const closed = (await support.closeFraudAlert({ alertId: flag.alertId, note: "a test call from Safaricom's sandbox" })).alert!;
+    assert.deepEqual([AlertStatus[closed.status], closed.detail.endsWith(" | closed: a test call from Safaricom's sandbox")], ["CLOSED", true]);
+    assert.ok(!(await open()).some((a) => a.alertId === flag.alertId), "out of the open queue");
+    const again = (await support.closeFraudAlert({ alertId: flag.alertId, note: "again" })).alert!;
+    assert.equal(again.detail, closed.detail, "closed once: the same answer, the note not added twice");
+    const audited = (await adminActions(h)).filter((a) => a.target === `alert:${flag.alertId}`);
+    assert.deepEqual(audited.map((a) => AuditAction[a.action]), ["FRAUD_ALERT_CLOSED"]);
+
+    const held = randomUUID();
+    await h.t.db.pool.query("INSERT INTO payment.fraud_alerts (alert_id, reason, action, detail) VALUES ($1, 'SELF_TIP', 'hold', 'held for review')", [held]);
+    const refused = await support.closeFraudAlert({ alertId: held, note: "looked at it" }).then(() => undefined, (e) => ConnectError.from(e));
+    assert.deepEqual([refused?.code, /^alert_id: it holds money/.test(refused?.rawMessage ?? "")], [Code.FailedPrecondition, true]);
+    const missing = await support.closeFraudAlert({ alertId: randomUUID(), note: "looked at it" }).then(() => undefined, (e) => ConnectError.from(e));
+    assert.equal(missing?.code, Code.NotFound);
+    const { rows } = await h.t.db.pool.query("SELECT status FROM payment.fraud_alerts WHERE alert_id = $1", [held]);
+    assert.equal(rows[0].status, "open", "the hold untouched");
   });
 });

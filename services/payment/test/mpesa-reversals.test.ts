@@ -209,6 +209,9 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     // Support reads M-Pesa's statement: nothing went back. The share returns, and the tip may be reversed again.
     const resolved = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
     assert.deepEqual([resolved.tip!.mpesaReversal, await h.balance(worker)], [MpesaReversalState.FAILED, 9500n]);
+    const { rows: [inDoubt] } = await h.t.db.pool.query<{ status: string; detail: string }>("SELECT status, detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId]);
+    assert.equal(inDoubt.status, "closed", "the in-doubt alert ends with the reversal: nothing left for the Fraud queue");
+    assert.match(inDoubt.detail, / \| closed: not reversed, by M-Pesa's statement: statement shows the payment still in$/);
     const again = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
     assert.deepEqual([again.tip!.mpesaReversal, await h.balance(worker)], [MpesaReversalState.FAILED, 9500n], "the same word again changes nothing");
     const other = asConnectError(await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "reversalReceipt", value: "SAB1234567" }, note: "x".repeat(5) }).catch((e: unknown) => e));
@@ -221,8 +224,9 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     const [r] = await row(tip.tipId);
     const late = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "The service request is processed successfully.", OriginatorConversationID: randomUUID(), ConversationID: "AG_late", TransactionID: "SLATE12345" } };
     for (let i = 0; i < 2; i++) await h.post(new URL(callbackUrl(h.config.callbackBaseUrl!, "reversal/result", r.callback_token)).pathname, late);
-    const { rows: alerts } = await h.t.db.pool.query<{ detail: string }>("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 ORDER BY created_at", [tip.tipId]);
+    const { rows: alerts } = await h.t.db.pool.query<{ detail: string; status: string }>("SELECT detail, status FROM payment.fraud_alerts WHERE tip_id = $1 ORDER BY created_at", [tip.tipId]);
     assert.equal(alerts.length, 2, alerts.map((a) => a.detail).join(" | "));
+    assert.equal(alerts[1].status, "open", "this one asks for money back: open");
     assert.match(alerts[1].detail, /reported it reversed after it was marked failed .*; take KES 95(\.00)? back by hand$/);
     assert.deepEqual([(await row(tip.tipId))[0].reversal_receipt, (await row(tip.tipId))[0].status, await h.balance(worker)], ["SLATE12345", "failed", 9500n]);
   });

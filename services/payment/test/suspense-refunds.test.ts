@@ -113,6 +113,8 @@ describe("a paybill payment in suspense refunded by support is reversed on M-Pes
 
     const both = asConnectError(await admin.resolveMpesaReversal({ tipId: randomUUID(), suspenseReceipt: receipt, outcome: { case: "notReversed", value: true }, note: "statement" }).catch((e: unknown) => e));
     assert.deepEqual([Code[both.code], /^tip_id: /.test(both.rawMessage)], [Code[Code.InvalidArgument], true], "one payment named, not two");
+    const neither = asConnectError(await admin.resolveMpesaReversal({ outcome: { case: "notReversed", value: true }, note: "statement" }).catch((e: unknown) => e));
+    assert.deepEqual([Code[neither.code], /^tip_id: name the tip/.test(neither.rawMessage)], [Code[Code.InvalidArgument], true], "nothing named");
     const resolved = await admin.resolveMpesaReversal({ suspenseReceipt: receipt, outcome: { case: "notReversed", value: true }, note: "statement shows it still in" });
     assert.deepEqual([resolved.payment?.mpesaReversal, resolved.tip, await inSuspense(receipt)], [MpesaReversalState.FAILED, undefined, 28300n], "back in suspense");
     const { rows: audited } = await h.t.db.pool.query<{ payload: Uint8Array }>("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.admin_action' ORDER BY seq");

@@ -10,7 +10,7 @@ import { claimApproval, finishApproval, settleOlderApproval } from "../approvals
 import { postFundingSuspense } from "../c2b.js";
 import { claimRejection, finishRejection } from "../rejections.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
-import { closedByReviewer, fraudAlerts } from "../stores/fraud-alerts.js";
+import { closeAlert, closedByReviewer, fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, payoutHoldOf, releasePayouts } from "../stores/payout-settings.js";
 import type { Reviewer } from "../stores/review-claims.js";
 import { tipOf } from "../stores/tips.js";
@@ -24,6 +24,7 @@ type Impl = ServiceImpl<typeof PaymentAdminService>;
 export function fraudHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
     listFraudAlerts: listFraudAlertsHandler(h),
+    closeFraudAlert: closeFraudAlertHandler(h),
     reviewTip: reviewTipHandler(h),
     holdPayouts: holdPayoutsHandler(h),
     releasePayouts: releasePayoutsHandler(h),
@@ -46,6 +47,15 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
       alerts: items.map(fraudAlertMessage),
       page: { nextPageToken },
     };
+  };
+}
+
+function closeFraudAlertHandler(h: PaymentHandlerContext): Impl["closeFraudAlert"] {
+  return async (req, ctx) => {
+    const reviewer = requireCaller(ctx);
+    const alert = await withTransaction(h.pool, (tx) => closeAlert(tx, req.alertId, reviewer.subject, req.note, () =>
+      auditAdminAction(tx, "payment", ctx, { action: AuditAction.FRAUD_ALERT_CLOSED, target: `alert:${req.alertId}`, detail: req.note })));
+    return { alert: fraudAlertMessage(alert) };
   };
 }
 

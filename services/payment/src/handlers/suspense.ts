@@ -147,13 +147,14 @@ function resolveHeldPayoutHandler(h: PaymentHandlerContext): Impl["resolveHeldPa
 
 function resolveMpesaReversalHandler(h: PaymentHandlerContext): Impl["resolveMpesaReversal"] {
   return async (req, ctx) => {
-    requireCaller(ctx);
-    if (Boolean(req.tipId) === Boolean(req.suspenseReceipt)) throw fieldError("tip_id", "name the tip, or set suspense_receipt to the refunded suspense payment, not both");
+    const admin = requireCaller(ctx);
+    if (req.tipId && req.suspenseReceipt) throw fieldError("tip_id", "name the tip or the suspense payment (suspense_receipt), not both");
+    if (!req.tipId && !req.suspenseReceipt) throw fieldError("tip_id", "name the tip whose reversal is in doubt (or set suspense_receipt)");
     const outcome = req.outcome.case === "reversalReceipt" ? { reversed: true as const, receipt: req.outcome.value } : { reversed: false as const };
     const said = outcome.reversed ? `reversed (${outcome.receipt})` : "not reversed";
     const [of, target] = req.tipId ? [{ tipId: req.tipId }, `tip:${req.tipId}`] : [{ suspenseReceipt: req.suspenseReceipt }, `receipt:${req.suspenseReceipt}`];
     await resolveReversalInDoubt(h.deps, {
-      of, outcome, note: req.note,
+      of, outcome, note: req.note, admin: admin.subject,
       record: (tx) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.MPESA_REVERSAL_RESOLVED, target, detail: `${said}: ${req.note}` }),
     });
     if (req.tipId) return { tip: tipMessage(tipOf((await loadTip(h.pool, req.tipId))!), locale(ctx)) };

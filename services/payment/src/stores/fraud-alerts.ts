@@ -1,5 +1,5 @@
 // Fraud alerts: raised by the checks before money moves, closed by an admin's review.
-import type { Queryable } from "@ttip/runtime";
+import { InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import type { FraudAlertRow } from "../convert.js";
 import { keysetRows, type Cursor, type PageRow } from "./page.js";
 
@@ -52,4 +52,31 @@ export async function closedByReviewer(db: Queryable, tipId: string, decision: "
   const { rowCount } = await db.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1 AND action = 'hold' AND status = $2 AND reviewed_by = $3 LIMIT 1",
     [tipId, decision, reviewer]);
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * Closes an open alert that holds nothing (a flag, a refusal) with support's note, in `tx` (with its audit record when
+ * `record` is given: once, not when it was closed already). A hold closes with its own decision, so it is refused.
+ */
+export async function closeAlert(tx: Queryable, alertId: string, reviewer: string, note: string, record: () => Promise<void>): Promise<FraudAlertRow> {
+  const { rows: [alert] } = await tx.query<FraudAlertRow>("SELECT * FROM payment.fraud_alerts WHERE alert_id = $1 FOR UPDATE", [alertId]);
+  if (!alert) throw new NotFoundError("alert_id: no such alert");
+  if (alert.status === "closed") return alert;
+  if (alert.action === "hold") {
+    throw new InvalidStateError("alert_id: it holds money, so it closes with its decision: review the tip, resolve the payout, or resolve the payment in Suspense");
+  }
+  if (alert.status !== "open") throw new InvalidStateError(`alert_id: it was decided already (${alert.status}${alert.reviewed_by ? ` by ${alert.reviewed_by}` : ""})`);
+  const { rows: [closed] } = await tx.query<FraudAlertRow>(
+    "UPDATE payment.fraud_alerts SET status = 'closed', reviewed_by = $2, reviewed_at = now(), detail = detail || ' | closed: ' || $3 WHERE alert_id = $1 RETURNING *",
+    [alertId, reviewer, note]);
+  await record();
+  return closed;
+}
+
+/** Closes the open alerts about one M-Pesa reversal (in doubt) once it is ended, with what ended it. */
+export async function closeReversalAlerts(tx: Queryable, reversalId: string, reviewer: string, note: string): Promise<void> {
+  await tx.query(
+    `UPDATE payment.fraud_alerts SET status = 'closed', reviewed_by = $2, reviewed_at = now(), detail = detail || ' | closed: ' || $3
+      WHERE status = 'open' AND action = 'flag' AND starts_with(detail, 'M-Pesa reversal ' || $1 || ' ')`,
+    [reversalId, reviewer, note]);
 }

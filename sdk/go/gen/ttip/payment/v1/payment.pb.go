@@ -514,6 +514,9 @@ const (
 	AlertStatus_ALERT_STATUS_OPEN        AlertStatus = 1
 	AlertStatus_ALERT_STATUS_APPROVED    AlertStatus = 2
 	AlertStatus_ALERT_STATUS_REJECTED    AlertStatus = 3
+	// A flag or a refusal (nothing pending on it) looked at and closed with a
+	// note (CloseFraudAlert), or a reversal in doubt its alert was about ended.
+	AlertStatus_ALERT_STATUS_CLOSED AlertStatus = 4
 )
 
 // Enum value maps for AlertStatus.
@@ -523,12 +526,14 @@ var (
 		1: "ALERT_STATUS_OPEN",
 		2: "ALERT_STATUS_APPROVED",
 		3: "ALERT_STATUS_REJECTED",
+		4: "ALERT_STATUS_CLOSED",
 	}
 	AlertStatus_value = map[string]int32{
 		"ALERT_STATUS_UNSPECIFIED": 0,
 		"ALERT_STATUS_OPEN":        1,
 		"ALERT_STATUS_APPROVED":    2,
 		"ALERT_STATUS_REJECTED":    3,
+		"ALERT_STATUS_CLOSED":      4,
 	}
 )
 
@@ -1862,12 +1867,13 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	"\x18FRAUD_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FRAUD_ACTION_FLAG\x10\x01\x12\x15\n" +
 	"\x11FRAUD_ACTION_HOLD\x10\x02\x12\x17\n" +
-	"\x13FRAUD_ACTION_REFUSE\x10\x03*x\n" +
+	"\x13FRAUD_ACTION_REFUSE\x10\x03*\x91\x01\n" +
 	"\vAlertStatus\x12\x1c\n" +
 	"\x18ALERT_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ALERT_STATUS_OPEN\x10\x01\x12\x19\n" +
 	"\x15ALERT_STATUS_APPROVED\x10\x02\x12\x19\n" +
-	"\x15ALERT_STATUS_REJECTED\x10\x03B\xbc\x01\n" +
+	"\x15ALERT_STATUS_REJECTED\x10\x03\x12\x17\n" +
+	"\x13ALERT_STATUS_CLOSED\x10\x04B\xbc\x01\n" +
 	"\x13com.ttip.payment.v1B\fPaymentProtoP\x01Z9github.com/ttip/ttip/sdk/go/gen/ttip/payment/v1;paymentv1\xa2\x02\x03TPX\xaa\x02\x0fTtip.Payment.V1\xca\x02\x0fTtip\\Payment\\V1\xe2\x02\x1bTtip\\Payment\\V1\\GPBMetadata\xea\x02\x11Ttip::Payment::V1b\x06proto3"
 
 var (

@@ -1964,6 +1964,103 @@ func (*ReleasePayoutsResponse) Descriptor() ([]byte, []int) {
 	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{35}
 }
 
+type CloseFraudAlertRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AlertId string                 `protobuf:"bytes,1,opt,name=alert_id,json=alertId,proto3" json:"alert_id,omitempty"`
+	// What support found, kept on the alert and in the audit record.
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseFraudAlertRequest) Reset() {
+	*x = CloseFraudAlertRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseFraudAlertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseFraudAlertRequest) ProtoMessage() {}
+
+func (x *CloseFraudAlertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseFraudAlertRequest.ProtoReflect.Descriptor instead.
+func (*CloseFraudAlertRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CloseFraudAlertRequest) GetAlertId() string {
+	if x != nil {
+		return x.AlertId
+	}
+	return ""
+}
+
+func (x *CloseFraudAlertRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type CloseFraudAlertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alert         *FraudAlert            `protobuf:"bytes,1,opt,name=alert,proto3" json:"alert,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseFraudAlertResponse) Reset() {
+	*x = CloseFraudAlertResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseFraudAlertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseFraudAlertResponse) ProtoMessage() {}
+
+func (x *CloseFraudAlertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseFraudAlertResponse.ProtoReflect.Descriptor instead.
+func (*CloseFraudAlertResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CloseFraudAlertResponse) GetAlert() *FraudAlert {
+	if x != nil {
+		return x.Alert
+	}
+	return nil
+}
+
 type GetPayoutHoldRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -1973,7 +2070,7 @@ type GetPayoutHoldRequest struct {
 
 func (x *GetPayoutHoldRequest) Reset() {
 	*x = GetPayoutHoldRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2082,7 @@ func (x *GetPayoutHoldRequest) String() string {
 func (*GetPayoutHoldRequest) ProtoMessage() {}
 
 func (x *GetPayoutHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2095,7 @@ func (x *GetPayoutHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutHoldRequest.ProtoReflect.Descriptor instead.
 func (*GetPayoutHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetPayoutHoldRequest) GetWorkerId() string {
@@ -2018,7 +2115,7 @@ type GetPayoutHoldResponse struct {
 
 func (x *GetPayoutHoldResponse) Reset() {
 	*x = GetPayoutHoldResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2127,7 @@ func (x *GetPayoutHoldResponse) String() string {
 func (*GetPayoutHoldResponse) ProtoMessage() {}
 
 func (x *GetPayoutHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2140,7 @@ func (x *GetPayoutHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutHoldResponse.ProtoReflect.Descriptor instead.
 func (*GetPayoutHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetPayoutHoldResponse) GetHold() *PayoutHold {
@@ -2065,7 +2162,7 @@ type PayoutHold struct {
 
 func (x *PayoutHold) Reset() {
 	*x = PayoutHold{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2174,7 @@ func (x *PayoutHold) String() string {
 func (*PayoutHold) ProtoMessage() {}
 
 func (x *PayoutHold) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2187,7 @@ func (x *PayoutHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayoutHold.ProtoReflect.Descriptor instead.
 func (*PayoutHold) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PayoutHold) GetHeldAt() *timestamppb.Timestamp {
@@ -2124,7 +2221,7 @@ type BlockPhoneNumberRequest struct {
 
 func (x *BlockPhoneNumberRequest) Reset() {
 	*x = BlockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2233,7 @@ func (x *BlockPhoneNumberRequest) String() string {
 func (*BlockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2246,7 @@ func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BlockPhoneNumberRequest) GetPhone() string {
@@ -2174,7 +2271,7 @@ type BlockPhoneNumberResponse struct {
 
 func (x *BlockPhoneNumberResponse) Reset() {
 	*x = BlockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2283,7 @@ func (x *BlockPhoneNumberResponse) String() string {
 func (*BlockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2296,7 @@ func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
 }
 
 type UnblockPhoneNumberRequest struct {
@@ -2211,7 +2308,7 @@ type UnblockPhoneNumberRequest struct {
 
 func (x *UnblockPhoneNumberRequest) Reset() {
 	*x = UnblockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2320,7 @@ func (x *UnblockPhoneNumberRequest) String() string {
 func (*UnblockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2333,7 @@ func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnblockPhoneNumberRequest) GetPhone() string {
@@ -2254,7 +2351,7 @@ type UnblockPhoneNumberResponse struct {
 
 func (x *UnblockPhoneNumberResponse) Reset() {
 	*x = UnblockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2266,7 +2363,7 @@ func (x *UnblockPhoneNumberResponse) String() string {
 func (*UnblockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2279,7 +2376,7 @@ func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
 }
 
 type ListUnmatchedCallbacksRequest struct {
@@ -2292,7 +2389,7 @@ type ListUnmatchedCallbacksRequest struct {
 
 func (x *ListUnmatchedCallbacksRequest) Reset() {
 	*x = ListUnmatchedCallbacksRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2401,7 @@ func (x *ListUnmatchedCallbacksRequest) String() string {
 func (*ListUnmatchedCallbacksRequest) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2414,7 @@ func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListUnmatchedCallbacksRequest) GetPage() *v1.PageRequest {
@@ -2344,7 +2441,7 @@ type ListUnmatchedCallbacksResponse struct {
 
 func (x *ListUnmatchedCallbacksResponse) Reset() {
 	*x = ListUnmatchedCallbacksResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2453,7 @@ func (x *ListUnmatchedCallbacksResponse) String() string {
 func (*ListUnmatchedCallbacksResponse) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2466,7 @@ func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListUnmatchedCallbacksResponse) GetCallbacks() []*UnmatchedCallback {
@@ -2398,7 +2495,7 @@ type ListSuspensePaymentsRequest struct {
 
 func (x *ListSuspensePaymentsRequest) Reset() {
 	*x = ListSuspensePaymentsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2507,7 @@ func (x *ListSuspensePaymentsRequest) String() string {
 func (*ListSuspensePaymentsRequest) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2520,7 @@ func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSuspensePaymentsRequest) GetPage() *v1.PageRequest {
@@ -2450,7 +2547,7 @@ type ListSuspensePaymentsResponse struct {
 
 func (x *ListSuspensePaymentsResponse) Reset() {
 	*x = ListSuspensePaymentsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2559,7 @@ func (x *ListSuspensePaymentsResponse) String() string {
 func (*ListSuspensePaymentsResponse) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2572,7 @@ func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListSuspensePaymentsResponse) GetPayments() []*SuspensePayment {
@@ -2508,7 +2605,7 @@ type ResolveSuspensePaymentRequest struct {
 
 func (x *ResolveSuspensePaymentRequest) Reset() {
 	*x = ResolveSuspensePaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2617,7 @@ func (x *ResolveSuspensePaymentRequest) String() string {
 func (*ResolveSuspensePaymentRequest) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2630,7 @@ func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentRequest.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ResolveSuspensePaymentRequest) GetReceipt() string {
@@ -2606,7 +2703,7 @@ type ResolveSuspensePaymentResponse struct {
 
 func (x *ResolveSuspensePaymentResponse) Reset() {
 	*x = ResolveSuspensePaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +2715,7 @@ func (x *ResolveSuspensePaymentResponse) String() string {
 func (*ResolveSuspensePaymentResponse) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +2728,7 @@ func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentResponse.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResolveSuspensePaymentResponse) GetPayment() *SuspensePayment {
@@ -2658,7 +2755,7 @@ type ReconcilePendingRequest struct {
 
 func (x *ReconcilePendingRequest) Reset() {
 	*x = ReconcilePendingRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2767,7 @@ func (x *ReconcilePendingRequest) String() string {
 func (*ReconcilePendingRequest) ProtoMessage() {}
 
 func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2780,7 @@ func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingRequest.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReconcilePendingRequest) GetLimit() int32 {
@@ -2704,7 +2801,7 @@ type ReconcilePendingResponse struct {
 
 func (x *ReconcilePendingResponse) Reset() {
 	*x = ReconcilePendingResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2716,7 +2813,7 @@ func (x *ReconcilePendingResponse) String() string {
 func (*ReconcilePendingResponse) ProtoMessage() {}
 
 func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2729,7 +2826,7 @@ func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingResponse.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReconcilePendingResponse) GetQueried() int32 {
@@ -2768,7 +2865,7 @@ type RefundTipRequest struct {
 
 func (x *RefundTipRequest) Reset() {
 	*x = RefundTipRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2877,7 @@ func (x *RefundTipRequest) String() string {
 func (*RefundTipRequest) ProtoMessage() {}
 
 func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2890,7 @@ func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipRequest.ProtoReflect.Descriptor instead.
 func (*RefundTipRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RefundTipRequest) GetTipId() string {
@@ -2834,7 +2931,7 @@ type RefundTipResponse struct {
 
 func (x *RefundTipResponse) Reset() {
 	*x = RefundTipResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +2943,7 @@ func (x *RefundTipResponse) String() string {
 func (*RefundTipResponse) ProtoMessage() {}
 
 func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +2956,7 @@ func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipResponse.ProtoReflect.Descriptor instead.
 func (*RefundTipResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RefundTipResponse) GetTip() *Tip {
@@ -2896,7 +2993,7 @@ type ResolveMpesaReversalRequest struct {
 
 func (x *ResolveMpesaReversalRequest) Reset() {
 	*x = ResolveMpesaReversalRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3005,7 @@ func (x *ResolveMpesaReversalRequest) String() string {
 func (*ResolveMpesaReversalRequest) ProtoMessage() {}
 
 func (x *ResolveMpesaReversalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3018,7 @@ func (x *ResolveMpesaReversalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMpesaReversalRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMpesaReversalRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ResolveMpesaReversalRequest) GetTipId() string {
@@ -3000,7 +3097,7 @@ type ResolveMpesaReversalResponse struct {
 
 func (x *ResolveMpesaReversalResponse) Reset() {
 	*x = ResolveMpesaReversalResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3109,7 @@ func (x *ResolveMpesaReversalResponse) String() string {
 func (*ResolveMpesaReversalResponse) ProtoMessage() {}
 
 func (x *ResolveMpesaReversalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3122,7 @@ func (x *ResolveMpesaReversalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMpesaReversalResponse.ProtoReflect.Descriptor instead.
 func (*ResolveMpesaReversalResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ResolveMpesaReversalResponse) GetTip() *Tip {
@@ -3061,7 +3158,7 @@ type ResolveHeldPayoutRequest struct {
 
 func (x *ResolveHeldPayoutRequest) Reset() {
 	*x = ResolveHeldPayoutRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3170,7 @@ func (x *ResolveHeldPayoutRequest) String() string {
 func (*ResolveHeldPayoutRequest) ProtoMessage() {}
 
 func (x *ResolveHeldPayoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3183,7 @@ func (x *ResolveHeldPayoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldPayoutRequest.ProtoReflect.Descriptor instead.
 func (*ResolveHeldPayoutRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ResolveHeldPayoutRequest) GetPayoutId() string {
@@ -3173,7 +3270,7 @@ type HeldPayoutPaid struct {
 
 func (x *HeldPayoutPaid) Reset() {
 	*x = HeldPayoutPaid{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3185,7 +3282,7 @@ func (x *HeldPayoutPaid) String() string {
 func (*HeldPayoutPaid) ProtoMessage() {}
 
 func (x *HeldPayoutPaid) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3198,7 +3295,7 @@ func (x *HeldPayoutPaid) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldPayoutPaid.ProtoReflect.Descriptor instead.
 func (*HeldPayoutPaid) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *HeldPayoutPaid) GetPaidAmount() *v1.Money {
@@ -3231,7 +3328,7 @@ type ResolveHeldPayoutResponse struct {
 
 func (x *ResolveHeldPayoutResponse) Reset() {
 	*x = ResolveHeldPayoutResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3340,7 @@ func (x *ResolveHeldPayoutResponse) String() string {
 func (*ResolveHeldPayoutResponse) ProtoMessage() {}
 
 func (x *ResolveHeldPayoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3353,7 @@ func (x *ResolveHeldPayoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveHeldPayoutResponse.ProtoReflect.Descriptor instead.
 func (*ResolveHeldPayoutResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ResolveHeldPayoutResponse) GetPayout() *Payout {
@@ -3276,7 +3373,7 @@ type ReconcileCardBalanceRequest struct {
 
 func (x *ReconcileCardBalanceRequest) Reset() {
 	*x = ReconcileCardBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3385,7 @@ func (x *ReconcileCardBalanceRequest) String() string {
 func (*ReconcileCardBalanceRequest) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3398,7 @@ func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ReconcileCardBalanceRequest) GetLimit() int32 {
@@ -3327,7 +3424,7 @@ type ReconcileCardBalanceResponse struct {
 
 func (x *ReconcileCardBalanceResponse) Reset() {
 	*x = ReconcileCardBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3436,7 @@ func (x *ReconcileCardBalanceResponse) String() string {
 func (*ReconcileCardBalanceResponse) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3449,7 @@ func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReconcileCardBalanceResponse) GetMatched() int32 {
@@ -3392,7 +3489,7 @@ type GetTipForReceiptRequest struct {
 
 func (x *GetTipForReceiptRequest) Reset() {
 	*x = GetTipForReceiptRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3501,7 @@ func (x *GetTipForReceiptRequest) String() string {
 func (*GetTipForReceiptRequest) ProtoMessage() {}
 
 func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3514,7 @@ func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetTipForReceiptRequest) GetTipId() string {
@@ -3439,7 +3536,7 @@ type GetTipForReceiptResponse struct {
 
 func (x *GetTipForReceiptResponse) Reset() {
 	*x = GetTipForReceiptResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3548,7 @@ func (x *GetTipForReceiptResponse) String() string {
 func (*GetTipForReceiptResponse) ProtoMessage() {}
 
 func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3561,7 @@ func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetTipForReceiptResponse) GetTip() *Tip {
@@ -3517,7 +3614,7 @@ type SearchTipsRequest struct {
 
 func (x *SearchTipsRequest) Reset() {
 	*x = SearchTipsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3626,7 @@ func (x *SearchTipsRequest) String() string {
 func (*SearchTipsRequest) ProtoMessage() {}
 
 func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3639,7 @@ func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
 func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
@@ -3625,7 +3722,7 @@ type SearchTipsResponse struct {
 
 func (x *SearchTipsResponse) Reset() {
 	*x = SearchTipsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3637,7 +3734,7 @@ func (x *SearchTipsResponse) String() string {
 func (*SearchTipsResponse) ProtoMessage() {}
 
 func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3650,7 +3747,7 @@ func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
 func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SearchTipsResponse) GetTips() []*Tip {
@@ -3686,7 +3783,7 @@ type SearchPayoutsRequest struct {
 
 func (x *SearchPayoutsRequest) Reset() {
 	*x = SearchPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3795,7 @@ func (x *SearchPayoutsRequest) String() string {
 func (*SearchPayoutsRequest) ProtoMessage() {}
 
 func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3808,7 @@ func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
@@ -3787,7 +3884,7 @@ type SearchPayoutsResponse struct {
 
 func (x *SearchPayoutsResponse) Reset() {
 	*x = SearchPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3896,7 @@ func (x *SearchPayoutsResponse) String() string {
 func (*SearchPayoutsResponse) ProtoMessage() {}
 
 func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3909,7 @@ func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
@@ -3842,7 +3939,7 @@ type GetPaymentDetailRequest struct {
 
 func (x *GetPaymentDetailRequest) Reset() {
 	*x = GetPaymentDetailRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3854,7 +3951,7 @@ func (x *GetPaymentDetailRequest) String() string {
 func (*GetPaymentDetailRequest) ProtoMessage() {}
 
 func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3867,7 +3964,7 @@ func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
@@ -3933,7 +4030,7 @@ type GetPaymentDetailResponse struct {
 
 func (x *GetPaymentDetailResponse) Reset() {
 	*x = GetPaymentDetailResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4042,7 @@ func (x *GetPaymentDetailResponse) String() string {
 func (*GetPaymentDetailResponse) ProtoMessage() {}
 
 func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4055,7 @@ func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetPaymentDetailResponse) GetTip() *Tip {
@@ -4037,7 +4134,7 @@ type RequeryPaymentRequest struct {
 
 func (x *RequeryPaymentRequest) Reset() {
 	*x = RequeryPaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4049,7 +4146,7 @@ func (x *RequeryPaymentRequest) String() string {
 func (*RequeryPaymentRequest) ProtoMessage() {}
 
 func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4062,7 +4159,7 @@ func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
@@ -4117,7 +4214,7 @@ type RequeryPaymentResponse struct {
 
 func (x *RequeryPaymentResponse) Reset() {
 	*x = RequeryPaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4129,7 +4226,7 @@ func (x *RequeryPaymentResponse) String() string {
 func (*RequeryPaymentResponse) ProtoMessage() {}
 
 func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[69]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4142,7 +4239,7 @@ func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RequeryPaymentResponse) GetTip() *Tip {
@@ -4167,7 +4264,7 @@ type CheckMpesaBalanceRequest struct {
 
 func (x *CheckMpesaBalanceRequest) Reset() {
 	*x = CheckMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4179,7 +4276,7 @@ func (x *CheckMpesaBalanceRequest) String() string {
 func (*CheckMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[70]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4192,7 +4289,7 @@ func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{72}
 }
 
 type CheckMpesaBalanceResponse struct {
@@ -4204,7 +4301,7 @@ type CheckMpesaBalanceResponse struct {
 
 func (x *CheckMpesaBalanceResponse) Reset() {
 	*x = CheckMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4313,7 @@ func (x *CheckMpesaBalanceResponse) String() string {
 func (*CheckMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[71]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4326,7 @@ func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CheckMpesaBalanceResponse) GetCheckId() string {
@@ -4248,7 +4345,7 @@ type GetMpesaBalanceRequest struct {
 
 func (x *GetMpesaBalanceRequest) Reset() {
 	*x = GetMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4260,7 +4357,7 @@ func (x *GetMpesaBalanceRequest) String() string {
 func (*GetMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[72]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4273,7 +4370,7 @@ func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{72}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetMpesaBalanceRequest) GetCheckId() string {
@@ -4298,7 +4395,7 @@ type MpesaAccountBalance struct {
 
 func (x *MpesaAccountBalance) Reset() {
 	*x = MpesaAccountBalance{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4407,7 @@ func (x *MpesaAccountBalance) String() string {
 func (*MpesaAccountBalance) ProtoMessage() {}
 
 func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[73]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4420,7 @@ func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
 func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{73}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *MpesaAccountBalance) GetName() string {
@@ -4385,7 +4482,7 @@ type GetMpesaBalanceResponse struct {
 
 func (x *GetMpesaBalanceResponse) Reset() {
 	*x = GetMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4397,7 +4494,7 @@ func (x *GetMpesaBalanceResponse) String() string {
 func (*GetMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[74]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4410,7 +4507,7 @@ func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{74}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GetMpesaBalanceResponse) GetCheckId() string {
@@ -4484,7 +4581,7 @@ type GetFraudRulesRequest struct {
 
 func (x *GetFraudRulesRequest) Reset() {
 	*x = GetFraudRulesRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4496,7 +4593,7 @@ func (x *GetFraudRulesRequest) String() string {
 func (*GetFraudRulesRequest) ProtoMessage() {}
 
 func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[75]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4509,7 +4606,7 @@ func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{75}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{77}
 }
 
 type GetFraudRulesResponse struct {
@@ -4521,7 +4618,7 @@ type GetFraudRulesResponse struct {
 
 func (x *GetFraudRulesResponse) Reset() {
 	*x = GetFraudRulesResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4533,7 +4630,7 @@ func (x *GetFraudRulesResponse) String() string {
 func (*GetFraudRulesResponse) ProtoMessage() {}
 
 func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[76]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4546,7 +4643,7 @@ func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{76}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *GetFraudRulesResponse) GetRules() []*FraudRule {
@@ -4688,7 +4785,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x04note\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x04note\x123\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\"\x18\n" +
-	"\x16ReleasePayoutsResponse\"=\n" +
+	"\x16ReleasePayoutsResponse\"]\n" +
+	"\x16CloseFraudAlertRequest\x12#\n" +
+	"\balert_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aalertId\x12\x1e\n" +
+	"\x04note\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x04note\"L\n" +
+	"\x17CloseFraudAlertResponse\x121\n" +
+	"\x05alert\x18\x01 \x01(\v2\x1b.ttip.payment.v1.FraudAlertR\x05alert\"=\n" +
 	"\x14GetPayoutHoldRequest\x12%\n" +
 	"\tworker_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\"H\n" +
 	"\x15GetPayoutHoldResponse\x12/\n" +
@@ -4892,12 +4995,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\b\x02\x12\x06worker\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xef\x13\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xf7\x14\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
 	"\vHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12a\n" +
-	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12\x82\x01\n" +
+	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12\x85\x01\n" +
+	"\x0fCloseFraudAlert\x12'.ttip.payment.v1.CloseFraudAlertRequest\x1a(.ttip.payment.v1.CloseFraudAlertResponse\"\x1f\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x12\x82\x01\n" +
 	"\rGetPayoutHold\x12%.ttip.payment.v1.GetPayoutHoldRequest\x1a&.ttip.payment.v1.GetPayoutHoldResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x7f\n" +
 	"\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x85\x01\n" +
 	"\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x9d\x01\n" +
@@ -4933,7 +5037,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -4971,227 +5075,232 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*HoldPayoutsResponse)(nil),            // 33: ttip.payment.v1.HoldPayoutsResponse
 	(*ReleasePayoutsRequest)(nil),          // 34: ttip.payment.v1.ReleasePayoutsRequest
 	(*ReleasePayoutsResponse)(nil),         // 35: ttip.payment.v1.ReleasePayoutsResponse
-	(*GetPayoutHoldRequest)(nil),           // 36: ttip.payment.v1.GetPayoutHoldRequest
-	(*GetPayoutHoldResponse)(nil),          // 37: ttip.payment.v1.GetPayoutHoldResponse
-	(*PayoutHold)(nil),                     // 38: ttip.payment.v1.PayoutHold
-	(*BlockPhoneNumberRequest)(nil),        // 39: ttip.payment.v1.BlockPhoneNumberRequest
-	(*BlockPhoneNumberResponse)(nil),       // 40: ttip.payment.v1.BlockPhoneNumberResponse
-	(*UnblockPhoneNumberRequest)(nil),      // 41: ttip.payment.v1.UnblockPhoneNumberRequest
-	(*UnblockPhoneNumberResponse)(nil),     // 42: ttip.payment.v1.UnblockPhoneNumberResponse
-	(*ListUnmatchedCallbacksRequest)(nil),  // 43: ttip.payment.v1.ListUnmatchedCallbacksRequest
-	(*ListUnmatchedCallbacksResponse)(nil), // 44: ttip.payment.v1.ListUnmatchedCallbacksResponse
-	(*ListSuspensePaymentsRequest)(nil),    // 45: ttip.payment.v1.ListSuspensePaymentsRequest
-	(*ListSuspensePaymentsResponse)(nil),   // 46: ttip.payment.v1.ListSuspensePaymentsResponse
-	(*ResolveSuspensePaymentRequest)(nil),  // 47: ttip.payment.v1.ResolveSuspensePaymentRequest
-	(*ResolveSuspensePaymentResponse)(nil), // 48: ttip.payment.v1.ResolveSuspensePaymentResponse
-	(*ReconcilePendingRequest)(nil),        // 49: ttip.payment.v1.ReconcilePendingRequest
-	(*ReconcilePendingResponse)(nil),       // 50: ttip.payment.v1.ReconcilePendingResponse
-	(*RefundTipRequest)(nil),               // 51: ttip.payment.v1.RefundTipRequest
-	(*RefundTipResponse)(nil),              // 52: ttip.payment.v1.RefundTipResponse
-	(*ResolveMpesaReversalRequest)(nil),    // 53: ttip.payment.v1.ResolveMpesaReversalRequest
-	(*ResolveMpesaReversalResponse)(nil),   // 54: ttip.payment.v1.ResolveMpesaReversalResponse
-	(*ResolveHeldPayoutRequest)(nil),       // 55: ttip.payment.v1.ResolveHeldPayoutRequest
-	(*HeldPayoutPaid)(nil),                 // 56: ttip.payment.v1.HeldPayoutPaid
-	(*ResolveHeldPayoutResponse)(nil),      // 57: ttip.payment.v1.ResolveHeldPayoutResponse
-	(*ReconcileCardBalanceRequest)(nil),    // 58: ttip.payment.v1.ReconcileCardBalanceRequest
-	(*ReconcileCardBalanceResponse)(nil),   // 59: ttip.payment.v1.ReconcileCardBalanceResponse
-	(*GetTipForReceiptRequest)(nil),        // 60: ttip.payment.v1.GetTipForReceiptRequest
-	(*GetTipForReceiptResponse)(nil),       // 61: ttip.payment.v1.GetTipForReceiptResponse
-	(*SearchTipsRequest)(nil),              // 62: ttip.payment.v1.SearchTipsRequest
-	(*SearchTipsResponse)(nil),             // 63: ttip.payment.v1.SearchTipsResponse
-	(*SearchPayoutsRequest)(nil),           // 64: ttip.payment.v1.SearchPayoutsRequest
-	(*SearchPayoutsResponse)(nil),          // 65: ttip.payment.v1.SearchPayoutsResponse
-	(*GetPaymentDetailRequest)(nil),        // 66: ttip.payment.v1.GetPaymentDetailRequest
-	(*GetPaymentDetailResponse)(nil),       // 67: ttip.payment.v1.GetPaymentDetailResponse
-	(*RequeryPaymentRequest)(nil),          // 68: ttip.payment.v1.RequeryPaymentRequest
-	(*RequeryPaymentResponse)(nil),         // 69: ttip.payment.v1.RequeryPaymentResponse
-	(*CheckMpesaBalanceRequest)(nil),       // 70: ttip.payment.v1.CheckMpesaBalanceRequest
-	(*CheckMpesaBalanceResponse)(nil),      // 71: ttip.payment.v1.CheckMpesaBalanceResponse
-	(*GetMpesaBalanceRequest)(nil),         // 72: ttip.payment.v1.GetMpesaBalanceRequest
-	(*MpesaAccountBalance)(nil),            // 73: ttip.payment.v1.MpesaAccountBalance
-	(*GetMpesaBalanceResponse)(nil),        // 74: ttip.payment.v1.GetMpesaBalanceResponse
-	(*GetFraudRulesRequest)(nil),           // 75: ttip.payment.v1.GetFraudRulesRequest
-	(*GetFraudRulesResponse)(nil),          // 76: ttip.payment.v1.GetFraudRulesResponse
-	(*v1.Money)(nil),                       // 77: ttip.common.v1.Money
-	(CardProvider)(0),                      // 78: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 79: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 80: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 81: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 82: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 83: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 84: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 85: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 86: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 87: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 88: ttip.payment.v1.FraudReason
-	(FraudAction)(0),                       // 89: ttip.payment.v1.FraudAction
-	(*FraudAlert)(nil),                     // 90: ttip.payment.v1.FraudAlert
-	(*timestamppb.Timestamp)(nil),          // 91: google.protobuf.Timestamp
-	(*UnmatchedCallback)(nil),              // 92: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 93: ttip.payment.v1.SuspensePayment
-	(PaymentMethodKind)(0),                 // 94: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 95: ttip.payment.v1.FraudRule
+	(*CloseFraudAlertRequest)(nil),         // 36: ttip.payment.v1.CloseFraudAlertRequest
+	(*CloseFraudAlertResponse)(nil),        // 37: ttip.payment.v1.CloseFraudAlertResponse
+	(*GetPayoutHoldRequest)(nil),           // 38: ttip.payment.v1.GetPayoutHoldRequest
+	(*GetPayoutHoldResponse)(nil),          // 39: ttip.payment.v1.GetPayoutHoldResponse
+	(*PayoutHold)(nil),                     // 40: ttip.payment.v1.PayoutHold
+	(*BlockPhoneNumberRequest)(nil),        // 41: ttip.payment.v1.BlockPhoneNumberRequest
+	(*BlockPhoneNumberResponse)(nil),       // 42: ttip.payment.v1.BlockPhoneNumberResponse
+	(*UnblockPhoneNumberRequest)(nil),      // 43: ttip.payment.v1.UnblockPhoneNumberRequest
+	(*UnblockPhoneNumberResponse)(nil),     // 44: ttip.payment.v1.UnblockPhoneNumberResponse
+	(*ListUnmatchedCallbacksRequest)(nil),  // 45: ttip.payment.v1.ListUnmatchedCallbacksRequest
+	(*ListUnmatchedCallbacksResponse)(nil), // 46: ttip.payment.v1.ListUnmatchedCallbacksResponse
+	(*ListSuspensePaymentsRequest)(nil),    // 47: ttip.payment.v1.ListSuspensePaymentsRequest
+	(*ListSuspensePaymentsResponse)(nil),   // 48: ttip.payment.v1.ListSuspensePaymentsResponse
+	(*ResolveSuspensePaymentRequest)(nil),  // 49: ttip.payment.v1.ResolveSuspensePaymentRequest
+	(*ResolveSuspensePaymentResponse)(nil), // 50: ttip.payment.v1.ResolveSuspensePaymentResponse
+	(*ReconcilePendingRequest)(nil),        // 51: ttip.payment.v1.ReconcilePendingRequest
+	(*ReconcilePendingResponse)(nil),       // 52: ttip.payment.v1.ReconcilePendingResponse
+	(*RefundTipRequest)(nil),               // 53: ttip.payment.v1.RefundTipRequest
+	(*RefundTipResponse)(nil),              // 54: ttip.payment.v1.RefundTipResponse
+	(*ResolveMpesaReversalRequest)(nil),    // 55: ttip.payment.v1.ResolveMpesaReversalRequest
+	(*ResolveMpesaReversalResponse)(nil),   // 56: ttip.payment.v1.ResolveMpesaReversalResponse
+	(*ResolveHeldPayoutRequest)(nil),       // 57: ttip.payment.v1.ResolveHeldPayoutRequest
+	(*HeldPayoutPaid)(nil),                 // 58: ttip.payment.v1.HeldPayoutPaid
+	(*ResolveHeldPayoutResponse)(nil),      // 59: ttip.payment.v1.ResolveHeldPayoutResponse
+	(*ReconcileCardBalanceRequest)(nil),    // 60: ttip.payment.v1.ReconcileCardBalanceRequest
+	(*ReconcileCardBalanceResponse)(nil),   // 61: ttip.payment.v1.ReconcileCardBalanceResponse
+	(*GetTipForReceiptRequest)(nil),        // 62: ttip.payment.v1.GetTipForReceiptRequest
+	(*GetTipForReceiptResponse)(nil),       // 63: ttip.payment.v1.GetTipForReceiptResponse
+	(*SearchTipsRequest)(nil),              // 64: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 65: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 66: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 67: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 68: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 69: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 70: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 71: ttip.payment.v1.RequeryPaymentResponse
+	(*CheckMpesaBalanceRequest)(nil),       // 72: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 73: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 74: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 75: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 76: ttip.payment.v1.GetMpesaBalanceResponse
+	(*GetFraudRulesRequest)(nil),           // 77: ttip.payment.v1.GetFraudRulesRequest
+	(*GetFraudRulesResponse)(nil),          // 78: ttip.payment.v1.GetFraudRulesResponse
+	(*v1.Money)(nil),                       // 79: ttip.common.v1.Money
+	(CardProvider)(0),                      // 80: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 81: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 82: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 83: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 84: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 85: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 86: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 87: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 88: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 89: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 90: ttip.payment.v1.FraudReason
+	(FraudAction)(0),                       // 91: ttip.payment.v1.FraudAction
+	(*FraudAlert)(nil),                     // 92: ttip.payment.v1.FraudAlert
+	(*timestamppb.Timestamp)(nil),          // 93: google.protobuf.Timestamp
+	(*UnmatchedCallback)(nil),              // 94: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 95: ttip.payment.v1.SuspensePayment
+	(PaymentMethodKind)(0),                 // 96: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 97: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	77,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	78,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	79,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	79,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	79,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	80,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	81,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	79,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	82,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	83,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	83,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	83,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	80,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	84,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	83,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	82,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	85,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	77,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	85,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	86,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	86,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	80,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	87,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	88,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	89,  // 26: ttip.payment.v1.ListFraudAlertsRequest.action:type_name -> ttip.payment.v1.FraudAction
-	90,  // 27: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	82,  // 28: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79,  // 29: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	38,  // 30: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
-	91,  // 31: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
-	80,  // 32: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	92,  // 33: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	82,  // 34: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	80,  // 35: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	93,  // 36: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	82,  // 37: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	93,  // 38: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	79,  // 39: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 40: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	79,  // 41: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	79,  // 42: ttip.payment.v1.ResolveMpesaReversalResponse.tip:type_name -> ttip.payment.v1.Tip
-	93,  // 43: ttip.payment.v1.ResolveMpesaReversalResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	56,  // 44: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
-	77,  // 45: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
-	77,  // 46: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
-	83,  // 47: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	79,  // 48: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	77,  // 49: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	80,  // 50: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	81,  // 51: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	91,  // 52: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	91,  // 53: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	94,  // 54: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	79,  // 55: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	82,  // 56: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	80,  // 57: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	84,  // 58: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	91,  // 59: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	91,  // 60: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	83,  // 61: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	82,  // 62: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79,  // 63: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	83,  // 64: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	92,  // 65: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	90,  // 66: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	79,  // 67: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	83,  // 68: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	77,  // 69: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	77,  // 70: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	77,  // 71: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	77,  // 72: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	91,  // 73: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	91,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	73,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	77,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	77,  // 77: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	77,  // 78: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	95,  // 79: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 80: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 81: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 82: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 83: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 84: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 85: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 86: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 87: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
-	16,  // 88: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	18,  // 89: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	20,  // 90: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	22,  // 91: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	24,  // 92: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	26,  // 93: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	28,  // 94: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	30,  // 95: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	32,  // 96: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	34,  // 97: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	36,  // 98: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
-	39,  // 99: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	41,  // 100: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	43,  // 101: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	45,  // 102: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	47,  // 103: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	51,  // 104: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	55,  // 105: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
-	53,  // 106: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:input_type -> ttip.payment.v1.ResolveMpesaReversalRequest
-	62,  // 107: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	64,  // 108: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	66,  // 109: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	68,  // 110: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	70,  // 111: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	72,  // 112: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	75,  // 113: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	49,  // 114: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	60,  // 115: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	58,  // 116: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 117: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 118: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 119: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 120: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 121: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 122: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 123: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 124: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
-	17,  // 125: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	19,  // 126: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	21,  // 127: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	23,  // 128: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	25,  // 129: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	27,  // 130: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	29,  // 131: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	31,  // 132: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	33,  // 133: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	35,  // 134: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	37,  // 135: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
-	40,  // 136: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	42,  // 137: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	44,  // 138: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	46,  // 139: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	48,  // 140: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	52,  // 141: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	57,  // 142: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
-	54,  // 143: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:output_type -> ttip.payment.v1.ResolveMpesaReversalResponse
-	63,  // 144: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	65,  // 145: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	67,  // 146: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	69,  // 147: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	71,  // 148: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	74,  // 149: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	76,  // 150: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	50,  // 151: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	61,  // 152: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	59,  // 153: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	117, // [117:154] is the sub-list for method output_type
-	80,  // [80:117] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	79,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	80,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	81,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	82,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	83,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	81,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	84,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	81,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	85,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	85,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	85,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	82,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	86,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	85,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	84,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	87,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	79,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	87,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	88,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	88,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	82,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	89,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	90,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	91,  // 26: ttip.payment.v1.ListFraudAlertsRequest.action:type_name -> ttip.payment.v1.FraudAction
+	92,  // 27: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	84,  // 28: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	81,  // 29: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	92,  // 30: ttip.payment.v1.CloseFraudAlertResponse.alert:type_name -> ttip.payment.v1.FraudAlert
+	40,  // 31: ttip.payment.v1.GetPayoutHoldResponse.hold:type_name -> ttip.payment.v1.PayoutHold
+	93,  // 32: ttip.payment.v1.PayoutHold.held_at:type_name -> google.protobuf.Timestamp
+	82,  // 33: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	94,  // 34: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	84,  // 35: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	82,  // 36: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	95,  // 37: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	84,  // 38: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	95,  // 39: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	81,  // 40: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 41: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	81,  // 42: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	81,  // 43: ttip.payment.v1.ResolveMpesaReversalResponse.tip:type_name -> ttip.payment.v1.Tip
+	95,  // 44: ttip.payment.v1.ResolveMpesaReversalResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	58,  // 45: ttip.payment.v1.ResolveHeldPayoutRequest.paid:type_name -> ttip.payment.v1.HeldPayoutPaid
+	79,  // 46: ttip.payment.v1.HeldPayoutPaid.paid_amount:type_name -> ttip.common.v1.Money
+	79,  // 47: ttip.payment.v1.HeldPayoutPaid.confirmed_difference:type_name -> ttip.common.v1.Money
+	85,  // 48: ttip.payment.v1.ResolveHeldPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	81,  // 49: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	79,  // 50: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	82,  // 51: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	83,  // 52: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	93,  // 53: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	93,  // 54: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	96,  // 55: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	81,  // 56: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	84,  // 57: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	82,  // 58: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	86,  // 59: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	93,  // 60: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	93,  // 61: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	85,  // 62: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	84,  // 63: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	81,  // 64: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	85,  // 65: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	94,  // 66: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	92,  // 67: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	81,  // 68: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	85,  // 69: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	79,  // 70: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	79,  // 71: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	79,  // 72: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	79,  // 73: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	93,  // 74: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	93,  // 75: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	75,  // 76: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	79,  // 77: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	79,  // 78: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	79,  // 79: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	97,  // 80: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 81: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 82: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 83: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 84: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 85: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 86: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 87: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 88: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 89: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 90: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 91: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 92: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 93: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 94: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 95: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 96: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 97: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 98: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 99: ttip.payment.v1.PaymentAdminService.CloseFraudAlert:input_type -> ttip.payment.v1.CloseFraudAlertRequest
+	38,  // 100: ttip.payment.v1.PaymentAdminService.GetPayoutHold:input_type -> ttip.payment.v1.GetPayoutHoldRequest
+	41,  // 101: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	43,  // 102: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	45,  // 103: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	47,  // 104: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	49,  // 105: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	53,  // 106: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	57,  // 107: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:input_type -> ttip.payment.v1.ResolveHeldPayoutRequest
+	55,  // 108: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:input_type -> ttip.payment.v1.ResolveMpesaReversalRequest
+	64,  // 109: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	66,  // 110: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	68,  // 111: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	70,  // 112: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	72,  // 113: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	74,  // 114: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	77,  // 115: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	51,  // 116: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	62,  // 117: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	60,  // 118: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 119: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 120: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 121: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 122: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 123: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 124: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 125: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 126: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 127: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 128: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 129: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 130: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 131: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 132: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 133: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 134: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 135: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 136: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 137: ttip.payment.v1.PaymentAdminService.CloseFraudAlert:output_type -> ttip.payment.v1.CloseFraudAlertResponse
+	39,  // 138: ttip.payment.v1.PaymentAdminService.GetPayoutHold:output_type -> ttip.payment.v1.GetPayoutHoldResponse
+	42,  // 139: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	44,  // 140: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	46,  // 141: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	48,  // 142: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	50,  // 143: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	54,  // 144: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	59,  // 145: ttip.payment.v1.PaymentAdminService.ResolveHeldPayout:output_type -> ttip.payment.v1.ResolveHeldPayoutResponse
+	56,  // 146: ttip.payment.v1.PaymentAdminService.ResolveMpesaReversal:output_type -> ttip.payment.v1.ResolveMpesaReversalResponse
+	65,  // 147: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	67,  // 148: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	69,  // 149: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	71,  // 150: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	73,  // 151: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	76,  // 152: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	78,  // 153: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	52,  // 154: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	63,  // 155: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	61,  // 156: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	119, // [119:157] is the sub-list for method output_type
+	81,  // [81:119] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -5206,23 +5315,23 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*CreateTipRequest_MpesaPhone)(nil),
 		(*CreateTipRequest_Card)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[47].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[49].OneofWrappers = []any{
 		(*ResolveSuspensePaymentRequest_MatchAccountReference)(nil),
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[53].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[55].OneofWrappers = []any{
 		(*ResolveMpesaReversalRequest_ReversalReceipt)(nil),
 		(*ResolveMpesaReversalRequest_NotReversed)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[55].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[57].OneofWrappers = []any{
 		(*ResolveHeldPayoutRequest_Paid)(nil),
 		(*ResolveHeldPayoutRequest_NotPaid)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[66].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[68].OneofWrappers = []any{
 		(*GetPaymentDetailRequest_TipId)(nil),
 		(*GetPaymentDetailRequest_PayoutId)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[68].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[70].OneofWrappers = []any{
 		(*RequeryPaymentRequest_TipId)(nil),
 		(*RequeryPaymentRequest_PayoutId)(nil),
 	}
@@ -5232,7 +5341,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   77,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -87,6 +87,9 @@ const (
 	// PaymentAdminServiceReleasePayoutsProcedure is the fully-qualified name of the
 	// PaymentAdminService's ReleasePayouts RPC.
 	PaymentAdminServiceReleasePayoutsProcedure = "/ttip.payment.v1.PaymentAdminService/ReleasePayouts"
+	// PaymentAdminServiceCloseFraudAlertProcedure is the fully-qualified name of the
+	// PaymentAdminService's CloseFraudAlert RPC.
+	PaymentAdminServiceCloseFraudAlertProcedure = "/ttip.payment.v1.PaymentAdminService/CloseFraudAlert"
 	// PaymentAdminServiceGetPayoutHoldProcedure is the fully-qualified name of the
 	// PaymentAdminService's GetPayoutHold RPC.
 	PaymentAdminServiceGetPayoutHoldProcedure = "/ttip.payment.v1.PaymentAdminService/GetPayoutHold"
@@ -614,6 +617,12 @@ type PaymentAdminServiceClient interface {
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
 	// FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
+	// Closes an open alert that holds nothing (a flag, a refusal) once support
+	// has looked at it, with their note: CLOSED, out of the open queue, audited.
+	// The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+	// naming alert_id (it closes with its own decision: ReviewTip,
+	// ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+	CloseFraudAlert(context.Context, *connect.Request[v1.CloseFraudAlertRequest]) (*connect.Response[v1.CloseFraudAlertResponse], error)
 	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
 	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)
 	BlockPhoneNumber(context.Context, *connect.Request[v1.BlockPhoneNumberRequest]) (*connect.Response[v1.BlockPhoneNumberResponse], error)
@@ -719,6 +728,12 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			httpClient,
 			baseURL+PaymentAdminServiceReleasePayoutsProcedure,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("ReleasePayouts")),
+			connect.WithClientOptions(opts...),
+		),
+		closeFraudAlert: connect.NewClient[v1.CloseFraudAlertRequest, v1.CloseFraudAlertResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceCloseFraudAlertProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("CloseFraudAlert")),
 			connect.WithClientOptions(opts...),
 		),
 		getPayoutHold: connect.NewClient[v1.GetPayoutHoldRequest, v1.GetPayoutHoldResponse](
@@ -834,6 +849,7 @@ type paymentAdminServiceClient struct {
 	reviewTip              *connect.Client[v1.ReviewTipRequest, v1.ReviewTipResponse]
 	holdPayouts            *connect.Client[v1.HoldPayoutsRequest, v1.HoldPayoutsResponse]
 	releasePayouts         *connect.Client[v1.ReleasePayoutsRequest, v1.ReleasePayoutsResponse]
+	closeFraudAlert        *connect.Client[v1.CloseFraudAlertRequest, v1.CloseFraudAlertResponse]
 	getPayoutHold          *connect.Client[v1.GetPayoutHoldRequest, v1.GetPayoutHoldResponse]
 	blockPhoneNumber       *connect.Client[v1.BlockPhoneNumberRequest, v1.BlockPhoneNumberResponse]
 	unblockPhoneNumber     *connect.Client[v1.UnblockPhoneNumberRequest, v1.UnblockPhoneNumberResponse]
@@ -870,6 +886,11 @@ func (c *paymentAdminServiceClient) HoldPayouts(ctx context.Context, req *connec
 // ReleasePayouts calls ttip.payment.v1.PaymentAdminService.ReleasePayouts.
 func (c *paymentAdminServiceClient) ReleasePayouts(ctx context.Context, req *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error) {
 	return c.releasePayouts.CallUnary(ctx, req)
+}
+
+// CloseFraudAlert calls ttip.payment.v1.PaymentAdminService.CloseFraudAlert.
+func (c *paymentAdminServiceClient) CloseFraudAlert(ctx context.Context, req *connect.Request[v1.CloseFraudAlertRequest]) (*connect.Response[v1.CloseFraudAlertResponse], error) {
+	return c.closeFraudAlert.CallUnary(ctx, req)
 }
 
 // GetPayoutHold calls ttip.payment.v1.PaymentAdminService.GetPayoutHold.
@@ -963,6 +984,12 @@ type PaymentAdminServiceHandler interface {
 	HoldPayouts(context.Context, *connect.Request[v1.HoldPayoutsRequest]) (*connect.Response[v1.HoldPayoutsResponse], error)
 	// FAILED_PRECONDITION when the worker's payouts are not on hold (a retry under the first's key gets its answer); the note is in the audit record.
 	ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error)
+	// Closes an open alert that holds nothing (a flag, a refusal) once support
+	// has looked at it, with their note: CLOSED, out of the open queue, audited.
+	// The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+	// naming alert_id (it closes with its own decision: ReviewTip,
+	// ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+	CloseFraudAlert(context.Context, *connect.Request[v1.CloseFraudAlertRequest]) (*connect.Response[v1.CloseFraudAlertResponse], error)
 	// The worker's payout hold: since when, by whom and why; no hold when payouts run.
 	GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error)
 	BlockPhoneNumber(context.Context, *connect.Request[v1.BlockPhoneNumberRequest]) (*connect.Response[v1.BlockPhoneNumberResponse], error)
@@ -1064,6 +1091,12 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		PaymentAdminServiceReleasePayoutsProcedure,
 		svc.ReleasePayouts,
 		connect.WithSchema(paymentAdminServiceMethods.ByName("ReleasePayouts")),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceCloseFraudAlertHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceCloseFraudAlertProcedure,
+		svc.CloseFraudAlert,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("CloseFraudAlert")),
 		connect.WithHandlerOptions(opts...),
 	)
 	paymentAdminServiceGetPayoutHoldHandler := connect.NewUnaryHandler(
@@ -1180,6 +1213,8 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceHoldPayoutsHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceReleasePayoutsProcedure:
 			paymentAdminServiceReleasePayoutsHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceCloseFraudAlertProcedure:
+			paymentAdminServiceCloseFraudAlertHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceGetPayoutHoldProcedure:
 			paymentAdminServiceGetPayoutHoldHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceBlockPhoneNumberProcedure:
@@ -1235,6 +1270,10 @@ func (UnimplementedPaymentAdminServiceHandler) HoldPayouts(context.Context, *con
 
 func (UnimplementedPaymentAdminServiceHandler) ReleasePayouts(context.Context, *connect.Request[v1.ReleasePayoutsRequest]) (*connect.Response[v1.ReleasePayoutsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.ReleasePayouts is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) CloseFraudAlert(context.Context, *connect.Request[v1.CloseFraudAlertRequest]) (*connect.Response[v1.CloseFraudAlertResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.CloseFraudAlert is not implemented"))
 }
 
 func (UnimplementedPaymentAdminServiceHandler) GetPayoutHold(context.Context, *connect.Request[v1.GetPayoutHoldRequest]) (*connect.Response[v1.GetPayoutHoldResponse], error) {

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveHeldPayoutRequest, ResolveHeldPayoutResponse, ResolveMpesaReversalRequest, ResolveMpesaReversalResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CloseFraudAlertRequest, CloseFraudAlertResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutHoldRequest, GetPayoutHoldResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveHeldPayoutRequest, ResolveHeldPayoutResponse, ResolveMpesaReversalRequest, ResolveMpesaReversalResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1212,6 +1212,16 @@ class PaymentAdminService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def close_fraud_alert(self, request: CloseFraudAlertRequest, ctx: RequestContext[CloseFraudAlertRequest, CloseFraudAlertResponse], /) -> CloseFraudAlertResponse:
+        """
+        Closes an open alert that holds nothing (a flag, a refusal) once support
+        has looked at it, with their note: CLOSED, out of the open queue, audited.
+        The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+        naming alert_id (it closes with its own decision: ReviewTip,
+        ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def get_payout_hold(self, request: GetPayoutHoldRequest, ctx: RequestContext[GetPayoutHoldRequest, GetPayoutHoldResponse], /) -> GetPayoutHoldResponse:
         """
         The worker's payout hold: since when, by whom and why; no hold when payouts run.
@@ -1402,6 +1412,17 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.release_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/CloseFraudAlert": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CloseFraudAlert",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=CloseFraudAlertRequest,
+                        output=CloseFraudAlertResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.close_fraud_alert,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/GetPayoutHold": Endpoint.unary(
                     method=MethodInfo(
@@ -1682,6 +1703,33 @@ class PaymentAdminServiceClient(ConnectClient):
                 service_name="ttip.payment.v1.PaymentAdminService",
                 input=ReleasePayoutsRequest,
                 output=ReleasePayoutsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def close_fraud_alert(
+        self,
+        request: CloseFraudAlertRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CloseFraudAlertResponse:
+        """
+        Closes an open alert that holds nothing (a flag, a refusal) once support
+        has looked at it, with their note: CLOSED, out of the open queue, audited.
+        The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+        naming alert_id (it closes with its own decision: ReviewTip,
+        ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CloseFraudAlert",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=CloseFraudAlertRequest,
+                output=CloseFraudAlertResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -2132,6 +2180,16 @@ class PaymentAdminServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def close_fraud_alert(self, request: CloseFraudAlertRequest, ctx: RequestContext[CloseFraudAlertRequest, CloseFraudAlertResponse], /) -> CloseFraudAlertResponse:
+        """
+        Closes an open alert that holds nothing (a flag, a refusal) once support
+        has looked at it, with their note: CLOSED, out of the open queue, audited.
+        The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+        naming alert_id (it closes with its own decision: ReviewTip,
+        ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_payout_hold(self, request: GetPayoutHoldRequest, ctx: RequestContext[GetPayoutHoldRequest, GetPayoutHoldResponse], /) -> GetPayoutHoldResponse:
         """
         The worker's payout hold: since when, by whom and why; no hold when payouts run.
@@ -2320,6 +2378,17 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.release_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/CloseFraudAlert": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CloseFraudAlert",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=CloseFraudAlertRequest,
+                        output=CloseFraudAlertResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.close_fraud_alert,
                 ),
                 "/ttip.payment.v1.PaymentAdminService/GetPayoutHold": EndpointSync.unary(
                     method=MethodInfo(
@@ -2600,6 +2669,33 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.payment.v1.PaymentAdminService",
                 input=ReleasePayoutsRequest,
                 output=ReleasePayoutsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def close_fraud_alert(
+        self,
+        request: CloseFraudAlertRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CloseFraudAlertResponse:
+        """
+        Closes an open alert that holds nothing (a flag, a refusal) once support
+        has looked at it, with their note: CLOSED, out of the open queue, audited.
+        The same alert again answers it as closed; a hold is FAILED_PRECONDITION
+        naming alert_id (it closes with its own decision: ReviewTip,
+        ResolveHeldPayout, ResolveSuspensePayment), as is an alert decided so.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CloseFraudAlert",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=CloseFraudAlertRequest,
+                output=CloseFraudAlertResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
