@@ -94,6 +94,11 @@ export function Suspense({ session }: { session: Session }) {
                 {p.resolution === "refund" && p.mpesaReversal === MpesaReversalState.FAILED && (
                   <Action label="Refund again" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)} />
                 )}
+                {/* Refunded before refunds were reversed here: its money still shows in suspense. */}
+                {p.resolution === "refund" && p.mpesaReversal === MpesaReversalState.NONE && !unmatchable(p) && (
+                  <Action label="Reverse on M-Pesa" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)}
+                    confirm={`M-Pesa gives ${money(p.amount)} back to its payer, or answers that it was reversed already (by hand); either way the money leaves suspense.`} />
+                )}
                 {p.resolution === "refund" && (
                   <ResolveReversal of={{ suspenseReceipt: p.receipt }} state={p.mpesaReversal} heading={false} disabledWhy={noMoney} done={() => void load()} />
                 )}

@@ -91,6 +91,27 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await page.locator(`tr[data-tip-id="${tip!.tipId}"]`).waitFor({ state: "detached" });
   });
 
+  test("a paybill payment refunded before refunds were reversed (its money left in suspense) is reversed from Suspense, after a confirmation naming the amount", async () => {
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH78", amount: 310, skipValidation: true });
+    await eventually("parked", async () => (await h.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [paid.transId])).rowCount === 1);
+    // As such a refund was recorded: closed, nothing sent to M-Pesa.
+    await h.db.pool.query("UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = 'finance-1', resolved_at = now() WHERE trans_id = $1", [paid.transId]);
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "Suspense" }).click();
+    await page.getByLabel("include resolved").check();
+    const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
+    await row.getByRole("button", { name: "Reverse on M-Pesa" }).click();
+    assert.match((await row.getByRole("note").textContent())!, /^M-Pesa gives KES 310\.00 back to its payer, or answers that it was reversed already \(by hand\); either way the money leaves suspense\.$/);
+    await row.getByLabel("Reason (Reverse on M-Pesa)").fill("clearing what was refunded by hand");
+    await row.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
+    await eventually("M-Pesa reversed it", async () => (await h.db.pool.query("SELECT 1 FROM payment.mpesa_reversals WHERE suspense_receipt = $1 AND status = 'reversed'", [paid.transId])).rowCount === 1);
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.getByRole("link", { name: "Suspense" }).click();
+    await page.getByLabel("include resolved").check();
+    await row.getByTestId("state").filter({ hasText: "refund: reversed to the payer" }).waitFor();
+    assert.equal(await row.getByRole("button", { name: "Reverse on M-Pesa" }).count(), 0, "nothing more to send");
+  });
+
   test("an alert that holds nothing (a callback for no payment) is closed from the Fraud queue with a note, and leaves the open queue", async () => {
     const conversation = `AG_${randomUUID()}`;
     const stray = { Result: { ResultType: 0, ResultCode: 0, ResultDesc: "done", OriginatorConversationID: conversation, ConversationID: conversation, TransactionID: "SXXXXXXXXX" } };

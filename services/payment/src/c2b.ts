@@ -807,12 +807,19 @@ async function matchOf(deps: Deps, ref: string) {
 
 /**
  * A refund asked again: a reversal M-Pesa refused (its money back in suspense) is tried again, once however many
- * ask at once; one on its way is followed. A refund recorded without a reversal (by hand) stays so.
+ * ask at once; one on its way is followed. A refund recorded before reversals were sent (reversed by hand on
+ * M-Pesa's portal, its money left in suspense) is reversed now: M-Pesa answers one made by hand "reversed already",
+ * and either way the money leaves suspense.
  */
 async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note: string }): Promise<void> {
+  if (!reversesOnRefund(deps, row)) return;
   const last = await suspenseReversalOf(deps.ctx.pool, row.trans_id);
-  if (!last || !reversesOnRefund(deps, row)) return;
-  if (last.status === "failed") await claimSuspenseReversal(deps.ctx.pool, row, { requestedBy: input.admin, reason: input.note });
+  if (!last || last.status === "failed") {
+    if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
+    const posted = (await deps.ctx.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [row.trans_id])).rowCount;
+    if (!posted) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
+    await claimSuspenseReversal(deps.ctx.pool, row, { requestedBy: input.admin, reason: input.note });
+  }
   await reverseRefundedPayment(deps, row.trans_id);
 }
 

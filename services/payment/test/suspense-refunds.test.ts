@@ -127,6 +127,27 @@ describe("a paybill payment in suspense refunded by support is reversed on M-Pes
     assert.ok(await h.trialBalanced());
   });
 
+  test("refunded before refunds were reversed here (M-Pesa reversed it by hand, its money left in suspense): Reverse on M-Pesa sends it, M-Pesa answers reversed already, and the money leaves suspense", async () => {
+    const receipt = await parked(290);
+    const daraja = h.config.daraja;
+    h.config.daraja = undefined;
+    try {
+      const byHand = (await refund(receipt, "reversed on the portal")).payment!;
+      assert.deepEqual([byHand.resolution, byHand.mpesaReversal, await inSuspense(receipt)], ["refund", MpesaReversalState.NONE, 29000n], "as refunds were: closed, the money in suspense");
+    } finally {
+      h.config.daraja = daraja;
+    }
+    // Support's reversal on M-Pesa's portal, as M-Pesa records it.
+    const nobody = `${h.config.callbackBaseUrl}/daraja/reversal/result/${"y".repeat(32)}`;
+    await new DarajaClient(h.config.daraja!).reversal({ transactionId: receipt, amount: 290, resultUrl: nobody, queueTimeoutUrl: nobody, remarks: "by hand" });
+    await eventually(async () => reversalsOf(receipt).some((t) => t.resultCode === 0), "reversed by hand");
+    await refund(receipt, "clear the suspense account");
+    await reversalNow(receipt, MpesaReversalState.REVERSED);
+    const { rows: [ours] } = await h.t.db.pool.query("SELECT result_code FROM payment.mpesa_reversals WHERE suspense_receipt = $1", [receipt]);
+    assert.deepEqual([ours.result_code, reversalsOf(receipt).length, await inSuspense(receipt)], ["R000001", 2, 0n], "M-Pesa's answer: reversed already; out of suspense");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a payment M-Pesa cannot have moved (below KES 1) is closed by its refund: nothing is sent", async () => {
     const paid = await h.sim.c2b.pay({ billRefNumber: "NOSUCHCODE", amount: 0.5, msisdn: "254700000000", skipValidation: true });
     await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [paid.transId])).rowCount === 1, "recorded");

@@ -619,7 +619,8 @@ export type SuspensePayment = Message<"ttip.payment.v1.SuspensePayment"> & {
    * paid, out of suspense): PENDING until M-Pesa's result, FAILED when M-Pesa
    * refused (the money waits in suspense again: refund again to retry). NONE
    * when not refunded, when the payment carries no money, or when refunded by
-   * hand (before reversals were sent, or with M-Pesa not configured).
+   * hand (before reversals were sent: a refund again sends it now; or with
+   * M-Pesa not configured).
    *
    * @generated from field: ttip.payment.v1.MpesaReversalState mpesa_reversal = 12;
    */

@@ -2360,8 +2360,10 @@ export const PaymentAdminService: GenService<{
    * as a paybill tip, less the fees) or refunds it: the whole payment is
    * reversed on M-Pesa to the number that paid, its money out of suspense
    * (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-   * tries again). Repeating the same resolution returns the same answer;
-   * another resolution is FAILED_PRECONDITION.
+   * tries again; one refunded before reversals were sent is reversed by a
+   * refund again, M-Pesa answering "reversed already" for one made by hand).
+   * Repeating the same resolution returns the same answer; another resolution
+   * is FAILED_PRECONDITION.
    *
    * @generated from rpc ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment
    */

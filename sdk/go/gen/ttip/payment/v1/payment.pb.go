@@ -1456,7 +1456,8 @@ type SuspensePayment struct {
 	// paid, out of suspense): PENDING until M-Pesa's result, FAILED when M-Pesa
 	// refused (the money waits in suspense again: refund again to retry). NONE
 	// when not refunded, when the payment carries no money, or when refunded by
-	// hand (before reversals were sent, or with M-Pesa not configured).
+	// hand (before reversals were sent: a refund again sends it now; or with
+	// M-Pesa not configured).
 	MpesaReversal MpesaReversalState `protobuf:"varint,12,opt,name=mpesa_reversal,json=mpesaReversal,proto3,enum=ttip.payment.v1.MpesaReversalState" json:"mpesa_reversal,omitempty"`
 	// M-Pesa's words on the reversal's result: why it refused, say.
 	MpesaReversalResult string `protobuf:"bytes,13,opt,name=mpesa_reversal_result,json=mpesaReversalResult,proto3" json:"mpesa_reversal_result,omitempty"`

@@ -636,8 +636,10 @@ type PaymentAdminServiceClient interface {
 	// as a paybill tip, less the fees) or refunds it: the whole payment is
 	// reversed on M-Pesa to the number that paid, its money out of suspense
 	// (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-	// tries again). Repeating the same resolution returns the same answer;
-	// another resolution is FAILED_PRECONDITION.
+	// tries again; one refunded before reversals were sent is reversed by a
+	// refund again, M-Pesa answering "reversed already" for one made by hand).
+	// Repeating the same resolution returns the same answer; another resolution
+	// is FAILED_PRECONDITION.
 	ResolveSuspensePayment(context.Context, *connect.Request[v1.ResolveSuspensePaymentRequest]) (*connect.Response[v1.ResolveSuspensePaymentResponse], error)
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
@@ -1003,8 +1005,10 @@ type PaymentAdminServiceHandler interface {
 	// as a paybill tip, less the fees) or refunds it: the whole payment is
 	// reversed on M-Pesa to the number that paid, its money out of suspense
 	// (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-	// tries again). Repeating the same resolution returns the same answer;
-	// another resolution is FAILED_PRECONDITION.
+	// tries again; one refunded before reversals were sent is reversed by a
+	// refund again, M-Pesa answering "reversed already" for one made by hand).
+	// Repeating the same resolution returns the same answer; another resolution
+	// is FAILED_PRECONDITION.
 	ResolveSuspensePayment(context.Context, *connect.Request[v1.ResolveSuspensePaymentRequest]) (*connect.Response[v1.ResolveSuspensePaymentResponse], error)
 	// Refunds a card tip in full or in part through its provider; the worker's
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip

@@ -755,7 +755,8 @@ class SuspensePayment(Message[_SuspensePaymentFields]):
             paid, out of suspense): PENDING until M-Pesa's result, FAILED when M-Pesa
             refused (the money waits in suspense again: refund again to retry). NONE
             when not refunded, when the payment carries no money, or when refunded by
-            hand (before reversals were sent, or with M-Pesa not configured).
+            hand (before reversals were sent: a refund again sends it now; or with
+            M-Pesa not configured).
 
             ```proto
             ttip.payment.v1.MpesaReversalState mpesa_reversal = 12;

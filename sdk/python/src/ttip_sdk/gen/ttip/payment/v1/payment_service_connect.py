@@ -1253,8 +1253,10 @@ class PaymentAdminService(Protocol):
         as a paybill tip, less the fees) or refunds it: the whole payment is
         reversed on M-Pesa to the number that paid, its money out of suspense
         (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-        tries again). Repeating the same resolution returns the same answer;
-        another resolution is FAILED_PRECONDITION.
+        tries again; one refunded before reversals were sent is reversed by a
+        refund again, M-Pesa answering "reversed already" for one made by hand).
+        Repeating the same resolution returns the same answer; another resolution
+        is FAILED_PRECONDITION.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1864,8 +1866,10 @@ class PaymentAdminServiceClient(ConnectClient):
         as a paybill tip, less the fees) or refunds it: the whole payment is
         reversed on M-Pesa to the number that paid, its money out of suspense
         (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-        tries again). Repeating the same resolution returns the same answer;
-        another resolution is FAILED_PRECONDITION.
+        tries again; one refunded before reversals were sent is reversed by a
+        refund again, M-Pesa answering "reversed already" for one made by hand).
+        Repeating the same resolution returns the same answer; another resolution
+        is FAILED_PRECONDITION.
         """
         return await self.execute_unary(
             request=request,
@@ -2221,8 +2225,10 @@ class PaymentAdminServiceSync(Protocol):
         as a paybill tip, less the fees) or refunds it: the whole payment is
         reversed on M-Pesa to the number that paid, its money out of suspense
         (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-        tries again). Repeating the same resolution returns the same answer;
-        another resolution is FAILED_PRECONDITION.
+        tries again; one refunded before reversals were sent is reversed by a
+        refund again, M-Pesa answering "reversed already" for one made by hand).
+        Repeating the same resolution returns the same answer; another resolution
+        is FAILED_PRECONDITION.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2830,8 +2836,10 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
         as a paybill tip, less the fees) or refunds it: the whole payment is
         reversed on M-Pesa to the number that paid, its money out of suspense
         (SuspensePayment.mpesa_reversal; a refusal puts it back, and a refund again
-        tries again). Repeating the same resolution returns the same answer;
-        another resolution is FAILED_PRECONDITION.
+        tries again; one refunded before reversals were sent is reversed by a
+        refund again, M-Pesa answering "reversed already" for one made by hand).
+        Repeating the same resolution returns the same answer; another resolution
+        is FAILED_PRECONDITION.
         """
         return self.execute_unary(
             request=request,
