@@ -16,7 +16,7 @@ function reversalWords(p: SuspensePayment): string {
   switch (p.mpesaReversal) {
     case MpesaReversalState.PENDING: return "reversal waiting for M-Pesa";
     case MpesaReversalState.REVERSED: return "reversed to the payer";
-    case MpesaReversalState.FAILED: return `M-Pesa refused the reversal (${p.mpesaReversalResult}); the money is in suspense again`;
+    case MpesaReversalState.FAILED: return `reversal not made (${p.mpesaReversalResult}); the money is in suspense again`;
     default: return "";
   }
 }
@@ -28,6 +28,9 @@ function unmatchable(p: SuspensePayment): string | undefined {
   if (p.amount.amountMinor > MPESA_LIMITS.perTransactionMinor) return "over M-Pesa's cap: check with Safaricom, refund";
   return p.amount.amountMinor < MPESA_LIMITS.minMinor ? "below KES 1, no money: refund to close" : undefined;
 }
+
+/** Whether M-Pesa can reverse the payment: money it can have moved, in whole shillings (a refund of any other is closed by hand). */
+const reversible = (p: SuspensePayment) => !unmatchable(p) && p.amount?.currency === "KES" && p.amount.amountMinor % 100n === 0n;
 
 const codeInputId = (receipt: string) => `suspense-code-${receipt}`;
 
@@ -95,9 +98,9 @@ export function Suspense({ session }: { session: Session }) {
                   <Action label="Refund again" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)} />
                 )}
                 {/* Refunded before refunds were reversed here: its money still shows in suspense. */}
-                {p.resolution === "refund" && p.mpesaReversal === MpesaReversalState.NONE && !unmatchable(p) && (
+                {p.resolution === "refund" && p.mpesaReversal === MpesaReversalState.NONE && reversible(p) && (
                   <Action label="Reverse on M-Pesa" reason="Reason" danger disabledWhy={noMoney} done={() => void load()} run={(note) => refund(p, note)}
-                    confirm={`M-Pesa gives ${money(p.amount)} back to its payer, or answers that it was reversed already (by hand); either way the money leaves suspense.`} />
+                    confirm={`Check M-Pesa's statement first: refunded any other way (a B2C, cash), its payer would be paid twice. M-Pesa gives ${money(p.amount)} back to its payer, or answers that it was reversed already (on the portal); either way the money leaves suspense.`} />
                 )}
                 {p.resolution === "refund" && (
                   <ResolveReversal of={{ suspenseReceipt: p.receipt }} state={p.mpesaReversal} heading={false} disabledWhy={noMoney} done={() => void load()} />

@@ -101,7 +101,7 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await page.getByLabel("include resolved").check();
     const row = page.locator(`tr[data-receipt="${paid.transId}"]`);
     await row.getByRole("button", { name: "Reverse on M-Pesa" }).click();
-    assert.match((await row.getByRole("note").textContent())!, /^M-Pesa gives KES 310\.00 back to its payer, or answers that it was reversed already \(by hand\); either way the money leaves suspense\.$/);
+    assert.match((await row.getByRole("note").textContent())!, /^Check M-Pesa's statement first: .* M-Pesa gives KES 310\.00 back to its payer, or answers that it was reversed already \(on the portal\); either way the money leaves suspense\.$/);
     await row.getByLabel("Reason (Reverse on M-Pesa)").fill("clearing what was refunded by hand");
     await row.getByRole("button", { name: "Confirm reverse on m-pesa" }).click();
     await eventually("M-Pesa reversed it", async () => (await h.db.pool.query("SELECT 1 FROM payment.mpesa_reversals WHERE suspense_receipt = $1 AND status = 'reversed'", [paid.transId])).rowCount === 1);
@@ -190,7 +190,7 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await refund("Refund", "the customer paid the wrong paybill");
     await eventually("M-Pesa refused", async () => (await reversals())[0]?.status === "failed");
     // Before, a refund left the list at once, marked for someone to reverse by hand, its money in suspense for good.
-    await (await openSuspense()).getByTestId("state").filter({ hasText: /M-Pesa refused the reversal \(.+\); the money is in suspense again/ }).waitFor();
+    await (await openSuspense()).getByTestId("state").filter({ hasText: /reversal not made \(M-Pesa refused: .+\); the money is in suspense again/ }).waitFor();
 
     h.daraja.script({ amount: 263 }, { reversal: "queue_timeout" });
     await refund("Refund again", "utility account topped up");

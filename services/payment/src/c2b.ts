@@ -811,14 +811,17 @@ async function matchOf(deps: Deps, ref: string) {
  * M-Pesa's portal, its money left in suspense) is reversed now: M-Pesa answers one made by hand "reversed already",
  * and either way the money leaves suspense.
  */
-async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note: string }): Promise<void> {
+async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note: string; record: (tx: Queryable, refunded: boolean) => Promise<void> }): Promise<void> {
   if (!reversesOnRefund(deps, row)) return;
   const last = await suspenseReversalOf(deps.ctx.pool, row.trans_id);
   if (!last || last.status === "failed") {
     if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
     const posted = (await deps.ctx.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [row.trans_id])).rowCount;
     if (!posted) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
-    await claimSuspenseReversal(deps.ctx.pool, row, { requestedBy: input.admin, reason: input.note });
+    // Audited as the refund it carries out, once per reversal made (a retry finding it made records nothing).
+    await withTransaction(deps.ctx.pool, async (tx) => {
+      if (await claimSuspenseReversal(tx, row, { requestedBy: input.admin, reason: input.note })) await input.record(tx, true);
+    });
   }
   await reverseRefundedPayment(deps, row.trans_id);
 }

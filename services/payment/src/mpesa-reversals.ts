@@ -9,7 +9,7 @@
 // money back while the payer has it. A request whose answer was lost stays in doubt for support.
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, MPESA_LIMITS, NotConfiguredError, withTransaction, type Queryable } from "@ttip/runtime";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, MPESA_LIMITS, NotConfiguredError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { spentReceiptOf, type C2bRow } from "./c2b.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -245,7 +245,7 @@ async function takeBack(deps: Deps, subject: Reversed, reversal: ReversalRow, re
       ? "tip_id: the worker's balance no longer covers this reversal (already withdrawn); nothing was sent to M-Pesa"
       : subject.alert.tipId
         ? "tip_id: the venue's pool no longer covers this reversal (already distributed); nothing was sent to M-Pesa"
-        : `${subject.label}: suspense no longer holds it; nothing was sent to M-Pesa`);
+        : "receipt: suspense no longer holds its money; nothing was sent to M-Pesa");
   }
   await withTransaction(pool(deps), async (tx) => {
     const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET status = 'debited' WHERE reversal_id = $1 AND status = 'new'", [reversal.reversal_id]);
@@ -371,14 +371,19 @@ async function giveBack(deps: Deps, subject: Reversed, reversal: ReversalRow, wh
     if (!rowCount) {
       const { rows: [now] } = await tx.query<{ status: string }>("SELECT status FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversal.reversal_id]);
       if (now.status !== "reversed") return false;
-      await alertTakeBackByHand(tx, subject, reversal, `it was found reversed as its money went back (${why})`);
+      // A suspense payment's money is taken out again below; a share that went back to a balance is support's to take.
+      if (!reversal.suspense_receipt) await alertTakeBackByHand(tx, subject, reversal, `it was found reversed as its money went back (${why})`);
       return true;
     }
     await subject.failed(tx, reversal);
     await record?.(tx);
     return false;
   });
-  if (raced) throw new InvalidStateError(`${reversal.tip_id ? "tip_id" : "suspense_receipt"}: M-Pesa's result said reversed meanwhile; the money went back all the same and support is alerted to take it back`);
+  if (raced && reversal.suspense_receipt) {
+    await subject.takeBack(reversal, `mpesa-reversal-again:${reversal.reversal_id}`);
+    throw new InvalidStateError("suspense_receipt: M-Pesa's result said reversed meanwhile; its money is out of suspense as that says");
+  }
+  if (raced) throw new InvalidStateError("tip_id: M-Pesa's result said reversed meanwhile; the money went back all the same and support is alerted to take it back");
   Object.assign(reversal, { status: "failed", result_desc: why });
 }
 
@@ -435,8 +440,17 @@ async function reversedAfterFailing(deps: Deps, subject: Reversed, reversal: Rev
     const { rowCount } = await tx.query(
       "UPDATE payment.mpesa_reversals SET reversal_receipt = $2 WHERE reversal_id = $1 AND status = 'failed' AND reversal_receipt IS NULL",
       [reversal.reversal_id, receipt || "unknown"]);
-    if (rowCount) await alertTakeBackByHand(tx, subject, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the money given back`);
+    if (!rowCount) return;
+    if (!reversal.suspense_receipt) {
+      await alertTakeBackByHand(tx, subject, reversal, `M-Pesa reported it reversed after it was marked failed (${reversal.result_desc}) and the money given back`);
+      return;
+    }
+    // Its money back in suspense, M-Pesa's word now says reversed: a reversal again, which M-Pesa answers "reversed
+    // already", takes it out and leaves the payment REVERSED. None is made while a later one is live or reversed: that
+    // one takes it out (or did).
+    await claimSuspenseReversal(tx, { trans_id: reversal.suspense_receipt, amount_minor: reversal.amount_minor }, { requestedBy: "mpesa", reason: "M-Pesa reported reversed a reversal marked failed" });
   });
+  if (reversal.suspense_receipt) await reverseRefundedPayment(deps, reversal.suspense_receipt);
 }
 
 export interface ResolveInput {
@@ -459,7 +473,12 @@ export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): P
   const [column, id, field] = "tipId" in input.of ? ["tip_id", input.of.tipId, "tip_id"] : ["suspense_receipt", input.of.suspenseReceipt, "suspense_receipt"];
   const { rows: [reversal] } = await pool(deps).query<ReversalRow>(
     `SELECT * FROM payment.mpesa_reversals WHERE ${column} = $1 ORDER BY created_at DESC LIMIT 1`, [id]);
-  if (!reversal) throw new InvalidStateError(`${field}: it has no M-Pesa reversal`);
+  if (!reversal) {
+    const table = column === "tip_id" ? "tips WHERE tip_id = $1" : "c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'";
+    const known = (await pool(deps).query(`SELECT 1 FROM payment.${table}`, [id])).rowCount;
+    if (!known) throw new NotFoundError(column === "tip_id" ? "tip_id: no such tip" : "suspense_receipt: no paybill payment in suspense has this receipt");
+    throw new InvalidStateError(`${field}: it has no M-Pesa reversal`);
+  }
   const same = input.outcome.reversed ? reversal.status === "reversed" && reversal.reversal_receipt === input.outcome.receipt : reversal.status === "failed";
   if (same) return;
   if (!(reversal.status === "sending" || reversal.status === "sent")) throw new InvalidStateError(`${field}: its reversal is not in doubt: it is ${reversal.status}`);
@@ -487,12 +506,13 @@ export function reversesOnRefund(deps: Deps, row: Pick<C2bRow, "amount_minor">):
  * a refund decided is a reversal on its way whatever crashes next. One attempt per key (`refund:<n>`, the n-th): two
  * retries at once make one; none while another is live.
  */
-export async function claimSuspenseReversal(db: Queryable, row: Pick<C2bRow, "trans_id" | "amount_minor">, input: { requestedBy: string; reason: string }): Promise<void> {
+export async function claimSuspenseReversal(db: Queryable, row: Pick<C2bRow, "trans_id" | "amount_minor">, input: { requestedBy: string; reason: string }): Promise<boolean> {
   const { rows: [made] } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM payment.mpesa_reversals WHERE suspense_receipt = $1", [row.trans_id]);
-  await db.query(
+  const { rowCount } = await db.query(
     `INSERT INTO payment.mpesa_reversals (reversal_id, suspense_receipt, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
      VALUES ($1, $2, $3, $2, $4, 0, 'new', $5, $6, $7) ON CONFLICT DO NOTHING`,
     [randomUUID(), row.trans_id, `refund:${made.n}`, row.amount_minor, input.reason, input.requestedBy, callbackToken()]);
+  return rowCount === 1;
 }
 
 /** The latest reversal of a refunded suspense payment, if any. */

@@ -47,7 +47,9 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
   async function paidTip(payer = phone()): Promise<{ worker: string; tip: Tip }> {
     const worker = randomUUID();
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: payer } });
-    await eventually(async () => (await tipNow(tip!.tipId)).status === TipStatus.SUCCEEDED && (await h.balance(worker)) === 9500n, "tip credited");
+    // Its credit recorded on the tip too (before that, a reversal is ABORTED: "still being posted").
+    await eventually(async () => (await tipNow(tip!.tipId)).status === TipStatus.SUCCEEDED && (await h.balance(worker)) === 9500n &&
+      (await h.t.db.pool.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 AND credit_entry_id IS NOT NULL", [tip!.tipId])).rowCount === 1, "tip credited");
     return { worker, tip: await tipNow(tip!.tipId) };
   }
   const reverse = (tipId: string, idempotencyKey = `reversal-${randomUUID()}`) => admin.refundTip({ tipId, idempotencyKey, reason: "tipped the wrong person" });
@@ -82,7 +84,9 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     const { tip: held } = await h.t.client(PaymentService, { subject: worker, roles: ["worker"] }).createTip({
       idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() },
     });
-    await eventually(async () => (await tipNow(held!.tipId)).status === TipStatus.HELD_FOR_REVIEW, "held: a worker tipping themself");
+    // Held, and its money's entry into suspense posted (reviewed before that, it is "still being recorded").
+    await eventually(async () => (await tipNow(held!.tipId)).status === TipStatus.HELD_FOR_REVIEW &&
+      (await h.t.db.pool.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 AND credit_entry_id IS NOT NULL", [held!.tipId])).rowCount === 1, "held: a worker tipping themself");
     const before = await reverse(held!.tipId).catch(asConnectError);
     assert.equal(Code[(before as { code: Code }).code], Code[Code.FailedPrecondition], "held: decided by review first");
     const declined = (await admin.reviewTip({ tipId: held!.tipId, approve: false, note: "tipped themself" })).tip!;
