@@ -202,8 +202,8 @@ async function accountLabel(a: Account): Promise<string> {
 }
 
 /** Each posting's account by label (accountLabel); an account wallet cannot tell now is left as its id. */
-async function accountLabels(entry: JournalEntry): Promise<Record<string, string>> {
-  const ids = [...new Set(entry.postings.map((x) => x.accountId))];
+async function accountLabels(entries: JournalEntry[]): Promise<Record<string, string>> {
+  const ids = [...new Set(entries.flatMap((e) => e.postings.map((x) => x.accountId)))];
   const labels = await Promise.all(ids.map(async (accountId) => {
     const { account } = await api(WalletAdminService).getAccount({ accountId }).catch(() => ({ account: undefined }));
     return [accountId, account ? await accountLabel(account) : accountId] as const;
@@ -213,7 +213,8 @@ async function accountLabels(entry: JournalEntry): Promise<Record<string, string
 
 function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payoutId"; value: string }; session: Session }) {
   const [detail, setDetail] = useState<GetPaymentDetailResponse>();
-  const [entry, setEntry] = useState<JournalEntry>();
+  // The credit first, then what took its money back or gave it back (reversals, refunds, chargebacks).
+  const [entries, setEntries] = useState<JournalEntry[]>([]);
   const [labels, setLabels] = useState<Record<string, string>>({});
   const [error, setError] = useState("");
   const moneyRole = hasRole(session, ...MONEY_ROLES);
@@ -223,9 +224,14 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       setDetail(d);
       // The ledger is finance's and admin's to read.
       if (d.ledgerEntryId && moneyRole) {
-        const { entry } = await api(WalletAdminService).getJournalEntry({ entryId: d.ledgerEntryId });
-        setEntry(entry);
-        if (entry) setLabels(await accountLabels(entry));
+        const wallet = api(WalletAdminService);
+        const [{ entry }, later] = await Promise.all([
+          wallet.getJournalEntry({ entryId: d.ledgerEntryId }),
+          d.reversalEntryKeys.length ? wallet.listJournalEntries({ idempotencyKeys: d.reversalEntryKeys }) : { entries: [] },
+        ]);
+        const all = [...(entry ? [entry] : []), ...later.entries];
+        setEntries(all);
+        setLabels(await accountLabels(all));
       }
     } catch (err) {
       setError(errorText(err));
@@ -259,12 +265,13 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       <Section title="Ledger">
         {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}
         {detail.ledgerEntryId && !moneyRole && <p className="muted">Entry {detail.ledgerEntryId} ({detail.ledgerCreditKind}); the ledger is for finance and admins.</p>}
-        {entry && (
-          <table aria-label="Ledger entry">
+        {entries.map((entry, n) => (
+          <table key={entry.entryId} aria-label={n ? "Later ledger entry" : "Ledger entry"} data-entry-id={entry.entryId}>
+            {n > 0 && <caption>{when(entry.postedAt)} · {entry.description}</caption>}
             <thead><tr><th>Account</th><th>Amount</th><th>Memo</th></tr></thead>
-            <tbody>{entry.postings.map((x, i) => <tr key={i}><td title={x.accountId} data-testid="ledger-account">{labels[x.accountId] ?? <code>{x.accountId}</code>}</td><td>{money(x.amount)}</td><td>{x.memo}</td></tr>)}</tbody>
+            <tbody>{entry.postings.map((x, i) => <tr key={i}><td title={x.accountId} data-testid={n ? "later-ledger-account" : "ledger-account"}>{labels[x.accountId] ?? <code>{x.accountId}</code>}</td><td>{money(x.amount)}</td><td>{x.memo}</td></tr>)}</tbody>
           </table>
-        )}
+        ))}
       </Section>
       <Section title={`Callbacks (${detail.callbacks.length})`}>
         {detail.callbacks.map((c) => (

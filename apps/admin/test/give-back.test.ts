@@ -52,6 +52,11 @@ describe("admin console: giving an M-Pesa tip back", () => {
     const again = await h.tipDetail(page, worker.userId, tip!.tipId);
     await again.getByTestId("mpesa-reversal").filter({ hasText: "reversed" }).waitFor();
     assert.equal(await again.getByTestId("refunded").textContent(), "KES 100.00");
+    // The ledger shows what took the share back beside the credit (before, the credit alone).
+    const taken = again.getByLabel("Later ledger entry");
+    await taken.locator("caption").filter({ hasText: `Reversal of M-Pesa tip ${tip!.tipId}` }).waitFor();
+    const amounts = (await taken.locator("tbody tr td:nth-child(2)").allTextContents()).map((a) => a.replace(/[^\d.-]/g, "")).sort();
+    assert.deepEqual(amounts, ["-5.00", "-95.00", "100.00"], "the worker's 95 and the fee's 5 back to clearing's 100");
     const button = again.getByRole("button", { name: "Reverse on M-Pesa" });
     assert.deepEqual([await button.isDisabled(), await button.getAttribute("title")], [true, "M-Pesa reversed it already"], "nothing left to give back");
   });

@@ -67,8 +67,10 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.deepEqual(sent.map((t) => [t.amount, t.resultCode]), [[100, 0]], "one request to M-Pesa, for the whole payment");
     assert.equal((await row(tip.tipId))[0].reversal_receipt, sent[0].receipt, "M-Pesa's own id of the reversal kept");
     assert.deepEqual(await announced(tip.tipId), { kinds: [TipReversalKind.REFUND], reversed: [10000n, 500n, 9500n] });
-    const { callbacks } = await admin.getPaymentDetail({ subject: { case: "tipId", value: tip.tipId } });
+    const { callbacks, reversalEntryKeys } = await admin.getPaymentDetail({ subject: { case: "tipId", value: tip.tipId } });
     assert.deepEqual(callbacks.map((c) => c.source).sort(), ["mpesa_reversal", "mpesa_stk"], "the reversal's result is on the tip's detail beside its payment's");
+    const id = first.refundId;
+    assert.deepEqual(reversalEntryKeys, [`mpesa-reversal:${id}`, `mpesa-reversal-undo:${id}`], "where the ledger holds what took the share back (and would give it back)");
 
     const again = await reverse(tip.tipId, key);
     assert.equal(again.refundId, first.refundId, "the same reversal under the same key");

@@ -555,6 +555,13 @@ export async function loadEntryByKey(db: Queryable, idempotencyKey: string): Pro
   return row && entryOfRow(row);
 }
 
+/** The entries posted under these keys (each key's unique index), oldest first; a key with none is left out. */
+export async function entriesUnderKeys(db: Queryable, keys: string[]): Promise<JournalEntry[]> {
+  const { rows } = await db.query<{ entry_id: string }>(
+    "SELECT entry_id FROM wallet.entries WHERE idempotency_key = ANY($1::text[]) ORDER BY posted_at, entry_id", [keys]);
+  return Promise.all(rows.map(async (r) => (await loadEntry(db, r.entry_id))!));
+}
+
 export function causeOf(kind: string, ref: string): EntryCause {
   return create(EntryCauseSchema, { cause: { case: kind, value: ref } as EntryCause["cause"] });
 }

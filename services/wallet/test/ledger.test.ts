@@ -610,6 +610,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     await assert.rejects(t.db.pool.query(`UPDATE wallet.postings SET amount_minor = 1 WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
   });
 
+  test("entries are listed by their idempotency keys, oldest first, read whole; a key with nothing posted is left out", async () => {
+    const w = await newWorker();
+    const [first, second] = [`mpesa:${randomUUID()}`, `mpesa:${randomUUID()}`];
+    await tip(w.accountId, 2_000n, 100n, first);
+    await tip(w.accountId, 3_000n, 0n, second);
+    await tip(w.accountId, 4_000n, 0n);
+    const { entries } = await admin.listJournalEntries({ idempotencyKeys: [second, `never-posted:${randomUUID()}`, first] });
+    assert.deepEqual(entries.map((e) => e.idempotencyKey), [first, second]);
+    assert.deepEqual(entries[0].postings.map((p) => p.amount!.amountMinor), [-2_000n, 1_900n, 100n]);
+    assert.equal(await codeOf(admin.listJournalEntries({ idempotencyKeys: [] })), "InvalidArgument", "no key");
+  });
+
   test("a USD card tip lands in a KES wallet at a recorded rate, balanced per currency", async () => {
     const w = await newWorker();
     const stripe = (await internal.ensureAccount({ kind: AccountKind.STRIPE_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;

@@ -16,7 +16,7 @@ import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
 import { alertsOf } from "../stores/fraud-alerts.js";
 import { loadPayout, makePayoutDue, openPayoutLeasedUntil, searchPayouts } from "../stores/payouts.js";
 import type { CommonSearch } from "../stores/search.js";
-import { makeTipDue, pendingTipLeasedUntil, searchTips, tipById } from "../stores/tips.js";
+import { makeTipDue, pendingTipLeasedUntil, reversalEntryKeys, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 import { kes } from "../money.js";
 import { busyWhenHeld, waitBrieflyForLocks } from "../requery-lock.js";
@@ -136,6 +136,7 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
         alerts: await alertsFor(pool, "tip_id", tip.tipId),
         ledgerEntryId: tip.creditEntryId ?? "",
         ledgerCreditKind: tip.creditKind ?? "",
+        reversalEntryKeys: await reversalEntryKeys(pool, tip.tipId),
       };
     }
     const payout = await loadPayout(pool, req.subject.value!);

@@ -128,6 +128,26 @@ export async function tipById(db: Queryable, tipId: string): Promise<Tip | undef
   return row && tipOf(row);
 }
 
+/**
+ * The keys of the wallet entries that took a tip's money back or gave it back, by the keys their flows post under
+ * (mpesa-reversals.ts, cards/aftercare.ts; a held hold that was a spent payment, c2b.ts' reverseSpentHold): the
+ * console reads them from the ledger. At most 50: a tip has a handful.
+ */
+export async function reversalEntryKeys(db: Queryable, tipId: string): Promise<string[]> {
+  const { rows } = await db.query<{ key: string }>(
+    `SELECT key FROM (
+        SELECT created_at AS at, unnest(ARRAY['mpesa-reversal:' || reversal_id, 'mpesa-reversal-undo:' || reversal_id]) AS key FROM payment.mpesa_reversals WHERE tip_id = $1
+        UNION ALL
+        SELECT created_at, unnest(ARRAY['card-refund:' || refund_id, 'card-refund-undo:' || refund_id, 'card-dispute-lost-share:' || refund_id]) FROM payment.card_refunds WHERE tip_id = $1
+        UNION ALL
+        SELECT created_at, unnest(ARRAY['card-dispute-hold:' || dispute_id, 'card-dispute-lost:' || dispute_id, 'card-dispute-won:' || dispute_id]) FROM payment.card_disputes WHERE tip_id = $1
+        UNION ALL
+        SELECT created_at, credit_key || ':spent' FROM payment.tips WHERE tip_id = $1 AND credit_kind = 'suspense' AND credit_key IS NOT NULL
+      ) k ORDER BY at LIMIT 50`,
+    [tipId]);
+  return rows.map((r) => r.key);
+}
+
 export interface TipSearch extends CommonSearch {
   /** "mpesa" or "card"; undefined for any (null matches none). */
   method?: string | null;

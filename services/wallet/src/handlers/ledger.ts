@@ -4,7 +4,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, batchRefusal, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PostEntryResultSchema, WalletAdminService, WalletInternalService, type PostEntryRequest } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS, ensureAccount, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
+import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS, ensureAccount, entriesUnderKeys, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
 import { type BatchOutcome, postEntries } from "../post-entries.js";
 import { toBalance, trialBalance } from "../queries.js";
 import { accountsPage } from "../stores/accounts.js";
@@ -18,6 +18,7 @@ export function ledgerHandlers(h: WalletHandlerContext): WalletAreaHandlers {
       getAccount: getAccountHandler(h),
       listAccounts: listAccountsHandler(h),
       getJournalEntry: getJournalEntryHandler(h),
+      listJournalEntries: listJournalEntriesHandler(h),
       reverseEntry: reverseEntryHandler(h),
     },
     internal: {
@@ -64,6 +65,13 @@ function getJournalEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof Wal
     const entry = await loadEntry(pool, req.entryId);
     if (!entry) throw new NotFoundError(`entry_id: no entry ${req.entryId}`);
     return { entry };
+  };
+}
+
+function listJournalEntriesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["listJournalEntries"] {
+  const { pool } = h;
+  return async function (req) {
+    return { entries: await entriesUnderKeys(pool, req.idempotencyKeys) };
   };
 }
 

@@ -4024,8 +4024,13 @@ type GetPaymentDetailResponse struct {
 	HoldState string `protobuf:"bytes,8,opt,name=hold_state,json=holdState,proto3" json:"hold_state,omitempty"`
 	// Times the provider was asked for the outcome.
 	StatusQueries int32 `protobuf:"varint,9,opt,name=status_queries,json=statusQueries,proto3" json:"status_queries,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The idempotency keys of the wallet entries that took a tip's money back or
+	// gave it back: its reversals, refunds and chargebacks, oldest first (a key
+	// may name an entry never posted, a step not reached).
+	// WalletAdminService.ListJournalEntries reads them.
+	ReversalEntryKeys []string `protobuf:"bytes,10,rep,name=reversal_entry_keys,json=reversalEntryKeys,proto3" json:"reversal_entry_keys,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GetPaymentDetailResponse) Reset() {
@@ -4119,6 +4124,13 @@ func (x *GetPaymentDetailResponse) GetStatusQueries() int32 {
 		return x.StatusQueries
 	}
 	return 0
+}
+
+func (x *GetPaymentDetailResponse) GetReversalEntryKeys() []string {
+	if x != nil {
+		return x.ReversalEntryKeys
+	}
+	return nil
 }
 
 type RequeryPaymentRequest struct {
@@ -4926,7 +4938,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x17GetPaymentDetailRequest\x12!\n" +
 	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x05tipId\x12'\n" +
 	"\tpayout_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bpayoutIdB\x10\n" +
-	"\asubject\x12\x05\xbaH\x02\b\x01\"\x9f\x03\n" +
+	"\asubject\x12\x05\xbaH\x02\b\x01\"\xcf\x03\n" +
 	"\x18GetPaymentDetailResponse\x12&\n" +
 	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12/\n" +
 	"\x06payout\x18\x02 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\x12@\n" +
@@ -4937,7 +4949,9 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\ahold_id\x18\a \x01(\tR\x06holdId\x12\x1d\n" +
 	"\n" +
 	"hold_state\x18\b \x01(\tR\tholdState\x12%\n" +
-	"\x0estatus_queries\x18\t \x01(\x05R\rstatusQueries\"u\n" +
+	"\x0estatus_queries\x18\t \x01(\x05R\rstatusQueries\x12.\n" +
+	"\x13reversal_entry_keys\x18\n" +
+	" \x03(\tR\x11reversalEntryKeys\"u\n" +
 	"\x15RequeryPaymentRequest\x12!\n" +
 	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x05tipId\x12'\n" +
 	"\tpayout_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bpayoutIdB\x10\n" +

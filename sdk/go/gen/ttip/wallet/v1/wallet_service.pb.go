@@ -1128,6 +1128,94 @@ func (x *GetJournalEntryResponse) GetEntry() *JournalEntry {
 	return nil
 }
 
+type ListJournalEntriesRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	IdempotencyKeys []string               `protobuf:"bytes,1,rep,name=idempotency_keys,json=idempotencyKeys,proto3" json:"idempotency_keys,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListJournalEntriesRequest) Reset() {
+	*x = ListJournalEntriesRequest{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJournalEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJournalEntriesRequest) ProtoMessage() {}
+
+func (x *ListJournalEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJournalEntriesRequest.ProtoReflect.Descriptor instead.
+func (*ListJournalEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListJournalEntriesRequest) GetIdempotencyKeys() []string {
+	if x != nil {
+		return x.IdempotencyKeys
+	}
+	return nil
+}
+
+type ListJournalEntriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*JournalEntry        `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJournalEntriesResponse) Reset() {
+	*x = ListJournalEntriesResponse{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJournalEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJournalEntriesResponse) ProtoMessage() {}
+
+func (x *ListJournalEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJournalEntriesResponse.ProtoReflect.Descriptor instead.
+func (*ListJournalEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListJournalEntriesResponse) GetEntries() []*JournalEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type ReverseEntryRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	EntryId        string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
@@ -1139,7 +1227,7 @@ type ReverseEntryRequest struct {
 
 func (x *ReverseEntryRequest) Reset() {
 	*x = ReverseEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1239,7 @@ func (x *ReverseEntryRequest) String() string {
 func (*ReverseEntryRequest) ProtoMessage() {}
 
 func (x *ReverseEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1252,7 @@ func (x *ReverseEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseEntryRequest.ProtoReflect.Descriptor instead.
 func (*ReverseEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReverseEntryRequest) GetEntryId() string {
@@ -1197,7 +1285,7 @@ type ReverseEntryResponse struct {
 
 func (x *ReverseEntryResponse) Reset() {
 	*x = ReverseEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1297,7 @@ func (x *ReverseEntryResponse) String() string {
 func (*ReverseEntryResponse) ProtoMessage() {}
 
 func (x *ReverseEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1310,7 @@ func (x *ReverseEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseEntryResponse.ProtoReflect.Descriptor instead.
 func (*ReverseEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReverseEntryResponse) GetReversal() *JournalEntry {
@@ -1242,7 +1330,7 @@ type CreateFeeScheduleRequest struct {
 
 func (x *CreateFeeScheduleRequest) Reset() {
 	*x = CreateFeeScheduleRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1342,7 @@ func (x *CreateFeeScheduleRequest) String() string {
 func (*CreateFeeScheduleRequest) ProtoMessage() {}
 
 func (x *CreateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1355,7 @@ func (x *CreateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateFeeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateFeeScheduleRequest) GetSchedule() *FeeSchedule {
@@ -1293,7 +1381,7 @@ type CreateFeeScheduleResponse struct {
 
 func (x *CreateFeeScheduleResponse) Reset() {
 	*x = CreateFeeScheduleResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1393,7 @@ func (x *CreateFeeScheduleResponse) String() string {
 func (*CreateFeeScheduleResponse) ProtoMessage() {}
 
 func (x *CreateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1406,7 @@ func (x *CreateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateFeeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateFeeScheduleResponse) GetSchedule() *FeeSchedule {
@@ -1337,7 +1425,7 @@ type ListFeeSchedulesRequest struct {
 
 func (x *ListFeeSchedulesRequest) Reset() {
 	*x = ListFeeSchedulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1437,7 @@ func (x *ListFeeSchedulesRequest) String() string {
 func (*ListFeeSchedulesRequest) ProtoMessage() {}
 
 func (x *ListFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1450,7 @@ func (x *ListFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeeSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListFeeSchedulesRequest) GetCurrency() string {
@@ -1381,7 +1469,7 @@ type ListFeeSchedulesResponse struct {
 
 func (x *ListFeeSchedulesResponse) Reset() {
 	*x = ListFeeSchedulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1481,7 @@ func (x *ListFeeSchedulesResponse) String() string {
 func (*ListFeeSchedulesResponse) ProtoMessage() {}
 
 func (x *ListFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1494,7 @@ func (x *ListFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeeSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListFeeSchedulesResponse) GetSchedules() []*FeeSchedule {
@@ -1425,7 +1513,7 @@ type LoadFeeSchedulesRequest struct {
 
 func (x *LoadFeeSchedulesRequest) Reset() {
 	*x = LoadFeeSchedulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1525,7 @@ func (x *LoadFeeSchedulesRequest) String() string {
 func (*LoadFeeSchedulesRequest) ProtoMessage() {}
 
 func (x *LoadFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1538,7 @@ func (x *LoadFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadFeeSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*LoadFeeSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LoadFeeSchedulesRequest) GetCurrency() string {
@@ -1469,7 +1557,7 @@ type LoadFeeSchedulesResponse struct {
 
 func (x *LoadFeeSchedulesResponse) Reset() {
 	*x = LoadFeeSchedulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1569,7 @@ func (x *LoadFeeSchedulesResponse) String() string {
 func (*LoadFeeSchedulesResponse) ProtoMessage() {}
 
 func (x *LoadFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1582,7 @@ func (x *LoadFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadFeeSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*LoadFeeSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LoadFeeSchedulesResponse) GetSchedules() []*FeeSchedule {
@@ -1516,7 +1604,7 @@ type SetTierLimitsRequest struct {
 
 func (x *SetTierLimitsRequest) Reset() {
 	*x = SetTierLimitsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1616,7 @@ func (x *SetTierLimitsRequest) String() string {
 func (*SetTierLimitsRequest) ProtoMessage() {}
 
 func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1629,7 @@ func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetTierLimitsRequest) GetTier() UserTier {
@@ -1581,7 +1669,7 @@ type SetTierLimitsResponse struct {
 
 func (x *SetTierLimitsResponse) Reset() {
 	*x = SetTierLimitsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1681,7 @@ func (x *SetTierLimitsResponse) String() string {
 func (*SetTierLimitsResponse) ProtoMessage() {}
 
 func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1694,7 @@ func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetTierLimitsResponse) GetLimits() []*WithdrawalLimit {
@@ -1627,7 +1715,7 @@ type SetSettlementModeRequest struct {
 
 func (x *SetSettlementModeRequest) Reset() {
 	*x = SetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1727,7 @@ func (x *SetSettlementModeRequest) String() string {
 func (*SetSettlementModeRequest) ProtoMessage() {}
 
 func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1740,7 @@ func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -1685,7 +1773,7 @@ type SetSettlementModeResponse struct {
 
 func (x *SetSettlementModeResponse) Reset() {
 	*x = SetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1785,7 @@ func (x *SetSettlementModeResponse) String() string {
 func (*SetSettlementModeResponse) ProtoMessage() {}
 
 func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1798,7 @@ func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetSettlementModeResponse) GetMode() SettlementMode {
@@ -1732,7 +1820,7 @@ type EnsureAccountRequest struct {
 
 func (x *EnsureAccountRequest) Reset() {
 	*x = EnsureAccountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +1832,7 @@ func (x *EnsureAccountRequest) String() string {
 func (*EnsureAccountRequest) ProtoMessage() {}
 
 func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +1845,7 @@ func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountRequest.ProtoReflect.Descriptor instead.
 func (*EnsureAccountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EnsureAccountRequest) GetKind() AccountKind {
@@ -1799,7 +1887,7 @@ type EnsureAccountResponse struct {
 
 func (x *EnsureAccountResponse) Reset() {
 	*x = EnsureAccountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1899,7 @@ func (x *EnsureAccountResponse) String() string {
 func (*EnsureAccountResponse) ProtoMessage() {}
 
 func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1912,7 @@ func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountResponse.ProtoReflect.Descriptor instead.
 func (*EnsureAccountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EnsureAccountResponse) GetAccount() *Account {
@@ -1857,7 +1945,7 @@ type PostEntryRequest struct {
 
 func (x *PostEntryRequest) Reset() {
 	*x = PostEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1957,7 @@ func (x *PostEntryRequest) String() string {
 func (*PostEntryRequest) ProtoMessage() {}
 
 func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1970,7 @@ func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryRequest.ProtoReflect.Descriptor instead.
 func (*PostEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PostEntryRequest) GetIdempotencyKey() string {
@@ -1938,7 +2026,7 @@ type PostEntryResponse struct {
 
 func (x *PostEntryResponse) Reset() {
 	*x = PostEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2038,7 @@ func (x *PostEntryResponse) String() string {
 func (*PostEntryResponse) ProtoMessage() {}
 
 func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2051,7 @@ func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryResponse.ProtoReflect.Descriptor instead.
 func (*PostEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PostEntryResponse) GetEntry() *JournalEntry {
@@ -1993,7 +2081,7 @@ type PostEntriesRequest struct {
 
 func (x *PostEntriesRequest) Reset() {
 	*x = PostEntriesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2093,7 @@ func (x *PostEntriesRequest) String() string {
 func (*PostEntriesRequest) ProtoMessage() {}
 
 func (x *PostEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2106,7 @@ func (x *PostEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntriesRequest.ProtoReflect.Descriptor instead.
 func (*PostEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PostEntriesRequest) GetEntries() []*PostEntryRequest {
@@ -2038,7 +2126,7 @@ type PostEntriesResponse struct {
 
 func (x *PostEntriesResponse) Reset() {
 	*x = PostEntriesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2138,7 @@ func (x *PostEntriesResponse) String() string {
 func (*PostEntriesResponse) ProtoMessage() {}
 
 func (x *PostEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2151,7 @@ func (x *PostEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntriesResponse.ProtoReflect.Descriptor instead.
 func (*PostEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PostEntriesResponse) GetResults() []*PostEntryResult {
@@ -2089,7 +2177,7 @@ type PostEntryResult struct {
 
 func (x *PostEntryResult) Reset() {
 	*x = PostEntryResult{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2189,7 @@ func (x *PostEntryResult) String() string {
 func (*PostEntryResult) ProtoMessage() {}
 
 func (x *PostEntryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2202,7 @@ func (x *PostEntryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryResult.ProtoReflect.Descriptor instead.
 func (*PostEntryResult) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PostEntryResult) GetEntry() *JournalEntry {
@@ -2150,7 +2238,7 @@ type PlaceHoldRequest struct {
 
 func (x *PlaceHoldRequest) Reset() {
 	*x = PlaceHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2250,7 @@ func (x *PlaceHoldRequest) String() string {
 func (*PlaceHoldRequest) ProtoMessage() {}
 
 func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2263,7 @@ func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
 func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PlaceHoldRequest) GetAccountId() string {
@@ -2216,7 +2304,7 @@ type PlaceHoldResponse struct {
 
 func (x *PlaceHoldResponse) Reset() {
 	*x = PlaceHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2316,7 @@ func (x *PlaceHoldResponse) String() string {
 func (*PlaceHoldResponse) ProtoMessage() {}
 
 func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2329,7 @@ func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
 func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PlaceHoldResponse) GetHold() *Hold {
@@ -2272,7 +2360,7 @@ type SettleHoldRequest struct {
 
 func (x *SettleHoldRequest) Reset() {
 	*x = SettleHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2372,7 @@ func (x *SettleHoldRequest) String() string {
 func (*SettleHoldRequest) ProtoMessage() {}
 
 func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2385,7 @@ func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldRequest.ProtoReflect.Descriptor instead.
 func (*SettleHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SettleHoldRequest) GetHoldId() string {
@@ -2331,7 +2419,7 @@ type SettleHoldResponse struct {
 
 func (x *SettleHoldResponse) Reset() {
 	*x = SettleHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2431,7 @@ func (x *SettleHoldResponse) String() string {
 func (*SettleHoldResponse) ProtoMessage() {}
 
 func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2444,7 @@ func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldResponse.ProtoReflect.Descriptor instead.
 func (*SettleHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SettleHoldResponse) GetHold() *Hold {
@@ -2383,7 +2471,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2483,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2496,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReleaseHoldRequest) GetHoldId() string {
@@ -2434,7 +2522,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2534,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2547,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReleaseHoldResponse) GetHold() *Hold {
@@ -2481,7 +2569,7 @@ type QuoteTipFeesRequest struct {
 
 func (x *QuoteTipFeesRequest) Reset() {
 	*x = QuoteTipFeesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2581,7 @@ func (x *QuoteTipFeesRequest) String() string {
 func (*QuoteTipFeesRequest) ProtoMessage() {}
 
 func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2594,7 @@ func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesRequest.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *QuoteTipFeesRequest) GetAmount() *v1.Money {
@@ -2550,7 +2638,7 @@ type QuoteTipFeesResponse struct {
 
 func (x *QuoteTipFeesResponse) Reset() {
 	*x = QuoteTipFeesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2650,7 @@ func (x *QuoteTipFeesResponse) String() string {
 func (*QuoteTipFeesResponse) ProtoMessage() {}
 
 func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2663,7 @@ func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesResponse.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *QuoteTipFeesResponse) GetQuote() *FeeQuote {
@@ -2602,7 +2690,7 @@ type ConvertAmountRequest struct {
 
 func (x *ConvertAmountRequest) Reset() {
 	*x = ConvertAmountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2702,7 @@ func (x *ConvertAmountRequest) String() string {
 func (*ConvertAmountRequest) ProtoMessage() {}
 
 func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2715,7 @@ func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountRequest.ProtoReflect.Descriptor instead.
 func (*ConvertAmountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ConvertAmountRequest) GetAmount() *v1.Money {
@@ -2653,7 +2741,7 @@ type ConvertAmountResponse struct {
 
 func (x *ConvertAmountResponse) Reset() {
 	*x = ConvertAmountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2753,7 @@ func (x *ConvertAmountResponse) String() string {
 func (*ConvertAmountResponse) ProtoMessage() {}
 
 func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2766,7 @@ func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountResponse.ProtoReflect.Descriptor instead.
 func (*ConvertAmountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ConvertAmountResponse) GetConversion() *FxConversion {
@@ -2699,7 +2787,7 @@ type SetPoolRulesRequest struct {
 
 func (x *SetPoolRulesRequest) Reset() {
 	*x = SetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2799,7 @@ func (x *SetPoolRulesRequest) String() string {
 func (*SetPoolRulesRequest) ProtoMessage() {}
 
 func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2812,7 @@ func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SetPoolRulesRequest) GetVenueId() string {
@@ -2757,7 +2845,7 @@ type SetPoolRulesResponse struct {
 
 func (x *SetPoolRulesResponse) Reset() {
 	*x = SetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2857,7 @@ func (x *SetPoolRulesResponse) String() string {
 func (*SetPoolRulesResponse) ProtoMessage() {}
 
 func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2870,7 @@ func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SetPoolRulesResponse) GetRules() *PoolRules {
@@ -2801,7 +2889,7 @@ type GetPoolRulesRequest struct {
 
 func (x *GetPoolRulesRequest) Reset() {
 	*x = GetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2901,7 @@ func (x *GetPoolRulesRequest) String() string {
 func (*GetPoolRulesRequest) ProtoMessage() {}
 
 func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2914,7 @@ func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetPoolRulesRequest) GetVenueId() string {
@@ -2845,7 +2933,7 @@ type GetPoolRulesResponse struct {
 
 func (x *GetPoolRulesResponse) Reset() {
 	*x = GetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +2945,7 @@ func (x *GetPoolRulesResponse) String() string {
 func (*GetPoolRulesResponse) ProtoMessage() {}
 
 func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +2958,7 @@ func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetPoolRulesResponse) GetRules() *PoolRules {
@@ -2891,7 +2979,7 @@ type DistributePoolRequest struct {
 
 func (x *DistributePoolRequest) Reset() {
 	*x = DistributePoolRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +2991,7 @@ func (x *DistributePoolRequest) String() string {
 func (*DistributePoolRequest) ProtoMessage() {}
 
 func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,7 +3004,7 @@ func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolRequest.ProtoReflect.Descriptor instead.
 func (*DistributePoolRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DistributePoolRequest) GetVenueId() string {
@@ -2951,7 +3039,7 @@ type DistributePoolResponse struct {
 
 func (x *DistributePoolResponse) Reset() {
 	*x = DistributePoolResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3051,7 @@ func (x *DistributePoolResponse) String() string {
 func (*DistributePoolResponse) ProtoMessage() {}
 
 func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3064,7 @@ func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolResponse.ProtoReflect.Descriptor instead.
 func (*DistributePoolResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DistributePoolResponse) GetEntry() *JournalEntry {
@@ -3003,7 +3091,7 @@ type GetSettlementModeRequest struct {
 
 func (x *GetSettlementModeRequest) Reset() {
 	*x = GetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3103,7 @@ func (x *GetSettlementModeRequest) String() string {
 func (*GetSettlementModeRequest) ProtoMessage() {}
 
 func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3116,7 @@ func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -3054,7 +3142,7 @@ type GetSettlementModeResponse struct {
 
 func (x *GetSettlementModeResponse) Reset() {
 	*x = GetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3154,7 @@ func (x *GetSettlementModeResponse) String() string {
 func (*GetSettlementModeResponse) ProtoMessage() {}
 
 func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3167,7 @@ func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetSettlementModeResponse) GetMode() SettlementMode {
@@ -3098,7 +3186,7 @@ type QuotePayoutFeeRequest struct {
 
 func (x *QuotePayoutFeeRequest) Reset() {
 	*x = QuotePayoutFeeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3110,7 +3198,7 @@ func (x *QuotePayoutFeeRequest) String() string {
 func (*QuotePayoutFeeRequest) ProtoMessage() {}
 
 func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3123,7 +3211,7 @@ func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeRequest.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *QuotePayoutFeeRequest) GetAmount() *v1.Money {
@@ -3144,7 +3232,7 @@ type QuotePayoutFeeResponse struct {
 
 func (x *QuotePayoutFeeResponse) Reset() {
 	*x = QuotePayoutFeeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3244,7 @@ func (x *QuotePayoutFeeResponse) String() string {
 func (*QuotePayoutFeeResponse) ProtoMessage() {}
 
 func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3257,7 @@ func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeResponse.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *QuotePayoutFeeResponse) GetFee() *v1.Money {
@@ -3198,7 +3286,7 @@ type GetPoolTakingsRequest struct {
 
 func (x *GetPoolTakingsRequest) Reset() {
 	*x = GetPoolTakingsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3298,7 @@ func (x *GetPoolTakingsRequest) String() string {
 func (*GetPoolTakingsRequest) ProtoMessage() {}
 
 func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3311,7 @@ func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetPoolTakingsRequest) GetVenueId() string {
@@ -3271,7 +3359,7 @@ type GetPoolTakingsResponse struct {
 
 func (x *GetPoolTakingsResponse) Reset() {
 	*x = GetPoolTakingsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3371,7 @@ func (x *GetPoolTakingsResponse) String() string {
 func (*GetPoolTakingsResponse) ProtoMessage() {}
 
 func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3384,7 @@ func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetPoolTakingsResponse) GetCollected() *v1.Money {
@@ -3338,7 +3426,7 @@ type PoolShareAmount struct {
 
 func (x *PoolShareAmount) Reset() {
 	*x = PoolShareAmount{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3438,7 @@ func (x *PoolShareAmount) String() string {
 func (*PoolShareAmount) ProtoMessage() {}
 
 func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3451,7 @@ func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolShareAmount.ProtoReflect.Descriptor instead.
 func (*PoolShareAmount) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PoolShareAmount) GetWorkerId() string {
@@ -3404,7 +3492,7 @@ type PostPoolDistributionRequest struct {
 
 func (x *PostPoolDistributionRequest) Reset() {
 	*x = PostPoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3504,7 @@ func (x *PostPoolDistributionRequest) String() string {
 func (*PostPoolDistributionRequest) ProtoMessage() {}
 
 func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3517,7 @@ func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *PostPoolDistributionRequest) GetVenueId() string {
@@ -3498,7 +3586,7 @@ type PostPoolDistributionResponse struct {
 
 func (x *PostPoolDistributionResponse) Reset() {
 	*x = PostPoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3598,7 @@ func (x *PostPoolDistributionResponse) String() string {
 func (*PostPoolDistributionResponse) ProtoMessage() {}
 
 func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3611,7 @@ func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PostPoolDistributionResponse) GetEntry() *JournalEntry {
@@ -3551,7 +3639,7 @@ type ReversePoolDistributionRequest struct {
 
 func (x *ReversePoolDistributionRequest) Reset() {
 	*x = ReversePoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3651,7 @@ func (x *ReversePoolDistributionRequest) String() string {
 func (*ReversePoolDistributionRequest) ProtoMessage() {}
 
 func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3664,7 @@ func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ReversePoolDistributionRequest) GetEntryId() string {
@@ -3609,7 +3697,7 @@ type ReversePoolDistributionResponse struct {
 
 func (x *ReversePoolDistributionResponse) Reset() {
 	*x = ReversePoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3621,7 +3709,7 @@ func (x *ReversePoolDistributionResponse) String() string {
 func (*ReversePoolDistributionResponse) ProtoMessage() {}
 
 func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3634,7 +3722,7 @@ func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ReversePoolDistributionResponse) GetReversal() *JournalEntry {
@@ -3717,7 +3805,11 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x16GetJournalEntryRequest\x12#\n" +
 	"\bentry_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aentryId\"M\n" +
 	"\x17GetJournalEntryResponse\x122\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1c.ttip.wallet.v1.JournalEntryR\x05entry\"\x93\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1c.ttip.wallet.v1.JournalEntryR\x05entry\"[\n" +
+	"\x19ListJournalEntriesRequest\x12>\n" +
+	"\x10idempotency_keys\x18\x01 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x102\"\ar\x05\x10\x01\x18\xc8\x01R\x0fidempotencyKeys\"T\n" +
+	"\x1aListJournalEntriesResponse\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.ttip.wallet.v1.JournalEntryR\aentries\"\x93\x01\n" +
 	"\x13ReverseEntryRequest\x12#\n" +
 	"\bentry_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aentryId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
@@ -3917,13 +4009,14 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\tfees:read\x90\x02\x01\x12s\n" +
 	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x12QuoteWithdrawalFee\x12).ttip.wallet.v1.QuoteWithdrawalFeeRequest\x1a*.ttip.wallet.v1.QuoteWithdrawalFeeResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
-	"\b\x02\x12\x06worker2\xbb\b\n" +
+	"\b\x02\x12\x06worker2\xc4\t\n" +
 	"\x12WalletAdminService\x12}\n" +
 	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12n\n" +
 	"\n" +
 	"GetAccount\x12!.ttip.wallet.v1.GetAccountRequest\x1a\".ttip.wallet.v1.GetAccountResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12t\n" +
 	"\fListAccounts\x12#.ttip.wallet.v1.ListAccountsRequest\x1a$.ttip.wallet.v1.ListAccountsResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12}\n" +
-	"\x0fGetJournalEntry\x12&.ttip.wallet.v1.GetJournalEntryRequest\x1a'.ttip.wallet.v1.GetJournalEntryResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12s\n" +
+	"\x0fGetJournalEntry\x12&.ttip.wallet.v1.GetJournalEntryRequest\x1a'.ttip.wallet.v1.GetJournalEntryResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\x86\x01\n" +
+	"\x12ListJournalEntries\x12).ttip.wallet.v1.ListJournalEntriesRequest\x1a*.ttip.wallet.v1.ListJournalEntriesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12s\n" +
 	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\"\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x01\x12y\n" +
 	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\"\x0f\xca\xf3\x18\v\b\x03\x12\x05admin \x01\x12\x80\x01\n" +
 	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
@@ -3963,7 +4056,7 @@ func file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_wallet_v1_wallet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(StatementFormat)(0),                    // 0: ttip.wallet.v1.StatementFormat
 	(*GetBalanceRequest)(nil),               // 1: ttip.wallet.v1.GetBalanceRequest
@@ -3986,230 +4079,235 @@ var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(*ListAccountsResponse)(nil),            // 18: ttip.wallet.v1.ListAccountsResponse
 	(*GetJournalEntryRequest)(nil),          // 19: ttip.wallet.v1.GetJournalEntryRequest
 	(*GetJournalEntryResponse)(nil),         // 20: ttip.wallet.v1.GetJournalEntryResponse
-	(*ReverseEntryRequest)(nil),             // 21: ttip.wallet.v1.ReverseEntryRequest
-	(*ReverseEntryResponse)(nil),            // 22: ttip.wallet.v1.ReverseEntryResponse
-	(*CreateFeeScheduleRequest)(nil),        // 23: ttip.wallet.v1.CreateFeeScheduleRequest
-	(*CreateFeeScheduleResponse)(nil),       // 24: ttip.wallet.v1.CreateFeeScheduleResponse
-	(*ListFeeSchedulesRequest)(nil),         // 25: ttip.wallet.v1.ListFeeSchedulesRequest
-	(*ListFeeSchedulesResponse)(nil),        // 26: ttip.wallet.v1.ListFeeSchedulesResponse
-	(*LoadFeeSchedulesRequest)(nil),         // 27: ttip.wallet.v1.LoadFeeSchedulesRequest
-	(*LoadFeeSchedulesResponse)(nil),        // 28: ttip.wallet.v1.LoadFeeSchedulesResponse
-	(*SetTierLimitsRequest)(nil),            // 29: ttip.wallet.v1.SetTierLimitsRequest
-	(*SetTierLimitsResponse)(nil),           // 30: ttip.wallet.v1.SetTierLimitsResponse
-	(*SetSettlementModeRequest)(nil),        // 31: ttip.wallet.v1.SetSettlementModeRequest
-	(*SetSettlementModeResponse)(nil),       // 32: ttip.wallet.v1.SetSettlementModeResponse
-	(*EnsureAccountRequest)(nil),            // 33: ttip.wallet.v1.EnsureAccountRequest
-	(*EnsureAccountResponse)(nil),           // 34: ttip.wallet.v1.EnsureAccountResponse
-	(*PostEntryRequest)(nil),                // 35: ttip.wallet.v1.PostEntryRequest
-	(*PostEntryResponse)(nil),               // 36: ttip.wallet.v1.PostEntryResponse
-	(*PostEntriesRequest)(nil),              // 37: ttip.wallet.v1.PostEntriesRequest
-	(*PostEntriesResponse)(nil),             // 38: ttip.wallet.v1.PostEntriesResponse
-	(*PostEntryResult)(nil),                 // 39: ttip.wallet.v1.PostEntryResult
-	(*PlaceHoldRequest)(nil),                // 40: ttip.wallet.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),               // 41: ttip.wallet.v1.PlaceHoldResponse
-	(*SettleHoldRequest)(nil),               // 42: ttip.wallet.v1.SettleHoldRequest
-	(*SettleHoldResponse)(nil),              // 43: ttip.wallet.v1.SettleHoldResponse
-	(*ReleaseHoldRequest)(nil),              // 44: ttip.wallet.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),             // 45: ttip.wallet.v1.ReleaseHoldResponse
-	(*QuoteTipFeesRequest)(nil),             // 46: ttip.wallet.v1.QuoteTipFeesRequest
-	(*QuoteTipFeesResponse)(nil),            // 47: ttip.wallet.v1.QuoteTipFeesResponse
-	(*ConvertAmountRequest)(nil),            // 48: ttip.wallet.v1.ConvertAmountRequest
-	(*ConvertAmountResponse)(nil),           // 49: ttip.wallet.v1.ConvertAmountResponse
-	(*SetPoolRulesRequest)(nil),             // 50: ttip.wallet.v1.SetPoolRulesRequest
-	(*SetPoolRulesResponse)(nil),            // 51: ttip.wallet.v1.SetPoolRulesResponse
-	(*GetPoolRulesRequest)(nil),             // 52: ttip.wallet.v1.GetPoolRulesRequest
-	(*GetPoolRulesResponse)(nil),            // 53: ttip.wallet.v1.GetPoolRulesResponse
-	(*DistributePoolRequest)(nil),           // 54: ttip.wallet.v1.DistributePoolRequest
-	(*DistributePoolResponse)(nil),          // 55: ttip.wallet.v1.DistributePoolResponse
-	(*GetSettlementModeRequest)(nil),        // 56: ttip.wallet.v1.GetSettlementModeRequest
-	(*GetSettlementModeResponse)(nil),       // 57: ttip.wallet.v1.GetSettlementModeResponse
-	(*QuotePayoutFeeRequest)(nil),           // 58: ttip.wallet.v1.QuotePayoutFeeRequest
-	(*QuotePayoutFeeResponse)(nil),          // 59: ttip.wallet.v1.QuotePayoutFeeResponse
-	(*GetPoolTakingsRequest)(nil),           // 60: ttip.wallet.v1.GetPoolTakingsRequest
-	(*GetPoolTakingsResponse)(nil),          // 61: ttip.wallet.v1.GetPoolTakingsResponse
-	(*PoolShareAmount)(nil),                 // 62: ttip.wallet.v1.PoolShareAmount
-	(*PostPoolDistributionRequest)(nil),     // 63: ttip.wallet.v1.PostPoolDistributionRequest
-	(*PostPoolDistributionResponse)(nil),    // 64: ttip.wallet.v1.PostPoolDistributionResponse
-	(*ReversePoolDistributionRequest)(nil),  // 65: ttip.wallet.v1.ReversePoolDistributionRequest
-	(*ReversePoolDistributionResponse)(nil), // 66: ttip.wallet.v1.ReversePoolDistributionResponse
-	(*Balance)(nil),                         // 67: ttip.wallet.v1.Balance
-	(*v1.PageRequest)(nil),                  // 68: ttip.common.v1.PageRequest
-	(TransactionKind)(0),                    // 69: ttip.wallet.v1.TransactionKind
-	(*timestamppb.Timestamp)(nil),           // 70: google.protobuf.Timestamp
-	(*Transaction)(nil),                     // 71: ttip.wallet.v1.Transaction
-	(*v1.PageResponse)(nil),                 // 72: ttip.common.v1.PageResponse
-	(*v1.Money)(nil),                        // 73: ttip.common.v1.Money
-	(*StatementRow)(nil),                    // 74: ttip.wallet.v1.StatementRow
-	(PaymentRail)(0),                        // 75: ttip.wallet.v1.PaymentRail
-	(*FeeQuote)(nil),                        // 76: ttip.wallet.v1.FeeQuote
-	(UserTier)(0),                           // 77: ttip.wallet.v1.UserTier
-	(*WithdrawalLimit)(nil),                 // 78: ttip.wallet.v1.WithdrawalLimit
-	(*TrialBalanceLine)(nil),                // 79: ttip.wallet.v1.TrialBalanceLine
-	(*Account)(nil),                         // 80: ttip.wallet.v1.Account
-	(AccountKind)(0),                        // 81: ttip.wallet.v1.AccountKind
-	(*JournalEntry)(nil),                    // 82: ttip.wallet.v1.JournalEntry
-	(*FeeSchedule)(nil),                     // 83: ttip.wallet.v1.FeeSchedule
-	(OwnerKind)(0),                          // 84: ttip.wallet.v1.OwnerKind
-	(SettlementMode)(0),                     // 85: ttip.wallet.v1.SettlementMode
-	(*EntryCause)(nil),                      // 86: ttip.wallet.v1.EntryCause
-	(*Posting)(nil),                         // 87: ttip.wallet.v1.Posting
-	(*FxConversion)(nil),                    // 88: ttip.wallet.v1.FxConversion
-	(*Hold)(nil),                            // 89: ttip.wallet.v1.Hold
-	(*PoolShare)(nil),                       // 90: ttip.wallet.v1.PoolShare
-	(*PoolRules)(nil),                       // 91: ttip.wallet.v1.PoolRules
+	(*ListJournalEntriesRequest)(nil),       // 21: ttip.wallet.v1.ListJournalEntriesRequest
+	(*ListJournalEntriesResponse)(nil),      // 22: ttip.wallet.v1.ListJournalEntriesResponse
+	(*ReverseEntryRequest)(nil),             // 23: ttip.wallet.v1.ReverseEntryRequest
+	(*ReverseEntryResponse)(nil),            // 24: ttip.wallet.v1.ReverseEntryResponse
+	(*CreateFeeScheduleRequest)(nil),        // 25: ttip.wallet.v1.CreateFeeScheduleRequest
+	(*CreateFeeScheduleResponse)(nil),       // 26: ttip.wallet.v1.CreateFeeScheduleResponse
+	(*ListFeeSchedulesRequest)(nil),         // 27: ttip.wallet.v1.ListFeeSchedulesRequest
+	(*ListFeeSchedulesResponse)(nil),        // 28: ttip.wallet.v1.ListFeeSchedulesResponse
+	(*LoadFeeSchedulesRequest)(nil),         // 29: ttip.wallet.v1.LoadFeeSchedulesRequest
+	(*LoadFeeSchedulesResponse)(nil),        // 30: ttip.wallet.v1.LoadFeeSchedulesResponse
+	(*SetTierLimitsRequest)(nil),            // 31: ttip.wallet.v1.SetTierLimitsRequest
+	(*SetTierLimitsResponse)(nil),           // 32: ttip.wallet.v1.SetTierLimitsResponse
+	(*SetSettlementModeRequest)(nil),        // 33: ttip.wallet.v1.SetSettlementModeRequest
+	(*SetSettlementModeResponse)(nil),       // 34: ttip.wallet.v1.SetSettlementModeResponse
+	(*EnsureAccountRequest)(nil),            // 35: ttip.wallet.v1.EnsureAccountRequest
+	(*EnsureAccountResponse)(nil),           // 36: ttip.wallet.v1.EnsureAccountResponse
+	(*PostEntryRequest)(nil),                // 37: ttip.wallet.v1.PostEntryRequest
+	(*PostEntryResponse)(nil),               // 38: ttip.wallet.v1.PostEntryResponse
+	(*PostEntriesRequest)(nil),              // 39: ttip.wallet.v1.PostEntriesRequest
+	(*PostEntriesResponse)(nil),             // 40: ttip.wallet.v1.PostEntriesResponse
+	(*PostEntryResult)(nil),                 // 41: ttip.wallet.v1.PostEntryResult
+	(*PlaceHoldRequest)(nil),                // 42: ttip.wallet.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),               // 43: ttip.wallet.v1.PlaceHoldResponse
+	(*SettleHoldRequest)(nil),               // 44: ttip.wallet.v1.SettleHoldRequest
+	(*SettleHoldResponse)(nil),              // 45: ttip.wallet.v1.SettleHoldResponse
+	(*ReleaseHoldRequest)(nil),              // 46: ttip.wallet.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),             // 47: ttip.wallet.v1.ReleaseHoldResponse
+	(*QuoteTipFeesRequest)(nil),             // 48: ttip.wallet.v1.QuoteTipFeesRequest
+	(*QuoteTipFeesResponse)(nil),            // 49: ttip.wallet.v1.QuoteTipFeesResponse
+	(*ConvertAmountRequest)(nil),            // 50: ttip.wallet.v1.ConvertAmountRequest
+	(*ConvertAmountResponse)(nil),           // 51: ttip.wallet.v1.ConvertAmountResponse
+	(*SetPoolRulesRequest)(nil),             // 52: ttip.wallet.v1.SetPoolRulesRequest
+	(*SetPoolRulesResponse)(nil),            // 53: ttip.wallet.v1.SetPoolRulesResponse
+	(*GetPoolRulesRequest)(nil),             // 54: ttip.wallet.v1.GetPoolRulesRequest
+	(*GetPoolRulesResponse)(nil),            // 55: ttip.wallet.v1.GetPoolRulesResponse
+	(*DistributePoolRequest)(nil),           // 56: ttip.wallet.v1.DistributePoolRequest
+	(*DistributePoolResponse)(nil),          // 57: ttip.wallet.v1.DistributePoolResponse
+	(*GetSettlementModeRequest)(nil),        // 58: ttip.wallet.v1.GetSettlementModeRequest
+	(*GetSettlementModeResponse)(nil),       // 59: ttip.wallet.v1.GetSettlementModeResponse
+	(*QuotePayoutFeeRequest)(nil),           // 60: ttip.wallet.v1.QuotePayoutFeeRequest
+	(*QuotePayoutFeeResponse)(nil),          // 61: ttip.wallet.v1.QuotePayoutFeeResponse
+	(*GetPoolTakingsRequest)(nil),           // 62: ttip.wallet.v1.GetPoolTakingsRequest
+	(*GetPoolTakingsResponse)(nil),          // 63: ttip.wallet.v1.GetPoolTakingsResponse
+	(*PoolShareAmount)(nil),                 // 64: ttip.wallet.v1.PoolShareAmount
+	(*PostPoolDistributionRequest)(nil),     // 65: ttip.wallet.v1.PostPoolDistributionRequest
+	(*PostPoolDistributionResponse)(nil),    // 66: ttip.wallet.v1.PostPoolDistributionResponse
+	(*ReversePoolDistributionRequest)(nil),  // 67: ttip.wallet.v1.ReversePoolDistributionRequest
+	(*ReversePoolDistributionResponse)(nil), // 68: ttip.wallet.v1.ReversePoolDistributionResponse
+	(*Balance)(nil),                         // 69: ttip.wallet.v1.Balance
+	(*v1.PageRequest)(nil),                  // 70: ttip.common.v1.PageRequest
+	(TransactionKind)(0),                    // 71: ttip.wallet.v1.TransactionKind
+	(*timestamppb.Timestamp)(nil),           // 72: google.protobuf.Timestamp
+	(*Transaction)(nil),                     // 73: ttip.wallet.v1.Transaction
+	(*v1.PageResponse)(nil),                 // 74: ttip.common.v1.PageResponse
+	(*v1.Money)(nil),                        // 75: ttip.common.v1.Money
+	(*StatementRow)(nil),                    // 76: ttip.wallet.v1.StatementRow
+	(PaymentRail)(0),                        // 77: ttip.wallet.v1.PaymentRail
+	(*FeeQuote)(nil),                        // 78: ttip.wallet.v1.FeeQuote
+	(UserTier)(0),                           // 79: ttip.wallet.v1.UserTier
+	(*WithdrawalLimit)(nil),                 // 80: ttip.wallet.v1.WithdrawalLimit
+	(*TrialBalanceLine)(nil),                // 81: ttip.wallet.v1.TrialBalanceLine
+	(*Account)(nil),                         // 82: ttip.wallet.v1.Account
+	(AccountKind)(0),                        // 83: ttip.wallet.v1.AccountKind
+	(*JournalEntry)(nil),                    // 84: ttip.wallet.v1.JournalEntry
+	(*FeeSchedule)(nil),                     // 85: ttip.wallet.v1.FeeSchedule
+	(OwnerKind)(0),                          // 86: ttip.wallet.v1.OwnerKind
+	(SettlementMode)(0),                     // 87: ttip.wallet.v1.SettlementMode
+	(*EntryCause)(nil),                      // 88: ttip.wallet.v1.EntryCause
+	(*Posting)(nil),                         // 89: ttip.wallet.v1.Posting
+	(*FxConversion)(nil),                    // 90: ttip.wallet.v1.FxConversion
+	(*Hold)(nil),                            // 91: ttip.wallet.v1.Hold
+	(*PoolShare)(nil),                       // 92: ttip.wallet.v1.PoolShare
+	(*PoolRules)(nil),                       // 93: ttip.wallet.v1.PoolRules
 }
 var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
-	67,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
-	68,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	69,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
-	70,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
-	70,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
-	71,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
-	72,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	69,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
+	70,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	71,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
+	72,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
+	72,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
+	73,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
+	74,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
 	0,   // 7: ttip.wallet.v1.GetStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
-	73,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
-	73,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
-	74,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
-	73,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
-	75,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	76,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	73,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
-	73,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
-	77,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
-	78,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	70,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	79,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
-	80,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	67,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
-	68,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
-	81,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	80,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
-	72,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
-	82,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	82,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	83,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	83,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	83,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	83,  // 31: ttip.wallet.v1.LoadFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	77,  // 32: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
-	73,  // 33: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
-	73,  // 34: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
-	73,  // 35: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
-	78,  // 36: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	84,  // 37: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	85,  // 38: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
-	85,  // 39: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	81,  // 40: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	84,  // 41: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	80,  // 42: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	67,  // 43: ttip.wallet.v1.EnsureAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
-	86,  // 44: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
-	87,  // 45: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
-	88,  // 46: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
-	82,  // 47: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	35,  // 48: ttip.wallet.v1.PostEntriesRequest.entries:type_name -> ttip.wallet.v1.PostEntryRequest
-	39,  // 49: ttip.wallet.v1.PostEntriesResponse.results:type_name -> ttip.wallet.v1.PostEntryResult
-	82,  // 50: ttip.wallet.v1.PostEntryResult.entry:type_name -> ttip.wallet.v1.JournalEntry
-	73,  // 51: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
-	89,  // 52: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	67,  // 53: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
-	73,  // 54: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
-	89,  // 55: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	82,  // 56: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	89,  // 57: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	73,  // 58: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
-	75,  // 59: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	76,  // 60: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	73,  // 61: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
-	88,  // 62: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
-	90,  // 63: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
-	91,  // 64: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	91,  // 65: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	82,  // 66: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	73,  // 67: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
-	84,  // 68: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	85,  // 69: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	73,  // 70: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
-	73,  // 71: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
-	70,  // 72: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
-	70,  // 73: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
-	73,  // 74: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	73,  // 75: ttip.wallet.v1.GetPoolTakingsResponse.available:type_name -> ttip.common.v1.Money
-	73,  // 76: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	70,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	70,  // 78: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	62,  // 79: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	82,  // 80: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	82,  // 81: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 82: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 83: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 84: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 85: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	11,  // 86: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	9,   // 87: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
-	13,  // 88: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	15,  // 89: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	17,  // 90: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	19,  // 91: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	21,  // 92: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	23,  // 93: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	25,  // 94: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	29,  // 95: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	31,  // 96: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	33,  // 97: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	35,  // 98: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	37,  // 99: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
-	40,  // 100: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	42,  // 101: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	44,  // 102: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	46,  // 103: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	48,  // 104: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	50,  // 105: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	52,  // 106: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	54,  // 107: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	56,  // 108: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	60,  // 109: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	63,  // 110: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	65,  // 111: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	27,  // 112: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
-	58,  // 113: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 114: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 115: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 116: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 117: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	12,  // 118: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	10,  // 119: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
-	14,  // 120: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	16,  // 121: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	18,  // 122: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	20,  // 123: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	22,  // 124: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	24,  // 125: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	26,  // 126: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	30,  // 127: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	32,  // 128: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	34,  // 129: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	36,  // 130: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	38,  // 131: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
-	41,  // 132: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	43,  // 133: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	45,  // 134: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	47,  // 135: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	49,  // 136: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	51,  // 137: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	53,  // 138: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	55,  // 139: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	57,  // 140: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	61,  // 141: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	64,  // 142: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	66,  // 143: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	28,  // 144: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
-	59,  // 145: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	114, // [114:146] is the sub-list for method output_type
-	82,  // [82:114] is the sub-list for method input_type
-	82,  // [82:82] is the sub-list for extension type_name
-	82,  // [82:82] is the sub-list for extension extendee
-	0,   // [0:82] is the sub-list for field type_name
+	75,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
+	75,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
+	76,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
+	75,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
+	77,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	78,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	75,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
+	79,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
+	80,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	72,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	81,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
+	82,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	69,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	70,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
+	83,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	82,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
+	74,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
+	84,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	84,  // 27: ttip.wallet.v1.ListJournalEntriesResponse.entries:type_name -> ttip.wallet.v1.JournalEntry
+	84,  // 28: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	85,  // 29: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	85,  // 30: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	85,  // 31: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	85,  // 32: ttip.wallet.v1.LoadFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	79,  // 33: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
+	75,  // 34: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
+	75,  // 35: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
+	75,  // 36: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
+	80,  // 37: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	86,  // 38: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	87,  // 39: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
+	87,  // 40: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	83,  // 41: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	86,  // 42: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	82,  // 43: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	69,  // 44: ttip.wallet.v1.EnsureAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	88,  // 45: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
+	89,  // 46: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
+	90,  // 47: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
+	84,  // 48: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	37,  // 49: ttip.wallet.v1.PostEntriesRequest.entries:type_name -> ttip.wallet.v1.PostEntryRequest
+	41,  // 50: ttip.wallet.v1.PostEntriesResponse.results:type_name -> ttip.wallet.v1.PostEntryResult
+	84,  // 51: ttip.wallet.v1.PostEntryResult.entry:type_name -> ttip.wallet.v1.JournalEntry
+	75,  // 52: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
+	91,  // 53: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	69,  // 54: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
+	75,  // 55: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
+	91,  // 56: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	84,  // 57: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	91,  // 58: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	75,  // 59: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
+	77,  // 60: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	78,  // 61: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	75,  // 62: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
+	90,  // 63: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
+	92,  // 64: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
+	93,  // 65: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	93,  // 66: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	84,  // 67: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	75,  // 68: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
+	86,  // 69: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	87,  // 70: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	75,  // 71: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 72: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
+	72,  // 73: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
+	72,  // 74: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
+	75,  // 75: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
+	75,  // 76: ttip.wallet.v1.GetPoolTakingsResponse.available:type_name -> ttip.common.v1.Money
+	75,  // 77: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	72,  // 78: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	72,  // 79: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	64,  // 80: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	84,  // 81: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	84,  // 82: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 83: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 84: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 85: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 86: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 87: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 88: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 89: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 90: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 91: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 92: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 93: ttip.wallet.v1.WalletAdminService.ListJournalEntries:input_type -> ttip.wallet.v1.ListJournalEntriesRequest
+	23,  // 94: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	25,  // 95: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	27,  // 96: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	31,  // 97: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	33,  // 98: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	35,  // 99: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	37,  // 100: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	39,  // 101: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
+	42,  // 102: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	44,  // 103: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	46,  // 104: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	48,  // 105: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	50,  // 106: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	52,  // 107: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	54,  // 108: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	56,  // 109: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	58,  // 110: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	62,  // 111: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	65,  // 112: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	67,  // 113: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	29,  // 114: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
+	60,  // 115: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 116: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 117: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 118: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 119: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 120: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 121: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 122: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 123: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 124: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 125: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 126: ttip.wallet.v1.WalletAdminService.ListJournalEntries:output_type -> ttip.wallet.v1.ListJournalEntriesResponse
+	24,  // 127: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	26,  // 128: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	28,  // 129: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	32,  // 130: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	34,  // 131: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	36,  // 132: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	38,  // 133: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	40,  // 134: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
+	43,  // 135: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	45,  // 136: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	47,  // 137: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	49,  // 138: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	51,  // 139: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	53,  // 140: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	55,  // 141: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	57,  // 142: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	59,  // 143: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	63,  // 144: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	66,  // 145: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	68,  // 146: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	30,  // 147: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
+	61,  // 148: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	116, // [116:149] is the sub-list for method output_type
+	83,  // [83:116] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }
@@ -4224,7 +4322,7 @@ func file_ttip_wallet_v1_wallet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_wallet_v1_wallet_service_proto_rawDesc), len(file_ttip_wallet_v1_wallet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   66,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -66,6 +66,9 @@ const (
 	// WalletAdminServiceGetJournalEntryProcedure is the fully-qualified name of the
 	// WalletAdminService's GetJournalEntry RPC.
 	WalletAdminServiceGetJournalEntryProcedure = "/ttip.wallet.v1.WalletAdminService/GetJournalEntry"
+	// WalletAdminServiceListJournalEntriesProcedure is the fully-qualified name of the
+	// WalletAdminService's ListJournalEntries RPC.
+	WalletAdminServiceListJournalEntriesProcedure = "/ttip.wallet.v1.WalletAdminService/ListJournalEntries"
 	// WalletAdminServiceReverseEntryProcedure is the fully-qualified name of the WalletAdminService's
 	// ReverseEntry RPC.
 	WalletAdminServiceReverseEntryProcedure = "/ttip.wallet.v1.WalletAdminService/ReverseEntry"
@@ -367,6 +370,11 @@ type WalletAdminServiceClient interface {
 	GetAccount(context.Context, *connect.Request[v1.GetAccountRequest]) (*connect.Response[v1.GetAccountResponse], error)
 	ListAccounts(context.Context, *connect.Request[v1.ListAccountsRequest]) (*connect.Response[v1.ListAccountsResponse], error)
 	GetJournalEntry(context.Context, *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error)
+	// The entries posted under these idempotency keys, oldest first; a key
+	// under which nothing was posted is left out. How the console reads what
+	// reversed, refunded or set aside a payment's money (its service names the
+	// keys: GetPaymentDetailResponse.reversal_entry_keys).
+	ListJournalEntries(context.Context, *connect.Request[v1.ListJournalEntriesRequest]) (*connect.Response[v1.ListJournalEntriesResponse], error)
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
 	// Adds a fee schedule version, effective from a time not in the past. It
@@ -418,6 +426,13 @@ func NewWalletAdminServiceClient(httpClient connect.HTTPClient, baseURL string, 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listJournalEntries: connect.NewClient[v1.ListJournalEntriesRequest, v1.ListJournalEntriesResponse](
+			httpClient,
+			baseURL+WalletAdminServiceListJournalEntriesProcedure,
+			connect.WithSchema(walletAdminServiceMethods.ByName("ListJournalEntries")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		reverseEntry: connect.NewClient[v1.ReverseEntryRequest, v1.ReverseEntryResponse](
 			httpClient,
 			baseURL+WalletAdminServiceReverseEntryProcedure,
@@ -454,15 +469,16 @@ func NewWalletAdminServiceClient(httpClient connect.HTTPClient, baseURL string, 
 
 // walletAdminServiceClient implements WalletAdminServiceClient.
 type walletAdminServiceClient struct {
-	getTrialBalance   *connect.Client[v1.GetTrialBalanceRequest, v1.GetTrialBalanceResponse]
-	getAccount        *connect.Client[v1.GetAccountRequest, v1.GetAccountResponse]
-	listAccounts      *connect.Client[v1.ListAccountsRequest, v1.ListAccountsResponse]
-	getJournalEntry   *connect.Client[v1.GetJournalEntryRequest, v1.GetJournalEntryResponse]
-	reverseEntry      *connect.Client[v1.ReverseEntryRequest, v1.ReverseEntryResponse]
-	createFeeSchedule *connect.Client[v1.CreateFeeScheduleRequest, v1.CreateFeeScheduleResponse]
-	listFeeSchedules  *connect.Client[v1.ListFeeSchedulesRequest, v1.ListFeeSchedulesResponse]
-	setTierLimits     *connect.Client[v1.SetTierLimitsRequest, v1.SetTierLimitsResponse]
-	setSettlementMode *connect.Client[v1.SetSettlementModeRequest, v1.SetSettlementModeResponse]
+	getTrialBalance    *connect.Client[v1.GetTrialBalanceRequest, v1.GetTrialBalanceResponse]
+	getAccount         *connect.Client[v1.GetAccountRequest, v1.GetAccountResponse]
+	listAccounts       *connect.Client[v1.ListAccountsRequest, v1.ListAccountsResponse]
+	getJournalEntry    *connect.Client[v1.GetJournalEntryRequest, v1.GetJournalEntryResponse]
+	listJournalEntries *connect.Client[v1.ListJournalEntriesRequest, v1.ListJournalEntriesResponse]
+	reverseEntry       *connect.Client[v1.ReverseEntryRequest, v1.ReverseEntryResponse]
+	createFeeSchedule  *connect.Client[v1.CreateFeeScheduleRequest, v1.CreateFeeScheduleResponse]
+	listFeeSchedules   *connect.Client[v1.ListFeeSchedulesRequest, v1.ListFeeSchedulesResponse]
+	setTierLimits      *connect.Client[v1.SetTierLimitsRequest, v1.SetTierLimitsResponse]
+	setSettlementMode  *connect.Client[v1.SetSettlementModeRequest, v1.SetSettlementModeResponse]
 }
 
 // GetTrialBalance calls ttip.wallet.v1.WalletAdminService.GetTrialBalance.
@@ -483,6 +499,11 @@ func (c *walletAdminServiceClient) ListAccounts(ctx context.Context, req *connec
 // GetJournalEntry calls ttip.wallet.v1.WalletAdminService.GetJournalEntry.
 func (c *walletAdminServiceClient) GetJournalEntry(ctx context.Context, req *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error) {
 	return c.getJournalEntry.CallUnary(ctx, req)
+}
+
+// ListJournalEntries calls ttip.wallet.v1.WalletAdminService.ListJournalEntries.
+func (c *walletAdminServiceClient) ListJournalEntries(ctx context.Context, req *connect.Request[v1.ListJournalEntriesRequest]) (*connect.Response[v1.ListJournalEntriesResponse], error) {
+	return c.listJournalEntries.CallUnary(ctx, req)
 }
 
 // ReverseEntry calls ttip.wallet.v1.WalletAdminService.ReverseEntry.
@@ -517,6 +538,11 @@ type WalletAdminServiceHandler interface {
 	GetAccount(context.Context, *connect.Request[v1.GetAccountRequest]) (*connect.Response[v1.GetAccountResponse], error)
 	ListAccounts(context.Context, *connect.Request[v1.ListAccountsRequest]) (*connect.Response[v1.ListAccountsResponse], error)
 	GetJournalEntry(context.Context, *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error)
+	// The entries posted under these idempotency keys, oldest first; a key
+	// under which nothing was posted is left out. How the console reads what
+	// reversed, refunded or set aside a payment's money (its service names the
+	// keys: GetPaymentDetailResponse.reversal_entry_keys).
+	ListJournalEntries(context.Context, *connect.Request[v1.ListJournalEntriesRequest]) (*connect.Response[v1.ListJournalEntriesResponse], error)
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
 	// Adds a fee schedule version, effective from a time not in the past. It
@@ -564,6 +590,13 @@ func NewWalletAdminServiceHandler(svc WalletAdminServiceHandler, opts ...connect
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	walletAdminServiceListJournalEntriesHandler := connect.NewUnaryHandler(
+		WalletAdminServiceListJournalEntriesProcedure,
+		svc.ListJournalEntries,
+		connect.WithSchema(walletAdminServiceMethods.ByName("ListJournalEntries")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	walletAdminServiceReverseEntryHandler := connect.NewUnaryHandler(
 		WalletAdminServiceReverseEntryProcedure,
 		svc.ReverseEntry,
@@ -605,6 +638,8 @@ func NewWalletAdminServiceHandler(svc WalletAdminServiceHandler, opts ...connect
 			walletAdminServiceListAccountsHandler.ServeHTTP(w, r)
 		case WalletAdminServiceGetJournalEntryProcedure:
 			walletAdminServiceGetJournalEntryHandler.ServeHTTP(w, r)
+		case WalletAdminServiceListJournalEntriesProcedure:
+			walletAdminServiceListJournalEntriesHandler.ServeHTTP(w, r)
 		case WalletAdminServiceReverseEntryProcedure:
 			walletAdminServiceReverseEntryHandler.ServeHTTP(w, r)
 		case WalletAdminServiceCreateFeeScheduleProcedure:
@@ -638,6 +673,10 @@ func (UnimplementedWalletAdminServiceHandler) ListAccounts(context.Context, *con
 
 func (UnimplementedWalletAdminServiceHandler) GetJournalEntry(context.Context, *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletAdminService.GetJournalEntry is not implemented"))
+}
+
+func (UnimplementedWalletAdminServiceHandler) ListJournalEntries(context.Context, *connect.Request[v1.ListJournalEntriesRequest]) (*connect.Response[v1.ListJournalEntriesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletAdminService.ListJournalEntries is not implemented"))
 }
 
 func (UnimplementedWalletAdminServiceHandler) ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error) {

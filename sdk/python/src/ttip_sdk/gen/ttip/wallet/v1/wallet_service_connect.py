@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.wallet.v1 import wallet_service_pb
-from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, LoadFeeSchedulesRequest, LoadFeeSchedulesResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntriesRequest, PostEntriesResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
+from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListJournalEntriesRequest, ListJournalEntriesResponse, ListTransactionsRequest, ListTransactionsResponse, LoadFeeSchedulesRequest, LoadFeeSchedulesResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntriesRequest, PostEntriesResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -633,6 +633,15 @@ class WalletAdminService(Protocol):
     async def get_journal_entry(self, request: GetJournalEntryRequest, ctx: RequestContext[GetJournalEntryRequest, GetJournalEntryResponse], /) -> GetJournalEntryResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def list_journal_entries(self, request: ListJournalEntriesRequest, ctx: RequestContext[ListJournalEntriesRequest, ListJournalEntriesResponse], /) -> ListJournalEntriesResponse:
+        """
+        The entries posted under these idempotency keys, oldest first; a key
+        under which nothing was posted is left out. How the console reads what
+        reversed, refunded or set aside a payment's money (its service names the
+        keys: GetPaymentDetailResponse.reversal_entry_keys).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def reverse_entry(self, request: ReverseEntryRequest, ctx: RequestContext[ReverseEntryRequest, ReverseEntryResponse], /) -> ReverseEntryResponse:
         """
         Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
@@ -722,6 +731,17 @@ class WalletAdminServiceASGIApplication(ConnectASGIApplication[WalletAdminServic
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_journal_entry,
+                ),
+                "/ttip.wallet.v1.WalletAdminService/ListJournalEntries": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListJournalEntries",
+                        service_name="ttip.wallet.v1.WalletAdminService",
+                        input=ListJournalEntriesRequest,
+                        output=ListJournalEntriesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_journal_entries,
                 ),
                 "/ttip.wallet.v1.WalletAdminService/ReverseEntry": Endpoint.unary(
                     method=MethodInfo(
@@ -886,6 +906,34 @@ class WalletAdminServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def list_journal_entries(
+        self,
+        request: ListJournalEntriesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListJournalEntriesResponse:
+        """
+        The entries posted under these idempotency keys, oldest first; a key
+        under which nothing was posted is left out. How the console reads what
+        reversed, refunded or set aside a payment's money (its service names the
+        keys: GetPaymentDetailResponse.reversal_entry_keys).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListJournalEntries",
+                service_name="ttip.wallet.v1.WalletAdminService",
+                input=ListJournalEntriesRequest,
+                output=ListJournalEntriesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def reverse_entry(
         self,
         request: ReverseEntryRequest,
@@ -1021,6 +1069,15 @@ class WalletAdminServiceSync(Protocol):
     def get_journal_entry(self, request: GetJournalEntryRequest, ctx: RequestContext[GetJournalEntryRequest, GetJournalEntryResponse], /) -> GetJournalEntryResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def list_journal_entries(self, request: ListJournalEntriesRequest, ctx: RequestContext[ListJournalEntriesRequest, ListJournalEntriesResponse], /) -> ListJournalEntriesResponse:
+        """
+        The entries posted under these idempotency keys, oldest first; a key
+        under which nothing was posted is left out. How the console reads what
+        reversed, refunded or set aside a payment's money (its service names the
+        keys: GetPaymentDetailResponse.reversal_entry_keys).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def reverse_entry(self, request: ReverseEntryRequest, ctx: RequestContext[ReverseEntryRequest, ReverseEntryResponse], /) -> ReverseEntryResponse:
         """
         Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
@@ -1108,6 +1165,17 @@ class WalletAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_journal_entry,
+                ),
+                "/ttip.wallet.v1.WalletAdminService/ListJournalEntries": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListJournalEntries",
+                        service_name="ttip.wallet.v1.WalletAdminService",
+                        input=ListJournalEntriesRequest,
+                        output=ListJournalEntriesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_journal_entries,
                 ),
                 "/ttip.wallet.v1.WalletAdminService/ReverseEntry": EndpointSync.unary(
                     method=MethodInfo(
@@ -1265,6 +1333,34 @@ class WalletAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.wallet.v1.WalletAdminService",
                 input=GetJournalEntryRequest,
                 output=GetJournalEntryResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def list_journal_entries(
+        self,
+        request: ListJournalEntriesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListJournalEntriesResponse:
+        """
+        The entries posted under these idempotency keys, oldest first; a key
+        under which nothing was posted is left out. How the console reads what
+        reversed, refunded or set aside a payment's money (its service names the
+        keys: GetPaymentDetailResponse.reversal_entry_keys).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListJournalEntries",
+                service_name="ttip.wallet.v1.WalletAdminService",
+                input=ListJournalEntriesRequest,
+                output=ListJournalEntriesResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
