@@ -55,8 +55,8 @@ export async function closedByReviewer(db: Queryable, tipId: string, decision: "
 }
 
 /**
- * Closes an open alert that holds nothing (a flag, a refusal) with support's note, in `tx` (with its audit record when
- * `record` is given: once, not when it was closed already). A hold closes with its own decision, so it is refused.
+ * Closes an open alert that holds nothing (a flag, a refusal) with support's note, in `tx`, with its audit record
+ * (`record`: once, not when it was closed already). A hold closes with its own decision, so it is refused.
  */
 export async function closeAlert(tx: Queryable, alertId: string, reviewer: string, note: string, record: () => Promise<void>): Promise<FraudAlertRow> {
   const { rows: [alert] } = await tx.query<FraudAlertRow>("SELECT * FROM payment.fraud_alerts WHERE alert_id = $1 FOR UPDATE", [alertId]);

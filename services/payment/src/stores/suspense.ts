@@ -9,9 +9,9 @@ import { keysetRows, type Cursor, type PageRow } from "./page.js";
  * since (its money back in suspense, to refund again).
  */
 const REFUND_NEEDING_SUPPORT = `resolution = 'refund' AND (
-    EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = trans_id AND r.status IN ('sending', 'sent') AND r.alerted_at IS NOT NULL)
-    OR (EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = trans_id AND r.status = 'failed')
-      AND NOT EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = trans_id AND r.status <> 'failed')))`;
+    EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = c2b_payments.trans_id AND r.status IN ('sending', 'sent') AND r.alerted_at IS NOT NULL)
+    OR (EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = c2b_payments.trans_id AND r.status = 'failed')
+      AND NOT EXISTS (SELECT 1 FROM payment.mpesa_reversals r WHERE r.suspense_receipt = c2b_payments.trans_id AND r.status <> 'failed')))`;
 
 /** Up to `limit` payments in suspense (those needing support: open, or a refund whose reversal needs them; or all), newest first. */
 export async function suspensePayments(db: Queryable, includeResolved: boolean, cursor: Cursor, limit: number): Promise<PageRow<C2bRow>[]> {
