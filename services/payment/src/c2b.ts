@@ -161,7 +161,7 @@ const overCap = (amountMinor: bigint) => amountMinor > MPESA_LIMITS.perTransacti
  * An amount no M-Pesa payment moves: below KES 1 (whole shillings, KES 1 at least: 1 to 99 cents is as impossible as
  * KES 0) or over its cap. Parked with nothing posted to suspense (nor retried by reconciliation), never matched.
  */
-const neverMoney = (amountMinor: bigint) => amountMinor < MPESA_LIMITS.minMinor || overCap(amountMinor);
+export const neverMoney = (amountMinor: bigint) => amountMinor < MPESA_LIMITS.minMinor || overCap(amountMinor);
 /** Why M-Pesa cannot have moved this amount (neverMoney), in support's words; undefined when it can. */
 export function neverMoneyWords(amountMinor: bigint): string | undefined {
   if (overCap(amountMinor)) return `over M-Pesa's ${formatMoney(MPESA_LIMITS.perTransactionMinor, "KES")} per transaction`;
@@ -806,6 +806,17 @@ async function matchOf(deps: Deps, ref: string) {
 }
 
 /**
+ * The payment's suspense entry posted, if not yet (postSuspense): a match or a reversal takes the money out of
+ * suspense, so it must be in first. UNAVAILABLE, to retry, while the wallet has not posted it.
+ */
+async function ensureInSuspense(deps: Deps, row: C2bRow): Promise<void> {
+  if (row.suspense_entry_id) return;
+  await postSuspense(deps, row.trans_id);
+  const { rowCount } = await deps.ctx.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [row.trans_id]);
+  if (!rowCount) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
+}
+
+/**
  * A refund asked again: a reversal M-Pesa refused (its money back in suspense) is tried again, once however many
  * ask at once; one on its way is followed. A refund recorded before reversals were sent (reversed by hand on
  * M-Pesa's portal, its money left in suspense) is reversed now: M-Pesa answers one made by hand "reversed already",
@@ -815,9 +826,7 @@ async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note
   if (!reversesOnRefund(deps, row)) return;
   const last = await suspenseReversalOf(deps.ctx.pool, row.trans_id);
   if (!last || last.status === "failed") {
-    if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
-    const posted = (await deps.ctx.pool.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1 AND suspense_entry_id IS NOT NULL", [row.trans_id])).rowCount;
-    if (!posted) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
+    await ensureInSuspense(deps, row);
     // Audited as the refund it carries out, once per reversal made (a retry finding it made records nothing).
     await withTransaction(deps.ctx.pool, async (tx) => {
       if (await claimSuspenseReversal(tx, row, { requestedBy: input.admin, reason: input.note })) await input.record(tx, true);
@@ -868,8 +877,7 @@ export async function resolveSuspense(
   if (input.refund) {
     // Its money is taken out of suspense by the reversal: in suspense first, as a match needs it.
     const reverses = reversesOnRefund(deps, row);
-    if (reverses && !row.suspense_entry_id) await postSuspense(deps, row.trans_id);
-    if (reverses && !(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
+    if (reverses) await ensureInSuspense(deps, row);
     // A match posts under this key before it records itself: one posted (its answer lost, or another
     // admin's match still recording) refuses the refund; one on its way can no longer post.
     await deps.ledger.closeApproval(matchKey(row.trans_id, row.match_round), { cause: { case: "mpesaReceipt", value: row.trans_id } }, "KES",
@@ -910,8 +918,7 @@ export async function resolveSuspense(
   const match = await matchOf(deps, ref);
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
-  if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
-  if (!(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
+  await ensureInSuspense(deps, row);
 
   const { workerReceives, feeScheduleVersion } = await matchQuote(deps, row);
   const creditKey = matchKey(row.trans_id, row.match_round);

@@ -9,8 +9,8 @@
 // money back while the payer has it. A request whose answer was lost stays in doubt for support.
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, MPESA_LIMITS, NotConfiguredError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
-import { spentReceiptOf, type C2bRow } from "./c2b.js";
+import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
+import { neverMoney, spentReceiptOf, type C2bRow } from "./c2b.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import type { CardColumns } from "./cards/convert.js";
@@ -310,12 +310,14 @@ async function alertInDoubt(deps: Deps, subject: Reversed, reversal: ReversalRow
   });
 }
 
-/** Tells support that M-Pesa reversed a payment whose money went back all the same: theirs to take back. */
+/**
+ * Tells support that M-Pesa reversed a tip's payment whose share went back all the same: theirs to take back. (A
+ * suspense payment's money is taken out again by itself: giveBack, reversedAfterFailing.)
+ */
 async function alertTakeBackByHand(tx: Queryable, subject: Reversed, reversal: ReversalRow, why: string): Promise<void> {
   await recordAlert(tx, {
     reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
-    detail: `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt}: ${why}; ` +
-      (reversal.suspense_receipt ? `take ${formatMoney(reversal.amount_minor, "KES")} out of suspense by hand` : `take ${formatMoney(reversal.wallet_minor, "KES")} back by hand`),
+    detail: `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt}: ${why}; take ${formatMoney(reversal.wallet_minor, "KES")} back by hand`,
   });
 }
 
@@ -470,9 +472,8 @@ export interface ResolveInput {
  * would have ended it, or not (the money given back, failed). The same outcome again answers as it is.
  */
 export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): Promise<void> {
-  const [column, id, field] = "tipId" in input.of ? ["tip_id", input.of.tipId, "tip_id"] : ["suspense_receipt", input.of.suspenseReceipt, "suspense_receipt"];
-  const { rows: [reversal] } = await pool(deps).query<ReversalRow>(
-    `SELECT * FROM payment.mpesa_reversals WHERE ${column} = $1 ORDER BY created_at DESC LIMIT 1`, [id]);
+  const [column, id, field] = "tipId" in input.of ? ["tip_id" as const, input.of.tipId, "tip_id"] : ["suspense_receipt" as const, input.of.suspenseReceipt, "suspense_receipt"];
+  const reversal = await latestReversal(pool(deps), column, id);
   if (!reversal) {
     const table = column === "tip_id" ? "tips WHERE tip_id = $1" : "c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'";
     const known = (await pool(deps).query(`SELECT 1 FROM payment.${table}`, [id])).rowCount;
@@ -497,8 +498,7 @@ export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): P
 
 /** Whether a refund of this suspense payment is reversed on M-Pesa: money M-Pesa can have moved, with M-Pesa configured. */
 export function reversesOnRefund(deps: Deps, row: Pick<C2bRow, "amount_minor">): boolean {
-  const amount = row.amount_minor;
-  return mpesaConfigured(deps) && amount >= MPESA_LIMITS.minMinor && amount <= MPESA_LIMITS.perTransactionMinor && amount % 100n === 0n;
+  return mpesaConfigured(deps) && !neverMoney(row.amount_minor) && row.amount_minor % 100n === 0n;
 }
 
 /**
@@ -515,10 +515,13 @@ export async function claimSuspenseReversal(db: Queryable, row: Pick<C2bRow, "tr
   return rowCount === 1;
 }
 
-/** The latest reversal of a refunded suspense payment, if any. */
-export async function suspenseReversalOf(db: Queryable, receipt: string): Promise<ReversalRow | undefined> {
-  return (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE suspense_receipt = $1 ORDER BY created_at DESC LIMIT 1", [receipt])).rows[0];
+/** The latest reversal of a tip's payment or a refunded suspense payment, if any. */
+async function latestReversal(db: Queryable, column: "tip_id" | "suspense_receipt", id: string): Promise<ReversalRow | undefined> {
+  return (await db.query<ReversalRow>(`SELECT * FROM payment.mpesa_reversals WHERE ${column} = $1 ORDER BY created_at DESC LIMIT 1`, [id])).rows[0];
 }
+
+/** The latest reversal of a refunded suspense payment, if any. */
+export const suspenseReversalOf = (db: Queryable, receipt: string) => latestReversal(db, "suspense_receipt", receipt);
 
 /**
  * Moves a refunded suspense payment's live reversal as far as it goes now: its money out of suspense, its request sent.

@@ -12,6 +12,7 @@ import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError } from "@ttip/runtime";
 import { DarajaClient } from "../src/daraja/client.js";
 import { claimSuspenseReversal } from "../src/mpesa-reversals.js";
+import { registerC2bUrls } from "../src/testing.js";
 import { eventually, startHarness, type Harness } from "./setup.js";
 
 describe("a paybill payment in suspense refunded by support is reversed on M-Pesa, its money out of suspense", () => {
@@ -24,8 +25,7 @@ describe("a paybill payment in suspense refunded by support is reversed on M-Pes
     h = await startHarness({}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
     const pathToken = "suspense-refunds-path-token-0123";
     h.config.c2b = { pathToken, shortCodes: [h.sim.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
-    const base = `${h.config.callbackBaseUrl}/c2b/${pathToken}`;
-    await new DarajaClient(h.config.daraja!).registerC2bUrls({ version: "v2", shortCode: h.sim.options.shortcode, responseType: "Completed", confirmationUrl: `${base}/confirmation`, validationUrl: `${base}/validation` });
+    await registerC2bUrls(h.sim, `${h.config.callbackBaseUrl}/c2b/${pathToken}`);
     admin = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
     internal = h.t.client(PaymentInternalService);
   });
