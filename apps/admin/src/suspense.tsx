@@ -71,18 +71,12 @@ export function Suspense({ session }: { session: Session }) {
     <div>
       <label className="check"><input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> include resolved</label>
       {error && <p role="alert" className="error">{error}</p>}
+      {/* Resolve and State first, as the Fraud queue's Review: on a phone they are where the row starts, not past the long Why column. */}
       <table>
-        <thead><tr><th>Received</th><th>Receipt</th><th>Amount</th><th>Typed reference</th><th>Why</th><th>State</th><th>Resolve</th></tr></thead>
+        <thead><tr><th>Resolve</th><th>State</th><th>Received</th><th>Receipt</th><th>Amount</th><th>Typed reference</th><th>Why</th></tr></thead>
         <tbody>
           {payments.map((p) => (
             <tr key={p.receipt} data-receipt={p.receipt}>
-              <td>{when(p.receivedAt)}</td>
-              <td><code>{p.receipt}</code></td>
-              <td>{money(p.amount)}</td>
-              <td>{p.accountReference}</td>
-              {/* The reason names the codes one slip away already; the first fills the code box. */}
-              <td data-testid="why">{p.reason}</td>
-              <td data-testid="state">{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}{reversalWords(p) && `: ${reversalWords(p)}`}</td>
               <td>
                 {p.resolution === "open" && (
                   <>
@@ -106,6 +100,13 @@ export function Suspense({ session }: { session: Session }) {
                   <ResolveReversal of={{ suspenseReceipt: p.receipt }} state={p.mpesaReversal} heading={false} disabledWhy={noMoney} done={() => void load()} />
                 )}
               </td>
+              <td data-testid="state">{p.resolution}{p.tipId ? ` → tip ${p.tipId}` : ""}{reversalWords(p) && `: ${reversalWords(p)}`}</td>
+              <td>{when(p.receivedAt)}</td>
+              <td><code>{p.receipt}</code></td>
+              <td>{money(p.amount)}</td>
+              <td>{p.accountReference}</td>
+              {/* The reason names the codes one slip away already; the first fills the code box. */}
+              <td data-testid="why">{p.reason}</td>
             </tr>
           ))}
         </tbody>

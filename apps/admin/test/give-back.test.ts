@@ -196,6 +196,16 @@ describe("admin console: giving an M-Pesa tip back", () => {
     await eventually("M-Pesa refused", async () => (await reversals())[0]?.status === "failed");
     // Before, a refund left the list at once, marked for someone to reverse by hand, its money in suspense for good.
     await (await openSuspense()).getByTestId("state").filter({ hasText: /reversal not made \(M-Pesa refused: .+\); the money is in suspense again/ }).waitFor();
+    // As support reads it on a phone: the row's state and Refund again on screen without scrolling the row (before,
+    // past the long Why column); kept under test-artifacts/admin.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const refusedRow = page.locator(`tr[data-receipt="${paid.transId}"]`);
+    const again = refusedRow.getByRole("button", { name: "Refund again" });
+    await again.waitFor();
+    const box = (await again.boundingBox())!;
+    assert.ok(box.x + box.width <= 390, `Refund again ends at ${box.x + box.width} px, past the 390 px screen`);
+    await page.screenshot({ path: "test-artifacts/admin/suspense-reversal-refused.png", fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     h.daraja.script({ amount: 263 }, { reversal: "queue_timeout" });
     await refund("Refund again", "utility account topped up");
