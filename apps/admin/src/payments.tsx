@@ -263,7 +263,7 @@ function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payou
       {t && <ResolveReversal of={{ tipId: t.tipId }} state={t.mpesaReversal} disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} done={() => void load()} />}
       {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
       <Section title="Ledger">
-        {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}
+        {!detail.ledgerEntryId && <p className="muted">{t || detail.holdState !== "settled" ? "No ledger entry yet." : "Settled before payouts kept their ledger entry."}</p>}
         {detail.ledgerEntryId && !moneyRole && <p className="muted">Entry {detail.ledgerEntryId} ({detail.ledgerCreditKind}); the ledger is for finance and admins.</p>}
         {entries.map((entry, n) => (
           <table key={entry.entryId} aria-label={n ? "Later ledger entry" : "Ledger entry"} data-entry-id={entry.entryId}>

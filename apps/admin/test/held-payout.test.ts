@@ -68,6 +68,9 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     await form.getByRole("button", { name: "Confirm resolve as paid" }).click();
     await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
     assert.equal(await detail.getByLabel("Resolve held payout").count(), 0, "nothing left to resolve");
+    // Before, a payout's detail had no ledger: the settlement's entry was not kept.
+    await detail.getByLabel("Ledger entry").getByRole("cell", { name: "withdrawal", exact: true }).waitFor();
+    await detail.getByLabel("Later ledger entry").getByRole("cell", { name: "B2C paid more than the payout" }).waitFor();
 
     const done = (await pay.getPayout({ payoutId: held.payoutId })).payout!;
     assert.equal(PayoutStatus[done.status], PayoutStatus[PayoutStatus.SUCCEEDED]);

@@ -79,6 +79,9 @@ export type EntryToPost = MessageInitShape<typeof PostEntryRequestSchema>;
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
 export type TipRecipient = { workerId: string } | { venueId: string };
 
+/** The key of the entry booking what M-Pesa paid for a payout beyond (or short of) its amount. */
+export const paidDifferenceKey = (payoutId: string) => `payout:${payoutId}:paid-difference`;
+
 export class Ledger {
   private readonly internal: Client<typeof WalletInternalService>;
   private readonly user: Client<typeof WalletService>;
@@ -355,7 +358,7 @@ export class Ledger {
       this.account(AccountKind.PAYOUT_CLEARING),
     ]);
     return this.postEntry({
-      idempotencyKey: `payout:${input.payoutId}:paid-difference`,
+      idempotencyKey: paidDifferenceKey(input.payoutId),
       cause: { cause: { case: "payoutId", value: input.payoutId } },
       postings: [
         { accountId: other, amount: kes(-input.differenceMinor), memo: more ? "B2C paid more than the payout" : "B2C paid less than the payout: the rest back" },
@@ -381,8 +384,11 @@ export class Ledger {
     return b2cFee(await this.feeSchedules.inForce("KES"), amountMinor);
   }
 
-  async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
-    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: this.payoutCallTimeoutMs() });
+  /** Returns the settlement's entry id (the first settlement's, when settled before). */
+  async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<string> {
+    const { entry } = await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: this.payoutCallTimeoutMs() });
+    if (!entry?.entryId) throw new Error("wallet SettleHold answered without an entry");
+    return entry.entryId;
   }
 
   async releaseHold(holdId: string, reason: string): Promise<void> {

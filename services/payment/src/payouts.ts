@@ -289,9 +289,10 @@ export async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<v
     if (p.status === "succeeded" && p.paidMinor !== null && p.paidMinor !== p.amount.amountMinor) {
       await deps.ledger.payoutPaidDifference({ payoutId, workerId: p.workerId, receipt: p.mpesaReceipt ?? payoutId, differenceMinor: p.paidMinor - p.amount.amountMinor });
     }
-    if (p.status === "succeeded") await deps.ledger.settleHold(p.holdId, p.mpesaReceipt ?? p.payoutId, p.transferFee.amountMinor);
+    let settleEntryId: string | null = null;
+    if (p.status === "succeeded") settleEntryId = await deps.ledger.settleHold(p.holdId, p.mpesaReceipt ?? p.payoutId, p.transferFee.amountMinor);
     else await deps.ledger.releaseHold(p.holdId, p.resultMessage || p.resultCode);
-    await deps.ctx.pool.query("UPDATE payment.payouts SET hold_state = $2 WHERE payout_id = $1", [payoutId, p.status === "succeeded" ? "settled" : "released"]);
+    await deps.ctx.pool.query("UPDATE payment.payouts SET hold_state = $2, settle_entry_id = $3 WHERE payout_id = $1", [payoutId, p.status === "succeeded" ? "settled" : "released", settleEntryId]);
   } catch (err) {
     deps.ctx.logger.warn({ payoutId, err }, "wallet hold not resolved yet; reconciliation will retry");
   }

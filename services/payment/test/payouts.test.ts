@@ -477,6 +477,11 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
       assert.equal(await events("ttip.payment.admin_action", held.payoutId), 1, "audited");
       assert.deepEqual(await alertStatus(held.payoutId), ["APPROVED"]);
+      // Before, a payout's detail named no ledger entry: the settlement's id was dropped.
+      const detail = await admin.getPaymentDetail({ subject: { case: "payoutId", value: held.payoutId } });
+      const { rows: [settled] } = await h.t.db.pool.query("SELECT e.entry_id, e.idempotency_key FROM wallet.holds h JOIN wallet.entries e ON e.entry_id = h.settle_entry_id WHERE h.payout_id = $1", [held.payoutId]);
+      assert.equal(detail.ledgerEntryId, settled.entry_id, "the settlement's entry");
+      assert.deepEqual(detail.reversalEntryKeys, [], "paid as asked: no difference booked");
       const again = await admin.resolveHeldPayout(req);
       assert.equal(PayoutStatus[again.payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED], "the retry's answer");
       assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1, "announced once");
@@ -501,6 +506,10 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
         await admin.resolveHeldPayout(req);
         const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM wallet.entries WHERE idempotency_key = $1", [`payout:${held.payoutId}:paid-difference`]);
         assert.equal(rows[0].n, 1, "the difference booked once");
+        const detail = await admin.getPaymentDetail({ subject: { case: "payoutId", value: held.payoutId } });
+        assert.deepEqual(detail.reversalEntryKeys, [`payout:${held.payoutId}:paid-difference`], "the difference's entry, for the console to list");
+        const { rows: [settled] } = await h.t.db.pool.query("SELECT idempotency_key FROM wallet.entries WHERE entry_id = $1", [detail.ledgerEntryId]);
+        assert.equal(settled?.idempotency_key, `hold:${detail.holdId}:settle`, "the settlement's entry");
         assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
         assert.equal(b2cTo(p).length, 1, "never sent again");
         // Before, paid KES 94 charged the worker KES 95 and the platform's fees kept the shilling.

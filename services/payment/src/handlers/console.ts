@@ -18,6 +18,7 @@ import { loadPayout, makePayoutDue, openPayoutLeasedUntil, searchPayouts } from 
 import type { CommonSearch } from "../stores/search.js";
 import { makeTipDue, pendingTipLeasedUntil, reversalEntryKeys, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
+import { paidDifferenceKey } from "../ledger.js";
 import { kes } from "../money.js";
 import { busyWhenHeld, waitBrieflyForLocks } from "../requery-lock.js";
 
@@ -146,6 +147,8 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
       payout: payoutMessage(payout),
       callbacks: callbacks.map(toCallback),
       alerts: await alertsFor(pool, "payout_id", payout.payoutId),
+      ledgerEntryId: payout.settleEntryId ?? "",
+      reversalEntryKeys: payout.paidMinor !== null && payout.paidMinor !== payout.amount.amountMinor ? [paidDifferenceKey(payout.payoutId)] : [],
       holdId: payout.holdId ?? "",
       holdState: payout.holdState,
       statusQueries: payout.statusQueries,

@@ -25,6 +25,7 @@ export interface PayoutRow {
   b2c_state: B2cState;
   hold_id: string | null;
   hold_state: HoldState;
+  settle_entry_id?: string | null;
   callback_token: string;
   conversation_id: string | null;
   result_code: string;
@@ -54,6 +55,8 @@ export interface Payout {
   b2cState: B2cState;
   holdId: string | null;
   holdState: HoldState;
+  /** The wallet entry that settled the hold; null until settled (and for payouts settled before it was kept). */
+  settleEntryId: string | null;
   callbackToken: string;
   conversationId: string | null;
   resultCode: string;
@@ -87,6 +90,7 @@ export function payoutOf(r: PayoutRow): Payout {
     b2cState: r.b2c_state,
     holdId: r.hold_id,
     holdState: r.hold_state,
+    settleEntryId: r.settle_entry_id ?? null,
     callbackToken: r.callback_token,
     conversationId: r.conversation_id,
     resultCode: r.result_code,

@@ -1827,7 +1827,9 @@ export type GetPaymentDetailResponse = Message<"ttip.payment.v1.GetPaymentDetail
   alerts: FraudAlert[];
 
   /**
-   * The wallet journal entry that credited the tip (empty until credited).
+   * The wallet journal entry that credited the tip (empty until credited), or
+   * that settled the payout's hold: the withdrawal and M-Pesa's charge (empty
+   * until settled, and for payouts settled before the entry was kept).
    *
    * @generated from field: string ledger_entry_id = 5;
    */
@@ -1862,7 +1864,8 @@ export type GetPaymentDetailResponse = Message<"ttip.payment.v1.GetPaymentDetail
   /**
    * The idempotency keys of the wallet entries that took a tip's money back or
    * gave it back: its reversals, refunds and chargebacks, oldest first (a key
-   * may name an entry never posted, a step not reached).
+   * may name an entry never posted, a step not reached). For a payout M-Pesa
+   * paid in another amount, the entry booking the difference.
    * WalletAdminService.ListJournalEntries reads them.
    *
    * @generated from field: repeated string reversal_entry_keys = 10;

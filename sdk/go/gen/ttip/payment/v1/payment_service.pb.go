@@ -4015,7 +4015,9 @@ type GetPaymentDetailResponse struct {
 	// Every provider callback stored for it, oldest first, as received.
 	Callbacks []*UnmatchedCallback `protobuf:"bytes,3,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
 	Alerts    []*FraudAlert        `protobuf:"bytes,4,rep,name=alerts,proto3" json:"alerts,omitempty"`
-	// The wallet journal entry that credited the tip (empty until credited).
+	// The wallet journal entry that credited the tip (empty until credited), or
+	// that settled the payout's hold: the withdrawal and M-Pesa's charge (empty
+	// until settled, and for payouts settled before the entry was kept).
 	LedgerEntryId string `protobuf:"bytes,5,opt,name=ledger_entry_id,json=ledgerEntryId,proto3" json:"ledger_entry_id,omitempty"`
 	// "worker" or "suspense": where the credit went.
 	LedgerCreditKind string `protobuf:"bytes,6,opt,name=ledger_credit_kind,json=ledgerCreditKind,proto3" json:"ledger_credit_kind,omitempty"`
@@ -4026,7 +4028,8 @@ type GetPaymentDetailResponse struct {
 	StatusQueries int32 `protobuf:"varint,9,opt,name=status_queries,json=statusQueries,proto3" json:"status_queries,omitempty"`
 	// The idempotency keys of the wallet entries that took a tip's money back or
 	// gave it back: its reversals, refunds and chargebacks, oldest first (a key
-	// may name an entry never posted, a step not reached).
+	// may name an entry never posted, a step not reached). For a payout M-Pesa
+	// paid in another amount, the entry booking the difference.
 	// WalletAdminService.ListJournalEntries reads them.
 	ReversalEntryKeys []string `protobuf:"bytes,10,rep,name=reversal_entry_keys,json=reversalEntryKeys,proto3" json:"reversal_entry_keys,omitempty"`
 	unknownFields     protoimpl.UnknownFields

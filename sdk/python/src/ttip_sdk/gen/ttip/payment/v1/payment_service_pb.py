@@ -2550,7 +2550,9 @@ class GetPaymentDetailResponse(Message[_GetPaymentDetailResponseFields]):
             repeated ttip.payment.v1.FraudAlert alerts = 4;
             ```
         ledger_entry_id:
-            The wallet journal entry that credited the tip (empty until credited).
+            The wallet journal entry that credited the tip (empty until credited), or
+            that settled the payout's hold: the withdrawal and M-Pesa's charge (empty
+            until settled, and for payouts settled before the entry was kept).
 
             ```proto
             string ledger_entry_id = 5;
@@ -2580,7 +2582,8 @@ class GetPaymentDetailResponse(Message[_GetPaymentDetailResponseFields]):
         reversal_entry_keys:
             The idempotency keys of the wallet entries that took a tip's money back or
             gave it back: its reversals, refunds and chargebacks, oldest first (a key
-            may name an entry never posted, a step not reached).
+            may name an entry never posted, a step not reached). For a payout M-Pesa
+            paid in another amount, the entry booking the difference.
             WalletAdminService.ListJournalEntries reads them.
 
             ```proto
