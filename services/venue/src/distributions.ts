@@ -169,14 +169,14 @@ export class Distributions {
     const loaded = await loadDistribution(this.pool, distributionId);
     if (!loaded) throw new NotFoundError(`distribution_id: no distribution ${distributionId}`);
     const { d, shares } = loaded;
-    if (d.status !== "posting") return toDistribution(d, shares);
+    if (d.status !== "posting") return finished(d, shares);
     // Another finish asking the ledger now records its answer (this one's refusal could abandon a plan it posted):
     // a confirm waits for it (a double tap answers the outcome); the background pass moves on.
     let claim = await this.claimFinish(distributionId);
     for (const until = Date.now() + FINISH_WAIT_MS; !claim && waitForOther && Date.now() < until;) {
       await new Promise((r) => setTimeout(r, 100));
       const now = (await loadDistribution(this.pool, distributionId))!;
-      if (now.d.status !== "posting") return toDistribution(now.d, now.shares);
+      if (now.d.status !== "posting") return finished(now.d, now.shares);
       claim = await this.claimFinish(distributionId);
     }
     if (!claim) return toDistribution(d, shares);
@@ -224,7 +224,7 @@ export class Distributions {
         [d.distribution_id, entryId],
       );
       const done = rows[0];
-      if (!done) return toDistribution((await loadDistribution(tx, d.distribution_id))!.d, shares);
+      if (!done) return finished((await loadDistribution(tx, d.distribution_id))!.d, shares);
       const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
       const paid = shares.filter((s) => s.amount_minor > 0n);
       const period = { periodStart: timestampFromDate(done.period_start), periodEnd: timestampFromDate(done.period_end) };
@@ -336,6 +336,15 @@ export class Distributions {
       return toDistribution(done, shares);
     });
   }
+}
+
+/**
+ * A plan no longer posting, as its finish ended it: a plan the ledger refused is that refusal again. Before, a
+ * confirm that waited on another's finish answered an abandoned plan as a distribution ("already confirmed").
+ */
+function finished(d: DistributionRow, shares: ShareRow[]): Distribution {
+  if (d.status === "abandoned") throw new InvalidStateError(`period: the ledger refused the distribution: ${d.abandon_reason}`);
+  return toDistribution(d, shares);
 }
 
 function shareRow(distributionId: string, line: number, l: Plan["lines"][number]): ShareRow {

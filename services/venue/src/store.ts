@@ -323,6 +323,8 @@ export interface DistributionRow {
   collected_minor: bigint;
   tip_count: bigint;
   status: "posting" | "confirmed" | "reversed" | "abandoned";
+  /** Why the ledger refused an abandoned plan. */
+  abandon_reason: string;
   entry_id: string | null;
   reversal_entry_id: string | null;
   reversal_reason: string;
@@ -368,7 +370,8 @@ export function toShareLine(s: ShareRow, currency: string) {
   });
 }
 
-export function toDistribution(d: DistributionRow, shares: ShareRow[]): Distribution {
+/** `shown`: the lines the reader may see (a member, their own); the totals are always the whole split's. */
+export function toDistribution(d: DistributionRow, shares: ShareRow[], shown: ShareRow[] = shares): Distribution {
   const distributed = shares.reduce((s, x) => s + x.amount_minor, 0n);
   return create(DistributionSchema, {
     distributionId: d.distribution_id,
@@ -379,7 +382,7 @@ export function toDistribution(d: DistributionRow, shares: ShareRow[]): Distribu
     collected: money(d.collected_minor, d.currency),
     distributed: money(distributed, d.currency),
     tipCount: d.tip_count,
-    shares: shares.map((s) => toShareLine(s, d.currency)),
+    shares: shown.map((s) => toShareLine(s, d.currency)),
     remainderRule: REMAINDER_RULE,
     status: STATUS[d.status],
     entryId: d.entry_id ?? "",

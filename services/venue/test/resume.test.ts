@@ -186,17 +186,36 @@ describe("distributions finished after a failure, once", () => {
     const distributions = new Distributions({ ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet : h.t.ctx.peers(name)) });
     const first = distributions.finish(d.distribution_id, "Resume Bar").catch(() => undefined);
     while (posts === 0) await new Promise((r) => setTimeout(r, 10));
-    const second = distributions.finish(d.distribution_id, "Resume Bar").catch(() => undefined);
+    const second = distributions.finish(d.distribution_id, "Resume Bar").then((x) => x, (e: Error & { code: Code }) => e);
     await new Promise((r) => setTimeout(r, 300));
     refuseFirst();
     await first;
     answerSecond();
-    await second;
+    const waited = await second;
     const { rows: [after] } = await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id]);
-    const moved = await entries(d.distribution_id);
     // Before, the first's refusal abandoned the plan after the second had posted it: workers paid, never told, the period stuck.
-    assert.deepEqual([after.status, moved], moved ? ["confirmed", 1] : ["abandoned", 0]);
+    assert.deepEqual([after.status, await entries(d.distribution_id)], ["abandoned", 0]);
     assert.equal(posts, 1, "one finish at a time asks the ledger");
+    // Before, the finish that waited answered the abandoned plan as a distribution: a double tap read "already confirmed".
+    assert.ok(waited instanceof Error, "the waiting finish answers the refusal");
+    assert.equal(Code[waited.code], Code[Code.FailedPrecondition]);
+    assert.match(waited.message, /the ledger refused the distribution: .*the pool owes KES 50/);
+  });
+
+  test("a reversal whose answer was lost, asked again in other words: the ledger's reversal is recorded, not refused as another request", async () => {
+    const { v, a, p } = await readyVenue();
+    const { distribution: d } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
+    // What the first ReverseDistribution did before its answer was lost: the shares back in the pool, the venue not told.
+    const { reversal } = await h.walletInternal.reversePoolDistribution({ entryId: d!.entryId, idempotencyKey: `venue-reversal:${d!.distributionId}`, reason: "Brian's shift was wrong" });
+    assert.equal(await h.poolBalance(v.venueId), 30_000n);
+    // Before, ALREADY_EXISTS (another reason, another request) answered as "try again", for good: the split stayed confirmed.
+    const again = (await v.api.reverseDistribution({ venueId: v.venueId, distributionId: d!.distributionId, reason: "wrong shift" })).distribution!;
+    assert.equal(DistributionStatus[again.status], DistributionStatus[DistributionStatus.REVERSED]);
+    assert.equal(again.reversalEntryId, reversal!.entryId, "the reversal the first call posted, not a second");
+    assert.equal(await h.poolBalance(v.venueId), 30_000n);
+    assert.equal(await h.walletBalance(a.workerId), 0n);
+    const redo = await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
+    assert.equal(redo.created, true, "the period freed to be split again");
   });
 
   test("a second, overlapping distribution is refused by the ledger itself, even past the venue service's own check", async () => {

@@ -303,6 +303,9 @@ describe("venue staff, shifts and pooled tips", () => {
     // A member reading the distribution sees only their own line.
     const asMember = (await h.asWorker(juma.workerId).getDistribution({ venueId: v.venueId, distributionId: d.distributionId })).distribution!;
     assert.deepEqual(asMember.shares.map((s) => s.displayName), ["Juma"]);
+    // Before, the totals were summed over the lines shown: Juma read KES 167 of the KES 500 split, 1 member.
+    assert.deepEqual([asMember.distributed?.amountMinor, asMember.memberCount, asMember.roundingRemainderMinor, asMember.summary],
+      [d.distributed?.amountMinor, d.memberCount, d.roundingRemainderMinor, d.summary]);
 
     const reversed = (await v.api.reverseDistribution({ venueId: v.venueId, distributionId: d.distributionId, reason: "Juma's hours were wrong" })).distribution!;
     assert.equal(reversed.status, DistributionStatus.REVERSED);
@@ -377,13 +380,21 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(distribution!.status, DistributionStatus.CONFIRMED);
     assert.equal(await h.walletBalance(baraka.workerId), 30000n);
     assert.equal(await h.walletBalance(neema.workerId), 30000n);
-
     // Under equal shares he is one person: one share of two, not two of three.
     await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
     await v.api.reverseDistribution({ venueId: v.venueId, distributionId: distribution!.distributionId, reason: "equal shares agreed" });
     const equal = (await v.api.confirmDistribution({ venueId: v.venueId, period: p })).distribution!;
     assert.deepEqual(equal.shares.map((s) => s.amount!.amountMinor), [30000n, 30000n]);
     assert.equal(await h.walletBalance(baraka.workerId), 30000n);
+
+    // He leaves and comes back once more: he still reads the line he was paid under his membership of then
+    // (before, lines were matched to his current membership, and he saw none).
+    await v.api.removeMember({ venueId: v.venueId, memberId: back.memberId });
+    const third = await h.join(v, "Baraka", "front_of_house", new Date(), baraka.workerId);
+    const line = equal.shares.find((s) => s.workerId === baraka.workerId)!;
+    assert.notEqual(line.memberId, third.memberId);
+    const asBaraka = (await h.asWorker(baraka.workerId).getDistribution({ venueId: v.venueId, distributionId: equal.distributionId })).distribution!;
+    assert.deepEqual(asBaraka.shares.map((s) => [s.memberId, s.amount!.amountMinor]), [[line.memberId, 30000n]]);
   });
 
   test("a split an admin reversed in the wallet is reversed in the venue when asked, and its period can be split again", async () => {

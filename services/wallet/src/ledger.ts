@@ -586,9 +586,14 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,
     [entryId],
   );
-  if (existing.rows[0] && existing.rows[0].idempotency_key !== idempotencyKey) {
-    throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, { reversal_entry_id: existing.rows[0].entry_id });
+  const prior = existing.rows[0];
+  if (prior && prior.idempotency_key !== idempotencyKey) {
+    throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${prior.entry_id}`, { reversal_entry_id: prior.entry_id });
   }
+  // A retry is answered with the reversal its key posted, whatever reason it gives now: the reason is the
+  // description's words, and a caller whose first answer was lost (venue's split reversed, its record not
+  // made) asking again in other words was refused as a different request, for good.
+  if (prior) return { entry: (await loadEntry(tx, prior.entry_id))!, created: false };
   const reversal = await postEntry(tx, {
     idempotencyKey,
     cause: causeOf("reversedEntryId", entryId),

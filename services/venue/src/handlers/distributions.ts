@@ -57,9 +57,10 @@ function getDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof Venu
     if (!loaded || loaded.d.venue_id !== req.venueId || loaded.d.status === "abandoned") {
       throw new NotFoundError(`distribution_id: no distribution ${req.distributionId} at this venue`);
     }
-    // A member sees the totals and their own line; the manager sees every line.
-    const shares = who.manager ? loaded.shares : loaded.shares.filter((s) => s.member_id === who.member?.member_id);
-    return { distribution: toDistribution(loaded.d, shares) };
+    // A member sees the whole split's totals and their own line (by worker: one who left and came back was paid
+    // under the membership of then); the manager sees every line.
+    const shown = who.manager ? loaded.shares : loaded.shares.filter((s) => s.worker_id === who.member?.worker_id);
+    return { distribution: toDistribution(loaded.d, loaded.shares, shown) };
   };
 }
 
