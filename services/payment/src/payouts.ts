@@ -161,7 +161,9 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
     } catch (err) {
       const e = asConnectError(err);
       if (e.code === Code.FailedPrecondition || e.code === Code.ResourceExhausted) {
-        await finishPayout(deps, payout.payoutId, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage });
+        const failed = await finishPayout(deps, payout.payoutId, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage, unheld: true });
+        // Not failed here: another request of this payout (a double tap) held the money since and is sending it.
+        if (failed === "duplicate" && (await loadPayout(pool, payout.payoutId))?.status !== "failed") return;
         throw e;
       }
       throw new DependencyUnavailableError(`the wallet could not hold the amount: ${e.rawMessage}`);
@@ -172,7 +174,7 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
   const { rows: [claimed] } = await pool.query<{ b2c_state: B2cState }>(
     `UPDATE payment.payouts p SET b2c_state = CASE WHEN s.payouts_on_hold THEN 'refused' ELSE 'sending' END
        FROM (SELECT bool_or(payouts_on_hold) IS TRUE AS payouts_on_hold FROM payment.payout_settings WHERE worker_id = $2) s
-      WHERE p.payout_id = $1 AND p.b2c_state = 'new' AND p.status = 'pending' RETURNING p.b2c_state`,
+      WHERE p.payout_id = $1 AND p.b2c_state = 'new' AND p.status IN ('pending', 'resolving') RETURNING p.b2c_state`,
     [payout.payoutId, payout.workerId],
   );
   if (!claimed) return;
@@ -199,9 +201,11 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
     if (err instanceof DarajaError && err.kind === "unavailable") {
       // It never left (Daraja asked us to slow down, no token, no connection): back to 'new', which reconciliation
       // sends at the payout's next check, for an hour (its age on the database's clock, which made it). Failing it
-      // at once would tell the worker M-Pesa refused it, for an outage.
+      // at once would tell the worker M-Pesa refused it, for an outage. Status queries asked while it was in flight
+      // (an admin's re-query) asked about nothing M-Pesa had: they count for nothing towards "no record".
       const retried = await pool.query(
-        `UPDATE payment.payouts SET b2c_state = 'new' WHERE payout_id = $1 AND b2c_state = 'sending'
+        `UPDATE payment.payouts SET b2c_state = 'new', status = 'pending', status_queries = 0, status_query_sent_at = NULL, status_queried_at = NULL
+          WHERE payout_id = $1 AND b2c_state = 'sending' AND status IN ('pending', 'resolving')
           AND created_at > now() - make_interval(secs => $2::double precision / 1000)`,
         [payout.payoutId, UNSENT_RETRY_MS],
       );
@@ -229,6 +233,8 @@ export interface Finish {
   code: string;
   message: string;
   receipt?: string;
+  /** A failure only while nothing is held or sent: a hold refused to one request of a payout another has held since. */
+  unheld?: boolean;
 }
 
 /** A finished payout's event (payout_succeeded or payout_failed), in the transaction that records its outcome. */
@@ -251,8 +257,8 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
   const done = await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<PayoutRow>(
       `UPDATE payment.payouts SET status = $2, result_code = $3, result_message = $4, mpesa_receipt = $5, completed_at = now()
-        WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
-      [payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null],
+        WHERE payout_id = $1 AND status IN ('pending', 'resolving') AND (NOT $6 OR hold_state = 'none' AND b2c_state = 'new') RETURNING *`,
+      [payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null, f.unheld === true],
     );
     if (!rows[0]) return undefined;
     const p = payoutOf(rows[0]);

@@ -490,6 +490,42 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.deepEqual((await race.payouts()).map((p) => [p.automatic, p.status !== "failed"]), [[true, true]], "the withdrawal stored nothing; the automatic payout held the balance");
   });
 
+  test("a withdrawal tapped twice whose first hold the wallet refuses after the second held it: not failed, its hold kept, paid once", async () => {
+    const worker = randomUUID();
+    const payoutPhone = `254${phone().slice(1)}`;
+    const [tip] = await decidedTips(worker, [10_000n]);
+    let holding: () => void = () => undefined;
+    const atHold = new Promise<void>((r) => (holding = r));
+    let refuse: () => void = () => undefined;
+    const refusal = new Promise<void>((r) => (refuse = r));
+    // The first tap's hold: asked while the balance was short (a credit came just after), refused once the second held it.
+    const ledgerA = new (class extends WatchedLedger {
+      override async placeHold(): Promise<{ holdId: string; accountId: string }> {
+        holding();
+        await refusal;
+        throw new ConnectError("insufficient funds: available KES 0.00", Code.FailedPrecondition);
+      }
+    })(h.t.ctx);
+    const replica = (ledger: Ledger) => Object.assign(depsWith(ledger).deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
+    const [a, b] = [replica(ledgerA), replica(new WatchedLedger(h.t.ctx))];
+    assert.equal(await postCredit(b, tip.tip_id, tip), true);
+    const withdrawal = { workerId: worker, amountMinor: 5_000n, phone: payoutPhone, idempotencyKey: randomUUID(), automatic: false };
+    const first = startPayout(a, withdrawal).then((p) => p, (err: unknown) => asConnectError(err));
+    await atHold;
+    const second = await startPayout(b, withdrawal);
+    const row = async () => (await h.t.db.pool.query<{ status: string; hold_state: string; b2c_state: string }>(
+      "SELECT status, hold_state, b2c_state FROM payment.payouts WHERE payout_id = $1", [second.payoutId])).rows[0];
+    const sent = await row();
+    assert.deepEqual([sent.b2c_state, sent.status !== "failed"], ["sent", true], "the second tap held it and sent it");
+    refuse();
+    const answered = await first;
+    // Before, the first tap's refusal failed the payout M-Pesa was paying and released its hold: paid twice.
+    assert.ok(!(answered instanceof ConnectError), `the first tap answered the payout, not the refusal: ${String(answered)}`);
+    assert.equal(answered.payoutId, second.payoutId);
+    await eventually(async () => (await row()).status === "succeeded" && (await row()).hold_state === "settled", "paid once, its hold settled");
+    assert.equal(await h.balance(worker), tip.worker_receives_minor - 5_000n, "the withdrawal taken from the wallet once");
+  });
+
   test("an automatic payout that waited for the one before reads the worker's settings again: a hold set meanwhile stops it", async () => {
     const worker = randomUUID();
     const payoutPhone = `254${phone().slice(1)}`;

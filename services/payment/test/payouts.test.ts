@@ -671,6 +671,45 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(await h.balance(workers[1]), 9500n);
   });
 
+  test("a B2C on its way when support re-queries it, then found never sent: sent later, not left resolving with its hold for good", async () => {
+    const daraja = h.config.daraja!;
+    const refusedConnection = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    const row = async (payoutId: string) =>
+      (await h.t.db.pool.query("SELECT b2c_state, status, hold_state, status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0] as { b2c_state: string; status: string; hold_state: string; status_queries: number };
+    const p = phone();
+    let onItsWay = () => undefined as void;
+    const started = new Promise<void>((r) => (onItsWay = r));
+    let fail = () => undefined as void;
+    const failing = new Promise<void>((r) => (fail = r));
+    let worker: string;
+    let payoutId: string;
+    try {
+      // The first B2C waits (as a slow connection does), then is found never sent.
+      h.config.daraja = { ...daraja, request: async (url, call) => {
+        if (!url.pathname.includes("/b2c/")) return httpRequest(url, call);
+        onItsWay();
+        await failing;
+        throw refusedConnection;
+      } };
+      worker = await tippedWorker(p);
+      await started;
+      payoutId = (await onlyPayout(worker)).payoutId;
+      await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] }).requeryPayment({ subject: { case: "payoutId", value: payoutId } });
+      assert.equal((await row(payoutId)).status, "resolving", "M-Pesa asked about it while it was on its way");
+      fail();
+      await eventually(async () => (await row(payoutId)).b2c_state === "new", "back to be sent again");
+    } finally {
+      h.config.daraja = daraja;
+    }
+    await h.sim.idle();
+    // Before, it stayed resolving and unsent for good: a pass sends only a pending payout, and none failed it.
+    h.clock.advance(h.config.payoutResultWaitMs + 1_000);
+    const paid = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(PayoutStatus[paid.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
+    assert.equal(b2cTo(p).length, 1, "sent once");
+    await eventually(async () => (await row(payoutId)).hold_state === "settled", "its hold settled");
+  });
+
   test("payouts on hold by an admin are not made automatically", async () => {
     const p = phone();
     const worker = randomUUID();
