@@ -151,6 +151,7 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
         else candidates.push({ m, weight: BigInt(m.points) * minutes, minutes, basis: `${m.points} points x ${minutes} minutes` });
         break;
       case SplitMethod.FIXED_PERCENTAGES: {
+        // Weighed by the time on the staff below (onTheStaff): nothing after leaving is theirs.
         const bps = fixed.get(m.memberId) ?? 0;
         if (bps > 0) candidates.push({ m, weight: BigInt(bps), minutes, basis: `${(bps / 100).toFixed(2)}% fixed` });
         else out(Note.NO_PERCENTAGE);
@@ -160,7 +161,7 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
         throw new Error(`unknown split method ${rule.method}`);
     }
   }
-  const merged = onePerWorker(candidates, rule.method);
+  const merged = onePerWorker(rule.method === SplitMethod.FIXED_PERCENTAGES ? onTheStaff(candidates, period) : candidates, rule.method);
   // A worker with a line is not also "excluded" for another of their memberships (one they left, say).
   const paid = new Set(merged.map((c) => c.m.workerId));
   const notes = excluded.filter((e) => !paid.has(roster.find((m) => m.memberId === e.memberId)?.workerId ?? null));
@@ -168,6 +169,36 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
 }
 
 type Candidate = { m: RosterMember; weight: bigint; minutes: bigint; basis: string };
+
+/**
+ * Fixed percentages (each candidate's weight its basis points) weighed by time: the period is cut where a member
+ * joined or left; in each piece the members on the staff share it by their percentages, scaled to the whole
+ * (what an absent member would have had is spread over those present in proportion to theirs). A weight is the
+ * sum over the pieces of milliseconds x the scaled basis points (rounded down: under 1/10 000 of a piece).
+ * When everyone with a percentage was there the whole period, the weights stay their basis points.
+ */
+function onTheStaff(candidates: Candidate[], period: Period): Candidate[] {
+  const windows = candidates.map((c) => membershipWindow(c.m, period)!);
+  const cuts = [...new Set([period.start, period.end, ...windows.flatMap((w) => [w.start, w.end])].map((d) => d.getTime()))].sort((a, b) => a - b);
+  if (cuts.length === 2) return candidates;
+  const weights = candidates.map(() => 0n);
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    const [from, to] = [cuts[k], cuts[k + 1]];
+    const present = candidates.flatMap((c, i) => (windows[i].start.getTime() <= from && windows[i].end.getTime() >= to ? [i] : []));
+    const sum = present.reduce((s, i) => s + candidates[i].weight, 0n);
+    for (const i of present) weights[i] += BigInt(to - from) * ((candidates[i].weight * 10_000n) / sum);
+  }
+  // In lowest terms, so that a line reads "1 of 60", not in milliseconds x basis points.
+  const common = weights.reduce((g, w) => gcd(g, w), 0n);
+  const whole = period.end.getTime() - period.start.getTime();
+  return candidates.map((c, i) => {
+    const onStaff = windows[i].end.getTime() - windows[i].start.getTime();
+    const basis = onStaff === whole ? c.basis : `${c.basis}, on the staff ${hours(BigInt(Math.floor(onStaff / MINUTE)))} of ${hours(BigInt(Math.floor(whole / MINUTE)))}`;
+    return { ...c, weight: weights[i] / common, basis };
+  });
+}
+
+const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? a : gcd(b, a % b));
 
 /**
  * A worker who left and rejoined holds two memberships, and the wallet pays a

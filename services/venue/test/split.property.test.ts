@@ -80,6 +80,25 @@ describe("splits add up", () => {
       }
     }
   });
+
+  test("planSplit, fixed percentages: a member on the staff for part of the period has their percentage of that part, the rest goes to those there", () => {
+    const start = new Date("2026-11-01T00:00:00Z");
+    const day = 24 * HOUR;
+    const end = new Date(start.getTime() + 30 * day);
+    const member = (k: number, leftAt: Date | null): RosterMember => ({
+      memberId: `00000000-0000-4000-8000-${String(k).padStart(12, "0")}`, workerId: randomUUID(), displayName: `m${k}`, roleId: "r",
+      isManager: false, points: 0, joinedAt: new Date(start.getTime() - day), leftAt,
+    });
+    const [a, b] = [member(1, new Date(start.getTime() + day)), member(2, null)];
+    const rule = { version: 1, method: SplitMethod.FIXED_PERCENTAGES, includeManagers: false, fixedShares: [a, b].map((m) => ({ memberId: m.memberId, basisPoints: 5_000 })) };
+    const plan = planSplit(60_000n, "KES", rule, [a, b], [], { start, end });
+    // Before, A, gone after the first of 30 days, had her 50% of the whole month: KES 300.
+    assert.deepEqual(plan.lines.map((l) => [l.displayName, l.amountMinor, l.weight, l.totalWeight]), [["m1", 1_000n, 1n, 60n], ["m2", 59_000n, 59n, 60n]]);
+    assert.match(plan.lines[0].explanation, /^50\.00% fixed, on the staff 24h of 720h: 1 of 60 x KES 600 = KES 10$/);
+    // Both there the whole period: their percentages as they are.
+    const whole = planSplit(60_000n, "KES", rule, [member(1, null), b], [], { start, end });
+    assert.deepEqual(whole.lines.map((l) => [l.amountMinor, l.weight, l.totalWeight]), [[30_000n, 5_000n, 10_000n], [30_000n, 5_000n, 10_000n]]);
+  });
 });
 
 describe("splits add up in the service, on PostgreSQL and the ledger", () => {

@@ -1025,8 +1025,9 @@ export enum SplitMethod {
   BY_ROLE_POINTS = 3,
 
   /**
-   * Fixed percentages per member (basis points, summing to 10 000); the
-   * share of a member not on the staff during the period is spread over the
+   * Fixed percentages per member (basis points, summing to 10 000) of the
+   * part of the period each was on the staff; what a member not on the staff
+   * (for the whole period or part of it) would have had is spread over the
    * others in proportion to theirs.
    *
    * @generated from enum value: SPLIT_METHOD_FIXED_PERCENTAGES = 4;

@@ -146,8 +146,9 @@ const (
 	SplitMethod_SPLIT_METHOD_BY_HOURS SplitMethod = 2
 	// In proportion to the role's points x minutes worked.
 	SplitMethod_SPLIT_METHOD_BY_ROLE_POINTS SplitMethod = 3
-	// Fixed percentages per member (basis points, summing to 10 000); the
-	// share of a member not on the staff during the period is spread over the
+	// Fixed percentages per member (basis points, summing to 10 000) of the
+	// part of the period each was on the staff; what a member not on the staff
+	// (for the whole period or part of it) would have had is spread over the
 	// others in proportion to theirs.
 	SplitMethod_SPLIT_METHOD_FIXED_PERCENTAGES SplitMethod = 4
 )
