@@ -613,6 +613,34 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a refund Stripe makes and later fails (the card closed): the worker's share given back, support told once, the failure delivered again changes nothing", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker, `pm_card_refundFail_${++cards}`);
+    const share = await h.balance(worker);
+    const ask = { tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" };
+    const made = await adminClient.refundTip(ask);
+    assert.match(made.refundId, /^re_/);
+    assert.equal(await h.balance(worker), 0n, "the share taken back first");
+    const refundRow = async () => (await h.t.db.pool.query("SELECT status, failure FROM payment.card_refunds WHERE tip_id = $1", [tip.tipId])).rows[0] as { status: string; failure: string };
+    // Before, refund.failed was ignored: the refund stayed sent, the worker's share taken, the card never refunded.
+    await eventually(async () => (await refundRow()).status === "failed", "Stripe's refund.failed applied");
+    assert.match((await refundRow()).failure, new RegExp(`${made.refundId} failed after it was made \\(expired_or_canceled_card\\)`));
+    assert.equal(await h.balance(worker), share, "the share given back");
+    const now = (await row(tip.tipId)) as CardTipRow;
+    assert.deepEqual([now.refunded_minor, now.card_state], [0n, "none"]);
+    assert.deepEqual((await announced(tip.tipId)).kinds, [TipReversalKind.REFUND, TipReversalKind.REFUND_REFUSED]);
+    const told = async () => (await h.t.db.pool.query(
+      "SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' AND detail LIKE '%could not complete refund%'", [tip.tipId])).rows;
+    assert.equal((await told()).length, 1);
+    assert.match((await told())[0].detail, /the customer has nothing back.*refund the customer another way/);
+    const failure = h.stripe.events().find((e) => e.type === "refund.failed" && e.body.includes(made.refundId))!;
+    assert.equal(await h.stripe.redeliver(failure.id), 200);
+    assert.equal((await told()).length, 1, "told once");
+    assert.equal(await h.balance(worker), share, "given back once");
+    await assert.rejects(adminClient.refundTip(ask), (e: ConnectError) => e.code === Code.FailedPrecondition && /this refund failed earlier/.test(e.rawMessage));
+    assert.ok(await h.trialBalanced());
+  });
+
   test("another amount under a refund's key is another request: ALREADY_EXISTS, nothing more refunded", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

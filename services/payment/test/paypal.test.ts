@@ -41,10 +41,10 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.ok(res.status === 302 || res.status === 200, `approval answered ${res.status}`);
   };
 
-  /** A USD 10.00 tip to `workerId`, approved, captured and credited. */
-  const paidTip = async (workerId: string) => {
+  /** A USD 10.00 tip to `workerId`, approved (the approval page's `query` scripting the payer), captured and credited. */
+  const paidTip = async (workerId: string, query = "") => {
     const r = await create(workerId);
-    await approve(r.paypalApproveUrl);
+    await approve(r.paypalApproveUrl, query);
     const paid = await until(r.tip!.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
     await credited(paid.tipId);
     return paid;
@@ -282,6 +282,22 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     await h.paypal.resolveDispute(du, "RESOLVED_BUYER_FAVOUR");
     await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     assert.equal(await h.ledgerBalance(worker), 0n, "refund and lost dispute took back the whole share");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund PayPal answers FAILED reached no one: the worker's share given back at once, the refund failed, the admin told", async () => {
+    const worker = randomUUID();
+    const paid = await paidTip(worker, "&refund_fails=1");
+    const share = await h.balance(worker);
+    const refusal = await adminClient.refundTip({ tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    // Before, a 201 was a refund made whatever its status: the share kept from the worker, the customer refunded nothing.
+    assert.equal(refusal?.code, Code.FailedPrecondition, String(refusal));
+    assert.match(refusal.rawMessage, /could not refund the card: its refund \w+ failed/);
+    assert.equal(await h.balance(worker), share, "the share given back");
+    const { rows: [r] } = await h.t.db.pool.query("SELECT status, provider_refund_id FROM payment.card_refunds WHERE tip_id = $1", [paid.tipId]);
+    assert.equal(r.status, "failed");
+    assert.ok(r.provider_refund_id, "PayPal's refund kept, for its balance's reconciliation");
+    assert.equal(h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0].status, "COMPLETED", "nothing refunded");
     assert.ok(await h.trialBalanced());
   });
 });

@@ -184,7 +184,7 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
   const { pool } = deps.ctx;
   const claim = await claimRefund(deps, tip, refund);
   if (!claim) return;
-  let made: { refundId: string };
+  let made: { refundId: string; status: string };
   try {
     made = await provider.refund({
       paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
@@ -200,8 +200,16 @@ async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, r
     await undoRefusedRefund(deps, tip, refund, portion, err.message);
     throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
   }
+  if (REFUND_FAILED.test(made.status)) {
+    // Made and failed at once (PayPal's FAILED, Stripe's failed): nothing reached the card, as with a refusal.
+    await undoRefusedRefund(deps, tip, refund, portion, `the refund ${made.refundId} ${made.status.toLowerCase()}`, { providerRefundId: made.refundId });
+    throw new InvalidStateError(`the card provider could not refund the card: its refund ${made.refundId} ${made.status.toLowerCase()}`);
+  }
   await markRefundSent(deps, tip, refund, made.refundId);
 }
+
+/** A refund's status, as Stripe (failed, canceled) or PayPal (FAILED, CANCELLED) answers one that did not reach the card. */
+const REFUND_FAILED = /^(failed|canceled|cancelled)$/i;
 
 /** How long a refund's claim lasts: past it, a sender that died no longer holds the refund. */
 function refundClaimMs(deps: Deps, provider: CardTipRow["card_provider"]): number {
@@ -289,7 +297,10 @@ async function claimRefund(deps: Deps, tip: CardTipRow, refund: RefundRow): Prom
 }
 
 /** The provider refused: the worker's share is restored and the tip's refunded amounts taken back down. */
-async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, refusal: string): Promise<void> {
+async function undoRefusedRefund(
+  deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, refusal: string,
+  opts: { providerRefundId?: string; record?: (tx: Queryable) => Promise<unknown> } = {},
+): Promise<boolean> {
   // Back where the refund took it from: a rejected tip's worker part to suspense (the worker never had it).
   const to = rejectedInSuspense(tip) ? "suspense" : "recipient";
   await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, to, `Refund of card tip ${tip.tip_id} refused by the provider`);
@@ -299,10 +310,14 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
     await deps.cards!.ledger.reverse(`card-dispute-lost-share:${refund.refund_id}`, splitOf(tip), { chargedMinor: 0n, shareMinor: (portion.shareMinor * lost.minor) / portion.walletMinor, walletMinor: lost.minor },
       { fromHeld: to === "suspense" ? lost.minor : undefined, allowOwnerDebt: true, description: `Chargeback ${lost.disputeId} lost on card tip ${tip.tip_id}: the share a refused refund left to it` });
   }
-  await withTransaction(deps.ctx.pool, async (tx) => {
+  return withTransaction(deps.ctx.pool, async (tx) => {
     await tx.query("SELECT 1 FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
-    const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2, sending_until = NULL WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
-    if (!rowCount) return;
+    // Debited, or sent: a refund the provider made and failed later (the card closed) is undone alike.
+    const { rowCount } = await tx.query(
+      `UPDATE payment.card_refunds SET status = 'failed', failure = $2, sending_until = NULL, provider_refund_id = COALESCE(provider_refund_id, $3)
+        WHERE refund_id = $1 AND status IN ('debited', 'sent')`,
+      [refund.refund_id, refusal.slice(0, 500), opts.providerRefundId ?? null]);
+    if (!rowCount) return false;
     // A dispute lost between the read above and here: the refund stays debited and its next try takes the share.
     const short = await lostDisputeShort(tx, tip, refund.wallet_minor);
     if (short && short.disputeId !== lost?.disputeId) throw new ConcurrentChangeError("tip_id: a chargeback of this tip was decided meanwhile; retry with the same idempotency key");
@@ -315,6 +330,8 @@ async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow,
     await emitTipReversed(tx, now, { kind: TipReversalKind.REFUND_REFUSED, reversalId: refund.refund_id, chargedMinor: -refund.amount_minor, walletMinor: (lost?.minor ?? 0n) - refund.wallet_minor });
     if (lost) await tx.query("UPDATE payment.card_disputes SET wallet_minor = wallet_minor + $2 WHERE dispute_id = $1", [lost.disputeId, lost.minor]);
     else await shareBackToDispute(tx, tip, refund.wallet_minor);
+    await opts.record?.(tx);
+    return true;
   });
 }
 
@@ -368,6 +385,32 @@ export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "
         + `${formatMoney(outside, ev.currency)} refunded outside TTIP; the worker's share was not taken back` });
     return "refund_outside";
   });
+}
+
+/**
+ * A refund the provider made and could not complete later (Stripe's refund.failed: the card was closed or expired):
+ * the customer has nothing back, so the worker's share goes back as for a refusal, and support is told to refund the
+ * customer another way. The failure of a refund whose answer is not recorded yet is refused, for the provider to
+ * send it again once it is.
+ */
+export async function applyRefundFailed(deps: Deps, ev: Extract<CardEvent, { kind: "refund_failed" }>): Promise<string> {
+  const { pool } = deps.ctx;
+  const tip = await tipOfEvent(deps, ev);
+  if (!tip) return "unknown";
+  const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND provider_refund_id = $2", [tip.tip_id, ev.refundId])).rows[0];
+  if (!refund) {
+    const unrecorded = (await pool.query("SELECT 1 FROM payment.card_refunds WHERE tip_id = $1 AND status = 'debited'", [tip.tip_id])).rowCount;
+    if (unrecorded) throw new DependencyUnavailableError(`refund ${ev.refundId} of tip ${tip.tip_id} is not recorded as sent yet; send its failure again`);
+    return "refund_outside_failed";
+  }
+  if (refund.status === "failed") return "refund_failed_before";
+  const amount = formatMoney(refund.amount_minor, tip.currency);
+  const undone = await undoRefusedRefund(deps, tip, refund, refundPortion(tip, refund), `the card refund ${ev.refundId} failed after it was made (${ev.reason})`, {
+    record: (tx) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined,
+      detail: `${tip.card_provider} could not complete refund ${ev.refundId} of ${amount} (${ev.reason}): the customer has nothing back and the worker's share was given back; refund the customer another way` }),
+  });
+  deps.changes.announce(tip.tip_id);
+  return undone ? "refund_failed" : "refund_failed_before";
 }
 
 interface DisputeRow {

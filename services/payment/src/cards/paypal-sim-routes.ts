@@ -18,6 +18,8 @@ export interface Payer {
   payerId?: string;
   country?: string;
   decline?: boolean;
+  /** Refunds of this payer's capture answer FAILED (the account can no longer take money): nothing is refunded. */
+  refundFails?: boolean;
 }
 
 const ORDER_PATH = /^\/v2\/checkout\/orders\/([A-Z0-9]+)(\/capture)?$/;
@@ -89,6 +91,9 @@ const refundCapture: PayPalEndpoint = (sim, { body, match }) => {
   if (amount <= 0n || amount > gross - already) {
     return unprocessable("REFUND_AMOUNT_EXCEEDED", "The refund amount must be less than or equal to the capture amount that has not yet been refunded.");
   }
+  if (sim.refundsFailing.has(c.orderId)) {
+    return { status: 201, body: { id: paypalId("", 17), status: "FAILED", amount: { currency_code: currency, value: value(amount) }, status_details: { reason: "ECHECK" } } };
+  }
   c.capture.refunded = value(already + amount);
   c.capture.status = already + amount === gross ? "REFUNDED" : "PARTIALLY_REFUNDED";
   const refund = {
@@ -143,6 +148,7 @@ export async function approve(sim: PayPalSimState, orderId: string, payer: Payer
     address: { country_code: payer.country ?? "US" },
   };
   if (payer.decline) sim.declining.add(orderId);
+  if (payer.refundFails) sim.refundsFailing.add(orderId);
   sim.emit("CHECKOUT.ORDER.APPROVED", "checkout-order", sim.view(o));
 }
 

@@ -58,6 +58,8 @@ export class PayPalSimState {
   readonly disputes = new Map<string, Json>();
   /** Orders whose payer's instrument is declined at capture. */
   readonly declining = new Set<string>();
+  /** Orders whose refunds answer FAILED. */
+  readonly refundsFailing = new Set<string>();
   readonly replays = new ReplayStore();
   readonly events: PayPalEvent[] = [];
   readonly requests: PayPalRequest[] = [];

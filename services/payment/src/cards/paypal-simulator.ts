@@ -3,9 +3,10 @@
 // verify-webhook-signature), PayPal-Request-Id idempotency, an approval page,
 // webhooks with PayPal's transmission headers, and disputes.
 //
-// Scripted by the approval: `approve(orderId, { payerId, country, decline })`,
-// or the page's query (?payer=...&country=GB&decline=1). A declined payer's
-// capture answers 422 INSTRUMENT_DECLINED, as PayPal does.
+// Scripted by the approval: `approve(orderId, { payerId, country, decline, refundFails })`,
+// or the page's query (?payer=...&country=GB&decline=1&refund_fails=1). A declined payer's
+// capture answers 422 INSTRUMENT_DECLINED, as PayPal does; a refund of a
+// refundFails payer's capture answers 201 with status FAILED.
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import { closeServer, listen, readBody, ReplayStore, sendJson, type SimReply } from "../simulator-http.js";
@@ -39,7 +40,7 @@ async function checkoutPage(sim: PayPalSimState, res: http.ServerResponse, u: UR
   const o = sim.orders.get(orderId);
   if (!o) return void res.writeHead(404).end("no such order");
   if (u.searchParams.has("approve")) {
-    await approve(sim, orderId, { payerId: u.searchParams.get("payer") ?? undefined, country: u.searchParams.get("country") ?? undefined, decline: u.searchParams.has("decline") });
+    await approve(sim, orderId, { payerId: u.searchParams.get("payer") ?? undefined, country: u.searchParams.get("country") ?? undefined, decline: u.searchParams.has("decline"), refundFails: u.searchParams.has("refund_fails") });
     const back = o.experience?.return_url;
     if (back) return void res.writeHead(302, { location: `${back}${back.includes("?") ? "&" : "?"}token=${orderId}&PayerID=${o.payer.payer_id}` }).end();
     return void res.writeHead(200, { "content-type": "text/plain" }).end("approved");

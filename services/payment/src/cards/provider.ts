@@ -46,6 +46,8 @@ export type CardEvent =
   | { kind: "payment"; eventId: string; type: string; payment: CardPayment }
   | { kind: "payment_failed"; eventId: string; type: string; payment: CardPayment }
   | { kind: "refunded"; eventId: string; type: string; paymentId: string; chargeId: string; refundedMinor: bigint; currency: string }
+  /** A refund the provider made and then could not complete (the card closed): the customer has nothing back. */
+  | { kind: "refund_failed"; eventId: string; type: string; paymentId: string; chargeId: string; refundId: string; reason: string }
   | { kind: "dispute_opened"; eventId: string; type: string; paymentId: string; chargeId?: string; disputeId: string; amountMinor: bigint; currency: string; reason: string }
   | { kind: "dispute_closed"; eventId: string; type: string; paymentId: string; chargeId?: string; disputeId: string; amountMinor: bigint; currency: string; outcome: "won" | "lost" | "other" }
   | { kind: "ignored"; eventId: string; type: string };

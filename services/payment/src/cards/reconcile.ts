@@ -20,7 +20,7 @@ async function match(deps: Deps, t: BalanceTransaction): Promise<boolean> {
   const { pool } = deps.ctx;
   const one = async (sql: string) => ((await pool.query(sql, [t.sourceId])).rowCount ?? 0) > 0;
   if (t.type === "charge" || t.type === "payment") return one("SELECT 1 FROM payment.tips WHERE provider_charge_id = $1");
-  if (t.type === "refund" || t.type === "payment_refund") return one("SELECT 1 FROM payment.card_refunds WHERE provider_refund_id = $1");
+  if (t.type === "refund" || t.type === "payment_refund" || t.type === "refund_failure") return one("SELECT 1 FROM payment.card_refunds WHERE provider_refund_id = $1");
   if (t.type === "adjustment") return one("SELECT 1 FROM payment.card_disputes WHERE dispute_id = $1");
   // A payout moves our own balance to our bank: ours by definition; counted, compared by total below.
   return t.type === "payout";

@@ -122,8 +122,19 @@ const createRefund: StripeEndpoint = (sim, { params }) => {
   c.refunded = c.amount_refunded === c.amount;
   sim.emit("refund.created", r);
   sim.emit("charge.refunded", c);
+  if (String(pi.payment_method).startsWith("pm_card_refundFail")) sim.timers.later(sim.options.refundFailDelayMs ?? 100, () => failRefund(sim, r, c));
   return { status: 200, body: r };
 };
+
+/** A refund to a card that cannot take it (closed, expired): succeeded at first, failed later, its amount back in the balance. */
+function failRefund(sim: StripeSimState, r: StripeObject, c: StripeObject): void {
+  Object.assign(r, { status: "failed", failure_reason: "expired_or_canceled_card" });
+  r.failure_balance_transaction = sim.balanceTxn("refund_failure", r.id, r.amount as number, 0, c.currency as string).id;
+  c.amount_refunded = (c.amount_refunded as number) - (r.amount as number);
+  c.refunded = false;
+  sim.emit("refund.failed", r);
+  sim.emit("charge.refund.updated", r);
+}
 
 /** GET /v1/balance_transactions: newest first, as Stripe lists; ending_before = only those newer than that one. */
 const listBalanceTransactions: StripeEndpoint = (sim, { path, query }) => {

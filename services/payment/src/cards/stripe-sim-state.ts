@@ -14,6 +14,8 @@ export interface StripeSimulatorOptions {
   webhookDelayMs?: number;
   /** Dispute opened this long after a pm_card_createDispute payment succeeds. */
   disputeDelayMs?: number;
+  /** A refund of a pm_card_refundFail payment fails this long after it was made. */
+  refundFailDelayMs?: number;
 }
 
 /** A Stripe API object as the simulator holds it: an id and Stripe's fields. */

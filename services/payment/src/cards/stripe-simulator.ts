@@ -11,6 +11,7 @@
 //   pm_card_chargeDeclined               card_declined / generic_decline
 //   pm_card_chargeDeclinedInsufficientFunds  card_declined / insufficient_funds
 //   pm_card_createDispute                succeeds, then a dispute opens
+//   pm_card_refundFail                   succeeds; a refund of it succeeds, then fails (refund.failed)
 // A payment method name may end in "_<n>" to be a different card of the same kind
 // (another fingerprint): pm_card_visa_2.
 import http from "node:http";

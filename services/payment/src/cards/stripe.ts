@@ -185,6 +185,10 @@ function toCardEvent(event: Stripe.Event): CardEvent {
       const d = event.data.object;
       return { kind: "dispute_opened", ...base, paymentId: idOf(d.payment_intent), disputeId: d.id, amountMinor: BigInt(d.amount), currency: d.currency.toUpperCase(), reason: d.reason };
     }
+    case "refund.failed": {
+      const r = event.data.object;
+      return { kind: "refund_failed", ...base, paymentId: idOf(r.payment_intent), chargeId: idOf(r.charge), refundId: r.id, reason: r.failure_reason ?? "failed" };
+    }
     case "charge.dispute.closed": {
       const d = event.data.object;
       const outcome = d.status === "won" ? "won" : d.status === "lost" ? "lost" : "other";

@@ -5,7 +5,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { timeOrderedUuid, type HttpFilter, type Queryable } from "@ttip/runtime";
 import type { Deps } from "../tips.js";
-import { applyDisputeClosed, applyDisputeOpened, applyRefunded } from "./aftercare.js";
+import { applyDisputeClosed, applyDisputeOpened, applyRefunded, applyRefundFailed } from "./aftercare.js";
 import { applyCardPayment } from "./tips.js";
 import { WebhookVerificationError, type CardEvent, type CardProvider, type CardProviderName } from "./provider.js";
 
@@ -143,6 +143,8 @@ export async function applyCardEvent(deps: Deps, provider: CardProvider, event: 
       return { result: await applyCardPayment(deps, provider, event.payment), tipId: await tipOf(event.payment.id) };
     case "refunded":
       return { result: await applyRefunded(deps, event), tipId: await tipOf(event.paymentId, "chargeId" in event ? event.chargeId : undefined) };
+    case "refund_failed":
+      return { result: await applyRefundFailed(deps, event), tipId: await tipOf(event.paymentId, event.chargeId) };
     case "dispute_opened":
       return { result: await applyDisputeOpened(deps, event), tipId: await tipOf(event.paymentId, "chargeId" in event ? event.chargeId : undefined) };
     case "dispute_closed":
