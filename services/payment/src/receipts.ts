@@ -33,7 +33,7 @@ function sentBefore(err: unknown): unknown {
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { rows } = await deps.ctx.pool.query<OwedReceipt>(
-    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email, t.channel, t.idempotency_key, t.locale
+    `SELECT t.tip_id, t.phone, t.currency, t.charged_minor, t.credit_key, t.mpesa_receipt, t.provider_payment_id, t.worker_id, t.venue_id, t.customer_email, t.channel, t.idempotency_key, t.locale
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE $2::uuid IS NULL OR r.tip_id = $2
       ORDER BY r.attempts, r.created_at LIMIT $1`,
@@ -46,9 +46,13 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
 export interface OwedReceipt {
   tip_id: string;
   phone: string;
+  /** What the customer paid in: KES by M-Pesa, the card's currency by card. */
+  currency: string;
   charged_minor: bigint;
   credit_key: string | null;
   mpesa_receipt: string | null;
+  /** A card tip's payment at Stripe or PayPal: its receipt's reference. */
+  provider_payment_id?: string | null;
   worker_id: string | null;
   venue_id: string;
   customer_email: string | null;
@@ -128,7 +132,7 @@ function receiptMessages(r: OwedReceipt, name: string, locale: string): SendNoti
   const words = locale === "sw" ? RECEIPT_WORDS.sw : RECEIPT_WORDS.en;
   const fallback = r.worker_id ? words.yourServer : words.theTeam;
   const worker = name ? (r.worker_id ? name : words.teamAt(name)) : fallback;
-  const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key ?? "" };
+  const variables = { amount: formatMoney(r.charged_minor, r.currency), worker, reference: r.mpesa_receipt ?? r.provider_payment_id ?? r.credit_key ?? "" };
   const messages: SendNotificationRequest[] = [];
   const message = (key: string, recipient: SendNotificationRequest["recipient"], channel: Channel) =>
     create(SendNotificationRequestSchema, { idempotencyKey: key, recipient, templateKey: TemplateKey.RECEIPT, locale, variables, channels: [channel] });

@@ -820,8 +820,8 @@ export function creditKindOf(tip: { worker_id: string | null }, held: boolean): 
 }
 
 export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSettings | null): void {
-  // The row in hand says what the receipt needs (one is owed when the tip has a paying number).
-  const work: Promise<unknown>[] = [tip.phone ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
+  // The row in hand says what the receipt needs (one is owed when the tip has a paying number or, by card, an address for it).
+  const work: Promise<unknown>[] = [tip.phone || (tip.method === "card" && tip.customer_email) ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
   // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
   if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip, settings).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
   const p = Promise.allSettled(work);

@@ -42,10 +42,10 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await h.close();
   });
 
-  const cardTip = (workerId: string, amount = USD(1000), extra: { key?: string; country?: string } = {}) =>
+  const cardTip = (workerId: string, amount = USD(1000), extra: { key?: string; country?: string; email?: string } = {}) =>
     pay.createTip({
       idempotencyKey: extra.key ?? randomUUID(), recipient: { case: "workerId", value: workerId }, amount,
-      payment: { case: "card", value: true }, customerCountry: extra.country ?? "",
+      payment: { case: "card", value: true }, customerCountry: extra.country ?? "", customerEmail: extra.email ?? "",
     });
   const status = async (tipId: string) => (await pay.getTip({ tipId })).tip!;
   const until = (tipId: string, what: string, ok: (t: Tip) => boolean) => eventually(async () => {
@@ -639,6 +639,18 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(await h.balance(worker), share, "given back once");
     await assert.rejects(adminClient.refundTip(ask), (e: ConnectError) => e.code === Code.FailedPrecondition && /this refund failed earlier/.test(e.rawMessage));
     assert.ok(await h.trialBalanced());
+  });
+
+  test("a card tip whose customer gave an address for the receipt owes them one once credited, once; one without an address owes none", async () => {
+    const owed = async (tipId: string) => Number((await h.t.db.pool.query("SELECT count(*) FROM payment.receipts WHERE tip_id = $1", [tipId])).rows[0].count);
+    const r = await cardTip(randomUUID(), USD(1000), { email: "customer@example.com" });
+    assert.equal((await h.confirm(r.stripeClientSecret, `pm_card_visa_${++cards}`)).status, 200);
+    const t = await until(r.tip!.tipId, "card tip settled", (x) => x.status !== TipStatus.PENDING);
+    await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
+    // Before, none: a card tip's receipt was owed only to a paying number, which it has not.
+    assert.equal(await owed(t.tipId), 1);
+    const { tip: plain } = await paid(randomUUID());
+    assert.equal(await owed(plain.tipId), 0);
   });
 
   test("another amount under a refund's key is another request: ALREADY_EXISTS, nothing more refunded", async () => {

@@ -67,7 +67,7 @@ describe("customer receipts, sent in batches through the notification service", 
         [tipId, tip.workerId, minor, tip.phone, receipt, tip.email ?? ""],
       );
       await t.db.pool.query("INSERT INTO payment.receipts (tip_id) VALUES ($1)", [tipId]);
-      rows.push({ tip_id: tipId, phone: tip.phone, charged_minor: minor, credit_key: receipt, mpesa_receipt: receipt, worker_id: tip.workerId, venue_id: "", customer_email: tip.email ?? null });
+      rows.push({ tip_id: tipId, phone: tip.phone, currency: "KES", charged_minor: minor, credit_key: receipt, mpesa_receipt: receipt, worker_id: tip.workerId, venue_id: "", customer_email: tip.email ?? null });
     }
     return rows;
   }
@@ -117,6 +117,24 @@ describe("customer receipts, sent in batches through the notification service", 
     assert.equal(called("GetProfile").length, 0, "names known for a minute");
     assert.equal(await deliveriesOf(tipIds), 6, "no delivery made twice");
     assert.deepEqual(phones.map((p) => smsTo(p).length), [1, 1, 1, 1, 0], "one SMS per receipt; none to the number that texted STOP");
+  });
+
+  test("a card tip's receipt goes by e-mail alone, in the card's currency, its card payment the reference", async () => {
+    const [worker, tipId] = [randomUUID(), randomUUID()];
+    await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker, displayName: "Achieng" }, { headers: callerHeaders(worker, "worker") });
+    const email = `card-${randomUUID().slice(0, 8)}@example.com`;
+    await t.db.pool.query(
+      `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+         phone, phone_masked, status, callback_token, deadline_at, next_check_at, credit_key, credit_kind, customer_email, method, card_provider, provider_payment_id)
+       VALUES ($1::uuid, $1::text, 'fp', $2, 'USD', 1000, 1000, 120000, '', '', 'succeeded', $1::text, now(), now(), 'card:pi_receipt1', 'worker', $3, 'card', 'stripe', 'pi_receipt1')`,
+      [tipId, worker, email],
+    );
+    await t.db.pool.query("INSERT INTO payment.receipts (tip_id) VALUES ($1)", [tipId]);
+    assert.equal(await sendReceipts(deps, 10, tipId), 1);
+    const mail = await eventually("the e-mailed receipt", async () => sim.sent.find((m) => m.provider === "sendgrid" && m.to === email));
+    // Before, a card tip's receipt said KES for a USD tip, and named the ledger's key.
+    assert.match(mail.body, /you tipped Achieng USD 10(\.00)?\. Ref pi_receipt1\./);
+    assert.equal(await deliveriesOf([tipId]), 1, "no SMS: a card tip has no paying number");
   });
 
   test("a receipt notification refuses stays owed and is retried alone; one whose key went out with other words counts as sent", async () => {

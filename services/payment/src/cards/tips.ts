@@ -10,6 +10,7 @@ import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } 
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
+import { oweReceipt } from "../receipts.js";
 import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
@@ -453,7 +454,9 @@ export function tipInKesMinor(t: Pick<CardTipRow, "currency" | "amount_minor" | 
   return (t.amount_minor * BigInt(m[1] + frac)) / 10n ** BigInt(frac.length);
 }
 
+/** A card tip paid to its recipient: announced, and its receipt owed to the address the customer gave for it. */
 export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
+  if (t.customer_email) await oweReceipt(tx, t.tip_id);
   await emitEvent(tx, "payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
