@@ -36,6 +36,7 @@ export async function startCardHarness(rules: Partial<CardRules> = {}, overrides
       returnUrl: "http://127.0.0.1/tip/done",
       expireAfterMs: 60_000,
       checkAfterMs: 0,
+      unmatchedGraceMs: 0,
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 3, perCardDailyKesMinor: 150_000_00n, countryMismatch: "hold", ...rules },
     },
   }, extra);

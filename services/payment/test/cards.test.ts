@@ -1166,6 +1166,32 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   });
 
   // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
+  test("a dispute's balance adjustment seen before its webhook waits for it, then is matched and its fee posted once: no stranger raised", async () => {
+    const { tip } = await paid(randomUUID());
+    await internal.reconcileCardBalance({ limit: 1000 });
+    h.config.cards!.unmatchedGraceMs = 30 * 24 * 3600_000; // well past where this file's tests moved the services' clock
+    h.stripe.pauseWebhooks(true);
+    try {
+      const disputeId = await h.stripe.openDispute(tip.providerPaymentId);
+      const early = await internal.reconcileCardBalance({ limit: 1000 });
+      // Before, it was recorded at once as matching nothing, for good: its fee never posted, a stranger raised.
+      assert.deepEqual([early.matched, early.unmatched], [0, 0], "the adjustment waits for the dispute's webhook");
+      h.stripe.pauseWebhooks(false);
+      const opened = h.stripe.events().find((e) => e.type === "charge.dispute.created" && e.body.includes(disputeId))!;
+      assert.equal(await h.stripe.redeliver(opened.id), 200);
+      const later = await internal.reconcileCardBalance({ limit: 1000 });
+      assert.deepEqual([later.matched, later.unmatched, later.feesRecorded], [1, 0, 1]);
+      const { rows: [txn] } = await h.t.db.pool.query("SELECT matched, fee_entry_key FROM payment.card_balance_transactions WHERE source_id = $1", [disputeId]);
+      assert.equal(txn.matched, true);
+      assert.ok(txn.fee_entry_key, "the dispute fee posted");
+      const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.UNKNOWN_CALLBACK });
+      assert.ok(!alerts.some((a) => a.detail.includes(disputeId)), "no stranger raised");
+    } finally {
+      h.stripe.pauseWebhooks(false);
+      h.config.cards!.unmatchedGraceMs = 0;
+    }
+  });
+
   test("a refund made outside TTIP is flagged once: Stripe's word of a later TTIP refund, which reports it again, raises nothing more", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

@@ -14,6 +14,9 @@ export interface CardRules {
   countryMismatch: "hold" | "refuse" | "off";
 }
 
+/** Balance reconciliation's wait for our record of a provider's transaction, unless configured. */
+export const UNMATCHED_GRACE_MS = 60 * 60_000;
+
 export interface CardsConfig {
   stripe?: StripeConfig;
   paypal?: PayPalConfig;
@@ -23,6 +26,11 @@ export interface CardsConfig {
   expireAfterMs: number;
   /** When reconciliation first asks the provider about a pending card tip (a lost webhook). */
   checkAfterMs: number;
+  /**
+   * How long balance reconciliation waits for our record of a provider's balance transaction (a dispute's webhook
+   * delayed, a refund's answer recorded by a later pass) before it calls the transaction a stranger's; an hour if unset.
+   */
+  unmatchedGraceMs?: number;
   rules: CardRules;
 }
 
@@ -40,6 +48,7 @@ const shape = {
   CARD_RETURN_URL: z.string().default(""),
   CARD_EXPIRE_AFTER_MS: env.duration(60 * 60_000),
   CARD_CHECK_AFTER_MS: env.duration(5 * 60_000),
+  CARD_UNMATCHED_GRACE_MS: env.duration(UNMATCHED_GRACE_MS),
   CARD_MAX_KES: z.coerce.number().int().positive().default(100_000),
   CARD_PER_HOUR: z.coerce.number().int().positive().default(3),
   CARD_DAILY_KES: z.coerce.number().int().positive().default(150_000),
@@ -70,6 +79,7 @@ export function loadCardsConfig(vars: Record<string, string | undefined>): Cards
     returnUrl: c.CARD_RETURN_URL,
     expireAfterMs: c.CARD_EXPIRE_AFTER_MS,
     checkAfterMs: c.CARD_CHECK_AFTER_MS,
+    unmatchedGraceMs: c.CARD_UNMATCHED_GRACE_MS,
     rules: {
       maxPerTipKesMinor: BigInt(c.CARD_MAX_KES) * 100n,
       perCardPerHour: c.CARD_PER_HOUR,

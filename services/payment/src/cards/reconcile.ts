@@ -1,11 +1,13 @@
 // Balance reconciliation: the provider's balance transactions (charges,
 // refunds, dispute adjustments, payouts) matched against what TTIP recorded,
-// with the provider's fees posted to the ledger once each. What matches
-// nothing of ours is kept (card_balance_transactions, matched = false) and
-// raised for an admin.
-import { withTransaction } from "@ttip/runtime";
+// with the provider's fees posted to the ledger once each. What still matches
+// nothing of ours once its grace is over (our record may come later than the
+// provider's transaction) is kept (card_balance_transactions, matched = false)
+// and raised for an admin.
+import { clockOf, withTransaction } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
+import { UNMATCHED_GRACE_MS } from "./config.js";
 import type { BalanceTransaction, CardProviderName } from "./provider.js";
 
 export interface BalanceCounts {
@@ -30,14 +32,22 @@ export async function reconcileCardBalance(deps: Deps, providerName: CardProvide
   const counts: BalanceCounts = { matched: 0, feesRecorded: 0, unmatched: 0, payouts: 0 };
   const provider = deps.cards?.provider(providerName);
   if (!provider?.balanceTransactions) return counts;
-  const { pool } = deps.ctx;
+  const { pool, logger } = deps.ctx;
+  const graceMs = deps.config().cards!.unmatchedGraceMs ?? UNMATCHED_GRACE_MS;
   let seen = 0;
-  while (seen < limit) {
+  let waiting = false;
+  while (seen < limit && !waiting) {
     const cursor = (await pool.query<{ last_txn_id: string }>("SELECT last_txn_id FROM payment.card_reconcile_cursor WHERE provider = $1", [providerName])).rows[0]?.last_txn_id;
     const page = await provider.balanceTransactions(cursor, Math.min(100, limit - seen));
     if (!page.length) break;
     for (const t of page) {
       const ours = await match(deps, t);
+      // Ours, perhaps, not recorded yet: the pass stops before it (the cursor too), and the next looks again.
+      if (!ours && clockOf(deps.ctx).now() - t.created.getTime() < graceMs) {
+        logger.info({ provider: providerName, txnId: t.id, type: t.type, sourceId: t.sourceId }, "balance transaction matches nothing yet; looked at again next pass");
+        waiting = true;
+        break;
+      }
       const feeKey = t.feeMinor !== 0n && ours ? `${providerName}-fee:${t.id}` : null;
       // The fee first (idempotent on its key), then the row: a crash in between posts nothing twice.
       if (feeKey) await deps.cards!.ledger.providerFee(feeKey, providerName, t.currency, t.feeMinor, `${t.type} ${t.sourceId}`);
