@@ -13,6 +13,7 @@ import { clientAddressKey } from "./rate-limit.js";
  * - "anonymous": anyone (the service may still look at the caller);
  * - "signed_in": a verified token, with one of `roles` when given;
  *   `adminNetwork` also demands a client address inside an allow-listed network;
+ *   staff roles (admin, support, finance) count only from such an address;
  * - "admin": one of `roles` (admin, support, finance) and a client address
  *   inside an allow-listed network; with `stepUp`, also a device step-up token
  *   (header x-ttip-step-up, purpose "admin") that auth verifies and spends: an
@@ -65,6 +66,9 @@ export { inNetworks };
 
 const denied = (message: string) => new ConnectError(message, Code.PermissionDenied);
 
+/** The roles of the platform's own staff: theirs only from the admin networks. */
+const STAFF_ROLES: ReadonlySet<string> = new Set(["admin", "support", "finance"]);
+
 /** A signed partner call is held to its key's scopes, and to nothing else. */
 function checkPartner(rpc: string, rule: Rule | undefined, scopes: string[]) {
   const scope = rule?.partnerScope;
@@ -88,14 +92,21 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     if (rule.access === "internal") throw denied(`${req.service.typeName} is not served here`);
     if (rule.access === "partner") throw denied(`${req.service.typeName}/${req.method.name} is for partner keys only`);
     if (rule.access === "anonymous") return next(req);
-    const principal = req.contextValues.get(principalKey);
-    if (!principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
+    const signedIn = req.contextValues.get(principalKey);
+    if (!signedIn) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
+    const fromAdminNetwork = inNetworks(admins, req.contextValues.get(clientAddressKey));
+    // Staff rights count only from the admin networks, on every RPC: a signed-in RPC open to admins (a venue's
+    // split, a payout's detail) would otherwise take a stolen admin token from anywhere. Outside, the caller
+    // is what their other roles make them, here and in the services the call reaches.
+    const principal = fromAdminNetwork ? signedIn : { ...signedIn, roles: signedIn.roles.filter((r) => !STAFF_ROLES.has(r)) };
+    req.contextValues.set(principalKey, principal);
     const needed = rolesNeeded(rule);
-    if (needed.length && !needed.some((r) => principal.roles.includes(r))) throw denied(`this call needs the role ${needed.join(" or ")}`);
-    const adminNetwork = rule.access === "admin" || rule.adminNetwork;
-    if (adminNetwork && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
-      throw denied("admin calls are only accepted from allow-listed networks");
+    if (needed.length && !needed.some((r) => principal.roles.includes(r))) {
+      if (needed.some((r) => signedIn.roles.includes(r))) throw denied("admin calls are only accepted from allow-listed networks");
+      throw denied(`this call needs the role ${needed.join(" or ")}`);
     }
+    const adminNetwork = rule.access === "admin" || rule.adminNetwork;
+    if (adminNetwork && !fromAdminNetwork) throw denied("admin calls are only accepted from allow-listed networks");
     if (rule.access === "admin" && rule.stepUp) {
       await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
       req.contextValues.set(stepUpVerifiedKey, Date.now());

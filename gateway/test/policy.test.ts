@@ -261,4 +261,34 @@ describe("gateway per-RPC policy", () => {
     assert.equal(await consoleCall(["admin"], "203.0.113.7").search(), "PermissionDenied", "outside the admin networks");
     assert.equal(await consoleCall(["worker"]).alerts(), "PermissionDenied");
   });
+
+  test("staff roles count only from the admin networks, on signed-in RPCs too: a stolen admin token cannot run a venue's split from anywhere", async () => {
+    let seen: string[] | undefined;
+    const venueCall = (roles: string[], address: string) => {
+      const transport = createRouterTransport(
+        (router) => router.service(VenueService, { confirmDistribution: (_req, ctx) => ((seen = ctx.values.get(principalKey)?.roles), {}) }),
+        {
+          router: {
+            interceptors: [
+              (next) => (req) => {
+                req.contextValues.set(principalKey, { subject: "u1", roles });
+                req.contextValues.set(clientAddressKey, address);
+                return next(req);
+              },
+              policyInterceptor({ adminNetworks: ["10.8.0.0/16"] }),
+            ],
+          },
+        },
+      );
+      seen = undefined;
+      return createClient(VenueService, transport).confirmDistribution({ venueId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11" }).then(() => "ok", (e: ConnectError) => `${Code[e.code]}: ${e.rawMessage}`);
+    };
+    assert.equal(await venueCall(["admin"], "10.8.0.9"), "ok");
+    assert.deepEqual(seen, ["admin"]);
+    // Before, ok: VenueService is open to admins, and only admin-audience RPCs checked the network.
+    assert.equal(await venueCall(["admin"], "203.0.113.7"), "PermissionDenied: admin calls are only accepted from allow-listed networks");
+    // An admin who also manages a venue is its manager from outside: the service sees no admin role.
+    assert.equal(await venueCall(["venue_manager", "admin", "finance"], "203.0.113.7"), "ok");
+    assert.deepEqual(seen, ["venue_manager"]);
+  });
 });
