@@ -66,9 +66,13 @@ export function decodeTimeIdToken(token: string | undefined): { at: string; id: 
   });
 }
 
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$/;
+
 /** Parsers for common position parts. */
 export const positionParts = {
   uuid: (s: string | undefined) => (s !== undefined && isUuid(s) ? s : undefined),
-  timestamp: (s: string | undefined) => (s !== undefined && !Number.isNaN(Date.parse(s)) ? s : undefined),
+  // ISO 8601 alone, years 1 to 9999: JavaScript's Date.parse takes far more ("foo 1", year -271821) than
+  // PostgreSQL's timestamptz, which refused it as an internal error after the token was accepted here.
+  timestamp: (s: string | undefined) => (s !== undefined && ISO_TIMESTAMP.test(s) && !Number.isNaN(Date.parse(s)) && !s.startsWith("0000") ? s : undefined),
   integer: (s: string | undefined) => (s !== undefined && /^\d{1,18}$/.test(s) ? BigInt(s) : undefined),
 };
