@@ -147,9 +147,12 @@ describe("partner keys act only for the workers and venues linked to them", () =
     await t.ctx.pool.query("UPDATE payment.tips SET idempotency_key = $2 WHERE tip_id = $1", [old.tipId, legacy]);
     assert.equal((await invoice(key, legacy, 180)).tip!.tipId, old.tipId, "the creator's retry finds its tip under the bare key");
     assert.notEqual((await invoice(other, legacy, 190)).tip!.tipId, old.tipId);
+    // Nor by a caller without a key, sending the bare key and the same terms: before, answered the partner's tip.
+    const anonymous = createClient(PaymentService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
+    const guessed = await failure(anonymous.createTip({ idempotencyKey: legacy, recipient: { case: "workerId", value: mine }, amount: KES(180), payment: { case: "mpesaPhone", value: phone } }));
+    assert.equal(guessed.code, Code.AlreadyExists);
 
     // Nobody else may write in the partners' key space.
-    const anonymous = createClient(PaymentService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
     const squat = await failure(anonymous.createTip({ idempotencyKey: `partner:${key.keyId}:${number}`, recipient: { case: "workerId", value: mine }, amount: KES(150), payment: { case: "mpesaPhone", value: phone } }));
     assert.deepEqual(squat, { code: Code.InvalidArgument, message: 'idempotency_key: must not begin with "partner:"' });
   });

@@ -222,7 +222,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
  */
 async function settle(deps: Deps, t: NewTip, fp: string, phoneMasked: string, check: TipPrecheck, existing: TipRow | undefined, otherwise: () => void): Promise<TipRow> {
   const { pool } = deps.ctx;
-  if (existing) return sameRequest(existing, fp);
+  if (existing) return sameRequest(existing, fp, t.callerSubject);
   const refused = refusal(check.hits);
   if (refused) {
     await withTransaction(pool, async (tx) => {
@@ -234,7 +234,7 @@ async function settle(deps: Deps, t: NewTip, fp: string, phoneMasked: string, ch
   // A concurrent call with the same key won.
   const { rows } = await pool.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE idempotency_key = $1`, [t.idempotencyKey]);
   assert.ok(rows[0], "a tip that lost its key's race finds the winner's");
-  return sameRequest(rows[0], fp);
+  return sameRequest(rows[0], fp, t.callerSubject);
 }
 
 /** Sends the STK push of a tip just inserted; answers the row as it is after (a callback may already have settled it). */
@@ -296,8 +296,12 @@ async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: stri
 
 const CHECKOUT_RECORD_PATIENCE_MS = 60_000;
 
-function sameRequest(row: TipRow, fp: string): TipRow {
-  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(row.idempotency_key, "tip");
+/**
+ * The tip under a request's key, if it is that request's: the same terms, by the same caller. Another caller's key
+ * is never answered with its tip (a partner's old tip under a guessable invoice number held a card's client secret).
+ */
+export function sameRequest<T extends TipRow>(row: T, fp: string, callerSubject: string | undefined): T {
+  if (row.request_fingerprint !== fp || row.customer_subject !== (callerSubject ?? "")) throw new IdempotencyConflictError(row.idempotency_key, "tip");
   return row;
 }
 

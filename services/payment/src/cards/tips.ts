@@ -5,13 +5,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
 import { oweReceipt } from "../receipts.js";
-import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, triedCredits, uncreditedTips, type Deps } from "../tips.js";
+import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, sameRequest, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { CARD_CURRENCIES } from "./currencies.js";
@@ -98,8 +98,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   const fp = requestFingerprint(t);
   const existing = await byKey(pool, t.idempotencyKey);
   if (existing) {
-    if (existing.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
-    return startPayment(deps, provider, existing);
+    return startPayment(deps, provider, sameRequest(existing, fp, t.callerSubject));
   }
   if (!CARD_CURRENCIES.includes(t.amount.currency)) {
     throw fieldError("amount", `card tips are taken in ${CARD_CURRENCIES.join(", ")}, not ${t.amount.currency}`);
@@ -122,9 +121,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
     return row;
   });
   if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
-  const row = inserted ?? (await byKey(pool, t.idempotencyKey))!;
-  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
-  return startPayment(deps, provider, row);
+  return startPayment(deps, provider, sameRequest(inserted ?? (await byKey(pool, t.idempotencyKey))!, fp, t.callerSubject));
 }
 
 interface CardTipValues {
