@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { create, createFileRegistry, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createRouterTransport, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createRouterTransport, createClient, type Interceptor } from "@connectrpc/connect";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -15,7 +15,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { principalKey } from "../src/auth.js";
 import { partnerKey } from "../src/partner.js";
-import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER, stepUpVerifiedKey, undeclaredMethods } from "../src/policy.js";
+import { adminNetworkList, inNetworks, policyInterceptor, type PolicyOptions, ruleFor, STEP_UP_HEADER, stepUpVerifiedKey, undeclaredMethods } from "../src/policy.js";
 import { clientAddressKey } from "../src/rate-limit.js";
 
 /** Every service in the generated contracts (proto/gen/ttip/**​/*_service_pb.ts). */
@@ -106,6 +106,17 @@ describe("gateway per-RPC policy", () => {
   });
 
   // The interceptor on a router transport: the principal and address are set as the gateway's HTTP layer would.
+  /** The interceptors a test's router runs: `principal` from `address` (and a partner key's `scopes`), then the policy. */
+  const asCaller = (principal: { subject: string; roles: string[] } | undefined, address: string, policy: PolicyOptions, scopes?: string[]): Interceptor[] => [
+    (next) => (req) => {
+      req.contextValues.set(principalKey, principal);
+      req.contextValues.set(clientAddressKey, address);
+      if (scopes) req.contextValues.set(partnerKey, { keyId: "k1", partnerName: "pos", scopes });
+      return next(req);
+    },
+    policyInterceptor(policy),
+  ];
+
   function call(principal: { subject: string; roles: string[] } | undefined, address: string, partnerScopes?: string[]) {
     const undeclared = undeclaredService();
     const transport = createRouterTransport(
@@ -119,15 +130,7 @@ describe("gateway per-RPC policy", () => {
       },
       {
         router: {
-          interceptors: [
-            (next) => (req) => {
-              req.contextValues.set(principalKey, principal);
-              req.contextValues.set(clientAddressKey, address);
-              if (partnerScopes) req.contextValues.set(partnerKey, { keyId: "k1", partnerName: "pos", scopes: partnerScopes });
-              return next(req);
-            },
-            policyInterceptor({ adminNetworks: ["10.8.0.0/16"] }),
-          ],
+          interceptors: asCaller(principal, address, { adminNetworks: ["10.8.0.0/16"] }, partnerScopes),
         },
       },
     );
@@ -205,20 +208,13 @@ describe("gateway per-RPC policy", () => {
       },
       {
         router: {
-          interceptors: [
-            (next) => (req) => {
-              req.contextValues.set(principalKey, { subject: "u1", roles });
-              req.contextValues.set(clientAddressKey, address);
-              return next(req);
+          interceptors: asCaller({ subject: "u1", roles }, address, {
+            adminNetworks: ["10.8.0.0/16"],
+            verifyStepUp: async (token, userId) => {
+              if (token !== "su_good" || userId !== "u1" || spent.has(token)) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
+              spent.add(token);
             },
-            policyInterceptor({
-              adminNetworks: ["10.8.0.0/16"],
-              verifyStepUp: async (token, userId) => {
-                if (token !== "su_good" || userId !== "u1" || spent.has(token)) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
-                spent.add(token);
-              },
-            }),
-          ],
+          }),
         },
       },
     );
@@ -267,18 +263,7 @@ describe("gateway per-RPC policy", () => {
     const venueCall = (roles: string[], address: string) => {
       const transport = createRouterTransport(
         (router) => router.service(VenueService, { confirmDistribution: (_req, ctx) => ((seen = ctx.values.get(principalKey)?.roles), {}) }),
-        {
-          router: {
-            interceptors: [
-              (next) => (req) => {
-                req.contextValues.set(principalKey, { subject: "u1", roles });
-                req.contextValues.set(clientAddressKey, address);
-                return next(req);
-              },
-              policyInterceptor({ adminNetworks: ["10.8.0.0/16"] }),
-            ],
-          },
-        },
+        { router: { interceptors: asCaller({ subject: "u1", roles }, address, { adminNetworks: ["10.8.0.0/16"] }) } },
       );
       seen = undefined;
       return createClient(VenueService, transport).confirmDistribution({ venueId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11" }).then(() => "ok", (e: ConnectError) => `${Code[e.code]}: ${e.rawMessage}`);
