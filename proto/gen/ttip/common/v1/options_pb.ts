@@ -63,7 +63,8 @@ export type Access = Message<"ttip.common.v1.Access"> & {
    * AUDIENCE_SIGNED_IN: the caller's token has one of these roles (empty: any
    * signed-in caller). AUDIENCE_ADMIN: one of these admin roles (empty: "admin"
    * only). Role names as in tokens: customer, worker, venue_manager, admin,
-   * support (reads only), finance, partner.
+   * support (reads only), finance, partner. The staff roles (admin, support,
+   * finance) count only from the gateway's admin networks, on every RPC.
    *
    * @generated from field: repeated string roles = 2;
    */

@@ -129,7 +129,8 @@ type Access struct {
 	// AUDIENCE_SIGNED_IN: the caller's token has one of these roles (empty: any
 	// signed-in caller). AUDIENCE_ADMIN: one of these admin roles (empty: "admin"
 	// only). Role names as in tokens: customer, worker, venue_manager, admin,
-	// support (reads only), finance, partner.
+	// support (reads only), finance, partner. The staff roles (admin, support,
+	// finance) count only from the gateway's admin networks, on every RPC.
 	Roles []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
 	// The scope a partner key needs to call this RPC, e.g. "tips:create"; empty:
 	// closed to partner keys. Never on an admin or internal RPC.
