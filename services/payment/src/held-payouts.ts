@@ -6,6 +6,7 @@ import { fieldError, formatMoney, InvalidStateError, NotFoundError, type Queryab
 import { HELD_PAYOUT_CONFIRM_DIFFERENCE_ABOVE_MINOR } from "@ttip/runtime/mpesa-limits";
 import { paymentMetrics } from "./metrics.js";
 import { announceOutcome, payoutChangeKey, resolveHold, type Finish, type PayoutDeps } from "./payouts.js";
+import { closePayoutAlerts } from "./stores/fraud-alerts.js";
 import { loadPayout, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 
 /**
@@ -97,11 +98,7 @@ export async function resolveHeldPayout(deps: PayoutDeps, r: HeldPayoutResolutio
       [r.payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null, r.outcome.paid ? r.outcome.paidMinor : null],
     );
     await announceOutcome(tx, payoutOf(done), f);
-    await tx.query(
-      `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
-        WHERE payout_id = $1 AND reason = 'CALLBACK_MISMATCH' AND status = 'open'`,
-      [r.payoutId, r.outcome.paid ? "approved" : "rejected", r.admin, r.note],
-    );
+    await closePayoutAlerts(tx, r.payoutId, r.outcome.paid ? "approved" : "rejected", r.admin, r.note);
     await r.record(tx, p.workerId);
     return true;
   });

@@ -1,5 +1,6 @@
 import { InvalidStateError, withTransaction, type Queryable } from "@ttip/runtime";
 import { approvalRefused } from "../ledger.js";
+import { closeTipAlerts } from "../stores/fraud-alerts.js";
 import { runAfterCredit, type Deps } from "../tips.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { emitCardTipSucceeded, splitOf } from "./tips.js";
@@ -26,11 +27,7 @@ export async function reviewCardTip(
     );
     const t = rows[0];
     if (!t) return undefined;
-    await tx.query(
-      `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
-        WHERE tip_id = $1 AND status = 'open'`,
-      [tip.tip_id, approve ? "approved" : "rejected", adminId, note],
-    );
+    await closeTipAlerts(tx, tip.tip_id, approve ? "approved" : "rejected", adminId, note);
     await record(tx);
     if (approve) await emitCardTipSucceeded(tx, t);
     return t;
