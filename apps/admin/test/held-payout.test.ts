@@ -71,6 +71,13 @@ describe("admin console: a payout held for the amount M-Pesa reported", () => {
     // Before, a payout's detail had no ledger: the settlement's entry was not kept.
     await detail.getByLabel("Ledger entry").getByRole("cell", { name: "withdrawal", exact: true }).waitFor();
     await detail.getByLabel("Later ledger entry").getByRole("cell", { name: "B2C paid more than the payout" }).waitFor();
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const table of await detail.getByRole("table").all()) {
+      const box = (await table.boundingBox())!;
+      assert.ok(box.x + box.width <= 390, `a ledger table ends at ${box.x + box.width} px, past the 390 px screen`);
+    }
+    await page.screenshot({ path: "test-artifacts/admin/payout-ledger.png", fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     const done = (await pay.getPayout({ payoutId: held.payoutId })).payout!;
     assert.equal(PayoutStatus[done.status], PayoutStatus[PayoutStatus.SUCCEEDED]);
