@@ -5,6 +5,7 @@
 //   POST /ussd/<token>              Africa's Talking relays a USSD step
 // The paths avoid the words Safaricom refuses in registered URLs. Each body is
 // stored raw before anything else looks at it (USSD steps are kept per session).
+import assert from "node:assert/strict";
 import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
@@ -59,26 +60,27 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const callbackId = timeOrderedUuid(); // in time order, as callbacks.ts' (payment.callbacks_pkey)
   const source = kind === "validation" ? "mpesa_c2b_validation" : "mpesa_c2b";
+  const c2b = config.c2b;
+  // Decided before the body is stored, and stored with it: reconciliation applies every confirmation left
+  // 'received', so a refused one must never be, not even for the moment between two statements (a crash, a
+  // pool timed out under a flood of forged posts) where it would later be credited as if M-Pesa had sent it.
+  const refused = !c2b || !sameToken(token, c2b.pathToken) ? "unknown_path"
+    : req.method !== "POST" ? "bad_method"
+    : !addressAllowed(from, config.callbackAllowList) ? "rejected_address"
+    : undefined;
   await pool.query(
-    "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
-    [callbackId, source, `/c2b/[token]/${kind}`, from, body],
+    "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
+    [callbackId, source, `/c2b/[token]/${kind}`, from, body, refused ?? "received"],
   );
   const outcome = (o: string, ref = "", matched = false) =>
     pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = $3, matched = $4 WHERE callback_id = $1", [callbackId, o, ref, matched]);
-  const c2b = config.c2b;
-  if (!c2b || !sameToken(token, c2b.pathToken)) {
-    await outcome("unknown_path");
-    return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
-  }
-  if (req.method !== "POST") {
-    await outcome("bad_method");
-    return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
-  }
-  if (!addressAllowed(from, config.callbackAllowList)) {
-    await outcome("rejected_address");
+  if (refused === "unknown_path") return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
+  if (refused === "bad_method") return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
+  if (refused === "rejected_address") {
     logger.warn({ from, kind }, "C2B call from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
   }
+  assert(c2b);
   let payment;
   try {
     payment = truncated ? undefined : parseC2bPayment(JSON.parse(body.toString("utf8")));

@@ -1535,6 +1535,31 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.match(metrics, /ttip_payment_c2b_validation_seconds_count [1-9]/);
   });
 
+  test("a confirmation on a guessed path or from outside the allow-list is stored refused by the statement that stores it: reconciliation never credits it", async () => {
+    const w = await worker();
+    const transId = `F${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const pool = h.t.db.pool;
+    // The statement after the insert fails (a crash, the pool timed out under a flood of forged posts). Before, the
+    // refusal was that later statement: the row stayed 'received', and reconciliation applied it a minute later.
+    await pool.query("CREATE FUNCTION payment.test_outcome_update_fails() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the statement after the insert fails'; END $$");
+    await pool.query(`CREATE TRIGGER test_outcome_update_fails BEFORE UPDATE ON payment.callbacks FOR EACH ROW
+      WHEN (NEW.outcome IN ('unknown_path', 'rejected_address')) EXECUTE FUNCTION payment.test_outcome_update_fails()`);
+    const forged = confirmation(transId, w.code.shortCode, "5000.00");
+    try {
+      assert.equal((await h.post("/c2b/not-the-real-token-000/confirmation", forged)).status, 404);
+      assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, forged, "127.0.0.2")).status, 403);
+    } finally {
+      await pool.query("DROP TRIGGER test_outcome_update_fails ON payment.callbacks; DROP FUNCTION payment.test_outcome_update_fails()");
+    }
+    const mine = "source = 'mpesa_c2b' AND position(convert_to($1, 'UTF8') in raw_body) > 0";
+    await pool.query(`UPDATE payment.callbacks SET received_at = now() - interval '2 minutes' WHERE ${mine}`, [transId]);
+    await internal.reconcilePending({ limit: 100 });
+    const { rows } = await pool.query(`SELECT outcome FROM payment.callbacks WHERE ${mine} ORDER BY outcome`, [transId]);
+    assert.deepEqual(rows.map((r) => r.outcome), ["rejected_address", "unknown_path"]);
+    assert.equal(await c2bRow(transId), undefined, "never taken as a payment");
+    assert.equal(await h.balance(w.id), 0n, "nothing credited");
+  });
+
   test("a C2B payer (masked in v2, hashed in v1) fits only the tip's own number", () => {
     const number = "254712345678";
     assert.ok(payerFits("2547 ***** 678", number));
