@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { CARD_FEE_BPS_MAX } from "@ttip/runtime/fee-limits";
 import { minorExponent } from "../../web/src/lib/money";
 import { focusInput } from "../../web/src/lib/focus";
 import { useWrite } from "../../web/src/lib/use-write";
@@ -37,11 +38,11 @@ interface Draft {
  * Whole basis points from 0 to 10,000 (empty is 0), or undefined. Not parseInt, which read "2.5"
  * (meant as 2.5%) as 2 bps and "25abc" as 25, and scheduled that.
  */
-function basisPointsOf(text: string): number | undefined {
+function basisPointsOf(text: string, max: number): number | undefined {
   const t = text.trim() || "0";
   if (!/^[0-9]{1,5}$/.test(t)) return undefined;
   const bps = Number(t);
-  return bps <= 10_000 ? bps : undefined;
+  return bps <= max ? bps : undefined;
 }
 
 export function FeeSchedules({ session }: { session: Session }) {
@@ -74,10 +75,11 @@ export function FeeSchedules({ session }: { session: Session }) {
     if (bad) return refuse(bad, `${named[bad]} must be an amount in ${currency} like 1,250.50, at most ${minorExponent(currency)} decimals`);
     // Wallet refuses it too, but only after the confirmation and the device's step-up.
     if (amounts.cap! < amounts.min!) return refuse("cap", `cap must be at least the minimum fee (${currency} ${draft.min.trim()})`);
-    const bps = { platformFeeBps: basisPointsOf(draft.platformFeeBps), cardFeeBps: basisPointsOf(draft.cardFeeBps) };
+    const bpsMax = { platformFeeBps: 10_000, cardFeeBps: CARD_FEE_BPS_MAX };
+    const bps = { platformFeeBps: basisPointsOf(draft.platformFeeBps, bpsMax.platformFeeBps), cardFeeBps: basisPointsOf(draft.cardFeeBps, bpsMax.cardFeeBps) };
     const bpsNamed = { platformFeeBps: "platform fee (bps)", cardFeeBps: "card fee (bps)" };
     const badBps = (Object.keys(bps) as Array<keyof typeof bps>).find((k) => bps[k] === undefined);
-    if (badBps) return refuse(badBps, `${bpsNamed[badBps]} must be whole basis points from 0 to 10000 (250 is 2.5%)`);
+    if (badBps) return refuse(badBps, `${bpsNamed[badBps]} must be whole basis points from 0 to ${bpsMax[badBps]} (250 is 2.5%)`);
     const effectiveFrom = nairobiInput(draft.effectiveFrom);
     if (!effectiveFrom) return refuse("effectiveFrom", "choose when the new version applies");
     const latest = [...schedules].sort((a, b) => b.version - a.version)[0];

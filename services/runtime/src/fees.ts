@@ -1,10 +1,12 @@
 // The fee arithmetic of a tip: wallet answers quotes with it (QuoteFees,
 // QuoteTipFees) and payment charges M-Pesa tips with it from its copy of the
 // schedules, so the two can never disagree. Pure: no I/O, the schedule is an argument.
+import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { FeeQuoteSchema, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { NotConfiguredError, OutOfRangeError } from "./domain-errors.js";
+import { CARD_FEE_BPS_MAX } from "./fee-limits.js";
 import { fieldError } from "./field-errors.js";
 import { money, mulDivRound } from "./money.js";
 
@@ -76,9 +78,14 @@ export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail,
     if (customerCovers) {
       // Charge enough that what is left after the card fee on the charge itself
       // covers the tip and the platform fee; a rounding cent over goes to the platform.
+      // Each step closes all but the fee's share of the gap: under CARD_FEE_BPS_MAX, a few steps do.
       const base = amountMinor + platform;
+      assert(s.cardFeeBps >= 0 && s.cardFeeBps <= CARD_FEE_BPS_MAX, `card fee of ${s.cardFeeBps} bps is over ${CARD_FEE_BPS_MAX}`);
       pays = base;
-      while (pays - cardFee(s, pays) < base) pays += base - (pays - cardFee(s, pays));
+      for (let step = 0; pays - cardFee(s, pays) < base; step++) {
+        assert(step < 64, "card charge did not converge");
+        pays += base - (pays - cardFee(s, pays));
+      }
       processing = cardFee(s, pays);
       platform = pays - processing - amountMinor;
     } else {

@@ -19,6 +19,7 @@ export * from "./db-answers.js";
 export * from "./domain-errors.js";
 export * from "./rate-limits.js";
 export * from "./events.js";
+export * from "./fee-limits.js";
 export * from "./fees.js";
 export * from "./free-port.js";
 export * from "./group-commit.js";

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { emitEvent, fieldError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { CARD_FEE_BPS_MAX, emitEvent, fieldError, IdempotencyConflictError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -78,11 +78,11 @@ export async function createSchedule(
   onCreated?: (db: Queryable, schedule: FeeSchedule) => Promise<void>,
 ): Promise<FeeSchedule> {
   const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
-  if (prior.rows[0]) return toFeeSchedule(prior.rows[0]);
+  if (prior.rows[0]) return sameTermsOrConflict(prior.rows[0], s, idempotencyKey);
   const bad = (field: string, why: string) => fieldError(`schedule.${field}`, why);
   if (!/^[A-Z]{3}$/.test(s.currency)) throw bad("currency", "must be an ISO 4217 code");
   if (s.platformFeeBps < 0 || s.platformFeeBps > 10_000) throw bad("platform_fee_bps", "must be 0..10000");
-  if (s.cardFeeBps < 0 || s.cardFeeBps > 10_000) throw bad("card_fee_bps", "must be 0..10000");
+  if (s.cardFeeBps < 0 || s.cardFeeBps > CARD_FEE_BPS_MAX) throw bad("card_fee_bps", `must be 0..${CARD_FEE_BPS_MAX}`);
   if (s.platformFeeMinMinor < 0n || s.platformFeeCapMinor < s.platformFeeMinMinor) {
     throw bad("platform_fee_cap_minor", "must be at least platform_fee_min_minor, both not negative");
   }
@@ -122,7 +122,22 @@ export async function createSchedule(
     await onCreated?.(db, created);
     return created;
   }
-  return toFeeSchedule((await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey])).rows[0]);
+  return sameTermsOrConflict((await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey])).rows[0], s, idempotencyKey);
+}
+
+/**
+ * The version a key made, when the retry asks for the same terms. A corrected schedule sent again under the key of
+ * the one with the typo would otherwise get the typo back as success, and every tip would pay it.
+ */
+function sameTermsOrConflict(stored: ScheduleRow, asked: FeeSchedule, idempotencyKey: string): FeeSchedule {
+  const made = toFeeSchedule(stored);
+  const bands = (s: FeeSchedule) => [...s.mpesaB2cBands].sort((a, b) => Number(a.minMinor - b.minMinor)).map((b) => `${b.minMinor}-${b.maxMinor}:${b.feeMinor}`).join(",");
+  const same = made.currency === asked.currency && made.platformFeeBps === asked.platformFeeBps
+    && made.platformFeeMinMinor === asked.platformFeeMinMinor && made.platformFeeCapMinor === asked.platformFeeCapMinor
+    && made.cardFeeBps === asked.cardFeeBps && made.cardFeeFixedMinor === asked.cardFeeFixedMinor && bands(made) === bands(asked)
+    && (!asked.effectiveFrom || timestampDate(asked.effectiveFrom).getTime() === timestampDate(made.effectiveFrom!).getTime());
+  if (!same) throw new IdempotencyConflictError(idempotencyKey, `CreateFeeSchedule made ${made.currency} v${made.version} with other terms`);
+  return made;
 }
 
 /** One line for the audit log: what a version charges and from when. */

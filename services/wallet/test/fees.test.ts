@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { FeeScheduleSchema, PaymentRail, TariffBandSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, cardFee, mulDivRound, platformFee, quoteTip } from "@ttip/runtime";
+import { b2cFee, CARD_FEE_BPS_MAX, cardFee, mulDivRound, platformFee, quoteTip } from "@ttip/runtime";
 import { FixedRateSource } from "../src/fx.js";
 import { convertMinor } from "../src/money.js";
 
@@ -72,6 +72,15 @@ test("card quote: when the customer covers, the card fee on the larger charge is
   assert.equal(pays - c.processingFee!.amountMinor - c.platformFee!.amountMinor, 1_000n, "what is left is exactly the tip");
   assert.ok(c.platformFee!.amountMinor >= 50n && c.platformFee!.amountMinor <= 51n);
   assert.equal(c.workerReceives!.amountMinor, 1_000n);
+});
+
+test("card quote at the highest card fee a schedule may set: the customer's charge still covers the tip", () => {
+  const steep = create(FeeScheduleSchema, { ...USD, cardFeeBps: CARD_FEE_BPS_MAX });
+  const c = quoteTip(steep, 1_000n, PaymentRail.CARD, true);
+  const pays = c.customerPays!.amountMinor;
+  assert.equal(pays - cardFee(steep, pays) - c.platformFee!.amountMinor, 1_000n);
+  // Over it (a schedule stored before the limit), the quote stops with an assertion instead of looping for ever.
+  assert.throws(() => quoteTip(create(FeeScheduleSchema, { ...USD, cardFeeBps: 10_000 }), 1_000n, PaymentRail.CARD, true), /card fee of 10000 bps is over 2000/);
 });
 
 test("a tip too small for its fees is refused", () => {

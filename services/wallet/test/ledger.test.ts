@@ -749,6 +749,14 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const created = await steppedUp.createFeeSchedule(request);
     assert.equal(created.schedule!.version, 2);
     assert.equal((await steppedUp.createFeeSchedule(request)).schedule!.version, 2, "a retry is the same version");
+    // A corrected schedule sent again under the key of the one it corrects is refused, not answered with the typo.
+    const corrected = await failure(steppedUp.createFeeSchedule({ ...request, schedule: { ...request.schedule, platformFeeBps: 250 } }));
+    assert.equal(corrected.code, Code.AlreadyExists);
+    assert.match(corrected.rawMessage, /^idempotency_key: already used for a different request \(CreateFeeSchedule made KES v2 with other terms\)/);
+    // A card fee of the whole charge (10000) would leave no charge that covers a tip: over 20% is refused as a typo.
+    const wholeCharge = await failure(steppedUp.createFeeSchedule({ ...request, idempotencyKey: `fees-${randomUUID()}`, schedule: { ...request.schedule, cardFeeBps: 10_000 } }));
+    assert.equal(wholeCharge.code, Code.InvalidArgument);
+    assert.equal(wholeCharge.rawMessage, "schedule.card_fee_bps: must be 0..2000");
     // Audited once, in wallet's outbox with the version.
     const { rows } = await t.db.pool.query("SELECT payload FROM wallet.outbox WHERE subject = 'ttip.wallet.admin_action' ORDER BY seq");
     const audited = rows.map((r) => fromBinary(WalletAdminActionTakenSchema, r.payload).action!).filter((a) => a.action === AuditAction.FEE_SCHEDULE_CREATED);

@@ -457,7 +457,8 @@ export type FeeSchedule = Message<"ttip.wallet.v1.FeeSchedule"> & {
   mpesaB2cBands: TariffBand[];
 
   /**
-   * Card fee: percentage in basis points plus a fixed part.
+   * Card fee: percentage in basis points (at most 2000, 20%: more is a typo)
+   * plus a fixed part.
    *
    * @generated from field: int32 card_fee_bps = 7;
    */

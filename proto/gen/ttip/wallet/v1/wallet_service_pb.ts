@@ -1794,7 +1794,9 @@ export const WalletAdminService: GenService<{
   },
   /**
    * Adds a fee schedule version, effective from a time not in the past. It
-   * changes what every tip pays, so it takes the admin's device step-up.
+   * changes what every tip pays, so it takes the admin's device step-up. A
+   * retry under the same key gets the version it made; other terms under that
+   * key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
    *
    * @generated from rpc ttip.wallet.v1.WalletAdminService.CreateFeeSchedule
    */

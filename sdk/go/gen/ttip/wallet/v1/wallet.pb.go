@@ -1301,7 +1301,8 @@ type FeeSchedule struct {
 	PlatformFeeMinMinor int64         `protobuf:"varint,4,opt,name=platform_fee_min_minor,json=platformFeeMinMinor,proto3" json:"platform_fee_min_minor,omitempty"`
 	PlatformFeeCapMinor int64         `protobuf:"varint,5,opt,name=platform_fee_cap_minor,json=platformFeeCapMinor,proto3" json:"platform_fee_cap_minor,omitempty"`
 	MpesaB2CBands       []*TariffBand `protobuf:"bytes,6,rep,name=mpesa_b2c_bands,json=mpesaB2cBands,proto3" json:"mpesa_b2c_bands,omitempty"`
-	// Card fee: percentage in basis points plus a fixed part.
+	// Card fee: percentage in basis points (at most 2000, 20%: more is a typo)
+	// plus a fixed part.
 	CardFeeBps        int32                  `protobuf:"varint,7,opt,name=card_fee_bps,json=cardFeeBps,proto3" json:"card_fee_bps,omitempty"`
 	CardFeeFixedMinor int64                  `protobuf:"varint,8,opt,name=card_fee_fixed_minor,json=cardFeeFixedMinor,proto3" json:"card_fee_fixed_minor,omitempty"`
 	EffectiveFrom     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`

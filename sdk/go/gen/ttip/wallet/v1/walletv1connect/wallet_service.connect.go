@@ -378,7 +378,9 @@ type WalletAdminServiceClient interface {
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
 	// Adds a fee schedule version, effective from a time not in the past. It
-	// changes what every tip pays, so it takes the admin's device step-up.
+	// changes what every tip pays, so it takes the admin's device step-up. A
+	// retry under the same key gets the version it made; other terms under that
+	// key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
 	// Sets a tier's withdrawal limits.
@@ -546,7 +548,9 @@ type WalletAdminServiceHandler interface {
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
 	// Adds a fee schedule version, effective from a time not in the past. It
-	// changes what every tip pays, so it takes the admin's device step-up.
+	// changes what every tip pays, so it takes the admin's device step-up. A
+	// retry under the same key gets the version it made; other terms under that
+	// key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
 	// Sets a tier's withdrawal limits.

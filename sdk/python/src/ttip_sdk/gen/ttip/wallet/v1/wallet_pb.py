@@ -554,7 +554,8 @@ class FeeSchedule(Message[_FeeScheduleFields]):
             repeated ttip.wallet.v1.TariffBand mpesa_b2c_bands = 6;
             ```
         card_fee_bps:
-            Card fee: percentage in basis points plus a fixed part.
+            Card fee: percentage in basis points (at most 2000, 20%: more is a typo)
+            plus a fixed part.
 
             ```proto
             int32 card_fee_bps = 7;

@@ -651,7 +651,9 @@ class WalletAdminService(Protocol):
     async def create_fee_schedule(self, request: CreateFeeScheduleRequest, ctx: RequestContext[CreateFeeScheduleRequest, CreateFeeScheduleResponse], /) -> CreateFeeScheduleResponse:
         """
         Adds a fee schedule version, effective from a time not in the past. It
-        changes what every tip pays, so it takes the admin's device step-up.
+        changes what every tip pays, so it takes the admin's device step-up. A
+        retry under the same key gets the version it made; other terms under that
+        key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -966,7 +968,9 @@ class WalletAdminServiceClient(ConnectClient):
     ) -> CreateFeeScheduleResponse:
         """
         Adds a fee schedule version, effective from a time not in the past. It
-        changes what every tip pays, so it takes the admin's device step-up.
+        changes what every tip pays, so it takes the admin's device step-up. A
+        retry under the same key gets the version it made; other terms under that
+        key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
         """
         return await self.execute_unary(
             request=request,
@@ -1087,7 +1091,9 @@ class WalletAdminServiceSync(Protocol):
     def create_fee_schedule(self, request: CreateFeeScheduleRequest, ctx: RequestContext[CreateFeeScheduleRequest, CreateFeeScheduleResponse], /) -> CreateFeeScheduleResponse:
         """
         Adds a fee schedule version, effective from a time not in the past. It
-        changes what every tip pays, so it takes the admin's device step-up.
+        changes what every tip pays, so it takes the admin's device step-up. A
+        retry under the same key gets the version it made; other terms under that
+        key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1400,7 +1406,9 @@ class WalletAdminServiceClientSync(ConnectClientSync):
     ) -> CreateFeeScheduleResponse:
         """
         Adds a fee schedule version, effective from a time not in the past. It
-        changes what every tip pays, so it takes the admin's device step-up.
+        changes what every tip pays, so it takes the admin's device step-up. A
+        retry under the same key gets the version it made; other terms under that
+        key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
         """
         return self.execute_unary(
             request=request,
