@@ -25,17 +25,24 @@ export async function requirePartnerLinked(deps: Deps, keyId: string, workerId: 
 
 /** Where a partner's tip keys begin: a key space no other caller may write in. */
 const PARTNER_KEY_SPACE = "partner:";
+/**
+ * The key spaces of the tips payment makes itself: a paybill payment's (c2b:<receipt>) and a USSD session's
+ * (ussd:<session>). A caller's tip under "c2b:R" would make the real payment R's tip a duplicate key for good: never
+ * credited, never parked.
+ */
+const RESERVED_KEY_SPACES = [PARTNER_KEY_SPACE, "c2b:", "ussd:"];
 
 /**
  * The key a CreateTip is stored under. A partner's keys are its own, as qr and auth keep theirs: two
  * partners both sending their invoice number "INV-1001" make two tips, and neither is answered the
  * other's tip (its card's client secret with it). A tip a partner created before keys were scoped is
  * still found under its bare key by that partner. Other callers' keys (the tip page's random ids)
- * stay bare, and may not begin in the partners' space.
+ * stay bare, and may not begin in the partners' space or payment's own.
  */
 export async function tipKeyOf(db: Queryable, caller: Principal | undefined, key: string): Promise<string> {
   if (!isPartner(caller)) {
-    if (key.startsWith(PARTNER_KEY_SPACE)) throw fieldError("idempotency_key", `must not begin with "${PARTNER_KEY_SPACE}"`);
+    const reserved = RESERVED_KEY_SPACES.find((space) => key.startsWith(space));
+    if (reserved) throw fieldError("idempotency_key", `must not begin with "${reserved}"`);
     return key;
   }
   const { rowCount } = await db.query("SELECT 1 FROM payment.tips WHERE idempotency_key = $1 AND customer_subject = $2", [key, caller.subject]);

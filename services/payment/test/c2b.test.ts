@@ -1535,6 +1535,19 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.match(metrics, /ttip_payment_c2b_validation_seconds_count [1-9]/);
   });
 
+  test("a caller's tip may not take the key of a paybill payment or a USSD session (before, a tip under c2b:<receipt> left that payment never credited)", async () => {
+    const w = await worker();
+    const transId = `K${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    for (const key of [`c2b:${transId}`, "ussd:ATUid_0000000001", "partner:someone:INV-1"]) {
+      const refused = await pay.createTip({ idempotencyKey: key, recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1041") } })
+        .then(() => assert.fail("accepted"), (e: unknown) => ConnectError.from(e));
+      assert.equal(refused.code, Code.InvalidArgument);
+      assert.equal(refused.rawMessage, `idempotency_key: must not begin with "${key.slice(0, key.indexOf(":") + 1)}"`);
+    }
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, confirmation(transId, w.code.shortCode, "200.00"))).status, 200);
+    assert.equal((await c2bRow(transId)).outcome, "tip");
+  });
+
   test("a confirmation on a guessed path or from outside the allow-list is stored refused by the statement that stores it: reconciliation never credits it", async () => {
     const w = await worker();
     const transId = `F${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
