@@ -120,6 +120,40 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal((await h.api(PaymentService, other.token).listTips({})).tips.length, 0);
   });
 
+  test("Pay's answer lost after the tip started: the page says so, and the same tip asked again from the page opened again is that tip, one M-Pesa prompt", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    // The first Pay reaches the server (the tip starts, M-Pesa prompts) and its answer is lost.
+    let lose = true;
+    await page.route((url) => url.pathname === `/t/${code.shortCode}`, async (route) => {
+      if (route.request().method() !== "POST" || !lose) return route.continue();
+      lose = false;
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    const phone = testPhone({ format: "07" });
+    const pay = async (p: typeof page) => {
+      await p.getByRole("radio", { name: /KES 100/ }).check();
+      await p.getByLabel("M-Pesa phone number").fill(phone);
+      await p.getByRole("button", { name: /with M-Pesa/ }).click();
+    };
+    await page.goto(code.url);
+    await pay(page);
+    // Before, Next's bare "Application error"; and a page opened again made a new key: a second tip, a second prompt.
+    await page.getByRole("alert").filter({ hasText: "The connection dropped before we heard back" }).waitFor();
+    await h.screenshot(page, "tip-answer-lost");
+    await eventually("the first tip started", () => h.pushesTo(phone).length === 1);
+    const [first] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    await page.getByRole("button", { name: "Try again" }).click();
+    await pay(page);
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    assert.equal(/\/tips\/([0-9a-f-]{36})/.exec(page.url())![1], first.tipId, "the page opened again lands on the tip that started");
+    const tips = await h.api(PaymentService, worker.token).listTips({});
+    assert.equal(tips.tips.length, 1, "one tip");
+    assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });

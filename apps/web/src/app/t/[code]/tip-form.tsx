@@ -2,6 +2,7 @@
 import { type FormEvent, startTransition, useActionState, useEffect, useRef, useState } from "react";
 import { translator, type Locale } from "../../../lib/i18n";
 import { formatMoney } from "../../../lib/money";
+import { keepSeed, keptSeed } from "../../../lib/tip-seed";
 import { payTip, type TipFormState } from "./actions";
 import { quoteTip } from "./quote";
 
@@ -21,7 +22,7 @@ interface Props {
   currency: string;
   presets: Preset[];
   fixed: boolean;
-  /** The seed of the form's idempotency keys: one per page, each request's key worked out from it and what it asks. */
+  /** The seed of the form's idempotency keys: one per page (or the device's, kept), each request's key worked out from it and what it asks. */
   keySeed: string;
   rememberedPhone: string;
   initialAmount: string;
@@ -45,6 +46,12 @@ export function TipForm(p: Props) {
   const [cover, setCover] = useState(v.cover);
   const [live, setLive] = useState<{ key: string; fee: string; total: string; receives: string }>();
   const formRef = useRef<HTMLFormElement>(null);
+  // The device's seed for this code (tip-seed.ts): a page opened again after a lost answer asks under the same key.
+  const [seed, setSeed] = useState(p.keySeed);
+  useEffect(() => setSeed(keptSeed(p.shortCode, p.keySeed)), [p.shortCode, p.keySeed]);
+  useEffect(() => {
+    if (state.seed) keepSeed(p.shortCode, state.seed);
+  }, [p.shortCode, state.seed]);
 
   // A refused form puts the focus on its first named field (the Pay button it left is disabled while
   // pending, so the focus fell to the page): the customer corrects it without hunting for it.
@@ -87,7 +94,7 @@ export function TipForm(p: Props) {
       <input type="hidden" name="p" value={p.payload} />
       <input type="hidden" name="worker" value={p.workerId} />
       <input type="hidden" name="currency" value={p.currency} />
-      <input type="hidden" name="seed" value={state.seed ?? p.keySeed} />
+      <input type="hidden" name="seed" value={state.seed ?? seed} />
       {shown ? <input type="hidden" name="quoted" value={live?.key ?? `${quoted!.minor}:${quoted!.cover}`} /> : null}
       <fieldset aria-describedby={err.amount ? "amount-error" : undefined}>
         <legend>{p.fixed ? t("fixedAmount", { amount: p.presets[0]?.label ?? "" }) : t("chooseAmount")}</legend>

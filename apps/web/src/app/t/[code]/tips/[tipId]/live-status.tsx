@@ -2,6 +2,7 @@
 import { useRouter } from "next/navigation";
 import { useEffect } from "react";
 import { pollForChange } from "../../../../../lib/poll-for-change";
+import { forgetSeed } from "../../../../../lib/tip-seed";
 import { waitForTipChange } from "./watch";
 
 /**
@@ -19,5 +20,11 @@ export function LiveStatus({ tipId, status }: { tipId: string; status: number })
       stopped = true;
     };
   }, [tipId, status, router]);
+  return null;
+}
+
+/** The tip's page opened: the form's kept seed is forgotten, so a tip asked for again from here on is a new one. */
+export function ForgetTipSeed({ shortCode }: { shortCode: string }) {
+  useEffect(() => forgetSeed(shortCode), [shortCode]);
   return null;
 }

@@ -9,7 +9,7 @@ import { formatMoney } from "../../../../../lib/money";
 import { LanguageSwitch, WhoCard } from "../../parts";
 import { resolveTarget } from "../../target";
 import { FeedbackForm } from "./feedback-form";
-import { LiveStatus } from "./live-status";
+import { ForgetTipSeed, LiveStatus } from "./live-status";
 
 export const dynamic = "force-dynamic";
 
@@ -60,6 +60,7 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
           <GivenBack tip={tip} t={t} />
         </div>
       </section>
+      <ForgetTipSeed shortCode={code} />
       {pending ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
       {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
       {tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED ? (

@@ -1,0 +1,38 @@
+// The tip form's key seed (request-key.ts), kept on the device for a while per code. The page's server makes a
+// new seed at each render, so a page opened again after a lost answer (reloaded, or the QR scanned again into a
+// new tab) sent the same tip under a new key: a second tip, and a second M-Pesa prompt while the first may have
+// been paid. Kept, the same request is the same tip. Forgotten when a tip's page opens: a tip meant again after
+// that is a new one.
+
+/** How long a seed is kept: past an M-Pesa prompt's life, a tip asked for again is meant again. */
+const KEPT_MS = 30 * 60_000;
+const storageKey = (shortCode: string) => `ttip.tip-seed.${shortCode}`;
+
+/** The seed kept for `shortCode` within KEPT_MS, or `fresh`, kept from now. The page's own where storage is off. */
+export function keptSeed(shortCode: string, fresh: string, now = Date.now()): string {
+  try {
+    const kept = JSON.parse(localStorage.getItem(storageKey(shortCode)) ?? "null") as { seed?: unknown; at?: unknown } | null;
+    if (typeof kept?.seed === "string" && typeof kept.at === "number" && now - kept.at >= 0 && now - kept.at < KEPT_MS) return kept.seed;
+    keepSeed(shortCode, fresh, now);
+  } catch {
+    // Storage off (a private window) or a value not ours: the page's seed.
+  }
+  return fresh;
+}
+
+/** Keeps `seed` for `shortCode` (the form's next seed after an answered refusal). */
+export function keepSeed(shortCode: string, seed: string, now = Date.now()): void {
+  try {
+    localStorage.setItem(storageKey(shortCode), JSON.stringify({ seed, at: now }));
+  } catch {
+    // Storage off: each page keeps its own seed, as before.
+  }
+}
+
+export function forgetSeed(shortCode: string): void {
+  try {
+    localStorage.removeItem(storageKey(shortCode));
+  } catch {
+    // Storage off: nothing was kept.
+  }
+}
