@@ -24,6 +24,10 @@ export interface RetryConfig {
   sendLeaseMs: number;
   /** Provider HTTP timeout. */
   httpTimeoutMs: number;
+  /** Every provider of the channel tried: the least pause before starting again from the first (later, half the delivery's age). */
+  roundPauseMs: number;
+  /** A delivery not sent this long after it was made fails (a sign-in code sooner: delivery.ts' OTP_GIVE_UP_MS). */
+  giveUpAfterMs: number;
 }
 
 export interface NotificationConfig {
@@ -83,6 +87,7 @@ const shape = {
   NOTIFICATION_RETRY_MAX_MS: env.duration(60_000),
   NOTIFICATION_SEND_LEASE_MS: env.duration(60_000),
   NOTIFICATION_PROVIDER_TIMEOUT_MS: env.duration(10_000),
+  NOTIFICATION_GIVE_UP_MS: env.duration(6 * 3_600_000),
   NOTIFICATION_STOP_SENDS_MS: env.duration(DEFAULT_STOP_SENDS_MS),
 };
 
@@ -94,6 +99,9 @@ export const DEFAULT_RETRY: RetryConfig = {
   maxDelayMs: 60_000,
   sendLeaseMs: 60_000,
   httpTimeoutMs: 10_000,
+  roundPauseMs: 60_000,
+  // A provider's outage of hours (an expired API key, an account out of credit) is mended within a working day.
+  giveUpAfterMs: 6 * 3_600_000,
 };
 
 /** Reads NOTIFICATION_* variables; refuses simulators in production and real mode without the primary SMS provider's credentials. */
@@ -157,6 +165,7 @@ export function configFromEnv(e: EnvConfig): NotificationConfig {
       maxDelayMs: e.NOTIFICATION_RETRY_MAX_MS,
       sendLeaseMs: e.NOTIFICATION_SEND_LEASE_MS,
       httpTimeoutMs: e.NOTIFICATION_PROVIDER_TIMEOUT_MS,
+      giveUpAfterMs: e.NOTIFICATION_GIVE_UP_MS,
     },
     providers: {
       smsPrimary: e.NOTIFICATION_SMS_PRIMARY,

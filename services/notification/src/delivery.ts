@@ -856,6 +856,11 @@ const SENT_RECORD_WAIT_MS = 30;
 const SENT_RECORD_RETRY_MS = 500;
 const SENT_RECORD_RETRY_MAX_MS = 5_000;
 
+/** The longest pause between two rounds of a channel's providers. */
+const ROUND_PAUSE_MAX_MS = 30 * 60_000;
+/** A sign-in code is sent for its life (auth's default, 5 minutes) at most: later, the user has asked for another. */
+const OTP_GIVE_UP_MS = 5 * 60_000;
+
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
 /**
@@ -1537,8 +1542,12 @@ export class Dispatcher {
       delay = 0;
     }
     if (index >= this.providersFor(d.channel).length) {
-      await this.finish(tx, d, "failed", outcome.error);
-      return "failed";
+      const pause = await this.roundPause(tx, d);
+      if (pause === undefined) {
+        await this.finish(tx, d, "failed", `${outcome.error} (every provider tried until it was too late to send)`);
+        return "failed";
+      }
+      [index, tries, delay] = [0, 0, pause];
     }
     await tx.query(
       `UPDATE notification.deliveries SET status = 'retrying', provider_index = $2, provider_attempts = $3,
@@ -1547,6 +1556,24 @@ export class Dispatcher {
     );
     if (withoutBusMessage) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "retrying"), d.id));
     return tries === 0 ? "failed over" : "retrying";
+  }
+
+  /**
+   * Every provider of the channel tried: the pause before the next round from the first, or undefined when the
+   * delivery is too old to send (a sign-in code's code expired). Before, a delivery failed for good here: an outage
+   * of ten seconds (three tries on each provider) lost every receipt and notice sent in it.
+   */
+  private async roundPause(tx: Queryable, d: DeliveryRow): Promise<number | undefined> {
+    const { retry, clock } = this.o;
+    const giveUpMs = d.template_key === TemplateKey.OTP ? Math.min(OTP_GIVE_UP_MS, retry.giveUpAfterMs) : retry.giveUpAfterMs;
+    const { rows: [row] } = await tx.query<{ age_ms: number }>(
+      "SELECT extract(epoch FROM $2::timestamptz - created_at) * 1000 AS age_ms FROM notification.deliveries WHERE id = $1",
+      [d.id, new Date((clock ?? systemClock).now())],
+    );
+    const ageMs = Number(row?.age_ms ?? Infinity);
+    if (ageMs >= giveUpMs) return undefined;
+    // Half the delivery's age: the rounds thin out as an outage lasts (whether its providers refuse at once or time out).
+    return Math.min(ROUND_PAUSE_MAX_MS, Math.max(retry.roundPauseMs, ageMs / 2));
   }
 
   /**

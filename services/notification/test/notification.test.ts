@@ -692,7 +692,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("with both SMS providers down the delivery fails after every attempt; provider health counts the failures with the last error", async () => {
+  test("with both SMS providers down the delivery waits after every attempt, and goes once they are back; provider health counts the failures with the last error", async () => {
     const health = async () => {
       const r = await t.client(NotificationAdminService, { subject: randomUUID(), roles: ["support"] }).getProviderHealth({});
       assert.equal(r.windowHours, 24);
@@ -704,10 +704,15 @@ describe("notification service against Postgres, JetStream and the provider simu
     try {
       const phone = testPhone({ format: "+254" });
       const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK2" });
-      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
+      // Every attempt on both made: before, failed for good; now it waits for the next round, from the first provider.
+      const d = await eventually("every provider tried", async () => {
+        const x = await delivery(deliveryIds[0]);
+        return x.attempts.length === 4 && x.attempts.every((a) => a.status === DeliveryStatus.FAILED) && x;
+      });
       assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking", "africastalking", "twilio", "twilio"]);
+      assert.equal(DeliveryStatus[d.status], DeliveryStatus[DeliveryStatus.RETRYING]);
       assert.equal(smsTo(phone).length, 0);
-      const listed = await admin().listDeliveries({ status: DeliveryStatus.FAILED, channel: Channel.SMS });
+      const listed = await admin().listDeliveries({ status: DeliveryStatus.RETRYING, channel: Channel.SMS });
       assert.ok(listed.deliveries.some((x) => x.deliveryId === deliveryIds[0]));
       const after = await health();
       for (const provider of ["africastalking", "twilio"]) {
@@ -718,6 +723,12 @@ describe("notification service against Postgres, JetStream and the provider simu
         assert.ok(Date.now() - timestampDate(now.lastErrorAt!).getTime() < 60_000, "the last error is this one");
       }
       assert.ok((before.get("twilio")?.sent ?? 0n) >= 1n, "the failover test's SMS went out through Twilio");
+      // Back up after the pause (the service's clock moved on): the next round sends it, once.
+      sim.outage.delete("africastalking");
+      sim.outage.delete("twilio");
+      clock.advance(config.retry.roundPauseMs);
+      await deliveryIn(deliveryIds[0], DeliveryStatus.SENT);
+      assert.equal(smsTo(phone).length, 1);
     } finally {
       sim.outage.delete("africastalking");
       sim.outage.delete("twilio");
@@ -2015,6 +2026,40 @@ describe("notification service against Postgres, JetStream and the provider simu
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
     assert.deepEqual(await factsOf(id), ["sent"]);
+  });
+
+  test("every provider down: the delivery starts over from the first after a pause, until it is too old to send (a sign-in code sooner)", async () => {
+    let up = false;
+    const real = answeringAfter(async () => {});
+    const flaky: Provider = { name: real.name, send: async (m) => (up ? real.send(m) : { ok: false, kind: "provider", error: "HTTP 503" }) };
+    const down: Provider = { name: "down", send: async () => ({ ok: false, kind: "provider", error: "HTTP 503" }) };
+    let now = Date.now() + 1_000; // the queued deliveries are due by it
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [flaky, down], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", clock: { now: () => now } });
+    const id = await queuedSms();
+    await assert.rejects(dispatcher.run(id), RetryLater); // the first refuses: the fallback's turn
+    await assert.rejects(dispatcher.run(id), RetryLater); // the fallback refuses too
+    // Before, failed for good here: an outage of seconds lost the receipt.
+    const waiting = await delivery(id);
+    assert.equal(DeliveryStatus[waiting.status], DeliveryStatus[DeliveryStatus.RETRYING]);
+    const { rows: [due] } = await t.db.pool.query("SELECT provider_index, next_attempt_at FROM notification.deliveries WHERE id = $1", [id]);
+    assert.equal(due.provider_index, 0, "from the first provider again");
+    assert.ok(due.next_attempt_at.getTime() - now >= config.retry.roundPauseMs, "after a pause");
+    up = true;
+    now += config.retry.roundPauseMs;
+    await dispatcher.run(id);
+    assert.equal(DeliveryStatus[(await delivery(id)).status], DeliveryStatus[DeliveryStatus.SENT]);
+    up = false;
+    // Made longer ago than the service keeps trying (a sign-in code: its code's life): failed once both refuse.
+    for (const [templateKey, age] of [[TemplateKey.RECEIPT, config.retry.giveUpAfterMs], [TemplateKey.OTP, 5 * 60_000]] as const) {
+      const old = await queuedSms(0, templateKey);
+      await t.db.pool.query("UPDATE notification.deliveries SET created_at = $2 WHERE id = $1", [old, new Date(now - age)]);
+      await assert.rejects(dispatcher.run(old), RetryLater);
+      await dispatcher.run(old);
+      const failed = await delivery(old);
+      assert.equal(DeliveryStatus[failed.status], DeliveryStatus[DeliveryStatus.FAILED], TemplateKey[templateKey]);
+      const { rows: [why] } = await t.db.pool.query("SELECT last_error FROM notification.deliveries WHERE id = $1", [old]);
+      assert.equal(why.last_error, "HTTP 503 (every provider tried until it was too late to send)");
+    }
   });
 
   test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {
