@@ -96,7 +96,9 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
         if (!SUBJECTS.includes(m.subject)) return;
         const a = factsOf(m.subject, m.data);
         if (!a.at || a.at < from) return;
-        pending.push({ id: m.id, subject: m.subject, applied: a });
+        // Only its figures from `from` on: the rows before it are kept, and hold the others already (a late
+        // success's failure taken back at the failure's time, the day before, was taken back again).
+        pending.push({ id: m.id, subject: m.subject, applied: { ...a, facts: a.facts.filter((f) => f.at >= from) } });
         if (pending.length >= batchSize) await flush();
       },
     });

@@ -8,7 +8,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { DeliveryUpdatedSchema, PaymentMethod, QrScannedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, QrScannedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { InProcessBus } from "@ttip/runtime";
 import { eventually, failure, startTestService, type TestService } from "@ttip/runtime/testing";
@@ -276,6 +276,26 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.deepEqual(await snapshot(), before);
     const { summary } = await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: dayRange });
     assert.equal(summary?.payoutsSucceeded, BigInt(expected.payoutsSucceeded));
+  });
+
+  test("a tip announced failed before a replay's first day and paid after it: its failure is taken back once, not again by the replay", async () => {
+    const from = midnight(1);
+    const [tipId, workerId] = [randomUUID(), randomUUID()];
+    const failedAt = new Date(from.getTime() - 2 * 60_000);
+    const tip = { tipId, workerId, amount: { currency: "KES", amountMinor: 10_000n }, method: PaymentMethod.MPESA };
+    const applied = async () => (await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox")).rows[0].n;
+    const before = await applied();
+    await t.ctx.bus.publish(event("ttip.payment.tip_failed", TipFailedSchema, failedAt, { ...tip, resultCode: "expired", reason: "No answer in time" }));
+    await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(from.getTime() + 3 * 60_000), {
+      ...tip, fee: { currency: "KES", amountMinor: 300n }, net: { currency: "KES", amountMinor: 9_700n }, mpesaReceipt: "RLATE1", replacedFailureAt: timestampFromDate(failedAt), replacedFailureCode: "expired",
+    }));
+    await eventually("both applied", async () => (await applied()) === before + 2);
+    const failedTheDayBefore = async () => (await t.db.pool.query<{ n: number }>(
+      "SELECT coalesce(sum(failed), 0)::int AS n FROM analytics.rollups WHERE dim = $1 AND id = $2 AND bucket < $3", [Dim.Worker, workerId, from])).rows[0].n;
+    assert.equal(await failedTheDayBefore(), 0, "announced failed, then taken back");
+    await replay({ pool: t.db.pool, bus: t.ctx.bus, logger: t.ctx.logger, from });
+    // Before, the replay applied the take-back (dated the day before) again: -1.
+    assert.equal(await failedTheDayBefore(), 0, "not taken back a second time");
   });
 
   test("a replay from before the oldest event the stream holds is refused and clears nothing; from the day it names it runs", async () => {
