@@ -1707,6 +1707,13 @@ describe("notification service against Postgres, JetStream and the provider simu
       (e: ConnectError) => e.code === Code.InvalidArgument && /^\[invalid_argument\] remove_email: /.test(e.message),
     );
     assert.equal((await me.getPreferences({})).preferences!.email, "wanjiru@example.com", "the refused call changed nothing");
+    // A control character, or longer than an address can be (before, stored as given): refused naming the field.
+    for (const email of ["a\u0007b@example.com", `${"a".repeat(250)}@example.com`]) {
+      await assert.rejects(
+        me.updatePreferences({ preferences: { email } }),
+        (e: ConnectError) => e.code === Code.InvalidArgument && /^\[invalid_argument\] preferences\.email: /.test(e.message),
+      );
+    }
     const removed = await me.updatePreferences({ preferences: { quietHoursStart: "22:00", quietHoursEnd: "06:00" }, removeEmail: true });
     assert.equal(removed.preferences!.email, "");
     assert.equal((await me.getPreferences({})).preferences!.quietHoursStart, "22:00", "the rest as given");

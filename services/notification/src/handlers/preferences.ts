@@ -34,7 +34,7 @@ function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<ty
     if (end && !HHMM.test(end)) throw fieldError("preferences.quiet_hours_end", 'must be "HH:MM" (East Africa Time)');
     if (!start !== !end) throw fieldError(start ? "preferences.quiet_hours_end" : "preferences.quiet_hours_start", "quiet hours need both a start and an end");
     if (p.locale && !["en", "sw"].includes(p.locale)) throw fieldError("preferences.locale", 'must be "en" or "sw"');
-    if (p.email && !EMAIL.test(p.email)) throw fieldError("preferences.email", "not an e-mail address");
+    if (p.email && (p.email.length > EMAIL_MAX || !EMAIL.test(p.email))) throw fieldError("preferences.email", `not an e-mail address (at most ${EMAIL_MAX} characters)`);
     if (p.email && req.removeEmail) throw fieldError("remove_email", "removes the e-mail address stored: give no preferences.email with it");
     const kinds: Record<string, number[]> = {};
     for (const [i, k] of p.kinds.entries()) {
@@ -67,4 +67,6 @@ async function preferencesOf(pool: Pool, userId: string): Promise<Preferences> {
 
 const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
 
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** No spaces or control characters, at most RFC 5321's 254 characters. */
+const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
+const EMAIL_MAX = 254;
