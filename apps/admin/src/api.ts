@@ -7,6 +7,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { loadDeviceKey, signChallenge } from "../../web/src/lib/device-key";
+import { sessionRefresher } from "../../web/src/lib/session-refresh";
 
 export interface Session {
   accessToken: string;
@@ -49,23 +50,12 @@ export function clearSession(): void {
  */
 const gatewayTransport = (interceptors: Interceptor[] = []) =>
   createConnectTransport({ baseUrl: window.location.origin, useBinaryFormat: true, interceptors });
-let refreshing: Promise<boolean> | undefined;
+const rotate = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.admin.session-refresh", async (refreshToken) =>
+  (await createClient(AuthService, gatewayTransport()).refreshSession({ refreshToken })).tokens);
 
-/** Rotates the refresh token (new roles come with the new access token). */
-export function refresh(): Promise<boolean> {
-  return (refreshing ??= (async () => {
-    const s = loadSession();
-    if (!s) return false;
-    try {
-      const { tokens } = await createClient(AuthService, gatewayTransport()).refreshSession({ refreshToken: s.refreshToken });
-      if (!tokens) return false;
-      saveSession(tokens);
-      return true;
-    } catch {
-      clearSession();
-      return false;
-    }
-  })().finally(() => (refreshing = undefined)));
+/** Rotates the refresh token (new roles come with the new access token); `refused`: the access token the gateway refused. */
+export function refresh(refused = loadSession()?.accessToken ?? ""): Promise<boolean> {
+  return rotate(refused);
 }
 
 const withToken: Interceptor = (next) => async (req) => {
@@ -75,7 +65,7 @@ const withToken: Interceptor = (next) => async (req) => {
     return await next(req);
   } catch (err) {
     // A step-up token is spent by the first try: never replay a call that carried one.
-    if (s && !req.header.has(STEP_UP_HEADER) && ConnectError.from(err).code === Code.Unauthenticated && !req.stream && (await refresh())) {
+    if (s && !req.header.has(STEP_UP_HEADER) && ConnectError.from(err).code === Code.Unauthenticated && !req.stream && (await refresh(s.accessToken))) {
       req.header.set("authorization", `Bearer ${loadSession()!.accessToken}`);
       return next(req);
     }

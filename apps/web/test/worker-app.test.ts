@@ -169,6 +169,53 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.ok(fresh.accessToken);
   });
 
+  test("an access token refused in two tabs at once: one tab rotates the session, the other takes its tokens, and the worker stays signed in; a refresh that cannot reach the server signs nobody out", async () => {
+    const worker = await h.worker("Nyambura");
+    const tokens = await h.tokens(worker);
+    // Signed, but not by auth: the gateway refuses it, as an expired one.
+    const stale = { ...tokens, accessToken: `${tokens.accessToken.slice(0, -8)}AAAAAAAA` };
+    const first = await h.signedInAs(stale);
+    const second = await first.context().newPage();
+    // Each refresh held until the other tab's comes (at most 1.5 s): before, both tabs sent the one refresh token,
+    // auth took the second for a stolen token's reuse and ended the session, and both tabs were signed out.
+    const held: (() => void)[] = [];
+    let refreshes = 0;
+    await first.context().route("**/ttip.auth.v1.AuthService/RefreshSession", async (route) => {
+      refreshes++;
+      await new Promise<void>((resolve) => {
+        held.push(resolve);
+        if (held.length === 2) for (const go of held) go();
+        setTimeout(resolve, 1_500);
+      });
+      await route.continue();
+    });
+    // Each tab's balance read answered (200): signed in, with tokens auth took.
+    const answered = new Set<unknown>();
+    first.context().on("response", (r) => {
+      if (r.url().endsWith("/ttip.wallet.v1.WalletService/GetBalance") && r.status() === 200) answered.add(r.frame().page());
+    });
+    await Promise.all([first.goto(`${h.url}/w`), second.goto(`${h.url}/w`)]);
+    await waitUntil("both tabs read the balance", () => answered.has(first) && answered.has(second));
+    assert.equal(refreshes, 1, "one rotation for both tabs");
+    const kept = JSON.parse((await second.evaluate(() => localStorage.getItem("ttip_session")))!) as { refreshToken: string };
+    assert.notEqual(kept.refreshToken, tokens.refreshToken, "rotated");
+    assert.ok((await h.api(AuthService).refreshSession({ refreshToken: kept.refreshToken })).tokens, "the session lives on at auth");
+
+    // A refresh whose connection drops: the session stays (before, any failure cleared it), and the next visit works.
+    h.clock.advance(1_100);
+    const offline = await h.signedInAs({ ...(await h.tokens(worker)), accessToken: stale.accessToken });
+    let dropped = 0;
+    await offline.context().route("**/ttip.auth.v1.AuthService/RefreshSession", (route) => (dropped++, route.abort("connectionreset")));
+    await offline.goto(`${h.url}/w`);
+    await waitUntil("the refresh tried", () => dropped > 0);
+    await offline.waitForLoadState("networkidle");
+    assert.ok(await offline.evaluate(() => localStorage.getItem("ttip_session")), "still signed in");
+    await offline.context().unroute("**/ttip.auth.v1.AuthService/RefreshSession");
+    const back = offline.waitForResponse((r) => r.url().endsWith("/ttip.wallet.v1.WalletService/GetBalance") && r.status() === 200);
+    await offline.reload();
+    await back;
+  });
+
   test("venue shares: More continues the same request from the page token; a failed More says so and keeps the rows; each share shown once, in English and Swahili at 360 px", async () => {
     const worker = await h.worker("Wanjiku");
     const page = await h.signedInPhone(worker);

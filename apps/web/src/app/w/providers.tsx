@@ -6,31 +6,19 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { clearSession, loadSession, saveSession } from "../../lib/session";
+import { sessionRefresher } from "../../lib/session-refresh";
 
-/** Adds the access token; when it is refused, rotates the refresh token once and retries. */
+/** Adds the access token; when it is refused, rotates the refresh token once (session-refresh.ts) and retries. */
 function authInterceptor(baseUrl: string): Interceptor {
-  let refreshing: Promise<boolean> | undefined;
-  const refresh = () =>
-    (refreshing ??= (async () => {
-      const s = loadSession();
-      if (!s) return false;
-      try {
-        const { tokens } = await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken: s.refreshToken });
-        if (!tokens) return false;
-        saveSession(tokens);
-        return true;
-      } catch {
-        clearSession();
-        return false;
-      }
-    })().finally(() => (refreshing = undefined)));
+  const refresh = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken) =>
+    (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken })).tokens);
   return (next) => async (req) => {
     const s = loadSession();
     if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
     try {
       return await next(req);
     } catch (err) {
-      if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refresh())) {
+      if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refresh(s.accessToken))) {
         req.header.set("authorization", `Bearer ${loadSession()!.accessToken}`);
         return next(req);
       }
