@@ -425,6 +425,23 @@ test("My QR shows the saved image full screen offline", async () => {
   expect(screen.getByTestId("qr-image").props.source).toEqual({ uri: "data:image/png;base64,iVBORw==" });
 });
 
+test("My QR: a tap again after a lost answer asks under the same key: the same code, not a second one", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw, newPhone());
+  await signIn(gw);
+  await openTab("qr");
+  gw.loseNextQrAnswer = true;
+  await fireEvent.press(await screen.findByTestId("qr-create"));
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  expect(gw.count("CreateQrCode")).toBe(1);
+  // Before, each tap sent a new key: a second code made.
+  await fireEvent.press(screen.getByTestId("qr-create"));
+  expect(await screen.findByText("K7M4QX")).toBeTruthy();
+  expect(gw.count("CreateQrCode")).toBe(2);
+  expect(gw.qrCodes).toHaveLength(1);
+  expect(gw.qrByKey.size).toBe(1);
+});
+
 test("Swahili: chosen in settings, kept for the next start; the words the web app says too are its words", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

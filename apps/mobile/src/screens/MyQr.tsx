@@ -1,11 +1,12 @@
 // My QR, full screen, for the customer to scan. The last image (PNG from the qr
 // service) is kept with its link, so the code shows with no network at all.
-import { createClient } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
 import { useMutation, useTransport } from "@connectrpc/connect-query";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { settlesWrite } from "@ttip/web-lib/write-key";
 import { plainError } from "../lib/errors";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Image, Text, useWindowDimensions } from "react-native";
 import { useApp } from "../app-context";
 import { when } from "../lib/format";
@@ -39,6 +40,10 @@ export function MyQr() {
   const [state, setState] = useState<"loading" | "live" | "offline" | "none">("loading");
   const [error, setError] = useState("");
   const create = useMutation(QrService.method.createQrCode);
+  // The code asked for, by one key until the service answers for it: a double tap, or a tap again after a lost
+  // answer, is the same code, not a second one (before, each tap sent a new key).
+  const createKey = useRef<string | undefined>(undefined);
+  const creating = useRef(false);
 
   const load = useCallback(async () => {
     const saved = await cache.get(slot);
@@ -86,12 +91,18 @@ export function MyQr() {
             title={t("qrCreate")}
             disabled={create.isPending}
             onPress={async () => {
+              if (creating.current) return;
+              creating.current = true;
               setError("");
               try {
-                await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey: newKey() });
+                await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey: (createKey.current ??= newKey()) });
+                createKey.current = undefined;
                 await load();
               } catch (err) {
+                if (settlesWrite(ConnectError.from(err))) createKey.current = undefined;
                 setError(plainError(err, locale));
+              } finally {
+                creating.current = false;
               }
             }}
           />

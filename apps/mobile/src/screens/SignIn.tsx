@@ -5,7 +5,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { plainError } from "../lib/errors";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import type { SignInStep as Step } from "@ttip/web-lib/sign-in";
-import { useState } from "react";
+import { useRef, useState } from "react";
 import { Text } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
@@ -38,7 +38,19 @@ export function SignIn() {
     setStep(next);
   };
 
+  // One submission at a time, taken before any await: `busy` (state) comes a render too late for a double tap,
+  // which sent two sign-in codes (the second replacing the first) or counted one wrong PIN twice.
+  const submitting = useRef(false);
   const submit = async () => {
+    if (submitting.current) return;
+    submitting.current = true;
+    try {
+      await submitOnce();
+    } finally {
+      submitting.current = false;
+    }
+  };
+  const submitOnce = async () => {
     setError("");
     try {
       if (step.kind === "phone") {

@@ -85,6 +85,10 @@ export class FakeGateway {
   failReads: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
   loseNextPayoutAnswer = false;
+  /** Makes the next CreateQrCode's code, then loses its answer. */
+  loseNextQrAnswer = false;
+  /** CreateQrCode's codes by idempotency key: the same key again answers its code, as qr does. */
+  readonly qrByKey = new Map<string, QrCode>();
   /** M-Pesa's B2C result for payouts made from now on, with its own English text ("0": paid). */
   payoutResult = { code: "0", desc: "The service request is processed successfully." };
 
@@ -382,8 +386,15 @@ export class FakeGateway {
           listQrCodes: (req, ctx) => (gw.authed(ctx), { qrCodes: gw.qrCodes.filter((q) => q.ownerId === req.ownerId) }),
           createQrCode: (req, ctx) => {
             gw.authed(ctx);
+            const made = gw.qrByKey.get(req.idempotencyKey);
+            if (made) return { qrCode: made };
             const q = create(QrCodeSchema, { qrCodeId: `qr-${gw.qrCodes.length + 1}`, shortCode: "K7M4QX", ownerKind: OwnerKind.WORKER, ownerId: req.ownerId, url: "http://127.0.0.1:8080/t/K7M4QX", status: QrCodeStatus.ACTIVE });
             gw.qrCodes.push(q);
+            gw.qrByKey.set(req.idempotencyKey, q);
+            if (gw.loseNextQrAnswer) {
+              gw.loseNextQrAnswer = false;
+              throw new ConnectError("the answer was lost", Code.DeadlineExceeded);
+            }
             return { qrCode: q };
           },
           renderQrCode: (_req, ctx) => (gw.authed(ctx), { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" }),
