@@ -299,16 +299,18 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
       async (tx, decided, tip) => {
         // A second payment for a tip paid by another receipt is parked below. A tip decided without a receipt (an STK
         // query's success) is read here as before the decision gave it this one: its payment, recorded as the tip's.
-        if (decided === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) return;
+        if (decided === "duplicate" && paidByAnother(tip, p.transId)) return;
         const doubt = decided === "duplicate" ? duplicateDoubt(p, tip.received_minor ?? tip.charged_minor) : undefined;
         recorded = (await tx.query(insertRow, row(decided === "duplicate" ? "duplicate" : "tip", target.tipId, doubt))).rowCount === 1;
         if (recorded && doubt) await recordAlert(tx, duplicateAlert(p, target.tipId, doubt));
       });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
     if (result === "unknown") return parkInSuspense(deps, p, callbackId, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
-    if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
-      // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
-      return parkInSuspense(deps, p, callbackId, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
+    if (result === "duplicate" && paidByAnother(tip, p.transId)) {
+      // A second payment for a tip already paid (the push and the paybill both paid), or for one rejected after review
+      // (its funding payment reopened for support): the money waits in suspense.
+      const why = tip.mpesa_receipt ? `already paid by ${tip.mpesa_receipt}` : "rejected after review";
+      return parkInSuspense(deps, p, callbackId, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, ${why}`, []);
     }
     if (!recorded) return (await answerRepeat(deps, p)) ?? { outcome: "repeat" };
     return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
@@ -762,6 +764,15 @@ function suspenseFunding(tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa
 export async function lockFundingReceipt(tx: Queryable, tip: Pick<TipRow, "credit_kind" | "credit_key" | "mpesa_receipt">): Promise<void> {
   const receipt = suspenseFunding(tip);
   if (receipt) await lockReceipt(tx, receipt);
+}
+
+/**
+ * A tip decided before this payment came, whose money is not this payment: paid by another receipt, or rejected after
+ * review (credited once, then failed: its funding payment reopened for support, its receipt cleared). Not a tip
+ * decided by a query's success without a receipt, which this payment is.
+ */
+function paidByAnother(tip: TipRow, receipt: string): boolean {
+  return tip.mpesa_receipt ? tip.mpesa_receipt !== receipt : tip.status === "failed";
 }
 
 /**

@@ -816,6 +816,23 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a new paybill payment to a tip rejected after review (its funding payment reopened) waits in suspense for support, not taken for the tip's duplicate", async () => {
+    const w = await worker();
+    const p = await parkedPush(w);
+    await p.callBack();
+    await adminClient.reviewTip({ tipId: p.tipId, approve: false, note: "not this tip's money" });
+    const { tip } = await pay.getTip({ tipId: p.tipId });
+    const transId = `N${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, confirmation(transId, tip!.paybillAccountReference, "100.00"))).status, 200);
+    // Before, recorded as the tip's duplicate: its money left in clearing, in no list support reads, with no way to refund it.
+    const parked = await c2bRow(transId);
+    assert.deepEqual([parked.outcome, parked.resolution], ["suspense", "open"]);
+    assert.match(parked.reason, /a second payment for tip reference .*, rejected after review/);
+    await eventually(async () => (await c2bRow(transId)).suspense_entry_id, "its money posted to suspense");
+    assert.equal(await h.balance(w.id), 0n, "nothing credited");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("after an approval refused because an admin's match of the parked payment was posted (its answer lost), the rejection reopens the payment: a refund is refused, the match to that code records its paybill tip once", async () => {
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const p = await parkedPush(w);
