@@ -1838,6 +1838,29 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(after.notifications.length, 0);
   });
 
+  test("the live feed keeps up with more than 100 notifications made at one moment (a trigger batch's rows share their time): every one arrives", async () => {
+    const workerId = randomUUID();
+    const abort = new AbortController();
+    const got = new Set<string>();
+    const reading = (async () => {
+      for await (const m of asUser(workerId).watchInAppNotifications({}, { signal: abort.signal })) {
+        got.add(m.notification!.notificationId);
+        if (got.size === 150) return;
+      }
+    })().catch(() => undefined);
+    await eventually("the live feed listening", () => inAppSignals.listenerCount(workerId) > 0);
+    await t.db.pool.query(
+      `WITH d AS (INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
+                  SELECT gen_random_uuid(), 'test:' || gen_random_uuid(), 'user:' || $1, $2, '', '', $3, 1, 'en', 'b', 'delivered' FROM generate_series(1, 150) RETURNING id)
+       INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at) SELECT gen_random_uuid(), $1::uuid, id, $3, 't', 'b', now() FROM d`,
+      [workerId, Channel.IN_APP, TemplateKey.PAYOUT_FAILED],
+    );
+    // Before, the first 100 were read again on every wake: the other 50 never came.
+    await eventually("all 150 streamed", () => got.size === 150);
+    abort.abort();
+    await reading;
+  });
+
   test("an attempt cut off by a crash between send and record is sent again once (a sign-in code never): a second crash fails it", async () => {
     /** An attempt `attempt` of the delivery, 'sending' since an hour ago: a crash cut it off. */
     const cutOff = (id: string, attempt: number) =>

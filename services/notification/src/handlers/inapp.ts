@@ -2,7 +2,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { decodeTimeIdToken, encodePageToken, pageSize, requireCaller } from "@ttip/runtime";
 import { inAppSignals } from "../delivery.js";
-import { databaseNow, inAppPage, inAppSince, markRead, toInApp, unreadCount } from "../stores/inapp.js";
+import { databaseNow, IN_APP_SINCE_MAX, inAppPage, inAppSince, markRead, toInApp, unreadCount } from "../stores/inapp.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** In-app notifications: the user's list, the live feed and read marks. */
@@ -42,7 +42,7 @@ function watchInAppNotificationsHandler(h: NotificationHandlerContext): ServiceI
     const seen = new Map<string, number>();
     let since = await databaseNow(pool);
     while (!hc.signal.aborted) {
-      const rows = await inAppSince(pool, caller.subject, since);
+      const rows = await inAppSince(pool, caller.subject, since, [...seen.keys()]);
       for (const r of rows) {
         if (seen.has(r.id)) continue;
         seen.set(r.id, r.created_at.getTime());
@@ -50,6 +50,7 @@ function watchInAppNotificationsHandler(h: NotificationHandlerContext): ServiceI
         yield { notification: toInApp(r) };
       }
       for (const [id, t] of seen) if (t < since.getTime() - 20_000) seen.delete(id);
+      if (rows.length === IN_APP_SINCE_MAX) continue;
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

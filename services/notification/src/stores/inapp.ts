@@ -47,12 +47,19 @@ export async function databaseNow(db: Queryable): Promise<Date> {
   return (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0].now;
 }
 
-/** The rows created after `since` less a look-back window (up to 100), oldest first. */
-export async function inAppSince(db: Queryable, userId: string, since: Date): Promise<InAppRow[]> {
+/** The most rows one read of the live feed returns; a full read is read on at once. */
+export const IN_APP_SINCE_MAX = 100;
+
+/**
+ * The rows created after `since` less a look-back window, but those in `seen` (up to IN_APP_SINCE_MAX), oldest first.
+ * Without `seen` left out, a window holding more than the limit (a trigger batch's rows share their time) read its
+ * first rows again and again, and the feed stalled for good.
+ */
+export async function inAppSince(db: Queryable, userId: string, since: Date, seen: string[]): Promise<InAppRow[]> {
   const { rows } = await db.query<InAppRow>(
     `SELECT id, template_key, title, body, created_at, read_at FROM notification.inapp_notifications
-      WHERE user_id = $1 AND created_at > $2::timestamptz - interval '10 seconds' ORDER BY created_at, id LIMIT 100`,
-    [userId, since],
+      WHERE user_id = $1 AND created_at > $2::timestamptz - interval '10 seconds' AND id <> ALL($3::uuid[]) ORDER BY created_at, id LIMIT $4`,
+    [userId, since, seen, IN_APP_SINCE_MAX],
   );
   return rows;
 }
