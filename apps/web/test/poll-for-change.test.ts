@@ -41,3 +41,27 @@ test("long polls that run their time are asked again without a pause; after the 
   const stopsPage = async () => ((stopped = true), 2);
   assert.equal(await pollForChange(1, stopsPage, { attempts: 3, minIntervalMs: 2_000, stopped: () => stopped, ...clock }), undefined, "the page moved on before the answer");
 });
+
+test("asks that fail while the device is offline are not counted: the poll waits for the network, then sees the change", async () => {
+  const clock = fakeClock();
+  let online = true;
+  let asked = 0;
+  let waitedForNetwork = 0;
+  // Offline from the second ask for 50 failed asks (a lift, a basement bar), then back, and the tip is paid.
+  const wait = async () => {
+    asked++;
+    clock.wait(50);
+    if (asked === 2) online = false;
+    if (!online) throw new Error("network request failed");
+    return asked > 2 ? 2 : 1;
+  };
+  const backOnline = async () => {
+    waitedForNetwork++;
+    if (waitedForNetwork === 50) online = true;
+  };
+  // Before, the 50 failures spent all 40 attempts: undefined, the page "waiting" for good.
+  const changed = await pollForChange(1, wait, { attempts: 40, minIntervalMs: 2_000, stopped: () => false, online: () => online, backOnline, ...clock });
+  assert.equal(changed, 2);
+  assert.equal(waitedForNetwork, 50);
+  assert.equal(asked, 52);
+});

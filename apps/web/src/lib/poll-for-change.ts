@@ -11,18 +11,32 @@ export interface PollOptions {
   stopped: () => boolean;
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
+  /**
+   * False while the device has no network (the browser's navigator.onLine): an ask that fails then is not counted,
+   * and the next one waits for `backOnline`. Before, a customer in a lift spent every attempt in 80 s, and the page
+   * read "waiting" for good after the network came back.
+   */
+  online?: () => boolean;
+  /** Resolves once the network is back (the window's "online" event). */
+  backOnline?: () => Promise<void>;
 }
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** The first value `wait` answers that differs from `known` (a failed ask counts as no change); undefined when none came. */
+/** The first value `wait` answers that differs from `known` (a failed ask counts as no change, offline not at all); undefined when none came. */
 export async function pollForChange<T>(known: T, wait: () => Promise<T>, o: PollOptions): Promise<T | undefined> {
   const { sleep = pause, now = Date.now } = o;
   for (let attempt = 0; attempt < o.attempts && !o.stopped(); attempt++) {
     const started = now();
-    const value = await wait().catch(() => known);
+    let failed = false;
+    const value = await wait().catch(() => ((failed = true), known));
     if (o.stopped()) return undefined;
     if (value !== known) return value;
+    if (failed && o.online && o.backOnline && !o.online()) {
+      attempt--;
+      await o.backOnline();
+      continue;
+    }
     const early = o.minIntervalMs - (now() - started);
     if (early > 0 && attempt + 1 < o.attempts) await sleep(early);
   }

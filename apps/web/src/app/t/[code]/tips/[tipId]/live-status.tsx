@@ -14,7 +14,8 @@ export function LiveStatus({ tipId, status }: { tipId: string; status: number })
   useEffect(() => {
     let stopped = false;
     // 40 long polls of ~25 s: about a quarter of an hour, each at least 2 s after the one before.
-    void pollForChange(status, () => waitForTipChange(tipId, status), { attempts: 40, minIntervalMs: 2_000, stopped: () => stopped })
+    const backOnline = () => new Promise<void>((resolve) => window.addEventListener("online", () => resolve(), { once: true }));
+    void pollForChange(status, () => waitForTipChange(tipId, status), { attempts: 40, minIntervalMs: 2_000, stopped: () => stopped, online: () => navigator.onLine, backOnline })
       .then((changed) => changed !== undefined && router.refresh());
     return () => {
       stopped = true;
