@@ -280,6 +280,26 @@ test("a payout whose answer was lost, asked for again after the app restarted, i
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a payout whose answer was lost, asked for again more than half an hour later, is a new withdrawal, not the old payout answered again", async () => {
+  const gw = new FakeGateway();
+  const first = await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal("300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  await first.unmount();
+  // The key saved 31 minutes ago: by now the worker has seen the payout in the history.
+  const slot = `${gw.userId}:payout-keys`;
+  const saved = JSON.parse(first.phone.cache.data.get(slot)!) as [string, string, number][];
+  expect(saved).toHaveLength(1);
+  first.phone.cache.data.set(slot, JSON.stringify(saved.map(([intent, key, at]) => [intent, key, at - 31 * 60_000])));
+  await renderApp(gw, first.phone);
+  await startWithdrawal("300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  // Before, the old key was sent again: the first payout answered as this one, and no money moved.
+  expect(gw.payouts.size).toBe(2);
+});
+
 test("a balance or a payout that cannot be read says so: never 'Available: KES 0' nor 'Withdrawal of KES 0'", async () => {
   const gw = new FakeGateway();
   gw.failReads = new ConnectError("wallet not answering", Code.Internal);

@@ -37,10 +37,24 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
  * for again after a lost answer is the same payout, never a second one. Another amount or number is another
  * withdrawal, with a new key. Read from the phone once per app start (its services) and worker.
  */
-const payoutKeys = new WeakMap<AppServices, Map<string, Promise<WriteKey>>>();
+const payoutKeys = new WeakMap<AppServices, Map<string, Promise<PayoutKeys>>>();
 const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
 
-function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
+/**
+ * How long a withdrawal's key is kept unanswered. A retry after a lost answer comes within minutes (the app started
+ * again, the network back); later, the payout is in the worker's history, and the same amount asked for again is a
+ * new withdrawal. Before, a key kept for good answered a withdrawal days later with the old payout: "sent", and no
+ * money moved.
+ */
+const PAYOUT_KEY_KEPT_MS = 30 * 60_000;
+
+/** The keys, and when each was first used (what the phone saves beside them). */
+interface PayoutKeys {
+  keys: WriteKey;
+  since: Map<string, number>;
+}
+
+function payoutKeysOf(app: AppServices, userId: string): Promise<PayoutKeys> {
   let ofApp = payoutKeys.get(app);
   if (!ofApp) payoutKeys.set(app, (ofApp = new Map()));
   let keys = ofApp.get(userId);
@@ -48,21 +62,38 @@ function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   return keys;
 }
 
-async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKey> {
+async function loadPayoutKeys(app: AppServices, userId: string): Promise<PayoutKeys> {
   const saved = await app.cache.get(payoutKeysSlot(userId)).catch(() => undefined);
-  let writes: [string, string][] = [];
+  // [intent, key, first used at]; a key saved before the time was (two items) counts from this start.
+  let writes: [string, string, number][] = [];
   try {
     const parsed: unknown = saved ? JSON.parse(saved) : [];
-    if (Array.isArray(parsed)) writes = parsed.filter((w): w is [string, string] => Array.isArray(w) && typeof w[0] === "string" && typeof w[1] === "string");
+    if (Array.isArray(parsed)) {
+      writes = parsed.filter((w): w is [string, string, number?] => Array.isArray(w) && typeof w[0] === "string" && typeof w[1] === "string")
+        .map(([intent, key, at]) => [intent, key, typeof at === "number" ? at : Date.now()]);
+    }
   } catch {
     // An unreadable copy is no copy: this app start's keys still hold.
   }
-  return new WriteKey(undefined, app.newKey, writes);
+  const fresh = writes.filter(([, , at]) => Date.now() - at < PAYOUT_KEY_KEPT_MS);
+  return { keys: new WriteKey(undefined, app.newKey, fresh.map(([intent, key]) => [intent, key])), since: new Map(fresh.map(([, key, at]) => [key, at])) };
+}
+
+/** The key for `intent`: a kept one unless it is older than PAYOUT_KEY_KEPT_MS, then a new one. */
+function payoutKeyFor(p: PayoutKeys, intent: string): string {
+  for (const [, key] of p.keys.unansweredWrites()) {
+    const at = p.since.get(key);
+    if (at !== undefined && Date.now() - at >= PAYOUT_KEY_KEPT_MS) (p.keys.settle(key), p.since.delete(key));
+  }
+  const key = p.keys.use(intent);
+  if (!p.since.has(key)) p.since.set(key, Date.now());
+  return key;
 }
 
 /** Saved after every change; a failed save leaves this app start's keys (in memory) to hold. */
-async function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<void> {
-  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).catch(() => undefined);
+async function savePayoutKeys(app: AppServices, userId: string, p: PayoutKeys): Promise<void> {
+  const writes = p.keys.unansweredWrites().map(([intent, key]) => [intent, key, p.since.get(key) ?? Date.now()]);
+  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(writes)).catch(() => undefined);
 }
 
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
@@ -113,7 +144,7 @@ export function Withdraw() {
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
     const keys = await payoutKeysOf(app, session.userId);
-    const idempotencyKey = keys.use(`${amount}|${mpesaPhone}`);
+    const idempotencyKey = payoutKeyFor(keys, `${amount}|${mpesaPhone}`);
     await savePayoutKeys(app, session.userId, keys);
     setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey });
   };
@@ -143,7 +174,7 @@ export function Withdraw() {
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
       const keys = await payoutKeysOf(app, session.userId);
-      const settle = () => (keys.settle(idempotencyKey), savePayoutKeys(app, session.userId, keys));
+      const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
         throw err;
