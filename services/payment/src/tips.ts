@@ -200,6 +200,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   if (!placed.row && placed.check.hits.length && !refusal(placed.check.hits)) {
     // Rules that hold (none refusing) fired: the tip goes in held, with its alerts, in one transaction.
     placed = await withTransaction(pool, async (tx) => {
+      // Each held tip comes here in a transaction of its own, beside the others: without the number's lock, twenty
+      // at once each counted the others as not there yet, and all passed a limit of five prompts to one phone.
+      await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`tip-phone:${t.phone}`]);
       const again = await placeTip(tx, tip, true);
       if (again.row?.tip_id === terms.tipId) {
         for (const h of again.check.hits) await recordAlert(tx, { ...h, tipId: terms.tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });

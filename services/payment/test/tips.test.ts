@@ -10,7 +10,7 @@ import { FraudAlertSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } 
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
+import { callerHeaders, normalisePhone, startTracing, stepUpHeaders } from "@ttip/runtime";
 import { startHoldingProxy, twoPassesHeld } from "./held-requests.js";
 import { DARAJA_LATE_MS, darajaRefusing, eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
@@ -728,6 +728,17 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const reasons = new Set(alerts.map((a) => a.reason));
     for (const r of [FraudReason.BLOCKED_NUMBER, FraudReason.VELOCITY_PHONE, FraudReason.AMOUNT_OUTLIER]) assert.ok(reasons.has(r), FraudReason[r]);
     await assert.rejects(h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["worker"] }).listFraudAlerts({}), (e: ConnectError) => e.code === Code.PermissionDenied);
+  });
+
+  test("held tips from one number at once still count each other: twenty outliers together pass the number's limit of five no more than one by one", async () => {
+    const busy = phone("1033");
+    const sent = await Promise.allSettled(Array.from({ length: 20 }, () => tip(randomUUID(), busy, 25_000)));
+    // Before, each held tip's transaction counted the others as not there yet: twenty placed, twenty prompts.
+    const placed = sent.filter((r) => r.status === "fulfilled").length;
+    assert.equal(placed, h.config.fraud.phonePerWindow);
+    for (const r of sent) if (r.status === "rejected") assert.equal(ConnectError.from(r.reason).code, Code.ResourceExhausted);
+    const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.tips WHERE phone = $1", [normalisePhone(busy)]);
+    assert.equal(rows[0].n, h.config.fraud.phonePerWindow);
   });
 
   test("a worker tipping themself is held for review rather than refused", async () => {
