@@ -884,6 +884,15 @@ export async function resolveSuspense(
     const asked = !input.refund && row.resolution === "matched" ? (await matchOf(deps, ref)).qrCodeId : undefined;
     return settled(row, asked);
   }
+  // A tip credited from clearing (a query's success) whose callback then named this payment: the worker has its money.
+  // Refunded, the customer would have it too; matched, the worker twice (and the tip's receipt refused the paybill tip).
+  const { rows: [holder] } = await pool.query<{ tip_id: string }>(
+    "SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1 AND credit_key LIKE 'stk-%'", [row.trans_id],
+  );
+  if (holder) {
+    throw new InvalidStateError(`receipt: ${row.trans_id} is tip ${holder.tip_id}'s payment (its callback named it after a query had credited the tip): `
+      + "its money here was posted twice, and the worker has it; nothing to refund or match; nothing changed");
+  }
 
   if (input.refund) {
     // Its money is taken out of suspense by the reversal: in suspense first, as a match needs it.

@@ -678,7 +678,15 @@ async function decideSuccess(
     // Already decided. A receipt learned only now (success came first by query) is recorded; never by a tip that
     // failed after review, whose receipt went back to its paybill payment for support to place (reopenFundingPayment).
     if (o.receipt && !tip.mpesa_receipt && tip.status !== "failed") {
-      await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
+      const { rowCount: recorded } = await tx.query(
+        "UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
+      // Its payment's confirmation, tied to no tip, waits in suspense: posted there from clearing, as this tip's credit
+      // was (by a query's success). Resolving it is refused from now on (resolveSuspense); support is told, once (the
+      // receipt is recorded once).
+      if (recorded && suspense === "open" && tip.credit_key.startsWith("stk-")) {
+        await flag(`receipt ${o.receipt} is this tip's payment, named by its callback after a query had credited the tip; its paybill confirmation, `
+          + "tied to no tip, is open in suspense: one payment posted twice from clearing. Refunding or matching it is refused; take the suspense entry back by hand");
+      }
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
       await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
     }

@@ -712,6 +712,31 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   const events = async (subject: string, tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
 
+  test("a tip credited by its STK query while its payment waited in suspense, tied to no tip, then called back naming that payment: support is told, and the payment can be neither refunded nor matched (the worker has its money)", async () => {
+    const [w, coded] = [await worker(), await worker("Wairimu")];
+    const p = await parkedPush(w);
+    // The callback lost: reconciliation's query (success, no receipt) credits the tip from clearing; the parked payment fits no tip.
+    await eventually(async () => {
+      h.clock.advance(h.config.stkDeadlineMs + 20);
+      await internal.reconcilePending({ limit: 100 });
+      return (await tipRow(p.tipId)).credit_entry_id;
+    }, "credited by the query");
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "the worker credited");
+    for (let i = 0; i < 2; i++) await p.callBack();
+    assert.equal((await tipRow(p.tipId)).mpesa_receipt, p.receipt);
+    const flagged = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE tip_id = $1 AND position($2 in detail) > 0", [p.tipId, `receipt ${p.receipt} is this tip's payment`]);
+    assert.equal(flagged.rows[0].n, 1, "told once");
+    // Before, a refund gave the customer back money the worker had, and a match failed INTERNAL after crediting the code's worker.
+    for (const action of [{ case: "refund" as const, value: true }, { case: "matchAccountReference" as const, value: coded.code.shortCode }]) {
+      const refused = await adminClient.resolveSuspensePayment({ receipt: p.receipt, action, note: "the customer called" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+      assert.equal(refused?.code, Code.FailedPrecondition, String(refused));
+      assert.match(refused.rawMessage, new RegExp(`^receipt: ${p.receipt} is tip ${p.tipId}'s payment`));
+    }
+    assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [9500n, 0n]);
+    assert.equal((await c2bRow(p.receipt)).resolution, "open");
+  });
+
+
   for (const [decision, code, words] of [["refunded", "refunded", /refunded to you/], ["matched to another worker's code", "paid_elsewhere", /already credited as another tip/]] as const) {
     test(`a payment parked in suspense and ${decision} by support, then called back by STK for its tip: the tip fails saying why, nothing is credited, even when M-Pesa is asked again`, async () => {
       const [w, coded] = [await worker(), await worker("Wanjiru")];
