@@ -10,8 +10,10 @@ export async function partnerLinked(deps: Deps, keyId: string, workerId: string,
   try {
     return (await qr.checkPartnerLink({ keyId, workerId, venueId }, { timeoutMs: 5_000 })).linked;
   } catch (err) {
-    // Unknown is not linked, but it is not the partner's fault either: retry.
-    throw new DependencyUnavailableError(`cannot check the partner key's link right now; retry shortly (${err instanceof Error ? err.message : String(err)})`);
+    // Unknown is not linked, but it is not the partner's fault either: retry. Why is logged, not told: the error's
+    // text names internal addresses and services, and the caller is outside.
+    deps.ctx.logger.warn({ err }, "partner link check failed");
+    throw new DependencyUnavailableError("cannot check the partner key's link right now; retry shortly");
   }
 }
 
