@@ -5,13 +5,15 @@ export type { Logger };
 
 /** Keys whose values are never logged, at any depth. */
 const SECRET_KEY =
-  /phone|msisdn|^pin$|pin_?code|^otp|otp$|token|secret|password|passkey|authorization|cookie|credential|api_?key|card|^pan$|cvc|cvv|signature/i;
+  /phone|msisdn|pin$|pin_?code|^otp|otp$|verification_?code|token|secret|password|passkey|authorization|cookie|credential|api_?key|card|^pan$|cvc|cvv|signature/i;
 
 // Kenyan and international phone numbers as people and Daraja write them, and
 // card numbers (13-19 digits, spaces or dashes allowed). Masked wherever they
 // appear inside a string, so a number in a message or error text never leaks.
 // Separators people type are allowed: +254 798 810913, 0798-810-913, (0)798 810 913.
 const PHONE = /(?<![\d])(?:\+?254[ -]?|\(?0\)?[ -]?)[17]\d{2}[ -]?\d{3}[ -]?\d{3}(?![\d])|(?<![\d])\+\d(?:[ -]?\d){9,13}(?![\d])/g;
+// A phone number held as a number (the leading 0 of 07… lost, only 254… is one).
+const KENYAN_NUMBER = /^254[17]\d{8}$/;
 // A one-time code or PIN inside a sentence, whatever key the sentence is under: "your code is 482613".
 const CODE_IN_TEXT = /\b(code|otp|pin|passcode|password|verification)(\b[^\d\n]{0,24}?)(\d{4,8})(?!\d)/gi;
 const CARD = /(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])/g;
@@ -57,6 +59,8 @@ function scrubPlain(text: string): string {
 /** Returns a copy of a log payload with secrets removed; never mutates the input. */
 export function scrub(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
   if (typeof value === "string") return scrubText(value);
+  // A number too: Daraja's callbacks carry the payer as one ({"Name":"PhoneNumber","Value":254712345678}).
+  if ((typeof value === "number" || typeof value === "bigint") && KENYAN_NUMBER.test(value.toString())) return scrubText(value.toString());
   if (typeof value === "bigint") return value.toString();
   if (value === null || typeof value !== "object" || depth > 8) return value;
   if (seen.has(value)) return "[Circular]";

@@ -41,6 +41,12 @@ test("PINs, OTPs, tokens and card data are redacted by key and by shape", () => 
   const first = records()[0];
   assert.equal(first.pin, "[REDACTED]");
   assert.equal(first.amountMinor, "5000");
+  // Before, a new PIN or a verification code under its own name, and a phone number held as a number, were logged as they were.
+  logger.info({ newPin: "5937", currentPin: "4821", verificationCode: "482613", item: { Name: "PhoneNumber", Value: 254712345678 }, at: 1_733_450_000_000, resultCode: "0" });
+  const second = records()[2];
+  assert.deepEqual([second.newPin, second.currentPin, second.verificationCode], ["[REDACTED]", "[REDACTED]", "[REDACTED]"]);
+  assert.equal((second.item as { Value: unknown }).Value, "[REDACTED]678");
+  assert.deepEqual([second.at, second.resultCode], [1_733_450_000_000, "0"], "other numbers and codes kept");
 });
 
 test("item 12: an OTP inside a sentence under a neutral key, and phones written with spaces or dashes, are redacted", () => {
