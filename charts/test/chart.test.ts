@@ -53,6 +53,8 @@ describe("helm chart", () => {
       const c = d.spec.template.spec.containers[0];
       assert.deepEqual(c.args, [d.metadata.labels["app.kubernetes.io/component"]]);
       for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.equal(c[probe].grpc.port, 8080, `${d.metadata.name} ${probe}`);
+      // It migrates before it listens, waiting on the migration Job's lock: before, killed at 120 s into a 600 s migration.
+      assert.ok(c.startupProbe.failureThreshold * c.startupProbe.periodSeconds >= 600, `${d.metadata.name}: starts within the migration's deadline`);
       assert.equal(d.spec.replicas, undefined, "the HPA owns the replica count");
       assert.equal(d.spec.template.spec.terminationGracePeriodSeconds, 30, "preStop, drain timeout, and room to close");
       assert.deepEqual(c.lifecycle.preStop, { sleep: { seconds: 5 } });
@@ -183,6 +185,16 @@ describe("helm chart", () => {
     await assert.rejects(render("auth.otpSender=sms", "auth.otpSmsUrl=https://api.africastalking.com"), /otpSmsUsername/, "no username: refused by the schema");
   });
 
+  test("an M-Pesa shortcode is passed as written: a leading 0 kept (before, read as octal: 0123456 became 42798), a number whole", async () => {
+    const envOf = (docs: Doc[], component: string) =>
+      docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
+    const valueOf = (docs: Doc[], component: string, name: string) => envOf(docs, component).find((e) => e.name === name)?.value;
+    const written = await render("mpesa.enabled=true", "--set-string=mpesa.shortcode=0123456", "--set-string=mpesa.b2cShortcode=0600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert");
+    assert.deepEqual([valueOf(written, "payment", "DARAJA_SHORTCODE"), valueOf(written, "payment", "DARAJA_B2C_SHORTCODE"), valueOf(written, "qr", "QR_MPESA_SHORTCODE")], ["0123456", "0600200", "0123456"]);
+    const number = await render("mpesa.enabled=true", "mpesa.shortcode=600100");
+    assert.deepEqual([valueOf(number, "payment", "DARAJA_SHORTCODE"), valueOf(number, "qr", "QR_MPESA_SHORTCODE")], ["600100", "600100"]);
+  });
+
   test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {
     const b2c = ["mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api"];
     const docs = await render(...b2c, "mpesa.initiatorCertificate.existingSecret=mpesa-initiator", "mpesa.initiatorCertificate.key=production.cer");
@@ -287,6 +299,8 @@ describe("helm chart", () => {
     assert.ok(c.volumeMounts.some((m: any) => m.mountPath === "/app/apps/web/.next/cache"), "Next's cache is writable");
     assert.equal(web("HorizontalPodAutoscaler").spec.scaleTargetRef.name, "t-ttip-web");
     assert.equal(web("PodDisruptionBudget").spec.maxUnavailable, 1);
+    // "0%" would refuse every eviction and hang each node drain: refused by the schema as 0 is.
+    for (const zero of ["--set-string=defaults.pdb.maxUnavailable=0%", "--set-string=web.pdb.maxUnavailable=0%"]) await assert.rejects(render(zero), /maxUnavailable/, zero);
     const ingress = docs.find((d) => d.kind === "Ingress")!;
     const root = ingress.spec.rules[0].http.paths.filter((p: any) => p.path === "/");
     assert.deepEqual(root.map((p: any) => [p.pathType, p.backend.service.name]), [["Exact", "t-ttip-web"], ["Prefix", "t-ttip-gateway"]], "the home page to web, the API to the gateway");

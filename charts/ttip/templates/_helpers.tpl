@@ -132,3 +132,11 @@ default
 {{- end -}}
 {{- toYaml (sortAlpha $names) -}}
 {{- end -}}
+
+{{- /*
+A run of digits as written (an M-Pesa shortcode): a string kept as it is, a number (--set, values.yaml) written
+whole. Not through int64 alone, which reads a leading 0 as octal: "0123456" became "42798", another paybill.
+*/}}
+{{- define "ttip.digits" -}}
+{{- ternary (toString .) (int64 . | toString) (kindIs "string" .) -}}
+{{- end }}
