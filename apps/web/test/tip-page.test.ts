@@ -154,6 +154,38 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
   });
 
+  test("at 390 px: a long name without spaces wraps inside the screen, Pay says what it is doing while asked, and an e-mail refusal is tied to its field", async () => {
+    const worker = await h.worker(`Wanjiku${"Nyambura".repeat(6)}`);
+    const code = await h.qrCode(worker);
+    const page = await h.phone({ viewport: { width: 390, height: 844 } });
+    await page.goto(code.url);
+    // Before, the name widened the page past the screen.
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `no sideways scroll: the page is ${width} px wide`);
+    await page.getByRole("radio", { name: /KES 100/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(testPhone({ format: "07" }));
+    await page.getByText("E-mail for a receipt (optional)").first().click();
+    await page.locator("#email").fill("not-an-address");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    const email = page.locator("#email");
+    await page.locator("#email-error").waitFor();
+    assert.equal(await email.getAttribute("aria-describedby"), "email-error", "the refusal is read with its field");
+    // The answer held back a moment: the button says the prompt is being asked for (before, it only turned grey).
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await page.route((url) => url.pathname === `/t/${code.shortCode}`, async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      await held;
+      await route.continue();
+    });
+    await email.fill("");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("button", { name: "Asking M-Pesa to prompt your phone…" }).waitFor();
+    await h.screenshot(page, "tip-paying-long-name");
+    release();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });

@@ -148,11 +148,13 @@ export function TipForm(p: Props) {
       <details>
         <summary>{t("email")}</summary>
         <label className="field sr-only" htmlFor="email">{t("email")}</label>
-        <input id="email" name="email" type="email" autoComplete="email" defaultValue={v.email} aria-invalid={err.email ? true : undefined} />
+        <input id="email" name="email" type="email" autoComplete="email" defaultValue={v.email}
+          aria-invalid={err.email ? true : undefined} aria-describedby={err.email ? "email-error" : undefined} />
       </details>
-      {err.email ? <p className="error">{t(err.email)}</p> : null}
+      {err.email ? <p id="email-error" className="error">{t(err.email)}</p> : null}
       {err.form ? <p id="form-error" className="notice bad" role="alert">{t(err.form)}</p> : null}
-      <button type="submit" disabled={pending}>{total ? t("payTotal", { total }) : t("pay")}</button>
+      {/* While it is asked, the button says so (before, it only turned grey). */}
+      <button type="submit" disabled={pending} aria-busy={pending || undefined}>{pending ? t("paySending") : total ? t("payTotal", { total }) : t("pay")}</button>
     </form>
   );
 }
