@@ -20,7 +20,7 @@ export function keptSeed(shortCode: string, fresh: string, now = Date.now()): st
   return fresh;
 }
 
-/** Keeps `seed` for `shortCode` (the form's next seed after an answered refusal). */
+/** Keeps `seed` for `shortCode` from `now` (at each Pay, and the form's next seed after an answered refusal). */
 export function keepSeed(shortCode: string, seed: string, now = Date.now()): void {
   try {
     localStorage.setItem(storageKey(shortCode), JSON.stringify({ seed, at: now }));

@@ -6,12 +6,12 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { clearSession, loadSession, saveSession } from "../../lib/session";
-import { sessionRefresher } from "../../lib/session-refresh";
+import { REFRESH_TIMEOUT_MS, sessionRefresher } from "../../lib/session-refresh";
 
 /** Adds the access token; when it is refused, rotates the refresh token once (session-refresh.ts) and retries. */
 function authInterceptor(baseUrl: string): Interceptor {
   const refresh = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken) =>
-    (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken })).tokens);
+    (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken }, { timeoutMs: REFRESH_TIMEOUT_MS })).tokens);
   return (next) => async (req) => {
     const s = loadSession();
     if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);

@@ -71,6 +71,8 @@ export function TipForm(p: Props) {
   const submit = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const data = new FormData(e.currentTarget);
+    // Kept from this Pay on: a page opened at the table and paid an hour later keeps its seed past a lost answer.
+    keepSeed(p.shortCode, String(data.get("seed")));
     startTransition(() => action(data));
   };
 
