@@ -300,6 +300,24 @@ test("a payout whose answer was lost, asked for again more than half an hour lat
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a withdrawal's kept key counts its half hour from the send whose answer was lost, not from the review before it", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await openTab("withdraw");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "300");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await new Promise((resolve) => setTimeout(resolve, 20)); // the confirmation read a while after the review
+  const sentFrom = Date.now();
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  const [[, , at]] = JSON.parse(phone.cache.data.get(`${gw.userId}:payout-keys`)!) as [string, string, number][];
+  // Before, the review's time: a send answered at the end of its half hour was a new withdrawal a moment later.
+  expect(at).toBeGreaterThanOrEqual(sentFrom);
+});
+
 test("a balance or a payout that cannot be read says so: never 'Available: KES 0' nor 'Withdrawal of KES 0'", async () => {
   const gw = new FakeGateway();
   gw.failReads = new ConnectError("wallet not answering", Code.Internal);

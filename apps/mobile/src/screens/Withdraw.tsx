@@ -48,7 +48,7 @@ const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
  */
 const PAYOUT_KEY_KEPT_MS = 30 * 60_000;
 
-/** The keys, and when each was first used (what the phone saves beside them). */
+/** The keys, and when each was last sent (or first reviewed): what the phone saves beside them. */
 interface PayoutKeys {
   keys: WriteKey;
   since: Map<string, number>;
@@ -174,6 +174,9 @@ export function Withdraw() {
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
       const keys = await payoutKeysOf(app, session.userId);
+      // Its half hour counts from this send: an answer lost now is asked about again within it.
+      keys.since.set(idempotencyKey, Date.now());
+      await savePayoutKeys(app, session.userId, keys);
       const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
