@@ -17,6 +17,12 @@ export interface SessionStore {
   clear(): void;
 }
 
+/**
+ * How long a rotation may take: the other tabs wait on its lock meanwhile, and a refresh hung on a half-open
+ * connection held them all for good.
+ */
+export const REFRESH_TIMEOUT_MS = 15_000;
+
 /** The origin's lock around a rotation: one per app, as each keeps its own session. */
 export type RefreshLockName = `ttip.${string}.session-refresh`;
 
