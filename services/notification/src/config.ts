@@ -26,7 +26,7 @@ export interface RetryConfig {
   httpTimeoutMs: number;
   /** Every provider of the channel tried: the least pause before starting again from the first (later, half the delivery's age). */
   roundPauseMs: number;
-  /** A delivery not sent this long after it was made fails (a sign-in code sooner: delivery.ts' OTP_GIVE_UP_MS). */
+  /** A delivery not sent this long after its first attempt fails (a sign-in code after its first round). */
   giveUpAfterMs: number;
 }
 

@@ -858,8 +858,7 @@ const SENT_RECORD_RETRY_MAX_MS = 5_000;
 
 /** The longest pause between two rounds of a channel's providers. */
 const ROUND_PAUSE_MAX_MS = 30 * 60_000;
-/** A sign-in code is sent for its life (auth's default, 5 minutes) at most: later, the user has asked for another. */
-const OTP_GIVE_UP_MS = 5 * 60_000;
+
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -1559,20 +1558,23 @@ export class Dispatcher {
   }
 
   /**
-   * Every provider of the channel tried: the pause before the next round from the first, or undefined when the
-   * delivery is too old to send (a sign-in code's code expired). Before, a delivery failed for good here: an outage
-   * of ten seconds (three tries on each provider) lost every receipt and notice sent in it.
+   * Every provider of the channel tried: the pause before the next round from the first, or undefined when it is too
+   * late to send (NOTIFICATION_GIVE_UP_MS after its first attempt; a sign-in code at once). Before, a delivery failed
+   * for good here: an outage of ten seconds (three tries on each provider) lost every receipt and notice sent in it.
    */
   private async roundPause(tx: Queryable, d: DeliveryRow): Promise<number | undefined> {
+    // A sign-in code is not sent again: the user asks for another, and a late old one would be refused as wrong.
+    if (d.template_key === TemplateKey.OTP) return undefined;
     const { retry, clock } = this.o;
-    const giveUpMs = d.template_key === TemplateKey.OTP ? Math.min(OTP_GIVE_UP_MS, retry.giveUpAfterMs) : retry.giveUpAfterMs;
+    // Counted from its first attempt, not from when it was made: one held back for quiet hours gets its rounds too.
     const { rows: [row] } = await tx.query<{ age_ms: number }>(
-      "SELECT extract(epoch FROM $2::timestamptz - created_at) * 1000 AS age_ms FROM notification.deliveries WHERE id = $1",
+      `SELECT extract(epoch FROM $2::timestamptz - coalesce((SELECT min(started_at) FROM notification.delivery_attempts WHERE delivery_id = $1), created_at)) * 1000 AS age_ms
+         FROM notification.deliveries WHERE id = $1`,
       [d.id, new Date((clock ?? systemClock).now())],
     );
     const ageMs = Number(row?.age_ms ?? Infinity);
-    if (ageMs >= giveUpMs) return undefined;
-    // Half the delivery's age: the rounds thin out as an outage lasts (whether its providers refuse at once or time out).
+    if (ageMs >= retry.giveUpAfterMs) return undefined;
+    // Half the time it has been tried: the rounds thin out as an outage lasts.
     return Math.min(ROUND_PAUSE_MAX_MS, Math.max(retry.roundPauseMs, ageMs / 2));
   }
 

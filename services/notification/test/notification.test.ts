@@ -2058,7 +2058,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(await factsOf(id), ["sent"]);
   });
 
-  test("every provider down: the delivery starts over from the first after a pause, until it is too old to send (a sign-in code sooner)", async () => {
+  test("every provider down: the delivery starts over from the first after a pause, until too long after its first attempt (a sign-in code after one round)", async () => {
     let up = false;
     const real = answeringAfter(async () => {});
     const flaky: Provider = { name: real.name, send: async (m) => (up ? real.send(m) : { ok: false, kind: "provider", error: "HTTP 503" }) };
@@ -2079,17 +2079,25 @@ describe("notification service against Postgres, JetStream and the provider simu
     await dispatcher.run(id);
     assert.equal(DeliveryStatus[(await delivery(id)).status], DeliveryStatus[DeliveryStatus.SENT]);
     up = false;
-    // Made longer ago than the service keeps trying (a sign-in code: its code's life): failed once both refuse.
-    for (const [templateKey, age] of [[TemplateKey.RECEIPT, config.retry.giveUpAfterMs], [TemplateKey.OTP, 5 * 60_000]] as const) {
+    // First tried longer ago than the service keeps trying (made long before counts for nothing: quiet hours held it),
+    // and a sign-in code whatever its age (the user asks for another): failed once both refuse.
+    for (const [templateKey, age] of [[TemplateKey.RECEIPT, config.retry.giveUpAfterMs], [TemplateKey.OTP, 0]] as const) {
       const old = await queuedSms(0, templateKey);
-      await t.db.pool.query("UPDATE notification.deliveries SET created_at = $2 WHERE id = $1", [old, new Date(now - age)]);
+      await t.db.pool.query("UPDATE notification.deliveries SET created_at = $2 WHERE id = $1", [old, new Date(now - 10 * config.retry.giveUpAfterMs)]);
       await assert.rejects(dispatcher.run(old), RetryLater);
+      await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = $2 WHERE delivery_id = $1", [old, new Date(now - age)]);
       await dispatcher.run(old);
       const failed = await delivery(old);
       assert.equal(DeliveryStatus[failed.status], DeliveryStatus[DeliveryStatus.FAILED], TemplateKey[templateKey]);
       const { rows: [why] } = await t.db.pool.query("SELECT last_error FROM notification.deliveries WHERE id = $1", [old]);
       assert.equal(why.last_error, "HTTP 503 (every provider tried until it was too late to send)");
     }
+    // Made 8 hours ago and held back for quiet hours, first tried now: its rounds count from now (before, failed at once).
+    const held = await queuedSms();
+    await t.db.pool.query("UPDATE notification.deliveries SET created_at = $2 WHERE id = $1", [held, new Date(now - 8 * 3_600_000)]);
+    await assert.rejects(dispatcher.run(held), RetryLater);
+    await assert.rejects(dispatcher.run(held), RetryLater);
+    assert.equal(DeliveryStatus[(await delivery(held)).status], DeliveryStatus[DeliveryStatus.RETRYING]);
   });
 
   test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {
