@@ -78,10 +78,13 @@ export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail,
     if (customerCovers) {
       // Charge enough that what is left after the card fee on the charge itself
       // covers the tip and the platform fee; a rounding cent over goes to the platform.
-      // Each step closes all but the fee's share of the gap: under CARD_FEE_BPS_MAX, a few steps do.
+      // Each step closes all but the fee's share of the gap: up to CARD_FEE_BPS_MAX, a few steps from base do. A
+      // schedule stored before that limit starts from the charge that covers base before rounding (from base, 9990
+      // bps took thousands of steps); a fee of the whole charge (10000 bps) has no such charge.
       const base = amountMinor + platform;
-      assert(s.cardFeeBps >= 0 && s.cardFeeBps <= CARD_FEE_BPS_MAX, `card fee of ${s.cardFeeBps} bps is over ${CARD_FEE_BPS_MAX}`);
-      pays = base;
+      const keeps = 10_000n - BigInt(s.cardFeeBps);
+      assert(keeps > 0n, `a card fee of ${s.cardFeeBps} bps leaves nothing of the charge`);
+      pays = s.cardFeeBps <= CARD_FEE_BPS_MAX ? base : ((base + s.cardFeeFixedMinor) * 10_000n + keeps - 1n) / keeps;
       for (let step = 0; pays - cardFee(s, pays) < base; step++) {
         assert(step < 64, "card charge did not converge");
         pays += base - (pays - cardFee(s, pays));

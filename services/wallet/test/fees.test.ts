@@ -79,8 +79,15 @@ test("card quote at the highest card fee a schedule may set: the customer's char
   const c = quoteTip(steep, 1_000n, PaymentRail.CARD, true);
   const pays = c.customerPays!.amountMinor;
   assert.equal(pays - cardFee(steep, pays) - c.platformFee!.amountMinor, 1_000n);
-  // Over it (a schedule stored before the limit), the quote stops with an assertion instead of looping for ever.
-  assert.throws(() => quoteTip(create(FeeScheduleSchema, { ...USD, cardFeeBps: 10_000 }), 1_000n, PaymentRail.CARD, true), /card fee of 10000 bps is over 2000/);
+  // Over it (a schedule stored before the limit) it still quotes; a fee of the whole charge stops with an assertion
+  // instead of looping for ever.
+  for (const bps of [2_500, 9_990]) {
+    const stored = create(FeeScheduleSchema, { ...USD, cardFeeBps: bps });
+    const q = quoteTip(stored, 1_000n, PaymentRail.CARD, true);
+    const charged = q.customerPays!.amountMinor;
+    assert.equal(charged - cardFee(stored, charged) - q.platformFee!.amountMinor, 1_000n, `${bps} bps`);
+  }
+  assert.throws(() => quoteTip(create(FeeScheduleSchema, { ...USD, cardFeeBps: 10_000 }), 1_000n, PaymentRail.CARD, true), /a card fee of 10000 bps leaves nothing of the charge/);
 });
 
 test("a tip too small for its fees is refused", () => {
