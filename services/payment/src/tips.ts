@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, MPESA_LIMITS, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
+import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, lockForTransaction, maskPhone, MPESA_LIMITS, NotConfiguredError, type Queryable, type ServiceContext, timeOrderedUuid, withTransaction, writeOutbox } from "@ttip/runtime";
 import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -202,7 +202,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     placed = await withTransaction(pool, async (tx) => {
       // Each held tip comes here in a transaction of its own, beside the others: without the number's lock, twenty
       // at once each counted the others as not there yet, and all passed a limit of five prompts to one phone.
-      await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`tip-phone:${t.phone}`]);
+      await lockForTransaction(tx, `tip-phone:${t.phone}`);
       const again = await placeTip(tx, tip, true);
       if (again.row?.tip_id === terms.tipId) {
         for (const h of again.check.hits) await recordAlert(tx, { ...h, tipId: terms.tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
