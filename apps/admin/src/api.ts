@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { loadDeviceKey, signChallenge } from "../../web/src/lib/device-key";
-import { REFRESH_TIMEOUT_MS, sessionRefresher } from "../../web/src/lib/session-refresh";
+import { sessionRefresher } from "../../web/src/lib/session-refresh";
 
 export interface Session {
   accessToken: string;
@@ -50,8 +50,8 @@ export function clearSession(): void {
  */
 const gatewayTransport = (interceptors: Interceptor[] = []) =>
   createConnectTransport({ baseUrl: window.location.origin, useBinaryFormat: true, interceptors });
-const rotate = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.admin.session-refresh", async (refreshToken) =>
-  (await createClient(AuthService, gatewayTransport()).refreshSession({ refreshToken }, { timeoutMs: REFRESH_TIMEOUT_MS })).tokens);
+const rotate = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.admin.session-refresh", async (refreshToken, call) =>
+  (await createClient(AuthService, gatewayTransport()).refreshSession({ refreshToken }, call)).tokens);
 
 /** Rotates the refresh token (new roles come with the new access token); `refused`: the access token the gateway refused. */
 export function refresh(refused = loadSession()?.accessToken ?? ""): Promise<boolean> {

@@ -19,9 +19,9 @@ export interface SessionStore {
 
 /**
  * How long a rotation may take: the other tabs wait on its lock meanwhile, and a refresh hung on a half-open
- * connection held them all for good.
+ * connection held them all for good. Given to `rotate` as its call's options.
  */
-export const REFRESH_TIMEOUT_MS = 15_000;
+const REFRESH_TIMEOUT_MS = 15_000;
 
 /** The origin's lock around a rotation: one per app, as each keeps its own session. */
 export type RefreshLockName = `ttip.${string}.session-refresh`;
@@ -30,7 +30,9 @@ export type RefreshLockName = `ttip.${string}.session-refresh`;
  * `refresh(refusedAccessToken)`: true when the session now holds other tokens to try again with, false when it
  * has none (signed out, or auth refused the refresh token: cleared) or the refresh failed for now.
  */
-export function sessionRefresher(store: SessionStore, lock: RefreshLockName, rotate: (refreshToken: string) => Promise<Tokens | undefined>): (refused: string) => Promise<boolean> {
+export function sessionRefresher(
+  store: SessionStore, lock: RefreshLockName, rotate: (refreshToken: string, call: { timeoutMs: number }) => Promise<Tokens | undefined>,
+): (refused: string) => Promise<boolean> {
   let refreshing: Promise<boolean> | undefined;
   const once = async (refused: string): Promise<boolean> => {
     const s = store.load();
@@ -38,7 +40,7 @@ export function sessionRefresher(store: SessionStore, lock: RefreshLockName, rot
     // Another tab rotated it while this one waited for the lock: its tokens are this tab's too.
     if (s.accessToken !== refused) return true;
     try {
-      const tokens = await rotate(s.refreshToken);
+      const tokens = await rotate(s.refreshToken, { timeoutMs: REFRESH_TIMEOUT_MS });
       if (!tokens) return false;
       store.save(tokens);
       return true;

@@ -6,12 +6,12 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useState, type ReactNode } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { clearSession, loadSession, saveSession } from "../../lib/session";
-import { REFRESH_TIMEOUT_MS, sessionRefresher } from "../../lib/session-refresh";
+import { sessionRefresher } from "../../lib/session-refresh";
 
 /** Adds the access token; when it is refused, rotates the refresh token once (session-refresh.ts) and retries. */
 function authInterceptor(baseUrl: string): Interceptor {
-  const refresh = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken) =>
-    (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken }, { timeoutMs: REFRESH_TIMEOUT_MS })).tokens);
+  const refresh = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken, call) =>
+    (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken }, call)).tokens);
   return (next) => async (req) => {
     const s = loadSession();
     if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
