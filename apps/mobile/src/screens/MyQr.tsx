@@ -4,7 +4,7 @@ import { ConnectError, createClient } from "@connectrpc/connect";
 import { useMutation, useTransport } from "@connectrpc/connect-query";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { settlesWrite } from "@ttip/web-lib/write-key";
+import { settlesWrite, WriteKey } from "@ttip/web-lib/write-key";
 import { plainError } from "../lib/errors";
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Image, Text, useWindowDimensions } from "react-native";
@@ -40,9 +40,10 @@ export function MyQr() {
   const [state, setState] = useState<"loading" | "live" | "offline" | "none">("loading");
   const [error, setError] = useState("");
   const create = useMutation(QrService.method.createQrCode);
-  // The code asked for, by one key until the service answers for it: a double tap, or a tap again after a lost
-  // answer, is the same code, not a second one (before, each tap sent a new key).
-  const createKey = useRef<string | undefined>(undefined);
+  // The code asked for, by one key until the service answers for it (write-key.ts): a double tap, or a tap again
+  // after a lost answer, is the same code, not a second one (before, each tap sent a new key).
+  const createKey = useRef<WriteKey>(undefined);
+  createKey.current ??= new WriteKey(undefined, newKey);
   const creating = useRef(false);
 
   const load = useCallback(async () => {
@@ -94,12 +95,14 @@ export function MyQr() {
               if (creating.current) return;
               creating.current = true;
               setError("");
+              const keys = createKey.current!;
+              const idempotencyKey = keys.use();
               try {
-                await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey: (createKey.current ??= newKey()) });
-                createKey.current = undefined;
+                await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey });
+                keys.settle(idempotencyKey);
                 await load();
               } catch (err) {
-                if (settlesWrite(ConnectError.from(err))) createKey.current = undefined;
+                if (settlesWrite(ConnectError.from(err))) keys.settle(idempotencyKey);
                 setError(plainError(err, locale));
               } finally {
                 creating.current = false;
