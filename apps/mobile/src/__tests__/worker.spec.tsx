@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { CardTipState, MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
+import { AFTER_POLLS, newPhone, renderApp, signIn, type TestPhone } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 import { formatMoney } from "@ttip/web-lib/money";
 import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
@@ -265,7 +265,11 @@ test("a payout whose answer was lost, then another amount reviewed and cancelled
   expect(gw.payouts.size).toBe(1);
 });
 
-test("a payout whose answer was lost, asked for again after the app restarted, is the same payout", async () => {
+/**
+ * A withdrawal of KES 300 whose answer was lost, the app started again (`meanwhile` given the phone and the gateway
+ * before it does), and KES 300 asked for again, sent.
+ */
+async function askedAgainAfterRestart(meanwhile: (phone: TestPhone, gw: FakeGateway) => void = () => {}): Promise<FakeGateway> {
   const gw = new FakeGateway();
   const first = await renderApp(gw);
   await signIn(gw);
@@ -273,29 +277,26 @@ test("a payout whose answer was lost, asked for again after the app restarted, i
   await startWithdrawal("300");
   expect(await screen.findByRole("alert")).toBeTruthy();
   await first.unmount();
-  // Before, the key lived in the app's memory only: a new one after the restart, and a second payout of KES 300.
+  meanwhile(first.phone, gw);
   await renderApp(gw, first.phone);
   await startWithdrawal("300");
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
-  expect(gw.payouts.size).toBe(1);
+  return gw;
+}
+
+test("a payout whose answer was lost, asked for again after the app restarted, is the same payout", async () => {
+  // Before, the key lived in the app's memory only: a new one after the restart, and a second payout of KES 300.
+  expect((await askedAgainAfterRestart()).payouts.size).toBe(1);
 });
 
 test("a payout whose answer was lost, asked for again more than half an hour later, is a new withdrawal, not the old payout answered again", async () => {
-  const gw = new FakeGateway();
-  const first = await renderApp(gw);
-  await signIn(gw);
-  gw.loseNextPayoutAnswer = true;
-  await startWithdrawal("300");
-  expect(await screen.findByRole("alert")).toBeTruthy();
-  await first.unmount();
   // The key saved 31 minutes ago: by now the worker has seen the payout in the history.
-  const slot = `${gw.userId}:payout-keys`;
-  const saved = JSON.parse(first.phone.cache.data.get(slot)!) as [string, string, number][];
-  expect(saved).toHaveLength(1);
-  first.phone.cache.data.set(slot, JSON.stringify(saved.map(([intent, key, at]) => [intent, key, at - 31 * 60_000])));
-  await renderApp(gw, first.phone);
-  await startWithdrawal("300");
-  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  const gw = await askedAgainAfterRestart((phone, gw) => {
+    const slot = `${gw.userId}:payout-keys`;
+    const saved = JSON.parse(phone.cache.data.get(slot)!) as [string, string, number][];
+    expect(saved).toHaveLength(1);
+    phone.cache.data.set(slot, JSON.stringify(saved.map(([intent, key, at]) => [intent, key, at - 31 * 60_000])));
+  });
   // Before, the old key was sent again: the first payout answered as this one, and no money moved.
   expect(gw.payouts.size).toBe(2);
 });
