@@ -24,7 +24,7 @@ export interface RetryConfig {
   sendLeaseMs: number;
   /** Provider HTTP timeout. */
   httpTimeoutMs: number;
-  /** Every provider of the channel tried: the least pause before starting again from the first (later, half the delivery's age). */
+  /** Every provider of the channel tried: the least pause before starting again from the first (later, half the time since its first attempt). */
   roundPauseMs: number;
   /** A delivery not sent this long after its first attempt fails (a sign-in code after its first round). */
   giveUpAfterMs: number;

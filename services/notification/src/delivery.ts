@@ -859,7 +859,6 @@ const SENT_RECORD_RETRY_MAX_MS = 5_000;
 /** The longest pause between two rounds of a channel's providers. */
 const ROUND_PAUSE_MAX_MS = 30 * 60_000;
 
-
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
 /**
