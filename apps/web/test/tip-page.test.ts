@@ -140,6 +140,8 @@ describe("the customer's tip page (chromium at phone size)", () => {
     };
     await page.goto(code.url);
     // Opened at the table 31 minutes before Pay: the seed's half hour counts from the Pay, not from the page's opening.
+    // (The form keeps its seed once hydrated: waited for, as the page's HTML comes first.)
+    await page.waitForFunction((key) => localStorage.getItem(key) !== null, `ttip.tip-seed.${code.shortCode}`);
     await page.evaluate((key) => {
       const kept = JSON.parse(localStorage.getItem(key)!) as { seed: string; at: number };
       localStorage.setItem(key, JSON.stringify({ ...kept, at: kept.at - 31 * 60_000 }));
