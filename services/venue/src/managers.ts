@@ -65,7 +65,7 @@ async function replaceLink(tx: Queryable, inv: InvitationRow, link: InvitationLi
 export const personAtVenueLock = (venueId: string, userId: string) => `venue.person.${venueId}.${userId}`;
 
 /** A peer's refusal passes on as it is (it names the field); its absence is UNAVAILABLE, to retry. */
-function unavailable(what: string) {
+export function unavailable(what: string) {
   return (err: unknown): never => {
     const e = ConnectError.from(err);
     if ([Code.NotFound, Code.FailedPrecondition, Code.InvalidArgument, Code.PermissionDenied].includes(e.code)) throw e;

@@ -5,13 +5,13 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueInfo } from "./access.js";
 import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
-import { type Managers, personAtVenueLock } from "./managers.js";
-import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
+import { type Managers, personAtVenueLock, unavailable } from "./managers.js";
+import { audit, currentMemberOf, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
 async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
   await emitEvent(tx, "venue", VenueMemberChangedSchema, {
@@ -69,7 +69,7 @@ export class Members {
   private readonly pool: Pool;
   private readonly logger: Logger;
   private readonly notification: Client<typeof NotificationInternalService>;
-  private readonly qr: Client<typeof QrService>;
+  private readonly qr: Client<typeof QrInternalService>;
   private readonly clock: Clock;
 
   constructor(ctx: ServiceContext, private readonly config: () => MembersConfig, private readonly managers: Managers, private readonly access: Access,
@@ -78,7 +78,7 @@ export class Members {
     this.logger = ctx.logger;
     this.clock = clockOf(ctx);
     this.notification = createClient(NotificationInternalService, ctx.peers("notification"));
-    this.qr = createClient(QrService, ctx.peers("qr"));
+    this.qr = createClient(QrInternalService, ctx.peers("qr"));
   }
 
   /**
@@ -160,14 +160,16 @@ export class Members {
 
   /** The signed-in worker takes the invitation; the venue's managers may then issue their codes at the venue. */
   async accept(caller: Principal, token: string): Promise<MemberRow> {
-    const { member, fresh } = await withTransaction(this.pool, async (tx) => {
+    return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE invite_token_hash = $1 FOR UPDATE`, [hashToken(token)]);
       const m = rows[0];
       if (!m) throw new NotFoundError("token: no such invitation (it may have been replaced by a newer one)");
       if (m.left_at) throw new InvalidStateError("token: this membership has ended");
       if (m.worker_id) {
         if (m.worker_id !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
-        return { member: m, fresh: false };
+        // A repeat asks qr again: a staff list out of step (an answer lost before this was built) is put right.
+        await this.setQrStaff(m, true);
+        return m;
       }
       requireLinkLive(m.invite_expires_at, this.clock.now());
       await lockForTransaction(tx, personAtVenueLock(m.venue_id, caller.subject));
@@ -182,22 +184,20 @@ export class Members {
         [m.member_id, caller.subject, from ?? null]);
       await memberEvent(tx, done[0], "joined");
       await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
-      return { member: done[0], fresh: true };
+      await this.setQrStaff(done[0], true);
+      return done[0];
     });
-    if (fresh) await this.syncQrStaff(member, "add");
-    return member;
   }
 
-  /** qr lets a venue's managers issue codes for its staff: keep its list in step (as the inviting manager). */
-  private async syncQrStaff(m: MemberRow & { invited_by?: string }, how: "add" | "remove") {
+  /**
+   * qr lets a venue's managers issue codes for its staff, and a worker taken off loses their codes there. Asked
+   * under the member's row lock, before the change commits: qr's refusal or silence undoes it (UNAVAILABLE, to
+   * retry), so a worker off the staff never keeps a code that tips them, and an accept and a removal reach qr in
+   * their order. Idempotent both ways, so a retry after a lost answer finishes it.
+   */
+  private async setQrStaff(m: MemberRow, onStaff: boolean) {
     if (!m.worker_id) return;
-    const headers = callerHeaders((m as { invited_by: string }).invited_by, "venue_manager" as Role);
-    try {
-      if (how === "add") await this.qr.addVenueStaff({ venueId: m.venue_id, workerId: m.worker_id }, { headers, timeoutMs: 5_000 });
-      else await this.qr.removeVenueStaff({ venueId: m.venue_id, workerId: m.worker_id }, { headers, timeoutMs: 5_000 });
-    } catch (err) {
-      this.logger.warn({ memberId: m.member_id, how, err: (err as Error).message }, "qr venue staff not updated");
-    }
+    await this.qr.setVenueStaff({ venueId: m.venue_id, workerId: m.worker_id, onStaff }, { timeoutMs: 5_000 }).catch(unavailable("the venue's staff"));
   }
 
   async update(venueId: string, caller: Principal, memberId: string, roleId: string, displayName: string): Promise<MemberRow> {
@@ -225,10 +225,16 @@ export class Members {
     const now = Date.now();
     const asked = leftAt ?? new Date(now);
     if (asked.getTime() > now + 60_000) throw fieldError("left_at", "must not be in the future");
-    const m = await withTransaction(this.pool, async (tx) => {
+    return withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
-      if (m.left_at) return m;
+      if (m.left_at) {
+        // A repeat asks qr again (a staff list out of step from before this was built is put right), unless the
+        // worker has joined again since: then this old membership's removal must not take their new codes.
+        if (m.worker_id) await lockForTransaction(tx, personAtVenueLock(venueId, m.worker_id));
+        if (m.worker_id && !(await currentMemberOf(tx, venueId, m.worker_id))) await this.setQrStaff(m, false);
+        return m;
+      }
       const at = endOf(m, asked, now);
       const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);
       await tx.query(
@@ -239,9 +245,8 @@ export class Members {
       await memberEvent(tx, rows[0], "left");
       const action = m.worker_id ? "member.left" : "member.invitation_cancelled";
       await audit(tx, venueId, caller.subject, action, { member_id: memberId, left_at: at, reason });
+      await this.setQrStaff(rows[0], false);
       return rows[0];
     });
-    await this.syncQrStaff(m, "remove");
-    return m;
   }
 }

@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client, createClient } from "@connectrpc/connect";
 import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import type { Role } from "@ttip/runtime";
+import { callerHeaders, type Role } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
 import { eventually, startHarness, type Harness } from "./setup.js";
 
@@ -180,5 +182,42 @@ describe("a venue's co-managers", () => {
       const outcomes = await Promise.allSettled([kioko.api.acceptInvitation({ token: staffToken }), kioko.api.acceptManagerInvitation({ token })]);
       assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 1, `round ${round}: ${outcomes.map((o) => o.status === "rejected" ? (o.reason as Error).message : "ok")}`);
     }
+  });
+
+  test("qr's staff list follows the venue's, whoever sent the invitation: an admin's invitee may get a code there, and a worker taken off by another manager loses theirs", async () => {
+    const v = await h.newVenue("Tamarind Tree");
+    const onQrStaff = async (workerId: string) =>
+      (await h.t.db.pool.query("SELECT 1 FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2", [v.venueId, workerId])).rowCount === 1;
+    const codeAt = async (workerId: string) => {
+      const qr = createClient(QrService, h.t.ctx.peers("qr"));
+      const asWorker = { headers: callerHeaders(workerId, "worker") };
+      await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: workerId, displayName: "Staff", currency: "KES" }, asWorker);
+      return qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, venueId: v.venueId, idempotencyKey: randomUUID() }, asWorker);
+    };
+    // Invited by an admin, who manages no venue.
+    const admin = h.t.client(VenueService, { subject: randomUUID(), roles: ["admin"] });
+    const byAdmin = await h.join({ venueId: v.venueId, api: admin }, "Achieng");
+    assert.ok(await onQrStaff(byAdmin.workerId), "an admin's invitee is on qr's staff");
+
+    // Invited by the venue's creator, who then stops managing it; the co-manager takes the worker off.
+    const wambui = await h.join(v, "Wambui");
+    const njeri = await account();
+    await njeri.api.acceptManagerInvitation({ token: (await inviteManager(v, njeri.phone, "Njeri")).token });
+    await njeri.api.removeManager({ venueId: v.venueId, userId: v.managerId });
+    const { qrCode } = await codeAt(wambui.workerId);
+    await njeri.api.removeMember({ venueId: v.venueId, memberId: wambui.memberId, reason: "left" });
+    assert.equal(await onQrStaff(wambui.workerId), false, "off qr's staff");
+    const { rows: [code] } = await h.t.db.pool.query("SELECT status FROM qr.qr_codes WHERE qr_code_id = $1", [qrCode!.qrCodeId]);
+    assert.equal(code.status, QrCodeStatus.REVOKED, "their code at the venue takes no more tips");
+
+    // Taken off and back again: the old membership's removal, repeated, leaves the new one's code alone.
+    await njeri.api.removeMember({ venueId: v.venueId, memberId: byAdmin.memberId, reason: "season over" });
+    assert.equal(await onQrStaff(byAdmin.workerId), false);
+    await h.join({ venueId: v.venueId, api: njeri.api }, "Achieng", undefined, undefined, byAdmin.workerId);
+    const { qrCode: again } = await codeAt(byAdmin.workerId);
+    await njeri.api.removeMember({ venueId: v.venueId, memberId: byAdmin.memberId, reason: "season over" });
+    assert.ok(await onQrStaff(byAdmin.workerId), "still on qr's staff");
+    const { rows: [kept] } = await h.t.db.pool.query("SELECT status FROM qr.qr_codes WHERE qr_code_id = $1", [again!.qrCodeId]);
+    assert.equal(kept.status, QrCodeStatus.ACTIVE);
   });
 });

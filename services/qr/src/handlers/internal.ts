@@ -9,15 +9,17 @@ import { activeAccountReferences, codeByAccountReference, type CodeRecord } from
 import { profileOf } from "../stores/profiles.js";
 import { addVenueManager, isVenueManager, removeVenueManager, venueManagers, venueManagersLock } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
+import { setStaff } from "./venues.js";
 
 type Impl = ServiceImpl<typeof QrInternalService>;
 
-/** The platform's own calls: venue access and paybill account references. */
+/** The platform's own calls: venue access, managers and staff, and paybill account references. */
 export function internalHandlers(h: QrHandlerContext): Partial<Impl> {
   return {
     getVenueAccess: getVenueAccessHandler(h),
     addVenueManager: addVenueManagerHandler(h),
     removeVenueManager: removeVenueManagerHandler(h),
+    setVenueStaff: async (req) => ({ revokedCodes: await setStaff(h, req.venueId, req.workerId, req.onStaff) }),
     matchAccountReference: matchAccountReferenceHandler(h),
     suggestAccountReferences: suggestAccountReferencesHandler(h),
   };

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { NotFoundError, requireCaller, withTransaction } from "@ttip/runtime";
+import { NotFoundError, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { requireVenueManager, VENUE } from "../access.js";
 import { cacheKeys } from "../resolver.js";
 import { revokeStaffCodes } from "../stores/codes.js";
@@ -21,31 +21,37 @@ export function venueHandlers(h: QrHandlerContext): Partial<Impl> {
   };
 }
 
+/**
+ * Puts a worker on a venue's staff, or takes them off it and revokes their codes there: the count revoked.
+ * `allowed` checks the caller in the transaction (the venue service, asking as the platform, needs no check).
+ */
+export async function setStaff(h: QrHandlerContext, venueId: string, workerId: string, onStaff: boolean, allowed?: (tx: Queryable) => Promise<void>): Promise<number> {
+  const revoked = await withTransaction(h.pool, async (tx) => {
+    if (!(await profileOf(tx, VENUE, venueId))) throw new NotFoundError(`venue_id: no venue ${venueId}`);
+    await allowed?.(tx);
+    if (onStaff) {
+      await addVenueStaff(tx, venueId, workerId);
+      return [];
+    }
+    await removeVenueStaff(tx, venueId, workerId);
+    return revokeStaffCodes(tx, workerId, venueId);
+  });
+  await h.resolver.forget(...revoked.map((id) => cacheKeys.code(id)));
+  return revoked.length;
+}
+
 function addVenueStaffHandler(h: QrHandlerContext): Impl["addVenueStaff"] {
   return async (req, ctx) => {
-    const { pool } = h;
     const caller = requireCaller(ctx);
-    await withTransaction(pool, async (tx) => {
-      if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
-      await requireVenueManager(tx, caller, req.venueId);
-      await addVenueStaff(tx, req.venueId, req.workerId);
-    });
+    await setStaff(h, req.venueId, req.workerId, true, (tx) => requireVenueManager(tx, caller, req.venueId));
     return {};
   };
 }
 
 function removeVenueStaffHandler(h: QrHandlerContext): Impl["removeVenueStaff"] {
   return async (req, ctx) => {
-    const { pool, resolver } = h;
     const caller = requireCaller(ctx);
-    const revoked = await withTransaction(pool, async (tx) => {
-      if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
-      await requireVenueManager(tx, caller, req.venueId);
-      await removeVenueStaff(tx, req.venueId, req.workerId);
-      return revokeStaffCodes(tx, req.workerId, req.venueId);
-    });
-    await resolver.forget(...revoked.map((id) => cacheKeys.code(id)));
-    return { revokedCodes: revoked.length };
+    return { revokedCodes: await setStaff(h, req.venueId, req.workerId, false, (tx) => requireVenueManager(tx, caller, req.venueId)) };
   };
 }
 

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiZQoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAARIVCg13aXRoX21hbmFnZXJzGAMgASgIIo8BChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEwoLbWFuYWdlcl9pZHMYBiADKAkiTwoWQWRkVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiKAoXQWRkVmVudWVNYW5hZ2VyUmVzcG9uc2USDQoFYWRkZWQYASABKAgiUgoZUmVtb3ZlVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiHAoaUmVtb3ZlVmVudWVNYW5hZ2VyUmVzcG9uc2UioQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSQAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCELpIDbIBCkoGCMCdvZYBQAESIwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJQgq6SAdyBRAIGIABIjsKFENyZWF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSIwChBHZXRRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIjgKEUdldFFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSKsAQoSTGlzdFFyQ29kZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBEhgKEGluY2x1ZGVfaW5hY3RpdmUYBCABKAgiZwoTTGlzdFFyQ29kZXNSZXNwb25zZRIkCghxcl9jb2RlcxgBIAMoCzISLnR0aXAucXIudjEuUXJDb2RlEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UidgoUUmVzb2x2ZVFyQ29kZVJlcXVlc3QSMAoKc2hvcnRfY29kZRgBIAEoCUIaukgXchUyE15bQS1aYS16MC05XXs0LDEyfSRIABIdCgdwYXlsb2FkGAIgASgJQgq6SAdyBRAQGIAQSABCDQoEY29kZRIFukgCCAEiPgoVUmVzb2x2ZVFyQ29kZVJlc3BvbnNlEiUKBnRhcmdldBgBIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0ItQBChNSZW5kZXJRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEjMKBmZvcm1hdBgCIAEoDjIXLnR0aXAucXIudjEuSW1hZ2VGb3JtYXRCCrpIB4IBBBABIAASGAoEc2l6ZRgDIAEoBUIKukgHGgUYgCAoABI/ChBlcnJvcl9jb3JyZWN0aW9uGAQgASgOMhsudHRpcC5xci52MS5FcnJvckNvcnJlY3Rpb25CCLpIBYIBAhABEg8KB2NhcHRpb24YBSABKAgiPQoUUmVuZGVyUXJDb2RlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkiWAoTUm90YXRlUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIjCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCrpIB3IFEAgYgAEiOwoUUm90YXRlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIk0KE1Jldm9rZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI7ChRSZXZva2VRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiOAoYR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIkgKGUdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2USKwoHb2ZmbGluZRgBIAEoCzIaLnR0aXAucXIudjEuT2ZmbGluZVBheWxvYWQiygEKEVJlY29yZFNjYW5SZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAEhoKCHJlZmVycmVyGAMgASgJQgi6SAVyAxiAEBIcCgp1c2VyX2FnZW50GAQgASgJQgi6SAVyAxiABBIbCglkZXZpY2VfaWQYBSABKAlCCLpIBXIDGIABQg0KBGNvZGUSBbpIAggBIkwKElJlY29yZFNjYW5SZXNwb25zZRIPCgdzY2FuX2lkGAEgASgJEiUKBnRhcmdldBgCIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0IucCChNHZXRTY2FuU3RhdHNSZXF1ZXN0Eh8KCnFyX2NvZGVfaWQYASABKAlCC7pICNgBAXIDsAEBEh0KCG93bmVyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIwCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOq0BukipARpiChVnZXRfc2Nhbl9zdGF0cy50YXJnZXQSG2dpdmUgcXJfY29kZV9pZCBvciBvd25lcl9pZBosdGhpcy5xcl9jb2RlX2lkICE9ICcnIHx8IHRoaXMub3duZXJfaWQgIT0gJycaQwoUZ2V0X3NjYW5fc3RhdHMucmFuZ2USFmZyb20gbXVzdCBiZSBiZWZvcmUgdG8aE3RoaXMuZnJvbSA8IHRoaXMudG8iPAoUR2V0U2NhblN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASADKAsyFS50dGlwLnFyLnYxLlNjYW5TdGF0cyJEChxNYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQimQEKHU1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRISCgpxcl9jb2RlX2lkGAIgASgJEhAKCHZlbnVlX2lkGAMgASgJEigKBnN0YXR1cxgEIAEoDjIYLnR0aXAucXIudjEuUXJDb2RlU3RhdHVzEhUKDWNsb3NlZF9yZWFzb24YBSABKAkiRwofU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIj4KIFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlEhoKEmFjY291bnRfcmVmZXJlbmNlcxgBIAMoCSK/AgoRUHV0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAyABKAlCCbpIBnIEEAEYUBIhCglwaG90b191cmwYBCABKAlCDrpIC9gBAXIGGIAQiAEBEhMKBmFjdGl2ZRgFIAEoCEgAiAEBEiYKCGN1cnJlbmN5GAYgASgJQhS6SBHYAQFyDDIKXltBLVpdezN9JBIVCgRjaXR5GAcgASgJQge6SARyAhgoEisKBHJvbGUYCCABKAlCGLpIFXITGCgyD15bXlx4MDAtXHgxZl0qJEgBiAEBQgkKB19hY3RpdmVCBwoFX3JvbGUiOgoSUHV0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUihQEKFlB1dFByb2ZpbGVQaG90b1JlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIYCgVpbWFnZRgDIAEoDEIJukgGegQYgIAgIj8KF1B1dFByb2ZpbGVQaG90b1Jlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUiawoWR2V0UHJvZmlsZVBob3RvUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIk4KF0dldFByb2ZpbGVQaG90b1Jlc3BvbnNlEg0KBWltYWdlGAEgASgMEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZgoRR2V0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABASI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJPChRBZGRWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVBZGRWZW51ZVN0YWZmUmVzcG9uc2UiUgoXUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQEiMQoYUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUiLwoTU2VhcmNoVmVudWVzUmVxdWVzdBIYCgVxdWVyeRgBIAEoCUIJukgGcgQQAhhQIjsKFFNlYXJjaFZlbnVlc1Jlc3BvbnNlEiMKBnZlbnVlcxgBIAMoCzITLnR0aXAucXIudjEuUHJvZmlsZSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUigQEKEkxpbmtQYXJ0bmVyUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEjUKCm93bmVyX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgDIAEoCUIIukgFcgOwAQEiPAoTTGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKDAQoUVW5saW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIj4KFVVubGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKYAQoXTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QSMwoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgi6SAWCAQIQARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESKQoEcGFnZRgDIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0Im4KGExpc3RQYXJ0bmVyTGlua3NSZXNwb25zZRImCgVsaW5rcxgBIAMoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJyChdDaGVja1BhcnRuZXJMaW5rUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESHQoIdmVudWVfaWQYAyABKAlCC7pICNgBAXIDsAEBImMKGENoZWNrUGFydG5lckxpbmtSZXNwb25zZRIOCgZsaW5rZWQYASABKAgSJwoIdmlhX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIOCgZ2aWFfaWQYAyABKAkyiREKCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISXwoPUHV0UHJvZmlsZVBob3RvEiIudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXF1ZXN0GiMudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXNwb25zZSIDkAICEl8KD0dldFByb2ZpbGVQaG90bxIiLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVxdWVzdBojLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVzcG9uc2UiA5ACARJQCgpHZXRQcm9maWxlEh0udHRpcC5xci52MS5HZXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlc3BvbnNlIgOQAgESWQoNQWRkVmVudWVTdGFmZhIgLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlcXVlc3QaIS50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXNwb25zZSIDkAICEmIKEFJlbW92ZVZlbnVlU3RhZmYSIy50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXF1ZXN0GiQudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJjCgxTZWFyY2hWZW51ZXMSHy50dGlwLnFyLnYxLlNlYXJjaFZlbnVlc1JlcXVlc3QaIC50dGlwLnFyLnYxLlNlYXJjaFZlbnVlc1Jlc3BvbnNlIhCQAgHK8xgJCAISBWFkbWluEoEBChFMaXN0TWFuYWdlZFZlbnVlcxIkLnR0aXAucXIudjEuTGlzdE1hbmFnZWRWZW51ZXNSZXF1ZXN0GiUudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1Jlc3BvbnNlIh+QAgHK8xgYCAISDXZlbnVlX21hbmFnZXISBWFkbWluEncKC0xpbmtQYXJ0bmVyEh4udHRpcC5xci52MS5MaW5rUGFydG5lclJlcXVlc3QaHy50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhJ9Cg1VbmxpbmtQYXJ0bmVyEiAudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVxdWVzdBohLnR0aXAucXIudjEuVW5saW5rUGFydG5lclJlc3BvbnNlIieQAgLK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW4SjwEKEExpc3RQYXJ0bmVyTGlua3MSIy50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXF1ZXN0GiQudHRpcC5xci52MS5MaXN0UGFydG5lckxpbmtzUmVzcG9uc2UiMJACAcrzGCkIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhoHcXI6cmVhZBoGyvMYAggBMpIFChFRckludGVybmFsU2VydmljZRJxChVNYXRjaEFjY291bnRSZWZlcmVuY2USKC50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlcXVlc3QaKS50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlIgOQAgESegoYU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzEisudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0GiwudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXNwb25zZSIDkAIBElwKDkdldFZlbnVlQWNjZXNzEiEudHRpcC5xci52MS5HZXRWZW51ZUFjY2Vzc1JlcXVlc3QaIi50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVzcG9uc2UiA5ACARJiChBDaGVja1BhcnRuZXJMaW5rEiMudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVxdWVzdBokLnR0aXAucXIudjEuQ2hlY2tQYXJ0bmVyTGlua1Jlc3BvbnNlIgOQAgESXwoPQWRkVmVudWVNYW5hZ2VyEiIudHRpcC5xci52MS5BZGRWZW51ZU1hbmFnZXJSZXF1ZXN0GiMudHRpcC5xci52MS5BZGRWZW51ZU1hbmFnZXJSZXNwb25zZSIDkAICEmMKElJlbW92ZVZlbnVlTWFuYWdlchIlLnR0aXAucXIudjEuUmVtb3ZlVmVudWVNYW5hZ2VyUmVxdWVzdBomLnR0aXAucXIudjEuUmVtb3ZlVmVudWVNYW5hZ2VyUmVzcG9uc2UaBsrzGAIIBGIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiZQoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAARIVCg13aXRoX21hbmFnZXJzGAMgASgIIo8BChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEwoLbWFuYWdlcl9pZHMYBiADKAkiTwoWQWRkVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiKAoXQWRkVmVudWVNYW5hZ2VyUmVzcG9uc2USDQoFYWRkZWQYASABKAgiUgoZUmVtb3ZlVmVudWVNYW5hZ2VyUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGQoHdXNlcl9pZBgCIAEoCUIIukgFcgOwAQEiHAoaUmVtb3ZlVmVudWVNYW5hZ2VyUmVzcG9uc2UiYQoUU2V0VmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQESEAoIb25fc3RhZmYYAyABKAgiLgoVU2V0VmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUioQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSQAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCELpIDbIBCkoGCMCdvZYBQAESIwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJQgq6SAdyBRAIGIABIjsKFENyZWF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSIwChBHZXRRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIjgKEUdldFFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSKsAQoSTGlzdFFyQ29kZXNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBEhgKEGluY2x1ZGVfaW5hY3RpdmUYBCABKAgiZwoTTGlzdFFyQ29kZXNSZXNwb25zZRIkCghxcl9jb2RlcxgBIAMoCzISLnR0aXAucXIudjEuUXJDb2RlEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UidgoUUmVzb2x2ZVFyQ29kZVJlcXVlc3QSMAoKc2hvcnRfY29kZRgBIAEoCUIaukgXchUyE15bQS1aYS16MC05XXs0LDEyfSRIABIdCgdwYXlsb2FkGAIgASgJQgq6SAdyBRAQGIAQSABCDQoEY29kZRIFukgCCAEiPgoVUmVzb2x2ZVFyQ29kZVJlc3BvbnNlEiUKBnRhcmdldBgBIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0ItQBChNSZW5kZXJRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEjMKBmZvcm1hdBgCIAEoDjIXLnR0aXAucXIudjEuSW1hZ2VGb3JtYXRCCrpIB4IBBBABIAASGAoEc2l6ZRgDIAEoBUIKukgHGgUYgCAoABI/ChBlcnJvcl9jb3JyZWN0aW9uGAQgASgOMhsudHRpcC5xci52MS5FcnJvckNvcnJlY3Rpb25CCLpIBYIBAhABEg8KB2NhcHRpb24YBSABKAgiPQoUUmVuZGVyUXJDb2RlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkiWAoTUm90YXRlUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIjCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCrpIB3IFEAgYgAEiOwoUUm90YXRlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIk0KE1Jldm9rZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyI7ChRSZXZva2VRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiOAoYR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBIkgKGUdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2USKwoHb2ZmbGluZRgBIAEoCzIaLnR0aXAucXIudjEuT2ZmbGluZVBheWxvYWQiygEKEVJlY29yZFNjYW5SZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAEhoKCHJlZmVycmVyGAMgASgJQgi6SAVyAxiAEBIcCgp1c2VyX2FnZW50GAQgASgJQgi6SAVyAxiABBIbCglkZXZpY2VfaWQYBSABKAlCCLpIBXIDGIABQg0KBGNvZGUSBbpIAggBIkwKElJlY29yZFNjYW5SZXNwb25zZRIPCgdzY2FuX2lkGAEgASgJEiUKBnRhcmdldBgCIAEoCzIVLnR0aXAucXIudjEuVGlwVGFyZ2V0IucCChNHZXRTY2FuU3RhdHNSZXF1ZXN0Eh8KCnFyX2NvZGVfaWQYASABKAlCC7pICNgBAXIDsAEBEh0KCG93bmVyX2lkGAIgASgJQgu6SAjYAQFyA7ABARIwCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOq0BukipARpiChVnZXRfc2Nhbl9zdGF0cy50YXJnZXQSG2dpdmUgcXJfY29kZV9pZCBvciBvd25lcl9pZBosdGhpcy5xcl9jb2RlX2lkICE9ICcnIHx8IHRoaXMub3duZXJfaWQgIT0gJycaQwoUZ2V0X3NjYW5fc3RhdHMucmFuZ2USFmZyb20gbXVzdCBiZSBiZWZvcmUgdG8aE3RoaXMuZnJvbSA8IHRoaXMudG8iPAoUR2V0U2NhblN0YXRzUmVzcG9uc2USJAoFc3RhdHMYASADKAsyFS50dGlwLnFyLnYxLlNjYW5TdGF0cyJEChxNYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQimQEKHU1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRISCgpxcl9jb2RlX2lkGAIgASgJEhAKCHZlbnVlX2lkGAMgASgJEigKBnN0YXR1cxgEIAEoDjIYLnR0aXAucXIudjEuUXJDb2RlU3RhdHVzEhUKDWNsb3NlZF9yZWFzb24YBSABKAkiRwofU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIj4KIFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlEhoKEmFjY291bnRfcmVmZXJlbmNlcxgBIAMoCSK/AgoRUHV0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAyABKAlCCbpIBnIEEAEYUBIhCglwaG90b191cmwYBCABKAlCDrpIC9gBAXIGGIAQiAEBEhMKBmFjdGl2ZRgFIAEoCEgAiAEBEiYKCGN1cnJlbmN5GAYgASgJQhS6SBHYAQFyDDIKXltBLVpdezN9JBIVCgRjaXR5GAcgASgJQge6SARyAhgoEisKBHJvbGUYCCABKAlCGLpIFXITGCgyD15bXlx4MDAtXHgxZl0qJEgBiAEBQgkKB19hY3RpdmVCBwoFX3JvbGUiOgoSUHV0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUihQEKFlB1dFByb2ZpbGVQaG90b1JlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIYCgVpbWFnZRgDIAEoDEIJukgGegQYgIAgIj8KF1B1dFByb2ZpbGVQaG90b1Jlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUiawoWR2V0UHJvZmlsZVBob3RvUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIk4KF0dldFByb2ZpbGVQaG90b1Jlc3BvbnNlEg0KBWltYWdlGAEgASgMEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZgoRR2V0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABASI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJPChRBZGRWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVBZGRWZW51ZVN0YWZmUmVzcG9uc2UiUgoXUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQEiMQoYUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUiLwoTU2VhcmNoVmVudWVzUmVxdWVzdBIYCgVxdWVyeRgBIAEoCUIJukgGcgQQAhhQIjsKFFNlYXJjaFZlbnVlc1Jlc3BvbnNlEiMKBnZlbnVlcxgBIAMoCzITLnR0aXAucXIudjEuUHJvZmlsZSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUigQEKEkxpbmtQYXJ0bmVyUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEjUKCm93bmVyX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgDIAEoCUIIukgFcgOwAQEiPAoTTGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKDAQoUVW5saW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIj4KFVVubGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKYAQoXTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QSMwoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgi6SAWCAQIQARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESKQoEcGFnZRgDIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0Im4KGExpc3RQYXJ0bmVyTGlua3NSZXNwb25zZRImCgVsaW5rcxgBIAMoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJyChdDaGVja1BhcnRuZXJMaW5rUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESHQoIdmVudWVfaWQYAyABKAlCC7pICNgBAXIDsAEBImMKGENoZWNrUGFydG5lckxpbmtSZXNwb25zZRIOCgZsaW5rZWQYASABKAgSJwoIdmlhX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIOCgZ2aWFfaWQYAyABKAkyiREKCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISXwoPUHV0UHJvZmlsZVBob3RvEiIudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXF1ZXN0GiMudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXNwb25zZSIDkAICEl8KD0dldFByb2ZpbGVQaG90bxIiLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVxdWVzdBojLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVzcG9uc2UiA5ACARJQCgpHZXRQcm9maWxlEh0udHRpcC5xci52MS5HZXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlc3BvbnNlIgOQAgESWQoNQWRkVmVudWVTdGFmZhIgLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlcXVlc3QaIS50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXNwb25zZSIDkAICEmIKEFJlbW92ZVZlbnVlU3RhZmYSIy50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXF1ZXN0GiQudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJjCgxTZWFyY2hWZW51ZXMSHy50dGlwLnFyLnYxLlNlYXJjaFZlbnVlc1JlcXVlc3QaIC50dGlwLnFyLnYxLlNlYXJjaFZlbnVlc1Jlc3BvbnNlIhCQAgHK8xgJCAISBWFkbWluEoEBChFMaXN0TWFuYWdlZFZlbnVlcxIkLnR0aXAucXIudjEuTGlzdE1hbmFnZWRWZW51ZXNSZXF1ZXN0GiUudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1Jlc3BvbnNlIh+QAgHK8xgYCAISDXZlbnVlX21hbmFnZXISBWFkbWluEncKC0xpbmtQYXJ0bmVyEh4udHRpcC5xci52MS5MaW5rUGFydG5lclJlcXVlc3QaHy50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhJ9Cg1VbmxpbmtQYXJ0bmVyEiAudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVxdWVzdBohLnR0aXAucXIudjEuVW5saW5rUGFydG5lclJlc3BvbnNlIieQAgLK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW4SjwEKEExpc3RQYXJ0bmVyTGlua3MSIy50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXF1ZXN0GiQudHRpcC5xci52MS5MaXN0UGFydG5lckxpbmtzUmVzcG9uc2UiMJACAcrzGCkIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhoHcXI6cmVhZBoGyvMYAggBMu0FChFRckludGVybmFsU2VydmljZRJxChVNYXRjaEFjY291bnRSZWZlcmVuY2USKC50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlcXVlc3QaKS50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlIgOQAgESegoYU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzEisudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0GiwudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXNwb25zZSIDkAIBElwKDkdldFZlbnVlQWNjZXNzEiEudHRpcC5xci52MS5HZXRWZW51ZUFjY2Vzc1JlcXVlc3QaIi50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVzcG9uc2UiA5ACARJiChBDaGVja1BhcnRuZXJMaW5rEiMudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVxdWVzdBokLnR0aXAucXIudjEuQ2hlY2tQYXJ0bmVyTGlua1Jlc3BvbnNlIgOQAgESXwoPQWRkVmVudWVNYW5hZ2VyEiIudHRpcC5xci52MS5BZGRWZW51ZU1hbmFnZXJSZXF1ZXN0GiMudHRpcC5xci52MS5BZGRWZW51ZU1hbmFnZXJSZXNwb25zZSIDkAICEmMKElJlbW92ZVZlbnVlTWFuYWdlchIlLnR0aXAucXIudjEuUmVtb3ZlVmVudWVNYW5hZ2VyUmVxdWVzdBomLnR0aXAucXIudjEuUmVtb3ZlVmVudWVNYW5hZ2VyUmVzcG9uc2USWQoNU2V0VmVudWVTdGFmZhIgLnR0aXAucXIudjEuU2V0VmVudWVTdGFmZlJlcXVlc3QaIS50dGlwLnFyLnYxLlNldFZlbnVlU3RhZmZSZXNwb25zZSIDkAICGgbK8xgCCARiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.qr.v1.GetVenueAccessRequest
@@ -173,6 +173,54 @@ export const RemoveVenueManagerResponseSchema: GenMessage<RemoveVenueManagerResp
   messageDesc(file_ttip_qr_v1_qr_service, 5);
 
 /**
+ * @generated from message ttip.qr.v1.SetVenueStaffRequest
+ */
+export type SetVenueStaffRequest = Message<"ttip.qr.v1.SetVenueStaffRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * True to add them; false to take them off and revoke their codes there.
+   *
+   * @generated from field: bool on_staff = 3;
+   */
+  onStaff: boolean;
+};
+
+/**
+ * Describes the message ttip.qr.v1.SetVenueStaffRequest.
+ * Use `create(SetVenueStaffRequestSchema)` to create a new message.
+ */
+export const SetVenueStaffRequestSchema: GenMessage<SetVenueStaffRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 6);
+
+/**
+ * @generated from message ttip.qr.v1.SetVenueStaffResponse
+ */
+export type SetVenueStaffResponse = Message<"ttip.qr.v1.SetVenueStaffResponse"> & {
+  /**
+   * How many of the worker's codes at the venue were revoked (0 when added).
+   *
+   * @generated from field: int32 revoked_codes = 1;
+   */
+  revokedCodes: number;
+};
+
+/**
+ * Describes the message ttip.qr.v1.SetVenueStaffResponse.
+ * Use `create(SetVenueStaffResponseSchema)` to create a new message.
+ */
+export const SetVenueStaffResponseSchema: GenMessage<SetVenueStaffResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 7);
+
+/**
  * @generated from message ttip.qr.v1.CreateQrCodeRequest
  */
 export type CreateQrCodeRequest = Message<"ttip.qr.v1.CreateQrCodeRequest"> & {
@@ -217,7 +265,7 @@ export type CreateQrCodeRequest = Message<"ttip.qr.v1.CreateQrCodeRequest"> & {
  * Use `create(CreateQrCodeRequestSchema)` to create a new message.
  */
 export const CreateQrCodeRequestSchema: GenMessage<CreateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 6);
+  messageDesc(file_ttip_qr_v1_qr_service, 8);
 
 /**
  * @generated from message ttip.qr.v1.CreateQrCodeResponse
@@ -234,7 +282,7 @@ export type CreateQrCodeResponse = Message<"ttip.qr.v1.CreateQrCodeResponse"> & 
  * Use `create(CreateQrCodeResponseSchema)` to create a new message.
  */
 export const CreateQrCodeResponseSchema: GenMessage<CreateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 7);
+  messageDesc(file_ttip_qr_v1_qr_service, 9);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeRequest
@@ -251,7 +299,7 @@ export type GetQrCodeRequest = Message<"ttip.qr.v1.GetQrCodeRequest"> & {
  * Use `create(GetQrCodeRequestSchema)` to create a new message.
  */
 export const GetQrCodeRequestSchema: GenMessage<GetQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 8);
+  messageDesc(file_ttip_qr_v1_qr_service, 10);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeResponse
@@ -268,7 +316,7 @@ export type GetQrCodeResponse = Message<"ttip.qr.v1.GetQrCodeResponse"> & {
  * Use `create(GetQrCodeResponseSchema)` to create a new message.
  */
 export const GetQrCodeResponseSchema: GenMessage<GetQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 9);
+  messageDesc(file_ttip_qr_v1_qr_service, 11);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesRequest
@@ -300,7 +348,7 @@ export type ListQrCodesRequest = Message<"ttip.qr.v1.ListQrCodesRequest"> & {
  * Use `create(ListQrCodesRequestSchema)` to create a new message.
  */
 export const ListQrCodesRequestSchema: GenMessage<ListQrCodesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 10);
+  messageDesc(file_ttip_qr_v1_qr_service, 12);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesResponse
@@ -322,7 +370,7 @@ export type ListQrCodesResponse = Message<"ttip.qr.v1.ListQrCodesResponse"> & {
  * Use `create(ListQrCodesResponseSchema)` to create a new message.
  */
 export const ListQrCodesResponseSchema: GenMessage<ListQrCodesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 11);
+  messageDesc(file_ttip_qr_v1_qr_service, 13);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeRequest
@@ -355,7 +403,7 @@ export type ResolveQrCodeRequest = Message<"ttip.qr.v1.ResolveQrCodeRequest"> & 
  * Use `create(ResolveQrCodeRequestSchema)` to create a new message.
  */
 export const ResolveQrCodeRequestSchema: GenMessage<ResolveQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 12);
+  messageDesc(file_ttip_qr_v1_qr_service, 14);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeResponse
@@ -372,7 +420,7 @@ export type ResolveQrCodeResponse = Message<"ttip.qr.v1.ResolveQrCodeResponse"> 
  * Use `create(ResolveQrCodeResponseSchema)` to create a new message.
  */
 export const ResolveQrCodeResponseSchema: GenMessage<ResolveQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 13);
+  messageDesc(file_ttip_qr_v1_qr_service, 15);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeRequest
@@ -413,7 +461,7 @@ export type RenderQrCodeRequest = Message<"ttip.qr.v1.RenderQrCodeRequest"> & {
  * Use `create(RenderQrCodeRequestSchema)` to create a new message.
  */
 export const RenderQrCodeRequestSchema: GenMessage<RenderQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 14);
+  messageDesc(file_ttip_qr_v1_qr_service, 16);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeResponse
@@ -437,7 +485,7 @@ export type RenderQrCodeResponse = Message<"ttip.qr.v1.RenderQrCodeResponse"> & 
  * Use `create(RenderQrCodeResponseSchema)` to create a new message.
  */
 export const RenderQrCodeResponseSchema: GenMessage<RenderQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 15);
+  messageDesc(file_ttip_qr_v1_qr_service, 17);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeRequest
@@ -459,7 +507,7 @@ export type RotateQrCodeRequest = Message<"ttip.qr.v1.RotateQrCodeRequest"> & {
  * Use `create(RotateQrCodeRequestSchema)` to create a new message.
  */
 export const RotateQrCodeRequestSchema: GenMessage<RotateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 16);
+  messageDesc(file_ttip_qr_v1_qr_service, 18);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeResponse
@@ -476,7 +524,7 @@ export type RotateQrCodeResponse = Message<"ttip.qr.v1.RotateQrCodeResponse"> & 
  * Use `create(RotateQrCodeResponseSchema)` to create a new message.
  */
 export const RotateQrCodeResponseSchema: GenMessage<RotateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 17);
+  messageDesc(file_ttip_qr_v1_qr_service, 19);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeRequest
@@ -498,7 +546,7 @@ export type RevokeQrCodeRequest = Message<"ttip.qr.v1.RevokeQrCodeRequest"> & {
  * Use `create(RevokeQrCodeRequestSchema)` to create a new message.
  */
 export const RevokeQrCodeRequestSchema: GenMessage<RevokeQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 18);
+  messageDesc(file_ttip_qr_v1_qr_service, 20);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeResponse
@@ -515,7 +563,7 @@ export type RevokeQrCodeResponse = Message<"ttip.qr.v1.RevokeQrCodeResponse"> & 
  * Use `create(RevokeQrCodeResponseSchema)` to create a new message.
  */
 export const RevokeQrCodeResponseSchema: GenMessage<RevokeQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 19);
+  messageDesc(file_ttip_qr_v1_qr_service, 21);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadRequest
@@ -532,7 +580,7 @@ export type GetOfflinePayloadRequest = Message<"ttip.qr.v1.GetOfflinePayloadRequ
  * Use `create(GetOfflinePayloadRequestSchema)` to create a new message.
  */
 export const GetOfflinePayloadRequestSchema: GenMessage<GetOfflinePayloadRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 20);
+  messageDesc(file_ttip_qr_v1_qr_service, 22);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadResponse
@@ -549,7 +597,7 @@ export type GetOfflinePayloadResponse = Message<"ttip.qr.v1.GetOfflinePayloadRes
  * Use `create(GetOfflinePayloadResponseSchema)` to create a new message.
  */
 export const GetOfflinePayloadResponseSchema: GenMessage<GetOfflinePayloadResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 21);
+  messageDesc(file_ttip_qr_v1_qr_service, 23);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanRequest
@@ -596,7 +644,7 @@ export type RecordScanRequest = Message<"ttip.qr.v1.RecordScanRequest"> & {
  * Use `create(RecordScanRequestSchema)` to create a new message.
  */
 export const RecordScanRequestSchema: GenMessage<RecordScanRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 22);
+  messageDesc(file_ttip_qr_v1_qr_service, 24);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanResponse
@@ -620,7 +668,7 @@ export type RecordScanResponse = Message<"ttip.qr.v1.RecordScanResponse"> & {
  * Use `create(RecordScanResponseSchema)` to create a new message.
  */
 export const RecordScanResponseSchema: GenMessage<RecordScanResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 23);
+  messageDesc(file_ttip_qr_v1_qr_service, 25);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsRequest
@@ -654,7 +702,7 @@ export type GetScanStatsRequest = Message<"ttip.qr.v1.GetScanStatsRequest"> & {
  * Use `create(GetScanStatsRequestSchema)` to create a new message.
  */
 export const GetScanStatsRequestSchema: GenMessage<GetScanStatsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 24);
+  messageDesc(file_ttip_qr_v1_qr_service, 26);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsResponse
@@ -671,7 +719,7 @@ export type GetScanStatsResponse = Message<"ttip.qr.v1.GetScanStatsResponse"> & 
  * Use `create(GetScanStatsResponseSchema)` to create a new message.
  */
 export const GetScanStatsResponseSchema: GenMessage<GetScanStatsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 25);
+  messageDesc(file_ttip_qr_v1_qr_service, 27);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceRequest
@@ -688,7 +736,7 @@ export type MatchAccountReferenceRequest = Message<"ttip.qr.v1.MatchAccountRefer
  * Use `create(MatchAccountReferenceRequestSchema)` to create a new message.
  */
 export const MatchAccountReferenceRequestSchema: GenMessage<MatchAccountReferenceRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 26);
+  messageDesc(file_ttip_qr_v1_qr_service, 28);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceResponse
@@ -732,7 +780,7 @@ export type MatchAccountReferenceResponse = Message<"ttip.qr.v1.MatchAccountRefe
  * Use `create(MatchAccountReferenceResponseSchema)` to create a new message.
  */
 export const MatchAccountReferenceResponseSchema: GenMessage<MatchAccountReferenceResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 27);
+  messageDesc(file_ttip_qr_v1_qr_service, 29);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesRequest
@@ -749,7 +797,7 @@ export type SuggestAccountReferencesRequest = Message<"ttip.qr.v1.SuggestAccount
  * Use `create(SuggestAccountReferencesRequestSchema)` to create a new message.
  */
 export const SuggestAccountReferencesRequestSchema: GenMessage<SuggestAccountReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 28);
+  messageDesc(file_ttip_qr_v1_qr_service, 30);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesResponse
@@ -768,7 +816,7 @@ export type SuggestAccountReferencesResponse = Message<"ttip.qr.v1.SuggestAccoun
  * Use `create(SuggestAccountReferencesResponseSchema)` to create a new message.
  */
 export const SuggestAccountReferencesResponseSchema: GenMessage<SuggestAccountReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 29);
+  messageDesc(file_ttip_qr_v1_qr_service, 31);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileRequest
@@ -824,7 +872,7 @@ export type PutProfileRequest = Message<"ttip.qr.v1.PutProfileRequest"> & {
  * Use `create(PutProfileRequestSchema)` to create a new message.
  */
 export const PutProfileRequestSchema: GenMessage<PutProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 30);
+  messageDesc(file_ttip_qr_v1_qr_service, 32);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileResponse
@@ -841,7 +889,7 @@ export type PutProfileResponse = Message<"ttip.qr.v1.PutProfileResponse"> & {
  * Use `create(PutProfileResponseSchema)` to create a new message.
  */
 export const PutProfileResponseSchema: GenMessage<PutProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 31);
+  messageDesc(file_ttip_qr_v1_qr_service, 33);
 
 /**
  * @generated from message ttip.qr.v1.PutProfilePhotoRequest
@@ -873,7 +921,7 @@ export type PutProfilePhotoRequest = Message<"ttip.qr.v1.PutProfilePhotoRequest"
  * Use `create(PutProfilePhotoRequestSchema)` to create a new message.
  */
 export const PutProfilePhotoRequestSchema: GenMessage<PutProfilePhotoRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 32);
+  messageDesc(file_ttip_qr_v1_qr_service, 34);
 
 /**
  * @generated from message ttip.qr.v1.PutProfilePhotoResponse
@@ -890,7 +938,7 @@ export type PutProfilePhotoResponse = Message<"ttip.qr.v1.PutProfilePhotoRespons
  * Use `create(PutProfilePhotoResponseSchema)` to create a new message.
  */
 export const PutProfilePhotoResponseSchema: GenMessage<PutProfilePhotoResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 33);
+  messageDesc(file_ttip_qr_v1_qr_service, 35);
 
 /**
  * @generated from message ttip.qr.v1.GetProfilePhotoRequest
@@ -912,7 +960,7 @@ export type GetProfilePhotoRequest = Message<"ttip.qr.v1.GetProfilePhotoRequest"
  * Use `create(GetProfilePhotoRequestSchema)` to create a new message.
  */
 export const GetProfilePhotoRequestSchema: GenMessage<GetProfilePhotoRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 34);
+  messageDesc(file_ttip_qr_v1_qr_service, 36);
 
 /**
  * @generated from message ttip.qr.v1.GetProfilePhotoResponse
@@ -943,7 +991,7 @@ export type GetProfilePhotoResponse = Message<"ttip.qr.v1.GetProfilePhotoRespons
  * Use `create(GetProfilePhotoResponseSchema)` to create a new message.
  */
 export const GetProfilePhotoResponseSchema: GenMessage<GetProfilePhotoResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 35);
+  messageDesc(file_ttip_qr_v1_qr_service, 37);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileRequest
@@ -965,7 +1013,7 @@ export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
  * Use `create(GetProfileRequestSchema)` to create a new message.
  */
 export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 36);
+  messageDesc(file_ttip_qr_v1_qr_service, 38);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileResponse
@@ -982,7 +1030,7 @@ export type GetProfileResponse = Message<"ttip.qr.v1.GetProfileResponse"> & {
  * Use `create(GetProfileResponseSchema)` to create a new message.
  */
 export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 37);
+  messageDesc(file_ttip_qr_v1_qr_service, 39);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffRequest
@@ -1004,7 +1052,7 @@ export type AddVenueStaffRequest = Message<"ttip.qr.v1.AddVenueStaffRequest"> & 
  * Use `create(AddVenueStaffRequestSchema)` to create a new message.
  */
 export const AddVenueStaffRequestSchema: GenMessage<AddVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 38);
+  messageDesc(file_ttip_qr_v1_qr_service, 40);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffResponse
@@ -1017,7 +1065,7 @@ export type AddVenueStaffResponse = Message<"ttip.qr.v1.AddVenueStaffResponse"> 
  * Use `create(AddVenueStaffResponseSchema)` to create a new message.
  */
 export const AddVenueStaffResponseSchema: GenMessage<AddVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 39);
+  messageDesc(file_ttip_qr_v1_qr_service, 41);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffRequest
@@ -1039,7 +1087,7 @@ export type RemoveVenueStaffRequest = Message<"ttip.qr.v1.RemoveVenueStaffReques
  * Use `create(RemoveVenueStaffRequestSchema)` to create a new message.
  */
 export const RemoveVenueStaffRequestSchema: GenMessage<RemoveVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 40);
+  messageDesc(file_ttip_qr_v1_qr_service, 42);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffResponse
@@ -1058,7 +1106,7 @@ export type RemoveVenueStaffResponse = Message<"ttip.qr.v1.RemoveVenueStaffRespo
  * Use `create(RemoveVenueStaffResponseSchema)` to create a new message.
  */
 export const RemoveVenueStaffResponseSchema: GenMessage<RemoveVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 41);
+  messageDesc(file_ttip_qr_v1_qr_service, 43);
 
 /**
  * @generated from message ttip.qr.v1.SearchVenuesRequest
@@ -1075,7 +1123,7 @@ export type SearchVenuesRequest = Message<"ttip.qr.v1.SearchVenuesRequest"> & {
  * Use `create(SearchVenuesRequestSchema)` to create a new message.
  */
 export const SearchVenuesRequestSchema: GenMessage<SearchVenuesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 42);
+  messageDesc(file_ttip_qr_v1_qr_service, 44);
 
 /**
  * @generated from message ttip.qr.v1.SearchVenuesResponse
@@ -1094,7 +1142,7 @@ export type SearchVenuesResponse = Message<"ttip.qr.v1.SearchVenuesResponse"> & 
  * Use `create(SearchVenuesResponseSchema)` to create a new message.
  */
 export const SearchVenuesResponseSchema: GenMessage<SearchVenuesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 43);
+  messageDesc(file_ttip_qr_v1_qr_service, 45);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesRequest
@@ -1107,7 +1155,7 @@ export type ListManagedVenuesRequest = Message<"ttip.qr.v1.ListManagedVenuesRequ
  * Use `create(ListManagedVenuesRequestSchema)` to create a new message.
  */
 export const ListManagedVenuesRequestSchema: GenMessage<ListManagedVenuesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 44);
+  messageDesc(file_ttip_qr_v1_qr_service, 46);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesResponse
@@ -1126,7 +1174,7 @@ export type ListManagedVenuesResponse = Message<"ttip.qr.v1.ListManagedVenuesRes
  * Use `create(ListManagedVenuesResponseSchema)` to create a new message.
  */
 export const ListManagedVenuesResponseSchema: GenMessage<ListManagedVenuesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 45);
+  messageDesc(file_ttip_qr_v1_qr_service, 47);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerRequest
@@ -1157,7 +1205,7 @@ export type LinkPartnerRequest = Message<"ttip.qr.v1.LinkPartnerRequest"> & {
  * Use `create(LinkPartnerRequestSchema)` to create a new message.
  */
 export const LinkPartnerRequestSchema: GenMessage<LinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 46);
+  messageDesc(file_ttip_qr_v1_qr_service, 48);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerResponse
@@ -1174,7 +1222,7 @@ export type LinkPartnerResponse = Message<"ttip.qr.v1.LinkPartnerResponse"> & {
  * Use `create(LinkPartnerResponseSchema)` to create a new message.
  */
 export const LinkPartnerResponseSchema: GenMessage<LinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 47);
+  messageDesc(file_ttip_qr_v1_qr_service, 49);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerRequest
@@ -1201,7 +1249,7 @@ export type UnlinkPartnerRequest = Message<"ttip.qr.v1.UnlinkPartnerRequest"> & 
  * Use `create(UnlinkPartnerRequestSchema)` to create a new message.
  */
 export const UnlinkPartnerRequestSchema: GenMessage<UnlinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 48);
+  messageDesc(file_ttip_qr_v1_qr_service, 50);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerResponse
@@ -1218,7 +1266,7 @@ export type UnlinkPartnerResponse = Message<"ttip.qr.v1.UnlinkPartnerResponse"> 
  * Use `create(UnlinkPartnerResponseSchema)` to create a new message.
  */
 export const UnlinkPartnerResponseSchema: GenMessage<UnlinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 49);
+  messageDesc(file_ttip_qr_v1_qr_service, 51);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksRequest
@@ -1247,7 +1295,7 @@ export type ListPartnerLinksRequest = Message<"ttip.qr.v1.ListPartnerLinksReques
  * Use `create(ListPartnerLinksRequestSchema)` to create a new message.
  */
 export const ListPartnerLinksRequestSchema: GenMessage<ListPartnerLinksRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 50);
+  messageDesc(file_ttip_qr_v1_qr_service, 52);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksResponse
@@ -1269,7 +1317,7 @@ export type ListPartnerLinksResponse = Message<"ttip.qr.v1.ListPartnerLinksRespo
  * Use `create(ListPartnerLinksResponseSchema)` to create a new message.
  */
 export const ListPartnerLinksResponseSchema: GenMessage<ListPartnerLinksResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 51);
+  messageDesc(file_ttip_qr_v1_qr_service, 53);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkRequest
@@ -1300,7 +1348,7 @@ export type CheckPartnerLinkRequest = Message<"ttip.qr.v1.CheckPartnerLinkReques
  * Use `create(CheckPartnerLinkRequestSchema)` to create a new message.
  */
 export const CheckPartnerLinkRequestSchema: GenMessage<CheckPartnerLinkRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 52);
+  messageDesc(file_ttip_qr_v1_qr_service, 54);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkResponse
@@ -1329,7 +1377,7 @@ export type CheckPartnerLinkResponse = Message<"ttip.qr.v1.CheckPartnerLinkRespo
  * Use `create(CheckPartnerLinkResponseSchema)` to create a new message.
  */
 export const CheckPartnerLinkResponseSchema: GenMessage<CheckPartnerLinkResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 53);
+  messageDesc(file_ttip_qr_v1_qr_service, 55);
 
 /**
  * QR codes for workers and venues, their renders and offline forms, and scans.
@@ -1631,6 +1679,19 @@ export const QrInternalService: GenService<{
     methodKind: "unary";
     input: typeof RemoveVenueManagerRequestSchema;
     output: typeof RemoveVenueManagerResponseSchema;
+  },
+  /**
+   * Puts a worker on a venue's staff, or takes them off it and revokes their
+   * codes at the venue: the venue service's memberships, asked as the
+   * platform (not as the manager who sent the invitation, who may manage the
+   * venue no more). Idempotent. NOT_FOUND if no such venue.
+   *
+   * @generated from rpc ttip.qr.v1.QrInternalService.SetVenueStaff
+   */
+  setVenueStaff: {
+    methodKind: "unary";
+    input: typeof SetVenueStaffRequestSchema;
+    output: typeof SetVenueStaffResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 1);

@@ -357,6 +357,112 @@ func (*RemoveVenueManagerResponse) Descriptor() ([]byte, []int) {
 	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{5}
 }
 
+type SetVenueStaffRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	VenueId  string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	WorkerId string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// True to add them; false to take them off and revoke their codes there.
+	OnStaff       bool `protobuf:"varint,3,opt,name=on_staff,json=onStaff,proto3" json:"on_staff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVenueStaffRequest) Reset() {
+	*x = SetVenueStaffRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVenueStaffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVenueStaffRequest) ProtoMessage() {}
+
+func (x *SetVenueStaffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVenueStaffRequest.ProtoReflect.Descriptor instead.
+func (*SetVenueStaffRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SetVenueStaffRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+func (x *SetVenueStaffRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *SetVenueStaffRequest) GetOnStaff() bool {
+	if x != nil {
+		return x.OnStaff
+	}
+	return false
+}
+
+type SetVenueStaffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the worker's codes at the venue were revoked (0 when added).
+	RevokedCodes  int32 `protobuf:"varint,1,opt,name=revoked_codes,json=revokedCodes,proto3" json:"revoked_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetVenueStaffResponse) Reset() {
+	*x = SetVenueStaffResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetVenueStaffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetVenueStaffResponse) ProtoMessage() {}
+
+func (x *SetVenueStaffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetVenueStaffResponse.ProtoReflect.Descriptor instead.
+func (*SetVenueStaffResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetVenueStaffResponse) GetRevokedCodes() int32 {
+	if x != nil {
+		return x.RevokedCodes
+	}
+	return 0
+}
+
 type CreateQrCodeRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	OwnerKind OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
@@ -374,7 +480,7 @@ type CreateQrCodeRequest struct {
 
 func (x *CreateQrCodeRequest) Reset() {
 	*x = CreateQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +492,7 @@ func (x *CreateQrCodeRequest) String() string {
 func (*CreateQrCodeRequest) ProtoMessage() {}
 
 func (x *CreateQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[6]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +505,7 @@ func (x *CreateQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*CreateQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{6}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateQrCodeRequest) GetOwnerKind() OwnerKind {
@@ -453,7 +559,7 @@ type CreateQrCodeResponse struct {
 
 func (x *CreateQrCodeResponse) Reset() {
 	*x = CreateQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +571,7 @@ func (x *CreateQrCodeResponse) String() string {
 func (*CreateQrCodeResponse) ProtoMessage() {}
 
 func (x *CreateQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[7]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +584,7 @@ func (x *CreateQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*CreateQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{7}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateQrCodeResponse) GetQrCode() *QrCode {
@@ -497,7 +603,7 @@ type GetQrCodeRequest struct {
 
 func (x *GetQrCodeRequest) Reset() {
 	*x = GetQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +615,7 @@ func (x *GetQrCodeRequest) String() string {
 func (*GetQrCodeRequest) ProtoMessage() {}
 
 func (x *GetQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[8]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +628,7 @@ func (x *GetQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*GetQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetQrCodeRequest) GetQrCodeId() string {
@@ -541,7 +647,7 @@ type GetQrCodeResponse struct {
 
 func (x *GetQrCodeResponse) Reset() {
 	*x = GetQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +659,7 @@ func (x *GetQrCodeResponse) String() string {
 func (*GetQrCodeResponse) ProtoMessage() {}
 
 func (x *GetQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[9]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +672,7 @@ func (x *GetQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*GetQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetQrCodeResponse) GetQrCode() *QrCode {
@@ -588,7 +694,7 @@ type ListQrCodesRequest struct {
 
 func (x *ListQrCodesRequest) Reset() {
 	*x = ListQrCodesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +706,7 @@ func (x *ListQrCodesRequest) String() string {
 func (*ListQrCodesRequest) ProtoMessage() {}
 
 func (x *ListQrCodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[10]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +719,7 @@ func (x *ListQrCodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQrCodesRequest.ProtoReflect.Descriptor instead.
 func (*ListQrCodesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListQrCodesRequest) GetPage() *v1.PageRequest {
@@ -654,7 +760,7 @@ type ListQrCodesResponse struct {
 
 func (x *ListQrCodesResponse) Reset() {
 	*x = ListQrCodesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +772,7 @@ func (x *ListQrCodesResponse) String() string {
 func (*ListQrCodesResponse) ProtoMessage() {}
 
 func (x *ListQrCodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[11]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +785,7 @@ func (x *ListQrCodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQrCodesResponse.ProtoReflect.Descriptor instead.
 func (*ListQrCodesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListQrCodesResponse) GetQrCodes() []*QrCode {
@@ -709,7 +815,7 @@ type ResolveQrCodeRequest struct {
 
 func (x *ResolveQrCodeRequest) Reset() {
 	*x = ResolveQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +827,7 @@ func (x *ResolveQrCodeRequest) String() string {
 func (*ResolveQrCodeRequest) ProtoMessage() {}
 
 func (x *ResolveQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[12]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +840,7 @@ func (x *ResolveQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*ResolveQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ResolveQrCodeRequest) GetCode() isResolveQrCodeRequest_Code {
@@ -789,7 +895,7 @@ type ResolveQrCodeResponse struct {
 
 func (x *ResolveQrCodeResponse) Reset() {
 	*x = ResolveQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +907,7 @@ func (x *ResolveQrCodeResponse) String() string {
 func (*ResolveQrCodeResponse) ProtoMessage() {}
 
 func (x *ResolveQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[13]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +920,7 @@ func (x *ResolveQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*ResolveQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolveQrCodeResponse) GetTarget() *TipTarget {
@@ -839,7 +945,7 @@ type RenderQrCodeRequest struct {
 
 func (x *RenderQrCodeRequest) Reset() {
 	*x = RenderQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +957,7 @@ func (x *RenderQrCodeRequest) String() string {
 func (*RenderQrCodeRequest) ProtoMessage() {}
 
 func (x *RenderQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[14]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +970,7 @@ func (x *RenderQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RenderQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenderQrCodeRequest) GetQrCodeId() string {
@@ -913,7 +1019,7 @@ type RenderQrCodeResponse struct {
 
 func (x *RenderQrCodeResponse) Reset() {
 	*x = RenderQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1031,7 @@ func (x *RenderQrCodeResponse) String() string {
 func (*RenderQrCodeResponse) ProtoMessage() {}
 
 func (x *RenderQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[15]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1044,7 @@ func (x *RenderQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RenderQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenderQrCodeResponse) GetContent() []byte {
@@ -965,7 +1071,7 @@ type RotateQrCodeRequest struct {
 
 func (x *RotateQrCodeRequest) Reset() {
 	*x = RotateQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1083,7 @@ func (x *RotateQrCodeRequest) String() string {
 func (*RotateQrCodeRequest) ProtoMessage() {}
 
 func (x *RotateQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[16]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1096,7 @@ func (x *RotateQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RotateQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RotateQrCodeRequest) GetQrCodeId() string {
@@ -1016,7 +1122,7 @@ type RotateQrCodeResponse struct {
 
 func (x *RotateQrCodeResponse) Reset() {
 	*x = RotateQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1134,7 @@ func (x *RotateQrCodeResponse) String() string {
 func (*RotateQrCodeResponse) ProtoMessage() {}
 
 func (x *RotateQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[17]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1147,7 @@ func (x *RotateQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RotateQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateQrCodeResponse) GetQrCode() *QrCode {
@@ -1061,7 +1167,7 @@ type RevokeQrCodeRequest struct {
 
 func (x *RevokeQrCodeRequest) Reset() {
 	*x = RevokeQrCodeRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1179,7 @@ func (x *RevokeQrCodeRequest) String() string {
 func (*RevokeQrCodeRequest) ProtoMessage() {}
 
 func (x *RevokeQrCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[18]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1192,7 @@ func (x *RevokeQrCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeQrCodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeQrCodeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeQrCodeRequest) GetQrCodeId() string {
@@ -1112,7 +1218,7 @@ type RevokeQrCodeResponse struct {
 
 func (x *RevokeQrCodeResponse) Reset() {
 	*x = RevokeQrCodeResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1230,7 @@ func (x *RevokeQrCodeResponse) String() string {
 func (*RevokeQrCodeResponse) ProtoMessage() {}
 
 func (x *RevokeQrCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[19]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1243,7 @@ func (x *RevokeQrCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeQrCodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeQrCodeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeQrCodeResponse) GetQrCode() *QrCode {
@@ -1156,7 +1262,7 @@ type GetOfflinePayloadRequest struct {
 
 func (x *GetOfflinePayloadRequest) Reset() {
 	*x = GetOfflinePayloadRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1274,7 @@ func (x *GetOfflinePayloadRequest) String() string {
 func (*GetOfflinePayloadRequest) ProtoMessage() {}
 
 func (x *GetOfflinePayloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[20]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1287,7 @@ func (x *GetOfflinePayloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOfflinePayloadRequest.ProtoReflect.Descriptor instead.
 func (*GetOfflinePayloadRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetOfflinePayloadRequest) GetQrCodeId() string {
@@ -1200,7 +1306,7 @@ type GetOfflinePayloadResponse struct {
 
 func (x *GetOfflinePayloadResponse) Reset() {
 	*x = GetOfflinePayloadResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1318,7 @@ func (x *GetOfflinePayloadResponse) String() string {
 func (*GetOfflinePayloadResponse) ProtoMessage() {}
 
 func (x *GetOfflinePayloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[21]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1331,7 @@ func (x *GetOfflinePayloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOfflinePayloadResponse.ProtoReflect.Descriptor instead.
 func (*GetOfflinePayloadResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetOfflinePayloadResponse) GetOffline() *OfflinePayload {
@@ -1253,7 +1359,7 @@ type RecordScanRequest struct {
 
 func (x *RecordScanRequest) Reset() {
 	*x = RecordScanRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1371,7 @@ func (x *RecordScanRequest) String() string {
 func (*RecordScanRequest) ProtoMessage() {}
 
 func (x *RecordScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[22]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1384,7 @@ func (x *RecordScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordScanRequest.ProtoReflect.Descriptor instead.
 func (*RecordScanRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordScanRequest) GetCode() isRecordScanRequest_Code {
@@ -1354,7 +1460,7 @@ type RecordScanResponse struct {
 
 func (x *RecordScanResponse) Reset() {
 	*x = RecordScanResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1472,7 @@ func (x *RecordScanResponse) String() string {
 func (*RecordScanResponse) ProtoMessage() {}
 
 func (x *RecordScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[23]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1485,7 @@ func (x *RecordScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordScanResponse.ProtoReflect.Descriptor instead.
 func (*RecordScanResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecordScanResponse) GetScanId() string {
@@ -1409,7 +1515,7 @@ type GetScanStatsRequest struct {
 
 func (x *GetScanStatsRequest) Reset() {
 	*x = GetScanStatsRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1527,7 @@ func (x *GetScanStatsRequest) String() string {
 func (*GetScanStatsRequest) ProtoMessage() {}
 
 func (x *GetScanStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[24]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1540,7 @@ func (x *GetScanStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetScanStatsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetScanStatsRequest) GetQrCodeId() string {
@@ -1474,7 +1580,7 @@ type GetScanStatsResponse struct {
 
 func (x *GetScanStatsResponse) Reset() {
 	*x = GetScanStatsResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1592,7 @@ func (x *GetScanStatsResponse) String() string {
 func (*GetScanStatsResponse) ProtoMessage() {}
 
 func (x *GetScanStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[25]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1605,7 @@ func (x *GetScanStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetScanStatsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetScanStatsResponse) GetStats() []*ScanStats {
@@ -1518,7 +1624,7 @@ type MatchAccountReferenceRequest struct {
 
 func (x *MatchAccountReferenceRequest) Reset() {
 	*x = MatchAccountReferenceRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1636,7 @@ func (x *MatchAccountReferenceRequest) String() string {
 func (*MatchAccountReferenceRequest) ProtoMessage() {}
 
 func (x *MatchAccountReferenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[26]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1649,7 @@ func (x *MatchAccountReferenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAccountReferenceRequest.ProtoReflect.Descriptor instead.
 func (*MatchAccountReferenceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MatchAccountReferenceRequest) GetAccountReference() string {
@@ -1570,7 +1676,7 @@ type MatchAccountReferenceResponse struct {
 
 func (x *MatchAccountReferenceResponse) Reset() {
 	*x = MatchAccountReferenceResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1688,7 @@ func (x *MatchAccountReferenceResponse) String() string {
 func (*MatchAccountReferenceResponse) ProtoMessage() {}
 
 func (x *MatchAccountReferenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[27]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1701,7 @@ func (x *MatchAccountReferenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MatchAccountReferenceResponse.ProtoReflect.Descriptor instead.
 func (*MatchAccountReferenceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MatchAccountReferenceResponse) GetWorkerId() string {
@@ -1642,7 +1748,7 @@ type SuggestAccountReferencesRequest struct {
 
 func (x *SuggestAccountReferencesRequest) Reset() {
 	*x = SuggestAccountReferencesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1760,7 @@ func (x *SuggestAccountReferencesRequest) String() string {
 func (*SuggestAccountReferencesRequest) ProtoMessage() {}
 
 func (x *SuggestAccountReferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1773,7 @@ func (x *SuggestAccountReferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestAccountReferencesRequest.ProtoReflect.Descriptor instead.
 func (*SuggestAccountReferencesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SuggestAccountReferencesRequest) GetAccountReference() string {
@@ -1687,7 +1793,7 @@ type SuggestAccountReferencesResponse struct {
 
 func (x *SuggestAccountReferencesResponse) Reset() {
 	*x = SuggestAccountReferencesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1805,7 @@ func (x *SuggestAccountReferencesResponse) String() string {
 func (*SuggestAccountReferencesResponse) ProtoMessage() {}
 
 func (x *SuggestAccountReferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1818,7 @@ func (x *SuggestAccountReferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestAccountReferencesResponse.ProtoReflect.Descriptor instead.
 func (*SuggestAccountReferencesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SuggestAccountReferencesResponse) GetAccountReferences() []string {
@@ -1740,7 +1846,7 @@ type PutProfileRequest struct {
 
 func (x *PutProfileRequest) Reset() {
 	*x = PutProfileRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1858,7 @@ func (x *PutProfileRequest) String() string {
 func (*PutProfileRequest) ProtoMessage() {}
 
 func (x *PutProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1871,7 @@ func (x *PutProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfileRequest.ProtoReflect.Descriptor instead.
 func (*PutProfileRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PutProfileRequest) GetOwnerKind() OwnerKind {
@@ -1833,7 +1939,7 @@ type PutProfileResponse struct {
 
 func (x *PutProfileResponse) Reset() {
 	*x = PutProfileResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1951,7 @@ func (x *PutProfileResponse) String() string {
 func (*PutProfileResponse) ProtoMessage() {}
 
 func (x *PutProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1964,7 @@ func (x *PutProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfileResponse.ProtoReflect.Descriptor instead.
 func (*PutProfileResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PutProfileResponse) GetProfile() *Profile {
@@ -1883,7 +1989,7 @@ type PutProfilePhotoRequest struct {
 
 func (x *PutProfilePhotoRequest) Reset() {
 	*x = PutProfilePhotoRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2001,7 @@ func (x *PutProfilePhotoRequest) String() string {
 func (*PutProfilePhotoRequest) ProtoMessage() {}
 
 func (x *PutProfilePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2014,7 @@ func (x *PutProfilePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfilePhotoRequest.ProtoReflect.Descriptor instead.
 func (*PutProfilePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PutProfilePhotoRequest) GetOwnerKind() OwnerKind {
@@ -1941,7 +2047,7 @@ type PutProfilePhotoResponse struct {
 
 func (x *PutProfilePhotoResponse) Reset() {
 	*x = PutProfilePhotoResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2059,7 @@ func (x *PutProfilePhotoResponse) String() string {
 func (*PutProfilePhotoResponse) ProtoMessage() {}
 
 func (x *PutProfilePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2072,7 @@ func (x *PutProfilePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutProfilePhotoResponse.ProtoReflect.Descriptor instead.
 func (*PutProfilePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PutProfilePhotoResponse) GetProfile() *Profile {
@@ -1986,7 +2092,7 @@ type GetProfilePhotoRequest struct {
 
 func (x *GetProfilePhotoRequest) Reset() {
 	*x = GetProfilePhotoRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2104,7 @@ func (x *GetProfilePhotoRequest) String() string {
 func (*GetProfilePhotoRequest) ProtoMessage() {}
 
 func (x *GetProfilePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2117,7 @@ func (x *GetProfilePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilePhotoRequest.ProtoReflect.Descriptor instead.
 func (*GetProfilePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetProfilePhotoRequest) GetOwnerKind() OwnerKind {
@@ -2041,7 +2147,7 @@ type GetProfilePhotoResponse struct {
 
 func (x *GetProfilePhotoResponse) Reset() {
 	*x = GetProfilePhotoResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2159,7 @@ func (x *GetProfilePhotoResponse) String() string {
 func (*GetProfilePhotoResponse) ProtoMessage() {}
 
 func (x *GetProfilePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2172,7 @@ func (x *GetProfilePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilePhotoResponse.ProtoReflect.Descriptor instead.
 func (*GetProfilePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetProfilePhotoResponse) GetImage() []byte {
@@ -2100,7 +2206,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2218,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2231,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetProfileRequest) GetOwnerKind() OwnerKind {
@@ -2151,7 +2257,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2269,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2282,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetProfileResponse) GetProfile() *Profile {
@@ -2196,7 +2302,7 @@ type AddVenueStaffRequest struct {
 
 func (x *AddVenueStaffRequest) Reset() {
 	*x = AddVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2314,7 @@ func (x *AddVenueStaffRequest) String() string {
 func (*AddVenueStaffRequest) ProtoMessage() {}
 
 func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2327,7 @@ func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AddVenueStaffRequest) GetVenueId() string {
@@ -2246,7 +2352,7 @@ type AddVenueStaffResponse struct {
 
 func (x *AddVenueStaffResponse) Reset() {
 	*x = AddVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2364,7 @@ func (x *AddVenueStaffResponse) String() string {
 func (*AddVenueStaffResponse) ProtoMessage() {}
 
 func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2377,7 @@ func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
 }
 
 type RemoveVenueStaffRequest struct {
@@ -2284,7 +2390,7 @@ type RemoveVenueStaffRequest struct {
 
 func (x *RemoveVenueStaffRequest) Reset() {
 	*x = RemoveVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2402,7 @@ func (x *RemoveVenueStaffRequest) String() string {
 func (*RemoveVenueStaffRequest) ProtoMessage() {}
 
 func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2415,7 @@ func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveVenueStaffRequest) GetVenueId() string {
@@ -2336,7 +2442,7 @@ type RemoveVenueStaffResponse struct {
 
 func (x *RemoveVenueStaffResponse) Reset() {
 	*x = RemoveVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2454,7 @@ func (x *RemoveVenueStaffResponse) String() string {
 func (*RemoveVenueStaffResponse) ProtoMessage() {}
 
 func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2467,7 @@ func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveVenueStaffResponse) GetRevokedCodes() int32 {
@@ -2380,7 +2486,7 @@ type SearchVenuesRequest struct {
 
 func (x *SearchVenuesRequest) Reset() {
 	*x = SearchVenuesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2498,7 @@ func (x *SearchVenuesRequest) String() string {
 func (*SearchVenuesRequest) ProtoMessage() {}
 
 func (x *SearchVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2511,7 @@ func (x *SearchVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchVenuesRequest.ProtoReflect.Descriptor instead.
 func (*SearchVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SearchVenuesRequest) GetQuery() string {
@@ -2425,7 +2531,7 @@ type SearchVenuesResponse struct {
 
 func (x *SearchVenuesResponse) Reset() {
 	*x = SearchVenuesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2543,7 @@ func (x *SearchVenuesResponse) String() string {
 func (*SearchVenuesResponse) ProtoMessage() {}
 
 func (x *SearchVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2556,7 @@ func (x *SearchVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchVenuesResponse.ProtoReflect.Descriptor instead.
 func (*SearchVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SearchVenuesResponse) GetVenues() []*Profile {
@@ -2468,7 +2574,7 @@ type ListManagedVenuesRequest struct {
 
 func (x *ListManagedVenuesRequest) Reset() {
 	*x = ListManagedVenuesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2586,7 @@ func (x *ListManagedVenuesRequest) String() string {
 func (*ListManagedVenuesRequest) ProtoMessage() {}
 
 func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2599,7 @@ func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
 }
 
 type ListManagedVenuesResponse struct {
@@ -2506,7 +2612,7 @@ type ListManagedVenuesResponse struct {
 
 func (x *ListManagedVenuesResponse) Reset() {
 	*x = ListManagedVenuesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2624,7 @@ func (x *ListManagedVenuesResponse) String() string {
 func (*ListManagedVenuesResponse) ProtoMessage() {}
 
 func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2637,7 @@ func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListManagedVenuesResponse) GetVenues() []*Profile {
@@ -2554,7 +2660,7 @@ type LinkPartnerRequest struct {
 
 func (x *LinkPartnerRequest) Reset() {
 	*x = LinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2672,7 @@ func (x *LinkPartnerRequest) String() string {
 func (*LinkPartnerRequest) ProtoMessage() {}
 
 func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2685,7 @@ func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*LinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LinkPartnerRequest) GetKeyId() string {
@@ -2612,7 +2718,7 @@ type LinkPartnerResponse struct {
 
 func (x *LinkPartnerResponse) Reset() {
 	*x = LinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2730,7 @@ func (x *LinkPartnerResponse) String() string {
 func (*LinkPartnerResponse) ProtoMessage() {}
 
 func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2743,7 @@ func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*LinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LinkPartnerResponse) GetLink() *PartnerLink {
@@ -2658,7 +2764,7 @@ type UnlinkPartnerRequest struct {
 
 func (x *UnlinkPartnerRequest) Reset() {
 	*x = UnlinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2776,7 @@ func (x *UnlinkPartnerRequest) String() string {
 func (*UnlinkPartnerRequest) ProtoMessage() {}
 
 func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[48]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2789,7 @@ func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UnlinkPartnerRequest) GetKeyId() string {
@@ -2716,7 +2822,7 @@ type UnlinkPartnerResponse struct {
 
 func (x *UnlinkPartnerResponse) Reset() {
 	*x = UnlinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +2834,7 @@ func (x *UnlinkPartnerResponse) String() string {
 func (*UnlinkPartnerResponse) ProtoMessage() {}
 
 func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[49]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +2847,7 @@ func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UnlinkPartnerResponse) GetLink() *PartnerLink {
@@ -2763,7 +2869,7 @@ type ListPartnerLinksRequest struct {
 
 func (x *ListPartnerLinksRequest) Reset() {
 	*x = ListPartnerLinksRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2881,7 @@ func (x *ListPartnerLinksRequest) String() string {
 func (*ListPartnerLinksRequest) ProtoMessage() {}
 
 func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[50]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2894,7 @@ func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListPartnerLinksRequest) GetOwnerKind() OwnerKind {
@@ -2822,7 +2928,7 @@ type ListPartnerLinksResponse struct {
 
 func (x *ListPartnerLinksResponse) Reset() {
 	*x = ListPartnerLinksResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +2940,7 @@ func (x *ListPartnerLinksResponse) String() string {
 func (*ListPartnerLinksResponse) ProtoMessage() {}
 
 func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[51]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +2953,7 @@ func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListPartnerLinksResponse) GetLinks() []*PartnerLink {
@@ -2877,7 +2983,7 @@ type CheckPartnerLinkRequest struct {
 
 func (x *CheckPartnerLinkRequest) Reset() {
 	*x = CheckPartnerLinkRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +2995,7 @@ func (x *CheckPartnerLinkRequest) String() string {
 func (*CheckPartnerLinkRequest) ProtoMessage() {}
 
 func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[52]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3008,7 @@ func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkRequest.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CheckPartnerLinkRequest) GetKeyId() string {
@@ -2938,7 +3044,7 @@ type CheckPartnerLinkResponse struct {
 
 func (x *CheckPartnerLinkResponse) Reset() {
 	*x = CheckPartnerLinkResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2950,7 +3056,7 @@ func (x *CheckPartnerLinkResponse) String() string {
 func (*CheckPartnerLinkResponse) ProtoMessage() {}
 
 func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[53]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2963,7 +3069,7 @@ func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkResponse.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CheckPartnerLinkResponse) GetLinked() bool {
@@ -3014,7 +3120,13 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x19RemoveVenueManagerRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"\x1c\n" +
-	"\x1aRemoveVenueManagerResponse\"\xe5\x02\n" +
+	"\x1aRemoveVenueManagerResponse\"}\n" +
+	"\x14SetVenueStaffRequest\x12#\n" +
+	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12%\n" +
+	"\tworker_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\x12\x19\n" +
+	"\bon_staff\x18\x03 \x01(\bR\aonStaff\"<\n" +
+	"\x15SetVenueStaffResponse\x12#\n" +
+	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes\"\xe5\x02\n" +
 	"\x13CreateQrCodeRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
@@ -3232,14 +3344,15 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x12w\n" +
 	"\vLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12}\n" +
 	"\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12\x8f\x01\n" +
-	"\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse\"0\xca\xf3\x18)\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\aqr:read\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\x92\x05\n" +
+	"\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse\"0\xca\xf3\x18)\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\aqr:read\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\xed\x05\n" +
 	"\x11QrInternalService\x12q\n" +
 	"\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse\"\x03\x90\x02\x01\x12\\\n" +
 	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01\x12b\n" +
 	"\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse\"\x03\x90\x02\x01\x12_\n" +
 	"\x0fAddVenueManager\x12\".ttip.qr.v1.AddVenueManagerRequest\x1a#.ttip.qr.v1.AddVenueManagerResponse\"\x03\x90\x02\x02\x12c\n" +
-	"\x12RemoveVenueManager\x12%.ttip.qr.v1.RemoveVenueManagerRequest\x1a&.ttip.qr.v1.RemoveVenueManagerResponse\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
+	"\x12RemoveVenueManager\x12%.ttip.qr.v1.RemoveVenueManagerRequest\x1a&.ttip.qr.v1.RemoveVenueManagerResponse\x12Y\n" +
+	"\rSetVenueStaff\x12 .ttip.qr.v1.SetVenueStaffRequest\x1a!.ttip.qr.v1.SetVenueStaffResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
 	"\x0ecom.ttip.qr.v1B\x0eQrServiceProtoP\x01Z/github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1;qrv1\xa2\x02\x03TQX\xaa\x02\n" +
 	"Ttip.Qr.V1\xca\x02\n" +
 	"Ttip\\Qr\\V1\xe2\x02\x16Ttip\\Qr\\V1\\GPBMetadata\xea\x02\fTtip::Qr::V1b\x06proto3"
@@ -3256,7 +3369,7 @@ func file_ttip_qr_v1_qr_service_proto_rawDescGZIP() []byte {
 	return file_ttip_qr_v1_qr_service_proto_rawDescData
 }
 
-var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*GetVenueAccessRequest)(nil),            // 0: ttip.qr.v1.GetVenueAccessRequest
 	(*GetVenueAccessResponse)(nil),           // 1: ttip.qr.v1.GetVenueAccessResponse
@@ -3264,164 +3377,168 @@ var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*AddVenueManagerResponse)(nil),          // 3: ttip.qr.v1.AddVenueManagerResponse
 	(*RemoveVenueManagerRequest)(nil),        // 4: ttip.qr.v1.RemoveVenueManagerRequest
 	(*RemoveVenueManagerResponse)(nil),       // 5: ttip.qr.v1.RemoveVenueManagerResponse
-	(*CreateQrCodeRequest)(nil),              // 6: ttip.qr.v1.CreateQrCodeRequest
-	(*CreateQrCodeResponse)(nil),             // 7: ttip.qr.v1.CreateQrCodeResponse
-	(*GetQrCodeRequest)(nil),                 // 8: ttip.qr.v1.GetQrCodeRequest
-	(*GetQrCodeResponse)(nil),                // 9: ttip.qr.v1.GetQrCodeResponse
-	(*ListQrCodesRequest)(nil),               // 10: ttip.qr.v1.ListQrCodesRequest
-	(*ListQrCodesResponse)(nil),              // 11: ttip.qr.v1.ListQrCodesResponse
-	(*ResolveQrCodeRequest)(nil),             // 12: ttip.qr.v1.ResolveQrCodeRequest
-	(*ResolveQrCodeResponse)(nil),            // 13: ttip.qr.v1.ResolveQrCodeResponse
-	(*RenderQrCodeRequest)(nil),              // 14: ttip.qr.v1.RenderQrCodeRequest
-	(*RenderQrCodeResponse)(nil),             // 15: ttip.qr.v1.RenderQrCodeResponse
-	(*RotateQrCodeRequest)(nil),              // 16: ttip.qr.v1.RotateQrCodeRequest
-	(*RotateQrCodeResponse)(nil),             // 17: ttip.qr.v1.RotateQrCodeResponse
-	(*RevokeQrCodeRequest)(nil),              // 18: ttip.qr.v1.RevokeQrCodeRequest
-	(*RevokeQrCodeResponse)(nil),             // 19: ttip.qr.v1.RevokeQrCodeResponse
-	(*GetOfflinePayloadRequest)(nil),         // 20: ttip.qr.v1.GetOfflinePayloadRequest
-	(*GetOfflinePayloadResponse)(nil),        // 21: ttip.qr.v1.GetOfflinePayloadResponse
-	(*RecordScanRequest)(nil),                // 22: ttip.qr.v1.RecordScanRequest
-	(*RecordScanResponse)(nil),               // 23: ttip.qr.v1.RecordScanResponse
-	(*GetScanStatsRequest)(nil),              // 24: ttip.qr.v1.GetScanStatsRequest
-	(*GetScanStatsResponse)(nil),             // 25: ttip.qr.v1.GetScanStatsResponse
-	(*MatchAccountReferenceRequest)(nil),     // 26: ttip.qr.v1.MatchAccountReferenceRequest
-	(*MatchAccountReferenceResponse)(nil),    // 27: ttip.qr.v1.MatchAccountReferenceResponse
-	(*SuggestAccountReferencesRequest)(nil),  // 28: ttip.qr.v1.SuggestAccountReferencesRequest
-	(*SuggestAccountReferencesResponse)(nil), // 29: ttip.qr.v1.SuggestAccountReferencesResponse
-	(*PutProfileRequest)(nil),                // 30: ttip.qr.v1.PutProfileRequest
-	(*PutProfileResponse)(nil),               // 31: ttip.qr.v1.PutProfileResponse
-	(*PutProfilePhotoRequest)(nil),           // 32: ttip.qr.v1.PutProfilePhotoRequest
-	(*PutProfilePhotoResponse)(nil),          // 33: ttip.qr.v1.PutProfilePhotoResponse
-	(*GetProfilePhotoRequest)(nil),           // 34: ttip.qr.v1.GetProfilePhotoRequest
-	(*GetProfilePhotoResponse)(nil),          // 35: ttip.qr.v1.GetProfilePhotoResponse
-	(*GetProfileRequest)(nil),                // 36: ttip.qr.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),               // 37: ttip.qr.v1.GetProfileResponse
-	(*AddVenueStaffRequest)(nil),             // 38: ttip.qr.v1.AddVenueStaffRequest
-	(*AddVenueStaffResponse)(nil),            // 39: ttip.qr.v1.AddVenueStaffResponse
-	(*RemoveVenueStaffRequest)(nil),          // 40: ttip.qr.v1.RemoveVenueStaffRequest
-	(*RemoveVenueStaffResponse)(nil),         // 41: ttip.qr.v1.RemoveVenueStaffResponse
-	(*SearchVenuesRequest)(nil),              // 42: ttip.qr.v1.SearchVenuesRequest
-	(*SearchVenuesResponse)(nil),             // 43: ttip.qr.v1.SearchVenuesResponse
-	(*ListManagedVenuesRequest)(nil),         // 44: ttip.qr.v1.ListManagedVenuesRequest
-	(*ListManagedVenuesResponse)(nil),        // 45: ttip.qr.v1.ListManagedVenuesResponse
-	(*LinkPartnerRequest)(nil),               // 46: ttip.qr.v1.LinkPartnerRequest
-	(*LinkPartnerResponse)(nil),              // 47: ttip.qr.v1.LinkPartnerResponse
-	(*UnlinkPartnerRequest)(nil),             // 48: ttip.qr.v1.UnlinkPartnerRequest
-	(*UnlinkPartnerResponse)(nil),            // 49: ttip.qr.v1.UnlinkPartnerResponse
-	(*ListPartnerLinksRequest)(nil),          // 50: ttip.qr.v1.ListPartnerLinksRequest
-	(*ListPartnerLinksResponse)(nil),         // 51: ttip.qr.v1.ListPartnerLinksResponse
-	(*CheckPartnerLinkRequest)(nil),          // 52: ttip.qr.v1.CheckPartnerLinkRequest
-	(*CheckPartnerLinkResponse)(nil),         // 53: ttip.qr.v1.CheckPartnerLinkResponse
-	(OwnerKind)(0),                           // 54: ttip.qr.v1.OwnerKind
-	(*DynamicParameters)(nil),                // 55: ttip.qr.v1.DynamicParameters
-	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
-	(*QrCode)(nil),                           // 57: ttip.qr.v1.QrCode
-	(*v1.PageRequest)(nil),                   // 58: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                  // 59: ttip.common.v1.PageResponse
-	(*TipTarget)(nil),                        // 60: ttip.qr.v1.TipTarget
-	(ImageFormat)(0),                         // 61: ttip.qr.v1.ImageFormat
-	(ErrorCorrection)(0),                     // 62: ttip.qr.v1.ErrorCorrection
-	(*OfflinePayload)(nil),                   // 63: ttip.qr.v1.OfflinePayload
-	(*ScanStats)(nil),                        // 64: ttip.qr.v1.ScanStats
-	(QrCodeStatus)(0),                        // 65: ttip.qr.v1.QrCodeStatus
-	(*Profile)(nil),                          // 66: ttip.qr.v1.Profile
-	(*PartnerLink)(nil),                      // 67: ttip.qr.v1.PartnerLink
+	(*SetVenueStaffRequest)(nil),             // 6: ttip.qr.v1.SetVenueStaffRequest
+	(*SetVenueStaffResponse)(nil),            // 7: ttip.qr.v1.SetVenueStaffResponse
+	(*CreateQrCodeRequest)(nil),              // 8: ttip.qr.v1.CreateQrCodeRequest
+	(*CreateQrCodeResponse)(nil),             // 9: ttip.qr.v1.CreateQrCodeResponse
+	(*GetQrCodeRequest)(nil),                 // 10: ttip.qr.v1.GetQrCodeRequest
+	(*GetQrCodeResponse)(nil),                // 11: ttip.qr.v1.GetQrCodeResponse
+	(*ListQrCodesRequest)(nil),               // 12: ttip.qr.v1.ListQrCodesRequest
+	(*ListQrCodesResponse)(nil),              // 13: ttip.qr.v1.ListQrCodesResponse
+	(*ResolveQrCodeRequest)(nil),             // 14: ttip.qr.v1.ResolveQrCodeRequest
+	(*ResolveQrCodeResponse)(nil),            // 15: ttip.qr.v1.ResolveQrCodeResponse
+	(*RenderQrCodeRequest)(nil),              // 16: ttip.qr.v1.RenderQrCodeRequest
+	(*RenderQrCodeResponse)(nil),             // 17: ttip.qr.v1.RenderQrCodeResponse
+	(*RotateQrCodeRequest)(nil),              // 18: ttip.qr.v1.RotateQrCodeRequest
+	(*RotateQrCodeResponse)(nil),             // 19: ttip.qr.v1.RotateQrCodeResponse
+	(*RevokeQrCodeRequest)(nil),              // 20: ttip.qr.v1.RevokeQrCodeRequest
+	(*RevokeQrCodeResponse)(nil),             // 21: ttip.qr.v1.RevokeQrCodeResponse
+	(*GetOfflinePayloadRequest)(nil),         // 22: ttip.qr.v1.GetOfflinePayloadRequest
+	(*GetOfflinePayloadResponse)(nil),        // 23: ttip.qr.v1.GetOfflinePayloadResponse
+	(*RecordScanRequest)(nil),                // 24: ttip.qr.v1.RecordScanRequest
+	(*RecordScanResponse)(nil),               // 25: ttip.qr.v1.RecordScanResponse
+	(*GetScanStatsRequest)(nil),              // 26: ttip.qr.v1.GetScanStatsRequest
+	(*GetScanStatsResponse)(nil),             // 27: ttip.qr.v1.GetScanStatsResponse
+	(*MatchAccountReferenceRequest)(nil),     // 28: ttip.qr.v1.MatchAccountReferenceRequest
+	(*MatchAccountReferenceResponse)(nil),    // 29: ttip.qr.v1.MatchAccountReferenceResponse
+	(*SuggestAccountReferencesRequest)(nil),  // 30: ttip.qr.v1.SuggestAccountReferencesRequest
+	(*SuggestAccountReferencesResponse)(nil), // 31: ttip.qr.v1.SuggestAccountReferencesResponse
+	(*PutProfileRequest)(nil),                // 32: ttip.qr.v1.PutProfileRequest
+	(*PutProfileResponse)(nil),               // 33: ttip.qr.v1.PutProfileResponse
+	(*PutProfilePhotoRequest)(nil),           // 34: ttip.qr.v1.PutProfilePhotoRequest
+	(*PutProfilePhotoResponse)(nil),          // 35: ttip.qr.v1.PutProfilePhotoResponse
+	(*GetProfilePhotoRequest)(nil),           // 36: ttip.qr.v1.GetProfilePhotoRequest
+	(*GetProfilePhotoResponse)(nil),          // 37: ttip.qr.v1.GetProfilePhotoResponse
+	(*GetProfileRequest)(nil),                // 38: ttip.qr.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),               // 39: ttip.qr.v1.GetProfileResponse
+	(*AddVenueStaffRequest)(nil),             // 40: ttip.qr.v1.AddVenueStaffRequest
+	(*AddVenueStaffResponse)(nil),            // 41: ttip.qr.v1.AddVenueStaffResponse
+	(*RemoveVenueStaffRequest)(nil),          // 42: ttip.qr.v1.RemoveVenueStaffRequest
+	(*RemoveVenueStaffResponse)(nil),         // 43: ttip.qr.v1.RemoveVenueStaffResponse
+	(*SearchVenuesRequest)(nil),              // 44: ttip.qr.v1.SearchVenuesRequest
+	(*SearchVenuesResponse)(nil),             // 45: ttip.qr.v1.SearchVenuesResponse
+	(*ListManagedVenuesRequest)(nil),         // 46: ttip.qr.v1.ListManagedVenuesRequest
+	(*ListManagedVenuesResponse)(nil),        // 47: ttip.qr.v1.ListManagedVenuesResponse
+	(*LinkPartnerRequest)(nil),               // 48: ttip.qr.v1.LinkPartnerRequest
+	(*LinkPartnerResponse)(nil),              // 49: ttip.qr.v1.LinkPartnerResponse
+	(*UnlinkPartnerRequest)(nil),             // 50: ttip.qr.v1.UnlinkPartnerRequest
+	(*UnlinkPartnerResponse)(nil),            // 51: ttip.qr.v1.UnlinkPartnerResponse
+	(*ListPartnerLinksRequest)(nil),          // 52: ttip.qr.v1.ListPartnerLinksRequest
+	(*ListPartnerLinksResponse)(nil),         // 53: ttip.qr.v1.ListPartnerLinksResponse
+	(*CheckPartnerLinkRequest)(nil),          // 54: ttip.qr.v1.CheckPartnerLinkRequest
+	(*CheckPartnerLinkResponse)(nil),         // 55: ttip.qr.v1.CheckPartnerLinkResponse
+	(OwnerKind)(0),                           // 56: ttip.qr.v1.OwnerKind
+	(*DynamicParameters)(nil),                // 57: ttip.qr.v1.DynamicParameters
+	(*timestamppb.Timestamp)(nil),            // 58: google.protobuf.Timestamp
+	(*QrCode)(nil),                           // 59: ttip.qr.v1.QrCode
+	(*v1.PageRequest)(nil),                   // 60: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                  // 61: ttip.common.v1.PageResponse
+	(*TipTarget)(nil),                        // 62: ttip.qr.v1.TipTarget
+	(ImageFormat)(0),                         // 63: ttip.qr.v1.ImageFormat
+	(ErrorCorrection)(0),                     // 64: ttip.qr.v1.ErrorCorrection
+	(*OfflinePayload)(nil),                   // 65: ttip.qr.v1.OfflinePayload
+	(*ScanStats)(nil),                        // 66: ttip.qr.v1.ScanStats
+	(QrCodeStatus)(0),                        // 67: ttip.qr.v1.QrCodeStatus
+	(*Profile)(nil),                          // 68: ttip.qr.v1.Profile
+	(*PartnerLink)(nil),                      // 69: ttip.qr.v1.PartnerLink
 }
 var file_ttip_qr_v1_qr_service_proto_depIdxs = []int32{
-	54, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	55, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
-	56, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	57, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	58, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
-	54, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	57, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
-	59, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
-	60, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
-	61, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
-	62, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
-	57, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	57, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	63, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
-	60, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
-	56, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
-	56, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
-	64, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
-	65, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
-	54, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	66, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	54, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	66, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
-	54, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	54, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	66, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	66, // 27: ttip.qr.v1.SearchVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	66, // 28: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	54, // 29: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	67, // 30: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	54, // 31: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	67, // 32: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	54, // 33: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	58, // 34: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 35: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
-	59, // 36: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
-	54, // 37: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
-	6,  // 38: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
-	8,  // 39: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
-	10, // 40: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
-	12, // 41: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
-	14, // 42: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
-	16, // 43: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
-	18, // 44: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
-	20, // 45: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
-	22, // 46: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
-	24, // 47: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
-	30, // 48: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
-	32, // 49: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
-	34, // 50: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
-	36, // 51: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
-	38, // 52: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
-	40, // 53: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
-	42, // 54: ttip.qr.v1.QrService.SearchVenues:input_type -> ttip.qr.v1.SearchVenuesRequest
-	44, // 55: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
-	46, // 56: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
-	48, // 57: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
-	50, // 58: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
-	26, // 59: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
-	28, // 60: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
+	56, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	57, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
+	58, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	59, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	60, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
+	56, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	59, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
+	61, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
+	62, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
+	63, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
+	64, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
+	59, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	59, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	65, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
+	62, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
+	58, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
+	58, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
+	66, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
+	67, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
+	56, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	68, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	56, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	68, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
+	56, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	56, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	68, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	68, // 27: ttip.qr.v1.SearchVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	68, // 28: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	56, // 29: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	69, // 30: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	56, // 31: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	69, // 32: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	56, // 33: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	60, // 34: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
+	69, // 35: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
+	61, // 36: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
+	56, // 37: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
+	8,  // 38: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
+	10, // 39: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
+	12, // 40: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
+	14, // 41: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
+	16, // 42: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
+	18, // 43: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
+	20, // 44: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
+	22, // 45: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
+	24, // 46: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
+	26, // 47: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
+	32, // 48: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
+	34, // 49: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
+	36, // 50: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
+	38, // 51: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
+	40, // 52: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
+	42, // 53: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
+	44, // 54: ttip.qr.v1.QrService.SearchVenues:input_type -> ttip.qr.v1.SearchVenuesRequest
+	46, // 55: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
+	48, // 56: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
+	50, // 57: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
+	52, // 58: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
+	28, // 59: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
+	30, // 60: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
 	0,  // 61: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
-	52, // 62: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
+	54, // 62: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
 	2,  // 63: ttip.qr.v1.QrInternalService.AddVenueManager:input_type -> ttip.qr.v1.AddVenueManagerRequest
 	4,  // 64: ttip.qr.v1.QrInternalService.RemoveVenueManager:input_type -> ttip.qr.v1.RemoveVenueManagerRequest
-	7,  // 65: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
-	9,  // 66: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
-	11, // 67: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
-	13, // 68: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
-	15, // 69: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
-	17, // 70: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
-	19, // 71: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
-	21, // 72: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
-	23, // 73: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
-	25, // 74: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
-	31, // 75: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
-	33, // 76: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
-	35, // 77: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
-	37, // 78: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
-	39, // 79: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
-	41, // 80: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
-	43, // 81: ttip.qr.v1.QrService.SearchVenues:output_type -> ttip.qr.v1.SearchVenuesResponse
-	45, // 82: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
-	47, // 83: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
-	49, // 84: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
-	51, // 85: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
-	27, // 86: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
-	29, // 87: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
-	1,  // 88: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
-	53, // 89: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
-	3,  // 90: ttip.qr.v1.QrInternalService.AddVenueManager:output_type -> ttip.qr.v1.AddVenueManagerResponse
-	5,  // 91: ttip.qr.v1.QrInternalService.RemoveVenueManager:output_type -> ttip.qr.v1.RemoveVenueManagerResponse
-	65, // [65:92] is the sub-list for method output_type
-	38, // [38:65] is the sub-list for method input_type
+	6,  // 65: ttip.qr.v1.QrInternalService.SetVenueStaff:input_type -> ttip.qr.v1.SetVenueStaffRequest
+	9,  // 66: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
+	11, // 67: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
+	13, // 68: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
+	15, // 69: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
+	17, // 70: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
+	19, // 71: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
+	21, // 72: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
+	23, // 73: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
+	25, // 74: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
+	27, // 75: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
+	33, // 76: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
+	35, // 77: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
+	37, // 78: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
+	39, // 79: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
+	41, // 80: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
+	43, // 81: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
+	45, // 82: ttip.qr.v1.QrService.SearchVenues:output_type -> ttip.qr.v1.SearchVenuesResponse
+	47, // 83: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
+	49, // 84: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
+	51, // 85: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
+	53, // 86: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
+	29, // 87: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
+	31, // 88: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
+	1,  // 89: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
+	55, // 90: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
+	3,  // 91: ttip.qr.v1.QrInternalService.AddVenueManager:output_type -> ttip.qr.v1.AddVenueManagerResponse
+	5,  // 92: ttip.qr.v1.QrInternalService.RemoveVenueManager:output_type -> ttip.qr.v1.RemoveVenueManagerResponse
+	7,  // 93: ttip.qr.v1.QrInternalService.SetVenueStaff:output_type -> ttip.qr.v1.SetVenueStaffResponse
+	66, // [66:94] is the sub-list for method output_type
+	38, // [38:66] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -3433,22 +3550,22 @@ func file_ttip_qr_v1_qr_service_proto_init() {
 		return
 	}
 	file_ttip_qr_v1_qr_proto_init()
-	file_ttip_qr_v1_qr_service_proto_msgTypes[12].OneofWrappers = []any{
+	file_ttip_qr_v1_qr_service_proto_msgTypes[14].OneofWrappers = []any{
 		(*ResolveQrCodeRequest_ShortCode)(nil),
 		(*ResolveQrCodeRequest_Payload)(nil),
 	}
-	file_ttip_qr_v1_qr_service_proto_msgTypes[22].OneofWrappers = []any{
+	file_ttip_qr_v1_qr_service_proto_msgTypes[24].OneofWrappers = []any{
 		(*RecordScanRequest_ShortCode)(nil),
 		(*RecordScanRequest_Payload)(nil),
 	}
-	file_ttip_qr_v1_qr_service_proto_msgTypes[30].OneofWrappers = []any{}
+	file_ttip_qr_v1_qr_service_proto_msgTypes[32].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_service_proto_rawDesc), len(file_ttip_qr_v1_qr_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

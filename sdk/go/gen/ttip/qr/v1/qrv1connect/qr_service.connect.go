@@ -101,6 +101,9 @@ const (
 	// QrInternalServiceRemoveVenueManagerProcedure is the fully-qualified name of the
 	// QrInternalService's RemoveVenueManager RPC.
 	QrInternalServiceRemoveVenueManagerProcedure = "/ttip.qr.v1.QrInternalService/RemoveVenueManager"
+	// QrInternalServiceSetVenueStaffProcedure is the fully-qualified name of the QrInternalService's
+	// SetVenueStaff RPC.
+	QrInternalServiceSetVenueStaffProcedure = "/ttip.qr.v1.QrInternalService/SetVenueStaff"
 )
 
 // QrServiceClient is a client for the ttip.qr.v1.QrService service.
@@ -817,6 +820,11 @@ type QrInternalServiceClient interface {
 	// Ends a user's management of a venue. FAILED_PRECONDITION for its last
 	// manager (a venue always has one); NOT_FOUND if they do not manage it.
 	RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error)
+	// Puts a worker on a venue's staff, or takes them off it and revokes their
+	// codes at the venue: the venue service's memberships, asked as the
+	// platform (not as the manager who sent the invitation, who may manage the
+	// venue no more). Idempotent. NOT_FOUND if no such venue.
+	SetVenueStaff(context.Context, *connect.Request[v1.SetVenueStaffRequest]) (*connect.Response[v1.SetVenueStaffResponse], error)
 }
 
 // NewQrInternalServiceClient constructs a client for the ttip.qr.v1.QrInternalService service. By
@@ -871,6 +879,13 @@ func NewQrInternalServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithSchema(qrInternalServiceMethods.ByName("RemoveVenueManager")),
 			connect.WithClientOptions(opts...),
 		),
+		setVenueStaff: connect.NewClient[v1.SetVenueStaffRequest, v1.SetVenueStaffResponse](
+			httpClient,
+			baseURL+QrInternalServiceSetVenueStaffProcedure,
+			connect.WithSchema(qrInternalServiceMethods.ByName("SetVenueStaff")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -882,6 +897,7 @@ type qrInternalServiceClient struct {
 	checkPartnerLink         *connect.Client[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse]
 	addVenueManager          *connect.Client[v1.AddVenueManagerRequest, v1.AddVenueManagerResponse]
 	removeVenueManager       *connect.Client[v1.RemoveVenueManagerRequest, v1.RemoveVenueManagerResponse]
+	setVenueStaff            *connect.Client[v1.SetVenueStaffRequest, v1.SetVenueStaffResponse]
 }
 
 // MatchAccountReference calls ttip.qr.v1.QrInternalService.MatchAccountReference.
@@ -914,6 +930,11 @@ func (c *qrInternalServiceClient) RemoveVenueManager(ctx context.Context, req *c
 	return c.removeVenueManager.CallUnary(ctx, req)
 }
 
+// SetVenueStaff calls ttip.qr.v1.QrInternalService.SetVenueStaff.
+func (c *qrInternalServiceClient) SetVenueStaff(ctx context.Context, req *connect.Request[v1.SetVenueStaffRequest]) (*connect.Response[v1.SetVenueStaffResponse], error) {
+	return c.setVenueStaff.CallUnary(ctx, req)
+}
+
 // QrInternalServiceHandler is an implementation of the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceHandler interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -934,6 +955,11 @@ type QrInternalServiceHandler interface {
 	// Ends a user's management of a venue. FAILED_PRECONDITION for its last
 	// manager (a venue always has one); NOT_FOUND if they do not manage it.
 	RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error)
+	// Puts a worker on a venue's staff, or takes them off it and revokes their
+	// codes at the venue: the venue service's memberships, asked as the
+	// platform (not as the manager who sent the invitation, who may manage the
+	// venue no more). Idempotent. NOT_FOUND if no such venue.
+	SetVenueStaff(context.Context, *connect.Request[v1.SetVenueStaffRequest]) (*connect.Response[v1.SetVenueStaffResponse], error)
 }
 
 // NewQrInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -984,6 +1010,13 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 		connect.WithSchema(qrInternalServiceMethods.ByName("RemoveVenueManager")),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrInternalServiceSetVenueStaffHandler := connect.NewUnaryHandler(
+		QrInternalServiceSetVenueStaffProcedure,
+		svc.SetVenueStaff,
+		connect.WithSchema(qrInternalServiceMethods.ByName("SetVenueStaff")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrInternalServiceMatchAccountReferenceProcedure:
@@ -998,6 +1031,8 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 			qrInternalServiceAddVenueManagerHandler.ServeHTTP(w, r)
 		case QrInternalServiceRemoveVenueManagerProcedure:
 			qrInternalServiceRemoveVenueManagerHandler.ServeHTTP(w, r)
+		case QrInternalServiceSetVenueStaffProcedure:
+			qrInternalServiceSetVenueStaffHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1029,4 +1064,8 @@ func (UnimplementedQrInternalServiceHandler) AddVenueManager(context.Context, *c
 
 func (UnimplementedQrInternalServiceHandler) RemoveVenueManager(context.Context, *connect.Request[v1.RemoveVenueManagerRequest]) (*connect.Response[v1.RemoveVenueManagerResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.RemoveVenueManager is not implemented"))
+}
+
+func (UnimplementedQrInternalServiceHandler) SetVenueStaff(context.Context, *connect.Request[v1.SetVenueStaffRequest]) (*connect.Response[v1.SetVenueStaffResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.SetVenueStaff is not implemented"))
 }

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueManagerRequest, AddVenueManagerResponse, AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueManagerRequest, RemoveVenueManagerResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SearchVenuesRequest, SearchVenuesResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueManagerRequest, AddVenueManagerResponse, AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueManagerRequest, RemoveVenueManagerResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SearchVenuesRequest, SearchVenuesResponse, SetVenueStaffRequest, SetVenueStaffResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -1900,6 +1900,15 @@ class QrInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def set_venue_staff(self, request: SetVenueStaffRequest, ctx: RequestContext[SetVenueStaffRequest, SetVenueStaffResponse], /) -> SetVenueStaffResponse:
+        """
+        Puts a worker on a venue's staff, or takes them off it and revokes their
+        codes at the venue: the venue service's memberships, asked as the
+        platform (not as the manager who sent the invitation, who may manage the
+        venue no more). Idempotent. NOT_FOUND if no such venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -1983,6 +1992,17 @@ class QrInternalServiceASGIApplication(ConnectASGIApplication[QrInternalService]
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.remove_venue_manager,
+                ),
+                "/ttip.qr.v1.QrInternalService/SetVenueStaff": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SetVenueStaff",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=SetVenueStaffRequest,
+                        output=SetVenueStaffResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.set_venue_staff,
                 ),
             },
             interceptors=interceptors,
@@ -2153,6 +2173,32 @@ class QrInternalServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def set_venue_staff(
+        self,
+        request: SetVenueStaffRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetVenueStaffResponse:
+        """
+        Puts a worker on a venue's staff, or takes them off it and revokes their
+        codes at the venue: the venue service's memberships, asked as the
+        platform (not as the manager who sent the invitation, who may manage the
+        venue no more). Idempotent. NOT_FOUND if no such venue.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetVenueStaff",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=SetVenueStaffRequest,
+                output=SetVenueStaffResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class QrInternalServiceSync(Protocol):
     """
@@ -2197,6 +2243,15 @@ class QrInternalServiceSync(Protocol):
         """
         Ends a user's management of a venue. FAILED_PRECONDITION for its last
         manager (a venue always has one); NOT_FOUND if they do not manage it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def set_venue_staff(self, request: SetVenueStaffRequest, ctx: RequestContext[SetVenueStaffRequest, SetVenueStaffResponse], /) -> SetVenueStaffResponse:
+        """
+        Puts a worker on a venue's staff, or takes them off it and revokes their
+        codes at the venue: the venue service's memberships, asked as the
+        platform (not as the manager who sent the invitation, who may manage the
+        venue no more). Idempotent. NOT_FOUND if no such venue.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2281,6 +2336,17 @@ class QrInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.remove_venue_manager,
+                ),
+                "/ttip.qr.v1.QrInternalService/SetVenueStaff": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SetVenueStaff",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=SetVenueStaffRequest,
+                        output=SetVenueStaffResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.set_venue_staff,
                 ),
             },
             interceptors=interceptors,
@@ -2446,6 +2512,32 @@ class QrInternalServiceClientSync(ConnectClientSync):
                 input=RemoveVenueManagerRequest,
                 output=RemoveVenueManagerResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def set_venue_staff(
+        self,
+        request: SetVenueStaffRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SetVenueStaffResponse:
+        """
+        Puts a worker on a venue's staff, or takes them off it and revokes their
+        codes at the venue: the venue service's memberships, asked as the
+        platform (not as the manager who sent the invitation, who may manage the
+        venue no more). Idempotent. NOT_FOUND if no such venue.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SetVenueStaff",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=SetVenueStaffRequest,
+                output=SetVenueStaffResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
                 stream_type=StreamType.UNARY,
             ),
             headers=headers,
