@@ -377,17 +377,23 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await otherRow.getByRole("button", { name: "No, keep it" }).click();
     assert.equal((await auth.listDevices({})).devices.length, 2, "kept");
     await otherRow.getByRole("button", { name: "Remove" }).click();
-    await otherRow.getByText("Remove Android? It can no longer approve withdrawals.").waitFor();
+    await otherRow.getByText("Remove Android? It is signed out and can no longer approve withdrawals.").waitFor();
     await otherRow.getByRole("button", { name: "Yes, remove it" }).click();
     await eventually("one device listed", async () => (await deviceRows.count()) === 1);
     assert.deepEqual((await auth.listDevices({})).devices.map((d) => d.deviceId), [ownDevice.deviceId]);
-    await assert.rejects(stepUp(), (e) => ConnectError.from(e).code === Code.NotFound, "a step-up from the removed phone is refused");
+    // The removed phone is signed out with it (the session that added its key): no step-up, no refresh, off the list.
+    await assert.rejects(stepUp(), (e) => ConnectError.from(e).code === Code.Unauthenticated, "a step-up from the removed phone is refused");
+    await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: other.refreshToken }), (e) => ConnectError.from(e).code === Code.Unauthenticated);
+    await eventually("the removed phone's session off the list", async () => (await sessionRows.count()) === 1);
 
-    // The other session: signed out, its refresh token refused.
+    // Another session: signed out, its refresh token refused.
+    const laptop = await h.tokens(worker);
+    await page.reload();
+    await eventually("two sessions listed", async () => (await sessionRows.count()) === 2);
     await sessionRows.filter({ hasNotText: "(this one)" }).getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("button", { name: "Yes, sign it out" }).click();
     await eventually("one session listed", async () => (await sessionRows.count()) === 1);
-    await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: other.refreshToken }), (e) => ConnectError.from(e).code === Code.Unauthenticated);
+    await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: laptop.refreshToken }), (e) => ConnectError.from(e).code === Code.Unauthenticated);
     assert.deepEqual((await auth.listSessions({})).sessions.map((s) => s.current), [true]);
 
     // This browser's own key: removed at auth and forgotten here, so the next withdrawal registers a new one.

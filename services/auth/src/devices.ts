@@ -9,7 +9,7 @@ import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
-import { requireSession, sessionState } from "./sessions.js";
+import { forgetSessions, requireSession, revokeSessions, sessionState } from "./sessions.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
 
@@ -78,6 +78,8 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
         `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING ${DEVICE_COLUMNS}`,
         [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
       );
+      // The session that added the key is on that phone: removing the device ends it (removeDevice).
+      await tx.query("UPDATE auth.sessions SET device_id = $2 WHERE session_id = $1 AND device_id IS NULL", [sessionId, rows[0].device_id]);
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
       await emitEvent(tx, "auth", DeviceRegisteredSchema, { userId: caller.subject, deviceId: rows[0].device_id, name: req.name });
@@ -99,14 +101,18 @@ function listDevicesHandler(core: AuthCore): Impl["listDevices"] {
 function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
   const { pool } = core.ctx;
   return async function (req, ctx) {
-    const { caller, ip } = await requireSession(core, ctx);
-    await withTransaction(pool, async (tx) => {
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
+    const ended = await withTransaction(pool, async (tx) => {
       await ownDevice(tx, req.deviceId, caller.subject);
       await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
       // Outstanding proofs from this device die with it.
       await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
       await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
+      // So do its sessions (a lost phone's), which could add a key of their own and approve withdrawals with it;
+      // not the remover's own, when they remove the phone they hold.
+      return revokeSessions(tx, "device_id = $1 AND session_id IS DISTINCT FROM $2::uuid", [req.deviceId, sessionId ?? null], "device removed");
     });
+    await forgetSessions(core, ended);
     return {};
   };
 }

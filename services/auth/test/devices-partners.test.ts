@@ -92,6 +92,23 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.ok(actions.includes(AuditAction.DEVICE_REGISTERED) && actions.includes(AuditAction.DEVICE_REMOVED));
   });
 
+  test("removing a device ends the sessions on that phone: the one that registered its key and those signed in naming it (a stolen phone adds no key of its own); the remover's session stays", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const stolen = await h.loginWithPin(phone, "4826");
+    const { device } = await h.api(stolen.accessToken).registerDevice({ name: "Old phone", publicKeyJwk: deviceKey().publicJwk });
+    const namedIt = await h.loginWithPin(phone, "4826", device!.deviceId);
+    const newPhone = await h.loginWithPin(phone, "4826");
+    await h.api(newPhone.accessToken).removeDevice({ deviceId: device!.deviceId });
+    for (const [name, s] of Object.entries({ stolen, namedIt })) {
+      assert.equal(await fails(h.api(s.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk })), Code.Unauthenticated, name);
+      assert.equal(await fails(h.api().refreshSession({ refreshToken: s.refreshToken })), Code.Unauthenticated, name);
+    }
+    assert.equal((await h.api(newPhone.accessToken).listDevices({})).devices.length, 0);
+    assert.equal((await h.api(newPhone.accessToken).listSessions({})).sessions.length, 2, "the sign-up's and the remover's");
+  });
+
   test("a payout's step-up token is spent on the payout's key: that payout's retry verifies again until the token expires, any other use is refused", async () => {
     const phone = testPhone();
     const signup = await h.signUp(phone);

@@ -99,7 +99,7 @@ test("devices that can approve withdrawals: this phone's key is marked; another 
   expect(browser).toHaveTextContent(/^Chrome on AndroidAdded .+Not used yetRemove$/);
 
   await fireEvent.press(screen.getByLabelText("Remove: Chrome on Android"));
-  expect(screen.getByTestId("device-ask")).toHaveTextContent("Remove Chrome on Android? It can no longer approve withdrawals.Yes, remove itNo, keep it");
+  expect(screen.getByTestId("device-ask")).toHaveTextContent("Remove Chrome on Android? It is signed out and can no longer approve withdrawals.Yes, remove itNo, keep it");
   expect(gw.count("RemoveDevice")).toBe(0);
   await fireEvent.press(screen.getByTestId("device-yes"));
   await waitFor(() => expect(screen.getAllByTestId("device-row")).toHaveLength(1));

@@ -17,6 +17,8 @@ export function DeviceKeys() {
   const { sessions, keyring } = useApp();
   const { t, locale } = useI18n();
   const list = useQuery(AuthService.method.listDevices, {});
+  // Removing another phone signs it out: the places signed in (SignedIn's query, shared) are read again.
+  const signedIn = useQuery(AuthService.method.listSessions, {});
   const remove = useMutation(AuthService.method.removeDevice);
   const userId = sessions.get()?.userId ?? "";
   const [own, setOwn] = useState<string>();
@@ -36,7 +38,7 @@ export function DeviceKeys() {
           await (await keyring()).forget(userId);
           setOwn(undefined);
         }
-        await list.refetch();
+        await Promise.all([list.refetch(), signedIn.refetch()]);
       }}
     />
   );

@@ -37,8 +37,11 @@ function useSessions() {
   return useQuery(AuthService.method.listSessions, {});
 }
 
-/** "Devices that can approve withdrawals": auth's device keys, this browser's marked; removing its own also forgets it here. */
-export function DeviceKeys({ devices }: { devices: Devices }) {
+/**
+ * "Devices that can approve withdrawals": auth's device keys, this browser's marked; removing its own also forgets it
+ * here. Removing another signs that phone out, so the places signed in are read again.
+ */
+export function DeviceKeys({ devices, sessions }: { devices: Devices; sessions: Sessions }) {
   const { t, locale } = useT();
   const remove = useMutation(AuthService.method.removeDevice);
   const rows = deviceRows(devices.list.data?.devices ?? [], devices.own, t("thisBrowser"), t, (ts) => shown(ts, locale));
@@ -54,7 +57,7 @@ export function DeviceKeys({ devices }: { devices: Devices }) {
           await forgetDeviceKey(session.userId);
           devices.setOwn(undefined);
         }
-        await devices.list.refetch();
+        await Promise.all([devices.list.refetch(), sessions.refetch()]);
       }}
     />
   );

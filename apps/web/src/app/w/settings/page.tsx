@@ -276,7 +276,7 @@ export default function Settings() {
         <input id="email" name="email" type="email" autoComplete="email" defaultValue={prefs.data?.preferences?.email ?? ""} />
       </Section>
 
-      <DeviceKeys devices={access.devices} />
+      <DeviceKeys devices={access.devices} sessions={access.sessions} />
       <SignedIn sessions={access.sessions} />
     </>
   );
