@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomInt } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -133,6 +134,10 @@ describe("auth: phone OTP, PIN and lockout", () => {
       assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: testPhone() })), Code.ResourceExhausted);
       // Another network still gets its codes.
       await limited.api(undefined, randomIp()).startPhoneVerification({ phone: testPhone() });
+      // An IPv6 client's /64 is one network: its 2^64 addresses are the client's to rotate through, call by call.
+      const net = `2001:db8:${randomInt(0x10000).toString(16)}:7`;
+      for (let i = 1; i <= 3; i++) await limited.api(undefined, `${net}::${i}`).startPhoneVerification({ phone: testPhone() });
+      assert.equal(await fails(limited.api(undefined, `${net}:0:0:0:4`).startPhoneVerification({ phone: testPhone() })), Code.ResourceExhausted);
     } finally {
       await limited.close();
     }
