@@ -230,6 +230,27 @@ describe("auth: phone OTP, PIN and lockout", () => {
     }
   });
 
+  test("a lockout whose write was lost (a crash after the last try was counted) is applied by the next try, and then passes: the account does not stay locked", async () => {
+    const phone = testPhone();
+    const { userId } = await h.signUpWithPin(phone, "4826");
+    const { challengeId, otp } = await h.startVerification(phone);
+    const step = await h.api().verifyPhoneOtp({ challengeId, otp });
+    // The fifth wrong try counted, and the lockout that should follow it never written.
+    await h.t.db.pool.query("UPDATE auth.users SET pin_failures = 5, updated_at = $2 WHERE user_id = $1", [userId, new Date(h.clock.now())]);
+    const tryPin = () => h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" });
+    // Within a moment of the count, that try may still be checking its PIN: "a moment", and nothing written.
+    assert.equal(await fails(tryPin()), Code.ResourceExhausted);
+    h.clock.advance(60_000);
+    const locked = await tryPin().catch((e: ConnectError) => e);
+    assert.ok(locked instanceof ConnectError && locked.code === Code.ResourceExhausted);
+    const wait = Number(locked.metadata.get("retry-after"));
+    assert.ok(wait >= 1 && wait <= 2, `the lockout the lost write held: ${wait} s`);
+    const audit = await h.t.db.pool.query("SELECT action FROM auth.audit_events WHERE user_id = $1", [userId]);
+    assert.equal(audit.rows.filter((r) => r.action === AuditAction.LOCKOUT).length, 1);
+    h.clock.advance(2_100);
+    assert.ok((await tryPin()).tokens?.accessToken, "the right PIN, once the lockout has passed");
+  });
+
   test("ChangePin needs the current PIN (wrong tries count toward the lockout); every other session opened with the old PIN ends", async () => {
     const phone = testPhone();
     const { tokens } = await h.signUpWithPin(phone, "4826");
