@@ -66,7 +66,9 @@ const unauthenticated = () => new UnauthenticatedError("refresh token is not val
 /**
  * Rotates a refresh token. A token that was already rotated is reuse: someone
  * holds a copy, so the whole family (the session) is revoked and both the
- * thief and the owner must sign in again.
+ * thief and the owner must sign in again. Except within a minute of its
+ * rotation while no later token was used (answerLost): a phone that never got
+ * the answer asks again, and is not signed out for it.
  */
 export async function refreshSession(core: AuthCore, refreshToken: string, ip: string): Promise<TokenPair> {
   const outcome = await withTransaction(core.ctx.pool, async (tx) => {
@@ -80,14 +82,17 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
     const row = rows[0];
     if (!row) return { kind: "unknown" as const };
     if (row.revoked_at || row.blocked_at) return { kind: "revoked" as const };
-    if (row.used_at) {
+    const now = new Date();
+    if (row.expires_at <= now || row.session_expires_at <= now) return { kind: "expired" as const };
+    if (row.used_at && (await answerLost(tx, sha256(refreshToken)))) {
+      // Its successor never reached the holder: replaced by a new one, which they get this time.
+      await tx.query("UPDATE auth.refresh_tokens SET used_at = now(), superseded_at = now() WHERE session_id = $1 AND used_at IS NULL", [row.session_id]);
+    } else if (row.used_at) {
       const revoked = await revokeSessions(tx, "session_id = $1", [row.session_id], "refresh token reuse");
       await audit(tx, AuditAction.REFRESH_REUSE_DETECTED, { userId: row.user_id, ip, detail: `session ${row.session_id} revoked` });
       return { kind: "reused" as const, revoked };
     }
-    const now = new Date();
-    if (row.expires_at <= now || row.session_expires_at <= now) return { kind: "expired" as const };
-    await tx.query("UPDATE auth.refresh_tokens SET used_at = now() WHERE token_hash = $1", [sha256(refreshToken)]);
+    await tx.query("UPDATE auth.refresh_tokens SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL", [sha256(refreshToken)]);
     await tx.query("UPDATE auth.sessions SET last_used_at = now(), ip_address = $2 WHERE session_id = $1", [row.session_id, ip]);
     const next = await issueRefreshToken(core, tx, row.session_id);
     return { kind: "ok" as const, session: { sessionId: row.session_id, userId: row.user_id, roles: row.roles, ...next } };
@@ -96,6 +101,25 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
   if (outcome.kind === "reused") await forgetSessions(core, outcome.revoked);
   if (outcome.kind !== "ok") throw unauthenticated();
   return tokenPair(core, outcome.session);
+}
+
+/** How long after a rotation its token may be presented again, when the answer carrying its successor was lost. */
+const LOST_ANSWER_GRACE_SECONDS = 60;
+
+/**
+ * Whether a rotated token is presented again because its holder never got its successor: within the grace of its
+ * rotation, and no token issued since was presented (they were only superseded by such asks). A superseded token,
+ * never handed over, is always reuse. A copy's holder presenting it in that minute gets a session the owner's next
+ * refresh then ends, as reuse.
+ */
+async function answerLost(tx: Queryable, tokenHash: Buffer): Promise<boolean> {
+  // Read here, not passed in: a JavaScript Date drops used_at's microseconds.
+  const { rows: [row] } = await tx.query(
+    `SELECT r.used_at > now() - make_interval(secs => $2) AND NOT EXISTS (
+       SELECT 1 FROM auth.refresh_tokens l WHERE l.session_id = r.session_id AND l.used_at > r.used_at AND l.superseded_at IS NULL) AS lost
+       FROM auth.refresh_tokens r WHERE r.token_hash = $1 AND r.superseded_at IS NULL`,
+    [tokenHash, LOST_ANSWER_GRACE_SECONDS]);
+  return row?.lost === true;
 }
 
 export interface RevokedSession {

@@ -82,6 +82,30 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     }
   });
 
+  test("a refresh whose answer was lost (the new token never arrived) may be asked again with the old token for a minute; once the new one is used, the old is reuse", async () => {
+    const { tokens: first, userId } = await h.signUp(testPhone());
+    const lost = (await h.api().refreshSession({ refreshToken: first.refreshToken })).tokens!;
+    // The phone never heard the answer, and asks again (twice: its second answer was lost too).
+    await h.api().refreshSession({ refreshToken: first.refreshToken });
+    const again = (await h.api().refreshSession({ refreshToken: first.refreshToken })).tokens!;
+    assert.equal(claimsOf(again.accessToken).sid, claimsOf(first.accessToken).sid, "the same session");
+    assert.equal((await h.api(again.accessToken).getMe({})).user?.userId, userId, "still signed in");
+    // The tokens it never received cannot be used by anyone.
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: lost.refreshToken })), Code.Unauthenticated);
+    const { tokens: second } = await h.signUp(testPhone());
+    const next = (await h.api().refreshSession({ refreshToken: second.refreshToken })).tokens!;
+    await h.api().refreshSession({ refreshToken: next.refreshToken });
+    // The new token was used: the old one now is a copy's reuse, and the session ends.
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: second.refreshToken })), Code.Unauthenticated);
+    assert.equal(await fails(h.api(next.accessToken).getMe({})), Code.Unauthenticated);
+    // Past the minute, a second ask with an old token is reuse even when its successor was never used.
+    const { tokens: third } = await h.signUp(testPhone());
+    await h.api().refreshSession({ refreshToken: third.refreshToken });
+    await h.t.db.pool.query("UPDATE auth.refresh_tokens SET used_at = used_at - interval '61 seconds' WHERE used_at IS NOT NULL AND session_id = $1", [claimsOf(third.accessToken).sid]);
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: third.refreshToken })), Code.Unauthenticated);
+    assert.equal(await fails(h.api(third.accessToken).getMe({})), Code.Unauthenticated);
+  });
+
   test("refresh tokens rotate on every use; reusing an old one revokes the whole family", async () => {
     const { tokens: first, userId } = await h.signUp(testPhone());
     const second = (await h.api().refreshSession({ refreshToken: first.refreshToken })).tokens!;
