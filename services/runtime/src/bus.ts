@@ -812,6 +812,12 @@ const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, d
  * It keeps messages by count, never by age (no storedMaxAgeMs), so the inboxes of the
  * services on it (the embedded platform's) are never pruned.
  */
+/** Messages an in-process consumer holds for redelivery at most (each one that failed: a few, unless a bug fails many). */
+const MAX_HELD_MESSAGES = 1_000;
+
+/** The messages of a batch that a BatchPartlyApplied says were not applied. */
+const notApplied = (messages: DeliveredMessage[], err: BatchPartlyApplied) => messages.filter((m) => !err.applied.has(m.id.toLowerCase()));
+
 export class InProcessBus implements EventBus {
   private readonly log: StoredMessage[] = [];
   /** Sequence number of log[0]: consumers' positions are sequences, so trimming the log moves nothing. */
@@ -925,7 +931,18 @@ export class InProcessBus implements EventBus {
       let deliveries = 0;
       /** The end of the batch that failed, while it is being delivered again. */
       let retryEnd: number | undefined;
+      /**
+       * Messages of a batch partly applied that were not, delivered again on their own after the redelivery delay
+       * while the consumer goes on past them, as JetStream does with those it is told to redeliver: one message that
+       * always fails holds back none after it. Past MAX_HELD_MESSAGES, a batch partly applied is delivered again whole.
+       */
+      let held: { messages: DeliveredMessage[]; due: number } | undefined;
       while (!stopped && !this.closed) {
+        if (held && Date.now() >= held.due) {
+          const again = held.messages.map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
+          held = await this.deliverHeld(again, durable, handler);
+          continue;
+        }
         if (state.position < this.base) state.position = this.base;
         const found = this.nextBatch(state.position, subject, maxBatch, retryEnd);
         const { end } = found;
@@ -934,7 +951,7 @@ export class InProcessBus implements EventBus {
           // Nothing matched up to `end`: skip past it, or wait for more.
           state.position = Math.max(state.position, end);
           retryEnd = undefined;
-          if (end - this.base >= this.log.length) await sleep();
+          if (end - this.base >= this.log.length) await sleep(held ? Math.max(0, held.due - Date.now()) : undefined);
           continue;
         }
         deliveries++;
@@ -948,6 +965,14 @@ export class InProcessBus implements EventBus {
           retryEnd = undefined;
         } catch (err) {
           this.logger.warn({ err, subject: batch[0].subject, eventId: batch[0].id, messages: batch.length, consumer: durable }, "event handler failed; will redeliver");
+          if (err instanceof BatchPartlyApplied && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
+            const failed = notApplied(batch.map((m) => ({ ...m, deliveryCount: deliveries })), err);
+            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + this.redeliveryDelayMs };
+            state.position = Math.max(state.position, end);
+            deliveries = 0;
+            retryEnd = undefined;
+            continue;
+          }
           retryEnd = end;
           await sleep(this.redeliveryDelayMs);
         }
@@ -960,6 +985,19 @@ export class InProcessBus implements EventBus {
         await loop;
       },
     };
+  }
+
+  /** Held messages delivered again: those still not applied, held for another delay; undefined once all are. */
+  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>) {
+    try {
+      await new Promise((r) => setImmediate(r));
+      await handler(messages);
+      return undefined;
+    } catch (err) {
+      this.logger.warn({ err, subject: messages[0].subject, eventId: messages[0].id, messages: messages.length, consumer: durable }, "event handler failed; will redeliver");
+      const left = err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
+      return left.length ? { messages: left, due: Date.now() + this.redeliveryDelayMs } : undefined;
+    }
   }
 
   /** The messages of a batch with an event id; the others terminated (logged and counted on their first delivery only). */

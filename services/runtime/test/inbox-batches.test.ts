@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { JetStreamBus, type DeliveredMessage } from "../src/bus.js";
+import { InProcessBus, JetStreamBus, type DeliveredMessage } from "../src/bus.js";
 import { createPool, migrate } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches } from "../src/outbox.js";
@@ -27,10 +27,10 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
   });
 
   /** The bus, counting every delivery the consumer gets by id (duplicates included, before its inbox skips them). */
-  const countingDeliveries = (delivered: Map<string, number>) => {
-    const counting = Object.create(bus) as JetStreamBus;
+  const countingDeliveries = (delivered: Map<string, number>, on: JetStreamBus | InProcessBus = bus) => {
+    const counting = Object.create(on) as typeof on;
     counting.subscribeBatches = (o) =>
-      bus.subscribeBatches({
+      on.subscribeBatches({
         ...o,
         handler: async (messages) => {
           for (const m of messages) delivered.set(m.id, (delivered.get(m.id) ?? 0) + 1);
@@ -372,6 +372,33 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.equal(await applied(), ids.length - 1, "every other event applied once");
     // Its batch-mates were acknowledged with the batch: none came again with it.
     assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once");
+  });
+
+  test("make run's in-process bus: an event that cannot be applied holds back none after it, and comes back alone", async () => {
+    const local = new InProcessBus(logger, 50);
+    const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
+    const poison = ids[37];
+    for (const id of ids) await local.publish({ id, subject: "ttip.x.q", data: new Uint8Array([1]) });
+    const delivered = new Map<string, number>();
+    const sub = await consumeEventBatches({
+      bus: countingDeliveries(delivered, local), pool: db.pool, schema: "batches", consumer: "c40", subject: "ttip.x.q", logger, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        // 800000: this test's rows.
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 800000", [messages.map((m) => m.id)]);
+        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+      },
+    });
+    const later = randomUUID();
+    await local.publish({ id: later, subject: "ttip.x.q", data: new Uint8Array([1]) });
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 800000")).rows[0].n;
+    try {
+      await eventually("the others and a later one applied, the bad one back twice more", async () => (await applied()) >= ids.length && (delivered.get(poison) ?? 0) >= 3, 20_000);
+    } finally {
+      await sub.stop();
+      await local.close();
+    }
+    assert.equal(await applied(), ids.length, "every other event, and the later one, applied once");
+    assert.deepEqual([...ids, later].filter((id) => id !== poison && delivered.get(id) !== 1), [], "none delivered again with the bad one");
   });
 
   test("changesState: an event that changes nothing gets no inbox row or handler call, and is acknowledged with its batch, even when a batch-mate fails", async () => {
