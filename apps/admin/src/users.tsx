@@ -1,5 +1,6 @@
 // Users: search by phone, name or id; a user's roles, block, PIN unlock, sessions and payout hold.
 import { useEffect, useState, type FormEvent } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Role, type Session as UserSession, type User } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -97,6 +98,16 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
       setError(errorText(err));
     }
   };
+  // Sent with the roles this screen read: a role granted since (a venue's invitation) is not taken away unseen.
+  // Refused so, the screen shows the roles held now.
+  const saveRoles = async () => {
+    try {
+      onChanged((await admin.setUserRoles({ userId, roles, expectedRoles: user!.roles })).user!);
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Aborted) await load();
+      throw err;
+    }
+  };
   useEffect(() => void load(), [userId]);
   if (error) return <p role="alert" className="error">{error}</p>;
   if (!user) return <p className="muted">Loading…</p>;
@@ -118,7 +129,7 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
             {name}
           </label>
         ))}
-        <Action label="Save roles" disabledWhy={notAdmin} run={async () => void onChanged((await admin.setUserRoles({ userId, roles })).user!)} done={load} />
+        <Action label="Save roles" disabledWhy={notAdmin} run={saveRoles} done={load} />
       </Section>
 
       <Section title="Access">

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, ConcurrentChangeError, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { ADMIN_ROLE_LOCK } from "./bootstrap.js";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -76,6 +76,11 @@ function setUserRolesHandler(core: AuthCore): Impl["setUserRoles"] {
       // The console locks everyone out once no admin is left: the last one keeps the role.
       await lockForTransaction(tx, ADMIN_ROLE_LOCK);
       const before = await getUser(tx, req.userId, true);
+      const expected = req.expectedRoles.map(roleName);
+      // Saved from a screen read before another change: it would take away a role granted since.
+      if (expected.length && !sameRoles(before.roles, expected) && !sameRoles(before.roles, roles)) {
+        throw new ConcurrentChangeError(`expected_roles: the user's roles changed since they were read (now ${before.roles.join(", ") || "none"}); read them again, then save`);
+      }
       if (before.roles.includes("admin") && !roles.includes("admin")) {
         const others = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND user_id <> $1 LIMIT 1", [req.userId]);
         if (!others.rowCount) throw new InvalidStateError("roles: this is the last admin; make someone else admin first");
@@ -94,6 +99,8 @@ function setUserRolesHandler(core: AuthCore): Impl["setUserRoles"] {
     return { user: toUser(user) };
   };
 }
+
+const sameRoles = (a: string[], b: string[]) => a.length === b.length && a.every((r) => b.includes(r));
 
 function unlockUserHandler(core: AuthCore): Impl["unlockUser"] {
   const { pool } = core.ctx;

@@ -67,6 +67,22 @@ describe("admin console: first admin, roles, users", () => {
     assert.equal(await fails(direct.listUserSessions({ userId: adminId })), "ok");
   });
 
+  test("roles saved from a screen read before another change are refused, naming the roles held now; a retry of the same save answers the same", async () => {
+    const s = await h.signUp(testPhone());
+    const read = [Role.WORKER];
+    // A venue's manager invitation accepted after the admin read the user.
+    await h.internal.grantVenueManagerRole({ userId: s.userId });
+    const stale = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.WORKER, Role.SUPPORT], expectedRoles: read }).catch((e: ConnectError) => e);
+    assert.ok(stale instanceof ConnectError && stale.code === Code.Aborted, String(stale));
+    assert.match(stale.message, /expected_roles: .*now worker, venue_manager/);
+    assert.deepEqual((await h.admin(adminToken).getUser({ userId: s.userId })).user!.roles, [Role.WORKER, Role.VENUE_MANAGER], "nothing changed");
+    const roles = [Role.WORKER, Role.VENUE_MANAGER, Role.SUPPORT];
+    const saved = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.VENUE_MANAGER, Role.WORKER] });
+    assert.deepEqual(saved.user!.roles, roles);
+    // Its answer lost, the console sends it again: the user holds those roles already.
+    assert.deepEqual((await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.WORKER, Role.VENUE_MANAGER] })).user!.roles, roles);
+  });
+
   test("search by id, by phone as people type it, by name; bad queries name the field", async () => {
     const phone = testPhone();
     const u = await h.signUp(phone);

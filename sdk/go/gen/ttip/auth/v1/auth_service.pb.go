@@ -1893,9 +1893,15 @@ func (x *GetUserResponse) GetUser() *User {
 }
 
 type SetUserRolesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Roles         []Role                 `protobuf:"varint,2,rep,packed,name=roles,proto3,enum=ttip.auth.v1.Role" json:"roles,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Roles  []Role                 `protobuf:"varint,2,rep,packed,name=roles,proto3,enum=ttip.auth.v1.Role" json:"roles,omitempty"`
+	// The roles the caller read before choosing `roles` (the console's
+	// screen). When given and the user holds others now (another admin's
+	// change, a venue's manager invitation accepted meanwhile), ABORTED names
+	// them and nothing changes; unless the user already holds `roles` (a
+	// retry). Empty: no check.
+	ExpectedRoles []Role `protobuf:"varint,3,rep,packed,name=expected_roles,json=expectedRoles,proto3,enum=ttip.auth.v1.Role" json:"expected_roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1940,6 +1946,13 @@ func (x *SetUserRolesRequest) GetUserId() string {
 func (x *SetUserRolesRequest) GetRoles() []Role {
 	if x != nil {
 		return x.Roles
+	}
+	return nil
+}
+
+func (x *SetUserRolesRequest) GetExpectedRoles() []Role {
+	if x != nil {
+		return x.ExpectedRoles
 	}
 	return nil
 }
@@ -4136,10 +4149,11 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x0eGetUserRequest\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"9\n" +
 	"\x0fGetUserResponse\x12&\n" +
-	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\"y\n" +
+	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\"\xc9\x01\n" +
 	"\x13SetUserRolesRequest\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12?\n" +
-	"\x05roles\x18\x02 \x03(\x0e2\x12.ttip.auth.v1.RoleB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10\x05\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x05roles\">\n" +
+	"\x05roles\x18\x02 \x03(\x0e2\x12.ttip.auth.v1.RoleB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10\x05\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x05roles\x12N\n" +
+	"\x0eexpected_roles\x18\x03 \x03(\x0e2\x12.ttip.auth.v1.RoleB\x13\xbaH\x10\x92\x01\r\x10\x05\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\rexpectedRoles\">\n" +
 	"\x14SetUserRolesResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\"Z\n" +
 	"\x11UnlockUserRequest\x12!\n" +
@@ -4443,117 +4457,118 @@ var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
 	82, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
 	85, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
 	83, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	85, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	88, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	89, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	88, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	90, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	88, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	52, // 24: ttip.auth.v1.GetPartnerKeyUsageResponse.days:type_name -> ttip.auth.v1.PartnerKeyUsageDay
-	89, // 25: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	91, // 26: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	82, // 27: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	82, // 28: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	92, // 29: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	90, // 30: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	85, // 31: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	83, // 32: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	85, // 33: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
-	82, // 34: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	88, // 35: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	93, // 36: ttip.auth.v1.VerifyStepUpTokenRequest.spend_amount:type_name -> ttip.common.v1.Money
-	85, // 37: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	89, // 38: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	85, // 39: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	90, // 40: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	85, // 41: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	85, // 42: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	86, // 43: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	0,  // 44: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 45: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 46: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 47: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 48: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 49: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 50: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 51: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 52: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 53: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 54: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 55: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 56: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 57: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 58: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 59: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 60: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 61: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 62: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	69, // 63: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
-	38, // 64: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 65: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 66: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 67: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 68: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 69: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 70: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
-	53, // 71: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	55, // 72: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	71, // 73: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	73, // 74: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	75, // 75: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	77, // 76: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	79, // 77: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
-	57, // 78: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	63, // 79: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	67, // 80: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	65, // 81: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
-	61, // 82: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
-	59, // 83: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:input_type -> ttip.auth.v1.GrantVenueManagerRoleRequest
-	1,  // 84: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 85: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 86: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 87: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 88: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 89: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 90: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 91: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 92: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 93: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 94: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 95: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 96: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 97: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 98: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 99: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 100: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 101: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 102: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	70, // 103: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 104: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 105: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 106: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 107: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 108: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 109: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 110: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
-	54, // 111: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	56, // 112: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	72, // 113: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	74, // 114: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	76, // 115: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	78, // 116: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	80, // 117: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	58, // 118: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	64, // 119: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	68, // 120: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	66, // 121: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
-	62, // 122: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
-	60, // 123: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:output_type -> ttip.auth.v1.GrantVenueManagerRoleResponse
-	84, // [84:124] is the sub-list for method output_type
-	44, // [44:84] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	83, // 18: ttip.auth.v1.SetUserRolesRequest.expected_roles:type_name -> ttip.auth.v1.Role
+	85, // 19: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	88, // 20: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	89, // 21: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	88, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	90, // 23: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	88, // 24: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	52, // 25: ttip.auth.v1.GetPartnerKeyUsageResponse.days:type_name -> ttip.auth.v1.PartnerKeyUsageDay
+	89, // 26: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	91, // 27: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	82, // 28: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	82, // 29: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	92, // 30: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	90, // 31: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	85, // 32: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	83, // 33: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	85, // 34: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
+	82, // 35: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	88, // 36: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	93, // 37: ttip.auth.v1.VerifyStepUpTokenRequest.spend_amount:type_name -> ttip.common.v1.Money
+	85, // 38: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	89, // 39: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	85, // 40: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	90, // 41: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	85, // 42: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	85, // 43: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	86, // 44: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 45: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 46: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 47: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 48: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 49: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 50: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 51: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 52: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 53: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 54: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 55: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 56: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 57: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 58: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 59: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 60: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 61: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 62: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 63: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	69, // 64: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 65: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 66: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 67: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 68: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 69: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 70: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 71: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
+	53, // 72: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	55, // 73: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	71, // 74: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	73, // 75: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	75, // 76: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	77, // 77: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	79, // 78: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	57, // 79: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	63, // 80: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	67, // 81: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	65, // 82: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	61, // 83: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
+	59, // 84: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:input_type -> ttip.auth.v1.GrantVenueManagerRoleRequest
+	1,  // 85: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 86: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 87: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 88: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 89: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 90: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 91: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 92: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 93: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 94: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 95: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 96: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 97: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 98: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 99: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 100: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 101: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 102: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 103: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	70, // 104: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 105: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 106: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 107: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 108: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 109: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 110: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 111: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
+	54, // 112: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	56, // 113: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	72, // 114: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	74, // 115: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	76, // 116: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	78, // 117: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	80, // 118: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	58, // 119: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	64, // 120: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	68, // 121: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	66, // 122: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	62, // 123: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
+	60, // 124: ttip.auth.v1.AuthInternalService.GrantVenueManagerRole:output_type -> ttip.auth.v1.GrantVenueManagerRoleResponse
+	85, // [85:125] is the sub-list for method output_type
+	45, // [45:85] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }
