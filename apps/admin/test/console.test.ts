@@ -92,6 +92,26 @@ describe("admin console in chromium", () => {
     assert.equal(await own.getByRole("button", { name: "Block" }).isDisabled(), true);
   });
 
+  test("roles saved from a screen read before a venue made the user a manager: refused, naming the roles held now, which the screen then shows; saved again, the manager role stays", async () => {
+    const worker = await h.signUp(testPhone(), "2580", "Baraka Mwangi");
+    await adminPage.getByRole("textbox", { name: "Search" }).fill(worker.userId);
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.locator(`tr[data-user-id="${worker.userId}"]`).getByRole("button").click();
+    const detail = adminPage.getByLabel("User detail");
+    await detail.getByText("Baraka Mwangi").waitFor();
+    // A venue's manager invitation accepted while the screen is open.
+    await h.db.pool.query("UPDATE auth.users SET roles = array_append(roles, 'venue_manager') WHERE user_id = $1", [worker.userId]);
+    await detail.getByLabel("support", { exact: true }).check();
+    await detail.getByRole("button", { name: "Save roles" }).click();
+    await detail.getByRole("alert").filter({ hasText: "now worker, venue_manager" }).waitFor();
+    assert.equal(await detail.getByLabel("venue_manager", { exact: true }).isChecked(), true, "the screen shows the role held now");
+    assert.equal(await detail.getByLabel("support", { exact: true }).isChecked(), false);
+    await detail.getByLabel("support", { exact: true }).check();
+    await detail.getByRole("button", { name: "Save roles" }).click();
+    await eventually("saved", async () => (await h.api(AuthAdminService, adminToken).getUser({ userId: worker.userId })).user!.roles.length === 3);
+    assert.deepEqual((await h.api(AuthAdminService, adminToken).getUser({ userId: worker.userId })).user!.roles, [Role.WORKER, Role.VENUE_MANAGER, Role.SUPPORT]);
+  });
+
   test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
     const worker = await h.signUp(testPhone());
     const tip = await h.heldTip(worker.userId);
