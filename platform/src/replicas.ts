@@ -164,7 +164,10 @@ async function startReplica(cfg: ReplicasConfig, role: string, logger: Logger): 
     // Every replica answers /metrics on the shared port: the label says which one did.
     ctx: { logger, pool, bus, cache, metrics: new Metrics({ role: "replicas", replica: String(cluster.worker?.id ?? 0) }) },
     modules,
-    serviceOptions: (name) => ({ ...drain, host: cfg.SERVICES_HOST, port: ports.get(name) }),
+    // No drain delay for the services: the gateway's, taken first, is the one a balancer needs. The ports are
+    // shared (node:cluster), so a closed listener's connections go to the other replicas at once; a delay each,
+    // taken one service after another, outlasted the deadline below and cut the last services' drains.
+    serviceOptions: (name) => ({ ...drain, drainDelayMs: 0, host: cfg.SERVICES_HOST, port: ports.get(name) }),
     gateway: gatewayOptions(cfg),
   });
   onShutdown(

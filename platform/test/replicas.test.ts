@@ -31,6 +31,8 @@ describe("replicas: the whole platform twice behind one port", () => {
     platform = await PlatformProcess.create((await building).developmentEntry, "replicas", {
       ...await replicasEnv(sim, db.url, { REPLICAS: "2", DATABASE_POOL_MAX: "6" }),
       RATE_LIMIT_POINTS: "100000",
+      // A drain delay each service's server once took in turn, past the replica's deadline (SIGTERM's test).
+      DRAIN_DELAY_MS: "1500",
     });
     await platform.start(120_000);
     for (let i = 0; !platform.logs.includes(REPLICAS_SERVING); i++) {
