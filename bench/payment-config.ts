@@ -26,7 +26,6 @@ export function benchPaymentConfig(sim: Pick<DarajaSimulator, "clientConfig">): 
     daraja: sim.clientConfig(),
     callbackBaseUrl: "",
     callbackAllowList: ["127.0.0.1", "::1"],
-    callbackTrustProxy: false,
     stkDeadlineMs: 90_000,
     stkExpireAfterMs: 600_000,
     payoutResultWaitMs: 300_000,

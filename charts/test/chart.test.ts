@@ -82,6 +82,14 @@ describe("helm chart", () => {
     assert.deepEqual(env("qr").QR_SIGNING_KEY, { secretKeyRef: { name: "ttip-secrets", key: "QR_SIGNING_KEY" } });
     assert.deepEqual(env("auth").AUTH_KEY_ENCRYPTION_SECRET, { secretKeyRef: { name: "ttip-secrets", key: "AUTH_KEY_ENCRYPTION_SECRET" } });
     assert.equal(env("payment").QR_SIGNING_KEY, undefined, "each component gets only its own secrets");
+    // Daraja's allow-list is checked against the address the gateway's proxies name, not any private range's.
+    assert.equal(payment.PAYMENT_CALLBACK_TRUSTED_PROXIES, gateway.TRUSTED_PROXIES);
+    assert.equal(payment.PAYMENT_CALLBACK_TRUST_PROXY, undefined);
+    const narrowed = await render("gateway.trustedProxies={10.42.0.0/16}");
+    const paymentOf = (d: any[]) => d.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === "payment")!
+      .spec.template.spec.containers[0].env.find((e: any) => e.name === "PAYMENT_CALLBACK_TRUSTED_PROXIES")?.value;
+    assert.equal(paymentOf(narrowed), "10.42.0.0/16");
+    assert.equal(paymentOf(await render("--set-json=gateway.trustedProxies=[]")), undefined, "none: the socket's address counts");
   });
 
   test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name, the sampler (otel.sampleRatio) and egress to the collector", async () => {

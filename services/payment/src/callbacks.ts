@@ -6,7 +6,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, decimalMinor, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, decimalMinor, BodyTooLargeError, readHttpBody, timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
@@ -35,9 +35,6 @@ export function callbackFilter(deps: Deps & PayoutDeps): HttpFilter {
 function redactToken(path: string): string {
   return path.replace(/\/[A-Za-z0-9_-]{16,64}$/, "/[token]");
 }
-
-/** With PAYMENT_CALLBACK_TRUST_PROXY the ingress (in a private range) is trusted to append the address it saw. */
-export const INGRESS: BlockList = networkList(PRIVATE_NETWORKS);
 
 export function remoteAddress(req: Req, trustedProxies: BlockList | undefined): string {
   return clientAddress(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
@@ -75,7 +72,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   const { body, truncated } = await readBody(req);
-  const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
+  const from = remoteAddress(req, config.callbackTrustedProxies);
   const match = CALLBACK_ROUTE.exec(path);
   // The route's first word names the source (mpesa_stk, mpesa_b2c, mpesa_status, mpesa_balance, mpesa_reversal); an unknown path is filed as status.
   const source = `mpesa_${match?.[1].split("/")[0] ?? "status"}`;

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
+import type { BlockList } from "node:net";
 import { z } from "zod";
-import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
+import { ConfigError, env, loadConfig, networkList, PRIVATE_NETWORKS, type Env } from "@ttip/runtime";
 import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
 import { bannedUrlWord, type DarajaConfig } from "./daraja/client.js";
@@ -36,8 +37,8 @@ export interface PaymentConfig {
   callbackBaseUrl?: string;
   /** Addresses (exact, or IPv4 CIDR) callbacks may come from. */
   callbackAllowList: string[];
-  /** Take the client address from X-Forwarded-For's last hop (behind our own ingress). */
-  callbackTrustProxy: boolean;
+  /** Proxies (the ingress) whose X-Forwarded-For names the callback's address; undefined: none, the socket's address counts. */
+  callbackTrustedProxies?: BlockList;
   /** How long the customer has to answer the push before we ask Daraja. */
   stkDeadlineMs: number;
   /** How long past the deadline an unanswered push stays pending before it expires. */
@@ -127,6 +128,9 @@ const shape = {
   DARAJA_TIMEOUT_MS: env.duration(15_000),
   PAYMENT_CALLBACK_BASE_URL: env.url(["http", "https"]).optional(),
   MPESA_CALLBACK_ALLOWED_IPS: z.string().optional(),
+  // The gateway's TRUSTED_PROXIES (the chart passes the same list): a caller elsewhere in the cluster names no address.
+  PAYMENT_CALLBACK_TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  // Deprecated: true trusts every private range when PAYMENT_CALLBACK_TRUSTED_PROXIES is unset.
   PAYMENT_CALLBACK_TRUST_PROXY: env.flag(false),
   STK_DEADLINE_MS: env.duration(90_000),
   STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
@@ -176,7 +180,8 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
     callbackAllowList: c.MPESA_CALLBACK_ALLOWED_IPS
       ? c.MPESA_CALLBACK_ALLOWED_IPS.split(",").map((s) => s.trim()).filter(Boolean)
       : SAFARICOM_CALLBACK_IPS,
-    callbackTrustProxy: c.PAYMENT_CALLBACK_TRUST_PROXY,
+    callbackTrustedProxies: c.PAYMENT_CALLBACK_TRUSTED_PROXIES.length ? networkList(c.PAYMENT_CALLBACK_TRUSTED_PROXIES, "PAYMENT_CALLBACK_TRUSTED_PROXIES")
+      : c.PAYMENT_CALLBACK_TRUST_PROXY ? networkList(PRIVATE_NETWORKS) : undefined,
     stkDeadlineMs: c.STK_DEADLINE_MS,
     stkExpireAfterMs: c.STK_EXPIRE_AFTER_MS,
     payoutResultWaitMs: c.PAYOUT_RESULT_WAIT_MS,

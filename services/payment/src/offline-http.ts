@@ -10,7 +10,7 @@ import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
-import { ACCEPTED, INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
+import { ACCEPTED, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { paymentMetrics } from "./metrics.js";
@@ -57,7 +57,7 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   const { body, truncated } = await readBody(req);
-  const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
+  const from = remoteAddress(req, config.callbackTrustedProxies);
   const callbackId = timeOrderedUuid(); // in time order, as callbacks.ts' (payment.callbacks_pkey)
   const source = kind === "validation" ? "mpesa_c2b_validation" : "mpesa_c2b";
   const c2b = config.c2b;

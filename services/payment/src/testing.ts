@@ -20,7 +20,6 @@ export function simulatedPaymentConfig(sim: DarajaSimulator, overrides: Partial<
     daraja: { ...sim.clientConfig(), timeoutMs: 2_000 },
     callbackBaseUrl: "",
     callbackAllowList: ["127.0.0.1", "::1"],
-    callbackTrustProxy: false,
     stkDeadlineMs: 30_000,
     stkExpireAfterMs: 60_000,
     payoutResultWaitMs: 30_000,

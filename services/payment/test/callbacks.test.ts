@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { AdjustableClock } from "@ttip/runtime";
 import http from "node:http";
 import net from "node:net";
-import { ACCEPTED, parseResult, parseStkCallback, reply } from "../src/callbacks.js";
+import { ACCEPTED, parseResult, parseStkCallback, remoteAddress, reply } from "../src/callbacks.js";
 import { addressAllowed, loadPaymentConfig, SAFARICOM_CALLBACK_IPS } from "../src/config.js";
 
 describe("callback checks", () => {
@@ -21,6 +21,15 @@ describe("callback checks", () => {
     assert.ok(!addressAllowed("127.0.0.1", loadPaymentConfig({}).callbackAllowList));
     assert.deepEqual(loadPaymentConfig({ MPESA_CALLBACK_ALLOWED_IPS: "127.0.0.1, ::1" }).callbackAllowList, ["127.0.0.1", "::1"]);
     assert.throws(() => loadPaymentConfig({ DARAJA_BASE_URL: "ftp://x" }), /DARAJA_BASE_URL/);
+  });
+
+  test("a callback's sender is named by X-Forwarded-For only from the configured proxies (the ingress), not from any private address", () => {
+    const req = (socket: string) => ({ socket: { remoteAddress: socket }, headers: { "x-forwarded-for": "196.201.214.200" } }) as unknown as http.IncomingMessage;
+    const ingress = loadPaymentConfig({ PAYMENT_CALLBACK_TRUSTED_PROXIES: "10.42.0.0/16" }).callbackTrustedProxies;
+    assert.equal(remoteAddress(req("10.42.3.4"), ingress), "196.201.214.200", "the ingress names Safaricom");
+    assert.equal(remoteAddress(req("10.7.0.9"), ingress), "10.7.0.9", "another pod names nobody but itself");
+    assert.equal(remoteAddress(req("10.42.3.4"), loadPaymentConfig({}).callbackTrustedProxies), "10.42.3.4", "no proxies: the socket's address");
+    assert.throws(() => loadPaymentConfig({ PAYMENT_CALLBACK_TRUSTED_PROXIES: "10.42.0.0/99" }), /PAYMENT_CALLBACK_TRUSTED_PROXIES/);
   });
 
   test("a paybill URL token or base URL Safaricom would refuse to register is a configuration error", () => {
