@@ -272,7 +272,7 @@ async function moveTip(tx: Queryable, tipId: string, reversal: ReversalRow, stat
  * the money goes back. Never left (no connection): debited again, to retry. Its answer lost: in doubt, left sending.
  */
 async function sendReversal(deps: Deps, subject: Reversed, reversal: ReversalRow): Promise<void> {
-  const { rows: [claimed] } = await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sending' WHERE reversal_id = $1 AND status = 'debited' RETURNING 1", [reversal.reversal_id]);
+  const { rows: [claimed] } = await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'sending', sent_at = now() WHERE reversal_id = $1 AND status = 'debited' RETURNING 1", [reversal.reversal_id]);
   if (!claimed) return void Object.assign(reversal, await reversalById(pool(deps), reversal.reversal_id));
   const base = deps.config().callbackBaseUrl!;
   try {
@@ -329,7 +329,7 @@ const RESUME_AFTER_SECONDS = 30;
 /**
  * The reconciliation pass's: reversals left debited (the money taken, the request never sent: a crash, M-Pesa not
  * reached) are sent, and refunds' reversals left new (decided, the money never taken) taken and sent; reversals with
- * no result RESULT_WAIT_MINUTES after they began are told to support, once. Answers how many it sent.
+ * no result RESULT_WAIT_MINUTES after their request went are told to support, once. Answers how many it sent.
  */
 export async function followUpReversals(deps: Deps, limit: number): Promise<number> {
   if (!mpesaConfigured(deps)) return 0;
@@ -352,7 +352,7 @@ export async function followUpReversals(deps: Deps, limit: number): Promise<numb
   }
   const { rows: silent } = await pool(deps).query<ReversalRow>(
     `SELECT * FROM payment.mpesa_reversals WHERE status IN ('sending', 'sent') AND alerted_at IS NULL
-        AND created_at < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
+        AND COALESCE(sent_at, created_at) < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
     [limit, RESULT_WAIT_MINUTES]);
   for (const reversal of silent) await alertInDoubt(deps, await subjectOf(deps, reversal), reversal, `M-Pesa has sent no result for ${RESULT_WAIT_MINUTES} minutes`);
   return sent;

@@ -194,6 +194,8 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     await Promise.all([1, 2].map(() => internal.reconcilePending({ limit: 100 })));
     await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
     assert.equal(reversalsOf(tip.mpesaReceipt).length, 1, "sent once by two passes at once");
+    const { rows: [timed] } = await h.t.db.pool.query("SELECT sent_at > created_at + interval '50 seconds' AS late FROM payment.mpesa_reversals WHERE tip_id = $1", [tip.tipId]);
+    assert.equal(timed.late, true, "its wait for a result counts from the send, not from the reversal's making");
     // An hour on with no result would tell support; this one has its result, so nothing is told.
     await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
     await internal.reconcilePending({ limit: 100 });
@@ -242,7 +244,11 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     const held = h.sim.hold("reversal");
     try {
       await reverse(tip.tipId);
-      await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
+      // Made two hours ago (sent late: M-Pesa was unreachable), sent a minute ago: not silent yet.
+      await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours', sent_at = now() - interval '1 minute' WHERE tip_id = $1", [tip.tipId]);
+      await internal.reconcilePending({ limit: 100 });
+      assert.equal((await h.t.db.pool.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rowCount, 0, "a minute after its send, nothing to tell");
+      await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET sent_at = now() - interval '61 minutes' WHERE tip_id = $1", [tip.tipId]);
       await internal.reconcilePending({ limit: 100 });
       await internal.reconcilePending({ limit: 100 });
       const { rows } = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId]);
