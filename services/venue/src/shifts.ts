@@ -57,6 +57,8 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string): Pr
   return withTransaction(pool, async (tx) => {
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
+    // Minutes before the start date count for nothing in a split (clipped to the membership): said now, not after.
+    if (m.joined_at.getTime() > Date.now()) throw new InvalidStateError(`venue_id: you start here on ${eatTime(m.joined_at)}; clock in from then`);
     await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
     if (open[0] && Date.now() - open[0].started_at.getTime() > DAY_MS) {

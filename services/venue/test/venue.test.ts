@@ -85,6 +85,9 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(out.shiftId, shift!.shiftId);
     await assert.rejects(w.clockOut({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /not clocked in/));
     await assert.rejects(h.asWorker(randomUUID()).clockIn({ venueId: v.venueId }), rejects(Code.PermissionDenied, /staff/));
+    // A hire starting next week: a clock-in now would count for nothing in a split, and is refused saying when.
+    const hire = await h.join(v, "Wekesa", "kitchen", new Date(Date.now() + 7 * 24 * HOUR));
+    await assert.rejects(h.asWorker(hire.workerId).clockIn({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /you start here on \d{4}-\d\d-\d\d \d\d:\d\d EAT/));
 
     const day = new Date(Date.now() - 30 * HOUR);
     const at = (hours: number) => new Date(day.getTime() + hours * HOUR);
