@@ -1,6 +1,6 @@
 // Splitting a finished period's pool takings: preview, confirm (one ledger
 // entry, once per venue and period), reverse (a reversing entry with a reason).
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -104,6 +104,7 @@ export class Distributions {
       memberCount: shares.length,
       roundingRemainderMinor: plan.lines.reduce((s, l) => s + l.remainderMinor, 0n),
       notes: notes.map((n) => n.note),
+      sharesDigest: sharesDigest(rule.version, plan),
     });
   }
 
@@ -114,7 +115,8 @@ export class Distributions {
    * period), then recorded with its events. A repeat, or a retry after a
    * crash in between, finds the saved plan and finishes it: one entry, one set of events.
    */
-  async confirm(venue: VenueInfo, p: Period, actor: string, expectedCollected?: bigint): Promise<{ distribution: Distribution; created: boolean }> {
+  async confirm(venue: VenueInfo, p: Period, actor: string, expected: { collected?: bigint; shares?: string } = {}): Promise<{ distribution: Distribution; created: boolean }> {
+    const expectedCollected = expected.collected;
     if (p.end.getTime() > Date.now()) {
       throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
@@ -133,6 +135,9 @@ export class Distributions {
       if (overlapping) throw new InvalidStateError(`period: distribution ${overlapping} already covers part of this period; reverse it first`);
       if (expectedCollected !== undefined && expectedCollected !== collected) {
         throw new InvalidStateError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`);
+      }
+      if (expected.shares && expected.shares !== sharesDigest(rule.version, plan)) {
+        throw new InvalidStateError("expected_shares: the split comes out otherwise than the preview (a rule, a role's points, a shift or a member changed since); preview again");
       }
       if (collected <= 0n) throw new InvalidStateError("period: the pool took nothing in this period; nothing to distribute");
       if (!plan.lines.length) throw new InvalidStateError("period: nobody is eligible under the rule in force (no finished shifts?)");
@@ -345,6 +350,12 @@ export class Distributions {
 function finished(d: DistributionRow, shares: ShareRow[]): Distribution {
   if (d.status === "abandoned") throw new InvalidStateError(`period: the ledger refused the distribution: ${d.abandon_reason}`);
   return toDistribution(d, shares);
+}
+
+/** What a preview's split pays whom under which rule, as a digest its confirm compares (shares_digest). */
+function sharesDigest(ruleVersion: number, plan: Plan): string {
+  const lines = plan.lines.map((l) => `${l.memberId}:${l.amountMinor}`).sort();
+  return createHash("sha256").update(`${ruleVersion}|${lines.join(",")}`).digest("hex").slice(0, 32);
 }
 
 function shareRow(distributionId: string, line: number, l: Plan["lines"][number]): ShareRow {

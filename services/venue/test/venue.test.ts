@@ -229,6 +229,33 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(rules.map((r) => r.version), [2, 1]);
   });
 
+  test("a confirm pays what its preview showed: a shift recorded in between is refused as expected_shares and moves nothing; previewed again, it is paid", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Mama Oliech");
+    const asha = await h.join(v, "Asha", "front_of_house", at(-1));
+    const juma = await h.join(v, "Juma", "kitchen", at(-1));
+    const shift = (memberId: string, from: number, to: number) =>
+      v.api.recordShift({ venueId: v.venueId, memberId, startedAt: ts(at(from)), endedAt: ts(at(to)), idempotencyKey: randomUUID() });
+    await shift(asha.memberId, 0, 2);
+    await shift(juma.memberId, 0, 2);
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(300).amountMinor);
+    const p = period(at(0), new Date());
+    const seen = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.deepEqual(seen.shares.map((s) => s.amount!.amountMinor), [15000n, 15000n]);
+    // A co-manager records Juma's second shift meanwhile: the same takings, another split.
+    await shift(juma.memberId, 3, 7);
+    const confirm = (digest: string) => v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(300), expectedShares: digest });
+    await assert.rejects(confirm(seen.sharesDigest), rejects(Code.FailedPrecondition, /expected_shares/));
+    assert.deepEqual([await h.walletBalance(asha.workerId), await h.walletBalance(juma.workerId), await h.poolBalance(v.venueId)], [0n, 0n, 30000n], "nothing moved");
+    const again = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.notEqual(again.sharesDigest, seen.sharesDigest);
+    const done = (await confirm(again.sharesDigest)).distribution!;
+    assert.deepEqual(done.shares.map((s) => s.amount!.amountMinor), again.shares.map((s) => s.amount!.amountMinor));
+    assert.equal(await h.walletBalance(juma.workerId), 22500n);
+  });
+
   test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);

@@ -37,7 +37,7 @@ function confirmDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof 
     if (req.expectedCollected && req.expectedCollected.currency && req.expectedCollected.currency !== venue.currency) {
       throw fieldError("expected_collected.currency", `the venue's pool is in ${venue.currency}`);
     }
-    return distributions.confirm(venue, p, caller.subject, req.expectedCollected?.amountMinor);
+    return distributions.confirm(venue, p, caller.subject, { collected: req.expectedCollected?.amountMinor, shares: req.expectedShares || undefined });
   };
 }
 

@@ -1286,7 +1286,10 @@ type Distribution struct {
 	// Minor units left over by division and handed out one each (the sum of the lines' remainder_minor).
 	RoundingRemainderMinor int64 `protobuf:"varint,21,opt,name=rounding_remainder_minor,json=roundingRemainderMinor,proto3" json:"rounding_remainder_minor,omitempty"`
 	// Why members got no share, and what to know about the period (a preview's notes).
-	Notes         []*DistributionNote `protobuf:"bytes,22,rep,name=notes,proto3" json:"notes,omitempty"`
+	Notes []*DistributionNote `protobuf:"bytes,22,rep,name=notes,proto3" json:"notes,omitempty"`
+	// A digest of the rule version and each member's amount: what a preview
+	// showed, for ConfirmDistribution's expected_shares.
+	SharesDigest  string `protobuf:"bytes,23,opt,name=shares_digest,json=sharesDigest,proto3" json:"shares_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1473,6 +1476,13 @@ func (x *Distribution) GetNotes() []*DistributionNote {
 		return x.Notes
 	}
 	return nil
+}
+
+func (x *Distribution) GetSharesDigest() string {
+	if x != nil {
+		return x.SharesDigest
+	}
+	return ""
 }
 
 // One fact about a distribution, for a screen to word in its own language.
@@ -2008,7 +2018,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\aminutes\x18\b \x01(\x03R\aminutes\x12 \n" +
 	"\vexplanation\x18\t \x01(\tR\vexplanation\x12'\n" +
 	"\x0fremainder_minor\x18\n" +
-	" \x01(\x03R\x0eremainderMinor\"\xd0\a\n" +
+	" \x01(\x03R\x0eremainderMinor\"\xf5\a\n" +
 	"\fDistribution\x12'\n" +
 	"\x0fdistribution_id\x18\x01 \x01(\tR\x0edistributionId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12-\n" +
@@ -2033,7 +2043,8 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\asummary\x18\x13 \x01(\tR\asummary\x12!\n" +
 	"\fmember_count\x18\x14 \x01(\x05R\vmemberCount\x128\n" +
 	"\x18rounding_remainder_minor\x18\x15 \x01(\x03R\x16roundingRemainderMinor\x125\n" +
-	"\x05notes\x18\x16 \x03(\v2\x1f.ttip.venue.v1.DistributionNoteR\x05notes\"\xb5\x01\n" +
+	"\x05notes\x18\x16 \x03(\v2\x1f.ttip.venue.v1.DistributionNoteR\x05notes\x12#\n" +
+	"\rshares_digest\x18\x17 \x01(\tR\fsharesDigest\"\xb5\x01\n" +
 	"\x10DistributionNote\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.ttip.venue.v1.DistributionNoteKindR\x04kind\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +

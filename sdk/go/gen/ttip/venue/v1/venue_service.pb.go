@@ -2874,8 +2874,12 @@ type ConfirmDistributionRequest struct {
 	Period  *Period                `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
 	// What the manager saw in the preview; refused if the takings differ.
 	ExpectedCollected *v1.Money `protobuf:"bytes,3,opt,name=expected_collected,json=expectedCollected,proto3" json:"expected_collected,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The preview's shares_digest: refused if the split comes out otherwise
+	// (a rule, a role's points, a shift or a member changed since the
+	// preview), so no one is paid an amount the manager did not see.
+	ExpectedShares string `protobuf:"bytes,4,opt,name=expected_shares,json=expectedShares,proto3" json:"expected_shares,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfirmDistributionRequest) Reset() {
@@ -2927,6 +2931,13 @@ func (x *ConfirmDistributionRequest) GetExpectedCollected() *v1.Money {
 		return x.ExpectedCollected
 	}
 	return nil
+}
+
+func (x *ConfirmDistributionRequest) GetExpectedShares() string {
+	if x != nil {
+		return x.ExpectedShares
+	}
+	return ""
 }
 
 type ConfirmDistributionResponse struct {
@@ -3801,11 +3812,12 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x125\n" +
 	"\x06period\x18\x02 \x01(\v2\x15.ttip.venue.v1.PeriodB\x06\xbaH\x03\xc8\x01\x01R\x06period\"^\n" +
 	"\x1bPreviewDistributionResponse\x12?\n" +
-	"\fdistribution\x18\x01 \x01(\v2\x1b.ttip.venue.v1.DistributionR\fdistribution\"\xbe\x01\n" +
+	"\fdistribution\x18\x01 \x01(\v2\x1b.ttip.venue.v1.DistributionR\fdistribution\"\xf0\x01\n" +
 	"\x1aConfirmDistributionRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x125\n" +
 	"\x06period\x18\x02 \x01(\v2\x15.ttip.venue.v1.PeriodB\x06\xbaH\x03\xc8\x01\x01R\x06period\x12D\n" +
-	"\x12expected_collected\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\x11expectedCollected\"x\n" +
+	"\x12expected_collected\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\x11expectedCollected\x120\n" +
+	"\x0fexpected_shares\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\x0eexpectedShares\"x\n" +
 	"\x1bConfirmDistributionResponse\x12?\n" +
 	"\fdistribution\x18\x01 \x01(\v2\x1b.ttip.venue.v1.DistributionR\fdistribution\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"\x98\x01\n" +

@@ -139,7 +139,7 @@ export default function Distributions() {
               disabled={write.busy || preview.notes.some((n) => n.kind === DistributionNoteKind.POOL_OWES)}
               onClick={() =>
                 run(async () => {
-                  const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected });
+                  const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected, expectedShares: preview.sharesDigest });
                   setPreview(res.distribution);
                   setNote(res.created ? t("v_confirmedNote") : t("v_alreadyConfirmed"));
                   await list.refetch();
