@@ -164,6 +164,14 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.equal(await preview.getByTestId("members-paid").innerText(), "Members with a share: 1");
     assert.match(await preview.getByTestId("rounding").innerText(), /^Rounding: Each member gets their weight's share/);
     await h.screenshot(page, "venue-preview");
+    // A co-manager puts a rule in force meanwhile: the confirm is refused, nothing is paid, and the split as it is
+    // now is shown to confirm instead.
+    await venueApi.setSplitRule({ venueId, method: SplitMethod.BY_HOURS, note: "the same, again", idempotencyKey: randomUUID() });
+    await preview.getByRole("button", { name: "Confirm and pay KES 500" }).click();
+    await see(page, page.getByRole("alert").filter({ hasText: "The split changed since your preview" }));
+    const ruleNow = rule!.version + 1;
+    await see(page, preview.getByText(`rule version ${ruleNow}`));
+    assert.equal((await venueApi.listDistributions({ venueId })).distributions.length, 0, "nothing paid");
     await preview.getByRole("button", { name: "Confirm and pay KES 500" }).click();
     await see(page, page.getByRole("status").filter({ hasText: "Confirmed" }));
     const [confirmed] = (await venueApi.listDistributions({ venueId })).distributions;
@@ -177,10 +185,10 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await phone.goto(`${h.url}/w/shares`);
     await see(phone, phone.getByTestId("my-shares").getByText(/KES 500 from Mama Oliech/));
     const share = phone.getByTestId("share").first();
-    assert.equal(await phone.getByTestId("rule-summary").innerText(), `Version ${rule!.version}: By hours worked; managers not included; individual tips are kept by their worker.`);
+    assert.equal(await phone.getByTestId("rule-summary").innerText(), `Version ${ruleNow}: By hours worked; managers not included; individual tips are kept by their worker.`);
     assert.match(await share.getByTestId("share-how").innerText(), /^How: (\d+) of \1 x KES 500 = KES 500$/);
     assert.equal(await share.getByTestId("share-basis").innerText(), "By hours worked; you worked 2 h in the period.");
-    assert.equal(await share.getByTestId("share-pool").innerText(), `Pool KES 500, shared by rule version ${rule!.version}; members with a share: 1.`, "no '1 people'");
+    assert.equal(await share.getByTestId("share-pool").innerText(), `Pool KES 500, shared by rule version ${ruleNow}; members with a share: 1.`, "no '1 people'");
     assert.equal(await phone.getByTestId("rounding").innerText(), `Rounding: ${REMAINDER_RULE}`, "the service's own words, from the one file");
     assert.ok(!(await phone.locator("main").innerText()).includes(confirmed.shares[0].explanation), "not the service's explanation");
     await h.screenshot(phone, "worker-venue-shares");

@@ -1,4 +1,5 @@
 "use client";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useInfiniteQuery, useMutation } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { Fragment, useState, type FormEvent } from "react";
@@ -73,6 +74,12 @@ function Shares({ d }: { d: Distribution }) {
   );
 }
 
+/** A confirm refused because the split or the takings came out otherwise than the preview shown. */
+const splitChanged = (x: unknown) => {
+  const e = ConnectError.from(x);
+  return e.code === Code.FailedPrecondition && /^expected_(shares|collected):/.test(e.rawMessage);
+};
+
 /** A period's preview, confirmed once by the manager; earlier distributions, each reversible with a reason. */
 export default function Distributions() {
   const { venueId } = useParams<{ venueId: string }>();
@@ -139,7 +146,14 @@ export default function Distributions() {
               disabled={write.busy || preview.notes.some((n) => n.kind === DistributionNoteKind.POOL_OWES)}
               onClick={() =>
                 run(async () => {
-                  const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected, expectedShares: preview.sharesDigest });
+                  const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected, expectedShares: preview.sharesDigest })
+                    .catch(async (x: unknown) => {
+                      if (!splitChanged(x)) throw x;
+                      // Refused, nothing paid: the split as it is now, to check and confirm instead.
+                      setPreview((await previewM.mutateAsync({ venueId, period })).distribution);
+                      setError(t("v_splitChanged"));
+                    });
+                  if (!res) return;
                   setPreview(res.distribution);
                   setNote(res.created ? t("v_confirmedNote") : t("v_alreadyConfirmed"));
                   await list.refetch();
