@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { Access } from "./access.js";
 import { Distributions } from "./distributions.js";
 import { registerHandlers, type VenueDeps } from "./handlers/index.js";
@@ -44,7 +44,7 @@ export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
         perInviter: cfg.VENUE_INVITES_PER_INVITER_PER_DAY,
       });
       const managers = new Managers(ctx, links, access, budgets);
-      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, links, managers, access, budgets), managers, distributions });
+      deps.set(ctx, { pool: ctx.pool, clock: clockOf(ctx), access, members: new Members(ctx, links, managers, access, budgets), managers, distributions });
       if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
       let running: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {

@@ -53,12 +53,13 @@ async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date,
   return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
 }
 
-export async function clockIn(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
+/** `now`: the service's clock, which set the member's start date. */
+export async function clockIn(pool: Pool, venueId: string, workerId: string, now: number): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     // Minutes before the start date count for nothing in a split (clipped to the membership): said now, not after.
-    if (m.joined_at.getTime() > Date.now()) throw new InvalidStateError(`venue_id: you start here on ${eatTime(m.joined_at)}; clock in from then`);
+    if (m.joined_at.getTime() > now) throw new InvalidStateError(`venue_id: you start here on ${eatTime(m.joined_at)}; clock in from then`);
     await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
     if (open[0] && Date.now() - open[0].started_at.getTime() > DAY_MS) {

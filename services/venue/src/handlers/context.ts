@@ -1,5 +1,5 @@
 import { type HandlerContext } from "@connectrpc/connect";
-import { type Pool } from "@ttip/runtime";
+import { type Clock, type Pool } from "@ttip/runtime";
 import type { Access } from "../access.js";
 import type { Distributions } from "../distributions.js";
 import type { Managers } from "../managers.js";
@@ -7,6 +7,8 @@ import type { Members } from "../members.js";
 
 export interface VenueDeps {
   pool: Pool;
+  /** The service's clock: the one members' start dates are set by. */
+  clock: Clock;
   access: Access;
   members: Members;
   managers: Managers;

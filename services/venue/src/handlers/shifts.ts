@@ -21,10 +21,10 @@ export function shiftHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeo
 }
 
 function clockInHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["clockIn"] {
-  const { pool } = h;
+  const { pool, clock } = h;
   return async function (req, ctx) {
     const caller = requireCaller(ctx);
-    return { shift: toShift(await clockIn(pool, req.venueId, caller.subject)) };
+    return { shift: toShift(await clockIn(pool, req.venueId, caller.subject, clock.now())) };
   };
 }
 
