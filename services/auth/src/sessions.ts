@@ -85,8 +85,10 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
     const now = new Date();
     if (row.expires_at <= now || row.session_expires_at <= now) return { kind: "expired" as const };
     if (row.used_at && (await answerLost(tx, sha256(refreshToken)))) {
-      // Its successor never reached the holder: replaced by a new one, which they get this time.
+      // Its successor never reached the holder: replaced by a new one, which they get this time. Audited with the
+      // caller's address, beside the rotation's: a copy's holder elsewhere shows as a second address.
       await tx.query("UPDATE auth.refresh_tokens SET used_at = now(), superseded_at = now() WHERE session_id = $1 AND used_at IS NULL", [row.session_id]);
+      await audit(tx, AuditAction.REFRESH_REISSUED, { userId: row.user_id, ip, detail: `session ${row.session_id}: a refresh asked again, its answer taken as lost` });
     } else if (row.used_at) {
       const revoked = await revokeSessions(tx, "session_id = $1", [row.session_id], "refresh token reuse");
       await audit(tx, AuditAction.REFRESH_REUSE_DETECTED, { userId: row.user_id, ip, detail: `session ${row.session_id} revoked` });

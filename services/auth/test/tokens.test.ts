@@ -90,6 +90,8 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     const again = (await h.api().refreshSession({ refreshToken: first.refreshToken })).tokens!;
     assert.equal(claimsOf(again.accessToken).sid, claimsOf(first.accessToken).sid, "the same session");
     assert.equal((await h.api(again.accessToken).getMe({})).user?.userId, userId, "still signed in");
+    const reissued = await h.t.db.pool.query("SELECT 1 FROM auth.audit_events WHERE user_id = $1 AND action = $2", [userId, AuditAction.REFRESH_REISSUED]);
+    assert.equal(reissued.rowCount, 2, "each ask again audited");
     // The tokens it never received cannot be used by anyone.
     assert.equal(await fails(h.api().refreshSession({ refreshToken: lost.refreshToken })), Code.Unauthenticated);
     const { tokens: second } = await h.signUp(testPhone());

@@ -189,6 +189,11 @@ const (
 	AuditAction_AUDIT_ACTION_MPESA_REVERSAL_RESOLVED AuditAction = 40
 	// A fraud alert with nothing pending on it (a flag, a refusal) was closed by support with a note.
 	AuditAction_AUDIT_ACTION_FRAUD_ALERT_CLOSED AuditAction = 41
+	// A refresh token presented again within a minute of its rotation, no later
+	// token used: taken for a lost answer, a new token issued and the unused one
+	// voided. A copy's holder would look the same, until the owner's next
+	// refresh (then REFRESH_REUSE_DETECTED).
+	AuditAction_AUDIT_ACTION_REFRESH_REISSUED AuditAction = 42
 )
 
 // Enum value maps for AuditAction.
@@ -236,6 +241,7 @@ var (
 		39: "AUDIT_ACTION_HELD_PAYOUT_RESOLVED",
 		40: "AUDIT_ACTION_MPESA_REVERSAL_RESOLVED",
 		41: "AUDIT_ACTION_FRAUD_ALERT_CLOSED",
+		42: "AUDIT_ACTION_REFRESH_REISSUED",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":                0,
@@ -280,6 +286,7 @@ var (
 		"AUDIT_ACTION_HELD_PAYOUT_RESOLVED":       39,
 		"AUDIT_ACTION_MPESA_REVERSAL_RESOLVED":    40,
 		"AUDIT_ACTION_FRAUD_ALERT_CLOSED":         41,
+		"AUDIT_ACTION_REFRESH_REISSUED":           42,
 	}
 )
 
@@ -964,7 +971,7 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x06Locale\x12\x16\n" +
 	"\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLOCALE_EN\x10\x01\x12\r\n" +
-	"\tLOCALE_SW\x10\x02*\xc6\v\n" +
+	"\tLOCALE_SW\x10\x02*\xe9\v\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n" +
@@ -1008,7 +1015,8 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	" AUDIT_ACTION_SETTLEMENT_MODE_SET\x10&\x12%\n" +
 	"!AUDIT_ACTION_HELD_PAYOUT_RESOLVED\x10'\x12(\n" +
 	"$AUDIT_ACTION_MPESA_REVERSAL_RESOLVED\x10(\x12#\n" +
-	"\x1fAUDIT_ACTION_FRAUD_ALERT_CLOSED\x10)B\xa4\x01\n" +
+	"\x1fAUDIT_ACTION_FRAUD_ALERT_CLOSED\x10)\x12!\n" +
+	"\x1dAUDIT_ACTION_REFRESH_REISSUED\x10*B\xa4\x01\n" +
 	"\x10com.ttip.auth.v1B\tAuthProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (
