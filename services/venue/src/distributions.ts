@@ -5,12 +5,13 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, SplitMethod, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, lockForTransaction, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
+import { eatTime } from "./shifts.js";
 import { REMAINDER_RULE } from "./split.js";
 import {
   audit,
@@ -19,6 +20,7 @@ import {
   rosterFor,
   ruleInForce,
   ruleSpec,
+  openShiftsBefore,
   shiftsIn,
   toDistribution,
   toShareLine,
@@ -67,19 +69,22 @@ export class Distributions {
     const t = await this.takings(venue, p);
     const collected = t.collected?.amountMinor ?? 0n;
     const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), await shiftsIn(db, venue.venueId, p.start, p.end), p);
+    // Hours still running count for nothing (only finished shifts are split): said, and a confirm waits for them.
+    const stillOpen = rule.method === SplitMethod.FIXED_PERCENTAGES ? [] : await openShiftsBefore(db, venue.venueId, p.start, p.end);
     // An older wallet does not say what the pool holds: nothing is known to be owed.
     const available = t.available?.amountMinor ?? collected;
     const owes = collected > 0n && available < collected ? collected - available : 0n;
-    return { rule, plan, collected, credits: t.credits, overlapping: t.overlappingDistributionId, owes };
+    return { rule, plan, collected, credits: t.credits, overlapping: t.overlappingDistributionId, owes, stillOpen };
   }
 
   /** Who would get what; saves nothing. */
   async preview(venue: VenueInfo, p: Period): Promise<Distribution> {
-    const { rule, plan, collected, credits, overlapping, owes } = await this.plan(this.pool, venue, p);
+    const { rule, plan, collected, credits, overlapping, owes, stillOpen } = await this.plan(this.pool, venue, p);
     const shown = (minor: bigint) => formatMoney(minor, venue.currency);
     // Each note as a fact for screens to word, and in English for the summary.
     const notes: Array<{ note: MessageInitShape<typeof DistributionNoteSchema>; words: string }> = [
       ...plan.excluded.map((x) => ({ note: { kind: x.kind, displayName: x.displayName, detail: x.detail }, words: `${x.displayName}: ${x.reason}` })),
+      ...stillOpen.map((o) => ({ note: { kind: Note.SHIFT_STILL_OPEN, displayName: o.displayName, detail: eatTime(o.startedAt) }, words: openShiftWords(o) })),
       ...(overlapping ? [{ note: { kind: Note.OVERLAPS, detail: overlapping }, words: `distribution ${overlapping} already covers part of this period` }] : []),
       ...(p.end.getTime() > Date.now() ? [{ note: { kind: Note.PERIOD_NOT_OVER }, words: "the period is not over: more tips may still arrive in it" }] : []),
       ...(collected > 0n && !plan.lines.length ? [{ note: { kind: Note.NOBODY_ELIGIBLE }, words: "nobody is eligible: record shifts or change the rule" }] : []),
@@ -131,8 +136,9 @@ export class Distributions {
       if (existing[0]) {
         throw new InvalidStateError(`period: distribution ${existing[0].distribution_id} already covers part of this period; reverse it first`);
       }
-      const { rule, plan, collected, credits, overlapping } = await this.plan(tx, venue, p);
+      const { rule, plan, collected, credits, overlapping, stillOpen } = await this.plan(tx, venue, p);
       if (overlapping) throw new InvalidStateError(`period: distribution ${overlapping} already covers part of this period; reverse it first`);
+      if (stillOpen.length) throw new InvalidStateError(`period: ${stillOpen.map(openShiftWords).join("; ")}`);
       if (expectedCollected !== undefined && expectedCollected !== collected) {
         throw new InvalidStateError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`);
       }
@@ -351,6 +357,9 @@ function finished(d: DistributionRow, shares: ShareRow[]): Distribution {
   if (d.status === "abandoned") throw new InvalidStateError(`period: the ledger refused the distribution: ${d.abandon_reason}`);
   return toDistribution(d, shares);
 }
+
+const openShiftWords = (o: { displayName: string; startedAt: Date }) =>
+  `${o.displayName} clocked in at ${eatTime(o.startedAt)} and not out: those hours count for nothing until the shift is closed (a clock-out, or RecordShift)`;
 
 /** What a preview's split pays whom under which rule, as a digest its confirm compares (shares_digest). */
 function sharesDigest(ruleVersion: number, plan: Plan): string {

@@ -129,7 +129,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
 }
 
 /** "2026-11-24 08:00 EAT": a time as the venue keeps it. */
-function eatTime(d: Date): string {
+export function eatTime(d: Date): string {
   return `${new Date(d.getTime() + NAIROBI_OFFSET_MS).toISOString().slice(0, 16).replace("T", " ")} EAT`;
 }
 

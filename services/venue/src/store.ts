@@ -219,6 +219,20 @@ export async function shiftsIn(db: Queryable, venueId: string, start: Date, end:
   return rows.map((s) => ({ memberId: s.member_id, start: s.started_at, end: s.ended_at! }));
 }
 
+/**
+ * Shifts clocked in and not out that may hold hours of a period ending at `end` (a shift lasts at most a day, so
+ * one begun over a day before `start` holds none), with whose they are.
+ */
+export async function openShiftsBefore(db: Queryable, venueId: string, start: Date, end: Date): Promise<Array<{ displayName: string; startedAt: Date }>> {
+  const { rows } = await db.query<{ display_name: string; started_at: Date }>(
+    `SELECT m.display_name, s.started_at FROM venue.shifts s JOIN venue.members m USING (member_id)
+      WHERE s.venue_id = $1 AND s.ended_at IS NULL AND s.started_at < $3 AND s.started_at > $2::timestamptz - interval '1 day'
+      ORDER BY s.started_at LIMIT 20`,
+    [venueId, start, end],
+  );
+  return rows.map((r) => ({ displayName: r.display_name, startedAt: r.started_at }));
+}
+
 export interface RuleRow {
   venue_id: string;
   version: number;

@@ -256,6 +256,35 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(await h.walletBalance(juma.workerId), 22500n);
   });
 
+  test("a shift still open in the period: the preview says whose, and a confirm is refused until it is closed, so no one's hours are dropped", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Kosewe");
+    const asha = await h.join(v, "Asha", "front_of_house", at(-1));
+    const juma = await h.join(v, "Juma", "kitchen", at(-1));
+    await v.api.recordShift({ venueId: v.venueId, memberId: asha.memberId, startedAt: ts(at(0)), endedAt: ts(at(2)), idempotencyKey: randomUUID() });
+    // Juma clocked in at at(3) and has not clocked out.
+    await h.t.db.pool.query("INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, source, recorded_by) VALUES ($1, $2, $3, $4, 1, $5)",
+      [randomUUID(), v.venueId, juma.memberId, at(3), juma.workerId]);
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(100).amountMinor);
+    const p = period(at(0), new Date());
+    const seen = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    const open = seen.notes.filter((n) => n.kind === DistributionNoteKind.SHIFT_STILL_OPEN);
+    assert.deepEqual(open.map((n) => n.displayName), ["Juma"]);
+    assert.match(open[0].detail, /^\d{4}-\d\d-\d\d \d\d:\d\d EAT$/);
+    await assert.rejects(v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedShares: seen.sharesDigest }), rejects(Code.FailedPrecondition, /period: Juma clocked in at .* and not out/));
+    assert.equal(await h.poolBalance(v.venueId), 10000n, "nothing paid");
+    await h.asWorker(juma.workerId).clockOut({ venueId: v.venueId });
+    const now = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.deepEqual(now.notes.filter((n) => n.kind === DistributionNoteKind.SHIFT_STILL_OPEN), []);
+    await v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedShares: now.sharesDigest });
+    // Juma's seven hours in the period count, beside Asha's two.
+    const jumaLine = now.shares.find((l) => l.displayName === "Juma")!;
+    assert.ok(jumaLine.minutes >= 419n && jumaLine.minutes <= 420n, `${jumaLine.minutes} minutes`);
+    assert.equal(await h.walletBalance(juma.workerId), jumaLine.amount!.amountMinor);
+  });
+
   test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);

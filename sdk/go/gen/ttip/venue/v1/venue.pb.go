@@ -277,6 +277,11 @@ const (
 	// The pool holds less than the period took: refunds or chargebacks of tips already split left it
 	// owing `amount`. Confirming is refused; a period that also covers them nets them.
 	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_POOL_OWES DistributionNoteKind = 11
+	// A member clocked in within the period (at `detail`, East Africa Time)
+	// and not out: those hours count for nothing until the shift is closed (a
+	// clock-out, or RecordShift for one never clocked out). Confirming is
+	// refused meanwhile. Not for a split by fixed percentages.
+	DistributionNoteKind_DISTRIBUTION_NOTE_KIND_SHIFT_STILL_OPEN DistributionNoteKind = 12
 )
 
 // Enum value maps for DistributionNoteKind.
@@ -294,6 +299,7 @@ var (
 		9:  "DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER",
 		10: "DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE",
 		11: "DISTRIBUTION_NOTE_KIND_POOL_OWES",
+		12: "DISTRIBUTION_NOTE_KIND_SHIFT_STILL_OPEN",
 	}
 	DistributionNoteKind_value = map[string]int32{
 		"DISTRIBUTION_NOTE_KIND_UNSPECIFIED":             0,
@@ -308,6 +314,7 @@ var (
 		"DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER":         9,
 		"DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE":         10,
 		"DISTRIBUTION_NOTE_KIND_POOL_OWES":               11,
+		"DISTRIBUTION_NOTE_KIND_SHIFT_STILL_OPEN":        12,
 	}
 )
 
@@ -2107,7 +2114,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\x1bDISTRIBUTION_STATUS_PREVIEW\x10\x01\x12\x1f\n" +
 	"\x1bDISTRIBUTION_STATUS_POSTING\x10\x02\x12!\n" +
 	"\x1dDISTRIBUTION_STATUS_CONFIRMED\x10\x03\x12 \n" +
-	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\xac\x04\n" +
+	"\x1cDISTRIBUTION_STATUS_REVERSED\x10\x04*\xd9\x04\n" +
 	"\x14DistributionNoteKind\x12&\n" +
 	"\"DISTRIBUTION_NOTE_KIND_UNSPECIFIED\x10\x00\x12-\n" +
 	")DISTRIBUTION_NOTE_KIND_LEFT_BEFORE_PERIOD\x10\x01\x12.\n" +
@@ -2121,7 +2128,8 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"&DISTRIBUTION_NOTE_KIND_PERIOD_NOT_OVER\x10\t\x12*\n" +
 	"&DISTRIBUTION_NOTE_KIND_NOBODY_ELIGIBLE\x10\n" +
 	"\x12$\n" +
-	" DISTRIBUTION_NOTE_KIND_POOL_OWES\x10\vB\xac\x01\n" +
+	" DISTRIBUTION_NOTE_KIND_POOL_OWES\x10\v\x12+\n" +
+	"'DISTRIBUTION_NOTE_KIND_SHIFT_STILL_OPEN\x10\fB\xac\x01\n" +
 	"\x11com.ttip.venue.v1B\n" +
 	"VenueProtoP\x01Z5github.com/ttip/ttip/sdk/go/gen/ttip/venue/v1;venuev1\xa2\x02\x03TVX\xaa\x02\rTtip.Venue.V1\xca\x02\rTtip\\Venue\\V1\xe2\x02\x19Ttip\\Venue\\V1\\GPBMetadata\xea\x02\x0fTtip::Venue::V1b\x06proto3"
 

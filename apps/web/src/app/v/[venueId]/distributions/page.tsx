@@ -142,8 +142,8 @@ export default function Distributions() {
           {preview.status === DistributionStatus.PREVIEW ? (
             <button
               type="button"
-              // The service refuses a pool that owes: the note above says why and what to do instead.
-              disabled={write.busy || preview.notes.some((n) => n.kind === DistributionNoteKind.POOL_OWES)}
+              // The service refuses a pool that owes, or a shift still open: the note above says why and what to do instead.
+              disabled={write.busy || preview.notes.some((n) => n.kind === DistributionNoteKind.POOL_OWES || n.kind === DistributionNoteKind.SHIFT_STILL_OPEN)}
               onClick={() =>
                 run(async () => {
                   const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected, expectedShares: preview.sharesDigest })
