@@ -75,11 +75,10 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
     const jwk = parseDevicePublicKey(req.publicKeyJwk);
     const device = await withTransaction(pool, async (tx) => {
       const { rows } = await tx.query(
-        `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING ${DEVICE_COLUMNS}`,
-        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
+        // The session that added the key is on that phone: removing the device ends it (removeDevice).
+        `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk, registered_session_id) VALUES ($1, $2, $3, $4, $5) RETURNING ${DEVICE_COLUMNS}`,
+        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId],
       );
-      // The session that added the key is on that phone: removing the device ends it (removeDevice).
-      await tx.query("UPDATE auth.sessions SET device_id = $2 WHERE session_id = $1 AND device_id IS NULL", [sessionId, rows[0].device_id]);
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
       await emitEvent(tx, "auth", DeviceRegisteredSchema, { userId: caller.subject, deviceId: rows[0].device_id, name: req.name });
@@ -108,9 +107,11 @@ function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
       // Outstanding proofs from this device die with it.
       await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
       await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
-      // So do its sessions (a lost phone's), which could add a key of their own and approve withdrawals with it;
-      // not the remover's own, when they remove the phone they hold.
-      return revokeSessions(tx, "device_id = $1 AND session_id IS DISTINCT FROM $2::uuid", [req.deviceId, sessionId ?? null], "device removed");
+      // So do its sessions (a lost phone's: the one that added the key, those signed in naming it), which could add
+      // a key of their own and approve withdrawals with it; not the remover's own, when they remove the phone they hold.
+      return revokeSessions(tx,
+        "(device_id = $1 OR session_id = (SELECT registered_session_id FROM auth.devices WHERE device_id = $1)) AND session_id IS DISTINCT FROM $2::uuid",
+        [req.deviceId, sessionId ?? null], "device removed");
     });
     await forgetSessions(core, ended);
     return {};

@@ -107,6 +107,13 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     }
     assert.equal((await h.api(newPhone.accessToken).listDevices({})).devices.length, 0);
     assert.equal((await h.api(newPhone.accessToken).listSessions({})).sessions.length, 2, "the sign-up's and the remover's");
+
+    // A session that added two keys (a phone's own, then a thief's) ends with either's removal.
+    const twice = await h.loginWithPin(phone, "4826");
+    await h.api(twice.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk });
+    const { device: second } = await h.api(twice.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk });
+    await h.api(newPhone.accessToken).removeDevice({ deviceId: second!.deviceId });
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: twice.refreshToken })), Code.Unauthenticated);
   });
 
   test("a payout's step-up token is spent on the payout's key: that payout's retry verifies again until the token expires, any other use is refused", async () => {
