@@ -49,7 +49,11 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
     await audit(pool, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${row.pin_failures} of ${max})` });
     throw new PermissionDeniedError(`wrong PIN; ${max - row.pin_failures} tries left before a lockout`);
   }
-  throw lockedOut((await lockOut(core, userId, ip, now))!, now.getTime());
+  const until = await lockOut(core, userId, ip, now);
+  if (until) throw lockedOut(until, now.getTime());
+  // Unlocked while this try was checked (an admin's UnlockUser, a ResetPin): its count is gone; a wrong PIN all the same.
+  await audit(pool, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${max} of ${max}, unlocked meanwhile)` });
+  throw new PermissionDeniedError("wrong PIN");
 }
 
 /** How long a try may take to check its PIN (a hash of well under a second) before its unwritten lockout counts as lost. */
