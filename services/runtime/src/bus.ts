@@ -804,6 +804,12 @@ export interface InProcessBusLimits {
 
 const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, duplicateWindowMs: 120_000, maxIds: 100_000 };
 
+/** Messages an in-process consumer holds for redelivery at most (each one that failed: a few, unless a bug fails many). */
+const MAX_HELD_MESSAGES = 1_000;
+
+/** The messages of a batch that a BatchPartlyApplied says were not applied. */
+const notApplied = (messages: DeliveredMessage[], err: BatchPartlyApplied) => messages.filter((m) => !err.applied.has(m.id.toLowerCase()));
+
 /**
  * The same contract inside one process: messages are kept (like a stream, within its
  * limits), each durable consumer reads them in order, a failed handler gets the message
@@ -812,12 +818,6 @@ const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, d
  * It keeps messages by count, never by age (no storedMaxAgeMs), so the inboxes of the
  * services on it (the embedded platform's) are never pruned.
  */
-/** Messages an in-process consumer holds for redelivery at most (each one that failed: a few, unless a bug fails many). */
-const MAX_HELD_MESSAGES = 1_000;
-
-/** The messages of a batch that a BatchPartlyApplied says were not applied. */
-const notApplied = (messages: DeliveredMessage[], err: BatchPartlyApplied) => messages.filter((m) => !err.applied.has(m.id.toLowerCase()));
-
 export class InProcessBus implements EventBus {
   private readonly log: StoredMessage[] = [];
   /** Sequence number of log[0]: consumers' positions are sequences, so trimming the log moves nothing. */
@@ -909,7 +909,8 @@ export class InProcessBus implements EventBus {
 
   /**
    * A durable consumer's loop. A failed batch is delivered again as it was
-   * (the same messages, none added), after the redelivery delay. A message
+   * (the same messages, none added), after the redelivery delay; of a batch
+   * partly applied, only the messages not applied are (held, below). A message
    * without an event id is terminated (skipped, logged and counted once), as
    * the JetStream bus does (withoutEventId).
    */
@@ -939,8 +940,11 @@ export class InProcessBus implements EventBus {
       let held: { messages: DeliveredMessage[]; due: number } | undefined;
       while (!stopped && !this.closed) {
         if (held && Date.now() >= held.due) {
-          const again = held.messages.map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
-          held = await this.deliverHeld(again, durable, handler);
+          // A batch's worth at a time, as from the log; the rest due at once after it.
+          const again = held.messages.slice(0, maxBatch).map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
+          const rest = held.messages.slice(maxBatch);
+          const left = await this.deliverHeld(again, durable, handler);
+          held = left.length || rest.length ? { messages: [...rest, ...left], due: left.length && !rest.length ? Date.now() + this.redeliveryDelayMs : Date.now() } : undefined;
           continue;
         }
         if (state.position < this.base) state.position = this.base;
@@ -987,16 +991,15 @@ export class InProcessBus implements EventBus {
     };
   }
 
-  /** Held messages delivered again: those still not applied, held for another delay; undefined once all are. */
-  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>) {
+  /** Held messages delivered again: those still not applied (none once all are). */
+  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>): Promise<DeliveredMessage[]> {
     try {
       await new Promise((r) => setImmediate(r));
       await handler(messages);
-      return undefined;
+      return [];
     } catch (err) {
       this.logger.warn({ err, subject: messages[0].subject, eventId: messages[0].id, messages: messages.length, consumer: durable }, "event handler failed; will redeliver");
-      const left = err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
-      return left.length ? { messages: left, due: Date.now() + this.redeliveryDelayMs } : undefined;
+      return err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
     }
   }
 

@@ -191,9 +191,10 @@ export class Members {
 
   /**
    * qr lets a venue's managers issue codes for its staff, and a worker taken off loses their codes there. Asked
-   * under the member's row lock, before the change commits: qr's refusal or silence undoes it (UNAVAILABLE, to
-   * retry), so a worker off the staff never keeps a code that tips them, and an accept and a removal reach qr in
-   * their order. Idempotent both ways, so a retry after a lost answer finishes it.
+   * under the member's row lock, before the change commits: qr's refusal or silence undoes the venue's change
+   * (UNAVAILABLE, to retry), so a worker off the staff never keeps a code that tips them, and an accept and a
+   * removal reach qr in their order. qr commits first: a venue commit that then fails leaves qr ahead until the
+   * retry, which is idempotent both ways and finishes it.
    */
   private async setQrStaff(m: MemberRow, onStaff: boolean) {
     if (!m.worker_id) return;
