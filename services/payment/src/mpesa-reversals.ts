@@ -125,6 +125,14 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     if (declinedInSuspense(tip) && (locked.rejection_claim !== "plain" || (await spentReceiptOf(tx, tip)))) {
       throw new InvalidStateError("tip_id: the declined tip's payment was refunded by support or credited as another tip already");
     }
+    // M-Pesa reversed it after all, once its reversal was marked failed (and the share given back): support is asked
+    // to take the share back by hand; a second reversal would take it again (M-Pesa answers "reversed already").
+    const { rows: [late] } = await tx.query<{ reversal_receipt: string }>(
+      "SELECT reversal_receipt FROM payment.mpesa_reversals WHERE tip_id = $1 AND status = 'failed' AND reversal_receipt IS NOT NULL LIMIT 1", [tip.tip_id]);
+    if (late) {
+      throw new InvalidStateError(`tip_id: M-Pesa reported this payment reversed (receipt ${late.reversal_receipt}) after its reversal was marked failed: `
+        + "the customer has their money; take the worker's share back by hand, as the open alert says; nothing more is reversed");
+    }
     const { rows: [live] } = await tx.query<{ idempotency_key: string; status: string }>(
       "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' AND idempotency_key <> $2 LIMIT 1", [tip.tip_id, input.idempotencyKey]);
     if (live) {

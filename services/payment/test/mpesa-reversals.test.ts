@@ -237,6 +237,11 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.equal(alerts[1].status, "open", "this one asks for money back: open");
     assert.match(alerts[1].detail, /reported it reversed after it was marked failed .*; take KES 95(\.00)? back by hand$/);
     assert.deepEqual([(await row(tip.tipId))[0].reversal_receipt, (await row(tip.tipId))[0].status, await h.balance(worker)], ["SLATE12345", "failed", 9500n]);
+    // Another admin, seeing the reversal failed, refunds it again: refused, so the share is not taken twice.
+    const twice = asConnectError(await reverse(tip.tipId).catch((e: unknown) => e));
+    assert.equal(Code[twice.code], Code[Code.FailedPrecondition]);
+    assert.match(twice.rawMessage, /reported this payment reversed \(receipt SLATE12345\) after its reversal was marked failed/);
+    assert.deepEqual([await h.balance(worker), reversalsOf(tip.mpesaReceipt).length], [9500n, 1], "nothing taken, nothing sent");
   });
 
   test("a reversal sent with no result for an hour is told to support once, who may say M-Pesa reversed it", async () => {
