@@ -35,6 +35,7 @@ export interface ReversalRow {
   wallet_minor: bigint;
   status: "new" | "debited" | "sending" | "sent" | "reversed" | "failed";
   reason: string;
+  requested_by: string;
   callback_token: string;
   result_desc: string;
   /** M-Pesa's receipt of the reversal itself, once it reported it made. */
@@ -363,7 +364,32 @@ export async function followUpReversals(deps: Deps, limit: number): Promise<numb
         AND COALESCE(sent_at, created_at) < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
     [limit, RESULT_WAIT_MINUTES]);
   for (const reversal of silent) await alertInDoubt(deps, await subjectOf(deps, reversal), reversal, `M-Pesa has sent no result for ${RESULT_WAIT_MINUTES} minutes`);
+  await alertUnfinishedRefunds(deps, limit);
   return sent;
+}
+
+/**
+ * A tip's reversal left new for long: its admin's RefundTip met a wallet that did not answer and was not retried. The
+ * wallet may hold its entry (the worker's balance shows it) while nothing went to M-Pesa: support is told, once, to
+ * retry under its key, which finishes it. Not resumed here: its wallet step may have been refused for good.
+ */
+async function alertUnfinishedRefunds(deps: Deps, limit: number): Promise<void> {
+  const { rows } = await pool(deps).query<ReversalRow>(
+    `SELECT * FROM payment.mpesa_reversals WHERE status = 'new' AND suspense_receipt IS NULL AND alerted_at IS NULL
+        AND created_at < now() - make_interval(mins => $2) ORDER BY created_at LIMIT $1`,
+    [limit, RESULT_WAIT_MINUTES]);
+  for (const reversal of rows) {
+    const subject = await subjectOf(deps, reversal);
+    await withTransaction(pool(deps), async (tx) => {
+      const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND status = 'new' AND alerted_at IS NULL", [reversal.reversal_id]);
+      if (!rowCount) return;
+      await recordAlert(tx, {
+        reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
+        detail: `the refund of ${subject.label} (${formatMoney(reversal.amount_minor, "KES")}) was asked by ${reversal.requested_by} and never finished: ` +
+          `the wallet did not answer, nothing went to M-Pesa. Retry RefundTip with the idempotency key "${reversal.idempotency_key}" to finish it`,
+      });
+    });
+  }
 }
 
 /**

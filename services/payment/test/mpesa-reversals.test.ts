@@ -244,6 +244,26 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.deepEqual([await h.balance(worker), reversalsOf(tip.mpesaReceipt).length], [9500n, 1], "nothing taken, nothing sent");
   });
 
+  test("a refund left unfinished (its wallet step never answered, never retried) is told to support once, with the key that finishes it", async () => {
+    const { worker, tip } = await paidTip();
+    // As a RefundTip leaves it when the wallet's answer is lost and the admin goes away: decided, nothing sent.
+    const key = `reversal-${randomUUID()}`;
+    await h.t.db.pool.query(
+      `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token, created_at)
+       VALUES ($1, $2, $3, $4, 10000, 9500, 'new', 'tipped the wrong person', 'admin-1', $5, now() - interval '2 hours')`,
+      [randomUUID(), tip.tipId, key, tip.mpesaReceipt, randomUUID().replace(/-/g, "")]);
+    await internal.reconcilePending({ limit: 100 });
+    await internal.reconcilePending({ limit: 100 });
+    const { rows } = await h.t.db.pool.query<{ detail: string }>("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId]);
+    assert.equal(rows.length, 1, "told once");
+    assert.match(rows[0].detail, new RegExp(`never finished: the wallet did not answer, nothing went to M-Pesa\\. Retry RefundTip with the idempotency key "${key}"`));
+    assert.deepEqual([await h.balance(worker), reversalsOf(tip.mpesaReceipt).length], [9500n, 0], "nothing moved by the pass");
+    // Retried under that key, it finishes.
+    await reverse(tip.tipId, key);
+    await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
   test("a reversal sent with no result for an hour is told to support once, who may say M-Pesa reversed it", async () => {
     const { worker, tip } = await paidTip();
     const held = h.sim.hold("reversal");
