@@ -67,13 +67,13 @@ export const internalKey = {
 export const gatewaySettings = {
   RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
-  CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
+  CORS_ALLOWED_ORIGINS: env.list(),
   // Proxies whose X-Forwarded-For is believed (CIDRs): the client is the right-most address they did not add.
-  TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  TRUSTED_PROXIES: env.list(),
   // Deprecated: true trusts loopback and private ranges (where ingress controllers run) when TRUSTED_PROXIES is unset.
   TRUST_PROXY: env.flag(false),
   // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
-  ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  ADMIN_ALLOWED_NETWORKS: env.list("127.0.0.0/8,::1/128"),
   // "on": the admin console (apps/admin's build) at /admin, to the admin networks only.
   ADMIN_CONSOLE: z.enum(["on", "off"]).default("off"),
 };

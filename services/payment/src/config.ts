@@ -129,7 +129,7 @@ const shape = {
   PAYMENT_CALLBACK_BASE_URL: env.url(["http", "https"]).optional(),
   MPESA_CALLBACK_ALLOWED_IPS: z.string().optional(),
   // The gateway's TRUSTED_PROXIES (the chart passes the same list): a caller elsewhere in the cluster names no address.
-  PAYMENT_CALLBACK_TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  PAYMENT_CALLBACK_TRUSTED_PROXIES: env.list(),
   // Deprecated: true trusts every private range when PAYMENT_CALLBACK_TRUSTED_PROXIES is unset.
   PAYMENT_CALLBACK_TRUST_PROXY: env.flag(false),
   STK_DEADLINE_MS: env.duration(90_000),

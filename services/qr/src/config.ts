@@ -5,7 +5,7 @@ export const qrConfigShape = {
   // HMAC-SHA256 key for code payloads; required in a cluster.
   QR_SIGNING_KEY: z.string().min(32, "must be at least 32 characters").optional(),
   // Older keys still accepted when verifying, comma-separated (key rotation without reprinting).
-  QR_PREVIOUS_SIGNING_KEYS: z.string().default("").transform((v) => v.split(",").map((k) => k.trim()).filter(Boolean)),
+  QR_PREVIOUS_SIGNING_KEYS: env.list(),
   QR_TIP_BASE_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/t"),
   // The Daraja simulator's (and sandbox's) paybill.
   QR_MPESA_SHORTCODE: z.string().regex(/^\d{5,7}$/, "must be a 5 to 7 digit paybill or till").default("174379"),

@@ -62,4 +62,6 @@ export const env = {
       .transform((v) => v === "true" || v === "1"),
   logLevel: () => z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   duration: (fallbackMs: number) => z.coerce.number().int().positive("must be a positive number of milliseconds").default(fallbackMs),
+  /** A comma-separated list: entries trimmed, empty ones dropped. */
+  list: (fallback = "") => z.string().default(fallback).transform((v) => v.split(",").map((e) => e.trim()).filter(Boolean)),
 };
