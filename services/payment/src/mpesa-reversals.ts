@@ -308,14 +308,18 @@ async function sendReversal(deps: Deps, subject: Reversed, reversal: ReversalRow
 
 /** Tells support, once per reversal, that M-Pesa's word on it is missing: the money stays taken back meanwhile. */
 async function alertInDoubt(deps: Deps, subject: Reversed, reversal: ReversalRow, why: string): Promise<void> {
+  await alertOnce(deps, subject, reversal,
+    `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. ` +
+      "The money stays taken back; check M-Pesa's statement");
+}
+
+/** Tells support of a reversal once (alerted_at); `onlyIf`: while it is still in that state. */
+async function alertOnce(deps: Deps, subject: Reversed, reversal: ReversalRow, detail: string, onlyIf?: ReversalRow["status"]): Promise<void> {
   await withTransaction(pool(deps), async (tx) => {
-    const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND alerted_at IS NULL", [reversal.reversal_id]);
-    if (!rowCount) return;
-    await recordAlert(tx, {
-      reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
-      detail: `M-Pesa reversal ${reversal.reversal_id} of ${subject.label}, receipt ${reversal.receipt} (${formatMoney(reversal.amount_minor, "KES")}) is in doubt: ${why}. ` +
-        "The money stays taken back; check M-Pesa's statement",
-    });
+    const { rowCount } = await tx.query(
+      "UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND alerted_at IS NULL AND ($2::text IS NULL OR status = $2)",
+      [reversal.reversal_id, onlyIf ?? null]);
+    if (rowCount) await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert, detail });
   });
 }
 
@@ -380,15 +384,9 @@ async function alertUnfinishedRefunds(deps: Deps, limit: number): Promise<void> 
     [limit, RESULT_WAIT_MINUTES]);
   for (const reversal of rows) {
     const subject = await subjectOf(deps, reversal);
-    await withTransaction(pool(deps), async (tx) => {
-      const { rowCount } = await tx.query("UPDATE payment.mpesa_reversals SET alerted_at = now() WHERE reversal_id = $1 AND status = 'new' AND alerted_at IS NULL", [reversal.reversal_id]);
-      if (!rowCount) return;
-      await recordAlert(tx, {
-        reason: "CALLBACK_MISMATCH", action: "flag", ...subject.alert,
-        detail: `the refund of ${subject.label} (${formatMoney(reversal.amount_minor, "KES")}) was asked by ${reversal.requested_by} and never finished: ` +
-          `the wallet did not answer, nothing went to M-Pesa. Retry RefundTip with the idempotency key "${reversal.idempotency_key}" to finish it`,
-      });
-    });
+    await alertOnce(deps, subject, reversal,
+      `the refund of ${subject.label} (${formatMoney(reversal.amount_minor, "KES")}) was asked by ${reversal.requested_by} and never finished: ` +
+        `the wallet did not answer, nothing went to M-Pesa. Retry RefundTip with the idempotency key "${reversal.idempotency_key}" to finish it`, "new");
   }
 }
 
