@@ -944,7 +944,8 @@ export class InProcessBus implements EventBus {
           const again = held.messages.slice(0, maxBatch).map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
           const rest = held.messages.slice(maxBatch);
           const left = await this.deliverHeld(again, durable, handler);
-          held = left.length || rest.length ? { messages: [...rest, ...left], due: left.length && !rest.length ? Date.now() + this.redeliveryDelayMs : Date.now() } : undefined;
+          const waiting = [...rest, ...left];
+          held = waiting.length ? { messages: waiting, due: rest.length ? Date.now() : Date.now() + this.redeliveryDelayMs } : undefined;
           continue;
         }
         if (state.position < this.base) state.position = this.base;

@@ -121,7 +121,6 @@ export class Distributions {
    * crash in between, finds the saved plan and finishes it: one entry, one set of events.
    */
   async confirm(venue: VenueInfo, p: Period, actor: string, expected: { collected?: bigint; shares?: string } = {}): Promise<{ distribution: Distribution; created: boolean }> {
-    const expectedCollected = expected.collected;
     if (p.end.getTime() > Date.now()) {
       throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
@@ -139,8 +138,8 @@ export class Distributions {
       const { rule, plan, collected, credits, overlapping, stillOpen } = await this.plan(tx, venue, p);
       if (overlapping) throw new InvalidStateError(`period: distribution ${overlapping} already covers part of this period; reverse it first`);
       if (stillOpen.length) throw new InvalidStateError(`period: ${stillOpen.map(openShiftWords).join("; ")}`);
-      if (expectedCollected !== undefined && expectedCollected !== collected) {
-        throw new InvalidStateError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`);
+      if (expected.collected !== undefined && expected.collected !== collected) {
+        throw new InvalidStateError(`expected_collected: the pool took ${collected} minor units in the period, not ${expected.collected}; preview again`);
       }
       if (expected.shares && expected.shares !== sharesDigest(rule.version, plan)) {
         throw new InvalidStateError("expected_shares: the split comes out otherwise than the preview (a rule, a role's points, a shift or a member changed since); preview again");
