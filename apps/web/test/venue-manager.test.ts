@@ -172,6 +172,7 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const ruleNow = rule!.version + 1;
     await see(page, preview.getByText(`rule version ${ruleNow}`));
     assert.equal((await venueApi.listDistributions({ venueId })).distributions.length, 0, "nothing paid");
+    await h.screenshot(page, "venue-split-changed");
     await preview.getByRole("button", { name: "Confirm and pay KES 500" }).click();
     await see(page, page.getByRole("status").filter({ hasText: "Confirmed" }));
     const [confirmed] = (await venueApi.listDistributions({ venueId })).distributions;
