@@ -381,8 +381,8 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     const subject = dispatchSubject(shard);
     subs.push(
       ctx.bus.subscribeBatches
-        ? await ctx.bus.subscribeBatches({ durable, subject, maxBatch: DISPATCH_BATCH_MAX, handler: dispatch })
-        : await ctx.bus.subscribe({ durable, subject, handler: (message) => dispatch([message]) }),
+        ? await ctx.bus.subscribeBatches({ durable, subject, maxBatch: DISPATCH_BATCH_MAX, handler: dispatch, metrics: ctx.metrics })
+        : await ctx.bus.subscribe({ durable, subject, handler: (message) => dispatch([message]), metrics: ctx.metrics }),
     );
   }
   return async () => {

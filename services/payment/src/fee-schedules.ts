@@ -107,6 +107,7 @@ export class FeeSchedules {
     const consuming = await bus.subscribe({
       durable: CONSUMER,
       subject: subjectOf(FeeScheduleCreatedSchema),
+      metrics: this.metrics,
       handler: async (message) => {
         // An event that does not decode still says schedules changed: every copy held is reloaded.
         let currency = "";

@@ -40,7 +40,7 @@ export interface SubscribeOptions {
   subject: string;
   /** Resolve to acknowledge; throw to have the message delivered again later. */
   handler: (message: DeliveredMessage) => Promise<void>;
-  /** Counts the messages the bus terminated undelivered (see withoutEventId). */
+  /** Counts the messages the bus terminated undelivered (see withoutEventId) and those the handler failed on. */
   metrics?: Metrics;
   /**
    * Made now (it did not exist), it starts with the messages stored from then on, not the stream's
@@ -69,7 +69,7 @@ export interface BatchSubscribeOptions {
    * later, or throw BatchPartlyApplied to have only the others delivered again.
    */
   handler: (messages: DeliveredMessage[]) => Promise<void>;
-  /** Counts the messages the bus terminated undelivered (see withoutEventId). */
+  /** Counts the messages the bus terminated undelivered (see withoutEventId) and those the handler failed on. */
   metrics?: Metrics;
 }
 
@@ -140,6 +140,25 @@ export interface EventBus {
 const NOTIFY_TOKEN = "_notify";
 
 const REDELIVERY_DELAY_MS = 1_000;
+/**
+ * A message that keeps failing waits twice as long before each delivery again, up to this many
+ * times the first wait (30 s at the default): one that always fails (an event its consumer cannot
+ * apply, a peer down for hours) costs a transaction and a log line twice a minute, not every second.
+ */
+const MAX_REDELIVERY_FACTOR = 30;
+
+/** The wait before a message that failed on its `deliveries`th delivery is delivered again. */
+export function redeliveryDelay(firstMs: number, deliveries: number): number {
+  const doublings = Math.min(Math.max(deliveries - 1, 0), Math.ceil(Math.log2(MAX_REDELIVERY_FACTOR)));
+  return Math.min(firstMs * 2 ** doublings, firstMs * MAX_REDELIVERY_FACTOR);
+}
+
+/** Counts the messages a consumer's handler failed on, to be delivered again (both buses). */
+function countFailed(metrics: Metrics | undefined, consumer: string, messages: number): void {
+  metrics
+    ?.counter("ttip_bus_handler_failures_total", "Deliveries a consumer's handler failed on (each to be delivered again).", ["consumer"])
+    .inc({ consumer }, messages);
+}
 /** How long a publish waits for the stream's acknowledgement by default (nats.js's JetStream default). */
 const PUBLISH_TIMEOUT_MS = 5_000;
 
@@ -512,7 +531,7 @@ export class JetStreamBus implements EventBus {
 
   /**
    * The durable consumer of one subject, created (or found again) from the start of the stream:
-   * acknowledged one by one, redelivered without end until its handler succeeds.
+   * acknowledged one by one, redelivered without end until its handler succeeds, less often the more it fails (redeliveryDelay).
    * Not AckPolicy.All (one acknowledgement per batch): an ack of sequence N also acknowledges
    * every message below N delivered to anyone, so a replica sharing the durable would acknowledge
    * another's batch not yet applied (lost if that one crashes), and a batch applied after a nak
@@ -581,7 +600,8 @@ export class JetStreamBus implements EventBus {
           m.ack();
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: id, consumer: options.durable }, "event handler failed; will redeliver");
-          m.nak(this.redeliveryDelayMs);
+          countFailed(options.metrics, options.durable, 1);
+          m.nak(redeliveryDelay(this.redeliveryDelayMs, deliveryCount(m)));
         }
       }
     })();
@@ -618,10 +638,11 @@ export class JetStreamBus implements EventBus {
           for (const [i, m] of batch.entries()) {
             if (applied?.has(delivered[i].id.toLowerCase())) m.ack();
             else {
-              m.nak(this.redeliveryDelayMs);
+              m.nak(redeliveryDelay(this.redeliveryDelayMs, delivered[i].deliveryCount));
               redelivered++;
             }
           }
+          countFailed(options.metrics, options.durable, redelivered);
           this.logger.warn({ err: applied ? (err as BatchPartlyApplied).reason : err, consumer: options.durable, messages: batch.length, redelivered }, "batch handler failed; will redeliver");
         }
       }
@@ -909,7 +930,7 @@ export class InProcessBus implements EventBus {
 
   /**
    * A durable consumer's loop. A failed batch is delivered again as it was
-   * (the same messages, none added), after the redelivery delay; of a batch
+   * (the same messages, none added), after a redelivery delay that grows as it keeps failing (redeliveryDelay); of a batch
    * partly applied, only the messages not applied are (held, below). A message
    * without an event id is terminated (skipped, logged and counted once), as
    * the JetStream bus does (withoutEventId).
@@ -932,6 +953,8 @@ export class InProcessBus implements EventBus {
       let deliveries = 0;
       /** The end of the batch that failed, while it is being delivered again. */
       let retryEnd: number | undefined;
+      /** When the batch that failed is delivered again. */
+      let retryDue = 0;
       /**
        * Messages of a batch partly applied that were not, delivered again on their own after the redelivery delay
        * while the consumer goes on past them, as JetStream does with those it is told to redeliver: one message that
@@ -943,9 +966,15 @@ export class InProcessBus implements EventBus {
           // A batch's worth at a time, as from the log; the rest due at once after it.
           const again = held.messages.slice(0, maxBatch).map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
           const rest = held.messages.slice(maxBatch);
-          const left = await this.deliverHeld(again, durable, handler);
+          const left = await this.deliverHeld(again, durable, handler, metrics);
           const waiting = [...rest, ...left];
-          held = waiting.length ? { messages: waiting, due: rest.length ? Date.now() : Date.now() + this.redeliveryDelayMs } : undefined;
+          const wait = rest.length ? 0 : redeliveryDelay(this.redeliveryDelayMs, Math.min(...left.map((m) => m.deliveryCount)));
+          held = waiting.length ? { messages: waiting, due: Date.now() + wait } : undefined;
+          continue;
+        }
+        if (retryEnd !== undefined && Date.now() < retryDue) {
+          // Woken early (a publish, a held message due): the failed batch keeps its wait.
+          await sleep(Math.min(retryDue, held?.due ?? Infinity) - Date.now());
           continue;
         }
         if (state.position < this.base) state.position = this.base;
@@ -972,14 +1001,16 @@ export class InProcessBus implements EventBus {
           this.logger.warn({ err, subject: batch[0].subject, eventId: batch[0].id, messages: batch.length, consumer: durable }, "event handler failed; will redeliver");
           if (err instanceof BatchPartlyApplied && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
             const failed = notApplied(batch.map((m) => ({ ...m, deliveryCount: deliveries })), err);
-            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + this.redeliveryDelayMs };
+            countFailed(metrics, durable, failed.length);
+            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + redeliveryDelay(this.redeliveryDelayMs, deliveries) };
             state.position = Math.max(state.position, end);
             deliveries = 0;
             retryEnd = undefined;
             continue;
           }
+          countFailed(metrics, durable, batch.length);
           retryEnd = end;
-          await sleep(this.redeliveryDelayMs);
+          retryDue = Date.now() + redeliveryDelay(this.redeliveryDelayMs, deliveries);
         }
       }
     })();
@@ -993,14 +1024,16 @@ export class InProcessBus implements EventBus {
   }
 
   /** Held messages delivered again: those still not applied (none once all are). */
-  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>): Promise<DeliveredMessage[]> {
+  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>, metrics: Metrics | undefined): Promise<DeliveredMessage[]> {
     try {
       await new Promise((r) => setImmediate(r));
       await handler(messages);
       return [];
     } catch (err) {
       this.logger.warn({ err, subject: messages[0].subject, eventId: messages[0].id, messages: messages.length, consumer: durable }, "event handler failed; will redeliver");
-      return err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
+      const left = err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
+      countFailed(metrics, durable, left.length);
+      return left;
     }
   }
 
