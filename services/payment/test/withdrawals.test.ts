@@ -152,6 +152,23 @@ describe("withdrawals by RequestPayout", () => {
     assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c").filter((t) => t.phone === `254${to.slice(1)}`).length, 1);
   });
 
+  test("a withdrawal retried under its key after its answer was lost is answered with its payout, though the payout number changed or a hold was placed since", async () => {
+    const { worker, stepUp, me } = await tippedWorkerWithDevice();
+    const first = phone();
+    await me.updatePayoutSettings({ payoutPhone: first });
+    const request = { idempotencyKey: randomUUID(), amount: KES(50), stepUpToken: await stepUp() };
+    const { payout } = await me.requestPayout(request);
+    // The worker moves the payout number on meanwhile, then retries the withdrawal (no number given: "to my number").
+    await me.updatePayoutSettings({ payoutPhone: phone(), stepUpToken: await stepUp("payout_number") });
+    assert.equal((await me.requestPayout(request)).payout!.payoutId, payout!.payoutId, "the retry is that withdrawal");
+    await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true WHERE worker_id = $1", [worker]);
+    assert.equal((await me.requestPayout(request)).payout!.payoutId, payout!.payoutId, "a hold placed since refuses new withdrawals, not the answer to this one");
+    await assert.rejects(me.requestPayout({ ...request, mpesaPhone: phone() }), (e: ConnectError) => e.code === Code.AlreadyExists, "another number named under the key");
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+    assert.equal(await h.balance(worker), 4500n, "KES 50 left the wallet, once");
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${first.slice(1)}`).length, 1, "to the number of the first request");
+  });
+
   test("without a number given, the worker's default saved number is used", async () => {
     const { worker, stepUp } = await workerWithDevice();
     const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });

@@ -101,16 +101,19 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     // A tip's automatic payout is keyed auto-<tip id>: a withdrawal under such a key would be taken for it.
     if (req.idempotencyKey.startsWith("auto-")) throw fieldError("idempotency_key", "keys starting with \"auto-\" are the platform's own (automatic payouts); use another");
     const amountMinor = payoutAmount(req.amount, "amount");
-    const settings = await payoutSettingsOf(pool, caller.subject);
-    const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
-    if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
-    if (settings?.payouts_on_hold) throw new InvalidStateError("payouts are on hold for this account; contact support");
-    // A retry of a request already verified: the step-up token was spent on the first try.
+    const given = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : "";
+    // A retry of a request already verified (the step-up token was spent on the first try) is answered
+    // with its payout, whatever changed since: a retry without a number asked for the payout number of
+    // then, and one refused for a number changed or a hold placed since reads as nothing sent.
     const existing = await payoutByIdempotencyKey(pool, caller.subject, req.idempotencyKey);
     if (existing) {
-      if (existing.amount.amountMinor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
+      if (existing.amount.amountMinor !== amountMinor || (given && existing.phone !== given)) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
       return { payout: payoutMessage(existing) };
     }
+    const settings = await payoutSettingsOf(pool, caller.subject);
+    const phone = given || settings?.payout_phone || (await defaultPhone(pool, caller.subject));
+    if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
+    if (settings?.payouts_on_hold) throw new InvalidStateError("payouts are on hold for this account; contact support");
     // The device's biometric unlock, proved to the auth service.
     try {
       // Spent on this withdrawal's key, amount and number: a retry under the key (nothing stored yet) verifies only for the same ones.
