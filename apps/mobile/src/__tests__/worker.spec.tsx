@@ -235,6 +235,24 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a payout refused (a rate limit), then confirmed again and its answer lost, asked for again is the same payout", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  gw.failNextPayout = new ConnectError("too many requests; try again in a minute", Code.ResourceExhausted);
+  await startWithdrawal("300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  gw.loseNextPayoutAnswer = true;
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+  await fireEvent.press(screen.getByText("Cancel"));
+  // Before, the second Confirm sent the refused attempt's key, settled and never saved: this was a second payout.
+  await startWithdrawal("300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a payout whose answer was lost, asked for again after Cancel and another tab, is the same payout; another amount is a new one", async () => {
   const gw = await withdrawalAnswerLost("300");
   await openTab("home");

@@ -96,7 +96,7 @@ async function savePayoutKeys(app: AppServices, userId: string, p: PayoutKeys): 
   await app.cache.set(payoutKeysSlot(userId), JSON.stringify(writes)).catch(() => undefined);
 }
 
-type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
+type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
 
 export function Withdraw() {
   const app = useApp();
@@ -141,12 +141,8 @@ export function Withdraw() {
     const typed = phoneText.trim();
     const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
     if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
-    const session = sessions.get();
-    if (!session) return setError(t("sessionEnded"));
-    const keys = await payoutKeysOf(app, session.userId);
-    const idempotencyKey = payoutKeyFor(keys, `${amount}|${mpesaPhone}`);
-    await savePayoutKeys(app, session.userId, keys);
-    setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey });
+    if (!sessions.get()) return setError(t("sessionEnded"));
+    setStage({ kind: "confirm", amount, mpesaPhone });
   };
 
   const send = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
@@ -162,7 +158,7 @@ export function Withdraw() {
   };
 
   const sendOnce = async (attempt: Extract<Stage, { kind: "confirm" }>) => {
-    const { amount, mpesaPhone, idempotencyKey } = attempt;
+    const { amount, mpesaPhone } = attempt;
     setError("");
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
@@ -174,6 +170,9 @@ export function Withdraw() {
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
       const keys = await payoutKeysOf(app, session.userId);
+      // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
+      // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
+      const idempotencyKey = payoutKeyFor(keys, `${amount}|${mpesaPhone}`);
       // Its half hour counts from this send: an answer lost now is asked about again within it.
       keys.since.set(idempotencyKey, Date.now());
       await savePayoutKeys(app, session.userId, keys);
