@@ -9,7 +9,7 @@ import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
-import { forgetSessions, requireSession, revokeSessions, sessionState } from "./sessions.js";
+import { forgetSessions, invalidateSessionList, requireSession, revokeSessions, sessionState } from "./sessions.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
 
@@ -107,11 +107,14 @@ function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
       // Outstanding proofs from this device die with it.
       await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
       await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
-      // So do its sessions (a lost phone's: the one that added the key, those signed in naming it), which could add
-      // a key of their own and approve withdrawals with it; not the remover's own, when they remove the phone they hold.
+      // So do its sessions, which could add a key of their own and approve withdrawals with it: the one that added
+      // the key, those tied to it (signed in naming it, or proved with it), and those tied to no device, which may be
+      // on the lost phone too (signed in there again without naming its key). Not the remover's own, when they remove
+      // the phone they hold, nor those tied to the worker's other phones.
       return revokeSessions(tx,
-        "(device_id = $1 OR session_id = (SELECT registered_session_id FROM auth.devices WHERE device_id = $1)) AND session_id IS DISTINCT FROM $2::uuid",
-        [req.deviceId, sessionId ?? null], "device removed");
+        `(device_id = $1 OR session_id = (SELECT registered_session_id FROM auth.devices WHERE device_id = $1) OR (device_id IS NULL AND user_id = $3))
+          AND session_id IS DISTINCT FROM $2::uuid`,
+        [req.deviceId, sessionId ?? null, caller.subject], "device removed");
     });
     await forgetSessions(core, ended);
     return {};
@@ -137,7 +140,7 @@ function createDeviceChallengeHandler(core: AuthCore): Impl["createDeviceChallen
 function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallenge"] {
   const { pool } = core.ctx;
   return async function (req, ctx) {
-    const { caller, ip } = await requireSession(core, ctx);
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
     const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
     if (!found.rowCount) throw new NotFoundError(`challenge ${req.challengeId} not found`);
     // One try per challenge: a wrong signature spends it too.
@@ -164,7 +167,11 @@ function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallen
         sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
       ]);
       await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
+      // A session that proves with a key is on the phone holding it: tied to it, it ends when that phone is removed,
+      // and outlives the removal of another phone (which ends the sessions tied to none).
+      if (sessionId) await tx.query("UPDATE auth.sessions SET device_id = $1 WHERE session_id = $2 AND device_id IS DISTINCT FROM $1", [ch.device_id, sessionId]);
     });
+    if (sessionId) await invalidateSessionList(core, caller.subject);
     return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
   };
 }

@@ -92,23 +92,40 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.ok(actions.includes(AuditAction.DEVICE_REGISTERED) && actions.includes(AuditAction.DEVICE_REMOVED));
   });
 
-  test("removing a device ends the sessions on that phone: the one that registered its key and those signed in naming it (a stolen phone adds no key of its own); the remover's session stays", async () => {
+  test("removing a device ends the sessions that may be on that phone: the one that registered its key, those tied to it and those tied to no device (a stolen phone adds no key of its own); the remover's session and those proved on another phone stay", async () => {
     const phone = testPhone();
     const signup = await h.signUp(phone);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const stolen = await h.loginWithPin(phone, "4826");
     const { device } = await h.api(stolen.accessToken).registerDevice({ name: "Old phone", publicKeyJwk: deviceKey().publicJwk });
     const namedIt = await h.loginWithPin(phone, "4826", device!.deviceId);
+    // The sign-up's session is tied to no device: it may be the lost phone's (signed in there again, after a PIN
+    // reset or an expired session, without naming its key).
+    const untied = { accessToken: signup.tokens.accessToken, refreshToken: signup.tokens.refreshToken };
+    // Another phone, whose session signed in naming no key, then registered its own and proved with it: the proof ties it.
+    const other = await h.loginWithPin(phone, "4826");
+    const otherKey = deviceKey();
+    const { device: otherDevice } = await h.api(other.accessToken).registerDevice({ name: "Other phone", publicKeyJwk: otherKey.publicJwk });
+    const ch = await h.api(other.accessToken).createDeviceChallenge({ deviceId: otherDevice!.deviceId, purpose: "payout" });
+    await h.api(other.accessToken).verifyDeviceChallenge({ challengeId: ch.challengeId, signature: otherKey.sign(ch.challenge) });
     const newPhone = await h.loginWithPin(phone, "4826");
     await h.api(newPhone.accessToken).removeDevice({ deviceId: device!.deviceId });
-    for (const [name, s] of Object.entries({ stolen, namedIt })) {
+    for (const [name, s] of Object.entries({ stolen, namedIt, untied })) {
       assert.equal(await fails(h.api(s.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk })), Code.Unauthenticated, name);
       assert.equal(await fails(h.api().refreshSession({ refreshToken: s.refreshToken })), Code.Unauthenticated, name);
     }
-    assert.equal((await h.api(newPhone.accessToken).listDevices({})).devices.length, 0);
-    assert.equal((await h.api(newPhone.accessToken).listSessions({})).sessions.length, 2, "the sign-up's and the remover's");
+    assert.equal((await h.api(newPhone.accessToken).listDevices({})).devices.length, 1, "the other phone's key");
+    const left = (await h.api(newPhone.accessToken).listSessions({})).sessions;
+    assert.equal(left.length, 2, "the remover's and the other phone's");
+    assert.ok(left.some((s) => s.deviceId === otherDevice!.deviceId), "the proof tied its session to the other phone");
+    await h.api().refreshSession({ refreshToken: other.refreshToken });
+  });
 
-    // A session that added two keys (a phone's own, then a thief's) ends with either's removal.
+  test("a session that added two keys (a phone's own, then a thief's) ends with either's removal", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const newPhone = await h.loginWithPin(phone, "4826");
     const twice = await h.loginWithPin(phone, "4826");
     await h.api(twice.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk });
     const { device: second } = await h.api(twice.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk });

@@ -1908,6 +1908,10 @@ export const AuthService: GenService<{
     output: typeof ListDevicesResponseSchema;
   },
   /**
+   * Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+   * that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+   * it) and those tied to no device. The caller's own session and those tied to other devices stay.
+   *
    * @generated from rpc ttip.auth.v1.AuthService.RemoveDevice
    */
   removeDevice: {

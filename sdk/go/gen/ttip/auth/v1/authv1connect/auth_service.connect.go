@@ -183,6 +183,9 @@ type AuthServiceClient interface {
 	// Registers a device's ES256 public key after a PIN login.
 	RegisterDevice(context.Context, *connect.Request[v1.RegisterDeviceRequest]) (*connect.Response[v1.RegisterDeviceResponse], error)
 	ListDevices(context.Context, *connect.Request[v1.ListDevicesRequest]) (*connect.Response[v1.ListDevicesResponse], error)
+	// Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+	// that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+	// it) and those tied to no device. The caller's own session and those tied to other devices stay.
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)
@@ -490,6 +493,9 @@ type AuthServiceHandler interface {
 	// Registers a device's ES256 public key after a PIN login.
 	RegisterDevice(context.Context, *connect.Request[v1.RegisterDeviceRequest]) (*connect.Response[v1.RegisterDeviceResponse], error)
 	ListDevices(context.Context, *connect.Request[v1.ListDevicesRequest]) (*connect.Response[v1.ListDevicesResponse], error)
+	// Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+	// that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+	// it) and those tied to no device. The caller's own session and those tied to other devices stay.
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)

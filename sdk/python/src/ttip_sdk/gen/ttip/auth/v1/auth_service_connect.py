@@ -114,6 +114,11 @@ class AuthService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def remove_device(self, request: RemoveDeviceRequest, ctx: RequestContext[RemoveDeviceRequest, RemoveDeviceResponse], /) -> RemoveDeviceResponse:
+        """
+        Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+        that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+        it) and those tied to no device. The caller's own session and those tied to other devices stay.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def create_device_challenge(self, request: CreateDeviceChallengeRequest, ctx: RequestContext[CreateDeviceChallengeRequest, CreateDeviceChallengeResponse], /) -> CreateDeviceChallengeResponse:
@@ -760,6 +765,11 @@ class AuthServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> RemoveDeviceResponse:
+        """
+        Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+        that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+        it) and those tied to no device. The caller's own session and those tied to other devices stay.
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -932,6 +942,11 @@ class AuthServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def remove_device(self, request: RemoveDeviceRequest, ctx: RequestContext[RemoveDeviceRequest, RemoveDeviceResponse], /) -> RemoveDeviceResponse:
+        """
+        Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+        that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+        it) and those tied to no device. The caller's own session and those tied to other devices stay.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def create_device_challenge(self, request: CreateDeviceChallengeRequest, ctx: RequestContext[CreateDeviceChallengeRequest, CreateDeviceChallengeResponse], /) -> CreateDeviceChallengeResponse:
@@ -1576,6 +1591,11 @@ class AuthServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> RemoveDeviceResponse:
+        """
+        Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
+        that phone: the one that registered the key, those tied to it (signed in naming it, or last proved with
+        it) and those tied to no device. The caller's own session and those tied to other devices stay.
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
