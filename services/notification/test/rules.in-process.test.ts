@@ -70,6 +70,9 @@ describe("notification rules, in process (with auth)", () => {
     const invite = await refusal(templates.createTemplateVersion({ key: TemplateKey.STAFF_INVITE, channel: Channel.SMS, locale: "sw", subject: "", body: "{{venue}} imekualika." }));
     assert.deepEqual(fieldsOf(invite), ["body"]);
     assert.match(invite.rawMessage, /STAFF_INVITE must use \{\{link\}\}/);
+    // An SMS is sent without its subject: the code there never reaches the phone.
+    const inSubject = await refusal(templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "{{code}}", body: "Your TTIP code is ready." }));
+    assert.deepEqual(violationsOf(inSubject).map((v) => [v.field, v.message]), [["body", "OTP must use {{code}}: without it the message is of no use to whoever gets it"]]);
     assert.equal(await versions(), before, "nothing saved");
     // With it (in the subject counts too, for e-mail), saved.
     await templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.EMAIL, locale: "en", subject: "Code {{code}}", body: "Use the code above." });
