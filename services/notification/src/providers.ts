@@ -121,7 +121,8 @@ export function twilio(cfg: ProviderConfig["twilio"], timeoutMs: number): Provid
       } catch {
         // keep the raw text for the error
       }
-      if (res.status === 201 && body.sid) return { ok: true, messageId: body.sid };
+      // 201 Created: Twilio has the message, whether or not its answer can be read. Failed over, it went twice.
+      if (res.status === 201) return { ok: true, messageId: body.sid ?? "" };
       if (res.status === 400 && body.code && TWILIO_RECIPIENT_ERRORS.has(body.code)) {
         return { ok: false, kind: "recipient", error: `${body.code} ${body.message ?? ""}` };
       }

@@ -63,6 +63,8 @@ export class ProviderSimulator {
   readonly invalidNumbers = new Set<string>();
   /** Numbers Africa's Talking rejects (403) in these words instead of InvalidPhoneNumber: a provider's words may hold anything. */
   readonly refusalWords = new Map<string, string>();
+  /** Providers whose answer to a send they took is cut short (unreadable, as from a proxy that mangles it). */
+  readonly garbledAnswers = new Set<SimulatedProvider>();
   /** Push tokens FCM answers UNREGISTERED for. */
   readonly deadPushTokens = new Set<string>();
   /** The account-level callback URLs the real consoles configure. */
@@ -186,6 +188,7 @@ export class ProviderSimulator {
     }
     const sid = `SM${randomBytes(16).toString("hex")}`;
     this.sent.push({ provider: "twilio", id: sid, to, subject: "", body: form.get("Body") ?? "", callbackUrl: form.get("StatusCallback") ?? "", customArgs: {} });
+    if (this.garbledAnswers.has("twilio")) return reply(res, 201, `{"sid": "${sid}", "acc`);
     reply(res, 201, {
       sid,
       account_sid: accountSid,

@@ -401,6 +401,26 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("Twilio answering 201 with a body that cannot be read has the message: the delivery is sent, not failed over to send it again", async () => {
+    const phone = testPhone({ format: "+254" });
+    sim.outage.add("africastalking");
+    sim.garbledAnswers.add("twilio");
+    try {
+      const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK3" });
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.SENT);
+      assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [
+        ["africastalking", DeliveryStatus.FAILED],
+        ["africastalking", DeliveryStatus.FAILED],
+        ["twilio", DeliveryStatus.SENT],
+      ]);
+    } finally {
+      sim.outage.delete("africastalking");
+      sim.garbledAnswers.delete("twilio");
+    }
+    // Before, the unread answer was Twilio's failure: the next round sent it again through Africa's Talking.
+    assert.deepEqual(smsTo(phone).map((m) => m.provider), ["twilio"]);
+  });
+
   test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = await startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
