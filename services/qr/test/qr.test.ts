@@ -63,7 +63,7 @@ describe("qr service", () => {
     await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w.jpg" });
     await as(otherWorker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: otherWorker.subject, displayName: "Otieno" });
     await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House Kimathi", city: "Nairobi" });
-    await as(manager).addVenueStaff({ venueId, workerId: worker.subject });
+    await as(admin).addVenueStaff({ venueId, workerId: worker.subject });
   });
   after(async () => {
     await t?.close();
@@ -76,8 +76,10 @@ describe("qr service", () => {
       await rejects(as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W", active: true }), Code.PermissionDenied, undefined, /active/);
       await rejects(anon().putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W" }), Code.Unauthenticated);
       await rejects(as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W", photoUrl: "javascript:alert(1)" }), Code.InvalidArgument, undefined, /photo_url/);
-      await rejects(as(otherManager).addVenueStaff({ venueId, workerId: otherWorker.subject }), Code.PermissionDenied);
-      await rejects(as(manager).addVenueStaff({ venueId: randomUUID(), workerId: otherWorker.subject }), Code.NotFound);
+      // A worker joins a venue by accepting its invitation (the venue service): before, its manager could put anyone on staff unasked.
+      await rejects(as(manager).addVenueStaff({ venueId, workerId: otherWorker.subject }), Code.PermissionDenied);
+      await rejects(as(manager).removeVenueStaff({ venueId, workerId: worker.subject }), Code.PermissionDenied);
+      await rejects(as(admin).addVenueStaff({ venueId: randomUUID(), workerId: otherWorker.subject }), Code.NotFound);
       const got = await anon().getProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId });
       assert.equal(got.profile?.displayName, "Java House Kimathi");
       assert.equal(got.profile?.currency, "KES");
@@ -424,7 +426,7 @@ describe("qr service", () => {
       const venueActive = (active: boolean) => as(admin).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venue, displayName: "Mama Oliech", active });
       await profile("Achieng");
       await as(m).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venue, displayName: "Mama Oliech" });
-      await as(m).addVenueStaff({ venueId: venue, workerId: w.subject });
+      await as(admin).addVenueStaff({ venueId: venue, workerId: w.subject });
       const c = (await as(m).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId: venue, idempotencyKey: idem() })).qrCode!;
       // Another replica of the service: its own process memory, the same Redis and Postgres.
       const replica = new Resolver(t.ctx.pool, t.ctx.cache, new PayloadSigner(KEY), loadQrConfig({ QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE }), t.ctx.logger);
@@ -677,13 +679,12 @@ describe("qr service", () => {
     test("removing a worker from the staff revokes their codes at that venue only", async () => {
       const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
       await as(w).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName: "Leaving" });
-      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
-      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
+      await as(admin).addVenueStaff({ venueId, workerId: w.subject });
+      await as(admin).addVenueStaff({ venueId, workerId: w.subject });
       const atVenue = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() })).qrCode!;
       const own = (await as(w).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, idempotencyKey: idem() })).qrCode!;
       await anon().resolveQrCode({ code: { case: "shortCode", value: atVenue.shortCode } });
-      await rejects(as(otherManager).removeVenueStaff({ venueId, workerId: w.subject }), Code.PermissionDenied);
-      const r = await as(manager).removeVenueStaff({ venueId, workerId: w.subject });
+      const r = await as(admin).removeVenueStaff({ venueId, workerId: w.subject });
       assert.equal(r.revokedCodes, 1);
       await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: atVenue.shortCode } }), Code.FailedPrecondition, QrProblemKind.REVOKED);
       await anon().resolveQrCode({ code: { case: "shortCode", value: own.shortCode } });
@@ -693,7 +694,7 @@ describe("qr service", () => {
     test("a code made or rotated while the worker is being removed from the staff is refused, not left active at the venue", async () => {
       const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
       await as(w).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName: "Racing" });
-      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
+      await as(admin).addVenueStaff({ venueId, workerId: w.subject });
       const code = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() })).qrCode!;
       // RemoveVenueStaff's transaction, between its delete and its revoke, while a create and a rotate come in.
       const removal = await t.db.pool.connect();

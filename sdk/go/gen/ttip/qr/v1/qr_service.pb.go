@@ -3319,7 +3319,7 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x18CheckPartnerLinkResponse\x12\x16\n" +
 	"\x06linked\x18\x01 \x01(\bR\x06linked\x120\n" +
 	"\bvia_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\aviaKind\x12\x15\n" +
-	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\x89\x11\n" +
+	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xa3\x11\n" +
 	"\tQrService\x12\x81\x01\n" +
 	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
@@ -3337,9 +3337,9 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x0fPutProfilePhoto\x12\".ttip.qr.v1.PutProfilePhotoRequest\x1a#.ttip.qr.v1.PutProfilePhotoResponse\"\x03\x90\x02\x02\x12_\n" +
 	"\x0fGetProfilePhoto\x12\".ttip.qr.v1.GetProfilePhotoRequest\x1a#.ttip.qr.v1.GetProfilePhotoResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\n" +
-	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x03\x90\x02\x02\x12b\n" +
-	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x02\x12c\n" +
+	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12f\n" +
+	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x10\xca\xf3\x18\t\b\x02\x12\x05admin\x90\x02\x02\x12o\n" +
+	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x10\xca\xf3\x18\t\b\x02\x12\x05admin\x90\x02\x02\x12c\n" +
 	"\fSearchVenues\x12\x1f.ttip.qr.v1.SearchVenuesRequest\x1a .ttip.qr.v1.SearchVenuesResponse\"\x10\xca\xf3\x18\t\b\x02\x12\x05admin\x90\x02\x01\x12\x81\x01\n" +
 	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x12w\n" +
 	"\vLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12}\n" +

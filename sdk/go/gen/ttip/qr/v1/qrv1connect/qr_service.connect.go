@@ -143,9 +143,13 @@ type QrServiceClient interface {
 	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
-	// worker's codes at the venue.
+	// worker's codes at the venue. An admin's repair only: a worker joins a
+	// venue by accepting its invitation (VenueService), which sets the staff
+	// here; a manager could otherwise put anyone on staff unasked.
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
-	// Removes a worker from a venue's staff and revokes their codes at that venue.
+	// Removes a worker from a venue's staff and revokes their codes at that
+	// venue. An admin's repair only: managers remove a member through
+	// VenueService, which keeps the venue's membership and the staff here in step.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// Venues whose name holds `query` (any case), by name, at most 50: for the
 	// console's admins, who act for a venue that lost its managers.
@@ -490,9 +494,13 @@ type QrServiceHandler interface {
 	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
-	// worker's codes at the venue.
+	// worker's codes at the venue. An admin's repair only: a worker joins a
+	// venue by accepting its invitation (VenueService), which sets the staff
+	// here; a manager could otherwise put anyone on staff unasked.
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
-	// Removes a worker from a venue's staff and revokes their codes at that venue.
+	// Removes a worker from a venue's staff and revokes their codes at that
+	// venue. An admin's repair only: managers remove a member through
+	// VenueService, which keeps the venue's membership and the staff here in step.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// Venues whose name holds `query` (any case), by name, at most 50: for the
 	// console's admins, who act for a venue that lost its managers.

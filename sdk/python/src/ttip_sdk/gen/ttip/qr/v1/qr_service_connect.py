@@ -118,13 +118,17 @@ class QrService(Protocol):
     async def add_venue_staff(self, request: AddVenueStaffRequest, ctx: RequestContext[AddVenueStaffRequest, AddVenueStaffResponse], /) -> AddVenueStaffResponse:
         """
         Adds a worker to a venue's staff, so the venue's managers may issue that
-        worker's codes at the venue.
+        worker's codes at the venue. An admin's repair only: a worker joins a
+        venue by accepting its invitation (VenueService), which sets the staff
+        here; a manager could otherwise put anyone on staff unasked.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
-        Removes a worker from a venue's staff and revokes their codes at that venue.
+        Removes a worker from a venue's staff and revokes their codes at that
+        venue. An admin's repair only: managers remove a member through
+        VenueService, which keeps the venue's membership and the staff here in step.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -776,7 +780,9 @@ class QrServiceClient(ConnectClient):
     ) -> AddVenueStaffResponse:
         """
         Adds a worker to a venue's staff, so the venue's managers may issue that
-        worker's codes at the venue.
+        worker's codes at the venue. An admin's repair only: a worker joins a
+        venue by accepting its invitation (VenueService), which sets the staff
+        here; a manager could otherwise put anyone on staff unasked.
         """
         return await self.execute_unary(
             request=request,
@@ -799,7 +805,9 @@ class QrServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RemoveVenueStaffResponse:
         """
-        Removes a worker from a venue's staff and revokes their codes at that venue.
+        Removes a worker from a venue's staff and revokes their codes at that
+        venue. An admin's repair only: managers remove a member through
+        VenueService, which keeps the venue's membership and the staff here in step.
         """
         return await self.execute_unary(
             request=request,
@@ -1032,13 +1040,17 @@ class QrServiceSync(Protocol):
     def add_venue_staff(self, request: AddVenueStaffRequest, ctx: RequestContext[AddVenueStaffRequest, AddVenueStaffResponse], /) -> AddVenueStaffResponse:
         """
         Adds a worker to a venue's staff, so the venue's managers may issue that
-        worker's codes at the venue.
+        worker's codes at the venue. An admin's repair only: a worker joins a
+        venue by accepting its invitation (VenueService), which sets the staff
+        here; a manager could otherwise put anyone on staff unasked.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
-        Removes a worker from a venue's staff and revokes their codes at that venue.
+        Removes a worker from a venue's staff and revokes their codes at that
+        venue. An admin's repair only: managers remove a member through
+        VenueService, which keeps the venue's membership and the staff here in step.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1688,7 +1700,9 @@ class QrServiceClientSync(ConnectClientSync):
     ) -> AddVenueStaffResponse:
         """
         Adds a worker to a venue's staff, so the venue's managers may issue that
-        worker's codes at the venue.
+        worker's codes at the venue. An admin's repair only: a worker joins a
+        venue by accepting its invitation (VenueService), which sets the staff
+        here; a manager could otherwise put anyone on staff unasked.
         """
         return self.execute_unary(
             request=request,
@@ -1711,7 +1725,9 @@ class QrServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RemoveVenueStaffResponse:
         """
-        Removes a worker from a venue's staff and revokes their codes at that venue.
+        Removes a worker from a venue's staff and revokes their codes at that
+        venue. An admin's repair only: managers remove a member through
+        VenueService, which keeps the venue's membership and the staff here in step.
         """
         return self.execute_unary(
             request=request,
