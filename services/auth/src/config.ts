@@ -10,6 +10,8 @@ const shape = {
   AUTH_KEY_ENCRYPTION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   AUTH_ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
   AUTH_REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  // How often recent revocations are written to Redis again (remarkRecentRevocations); 0: never.
+  AUTH_REVOCATION_REMARK_MS: z.coerce.number().int().min(0).max(600_000).default(30_000),
   AUTH_SIGNING_KEY_MAX_AGE_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   AUTH_SIGNING_KEY_ACTIVATION_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
   // "sms": an Africa's Talking-shaped SMS API (the simulator in this folder when no URL is set);
@@ -53,6 +55,7 @@ export interface AuthConfig {
   production: boolean;
   keyEncryptionSecret: string;
   accessTokenTtlSeconds: number;
+  revocationRemarkMs: number;
   refreshTokenTtlSeconds: number;
   signingKeyMaxAgeSeconds: number;
   signingKeyActivationSeconds: number;
@@ -101,6 +104,7 @@ export function loadAuthConfig(vars: Env = process.env): AuthConfig {
     keyEncryptionSecret: c.AUTH_KEY_ENCRYPTION_SECRET ?? DEV_KEY_ENCRYPTION_SECRET,
     accessTokenTtlSeconds: c.AUTH_ACCESS_TOKEN_TTL_SECONDS,
     refreshTokenTtlSeconds: c.AUTH_REFRESH_TOKEN_TTL_DAYS * 86_400,
+    revocationRemarkMs: c.AUTH_REVOCATION_REMARK_MS,
     signingKeyMaxAgeSeconds: c.AUTH_SIGNING_KEY_MAX_AGE_DAYS * 86_400,
     signingKeyActivationSeconds: c.AUTH_SIGNING_KEY_ACTIVATION_SECONDS,
     otpSender: c.AUTH_OTP_SENDER,

@@ -11,6 +11,7 @@ import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
 import { internalHandlers } from "./internal.js";
 import { loginHandlers } from "./login.js";
+import { remarkRecentRevocations } from "./sessions.js";
 import { partnerWebhooks, PARTNER_SERVICES, type HostResolver, type PartnerWebhooks } from "./partners/index.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
 import type { SmsSimulator } from "./sms-simulator.js";
@@ -61,7 +62,7 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       return jwksEndpoint(ctx, coreOf(ctx));
     },
     start(ctx) {
-      return startAuth(ctx, options, configOf, webhooksOf(ctx), sms);
+      return startAuth(ctx, options, configOf, webhooksOf(ctx), sms, coreOf(ctx));
     },
   };
 }
@@ -117,9 +118,9 @@ function jwksEndpoint(ctx: ServiceContext, core: AuthCore): HttpFilter {
 }
 
 /** Starts the admin audit and partner webhook consumers, and the SMS simulator when OTPs need one; returns the stop. */
-async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: () => AuthConfig, webhooks: PartnerWebhooks, sms: SmsSimulatorSlot): Promise<() => Promise<void>> {
+async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: () => AuthConfig, webhooks: PartnerWebhooks, sms: SmsSimulatorSlot, core: AuthCore): Promise<() => Promise<void>> {
   const stopAudit = await startAdminAudit(ctx);
-  const stopConsumers = stopBoth(await webhooks.start(), stopAudit);
+  const stopConsumers = stopBoth(await webhooks.start(), stopBoth(stopAudit, remarkingRevocations(ctx, core)));
   const c = configOf();
   if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopConsumers;
   if (c.production) {
@@ -134,6 +135,24 @@ async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: ()
     await stopConsumers();
     await sms.simulator?.close();
     sms.simulator = undefined;
+  };
+}
+
+/** Writes recent revocations to Redis again every revocationRemarkMs (remarkRecentRevocations); returns the stop. */
+function remarkingRevocations(ctx: ServiceContext, core: AuthCore): () => Promise<void> {
+  const every = core.config.revocationRemarkMs;
+  if (!every) return async () => undefined;
+  let running: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    // One pass at a time: a slow Redis skips a turn rather than piling passes up.
+    running ??= remarkRecentRevocations(core)
+      .catch((err) => ctx.logger.warn({ err }, "recent revocations not written again; the next pass tries"))
+      .finally(() => (running = undefined));
+  }, every);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
   };
 }
 

@@ -153,6 +153,27 @@ export async function forgetSessions(core: AuthCore, sessions: RevokedSession[],
   }
 }
 
+/** At most this many sessions' marks are written again per pass (the newest revoked first): a bound, far above a day's revocations in ten minutes. */
+const REMARK_MAX_SESSIONS = 10_000;
+
+/**
+ * Writes again the cache's mark of every session revoked within an access token's life, and drops auth's
+ * cached state of each. A mark lost after its revocation committed (Redis failed at that moment, failed
+ * over to a replica without it, or evicted it) let that session's tokens through the gateway until they
+ * expired, and a retry of the revocation found nothing left to revoke. Returns how many were written.
+ */
+export async function remarkRecentRevocations(core: AuthCore): Promise<number> {
+  const { rows } = await core.ctx.pool.query<{ session_id: string }>(
+    "SELECT session_id FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1) ORDER BY revoked_at DESC LIMIT $2",
+    [core.config.accessTokenTtlSeconds + 60, REMARK_MAX_SESSIONS],
+  );
+  for (const r of rows) {
+    await markSessionRevoked(core.ctx.cache, r.session_id);
+    await core.ctx.cache.del(`auth:session:${r.session_id}`);
+  }
+  return rows.length;
+}
+
 export interface SessionState {
   userId: string;
   active: boolean;

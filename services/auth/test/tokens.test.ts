@@ -9,7 +9,8 @@ import { DEV_KEY_ENCRYPTION_SECRET } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
 import { SigningKeys } from "../src/keys.js";
 import { startHarness, type Harness } from "./harness.js";
-import { testPhone } from "@ttip/runtime/testing";
+import { revocationChecker, type RedisCache } from "@ttip/runtime";
+import { eventually, testPhone } from "@ttip/runtime/testing";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -164,6 +165,31 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     await h.api(a.accessToken).logout({});
     assert.equal(await fails(h.api(a.accessToken).getMe({})), Code.Unauthenticated);
     assert.equal(await fails(h.api().refreshSession({ refreshToken: a.refreshToken })), Code.Unauthenticated);
+  });
+
+  test("a revocation's mark lost from Redis after it committed is written again, so the gateway refuses the session's tokens once more", async () => {
+    const r = await startHarness({ AUTH_REVOCATION_REMARK_MS: "100" });
+    try {
+      const phone = testPhone();
+      const signup = await r.signUp(phone);
+      await r.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+      const a = await r.loginWithPin(phone, "4826");
+      const b = await r.loginWithPin(phone, "4826");
+      const sid = claimsOf(b.accessToken).sid;
+      await r.api(a.accessToken).revokeSession({ sessionId: sid });
+      const gatewaySees = revocationChecker(r.t.ctx.cache, 0);
+      assert.equal(await gatewaySees(sid), true, "marked at once");
+      // Lost (a failover to a replica without it, an eviction, a failed write after the commit): the gateway let its tokens through.
+      const redis = (r.t.ctx.cache as RedisCache).redis;
+      const marks = await redis.keys(`*revoked-session:${sid}`);
+      assert.equal(marks.length, 1);
+      await redis.del(...marks);
+      assert.equal(await gatewaySees(sid), false);
+      await eventually("the mark written again", () => gatewaySees(sid));
+      assert.equal(await gatewaySees(claimsOf(a.accessToken).sid), false, "the live session is not marked");
+    } finally {
+      await r.close();
+    }
   });
 
   test("key rotation: the next key is published before it signs; old tokens keep verifying during the overlap", async () => {
