@@ -90,6 +90,8 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
           WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.expires_at > $8
             AND (t.used_at IS NULL OR (t.spend_key = $4 AND ${SAME_TERMS}))
             AND d.device_id = t.device_id AND d.removed_at IS NULL
+            -- A proof made before its user was blocked approves nothing after.
+            AND NOT EXISTS (SELECT 1 FROM auth.users u WHERE u.user_id = t.user_id AND u.blocked_at IS NOT NULL)
           RETURNING t.device_id`,
         terms,
       );
@@ -112,6 +114,8 @@ const SPENT_ON: Readonly<Record<string, string>> = { payout: "payout", payout_nu
  * expired or spent on another payout (or number change). Read only once refused.
  */
 async function stepUpRefusal(pool: Queryable, terms: unknown[], spendKey: string, purpose: string): Promise<PermissionDeniedError> {
+  const blocked = await pool.query("SELECT 1 FROM auth.users WHERE user_id = $1 AND blocked_at IS NOT NULL", [terms[1]]);
+  if (blocked.rowCount) return new PermissionDeniedError("this account is blocked: contact support");
   const { rows } = await pool.query<{ same_amount: boolean; same_phone: boolean }>(
     `SELECT (t.spend_amount_minor IS NULL OR (t.spend_amount_minor = $5 AND t.spend_currency = $6)) AS same_amount,
             (t.spend_phone_sha256 IS NULL OR t.spend_phone_sha256 = $7) AS same_phone

@@ -133,6 +133,21 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(await fails(h.api().refreshSession({ refreshToken: twice.refreshToken })), Code.Unauthenticated);
   });
 
+  test("a step-up token made before its user was blocked approves nothing after", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const key = deviceKey();
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const { stepUpToken } = await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) });
+    await h.t.db.pool.query("UPDATE auth.users SET blocked_at = now(), blocked_reason = 'reported fraud' WHERE user_id = $1", [signup.userId]);
+    const refused = await h.internal.verifyStepUpToken({ stepUpToken, userId: signup.userId, purpose: "payout", spendKey: "payout-key-1" }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    assert.equal(refused?.code, Code.PermissionDenied);
+    assert.equal(refused?.rawMessage, "this account is blocked: contact support");
+  });
+
   test("a payout's step-up token is spent on the payout's key: that payout's retry verifies again until the token expires, any other use is refused", async () => {
     const phone = testPhone();
     const signup = await h.signUp(phone);
