@@ -91,15 +91,16 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     if (!rule) throw denied(`${req.service.typeName}/${req.method.name} declares no access, so it is not served here`);
     if (rule.access === "internal") throw denied(`${req.service.typeName} is not served here`);
     if (rule.access === "partner") throw denied(`${req.service.typeName}/${req.method.name} is for partner keys only`);
-    if (rule.access === "anonymous") return next(req);
     const signedIn = req.contextValues.get(principalKey);
-    if (!signedIn) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
     const fromAdminNetwork = inNetworks(admins, req.contextValues.get(clientAddressKey));
     // Staff rights count only from the admin networks, on every RPC: a signed-in RPC open to admins (a venue's
-    // split, a payout's detail) would otherwise take a stolen admin token from anywhere. Outside, the caller
-    // is what their other roles make them, here and in the services the call reaches.
-    const principal = fromAdminNetwork ? signedIn : { ...signedIn, roles: signedIn.roles.filter((r) => !STAFF_ROLES.has(r)) };
-    req.contextValues.set(principalKey, principal);
+    // split, a payout's detail) would otherwise take a stolen admin token from anywhere, and so would one open
+    // to all whose service grants admins more (qr's codes and profiles). Outside, the caller is what their other
+    // roles make them, here and in the services the call reaches.
+    const principal = !signedIn || fromAdminNetwork ? signedIn : { ...signedIn, roles: signedIn.roles.filter((r) => !STAFF_ROLES.has(r)) };
+    if (principal) req.contextValues.set(principalKey, principal);
+    if (rule.access === "anonymous") return next(req);
+    if (!signedIn || !principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
     const needed = rolesNeeded(rule);
     if (needed.length && !needed.some((r) => principal.roles.includes(r))) {
       if (needed.some((r) => signedIn.roles.includes(r))) throw denied("admin calls are only accepted from allow-listed networks");

@@ -276,4 +276,23 @@ describe("gateway per-RPC policy", () => {
     assert.equal(await venueCall(["venue_manager", "admin", "finance"], "203.0.113.7"), "ok");
     assert.deepEqual(seen, ["venue_manager"]);
   });
+
+  test("on RPCs open to all too: a stolen admin token from anywhere reaches qr's codes and profiles as the worker it also is, not as an admin", async () => {
+    let seen: string[] | undefined;
+    const profileCall = (principal: { subject: string; roles: string[] } | undefined, address: string) => {
+      const transport = createRouterTransport(
+        (router) => router.service(QrService, { putProfile: (_req, ctx) => ((seen = ctx.values.get(principalKey)?.roles), {}) }),
+        { router: { interceptors: asCaller(principal, address, { adminNetworks: ["10.8.0.0/16"] }) } },
+      );
+      seen = undefined;
+      return createClient(QrService, transport).putProfile({}).then(() => "ok", (e: ConnectError) => `${Code[e.code]}: ${e.rawMessage}`);
+    };
+    assert.equal(await profileCall({ subject: "u1", roles: ["worker", "admin"] }, "10.8.0.9"), "ok");
+    assert.deepEqual(seen, ["worker", "admin"]);
+    // Before, ["worker", "admin"]: qr lets an admin deactivate any worker, rename a venue, revoke or rotate any card.
+    assert.equal(await profileCall({ subject: "u1", roles: ["worker", "admin"] }, "203.0.113.7"), "ok");
+    assert.deepEqual(seen, ["worker"]);
+    assert.equal(await profileCall(undefined, "203.0.113.7"), "ok", "signed out: open to all still");
+    assert.equal(seen, undefined);
+  });
 });
