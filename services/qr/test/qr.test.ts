@@ -275,6 +275,9 @@ describe("qr service", () => {
       assert.equal((await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(rotated) } })).target?.qrCodeId, rotated.qrCodeId);
       await rejects(as(worker).rotateQrCode({ qrCodeId: c.qrCodeId, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /replaced/);
       await rejects(as(otherWorker).rotateQrCode({ qrCodeId: rotated.qrCodeId, idempotencyKey: idem() }), Code.PermissionDenied);
+      // Revoking the old card is refused, naming the code that takes its tips: before, "revoked", and the new one kept taking them.
+      const e = await rejects(as(worker).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "card stolen" }), Code.FailedPrecondition, undefined, /replaced by/);
+      assert.match(e.rawMessage, new RegExp(rotated.qrCodeId));
       const old = (await as(worker).getQrCode({ qrCodeId: c.qrCodeId })).qrCode!;
       assert.equal(old.status, QrCodeStatus.ROTATED);
       assert.equal(old.replacedByQrCodeId, rotated.qrCodeId);

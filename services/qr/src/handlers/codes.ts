@@ -176,6 +176,8 @@ function revokeQrCodeHandler(h: QrHandlerContext): Impl["revokeQrCode"] {
     const code = await withTransaction(pool, async (tx) => {
       const code = await managedCode(tx, ctx, req.qrCodeId, true);
       if (code.status === 3) return code;
+      // A rotated code tips no one already; "revoked" here would leave its replacement taking tips, unsaid.
+      if (code.status === 2) throw new InvalidStateError(`qr_code_id: QR code ${code.id} was replaced by ${code.replacedBy}; revoke that code to stop the tips`);
       return setStatus(tx, code.id, 3, { reason: req.reason });
     });
     await resolver.forget(cacheKeys.code(code.id));
