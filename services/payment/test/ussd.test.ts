@@ -369,7 +369,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(await new UssdSession(url, p.at).dial(["1", ...steps].join("*")), "END Too many steps in one session. Nothing was charged; please dial again.");
   });
 
-  test("sessions time out: the network ends an idle one, and the service refuses a stale one", async () => {
+  test("sessions time out: the network ends an idle one, and the service refuses a stale one; a late repeat of the last request gets its screen", async () => {
     const w = await worker("Faith");
     const p = dialler();
     const network = new UssdSession(url, p.at, { networkTimeoutMs: 50 });
@@ -384,6 +384,17 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     h.clock.advance(h.config.ussd!.sessionTimeoutMs + 50); // past the service's timeout, no sleep
     assert.match(await stale.reply("1"), /^END This session has expired/);
     assert.equal(pushesTo(p.msisdn).length, 0);
+    // A confirm whose answer was lost, sent again past the timeout: the screen it had, not "expired, dial again".
+    const late = new UssdSession(url, p.at, { networkTimeoutMs: 60_000 });
+    await late.dial();
+    await late.reply("1");
+    await late.reply(w.code);
+    await late.reply("1");
+    const paid = await late.reply("1");
+    assert.doesNotMatch(paid, /expired/);
+    h.clock.advance(h.config.ussd!.sessionTimeoutMs + 50);
+    assert.equal(await late.repeat(), paid);
+    assert.equal(pushesTo(p.msisdn).length, 1);
     const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
     assert.equal(wrong.status, 404);
   });
