@@ -110,6 +110,11 @@ export interface UssdConfig {
   pathToken: string;
   /** A session idle longer than this is over, as the network ends it. */
   sessionTimeoutMs: number;
+  /**
+   * The confirm step answers within this, the push still going on if it is not done: Africa's Talking waits
+   * 15 s for an answer, then the handset shows a network error, and a customer who dials again tips twice.
+   */
+  answerWithinMs: number;
   /** Amounts offered in the menu, whole shillings. */
   amountsKes: number[];
 }
@@ -152,6 +157,7 @@ const shape = {
   C2B_VALIDATION_BUDGET_MS: env.duration(3_000),
   USSD_CALLBACK_TOKEN: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "16-64 letters, digits, '-' or '_'").optional(),
   USSD_SESSION_TIMEOUT_MS: env.duration(180_000),
+  USSD_ANSWER_WITHIN_MS: env.duration(8_000),
   USSD_AMOUNTS_KES: z.string().regex(/^\d+(,\d+)*$/, "comma-separated whole shillings").default("50,100,200,500"),
 };
 
@@ -212,6 +218,7 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
       ? {
           pathToken: c.USSD_CALLBACK_TOKEN,
           sessionTimeoutMs: c.USSD_SESSION_TIMEOUT_MS,
+          answerWithinMs: Math.min(c.USSD_ANSWER_WITHIN_MS, 12_000),
           amountsKes: c.USSD_AMOUNTS_KES.split(",").map(Number).filter((n) => n >= 1 && n <= 250_000).slice(0, 6),
         }
       : undefined,

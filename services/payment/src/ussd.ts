@@ -207,8 +207,24 @@ async function advance(d: Dialogue, state: State, step: string): Promise<Advance
     case "confirm":
       if (step === "2") return { answer: end(say("cancelled", d.lang)) };
       if (step !== "1") return { state: { at: "confirm", target: state.target, amountKes: state.amountKes, note: say("badChoice", d.lang) } };
-      return { answer: end(await pay(d.deps, d.r, d.phone, state.target, state.amountKes, d.lang)) };
+      return { answer: end(await payInTime(d, state.target, state.amountKes)) };
   }
+}
+
+/**
+ * pay(), or the screen that says a prompt may come if it is not done within answerWithinMs (a slow Daraja, a token
+ * refresh): the push goes on, and a repeat of the request finds its tip. Answered later, Africa's Talking would have
+ * shown a network error, and the customer, told nothing, would dial again and tip twice.
+ */
+async function payInTime(d: Dialogue, target: TipTarget, amountKes: number): Promise<string> {
+  const paying = pay(d.deps, d.r, d.phone, target, amountKes, d.lang);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const due = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), d.config.answerWithinMs)));
+  const answer = await Promise.race([paying, due]).finally(() => clearTimeout(timer));
+  if (answer !== undefined) return answer;
+  paying.catch((err: unknown) => d.deps.ctx.logger.warn({ err, sessionId: d.r.sessionId }, "USSD tip failed after its answer"));
+  d.deps.ctx.logger.warn({ sessionId: d.r.sessionId, answerWithinMs: d.config.answerWithinMs }, "USSD tip still starting when its answer was due");
+  return say("unsure", d.lang, { name: nameOf(target, d.lang), amount: amountKes.toLocaleString("en-KE") });
 }
 
 async function codeEntered(d: Dialogue, step: string): Promise<Advance> {

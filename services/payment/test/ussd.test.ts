@@ -29,7 +29,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
       createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }),
       createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
     ]);
-    h.config.ussd = { pathToken: TOKEN, sessionTimeoutMs: 60_000, amountsKes: [50, 100, 200, 500] };
+    h.config.ussd = { pathToken: TOKEN, sessionTimeoutMs: 60_000, answerWithinMs: 8_000, amountsKes: [50, 100, 200, 500] };
     qr = createClient(QrService, h.t.ctx.peers("qr"));
     url = `${h.config.callbackBaseUrl}/ussd/${TOKEN}`;
   });
@@ -242,6 +242,30 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     await eventually(async () => (await h.balance(w.id)) === 19000n, "credited KES 190 once");
     await h.sim.idle();
     assert.equal(await h.walletEntries(w.id), 1);
+  });
+
+  test("a push slower than the answer may take: the screen says a prompt may come, in time; the push goes on, once", async () => {
+    const w = await worker("Gathoni");
+    const p = dialler();
+    const within = h.config.ussd!.answerWithinMs;
+    h.config.ussd!.answerWithinMs = 200;
+    // Daraja takes the push at once and answers a second later: before, the customer waited that second and more.
+    h.sim.script({ phone: p.msisdn }, { answerDelayMs: 1_000 });
+    try {
+      const s = new UssdSession(url, p.at);
+      await s.dial();
+      await s.reply("1");
+      await s.reply(w.code);
+      await s.reply("1");
+      const answer = await s.reply("1");
+      assert.match(answer, /^END We could not confirm your tip\. If an M-Pesa prompt for KES \d+ comes, it is this tip\. Check your M-Pesa SMS before tipping again\.$/);
+      await eventually(async () => pushesTo(p.msisdn).length === 1, "the push went on");
+      await eventually(async () => (await h.balance(w.id)) > 0n, "credited");
+      assert.equal(await s.repeat(), answer, "a repeat answers the same");
+      assert.equal(pushesTo(p.msisdn).length, 1, "one push");
+    } finally {
+      h.config.ussd!.answerWithinMs = within;
+    }
   });
 
   test("dialled with the code in the string, cancelled, unknown and revoked codes: nothing is charged", async () => {
