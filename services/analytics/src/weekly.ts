@@ -6,8 +6,9 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import type { ServiceContext } from "@ttip/runtime";
+import { type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DAY_MS, Dim, EAT_OFFSET_MS, HOUR_MS } from "./facts.js";
+import { REBUILD_LOCK } from "./ingest.js";
 import { periodStarts } from "./queries.js";
 
 export interface WeeklyOptions {
@@ -60,6 +61,38 @@ async function takeLease(ctx: ServiceContext, o: WeeklyOptions): Promise<boolean
   return rows.length > 0;
 }
 
+/** How long a pass waits for the live consumers' batches to let go of the rebuild lock; longer, a rebuild holds it. */
+const REBUILD_WAIT_MS = 2_000;
+
+/**
+ * The next batch of workers owed last week's summary, with its figures; undefined while a rebuild of the rollups
+ * (replay.ts) holds REBUILD_LOCK: its figures are partial until it ends, and a summary goes out once, for good.
+ */
+async function owedSummaries(ctx: ServiceContext, monday: Date, weekStart: string, batchSize: number): Promise<{ worker_id: string; tips: bigint; net: bigint }[] | undefined> {
+  return withTransaction(ctx.pool, async (tx) => {
+    for (let waited = 0; ; waited += 50) {
+      const held = await tx.query<{ held: boolean }>("SELECT pg_try_advisory_xact_lock_shared(hashtext($1)) AS held", [REBUILD_LOCK]);
+      if (held.rows[0].held) break;
+      if (waited >= REBUILD_WAIT_MS) return undefined;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Tips in any currency (a USD card tip too), and what reached the worker in KES (a card tip's net is in the KES
+    // rows, its count in its own currency's) with their pool shares, as the apps show earnings.
+    const { rows } = await tx.query<{ worker_id: string; tips: bigint; net: bigint }>(
+      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.net_minor + r.pooled_minor) FILTER (WHERE r.currency = 'KES'), 0)::int8 AS net
+         FROM (SELECT worker_id FROM analytics.workers
+                WHERE COALESCE(registered_at, first_seen_at) < $2
+                  AND NOT EXISTS (SELECT 1 FROM analytics.weekly_summaries s WHERE s.worker_id = workers.worker_id AND s.week_start = $3)
+                ORDER BY worker_id LIMIT $4) w
+         LEFT JOIN analytics.rollups r
+           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND (r.succeeded > 0 OR r.net_minor <> 0 OR r.pooled_minor <> 0)
+        GROUP BY w.worker_id ORDER BY w.worker_id`,
+      [monday, new Date(monday.getTime() + 7 * DAY_MS), weekStart, batchSize],
+    );
+    return rows;
+  });
+}
+
 /** One pass: sends what is owed while this replica holds the lease; returns how many went out. */
 export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): Promise<number> {
   const monday = weekOwed(o.now(), o.sendAtHour);
@@ -70,19 +103,11 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
   let total = 0;
   for (;;) {
     if (!(await takeLease(ctx, o))) return total;
-    // Tips in any currency (a USD card tip too), and what reached the worker in KES (a card tip's net is in the KES
-    // rows, its count in its own currency's) with their pool shares, as the apps show earnings.
-    const { rows } = await ctx.pool.query<{ worker_id: string; tips: bigint; net: bigint }>(
-      `SELECT w.worker_id, COALESCE(sum(r.succeeded), 0)::int8 AS tips, COALESCE(sum(r.net_minor + r.pooled_minor) FILTER (WHERE r.currency = 'KES'), 0)::int8 AS net
-         FROM (SELECT worker_id FROM analytics.workers
-                WHERE COALESCE(registered_at, first_seen_at) < $2
-                  AND NOT EXISTS (SELECT 1 FROM analytics.weekly_summaries s WHERE s.worker_id = workers.worker_id AND s.week_start = $3)
-                ORDER BY worker_id LIMIT $4) w
-         LEFT JOIN analytics.rollups r
-           ON r.dim = ${Dim.Worker} AND r.id = w.worker_id AND r.grain = 'h' AND r.bucket >= $1 AND r.bucket < $2 AND (r.succeeded > 0 OR r.net_minor <> 0 OR r.pooled_minor <> 0)
-        GROUP BY w.worker_id ORDER BY w.worker_id`,
-      [monday, new Date(monday.getTime() + 7 * DAY_MS), weekStart, o.batchSize],
-    );
+    const rows = await owedSummaries(ctx, monday, weekStart, o.batchSize);
+    if (!rows) {
+      ctx.logger.info({ weekStart }, "a rebuild of the rollups is running: weekly summaries wait for it");
+      return total;
+    }
     if (!rows.length) return total;
     for (const r of rows) {
       try {

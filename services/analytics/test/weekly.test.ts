@@ -10,6 +10,7 @@ import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAnalyticsModule } from "../src/index.js";
+import { REBUILD_LOCK } from "../src/ingest.js";
 import { event } from "./events.js";
 
 const DAY = 86_400_000;
@@ -88,7 +89,6 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
     });
     const early = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
     assert.equal(early.rows[0].n, 0, "nothing is sent before Monday 08:00 EAT");
-    now = new Date(monday + 9 * 3_600_000);
   });
 
   after(async () => {
@@ -96,7 +96,20 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
     await sim.close();
   });
 
-  test("each worker gets one summary of last week, in their language, whichever replica sends it", async () => {
+  test("each worker gets one summary of last week, in their language, whichever replica sends it; none while a rebuild of the rollups runs", async () => {
+    // A rebuild (replay.ts) holds the lock while it refills the rollups: before, a pass meanwhile sent short figures, for good.
+    const rebuild = await t.db.pool.connect();
+    try {
+      await rebuild.query("SELECT pg_advisory_lock(hashtext($1))", [REBUILD_LOCK]);
+      now = new Date(monday + 9 * 3_600_000);
+      const begun = passes;
+      await eventually("passes while the rebuild runs", () => passes >= begun + 3, { timeoutMs: 30_000 });
+      const during = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
+      assert.equal(during.rows[0].n, 0, "nothing sent while the rebuild runs");
+    } finally {
+      await rebuild.query("SELECT pg_advisory_unlock(hashtext($1))", [REBUILD_LOCK]);
+      rebuild.release();
+    }
     await eventually("a summary recorded for every worker", async () => {
       const { rows } = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
       return rows[0].n === workers.length;
