@@ -184,7 +184,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       const marks = await redis.keys(`*revoked-session:${sid}`);
       assert.equal(marks.length, 1);
       await redis.del(...marks);
-      assert.equal(await gatewaySees(sid), false);
+      // (Not asserted gone meanwhile: a pass may write it again before the next line runs.)
       await eventually("the mark written again", () => gatewaySees(sid));
       assert.equal(await gatewaySees(claimsOf(a.accessToken).sid), false, "the live session is not marked");
     } finally {
