@@ -349,13 +349,15 @@ function shareAllocatedFigures(data: Uint8Array): Applied {
 }
 
 function distributionReversedFigures(data: Uint8Array): Applied {
-  // The event names the venue only, not each member's share: reversed on the venue and the platform.
+  // Each member's share taken back from the worker as it was added (shareAllocatedFigures): a period split again
+  // after a reversal counted the worker's first share too. An event from before shares were named: venue and platform.
   const e = decode(VenueDistributionReversedSchema, data);
-  return {
-    facts: [{ at: when(e.meta), venue: isId(e.venueId) ? e.venueId : undefined, method: "pool", resultCode: "reversed",
-      currency: e.amount?.currency ?? "KES", measures: { pooled_minor: -(e.amount?.amountMinor ?? 0n) } }],
-    records: [],
-  };
+  const venue = isId(e.venueId) ? e.venueId : undefined;
+  const facts: Fact[] = e.shares.length
+    ? e.shares.map((x) => ({ at: when(e.meta), worker: isId(x.workerId) ? x.workerId : undefined, venue, method: "pool", resultCode: "reversed",
+      currency: x.amount?.currency ?? "KES", measures: { pooled_minor: -(x.amount?.amountMinor ?? 0n) } }))
+    : [{ at: when(e.meta), venue, method: "pool", resultCode: "reversed", currency: e.amount?.currency ?? "KES", measures: { pooled_minor: -(e.amount?.amountMinor ?? 0n) } }];
+  return { facts, records: [] };
 }
 
 export const HOUR_MS = 3_600_000;

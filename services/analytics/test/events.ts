@@ -203,15 +203,20 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number,
   for (const [v, venue] of c.venues.entries()) {
     const distributionId = randomUUID();
     let total = 0n;
+    const shares: { memberId: string; workerId: string; amount: ReturnType<typeof kesMinor> }[] = [];
     for (const w of c.workers.filter((x) => c.venueOf.get(x) === venue)) {
       const share = BigInt(100 + Math.floor(rand() * 900)) * 100n;
-      events.push(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, close, { venueId: venue, distributionId, memberId: randomUUID(), workerId: w, amount: kesMinor(share) }));
+      const memberId = randomUUID();
+      events.push(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, close, { venueId: venue, distributionId, memberId, workerId: w, amount: kesMinor(share) }));
+      shares.push({ memberId, workerId: w, amount: kesMinor(share) });
       e.perWorker.get(w)!.pool += share;
       total += share;
     }
     e.pooled += total;
     if (v === c.venues.length - 1) {
-      events.push(event("ttip.venue.distribution_reversed", VenueDistributionReversedSchema, new Date(close.getTime() + 60_000), { venueId: venue, distributionId, amount: kesMinor(total), reason: "wrong split" }));
+      // Each share is taken back from its worker: the period may be split again, and a worker kept both shares.
+      events.push(event("ttip.venue.distribution_reversed", VenueDistributionReversedSchema, new Date(close.getTime() + 60_000), { venueId: venue, distributionId, amount: kesMinor(total), reason: "wrong split", shares }));
+      for (const x of shares) e.perWorker.get(x.workerId)!.pool -= x.amount.amountMinor;
       e.pooled -= total;
     }
   }

@@ -107,6 +107,11 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(e.inRange?.volume?.amountMinor, w.amount);
     assert.equal(e.inRange?.net?.amountMinor, w.net);
     assert.equal(e.inRange?.poolShare?.amountMinor, w.pool, "pool shares are the worker's earnings too");
+    // A worker of the venue whose split was reversed: each share is taken back (before, kept, and counted twice once the period was split again).
+    const reversedAt = c.workers.find((x) => c.venueOf.get(x) === c.venues.at(-1));
+    assert.ok(reversedAt);
+    const back = (await t.client(AnalyticsService, { subject: reversedAt, roles: ["worker"] }).getWorkerEarnings({ range: dayRange })).earnings;
+    assert.equal(back?.inRange?.poolShare?.amountMinor ?? 0n, expected.perWorker.get(reversedAt)!.pool);
     assert.deepEqual(e.byHourOfDay.map((h) => Number(h.tips)), w.byHour);
     assert.equal(e.byWeekday.reduce((n, d) => n + Number(d.tips), 0), w.tips);
     assert.equal(e.averageTip?.amountMinor, w.tips ? w.amount / BigInt(w.tips) : 0n);

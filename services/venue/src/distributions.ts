@@ -341,6 +341,7 @@ export class Distributions {
       const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
       await emitEvent(tx, "venue", VenueDistributionReversedSchema, {
         venueId, distributionId: d.distribution_id, reversalEntryId: reversalId, reason, amount: money(total, d.currency),
+        shares: shares.filter((x) => x.amount_minor > 0n).map((x) => ({ memberId: x.member_id, workerId: x.worker_id, amount: money(x.amount_minor, d.currency) })),
       }, d.distribution_id);
       await audit(tx, venueId, actor, "distribution.reversed", { distribution_id: d.distribution_id, reversal_entry_id: reversalId, reason });
       return toDistribution(done, shares);

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { VenueDistributionReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { DistributionNoteKind, DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { testPhone } from "@ttip/runtime/testing";
@@ -370,6 +372,12 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(reversed.status, DistributionStatus.REVERSED);
     assert.equal(await h.walletBalance(asha.workerId), 0n);
     assert.equal(await h.poolBalance(v.venueId), 50000n);
+    // Each member's share is named in the event (analytics takes it back from each worker's earnings).
+    const { rows: reversals } = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM venue.outbox WHERE subject = 'ttip.venue.distribution_reversed'");
+    const told = reversals.map((r) => fromBinary(VenueDistributionReversedSchema, r.payload)).find((e) => e.distributionId === d.distributionId);
+    assert.ok(told);
+    assert.deepEqual(told.shares.map((x) => [x.workerId, x.amount?.amountMinor]).sort(), d.shares.filter((x) => x.amount!.amountMinor > 0n).map((x) => [x.workerId, x.amount?.amountMinor]).sort());
+    assert.equal(told.shares.reduce((n, x) => n + x.amount!.amountMinor, 0n), told.amount?.amountMinor);
     // The period can now be split again (revision 1), and it is a new entry.
     const redo = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
     assert.equal(redo.created, true);

@@ -2378,8 +2378,11 @@ type VenueDistributionReversed struct {
 	ReversalEntryId string                 `protobuf:"bytes,4,opt,name=reversal_entry_id,json=reversalEntryId,proto3" json:"reversal_entry_id,omitempty"`
 	Reason          string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	Amount          *v1.Money              `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Each member's share taken back, as the distribution paid it (they add up
+	// to amount); none in events from before shares were named.
+	Shares        []*VenueShareReversed `protobuf:"bytes,7,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VenueDistributionReversed) Reset() {
@@ -2454,6 +2457,74 @@ func (x *VenueDistributionReversed) GetAmount() *v1.Money {
 	return nil
 }
 
+func (x *VenueDistributionReversed) GetShares() []*VenueShareReversed {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// One member's share of a reversed distribution.
+type VenueShareReversed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Amount        *v1.Money              `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VenueShareReversed) Reset() {
+	*x = VenueShareReversed{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VenueShareReversed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VenueShareReversed) ProtoMessage() {}
+
+func (x *VenueShareReversed) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VenueShareReversed.ProtoReflect.Descriptor instead.
+func (*VenueShareReversed) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *VenueShareReversed) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *VenueShareReversed) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *VenueShareReversed) GetAmount() *v1.Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
 // Invited, joined, role changed, left.
 type VenueMemberChanged struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -2475,7 +2546,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2558,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2571,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2588,7 +2659,7 @@ type VenueManagerChanged struct {
 
 func (x *VenueManagerChanged) Reset() {
 	*x = VenueManagerChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2671,7 @@ func (x *VenueManagerChanged) String() string {
 func (*VenueManagerChanged) ProtoMessage() {}
 
 func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2684,7 @@ func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueManagerChanged.ProtoReflect.Descriptor instead.
 func (*VenueManagerChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VenueManagerChanged) GetMeta() *EventMeta {
@@ -2675,7 +2746,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2758,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2771,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2776,7 +2847,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2859,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2872,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2856,7 +2927,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +2939,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +2952,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2908,7 +2979,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +2991,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3004,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2960,7 +3031,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3043,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3056,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -3232,14 +3303,19 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n" +
 	"\frule_version\x18\v \x01(\x05R\vruleVersion\x12\x16\n" +
 	"\x06method\x18\f \x01(\x05R\x06method\x12 \n" +
-	"\vexplanation\x18\r \x01(\tR\vexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated\"\xa7\x02\n" +
+	"\vexplanation\x18\r \x01(\tR\vexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated\"\xe3\x02\n" +
 	"\x19VenueDistributionReversed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12'\n" +
 	"\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n" +
 	"\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n" +
-	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed\"\xf9\x02\n" +
+	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n" +
+	"\x06shares\x18\a \x03(\v2\".ttip.events.v1.VenueShareReversedR\x06shares:$\xca\xf3\x18 ttip.venue.distribution_reversed\"}\n" +
+	"\x12VenueShareReversed\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12-\n" +
+	"\x06amount\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\"\xf9\x02\n" +
 	"\x12VenueMemberChanged\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -3307,7 +3383,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
@@ -3335,95 +3411,98 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*VenueDistributionConfirmed)(nil),   // 23: ttip.events.v1.VenueDistributionConfirmed
 	(*VenueShareAllocated)(nil),          // 24: ttip.events.v1.VenueShareAllocated
 	(*VenueDistributionReversed)(nil),    // 25: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 26: ttip.events.v1.VenueMemberChanged
-	(*VenueManagerChanged)(nil),          // 27: ttip.events.v1.VenueManagerChanged
-	(*VenueShiftRecorded)(nil),           // 28: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 29: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 30: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 31: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 32: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 34: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 35: ttip.auth.v1.AuditAction
+	(*VenueShareReversed)(nil),           // 26: ttip.events.v1.VenueShareReversed
+	(*VenueMemberChanged)(nil),           // 27: ttip.events.v1.VenueMemberChanged
+	(*VenueManagerChanged)(nil),          // 28: ttip.events.v1.VenueManagerChanged
+	(*VenueShiftRecorded)(nil),           // 29: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 30: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 31: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 32: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 33: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 35: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 36: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	33, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	34, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	34, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	34, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	35, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	35, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	35, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	33, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	34, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	35, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	35, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
 	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
-	34, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
-	34, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
-	34, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	35, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	35, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	35, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
 	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	34, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	35, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	35, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	35, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	35, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	34, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	35, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	35, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	34, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	35, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	35, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	35, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	35, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	35, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	34, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 45: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 46: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 47: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	33, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	34, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	34, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	34, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	35, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
 	2,  // 51: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	34, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	33, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	33, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	35, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	35, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	34, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	34, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
 	2,  // 56: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	2,  // 58: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 59: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	33, // 60: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	2,  // 61: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 62: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	33, // 63: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	33, // 64: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	35, // 65: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	2,  // 66: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 67: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 68: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 69: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 70: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	29, // 71: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	35, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	26, // 58: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
+	35, // 59: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
+	2,  // 60: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	34, // 61: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	34, // 62: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	2,  // 63: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 64: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	34, // 65: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	34, // 66: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	36, // 67: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	2,  // 68: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 69: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 70: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 71: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 72: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	30, // 73: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3437,7 +3516,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
