@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type HandlerContext } from "@connectrpc/connect";
-import { markSessionRevoked, PermissionDeniedError, type Principal, type Queryable, requireCaller, UnauthenticatedError, withTransaction } from "@ttip/runtime";
+import { emitEvent, markSessionRevoked, PermissionDeniedError, type Principal, type Queryable, requireCaller, UnauthenticatedError, withTransaction } from "@ttip/runtime";
+import { SessionsEndedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { SessionSchema, TokenPairSchema, type Session, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
@@ -135,11 +136,15 @@ export interface RevokedSession {
  * re-cache the old state in between.
  */
 export async function revokeSessions(tx: Queryable, where: string, params: unknown[], reason: string): Promise<RevokedSession[]> {
-  const { rows } = await tx.query(
+  const { rows } = await tx.query<RevokedSession>(
     `UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $${params.length + 1}
       WHERE revoked_at IS NULL AND ${where} RETURNING session_id, user_id`,
     [...params, reason],
   );
+  // Told with the change (notification forgets the push tokens those sessions registered).
+  const byUser = new Map<string, string[]>();
+  for (const r of rows) byUser.set(r.user_id, [...(byUser.get(r.user_id) ?? []), r.session_id]);
+  for (const [userId, sessionIds] of byUser) await emitEvent(tx, "auth", SessionsEndedSchema, { userId, sessionIds, reason });
   return rows;
 }
 

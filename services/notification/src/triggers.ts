@@ -10,6 +10,7 @@ import {
   PayoutFailedSchema,
   PayoutNumberChangedSchema,
   PayoutSucceededSchema,
+  SessionsEndedSchema,
   TipReversedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
@@ -20,8 +21,9 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, nairobiDay, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, isUuid, nairobiDay, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory, VenueDirectory, VenueManagers } from "./contacts.js";
+import { forgetSessionsPushTokens } from "./stores/push-tokens.js";
 import { type ClaimedAtEnqueue, deliveryRace, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -243,6 +245,16 @@ const TRIGGERS = [
         period: start === end ? start : `${start} to ${end}`,
         rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
       });
+    },
+  }),
+  trigger({
+    durable: "notification-sessions-ended",
+    schema: SessionsEndedSchema,
+    fromNow: true,
+    apply: async (e, _id, tx) => {
+      // Signed out elsewhere, removed, blocked: that phone no longer shows the worker's tips and payouts.
+      const ids = e.sessionIds.filter(isUuid);
+      if (isUuid(e.userId) && ids.length) await forgetSessionsPushTokens(tx, e.userId, ids);
     },
   }),
   trigger({

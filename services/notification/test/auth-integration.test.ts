@@ -8,6 +8,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { callerHeaders, SESSION_HEADER } from "@ttip/runtime";
 import { FraudAlertSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createAuth } from "@ttip/auth";
@@ -99,6 +101,22 @@ describe("notification with the auth service", () => {
     });
     return { userId, phone };
   }
+
+  test("a phone's push token goes when auth ends the session it was registered from; one registered elsewhere stays", async () => {
+    const { userId } = await signUp(Locale.EN, ["worker"]);
+    const { rows } = await t.db.pool.query<{ session_id: string }>("SELECT session_id FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL", [userId]);
+    assert.equal(rows.length, 1);
+    const as = (session?: string) => ({ headers: { ...callerHeaders(userId, "worker"), ...(session ? { [SESSION_HEADER]: session } : {}) } });
+    const notifications = createClient(NotificationService, t.ctx.peers("notification"));
+    await notifications.registerPushToken({ token: `fcm-lost-${userId}`, platform: "android" }, as(rows[0].session_id));
+    await notifications.registerPushToken({ token: `fcm-kept-${userId}`, platform: "ios" }, as());
+    const tokens = async () => (await t.db.pool.query<{ token: string }>("SELECT token FROM notification.push_tokens WHERE user_id = $1 ORDER BY token", [userId])).rows.map((r) => r.token);
+    assert.deepEqual(await tokens(), [`fcm-kept-${userId}`, `fcm-lost-${userId}`]);
+    // Signed out everywhere from another phone: before, the lost one still showed every tip and payout.
+    await createClient(AuthService, t.ctx.peers("auth")).revokeAllSessions({}, as());
+    await eventually("the lost phone's token forgotten", async () => (await tokens()).length === 1);
+    assert.deepEqual(await tokens(), [`fcm-kept-${userId}`]);
+  });
 
   test("a held tip texts each admin and finance user once, in their language, and nobody else", async () => {
     const admin = await signUp(Locale.EN, ["admin"]);

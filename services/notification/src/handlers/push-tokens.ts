@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { requireCaller } from "@ttip/runtime";
+import { isUuid, requireCaller, SESSION_HEADER } from "@ttip/runtime";
 import { registerPushToken, unregisterPushToken } from "../stores/push-tokens.js";
 import type { NotificationHandlerContext } from "./context.js";
 
@@ -16,7 +16,8 @@ function registerPushTokenHandler(h: NotificationHandlerContext): ServiceImpl<ty
   const { pool } = h;
   return async function (req, hc) {
     const caller = requireCaller(hc);
-    await registerPushToken(pool, caller.subject, req.token, req.platform);
+    const session = hc.requestHeader.get(SESSION_HEADER);
+    await registerPushToken(pool, caller.subject, req.token, req.platform, session && isUuid(session) ? session : undefined);
     return {};
   };
 }

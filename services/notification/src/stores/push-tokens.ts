@@ -6,13 +6,18 @@ export async function pushTokens(db: Queryable, userId: string): Promise<string[
   return rows.map((r) => r.token);
 }
 
-/** A device that changes hands follows its new owner. */
-export async function registerPushToken(db: Queryable, userId: string, token: string, platform: string): Promise<void> {
+/** A device that changes hands follows its new owner; `sessionId`, the session it was registered from (when known). */
+export async function registerPushToken(db: Queryable, userId: string, token: string, platform: string, sessionId: string | undefined): Promise<void> {
   await db.query(
-    `INSERT INTO notification.push_tokens (token, user_id, platform) VALUES ($1, $2, $3)
-     ON CONFLICT (token) DO UPDATE SET user_id = $2, platform = $3, created_at = now()`,
-    [token, userId, platform],
+    `INSERT INTO notification.push_tokens (token, user_id, platform, session_id) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (token) DO UPDATE SET user_id = $2, platform = $3, session_id = $4, created_at = now()`,
+    [token, userId, platform, sessionId ?? null],
   );
+}
+
+/** The tokens registered from sessions auth ended: those phones are signed out. */
+export async function forgetSessionsPushTokens(db: Queryable, userId: string, sessionIds: string[]): Promise<void> {
+  await db.query("DELETE FROM notification.push_tokens WHERE user_id = $1 AND session_id = ANY($2::uuid[])", [userId, sessionIds]);
 }
 
 /** Only the owner's token goes; another user's matches nothing. */

@@ -1910,6 +1910,77 @@ func (x *DeviceRegistered) GetName() string {
 	return ""
 }
 
+// Sessions of a user ended before their time (revoked: signed out elsewhere, a
+// device removed, blocked, roles changed, a stolen refresh token): what the
+// phones of those sessions were sent (pushes) stops.
+type SessionsEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SessionIds    []string               `protobuf:"bytes,3,rep,name=session_ids,json=sessionIds,proto3" json:"session_ids,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsEnded) Reset() {
+	*x = SessionsEnded{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsEnded) ProtoMessage() {}
+
+func (x *SessionsEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsEnded.ProtoReflect.Descriptor instead.
+func (*SessionsEnded) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SessionsEnded) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *SessionsEnded) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SessionsEnded) GetSessionIds() []string {
+	if x != nil {
+		return x.SessionIds
+	}
+	return nil
+}
+
+func (x *SessionsEnded) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // A delivery's outcome: published when a delivery is sent, delivered or fails, not
 // while it waits ("queued", "retrying": those stay notification's own, and
 // NotificationAdminService's GetDelivery and ListDeliveries show them). A delivery
@@ -1933,7 +2004,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2016,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2029,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -2026,7 +2097,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2109,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2122,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -2123,7 +2194,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2206,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2219,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -2251,7 +2322,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2334,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2347,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -2387,7 +2458,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2470,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2483,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2476,7 +2547,7 @@ type VenueShareReversed struct {
 
 func (x *VenueShareReversed) Reset() {
 	*x = VenueShareReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2559,7 @@ func (x *VenueShareReversed) String() string {
 func (*VenueShareReversed) ProtoMessage() {}
 
 func (x *VenueShareReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2572,7 @@ func (x *VenueShareReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareReversed.ProtoReflect.Descriptor instead.
 func (*VenueShareReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VenueShareReversed) GetMemberId() string {
@@ -2546,7 +2617,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2629,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2642,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2659,7 +2730,7 @@ type VenueManagerChanged struct {
 
 func (x *VenueManagerChanged) Reset() {
 	*x = VenueManagerChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2742,7 @@ func (x *VenueManagerChanged) String() string {
 func (*VenueManagerChanged) ProtoMessage() {}
 
 func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2755,7 @@ func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueManagerChanged.ProtoReflect.Descriptor instead.
 func (*VenueManagerChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VenueManagerChanged) GetMeta() *EventMeta {
@@ -2746,7 +2817,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +2829,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +2842,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2847,7 +2918,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +2930,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +2943,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2927,7 +2998,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3010,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3023,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2979,7 +3050,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3062,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3075,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -3031,7 +3102,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3114,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3127,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -3253,7 +3324,13 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered\"\x91\x02\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered\"\xae\x01\n" +
+	"\rSessionsEnded\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1f\n" +
+	"\vsession_ids\x18\x03 \x03(\tR\n" +
+	"sessionIds\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason:\x1c\xca\xf3\x18\x18ttip.auth.sessions_ended\"\x91\x02\n" +
 	"\x0fDeliveryUpdated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
@@ -3383,7 +3460,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
@@ -3406,103 +3483,105 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*QrScanned)(nil),                    // 18: ttip.events.v1.QrScanned
 	(*UserRegistered)(nil),               // 19: ttip.events.v1.UserRegistered
 	(*DeviceRegistered)(nil),             // 20: ttip.events.v1.DeviceRegistered
-	(*DeliveryUpdated)(nil),              // 21: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 22: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 23: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 24: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 25: ttip.events.v1.VenueDistributionReversed
-	(*VenueShareReversed)(nil),           // 26: ttip.events.v1.VenueShareReversed
-	(*VenueMemberChanged)(nil),           // 27: ttip.events.v1.VenueMemberChanged
-	(*VenueManagerChanged)(nil),          // 28: ttip.events.v1.VenueManagerChanged
-	(*VenueShiftRecorded)(nil),           // 29: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 30: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 31: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 32: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 33: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 34: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 35: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 36: ttip.auth.v1.AuditAction
+	(*SessionsEnded)(nil),                // 21: ttip.events.v1.SessionsEnded
+	(*DeliveryUpdated)(nil),              // 22: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 23: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 24: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 25: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 26: ttip.events.v1.VenueDistributionReversed
+	(*VenueShareReversed)(nil),           // 27: ttip.events.v1.VenueShareReversed
+	(*VenueMemberChanged)(nil),           // 28: ttip.events.v1.VenueMemberChanged
+	(*VenueManagerChanged)(nil),          // 29: ttip.events.v1.VenueManagerChanged
+	(*VenueShiftRecorded)(nil),           // 30: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 31: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 32: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 33: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 34: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 35: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 36: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 37: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	34, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	35, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	35, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	35, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	36, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	36, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	36, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	34, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	35, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	36, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	36, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
 	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
-	35, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
-	35, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
-	35, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	36, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	36, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	36, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
 	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	35, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	36, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	36, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	36, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	36, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	35, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	36, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	36, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	35, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	36, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	36, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	36, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	36, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	36, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	35, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 45: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 46: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 47: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 48: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	34, // 49: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	35, // 50: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	2,  // 51: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 52: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	35, // 53: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	34, // 54: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	34, // 55: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	2,  // 56: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 57: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	26, // 58: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
-	35, // 59: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
-	2,  // 60: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 61: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	34, // 62: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	2,  // 63: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 64: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	34, // 65: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	34, // 66: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	36, // 67: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	2,  // 68: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 69: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 70: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 71: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 72: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	30, // 73: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	2,  // 45: ttip.events.v1.SessionsEnded.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 46: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 47: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 48: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	35, // 49: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	35, // 50: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	36, // 51: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	2,  // 52: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 53: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	36, // 54: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	35, // 55: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	35, // 56: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	2,  // 57: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 58: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	27, // 59: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
+	36, // 60: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
+	2,  // 61: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	35, // 62: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	35, // 63: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	2,  // 64: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 65: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	35, // 66: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	35, // 67: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	37, // 68: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	2,  // 69: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 70: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 71: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 72: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 73: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	31, // 74: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3516,7 +3595,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
