@@ -19,8 +19,9 @@ export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
 export const ADMIN_ROLE_LOCK = "ttip.auth.first_admin";
 const lock = (tx: Queryable) => lockForTransaction(tx, ADMIN_ROLE_LOCK);
 
+/** An admin who can sign in (one blocked cannot: with none left, a setup token is the way back in). */
 async function adminExists(tx: Queryable): Promise<boolean> {
-  const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) LIMIT 1");
+  const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND blocked_at IS NULL LIMIT 1");
   return !!rowCount;
 }
 

@@ -144,4 +144,24 @@ describe("admin console: first admin, roles, users", () => {
   test("the last admin keeps the role", async () => {
     assert.match(await message(h.admin(adminToken).setUserRoles({ userId: adminId, roles: [Role.WORKER] })), /last admin/);
   });
+
+  test("an admin who can sign in is always left: not blocked by their own id in capitals, nor by two admins blocking each other at once; a blocked admin counts for none", async () => {
+    // Before, the id in capitals passed the check, and the only admin was locked out for good.
+    assert.match(await message(h.admin(adminToken).blockUser({ userId: adminId.toUpperCase(), reason: "oops" })), /block yourself/);
+    const second = await h.signUpWithPin(testPhone(), "6142");
+    await h.admin(adminToken).setUserRoles({ userId: second.userId, roles: [Role.WORKER, Role.ADMIN] });
+    const secondToken = (await h.api().refreshSession({ refreshToken: second.tokens.refreshToken })).tokens!.accessToken;
+    // Each blocks the other at once: before, both committed, and nobody could sign in to the console again.
+    const [byFirst, bySecond] = await Promise.all([
+      fails(h.admin(adminToken).blockUser({ userId: second.userId, reason: "race" })),
+      fails(h.admin(secondToken).blockUser({ userId: adminId, reason: "race" })),
+    ]);
+    assert.deepEqual([byFirst, bySecond].sort(), ["FailedPrecondition", "ok"]);
+    const standing = byFirst === "ok" ? { id: adminId, token: adminToken } : { id: second.userId, token: secondToken };
+    // The other is blocked: it counts for no admin, so the one standing keeps the role.
+    assert.match(await message(h.admin(standing.token).setUserRoles({ userId: standing.id, roles: [Role.WORKER] })), /last admin/);
+    // Every admin blocked (by hand in the database): a setup token is the way back in (before, refused for good).
+    await h.t.db.pool.query("UPDATE auth.users SET blocked_at = now() WHERE user_id = $1", [standing.id]);
+    assert.ok(await issueSetupToken(h.t.db.pool));
+  });
 });
