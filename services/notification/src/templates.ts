@@ -210,6 +210,14 @@ export function placeholders(text: string): string[] {
   return [...new Set([...text.matchAll(PLACEHOLDER)].map((m) => m[1]))];
 }
 
+/** What is left of a placeholder mistyped ({{Amount}}, {amount}, {{amount}): sent as written, the reader sees the braces. */
+const MISTYPED = /\{\{|\}\}|\{\s*[A-Za-z_]{1,40}\s*\}/g;
+
+/** The mistyped placeholders in the texts (what is left once the real ones are taken out); empty when none. */
+export function mistypedPlaceholders(...texts: string[]): string[] {
+  return [...new Set(texts.flatMap((t) => [...t.replace(PLACEHOLDER, "").matchAll(MISTYPED)].map((m) => m[0])))];
+}
+
 /** Placeholders in the texts that the kind does not define; empty when all are known. */
 export function unknownVariables(key: TemplateKey, ...texts: string[]): string[] {
   const allowed = new Set(TEMPLATE_VARIABLES[key]);

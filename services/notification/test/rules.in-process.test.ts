@@ -70,6 +70,12 @@ describe("notification rules, in process (with auth)", () => {
     const invite = await refusal(templates.createTemplateVersion({ key: TemplateKey.STAFF_INVITE, channel: Channel.SMS, locale: "sw", subject: "", body: "{{venue}} imekualika." }));
     assert.deepEqual(fieldsOf(invite), ["body"]);
     assert.match(invite.rawMessage, /STAFF_INVITE must use \{\{link\}\}/);
+    // A placeholder mistyped went out as written ("Ulipokea {{Amount}}"): refused, naming what is wrong.
+    for (const body of ["Code {{code}}; tip of {{Amount}}", "Code {{code}} for {amount}", "Code {{code}} for {{amount}"]) {
+      const mistyped = await refusal(templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "", body }));
+      assert.deepEqual(fieldsOf(mistyped), ["body"], body);
+      assert.match(mistyped.rawMessage, /not a placeholder; write one as \{\{name\}\}/, body);
+    }
     // An SMS is sent without its subject: the code there never reaches the phone.
     const inSubject = await refusal(templates.createTemplateVersion({ key: TemplateKey.OTP, channel: Channel.SMS, locale: "en", subject: "{{code}}", body: "Your TTIP code is ready." }));
     assert.deepEqual(violationsOf(inSubject).map((v) => [v.field, v.message]), [["body", "OTP must use {{code}}: without it the message is of no use to whoever gets it"]]);

@@ -5,7 +5,7 @@ import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notif
 import { auditAdminAction, fieldError, NotFoundError, withTransaction } from "@ttip/runtime";
 import { activateTemplateVersion, findTemplate, forgetActiveTemplates, insertTemplateVersion, listTemplates, toTemplate } from "../stores/templates.js";
 import { smsSize, smsTemplateTooLong } from "@ttip/runtime/sms-size";
-import { missingRequired, MissingVariablesError, render, resolveLocale, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
+import { missingRequired, MissingVariablesError, mistypedPlaceholders, render, resolveLocale, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** Message templates: versions, activation and a preview render, each change audited. */
@@ -34,6 +34,10 @@ function createTemplateVersionHandler(h: NotificationHandlerContext): ServiceImp
       throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
     }
     // An SMS carries its text alone (the providers send no subject): a code or link in its subject never arrives.
+    const mistyped = mistypedPlaceholders(req.subject, req.body);
+    if (mistyped.length) {
+      throw fieldError("body", `${mistyped.map((m) => `"${m}"`).join(", ")}: not a placeholder; write one as {{name}}, in lower case (${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")})`);
+    }
     const missing = req.channel === Channel.SMS ? missingRequired(req.key, req.body) : missingRequired(req.key, req.subject, req.body);
     if (missing.length) {
       throw fieldError("body", `${TemplateKey[req.key]} must use ${missing.map((v) => `{{${v}}}`).join(", ")}: without it the message is of no use to whoever gets it`);
