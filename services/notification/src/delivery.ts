@@ -1744,6 +1744,15 @@ const STRANDED_WINDOW_MS = 3_600_000;
  * quarter of the rows the look at start does.
  */
 export const RECENT_STRANDED_WINDOW_MS = 15 * 60_000;
+
+/**
+ * The window of a periodic look that last finished at `lastDoneAt`: the recent window, widened by the time since
+ * then (up to the look at start's hour). Looks that failed meanwhile (PostgreSQL out of reach for longer than the
+ * recent window) would otherwise never see what was stranded before they did: queued for good, never sent.
+ */
+export function strandedLookWindow(lastDoneAt: number, now: number): number {
+  return Math.min(Math.max(RECENT_STRANDED_WINDOW_MS, now - lastDoneAt + RECENT_STRANDED_WINDOW_MS), STRANDED_WINDOW_MS);
+}
 /** An open delivery due and untouched this long has no dispatcher on it (a send's lease and backoff are shorter than this plus the lease). */
 const STRANDED_AFTER_MS = 120_000;
 /** Deliveries redispatchStranded gives work to per transaction: a page, then the next. */

@@ -3,7 +3,7 @@ import { NotificationAdminService, NotificationInternalService, NotificationServ
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, DEFAULT_STOP_SENDS_MS, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, qrVenueDirectory, type StaffDirectory, type VenueDirectory } from "./contacts.js";
-import { applyStrandedReports, Dispatcher, expireUnmatchedReports, RECENT_STRANDED_WINDOW_MS, redispatchStranded, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, expireUnmatchedReports, redispatchStranded, strandedLookWindow, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -21,7 +21,7 @@ export interface NotificationOptions extends ModuleOptions {
   sweepIntervalMs?: number;
   /** When deliveries without a dispatch message are looked for again after the one look at start (default 10 minutes). */
   redispatchAgainMs?: number;
-  /** How often a running replica looks for recent ones (default 5 minutes): see RECENT_STRANDED_WINDOW_MS. */
+  /** How often a running replica looks for recent ones (default 5 minutes): see strandedLookWindow. */
   strandedLookMs?: number;
   /** Deferrals longer than this wait in the table instead of on the bus. */
   parkAfterMs?: number;
@@ -83,9 +83,13 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       // Deliveries left without a dispatcher's message (see redispatchStranded): at start, and
       // again once the rollout that started this replica is over (a replica of the former
       // version stopping meanwhile may have left some).
+      let lookDoneAt = Date.now();
       const redispatch = (windowMs?: number) =>
         redispatchStranded(ctx.pool, clockOf(ctx), undefined, windowMs)
-          .then((n) => n && ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one"))
+          .then((n) => {
+            lookDoneAt = Date.now();
+            if (n) ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one");
+          })
           .catch((err) => ctx.logger.warn({ err }, "redispatching stranded deliveries failed"));
       // Every look and sweep still running, for the stop to wait for (each ends by itself: their errors are logged).
       const running = new Set<Promise<unknown>>();
@@ -100,7 +104,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       // delivery, sendClaimed never ran), or handed over while PostgreSQL was out of reach, has no other way out.
       let looking: Promise<unknown> | undefined;
       const strandedLook = setInterval(() => {
-        looking ??= track(redispatch(RECENT_STRANDED_WINDOW_MS).finally(() => (looking = undefined)));
+        looking ??= track(redispatch(strandedLookWindow(lookDoneAt, Date.now())).finally(() => (looking = undefined)));
       }, options.strandedLookMs ?? 5 * 60_000);
       // One sweep at a time: with PostgreSQL slow or out of reach a tick while the last still waits is skipped,
       // not started beside it (sweeps piling up would hold the pool's connections the sends need).

@@ -29,7 +29,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, callerHeaders, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
-import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, strandedLookWindow, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
@@ -957,6 +957,15 @@ describe("notification service against Postgres, JetStream and the provider simu
     await redispatchStranded(t.db.pool);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(smsTo(first).length + smsTo(second).length, 2);
+  });
+
+  test("a running replica's look widens by the time its looks failed (PostgreSQL out of reach), up to the hour the look at start reads", () => {
+    const now = Date.now();
+    const min = 60_000;
+    assert.equal(strandedLookWindow(now, now), 15 * min, "the last look just done: the last quarter of an hour");
+    // Before, 15 minutes whatever: a delivery stranded 40 minutes ago, before the outage, was never looked for again.
+    assert.equal(strandedLookWindow(now - 40 * min, now), 55 * min);
+    assert.equal(strandedLookWindow(now - 3 * 60 * min, now), 60 * min, "at most the hour the look at start reads");
   });
 
   test("a send claimed by its own statement and cut off by a crash before its call is found by the stranded look and sent then, late rather than never", async () => {
