@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, storableJson, storableText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, RedeliverSoon, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, storableJson, storableText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -659,8 +659,8 @@ async function insertDeliveries(
 /** A delivery's unique key: (source, recipient, channel). */
 const keyOf = (p: PlannedDelivery) => `${p.sourceKey}\u0000${p.recipientKey}\u0000${p.channel}`;
 
-/** Thrown to have the bus deliver the dispatch event again later (JetStream nak). */
-export class RetryLater extends Error {}
+/** Thrown to have the bus deliver the dispatch event again after its first wait (a second): planned, not a failure. */
+export class RetryLater extends RedeliverSoon {}
 
 /** A send's record given up (recordRefused): its error thrown, as the statement's was. */
 function givenUp(refused: Error | undefined): void {

@@ -153,8 +153,20 @@ export function redeliveryDelay(firstMs: number, deliveries: number): number {
   return Math.min(firstMs * 2 ** doublings, firstMs * MAX_REDELIVERY_FACTOR);
 }
 
-/** Counts the messages a consumer's handler failed on, to be delivered again (both buses). */
-function countFailed(metrics: Metrics | undefined, consumer: string, messages: number): void {
+/**
+ * What a handler throws to have its messages delivered again after the first wait, as it planned (a send due
+ * again in a second, another provider's turn): no failure, so neither waited longer each time nor counted.
+ */
+export class RedeliverSoon extends Error {}
+
+/** The wait before a message whose handler threw `err` on its `deliveries`th delivery is delivered again. */
+function waitAfter(err: unknown, firstMs: number, deliveries: number): number {
+  return err instanceof RedeliverSoon ? firstMs : redeliveryDelay(firstMs, deliveries);
+}
+
+/** Counts the messages a consumer's handler failed on, to be delivered again (both buses); a RedeliverSoon is none. */
+function countFailed(metrics: Metrics | undefined, consumer: string, messages: number, err: unknown): void {
+  if (err instanceof RedeliverSoon) return;
   metrics
     ?.counter("ttip_bus_handler_failures_total", "Deliveries a consumer's handler failed on (each to be delivered again).", ["consumer"])
     .inc({ consumer }, messages);
@@ -600,8 +612,8 @@ export class JetStreamBus implements EventBus {
           m.ack();
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: id, consumer: options.durable }, "event handler failed; will redeliver");
-          countFailed(options.metrics, options.durable, 1);
-          m.nak(redeliveryDelay(this.redeliveryDelayMs, deliveryCount(m)));
+          countFailed(options.metrics, options.durable, 1, err);
+          m.nak(waitAfter(err, this.redeliveryDelayMs, deliveryCount(m)));
         }
       }
     })();
@@ -634,15 +646,16 @@ export class JetStreamBus implements EventBus {
         } catch (err) {
           // Acknowledged: only what the handler says it applied; anything else comes again.
           const applied = err instanceof BatchPartlyApplied ? err.applied : undefined;
+          const why = err instanceof BatchPartlyApplied ? err.reason : err;
           let redelivered = 0;
           for (const [i, m] of batch.entries()) {
             if (applied?.has(delivered[i].id.toLowerCase())) m.ack();
             else {
-              m.nak(redeliveryDelay(this.redeliveryDelayMs, delivered[i].deliveryCount));
+              m.nak(waitAfter(why, this.redeliveryDelayMs, delivered[i].deliveryCount));
               redelivered++;
             }
           }
-          countFailed(options.metrics, options.durable, redelivered);
+          countFailed(options.metrics, options.durable, redelivered, why);
           this.logger.warn({ err: applied ? (err as BatchPartlyApplied).reason : err, consumer: options.durable, messages: batch.length, redelivered }, "batch handler failed; will redeliver");
         }
       }
@@ -966,9 +979,9 @@ export class InProcessBus implements EventBus {
           // A batch's worth at a time, as from the log; the rest due at once after it.
           const again = held.messages.slice(0, maxBatch).map((m) => ({ ...m, deliveryCount: m.deliveryCount + 1 }));
           const rest = held.messages.slice(maxBatch);
-          const left = await this.deliverHeld(again, durable, handler, metrics);
+          const { left, why } = await this.deliverHeld(again, durable, handler, metrics);
           const waiting = [...rest, ...left];
-          const wait = rest.length ? 0 : redeliveryDelay(this.redeliveryDelayMs, Math.min(...left.map((m) => m.deliveryCount)));
+          const wait = rest.length ? 0 : waitAfter(why, this.redeliveryDelayMs, Math.min(...left.map((m) => m.deliveryCount)));
           held = waiting.length ? { messages: waiting, due: Date.now() + wait } : undefined;
           continue;
         }
@@ -1001,16 +1014,16 @@ export class InProcessBus implements EventBus {
           this.logger.warn({ err, subject: batch[0].subject, eventId: batch[0].id, messages: batch.length, consumer: durable }, "event handler failed; will redeliver");
           if (err instanceof BatchPartlyApplied && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
             const failed = notApplied(batch.map((m) => ({ ...m, deliveryCount: deliveries })), err);
-            countFailed(metrics, durable, failed.length);
-            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + redeliveryDelay(this.redeliveryDelayMs, deliveries) };
+            countFailed(metrics, durable, failed.length, err.reason);
+            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + waitAfter(err.reason, this.redeliveryDelayMs, deliveries) };
             state.position = Math.max(state.position, end);
             deliveries = 0;
             retryEnd = undefined;
             continue;
           }
-          countFailed(metrics, durable, batch.length);
+          countFailed(metrics, durable, batch.length, err);
           retryEnd = end;
-          retryDue = Date.now() + redeliveryDelay(this.redeliveryDelayMs, deliveries);
+          retryDue = Date.now() + waitAfter(err, this.redeliveryDelayMs, deliveries);
         }
       }
     })();
@@ -1024,16 +1037,17 @@ export class InProcessBus implements EventBus {
   }
 
   /** Held messages delivered again: those still not applied (none once all are). */
-  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>, metrics: Metrics | undefined): Promise<DeliveredMessage[]> {
+  private async deliverHeld(messages: DeliveredMessage[], durable: string, handler: (batch: DeliveredMessage[]) => Promise<void>, metrics: Metrics | undefined): Promise<{ left: DeliveredMessage[]; why?: unknown }> {
     try {
       await new Promise((r) => setImmediate(r));
       await handler(messages);
-      return [];
+      return { left: [] };
     } catch (err) {
       this.logger.warn({ err, subject: messages[0].subject, eventId: messages[0].id, messages: messages.length, consumer: durable }, "event handler failed; will redeliver");
       const left = err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
-      countFailed(metrics, durable, left.length);
-      return left;
+      const why = err instanceof BatchPartlyApplied ? err.reason : err;
+      countFailed(metrics, durable, left.length, why);
+      return { left, why };
     }
   }
 

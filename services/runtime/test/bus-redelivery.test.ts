@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 import { connect } from "nats";
-import { type EventBus, InProcessBus, JetStreamBus, redeliveryDelay } from "../src/bus.js";
+import { type EventBus, InProcessBus, JetStreamBus, RedeliverSoon, redeliveryDelay } from "../src/bus.js";
 import { Metrics } from "../src/metrics.js";
 import { captureLogger, eventually, testEnv, uniqueName } from "../src/testing/index.js";
 
@@ -25,7 +25,7 @@ test("the wait before a delivery again doubles with each failure, up to 30 times
  * the whole time (the in-process bus wakes its consumers on each publish); once it has failed
  * DELIVERIES times, checks each failure was counted and answers the gaps between deliveries.
  */
-async function failingDeliveries(bus: EventBus, durable: string): Promise<number[]> {
+async function failingDeliveries(bus: EventBus, durable: string, thrown: () => Error = () => new Error("test: this event always fails")): Promise<number[]> {
   const metrics = new Metrics();
   const at: number[] = [];
   await bus.publish({ id: randomUUID(), subject: "ttip.redeliver.poison", data: new Uint8Array([1]) });
@@ -35,7 +35,7 @@ async function failingDeliveries(bus: EventBus, durable: string): Promise<number
     metrics,
     handler: async () => {
       at.push(performance.now());
-      throw new Error("test: this event always fails");
+      throw thrown();
     },
   });
   let publishing = true;
@@ -54,7 +54,7 @@ async function failingDeliveries(bus: EventBus, durable: string): Promise<number
   }
   const text = await metrics.registry.metrics();
   const counted = Number(new RegExp(`ttip_bus_handler_failures_total\\{consumer="${durable}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-  assert.equal(counted, at.length, "every failed delivery counted");
+  assert.equal(counted, thrown() instanceof RedeliverSoon ? 0 : at.length, "every failed delivery counted, none deferred on purpose");
   return at.slice(1).map((t, i) => t - at[i]);
 }
 
@@ -71,6 +71,16 @@ test("in-process bus: a failing message waits longer each time, publishes meanwh
   const bus = new InProcessBus(captureLogger("silent").logger, FIRST_WAIT_MS);
   try {
     assertBackedOff(await failingDeliveries(bus, "in-process"));
+  } finally {
+    await bus.close();
+  }
+});
+
+test("a handler deferring on purpose (RedeliverSoon: a send due again in a second) has its message back, and no failure counted", async () => {
+  const bus = new InProcessBus(captureLogger("silent").logger, FIRST_WAIT_MS);
+  try {
+    // Counted, notification's retries and failovers to the next SMS provider paged as a consumer stuck (and, backed off, waited up to 30 s).
+    await failingDeliveries(bus, "deferring", () => new RedeliverSoon("test: due again soon"));
   } finally {
     await bus.close();
   }
