@@ -167,9 +167,10 @@ function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallen
         sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
       ]);
       await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
-      // A session that proves with a key is on the phone holding it: tied to it, it ends when that phone is removed,
-      // and outlives the removal of another phone (which ends the sessions tied to none).
-      if (sessionId) await tx.query("UPDATE auth.sessions SET device_id = $1 WHERE session_id = $2 AND device_id IS DISTINCT FROM $1", [ch.device_id, sessionId]);
+      // A session tied to no device that proves with a key is on the phone holding it: tied to it, it ends when that
+      // phone is removed, and outlives the removal of another (which ends the sessions tied to none). One tied already
+      // stays so: moved to a key it added itself, it would outlive the removal of the phone it signed in naming.
+      if (sessionId) await tx.query("UPDATE auth.sessions SET device_id = $1 WHERE session_id = $2 AND device_id IS NULL", [ch.device_id, sessionId]);
     });
     if (sessionId) await invalidateSessionList(core, caller.subject);
     return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
