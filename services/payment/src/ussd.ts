@@ -119,13 +119,15 @@ export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest)
   );
   const session = rows[0];
   if (session.phone !== phone) return end("Invalid session.");
-  // The same request again (the gateway re-sent it): the same screen, however late. A confirm whose answer was lost
-  // and came again past the timeout was told "expired, dial again", while its prompt was on the way.
-  if (session.last_answer && session.last_text === r.text) {
-    await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
+  const expired = session.idle_ms > config.sessionTimeoutMs;
+  // The same request again (the gateway re-sent it): the same screen. Past the timeout, only a last one (END): a
+  // confirm whose answer was lost and came again late was told "expired, dial again" while its prompt was on the
+  // way; a screen that goes on is not revived.
+  if (session.last_answer && session.last_text === r.text && (!expired || session.last_answer.startsWith("END "))) {
+    if (!expired) await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
     return session.last_answer;
   }
-  if (session.idle_ms > config.sessionTimeoutMs) return end(say("expired", session.locale as Lang));
+  if (expired) return end(say("expired", session.locale as Lang));
   const { answer, lang } = await screen(deps, config, r, phone);
   await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
     r.sessionId, r.text, answer, lang, new Date(clockOf(deps.ctx).now()),
