@@ -213,9 +213,9 @@ export function placeholders(text: string): string[] {
 /** What is left of a placeholder mistyped ({{Amount}}, {amount}, {{amount}): sent as written, the reader sees the braces. */
 const MISTYPED = /\{\{|\}\}|\{\s*[A-Za-z_]{1,40}\s*\}/g;
 
-/** The mistyped placeholders in the texts (what is left once the real ones are taken out); empty when none. */
-export function mistypedPlaceholders(...texts: string[]): string[] {
-  return [...new Set(texts.flatMap((t) => [...t.replace(PLACEHOLDER, "").matchAll(MISTYPED)].map((m) => m[0])))];
+/** The mistyped placeholders in a text (what is left once the real ones are taken out); empty when none. */
+export function mistypedPlaceholders(text: string): string[] {
+  return [...new Set([...text.replace(PLACEHOLDER, "").matchAll(MISTYPED)].map((m) => m[0]))];
 }
 
 /** Placeholders in the texts that the kind does not define; empty when all are known. */

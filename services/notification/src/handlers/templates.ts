@@ -34,9 +34,11 @@ function createTemplateVersionHandler(h: NotificationHandlerContext): ServiceImp
       throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
     }
     // An SMS carries its text alone (the providers send no subject): a code or link in its subject never arrives.
-    const mistyped = mistypedPlaceholders(req.subject, req.body);
-    if (mistyped.length) {
-      throw fieldError("body", `${mistyped.map((m) => `"${m}"`).join(", ")}: not a placeholder; write one as {{name}}, in lower case (${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")})`);
+    for (const [field, text] of [["subject", req.subject], ["body", req.body]] as const) {
+      const mistyped = mistypedPlaceholders(text);
+      if (mistyped.length) {
+        throw fieldError(field, `${mistyped.map((m) => `"${m}"`).join(", ")}: not a placeholder; write one as {{name}}, in lower case (${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")})`);
+      }
     }
     const missing = req.channel === Channel.SMS ? missingRequired(req.key, req.body) : missingRequired(req.key, req.subject, req.body);
     if (missing.length) {
