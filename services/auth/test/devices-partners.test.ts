@@ -133,6 +133,23 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(await fails(h.api().refreshSession({ refreshToken: twice.refreshToken })), Code.Unauthenticated);
   });
 
+  test("a session signed in naming the phone's key ends with that phone's removal, though it proved since with a key it added", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const owner = await h.loginWithPin(phone, "4826");
+    const { device: phoneKey } = await h.api(owner.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk });
+    // A thief with the phone and its PIN signs in naming its key, adds a key of their own and proves with it.
+    const thief = await h.loginWithPin(phone, "4826", phoneKey!.deviceId);
+    const theirs = deviceKey();
+    const { device: thiefKey } = await h.api(thief.accessToken).registerDevice({ name: "Thief", publicKeyJwk: theirs.publicJwk });
+    const ch = await h.api(thief.accessToken).createDeviceChallenge({ deviceId: thiefKey!.deviceId, purpose: "payout" });
+    await h.api(thief.accessToken).verifyDeviceChallenge({ challengeId: ch.challengeId, signature: theirs.sign(ch.challenge) });
+    // Before, the proof moved the session to the thief's key, and removing the phone's left it signed in.
+    await h.api(owner.accessToken).removeDevice({ deviceId: phoneKey!.deviceId });
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: thief.refreshToken })), Code.Unauthenticated);
+  });
+
   test("a step-up token made before its user was blocked approves nothing after", async () => {
     const phone = testPhone();
     const signup = await h.signUp(phone);
