@@ -419,6 +419,15 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     h.clock.advance(h.config.ussd!.sessionTimeoutMs + 50);
     assert.equal(await late.repeat(), paid);
     assert.equal(pushesTo(p.msisdn).length, 1);
+    // A screen that goes on (the confirm), repeated past the timeout, is not revived: its next step would push.
+    const idle = new UssdSession(url, p.at, { networkTimeoutMs: 60_000 });
+    await idle.dial();
+    await idle.reply("1");
+    await idle.reply(w.code);
+    await idle.reply("2");
+    h.clock.advance(h.config.ussd!.sessionTimeoutMs + 50);
+    assert.match(await idle.repeat(), /^END This session has expired/);
+    assert.equal(pushesTo(p.msisdn).length, 1);
     const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
     assert.equal(wrong.status, 404);
   });
