@@ -193,6 +193,26 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
   });
 
+  test("a tip M-Pesa never answered for (expired) is not said to be uncharged, and a late success shows on the page", async () => {
+    const { page } = await pushFromPage("Wafula", 100, "lost");
+    await page.getByRole("heading", { name: "No prompt on your phone?" }).waitFor({ timeout: 20_000 });
+    const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    // Past the 5 s payment's watch keeps the row CreateTip committed (the statements below bypass it, as no replica would).
+    await new Promise((r) => setTimeout(r, 5_500));
+    // Expired as payment leaves a tip whose STK query could not say whether it was paid.
+    await h.sql("UPDATE payment.tips SET status = 'expired', result_code = 'expired', result_message = 'M-Pesa did not confirm the payment in time.' WHERE tip_id = $1", [tipId]);
+    await page.reload();
+    await page.getByRole("heading", { name: "We could not confirm this tip" }).waitFor({ timeout: 20_000 });
+    // Before: "The tip did not go through" and "The one above was not charged": a second tip, a second charge.
+    await page.getByText("If M-Pesa took the money, Wafula still gets the tip, and this page will say so.").waitFor();
+    await page.getByText("Check your M-Pesa SMS first: if this tip was charged, trying again pays twice.").waitFor();
+    assert.equal(await page.getByText("The one above was not charged").count(), 0);
+    await h.screenshot(page, "tip-expired");
+    // M-Pesa's answer comes late and the tip is paid: the page, still watching, says so.
+    await h.sql("UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = '' WHERE tip_id = $1", [tipId]);
+    await page.getByRole("heading", { name: /received your tip/ }).waitFor({ timeout: 30_000 });
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });

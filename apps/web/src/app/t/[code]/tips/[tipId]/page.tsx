@@ -61,12 +61,13 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
         </div>
       </section>
       <ForgetTipSeed shortCode={code} />
-      {pending ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {/* Expired may still turn out paid (M-Pesa's answer came late): watched too, so the page says so. */}
+      {pending || tip.status === TipStatus.EXPIRED ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
       {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
       {tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED ? (
         <>
           <a className="button" href={tipPage}>{t("tryAgain")}</a>
-          <p className="muted">{t("tryAgainNote")}</p>
+          <p className="muted">{t(tip.status === TipStatus.EXPIRED ? "expiredTryAgainNote" : "tryAgainNote")}</p>
         </>
       ) : null}
     </main>
@@ -113,6 +114,14 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
           <p>{total}</p>
           {tip.mpesaReceipt ? <p>{t("receipt", { receipt: tip.mpesaReceipt })}</p> : null}
           {tip.method === PaymentMethodKind.CARD ? null : <p className="muted">{t("smsReceipt")}</p>}
+        </>
+      );
+    case TipStatus.EXPIRED:
+      // M-Pesa never said: the customer may have paid (a late answer still credits this tip). Never "not charged".
+      return (
+        <>
+          <h1>{t("expiredTitle")}</h1>
+          <p className="notice">{t("expiredNote", { name })}</p>
         </>
       );
     case TipStatus.HELD_FOR_REVIEW:
