@@ -120,18 +120,22 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal((await h.api(PaymentService, other.token).listTips({})).tips.length, 0);
   });
 
-  test("Pay's answer lost after the tip started: the page says so, and the same tip asked again from the page opened again is that tip, one M-Pesa prompt", async () => {
-    const worker = await h.worker("Chebet");
-    const code = await h.qrCode(worker);
-    const page = await h.phone();
-    // The first Pay reaches the server (the tip starts, M-Pesa prompts) and its answer is lost.
+  /** The page's first Pay reaches the server (the tip starts, M-Pesa prompts) and its answer is lost. */
+  async function loseFirstPayAnswer(page: Awaited<ReturnType<typeof h.phone>>, shortCode: string) {
     let lose = true;
-    await page.route((url) => url.pathname === `/t/${code.shortCode}`, async (route) => {
+    await page.route((url) => url.pathname === `/t/${shortCode}`, async (route) => {
       if (route.request().method() !== "POST" || !lose) return route.continue();
       lose = false;
       await route.fetch();
       await route.abort("connectionreset");
     });
+  }
+
+  test("Pay's answer lost after the tip started: the page says so, and the same tip asked again from the page opened again is that tip, one M-Pesa prompt", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await loseFirstPayAnswer(page, code.shortCode);
     const phone = testPhone({ format: "07" });
     const pay = async (p: typeof page) => {
       await p.getByRole("radio", { name: /KES 100/ }).check();
@@ -158,6 +162,33 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(/\/tips\/([0-9a-f-]{36})/.exec(page.url())![1], first.tipId, "the page opened again lands on the tip that started");
     const tips = await h.api(PaymentService, worker.token).listTips({});
     assert.equal(tips.tips.length, 1, "one tip");
+    assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
+  });
+
+  test("Pay's answer lost, then the page opened again and paid before its script ran (a slow phone): the same tip, one prompt", async () => {
+    const worker = await h.worker("Njoroge");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await loseFirstPayAnswer(page, code.shortCode);
+    const phone = testPhone({ format: "07" });
+    const pay = async () => {
+      await page.getByRole("radio", { name: /KES 100/ }).check();
+      await page.getByLabel("M-Pesa phone number").fill(phone);
+      await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    };
+    await page.goto(code.url);
+    await page.waitForFunction((key) => localStorage.getItem(key) !== null, `ttip.tip-seed.${code.shortCode}`);
+    await pay();
+    await page.getByRole("alert").filter({ hasText: "The connection dropped before we heard back" }).waitFor();
+    await eventually("the first tip started", () => h.pushesTo(phone).length === 1);
+    const [first] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    // Opened again, its script never runs: the form posts the seed the server rendered. Before, a new one: a second tip.
+    await page.route("**/_next/static/**", (route) => route.abort());
+    await page.goto(code.url);
+    await pay();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    assert.equal(/\/tips\/([0-9a-f-]{36})/.exec(page.url())![1], first.tipId);
+    assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 1, "one tip");
     assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
   });
 

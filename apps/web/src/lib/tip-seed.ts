@@ -8,6 +8,17 @@
 const KEPT_MS = 30 * 60_000;
 const storageKey = (shortCode: string) => `ttip.tip-seed.${shortCode}`;
 
+/**
+ * The kept seed is in a cookie too (its code's path), which the page's server renders into the form: a page opened
+ * again and paid before its script ran (a slow phone), or without scripts, sent the page's new seed, a second tip.
+ */
+export const SEED_COOKIE = "ttip_seed";
+const cookiePath = (shortCode: string) => `/t/${encodeURIComponent(shortCode)}`;
+function setSeedCookie(shortCode: string, seed: string, maxAgeSeconds: number): void {
+  if (typeof document === "undefined") return;
+  document.cookie = `${SEED_COOKIE}=${encodeURIComponent(seed)}; path=${cookiePath(shortCode)}; max-age=${maxAgeSeconds}; samesite=lax`;
+}
+
 /** The seed kept for `shortCode` within KEPT_MS, or `fresh`, kept from now. The page's own where storage is off. */
 export function keptSeed(shortCode: string, fresh: string, now = Date.now()): string {
   try {
@@ -27,6 +38,7 @@ export function keepSeed(shortCode: string, seed: string, now = Date.now()): voi
   } catch {
     // Storage off: each page keeps its own seed, as before.
   }
+  setSeedCookie(shortCode, seed, Math.max(0, Math.floor((now + KEPT_MS - Date.now()) / 1000)));
 }
 
 export function forgetSeed(shortCode: string): void {
@@ -35,4 +47,5 @@ export function forgetSeed(shortCode: string): void {
   } catch {
     // Storage off: nothing was kept.
   }
+  setSeedCookie(shortCode, "", 0);
 }

@@ -7,6 +7,7 @@ import { pickLocale, translator } from "../../../lib/i18n";
 import { formatMoney } from "../../../lib/money";
 import { LanguageSwitch, WhoCard } from "./parts";
 import { resolveTarget } from "./target";
+import { SEED_COOKIE } from "../../../lib/tip-seed";
 import { TipForm, type Preset } from "./tip-form";
 import { CardForm } from "./card-form";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
@@ -18,6 +19,9 @@ const MPESA_CURRENCY = "KES";
 
 type Search = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+
+/** The seed this device kept for the code (tip-seed.ts, its cookie), else a new one. */
+const keptSeedOf = (cookie: string | undefined) => (cookie && /^[0-9a-f-]{36}$/.test(cookie) ? cookie : randomUUID());
 
 /** The customer's tip page, at the path QR codes encode: everything a person needs is in the first HTML. */
 export default async function TipPage({ params, searchParams }: { params: Promise<{ code: string }>; searchParams: Promise<Search> }) {
@@ -86,7 +90,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
           currency={currency}
           presets={presets}
           fixed={fixed !== undefined}
-          keySeed={randomUUID()}
+          keySeed={keptSeedOf(jar.get(SEED_COOKIE)?.value)}
           rememberedPhone={jar.get("ttip_phone")?.value ?? ""}
           initialAmount={initialAmount && presets.some((p) => p.minor === initialAmount) ? initialAmount : presets[Math.min(1, presets.length - 1)]?.minor ?? "other"}
         />
