@@ -17,6 +17,7 @@ import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
+import { closeSuspenseAlerts } from "./stores/fraud-alerts.js";
 import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
@@ -862,6 +863,9 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string, by
   // clearing to credit from.
   if (c2b.resolution === "matched" || c2b.resolution === "refund") return c2b.resolution;
   await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id, by]);
+  // The parking's alert ends here, the tip's hold below taking its place: left open, it stayed in the queue for good
+  // (a hold, so not closable, and no longer in Suspense to resolve).
+  await closeSuspenseAlerts(tx, receipt, "closed", by, `taken for tip ${tip.tip_id}, held for review`);
   const reference = c2b.bill_ref_number.slice(0, 40);
   await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
     detail: by === "stk-callback"

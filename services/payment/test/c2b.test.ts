@@ -316,7 +316,11 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(held.status, TipStatus.HELD_FOR_REVIEW);
     assert.equal((await c2bRow(sim.receipt!)).resolution, "matched");
     assert.equal(await h.balance(w.id), 0n, "nothing credited from clearing a second time");
+    // The parking's alert gave way to the tip's: before, it stayed open for good, neither closable nor in Suspense.
+    const open = async () => (await h.t.db.pool.query<{ tip_id: string | null }>("SELECT tip_id FROM payment.fraud_alerts WHERE status = 'open' AND (tip_id = $1 OR starts_with(detail, 'paybill payment ' || $2 || ' '))", [tip!.tipId, sim.receipt])).rows;
+    assert.deepEqual((await open()).map((a) => a.tip_id), [tip!.tipId]);
     await adminClient.reviewTip({ tipId: tip!.tipId, approve: true, note: "paid once, reported twice" });
+    assert.deepEqual(await open(), [], "the queue holds nothing of this payment once the tip is approved");
     await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
     // Reconciliation asks M-Pesa about the push (success): still one credit.
     h.clock.advance(h.config.stkDeadlineMs + 20);

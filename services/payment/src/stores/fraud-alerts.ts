@@ -43,7 +43,7 @@ async function endOpenAlerts(tx: Queryable, where: string, params: unknown[], st
  * receipt first) once an admin has matched it (approved) or refunded it (rejected), with their note:
  * left open, it stayed in the Fraud queue and its held count for good, with nothing there to do.
  */
-export async function closeSuspenseAlerts(tx: Queryable, receipt: string, decision: Decision, reviewer: string, note: string): Promise<void> {
+export async function closeSuspenseAlerts(tx: Queryable, receipt: string, decision: Decision | "closed", reviewer: string, note: string): Promise<void> {
   await endOpenAlerts(tx, "reason = 'UNKNOWN_CALLBACK' AND action = 'hold' AND tip_id IS NULL AND starts_with(detail, 'paybill payment ' || $4 || ' ')",
     [receipt], decision, reviewer, note);
 }
