@@ -22,7 +22,9 @@ async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
   const qr = qrClient(deps.ctx);
   let target: TipTarget | undefined;
   try {
-    const asked = /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode" as const, value: code } : { case: "payload" as const, value: code };
+    // A short code as people write it ("K7M-4QX", "k7m 4qx"), as qr reads it; before, taken for a payload and refused as tampered.
+    const typed = code.replace(/[\s-]/g, "");
+    const asked = /^[A-Za-z0-9]{4,12}$/.test(typed) ? { case: "shortCode" as const, value: typed } : { case: "payload" as const, value: code };
     ({ target } = await qr.resolveQrCode({ code: asked }, { timeoutMs: RESOLVE_QR_TIMEOUT_MS }));
   } catch (err) {
     const e = asConnectError(err);
