@@ -4,7 +4,6 @@
 // confirmation is stored raw first, then applied once per M-Pesa receipt
 // (TransID), whichever of the STK callback and the C2B confirmation comes
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
-import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -19,6 +18,7 @@ import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
 import { giveReceipt, lockTiesOfAmount, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
+import { newCallbackToken } from "./callback-paths.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
 export interface C2bPayment {
@@ -355,7 +355,7 @@ export async function insertPaybillTip(
        CASE WHEN $14::text IS NULL THEN NULL ELSE now() END, now(), now(), 'paybill', now())
      RETURNING *`,
     [t.tipId, `c2b:${t.transId}`, t.workerId || null, t.venueId, t.qrCodeId, t.paid, t.paid - t.workerReceives, t.workerReceives, t.feeScheduleVersion,
-      resultMessage("0"), randomBytes(24).toString("base64url"), t.transId, t.creditKey ?? t.transId, t.creditEntryId ?? null],
+      resultMessage("0"), newCallbackToken(), t.transId, t.creditKey ?? t.transId, t.creditEntryId ?? null],
   );
   return rows[0];
 }

@@ -4,6 +4,9 @@
 // keeps them out. The old /mpesa/ prefix is still served: attempts pushed
 // before the change carry it until they settle.
 
+import { randomBytes } from "node:crypto";
+import { bannedUrlWord } from "./daraja/client.js";
+
 export type CallbackKind = "stk" | "b2c/result" | "b2c/timeout" | "status/result" | "status/timeout" | "balance/result" | "balance/timeout" | "reversal/result" | "reversal/timeout";
 
 /** The prefix of every callback URL handed to Daraja now. */
@@ -19,4 +22,19 @@ export function isCallbackPath(path: string): boolean {
 
 export function callbackUrl(base: string, kind: CallbackKind, token: string): string {
   return `${base.replace(/\/$/, "")}${CALLBACK_PREFIX}${kind}/${token}`;
+}
+
+/** Draws of a callback token before giving up: one in about 360 holds a banned word, so 8 all doing so never happens. */
+const TOKEN_DRAWS = 8;
+
+/**
+ * A callback URL's secret token: 24 random bytes (base64url), drawn again while it holds a word kept out of the
+ * URLs (BANNED_URL_WORDS: "exe", "cmd", "sql" come up in about one random token in 360).
+ */
+export function newCallbackToken(): string {
+  for (let draw = 0; draw < TOKEN_DRAWS; draw++) {
+    const token = randomBytes(24).toString("base64url");
+    if (!bannedUrlWord(token)) return token;
+  }
+  throw new Error(`no callback token free of banned words in ${TOKEN_DRAWS} draws`);
 }

@@ -2,7 +2,7 @@
 // The query is asynchronous: the request is accepted, the balances arrive at
 // the ResultURL in the Result envelope as one string of
 // "Account|Currency|Current|Available|Reserved|Uncleared" joined by "&".
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type HandlerContext } from "@connectrpc/connect";
@@ -10,7 +10,7 @@ import { callerHeaders, DependencyUnavailableError, NotConfiguredError, NotFound
 import { GetMpesaBalanceResponseSchema, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { callbackUrl } from "./callback-paths.js";
+import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { walletDidNotAnswer } from "./ledger.js";
@@ -64,7 +64,7 @@ export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promis
   const config = deps.config();
   if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
   const checkId = randomUUID();
-  const token = randomBytes(24).toString("base64url");
+  const token = newCallbackToken();
   await deps.ctx.pool.query("INSERT INTO payment.mpesa_balance_checks (check_id, callback_token, requested_by) VALUES ($1, $2, $3)", [checkId, token, caller.subject]);
   try {
     const r = await deps.daraja().accountBalance({

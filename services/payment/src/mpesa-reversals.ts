@@ -7,11 +7,11 @@
 // new → debited → sending → sent → reversed | failed, and its one request is never sent twice:
 // M-Pesa refuses a second reversal of a payment, and that refusal, read as the first's, would give the
 // money back while the payer has it. A request whose answer was lost stays in doubt for support.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { neverMoney, spentReceiptOf, type C2bRow } from "./c2b.js";
-import { callbackUrl } from "./callback-paths.js";
+import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import type { CardColumns } from "./cards/convert.js";
 import { emitTipReversed, TipReversalKind } from "./cards/reversals.js";
@@ -151,7 +151,7 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
 }
 
 /** In the ResultURL and QueueTimeOutURL handed to Daraja: a result is taken only for its own reversal. */
-const callbackToken = () => randomBytes(24).toString("base64url");
+const callbackToken = newCallbackToken;
 
 /**
  * A held tip declined after review whose money waits in suspense, its customer told it will be refunded: what

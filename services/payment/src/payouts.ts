@@ -2,13 +2,13 @@
 // most once per payout (the row leaves 'new' before the request goes out);
 // its result settles or releases the hold. A payout whose outcome is unknown
 // is resolved by Transaction Status queries, never by sending again.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
 import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, lockForTransaction, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { callbackUrl } from "./callback-paths.js";
+import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
@@ -52,7 +52,7 @@ async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, first
       WHERE $12::timestamptz IS NULL OR NOT EXISTS (
         SELECT 1 FROM payment.payouts WHERE worker_id = $2::uuid AND (${MOVING_PAYOUT} OR completed_at >= $12::timestamptz))
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
-    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), firstCheckAt, feeMinor, p.note ?? "",
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, newCallbackToken(), firstCheckAt, feeMinor, p.note ?? "",
       onlyIfUntouchedSince ?? null],
   );
   return rows[0] && payoutOf(rows[0]);

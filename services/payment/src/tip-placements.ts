@@ -3,7 +3,6 @@
 // group's statement is running, in the next one. Concurrent tips share a
 // statement and a commit (one each when alone: no waiting is added beyond the
 // current turn of the event loop); each is judged and answered for itself.
-import { randomBytes } from "node:crypto";
 import { buildEvent, type Clock, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, sortedByKey, type Queryable } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -11,6 +10,7 @@ import type { PaymentConfig } from "./config.js";
 import { judgedRulesFire, judgeTip, requestRulesFire, tipFactsColumns, tipJudgedSubquery, type TipFacts, type TipPrecheck } from "./fraud.js";
 import { kes } from "./money.js";
 import { RULE_LIMIT_WINDOW_SECONDS, TIP_COLUMNS, TIP_COLUMNS_OF_T, type NewTip, type TipRow } from "./tips.js";
+import { newCallbackToken } from "./callback-paths.js";
 
 /** What CreateTip settled before placing a tip: its id, the request's fingerprint, the quote and what M-Pesa will charge. */
 export interface TipTerms {
@@ -75,7 +75,7 @@ export function placement(t: NewTip, terms: TipTerms): Placement {
     createdBy: t.callerSubject ?? "",
   }, tipId);
   const values = [t.phone, t.workerId || null, t.idempotencyKey, t.amountMinor, tipId, fp, t.callerSubject ?? "", charged - workerReceives, charged, workerReceives,
-    quote.feeScheduleVersion, t.customerCoversFee, phoneMasked, t.rating, t.message, t.customerEmail, randomBytes(24).toString("base64url"), t.venueId ?? "",
+    quote.feeScheduleVersion, t.customerCoversFee, phoneMasked, t.rating, t.message, t.customerEmail, newCallbackToken(), t.venueId ?? "",
     t.qrCodeId ?? "", t.channel ?? "web", created.id, created.subject, Buffer.from(created.data), currentTraceparent() ?? null, t.locale ?? "", false,
     requestRulesFire(config.fraud, t, "hold"), requestRulesFire(config.fraud, t, "refuse")];
   return { t, terms, values };

@@ -2,7 +2,7 @@
 // provider (3-D Secure when the bank asks), checked by the card rules, then
 // captured or cancelled, and credited once in the worker's wallet currency at the quoted rate
 // (a tip by a venue's own code: in the venue's pool, in KES).
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
@@ -18,6 +18,7 @@ import { CARD_CURRENCIES } from "./currencies.js";
 import type { CardSplit } from "./ledger.js";
 import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
 import { checkAuthorisation } from "./rules.js";
+import { newCallbackToken } from "../callback-paths.js";
 
 /** Far above any tip; keeps amounts well inside what every provider and Number() carry exactly. */
 const MAX_CARD_MINOR = 10_000_000_00n;
@@ -154,7 +155,7 @@ async function insertCardTip(db: Queryable, t: NewCardTip, v: CardTipValues): Pr
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
     [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
       pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
-      randomBytes(24).toString("base64url"), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
+      newCallbackToken(), new Date(now + config.expireAfterMs), t.venueId ?? "", t.qrCodeId ?? "",
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
       fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, new Date(now + config.checkAfterMs), t.locale ?? "", paysKes],
   );
