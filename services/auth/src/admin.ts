@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, ConcurrentChangeError, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, type Queryable, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
-import { ADMIN_ROLE_LOCK } from "./bootstrap.js";
+import { claimIdempotencyKey, ConcurrentChangeError, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { activeAdminExists, ADMIN_ROLE_LOCK } from "./bootstrap.js";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -82,7 +82,7 @@ function setUserRolesHandler(core: AuthCore): Impl["setUserRoles"] {
         throw new ConcurrentChangeError(`expected_roles: the user's roles changed since they were read (now ${before.roles.join(", ") || "none"}); read them again, then save`);
       }
       if (before.roles.includes("admin") && !roles.includes("admin")) {
-        if (!(await anotherActiveAdmin(tx, req.userId))) throw new InvalidStateError("roles: this is the last admin; make someone else admin first");
+        if (!(await activeAdminExists(tx, req.userId))) throw new InvalidStateError("roles: this is the last admin; make someone else admin first");
       }
       const { rows } = await tx.query(`UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId, roles]);
       // Tokens carry roles: losing one ends the sessions that carry it.
@@ -286,12 +286,6 @@ function searchUsersHandler(core: AuthCore): Impl["searchUsers"] {
   };
 }
 
-/** Whether an admin other than `userId` can still sign in (one blocked cannot): the console's way back in. */
-async function anotherActiveAdmin(tx: Queryable, userId: string): Promise<boolean> {
-  const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND blocked_at IS NULL AND user_id <> $1 LIMIT 1", [userId]);
-  return !!rowCount;
-}
-
 function blockUserHandler(core: AuthCore): Impl["blockUser"] {
   const { pool } = core.ctx;
   return async function (req, ctx) {
@@ -303,7 +297,7 @@ function blockUserHandler(core: AuthCore): Impl["blockUser"] {
       // The row's id, not the request's text: the same id in capitals passed a string comparison.
       if (before.user_id === admin.subject) throw new InvalidStateError("user_id: you cannot block yourself");
       if (before.blocked_at) return { user: before, revoked: [] };
-      if (before.roles.includes("admin") && !(await anotherActiveAdmin(tx, before.user_id))) {
+      if (before.roles.includes("admin") && !(await activeAdminExists(tx, before.user_id))) {
         throw new InvalidStateError("user_id: this is the last admin who can sign in; make someone else admin first");
       }
       const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId, req.reason]);

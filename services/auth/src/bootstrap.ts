@@ -19,9 +19,12 @@ export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
 export const ADMIN_ROLE_LOCK = "ttip.auth.first_admin";
 const lock = (tx: Queryable) => lockForTransaction(tx, ADMIN_ROLE_LOCK);
 
-/** An admin who can sign in (one blocked cannot: with none left, a setup token is the way back in). */
-async function adminExists(tx: Queryable): Promise<boolean> {
-  const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND blocked_at IS NULL LIMIT 1");
+/**
+ * Whether an admin who can sign in exists (one blocked cannot), other than `except` when given: the console's way
+ * back in. With none left, a setup token is; the last one keeps the role and is not blocked (admin.ts).
+ */
+export async function activeAdminExists(tx: Queryable, except?: string): Promise<boolean> {
+  const { rowCount } = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND blocked_at IS NULL AND user_id IS DISTINCT FROM $1 LIMIT 1", [except ?? null]);
   return !!rowCount;
 }
 
@@ -33,7 +36,7 @@ async function adminExists(tx: Queryable): Promise<boolean> {
 export async function issueSetupToken(pool: Pool, how = "at start"): Promise<{ token: string; expiresAt: Date } | undefined> {
   return withTransaction(pool, async (tx) => {
     await lock(tx);
-    if (await adminExists(tx)) return undefined;
+    if (await activeAdminExists(tx)) return undefined;
     await tx.query("UPDATE auth.setup_tokens SET spent_at = now() WHERE spent_at IS NULL");
     const token = opaqueToken("ttip_setup", 24);
     const expiresAt = new Date(Date.now() + SETUP_TOKEN_TTL_MS);
@@ -50,7 +53,7 @@ export async function claimFirstAdmin(core: AuthCore, setupToken: string, ctx: H
   if (!state?.pinVerified) throw new InvalidStateError("set or enter your PIN first: the first admin must sign in with a PIN");
   return withTransaction(core.ctx.pool, async (tx) => {
     await lock(tx);
-    if (await adminExists(tx)) throw new InvalidStateError("an admin already exists: ask an admin to grant you a role");
+    if (await activeAdminExists(tx)) throw new InvalidStateError("an admin already exists: ask an admin to grant you a role");
     const spent = await tx.query(
       "UPDATE auth.setup_tokens SET spent_at = now(), claimed_by = $2 WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > now() RETURNING 1",
       [sha256(setupToken), caller.subject],
