@@ -77,7 +77,7 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await page.getByRole("heading", { name: "Thank you! Kamau received your tip." }).waitFor({ timeout: 20_000 });
   });
 
-  test("the card's one write: a retry after a lost answer carries the same key and starts one tip; the button reads the amount as money is written", async () => {
+  test("the card's one write: a retry after a lost answer carries the same seed and starts one tip; the button reads the amount as money is written", async () => {
     const worker = await h.worker("Wanjiru");
     const code = await h.qrCode(worker);
     const page = await h.phone();
@@ -85,12 +85,12 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await page.getByLabel("Amount", { exact: true }).fill("0010");
     await page.getByLabel("Currency").selectOption("USD");
     // The card form's server action: the first answer is lost after the tip was started.
-    const keys: string[] = [];
+    const seeds: string[] = [];
     let lose = 1;
     await page.route((url) => url.pathname.startsWith("/t/"), async (route) => {
       const r = route.request();
       if (r.method() !== "POST" || !r.headers()["next-action"]) return route.continue();
-      keys.push(/"key":"([^"]+)"/.exec(r.postData() ?? "")?.[1] ?? "");
+      seeds.push(/"seed":"([^"]+)"/.exec(r.postData() ?? "")?.[1] ?? "");
       if (lose-- <= 0) return route.continue();
       await route.fetch();
       await route.abort("connectionreset");
@@ -101,9 +101,9 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await start.click();
     const element = page.getByTestId("stripe-test-card");
     await element.waitFor();
-    assert.equal(keys.length, 2);
-    assert.match(keys[0]!, /^[0-9a-f-]{36}$/);
-    assert.equal(keys[1], keys[0], "the retry carries the lost attempt's key");
+    assert.equal(seeds.length, 2);
+    assert.match(seeds[0]!, /^[0-9a-f-]{36}$/);
+    assert.equal(seeds[1], seeds[0], "the retry carries the lost attempt's seed, so its key");
     const { accessToken } = await h.tokens(worker);
     assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1, "one tip for the two attempts");
     await element.selectOption("pm_card_visa");
@@ -111,6 +111,60 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await page.getByRole("button", { name: "Pay USD 10 by card", exact: true }).click();
     await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
     await page.getByRole("heading", { name: "Thank you! Wanjiru received your tip." }).waitFor({ timeout: 20_000 });
+    assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1);
+  });
+
+  test("a card confirmed whose answer was lost: the page opened again and paid again shows the tip, charged once", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    const payTen = async () => {
+      await page.getByLabel("Amount", { exact: true }).fill("10");
+      await page.getByLabel("Currency").selectOption("USD");
+      await page.getByRole("button", { name: "Pay by card" }).click();
+    };
+    await payTen();
+    await page.getByTestId("stripe-test-card").selectOption("pm_card_visa");
+    // Stripe charged the card, its answer was lost, and so was the form's look at the tip after it.
+    await page.route("**/v1/payment_intents/*/confirm", async (route) => {
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    await page.route((url) => url.pathname.startsWith("/t/"), (route) =>
+      route.request().method() === "POST" && route.request().headers()["next-action"] ? route.abort("connectionreset") : route.continue());
+    await page.getByRole("button", { name: "Pay USD 10 by card" }).click();
+    await page.getByRole("alert").filter({ hasText: "Something went wrong" }).waitFor();
+    await page.unrouteAll();
+    // The customer opens the tip page again and pays the same tip.
+    await page.goto(code.url);
+    await payTen();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Chebet received your tip." }).waitFor({ timeout: 20_000 });
+    const { accessToken } = await h.tokens(worker);
+    const { tips } = await h.api(PaymentService, accessToken).listTips({});
+    assert.equal(tips.length, 1, "one tip");
+    assert.equal(tips[0]!.status, TipStatus.SUCCEEDED);
+    assert.equal(h.stripe.paymentIntent(tips[0]!.providerPaymentId)!.status, "succeeded");
+  });
+
+  test("a card confirmed whose answer was lost: the form looks the tip up and shows it", async () => {
+    const worker = await h.worker("Wambui");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByLabel("Amount", { exact: true }).fill("10");
+    await page.getByLabel("Currency").selectOption("USD");
+    await page.getByRole("button", { name: "Pay by card" }).click();
+    await page.getByTestId("stripe-test-card").selectOption("pm_card_visa");
+    await page.route("**/v1/payment_intents/*/confirm", async (route) => {
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    await page.getByRole("button", { name: "Pay USD 10 by card" }).click();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Wambui received your tip." }).waitFor({ timeout: 20_000 });
+    const { accessToken } = await h.tokens(worker);
     assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1);
   });
 

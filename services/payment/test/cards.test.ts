@@ -256,6 +256,20 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await assert.rejects(cardTip(worker, USD(600), { key }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
   });
 
+  test("CreateTip retried after the card was confirmed answers no client secret: nothing is left to confirm, the tip is there", async () => {
+    const worker = randomUUID();
+    const key = `card-${randomUUID()}`;
+    const first = await cardTip(worker, USD(500), { key });
+    assert.notEqual(first.stripeClientSecret, "");
+    assert.equal((await h.confirm(first.stripeClientSecret, `pm_card_visa_${++cards}`)).body.status, "requires_capture");
+    // The confirm's answer was lost; the page opened again asks under the same key, before or after the webhook.
+    const again = await cardTip(worker, USD(500), { key });
+    assert.equal(again.tip!.tipId, first.tip!.tipId);
+    assert.equal(again.stripeClientSecret, "");
+    await until(first.tip!.tipId, "credited", (t) => t.status === TipStatus.SUCCEEDED);
+    assert.equal((await cardTip(worker, USD(500), { key })).stripeClientSecret, "");
+  });
+
   test("3-D Secure: the tip shows the bank's page; completed, it is credited; failed, it stays open for another card", async () => {
     const worker = randomUUID();
     const r = await cardTip(worker);

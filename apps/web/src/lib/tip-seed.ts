@@ -1,8 +1,8 @@
-// The tip form's key seed (request-key.ts), kept on the device for a while per code. The page's server makes a
-// new seed at each render, so a page opened again after a lost answer (reloaded, or the QR scanned again into a
-// new tab) sent the same tip under a new key: a second tip, and a second M-Pesa prompt while the first may have
-// been paid. Kept, the same request is the same tip. Forgotten when a tip's page opens: a tip meant again after
-// that is a new one.
+// The tip page's key seed (request-key.ts), of the M-Pesa form's keys and the card form's, kept on the device for
+// a while per code. The page's server makes a new seed at each render, so a page opened again after a lost answer
+// (reloaded, or the QR scanned again into a new tab) sent the same tip under a new key: a second tip, and a second
+// M-Pesa prompt or card charge while the first may have been paid. Kept, the same request is the same tip.
+// Forgotten when a tip's page opens: a tip meant again after that is a new one.
 
 /** How long a seed is kept: past an M-Pesa prompt's life, a tip asked for again is meant again. */
 const KEPT_MS = 30 * 60_000;

@@ -196,7 +196,12 @@ async function quoteCard(deps: Deps, t: NewCardTip): Promise<{ quote: FeeQuote; 
  * CreateTip retried after a lost answer gets the same PaymentIntent, never a second one.
  */
 async function startPayment(deps: Deps, provider: CardProvider, tip: CardTipRow): Promise<CreatedCardTip> {
-  const result = (p?: CardPayment, row = tip): CreatedCardTip => ({ tip: row, clientSecret: p?.clientSecret ?? "", publicKey: provider.publicKey, approveUrl: p?.nextActionUrl ?? "" });
+  // A payment the customer already confirmed (a retry after the confirm's answer was lost) has nothing left to
+  // confirm: no client secret, so the page shows the tip instead of a card form whose Pay could only fail.
+  const result = (p?: CardPayment, row = tip): CreatedCardTip => {
+    const open = p?.status === "awaiting_customer" || p?.status === "requires_action";
+    return { tip: row, clientSecret: open ? (p.clientSecret ?? "") : "", publicKey: provider.publicKey, approveUrl: open ? (p.nextActionUrl ?? "") : "" };
+  };
   if (tip.status !== "pending") return result(undefined);
   let payment: CardPayment;
   try {

@@ -140,7 +140,8 @@ export type CreateTipResponse = Message<"ttip.payment.v1.CreateTipResponse"> & {
   tip?: Tip | undefined;
 
   /**
-   * For card tips: what the browser needs to confirm the payment with Stripe.
+   * For card tips: what the browser needs to confirm the payment with Stripe. Empty when the payment
+   * needs nothing more from the customer (a retry after it was confirmed): show the tip instead.
    *
    * @generated from field: string stripe_client_secret = 2;
    */
@@ -152,7 +153,7 @@ export type CreateTipResponse = Message<"ttip.payment.v1.CreateTipResponse"> & {
   stripePublishableKey: string;
 
   /**
-   * For PayPal tips: where the customer approves the order.
+   * For PayPal tips: where the customer approves the order. Empty, as above, once approved.
    *
    * @generated from field: string paypal_approve_url = 4;
    */

@@ -3,52 +3,74 @@
 // PaymentIntent (in the customer's currency) and hands back what Stripe.js
 // needs. The card details themselves never touch our servers.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../lib/api";
 import { overloaded } from "../../../lib/errors";
 import { parseWholeUnits } from "../../../lib/money";
 import { webSettings } from "../../../lib/settings";
-import { settlesWrite } from "../../../lib/write-key";
+import { requestKey } from "../../../lib/request-key";
+import { newWriteKey } from "../../../lib/write-key";
 import { recipientOf } from "./target";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 
 export type CardStart =
-  | { ok: true; tipId: string; amountMinor: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
-  // settled: the service answered, so the form's next attempt is a new tip (a new key); else it may have made this one.
-  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic"; settled: boolean };
+  // open: the card form confirms with clientSecret; else the payment needs nothing more from the customer (confirmed
+  // before: a page opened again after a lost answer): the status page shows it. seed: the form's seed from now on.
+  | { ok: true; tipId: string; amountMinor: string; open: boolean; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string; seed: string }
+  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic" };
 
-export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; key: string; locale: string }): Promise<CardStart> {
+/** What a card tip asks, without its key: the same from the same seed is the same tip (request-key.ts). */
+const cardIntent = (code: string, payload: string, amountMinor: bigint, currency: string) =>
+  JSON.stringify(["card", code, payload, amountMinor.toString(), currency]);
+
+/**
+ * Starts (or, asked again from the device's kept seed, finds) the card tip. Its key is worked out from the seed the
+ * tip form keeps on the device (tip-seed.ts), as M-Pesa's is: a card confirmed whose answer was lost, asked again from
+ * a page opened again, is the same tip, not a second charge. A tip under the key that ended without money (declined
+ * by the provider, expired) is no longer the customer's: the tip is started again under a new seed.
+ */
+export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; seed: string; locale: string }): Promise<CardStart> {
   const currency = CARD_CURRENCIES.includes(input.currency) ? input.currency : "";
   const amountMinor = parseWholeUnits(input.amount, 1_000_000);
-  if (!currency || amountMinor === undefined || !/^[A-Za-z0-9-]{8,128}$/.test(input.key)) return { ok: false, error: "amount", settled: false };
+  if (!currency || amountMinor === undefined || !/^[0-9a-f-]{36}$/.test(input.seed)) return { ok: false, error: "amount" };
+  const start = (seed: string) => createCardTip({ ...input, currency, amountMinor, seed });
   try {
-    const r = await serverClient(PaymentService, { locale: input.locale }).createTip({
-      idempotencyKey: input.key,
-      recipient: { case: "qrCode", value: recipientOf(input.code, input.payload) },
-      amount: { amountMinor, currency },
-      payment: { case: "card", value: true },
-      // The page's language, for the e-mailed receipt (the client says which: only ours are passed on).
-      locale: input.locale === "sw" ? "sw" : "en",
-    });
-    const tipId = r.tip!.tipId;
-    return {
-      ok: true,
-      tipId,
-      amountMinor: amountMinor.toString(),
-      clientSecret: r.stripeClientSecret,
-      publishableKey: r.stripePublishableKey,
-      // Stripe.js must come from js.stripe.com in real mode; make run and the tests serve the simulator's double.
-      stripeJsUrl: webSettings().stripeJsUrl,
-      statusUrl: `/t/${encodeURIComponent(input.code)}/tips/${tipId}${input.payload ? `?p=${encodeURIComponent(input.payload)}` : ""}`,
-    };
+    const first = await start(input.seed);
+    return (first.ended ? await start(newWriteKey()) : first).started;
   } catch (err) {
     const e = ConnectError.from(err);
-    const settled = settlesWrite(e);
-    if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit", settled };
-    if (e.code === Code.InvalidArgument) return { ok: false, error: "amount", settled };
-    if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable", settled };
-    if (overloaded(e)) return { ok: false, error: "busy", settled };
-    return { ok: false, error: "generic", settled };
+    if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit" };
+    if (e.code === Code.InvalidArgument) return { ok: false, error: "amount" };
+    if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable" };
+    if (overloaded(e)) return { ok: false, error: "busy" };
+    return { ok: false, error: "generic" };
   }
+}
+
+async function createCardTip(input: { code: string; payload: string; amountMinor: bigint; currency: string; seed: string; locale: string }): Promise<{ ended: boolean; started: CardStart }> {
+  const { code, payload, amountMinor, currency, seed } = input;
+  const r = await serverClient(PaymentService, { locale: input.locale }).createTip({
+    idempotencyKey: requestKey(seed, cardIntent(code, payload, amountMinor, currency)),
+    recipient: { case: "qrCode", value: recipientOf(code, payload) },
+    amount: { amountMinor, currency },
+    payment: { case: "card", value: true },
+    // The page's language, for the e-mailed receipt (the client says which: only ours are passed on).
+    locale: input.locale === "sw" ? "sw" : "en",
+  });
+  const tip = r.tip!;
+  const started: CardStart = {
+    ok: true,
+    tipId: tip.tipId,
+    amountMinor: amountMinor.toString(),
+    open: tip.status === TipStatus.PENDING && r.stripeClientSecret !== "",
+    clientSecret: r.stripeClientSecret,
+    publishableKey: r.stripePublishableKey,
+    // Stripe.js must come from js.stripe.com in real mode; make run and the tests serve the simulator's double.
+    stripeJsUrl: webSettings().stripeJsUrl,
+    statusUrl: `/t/${encodeURIComponent(code)}/tips/${tip.tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`,
+    seed,
+  };
+  return { ended: tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED, started };
 }

@@ -3,15 +3,16 @@
 // browser offers them) from Stripe.js, loaded only when the customer chooses
 // a card, so the page stays light for M-Pesa customers on slow networks.
 import { useRouter } from "next/navigation";
-import { useRef, useState } from "react";
+import { type FormEvent, useRef, useState } from "react";
 import { formatMoney } from "../../../lib/money";
+import { keepSeed, keptSeed } from "../../../lib/tip-seed";
 import { useWrite } from "../../../lib/use-write";
 import { startCardTip } from "./card-actions";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
 
 interface StripeJs {
   elements(o: { clientSecret: string }): { create(kind: "payment"): { mount(el: HTMLElement): void } };
-  confirmPayment(o: { elements: unknown; confirmParams: { return_url: string }; redirect: "if_required" }): Promise<{ error?: { message?: string }; paymentIntent?: { status: string } }>;
+  confirmPayment(o: { elements: unknown; confirmParams: { return_url: string }; redirect: "if_required" }): Promise<{ error?: { code?: string; message?: string }; paymentIntent?: { status: string } }>;
 }
 declare global {
   interface Window {
@@ -45,8 +46,11 @@ function loadScript(src: string): Promise<void> {
   });
 }
 
-/** `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay; `shared`: a venue's pool is tipped. */
-export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency, fixedUnits, shared }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string; fixedUnits?: string; shared: boolean }) {
+/**
+ * `keySeed`: the seed the tip form keeps on the device (tip-seed.ts), of which the card tip's key is worked out;
+ * `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay; `shared`: a venue's pool is tipped.
+ */
+export function CardForm({ locale, shortCode, payload, keySeed, defaultCurrency, fixedUnits, shared }: { locale: "en" | "sw"; shortCode: string; payload: string; keySeed: string; defaultCurrency: string; fixedUnits?: string; shared: boolean }) {
   const w = WORDS[locale];
   const router = useRouter();
   const [amount, setAmount] = useState(fixedUnits ?? "");
@@ -54,37 +58,60 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
   const [error, setError] = useState("");
   const [ready, setReady] = useState<{ stripe: StripeJs; elements: unknown; statusUrl: string; label: string } | null>(null);
   const mountRef = useRef<HTMLDivElement>(null);
-  // One card tip is one write: started (the payment service's tip and PaymentIntent) under the page's
-  // key, then confirmed with Stripe. The key stays until the tip is paid or refused: a retry after a
-  // lost answer, or after Stripe.js failed to load, finds the same tip.
-  const tip = useWrite(idempotencyKey);
+  // One card tip is one write: started (the payment service's tip and PaymentIntent) under a key worked out from the
+  // device's kept seed and what it asks, then confirmed with Stripe. The same card tip asked again (a retry after a
+  // lost answer, or from the page opened again after the confirm's answer was lost) is the same tip: confirmed
+  // already, the status page shows it, not a second charge.
+  const tip = useWrite();
   const busy = tip.busy;
 
-  const start = tip.onSubmit(async (_, send) => {
-    setError("");
-    const r = await send((key) => startCardTip({ code: shortCode, payload, amount, currency, key, locale }), (r) => !r.ok && r.settled);
-    if (!r.ok) {
-      setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : r.error === "busy" ? w.busy : w.generic);
-      return;
-    }
-    await loadScript(r.stripeJsUrl);
-    const stripe = window.Stripe!(r.publishableKey);
-    const elements = stripe.elements({ clientSecret: r.clientSecret });
-    elements.create("payment").mount(mountRef.current!);
-    setReady({ stripe, elements, statusUrl: r.statusUrl, label: formatMoney(BigInt(r.amountMinor), currency) });
-  }, () => setError(w.generic));
+  const startTip = async () => {
+    const seed = keptSeed(shortCode, keySeed);
+    keepSeed(shortCode, seed);
+    const r = await startCardTip({ code: shortCode, payload, amount, currency, seed, locale });
+    if (r.ok && r.seed !== seed) keepSeed(shortCode, r.seed);
+    return r;
+  };
 
-  const confirm = () => tip.run(async (send) => {
+  const start = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    void tip.run(async () => {
+      setError("");
+      const r = await startTip();
+      if (!r.ok) {
+        setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : r.error === "busy" ? w.busy : w.generic);
+        return;
+      }
+      if (!r.open) return router.push(r.statusUrl);
+      await loadScript(r.stripeJsUrl);
+      const stripe = window.Stripe!(r.publishableKey);
+      const elements = stripe.elements({ clientSecret: r.clientSecret });
+      elements.create("payment").mount(mountRef.current!);
+      setReady({ stripe, elements, statusUrl: r.statusUrl, label: formatMoney(BigInt(r.amountMinor), currency) });
+    }, () => setError(w.generic));
+  };
+
+  // A confirm that did not answer may have charged the card (and a Pay after it is refused: the payment is no
+  // longer open): the tip is looked up (the same card tip, asked again) and shown when it needs nothing more;
+  // else the form stays for another Pay.
+  const lookUp = async () => {
+    const r = await startTip().catch(() => undefined);
+    if (r?.ok && !r.open) router.push(r.statusUrl);
+    else setError(w.generic);
+  };
+
+  const confirm = () => tip.run(async () => {
     if (!ready) return;
     setError("");
-    const result = await send(() => ready.stripe.confirmPayment({
+    const result = await ready.stripe.confirmPayment({
       elements: ready.elements,
       // 3-D Secure pages send the customer back here. For them Stripe.js leaves this page and its
       // promise never settles, so an answer means no redirect: going on from it races nothing.
       confirmParams: { return_url: `${window.location.origin}${ready.statusUrl}` },
       redirect: "if_required",
-    }), (paid) => !paid.error);
-    if (result.error) setError(result.error.message ?? w.generic);
+    }).catch(() => undefined);
+    if (!result || result.error?.code === "payment_intent_unexpected_state") await lookUp();
+    else if (result.error) setError(result.error.message ?? w.generic);
     else router.push(ready.statusUrl);
   }, () => setError(w.generic));
 

@@ -237,10 +237,11 @@ func (*CreateTipRequest_Card) isCreateTipRequest_Payment() {}
 type CreateTipResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Tip   *Tip                   `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
-	// For card tips: what the browser needs to confirm the payment with Stripe.
+	// For card tips: what the browser needs to confirm the payment with Stripe. Empty when the payment
+	// needs nothing more from the customer (a retry after it was confirmed): show the tip instead.
 	StripeClientSecret   string `protobuf:"bytes,2,opt,name=stripe_client_secret,json=stripeClientSecret,proto3" json:"stripe_client_secret,omitempty"`
 	StripePublishableKey string `protobuf:"bytes,3,opt,name=stripe_publishable_key,json=stripePublishableKey,proto3" json:"stripe_publishable_key,omitempty"`
-	// For PayPal tips: where the customer approves the order.
+	// For PayPal tips: where the customer approves the order. Empty, as above, once approved.
 	PaypalApproveUrl string `protobuf:"bytes,4,opt,name=paypal_approve_url,json=paypalApproveUrl,proto3" json:"paypal_approve_url,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache

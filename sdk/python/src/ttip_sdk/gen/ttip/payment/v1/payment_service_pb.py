@@ -141,7 +141,8 @@ class CreateTipResponse(Message[_CreateTipResponseFields]):
             optional ttip.payment.v1.Tip tip = 1;
             ```
         stripe_client_secret:
-            For card tips: what the browser needs to confirm the payment with Stripe.
+            For card tips: what the browser needs to confirm the payment with Stripe. Empty when the payment
+            needs nothing more from the customer (a retry after it was confirmed): show the tip instead.
 
             ```proto
             string stripe_client_secret = 2;
@@ -151,7 +152,7 @@ class CreateTipResponse(Message[_CreateTipResponseFields]):
             string stripe_publishable_key = 3;
             ```
         paypal_approve_url:
-            For PayPal tips: where the customer approves the order.
+            For PayPal tips: where the customer approves the order. Empty, as above, once approved.
 
             ```proto
             string paypal_approve_url = 4;
