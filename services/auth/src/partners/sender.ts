@@ -79,7 +79,7 @@ export interface SenderOptions {
  * the request's timeout and counting the attempt, in a committed statement,
  * before the request is made: replicas never send the same attempt twice, and
  * a process that dies mid-request leaves it due again once the lease ends
- * (at-least-once; the receiver deduplicates by delivery id). The outcome is
+ * (at-least-once; the receiver deduplicates by the event's id). The outcome is
  * written only if the claim is still this one.
  */
 export class WebhookSender {

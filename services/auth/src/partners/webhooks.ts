@@ -60,7 +60,8 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
           throw new RateLimitedError(`a key holds at most ${MAX_SUBSCRIPTIONS_PER_KEY} live webhook subscriptions; delete one first`);
         }
         // Each subscription gets its own delivery of an event: two to one URL would bring it twice, under two
-        // delivery ids, and a receiver deduplicating on the id (as told) would book it twice.
+        // delivery ids. Receivers are told to deduplicate on the event's id, which catches it; refused here still,
+        // as it is never meant.
         const same = await tx.query<{ subscription_id: string; event_types: number[] }>(
           `SELECT subscription_id, event_types FROM auth.partner_webhook_subscriptions
             WHERE key_id = $1 AND url = $2 AND deleted_at IS NULL AND event_types && $3::smallint[] LIMIT 1`,

@@ -301,7 +301,8 @@ func (x *WebhookSubscription) GetPreviousSecretExpiresAt() *timestamppb.Timestam
 }
 
 // One event for one subscription: sent until answered with a 2xx, always
-// under the same delivery id (the receiver's deduplication key).
+// under the same delivery id (and the event's id, the receiver's deduplication
+// key: the same in every subscription's delivery of the event).
 type WebhookDelivery struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId     string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
@@ -449,8 +450,10 @@ func (x *WebhookDelivery) GetUrl() string {
 
 // The body of every webhook delivery, as protobuf JSON (camelCase names, int64
 // as strings). Check the x-ttip-webhook-signature header over the raw body
-// before parsing it (the SDKs' verifyWebhook), then deduplicate by
-// delivery_id: a delivery may arrive more than once.
+// before parsing it (the SDKs' verifyWebhook), then deduplicate by event_id:
+// a delivery may arrive more than once, and two subscriptions of one receiver
+// (two URLs) each bring the event under its own delivery_id. Read the ids from
+// the signed body, not from the x-ttip-delivery-id header, which is not signed.
 type WebhookEvent struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`

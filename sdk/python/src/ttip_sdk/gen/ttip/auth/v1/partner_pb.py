@@ -102,7 +102,8 @@ _WebhookDeliveryFields: TypeAlias = Literal["delivery_id", "subscription_id", "k
 class WebhookDelivery(Message[_WebhookDeliveryFields]):
     """
     One event for one subscription: sent until answered with a 2xx, always
-    under the same delivery id (the receiver's deduplication key).
+    under the same delivery id (and the event's id, the receiver's deduplication
+    key: the same in every subscription's delivery of the event).
 
     ```proto
     message ttip.auth.v1.WebhookDelivery
@@ -216,8 +217,10 @@ class WebhookEvent(Message[_WebhookEventFields]):
     """
     The body of every webhook delivery, as protobuf JSON (camelCase names, int64
     as strings). Check the x-ttip-webhook-signature header over the raw body
-    before parsing it (the SDKs' verifyWebhook), then deduplicate by
-    delivery_id: a delivery may arrive more than once.
+    before parsing it (the SDKs' verifyWebhook), then deduplicate by event_id:
+    a delivery may arrive more than once, and two subscriptions of one receiver
+    (two URLs) each bring the event under its own delivery_id. Read the ids from
+    the signed body, not from the x-ttip-delivery-id header, which is not signed.
 
     ```proto
     message ttip.auth.v1.WebhookEvent
