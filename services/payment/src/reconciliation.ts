@@ -1,5 +1,5 @@
 // One reconciliation pass: the one the service runs on its interval and the one ReconcilePending asks for.
-import { resumeDebitedRefunds } from "./cards/aftercare.js";
+import { resumeUnfinishedRefunds } from "./cards/aftercare.js";
 import { cancelDueAuthorisations } from "./cards/cancels.js";
 import { reconcileCardTips } from "./cards/tips.js";
 import { followUpReversals } from "./mpesa-reversals.js";
@@ -20,7 +20,7 @@ export async function reconcileAll(deps: Deps, limit: number): Promise<Reconcile
   await step(() => reconcilePayouts(deps, limit));
   const cards = await step(() => reconcileCardTips(deps, limit));
   await step(() => cancelDueAuthorisations(deps, limit));
-  await step(() => resumeDebitedRefunds(deps, limit));
+  await step(() => resumeUnfinishedRefunds(deps, limit));
   await step(() => followUpReversals(deps, limit));
   await step(() => resumeReviewClaims(deps, limit));
   await step(() => startDueAutoPayouts(deps, limit));

@@ -814,6 +814,40 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("refunds left new by a lost wallet answer are finished by a reconciliation pass once a claim's time old: the share taken once, the card refunded, the admin's action audited", async () => {
+    const charge = async (tipId: string) => (await (await fetch(`${h.stripe.url}/v1/charges/${(await row(tipId)).provider_charge_id}`,
+      { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { amount_refunded: number };
+    const refund = async (refundId: string) => (await h.t.db.pool.query("SELECT status FROM payment.card_refunds WHERE refund_id = $1", [refundId])).rows[0].status;
+    const [taken, notTaken, young] = await Promise.all([0, 1, 2].map(async () => {
+      const worker = randomUUID();
+      const { tip } = await paid(worker);
+      return { worker, tip, ...(await refundStopped(tip.tipId, `refund-${randomUUID()}`, "new")) };
+    }));
+    // One whose wallet post never arrived: the share still the worker's.
+    await h.t.db.pool.query("DELETE FROM payment.card_refunds WHERE refund_id = $1", [notTaken.refundId]);
+    const late = await paid(notTaken.worker);
+    const notTakenId = randomUUID();
+    await h.t.db.pool.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, 400, $4, 'new', 'customer asked', 'admin')`, [notTakenId, late.tip.tipId, `refund-${randomUUID()}`, notTaken.share]);
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET created_at = now() - interval '1 hour' WHERE refund_id = ANY($1)", [[taken.refundId, notTakenId]]);
+
+    await internal.reconcilePending({ limit: 100 });
+    // Before, no pass looked at them: the worker's share taken, the customer never refunded, every other refund refused.
+    assert.deepEqual([await refund(taken.refundId), await refund(notTakenId), await refund(young.refundId)], ["sent", "sent", "new"]);
+    assert.equal((await charge(taken.tip.tipId)).amount_refunded, 400);
+    assert.equal((await charge(late.tip.tipId)).amount_refunded, 400);
+    assert.equal(await h.balance(taken.worker), 115117n - taken.share, "the share the wallet took, taken once");
+    assert.equal(await h.balance(notTaken.worker), 2n * 115117n - taken.share - notTaken.share, "the share never taken, taken now");
+    assert.equal((await status(taken.tip.tipId)).refunded!.amountMinor, 400n);
+    const { rows: audited } = await h.t.db.pool.query(
+      "SELECT 1 FROM payment.outbox WHERE subject = 'ttip.payment.admin_action' AND position($1 in encode(payload, 'escape')) > 0", [`tip:${taken.tip.tipId}`]);
+    assert.equal(audited.length, 1, "the admin's refund audited once");
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal((await charge(taken.tip.tipId)).amount_refunded, 400, "not refunded twice");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a refund whose send outlived its claim, answered after another sender was refused and gave the worker's share back, stays failed: support is alerted, the request told", async () => {
     const worker = randomUUID();
     const { tip } = await paid(worker);

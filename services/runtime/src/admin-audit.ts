@@ -48,12 +48,26 @@ export async function auditAdminAction(
   ctx: Pick<HandlerContext, "requestHeader">,
   record: AdminActionRecord,
 ): Promise<void> {
+  const actor = { userId: callerOf(ctx)?.subject ?? "", ip: ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? "" };
+  await auditAdminActionOf(tx, producer, actor, record);
+}
+
+/**
+ * auditAdminAction for an admin's request that a background pass finishes (the admin's request lost its answer
+ * half-way, and no admin retried it): recorded under the admin who asked, in the pass's transaction.
+ */
+export async function auditAdminActionOf(
+  tx: Queryable,
+  producer: keyof typeof ADMIN_ACTION_EVENTS,
+  actor: { userId: string; ip: string },
+  record: AdminActionRecord,
+): Promise<void> {
   const detail = record.detail ?? "";
   await emitEvent(tx, producer, ADMIN_ACTION_EVENTS[producer] as typeof PaymentAdminActionTakenSchema, {
     action: {
       action: record.action,
-      actorUserId: callerOf(ctx)?.subject ?? "",
-      ipAddress: ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? "",
+      actorUserId: actor.userId,
+      ipAddress: actor.ip,
       target: record.target,
       userId: record.userId ?? "",
       detail: detail.length > MAX_DETAIL ? `${detail.slice(0, MAX_DETAIL - 1)}…` : detail,

@@ -4,7 +4,8 @@
 // chargeback may leave the balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { asConnectError, auditAdminActionOf, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
@@ -34,6 +35,8 @@ interface RefundRow {
   failure: string;
   /** Until when a request holds the refund to send it (claimRefund). */
   sending_until: Date | null;
+  /** The admin who asked for it. */
+  requested_by: string;
 }
 
 /** `amount` of the charge as a portion of the tip: the worker's part in proportion, rounded down (the last one takes the rest). */
@@ -106,7 +109,7 @@ async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): 
     if (disputed) throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const { rows: [unfinished] } = await tx.query<{ idempotency_key: string }>(
       "SELECT idempotency_key FROM payment.card_refunds WHERE tip_id = $1 AND status = 'new' LIMIT 1", [tip.tip_id]);
-    if (unfinished) throw new InvalidStateError(`tip_id: a refund of this tip has not finished; retry it with its idempotency key "${unfinished.idempotency_key}" first`);
+    if (unfinished) throw new InvalidStateError(`tip_id: a refund of this tip has not finished; retry it with its idempotency key "${unfinished.idempotency_key}" first, or wait: the reconciliation pass finishes it within minutes`);
     const portion = newRefund({ ...tip, ...now }, input);
     await tx.query(
       `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
@@ -173,6 +176,13 @@ async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRo
   refund.status = "debited";
 }
 
+/** The admin's refund, finished by the pass: audited under the admin who asked for it, in the move to debited. */
+function recordOfRefundLeftNew(tip: CardTipRow, refund: RefundRow): RefundInput["record"] {
+  return (tx, amount) => auditAdminActionOf(tx, "payment", { userId: refund.requested_by, ip: "" }, {
+    action: AuditAction.TIP_REFUNDED, target: `tip:${tip.tip_id}`, detail: `${amount}: ${refund.reason} (finished by the reconciliation pass)`,
+  });
+}
+
 /** How many provider timeouts a send's claim lasts: Stripe's client tries 3 times; PayPal asks a token, the order and the refund. */
 const REFUND_CLAIM_TIMEOUTS = 6;
 
@@ -217,20 +227,27 @@ function refundClaimMs(deps: Deps, provider: CardTipRow["card_provider"]): numbe
 }
 
 /**
- * Refunds left debited (the worker's share taken, the card not refunded: a crash or a lost answer before the provider's
- * word, and no admin retried the key) are sent again by the reconciliation pass under the same idempotency key, so the
- * provider answers the refund it made rather than making a second. Only once unclaimed (or the claim lapsed) and a
- * claim's time past their start: the request that began one is left to send it itself.
+ * Refunds left unfinished, and no admin retried the key, are finished by the reconciliation pass under the same keys:
+ * - left new (the wallet's answer lost: it may have taken the worker's share after the request's deadline), the share
+ *   is taken under the refund's wallet key, so the wallet answers the entry it made rather than making a second;
+ *   before, such a refund stayed new for good and refused every other refund of the tip;
+ * - left debited (the worker's share taken, the card not refunded: a crash or a lost answer before the provider's
+ *   word), it is sent again under its idempotency key, so the provider answers the refund it made.
+ * Only once unclaimed (or the claim lapsed) and a claim's time past their start: the request that began one is left to
+ * finish it itself.
  */
-export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<number> {
+export async function resumeUnfinishedRefunds(deps: Deps, limit: number): Promise<number> {
   if (!deps.config().cards || !deps.cards) return 0;
   const { pool, logger } = deps.ctx;
   // The longer provider's claim: on the database's time, as claims are.
   const claimMs = Math.max(refundClaimMs(deps, "stripe"), refundClaimMs(deps, "paypal"));
   const { rows } = await pool.query<RefundRow>(
-    `SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
+    `(SELECT * FROM payment.card_refunds WHERE status = 'new' AND created_at < now() - make_interval(secs => $2::double precision / 1000)
+        ORDER BY created_at LIMIT $1)
+     UNION ALL
+     (SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
         AND created_at < now() - make_interval(secs => $2::double precision / 1000)
-      ORDER BY created_at LIMIT $1`,
+      ORDER BY created_at LIMIT $1)`,
     [limit, claimMs],
   );
   let sent = 0;
@@ -238,12 +255,15 @@ export async function resumeDebitedRefunds(deps: Deps, limit: number): Promise<n
     const tip = (await loadCardTip(pool, refund.tip_id))!;
     const provider = deps.cards.provider(tip.card_provider!);
     if (!provider) continue;
+    const portion = refundPortion(tip, refund);
+    const left = refund.status;
     try {
-      await sendRefund(deps, provider, tip, refund, refundPortion(tip, refund), refund.reason);
+      if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, recordOfRefundLeftNew(tip, refund));
+      await sendRefund(deps, provider, tip, refund, portion, refund.reason);
       if (refund.status === "sent") sent++;
-      logger.info({ tipId: tip.tip_id, refundId: refund.refund_id, status: refund.status }, "card refund left debited resumed");
+      logger.info({ tipId: tip.tip_id, refundId: refund.refund_id, left, status: refund.status }, "card refund left unfinished resumed");
     } catch (err) {
-      logger.warn({ tipId: tip.tip_id, refundId: refund.refund_id, err: (err as Error).message }, "card refund left debited not finished; next pass retries");
+      logger.warn({ tipId: tip.tip_id, refundId: refund.refund_id, left, err: (err as Error).message }, "card refund left unfinished not finished; next pass retries");
     }
     deps.changes.announce(tip.tip_id);
   }
