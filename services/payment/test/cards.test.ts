@@ -602,6 +602,10 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const worker = randomUUID();
     const { tip } = await paid(worker);
     const key = `refund-${randomUUID()}`;
+    // An amount of nothing is a mistake, not "all of it" (leaving it unset is): refused, naming the field.
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(0), reason: "customer asked" }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
+    assert.equal(await h.balance(worker), 115117n);
     const partial = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" });
     assert.match(partial.refundId, /^re_/);
     assert.equal(partial.tip!.cardState, CardTipState.REFUNDED);

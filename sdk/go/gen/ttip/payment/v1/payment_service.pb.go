@@ -2857,7 +2857,7 @@ type RefundTipRequest struct {
 	// The same key returns the same refund.
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// In the tip's currency; unset refunds what is left of the charge (all of it
-	// for an M-Pesa tip, which is reversed whole).
+	// for an M-Pesa tip, which is reversed whole). Set, it is more than nothing.
 	Amount        *v1.Money `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	Reason        string    `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -4853,12 +4853,13 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x18ReconcilePendingResponse\x12\x18\n" +
 	"\aqueried\x18\x01 \x01(\x05R\aqueried\x12\x18\n" +
 	"\asettled\x18\x02 \x01(\x05R\asettled\x12#\n" +
-	"\rstill_pending\x18\x03 \x01(\x05R\fstillPending\"\xbb\x01\n" +
+	"\rstill_pending\x18\x03 \x01(\x05R\fstillPending\"\xcf\x02\n" +
 	"\x10RefundTipRequest\x12\x1f\n" +
 	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05tipId\x123\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12-\n" +
-	"\x06amount\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\"\n" +
+	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12\xc0\x01\n" +
+	"\x06amount\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyB\x90\x01\xbaH\x8c\x01\xba\x01\x88\x01\n" +
+	"\x1arefund_tip.amount_positive\x12Sa refund's amount must be greater than zero (leave it unset to refund what is left)\x1a\x15this.amount_minor > 0R\x06amount\x12\"\n" +
 	"\x06reason\x18\x04 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"X\n" +
 	"\x11RefundTipResponse\x12&\n" +
