@@ -508,10 +508,11 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
  * services' way to serialize writers of one thing that has no row to lock yet (a worker's payouts, a
  * venue's rules). Names hash to PostgreSQL's 32-bit keys: two names may share a lock, which only
  * serializes more, never less. Outside a transaction the lock would end with its own statement.
+ * `shared`: writers that may run beside each other but not beside the one holding the lock alone.
  */
-export async function lockForTransaction(tx: Queryable, key: string): Promise<void> {
+export async function lockForTransaction(tx: Queryable, key: string, mode: "exclusive" | "shared" = "exclusive"): Promise<void> {
   assert(transactionClients.has(tx), "an advisory lock is taken inside withTransaction");
-  await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [key]);
+  await tx.query(mode === "shared" ? "SELECT pg_advisory_xact_lock_shared(hashtext($1))" : "SELECT pg_advisory_xact_lock(hashtext($1))", [key]);
 }
 
 /**

@@ -21,6 +21,7 @@ import {
   ruleInForce,
   ruleSpec,
   openShiftsBefore,
+  distributeLock,
   shiftsIn,
   toDistribution,
   toShareLine,
@@ -125,7 +126,7 @@ export class Distributions {
       throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
     const saved = await withTransaction(this.pool, async (tx) => {
-      await lockForTransaction(tx, `venue.distribute.${venue.venueId}`);
+      await lockForTransaction(tx, distributeLock(venue.venueId));
       const { rows: existing } = await tx.query<DistributionRow>(
         `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status IN ('posting', 'confirmed') AND period_start < $3 AND period_end > $2`,
         [venue.venueId, p.start, p.end],

@@ -5,7 +5,7 @@ import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.j
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
-import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
+import { audit, currentMemberOf, distributeLock, type MemberRow, paidSplitOver, type ShiftRow } from "./store.js";
 
 const DAY_MS = 24 * 3600_000;
 /** Rows one import may carry: a month of a large venue's shifts. */
@@ -50,7 +50,11 @@ async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date,
     `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 AND shift_id IS DISTINCT FROM $4 LIMIT 1`,
     [m.member_id, start, end, replacing ?? null],
   );
-  return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
+  if (rows[0]) return `overlaps shift ${rows[0].shift_id}`;
+  const paid = await paidSplitOver(db, m.venue_id, start, end);
+  return paid
+    ? `falls in ${eatTime(paid.period_start)} to ${eatTime(paid.period_end)}, split already (distribution ${paid.distribution_id}): reverse that split first, then split the period again with this shift`
+    : undefined;
 }
 
 /** `now`: the service's clock, which set the member's start date. */
@@ -76,6 +80,7 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string, now
 
 export async function clockOut(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
+    await lockForTransaction(tx, distributeLock(venueId), "shared");
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL FOR UPDATE`, [m.member_id]);
@@ -104,6 +109,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     }
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
     if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+    await lockForTransaction(tx, distributeLock(venueId), "shared");
     await lockForTransaction(tx, `venue.shifts.${memberId}`);
     // The stale clock-in this shift covers (it ends after the clock-in began) becomes this shift.
     const stale = await staleOpenShift(tx, memberId);
@@ -167,6 +173,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
   if (mi < 0 || si < 0 || ei < 0) throw fieldError("csv", 'the first line must name the columns "member", "start" and "end"');
   return withTransaction(pool, async (tx) => {
     await lockForTransaction(tx, `venue.import.${venueId}`);
+    await lockForTransaction(tx, distributeLock(venueId), "shared");
     const { rows: staff } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 ORDER BY joined_at DESC`, [venueId]);
     const byId = new Map(staff.map((m) => [m.member_id, m]));
     const result: ImportResult = { imported: 0, rejected: [] };

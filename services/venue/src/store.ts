@@ -10,6 +10,7 @@ import {
   RoleSchema,
   ShareLineSchema,
   ShiftSchema,
+  SplitMethod,
   SplitRuleSchema,
   type Distribution,
   type Member,
@@ -211,6 +212,27 @@ export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date)
 }
 
 /** Finished shifts touching the period. */
+/**
+ * The lock a confirm holds alone while it reads a period's shifts and saves its plan. Writers of finished shifts
+ * (a clock-out, a recorded or imported shift, a removal closing one) hold it shared: a shift finished between the
+ * confirm's read of finished shifts and its read of open ones counted in neither, and its hours were never paid.
+ */
+export const distributeLock = (venueId: string) => `venue.distribute.${venueId}`;
+
+/**
+ * A split already made (or being posted) of a period the span [start, end) falls in, by hours: a shift recorded in
+ * it now would count in no split, and its hours would never be paid. Fixed-percentage splits do not read shifts.
+ */
+export async function paidSplitOver(db: Queryable, venueId: string, start: Date, end: Date): Promise<{ distribution_id: string; period_start: Date; period_end: Date } | undefined> {
+  const { rows } = await db.query<{ distribution_id: string; period_start: Date; period_end: Date }>(
+    `SELECT distribution_id, period_start, period_end FROM venue.distributions
+      WHERE venue_id = $1 AND status IN ('posting', 'confirmed') AND method <> $4 AND period_start < $3 AND period_end > $2
+      ORDER BY period_start LIMIT 1`,
+    [venueId, start, end, SplitMethod.FIXED_PERCENTAGES],
+  );
+  return rows[0];
+}
+
 export async function shiftsIn(db: Queryable, venueId: string, start: Date, end: Date): Promise<ShiftSpan[]> {
   const { rows } = await db.query<ShiftRow>(
     `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ended_at IS NOT NULL AND started_at < $3 AND ended_at > $2`,

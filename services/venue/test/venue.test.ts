@@ -287,6 +287,51 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.equal(await h.walletBalance(juma.workerId), jumaLine.amount!.amountMinor);
   });
 
+  test("a shift recorded or imported into a period already split by hours is refused, naming the split, until it is reversed: its hours would count in no split", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Tamarind");
+    const asha = await h.join(v, "Asha", "front_of_house", at(-1));
+    const wanjiru = await h.join(v, "Wanjiru", "kitchen", at(-1));
+    await v.api.recordShift({ venueId: v.venueId, memberId: asha.memberId, startedAt: ts(at(0)), endedAt: ts(at(2)), idempotencyKey: randomUUID() });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(100).amountMinor);
+    const p = period(at(0), new Date());
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
+    // Wanjiru's forgotten shift, recorded after the split: before, taken without a word and never paid.
+    const forgotten = { venueId: v.venueId, memberId: wanjiru.memberId, startedAt: ts(at(3)), endedAt: ts(at(6)), idempotencyKey: randomUUID() };
+    await assert.rejects(v.api.recordShift(forgotten), rejects(Code.InvalidArgument, new RegExp(`ended_at: falls in .* split already \\(distribution ${distribution!.distributionId}\\): reverse that split first`)));
+    const eat = (d: Date) => new Date(d.getTime() + 3 * HOUR).toISOString().slice(0, 16).replace("T", " ");
+    const r = await v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(`member,start,end\n${wanjiru.memberId},${eat(at(3))},${eat(at(6))}\n`) });
+    assert.equal(r.imported, 0);
+    assert.match(r.rejected[0]?.reason ?? "", /split already/);
+    await v.api.reverseDistribution({ venueId: v.venueId, distributionId: distribution!.distributionId, reason: "Wanjiru's shift was missing" });
+    await v.api.recordShift(forgotten);
+    const again = (await v.api.confirmDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.deepEqual(Object.fromEntries(again.shares.map((l) => [l.displayName, l.amount!.amountMinor])), { Asha: 4000n, Wanjiru: 6000n });
+  });
+
+  test("a clock-out waits while a confirm reads the period's shifts: finished in between, it counted as neither finished nor open", async () => {
+    const v = await h.newVenue("Carnivore");
+    const juma = await h.join(v, "Juma", "kitchen", new Date(Date.now() - HOUR));
+    const w = h.asWorker(juma.workerId);
+    await w.clockIn({ venueId: v.venueId });
+    const confirming = await h.t.db.pool.connect();
+    try {
+      // A confirm between its lock and its commit.
+      await confirming.query("BEGIN");
+      await confirming.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`venue.distribute.${v.venueId}`]);
+      let out = false;
+      const clockOut = w.clockOut({ venueId: v.venueId }).then(() => (out = true));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(out, false, "the clock-out waits for the confirm");
+      await confirming.query("COMMIT");
+      await clockOut;
+    } finally {
+      confirming.release();
+    }
+  });
+
   test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
