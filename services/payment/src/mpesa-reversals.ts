@@ -523,9 +523,28 @@ export async function resolveReversalInDoubt(deps: Deps, input: ResolveInput): P
     await input.record(tx);
     await closeReversalAlerts(tx, reversal.reversal_id, input.admin, `${said}: ${input.note}`);
   };
-  if (input.outcome.reversed) await markReversed(deps, subject, reversal, input.outcome.receipt, { code: "support", desc: `${said} (support: ${input.note})` }, record);
-  else await giveBack(deps, subject, reversal, `${said} (support: ${input.note})`, record);
+  if (!input.outcome.reversed) await giveBack(deps, subject, reversal, `${said} (support: ${input.note})`, record);
+  else if (!(await markReversed(deps, subject, reversal, input.outcome.receipt, { code: "support", desc: `${said} (support: ${input.note})` }, record))) {
+    await saidReversedWhenDecided(deps, subject, reversal, input.outcome.receipt, field);
+  }
   subject.announce();
+}
+
+/**
+ * Support's "reversed" found the reversal decided since it was read (another admin's "not reversed", or M-Pesa's
+ * refusal): as M-Pesa's word "reversed" after a failure, its receipt is kept and the money taken back (support told,
+ * or out of suspense again); the request is refused, saying so. Before, it was answered OK with nothing done: the
+ * customer had the money back and the worker the share as well.
+ */
+async function saidReversedWhenDecided(deps: Deps, subject: Reversed, reversal: ReversalRow, receipt: string, field: string): Promise<void> {
+  const { rows: [now] } = await pool(deps).query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversal.reversal_id]);
+  if (now.status === "reversed" && now.reversal_receipt === receipt) return;
+  if (now.status !== "failed") throw new InvalidStateError(`${field}: its reversal was decided meanwhile: ${now.status}`);
+  await reversedAfterFailing(deps, subject, reversal, receipt);
+  subject.announce();
+  throw new InvalidStateError(reversal.suspense_receipt
+    ? `${field}: its reversal was decided not reversed meanwhile; as the statement shows it reversed, its money is taken out of suspense again`
+    : `${field}: its reversal was decided not reversed meanwhile and the share given back; as the statement shows it reversed, support is alerted to take it back`);
 }
 
 /** Whether a refund of this suspense payment is reversed on M-Pesa: money M-Pesa can have moved, with M-Pesa configured. */

@@ -289,6 +289,39 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     assert.deepEqual([(await tipNow(tip.tipId)).mpesaReversal, (await row(tip.tipId))[0].reversal_receipt, await h.balance(worker)], [MpesaReversalState.REVERSED, "SREV123456", 0n]);
   });
 
+  test("support's \"reversed\" for a reversal decided \"not reversed\" by another admin a moment before: refused, and support told to take the share back, not answered OK", async () => {
+    const { worker, tip } = await paidTip();
+    const held = h.sim.hold("reversal");
+    const lockWaits = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n as number;
+    const blocking = await h.t.db.pool.connect();
+    try {
+      await reverse(tip.tipId);
+      await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours', sent_at = now() - interval '61 minutes' WHERE tip_id = $1", [tip.tipId]);
+      await internal.reconcilePending({ limit: 100 });
+      // Both admins read the reversal in doubt; the "not reversed" takes its row first, then the "reversed".
+      await blocking.query("BEGIN");
+      await blocking.query("SELECT 1 FROM payment.mpesa_reversals WHERE tip_id = $1 FOR UPDATE", [tip.tipId]);
+      const notReversed = admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
+      await eventually(async () => (await lockWaits()) >= 1, "the first admin's decision waits");
+      const reversed = admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "reversalReceipt", value: "SREV777777" }, note: "on the statement" }).catch(asConnectError);
+      await eventually(async () => (await lockWaits()) >= 2, "the second admin's decision waits");
+      await blocking.query("COMMIT");
+      assert.equal((await notReversed).tip!.mpesaReversal, MpesaReversalState.FAILED);
+      // Before, answered OK with nothing done: the customer had the money back and the worker the share as well.
+      const err = await reversed;
+      assert.ok(err instanceof Error, "the second decision is not answered OK");
+      assert.equal(Code[asConnectError(err).code], Code[Code.FailedPrecondition]);
+      assert.match(asConnectError(err).rawMessage, /not reversed meanwhile/);
+      const { rows: alerts } = await h.t.db.pool.query<{ detail: string; status: string }>("SELECT detail, status FROM payment.fraud_alerts WHERE tip_id = $1 AND status = 'open'", [tip.tipId]);
+      assert.equal(alerts.length, 1, alerts.map((a) => a.detail).join(" | "));
+      assert.match(alerts[0].detail, /take KES 95(\.00)? back by hand$/);
+      assert.deepEqual([(await row(tip.tipId))[0].reversal_receipt, await h.balance(worker)], ["SREV777777", 9500n]);
+    } finally {
+      blocking.release();
+      await held.release();
+    }
+  });
+
   test("a reversal still within M-Pesa's hour is not resolved by hand: FAILED_PRECONDITION, nothing changes", async () => {
     const { worker, tip } = await paidTip();
     const held = h.sim.hold("reversal");
