@@ -60,7 +60,9 @@ async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date,
 /** `now`: the service's clock, which set the member's start date. */
 export async function clockIn(pool: Pool, venueId: string, workerId: string, now: number): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
-    const m = await currentMemberOf(tx, venueId, workerId);
+    // Locked: a removal committing meanwhile closed the open shifts before this one was in, which stayed open
+    // for a worker no longer on the staff, who could not clock it out, and held every confirm of the period.
+    const m = await currentMemberOf(tx, venueId, workerId, "share");
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     // Minutes before the start date count for nothing in a split (clipped to the membership): said now, not after.
     if (m.joined_at.getTime() > now) throw new InvalidStateError(`venue_id: you start here on ${eatTime(m.joined_at)}; clock in from then`);

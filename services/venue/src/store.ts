@@ -120,9 +120,10 @@ export function toMember(m: MemberRow, venueName = ""): Member {
 }
 
 /** The caller's current (not left) membership of the venue, if any. */
-export async function currentMemberOf(db: Queryable, venueId: string, workerId: string): Promise<MemberRow | undefined> {
+/** `share`: locked against a removal (which holds the row for update) until the transaction ends. */
+export async function currentMemberOf(db: Queryable, venueId: string, workerId: string, lock?: "share"): Promise<MemberRow | undefined> {
   const { rows } = await db.query<MemberRow>(
-    `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND ${CURRENT_MEMBERSHIP}`,
+    `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND ${CURRENT_MEMBERSHIP}${lock ? " FOR SHARE" : ""}`,
     [venueId, workerId],
   );
   return rows[0];

@@ -311,6 +311,26 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(Object.fromEntries(again.shares.map((l) => [l.displayName, l.amount!.amountMinor])), { Asha: 4000n, Wanjiru: 6000n });
   });
 
+  test("a clock-in racing the worker's removal waits for it and is refused: no open shift is left that nobody can close", async () => {
+    const v = await h.newVenue("Talisman");
+    const juma = await h.join(v, "Juma", "kitchen", new Date(Date.now() - HOUR));
+    const removing = await h.t.db.pool.connect();
+    try {
+      // A removal between its lock of the member and its commit (qr's staff list is being set).
+      await removing.query("BEGIN");
+      await removing.query("SELECT 1 FROM venue.members WHERE member_id = $1 FOR UPDATE", [juma.memberId]);
+      await removing.query("UPDATE venue.members SET left_at = now() WHERE member_id = $1", [juma.memberId]);
+      const clockIn = h.asWorker(juma.workerId).clockIn({ venueId: v.venueId }).catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 300));
+      await removing.query("COMMIT");
+      assert.ok(await clockIn instanceof ConnectError && (await clockIn as ConnectError).code === Code.PermissionDenied, String(await clockIn));
+    } finally {
+      removing.release();
+    }
+    const { rows } = await h.t.db.pool.query("SELECT 1 FROM venue.shifts WHERE member_id = $1", [juma.memberId]);
+    assert.equal(rows.length, 0);
+  });
+
   test("a clock-out waits while a confirm reads the period's shifts: finished in between, it counted as neither finished nor open", async () => {
     const v = await h.newVenue("Carnivore");
     const juma = await h.join(v, "Juma", "kitchen", new Date(Date.now() - HOUR));
