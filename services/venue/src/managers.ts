@@ -114,32 +114,35 @@ export class Managers {
 
   /**
    * Records an invitation (or, for a repeat of its key or another to the same number, finds it) and texts a
-   * fresh link: the one sent before stops working. Only the link's hash is kept.
+   * fresh link: the one sent before stops working. Only the link's hash is kept. A repeat of the key texts nothing
+   * more once its link was texted (before, each repeat texted a new link, voiding the one the manager held).
    */
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; key: string }): Promise<{ invitation: InvitationRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
     if (await this.managesByPhone(venue.venueId, phone)) throw new AlreadyExistsError("phone: this number already manages the venue");
-    const link = newLink(this.clock.now());
-    const invitation = await withTransaction(this.pool, async (tx) => {
+    const now = this.clock.now();
+    const link = newLink(now);
+    const { invitation, made } = await withTransaction(this.pool, async (tx) => {
       await lockForTransaction(tx, `venue.manager_invitations.${venue.venueId}`);
       const { rowCount: staff } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
       if (staff) throw new InvalidStateError("phone: this number is on the venue's staff, and a manager is not (their share of the pool would be theirs to set): end their membership first");
       const { rows: [prior] } = await tx.query<InvitationRow>(`SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior && prior.phone !== phone) throw new IdempotencyConflictError(input.key, "manager invitation");
-      if (prior && (prior.accepted_at || prior.cancelled_at)) return prior;
+      if (prior && (prior.accepted_at || prior.cancelled_at)) return { invitation: prior, made: false };
+      if (prior && !resendMakesLink({ sentAt: prior.sent_at, sendKey: prior.send_key, texted: prior.texted }, input.key, now)) return { invitation: prior, made: false };
       await this.budgets.charge(phone, venue.venueId, caller.subject);
       const pending = prior ?? (await tx.query<InvitationRow>(
         `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
-      if (pending) return replaceLink(tx, pending, link, input.key, input.displayName);
+      if (pending) return { invitation: await replaceLink(tx, pending, link, input.key, input.displayName), made: true };
       const { rows } = await tx.query<InvitationRow>(
         `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by, sent_at, expires_at, send_key, texted)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6, false) RETURNING *`,
         [randomUUID(), venue.venueId, phone, input.displayName, link.hash, input.key, caller.subject, link.sentAt, link.expiresAt]);
       await audit(tx, venue.venueId, caller.subject, "manager.invited", { invitation_id: rows[0].invitation_id, display_name: input.displayName });
-      return rows[0];
+      return { invitation: rows[0], made: true };
     });
     if (invitation.accepted_at || invitation.cancelled_at) return { invitation, sent: false };
-    return { invitation, sent: await this.text(venue, invitation, link) };
+    return { invitation, sent: made ? await this.text(venue, invitation, link) : true };
   }
 
   /**

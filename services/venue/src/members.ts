@@ -82,8 +82,9 @@ export class Members {
   }
 
   /**
-   * Adds an invited member (or, for a repeat of the same key, finds them) and
-   * texts a fresh link; only the link's hash is kept.
+   * Adds an invited member and texts a link; only the link's hash is kept. A repeat of the same key finds them, and
+   * texts nothing more once its link was texted (before, each repeat charged the SMS budget and texted a new link,
+   * voiding the one the worker held): a new link only if its SMS was not sent, or as ResendInvitation makes one.
    */
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
@@ -94,17 +95,20 @@ export class Members {
     if (await this.managers.managesByPhone(venue.venueId, phone)) {
       throw new InvalidStateError("phone: this number manages the venue, and a manager is not on its staff (their share of the pool would be theirs to set)");
     }
-    const link = newLink(this.clock.now());
-    const member = await withTransaction(this.pool, async (tx) => {
+    const now = this.clock.now();
+    const link = newLink(now);
+    const { member, made } = await withTransaction(this.pool, async (tx) => {
       await ensureDefaultRoles(tx, venue.venueId);
       await requireRole(tx, venue.venueId, input.roleId, "role_id");
       await lockForTransaction(tx, `venue.members.${venue.venueId}`);
       const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior[0]) {
-        if (prior[0].phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
-        if (prior[0].worker_id || prior[0].left_at) return prior[0];
+        const m = prior[0];
+        if (m.phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
+        if (m.worker_id || m.left_at) return { member: m, made: false };
+        if (!resendMakesLink({ sentAt: m.invite_sent_at, sendKey: m.invite_send_key, texted: m.invite_texted }, input.key, now)) return { member: m, made: false };
         await this.budgets.charge(phone, venue.venueId, caller.subject);
-        return replaceLink(tx, prior[0], link, input.key);
+        return { member: await replaceLink(tx, m, link, input.key), made: true };
       }
       const { rows: current } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
       if (current[0]?.worker_id) throw new AlreadyExistsError("phone: this number is already on the venue's staff");
@@ -118,10 +122,10 @@ export class Members {
       );
       await memberEvent(tx, rows[0], "invited");
       await audit(tx, venue.venueId, caller.subject, "member.invited", { member_id: rows[0].member_id, role_id: input.roleId, joined_at: joinedAt });
-      return rows[0];
+      return { member: rows[0], made: true };
     });
     if (member.worker_id || member.left_at) return { member, sent: false };
-    return { member, sent: await this.text(venue, member, link) };
+    return { member, sent: made ? await this.text(venue, member, link) : true };
   }
 
   /**

@@ -84,13 +84,21 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
   test("staff: invited again from the list, a new link voids the old, at most once a minute, a repeat of its key texts nothing; an expired link is refused and a new one works", async () => {
     const v = await h.newVenue("Kilimanjaro Bar");
     const phone = testPhone({ format: "07" });
-    const invited = await v.api.inviteMember({ venueId: v.venueId, phone, displayName: "Wanjiru", roleId: "front_of_house", idempotencyKey: randomUUID() });
+    const invite = { venueId: v.venueId, phone, displayName: "Wanjiru", roleId: "front_of_house", idempotencyKey: randomUUID() };
+    const invited = await v.api.inviteMember(invite);
     assert.ok(invited.invitationSent);
     const memberId = invited.member!.memberId;
     const sentAt = clock.now();
     const expires = timestampDate(invited.member!.invitationExpiresAt!).getTime();
     assert.ok(Math.abs(expires - (sentAt + LINK_TTL_MS)) < 5_000, `expires ${new Date(expires).toISOString()}`);
     const first = await currentLink(phone, "", staffHash(memberId));
+    // The invitation repeated (its answer lost) texts nothing more and keeps the link texted: before, a new link
+    // went out each time, voiding the one the worker held.
+    const textedFirst = linksTo(phone, "").length;
+    const hashFirst = sha256(first);
+    const repeated = await v.api.inviteMember(invite);
+    assert.deepEqual([repeated.member!.memberId, repeated.invitationSent], [memberId, true]);
+    assert.deepEqual([linksTo(phone, "").length, await staffHash(memberId)()], [textedFirst, hashFirst]);
     const anyone = h.t.client(VenueService);
     assert.deepEqual([(await anyone.getInvitation({ token: first })).venueName, (await anyone.getInvitation({ token: first })).expired], ["Kilimanjaro Bar", false]);
 
@@ -150,8 +158,13 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
     const userId = randomUUID();
     await h.t.db.pool.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, $3)", [userId, `254${phone.slice(1)}`, ["worker"]]);
     const invitee = h.t.client(VenueService, { subject: userId, roles: ["worker"] });
-    const { invitation } = await v.api.inviteManager({ venueId: v.venueId, phone, displayName: "Otieno", idempotencyKey: randomUUID() });
+    const invite = { venueId: v.venueId, phone, displayName: "Otieno", idempotencyKey: randomUUID() };
+    const { invitation } = await v.api.inviteManager(invite);
     const first = await currentLink(phone, "manage/", managerHash(invitation!.invitationId));
+    // Repeated (its answer lost): nothing more texted, the link kept.
+    const texted = linksTo(phone, "manage/").length;
+    assert.ok((await v.api.inviteManager(invite)).invitationSent);
+    assert.deepEqual([linksTo(phone, "manage/").length, await managerHash(invitation!.invitationId)()], [texted, sha256(first)]);
     const listedExpiry = (await v.api.listManagers({ venueId: v.venueId })).invitations[0].expiresAt;
     assert.equal(timestampDate(listedExpiry!).getTime(), timestampDate(invitation!.expiresAt!).getTime());
 
