@@ -102,6 +102,12 @@ export async function clockOut(pool: Pool, venueId: string, workerId: string): P
 /** A manager records a finished shift; the same key returns the same shift. */
 export async function recordShift(pool: Pool, venueId: string, actor: string, memberId: string, start: Date, end: Date, key: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
+    const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
+    if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+    await lockForTransaction(tx, distributeLock(venueId), "shared");
+    await lockForTransaction(tx, `venue.shifts.${memberId}`);
+    // Under the member's lock: a retry racing its first attempt waits for it and finds its shift (before, it was
+    // refused as overlapping that very shift).
     const { rows: prior } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE venue_id = $1 AND idempotency_key = $2`, [venueId, key]);
     if (prior[0]) {
       if (prior[0].member_id !== memberId || prior[0].started_at.getTime() !== start.getTime() || prior[0].ended_at?.getTime() !== end.getTime()) {
@@ -109,10 +115,6 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
       }
       return prior[0];
     }
-    const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
-    if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
-    await lockForTransaction(tx, distributeLock(venueId), "shared");
-    await lockForTransaction(tx, `venue.shifts.${memberId}`);
     // The stale clock-in this shift covers (it ends after the clock-in began) becomes this shift.
     const stale = await staleOpenShift(tx, memberId);
     const replaced = stale && end.getTime() > stale.started_at.getTime() ? stale : undefined;

@@ -311,6 +311,28 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(Object.fromEntries(again.shares.map((l) => [l.displayName, l.amount!.amountMinor])), { Asha: 4000n, Wanjiru: 6000n });
   });
 
+  test("a RecordShift retried while its first attempt waits for the member's lock returns the same shift, not an overlap with it", async () => {
+    const v = await h.newVenue("Nyama Choma Corner");
+    const zuri = await h.join(v, "Zuri", "front_of_house", new Date(Date.now() - 72 * HOUR));
+    const start = new Date(Math.floor((Date.now() - 30 * HOUR) / HOUR) * HOUR);
+    const asked = { venueId: v.venueId, memberId: zuri.memberId, startedAt: ts(start), endedAt: ts(new Date(start.getTime() + 8 * HOUR)), idempotencyKey: randomUUID() };
+    const holding = await h.t.db.pool.connect();
+    const lockWaits = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n as number;
+    try {
+      await holding.query("BEGIN");
+      await holding.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`venue.shifts.${zuri.memberId}`]);
+      const first = v.api.recordShift(asked);
+      await eventually(async () => (await lockWaits()) >= 1, "the first attempt waits");
+      const retry = v.api.recordShift(asked);
+      await eventually(async () => (await lockWaits()) >= 2, "the retry waits");
+      await holding.query("COMMIT");
+      const [a, b] = await Promise.all([first, retry]);
+      assert.equal(b.shift!.shiftId, a.shift!.shiftId);
+    } finally {
+      holding.release();
+    }
+  });
+
   test("a clock-in racing the worker's removal waits for it and is refused: no open shift is left that nobody can close", async () => {
     const v = await h.newVenue("Talisman");
     const juma = await h.join(v, "Juma", "kitchen", new Date(Date.now() - HOUR));
