@@ -226,7 +226,7 @@ export class Members {
    * RecordShift replaces it with the shift worked. Before their start date, the membership ends at it (it never
    * begins: a hire that fell through); an invitation not yet accepted is withdrawn, its link voided.
    */
-  async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string): Promise<MemberRow> {
+  async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string, onlyIfInvited = false): Promise<MemberRow> {
     const now = Date.now();
     const asked = leftAt ?? new Date(now);
     if (asked.getTime() > now + 60_000) throw fieldError("left_at", "must not be in the future");
@@ -235,6 +235,9 @@ export class Members {
       await lockForTransaction(tx, distributeLock(venueId), "shared");
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+      if (onlyIfInvited && m.worker_id) {
+        throw new InvalidStateError(`member_id: ${m.display_name} accepted the invitation already${m.left_at ? " and has left" : ""}; to take them off the staff, remove them`);
+      }
       if (m.left_at) {
         // A repeat asks qr again (a staff list out of step from before this was built is put right), unless the
         // worker has joined again since: then this old membership's removal must not take their new codes.

@@ -311,6 +311,19 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(Object.fromEntries(again.shares.map((l) => [l.displayName, l.amount!.amountMinor])), { Asha: 4000n, Wanjiru: 6000n });
   });
 
+  test("cancelling an invitation from a list read before it was accepted is refused: the worker stays on the staff", async () => {
+    const v = await h.newVenue("Java House");
+    const amina = await h.join(v, "Amina", "front_of_house", new Date(Date.now() - HOUR));
+    await assert.rejects(v.api.removeMember({ venueId: v.venueId, memberId: amina.memberId, onlyIfInvited: true }),
+      rejects(Code.FailedPrecondition, /member_id: Amina accepted the invitation already; to take them off the staff, remove them/));
+    const { members } = await v.api.listMembers({ venueId: v.venueId });
+    assert.deepEqual(members.map((m) => [m.displayName, m.status]), [["Amina", MemberStatus.ACTIVE]]);
+    // One still pending is withdrawn.
+    const { member } = await v.api.inviteMember({ venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Baraka", roleId: "kitchen", idempotencyKey: randomUUID() });
+    const withdrawn = await v.api.removeMember({ venueId: v.venueId, memberId: member!.memberId, onlyIfInvited: true });
+    assert.equal(withdrawn.member!.status, MemberStatus.CANCELLED);
+  });
+
   test("a RecordShift retried while its first attempt waits for the member's lock returns the same shift, not an overlap with it", async () => {
     const v = await h.newVenue("Nyama Choma Corner");
     const zuri = await h.join(v, "Zuri", "front_of_house", new Date(Date.now() - 72 * HOUR));

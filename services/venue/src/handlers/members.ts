@@ -74,7 +74,7 @@ function removeMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
   const { members, manager } = h;
   return async function (req, ctx) {
     const { caller, venue } = await manager(ctx, req.venueId);
-    const m = await members.remove(req.venueId, caller, req.memberId, req.leftAt ? timestampDate(req.leftAt) : undefined, req.reason);
+    const m = await members.remove(req.venueId, caller, req.memberId, req.leftAt ? timestampDate(req.leftAt) : undefined, req.reason, req.onlyIfInvited);
     return { member: toMember(m, venue.name) };
   };
 }

@@ -845,8 +845,11 @@ type RemoveMemberRequest struct {
 	VenueId  string                 `protobuf:"bytes,1,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	MemberId string                 `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
 	// Now when unset; never before they joined.
-	LeftAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	LeftAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=left_at,json=leftAt,proto3" json:"left_at,omitempty"`
+	Reason string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Withdraw an invitation only: refused (FAILED_PRECONDITION) once it was accepted, so a
+	// "cancel invitation" from a list read before that never takes a worker off the staff.
+	OnlyIfInvited bool `protobuf:"varint,5,opt,name=only_if_invited,json=onlyIfInvited,proto3" json:"only_if_invited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -907,6 +910,13 @@ func (x *RemoveMemberRequest) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *RemoveMemberRequest) GetOnlyIfInvited() bool {
+	if x != nil {
+		return x.OnlyIfInvited
+	}
+	return false
 }
 
 type RemoveMemberResponse struct {
@@ -3684,12 +3694,13 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\arole_id\x18\x03 \x01(\tB \xbaH\x1d\xd8\x01\x01r\x182\x16^[a-z][a-z0-9_]{1,31}$R\x06roleId\x12*\n" +
 	"\fdisplay_name\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18PR\vdisplayName\"E\n" +
 	"\x14UpdateMemberResponse\x12-\n" +
-	"\x06member\x18\x01 \x01(\v2\x15.ttip.venue.v1.MemberR\x06member\"\xb8\x01\n" +
+	"\x06member\x18\x01 \x01(\v2\x15.ttip.venue.v1.MemberR\x06member\"\xe0\x01\n" +
 	"\x13RemoveMemberRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12%\n" +
 	"\tmember_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bmemberId\x123\n" +
 	"\aleft_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\x12 \n" +
-	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\"E\n" +
+	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\x06reason\x12&\n" +
+	"\x0fonly_if_invited\x18\x05 \x01(\bR\ronlyIfInvited\"E\n" +
 	"\x14RemoveMemberResponse\x12-\n" +
 	"\x06member\x18\x01 \x01(\v2\x15.ttip.venue.v1.MemberR\x06member\"\\\n" +
 	"\x12ListMembersRequest\x12#\n" +

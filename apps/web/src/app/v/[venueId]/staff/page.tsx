@@ -74,7 +74,8 @@ export default function Staff() {
   const onResend = (m: Member) => inviting.sendAgain(m.displayName, m.memberId, (key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
   // Withdrawn at once, as a manager's invitation is: nothing of theirs at the venue yet.
   const onCancel = (m: Member) => void run(async () => {
-    await remove.mutateAsync({ venueId, memberId: m.memberId });
+    // Only an invitation: one accepted since the list was read is refused, not its worker taken off the staff.
+    await remove.mutateAsync({ venueId, memberId: m.memberId, onlyIfInvited: true });
     return t("v_invitationCancelled", { name: m.displayName });
   });
   // Leaving is for good (their codes here are switched off): asked once more, with the reason the audit trail keeps.
