@@ -9,7 +9,6 @@
 // money back while the payer has it. A request whose answer was lost stays in doubt for support.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { asConnectError, ConcurrentChangeError, DependencyUnavailableError, fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, NotConfiguredError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { neverMoney, spentReceiptOf, type C2bRow } from "./c2b.js";
 import { callbackUrl, newCallbackToken } from "./callback-paths.js";
@@ -248,12 +247,9 @@ async function takeBack(deps: Deps, subject: Reversed, reversal: ReversalRow, re
   } catch (err) {
     const e = asConnectError(err);
     if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the money back now (${e.rawMessage}); retry with the same idempotency key`);
-    // An admin reversed the credit in the wallet (ReverseEntry): the money is back already, and M-Pesa is not asked.
-    const reversedBy = e.findDetails(DomainErrorInfoSchema)[0]?.reason === "ALREADY_REVERSED" ? e.rawMessage : undefined;
     await pool(deps).query("UPDATE payment.mpesa_reversals SET status = 'failed', result_desc = $2, decided_at = now() WHERE reversal_id = $1 AND status = 'new'",
-      [reversal.reversal_id, reversedBy ? `the wallet credit was reversed already: ${reversedBy}`.slice(0, 300) : "the balance no longer held the money"]);
+      [reversal.reversal_id, "the balance no longer held the money"]);
     reversal.status = "failed";
-    if (reversedBy) throw new InvalidStateError(`tip_id: its credit was reversed in the wallet already (${reversedBy}); nothing was sent to M-Pesa: a refund to the customer is support's to make by hand`);
     throw new InvalidStateError(subject.alert.workerId
       ? "tip_id: the worker's balance no longer covers this reversal (already withdrawn); nothing was sent to M-Pesa"
       : subject.alert.tipId

@@ -575,30 +575,6 @@ async function refuseReversingASplitsReversal(db: Queryable, entryId: string): P
   if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} reverses pool split ${rows[0].entry_id}, whose period it freed; split the period again instead`);
 }
 
-/**
- * Payment posts a tip's reversal (an M-Pesa refund) as an entry of its own, caused by the credit it takes back
- * (`reversedEntryId`) but not its mirror: reversing the credit as well took the worker's share twice. Refused under
- * the entry's reversal lock, which such a posting takes too (refuseReversalOfReversed).
- */
-async function refuseReversingWhatPaymentReversed(tx: Queryable, entryId: string): Promise<void> {
-  const { rows } = await tx.query<{ entry_id: string }>(
-    `SELECT entry_id FROM wallet.entries WHERE cause_kind = 'reversedEntryId' AND cause_ref = $1 AND reverses_entry_id IS NULL LIMIT 1`, [entryId]);
-  if (rows[0]) {
-    throw new AlreadyReversedError(`entry ${entryId} was taken back by ${rows[0].entry_id} (its payment's refund); reversing it as well would take the money twice`,
-      { reversal_entry_id: rows[0].entry_id });
-  }
-}
-
-/**
- * A posting that takes back entry `entryId` (payment's tip reversal) after it was reversed whole (an admin's
- * ReverseEntry) would take the money twice: refused, naming the reversal. Under the entry's reversal lock.
- */
-export async function refuseReversalOfReversed(tx: Queryable, entryId: string): Promise<void> {
-  await lockForTransaction(tx, `wallet.reverse.${entryId}`);
-  const { rows } = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE reverses_entry_id = $1`, [entryId]);
-  if (rows[0]) throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${rows[0].entry_id}`, { reversal_entry_id: rows[0].entry_id });
-}
-
 /** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
@@ -614,7 +590,6 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
   if (prior && prior.idempotency_key !== idempotencyKey) {
     throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${prior.entry_id}`, { reversal_entry_id: prior.entry_id });
   }
-  if (!prior) await refuseReversingWhatPaymentReversed(tx, entryId);
   // A retry is answered with the reversal its key posted, whatever reason it gives now: the reason is the
   // description's words, and a caller whose first answer was lost (venue's split reversed, its record not
   // made) asking again in other words was refused as a different request, for good.

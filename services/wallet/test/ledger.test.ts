@@ -195,31 +195,6 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await postEntry(t.db.pool, input)).entry.reversedByEntryId, reversal!.entryId);
   });
 
-  test("a credit taken back by payment's refund is not reversed as well, nor a reversed credit taken back: the money moves once", async () => {
-    const w = await newWorker();
-    const takeBack = (entryId: string, key = `mpesa-reversal:${randomUUID()}`) => internal.postEntry({
-      idempotencyKey: key, cause: create(EntryCauseSchema, { cause: { case: "reversedEntryId", value: entryId } }),
-      postings: [{ accountId: w.accountId, amount: kesMinor(-950n) }, { accountId: fees, amount: kesMinor(-50n) }, { accountId: clearing, amount: kesMinor(1000n) }],
-      description: "Tip reversed",
-    });
-    const refunded = (await tip(w.accountId, 1000n, 50n)).entry!;
-    const key = `mpesa-reversal:${randomUUID()}`;
-    await takeBack(refunded.entryId, key);
-    // Before, an admin's ReverseEntry of the same credit took the worker's share a second time.
-    const twice = await failure(admin.reverseEntry({ entryId: refunded.entryId, idempotencyKey: `rev-${refunded.entryId}`, reason: "suspect credit" }));
-    assert.equal(twice.code, Code.FailedPrecondition);
-    assert.match(twice.rawMessage, /was taken back by .* \(its payment's refund\)/);
-    assert.equal((await takeBack(refunded.entryId, key)).created, false, "payment's retry is answered as before");
-
-    await tip(w.accountId, 1000n, 50n);
-    const reversed = (await tip(w.accountId, 1000n, 50n)).entry!;
-    await admin.reverseEntry({ entryId: reversed.entryId, idempotencyKey: `rev-${reversed.entryId}`, reason: "suspect credit" });
-    const after = await failure(takeBack(reversed.entryId));
-    assert.equal(after.code, Code.FailedPrecondition);
-    assert.match(after.rawMessage, /already reversed by/);
-    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 950n, "three tips in, two taken back once each");
-  });
-
   test("bad entries are refused precisely and change nothing", async () => {
     const w = await newWorker();
     const before = await admin.getTrialBalance({});

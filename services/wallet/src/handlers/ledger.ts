@@ -1,10 +1,10 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, batchRefusal, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, batchRefusal, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PostEntryResultSchema, WalletAdminService, WalletInternalService, type PostEntryRequest } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS, ensureAccount, entriesUnderKeys, type EntryInput, getAccount, loadEntry, loadEntryByKey, postEntry, refuseReversalOfReversed, reverseEntry, toAccount } from "../ledger.js";
+import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS, ensureAccount, entriesUnderKeys, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
 import { type BatchOutcome, postEntries } from "../post-entries.js";
 import { toBalance, trialBalance } from "../queries.js";
 import { accountsPage } from "../stores/accounts.js";
@@ -102,18 +102,8 @@ function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInt
   // One statement, its own transaction: no BEGIN/COMMIT around it (ledger.ts).
   const { pool } = h;
   return async function (req) {
-    const input = entryInputOf(req);
-    // A posting that takes back another entry waits for that entry's reversal lock and is refused once it is reversed.
-    if (req.cause?.cause.case === "reversedEntryId") {
-      const reversed = req.cause.cause.value;
-      return withTransaction(pool, async (tx) => {
-        // A retry of one posted is answered by postEntry as ever.
-        if (!(await loadEntryByKey(tx, input.idempotencyKey))) await refuseReversalOfReversed(tx, reversed);
-        return postEntry(tx, input);
-      });
-    }
     // On the pool: the statement is its own transaction.
-    return postEntry(pool, input, "alone");
+    return postEntry(pool, entryInputOf(req), "alone");
   };
 }
 
