@@ -20,9 +20,8 @@ import {
   rosterFor,
   ruleInForce,
   ruleSpec,
-  openShiftsBefore,
   distributeLock,
-  shiftsIn,
+  shiftsOfPeriod,
   toDistribution,
   toShareLine,
   type DistributionRow,
@@ -69,9 +68,10 @@ export class Distributions {
     if (!rule) throw new InvalidStateError("venue_id: set a split rule first (SetSplitRule)");
     const t = await this.takings(venue, p);
     const collected = t.collected?.amountMinor ?? 0n;
-    const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), await shiftsIn(db, venue.venueId, p.start, p.end), p);
+    const shifts = await shiftsOfPeriod(db, venue.venueId, p.start, p.end);
+    const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), shifts.finished, p);
     // Hours still running count for nothing (only finished shifts are split): said, and a confirm waits for them.
-    const stillOpen = rule.method === SplitMethod.FIXED_PERCENTAGES ? [] : await openShiftsBefore(db, venue.venueId, p.start, p.end);
+    const stillOpen = rule.method === SplitMethod.FIXED_PERCENTAGES ? [] : shifts.open;
     // An older wallet does not say what the pool holds: nothing is known to be owed.
     const available = t.available?.amountMinor ?? collected;
     const owes = collected > 0n && available < collected ? collected - available : 0n;

@@ -11,7 +11,7 @@ import { AlreadyExistsError, type Clock, clockOf, emitEvent, fieldError, Idempot
 import type { Access, VenueInfo } from "./access.js";
 import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock, unavailable } from "./managers.js";
-import { audit, currentMemberOf, distributeLock, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
+import { audit, currentMemberOf, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
 async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
   await emitEvent(tx, "venue", VenueMemberChangedSchema, {
@@ -231,8 +231,6 @@ export class Members {
     const asked = leftAt ?? new Date(now);
     if (asked.getTime() > now + 60_000) throw fieldError("left_at", "must not be in the future");
     return withTransaction(this.pool, async (tx) => {
-      // It may close an open shift: not between a confirm's reads of the period's shifts.
-      await lockForTransaction(tx, distributeLock(venueId), "shared");
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
       if (onlyIfInvited && m.worker_id) {

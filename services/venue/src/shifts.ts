@@ -50,11 +50,18 @@ async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date,
     `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 AND shift_id IS DISTINCT FROM $4 LIMIT 1`,
     [m.member_id, start, end, replacing ?? null],
   );
-  if (rows[0]) return `overlaps shift ${rows[0].shift_id}`;
-  const paid = await paidSplitOver(db, m.venue_id, start, end);
-  return paid
-    ? `falls in ${eatTime(paid.period_start)} to ${eatTime(paid.period_end)}, split already (distribution ${paid.distribution_id}): reverse that split first, then split the period again with this shift`
-    : undefined;
+  return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
+}
+
+/**
+ * A finished shift in a period already split by hours or points would count in no split, and its hours would never
+ * be paid: refused until that split is reversed. The field named is the shift's end that falls in the split.
+ */
+async function splitProblem(db: Queryable, venueId: string, start: Date, end: Date): Promise<{ field: "started_at" | "ended_at"; text: string } | undefined> {
+  const paid = await paidSplitOver(db, venueId, start, end);
+  if (!paid) return undefined;
+  const field = start.getTime() >= paid.period_start.getTime() ? "started_at" : "ended_at";
+  return { field, text: `falls in ${eatTime(paid.period_start)} to ${eatTime(paid.period_end)}, split already (distribution ${paid.distribution_id}): reverse that split first, then split the period again with this shift` };
 }
 
 /** `now`: the service's clock, which set the member's start date. */
@@ -82,7 +89,6 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string, now
 
 export async function clockOut(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
-    await lockForTransaction(tx, distributeLock(venueId), "shared");
     const m = await currentMemberOf(tx, venueId, workerId);
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL FOR UPDATE`, [m.member_id]);
@@ -120,6 +126,8 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const replaced = stale && end.getTime() > stale.started_at.getTime() ? stale : undefined;
     const problem = await shiftProblem(tx, ms[0], start, end, replaced?.shift_id);
     if (problem) throw fieldError("ended_at", problem);
+    const split = await splitProblem(tx, venueId, start, end);
+    if (split) throw new InvalidStateError(`${split.field}: ${split.text}`);
     const { rows } = replaced
       ? await tx.query<ShiftRow>(
         `UPDATE venue.shifts SET started_at = $2, ended_at = $3, source = $4, recorded_by = $5, idempotency_key = $6 WHERE shift_id = $1 RETURNING *`,
@@ -214,7 +222,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
         await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
         locked.add(m.member_id);
       }
-      const problem = await shiftProblem(tx, m, start, end);
+      const problem = (await shiftProblem(tx, m, start, end)) ?? (await splitProblem(tx, venueId, start, end))?.text;
       if (problem) {
         reject(problem);
         continue;

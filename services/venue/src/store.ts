@@ -214,9 +214,9 @@ export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date)
 
 /** Finished shifts touching the period. */
 /**
- * The lock a confirm holds alone while it reads a period's shifts and saves its plan. Writers of finished shifts
- * (a clock-out, a recorded or imported shift, a removal closing one) hold it shared: a shift finished between the
- * confirm's read of finished shifts and its read of open ones counted in neither, and its hours were never paid.
+ * The lock a confirm holds alone while it reads a period's shifts and saves its plan. A manager's recorded or
+ * imported shift holds it shared: one checked against the splits made (paidSplitOver) while a confirm read the
+ * period, and committed after, counted in no split.
  */
 export const distributeLock = (venueId: string) => `venue.distribute.${venueId}`;
 
@@ -234,6 +234,26 @@ export async function paidSplitOver(db: Queryable, venueId: string, start: Date,
   return rows[0];
 }
 
+/**
+ * A period's finished shifts and those still open in it, read in one statement: read apart, a clock-out (or a
+ * removal closing a shift) committing between the two reads counted as neither, and its hours were never paid.
+ */
+export async function shiftsOfPeriod(db: Queryable, venueId: string, start: Date, end: Date): Promise<{ finished: ShiftSpan[]; open: Array<{ displayName: string; startedAt: Date }> }> {
+  const { rows } = await db.query<ShiftRow & { display_name: string }>(
+    `SELECT s.*, m.display_name FROM venue.shifts s JOIN venue.members m USING (member_id)
+      WHERE s.venue_id = $1 AND s.started_at < $3
+        AND (s.ended_at > $2 OR (s.ended_at IS NULL AND s.started_at > $2::timestamptz - interval '1 day'))
+      ORDER BY s.started_at`,
+    [venueId, start, end],
+  );
+  const open = rows.filter((s) => !s.ended_at);
+  return {
+    finished: rows.filter((s) => s.ended_at).map((s) => ({ memberId: s.member_id, start: s.started_at, end: s.ended_at! })),
+    // As many as a note can name.
+    open: open.slice(0, 20).map((s) => ({ displayName: s.display_name, startedAt: s.started_at })),
+  };
+}
+
 export async function shiftsIn(db: Queryable, venueId: string, start: Date, end: Date): Promise<ShiftSpan[]> {
   const { rows } = await db.query<ShiftRow>(
     `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ended_at IS NOT NULL AND started_at < $3 AND ended_at > $2`,
@@ -242,19 +262,6 @@ export async function shiftsIn(db: Queryable, venueId: string, start: Date, end:
   return rows.map((s) => ({ memberId: s.member_id, start: s.started_at, end: s.ended_at! }));
 }
 
-/**
- * Shifts clocked in and not out that may hold hours of a period ending at `end` (a shift lasts at most a day, so
- * one begun over a day before `start` holds none), with whose they are.
- */
-export async function openShiftsBefore(db: Queryable, venueId: string, start: Date, end: Date): Promise<Array<{ displayName: string; startedAt: Date }>> {
-  const { rows } = await db.query<{ display_name: string; started_at: Date }>(
-    `SELECT m.display_name, s.started_at FROM venue.shifts s JOIN venue.members m USING (member_id)
-      WHERE s.venue_id = $1 AND s.ended_at IS NULL AND s.started_at < $3 AND s.started_at > $2::timestamptz - interval '1 day'
-      ORDER BY s.started_at LIMIT 20`,
-    [venueId, start, end],
-  );
-  return rows.map((r) => ({ displayName: r.display_name, startedAt: r.started_at }));
-}
 
 export interface RuleRow {
   venue_id: string;
