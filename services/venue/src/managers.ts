@@ -129,10 +129,12 @@ export class Managers {
       const { rows: [prior] } = await tx.query<InvitationRow>(`SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior && prior.phone !== phone) throw new IdempotencyConflictError(input.key, "manager invitation");
       if (prior && (prior.accepted_at || prior.cancelled_at)) return { invitation: prior, made: false };
-      if (prior && !resendMakesLink({ sentAt: prior.sent_at, sendKey: prior.send_key, texted: prior.texted }, input.key, now)) return { invitation: prior, made: false };
-      await this.budgets.charge(phone, venue.venueId, caller.subject);
       const pending = prior ?? (await tx.query<InvitationRow>(
         `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
+      if (prior && !resendMakesLink({ sentAt: prior.sent_at, sendKey: prior.send_key, texted: prior.texted }, input.key, now)) return { invitation: prior, made: false };
+      // Found by the number: a repeat of the key that last texted it texts nothing more either.
+      if (pending && pending.send_key === input.key && pending.texted) return { invitation: pending, made: false };
+      await this.budgets.charge(phone, venue.venueId, caller.subject);
       if (pending) return { invitation: await replaceLink(tx, pending, link, input.key, input.displayName), made: true };
       const { rows } = await tx.query<InvitationRow>(
         `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by, sent_at, expires_at, send_key, texted)

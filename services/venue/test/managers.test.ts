@@ -110,9 +110,15 @@ describe("a venue's co-managers", () => {
     const v = await h.newVenue("Artcaffe Westgate");
     const amina = await account();
     const first = await inviteManager(v, amina.phone, "Amina");
-    const second = await inviteManager(v, `+254${amina.phone.slice(1)}`, "Amina W.");
+    const secondKey = randomUUID();
+    const second = await inviteManager(v, `+254${amina.phone.slice(1)}`, "Amina W.", secondKey);
     assert.equal(second.invitation.invitationId, first.invitation.invitationId, "one pending invitation per number");
     assert.notEqual(second.token, first.token);
+    // The second repeated under its key (found by the number, not by a key of its own): its link stands.
+    const hash = async () => (await h.t.db.pool.query("SELECT token_hash FROM venue.manager_invitations WHERE invitation_id = $1", [first.invitation.invitationId])).rows[0].token_hash;
+    const linkBefore = await hash();
+    assert.ok((await v.api.inviteManager({ venueId: v.venueId, phone: amina.phone, displayName: "Amina W.", idempotencyKey: secondKey })).invitationSent);
+    assert.equal(await hash(), linkBefore, "no new link texted");
     await assert.rejects(amina.api.acceptManagerInvitation({ token: first.token }), rejects(Code.NotFound, /token/));
     const listed = await v.api.listManagers({ venueId: v.venueId });
     assert.deepEqual(listed.invitations.map((i) => i.displayName), ["Amina W."]);
