@@ -1,6 +1,6 @@
 // The fraud queue: alerts with their reasons; a held tip approved (credited)
 // or refused with a device step-up; payer numbers blocked and unblocked.
-import { useEffect, useState } from "react";
+import { type ReactNode, useEffect, useState } from "react";
 import { AlertStatus, FraudAction, FraudReason, PaymentMethodKind, TipStatus, type FraudAlert, type FraudRule, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
@@ -69,11 +69,12 @@ export function Fraud({ session }: { session: Session }) {
               <tr key={a.alertId} data-tip-id={a.tipId}>
                 <td>
                   {a.tipId && a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && (
-                    <>
-                      <HeldTip tipId={a.tipId} />
-                      <Action label="Approve" reason="Note" disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: true, note }, await stepUp()))} done={() => void load()} />
-                      <Action label="Refuse" reason="Note" danger disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: false, note }, await stepUp()))} done={() => void load()} />
-                    </>
+                    <HeldTip tipId={a.tipId} actions={(unseen) => (
+                      <>
+                        <Action label="Approve" reason="Note" disabledWhy={noMoney ?? unseen} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: true, note }, await stepUp()))} done={() => void load()} />
+                        <Action label="Refuse" reason="Note" danger disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: false, note }, await stepUp()))} done={() => void load()} />
+                      </>
+                    )} />
                   )}
                   {/* A paybill payment parked in suspense is decided there (its alert closes then): say where. */}
                   {(inSuspense(a) || suspenseReversal(a)) && <a href="/admin/suspense">Resolve in Suspense</a>}
@@ -112,19 +113,21 @@ export function Fraud({ session }: { session: Session }) {
 
 /**
  * What approving a held tip releases: its amount in its own currency and its method, read from the
- * tip itself (an alert carries no amount), so no one approves money they have not seen.
+ * tip itself (an alert carries no amount), so no one approves money they have not seen: `actions` are told why
+ * approving waits while the amount is not shown (loading, or its read failed).
  */
-function HeldTip({ tipId }: { tipId: string }) {
+function HeldTip({ tipId, actions }: { tipId: string; actions: (unseen?: string) => ReactNode }) {
   const [tip, setTip] = useState<Tip>();
   const [error, setError] = useState("");
   useEffect(() => {
     api(PaymentAdminService).getPaymentDetail({ subject: { case: "tipId", value: tipId } }).then((d) => setTip(d.tip), (err) => setError(errorText(err)));
   }, [tipId]);
-  if (error) return <p role="alert" className="error">Amount not shown: {error}</p>;
-  if (!tip) return <p className="muted">Loading the tip…</p>;
   // M-Pesa took another amount than asked (why it was held): approving books what it took, so that is what shows.
-  const taken = tip.received ? <> taken by M-Pesa ({money(tip.charged)} asked)</> : null;
-  return <p data-testid="held-amount"><strong>{money(tip.received ?? tip.amount)}</strong>{taken} {words(PaymentMethodKind[tip.method])}, {words(TipStatus[tip.status])}</p>;
+  const taken = tip?.received ? <> taken by M-Pesa ({money(tip.charged)} asked)</> : null;
+  const shown = error ? <p role="alert" className="error">Amount not shown: {error}</p>
+    : !tip ? <p className="muted">Loading the tip…</p>
+    : <p data-testid="held-amount"><strong>{money(tip.received ?? tip.amount)}</strong>{taken} {words(PaymentMethodKind[tip.method])}, {words(TipStatus[tip.status])}</p>;
+  return <>{shown}{actions(tip ? undefined : "the amount is not shown yet")}</>;
 }
 
 /** The rules and thresholds payment applies now, as it reports them (GetFraudRules). */

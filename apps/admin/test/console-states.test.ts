@@ -233,6 +233,18 @@ describe("admin console states in chromium", () => {
       await button.waitFor();
       assert.ok((await rightOf(button)) <= width, `${name} ends at ${await rightOf(button)} px, past the ${width} px screen`);
     }
+    // The held tip's amount not shown (its read failed): Approve waits for it, Refuse does not. Before, money
+    // nobody had seen could be approved.
+    await page.route("**/ttip.payment.v1.PaymentAdminService/GetPaymentDetail", (route) => route.abort("connectionreset"));
+    try {
+      await page.getByRole("link", { name: "Money" }).click();
+      await page.getByRole("link", { name: /Fraud/ }).click();
+      await row.getByRole("alert").filter({ hasText: "Amount not shown" }).waitFor();
+      assert.equal(await row.getByRole("button", { name: "Approve" }).isDisabled(), true);
+      assert.equal(await row.getByRole("button", { name: "Refuse" }).isDisabled(), false);
+    } finally {
+      await page.unroute("**/ttip.payment.v1.PaymentAdminService/GetPaymentDetail");
+    }
     await page.getByRole("link", { name: "Partners" }).click();
     await page.getByLabel("Partner name").fill("Savannah POS");
     await page.getByRole("button", { name: "Issue key" }).click();
