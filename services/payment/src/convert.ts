@@ -11,6 +11,7 @@ import type { Payout, PayoutStatusCode } from "./stores/payouts.js";
 import type { Tip } from "./stores/tips.js";
 import type { TipStatusCode } from "./tips.js";
 import { withCardFields } from "./cards/convert.js";
+import { redactedCallbackBody } from "./callback-redaction.js";
 
 export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
   pending: TipStatus.PENDING,
@@ -159,14 +160,14 @@ export function fraudAlertMessage(a: FraudAlertRow) {
   };
 }
 
-/** A stored provider callback as the console shows it, raw body included. */
+/** A stored provider callback as the console shows it, raw body included, the payer's number and names masked. */
 export function toCallback(c: { callback_id: string; source: string; external_reference: string; remote_address: string; raw_body: Buffer; received_at: Date; resolved: boolean }) {
   return {
     callbackId: c.callback_id,
     source: c.source,
     externalReference: c.external_reference,
     remoteAddress: c.remote_address,
-    rawBody: new Uint8Array(c.raw_body),
+    rawBody: redactedCallbackBody(c.raw_body),
     receivedAt: timestampFromDate(c.received_at),
     resolved: c.resolved,
   };

@@ -104,6 +104,11 @@ describe("payments in the admin console", () => {
     assert.ok(detail.callbacks.length >= 1, "the callback is stored raw");
     const raw = JSON.parse(Buffer.from(detail.callbacks[0].rawBody).toString());
     assert.equal(raw.Body.stkCallback.ResultCode, 0);
+    // Support reads the callback, not the payer's number: masked as the screen beside it shows it (before, whole).
+    const items = raw.Body.stkCallback.CallbackMetadata.Item as { Name: string; Value?: unknown }[];
+    assert.match(String(items.find((i) => i.Name === "PhoneNumber")!.Value), /^2547\*{6}\d\d$/);
+    assert.equal(items.find((i) => i.Name === "Amount")!.Value, 100);
+    assert.doesNotMatch(Buffer.from(detail.callbacks[0].rawBody).toString(), /2547\d{8}/);
     await eventually(async () => (await support.getPaymentDetail({ subject: { case: "tipId", value: tips.ok100 } })).ledgerEntryId, "credit recorded");
     const { ledgerEntryId, ledgerCreditKind } = await support.getPaymentDetail({ subject: { case: "tipId", value: tips.ok100 } });
     assert.equal(ledgerCreditKind, "worker");
@@ -256,7 +261,10 @@ describe("payments in the admin console", () => {
       const d = await support.getPaymentDetail({ subject: { case: "payoutId", value: paid.payoutId } });
       return d.holdState === "settled" && d.callbacks.length ? d : undefined;
     }, "the hold settled");
-    assert.equal(JSON.parse(Buffer.from(detail.callbacks[0].rawBody).toString()).Result.ResultCode, 0);
+    const result = JSON.parse(Buffer.from(detail.callbacks[0].rawBody).toString()).Result;
+    assert.equal(result.ResultCode, 0);
+    const receiver = (result.ResultParameters.ResultParameter as { Key: string; Value: string }[]).find((p) => p.Key === "ReceiverPartyPublicName")!.Value;
+    assert.match(receiver, /^2547\*{6}\d\d - S\*\*\* C\*\*\*$/, "the receiver's number and name masked");
     assert.match(await message(finance.requeryPayment({ subject: { case: "payoutId", value: paid.payoutId } })), /^FailedPrecondition payout_id: the payout is succeeded/);
     assert.match(await message(support.getPaymentDetail({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);
     assert.match(await message(finance.requeryPayment({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);

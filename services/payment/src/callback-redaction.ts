@@ -1,0 +1,46 @@
+// A stored provider callback as the console shows it: the payer's number and names masked. The console's readers
+// (support too) act on a payment's codes, amounts and times; the screen beside the body shows the number masked,
+// and the body gave it whole (an STK callback's PhoneNumber, C2B's MSISDN and names, B2C's receiver). What is
+// stored stays as received: reconciliation and the receiptless match read it.
+import { maskPhone } from "@ttip/runtime";
+
+/** Keys whose value is a person's number or name, wherever they are in the body. */
+const PERSONAL_KEYS = new Set(["MSISDN", "PhoneNumber", "phoneNumber", "phone", "FirstName", "MiddleName", "LastName", "email"]);
+/** Daraja's lists of { Name | Key, Value }: the entries whose Value is personal. */
+const PERSONAL_ITEMS = new Set(["PhoneNumber", "ReceiverPartyPublicName", "DebitPartyName", "CreditPartyName"]);
+/** Deepest nesting walked: a provider's body is a few levels deep; past it, values are left as they are. */
+const MAX_DEPTH = 16;
+
+/** "Jane" → "J***"; "254722000111 - JANE DOE" → "2547******11 - J*** D***"; a number → masked. */
+function masked(value: unknown): unknown {
+  const text = String(value);
+  return text.replace(/\+?\d{9,15}/g, (digits) => maskPhone(digits)).replace(/\p{L}[\p{L}'-]*/gu, (word) => `${word[0]}***`);
+}
+
+function redact(node: unknown, depth: number): unknown {
+  if (depth > MAX_DEPTH || node === null || typeof node !== "object") return node;
+  if (Array.isArray(node)) return node.map((n) => redact(n, depth + 1));
+  const item = node as Record<string, unknown>;
+  const label = item.Name ?? item.Key;
+  return Object.fromEntries(Object.entries(item).map(([k, v]) => {
+    if (PERSONAL_KEYS.has(k) && (typeof v === "string" || typeof v === "number")) return [k, masked(v)];
+    if (k === "Value" && typeof label === "string" && PERSONAL_ITEMS.has(label)) return [k, masked(v)];
+    return [k, redact(v, depth + 1)];
+  }));
+}
+
+/** The body with personal values masked: JSON walked, a form's fields masked; anything else shown as it is. */
+export function redactedCallbackBody(raw: Buffer): Uint8Array {
+  const text = raw.toString("utf8");
+  try {
+    return Buffer.from(JSON.stringify(redact(JSON.parse(text), 0)));
+  } catch {
+    // Not JSON: a form (USSD's phoneNumber=...), else as received.
+  }
+  if (/^[\w.%+-]+=[^&]*(&[\w.%+-]+=[^&]*)*$/.test(text)) {
+    const form = new URLSearchParams(text);
+    for (const [k, v] of form) if (PERSONAL_KEYS.has(k)) form.set(k, String(masked(v)));
+    return Buffer.from(form.toString());
+  }
+  return new Uint8Array(raw);
+}
