@@ -6,7 +6,12 @@
 
 /** How long a seed is kept: past an M-Pesa prompt's life, a tip asked for again is meant again. */
 const KEPT_MS = 30 * 60_000;
-const storageKey = (shortCode: string) => `ttip.tip-seed.${shortCode}`;
+/**
+ * Each form keeps its own seed: the M-Pesa form's is renewed after an answered refusal, and the card's, had it
+ * been the same, would then have named a card tip confirmed before under another key: a second charge.
+ */
+export type SeedForm = "mpesa" | "card";
+const storageKey = (shortCode: string, form: SeedForm) => `ttip.${form === "card" ? "card" : "tip"}-seed.${shortCode}`;
 
 /**
  * The kept seed is in a cookie too (its code's path), which the page's server renders into the form: a page opened
@@ -19,31 +24,34 @@ function setSeedCookie(shortCode: string, seed: string, maxAgeSeconds: number): 
   document.cookie = `${SEED_COOKIE}=${encodeURIComponent(seed)}; path=${cookiePath(shortCode)}; max-age=${maxAgeSeconds}; samesite=lax`;
 }
 
-/** The seed kept for `shortCode` within KEPT_MS, or `fresh`, kept from now. The page's own where storage is off. */
-export function keptSeed(shortCode: string, fresh: string, now = Date.now()): string {
+/** The seed `form` kept for `shortCode` within KEPT_MS, or `fresh`, kept from now. The page's own where storage is off. */
+export function keptSeed(shortCode: string, fresh: string, form: SeedForm = "mpesa", now = Date.now()): string {
   try {
-    const kept = JSON.parse(localStorage.getItem(storageKey(shortCode)) ?? "null") as { seed?: unknown; at?: unknown } | null;
+    const kept = JSON.parse(localStorage.getItem(storageKey(shortCode, form)) ?? "null") as { seed?: unknown; at?: unknown } | null;
     if (typeof kept?.seed === "string" && typeof kept.at === "number" && now - kept.at >= 0 && now - kept.at < KEPT_MS) return kept.seed;
-    keepSeed(shortCode, fresh, now);
+    keepSeed(shortCode, fresh, form, now);
   } catch {
     // Storage off (a private window) or a value not ours: the page's seed.
   }
   return fresh;
 }
 
-/** Keeps `seed` for `shortCode` from `now` (at each Pay, and the form's next seed after an answered refusal). */
-export function keepSeed(shortCode: string, seed: string, now = Date.now()): void {
+/** Keeps `form`'s `seed` for `shortCode` from `now` (at each Pay, and the form's next seed after an answered refusal). */
+export function keepSeed(shortCode: string, seed: string, form: SeedForm = "mpesa", now = Date.now()): void {
   try {
-    localStorage.setItem(storageKey(shortCode), JSON.stringify({ seed, at: now }));
+    localStorage.setItem(storageKey(shortCode, form), JSON.stringify({ seed, at: now }));
   } catch {
     // Storage off: each page keeps its own seed, as before.
   }
-  setSeedCookie(shortCode, seed, Math.max(0, Math.floor((now + KEPT_MS - Date.now()) / 1000)));
+  // The card form has scripts, always: its seed needs no cookie for the server to render.
+  if (form === "mpesa") setSeedCookie(shortCode, seed, Math.max(0, Math.floor((now + KEPT_MS - Date.now()) / 1000)));
 }
 
+/** Forgets both forms' seeds: a tip's page opened, a tip meant after is a new one. */
 export function forgetSeed(shortCode: string): void {
   try {
-    localStorage.removeItem(storageKey(shortCode));
+    localStorage.removeItem(storageKey(shortCode, "mpesa"));
+    localStorage.removeItem(storageKey(shortCode, "card"));
   } catch {
     // Storage off: nothing was kept.
   }

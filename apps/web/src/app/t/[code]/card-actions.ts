@@ -19,7 +19,8 @@ export type CardStart =
   // open: the card form confirms with clientSecret; else the payment needs nothing more from the customer (confirmed
   // before: a page opened again after a lost answer): the status page shows it. seed: the form's seed from now on.
   | { ok: true; tipId: string; amountMinor: string; open: boolean; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string; seed: string }
-  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic" };
+  // ended: looked up (`find`), the tip under the key ended without money (declined, expired).
+  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic" | "ended" };
 
 /** What a card tip asks, without its key: the same from the same seed is the same tip (request-key.ts). */
 const cardIntent = (code: string, payload: string, amountMinor: bigint, currency: string) =>
@@ -29,15 +30,17 @@ const cardIntent = (code: string, payload: string, amountMinor: bigint, currency
  * Starts (or, asked again from the device's kept seed, finds) the card tip. Its key is worked out from the seed the
  * tip form keeps on the device (tip-seed.ts), as M-Pesa's is: a card confirmed whose answer was lost, asked again from
  * a page opened again, is the same tip, not a second charge. A tip under the key that ended without money (declined
- * by the provider, expired) is no longer the customer's: the tip is started again under a new seed.
+ * by the provider, expired) is no longer the customer's: the tip is started again under a new seed, unless `find`
+ * (the form looking up the tip it confirmed): then "ended", and the customer starts again knowingly.
  */
-export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; seed: string; locale: string }): Promise<CardStart> {
+export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; seed: string; locale: string; find?: boolean }): Promise<CardStart> {
   const currency = CARD_CURRENCIES.includes(input.currency) ? input.currency : "";
   const amountMinor = parseWholeUnits(input.amount, 1_000_000);
   if (!currency || amountMinor === undefined || !/^[0-9a-f-]{36}$/.test(input.seed)) return { ok: false, error: "amount" };
   const start = (seed: string) => createCardTip({ ...input, currency, amountMinor, seed });
   try {
     const first = await start(input.seed);
+    if (first.ended && input.find) return { ok: false, error: "ended" };
     return (first.ended ? await start(newWriteKey()) : first).started;
   } catch (err) {
     const e = ConnectError.from(err);

@@ -24,12 +24,14 @@ const WORDS = {
   en: {
     amount: "Amount", currency: "Currency", start: "Pay by card", pay: (a: string) => `Pay ${a} by card`, loading: "Loading the card form…",
     amountBad: "Enter a whole amount.", limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
+    ended: "This card payment did not go through, and nothing was charged. Press Pay by card to try again.",
     generic: "Something went wrong. Please try again.", busy: "TTIP is busy right now. Nothing was charged; please try again in a few seconds.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
     poolNote: "Paid in your currency; the team's pool receives Kenya shillings at today's rate.",
   },
   sw: {
     amount: "Kiasi", currency: "Sarafu", start: "Lipa kwa kadi", pay: (a: string) => `Lipa ${a} kwa kadi`, loading: "Inapakia fomu ya kadi…",
     amountBad: "Weka kiasi kamili.", limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
+    ended: "Malipo haya ya kadi hayakufanikiwa, na hakuna pesa iliyotozwa. Bonyeza Lipa kwa kadi kujaribu tena.",
     generic: "Hitilafu imetokea. Tafadhali jaribu tena.", busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna pesa iliyotozwa; tafadhali jaribu tena baada ya sekunde chache.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
     poolNote: "Unalipa kwa sarafu yako; mfuko wa timu unapokea shilingi za Kenya kwa bei ya leo.",
   },
@@ -65,11 +67,11 @@ export function CardForm({ locale, shortCode, payload, keySeed, defaultCurrency,
   const tip = useWrite();
   const busy = tip.busy;
 
-  const startTip = async () => {
-    const seed = keptSeed(shortCode, keySeed);
-    keepSeed(shortCode, seed);
-    const r = await startCardTip({ code: shortCode, payload, amount, currency, seed, locale });
-    if (r.ok && r.seed !== seed) keepSeed(shortCode, r.seed);
+  const startTip = async (find = false) => {
+    const seed = keptSeed(shortCode, keySeed, "card");
+    keepSeed(shortCode, seed, "card");
+    const r = await startCardTip({ code: shortCode, payload, amount, currency, seed, locale, find });
+    if (r.ok && r.seed !== seed) keepSeed(shortCode, r.seed, "card");
     return r;
   };
 
@@ -95,9 +97,15 @@ export function CardForm({ locale, shortCode, payload, keySeed, defaultCurrency,
   // longer open): the tip is looked up (the same card tip, asked again) and shown when it needs nothing more;
   // else the form stays for another Pay.
   const lookUp = async () => {
-    const r = await startTip().catch(() => undefined);
-    if (r?.ok && !r.open) router.push(r.statusUrl);
-    else setError(w.generic);
+    const r = await startTip(true).catch(() => undefined);
+    if (r?.ok && !r.open) return router.push(r.statusUrl);
+    if (r && !r.ok && r.error === "ended") {
+      // Its payment is over: the form starts again (a new tip, on Pay by card), not Pay on a payment that ended.
+      mountRef.current?.replaceChildren();
+      setReady(null);
+      return setError(w.ended);
+    }
+    setError(w.generic);
   };
 
   const confirm = () => tip.run(async () => {

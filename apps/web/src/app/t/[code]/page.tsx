@@ -30,8 +30,6 @@ export default async function TipPage({ params, searchParams }: { params: Promis
   const payload = one(search.p);
   const h = await headers();
   const jar = await cookies();
-  // One seed for both forms: each works out its own keys from it and what it asks.
-  const keySeed = keptSeedOf(jar.get(SEED_COOKIE)?.value);
   const locale = pickLocale(jar.get("ttip_lang")?.value, h.get("accept-language"));
   const t = translator(locale);
   const here = `/t/${encodeURIComponent(code)}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
@@ -92,7 +90,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
           currency={currency}
           presets={presets}
           fixed={fixed !== undefined}
-          keySeed={keySeed}
+          keySeed={keptSeedOf(jar.get(SEED_COOKIE)?.value)}
           rememberedPhone={jar.get("ttip_phone")?.value ?? ""}
           initialAmount={initialAmount && presets.some((p) => p.minor === initialAmount) ? initialAmount : presets[Math.min(1, presets.length - 1)]?.minor ?? "other"}
         />
@@ -102,7 +100,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       {recipientId ? (
         <section aria-labelledby="card-heading">
           <h2 id="card-heading">{t("cardHeading")}</h2>
-          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} keySeed={keySeed} defaultCurrency={cardCurrency}
+          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} keySeed={randomUUID()} defaultCurrency={cardCurrency}
             fixedUnits={cardFixed && String(cardFixed.minor / 100n)} shared={target.shared} />
         </section>
       ) : null}
