@@ -822,7 +822,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const charge = async (tipId: string) => (await (await fetch(`${h.stripe.url}/v1/charges/${(await row(tipId)).provider_charge_id}`,
       { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { amount_refunded: number };
     const refund = async (refundId: string) => (await h.t.db.pool.query("SELECT status FROM payment.card_refunds WHERE refund_id = $1", [refundId])).rows[0].status;
-    const [taken, notTaken, young] = await Promise.all([0, 1, 2].map(async () => {
+    const [taken, notTaken, young, old] = await Promise.all([0, 1, 2, 3].map(async () => {
       const worker = randomUUID();
       const { tip } = await paid(worker);
       return { worker, tip, ...(await refundStopped(tip.tipId, `refund-${randomUUID()}`, "new")) };
@@ -835,10 +835,12 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
       `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
        VALUES ($1, $2, $3, 400, $4, 'new', 'customer asked', 'admin')`, [notTakenId, late.tip.tipId, `refund-${randomUUID()}`, notTaken.share]);
     await h.t.db.pool.query("UPDATE payment.card_refunds SET created_at = now() - interval '1 hour' WHERE refund_id = ANY($1)", [[taken.refundId, notTakenId]]);
+    // Left two days: support may have refunded the card another way since; an admin's retry finishes it.
+    await h.t.db.pool.query("UPDATE payment.card_refunds SET created_at = now() - interval '2 days' WHERE refund_id = $1", [old.refundId]);
 
     await internal.reconcilePending({ limit: 100 });
     // Before, no pass looked at them: the worker's share taken, the customer never refunded, every other refund refused.
-    assert.deepEqual([await refund(taken.refundId), await refund(notTakenId), await refund(young.refundId)], ["sent", "sent", "new"]);
+    assert.deepEqual([await refund(taken.refundId), await refund(notTakenId), await refund(young.refundId), await refund(old.refundId)], ["sent", "sent", "new", "new"]);
     assert.equal((await charge(taken.tip.tipId)).amount_refunded, 400);
     assert.equal((await charge(late.tip.tipId)).amount_refunded, 400);
     assert.equal(await h.balance(taken.worker), 115117n - taken.share, "the share the wallet took, taken once");

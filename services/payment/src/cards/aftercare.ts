@@ -228,9 +228,10 @@ function refundClaimMs(deps: Deps, provider: CardTipRow["card_provider"]): numbe
 
 /**
  * Refunds left unfinished, and no admin retried the key, are finished by the reconciliation pass under the same keys:
- * - left new (the wallet's answer lost: it may have taken the worker's share after the request's deadline), the share
- *   is taken under the refund's wallet key, so the wallet answers the entry it made rather than making a second;
- *   before, such a refund stayed new for good and refused every other refund of the tip;
+ * - left new within the day (the wallet's answer lost: it may have taken the worker's share after the request's
+ *   deadline), the share is taken under the refund's wallet key, so the wallet answers the entry it made rather than
+ *   making a second; before, such a refund stayed new for good and refused every other refund of the tip. Older ones
+ *   are left to an admin's retry: support may have refunded the card another way since;
  * - left debited (the worker's share taken, the card not refunded: a crash or a lost answer before the provider's
  *   word), it is sent again under its idempotency key, so the provider answers the refund it made.
  * Only once unclaimed (or the claim lapsed) and a claim's time past their start: the request that began one is left to
@@ -243,7 +244,7 @@ export async function resumeUnfinishedRefunds(deps: Deps, limit: number): Promis
   const claimMs = Math.max(refundClaimMs(deps, "stripe"), refundClaimMs(deps, "paypal"));
   const { rows } = await pool.query<RefundRow>(
     `(SELECT * FROM payment.card_refunds WHERE status = 'new' AND created_at < now() - make_interval(secs => $2::double precision / 1000)
-        ORDER BY created_at LIMIT $1)
+        AND created_at > now() - interval '1 day' ORDER BY created_at LIMIT $1)
      UNION ALL
      (SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
         AND created_at < now() - make_interval(secs => $2::double precision / 1000)
@@ -251,7 +252,11 @@ export async function resumeUnfinishedRefunds(deps: Deps, limit: number): Promis
     [limit, claimMs],
   );
   let sent = 0;
-  for (const refund of rows) {
+  for (const listed of rows) {
+    // As it is now: an admin's retry may have finished or failed it since the list was read (a pass's provider
+    // calls take minutes), and a share taken for a refund failed meanwhile would be recorded nowhere.
+    const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE refund_id = $1", [listed.refund_id])).rows[0]!;
+    if (!["new", "debited"].includes(refund.status)) continue;
     const tip = (await loadCardTip(pool, refund.tip_id))!;
     const provider = deps.cards.provider(tip.card_provider!);
     if (!provider) continue;
