@@ -119,8 +119,7 @@ export function toMember(m: MemberRow, venueName = ""): Member {
   });
 }
 
-/** The caller's current (not left) membership of the venue, if any. */
-/** `share`: locked against a removal (which holds the row for update) until the transaction ends. */
+/** The caller's current (not left) membership of the venue, if any; `share`: locked against a removal until the transaction ends. */
 export async function currentMemberOf(db: Queryable, venueId: string, workerId: string, lock?: "share"): Promise<MemberRow | undefined> {
   const { rows } = await db.query<MemberRow>(
     `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND ${CURRENT_MEMBERSHIP}${lock ? " FOR SHARE" : ""}`,
@@ -212,7 +211,6 @@ export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date)
   }));
 }
 
-/** Finished shifts touching the period. */
 /**
  * The lock a confirm holds alone while it reads a period's shifts and saves its plan. A manager's recorded or
  * imported shift holds it shared: one checked against the splits made (paidSplitOver) while a confirm read the
@@ -254,6 +252,7 @@ export async function shiftsOfPeriod(db: Queryable, venueId: string, start: Date
   };
 }
 
+/** Finished shifts touching the period. */
 export async function shiftsIn(db: Queryable, venueId: string, start: Date, end: Date): Promise<ShiftSpan[]> {
   const { rows } = await db.query<ShiftRow>(
     `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ended_at IS NOT NULL AND started_at < $3 AND ended_at > $2`,
@@ -261,7 +260,6 @@ export async function shiftsIn(db: Queryable, venueId: string, start: Date, end:
   );
   return rows.map((s) => ({ memberId: s.member_id, start: s.started_at, end: s.ended_at! }));
 }
-
 
 export interface RuleRow {
   venue_id: string;
