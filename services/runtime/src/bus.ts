@@ -511,14 +511,14 @@ export class JetStreamBus implements EventBus {
       ...(limits.maxBytes ? { max_bytes: limits.maxBytes } : {}),
       ...(limits.replicas ? { num_replicas: limits.replicas } : {}),
     };
-    let existing: Awaited<ReturnType<typeof jsm.streams.info>> | undefined;
-    try {
-      existing = await jsm.streams.info(stream);
-    } catch {
-      existing = undefined;
-    }
-    if (existing) await jsm.streams.update(stream, { ...existing.config, ...set });
-    else await jsm.streams.add({ name: stream, retention: RetentionPolicy.Limits, storage: StorageType.File, ...set });
+    const ensureStream = async () => {
+      const existing = await jsm.streams.info(stream).catch(() => undefined);
+      if (existing) await jsm.streams.update(stream, { ...existing.config, ...set });
+      else await jsm.streams.add({ name: stream, retention: RetentionPolicy.Limits, storage: StorageType.File, ...set });
+    };
+    // Another process starting beside this one (a replica, on a new server) may add the stream between this one's
+    // look and its add, refused ("subjects overlap"): looked at again, it is there to update.
+    await ensureStream().catch(ensureStream);
     return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix, options.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS);
   }
 

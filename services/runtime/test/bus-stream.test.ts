@@ -34,6 +34,23 @@ test("the stream gets the configured limits, and a restart keeps what an operato
   }
 });
 
+test("replicas starting at once on a server without the stream all connect: the stream made by one is there for the others", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("TOGETHER").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("tog").replace(/[^a-z0-9]/g, "");
+  const logger = captureLogger("silent").logger;
+  const nc = await connect({ servers: natsUrl });
+  try {
+    // Before, one of them was refused "subjects overlap with an existing stream" and the service did not start.
+    const started = await Promise.allSettled(Array.from({ length: 6 }, () => JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger })));
+    for (const s of started) if (s.status === "fulfilled") await s.value.close();
+    assert.deepEqual(started.map((s) => (s.status === "rejected" ? String(s.reason) : "ok")), Array(6).fill("ok"));
+  } finally {
+    await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
+    await nc.close();
+  }
+});
+
 test("a message reports delivery 1 when first delivered and 2 when delivered again", async () => {
   const { natsUrl } = testEnv();
   const stream = uniqueName("DELIVERY").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
