@@ -59,12 +59,17 @@ export async function loseFirstAnswer(page: Page, rpc: string): Promise<void> {
   });
 }
 
-async function freePort(): Promise<number> {
+/**
+ * A free port, held until `release` (just before the platform binds it): let go at once, it stood free for the
+ * seconds the platform took to migrate and connect, and another test's server took it ("already in use").
+ */
+async function reservePort(): Promise<{ port: number; release: () => Promise<void> }> {
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  // Held, it keeps no process alive: a start that fails before the release still ends.
+  server.unref();
+  return { port, release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 export interface Worker {
@@ -120,7 +125,8 @@ class Stage {
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 10, perCardDailyKesMinor: 500_000_00n, countryMismatch: "hold" },
     };
     // The QR codes encode this platform's real address, as in make run.
-    const port = await freePort();
+    const reserved = await reservePort();
+    const port = reserved.port;
     const modules = [
       createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
       createPaymentModule({ config: () => payment }),
@@ -143,6 +149,7 @@ class Stage {
     this.cache = new RedisCache(testEnv().redisUrl, this.cachePrefix);
     let web: WebApp | undefined;
     const clock: Clock = { now: () => (this.user?.clock ?? systemClock).now() };
+    await reserved.release();
     this.platform = await startPlatform({
       ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock },
       modules,
