@@ -144,14 +144,11 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     await tx.query(
       `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
        VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
-      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, callbackToken()],
+      [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, newCallbackToken()],
     );
   });
   return (await reversalByKey(pool, tip.tip_id, input.idempotencyKey))!;
 }
-
-/** In the ResultURL and QueueTimeOutURL handed to Daraja: a result is taken only for its own reversal. */
-const callbackToken = newCallbackToken;
 
 /**
  * A held tip declined after review whose money waits in suspense, its customer told it will be refunded: what
@@ -562,7 +559,7 @@ export async function claimSuspenseReversal(db: Queryable, row: Pick<C2bRow, "tr
   const { rowCount } = await db.query(
     `INSERT INTO payment.mpesa_reversals (reversal_id, suspense_receipt, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
      VALUES ($1, $2, $3, $2, $4, 0, 'new', $5, $6, $7) ON CONFLICT DO NOTHING`,
-    [randomUUID(), row.trans_id, `refund:${made.n}`, row.amount_minor, input.reason, input.requestedBy, callbackToken()]);
+    [randomUUID(), row.trans_id, `refund:${made.n}`, row.amount_minor, input.reason, input.requestedBy, newCallbackToken()]);
   return rowCount === 1;
 }
 

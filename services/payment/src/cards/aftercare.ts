@@ -242,11 +242,12 @@ export async function resumeUnfinishedRefunds(deps: Deps, limit: number): Promis
   const { pool, logger } = deps.ctx;
   // The longer provider's claim: on the database's time, as claims are.
   const claimMs = Math.max(refundClaimMs(deps, "stripe"), refundClaimMs(deps, "paypal"));
-  const { rows } = await pool.query<RefundRow>(
-    `(SELECT * FROM payment.card_refunds WHERE status = 'new' AND created_at < now() - make_interval(secs => $2::double precision / 1000)
+  // Ids only: each refund is read whole when the pass reaches it.
+  const { rows } = await pool.query<Pick<RefundRow, "refund_id">>(
+    `(SELECT refund_id FROM payment.card_refunds WHERE status = 'new' AND created_at < now() - make_interval(secs => $2::double precision / 1000)
         AND created_at > now() - interval '1 day' ORDER BY created_at LIMIT $1)
      UNION ALL
-     (SELECT * FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
+     (SELECT refund_id FROM payment.card_refunds WHERE status = 'debited' AND (sending_until IS NULL OR sending_until < now())
         AND created_at < now() - make_interval(secs => $2::double precision / 1000)
       ORDER BY created_at LIMIT $1)`,
     [limit, claimMs],
