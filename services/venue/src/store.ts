@@ -219,8 +219,8 @@ export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date)
 export const distributeLock = (venueId: string) => `venue.distribute.${venueId}`;
 
 /**
- * A split already made (or being posted) of a period the span [start, end) falls in, by hours: a shift recorded in
- * it now would count in no split, and its hours would never be paid. Fixed-percentage splits do not read shifts.
+ * A split already made (or being posted) of a period the span [start, end) falls in, by hours or points: a shift
+ * recorded in it now would count in no split, and its hours would never be paid. Fixed-percentage splits read no shifts.
  */
 export async function paidSplitOver(db: Queryable, venueId: string, start: Date, end: Date): Promise<{ distribution_id: string; period_start: Date; period_end: Date } | undefined> {
   const { rows } = await db.query<{ distribution_id: string; period_start: Date; period_end: Date }>(

@@ -28,7 +28,7 @@ const cardIntent = (code: string, payload: string, amountMinor: bigint, currency
 
 /**
  * Starts (or, asked again from the device's kept seed, finds) the card tip. Its key is worked out from the seed the
- * tip form keeps on the device (tip-seed.ts), as M-Pesa's is: a card confirmed whose answer was lost, asked again from
+ * card form keeps on the device (tip-seed.ts), as M-Pesa's is from the M-Pesa form's: a card confirmed whose answer was lost, asked again from
  * a page opened again, is the same tip, not a second charge. A tip under the key that ended without money (declined
  * by the provider, expired) is no longer the customer's: the tip is started again under a new seed, unless `find`
  * (the form looking up the tip it confirmed): then "ended", and the customer starts again knowingly.

@@ -49,7 +49,8 @@ function loadScript(src: string): Promise<void> {
 }
 
 /**
- * `keySeed`: the seed the tip form keeps on the device (tip-seed.ts), of which the card tip's key is worked out;
+ * `keySeed`: the page's new seed, which the card form keeps on the device (tip-seed.ts) unless it kept one for the
+ * code already: the card tip's key is worked out of it;
  * `fixedUnits`: a code's fixed amount, in whole units of `defaultCurrency`: the only amount the card may pay; `shared`: a venue's pool is tipped.
  */
 export function CardForm({ locale, shortCode, payload, keySeed, defaultCurrency, fixedUnits, shared }: { locale: "en" | "sw"; shortCode: string; payload: string; keySeed: string; defaultCurrency: string; fixedUnits?: string; shared: boolean }) {
