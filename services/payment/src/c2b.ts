@@ -846,6 +846,16 @@ async function refundAgain(deps: Deps, row: C2bRow, input: { admin: string; note
   await reverseRefundedPayment(deps, row.trans_id);
 }
 
+/** The tip a query credited from clearing whose callback then named this receipt (its money is the worker's already). */
+async function receiptHolder(db: Queryable, receipt: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1 AND credit_key LIKE 'stk-%'", [receipt]);
+  return rows[0]?.tip_id;
+}
+
+const paidAsTip = (receipt: string, tipId: string) =>
+  new InvalidStateError(`receipt: ${receipt} is tip ${tipId}'s payment (its callback named it after a query had credited the tip): `
+    + "its money here was posted twice, and the worker has it; nothing to refund or match; nothing changed");
+
 /**
  * An admin's decision on a payment in suspense: credit the worker of a code
  * (from suspense, less the fee, as a paybill tip) or leave it for a refund.
@@ -886,13 +896,8 @@ export async function resolveSuspense(
   }
   // A tip credited from clearing (a query's success) whose callback then named this payment: the worker has its money.
   // Refunded, the customer would have it too; matched, the worker twice (and the tip's receipt refused the paybill tip).
-  const { rows: [holder] } = await pool.query<{ tip_id: string }>(
-    "SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1 AND credit_key LIKE 'stk-%'", [row.trans_id],
-  );
-  if (holder) {
-    throw new InvalidStateError(`receipt: ${row.trans_id} is tip ${holder.tip_id}'s payment (its callback named it after a query had credited the tip): `
-      + "its money here was posted twice, and the worker has it; nothing to refund or match; nothing changed");
-  }
+  const holder = await receiptHolder(pool, row.trans_id);
+  if (holder) throw paidAsTip(row.trans_id, holder);
 
   if (input.refund) {
     // Its money is taken out of suspense by the reversal: in suspense first, as a match needs it.
@@ -907,6 +912,9 @@ export async function resolveSuspense(
       // open at its start and holds its tip from suspense; a refund committed under it would be missed, and the
       // tip credited from clearing as well.
       await lockReceipt(tx, input.receipt);
+      // A late callback may have named it for a query's tip since the check above (the customer would have it back too).
+      const taken = await receiptHolder(tx, input.receipt);
+      if (taken) throw paidAsTip(input.receipt, taken);
       // In the round whose key it closed: a payment reopened meanwhile is matched under the next round's key. Naming
       // the round (refund_round) lets the database refuse an older replica's refund, which closes round 0's key only (0026).
       const { rows } = await tx.query<C2bRow>(
@@ -942,23 +950,28 @@ export async function resolveSuspense(
 
   const { workerReceives, feeScheduleVersion } = await matchQuote(deps, row);
   const creditKey = matchKey(row.trans_id, row.match_round);
-  // The wallet first (idempotent on its key), then the tip that records it.
-  let entryId: string;
-  try {
-    entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
-  } catch (err) {
-    if (asConnectError(err).code !== Code.AlreadyExists) throw err;
-    // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
-    const now = (await load(pool))!;
-    if (now.resolution !== "open") return settled(now, match.qrCodeId);
-    // Not "nothing was credited": after an earlier match whose answer was lost, that code's worker has the money, and only a
-    // match to it finishes the payment (a refund is refused): told otherwise, support might refund the customer by hand.
-    throw new InvalidStateError("receipt: another decision on this payment reached the wallet first: a refund being recorded, or an earlier match whose answer was lost (its code's owner was credited: match that code again to finish it); this match credited nothing");
-  }
+  // The receipt's lock held across the wallet call: a late STK callback naming this payment for a tip a query credited
+  // would otherwise give that tip the receipt between the check above and the record below, after this match credited
+  // the code's worker (the payment paid twice, the paybill tip refused its receipt). It waits, and is flagged as paid twice.
   const result = await withTransaction(pool, async (tx) => {
     await lockReceipt(tx, row.trans_id);
     const current = await load(tx, true);
     if (!current || current.resolution !== "open") return undefined;
+    const taken = await receiptHolder(tx, row.trans_id);
+    if (taken) throw paidAsTip(row.trans_id, taken);
+    // The wallet first (idempotent on its key), then the tip that records it.
+    let entryId: string;
+    try {
+      entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+    } catch (err) {
+      if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+      // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
+      const now = (await load(pool))!;
+      if (now.resolution !== "open") return undefined;
+      // Not "nothing was credited": after an earlier match whose answer was lost, that code's worker has the money, and only a
+      // match to it finishes the payment (a refund is refused): told otherwise, support might refund the customer by hand.
+      throw new InvalidStateError("receipt: another decision on this payment reached the wallet first: a refund being recorded, or an earlier match whose answer was lost (its code's owner was credited: match that code again to finish it); this match credited nothing");
+    }
     const tip = await insertPaybillTip(tx, { tipId: timeOrderedUuid(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
       paid: row.amount_minor, workerReceives, feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
     const { rows } = await tx.query<C2bRow>(

@@ -713,18 +713,19 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const cancelled = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 1032, ResultDesc: "Request cancelled by user" } } };
     return { tipId: tip!.tipId, receipt: sim.receipt!, callBack: async (body: object = callback) => assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, body)).status, 200), cancelled };
   };
+  /** The callback lost: reconciliation's query (success, no receipt) credits the tip from clearing; the parked payment fits no tip. */
+  const creditedByQuery = (tipId: string) => eventually(async () => {
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    await internal.reconcilePending({ limit: 100 });
+    return (await tipRow(tipId)).credit_entry_id;
+  }, "credited by the query");
   const events = async (subject: string, tipId: string) =>
     (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].n;
 
   test("a tip credited by its STK query while its payment waited in suspense, tied to no tip, then called back naming that payment: support is told, and the payment can be neither refunded nor matched (the worker has its money)", async () => {
     const [w, coded] = [await worker(), await worker("Wairimu")];
     const p = await parkedPush(w);
-    // The callback lost: reconciliation's query (success, no receipt) credits the tip from clearing; the parked payment fits no tip.
-    await eventually(async () => {
-      h.clock.advance(h.config.stkDeadlineMs + 20);
-      await internal.reconcilePending({ limit: 100 });
-      return (await tipRow(p.tipId)).credit_entry_id;
-    }, "credited by the query");
+    await creditedByQuery(p.tipId);
     await eventually(async () => (await h.balance(w.id)) === 9500n, "the worker credited");
     for (let i = 0; i < 2; i++) await p.callBack();
     assert.equal((await tipRow(p.tipId)).mpesa_receipt, p.receipt);
@@ -739,6 +740,49 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.deepEqual([await h.balance(w.id), await h.balance(coded.id)], [9500n, 0n]);
     assert.equal((await c2bRow(p.receipt)).resolution, "open");
   });
+
+  for (const decision of ["match", "refund"] as const) {
+    test(`a ${decision} of a parked payment racing the late callback that names it for the tip a query credited: decided under the receipt's lock, never INTERNAL${decision === "refund" ? ", never refunded beside the credit" : ""}`, async () => {
+      const [w, coded] = [await worker(), await worker("Wairimu")];
+      const p = await parkedPush(w);
+      await creditedByQuery(p.tipId);
+      const waitingOn = async (event: string) => (await h.t.db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = $1", [event])).rows.length > 0;
+      // The wallet stalled, so the decision stops at its wallet call, after its first check of the receipt.
+      const wallet = await h.t.db.pool.connect();
+      let decided: Promise<unknown> | undefined;
+      try {
+        await wallet.query("BEGIN");
+        await wallet.query("LOCK TABLE wallet.entries IN SHARE MODE");
+        const action = decision === "match" ? { case: "matchAccountReference" as const, value: coded.code.shortCode } : { case: "refund" as const, value: true };
+        decided = adminClient.resolveSuspensePayment({ receipt: p.receipt, action, note: "the customer called" }).then((r) => r, (e: unknown) => ConnectError.from(e));
+        await eventually(() => waitingOn("relation"), "the decision waits for the wallet");
+        let calledBack = false;
+        const answered = p.callBack().finally(() => { calledBack = true; });
+        await eventually(async () => calledBack || (await waitingOn("advisory")), "the callback done, or waiting for the receipt");
+        await wallet.query("ROLLBACK");
+        await answered;
+      } finally {
+        await wallet.query("ROLLBACK").catch(() => undefined);
+        wallet.release();
+      }
+      const answer = await decided;
+      if (decision === "match") {
+        // Before, the callback gave the query's tip the receipt during the wallet call: the paybill tip was refused it (INTERNAL) after the code's worker was paid.
+        assert.ok(!(answer instanceof ConnectError), `matched: ${String(answer)}`);
+        assert.deepEqual([(await c2bRow(p.receipt)).resolution, await h.balance(coded.id)], ["matched", 9500n]);
+        const told = (await h.t.db.pool.query<{ detail: string }>("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1", [p.tipId])).rows.map((r) => r.detail);
+        assert.ok(told.some((d) => d.includes(p.receipt) && /paid twice/.test(d)), `support told the payment was paid twice: ${told.join(" / ")}`);
+      } else {
+        // Before, the refund committed after the callback had recorded the receipt on the credited tip: the customer had it back too.
+        assert.ok(answer instanceof ConnectError && answer.code === Code.FailedPrecondition, `refused: ${String(answer)}`);
+        assert.match(answer.rawMessage, new RegExp(`^receipt: ${p.receipt} is tip ${p.tipId}'s payment`));
+        assert.equal((await c2bRow(p.receipt)).resolution, "open");
+      }
+      assert.equal(await h.balance(w.id), 9500n);
+      assert.ok(await h.trialBalanced());
+    });
+  }
 
 
   for (const [decision, code, words] of [["refunded", "refunded", /refunded to you/], ["matched to another worker's code", "paid_elsewhere", /already credited as another tip/]] as const) {
