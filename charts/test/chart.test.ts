@@ -151,6 +151,11 @@ describe("helm chart", () => {
     await assert.rejects(render("components.qr.probes.liveness.timeoutSecond=5"), /timeoutSecond is not allowed/);
     await assert.rejects(render("componets.qr.replicaCount=1"), /componets/);
     await assert.rejects(render("components.qr.autoscaling.minReplicas=12"), /components.qr.autoscaling: minReplicas \(12\) is above maxReplicas \(10\)/);
+    // One replica left by the autoscaler, a drain takes it: payment refuses M-Pesa's paybill confirmations meanwhile, never sent again.
+    await assert.rejects(render("components.payment.autoscaling.minReplicas=1"), /components.payment.autoscaling.minReplicas: at least 2 with its PodDisruptionBudget/);
+    await assert.rejects(render("web.autoscaling.minReplicas=1"), /web.autoscaling.minReplicas: at least 2/);
+    // Kubernetes before 1.33 refuses a preStop sleep of 0 s: every Deployment of an upgrade refused after its migration ran.
+    await assert.rejects(render("drain.preStopSeconds=0"), /drain.preStopSeconds: Must be greater than or equal to 1/);
     await assert.rejects(render("podSecurityContext.runAsUser=1000"), /runAsUser/);
     await assert.rejects(render("publicUrl=http://tips.example.co.ke"), /publicUrl: must be https:\/\/ in production/);
     await assert.rejects(render("simulators.enabled=true"), /simulators/, "no simulators in production");
