@@ -548,6 +548,13 @@ describe("qr service", () => {
       await rejects(as(otherWorker).getScanStats({ qrCodeId: code.qrCodeId, ...range }), Code.PermissionDenied);
       await rejects(as(otherWorker).getScanStats({ ownerId: worker.subject, ...range }), Code.PermissionDenied);
       await rejects(as(worker).getScanStats({ ...range }), Code.InvalidArgument);
+      // A manager who named a venue by a worker's id (found by resolving their code) read the worker's counts as the venue's.
+      const squatter = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
+      await rejects(as(squatter).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: worker.subject, displayName: "x" }), Code.InvalidArgument, undefined, /owner_id: names a worker/);
+      await rejects(as(squatter).getScanStats({ ownerId: worker.subject, ...range }), Code.PermissionDenied);
+      // A venue's statistics count its own codes and those at it, never a worker's elsewhere under the same id.
+      await t.db.pool.query("INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2)", [worker.subject, squatter.subject]);
+      assert.deepEqual((await as(squatter).getScanStats({ ownerId: worker.subject, ...range })).stats, [], "a venue of that id has no codes");
     });
   });
 

@@ -5,7 +5,7 @@ import { fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, re
 import { requireVenueManager } from "../access.js";
 import { cacheKeys } from "../resolver.js";
 import { photoFrom } from "../photo.js";
-import { profileOf, photoOf, putPhoto, upsertProfile } from "../stores/profiles.js";
+import { namesWorker, profileOf, photoOf, putPhoto, upsertProfile } from "../stores/profiles.js";
 import { addVenueManager } from "../stores/venues.js";
 import { profileMessage } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
@@ -37,6 +37,9 @@ function putProfileHandler(h: QrHandlerContext): Impl["putProfile"] {
         }
       } else if (existing) {
         await requireVenueManager(tx, caller, req.ownerId);
+      } else if (await namesWorker(tx, req.ownerId)) {
+        // Its creator would manage "the venue" of a worker's id: their codes and statistics are found by that id.
+        throw fieldError("owner_id", "names a worker; a new venue takes an id of its own");
       } else if (!admin) {
         if (!caller.roles.includes("venue_manager")) throw new PermissionDeniedError("only a venue manager or an admin may create a venue");
         await addVenueManager(tx, req.ownerId, caller.subject);

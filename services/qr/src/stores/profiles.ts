@@ -35,6 +35,17 @@ export function profileFromRow(r: any): ProfileRecord {
   };
 }
 
+/** Whether this id is a worker's here: their profile, a code of theirs, or a place on a venue's staff. */
+export async function namesWorker(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `SELECT 1 FROM qr.profiles WHERE owner_kind = 1 AND owner_id = $1
+     UNION ALL SELECT 1 FROM qr.qr_codes WHERE owner_kind = 1 AND owner_id = $1
+     UNION ALL SELECT 1 FROM qr.venue_staff WHERE worker_id = $1 LIMIT 1`,
+    [id],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
 export async function profileOf(db: Queryable, kind: number, ownerId: string, lock = false): Promise<ProfileRecord | undefined> {
   const { rows } = await db.query(
     `SELECT ${PROFILE_COLUMNS}

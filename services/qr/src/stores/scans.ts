@@ -34,8 +34,11 @@ export interface ScanCounts {
   tips: bigint;
 }
 
-/** Counts in [from, to) for one code, or for every code of an owner (or at a venue), oldest code first. */
-export async function scanCounts(db: Queryable, qrCodeId: string | null, ownerId: string | null, from: Date, to: Date): Promise<ScanCounts[]> {
+/**
+ * Counts in [from, to) for one code, or for every code of an owner (or at a venue), oldest code first. `ownerKind`:
+ * a worker's codes (at any venue), or a venue's own and those at it; null (an admin's ask) either.
+ */
+export async function scanCounts(db: Queryable, qrCodeId: string | null, ownerId: string | null, ownerKind: number | null, from: Date, to: Date): Promise<ScanCounts[]> {
   const { rows } = await db.query(
     `SELECT c.qr_code_id,
             (SELECT count(*) FROM qr.scans s WHERE s.qr_code_id = c.qr_code_id AND s.scanned_at >= $3 AND s.scanned_at < $4) AS scans,
@@ -43,9 +46,10 @@ export async function scanCounts(db: Queryable, qrCodeId: string | null, ownerId
             (SELECT count(*) FROM qr.tips t WHERE t.qr_code_id = c.qr_code_id AND t.occurred_at >= $3 AND t.occurred_at < $4) AS tips
        FROM qr.qr_codes c
       WHERE ($1::uuid IS NOT NULL AND c.qr_code_id = $1::uuid)
-         OR ($1::uuid IS NULL AND (c.owner_id = $2::uuid OR c.venue_id = $2::uuid))
+         OR ($1::uuid IS NULL AND ((c.owner_id = $2::uuid AND c.owner_kind = COALESCE($5::smallint, c.owner_kind))
+                                   OR (c.venue_id = $2::uuid AND COALESCE($5::smallint, 2) = 2)))
       ORDER BY c.created_at, c.qr_code_id`,
-    [qrCodeId, ownerId, from, to],
+    [qrCodeId, ownerId, from, to, ownerKind],
   );
   return rows.map((r) => ({ qrCodeId: r.qr_code_id, scans: r.scans, devices: r.devices, tips: r.tips }));
 }
