@@ -69,7 +69,9 @@ export async function finishRejection(deps: Deps, tip: ClaimedTip): Promise<TipR
     // A paybill payment parked in suspense funded it: back to support's open list (c2b.ts says why not refunded here).
     const reopened = await reopenFundingPayment(tx, t, closedRound);
     const ended = reopened ?? (spent ? await rejectedAsSpent(tx, t, spent) : t);
-    await emitEvent(tx, "payment", TipFailedSchema, {
+    // A tip held on a success that came after it had failed (expired, say) told that failure then: told again,
+    // analytics would count two failed attempts and partners hear tip_failed twice.
+    if (!ended.replaced_failure_at) await emitEvent(tx, "payment", TipFailedSchema, {
       tipId: ended.tip_id, workerId: ended.worker_id ?? "", qrCodeId: ended.qr_code_id, amount: kes(ended.amount_minor), method: PaymentMethod.MPESA,
       resultCode: ended.result_code, reason: ended.result_message, venueId: ended.venue_id, createdBy: ended.customer_subject,
     }, ended.tip_id);

@@ -514,6 +514,22 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1);
   }));
 
+  test("a tip that expired, then held on its late callback and rejected, has told its failure once: one tip_failed", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0004"));
+    await reconcilePastExpiry();
+    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+    const r = await row(t!.tipId);
+    const sim = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
+    // A late success for KES 99 of the 100 asked: held, not credited.
+    assert.equal((await h.post(`/mpesa/stk/${r.callback_token}`, successBody(r.checkout_request_id, sim.receipt!, sim.phone, 99))).status, 200);
+    assert.equal((await settled(t!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal((await adminClient.reviewTip({ tipId: t!.tipId, approve: false, note: "not the customer's" })).tip!.status, TipStatus.FAILED);
+    // Before, the rejection told it again: analytics counted two failed attempts, partners heard tip_failed twice.
+    assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+    assert.equal(await h.balance(worker), 0n);
+  }));
+
   test("out of order: a callback before the push's own answer, a failure after the success, a callback after the query", async () => {
     // The callback overtakes the synchronous answer.
     const w1 = randomUUID();
