@@ -126,6 +126,18 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.ok(csv.split("\n").length >= 3, `a header and at least the tip and the withdrawal:\n${csv}`);
     assert.match(csv, /300|285/);
     await h.screenshot(page, "worker-statements");
+
+    // The code as a PNG (before, it asked a caption qr refuses on PNG: the download failed) and as a table card, under the name given.
+    await page.getByRole("link", { name: "My QR" }).click();
+    // A new sign-up has no name on a tip page yet: it is asked with the first code (before, "has no profile yet; set one with PutProfile first").
+    await page.getByRole("button", { name: "Make my QR code" }).click();
+    await page.getByRole("alert").filter({ hasText: "Enter your name" }).waitFor();
+    await page.getByLabel("Your name (as customers see it)").fill("Wanjiru K");
+    await page.getByRole("button", { name: "Make my QR code" }).click();
+    for (const [button, magic] of [["Download PNG", "\x89PNG"], ["Download Table card (PDF)", "%PDF"]]) {
+      const [file] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: button }).click()]);
+      assert.equal(readFileSync((await file.path())!).subarray(0, magic.length).toString("latin1"), magic, button);
+    }
   });
 
   test("a worker who forgot the PIN locks it with wrong tries, then chooses a new one on the code just sent: signed in, and the old sessions are signed out", async () => {

@@ -499,6 +499,22 @@ test("My QR: a tap again after a lost answer asks under the same key: the same c
   expect(gw.qrByKey.size).toBe(1);
 });
 
+test("My QR for a new sign-up asks the name customers will see with the first code, then shows the code (before, qr refused the code, and the PNG's caption)", async () => {
+  const gw = new FakeGateway();
+  gw.profileName = undefined;
+  await renderApp(gw, newPhone());
+  await signIn(gw);
+  await openTab("qr");
+  await fireEvent.press(await screen.findByTestId("qr-create"));
+  expect(await screen.findByText("Enter your name (1 to 60 characters).")).toBeTruthy();
+  expect(gw.count("CreateQrCode")).toBe(0);
+  await fireEvent.changeText(screen.getByTestId("qr-name"), "  Wanjiru K ");
+  await fireEvent.press(screen.getByTestId("qr-create"));
+  expect(await screen.findByTestId("qr-image")).toBeTruthy();
+  expect(gw.profileName).toBe("Wanjiru K");
+  expect(gw.qrCodes).toHaveLength(1);
+});
+
 test("Swahili: chosen in settings, kept for the next start; the words the web app says too are its words", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

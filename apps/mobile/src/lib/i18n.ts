@@ -87,6 +87,8 @@ const SHARED = {
   mpesaFee: "mpesaFee",
   qrTitle: "myQr",
   qrCreate: "makeQr",
+  yourName: "name",
+  nameInvalid: "err_name",
   settingsTitle: "navSettings",
   language: "language",
   notifications: "notifications",

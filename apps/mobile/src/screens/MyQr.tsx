@@ -1,6 +1,6 @@
 // My QR, full screen, for the customer to scan. The last image (PNG from the qr
 // service) is kept with its link, so the code shows with no network at all.
-import { ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { useMutation, useTransport } from "@connectrpc/connect-query";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -12,7 +12,7 @@ import { useApp } from "../app-context";
 import { when } from "../lib/format";
 import { useI18n } from "../lib/i18n";
 import { isUnreachable } from "../lib/offline";
-import { Button, ErrorText, Screen, Title, styles } from "../ui";
+import { Button, ErrorText, Field, Screen, Title, styles } from "../ui";
 import { OfflineNotice } from "./OfflineNotice";
 
 export interface SavedQr {
@@ -39,6 +39,10 @@ export function MyQr() {
   const [qr, setQr] = useState<SavedQr>();
   const [state, setState] = useState<"loading" | "live" | "offline" | "none">("loading");
   const [error, setError] = useState("");
+  // A code shows its owner's name: a worker who never gave one (a new sign-up) gives it with their first code.
+  const [needsName, setNeedsName] = useState(false);
+  const [name, setName] = useState("");
+  const putProfile = useMutation(QrService.method.putProfile);
   const create = useMutation(QrService.method.createQrCode);
   // The code asked for, by one key until the service answers for it (write-key.ts): a double tap, or a tap again
   // after a lost answer, is the same code, not a second one (before, each tap sent a new key).
@@ -54,10 +58,15 @@ export function MyQr() {
       const { qrCodes } = await client.listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: userId });
       const active = qrCodes.find((c) => c.status === QrCodeStatus.ACTIVE);
       if (!active) {
+        const named = await client.getProfile({ ownerKind: OwnerKind.WORKER, ownerId: userId }).then(() => true, (err: unknown) => {
+          if (ConnectError.from(err).code === Code.NotFound) return false;
+          throw err;
+        });
+        setNeedsName(!named);
         setQr(undefined);
         return setState("none");
       }
-      const png = await client.renderQrCode({ qrCodeId: active.qrCodeId, format: ImageFormat.PNG, size: 640, caption: true });
+      const png = await client.renderQrCode({ qrCodeId: active.qrCodeId, format: ImageFormat.PNG, size: 640 });
       const fresh: SavedQr = { savedAt: new Date().toISOString(), shortCode: active.shortCode, url: active.url, image: `data:${png.contentType};base64,${base64(png.content)}` };
       await cache.set(slot, JSON.stringify(fresh));
       setQr(fresh);
@@ -87,17 +96,24 @@ export function MyQr() {
       {state === "none" ? (
         <>
           <Text style={styles.text}>{t("qrNone")}</Text>
+          {needsName ? <Field id="qr-name" label={t("yourName")} value={name} onChangeText={setName} maxLength={60} autoComplete="name" /> : null}
           <Button
             testID="qr-create"
             title={t("qrCreate")}
             disabled={create.isPending}
             onPress={async () => {
               if (creating.current) return;
+              const displayName = name.trim();
+              if (needsName && !displayName) return setError(t("nameInvalid"));
               creating.current = true;
               setError("");
               const keys = createKey.current!;
               const idempotencyKey = keys.use();
               try {
+                if (needsName) {
+                  await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, displayName, photoUrl: "" });
+                  setNeedsName(false);
+                }
                 await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey });
                 keys.settle(idempotencyKey);
                 await load();

@@ -14,7 +14,7 @@ import { Channel, InAppNotificationSchema, PreferencesSchema, TemplateKey, type 
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { PayoutStatus, TipSchema, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { OwnerKind, QrCodeSchema, QrCodeStatus, type QrCode } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { ImageFormat, OwnerKind, ProfileSchema, QrCodeSchema, QrCodeStatus, type QrCode } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -46,6 +46,8 @@ export class FakeGateway {
   todayLeftMinor: bigint | undefined;
   tips: Tip[] = [];
   qrCodes: QrCode[] = [];
+  /** The name on the worker's tip page (qr's profile); undefined for a new sign-up, who has none. */
+  profileName: string | undefined = "Wanjiru";
   readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
   readonly devices = new Map<string, string>(); // deviceId → public JWK
   /** What ListDevices says of each device key besides its JWK. */
@@ -384,10 +386,22 @@ export class FakeGateway {
         });
         router.service(QrService, {
           listQrCodes: (req, ctx) => (gw.authed(ctx), { qrCodes: gw.qrCodes.filter((q) => q.ownerId === req.ownerId) }),
+          getProfile: (req, ctx) => {
+            gw.authed(ctx);
+            if (gw.profileName === undefined) throw new ConnectError(`owner_id: no profile for ${req.ownerId}`, Code.NotFound);
+            return { profile: create(ProfileSchema, { ownerKind: OwnerKind.WORKER, ownerId: req.ownerId, displayName: gw.profileName, active: true }) };
+          },
+          putProfile: (req, ctx) => {
+            gw.authed(ctx);
+            gw.profileName = req.displayName;
+            return { profile: create(ProfileSchema, { ownerKind: req.ownerKind, ownerId: req.ownerId, displayName: req.displayName, active: true }) };
+          },
           createQrCode: (req, ctx) => {
             gw.authed(ctx);
             const made = gw.qrByKey.get(req.idempotencyKey);
             if (made) return { qrCode: made };
+            // As qr answers: a code shows its owner's name.
+            if (gw.profileName === undefined) throw new ConnectError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`, Code.FailedPrecondition);
             const q = create(QrCodeSchema, { qrCodeId: `qr-${gw.qrCodes.length + 1}`, shortCode: "K7M4QX", ownerKind: OwnerKind.WORKER, ownerId: req.ownerId, url: "http://127.0.0.1:8080/t/K7M4QX", status: QrCodeStatus.ACTIVE });
             gw.qrCodes.push(q);
             gw.qrByKey.set(req.idempotencyKey, q);
@@ -397,7 +411,12 @@ export class FakeGateway {
             }
             return { qrCode: q };
           },
-          renderQrCode: (_req, ctx) => (gw.authed(ctx), { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" }),
+          renderQrCode: (req, ctx) => {
+            gw.authed(ctx);
+            // As qr answers (codes.ts): a PNG is the bare code.
+            if (req.format === ImageFormat.PNG && req.caption) throw new ConnectError("caption: PNG has no caption; use IMAGE_FORMAT_PRINT_SVG or IMAGE_FORMAT_PDF for a table card", Code.InvalidArgument);
+            return { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" };
+          },
         });
         router.service(NotificationService, {
           listInAppNotifications: (req, ctx) => {

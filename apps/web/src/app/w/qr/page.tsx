@@ -23,6 +23,10 @@ export default function MyQr() {
   const [session] = useState(() => loadSession());
   const [error, setError] = useState("");
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session });
+  // A code shows its owner's name: a worker who never saved one (a new sign-up) gives it with their first code.
+  const profile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session, retry: false });
+  const needsName = profile.isFetched && !profile.data?.profile;
+  const putProfile = useMutation(QrService.method.putProfile);
   const create = useMutation(QrService.method.createQrCode);
   const rotate = useMutation(QrService.method.rotateQrCode);
   const revoke = useMutation(QrService.method.revokeQrCode);
@@ -33,9 +37,10 @@ export default function MyQr() {
     await f(send);
     await codes.refetch();
   }, (x) => setError(err(x)));
+  // A PNG is the bare code (qr refuses a caption on it); the SVG and the table card carry the worker's name.
   const save = (id: string, format: ImageFormat, ext: string) =>
     run(async () => {
-      const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format, caption: true });
+      const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format, caption: format !== ImageFormat.PNG });
       const url = URL.createObjectURL(new Blob([res.content as BlobPart], { type: res.contentType }));
       const a = Object.assign(document.createElement("a"), { href: url, download: `ttip-qr.${ext}` });
       a.click();
@@ -59,7 +64,21 @@ export default function MyQr() {
         </section>
       ))}
       {active.length === 0 && session ? (
-        <button type="button" disabled={write.busy} onClick={() => run((send) => send((key) => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: key })))}>{t("makeQr")}</button>
+        <form onSubmit={(e) => {
+          e.preventDefault();
+          const name = String(new FormData(e.currentTarget).get("name") ?? "").trim();
+          if (needsName && (!name || name.length > 60)) return setError(t("err_name"));
+          void run(async (send) => {
+            if (needsName) {
+              await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, displayName: name, photoUrl: "" });
+              await profile.refetch();
+            }
+            await send((key) => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: key }));
+          });
+        }}>
+          {needsName ? <label>{t("name")}<input name="name" autoComplete="name" maxLength={60} /></label> : null}
+          <button type="submit" disabled={write.busy || !profile.isFetched}>{t("makeQr")}</button>
+        </form>
       ) : null}
     </>
   );
