@@ -288,6 +288,20 @@ describe("the worker's web app (chromium at phone size)", () => {
     await h.screenshot(page, "worker-shares-more-sw");
   });
 
+  test("sign out of every device that does not reach auth says so and keeps the worker signed in to try again; done, the old session is refused", async () => {
+    const worker = await h.worker("Chebet");
+    const page = await h.signedInPhone(worker);
+    await page.goto(`${h.url}/w`);
+    await page.route("**/ttip.auth.v1.AuthService/RevokeAllSessions", (route) =>
+      route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "upstream unavailable" }) }), { times: 1 });
+    await page.getByRole("button", { name: "Sign out of every device" }).click();
+    // Before, the error was dropped and the browser signed out as if every device had been.
+    await page.getByRole("alert").filter({ hasText: /^The other devices were not signed out: .+ You are still signed in here; try again\.$/ }).waitFor();
+    assert.match(page.url(), /\/w$/);
+    await page.getByRole("button", { name: "Sign out of every device" }).click();
+    await page.waitForURL(/\/w\/signin$/);
+  });
+
   test("venue shares: a venue whose manager has set no rule yet says so to its member, not 'We could not find that.', in English and Swahili", async () => {
     const worker = await h.worker("Nyokabi");
     const page = await h.signedInPhone(worker);

@@ -539,6 +539,24 @@ test("a phone whose language is Swahili starts in Swahili", async () => {
   expect(screen.getByText("Nitumie namba")).toBeTruthy();
 });
 
+test("sign out everywhere that does not reach auth says so and keeps this phone signed in to try again; done, every session ends", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("settings");
+  gw.failRevokeAll = new ConnectError("upstream unavailable", Code.Unavailable);
+  await fireEvent.press(screen.getByTestId("sign-out-all"));
+  // Before, the error was dropped and the phone signed out as if the other phones had been.
+  expect(await screen.findByText(/^The other devices were not signed out: .+ You are still signed in here; try again\.$/)).toBeTruthy();
+  expect(screen.getByTestId("settings")).toBeTruthy();
+  expect(phone.secure.data.has("session")).toBe(true);
+  await fireEvent.press(screen.getByTestId("sign-out-all"));
+  expect(await screen.findByTestId("signin")).toBeTruthy();
+  expect(gw.count("RevokeAllSessions")).toBe(2);
+  expect(phone.secure.data.has("session")).toBe(false);
+});
+
 test("after sign-in the push token is registered with notification; signing out removes it and the session", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

@@ -94,6 +94,7 @@ const SHARED = {
   notifications: "notifications",
   signOut: "signOutOne",
   signOutAll: "signOutAll",
+  signOutAllFailed: "signOutAllFailed",
   sessionEnded: "err_session",
   prefSaved: "saved",
   payoutNumberCooling: "payoutNumberCooling",

@@ -5,7 +5,8 @@ import { useState } from "react";
 import { Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
-import { Button, Notice, Screen, Title, styles } from "../ui";
+import { plainError } from "../lib/errors";
+import { Button, ErrorText, Notice, Screen, Title, styles } from "../ui";
 import { usePushRegistration } from "./push-registration";
 import { ChangePin } from "./ChangePin";
 import { DeviceKeys, SignedIn } from "./AccessLists";
@@ -19,13 +20,27 @@ export function Settings() {
   const logout = useMutation(AuthService.method.logout);
   const revokeAll = useMutation(AuthService.method.revokeAllSessions);
   const [busy, setBusy] = useState(false);
+  const [error, setError] = useState("");
   const signOut = async (everywhere: boolean) => {
     setBusy(true);
+    setError("");
+    if (everywhere) {
+      // Asked because another phone may be in a thief's hands: not done, the worker is told and stays signed in to
+      // try again (before, the error was dropped and this phone signed out as if the others were). Done, auth's end
+      // of the sessions removes their push tokens, this phone's too.
+      try {
+        await revokeAll.mutateAsync({});
+      } catch (err) {
+        setBusy(false);
+        return setError(t("signOutAllFailed", { reason: plainError(err, locale) }));
+      }
+      return sessions.clear();
+    }
     // The push token first, while the session may still ask: after Logout the gateway refuses it, and the phone
     // would go on showing this worker's tips to whoever holds it next. The server side may be unreachable: the
     // phone forgets the session anyway.
     await push.unregister().catch(() => undefined);
-    await (everywhere ? revokeAll.mutateAsync({}) : logout.mutateAsync({})).catch(() => undefined);
+    await logout.mutateAsync({}).catch(() => undefined);
     await sessions.clear();
   };
   return (
@@ -48,6 +63,7 @@ export function Settings() {
       <ChangePin />
       <Button testID="sign-out" kind="secondary" title={t("signOut")} disabled={busy} onPress={() => void signOut(false)} />
       <Button testID="sign-out-all" kind="secondary" title={t("signOutAll")} disabled={busy} onPress={() => void signOut(true)} />
+      <ErrorText>{error}</ErrorText>
     </Screen>
   );
 }

@@ -85,6 +85,8 @@ export class FakeGateway {
   failEarnings: ConnectError | undefined;
   /** GetBalance and GetPayout refuse with this while set. */
   failReads: ConnectError | undefined;
+  /** RevokeAllSessions refuses with this once. */
+  failRevokeAll: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
   loseNextPayoutAnswer = false;
   /** Makes the next CreateQrCode's code, then loses its answer. */
@@ -285,6 +287,10 @@ export class FakeGateway {
             return {};
           },
           revokeAllSessions: (_req, ctx) => {
+            gw.authed(ctx);
+            const refused = gw.failRevokeAll;
+            gw.failRevokeAll = undefined;
+            if (refused) throw refused;
             gw.signOut(ctx);
             return { revoked: 1 };
           },

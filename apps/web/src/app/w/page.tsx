@@ -35,6 +35,7 @@ export default function Home() {
   const [range] = useState(() => ({ from: timestampFromDate(nairobiMonthStart(new Date())), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
   const earnings = useQuery(AnalyticsService.method.getWorkerEarnings, { range, currency: "KES" }, { refetchInterval: poll });
   const signOutAll = useMutation(AuthService.method.revokeAllSessions);
+  const [signOutError, setSignOutError] = useState("");
   const b = balance.data?.balances[0];
   const list = tips.data?.tips ?? [];
   const e = earnings.data?.earnings;
@@ -73,14 +74,18 @@ export default function Home() {
       <button
         type="button"
         className="secondary"
+        disabled={signOutAll.isPending}
         onClick={async () => {
-          await signOutAll.mutateAsync({}).catch(() => undefined);
+          // Not done, the worker is told and stays signed in to try again: a stolen phone's session would live on.
+          const failed = await signOutAll.mutateAsync({}).then(() => undefined, (x: unknown) => x);
+          if (failed) return setSignOutError(t("signOutAllFailed", { reason: err(failed) }));
           clearSession();
           router.replace("/w/signin");
         }}
       >
         {t("signOutAll")}
       </button>
+      {signOutError ? <p className="error" role="alert">{signOutError}</p> : null}
       {loadSession() ? null : <p>{t("loading")}</p>}
     </>
   );
