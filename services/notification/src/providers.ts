@@ -87,7 +87,8 @@ export function africasTalking(cfg: ProviderConfig["africastalking"], timeoutMs:
       try {
         recipient = JSON.parse(text).SMSMessageData?.Recipients?.[0];
       } catch {
-        return { ok: false, kind: "transient", error: "unreadable response" };
+        // Accepted (2xx), its recipients unread: the message may be on its way. Sent again, it could go twice.
+        return { ok: false, kind: "in_doubt", error: `unreadable ${res.status} answer` };
       }
       if (!recipient) return { ok: false, kind: "provider", error: `no recipient accepted: ${text.slice(0, 200)}` };
       if (recipient.statusCode >= 100 && recipient.statusCode <= 102) return { ok: true, messageId: recipient.messageId };

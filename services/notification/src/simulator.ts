@@ -168,6 +168,7 @@ export class ProviderSimulator {
           Recipients: [{ statusCode: 101, number: to, status: "Success", cost: "KES 0.8000", messageId }],
         },
       });
+    if (this.garbledAnswers.has("africastalking")) return reply(res, 201, `{"SMSMessageData": {"Message": "Sent to 1/1`);
     const slowMs = this.slowAnswers.get(to);
     if (slowMs) setTimeout(answer, slowMs);
     else answer();

@@ -421,6 +421,21 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(smsTo(phone).map((m) => m.provider), ["twilio"]);
   });
 
+  test("Africa's Talking answering 201 with a body that cannot be read may have the message: the delivery is in doubt, not sent again", async () => {
+    const phone = testPhone({ format: "+254" });
+    sim.garbledAnswers.add("africastalking");
+    try {
+      const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK4" });
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
+      assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking"]);
+      assert.match(d.attempts[0].error, /unreadable 201 answer/);
+    } finally {
+      sim.garbledAnswers.delete("africastalking");
+    }
+    // Before, the unread answer was a transient failure: sent again, three times, then through Twilio.
+    assert.deepEqual(smsTo(phone).map((m) => m.provider), ["africastalking"]);
+  });
+
   test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = await startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
