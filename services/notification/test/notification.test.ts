@@ -2429,6 +2429,25 @@ describe("notification service against Postgres, JetStream and the provider simu
       admin().activateTemplateVersion({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, version: 9 }),
       (e: ConnectError) => e.code === Code.NotFound,
     );
+    // Two admins activating two versions of one slot at once: one is active after, neither answered INTERNAL.
+    const slot = { key: TemplateKey.WEEKLY_SUMMARY, locale: "en", channel: Channel.SMS };
+    const current = (await admin().listTemplates(slot)).templates.find((x) => x.channel === Channel.SMS && x.active)!;
+    const [a, b] = [await admin().createTemplateVersion({ ...slot, body: current.body }), await admin().createTemplateVersion({ ...slot, body: current.body })];
+    const held = await t.db.pool.connect();
+    let activations: Promise<unknown[]> | undefined;
+    try {
+      await held.query("BEGIN");
+      await held.query("SELECT 1 FROM notification.templates WHERE key = $1 AND locale = 'en' AND channel = $2 AND active FOR UPDATE", [current.key, current.channel]);
+      activations = Promise.all([a, b].map((v) => admin().activateTemplateVersion({ ...slot, version: v.template!.version }).then((r) => r, (e: unknown) => e)));
+      await eventually("both activations wait", async () => (await t.db.pool.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n >= 2);
+    } finally {
+      await held.query("ROLLBACK");
+      held.release();
+    }
+    const answers = await activations!;
+    assert.ok(answers.every((x) => !(x instanceof Error)), `both answered: ${answers.map(String).join(" / ")}`);
+    assert.equal((await admin().listTemplates(slot)).templates.filter((x) => x.channel === Channel.SMS && x.active).length, 1);
     await assert.rejects(
       t.client(NotificationAdminService, { subject: randomUUID(), roles: ["worker"] }).listTemplates({}),
       (e: ConnectError) => e.code === Code.PermissionDenied,

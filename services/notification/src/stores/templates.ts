@@ -107,6 +107,9 @@ export async function insertTemplateVersion(tx: Queryable, slot: TemplateSlot, s
  * nothing changed) when the version does not exist. Inside the caller's transaction.
  */
 export async function activateTemplateVersion(tx: Queryable, slot: TemplateSlot, version: number): Promise<TemplateRecord | undefined> {
+  // The slot's lock, as a new version takes it: two activations of different versions at once, each locking only its
+  // own row, both read the old active one and the second broke the one-active index (INTERNAL).
+  await lockForTransaction(tx, `template:${slot.key}:${slot.locale}:${slot.channel}`);
   const found = await tx.query(
     "SELECT 1 FROM notification.templates WHERE key = $1 AND locale = $2 AND channel = $3 AND version = $4 FOR UPDATE",
     [slot.key, slot.locale, slot.channel, version],
