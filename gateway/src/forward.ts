@@ -1,5 +1,5 @@
 import type { DescMethod, DescMethodServerStreaming, DescMethodUnary, DescService } from "@bufbuild/protobuf";
-import { ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { IDEMPOTENCY_KEY_HEADER, LightHeaders, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
 import { stepUpVerifiedKey } from "./policy.js";
@@ -55,12 +55,17 @@ function copyHeaders(from: Headers, to: Headers) {
   });
 }
 
-/** The backend's error as this gateway's own: same code, message and details. */
+/**
+ * The backend's error as this gateway's own: same code, message and details. One made here by the connection
+ * (a socket's error its cause) is said plainly: its words name internal addresses ("connect ECONNREFUSED
+ * 10.42.3.7:8080"), kept in its cause for the log.
+ */
 export function relayedError(err: unknown): ConnectError {
   const e = ConnectError.from(err);
   const metadata = new Headers();
   copyHeaders(e.metadata, metadata);
-  const relayed = new ConnectError(e.rawMessage, e.code, metadata, undefined, e.cause);
+  const local = e.code === Code.Unavailable && e.cause instanceof Error && "code" in e.cause;
+  const relayed = new ConnectError(local ? "the service cannot be reached just now; try again shortly" : e.rawMessage, e.code, metadata, undefined, e.cause);
   relayed.details.push(...e.details);
   return relayed;
 }
