@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { callerHeaders, InvalidStateError } from "@ttip/runtime";
-import { TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { TipFailedSchema, TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -926,6 +926,9 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal((await status(held.tip.tipId)).status, TipStatus.HELD_FOR_REVIEW);
     assert.equal((await adminClient.reviewTip({ tipId: held.tip.tipId, approve: false, note: "stolen card" })).tip!.status, TipStatus.FAILED);
     assert.ok(await h.trialBalanced());
+    // Its end told, once (before, nothing: analytics never counted the card tip's attempt, partners never heard it failed).
+    const { rows } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_failed' AND position($1 in encode(payload, 'escape')) > 0", [held.tip.tipId]);
+    assert.deepEqual(rows.map((r) => fromBinary(TipFailedSchema, r.payload).resultCode), ["review_rejected"]);
   });
 
   test("a refund the worker's balance cannot cover is refused and changes nothing", async () => {

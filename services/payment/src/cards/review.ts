@@ -3,7 +3,7 @@ import { approvalRefused } from "../ledger.js";
 import { closeTipAlerts } from "../stores/fraud-alerts.js";
 import { runAfterCredit, type Deps } from "../tips.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
-import { emitCardTipSucceeded, splitOf } from "./tips.js";
+import { emitCardTipFailed, emitCardTipSucceeded, splitOf } from "./tips.js";
 
 /**
  * An admin's decision on a card tip held by a rule (country mismatch, a
@@ -29,7 +29,8 @@ export async function reviewCardTip(
     if (!t) return undefined;
     await closeTipAlerts(tx, tip.tip_id, approve ? "approved" : "rejected", adminId, note);
     await record(tx);
-    if (approve) await emitCardTipSucceeded(tx, t);
+    // Rejected, it ended without money: told as any card tip that fails is (analytics counts a card attempt at its end).
+    await (approve ? emitCardTipSucceeded(tx, t) : emitCardTipFailed(tx, t));
     return t;
   });
   if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");

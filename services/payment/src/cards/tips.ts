@@ -252,7 +252,7 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
   return done;
 }
 
-async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
+export async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
   await emitEvent(tx, "payment", TipFailedSchema, {
     tipId: t.tip_id, workerId: t.worker_id ?? "", venueId: t.venue_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
     method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message, createdBy: t.customer_subject,
