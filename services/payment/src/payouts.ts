@@ -241,8 +241,10 @@ export interface Finish {
 export async function announceOutcome(tx: Queryable, p: Payout, f: Finish): Promise<void> {
   const payoutId = p.payoutId;
   if (f.success) {
+    // What M-Pesa paid: the payout's amount, unless support found it paid another (the difference booked).
+    const paid = p.paidMinor !== null ? { currency: p.amount.currency, amountMinor: p.paidMinor } : p.amount;
     await emitEvent(tx, "payment", PayoutSucceededSchema, {
-      payoutId, workerId: p.workerId, amount: p.amount, transferFee: p.transferFee,
+      payoutId, workerId: p.workerId, amount: paid, transferFee: p.transferFee,
       mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phoneMasked,
     }, payoutId);
   } else {

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AlertStatus, FraudAction, FraudReason, PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -511,6 +513,9 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
         const { rows: [settled] } = await h.t.db.pool.query("SELECT idempotency_key FROM wallet.entries WHERE entry_id = $1", [detail.ledgerEntryId]);
         assert.equal(settled?.idempotency_key, `hold:${detail.holdId}:settle`, "the settlement's entry");
         assert.equal(await events("ttip.payment.payout_succeeded", held.payoutId), 1);
+        // Told as what M-Pesa paid (before, the payout's KES 95: analytics' payouts and their CSV said what never left).
+        const { rows: [told] } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.payout_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [held.payoutId]);
+        assert.equal(fromBinary(PayoutSucceededSchema, told.payload).amount?.amountMinor, BigInt(paidKes) * 100n);
         assert.equal(b2cTo(p).length, 1, "never sent again");
         // Before, paid KES 94 charged the worker KES 95 and the platform's fees kept the shilling.
         assert.equal(await h.balance(worker), difference < 0n ? -difference : 0n, "the worker charged what reached them, at most the payout");

@@ -444,6 +444,9 @@ export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
   workerId: string;
 
   /**
+   * What M-Pesa paid: the payout's amount, or the amount support found on
+   * M-Pesa's statement for a payout held because its result said another.
+   *
    * @generated from field: ttip.common.v1.Money amount = 4;
    */
   amount?: Money | undefined;

@@ -827,14 +827,16 @@ func (x *TipReversed) GetCreatedBy() string {
 }
 
 type PayoutSucceeded struct {
-	state                protoimpl.MessageState `protogen:"open.v1"`
-	Meta                 *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	PayoutId             string                 `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
-	WorkerId             string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Amount               *v1.Money              `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	TransferFee          *v1.Money              `protobuf:"bytes,5,opt,name=transfer_fee,json=transferFee,proto3" json:"transfer_fee,omitempty"`
-	MpesaReceipt         string                 `protobuf:"bytes,6,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
-	RecipientPhoneMasked string                 `protobuf:"bytes,7,opt,name=recipient_phone_masked,json=recipientPhoneMasked,proto3" json:"recipient_phone_masked,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	PayoutId string                 `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	WorkerId string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// What M-Pesa paid: the payout's amount, or the amount support found on
+	// M-Pesa's statement for a payout held because its result said another.
+	Amount               *v1.Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	TransferFee          *v1.Money `protobuf:"bytes,5,opt,name=transfer_fee,json=transferFee,proto3" json:"transfer_fee,omitempty"`
+	MpesaReceipt         string    `protobuf:"bytes,6,opt,name=mpesa_receipt,json=mpesaReceipt,proto3" json:"mpesa_receipt,omitempty"`
+	RecipientPhoneMasked string    `protobuf:"bytes,7,opt,name=recipient_phone_masked,json=recipientPhoneMasked,proto3" json:"recipient_phone_masked,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }

@@ -560,6 +560,9 @@ class PayoutSucceeded(Message[_PayoutSucceededFields]):
             string worker_id = 3;
             ```
         amount:
+            What M-Pesa paid: the payout's amount, or the amount support found on
+            M-Pesa's statement for a payout held because its result said another.
+
             ```proto
             optional ttip.common.v1.Money amount = 4;
             ```
