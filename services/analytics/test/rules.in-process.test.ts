@@ -4,10 +4,11 @@
 // in-process bus. Rollup arithmetic, CSVs and replays stay in rollups.test.ts
 // (its field checks moved here).
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { type DashboardSnapshot, Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { DeliveryUpdatedSchema, PaymentMethod, TipReversalKind, TipReversedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -372,6 +373,21 @@ describe("analytics rules, in process (with qr)", () => {
     const other = await refusal(manager(randomUUID()).getVenueAnalytics({ venueId, range: lastDay(), granularity: Granularity.DAY }));
     assert.equal(other.code, Code.PermissionDenied);
     assert.match(other.rawMessage, /^venue_id: /);
+
+    // A manager removed while watching the venue's live figures: the stream ends refused once its access is asked again
+    // (before, it went on for the stream's hour).
+    const abort = new AbortController();
+    const stream = manager(managerId).watchDashboard({ venueId }, { signal: abort.signal })[Symbol.asyncIterator]();
+    try {
+      assert.ok((await stream.next()).value?.snapshot, "the first snapshot");
+      await s.ctx.pool.query("DELETE FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2", [venueId, managerId]);
+      clock.advance(61_000);
+      // Asked again at its next read (one poll, 2 s); a stream still open after 15 s would have run on.
+      const ended = await Promise.race([stream.next().then(() => undefined, (e: unknown) => ConnectError.from(e)), sleep(15_000).then(() => "still streaming")]);
+      assert.ok(ended instanceof ConnectError && ended.code === Code.PermissionDenied, String(ended));
+    } finally {
+      abort.abort();
+    }
   });
 
   test("a tip's event delivered again is counted once (the consumer's inbox, past the bus's duplicate window)", async () => {

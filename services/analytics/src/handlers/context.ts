@@ -11,9 +11,11 @@ export interface AnalyticsConfig {
   livePollMs: number;
   /** A live stream ends after this long; clients reconnect (no stream holds a slot forever). */
   liveMaxMs: number;
+  /** How often a venue's live stream asks again whether its caller still manages the venue. */
+  liveAccessRecheckMs: number;
 }
 
-export const DEFAULT_CONFIG: AnalyticsConfig = { smsPriceMinor: 80n, smsCurrency: "KES", livePollMs: 2_000, liveMaxMs: 3_600_000 };
+export const DEFAULT_CONFIG: AnalyticsConfig = { smsPriceMinor: 80n, smsCurrency: "KES", livePollMs: 2_000, liveMaxMs: 3_600_000, liveAccessRecheckMs: 60_000 };
 
 /** What every analytics handler shares: the service, its configuration and the access checks. */
 export interface AnalyticsHandlerContext {

@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { DashboardSnapshotSchema, type DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { fieldError } from "@ttip/runtime";
+import { clockOf, fieldError } from "@ttip/runtime";
 import { Dim } from "../facts.js";
 import { rollupChanges } from "../ingest.js";
 import * as q from "../queries.js";
@@ -25,15 +25,15 @@ export function dashboardHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHand
 function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["watchDashboard"] {
   const { access } = h;
   return async function* (req, hc) {
-    let scope: q.Scope;
     if (req.venueId) {
-      await access.venue(hc, req.venueId);
-      scope = { dim: Dim.Venue, id: req.venueId };
-    } else {
-      const { workerId } = await access.worker(hc, "");
-      scope = { dim: Dim.Worker, id: workerId };
+      const allowed = () => access.venue(hc, req.venueId);
+      await allowed();
+      // Asked again as it streams: a manager removed from the venue would otherwise watch its takings for the stream's hour.
+      yield* watch(h, { dim: Dim.Venue, id: req.venueId }, req, hc.signal, allowed);
+      return;
     }
-    yield* watch(h, scope, req, hc.signal);
+    const { workerId } = await access.worker(hc, "");
+    yield* watch(h, { dim: Dim.Worker, id: workerId }, req, hc.signal);
   };
 }
 
@@ -44,16 +44,23 @@ function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<
 }
 
 /** A scope's live figures: in the one currency asked for (KES by default), or with all_currencies every currency's in one stream. */
-async function* watch(h: AnalyticsHandlerContext, scope: q.Scope, req: { currency: string; allCurrencies: boolean }, signal: AbortSignal) {
+async function* watch(h: AnalyticsHandlerContext, scope: q.Scope, req: { currency: string; allCurrencies: boolean }, signal: AbortSignal, allowed?: () => Promise<unknown>) {
   const { ctx, cfg } = h;
+  // The access asked again once its interval has passed (by the service's clock), before a read: refused, the stream ends so.
+  let askedAt = clockOf(ctx).now();
+  const stillAllowed = async () => {
+    if (!allowed || clockOf(ctx).now() - askedAt < cfg.liveAccessRecheckMs) return;
+    await allowed();
+    askedAt = clockOf(ctx).now();
+  };
   if (req.allCurrencies) {
     if (req.currency) throw fieldError("currency", "must be empty when all_currencies is set: the stream carries every currency");
-    const read = async () => (await q.dashboards(ctx.pool, scope)).map((d) => snapshotOf(d, d.currency, new Date()));
+    const read = async () => (await stillAllowed(), (await q.dashboards(ctx.pool, scope)).map((d) => snapshotOf(d, d.currency, new Date())));
     for await (const snapshots of live(cfg, read, signal)) yield { snapshot: snapshots[0], snapshots };
     return;
   }
   const currency = currencyOf(req);
-  const read = async () => [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())];
+  const read = async () => (await stillAllowed(), [snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date())]);
   for await (const [snapshot] of live(cfg, read, signal)) yield { snapshot, snapshots: [] };
 }
 
