@@ -929,6 +929,12 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     // Its end told, once (before, nothing: analytics never counted the card tip's attempt, partners never heard it failed).
     const { rows } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_failed' AND position($1 in encode(payload, 'escape')) > 0", [held.tip.tipId]);
     assert.deepEqual(rows.map((r) => fromBinary(TipFailedSchema, r.payload).resultCode), ["review_rejected"]);
+    // One told failed before it was held (expired, then paid late: replaced_failure_at) is not told again.
+    const late = await paid(worker, `pm_card_gb_${Date.now()}_4`, USD(1000), "KE");
+    await h.t.db.pool.query("UPDATE payment.tips SET replaced_failure_at = now() - interval '1 hour', replaced_failure_code = 'expired' WHERE tip_id = $1", [late.tip.tipId]);
+    await adminClient.reviewTip({ tipId: late.tip.tipId, approve: false, note: "stolen card" });
+    const again = await h.t.db.pool.query("SELECT 1 FROM payment.outbox WHERE subject = 'ttip.payment.tip_failed' AND position($1 in encode(payload, 'escape')) > 0", [late.tip.tipId]);
+    assert.equal(again.rowCount, 0);
   });
 
   test("a refund the worker's balance cannot cover is refused and changes nothing", async () => {

@@ -29,8 +29,10 @@ export async function reviewCardTip(
     if (!t) return undefined;
     await closeTipAlerts(tx, tip.tip_id, approve ? "approved" : "rejected", adminId, note);
     await record(tx);
-    // Rejected, it ended without money: told as any card tip that fails is (analytics counts a card attempt at its end).
-    await (approve ? emitCardTipSucceeded(tx, t) : emitCardTipFailed(tx, t));
+    // Rejected, it ended without money: told as any card tip that fails is (analytics counts a card attempt at its end),
+    // unless it was told failed before it was held (expired, then paid late): told twice, it would count twice.
+    if (approve) await emitCardTipSucceeded(tx, t);
+    else if (!t.replaced_failure_at) await emitCardTipFailed(tx, t);
     return t;
   });
   if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
