@@ -965,12 +965,8 @@ export async function resolveSuspense(
       entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
     } catch (err) {
       if (asConnectError(err).code !== Code.AlreadyExists) throw err;
-      // The key holds another entry: a refund closed it (its outcome, once recorded, is the answer), or an earlier match went elsewhere.
-      const now = (await load(pool))!;
-      if (now.resolution !== "open") return undefined;
-      // Not "nothing was credited": after an earlier match whose answer was lost, that code's worker has the money, and only a
-      // match to it finishes the payment (a refund is refused): told otherwise, support might refund the customer by hand.
-      throw new InvalidStateError("receipt: another decision on this payment reached the wallet first: a refund being recorded, or an earlier match whose answer was lost (its code's owner was credited: match that code again to finish it); this match credited nothing");
+      // The key holds another entry: a refund that closed it (and waits for this lock to record itself), or an earlier match.
+      return "taken" as const;
     }
     const tip = await insertPaybillTip(tx, { tipId: timeOrderedUuid(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
       paid: row.amount_minor, workerReceives, feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
@@ -982,7 +978,23 @@ export async function resolveSuspense(
     await emitTipSucceeded(tx, tip);
     return { row: rows[0], tip };
   });
+  if (result === "taken") return settled(await decidedElsewhere(async () => (await load(pool))!), match.qrCodeId);
   if (!result) return settled((await load(pool))!, match.qrCodeId);
   runAfterCredit(deps, result.tip);
   return result;
+}
+
+/**
+ * After a match found its key taken: the payment as the other decision left it. A refund closed the key and records
+ * itself once the match let the receipt go; its record is waited for a moment, and its outcome is the answer.
+ */
+async function decidedElsewhere(read: () => Promise<C2bRow>): Promise<C2bRow> {
+  for (let tries = 0; tries < 10; tries++) {
+    const now = await read();
+    if (now.resolution !== "open") return now;
+    await sleep(100);
+  }
+  // Not "nothing was credited": after an earlier match whose answer was lost, that code's worker has the money, and only a
+  // match to it finishes the payment (a refund is refused): told otherwise, support might refund the customer by hand.
+  throw new InvalidStateError("receipt: another decision on this payment reached the wallet first: a refund being recorded, or an earlier match whose answer was lost (its code's owner was credited: match that code again to finish it); this match credited nothing");
 }
