@@ -1,6 +1,6 @@
 "use client";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { useState } from "react";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -25,7 +25,8 @@ export default function MyQr() {
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session });
   // A code shows its owner's name: a worker who never saved one (a new sign-up) gives it with their first code.
   const profile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session, retry: false });
-  const needsName = profile.isFetched && !profile.data?.profile;
+  // Only when qr says there is none: a failed read (the network) is not a missing name, and saving one would replace it.
+  const needsName = profile.error ? ConnectError.from(profile.error).code === Code.NotFound : profile.isFetched && !profile.data?.profile;
   const putProfile = useMutation(QrService.method.putProfile);
   const create = useMutation(QrService.method.createQrCode);
   const rotate = useMutation(QrService.method.rotateQrCode);
