@@ -31,7 +31,7 @@ import { metricsGuard } from "./metrics-guard.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor } from "./policy.js";
 import { rawForwarding, rawRoutes } from "./raw-forward.js";
-import { clientAddressKey, rateLimitInterceptor, refusedCredentialsInterceptor, sharedBudget } from "./rate-limit.js";
+import { clientAddressKey, liveStreamsInterceptor, rateLimitInterceptor, refusedCredentialsInterceptor, sharedBudget } from "./rate-limit.js";
 
 export {
   authInterceptor,
@@ -127,6 +127,8 @@ export interface GatewayOptions {
    * GATEWAY_MAX_CALLS_IN_FLIGHT; 0: no bound).
    */
   maxCallsInFlight?: number;
+  /** Live streams one caller may hold open at once on this replica (default MAX_LIVE_STREAMS). */
+  maxLiveStreams?: { signedIn: number; perAddress: number };
 }
 
 /**
@@ -199,6 +201,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       authInterceptor(options.jwt, revocationChecker(options.cache), options.streamRecheckMs),
       partnerInterceptor(partners),
       rateLimitInterceptor(limiter, partnerLimiter),
+      liveStreamsInterceptor(options.maxLiveStreams),
       policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),
     ],
     routes: (router) => {

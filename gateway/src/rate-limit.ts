@@ -231,6 +231,54 @@ export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = l
   };
 }
 
+/** Live streams one caller may hold open on one replica, unless configured: see liveStreamsInterceptor. */
+export const MAX_LIVE_STREAMS = { signedIn: 16, perAddress: 64 } as const;
+
+/**
+ * Live streams (WatchTip, WatchDashboard, WatchInAppNotifications) open at once per caller on this replica: a
+ * signed-in caller by subject, anyone else by address. A budget charges a stream once, at its opening, and the
+ * bound on calls in flight counts unary calls only, while each open stream has its service read the database
+ * every second or two for up to an hour: before, one address could open thousands and fill the services' pools.
+ * Past it RESOURCE_EXHAUSTED, naming the bound. The anonymous bound is wider: customers paying behind one carrier
+ * address each watch their own tip.
+ */
+export function liveStreamsInterceptor(max: { signedIn: number; perAddress: number } = MAX_LIVE_STREAMS): Interceptor {
+  const open = new Map<string, number>();
+  return (next) => async (req) => {
+    if (req.method.methodKind !== "server_streaming") return next(req);
+    const principal = req.contextValues.get(principalKey);
+    const key = principal ? `sub:${principal.subject}` : `ip:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
+    const bound = principal ? max.signedIn : max.perAddress;
+    const count = open.get(key) ?? 0;
+    if (count >= bound) throw new ConnectError(`at most ${bound} live streams open at once; close one (another tab or screen) first`, Code.ResourceExhausted);
+    open.set(key, count + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const left = (open.get(key) ?? 1) - 1;
+      if (left > 0) open.set(key, left);
+      else open.delete(key);
+    };
+    req.signal.addEventListener("abort", release, { once: true });
+    try {
+      const res = await next(req);
+      if (!res.stream) return (release(), res);
+      const messages = res.message;
+      return { ...res, message: (async function* () {
+        try {
+          yield* messages;
+        } finally {
+          release();
+        }
+      })() };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  };
+}
+
 function overBudget(msBeforeNext: number): ConnectError {
   const retryAfter = Math.max(1, Math.ceil(msBeforeNext / 1000));
   return new ConnectError(`rate limit exceeded; retry in ${retryAfter} s`, Code.ResourceExhausted, { "retry-after": String(retryAfter) });

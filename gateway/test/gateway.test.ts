@@ -313,6 +313,7 @@ describe("gateway: a revoked session's open streams", () => {
       rateLimit: { points: 1000, durationSeconds: 60 },
       corsOrigins: [],
       streamRecheckMs: 200,
+      maxLiveStreams: { signedIn: 2, perAddress: 8 },
     });
   });
   after(async () => {
@@ -326,19 +327,49 @@ describe("gateway: a revoked session's open streams", () => {
     "Connect binary (forwarded as bytes)": () => createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true }),
     gRPC: () => createGrpcTransport({ baseUrl: gateway.url }),
   };
+  const tokenOf = (subject: string, sessionId = randomUUID()) =>
+    new SignJWT({ roles: ["worker"], sid: sessionId })
+      .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+      .setIssuer("ttip-auth")
+      .setAudience("ttip")
+      .setSubject(subject)
+      .setIssuedAt()
+      .setExpirationTime("15m")
+      .sign(privateKey);
   for (const [protocol, transport] of Object.entries(protocols)) {
+    test(`${protocol}: a caller holds at most its bound of live streams open at once; one closed frees its place`, async () => {
+      const headers = { authorization: `Bearer ${await tokenOf(`idle-${randomUUID()}`)}` };
+      const client = createClient(NotificationService, transport());
+      const open = () => {
+        const abort = new AbortController();
+        return { abort, stream: client.watchInAppNotifications({}, { headers, signal: abort.signal, timeoutMs: 10_000 })[Symbol.asyncIterator]() };
+      };
+      const held = [open(), open()];
+      for (const h of held) assert.equal((await h.stream.next()).done, false);
+      try {
+        // Before, no bound: each stream had its service read the database every second or two, for up to an hour.
+        const third = open();
+        const refused = await third.stream.next().then(() => undefined, (e: unknown) => ConnectError.from(e));
+        assert.equal(refused?.code, Code.ResourceExhausted, String(refused));
+        assert.match(refused.rawMessage, /^at most 2 live streams open at once/);
+        held[0].abort.abort();
+        await eventually("a closed stream's place is free", async () => {
+          const next = open();
+          try {
+            return (await next.stream.next().then(() => true, () => false));
+          } finally {
+            next.abort.abort();
+          }
+        });
+      } finally {
+        for (const h of held) h.abort.abort();
+      }
+    });
     for (const kind of ["busy", "idle"]) {
       test(`${protocol}, ${kind}: the stream ends UNAUTHENTICATED once its session is revoked, and the service's stream with it`, async () => {
         const subject = `${kind}-${randomUUID()}`;
         const sessionId = randomUUID();
-        const token = await new SignJWT({ roles: ["worker"], sid: sessionId })
-          .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
-          .setIssuer("ttip-auth")
-          .setAudience("ttip")
-          .setSubject(subject)
-          .setIssuedAt()
-          .setExpirationTime("15m")
-          .sign(privateKey);
+        const token = await tokenOf(subject, sessionId);
         const client = createClient(NotificationService, transport());
         // Bounded: a stream the gateway never ends fails the test at its deadline instead of running on.
         const stream = client.watchInAppNotifications({}, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 10_000 })[Symbol.asyncIterator]();
