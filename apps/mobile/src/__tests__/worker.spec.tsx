@@ -253,6 +253,25 @@ test("a payout refused (a rate limit), then confirmed again and its answer lost,
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a withdrawal whose answer comes while the worker is on another tab is shown on coming back, not sent again", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  let answer = () => {};
+  gw.payoutAnswerHeld = new Promise<void>((r) => (answer = r));
+  await startWithdrawal("300");
+  await waitFor(() => expect(gw.payouts.size).toBe(1));
+  await openTab("home");
+  answer();
+  await waitFor(() => expect(gw.count("RequestPayout")).toBe(1));
+  // Before, the answer landed on the unmounted screen: an empty form, and the same amount again was a second payout.
+  await openTab("withdraw");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  expect(await screen.findByTestId("amount")).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a payout whose answer was lost, asked for again after Cancel and another tab, is the same payout; another amount is a new one", async () => {
   const gw = await withdrawalAnswerLost("300");
   await openTab("home");

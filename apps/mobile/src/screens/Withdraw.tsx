@@ -96,6 +96,19 @@ async function savePayoutKeys(app: AppServices, userId: string, p: PayoutKeys): 
   await app.cache.set(payoutKeysSlot(userId), JSON.stringify(writes)).catch(() => undefined);
 }
 
+/**
+ * Per worker, the withdrawal last sent in this app run: its answer, or its request still on its way. The Withdraw tab
+ * shows it again when the worker comes back (tabs unmount their screens): before, an answer that came while the worker
+ * was on another tab was shown nowhere (the app lists no payouts), its key settled, and the same amount asked for
+ * again was a second payout.
+ */
+const lastSends = new WeakMap<AppServices, Map<string, Promise<Payout | undefined>>>();
+const lastSendsOf = (app: AppServices) => {
+  let ofApp = lastSends.get(app);
+  if (!ofApp) lastSends.set(app, (ofApp = new Map()));
+  return ofApp;
+};
+
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
 
 export function Withdraw() {
@@ -114,6 +127,18 @@ export function Withdraw() {
   const sending = useRef(false);
   const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
+  // The last withdrawal sent, shown again on coming back to the tab (lastSends).
+  useEffect(() => {
+    const userId = sessions.get()?.userId;
+    const last = userId ? lastSendsOf(app).get(userId) : undefined;
+    if (!last) return;
+    let shown = true;
+    setStage((s) => (s.kind === "form" ? { kind: "working", note: t("sending") } : s));
+    void last.then((requested) => {
+      if (shown) setStage((s) => (s.kind !== "working" ? s : requested ? { kind: "sent", requested } : { kind: "form" }));
+    });
+    return () => void (shown = false);
+  }, [app, sessions, t]);
   const payoutId = stage.kind === "sent" ? stage.requested.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "",
@@ -177,10 +202,12 @@ export function Withdraw() {
       keys.since.set(idempotencyKey, Date.now());
       await savePayoutKeys(app, session.userId, keys);
       const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
-      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
+      const sent = payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
         throw err;
       });
+      lastSendsOf(app).set(session.userId, sent.then((r) => r.payout, () => undefined));
+      const res = await sent;
       await settle();
       setStage({ kind: "sent", requested: res.payout! });
       // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.
@@ -222,7 +249,7 @@ export function Withdraw() {
           {outcome ? <Text testID="payout-outcome" style={styles.text}>{t(outcome)}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
           {status.error && !final ? <ErrorText>{plainError(status.error, locale)}</ErrorText> : null}
-          <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))} />
+          <Button kind="secondary" title={t("another")} onPress={() => (lastSendsOf(app).delete(sessions.get()?.userId ?? ""), setStage({ kind: "form" }), setAmountText(""))} />
         </Notice>
       ) : stage.kind === "confirm" ? (
         <Notice testID="confirm">

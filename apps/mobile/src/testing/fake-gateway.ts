@@ -85,6 +85,8 @@ export class FakeGateway {
   failEarnings: ConnectError | undefined;
   /** GetBalance and GetPayout refuse with this while set. */
   failReads: ConnectError | undefined;
+  /** RequestPayout answers once this settles (the payout made at once): an answer still on its way. */
+  payoutAnswerHeld: Promise<void> | undefined;
   /** RevokeAllSessions refuses with this once. */
   failRevokeAll: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
@@ -326,7 +328,7 @@ export class FakeGateway {
             const next = start + size < all.length ? String(start + size) : "";
             return { tips: all.slice(start, start + size), page: { nextPageToken: next } };
           },
-          requestPayout: (req, ctx) => {
+          requestPayout: async (req, ctx) => {
             gw.authed(ctx);
             if (gw.failNextPayout) {
               const err = gw.failNextPayout;
@@ -345,6 +347,7 @@ export class FakeGateway {
               gw.loseNextPayoutAnswer = false;
               throw new ConnectError("the answer was lost on the way", Code.DeadlineExceeded);
             }
+            await gw.payoutAnswerHeld;
             return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
           },
           getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),
