@@ -196,7 +196,13 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await eventually("the address removed", async () => (await notifications.getPreferences({})).preferences!.email === "");
     await saved(page, "form-notifications");
 
-    // Profile: auth's and the tip page's (qr) names change together.
+    // Profile: auth's and the tip page's (qr) names change together. The tip page's profile unread when the page
+    // opened (qr out of reach): read again before the save, its city kept (before, saved as none: the city wiped).
+    await h.api(QrService, worker.token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id, displayName: "Baraka", currency: "KES", city: "Kisumu" });
+    await page.route("**/ttip.qr.v1.QrService/GetProfile", (route) =>
+      route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "upstream unavailable" }) }), { times: 1 });
+    await page.reload();
+    await page.getByRole("heading", { name: "Settings" }).waitFor();
     await page.getByLabel("Your name (as customers see it)").fill("Baraka O.");
     await page.getByLabel("Photo (a link starting with https://)").fill("http://insecure.example/p.jpg");
     await page.getByRole("button", { name: "Save profile" }).click();
@@ -205,7 +211,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByRole("button", { name: "Save profile" }).click();
     await saved(page, "form-profile");
     assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.displayName, "Baraka O.");
-    assert.equal((await h.api(QrService, worker.token).getProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id })).profile!.displayName, "Baraka O.");
+    const kept = (await h.api(QrService, worker.token).getProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id })).profile!;
+    assert.deepEqual([kept.displayName, kept.city], ["Baraka O.", "Kisumu"]);
 
     // Payout number and automatic payout.
     // The sign-in phone first: a first number other than it waits a day for automatic payouts.

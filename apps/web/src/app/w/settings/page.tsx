@@ -1,5 +1,6 @@
 "use client";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { useState } from "react";
 import { Locale as AuthLocale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -66,6 +67,14 @@ export default function Settings() {
   const access = useAccessLists();
   const user = me.data?.user;
   const shown = qrProfile.data?.profile;
+  // The tip page's profile as qr has it now, undefined only when it has none. A read that failed is tried again and its
+  // error stops the save: read as none, a save replaced the worker's photo and city with nothing.
+  const currentProfile = async () => {
+    if (!qrProfile.error) return shown;
+    const again = await qrProfile.refetch();
+    if (again.error && ConnectError.from(again.error).code !== Code.NotFound) throw again.error;
+    return again.data?.profile;
+  };
   const p = payout.data?.settings;
   const loaded = me.isFetched && payout.isFetched && prefs.isFetched && (qrProfile.isFetched || !session) && access.loaded;
   const attempt = async (f: () => Promise<unknown>, inputs: Inputs = {}): Promise<Refusal | undefined> => {
@@ -99,9 +108,10 @@ export default function Settings() {
           const c = checkProfile(String(f.get("name") ?? ""), String(f.get("photo") ?? ""), chosen === "other" ? String(f.get("ownRole") ?? "") : chosen);
           if (!c.ok) return refused(c.problem, PROFILE);
           return attempt(async () => {
+            const now = await currentProfile();
             await updateProfile.mutateAsync({ displayName: c.value.displayName, photoUrl: c.value.photoUrl });
             // The tip page shows qr's profile: keep it the same, with its currency and city.
-            await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: shown?.currency ?? "", city: shown?.city ?? "", role: c.value.role });
+            await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: now?.currency ?? "", city: now?.city ?? "", role: c.value.role });
             await Promise.all([me.refetch(), qrProfile.refetch()]);
           }, PROFILE);
         }}
@@ -139,7 +149,7 @@ export default function Settings() {
           }
           return attempt(async () => {
             // A photo belongs to a profile: a worker who never saved one gets it now, under their name.
-            if (!shown) await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: name || "-", photoUrl: "" });
+            if (!(await currentProfile())) await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: name || "-", photoUrl: "" });
             await putPhoto.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, image });
             await qrProfile.refetch();
           }, PHOTO);
