@@ -253,19 +253,20 @@ test("a payout refused (a rate limit), then confirmed again and its answer lost,
   expect(gw.payouts.size).toBe(1);
 });
 
-test("a withdrawal whose answer comes while the worker is on another tab is shown on coming back, not sent again", async () => {
+test("a withdrawal whose tab is left and come back to during its confirmation shows its answer when it comes, not an empty form for a second payout", async () => {
   const gw = new FakeGateway();
   await renderApp(gw);
   await signIn(gw);
   let answer = () => {};
-  gw.payoutAnswerHeld = new Promise<void>((r) => (answer = r));
+  gw.stepUpAnswerHeld = new Promise<void>((r) => (answer = r));
   await startWithdrawal("300");
-  await waitFor(() => expect(gw.payouts.size).toBe(1));
+  // Left and come back to while the phone's key confirms it (the step-up), before the request is sent.
+  await waitFor(() => expect(gw.count("VerifyDeviceChallenge")).toBe(1));
   await openTab("home");
-  answer();
-  await waitFor(() => expect(gw.count("RequestPayout")).toBe(1));
-  // Before, the answer landed on the unmounted screen: an empty form, and the same amount again was a second payout.
   await openTab("withdraw");
+  answer();
+  await waitFor(() => expect(gw.payouts.size).toBe(1));
+  // Before, the answer landed on the unmounted screen: an empty form, and the same amount again was a second payout.
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   await fireEvent.press(screen.getByText("Make another withdrawal"));
   expect(await screen.findByTestId("amount")).toBeTruthy();

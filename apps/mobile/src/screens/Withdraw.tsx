@@ -102,7 +102,12 @@ async function savePayoutKeys(app: AppServices, userId: string, p: PayoutKeys): 
  * was on another tab was shown nowhere (the app lists no payouts), its key settled, and the same amount asked for
  * again was a second payout.
  */
-const lastSends = new WeakMap<AppServices, Map<string, Promise<Payout | undefined>>>();
+const lastSends = new WeakMap<AppServices, Map<string, Promise<LastSend>>>();
+/** How the last send ended: the payout asked for, or the error no screen showed (the worker was on another tab). */
+interface LastSend {
+  requested?: Payout;
+  error?: string;
+}
 const lastSendsOf = (app: AppServices) => {
   let ofApp = lastSends.get(app);
   if (!ofApp) lastSends.set(app, (ofApp = new Map()));
@@ -127,17 +132,21 @@ export function Withdraw() {
   const sending = useRef(false);
   const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
-  // The last withdrawal sent, shown again on coming back to the tab (lastSends).
+  // The last withdrawal sent, shown again on coming back to the tab (lastSends); an error once.
+  const mounted = useRef(true);
   useEffect(() => {
+    mounted.current = true;
     const userId = sessions.get()?.userId;
     const last = userId ? lastSendsOf(app).get(userId) : undefined;
-    if (!last) return;
-    let shown = true;
+    if (!last) return () => void (mounted.current = false);
     setStage((s) => (s.kind === "form" ? { kind: "working", note: t("sending") } : s));
-    void last.then((requested) => {
-      if (shown) setStage((s) => (s.kind !== "working" ? s : requested ? { kind: "sent", requested } : { kind: "form" }));
+    void last.then(({ requested, error }) => {
+      if (!mounted.current) return;
+      if (error && lastSendsOf(app).get(userId!) === last) lastSendsOf(app).delete(userId!);
+      setStage((s) => (s.kind !== "working" ? s : requested ? { kind: "sent", requested } : { kind: "form" }));
+      if (error) setError(error);
     });
-    return () => void (shown = false);
+    return () => void (mounted.current = false);
   }, [app, sessions, t]);
   const payoutId = stage.kind === "sent" ? stage.requested.payoutId : "";
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
@@ -187,8 +196,14 @@ export function Withdraw() {
     setError("");
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
+    // Known from its start to its end, so the tab shows it again if the worker leaves and comes back meanwhile (even
+    // during the prompt or the step-up): an answer shown nowhere, its key settled, the same amount again was a second payout.
+    let outcome: LastSend = {};
+    let told = (_: LastSend) => {};
+    lastSendsOf(app).set(session.userId, new Promise<LastSend>((resolve) => (told = resolve)));
     try {
       if (!(await biometric.confirm(t("biometricPrompt", { amount: formatMoney(amount, WALLET_CURRENCY) })))) {
+        outcome = { error: t("biometricFailed") };
         return setError(t("biometricFailed"));
       }
       const working = (stage: StepUpStage) => setStage({ kind: "working", note: t(stage === "key" ? "settingUpKey" : "signingKey") });
@@ -202,19 +217,22 @@ export function Withdraw() {
       keys.since.set(idempotencyKey, Date.now());
       await savePayoutKeys(app, session.userId, keys);
       const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
-      const sent = payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
+      const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
         throw err;
       });
-      lastSendsOf(app).set(session.userId, sent.then((r) => r.payout, () => undefined));
-      const res = await sent;
       await settle();
+      outcome = { requested: res.payout };
       setStage({ kind: "sent", requested: res.payout! });
       // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.
       void Promise.all([balance.refetch(), limits.refetch()]);
     } catch (err) {
+      outcome = { error: plainError(err, locale) };
       setStage(attempt);
-      setError(plainError(err, locale));
+      setError(outcome.error!);
+    } finally {
+      // An error this screen showed is not shown again.
+      told(outcome.error && mounted.current ? {} : outcome);
     }
   };
 

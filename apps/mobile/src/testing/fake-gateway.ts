@@ -85,8 +85,8 @@ export class FakeGateway {
   failEarnings: ConnectError | undefined;
   /** GetBalance and GetPayout refuse with this while set. */
   failReads: ConnectError | undefined;
-  /** RequestPayout answers once this settles (the payout made at once): an answer still on its way. */
-  payoutAnswerHeld: Promise<void> | undefined;
+  /** VerifyDeviceChallenge answers once this settles: a step-up still on its way. */
+  stepUpAnswerHeld: Promise<void> | undefined;
   /** RevokeAllSessions refuses with this once. */
   failRevokeAll: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
@@ -252,8 +252,9 @@ export class FakeGateway {
             gw.challenges.set(challengeId, { deviceId: req.deviceId, challenge, purpose: req.purpose });
             return { challengeId, challenge };
           },
-          verifyDeviceChallenge: (req, ctx) => {
+          verifyDeviceChallenge: async (req, ctx) => {
             gw.authed(ctx);
+            await gw.stepUpAnswerHeld;
             const c = gw.challenges.get(req.challengeId);
             if (!c) throw new ConnectError("challenge_id: unknown", Code.NotFound);
             gw.challenges.delete(req.challengeId);
@@ -328,7 +329,7 @@ export class FakeGateway {
             const next = start + size < all.length ? String(start + size) : "";
             return { tips: all.slice(start, start + size), page: { nextPageToken: next } };
           },
-          requestPayout: async (req, ctx) => {
+          requestPayout: (req, ctx) => {
             gw.authed(ctx);
             if (gw.failNextPayout) {
               const err = gw.failNextPayout;
@@ -347,7 +348,6 @@ export class FakeGateway {
               gw.loseNextPayoutAnswer = false;
               throw new ConnectError("the answer was lost on the way", Code.DeadlineExceeded);
             }
-            await gw.payoutAnswerHeld;
             return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
           },
           getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),
