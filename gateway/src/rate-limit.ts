@@ -1,4 +1,4 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { BoundedMap, budgetNetwork, MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
 import { nextSettled, principalKey } from "./auth.js";
 import { partnerKey, signsAsPartner } from "./partner.js";
@@ -211,15 +211,18 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
   };
 }
 
-/**
- * Per-client request budget: a partner by key, a signed-in caller by subject,
- * anyone else by address (an IPv6 one by its /64). Over budget answers RESOURCE_EXHAUSTED with retry-after seconds.
- */
+/** Whom a call is counted against: a partner by key, a signed-in caller by subject, anyone else by address (an IPv6 one by its /64). */
+function callerKey(values: ContextValues): string {
+  const partner = values.get(partnerKey);
+  const principal = values.get(principalKey);
+  return partner ? `key:${partner.keyId}` : principal ? `sub:${principal.subject}` : `ip:${budgetNetwork(values.get(clientAddressKey))}`;
+}
+
+/** Per-client request budget (callerKey). Over budget answers RESOURCE_EXHAUSTED with retry-after seconds. */
 export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = limiter): Interceptor {
   return (next) => async (req) => {
     const partner = req.contextValues.get(partnerKey);
-    const principal = req.contextValues.get(principalKey);
-    const key = partner ? `key:${partner.keyId}` : principal ? `sub:${principal.subject}` : `ip:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
+    const key = callerKey(req.contextValues);
     try {
       await (partner ? partnerLimiter : limiter).consume(key);
     } catch (rejection) {
@@ -235,8 +238,8 @@ export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = l
 export const MAX_LIVE_STREAMS = { signedIn: 16, perAddress: 64 } as const;
 
 /**
- * Live streams (WatchTip, WatchDashboard, WatchInAppNotifications) open at once per caller on this replica: a
- * signed-in caller by subject, anyone else by address. A budget charges a stream once, at its opening, and the
+ * Live streams (WatchTip, WatchDashboard, WatchInAppNotifications) open at once per caller (callerKey) on this
+ * replica. A budget charges a stream once, at its opening, and the
  * bound on calls in flight counts unary calls only, while each open stream has its service read the database
  * every second or two for up to an hour: before, one address could open thousands and fill the services' pools.
  * Past it RESOURCE_EXHAUSTED, naming the bound. The anonymous bound is wider: customers paying behind one carrier
@@ -246,9 +249,8 @@ export function liveStreamsInterceptor(max: { signedIn: number; perAddress: numb
   const open = new Map<string, number>();
   return (next) => async (req) => {
     if (req.method.methodKind !== "server_streaming") return next(req);
-    const principal = req.contextValues.get(principalKey);
-    const key = principal ? `sub:${principal.subject}` : `ip:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
-    const bound = principal ? max.signedIn : max.perAddress;
+    const key = callerKey(req.contextValues);
+    const bound = key.startsWith("ip:") ? max.perAddress : max.signedIn;
     const count = open.get(key) ?? 0;
     if (count >= bound) throw new ConnectError(`at most ${bound} live streams open at once; close one (another tab or screen) first`, Code.ResourceExhausted);
     open.set(key, count + 1);
