@@ -132,12 +132,14 @@ describe("the worker's web app (chromium at phone size)", () => {
     // A new sign-up has no name on a tip page yet: it is asked with the first code (before, "has no profile yet; set one with PutProfile first").
     await page.getByRole("button", { name: "Make my QR code" }).click();
     await page.getByRole("alert").filter({ hasText: "Enter your name" }).waitFor();
+    await h.screenshot(page, "worker-qr-first-code");
     await page.getByLabel("Your name (as customers see it)").fill("Wanjiru K");
     await page.getByRole("button", { name: "Make my QR code" }).click();
     for (const [button, magic] of [["Download PNG", "\x89PNG"], ["Download Table card (PDF)", "%PDF"]]) {
       const [file] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: button }).click()]);
       assert.equal(readFileSync((await file.path())!).subarray(0, magic.length).toString("latin1"), magic, button);
     }
+    await h.screenshot(page, "worker-qr");
   });
 
   test("a worker who forgot the PIN locks it with wrong tries, then chooses a new one on the code just sent: signed in, and the old sessions are signed out", async () => {

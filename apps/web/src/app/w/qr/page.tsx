@@ -77,7 +77,7 @@ export default function MyQr() {
             await send((key) => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: key }));
           });
         }}>
-          {needsName ? <label>{t("name")}<input name="name" autoComplete="name" maxLength={60} /></label> : null}
+          {needsName ? <><label className="field" htmlFor="qr-name">{t("name")}</label><input id="qr-name" name="name" type="text" autoComplete="name" maxLength={60} /></> : null}
           <button type="submit" disabled={write.busy || !profile.isFetched}>{t("makeQr")}</button>
         </form>
       ) : null}
