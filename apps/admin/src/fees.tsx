@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "react";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { CARD_FEE_BPS_MAX } from "@ttip/runtime/fee-limits";
+import { CARD_FEE_BPS_MAX, feeAmountMaxMinor } from "@ttip/runtime/fee-limits";
 import { minorExponent } from "../../web/src/lib/money";
 import { focusInput } from "../../web/src/lib/focus";
 import { useWrite } from "../../web/src/lib/use-write";
@@ -74,6 +74,9 @@ export function FeeSchedules({ session }: { session: Session }) {
     const bad = (Object.keys(amounts) as Array<keyof typeof amounts>).find((k) => amounts[k] === undefined);
     if (bad) return refuse(bad, `${named[bad]} must be an amount in ${currency} like 1,250.50, at most ${minorExponent(currency)} decimals`);
     // Wallet refuses it too, but only after the confirmation and the device's step-up.
+    const amountMax = feeAmountMaxMinor(currency);
+    const over = (Object.keys(amounts) as Array<keyof typeof amounts>).find((k) => amountMax !== undefined && amounts[k]! > amountMax);
+    if (over) return refuse(over, `${named[over]} must be at most ${money({ amountMinor: amountMax!, currency })}, the largest tip`);
     if (amounts.cap! < amounts.min!) return refuse("cap", `cap must be at least the minimum fee (${currency} ${draft.min.trim()})`);
     const bpsMax = { platformFeeBps: 10_000, cardFeeBps: CARD_FEE_BPS_MAX };
     const bps = { platformFeeBps: basisPointsOf(draft.platformFeeBps, bpsMax.platformFeeBps), cardFeeBps: basisPointsOf(draft.cardFeeBps, bpsMax.cardFeeBps) };

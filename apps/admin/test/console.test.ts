@@ -684,6 +684,10 @@ describe("admin console in chromium", () => {
     await form.getByLabel("Applies from (Nairobi time, EAT)").fill(typed);
     await form.getByRole("button", { name: "Schedule new version" }).click();
     await adminPage.getByRole("alert").filter({ hasText: "fee cap (KES) must be an amount in KES" }).waitFor();
+    // A fee above the largest tip is a typo, refused before the confirmation and the step-up.
+    await form.getByLabel("Fee cap (KES)").fill("250,000.01");
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "fee cap (KES) must be at most KES 250,000.00, the largest tip" }).waitFor();
     await form.getByLabel("Fee cap (KES)").fill("1,500.50");
     await form.getByRole("button", { name: "Schedule new version" }).click();
     await adminPage.getByRole("button", { name: "Confirm schedule" }).click();

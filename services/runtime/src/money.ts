@@ -2,6 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { fieldError } from "./field-errors.js";
+import { CARD_MAX_MINOR } from "./fee-limits.js";
 import { MPESA_LIMITS } from "./mpesa-limits.js";
 
 /** An amount in minor units with its ISO 4217 code: the shape of the contracts' Money, for every service. */
@@ -86,19 +87,6 @@ export function mpesaAmount(money: MoneyAmount | undefined, field: string): bigi
   return money.amountMinor;
 }
 
-/**
- * The largest card tip a public request may carry, per currency (about USD 2,000): a tip, not a
- * transfer. Bounding every public amount keeps fee arithmetic far from int64's edge.
- */
-export const CARD_MAX_MINOR: Readonly<Record<string, bigint>> = Object.freeze({
-  KES: 250_000_00n,
-  UGX: 7_500_000n,
-  TZS: 5_000_000_00n,
-  RWF: 2_500_000n,
-  USD: 2_000_00n,
-  EUR: 2_000_00n,
-  GBP: 2_000_00n,
-});
 
 /**
  * A tip amount from outside for the rail: M-Pesa's rules (mpesaAmount), or for a card a known

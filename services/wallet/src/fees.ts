@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { CARD_FEE_BPS_MAX, emitEvent, fieldError, IdempotencyConflictError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { CARD_FEE_BPS_MAX, CURRENCIES, emitEvent, feeAmountMaxMinor, fieldError, IdempotencyConflictError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -80,17 +80,22 @@ export async function createSchedule(
   const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
   if (prior.rows[0]) return sameTermsOrConflict(prior.rows[0], s, idempotencyKey);
   const bad = (field: string, why: string) => fieldError(`schedule.${field}`, why);
-  if (!/^[A-Z]{3}$/.test(s.currency)) throw bad("currency", "must be an ISO 4217 code");
+  const amountMax = feeAmountMaxMinor(s.currency);
+  if (amountMax === undefined) throw bad("currency", `unsupported currency ${s.currency} (supported: ${CURRENCIES.join(", ")})`);
+  const tooLarge = `must be at most ${amountMax} minor units, the largest tip in ${s.currency}`;
   if (s.platformFeeBps < 0 || s.platformFeeBps > 10_000) throw bad("platform_fee_bps", "must be 0..10000");
   if (s.cardFeeBps < 0 || s.cardFeeBps > CARD_FEE_BPS_MAX) throw bad("card_fee_bps", `must be 0..${CARD_FEE_BPS_MAX}`);
   if (s.platformFeeMinMinor < 0n || s.platformFeeCapMinor < s.platformFeeMinMinor) {
     throw bad("platform_fee_cap_minor", "must be at least platform_fee_min_minor, both not negative");
   }
+  if (s.platformFeeCapMinor > amountMax) throw bad("platform_fee_cap_minor", tooLarge);
   if (s.cardFeeFixedMinor < 0n) throw bad("card_fee_fixed_minor", "must not be negative");
+  if (s.cardFeeFixedMinor > amountMax) throw bad("card_fee_fixed_minor", tooLarge);
   const bands = [...s.mpesaB2cBands].sort((a, b) => Number(a.minMinor - b.minMinor));
   for (let i = 0; i < bands.length; i++) {
     const b = bands[i];
     if (b.minMinor <= 0n || b.maxMinor < b.minMinor || b.feeMinor < 0n) throw bad(`mpesa_b2c_bands[${i}]`, "needs 0 < min <= max and fee >= 0");
+    if (b.maxMinor > amountMax || b.feeMinor > amountMax) throw bad(`mpesa_b2c_bands[${i}]`, `max and fee ${tooLarge}`);
     if (i > 0 && b.minMinor !== bands[i - 1].maxMinor + 1n) throw bad(`mpesa_b2c_bands[${i}]`, "bands must be contiguous, without gaps or overlaps");
   }
   // Every KES payout is priced from these bands (b2cFee refuses an amount none covers): a KES

@@ -738,7 +738,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await admin.listFeeSchedules({ currency: "KES" })).schedules.length, 1, "the refused schedules were not created");
     const request = {
       idempotencyKey: `fees-${randomUUID()}`,
-      schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290, mpesaB2cBands },
+      schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290, cardFeeFixedMinor: 0n, mpesaB2cBands },
     };
     // It changes what every tip pays: without the device step-up the service itself refuses it.
     const adminId = randomUUID();
@@ -757,6 +757,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const wholeCharge = await failure(steppedUp.createFeeSchedule({ ...request, idempotencyKey: `fees-${randomUUID()}`, schedule: { ...request.schedule, cardFeeBps: 10_000 } }));
     assert.equal(wholeCharge.code, Code.InvalidArgument);
     assert.equal(wholeCharge.rawMessage, "schedule.card_fee_bps: must be 0..2000");
+    // A fee above the largest tip is a typo (KES 30 typed as 3,000,000 would take every card tip whole); a currency
+    // no tip is in would price nothing.
+    const typos: Array<[Partial<typeof request.schedule>, string]> = [
+      [{ cardFeeFixedMinor: 25_000_001n }, "schedule.card_fee_fixed_minor: must be at most 25000000 minor units, the largest tip in KES"],
+      [{ platformFeeCapMinor: 2n ** 62n }, "schedule.platform_fee_cap_minor: must be at most 25000000 minor units, the largest tip in KES"],
+      [{ mpesaB2cBands: [...mpesaB2cBands.slice(0, -1), { ...mpesaB2cBands.at(-1)!, feeMinor: 2n ** 60n }] }, "schedule.mpesa_b2c_bands[4]: max and fee must be at most 25000000 minor units, the largest tip in KES"],
+      [{ currency: "XAU" }, "schedule.currency: unsupported currency XAU (supported: KES, UGX, TZS, RWF, USD, EUR, GBP)"],
+    ];
+    for (const [typo, message] of typos) {
+      const refused = await failure(steppedUp.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { ...request.schedule, ...typo } }));
+      assert.deepEqual([refused.code, refused.rawMessage], [Code.InvalidArgument, message]);
+    }
     // Audited once, in wallet's outbox with the version.
     const { rows } = await t.db.pool.query("SELECT payload FROM wallet.outbox WHERE subject = 'ttip.wallet.admin_action' ORDER BY seq");
     const audited = rows.map((r) => fromBinary(WalletAdminActionTakenSchema, r.payload).action!).filter((a) => a.action === AuditAction.FEE_SCHEDULE_CREATED);
