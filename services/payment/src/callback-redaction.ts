@@ -6,8 +6,12 @@ import { maskPhone } from "@ttip/runtime";
 
 /** Keys whose value is a person's number or name, wherever they are in the body. */
 const PERSONAL_KEYS = new Set(["MSISDN", "PhoneNumber", "phoneNumber", "phone", "FirstName", "MiddleName", "LastName", "email"]);
-/** Daraja's lists of { Name | Key, Value }: the entries whose Value is personal. */
-const PERSONAL_ITEMS = new Set(["PhoneNumber", "ReceiverPartyPublicName", "DebitPartyName", "CreditPartyName"]);
+/**
+ * Daraja's lists of { Name | Key, Value }: the entries whose Value is personal. Every party's name (B2C's
+ * ReceiverPartyPublicName, a reversal's CreditPartyPublicName, a status query's CreditPartyName) is
+ * "number - NAME" when the party is a person: any label naming a party is masked, a shortcode's too.
+ */
+const PERSONAL_ITEM = /^(PhoneNumber|MSISDN|\w*Party(Public)?Name)$/;
 /** Deepest nesting walked: a provider's body is a few levels deep; past it, values are left as they are. */
 const MAX_DEPTH = 16;
 
@@ -24,7 +28,7 @@ function redact(node: unknown, depth: number): unknown {
   const label = item.Name ?? item.Key;
   return Object.fromEntries(Object.entries(item).map(([k, v]) => {
     if (PERSONAL_KEYS.has(k) && (typeof v === "string" || typeof v === "number")) return [k, masked(v)];
-    if (k === "Value" && typeof label === "string" && PERSONAL_ITEMS.has(label)) return [k, masked(v)];
+    if (k === "Value" && typeof label === "string" && PERSONAL_ITEM.test(label)) return [k, masked(v)];
     return [k, redact(v, depth + 1)];
   }));
 }
