@@ -13,7 +13,7 @@ import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyReversalResult } from "./mpesa-reversals.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
-import { applyStkOutcomeTo, markCallback, storeAndCreditStk, storeAndFailStk, type Deps, type RawCallback, type StkFailure, type StkSuccess } from "./tips.js";
+import { applyStkOutcomeTo, markCallback, storeAndCreditStk, storeAndFailStk, type Deps, type RawCallback, type StkFailure, type StkSuccess, type TipRef } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -154,12 +154,54 @@ async function applyStk(deps: Deps, callbackId: string, token: string, json: unk
     await markCallback(deps.ctx.pool, callbackId, "malformed");
     return { status: 400, body: { ResultCode: 1, ResultDesc: "Not an STK callback" } };
   }
-  const { result, tip } = await applyStkOutcomeTo(deps, { callbackToken: token }, { source: "callback", ...cb }, { callbackId, reference: cb.receipt ?? cb.checkoutRequestId });
+  await decideStk(deps, callbackId, { callbackToken: token }, cb);
+  return { status: 200, body: ACCEPTED };
+}
+
+/** A stored STK callback's decision about the tip `ref` names; one naming no tip is flagged for support. */
+async function decideStk(deps: Deps, callbackId: string, ref: TipRef | undefined, cb: ParsedStkCallback): Promise<void> {
+  const { result, tip } = ref ? await applyStkOutcomeTo(deps, ref, { source: "callback", ...cb }, { callbackId, reference: cb.receipt ?? cb.checkoutRequestId }) : { result: "unknown" };
   if (result === "unknown") {
     await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id ?? undefined);
     await markCallback(deps.ctx.pool, callbackId, "unknown", { ref: cb.checkoutRequestId });
   }
-  return { status: 200, body: ACCEPTED };
+}
+
+/**
+ * STK callbacks stored and never decided, older than a minute: the deciding transaction failed (a timeout, a
+ * failover) or the process stopped between the store and the decision, and Daraja was answered 500 or nothing.
+ * Daraja does not send them again, and no pass asks M-Pesa about a tip no longer pending (expired, failed): a late
+ * success would never reach the worker. Each is decided now as if it had just arrived, by the tip its
+ * CheckoutRequestID names (the path's token is not stored); the least tried first, then the oldest.
+ */
+export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promise<number> {
+  const { pool, logger } = deps.ctx;
+  const { rows } = await pool.query<{ callback_id: string; raw_body: Buffer }>(
+    `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
+      AND received_at < now() - interval '1 minute' ORDER BY attempts, received_at LIMIT $1`,
+    [limit],
+  );
+  let decided = 0;
+  for (const r of rows) {
+    try {
+      const cb = parseStkCallback(JSON.parse(r.raw_body.toString("utf8")));
+      if (!cb) {
+        await markCallback(pool, r.callback_id, "malformed");
+        continue;
+      }
+      const tip = await pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE checkout_request_id = $1", [cb.checkoutRequestId]);
+      await decideStk(deps, r.callback_id, tip.rows[0]?.tip_id, cb);
+      decided++;
+    } catch (err) {
+      if (err instanceof SyntaxError) {
+        await markCallback(pool, r.callback_id, "malformed");
+        continue;
+      }
+      logger.warn({ callbackId: r.callback_id, err }, "stored STK callback still cannot be decided; will retry");
+      await pool.query("UPDATE payment.callbacks SET attempts = attempts + 1 WHERE callback_id = $1", [r.callback_id]).catch(() => undefined);
+    }
+  }
+  return decided;
 }
 
 /** A Result body: a B2C result or queue timeout, a transaction status result, an account balance, a reversal's result or queue timeout. */

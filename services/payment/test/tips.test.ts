@@ -514,13 +514,46 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1);
   }));
 
-  test("a tip that expired, then held on its late callback and rejected, has told its failure once: one tip_failed", () => callbacksHeld(async () => {
-    const worker = randomUUID();
+  /** A tip of KES 100 to `worker` expired while its callback is held: its row and the simulator's payment. */
+  const expiredUnanswered = async (worker: string) => {
     const { tip: t } = await tip(worker, phone("0004"));
     await reconcilePastExpiry();
     assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
     const r = await row(t!.tipId);
-    const sim = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
+    return { t, r, sim: h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)! };
+  };
+
+  test("a late callback stored but not decided (its transaction failed) is decided by a later pass, once: the worker gets the money", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { t, r, sim } = await expiredUnanswered(worker);
+    // The deciding transaction fails once (a statement timeout, a failover): Daraja is answered 500 and never sends it again.
+    const trigger = `stk_test_refuse_${t!.tipId.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'deciding refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON payment.tips FOR EACH ROW WHEN (NEW.tip_id = '${t!.tipId}'::uuid) EXECUTE FUNCTION payment.${trigger}()`);
+    try {
+      assert.equal((await h.post(`/mpesa/stk/${r.callback_token}`, successBody(r.checkout_request_id, sim.receipt!, sim.phone, 100))).status, 500);
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    const stored = () => h.t.db.pool.query("SELECT callback_id, outcome FROM payment.callbacks WHERE source = 'mpesa_stk' AND position($1 in convert_from(raw_body, 'UTF8')) > 0", [r.checkout_request_id]);
+    assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["received"], "kept, undecided");
+    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+    // A pass leaves a callback of the last minute to its own handling; an older one it decides as if it came now.
+    await reconcile();
+    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED, "not before a minute");
+    await h.t.db.pool.query("UPDATE payment.callbacks SET received_at = received_at - interval '2 minutes' WHERE callback_id = $1", [(await stored()).rows[0].callback_id]);
+    await reconcile();
+    assert.equal((await status(t!.tipId)).status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["credited"]);
+    await reconcile();
+    assert.equal(await h.walletEntries(worker), 1, "decided once");
+  }));
+
+  test("a tip that expired, then held on its late callback and rejected, has told its failure once: one tip_failed", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { t, r, sim } = await expiredUnanswered(worker);
     // A late success for KES 99 of the 100 asked: held, not credited.
     assert.equal((await h.post(`/mpesa/stk/${r.callback_token}`, successBody(r.checkout_request_id, sim.receipt!, sim.phone, 99))).status, 200);
     assert.equal((await settled(t!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
