@@ -69,8 +69,9 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     assert.equal(calls.get("RegisterDevice"), 1, "the retry reuses the registered key");
   });
 
-  test("a withdrawal whose answer was lost, asked for again with the amount written another way, is the same payout", async () => {
-    const worker = await h.worker("Akinyi");
+  /** A signed-in worker with KES 3,000 tipped (room for a few payouts) on Withdraw, the page's calls counted. */
+  const withdrawingWorker = async (name: string) => {
+    const worker = await h.worker(name);
     await h.api(PaymentService).createTip({
       idempotencyKey: randomUUID(),
       recipient: { case: "workerId", value: worker.id },
@@ -80,7 +81,12 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     const page = await h.signedInPhone(worker);
     const calls = countCalls(page);
     await page.goto(`${h.url}/w/withdraw`);
-    await page.getByText(/KES 2,\d{3}/).first().waitFor({ timeout: 20_000 }); // the tip credited: room for two payouts
+    await page.getByText(/KES 2,\d{3}/).first().waitFor({ timeout: 20_000 }); // the tip credited
+    return { worker, page, calls };
+  };
+
+  test("a withdrawal whose answer was lost, asked for again with the amount written another way, is the same payout", async () => {
+    const { worker, page, calls } = await withdrawingWorker("Akinyi");
     // The first payout reaches payment, and its answer is lost on the way back.
     await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
     const amount = page.getByLabel("Amount (KES, whole shillings)");
@@ -94,6 +100,53 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     assert.equal(calls.get("RequestPayout"), 2);
     // Before, "1000" was another request than "1,000": a new key, and a second payout of KES 1,000.
     assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
+  });
+
+  test("a withdrawal left while it is sent and opened again shows that payout; after a lost answer, the same amount from a screen opened again is the same payout", async () => {
+    const { worker, page, calls } = await withdrawingWorker("Wanjiru");
+    const away = async () => {
+      await page.getByRole("link", { name: "Home" }).click();
+      await page.waitForURL(`${h.url}/w`);
+      await page.getByRole("link", { name: "Withdraw" }).click();
+    };
+    const ask = async (amount: string) => {
+      await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
+      await page.getByLabel("Amount (KES, whole shillings)").fill(amount);
+      await page.getByRole("button", { name: "Withdraw" }).click();
+    };
+    // The payout is on its way to payment when the worker goes to another tab and comes back.
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    await page.route("**/ttip.payment.v1.PaymentService/RequestPayout", async (route) => (await held, route.continue()), { times: 1 });
+    await ask("500");
+    await waitUntil("the payout request sent", () => calls.get("RequestPayout") === 1, { timeoutMs: 20_000, everyMs: 50 });
+    await away();
+    letGo();
+    // Before, the screen opened again was an empty form: the payout was shown nowhere, and asked again it was a second one.
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    assert.match(await page.getByRole("status").filter({ has: page.getByTestId("payout-status") }).innerText(), /KES 500/);
+    const another = page.getByRole("button", { name: "Make another withdrawal" });
+    await another.click();
+    // The next payout's stream cannot connect: it is asked about meanwhile, and shown as itself. Before, it was shown
+    // with the one before's final status, and not asked about.
+    const watch = "**/ttip.payment.v1.PaymentService/WatchPayout";
+    await page.route(watch, (route) => route.abort("connectionreset"));
+    await ask("600");
+    await page.getByRole("status").filter({ hasText: "KES 600" }).getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    await page.unroute(watch);
+    await another.click();
+
+    // The next one's answer is lost; the worker leaves, comes back, and asks the same amount again.
+    await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
+    await ask("700");
+    await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 });
+    await away();
+    await ask("700");
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    assert.equal(calls.get("RequestPayout"), 4);
+    // Before, the screen opened again had a new key: a second payout of KES 700.
+    const payouts = (await h.api(PaymentService, worker.token).listPayouts({})).payouts;
+    assert.deepEqual(payouts.map((p) => p.amount!.amountMinor).sort(), [50_000n, 60_000n, 70_000n]);
   });
 });
 

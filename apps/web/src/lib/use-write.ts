@@ -32,12 +32,13 @@ export interface WriteGuard {
  * keyed call got a definite answer (success or refusal); after a lost answer
  * every retry of the same request sends the same key, so the service does the
  * write at most once; an edited request is a new write with a new key.
- * `firstKey`: a key the server rendered into the page, when it has one.
+ * `first`: a key the server rendered into the page, when it has one; or keys that outlive the screen, when
+ * leaving it must not forget a write still unanswered.
  */
-export function useWrite(firstKey?: string): WriteGuard {
+export function useWrite(first?: string | WriteKey): WriteGuard {
   const held = useRef(false);
   const key = useRef<WriteKey>(undefined);
-  key.current ??= new WriteKey(firstKey);
+  key.current ??= first instanceof WriteKey ? first : new WriteKey(first);
   const [busy, setBusy] = useState(false);
 
   const sendFor = (intent: string | undefined): Send => async (call, settled) => {

@@ -16,6 +16,7 @@ import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useWrite } from "../../../lib/use-write";
+import { WriteKey } from "../../../lib/write-key";
 import { withdrawalOver } from "../../../lib/withdrawal-check";
 import { useT } from "../use-t";
 import { limitWord, payoutWord } from "../words";
@@ -26,7 +27,10 @@ import { limitWord, payoutWord } from "../words";
  */
 function useLivePayout(payoutId: string): Payout | undefined {
   const transport = useTransport();
-  const [live, setLive] = useState<{ payout?: Payout; down: boolean }>({ down: false });
+  // Kept with the payout it is about: a withdrawal made after another was shown the first one's final status, its
+  // polling off, until its own stream answered.
+  const [kept, setLive] = useState<{ payoutId: string; payout?: Payout; down: boolean }>({ payoutId, down: false });
+  const live = kept.payoutId === payoutId ? kept : { payoutId, down: false };
   const final = payoutFinal(live.payout);
   const polled = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "" && live.down && !final,
@@ -40,14 +44,14 @@ function useLivePayout(payoutId: string): Payout | undefined {
       while (!stop.signal.aborted) {
         try {
           for await (const { payout } of client.watchPayout({ payoutId }, { signal: stop.signal })) {
-            setLive({ payout, down: false });
+            setLive({ payoutId, payout, down: false });
             if (payoutFinal(payout)) return;
           }
         } catch {
           // Dropped or refused (an expired token is refreshed by the next unary call): poll meanwhile, retry.
         }
         if (stop.signal.aborted) return;
-        setLive((s) => ({ ...s, down: true }));
+        setLive((s) => (s.payoutId === payoutId ? { ...s, down: true } : { payoutId, down: true }));
         await new Promise((r) => setTimeout(r, 3_000));
       }
     })();
@@ -63,6 +67,42 @@ const INPUTS = { err_amount: "amount", amount: "amount", "amount.amount_minor": 
 function perWithdrawalUnits(limits: readonly WithdrawalLimit[] | undefined): number {
   const per = (limits ?? []).filter((l) => l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION);
   return per.reduce((max, l) => Math.min(max, Number((l.limit?.amountMinor ?? 0n) / 100n) || max), MPESA_MAX_UNITS);
+}
+
+/**
+ * What a withdrawal's screen must not forget when the worker leaves it during the send (another tab, then back):
+ * the keys of payouts asked and unanswered, and how the last send ended. Held by the screen, they went with it: the
+ * payout sent meanwhile was shown nowhere, and the same amount asked again from the fresh form went under a new
+ * key, a second payout. Per worker, for this tab's life; the keys also in sessionStorage, for a reload.
+ */
+interface LastSend {
+  payoutId?: string;
+  error?: string;
+}
+const lastSends = new Map<string, Promise<LastSend>>();
+const payoutKeys = new Map<string, WriteKey>();
+const savedKeysName = (userId: string) => `ttip_payout_keys_${userId}`;
+
+function payoutKeysOf(userId: string): WriteKey {
+  let keys = payoutKeys.get(userId);
+  if (!keys) {
+    let saved: [string, string][] = [];
+    try {
+      saved = JSON.parse(sessionStorage.getItem(savedKeysName(userId)) ?? "[]") as [string, string][];
+    } catch {
+      // Unreadable: no unanswered payouts to remember.
+    }
+    payoutKeys.set(userId, (keys = new WriteKey(undefined, undefined, saved)));
+  }
+  return keys;
+}
+
+function savePayoutKeys(userId: string, keys: WriteKey): void {
+  try {
+    sessionStorage.setItem(savedKeysName(userId), JSON.stringify(keys.unansweredWrites()));
+  } catch {
+    // Storage refused (private mode's quota): kept for this tab's screens only.
+  }
 }
 
 /**
@@ -96,8 +136,27 @@ export default function Withdraw() {
 
   // Guarded from the tap itself: a double tap would otherwise register two device keys and ask two challenges.
   // The payout's key is the guard's: kept after a lost answer, so a retry pays out once.
-  const write = useWrite();
-  const busy = write.busy;
+  const [userId] = useState(() => loadSession()?.userId ?? "");
+  const write = useWrite(userId ? payoutKeysOf(userId) : undefined);
+  // The last send, shown again on coming back to the screen: the payout it asked for, or its error once.
+  const [resuming, setResuming] = useState(false);
+  useEffect(() => {
+    const last = lastSends.get(userId);
+    if (!last) return;
+    let mounted = true;
+    setResuming(true);
+    setStep(t("stepSend"));
+    void last.then(({ payoutId: sent, error: failed }) => {
+      if (!mounted) return;
+      if (failed && lastSends.get(userId) === last) lastSends.delete(userId);
+      setResuming(false);
+      setStep("");
+      if (sent) setPayoutId(sent);
+      if (failed) setError(failed);
+    });
+    return () => void (mounted = false);
+  }, [userId, t]);
+  const busy = write.busy || resuming;
   const formRef = useRef<HTMLFormElement>(null);
   const maxUnits = perWithdrawalUnits(limits.data?.limits);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
@@ -117,12 +176,24 @@ export default function Withdraw() {
       return focusProblem(formRef.current, INPUTS, "amount");
     }
     const session = loadSession();
-    if (!session) return setError(t("err_session"));
-    const stepUpToken = await stepUp(session.userId, "payout", (stage) => setStep(t(stage === "key" ? "stepKey" : "stepConfirm")));
-    setStep(t("stepSend"));
-    const res = await send((key) => payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken }));
-    setPayoutId(res.payout!.payoutId);
-    setStep("");
+    if (!session || session.userId !== userId) return setError(t("err_session"));
+    let told = (_: LastSend) => {};
+    lastSends.set(userId, new Promise<LastSend>((resolve) => (told = resolve)));
+    try {
+      const stepUpToken = await stepUp(userId, "payout", (stage) => setStep(t(stage === "key" ? "stepKey" : "stepConfirm")));
+      setStep(t("stepSend"));
+      const keys = payoutKeysOf(userId);
+      const res = await send((key) => {
+        savePayoutKeys(userId, keys); // before it leaves: a reload during the send asks again under this key
+        return payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken });
+      }).finally(() => savePayoutKeys(userId, keys));
+      told({ payoutId: res.payout!.payoutId });
+      setPayoutId(res.payout!.payoutId);
+      setStep("");
+    } catch (x) {
+      told({ error: err(x) });
+      throw x;
+    }
   }, (x) => {
     setStep("");
     setError(err(x));
@@ -154,7 +225,7 @@ export default function Withdraw() {
           {outcome ? <p data-testid="payout-outcome">{t(outcome)}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
           {/* Once M-Pesa has answered: the form again (a failed one to try with another number or amount). */}
-          {final ? <button type="button" className="secondary" onClick={() => (setPayoutId(""), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
+          {final ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setPayoutId(""), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
         </section>
       ) : (
         <form ref={formRef} onSubmit={onSubmit} noValidate>
