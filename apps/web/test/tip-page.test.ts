@@ -436,6 +436,14 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.reload();
     assert.match(await page.getByTestId("given-back").innerText(), /^KES 1\d\d was given back to your M-Pesa\.$/);
     await h.screenshot(page, "tip-given-back");
+    // Declined after review and given back: its payment was taken. Before, the page said "The one above was not
+    // charged" beside a button to pay again.
+    await h.sql("UPDATE payment.tips SET status = 'failed', result_code = 'review_rejected', result_message = 'The tip was declined after review; your payment will be refunded.' WHERE tip_id = $1", [tip!.tipId]);
+    await page.reload();
+    await page.getByText("The tip was declined after review; your payment will be refunded.").waitFor();
+    assert.match(await page.getByTestId("given-back").innerText(), /was given back to your M-Pesa/);
+    assert.equal(await page.getByRole("link", { name: "Try again" }).count(), 0);
+    assert.equal(await page.getByText("was not charged").count(), 0);
     await page.context().addCookies([{ name: "ttip_lang", value: "sw", url: h.url }]);
     await page.reload();
     assert.match(await page.getByTestId("given-back").innerText(), /^KES 1\d\d imerudishwa kwenye M-Pesa yako\.$/);

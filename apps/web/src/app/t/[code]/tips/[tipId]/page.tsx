@@ -61,10 +61,10 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
         </div>
       </section>
       <ForgetTipSeed shortCode={code} />
-      {/* Expired may still turn out paid (M-Pesa's answer came late): watched too, so the page says so. */}
-      {pending || tip.status === TipStatus.EXPIRED ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {/* Expired may still turn out paid (M-Pesa's answer came late), and a held tip be approved or declined: watched too, so the page says so. */}
+      {pending || tip.status === TipStatus.EXPIRED || tip.status === TipStatus.HELD_FOR_REVIEW ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
       {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
-      {tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED ? (
+      {(tip.status === TipStatus.FAILED && !PAYMENT_TAKEN.has(tip.resultCode)) || tip.status === TipStatus.EXPIRED ? (
         <>
           <a className="button" href={tipPage}>{t("tryAgain")}</a>
           <p className="muted">{t(tip.status === TipStatus.EXPIRED ? "expiredTryAgainNote" : "tryAgainNote")}</p>
@@ -73,6 +73,13 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
     </main>
   );
 }
+
+/**
+ * A tip's failures whose payment was taken: declined after review (being given back, or with support), refunded, or
+ * credited as another tip. Their page says what became of the money; "not charged" would be untrue, and trying
+ * again would pay again.
+ */
+const PAYMENT_TAKEN = new Set(["review_rejected", "review_rejected_reopened", "refunded", "paid_elsewhere"]);
 
 /** An M-Pesa payment support gave back (a refund the customer asked for, a declined tip): whole, as M-Pesa reverses it. */
 function GivenBack({ tip, t }: { tip: Tip; t: Translate }) {
