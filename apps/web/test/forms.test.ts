@@ -13,6 +13,7 @@ import { roleDictionaries, roleLabel, WORKER_ROLES } from "../src/lib/roles.js";
 import { makePdf } from "../src/lib/pdf.js";
 import { statementPdf } from "../src/lib/statement-pdf.js";
 import { readableAgent } from "../src/lib/user-agent.js";
+import { sitePath } from "../src/lib/site-path.js";
 import { workerDictionaries, workerLocale, workerT } from "../src/lib/worker-i18n.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { limitWord } from "../src/app/w/words.js";
@@ -242,4 +243,13 @@ test("withdrawal limits: each kind the wallet reports has its own name in both l
     assert.equal(new Set(names).size, names.length, `one name per limit in ${locale}: ${names.join(", ")}`);
   }
   assert.equal(limitWord(workerT("en"), LimitKind.MPESA_DAILY), "M-Pesa today");
+});
+
+test("a link's way back stays on this site: a path with its query, never another host however it is written", () => {
+  assert.equal(sitePath("/join/abc?x=1#top", "/w"), "/join/abc?x=1#top");
+  assert.equal(sitePath("/v/../w/qr", "/w"), "/w/qr");
+  // Before, sign-in took "/\evil.example" (it starts with "/" and not "//"); a browser reads it as //evil.example.
+  for (const away of ["/\\evil.example", "//evil.example", "https://evil.example/w", "/\\/evil.example", "javascript:alert(1)", "", null]) {
+    assert.equal(sitePath(away, "/w"), "/w", String(away));
+  }
 });

@@ -8,6 +8,7 @@ import { useT } from "../use-t";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
+import { sitePath } from "../../../lib/site-path";
 import { signInRefusal } from "./refusals";
 import type { SignInStep as Step } from "../../../lib/sign-in";
 
@@ -18,9 +19,8 @@ export default function SignIn() {
   const { t, err } = useT();
   // A venue manager signs in here too (?as=manager) and lands on the venue screens.
   const [asManager] = useState(() => new URLSearchParams(window.location.search).get("as") === "manager");
-  // Back to where sign-in was asked for (an invitation link), a path on this site only.
-  const [next] = useState(() => new URLSearchParams(window.location.search).get("next") ?? "");
-  const home = next.startsWith("/") && !next.startsWith("//") ? next : asManager ? "/v" : "/w";
+  // Back to where sign-in was asked for (an invitation link), a path on this site only ("/\evil.example" is not).
+  const [home] = useState(() => sitePath(new URLSearchParams(window.location.search).get("next"), asManager ? "/v" : "/w"));
   const [step, setStep] = useState<Step>({ kind: "phone" });
   const [error, setError] = useState("");
   const start = useMutation(AuthService.method.startPhoneVerification);
