@@ -183,6 +183,42 @@ describe("the worker's web app (chromium at phone size)", () => {
     assert.ok(fresh.accessToken);
   });
 
+  test("the next worker signed in on the same browser never sees the one before's balance", async () => {
+    const first = await h.worker("Njeri");
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: first.id }, amount: { amountMinor: 300_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: testPhone({ format: "07" }) },
+    });
+    const page = await h.signedInPhone(first);
+    await page.goto(`${h.url}/w`);
+    const available = page.getByTestId("available");
+    await available.filter({ hasText: /KES 2,\d{3}/ }).waitFor({ timeout: 20_000 });
+    const shownFirst = await available.innerText();
+    await page.getByRole("button", { name: "Sign out of every device" }).click();
+    await page.waitForURL(`${h.url}/w/signin`);
+
+    // The next worker's balance is slow to come: until it does, the screen has none to show, not the first one's.
+    const next = await h.worker("Otieno");
+    let answer = () => {};
+    const slow = new Promise<void>((resolve) => (answer = resolve));
+    await page.route("**/ttip.wallet.v1.WalletService/GetBalance", async (route) => (await slow, route.continue()));
+    await page.getByLabel("Your phone number").fill(next.phone);
+    const sent = h.sms.lastTo(next.phone.replace(/^0/, "254"))?.message;
+    h.clock.advance(1_100); // the OTP resend wait after the code of the sign-up
+    await page.getByRole("button", { name: "Send me a code" }).click();
+    await waitUntil("a new OTP", () => h.sms.lastTo(next.phone.replace(/^0/, "254"))?.message !== sent);
+    await page.getByLabel("The 6-digit code we sent by SMS").fill(h.otpFor(next.phone));
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByLabel("Your PIN").fill(next.pin);
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.waitForURL(`${h.url}/w`);
+    await available.waitFor();
+    // Before, the first worker's cached balance was on the next one's screen until the fetch answered.
+    assert.notEqual(await available.innerText(), shownFirst);
+    answer();
+    await available.filter({ hasText: "KES 0" }).waitFor({ timeout: 20_000 });
+  });
+
   test("an access token refused in two tabs at once: one tab rotates the session, the other takes its tokens, and the worker stays signed in; a refresh that cannot reach the server signs nobody out", async () => {
     const worker = await h.worker("Nyambura");
     const tokens = await h.tokens(worker);

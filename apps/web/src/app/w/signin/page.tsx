@@ -1,6 +1,7 @@
 "use client";
 import { useMutation } from "@connectrpc/connect-query";
 import { useRouter } from "next/navigation";
+import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -21,6 +22,10 @@ export default function SignIn() {
   const [asManager] = useState(() => new URLSearchParams(window.location.search).get("as") === "manager");
   // Back to where sign-in was asked for (an invitation link), a path on this site only ("/\evil.example" is not).
   const [home] = useState(() => sitePath(new URLSearchParams(window.location.search).get("next"), asManager ? "/v" : "/w"));
+  // What the screens read for the worker signed in before (a venue's shared phone) is dropped, not shown to the next
+  // one under the same query (their balance, their tips) until a fetch of their own answers.
+  const queries = useQueryClient();
+  const signedIn = (tokens: Parameters<typeof saveSession>[0]) => (queries.clear(), saveSession(tokens));
   const [step, setStep] = useState<Step>({ kind: "phone" });
   const [error, setError] = useState("");
   const start = useMutation(AuthService.method.startPhoneVerification);
@@ -44,21 +49,21 @@ export default function SignIn() {
       const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: asManager ? Role.VENUE_MANAGER : Role.WORKER });
       if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId, challengeId: step.challengeId, otp });
       else if (res.tokens) {
-        saveSession(res.tokens);
+        signedIn(res.tokens);
         setStep({ kind: "newPin" });
       }
     } else if (step.kind === "pin") {
       const pin = String(f.get("pin") ?? "");
       if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_pin"));
       const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
-      saveSession(tokens!);
+      signedIn(tokens!);
       router.replace(home);
     } else if (step.kind === "resetPin") {
       const newPin = String(f.get("pin") ?? "");
       if (!/^[0-9]{4,6}$/.test(newPin)) return setError(t("err_newPin"));
       if (newPin !== String(f.get("pin2") ?? "")) return setError(t("err_pinsDiffer"));
       const { tokens } = await resetPin.mutateAsync({ challengeId: step.challengeId, otp: step.otp, newPin });
-      saveSession(tokens!);
+      signedIn(tokens!);
       router.replace(home);
     } else {
       const pin = String(f.get("pin") ?? "");
