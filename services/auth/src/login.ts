@@ -221,7 +221,9 @@ function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
     const session = await withTransaction(pool, async (tx) => {
       const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
       if (!used.rowCount) throw new InvalidStateError("this PIN step was already used");
-      const user = await getUser(tx, userId);
+      // Locked, as the other ways in lock it: a block or a role change committing meanwhile would revoke every
+      // session but this one, which would keep the roles read before it.
+      const user = await getUser(tx, userId, true);
       const s = await openSession(core, tx, {
         userId, roles: user.roles, deviceId: req.deviceId || undefined, userAgent: userAgentOf(ctx), ip, pinVerified: true,
       });
