@@ -45,7 +45,9 @@ function MpesaBalance() {
     for (let i = 0; i < 60; i++) {
       const r = await payment.getMpesaBalance({ checkId });
       setCheck(r);
-      if (r.answeredAt) return r.resultCode === "0" ? "M-Pesa answered." : `M-Pesa answered ${r.resultCode}: ${r.resultDesc}`;
+      // Refused (credentials, the initiator's rights): a failure, not "done" in green.
+      if (r.answeredAt && r.resultCode !== "0") throw new Error(`M-Pesa answered ${r.resultCode}: ${r.resultDesc}`);
+      if (r.answeredAt) return "M-Pesa answered.";
       await new Promise((ok) => setTimeout(ok, 500));
     }
     return "Asked; M-Pesa has not answered yet. Come back later.";

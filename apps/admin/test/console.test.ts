@@ -17,7 +17,7 @@ import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v
 import { ListAllWebhookDeliveriesResponseSchema, PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { partnerCallSigner } from "@ttip/auth/testing";
 import { AlertStatus, FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { ListFraudAlertsRequestSchema, ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { GetMpesaBalanceResponseSchema, ListFraudAlertsRequestSchema, ListFraudAlertsResponseSchema, PaymentAdminService, PaymentService, SearchTipsRequestSchema, SearchTipsResponseSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -189,6 +189,15 @@ describe("admin console in chromium", () => {
     assert.equal(await adminPage.getByTestId("mpesa-difference").textContent(), "KES 0.00");
     assert.match((await adminPage.getByTestId("mpesa-reported").textContent()) ?? "", /^KES [1-9]/);
     await adminPage.getByTestId("balanced").filter({ hasText: "Balanced" }).waitFor();
+    // M-Pesa answering with a failure (its credentials refused): said as a failure. Before, it was in green, as done.
+    await adminPage.route("**/ttip.payment.v1.PaymentAdminService/GetMpesaBalance", async (route) => {
+      const answer = fromBinary(GetMpesaBalanceResponseSchema, (await (await route.fetch()).body()));
+      const failed = answer.answeredAt ? { resultCode: "2001", resultDesc: "The initiator information is invalid." } : {};
+      await route.fulfill({ status: 200, contentType: "application/proto", body: Buffer.from(toBinary(GetMpesaBalanceResponseSchema, create(GetMpesaBalanceResponseSchema, { ...answer, ...failed }))) });
+    });
+    await adminPage.getByRole("button", { name: "Check M-Pesa balance" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "M-Pesa answered 2001: The initiator information is invalid." }).waitFor();
+    await adminPage.unroute("**/ttip.payment.v1.PaymentAdminService/GetMpesaBalance");
     // The same money action without the device's proof is refused by the gateway.
     assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
   });
