@@ -65,8 +65,9 @@ export function Suspense({ session }: { session: Session }) {
   useEffect(() => void load(), [all]);
   const refund = async (p: SuspensePayment, note: string) =>
     void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()));
-  // What the row's box holds (the server's best guess until the admin types), as sent.
-  const codeOf = (p: SuspensePayment) => (codes[p.receipt] ?? p.suggestions[0] ?? "").trim();
+  // What the row's box holds, as sent: the server's guess only when it has one alone. Of several codes one slip away
+  // the first filled the box, and a Match with a reason credited a worker no one chose.
+  const codeOf = (p: SuspensePayment) => (codes[p.receipt] ?? (p.suggestions.length === 1 ? p.suggestions[0] : "")).trim();
   return (
     <div>
       <label className="check"><input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> include resolved</label>
@@ -81,7 +82,7 @@ export function Suspense({ session }: { session: Session }) {
                 {p.resolution === "open" && (
                   <>
                     {unmatchable(p) ? <span>{unmatchable(p)}</span> : <>
-                      <input id={codeInputId(p.receipt)} aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codeOf(p)} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
+                      <input id={codeInputId(p.receipt)} aria-label={`Code for ${p.receipt}`} placeholder={p.suggestions.length > 1 ? "which code?" : "worker code"} size={8} value={codeOf(p)} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
                       <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()} precheck={() => missingCode(p.receipt, codeOf(p))}
                         run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: codeOf(p) }, note }, await stepUp()))} />
                     </>}
@@ -105,7 +106,7 @@ export function Suspense({ session }: { session: Session }) {
               <td><code>{p.receipt}</code></td>
               <td>{money(p.amount)}</td>
               <td>{p.accountReference}</td>
-              {/* The reason names the codes one slip away already; the first fills the code box. */}
+              {/* The reason names the codes one slip away already; one alone fills the code box. */}
               <td data-testid="why">{p.reason}</td>
             </tr>
           ))}
