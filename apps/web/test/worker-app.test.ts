@@ -13,7 +13,7 @@ import { GetTipResponseSchema, ListTipsResponseSchema, PaymentService } from "@t
 import { DistributionStatus, MemberSchema, MemberStatus, MyShareSchema, SplitMethod, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ListMySharesRequestSchema, ListMySharesResponseSchema, ListMyVenuesResponseSchema, ListShiftsResponseSchema, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { eventually as waitUntil, testPhone } from "@ttip/runtime/testing";
-import { WebHarness } from "./harness.js";
+import { loseFirstAnswer, WebHarness } from "./harness.js";
 
 describe("the worker's web app (chromium at phone size)", () => {
   const h = new WebHarness();
@@ -418,6 +418,19 @@ describe("the worker's web app (chromium at phone size)", () => {
     const window = { start: timestampFromDate(new Date(Date.now() - 3_600_000)), end: timestampFromDate(new Date(Date.now() + 60_000)) };
     const { shifts } = await h.api(VenueService, worker.token).listShifts({ venueId: venue.id, period: window });
     assert.deepEqual(shifts.map((s) => Boolean(s.endedAt)), [true], "the shift ended by the screen");
+
+    // A clock-in whose answer is lost, well after the screen opened: read again, the shift the service has is shown,
+    // with the way out. Before, the read again asked about the moment the screen opened, found none, and offered a
+    // Clock in the service refused.
+    const opened = Date.now();
+    await page.reload();
+    await card.getByRole("button", { name: "Clock in" }).waitFor({ timeout: 20_000 });
+    await waitUntil("past the moment the screen opened", () => Date.now() - opened > 2_500, { timeoutMs: 5_000, everyMs: 100 });
+    await loseFirstAnswer(page, "ttip.venue.v1.VenueService/ClockIn");
+    await card.getByRole("button", { name: "Clock in" }).click();
+    await card.getByRole("alert").waitFor({ timeout: 20_000 });
+    await card.getByRole("button", { name: "Clock out" }).click({ timeout: 20_000 });
+    await card.getByRole("button", { name: "Clock in" }).waitFor({ timeout: 20_000 });
 
     // Clocked in two days ago and never out: only the manager can end it, and the screen says so.
     const { shift } = await h.api(VenueService, worker.token).clockIn({ venueId: venue.id });

@@ -31,13 +31,15 @@ const CLOCK_OUT_WITHIN_MS = 24 * 3_600_000;
 
 /**
  * The member's open shift as the service has it: clocked in on another visit, another device or
- * yesterday. Every open shift touches a period of a moment around now.
+ * yesterday. Every open shift touches a period of a moment around now: each read's now. A moment
+ * kept from the screen's opening missed a shift started after it.
  */
 function useOpenShift(venueId: string) {
-  const [period] = useState(() => ({ start: timestampFromDate(new Date(Date.now() - 1_000)), end: timestampFromDate(new Date(Date.now() + 1_000)) }));
+  const [asOf, setAsOf] = useState(() => Date.now());
+  const period = useMemo(() => ({ start: timestampFromDate(new Date(asOf - 1_000)), end: timestampFromDate(new Date(asOf + 1_000)) }), [asOf]);
   const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { retry: false });
   const open = shifts.data?.shifts.find((s) => !s.endedAt)?.startedAt;
-  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, refetch: shifts.refetch };
+  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, refetch: () => setAsOf(Date.now()) };
 }
 
 /** One venue: the rule in force (every member may read it) and clocking in and out. */
