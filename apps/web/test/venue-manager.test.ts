@@ -99,8 +99,15 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await phone.goto(`${h.url}/join/${token}`);
     await phone.getByRole("button", { name: "Join" }).click();
     await see(phone, phone.getByText("You joined Mama Oliech."));
-    await page.reload();
+    // The manager's screen still says invited: cancelling is refused, and the list is read again (before, only after a success).
+    await page.getByRole("button", { name: "Cancel Akinyi's invitation" }).click();
+    await see(page, page.getByRole("alert").filter({ hasText: "Akinyi accepted the invitation" }));
     await see(page, page.getByTestId("staff").getByRole("cell", { name: "active" }));
+    // A new role is said as the new one (before, the old one: the select's value read after the call, put back by then).
+    await page.getByLabel("Role of Akinyi").selectOption("kitchen");
+    await see(page, page.getByRole("status").filter({ hasText: "Akinyi is now Kitchen." }));
+    await page.getByLabel("Role of Akinyi").selectOption("front_of_house");
+    await see(page, page.getByRole("status").filter({ hasText: "Akinyi is now Front of house." }));
 
     // Shifts from CSV: one good row, one refused with its line and reason.
     const shiftStart = new Date(Date.now() - 3 * 3_600_000);

@@ -5,7 +5,7 @@ import { useVT } from "./use-vt";
 
 /**
  * A venue screen's writes, one at a time: what each did is said in a status line, a refusal in an alert, and the
- * screen's lists are read again after each success. `intent`: what a keyed write asks (use-write's).
+ * screen's lists are read again after each answer. `intent`: what a keyed write asks (use-write's).
  */
 export function useSaidWrite(refetch: () => Promise<unknown>) {
   const { err: plainError } = useVT();
@@ -18,6 +18,10 @@ export function useSaidWrite(refetch: () => Promise<unknown>) {
     const said = await f(send);
     if (said) setNote(said);
     await refetch();
-  }, (x) => setError(plainError(x)), intent);
+  }, (x) => {
+    setError(plainError(x));
+    // A refusal is often the lists' being out of date (an invitation accepted meanwhile, a manager gone): read again.
+    void refetch().catch(() => undefined);
+  }, intent);
   return { busy: write.busy, run, error, setError, note, setNote };
 }
