@@ -415,7 +415,8 @@ class QueuedDeliveries {
 
   static async start(consumer: Consumer, maxMessages: number, bound: number): Promise<QueuedDeliveries> {
     let deliveries: QueuedDeliveries | undefined;
-    const messages = await consumer.consume({ max_messages: maxMessages, callback: (m) => deliveries!.arrive(m) });
+    // Closed, not looked for without end, when the durable or its stream is gone: the bus makes them again (keepConsuming).
+    const messages = await consumer.consume({ max_messages: maxMessages, abort_on_missing_resource: true, callback: (m) => deliveries!.arrive(m) });
     const requests = messages as unknown as Partial<PullRequests>;
     if (typeof requests.pull !== "function" || typeof requests.pullOptions !== "function") {
       await messages.close();
@@ -480,6 +481,7 @@ export class JetStreamBus implements EventBus {
     private readonly redeliveryDelayMs: number,
     private readonly prefix: string,
     publishTimeoutMs: number,
+    private readonly ensureStream: () => Promise<void>,
   ) {
     this.acks = new PublishAcks(nc, publishTimeoutMs);
   }
@@ -518,8 +520,18 @@ export class JetStreamBus implements EventBus {
     };
     // Another process starting beside this one (a replica, on a new server) may add the stream between this one's
     // look and its add, refused ("subjects overlap"): looked at again, it is there to update.
-    await ensureStream().catch(ensureStream);
-    return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix, options.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS);
+    const ensured = () => ensureStream().catch(ensureStream);
+    await ensured();
+    return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix, options.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS, ensured);
+  }
+
+  /** The stream made again, once at a time, when NATS has lost it (a server without its store, an operator's delete). */
+  private restoring: Promise<void> | undefined;
+  private restoreStream(why: string): Promise<void> {
+    this.restoring ??= this.ensureStream()
+      .then(() => this.logger.warn({ stream: this.stream, why }, "the stream was gone; made again"))
+      .finally(() => (this.restoring = undefined));
+    return this.restoring;
   }
 
   private readonly acks: PublishAcks;
@@ -538,7 +550,14 @@ export class JetStreamBus implements EventBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    await this.acks.publish(this.toWire(message.subject), message.data, publishHeaders(message.id, message.traceparent));
+    try {
+      await this.acks.publish(this.toWire(message.subject), message.data, publishHeaders(message.id, message.traceparent));
+    } catch (err) {
+      // Refused for want of a stream: made again for the retry (the relay's next pass). Before, every pass was refused
+      // until a process restarted, and made it on its start.
+      if (err instanceof Error && err.message === NO_STREAM) await this.restoreStream(err.message).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -549,7 +568,7 @@ export class JetStreamBus implements EventBus {
    * another's batch not yet applied (lost if that one crashes), and a batch applied after a nak
    * would acknowledge the message nak'd before it came again.
    */
-  private async durableConsumer(durable: string, subject: string, replaces: readonly string[] = [], fromNow = false) {
+  private async durableConsumer(durable: string, subject: string, replaces: readonly string[] = [], fromNow = false, since?: Date) {
     if (fromNow && replaces.length) throw new Error(`${durable}: fromNow or replaces, not both`);
     const jsm = await this.nc.jetstreamManager();
     const config = {
@@ -557,10 +576,13 @@ export class JetStreamBus implements EventBus {
       filter_subject: this.toWire(subject),
       ack_policy: AckPolicy.Explicit,
       // New: from the messages stored once it is made (made again with the same config, it keeps its place).
-      deliver_policy: fromNow ? DeliverPolicy.New : DeliverPolicy.All,
+      // Made again after it was lost: from `since`.
+      ...(fromNow && since ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() } : { deliver_policy: fromNow ? DeliverPolicy.New : DeliverPolicy.All }),
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     };
+    // Closed for another reason than its loss (NATS restarting): kept as it is, its place with it.
+    if (since && (await consumerInfo(jsm, this.stream, durable))) return this.nc.jetstream().consumers.get(this.stream, durable);
     if (!replaces.length) await jsm.consumers.add(this.stream, config);
     else {
       if (!(await consumerInfo(jsm, this.stream, durable))) {
@@ -593,10 +615,50 @@ export class JetStreamBus implements EventBus {
     return below;
   }
 
-  async subscribe(options: SubscribeOptions) {
-    const consumer = await this.durableConsumer(options.durable, options.subject, [], options.fromNow);
-    const deliveries = await QueuedDeliveries.start(consumer, 64, 64);
+  /**
+   * Runs `work` over a durable's deliveries for as long as the subscription lasts. When NATS closes them because
+   * the durable or its stream is gone (a server that lost its store, an operator's delete), both are made again,
+   * a `fromNow` durable from a minute before (from then on, it would skip what was stored meanwhile), and the work
+   * goes on. Before, nats.js looked for the durable without end: nothing was delivered until a restart.
+   */
+  private async keepConsuming(durable: string, open: (since?: Date) => Promise<QueuedDeliveries>, work: (deliveries: QueuedDeliveries) => Promise<void>) {
+    let deliveries = await open();
+    let stopping = false;
+    let wake = () => {};
     const done = (async () => {
+      for (let attempt = 0; ;) {
+        await work(deliveries).catch((err: unknown) => stopping || this.logger.warn({ err, consumer: durable }, "a durable's messages were closed; making it again"));
+        // Closed within the pull's expiry (30 s) of the loss: from a minute before, what was stored since is read.
+        const since = new Date(Date.now() - 60_000);
+        while (!stopping) {
+          await new Promise<void>((resolve) => ((wake = resolve), setTimeout(resolve, Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6)))));
+          if (stopping) break;
+          try {
+            await this.restoreStream(`durable ${durable}'s messages closed`);
+            deliveries = await open(since);
+            attempt = 0;
+            break;
+          } catch (err) {
+            this.logger.warn({ err, consumer: durable }, "a durable could not be made again; retrying");
+          }
+        }
+        if (stopping) return;
+      }
+    })();
+    return {
+      stop: async () => {
+        stopping = true;
+        wake();
+        await deliveries.close();
+        await done;
+      },
+    };
+  }
+
+  async subscribe(options: SubscribeOptions) {
+    const open = async (since?: Date) =>
+      QueuedDeliveries.start(await this.durableConsumer(options.durable, options.subject, [], options.fromNow, since), 64, 64);
+    return this.keepConsuming(options.durable, open, async (deliveries) => {
       while (await deliveries.waitForMore()) {
         const [m] = deliveries.take(1);
         const { id, traceparent } = eventHeaders(m);
@@ -616,20 +678,15 @@ export class JetStreamBus implements EventBus {
           m.nak(waitAfter(err, this.redeliveryDelayMs, deliveryCount(m)));
         }
       }
-    })();
-    return {
-      stop: async () => {
-        await deliveries.close();
-        await done;
-      },
-    };
+    });
   }
 
   async subscribeBatches(options: BatchSubscribeOptions) {
-    const consumer = await this.durableConsumer(options.durable, options.subject, options.replaces, options.fromNow);
     // Bounded: at most two batches wait unacknowledged in this process (and what the requests out bring).
-    const deliveries = await QueuedDeliveries.start(consumer, Math.max(64, options.maxBatch), options.maxBatch * 2);
-    const worker = (async () => {
+    const open = async (since?: Date) => QueuedDeliveries.start(
+      await this.durableConsumer(options.durable, options.subject, since ? [] : options.replaces, options.fromNow, since),
+      Math.max(64, options.maxBatch), options.maxBatch * 2);
+    return this.keepConsuming(options.durable, open, async (deliveries) => {
       while (await deliveries.waitForMore()) {
         const batch: JsMsg[] = [];
         const delivered: DeliveredMessage[] = [];
@@ -659,13 +716,7 @@ export class JetStreamBus implements EventBus {
           this.logger.warn({ err: applied ? (err as BatchPartlyApplied).reason : err, consumer: options.durable, messages: batch.length, redelivered }, "batch handler failed; will redeliver");
         }
       }
-    })();
-    return {
-      stop: async () => {
-        await deliveries.close();
-        await worker;
-      },
-    };
+    });
   }
 
   async readStored(options: ReadStoredOptions): Promise<number> {
@@ -813,9 +864,11 @@ class PublishAcks {
 }
 
 /** Why the stream did not take a publish, from its answer; undefined when it stored it (or dropped a repeated id). */
+const NO_STREAM = "no stream takes this subject";
+
 function publishRefusal(m: Msg): Error | undefined {
   // An empty answer with status 503: nothing (no stream) took the subject.
-  if (m.data.length === 0) return new Error(m.headers?.code === 503 ? "no stream takes this subject" : `publish answered ${m.headers?.code ?? "empty"}`);
+  if (m.data.length === 0) return new Error(m.headers?.code === 503 ? NO_STREAM : `publish answered ${m.headers?.code ?? "empty"}`);
   let ack: { stream?: string; error?: { code?: number; description?: string } };
   try {
     ack = JSON.parse(new TextDecoder().decode(m.data)) as typeof ack;

@@ -198,3 +198,35 @@ test("fromNow: a durable made now reads only what is stored after, on JetStream 
     await inProcess.close();
   }
 });
+
+test("a stream NATS lost is made again: the next publish after the refused one is stored, and every durable (one from now, one batched) reads it without a restart", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("LOST").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("lost").replace(/[^a-z0-9]/g, "");
+  const bus = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger: captureLogger("silent").logger });
+  const nc = await connect({ servers: natsUrl });
+  const id = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
+  const seen = { one: [] as string[], fromNow: [] as string[], batched: [] as string[] };
+  const subscriptions = [
+    await bus.subscribe({ durable: `${prefix}-one`, subject: "ttip.tip.>", handler: async (m) => void seen.one.push(m.id) }),
+    await bus.subscribe({ durable: `${prefix}-now`, subject: "ttip.tip.>", fromNow: true, handler: async (m) => void seen.fromNow.push(m.id) }),
+    await bus.subscribeBatches({ durable: `${prefix}-batch`, subject: "ttip.tip.>", maxBatch: 8, handler: async (ms) => void seen.batched.push(...ms.map((m) => m.id)) }),
+  ];
+  try {
+    await bus.publish({ id: id(1), subject: "ttip.tip.made", data: new Uint8Array([1]) });
+    await eventually("the first read by all", () => Object.values(seen).every((ids) => ids.includes(id(1))));
+    // NATS loses its store: the stream and its durables are gone.
+    await (await nc.jetstreamManager()).streams.delete(stream);
+    await assert.rejects(bus.publish({ id: id(2), subject: "ttip.tip.made", data: new Uint8Array([2]) }), /no stream takes this subject/);
+    // The relay's next pass: before, refused until a process restarted.
+    await bus.publish({ id: id(2), subject: "ttip.tip.made", data: new Uint8Array([2]) });
+    // Before, the durables were looked for without end and nothing more was read.
+    await eventually("the second read by all", () => Object.values(seen).every((ids) => ids.includes(id(2))), { timeoutMs: 20_000 });
+    assert.deepEqual(seen.fromNow.filter((x) => x === id(2)), [id(2)], "once");
+  } finally {
+    for (const s of subscriptions) await s.stop();
+    await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
+    await nc.close();
+    await bus.close();
+  }
+});
