@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { CardProvider, CardTipState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { httpRequest } from "@ttip/runtime";
 import { PayPalCardProvider, type PayPalConfig } from "../src/cards/paypal.js";
 import { CardProviderError } from "../src/cards/provider.js";
@@ -131,6 +131,18 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     const t = await until(r.tip!.tipId, "decline seen", (x) => x.resultCode === "INSTRUMENT_DECLINED");
     assert.equal(t.status, TipStatus.PENDING);
     assert.match(t.resultMessage, /declined/i);
+    assert.equal(await h.balance(worker), 0n);
+    // Past its deadline, a pass ends it declined, once: before, it stayed pending and each pass captured it again.
+    h.clock.advance(h.config.cards!.expireAfterMs + 60_000);
+    const captures = () => h.paypal.requests().filter((q) => q.path.endsWith("/capture")).length;
+    const before = captures();
+    for (let pass = 0; pass < 2; pass++) {
+      await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+      h.clock.advance(15 * 60_000);
+    }
+    const ended = (await pay.getTip({ tipId: t.tipId })).tip!;
+    assert.deepEqual([TipStatus[ended.status], ended.resultCode], [TipStatus[TipStatus.FAILED], "card_declined"]);
+    assert.ok(captures() - before <= 1, `captured again ${captures() - before} times`);
     assert.equal(await h.balance(worker), 0n);
   });
 

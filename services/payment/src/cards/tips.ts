@@ -515,7 +515,11 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       const payment = await provider.retrieve(tip.provider_payment_id);
       const r = await applyCardPayment(deps, provider, payment);
       if (r === "credited" || r === "held" || r === "captured" || r === "refused" || r === "failed") settled++;
-      else if (past && (payment.status === "awaiting_customer" || payment.status === "requires_action")) {
+      // Declined at capture (PayPal's funding source) to its deadline: ended, as nothing moved. Left pending, its
+      // order stayed approved, every pass captured it again, and the tip waited for good.
+      else if (past && r === "declined") {
+        if (await failCardTip(deps, tip.tip_id, "card_declined")) settled++;
+      } else if (past && (payment.status === "awaiting_customer" || payment.status === "requires_action")) {
         await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-expire`);
         if (await failCardTip(deps, tip.tip_id, "expired")) settled++;
       }
