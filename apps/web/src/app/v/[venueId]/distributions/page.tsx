@@ -155,7 +155,9 @@ export default function Distributions() {
                     });
                   if (!res) return;
                   setPreview(res.distribution);
-                  setNote(res.created ? t("v_confirmedNote") : t("v_alreadyConfirmed"));
+                  // Not created: the period's earlier confirm, which this one may have just finished posting (its answer lost).
+                  const posting = res.distribution?.status === DistributionStatus.POSTING;
+                  setNote(t(res.created ? "v_confirmedNote" : posting ? "v_stillPosting" : "v_alreadyConfirmed"));
                   await list.refetch();
                 })
               }
