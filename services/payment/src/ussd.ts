@@ -45,6 +45,7 @@ const T = {
   other: { en: "Other amount", sw: "Kiasi kingine" },
   askAmount: { en: "Enter the amount in KES (1 - 250,000):", sw: "Weka kiasi kwa KES (1 - 250,000):" },
   badChoice: { en: "Invalid choice.", sw: "Chaguo si sahihi." },
+  changed: { en: "This changed since your last screen; check it again.", sw: "Hili limebadilika tangu skrini iliyopita; liangalie tena." },
   amountCents: { en: "Whole shillings only, no cents.", sw: "Shilingi kamili tu, bila senti." },
   amountRange: { en: "The amount must be from KES 1 to 250,000.", sw: "Kiasi kiwe kati ya KES 1 na 250,000." },
   back: { en: "0. Back", sw: "0. Rudi" },
@@ -128,7 +129,9 @@ export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest)
     return session.last_answer;
   }
   if (expired) return end(say("expired", session.locale as Lang));
-  const { answer, lang } = await screen(deps, config, r, phone);
+  // The screen this request answers: the one recorded for the text without its last answer.
+  const shown = session.last_answer && session.last_text === r.text.slice(0, Math.max(0, r.text.lastIndexOf("*"))) ? session.last_answer : undefined;
+  const { answer, lang } = await screen(deps, config, r, phone, shown);
   await recordScreen(deps, r.sessionId, "UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
     r.sessionId, r.text, answer, lang, new Date(clockOf(deps.ctx).now()),
   ]);
@@ -159,6 +162,8 @@ interface Dialogue {
   lang: Lang;
   /** Codes looked up in this replay: a code typed twice is asked for once. */
   lookups: Map<string, Promise<TipTarget | string>>;
+  /** The screen the customer answers now, as recorded when it was shown; undefined when not recorded. */
+  shown?: string;
 }
 
 /** Where one answer leads: the next state (replay: the same answer is read again there), the screen before, or the session's last screen. */
@@ -171,9 +176,9 @@ const BACK = "0";
 const langOfText = (text: string): Lang => (text.split("*", 1)[0].trim() === "2" ? "sw" : "en");
 
 /** Replays the whole dialogue from its text and draws the screen it leads to. */
-async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
+async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string, shown?: string): Promise<{ answer: string; lang: Lang }> {
   const steps = r.text === "" ? [] : r.text.split("*").map((s) => s.trim());
-  const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
+  const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map(), shown };
   if (steps.length > MAX_STEPS) return { answer: end(say("tooManySteps", langOfText(r.text))), lang: d.lang };
   let state: State = { at: "lang" };
   // The screens passed on the way, to go back to (each without the note it had then).
@@ -209,6 +214,9 @@ async function advance(d: Dialogue, state: State, step: string): Promise<Advance
     case "confirm":
       if (step === "2") return { answer: end(say("cancelled", d.lang)) };
       if (step !== "1") return { state: { at: "confirm", target: state.target, amountKes: state.amountKes, note: say("badChoice", d.lang) } };
+      // Each request works the dialogue out again: the amount list (qr's suggestions, this replica's amounts) may
+      // have changed since the customer read "KES 100?", and "1. Yes" would have charged the other amount.
+      if (d.shown !== undefined && d.shown !== draw(d, state)) return { state: { ...state, note: say("changed", d.lang) } };
       return { answer: end(await payInTime(d, state.target, state.amountKes)) };
   }
 }

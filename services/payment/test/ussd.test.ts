@@ -75,6 +75,30 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.match(sms.body, new RegExp(tip.mpesa_receipt));
   });
 
+  test("a confirm whose amount changed since its screen (the amount list, worked out again by each request) is shown again, not charged", async () => {
+    const w = await worker("Wambui");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    await s.dial();
+    await s.reply("1");
+    await s.reply(w.code);
+    assert.match(await s.reply("2"), /^CON Tip Wambui KES 100 by M-Pesa\?/);
+    // By the time the customer answers "1. Yes, pay", the list is another: the worker turned to USD, so qr suggests
+    // no shilling amounts and USSD lists its own.
+    const amounts = h.config.ussd!.amountsKes;
+    h.config.ussd!.amountsKes = [50, 150, 200, 500];
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.id, displayName: "Wambui", currency: "USD" }, w.as);
+    try {
+      // Before, "1" charged KES 150, the amount this request worked out, not the KES 100 the customer read.
+      assert.match(await s.reply("1"), /^CON This changed since your last screen; check it again\.\nTip Wambui KES 150 by M-Pesa\?/);
+      assert.equal(pushesTo(p.msisdn).length, 0);
+      assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 150/);
+      assert.deepEqual(pushesTo(p.msisdn).map((t) => t.amount), [150]);
+    } finally {
+      h.config.ussd!.amountsKes = amounts;
+    }
+  });
+
   test("a name outside SMS's plain alphabet (curly apostrophes, ũ, an emoji) is shown in it: one character beyond turns a USSD screen to UCS-2, which networks cut short", async () => {
     const w = await worker("Ng’ang’a Wanjirũ 🌟");
     const s = new UssdSession(url, dialler().at);
