@@ -39,18 +39,24 @@ async function staleOpenShift(db: Queryable, memberId: string): Promise<ShiftRow
   return rows[0];
 }
 
-/** Why a finished shift cannot be recorded for this member, or undefined when it can. `replacing`: a stale open shift it replaces. */
-async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date, replacing?: string): Promise<string | undefined> {
-  if (end.getTime() <= start.getTime()) return "end is not after start";
-  if (end.getTime() - start.getTime() > DAY_MS) return "longer than 24 hours";
-  if (end.getTime() > Date.now() + 60_000) return "ends in the future";
-  if (end.getTime() <= m.joined_at.getTime()) return "ends before the member joined";
-  if (m.left_at && start.getTime() >= m.left_at.getTime()) return "starts after the member left";
-  const { rows } = await db.query<{ shift_id: string }>(
-    `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 AND shift_id IS DISTINCT FROM $4 LIMIT 1`,
+/**
+ * Why a finished shift cannot be recorded for this member, with the time it is about (the screens mark that input),
+ * or undefined when it can. `replacing`: a stale open shift it replaces.
+ */
+async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date, replacing?: string): Promise<{ field: "started_at" | "ended_at"; text: string } | undefined> {
+  const atEnd = (text: string) => ({ field: "ended_at" as const, text });
+  if (end.getTime() <= start.getTime()) return atEnd("end is not after start");
+  if (end.getTime() - start.getTime() > DAY_MS) return atEnd("longer than 24 hours");
+  if (end.getTime() > Date.now() + 60_000) return atEnd("ends in the future");
+  if (end.getTime() <= m.joined_at.getTime()) return atEnd("ends before the member joined");
+  if (m.left_at && start.getTime() >= m.left_at.getTime()) return { field: "started_at", text: "starts after the member left" };
+  const { rows } = await db.query<{ shift_id: string; started_at: Date }>(
+    `SELECT shift_id, started_at FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 AND shift_id IS DISTINCT FROM $4 LIMIT 1`,
     [m.member_id, start, end, replacing ?? null],
   );
-  return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
+  // The start inside the other shift names the start; otherwise the end reaches into it.
+  if (rows[0]) return { field: start.getTime() >= rows[0].started_at.getTime() ? "started_at" : "ended_at", text: `overlaps shift ${rows[0].shift_id}` };
+  return undefined;
 }
 
 /**
@@ -125,7 +131,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const stale = await staleOpenShift(tx, memberId);
     const replaced = stale && end.getTime() > stale.started_at.getTime() ? stale : undefined;
     const problem = await shiftProblem(tx, ms[0], start, end, replaced?.shift_id);
-    if (problem) throw fieldError("ended_at", problem);
+    if (problem) throw fieldError(problem.field, problem.text);
     const split = await splitProblem(tx, venueId, start, end);
     if (split) throw new InvalidStateError(`${split.field}: ${split.text}`);
     const { rows } = replaced
@@ -222,7 +228,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
         await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
         locked.add(m.member_id);
       }
-      const problem = (await shiftProblem(tx, m, start, end)) ?? (await splitProblem(tx, venueId, start, end))?.text;
+      const problem = (await shiftProblem(tx, m, start, end))?.text ?? (await splitProblem(tx, venueId, start, end))?.text;
       if (problem) {
         reject(problem);
         continue;
