@@ -581,8 +581,9 @@ export class JetStreamBus implements EventBus {
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     };
-    // Closed for another reason than its loss (NATS restarting): kept as it is, its place with it.
-    if (since && (await consumerInfo(jsm, this.stream, durable))) return this.nc.jetstream().consumers.get(this.stream, durable);
+    // There already, it is kept as it is, its place with it: closed for another reason than its loss (NATS restarting),
+    // or a `fromNow` durable made again from `since` (a start asking New would be refused its other policy).
+    if ((since || fromNow) && (await consumerInfo(jsm, this.stream, durable))) return this.nc.jetstream().consumers.get(this.stream, durable);
     if (!replaces.length) await jsm.consumers.add(this.stream, config);
     else {
       if (!(await consumerInfo(jsm, this.stream, durable))) {
@@ -636,6 +637,8 @@ export class JetStreamBus implements EventBus {
           try {
             await this.restoreStream(`durable ${durable}'s messages closed`);
             deliveries = await open(since);
+            // Stopped while it was being opened: stop() closed the old messages, so these are closed here.
+            if (stopping) await deliveries.close();
             attempt = 0;
             break;
           } catch (err) {

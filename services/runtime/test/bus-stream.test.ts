@@ -223,6 +223,12 @@ test("a stream NATS lost is made again: the next publish after the refused one i
     // Before, the durables were looked for without end and nothing more was read.
     await eventually("the second read by all", () => Object.values(seen).every((ids) => ids.includes(id(2))), { timeoutMs: 20_000 });
     assert.deepEqual(seen.fromNow.filter((x) => x === id(2)), [id(2)], "once");
+    // The next start of the service subscribes again as it did: the durable made again from a moment is kept, not
+    // refused for its other start (before, every later start of the service failed).
+    for (const s of subscriptions.splice(0)) await s.stop();
+    subscriptions.push(await bus.subscribe({ durable: `${prefix}-now`, subject: "ttip.tip.>", fromNow: true, handler: async (m) => void seen.fromNow.push(m.id) }));
+    await bus.publish({ id: id(3), subject: "ttip.tip.made", data: new Uint8Array([3]) });
+    await eventually("the third read after the restart", () => seen.fromNow.includes(id(3)));
   } finally {
     for (const s of subscriptions) await s.stop();
     await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
