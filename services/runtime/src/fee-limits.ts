@@ -23,8 +23,8 @@ export const CARD_MAX_MINOR: Readonly<Record<string, bigint>> = Object.freeze({
 
 /**
  * The largest amount a fee schedule may name in `currency` (a platform fee's floor or cap, a card's fixed part, a
- * B2C band's edges and charge): the largest tip of that currency. A fee above any tip is a typo (a cap above it caps
- * nothing), and it keeps the quote's arithmetic, and the bands' JSON numbers, far from their limits. Undefined for a
+ * B2C band's charge): the largest tip of that currency. A fee above any tip is a typo (a cap above it caps
+ * nothing), and it keeps the quote's arithmetic far from int64's edge. Undefined for a
  * currency the platform does not handle.
  */
 export function feeAmountMaxMinor(currency: string): bigint | undefined {

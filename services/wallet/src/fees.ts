@@ -95,7 +95,9 @@ export async function createSchedule(
   for (let i = 0; i < bands.length; i++) {
     const b = bands[i];
     if (b.minMinor <= 0n || b.maxMinor < b.minMinor || b.feeMinor < 0n) throw bad(`mpesa_b2c_bands[${i}]`, "needs 0 < min <= max and fee >= 0");
-    if (b.maxMinor > amountMax || b.feeMinor > amountMax) throw bad(`mpesa_b2c_bands[${i}]`, `max and fee ${tooLarge}`);
+    // Edges past M-Pesa's largest payout are kept (a schedule made so still gets new versions); as JSON numbers, exact.
+    if (b.maxMinor > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`mpesa_b2c_bands[${i}]`, `max must be at most ${Number.MAX_SAFE_INTEGER}`);
+    if (b.feeMinor > amountMax) throw bad(`mpesa_b2c_bands[${i}]`, `fee ${tooLarge}`);
     if (i > 0 && b.minMinor !== bands[i - 1].maxMinor + 1n) throw bad(`mpesa_b2c_bands[${i}]`, "bands must be contiguous, without gaps or overlaps");
   }
   // Every KES payout is priced from these bands (b2cFee refuses an amount none covers): a KES

@@ -762,7 +762,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const typos: Array<[Partial<typeof request.schedule>, string]> = [
       [{ cardFeeFixedMinor: 25_000_001n }, "schedule.card_fee_fixed_minor: must be at most 25000000 minor units, the largest tip in KES"],
       [{ platformFeeCapMinor: 2n ** 62n }, "schedule.platform_fee_cap_minor: must be at most 25000000 minor units, the largest tip in KES"],
-      [{ mpesaB2cBands: [...mpesaB2cBands.slice(0, -1), { ...mpesaB2cBands.at(-1)!, feeMinor: 2n ** 60n }] }, "schedule.mpesa_b2c_bands[4]: max and fee must be at most 25000000 minor units, the largest tip in KES"],
+      [{ mpesaB2cBands: [...mpesaB2cBands.slice(0, -1), { ...mpesaB2cBands.at(-1)!, feeMinor: 2n ** 60n }] }, "schedule.mpesa_b2c_bands[4]: fee must be at most 25000000 minor units, the largest tip in KES"],
       [{ currency: "XAU" }, "schedule.currency: unsupported currency XAU (supported: KES, UGX, TZS, RWF, USD, EUR, GBP)"],
     ];
     for (const [typo, message] of typos) {
