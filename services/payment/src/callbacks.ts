@@ -175,12 +175,28 @@ async function decideStk(deps: Deps, callbackId: string, ref: TipRef | undefined
  * CheckoutRequestID names (the path's token is not stored); the least tried first, then the oldest.
  */
 export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promise<number> {
+  const { pool } = deps.ctx;
+  const due = `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
+      AND received_at < now() - interval '1 minute' ORDER BY attempts, received_at LIMIT $1`;
+  if (!(await pool.query(due, [1])).rowCount) return 0;
+  // One replica at a time: two deciding one callback decide it once, but the second marked it "duplicate" over the
+  // first's "credited", and each raised its own alert for one naming no tip.
+  const client = await pool.connect();
+  try {
+    if (!(await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtext('payment.stk-replay')) AS got")).rows[0].got) return 0;
+    try {
+      const { rows } = await client.query<{ callback_id: string; raw_body: Buffer }>(due, [limit]);
+      return await replayEach(deps, rows);
+    } finally {
+      await client.query("SELECT pg_advisory_unlock(hashtext('payment.stk-replay'))");
+    }
+  } finally {
+    client.release();
+  }
+}
+
+async function replayEach(deps: Deps, rows: { callback_id: string; raw_body: Buffer }[]): Promise<number> {
   const { pool, logger } = deps.ctx;
-  const { rows } = await pool.query<{ callback_id: string; raw_body: Buffer }>(
-    `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
-      AND received_at < now() - interval '1 minute' ORDER BY attempts, received_at LIMIT $1`,
-    [limit],
-  );
   let decided = 0;
   for (const r of rows) {
     try {
@@ -189,7 +205,7 @@ export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promi
         await markCallback(pool, r.callback_id, "malformed");
         continue;
       }
-      const tip = await pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE checkout_request_id = $1", [cb.checkoutRequestId]);
+      const tip = await pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tip_checkout_ids WHERE checkout_request_id = $1", [cb.checkoutRequestId]);
       await decideStk(deps, r.callback_id, tip.rows[0]?.tip_id, cb);
       decided++;
     } catch (err) {
