@@ -516,8 +516,9 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       const r = await applyCardPayment(deps, provider, payment);
       if (r === "credited" || r === "held" || r === "captured" || r === "refused" || r === "failed") settled++;
       // Declined at capture (PayPal's funding source) to its deadline: ended, as nothing moved. Left pending, its
-      // order stayed approved, every pass captured it again, and the tip waited for good.
-      else if (past && r === "declined") {
+      // order stayed approved, every pass captured it again, and the tip waited for good. (A decline while the
+      // customer was still asked is cancelled and expired below.)
+      else if (past && r === "declined" && payment.status === "authorized") {
         if (await failCardTip(deps, tip.tip_id, "card_declined")) settled++;
       } else if (past && (payment.status === "awaiting_customer" || payment.status === "requires_action")) {
         await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-expire`);
