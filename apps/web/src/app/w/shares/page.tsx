@@ -31,12 +31,14 @@ const CLOCK_OUT_WITHIN_MS = 24 * 3_600_000;
 
 /**
  * The member's open shift as the service has it: clocked in on another visit, another device or
- * yesterday. Every open shift touches a period of a moment around now: each read's now. A moment
- * kept from the screen's opening missed a shift started after it.
+ * yesterday. Every open shift touches a period from a moment before the screen's read to a day
+ * after: one started later (on another device, then the screen read again on focus) is in it too.
+ * A moment only, kept from the screen's opening, missed it, and the screen offered a Clock in the
+ * service refused. Read again after a refusal from a new moment.
  */
 function useOpenShift(venueId: string) {
   const [asOf, setAsOf] = useState(() => Date.now());
-  const period = useMemo(() => ({ start: timestampFromDate(new Date(asOf - 1_000)), end: timestampFromDate(new Date(asOf + 1_000)) }), [asOf]);
+  const period = useMemo(() => ({ start: timestampFromDate(new Date(asOf - 1_000)), end: timestampFromDate(new Date(asOf + CLOCK_OUT_WITHIN_MS)) }), [asOf]);
   const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { retry: false });
   const open = shifts.data?.shifts.find((s) => !s.endedAt)?.startedAt;
   return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, refetch: () => setAsOf(Date.now()) };
