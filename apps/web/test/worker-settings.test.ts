@@ -265,6 +265,23 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await h.screenshot(page, "worker-settings-sw");
   });
 
+  test("settings whose read failed are not offered to save: drawn empty, saving the payout number switched automatic payouts off", async () => {
+    const worker = await h.worker("Wairimu");
+    await h.api(PaymentService, worker.token).updatePayoutSettings({ payoutPhone: worker.phone, autoPayout: true, autoPayoutMinimum: { amountMinor: 50_000n, currency: "KES" } });
+    const page = await h.signedInPhone(worker);
+    // The read fails, and its one retry too (a network blip).
+    let refused = 0;
+    await page.route("**/ttip.payment.v1.PaymentService/GetPayoutSettings", (route) => (refused++ < 2 ? route.abort("connectionreset") : route.continue()));
+    await page.goto(`${h.url}/w/settings`);
+    const payout = page.getByTestId("form-payout");
+    await payout.getByRole("alert").filter({ hasText: "These settings could not be read, so they cannot be changed now" }).waitFor();
+    assert.equal(await payout.getByRole("button", { name: "Save payout settings" }).count(), 0);
+    await payout.getByRole("button", { name: "Read them again" }).click();
+    await payout.getByRole("button", { name: "Save payout settings" }).waitFor();
+    assert.equal(await payout.getByLabel("Pay out automatically").isChecked(), true, "drawn from what was read");
+    assert.equal(await payout.getByLabel("Minimum balance for automatic payout (KES)").inputValue(), "500");
+  });
+
   test("role and photo: set in settings (a photo too big or of the wrong type is refused by name), shown on the tip page in the first HTML, in both languages, from the platform's own host", async () => {
     const worker = await h.worker("Neema");
     const page = await h.signedInPhone(worker);

@@ -169,6 +169,7 @@ export default function Settings() {
 
       <Section
         title={t("language")}
+        read={prefs}
         id="language"
         button={t("saveLanguage")}
         onSubmit={async (f) => {
@@ -193,6 +194,7 @@ export default function Settings() {
 
       <Section
         title={t("payout")}
+        read={payout}
         id="payout"
         button={t("savePayout")}
         onSubmit={async (f) => {
@@ -242,6 +244,7 @@ export default function Settings() {
 
       <Section
         title={t("notifications")}
+        read={prefs}
         id="notifications"
         button={t("saveNotifications")}
         onSubmit={async (f) => {

@@ -10,8 +10,35 @@ export interface Refusal {
   input?: string;
 }
 
-/** One form of the settings screen: its own message and error, so saving one never hides another's. */
-export function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<Refusal | undefined>; children: ReactNode; button: string }) {
+/** What a form shows and keeps as it is: its read. Failed, the form is not drawn (see Section). */
+export interface SectionRead {
+  data: unknown;
+  error: unknown;
+  refetch: () => Promise<unknown>;
+}
+
+/**
+ * One form of the settings screen: its own message and error, so saving one never hides another's. `read`: the
+ * query its inputs start from. When it failed, the form is not offered, only the error and a way to read again:
+ * drawn empty, a save sent what it showed (automatic payouts off, quiet hours and notifications cleared).
+ */
+export function Section(props: { title: string; id: string; onSubmit: (f: FormData) => Promise<Refusal | undefined>; children: ReactNode; button: string; read?: SectionRead }) {
+  const { t, err } = useT();
+  const { read, title, id } = props;
+  // No data: the read failed (the page waits for every first read), or is being made again after it failed.
+  if (read && read.data === undefined) {
+    return (
+      <section aria-labelledby={id} data-testid={`form-${id}`}>
+        <h2 id={id}>{title}</h2>
+        {read.error ? <p className="error" role="alert">{t("settingsUnread", { reason: err(read.error) })}</p> : <p>{t("loading")}</p>}
+        <button type="button" className="secondary" onClick={() => void read.refetch()}>{t("readAgain")}</button>
+      </section>
+    );
+  }
+  return <SectionForm {...props} />;
+}
+
+function SectionForm({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<Refusal | undefined>; children: ReactNode; button: string }) {
   const [note, setNote] = useState<{ ok: boolean; text: string }>();
   const { busy, onSubmit: guarded } = useWrite();
   const formRef = useRef<HTMLFormElement>(null);
