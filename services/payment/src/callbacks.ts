@@ -175,24 +175,19 @@ async function decideStk(deps: Deps, callbackId: string, ref: TipRef | undefined
  * CheckoutRequestID names (the path's token is not stored); the least tried first, then the oldest.
  */
 export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promise<number> {
-  const { pool } = deps.ctx;
-  const due = `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
-      AND received_at < now() - interval '1 minute' ORDER BY attempts, received_at LIMIT $1`;
-  if (!(await pool.query(due, [1])).rowCount) return 0;
-  // One replica at a time: two deciding one callback decide it once, but the second marked it "duplicate" over the
-  // first's "credited", and each raised its own alert for one naming no tip.
-  const client = await pool.connect();
-  try {
-    if (!(await client.query<{ got: boolean }>("SELECT pg_try_advisory_lock(hashtext('payment.stk-replay')) AS got")).rows[0].got) return 0;
-    try {
-      const { rows } = await client.query<{ callback_id: string; raw_body: Buffer }>(due, [limit]);
-      return await replayEach(deps, rows);
-    } finally {
-      await client.query("SELECT pg_advisory_unlock(hashtext('payment.stk-replay'))");
-    }
-  } finally {
-    client.release();
-  }
+  // Each row leased for the pass, attempt counted, in one statement: a replica at a time replays it without a
+  // connection held across the work (embedded mode's pool has one). Two replicas deciding one callback decided it
+  // once, but the second marked it "duplicate" over the first's "credited", and each raised its own alert.
+  const { rows } = await deps.ctx.pool.query<{ callback_id: string; raw_body: Buffer }>(
+    `UPDATE payment.callbacks SET replay_lease_until = now() + interval '5 minutes', attempts = attempts + 1
+      WHERE callback_id IN (
+        SELECT callback_id FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
+           AND received_at < now() - interval '1 minute' AND (replay_lease_until IS NULL OR replay_lease_until < now())
+         ORDER BY attempts, received_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+      RETURNING callback_id, raw_body`,
+    [limit],
+  );
+  return replayEach(deps, rows);
 }
 
 async function replayEach(deps: Deps, rows: { callback_id: string; raw_body: Buffer }[]): Promise<number> {
@@ -213,8 +208,8 @@ async function replayEach(deps: Deps, rows: { callback_id: string; raw_body: Buf
         await markCallback(pool, r.callback_id, "malformed");
         continue;
       }
+      // Its attempt was counted with its lease; the next pass after the lease tries again.
       logger.warn({ callbackId: r.callback_id, err }, "stored STK callback still cannot be decided; will retry");
-      await pool.query("UPDATE payment.callbacks SET attempts = attempts + 1 WHERE callback_id = $1", [r.callback_id]).catch(() => undefined);
     }
   }
   return decided;
