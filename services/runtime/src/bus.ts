@@ -581,9 +581,11 @@ export class JetStreamBus implements EventBus {
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     };
-    // There already, it is kept as it is, its place with it: closed for another reason than its loss (NATS restarting),
-    // or a `fromNow` durable made again from `since` (a start asking New would be refused its other policy).
-    if ((since || fromNow) && (await consumerInfo(jsm, this.stream, durable))) return this.nc.jetstream().consumers.get(this.stream, durable);
+    // There already with its subject, it is kept as it is, its place with it: closed for another reason than its loss
+    // (NATS restarting), or a `fromNow` durable made again from `since` (a start asking New would be refused its other
+    // policy). One whose subject changed is added below, and refused loudly as before.
+    const existing = since || fromNow ? await consumerInfo(jsm, this.stream, durable) : undefined;
+    if (existing?.config.filter_subject === config.filter_subject) return this.nc.jetstream().consumers.get(this.stream, durable);
     if (!replaces.length) await jsm.consumers.add(this.stream, config);
     else {
       if (!(await consumerInfo(jsm, this.stream, durable))) {
