@@ -169,7 +169,7 @@ export default function Settings() {
 
       <Section
         title={t("language")}
-        read={prefs}
+        read={me.data === undefined ? me : prefs}
         id="language"
         button={t("saveLanguage")}
         onSubmit={async (f) => {

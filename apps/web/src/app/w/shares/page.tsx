@@ -2,7 +2,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useInfiniteQuery, useMutation, useQuery } from "@connectrpc/connect-query";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { DistributionStatus, MemberStatus, type Member, type MyShare } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ListMySharesResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatAmount, WALLET_CURRENCY } from "../../../lib/money";
@@ -41,7 +41,7 @@ function useOpenShift(venueId: string) {
   const period = useMemo(() => ({ start: timestampFromDate(new Date(asOf - 1_000)), end: timestampFromDate(new Date(asOf + CLOCK_OUT_WITHIN_MS)) }), [asOf]);
   const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { retry: false });
   const open = shifts.data?.shifts.find((s) => !s.endedAt)?.startedAt;
-  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, refetch: () => setAsOf(Date.now()) };
+  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, readAt: shifts.dataUpdatedAt, refetch: () => setAsOf(Date.now()) };
 }
 
 /** One venue: the rule in force (every member may read it) and clocking in and out. */
@@ -50,8 +50,9 @@ function VenueCard({ m }: { m: Member }) {
   const vt = useMemo(() => venueT(locale), [locale]);
   const rule = useQuery(VenueService.method.getSplitRule, { venueId: m.venueId, version: 0 }, { retry: false });
   const shift = useOpenShift(m.venueId);
-  // What this screen's own clocking did, until the service is asked again.
+  // What this screen's own clocking did, until the service is asked again (on a refusal, or the screen's focus).
   const [clocked, setClocked] = useState<{ open?: Date }>();
+  useEffect(() => setClocked(undefined), [shift.readAt]);
   const open = clocked ? clocked.open : shift.open;
   const [error, setError] = useState("");
   const clockIn = useMutation(VenueService.method.clockIn);
