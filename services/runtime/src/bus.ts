@@ -633,9 +633,11 @@ export class JetStreamBus implements EventBus {
         await work(deliveries).catch((err: unknown) => stopping || this.logger.warn({ err, consumer: durable }, "a durable's messages were closed; making it again"));
         // Closed within the pull's expiry (30 s) of the loss: from a minute before, what was stored since is read.
         const since = new Date(Date.now() - 60_000);
-        while (!stopping) {
-          await new Promise<void>((resolve) => ((wake = resolve), setTimeout(resolve, Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6)))));
-          if (stopping) break;
+        // The connection closed (the bus closed before its subscriptions stopped): nothing to make again.
+        const over = () => stopping || this.nc.isClosed();
+        while (!over()) {
+          await new Promise<void>((resolve) => ((wake = resolve), setTimeout(resolve, Math.min(30_000, 500 * 2 ** Math.min(attempt++, 6))).unref()));
+          if (over()) break;
           try {
             await this.restoreStream(`durable ${durable}'s messages closed`);
             deliveries = await open(since);
@@ -647,7 +649,7 @@ export class JetStreamBus implements EventBus {
             this.logger.warn({ err, consumer: durable }, "a durable could not be made again; retrying");
           }
         }
-        if (stopping) return;
+        if (over()) return;
       }
     })();
     return {
