@@ -54,7 +54,8 @@ export default function Staff() {
   const { run, error, setError, note, setNote } = write;
   const inviting = useInvitationForm(write, INVITE_INPUTS);
   const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
-  // The role chosen, kept: the select's own value is back to the current role by the time the call answers.
+  // The role chosen, kept: the select's own value is back to the current role by the time the call answers. The select
+  // is disabled while a change runs: a role chosen then was dropped unsaid, the select snapping back.
   const changeRole = (m: Member, roleId: string) =>
     run(() => update.mutateAsync({ venueId, memberId: m.memberId, roleId }).then(() => t("v_nowRole", { name: m.displayName, role: roleName(roleId) })));
 
@@ -124,7 +125,7 @@ export default function Staff() {
               <td>{m.phoneMasked}{m.acceptedPhoneMasked ? <><br /><small className="muted">{t("v_acceptedFrom", { phone: m.acceptedPhoneMasked })}</small></> : null}</td>
               <td>
                 {ended(m) ? roleName(m.roleId) : (
-                  <select aria-label={t("v_roleOf", { name: m.displayName })} value={m.roleId} onChange={(e) => changeRole(m, e.target.value)}>
+                  <select aria-label={t("v_roleOf", { name: m.displayName })} value={m.roleId} disabled={write.busy} onChange={(e) => changeRole(m, e.target.value)}>
                     {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
                   </select>
                 )}
