@@ -217,13 +217,15 @@ function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
       const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
       if (!device.rowCount) throw fieldError("device_id", "no such device on this account");
     }
-    await checkPin(core, userId, req.pin, ip);
+    const checked = await checkPin(core, userId, req.pin, ip);
     const session = await withTransaction(pool, async (tx) => {
       const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
       if (!used.rowCount) throw new InvalidStateError("this PIN step was already used");
       // Locked, as the other ways in lock it: a block or a role change committing meanwhile would revoke every
       // session but this one, which would keep the roles read before it.
       const user = await getUser(tx, userId, true);
+      // The PIN reset or changed since it was checked: that change signed out whoever knew the old one.
+      if (user.pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: verify the phone again");
       const s = await openSession(core, tx, {
         userId, roles: user.roles, deviceId: req.deviceId || undefined, userAgent: userAgentOf(ctx), ip, pinVerified: true,
       });

@@ -19,7 +19,7 @@ export function lockedOut(until: Date, now = Date.now()): RateLimitedError {
  * a fresh OTP, or an admin's UnlockUser. Time is the service's clock (a test
  * moves it past a lockout instead of sleeping through it).
  */
-export async function checkPin(core: AuthCore, userId: string, pin: string, ip: string): Promise<void> {
+export async function checkPin(core: AuthCore, userId: string, pin: string, ip: string): Promise<string> {
   const { pool } = core.ctx;
   const max = core.config.pinMaxFailures;
   const now = new Date(clockOf(core.ctx).now());
@@ -43,7 +43,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   }
   if (await verifyPin(row.pin_hash, pin)) {
     await pool.query("UPDATE auth.users SET pin_failures = 0, lockouts = 0, locked_until = NULL WHERE user_id = $1", [userId]);
-    return;
+    return row.pin_hash;
   }
   if (row.pin_failures < max) {
     await audit(pool, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${row.pin_failures} of ${max})` });

@@ -141,49 +141,56 @@ describe("admin console: first admin, roles, users", () => {
     assert.ok(events.every((e) => e.actorUserId === adminId));
   });
 
-  test("a PIN sign-in racing a block waits for it and opens no session: the blocked account kept one, unrevoked, with its roles", async () => {
-    const phone = testPhone();
-    const u = await h.signUpWithPin(phone, "6142");
-    const { challengeId, otp } = await h.startVerification(phone);
-    const step = await h.api().verifyPhoneOtp({ challengeId, otp });
-    const { pool } = h.t.db;
-    // The PIN step's transaction is held after the PIN was checked (its PIN step marked used) while BlockUser's locks the user.
-    const gate = await pool.connect();
-    const blocker = await pool.connect();
-    const trigger = `auth_test_gate_${u.userId.replaceAll("-", "")}`;
-    try {
-      await gate.query("SELECT pg_advisory_lock(6142)");
-      await pool.query(`CREATE FUNCTION auth.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(6142); RETURN NEW; END $$`);
-      await pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON auth.pin_sessions FOR EACH ROW WHEN (NEW.pin_session_id = '${step.pinSessionId}'::uuid) EXECUTE FUNCTION auth.${trigger}()`);
-      const signIn = h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "6142" }).then(() => "ok", (e) => Code[ConnectError.from(e).code]);
-      const waiting = async (onAdvisory: boolean) => {
-        for (let i = 0; i < 500; i++) {
-          const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (wait_event = 'advisory') = $1", [onAdvisory]);
-          if (rows[0].n > 0) return;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        throw new Error(`nothing waits on ${onAdvisory ? "the gate" : "a row"}`);
-      };
-      await waiting(true); // at the gate
-      await blocker.query("BEGIN");
-      await blocker.query("SELECT 1 FROM auth.users WHERE user_id = $1 FOR UPDATE", [u.userId]);
-      await gate.query("SELECT pg_advisory_unlock(6142)");
-      await waiting(false); // the sign-in, now on the user's row
-      await blocker.query("UPDATE auth.users SET blocked_at = now(), blocked_reason = 'reported fraud' WHERE user_id = $1", [u.userId]);
-      await blocker.query("UPDATE auth.sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [u.userId]);
-      await blocker.query("COMMIT");
-      // Before, it read the user unlocked before the block committed, and its session came after the block's revocation.
-      assert.equal(await signIn, "PermissionDenied");
-      const { rows } = await pool.query("SELECT count(*)::int AS n FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL", [u.userId]);
-      assert.equal(rows[0].n, 0);
-    } finally {
-      await blocker.query("ROLLBACK").catch(() => undefined);
-      blocker.release();
-      gate.release();
-      await pool.query(`DROP TRIGGER IF EXISTS ${trigger} ON auth.pin_sessions`);
-      await pool.query(`DROP FUNCTION IF EXISTS auth.${trigger}()`);
-    }
-  });
+  // A change committed while a PIN sign-in is between its PIN check and its session: the PIN step's transaction is
+  // held after the PIN was checked (its PIN step marked used) while the change's locks the user, then the change
+  // revokes the user's sessions and commits. Before, the sign-in read the user unlocked, and its session came after
+  // the revocation: a block's with the roles read before it, a PIN reset's for whoever knew the old PIN.
+  for (const [change, apply, refused] of [
+    ["a block", "UPDATE auth.users SET blocked_at = now(), blocked_reason = 'reported fraud' WHERE user_id = $1", "PermissionDenied"],
+    ["a PIN reset", "UPDATE auth.users SET pin_hash = 'reset-' || pin_hash WHERE user_id = $1", "FailedPrecondition"],
+  ] as const) {
+    test(`a PIN sign-in racing ${change} waits for it and opens no session`, async () => {
+      const phone = testPhone();
+      const u = await h.signUpWithPin(phone, "6142");
+      const { challengeId, otp } = await h.startVerification(phone);
+      const step = await h.api().verifyPhoneOtp({ challengeId, otp });
+      const { pool } = h.t.db;
+      const gate = await pool.connect();
+      const blocker = await pool.connect();
+      const trigger = `auth_test_gate_${u.userId.replaceAll("-", "")}`;
+      try {
+        await gate.query("SELECT pg_advisory_lock(6142)");
+        await pool.query(`CREATE FUNCTION auth.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(6142); RETURN NEW; END $$`);
+        await pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE ON auth.pin_sessions FOR EACH ROW WHEN (NEW.pin_session_id = '${step.pinSessionId}'::uuid) EXECUTE FUNCTION auth.${trigger}()`);
+        const signIn = h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "6142" }).then(() => "ok", (e) => Code[ConnectError.from(e).code]);
+        const waiting = async (onAdvisory: boolean) => {
+          for (let i = 0; i < 500; i++) {
+            const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (wait_event = 'advisory') = $1", [onAdvisory]);
+            if (rows[0].n > 0) return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          throw new Error(`nothing waits on ${onAdvisory ? "the gate" : "a row"}`);
+        };
+        await waiting(true); // at the gate
+        await blocker.query("BEGIN");
+        await blocker.query("SELECT 1 FROM auth.users WHERE user_id = $1 FOR UPDATE", [u.userId]);
+        await gate.query("SELECT pg_advisory_unlock(6142)");
+        await waiting(false); // the sign-in, now on the user's row
+        await blocker.query(apply, [u.userId]);
+        await blocker.query("UPDATE auth.sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", [u.userId]);
+        await blocker.query("COMMIT");
+        assert.equal(await signIn, refused);
+        const { rows } = await pool.query("SELECT count(*)::int AS n FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL", [u.userId]);
+        assert.equal(rows[0].n, 0);
+      } finally {
+        await blocker.query("ROLLBACK").catch(() => undefined);
+        blocker.release();
+        gate.release();
+        await pool.query(`DROP TRIGGER IF EXISTS ${trigger} ON auth.pin_sessions`);
+        await pool.query(`DROP FUNCTION IF EXISTS auth.${trigger}()`);
+      }
+    });
+  }
 
   test("the last admin keeps the role", async () => {
     assert.match(await message(h.admin(adminToken).setUserRoles({ userId: adminId, roles: [Role.WORKER] })), /last admin/);
