@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { CARD_FEE_BPS_MAX, CURRENCIES, emitEvent, feeAmountMaxMinor, fieldError, IdempotencyConflictError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { assertCurrency, CARD_FEE_BPS_MAX, emitEvent, feeAmountMaxMinor, fieldError, IdempotencyConflictError, lockForTransaction, MPESA_LIMITS, NotConfiguredError, type Queryable } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -80,8 +80,8 @@ export async function createSchedule(
   const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
   if (prior.rows[0]) return sameTermsOrConflict(prior.rows[0], s, idempotencyKey);
   const bad = (field: string, why: string) => fieldError(`schedule.${field}`, why);
-  const amountMax = feeAmountMaxMinor(s.currency);
-  if (amountMax === undefined) throw bad("currency", `unsupported currency ${s.currency} (supported: ${CURRENCIES.join(", ")})`);
+  assertCurrency(s.currency, "schedule.currency");
+  const amountMax = feeAmountMaxMinor(s.currency)!; // defined for every currency assertCurrency takes
   const tooLarge = `must be at most ${amountMax} minor units, the largest tip in ${s.currency}`;
   if (s.platformFeeBps < 0 || s.platformFeeBps > 10_000) throw bad("platform_fee_bps", "must be 0..10000");
   if (s.cardFeeBps < 0 || s.cardFeeBps > CARD_FEE_BPS_MAX) throw bad("card_fee_bps", `must be 0..${CARD_FEE_BPS_MAX}`);
