@@ -250,7 +250,7 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     // 9. Withdrawal: the app's device key (kept behind the biometric prompt) signs a payout challenge.
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const authApi = api(AuthService, workerToken);
-    const { device } = await authApi.registerDevice({ name: "e2e phone", publicKeyJwk: JSON.stringify(publicKey.export({ format: "jwk" })) });
+    const { device } = await authApi.registerDevice({ name: "e2e phone", publicKeyJwk: JSON.stringify(publicKey.export({ format: "jwk" })), pin: "4826" });
     const challenge = await authApi.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     const proof = await authApi.verifyDeviceChallenge({
       challengeId: challenge.challengeId,

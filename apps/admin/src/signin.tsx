@@ -10,11 +10,11 @@ import { api, errorText, refresh, saveSession, type Session } from "./api";
 
 type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "pin"; pinSessionId: string } | { kind: "new-pin" };
 
-/** Registers this browser's device key once per user (needs the PIN-proven session just opened). */
-export async function ensureDeviceKey(s: Session): Promise<void> {
+/** Registers this browser's device key once per user, with the PIN just typed (auth adds a key only with it). */
+export async function ensureDeviceKey(s: Session, pin: string): Promise<void> {
   if (await loadDeviceKey(s.userId)) return;
   const { privateKey, publicJwk } = await newDeviceKey();
-  const { device } = await api(AuthService).registerDevice({ name: `Admin console (${navigator.platform || "browser"})`.slice(0, 60), publicKeyJwk: publicJwk });
+  const { device } = await api(AuthService).registerDevice({ name: `Admin console (${navigator.platform || "browser"})`.slice(0, 60), publicKeyJwk: publicJwk, pin });
   await saveDeviceKey(s.userId, { deviceId: device!.deviceId, privateKey });
 }
 
@@ -44,9 +44,9 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
   const [busy, setBusy] = useState(false);
   const auth = api(AuthService);
 
-  const finish = async (tokens: { accessToken: string; refreshToken: string }) => {
+  const finish = async (tokens: { accessToken: string; refreshToken: string }, pin: string) => {
     const s = saveSession(tokens);
-    await ensureDeviceKey(s);
+    await ensureDeviceKey(s, pin);
     onSignedIn(s);
   };
 
@@ -67,13 +67,13 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         }
       } else if (step.kind === "pin") {
         const r = await auth.verifyPin({ pinSessionId: step.pinSessionId, pin: value.trim() });
-        await finish(r.tokens!);
+        await finish(r.tokens!, value.trim());
       } else {
         await auth.setPin({ pin: value.trim() });
         // Same session, now PIN-proven.
         if (!(await refresh())) throw new Error("Your session ended: sign in again.");
         const s = JSON.parse(localStorage.getItem("ttip_admin_session")!) as Session;
-        await finish(s);
+        await finish(s, value.trim());
       }
       setValue("");
     } catch (err) {

@@ -76,6 +76,9 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     // The confirmation says where the money goes: the number typed, as the worker reads it.
     await page.getByText(/^Send KES 200 to 0\d{3} \d{3} \d{3} by M-Pesa\?$/).waitFor();
     await page.getByRole("button", { name: "Confirm" }).click();
+    // The first key takes the PIN (auth adds a key only with it).
+    await page.getByLabel("Your PIN", { exact: true }).fill(worker.pin);
+    await page.getByRole("button", { name: "Set up this device" }).click();
     await page.getByText("Withdrawal of KES 200: sent").waitFor({ timeout: 30_000 }).catch((e) => fail(e, "mobile-web-withdraw-failed"));
     await page.getByText(/M-Pesa receipt \w+/).waitFor();
     // The balance on screen follows the settled payout.

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { Browser, BrowserContextOptions, Page } from "playwright-core";
+import type { Browser, BrowserContextOptions, Locator, Page } from "playwright-core";
 import { launchChromium } from "./browser.js";
 import { PagePool } from "./page-pool.js";
 import { analytics } from "@ttip/analytics";
@@ -374,6 +374,18 @@ export class WebHarness {
     const session = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken ?? "", userId };
     const storageState = { cookies: [], origins: [{ origin: new URL(this.url).origin, localStorage: [{ name: "ttip_session", value: JSON.stringify(session) }] }] };
     return this.phone({ storageState, ...options });
+  }
+
+  /**
+   * The PIN typed where the browser asks for it to add its device key (auth adds a key only with the PIN), when it
+   * asks before `next` shows: a browser holding a key asks nothing.
+   */
+  async pinIfAsked(page: Page, pin: string, next: Locator): Promise<void> {
+    const field = page.getByLabel("Your PIN", { exact: true });
+    await field.or(next).first().waitFor({ timeout: 20_000 });
+    if (!(await field.isVisible())) return;
+    await field.fill(pin);
+    await page.getByRole("button", { name: "Set up this device" }).click();
   }
 
   /** A venue manager signed up over the API, and the venue they created (qr's profile). */

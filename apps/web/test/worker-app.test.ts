@@ -78,6 +78,8 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByLabel("Amount (KES, whole shillings)").fill("200");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(phone);
     await page.getByRole("button", { name: "Withdraw" }).click();
+    // The browser's first key takes the PIN.
+    await h.pinIfAsked(page, "4826", page.getByTestId("payout-status"));
     await page.getByTestId("payout-status").filter({ hasText: "succeeded" }).waitFor({ timeout: 30_000 }).catch(async (err) => {
       await h.screenshot(page, "worker-withdraw-failed");
       throw new Error(`${(err as Error).message}\npage says: ${await page.locator("main").innerText()}`);

@@ -56,7 +56,9 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await page.getByLabel("Amount (KES, whole shillings)").fill("200");
     const withdraw = page.getByRole("button", { name: "Withdraw" });
     await withdraw.dblclick();
-    await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 }); // the form's own, not Next's route announcer
+    const refused = page.locator("form").getByRole("alert"); // the form's own, not Next's route announcer
+    await h.pinIfAsked(page, "4826", refused);
+    await refused.waitFor({ timeout: 20_000 });
     assert.equal(calls.get("RegisterDevice"), 1, "one device key registered for the double tap");
     assert.equal(calls.get("CreateDeviceChallenge"), 1, "one step-up challenge for the double tap");
     assert.equal(calls.get("RequestPayout"), 1, "one payout asked for the double tap");
@@ -85,6 +87,36 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     return { worker, page, calls };
   };
 
+  test("the browser's key is added only with the PIN: declined or wrong, no key and no payout; the right PIN adds it and pays out", async () => {
+    const { worker, page, calls } = await withdrawingWorker("Chebet");
+    const ask = async () => {
+      await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
+      await page.getByLabel("Amount (KES, whole shillings)").fill("300");
+      await page.getByRole("button", { name: "Withdraw" }).click();
+    };
+    const pin = page.getByLabel("Your PIN", { exact: true });
+    const refused = page.locator("form").getByRole("alert");
+    await ask();
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await refused.filter({ hasText: "Nothing was sent: this device is set up with your PIN first." }).waitFor();
+    assert.equal(await pin.count(), 0, "the prompt is gone");
+    await ask();
+    await pin.fill("12");
+    await page.getByRole("button", { name: "Set up this device" }).click();
+    await page.getByRole("alert").filter({ hasText: "Your PIN is 4 to 6 digits." }).waitFor();
+    await pin.fill(worker.pin === "1111" ? "2222" : "1111");
+    await page.getByRole("button", { name: "Set up this device" }).click();
+    await refused.filter({ hasText: /wrong PIN/ }).waitFor({ timeout: 20_000 });
+    assert.equal(calls.get("RegisterDevice"), 1, "the wrong PIN reached auth once");
+    assert.equal(calls.get("RequestPayout") ?? 0, 0);
+    const { rows } = await h.sql("SELECT (SELECT count(*)::int FROM auth.devices WHERE user_id = $1) AS keys, (SELECT pin_failures FROM auth.users WHERE user_id = $1) AS failures", [worker.id]);
+    assert.deepEqual(rows[0], { keys: 0, failures: 1 });
+    await ask();
+    await h.pinIfAsked(page, worker.pin, page.getByTestId("payout-status"));
+    await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
+    assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
+  });
+
   test("a withdrawal whose answer was lost, asked for again with the amount written another way, is the same payout", async () => {
     const { worker, page, calls } = await withdrawingWorker("Akinyi");
     // The first payout reaches payment, and its answer is lost on the way back.
@@ -93,6 +125,7 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
     await amount.fill("1,000");
     await page.getByRole("button", { name: "Withdraw" }).click();
+    await h.pinIfAsked(page, worker.pin, page.locator("form").getByRole("alert"));
     await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 });
     await amount.fill("1000");
     await page.getByRole("button", { name: "Withdraw" }).click();
@@ -113,6 +146,7 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
       await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
       await page.getByLabel("Amount (KES, whole shillings)").fill(amount);
       await page.getByRole("button", { name: "Withdraw" }).click();
+      await h.pinIfAsked(page, worker.pin, page.getByTestId("payout-status").or(page.locator("form").getByRole("alert")));
     };
     // The payout is on its way to payment when the worker goes to another tab and comes back.
     let letGo = () => {};

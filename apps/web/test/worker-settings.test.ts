@@ -231,6 +231,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByLabel("Payout M-Pesa number").fill("0722 345 679");
     await page.getByRole("button", { name: "Save payout settings" }).click();
     const cooling = page.getByTestId("payout-cooling");
+    await h.pinIfAsked(page, worker.pin, cooling);
     await cooling.filter({ hasText: "Automatic payouts to this new number start" }).waitFor();
     // Replaced with this browser's device proof for that number (before, the session alone redirected the payouts).
     const { rows: proofs } = await h.sql("SELECT count(*)::int AS n FROM auth.step_up_tokens WHERE user_id = $1 AND purpose = 'payout_number' AND used_at IS NOT NULL", [worker.id]);
@@ -350,7 +351,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     // As the withdraw screen registers a phone: its user agent's first 60 characters.
     const androidAgent = "Mozilla/5.0 (Linux; Android 13; SM-A145F) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36";
-    const { device: otherDevice } = await otherAuth.registerDevice({ name: androidAgent.slice(0, 60), publicKeyJwk: JSON.stringify(publicKey.export({ format: "jwk" })) });
+    const { device: otherDevice } = await otherAuth.registerDevice({ name: androidAgent.slice(0, 60), publicKeyJwk: JSON.stringify(publicKey.export({ format: "jwk" })), pin: worker.pin });
     const stepUp = async () => {
       const c = await otherAuth.createDeviceChallenge({ deviceId: otherDevice!.deviceId, purpose: "payout" });
       return otherAuth.verifyDeviceChallenge({ challengeId: c.challengeId, signature: sign("sha256", c.challenge, { key: privateKey, dsaEncoding: "ieee-p1363" }) });
@@ -373,6 +374,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
       await page.getByLabel("Amount (KES, whole shillings)").fill("100");
       await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
       await page.getByRole("button", { name: "Withdraw" }).click();
+      await h.pinIfAsked(page, worker.pin, page.getByTestId("payout-status"));
       await page.getByTestId("payout-status").waitFor({ timeout: 20_000 }).catch(async (e) => {
         throw new Error(`${(e as Error).message}\nthe page says: ${await page.locator("main").innerText()}`);
       });

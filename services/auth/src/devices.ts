@@ -9,7 +9,9 @@ import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
+import { checkPin } from "./pin-guard.js";
 import { forgetSessions, invalidateSessionList, requireSession, revokeSessions, sessionState } from "./sessions.js";
+import { getUser } from "./users.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
 
@@ -73,7 +75,10 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
     const state = sessionId ? await sessionState(core, sessionId) : undefined;
     if (!state?.pinVerified) throw new InvalidStateError("register a device after logging in with the PIN");
     const jwk = parseDevicePublicKey(req.publicKeyJwk);
+    const checked = await checkPin(core, caller.subject, req.pin, ip);
     const device = await withTransaction(pool, async (tx) => {
+      // The PIN changed since it was checked (that change signs out whoever knew the old one): no key on the old PIN.
+      if ((await getUser(tx, caller.subject, true)).pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: enter the new one");
       const { rows } = await tx.query(
         // The session that added the key is on that phone: removing the device ends it (removeDevice).
         `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk, registered_session_id) VALUES ($1, $2, $3, $4, $5) RETURNING ${DEVICE_COLUMNS}`,

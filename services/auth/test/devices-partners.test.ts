@@ -35,14 +35,14 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const signup = await h.signUp(phone);
     const key = deviceKey();
     // An OTP-only session (no PIN yet) may not add a key.
-    assert.equal(await fails(h.api(signup.tokens.accessToken).registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk })), Code.FailedPrecondition);
+    assert.equal(await fails(h.api(signup.tokens.accessToken).registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" })), Code.FailedPrecondition);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const tokens = await h.loginWithPin(phone, "4826");
     const me = h.api(tokens.accessToken);
-    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: key.privateJwk })), Code.InvalidArgument, "private keys refused");
+    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: key.privateJwk, pin: "4826" })), Code.InvalidArgument, "private keys refused");
     const rsa = JSON.stringify(generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ format: "jwk" }));
-    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: rsa })), Code.InvalidArgument, "only ES256");
-    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: rsa, pin: "4826" })), Code.InvalidArgument, "only ES256");
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" });
     assert.equal((await me.listDevices({})).devices.map((d) => d.deviceId).join(), device!.deviceId);
     // The user is told (notification sends the SMS): one event, for the key added, none for the refused ones.
     const added = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM auth.outbox WHERE subject = 'ttip.auth.device_registered'");
@@ -92,12 +92,30 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.ok(actions.includes(AuditAction.DEVICE_REGISTERED) && actions.includes(AuditAction.DEVICE_REMOVED));
   });
 
+  test("adding a device key takes the PIN itself: a session holding only a refresh token adds none, and wrong PINs count towards the lockout", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const session = await h.loginWithPin(phone, "4826");
+    // Whoever took the refresh token gets a session that proved the PIN once, but does not know it.
+    const stolen = await h.api().refreshSession({ refreshToken: session.refreshToken });
+    const thief = h.api(stolen.tokens!.accessToken);
+    const noPin = await thief.registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk }).catch((e: ConnectError) => e);
+    assert.ok(noPin instanceof ConnectError && noPin.code === Code.InvalidArgument && /pin/.test(noPin.rawMessage), String(noPin));
+    assert.equal(await fails(thief.registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk, pin: "1111" })), Code.PermissionDenied);
+    const failures = await h.t.db.pool.query("SELECT pin_failures FROM auth.users WHERE user_id = $1", [signup.userId]);
+    assert.equal(failures.rows[0].pin_failures, 1, "a wrong PIN here is a try like any other");
+    assert.equal((await thief.listDevices({})).devices.length, 0);
+    const { device } = await thief.registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk, pin: "4826" });
+    assert.deepEqual((await thief.listDevices({})).devices.map((d) => d.deviceId), [device!.deviceId]);
+  });
+
   test("removing a device ends the sessions that may be on that phone: the one that registered its key, those tied to it and those tied to no device (a stolen phone adds no key of its own); the remover's session and those proved on another phone stay", async () => {
     const phone = testPhone();
     const signup = await h.signUp(phone);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const stolen = await h.loginWithPin(phone, "4826");
-    const { device } = await h.api(stolen.accessToken).registerDevice({ name: "Old phone", publicKeyJwk: deviceKey().publicJwk });
+    const { device } = await h.api(stolen.accessToken).registerDevice({ name: "Old phone", publicKeyJwk: deviceKey().publicJwk, pin: "4826" });
     const namedIt = await h.loginWithPin(phone, "4826", device!.deviceId);
     // The sign-up's session is tied to no device: it may be the lost phone's (signed in there again, after a PIN
     // reset or an expired session, without naming its key).
@@ -105,13 +123,13 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     // Another phone, whose session signed in naming no key, then registered its own and proved with it: the proof ties it.
     const other = await h.loginWithPin(phone, "4826");
     const otherKey = deviceKey();
-    const { device: otherDevice } = await h.api(other.accessToken).registerDevice({ name: "Other phone", publicKeyJwk: otherKey.publicJwk });
+    const { device: otherDevice } = await h.api(other.accessToken).registerDevice({ name: "Other phone", publicKeyJwk: otherKey.publicJwk, pin: "4826" });
     const ch = await h.api(other.accessToken).createDeviceChallenge({ deviceId: otherDevice!.deviceId, purpose: "payout" });
     await h.api(other.accessToken).verifyDeviceChallenge({ challengeId: ch.challengeId, signature: otherKey.sign(ch.challenge) });
     const newPhone = await h.loginWithPin(phone, "4826");
     await h.api(newPhone.accessToken).removeDevice({ deviceId: device!.deviceId });
     for (const [name, s] of Object.entries({ stolen, namedIt, untied })) {
-      assert.equal(await fails(h.api(s.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk })), Code.Unauthenticated, name);
+      assert.equal(await fails(h.api(s.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk, pin: "4826" })), Code.Unauthenticated, name);
       assert.equal(await fails(h.api().refreshSession({ refreshToken: s.refreshToken })), Code.Unauthenticated, name);
     }
     assert.equal((await h.api(newPhone.accessToken).listDevices({})).devices.length, 1, "the other phone's key");
@@ -127,8 +145,8 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const newPhone = await h.loginWithPin(phone, "4826");
     const twice = await h.loginWithPin(phone, "4826");
-    await h.api(twice.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk });
-    const { device: second } = await h.api(twice.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk });
+    await h.api(twice.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk, pin: "4826" });
+    const { device: second } = await h.api(twice.accessToken).registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk, pin: "4826" });
     await h.api(newPhone.accessToken).removeDevice({ deviceId: second!.deviceId });
     assert.equal(await fails(h.api().refreshSession({ refreshToken: twice.refreshToken })), Code.Unauthenticated);
   });
@@ -138,11 +156,11 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const signup = await h.signUp(phone);
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const owner = await h.loginWithPin(phone, "4826");
-    const { device: phoneKey } = await h.api(owner.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk });
+    const { device: phoneKey } = await h.api(owner.accessToken).registerDevice({ name: "Phone", publicKeyJwk: deviceKey().publicJwk, pin: "4826" });
     // A thief with the phone and its PIN signs in naming its key, adds a key of their own and proves with it.
     const thief = await h.loginWithPin(phone, "4826", phoneKey!.deviceId);
     const theirs = deviceKey();
-    const { device: thiefKey } = await h.api(thief.accessToken).registerDevice({ name: "Thief", publicKeyJwk: theirs.publicJwk });
+    const { device: thiefKey } = await h.api(thief.accessToken).registerDevice({ name: "Thief", publicKeyJwk: theirs.publicJwk, pin: "4826" });
     const ch = await h.api(thief.accessToken).createDeviceChallenge({ deviceId: thiefKey!.deviceId, purpose: "payout" });
     await h.api(thief.accessToken).verifyDeviceChallenge({ challengeId: ch.challengeId, signature: theirs.sign(ch.challenge) });
     // Before, the proof moved the session to the thief's key, and removing the phone's left it signed in.
@@ -156,7 +174,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
     const key = deviceKey();
-    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" });
     const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     const { stepUpToken } = await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) });
     await h.t.db.pool.query("UPDATE auth.users SET blocked_at = now(), blocked_reason = 'reported fraud' WHERE user_id = $1", [signup.userId]);
@@ -171,7 +189,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
     const key = deviceKey();
-    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" });
     const stepUp = async () => {
       const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
       return (await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) })).stepUpToken;
@@ -200,7 +218,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
     const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
     const key = deviceKey();
-    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" });
     const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     const token = (await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) })).stepUpToken;
     const payout = { spendKey: "payout-key-1", spendAmount: { currency: "KES", amountMinor: 50_000n }, spendPhone: "254712345678" };

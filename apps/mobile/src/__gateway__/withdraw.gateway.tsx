@@ -91,6 +91,9 @@ test("a worker signs in on the phone and withdraws with the phone's device key, 
   await fireEvent.changeText(screen.getByTestId("mpesa"), phoneNumber);
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm", {}, { timeout: 20_000 }));
+  // The phone's first key takes the PIN (auth adds a key only with it).
+  await fireEvent.changeText(await screen.findByTestId("key-pin-input", {}, { timeout: 20_000 }), env("TTIP_WORKER_PIN"));
+  await fireEvent.press(screen.getByTestId("key-pin-continue"));
   await waitFor(() => expect(screen.getByTestId("payout")).toHaveTextContent(/Withdrawal of KES 150: sent/), { timeout: 60_000 });
   expect(screen.getByTestId("receipt")).toHaveTextContent(/M-Pesa receipt \w+/);
   expect(secure.data.get(`device_key.${env("TTIP_WORKER_ID")}`)).toMatch(/"deviceId":"[0-9a-f-]{36}"/);

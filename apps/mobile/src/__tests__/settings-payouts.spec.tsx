@@ -1,7 +1,7 @@
 // Settings for money and access: where payouts go (a new number proved by the device step-up), which devices may approve them, where the worker is signed in.
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { FakeGateway } from "../testing/fake-gateway";
-import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { givePinForKey, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -51,8 +51,10 @@ test("replacing the payout number asks the fingerprint for the new number and se
   expect(screen.getByTestId("payout-phone")).toHaveTextContent("Payouts go to 2547******78.");
 
   await savePayout("0722 000 111");
+  await givePinForKey(gw);
   expect(await screen.findByTestId("payout-note")).toHaveTextContent("Saved.");
   expect(phone.biometricPrompts).toEqual(["Confirm payouts to 0722 000 111"]);
+  expect(gw.last("RegisterDevice")).toMatchObject({ pin: gw.pin });
   expect(gw.last("CreateDeviceChallenge").purpose).toBe("payout_number");
   expect(gw.count("UpdatePayoutSettings")).toBe(2);
   expect(gw.last("UpdatePayoutSettings")).toMatchObject({ payoutPhone: "254722000111", stepUpToken: expect.stringMatching(/^step-up-/) });
@@ -88,6 +90,7 @@ test("devices that can approve withdrawals: this phone's key is marked; another 
   await fireEvent.changeText(await screen.findByTestId("amount"), "100");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
   await screen.findByTestId("payout");
   gw.devices.set("dev-browser", gw.devices.get("dev-1")!);
   gw.deviceInfo.set("dev-browser", { name: "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36", registeredAt: new Date() });

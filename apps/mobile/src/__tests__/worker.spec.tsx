@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { CardTipState, MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { AFTER_POLLS, newPhone, renderApp, signIn, type TestPhone } from "../testing/render-app";
+import { AFTER_POLLS, givePinForKey, newPhone, renderApp, signIn, type TestPhone } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 import { formatMoney } from "@ttip/web-lib/money";
 import { nairobiDayStart, nairobiWeekStart } from "@ttip/web-lib/nairobi-time";
@@ -15,11 +15,13 @@ async function openTab(id: string) {
   await fireEvent.press(screen.getByTestId(`tab-${id}`));
 }
 
-async function startWithdrawal(amount: string) {
+/** `confirmed`: the biometric prompt says yes (then, on a phone without a key, the PIN is typed to add one). */
+async function startWithdrawal(gw: FakeGateway, amount: string, confirmed = true) {
   await openTab("withdraw");
   await fireEvent.changeText(await screen.findByTestId("amount"), amount);
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  if (confirmed) await givePinForKey(gw);
 }
 
 /** A signed-in worker's withdrawal of `amount` whose answer was lost (the payout made), its error shown, then Cancel. */
@@ -28,7 +30,7 @@ async function withdrawalAnswerLost(amount: string): Promise<FakeGateway> {
   await renderApp(gw);
   await signIn(gw);
   gw.loseNextPayoutAnswer = true;
-  await startWithdrawal(amount);
+  await startWithdrawal(gw, amount);
   expect(await screen.findByRole("alert")).toBeTruthy();
   await fireEvent.press(screen.getByText("Cancel"));
   return gw;
@@ -117,7 +119,7 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   const phone = newPhone();
   await renderApp(gw, phone);
   await signIn(gw);
-  await startWithdrawal("500");
+  await startWithdrawal(gw, "500");
   expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.getByTestId("receipt")).toHaveTextContent("M-Pesa receipt SIM123ABC");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,000"));
@@ -143,11 +145,39 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   expect(gw.payouts.size).toBe(2);
 });
 
+test("a phone's key is added only with the PIN: declined or wrong, nothing is sent and no key is added; the right PIN adds it and pays out", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  await startWithdrawal(gw, "100", false);
+  await fireEvent.press(within(await screen.findByTestId("key-pin")).getByText("Cancel"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("Nothing was sent: this device is set up with your PIN first.");
+  expect(screen.queryByTestId("key-pin")).toBeNull();
+  expect(gw.count("RegisterDevice")).toBe(0);
+
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  await fireEvent.changeText(await screen.findByTestId("key-pin-input"), "12");
+  await fireEvent.press(screen.getByTestId("key-pin-continue"));
+  expect(within(screen.getByTestId("key-pin")).getByRole("alert")).toHaveTextContent("Your PIN is 4 to 6 digits.");
+  await fireEvent.changeText(screen.getByTestId("key-pin-input"), "1111");
+  await fireEvent.press(screen.getByTestId("key-pin-continue"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("That is not allowed: wrong PIN; 4 tries left before a lockout.");
+  expect(gw.count("RegisterDevice")).toBe(1);
+  expect(gw.devices.size).toBe(0);
+  expect(gw.count("RequestPayout")).toBe(0);
+
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
+  expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.devices.size).toBe(1);
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a key removed from the account (on another phone) is replaced at the next withdrawal, which goes on", async () => {
   const gw = new FakeGateway();
   await renderApp(gw);
   await signIn(gw);
-  await startWithdrawal("100");
+  await startWithdrawal(gw, "100");
   expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, AFTER_POLLS)).toBeTruthy();
   const [first] = gw.devices.keys();
   gw.devices.delete(first!); // RemoveDevice, from settings elsewhere
@@ -156,6 +186,8 @@ test("a key removed from the account (on another phone) is replaced at the next 
   await fireEvent.changeText(await screen.findByTestId("amount"), "200");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  // A new key takes the PIN again.
+  await givePinForKey(gw);
   expect(await screen.findByText(/Withdrawal of KES 200: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.count("RegisterDevice")).toBe(2);
   expect(gw.devices.size).toBe(1);
@@ -168,7 +200,7 @@ test("a withdrawal M-Pesa fails is said in the app's words (the web app's), not 
   await signIn(gw);
   // TTIP's own M-Pesa account short: M-Pesa says "The balance is insufficient", which a worker reads as theirs.
   gw.payoutResult = { code: "1", desc: "The balance is insufficient for the transaction." };
-  await startWithdrawal("100");
+  await startWithdrawal(gw, "100");
   expect(await screen.findByText(/Withdrawal of KES 100: failed/, {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.getByTestId("payout-outcome")).toHaveTextContent("M-Pesa could not send it from TTIP's account; this is not about your balance. The amount is back in your balance; try again later.");
   expect(screen.queryByText(/insufficient/)).toBeNull();
@@ -176,13 +208,13 @@ test("a withdrawal M-Pesa fails is said in the app's words (the web app's), not 
   // A number M-Pesa cannot pay.
   await fireEvent.press(screen.getByText("Make another withdrawal"));
   gw.payoutResult = { code: "2040", desc: "Credit Party customer type (Unregistered or Registered Customer) can't be supported by the service." };
-  await startWithdrawal("200");
+  await startWithdrawal(gw, "200");
   expect(await screen.findByText(/Withdrawal of KES 200: failed/, {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.getByTestId("payout-outcome")).toHaveTextContent(/^M-Pesa cannot pay this number: it is not registered for M-Pesa\./);
   // A paid one says nothing beyond its status and receipt (not "Sent to M-Pesa").
   await fireEvent.press(screen.getByText("Make another withdrawal"));
   gw.payoutResult = { code: "0", desc: "The service request is processed successfully." };
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.queryByTestId("payout-outcome")).toBeNull();
   expect(screen.queryByText("Sent to M-Pesa")).toBeNull();
@@ -194,7 +226,7 @@ test("a refused biometric sends nothing", async () => {
   phone.biometricAnswers.push(false);
   await renderApp(gw, phone);
   await signIn(gw);
-  await startWithdrawal("500");
+  await startWithdrawal(gw, "500", false);
   expect(await screen.findByRole("alert")).toHaveTextContent("The withdrawal was not confirmed on this phone. Nothing was sent.");
   expect(gw.count("CreateDeviceChallenge")).toBe(0);
   expect(gw.count("RequestPayout")).toBe(0);
@@ -214,6 +246,7 @@ test("a second tap on Confirm while the fingerprint prompt is open opens no seco
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
   await fireEvent.press(screen.getByTestId("withdraw-confirm"));
   touchSensor();
+  await givePinForKey(gw);
   expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(phone.biometricPrompts).toEqual(["Confirm the withdrawal of KES 500"]);
   expect(gw.count("CreateDeviceChallenge")).toBe(1);
@@ -225,7 +258,7 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   await renderApp(gw);
   await signIn(gw);
   gw.failNextPayout = new ConnectError("upstream timeout", Code.Unavailable);
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByRole("alert")).toHaveTextContent("We cannot reach TTIP right now. Check your connection and try again.");
   await fireEvent.press(screen.getByTestId("withdraw-confirm"));
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
@@ -240,7 +273,7 @@ test("a payout refused (a rate limit), then confirmed again and its answer lost,
   await renderApp(gw);
   await signIn(gw);
   gw.failNextPayout = new ConnectError("too many requests; try again in a minute", Code.ResourceExhausted);
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByRole("alert")).toBeTruthy();
   gw.loseNextPayoutAnswer = true;
   await fireEvent.press(screen.getByTestId("withdraw-confirm"));
@@ -248,7 +281,7 @@ test("a payout refused (a rate limit), then confirmed again and its answer lost,
   expect(gw.payouts.size).toBe(1);
   await fireEvent.press(screen.getByText("Cancel"));
   // Before, the second Confirm sent the refused attempt's key, settled and never saved: this was a second payout.
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.payouts.size).toBe(1);
 });
@@ -259,7 +292,7 @@ test("a withdrawal whose tab is left and come back to during its confirmation sh
   await signIn(gw);
   let answer = () => {};
   gw.stepUpAnswerHeld = new Promise<void>((r) => (answer = r));
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   // Left and come back to while the phone's key confirms it (the step-up), before the request is sent.
   await waitFor(() => expect(gw.count("VerifyDeviceChallenge")).toBe(1));
   await openTab("home");
@@ -277,7 +310,7 @@ test("a payout whose answer was lost, asked for again after Cancel and another t
   const gw = await withdrawalAnswerLost("300");
   await openTab("home");
   // The same withdrawal asked for again: before, a new key, and a second payout of KES 300.
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.payouts.size).toBe(1);
   await fireEvent.press(screen.getByText("Make another withdrawal"));
@@ -312,12 +345,12 @@ async function askedAgainAfterRestart(meanwhile: (phone: TestPhone, gw: FakeGate
   const first = await renderApp(gw);
   await signIn(gw);
   gw.loseNextPayoutAnswer = true;
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByRole("alert")).toBeTruthy();
   await first.unmount();
   meanwhile(first.phone, gw);
   await renderApp(gw, first.phone);
-  await startWithdrawal("300");
+  await startWithdrawal(gw, "300");
   expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   return gw;
 }
@@ -351,6 +384,7 @@ test("a withdrawal's kept key counts its half hour from the send whose answer wa
   await new Promise((resolve) => setTimeout(resolve, 20)); // the confirmation read a while after the review
   const sentFrom = Date.now();
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
   expect(await screen.findByRole("alert")).toBeTruthy();
   const [[, , at]] = JSON.parse(phone.cache.data.get(`${gw.userId}:payout-keys`)!) as [string, string, number][];
   // Before, the review's time: a send answered at the end of its half hour was a new withdrawal a moment later.
@@ -370,6 +404,7 @@ test("a balance or a payout that cannot be read says so: never 'Available: KES 0
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   gw.failReads = new ConnectError("payment not answering", Code.Unavailable);
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
   // Before: "Withdrawal of KES 0: sending" for as long as GetPayout failed, and no reason.
   expect(await screen.findByText(/Withdrawal of KES 300: /)).toBeTruthy();
   // Said for the payout (and for the balance read again once it was asked for).
@@ -414,6 +449,7 @@ test("a withdrawal asked for shows the balance it leaves at once, also when anot
   await fireEvent.changeText(await screen.findByTestId("amount"), "500");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
   await screen.findByText(/Withdrawal of KES 500: sending/);
   await fireEvent.press(screen.getByText("Make another withdrawal"));
   // Before, KES 1,500 until the payout ended, and never once another was begun: 1,200 passed the check here.

@@ -123,6 +123,13 @@ const SHARED = {
   statementsTitle: "navStatements",
   opening: "stmtOpening",
   closing: "stmtClosing",
+  // The PIN asked for when this phone's key is added (../screens/pin-prompt).
+  keyPinAsk: "keyPinAsk",
+  keyPinLabel: "keyPinLabel",
+  keyPinContinue: "keyPinContinue",
+  keyPinCancel: "keyPinCancel",
+  keyPinInvalid: "keyPinInvalid",
+  keyPinNotGiven: "keyPinNotGiven",
 } as const satisfies Record<string, WorkerKey>;
 
 /** The phone's own words. */

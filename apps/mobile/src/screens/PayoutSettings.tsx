@@ -13,6 +13,7 @@ import { useState } from "react";
 import { Switch, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { useDeviceStepUp } from "../lib/device-step-up";
+import { usePinPrompt } from "./pin-prompt";
 import { plainError } from "../lib/errors";
 import { localPhone } from "../lib/format";
 import { useI18n } from "../lib/i18n";
@@ -26,7 +27,8 @@ export function PayoutSettings() {
   const { t, locale } = useI18n();
   const settings = useQuery(PaymentService.method.getPayoutSettings, {});
   const update = useMutation(PaymentService.method.updatePayoutSettings);
-  const stepUp = useDeviceStepUp();
+  const { askPin, pinPrompt } = usePinPrompt();
+  const stepUp = useDeviceStepUp(askPin);
   const [phone, setPhone] = useState("");
   // Undefined: as saved. What the worker typed or switched wins over what the server sends.
   const [auto, setAuto] = useState<boolean>();
@@ -93,6 +95,7 @@ export function PayoutSettings() {
       {note ? <Text testID="payout-note" role="status" style={styles.muted}>{note}</Text> : null}
       <ErrorText>{error}</ErrorText>
       <Button testID="save-payout" kind="secondary" title={t("savePayout")} onPress={() => void save()} disabled={saving || !settings.data} />
+      {pinPrompt}
     </View>
   );
 }

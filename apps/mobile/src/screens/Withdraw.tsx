@@ -17,6 +17,7 @@ import { Text, View } from "react-native";
 import { type AppServices, useApp } from "../app-context";
 import type { StepUpStage } from "@ttip/web-lib/step-up-flow";
 import { useDeviceStepUp } from "../lib/device-step-up";
+import { usePinPrompt } from "./pin-prompt";
 import { localPhone, payoutStatus } from "../lib/format";
 import { useI18n, type MessageKey } from "../lib/i18n";
 import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
@@ -122,7 +123,8 @@ export function Withdraw() {
   const { t, locale } = useI18n();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
-  const stepUp = useDeviceStepUp();
+  const { askPin, pinPrompt } = usePinPrompt();
+  const stepUp = useDeviceStepUp(askPin);
   const payout = useMutation(PaymentService.method.requestPayout);
   const [amountText, setAmountText] = useState("");
   const [phoneText, setPhoneText] = useState("");
@@ -285,6 +287,7 @@ export function Withdraw() {
           <Button testID="withdraw-submit" title={t("withdraw")} onPress={review} disabled={stage.kind === "working"} />
         </>
       )}
+      {pinPrompt}
     </Screen>
   );
 }

@@ -224,6 +224,7 @@ export class FakeGateway {
           },
           registerDevice: (req, ctx) => {
             gw.authed(ctx);
+            gw.checkPin(req.pin);
             const deviceId = `dev-${++gw.devicesMade}`;
             gw.devices.set(deviceId, req.publicKeyJwk);
             gw.deviceInfo.set(deviceId, { name: req.name, registeredAt: new Date() });

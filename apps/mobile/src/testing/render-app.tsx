@@ -76,3 +76,13 @@ export async function signIn(gw: FakeGateway, phoneNumber = "0712 345 678") {
   await fireEvent.press(screen.getByTestId("signin-submit"));
   await waitFor(() => expect(screen.getByTestId("home")).toBeTruthy());
 }
+
+/**
+ * The worker's PIN typed where this phone's key is added (auth adds a key only with it): asked when the account
+ * holds no key yet, at the first step-up of a test's phone.
+ */
+export async function givePinForKey(gw: FakeGateway) {
+  if (gw.devices.size) return;
+  await fireEvent.changeText(await screen.findByTestId("key-pin-input"), gw.pin!);
+  await fireEvent.press(screen.getByTestId("key-pin-continue"));
+}

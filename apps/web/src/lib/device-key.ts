@@ -1,7 +1,7 @@
 // The device key for payouts: an ECDSA P-256 key made in the browser with
 // WebCrypto, its private half not extractable, kept in IndexedDB (which
 // stores the CryptoKey itself, never its bytes). auth holds the public half
-// (RegisterDevice, after a PIN sign-in) and checks signed challenges.
+// (RegisterDevice, with the worker's PIN) and checks signed challenges.
 const DB = "ttip-device";
 const STORE = "keys";
 

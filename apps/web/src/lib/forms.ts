@@ -11,7 +11,8 @@ const good = <T>(value: T): Checked<T> => ({ ok: true, value });
 
 const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const PIN = /^[0-9]{4,6}$/;
+/** A PIN as auth takes it: 4 to 6 digits. */
+export const PIN = /^[0-9]{4,6}$/;
 
 /** UpdateProfile: display_name 1..60, photo_url empty or an http(s) URL (qr refuses others); PutProfile: role at most 40 characters, one line. */
 export function checkProfile(name: string, photo: string, role = ""): Checked<{ displayName: string; photoUrl: string; role: string }> {

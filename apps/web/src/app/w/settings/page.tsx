@@ -11,6 +11,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { useDeviceStepUp } from "../../../lib/device-step-up";
+import { usePinPrompt } from "../pin-prompt";
 import { asksForStepUp } from "../../../lib/errors";
 import { refusedField } from "../../../lib/focus";
 import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
@@ -62,7 +63,8 @@ export default function Settings() {
   const [ownRole, setOwnRole] = useState<boolean>();
   const changePin = useMutation(AuthService.method.changePin);
   const updatePayout = useMutation(PaymentService.method.updatePayoutSettings);
-  const stepUp = useDeviceStepUp();
+  const { askPin, pinPrompt } = usePinPrompt();
+  const stepUp = useDeviceStepUp(askPin);
   const updatePrefs = useMutation(NotificationService.method.updatePreferences);
   const access = useAccessLists();
   const user = me.data?.user;
@@ -223,6 +225,7 @@ export default function Settings() {
         <label className="field" htmlFor="minimum">{t("autoMinimum")}</label>
         <input id="minimum" name="minimum" type="text" inputMode="numeric" defaultValue={p?.autoPayoutMinimum ? unitsText(p.autoPayoutMinimum.amountMinor, p.autoPayoutMinimum.currency || WALLET_CURRENCY).replace(/,/g, "") : ""} />
       </Section>
+      {pinPrompt}
 
       <Section
         title={t("changePin")}

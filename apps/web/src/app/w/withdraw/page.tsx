@@ -7,6 +7,7 @@ import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wall
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { useDeviceStepUp } from "../../../lib/device-step-up";
+import { usePinPrompt } from "../pin-prompt";
 import { focusProblem, refusedField } from "../../../lib/focus";
 import { checkWithdrawal } from "../../../lib/forms";
 import { formIntent } from "../../../lib/form-intent";
@@ -108,15 +109,16 @@ function savePayoutKeys(userId: string, keys: WriteKey): void {
 /**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
  * step-up is this browser's device key: made once (WebCrypto, not
- * extractable, kept in IndexedDB) and registered with auth after the PIN
- * sign-in; each payout signs a fresh challenge. The payout's status then
+ * extractable, kept in IndexedDB) and registered with auth with the PIN,
+ * asked for then; each payout signs a fresh challenge. The payout's status then
  * arrives live.
  */
 export default function Withdraw() {
   const { t, err } = useT();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
-  const stepUp = useDeviceStepUp();
+  const { askPin, pinPrompt } = usePinPrompt();
+  const stepUp = useDeviceStepUp(askPin);
   const payout = useMutation(PaymentService.method.requestPayout);
   const [error, setError] = useState("");
   const [step, setStep] = useState("");
@@ -241,6 +243,7 @@ export default function Withdraw() {
           <button type="submit" disabled={busy}>{t("withdraw")}</button>
         </form>
       )}
+      {pinPrompt}
     </>
   );
 }

@@ -1332,7 +1332,11 @@ type RegisterDeviceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// ES256 public key as a JWK (kty EC, crv P-256).
-	PublicKeyJwk  string `protobuf:"bytes,2,opt,name=public_key_jwk,json=publicKeyJwk,proto3" json:"public_key_jwk,omitempty"`
+	PublicKeyJwk string `protobuf:"bytes,2,opt,name=public_key_jwk,json=publicKeyJwk,proto3" json:"public_key_jwk,omitempty"`
+	// The account's PIN, typed now: a key stands in for the PIN at every payout, so adding one takes the PIN
+	// itself, not only a session that once proved it (a stolen refresh token holds such a session).
+	// Wrong tries count towards the PIN's lockout.
+	Pin           string `protobuf:"bytes,3,opt,name=pin,proto3" json:"pin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1377,6 +1381,13 @@ func (x *RegisterDeviceRequest) GetName() string {
 func (x *RegisterDeviceRequest) GetPublicKeyJwk() string {
 	if x != nil {
 		return x.PublicKeyJwk
+	}
+	return ""
+}
+
+func (x *RegisterDeviceRequest) GetPin() string {
+	if x != nil {
+		return x.Pin
 	}
 	return ""
 }
@@ -4118,11 +4129,12 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x18RevokeAllSessionsRequest\x12!\n" +
 	"\fkeep_current\x18\x01 \x01(\bR\vkeepCurrent\"5\n" +
 	"\x19RevokeAllSessionsResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\x05R\arevoked\"h\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked\"\x8f\x01\n" +
 	"\x15RegisterDeviceRequest\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18<R\x04name\x120\n" +
 	"\x0epublic_key_jwk\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10(\x18\x80\bR\fpublicKeyJwk\"F\n" +
+	"\xbaH\ar\x05\x10(\x18\x80\bR\fpublicKeyJwk\x12%\n" +
+	"\x03pin\x18\x03 \x01(\tB\x13\xbaH\x10r\x0e2\f^[0-9]{4,6}$R\x03pin\"F\n" +
 	"\x16RegisterDeviceResponse\x12,\n" +
 	"\x06device\x18\x01 \x01(\v2\x14.ttip.auth.v1.DeviceR\x06device\"\x14\n" +
 	"\x12ListDevicesRequest\"E\n" +

@@ -106,7 +106,7 @@ class AuthService(Protocol):
 
     async def register_device(self, request: RegisterDeviceRequest, ctx: RequestContext[RegisterDeviceRequest, RegisterDeviceResponse], /) -> RegisterDeviceResponse:
         """
-        Registers a device's ES256 public key after a PIN login.
+        Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -721,7 +721,7 @@ class AuthServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RegisterDeviceResponse:
         """
-        Registers a device's ES256 public key after a PIN login.
+        Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
         """
         return await self.execute_unary(
             request=request,
@@ -934,7 +934,7 @@ class AuthServiceSync(Protocol):
 
     def register_device(self, request: RegisterDeviceRequest, ctx: RequestContext[RegisterDeviceRequest, RegisterDeviceResponse], /) -> RegisterDeviceResponse:
         """
-        Registers a device's ES256 public key after a PIN login.
+        Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1547,7 +1547,7 @@ class AuthServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RegisterDeviceResponse:
         """
-        Registers a device's ES256 public key after a PIN login.
+        Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
         """
         return self.execute_unary(
             request=request,
