@@ -35,7 +35,8 @@ export function createAdminHandler(dist: string): (req: http.IncomingMessage, re
       res.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
     }
-    const p = decodeURIComponent((req.url ?? "").split("?")[0]);
+    // Not decoded: asset names need no escapes, and a broken one threw here, outside any handler, ending the process.
+    const p = (req.url ?? "").split("?")[0];
     const asset = /^\/admin\/assets\/([A-Za-z0-9_.-]+)$/.exec(p)?.[1];
     try {
       if (asset) {

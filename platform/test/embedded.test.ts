@@ -76,6 +76,10 @@ describe("embedded platform (make run)", () => {
     assert.ok(script, "the page loads the bundle");
     assert.equal((await fetch(`${platform.gatewayUrl}${script}`)).status, 200);
     assert.equal((await fetch(`${platform.gatewayUrl}/admin/assets/nothing.js`)).status, 404);
+    // A broken escape is a path like any other: before, decoding it threw outside any handler and ended the process.
+    for (const broken of ["/admin/%", "/admin/%E0%A4", "/admin/assets/%zz.js"]) {
+      assert.equal((await fetch(`${platform.gatewayUrl}${broken}`)).status, 200, broken);
+    }
     assert.match(platform.setupToken ?? "", /^ttip_setup/);
   });
 
