@@ -73,4 +73,14 @@ describe("qr rules, in process", () => {
     const { qrCode: guide } = await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem(), parameters: { fixedAmount: { amountMinor: 1_000n, currency: "USD" } } });
     assert.ok(guide);
   });
+
+  test("a profile's currency is one the platform handles: a typo is refused, naming the field, and the profile keeps its own", async () => {
+    const venueId = randomUUID();
+    await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House", currency: "KES" });
+    const typo = await refusal(as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House", currency: "KSH" }));
+    assert.equal(typo.code, Code.InvalidArgument);
+    assert.match(typo.rawMessage, /^currency: unsupported currency KSH/);
+    const { profile } = await as(manager).getProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId });
+    assert.equal(profile?.currency, "KES");
+  });
 });

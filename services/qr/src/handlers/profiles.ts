@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { assertCurrency, fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, requireCaller, withTransaction } from "@ttip/runtime";
 import { requireVenueManager } from "../access.js";
 import { cacheKeys } from "../resolver.js";
 import { photoFrom } from "../photo.js";
@@ -28,6 +28,8 @@ function putProfileHandler(h: QrHandlerContext): Impl["putProfile"] {
     const caller = requireCaller(ctx);
     const admin = caller.roles.includes("admin");
     if (req.photoUrl && !/^https?:\/\//i.test(req.photoUrl)) throw fieldError("photo_url", "must be an http or https URL");
+    // Stored, a currency no service handles would make every code of the profile resolve to tips payment refuses.
+    if (req.currency) assertCurrency(req.currency, "currency");
     if (req.active !== undefined && !admin) throw new PermissionDeniedError("active: only an admin may activate or deactivate a profile");
     const profile = await withTransaction(pool, async (tx) => {
       const existing = await profileOf(tx, req.ownerKind, req.ownerId, true);
