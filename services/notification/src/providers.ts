@@ -32,8 +32,12 @@ export interface Provider {
   send(message: OutgoingMessage): Promise<SendOutcome>;
 }
 
-function httpFailure(status: number, detail: string): SendOutcome {
-  const kind = status === 429 || status >= 500 ? "transient" : "provider";
+/**
+ * `carriesMessage`: the request sends the message. A 504 then is an edge that stopped waiting for a provider that
+ * may have taken it: in doubt, as a request that got no answer is, not sent again.
+ */
+function httpFailure(status: number, detail: string, carriesMessage = true): SendOutcome {
+  const kind = status === 504 && carriesMessage ? "in_doubt" : status === 429 || status >= 500 ? "transient" : "provider";
   return { ok: false, kind, error: `HTTP ${status}: ${detail.slice(0, 300)}` };
 }
 
@@ -197,7 +201,7 @@ class GoogleTokenSource {
     );
     if (isOutcome(res)) return res;
     const text = await res.text();
-    if (res.status !== 200) return httpFailure(res.status, `token: ${text}`);
+    if (res.status !== 200) return httpFailure(res.status, `token: ${text}`, false);
     const body = JSON.parse(text) as { access_token: string; expires_in: number };
     this.token = { value: body.access_token, expiresAt: Date.now() + body.expires_in * 1000 };
     return body.access_token;

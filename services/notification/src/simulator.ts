@@ -63,6 +63,8 @@ export class ProviderSimulator {
   readonly invalidNumbers = new Set<string>();
   /** Numbers Africa's Talking rejects (403) in these words instead of InvalidPhoneNumber: a provider's words may hold anything. */
   readonly refusalWords = new Map<string, string>();
+  /** Providers whose edge answers 504 for a send the provider took (it timed out waiting for the answer). */
+  readonly gatewayTimeouts = new Set<SimulatedProvider>();
   /** Providers whose answer to a send they took is cut short (unreadable, as from a proxy that mangles it). */
   readonly garbledAnswers = new Set<SimulatedProvider>();
   /** Push tokens FCM answers UNREGISTERED for. */
@@ -169,6 +171,7 @@ export class ProviderSimulator {
         },
       });
     if (this.garbledAnswers.has("africastalking")) return reply(res, 201, `{"SMSMessageData": {"Message": "Sent to 1/1`);
+    if (this.gatewayTimeouts.has("africastalking")) return reply(res, 504, "Gateway Time-out");
     const slowMs = this.slowAnswers.get(to);
     if (slowMs) setTimeout(answer, slowMs);
     else answer();
@@ -273,13 +276,14 @@ export class ProviderSimulator {
    * AT's form to the account's callback URL, Twilio's signed status callback,
    * SendGrid's signed event batch. Returns the webhook's HTTP status.
    */
-  async reportDelivery(messageId: string, outcome: DeliveryOutcome): Promise<number> {
+  /** `signedAt`: when SendGrid's report says it was signed (a captured one sent again is older). */
+  async reportDelivery(messageId: string, outcome: DeliveryOutcome, signedAt = new Date()): Promise<number> {
     const m = this.sent.find((s) => s.id === messageId);
     if (!m) throw new Error(`simulator sent no message ${messageId}`);
     if (!m.callbackUrl) throw new Error(`message ${messageId} has no callback URL configured`);
     if (m.provider === "africastalking") return this.africasTalkingReport(m, outcome);
     if (m.provider === "twilio") return this.twilioReport(m, outcome);
-    if (m.provider === "sendgrid") return this.sendgridReport(m, outcome);
+    if (m.provider === "sendgrid") return this.sendgridReport(m, outcome, signedAt);
     throw new Error(`${m.provider} sends no delivery reports`);
   }
 
@@ -313,7 +317,7 @@ export class ProviderSimulator {
     });
   }
 
-  private sendgridReport(m: SentMessage, outcome: DeliveryOutcome): Promise<number> {
+  private sendgridReport(m: SentMessage, outcome: DeliveryOutcome, signedAt: Date): Promise<number> {
     const events = [
       {
         email: m.to,
@@ -325,7 +329,7 @@ export class ProviderSimulator {
       },
     ];
     const raw = JSON.stringify(events);
-    const ts = String(Math.floor(Date.now() / 1000));
+    const ts = String(Math.floor(signedAt.getTime() / 1000));
     const signature = sign("sha256", Buffer.from(ts + raw), this.sendgrid.privateKey).toString("base64");
     return this.post(m.callbackUrl, raw, {
       "content-type": "application/json",

@@ -436,6 +436,21 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(smsTo(phone).map((m) => m.provider), ["africastalking"]);
   });
 
+  test("a provider's edge answering 504 to a send the provider may have taken: the delivery is in doubt, not sent again", async () => {
+    const phone = testPhone({ format: "+254" });
+    sim.gatewayTimeouts.add("africastalking");
+    try {
+      const { deliveryIds } = await sendReceipt(phone, { amount: "KES 300", worker: "Juma", reference: "QK5" });
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
+      assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking"]);
+      assert.match(d.attempts[0].error, /HTTP 504/);
+    } finally {
+      sim.gatewayTimeouts.delete("africastalking");
+    }
+    // Before, a 504 was a transient failure: sent again, then through Twilio, and the receipt arrived twice or more.
+    assert.deepEqual(smsTo(phone).map((m) => m.provider), ["africastalking"]);
+  });
+
   test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = await startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
