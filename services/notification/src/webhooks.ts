@@ -105,6 +105,9 @@ async function twilioInbound(o: WebhookOptions, req: Req, res: Res, body: Buffer
   send(res, 200, "<Response></Response>", "text/xml");
 }
 
+/** How far a SendGrid batch's signed timestamp may be from our clock (its retries are signed again). */
+const SENDGRID_SIGNED_WITHIN_MS = 10 * 60_000;
+
 /** POST /webhooks/sendgrid/events */
 async function sendgridEvents(o: WebhookOptions, req: Req, res: Res, body: Buffer): Promise<void> {
   const ok = checkSendgridSignature(
@@ -114,6 +117,9 @@ async function sendgridEvents(o: WebhookOptions, req: Req, res: Res, body: Buffe
     String(req.headers["x-twilio-email-event-webhook-signature"] ?? ""),
   );
   if (!ok) return send(res, 403, "bad signature");
+  // The signature covers the timestamp, which SendGrid sets at sending: an old one is a captured batch sent again.
+  const signedAt = Number(req.headers["x-twilio-email-event-webhook-timestamp"]) * 1000;
+  if (!(Math.abs(Date.now() - signedAt) <= SENDGRID_SIGNED_WITHIN_MS)) return send(res, 403, "timestamp too old or too new");
   let events: { event?: string; sg_message_id?: string; reason?: string }[];
   try {
     events = JSON.parse(body.toString("utf8"));

@@ -884,6 +884,9 @@ describe("notification service against Postgres, JetStream and the provider simu
       body: JSON.stringify([{ event: "delivered", sg_message_id: `${message.id}.x` }]),
     });
     assert.equal(unsigned.status, 403);
+    // Signed, but eleven minutes ago: a captured batch sent again is refused, and changes nothing.
+    assert.equal(await sim.reportDelivery(message.id, "failed", new Date(Date.now() - 11 * 60_000)), 403);
+    assert.equal((await delivery(mail.deliveryIds[0])).status, DeliveryStatus.SENT);
     assert.equal(await sim.reportDelivery(message.id, "failed"), 200);
     assert.equal((await delivery(mail.deliveryIds[0])).status, DeliveryStatus.FAILED);
   });
