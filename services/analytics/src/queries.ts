@@ -402,15 +402,15 @@ export interface MemberFigures {
   ratingCount: bigint;
 }
 
-/** A venue's staff (dim VenueStaff) or codes (dim VenueCode), most volume first. */
-export async function venueMembers(db: Queryable, venueId: string, dim: Dim.VenueStaff | Dim.VenueCode, range: Range, currency: string): Promise<MemberFigures[]> {
+/** A venue's staff (dim VenueStaff) or codes (dim VenueCode), most volume first, at most `limit`. */
+export async function venueMembers(db: Queryable, venueId: string, dim: Dim.VenueStaff | Dim.VenueCode, range: Range, currency: string, limit = MAX_LIST): Promise<MemberFigures[]> {
   const { rows } = await db.query<{ sub: string; scans: bigint; tips: bigint; volume: bigint; rating_sum: bigint; rating_count: bigint }>(
     `SELECT sub, sum(scans)::int8 AS scans, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume,
             sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count
        FROM analytics.rollups
       WHERE dim = $1 AND id = $2 AND grain = $3 AND bucket >= $4 AND bucket < $5 AND ${CURRENCY.replace("$5", "$6")}
-      GROUP BY sub ORDER BY volume DESC, sub LIMIT ${MAX_LIST}`,
-    [dim, venueId, grainFor(range, dim), range.from, range.to, currency],
+      GROUP BY sub ORDER BY volume DESC, sub LIMIT $7`,
+    [dim, venueId, grainFor(range, dim), range.from, range.to, currency, limit],
   );
   return rows.map((r) => ({ id: r.sub, scans: r.scans, tips: r.tips, volume: r.volume, ratingSum: r.rating_sum, ratingCount: r.rating_count }));
 }

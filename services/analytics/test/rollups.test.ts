@@ -203,6 +203,27 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     );
   });
 
+  test("a venue's CSV holds every code tipped, past the screen's 500", async () => {
+    const venue = randomUUID();
+    const codes = Array.from({ length: 600 }, () => randomUUID());
+    // Dim 3 is the venue (its currencies), 6 its codes: a tip each.
+    await t.db.pool.query(
+      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, scans, created, succeeded, failed, amount_minor, net_minor)
+       SELECT 3, $1::uuid, '00000000-0000-0000-0000-000000000000'::uuid, 'h', $3::timestamptz, 'mpesa', '0', 'KES', 600, 600, 600, 0, 600000, 540000
+       UNION ALL
+       SELECT 6, $1::uuid, code, 'h', $3::timestamptz, '', '', '', 1, 1, 1, 0, 1000, 900 FROM unnest($2::uuid[]) AS code`,
+      [venue, codes, day],
+    );
+    try {
+      const { csv } = await t.client(AnalyticsService, admin).exportEarnings({ range: dayRange, scope: { case: "venueId", value: venue } });
+      const rows = parseCsv(new TextDecoder().decode(csv));
+      // Before, the 500 with the most volume, and no word of the other 100.
+      assert.equal(rows.filter((r) => r[0] === "qr_code").length, 600);
+    } finally {
+      await t.db.pool.query("DELETE FROM analytics.rollups WHERE id = $1", [venue]);
+    }
+  });
+
   test("admin reports as CSV equal the RPCs", async () => {
     const admins = t.client(AnalyticsAdminService, admin);
     const revenue = await admins.getRevenueMetrics({ range: dayRange, granularity: Granularity.DAY, currency: "KES" });

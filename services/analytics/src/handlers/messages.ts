@@ -64,12 +64,13 @@ export const funnelSteps = (steps: q.FunnelStep[]) =>
   steps.map((s) => ({ step: s.step, count: s.count, ofFirstBps: q.bps(s.count, steps[0].count) }));
 
 /** Everything a venue manager's screen shows. */
-export async function venueView(ctx: ServiceContext, venueId: string, range: q.Range, period: q.Period, currency: string): Promise<MessageInitShape<typeof GetVenueAnalyticsResponseSchema>> {
+/** `members`: how many staff and codes at most (the screen's list, or one more than an export holds). */
+export async function venueView(ctx: ServiceContext, venueId: string, range: q.Range, period: q.Period, currency: string, members?: number): Promise<MessageInitShape<typeof GetVenueAnalyticsResponseSchema>> {
   const scope = { dim: Dim.Venue, id: venueId };
   const [points, staff, codes, steps, fails] = await Promise.all([
     q.series(ctx.pool, scope, range, period, currency),
-    q.venueMembers(ctx.pool, venueId, Dim.VenueStaff, range, currency),
-    q.venueMembers(ctx.pool, venueId, Dim.VenueCode, range, currency),
+    q.venueMembers(ctx.pool, venueId, Dim.VenueStaff, range, currency, members),
+    q.venueMembers(ctx.pool, venueId, Dim.VenueCode, range, currency, members),
     q.funnel(ctx.pool, scope, range, currency),
     q.failures(ctx.pool, scope, range),
   ]);
