@@ -11,7 +11,7 @@ import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
 import { CHANNEL_NAMES, maskEmail, templateKeyName } from "./names.js";
-import { findRecipients, type KnownRecipient, type RecipientRecord } from "./stores/recipients.js";
+import { findRecipient, findRecipients, type KnownRecipient, type RecipientRecord } from "./stores/recipients.js";
 import { pushTokens } from "./stores/push-tokens.js";
 import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
@@ -1547,6 +1547,7 @@ export class Dispatcher {
       }
       [index, tries, delay] = [0, 0, pause];
     }
+    delay = await this.pastQuietHours(tx, d, delay);
     await tx.query(
       `UPDATE notification.deliveries SET status = 'retrying', provider_index = $2, provider_attempts = $3,
               next_attempt_at = $6::timestamptz + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
@@ -1554,6 +1555,18 @@ export class Dispatcher {
     );
     if (withoutBusMessage) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "retrying"), d.id));
     return tries === 0 ? "failed over" : "retrying";
+  }
+
+  /**
+   * `delay`, or longer when it would end inside the user's quiet hours: the retry then waits for their end, as the
+   * first send did (before, a receipt whose providers were down at 21:55 was sent at 01:10 when they came back).
+   */
+  private async pastQuietHours(tx: Queryable, d: DeliveryRow, delay: number): Promise<number> {
+    if (!d.user_id || ALWAYS_SMS.has(d.template_key) || (d.channel !== Channel.SMS && d.channel !== Channel.PUSH)) return delay;
+    const user = await findRecipient(tx, d.user_id);
+    const now = (this.o.clock ?? systemClock).now();
+    const ends = user && quietUntil(new Date(now + delay), user.quiet_start, user.quiet_end);
+    return ends ? ends.getTime() - now : delay;
   }
 
   /**

@@ -29,7 +29,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, callerHeaders, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
-import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, strandedLookWindow, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, quietUntil, redispatchStranded, RetryLater, strandedLookWindow, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
@@ -2160,6 +2160,26 @@ describe("notification service against Postgres, JetStream and the provider simu
     await assert.rejects(dispatcher.run(held), RetryLater);
     await assert.rejects(dispatcher.run(held), RetryLater);
     assert.equal(DeliveryStatus[(await delivery(held)).status], DeliveryStatus[DeliveryStatus.RETRYING]);
+  });
+
+  test("a retry that would fall in the user's quiet hours waits for their end; a sign-in code does not", async () => {
+    const now = Date.now() + 1_000; // the queued deliveries are due by it
+    const busy: Provider = { name: "busy", send: async () => ({ ok: false, kind: "transient", error: "HTTP 503" }) };
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [busy], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", clock: { now: () => now } });
+    // Quiet from this hour to two hours on (East Africa Time, the dispatcher's clock): the retry's backoff ends inside.
+    const eat = (h: number) => `${String((new Date(now).getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
+    const quietEnd = quietUntil(new Date(now), eat(0), eat(2))!;
+    const dueOf = async (templateKey: TemplateKey) => {
+      const userId = randomUUID();
+      await t.db.pool.query("INSERT INTO notification.recipients (user_id, locale, kinds, quiet_start, quiet_end) VALUES ($1, 'en', '{}', $2, $3)", [userId, eat(0), eat(2)]);
+      const id = await queuedSms(0, templateKey);
+      await t.db.pool.query("UPDATE notification.deliveries SET user_id = $2 WHERE id = $1", [id, userId]);
+      await assert.rejects(dispatcher.run(id), RetryLater);
+      return (await t.db.pool.query("SELECT next_attempt_at FROM notification.deliveries WHERE id = $1", [id])).rows[0].next_attempt_at.getTime();
+    };
+    // Before, a receipt whose provider was down at 21:55 was sent at 01:10, when it came back.
+    assert.equal(await dueOf(TemplateKey.RECEIPT), quietEnd.getTime());
+    assert.ok(await dueOf(TemplateKey.OTP) < now + 60_000, "a sign-in code is tried again at once");
   });
 
   test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {
