@@ -360,16 +360,22 @@ test("a payout whose answer was lost, asked for again after the app restarted, i
   expect((await askedAgainAfterRestart()).payouts.size).toBe(1);
 });
 
-test("a payout whose answer was lost, asked for again more than half an hour later, is a new withdrawal, not the old payout answered again", async () => {
-  // The key saved 31 minutes ago: by now the worker has seen the payout in the history.
+test("a payout whose answer was lost, asked for again more than half an hour later, is that payout, said to be the earlier one; another is made after it", async () => {
+  // The key saved 31 minutes ago.
   const gw = await askedAgainAfterRestart((phone, gw) => {
     const slot = `${gw.userId}:payout-keys`;
     const saved = JSON.parse(phone.cache.data.get(slot)!) as [string, string, number][];
     expect(saved).toHaveLength(1);
     phone.cache.data.set(slot, JSON.stringify(saved.map(([intent, key, at]) => [intent, key, at - 31 * 60_000])));
   });
-  // Before, the old key was sent again: the first payout answered as this one, and no money moved.
+  // Before, the key was dropped after half an hour: a new one, and a second payout of KES 300 (this app lists no payouts).
+  expect(gw.payouts.size).toBe(1);
+  expect(screen.getByTestId("payout-earlier")).toHaveTextContent(/^This is the withdrawal you asked for on \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(Nairobi time\), whose answer was lost: nothing new was sent\./);
+  await fireEvent.press(screen.getByText("Make another withdrawal"));
+  await startWithdrawal(gw, "300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.payouts.size).toBe(2);
+  expect(screen.queryByTestId("payout-earlier")).toBeNull();
 });
 
 test("a withdrawal's kept key counts its half hour from the send whose answer was lost, not from the review before it", async () => {

@@ -1,6 +1,7 @@
 // Withdraw to M-Pesa. Each payout the worker confirms passes the phone's biometric prompt,
 // then the device's step-up (lib/device-step-up), whose token goes with the payout. One
 // idempotency key per withdrawal: a retried tap or a lost answer never sends the money twice.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -9,6 +10,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
 import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { payoutFinal, payoutOutcomeKey } from "@ttip/web-lib/payout-outcome";
+import { nairobiDateTime } from "@ttip/web-lib/nairobi-time";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { settlesWrite, WriteKey } from "@ttip/web-lib/write-key";
@@ -42,14 +44,13 @@ const payoutKeys = new WeakMap<AppServices, Map<string, Promise<PayoutKeys>>>();
 const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
 
 /**
- * How long a withdrawal's key is kept unanswered. A retry after a lost answer comes within minutes (the app started
- * again, the network back); later, the payout is in the worker's history, and the same amount asked for again is a
- * new withdrawal. Before, a key kept for good answered a withdrawal days later with the old payout: "sent", and no
- * money moved.
+ * A kept key first sent longer ago than this is answered as the earlier withdrawal, and the screen says so (when it
+ * was asked for; nothing new sent; make another to withdraw again). The key is kept until answered: this app lists no
+ * payouts, and a key dropped after half an hour paid the same withdrawal twice when its first answer had been lost.
  */
-const PAYOUT_KEY_KEPT_MS = 30 * 60_000;
+const EARLIER_SEND_MS = 30 * 60_000;
 
-/** The keys, and when each was last sent (or first reviewed): what the phone saves beside them. */
+/** The keys, and when each was last sent: what the phone saves beside them. */
 interface PayoutKeys {
   keys: WriteKey;
   since: Map<string, number>;
@@ -76,19 +77,7 @@ async function loadPayoutKeys(app: AppServices, userId: string): Promise<PayoutK
   } catch {
     // An unreadable copy is no copy: this app start's keys still hold.
   }
-  const fresh = writes.filter(([, , at]) => Date.now() - at < PAYOUT_KEY_KEPT_MS);
-  return { keys: new WriteKey(undefined, app.newKey, fresh.map(([intent, key]) => [intent, key])), since: new Map(fresh.map(([, key, at]) => [key, at])) };
-}
-
-/** The key for `intent`: a kept one unless it is older than PAYOUT_KEY_KEPT_MS, then a new one. */
-function payoutKeyFor(p: PayoutKeys, intent: string): string {
-  for (const [, key] of p.keys.unansweredWrites()) {
-    const at = p.since.get(key);
-    if (at !== undefined && Date.now() - at >= PAYOUT_KEY_KEPT_MS) (p.keys.settle(key), p.since.delete(key));
-  }
-  const key = p.keys.use(intent);
-  if (!p.since.has(key)) p.since.set(key, Date.now());
-  return key;
+  return { keys: new WriteKey(undefined, app.newKey, writes.map(([intent, key]) => [intent, key])), since: new Map(writes.map(([, key, at]) => [key, at])) };
 }
 
 /** Saved after every change; a failed save leaves this app start's keys (in memory) to hold. */
@@ -107,6 +96,8 @@ const lastSends = new WeakMap<AppServices, Map<string, Promise<LastSend>>>();
 /** How the last send ended: the payout asked for, or the error no screen showed (the worker was on another tab). */
 interface LastSend {
   requested?: Payout;
+  /** The payout is an earlier withdrawal's, answered again (EARLIER_SEND_MS). */
+  earlier?: boolean;
   error?: string;
 }
 const lastSendsOf = (app: AppServices) => {
@@ -115,7 +106,7 @@ const lastSendsOf = (app: AppServices) => {
   return ofApp;
 };
 
-type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout };
+type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string } | { kind: "working"; note: string } | { kind: "sent"; requested: Payout; earlier?: boolean };
 
 export function Withdraw() {
   const app = useApp();
@@ -142,10 +133,10 @@ export function Withdraw() {
     const last = userId ? lastSendsOf(app).get(userId) : undefined;
     if (!last) return () => void (mounted.current = false);
     setStage((s) => (s.kind === "form" ? { kind: "working", note: t("sending") } : s));
-    void last.then(({ requested, error }) => {
+    void last.then(({ requested, earlier, error }) => {
       if (!mounted.current) return;
       if (error && lastSendsOf(app).get(userId!) === last) lastSendsOf(app).delete(userId!);
-      setStage((s) => (s.kind !== "working" ? s : requested ? { kind: "sent", requested } : { kind: "form" }));
+      setStage((s) => (s.kind !== "working" ? s : requested ? { kind: "sent", requested, earlier } : { kind: "form" }));
       if (error) setError(error);
     });
     return () => void (mounted.current = false);
@@ -214,8 +205,10 @@ export function Withdraw() {
       const keys = await payoutKeysOf(app, session.userId);
       // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
       // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
-      const idempotencyKey = payoutKeyFor(keys, `${amount}|${mpesaPhone}`);
-      // Its half hour counts from this send: an answer lost now is asked about again within it.
+      const idempotencyKey = keys.keys.use(`${amount}|${mpesaPhone}`);
+      const sentBefore = keys.since.get(idempotencyKey);
+      const earlier = sentBefore !== undefined && Date.now() - sentBefore >= EARLIER_SEND_MS;
+      // Counted from this send: an answer lost now and asked about again soon is this withdrawal's, said as such.
       keys.since.set(idempotencyKey, Date.now());
       await savePayoutKeys(app, session.userId, keys);
       const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
@@ -224,8 +217,8 @@ export function Withdraw() {
         throw err;
       });
       await settle();
-      outcome = { requested: res.payout };
-      setStage({ kind: "sent", requested: res.payout! });
+      outcome = { requested: res.payout, earlier };
+      setStage({ kind: "sent", requested: res.payout!, earlier });
       // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.
       void Promise.all([balance.refetch(), limits.refetch()]);
     } catch (err) {
@@ -268,6 +261,7 @@ export function Withdraw() {
           {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</Text> : null}
           {outcome ? <Text testID="payout-outcome" style={styles.text}>{t(outcome)}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
+          {stage.earlier && p?.createdAt ? <Text testID="payout-earlier" style={styles.text}>{t("payoutEarlier", { when: nairobiDateTime(timestampDate(p.createdAt)).slice(0, 16) })}</Text> : null}
           {status.error && !final ? <ErrorText>{plainError(status.error, locale)}</ErrorText> : null}
           <Button kind="secondary" title={t("another")} onPress={() => (lastSendsOf(app).delete(sessions.get()?.userId ?? ""), setStage({ kind: "form" }), setAmountText(""))} />
         </Notice>

@@ -57,7 +57,7 @@ export class FakeGateway {
   /** Unspent step-up tokens by the purpose their challenge was made for. */
   readonly stepUpTokens = new Map<string, string>();
   private stepUpsMade = 0;
-  readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number; result: { code: string; desc: string } }>(); // by idempotency key
+  readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number; result: { code: string; desc: string }; createdAt: Date }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
   /** Auth's sessions, one per sign-in or refresh, with the access token each was given. */
   sessions: { sessionId: string; deviceId: string; userAgent: string; ipAddress: string; createdAt: Date; accessToken: string }[] = [];
@@ -339,17 +339,18 @@ export class FakeGateway {
             }
             gw.spendStepUp(req.stepUpToken, "payout");
             const seen = gw.payouts.get(req.idempotencyKey);
-            if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" } } };
+            if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" }, createdAt: timestampFromDate(seen.createdAt) } };
             const amountMinor = req.amount!.amountMinor;
             if (amountMinor > gw.availableMinor) throw new ConnectError("amount: more than your available balance", Code.FailedPrecondition);
             gw.availableMinor -= amountMinor;
             const payoutId = `payout-${gw.payouts.size + 1}`;
-            gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0, result: gw.payoutResult });
+            const createdAt = new Date();
+            gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0, result: gw.payoutResult, createdAt });
             if (gw.loseNextPayoutAnswer) {
               gw.loseNextPayoutAnswer = false;
               throw new ConnectError("the answer was lost on the way", Code.DeadlineExceeded);
             }
-            return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
+            return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount, createdAt: timestampFromDate(createdAt) } };
           },
           getPayoutSettings: (_req, ctx) => (gw.authed(ctx), { settings: gw.payoutSettingsMessage() }),
           // Payment's rules (services/payment/src/handlers/payouts.ts): replacing the number in force needs a
@@ -380,7 +381,7 @@ export class FakeGateway {
             // Failed: its hold released, the amount back in the balance (once).
             if (p.polls === 2 && !paid) gw.availableMinor += p.amountMinor;
             const status = !done ? PayoutStatus.PENDING : paid ? PayoutStatus.SUCCEEDED : PayoutStatus.FAILED;
-            return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status, mpesaReceipt: done && paid ? "SIM123ABC" : "",
+            return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status, createdAt: timestampFromDate(p.createdAt), mpesaReceipt: done && paid ? "SIM123ABC" : "",
               resultCode: done ? p.result.code : "", resultMessage: done ? (paid ? "Sent to M-Pesa" : p.result.desc) : "" } };
           },
         });
