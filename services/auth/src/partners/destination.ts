@@ -104,12 +104,16 @@ export async function resolveDestination(raw: string, policy: DestinationPolicy,
     if (kind === "public" && url.protocol === "http:") throw new DestinationRefused(`must be https://: ${host} is not on loopback`);
     if (kind === "loopback" && policy.allowLoopback) continue;
     if (kind !== "public") {
-      const named = host === address ? address : `${host} resolves to ${address}, which`;
-      throw new DestinationRefused(`${named} is a ${kind} address: webhooks go to public addresses only`);
+      // A name is refused without its address or kind, in the words a name that does not resolve gets: the partner
+      // reads this answer, and must not map our internal names (which resolve to private addresses here) through it.
+      if (host !== address) throw new DestinationRefused(notPublic(host));
+      throw new DestinationRefused(`${address} is a ${kind} address: webhooks go to public addresses only`);
     }
   }
   return { url, addresses };
 }
+
+const notPublic = (host: string) => `${host} does not resolve to public addresses only: webhooks go to public addresses only`;
 
 async function resolveHost(host: string, resolve: HostResolver): Promise<string[]> {
   let addresses: string[];
@@ -117,10 +121,10 @@ async function resolveHost(host: string, resolve: HostResolver): Promise<string[
     addresses = await resolve(host);
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === "ENOTFOUND" || code === "ENODATA") throw new DestinationRefused(`${host} does not resolve`);
+    if (code === "ENOTFOUND" || code === "ENODATA") throw new DestinationRefused(notPublic(host));
     throw new DependencyUnavailableError(`cannot resolve ${host} right now (${code ?? (err as Error).message}); retry shortly`);
   }
-  if (addresses.length === 0) throw new DestinationRefused(`${host} does not resolve`);
+  if (addresses.length === 0) throw new DestinationRefused(notPublic(host));
   return addresses.slice(0, MAX_ADDRESSES);
 }
 
