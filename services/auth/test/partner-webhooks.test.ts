@@ -179,6 +179,14 @@ describe("partner webhooks", () => {
     const audit = await h.db.pool.query("SELECT detail FROM auth.audit_events WHERE detail LIKE $1", [`delivery ${failed.deliveryId}:%`]);
     assert.equal(audit.rows.length, 1);
     assert.equal((await failure(h.admin.replayWebhookDelivery({ deliveryId: randomUUID(), reason: "typo" }))).code, Code.NotFound);
+
+    // Replayed while a send holds its claim (due again only when the claim's lease ends): the due time stays. Before,
+    // it became now, and a second round claimed and sent it beside the first.
+    const leaseEnd = new Date(h.clock.now() + 60_000);
+    await h.db.pool.query("UPDATE auth.partner_webhook_deliveries SET status = 'pending', next_attempt_at = $2 WHERE delivery_id = $1", [failed.deliveryId, leaseEnd]);
+    await h.admin.replayWebhookDelivery({ deliveryId: failed.deliveryId, reason: "asked twice" });
+    const due = await h.db.pool.query("SELECT next_attempt_at FROM auth.partner_webhook_deliveries WHERE delivery_id = $1", [failed.deliveryId]);
+    assert.equal(due.rows[0].next_attempt_at.getTime(), leaseEnd.getTime());
   });
 
   test("an event JetStream delivers again (its ack lost after commit) is not sent twice", async () => {
