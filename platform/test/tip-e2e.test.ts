@@ -120,6 +120,29 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     return auth.verifyPhoneOtp({ challengeId, otp, role });
   }
 
+  test("a worker an admin blocks takes no tips at their code and their payouts are held; unblocked, the code takes tips again and the hold stays for an admin to release", async () => {
+    const signup = await verifyPhone(testPhone(), Role.WORKER);
+    const workerToken = signup.tokens!.accessToken;
+    const workerId = subjectOf(workerToken);
+    await api(QrService, workerToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: workerId, displayName: "Otieno", currency: "KES", city: "Kisumu" });
+    const { qrCode } = await api(QrService, workerToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
+    const resolve = () => api(QrService).resolveQrCode({ code: { case: "shortCode", value: qrCode!.shortCode } });
+    assert.equal((await resolve()).target!.workerId, workerId, "cached as taking tips before the block");
+    const root = await verifyPhone(testPhone());
+    await db.pool.query("UPDATE auth.users SET roles = ARRAY['admin'] WHERE user_id = $1", [subjectOf(root.tokens!.accessToken)]);
+    const admin = api(AuthAdminService, (await api(AuthService).refreshSession({ refreshToken: root.tokens!.refreshToken })).tokens!.accessToken);
+
+    await admin.blockUser({ userId: workerId, reason: "card fraud under review" });
+    // Before, auth alone knew: the code took tips, and automatic payouts sent them on.
+    await eventually("the code refusing tips", () => resolve().then(() => false, (e: Error) => /this worker is not taking tips/.test(e.message)));
+    const hold = async () => (await db.pool.query("SELECT payouts_on_hold, hold_reason FROM payment.payout_settings WHERE worker_id = $1", [workerId])).rows[0];
+    assert.deepEqual(await eventually("the payouts held", hold), { payouts_on_hold: true, hold_reason: "account blocked: card fraud under review" });
+
+    await admin.unblockUser({ userId: workerId, reason: "cleared" });
+    await eventually("the code taking tips again", () => resolve().then((r) => r.target!.workerId === workerId, () => false));
+    assert.equal((await hold()).payouts_on_hold, true, "released by an admin, not by the unblock");
+  });
+
   test("sign-up, QR code, STK tip, credit less fees, notification, withdrawal with device step-up, history, trial balance", async () => {
     // 1. The worker signs up by phone OTP and sets a PIN.
     const workerPhone = testPhone();

@@ -2,10 +2,11 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, ConcurrentChangeError, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, ConcurrentChangeError, emitEvent, type Queryable, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { activeAdminExists, ADMIN_ROLE_LOCK } from "./bootstrap.js";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
@@ -300,14 +301,24 @@ function blockUserHandler(core: AuthCore): Impl["blockUser"] {
       if (before.roles.includes("admin") && !(await activeAdminExists(tx, before.user_id))) {
         throw new InvalidStateError("user_id: this is the last admin who can sign in; make someone else admin first");
       }
-      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId, req.reason]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, updated_at`, [req.userId, req.reason]);
       const revoked = await revokeSessions(tx, "user_id = $1", [req.userId], "account blocked");
+      await emitBlockChanged(tx, rows[0], true, req.reason, admin.subject);
       await audit(tx, AuditAction.USER_BLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${req.reason}; ${revoked.length} sessions revoked` });
       return { user: rows[0], revoked };
     });
     await forgetSessions(core, revoked);
     return { user: toUser(user), sessionsRevoked: revoked.length };
   };
+}
+
+/**
+ * Told to payment (payouts held) and qr (codes stop or start taking tips), in the change's transaction. Its time is
+ * the row's, taken after its lock (clock_timestamp, not the transaction's start): a block and an unblock racing
+ * are ordered as they committed.
+ */
+async function emitBlockChanged(tx: Queryable, row: { user_id: string; updated_at: Date }, blocked: boolean, reason: string, admin: string) {
+  await emitEvent(tx, "auth", UserBlockChangedSchema, { userId: row.user_id, blocked, reason, changedBy: admin, changedAt: timestampFromDate(row.updated_at) });
 }
 
 function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {
@@ -317,7 +328,8 @@ function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {
     const user = await withTransaction(pool, async (tx) => {
       const before = await getUser(tx, req.userId, true);
       if (!before.blocked_at) return before;
-      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, updated_at`, [req.userId]);
+      await emitBlockChanged(tx, rows[0], false, req.reason, admin.subject);
       await audit(tx, AuditAction.USER_UNBLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
       return rows[0];
     });

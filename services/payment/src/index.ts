@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { clockOf, perContext, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { startBlockedUserHolds } from "./blocked-users.js";
 import { registerInBackground } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { ChangeFeed } from "./changes.js";
@@ -79,7 +80,8 @@ function paymentHttp(deps: Deps): HttpFilter {
 
 /**
  * Starts the background work: other replicas' wake-ups for this one's watchers,
- * wallet's new fee schedules (reloading the copy tips are quoted from), C2B URL
+ * wallet's new fee schedules (reloading the copy tips are quoted from), auth's
+ * blocks (holding the user's payouts), C2B URL
  * registration (when configured) and the reconciliation loop. The stop ends
  * them and waits for work still in flight.
  */
@@ -87,9 +89,11 @@ async function startPayment(deps: Deps): Promise<() => Promise<void>> {
   watchUncredited(deps.ctx.metrics, deps.ctx.pool);
   const stopWatchWakes = await deps.changes.listen();
   const stopFollowingFees = await deps.ledger.feeSchedules.follow(deps.ctx.bus, deps.ctx.logger);
+  const stopHoldingBlocked = await startBlockedUserHolds(deps.ctx);
   const stopListening = async () => {
     await stopWatchWakes();
     await stopFollowingFees();
+    await stopHoldingBlocked();
   };
   const config = deps.config;
   const registering = new AbortController();

@@ -8,6 +8,7 @@ import { activeKeyInAuth } from "./partner-links.js";
 import { Resolver } from "./resolver.js";
 import { PayloadSigner } from "./signing.js";
 import { startTipConsumer } from "./tips.js";
+import { startBlockedUsers } from "./blocked-users.js";
 
 /** The signing key: from config, or in embedded and test runs a generated one kept in the database. */
 async function signingKey(ctx: ServiceContext, cfg: ReturnType<typeof loadQrConfig>): Promise<string> {
@@ -47,8 +48,10 @@ export function createQrModule(options: ModuleOptions = {}): ServiceModule {
         requireActiveKey: activeKeyInAuth(ctx.peers),
       });
       const stopTipConsumer = await startTipConsumer(ctx);
+      const stopBlockedUsers = await startBlockedUsers(ctx, resolver);
       return async () => {
         await stopTipConsumer();
+        await stopBlockedUsers();
         await resolver.stop();
       };
     },

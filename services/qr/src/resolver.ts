@@ -340,7 +340,7 @@ export class Resolver {
  * undefined when both take tips. One rule for a scan and for a paybill payment (MatchAccountReference).
  */
 export function inactiveProblem(ownerKind: number, owner: ProfileRecord | undefined, venueId: string | null | undefined, venue: ProfileRecord | undefined): QrProblemKind | undefined {
-  if (!owner?.active) return ownerKind === 2 ? QrProblemKind.VENUE_INACTIVE : QrProblemKind.OWNER_INACTIVE;
+  if (!owner?.active || owner.blocked) return ownerKind === 2 ? QrProblemKind.VENUE_INACTIVE : QrProblemKind.OWNER_INACTIVE;
   return venueId && !venue?.active ? QrProblemKind.VENUE_INACTIVE : undefined;
 }
 

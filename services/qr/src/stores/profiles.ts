@@ -7,6 +7,8 @@ export interface ProfileRecord {
   displayName: string;
   photoUrl: string;
   active: boolean;
+  /** Its user is blocked in auth (qr.blocked_users): no tips, whatever `active` says. */
+  blocked?: boolean;
   currency: string;
   city: string;
   role: string;
@@ -17,7 +19,8 @@ export interface ProfileRecord {
 
 /** A profile's columns with its uploaded photo's version, from `p` joined to `ph`. */
 export const PROFILE_COLUMNS = `p.owner_kind, p.owner_id, p.display_name, p.photo_url, p.active, p.currency, p.city, p.role,
-  p.updated_at, ph.sha256 AS photo_sha256`;
+  p.updated_at, ph.sha256 AS photo_sha256,
+  EXISTS (SELECT 1 FROM qr.blocked_users b WHERE b.user_id = p.owner_id AND b.blocked) AS blocked`;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function profileFromRow(r: any): ProfileRecord {
@@ -27,6 +30,7 @@ export function profileFromRow(r: any): ProfileRecord {
     displayName: r.display_name,
     photoUrl: r.photo_url,
     active: r.active,
+    blocked: r.blocked === true,
     currency: r.currency,
     city: r.city,
     role: r.role,

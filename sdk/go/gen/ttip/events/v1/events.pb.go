@@ -1912,6 +1912,97 @@ func (x *DeviceRegistered) GetName() string {
 	return ""
 }
 
+// An admin blocked or unblocked a user (BlockUser, UnblockUser). Blocked: payment holds
+// their payouts (automatic ones too: a block is often for fraud, and the hold is released
+// only by an admin's ReleasePayouts), and qr stops their codes taking tips. Unblocked:
+// their codes take tips again. One subject for both, so a consumer sees them in order;
+// changed_at orders them where a redelivery does not.
+type UserBlockChanged struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Meta    *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	UserId  string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Blocked bool                   `protobuf:"varint,3,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	Reason  string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The admin who changed it.
+	ChangedBy string `protobuf:"bytes,5,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	// As auth recorded it (the user's row), to the microsecond.
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserBlockChanged) Reset() {
+	*x = UserBlockChanged{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserBlockChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserBlockChanged) ProtoMessage() {}
+
+func (x *UserBlockChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserBlockChanged.ProtoReflect.Descriptor instead.
+func (*UserBlockChanged) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UserBlockChanged) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *UserBlockChanged) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserBlockChanged) GetBlocked() bool {
+	if x != nil {
+		return x.Blocked
+	}
+	return false
+}
+
+func (x *UserBlockChanged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UserBlockChanged) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *UserBlockChanged) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
 // Sessions of a user ended before their time (revoked: signed out elsewhere, a
 // device removed, blocked, roles changed, a stolen refresh token): what the
 // phones of those sessions were sent (pushes) stops.
@@ -1927,7 +2018,7 @@ type SessionsEnded struct {
 
 func (x *SessionsEnded) Reset() {
 	*x = SessionsEnded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2030,7 @@ func (x *SessionsEnded) String() string {
 func (*SessionsEnded) ProtoMessage() {}
 
 func (x *SessionsEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2043,7 @@ func (x *SessionsEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionsEnded.ProtoReflect.Descriptor instead.
 func (*SessionsEnded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionsEnded) GetMeta() *EventMeta {
@@ -2006,7 +2097,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2109,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2122,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -2099,7 +2190,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2202,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2215,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -2196,7 +2287,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2299,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2312,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -2324,7 +2415,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2427,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2440,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -2460,7 +2551,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2563,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2576,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -2549,7 +2640,7 @@ type VenueShareReversed struct {
 
 func (x *VenueShareReversed) Reset() {
 	*x = VenueShareReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2652,7 @@ func (x *VenueShareReversed) String() string {
 func (*VenueShareReversed) ProtoMessage() {}
 
 func (x *VenueShareReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2665,7 @@ func (x *VenueShareReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareReversed.ProtoReflect.Descriptor instead.
 func (*VenueShareReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VenueShareReversed) GetMemberId() string {
@@ -2619,7 +2710,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2722,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[26]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2735,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2732,7 +2823,7 @@ type VenueManagerChanged struct {
 
 func (x *VenueManagerChanged) Reset() {
 	*x = VenueManagerChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2835,7 @@ func (x *VenueManagerChanged) String() string {
 func (*VenueManagerChanged) ProtoMessage() {}
 
 func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[27]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2848,7 @@ func (x *VenueManagerChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueManagerChanged.ProtoReflect.Descriptor instead.
 func (*VenueManagerChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VenueManagerChanged) GetMeta() *EventMeta {
@@ -2819,7 +2910,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2922,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[28]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +2935,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2920,7 +3011,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3023,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[29]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3036,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -3000,7 +3091,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3103,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[30]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3116,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -3052,7 +3143,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3155,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[31]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3168,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -3104,7 +3195,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3207,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[32]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3220,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -3326,7 +3417,16 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered\"\xae\x01\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name:\x1f\xca\xf3\x18\x1bttip.auth.device_registered\"\x88\x02\n" +
+	"\x10UserBlockChanged\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x18\n" +
+	"\ablocked\x18\x03 \x01(\bR\ablocked\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x05 \x01(\tR\tchangedBy\x129\n" +
+	"\n" +
+	"changed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt: \xca\xf3\x18\x1cttip.auth.user_block_changed\"\xae\x01\n" +
 	"\rSessionsEnded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1f\n" +
@@ -3462,7 +3562,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
@@ -3485,105 +3585,108 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*QrScanned)(nil),                    // 18: ttip.events.v1.QrScanned
 	(*UserRegistered)(nil),               // 19: ttip.events.v1.UserRegistered
 	(*DeviceRegistered)(nil),             // 20: ttip.events.v1.DeviceRegistered
-	(*SessionsEnded)(nil),                // 21: ttip.events.v1.SessionsEnded
-	(*DeliveryUpdated)(nil),              // 22: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 23: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 24: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 25: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 26: ttip.events.v1.VenueDistributionReversed
-	(*VenueShareReversed)(nil),           // 27: ttip.events.v1.VenueShareReversed
-	(*VenueMemberChanged)(nil),           // 28: ttip.events.v1.VenueMemberChanged
-	(*VenueManagerChanged)(nil),          // 29: ttip.events.v1.VenueManagerChanged
-	(*VenueShiftRecorded)(nil),           // 30: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 31: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 32: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 33: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 34: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 35: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 36: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 37: ttip.auth.v1.AuditAction
+	(*UserBlockChanged)(nil),             // 21: ttip.events.v1.UserBlockChanged
+	(*SessionsEnded)(nil),                // 22: ttip.events.v1.SessionsEnded
+	(*DeliveryUpdated)(nil),              // 23: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 24: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 25: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 26: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 27: ttip.events.v1.VenueDistributionReversed
+	(*VenueShareReversed)(nil),           // 28: ttip.events.v1.VenueShareReversed
+	(*VenueMemberChanged)(nil),           // 29: ttip.events.v1.VenueMemberChanged
+	(*VenueManagerChanged)(nil),          // 30: ttip.events.v1.VenueManagerChanged
+	(*VenueShiftRecorded)(nil),           // 31: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 32: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 33: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 34: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 35: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 36: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 37: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 38: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	35, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	36, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	36, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	37, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	37, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	37, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	35, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	36, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	37, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	37, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
 	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
-	36, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
-	36, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
-	36, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	37, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	37, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	37, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
 	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	36, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	37, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	37, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	37, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	37, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	36, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	37, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	37, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	36, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	37, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	37, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	37, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	37, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	37, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	36, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 45: ttip.events.v1.SessionsEnded.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 46: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 47: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 48: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 49: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	35, // 50: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	36, // 51: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	2,  // 52: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 53: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	36, // 54: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	35, // 55: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	35, // 56: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	2,  // 57: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 58: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	27, // 59: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
-	36, // 60: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
-	2,  // 61: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 62: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	35, // 63: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	2,  // 64: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
-	2,  // 65: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	35, // 66: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	35, // 67: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	37, // 68: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	2,  // 69: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 70: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 71: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 72: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	2,  // 73: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	31, // 74: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	2,  // 45: ttip.events.v1.UserBlockChanged.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 46: ttip.events.v1.UserBlockChanged.changed_at:type_name -> google.protobuf.Timestamp
+	2,  // 47: ttip.events.v1.SessionsEnded.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 48: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 49: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 50: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 51: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	36, // 52: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	37, // 53: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	2,  // 54: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	37, // 55: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	37, // 56: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	36, // 57: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	36, // 58: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	2,  // 59: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	37, // 60: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	28, // 61: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
+	37, // 62: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
+	2,  // 63: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 64: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	36, // 65: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	2,  // 66: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
+	2,  // 67: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	36, // 68: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	36, // 69: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	38, // 70: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	2,  // 71: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 72: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 73: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 74: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	2,  // 75: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 76: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3597,7 +3700,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
