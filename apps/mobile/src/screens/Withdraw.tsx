@@ -40,23 +40,18 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
  * for again after a lost answer is the same payout, never a second one. Another amount or number is another
  * withdrawal, with a new key. Read from the phone once per app start (its services) and worker.
  */
-const payoutKeys = new WeakMap<AppServices, Map<string, Promise<PayoutKeys>>>();
+const payoutKeys = new WeakMap<AppServices, Map<string, Promise<WriteKey>>>();
 const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
 
 /**
- * A kept key first sent longer ago than this is answered as the earlier withdrawal, and the screen says so (when it
- * was asked for; nothing new sent; make another to withdraw again). The key is kept until answered: this app lists no
- * payouts, and a key dropped after half an hour paid the same withdrawal twice when its first answer had been lost.
+ * A payout answered to a send that was made longer ago than this is an earlier withdrawal's, whose answer was lost,
+ * and the screen says so (when it was asked for; nothing new sent; make another to withdraw again). Told by the
+ * payout's own time, not the key's: a kept key whose first send made nothing makes a new payout now. The key is kept
+ * until answered: this app lists no payouts, and a key dropped after half an hour paid the same withdrawal twice.
  */
 const EARLIER_SEND_MS = 30 * 60_000;
 
-/** The keys, and when each was last sent: what the phone saves beside them. */
-interface PayoutKeys {
-  keys: WriteKey;
-  since: Map<string, number>;
-}
-
-function payoutKeysOf(app: AppServices, userId: string): Promise<PayoutKeys> {
+function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   let ofApp = payoutKeys.get(app);
   if (!ofApp) payoutKeys.set(app, (ofApp = new Map()));
   let keys = ofApp.get(userId);
@@ -64,26 +59,25 @@ function payoutKeysOf(app: AppServices, userId: string): Promise<PayoutKeys> {
   return keys;
 }
 
-async function loadPayoutKeys(app: AppServices, userId: string): Promise<PayoutKeys> {
+async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKey> {
   const saved = await app.cache.get(payoutKeysSlot(userId)).catch(() => undefined);
-  // [intent, key, first used at]; a key saved before the time was (two items) counts from this start.
-  let writes: [string, string, number][] = [];
+  // [intent, key], and a time after them in copies saved before the keys were kept until answered.
+  let writes: [string, string][] = [];
   try {
     const parsed: unknown = saved ? JSON.parse(saved) : [];
     if (Array.isArray(parsed)) {
-      writes = parsed.filter((w): w is [string, string, number?] => Array.isArray(w) && typeof w[0] === "string" && typeof w[1] === "string")
-        .map(([intent, key, at]) => [intent, key, typeof at === "number" ? at : Date.now()]);
+      writes = parsed.filter((w): w is [string, string] => Array.isArray(w) && typeof w[0] === "string" && typeof w[1] === "string")
+        .map(([intent, key]) => [intent, key]);
     }
   } catch {
     // An unreadable copy is no copy: this app start's keys still hold.
   }
-  return { keys: new WriteKey(undefined, app.newKey, writes.map(([intent, key]) => [intent, key])), since: new Map(writes.map(([, key, at]) => [key, at])) };
+  return new WriteKey(undefined, app.newKey, writes);
 }
 
 /** Saved after every change; a failed save leaves this app start's keys (in memory) to hold. */
-async function savePayoutKeys(app: AppServices, userId: string, p: PayoutKeys): Promise<void> {
-  const writes = p.keys.unansweredWrites().map(([intent, key]) => [intent, key, p.since.get(key) ?? Date.now()]);
-  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(writes)).catch(() => undefined);
+async function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<void> {
+  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).catch(() => undefined);
 }
 
 /**
@@ -205,18 +199,16 @@ export function Withdraw() {
       const keys = await payoutKeysOf(app, session.userId);
       // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
       // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
-      const idempotencyKey = keys.keys.use(`${amount}|${mpesaPhone}`);
-      const sentBefore = keys.since.get(idempotencyKey);
-      const earlier = sentBefore !== undefined && Date.now() - sentBefore >= EARLIER_SEND_MS;
-      // Counted from this send: an answer lost now and asked about again soon is this withdrawal's, said as such.
-      keys.since.set(idempotencyKey, Date.now());
+      const idempotencyKey = keys.use(`${amount}|${mpesaPhone}`);
+      const sentAt = Date.now();
       await savePayoutKeys(app, session.userId, keys);
-      const settle = () => (keys.keys.settle(idempotencyKey), keys.since.delete(idempotencyKey), savePayoutKeys(app, session.userId, keys));
+      const settle = () => (keys.settle(idempotencyKey), savePayoutKeys(app, session.userId, keys));
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
         throw err;
       });
       await settle();
+      const earlier = !!res.payout?.createdAt && sentAt - timestampDate(res.payout.createdAt).getTime() >= EARLIER_SEND_MS;
       outcome = { requested: res.payout, earlier };
       setStage({ kind: "sent", requested: res.payout!, earlier });
       // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.
@@ -270,7 +262,8 @@ export function Withdraw() {
           <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount, WALLET_CURRENCY), to: stage.mpesaPhone ? localPhone(stage.mpesaPhone) : t("toPayoutNumber") })}</Text>
           <ErrorText>{error}</ErrorText>
           <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => void send(stage)} disabled={confirming} />
-          <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} />
+          {/* Not while this one is being confirmed (the fingerprint, the PIN prompt): the send it started goes on. */}
+          <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))} disabled={confirming} />
         </Notice>
       ) : (
         <>
