@@ -180,13 +180,17 @@ describe("partner webhooks", () => {
     assert.equal(audit.rows.length, 1);
     assert.equal((await failure(h.admin.replayWebhookDelivery({ deliveryId: randomUUID(), reason: "typo" }))).code, Code.NotFound);
 
-    // Replayed while a send holds its claim (due again only when the claim's lease ends): the due time stays. Before,
-    // it became now, and a second round claimed and sent it beside the first.
-    const leaseEnd = new Date(h.clock.now() + 60_000);
-    await h.db.pool.query("UPDATE auth.partner_webhook_deliveries SET status = 'pending', next_attempt_at = $2 WHERE delivery_id = $1", [failed.deliveryId, leaseEnd]);
-    await h.admin.replayWebhookDelivery({ deliveryId: failed.deliveryId, reason: "asked twice" });
-    const due = await h.db.pool.query("SELECT next_attempt_at FROM auth.partner_webhook_deliveries WHERE delivery_id = $1", [failed.deliveryId]);
-    assert.equal(due.rows[0].next_attempt_at.getTime(), leaseEnd.getTime());
+    // Replayed while a send holds its claim (claimed, its attempt not logged yet; due again when the lease ends): the
+    // due time stays. Before, it became now, and a second round claimed and sent it beside the first.
+    const dueOf = async () => (await h.db.pool.query("SELECT next_attempt_at FROM auth.partner_webhook_deliveries WHERE delivery_id = $1", [failed.deliveryId])).rows[0].next_attempt_at.getTime();
+    const later = new Date(h.clock.now() + 3_600_000);
+    await h.db.pool.query("UPDATE auth.partner_webhook_deliveries SET status = 'pending', attempts = attempts + 1, next_attempt_at = $2 WHERE delivery_id = $1", [failed.deliveryId, later]);
+    await h.admin.replayWebhookDelivery({ deliveryId: failed.deliveryId, reason: "asked while it is sent" });
+    assert.equal(await dueOf(), later.getTime());
+    // Waiting out a backoff (its last attempt logged): due at once, as a replay is meant to be.
+    await h.db.pool.query("UPDATE auth.partner_webhook_deliveries SET attempts = attempts - 1, next_attempt_at = $2 WHERE delivery_id = $1", [failed.deliveryId, later]);
+    await h.admin.replayWebhookDelivery({ deliveryId: failed.deliveryId, reason: "the receiver is back" });
+    assert.ok((await dueOf()) < later.getTime(), "not the backoff's hour");
   });
 
   test("an event JetStream delivers again (its ack lost after commit) is not sent twice", async () => {

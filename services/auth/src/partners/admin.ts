@@ -29,12 +29,15 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
         if (!d) throw new NotFoundError(`delivery_id: no delivery ${req.deliveryId}`);
         if (d.revoked) throw new InvalidStateError("delivery_id: its partner key is revoked; nothing is sent for it");
         if (d.deleted) throw new InvalidStateError("delivery_id: its subscription is deleted; nothing is sent for it");
-        // Same delivery id and body: a receiver that has it already drops it. A pending one keeps its due time: a
-        // claim being sent holds it as its lease, and moved to now, it was claimed and sent a second time beside it.
+        // Same delivery id and body: a receiver that has it already drops it. Due now, unless a claim is being sent
+        // (claimed, its attempt not yet logged): its due time is that claim's lease, and moved to now, a second round
+        // claimed and sent it beside the first.
         const { rows } = await tx.query<DeliveryRow>(
-          `UPDATE auth.partner_webhook_deliveries SET status = 'pending', budget_used = 0, replay_requested = true,
-                  next_attempt_at = CASE WHEN status = 'pending' THEN GREATEST(next_attempt_at, $2) ELSE $2 END
-            WHERE delivery_id = $1 RETURNING ${deliveryColumns()}`,
+          `UPDATE auth.partner_webhook_deliveries d SET status = 'pending', budget_used = 0, replay_requested = true,
+                  next_attempt_at = CASE WHEN d.status = 'pending' AND d.attempts > 0 AND NOT EXISTS (
+                    SELECT 1 FROM auth.partner_webhook_attempts a WHERE a.delivery_id = d.delivery_id AND a.attempt = d.attempts)
+                  THEN GREATEST(d.next_attempt_at, $2) ELSE $2 END
+            WHERE d.delivery_id = $1 RETURNING ${deliveryColumns()}`,
           // Due on the service's clock, which the sender compares due times with.
           [req.deliveryId, new Date(clockOf(core.ctx).now())],
         );
