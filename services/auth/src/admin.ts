@@ -301,7 +301,7 @@ function blockUserHandler(core: AuthCore): Impl["blockUser"] {
       if (before.roles.includes("admin") && !(await activeAdminExists(tx, before.user_id))) {
         throw new InvalidStateError("user_id: this is the last admin who can sign in; make someone else admin first");
       }
-      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, updated_at`, [req.userId, req.reason]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, ${CHANGED_US}`, [req.userId, req.reason]);
       const revoked = await revokeSessions(tx, "user_id = $1", [req.userId], "account blocked");
       await emitBlockChanged(tx, rows[0], true, req.reason, admin.subject);
       await audit(tx, AuditAction.USER_BLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${req.reason}; ${revoked.length} sessions revoked` });
@@ -312,13 +312,17 @@ function blockUserHandler(core: AuthCore): Impl["blockUser"] {
   };
 }
 
+/** The row's new updated_at in microseconds since the epoch (a Date would keep milliseconds). */
+const CHANGED_US = "(extract(epoch FROM updated_at) * 1000000)::int8 AS changed_us";
+
 /**
  * Told to payment (payouts held) and qr (codes stop or start taking tips), in the change's transaction. Its time is
- * the row's, taken after its lock (clock_timestamp, not the transaction's start): a block and an unblock racing
- * are ordered as they committed.
+ * the row's, taken after its lock (clock_timestamp, not the transaction's start), to the microsecond: a block and an
+ * unblock racing are ordered as they committed.
  */
-async function emitBlockChanged(tx: Queryable, row: { user_id: string; updated_at: Date }, blocked: boolean, reason: string, admin: string) {
-  await emitEvent(tx, "auth", UserBlockChangedSchema, { userId: row.user_id, blocked, reason, changedBy: admin, changedAt: timestampFromDate(row.updated_at) });
+async function emitBlockChanged(tx: Queryable, row: { user_id: string; changed_us: bigint }, blocked: boolean, reason: string, admin: string) {
+  const changedAt = { seconds: row.changed_us / 1_000_000n, nanos: Number(row.changed_us % 1_000_000n) * 1000 };
+  await emitEvent(tx, "auth", UserBlockChangedSchema, { userId: row.user_id, blocked, reason, changedBy: admin, changedAt });
 }
 
 function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {
@@ -328,7 +332,7 @@ function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {
     const user = await withTransaction(pool, async (tx) => {
       const before = await getUser(tx, req.userId, true);
       if (!before.blocked_at) return before;
-      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, updated_at`, [req.userId]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = clock_timestamp() WHERE user_id = $1 RETURNING ${USER_COLUMNS}, ${CHANGED_US}`, [req.userId]);
       await emitBlockChanged(tx, rows[0], false, req.reason, admin.subject);
       await audit(tx, AuditAction.USER_UNBLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
       return rows[0];

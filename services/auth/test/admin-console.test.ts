@@ -3,7 +3,9 @@
 // gateway and by the service), finding users, blocking and ending sessions.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { issueSetupToken } from "../src/index.js";
@@ -120,6 +122,13 @@ describe("admin console: first admin, roles, users", () => {
     assert.equal(blocked.sessionsRevoked, 1);
     assert.ok(blocked.user!.blockedAt);
     assert.equal(blocked.user!.blockedReason, "reported fraud");
+    // Payment and qr are told, with the row's time to the microsecond (through a Date it kept milliseconds, and a
+    // block and an unblock in one millisecond compared equal in qr).
+    const told = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM auth.outbox WHERE subject = 'ttip.auth.user_block_changed'");
+    const event = told.rows.map((r) => fromBinary(UserBlockChangedSchema, r.payload)).find((e) => e.userId === u.userId)!;
+    const { rows: [row] } = await h.t.db.pool.query("SELECT (extract(epoch FROM updated_at) * 1000000)::int8 AS us FROM auth.users WHERE user_id = $1", [u.userId]);
+    assert.deepEqual([event.userId, event.blocked, event.reason], [u.userId, true, "reported fraud"]);
+    assert.equal(event.changedAt!.seconds * 1_000_000n + BigInt(event.changedAt!.nanos / 1000), row.us);
     assert.equal(await fails(h.api(u.tokens.accessToken).getMe({})), "Unauthenticated");
     assert.equal(await fails(h.api().refreshSession({ refreshToken: u.tokens.refreshToken })), "Unauthenticated");
     assert.equal(await fails(h.loginWithPin(phone, "4826")), "PermissionDenied");

@@ -1,4 +1,3 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
 import { cacheKeys, type Resolver } from "./resolver.js";
@@ -16,11 +15,14 @@ export async function startBlockedUsers(ctx: ServiceContext, resolver: Resolver)
     handler: async (message) => {
       const e = decodeEvent(UserBlockChangedSchema, message);
       if (!isUuid(e.userId) || !e.changedAt) return;
+      // To the microsecond, as PostgreSQL keeps it: through a JavaScript Date, a block and an unblock in one
+      // millisecond compared equal, and the later was dropped.
+      const changedUs = e.changedAt.seconds * 1_000_000n + BigInt(Math.floor(e.changedAt.nanos / 1000));
       await ctx.pool.query(
-        `INSERT INTO qr.blocked_users (user_id, blocked, changed_at) VALUES ($1, $2, $3)
+        `INSERT INTO qr.blocked_users (user_id, blocked, changed_at) VALUES ($1, $2, 'epoch'::timestamptz + $3::int8 * interval '1 microsecond')
          ON CONFLICT (user_id) DO UPDATE SET blocked = EXCLUDED.blocked, changed_at = EXCLUDED.changed_at
           WHERE blocked_users.changed_at < EXCLUDED.changed_at`,
-        [e.userId, e.blocked, timestampDate(e.changedAt)],
+        [e.userId, e.blocked, changedUs],
       );
       await resolver.forget(cacheKeys.profile(1, e.userId));
     },

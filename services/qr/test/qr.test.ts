@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { QrScannedSchema, TipSucceededSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { QrScannedSchema, TipSucceededSchema, EventMetaSchema, UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   DynamicParametersSchema,
   ErrorCorrection,
@@ -500,6 +500,35 @@ describe("qr service", () => {
       await rejects(anon().recordScan({ code: { case: "shortCode", value: revoked.shortCode }, referrer: "", userAgent: "x" }), Code.FailedPrecondition, QrProblemKind.REVOKED);
       const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM qr.scans WHERE qr_code_id = $1`, [revoked.qrCodeId]);
       assert.equal(rows[0].n, 0);
+    });
+
+    test("a worker auth blocks takes no tips at their code; a block or unblock older than the one applied changes nothing", async () => {
+      const resolve = () => anon().resolveQrCode({ code: { case: "shortCode", value: code.shortCode } });
+      await resolve(); // cached as taking tips
+      const change = (blocked: boolean, us: bigint, userId = worker.subject) => {
+        const id = randomUUID();
+        return t.ctx.bus.publish({
+          id,
+          subject: "ttip.auth.user_block_changed",
+          data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
+            meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
+            userId, blocked, reason: "review", changedBy: randomUUID(), changedAt: { seconds: us / 1_000_000n, nanos: Number(us % 1_000_000n) * 1000 },
+          })),
+        });
+      };
+      const refused = () => resolve().then(() => false, (e: ConnectError) => e.code === Code.FailedPrecondition && /not taking tips/.test(e.rawMessage));
+      const at = BigInt(Date.now()) * 1000n;
+      await change(true, at + 2n);
+      await eventually("the code refusing tips", refused);
+      // An unblock a microsecond older, delivered late, is not applied: the block committed after it. A marker for
+      // another user after it says when it was read (one consumer, in order).
+      await change(false, at + 1n);
+      const marker = randomUUID();
+      await change(true, at, marker);
+      await eventually("the late unblock read", async () => (await t.db.pool.query("SELECT 1 FROM qr.blocked_users WHERE user_id = $1", [marker])).rowCount === 1);
+      assert.equal(await refused(), true, "still blocked");
+      await change(false, at + 3n);
+      await eventually("the code taking tips again", () => resolve().then(() => true, () => false));
     });
 
     test("scan-to-tip conversion per code counts each TipSucceeded once", async () => {

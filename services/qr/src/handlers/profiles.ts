@@ -28,8 +28,6 @@ function putProfileHandler(h: QrHandlerContext): Impl["putProfile"] {
     const caller = requireCaller(ctx);
     const admin = caller.roles.includes("admin");
     if (req.photoUrl && !/^https?:\/\//i.test(req.photoUrl)) throw fieldError("photo_url", "must be an http or https URL");
-    // Stored, a currency no service handles would make every code of the profile resolve to tips payment refuses.
-    if (req.currency) assertCurrency(req.currency, "currency");
     if (req.active !== undefined && !admin) throw new PermissionDeniedError("active: only an admin may activate or deactivate a profile");
     const profile = await withTransaction(pool, async (tx) => {
       const existing = await profileOf(tx, req.ownerKind, req.ownerId, true);
@@ -46,6 +44,9 @@ function putProfileHandler(h: QrHandlerContext): Impl["putProfile"] {
         if (!caller.roles.includes("venue_manager")) throw new PermissionDeniedError("only a venue manager or an admin may create a venue");
         await addVenueManager(tx, req.ownerId, caller.subject);
       }
+      // Stored, a currency no service handles would make every code of the profile resolve to tips payment refuses.
+      // One stored before this check is sent back unchanged by the apps' other edits, which still save.
+      if (req.currency && req.currency !== existing?.currency) assertCurrency(req.currency, "currency");
       return upsertProfile(tx, { ...req, active: req.active });
     });
     await resolver.forget(cacheKeys.profile(profile.ownerKind, profile.ownerId));

@@ -20,7 +20,7 @@ export interface ProfileRecord {
 /** A profile's columns with its uploaded photo's version, from `p` joined to `ph`. */
 export const PROFILE_COLUMNS = `p.owner_kind, p.owner_id, p.display_name, p.photo_url, p.active, p.currency, p.city, p.role,
   p.updated_at, ph.sha256 AS photo_sha256,
-  EXISTS (SELECT 1 FROM qr.blocked_users b WHERE b.user_id = p.owner_id AND b.blocked) AS blocked`;
+  p.owner_kind = 1 AND EXISTS (SELECT 1 FROM qr.blocked_users b WHERE b.user_id = p.owner_id AND b.blocked) AS blocked`;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function profileFromRow(r: any): ProfileRecord {
