@@ -94,12 +94,16 @@ function assertCooldown(nowMs: number, cooldownMs: number): void {
   if (!Number.isSafeInteger(cooldownMs) || cooldownMs < 1) throw new RangeError(`cool-down: length must be a positive whole ms (got ${cooldownMs})`);
 }
 
+/** Far above a Redis command's milliseconds, under a call's deadline. */
+const REDIS_COMMAND_TIMEOUT_MS = 2_000;
+
 export class RedisCache implements Cache {
   readonly redis: Redis;
 
   constructor(url: string, private readonly prefix = "ttip:") {
-    // Commands fail fast instead of queueing forever while Redis is down.
-    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+    // Commands fail fast instead of queueing forever while Redis is down, or hanging while it is connected and mute
+    // (a half-open connection, a failover): callers answer UNAVAILABLE rather than hold every call behind one.
+    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false, commandTimeout: REDIS_COMMAND_TIMEOUT_MS });
     traceCommands(this.redis);
     // EVALSHA, the script sent again only if Redis has lost it.
     this.redis.defineCommand("ttipChargeBudgets", { lua: CHARGE_BUDGETS });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, describe, test } from "node:test";
 import { MemoryCache, RedisCache, type Cache } from "../src/cache.js";
 import { testEnv, uniqueName } from "../src/testing/index.js";
@@ -103,3 +104,19 @@ for (const [name, open] of stores) {
     });
   });
 }
+
+describe("a Redis that takes the connection and never answers", () => {
+  test("a command is refused after the command timeout, not waited on for ever", async () => {
+    const mute = net.createServer((socket) => socket.on("data", () => undefined));
+    await new Promise<void>((resolve) => mute.listen(0, "127.0.0.1", resolve));
+    const cache = new RedisCache(`redis://127.0.0.1:${(mute.address() as net.AddressInfo).port}`);
+    try {
+      // Before, the rate limiter's one charge in flight waited here, and every call behind it.
+      const unanswered = new Promise((resolve) => setTimeout(resolve, 10_000, "still waiting").unref()).then(String);
+      await assert.rejects(Promise.race([cache.get("k"), unanswered]), /Command timed out/);
+    } finally {
+      cache.redis.disconnect();
+      mute.close();
+    }
+  });
+});
