@@ -76,11 +76,14 @@ describe("withdrawals by RequestPayout", () => {
     const to = phone();
     const token = await stepUp();
     const key = randomUUID();
-    const { payout } = await me.requestPayout({ idempotencyKey: key, amount: KES(50), mpesaPhone: to, stepUpToken: token });
+    const { payout, replayed } = await me.requestPayout({ idempotencyKey: key, amount: KES(50), mpesaPhone: to, stepUpToken: token });
     assert.ok(payout!.status === PayoutStatus.PENDING || payout!.status === PayoutStatus.SUCCEEDED);
     assert.equal(payout!.automatic, false);
+    assert.equal(replayed, false);
     const again = await me.requestPayout({ idempotencyKey: key, amount: KES(50), mpesaPhone: to, stepUpToken: token });
     assert.equal(again.payout!.payoutId, payout!.payoutId, "a retry with the same key is the same payout");
+    // Said so: the app tells the worker this is the withdrawal asked for before, not a new one (its clock cannot).
+    assert.equal(again.replayed, true);
     await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
     await eventually(async () => (await h.balance(worker)) === 4500n, "KES 50 left the wallet");
     const sent = h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`);

@@ -362,8 +362,8 @@ test("a payout whose answer was lost, asked for again after the app restarted, i
   expect((await askedAgainAfterRestart()).payouts.size).toBe(1);
 });
 
-test("a payout whose answer was lost, asked for again more than half an hour later, is that payout, said to be the earlier one; another is made after it", async () => {
-  // The payout made 31 minutes ago (payment's time), its key kept on the phone.
+test("a payout whose answer was lost, asked for again later, is that payout, said to be the earlier one; another is made after it", async () => {
+  // The payout made 31 minutes ago, its key kept on the phone.
   const gw = await askedAgainAfterRestart((_phone, gw) => {
     for (const p of gw.payouts.values()) p.createdAt = new Date(p.createdAt.getTime() - 31 * 60_000);
   });

@@ -43,13 +43,6 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
 const payoutKeys = new WeakMap<AppServices, Map<string, Promise<WriteKey>>>();
 const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
 
-/**
- * A payout answered to a send that was made longer ago than this is an earlier withdrawal's, whose answer was lost,
- * and the screen says so (when it was asked for; nothing new sent; make another to withdraw again). Told by the
- * payout's own time, not the key's: a kept key whose first send made nothing makes a new payout now. The key is kept
- * until answered: this app lists no payouts, and a key dropped after half an hour paid the same withdrawal twice.
- */
-const EARLIER_SEND_MS = 30 * 60_000;
 
 function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   let ofApp = payoutKeys.get(app);
@@ -90,7 +83,7 @@ const lastSends = new WeakMap<AppServices, Map<string, Promise<LastSend>>>();
 /** How the last send ended: the payout asked for, or the error no screen showed (the worker was on another tab). */
 interface LastSend {
   requested?: Payout;
-  /** The payout is an earlier withdrawal's, answered again (EARLIER_SEND_MS). */
+  /** The payout is an earlier send's, answered again (RequestPayoutResponse.replayed). */
   earlier?: boolean;
   error?: string;
 }
@@ -200,7 +193,6 @@ export function Withdraw() {
       // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
       // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
       const idempotencyKey = keys.use(`${amount}|${mpesaPhone}`);
-      const sentAt = Date.now();
       await savePayoutKeys(app, session.userId, keys);
       const settle = () => (keys.settle(idempotencyKey), savePayoutKeys(app, session.userId, keys));
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
@@ -208,7 +200,9 @@ export function Withdraw() {
         throw err;
       });
       await settle();
-      const earlier = !!res.payout?.createdAt && sentAt - timestampDate(res.payout.createdAt).getTime() >= EARLIER_SEND_MS;
+      // Payment's word, not a clock's: the payout an earlier send made, whose answer was lost, said as such (when it
+      // was asked for; nothing new sent). A kept key whose first send made nothing makes a new payout now.
+      const earlier = res.replayed;
       outcome = { requested: res.payout, earlier };
       setStage({ kind: "sent", requested: res.payout!, earlier });
       // The payout holds its amount from now on: the balance and limits shown follow at once, not when it ends.

@@ -339,7 +339,7 @@ export class FakeGateway {
             }
             gw.spendStepUp(req.stepUpToken, "payout");
             const seen = gw.payouts.get(req.idempotencyKey);
-            if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" }, createdAt: timestampFromDate(seen.createdAt) } };
+            if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" }, createdAt: timestampFromDate(seen.createdAt) }, replayed: true };
             const amountMinor = req.amount!.amountMinor;
             if (amountMinor > gw.availableMinor) throw new ConnectError("amount: more than your available balance", Code.FailedPrecondition);
             gw.availableMinor -= amountMinor;

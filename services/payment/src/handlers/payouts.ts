@@ -108,7 +108,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     const existing = await payoutByIdempotencyKey(pool, caller.subject, req.idempotencyKey);
     if (existing) {
       if (existing.amount.amountMinor !== amountMinor || (given && existing.phone !== given)) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
-      return { payout: payoutMessage(existing) };
+      return { payout: payoutMessage(existing), replayed: true };
     }
     const settings = await payoutSettingsOf(pool, caller.subject);
     const phone = given || settings?.payout_phone || (await defaultPhone(pool, caller.subject));

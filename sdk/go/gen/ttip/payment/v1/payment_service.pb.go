@@ -761,8 +761,10 @@ func (x *RequestPayoutRequest) GetStepUpToken() string {
 }
 
 type RequestPayoutResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Payout *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	// The payout an earlier request under this idempotency key made (its answer was lost): nothing new was sent.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +804,13 @@ func (x *RequestPayoutResponse) GetPayout() *Payout {
 		return x.Payout
 	}
 	return nil
+}
+
+func (x *RequestPayoutResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
 }
 
 type GetPayoutRequest struct {
@@ -4731,9 +4740,10 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"mpesaPhone\x12.\n" +
 	"\rstep_up_token\x18\x04 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken:\xbc\x01\xbaH\xb8\x01\x1a\xb5\x01\n" +
-	"\x15request_payout.amount\x126amount must be whole Kenya shillings greater than zero\x1adthis.amount.amount_minor > 0 && this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0\"H\n" +
+	"\x15request_payout.amount\x126amount must be whole Kenya shillings greater than zero\x1adthis.amount.amount_minor > 0 && this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0\"d\n" +
 	"\x15RequestPayoutResponse\x12/\n" +
-	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\"9\n" +
+	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"9\n" +
 	"\x10GetPayoutRequest\x12%\n" +
 	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\"D\n" +
 	"\x11GetPayoutResponse\x12/\n" +
