@@ -43,7 +43,6 @@ const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
 const payoutKeys = new WeakMap<AppServices, Map<string, Promise<WriteKey>>>();
 const payoutKeysSlot = (userId: string) => `${userId}:payout-keys`;
 
-
 function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   let ofApp = payoutKeys.get(app);
   if (!ofApp) payoutKeys.set(app, (ofApp = new Map()));
